@@ -1,0 +1,99 @@
+"""``kvplan estimate``: KV cache, weights and totals per context length, in the ideal layout."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from kvplan.hardware import GPU
+from kvplan.memory import cache_plan
+from kvplan.params import weight_bytes_per_gpu
+from kvplan.spec import ModelSpec
+from kvplan.units import canonical_dtype, kv_dtype, weight_dtype
+
+
+class EstimateRow(BaseModel):
+    """One context length. Bytes are ints; per-GPU figures are for the busiest GPU."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    context: int
+    batch: int
+    kv_dtype: str
+    weights_dtype: str
+    tp: int
+    pp: int
+    kv_bytes_per_token: int
+    kv_bytes_per_sequence: int
+    kv_bytes_total: int
+    kv_bytes_per_gpu: int
+    weights_bytes_per_gpu: int
+    overhead_bytes_per_gpu: int
+    total_bytes_per_gpu: int
+    gpu: str | None = None
+    gpu_memory_bytes: int | None = None
+    fits: bool | None = None
+    headroom_bytes: int | None = None
+    beyond_trained_context: bool
+    note: str | None = None
+
+
+def estimate(
+    spec: ModelSpec,
+    contexts: list[int],
+    *,
+    batch: int = 1,
+    kv_dtype_name: str | None = None,
+    weights_dtype: str | None = None,
+    tp: int = 1,
+    pp: int = 1,
+    gpu: GPU | None = None,
+    overhead_bytes: int = 0,
+) -> list[EstimateRow]:
+    """One row per context length: KV per sequence and batch, weights and total per GPU.
+
+    ``overhead_bytes`` is what the user reserves per GPU beyond weights and KV (the ideal layout
+    adds nothing of its own; engine budgets come with ``kvplan capacity``).
+    """
+    kv_name = kv_dtype(kv_dtype_name or spec.dtype).name
+    w_name = weight_dtype(weights_dtype or spec.dtype).name
+    plan = cache_plan(spec, kv_name, tp=tp, pp=pp)
+    weights = weight_bytes_per_gpu(spec, w_name, tp=tp, pp=pp)
+    rows = []
+    for length in contexts:
+        per_gpu = batch * plan.bytes_per_sequence_per_gpu(length)
+        total = weights + per_gpu + overhead_bytes
+        beyond = length > spec.max_position_embeddings
+        rows.append(
+            EstimateRow(
+                model=spec.name,
+                context=length,
+                batch=batch,
+                kv_dtype=kv_name,
+                weights_dtype=canonical_dtype(w_name),
+                tp=tp,
+                pp=pp,
+                kv_bytes_per_token=plan.bytes_per_token,
+                kv_bytes_per_sequence=plan.bytes_per_sequence(length),
+                kv_bytes_total=batch * plan.bytes_per_sequence(length),
+                kv_bytes_per_gpu=per_gpu,
+                weights_bytes_per_gpu=weights,
+                overhead_bytes_per_gpu=overhead_bytes,
+                total_bytes_per_gpu=total,
+                gpu=gpu.name if gpu else None,
+                gpu_memory_bytes=gpu.memory_bytes if gpu else None,
+                fits=(total <= gpu.memory_bytes) if gpu else None,
+                headroom_bytes=(gpu.memory_bytes - total) if gpu else None,
+                beyond_trained_context=beyond,
+                note=_beyond_hint(spec, length) if beyond else None,
+            )
+        )
+    return rows
+
+
+def _beyond_hint(spec: ModelSpec, length: int) -> str:
+    factor = -(-length // spec.max_position_embeddings)
+    return (
+        f"beyond the trained {spec.max_position_embeddings} tokens; needs RoPE scaling "
+        f"(e.g. 'kvplan rope {spec.name} --method yarn --factor {factor}')"
+    )

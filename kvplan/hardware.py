@@ -1,0 +1,74 @@
+"""GPU schema and catalog: the bundled ``kvplan/data/gpus.yaml`` plus user YAML files."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+
+from kvplan.catalog import format_validation_error, read_yaml
+from kvplan.errors import InvalidInput, did_you_mean
+from kvplan.units import MIB
+
+_CATALOG = Path(__file__).resolve().parent / "data" / "gpus.yaml"
+
+
+class GPU(BaseModel):
+    """One accelerator. ``memory_mib`` is what the driver reports, not the marketing number."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    display_name: str | None = None
+    memory_mib: PositiveInt
+    bandwidth_gbps: PositiveFloat = Field(description="memory bandwidth, GB/s (1e9 bytes)")
+    bf16_dense_tflops: PositiveFloat
+    fp8_dense_tflops: PositiveFloat | None = None
+    interconnect: str | None = None
+    interconnect_gbps: PositiveFloat | None = Field(None, description="GPU-GPU bandwidth, GB/s")
+    source: str = Field(min_length=1)
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.memory_mib * MIB
+
+
+@lru_cache(maxsize=1)
+def bundled_gpus() -> dict[str, GPU]:
+    return {g.name.lower(): g for g in _parse(read_yaml(_CATALOG), origin=str(_CATALOG))}
+
+
+def _parse(data: object, *, origin: str) -> list[GPU]:
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise InvalidInput(f"{origin}: a GPU file must hold a mapping or a list of mappings")
+    gpus = []
+    for i, item in enumerate(data):
+        try:
+            gpus.append(GPU.model_validate(item))
+        except ValidationError as exc:
+            raise InvalidInput(format_validation_error(exc, origin=f"{origin}[{i}]")) from None
+    return gpus
+
+
+def load_gpu_file(path: Path) -> list[GPU]:
+    return _parse(read_yaml(path), origin=str(path))
+
+
+def resolve_gpu(arg: str) -> GPU:
+    """A GPU argument: a catalog name (case-insensitive) or a YAML file describing one GPU."""
+    path = Path(arg)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        if not path.is_file():
+            raise InvalidInput(f"GPU file {arg!r} does not exist")
+        gpus = load_gpu_file(path)
+        if len(gpus) != 1:
+            raise InvalidInput(f"GPU file {arg!r} describes {len(gpus)} GPUs; expected exactly one")
+        return gpus[0]
+    catalog = bundled_gpus()
+    key = arg.strip().lower()
+    if key not in catalog:
+        raise InvalidInput(f"unknown GPU {arg!r}{did_you_mean(key, list(catalog))} see 'kvplan gpus'")
+    return catalog[key]

@@ -1,0 +1,180 @@
+"""KV-cache bytes: the per-layer cache plan and what it costs at a length, a batch, a TP/PP split.
+
+The plan is the estimator's one source of truth. Each layer caches, per token it holds,
+``bytes_per_token`` bytes on one tensor-parallel rank; it holds at most ``max_tokens`` tokens
+(a sliding window or an attention chunk; ``None`` means every token) and a fixed
+``state_bytes`` per sequence (recurrent layers). Layers of a stage are grouped by kind, so a
+length query is a handful of multiply-adds whatever the depth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from kvplan.errors import InvalidInput
+from kvplan.params import pipeline_stages
+from kvplan.spec import LayerKind, ModelSpec, ceil_div
+from kvplan.units import KV_DTYPES, DType, canonical_dtype, kv_dtype
+
+MlaLayout = Literal["latent", "expanded"]
+
+
+@dataclass(frozen=True)
+class LayerCache:
+    """What one layer of one kind caches on one tensor-parallel rank."""
+
+    kind: str
+    type: str
+    bytes_per_token: int
+    max_tokens: int | None
+    state_bytes: int
+
+    def bytes_at(self, length: int) -> int:
+        held = length if self.max_tokens is None else min(length, self.max_tokens)
+        return self.bytes_per_token * held + self.state_bytes
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One pipeline stage: ``(count, cache)`` per layer kind present in it."""
+
+    groups: tuple[tuple[int, LayerCache], ...]
+
+    def bytes_at(self, length: int) -> int:
+        return sum(n * c.bytes_at(length) for n, c in self.groups)
+
+    @property
+    def bytes_per_token(self) -> int:
+        return sum(n * c.bytes_per_token for n, c in self.groups)
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    """The per-layer cache plan of a model under a KV dtype and a TP/PP split."""
+
+    model: str
+    kv_dtype: str
+    tp: int
+    pp: int
+    layers: tuple[LayerCache, ...]  # one per layer, index order, one rank's share
+    stages: tuple[StagePlan, ...]
+
+    @property
+    def bytes_per_token(self) -> int:
+        """Bytes one more token costs across the whole model (all ranks), before any window caps it."""
+        return self.tp * sum(c.bytes_per_token for c in self.layers)
+
+    def bytes_per_sequence(self, length: int) -> int:
+        """One sequence of ``length`` tokens, summed over every GPU (replicated heads count per GPU)."""
+        return self.tp * sum(s.bytes_at(length) for s in self.stages)
+
+    def bytes_per_sequence_per_gpu(self, length: int) -> int:
+        """One sequence on the busiest GPU (largest pipeline stage, one TP rank)."""
+        return max(s.bytes_at(length) for s in self.stages)
+
+    @property
+    def state_bytes(self) -> int:
+        return self.tp * sum(c.state_bytes for c in self.layers)
+
+
+def element_size(dtype: str) -> DType:
+    return kv_dtype(dtype)
+
+
+def layer_cache(spec: ModelSpec, name: str, dtype: DType, *, tp: int = 1, mla: MlaLayout = "latent") -> LayerCache:
+    """The cache of one layer of kind ``name`` on one TP rank."""
+    kind = spec.kind(name)
+    if kind.type == "recurrent":
+        return LayerCache(name, kind.type, 0, None, recurrent_state_bytes(spec, kind, tp=tp))
+    per_token = _token_bytes(spec, kind, dtype, tp=tp, mla=mla)
+    cap = kind.window if kind.type == "sliding" else kind.chunk if kind.type == "chunked" else None
+    return LayerCache(name, kind.type, per_token, cap, 0)
+
+
+def _token_bytes(spec: ModelSpec, kind: LayerKind, dtype: DType, *, tp: int, mla: MlaLayout) -> int:
+    if kind.type == "mla":
+        if mla == "latent":
+            # One compressed latent + the decoupled RoPE key, shared by all heads, replicated on
+            # every rank (DeepSeek-V2 report Table 1; vLLM MLA backends).
+            return dtype.nbytes(kind.kv_lora_rank + kind.qk_rope_head_dim)
+        heads = ceil_div(spec.num_attention_heads, tp)
+        vd = kind.v_head_dim or spec.v_head_dim or kind.qk_nope_head_dim
+        k = heads * (kind.qk_nope_head_dim + kind.qk_rope_head_dim)
+        return dtype.nbytes(k) + dtype.nbytes(heads * vd)
+    heads = max(1, spec.kv_heads_of(kind) // tp)  # replicated when tp exceeds the KV heads
+    # k: [heads, k_head_dim], v: [heads, v_head_dim] per token
+    return dtype.nbytes(heads * spec.k_head_dim_of(kind)) + dtype.nbytes(heads * spec.v_head_dim_of(kind))
+
+
+def recurrent_state_elements(kind: LayerKind) -> tuple[int, int]:
+    """``(conv_state, ssm_state)`` elements per sequence for one recurrent layer (one rank: tp=1)."""
+    if kind.variant == "mamba":
+        # conv keeps the last d_conv-1 inputs of each channel; SSM state is [d_inner, d_state].
+        return kind.d_inner * (kind.d_conv - 1), kind.d_inner * kind.d_state
+    if kind.variant == "mamba2":
+        conv_dim = kind.d_inner + 2 * kind.n_groups * kind.d_state
+        return conv_dim * (kind.d_conv - 1), kind.d_inner * kind.d_state
+    key_dim, value_dim = kind.n_k_heads * kind.head_k_dim, kind.n_heads * kind.head_v_dim
+    # Gated DeltaNet: conv over q,k,v channels; state [v_heads, head_k_dim, head_v_dim].
+    return (2 * key_dim + value_dim) * (kind.d_conv - 1), kind.n_heads * kind.head_k_dim * kind.head_v_dim
+
+
+def recurrent_state_bytes(spec: ModelSpec, kind: LayerKind, *, tp: int = 1) -> int:
+    conv, ssm = recurrent_state_elements(kind)
+    dtype = KV_DTYPES[_state_dtype(spec, kind)]
+    return dtype.nbytes(ceil_div(conv, tp)) + dtype.nbytes(ceil_div(ssm, tp))
+
+
+def _state_dtype(spec: ModelSpec, kind: LayerKind) -> str:
+    name = canonical_dtype(kind.state_dtype or spec.dtype)
+    return name if name in KV_DTYPES else "bf16"
+
+
+def check_parallel(spec: ModelSpec, *, tp: int, pp: int) -> None:
+    """Reject splits that cannot exist: tp must divide the query heads; pp must not exceed the layers."""
+    if tp < 1 or pp < 1:
+        raise InvalidInput(f"invalid parallelism tp={tp}, pp={pp}; both must be at least 1")
+    if spec.num_attention_heads % tp:
+        raise InvalidInput(
+            f"tensor parallel size {tp} does not divide {spec.name}'s {spec.num_attention_heads} "
+            f"attention heads; use a divisor such as {_divisors(spec.num_attention_heads)}"
+        )
+    if pp > spec.num_layers:
+        raise InvalidInput(f"pipeline parallel size {pp} exceeds {spec.name}'s {spec.num_layers} layers")
+
+
+def _divisors(n: int) -> str:
+    return ", ".join(str(d) for d in (1, 2, 4, 8, 16) if n % d == 0)
+
+
+def cache_plan(
+    spec: ModelSpec, kv_dtype_name: str | None = None, *, tp: int = 1, pp: int = 1, mla: MlaLayout = "latent"
+) -> CachePlan:
+    """Build the per-layer cache plan. ``kv_dtype_name`` defaults to the model's dtype."""
+    check_parallel(spec, tp=tp, pp=pp)
+    name = kv_dtype_name or spec.dtype
+    dtype = element_size(name)
+    by_kind = {k: layer_cache(spec, k, dtype, tp=tp, mla=mla) for k in spec.kind_counts}
+    layers = tuple(by_kind[k] for k in spec.layer_kind_names)
+    stages = []
+    for stage in pipeline_stages(spec.num_layers, pp):
+        counts: dict[str, int] = {}
+        for i in stage:
+            counts[spec.layer_kind_names[i]] = counts.get(spec.layer_kind_names[i], 0) + 1
+        stages.append(StagePlan(tuple((n, by_kind[k]) for k, n in counts.items())))
+    return CachePlan(spec.name, dtype.name, tp, pp, layers, tuple(stages))
+
+
+def kv_bytes_per_sequence(
+    spec: ModelSpec, length: int, kv_dtype_name: str | None = None, *, tp: int = 1, pp: int = 1
+) -> int:
+    """KV cache of one sequence of ``length`` tokens in the ideal layout, all GPUs together."""
+    return cache_plan(spec, kv_dtype_name, tp=tp, pp=pp).bytes_per_sequence(length)
+
+
+def kv_bytes_total(
+    spec: ModelSpec, length: int, batch: int, kv_dtype_name: str | None = None, *, tp: int = 1, pp: int = 1
+) -> int:
+    """KV cache of ``batch`` sequences of ``length`` tokens each."""
+    return batch * kv_bytes_per_sequence(spec, length, kv_dtype_name, tp=tp, pp=pp)

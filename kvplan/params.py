@@ -1,0 +1,235 @@
+"""Parameter counts and weight bytes, derived from the architecture.
+
+Every resident weight is described as a :class:`Part`: how many parameters one tensor-parallel
+rank holds, and whether the weight dtype applies to it (decoder linear layers and experts) or it
+stays in the model's 16-bit dtype (embeddings, norms, biases, routers), which is what vLLM and
+llama.cpp do with quantized checkpoints. Counting at ``tp=1`` gives the model's parameter count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from kvplan.spec import LayerKind, ModelSpec, ceil_div
+from kvplan.units import WEIGHT_DTYPES, weight_dtype
+
+
+class Part(NamedTuple):
+    params: int  # on one tensor-parallel rank
+    quantizable: bool  # True: stored in the weights dtype; False: kept in 16-bit
+
+
+def _shard(n: int, tp: int) -> int:
+    return ceil_div(n, tp)
+
+
+def attention_parts(spec: ModelSpec, kind: LayerKind, tp: int = 1) -> list[Part]:
+    """Projections, biases, norms and sinks of one layer's token mixer on one rank."""
+    if kind.type == "mla":
+        return _mla_parts(spec, kind, tp)
+    if kind.type == "recurrent":
+        return _recurrent_parts(spec, kind, tp)
+    h, heads = spec.hidden_size, spec.num_attention_heads
+    kv_rank = max(1, spec.kv_heads_of(kind) // tp)  # KV heads replicate when tp exceeds them
+    kd, vd = spec.k_head_dim_of(kind), spec.v_head_dim_of(kind)
+    q_rank = _shard(heads, tp)
+    layout = spec.params
+    parts = [
+        Part(h * q_rank * kd, True),  # q_proj: [h, heads*kd]
+        Part(h * kv_rank * (kd + vd), True),  # k_proj + v_proj: [h, kv*(kd+vd)]
+        Part(q_rank * vd * h, True),  # o_proj: [heads*vd, h]
+    ]
+    if layout.attention_bias != "none":
+        parts.append(Part(q_rank * kd + kv_rank * (kd + vd), False))
+    if layout.attention_bias == "all":
+        parts.append(Part(h, False))
+    if layout.qk_norm:
+        parts.append(Part(2 * kd, False))
+    if layout.attention_sinks:
+        parts.append(Part(q_rank, False))
+    return parts
+
+
+def _mla_parts(spec: ModelSpec, kind: LayerKind, tp: int) -> list[Part]:
+    # DeepSeek-V2 report section 2.1: q = W_UQ W_DQ h, [c_kv, k_rope] = W_DKV h, k/v = W_UK/W_UV c_kv.
+    h, heads_rank = spec.hidden_size, _shard(spec.num_attention_heads, tp)
+    qk = kind.qk_nope_head_dim + kind.qk_rope_head_dim
+    vd = kind.v_head_dim or spec.v_head_dim or kind.qk_nope_head_dim
+    if kind.q_lora_rank:
+        q = [
+            Part(h * kind.q_lora_rank, True),
+            Part(kind.q_lora_rank, False),
+            Part(kind.q_lora_rank * heads_rank * qk, True),
+        ]
+    else:
+        q = [Part(h * heads_rank * qk, True)]
+    return q + [
+        Part(h * (kind.kv_lora_rank + kind.qk_rope_head_dim), True),  # kv_a_proj (replicated)
+        Part(kind.kv_lora_rank, False),  # kv_a_layernorm
+        Part(kind.kv_lora_rank * heads_rank * (kind.qk_nope_head_dim + vd), True),  # kv_b_proj
+        Part(heads_rank * vd * h, True),  # o_proj
+    ]
+
+
+def _recurrent_parts(spec: ModelSpec, kind: LayerKind, tp: int) -> list[Part]:
+    h = spec.hidden_size
+    if kind.variant == "mamba":
+        # Mamba-1 (Jamba): in_proj [h, 2*d_inner], conv1d with bias, x_proj, dt_proj with bias, A_log, D, out_proj.
+        d, n, dt = _shard(kind.d_inner, tp), kind.d_state, kind.dt_rank or ceil_div(h, 16)
+        return [
+            Part(h * 2 * d + d * (dt + 2 * n) + dt * d + d * h, True),
+            Part(d * kind.d_conv + d + d + d * n + d + dt + 2 * n, False),  # conv, biases, A_log, D, 3 norms
+        ]
+    if kind.variant == "mamba2":
+        d, g, n, nh = kind.d_inner, kind.n_groups, kind.d_state, kind.n_heads
+        conv = d + 2 * g * n
+        return [
+            Part(_shard(h * (2 * d + 2 * g * n + nh) + d * h, tp), True),
+            Part(_shard(conv * kind.d_conv + conv + 3 * nh + d, tp), False),
+        ]
+    # Gated DeltaNet (Qwen3-Next): in_proj_qkvz, in_proj_ba, depthwise conv, dt_bias, A_log, norm, out_proj.
+    key_dim, value_dim = kind.n_k_heads * kind.head_k_dim, kind.n_heads * kind.head_v_dim
+    return [
+        Part(_shard(h * (2 * key_dim + 2 * value_dim) + h * 2 * kind.n_heads + value_dim * h, tp), True),
+        Part(_shard((2 * key_dim + value_dim) * kind.d_conv + 2 * kind.n_heads, tp) + kind.head_v_dim, False),
+    ]
+
+
+def mlp_parts(spec: ModelSpec, layer: int, tp: int = 1, *, active_only: bool = False) -> list[Part]:
+    """The feed-forward of layer ``layer``: dense MLP, or router + experts (+ shared experts)."""
+    h, layout = spec.hidden_size, spec.params
+    if layer in spec.dense_mlp_layers:
+        return _dense_mlp(h, spec.intermediate_size, tp, gated=layout.mlp == "gated", bias=layout.mlp_bias)
+    moe = spec.moe
+    experts = moe.experts_per_token if active_only else moe.num_experts
+    one = _dense_mlp(h, moe.expert_intermediate_size, tp, gated=layout.mlp == "gated", bias=moe.expert_bias)
+    parts = [Part(p.params * experts, p.quantizable) for p in one]
+    parts.append(Part(h * moe.num_experts + (moe.num_experts if moe.router_bias else 0), False))
+    if moe.shared_size:
+        parts += _dense_mlp(h, moe.shared_size, tp, gated=layout.mlp == "gated", bias=False)
+    if moe.shared_expert_gate:
+        parts.append(Part(h, False))
+    return parts
+
+
+def _dense_mlp(h: int, inter: int, tp: int, *, gated: bool, bias: bool) -> list[Part]:
+    i_rank = _shard(inter, tp)
+    mats = 3 if gated else 2  # gate+up+down (SwiGLU/GeGLU) or up+down
+    parts = [Part(mats * h * i_rank, True)]
+    if bias:
+        parts.append(Part((mats - 1) * i_rank + h, False))
+    return parts
+
+
+def layer_parts(spec: ModelSpec, layer: int, tp: int = 1, *, active_only: bool = False) -> list[Part]:
+    kind = spec.kind(spec.layer_kind_names[layer])
+    norm_width = spec.hidden_size * (2 if spec.params.norm == "layernorm" else 1)
+    norms = [Part(spec.params.norms_per_layer * norm_width, False)]
+    return attention_parts(spec, kind, tp) + mlp_parts(spec, layer, tp, active_only=active_only) + norms
+
+
+def embedding_parts(spec: ModelSpec, tp: int = 1) -> list[Part]:
+    """Input embedding (vocab-parallel under TP)."""
+    return [Part(_shard(spec.vocab_size, tp) * spec.hidden_size, False)]
+
+
+def head_parts(spec: ModelSpec, tp: int = 1, *, pipeline: bool = False) -> list[Part]:
+    """Final norm and LM head. A tied head costs nothing, except on a separate last PP stage."""
+    norm_width = spec.hidden_size * (2 if spec.params.norm == "layernorm" else 1)
+    parts = [Part(norm_width, False)]
+    if not spec.tie_word_embeddings or pipeline:
+        parts.append(Part(_shard(spec.vocab_size, tp) * spec.hidden_size, False))
+    return parts
+
+
+@dataclass(frozen=True)
+class ParamCount:
+    total: int
+    active: int  # per token: shared weights + the experts one token runs
+    embedding: int
+    lm_head: int
+    attention: int
+    mlp: int
+    extra: int
+
+
+def count_params(spec: ModelSpec) -> ParamCount:
+    """Parameters of the whole model (one copy, ``tp=1``), and the active count for MoE."""
+    emb = _sum(embedding_parts(spec))
+    head = 0 if spec.tie_word_embeddings else spec.vocab_size * spec.hidden_size
+    final_norm = _sum(head_parts(spec)) - head
+    attn = mlp = active_mlp = norms = 0
+    for i in range(spec.num_layers):
+        kind = spec.kind(spec.layer_kind_names[i])
+        attn += _sum(attention_parts(spec, kind))
+        mlp += _sum(mlp_parts(spec, i))
+        active_mlp += _sum(mlp_parts(spec, i, active_only=True))
+        norm_width = spec.hidden_size * (2 if spec.params.norm == "layernorm" else 1)
+        norms += spec.params.norms_per_layer * norm_width
+    extra = spec.params.extra_params
+    shared = emb + head + final_norm + attn + norms + extra
+    return ParamCount(
+        total=shared + mlp,
+        active=shared + active_mlp,
+        embedding=emb,
+        lm_head=head,
+        attention=attn,
+        mlp=mlp,
+        extra=extra,
+    )
+
+
+def _sum(parts: list[Part]) -> int:
+    return sum(p.params for p in parts)
+
+
+def parts_bytes(parts: list[Part], dtype: str, model_dtype: str) -> int:
+    """Bytes of ``parts``: quantizable ones in ``dtype``, the rest in the 16-bit model dtype."""
+    quant = weight_dtype(dtype)
+    keep = quant if quant.bytes_per_element >= 2 else WEIGHT_DTYPES[_sixteen_bit(model_dtype)]
+    q = sum(p.params for p in parts if p.quantizable)
+    other = sum(p.params for p in parts if not p.quantizable)
+    return quant.nbytes(q) + keep.nbytes(other)
+
+
+def _sixteen_bit(model_dtype: str) -> str:
+    return model_dtype if model_dtype in ("bf16", "fp16") else "bf16"
+
+
+def pipeline_stages(num_layers: int, pp: int) -> list[range]:
+    """Contiguous stages whose sizes differ by at most one; earlier stages take the extra layers."""
+    base, extra = divmod(num_layers, pp)
+    stages, start = [], 0
+    for s in range(pp):
+        size = base + (1 if s < extra else 0)
+        stages.append(range(start, start + size))
+        start += size
+    return stages
+
+
+def weight_bytes_per_stage(spec: ModelSpec, dtype: str | None = None, *, tp: int = 1, pp: int = 1) -> list[int]:
+    """Bytes one GPU of each pipeline stage holds (weights sharded ``tp`` ways)."""
+    dtype = dtype or spec.dtype
+    out = []
+    stages = pipeline_stages(spec.num_layers, pp)
+    for s, layers in enumerate(stages):
+        parts: list[Part] = []
+        if s == 0:
+            parts += embedding_parts(spec, tp) + [Part(_shard(spec.params.extra_params, tp), False)]
+        for i in layers:
+            parts += layer_parts(spec, i, tp)
+        if s == len(stages) - 1:
+            parts += head_parts(spec, tp, pipeline=pp > 1)
+        out.append(parts_bytes(parts, dtype, spec.dtype))
+    return out
+
+
+def weight_bytes_per_gpu(spec: ModelSpec, dtype: str | None = None, *, tp: int = 1, pp: int = 1) -> int:
+    """Weights on the busiest GPU: the largest pipeline stage, one tensor-parallel shard."""
+    return max(weight_bytes_per_stage(spec, dtype, tp=tp, pp=pp))
+
+
+def weight_bytes_total(spec: ModelSpec, dtype: str | None = None) -> int:
+    """All weights of one model copy."""
+    return weight_bytes_per_gpu(spec, dtype)

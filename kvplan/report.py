@@ -1,0 +1,90 @@
+"""Rendering only: rows of dicts -> table | json | csv | markdown. Units appear here and only here."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from tabulate import tabulate
+
+Format = Literal["table", "json", "csv", "markdown"]
+FORMATS = ("table", "json", "csv", "markdown")
+GIB = 1 << 30
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of a human table: the row key, its header, and how to show the value."""
+
+    key: str
+    header: str
+    kind: Literal["bytes", "int", "str", "bool", "float", "mib", "bytes_mib"] = "str"
+
+
+def human_bytes(n: int | None) -> str:
+    """GiB with two decimals (GiB = 2^30); MiB below 1 GiB."""
+    if n is None:
+        return "-"
+    if abs(n) >= GIB:
+        return f"{n / GIB:,.2f} GiB"
+    return f"{n / MIB:,.1f} MiB"
+
+
+def _cell(value: Any, kind: str) -> str:
+    if value is None:
+        return "-"
+    if kind == "bytes":
+        return human_bytes(value)
+    if kind == "bytes_mib":
+        return f"{value / MIB:,.1f}"
+    if kind == "int":
+        return f"{value:,}"
+    if kind == "bool":
+        return "yes" if value else "NO"
+    if kind == "float":
+        return f"{value:,.3g}"
+    return str(value)
+
+
+def render(rows: list[dict[str, Any]], columns: list[Column], fmt: Format, *, title: str | None = None) -> str:
+    """Table/markdown show ``columns`` in human units; json/csv carry every field, raw."""
+    if fmt == "json":
+        return json.dumps(rows, indent=2)
+    if fmt == "csv":
+        return _csv(rows)
+    cells = [[_cell(r.get(c.key), c.kind) for c in columns] for r in rows]
+    headers = [c.header for c in columns]
+    body = tabulate(cells, headers=headers, tablefmt="github" if fmt == "markdown" else "simple", disable_numparse=True)
+    return f"{title}\n\n{body}" if title else body
+
+
+def render_object(obj: dict[str, Any], fmt: Format, *, title: str | None = None) -> str:
+    """A single record: json as is; other formats as a two-column field/value table."""
+    if fmt == "json":
+        return json.dumps(obj, indent=2)
+    flat = [{"field": k, "value": _flat(v)} for k, v in obj.items()]
+    return render(flat, [Column("field", "field"), Column("value", "value")], fmt, title=title)
+
+
+def _flat(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return "-" if value is None else str(value)
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    fields: dict[str, None] = {}
+    for r in rows:
+        fields.update(dict.fromkeys(r))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(fields), lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: _flat(v) if isinstance(v, (dict, list)) else v for k, v in r.items()})
+    return out.getvalue().rstrip("\n")

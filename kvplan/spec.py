@@ -1,0 +1,321 @@
+"""The model spec: architecture facts, one pydantic schema for YAML in and JSON out.
+
+A spec describes an architecture, not a checkpoint. Layers are described once per *kind*
+(``full``, ``sliding``, ``chunked``, ``mla``, ``recurrent``) and laid out over the depth by
+``layers.pattern`` (repeated with its period) or an explicit ``layers.types`` list, so an
+80-layer model never needs 80 entries. Everything derived (the kind of each layer, KV
+heads and head sizes per layer, parameter counts) is computed here, in one place.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+
+from kvplan.units import WEIGHT_DTYPES, canonical_dtype
+
+
+class _Strict(BaseModel):
+    """User-written YAML: unknown keys are errors, values are facts (frozen)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+LayerType = Literal["full", "sliding", "chunked", "mla", "recurrent"]
+RecurrentVariant = Literal["mamba", "mamba2", "gated_deltanet"]
+
+
+class LayerKind(_Strict):
+    """What one kind of layer caches. Sizes left out inherit the model's."""
+
+    type: LayerType = "full"
+    window: PositiveInt | None = Field(None, description="sliding: tokens a query sees (incl. itself)")
+    chunk: PositiveInt | None = Field(None, description="chunked: attention chunk size (Llama 4 style)")
+    num_kv_heads: PositiveInt | None = None
+    head_dim: PositiveInt | None = Field(None, description="K head size; default the model's")
+    v_head_dim: PositiveInt | None = Field(None, description="V head size when it differs from K")
+    rope_theta: float | None = Field(None, gt=0, description="per-kind RoPE base (Gemma 3 local layers)")
+    # MLA (DeepSeek V2/V3, Kimi K2): one latent per token, shared by every head.
+    kv_lora_rank: PositiveInt | None = None
+    q_lora_rank: PositiveInt | None = None
+    qk_nope_head_dim: PositiveInt | None = None
+    qk_rope_head_dim: PositiveInt | None = None
+    # Recurrent layers (Mamba, Mamba2, Gated DeltaNet): a fixed state per sequence.
+    variant: RecurrentVariant | None = None
+    d_inner: PositiveInt | None = Field(None, description="mamba: expanded inner size")
+    d_state: PositiveInt | None = Field(None, description="mamba: SSM state size")
+    d_conv: PositiveInt | None = Field(None, description="mamba / deltanet: conv kernel width")
+    dt_rank: PositiveInt | None = None
+    n_groups: PositiveInt | None = Field(None, description="mamba2: B/C groups")
+    n_heads: PositiveInt | None = Field(None, description="mamba2 heads / deltanet value heads")
+    n_k_heads: PositiveInt | None = Field(None, description="deltanet key heads")
+    head_k_dim: PositiveInt | None = None
+    head_v_dim: PositiveInt | None = None
+    state_dtype: str | None = Field(None, description="dtype of the recurrent state; default the model's")
+
+    @model_validator(mode="after")
+    def _fields_match_type(self) -> LayerKind:
+        need = {
+            "sliding": ["window"],
+            "chunked": ["chunk"],
+            "mla": ["kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim"],
+            "recurrent": ["variant"],
+        }.get(self.type, [])
+        missing = [name for name in need if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a {self.type!r} layer needs {', '.join(missing)}")
+        if self.type != "sliding" and self.window is not None:
+            raise ValueError(f"'window' only applies to sliding layers, not {self.type!r}")
+        if self.type != "chunked" and self.chunk is not None:
+            raise ValueError(f"'chunk' only applies to chunked layers, not {self.type!r}")
+        if self.type == "recurrent":
+            self._check_recurrent()
+        return self
+
+    def _check_recurrent(self) -> None:
+        need = {
+            "mamba": ["d_inner", "d_state", "d_conv"],
+            "mamba2": ["d_inner", "d_state", "d_conv", "n_groups", "n_heads"],
+            "gated_deltanet": ["n_heads", "n_k_heads", "head_k_dim", "head_v_dim", "d_conv"],
+        }[self.variant]
+        missing = [name for name in need if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a recurrent {self.variant!r} layer needs {', '.join(missing)}")
+
+
+class Layers(_Strict):
+    """Which kind each layer is: a repeating ``pattern`` or an explicit ``types`` list."""
+
+    kinds: dict[str, LayerKind] = Field(default_factory=lambda: {"full": LayerKind()})
+    pattern: list[str] | None = Field(None, description="kind names repeated over the depth")
+    types: list[str] | None = Field(None, description="one kind name per layer")
+
+    @model_validator(mode="after")
+    def _names_known(self) -> Layers:
+        if self.pattern is not None and self.types is not None:
+            raise ValueError("give either layers.pattern or layers.types, not both")
+        for listed in (self.pattern, self.types):
+            if listed is not None and not listed:
+                raise ValueError("layers.pattern / layers.types must not be empty")
+            for name in listed or []:
+                if name not in self.kinds:
+                    known = ", ".join(self.kinds)
+                    raise ValueError(f"unknown layer kind {name!r}; defined kinds are: {known}")
+        if self.pattern is None and self.types is None and len(self.kinds) != 1:
+            raise ValueError("with more than one layer kind, give layers.pattern or layers.types")
+        return self
+
+
+class MoE(_Strict):
+    """Mixture of experts. Every expert is resident in memory; only ``experts_per_token`` run."""
+
+    num_experts: PositiveInt
+    experts_per_token: PositiveInt
+    expert_intermediate_size: PositiveInt
+    num_shared_experts: int = Field(0, ge=0)
+    shared_intermediate_size: PositiveInt | None = Field(
+        None, description="size of the shared expert(s) together; default num_shared * expert size"
+    )
+    shared_expert_gate: bool = Field(False, description="qwen2_moe: a 1-wide sigmoid gate on the shared expert")
+    first_dense_layers: int = Field(0, ge=0, description="DeepSeek first_k_dense_replace")
+    dense_layers: list[int] = Field(default_factory=list, description="other layers with a dense MLP")
+    router_bias: bool = False
+    expert_bias: bool = Field(False, description="gpt-oss: biases on the expert projections")
+
+    @model_validator(mode="after")
+    def _topk(self) -> MoE:
+        if self.experts_per_token > self.num_experts:
+            raise ValueError(f"experts_per_token ({self.experts_per_token}) exceeds num_experts ({self.num_experts})")
+        return self
+
+    @property
+    def shared_size(self) -> int:
+        if self.num_shared_experts == 0:
+            return 0
+        return self.shared_intermediate_size or self.num_shared_experts * self.expert_intermediate_size
+
+
+class Rope(_Strict):
+    """Rotary embedding: base, fraction of head_dim rotated, and the HF ``rope_scaling`` block."""
+
+    theta: float = Field(10000.0, gt=0)
+    partial_rotary_factor: float = Field(1.0, gt=0, le=1)
+    scaling: dict[str, Any] | None = Field(None, description="as Hugging Face writes rope_scaling")
+
+    @field_validator("scaling")
+    @classmethod
+    def _scaling_type(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        kind = value.get("rope_type", value.get("type"))
+        if kind is None:
+            raise ValueError("rope.scaling needs 'rope_type' (or the older 'type')")
+        return value
+
+
+class ParamLayout(_Strict):
+    """Small facts that only matter for counting parameters exactly."""
+
+    mlp: Literal["gated", "plain"] = Field("gated", description="gated: gate+up+down (SwiGLU); plain: up+down")
+    attention_bias: Literal["none", "qkv", "all"] = "none"
+    mlp_bias: bool = False
+    norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
+    norms_per_layer: int = Field(2, ge=0)
+    qk_norm: bool = Field(False, description="per-head RMSNorm on q and k (Qwen3, Gemma 3)")
+    attention_sinks: bool = Field(False, description="gpt-oss: one learned logit per head, no KV")
+    extra_params: int = Field(0, ge=0, description="resident params outside the decoder (vision tower, MTP)")
+    extra_params_note: str | None = None
+
+
+class ModelSpec(_Strict):
+    """One model architecture. Field names follow Hugging Face where one exists."""
+
+    name: str = Field(min_length=1)
+    source: str = Field(min_length=1, description="where the facts come from (HF repo id, paper, URL)")
+    display_name: str | None = None
+    family: str | None = None
+    notes: str | None = None
+    hidden_size: PositiveInt
+    vocab_size: PositiveInt
+    num_layers: PositiveInt
+    num_attention_heads: PositiveInt
+    num_kv_heads: PositiveInt
+    head_dim: PositiveInt = Field(description="explicit; never assumed to be hidden/heads")
+    v_head_dim: PositiveInt | None = None
+    intermediate_size: PositiveInt | None = Field(None, description="dense MLP width")
+    tie_word_embeddings: bool = False
+    dtype: str = "bf16"
+    max_position_embeddings: PositiveInt
+    rope: Rope | None = Field(default_factory=Rope, description="null for models without RoPE")
+    layers: Layers = Field(default_factory=Layers)
+    moe: MoE | None = None
+    params: ParamLayout = Field(default_factory=ParamLayout)
+    published_params: PositiveInt | None = Field(None, description="total parameters as the owner states it")
+    published_params_source: str | None = None
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype_known(cls, value: str) -> str:
+        key = canonical_dtype(value)
+        if key not in WEIGHT_DTYPES:
+            raise ValueError(f"unknown dtype {value!r}; expected one of {', '.join(WEIGHT_DTYPES)}")
+        return key
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        if self.num_attention_heads % self.num_kv_heads:
+            raise ValueError(
+                f"num_attention_heads ({self.num_attention_heads}) is not divisible by "
+                f"num_kv_heads ({self.num_kv_heads})"
+            )
+        if self.layers.types is not None and len(self.layers.types) != self.num_layers:
+            raise ValueError(f"layers.types lists {len(self.layers.types)} layers but num_layers is {self.num_layers}")
+        if self.layers.pattern is not None and len(self.layers.pattern) > self.num_layers:
+            raise ValueError(
+                f"layers.pattern has {len(self.layers.pattern)} entries, more than num_layers ({self.num_layers})"
+            )
+        for name, kind in self.layers.kinds.items():
+            heads = kind.num_kv_heads or self.num_kv_heads
+            if kind.type in ("full", "sliding", "chunked") and self.num_attention_heads % heads:
+                raise ValueError(
+                    f"layer kind {name!r}: num_attention_heads ({self.num_attention_heads}) is not "
+                    f"divisible by its num_kv_heads ({heads})"
+                )
+        if self.moe is None and self.intermediate_size is None:
+            raise ValueError("a dense model needs intermediate_size")
+        if self.moe is not None:
+            dense = self.dense_mlp_layers
+            if dense and self.intermediate_size is None:
+                raise ValueError("MoE dense layers need intermediate_size")
+            bad = [i for i in self.moe.dense_layers if i >= self.num_layers]
+            if bad:
+                raise ValueError(f"moe.dense_layers {bad} are beyond num_layers ({self.num_layers})")
+        return self
+
+    # ---- derived facts (computed once, here) ---------------------------------------------
+
+    @cached_property
+    def layer_kind_names(self) -> tuple[str, ...]:
+        """The kind name of every layer, index 0 first."""
+        if self.layers.types is not None:
+            return tuple(self.layers.types)
+        pattern = self.layers.pattern or list(self.layers.kinds)[:1]
+        return tuple(pattern[i % len(pattern)] for i in range(self.num_layers))
+
+    def kind(self, name: str) -> LayerKind:
+        return self.layers.kinds[name]
+
+    @cached_property
+    def kind_counts(self) -> dict[str, int]:
+        """How many layers of each kind, in definition order."""
+        counts = {name: 0 for name in self.layers.kinds}
+        for name in self.layer_kind_names:
+            counts[name] += 1
+        return {name: n for name, n in counts.items() if n}
+
+    @cached_property
+    def dense_mlp_layers(self) -> frozenset[int]:
+        """Indices of layers whose MLP is dense (all of them for a dense model)."""
+        if self.moe is None:
+            return frozenset(range(self.num_layers))
+        return frozenset(range(min(self.moe.first_dense_layers, self.num_layers))) | frozenset(self.moe.dense_layers)
+
+    def kv_heads_of(self, kind: LayerKind) -> int:
+        return kind.num_kv_heads or self.num_kv_heads
+
+    def k_head_dim_of(self, kind: LayerKind) -> int:
+        return kind.head_dim or self.head_dim
+
+    def v_head_dim_of(self, kind: LayerKind) -> int:
+        return kind.v_head_dim or kind.head_dim or self.v_head_dim or self.head_dim
+
+    @property
+    def is_moe(self) -> bool:
+        return self.moe is not None
+
+    @property
+    def attention_layout(self) -> str:
+        """A short human description: ``GQA 32q/8kv``, ``SWA 4096``, ``5:1 SWA 1024/full``."""
+        parts = []
+        for name, count in self.kind_counts.items():
+            kind = self.kind(name)
+            parts.append(f"{count}x{_describe_kind(self, kind)}")
+        return " + ".join(parts)
+
+    @property
+    def kv_groups(self) -> str:
+        q, kv = self.num_attention_heads, self.num_kv_heads
+        label = "MHA" if kv == q else "MQA" if kv == 1 else "GQA"
+        return f"{label} {q}q/{kv}kv"
+
+    @property
+    def rope_theta(self) -> float | None:
+        return self.rope.theta if self.rope else None
+
+    @property
+    def original_max_position_embeddings(self) -> int:
+        """The pre-extension context: from the scaling block when present, else max positions."""
+        scaling = self.rope.scaling if self.rope else None
+        if scaling and scaling.get("original_max_position_embeddings"):
+            return int(scaling["original_max_position_embeddings"])
+        return self.max_position_embeddings
+
+
+def _describe_kind(spec: ModelSpec, kind: LayerKind) -> str:
+    if kind.type == "mla":
+        return f"MLA latent {kind.kv_lora_rank}+{kind.qk_rope_head_dim}"
+    if kind.type == "recurrent":
+        return f"recurrent {kind.variant}"
+    heads = spec.kv_heads_of(kind)
+    base = f"{spec.num_attention_heads}q/{heads}kv d{spec.k_head_dim_of(kind)}"
+    if kind.type == "sliding":
+        return f"sliding {kind.window} {base}"
+    if kind.type == "chunked":
+        return f"chunked {kind.chunk} {base}"
+    return f"full {base}"
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
