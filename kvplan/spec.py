@@ -287,6 +287,8 @@ class ModelSpec(_Strict):
     @property
     def kv_groups(self) -> str:
         q, kv = self.num_attention_heads, self.num_kv_heads
+        if all(k.type in ("mla", "recurrent") for k in self.layers.kinds.values()):
+            return f"MLA {q}q" if any(k.type == "mla" for k in self.layers.kinds.values()) else "recurrent"
         label = "MHA" if kv == q else "MQA" if kv == 1 else "GQA"
         return f"{label} {q}q/{kv}kv"
 
