@@ -43,7 +43,7 @@ def load_bundled(name: str) -> ModelSpec:
     paths = _bundled_paths()
     key = name.strip().lower()
     if key not in paths:
-        raise InvalidInput(f"unknown model {name!r}{did_you_mean(key, list(paths))} see 'kvplan models'")
+        raise InvalidInput(f"unknown model {name!r}{did_you_mean(key, list(paths)) or ';'} see 'kvplan models'")
     return _load_yaml_cached(str(paths[key]))
 
 
@@ -130,6 +130,7 @@ def resolve_model(arg: str) -> ModelSpec:
 
 
 def _from_hf(path: Path) -> ModelSpec:
+    data = read_json(path)
     from kvplan.hf import spec_from_hf_config
 
-    return spec_from_hf_config(read_json(path), origin=str(path)).spec
+    return spec_from_hf_config(data, origin=str(path)).spec

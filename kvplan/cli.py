@@ -262,17 +262,23 @@ def import_(
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: usage errors become one line and exit code 2."""
-    import click
+    try:  # typer >= 0.2x vendors click as typer._click; older typer uses click itself
+        from typer._click import exceptions as click_exc
+    except ImportError:  # pragma: no cover
+        from click import exceptions as click_exc
 
     try:
         result = app(args=argv, prog_name="kvplan", standalone_mode=False)
-    except click.exceptions.UsageError as exc:
+    except click_exc.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `kvplan`: show the help, not an error
+            typer.echo(exc.format_message())
+            return 0
         err(f"kvplan: error: {exc.format_message()}")
         return 2
-    except click.exceptions.Abort:
+    except click_exc.Abort:
         err("kvplan: aborted")
         return 1
-    except click.exceptions.Exit as exc:
+    except click_exc.Exit as exc:
         return exc.exit_code
     except KeyboardInterrupt:
         err("kvplan: interrupted")

@@ -70,5 +70,5 @@ def resolve_gpu(arg: str) -> GPU:
     catalog = bundled_gpus()
     key = arg.strip().lower()
     if key not in catalog:
-        raise InvalidInput(f"unknown GPU {arg!r}{did_you_mean(key, list(catalog))} see 'kvplan gpus'")
+        raise InvalidInput(f"unknown GPU {arg!r}{did_you_mean(key, list(catalog)) or ';'} see 'kvplan gpus'")
     return catalog[key]

@@ -1,0 +1,61 @@
+"""Schema validation: inconsistent specs fail with a message naming the field and the problem."""
+
+import pytest
+
+from kvplan.catalog import spec_from_dict
+from kvplan.errors import InvalidInput
+from tests.skeletons import hybrid_skeleton, skeleton, sliding_skeleton
+
+BASE = skeleton().model_dump(exclude_none=True)
+
+
+def bad(**over):
+    data = {**BASE, **over}
+    with pytest.raises(InvalidInput) as info:
+        spec_from_dict(data, origin="x.yaml")
+    return str(info.value)
+
+
+def test_heads_must_divide():
+    assert "not divisible by num_kv_heads (3)" in bad(num_kv_heads=3)
+
+
+def test_positive_sizes():
+    assert "x.yaml: hidden_size: Input should be greater than 0" in bad(hidden_size=0)
+
+
+def test_unknown_field_is_named():
+    assert "x.yaml: hiden_size: unknown field" in bad(hiden_size=5)
+
+
+def test_pattern_names_known_kinds():
+    msg = bad(layers={"kinds": {"a": {"type": "full"}}, "pattern": ["a", "b"]})
+    assert "unknown layer kind 'b'" in msg
+
+
+def test_types_length_matches_layers():
+    msg = bad(layers={"kinds": {"a": {"type": "full"}}, "types": ["a"] * 5})
+    assert "lists 5 layers but num_layers is 6" in msg
+
+
+def test_sliding_needs_window_and_window_only_on_sliding():
+    assert "needs window" in bad(layers={"kinds": {"s": {"type": "sliding"}}})
+    assert "'window' only applies to sliding" in bad(layers={"kinds": {"f": {"type": "full", "window": 8}}})
+
+
+def test_moe_topk_not_above_experts():
+    moe = {"num_experts": 4, "experts_per_token": 8, "expert_intermediate_size": 64}
+    assert "experts_per_token (8) exceeds num_experts (4)" in bad(moe=moe)
+
+
+def test_layout_derivation():
+    spec = sliding_skeleton()
+    assert spec.layer_kind_names == ("local", "local", "global") * 2
+    assert spec.kind_counts == {"local": 4, "global": 2}
+    assert hybrid_skeleton().kind_counts == {"mamba": 4, "attn": 2, "chunk": 2}
+
+
+def test_dump_round_trips():
+    spec = hybrid_skeleton()
+    again = spec_from_dict(spec.model_dump(exclude_none=True), origin="dump")
+    assert again == spec
