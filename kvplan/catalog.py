@@ -64,7 +64,8 @@ def read_yaml(path: Path) -> Any:
     except UnicodeDecodeError:
         raise InvalidInput(f"cannot read {str(path)!r}: not UTF-8 text") from None
     try:
-        return yaml.safe_load(text)
+        # libyaml's C loader when present: the same safe subset, several times faster.
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}" if where else ""

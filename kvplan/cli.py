@@ -7,6 +7,7 @@ one line per problem on stderr, with exit code 2 (bad input) or 1 (runtime failu
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -106,7 +107,7 @@ def estimate(
     """KV cache, weights and total memory per GPU at each context length (ideal layout)."""
     with boundary():
         from kvplan.catalog import resolve_model
-        from kvplan.estimate import estimate as run
+        from kvplan.estimator import estimate as run
         from kvplan.hardware import resolve_gpu
         from kvplan.units import parse_lengths, parse_size
 
@@ -275,14 +276,22 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         err(f"kvplan: error: {exc.format_message()}")
         return 2
-    except click_exc.Abort:
+    except click_exc.ClickException as exc:
+        err(f"kvplan: error: {exc.format_message()}")
+        return exc.exit_code
+    except typer.Abort:
         err("kvplan: aborted")
         return 1
-    except click_exc.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
     except KeyboardInterrupt:
         err("kvplan: interrupted")
         return 130
+    except Exception as exc:  # a bug, not bad input: one line, traceback only on request
+        if os.environ.get("KVPLAN_DEBUG"):
+            raise
+        err(f"kvplan: internal error: {type(exc).__name__}: {exc} (set KVPLAN_DEBUG=1 for the traceback)")
+        return 1
     return result if isinstance(result, int) else 0
 
 

@@ -37,6 +37,7 @@ class LayerKind(_Strict):
     head_dim: PositiveInt | None = Field(None, description="K head size; default the model's")
     v_head_dim: PositiveInt | None = Field(None, description="V head size when it differs from K")
     rope_theta: float | None = Field(None, gt=0, description="per-kind RoPE base (Gemma 3 local layers)")
+    use_rope: bool = Field(True, description="False: no rotary embedding on this kind (Llama 4 global layers)")
     # MLA (DeepSeek V2/V3, Kimi K2): one latent per token, shared by every head.
     kv_lora_rank: PositiveInt | None = None
     q_lora_rank: PositiveInt | None = None
@@ -165,6 +166,9 @@ class ParamLayout(_Strict):
     norms_per_layer: int = Field(2, ge=0)
     qk_norm: bool = Field(False, description="per-head RMSNorm on q and k (Qwen3, Gemma 3)")
     attention_sinks: bool = Field(False, description="gpt-oss: one learned logit per head, no KV")
+    attention_output_gate: bool = Field(
+        False, description="Qwen3-Next: q_proj also emits a sigmoid gate as wide as the attention output"
+    )
     extra_params: int = Field(0, ge=0, description="resident params outside the decoder (vision tower, MTP)")
     extra_params_note: str | None = None
 

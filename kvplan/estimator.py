@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from dataclasses import asdict, dataclass
 
 from kvplan.hardware import GPU
 from kvplan.memory import cache_plan
@@ -11,10 +11,9 @@ from kvplan.spec import ModelSpec
 from kvplan.units import canonical_dtype, kv_dtype, weight_dtype
 
 
-class EstimateRow(BaseModel):
+@dataclass(frozen=True)
+class EstimateRow:
     """One context length. Bytes are ints; per-GPU figures are for the busiest GPU."""
-
-    model_config = ConfigDict(frozen=True)
 
     model: str
     context: int
@@ -30,12 +29,15 @@ class EstimateRow(BaseModel):
     weights_bytes_per_gpu: int
     overhead_bytes_per_gpu: int
     total_bytes_per_gpu: int
+    beyond_trained_context: bool
     gpu: str | None = None
     gpu_memory_bytes: int | None = None
     fits: bool | None = None
     headroom_bytes: int | None = None
-    beyond_trained_context: bool
     note: str | None = None
+
+    def model_dump(self) -> dict:
+        return asdict(self)
 
 
 def estimate(
