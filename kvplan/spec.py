@@ -10,11 +10,17 @@ heads and head sizes per layer, parameter counts) is computed here, in one place
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 from kvplan.units import WEIGHT_DTYPES, canonical_dtype
+
+# Upper bounds far beyond any real model (the largest have ~200 layers, 256K vocab, 1M context):
+# they turn a typo like `num_layers: 1e12` into a clear error instead of a hang.
+LayerCount = Annotated[int, Field(gt=0, le=100_000)]
+Size = Annotated[int, Field(gt=0, le=1 << 24)]
+Tokens = Annotated[int, Field(gt=0, le=1 << 30)]
 
 
 class _Strict(BaseModel):
@@ -31,29 +37,29 @@ class LayerKind(_Strict):
     """What one kind of layer caches. Sizes left out inherit the model's."""
 
     type: LayerType = "full"
-    window: PositiveInt | None = Field(None, description="sliding: tokens a query sees (incl. itself)")
-    chunk: PositiveInt | None = Field(None, description="chunked: attention chunk size (Llama 4 style)")
-    num_kv_heads: PositiveInt | None = None
-    head_dim: PositiveInt | None = Field(None, description="K head size; default the model's")
-    v_head_dim: PositiveInt | None = Field(None, description="V head size when it differs from K")
+    window: Tokens | None = Field(None, description="sliding: tokens a query sees (incl. itself)")
+    chunk: Tokens | None = Field(None, description="chunked: attention chunk size (Llama 4 style)")
+    num_kv_heads: Size | None = None
+    head_dim: Size | None = Field(None, description="K head size; default the model's")
+    v_head_dim: Size | None = Field(None, description="V head size when it differs from K")
     rope_theta: float | None = Field(None, gt=0, description="per-kind RoPE base (Gemma 3 local layers)")
     use_rope: bool = Field(True, description="False: no rotary embedding on this kind (Llama 4 global layers)")
     # MLA (DeepSeek V2/V3, Kimi K2): one latent per token, shared by every head.
-    kv_lora_rank: PositiveInt | None = None
-    q_lora_rank: PositiveInt | None = None
-    qk_nope_head_dim: PositiveInt | None = None
-    qk_rope_head_dim: PositiveInt | None = None
+    kv_lora_rank: Size | None = None
+    q_lora_rank: Size | None = None
+    qk_nope_head_dim: Size | None = None
+    qk_rope_head_dim: Size | None = None
     # Recurrent layers (Mamba, Mamba2, Gated DeltaNet): a fixed state per sequence.
     variant: RecurrentVariant | None = None
-    d_inner: PositiveInt | None = Field(None, description="mamba: expanded inner size")
-    d_state: PositiveInt | None = Field(None, description="mamba: SSM state size")
-    d_conv: PositiveInt | None = Field(None, description="mamba / deltanet: conv kernel width")
-    dt_rank: PositiveInt | None = None
-    n_groups: PositiveInt | None = Field(None, description="mamba2: B/C groups")
-    n_heads: PositiveInt | None = Field(None, description="mamba2 heads / deltanet value heads")
-    n_k_heads: PositiveInt | None = Field(None, description="deltanet key heads")
-    head_k_dim: PositiveInt | None = None
-    head_v_dim: PositiveInt | None = None
+    d_inner: Size | None = Field(None, description="mamba: expanded inner size")
+    d_state: Size | None = Field(None, description="mamba: SSM state size")
+    d_conv: Size | None = Field(None, description="mamba / deltanet: conv kernel width")
+    dt_rank: Size | None = None
+    n_groups: Size | None = Field(None, description="mamba2: B/C groups")
+    n_heads: Size | None = Field(None, description="mamba2 heads / deltanet value heads")
+    n_k_heads: Size | None = Field(None, description="deltanet key heads")
+    head_k_dim: Size | None = None
+    head_v_dim: Size | None = None
     state_dtype: str | None = Field(None, description="dtype of the recurrent state; default the model's")
 
     @model_validator(mode="after")
@@ -112,16 +118,18 @@ class Layers(_Strict):
 class MoE(_Strict):
     """Mixture of experts. Every expert is resident in memory; only ``experts_per_token`` run."""
 
-    num_experts: PositiveInt
-    experts_per_token: PositiveInt
-    expert_intermediate_size: PositiveInt
-    num_shared_experts: int = Field(0, ge=0)
-    shared_intermediate_size: PositiveInt | None = Field(
+    num_experts: Size
+    experts_per_token: Size
+    expert_intermediate_size: Size
+    num_shared_experts: int = Field(0, ge=0, le=1 << 16)
+    shared_intermediate_size: Size | None = Field(
         None, description="size of the shared expert(s) together; default num_shared * expert size"
     )
     shared_expert_gate: bool = Field(False, description="qwen2_moe: a 1-wide sigmoid gate on the shared expert")
-    first_dense_layers: int = Field(0, ge=0, description="DeepSeek first_k_dense_replace")
-    dense_layers: list[int] = Field(default_factory=list, description="other layers with a dense MLP")
+    first_dense_layers: int = Field(0, ge=0, le=100_000, description="DeepSeek first_k_dense_replace")
+    dense_layers: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=list, description="other layers with a dense MLP"
+    )
     router_bias: bool = False
     expert_bias: bool = Field(False, description="gpt-oss: biases on the expert projections")
 
@@ -163,13 +171,15 @@ class ParamLayout(_Strict):
     attention_bias: Literal["none", "qkv", "all"] = "none"
     mlp_bias: bool = False
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
-    norms_per_layer: int = Field(2, ge=0)
+    norms_per_layer: int = Field(2, ge=0, le=16)
     qk_norm: bool = Field(False, description="per-head RMSNorm on q and k (Qwen3, Gemma 3)")
     attention_sinks: bool = Field(False, description="gpt-oss: one learned logit per head, no KV")
     attention_output_gate: bool = Field(
         False, description="Qwen3-Next: q_proj also emits a sigmoid gate as wide as the attention output"
     )
-    extra_params: int = Field(0, ge=0, description="resident params outside the decoder (vision tower, MTP)")
+    extra_params: int = Field(
+        0, ge=0, le=1 << 50, description="resident params outside the decoder (vision tower, MTP)"
+    )
     extra_params_note: str | None = None
 
 
@@ -181,17 +191,17 @@ class ModelSpec(_Strict):
     display_name: str | None = None
     family: str | None = None
     notes: str | None = None
-    hidden_size: PositiveInt
-    vocab_size: PositiveInt
-    num_layers: PositiveInt
-    num_attention_heads: PositiveInt
-    num_kv_heads: PositiveInt
-    head_dim: PositiveInt = Field(description="explicit; never assumed to be hidden/heads")
-    v_head_dim: PositiveInt | None = None
-    intermediate_size: PositiveInt | None = Field(None, description="dense MLP width")
+    hidden_size: Size
+    vocab_size: Size
+    num_layers: LayerCount
+    num_attention_heads: Size
+    num_kv_heads: Size
+    head_dim: Size = Field(description="explicit; never assumed to be hidden/heads")
+    v_head_dim: Size | None = None
+    intermediate_size: Size | None = Field(None, description="dense MLP width")
     tie_word_embeddings: bool = False
     dtype: str = "bf16"
-    max_position_embeddings: PositiveInt
+    max_position_embeddings: Tokens
     rope: Rope | None = Field(default_factory=Rope, description="null for models without RoPE")
     layers: Layers = Field(default_factory=Layers)
     moe: MoE | None = None

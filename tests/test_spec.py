@@ -59,3 +59,9 @@ def test_dump_round_trips():
     spec = hybrid_skeleton()
     again = spec_from_dict(spec.model_dump(exclude_none=True), origin="dump")
     assert again == spec
+
+
+def test_absurd_sizes_are_errors_not_hangs():
+    # Regression from fuzzing: num_layers 10**12 used to build a 10**12-entry layer list.
+    assert "num_layers: Input should be less than or equal to 100000" in bad(num_layers=10**12)
+    assert "max_position_embeddings" in bad(max_position_embeddings=1 << 40)

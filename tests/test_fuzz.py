@@ -1,0 +1,165 @@
+"""Fuzzing: every input ends in a result or one clean InvalidInput / exit 2, never a crash or a hang."""
+
+import copy
+import json
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kvplan.catalog import bundled_names, load_bundled, spec_from_dict
+from kvplan.errors import InvalidInput
+from kvplan.estimator import estimate
+from kvplan.params import count_params, weight_bytes_per_gpu
+from kvplan.units import parse_length, parse_lengths, parse_size
+
+FUZZ = settings(
+    max_examples=int(__import__("os").environ.get("KVPLAN_FUZZ_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+@FUZZ
+@given(st.one_of(st.text(max_size=30), st.from_regex(r"\s*-?\d{0,12}(\.\d{0,4})?[kKmMgG]?\s*", fullmatch=True)))
+def test_length_parser(text):
+    try:
+        value = parse_length(text)
+    except InvalidInput as exc:
+        assert "invalid length" in str(exc)
+    else:
+        assert 1 <= value <= 1 << 30
+
+
+@FUZZ
+@given(st.text(max_size=40))
+def test_length_list_parser(text):
+    try:
+        values = parse_lengths(text)
+    except InvalidInput:
+        return
+    assert values and all(v >= 1 for v in values)
+
+
+@FUZZ
+@given(
+    st.one_of(
+        st.text(max_size=30), st.from_regex(r"\d{1,5}(\.\d{1,3})?(e\d{1,3})?\s?(GiB|MiB|GB|B|kb|TiB)?", fullmatch=True)
+    )
+)
+def test_size_parser(text):
+    try:
+        value = parse_size(text)
+    except InvalidInput as exc:
+        assert "invalid size" in str(exc)
+    else:
+        assert value >= 0
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _exercise(data):
+    """Validate, then run the estimator over the spec: only InvalidInput may escape."""
+    try:
+        spec = spec_from_dict(data, origin="fuzz.yaml")
+        count_params(spec)
+        weight_bytes_per_gpu(spec, tp=1)
+        estimate(spec, [1, 4096, 1 << 20], batch=3, kv_dtype_name="q4_0", tp=1, pp=min(2, spec.num_layers))
+    except InvalidInput as exc:
+        assert str(exc).strip(), "an error must say something"
+
+
+@FUZZ
+@given(json_values)
+def test_spec_loader_random_documents(data):
+    _exercise(data)
+
+
+def _paths(obj, prefix=()):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield prefix + (k,)
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield prefix + (i,)
+            yield from _paths(v, prefix + (i,))
+
+
+@FUZZ
+@given(st.sampled_from(bundled_names()), st.data())
+def test_spec_loader_mutated_bundled_specs(name, data):
+    doc = json.loads(json.dumps(load_bundled(name).model_dump(exclude_none=True)))
+    for _ in range(data.draw(st.integers(1, 3))):
+        paths = list(_paths(doc))
+        path = data.draw(st.sampled_from(paths))
+        parent = doc
+        for key in path[:-1]:
+            parent = parent[key]
+        action = data.draw(st.sampled_from(["replace", "delete", "number"]))
+        if action == "delete":
+            del parent[path[-1]]
+        elif action == "number":  # sizes from absurd to negative: must never hang or crash
+            parent[path[-1]] = data.draw(st.one_of(st.integers(-3, 3), st.integers(1, 2**64)))
+        else:
+            parent[path[-1]] = data.draw(json_values)
+        if not isinstance(doc, dict):
+            break
+    _exercise(copy.deepcopy(doc))
+
+
+@FUZZ
+@given(st.text(max_size=200))
+def test_yaml_text_through_loader(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("fuzz") / "spec.yaml"
+    path.write_text(text, encoding="utf-8")
+    from kvplan.catalog import load_spec_file
+
+    try:
+        load_spec_file(path)
+    except InvalidInput:
+        pass
+
+
+arg_values = st.sampled_from(
+    ["4k", "0", "-1", "1M", "abc", "1e9", "3", "fp8", "q4_0", "h100-sxm", "nope", "json", "xml", "", "9" * 30]
+)
+options = st.sampled_from(
+    ["--context", "--batch", "--kv-dtype", "--weights-dtype", "--gpu", "--tp", "--pp", "--format", "--overhead"]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(options, arg_values), max_size=4), st.sampled_from(["llama-3.1-8b", "mistral-7b-v0.1", "x"]))
+def test_cli_arguments(pairs, model):
+    import contextlib
+    import io
+
+    from kvplan.cli import main
+
+    argv = ["estimate", model] + [item for pair in pairs for item in pair]
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main(argv)
+    assert code in (0, 2), (argv, err.getvalue())
+    if code == 2:
+        lines = [line for line in err.getvalue().splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("kvplan: error: "), (argv, lines)
+    assert "Traceback" not in err.getvalue()
+
+
+def test_regression_yaml_scalar_document(tmp_path):
+    # Found by fuzzing: a YAML file holding a bare scalar must be an input error, not a crash.
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(42))
+    from kvplan.catalog import load_spec_file
+
+    try:
+        load_spec_file(path)
+    except InvalidInput as exc:
+        assert "must be a YAML mapping" in str(exc)
