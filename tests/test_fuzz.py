@@ -16,8 +16,9 @@ from kvplan.estimator import estimate
 from kvplan.params import count_params, weight_bytes_per_gpu
 from kvplan.units import parse_length, parse_lengths, parse_size
 
+# KVPLAN_FUZZ_EXAMPLES=5000 for a long run; CI keeps it short.
 FUZZ = settings(
-    max_examples=int(__import__("os").environ.get("KVPLAN_FUZZ_EXAMPLES", "150")),
+    max_examples=int(os.environ.get("KVPLAN_FUZZ_EXAMPLES", "150")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
@@ -138,9 +139,6 @@ options = st.sampled_from(
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(options, arg_values), max_size=4), st.sampled_from(["llama-3.1-8b", "mistral-7b-v0.1", "x"]))
 def test_cli_arguments(pairs, model):
-    import contextlib
-    import io
-
     from kvplan.cli import main
 
     argv = ["estimate", model] + [item for pair in pairs for item in pair]
