@@ -1,0 +1,436 @@
+"""Capacity answers in an engine's terms: the KV pool, concurrent sequences, the longest context.
+
+Everything here is a search over the engine layout's integer arithmetic (:mod:`kvplan.engines`):
+"fits" means the allocation units ``batch`` sequences of ``length`` tokens take (blocks, token
+slots, cells, bytes) plus the engine's reserved units do not exceed the pool on every pipeline
+stage. The per-sequence cost is monotone in the length and the batch, so the inverse questions
+(longest context, most sequences) are binary searches that stay right with windows, chunks and
+recurrent state, where bytes are not proportional to tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from kvplan.engines import (
+    Budget,
+    EngineProfile,
+    Layout,
+    Settings,
+    budget,
+    check_fraction,
+    check_kv_dtype,
+    check_parallel_for,
+    engine_layout,
+    get_engine,
+    plan_for,
+    resolved_vllm_batch,
+    usable_memory_bytes,
+)
+from kvplan.errors import InvalidInput
+from kvplan.hardware import GPU
+from kvplan.params import weight_bytes_per_stage
+from kvplan.spec import ModelSpec
+from kvplan.units import MAX_CONTEXT, canonical_dtype, kv_dtype, weight_dtype
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline stage: its budget and layout."""
+
+    budget: Budget
+    layout: Layout
+
+    @property
+    def available(self) -> int:
+        return max(0, self.budget.available_kv)
+
+    def fits(self, *, batch: int, length: int) -> bool:
+        return self.layout.fits(self.available, batch=batch, length=length)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A resolved configuration: model, engine, GPU, split, dtypes and per-stage layouts."""
+
+    spec: ModelSpec
+    engine: EngineProfile
+    gpu: GPU
+    tp: int
+    pp: int
+    gpus: int
+    kv_dtype: str
+    weights_dtype: str
+    settings: Settings
+    stages: tuple[Stage, ...]
+    max_num_batched_tokens: int
+    max_num_seqs: int
+
+    @property
+    def replicas(self) -> int:
+        return self.gpus // (self.tp * self.pp)
+
+    def fits(self, *, batch: int, length: int) -> bool:
+        return all(s.fits(batch=batch, length=length) for s in self.stages)
+
+
+def setup(
+    spec: ModelSpec,
+    gpu: GPU,
+    *,
+    engine: str = "vllm",
+    tp: int = 1,
+    pp: int = 1,
+    gpus: int | None = None,
+    kv_dtype_name: str | None = None,
+    weights_dtype: str | None = None,
+    settings: Settings | None = None,
+    memo: dict | None = None,
+) -> Setup:
+    """Validate the inputs and build the per-stage budget and layout.
+
+    ``memo`` (any dict, kept by the caller) shares weight counts and cache plans between calls
+    on the same model, so a sweep over GPUs does the per-layer arithmetic once per split.
+    """
+    profile = get_engine(engine)
+    settings = settings or Settings()
+    check_fraction(settings.gpu_memory_utilization, "gpu_memory_utilization")
+    check_fraction(settings.mem_fraction_static, "mem_fraction_static")
+    check_fraction(settings.free_gpu_memory_fraction, "free_gpu_memory_fraction")
+    if settings.block_size is not None and settings.block_size < 1:
+        raise InvalidInput(f"invalid block size {settings.block_size!r}; expected a whole number of tokens >= 1")
+    gpus = gpus if gpus is not None else tp * pp
+    if gpus < 1 or gpus % (tp * pp):
+        raise InvalidInput(f"invalid GPU count {gpus!r}; it must be a multiple of tp x pp = {tp * pp}")
+    kv_name = kv_dtype(kv_dtype_name or _engine_default_kv(profile, spec)).name
+    kv_name = check_kv_dtype(profile, kv_name)
+    w_name = canonical_dtype(weight_dtype(weights_dtype or spec.dtype).name)
+    check_parallel_for(profile, spec, tp=tp, pp=pp)
+    memo = {} if memo is None else memo
+    plan_key = ("plan", profile.name == "transformers", kv_name, tp, pp)
+    if plan_key not in memo:
+        memo[plan_key] = plan_for(profile, spec, kv_name, tp=tp, pp=pp)
+    plan = memo[plan_key]
+    w_key = ("weights", w_name, tp, pp)
+    if w_key not in memo:
+        memo[w_key] = weight_bytes_per_stage(spec, w_name, tp=tp, pp=pp)
+    total = usable_memory_bytes(gpu, settings.overrides.device_memory_bytes)
+    mnbt, seqs = resolved_vllm_batch(settings, total)
+    stages = tuple(
+        Stage(
+            budget(
+                profile,
+                spec,
+                gpu,
+                settings,
+                weights_dtype=w_name,
+                tp=tp,
+                pp=pp,
+                stage_index=i,
+                stage_weights=memo[w_key],
+            ),  # fmt: skip
+            engine_layout(profile, spec, plan, settings, stage_index=i, max_num_batched_tokens=mnbt),
+        )
+        for i in range(len(plan.stages))
+    )
+    return Setup(spec, profile, gpu, tp, pp, gpus, kv_name, w_name, settings, stages, mnbt, seqs)
+
+
+def _engine_default_kv(engine: EngineProfile, spec: ModelSpec) -> str:
+    if engine.name == "llamacpp":
+        return "fp16"  # llama.cpp -ctk/-ctv default f16 (common/common.h cache_type_k)
+    return spec.dtype
+
+
+# ---- searches -----------------------------------------------------------------------------------
+
+
+def max_sequences(s: Setup, length: int) -> int:
+    """Most concurrent sequences of ``length`` tokens one replica holds (exact unit count)."""
+    counts = []
+    for stage in s.stages:
+        lay = stage.layout
+        if lay.engine == "llamacpp":
+            counts.append(_largest(lambda b, st=stage: st.fits(batch=b, length=length), MAX_CONTEXT))
+            continue
+        per = lay.units_for(1, length)
+        free = lay.pool_units(stage.available) - lay.reserved_units
+        counts.append(max(0, free) // per if per else MAX_CONTEXT)
+    return min(counts)
+
+
+def max_context(s: Setup, *, batch: int = 1, limit: int | None = None) -> int:
+    """Longest context such that ``batch`` sequences of it fit (0: not even one token)."""
+    top = limit or s.spec.max_position_embeddings
+    return _largest(lambda n: s.fits(batch=batch, length=n), top)
+
+
+def _largest(ok, top: int) -> int:  # noqa: ANN001
+    """Largest n in [1, top] with ok(n), assuming ok is monotone (true then false); 0 if none."""
+    if top < 1 or not ok(1):
+        return 0
+    lo, hi = 1, top
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def pool_tokens(s: Setup) -> int:
+    """The pool in tokens, as the engine reports it (busiest stage)."""
+    return min(_stage_tokens(st) for st in s.stages)
+
+
+def _stage_tokens(stage: Stage) -> int:
+    lay, avail = stage.layout, stage.available
+    if lay.engine == "vllm":
+        # kv_cache_utils._report_kv_cache_config: num_blocks // num_groups * min_block_size.
+        blocks = lay.pool_units(avail)
+        return blocks // len(lay.groups) * min(g.block_tokens for g in lay.groups)
+    if lay.engine == "llamacpp":
+        return _largest(lambda n: lay.units_for(1, n) <= avail, MAX_CONTEXT) // 256 * 256
+    per_token = sum(n * c.bytes_per_token for n, c in lay.stage.groups)
+    if not per_token:
+        return 0
+    tokens = avail // per_token  # SGLang max_total_num_tokens; TRT-LLM blocks x tokens_per_block
+    return tokens // lay.block_tokens * lay.block_tokens
+
+
+def pool_bytes(s: Setup, sequences: int, length: int) -> int:
+    """Bytes the KV pool takes on the busiest GPU (what the engine allocates)."""
+    out = []
+    for st in s.stages:
+        lay = st.layout
+        if lay.engine == "vllm":
+            out.append(lay.pool_units(st.available) * lay.unit_bytes)
+        elif lay.engine == "llamacpp":
+            out.append(lay.units_for(max(sequences, 1), length))
+        elif lay.engine in ("sglang", "trtllm"):
+            per_token = sum(n * c.bytes_per_token for n, c in lay.stage.groups)
+            out.append(_stage_tokens(st) * per_token)
+        else:
+            out.append(st.available)
+    return max(out)
+
+
+def reported_concurrency(s: Setup, length: int) -> float:
+    """The engine's own concurrency figure at ``length`` (vLLM: num_blocks / blocks per request)."""
+    values = []
+    for st in s.stages:
+        lay = st.layout
+        per = lay.units_for(1, length)
+        if lay.engine == "llamacpp":
+            values.append(float(max_sequences(s, length)))
+        else:
+            values.append(lay.pool_units(st.available) / per if per else float("inf"))
+    return min(values)
+
+
+def expected_concurrency(s: Setup, lengths: list[int], weights: list[float] | None = None) -> float:
+    """Sequences that fit on average for a mix of request lengths (weights default to equal).
+
+    The pool divided by the weighted mean cost of one sequence. llama.cpp gives each of its
+    ``-np`` slots the same cells, so the mix is sized by its longest request there.
+    """
+    if weights is not None and len(weights) != len(lengths):
+        raise InvalidInput(f"got {len(weights)} weights for {len(lengths)} lengths; give one weight per length")
+    w = weights or [1.0] * len(lengths)
+    if any(x < 0 for x in w) or sum(w) <= 0:
+        raise InvalidInput(f"invalid weights {w!r}; expected non-negative numbers with a positive sum")
+    values = []
+    for st in s.stages:
+        lay = st.layout
+        if lay.engine == "llamacpp":
+            return float(max_sequences(s, max(lengths)))
+        mean = sum(wi * lay.units_for(1, n) for wi, n in zip(w, lengths, strict=True)) / sum(w)
+        free = lay.pool_units(st.available) - lay.reserved_units
+        values.append(max(0, free) / mean if mean else float("inf"))
+    return min(values) * s.replicas
+
+
+# ---- the answer ------------------------------------------------------------------------------
+
+
+@dataclass
+class CapacityResult:
+    """One capacity answer. Bytes are ints, per GPU unless the name says otherwise."""
+
+    model: str
+    engine: str
+    engine_version: str
+    gpu: str
+    gpus: int
+    tp: int
+    pp: int
+    replicas: int
+    kv_dtype: str
+    weights_dtype: str
+    context: int
+    fits: bool
+    kv_pool_bytes: int
+    kv_pool_tokens: int
+    available_kv_bytes: int
+    max_concurrent_sequences: int  # at ``context``, all replicas, exact unit count
+    max_concurrent_sequences_per_replica: int
+    engine_reported_concurrency: float  # the engine's own figure (vLLM "Maximum concurrency")
+    max_context: int  # one sequence
+    max_context_limited_by: str
+    batch: int | None
+    max_context_for_batch: int | None
+    expected_concurrency: float | None
+    mix: dict[str, Any] | None
+    block_tokens: int
+    max_num_batched_tokens: int | None
+    max_num_seqs: int | None
+    breakdown: dict[str, int]
+    budget_rule: str
+    settings: dict[str, Any]
+    reason: str | None = None
+    nearest: list[dict[str, Any]] = field(default_factory=list)
+    kv_cache_memory_given: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def capacity(
+    s: Setup,
+    context: int,
+    *,
+    batch: int | None = None,
+    lengths: list[int] | None = None,
+    weights: list[float] | None = None,
+    kv_cache_memory: int | None = None,
+    suggest: bool = True,
+) -> CapacityResult:
+    """Answer every capacity question for one configuration at ``context`` tokens."""
+    if kv_cache_memory is not None:
+        s = with_kv_memory(s, kv_cache_memory)
+    per_replica = max_sequences(s, context)
+    one = max_context(s)
+    limited = "memory" if one < s.spec.max_position_embeddings else "model max_position_embeddings"
+    busiest = min(s.stages, key=lambda st: st.available)
+    b = busiest.budget
+    pool = pool_bytes(s, per_replica, context)
+    breakdown = {
+        "device_total_bytes": b.device_total,
+        "engine_share_bytes": b.engine_share,
+        "weights_bytes": b.weights,
+        "activation_bytes": b.activation,
+        "non_torch_bytes": b.non_torch,
+        "cuda_graph_bytes": b.cuda_graph,
+        "overhead_bytes": b.overhead,
+        "available_kv_bytes": b.available_kv,
+        "kv_pool_bytes": pool,
+        "unallocated_bytes": max(0, b.available_kv) - pool,
+    }
+    mix = None
+    expected = None
+    if lengths:
+        expected = expected_concurrency(s, lengths, weights)
+        mix = {"lengths": lengths, "weights": weights or [1.0] * len(lengths)}
+    fits = per_replica >= 1
+    result = CapacityResult(
+        model=s.spec.name,
+        engine=s.engine.name,
+        engine_version=s.engine.version,
+        gpu=s.gpu.name,
+        gpus=s.gpus,
+        tp=s.tp,
+        pp=s.pp,
+        replicas=s.replicas,
+        kv_dtype=s.kv_dtype,
+        weights_dtype=s.weights_dtype,
+        context=context,
+        fits=fits,
+        kv_pool_bytes=pool,
+        kv_pool_tokens=pool_tokens(s),
+        available_kv_bytes=b.available_kv,
+        max_concurrent_sequences=per_replica * s.replicas,
+        max_concurrent_sequences_per_replica=per_replica,
+        engine_reported_concurrency=round(reported_concurrency(s, context), 4),
+        max_context=one,
+        max_context_limited_by=limited,
+        batch=batch,
+        max_context_for_batch=max_context(s, batch=batch) if batch else None,
+        expected_concurrency=round(expected, 4) if expected is not None else None,
+        mix=mix,
+        block_tokens=s.stages[0].layout.block_tokens,
+        max_num_batched_tokens=s.max_num_batched_tokens if s.engine.name == "vllm" else None,
+        max_num_seqs=s.max_num_seqs if s.engine.name == "vllm" else None,
+        breakdown=breakdown,
+        budget_rule=b.rule,
+        settings=_settings_dict(s, b),
+        kv_cache_memory_given=kv_cache_memory is not None,
+    )
+    if not fits:
+        result.reason = _reason(s, context, one)
+        if suggest:
+            result.nearest = nearest_fits(s, context)
+    return result
+
+
+def with_kv_memory(s: Setup, kv_bytes: int) -> Setup:
+    """The same setup with the KV budget fixed (vLLM --kv-cache-memory: utilization is ignored)."""
+    from dataclasses import replace
+
+    stages = tuple(
+        Stage(replace(st.budget, available_kv=kv_bytes, rule="--kv-cache-memory"), st.layout) for st in s.stages
+    )
+    return replace(s, stages=stages)
+
+
+def _settings_dict(s: Setup, b: Budget) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if b.fraction_name:
+        out[b.fraction_name] = b.fraction
+    if s.engine.name == "vllm":
+        out["block_size"] = s.stages[0].layout.block_tokens
+    return out
+
+
+def _reason(s: Setup, context: int, one: int) -> str:
+    b = min(s.stages, key=lambda st: st.available).budget
+    if b.available_kv <= 0:
+        return (
+            f"no memory left for the KV cache: weights {b.weights:,} B and other terms exceed the "
+            f"engine's share {b.engine_share:,} B per GPU"
+        )
+    return f"one sequence of {context:,} tokens does not fit the KV pool; the longest that fits is {one:,} tokens"
+
+
+def nearest_fits(s: Setup, context: int) -> list[dict[str, Any]]:
+    """Configurations close to ``s`` where one sequence of ``context`` fits (cheapest first)."""
+    out: list[dict[str, Any]] = []
+    one = max_context(s)
+    if one:
+        out.append({"change": f"--context {one}", "context": one, "tp": s.tp, "kv_dtype": s.kv_dtype})
+    for kv in ("fp8",):
+        if kv in s.engine.kv_dtypes and kv != s.kv_dtype and _try(s, context, kv_dtype_name=kv):
+            out.append({"change": f"--kv-dtype {kv}", "context": context, "tp": s.tp, "kv_dtype": kv})
+    for tp in (2, 4, 8):
+        if tp > s.tp and s.engine.supports_tp and _try(s, context, tp=tp):
+            out.append({"change": f"--tp {tp} (--gpus {tp * s.pp})", "context": context, "tp": tp})
+            break
+    return out
+
+
+def _try(s: Setup, context: int, **changes: Any) -> bool:
+    args = {
+        "engine": s.engine.name,
+        "tp": s.tp,
+        "pp": s.pp,
+        "kv_dtype_name": s.kv_dtype,
+        "weights_dtype": s.weights_dtype,
+        "settings": s.settings,
+    }
+    args.update(changes)
+    try:
+        other = setup(s.spec, s.gpu, **args)
+    except InvalidInput:
+        return False
+    return max_sequences(other, context) >= 1

@@ -1,0 +1,660 @@
+"""How serving engines lay out and budget KV-cache memory.
+
+An engine profile is data (:data:`ENGINES`) plus two small functions built on the per-layer
+:class:`~kvplan.memory.CachePlan`:
+
+- :func:`engine_layout` turns the plan of one pipeline stage into the engine's allocation
+  units (vLLM blocks shared by KV-cache groups, SGLang token slots, TensorRT-LLM blocks,
+  llama.cpp cells, or plain bytes) and answers "how many units do ``batch`` sequences of
+  ``length`` tokens take";
+- :func:`budget` says how many bytes per GPU the engine gives its KV cache, term by term.
+
+The KV arithmetic itself (bytes per token per layer, windows, MLA latent, recurrent state, TP
+replication) is never re-derived here: it comes from :func:`kvplan.memory.cache_plan`.
+Every constant carries the engine version and the source it was read from; every non-KV term
+has a user override (:class:`Overrides`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from kvplan.errors import InvalidInput, did_you_mean
+from kvplan.hardware import GPU
+from kvplan.memory import CachePlan, LayerCache, StagePlan, cache_plan, recurrent_state_elements
+from kvplan.params import weight_bytes_per_stage
+from kvplan.spec import ModelSpec, ceil_div
+from kvplan.units import GIB, KV_DTYPES, MIB, canonical_dtype
+
+EngineName = Literal["ideal", "vllm", "sglang", "trtllm", "llamacpp", "transformers"]
+
+
+@dataclass(frozen=True)
+class EngineProfile:
+    """What an engine is, in data: its version, paging unit and the flags it accepts."""
+
+    name: str
+    version: str
+    paging: str  # one line: how tokens are stored
+    budget_rule: str  # one line: how the KV budget is decided
+    kv_dtypes: tuple[str, ...]  # kvplan dtype names the engine accepts for its KV cache
+    kv_dtype_flags: dict[str, str] = field(default_factory=dict)  # kvplan name -> the engine's spelling
+    tp_needs_kv_divisor: bool = True  # kv_heads % tp == 0 or tp % kv_heads == 0 (head replication)
+    supports_tp: bool = True
+
+
+ENGINES: dict[str, EngineProfile] = {
+    "ideal": EngineProfile(
+        name="ideal",
+        version="-",
+        paging="exact bytes per token, no paging",
+        budget_rule="device memory - weights - user overhead",
+        kv_dtypes=tuple(KV_DTYPES),
+        tp_needs_kv_divisor=False,
+    ),
+    "vllm": EngineProfile(
+        name="vllm",
+        version="0.19 (V1 engine)",
+        # vllm/v1/kv_cache_interface.py, vllm/v1/core/kv_cache_utils.py @001cabc (main, 2026).
+        paging="blocks of 16 tokens shared by KV-cache groups; cdiv per request; "
+        "SWA keeps window-1+chunk tokens +1 block",
+        budget_rule="total x gpu_memory_utilization - weights - activation peak - non-torch",
+        kv_dtypes=("bf16", "fp16", "fp8", "fp8_e4m3", "fp8_e5m2"),
+        # vllm/config/cache.py CacheDType: auto, fp8, fp8_e4m3, fp8_e5m2 (+ newer int8/nvfp4 modes).
+        kv_dtype_flags={"bf16": "auto", "fp16": "auto", "fp8": "fp8", "fp8_e4m3": "fp8_e4m3", "fp8_e5m2": "fp8_e5m2"},
+    ),
+    "sglang": EngineProfile(
+        name="sglang",
+        version="0.4.3 budget / 0.5.x mem_fraction_static heuristic",
+        # python/sglang/srt/model_executor/model_runner.py profile_max_num_token; page_size 1 default.
+        paging="token slots (page 1); pool = rest / cell_size over all layers",
+        budget_rule="free memory at start x mem_fraction_static - weights",
+        kv_dtypes=("bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "fp8"),
+        # server_args.py --kv-cache-dtype choices: auto, fp8_e5m2, fp8_e4m3.
+        kv_dtype_flags={
+            "bf16": "auto",
+            "fp16": "auto",
+            "fp8": "fp8_e4m3",
+            "fp8_e4m3": "fp8_e4m3",
+            "fp8_e5m2": "fp8_e5m2",
+        },
+    ),
+    "trtllm": EngineProfile(
+        name="trtllm",
+        version="0.20+ (LLM API, PyTorch backend)",
+        # docs/source/reference/memory.md; KvCacheConfig.free_gpu_memory_fraction default 0.9.
+        paging="blocks of tokens_per_block (32) per request",
+        budget_rule="free memory after load and activations x free_gpu_memory_fraction (0.9)",
+        kv_dtypes=("bf16", "fp16", "fp8", "int8"),
+        kv_dtype_flags={"bf16": "auto", "fp16": "auto", "fp8": "fp8", "int8": "int8"},
+    ),
+    "llamacpp": EngineProfile(
+        name="llamacpp",
+        version="b6699..b8198 (llama-kv-cache.cpp, llama-kv-cache-iswa.cpp)",
+        paging="n_ctx cells (padded to 256) x layers; separate SWA pool of window x seqs + ubatch cells",
+        budget_rule="exact buffers: device memory - weights - compute buffer - context",
+        kv_dtypes=("fp16", "bf16", "fp32", "q8_0", "q4_0"),
+        # common/arg.cpp -ctk/-ctv accepted types (f32, f16, bf16, q8_0, q4_0, ...).
+        kv_dtype_flags={"fp16": "f16", "bf16": "bf16", "fp32": "f32", "q8_0": "q8_0", "q4_0": "q4_0"},
+        tp_needs_kv_divisor=False,
+        supports_tp=False,
+    ),
+    "transformers": EngineProfile(
+        name="transformers",
+        version="5.24.0 (DynamicCache)",
+        paging="what DynamicCache keeps (kvplan.transformers_layout): window-1 tokens on SWA layers, fp32 states",
+        budget_rule="device memory - weights - activation peak - CUDA context",
+        kv_dtypes=("bf16", "fp16", "fp32"),
+        kv_dtype_flags={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"},
+        tp_needs_kv_divisor=False,
+        supports_tp=False,
+    ),
+}
+
+
+def get_engine(name: str) -> EngineProfile:
+    key = name.strip().lower().replace("-", "").replace(".", "").replace("_", "")
+    aliases = {"tensorrtllm": "trtllm", "trt": "trtllm", "llama": "llamacpp", "hf": "transformers"}
+    key = aliases.get(key, key)
+    if key not in ENGINES:
+        raise InvalidInput(
+            f"unknown engine {name!r}{did_you_mean(name, list(ENGINES))} expected one of: {', '.join(ENGINES)}"
+        )
+    return ENGINES[key]
+
+
+# ---- engine settings (the user's flags) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """User overrides of the non-KV terms, in bytes per GPU (None: use kvplan's model)."""
+
+    device_memory_bytes: int | None = None
+    activation_bytes: int | None = None
+    non_torch_bytes: int | None = None
+    cuda_graph_bytes: int | None = None
+    overhead_bytes: int = 0  # extra reservation the user wants, any engine
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Engine flags. ``None`` means the engine's default for this GPU (see :func:`resolve_settings`)."""
+
+    gpu_memory_utilization: float | None = None  # vLLM
+    mem_fraction_static: float | None = None  # SGLang
+    free_gpu_memory_fraction: float | None = None  # TensorRT-LLM
+    block_size: int | None = None  # vLLM block / TRT-LLM tokens_per_block / SGLang page_size
+    max_num_batched_tokens: int | None = None  # vLLM; SGLang chunked_prefill_size; TRT max_num_tokens
+    max_num_seqs: int | None = None
+    n_ubatch: int = 512  # llama.cpp default (common/common.h n_ubatch = 512)
+    kv_unified: bool = False  # llama.cpp --kv-unified
+    swa_full: bool = False  # llama.cpp --swa-full
+    cuda_graph_estimate: bool = False  # vLLM >= 0.21: subtract the CUDA graph estimate from the budget
+    overrides: Overrides = field(default_factory=Overrides)
+
+
+def check_fraction(value: float | None, what: str) -> None:
+    if value is not None and not (0 < value <= 1):
+        raise InvalidInput(f"invalid {what} {value!r}; expected a fraction in (0, 1], e.g. 0.9")
+
+
+def check_parallel_for(engine: EngineProfile, spec: ModelSpec, *, tp: int, pp: int) -> None:
+    """Engine-specific TP/PP rules on top of :func:`kvplan.memory.check_parallel`."""
+    if not engine.supports_tp and (tp > 1 or pp > 1):
+        raise InvalidInput(f"engine {engine.name!r} is modelled on one device; got tp={tp}, pp={pp}; use --tp 1 --pp 1")
+    if not engine.tp_needs_kv_divisor or tp == 1:
+        return
+    for name in spec.kind_counts:
+        kind = spec.kind(name)
+        if kind.type in ("mla", "recurrent"):
+            continue
+        kv = spec.kv_heads_of(kind)
+        if kv % tp and tp % kv:
+            # vLLM QKVParallelLinear: kv heads are split (kv % tp == 0) or replicated (tp % kv == 0).
+            raise InvalidInput(
+                f"tensor parallel size {tp} neither divides nor is a multiple of {spec.name}'s {kv} KV heads; "
+                f"{engine.name} requires one or the other"
+            )
+
+
+def check_kv_dtype(engine: EngineProfile, kv_dtype_name: str) -> str:
+    name = canonical_dtype(kv_dtype_name)
+    if name not in engine.kv_dtypes:
+        raise InvalidInput(
+            f"engine {engine.name!r} does not store a KV cache in {kv_dtype_name!r}; "
+            f"it accepts {', '.join(engine.kv_dtypes)}"
+        )
+    return name
+
+
+# ---- usable device memory ----------------------------------------------------------------------
+
+# What CUDA reports as total (cudaMemGetInfo / torch total_memory), in MiB, where a log or a
+# measurement shows it. nvidia-smi's figure is larger: the driver keeps some memory back.
+CUDA_TOTAL_MIB: dict[str, int] = {
+    # vLLM 0.19 logs "79.19 GiB" total on H100 80GB HBM3 (engine_logs.json vllm-15..27);
+    # torch total_memory 81082-81090 MiB (shared/reference/gpus.md S12c).
+    "h100-sxm": 81090,
+    # vLLM logs total_gpu_memory 39.50GiB on A100-40GB (gpus.md S20).
+    "a100-40gb": 40448,
+    # vLLM logs total_gpu_memory=23.58GiB on an RTX 3090 (engine_logs.json vllm-01).
+    "rtx-3090": 24146,
+}
+# Elsewhere: nvidia-smi minus the H100 gap (81559 - 81090 = 469 MiB, gpus.md "CUDA sees less").
+DEFAULT_DRIVER_RESERVE_MIB = 469
+
+
+def usable_memory_bytes(gpu: GPU, override: int | None = None) -> int:
+    """Device memory an engine sees (CUDA's total), not the marketing number."""
+    if override is not None:
+        return override
+    if gpu.name in CUDA_TOTAL_MIB:
+        return CUDA_TOTAL_MIB[gpu.name] * MIB
+    return (gpu.memory_mib - DEFAULT_DRIVER_RESERVE_MIB) * MIB
+
+
+# ---- layouts: allocation units per engine ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VllmGroup:
+    """One vLLM KV-cache group: layers of one type sharing a block table."""
+
+    type: str
+    cap: int | None  # window (sliding) or chunk (chunked)
+    block_tokens: int
+    layers_in_stage: int
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one pipeline stage (one TP rank) turns sequences into allocation units.
+
+    ``unit_bytes`` is the size of one unit (a vLLM block across one layer of every group, a
+    TRT-LLM block across the stage's layers, or 1 byte); ``units_for`` gives the units
+    ``batch`` sequences of ``length`` tokens take; ``reserved_units`` are held by the engine.
+    """
+
+    engine: str
+    stage: StagePlan
+    unit_bytes: int
+    block_tokens: int
+    reserved_units: int = 0
+    groups: tuple[VllmGroup, ...] = ()
+    mnbt: int = 0
+    n_ubatch: int = 512
+    kv_unified: bool = False
+    swa_full: bool = False
+
+    def pool_units(self, available: int) -> int:
+        return max(0, available // self.unit_bytes)
+
+    def units_for(self, batch: int, length: int) -> int:
+        if self.engine == "vllm":
+            return batch * self.blocks_per_request(length)
+        if self.engine == "llamacpp":
+            return _llamacpp_bytes(self, batch, length)
+        return batch * _paged_bytes(self.stage, length, self.block_tokens)
+
+    def blocks_per_request(self, length: int) -> int:
+        """vLLM: blocks one request of ``length`` tokens may hold (kv_cache_utils max_memory_usage_bytes)."""
+        return sum(_vllm_group_blocks(g, length, self.mnbt) for g in self.groups)
+
+    def fits(self, available: int, *, batch: int, length: int) -> bool:
+        return self.units_for(batch, length) + self.reserved_units <= self.pool_units(available)
+
+
+def _paged_bytes(stage: StagePlan, length: int, block: int) -> int:
+    """One sequence: each layer holds min(length, cap) tokens rounded up to ``block``, plus state."""
+    total = 0
+    for n, c in stage.groups:
+        held = length if c.max_tokens is None else min(length, c.max_tokens)
+        total += n * (c.bytes_per_token * ceil_div(held, block) * block + c.state_bytes)
+    return total
+
+
+def _vllm_group_blocks(g: VllmGroup, length: int, mnbt: int) -> int:
+    b = g.block_tokens
+    if g.type == "recurrent":
+        return 1  # MambaSpec, mamba_cache_mode "none": one page per request
+    if g.type == "sliding":
+        # SlidingWindowSpec: window-1 computed tokens + one scheduled chunk, +1 block for misalignment.
+        return ceil_div(min(g.cap - 1 + mnbt, length), b) + 1
+    if g.type == "chunked":
+        return ceil_div(min(g.cap + mnbt, length), b)  # ChunkedLocalAttentionSpec
+    return ceil_div(length, b)  # FullAttentionSpec / MLAAttentionSpec
+
+
+# llama.cpp pads the cell count of every KV cache to 256 (llama-kv-cache.cpp get_padding; the
+# iswa SWA size GGML_PAD(n_swa * n_seq + n_ubatch, 256) matches llamacpp-01/03: 768 and 1024 cells).
+LLAMACPP_PAD = 256
+
+
+def _llamacpp_bytes(layout: Layout, batch: int, length: int) -> int:
+    n_ctx = ceil_div(batch * length, LLAMACPP_PAD) * LLAMACPP_PAD
+    total = 0
+    for n, c in layout.stage.groups:
+        if c.type == "recurrent":
+            total += n * batch * c.state_bytes  # llama_memory_recurrent: one cell per sequence
+        elif c.max_tokens is None or layout.swa_full:
+            total += n * c.bytes_per_token * n_ctx
+        else:
+            # llama-kv-cache-iswa.cpp: min(size_base, pad(n_swa * (unified ? n_seq : 1) + n_ubatch)) per stream.
+            seqs = batch if layout.kv_unified else 1
+            streams = 1 if layout.kv_unified else batch
+            per_stream = ceil_div(c.max_tokens * seqs + layout.n_ubatch, LLAMACPP_PAD) * LLAMACPP_PAD
+            per_stream = min(per_stream, ceil_div(n_ctx // streams, LLAMACPP_PAD) * LLAMACPP_PAD)
+            total += n * c.bytes_per_token * per_stream * streams
+    return total
+
+
+def _llamacpp_stage(spec: ModelSpec, plan: CachePlan) -> StagePlan:
+    """llama.cpp keeps recurrent states (r, s) in f32 (llama-memory-recurrent.cpp type_r/type_s = F32)."""
+    groups = []
+    for n, c in plan.stages[0].groups:
+        if c.type == "recurrent":
+            conv, ssm = recurrent_state_elements(spec.kind(c.kind))
+            c = LayerCache(c.kind, c.type, 0, None, 4 * (conv + ssm))
+        groups.append((n, c))
+    return StagePlan(tuple(groups))
+
+
+def vllm_default_block_size(plan: CachePlan) -> int:
+    """vLLM's default block size: 16 (vllm/config/cache.py) for every backend the logs show.
+
+    MLA on Hopper logged 16 tokens per block too (vllm-11, vllm-21: tokens = 16 x blocks);
+    FlashMLA (64) and CUTLASS MLA on Blackwell (128) use larger blocks: pass --block-size.
+    """
+    return 16
+
+
+def _vllm_groups(
+    spec: ModelSpec, plan: CachePlan, *, block: int, stage_index: int
+) -> tuple[tuple[VllmGroup, ...], int]:
+    """KV-cache groups of the whole model projected on one stage, and the unified page size per layer.
+
+    kv_cache_utils.get_kv_cache_groups: one group when every layer has the same spec or needs the
+    same token slots (UniformTypeKVCacheSpecs); otherwise layers are grouped by spec, each spec's
+    layers split into cdiv(n, group_size) groups (layers[i::num_groups]), with group_size the
+    smallest layer count (the largest when max < 1.5 x min), and page sizes unified.
+    """
+    from kvplan.params import pipeline_stages
+
+    caches = plan.layers
+    attn = [c for c in caches if c.type != "recurrent"]
+    recurrent = [c for c in caches if c.type == "recurrent"]
+    block = _hybrid_block_size(attn, recurrent, block)
+    keys: dict[tuple, list[int]] = {}
+    for i, c in enumerate(caches):
+        key = (c.type, c.max_tokens, c.bytes_per_token, c.state_bytes)
+        keys.setdefault(key, []).append(i)
+    stage_layers = set(pipeline_stages(spec.num_layers, plan.pp)[stage_index])
+    token_slots = {(k[0] if k[0] in ("full", "mla") else k[0], k[1]) for k in keys}
+    if len(keys) == 1 or (not recurrent and len(token_slots) == 1):
+        # Uniform spec or uniform type: one group, page = the stage's layers side by side.
+        layers = [i for i in range(spec.num_layers) if i in stage_layers]
+        first = caches[0]
+        page = sum(caches[i].bytes_per_token * block + caches[i].state_bytes for i in layers)
+        return (VllmGroup(first.type, first.max_tokens, block, 1),), page
+    pages = {key: (key[2] * block if key[0] != "recurrent" else 0) for key in keys}
+    unit = max(pages.values()) if any(pages.values()) else 0
+    counts = [len(v) for v in keys.values()]
+    group_size = min(counts)
+    if max(counts) < 1.5 * min(counts):
+        group_size = max(counts)
+    groups = []
+    for key, idx in keys.items():
+        ratio = 1 if key[0] == "recurrent" or pages[key] == unit else _page_ratio(pages[key], unit)
+        num = ceil_div(len(idx), group_size)
+        for g in range(num):
+            members = idx[g::num]
+            groups.append(VllmGroup(key[0], key[1], block * ratio, sum(1 for i in members if i in stage_layers)))
+    group_layers = max(g.layers_in_stage for g in groups)
+    if recurrent:
+        unit = max(unit, max(c.state_bytes for c in recurrent))
+    return tuple(groups), unit * max(group_layers, 1)
+
+
+def _page_ratio(page: int, unit: int) -> int:
+    if unit % page:
+        # kv_cache_utils.unify_kv_cache_spec_page_size raises NotImplementedError here.
+        raise InvalidInput("vLLM cannot unify this model's page sizes (a page size does not divide the largest)")
+    return unit // page
+
+
+def _hybrid_block_size(attn: list[LayerCache], recurrent: list[LayerCache], block: int) -> int:
+    """vllm/platforms/interface.py (_align_hybrid_block_size): with Mamba-like layers, grow the
+    attention block until one attention page holds one state page (FlashAttention kernel
+    alignment 16); the state page is then padded up to the attention page."""
+    if not recurrent or not attn:
+        return block
+    align = max(16, block)
+    per_token = attn[0].bytes_per_token
+    state = max(c.state_bytes for c in recurrent)
+    return align * ceil_div(state, align * per_token)
+
+
+def engine_layout(
+    engine: EngineProfile,
+    spec: ModelSpec,
+    plan: CachePlan,
+    settings: Settings,
+    *,
+    stage_index: int = 0,
+    max_num_batched_tokens: int = 8192,
+) -> Layout:
+    """The allocation units of ``engine`` for one pipeline stage of ``plan``."""
+    stage = plan.stages[stage_index]
+    if engine.name == "vllm":
+        block = settings.block_size or vllm_default_block_size(plan)
+        groups, unit = _vllm_groups(spec, plan, block=block, stage_index=stage_index)
+        # vllm/v1/core/block_pool.py: block 0 is the null block, never handed to a request.
+        return Layout("vllm", stage, unit, block, 1, groups, max_num_batched_tokens)
+    if engine.name == "trtllm":
+        return Layout("trtllm", stage, 1, settings.block_size or TRTLLM_TOKENS_PER_BLOCK)
+    if engine.name == "sglang":
+        return Layout("sglang", stage, 1, settings.block_size or 1)
+    if engine.name == "llamacpp":
+        return Layout(
+            "llamacpp",
+            _llamacpp_stage(spec, plan),
+            1,
+            1,
+            n_ubatch=settings.n_ubatch,
+            kv_unified=settings.kv_unified,
+            swa_full=settings.swa_full,
+        )
+    return Layout(engine.name, stage, 1, 1)
+
+
+# trtllm-build --tokens_per_block default (TensorRT-LLM >= 0.10 build docs); older builds used 64.
+TRTLLM_TOKENS_PER_BLOCK = 32
+
+
+def plan_for(engine: EngineProfile, spec: ModelSpec, kv_dtype_name: str, *, tp: int, pp: int) -> CachePlan:
+    """The cache plan the engine stores: transformers' own rules, expanded MLA nowhere (all
+    four serving engines keep the latent; SGLang/vLLM MLA backends, llama.cpp since its MLA support)."""
+    if engine.name == "transformers":
+        from kvplan.transformers_layout import transformers_cache_plan
+
+        return transformers_cache_plan(spec, kv_dtype_name)
+    return cache_plan(spec, kv_dtype_name, tp=tp, pp=pp)
+
+
+# ---- budgets: bytes per GPU for the KV cache -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Where one GPU's memory goes, in bytes. ``available_kv`` is what the engine gives its cache."""
+
+    device_total: int
+    engine_share: int  # total x utilization (vLLM), free x mem_fraction (SGLang), ...
+    weights: int
+    activation: int
+    non_torch: int
+    cuda_graph: int
+    cuda_graph_in_budget: bool
+    overhead: int
+    available_kv: int
+    rule: str
+    fraction: float | None = None
+    fraction_name: str | None = None
+
+
+# --- vLLM 0.19 non-KV model, calibrated on engine_logs.json vllm-15 (Llama-3.1-8B) and vllm-19
+# (gemma-2-9b), checked on vllm-17/21/23/25/27 (all H100, max_num_batched_tokens 8192, 1024 seqs).
+# The profile run (gpu_model_runner.profile_run) runs max_num_batched_tokens tokens spread over
+# R = min(max_num_seqs, tokens) dummy requests, then a dummy sampler pass on R rows of logits.
+VLLM_LOGIT_BYTES = 14.56  # per (row x vocab) element: fp32 logits + ~2.6 fp32-sized sampler buffers (fit)
+VLLM_HIDDEN_BYTES = 3.48  # per (token x hidden) element: bf16 residual / hidden buffers (fit)
+# fused_moe intermediates: tokens x top_k x (2 x N/tp + hidden) in 16 bit (fit to vllm-21, vllm-25).
+VLLM_MOE_BYTES = 2
+# Non-torch memory the profiler charges: 0.24-0.27 GiB at TP=1, 2.07 GiB at TP=2 (NCCL + custom
+# all-reduce buffers) in vLLM 0.19 on H100 (vllm-15..27 "Actual usage" lines).
+VLLM_NON_TORCH_TP1 = round(0.25 * GIB)
+VLLM_NON_TORCH_TP = round(2.07 * GIB)
+# CUDA graphs (captured after sizing; subtracted only with VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS,
+# the default from v0.21): 0.87-1.09 GiB dense, 1.41-1.57 GiB MoE on H100 in 0.19. Linear fit on
+# the dense logs (28 layers 0.87, 32 0.91, 42 1.09 GiB): 0.43 GiB + 0.0157 GiB per layer.
+VLLM_GRAPH_BASE = round(0.43 * GIB)
+VLLM_GRAPH_PER_LAYER = round(0.0157 * GIB)
+VLLM_GRAPH_MOE_EXTRA = round(0.5 * GIB)  # MoE logs sit ~0.5 GiB above the dense line
+
+
+def vllm_defaults(gpu_total: int) -> tuple[int, int]:
+    """``(max_num_batched_tokens, max_num_seqs)`` for `vllm serve`: vllm/engine/arg_utils.py
+    get_batch_defaults: >= 70 GiB and not A100: 8192 / 1024; else 2048 / 256."""
+    return (8192, 1024) if gpu_total >= 70 * GIB else (2048, 256)
+
+
+def vllm_activation(spec: ModelSpec, *, tokens: int, seqs: int, tp: int) -> int:
+    rows = min(seqs, tokens)
+    act = VLLM_LOGIT_BYTES * rows * spec.vocab_size + VLLM_HIDDEN_BYTES * tokens * spec.hidden_size
+    if spec.moe is not None:
+        n = ceil_div(spec.moe.expert_intermediate_size, tp)
+        act += VLLM_MOE_BYTES * tokens * spec.moe.experts_per_token * (2 * n + spec.hidden_size)
+    return round(act)
+
+
+def vllm_cuda_graph(spec: ModelSpec) -> int:
+    extra = VLLM_GRAPH_MOE_EXTRA if spec.moe is not None else 0
+    return VLLM_GRAPH_BASE + VLLM_GRAPH_PER_LAYER * spec.num_layers + extra
+
+
+# --- SGLang ----------------------------------------------------------------------------------------
+# Free memory at start = CUDA total - context - NCCL. sglang-03 (H100, TP1): 63.48 + 15.11 = 78.59
+# of 79.19 GiB -> 0.60 GiB; sglang-01 (L4, TP4): 21.63 GiB free of ~22.04 -> ~0.41 GiB more at TP4.
+SGLANG_CONTEXT = round(0.60 * GIB)
+SGLANG_NCCL = round(0.41 * GIB)
+
+
+def sglang_mem_fraction(gpu_total_mib: int, *, tp: int, pp: int, chunked_prefill: int | None) -> float:
+    """server_args.py _handle_gpu_memory_settings (SGLang 0.5.x): chunked_prefill_size and
+    cuda_graph_max_bs by GPU memory tier, then reserved MiB = 512 + 1.5 x max(chunk, 2048)
+    + 2 x cuda_graph_max_bs + 1024 x tp x pp / 8 (at least 10 GiB above 60 GiB)."""
+    chunk, graph_bs = _sglang_tier(gpu_total_mib, tp=tp)
+    chunk = chunked_prefill or chunk
+    reserved = 512 + max(chunk, 2048) * 1.5 + graph_bs * 2 + tp * pp / 8 * 1024
+    if gpu_total_mib > 60 * 1024:
+        reserved = max(reserved, 10 * 1024)
+    return round((gpu_total_mib - reserved) / gpu_total_mib, 3)
+
+
+def _sglang_tier(mib: int, *, tp: int) -> tuple[int, int]:
+    if mib < 20 * 1024:
+        return 2048, 8  # T4, 4080
+    if mib < 35 * 1024:
+        return 2048, 24 if tp < 4 else 80  # A10, 4090, L4
+    if mib < 60 * 1024:
+        return 4096, 32 if tp < 4 else 160  # A100-40GB, L40S
+    if mib < 160 * 1024:
+        return 8192, 256 if tp < 4 else 512  # H100, H200
+    return 16384, 512  # B200, MI300X
+
+
+# --- TensorRT-LLM -------------------------------------------------------------------------------
+TRTLLM_FREE_FRACTION = 0.9  # llmapi KvCacheConfig.free_gpu_memory_fraction default (landscape.md 2.3)
+TRTLLM_CONTEXT = round(0.5 * GIB)  # CUDA context + cuBLAS workspace; gpus.md: ~300-600 MiB per process
+
+# --- llama.cpp ----------------------------------------------------------------------------------
+LLAMACPP_CONTEXT = round(0.3 * GIB)  # CUDA context (gpus.md: ~300 MiB with lazy loading)
+
+# --- transformers ---------------------------------------------------------------------------------
+TRANSFORMERS_CONTEXT = round(0.5 * GIB)  # gpus.md: CUDA context ~300-600 MiB per process
+
+
+def budget(
+    engine: EngineProfile,
+    spec: ModelSpec,
+    gpu: GPU,
+    settings: Settings,
+    *,
+    weights_dtype: str,
+    tp: int,
+    pp: int,
+    stage_index: int = 0,
+    stage_weights: list[int] | None = None,
+) -> Budget:
+    """Bytes per GPU of one pipeline stage, term by term, under the engine's budget rule.
+
+    ``stage_weights`` (bytes per stage) can be passed in when the caller already has them.
+    """
+    o = settings.overrides
+    total = usable_memory_bytes(gpu, o.device_memory_bytes)
+    if stage_weights is None:
+        stage_weights = weight_bytes_per_stage(spec, weights_dtype, tp=tp, pp=pp)
+    weights = stage_weights[stage_index]
+    if engine.name == "vllm":
+        return _vllm_budget(spec, settings, total=total, weights=weights, tp=tp, pp=pp)
+    if engine.name == "sglang":
+        return _sglang_budget(settings, total=total, weights=weights, tp=tp, pp=pp)
+    if engine.name == "trtllm":
+        return _trtllm_budget(spec, settings, total=total, weights=weights, tp=tp, pp=pp)
+    if engine.name == "llamacpp":
+        compute = o.activation_bytes if o.activation_bytes is not None else _llamacpp_compute(spec, settings)
+        ctx = o.non_torch_bytes if o.non_torch_bytes is not None else LLAMACPP_CONTEXT
+        avail = total - weights - compute - ctx - o.overhead_bytes
+        return Budget(total, total, weights, compute, ctx, 0, False, o.overhead_bytes, avail, engine.budget_rule)
+    if engine.name == "transformers":
+        tokens = settings.max_num_batched_tokens or 2048
+        act = o.activation_bytes if o.activation_bytes is not None else _forward_activation(spec, tokens)
+        ctx = o.non_torch_bytes if o.non_torch_bytes is not None else TRANSFORMERS_CONTEXT
+        avail = total - weights - act - ctx - o.overhead_bytes
+        return Budget(total, total, weights, act, ctx, 0, False, o.overhead_bytes, avail, engine.budget_rule)
+    act = o.activation_bytes or 0
+    ctx = o.non_torch_bytes or 0
+    avail = total - weights - act - ctx - o.overhead_bytes
+    return Budget(total, total, weights, act, ctx, 0, False, o.overhead_bytes, avail, engine.budget_rule)
+
+
+def _vllm_budget(spec: ModelSpec, settings: Settings, *, total: int, weights: int, tp: int, pp: int) -> Budget:
+    o = settings.overrides
+    util = settings.gpu_memory_utilization if settings.gpu_memory_utilization is not None else 0.9
+    mnbt, seqs = resolved_vllm_batch(settings, total)
+    act = o.activation_bytes if o.activation_bytes is not None else vllm_activation(spec, tokens=mnbt, seqs=seqs, tp=tp)
+    non_torch = o.non_torch_bytes
+    if non_torch is None:
+        non_torch = VLLM_NON_TORCH_TP if tp * pp > 1 else VLLM_NON_TORCH_TP1
+    graph = o.cuda_graph_bytes if o.cuda_graph_bytes is not None else vllm_cuda_graph(spec)
+    share = int(total * util)  # gpu_worker: requested_memory = total x gpu_memory_utilization
+    avail = share - weights - act - non_torch - o.overhead_bytes
+    if settings.cuda_graph_estimate:
+        avail -= graph
+    rule = "total x gpu_memory_utilization - weights - activation peak - non-torch"
+    if settings.cuda_graph_estimate:
+        rule += " - CUDA graphs"
+    return Budget(
+        total, share, weights, act, non_torch, graph, settings.cuda_graph_estimate, o.overhead_bytes, avail, rule,
+        util, "gpu_memory_utilization",
+    )  # fmt: skip
+
+
+def resolved_vllm_batch(settings: Settings, total: int) -> tuple[int, int]:
+    mnbt, seqs = vllm_defaults(total)
+    return settings.max_num_batched_tokens or mnbt, settings.max_num_seqs or seqs
+
+
+def _sglang_budget(settings: Settings, *, total: int, weights: int, tp: int, pp: int) -> Budget:
+    o = settings.overrides
+    ctx = o.non_torch_bytes if o.non_torch_bytes is not None else SGLANG_CONTEXT + (SGLANG_NCCL if tp * pp > 1 else 0)
+    free_at_start = total - ctx
+    frac = settings.mem_fraction_static
+    if frac is None:
+        frac = sglang_mem_fraction(total // MIB, tp=tp, pp=pp, chunked_prefill=settings.max_num_batched_tokens)
+    share = int(free_at_start * frac)
+    # model_runner.profile_max_num_token: rest = free_after_load - free_at_start x (1 - fraction).
+    avail = share - weights - o.overhead_bytes
+    return Budget(
+        total, share, weights, free_at_start - share, ctx, 0, False, o.overhead_bytes, avail,
+        "free at start x mem_fraction_static - weights", frac, "mem_fraction_static",
+    )  # fmt: skip
+
+
+def _trtllm_budget(spec: ModelSpec, settings: Settings, *, total: int, weights: int, tp: int, pp: int) -> Budget:
+    o = settings.overrides
+    frac = settings.free_gpu_memory_fraction or TRTLLM_FREE_FRACTION
+    tokens = settings.max_num_batched_tokens or 8192  # llmapi max_num_tokens default 8192
+    seqs = settings.max_num_seqs or 2048  # llmapi max_batch_size default 2048
+    act = o.activation_bytes if o.activation_bytes is not None else vllm_activation(spec, tokens=tokens, seqs=1, tp=tp)
+    ctx = o.non_torch_bytes if o.non_torch_bytes is not None else TRTLLM_CONTEXT + (VLLM_NON_TORCH_TP if tp > 1 else 0)
+    free = total - ctx - weights - act - o.overhead_bytes
+    share = int(max(free, 0) * frac)
+    del seqs
+    return Budget(
+        total, share, weights, act, ctx, 0, False, o.overhead_bytes, share,
+        "(free after load and activations) x free_gpu_memory_fraction", frac, "free_gpu_memory_fraction",
+    )  # fmt: skip
+
+
+def _llamacpp_compute(spec: ModelSpec, settings: Settings) -> int:
+    """Compute buffer: the ubatch's fp32 logits over the vocabulary plus hidden-size scratch."""
+    return 4 * settings.n_ubatch * (spec.vocab_size + 4 * spec.hidden_size)
+
+
+def _forward_activation(spec: ModelSpec, tokens: int) -> int:
+    """A plain eager forward pass: fp32 logits for every token + the MLP intermediate in 16 bit."""
+    inter = spec.intermediate_size or (spec.moe.expert_intermediate_size * spec.moe.experts_per_token)
+    return 4 * tokens * spec.vocab_size + 2 * tokens * (3 * inter + 4 * spec.hidden_size)
