@@ -48,6 +48,8 @@ def attention_parts(spec: ModelSpec, kind: LayerKind, tp: int = 1) -> list[Part]
         parts.append(Part(2 * kd, False))
     if layout.attention_sinks:
         parts.append(Part(q_rank, False))
+    if layout.attention_output_gate:
+        parts.append(Part(h * q_rank * vd, True))  # gate half of q_proj: [h, heads*vd]
     return parts
 
 

@@ -1,0 +1,268 @@
+"""Every bundled spec: loads, cites a source, counts its parameters, and caches what the reference says.
+
+KV golden numbers are bf16, one sequence, ideal layout. The first table is copied from
+shared/reference/models.md section 2.3 (hand arithmetic, re-checked there); the second is
+hand arithmetic for the bundled models that table does not list, shown next to each row.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kvplan.catalog import bundled_names, load_bundled, specs_dir
+from kvplan.memory import cache_plan
+from kvplan.params import count_params
+
+K4, K32, K128 = 4_096, 32_768, 131_072
+NAMES = bundled_names()
+
+# models.md 2.3: bytes/token (all layers), marginal bytes/token beyond every window, 4K, 32K, 128K.
+REFERENCE_KV: dict[str, tuple[int, int, int, int, int]] = {
+    "llama-2-7b": (524_288, 524_288, 2_147_483_648, 17_179_869_184, 68_719_476_736),
+    "llama-2-13b": (819_200, 819_200, 3_355_443_200, 26_843_545_600, 107_374_182_400),
+    "llama-2-70b": (327_680, 327_680, 1_342_177_280, 10_737_418_240, 42_949_672_960),
+    "llama-3-8b": (131_072, 131_072, 536_870_912, 4_294_967_296, 17_179_869_184),
+    "llama-3.1-8b": (131_072, 131_072, 536_870_912, 4_294_967_296, 17_179_869_184),
+    "llama-3.1-70b": (327_680, 327_680, 1_342_177_280, 10_737_418_240, 42_949_672_960),
+    "llama-3.1-405b": (516_096, 516_096, 2_113_929_216, 16_911_433_728, 67_645_734_912),
+    "mistral-7b-v0.1": (131_072, 0, 536_870_912, 536_870_912, 536_870_912),
+    "mixtral-8x7b": (131_072, 131_072, 536_870_912, 4_294_967_296, 17_179_869_184),
+    "qwen2.5-7b": (57_344, 57_344, 234_881_024, 1_879_048_192, 7_516_192_768),
+    "qwen2.5-72b": (327_680, 327_680, 1_342_177_280, 10_737_418_240, 42_949_672_960),
+    "qwen3-8b": (147_456, 147_456, 603_979_776, 4_831_838_208, 19_327_352_832),
+    "qwen3-30b-a3b": (98_304, 98_304, 402_653_184, 3_221_225_472, 12_884_901_888),
+    "gemma-2-9b": (344_064, 172_032, 1_409_286_144, 6_341_787_648, 23_253_221_376),
+    "gemma-2-27b": (376_832, 188_416, 1_543_503_872, 6_945_767_424, 25_467_813_888),
+    "gemma-3-27b": (507_904, 81_920, 771_751_936, 3_120_562_176, 11_173_625_856),
+    "deepseek-v2": (69_120, 69_120, 283_115_520, 2_264_924_160, 9_059_696_640),
+    "deepseek-v3": (70_272, 70_272, 287_834_112, 2_302_672_896, 9_210_691_584),
+    "phi-3-mini-128k": (393_216, 393_216, 1_610_612_736, 12_884_901_888, 51_539_607_552),
+    "falcon-7b": (8_192, 8_192, 33_554_432, 268_435_456, 1_073_741_824),
+    "gpt-oss-20b": (49_152, 24_576, 103_809_024, 808_452_096, 3_224_371_200),
+    "gpt-oss-120b": (73_728, 36_864, 155_713_536, 1_212_678_144, 4_836_556_800),
+    "yarn-llama-2-7b-128k": (524_288, 524_288, 2_147_483_648, 17_179_869_184, 68_719_476_736),
+    "codellama-7b": (524_288, 524_288, 2_147_483_648, 17_179_869_184, 68_719_476_736),
+}
+
+# Hand arithmetic for the rest (same columns). c = bytes per token per attention layer = 2 * kv * head_dim * 2.
+OWN_KV: dict[str, tuple[int, int, int, int, int]] = {
+    # c = 2*8*64*2 = 2,048; 16 layers -> 32,768/token; x4096, x32768, x131072.
+    "llama-3.2-1b": (32_768, 32_768, 134_217_728, 1_073_741_824, 4_294_967_296),
+    # c = 2*8*128*2 = 4,096; 28 layers -> 114,688/token.
+    "llama-3.2-3b": (114_688, 114_688, 469_762_048, 3_758_096_384, 15_032_385_536),
+    # c = 4,096; 40 layers -> 163,840/token.
+    "mistral-nemo-12b": (163_840, 163_840, 671_088_640, 5_368_709_120, 21_474_836_480),
+    # c = 4,096; 56 layers -> 229,376/token.
+    "mixtral-8x22b": (229_376, 229_376, 939_524_096, 7_516_192_768, 30_064_771_072),
+    # c = 4,096; 64 layers -> 262,144/token.
+    "qwen3-32b": (262_144, 262_144, 1_073_741_824, 8_589_934_592, 34_359_738_368),
+    # c = 2*4*128*2 = 2,048; 94 layers -> 192,512/token.
+    "qwen3-235b-a22b": (192_512, 192_512, 788_529_152, 6_308_233_216, 25_232_932_864),
+    # c = 2*10*128*2 = 5,120; 40 layers -> 204,800/token.
+    "phi-4": (204_800, 204_800, 838_860_800, 6_710_886_400, 26_843_545_600),
+    # MLA latent (512 + 64) * 2 B = 1,152 per layer; 27 layers -> 31,104/token.
+    "deepseek-v2-lite": (31_104, 31_104, 127_401_984, 1_019_215_872, 4_076_863_488),
+    # c = 2*4*256*2 = 4,096; 34 layers: global at 5, 11, 17, 23, 29 (5), 29 sliding W=1024.
+    # 4K: 4,096*(5*4,096 + 29*1,024) = 4,096*50,176; 32K: 4,096*(5*32,768 + 29,696); 128K: 4,096*(5*131,072 + 29,696).
+    "gemma-3-4b": (139_264, 20_480, 205_520_896, 792_723_456, 2_805_989_376),
+    # c = 2*8*256*2 = 8,192; 48 layers: 8 global + 40 sliding W=1024.
+    # 4K: 8,192*(8*4,096 + 40*1,024) = 8,192*73,728; 32K: 8,192*(262,144 + 40,960); 128K: 8,192*(1,048,576 + 40,960).
+    "gemma-3-12b": (393_216, 65_536, 603_979_776, 2_483_027_968, 8_925_478_912),
+    # c = 4,096; 48 layers: 36 chunked (8,192) + 12 global. 4K: 48*4,096*4,096.
+    # 32K: 4,096*(12*32,768 + 36*8,192) = 4,096*688,128; 128K: 4,096*(12*131,072 + 294,912) = 4,096*1,867,776.
+    "llama-4-scout-17b-16e": (196_608, 49_152, 805_306_368, 2_818_572_288, 7_650_410_496),
+    # 4 attention layers: c = 4,096 -> 16,384/token. 28 Mamba layers hold a fixed state each:
+    # conv 8,192*(4-1) = 24,576 + ssm 8,192*16 = 131,072 elements, *2 B = 311,296 B; *28 = 8,716,288 B.
+    # 4K: 16,384*4,096 + 8,716,288; 32K: 16,384*32,768 + 8,716,288; 128K: 16,384*131,072 + 8,716,288.
+    "jamba-v0.1": (16_384, 16_384, 75_825_152, 545_587_200, 2_156_199_936),
+    # 12 full layers: c = 2*2*256*2 = 2,048 -> 24,576/token. 36 Gated DeltaNet layers hold conv
+    # (2*16*128 + 32*128)*(4-1) = 24,576 + state 32*128*128 = 524,288 elements, *2 B = 1,097,728 B; *36 = 39,518,208.
+    # 4K: 24,576*4,096 + 39,518,208; 32K: 24,576*32,768 + 39,518,208; 128K: 24,576*131,072 + 39,518,208.
+    "qwen3-next-80b-a3b": (24_576, 24_576, 140_181_504, 844_824_576, 3_260_743_680),
+}
+
+EXPECTED_KV = {**REFERENCE_KV, **OWN_KV}
+
+# Exact parameter counts. models.md gives hand-computed totals for the models it covers ([COMPUTED]);
+# the others were checked against transformers' own modules built on the meta device (tests/test_params.py
+# repeats that check when transformers is installed). (total, active) -- active equals total for dense models.
+EXPECTED_PARAMS: dict[str, tuple[int, int]] = {
+    "llama-2-7b": (6_738_415_616, 6_738_415_616),  # models.md 1.1
+    "llama-2-13b": (13_015_864_320, 13_015_864_320),  # models.md 1.2
+    "llama-2-70b": (68_976_648_192, 68_976_648_192),  # models.md 1.3
+    "llama-3-8b": (8_030_261_248, 8_030_261_248),  # models.md 1.4
+    "llama-3.1-8b": (8_030_261_248, 8_030_261_248),  # models.md 1.4/1.5
+    "llama-3.1-70b": (70_553_706_496, 70_553_706_496),  # models.md 1.6
+    "llama-3.1-405b": (405_853_388_800, 405_853_388_800),  # models.md 1.7
+    "mistral-7b-v0.1": (7_241_732_096, 7_241_732_096),  # models.md 1.8
+    "mixtral-8x7b": (46_702_792_704, 12_879_925_248),  # models.md 1.9
+    "qwen2.5-7b": (7_615_616_512, 7_615_616_512),  # models.md 1.10
+    "qwen2.5-72b": (72_706_203_648, 72_706_203_648),  # models.md 1.11
+    "qwen3-8b": (8_190_735_360, 8_190_735_360),  # models.md 1.12
+    "qwen3-30b-a3b": (30_532_122_624, 3_353_032_704),  # models.md 1.13
+    "gemma-2-9b": (9_241_705_984, 9_241_705_984),  # models.md 1.14
+    "gemma-2-27b": (27_227_128_320, 27_227_128_320),  # models.md 1.15
+    "gemma-3-27b": (27_009_346_304, 27_009_346_304),  # models.md 1.16 (text only)
+    "phi-3-mini-128k": (3_821_079_552, 3_821_079_552),  # models.md 1.19
+    "falcon-7b": (6_921_720_704, 6_921_720_704),  # models.md 1.20
+    "gpt-oss-20b": (20_914_757_184, 4_187_440_704),  # models.md 1.21 total; active incl. the input embedding
+    "gpt-oss-120b": (116_829_156_672, 5_711_982_912),  # models.md 1.21
+    "codellama-7b": (6_738_546_688, 6_738_546_688),  # models.md 1.23
+    "yarn-llama-2-7b-128k": (6_738_415_616, 6_738_415_616),  # Llama 2 7B geometry
+    "llama-3.2-1b": (1_235_814_400, 1_235_814_400),
+    "llama-3.2-3b": (3_212_749_824, 3_212_749_824),
+    "mistral-nemo-12b": (12_247_782_400, 12_247_782_400),
+    "mixtral-8x22b": (140_620_634_112, 39_152_031_744),
+    "qwen3-32b": (32_762_123_264, 32_762_123_264),
+    "qwen3-235b-a22b": (235_093_634_560, 22_190_763_520),
+    "gemma-3-4b": (3_880_263_168, 3_880_263_168),
+    "gemma-3-12b": (11_766_034_176, 11_766_034_176),
+    "deepseek-v2": (235_741_434_880, 21_375_800_320),
+    "deepseek-v2-lite": (15_706_484_224, 2_661_150_208),
+    # + 58 MoE layers x 256 router correction biases (e_score_correction_bias, a buffer in transformers).
+    "deepseek-v3": (671_026_419_200, 37_552_297_472),
+    "phi-4": (14_659_507_200, 14_659_507_200),
+    "jamba-v0.1": (51_570_323_328, 12_110_311_296),
+    # active = total - 48 layers x (512 - 10) experts x 3*2048*512 = 79,674,391,296 - 75,799,461,888.
+    "qwen3-next-80b-a3b": (79_674_391_296, 3_874_929_408),
+    "llama-4-scout-17b-16e": (107_769_861_120, 17_172_894_720),
+}
+
+
+def test_bundled_catalog_is_complete():
+    required = {
+        "llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3-8b", "llama-3.1-8b", "llama-3.1-70b",
+        "llama-3.1-405b", "llama-3.2-1b", "llama-3.2-3b", "codellama-7b", "yarn-llama-2-7b-128k",
+        "mistral-7b-v0.1", "mistral-nemo-12b", "mixtral-8x7b", "mixtral-8x22b", "qwen2.5-7b", "qwen2.5-72b",
+        "qwen3-8b", "qwen3-32b", "qwen3-30b-a3b", "qwen3-235b-a22b", "gemma-2-9b", "gemma-2-27b",
+        "gemma-3-4b", "gemma-3-12b", "gemma-3-27b", "deepseek-v2", "deepseek-v2-lite", "deepseek-v3",
+        "phi-3-mini-128k", "phi-4", "falcon-7b", "gpt-oss-20b", "gpt-oss-120b", "jamba-v0.1",
+        "qwen3-next-80b-a3b", "llama-4-scout-17b-16e",
+    }  # fmt: skip
+    assert required <= set(NAMES)
+
+
+def test_every_bundled_model_has_golden_numbers():
+    assert set(EXPECTED_KV) == set(NAMES)
+    assert set(EXPECTED_PARAMS) == set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_spec_loads_and_cites_a_source(name):
+    spec = load_bundled(name)
+    assert spec.name == name
+    assert spec.source.startswith(("https://", "arXiv"))
+    first = (specs_dir() / f"{name}.yaml").read_text(encoding="utf-8").splitlines()[0]
+    assert first.startswith("# ") and "models.md" in first  # names its models.md section, or says it is not there
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if load_bundled(n).published_params])
+def test_computed_params_within_one_percent_of_published(name):
+    spec = load_bundled(name)
+    assert spec.published_params_source
+    total = count_params(spec).total
+    assert abs(total - spec.published_params) <= 0.01 * spec.published_params
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_exact_param_counts(name):
+    count = count_params(load_bundled(name))
+    assert (count.total, count.active) == EXPECTED_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_kv_bytes_match_hand_arithmetic(name):
+    per_token, marginal, at_4k, at_32k, at_128k = EXPECTED_KV[name]
+    plan = cache_plan(load_bundled(name), "bf16")
+    assert plan.bytes_per_token == per_token
+    assert plan.bytes_per_sequence(K128 + 1) - plan.bytes_per_sequence(K128) == marginal
+    assert [plan.bytes_per_sequence(n) for n in (K4, K32, K128)] == [at_4k, at_32k, at_128k]
+
+
+# ---- the traps of models.md 2.4, one assertion each --------------------------------------------
+
+
+def test_explicit_head_dim_is_kept():
+    assert load_bundled("gemma-2-9b").head_dim == 256  # not 3584 / 16 = 224
+    assert load_bundled("gemma-3-27b").head_dim == 128  # not 5376 / 32 = 168
+    assert load_bundled("qwen3-30b-a3b").head_dim == 128  # not 2048 / 32 = 64
+    assert load_bundled("gpt-oss-20b").head_dim == 64  # not 2880 / 64 = 45
+    assert load_bundled("mistral-nemo-12b").head_dim == 128  # not 5120 / 32 = 160
+
+
+def test_llama_405b_has_eight_kv_heads():
+    assert load_bundled("llama-3.1-405b").num_kv_heads == 8
+
+
+def test_falcon_multi_query_is_one_kv_head():
+    assert load_bundled("falcon-7b").num_kv_heads == 1
+
+
+@pytest.mark.parametrize("name", ["qwen2.5-7b", "qwen2.5-72b", "phi-3-mini-128k", "mixtral-8x7b", "qwen3-8b"])
+def test_inactive_windows_are_full_attention(name):
+    assert set(load_bundled(name).layer_kind_names) == {"full"}
+
+
+@pytest.mark.parametrize(("name", "window"), [("gemma-2-9b", 4096), ("gemma-2-27b", 4096), ("gpt-oss-20b", 128)])
+def test_even_layers_slide_odd_layers_are_global(name, window):
+    spec = load_bundled(name)
+    for i, kind_name in enumerate(spec.layer_kind_names):
+        kind = spec.kind(kind_name)
+        assert (kind.type, kind.window) == (("sliding", window) if i % 2 == 0 else ("full", None))
+
+
+@pytest.mark.parametrize("name", ["gemma-3-4b", "gemma-3-12b", "gemma-3-27b"])
+def test_gemma3_every_sixth_layer_is_global(name):
+    spec = load_bundled(name)
+    full = [i for i, k in enumerate(spec.layer_kind_names) if spec.kind(k).type == "full"]
+    assert full == list(range(5, spec.num_layers, 6))
+
+
+def test_llama4_every_fourth_layer_is_global_without_rope():
+    spec = load_bundled("llama-4-scout-17b-16e")
+    kinds = [spec.kind(k) for k in spec.layer_kind_names]
+    assert [i for i, k in enumerate(kinds) if k.type == "full"] == list(range(3, 48, 4))
+    assert all(not k.use_rope for k in kinds if k.type == "full")
+    assert {k.chunk for k in kinds if k.type == "chunked"} == {8192}
+
+
+def test_jamba_attention_every_eighth_layer_from_four():
+    spec = load_bundled("jamba-v0.1")
+    attention = [i for i, k in enumerate(spec.layer_kind_names) if spec.kind(k).type == "full"]
+    assert attention == [4, 12, 20, 28]
+    assert sorted(set(range(32)) - spec.dense_mlp_layers) == list(range(1, 32, 2))  # MoE on odd layers
+
+
+def test_qwen3_next_three_deltanet_to_one_full():
+    spec = load_bundled("qwen3-next-80b-a3b")
+    full = [i for i, k in enumerate(spec.layer_kind_names) if spec.kind(k).type == "full"]
+    assert full == list(range(3, 48, 4))
+
+
+@pytest.mark.parametrize("name", ["deepseek-v2", "deepseek-v2-lite", "deepseek-v3"])
+def test_mla_caches_the_latent(name):
+    spec = load_bundled(name)
+    plan = cache_plan(spec, "bf16")
+    assert plan.bytes_per_token == (512 + 64) * 2 * spec.num_layers
+
+
+@pytest.mark.parametrize(
+    ("name", "tied"),
+    [("gemma-2-9b", True), ("gemma-3-27b", True), ("falcon-7b", True), ("llama-3.2-1b", True), ("llama-3.1-8b", False)],
+)
+def test_tied_embeddings_from_class_defaults(name, tied):
+    assert load_bundled(name).tie_word_embeddings is tied
+
+
+# ---- the CLI lists the catalog ------------------------------------------------------------------
+
+
+def test_models_command_lists_every_spec_file(cli):
+    result = cli("models", "--format", "json")
+    assert result.exit_code == 0, result.output
+    listed = {row["name"] for row in json.loads(result.stdout)}
+    files = {p.stem for p in Path(specs_dir()).glob("*.yaml")}
+    assert listed == files
