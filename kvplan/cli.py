@@ -258,6 +258,7 @@ def import_(
 # import only typer and kvplan.cli/report at top level (heavy imports inside the command body),
 # so `kvplan estimate` stays as fast as the bare import floor.
 # BEGIN COMMAND MODULES
+from kvplan import cli_cost  # noqa: E402,F401
 from kvplan import cli_capacity  # noqa: E402,F401
 # END COMMAND MODULES
 

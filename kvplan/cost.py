@@ -1,0 +1,530 @@
+"""Attention and model cost: FLOPs, bytes moved, arithmetic intensity and roofline time.
+
+One *step* is either the prefill of ``batch`` prompts of ``context`` tokens or one decode step
+(one new token for each of ``batch`` sequences whose cache holds ``context`` tokens). Everything
+is per GPU under tensor parallelism (``tp`` ranks share each layer) and summed over layers.
+
+FLOPs (a multiply-add is 2 FLOPs):
+
+* projections and MLP / active experts: ``2 x tokens x parameters`` of the matrices one rank
+  holds (parameter counts from :mod:`kvplan.params`; norms and biases ride along, < 0.01 %);
+* attention scores ``QK^T``: ``2 x heads x d_qk x pairs`` and weighted sum ``AV``:
+  ``2 x heads x d_v x pairs``, where ``pairs`` counts (query, key) pairs: causal prefill of L
+  tokens has ``L (L + 1) / 2`` pairs, a sliding window W caps each query at W keys, a chunk C
+  restarts the causal triangle every C tokens; a decode step has ``min(L, cap)`` pairs;
+* MLA as engines run it (vLLM / FlashMLA): prefill expanded to per-head K/V
+  (``d_qk = nope + rope``, ``d_v = v_head_dim``), decode absorbed into the latent
+  (``d_qk = kv_lora_rank + rope``, ``d_v = kv_lora_rank``); the up-projections cost the same
+  ``2 x params`` per token either way;
+* recurrent layers (Mamba, Gated DeltaNet): linear in L, ``2 x conv + 6 x state`` elements per
+  token (a stated approximation: decay, input and read-out are one multiply-add each);
+* LM head: ``2 x hidden x vocab`` for one token per sequence (engines compute logits only for
+  the positions they sample).
+
+Bytes (per GPU): weights read once per step (MoE: only experts some token is routed to, with
+uniform routing), KV cache written for each new token and read once (decode: the whole held
+cache; prefill: a lower bound, FlashAttention tiles re-read K/V from cache memory), recurrent
+state read and written, and activations (each layer's two blocks read and write the hidden state;
+the MLP intermediate is written and read once).
+
+Time: ``max(flops / (peak x compute_eff), bytes / (bandwidth x memory_eff))`` plus, at TP > 1,
+two ring all-reduces per layer (after attention, after the MLP) of the step's hidden states:
+``2 (tp - 1) / tp x bytes / (interconnect x interconnect_eff)``, not overlapped.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from kvplan.errors import InvalidInput
+from kvplan.hardware import GPU
+from kvplan.memory import cache_plan, check_parallel, recurrent_state_elements
+from kvplan.params import attention_parts, count_params, mlp_parts, parts_bytes, weight_bytes_per_gpu
+from kvplan.spec import LayerKind, ModelSpec, ceil_div
+from kvplan.units import kv_dtype, weight_dtype
+
+Phase = Literal["prefill", "decode"]
+AttentionMode = Literal["full", "s2"]
+
+# Default efficiencies: FasterTransformer profiling of a 13B model on A100 reported ~0.7 of peak
+# FLOPs and ~0.9 of peak HBM bandwidth (kipp.ly "Transformer Inference Arithmetic", reproduced in
+# cli99/llm-analysis examples/FasterTransformer/README.md). No measured default was found for
+# all-reduce efficiency; 1.0 is the ideal ring bandwidth.
+COMPUTE_EFFICIENCY = 0.7
+MEMORY_EFFICIENCY = 0.9
+INTERCONNECT_EFFICIENCY = 1.0
+# Recurrent state update per element and token: decay, input write, read-out = 3 multiply-adds.
+RECURRENT_FLOPS_PER_STATE = 6
+# LongLoRA S2-Attn: group = 1/4 of the sequence (dvlab-research/LongLoRA llama_attn_replace.py
+# group_size_ratio = 1/4; models.md 4.3). Half the heads are shifted by half a group, which moves
+# the group boundaries but not their size, so the FLOPs are those of plain groups.
+S2_GROUP_RATIO = 0.25
+# A training step = forward + backward, the backward costing 2x the forward (Kaplan et al. 2020,
+# arXiv 2001.08361 section 2.1: C ~ 6N per token = 2N forward + 4N backward).
+TRAINING_STEP_MULTIPLIER = 3
+# Activation memory per layer, 16-bit, no recomputation, no parallelism (Korthikanti et al. 2022,
+# "Reducing Activation Recomputation in Large Transformer Models", arXiv 2205.05198, eq. 1):
+# s*b*h*34 bytes for the linear parts + 5*a*s^2*b for the attention matrices (per a*s^2*b element:
+# softmax output 2 bytes, dropout mask 1, dropout output 2).
+ACT_LINEAR_BYTES = 34
+ACT_ATTENTION_BYTES = 5
+
+
+class Efficiency(BaseModel):
+    """Fractions of the GPU's peak that kernels reach; stated defaults, override per run."""
+
+    model_config = ConfigDict(frozen=True)
+
+    compute: float = Field(COMPUTE_EFFICIENCY, gt=0, le=1)
+    memory: float = Field(MEMORY_EFFICIENCY, gt=0, le=1)
+    interconnect: float = Field(INTERCONNECT_EFFICIENCY, gt=0, le=1)
+
+
+class Flops(BaseModel):
+    """FLOPs of one step on one GPU, by part."""
+
+    model_config = ConfigDict(frozen=True)
+
+    projections: int  # QKV + O (MLA: down/up projections; recurrent: in/out projections)
+    attention_scores: int  # QK^T
+    attention_values: int  # softmax(QK^T) V
+    recurrent: int  # state updates of recurrent layers
+    mlp: int  # dense MLP or routed + shared experts (+ router)
+    lm_head: int
+
+    @property
+    def attention(self) -> int:
+        """The part quadratic in the context (scores + weighted sum)."""
+        return self.attention_scores + self.attention_values
+
+    @property
+    def linear(self) -> int:
+        """Everything that grows linearly with the tokens processed."""
+        return self.projections + self.recurrent + self.mlp + self.lm_head
+
+    @property
+    def total(self) -> int:
+        return self.attention + self.linear
+
+
+class Bytes(BaseModel):
+    """Bytes one GPU moves to and from its memory in one step."""
+
+    model_config = ConfigDict(frozen=True)
+
+    weights: int
+    kv_read: int
+    kv_write: int
+    activations: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.kv_read + self.kv_write + self.activations
+
+
+class PhaseCost(BaseModel):
+    """One prefill or decode step at one context length: work, traffic and roofline time."""
+
+    model_config = ConfigDict(frozen=True)
+
+    phase: Phase
+    context: int
+    batch: int
+    tokens: int  # tokens processed in this step, all sequences
+    tp: int
+    flops: Flops  # per GPU
+    bytes: Bytes  # per GPU
+    comm_bytes: int  # all-reduce payload per GPU (ring), 0 at tp = 1
+    arithmetic_intensity: float  # FLOPs per byte moved
+    compute_s: float
+    memory_s: float
+    comm_s: float
+    time_s: float
+    bound: Literal["compute", "memory"]
+
+    def summary(self) -> dict[str, object]:
+        """A flat dict for tables and JSON: per-part FLOPs and bytes as plain fields."""
+        flat = self.model_dump(exclude={"flops", "bytes"})
+        flat.update({f"flops_{k}": v for k, v in self.flops.model_dump().items()})
+        flat.update(
+            flops_attention=self.flops.attention,
+            flops_linear=self.flops.linear,
+            flops_total=self.flops.total,
+            attention_share=self.flops.attention / self.flops.total if self.flops.total else 0.0,
+        )
+        flat.update({f"bytes_{k}": v for k, v in self.bytes.model_dump().items()})
+        flat["bytes_total"] = self.bytes.total
+        return flat
+
+
+class CostRow(BaseModel):
+    """Prefill and decode at one context: TTFT, TPOT, tokens per second."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    gpu: str
+    context: int
+    batch: int
+    tp: int
+    prefill: PhaseCost
+    decode: PhaseCost
+
+    @property
+    def ttft_s(self) -> float:
+        """Time to first token: the prefill of the whole batch (queueing ignored)."""
+        return self.prefill.time_s
+
+    @property
+    def tpot_s(self) -> float:
+        return self.decode.time_s
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        """Output tokens per second over the batch at this context."""
+        return self.batch / self.decode.time_s
+
+
+# ---- attention spans ---------------------------------------------------------------------------
+
+
+def causal_pairs(length: int, span: int | None = None) -> int:
+    """(query, key) pairs of causal attention over ``length`` tokens, each query seeing at most ``span``."""
+    if span is None or span >= length:
+        return length * (length + 1) // 2
+    # queries 1..span see all before them; the remaining (length - span) see span keys each
+    return span * (span + 1) // 2 + (length - span) * span
+
+
+def chunked_pairs(length: int, chunk: int) -> int:
+    """Causal attention restarted every ``chunk`` tokens (Llama 4 chunked attention, S2-Attn groups)."""
+    full, rest = divmod(length, chunk)
+    return full * (chunk * (chunk + 1) // 2) + rest * (rest + 1) // 2
+
+
+def prefill_pairs(kind: LayerKind, length: int) -> int:
+    if kind.type == "sliding":
+        return causal_pairs(length, kind.window)
+    if kind.type == "chunked":
+        return chunked_pairs(length, kind.chunk)
+    return causal_pairs(length)
+
+
+def decode_span(kind: LayerKind, context: int) -> int:
+    """Keys one new token attends to when the cache holds ``context`` tokens (itself included)."""
+    cap = kind.window if kind.type == "sliding" else kind.chunk if kind.type == "chunked" else None
+    return context if cap is None else min(context, cap)
+
+
+def attention_dims(spec: ModelSpec, kind: LayerKind, phase: Phase) -> tuple[int, int]:
+    """``(d_qk, d_v)`` per head that the attention kernel multiplies with, per phase."""
+    if kind.type == "mla":
+        if phase == "decode":  # absorbed: q and the output live in the latent space
+            return kind.kv_lora_rank + kind.qk_rope_head_dim, kind.kv_lora_rank
+        vd = kind.v_head_dim or spec.v_head_dim or kind.qk_nope_head_dim
+        return kind.qk_nope_head_dim + kind.qk_rope_head_dim, vd
+    return spec.k_head_dim_of(kind), spec.v_head_dim_of(kind)
+
+
+def attention_flops(spec: ModelSpec, kind: LayerKind, pairs: int, *, phase: Phase, tp: int = 1) -> tuple[int, int]:
+    """``(scores, values)`` FLOPs of one layer on one rank for ``pairs`` (query, key) pairs per sequence."""
+    if kind.type == "recurrent":
+        return 0, 0
+    heads = ceil_div(spec.num_attention_heads, tp)
+    d_qk, d_v = attention_dims(spec, kind, phase)
+    return 2 * heads * d_qk * pairs, 2 * heads * d_v * pairs
+
+
+def recurrent_flops_per_token(kind: LayerKind, tp: int = 1) -> int:
+    if kind.type != "recurrent":
+        return 0
+    conv, state = recurrent_state_elements(kind)
+    return ceil_div(2 * conv + RECURRENT_FLOPS_PER_STATE * state, tp)
+
+
+# ---- one step ----------------------------------------------------------------------------------
+
+
+def _sum(parts: list) -> int:
+    return sum(p.params for p in parts)
+
+
+def step_flops(spec: ModelSpec, context: int, *, phase: Phase, batch: int = 1, tp: int = 1) -> Flops:
+    """FLOPs of one prefill (``context`` new tokens per sequence) or decode step, per GPU."""
+    tokens = batch * (context if phase == "prefill" else 1)
+    proj = scores = values = recurrent = mlp = 0
+    by_kind: dict[str, tuple[int, int, int, int]] = {}
+    for name in spec.kind_counts:
+        kind = spec.kind(name)
+        pairs = prefill_pairs(kind, context) if phase == "prefill" else decode_span(kind, context)
+        s, v = attention_flops(spec, kind, pairs, phase=phase, tp=tp)
+        p = 2 * tokens * _sum(attention_parts(spec, kind, tp))
+        by_kind[name] = (p, batch * s, batch * v, tokens * recurrent_flops_per_token(kind, tp))
+    for i, name in enumerate(spec.layer_kind_names):
+        p, s, v, r = by_kind[name]
+        proj, scores, values, recurrent = proj + p, scores + s, values + v, recurrent + r
+        mlp += 2 * tokens * _sum(mlp_parts(spec, i, tp, active_only=True))
+    head = 2 * batch * spec.hidden_size * ceil_div(spec.vocab_size, tp)
+    return Flops(
+        projections=proj,
+        attention_scores=scores,
+        attention_values=values,
+        recurrent=recurrent,
+        mlp=mlp,
+        lm_head=head,
+    )
+
+
+def expert_fraction_touched(spec: ModelSpec, tokens: int) -> float:
+    """Expected share of a MoE layer's experts that at least one of ``tokens`` is routed to (uniform)."""
+    if spec.moe is None:
+        return 1.0
+    miss = (1 - spec.moe.experts_per_token / spec.moe.num_experts) ** tokens
+    return 1.0 - miss
+
+
+def untouched_expert_bytes(spec: ModelSpec, tokens: int, *, weights_dtype: str, tp: int = 1) -> int:
+    """Bytes of resident experts that no token of the step is routed to, per GPU."""
+    moe = spec.moe
+    if moe is None or moe.num_experts == moe.experts_per_token:
+        return 0
+    idle = 1.0 - expert_fraction_touched(spec, tokens)
+    total = 0.0
+    for i in range(spec.num_layers):
+        if i in spec.dense_mlp_layers:
+            continue
+        every = parts_bytes(mlp_parts(spec, i, tp), weights_dtype, spec.dtype)
+        active = parts_bytes(mlp_parts(spec, i, tp, active_only=True), weights_dtype, spec.dtype)
+        per_expert = (every - active) / (moe.num_experts - moe.experts_per_token)
+        total += per_expert * moe.num_experts * idle
+    return int(round(total))
+
+
+def activation_elements_per_token(spec: ModelSpec, layer: int, tp: int = 1) -> int:
+    """Hidden-state reads and writes of one layer for one token on one rank (see module docstring)."""
+    hidden_io = 4 * spec.hidden_size  # attention block in + out, MLP block in + out
+    if layer in spec.dense_mlp_layers:
+        inter = ceil_div(spec.intermediate_size, tp)
+    else:
+        moe = spec.moe
+        inter = ceil_div(moe.experts_per_token * moe.expert_intermediate_size + moe.shared_size, tp)
+    return hidden_io + 2 * inter
+
+
+def step_bytes(
+    spec: ModelSpec,
+    context: int,
+    *,
+    phase: Phase,
+    batch: int = 1,
+    tp: int = 1,
+    kv_dtype_name: str | None = None,
+    weights_dtype: str | None = None,
+) -> Bytes:
+    """Bytes one GPU reads and writes in one prefill or decode step."""
+    w_name = weight_dtype(weights_dtype or spec.dtype).name
+    plan = cache_plan(spec, kv_dtype_name, tp=tp, mla="latent")
+    tokens = batch * (context if phase == "prefill" else 1)
+    weights = weight_bytes_per_gpu(spec, w_name, tp=tp) - untouched_expert_bytes(
+        spec, tokens, weights_dtype=w_name, tp=tp
+    )
+    held = sum(c.bytes_at(context) for c in plan.layers)  # one sequence, this rank, incl. state
+    states = sum(c.state_bytes for c in plan.layers)
+    per_token = sum(c.bytes_per_token for c in plan.layers)
+    new_tokens = context if phase == "prefill" else 1
+    act_dtype = weight_dtype(spec.dtype)  # activations stay in the model's 16-bit dtype
+    act = sum(activation_elements_per_token(spec, i, tp) for i in range(spec.num_layers))
+    return Bytes(
+        weights=weights,
+        kv_read=batch * held,
+        kv_write=batch * (per_token * new_tokens + states),
+        activations=act_dtype.nbytes(tokens * act),
+    )
+
+
+def allreduce_bytes(spec: ModelSpec, tokens: int, *, tp: int) -> int:
+    """Ring all-reduce traffic per GPU for one step: 2 per layer of ``tokens x hidden`` 16-bit values."""
+    if tp == 1:
+        return 0
+    payload = weight_dtype(spec.dtype).nbytes(tokens * spec.hidden_size)
+    per_allreduce = 2 * (tp - 1) * payload // tp  # ring: reduce-scatter + all-gather
+    return 2 * spec.num_layers * per_allreduce
+
+
+def peak_flops(gpu: GPU, compute_dtype: str) -> float:
+    """Dense peak FLOP/s for ``compute_dtype`` (bf16 or fp8) from the GPU catalog."""
+    if compute_dtype in ("bf16", "fp16"):
+        return gpu.bf16_dense_tflops * 1e12
+    if compute_dtype == "fp8":
+        if gpu.fp8_dense_tflops is None:
+            raise InvalidInput(f"GPU {gpu.name!r} has no FP8 tensor cores in the catalog; use --compute bf16")
+        return gpu.fp8_dense_tflops * 1e12
+    raise InvalidInput(f"unknown compute dtype {compute_dtype!r}; expected bf16, fp16 or fp8")
+
+
+def phase_cost(
+    spec: ModelSpec,
+    gpu: GPU,
+    context: int,
+    *,
+    phase: Phase,
+    batch: int = 1,
+    tp: int = 1,
+    kv_dtype_name: str | None = None,
+    weights_dtype: str | None = None,
+    compute_dtype: str = "bf16",
+    efficiency: Efficiency | None = None,
+) -> PhaseCost:
+    """FLOPs, bytes and roofline time of one step on one GPU of a TP group."""
+    eff = efficiency or Efficiency()
+    check_parallel(spec, tp=tp, pp=1)
+    if context < 1 or batch < 1:
+        raise InvalidInput(f"invalid context {context!r} or batch {batch!r}; both must be at least 1")
+    flops = step_flops(spec, context, phase=phase, batch=batch, tp=tp)
+    moved = step_bytes(
+        spec, context, phase=phase, batch=batch, tp=tp, kv_dtype_name=kv_dtype_name, weights_dtype=weights_dtype
+    )
+    tokens = batch * (context if phase == "prefill" else 1)
+    comm = allreduce_bytes(spec, tokens, tp=tp)
+    compute_s = flops.total / (peak_flops(gpu, compute_dtype) * eff.compute)
+    memory_s = moved.total / (gpu.bandwidth_gbps * 1e9 * eff.memory)
+    comm_s = _comm_seconds(gpu, comm, eff) if tp > 1 else 0.0
+    return PhaseCost(
+        phase=phase,
+        context=context,
+        batch=batch,
+        tokens=tokens,
+        tp=tp,
+        flops=flops,
+        bytes=moved,
+        comm_bytes=comm,
+        arithmetic_intensity=flops.total / moved.total if moved.total else 0.0,
+        compute_s=compute_s,
+        memory_s=memory_s,
+        comm_s=comm_s,
+        time_s=max(compute_s, memory_s) + comm_s,
+        bound="compute" if compute_s >= memory_s else "memory",
+    )
+
+
+def _comm_seconds(gpu: GPU, comm_bytes: int, eff: Efficiency) -> float:
+    if gpu.interconnect_gbps is None:
+        raise InvalidInput(f"GPU {gpu.name!r} has no interconnect_gbps in the catalog; TP > 1 needs it")
+    return comm_bytes / (gpu.interconnect_gbps * 1e9 * eff.interconnect)
+
+
+def cost(
+    spec: ModelSpec,
+    gpu: GPU,
+    contexts: list[int],
+    *,
+    batch: int = 1,
+    tp: int = 1,
+    kv_dtype_name: str | None = None,
+    weights_dtype: str | None = None,
+    compute_dtype: str = "bf16",
+    efficiency: Efficiency | None = None,
+) -> list[CostRow]:
+    """Prefill and decode cost at each context length."""
+    kv_name = kv_dtype(kv_dtype_name or spec.dtype).name
+    rows = []
+    for length in contexts:
+        phases = {
+            phase: phase_cost(
+                spec,
+                gpu,
+                length,
+                phase=phase,
+                batch=batch,
+                tp=tp,
+                kv_dtype_name=kv_name,
+                weights_dtype=weights_dtype,
+                compute_dtype=compute_dtype,
+                efficiency=efficiency,
+            )
+            for phase in ("prefill", "decode")
+        }
+        rows.append(
+            CostRow(
+                model=spec.name,
+                gpu=gpu.name,
+                context=length,
+                batch=batch,
+                tp=tp,
+                **phases,  # type: ignore[arg-type]
+            )
+        )
+    return rows
+
+
+# ---- training: full attention against LongLoRA S2-Attn ----------------------------------------
+
+
+class TrainingAttention(BaseModel):
+    """Attention FLOPs and activation memory of one training step (forward + backward)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    context: int
+    batch: int
+    attention: AttentionMode
+    group: int | None  # S2-Attn group size (tokens), None for full attention
+    attention_flops_forward: int
+    attention_flops_step: int  # x TRAINING_STEP_MULTIPLIER
+    linear_flops_step: int  # 6 x (active params - embedding) x tokens
+    activation_bytes: int  # attention matrices materialised (no FlashAttention), all layers
+    activation_bytes_flash: int  # attention matrices never stored (FlashAttention): linear part only
+
+
+def s2_group(context: int, ratio: float = S2_GROUP_RATIO) -> int:
+    """LongLoRA's ``int(q_len * group_size_ratio)``; the reference code needs it to divide q_len."""
+    group = int(context * ratio)
+    if group < 1:
+        raise InvalidInput(f"context {context!r} is too short for S2-Attn groups of {ratio} of the sequence")
+    return group
+
+
+def training_attention(
+    spec: ModelSpec, context: int, *, batch: int = 1, attention: AttentionMode = "full"
+) -> TrainingAttention:
+    """Attention FLOPs and activation bytes of a training step at ``context`` tokens per sequence.
+
+    S2-Attn replaces the full-attention layers' span with causal groups of ``context / 4`` tokens;
+    sliding and chunked layers keep their own span. Activation memory follows Korthikanti et al.
+    eq. 1 per layer, ``s*b*h*34 + 5*a*b*s*span_s`` bytes, where ``span_s`` is s for full attention
+    and the group size under S2-Attn (the attention matrices of a group are group x group).
+    """
+    if attention not in ("full", "s2"):
+        raise InvalidInput(f"unknown attention {attention!r}; expected full or s2")
+
+    group = s2_group(context) if attention == "s2" else None
+    forward = act = 0
+    for name, count in spec.kind_counts.items():
+        kind = spec.kind(name)
+        if kind.type == "recurrent":
+            pairs = span = 0
+        elif group is not None and kind.type in ("full", "mla"):
+            pairs, span = chunked_pairs(context, group), group
+        else:
+            pairs = prefill_pairs(kind, context)
+            span = min(context, kind.window or kind.chunk or context)
+        s, v = attention_flops(spec, kind, pairs, phase="prefill")
+        forward += count * batch * (s + v)
+        act += count * ACT_ATTENTION_BYTES * spec.num_attention_heads * batch * context * span
+    linear_act = spec.num_layers * ACT_LINEAR_BYTES * context * batch * spec.hidden_size
+    params = count_params(spec)
+    return TrainingAttention(
+        model=spec.name,
+        context=context,
+        batch=batch,
+        attention=attention,
+        group=group,
+        attention_flops_forward=forward,
+        attention_flops_step=TRAINING_STEP_MULTIPLIER * forward,
+        linear_flops_step=6 * (params.active - params.embedding) * batch * context,
+        activation_bytes=linear_act + act,
+        activation_bytes_flash=linear_act,
+    )
