@@ -1,0 +1,905 @@
+"""Hugging Face ``config.json`` -> :class:`ModelSpec`, for every field-name dialect kvplan knows.
+
+A config.json records only what differs from its config class, so a field left out takes the
+class default of transformers' ``<Type>Config`` (read from transformers 5.24.0,
+``transformers/models/<type>/configuration_<type>.py``); the defaults kvplan needs are in
+:data:`CLASS_DEFAULTS`. A ``null`` written in the file stays ``null``, as in transformers.
+
+Traps handled here (see ``shared/reference/models.md`` section 2.4): inactive sliding windows
+are not windows; ``multi_query`` Falcon has one KV head whatever ``num_kv_heads`` says; MLA
+caches a latent, not per-head K/V; Gemma 3 ships a sparse ``text_config``; RoPE scaling is
+spelt ``rope_scaling.type``, ``rope_scaling.rope_type`` or ``rope_parameters``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from kvplan.errors import InvalidInput
+from kvplan.spec import ModelSpec
+from kvplan.units import canonical_dtype
+
+# ---- facts: transformers 5.24.0 config-class defaults ----------------------------------------
+# Each entry is read from transformers/models/<type>/configuration_<type>.py (class field
+# defaults and __post_init__). ``None`` for num_key_value_heads / head_dim means "derived":
+# num_attention_heads and hidden_size // num_attention_heads. ``rope_theta`` is the class's
+# ``default_theta`` (RotaryEmbeddingConfigMixin.default_theta = 10000.0 unless overridden).
+_QWEN_WINDOW = {"use_sliding_window": False, "sliding_window": 4096}
+CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "llama": {  # LlamaConfig
+        "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "num_key_value_heads": None, "head_dim": None,
+        "max_position_embeddings": 2048, "tie_word_embeddings": False, "rope_theta": 10000.0,
+        "attention_bias": False, "mlp_bias": False,
+    },
+    "mistral": {  # MistralConfig: max_position_embeddings = 4096 * 32
+        "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": None,
+        "max_position_embeddings": 131072, "tie_word_embeddings": False, "rope_theta": 10000.0,
+        "sliding_window": 4096,
+    },
+    "mixtral": {  # MixtralConfig (default_theta 1e6, no window)
+        "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": None,
+        "max_position_embeddings": 131072, "tie_word_embeddings": False, "rope_theta": 1e6,
+        "sliding_window": None, "num_local_experts": 8, "num_experts_per_tok": 2,
+    },
+    "qwen2": {  # Qwen2Config (q/k/v always carry a bias in modeling_qwen2.py)
+        "vocab_size": 151936, "hidden_size": 4096, "intermediate_size": 22016, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "num_key_value_heads": 32, "head_dim": None,
+        "max_position_embeddings": 32768, "tie_word_embeddings": False, "rope_theta": 10000.0,
+        "max_window_layers": 28, **_QWEN_WINDOW,
+    },
+    "qwen2_moe": {  # Qwen2MoeConfig
+        "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 24,
+        "num_attention_heads": 16, "num_key_value_heads": 16, "head_dim": None,
+        "max_position_embeddings": 32768, "tie_word_embeddings": False, "rope_theta": 10000.0,
+        "max_window_layers": 28, **_QWEN_WINDOW, "decoder_sparse_step": 1, "moe_intermediate_size": 1408,
+        "shared_expert_intermediate_size": 5632, "num_experts_per_tok": 4, "num_experts": 60,
+        "mlp_only_layers": [], "qkv_bias": True,
+    },
+    "qwen3": {  # Qwen3Config (explicit head_dim 128)
+        "vocab_size": 151936, "hidden_size": 4096, "intermediate_size": 22016, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "num_key_value_heads": 32, "head_dim": 128,
+        "max_position_embeddings": 32768, "tie_word_embeddings": False, "rope_theta": 10000.0,
+        "attention_bias": False, "max_window_layers": 28, **_QWEN_WINDOW,
+    },
+    "qwen3_moe": {  # Qwen3MoeConfig (no head_dim field: modeling uses hidden // heads when absent)
+        "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 24,
+        "num_attention_heads": 32, "num_key_value_heads": 4, "head_dim": None,
+        "max_position_embeddings": 32768, "tie_word_embeddings": False, "rope_theta": 10000.0,
+        "attention_bias": False, **_QWEN_WINDOW, "decoder_sparse_step": 1, "moe_intermediate_size": 768,
+        "num_experts_per_tok": 8, "num_experts": 128, "mlp_only_layers": [],
+    },
+    "gemma2": {  # Gemma2Config
+        "vocab_size": 256000, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+        "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256,
+        "max_position_embeddings": 8192, "tie_word_embeddings": True, "rope_theta": 10000.0,
+        "attention_bias": False, "sliding_window": 4096,
+    },
+    "gemma3_text": {  # Gemma3TextConfig: default_theta global 1e6 / local 1e4; pattern kwarg default 6
+        "vocab_size": 262208, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+        "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256,
+        "max_position_embeddings": 131072, "tie_word_embeddings": True, "rope_theta": 1e6,
+        "rope_local_base_freq": 10000.0, "attention_bias": False, "sliding_window": 4096,
+        "sliding_window_pattern": 6,
+    },
+    "deepseek_v2": {  # DeepseekV2Config (num_experts_per_tok has no default: None)
+        "vocab_size": 102400, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "num_key_value_heads": None, "max_position_embeddings": 2048,
+        "tie_word_embeddings": False, "rope_theta": 10000.0, "first_k_dense_replace": 0,
+        "kv_lora_rank": 512, "q_lora_rank": 1536, "n_routed_experts": 64, "n_shared_experts": 2,
+        "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "num_experts_per_tok": None,
+        "moe_intermediate_size": 1407, "moe_layer_freq": 1,
+    },
+    "deepseek_v3": {  # DeepseekV3Config
+        "vocab_size": 129280, "hidden_size": 7168, "intermediate_size": 18432, "num_hidden_layers": 61,
+        "num_attention_heads": 128, "num_key_value_heads": 128, "max_position_embeddings": 4096,
+        "tie_word_embeddings": False, "rope_theta": 10000.0, "first_k_dense_replace": 3,
+        "kv_lora_rank": 512, "q_lora_rank": 1536, "n_routed_experts": 256, "n_shared_experts": 1,
+        "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "num_experts_per_tok": 8,
+        "moe_intermediate_size": 2048, "moe_layer_freq": 1,
+    },
+    "phi3": {  # Phi3Config
+        "vocab_size": 32064, "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "num_key_value_heads": None, "head_dim": None,
+        "max_position_embeddings": 4096, "original_max_position_embeddings": 4096,
+        "tie_word_embeddings": False, "rope_theta": 10000.0, "sliding_window": None,
+    },
+    "falcon": {  # FalconConfig (ffn_hidden_size None -> 4 * hidden_size; head_dim = hidden // heads)
+        "vocab_size": 65024, "hidden_size": 4544, "num_hidden_layers": 32, "num_attention_heads": 71,
+        "num_kv_heads": None, "alibi": False, "new_decoder_architecture": False, "multi_query": True,
+        "parallel_attn": True, "bias": False, "max_position_embeddings": 2048, "ffn_hidden_size": None,
+        "tie_word_embeddings": True, "rope_theta": 10000.0, "num_ln_in_parallel_attn": None,
+    },
+    "gpt_oss": {  # GptOssConfig (default_theta 150000; default rope_parameters below)
+        "vocab_size": 201088, "hidden_size": 2880, "intermediate_size": 2880, "num_hidden_layers": 36,
+        "num_attention_heads": 64, "num_key_value_heads": 8, "head_dim": 64,
+        "max_position_embeddings": 131072, "tie_word_embeddings": False, "rope_theta": 150000.0,
+        "sliding_window": 128, "num_local_experts": 128, "num_experts_per_tok": 4, "attention_bias": True,
+    },
+    "cohere": {  # CohereConfig (default_theta 500000)
+        "vocab_size": 256000, "hidden_size": 8192, "intermediate_size": 22528, "num_hidden_layers": 40,
+        "num_attention_heads": 64, "num_key_value_heads": None, "head_dim": None,
+        "max_position_embeddings": 8192, "tie_word_embeddings": True, "rope_theta": 500000.0,
+        "attention_bias": False, "use_qk_norm": False,
+    },
+    "olmo2": {  # Olmo2Config
+        "vocab_size": 50304, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "num_key_value_heads": None, "head_dim": None,
+        "max_position_embeddings": 2048, "tie_word_embeddings": False, "rope_theta": 10000.0,
+        "attention_bias": False,
+    },
+    "jamba": {  # JambaConfig (mamba_dt_rank "auto" -> ceil(hidden / 16))
+        "vocab_size": 65536, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": None,
+        "max_position_embeddings": 262144, "tie_word_embeddings": False, "num_experts_per_tok": 2,
+        "num_experts": 16, "expert_layer_period": 2, "expert_layer_offset": 1, "attn_layer_period": 8,
+        "attn_layer_offset": 4, "mamba_d_state": 16, "mamba_d_conv": 4, "mamba_expand": 2,
+        "mamba_dt_rank": "auto", "mamba_conv_bias": True, "mamba_proj_bias": False,
+    },
+    "qwen3_next": {  # Qwen3NextConfig (partial_rotary_factor 0.25, full_attention_interval 4 in __post_init__)
+        "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 48,
+        "num_attention_heads": 16, "num_key_value_heads": 2, "head_dim": 256,
+        "max_position_embeddings": 32768, "tie_word_embeddings": False, "rope_theta": 10000.0,
+        "partial_rotary_factor": 0.25, "attention_bias": False, "linear_conv_kernel_dim": 4,
+        "linear_key_head_dim": 128, "linear_value_head_dim": 128, "linear_num_key_heads": 16,
+        "linear_num_value_heads": 32, "decoder_sparse_step": 1, "moe_intermediate_size": 512,
+        "shared_expert_intermediate_size": 512, "num_experts_per_tok": 10, "num_experts": 512,
+        "mlp_only_layers": [], "full_attention_interval": 4,
+    },
+}  # fmt: skip
+
+# GptOssConfig.__post_init__: the rope block used when a gpt_oss config has none.
+_GPT_OSS_ROPE = {
+    "rope_type": "yarn",
+    "factor": 32.0,
+    "beta_fast": 32.0,
+    "beta_slow": 1.0,
+    "truncate": False,
+    "original_max_position_embeddings": 4096,
+}
+
+# Other spellings of a model_type that read as one of the dialects above.
+_ALIASES = {
+    "gemma3": "gemma3_text",  # Gemma3Config wraps a Gemma3TextConfig in text_config
+    "RefinedWebModel": "falcon",  # tiiuae/falcon-7b remote-code config (configuration_RW.py)
+    "RefinedWeb": "falcon",  # tiiuae/falcon-40b remote-code config
+}
+# Older key names (vLLM transformers_utils/configs/falcon.py RWConfig.attribute_map; FalconConfig n_embed).
+_KEY_ALIASES = {
+    "falcon": {"n_layer": "num_hidden_layers", "n_head": "num_attention_heads", "n_embed": "hidden_size",
+               "n_head_kv": "num_kv_heads"},
+    "gpt_oss": {"experts_per_token": "num_experts_per_tok", "num_experts": "num_local_experts"},
+}  # fmt: skip
+
+# Dialects whose modeling code honours a sliding window (the others ignore the field).
+_WINDOWED = {"mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "phi3",
+             "gpt_oss", None}  # fmt: skip
+_MOE_DIALECTS = {"mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "deepseek_v2", "deepseek_v3", "gpt_oss", "jamba",
+                 None}  # fmt: skip
+_LAYER_TYPES = ("full_attention", "sliding_attention", "chunked_attention", "linear_attention")
+_DTYPE_FALLBACK = "bf16"  # what serving engines load a checkpoint in when it does not say
+
+
+# ---- result --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """A spec read from a config.json, what kvplan had to assume, and where it came from."""
+
+    spec: ModelSpec
+    warnings: list[str] = field(default_factory=list)
+    origin: str = ""
+
+    def to_yaml(self) -> str:
+        """The spec as a kvplan YAML file; loading it back gives an equal spec."""
+        return spec_yaml(self.spec, origin=self.origin, warnings=self.warnings)
+
+
+def spec_yaml(spec: ModelSpec, *, origin: str, warnings: list[str]) -> str:
+    """YAML in the bundled specs' style: block mappings, one-line layer kinds and lists."""
+    header = [f"# Imported from {origin} (a Hugging Face config.json) by 'kvplan import'."]
+    header += [f"# warning: {w}" for w in warnings]
+    data = spec.model_dump(mode="json", exclude_defaults=True)
+    for key in _ALWAYS_WRITTEN:  # facts a reader looks for even where they equal the schema default
+        data.setdefault(key, getattr(spec, key))
+    if spec.rope is not None:
+        data["rope"] = {"theta": spec.rope.theta, **data.get("rope", {})}
+    if "layers" in data:
+        kinds = data["layers"].get("kinds", {})
+        for name, kind in kinds.items():
+            kinds[name] = _Flow({"type": spec.layers.kinds[name].type, **kind})
+    ordered = {k: data[k] for k in ModelSpec.model_fields if k in data}
+    body = yaml.dump(_flow_lists(ordered), Dumper=_SpecDumper, sort_keys=False, width=110, allow_unicode=True)
+    return "\n".join(header) + "\n" + body
+
+
+_ALWAYS_WRITTEN = ("tie_word_embeddings", "dtype")
+
+
+class _Flow(dict):
+    """A mapping written on one line."""
+
+
+class _SpecDumper(yaml.SafeDumper):
+    pass
+
+
+def _flow_lists(value: Any) -> Any:
+    if isinstance(value, dict):
+        return type(value)({k: _flow_lists(v) for k, v in value.items()})
+    if isinstance(value, list) and all(not isinstance(v, (dict, list)) for v in value):
+        return _FlowList(value)
+    return value
+
+
+class _FlowList(list):
+    """A list of scalars written on one line."""
+
+
+_SpecDumper.add_representer(_Flow, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v, flow_style=True))
+_SpecDumper.add_representer(_FlowList, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True))
+
+
+# ---- entry points ----------------------------------------------------------------------------
+
+
+def import_config(path: Path, *, name: str | None = None) -> ImportResult:
+    """Read ``path`` (a config.json, or a folder holding one) and convert it."""
+    from kvplan.catalog import read_json
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+        if not path.is_file():
+            raise InvalidInput(f"folder {str(path.parent)!r} holds no config.json")
+    elif not path.exists():
+        raise InvalidInput(f"config file {str(path)!r} does not exist")
+    return spec_from_hf_config(read_json(path), origin=str(path), name=name)
+
+
+def spec_from_hf_config(config: Any, *, origin: str, name: str | None = None) -> ImportResult:
+    """Convert a parsed config.json mapping into a validated spec and the assumptions made."""
+    if not isinstance(config, dict):
+        raise InvalidInput(f"{origin}: a config.json must hold a JSON object, got {type(config).__name__}")
+    raw, outer_type, notes = _unwrap(config)
+    model_type = raw.get("model_type")
+    dialect = _dialect(model_type)
+    f = _Fields(_rename(raw, dialect), CLASS_DEFAULTS.get(dialect, {}), origin=origin, dialect=dialect)
+    data = _build(f, raw_type=model_type if model_type is not None else outer_type)
+    data["name"] = _spec_name(name, config, origin, model_type)
+    data["source"] = str(config.get("_name_or_path") or origin)
+    warnings = notes + _quantization_note(config) + _mtp_note(config) + f.notes
+    if dialect is None:
+        warnings.insert(0, _unknown_warning(model_type, f.assumed))
+    return ImportResult(_validate(data, origin=origin), warnings, origin)
+
+
+def _validate(data: dict[str, Any], *, origin: str) -> ModelSpec:
+    from kvplan.catalog import format_validation_error
+
+    try:
+        return ModelSpec.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(format_validation_error(exc, origin=origin)) from None
+
+
+# ---- reading fields --------------------------------------------------------------------------
+
+
+class _Fields:
+    """One config mapping over its class defaults; records what kvplan assumed beyond both."""
+
+    def __init__(self, raw: dict[str, Any], defaults: dict[str, Any], *, origin: str, dialect: str | None) -> None:
+        self.raw, self.defaults, self.origin, self.dialect = raw, defaults, origin, dialect
+        self.assumed: list[str] = []  # unknown model_type: every guess, for the one warning
+        self.notes: list[str] = []  # known model_type: things the spec cannot say
+
+    def get(self, key: str) -> Any:
+        """The file's value (``null`` included), else the class default, else None."""
+        return self.raw[key] if key in self.raw else self.defaults.get(key)
+
+    def known(self, key: str) -> bool:
+        return self.get(key) is not None
+
+    def integer(self, key: str, *, minimum: int = 1) -> int | None:
+        value = self.get(key)
+        if value is None:
+            return None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            what = "a positive whole number" if minimum == 1 else f"a whole number of at least {minimum}"
+            raise InvalidInput(f"{self.origin}: {key}: expected {what}, got {value!r}")
+        return value
+
+    def need(self, key: str, *, minimum: int = 1) -> int:
+        value = self.integer(key, minimum=minimum)
+        if value is None:
+            raise InvalidInput(f"{self.origin}: {key} is missing; kvplan needs it to describe the model")
+        return value
+
+    def number(self, key: str) -> float | None:
+        value = self.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise InvalidInput(f"{self.origin}: {key}: expected a positive number, got {value!r}")
+        return float(value)
+
+    def flag(self, key: str) -> bool:
+        value = self.get(key)
+        if value is not None and not isinstance(value, bool):
+            raise InvalidInput(f"{self.origin}: {key}: expected true or false, got {value!r}")
+        return bool(value)
+
+    def ints(self, key: str) -> list[int]:
+        value = self.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise InvalidInput(f"{self.origin}: {key}: expected a list of layer indices, got {value!r}")
+        return value
+
+    def assume(self, text: str) -> None:
+        self.assumed.append(text)
+
+
+def _unwrap(config: dict[str, Any]) -> tuple[dict[str, Any], Any, list[str]]:
+    """A multimodal config's ``text_config`` (Gemma 3) with the outer dtype/name; notes on what is skipped."""
+    text = config.get("text_config")
+    if not isinstance(text, dict):
+        return config, config.get("model_type"), []
+    outer = config.get("model_type")
+    inner = dict(text)
+    inner.setdefault("model_type", outer)
+    for key in ("torch_dtype", "dtype", "_name_or_path", "tie_word_embeddings"):
+        if key in config and key not in inner:
+            inner[key] = config[key]
+    notes = []
+    if "vision_config" in config:
+        notes.append("the vision tower (vision_config) is not counted in the parameters; the spec is the text model")
+    return inner, outer, notes
+
+
+def _dialect(model_type: Any) -> str | None:
+    if not isinstance(model_type, str):
+        return None
+    key = _ALIASES.get(model_type, model_type)
+    return key if key in CLASS_DEFAULTS else None
+
+
+def _rename(raw: dict[str, Any], dialect: str | None) -> dict[str, Any]:
+    out = dict(raw)
+    for old, new in _KEY_ALIASES.get(dialect or "", {}).items():
+        if old in out and new not in out:
+            out[new] = out[old]
+    if raw.get("model_type") == "RefinedWeb" and "new_decoder_architecture" not in out:
+        # falcon-40b's RW config: always the "large" decoder (TGI flash_rw_modeling: RefinedWeb -> FlashRWLargeLayer).
+        out["new_decoder_architecture"] = True
+    return out
+
+
+def _spec_name(name: str | None, config: dict[str, Any], origin: str, model_type: Any) -> str:
+    if name:
+        return name
+    candidate = config.get("_name_or_path")
+    if not isinstance(candidate, str) or not candidate.strip("/ "):
+        path = Path(origin)
+        candidate = path.parent.name if path.name == "config.json" else path.stem
+    slug = re.sub(r"[^a-z0-9._-]+", "-", candidate.rstrip("/").split("/")[-1].lower()).strip("-.")
+    return slug or str(model_type or "imported-model")
+
+
+def _quantization_note(config: dict[str, Any]) -> list[str]:
+    quant = config.get("quantization_config")
+    if not isinstance(quant, dict):
+        return []
+    method = quant.get("quant_method", "unknown")
+    return [
+        f"the checkpoint is quantized (quantization_config quant_method {method!r}); the spec keeps the "
+        "unquantized dtype, pass --weights-dtype to size the stored weights"
+    ]
+
+
+def _mtp_note(config: dict[str, Any]) -> list[str]:
+    mtp = config.get("num_nextn_predict_layers") or config.get("num_mtp_layers")
+    if not isinstance(mtp, int) or isinstance(mtp, bool) or mtp < 1:
+        return []
+    return [f"the multi-token-prediction module ({mtp} layer(s), num_nextn_predict_layers) is not counted"]
+
+
+def _unknown_warning(model_type: Any, assumed: list[str]) -> str:
+    what = f"model_type {model_type!r} is not a dialect kvplan knows" if model_type else "no model_type"
+    listed = "; ".join(assumed) if assumed else "nothing beyond the standard fields"
+    return f"{what}; imported best-effort from the standard fields, assuming: {listed}"
+
+
+# ---- building the spec -----------------------------------------------------------------------
+
+
+def _build(f: _Fields, *, raw_type: Any) -> dict[str, Any]:
+    hidden = f.need("hidden_size")
+    layers = f.need("num_hidden_layers")
+    heads = f.need("num_attention_heads")
+    head_dim, v_head_dim = _head_dims(f, hidden=hidden, heads=heads)
+    kinds, per_layer = _layout(f, layers=layers, max_pos=_max_positions(f))
+    data: dict[str, Any] = {
+        "family": raw_type if isinstance(raw_type, str) else None,
+        "notes": f"imported from a Hugging Face config.json (model_type {raw_type!r})",
+        "hidden_size": hidden,
+        "vocab_size": f.need("vocab_size"),
+        "num_layers": layers,
+        "num_attention_heads": heads,
+        "num_kv_heads": _kv_heads(f, heads=heads),
+        "head_dim": head_dim,
+        "v_head_dim": v_head_dim,
+        "intermediate_size": _intermediate(f, hidden=hidden),
+        "tie_word_embeddings": _tie(f),
+        "dtype": _dtype(f),
+        "max_position_embeddings": _max_positions(f),
+        "rope": _rope(f),
+        "layers": _compact(kinds, per_layer),
+        "moe": _moe(f, layers=layers),
+        "params": _param_layout(f, heads=heads, head_dim=head_dim, per_layer=per_layer, hidden=hidden),
+    }
+    return {k: v for k, v in data.items() if v is not None or k == "rope"}
+
+
+def _head_dims(f: _Fields, *, hidden: int, heads: int) -> tuple[int, int | None]:
+    """K head size (q/k for MLA: nope + rope) and V head size when it differs."""
+    if f.dialect in ("deepseek_v2", "deepseek_v3"):
+        qk = f.need("qk_nope_head_dim") + f.need("qk_rope_head_dim")
+        return qk, f.need("v_head_dim")
+    explicit = None if f.dialect == "falcon" else f.integer("head_dim")  # FalconConfig.head_dim is a property
+    if explicit is not None:
+        return explicit, None
+    if hidden % heads:
+        raise InvalidInput(
+            f"{f.origin}: head_dim is absent and hidden_size ({hidden}) is not divisible by "
+            f"num_attention_heads ({heads}); add head_dim to the config"
+        )
+    if f.dialect is None:
+        f.assume(f"head_dim assumed hidden_size/num_attention_heads = {hidden // heads}")
+    return hidden // heads, None
+
+
+def _kv_heads(f: _Fields, *, heads: int) -> int:
+    if f.dialect == "falcon":
+        # FalconAttention: num_kv_heads if (new_decoder_architecture or not multi_query) else 1.
+        if f.flag("new_decoder_architecture") or not f.flag("multi_query"):
+            return f.integer("num_kv_heads") or heads
+        return 1
+    if f.dialect in ("deepseek_v2", "deepseek_v3"):
+        return heads  # MLA expands the latent to every query head; num_key_value_heads carries no KV meaning
+    kv = f.integer("num_key_value_heads")
+    if kv is None:
+        if f.dialect is None:
+            f.assume(f"num_key_value_heads assumed = num_attention_heads = {heads} (MHA)")
+        return heads
+    return kv
+
+
+def _intermediate(f: _Fields, *, hidden: int) -> int | None:
+    if f.dialect == "falcon":
+        return f.integer("ffn_hidden_size") or 4 * hidden  # FalconConfig: ffn_hidden_size None -> 4 * hidden
+    if f.dialect is None and not _expert_count(f):
+        return f.need("intermediate_size")
+    return f.integer("intermediate_size")
+
+
+def _tie(f: _Fields) -> bool:
+    if "tie_word_embeddings" not in f.raw and f.dialect is None:
+        f.assume("tie_word_embeddings assumed false")
+    return f.flag("tie_word_embeddings")
+
+
+def _max_positions(f: _Fields) -> int:
+    return f.need("max_position_embeddings")
+
+
+def _dtype(f: _Fields) -> str:
+    value = f.raw.get("dtype") or f.raw.get("torch_dtype")  # transformers 5 writes "dtype"; 4.x "torch_dtype"
+    if value is None:
+        _note(f, f"no torch_dtype/dtype; dtype assumed {_DTYPE_FALLBACK}")
+        return _DTYPE_FALLBACK
+    key = canonical_dtype(str(value))
+    if key in ("fp32", "bf16", "fp16"):
+        return key
+    _note(f, f"dtype {value!r} is not a 16/32-bit float; dtype assumed {_DTYPE_FALLBACK}")
+    return _DTYPE_FALLBACK
+
+
+def _note(f: _Fields, text: str) -> None:
+    (f.assume if f.dialect is None else f.notes.append)(text)
+
+
+# ---- per-layer layout ----------------------------------------------------------------------
+
+
+def _layout(f: _Fields, *, layers: int, max_pos: int) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The layer kinds used and the kind name of every layer."""
+    window = _window(f, max_pos=max_pos)
+    types = _layer_types(f, layers=layers, window=window)
+    kinds: dict[str, dict[str, Any]] = {}
+    names = []
+    for layer_type in types:
+        name, kind = _kind(f, layer_type, window=window)
+        kinds.setdefault(name, kind)
+        names.append(name)
+    return kinds, names
+
+
+def _window(f: _Fields, *, max_pos: int) -> int | None:
+    """The sliding window when it is active; None when absent, switched off or never binding."""
+    if f.dialect not in _WINDOWED:
+        return None
+    switchable = "use_sliding_window" in f.raw or "use_sliding_window" in f.defaults
+    if switchable and not f.flag("use_sliding_window"):
+        return None  # Qwen2/Qwen3: sliding_window is ignored unless use_sliding_window
+    window = f.integer("sliding_window")
+    if window is None or window >= max_pos:
+        return None  # e.g. Phi-3-mini-128k: 262144 > 131072, older Mixtral 32768 = context
+    return window
+
+
+def _layer_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
+    """One HF layer-type name per layer (``full_attention``, ``sliding_attention``, ...)."""
+    d = f.dialect
+    if d in ("deepseek_v2", "deepseek_v3"):
+        return ["mla"] * layers
+    if d == "jamba":  # JambaConfig.layers_block_type
+        period, offset = f.need("attn_layer_period"), f.need("attn_layer_offset", minimum=0)
+        return ["full_attention" if i % period == offset else "mamba" for i in range(layers)]
+    explicit = f.raw.get("layer_types")
+    if explicit is not None:
+        return _checked_types(f, explicit, layers=layers, window=window)
+    if d == "qwen3_next":  # (i + 1) % full_attention_interval -> linear
+        every = f.need("full_attention_interval")
+        return ["linear_attention" if (i + 1) % every else "full_attention" for i in range(layers)]
+    if window is None:
+        return ["full_attention"] * layers
+    return [_sliding_rule(f, i) for i in range(layers)]
+
+
+def _sliding_rule(f: _Fields, i: int) -> str:
+    """Default layer types of each dialect's config class when the window is active."""
+    d, s, full = f.dialect, "sliding_attention", "full_attention"
+    if d in ("gemma2", "gpt_oss"):
+        return s if (i + 1) % 2 else full  # even index sliding
+    if d == "gemma3_text":
+        return s if (i + 1) % f.need("sliding_window_pattern") else full  # every pattern-th layer global
+    if d in ("qwen2", "qwen3"):
+        return s if i >= f.need("max_window_layers", minimum=0) else full  # Qwen2Config: layers past max_window_layers
+    if d == "qwen2_moe":
+        return s if (i + 1) % 2 and i < f.need("max_window_layers", minimum=0) else full
+    if d is None and i == 0:
+        f.assume("sliding_window applied to every layer (no layer_types)")
+    return s  # mistral, mixtral, qwen3_moe, phi3 (and unknown types): every layer
+
+
+def _checked_types(f: _Fields, types: Any, *, layers: int, window: int | None) -> list[str]:
+    if not isinstance(types, list) or len(types) != layers:
+        raise InvalidInput(f"{f.origin}: layer_types must list one entry per layer ({layers}), got {types!r}")
+    accepted = {"linear_attention": f.dialect == "qwen3_next"}
+    out = []
+    for t in types:
+        if t not in _LAYER_TYPES or not accepted.get(t, True):
+            ok = ", ".join(x for x in _LAYER_TYPES if accepted.get(x, True))
+            raise InvalidInput(f"{f.origin}: layer_types entry {t!r} is not supported here; expected one of {ok}")
+        out.append("full_attention" if t == "sliding_attention" and window is None else t)
+    return out
+
+
+def _kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str, dict[str, Any]]:
+    if layer_type == "full_attention":
+        return "full", {"type": "full"}
+    if layer_type == "sliding_attention":
+        kind: dict[str, Any] = {"type": "sliding", "window": window}
+        local = _local_theta(f)
+        if local is not None:
+            kind["rope_theta"] = local
+        return "sliding", kind
+    if layer_type == "chunked_attention":
+        return "chunked", {"type": "chunked", "chunk": f.need("attention_chunk_size")}
+    if layer_type == "mla":
+        return "mla", _mla_kind(f)
+    if layer_type == "mamba":
+        return "mamba", _mamba_kind(f)
+    return "deltanet", _deltanet_kind(f)
+
+
+def _mla_kind(f: _Fields) -> dict[str, Any]:
+    kind = {"type": "mla", "kv_lora_rank": f.need("kv_lora_rank"), "q_lora_rank": f.integer("q_lora_rank")}
+    kind |= {k: f.need(k) for k in ("qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")}
+    return {k: v for k, v in kind.items() if v is not None}
+
+
+def _mamba_kind(f: _Fields) -> dict[str, Any]:
+    hidden = f.need("hidden_size")
+    rank = f.get("mamba_dt_rank")
+    dt_rank = math.ceil(hidden / 16) if rank == "auto" else f.need("mamba_dt_rank")
+    if f.get("mamba_conv_bias") is not True or f.get("mamba_proj_bias") is not False:
+        f.notes.append("mamba_conv_bias/mamba_proj_bias differ from Jamba's defaults; parameter count assumes them")
+    return {
+        "type": "recurrent",
+        "variant": "mamba",
+        "d_inner": f.need("mamba_expand") * hidden,
+        "d_state": f.need("mamba_d_state"),
+        "d_conv": f.need("mamba_d_conv"),
+        "dt_rank": dt_rank,
+    }
+
+
+def _deltanet_kind(f: _Fields) -> dict[str, Any]:
+    return {
+        "type": "recurrent",
+        "variant": "gated_deltanet",
+        "n_heads": f.need("linear_num_value_heads"),
+        "n_k_heads": f.need("linear_num_key_heads"),
+        "head_k_dim": f.need("linear_key_head_dim"),
+        "head_v_dim": f.need("linear_value_head_dim"),
+        "d_conv": f.need("linear_conv_kernel_dim"),
+    }
+
+
+def _compact(kinds: dict[str, dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    """``kinds`` plus the shortest repeating ``pattern``, or a ``types`` list when none repeats."""
+    if len(kinds) == 1:
+        return {"kinds": kinds}
+    n = len(names)
+    for period in range(1, n):
+        if all(names[i] == names[i % period] for i in range(n)):
+            return {"kinds": kinds, "pattern": names[:period]}
+    return {"kinds": kinds, "types": names}
+
+
+# ---- MoE -----------------------------------------------------------------------------------
+
+
+def _expert_count(f: _Fields) -> int | None:
+    if f.dialect not in _MOE_DIALECTS:
+        return None
+    for key in ("n_routed_experts", "num_local_experts", "num_experts"):
+        if key in f.raw or key in f.defaults:
+            return f.integer(key, minimum=0)
+    return None
+
+
+def _moe(f: _Fields, *, layers: int) -> dict[str, Any] | None:
+    experts = _expert_count(f)
+    if not experts or experts <= 1:
+        return None
+    d = f.dialect
+    dense = _dense_layers(f, layers=layers)
+    if len(dense) == layers:
+        return None
+    moe: dict[str, Any] = {
+        "num_experts": experts,
+        "experts_per_token": f.need("num_experts_per_tok"),
+        "expert_intermediate_size": _expert_size(f),
+    }
+    if d in ("qwen2_moe", "qwen3_next"):
+        shared = f.integer("shared_expert_intermediate_size", minimum=0)
+        if shared:  # one gated shared expert (Qwen2MoeSparseMoeBlock.shared_expert_gate)
+            moe |= {"num_shared_experts": 1, "shared_intermediate_size": shared, "shared_expert_gate": True}
+    if d in ("deepseek_v2", "deepseek_v3"):
+        moe["num_shared_experts"] = f.integer("n_shared_experts", minimum=0) or 0
+        moe["first_dense_layers"] = min(f.integer("first_k_dense_replace", minimum=0) or 0, layers)
+        moe["router_bias"] = d == "deepseek_v3"  # DeepseekV3TopkRouter.e_score_correction_bias
+    if d == "gpt_oss":
+        moe |= {"router_bias": True, "expert_bias": True}  # GptOssTopKRouter.bias; GptOssExperts *_bias
+    first = moe.get("first_dense_layers", 0)
+    moe["dense_layers"] = [i for i in dense if i >= first]
+    if d is None:
+        f.assume(f"MoE read from the expert-count fields: {experts} experts, no shared experts")
+    return moe
+
+
+def _expert_size(f: _Fields) -> int:
+    if f.dialect in ("mixtral", "gpt_oss", "jamba"):
+        return f.need("intermediate_size")
+    if f.dialect is None and not f.known("moe_intermediate_size"):
+        f.assume("expert size assumed = intermediate_size")
+        return f.need("intermediate_size")
+    return f.need("moe_intermediate_size")
+
+
+def _dense_layers(f: _Fields, *, layers: int) -> list[int]:
+    """Layers whose MLP is dense in an MoE model."""
+    d = f.dialect
+    if d in ("deepseek_v2", "deepseek_v3"):
+        # DeepSeek remote modeling and vLLM deepseek_v2.py: MoE iff i >= first_k_dense_replace
+        # and i % moe_layer_freq == 0 (transformers 5.24 has no moe_layer_freq: always 1).
+        k, freq = f.integer("first_k_dense_replace", minimum=0) or 0, f.integer("moe_layer_freq") or 1
+        return [i for i in range(layers) if i < k or i % freq]
+    if d in ("qwen2_moe", "qwen3_moe", "qwen3_next"):
+        # Qwen2MoeDecoderLayer: MoE iff i not in mlp_only_layers and (i + 1) % decoder_sparse_step == 0
+        only, step = set(f.ints("mlp_only_layers")), f.need("decoder_sparse_step")
+        return [i for i in range(layers) if i in only or (i + 1) % step]
+    if d == "jamba":  # JambaConfig.layers_num_experts
+        period, offset = f.need("expert_layer_period"), f.need("expert_layer_offset", minimum=0)
+        return [i for i in range(layers) if i % period != offset]
+    return []
+
+
+# ---- RoPE ----------------------------------------------------------------------------------
+
+
+def _rope(f: _Fields) -> dict[str, Any] | None:
+    if f.dialect == "jamba":
+        return None  # JambaAttention applies no positional embedding
+    if f.dialect == "falcon" and f.flag("alibi"):
+        return None
+    block = _global_rope_block(f)
+    theta = block.pop("rope_theta", None) if block else None
+    partial = block.pop("partial_rotary_factor", None) if block else None
+    rope: dict[str, Any] = {"theta": _theta(f, theta)}
+    partial = partial if partial is not None else f.get("partial_rotary_factor")
+    if partial is not None:
+        rope["partial_rotary_factor"] = partial
+    scaling = _scaling(f, block)
+    if scaling:
+        rope["scaling"] = scaling
+    return rope
+
+
+def _global_rope_block(f: _Fields) -> dict[str, Any] | None:
+    """The rope dict for full-attention layers: ``rope_parameters`` (flat or per layer type) or ``rope_scaling``."""
+    params = f.raw.get("rope_parameters")
+    if params is not None:
+        if not isinstance(params, dict):
+            raise InvalidInput(f"{f.origin}: rope_parameters: expected an object, got {params!r}")
+        nested = params.get("full_attention")
+        return dict(nested) if isinstance(nested, dict) else dict(params)
+    scaling = f.raw.get("rope_scaling")
+    if scaling is None and f.dialect == "gpt_oss":
+        return dict(_GPT_OSS_ROPE)
+    if scaling is not None and not isinstance(scaling, dict):
+        raise InvalidInput(f"{f.origin}: rope_scaling: expected an object or null, got {scaling!r}")
+    return dict(scaling) if scaling else None
+
+
+def _theta(f: _Fields, from_block: Any) -> float:
+    if from_block is not None:
+        if isinstance(from_block, bool) or not isinstance(from_block, (int, float)) or from_block <= 0:
+            raise InvalidInput(f"{f.origin}: rope_theta: expected a positive number, got {from_block!r}")
+        return float(from_block)
+    theta = f.number("rope_theta")
+    if theta is None:
+        f.assume("rope_theta assumed 10000.0 (the transformers default)")
+        return 10000.0
+    return theta
+
+
+def _scaling(f: _Fields, block: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The scaling block as ``{rope_type: ..., <its parameters>}``; None for plain RoPE."""
+    if not block:
+        return None
+    kind = block.pop("rope_type", None) or block.pop("type", None)
+    block.pop("type", None)
+    if kind is None:
+        raise InvalidInput(f"{f.origin}: rope scaling block {block!r} has no 'rope_type' (or 'type')")
+    if f.dialect == "phi3" and kind in ("su", "yarn"):
+        kind = "longrope"  # Phi3Config.convert_rope_params_to_dict renames both to longrope
+    if kind == "default":
+        return None
+    if f.dialect == "phi3" and kind == "longrope":
+        # Phi-3 keeps the pre-extension length at the top level; transformers gives it priority.
+        block["original_max_position_embeddings"] = f.need("original_max_position_embeddings")
+    return {"rope_type": kind, **block}
+
+
+def _local_theta(f: _Fields) -> float | None:
+    """Gemma 3's separate RoPE base for sliding layers."""
+    if f.dialect != "gemma3_text":
+        return None
+    params = f.raw.get("rope_parameters")
+    if isinstance(params, dict) and isinstance(params.get("sliding_attention"), dict):
+        theta = params["sliding_attention"].get("rope_theta")
+        if theta is not None:
+            return _theta(f, theta)
+    return f.number("rope_local_base_freq")
+
+
+# ---- parameter layout ----------------------------------------------------------------------
+
+
+def _param_layout(f: _Fields, *, heads: int, head_dim: int, per_layer: list[str], hidden: int) -> dict[str, Any] | None:
+    builder = _LAYOUTS.get(f.dialect or "", _llama_layout)
+    layout = builder(f, heads=heads, head_dim=head_dim, per_layer=per_layer, hidden=hidden)
+    if f.dialect is None:
+        f.assume("gated MLP, RMSNorm, 2 norms per layer, no biases, no q/k norm (Llama layout)")
+    return layout or None
+
+
+def _llama_layout(f: _Fields, **_: Any) -> dict[str, Any]:
+    layout: dict[str, Any] = {}
+    if f.flag("attention_bias"):
+        layout["attention_bias"] = "all"  # LlamaAttention: q, k, v and o_proj all take config.attention_bias
+    if f.flag("mlp_bias"):
+        layout["mlp_bias"] = True
+    return layout
+
+
+def _qwen2_layout(f: _Fields, **_: Any) -> dict[str, Any]:
+    if f.dialect == "qwen2_moe" and not f.flag("qkv_bias"):
+        return {}
+    return {"attention_bias": "qkv"}  # q/k/v with bias, o_proj without (modeling_qwen2.py)
+
+
+def _qwen3_layout(f: _Fields, **kw: Any) -> dict[str, Any]:
+    return _llama_layout(f, **kw) | {"qk_norm": True}  # per-head RMSNorm on q and k
+
+
+def _gemma_layout(f: _Fields, **kw: Any) -> dict[str, Any]:
+    # Gemma 2/3 decoder layers: input, post-attention, pre- and post-feedforward RMSNorm.
+    layout = _llama_layout(f, **kw) | {"norms_per_layer": 4}
+    if f.dialect == "gemma3_text":
+        layout["qk_norm"] = True
+    return layout
+
+
+def _falcon_layout(f: _Fields, **_: Any) -> dict[str, Any]:
+    # FalconDecoderLayer: two LayerNorms unless parallel attention shares one (num_ln_in_parallel_attn,
+    # default 2 with new_decoder_architecture); FalconMLP is dense_h_to_4h + dense_4h_to_h.
+    ln = f.integer("num_ln_in_parallel_attn") or (2 if f.flag("new_decoder_architecture") else 1)
+    norms = 2 if not f.flag("parallel_attn") else ln
+    layout: dict[str, Any] = {"mlp": "plain", "norm": "layernorm", "norms_per_layer": norms}
+    if f.flag("bias"):
+        layout |= {"attention_bias": "all", "mlp_bias": True}
+    return layout
+
+
+def _gpt_oss_layout(f: _Fields, **kw: Any) -> dict[str, Any]:
+    return _llama_layout(f, **kw) | {"attention_sinks": True}  # GptOssAttention.sinks: one logit per head
+
+
+def _cohere_layout(f: _Fields, *, heads: int, head_dim: int, per_layer: list[str], **kw: Any) -> dict[str, Any]:
+    # CohereLayerNorm has a weight and no bias (counted like RMSNorm); one norm feeds attention and MLP in parallel.
+    layout = _llama_layout(f) | {"norms_per_layer": 1}
+    if f.flag("use_qk_norm"):  # q_norm [heads, head_dim] and k_norm [kv_heads, head_dim] per layer
+        kv = f.integer("num_key_value_heads") or heads
+        layout |= _extra(len(per_layer) * (heads + kv) * head_dim, "q/k LayerNorm weights over all heads")
+    return layout
+
+
+def _olmo2_layout(f: _Fields, *, heads: int, head_dim: int, per_layer: list[str], **kw: Any) -> dict[str, Any]:
+    # Olmo2Attention: q_norm over heads * head_dim and k_norm over kv_heads * head_dim (not per head).
+    kv = f.integer("num_key_value_heads") or heads
+    extra = _extra(len(per_layer) * (heads + kv) * head_dim, "OLMo 2 q/k RMSNorm weights over all heads")
+    return _llama_layout(f) | extra
+
+
+def _qwen3_next_layout(f: _Fields, **kw: Any) -> dict[str, Any]:
+    # Qwen3NextAttention: q_proj also emits an output gate as wide as the attention output.
+    return _llama_layout(f, **kw) | {"qk_norm": True, "attention_output_gate": True}
+
+
+def _extra(params: int, note: str) -> dict[str, Any]:
+    return {"extra_params": params, "extra_params_note": f"{note} (inside the decoder; counted here)"}
+
+
+_LAYOUTS: dict[str, Callable[..., dict[str, Any]]] = {
+    "qwen2": _qwen2_layout,
+    "qwen2_moe": _qwen2_layout,
+    "qwen3": _qwen3_layout,
+    "qwen3_moe": _qwen3_layout,
+    "gemma2": _gemma_layout,
+    "gemma3_text": _gemma_layout,
+    "falcon": _falcon_layout,
+    "gpt_oss": _gpt_oss_layout,
+    "cohere": _cohere_layout,
+    "olmo2": _olmo2_layout,
+    "qwen3_next": _qwen3_next_layout,
+}

@@ -1,0 +1,485 @@
+"""Hugging Face config.json import: every dialect, the traps of models.md 2.4, and `kvplan import`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kvplan.catalog import load_spec_file, specs_dir
+from kvplan.errors import InvalidInput
+from kvplan.hf import ImportResult, import_config, spec_from_hf_config
+from kvplan.memory import cache_plan
+from kvplan.params import count_params
+
+DATA = Path(__file__).parent / "data" / "hf_configs"
+CONFIGS = sorted(DATA.glob("*.json"))
+LENGTHS = (4096, 32768, 131072)
+
+# Test configs that are variants of one bundled model (same architecture, other spelling).
+BUNDLED_OF = {"falcon-7b-resaved": "falcon-7b", "falcon-7b-rw": "falcon-7b"}
+
+
+def imported(stem: str) -> ImportResult:
+    return import_config(DATA / f"{stem}.json")
+
+
+def kv(spec, length: int | None = None) -> int:
+    plan = cache_plan(spec, "bf16")
+    return plan.bytes_per_token if length is None else plan.bytes_per_sequence(length)
+
+
+# ---- every test config -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_yaml_round_trip(path: Path, tmp_path: Path) -> None:
+    result = import_config(path)
+    text = result.to_yaml()
+    assert text.startswith(f"# Imported from {path}")
+    out = tmp_path / "spec.yaml"
+    out.write_text(text)
+    assert load_spec_file(out) == result.spec
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_matches_bundled_spec(path: Path) -> None:
+    """Same KV bytes/token, bytes at 4K/32K/128K and parameter count as the hand-written spec."""
+    name = BUNDLED_OF.get(path.stem, path.stem)
+    bundled_path = specs_dir() / f"{name}.yaml"
+    if not bundled_path.is_file():
+        pytest.skip(f"model_specs/{name}.yaml is not bundled")
+    bundled = load_spec_file(bundled_path)
+    spec = import_config(path).spec
+    assert kv(spec) == kv(bundled)
+    assert [kv(spec, n) for n in LENGTHS] == [kv(bundled, n) for n in LENGTHS]
+    assert count_params(spec).total == count_params(bundled).total
+    assert count_params(spec).active == count_params(bundled).active
+
+
+# Golden numbers: shared/reference/models.md sections 2.1-2.3 (bf16 KV, one sequence).
+GOLDEN = {
+    # 2 x 32 layers x 1 KV head x 64 x 2 B (Falcon MQA); naive kv=71 would be 581,632
+    "falcon-7b": (8192, [33_554_432, 268_435_456, 1_073_741_824]),
+    # 2 x 28 x 4 x 128 x 2 = 57,344; use_sliding_window false -> full attention
+    "qwen2.5-7b": (57_344, [234_881_024, 1_879_048_192, 7_516_192_768]),
+    # 2 x 32 x 32 x 96 x 2 = 393,216; window 262144 > context -> full attention
+    "phi-3-mini-128k": (393_216, [1_610_612_736, 12_884_901_888, 51_539_607_552]),
+    # c = 8,192; 52 sliding (W 1024) + 10 global: 8,192 x (10 x 4,096 + 52 x 1,024) = 771,751,936 at 4K
+    "gemma-3-27b": (507_904, [771_751_936, 3_120_562_176, 11_173_625_856]),
+    # c = 2,048; 12 sliding (W 128) + 12 full: 2,048 x (12 x 4,096 + 12 x 128) = 103,809,024 at 4K
+    "gpt-oss-20b": (49_152, [103_809_024, 808_452_096, 3_224_371_200]),
+    # (512 + 64) x 60 x 2 = 69,120 (MLA latent)
+    "deepseek-v2": (69_120, [283_115_520, 2_264_924_160, 9_059_696_640]),
+    # 32 sliding layers, W 4096: 32 x 4,096 x 4,096 B at every length >= 4K
+    "mistral-7b-v0.1": (131_072, [536_870_912, 536_870_912, 536_870_912]),
+    # 2 x 42 x 8 x 256 x 2; 21 sliding (W 4096) + 21 global
+    "gemma-2-9b": (344_064, [1_409_286_144, 6_341_787_648, 23_253_221_376]),
+}
+
+
+@pytest.mark.parametrize("stem", sorted(GOLDEN))
+def test_golden_kv_bytes(stem: str) -> None:
+    per_token, totals = GOLDEN[stem]
+    spec = imported(stem).spec
+    assert kv(spec) == per_token
+    assert [kv(spec, n) for n in LENGTHS] == totals
+
+
+def test_parameter_counts_match_models_md() -> None:
+    # [COMPUTED] counts of shared/reference/models.md 1.2, 1.9, 1.13, 1.20, 1.21
+    assert count_params(imported("llama-2-13b").spec).total == 13_015_864_320
+    mixtral = count_params(imported("mixtral-8x7b").spec)
+    assert (mixtral.total, mixtral.active) == (46_702_792_704, 12_879_925_248)
+    assert count_params(imported("qwen3-30b-a3b").spec).total == 30_532_122_624
+    assert count_params(imported("falcon-7b").spec).total == 6_921_720_704
+    assert count_params(imported("gpt-oss-20b").spec).total == 20_914_757_184
+
+
+# ---- traps -----------------------------------------------------------------------------------
+
+
+def test_falcon_multi_query_means_one_kv_head_whatever_num_kv_heads_says() -> None:
+    # falcon-7b-resaved carries "num_kv_heads": 71 with multi_query true, new_decoder_architecture false.
+    assert json.loads((DATA / "falcon-7b-resaved.json").read_text())["num_kv_heads"] == 71
+    for stem in ("falcon-7b", "falcon-7b-resaved", "falcon-7b-rw"):
+        spec = imported(stem).spec
+        assert (spec.num_kv_heads, spec.head_dim, spec.num_layers) == (1, 64, 32), stem
+    same = {"family", "notes"}  # the RW file says model_type RefinedWebModel
+    assert imported("falcon-7b-rw").spec.model_dump(exclude=same) == imported("falcon-7b").spec.model_dump(exclude=same)
+
+
+def test_falcon_new_decoder_architecture_and_plain_mha() -> None:
+    base = json.loads((DATA / "falcon-7b.json").read_text())
+    big = {**base, "new_decoder_architecture": True, "num_kv_heads": 8, "num_attention_heads": 64, "hidden_size": 8192}
+    assert spec_from_hf_config(big, origin="x").spec.num_kv_heads == 8
+    mha = {**base, "multi_query": False}
+    assert spec_from_hf_config(mha, origin="x").spec.num_kv_heads == 71  # num_kv_heads absent -> heads
+    assert spec_from_hf_config({**base, "alibi": True}, origin="x").spec.rope is None
+
+
+def test_qwen25_window_is_inactive() -> None:
+    spec = imported("qwen2.5-7b").spec  # sliding_window 131072 but use_sliding_window false
+    assert [k.type for k in spec.layers.kinds.values()] == ["full"]
+    raw = json.loads((DATA / "qwen2.5-7b.json").read_text())
+    on = {**raw, "use_sliding_window": True, "sliding_window": 4096, "max_window_layers": 20}
+    spec = spec_from_hf_config(on, origin="x").spec
+    # Qwen2Config: layers at index >= max_window_layers slide -> 20 full + 8 sliding
+    assert spec.kind_counts == {"full": 20, "sliding": 8}
+    assert spec.kind("sliding").window == 4096
+    all_full = {**on, "max_window_layers": 28}
+    assert spec_from_hf_config(all_full, origin="x").spec.kind_counts == {"full": 28}
+    no_window = {**on, "sliding_window": None}
+    assert spec_from_hf_config(no_window, origin="x").spec.kind_counts == {"full": 28}
+
+
+def test_phi3_window_beyond_context_is_not_a_window() -> None:
+    result = imported("phi-3-mini-128k")
+    assert result.spec.kind_counts == {"full": 32}
+    # longrope: Phi-3 keeps original_max_position_embeddings at the top level
+    assert result.spec.rope.scaling == {"rope_type": "longrope", "original_max_position_embeddings": 4096}
+    assert result.spec.original_max_position_embeddings == 4096
+    raw = json.loads((DATA / "phi-3-mini-128k.json").read_text())
+    short = {**raw, "max_position_embeddings": 4096, "sliding_window": 2047, "rope_scaling": None}
+    spec = spec_from_hf_config(short, origin="x").spec  # Phi-3-mini-4k style: the window binds
+    assert spec.kind_counts == {"sliding": 32} and spec.kind("sliding").window == 2047
+    su = {**raw, "rope_scaling": {"type": "su", "short_factor": [1.0], "long_factor": [2.0]}}
+    assert spec_from_hf_config(su, origin="x").spec.rope.scaling["rope_type"] == "longrope"
+
+
+def test_gemma3_sparse_text_config_takes_class_defaults() -> None:
+    spec = imported("gemma-3-27b").spec
+    assert (spec.vocab_size, spec.max_position_embeddings, spec.tie_word_embeddings) == (262208, 131072, True)
+    assert spec.rope.theta == 1e6 and spec.rope.scaling == {"rope_type": "linear", "factor": 8.0}
+    assert spec.kind("sliding").rope_theta == 10000.0 and spec.kind("sliding").window == 1024
+    assert spec.kind_counts == {"sliding": 52, "full": 10}  # global at 5, 11, ..., 59
+    assert spec.dtype == "bf16" and spec.head_dim == 128  # not 5376 / 32 = 168
+
+
+def test_gemma3_vision_tower_is_named_and_nested_rope_parameters_read() -> None:
+    raw = json.loads((DATA / "gemma-3-27b.json").read_text())
+    with_vision = {**raw, "vision_config": {"model_type": "siglip_vision_model"}}
+    assert any("vision tower" in w for w in spec_from_hf_config(with_vision, origin="x").warnings)
+    text = dict(raw["text_config"], model_type="gemma3_text")
+    text.pop("rope_scaling")
+    text["rope_parameters"] = {
+        "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+        "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+    }
+    v5 = {"model_type": "gemma3", "text_config": text, "dtype": "bfloat16"}
+    labels = {"source", "family", "notes"}  # the inner model_type here is gemma3_text
+    new = spec_from_hf_config(v5, origin="x", name="gemma-3-27b").spec.model_dump(exclude=labels)
+    assert new == imported("gemma-3-27b").spec.model_dump(exclude=labels)
+
+
+def test_float32_checkpoint_maps_to_fp32() -> None:
+    assert imported("gemma-2-9b").spec.dtype == "fp32"  # google/gemma-2-9b ships float32
+    assert imported("llama-2-7b").spec.dtype == "fp16"
+    raw = json.loads((DATA / "llama-2-7b.json").read_text())
+    v5 = {k: v for k, v in raw.items() if k != "torch_dtype"} | {"dtype": "bfloat16"}
+    assert spec_from_hf_config(v5, origin="x").spec.dtype == "bf16"
+
+
+YARN = {"factor": 32.0, "original_max_position_embeddings": 4096}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"rope_theta": 10000.0, "rope_scaling": {"type": "yarn", **YARN}},
+        {"rope_theta": 10000.0, "rope_scaling": {"rope_type": "yarn", **YARN}},
+        {"rope_theta": 10000.0, "rope_scaling": {"rope_type": "yarn", "type": "yarn", **YARN}},
+        {"rope_parameters": {"rope_type": "yarn", "rope_theta": 10000.0, **YARN}},
+    ],
+    ids=["type", "rope_type", "both", "rope_parameters"],
+)
+def test_rope_scaling_spellings_agree(fields: dict[str, Any]) -> None:
+    raw = json.loads((DATA / "llama-2-7b.json").read_text())
+    raw = {k: v for k, v in raw.items() if k not in ("rope_scaling", "rope_theta")} | fields
+    rope = spec_from_hf_config(raw, origin="x").spec.rope
+    assert rope.theta == 10000.0
+    assert rope.scaling == {"rope_type": "yarn", "factor": 32.0, "original_max_position_embeddings": 4096}
+
+
+def test_rope_without_scaling_and_bad_scaling() -> None:
+    raw = json.loads((DATA / "llama-3-8b.json").read_text())
+    plain = {k: v for k, v in raw.items() if k != "rope_theta"} | {
+        "rope_parameters": {"rope_type": "default", "rope_theta": 500000.0}
+    }
+    assert spec_from_hf_config(plain, origin="x").spec.rope.model_dump() == {
+        "theta": 500000.0,
+        "partial_rotary_factor": 1.0,
+        "scaling": None,
+    }
+    with pytest.raises(InvalidInput, match="has no 'rope_type'"):
+        spec_from_hf_config({**raw, "rope_scaling": {"factor": 2.0}}, origin="x")
+
+
+def test_yarn_llama_keeps_its_extra_key() -> None:
+    scaling = imported("yarn-llama-2-7b-128k").spec.rope.scaling
+    assert scaling == {"rope_type": "yarn", "factor": 32.0, "original_max_position_embeddings": 4096, "finetuned": True}
+
+
+def test_mla_latent_and_null_q_lora_rank() -> None:
+    lite = imported("deepseek-v2-lite").spec
+    mla = lite.kind("mla")
+    assert mla.q_lora_rank is None and (mla.kv_lora_rank, mla.qk_rope_head_dim) == (512, 64)
+    assert kv(lite) == (512 + 64) * 27 * 2  # latent + rope key per layer, bf16
+    assert lite.moe.first_dense_layers == 1 and lite.moe.num_shared_experts == 2
+
+
+def test_deepseek_moe_layer_freq_and_notes() -> None:
+    raw = json.loads((DATA / "deepseek-v2-lite.json").read_text())
+    spec = spec_from_hf_config({**raw, "num_hidden_layers": 8, "moe_layer_freq": 2}, origin="x").spec
+    # MoE iff i >= first_k_dense_replace (1) and i % 2 == 0 -> MoE at 2, 4, 6
+    assert spec.dense_mlp_layers == frozenset({0, 1, 3, 5, 7})
+    warnings = imported("deepseek-v3").warnings
+    assert any("quant_method 'fp8'" in w for w in warnings)
+    assert any("multi-token-prediction" in w for w in warnings)
+    assert imported("deepseek-v3").spec.moe.router_bias is True
+
+
+def test_jamba_hybrid_layout() -> None:
+    spec = imported("jamba-v0.1").spec
+    assert spec.rope is None
+    assert [spec.kind(n).type for n in spec.layers.pattern] == ["recurrent"] * 4 + ["full"] + ["recurrent"] * 3
+    assert spec.kind("mamba").d_inner == 8192 and spec.kind("mamba").dt_rank == 256
+    assert spec.dense_mlp_layers == frozenset(range(0, 32, 2))
+    assert kv(spec) == 4 * 2 * 8 * 128 * 2  # four attention layers hold KV
+
+
+def test_qwen3_next_interval_and_layer_types_agree() -> None:
+    raw = json.loads((DATA / "qwen3-next-80b-a3b.json").read_text())
+    spec = spec_from_hf_config(raw, origin="x").spec
+    assert spec.kind_counts == {"deltanet": 36, "full": 12}
+    listed = {k: v for k, v in raw.items() if k != "full_attention_interval"} | {
+        "layer_types": ["linear_attention" if (i + 1) % 4 else "full_attention" for i in range(48)]
+    }
+    assert spec_from_hf_config(listed, origin="x").spec == spec
+    assert spec.params.attention_output_gate and spec.moe.shared_expert_gate
+
+
+def test_unknown_model_type_warns_once_with_every_assumption() -> None:
+    config = {
+        "model_type": "brandnew",
+        "hidden_size": 4096,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "intermediate_size": 11008,
+        "vocab_size": 32000,
+        "max_position_embeddings": 4096,
+    }
+    result = spec_from_hf_config(config, origin="cfg.json")
+    assert len(result.warnings) == 1
+    warning = result.warnings[0]
+    assert warning.startswith("model_type 'brandnew' is not a dialect kvplan knows; imported best-effort")
+    for part in (
+        "head_dim assumed hidden_size/num_attention_heads = 128",
+        "num_key_value_heads assumed = num_attention_heads = 32 (MHA)",
+        "tie_word_embeddings assumed false",
+        "no torch_dtype/dtype; dtype assumed bf16",
+        "rope_theta assumed 10000.0",
+        "gated MLP, RMSNorm",
+    ):
+        assert part in warning
+    assert kv(result.spec) == 524_288  # Llama-2-7B geometry
+    windowed = {**config, "sliding_window": 1024, "num_key_value_heads": 8, "head_dim": 128, "torch_dtype": "float16"}
+    result = spec_from_hf_config(windowed, origin="cfg.json")
+    assert "sliding_window applied to every layer" in result.warnings[0]
+    assert "head_dim assumed" not in result.warnings[0]
+    assert result.spec.kind_counts == {"sliding": 32}
+
+
+@pytest.mark.parametrize("missing", ["hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size"])
+def test_unknown_model_type_missing_essentials(missing: str) -> None:
+    config = {
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 96,
+        "vocab_size": 100,
+        "max_position_embeddings": 128,
+    }
+    del config[missing]
+    with pytest.raises(InvalidInput, match=f"cfg.json: {missing} is missing"):
+        spec_from_hf_config(config, origin="cfg.json")
+
+
+def test_spec_errors_surface_as_one_line_each() -> None:
+    raw = json.loads((DATA / "llama-3-8b.json").read_text())
+    with pytest.raises(InvalidInput) as exc:
+        spec_from_hf_config({**raw, "num_key_value_heads": 5}, origin="c.json")
+    assert str(exc.value) == "c.json: (top level): num_attention_heads (32) is not divisible by num_kv_heads (5)"
+    with pytest.raises(InvalidInput, match=r"c.json: hidden_size: expected a positive whole number, got '4096'"):
+        spec_from_hf_config({**raw, "hidden_size": "4096"}, origin="c.json")
+    with pytest.raises(InvalidInput, match="layer_types must list one entry per layer"):
+        spec_from_hf_config({**raw, "layer_types": ["full_attention"]}, origin="c.json")
+    with pytest.raises(InvalidInput, match="must hold a JSON object, got list"):
+        spec_from_hf_config([1, 2], origin="c.json")
+
+
+def test_import_config_file_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "config.json"
+    bad.write_text("{ not json")
+    with pytest.raises(InvalidInput, match="malformed JSON"):
+        import_config(bad)
+    with pytest.raises(InvalidInput, match="holds no config.json"):
+        import_config(tmp_path / "..")
+    with pytest.raises(InvalidInput, match="does not exist"):
+        import_config(tmp_path / "nope.json")
+
+
+def test_names() -> None:
+    assert imported("llama-3.1-8b").spec.name == "llama-3.1-8b"  # from _name_or_path meta-llama/Llama-3.1-8B
+    assert imported("deepseek-v3").spec.name == "deepseek-v3"  # no _name_or_path: the file name
+    raw = json.loads((DATA / "deepseek-v3.json").read_text())
+    assert spec_from_hf_config(raw, origin="models/DeepSeek-V3/config.json").spec.name == "deepseek-v3"
+    assert spec_from_hf_config(raw, origin="x", name="mine").spec.name == "mine"
+
+
+# ---- against transformers: parameter counts and layer types of tiny models -------------------
+
+TINY = {
+    "hidden_size": 64,
+    "intermediate_size": 96,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "vocab_size": 128,
+    "max_position_embeddings": 256,
+}
+MLA_TINY = {"kv_lora_rank": 16, "qk_nope_head_dim": 8, "qk_rope_head_dim": 4, "v_head_dim": 8, "n_routed_experts": 4}
+MOE_TINY = {"num_experts_per_tok": 2, "moe_intermediate_size": 32}
+DIALECTS: dict[str, dict[str, Any]] = {
+    "llama": {},
+    "llama-biases": {"model_type": "llama", "attention_bias": True, "mlp_bias": True},
+    "mistral": {"sliding_window": 32},
+    "mixtral": {"num_local_experts": 4, "num_experts_per_tok": 2},
+    "qwen2": {"use_sliding_window": True, "sliding_window": 32, "max_window_layers": 2},
+    "qwen2_moe": {"num_experts": 4, **MOE_TINY, "shared_expert_intermediate_size": 48, "decoder_sparse_step": 2},
+    "qwen3": {"head_dim": 32},
+    "qwen3_moe": {"num_experts": 4, **MOE_TINY, "mlp_only_layers": [1]},
+    "gemma2": {"head_dim": 32, "sliding_window": 32},
+    "gemma3_text": {"head_dim": 32, "num_hidden_layers": 7, "sliding_window": 32},
+    "deepseek_v2": {**MLA_TINY, "q_lora_rank": None, "n_shared_experts": 1, **MOE_TINY, "first_k_dense_replace": 1},
+    "deepseek_v3": {
+        **MLA_TINY,
+        "q_lora_rank": 24,
+        "n_shared_experts": 1,
+        **MOE_TINY,
+        "first_k_dense_replace": 1,
+        "n_group": 1,
+        "topk_group": 1,
+        "num_nextn_predict_layers": 0,
+    },
+    "phi3": {"num_key_value_heads": 4},
+    "falcon": {"multi_query": True, "num_kv_heads": 4},
+    "falcon-40b-style": {"model_type": "falcon", "new_decoder_architecture": True, "num_kv_heads": 2, "bias": True},
+    "falcon-sequential": {"model_type": "falcon", "multi_query": False, "parallel_attn": False},
+    "gpt_oss": {"head_dim": 16, "num_local_experts": 4, "num_experts_per_tok": 2, "sliding_window": 8},
+    "cohere": {},
+    "cohere-qk-norm": {"model_type": "cohere", "use_qk_norm": True},
+    "olmo2": {},
+    "jamba": {
+        "num_hidden_layers": 8,
+        "num_experts": 4,
+        "num_experts_per_tok": 2,
+        "attn_layer_period": 4,
+        "attn_layer_offset": 1,
+    },
+    "qwen3_next": {
+        "head_dim": 16,
+        "num_experts": 4,
+        **MOE_TINY,
+        "shared_expert_intermediate_size": 32,
+        "linear_num_key_heads": 2,
+        "linear_num_value_heads": 4,
+        "linear_key_head_dim": 8,
+        "linear_value_head_dim": 8,
+    },
+}
+_HF_TYPE = {"full": "full_attention", "sliding": "sliding_attention", "recurrent": "linear_attention"}
+
+
+def _tiny(case: str) -> dict[str, Any]:
+    extra = DIALECTS[case]
+    config = {**TINY, **extra, "model_type": extra.get("model_type", case)}
+    if config["model_type"] == "falcon":
+        config.pop("num_key_value_heads")
+    return config
+
+
+@pytest.fixture(scope="module")
+def hf() -> Any:
+    pytest.importorskip("torch")
+    return pytest.importorskip("transformers")
+
+
+@pytest.mark.parametrize("case", sorted(DIALECTS))
+def test_parameter_count_equals_transformers(case: str, hf: Any) -> None:
+    """Every dialect: kvplan's count of the imported spec equals the parameters transformers builds."""
+    import torch
+
+    config = _tiny(case)
+    hf_config = hf.AutoConfig.for_model(**config, pad_token_id=None, bos_token_id=None, eos_token_id=None)
+    with torch.device("meta"):
+        model = hf.AutoModelForCausalLM.from_config(hf_config)
+    expected = sum(p.numel() for p in model.parameters())
+    # DeepSeek V3's router correction bias is a buffer in transformers but a stored checkpoint tensor.
+    expected += sum(b.numel() for n, b in model.named_buffers() if n.endswith("e_score_correction_bias"))
+    assert count_params(spec_from_hf_config(config, origin=case).spec).total == expected
+    layer_types = getattr(hf_config, "layer_types", None)
+    if layer_types is not None:
+        spec = spec_from_hf_config(config, origin=case).spec
+        ours = [_HF_TYPE[spec.kind(n).type] for n in spec.layer_kind_names]
+        assert ours == list(layer_types)
+
+
+# ---- the CLI -----------------------------------------------------------------------------------
+
+
+def test_cli_import_writes_refuses_overwrite_and_forces(cli, tmp_path: Path) -> None:
+    out = tmp_path / "spec.yaml"
+    config = str(DATA / "gemma-3-27b.json")
+    first = cli("import", config, "-o", str(out))
+    assert first.exit_code == 0, first.output
+    written = out.read_text()
+    assert load_spec_file(out) == imported("gemma-3-27b").spec
+    out.write_text(written + "# edited\n")
+    again = cli("import", config, "-o", str(out))
+    assert again.exit_code == 2
+    assert "already exists; pass --force" in again.output
+    assert out.read_text() == written + "# edited\n"
+    forced = cli("import", config, "-o", str(out), "--force")
+    assert forced.exit_code == 0 and out.read_text() == written
+
+
+def test_cli_import_to_stdout_with_name_and_warnings(cli) -> None:
+    result = cli("import", str(DATA / "deepseek-v3.json"), "--name", "dsv3")
+    assert result.exit_code == 0
+    assert "name: dsv3" in result.output
+    assert "kvplan: warning: the checkpoint is quantized" in result.output
+
+
+def test_cli_import_bad_file_is_one_line(cli, tmp_path: Path) -> None:
+    bad = tmp_path / "config.json"
+    bad.write_text('{"model_type": "llama", "num_key_value_heads": 5}')
+    result = cli("import", str(bad))
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0
+    assert "not divisible by num_kv_heads (5)" in result.output
+
+
+def test_cli_estimate_reads_config_json_and_folder(cli, tmp_path: Path) -> None:
+    folder = tmp_path / "Qwen2.5-7B"
+    folder.mkdir()
+    shutil.copy(DATA / "qwen2.5-7b.json", folder / "config.json")
+    by_file = cli("estimate", str(folder / "config.json"), "-c", "4k", "--format", "json")
+    by_folder = cli("estimate", str(folder), "-c", "4k", "--format", "json")
+    assert by_file.exit_code == 0 and by_folder.exit_code == 0, by_file.output
+    rows = json.loads(by_file.stdout)
+    assert rows == json.loads(by_folder.stdout)
+    assert rows[0]["kv_bytes_per_sequence"] == 234_881_024  # 57,344 B/token x 4,096
