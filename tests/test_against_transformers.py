@@ -1,0 +1,476 @@
+"""kvplan's cache bytes against what Hugging Face transformers really holds.
+
+For every architecture family a SKELETON model is built in transformers (random weights, CPU):
+the bundled spec's true layer count, KV heads, head_dim, layer pattern, MLA and recurrent sizes,
+but a tiny hidden size, MLP, vocabulary and expert count (none of which is cached). A prefill
+forward pass with ``use_cache=True`` fills transformers' default ``DynamicCache``; the test sums
+the bytes of the tensors it holds, layer by layer, and compares them with
+
+* ``kvplan.transformers_layout`` -- must match EXACTLY, every layer, every length;
+* ``kvplan.memory.cache_plan`` (the ideal layout) -- must match wherever transformers stores the
+  ideal; where it does not, the difference is pinned to an exact number with the reason.
+
+Windows too large to exceed cheaply on CPU are scaled down to ``SMALL_WINDOW`` in both the
+transformers config and a copy of the spec. Query heads are reduced where the cache does not
+depend on them (MLA latent, Falcon's MQA); the MLP, vocab and experts are always tiny.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from kvplan.catalog import bundled_names, load_bundled
+from kvplan.errors import InvalidInput
+from kvplan.memory import cache_plan
+from kvplan.spec import ModelSpec
+from kvplan.transformers_layout import transformers_cache_bytes, transformers_cache_plan
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+SMALL_WINDOW = 16  # stands in for 1024..8192-token windows: a 40-token prompt exceeds it on CPU in ms
+SHORT, LONG = 8, 40  # one prompt inside every (scaled) window, one beyond it
+# Skeletons run in bf16 (fp16 matmuls are slow on CPU); kvplan is asked for the same 2-byte dtype.
+DTYPE = "bf16"
+
+# What is cached never depends on these, so they are tiny: the MLP and expert widths, the
+# vocabulary, how many experts exist, and d_model (see tiny_hidden).
+TINY: dict[str, Any] = {
+    "intermediate_size": 64,
+    "vocab_size": 128,
+    "pad_token_id": None,
+    "bos_token_id": None,
+    "eos_token_id": None,
+    "tie_word_embeddings": False,
+}
+TINY_MOE: dict[str, Any] = {"num_experts_per_tok": 2}
+
+
+# ---- measuring a transformers cache -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerBytes:
+    """One cache layer: bytes of the tensors it exposes, and of the storage they keep alive."""
+
+    logical: int  # sum of numel * element_size
+    allocated: frozenset[tuple[int, int]]  # (storage pointer, storage bytes) kept alive
+
+
+def _tensors(layer: Any) -> list[Any]:
+    found = [getattr(layer, name, None) for name in ("keys", "values")]
+    for name in ("conv_states", "recurrent_states"):
+        states = getattr(layer, name, None)
+        if isinstance(states, dict):
+            found.extend(states.values())
+    return [t for t in found if isinstance(t, torch.Tensor) and t.numel()]
+
+
+def layer_bytes(cache: Any) -> list[LayerBytes]:
+    """Per-layer bytes of a transformers ``Cache`` (``layers[i].keys/values``, conv/recurrent states)."""
+    rows = []
+    for layer in cache.layers:
+        tensors = _tensors(layer)
+        logical = sum(t.numel() * t.element_size() for t in tensors)
+        storages = frozenset((t.untyped_storage().data_ptr(), t.untyped_storage().nbytes()) for t in tensors)
+        rows.append(LayerBytes(logical, storages))
+    return rows
+
+
+def allocated_total(rows: list[LayerBytes]) -> int:
+    return sum(nbytes for _, nbytes in frozenset().union(*(r.allocated for r in rows)))
+
+
+def build(config: Any) -> Any:
+    """Random weights: transformers' own init is skipped, every parameter drawn from N(0, 0.02)."""
+    from transformers.initialization import no_init_weights
+
+    torch.manual_seed(0)
+    with no_init_weights():
+        model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_(0.0, 0.02)
+    return model.eval()
+
+
+def prefill(model: Any, length: int) -> Any:
+    ids = torch.randint(0, TINY["vocab_size"], (1, length))
+    with torch.no_grad():
+        return model(input_ids=ids, use_cache=True).cache
+
+
+def decode_one(model: Any, cache: Any) -> Any:
+    token = torch.zeros((1, 1), dtype=torch.long)
+    with torch.no_grad():
+        return model(input_ids=token, cache=cache, use_cache=True).cache
+
+
+# ---- specs: bundled, with windows scaled down ---------------------------------------------
+
+
+def bundled(candidates: list[str], *, family: str, pick: Callable[[ModelSpec], bool] = lambda s: True) -> ModelSpec:
+    """The first bundled spec among ``candidates``, else any bundled spec of ``family``; skip loudly."""
+    names = bundled_names()
+    for name in candidates:
+        if name in names:
+            return load_bundled(name)
+    for name in names:
+        spec = load_bundled(name)
+        if spec.family == family and pick(spec):
+            return spec
+    files = " or ".join(f"model_specs/{n}.yaml" for n in candidates)
+    pytest.skip(f"no bundled {family} spec: {files} is missing")
+
+
+def with_windows(spec: ModelSpec, size: int) -> ModelSpec:
+    """A copy of ``spec`` whose sliding windows and attention chunks are ``size`` tokens."""
+    data = spec.model_dump(exclude_none=True)
+    for kind in data["layers"]["kinds"].values():
+        for key in ("window", "chunk"):
+            if key in kind:
+                kind[key] = size
+    return ModelSpec.model_validate(data)
+
+
+def tiny_hidden(spec: ModelSpec) -> int:
+    """d_model of the skeleton: transformers wants it to be a multiple of the query heads."""
+    return spec.num_attention_heads
+
+
+def heads(spec: ModelSpec) -> dict[str, int]:
+    return {
+        "hidden_size": tiny_hidden(spec),
+        "num_hidden_layers": spec.num_layers,
+        "num_attention_heads": spec.num_attention_heads,
+        "num_key_value_heads": spec.num_kv_heads,
+        "head_dim": spec.head_dim,
+    }
+
+
+def only_kind(spec: ModelSpec, kind_type: str) -> Any:
+    kinds = [k for k in spec.layers.kinds.values() if k.type == kind_type]
+    assert kinds, f"{spec.name} has no {kind_type!r} layer kind"
+    return kinds[0]
+
+
+def window_of(spec: ModelSpec) -> int | None:
+    windows = [k.window or k.chunk for k in spec.layers.kinds.values() if k.type in ("sliding", "chunked")]
+    return windows[0] if windows else None
+
+
+# ---- one case per family ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """A family: how to find its bundled spec and how to build its transformers skeleton."""
+
+    family: str
+    candidates: list[str]
+    config: Callable[[ModelSpec], Any]
+    scale_window: bool = False
+    lengths: tuple[int, ...] = (SHORT, LONG)
+    pick: Callable[[ModelSpec], bool] = field(default=lambda s: True)
+
+
+def _llama(spec: ModelSpec) -> Any:
+    return transformers.LlamaConfig(**heads(spec), **TINY)
+
+
+def _mistral(spec: ModelSpec) -> Any:
+    return transformers.MistralConfig(**heads(spec), sliding_window=window_of(spec), **TINY)
+
+
+def _mixtral(spec: ModelSpec) -> Any:
+    return transformers.MixtralConfig(**heads(spec), num_local_experts=4, sliding_window=None, **TINY, **TINY_MOE)
+
+
+def _qwen2(spec: ModelSpec) -> Any:
+    # Qwen2.5 ships a window with use_sliding_window false: transformers must ignore it, so the
+    # skeleton keeps a small window that a 40-token prompt would exceed were it active.
+    return transformers.Qwen2Config(**heads(spec), sliding_window=SMALL_WINDOW, use_sliding_window=False, **TINY)
+
+
+def _qwen3(spec: ModelSpec) -> Any:
+    return transformers.Qwen3Config(**heads(spec), **TINY)
+
+
+def _qwen3_moe(spec: ModelSpec) -> Any:
+    return transformers.Qwen3MoeConfig(**heads(spec), num_experts=4, moe_intermediate_size=32, **TINY, **TINY_MOE)
+
+
+def _gemma2(spec: ModelSpec) -> Any:
+    # layer_types left to transformers' default (even index sliding) so the spec's pattern is checked
+    return transformers.Gemma2Config(**heads(spec), sliding_window=window_of(spec), **TINY)
+
+
+def _gemma3(spec: ModelSpec) -> Any:
+    # layer_types left to transformers' default (every 6th layer global) so the spec's pattern is checked
+    return transformers.Gemma3TextConfig(**heads(spec), sliding_window=window_of(spec), **TINY)
+
+
+def _deepseek(config_class: str) -> Callable[[ModelSpec], Any]:
+    def make(spec: ModelSpec) -> Any:
+        mla = only_kind(spec, "mla")
+        moe = spec.moe
+        return getattr(transformers, config_class)(
+            num_hidden_layers=spec.num_layers,
+            # the latent cache is shared by all heads, so 4 query heads stand in for 128
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            hidden_size=64,
+            kv_lora_rank=mla.kv_lora_rank,
+            q_lora_rank=mla.q_lora_rank,
+            qk_nope_head_dim=mla.qk_nope_head_dim,
+            qk_rope_head_dim=mla.qk_rope_head_dim,
+            v_head_dim=mla.v_head_dim or spec.v_head_dim,
+            n_routed_experts=4,
+            n_shared_experts=moe.num_shared_experts if moe else 0,
+            moe_intermediate_size=32,
+            first_k_dense_replace=moe.first_dense_layers if moe else spec.num_layers,
+            n_group=1,
+            topk_group=1,
+            **TINY,
+            **TINY_MOE,
+        )
+
+    return make
+
+
+def _phi3(spec: ModelSpec) -> Any:
+    # Phi-3-mini-128k's config.json carries sliding_window 262144 (models.md 1.19), larger than its
+    # context; transformers builds sliding cache layers from it, which never drop a token below 262144.
+    return transformers.Phi3Config(**heads(spec), sliding_window=262144, **TINY)
+
+
+def _falcon(spec: ModelSpec) -> Any:
+    # multi_query=True means one KV head whatever num_kv_heads says (re-saved configs say 71,
+    # models.md 2.4 trap 3). Falcon derives head_dim = hidden / heads, so 2 heads x 64 = 128.
+    assert spec.num_kv_heads == 1
+    return transformers.FalconConfig(
+        num_hidden_layers=spec.num_layers,
+        hidden_size=2 * spec.head_dim,
+        num_attention_heads=2,
+        num_kv_heads=71,
+        multi_query=True,
+        new_decoder_architecture=False,
+        vocab_size=TINY["vocab_size"],
+        pad_token_id=None,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
+
+
+def _gpt_oss(spec: ModelSpec) -> Any:
+    return transformers.GptOssConfig(
+        **heads(spec), sliding_window=window_of(spec), num_local_experts=4, **TINY, **TINY_MOE
+    )
+
+
+def _llama4(spec: ModelSpec) -> Any:
+    # chunked layers where no_rope_layers says RoPE (3 of every 4), the 4th full (NoPE)
+    return transformers.Llama4TextConfig(
+        **heads(spec),
+        attention_chunk_size=window_of(spec),
+        num_local_experts=4,
+        intermediate_size_mlp=64,
+        **TINY,
+        num_experts_per_tok=1,
+    )
+
+
+def _jamba(spec: ModelSpec) -> Any:
+    mamba = only_kind(spec, "recurrent")
+    attn_layers = [i for i, name in enumerate(spec.layer_kind_names) if spec.kind(name).type != "recurrent"]
+    period = attn_layers[1] - attn_layers[0]
+    assert mamba.d_inner % tiny_hidden(spec) == 0
+    return transformers.JambaConfig(
+        **heads(spec),
+        attn_layer_period=period,
+        attn_layer_offset=attn_layers[0],
+        # Jamba's d_inner = mamba_expand * hidden_size: expand so that d_inner is the real one.
+        mamba_expand=mamba.d_inner // tiny_hidden(spec),
+        mamba_d_state=mamba.d_state,
+        mamba_d_conv=mamba.d_conv,
+        mamba_dt_rank=8,  # dt_rank sizes a projection, not the state
+        num_experts=4,
+        use_mamba_kernels=False,
+        **TINY,
+        **TINY_MOE,
+    )
+
+
+def _qwen3_next(spec: ModelSpec) -> Any:
+    delta = only_kind(spec, "recurrent")
+    return transformers.Qwen3NextConfig(
+        **heads(spec),
+        linear_conv_kernel_dim=delta.d_conv,
+        linear_key_head_dim=delta.head_k_dim,
+        linear_value_head_dim=delta.head_v_dim,
+        linear_num_key_heads=delta.n_k_heads,
+        linear_num_value_heads=delta.n_heads,
+        num_experts=4,
+        moe_intermediate_size=32,
+        shared_expert_intermediate_size=32,
+        **TINY,
+        **TINY_MOE,
+    )
+
+
+def _is_mha(spec: ModelSpec) -> bool:
+    return spec.num_kv_heads == spec.num_attention_heads
+
+
+CASES: dict[str, Case] = {
+    "llama-mha": Case("llama", ["llama-2-13b", "llama-2-7b"], _llama, pick=_is_mha),
+    "llama-gqa": Case("llama", ["llama-3.1-8b", "llama-3-8b", "llama-3.1-70b"], _llama, pick=lambda s: not _is_mha(s)),
+    "mistral": Case("mistral", ["mistral-7b-v0.1"], _mistral, scale_window=True),
+    "mixtral": Case("mixtral", ["mixtral-8x7b", "mixtral-8x7b-v0.1"], _mixtral),
+    "qwen2": Case("qwen2", ["qwen2.5-7b", "qwen2.5-72b"], _qwen2),
+    "qwen3": Case("qwen3", ["qwen3-8b"], _qwen3),
+    "qwen3_moe": Case("qwen3_moe", ["qwen3-30b-a3b"], _qwen3_moe),
+    "gemma2": Case("gemma2", ["gemma-2-9b", "gemma-2-27b"], _gemma2, scale_window=True),
+    "gemma3": Case("gemma3", ["gemma-3-27b"], _gemma3, scale_window=True),
+    "deepseek_v2": Case("deepseek_v2", ["deepseek-v2"], _deepseek("DeepseekV2Config")),
+    "deepseek_v3": Case("deepseek_v3", ["deepseek-v3"], _deepseek("DeepseekV3Config")),
+    "phi3": Case("phi3", ["phi-3-mini-128k", "phi-3-mini-128k-instruct"], _phi3),
+    "falcon": Case("falcon", ["falcon-7b"], _falcon),
+    # gpt-oss keeps its real 128-token window: 160 tokens exceed it cheaply
+    "gpt_oss": Case("gpt_oss", ["gpt-oss-20b", "gpt-oss-120b"], _gpt_oss, lengths=(100, 160)),
+    "llama4": Case(
+        "llama4", ["llama-4-scout", "llama-4-scout-17b-16e", "llama-4-maverick"], _llama4, scale_window=True
+    ),
+    # the reference Mamba scan is slow on CPU at d_inner 8192: one short prompt
+    "jamba": Case("jamba", ["jamba-v0.1", "jamba-1.5-mini", "jamba-1.5-large"], _jamba, lengths=(SHORT,)),
+    "qwen3_next": Case("qwen3_next", ["qwen3-next-80b-a3b", "qwen3-next-80b-a3b-instruct"], _qwen3_next),
+}
+
+
+def case_spec(case: Case) -> ModelSpec:
+    spec = bundled(case.candidates, family=case.family, pick=case.pick)
+    return with_windows(spec, SMALL_WINDOW) if case.scale_window else spec
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matmuls: one thread is faster than many fighting over 2 cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One family's skeleton, measured after a prefill of each length and after one decode step."""
+
+    family: str
+    spec: ModelSpec
+    prefill: dict[int, list[LayerBytes]]  # length -> per-layer bytes right after prefill
+    decode: dict[int, list[LayerBytes]]  # length -> per-layer bytes after one more token (length + 1)
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def measured(request: pytest.FixtureRequest) -> Measured:
+    case = CASES[request.param]
+    spec = case_spec(case)
+    model = build(case.config(spec))
+    after_prefill, after_decode = {}, {}
+    for length in case.lengths:
+        cache = prefill(model, length)
+        after_prefill[length] = layer_bytes(cache)
+        after_decode[length] = layer_bytes(decode_one(model, cache))
+    return Measured(request.param, spec, after_prefill, after_decode)
+
+
+def test_transformers_layout_is_exact_per_layer(measured: Measured) -> None:
+    """kvplan.transformers_layout == the tensors the DynamicCache holds, layer by layer, every length."""
+    plan = transformers_cache_plan(measured.spec, DTYPE)
+    for tokens, rows in [(n, r) for n, r in measured.prefill.items()] + [
+        (n + 1, r) for n, r in measured.decode.items()
+    ]:
+        assert len(rows) == measured.spec.num_layers, measured.family
+        assert [r.logical for r in rows] == [c.bytes_at(tokens) for c in plan.layers], (measured.family, tokens)
+        assert sum(r.logical for r in rows) == transformers_cache_bytes(measured.spec, tokens, DTYPE)
+
+
+def test_transformers_layout_storage_is_exact(measured: Measured) -> None:
+    """The storage the cache keeps alive: whole prompt after prefill, window tokens once decoding."""
+    for length, rows in measured.prefill.items():
+        held = transformers_cache_bytes(measured.spec, length, DTYPE, held="prefill")
+        assert allocated_total(rows) == held, (measured.family, length)
+    for length, rows in measured.decode.items():
+        held = transformers_cache_bytes(measured.spec, length + 1, DTYPE, held="decode")
+        assert allocated_total(rows) == held, (measured.family, length + 1)
+
+
+# Recurrent layers, at any length: transformers keeps d_conv (not d_conv - 1) conv columns and the
+# SSM / delta-rule state in float32 (not the model's bf16). Ideal minus transformers, in bytes:
+RECURRENT_MINUS_TRANSFORMERS: dict[str, int] = {
+    # Jamba, 28 Mamba layers, d_inner 8192, d_state 16, d_conv 4: ideal 8192x3x2 + 8192x16x2 =
+    # 311,296 B; transformers 8192x4x2 + 8192x16x4 = 589,824 B; 28 x (-278,528) = -7,798,784.
+    "jamba": -7_798_784,
+    # Qwen3-Next, 36 Gated DeltaNet layers: conv channels 2x16x128 + 32x128 = 8192, state 32x128x128
+    # = 524,288: ideal 8192x3x2 + 524,288x2 = 1,097,728 B; transformers 8192x4x2 + 524,288x4 =
+    # 2,162,688 B; 36 x (-1,064,960) = -38,338,560.
+    "qwen3_next": -38_338_560,
+}
+
+# ideal (kvplan.memory.cache_plan) minus what transformers' cache tensors hold, in bytes, after a
+# prefill of each length. Absent lengths / families: 0, the ideal layout is exactly what is stored.
+IDEAL_MINUS_TRANSFORMERS: dict[str, dict[int, int]] = {
+    # Sliding / chunked layers keep window - 1 tokens, the ideal keeps window: one token per such
+    # layer once the prompt exceeds the window. Per-token bytes = 2 (K, V) x kv_heads x head_dim x 2 B.
+    "mistral": {LONG: 32 * 4_096},  # 32 sliding layers x (2 x 8 x 128 x 2) = 131,072
+    "gemma2": {LONG: 21 * 8_192},  # 21 of 42 sliding x (2 x 8 x 256 x 2) = 172,032
+    "gemma3": {LONG: 52 * 8_192},  # 52 of 62 sliding x (2 x 16 x 128 x 2) = 425,984
+    "gpt_oss": {160: 12 * 2_048},  # 12 of 24 sliding (real W=128) x (2 x 8 x 64 x 2) = 24,576
+    "llama4": {LONG: 36 * 4_096},  # 36 of 48 chunked x (2 x 8 x 128 x 2) = 147,456
+    "jamba": {SHORT: RECURRENT_MINUS_TRANSFORMERS["jamba"]},
+    "qwen3_next": {length: RECURRENT_MINUS_TRANSFORMERS["qwen3_next"] for length in (SHORT, LONG)},
+}
+
+
+def test_ideal_layout_differs_only_where_pinned(measured: Measured) -> None:
+    """cache_plan (ideal) == transformers wherever it stores the ideal; else the pinned difference."""
+    plan = cache_plan(measured.spec, DTYPE)
+    pinned = IDEAL_MINUS_TRANSFORMERS.get(measured.family, {})
+    for length, rows in measured.prefill.items():
+        stored = sum(r.logical for r in rows)
+        assert plan.bytes_per_sequence(length) - stored == pinned.get(length, 0), (measured.family, length)
+
+
+def test_ideal_layout_is_the_storage_held_while_decoding(measured: Measured) -> None:
+    """Once generating, the storage kept alive is exactly the ideal layout, recurrent states aside."""
+    plan = cache_plan(measured.spec, DTYPE)
+    recurrent = RECURRENT_MINUS_TRANSFORMERS.get(measured.family, 0)
+    for length, rows in measured.decode.items():
+        held = allocated_total(rows)
+        assert plan.bytes_per_sequence(length + 1) - held == recurrent, (measured.family, length + 1)
+
+
+def test_prefill_keeps_the_whole_prompt_on_sliding_layers() -> None:
+    """Pinned: after a one-shot prefill beyond the window, Mistral's cache pins all 40 tokens."""
+    spec = with_windows(load_bundled("mistral-7b-v0.1"), SMALL_WINDOW)
+    model = build(_mistral(spec))
+    rows = layer_bytes(prefill(model, LONG))
+    # tensors: 32 layers x 15 tokens x 4,096 B = 1,966,080; storage: 32 x 40 x 4,096 = 5,242,880
+    assert sum(r.logical for r in rows) == 1_966_080
+    assert allocated_total(rows) == 5_242_880
+
+
+def test_transformers_layout_rejects_an_unknown_measure() -> None:
+    with pytest.raises(InvalidInput, match="'peak'"):
+        transformers_cache_bytes(load_bundled("mistral-7b-v0.1"), 4096, held="peak")
+
+
+def test_transformers_layout_scales_with_batch() -> None:
+    # Mistral 7B at 40,000 tokens, W=4096: 32 layers x 4,095 tokens x 4,096 B = 536,739,840 per sequence
+    spec = load_bundled("mistral-7b-v0.1")
+    assert transformers_cache_bytes(spec, 40_000) == 536_739_840
+    assert transformers_cache_bytes(spec, 40_000, batch=3) == 3 * 536_739_840
