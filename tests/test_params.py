@@ -1,0 +1,270 @@
+"""Parameter counts and weight bytes.
+
+The strongest check builds every bundled spec as the transformers model of its family on the
+``meta`` device (shapes only, nothing allocated, nothing downloaded) and compares the number of
+parameters it holds with ``count_params``: one exact integer per model, across Falcon's parallel
+block, Gemma's four norms, qk-norm, biases, gpt-oss sinks and expert biases, shared experts and
+routers, MLA with and without q_lora_rank, Mamba and Gated DeltaNet layers. The hand-checked
+pieces below pin the same features without torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from kvplan.catalog import bundled_names, load_bundled
+from kvplan.params import (
+    attention_parts,
+    count_params,
+    layer_parts,
+    mlp_parts,
+    weight_bytes_per_gpu,
+    weight_bytes_per_stage,
+    weight_bytes_total,
+)
+from kvplan.spec import ModelSpec
+
+
+def _sum(parts) -> int:
+    return sum(p.params for p in parts)
+
+
+# ---- hand-checked pieces ------------------------------------------------------------------------
+
+
+def test_falcon_layer_is_parallel_attention_one_layernorm_plain_mlp():
+    spec = load_bundled("falcon-7b")
+    h = 4544
+    # q [h, 71*64] + one shared K and V head [h, 2*64] + dense [h, h]; no biases.
+    assert _sum(attention_parts(spec, spec.kind("full"))) == h * h + h * 128 + h * h
+    # dense_h_to_4h + dense_4h_to_h, no gate: 2 * h * 4h.
+    assert _sum(mlp_parts(spec, 0)) == 2 * h * 18176
+    # one LayerNorm (weight + bias) shared by the attention and the MLP.
+    assert _sum(layer_parts(spec, 0)) == 2 * h * h + h * 128 + 2 * h * 18176 + 2 * h
+
+
+def test_gpt_oss_sinks_biases_and_expert_biases():
+    spec = load_bundled("gpt-oss-20b")
+    h, heads, kv, d = 2880, 64, 8, 64
+    attn = _sum(attention_parts(spec, spec.kind("full")))
+    # q, k, v, o weights; q/k/v biases; o bias; one sink logit per head.
+    assert attn == h * heads * d + 2 * h * kv * d + heads * d * h + heads * d + 2 * kv * d + h + heads
+    # 32 experts x (gate_up [h, 2i] + down [i, h] + biases 2i + h) + router [h, 32] + router bias 32.
+    i = 2880
+    assert _sum(mlp_parts(spec, 0)) == 32 * (3 * h * i + 2 * i + h) + h * 32 + 32
+
+
+def test_qwen3_next_gated_attention_doubles_q_proj():
+    spec = load_bundled("qwen3-next-80b-a3b")
+    h, heads, kv, d = 2048, 16, 2, 256
+    # q_proj [h, 2*heads*d] (query + output gate), k/v [h, kv*d], o [heads*d, h], q_norm + k_norm.
+    assert _sum(attention_parts(spec, spec.kind("full"))) == 2 * h * heads * d + 2 * h * kv * d + heads * d * h + 2 * d
+
+
+def test_qwen3_next_moe_has_gated_shared_expert():
+    spec = load_bundled("qwen3-next-80b-a3b")
+    h = 2048
+    # 512 routed experts of width 512, router [h, 512], one shared expert of width 512, its 1-wide gate.
+    assert _sum(mlp_parts(spec, 0)) == 512 * 3 * h * 512 + h * 512 + 3 * h * 512 + h
+
+
+def test_mla_without_q_lora_projects_q_directly():
+    lite, full = load_bundled("deepseek-v2-lite"), load_bundled("deepseek-v2")
+    # V2-Lite: q_proj [2048, 16*192]; kv_a [2048, 512+64]; kv_a_norm 512; kv_b [512, 16*(128+128)]; o [16*128, 2048].
+    assert _sum(attention_parts(lite, lite.kind("mla"))) == (
+        2048 * 16 * 192 + 2048 * 576 + 512 + 512 * 16 * 256 + 16 * 128 * 2048
+    )
+    # V2: q_a [5120, 1536] + q_a_norm 1536 + q_b [1536, 128*192]; the rest as above with 128 heads.
+    assert _sum(attention_parts(full, full.kind("mla"))) == (
+        5120 * 1536 + 1536 + 1536 * 128 * 192 + 5120 * 576 + 512 + 512 * 128 * 256 + 128 * 128 * 5120
+    )
+
+
+def test_mamba_layer_of_jamba():
+    spec = load_bundled("jamba-v0.1")
+    h, d, n, r, k = 4096, 8192, 16, 256, 4
+    # in_proj [h, 2d], conv1d d*k + bias d, x_proj [d, r+2n], dt_proj [r, d] + bias d, A_log [d, n], D d,
+    # out_proj [d, h], dt/B/C RMSNorms r + 2n.
+    expected = h * 2 * d + d * k + d + d * (r + 2 * n) + r * d + d + d * n + d + d * h + r + 2 * n
+    assert _sum(attention_parts(spec, spec.kind("mamba"))) == expected
+
+
+def test_gated_deltanet_layer_of_qwen3_next():
+    spec = load_bundled("qwen3-next-80b-a3b")
+    h, kd, vd = 2048, 16 * 128, 32 * 128
+    # in_proj_qkvz [h, 2kd+2vd], in_proj_ba [h, 2*32], conv1d (2kd+vd)*4, dt_bias + A_log 2*32,
+    # gated RMSNorm 128, out_proj [vd, h].
+    expected = h * (2 * kd + 2 * vd) + h * 64 + (2 * kd + vd) * 4 + 64 + 128 + vd * h
+    assert _sum(attention_parts(spec, spec.kind("linear"))) == expected
+
+
+def test_moe_active_counts_only_the_routed_experts_a_token_runs():
+    count = count_params(load_bundled("mixtral-8x7b"))
+    # 6 of 8 experts idle per token: 32 layers x 6 x 3 x 4096 x 14336.
+    assert count.total - count.active == 32 * 6 * 3 * 4096 * 14336
+
+
+# ---- weight bytes --------------------------------------------------------------------------------
+
+
+def test_bf16_weights_are_two_bytes_per_parameter():
+    spec = load_bundled("llama-3.1-8b")
+    assert weight_bytes_total(spec) == 2 * count_params(spec).total
+
+
+def test_tensor_parallel_halves_an_evenly_divisible_model_except_its_norms():
+    spec = load_bundled("llama-3.1-8b")  # heads 32, KV 8, vocab 128256, MLP 14336: all even
+    # Every rank keeps a full copy of the RMSNorm weights: (2 per layer x 32 + final) x 4096, 2 B each.
+    replicated_norm_bytes = (2 * 32 + 1) * 4096 * 2
+    assert 2 * weight_bytes_per_gpu(spec, tp=2) == weight_bytes_total(spec) + replicated_norm_bytes
+
+
+def test_pipeline_stages_hold_every_weight_once_and_a_tied_head_twice():
+    untied = load_bundled("llama-3.1-8b")
+    assert sum(weight_bytes_per_stage(untied, pp=4)) == weight_bytes_total(untied)
+    tied = load_bundled("gemma-2-9b")  # the last stage needs its own copy of the tied LM head
+    assert sum(weight_bytes_per_stage(tied, pp=2)) == weight_bytes_total(tied) + 2 * 256000 * 3584
+
+
+# ---- the same counts from transformers' own modules ------------------------------------------------
+
+
+def _common(spec: ModelSpec, *, head_dim: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "hidden_size": spec.hidden_size,
+        "vocab_size": spec.vocab_size,
+        "num_hidden_layers": spec.num_layers,
+        "num_attention_heads": spec.num_attention_heads,
+        "num_key_value_heads": spec.num_kv_heads,
+        "tie_word_embeddings": spec.tie_word_embeddings,
+        "max_position_embeddings": 4096,  # no parameter depends on it
+    }
+    if head_dim:
+        out["head_dim"] = spec.head_dim
+    return out
+
+
+def _moe(spec: ModelSpec, experts_key: str) -> dict[str, Any]:
+    return {experts_key: spec.moe.num_experts, "num_experts_per_tok": spec.moe.experts_per_token}
+
+
+def _deepseek(t, spec: ModelSpec):
+    mla, moe = spec.kind("mla"), spec.moe
+    cls = t.DeepseekV2Config if spec.family == "deepseek_v2" else t.DeepseekV3Config
+    return cls(
+        **_common(spec, head_dim=False),
+        intermediate_size=spec.intermediate_size,
+        moe_intermediate_size=moe.expert_intermediate_size,
+        n_routed_experts=moe.num_experts,
+        n_shared_experts=moe.num_shared_experts,
+        num_experts_per_tok=moe.experts_per_token,
+        first_k_dense_replace=moe.first_dense_layers,
+        kv_lora_rank=mla.kv_lora_rank,
+        q_lora_rank=mla.q_lora_rank,
+        qk_nope_head_dim=mla.qk_nope_head_dim,
+        qk_rope_head_dim=mla.qk_rope_head_dim,
+        v_head_dim=mla.v_head_dim,
+        n_group=1,
+        topk_group=1,
+    )
+
+
+def _jamba(t, spec: ModelSpec):
+    mamba = spec.kind("mamba")
+    return t.JambaConfig(
+        **_common(spec, head_dim=False),
+        **_moe(spec, "num_experts"),
+        intermediate_size=spec.intermediate_size,
+        attn_layer_period=8,
+        attn_layer_offset=4,
+        expert_layer_period=2,
+        expert_layer_offset=1,
+        mamba_d_state=mamba.d_state,
+        mamba_d_conv=mamba.d_conv,
+        mamba_expand=mamba.d_inner // spec.hidden_size,
+        mamba_dt_rank=mamba.dt_rank,
+    )
+
+
+def _qwen3_next(t, spec: ModelSpec):
+    linear = spec.kind("linear")
+    return t.Qwen3NextConfig(
+        **_common(spec),
+        **_moe(spec, "num_experts"),
+        intermediate_size=spec.intermediate_size,
+        moe_intermediate_size=spec.moe.expert_intermediate_size,
+        shared_expert_intermediate_size=spec.moe.shared_size,
+        linear_num_key_heads=linear.n_k_heads,
+        linear_num_value_heads=linear.n_heads,
+        linear_key_head_dim=linear.head_k_dim,
+        linear_value_head_dim=linear.head_v_dim,
+        linear_conv_kernel_dim=linear.d_conv,
+    )
+
+
+# family -> config built from the spec; each is the family's transformers class, nothing else.
+CONFIGS: dict[str, Callable[[Any, ModelSpec], Any]] = {
+    "llama": lambda t, s: t.LlamaConfig(**_common(s), intermediate_size=s.intermediate_size),
+    "mistral": lambda t, s: t.MistralConfig(**_common(s), intermediate_size=s.intermediate_size),
+    "phi3": lambda t, s: t.Phi3Config(**_common(s, head_dim=False), intermediate_size=s.intermediate_size),
+    "qwen2": lambda t, s: t.Qwen2Config(**_common(s), intermediate_size=s.intermediate_size),
+    "qwen3": lambda t, s: t.Qwen3Config(**_common(s), intermediate_size=s.intermediate_size),
+    "gemma2": lambda t, s: t.Gemma2Config(**_common(s), intermediate_size=s.intermediate_size),
+    "gemma3": lambda t, s: t.Gemma3TextConfig(**_common(s), intermediate_size=s.intermediate_size),
+    "mixtral": lambda t, s: t.MixtralConfig(
+        **_common(s), **_moe(s, "num_local_experts"), intermediate_size=s.moe.expert_intermediate_size
+    ),
+    "qwen3_moe": lambda t, s: t.Qwen3MoeConfig(
+        **_common(s),
+        **_moe(s, "num_experts"),
+        intermediate_size=s.intermediate_size,
+        moe_intermediate_size=s.moe.expert_intermediate_size,
+    ),
+    "gpt_oss": lambda t, s: t.GptOssConfig(
+        **_common(s), **_moe(s, "num_local_experts"), intermediate_size=s.moe.expert_intermediate_size
+    ),
+    "llama4": lambda t, s: t.Llama4TextConfig(
+        **_common(s),
+        **_moe(s, "num_local_experts"),
+        intermediate_size=s.moe.expert_intermediate_size,
+        intermediate_size_mlp=s.intermediate_size,
+        interleave_moe_layer_step=1,
+    ),
+    "falcon": lambda t, s: t.FalconConfig(
+        hidden_size=s.hidden_size,
+        vocab_size=s.vocab_size,
+        num_hidden_layers=s.num_layers,
+        num_attention_heads=s.num_attention_heads,
+        multi_query=True,
+        parallel_attn=True,
+        bias=False,
+        new_decoder_architecture=False,
+        alibi=False,
+    ),
+    "deepseek_v2": _deepseek,
+    "deepseek_v3": _deepseek,
+    "jamba": _jamba,
+    "qwen3_next": _qwen3_next,
+}
+
+
+def _checkpoint_tensors(model) -> int:
+    """Parameters, plus DeepSeek V3's router correction bias: a buffer in transformers, a tensor in the checkpoint."""
+    extra = sum(b.numel() for name, b in model.named_buffers() if name.endswith("e_score_correction_bias"))
+    return sum(p.numel() for p in model.parameters()) + extra
+
+
+@pytest.mark.parametrize("name", bundled_names())
+def test_count_equals_transformers_modules(name):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    spec = load_bundled(name)
+    if spec.family not in CONFIGS:
+        pytest.skip(f"no transformers config mapping for family {spec.family!r}")
+    config = CONFIGS[spec.family](transformers, spec)
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    assert _checkpoint_tensors(model) == count_params(spec).total
