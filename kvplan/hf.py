@@ -819,17 +819,23 @@ def _param_layout(f: _Fields, *, heads: int, head_dim: int, per_layer: list[str]
     builder = _LAYOUTS.get(f.dialect or "", _llama_layout)
     layout = builder(f, heads=heads, head_dim=head_dim, per_layer=per_layer, hidden=hidden)
     if f.dialect is None:
-        f.assume("gated MLP, RMSNorm, 2 norms per layer, no biases, no q/k norm (Llama layout)")
+        f.assume("Llama layout (gated MLP, RMSNorm, 2 norms/layer, no q/k norm, biases per attention_bias/mlp_bias)")
     return layout or None
 
 
 def _llama_layout(f: _Fields, **_: Any) -> dict[str, Any]:
     layout: dict[str, Any] = {}
-    if f.flag("attention_bias"):
-        layout["attention_bias"] = "all"  # LlamaAttention: q, k, v and o_proj all take config.attention_bias
-    if f.flag("mlp_bias"):
-        layout["mlp_bias"] = True
+    if f.dialect in _ATTENTION_BIAS_ALL and f.flag("attention_bias"):
+        layout["attention_bias"] = "all"  # q, k, v and o_proj all take config.attention_bias
+    if f.dialect in ("llama", None) and f.flag("mlp_bias"):
+        layout["mlp_bias"] = True  # LlamaMLP gate/up/down take config.mlp_bias
     return layout
+
+
+# Dialects whose attention honours ``attention_bias`` on q/k/v and o_proj alike (modeling_<type>.py);
+# Mistral, Mixtral, Phi-3 and Jamba hard-code bias=False, Qwen2 and Falcon have their own rules.
+_ATTENTION_BIAS_ALL = {"llama", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "cohere", "olmo2", "gpt_oss",
+                       "qwen3_next", None}  # fmt: skip
 
 
 def _qwen2_layout(f: _Fields, **_: Any) -> dict[str, Any]:

@@ -291,6 +291,15 @@ def test_unknown_model_type_warns_once_with_every_assumption() -> None:
     assert "sliding_window applied to every layer" in result.warnings[0]
     assert "head_dim assumed" not in result.warnings[0]
     assert result.spec.kind_counts == {"sliding": 32}
+    listed = {
+        **windowed,
+        "layer_types": ["sliding_attention", "sliding_attention", "full_attention"] * 10 + ["full_attention"] * 2,
+    }
+    result = spec_from_hf_config(listed, origin="cfg.json")
+    assert "sliding_window applied" not in result.warnings[0]
+    assert result.spec.kind_counts == {"sliding": 20, "full": 12} and result.spec.layers.types is not None
+    with pytest.raises(InvalidInput, match="layer_types entry 'linear_attention' is not supported here"):
+        spec_from_hf_config({**listed, "layer_types": ["linear_attention"] * 32}, origin="cfg.json")
 
 
 @pytest.mark.parametrize("missing", ["hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size"])
@@ -359,8 +368,16 @@ DIALECTS: dict[str, dict[str, Any]] = {
     "mistral": {"sliding_window": 32},
     "mixtral": {"num_local_experts": 4, "num_experts_per_tok": 2},
     "qwen2": {"use_sliding_window": True, "sliding_window": 32, "max_window_layers": 2},
-    "qwen2_moe": {"num_experts": 4, **MOE_TINY, "shared_expert_intermediate_size": 48, "decoder_sparse_step": 2},
-    "qwen3": {"head_dim": 32},
+    "qwen2_moe": {
+        "num_experts": 4,
+        **MOE_TINY,
+        "shared_expert_intermediate_size": 48,
+        "decoder_sparse_step": 2,
+        "use_sliding_window": True,
+        "sliding_window": 32,
+        "max_window_layers": 3,
+    },
+    "qwen3": {"head_dim": 32, "use_sliding_window": True, "sliding_window": 32, "max_window_layers": 1},
     "qwen3_moe": {"num_experts": 4, **MOE_TINY, "mlp_only_layers": [1]},
     "gemma2": {"head_dim": 32, "sliding_window": 32},
     "gemma3_text": {"head_dim": 32, "num_hidden_layers": 7, "sliding_window": 32},
