@@ -102,6 +102,7 @@ def estimate(
     tp: Annotated[int, typer.Option("--tp", help="tensor parallel size")] = 1,
     pp: Annotated[int, typer.Option("--pp", help="pipeline parallel size")] = 1,
     overhead: Annotated[str, typer.Option(help="memory reserved per GPU beyond weights and KV, e.g. 2GiB")] = "0",
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="also draw memory against context to this PNG")] = None,
     fmt: FormatOpt = "table",
 ) -> None:
     """KV cache, weights and total memory per GPU at each context length (ideal layout)."""
@@ -140,6 +141,10 @@ def estimate(
         for r in rows:
             if r.note and fmt == "table":
                 err(f"note: {r.context:,} tokens is {r.note}")
+        if plot is not None:
+            from kvplan.cli_cost import estimate_plot
+
+            estimate_plot(spec, rows, plot, gpu=resolve_gpu(gpu) if gpu else None)
 
 
 _GPU_KEYS = {"gpu_memory_bytes", "fits", "headroom_bytes"}
@@ -258,8 +263,8 @@ def import_(
 # import only typer and kvplan.cli/report at top level (heavy imports inside the command body),
 # so `kvplan estimate` stays as fast as the bare import floor.
 # BEGIN COMMAND MODULES
-from kvplan import cli_cost  # noqa: E402,F401
 from kvplan import cli_capacity  # noqa: E402,F401
+from kvplan import cli_cost  # noqa: E402,F401
 # END COMMAND MODULES
 
 

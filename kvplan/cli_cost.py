@@ -127,7 +127,7 @@ def _inference(spec: Any, contexts: list[int], *, gpu: str, plot: Optional[Path]
 
 
 def _cost_plot(spec: Any, device: Any, contexts: list[int], rows: list[Any], path: Path, kw: dict[str, Any]) -> None:
-    from kvplan.estimate import estimate
+    from kvplan.estimator import estimate
     from kvplan.plot import plot_context
 
     mem = estimate(
@@ -144,6 +144,22 @@ def _cost_plot(spec: Any, device: Any, contexts: list[int], rows: list[Any], pat
         capacity_bytes=device.memory_bytes,
         capacity_label=device.name,
         times={"TTFT (prefill)": [r.ttft_s for r in rows], "TPOT (decode step)": [r.tpot_s for r in rows]},
+    )
+    err(f"wrote {path}")
+
+
+def estimate_plot(spec: Any, rows: list[Any], path: Path, *, gpu: Any = None) -> None:
+    """``kvplan estimate --plot``: weights + KV and KV alone per GPU against context, GPU memory as a line."""
+    from kvplan.plot import check_plot_path, plot_context
+
+    check_plot_path(path)
+    plot_context(
+        path,
+        title=f"{spec.name}, batch {rows[0].batch}, KV {rows[0].kv_dtype}, TP {rows[0].tp} PP {rows[0].pp}",
+        contexts=[r.context for r in rows],
+        memory={"total per GPU": [r.total_bytes_per_gpu for r in rows], "KV cache": [r.kv_bytes_per_gpu for r in rows]},
+        capacity_bytes=gpu.memory_bytes if gpu else None,
+        capacity_label=gpu.name if gpu else "GPU memory",
     )
     err(f"wrote {path}")
 
