@@ -1,0 +1,559 @@
+"""The profile run: context, weights, cache allocation, prefill, one decode step; measured vs estimated.
+
+For each context length ``L`` the caches are sized for ``L`` tokens, the prefill writes ``L - 1``
+tokens (in chunks of ``chunk`` when asked, as serving engines do) and one decode step writes the
+``L``-th, so the caches end exactly full. Weights are built once and reused across lengths.
+
+Terms, each with an integer estimate and an integer measurement:
+
+- ``weights``: :func:`kvplan.params.weight_bytes_per_gpu` vs the bytes building the model added;
+- ``kv_cache``: ``batch x`` :meth:`CachePlan.bytes_per_sequence` vs the bytes the caches added;
+- ``activation_peak``: :func:`activation_peak_bytes` vs the peak above weights + caches during
+  prefill and decode (CUDA allocator; on CPU, the tensors the ops create);
+- ``non_torch``: the CUDA context kvplan assumes vs NVML's process memory outside torch's pool.
+
+torch is imported lazily: without it, or without CUDA for ``--device cuda``, the run stops with a
+:class:`RuntimeFailure` that says how to install the extra.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from kvplan.errors import InvalidInput, RuntimeFailure
+from kvplan.memory import cache_plan
+from kvplan.params import Part, embedding_parts, head_parts, layer_parts, parts_bytes, weight_bytes_per_gpu
+from kvplan.spec import ModelSpec
+from kvplan.units import MIB, kv_dtype
+
+INSTALL_HINT = "pip install 'kvplan[profile]'"
+Device = Literal["cuda", "cpu", "meta"]
+Status = Literal["measured", "shapes_only", "did_not_fit", "refused"]
+
+# The CUDA context kvplan reserves per GPU: 0.5 GiB (shared/reference/gpus.md, "CUDA context /
+# non-KV overhead": typically 300-600 MiB per process since CUDA 11.7 lazy loading, pytorch#107667,
+# #20532). The range a measurement is checked against: 100 MiB (llama.cpp PR #23604 measured 107 MiB
+# on an RTX 4060 Ti) to 1 GiB (the pre-lazy-loading contexts of "> 1000 MB", pytorch#107667).
+CUDA_CONTEXT_BYTES = 512 * MIB
+CUDA_CONTEXT_RANGE = (100 * MIB, 1024 * MIB)
+
+# Weights are profiled in the model's dtype when torch can compute in it; quantized formats
+# (fp8, int8, int4, mxfp4 weights) would need their kernels, so those models run in bf16.
+COMPUTE_DTYPES = ("fp32", "bf16", "fp16")
+
+
+class Term(BaseModel):
+    """One memory term: integer bytes, estimated and measured (None where not measurable)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    estimated_bytes: int | None
+    measured_bytes: int | None
+    difference_bytes: int | None = None  # measured - estimated
+    difference_pct: float | None = None  # of the estimate
+
+    @classmethod
+    def of(cls, estimated: int | None, measured: int | None) -> Term:
+        if estimated is None or measured is None:
+            return cls(estimated_bytes=estimated, measured_bytes=measured)
+        diff = measured - estimated
+        pct = round(100.0 * diff / estimated, 3) if estimated else None
+        return cls(estimated_bytes=estimated, measured_bytes=measured, difference_bytes=diff, difference_pct=pct)
+
+
+class Timing(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    prefill_tokens: int  # per sequence
+    prefill_step_tokens: int  # per sequence per forward call (the chunk)
+    prefill_ms: float | None = None
+    decode_ms: float | None = None
+
+
+class ProfileRun(BaseModel):
+    """One context length of one profile: the JSON object ``--format json`` and ``--save`` write."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    device: Device
+    device_name: str
+    torch_version: str
+    context: int
+    batch: int
+    kv_dtype: str
+    weights_dtype: str
+    chunk: int | None
+    num_layers: int
+    layers_built: list[int]
+    extrapolated: bool
+    status: Status
+    note: str | None = None
+    needed_bytes: int | None = None  # refused: the estimate compared with free memory
+    free_bytes: int | None = None
+    peak_bytes_so_far: int | None = None  # did_not_fit: allocator peak when it failed
+    weights: Term
+    kv_cache: Term
+    activation_peak: Term
+    non_torch: Term
+    cuda_context_bytes: int | None = None  # NVML: what creating the context took
+    cuda_context_in_range: bool | None = None
+    time: Timing
+    phases: list[dict[str, Any]] = []
+
+
+# ---- estimates -----------------------------------------------------------------------------
+
+
+def profile_weights_dtype(spec: ModelSpec) -> str:
+    return spec.dtype if spec.dtype in COMPUTE_DTYPES else "bf16"
+
+
+def activation_peak_bytes(spec: ModelSpec, *, tokens: int, batch: int, dtype_bytes: int) -> int:
+    """Estimated peak of one forward call of ``tokens`` new tokens per sequence, above weights + KV.
+
+    Counts, for ``T = batch x tokens``: the residual stream, its normed copy and the outputs of
+    the mixer and the MLP (``4 h`` per token); the temporaries of the widest layer, attention
+    (q, k and their rotated copies, v, the attention output), MLA (query, latent-space query,
+    attention output, per-head values), recurrent (projection and conv output) or MLP (gate, up,
+    their product; MoE: the gathered inputs and outputs of top-k experts plus the shared expert);
+    and the last position's logits in the model dtype and in fp32. Recurrent layers add the fp32
+    ``[B, heads, c, c]`` score, decay and exponent tiles of one recurrence chunk of ``c`` tokens. It
+    assumes a fused attention kernel (no ``[n, S]`` score matrix) and leaves out allocator rounding
+    and library workspaces.
+    """
+    h, t = spec.hidden_size, batch * tokens
+    widest = max(max(_mixer_width(spec, name) for name in spec.kind_counts), _mlp_width(spec))
+    logits = batch * spec.vocab_size * (dtype_bytes + 4)
+    return t * dtype_bytes * (4 * h + widest) + logits + _recurrence_tiles(spec, batch=batch, tokens=tokens)
+
+
+def _recurrence_tiles(spec: ModelSpec, *, batch: int, tokens: int) -> int:
+    from kvplan.profile.model import RECURRENT_CHUNK  # a constant of the profile model, not of torch
+
+    chunk = min(tokens, RECURRENT_CHUNK)
+    heads = [_recurrent_heads(spec.kind(n)) for n in spec.kind_counts if spec.kind(n).type == "recurrent"]
+    return 3 * 4 * batch * max(heads, default=0) * chunk * chunk
+
+
+def _recurrent_heads(kind) -> int:
+    return kind.d_inner if kind.variant == "mamba" else kind.n_heads
+
+
+def _mixer_width(spec: ModelSpec, name: str) -> int:
+    kind, hq = spec.kind(name), spec.num_attention_heads
+    if kind.type == "mla":
+        vd = kind.v_head_dim or spec.v_head_dim or kind.qk_nope_head_dim
+        qk, latent = kind.qk_nope_head_dim + kind.qk_rope_head_dim, kind.kv_lora_rank + kind.qk_rope_head_dim
+        return hq * (qk + kind.kv_lora_rank + latent + kind.kv_lora_rank + vd) + latent
+    if kind.type == "recurrent":
+        return 2 * sum(p.params for p in layer_parts(spec, spec.layer_kind_names.index(name))[:1]) // spec.hidden_size
+    hkv, kd, vd = spec.kv_heads_of(kind), spec.k_head_dim_of(kind), spec.v_head_dim_of(kind)
+    return 2 * (hq * kd + hkv * kd) + hkv * vd + hq * vd
+
+
+def _mlp_width(spec: ModelSpec) -> int:
+    mats = 3 if spec.params.mlp == "gated" else 2
+    dense = mats * spec.intermediate_size if spec.intermediate_size else 0
+    if spec.moe is None:
+        return dense
+    moe = spec.moe
+    routed = moe.experts_per_token * (mats * moe.expert_intermediate_size + 2 * spec.hidden_size)
+    return max(dense, routed + mats * moe.shared_size + 2 * moe.num_experts)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    weights: int
+    kv_cache: int
+    activation_peak: int
+    non_torch: int | None
+
+
+def estimate_terms(
+    spec: ModelSpec, *, context: int, batch: int, kv_name: str, weights_name: str, step: int, device: str
+) -> Estimate:
+    """The estimator's numbers for one run of the full model."""
+    dtype_bytes = {"fp32": 4, "bf16": 2, "fp16": 2}[weights_name]
+    return Estimate(
+        weights=weight_bytes_per_gpu(spec, weights_name),
+        kv_cache=batch * cache_plan(spec, kv_name).bytes_per_sequence(context),
+        activation_peak=activation_peak_bytes(spec, tokens=step, batch=batch, dtype_bytes=dtype_bytes),
+        non_torch=CUDA_CONTEXT_BYTES if device == "cuda" else None,
+    )
+
+
+# ---- representative layers and extrapolation -----------------------------------------------
+
+
+def signature(spec: ModelSpec, layer: int) -> tuple[str, bool]:
+    """What makes two layers cost the same: the layer kind and whether the MLP is dense."""
+    return spec.layer_kind_names[layer], layer in spec.dense_mlp_layers
+
+
+def representative_layers(spec: ModelSpec, k: int) -> list[int]:
+    """``k`` layers covering every signature: the first layer of each, then the earliest others."""
+    firsts: dict[tuple[str, bool], int] = {}
+    for i in range(spec.num_layers):
+        firsts.setdefault(signature(spec, i), i)
+    if not len(firsts) <= k <= spec.num_layers:
+        raise InvalidInput(
+            f"invalid --layers {k!r}; {spec.name} needs between {len(firsts)} (one per layer kind) "
+            f"and {spec.num_layers} layers"
+        )
+    chosen = set(firsts.values())
+    chosen.update([i for i in range(spec.num_layers) if i not in chosen][: k - len(chosen)])
+    return sorted(chosen)
+
+
+def extrapolate(spec: ModelSpec, built: list[int], per_layer: dict[int, int], fixed: int) -> int:
+    """Full-depth bytes from the built layers: each signature's mean, times its count in the model."""
+    counts: dict[tuple[str, bool], int] = {}
+    for i in range(spec.num_layers):
+        counts[signature(spec, i)] = counts.get(signature(spec, i), 0) + 1
+    total = fixed
+    for sig, count in counts.items():
+        values = [per_layer[i] for i in built if signature(spec, i) == sig]
+        total += count * sum(values) // len(values)
+    return total
+
+
+def built_weight_bytes(spec: ModelSpec, layers: list[int], weights_name: str) -> int:
+    """The estimator's weight bytes of a model holding only ``layers``."""
+    parts: list[Part] = embedding_parts(spec) + [Part(spec.params.extra_params, False)] + head_parts(spec)
+    for i in layers:
+        parts += layer_parts(spec, i)
+    return parts_bytes(parts, weights_name, spec.dtype)
+
+
+# ---- the run -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Options:
+    contexts: list[int]
+    batch: int = 1
+    kv_dtype: str | None = None
+    device: Device = "cuda"
+    layers: int | None = None
+    chunk: int | None = None
+    force: bool = False
+
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def require_torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise RuntimeFailure(f"kvplan profile needs torch; {INSTALL_HINT}") from None
+    return torch
+
+
+def _device(torch: Any, name: str) -> Any:
+    if name not in ("cuda", "cpu", "meta"):
+        raise InvalidInput(f"unknown device {name!r}; expected cuda, cpu or meta")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeFailure(
+            f"no CUDA device visible to torch {torch.__version__}; {INSTALL_HINT} with a CUDA build of torch, "
+            "or use --device cpu / --device meta"
+        )
+    return torch.device("cuda", torch.cuda.current_device()) if name == "cuda" else torch.device(name)
+
+
+def _check_options(spec: ModelSpec, opts: Options, kv_name: str) -> None:
+    from kvplan.profile.cache import PACKED_DTYPES
+
+    if opts.batch < 1:
+        raise InvalidInput(f"invalid batch {opts.batch!r}; expected a whole number of at least 1")
+    if opts.chunk is not None and opts.chunk < 1:
+        raise InvalidInput(f"invalid --chunk {opts.chunk!r}; expected a number of tokens of at least 1")
+    if kv_name in PACKED_DTYPES and opts.device != "meta":
+        raise InvalidInput(
+            f"KV dtype {kv_name!r} is a packed block format with no torch arithmetic; profile it with "
+            "--device meta, or run fp32, bf16, fp16, fp8, fp8_e5m2 or int8"
+        )
+    if opts.layers is not None:
+        representative_layers(spec, opts.layers)
+
+
+def profile_model(spec: ModelSpec, opts: Options, *, progress: Progress = _quiet) -> list[ProfileRun]:
+    """Profile ``spec`` at every context of ``opts``; one :class:`ProfileRun` per context."""
+    torch = require_torch()
+    kv_name = kv_dtype(opts.kv_dtype or spec.dtype).name
+    _check_options(spec, opts, kv_name)
+    device = _device(torch, opts.device)
+    from kvplan.profile.measure import make_meter
+
+    progress(f"{spec.name}: context (device {opts.device})")
+    meter = make_meter(device)
+    session = _Session(torch, spec, opts, kv_name, meter, progress)
+    try:
+        with torch.inference_mode():
+            return session.run()
+    finally:
+        session.close()
+
+
+class _Session:
+    """The state one profile keeps between phases; :meth:`close` releases every tensor."""
+
+    def __init__(self, torch: Any, spec: ModelSpec, opts: Options, kv_name: str, meter: Any, progress: Progress):
+        self.torch, self.spec, self.opts, self.kv_name, self.meter, self.say = (
+            torch,
+            spec,
+            opts,
+            kv_name,
+            meter,
+            progress,
+        )
+        self.weights_name = profile_weights_dtype(spec)
+        self.model: Any = None
+        self.parts: dict[str, int] = {}
+        self.phases: list[dict[str, Any]] = [meter.snapshot("context")]
+
+    # -- phases --
+
+    def run(self) -> list[ProfileRun]:
+        layers, note = self._choose_layers()
+        if layers is None:
+            return [self._refused(length, note) for length in self.opts.contexts]
+        self.layers, self.note = layers, note
+        try:
+            self._build_weights()
+        except Exception as exc:
+            if not _is_oom(self.torch, exc):
+                raise
+            return [self._did_not_fit(length, "weights") for length in self.opts.contexts]
+        return [self._profile_length(length, i) for i, length in enumerate(self.opts.contexts)]
+
+    def _choose_layers(self) -> tuple[list[int] | None, str | None]:
+        spec, opts = self.spec, self.opts
+        everything = list(range(spec.num_layers))
+        layers = everything if opts.layers is None else representative_layers(spec, opts.layers)
+        free = self.meter.free_bytes()
+        shortest = min(opts.contexts)
+        need = self._need(layers, shortest, with_weights=True)
+        if free is None or need <= free or opts.force:
+            return layers, None
+        if opts.layers is None:
+            fewest = representative_layers(spec, _signature_count(spec))
+            need_few = self._need(fewest, shortest, with_weights=True)
+            if need_few <= free:
+                self.need, self.free = need, free
+                return fewest, "auto: the full model's estimate exceeds free memory, so one layer per kind was built"
+            need = need_few
+        self.need, self.free = need, free
+        return None, "refused: estimate exceeds free memory; pass --force to try anyway"
+
+    def _need(self, layers: list[int], length: int, *, with_weights: bool) -> int:
+        spec, opts = self.spec, self.opts
+        plan = cache_plan(spec, self.kv_name)
+        kv = opts.batch * sum(plan.layers[i].bytes_at(length) for i in layers)
+        weights = built_weight_bytes(spec, layers, self.weights_name) if with_weights else 0
+        step = self._step(length)
+        act = activation_peak_bytes(spec, tokens=step, batch=opts.batch, dtype_bytes=self._dtype_bytes())
+        return weights + kv + (act if opts.device != "meta" else 0)
+
+    def _dtype_bytes(self) -> int:
+        return {"fp32": 4, "bf16": 2, "fp16": 2}[self.weights_name]
+
+    def _step(self, length: int) -> int:
+        prefill = length - 1
+        return max(1, min(self.opts.chunk or prefill, prefill))
+
+    def _build_weights(self) -> None:
+        from kvplan.profile.cache import torch_dtype
+        from kvplan.profile.model import SpecModel
+
+        self.say(f"{self.spec.name}: weights ({len(self.layers)} of {self.spec.num_layers} layers)")
+
+        def track(label: str, build: Callable[[], Any]) -> Any:
+            module, nbytes = self.meter.allocation(build, lambda m: list(m.parameters()))
+            self.parts[label] = nbytes
+            return module
+
+        device = self.meter.device
+        self.model = SpecModel(
+            self.spec, self.layers, dtype=torch_dtype(self.weights_name), device=device, track=track
+        ).eval()
+        self.phases.append(self.meter.snapshot("weights"))
+
+    def _profile_length(self, length: int, index: int) -> ProfileRun:
+        spec, opts, torch = self.spec, self.opts, self.torch
+        tag = f"{spec.name} @ {length} tokens ({index + 1}/{len(opts.contexts)})"
+        free = self.meter.free_bytes()
+        need = self._need(self.layers, length, with_weights=False)
+        if free is not None and need > free and not opts.force:
+            self.need, self.free = need, free
+            return self._refused(length, "refused: estimate exceeds free memory; pass --force to try anyway")
+        caches: list[Any] = []
+        phases = list(self.phases)
+        try:
+            self.say(f"{tag}: cache allocation")
+            per_layer = self._allocate(caches, length)
+            phases.append(self.meter.snapshot("cache"))
+            if opts.device == "meta":
+                return self._result(length, per_layer, None, None, phases, status="shapes_only")
+            tokens = torch.randint(0, spec.vocab_size, (opts.batch, length), device=self.meter.device)
+            from kvplan.profile.measure import storage_key
+
+            self.meter.resident.add(storage_key(tokens))
+            self.say(f"{tag}: prefill ({length - 1} tokens, {self._step(length)} per step)")
+            prefill = self.meter.transient(lambda: self._prefill(tokens, caches, length))
+            phases.append(self.meter.snapshot("prefill"))
+            self.say(f"{tag}: decode")
+            decode = self.meter.transient(lambda: self.model(tokens[:, length - 1 :], caches, length - 1))
+            phases.append(self.meter.snapshot("decode"))
+            return self._result(length, per_layer, prefill, decode, phases, status="measured")
+        except Exception as exc:
+            if not _is_oom(torch, exc):
+                raise
+            return self._did_not_fit(length, "prefill")
+        finally:
+            caches.clear()
+            self.meter.resident.intersection_update(self._weight_keys())
+            gc.collect()
+            self.meter.trim()
+
+    def _allocate(self, caches: list[Any], length: int) -> dict[int, int]:
+        from kvplan.profile.cache import layer_cache
+
+        per_layer = {}
+        for i in self.layers:
+            cache, nbytes = self.meter.allocation(
+                lambda i=i: layer_cache(
+                    self.spec, i, batch=self.opts.batch, length=length, dtype=self.kv_name, device=self.meter.device
+                ),
+                lambda c: c.tensors(),
+            )
+            caches.append(cache)
+            per_layer[i] = nbytes
+        return per_layer
+
+    def _prefill(self, tokens: Any, caches: list[Any], length: int) -> None:
+        prefill, step = length - 1, self._step(length)
+        for start in range(0, prefill, step):
+            self.model(tokens[:, start : min(prefill, start + step)], caches, start)
+
+    def _weight_keys(self) -> set[int]:
+        from kvplan.profile.measure import storage_key
+
+        return {storage_key(p) for p in self.model.parameters()} if self.model is not None else set()
+
+    # -- results --
+
+    def _base(self, length: int) -> dict[str, Any]:
+        spec, opts = self.spec, self.opts
+        layers = getattr(self, "layers", list(range(spec.num_layers)))
+        return {
+            "model": spec.name,
+            "device": opts.device,
+            "device_name": self.meter.name,
+            "torch_version": self.torch.__version__,
+            "context": length,
+            "batch": opts.batch,
+            "kv_dtype": self.kv_name,
+            "weights_dtype": self.weights_name,
+            "chunk": opts.chunk,
+            "num_layers": spec.num_layers,
+            "layers_built": layers,
+            "extrapolated": len(layers) < spec.num_layers,
+            "time": Timing(prefill_tokens=length - 1, prefill_step_tokens=self._step(length)),
+        }
+
+    def _estimate(self, length: int) -> Estimate:
+        return estimate_terms(
+            self.spec,
+            context=length,
+            batch=self.opts.batch,
+            kv_name=self.kv_name,
+            weights_name=self.weights_name,
+            step=self._step(length),
+            device=self.opts.device,
+        )
+
+    def _refused(self, length: int, note: str | None) -> ProfileRun:
+        est = self._estimate(length)
+        return ProfileRun(
+            **self._base(length),
+            status="refused",
+            note=note,
+            needed_bytes=getattr(self, "need", None),
+            free_bytes=getattr(self, "free", None),
+            **_terms(est, None, None, None, None),
+        )
+
+    def _did_not_fit(self, length: int, phase: str) -> ProfileRun:
+        peak = self.torch.cuda.max_memory_allocated(self.meter.device) if self.opts.device == "cuda" else None
+        return ProfileRun(
+            **self._base(length),
+            status="did_not_fit",
+            note=f"out of memory during {phase}",
+            peak_bytes_so_far=peak,
+            **_terms(self._estimate(length), None, None, None, None),
+        )
+
+    def _result(
+        self, length: int, per_layer: dict[int, int], prefill: Any, decode: Any, phases: list, *, status: Status
+    ) -> ProfileRun:
+        spec, base = self.spec, self._base(length)
+        layer_parts_bytes = {int(k.split(".")[1]): v for k, v in self.parts.items() if k.startswith("layer.")}
+        fixed = sum(v for k, v in self.parts.items() if not k.startswith("layer."))
+        weights = extrapolate(spec, self.layers, layer_parts_bytes, fixed)
+        kv = extrapolate(spec, self.layers, per_layer, 0)
+        activation = None if prefill is None else max(prefill.peak_bytes, decode.peak_bytes)
+        timing = base.pop("time")
+        if prefill is not None:
+            scale = spec.num_layers / len(self.layers)  # per-layer time, to full depth (extrapolated runs)
+            timing = timing.model_copy(update={"prefill_ms": prefill.ms * scale, "decode_ms": decode.ms * scale})
+        context = self.meter.context_bytes()
+        in_range = None if context is None else CUDA_CONTEXT_RANGE[0] <= context <= CUDA_CONTEXT_RANGE[1]
+        notes = [n for n in (self.note, "extrapolated to full depth" if base["extrapolated"] else None) if n]
+        return ProfileRun(
+            **base,
+            status=status,
+            note="; ".join(notes) or None,
+            time=timing,
+            cuda_context_bytes=context,
+            cuda_context_in_range=in_range,
+            phases=phases,
+            **_terms(self._estimate(length), weights, kv, activation, self.meter.non_torch_bytes()),
+        )
+
+    def close(self) -> None:
+        self.model = None
+        self.parts.clear()
+        gc.collect()
+        self.meter.release()
+
+
+def _terms(est: Estimate, weights, kv, activation, non_torch) -> dict[str, Term]:
+    return {
+        "weights": Term.of(est.weights, weights),
+        "kv_cache": Term.of(est.kv_cache, kv),
+        "activation_peak": Term.of(est.activation_peak, activation),
+        "non_torch": Term.of(est.non_torch, non_torch),
+    }
+
+
+def _signature_count(spec: ModelSpec) -> int:
+    return len({signature(spec, i) for i in range(spec.num_layers)})
+
+
+def _is_oom(torch: Any, exc: BaseException) -> bool:
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom is not None and isinstance(exc, oom):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
