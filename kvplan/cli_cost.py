@@ -271,6 +271,8 @@ def _rope_report(spec: Any, *, methods: list[str], factor: Optional[float], orig
 
     scaling = spec.rope.scaling if spec.rope else None
     now = current(spec, seq_len=kw["length"])
+    if methods == ["default"]:
+        factor = 1.0
     if methods and factor is None:
         if not scaling or "factor" not in scaling:
             raise InvalidInput("give --factor (e.g. --factor 4): the new context is factor x the original context")

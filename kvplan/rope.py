@@ -506,7 +506,10 @@ def current(spec: ModelSpec, *, seq_len: int | None = None) -> Extension:
     if "gemma3" in (spec.family or "") and config.scaling:
         # Gemma 3's max_position_embeddings is already the scaled length (vLLM skips the factor for
         # gemma3 for this reason); the factor applies to the global layers' rope_theta only.
-        note = "gemma3: max_position_embeddings is already the scaled length; local layers keep their own base"
+        note = (
+            "gemma3: max_position_embeddings is already the scaled length (vLLM does not multiply; the SGLang "
+            "figure is its generic rule, a Gemma-specific override was not checked); local layers keep their base"
+        )
         result = replace(result, max_context=spec.max_position_embeddings, notes=(*result.notes, note))
     patch = {"max_position_embeddings": spec.max_position_embeddings, "rope_scaling": config.scaling}
     return Extension(result, patch, engine_max_context(config))
