@@ -30,6 +30,7 @@ from kvplan.engines import (
 )
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
+from kvplan.memory import check_parallel
 from kvplan.params import weight_bytes_per_stage
 from kvplan.spec import ModelSpec
 from kvplan.units import MAX_CONTEXT, canonical_dtype, kv_dtype, weight_dtype
@@ -106,6 +107,7 @@ def setup(
     kv_name = kv_dtype(kv_dtype_name or _engine_default_kv(profile, spec)).name
     kv_name = check_kv_dtype(profile, kv_name)
     w_name = canonical_dtype(weight_dtype(weights_dtype or spec.dtype).name)
+    check_parallel(spec, tp=tp, pp=pp)  # tp divides the query heads, pp <= layers
     check_parallel_for(profile, spec, tp=tp, pp=pp)
     memo = {} if memo is None else memo
     plan_key = ("plan", profile.name == "transformers", kv_name, tp, pp)
@@ -374,12 +376,19 @@ def capacity(
     return result
 
 
-def with_kv_memory(s: Setup, kv_bytes: int) -> Setup:
-    """The same setup with the KV budget fixed (vLLM --kv-cache-memory: utilization is ignored)."""
+def with_kv_memory(s: Setup, kv_bytes: int | list[int]) -> Setup:
+    """The same setup with the KV budget fixed (vLLM --kv-cache-memory: utilization is ignored).
+
+    A list gives one budget per pipeline stage (what each stage's workers logged).
+    """
     from dataclasses import replace
 
+    per_stage = kv_bytes if isinstance(kv_bytes, list) else [kv_bytes] * len(s.stages)
+    if len(per_stage) != len(s.stages):
+        raise InvalidInput(f"got {len(per_stage)} KV budgets for {len(s.stages)} pipeline stages")
     stages = tuple(
-        Stage(replace(st.budget, available_kv=kv_bytes, rule="--kv-cache-memory"), st.layout) for st in s.stages
+        Stage(replace(st.budget, available_kv=kv, rule="--kv-cache-memory"), st.layout)
+        for st, kv in zip(s.stages, per_stage, strict=True)
     )
     return replace(s, stages=stages)
 
@@ -403,19 +412,33 @@ def _reason(s: Setup, context: int, one: int) -> str:
     return f"one sequence of {context:,} tokens does not fit the KV pool; the longest that fits is {one:,} tokens"
 
 
-def nearest_fits(s: Setup, context: int) -> list[dict[str, Any]]:
-    """Configurations close to ``s`` where one sequence of ``context`` fits (cheapest first)."""
+def nearest_fits(s: Setup, context: int, *, limit: int = 3) -> list[dict[str, Any]]:
+    """Configurations close to ``s`` where one sequence of ``context`` fits, fewest GPUs first.
+
+    Tries a shorter context, then more tensor parallelism, then 8-bit KV and 8/4-bit weights
+    (each a change users make), keeping the same GPU type.
+    """
     out: list[dict[str, Any]] = []
     one = max_context(s)
     if one:
-        out.append({"change": f"--context {one}", "context": one, "tp": s.tp, "kv_dtype": s.kv_dtype})
-    for kv in ("fp8",):
-        if kv in s.engine.kv_dtypes and kv != s.kv_dtype and _try(s, context, kv_dtype_name=kv):
-            out.append({"change": f"--kv-dtype {kv}", "context": context, "tp": s.tp, "kv_dtype": kv})
-    for tp in (2, 4, 8):
-        if tp > s.tp and s.engine.supports_tp and _try(s, context, tp=tp):
-            out.append({"change": f"--tp {tp} (--gpus {tp * s.pp})", "context": context, "tp": tp})
-            break
+        out.append({"change": f"--context {one}", "context": one, "tp": s.tp, "gpus": s.tp * s.pp})
+    kvs = [s.kv_dtype] + [k for k in ("fp8", "q8_0") if k in s.engine.kv_dtypes and k != s.kv_dtype][:1]
+    weights = [s.weights_dtype] + [w for w in ("fp8", "int4") if w != s.weights_dtype]
+    tps = [t for t in (1, 2, 4, 8) if t >= s.tp] if s.engine.supports_tp else [s.tp]
+    for tp in tps:
+        for w in weights:
+            for kv in kvs:
+                if (tp, w, kv) == (s.tp, s.weights_dtype, s.kv_dtype) or not _try(
+                    s, context, tp=tp, weights_dtype=w, kv_dtype_name=kv
+                ):
+                    continue
+                flags = [f"--tp {tp} --gpus {tp * s.pp}"] if tp != s.tp else []
+                flags += [f"--weights-dtype {w}"] if w != s.weights_dtype else []
+                flags += [f"--kv-dtype {kv}"] if kv != s.kv_dtype else []
+                out.append({"change": " ".join(flags), "context": context, "tp": tp, "gpus": tp * s.pp,
+                            "weights_dtype": w, "kv_dtype": kv})  # fmt: skip
+                if len(out) >= limit:
+                    return out
     return out
 
 

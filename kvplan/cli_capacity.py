@@ -184,7 +184,8 @@ def _print_capacity(r, fmt: str, command: str) -> None:  # noqa: ANN001
         for n in r.nearest:
             out(f"  nearest that fits: {n['change']}")
         out("")
-    out(f"launch: {command}")
+    if r.fits:
+        out(f"launch: {command}")
 
 
 def _num(value, kind: str) -> str:  # noqa: ANN001
@@ -285,6 +286,8 @@ def check_log(
     engine: Annotated[Optional[str], typer.Option("--engine", "-e", help="vllm | sglang | llamacpp")] = None,
     model: Annotated[Optional[str], typer.Option(help="model spec when the log does not name a bundled one")] = None,
     gpu: Annotated[Optional[str], typer.Option(help="GPU when the log does not say")] = None,
+    weights_dtype: Annotated[Optional[str], typer.Option(help="checkpoint weights dtype (fp8, mxfp4, ...)")] = None,
+    tp: Annotated[Optional[int], typer.Option("--tp", help="tensor parallel size when the log does not say")] = None,
     fmt: FormatOpt = "table",
 ) -> None:
     """Read a startup log; show the engine's memory figures beside kvplan's, term by term."""
@@ -292,7 +295,7 @@ def check_log(
         from kvplan.logcheck import check_file
 
         fmt = check_format(fmt)
-        result = check_file(file, engine=engine, model=model, gpu=gpu)
+        result = check_file(file, engine=engine, model=model, gpu=gpu, weights_dtype=weights_dtype, tp=tp)
         for note in result.notes:
             err(f"note: {note}")
         if fmt == "json":

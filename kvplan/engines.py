@@ -118,9 +118,8 @@ def get_engine(name: str) -> EngineProfile:
     aliases = {"tensorrtllm": "trtllm", "trt": "trtllm", "llama": "llamacpp", "hf": "transformers"}
     key = aliases.get(key, key)
     if key not in ENGINES:
-        raise InvalidInput(
-            f"unknown engine {name!r}{did_you_mean(name, list(ENGINES))} expected one of: {', '.join(ENGINES)}"
-        )
+        hint = did_you_mean(name, list(ENGINES)) or ";"
+        raise InvalidInput(f"unknown engine {name!r}{hint} expected one of: {', '.join(ENGINES)}")
     return ENGINES[key]
 
 
@@ -292,22 +291,44 @@ def _vllm_group_blocks(g: VllmGroup, length: int, mnbt: int) -> int:
 LLAMACPP_PAD = 256
 
 
-def _llamacpp_bytes(layout: Layout, batch: int, length: int) -> int:
-    n_ctx = ceil_div(batch * length, LLAMACPP_PAD) * LLAMACPP_PAD
-    total = 0
+@dataclass(frozen=True)
+class LlamaCppPool:
+    """One llama.cpp cache buffer: ``cells`` per stream x ``streams`` x its layers' bytes per cell."""
+
+    name: str  # "non-SWA", "SWA" or "recurrent"
+    cells: int
+    streams: int
+    layers: int
+    bytes: int
+
+
+def llamacpp_pools(layout: Layout, *, n_ctx: int, n_seq: int) -> list[LlamaCppPool]:
+    """The buffers llama.cpp allocates for ``-c n_ctx -np n_seq`` (unified or one stream per sequence).
+
+    llama-context.cpp: a non-unified cache gives each of the n_seq streams n_ctx / n_seq cells;
+    llama-kv-cache-iswa.cpp: the SWA cache holds pad(n_swa x (unified ? n_seq : 1) + n_ubatch)
+    cells per stream, capped by the full size; llama-memory-recurrent.cpp: one state per sequence.
+    """
+    streams = 1 if layout.kv_unified else n_seq
+    per_stream = ceil_div(ceil_div(n_ctx, streams), LLAMACPP_PAD) * LLAMACPP_PAD
+    pools = []
     for n, c in layout.stage.groups:
         if c.type == "recurrent":
-            total += n * batch * c.state_bytes  # llama_memory_recurrent: one cell per sequence
-        elif c.max_tokens is None or layout.swa_full:
-            total += n * c.bytes_per_token * n_ctx
-        else:
-            # llama-kv-cache-iswa.cpp: min(size_base, pad(n_swa * (unified ? n_seq : 1) + n_ubatch)) per stream.
-            seqs = batch if layout.kv_unified else 1
-            streams = 1 if layout.kv_unified else batch
-            per_stream = ceil_div(c.max_tokens * seqs + layout.n_ubatch, LLAMACPP_PAD) * LLAMACPP_PAD
-            per_stream = min(per_stream, ceil_div(n_ctx // streams, LLAMACPP_PAD) * LLAMACPP_PAD)
-            total += n * c.bytes_per_token * per_stream * streams
-    return total
+            pools.append(LlamaCppPool("recurrent", n_seq, 1, n, n * n_seq * c.state_bytes))
+            continue
+        cells = per_stream
+        name = "non-SWA"
+        if c.max_tokens is not None and not layout.swa_full:
+            seqs = n_seq if layout.kv_unified else 1
+            cells = min(per_stream, ceil_div(c.max_tokens * seqs + layout.n_ubatch, LLAMACPP_PAD) * LLAMACPP_PAD)
+            name = "SWA"
+        pools.append(LlamaCppPool(name, cells, streams, n, n * c.bytes_per_token * cells * streams))
+    return pools
+
+
+def _llamacpp_bytes(layout: Layout, batch: int, length: int) -> int:
+    """``batch`` sequences of ``length`` tokens: llama-server -c batch x length -np batch."""
+    return sum(p.bytes for p in llamacpp_pools(layout, n_ctx=batch * length, n_seq=batch))
 
 
 def _llamacpp_stage(spec: ModelSpec, plan: CachePlan) -> StagePlan:
@@ -491,12 +512,25 @@ def vllm_defaults(gpu_total: int) -> tuple[int, int]:
 
 
 def vllm_activation(spec: ModelSpec, *, tokens: int, seqs: int, tp: int) -> int:
+    """Torch peak of the profile run: the larger of the sampler pass and the widest MLP
+    intermediate, plus hidden-size buffers and (MoE) the fused-experts intermediates."""
     rows = min(seqs, tokens)
-    act = VLLM_LOGIT_BYTES * rows * spec.vocab_size + VLLM_HIDDEN_BYTES * tokens * spec.hidden_size
+    sampler = VLLM_LOGIT_BYTES * rows * spec.vocab_size
+    act = max(sampler, vllm_mlp_peak(spec, tokens=tokens, tp=tp)) + VLLM_HIDDEN_BYTES * tokens * spec.hidden_size
     if spec.moe is not None:
         n = ceil_div(spec.moe.expert_intermediate_size, tp)
         act += VLLM_MOE_BYTES * tokens * spec.moe.experts_per_token * (2 * n + spec.hidden_size)
     return round(act)
+
+
+def vllm_mlp_peak(spec: ModelSpec, *, tokens: int, tp: int) -> int:
+    """Dense MLP transient: the gate_up output [tokens, 2 x I/tp] and the activation output
+    [tokens, I/tp], 16 bit. It only matters when the profile batch is long (vLLM V0 profiled
+    max(max_model_len, 2048) tokens without chunked prefill)."""
+    if spec.intermediate_size is None:
+        return 0
+    inter = ceil_div(spec.intermediate_size, tp)
+    return 2 * tokens * 3 * inter
 
 
 def vllm_cuda_graph(spec: ModelSpec) -> int:

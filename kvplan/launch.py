@@ -94,7 +94,7 @@ def _llamacpp(r: CapacityResult, model: str, seqs: int) -> list[str]:
     return [
         "llama-server",
         "-m",
-        f"{model}.gguf",
+        model.split("/")[-1] + ".gguf",  # the GGUF file the user converted or downloaded
         "-c",
         str(seqs * r.context),
         "-np",

@@ -143,6 +143,9 @@ def _parse_sglang(text: str) -> LogFacts:
     m = re.search(r"context_len=(\d+)", text)
     if m:
         facts.flags["context_length"] = int(m.group(1))
+    m = re.search(r"max_running_requests=(\d+)", text)
+    if m:
+        facts.flags["max_running_requests"] = int(m.group(1))
     m = re.search(r"chunked_prefill_size=(\d+)", text)
     if m:
         facts.flags["chunked_prefill_size"] = int(m.group(1))
@@ -159,31 +162,35 @@ def _parse_sglang(text: str) -> LogFacts:
     return facts
 
 
+_LLAMA_CACHE = re.compile(
+    r"llama_kv_cache: size = \s*([\d.]+) MiB \(\s*(\d+) cells,\s*(\d+) layers,\s*(\d+)/(\d+) seqs\), "
+    r"K \((\w+)\):\s*([\d.]+) MiB, V \((\w+)\):\s*([\d.]+) MiB"
+)
+
+
 def _parse_llamacpp(text: str) -> LogFacts:
+    """Every ``llama_kv_cache: size = ...`` line, in order; a SWA line follows its run's main line."""
     facts = LogFacts("llamacpp")
-    for key, p in {
-        "n_ctx": r"n_ctx\s*=\s*(\d+)",
-        "n_ubatch": r"n_ubatch\s*=\s*(\d+)",
-        "n_seq_max": r"n_seq_max\s*=\s*(\d+)",
-    }.items():
-        m = re.search(p, text)
+    for key in ("n_ctx", "n_ubatch", "n_seq_max"):
+        m = re.search(key + r"\s*=\s*(\d+)", text)
         if m:
             facts.flags[key] = int(m.group(1))
     m = re.search(r"kv_unified\s*=\s*(true|false)", text)
     if m:
         facts.flags["kv_unified"] = m.group(1) == "true"
-    caches = re.findall(
-        r"llama_kv_cache: size = \s*([\d.]+) MiB \(\s*(\d+) cells,\s*(\d+) layers,\s*(\d+)/(\d+) seqs\), "
-        r"K \((\w+)\):\s*([\d.]+) MiB, V \((\w+)\):\s*([\d.]+) MiB",
-        text,
-    )
-    for i, c in enumerate(caches):
-        tag = "swa" if i == 1 and "SWA KV cache" in text else "main"
-        facts.figures[f"{tag}_mib"] = float(c[0])
-        facts.figures[f"{tag}_cells"] = int(c[1])
-        facts.figures[f"{tag}_layers"] = int(c[2])
-        facts.flags["cache_type_k"] = c[5]
-        facts.flags.setdefault("n_seq", int(c[3]))
+    caches = []
+    swa_next = False
+    for line in text.splitlines():
+        if "creating     SWA KV cache" in line or "creating SWA KV cache" in line:
+            swa_next = True
+        m = _LLAMA_CACHE.search(line)
+        if m:
+            caches.append({"swa": swa_next, "mib": float(m.group(1)), "cells": int(m.group(2)),
+                           "layers": int(m.group(3)), "seqs": int(m.group(4)), "streams": int(m.group(5)),
+                           "type": m.group(6)})  # fmt: skip
+            swa_next = False
+    facts.flags["caches"] = caches
+    facts.figures["kv_mib"] = sum(c["mib"] for c in caches)
     m = re.search(r"general\.name\s+str\s+=\s+(.+)", text)
     if m:
         facts.model = m.group(1).strip()
@@ -202,6 +209,7 @@ def find_spec(model: str | None):  # noqa: ANN201
     if not model:
         return None
     base = model.rstrip("/").split("/")[-1].lower().replace("meta-llama-", "llama-").removeprefix("meta-")
+    base = base.split(":")[0]
     for _ in range(3):
         for suffix in _SUFFIXES:
             base = base.removesuffix(suffix)
@@ -246,22 +254,36 @@ class CheckResult:
 
 
 def check_file(
-    path: Path, *, engine: str | None = None, model: str | None = None, gpu: str | None = None
+    path: Path,
+    *,
+    engine: str | None = None,
+    model: str | None = None,
+    gpu: str | None = None,
+    weights_dtype: str | None = None,
+    tp: int | None = None,
 ) -> CheckResult:
     try:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         raise InvalidInput(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-    return check_text(text, engine=engine, model=model, gpu=gpu)
+    return check_text(text, engine=engine, model=model, gpu=gpu, weights_dtype=weights_dtype, tp=tp)
 
 
 def check_text(
-    text: str, *, engine: str | None = None, model: str | None = None, gpu: str | None = None
+    text: str,
+    *,
+    engine: str | None = None,
+    model: str | None = None,
+    gpu: str | None = None,
+    weights_dtype: str | None = None,
+    tp: int | None = None,
 ) -> CheckResult:
     from kvplan.catalog import resolve_model
     from kvplan.hardware import resolve_gpu
 
     facts = parse_log(text, engine)
+    if tp is not None:
+        facts.flags["tp"] = facts.flags["tensor_parallel_size"] = tp
     spec = resolve_model(model) if model else find_spec(facts.model)
     notes = []
     if spec is None:
@@ -277,6 +299,7 @@ def check_text(
             {"term": k, "logged": _fmt(v), "predicted": "-", "difference": "-"} for k, v in facts.figures.items()
         ]
         return result
+    facts.flags.setdefault("weights_dtype", weights_dtype)
     compare = {"vllm": _compare_vllm, "sglang": _compare_sglang, "llamacpp": _compare_llamacpp}[facts.engine]
     compare(facts, spec, gpu_obj, result)
     return result
@@ -296,9 +319,18 @@ def _row(term: str, logged: float | None, predicted: float | None, unit: str = "
     diff = "-"
     if logged is not None and predicted is not None:
         d = predicted - logged
+        if unit != "GiB" and float(d).is_integer():
+            d = int(d)
         pct = f" ({d / logged:+.1%})" if logged else ""
         diff = (f"{d:+,.2f} GiB" if unit == "GiB" else f"{d:+,.2f}" if isinstance(d, float) else f"{d:+,}") + pct
-    return {"term": term, "logged": _fmt(logged, unit), "predicted": _fmt(predicted, unit), "difference": diff}
+    return {
+        "term": term,
+        "logged": _fmt(logged, unit),
+        "predicted": _fmt(predicted, unit),
+        "difference": diff,
+        "logged_value": logged,
+        "predicted_value": predicted,
+    }
 
 
 def vllm_setup(facts: LogFacts, spec, gpu, *, weights_dtype: str | None = None, util: float | None = None):  # noqa: ANN001, ANN201
@@ -346,7 +378,7 @@ def _compare_vllm(facts: LogFacts, spec, gpu, result: CheckResult) -> None:  # n
 
         gpu = resolve_gpu("h100-sxm")
         result.notes.append("assuming h100-sxm for the from-scratch terms")
-    s = vllm_setup(facts, spec, gpu)
+    s = vllm_setup(facts, spec, gpu, weights_dtype=facts.flags.get("weights_dtype"))
     rows = []
     if "available_kv" in fig:
         given = with_kv_memory(s, int(fig["available_kv"] * GIB))
@@ -384,7 +416,7 @@ def _compare_sglang(facts: LogFacts, spec, gpu, result: CheckResult) -> None:  #
     cell = plan.stages[0].bytes_per_token  # SGLang cell_size: all layers, heads per rank, K and V
     rows = []
     tokens_logged = fig.get("tokens") or fig.get("max_total_num_tokens")
-    if "free_after_load" in fig:
+    if "free_after_load" in fig and ("free_before_load" in fig or "weights" in fig):
         before = fig.get("free_before_load") or fig["free_after_load"] + fig.get("weights", 0)
         from kvplan.engines import sglang_mem_fraction
 
@@ -396,6 +428,12 @@ def _compare_sglang(facts: LogFacts, spec, gpu, result: CheckResult) -> None:  #
             rows.append(
                 _row(f"KV tokens, mem_fraction_static {fr:g} ({label})", tokens_logged, int(rest * GIB // cell))
             )
+    if "pool_end_free" in fig and "free_after_load" in fig and tokens_logged:
+        # Memory pool = KV tokens x cell + req_to_token (int32 [max_running_requests + 1, context_len + 4]).
+        pool = (fig["free_after_load"] - fig["pool_end_free"]) * GIB
+        reqs, ctx = facts.flags.get("max_running_requests"), facts.flags.get("context_length")
+        req_to_token = 4 * (reqs + 1) * (ctx + 4) if reqs and ctx else 0
+        rows.append(_row("KV tokens from the logged pool size", tokens_logged, int((pool - req_to_token) // cell)))
     if tokens_logged and "k_size" in fig:
         rows.append(_row("K size for the logged tokens", fig["k_size"], tokens_logged * cell / 2 / GIB, "GiB"))
     rows.append(_row("cell size (bytes per token, per GPU)", None, cell))
@@ -409,18 +447,40 @@ def _sglang_04_fraction(tp: int) -> float:
 
 
 def _compare_llamacpp(facts: LogFacts, spec, gpu, result: CheckResult) -> None:  # noqa: ANN001
+    """Each logged cache run: kvplan's cells and bytes for the same n_ctx, sequences and type."""
     from kvplan.capacity import setup
-    from kvplan.engines import Settings, _llamacpp_bytes
+    from kvplan.engines import Settings, llamacpp_pools
     from kvplan.hardware import resolve_gpu
 
-    f, fig = facts.flags, facts.figures
-    kv = {"f16": "fp16", "f32": "fp32"}.get(f.get("cache_type_k", "f16"), f.get("cache_type_k", "f16"))
-    seqs = f.get("n_seq_max") or f.get("n_seq") or 1
-    unified = f.get("kv_unified", False)
-    settings = Settings(n_ubatch=f.get("n_ubatch", 512), kv_unified=unified)
-    s = setup(spec, gpu or resolve_gpu("h100-sxm"), engine="llamacpp", kv_dtype_name=kv, settings=settings)
-    n_ctx = f.get("n_ctx") or fig.get("main_cells")
-    total = _llamacpp_bytes(s.stages[0].layout, seqs, n_ctx // seqs)
-    logged = fig.get("main_mib", 0) + fig.get("swa_mib", 0)
-    result.rows = [_row("KV buffers (MiB)", logged, total / MIB)]
+    rows, total = [], 0
+    runs = _llamacpp_runs(facts.flags.get("caches", []))
+    for i, run in enumerate(runs, 1):
+        main = run[0]
+        kv = {"f16": "fp16", "f32": "fp32"}.get(main["type"], main["type"])
+        unified = main["streams"] == 1 and main["seqs"] > 1 or bool(facts.flags.get("kv_unified"))
+        n_seq = main["seqs"]
+        n_ctx = main["cells"] * main["streams"]
+        settings = Settings(n_ubatch=facts.flags.get("n_ubatch", 512), kv_unified=unified)
+        s = setup(spec, gpu or resolve_gpu("h100-sxm"), engine="llamacpp", kv_dtype_name=kv, settings=settings)
+        pools = llamacpp_pools(s.stages[0].layout, n_ctx=n_ctx, n_seq=n_seq)
+        by_name = {p.name: p for p in pools}
+        for logged in run:
+            pool = by_name.get("SWA" if logged["swa"] else "non-SWA")
+            if pool is None:
+                continue
+            tag = f"run {i} {'SWA' if logged['swa'] else 'KV'} ({logged['type']}, {n_seq} seq)"
+            rows.append(_row(f"{tag} cells", logged["cells"], pool.cells))
+            rows.append(_row(f"{tag} MiB", logged["mib"], pool.bytes / MIB))
+            total += pool.bytes
+    result.rows = rows
     result.given = {"kv_bytes": total}
+
+
+def _llamacpp_runs(caches: list[dict]) -> list[list[dict]]:
+    runs: list[list[dict]] = []
+    for c in caches:
+        if c["swa"] and runs:
+            runs[-1].append(c)
+        else:
+            runs.append([c])
+    return runs

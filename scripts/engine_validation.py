@@ -1,0 +1,317 @@
+"""Check kvplan's engine rules against the real startup logs in shared/reference/engine_logs.json.
+
+For every log: (a) feed the KV memory the engine logged back to kvplan and compare blocks,
+tokens and concurrency with the engine's own figures; (b) predict the available KV memory
+from scratch (weights, activation peak, non-torch, budget rule) and report the error as a share
+of the logged pool. Writes the "## Engine logs" section of docs/validation.md (replacing only
+that section) and prints the same table.
+
+    python scripts/engine_validation.py [--logs PATH] [--write docs/validation.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from kvplan.errors import KvplanError  # noqa: E402
+from kvplan.units import GIB  # noqa: E402
+
+DEFAULT_LOGS = ROOT.parent / "shared" / "reference" / "engine_logs.json"
+
+# GPU names in the logs -> catalog names (longest match first).
+GPU_WORDS = [
+    ("rtx 3090", "rtx-3090"),
+    ("rtx 4090", "rtx-4090"),
+    ("3070", None),
+    ("apple", None),
+    ("a100-80gb", "a100-80gb"),
+    ("a100", "a100-80gb"),
+    ("h100", "h100-sxm"),
+    ("h200", "h200"),
+    ("b200", "b200"),
+    ("l4", "l4"),
+]
+# Logs whose model field is not a repo id kvplan can map by name.
+ALIASES = {"DeepSeek-V3/R1 (DeepseekV3ForCausalLM; exact id not in excerpt)": "deepseek-ai/DeepSeek-V3"}
+QUANT = {"mxfp4": "mxfp4", "fp8": "fp8"}
+
+
+@dataclass
+class Case:
+    id: str
+    engine: str
+    version: str
+    model: str
+    spec: str | None
+    gpu: str | None
+    given: str  # case (a) outcome
+    given_ok: bool | None
+    logged_kv_gib: float | None
+    predicted_kv_gib: float | None
+    error_pct: float | None  # (predicted - logged) / logged pool
+    note: str
+
+
+def gpu_name(text: str) -> str | None:
+    low = text.lower()
+    for word, name in GPU_WORDS:
+        if word in low:
+            return name
+    return None
+
+
+def weights_dtype(entry: dict) -> str | None:
+    q = (entry.get("quantization") or "").lower()
+    for key, name in QUANT.items():
+        if q.startswith(key):
+            return name
+    return None
+
+
+def first_int(v) -> int | None:  # noqa: ANN001
+    m = re.match(r"\s*(\d+)", str(v)) if v is not None else None
+    return int(m.group(1)) if m else None
+
+
+def first_float(v) -> float | None:  # noqa: ANN001
+    m = re.match(r"\s*(\d+(?:\.\d+)?)", str(v)) if v is not None else None
+    return float(m.group(1)) if m else None
+
+
+def run_vllm(entry: dict, spec, gpu) -> Case:  # noqa: ANN001
+    from kvplan.capacity import capacity, pool_tokens, reported_concurrency, setup, with_kv_memory
+    from kvplan.engines import Overrides, Settings
+    from kvplan.logcheck import parse_log
+
+    facts = parse_log(entry["excerpt"], "vllm")
+    flags, logged = entry["flags"], entry["logged"]
+    fig = facts.figures
+    total = fig.get("total") or first_float(logged.get("total_gpu_memory_GiB"))
+    util = first_float(flags.get("gpu_memory_utilization")) or 0.9
+    length = first_int(flags.get("max_model_len")) or facts.flags.get("max_model_len") or spec.max_position_embeddings
+    v0 = "V0" in entry["engine_version"] or "v0.2" in entry["engine_version"]
+    mnbt = first_int(flags.get("max_num_batched_tokens"))
+    seqs = first_int(flags.get("max_num_seqs"))
+    if v0:
+        # V0 without chunked prefill (the default up to 32K) profiled max(max_model_len, 2048) tokens
+        # over max_num_seqs = 256 requests (vllm/config.py SchedulerConfig, V0 arg_utils defaults).
+        mnbt = mnbt or max(length, 2048)
+        seqs = seqs or 256
+    settings = Settings(
+        gpu_memory_utilization=util,
+        max_num_batched_tokens=mnbt,
+        max_num_seqs=seqs,
+        overrides=Overrides(device_memory_bytes=int(total * GIB) if total else None),
+    )
+    tp = first_int(entry.get("tensor_parallel_size")) or 1
+    pp = first_int(entry.get("pipeline_parallel_size")) or 1
+    s = setup(spec, gpu, engine="vllm", tp=tp, pp=pp, weights_dtype=weights_dtype(entry), settings=settings)
+    kv_logged = fig.get("available_kv") or first_float(logged.get("available_kv_cache_memory_GiB"))
+    blocks_logged = fig.get("blocks") or logged.get("num_gpu_blocks") or logged.get("gpu_blocks")
+    tokens_logged = fig.get("tokens") or logged.get("gpu_kv_cache_tokens") or logged.get("max_tokens_in_kv")
+    conc_logged = fig.get("concurrency")
+    given, ok = "no KV memory logged", None
+    per_stage = stage_budgets(entry["excerpt"], tp=tp, pp=pp) or [kv_logged] * pp
+    if kv_logged is not None and kv_logged > 0:
+        # The log rounds to 0.01 GiB: the true budget lies within +-0.005 GiB.
+        lo = with_kv_memory(s, [int((x - 0.005) * GIB) for x in per_stage])
+        hi = with_kv_memory(s, [int((x + 0.005) * GIB) for x in per_stage])
+        b_lo, b_hi = (min(st.layout.pool_units(st.available) for st in x.stages) for x in (lo, hi))
+        t_lo, t_hi = pool_tokens(lo), pool_tokens(hi)
+        parts, ok = [], True
+        if blocks_logged is not None:
+            inside = b_lo <= blocks_logged <= b_hi
+            ok &= inside
+            parts.append(f"blocks {b_lo:,}..{b_hi:,} vs {int(blocks_logged):,}")
+        if tokens_logged is not None:
+            inside = t_lo <= tokens_logged <= t_hi
+            ok &= inside
+            parts.append(f"tokens {t_lo:,}..{t_hi:,} vs {int(tokens_logged):,}")
+        if blocks_logged is not None and conc_logged is not None:
+            exact = with_kv_memory(s, 0)
+            lay = exact.stages[0].layout
+            conc = blocks_logged / lay.blocks_per_request(length)
+            ok &= abs(round(conc, 2) - conc_logged) < 0.006
+            parts.append(f"concurrency {conc:.2f} vs {conc_logged:.2f}")
+        elif conc_logged is not None:
+            c_lo, c_hi = reported_concurrency(lo, length), reported_concurrency(hi, length)
+            ok &= c_lo - 0.006 <= conc_logged <= c_hi + 0.006
+            parts.append(f"concurrency {c_lo:.2f}..{c_hi:.2f} vs {conc_logged:.2f}")
+        given = "; ".join(parts) or "nothing to compare"
+    answer = capacity(s, length, suggest=False)
+    predicted = answer.available_kv_bytes / GIB
+    w_logged, w_pred = fig.get("weights"), answer.breakdown["weights_bytes"] / GIB
+    err = (predicted - kv_logged) / kv_logged * 100 if kv_logged else None
+    note = "V0 engine: profiled max(max_model_len, 2048) tokens over 256 sequences" if v0 else ""
+    if kv_logged is not None and kv_logged < 0:
+        err = None
+        note = f"engine failed to start (KV {kv_logged} GiB); kvplan predicts {predicted:.2f} GiB"
+        ok = predicted < 0
+        given = "sign of the budget " + ("agrees" if ok else "disagrees")
+    if w_logged and abs(w_pred - w_logged) > 0.03 * w_logged:
+        note = (note + "; " if note else "") + f"weights logged {w_logged:.2f} GiB, kvplan {w_pred:.2f} GiB"
+    if ok is False and "min over TP" in entry.get("consistency", ""):
+        note = (note + "; " if note else "") + "explained: " + entry["consistency"]
+    return Case(entry["id"], "vllm", entry["engine_version"], entry["model"], spec.name, gpu.name, given, ok,
+                kv_logged, predicted, err, note)  # fmt: skip
+
+
+def stage_budgets(excerpt: str, *, tp: int, pp: int) -> list[float] | None:
+    """Per-stage 'Available KV cache memory' from '(VllmWorker rank=N ...)' lines (rank = stage x tp + tp_rank)."""
+    found = {}
+    for rank, gib in re.findall(r"rank=(\d+).*?Available KV cache memory: (-?[\d.]+) GiB", excerpt):
+        stage = int(rank) // tp
+        found[stage] = min(found.get(stage, float("inf")), float(gib))
+    if pp <= 1 or len(found) != pp:
+        return None
+    return [found[i] for i in range(pp)]
+
+
+def run_sglang(entry: dict, spec, gpu) -> Case:  # noqa: ANN001
+    from kvplan.logcheck import check_text
+
+    tp = first_int(entry.get("tensor_parallel_size"))
+    r = check_text(entry["excerpt"], engine="sglang", model=spec.name, gpu=gpu.name if gpu else None, tp=tp)
+    text = "; ".join(f"{row['term']}: {row['predicted']} vs {row['logged']}" for row in r.rows)
+    ok = None
+    for row in r.rows:
+        if not row["logged_value"] or row["predicted_value"] is None:
+            continue
+        # the fraction rule is exact up to the log's rounding; the pool size also holds small buffers
+        tol = 0.001 if "0.4.x" in row["term"] else 0.005 if "pool" in row["term"] else None
+        if tol is not None:
+            ok = (ok is not False) and abs(row["predicted_value"] - row["logged_value"]) <= tol * row["logged_value"]
+    note = "SGLang 0.4.x rule on the logged free memory (free_after_load - free_before x (1 - fraction)) / cell"
+    return Case(entry["id"], "sglang", entry["engine_version"], entry["model"], spec.name, gpu.name if gpu else None,
+                text, ok, None, None, None, note)  # fmt: skip
+
+
+def run_llamacpp(entry: dict, spec) -> Case:  # noqa: ANN001
+    from kvplan.logcheck import check_text
+
+    r = check_text(entry["excerpt"], engine="llamacpp", model=spec.name, gpu="h100-sxm")
+    mib = [row for row in r.rows if row["term"].endswith("MiB") or row["term"].endswith("cells")]
+    ok = bool(mib) and all(abs(row["predicted_value"] - row["logged_value"]) < 0.01 for row in mib)
+    text = "; ".join(f"{row['term']}: {row['predicted']} vs {row['logged']}" for row in mib)
+    return Case(entry["id"], "llamacpp", entry["engine_version"], entry["model"], spec.name, None, text, ok,
+                None, None, None, "exact buffer sizes")  # fmt: skip
+
+
+def run(entries: list[dict]) -> list[Case]:
+    from kvplan.hardware import resolve_gpu
+    from kvplan.logcheck import find_spec
+
+    cases = []
+    for e in entries:
+        spec = find_spec(ALIASES.get(e["model"], e["model"].split(" ")[0].split("(")[0]))
+        if spec is None:
+            why = "skipped: no model_specs/ file for this model"
+            cases.append(Case(e["id"], e["engine"], e["engine_version"], e["model"], None, None, why,
+                              None, None, None, None, ""))  # fmt: skip
+            continue
+        name = gpu_name(e["gpu"])
+        gpu = resolve_gpu(name) if name else None
+        try:
+            if e["engine"] == "vLLM":
+                cases.append(run_vllm(e, spec, gpu or resolve_gpu("h100-sxm")))
+            elif e["engine"] == "SGLang":
+                cases.append(run_sglang(e, spec, gpu))
+            else:
+                cases.append(run_llamacpp(e, spec))
+        except KvplanError as exc:
+            cases.append(Case(e["id"], e["engine"], e["engine_version"], e["model"], spec.name, name,
+                              f"error: {exc}", False, None, None, None, ""))  # fmt: skip
+    return cases
+
+
+INTRO = """\
+## Engine logs
+
+Generated by `python scripts/engine_validation.py --write docs/validation.md` from
+`shared/reference/engine_logs.json`: real startup logs that users published, with their flags.
+Two checks per log:
+
+- **(a) given the engine's KV memory**: kvplan's blocks, tokens and concurrency computed from the
+  KV memory the engine logged, against the engine's own figures. The log rounds to 0.01 GiB, so
+  kvplan gives the range that rounding allows; `ok` means the logged figure lies in that range
+  (concurrency within 0.01). llama.cpp logs its exact buffers: cells and MiB must be equal.
+- **(b) from scratch**: kvplan predicts the available KV memory per GPU (usable device memory x
+  utilization - weights - activation peak - non-torch, with the engine's defaults for the GPU) and
+  the error is (predicted - logged) / logged KV pool. Device memory is the total the log states
+  where it states one; weights use the checkpoint's dtype (MXFP4 for gpt-oss, FP8 for -FP8 repos).
+"""
+
+
+def markdown(cases: list[Case]) -> str:
+    lines = [
+        INTRO,
+        "| case | engine | model (spec) | GPU | (a) given the logged KV memory | ok | logged KV GiB "
+        "| predicted KV GiB | error | note |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in cases:
+        ok = "-" if c.given_ok is None else ("yes" if c.given_ok else "NO")
+        err = "-" if c.error_pct is None else f"{c.error_pct:+.2f}%"
+        kv = "-" if c.logged_kv_gib is None else f"{c.logged_kv_gib:.2f}"
+        pk = "-" if c.predicted_kv_gib is None else f"{c.predicted_kv_gib:.2f}"
+        row = [c.id, c.engine, c.spec or c.model, c.gpu or "-", c.given, ok, kv, pk, err, c.note]
+        lines.append("| " + " | ".join(x.replace("|", "/") for x in row) + " |")
+    v1 = [abs(c.error_pct) for c in cases if c.engine == "vllm" and c.error_pct is not None and "V0" not in c.note]
+    allv = [abs(c.error_pct) for c in cases if c.engine == "vllm" and c.error_pct is not None]
+    lines.append("")
+    if v1:
+        lines.append(
+            f"Median absolute error of the predicted KV pool, vLLM V1 logs: **{statistics.median(v1):.2f}%** "
+            f"over {len(v1)} cases (max {max(v1):.2f}%)."
+        )
+    if allv:
+        lines.append(
+            f"Median absolute error, every vLLM log with a KV figure (V0 included): "
+            f"**{statistics.median(allv):.2f}%** over {len(allv)} cases (max {max(allv):.2f}%)."
+        )
+    given = [c for c in cases if c.given_ok is not None]
+    lines.append(f"Check (a) agrees in {sum(c.given_ok for c in given)} of {len(given)} logs with figures to compare.")
+    skipped = [c for c in cases if c.spec is None]
+    if skipped:
+        names = ", ".join(f"{c.id} ({c.model})" for c in skipped)
+        lines.append(f"Skipped, no bundled spec for the model: {names}.")
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace the '## Engine logs' section of ``path`` (up to the next '## '), keeping the rest."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Validation\n\n"
+    start = text.find("## Engine logs")
+    if start == -1:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        nxt = text.find("\n## ", start + 3)
+        text = text[:start] + section + (text[nxt + 1 :] if nxt != -1 else "")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--logs", type=Path, default=DEFAULT_LOGS)
+    ap.add_argument("--write", type=Path, default=None, help="markdown file whose '## Engine logs' section to replace")
+    args = ap.parse_args(argv)
+    cases = run(json.loads(args.logs.read_text(encoding="utf-8")))
+    section = markdown(cases)
+    print(section)
+    if args.write:
+        write_section(args.write, section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
