@@ -231,3 +231,11 @@ def test_cli_estimate_plot(cli, tmp_path):
     assert path.read_bytes()[:4] == b"\x89PNG"
     bad = cli("estimate", "llama-3.1-8b", "--plot", str(tmp_path / "x.gif"))
     assert bad.exit_code == 2 and "invalid plot file" in bad.output
+
+
+def test_cli_cost_markdown_and_recurrent_model(cli):
+    result = cli("cost", "jamba-v0.1", "--gpu", "h200", "--context", "4k,256k", "--format", "markdown")
+    if "unknown model" in result.output:
+        pytest.skip("bundled spec 'jamba-v0.1' not present")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("| prefill") == 2

@@ -413,3 +413,20 @@ def test_cli_rope_needs_factor(cli):
     result = cli("rope", "llama-2-13b", "--method", "yarn")
     assert result.exit_code == 2
     assert "--factor" in result.output
+
+
+def test_cli_rope_shows_the_models_own_block(cli):
+    result = cli("rope", "phi-3-mini-128k", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["current"]["method"] == "longrope"
+    assert data["current"]["attention_factor"] == pytest.approx(1.1902, abs=1e-4)
+    assert data["current"]["engine_max_context"] == {"transformers": 131072, "vllm": 4096, "sglang": 131072}
+    assert data["max_context"] == 131072 and data["methods"] == []
+
+
+def test_cli_rope_no_rope_model(cli):
+    if "jamba-v0.1" not in bundled_names():
+        pytest.skip("bundled spec 'jamba-v0.1' not present")
+    result = cli("rope", "jamba-v0.1")
+    assert result.exit_code == 2 and "has no RoPE" in result.output
