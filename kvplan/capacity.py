@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kvplan.engines import (
+    VLLM_PER_TOKEN_HEAD,
     Budget,
     EngineProfile,
     Layout,
@@ -104,7 +105,9 @@ def setup(
     gpus = gpus if gpus is not None else tp * pp
     if gpus < 1 or gpus % (tp * pp):
         raise InvalidInput(f"invalid GPU count {gpus!r}; it must be a multiple of tp x pp = {tp * pp}")
-    kv_name = kv_dtype(kv_dtype_name or _engine_default_kv(profile, spec)).name
+    kv_name = kv_dtype_name or _engine_default_kv(profile, spec)
+    if canonical_dtype(kv_name) not in VLLM_PER_TOKEN_HEAD:
+        kv_name = kv_dtype(kv_name).name  # unknown names fail here with the list of dtypes
     kv_name = check_kv_dtype(profile, kv_name)
     w_name = canonical_dtype(weight_dtype(weights_dtype or spec.dtype).name)
     check_parallel(spec, tp=tp, pp=pp)  # tp divides the query heads, pp <= layers

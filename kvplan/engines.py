@@ -17,7 +17,7 @@ has a user override (:class:`Overrides`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from kvplan.errors import InvalidInput, did_you_mean
@@ -60,9 +60,18 @@ ENGINES: dict[str, EngineProfile] = {
         paging="blocks of 16 tokens shared by KV-cache groups; cdiv per request; "
         "SWA keeps window-1+chunk tokens +1 block",
         budget_rule="total x gpu_memory_utilization - weights - activation peak - non-torch",
-        kv_dtypes=("bf16", "fp16", "fp8", "fp8_e4m3", "fp8_e5m2"),
-        # vllm/config/cache.py CacheDType: auto, fp8, fp8_e4m3, fp8_e5m2 (+ newer int8/nvfp4 modes).
-        kv_dtype_flags={"bf16": "auto", "fp16": "auto", "fp8": "fp8", "fp8_e4m3": "fp8_e4m3", "fp8_e5m2": "fp8_e5m2"},
+        kv_dtypes=("bf16", "fp16", "fp8", "fp8_e4m3", "fp8_e5m2", "int8_per_token_head", "fp8_per_token_head"),
+        # --kv-cache-dtype: auto, fp8, fp8_e4m3, fp8_e5m2; int8/fp8_per_token_head (kv_cache_interface.py
+        # get_kv_quant_mode @001cabc). nvfp4 is not modelled.
+        kv_dtype_flags={
+            "bf16": "auto",
+            "fp16": "auto",
+            "fp8": "fp8",
+            "fp8_e4m3": "fp8_e4m3",
+            "fp8_e5m2": "fp8_e5m2",
+            "int8_per_token_head": "int8_per_token_head",
+            "fp8_per_token_head": "fp8_per_token_head",
+        },
     ),
     "sglang": EngineProfile(
         name="sglang",
@@ -461,7 +470,27 @@ def plan_for(engine: EngineProfile, spec: ModelSpec, kv_dtype_name: str, *, tp: 
         from kvplan.transformers_layout import transformers_cache_plan
 
         return transformers_cache_plan(spec, kv_dtype_name)
+    if kv_dtype_name in VLLM_PER_TOKEN_HEAD:
+        return _with_head_scales(spec, cache_plan(spec, VLLM_PER_TOKEN_HEAD[kv_dtype_name], tp=tp, pp=pp), tp=tp)
     return cache_plan(spec, kv_dtype_name, tp=tp, pp=pp)
+
+
+# vLLM KVQuantMode INT8/FP8_PER_TOKEN_HEAD (kv_cache_interface.py @001cabc): 1-byte values plus
+# one float32 scale per token, per KV head, for K and for V, carved from the same pages:
+# page += 2 x block_size x num_kv_heads x 4 bytes.
+VLLM_PER_TOKEN_HEAD = {"int8_per_token_head": "int8", "fp8_per_token_head": "fp8"}
+SCALE_BYTES = 4  # float32 scale
+
+
+def _with_head_scales(spec: ModelSpec, plan: CachePlan, *, tp: int) -> CachePlan:
+    def scaled(c: LayerCache) -> LayerCache:
+        if c.type in ("recurrent", "mla"):
+            return c
+        heads = max(1, spec.kv_heads_of(spec.kind(c.kind)) // tp)
+        return replace(c, bytes_per_token=c.bytes_per_token + 2 * heads * SCALE_BYTES)
+
+    stages = tuple(StagePlan(tuple((n, scaled(c)) for n, c in st.groups)) for st in plan.stages)
+    return replace(plan, layers=tuple(scaled(c) for c in plan.layers), stages=stages)
 
 
 # ---- budgets: bytes per GPU for the KV cache -----------------------------------------------------

@@ -300,3 +300,14 @@ def test_skeleton_model_budget_terms_are_ints():
     b = setup(skeleton(), H100, engine="vllm").stages[0].budget
     for v in (b.device_total, b.engine_share, b.weights, b.activation, b.non_torch, b.cuda_graph, b.available_kv):
         assert isinstance(v, int)
+
+
+def test_vllm_per_token_head_scales_add_to_the_page():
+    # llama-3.1-8b at tp=2: 4 KV heads per rank; int8 values 4 x 128 x 2 = 1,024 B per layer per token,
+    # plus K and V fp32 scales per head: 2 x 4 x 4 = 32 B -> 1,056 B; a block of 16 over 32 layers.
+    lay = _lay("llama-3.1-8b", tp=2, kv_dtype_name="int8_per_token_head")
+    assert lay.unit_bytes == 16 * 32 * (4 * 128 * 2 + 2 * 4 * 4)
+    plain = _lay("llama-3.1-8b", tp=2, kv_dtype_name="fp8")
+    assert plain.unit_bytes == 16 * 32 * 4 * 128 * 2
+    with pytest.raises(InvalidInput, match="does not store a KV cache in 'int8_per_token_head'"):
+        _lay("llama-3.1-8b", "sglang", kv_dtype_name="int8_per_token_head")
