@@ -12,14 +12,15 @@ FLOPs (a multiply-add is 2 FLOPs):
   ``2 x heads x d_v x pairs``, where ``pairs`` counts (query, key) pairs: causal prefill of L
   tokens has ``L (L + 1) / 2`` pairs, a sliding window W caps each query at W keys, a chunk C
   restarts the causal triangle every C tokens; a decode step has ``min(L, cap)`` pairs;
-* MLA as engines run it (vLLM / FlashMLA): prefill expanded to per-head K/V
-  (``d_qk = nope + rope``, ``d_v = v_head_dim``), decode absorbed into the latent
+* MLA as engines run it (vLLM ``vllm/v1/attention/backends/mla/common.py`` module docstring @ 37fa5c09:
+  the "compute friendly" form for prefill, the "data-movement friendly" one for decode): prefill
+  expanded to per-head K/V (``d_qk = nope + rope``, ``d_v = v_head_dim``), decode absorbed into the latent
   (``d_qk = kv_lora_rank + rope``, ``d_v = kv_lora_rank``); the up-projections cost the same
   ``2 x params`` per token either way;
 * recurrent layers (Mamba, Gated DeltaNet): linear in L, ``2 x conv + 6 x state`` elements per
   token (a stated approximation: decay, input and read-out are one multiply-add each);
-* LM head: ``2 x hidden x vocab`` for one token per sequence (engines compute logits only for
-  the positions they sample).
+* LM head: ``2 x hidden x vocab`` for one token per sequence (vLLM ``vllm/v1/worker/
+  gpu_model_runner.py`` computes logits only at ``logits_indices``, the positions it samples).
 
 Bytes (per GPU): weights read once per step (MoE: only experts some token is routed to, with
 uniform routing), KV cache written for each new token and read once (decode: the whole held
