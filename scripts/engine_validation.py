@@ -36,6 +36,7 @@ GPU_WORDS = [
     ("a100-80gb", "a100-80gb"),
     ("a100", "a100-80gb"),
     ("h100", "h100-sxm"),
+    ("80 gb hopper", "h100-sxm"),
     ("h200", "h200"),
     ("b200", "b200"),
     ("l4", "l4"),
@@ -191,8 +192,22 @@ def run_sglang(entry: dict, spec, gpu) -> Case:  # noqa: ANN001
         if tol is not None:
             ok = (ok is not False) and abs(row["predicted_value"] - row["logged_value"]) <= tol * row["logged_value"]
     note = "SGLang 0.4.x rule on the logged free memory (free_after_load - free_before x (1 - fraction)) / cell"
+    logged_kv = predicted = err = None
+    fig = r.logged
+    if gpu is not None and ("k_size" in fig or "kv_size" in fig):
+        # (b): kvplan's own SGLang budget with the release's default fraction for this TP size.
+        from kvplan.capacity import setup
+        from kvplan.engines import Settings
+        from kvplan.logcheck import _sglang_04_fraction
+
+        logged_kv = fig.get("kv_size") or fig["k_size"] + fig.get("v_size", 0)
+        frac = _sglang_04_fraction(tp or 1)
+        s = setup(spec, gpu, engine="sglang", tp=tp or 1, settings=Settings(mem_fraction_static=frac))
+        predicted = s.stages[0].budget.available_kv / GIB
+        err = (predicted - logged_kv) / logged_kv * 100
+        note += f"; (b) with mem_fraction_static {frac:g}; the 0.60 GiB context term was read from this log"
     return Case(entry["id"], "sglang", entry["engine_version"], entry["model"], spec.name, gpu.name if gpu else None,
-                text, ok, None, None, None, note)  # fmt: skip
+                text, ok, logged_kv, predicted, err, note)  # fmt: skip
 
 
 def run_llamacpp(entry: dict, spec) -> Case:  # noqa: ANN001
@@ -277,6 +292,11 @@ def markdown(cases: list[Case]) -> str:
         lines.append(
             f"Median absolute error, every vLLM log with a KV figure (V0 included): "
             f"**{statistics.median(allv):.2f}%** over {len(allv)} cases (max {max(allv):.2f}%)."
+        )
+    sg = [abs(c.error_pct) for c in cases if c.engine == "sglang" and c.error_pct is not None]
+    if sg:
+        lines.append(
+            f"SGLang logs with a KV figure: median absolute error {statistics.median(sg):.2f}% over {len(sg)}."
         )
     given = [c for c in cases if c.given_ok is not None]
     lines.append(f"Check (a) agrees in {sum(c.given_ok for c in given)} of {len(given)} logs with figures to compare.")
