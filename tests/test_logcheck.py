@@ -113,3 +113,31 @@ def test_cli_check_log_bad_input(cli, tmp_path):
     assert r.exit_code == 2 and "cannot tell which engine" in r.output
     r = cli("check-log", str(junk), "--engine", "ollama")
     assert r.exit_code == 2 and "unknown log engine 'ollama'" in r.output
+
+
+def test_engine_validation_script_on_the_reference_logs(tmp_path, monkeypatch):
+    """scripts/engine_validation.py runs over shared/reference/engine_logs.json and writes its section."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    import pytest
+
+    root = Path(__file__).resolve().parents[1]
+    logs = root.parent / "shared" / "reference" / "engine_logs.json"
+    if not logs.is_file():
+        pytest.skip(f"{logs} not present")
+    spec = importlib.util.spec_from_file_location("engine_validation", root / "scripts" / "engine_validation.py")
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "engine_validation", mod)  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    cases = mod.run(json.loads(logs.read_text()))
+    ins = [abs(c.error_pct) for c in cases if c.id in mod.CALIBRATION]
+    assert len(ins) == 7 and max(ins) < 2.0
+    # every llama.cpp log with a bundled spec is reproduced exactly
+    assert all(c.given_ok for c in cases if c.engine == "llamacpp" and c.spec)
+    out = tmp_path / "validation.md"
+    out.write_text("# Validation\n\n## GPU profile\n\nkept\n")
+    mod.write_section(out, mod.markdown(cases))
+    text = out.read_text()
+    assert "## Engine logs" in text and "## GPU profile\n\nkept" in text
