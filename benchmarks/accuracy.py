@@ -172,11 +172,12 @@ def document(specs: list[ModelSpec], rows: list[Row]) -> str:
         "for one sequence after a forward pass over that many tokens, in the model's dtype, computed by "
         "`kvplan.transformers_layout`. That module is proven exact -- every layer, several lengths below "
         "and beyond each window, after prefill and after a decode step -- by "
-        "`tests/test_against_transformers.py`, which builds skeleton models of every family in "
+        "`tests/test_against_transformers.py`, which builds a skeleton of every bundled spec in "
         "transformers (true layer count, KV heads, head_dim, layer pattern, MLA and recurrent sizes; tiny "
-        "hidden size, MLP, vocab and experts; random weights, CPU), runs them, and sums "
-        "`numel * element_size` of the cache tensors they really hold. Models the size of the bundled "
-        "ones are not run here; their truth is that proven rule applied to the full-size spec.",
+        "hidden size, MLP, vocab and experts; random weights, CPU; windows scaled to 16 tokens where "
+        "a real one is too long to exceed cheaply), runs it, and sums `numel * element_size` of the "
+        "cache tensors it really holds. The full-size models are not run; their truth is that proven "
+        "rule applied to the full-size spec.",
         "",
         "Methods:",
         "",

@@ -17,6 +17,7 @@ depend on them (MLA latent, Falcon's MQA); the MLP, vocab and experts are always
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,8 +139,9 @@ def with_windows(spec: ModelSpec, size: int) -> ModelSpec:
 
 
 def tiny_hidden(spec: ModelSpec) -> int:
-    """d_model of the skeleton: transformers wants it to be a multiple of the query heads."""
-    return spec.num_attention_heads
+    """d_model of the skeleton: a multiple of the query heads (transformers checks it) and of 8
+    (torch's grouped MoE matmul wants 16-byte strides in bf16)."""
+    return math.lcm(spec.num_attention_heads, 8)
 
 
 def heads(spec: ModelSpec) -> dict[str, int]:
@@ -242,10 +244,13 @@ def _deepseek(config_class: str) -> Callable[[ModelSpec], Any]:
     return make
 
 
+# Phi-3-mini-128k's config.json carries sliding_window 262144 (models.md 1.19), larger than its
+# context; transformers builds sliding cache layers from it, which never drop a token below 262144.
+PHI3_CONFIG_WINDOW = {"phi-3-mini-128k": 262144}
+
+
 def _phi3(spec: ModelSpec) -> Any:
-    # Phi-3-mini-128k's config.json carries sliding_window 262144 (models.md 1.19), larger than its
-    # context; transformers builds sliding cache layers from it, which never drop a token below 262144.
-    return transformers.Phi3Config(**heads(spec), sliding_window=262144, **TINY)
+    return transformers.Phi3Config(**heads(spec), sliding_window=PHI3_CONFIG_WINDOW.get(spec.name), **TINY)
 
 
 def _falcon(spec: ModelSpec) -> Any:
@@ -474,3 +479,33 @@ def test_transformers_layout_scales_with_batch() -> None:
     spec = load_bundled("mistral-7b-v0.1")
     assert transformers_cache_bytes(spec, 40_000) == 536_739_840
     assert transformers_cache_bytes(spec, 40_000, batch=3) == 3 * 536_739_840
+
+
+# ---- every other bundled spec: one prompt beyond the (scaled) window, tensors exact per layer ----
+
+BUILDERS: dict[str, Case] = {case.family: case for case in CASES.values()}
+
+
+def _family_case_names() -> set[str]:
+    names = set(bundled_names())
+    return {next((n for n in case.candidates if n in names), "") for case in CASES.values()}
+
+
+def _sweep_spec(spec: ModelSpec, *, scale_window: bool) -> ModelSpec:
+    """Query heads cut to the KV heads (the cache does not depend on them), windows scaled if asked."""
+    data = (with_windows(spec, SMALL_WINDOW) if scale_window else spec).model_dump(exclude_none=True)
+    if not any(k.type == "mla" for k in spec.layers.kinds.values()):
+        data["num_attention_heads"] = spec.num_kv_heads
+    return ModelSpec.model_validate(data)
+
+
+@pytest.mark.parametrize("name", sorted(set(bundled_names()) - _family_case_names()))
+def test_every_bundled_spec_matches_its_skeleton(name: str) -> None:
+    spec = load_bundled(name)
+    assert spec.family in BUILDERS, f"{name}: no transformers skeleton for family {spec.family!r}; add a Case"
+    case = BUILDERS[spec.family]
+    small = _sweep_spec(spec, scale_window=case.scale_window)
+    length = max(case.lengths)
+    rows = layer_bytes(prefill(build(case.config(small)), length))
+    plan = transformers_cache_plan(small, DTYPE)
+    assert [r.logical for r in rows] == [c.bytes_at(length) for c in plan.layers], name
