@@ -422,7 +422,7 @@ def _mtp_note(config: dict[str, Any]) -> list[str]:
 def _unknown_warning(model_type: Any, assumed: list[str]) -> str:
     what = f"model_type {model_type!r} is not a dialect kvplan knows" if model_type else "no model_type"
     listed = "; ".join(assumed) if assumed else "nothing beyond the standard fields"
-    return f"{what}; imported best-effort from the standard fields, assuming: {listed}"
+    return f"{what}; imported best-effort from the standard fields: {listed}"
 
 
 # ---- building the spec -----------------------------------------------------------------------
@@ -568,6 +568,8 @@ def _layer_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
         every = f.need("full_attention_interval")
         return ["linear_attention" if (i + 1) % every else "full_attention" for i in range(layers)]
     if window is None:
+        if d is None:
+            f.assume("every layer assumed full attention (no layer_types, no active sliding_window)")
         return ["full_attention"] * layers
     return [_sliding_rule(f, i) for i in range(layers)]
 
@@ -584,7 +586,7 @@ def _sliding_rule(f: _Fields, i: int) -> str:
     if d == "qwen2_moe":
         return s if (i + 1) % 2 and i < f.need("max_window_layers", minimum=0) else full
     if d is None and i == 0:
-        f.assume("sliding_window applied to every layer (no layer_types)")
+        f.assume("sliding_window assumed on every layer (no layer_types)")
     return s  # mistral, mixtral, qwen3_moe, phi3 (and unknown types): every layer
 
 
@@ -702,7 +704,7 @@ def _moe(f: _Fields, *, layers: int) -> dict[str, Any] | None:
     first = moe.get("first_dense_layers", 0)
     moe["dense_layers"] = [i for i in dense if i >= first]
     if d is None:
-        f.assume(f"MoE read from the expert-count fields: {experts} experts, no shared experts")
+        f.assume(f"MoE assumed from the expert count: {experts} experts, no shared experts")
     return moe
 
 
@@ -819,7 +821,7 @@ def _param_layout(f: _Fields, *, heads: int, head_dim: int, per_layer: list[str]
     builder = _LAYOUTS.get(f.dialect or "", _llama_layout)
     layout = builder(f, heads=heads, head_dim=head_dim, per_layer=per_layer, hidden=hidden)
     if f.dialect is None:
-        f.assume("Llama layout (gated MLP, RMSNorm, 2 norms/layer, no q/k norm, biases per attention_bias/mlp_bias)")
+        f.assume("Llama layout assumed (gated MLP, RMSNorm, 2 norms/layer, no q/k norm, biases as attention_bias says)")
     return layout or None
 
 

@@ -282,13 +282,14 @@ def test_unknown_model_type_warns_once_with_every_assumption() -> None:
         "tie_word_embeddings assumed false",
         "no torch_dtype/dtype; dtype assumed bf16",
         "rope_theta assumed 10000.0",
-        "gated MLP, RMSNorm",
+        "every layer assumed full attention",
+        "Llama layout assumed (gated MLP, RMSNorm",
     ):
         assert part in warning
     assert kv(result.spec) == 524_288  # Llama-2-7B geometry
     windowed = {**config, "sliding_window": 1024, "num_key_value_heads": 8, "head_dim": 128, "torch_dtype": "float16"}
     result = spec_from_hf_config(windowed, origin="cfg.json")
-    assert "sliding_window applied to every layer" in result.warnings[0]
+    assert "sliding_window assumed on every layer" in result.warnings[0]
     assert "head_dim assumed" not in result.warnings[0]
     assert result.spec.kind_counts == {"sliding": 32}
     listed = {
@@ -296,13 +297,23 @@ def test_unknown_model_type_warns_once_with_every_assumption() -> None:
         "layer_types": ["sliding_attention", "sliding_attention", "full_attention"] * 10 + ["full_attention"] * 2,
     }
     result = spec_from_hf_config(listed, origin="cfg.json")
-    assert "sliding_window applied" not in result.warnings[0]
+    assert "sliding_window assumed" not in result.warnings[0]
     assert result.spec.kind_counts == {"sliding": 20, "full": 12} and result.spec.layers.types is not None
     with pytest.raises(InvalidInput, match="layer_types entry 'linear_attention' is not supported here"):
         spec_from_hf_config({**listed, "layer_types": ["linear_attention"] * 32}, origin="cfg.json")
 
 
-@pytest.mark.parametrize("missing", ["hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size"])
+@pytest.mark.parametrize(
+    "missing",
+    [
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "vocab_size",
+        "intermediate_size",
+        "max_position_embeddings",
+    ],
+)
 def test_unknown_model_type_missing_essentials(missing: str) -> None:
     config = {
         "hidden_size": 64,
