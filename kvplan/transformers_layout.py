@@ -10,8 +10,9 @@ on skeleton models of every bundled family. They differ from kvplan's ideal layo
    tokens after each forward pass, not ``window``: the incoming token completes the window.
 2. Recurrent layers (``LinearAttentionLayer``: Jamba's Mamba, Qwen3-Next's Gated DeltaNet)
    keep ``d_conv`` columns of conv state, not ``d_conv - 1``, and hold the SSM / delta-rule
-   state in float32 whatever the model dtype (the reference PyTorch scans and the
-   mamba_ssm / fla kernels return the final state in float32).
+   state in float32 whatever the model dtype. Proven on the reference PyTorch paths (what runs
+   on CPU, or without mamba_ssm / causal_conv1d / flash-linear-attention installed); the CUDA
+   kernels' state dtype is not checked here.
 3. There is no tensor or pipeline parallel split of heads: one process holds every layer.
 
 What the cache *exposes* is not all the storage it keeps alive. The sliding layers' tensors are
@@ -44,9 +45,9 @@ from kvplan.units import KV_DTYPES, DType
 
 TRANSFORMERS_VERSION = "5.24.0"  # the version these rules were read from and tested against
 
-# Recurrent state tensors (SSM state, delta-rule state) are float32 in transformers 5.24.0:
-# modeling_jamba.py mamba scan accumulates in float32; modeling_qwen3_next.py
-# torch_chunk_gated_delta_rule computes in float32 and returns that state.
+# Recurrent state tensors (SSM state, delta-rule state) are float32 in transformers 5.24.0's
+# reference paths: modeling_jamba.py's scan runs on float32 discrete_A (A = -exp(A_log.float()));
+# modeling_qwen3_next.py torch_chunk_gated_delta_rule casts q/k/v to float32 and returns that state.
 RECURRENT_STATE_DTYPE = "fp32"
 
 
