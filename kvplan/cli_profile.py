@@ -11,7 +11,7 @@ from kvplan import report
 from kvplan.cli import FormatOpt, ModelArg, app, boundary, check_format, err, out
 from kvplan.errors import InvalidInput
 
-TERMS = ("weights", "kv_cache", "activation_peak", "non_torch")
+TERMS = ("weights", "kv_cache", "activation_peak", "non_torch", "total_peak")
 
 TERM_COLUMNS = [
     report.Column("context", "context", "int"),

@@ -278,7 +278,7 @@ def _handle(pynvml: Any, device: torch.device) -> Any:
         text = str(uuid)
         try:
             return pynvml.nvmlDeviceGetHandleByUUID(text if text.startswith("GPU-") else f"GPU-{text}")
-        except pynvml.NVMLError:
+        except (pynvml.NVMLError, TypeError, ValueError):  # an older NVML or another UUID spelling
             pass
     return pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
 

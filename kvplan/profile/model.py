@@ -162,8 +162,19 @@ def _causal_mask(n: int, s: int, device: torch.device) -> object | None:
 def sdpa(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask: object | None, causal: bool = False, scale=None
 ) -> torch.Tensor:
-    """``scaled_dot_product_attention`` with GQA: ``q: [B, Hq, n, d]``, ``k, v: [B, Hkv, s, d]``."""
+    """``scaled_dot_product_attention`` with GQA: ``q: [B, Hq, n, d]``, ``k, v: [B, Hkv, s, d]``.
+
+    With an explicit boolean mask the query groups are folded into the query length
+    (``[B, Hkv, G*n, d]``, mask repeated ``G`` times), so a masked GQA call can use the
+    memory-efficient kernel (which takes masks, not GQA) instead of materialising scores.
+    """
     gqa = q.shape[1] != k.shape[1]
+    if gqa and type(mask) is torch.Tensor:  # a plain boolean mask, not a CausalBias subclass
+        b, hq, n, d = q.shape
+        group = hq // k.shape[1]
+        folded = q.reshape(b, k.shape[1], group * n, d)  # head h -> kv head h // group, as enable_gqa
+        out = F.scaled_dot_product_attention(folded, k, v, attn_mask=mask.repeat(group, 1), scale=scale)
+        return out.reshape(b, hq, n, v.shape[-1])
     try:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=scale, enable_gqa=gqa)
     except TypeError:  # pragma: no cover - torch < 2.5 has no enable_gqa
@@ -319,17 +330,35 @@ class LatentAttention(nn.Module):
         q_pe = apply_rope(q_pe, tables, self.rope_dim)
         k_pe = apply_rope(k_pe[:, None], tables, self.rope_dim)[:, 0]
         store(cache.latent[:, pos : pos + n], torch.cat((self.kv_a_norm(c_kv), k_pe), dim=-1))
-        latent = load(cache.latent[:, : pos + n], x.dtype)[:, None]  # [B, 1, S, r + rope]
-        w = self.kv_b_proj.weight.view(self.heads, self.nope + self.vd, self.rank)
-        q_lat = torch.einsum("bhnd,hdr->bhnr", q_nope, w[:, : self.nope])  # absorb W_UK into the query
+        latent = load(cache.latent[:, : pos + n], x.dtype)  # [B, S, r + rope]
         scale = 1.0 / math.sqrt(self.nope + self.rope_dim)
-        causal = pos == 0 and n > 1
-        mask = None if causal else _causal_mask(n, pos + n, x.device)
-        out = sdpa(
-            torch.cat((q_lat, q_pe), -1), latent, latent[..., : self.rank], mask=mask, causal=causal, scale=scale
-        )
-        out = torch.einsum("bhnr,hvr->bhnv", out, w[:, self.nope :])  # [B, H, n, vd]: W_UV after attention
+        if n == 1:
+            out = self._absorbed(q_nope, q_pe, latent, scale)
+        else:
+            out = self._expanded(q_nope, q_pe, latent, scale, pos)
         return self.o_proj(out.transpose(1, 2).reshape(b, n, self.heads * self.vd))
+
+    def _absorbed(self, q_nope, q_pe, latent, scale) -> torch.Tensor:
+        """Decode: attend in the latent space (W_UK into the query, W_UV after), heads as query rows."""
+        b, h = q_nope.shape[:2]
+        w = self.kv_b_proj.weight.view(h, self.nope + self.vd, self.rank)
+        q_lat = torch.einsum("bhnd,hdr->bhnr", q_nope, w[:, : self.nope])  # [B, H, 1, r]
+        q = torch.cat((q_lat, q_pe), -1).transpose(1, 2)  # [B, 1, H, r + rope]: one KV head, H query rows
+        kv = latent[:, None]  # [B, 1, S, r + rope]
+        out = F.scaled_dot_product_attention(q, kv, kv[..., : self.rank], scale=scale).transpose(1, 2)
+        return torch.einsum("bhnr,hvr->bhnv", out, w[:, self.nope :])  # [B, H, 1, vd]
+
+    def _expanded(self, q_nope, q_pe, latent, scale, pos: int) -> torch.Tensor:
+        """Prefill: per-head K and V from the latent (as engines prefill), causal over every cached token."""
+        b, h, n = q_nope.shape[:3]
+        s = latent.shape[1]
+        kv = self.kv_b_proj(latent[..., : self.rank]).view(b, s, h, self.nope + self.vd).transpose(1, 2)
+        k_pe = latent[:, None, :, self.rank :].expand(b, h, s, self.rope_dim)
+        k = torch.cat((kv[..., : self.nope], k_pe), -1)  # [B, H, S, nope + rope]
+        q = torch.cat((q_nope, q_pe), -1)  # [B, H, n, nope + rope]
+        causal = pos == 0
+        mask = None if causal else _causal_mask(n, s, q.device)
+        return sdpa(q, k, kv[..., self.nope :], mask=mask, causal=causal, scale=scale)  # [B, H, n, vd]
 
 
 # ---- recurrent layers ------------------------------------------------------------------------

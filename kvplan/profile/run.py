@@ -101,6 +101,7 @@ class ProfileRun(BaseModel):
     kv_cache: Term
     activation_peak: Term
     non_torch: Term
+    total_peak: Term  # weights + KV + activation; measured: the allocator's peak (CUDA, full builds)
     cuda_context_bytes: int | None = None  # NVML: what creating the context took
     cuda_context_in_range: bool | None = None
     time: Timing
@@ -114,7 +115,9 @@ def profile_weights_dtype(spec: ModelSpec) -> str:
     return spec.dtype if spec.dtype in COMPUTE_DTYPES else "bf16"
 
 
-def activation_peak_bytes(spec: ModelSpec, *, tokens: int, batch: int, dtype_bytes: int) -> int:
+def activation_peak_bytes(
+    spec: ModelSpec, *, tokens: int, batch: int, dtype_bytes: int, context: int | None = None
+) -> int:
     """Estimated peak of one forward call of ``tokens`` new tokens per sequence, above weights + KV.
 
     Counts, for ``T = batch x tokens``: the residual stream, its normed copy and the outputs of
@@ -123,14 +126,30 @@ def activation_peak_bytes(spec: ModelSpec, *, tokens: int, batch: int, dtype_byt
     attention output, per-head values), recurrent (projection and conv output) or MLP (gate, up,
     their product; MoE: the gathered inputs and outputs of top-k experts plus the shared expert);
     and the last position's logits in the model dtype and in fp32. Recurrent layers add the fp32
-    ``[B, heads, c, c]`` score, decay and exponent tiles of one recurrence chunk of ``c`` tokens. It
+    ``[B, heads, c, c]`` score, decay and exponent tiles of one recurrence chunk of ``c`` tokens; MLA
+    prefill adds the per-head K and V expanded from the latent of all ``context`` cached tokens. It
     assumes a fused attention kernel (no ``[n, S]`` score matrix) and leaves out allocator rounding
     and library workspaces.
     """
     h, t = spec.hidden_size, batch * tokens
     widest = max(max(_mixer_width(spec, name) for name in spec.kind_counts), _mlp_width(spec))
     logits = batch * spec.vocab_size * (dtype_bytes + 4)
-    return t * dtype_bytes * (4 * h + widest) + logits + _recurrence_tiles(spec, batch=batch, tokens=tokens)
+    expanded = _mla_expanded(spec, batch=batch, tokens=tokens, context=context or tokens) * dtype_bytes
+    return t * dtype_bytes * (4 * h + widest) + logits + _recurrence_tiles(spec, batch=batch, tokens=tokens) + expanded
+
+
+def _mla_expanded(spec: ModelSpec, *, batch: int, tokens: int, context: int) -> int:
+    """Elements of the K and V that MLA prefill expands from the latent (decode stays latent)."""
+    if tokens < 2:
+        return 0
+    widths = []
+    for name in spec.kind_counts:
+        kind = spec.kind(name)
+        if kind.type == "mla":
+            vd = kind.v_head_dim or spec.v_head_dim or kind.qk_nope_head_dim
+            # kv_b output (nope + vd) and the K with the RoPE part appended (nope + rope)
+            widths.append(2 * kind.qk_nope_head_dim + kind.qk_rope_head_dim + vd)
+    return batch * context * spec.num_attention_heads * max(widths, default=0)
 
 
 def _recurrence_tiles(spec: ModelSpec, *, batch: int, tokens: int) -> int:
@@ -183,7 +202,7 @@ def estimate_terms(
     return Estimate(
         weights=weight_bytes_per_gpu(spec, weights_name),
         kv_cache=batch * cache_plan(spec, kv_name).bytes_per_sequence(context),
-        activation_peak=activation_peak_bytes(spec, tokens=step, batch=batch, dtype_bytes=dtype_bytes),
+        activation_peak=activation_peak_bytes(spec, tokens=step, batch=batch, dtype_bytes=dtype_bytes, context=context),
         non_torch=CUDA_CONTEXT_BYTES if device == "cuda" else None,
     )
 
@@ -362,7 +381,9 @@ class _Session:
         kv = opts.batch * sum(plan.layers[i].bytes_at(length) for i in layers)
         weights = built_weight_bytes(spec, layers, self.weights_name) if with_weights else 0
         step = self._step(length)
-        act = activation_peak_bytes(spec, tokens=step, batch=opts.batch, dtype_bytes=self._dtype_bytes())
+        act = activation_peak_bytes(
+            spec, tokens=step, batch=opts.batch, dtype_bytes=self._dtype_bytes(), context=length
+        )
         return weights + kv + (act if opts.device != "meta" else 0)
 
     def _dtype_bytes(self) -> int:
@@ -517,6 +538,12 @@ class _Session:
         if prefill is not None:
             scale = spec.num_layers / len(self.layers)  # per-layer time, to full depth (extrapolated runs)
             timing = timing.model_copy(update={"prefill_ms": prefill.ms * scale, "decode_ms": decode.ms * scale})
+        peaks = [
+            p["peak_allocated_bytes"]
+            for p in phases
+            if p["phase"] in ("prefill", "decode") and "peak_allocated_bytes" in p
+        ]
+        peak = max(peaks) if peaks and not base["extrapolated"] else None  # the allocator's own total
         context = self.meter.context_bytes()
         in_range = None if context is None else CUDA_CONTEXT_RANGE[0] <= context <= CUDA_CONTEXT_RANGE[1]
         notes = [n for n in (self.note, "extrapolated to full depth" if base["extrapolated"] else None) if n]
@@ -528,7 +555,7 @@ class _Session:
             cuda_context_bytes=context,
             cuda_context_in_range=in_range,
             phases=phases,
-            **_terms(self._estimate(length), weights, kv, activation, self.meter.non_torch_bytes()),
+            **_terms(self._estimate(length), weights, kv, activation, self.meter.non_torch_bytes(), peak),
         )
 
     def close(self) -> None:
@@ -538,8 +565,10 @@ class _Session:
         self.meter.release()
 
 
-def _terms(est: Estimate, weights, kv, activation, non_torch) -> dict[str, Term]:
+def _terms(est: Estimate, weights, kv, activation, non_torch, peak=None) -> dict[str, Term]:
+    total = None if None in (weights, kv, activation) else weights + kv + activation
     return {
+        "total_peak": Term.of(est.weights + est.kv_cache + est.activation_peak, peak if peak is not None else total),
         "weights": Term.of(est.weights, weights),
         "kv_cache": Term.of(est.kv_cache, kv),
         "activation_peak": Term.of(est.activation_peak, activation),
