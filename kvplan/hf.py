@@ -531,13 +531,8 @@ def _layout(f: _Fields, *, layers: int, max_pos: int) -> tuple[dict[str, dict[st
     """The layer kinds used and the kind name of every layer."""
     window = _window(f, max_pos=max_pos)
     types = _layer_types(f, layers=layers, window=window)
-    kinds: dict[str, dict[str, Any]] = {}
-    names = []
-    for layer_type in types:
-        name, kind = _kind(f, layer_type, window=window)
-        kinds.setdefault(name, kind)
-        names.append(name)
-    return kinds, names
+    by_type = {t: _kind(f, t, window=window) for t in dict.fromkeys(types)}  # each type once, in layer order
+    return dict(by_type.values()), [by_type[t][0] for t in types]
 
 
 def _window(f: _Fields, *, max_pos: int) -> int | None:
@@ -547,8 +542,8 @@ def _window(f: _Fields, *, max_pos: int) -> int | None:
     switchable = "use_sliding_window" in f.raw or "use_sliding_window" in f.defaults
     if switchable and not f.flag("use_sliding_window"):
         return None  # Qwen2/Qwen3: sliding_window is ignored unless use_sliding_window
-    window = f.integer("sliding_window")
-    if window is None or window >= max_pos:
+    window = f.integer("sliding_window", minimum=0)
+    if not window or window >= max_pos:  # 0 is how Qwen2MoeConfig writes a disabled window
         return None  # e.g. Phi-3-mini-128k: 262144 > 131072, older Mixtral 32768 = context
     return window
 
