@@ -485,6 +485,18 @@ def test_cli_import_writes_refuses_overwrite_and_forces(cli, tmp_path: Path) -> 
     assert forced.exit_code == 0 and out.read_text() == written
 
 
+def test_cli_import_reads_a_folder(cli, tmp_path: Path) -> None:
+    folder = tmp_path / "Mistral-7B-v0.1"
+    folder.mkdir()
+    shutil.copy(DATA / "mistral-7b-v0.1.json", folder / "config.json")
+    result = cli("import", str(folder))
+    assert result.exit_code == 0
+    assert f"# Imported from {folder / 'config.json'}" in result.output
+    assert "sliding: {type: sliding, window: 4096}" in result.output
+    empty = cli("import", str(tmp_path))
+    assert empty.exit_code == 2 and "holds no config.json" in empty.output
+
+
 def test_cli_import_to_stdout_with_name_and_warnings(cli) -> None:
     result = cli("import", str(DATA / "deepseek-v3.json"), "--name", "dsv3")
     assert result.exit_code == 0
