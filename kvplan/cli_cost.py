@@ -237,6 +237,10 @@ def rope(
 
         fmt = check_format(fmt)
         spec = resolve_model(model)
+        if batch < 1:
+            raise InvalidInput(f"invalid batch {batch!r}; expected a whole number of at least 1")
+        if factor is not None and not 1 <= factor < float("inf"):
+            raise InvalidInput(f"invalid RoPE factor {factor!r}; expected a finite number of at least 1")
         if method is not None and method not in METHODS:
             raise InvalidInput(f"unknown RoPE method {method!r}; expected one of {', '.join(METHODS)}")
         yarn = {

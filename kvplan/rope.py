@@ -125,7 +125,7 @@ def _factor(config: RopeConfig, *, required: bool = True) -> float:
             raise InvalidInput(f"RoPE method {config.method!r} needs a 'factor' in its scaling block")
         return 1.0
     value = float(value)
-    if value < 1.0:
+    if not 1.0 <= value < math.inf:
         raise InvalidInput(f"invalid RoPE factor {value!r}; expected a number of at least 1")
     return value
 
@@ -353,8 +353,8 @@ def scaling_block(
     ``default`` and ``ntk`` return None (static NTK is a new ``rope_theta``, no block). LongRoPE
     needs searched per-pair factor lists; they are taken from ``existing`` (the model's own block).
     """
-    if factor < 1:
-        raise InvalidInput(f"invalid RoPE factor {factor!r}; expected a number of at least 1")
+    if not 1 <= factor < math.inf:
+        raise InvalidInput(f"invalid RoPE factor {factor!r}; expected a finite number of at least 1")
     if method not in METHODS:
         raise InvalidInput(f"unknown RoPE method {method!r}; expected one of {', '.join(METHODS)}")
     if method in ("default", "ntk"):
@@ -476,6 +476,8 @@ def extend(
     l0 = original or spec.original_max_position_embeddings
     if method == "default":
         factor = 1.0
+    if not 1 <= factor < math.inf:
+        raise InvalidInput(f"invalid RoPE factor {factor!r}; expected a finite number of at least 1")
     new = int(round(factor * l0))
     existing = spec.rope.scaling if spec.rope else None
     if method == "yarn" and existing and existing.get("rope_type", existing.get("type")) == "yarn":

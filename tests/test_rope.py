@@ -430,3 +430,10 @@ def test_cli_rope_no_rope_model(cli):
         pytest.skip("bundled spec 'jamba-v0.1' not present")
     result = cli("rope", "jamba-v0.1")
     assert result.exit_code == 2 and "has no RoPE" in result.output
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0.5"])
+def test_cli_rope_bad_factor(cli, value):
+    result = cli("rope", "llama-2-13b", "--method", "yarn", "--factor", value)
+    assert result.exit_code == 2
+    assert "invalid RoPE factor" in result.output
