@@ -113,9 +113,11 @@ def setup(
     check_parallel(spec, tp=tp, pp=pp)  # tp divides the query heads, pp <= layers
     check_parallel_for(profile, spec, tp=tp, pp=pp)
     memo = {} if memo is None else memo
-    plan_key = ("plan", profile.name == "transformers", kv_name, tp, pp)
+    if settings.mla not in ("latent", "expanded"):
+        raise InvalidInput(f"invalid MLA layout {settings.mla!r}; expected 'latent' or 'expanded'")
+    plan_key = ("plan", profile.name == "transformers", kv_name, tp, pp, settings.mla)
     if plan_key not in memo:
-        memo[plan_key] = plan_for(profile, spec, kv_name, tp=tp, pp=pp)
+        memo[plan_key] = plan_for(profile, spec, kv_name, tp=tp, pp=pp, mla=settings.mla)
     plan = memo[plan_key]
     w_key = ("weights", w_name, tp, pp)
     if w_key not in memo:

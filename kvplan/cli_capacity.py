@@ -32,6 +32,7 @@ def _settings(
     overhead: str,
     graph_estimate: bool,
     n_ubatch: int,
+    mla: str = "latent",
 ):
     from kvplan.engines import Overrides, Settings
     from kvplan.units import parse_size
@@ -51,6 +52,7 @@ def _settings(
         max_num_seqs=max_num_seqs,
         n_ubatch=n_ubatch,
         cuda_graph_estimate=graph_estimate,
+        mla=mla,
         overrides=Overrides(
             device_memory_bytes=size(device_memory),
             activation_bytes=size(activation),
@@ -103,6 +105,7 @@ def capacity(
     overhead: Annotated[str, typer.Option(help="extra reservation per GPU")] = "0",
     cuda_graph_estimate: Annotated[bool, typer.Option(help="vLLM >= 0.21: subtract CUDA graphs")] = False,
     ubatch: Annotated[int, typer.Option(help="llama.cpp -ub")] = 512,
+    mla: Annotated[str, typer.Option(help="MLA cache: latent (engines' default) | expanded per-head K/V")] = "latent",
     fmt: FormatOpt = "table",
 ) -> None:
     """KV pool, concurrent sequences and longest context on an engine, with the launch line."""
@@ -120,7 +123,7 @@ def capacity(
             util=gpu_memory_utilization, mem_fraction=mem_fraction_static, free_fraction=free_gpu_memory_fraction,
             block_size=block_size, mnbt=max_num_batched_tokens, max_num_seqs=max_num_seqs, activation=activation,
             non_torch=non_torch, cuda_graph=cuda_graph, device_memory=device_memory, overhead=overhead,
-            graph_estimate=cuda_graph_estimate, n_ubatch=ubatch,
+            graph_estimate=cuda_graph_estimate, n_ubatch=ubatch, mla=mla,
         )  # fmt: skip
         if batch is not None and batch < 1:
             raise InvalidInput(f"invalid batch {batch!r}; expected a whole number of at least 1")
@@ -200,6 +203,7 @@ PLAN_COLUMNS = [
     report.Column("gpu", "GPU"),
     report.Column("gpus", "GPUs", "int"),
     report.Column("tp", "TP", "int"),
+    report.Column("pp", "PP", "int"),
     report.Column("replicas", "replicas", "int"),
     report.Column("weights_dtype", "weights"),
     report.Column("kv_dtype", "KV"),
@@ -241,15 +245,17 @@ def plan(
             [resolve_gpu(g.strip()) for g in gpus.split(",") if g.strip()] if gpus else list(bundled_gpus().values())
         )
         settings = Settings(gpu_memory_utilization=gpu_memory_utilization)
+        memo: dict = {}
         split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None  # noqa: E731
         rows = run_plan(spec, chosen, users=users, context=length, engine=engine, weights_dtypes=split(weights_dtype),
-                        kv_dtypes=split(kv_dtype), settings=settings, max_gpus=max_gpus)  # fmt: skip
+                        kv_dtypes=split(kv_dtype), settings=settings, max_gpus=max_gpus, memo=memo)  # fmt: skip
         rows = rows[:top] if top > 0 else rows
         ref = model_ref(spec.source, spec.name)
         dicts = []
         for row in rows:
-            s = setup(spec, resolve_gpu(row.gpu), engine=engine, tp=row.tp, gpus=row.gpus, kv_dtype_name=row.kv_dtype,
-                      weights_dtype=row.weights_dtype, settings=settings)  # fmt: skip
+            s = setup(spec, resolve_gpu(row.gpu), engine=engine, tp=row.tp, pp=row.pp, gpus=row.gpus,
+                      kv_dtype_name=row.kv_dtype,
+                      weights_dtype=row.weights_dtype, settings=settings, memo=memo)  # fmt: skip
             r = run(s, length, suggest=False)
             d = row.to_dict()
             d["launch"] = launch_args(r, model=ref, sequences=-(-users // row.replicas))

@@ -160,6 +160,9 @@ class Settings:
     kv_unified: bool = False  # llama.cpp --kv-unified
     swa_full: bool = False  # llama.cpp --swa-full
     cuda_graph_estimate: bool = False  # vLLM >= 0.21: subtract the CUDA graph estimate from the budget
+    # MLA: every engine here stores the shared latent; "expanded" models per-head K/V (vLLM with
+    # VLLM_MLA_DISABLE=1, SGLang --disable-mla, llama.cpp builds before its MLA support).
+    mla: Literal["latent", "expanded"] = "latent"
     overrides: Overrides = field(default_factory=Overrides)
 
 
@@ -463,7 +466,9 @@ def engine_layout(
 TRTLLM_TOKENS_PER_BLOCK = 32
 
 
-def plan_for(engine: EngineProfile, spec: ModelSpec, kv_dtype_name: str, *, tp: int, pp: int) -> CachePlan:
+def plan_for(
+    engine: EngineProfile, spec: ModelSpec, kv_dtype_name: str, *, tp: int, pp: int, mla: str = "latent"
+) -> CachePlan:
     """The cache plan the engine stores: transformers' own rules, expanded MLA nowhere (all
     four serving engines keep the latent; SGLang/vLLM MLA backends, llama.cpp since its MLA support)."""
     if engine.name == "transformers":
@@ -471,8 +476,9 @@ def plan_for(engine: EngineProfile, spec: ModelSpec, kv_dtype_name: str, *, tp: 
 
         return transformers_cache_plan(spec, kv_dtype_name)
     if kv_dtype_name in VLLM_PER_TOKEN_HEAD:
-        return _with_head_scales(spec, cache_plan(spec, VLLM_PER_TOKEN_HEAD[kv_dtype_name], tp=tp, pp=pp), tp=tp)
-    return cache_plan(spec, kv_dtype_name, tp=tp, pp=pp)
+        plan = cache_plan(spec, VLLM_PER_TOKEN_HEAD[kv_dtype_name], tp=tp, pp=pp, mla=mla)
+        return _with_head_scales(spec, plan, tp=tp)
+    return cache_plan(spec, kv_dtype_name, tp=tp, pp=pp, mla=mla)
 
 
 # vLLM KVQuantMode INT8/FP8_PER_TOKEN_HEAD (kv_cache_interface.py @001cabc): 1-byte values plus

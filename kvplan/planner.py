@@ -15,7 +15,9 @@ from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.spec import ModelSpec, ceil_div
 
-TP_DEGREES = (1, 2, 4, 8)  # one node; NVLink domains of 8 are the common maximum
+# (tp, pp) splits: tensor parallel inside one node (NVLink domains of 8 are the common maximum),
+# pipeline parallel across 2 or 4 nodes beyond that.
+SPLITS = ((1, 1), (2, 1), (4, 1), (8, 1), (8, 2), (8, 4))
 MAX_GPUS = 64  # beyond this a plan is a cluster design, not a capacity answer
 
 
@@ -58,6 +60,7 @@ def plan(
     kv_dtypes: list[str] | None = None,
     settings: Settings | None = None,
     max_gpus: int = MAX_GPUS,
+    memo: dict | None = None,
 ) -> list[PlanRow]:
     """Configurations serving ``users`` concurrent sequences of ``context`` tokens, best first."""
     if users < 1:
@@ -65,13 +68,13 @@ def plan(
     profile = get_engine(engine)
     w_list, kv_list = candidate_dtypes(spec, profile.name, weights=weights_dtypes, kv=kv_dtypes)
     rows = []
-    memo: dict = {}
-    degrees = TP_DEGREES if profile.supports_tp else (1,)
+    memo = {} if memo is None else memo  # weights and cache plans shared across GPU types
+    splits = SPLITS if profile.supports_tp else ((1, 1),)
     for gpu in gpus:
-        for tp in degrees:
+        for tp, pp in splits:
             for w in w_list:
                 for kv in kv_list:
-                    row = _row(spec, gpu, engine=profile.name, tp=tp, w=w, kv=kv, users=users, context=context,
+                    row = _row(spec, gpu, engine=profile.name, tp=tp, pp=pp, w=w, kv=kv, users=users, context=context,
                                settings=settings, max_gpus=max_gpus, memo=memo)  # fmt: skip
                     if row is not None:
                         rows.append(row)
@@ -79,22 +82,24 @@ def plan(
     return rows
 
 
-def _row(spec, gpu, *, engine, tp, w, kv, users, context, settings, max_gpus, memo) -> PlanRow | None:  # noqa: ANN001
+def _row(spec, gpu, *, engine, tp, pp, w, kv, users, context, settings, max_gpus, memo) -> PlanRow | None:  # noqa: ANN001
     try:
-        s = setup(spec, gpu, engine=engine, tp=tp, kv_dtype_name=kv, weights_dtype=w, settings=settings, memo=memo)
+        s = setup(
+            spec, gpu, engine=engine, tp=tp, pp=pp, kv_dtype_name=kv, weights_dtype=w, settings=settings, memo=memo
+        )
     except InvalidInput:
         return None  # a split or dtype this model/engine cannot take
     per = max_sequences(s, context)
     if per < 1:
         return None
     replicas = ceil_div(users, per)
-    if replicas * tp > max_gpus:
+    if replicas * tp * pp > max_gpus:
         return None
     return PlanRow(
         gpu=gpu.name,
-        gpus=replicas * tp,
+        gpus=replicas * tp * pp,
         tp=tp,
-        pp=1,
+        pp=pp,
         replicas=replicas,
         weights_dtype=s.weights_dtype,
         kv_dtype=s.kv_dtype,

@@ -311,3 +311,13 @@ def test_vllm_per_token_head_scales_add_to_the_page():
     assert plain.unit_bytes == 16 * 32 * 4 * 128 * 2
     with pytest.raises(InvalidInput, match="does not store a KV cache in 'int8_per_token_head'"):
         _lay("llama-3.1-8b", "sglang", kv_dtype_name="int8_per_token_head")
+
+
+def test_mla_expanded_layout_stores_per_head_k_and_v():
+    # deepseek-v2-lite: 16 heads; expanded K = 16 x (128 + 64), V = 16 x 128, bf16, per layer per token
+    lat = _lay("deepseek-v2-lite")
+    exp = _lay("deepseek-v2-lite", settings=Settings(mla="expanded"))
+    assert lat.unit_bytes == 27 * 576 * 2 * 16
+    assert exp.unit_bytes == 27 * (16 * 192 + 16 * 128) * 2 * 16
+    with pytest.raises(InvalidInput, match="invalid MLA layout 'wide'"):
+        _lay("deepseek-v2-lite", settings=Settings(mla="wide"))

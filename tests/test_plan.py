@@ -19,7 +19,7 @@ def test_plan_rows_serve_the_users_and_are_ranked():
     assert rows
     for r in rows:
         assert r.sequences_per_replica * r.replicas >= 64
-        assert r.gpus == r.replicas * r.tp
+        assert r.gpus == r.replicas * r.tp * r.pp
         assert r.headroom_bytes >= 0
     keys = [(r.gpus, -r.headroom_bytes) for r in rows]
     assert keys == sorted(keys)
@@ -164,3 +164,10 @@ def test_cli_plan_table_and_json(cli):
 def test_cli_plan_unknown_gpu(cli):
     r = cli("plan", "llama-3.1-8b", "--users", "2", "-c", "8k", "--gpus", "h10")
     assert r.exit_code == 2 and "unknown GPU 'h10'" in r.output
+
+
+def test_plan_uses_pipeline_parallel_beyond_one_node():
+    spec = load_bundled("llama-3.1-405b")
+    rows = plan(spec, [H100], users=16, context=32768, weights_dtypes=["bf16"], kv_dtypes=["bf16"])
+    # 405B in bf16 (~810 GB) does not fit 8 x 80 GB: the first answer spans two nodes (tp 8, pp 2).
+    assert (rows[0].tp, rows[0].pp, rows[0].gpus) == (8, 2, 16)
