@@ -17,6 +17,8 @@ depend on them (MLA latent, Falcon's MQA); the MLP, vocab and experts are always
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +62,7 @@ class LayerBytes:
 
     logical: int  # sum of numel * element_size
     allocated: frozenset[tuple[int, int]]  # (storage pointer, storage bytes) kept alive
+    tensors: tuple[tuple[tuple[int, ...], str], ...]  # (shape, dtype) of keys, values, conv, state
 
 
 def _tensors(layer: Any) -> list[Any]:
@@ -78,7 +81,8 @@ def layer_bytes(cache: Any) -> list[LayerBytes]:
         tensors = _tensors(layer)
         logical = sum(t.numel() * t.element_size() for t in tensors)
         storages = frozenset((t.untyped_storage().data_ptr(), t.untyped_storage().nbytes()) for t in tensors)
-        rows.append(LayerBytes(logical, storages))
+        shapes = tuple((tuple(t.shape), str(t.dtype).removeprefix("torch.")) for t in tensors)
+        rows.append(LayerBytes(logical, storages, shapes))
     return rows
 
 
@@ -364,10 +368,18 @@ def case_spec(case: Case) -> ModelSpec:
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """Tiny matmuls: one thread is faster than many fighting over 2 cores."""
+    with single_thread():
+        yield
+
+
+@contextlib.contextmanager
+def single_thread():
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)
@@ -380,17 +392,24 @@ class Measured:
     decode: dict[int, list[LayerBytes]]  # length -> per-layer bytes after one more token (length + 1)
 
 
-@pytest.fixture(scope="module", params=list(CASES))
-def measured(request: pytest.FixtureRequest) -> Measured:
-    case = CASES[request.param]
+@functools.cache
+def measure_family(family: str) -> Measured:
+    """Build the family's skeleton once per session and measure it (the model is dropped after)."""
+    case = CASES[family]
     spec = case_spec(case)
-    model = build(case.config(spec))
     after_prefill, after_decode = {}, {}
-    for length in case.lengths:
-        cache = prefill(model, length)
-        after_prefill[length] = layer_bytes(cache)
-        after_decode[length] = layer_bytes(decode_one(model, cache))
-    return Measured(request.param, spec, after_prefill, after_decode)
+    with single_thread():
+        model = build(case.config(spec))
+        for length in case.lengths:
+            cache = prefill(model, length)
+            after_prefill[length] = layer_bytes(cache)
+            after_decode[length] = layer_bytes(decode_one(model, cache))
+    return Measured(family, spec, after_prefill, after_decode)
+
+
+@pytest.fixture(params=list(CASES))
+def measured(request: pytest.FixtureRequest) -> Measured:
+    return measure_family(request.param)
 
 
 def test_transformers_layout_is_exact_per_layer(measured: Measured) -> None:
@@ -457,6 +476,31 @@ def test_ideal_layout_is_the_storage_held_while_decoding(measured: Measured) -> 
     for length, rows in measured.decode.items():
         held = allocated_total(rows)
         assert plan.bytes_per_sequence(length + 1) - held == recurrent, (measured.family, length + 1)
+
+
+@pytest.mark.parametrize("measured", ["deepseek_v2", "deepseek_v3"], indirect=True)
+def test_mla_caches_the_latent_not_expanded_heads(measured: Measured) -> None:
+    """Pinned: transformers 5.24 DeepSeek caches keys = latent [1, L, kv_lora_rank], values = the
+    shared RoPE key [1, L, qk_rope_head_dim] -- not K [heads, nope + rope] and V [heads, v_head_dim]."""
+    mla = only_kind(measured.spec, "mla")
+    for length, rows in measured.prefill.items():
+        expected = (((1, 1, length, mla.kv_lora_rank), "bfloat16"), ((1, 1, length, mla.qk_rope_head_dim), "bfloat16"))
+        assert {r.tensors for r in rows} == {expected}
+
+
+@pytest.mark.parametrize("measured", ["jamba", "qwen3_next"], indirect=True)
+def test_recurrent_state_shapes_and_dtypes(measured: Measured) -> None:
+    """Pinned: conv state [1, channels, d_conv] in bf16, recurrent state in float32."""
+    kind = only_kind(measured.spec, "recurrent")
+    if kind.variant == "mamba":  # Jamba: conv over d_inner channels, SSM state [d_inner, d_state]
+        expected = (((1, kind.d_inner, kind.d_conv), "bfloat16"), ((1, kind.d_inner, kind.d_state), "float32"))
+    else:  # Gated DeltaNet: conv over q, k, v channels, state [v_heads, head_k_dim, head_v_dim]
+        channels = 2 * kind.n_k_heads * kind.head_k_dim + kind.n_heads * kind.head_v_dim
+        state = (1, kind.n_heads, kind.head_k_dim, kind.head_v_dim)
+        expected = (((1, channels, kind.d_conv), "bfloat16"), (state, "float32"))
+    recurrent_layers = [i for i, n in enumerate(measured.spec.layer_kind_names) if measured.spec.kind(n) == kind]
+    for rows in measured.prefill.values():
+        assert {rows[i].tensors for i in recurrent_layers} == {expected}
 
 
 def test_prefill_keeps_the_whole_prompt_on_sliding_layers() -> None:
