@@ -100,6 +100,7 @@ def setup(
     check_fraction(settings.gpu_memory_utilization, "gpu_memory_utilization")
     check_fraction(settings.mem_fraction_static, "mem_fraction_static")
     check_fraction(settings.free_gpu_memory_fraction, "free_gpu_memory_fraction")
+    check_fraction(settings.swa_full_tokens_ratio, "swa_full_tokens_ratio")
     if settings.block_size is not None and settings.block_size < 1:
         raise InvalidInput(f"invalid block size {settings.block_size!r}; expected a whole number of tokens >= 1")
     gpus = gpus if gpus is not None else tp * pp
@@ -161,6 +162,10 @@ def max_sequences(s: Setup, length: int) -> int:
         if lay.engine == "llamacpp":
             counts.append(_largest(lambda b, st=stage: st.fits(batch=b, length=length), MAX_CONTEXT))
             continue
+        if lay.swa_full_tokens_ratio is not None:
+            full, swa, window = lay.sglang_swa_tokens(stage.available)
+            counts.append(min(full // length, swa // min(length, window)))
+            continue
         per = lay.units_for(1, length)
         free = lay.pool_units(stage.available) - lay.reserved_units
         counts.append(max(0, free) // per if per else MAX_CONTEXT)
@@ -200,6 +205,8 @@ def _stage_tokens(stage: Stage) -> int:
         return blocks // len(lay.groups) * min(g.block_tokens for g in lay.groups)
     if lay.engine == "llamacpp":
         return _largest(lambda n: lay.units_for(1, n) <= avail, MAX_CONTEXT) // 256 * 256
+    if lay.swa_full_tokens_ratio is not None:
+        return lay.sglang_swa_tokens(avail)[0]  # the full-attention layers' pool
     per_token = sum(n * c.bytes_per_token for n, c in lay.stage.groups)
     if not per_token:
         return 0
@@ -216,6 +223,11 @@ def pool_bytes(s: Setup, sequences: int, length: int) -> int:
             out.append(lay.pool_units(st.available) * lay.unit_bytes)
         elif lay.engine == "llamacpp":
             out.append(lay.units_for(max(sequences, 1), length))
+        elif lay.swa_full_tokens_ratio is not None:
+            full, swa, _ = lay.sglang_swa_tokens(st.available)
+            out.append(
+                sum(n * c.bytes_per_token * (full if c.max_tokens is None else swa) for n, c in lay.stage.groups)
+            )
         elif lay.engine in ("sglang", "trtllm"):
             per_token = sum(n * c.bytes_per_token for n, c in lay.stage.groups)
             out.append(_stage_tokens(st) * per_token)
@@ -232,6 +244,9 @@ def reported_concurrency(s: Setup, length: int) -> float:
         per = lay.units_for(1, length)
         if lay.engine == "llamacpp":
             values.append(float(max_sequences(s, length)))
+        elif lay.swa_full_tokens_ratio is not None:
+            full, swa, window = lay.sglang_swa_tokens(st.available)
+            values.append(min(full / length, swa / min(length, window)))
         else:
             values.append(lay.pool_units(st.available) / per if per else float("inf"))
     return min(values)
@@ -253,6 +268,12 @@ def expected_concurrency(s: Setup, lengths: list[int], weights: list[float] | No
         lay = st.layout
         if lay.engine == "llamacpp":
             return float(max_sequences(s, max(lengths)))
+        if lay.swa_full_tokens_ratio is not None:
+            full, swa, window = lay.sglang_swa_tokens(st.available)
+            mean_full = sum(wi * n for wi, n in zip(w, lengths, strict=True)) / sum(w)
+            mean_swa = sum(wi * min(n, window) for wi, n in zip(w, lengths, strict=True)) / sum(w)
+            values.append(min(full / mean_full, swa / mean_swa))
+            continue
         mean = sum(wi * lay.units_for(1, n) for wi, n in zip(w, lengths, strict=True)) / sum(w)
         free = lay.pool_units(st.available) - lay.reserved_units
         values.append(max(0, free) / mean if mean else float("inf"))
@@ -404,6 +425,9 @@ def _settings_dict(s: Setup, b: Budget) -> dict[str, Any]:
         out[b.fraction_name] = b.fraction
     if s.engine.name == "vllm":
         out["block_size"] = s.stages[0].layout.block_tokens
+    ratio = s.stages[0].layout.swa_full_tokens_ratio
+    if ratio is not None:
+        out["swa_full_tokens_ratio"] = ratio
     return out
 
 

@@ -33,6 +33,7 @@ def _settings(
     graph_estimate: bool,
     n_ubatch: int,
     mla: str = "latent",
+    swa_ratio: Optional[float] = None,
 ):
     from kvplan.engines import Overrides, Settings
     from kvplan.units import parse_size
@@ -53,6 +54,7 @@ def _settings(
         n_ubatch=n_ubatch,
         cuda_graph_estimate=graph_estimate,
         mla=mla,
+        swa_full_tokens_ratio=swa_ratio,
         overrides=Overrides(
             device_memory_bytes=size(device_memory),
             activation_bytes=size(activation),
@@ -106,6 +108,7 @@ def capacity(
     cuda_graph_estimate: Annotated[bool, typer.Option(help="vLLM >= 0.21: subtract CUDA graphs")] = False,
     ubatch: Annotated[int, typer.Option(help="llama.cpp -ub")] = 512,
     mla: Annotated[str, typer.Option(help="MLA cache: latent (engines' default) | expanded per-head K/V")] = "latent",
+    swa_full_tokens_ratio: Annotated[Optional[float], typer.Option(help="SGLang SWA pool ratio (0, 1]")] = None,
     fmt: FormatOpt = "table",
 ) -> None:
     """KV pool, concurrent sequences and longest context on an engine, with the launch line."""
@@ -124,6 +127,7 @@ def capacity(
             block_size=block_size, mnbt=max_num_batched_tokens, max_num_seqs=max_num_seqs, activation=activation,
             non_torch=non_torch, cuda_graph=cuda_graph, device_memory=device_memory, overhead=overhead,
             graph_estimate=cuda_graph_estimate, n_ubatch=ubatch, mla=mla,
+            swa_ratio=swa_full_tokens_ratio,
         )  # fmt: skip
         if batch is not None and batch < 1:
             raise InvalidInput(f"invalid batch {batch!r}; expected a whole number of at least 1")

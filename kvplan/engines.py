@@ -158,7 +158,8 @@ class Settings:
     max_num_seqs: int | None = None
     n_ubatch: int = 512  # llama.cpp default (common/common.h n_ubatch = 512)
     kv_unified: bool = False  # llama.cpp --kv-unified
-    swa_full: bool = False  # llama.cpp --swa-full
+    swa_full: bool = False  # llama.cpp --swa-full; SGLang --disable-hybrid-swa-memory
+    swa_full_tokens_ratio: float | None = None  # SGLang --swa-full-tokens-ratio (default 0.8)
     cuda_graph_estimate: bool = False  # vLLM >= 0.21: subtract the CUDA graph estimate from the budget
     # MLA: every engine here stores the shared latent; "expanded" models per-head K/V (vLLM with
     # VLLM_MLA_DISABLE=1, SGLang --disable-mla, llama.cpp builds before its MLA support).
@@ -258,9 +259,24 @@ class Layout:
     n_ubatch: int = 512
     kv_unified: bool = False
     swa_full: bool = False
+    swa_full_tokens_ratio: float | None = None  # SGLang hybrid SWA pool (None: one token pool)
 
     def pool_units(self, available: int) -> int:
         return max(0, available // self.unit_bytes)
+
+    def sglang_swa_tokens(self, available: int) -> tuple[int, int, int]:
+        """SGLang hybrid SWA pool: ``(full-layer tokens, SWA-layer tokens, window)``.
+
+        model_runner.set_num_token_hybrid: the tokens max_total_num_tokens x num_layers are split
+        so that swa_tokens = full_tokens x swa_full_tokens_ratio (default 0.8, server_args.py).
+        """
+        per_token = sum(n * c.bytes_per_token for n, c in self.stage.groups)
+        layers = sum(n for n, _ in self.stage.groups)
+        swa = sum(n for n, c in self.stage.groups if c.max_tokens is not None)
+        window = max(c.max_tokens for _, c in self.stage.groups if c.max_tokens is not None)
+        total = (available // per_token // self.block_tokens * self.block_tokens) * layers
+        full = int(total / (self.swa_full_tokens_ratio * swa + (layers - swa)))
+        return full, int(full * self.swa_full_tokens_ratio), window
 
     def units_for(self, batch: int, length: int) -> int:
         if self.engine == "vllm":
@@ -274,6 +290,9 @@ class Layout:
         return sum(_vllm_group_blocks(g, length, self.mnbt) for g in self.groups)
 
     def fits(self, available: int, *, batch: int, length: int) -> bool:
+        if self.swa_full_tokens_ratio is not None:
+            full, swa, window = self.sglang_swa_tokens(available)
+            return batch * length <= full and batch * min(length, window) <= swa
         return self.units_for(batch, length) + self.reserved_units <= self.pool_units(available)
 
 
@@ -448,7 +467,11 @@ def engine_layout(
     if engine.name == "trtllm":
         return Layout("trtllm", stage, 1, settings.block_size or TRTLLM_TOKENS_PER_BLOCK)
     if engine.name == "sglang":
-        return Layout("sglang", stage, 1, settings.block_size or 1)
+        kinds = {c.type for _, c in stage.groups}
+        hybrid = "sliding" in kinds and kinds & {"full"} and not kinds & {"mla", "recurrent", "chunked"}
+        ratio = settings.swa_full_tokens_ratio or SGLANG_SWA_FULL_TOKENS_RATIO
+        ratio = ratio if hybrid and not settings.swa_full else None
+        return Layout("sglang", stage, 1, settings.block_size or 1, swa_full_tokens_ratio=ratio)
     if engine.name == "llamacpp":
         return Layout(
             "llamacpp",
@@ -603,6 +626,9 @@ def _sglang_tier(mib: int, *, tp: int) -> tuple[int, int]:
         return 8192, 256 if tp < 4 else 512  # H100, H200
     return 16384, 512  # B200, MI300X
 
+
+# server_args.py swa_full_tokens_ratio default (SGLang 0.5.x): SWA-layer tokens per full-layer token.
+SGLANG_SWA_FULL_TOKENS_RATIO = 0.8
 
 # --- TensorRT-LLM -------------------------------------------------------------------------------
 TRTLLM_FREE_FRACTION = 0.9  # llmapi KvCacheConfig.free_gpu_memory_fraction default (landscape.md 2.3)

@@ -68,6 +68,8 @@ def _sglang(r: CapacityResult, model: str, seqs: int) -> list[str]:
     if frac is not None:
         args += ["--mem-fraction-static", f"{frac:g}"]
     args += ["--max-running-requests", str(seqs), "--kv-cache-dtype", _kv_flag(r, "sglang")]
+    if r.settings.get("swa_full_tokens_ratio") is not None:
+        args += ["--swa-full-tokens-ratio", f"{r.settings['swa_full_tokens_ratio']:g}"]
     if r.tp > 1:
         args += ["--tp", str(r.tp)]
     if r.pp > 1:

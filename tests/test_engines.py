@@ -321,3 +321,18 @@ def test_mla_expanded_layout_stores_per_head_k_and_v():
     assert exp.unit_bytes == 27 * (16 * 192 + 16 * 128) * 2 * 16
     with pytest.raises(InvalidInput, match="invalid MLA layout 'wide'"):
         _lay("deepseek-v2-lite", settings=Settings(mla="wide"))
+
+
+def test_sglang_hybrid_swa_pool_split():
+    # model_runner.set_num_token_hybrid: tokens x layers split so that swa = full x ratio.
+    # gemma-2-9b: 21 full + 21 SWA-4096 layers, all 8 KV heads x 256 x 2 x 2 B = 8 KiB per layer per token.
+    lay = _lay("gemma-2-9b", "sglang", settings=Settings(swa_full_tokens_ratio=0.25))
+    available = 42 * 8192 * 100_000  # 100,000 tokens over all 42 layers
+    full, swa, window = lay.sglang_swa_tokens(available)
+    # full = 4,200,000 / (0.25 x 21 + 21) = 160,000; swa = 40,000
+    assert (full, swa, window) == (160_000, 40_000, 4096)
+    # 8K requests: the full pool holds 19, the SWA pool (4,096 each) only 9
+    assert lay.fits(available, batch=9, length=8192)
+    assert not lay.fits(available, batch=10, length=8192)
+    with pytest.raises(InvalidInput, match="swa_full_tokens_ratio"):
+        _lay("gemma-2-9b", "sglang", settings=Settings(swa_full_tokens_ratio=1.5))
