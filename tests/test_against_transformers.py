@@ -12,7 +12,10 @@ the bytes of the tensors it holds, layer by layer, and compares them with
 
 Windows too large to exceed cheaply on CPU are scaled down to ``SMALL_WINDOW`` in both the
 transformers config and a copy of the spec. Query heads are reduced where the cache does not
-depend on them (MLA latent, Falcon's MQA); the MLP, vocab and experts are always tiny.
+depend on them (MLA latent, Falcon's MQA); the MLP, vocab and experts are always tiny. One
+model per family is measured in depth (two lengths, prefill and a decode step, storage, shapes);
+every other bundled spec gets one prompt beyond its window with its query heads cut to its KV
+heads, and a bundled family with no skeleton fails the sweep.
 """
 
 from __future__ import annotations
