@@ -386,3 +386,38 @@ def test_cli_reports_out_of_memory_with_the_length(cli, spec_file, monkeypatch):
     result = cli("profile", spec_file, "-c", "4k", "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert "did not fit at 4K" in result.stdout
+
+
+# ---- scripts/validate_gpu.py -------------------------------------------------------------------
+
+
+def _validate_script():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "validate_gpu.py"
+    spec = importlib.util.spec_from_file_location("validate_gpu", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["validate_gpu"] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_validate_script_rewrites_only_its_section(tmp_path):
+    script = _validate_script()
+    doc = tmp_path / "validation.md"
+    doc.write_text("# Validation\n\n## Engine logs\n\nkeep me\n\n## GPU profile\n\nold\n\n## Later\n\nkeep too\n")
+    script._write_section(doc, "## GPU profile\n\nnew table")
+    text = doc.read_text()
+    assert "keep me" in text and "keep too" in text and "new table" in text and "old" not in text
+    fresh = tmp_path / "absent.md"
+    script._write_section(fresh, "## GPU profile\n\nfirst")
+    assert fresh.read_text().startswith("# Validation\n\n## GPU profile")
+
+
+def test_validate_script_plans_use_bundled_models():
+    script = _validate_script()
+    names = set(bundled_names())
+    for case in script.GPU_PLAN + script.SMALL_PLAN:
+        assert case.model in names
