@@ -103,13 +103,18 @@ def rope_config(spec: ModelSpec, *, scaling: dict[str, Any] | None = None, keep_
     return RopeConfig(dim, spec.rope.theta, spec.max_position_embeddings, block, spec.family)
 
 
-def frequencies(config: RopeConfig, *, seq_len: int | None = None) -> RopeResult:
+def frequencies(config: RopeConfig, *, seq_len: int | None = None, partial: bool = False) -> RopeResult:
     """Inverse frequencies and attention factor of ``config``'s method.
 
     ``seq_len`` matters for dynamic NTK (the base grows with the length) and LongRoPE (long
     factors beyond L0, short factors within); by default they are evaluated at ``max_context``.
+    A LongRoPE block without its factor lists raises, unless ``partial``: then the result has the
+    (exact) attention factor and an empty ``inv_freq``.
     """
     method = config.method
+    scaling = config.scaling or {}
+    if method == "longrope" and not partial and scaling.get("long_factor") is None:
+        raise InvalidInput("longrope frequencies need the block's long_factor/short_factor lists; this config has none")
     if config.rotary_dim < 2 or config.rotary_dim % 2:
         raise InvalidInput(f"rotary dimension {config.rotary_dim!r} must be an even number of at least 2")
     handler = _HANDLERS.get(method)
@@ -504,7 +509,7 @@ def extend(
 def current(spec: ModelSpec, *, seq_len: int | None = None) -> Extension:
     """What the model's own scaling block does (``default`` when it has none)."""
     config = rope_config(spec)
-    result = frequencies(config, seq_len=seq_len)
+    result = frequencies(config, seq_len=seq_len, partial=True)
     if "gemma3" in (spec.family or "") and config.scaling:
         # Gemma 3's max_position_embeddings is already the scaled length (vLLM skips the factor for
         # gemma3 for this reason); the factor applies to the global layers' rope_theta only.

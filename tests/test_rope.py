@@ -329,6 +329,8 @@ def test_phi3_longrope_attention_factor_and_frequencies_match_transformers():
         _check(frequencies(with_lists, seq_len=seq_len), *_hf(config, "longrope", seq_len=seq_len))
     assert ours.inv_freq == ()  # unknown without the lists, and said so
     assert ours.notes
+    with pytest.raises(InvalidInput, match="long_factor"):
+        frequencies(base)  # a caller that needs frequencies gets an error, not an empty list
 
 
 # ---- the context each config implies ---------------------------------------------------------------
