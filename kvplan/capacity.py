@@ -138,7 +138,7 @@ def setup(
                 stage_index=i,
                 stage_weights=memo[w_key],
             ),  # fmt: skip
-            engine_layout(profile, spec, plan, settings, stage_index=i, max_num_batched_tokens=mnbt),
+            engine_layout(profile, spec, plan, settings, stage_index=i, max_num_batched_tokens=mnbt, gpu_name=gpu.name),
         )
         for i in range(len(plan.stages))
     )

@@ -373,12 +373,19 @@ def _llamacpp_stage(spec: ModelSpec, plan: CachePlan) -> StagePlan:
     return StagePlan(tuple(groups))
 
 
-def vllm_default_block_size(plan: CachePlan) -> int:
-    """vLLM's default block size: 16 (vllm/config/cache.py) for every backend the logs show.
+# Blackwell GPUs on which vLLM picks CUTLASS_MLA for MLA models (vllm/platforms/cuda.py; default on
+# SM100 since PR #22738, Aug 2025), which forces 128-token blocks.
+BLACKWELL = frozenset({"b200", "gb200"})
 
-    MLA on Hopper logged 16 tokens per block too (vllm-11, vllm-21: tokens = 16 x blocks);
-    FlashMLA (64) and CUTLASS MLA on Blackwell (128) use larger blocks: pass --block-size.
+
+def vllm_default_block_size(plan: CachePlan, gpu_name: str | None = None) -> int:
+    """vLLM's block size: 16 by default (vllm/config/cache.py), 128 for MLA on Blackwell.
+
+    MLA on Hopper logged 16 tokens per block (engine_logs.json vllm-11, vllm-21: tokens = 16 x
+    blocks); FlashMLA forces 64 when selected: pass --block-size for other backends.
     """
+    if gpu_name in BLACKWELL and any(c.type == "mla" for c in plan.layers):
+        return 128
     return 16
 
 
@@ -456,11 +463,12 @@ def engine_layout(
     *,
     stage_index: int = 0,
     max_num_batched_tokens: int = 8192,
+    gpu_name: str | None = None,
 ) -> Layout:
     """The allocation units of ``engine`` for one pipeline stage of ``plan``."""
     stage = plan.stages[stage_index]
     if engine.name == "vllm":
-        block = settings.block_size or vllm_default_block_size(plan)
+        block = settings.block_size or vllm_default_block_size(plan, gpu_name)
         groups, unit = _vllm_groups(spec, plan, block=block, stage_index=stage_index)
         # vllm/v1/core/block_pool.py: block 0 is the null block, never handed to a request.
         return Layout("vllm", stage, unit, block, 1, groups, max_num_batched_tokens)

@@ -336,3 +336,12 @@ def test_sglang_hybrid_swa_pool_split():
     assert not lay.fits(available, batch=10, length=8192)
     with pytest.raises(InvalidInput, match="swa_full_tokens_ratio"):
         _lay("gemma-2-9b", "sglang", settings=Settings(swa_full_tokens_ratio=1.5))
+
+
+def test_vllm_mla_on_blackwell_uses_128_token_blocks():
+    spec = load_bundled("deepseek-v3")
+    b200 = setup(spec, resolve_gpu("b200"), tp=8, weights_dtype="fp8").stages[0].layout
+    h200 = setup(spec, resolve_gpu("h200"), tp=8, weights_dtype="fp8").stages[0].layout
+    assert (b200.block_tokens, h200.block_tokens) == (128, 16)
+    dense = setup(load_bundled("llama-3.1-8b"), resolve_gpu("b200")).stages[0].layout
+    assert dense.block_tokens == 16
