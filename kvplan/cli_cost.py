@@ -271,7 +271,7 @@ def _methods(spec: Any, method: Optional[str], compare: bool) -> list[str]:
 
 
 def _rope_report(spec: Any, *, methods: list[str], factor: Optional[float], original: Optional[int], **kw: Any) -> dict:
-    from kvplan.rope import current, extend
+    from kvplan.rope import current, extend, pairs_longer_than
 
     scaling = spec.rope.scaling if spec.rope else None
     now = current(spec, seq_len=kw["length"])
@@ -297,6 +297,7 @@ def _rope_report(spec: Any, *, methods: list[str], factor: Optional[float], orig
         "theta": now.result.theta,
         "max_position_embeddings": spec.max_position_embeddings,
         "original_context": l0,
+        "pairs_longer_than_original": pairs_longer_than(now.result.theta, now.result.rotary_dim, l0),
         "factor": factor,
         "max_context": new if methods else now.result.max_context,
         "current": _ext_dict(now, "current"),
@@ -379,7 +380,8 @@ def _render_rope(rep: dict, fmt: str) -> None:
     title = (
         f"{rep['model']}: rotary dim {rep['rotary_dim']}, theta {rep['theta']:g}, "
         f"max_position_embeddings {rep['max_position_embeddings']}; counts are frequency pairs; "
-        f"wavelength in tokens"
+        f"wavelength in tokens; {rep['pairs_longer_than_original']} of {rep['rotary_dim'] // 2} pairs turn less "
+        f"than once in the original {rep['original_context']:,} tokens"
     )
     out(report.render(table, ROPE_COLUMNS, fmt, title=title))
     out("")

@@ -91,6 +91,15 @@ def default_inv_freq(theta: float, rotary_dim: int) -> list[float]:
     return [1.0 / theta ** (2 * i / rotary_dim) for i in range(rotary_dim // 2)]
 
 
+def pairs_longer_than(theta: float, rotary_dim: int, length: int) -> int:
+    """Default frequency pairs whose wavelength ``2 pi theta^(2i/d)`` exceeds ``length`` tokens.
+
+    These pairs never complete a rotation within ``length``; YaRN's "NTK-by-parts" argument
+    (paper section 3.2) is that they must be interpolated, not extrapolated.
+    """
+    return sum(1 for f in default_inv_freq(theta, rotary_dim) if 2 * math.pi / f > length)
+
+
 def rope_config(spec: ModelSpec, *, scaling: dict[str, Any] | None = None, keep_scaling: bool = True) -> RopeConfig:
     """The rotary config of ``spec``'s full-attention layers; ``scaling`` replaces the model's block."""
     if spec.rope is None:

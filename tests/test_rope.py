@@ -15,6 +15,7 @@ from kvplan.rope import (
     engine_max_context,
     extend,
     frequencies,
+    pairs_longer_than,
     rope_config,
     scaling_block,
 )
@@ -368,6 +369,13 @@ def test_yarn_extension_keeps_the_models_own_betas():
     ext = extend(spec, "yarn", 2.0)
     assert ext.config_patch["rope_scaling"]["truncate"] is False
     assert ext.result.max_context == 8192
+
+
+def test_pairs_longer_than_original():
+    # Llama 2: theta 1e4, d 128, L0 4096. i = 45: 2 pi 10^(4*90/128) = 2 pi * 649.4 = 4080 < 4096;
+    # i = 46: 2 pi 10^2.875 = 2 pi * 749.9 = 4712 > 4096 -> pairs 46..63 = 18
+    assert pairs_longer_than(10000.0, 128, 4096) == 18
+    assert pairs_longer_than(10000.0, 128, 10**9) == 0
 
 
 def test_bad_inputs():
