@@ -142,6 +142,11 @@ def capacity(
         if fmt == "json":
             out(report.render_object(plan_json(r, model=ref), "json"))
             return
+        if fmt == "csv":  # one row, every field raw; the breakdown flattened into its byte columns
+            row = plan_json(r, model=ref)
+            row.update(row.pop("breakdown"))
+            out(report.render([row], [], "csv"))
+            return
         _print_capacity(r, fmt, launch_command(r, model=ref))
 
 

@@ -171,3 +171,13 @@ def test_plan_uses_pipeline_parallel_beyond_one_node():
     rows = plan(spec, [H100], users=16, context=32768, weights_dtypes=["bf16"], kv_dtypes=["bf16"])
     # 405B in bf16 (~810 GB) does not fit 8 x 80 GB: the first answer spans two nodes (tp 8, pp 2).
     assert (rows[0].tp, rows[0].pp, rows[0].gpus) == (8, 2, 16)
+
+
+def test_cli_capacity_csv_is_raw(cli):
+    import csv
+    import io
+
+    r = cli("capacity", "llama-3.1-8b", "--gpu", "l4", "-c", "8k", "--format", "csv")
+    assert r.exit_code == 0, r.output
+    (row,) = list(csv.DictReader(io.StringIO(r.output)))
+    assert int(row["kv_pool_bytes"]) > 0 and int(row["weights_bytes"]) > 0 and row["engine"] == "vllm"
