@@ -118,7 +118,7 @@ def setup(
         raise InvalidInput(f"invalid MLA layout {settings.mla!r}; expected 'latent' or 'expanded'")
     plan_key = ("plan", profile.name == "transformers", kv_name, tp, pp, settings.mla)
     if plan_key not in memo:
-        memo[plan_key] = plan_for(profile, spec, kv_name, tp=tp, pp=pp, mla=settings.mla)
+        memo[plan_key] = plan_for(profile, spec, kv_dtype_name=kv_name, tp=tp, pp=pp, mla=settings.mla)
     plan = memo[plan_key]
     w_key = ("weights", w_name, tp, pp)
     if w_key not in memo:
@@ -130,15 +130,23 @@ def setup(
             budget(
                 profile,
                 spec,
-                gpu,
-                settings,
+                gpu=gpu,
+                settings=settings,
                 weights_dtype=w_name,
                 tp=tp,
                 pp=pp,
                 stage_index=i,
                 stage_weights=memo[w_key],
             ),  # fmt: skip
-            engine_layout(profile, spec, plan, settings, stage_index=i, max_num_batched_tokens=mnbt, gpu_name=gpu.name),
+            engine_layout(
+                profile,
+                spec,
+                plan=plan,
+                settings=settings,
+                stage_index=i,
+                max_num_batched_tokens=mnbt,
+                gpu_name=gpu.name,
+            ),
         )
         for i in range(len(plan.stages))
     )
@@ -214,7 +222,7 @@ def _stage_tokens(stage: Stage) -> int:
     return tokens // lay.block_tokens * lay.block_tokens
 
 
-def pool_bytes(s: Setup, sequences: int, length: int) -> int:
+def pool_bytes(s: Setup, *, sequences: int, length: int) -> int:
     """Bytes the KV pool takes on the busiest GPU (what the engine allocates)."""
     out = []
     for st in s.stages:
@@ -252,7 +260,7 @@ def reported_concurrency(s: Setup, length: int) -> float:
     return min(values)
 
 
-def expected_concurrency(s: Setup, lengths: list[int], weights: list[float] | None = None) -> float:
+def expected_concurrency(s: Setup, lengths: list[int], *, weights: list[float] | None = None) -> float:
     """Sequences that fit on average for a mix of request lengths (weights default to equal).
 
     The pool divided by the weighted mean cost of one sequence. llama.cpp gives each of its
@@ -343,7 +351,7 @@ def capacity(
     limited = "memory" if one < s.spec.max_position_embeddings else "model max_position_embeddings"
     busiest = min(s.stages, key=lambda st: st.available)
     b = busiest.budget
-    pool = pool_bytes(s, per_replica, context)
+    pool = pool_bytes(s, sequences=per_replica, length=context)
     breakdown = {
         "device_total_bytes": b.device_total,
         "engine_share_bytes": b.engine_share,
@@ -359,7 +367,7 @@ def capacity(
     mix = None
     expected = None
     if lengths:
-        expected = expected_concurrency(s, lengths, weights)
+        expected = expected_concurrency(s, lengths, weights=weights)
         mix = {"lengths": lengths, "weights": weights or [1.0] * len(lengths)}
     fits = per_replica >= 1
     result = CapacityResult(

@@ -316,5 +316,7 @@ def check_log(
         if fmt == "json":
             out(report.render_object(result.to_dict(), "json"))
             return
+        flags = ", ".join(f"{k}={v}" for k, v in result.flags.items() if k != "caches" and v is not None)
         title = f"{result.engine} log {file.name}: model {result.model or '?'}, GPU {result.gpu or '?'}"
+        title += f"\nflags read: {flags or '-'}"
         out(report.render(result.rows, CHECK_COLUMNS, fmt, title=title))

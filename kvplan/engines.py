@@ -282,12 +282,12 @@ class Layout:
         if self.engine == "vllm":
             return batch * self.blocks_per_request(length)
         if self.engine == "llamacpp":
-            return _llamacpp_bytes(self, batch, length)
-        return batch * _paged_bytes(self.stage, length, self.block_tokens)
+            return _llamacpp_bytes(self, batch=batch, length=length)
+        return batch * _paged_bytes(self.stage, length, block=self.block_tokens)
 
     def blocks_per_request(self, length: int) -> int:
         """vLLM: blocks one request of ``length`` tokens may hold (kv_cache_utils max_memory_usage_bytes)."""
-        return sum(_vllm_group_blocks(g, length, self.mnbt) for g in self.groups)
+        return sum(_vllm_group_blocks(g, length, mnbt=self.mnbt) for g in self.groups)
 
     def fits(self, available: int, *, batch: int, length: int) -> bool:
         if self.swa_full_tokens_ratio is not None:
@@ -296,7 +296,7 @@ class Layout:
         return self.units_for(batch, length) + self.reserved_units <= self.pool_units(available)
 
 
-def _paged_bytes(stage: StagePlan, length: int, block: int) -> int:
+def _paged_bytes(stage: StagePlan, length: int, *, block: int) -> int:
     """One sequence: each layer holds min(length, cap) tokens rounded up to ``block``, plus state."""
     total = 0
     for n, c in stage.groups:
@@ -305,7 +305,7 @@ def _paged_bytes(stage: StagePlan, length: int, block: int) -> int:
     return total
 
 
-def _vllm_group_blocks(g: VllmGroup, length: int, mnbt: int) -> int:
+def _vllm_group_blocks(g: VllmGroup, length: int, *, mnbt: int) -> int:
     b = g.block_tokens
     if g.type == "recurrent":
         return 1  # MambaSpec, mamba_cache_mode "none": one page per request
@@ -357,7 +357,7 @@ def llamacpp_pools(layout: Layout, *, n_ctx: int, n_seq: int) -> list[LlamaCppPo
     return pools
 
 
-def _llamacpp_bytes(layout: Layout, batch: int, length: int) -> int:
+def _llamacpp_bytes(layout: Layout, *, batch: int, length: int) -> int:
     """``batch`` sequences of ``length`` tokens: llama-server -c batch x length -np batch."""
     return sum(p.bytes for p in llamacpp_pools(layout, n_ctx=batch * length, n_seq=batch))
 
@@ -458,9 +458,9 @@ def _hybrid_block_size(attn: list[LayerCache], recurrent: list[LayerCache], bloc
 def engine_layout(
     engine: EngineProfile,
     spec: ModelSpec,
+    *,
     plan: CachePlan,
     settings: Settings,
-    *,
     stage_index: int = 0,
     max_num_batched_tokens: int = 8192,
     gpu_name: str | None = None,
@@ -498,7 +498,7 @@ TRTLLM_TOKENS_PER_BLOCK = 32
 
 
 def plan_for(
-    engine: EngineProfile, spec: ModelSpec, kv_dtype_name: str, *, tp: int, pp: int, mla: str = "latent"
+    engine: EngineProfile, spec: ModelSpec, *, kv_dtype_name: str, tp: int, pp: int, mla: str = "latent"
 ) -> CachePlan:
     """The cache plan the engine stores: transformers' own rules, expanded MLA nowhere (all
     four serving engines keep the latent; SGLang/vLLM MLA backends, llama.cpp since its MLA support)."""
@@ -652,9 +652,9 @@ TRANSFORMERS_CONTEXT = round(0.5 * GIB)  # gpus.md: CUDA context ~300-600 MiB pe
 def budget(
     engine: EngineProfile,
     spec: ModelSpec,
+    *,
     gpu: GPU,
     settings: Settings,
-    *,
     weights_dtype: str,
     tp: int,
     pp: int,

@@ -169,11 +169,11 @@ def test_expected_concurrency_for_a_mix():
     lay = s.stages[0].layout
     free = lay.pool_units(10 * GIB) - 1
     assert expected_concurrency(s, [8192]) == pytest.approx(free / 512)
-    mix = expected_concurrency(s, [2048, 8192, 32768], [0.6, 0.3, 0.1])
+    mix = expected_concurrency(s, [2048, 8192, 32768], weights=[0.6, 0.3, 0.1])
     mean_blocks = 0.6 * 128 + 0.3 * 512 + 0.1 * 2048
     assert mix == pytest.approx(free / mean_blocks)
     with pytest.raises(InvalidInput, match="one weight per length"):
-        expected_concurrency(s, [2048, 8192], [1.0])
+        expected_concurrency(s, [2048, 8192], weights=[1.0])
 
 
 def test_does_not_fit_is_an_answer_with_the_nearest_fit():

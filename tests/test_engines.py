@@ -152,7 +152,7 @@ def test_vllm_chunked_local_attention():
 def _group_blocks(lay, kind, length):
     from kvplan.engines import _vllm_group_blocks
 
-    return sum(_vllm_group_blocks(g, length, lay.mnbt) for g in lay.groups if g.type == kind)
+    return sum(_vllm_group_blocks(g, length, mnbt=lay.mnbt) for g in lay.groups if g.type == kind)
 
 
 def test_vllm_mla_latent_is_replicated_per_tp_rank():
