@@ -338,7 +338,8 @@ def llamacpp_pools(layout: Layout, *, n_ctx: int, n_seq: int) -> list[LlamaCppPo
 
     llama-context.cpp: a non-unified cache gives each of the n_seq streams n_ctx / n_seq cells;
     llama-kv-cache-iswa.cpp: the SWA cache holds pad(n_swa x (unified ? n_seq : 1) + n_ubatch)
-    cells per stream, capped by the full size; llama-memory-recurrent.cpp: one state per sequence.
+    cells per stream, capped by the full size (builds before the kv_unified option, mid-2025, used
+    n_swa x n_seq_max + n_batch); llama-memory-recurrent.cpp: one state per sequence.
     """
     streams = 1 if layout.kv_unified else n_seq
     per_stream = ceil_div(ceil_div(n_ctx, streams), LLAMACPP_PAD) * LLAMACPP_PAD
