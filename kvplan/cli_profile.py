@@ -29,6 +29,8 @@ RUN_COLUMNS = [
     report.Column("prefill_tokens", "prefill tokens", "int"),
     report.Column("prefill_ms", "prefill ms", "int"),
     report.Column("decode_ms", "decode ms", "int"),
+    report.Column("estimated_prefill_ms", "est. prefill ms", "int"),
+    report.Column("estimated_decode_ms", "est. decode ms", "int"),
     report.Column("cuda_context_bytes", "CUDA context", "bytes"),
     report.Column("note", "note"),
 ]
@@ -49,6 +51,9 @@ def profile(
     chunk: Annotated[Optional[str], typer.Option(help="prefill in chunks of N tokens, e.g. 2k")] = None,
     save: Annotated[Optional[Path], typer.Option(help="write the runs as JSON to this file")] = None,
     force: Annotated[bool, typer.Option(help="allocate beyond free memory; overwrite --save")] = False,
+    gpu: Annotated[
+        Optional[str], typer.Option(help="catalog GPU for the time estimate (default: matched from the device name)")
+    ] = None,
     fmt: FormatOpt = "table",
 ) -> None:
     """Measure weights, KV cache, activation peak, non-torch memory and time against the estimate."""
@@ -67,6 +72,7 @@ def profile(
             layers=layers,
             chunk=parse_length(chunk) if chunk is not None else None,
             force=force,
+            gpu=gpu,
         )
         if save is not None and save.exists() and not force:
             raise InvalidInput(f"{str(save)!r} already exists; pass --force to overwrite it")
@@ -105,6 +111,8 @@ def _run_row(run: dict[str, Any]) -> dict[str, Any]:
         "prefill_tokens": run["time"]["prefill_tokens"],
         "prefill_ms": _ms(run["time"]["prefill_ms"]),
         "decode_ms": _ms(run["time"]["decode_ms"]),
+        "estimated_prefill_ms": _ms(run["time"]["estimated_prefill_ms"]),
+        "estimated_decode_ms": _ms(run["time"]["estimated_decode_ms"]),
         "cuda_context_bytes": run["cuda_context_bytes"],
         "note": _note(run),
     }

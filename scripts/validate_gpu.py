@@ -247,7 +247,11 @@ def _summary(runs: list[dict], problems: list[str], skipped: list[str], human_by
 
 def _time(run: dict) -> str:
     t = run["time"]
-    return f"{run['model']} {run['context']:,}: prefill {t['prefill_ms']:.0f} ms, decode {t['decode_ms']:.1f} ms"
+    text = f"{run['model']} {run['context']:,}: prefill {t['prefill_ms']:.0f} ms, decode {t['decode_ms']:.1f} ms"
+    if t.get("estimated_prefill_ms") is not None:
+        est = f"{t['estimated_prefill_ms']:.0f} ms / {t['estimated_decode_ms']:.1f} ms"
+        text += f" (kvplan cost roofline on {t['gpu']}: {est})"
+    return text
 
 
 def _write_section(doc: Path, section: str) -> None:

@@ -421,3 +421,31 @@ def test_validate_script_plans_use_bundled_models():
     names = set(bundled_names())
     for case in script.GPU_PLAN + script.SMALL_PLAN:
         assert case.model in names
+
+
+@pytest.mark.parametrize(
+    "device_name, entry",
+    [
+        ("NVIDIA H100 80GB HBM3", "h100-sxm"),
+        ("NVIDIA H100 PCIe", "h100-pcie"),
+        ("NVIDIA H100 NVL", "h100-nvl"),
+        ("NVIDIA H200", "h200"),
+        ("NVIDIA L4", "l4"),
+        ("NVIDIA L40S", "l40s"),
+        ("Some Future GPU", None),
+    ],
+)
+def test_device_names_map_to_catalog_gpus(device_name, entry):
+    gpu = prun._catalog_gpu(None, device_name)
+    assert (gpu.name if gpu else None) == entry
+
+
+def test_time_estimate_with_a_catalog_gpu():
+    run = profile_model(tiny("dense_gqa"), Options(contexts=[16], device="cpu", gpu="h100-sxm"))[0]
+    assert run.time.gpu == "h100-sxm"
+    assert run.time.estimated_prefill_ms > 0 and run.time.estimated_decode_ms > 0
+
+
+def test_cli_unknown_gpu_is_bad_input(cli, spec_file):
+    result = cli("profile", spec_file, "-c", "16", "--device", "cpu", "--gpu", "h10")
+    assert result.exit_code == 2 and "'h10'" in result.stderr

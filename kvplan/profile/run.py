@@ -42,6 +42,26 @@ Status = Literal["measured", "shapes_only", "did_not_fit", "refused"]
 CUDA_CONTEXT_BYTES = 512 * MIB
 CUDA_CONTEXT_RANGE = (100 * MIB, 1024 * MIB)
 
+# nvidia-smi / torch device names -> GPU catalog entries, most specific first (names as printed in
+# public nvidia-smi outputs, shared/reference/gpus.md S12: "NVIDIA H100 80GB HBM3" is the SXM part).
+GPU_NAMES = (
+    ("h100 nvl", "h100-nvl"),
+    ("h100 pcie", "h100-pcie"),
+    ("h100", "h100-sxm"),
+    ("h200", "h200"),
+    ("gb200", "gb200"),
+    ("b200", "b200"),
+    ("a100 80gb pcie", "a100-80gb-pcie"),
+    ("a100-sxm4-80gb", "a100-80gb"),
+    ("a100-pcie-40gb", "a100-40gb-pcie"),
+    ("a100-sxm4-40gb", "a100-40gb"),
+    ("l40s", "l40s"),
+    ("a10g", "a10g"),
+    ("rtx 4090", "rtx-4090"),
+    ("rtx 3090", "rtx-3090"),
+    (" l4", "l4"),
+)
+
 # Weights are profiled in the model's dtype when torch can compute in it; quantized formats
 # (fp8, int8, int4, mxfp4 weights) would need their kernels, so those models run in bf16.
 COMPUTE_DTYPES = ("fp32", "bf16", "fp16")
@@ -67,12 +87,17 @@ class Term(BaseModel):
 
 
 class Timing(BaseModel):
+    """Measured times, and kvplan's roofline (``kvplan.cost``) for the catalog GPU when one is known."""
+
     model_config = ConfigDict(frozen=True)
 
     prefill_tokens: int  # per sequence
     prefill_step_tokens: int  # per sequence per forward call (the chunk)
     prefill_ms: float | None = None
     decode_ms: float | None = None
+    estimated_prefill_ms: float | None = None
+    estimated_decode_ms: float | None = None
+    gpu: str | None = None  # the catalog entry the estimate used
 
 
 class ProfileRun(BaseModel):
@@ -262,6 +287,7 @@ class Options:
     layers: int | None = None
     chunk: int | None = None
     force: bool = False
+    gpu: str | None = None  # catalog name or GPU YAML for the time estimate; default: from the device name
 
 
 Progress = Callable[[str], None]
@@ -312,6 +338,8 @@ def profile_model(spec: ModelSpec, opts: Options, *, progress: Progress = _quiet
     kv_name = kv_dtype(opts.kv_dtype or spec.dtype).name
     _check_options(spec, opts, kv_name)
     device = _device(torch, opts.device)
+    if opts.gpu:
+        _catalog_gpu(opts.gpu, None)  # a bad --gpu fails before anything is allocated
     from kvplan.profile.measure import make_meter
 
     progress(f"{spec.name}: context (device {opts.device})")
@@ -337,6 +365,7 @@ class _Session:
             progress,
         )
         self.weights_name = profile_weights_dtype(spec)
+        self.gpu = _catalog_gpu(opts.gpu, meter.name if opts.device == "cuda" else None)
         self.model: Any = None
         self.parts: dict[str, int] = {}
         self.phases: list[dict[str, Any]] = [meter.snapshot("context")]
@@ -538,6 +567,7 @@ class _Session:
         if prefill is not None:
             scale = spec.num_layers / len(self.layers)  # per-layer time, to full depth (extrapolated runs)
             timing = timing.model_copy(update={"prefill_ms": prefill.ms * scale, "decode_ms": decode.ms * scale})
+            timing = timing.model_copy(update=self._time_estimate(length))
         peaks = [
             p["peak_allocated_bytes"]
             for p in phases
@@ -558,6 +588,30 @@ class _Session:
             **_terms(self._estimate(length), weights, kv, activation, self.meter.non_torch_bytes(), peak),
         )
 
+    def _time_estimate(self, length: int) -> dict[str, Any]:
+        """kvplan's roofline for the whole prefill and one decode step on the catalog GPU."""
+        if self.gpu is None:
+            return {}
+        from kvplan.cost import cost
+        from kvplan.errors import KvplanError
+
+        try:
+            row = cost(
+                self.spec,
+                self.gpu,
+                [length],
+                batch=self.opts.batch,
+                kv_dtype_name=self.kv_name,
+                weights_dtype=self.weights_name,
+            )[0]
+        except KvplanError:
+            return {"gpu": self.gpu.name}
+        return {
+            "gpu": self.gpu.name,
+            "estimated_prefill_ms": row.prefill.time_s * 1e3,
+            "estimated_decode_ms": row.decode.time_s * 1e3,
+        }
+
     def close(self) -> None:
         self.model = None
         self.parts.clear()
@@ -574,6 +628,21 @@ def _terms(est: Estimate, weights, kv, activation, non_torch, peak=None) -> dict
         "activation_peak": Term.of(est.activation_peak, activation),
         "non_torch": Term.of(est.non_torch, non_torch),
     }
+
+
+def _catalog_gpu(arg: str | None, device_name: str | None) -> Any:
+    """The GPU the time estimate uses: ``--gpu`` when given, else the catalog entry the device name matches."""
+    from kvplan.hardware import bundled_gpus, resolve_gpu
+
+    if arg:
+        return resolve_gpu(arg)
+    if not device_name:
+        return None
+    name = f" {device_name.lower()}"
+    for needle, entry in GPU_NAMES:
+        if needle in name:
+            return bundled_gpus().get(entry)
+    return None
 
 
 def _signature_count(spec: ModelSpec) -> int:
