@@ -127,7 +127,8 @@ def _note(run: dict[str, Any]) -> str:
     if run["status"] == "refused":
         need, free = run["needed_bytes"], run["free_bytes"]
         figures = f": needs {report.human_bytes(need)}, {report.human_bytes(free)} free" if need and free else ""
-        return f"refused{figures}; pass --force to try anyway"
+        chunk = "" if run["chunk"] else " prefill in pieces with --chunk N, or"
+        return f"refused{figures};{chunk} pass --force to try anyway"
     return run["note"] or ""
 
 

@@ -449,3 +449,10 @@ def test_time_estimate_with_a_catalog_gpu():
 def test_cli_unknown_gpu_is_bad_input(cli, spec_file):
     result = cli("profile", spec_file, "-c", "16", "--device", "cpu", "--gpu", "h10")
     assert result.exit_code == 2 and "'h10'" in result.stderr
+
+
+def test_cli_refusal_names_the_figures(cli, spec_file, monkeypatch):
+    monkeypatch.setattr(_meter(), "free_bytes", lambda self: 1000)
+    result = cli("profile", spec_file, "-c", "4k", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "refused: needs" in result.stdout and "--chunk N" in result.stdout
