@@ -456,3 +456,16 @@ def test_cli_refusal_names_the_figures(cli, spec_file, monkeypatch):
     result = cli("profile", spec_file, "-c", "4k", "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert "refused: needs" in result.stdout and "--chunk N" in result.stdout
+
+
+def test_masked_gqa_folding_equals_repeated_heads():
+    from kvplan.profile.model import sdpa
+
+    gen = torch.Generator().manual_seed(2)
+    q, k, v = torch.randn(2, 8, 5, 16, generator=gen), torch.randn(2, 2, 9, 16, generator=gen), torch.randn(2, 2, 9, 12)
+    mask = torch.rand(5, 9, generator=gen) > 0.3
+    mask[:, 0] = True  # every query sees at least one key
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        q, k.repeat_interleave(4, 1), v.repeat_interleave(4, 1), attn_mask=mask
+    )
+    torch.testing.assert_close(sdpa(q, k, v, mask=mask), expected)
