@@ -197,7 +197,11 @@ def _print_capacity(r, fmt: str, command: str) -> None:  # noqa: ANN001
             out(f"  nearest that fits: {n['change']}")
         out("")
     if r.fits:
+        from kvplan.launch import launch_notes
+
         out(f"launch: {command}")
+        for note in launch_notes(r):
+            out(f"  note: {note}")
 
 
 def _num(value, kind: str) -> str:  # noqa: ANN001
@@ -243,7 +247,7 @@ def plan(
         from kvplan.catalog import resolve_model
         from kvplan.engines import Settings
         from kvplan.hardware import bundled_gpus, resolve_gpu
-        from kvplan.launch import launch_args, launch_command, model_ref
+        from kvplan.launch import launch_args, launch_command, launch_notes, model_ref
         from kvplan.planner import plan as run_plan
         from kvplan.units import parse_length
 
@@ -269,6 +273,7 @@ def plan(
             d = row.to_dict()
             d["launch"] = launch_args(r, model=ref, sequences=-(-users // row.replicas))
             d["launch_command"] = launch_command(r, model=ref, sequences=-(-users // row.replicas))
+            d["launch_notes"] = launch_notes(r)
             dicts.append(d)
         if fmt == "json":
             out(report.render_object({"model": spec.name, "users": users, "context": length, "plans": dicts}, "json"))
@@ -283,6 +288,8 @@ def plan(
         out(report.render(dicts, PLAN_COLUMNS, fmt, title=title))
         out("")
         out(f"launch (first row): {dicts[0]['launch_command']}")
+        for note in dicts[0].get("launch_notes", []):
+            out(f"  note: {note}")
 
 
 # ---- check-log ------------------------------------------------------------------------------------

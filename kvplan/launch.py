@@ -51,6 +51,7 @@ def _vllm(r: CapacityResult, model: str, seqs: int) -> list[str]:
     else:
         args += ["--gpu-memory-utilization", f"{util:g}"]
     args += ["--kv-cache-dtype", _kv_flag(r, "vllm")]
+    args += _quantization_flag(r)
     if r.tp > 1:
         args += ["-tp", str(r.tp)]
     if r.pp > 1:
@@ -68,6 +69,7 @@ def _sglang(r: CapacityResult, model: str, seqs: int) -> list[str]:
     if frac is not None:
         args += ["--mem-fraction-static", f"{frac:g}"]
     args += ["--max-running-requests", str(seqs), "--kv-cache-dtype", _kv_flag(r, "sglang")]
+    args += _quantization_flag(r)
     if r.settings.get("swa_full_tokens_ratio") is not None:
         args += ["--swa-full-tokens-ratio", f"{r.settings['swa_full_tokens_ratio']:g}"]
     if r.tp > 1:
@@ -112,6 +114,24 @@ def _transformers(r: CapacityResult, model: str, seqs: int) -> list[str]:
     return ["python", "-c", f"# transformers: model.generate(..., max_length={r.context}) with batch size {seqs}"]
 
 
+def _quantization_flag(r: CapacityResult) -> list[str]:
+    """fp8 weights from a 16-bit checkpoint: both vLLM and SGLang quantize online with
+    ``--quantization fp8`` (vLLM docs "FP8 W8A8", dynamic per-tensor scales; SGLang server_args)."""
+    return ["--quantization", "fp8"] if r.weights_dtype == "fp8" else []
+
+
+def launch_notes(r: CapacityResult) -> list[str]:
+    """What the command line alone cannot say: weights that need a pre-quantized checkpoint."""
+    if r.weights_dtype in ("int4", "int8"):
+        return [
+            f"{r.weights_dtype} weights need a pre-quantized checkpoint (e.g. AWQ/GPTQ for int4, W8A8 for int8): "
+            "pass that repository instead of the 16-bit one"
+        ]
+    if r.weights_dtype == "mxfp4":
+        return ["mxfp4 weights: use a checkpoint released in MXFP4 (e.g. gpt-oss); there is no online conversion"]
+    return []
+
+
 def _kv_flag(r: CapacityResult, engine: str) -> str:
     from kvplan.engines import ENGINES
 
@@ -123,4 +143,5 @@ def plan_json(r: CapacityResult, *, model: str) -> dict[str, Any]:
     out = r.to_dict()
     out["launch"] = launch_args(r, model=model)
     out["launch_command"] = launch_command(r, model=model)
+    out["launch_notes"] = launch_notes(r)
     return out

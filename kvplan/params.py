@@ -18,6 +18,7 @@ from kvplan.units import WEIGHT_DTYPES, weight_dtype
 class Part(NamedTuple):
     params: int  # on one tensor-parallel rank
     quantizable: bool  # True: stored in the weights dtype; False: kept in 16-bit
+    expert: bool = False  # a routed MoE expert's weights (the only ones MXFP4 applies to)
 
 
 def _shard(n: int, tp: int) -> int:
@@ -106,7 +107,7 @@ def mlp_parts(spec: ModelSpec, layer: int, tp: int = 1, *, active_only: bool = F
     moe = spec.moe
     experts = moe.experts_per_token if active_only else moe.num_experts
     one = _dense_mlp(h, moe.expert_intermediate_size, tp, gated=layout.mlp == "gated", bias=moe.expert_bias)
-    parts = [Part(p.params * experts, p.quantizable) for p in one]
+    parts = [Part(p.params * experts, p.quantizable, expert=True) for p in one]
     parts.append(Part(h * moe.num_experts + (moe.num_experts if moe.router_bias else 0), False))
     if moe.shared_size:
         parts += _dense_mlp(h, moe.shared_size, tp, gated=layout.mlp == "gated", bias=False)
@@ -190,8 +191,11 @@ def parts_bytes(parts: list[Part], dtype: str, model_dtype: str) -> int:
     """Bytes of ``parts``: quantizable ones in ``dtype``, the rest in the 16-bit model dtype."""
     quant = weight_dtype(dtype)
     keep = quant if quant.bytes_per_element >= 2 else WEIGHT_DTYPES[_sixteen_bit(model_dtype)]
-    q = sum(p.params for p in parts if p.quantizable)
-    other = sum(p.params for p in parts if not p.quantizable)
+    # MXFP4 as released (gpt-oss model card: "MXFP4 quantization of the MoE weights") covers the
+    # routed experts only; attention, router, embeddings and head stay 16-bit.
+    applies = (lambda p: p.quantizable and p.expert) if quant.name == "mxfp4" else (lambda p: p.quantizable)
+    q = sum(p.params for p in parts if applies(p))
+    other = sum(p.params for p in parts if not applies(p))
     return quant.nbytes(q) + keep.nbytes(other)
 
 
