@@ -1,0 +1,135 @@
+"""Speed side by side (issue 6): CLI wall time, library throughput on one core, full `plan` time.
+
+    python benchmarks/speed.py [--runs 11]
+
+(a) wall time of `kvplan estimate` against the bare import floor and against llm-analysis' own
+    CLI answering the same question (Llama 2 7B, 4K tokens, batch 1, A100 80GB) when it is
+    installed (`pip install --no-deps llm-analysis==0.2.2 fire==0.5.0 termcolor`);
+(b) library throughput pinned to one core: KV estimates per second (spec -> cache plan -> bytes at
+    a length, and on a plan already built) and full capacity answers per second (vLLM budget,
+    pool, concurrency, inverse search for the longest context);
+(c) `plan` over every catalog GPU, every TP/PP split and every candidate dtype.
+Targets on the 2-core dev machine: estimate <= 1.5x the floor; >= 50,000 KV estimates/s;
+a full plan < 1 s. Medians of repeated runs; prints figures, asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+FLOOR = [sys.executable, "-c", "import typer, pydantic, yaml, tabulate"]
+QUESTION = ["estimate", "llama-2-7b", "--context", "4k", "--gpu", "a100-80gb"]
+LLM_ANALYSIS = [
+    sys.executable, "-m", "llm_analysis.analysis", "infer", "--model_name", "NousResearch_Llama-2-7b-hf",
+    "--gpu_name", "a100-sxm-80gb", "--seq_len", "4096", "--num_tokens_to_generate", "1", "--batch_size_per_gpu", "1",
+]  # fmt: skip
+
+
+def wall(cmd: list[str], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def rate(fn, *, seconds: float = 1.0, repeats: int = 5) -> float:  # noqa: ANN001
+    """Calls per second: the median over ``repeats`` windows of about ``seconds`` each."""
+    rates = []
+    for _ in range(repeats):
+        n, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            for _ in range(100):
+                fn()
+            n += 100
+        rates.append(n / elapsed)
+    return statistics.median(rates)
+
+
+def cli_section(runs: int) -> None:
+    exe = shutil.which("kvplan")
+    cmd = [exe, *QUESTION] if exe else [sys.executable, "-m", "kvplan", *QUESTION]
+    wall(cmd, 2)  # warm caches
+    floor, est = wall(FLOOR, runs), wall(cmd, runs)
+    print("(a) CLI wall time, median of", runs, "runs")
+    print(f"    import floor (typer, pydantic, yaml, tabulate)   {floor * 1000:8.1f} ms")
+    print(f"    kvplan {' '.join(QUESTION):<42} {est * 1000:8.1f} ms   {est / floor:.2f}x floor (target <= 1.5x)")
+    if importlib.util.find_spec("llm_analysis") is None:
+        print("    llm-analysis: not installed (see the docstring); comparison skipped")
+        return
+    la = wall(LLM_ANALYSIS, max(3, runs // 3))
+    print(f"    llm-analysis infer (same question)               {la * 1000:8.1f} ms   {la / est:.1f}x kvplan")
+
+
+def library_section() -> None:
+    from kvplan import load_bundled, resolve_gpu
+    from kvplan.capacity import capacity, setup
+    from kvplan.memory import cache_plan
+
+    spec, gpu = load_bundled("llama-3.1-8b"), resolve_gpu("h100-sxm")
+    gemma = load_bundled("gemma-3-27b")
+    plan = cache_plan(spec, "bf16")
+    lengths = iter(range(1, 1 << 40))
+    print("(b) library throughput on one core, median of 5 one-second windows")
+    print(
+        f"    KV bytes on a built plan (llama-3.1-8b)          {rate(lambda: plan.bytes_per_sequence(next(lengths))):12,.0f} /s"
+    )
+    print(
+        f"    spec -> plan -> KV bytes (llama-3.1-8b)          {rate(lambda: cache_plan(spec, 'fp8', tp=2).bytes_per_sequence(32768)):12,.0f} /s"
+    )
+    print(
+        f"    spec -> plan -> KV bytes (gemma-3-27b, 5:1 SWA)  {rate(lambda: cache_plan(gemma, 'bf16').bytes_per_sequence(32768)):12,.0f} /s"
+    )
+    memo: dict = {}
+    print(
+        f"    full vLLM capacity answer (setup + capacity)     {rate(lambda: capacity(setup(spec, gpu, memo=memo), 32768, suggest=False), repeats=3):12,.0f} /s"
+    )
+    print("    (target: >= 50,000 KV estimates/s)")
+
+
+def plan_section(runs: int) -> None:
+    from kvplan import bundled_gpus, load_bundled
+    from kvplan.planner import plan
+
+    gpus = list(bundled_gpus().values())
+    for name in ("llama-3.1-8b", "llama-3.1-70b", "deepseek-v3"):
+        spec = load_bundled(name)
+        times, rows = [], []
+        for _ in range(runs):
+            start = time.perf_counter()
+            rows = plan(spec, gpus, users=64, context=32768)
+            times.append(time.perf_counter() - start)
+        print(
+            f"    plan {name:<15} {len(gpus)} GPUs x splits x dtypes: {statistics.median(times) * 1000:7.1f} ms, {len(rows)} rows"
+        )
+    exe = shutil.which("kvplan")
+    cmd = [exe] if exe else [sys.executable, "-m", "kvplan"]
+    cmd += ["plan", "llama-3.1-70b", "--users", "64", "--context", "32k", "--gpus", ",".join(g.name for g in gpus)]
+    print(
+        f"    CLI: kvplan plan llama-3.1-70b over the whole catalog: {wall(cmd, runs) * 1000:7.1f} ms wall (target < 1 s)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=11)
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, children inherit it
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores on the machine, pinned to one")
+    cli_section(args.runs)
+    library_section()
+    print("(c) plan over every catalog GPU, TP/PP split and dtype (library, median)")
+    plan_section(args.runs)
+
+
+if __name__ == "__main__":
+    main()
