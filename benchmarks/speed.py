@@ -79,19 +79,15 @@ def library_section() -> None:
     plan = cache_plan(spec, "bf16")
     lengths = iter(range(1, 1 << 40))
     print("(b) library throughput on one core, median of 5 one-second windows")
-    print(
-        f"    KV bytes on a built plan (llama-3.1-8b)          {rate(lambda: plan.bytes_per_sequence(next(lengths))):12,.0f} /s"
-    )
-    print(
-        f"    spec -> plan -> KV bytes (llama-3.1-8b)          {rate(lambda: cache_plan(spec, 'fp8', tp=2).bytes_per_sequence(32768)):12,.0f} /s"
-    )
-    print(
-        f"    spec -> plan -> KV bytes (gemma-3-27b, 5:1 SWA)  {rate(lambda: cache_plan(gemma, 'bf16').bytes_per_sequence(32768)):12,.0f} /s"
-    )
+    cases = [
+        ("KV bytes on a built plan (llama-3.1-8b)", lambda: plan.bytes_per_sequence(next(lengths))),
+        ("spec -> plan -> KV bytes (llama-3.1-8b)", lambda: cache_plan(spec, "fp8", tp=2).bytes_per_sequence(32768)),
+        ("spec -> plan -> KV bytes (gemma-3-27b, 5:1)", lambda: cache_plan(gemma, "bf16").bytes_per_sequence(32768)),
+        ("full vLLM capacity answer", lambda: capacity(setup(spec, gpu, memo=memo), 32768, suggest=False)),
+    ]
     memo: dict = {}
-    print(
-        f"    full vLLM capacity answer (setup + capacity)     {rate(lambda: capacity(setup(spec, gpu, memo=memo), 32768, suggest=False), repeats=3):12,.0f} /s"
-    )
+    for label, fn in cases:
+        print(f"    {label:<46} {rate(fn, repeats=3):12,.0f} /s")
     print("    (target: >= 50,000 KV estimates/s)")
 
 
@@ -107,15 +103,13 @@ def plan_section(runs: int) -> None:
             start = time.perf_counter()
             rows = plan(spec, gpus, users=64, context=32768)
             times.append(time.perf_counter() - start)
-        print(
-            f"    plan {name:<15} {len(gpus)} GPUs x splits x dtypes: {statistics.median(times) * 1000:7.1f} ms, {len(rows)} rows"
-        )
+        ms = statistics.median(times) * 1000
+        print(f"    plan {name:<15} {len(gpus)} GPUs x splits x dtypes: {ms:7.1f} ms, {len(rows)} rows")
     exe = shutil.which("kvplan")
     cmd = [exe] if exe else [sys.executable, "-m", "kvplan"]
     cmd += ["plan", "llama-3.1-70b", "--users", "64", "--context", "32k", "--gpus", ",".join(g.name for g in gpus)]
-    print(
-        f"    CLI: kvplan plan llama-3.1-70b over the whole catalog: {wall(cmd, runs) * 1000:7.1f} ms wall (target < 1 s)"
-    )
+    ms = wall(cmd, runs) * 1000
+    print(f"    CLI: kvplan plan llama-3.1-70b over the whole catalog: {ms:7.1f} ms wall (target < 1 s)")
 
 
 def main() -> None:
