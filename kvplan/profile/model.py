@@ -183,7 +183,7 @@ def sdpa(
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=scale)
 
 
-def attend_full(cache: AttentionCache, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: int) -> torch.Tensor:
+def attend_full(cache: AttentionCache, q: torch.Tensor, *, k: torch.Tensor, v: torch.Tensor, pos: int) -> torch.Tensor:
     """Write the new ``n`` tokens at slots ``pos..pos+n``; attend causally over every cached token."""
     n = q.shape[2]
     store(cache.k[:, :, pos : pos + n], k)
@@ -194,11 +194,11 @@ def attend_full(cache: AttentionCache, q: torch.Tensor, k: torch.Tensor, v: torc
     return sdpa(q, keys, values, mask=_causal_mask(n, pos + n, q.device))
 
 
-def attend_ring(cache: AttentionCache, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: int) -> torch.Tensor:
+def attend_ring(cache: AttentionCache, q: torch.Tensor, *, k: torch.Tensor, v: torch.Tensor, pos: int) -> torch.Tensor:
     """Sliding window ``W`` over a ring of ``W`` slots (slot = position % W); a query sees ``W`` tokens."""
     window, n = cache.span, q.shape[2]
     if n == 1 and pos >= window - 1:
-        _write_ring(cache, k, v, pos)  # overwrites position pos - W, which this query no longer sees
+        _write_ring(cache, k=k, v=v, pos=pos)  # overwrites position pos - W, which this query no longer sees
         return sdpa(q, load(cache.k, q.dtype), load(cache.v, q.dtype), mask=None)
     held = min(pos, window - 1)  # earlier tokens some new query still sees
     slots = torch.arange(pos - held, pos, device=q.device) % window
@@ -213,11 +213,11 @@ def attend_ring(cache: AttentionCache, q: torch.Tensor, k: torch.Tensor, v: torc
         k_pos = torch.arange(first + lo, first + hi, device=q.device)[None, :]
         mask = (k_pos <= q_pos) & (k_pos > q_pos - window)  # [block, keys]
         outs.append(sdpa(q[:, :, i0:i1], keys[:, :, lo:hi], values[:, :, lo:hi], mask=mask))
-    _write_ring(cache, k, v, pos)
+    _write_ring(cache, k=k, v=v, pos=pos)
     return torch.cat(outs, dim=2)
 
 
-def _write_ring(cache: AttentionCache, k: torch.Tensor, v: torch.Tensor, pos: int) -> None:
+def _write_ring(cache: AttentionCache, *, k: torch.Tensor, v: torch.Tensor, pos: int) -> None:
     window, n = cache.span, k.shape[2]
     keep = min(n, window)  # only the last W new tokens survive
     slots = torch.arange(pos + n - keep, pos + n, device=k.device) % window
@@ -234,7 +234,9 @@ def _as(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
     return tmp
 
 
-def attend_chunked(cache: AttentionCache, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: int) -> torch.Tensor:
+def attend_chunked(
+    cache: AttentionCache, q: torch.Tensor, *, k: torch.Tensor, v: torch.Tensor, pos: int
+) -> torch.Tensor:
     """Chunked local attention (Llama 4): a token sees the earlier tokens of its own chunk of ``C``."""
     chunk, n, outs, i = cache.span, q.shape[2], [], 0
     while i < n:
@@ -288,7 +290,7 @@ class Attention(nn.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         tables = rope_tables(self.freqs, torch.arange(pos, pos + n, device=x.device))
         q, k = apply_rope(q, tables, self.rot), apply_rope(k, tables, self.rot)
-        out = _ATTEND[cache.mode](cache, q, k, v, pos)  # [B, Hq, n, vd]
+        out = _ATTEND[cache.mode](cache, q, k=k, v=v, pos=pos)  # [B, Hq, n, vd]
         out = out.transpose(1, 2).reshape(b, n, self.heads * self.vd)
         if self.gate_proj is not None:
             out = out * self.gate_proj(x).sigmoid()
@@ -333,12 +335,12 @@ class LatentAttention(nn.Module):
         latent = load(cache.latent[:, : pos + n], x.dtype)  # [B, S, r + rope]
         scale = 1.0 / math.sqrt(self.nope + self.rope_dim)
         if n == 1:
-            out = self._absorbed(q_nope, q_pe, latent, scale)
+            out = self._absorbed(q_nope, q_pe, latent=latent, scale=scale)
         else:
-            out = self._expanded(q_nope, q_pe, latent, scale, pos)
+            out = self._expanded(q_nope, q_pe, latent=latent, scale=scale, pos=pos)
         return self.o_proj(out.transpose(1, 2).reshape(b, n, self.heads * self.vd))
 
-    def _absorbed(self, q_nope, q_pe, latent, scale) -> torch.Tensor:
+    def _absorbed(self, q_nope, q_pe, *, latent, scale) -> torch.Tensor:
         """Decode: attend in the latent space (W_UK into the query, W_UV after), heads as query rows."""
         b, h = q_nope.shape[:2]
         w = self.kv_b_proj.weight.view(h, self.nope + self.vd, self.rank)
@@ -348,7 +350,7 @@ class LatentAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, kv, kv[..., : self.rank], scale=scale).transpose(1, 2)
         return torch.einsum("bhnr,hvr->bhnv", out, w[:, self.nope :])  # [B, H, 1, vd]
 
-    def _expanded(self, q_nope, q_pe, latent, scale, pos: int) -> torch.Tensor:
+    def _expanded(self, q_nope, q_pe, *, latent, scale, pos: int) -> torch.Tensor:
         """Prefill: per-head K and V from the latent (as engines prefill), causal over every cached token."""
         b, h, n = q_nope.shape[:3]
         s = latent.shape[1]
@@ -365,7 +367,7 @@ class LatentAttention(nn.Module):
 
 
 def recurrence_chunk(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, log_a: torch.Tensor, state: torch.Tensor
+    q: torch.Tensor, k: torch.Tensor, *, v: torch.Tensor, log_a: torch.Tensor, state: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One chunk of ``S_t = a_t S_{t-1} + k_t^T v_t``, ``y_t = q_t S_t`` (the chunked form of Mamba2/GLA).
 
@@ -385,7 +387,7 @@ def recurrence_chunk(
 Chunk = Callable[[slice], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
-def run_recurrence(parts: Chunk, n: int, ssm: torch.Tensor) -> torch.Tensor:
+def run_recurrence(parts: Chunk, n: int, *, ssm: torch.Tensor) -> torch.Tensor:
     """The recurrence over ``n`` tokens, chunk by chunk, from and back into the cached state ``ssm``.
 
     ``parts(slice)`` gives ``q, k, v, log_a`` of the tokens in the slice, so a per-channel key (Mamba)
@@ -394,13 +396,13 @@ def run_recurrence(parts: Chunk, n: int, ssm: torch.Tensor) -> torch.Tensor:
     state, outs = ssm.float(), []
     for i in range(0, n, RECURRENT_CHUNK):
         q, k, v, log_a = parts(slice(i, min(n, i + RECURRENT_CHUNK)))
-        y, state = recurrence_chunk(q.float(), k.float(), v.float(), log_a, state)
+        y, state = recurrence_chunk(q.float(), k.float(), v=v.float(), log_a=log_a, state=state)
         outs.append(y.to(v.dtype))
     store(ssm, state)
     return torch.cat(outs, dim=2)
 
 
-def causal_conv(x: torch.Tensor, conv_state: torch.Tensor, weight: torch.Tensor, bias) -> torch.Tensor:
+def causal_conv(x: torch.Tensor, conv_state: torch.Tensor, *, weight: torch.Tensor, bias) -> torch.Tensor:
     """Depthwise causal conv of ``x: [B, n, C]`` continuing from ``conv_state: [B, C, K-1]`` (updated)."""
     full = torch.cat((load(conv_state, x.dtype), x.transpose(1, 2)), dim=2)  # [B, C, K-1+n]
     store(conv_state, full[:, :, -conv_state.shape[2] :])
@@ -455,7 +457,7 @@ class Recurrent(nn.Module):
     def _mamba_step(self, x: torch.Tensor, cache: StateCache) -> torch.Tensor:
         b, n, _ = x.shape
         xs, z = self.in_proj(x).chunk(2, dim=-1)  # [B, n, d] each
-        xs = F.silu(causal_conv(xs, cache.conv, self.conv_weight, self.conv_bias))
+        xs = F.silu(causal_conv(xs, cache.conv, weight=self.conv_weight, bias=self.conv_bias))
         dt, bm, cm = self.x_proj(xs).split([self.dt_rank, self.kind.d_state, self.kind.d_state], dim=-1)
         dt = F.softplus(self.dt_proj(self.dt_norm(dt))).float()  # [B, n, d]
         log_a = (dt * -self.A_log[:, 0].float().exp()).transpose(1, 2)  # [B, d, n]: one decay per channel
@@ -465,14 +467,16 @@ class Recurrent(nn.Module):
         def parts(j: slice):  # k = B_t * dt_t per channel: [B, d, c, N], one chunk at a time
             return q[:, :, j], bm[:, :, j] * dt_t[:, :, j].to(x.dtype), v[:, :, j], log_a[:, :, j]
 
-        y = run_recurrence(parts, n, cache.ssm)[..., 0].transpose(1, 2)  # [B, n, d]
+        y = run_recurrence(parts, n, ssm=cache.ssm)[..., 0].transpose(1, 2)  # [B, n, d]
         return self.out_proj((y + xs * self.D) * F.silu(z))
 
     def _mamba2_step(self, x: torch.Tensor, cache: StateCache) -> torch.Tensor:
         b, n, _ = x.shape
         kind, d, gn = self.kind, self.kind.d_inner, self.kind.n_groups * self.kind.d_state
         z, xbc, dt = self.in_proj(x).split([d, self.channels, self.heads], dim=-1)
-        xs, bm, cm = F.silu(causal_conv(xbc, cache.conv, self.conv_weight, self.conv_bias)).split([d, gn, gn], -1)
+        xs, bm, cm = F.silu(causal_conv(xbc, cache.conv, weight=self.conv_weight, bias=self.conv_bias)).split(
+            [d, gn, gn], -1
+        )
         dt = F.softplus(dt.float() + self.dt_bias.float())  # [B, n, nh]
         log_a = (dt * -self.A_log.float().exp()).transpose(1, 2)  # [B, nh, n]
         per_group = self.heads // kind.n_groups
@@ -480,7 +484,7 @@ class Recurrent(nn.Module):
         k = bm.view(b, n, kind.n_groups, self.dk).transpose(1, 2).repeat_interleave(per_group, 1)
         k = k * dt.transpose(1, 2)[..., None].to(x.dtype)
         v = xs.view(b, n, self.heads, self.dv).transpose(1, 2)  # [B, nh, n, P]
-        y = run_recurrence(_slicer(q, k, v, log_a), n, cache.ssm) + v * self.D[:, None, None]
+        y = run_recurrence(_slicer(q, k, v, log_a), n, ssm=cache.ssm) + v * self.D[:, None, None]
         return self.out_proj(self.norm(y.transpose(1, 2).reshape(b, n, d) * F.silu(z)))
 
     def _deltanet_step(self, x: torch.Tensor, cache: StateCache) -> torch.Tensor:
@@ -489,14 +493,16 @@ class Recurrent(nn.Module):
         key_dim, value_dim = kind.n_k_heads * kind.head_k_dim, nh * kind.head_v_dim
         qkv, z = self.in_proj_qkvz(x).split([2 * key_dim + value_dim, value_dim], dim=-1)
         beta, a = self.in_proj_ba(x).chunk(2, dim=-1)  # [B, n, nh] each
-        q, k, v = F.silu(causal_conv(qkv, cache.conv, self.conv_weight, None)).split([key_dim, key_dim, value_dim], -1)
+        q, k, v = F.silu(causal_conv(qkv, cache.conv, weight=self.conv_weight, bias=None)).split(
+            [key_dim, key_dim, value_dim], -1
+        )
         per_k = nh // kind.n_k_heads
         q = q.view(b, n, kind.n_k_heads, self.dk).transpose(1, 2).repeat_interleave(per_k, 1)  # [B, nh, n, dk]
         k = k.view(b, n, kind.n_k_heads, self.dk).transpose(1, 2).repeat_interleave(per_k, 1)
         k = k * beta.sigmoid().transpose(1, 2)[..., None]  # beta scales the write (delta rule left out)
         v = v.view(b, n, nh, self.dv).transpose(1, 2)  # [B, nh, n, dv]
         log_a = (-self.A_log.float().exp() * F.softplus(a.float() + self.dt_bias.float())).transpose(1, 2)
-        y = self.norm(run_recurrence(_slicer(q, k, v, log_a), n, cache.ssm).transpose(1, 2))  # [B, n, nh, dv]
+        y = self.norm(run_recurrence(_slicer(q, k, v, log_a), n, ssm=cache.ssm).transpose(1, 2))  # [B, n, nh, dv]
         return self.out_proj((y * F.silu(z).view(b, n, nh, self.dv)).reshape(b, n, value_dim))
 
 

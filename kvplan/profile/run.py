@@ -255,7 +255,7 @@ def representative_layers(spec: ModelSpec, k: int) -> list[int]:
     return sorted(chosen)
 
 
-def extrapolate(spec: ModelSpec, built: list[int], per_layer: dict[int, int], fixed: int) -> int:
+def extrapolate(spec: ModelSpec, built: list[int], *, per_layer: dict[int, int], fixed: int) -> int:
     """Full-depth bytes from the built layers: each signature's mean, times its count in the model."""
     counts: dict[tuple[str, bool], int] = {}
     for i in range(spec.num_layers):
@@ -454,7 +454,7 @@ class _Session:
             per_layer = self._allocate(caches, length)
             phases.append(self.meter.snapshot("cache"))
             if opts.device == "meta":
-                return self._result(length, per_layer, None, None, phases, status="shapes_only")
+                return self._result(length, per_layer, phases=phases, status="shapes_only")
             tokens = torch.randint(0, spec.vocab_size, (opts.batch, length), device=self.meter.device)
             from kvplan.profile.measure import storage_key
 
@@ -465,7 +465,7 @@ class _Session:
             self.say(f"{tag}: decode")
             decode = self.meter.transient(lambda: self.model(tokens[:, length - 1 :], caches, length - 1))
             phases.append(self.meter.snapshot("decode"))
-            return self._result(length, per_layer, prefill, decode, phases, status="measured")
+            return self._result(length, per_layer, phases=phases, prefill=prefill, decode=decode, status="measured")
         except Exception as exc:
             if not _is_oom(torch, exc):
                 raise
@@ -541,7 +541,7 @@ class _Session:
             note=note,
             needed_bytes=getattr(self, "need", None),
             free_bytes=getattr(self, "free", None),
-            **_terms(est, None, None, None, None),
+            **_terms(est),
         )
 
     def _did_not_fit(self, length: int, phase: str) -> ProfileRun:
@@ -551,17 +551,24 @@ class _Session:
             status="did_not_fit",
             note=f"out of memory during {phase}",
             peak_bytes_so_far=peak,
-            **_terms(self._estimate(length), None, None, None, None),
+            **_terms(self._estimate(length)),
         )
 
     def _result(
-        self, length: int, per_layer: dict[int, int], prefill: Any, decode: Any, phases: list, *, status: Status
+        self,
+        length: int,
+        per_layer: dict[int, int],
+        *,
+        phases: list,
+        status: Status,
+        prefill: Any = None,
+        decode: Any = None,
     ) -> ProfileRun:
         spec, base = self.spec, self._base(length)
         layer_parts_bytes = {int(k.split(".")[1]): v for k, v in self.parts.items() if k.startswith("layer.")}
         fixed = sum(v for k, v in self.parts.items() if not k.startswith("layer."))
-        weights = extrapolate(spec, self.layers, layer_parts_bytes, fixed)
-        kv = extrapolate(spec, self.layers, per_layer, 0)
+        weights = extrapolate(spec, self.layers, per_layer=layer_parts_bytes, fixed=fixed)
+        kv = extrapolate(spec, self.layers, per_layer=per_layer, fixed=0)
         activation = None if prefill is None else max(prefill.peak_bytes, decode.peak_bytes)
         timing = base.pop("time")
         if prefill is not None:
@@ -585,7 +592,14 @@ class _Session:
             cuda_context_bytes=context,
             cuda_context_in_range=in_range,
             phases=phases,
-            **_terms(self._estimate(length), weights, kv, activation, self.meter.non_torch_bytes(), peak),
+            **_terms(
+                self._estimate(length),
+                weights=weights,
+                kv=kv,
+                activation=activation,
+                non_torch=self.meter.non_torch_bytes(),
+                peak=peak,
+            ),
         )
 
     def _time_estimate(self, length: int) -> dict[str, Any]:
@@ -619,7 +633,7 @@ class _Session:
         self.meter.release()
 
 
-def _terms(est: Estimate, weights, kv, activation, non_torch, peak=None) -> dict[str, Term]:
+def _terms(est: Estimate, *, weights=None, kv=None, activation=None, non_torch=None, peak=None) -> dict[str, Term]:
     total = None if None in (weights, kv, activation) else weights + kv + activation
     return {
         "total_peak": Term.of(est.weights + est.kv_cache + est.activation_peak, peak if peak is not None else total),
