@@ -469,3 +469,77 @@ def test_masked_gqa_folding_equals_repeated_heads():
         q, k.repeat_interleave(4, 1), v.repeat_interleave(4, 1), attn_mask=mask
     )
     torch.testing.assert_close(sdpa(q, k, v, mask=mask), expected)
+
+
+# ---- the CUDA meter's arithmetic, with the allocator and NVML faked (no GPU here) --------------
+
+
+class _FakeAllocator:
+    def __init__(self):
+        self.allocated, self.peak, self.reserved = 1000, 1000, 4096
+
+    def install(self, monkeypatch):
+        cuda = torch.cuda
+        monkeypatch.setattr(cuda, "synchronize", lambda device=None: None)
+        monkeypatch.setattr(cuda, "memory_allocated", lambda device=None: self.allocated)
+        monkeypatch.setattr(cuda, "max_memory_allocated", lambda device=None: self.peak)
+        monkeypatch.setattr(cuda, "memory_reserved", lambda device=None: self.reserved)
+        monkeypatch.setattr(cuda, "reset_peak_memory_stats", lambda device=None: setattr(self, "peak", self.allocated))
+        monkeypatch.setattr(cuda, "empty_cache", lambda: None)
+
+    def grow(self, nbytes, transient=0):
+        self.peak = max(self.peak, self.allocated + nbytes + transient)
+        self.allocated += nbytes
+
+
+class _FakeNvml:
+    """Stands in for the pynvml module: one device whose used memory the test sets."""
+
+    class NVMLError(Exception):
+        pass
+
+    def __init__(self, used):
+        self.used = used
+
+    def nvmlDeviceGetMemoryInfo(self, handle):  # noqa: N802 - pynvml's names
+        return type("Info", (), {"used": self.used, "total": 80 << 30})()
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle):  # noqa: N802
+        import os
+
+        return [type("P", (), {"pid": os.getpid(), "usedGpuMemory": self.used})()]
+
+
+def test_cuda_meter_arithmetic(monkeypatch):
+    from kvplan.profile import measure
+
+    alloc = _FakeAllocator()
+    alloc.install(monkeypatch)
+    meter = object.__new__(measure.CudaMeter)
+    measure.Meter.__init__(meter, torch.device("cpu"))
+    nvml = _FakeNvml(used=600 << 20)
+    meter._nvml = measure._Nvml.__new__(measure._Nvml)
+    meter._nvml.pynvml, meter._nvml.handle, meter._nvml.index = nvml, None, 0
+    meter.baseline_used, meter.context_used = 100 << 20, 600 << 20
+
+    _, added = meter.allocation(lambda: alloc.grow(5000), lambda _: [])
+    assert added == 5000
+    events = []
+
+    class Event:
+        def __init__(self, enable_timing):
+            events.append(self)
+
+        def record(self):
+            pass
+
+        def elapsed_time(self, other):
+            return 12.5
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    result = meter.transient(lambda: alloc.grow(0, transient=700))
+    assert (result.peak_bytes, result.ms) == (700, 12.5)
+    assert meter.context_bytes() == 500 << 20
+    assert meter.non_torch_bytes() == (600 << 20) - (100 << 20) - 4096  # NVML growth minus torch's pool
+    snap = meter.snapshot("decode")
+    assert snap["allocated_bytes"] == 6000 and snap["nvml_process_bytes"] == 600 << 20
