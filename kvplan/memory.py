@@ -9,6 +9,7 @@ length query is a handful of multiply-adds whatever the depth.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
@@ -157,11 +158,10 @@ def cache_plan(
     dtype = element_size(name)
     by_kind = {k: layer_cache(spec, k, dtype, tp=tp, mla=mla) for k in spec.kind_counts}
     layers = tuple(by_kind[k] for k in spec.layer_kind_names)
+    names = spec.layer_kind_names
     stages = []
     for stage in pipeline_stages(spec.num_layers, pp):
-        counts: dict[str, int] = {}
-        for i in stage:
-            counts[spec.layer_kind_names[i]] = counts.get(spec.layer_kind_names[i], 0) + 1
+        counts = spec.kind_counts if pp == 1 else Counter(names[stage.start : stage.stop])
         stages.append(StagePlan(tuple((n, by_kind[k]) for k, n in counts.items())))
     return CachePlan(spec.name, dtype.name, tp, pp, layers, tuple(stages))
 

@@ -97,7 +97,8 @@ class DType:
 
     def nbytes(self, elements: int) -> int:
         """Bytes for ``elements`` values stored in this format, rounded up to a whole byte."""
-        return math.ceil(elements * self.bytes_per_element)
+        num, den = self.bytes_per_element.numerator, self.bytes_per_element.denominator
+        return -(-elements * num // den)  # integer ceil: exact, and no Fraction arithmetic
 
 
 # KV-cache formats. Sources: IEEE/OCP FP8 (e4m3, e5m2 are 1 byte); llama.cpp ggml-common.h
