@@ -266,6 +266,7 @@ def import_(
 # BEGIN COMMAND MODULES
 from kvplan import cli_capacity  # noqa: E402,F401
 from kvplan import cli_cost  # noqa: E402,F401
+from kvplan import cli_profile  # noqa: E402,F401
 # END COMMAND MODULES
 
 
