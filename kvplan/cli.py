@@ -70,6 +70,13 @@ def positive(value: int, what: str) -> int:
     return value
 
 
+def lookup_gpu(name: str):  # noqa: ANN201
+    """A GPU by catalog name or YAML path; the GPU schema is built only when one is asked for."""
+    from kvplan.hardware import resolve_gpu
+
+    return resolve_gpu(name)
+
+
 def out(text: str) -> None:
     typer.echo(text)
 
@@ -109,7 +116,6 @@ def estimate(
     with boundary():
         from kvplan.catalog import resolve_model
         from kvplan.estimator import estimate as run
-        from kvplan.hardware import resolve_gpu
         from kvplan.units import parse_lengths, parse_size
 
         fmt = check_format(fmt)
@@ -122,7 +128,7 @@ def estimate(
             weights_dtype=weights_dtype,
             tp=tp,
             pp=pp,
-            gpu=resolve_gpu(gpu) if gpu else None,
+            gpu=lookup_gpu(gpu) if gpu else None,
             overhead_bytes=parse_size(overhead),
         )
         dicts = [r.model_dump() for r in rows]
@@ -144,7 +150,7 @@ def estimate(
         if plot is not None:
             from kvplan.cli_cost import estimate_plot
 
-            estimate_plot(spec, rows, plot, gpu=resolve_gpu(gpu) if gpu else None)
+            estimate_plot(spec, rows, plot, gpu=lookup_gpu(gpu) if gpu else None)
 
 
 _GPU_KEYS = {"gpu_memory_bytes", "fits", "headroom_bytes"}
@@ -259,15 +265,31 @@ def import_(
 
 
 # ---- commands defined in other modules ----------------------------------------------------
-# Each module below adds its commands to `app` with @app.command() when imported. Such modules
-# import only typer and kvplan.cli/report at top level (heavy imports inside the command body),
-# so `kvplan estimate` stays as fast as the bare import floor.
-# isort: off
-# BEGIN COMMAND MODULES
-from kvplan import cli_capacity  # noqa: E402,F401
-from kvplan import cli_cost  # noqa: E402,F401
-from kvplan import cli_profile  # noqa: E402,F401
-# END COMMAND MODULES
+# Each module adds its commands to `app` with @app.command() when imported. They are loaded
+# when invoked (or all of them for --help and unknown names), the lazy-subcommand pattern of
+# click's documentation: `kvplan estimate` then neither imports nor builds the other commands.
+COMMAND_MODULES = {
+    "capacity": "kvplan.cli_capacity",
+    "plan": "kvplan.cli_capacity",
+    "check-log": "kvplan.cli_capacity",
+    "cost": "kvplan.cli_cost",
+    "rope": "kvplan.cli_cost",
+    "profile": "kvplan.cli_profile",
+}
+CORE_COMMANDS = frozenset({"estimate", "models", "show", "gpus", "import"})
+
+
+def load_commands(argv: list[str] | None = None) -> typer.Typer:
+    """Register the command modules ``argv`` needs; every module when ``argv`` is None."""
+    import importlib
+
+    first = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
+    if first in CORE_COMMANDS:
+        return app
+    wanted = [COMMAND_MODULES[first]] if first in COMMAND_MODULES else COMMAND_MODULES.values()
+    for module in dict.fromkeys(wanted):
+        importlib.import_module(module)
+    return app
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover
         from click import exceptions as click_exc
 
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        load_commands(argv)
         result = app(args=argv, prog_name="kvplan", standalone_mode=False)
     except click_exc.UsageError as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare `kvplan`: show the help, not an error

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-from kvplan.hardware import GPU
 from kvplan.memory import cache_plan
 from kvplan.params import weight_bytes_per_gpu
-from kvplan.spec import ModelSpec
 from kvplan.units import canonical_dtype, kv_dtype, weight_dtype
+
+if TYPE_CHECKING:  # the GPU schema is built only when a GPU is asked for
+    from kvplan.hardware import GPU
+    from kvplan.spec import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 import pytest
 from typer.testing import CliRunner
 
-from kvplan.cli import app
+from kvplan.cli import app, load_commands
+
+load_commands()  # every command, as `kvplan --help` sees them
 
 
 @pytest.fixture
