@@ -22,7 +22,7 @@ from kvplan.cost import (
 )
 from kvplan.errors import InvalidInput, RuntimeFailure
 from kvplan.hardware import resolve_gpu
-from kvplan.spec import ModelSpec
+from kvplan.spec import LayerKind, ModelSpec
 
 H100 = resolve_gpu("h100-sxm")
 
@@ -110,7 +110,9 @@ def test_attention_quadratic_rest_linear(length, batch):
 @given(length=st.integers(4096, 500_000))
 def test_windows_cap_attention(length):
     spec = load_bundled("mistral-7b-v0.1")  # sliding window 4096 on every layer
-    full = spec.model_copy(update={"layers": spec.layers.model_copy(update={"kinds": {"sliding": {"type": "full"}}})})
+    full = spec.model_copy(
+        update={"layers": spec.layers.model_copy(update={"kinds": {"sliding": LayerKind(type="full")}})}
+    )
     full = ModelSpec.model_validate(full.model_dump())
     windowed = step_flops(spec, length, phase="prefill")
     assert windowed.attention <= step_flops(full, length, phase="prefill").attention
