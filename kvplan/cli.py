@@ -213,9 +213,9 @@ GPU_COLUMNS = [
     report.Column("name", "name"),
     report.Column("display_name", "GPU"),
     report.Column("memory_mib", "memory (MiB)", "int"),
-    report.Column("bandwidth_gbps", "bandwidth (GB/s)", "float"),
-    report.Column("bf16_dense_tflops", "BF16 dense TFLOPS", "float"),
-    report.Column("fp8_dense_tflops", "FP8 dense TFLOPS", "float"),
+    report.Column("bandwidth_gbps", "bandwidth (GB/s)", "num"),
+    report.Column("bf16_dense_tflops", "BF16 dense TFLOPS", "num"),
+    report.Column("fp8_dense_tflops", "FP8 dense TFLOPS", "num"),
     report.Column("interconnect", "interconnect"),
 ]
 

@@ -22,7 +22,7 @@ class Column:
 
     key: str
     header: str
-    kind: Literal["bytes", "int", "str", "bool", "float", "mib", "bytes_mib"] = "str"
+    kind: Literal["bytes", "int", "str", "bool", "float", "num", "mib", "bytes_mib"] = "str"
 
 
 def human_bytes(n: int | None) -> str:
@@ -47,6 +47,8 @@ def _cell(value: Any, kind: str) -> str:
         return "yes" if value else "NO"
     if kind == "float":
         return f"{value:,.3g}"
+    if kind == "num":  # a catalog figure: as written, with thousands separators
+        return f"{value:,.1f}".removesuffix(".0")
     return str(value)
 
 
@@ -66,13 +68,15 @@ def render_object(obj: dict[str, Any], fmt: Format, *, title: str | None = None)
     """A single record: json as is; other formats as a two-column field/value table."""
     if fmt == "json":
         return json.dumps(obj, indent=2)
-    flat = [{"field": k, "value": _flat(v)} for k, v in obj.items()]
+    flat = [{"field": k, "value": _flat(v, human=fmt != "csv")} for k, v in obj.items()]
     return render(flat, [Column("field", "field"), Column("value", "value")], fmt, title=title)
 
 
-def _flat(value: Any) -> str:
+def _flat(value: Any, *, human: bool = False) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value)
+    if human and isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
     return "-" if value is None else str(value)
 
 
