@@ -10,16 +10,32 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # real imports for type checkers; at run time names load on first use (fast CLI start)
+    from kvplan.capacity import CapacityResult
     from kvplan.catalog import bundled_names, load_bundled, resolve_model
+    from kvplan.engines import ENGINES, Overrides, Settings, get_engine
     from kvplan.errors import InvalidInput, KvplanError, RuntimeFailure
     from kvplan.estimator import EstimateRow, estimate
     from kvplan.hardware import GPU, bundled_gpus, resolve_gpu
+    from kvplan.logcheck import parse_log
     from kvplan.memory import CachePlan, cache_plan, kv_bytes_per_sequence, kv_bytes_total
     from kvplan.params import ParamCount, count_params, weight_bytes_per_gpu
+    from kvplan.planner import plan
+    from kvplan.rope import frequencies, rope_config
     from kvplan.spec import LayerKind, Layers, ModelSpec, MoE, Rope
     from kvplan.units import parse_length, parse_lengths, parse_size
 
+# Submodules with a function of the same name are reached as modules: kvplan.capacity.capacity,
+# kvplan.capacity.setup, kvplan.cost.cost.
 _EXPORTS = {
+    "ENGINES": "kvplan.engines",
+    "Overrides": "kvplan.engines",
+    "Settings": "kvplan.engines",
+    "get_engine": "kvplan.engines",
+    "CapacityResult": "kvplan.capacity",
+    "plan": "kvplan.planner",
+    "frequencies": "kvplan.rope",
+    "rope_config": "kvplan.rope",
+    "parse_log": "kvplan.logcheck",
     "bundled_names": "kvplan.catalog",
     "load_bundled": "kvplan.catalog",
     "resolve_model": "kvplan.catalog",
@@ -60,6 +76,15 @@ def __getattr__(name: str):
 __version__ = "0.1.0"
 
 __all__ = [
+    "ENGINES",
+    "CapacityResult",
+    "Overrides",
+    "Settings",
+    "frequencies",
+    "get_engine",
+    "parse_log",
+    "plan",
+    "rope_config",
     "GPU",
     "CachePlan",
     "EstimateRow",

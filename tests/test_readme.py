@@ -1,0 +1,42 @@
+"""The README's quick start is what CI runs, its library snippet runs, and the API it names exists."""
+
+import re
+from pathlib import Path
+
+import kvplan
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _quick_start() -> list[str]:
+    section = README.split("## Quick start", 1)[1].split("##", 1)[0]
+    block = re.search(r"```console\n(.*?)```", section, re.S).group(1)
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_quick_start_is_two_commands_and_ci_runs_the_test_one():
+    install_and_estimate, install_and_test = _quick_start()
+    assert "kvplan estimate" in install_and_estimate and "pip install" in install_and_estimate
+    assert install_and_test in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_library_snippet_runs():
+    code = README.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    assert namespace["answer"].max_concurrent_sequences >= 1
+
+
+def test_every_export_resolves():
+    for name in kvplan.__all__:
+        assert getattr(kvplan, name) is not None, name
+
+
+def test_every_command_has_an_example():
+    from kvplan.cli import app, load_commands
+
+    load_commands()
+    names = {c.name or c.callback.__name__.rstrip("_").replace("_", "-") for c in app.registered_commands}
+    for name in names:
+        assert f"$ kvplan {name}" in README or f"`kvplan {name}`" in README, name
