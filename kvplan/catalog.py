@@ -56,13 +56,18 @@ def _load_yaml_cached(path: str) -> ModelSpec:
     return load_spec_file(Path(path))
 
 
-def read_yaml(path: Path) -> Any:
+def read_text(path: Path) -> str:
+    """A UTF-8 file's text; unreadable or binary files are one-line input errors."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InvalidInput(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise InvalidInput(f"cannot read {str(path)!r}: not UTF-8 text") from None
+
+
+def read_yaml(path: Path) -> Any:
+    text = read_text(path)
     try:
         # libyaml's C loader when present: the same safe subset, several times faster.
         return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -73,12 +78,7 @@ def read_yaml(path: Path) -> Any:
 
 
 def read_json(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise InvalidInput(f"cannot read {str(path)!r}: not UTF-8 text") from None
+    text = read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
