@@ -425,12 +425,17 @@ def _unknown_warning(model_type: Any, assumed: list[str]) -> str:
     return f"{what}; imported best-effort from the standard fields: {listed}"
 
 
+# The schema's own bound on num_layers (kvplan.spec.LayerCount).
+MAX_LAYERS = 100_000
+
 # ---- building the spec -----------------------------------------------------------------------
 
 
 def _build(f: _Fields, *, raw_type: Any) -> dict[str, Any]:
     hidden = f.need("hidden_size")
     layers = f.need("num_hidden_layers")
+    if layers > MAX_LAYERS:  # checked before any per-layer list is built (found by fuzzing)
+        raise InvalidInput(f"{f.origin}: num_hidden_layers: {layers!r} is beyond {MAX_LAYERS:,} layers")
     heads = f.need("num_attention_heads")
     head_dim, v_head_dim = _head_dims(f, hidden=hidden, heads=heads)
     kinds, per_layer = _layout(f, layers=layers, max_pos=_max_positions(f))

@@ -5,6 +5,7 @@ import copy
 import io
 import json
 import os
+from pathlib import Path
 
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -162,3 +163,105 @@ def test_regression_yaml_scalar_document(tmp_path):
         load_spec_file(path)
     except InvalidInput as exc:
         assert "must be a YAML mapping" in str(exc)
+
+
+# ---- the Hugging Face importer ---------------------------------------------------------------
+
+HF_CONFIGS = sorted((Path(__file__).parent / "data" / "hf_configs").glob("*.json"))
+
+
+def _import(config):
+    from kvplan.hf import spec_from_hf_config
+
+    try:
+        result = spec_from_hf_config(config, origin="fuzz/config.json")
+    except InvalidInput as exc:
+        assert str(exc).strip()
+        return
+    spec = result.spec
+    count_params(spec)
+    estimate(spec, [1, 8192], batch=2, kv_dtype_name="fp8")
+    assert all(isinstance(w, str) and w for w in result.warnings)
+    result.to_yaml()
+
+
+@FUZZ
+@given(json_values)
+def test_hf_importer_random_documents(config):
+    _import(config)
+
+
+@FUZZ
+@given(st.sampled_from(HF_CONFIGS), st.data())
+def test_hf_importer_mutated_real_configs(path, data):
+    doc = json.loads(path.read_text())
+    for _ in range(data.draw(st.integers(1, 3))):
+        paths = list(_paths(doc))
+        if not paths:
+            break
+        where = data.draw(st.sampled_from(paths))
+        parent = doc
+        for key in where[:-1]:
+            parent = parent[key]
+        action = data.draw(st.sampled_from(["replace", "delete", "number"]))
+        if action == "delete":
+            del parent[where[-1]]
+        elif action == "number":
+            parent[where[-1]] = data.draw(st.one_of(st.integers(-3, 3), st.integers(1, 2**64), st.floats()))
+        else:
+            parent[where[-1]] = data.draw(json_values)
+    _import(doc)
+
+
+def test_hf_importer_writes_only_the_requested_output(tmp_path, cli):
+    # `kvplan import` with -o writes that one file and nothing else; without -o it writes nothing.
+    before = set(tmp_path.iterdir())
+    target = tmp_path / "out.yaml"
+    assert cli("import", str(HF_CONFIGS[0]), "-o", str(target)).exit_code == 0
+    assert set(tmp_path.iterdir()) - before == {target}
+    assert cli("import", str(HF_CONFIGS[0])).exit_code == 0
+    assert set(tmp_path.iterdir()) - before == {target}
+
+
+other_commands = st.sampled_from(
+    [
+        ["capacity", "llama-3.1-8b", "--gpu", "h100-sxm", "--context"],
+        ["cost", "llama-3.1-8b", "--gpu", "h100-sxm", "--context"],
+        ["rope", "llama-2-7b", "--method", "yarn", "--factor"],
+        ["plan", "llama-3.1-8b", "--users", "4", "--gpus", "l4", "--context"],
+    ]
+)
+other_values = st.sampled_from(["4k", "0", "-1", "1.5", "abc", "1e9", "8", "", "99999999999", "nan", "inf"])
+other_options = st.sampled_from(
+    ["--tp", "--batch", "--engine", "--kv-dtype", "--gpu-memory-utilization", "--format", "--kv-cache-memory"]
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(other_commands, other_values, st.lists(st.tuples(other_options, other_values), max_size=2))
+def test_cli_other_commands(head, value, pairs):
+    from kvplan.cli import main
+
+    argv = [*head, value] + [item for pair in pairs for item in pair]
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main(argv)
+    assert code in (0, 2), (argv, err.getvalue())
+    assert "Traceback" not in err.getvalue() and "internal error" not in err.getvalue(), (argv, err.getvalue())
+    if code == 2:
+        lines = [line for line in err.getvalue().splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("kvplan: error: "), (argv, lines)
+
+
+def test_regression_hf_config_with_absurd_layer_count():
+    # Found by fuzzing: num_hidden_layers 112,703,126,820 built a per-layer list until MemoryError.
+    from kvplan.hf import spec_from_hf_config
+
+    config = json.loads((Path(__file__).parent / "data" / "hf_configs" / "gemma-2-9b.json").read_text())
+    config["num_hidden_layers"] = 112_703_126_820
+    try:
+        spec_from_hf_config(config, origin="x/config.json")
+    except InvalidInput as exc:
+        assert "num_hidden_layers" in str(exc) and "100,000" in str(exc)
+    else:
+        raise AssertionError("an absurd layer count must be refused")
