@@ -119,6 +119,10 @@ def estimate(
         from kvplan.units import parse_lengths, parse_size
 
         fmt = check_format(fmt)
+        if plot is not None:
+            from kvplan.plot import check_plot_path
+
+            check_plot_path(plot)  # before any output: a bad path or a missing extra ends here
         spec = resolve_model(model)
         rows = run(
             spec,

@@ -27,8 +27,17 @@ def _pyplot() -> Any:
     return plt
 
 
+def require_matplotlib() -> None:
+    """Fail before any work is done when the plot extra is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise RuntimeFailure("plotting needs matplotlib: pip install 'kvplan[plot]'")
+
+
 def check_plot_path(path: Path) -> Path:
     """Refuse a path matplotlib cannot write before any work is done."""
+    require_matplotlib()
     if path.suffix.lower() not in _SUFFIXES:
         raise InvalidInput(f"invalid plot file {str(path)!r}; expected a name ending in {', '.join(_SUFFIXES)}")
     if not path.parent.exists():
