@@ -29,6 +29,20 @@ app = typer.Typer(
 )
 
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table | json | csv | markdown")]
+# Options several commands share, declared once so their flags and help stay the same.
+GpuOpt = Annotated[Optional[str], typer.Option(help="catalog name (see 'kvplan gpus') or a GPU YAML")]
+BatchOpt = Annotated[int, typer.Option("--batch", "-b", help="concurrent sequences")]
+TpOpt = Annotated[int, typer.Option("--tp", help="tensor parallel size")]
+PpOpt = Annotated[int, typer.Option("--pp", help="pipeline parallel size")]
+KvDtypeOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        help="KV-cache dtype: fp32 bf16 fp16 fp8 fp8_e4m3 fp8_e5m2 int8 int4 q8_0 q4_0 (default: the model's)"
+    ),
+]
+WeightsDtypeOpt = Annotated[
+    Optional[str], typer.Option(help="weights dtype: fp32 bf16 fp16 fp8 int8 int4 mxfp4 (default: the model's)")
+]
 ModelArg = Annotated[
     str, typer.Argument(help="bundled name (see 'kvplan models'), a spec YAML, a config.json or a folder holding one")
 ]
@@ -100,14 +114,12 @@ ESTIMATE_COLUMNS = [
 def estimate(
     model: ModelArg,
     context: Annotated[str, typer.Option("--context", "-c", help="lengths, e.g. 4k,32k,128k")] = "4k,32k,128k",
-    batch: Annotated[int, typer.Option("--batch", "-b", help="concurrent sequences")] = 1,
-    kv_dtype: Annotated[
-        Optional[str], typer.Option(help="fp32 bf16 fp16 fp8 fp8_e4m3 fp8_e5m2 int8 int4 q8_0 q4_0")
-    ] = None,
-    weights_dtype: Annotated[Optional[str], typer.Option(help="fp32 bf16 fp16 fp8 int8 int4 mxfp4")] = None,
-    gpu: Annotated[Optional[str], typer.Option(help="catalog name (see 'kvplan gpus') or a GPU YAML")] = None,
-    tp: Annotated[int, typer.Option("--tp", help="tensor parallel size")] = 1,
-    pp: Annotated[int, typer.Option("--pp", help="pipeline parallel size")] = 1,
+    batch: BatchOpt = 1,
+    kv_dtype: KvDtypeOpt = None,
+    weights_dtype: WeightsDtypeOpt = None,
+    gpu: GpuOpt = None,
+    tp: TpOpt = 1,
+    pp: PpOpt = 1,
     overhead: Annotated[str, typer.Option(help="memory reserved per GPU beyond weights and KV, e.g. 2GiB")] = "0",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="also draw memory against context to this PNG")] = None,
     fmt: FormatOpt = "table",

@@ -8,7 +8,20 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan import report
-from kvplan.cli import FormatOpt, ModelArg, app, boundary, check_format, err, out
+from kvplan.cli import (
+    FormatOpt,
+    KvDtypeOpt,
+    ModelArg,
+    PpOpt,
+    TpOpt,
+    WeightsDtypeOpt,
+    app,
+    boundary,
+    check_format,
+    err,
+    out,
+    positive,
+)
 from kvplan.errors import InvalidInput
 
 EngineOpt = Annotated[
@@ -85,10 +98,10 @@ def capacity(
     gpus: Annotated[
         Optional[int], typer.Option(help="GPUs in all (a multiple of tp x pp; the rest are replicas)")
     ] = None,
-    tp: Annotated[int, typer.Option("--tp", help="tensor parallel size")] = 1,
-    pp: Annotated[int, typer.Option("--pp", help="pipeline parallel size")] = 1,
-    kv_dtype: Annotated[Optional[str], typer.Option(help="KV cache dtype (bf16 fp16 fp8 q8_0 q4_0 ...)")] = None,
-    weights_dtype: Annotated[Optional[str], typer.Option(help="weights dtype (bf16 fp8 int4 mxfp4 ...)")] = None,
+    tp: TpOpt = 1,
+    pp: PpOpt = 1,
+    kv_dtype: KvDtypeOpt = None,
+    weights_dtype: WeightsDtypeOpt = None,
     gpu_memory_utilization: Annotated[Optional[float], typer.Option(help="vLLM fraction of memory (0, 1]")] = None,
     mem_fraction_static: Annotated[Optional[float], typer.Option(help="SGLang fraction (0, 1]")] = None,
     free_gpu_memory_fraction: Annotated[Optional[float], typer.Option(help="TensorRT-LLM fraction (0, 1]")] = None,
@@ -129,8 +142,8 @@ def capacity(
             graph_estimate=cuda_graph_estimate, n_ubatch=ubatch, mla=mla,
             swa_ratio=swa_full_tokens_ratio,
         )  # fmt: skip
-        if batch is not None and batch < 1:
-            raise InvalidInput(f"invalid batch {batch!r}; expected a whole number of at least 1")
+        if batch is not None:
+            positive(batch, "batch")
         mix, mix_weights = _mix(lengths, weights, mean, parse_lengths, parse_length)
         s = setup(
             spec, resolve_gpu(gpu), engine=engine, tp=tp, pp=pp, gpus=gpus, kv_dtype_name=kv_dtype,

@@ -8,7 +8,21 @@ from typing import Annotated, Any, Optional
 import typer
 
 from kvplan import report
-from kvplan.cli import FormatOpt, ModelArg, app, boundary, check_format, err, out
+from kvplan.cli import (
+    BatchOpt,
+    FormatOpt,
+    GpuOpt,
+    KvDtypeOpt,
+    ModelArg,
+    TpOpt,
+    WeightsDtypeOpt,
+    app,
+    boundary,
+    check_format,
+    err,
+    out,
+    positive,
+)
 from kvplan.errors import InvalidInput
 
 # ---- cost ----------------------------------------------------------------------------------------
@@ -43,12 +57,12 @@ TRAINING_COLUMNS = [
 @app.command()
 def cost(
     model: ModelArg,
-    gpu: Annotated[Optional[str], typer.Option(help="catalog name (see 'kvplan gpus') or a GPU YAML")] = None,
+    gpu: GpuOpt = None,
     context: Annotated[str, typer.Option("--context", "-c", help="lengths, e.g. 4k,32k,128k")] = "4k,32k,128k",
-    batch: Annotated[int, typer.Option("--batch", "-b", help="concurrent sequences")] = 1,
-    tp: Annotated[int, typer.Option("--tp", help="tensor parallel size")] = 1,
-    kv_dtype: Annotated[Optional[str], typer.Option(help="KV-cache dtype (default: the model's)")] = None,
-    weights_dtype: Annotated[Optional[str], typer.Option(help="weights dtype (default: the model's)")] = None,
+    batch: BatchOpt = 1,
+    tp: TpOpt = 1,
+    kv_dtype: KvDtypeOpt = None,
+    weights_dtype: WeightsDtypeOpt = None,
     compute: Annotated[str, typer.Option(help="tensor-core peak to use: bf16 | fp8")] = "bf16",
     compute_eff: Annotated[float, typer.Option(help="fraction of peak FLOPs reached")] = 0.7,
     memory_eff: Annotated[float, typer.Option(help="fraction of peak memory bandwidth reached")] = 0.9,
@@ -66,8 +80,7 @@ def cost(
         fmt = check_format(fmt)
         spec = resolve_model(model)
         contexts = parse_lengths(context)
-        if batch < 1:
-            raise InvalidInput(f"invalid batch {batch!r}; expected a whole number of at least 1")
+        positive(batch, "batch")
         if training:
             _training(spec, contexts, batch=batch, attention=attention, fmt=fmt)
             return
@@ -237,8 +250,7 @@ def rope(
 
         fmt = check_format(fmt)
         spec = resolve_model(model)
-        if batch < 1:
-            raise InvalidInput(f"invalid batch {batch!r}; expected a whole number of at least 1")
+        positive(batch, "batch")
         if factor is not None and not 1 <= factor < float("inf"):
             raise InvalidInput(f"invalid RoPE factor {factor!r}; expected a finite number of at least 1")
         if method is not None and method not in METHODS:

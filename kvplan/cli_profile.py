@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from kvplan import report
-from kvplan.cli import FormatOpt, ModelArg, app, boundary, check_format, err, out
+from kvplan.cli import BatchOpt, FormatOpt, ModelArg, app, boundary, check_format, err, out
 from kvplan.errors import InvalidInput
 
 TERMS = ("weights", "kv_cache", "activation_peak", "non_torch", "total_peak")
@@ -40,7 +40,7 @@ RUN_COLUMNS = [
 def profile(
     model: ModelArg,
     context: Annotated[str, typer.Option("--context", "-c", help="lengths, e.g. 4k,32k")] = "4k",
-    batch: Annotated[int, typer.Option("--batch", "-b", help="concurrent sequences")] = 1,
+    batch: BatchOpt = 1,
     kv_dtype: Annotated[
         Optional[str], typer.Option(help="fp32 bf16 fp16 fp8 fp8_e4m3 fp8_e5m2 int8 (int4 q8_0 q4_0: meta only)")
     ] = None,
