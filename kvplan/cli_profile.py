@@ -49,7 +49,9 @@ def profile(
         Optional[int], typer.Option(help="build K layers covering every layer kind and extrapolate to full depth")
     ] = None,
     chunk: Annotated[Optional[str], typer.Option(help="prefill in chunks of N tokens, e.g. 2k")] = None,
-    save: Annotated[Optional[Path], typer.Option(help="write the runs as JSON to this file")] = None,
+    save: Annotated[
+        Optional[Path], typer.Option(help="write the runs as JSON to this file (rewritten after each length)")
+    ] = None,
     force: Annotated[bool, typer.Option(help="allocate beyond free memory; overwrite --save")] = False,
     gpu: Annotated[
         Optional[str], typer.Option(help="catalog GPU for the time estimate (default: matched from the device name)")
@@ -76,9 +78,19 @@ def profile(
         )
         if save is not None and save.exists() and not force:
             raise InvalidInput(f"{str(save)!r} already exists; pass --force to overwrite it")
-        runs = [r.model_dump() for r in profile_model(spec, opts, progress=lambda m: err(f"kvplan profile: {m}"))]
+        done: list[dict[str, Any]] = []
+
+        def keep(run: Any) -> None:  # --save is rewritten after every length: a stopped run keeps what it measured
+            done.append(run.model_dump())
+            if save is not None:
+                _write(save, report.render(done, [], "json"), quiet=True)
+
+        runs = [
+            r.model_dump()
+            for r in profile_model(spec, opts, progress=lambda m: err(f"kvplan profile: {m}"), on_run=keep)
+        ]
         if save is not None:
-            _write(save, report.render(runs, [], "json"))
+            err(f"wrote {save}")
         if fmt == "json":
             out(report.render(runs, [], "json"))
             return
@@ -129,7 +141,15 @@ def _note(run: dict[str, Any]) -> str:
         figures = f": needs {report.human_bytes(need)}, {report.human_bytes(free)} free" if need and free else ""
         chunk = "" if run["chunk"] else " prefill in pieces with --chunk N, or"
         return f"refused{figures};{chunk} pass --force to try anyway"
-    return run["note"] or ""
+    time = run["time"]
+    labels = [run["note"]] if run["note"] else []
+    bound = [name for name in ("prefill", "decode") if time.get(f"{name}_launch_bound")]
+    if bound:
+        labels.append(f"{' and '.join(bound)} launch-bound (the GPU waited for the host)")
+    if time.get("kv_dequantised") and run["status"] == "measured":
+        labels.append(f"KV {run['kv_dtype']} read through a {run['weights_dtype']} copy (in the activation estimate)")
+    labels += run.get("warnings") or []
+    return "; ".join(labels)
 
 
 def _ms(value: float | None) -> float | None:
@@ -140,9 +160,13 @@ def _length(tokens: int) -> str:
     return f"{tokens // 1024}K" if tokens % 1024 == 0 else str(tokens)
 
 
-def _write(path: Path, text: str) -> None:
+def _write(path: Path, text: str, *, quiet: bool = False) -> None:
+    """Write through a temporary file and a rename, so a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
     try:
-        path.write_text(text + "\n", encoding="utf-8")
+        tmp.write_text(text + "\n", encoding="utf-8")
+        tmp.replace(path)
     except OSError as exc:
         raise InvalidInput(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
-    err(f"wrote {path}")
+    if not quiet:
+        err(f"wrote {path}")

@@ -471,75 +471,497 @@ def test_masked_gqa_folding_equals_repeated_heads():
     torch.testing.assert_close(sdpa(q, k, v, mask=mask), expected)
 
 
-# ---- the CUDA meter's arithmetic, with the allocator and NVML faked (no GPU here) --------------
+# ---- measurement fixes (issue 13) ------------------------------------------------------------
 
 
-class _FakeAllocator:
-    def __init__(self):
-        self.allocated, self.peak, self.reserved = 1000, 1000, 4096
+@pytest.mark.parametrize("kv", ["fp8", "fp8_e5m2", "int8"])
+def test_quantised_kv_on_a_sliding_window_past_the_window(kv):
+    """index_copy_ has no Float8 kernel: the ring buffer is written through an integer view."""
+    runs = profile_model(tiny("sliding"), Options(contexts=[20], kv_dtype=kv, device="cpu", chunk=6))
+    assert runs[0].status == "measured" and runs[0].kv_cache.difference_bytes == 0
+    assert runs[0].time.kv_dequantised
 
-    def install(self, monkeypatch):
+
+def test_ring_writes_the_fp8_bits_of_the_last_window_tokens():
+    from kvplan.profile.model import _write_ring
+
+    spec = tiny("sliding")
+    cache = layer_cache(spec, 0, batch=1, length=20, dtype="fp8", device=torch.device("cpu"))  # window 8
+    k = torch.randn(1, 2, 11, 16, generator=torch.Generator().manual_seed(3)).bfloat16()
+    _write_ring(cache, k=k, v=k, pos=5)  # positions 5..15: the last 8 (8..15) survive, slot = position % 8
+    expected = k[:, :, 3:].to(torch.float8_e4m3fn)  # positions 8..15 -> slots 0..7 in order
+    assert torch.equal(cache.k.view(torch.uint8), expected.view(torch.uint8))
+
+
+def test_int8_read_back_has_no_fp32_intermediate():
+    from kvplan.profile.cache import load
+    from kvplan.profile.measure import PeakTracker
+
+    src = torch.randint(-127, 128, (4, 1000), dtype=torch.int8)
+    tracker = PeakTracker(set())
+    with tracker:
+        out = load(src, torch.bfloat16)
+    assert tracker.peak == 4 * 1000 * 2  # one bf16 copy (an fp32 round trip peaked at 4 + 4 bytes per value)
+    torch.testing.assert_close(out.float(), src.float() / 32.0)
+
+
+def test_dequantised_kv_copy_is_in_the_activation_estimate():
+    # sliding skeleton, fp8 KV read back in bf16 (2 B), batch 2, context 40: full layers read all
+    # 40 tokens x 2 KV heads x (16 + 16) = 2,560 values per sequence (sliding ones 8 x 64 = 512),
+    # so the estimate grows by 2 x 2,560 x 2 B = 10,240 bytes.
+    spec = tiny("sliding")
+    plain = prun.activation_peak_bytes(spec, tokens=7, batch=2, dtype_bytes=2, context=40)
+    fp8 = prun.activation_peak_bytes(spec, tokens=7, batch=2, dtype_bytes=2, context=40, kv_dequantised=True)
+    assert fp8 - plain == 10_240
+
+
+def test_measured_activation_of_fp8_kv_stays_within_its_estimate():
+    # One-pass prefill and decode: no mask, so the CPU kernels materialise no [n, S] mask either.
+    spec = tiny("dense_gqa", num_layers=2)
+    run = profile_model(spec, Options(contexts=[600], kv_dtype="fp8", device="cpu"))[0]
+    assert 0 < run.activation_peak.measured_bytes <= run.activation_peak.estimated_bytes
+
+
+def _forward_ops(spec, calls):
+    """aten ops of each forward call of a fresh model: ``calls`` is a list of (n tokens, position)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Log(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    model = SpecModel(spec, list(range(spec.num_layers)), dtype=torch.float32, device=torch.device("cpu"))
+    caches = [layer_cache(spec, i, batch=1, length=32, dtype="fp32", device=torch.device("cpu")) for i in range(4)]
+    tokens = torch.randint(0, spec.vocab_size, (1, 32))
+    logs = []
+    with torch.inference_mode():
+        for n, pos in calls:
+            log = Log()
+            log.ops = []
+            with log:
+                model(tokens[:, pos : pos + n], caches, pos)
+            logs.append(log.ops)
+    return logs
+
+
+@pytest.mark.parametrize("name", ["dense_gqa", "mla"])
+def test_rope_tables_reach_the_device_once(name):
+    """torch.tensor(host list) is 'aten.lift_fresh' (a host-to-device copy on CUDA): first pass only."""
+    first, second, third = _forward_ops(tiny(name, dtype="fp32"), [(8, 0), (8, 8), (1, 16)])
+    assert first.count("aten.lift_fresh.default") > 0
+    assert second.count("aten.lift_fresh.default") == 0 and third.count("aten.lift_fresh.default") == 0
+
+
+def test_median_of_decode_steps_and_highest_peak():
+    from kvplan.profile.measure import Transient, median_transient
+
+    steps = [Transient(10, ms, host_ms=ms / 2) for ms in (5.0, 1.0, 3.0, 100.0, 2.0)]
+    steps[3] = Transient(99, 100.0, host_ms=50.0)
+    result = median_transient(steps)
+    assert (result.ms, result.peak_bytes, result.host_ms) == (3.0, 99, 1.5)
+
+
+def test_launch_bound_label():
+    from kvplan.profile.measure import Transient
+
+    assert Transient(0, 10.0, host_ms=9.5).launch_bound is True  # the device waited for the host
+    assert Transient(0, 10.0, host_ms=1.0).launch_bound is False
+    assert Transient(0, 10.0).launch_bound is None  # CPU: no separate device clock
+
+
+def test_decode_is_timed_several_times_after_a_warm_up(monkeypatch):
+    """The warm-up runs before the first timed pass, on caches of its own; decode is timed DECODE_STEPS times."""
+    events = []
+    forward = SpecModel.forward
+
+    def spy(self, tokens, caches, pos, *, mark=None):
+        events.append(("forward", id(caches), tokens.shape[1]))
+        return forward(self, tokens, caches, pos, mark=mark)
+
+    meter_cls = _meter()
+    transient = meter_cls.transient
+
+    def timed(self, fn):
+        events.append(("timed",))
+        return transient(self, fn)
+
+    monkeypatch.setattr(SpecModel, "forward", spy)
+    monkeypatch.setattr(meter_cls, "transient", timed)
+    run = profile_model(tiny("dense_gqa"), Options(contexts=[16], device="cpu", chunk=5))[0]
+    first_timed = events.index(("timed",))
+    warm = [e for e in events[:first_timed] if e[0] == "forward"]
+    measured = [e for e in events[first_timed:] if e[0] == "forward"]
+    assert warm and {e[1] for e in warm}.isdisjoint({e[1] for e in measured})  # a scratch cache
+    assert [e[2] for e in warm] == [5, 5, 5, 1, 1]  # the same chunks as the first length, then decode
+    assert events.count(("timed",)) == 1 + prun.DECODE_STEPS
+    assert run.time.warmed_up and run.time.decode_steps == prun.DECODE_STEPS
+    assert run.attention_backends and all(v for v in run.attention_backends.values())
+
+
+def test_extrapolated_time_adds_fixed_parts_once(monkeypatch):
+    # sliding skeleton: layers local, global, local, global; --layers 2 builds 0 and 1.
+    # Each pass: 100 ms of which layer 0 took 20 and layer 1 took 30 -> fixed 50 ms, added once:
+    # 50 + 2 x 20 + 2 x 30 = 150 ms (scaling the whole pass by 4 / 2 gave 200 ms).
+    from kvplan.profile.measure import Transient
+
+    monkeypatch.setattr(
+        _meter(), "transient", lambda self, fn: (fn(), Transient(1, 100.0, spans={"layer.0": 20.0, "layer.1": 30.0}))[1]
+    )
+    run = profile_model(tiny("sliding"), Options(contexts=[16], device="cpu", layers=2))[0]
+    assert run.extrapolated and run.time.prefill_ms == 150.0 and run.time.decode_ms == 150.0
+    assert run.time.prefill_fixed_ms == 50.0
+
+
+def test_layer_spans_are_measured_on_extrapolated_runs():
+    run = profile_model(tiny("hybrid"), Options(contexts=[12], device="cpu", layers=4))[0]
+    assert not run.extrapolated  # 4 of 4: no marks, the pass is timed whole
+    spec = tiny("sliding")
+    part = profile_model(spec, Options(contexts=[12], device="cpu", layers=2))[0]
+    assert part.time.prefill_fixed_ms is not None and 0 <= part.time.prefill_fixed_ms <= part.time.prefill_ms
+
+
+def test_profile_reports_each_run_as_it_is_measured():
+    seen = []
+    runs = profile_model(tiny("dense_gqa"), Options(contexts=[8, 12], device="cpu"), on_run=seen.append)
+    assert seen == runs
+
+
+# ---- the CUDA meter and the runner's CUDA branches, against faithful fakes (no GPU here) ---------
+
+pynvml = pytest.importorskip("pynvml")
+MIB = 1 << 20
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+from torch.utils._pytree import tree_leaves  # noqa: E402
+
+
+class FakeGpu:
+    """One NVML device (or MIG slice) as nvidia-ml-py reports it."""
+
+    def __init__(self, uuid, *, used=0, total=80 << 30, processes=(), migs=(), mismatch=False):
+        self.uuid, self.base, self.total, self.migs, self.mismatch = uuid, used, total, list(migs), mismatch
+        self.processes = list(processes)
+        self.pool = lambda: 0  # torch's reserved segments, once this process uses the device
+
+    @property
+    def used(self):
+        return self.base + self.pool()
+
+    @used.setter
+    def used(self, value):
+        self.base = value - self.pool()
+
+
+def proc(pid, used):
+    return type("nvmlProcessInfo", (), {"pid": pid, "usedGpuMemory": used})()
+
+
+class FakeNvml:
+    """Stands in for the pynvml module: the real exception classes and error codes, str UUIDs
+    (pynvml's convertStrBytes decodes them), NOT_FOUND for an unknown UUID or an empty MIG slot,
+    NOT_SUPPORTED for MIG queries on a GPU without MIG."""
+
+    NVMLError = pynvml.NVMLError
+    NVMLLibraryMismatchError = pynvml.NVMLLibraryMismatchError
+
+    def __init__(self, gpus, *, by_uuid=True):
+        self.gpus, self.by_uuid, self.calls = gpus, by_uuid, []
+
+    def _all(self):
+        return [h for g in self.gpus for h in (g, *g.migs)]
+
+    def nvmlInit(self):  # noqa: N802 - pynvml's names
+        self.calls.append("init")
+
+    def nvmlDeviceGetCount(self):  # noqa: N802
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, i):  # noqa: N802
+        if i >= len(self.gpus):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return self.gpus[i]
+
+    def nvmlDeviceGetHandleByUUID(self, text):  # noqa: N802
+        if not self.by_uuid:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+        for h in self._all():
+            if h.uuid == text:
+                return h
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
+
+    def nvmlDeviceGetUUID(self, h):  # noqa: N802
+        return h.uuid
+
+    def nvmlDeviceGetMemoryInfo(self, h):  # noqa: N802
+        self.calls.append(("memory", h.uuid))
+        return type("c_nvmlMemory_t", (), {"used": h.used, "total": h.total, "free": h.total - h.used})()
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h):  # noqa: N802
+        if h.mismatch:  # what pynvml's throwOnVersionMismatch raises: not an NVMLError
+            raise pynvml.NVMLLibraryMismatchError("Unversioned function called and the pyNVML version does not match")
+        return list(h.processes)
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, h):  # noqa: N802
+        if not h.migs:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return 7
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, h, j):  # noqa: N802
+        if j >= len(h.migs):
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
+        return h.migs[j]
+
+    def nvmlSystemGetDriverVersion(self):  # noqa: N802
+        return "550.54.15"
+
+    def nvmlSystemGetCudaDriverVersion(self):  # noqa: N802
+        return 12040
+
+
+def uuid_of(n):
+    return f"{n:08x}-1111-2222-3333-444455556666"
+
+
+class FakeCuda:
+    """torch.cuda on a machine without a GPU: the allocator's counters follow the tensors the ops
+    create (a dispatch mode over CPU tensors), reserved memory is whole 2 MiB segments and never below
+    allocated, ``empty_cache`` returns unused segments, events time with ``perf_counter``. The first
+    matmul allocates a 32 MiB workspace that is never freed, as cuBLAS does through torch's allocator
+    on sm90 (torch/csrc/cuda/CublasHandlePool.cpp)."""
+
+    SEGMENT = 2 * MIB
+    WORKSPACE = 32 * MIB
+
+    def __init__(self, monkeypatch, *, uuid, free=70 << 30, name="NVIDIA H100 80GB HBM3", nvml=None):
+        self.nvml, self.uuid, self.free_bytes, self.workspace = nvml, uuid, free, 0
+        self.tracker = LiveStorages(self)
+        self.reserved, self.peak, self.log = 0, 0, []
         cuda = torch.cuda
-        monkeypatch.setattr(cuda, "synchronize", lambda device=None: None)
-        monkeypatch.setattr(cuda, "memory_allocated", lambda device=None: self.allocated)
-        monkeypatch.setattr(cuda, "max_memory_allocated", lambda device=None: self.peak)
-        monkeypatch.setattr(cuda, "memory_reserved", lambda device=None: self.reserved)
-        monkeypatch.setattr(cuda, "reset_peak_memory_stats", lambda device=None: setattr(self, "peak", self.allocated))
-        monkeypatch.setattr(cuda, "empty_cache", lambda: None)
+        for name_, fn in {
+            "is_available": lambda: True,
+            "current_device": lambda: 0,
+            "set_device": lambda device: self.log.append("set_device"),
+            "synchronize": lambda device=None: None,
+            "memory_allocated": lambda device=None: self.allocated,
+            "max_memory_allocated": lambda device=None: self.peak,
+            "memory_reserved": lambda device=None: self.reserved,
+            "reset_peak_memory_stats": lambda device=None: setattr(self, "peak", self.allocated),
+            "empty_cache": self._empty_cache,
+            "mem_get_info": lambda device=None: (self.free_bytes, 80 << 30),
+            "get_device_name": lambda device=None: name,
+            "get_device_capability": lambda device=None: (9, 0),
+            "get_device_properties": lambda device=None: type("Props", (), {"uuid": self.uuid, "name": name})(),
+            "Event": FakeEvent,
+        }.items():
+            monkeypatch.setattr(cuda, name_, fn)
+        monkeypatch.setattr(torch.backends.cuda, "cublas_workspace_size", lambda: self.WORKSPACE, raising=False)
+        if nvml is not None:
+            import sys
 
-    def grow(self, nbytes, transient=0):
-        self.peak = max(self.peak, self.allocated + nbytes + transient)
-        self.allocated += nbytes
+            monkeypatch.setitem(sys.modules, "pynvml", nvml)
+
+    @property
+    def allocated(self):
+        return self.tracker.now + self.workspace
+
+    def _grow(self):
+        self.peak = max(self.peak, self.allocated)
+        need = -(-self.allocated // self.SEGMENT) * self.SEGMENT
+        self.reserved = max(self.reserved, need)
+        assert self.reserved >= self.allocated  # as on a real device
+
+    def _empty_cache(self):
+        self.reserved = -(-self.allocated // self.SEGMENT) * self.SEGMENT
+
+    def run(self, monkeypatch, spec, opts):
+        """profile_model with device 'cuda': the CUDA meter over CPU tensors."""
+        from kvplan.profile import measure
+
+        monkeypatch.setattr(prun, "_device", lambda torch_, name: torch.device("cpu"))
+        monkeypatch.setattr(measure, "make_meter", lambda device: measure.CudaMeter(device))
+        with self.tracker:
+            return profile_model(spec, opts)
 
 
-class _FakeNvml:
-    """Stands in for the pynvml module: one device whose used memory the test sets."""
+class LiveStorages(TorchDispatchMode):
+    """Bytes of the storages the ops create that are still alive: a weakref on the storage object,
+    which torch keeps alive as long as any tensor (a Parameter wrapping it included) uses it."""
 
-    class NVMLError(Exception):
-        pass
+    def __init__(self, fake):
+        super().__init__()
+        self.fake, self.now, self.refs = fake, 0, {}
 
-    def __init__(self, used):
-        self.used = used
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        import weakref
 
-    def nvmlDeviceGetMemoryInfo(self, handle):  # noqa: N802 - pynvml's names
-        return type("Info", (), {"used": self.used, "total": 80 << 30})()
+        if self.fake.workspace == 0 and func in (torch.ops.aten.mm.default, torch.ops.aten.addmm.default):
+            self.fake.workspace = FakeCuda.WORKSPACE  # cuBLAS's, at the first matmul, never freed
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                storage = t.untyped_storage()
+                key = storage._cdata
+                if key not in self.refs:
+                    nbytes = storage.nbytes()
+                    self.now += nbytes
+                    self.refs[key] = weakref.ref(storage, lambda ref, key=key, n=nbytes: self._free(key, n))
+        self.fake._grow()
+        return out
 
-    def nvmlDeviceGetComputeRunningProcesses(self, handle):  # noqa: N802
-        import os
+    def _free(self, key, nbytes):
+        self.refs.pop(key, None)
+        self.now -= nbytes
 
-        return [type("P", (), {"pid": os.getpid(), "usedGpuMemory": self.used})()]
+
+class FakeEvent:
+    def __init__(self, enable_timing=False):
+        self.t = None
+
+    def record(self, stream=None):
+        import time
+
+        self.t = time.perf_counter()
+
+    def elapsed_time(self, end):
+        return (end.t - self.t) * 1e3
 
 
-def test_cuda_meter_arithmetic(monkeypatch):
+def test_cuda_meter_constructor_reads_nvml_before_cuda_and_maps_by_uuid(monkeypatch):
+    """CUDA_VISIBLE_DEVICES=2: torch's device 0 is NVML's index 2; the baseline and the context are read
+    on that device, found by UUID, and NVML is read before torch creates the context."""
     from kvplan.profile import measure
 
-    alloc = _FakeAllocator()
-    alloc.install(monkeypatch)
-    meter = object.__new__(measure.CudaMeter)
-    measure.Meter.__init__(meter, torch.device("cpu"))
-    nvml = _FakeNvml(used=600 << 20)
-    meter._nvml = measure._Nvml.__new__(measure._Nvml)
-    meter._nvml.pynvml, meter._nvml.handle, meter._nvml.index = nvml, None, 0
-    meter.baseline_used, meter.context_used = 100 << 20, 600 << 20
+    gpus = [FakeGpu(f"GPU-{uuid_of(i)}", used=(100 + i) * MIB) for i in range(4)]
+    nvml = FakeNvml(gpus)
+    fake = FakeCuda(monkeypatch, uuid=uuid_of(2), nvml=nvml)
 
-    _, added = meter.allocation(lambda: alloc.grow(5000), lambda _: [])
-    assert added == 5000
-    events = []
+    def set_device(device):
+        fake.log.append("set_device")
+        gpus[2].used += 500 * MIB  # the context this process creates, on NVML's device 2
 
-    class Event:
-        def __init__(self, enable_timing):
-            events.append(self)
+    monkeypatch.setattr(torch.cuda, "set_device", set_device)
+    meter = measure.CudaMeter(torch.device("cpu"))
+    assert meter._nvml.uuid == f"GPU-{uuid_of(2)}"
+    assert meter.baseline_used == 102 * MIB and meter.context_bytes() == 500 * MIB
+    first_memory_read = next(i for i, c in enumerate(nvml.calls) if c[0] == "memory")
+    assert first_memory_read < len(nvml.calls) and fake.log == ["set_device"]
+    assert nvml.calls.index(("memory", gpus[2].uuid)) < len(nvml.calls)
+    assert meter.warnings == []
+    env = meter.environment()
+    assert env["driver"] == "550.54.15" and env["compute_capability"] == "9.0"
+    assert env["cublas_workspace_bytes"] == 32 * MIB and env["nvml_uuid"] == gpus[2].uuid
 
-        def record(self):
-            pass
 
-        def elapsed_time(self, other):
-            return 12.5
+def test_nvml_finds_a_mig_slice_by_its_own_uuid(monkeypatch):
+    from kvplan.profile import measure
 
-    monkeypatch.setattr(torch.cuda, "Event", Event)
-    result = meter.transient(lambda: alloc.grow(0, transient=700))
-    assert (result.peak_bytes, result.ms) == (700, 12.5)
-    assert meter.context_bytes() == 500 << 20
-    assert meter.non_torch_bytes() == (600 << 20) - (100 << 20) - 4096  # NVML growth minus torch's pool
-    snap = meter.snapshot("decode")
-    assert snap["allocated_bytes"] == 6000 and snap["nvml_process_bytes"] == 600 << 20
+    slice_ = FakeGpu(f"MIG-{uuid_of(9)}", used=7 * MIB, total=10 << 30)
+    gpus = [FakeGpu(f"GPU-{uuid_of(0)}", used=900 * MIB, migs=[slice_])]
+    found, problem = measure.Nvml.find(FakeNvml(gpus), uuid_of(9))
+    assert found.handle is slice_ and found.used() == 7 * MIB and problem == ""
+    found, _ = measure.Nvml.find(FakeNvml(gpus, by_uuid=False), f"MIG-{uuid_of(9)}")  # NVML without the lookup
+    assert found.handle is slice_
+    inventory = measure.nvml_inventory(FakeNvml(gpus))
+    assert inventory[slice_.uuid].used == 7 * MIB and inventory[gpus[0].uuid].used == 900 * MIB
+
+
+def test_nvml_never_falls_back_to_an_index(monkeypatch):
+    from kvplan.profile import measure
+
+    gpus = [FakeGpu(f"GPU-{uuid_of(i)}") for i in range(2)]
+    found, problem = measure.Nvml.find(FakeNvml(gpus), uuid_of(7))  # not an NVML device
+    assert found is None and "no NVML device has torch's UUID" in problem
+    found, problem = measure.Nvml.find(FakeNvml(gpus), None)
+    assert found is None and "no device UUID" in problem
+
+
+def test_process_list_library_mismatch_is_caught(monkeypatch):
+    from kvplan.profile import measure
+
+    gpu = FakeGpu(f"GPU-{uuid_of(0)}", used=5 * MIB, mismatch=True)
+    nvml = measure.Nvml(FakeNvml([gpu]), gpu, gpu.uuid)
+    assert nvml.stats()["nvml_process_bytes"] is None and nvml.processes() is None
+    assert measure.nvml_inventory(FakeNvml([gpu]))[gpu.uuid].processes is None
+
+
+def test_other_processes_on_the_device_are_warned_about(monkeypatch):
+    import os
+
+    from kvplan.profile import measure
+
+    gpu = FakeGpu(f"GPU-{uuid_of(0)}", used=3000 * MIB, processes=[proc(4242, 3000 * MIB)])
+    FakeCuda(monkeypatch, uuid=uuid_of(0), nvml=FakeNvml([gpu]))
+    meter = measure.CudaMeter(torch.device("cpu"))
+    assert len(meter.warnings) == 1 and "PID 4242" in meter.warnings[0] and "non_torch" in meter.warnings[0]
+    gpu.processes = [proc(os.getpid(), 600 * MIB), proc(4242, 3000 * MIB), proc(5151, 10 * MIB)]
+    snap = meter.snapshot("prefill")
+    assert snap["nvml_process_bytes"] == 600 * MIB
+    assert any("during prefill" in w and "5151" in w for w in meter.warnings)
+
+
+def test_runner_cuda_branches_with_fakes(monkeypatch):
+    """device 'cuda' end to end on fakes: allocator deltas, the NVML baseline, the catalog GPU from the
+    device name, the CUDA context term, and a cuBLAS workspace that the warm-up keeps out of the peak."""
+    gpu = FakeGpu(f"GPU-{uuid_of(1)}", used=50 * MIB)
+    fake = FakeCuda(monkeypatch, uuid=uuid_of(1), nvml=FakeNvml([FakeGpu(f"GPU-{uuid_of(0)}"), gpu]))
+
+    def set_device(device):
+        gpu.used += 400 * MIB  # the CUDA context
+        gpu.pool = lambda: fake.reserved  # from now on NVML also sees torch's segments
+
+    monkeypatch.setattr(torch.cuda, "set_device", set_device)
+    spec = tiny("dense_gqa")
+    runs = fake.run(monkeypatch, spec, Options(contexts=[16, 16], device="cuda", chunk=5))
+    first, second = runs
+    assert first.device == "cuda" and first.device_name == "NVIDIA H100 80GB HBM3"
+    assert first.time.gpu == "h100-sxm" and first.time.estimated_decode_ms > 0
+    assert first.weights.measured_bytes == first.weights.estimated_bytes
+    assert first.kv_cache.measured_bytes == first.kv_cache.estimated_bytes
+    # the workspace came with the warm-up: both identical lengths see the same activation peak
+    assert first.activation_peak.measured_bytes == second.activation_peak.measured_bytes
+    assert first.activation_peak.measured_bytes < FakeCuda.WORKSPACE
+    assert first.cuda_context_bytes == 400 * MIB and first.cuda_context_in_range
+    assert first.non_torch.estimated_bytes == prun.CUDA_CONTEXT_BYTES
+    assert first.non_torch.measured_bytes == 400 * MIB  # NVML growth minus torch's reserved pool
+    assert first.total_peak.measured_bytes is not None
+    assert first.time.decode_launch_bound is not None and first.time.decode_host_ms is not None
+    assert first.environment["driver"] == "550.54.15"
+    assert [p["phase"] for p in first.phases] == ["context", "weights", "warmup", "cache", "prefill", "decode"]
+
+
+def test_runner_cuda_out_of_memory_reports_the_allocator_peak(monkeypatch):
+    fake = FakeCuda(monkeypatch, uuid=uuid_of(0), nvml=FakeNvml([FakeGpu(f"GPU-{uuid_of(0)}")]))
+
+    def boom(self, *args):
+        fake.peak = 12345 * MIB
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(prun._Session, "_prefill", boom)
+    monkeypatch.setattr(prun._Session, "_warm_up", lambda self: None)
+    run = fake.run(monkeypatch, tiny("dense_gqa"), Options(contexts=[16], device="cuda"))[0]
+    assert run.status == "did_not_fit" and run.peak_bytes_so_far == 12345 * MIB
+
+
+def test_runner_cuda_refuses_beyond_free_memory(monkeypatch):
+    fake = FakeCuda(monkeypatch, uuid=uuid_of(0), free=1000, nvml=FakeNvml([FakeGpu(f"GPU-{uuid_of(0)}")]))
+    run = fake.run(monkeypatch, tiny("dense_gqa"), Options(contexts=[16], device="cuda"))[0]
+    assert run.status == "refused" and run.free_bytes == 1000
+
+
+def test_cli_save_is_written_after_each_length(cli, spec_file, tmp_path, monkeypatch):
+    """A profile stopped during its second length leaves the first one saved."""
+    target = tmp_path / "runs.json"
+    calls = []
+    real = prun._Session._profile_length
+
+    def second_fails(self, length, index):
+        calls.append(length)
+        if index == 1:
+            assert json.loads(target.read_text())[0]["context"] == 16  # already on disk
+            raise KeyboardInterrupt  # a time limit's signal
+        return real(self, length, index)
+
+    monkeypatch.setattr(prun._Session, "_profile_length", second_fails)
+    result = cli("profile", spec_file, "--device", "cpu", "-c", "16,24", "--save", str(target))
+    assert result.exit_code != 0 and calls == [16, 24]  # click turns the interrupt into an abort
+    assert [r["context"] for r in json.loads(target.read_text())] == [16]

@@ -174,9 +174,15 @@ def store(dst: torch.Tensor, src: torch.Tensor) -> None:
 
 
 def load(src: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Read cache slots in the compute dtype: a view when the dtypes agree, a converted copy otherwise."""
+    """Read cache slots in the compute dtype: a view when the dtypes agree, a converted copy otherwise.
+
+    The copy is the whole slice an attention call reads (every cached token of the layer), alive
+    while that layer attends: :func:`kvplan.profile.run.activation_peak_bytes` counts it.
+    """
     if src.dtype == dtype:
         return src
     if src.dtype == torch.int8:
-        return (src.to(torch.float32) / INT8_SCALE).to(dtype)
+        # int8 -> bf16/fp16 is exact (|v| <= 127 < 2^8) and so is the power-of-two scale: one
+        # compute-dtype copy, no fp32 intermediate twice its size.
+        return src.to(dtype).mul_(1.0 / INT8_SCALE)
     return src.to(dtype)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
@@ -115,15 +116,30 @@ def inverse_frequencies(spec: ModelSpec, kind: LayerKind, rot_dim: int) -> tuple
     return tuple(1.0 / theta ** (2 * i / rot_dim) for i in range(rot_dim // 2)), 1.0  # RoFormer eq. 15
 
 
-def rope_tables(
-    freqs: tuple[tuple[float, ...], float] | None, positions: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """``cos, sin: [n, rot_dim / 2]`` (fp32, times the attention factor) at ``positions``."""
-    if freqs is None:
-        return None
-    inv_freq, factor = freqs
-    angles = positions.float()[:, None] * torch.tensor(inv_freq, dtype=torch.float32, device=positions.device)
-    return angles.cos() * factor, angles.sin() * factor
+class RopeTable:
+    """A layer's inverse frequencies, copied to each device once.
+
+    ``torch.tensor(inv_freq, device=cuda)`` is a host-to-device copy from pageable memory; made on
+    every call it put one synchronisation per attention layer into every timed forward pass. The
+    copy is kept outside the module's parameters and buffers, so weight bytes stay the estimator's.
+    """
+
+    def __init__(self, freqs: tuple[tuple[float, ...], float] | None) -> None:
+        self.freqs = freqs
+        self._inv_freq: dict[torch.device, torch.Tensor] = {}
+
+    def inv_freq(self, device: torch.device) -> torch.Tensor:
+        table = self._inv_freq.get(device)
+        if table is None:
+            table = self._inv_freq[device] = torch.tensor(self.freqs[0], dtype=torch.float32, device=device)
+        return table
+
+    def tables(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``cos, sin: [n, rot_dim / 2]`` (fp32, times the attention factor) at ``positions``."""
+        if self.freqs is None:
+            return None
+        angles = positions.float()[:, None] * self.inv_freq(positions.device)
+        return angles.cos() * self.freqs[1], angles.sin() * self.freqs[1]
 
 
 def apply_rope(x: torch.Tensor, tables: tuple[torch.Tensor, torch.Tensor] | None, rot_dim: int) -> torch.Tensor:
@@ -169,6 +185,7 @@ def sdpa(
     memory-efficient kernel (which takes masks, not GQA) instead of materialising scores.
     """
     gqa = q.shape[1] != k.shape[1]
+    _note_backend(q, k, v, mask=mask, causal=causal, gqa=gqa, scale=scale)
     if gqa and type(mask) is torch.Tensor:  # a plain boolean mask, not a CausalBias subclass
         b, hq, n, d = q.shape
         group = hq // k.shape[1]
@@ -181,6 +198,53 @@ def sdpa(
         group = q.shape[1] // k.shape[1]
         k, v = k.repeat_interleave(group, 1), v.repeat_interleave(group, 1)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=scale)
+
+
+# Where SDPA's choices are being written down (a dict of call kind -> backend), or None: set only
+# around the warm-up, so the timed passes pay nothing for it.
+SDPA_CHOICES: ContextVar[dict[str, str] | None] = ContextVar("SDPA_CHOICES", default=None)
+
+
+def _note_backend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask, causal: bool, gqa: bool, scale) -> None:
+    """Record the kernel SDPA dispatches this kind of call to (``torch._fused_sdp_choice``)."""
+    choices = SDPA_CHOICES.get()
+    if choices is None:
+        return
+    kind = "decode" if q.shape[2] == 1 else "causal" if causal else "no mask" if mask is None else "masked"
+    if mask is not None and type(mask) is not torch.Tensor:
+        kind = "lower-right causal"
+    key = f"{kind}, head_dim {q.shape[-1]}/{v.shape[-1]}" + (", gqa" if gqa else "")
+    if key not in choices:
+        choices[key] = sdpa_backend(q, k, v, mask=mask, causal=causal, gqa=gqa, scale=scale)
+
+
+def sdpa_backend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask, causal: bool, gqa: bool, scale) -> str:
+    """The backend name (``SDPBackend``) SDPA picks for these inputs; ``unknown`` where torch cannot say.
+
+    A lower-right ``CausalBias`` is dispatched by torch.nn.attention.bias.CausalBias._dispatch
+    (torch 2.13): flash if ``can_use_flash_attention``, else memory-efficient, else math over a
+    materialised mask; a boolean mask goes to a kernel that takes a bias (memory-efficient, cuDNN or
+    math), which converts it to an additive bias padded to its alignment.
+    """
+    from torch.nn.attention import SDPBackend
+
+    try:
+        if mask is not None and type(mask) is not torch.Tensor:  # CausalBias
+            if mask.seq_len_q == mask.seq_len_kv:
+                mask, causal = None, True
+            else:
+                from torch.backends.cuda import SDPAParams, can_use_efficient_attention, can_use_flash_attention
+
+                params = SDPAParams(q, k, v, None, 0.0, False, gqa)
+                if q.device.type == "cuda" and can_use_flash_attention(params):
+                    return "FLASH_ATTENTION"
+                if q.device.type == "cuda" and can_use_efficient_attention(params):
+                    return "EFFICIENT_ATTENTION"
+                return "MATH (materialised lower-right mask)" if q.device.type == "cuda" else "cpu: materialised mask"
+        choice = torch._fused_sdp_choice(q, k, v, mask, 0.0, causal, scale=scale, enable_gqa=gqa)
+        return SDPBackend(choice).name
+    except (AttributeError, RuntimeError, TypeError, ValueError):  # an older torch, or a private API change
+        return "unknown"
 
 
 def attend_full(cache: AttentionCache, q: torch.Tensor, *, k: torch.Tensor, v: torch.Tensor, pos: int) -> torch.Tensor:
@@ -202,8 +266,8 @@ def attend_ring(cache: AttentionCache, q: torch.Tensor, *, k: torch.Tensor, v: t
         return sdpa(q, load(cache.k, q.dtype), load(cache.v, q.dtype), mask=None)
     held = min(pos, window - 1)  # earlier tokens some new query still sees
     slots = torch.arange(pos - held, pos, device=q.device) % window
-    keys = torch.cat((load(cache.k.index_select(2, slots), q.dtype), k), dim=2)  # [B, Hkv, held + n, kd]
-    values = torch.cat((load(cache.v.index_select(2, slots), q.dtype), v), dim=2)
+    keys = torch.cat((load(_select(cache.k, slots), q.dtype), k), dim=2)  # [B, Hkv, held + n, kd]
+    values = torch.cat((load(_select(cache.v, slots), q.dtype), v), dim=2)
     first = pos - held  # absolute position of keys[:, :, 0]
     outs = []
     for i0 in range(0, n, WINDOW_QUERY_BLOCK):
@@ -221,8 +285,24 @@ def _write_ring(cache: AttentionCache, *, k: torch.Tensor, v: torch.Tensor, pos:
     window, n = cache.span, k.shape[2]
     keep = min(n, window)  # only the last W new tokens survive
     slots = torch.arange(pos + n - keep, pos + n, device=k.device) % window
-    cache.k.index_copy_(2, slots, _as(cache.k, k[:, :, n - keep :]))
-    cache.v.index_copy_(2, slots, _as(cache.v, v[:, :, n - keep :]))
+    bits(cache.k).index_copy_(2, slots, bits(_as(cache.k, k[:, :, n - keep :])))
+    bits(cache.v).index_copy_(2, slots, bits(_as(cache.v, v[:, :, n - keep :])))
+
+
+# Integer dtypes of each element size: slot copies go through them, because index_copy_ (and, on some
+# builds, index_select) have no Float8 kernel on CPU or CUDA (torch 2.13: "index_copy_cpu" not
+# implemented for 'Float8_e4m3fn'). A bit copy is exactly what a cache write needs.
+_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def bits(t: torch.Tensor) -> torch.Tensor:
+    """``t`` viewed as integers of the same width (no copy)."""
+    return t.view(_BITS[t.element_size()])
+
+
+def _select(cache: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    """``cache.index_select(2, slots)`` in ``cache``'s dtype, copied as bits."""
+    return bits(cache).index_select(2, slots).view(cache.dtype)
 
 
 def _as(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
@@ -279,7 +359,7 @@ class Attention(nn.Module):
         gate = getattr(layout, "attention_output_gate", False)
         self.gate_proj = Linear(h, self.heads * self.vd, bias=False, dtype=dtype) if gate else None
         self.rot = rotary_dim(spec, self.kd)
-        self.freqs = inverse_frequencies(spec, kind, self.rot)
+        self.rope = RopeTable(inverse_frequencies(spec, kind, self.rot))
 
     def forward(self, x: torch.Tensor, cache: AttentionCache, pos: int) -> torch.Tensor:
         b, n, _ = x.shape
@@ -288,7 +368,7 @@ class Attention(nn.Module):
         v = self.v_proj(x).view(b, n, self.kv_heads, self.vd).transpose(1, 2)  # [B, Hkv, n, vd]
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        tables = rope_tables(self.freqs, torch.arange(pos, pos + n, device=x.device))
+        tables = self.rope.tables(torch.arange(pos, pos + n, device=x.device))
         q, k = apply_rope(q, tables, self.rot), apply_rope(k, tables, self.rot)
         out = _ATTEND[cache.mode](cache, q, k=k, v=v, pos=pos)  # [B, Hq, n, vd]
         out = out.transpose(1, 2).reshape(b, n, self.heads * self.vd)
@@ -316,7 +396,7 @@ class LatentAttention(nn.Module):
         self.kv_a_norm = RMSNorm(self.rank, dtype=dtype)
         self.kv_b_proj = Linear(self.rank, self.heads * (self.nope + self.vd), bias=False, dtype=dtype)
         self.o_proj = Linear(self.heads * self.vd, h, bias=False, dtype=dtype)
-        self.freqs = inverse_frequencies(spec, kind, self.rope_dim)
+        self.rope = RopeTable(inverse_frequencies(spec, kind, self.rope_dim))
 
     def _queries(self, x: torch.Tensor) -> torch.Tensor:
         if hasattr(self, "q_b_proj"):
@@ -328,7 +408,7 @@ class LatentAttention(nn.Module):
         q = self._queries(x).view(b, n, self.heads, self.nope + self.rope_dim).transpose(1, 2)
         q_nope, q_pe = q[..., : self.nope], q[..., self.nope :]  # [B, H, n, nope], [B, H, n, rope]
         c_kv, k_pe = self.kv_a_proj(x).split([self.rank, self.rope_dim], dim=-1)  # [B, n, r], [B, n, rope]
-        tables = rope_tables(self.freqs, torch.arange(pos, pos + n, device=x.device))
+        tables = self.rope.tables(torch.arange(pos, pos + n, device=x.device))
         q_pe = apply_rope(q_pe, tables, self.rope_dim)
         k_pe = apply_rope(k_pe[:, None], tables, self.rope_dim)[:, 0]
         store(cache.latent[:, pos : pos + n], torch.cat((self.kv_a_norm(c_kv), k_pe), dim=-1))
@@ -347,7 +427,7 @@ class LatentAttention(nn.Module):
         q_lat = torch.einsum("bhnd,hdr->bhnr", q_nope, w[:, : self.nope])  # [B, H, 1, r]
         q = torch.cat((q_lat, q_pe), -1).transpose(1, 2)  # [B, 1, H, r + rope]: one KV head, H query rows
         kv = latent[:, None]  # [B, 1, S, r + rope]
-        out = F.scaled_dot_product_attention(q, kv, kv[..., : self.rank], scale=scale).transpose(1, 2)
+        out = sdpa(q, kv, kv[..., : self.rank], mask=None, scale=scale).transpose(1, 2)
         return torch.einsum("bhnr,hvr->bhnv", out, w[:, self.nope :])  # [B, H, 1, vd]
 
     def _expanded(self, q_nope, q_pe, *, latent, scale, pos: int) -> torch.Tensor:
@@ -638,13 +718,32 @@ class SpecModel(nn.Module):
             # Resident parameters outside the decoder (vision tower, MTP): memory only, never run.
             self.extra = track("extra", lambda: _Flat(extra, dtype=dtype)) if extra else None
 
-    def forward(self, tokens: torch.Tensor, caches: list[LayerCacheTensors], pos: int) -> torch.Tensor:
-        """``tokens: [B, n]`` at positions ``pos..pos+n``; returns the last position's logits ``[B, V]``."""
+    def forward(
+        self, tokens: torch.Tensor, caches: list[LayerCacheTensors], pos: int, *, mark: Mark | None = None
+    ) -> torch.Tensor:
+        """``tokens: [B, n]`` at positions ``pos..pos+n``; returns the last position's logits ``[B, V]``.
+
+        ``mark(label)``, when given, is called at the start (``begin``) and after the embedding, each
+        layer (``layer.<i>``) and the head, so a timer can split the pass into its parts.
+        """
+        mark = mark or _no_mark
+        mark("begin")
         x = F.embedding(tokens, self.embed.weight)  # [B, n, h]
+        mark("embedding")
         for layer, cache in zip(self.layers, caches, strict=True):
             x = layer(x, cache, pos)
+            mark(f"layer.{layer.index}")
         head = self.embed.weight if self.lm_head is None else self.lm_head.weight
-        return F.linear(self.norm(x[:, -1]), head).float()  # serving engines score the last token only
+        logits = F.linear(self.norm(x[:, -1]), head).float()  # serving engines score the last token only
+        mark("head")
+        return logits
+
+
+Mark = Callable[[str], None]
+
+
+def _no_mark(label: str) -> None:
+    return None
 
 
 class _Table(nn.Module):

@@ -1,8 +1,12 @@
 """The profile run: context, weights, cache allocation, prefill, one decode step; measured vs estimated.
 
 For each context length ``L`` the caches are sized for ``L`` tokens, the prefill writes ``L - 1``
-tokens (in chunks of ``chunk`` when asked, as serving engines do) and one decode step writes the
-``L``-th, so the caches end exactly full. Weights are built once and reused across lengths.
+tokens (in chunks of ``chunk`` when asked, as serving engines do) and a decode step writes the
+``L``-th, so the caches end exactly full; the decode step is timed :data:`DECODE_STEPS` times (each
+rewrites slot ``L - 1``) and the median is reported. Weights are built once and reused across
+lengths. Before the first length, a warm-up runs the same passes on a scratch cache, so lazy kernel
+loading, the cuBLAS handle and its workspace (allocated through torch's allocator at the first
+matmul and never freed: 32 MiB on sm90) land in no measured time or activation peak.
 
 Terms, each with an integer estimate and an integer measurement:
 
@@ -87,14 +91,29 @@ class Term(BaseModel):
 
 
 class Timing(BaseModel):
-    """Measured times, and kvplan's roofline (``kvplan.cost``) for the catalog GPU when one is known."""
+    """Measured times, and kvplan's roofline (``kvplan.cost``) for the catalog GPU when one is known.
+
+    Extrapolated runs time each built layer (CUDA events between layers) and scale the layer loop
+    per signature to full depth; embedding, head and the host time between calls are added once
+    (``prefill_fixed_ms``, ``decode_fixed_ms``). A ``*_launch_bound`` flag says the device waited for
+    the host (kernel launches, the MoE router's ``.tolist()``), so that figure is launch time.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     prefill_tokens: int  # per sequence
     prefill_step_tokens: int  # per sequence per forward call (the chunk)
     prefill_ms: float | None = None
-    decode_ms: float | None = None
+    decode_ms: float | None = None  # the median of decode_steps timed steps
+    decode_steps: int = 0
+    prefill_fixed_ms: float | None = None  # extrapolated runs: outside the layer loop, counted once
+    decode_fixed_ms: float | None = None
+    prefill_host_ms: float | None = None  # CUDA: how long the host took to issue the work
+    decode_host_ms: float | None = None
+    prefill_launch_bound: bool | None = None
+    decode_launch_bound: bool | None = None
+    warmed_up: bool = False
+    kv_dequantised: bool = False  # the KV dtype is not the compute dtype: attention reads a converted copy
     estimated_prefill_ms: float | None = None
     estimated_decode_ms: float | None = None
     gpu: str | None = None  # the catalog entry the estimate used
@@ -131,6 +150,9 @@ class ProfileRun(BaseModel):
     cuda_context_in_range: bool | None = None
     time: Timing
     phases: list[dict[str, Any]] = []
+    environment: dict[str, Any] = {}  # torch, CUDA runtime and driver, cuDNN, device, cuBLAS workspace
+    attention_backends: dict[str, str] = {}  # call kind -> the SDPA kernel torch picked (seen in the warm-up)
+    warnings: list[str] = []  # what may pollute the figures (other processes on the device)
 
 
 # ---- estimates -----------------------------------------------------------------------------
@@ -141,7 +163,13 @@ def profile_weights_dtype(spec: ModelSpec) -> str:
 
 
 def activation_peak_bytes(
-    spec: ModelSpec, *, tokens: int, batch: int, dtype_bytes: int, context: int | None = None
+    spec: ModelSpec,
+    *,
+    tokens: int,
+    batch: int,
+    dtype_bytes: int,
+    context: int | None = None,
+    kv_dequantised: bool = False,
 ) -> int:
     """Estimated peak of one forward call of ``tokens`` new tokens per sequence, above weights + KV.
 
@@ -152,15 +180,41 @@ def activation_peak_bytes(
     their product; MoE: the gathered inputs and outputs of top-k experts plus the shared expert);
     and the last position's logits in the model dtype and in fp32. Recurrent layers add the fp32
     ``[B, heads, c, c]`` score, decay and exponent tiles of one recurrence chunk of ``c`` tokens; MLA
-    prefill adds the per-head K and V expanded from the latent of all ``context`` cached tokens. It
-    assumes a fused attention kernel (no ``[n, S]`` score matrix) and leaves out allocator rounding
-    and library workspaces.
+    prefill adds the per-head K and V expanded from the latent of all ``context`` cached tokens. With
+    ``kv_dequantised`` (a KV dtype other than the compute dtype: fp8, int8, fp32 under bf16) the
+    attention layer reads its cache through a converted copy of every token it attends to
+    (:func:`kvplan.profile.cache.load`), which adds the largest layer's K and V (or latent) in the
+    compute dtype. It assumes a fused attention kernel (no ``[n, S]`` score matrix) and leaves out
+    allocator rounding and library workspaces.
     """
     h, t = spec.hidden_size, batch * tokens
     widest = max(max(_mixer_width(spec, name) for name in spec.kind_counts), _mlp_width(spec))
     logits = batch * spec.vocab_size * (dtype_bytes + 4)
-    expanded = _mla_expanded(spec, batch=batch, tokens=tokens, context=context or tokens) * dtype_bytes
-    return t * dtype_bytes * (4 * h + widest) + logits + _recurrence_tiles(spec, batch=batch, tokens=tokens) + expanded
+    context = context or tokens
+    expanded = _mla_expanded(spec, batch=batch, tokens=tokens, context=context) * dtype_bytes
+    dequantised = batch * _dequantised_elements(spec, context) * dtype_bytes if kv_dequantised else 0
+    recurrence = _recurrence_tiles(spec, batch=batch, tokens=tokens)
+    return t * dtype_bytes * (4 * h + widest) + logits + recurrence + expanded + dequantised
+
+
+def _dequantised_elements(spec: ModelSpec, context: int) -> int:
+    """Per sequence: the cached values one attention call reads, for the layer kind that reads most.
+
+    Full and MLA layers read every cached token; sliding and chunked layers at most their window or
+    chunk (the ring keeps ``W - 1`` earlier tokens, the new ones are already in the compute dtype).
+    """
+    most = 0
+    for name in spec.kind_counts:
+        kind = spec.kind(name)
+        if kind.type == "recurrent":
+            continue
+        if kind.type == "mla":
+            most = max(most, context * (kind.kv_lora_rank + kind.qk_rope_head_dim))
+            continue
+        span = kind.window if kind.type == "sliding" else kind.chunk if kind.type == "chunked" else None
+        seen = context if span is None else min(context, span)
+        most = max(most, seen * spec.kv_heads_of(kind) * (spec.k_head_dim_of(kind) + spec.v_head_dim_of(kind)))
+    return most
 
 
 def _mla_expanded(spec: ModelSpec, *, batch: int, tokens: int, context: int) -> int:
@@ -224,10 +278,13 @@ def estimate_terms(
 ) -> Estimate:
     """The estimator's numbers for one run of the full model."""
     dtype_bytes = {"fp32": 4, "bf16": 2, "fp16": 2}[weights_name]
+    peak = activation_peak_bytes(
+        spec, tokens=step, batch=batch, dtype_bytes=dtype_bytes, context=context, kv_dequantised=kv_name != weights_name
+    )
     return Estimate(
         weights=weight_bytes_per_gpu(spec, weights_name),
         kv_cache=batch * cache_plan(spec, kv_name).bytes_per_sequence(context),
-        activation_peak=activation_peak_bytes(spec, tokens=step, batch=batch, dtype_bytes=dtype_bytes, context=context),
+        activation_peak=peak,
         non_torch=CUDA_CONTEXT_BYTES if device == "cuda" else None,
     )
 
@@ -267,6 +324,18 @@ def extrapolate(spec: ModelSpec, built: list[int], *, per_layer: dict[int, int],
     return total
 
 
+def extrapolate_ms(spec: ModelSpec, built: list[int], *, per_layer: dict[int, float], fixed: float) -> float:
+    """Full-depth time from the built layers' times, as :func:`extrapolate` does bytes."""
+    counts: dict[tuple[str, bool], int] = {}
+    for i in range(spec.num_layers):
+        counts[signature(spec, i)] = counts.get(signature(spec, i), 0) + 1
+    total = fixed
+    for sig, count in counts.items():
+        values = [per_layer[i] for i in built if signature(spec, i) == sig]
+        total += count * sum(values) / len(values)
+    return total
+
+
 def built_weight_bytes(spec: ModelSpec, layers: list[int], weights_name: str) -> int:
     """The estimator's weight bytes of a model holding only ``layers``."""
     parts: list[Part] = embedding_parts(spec) + [Part(spec.params.extra_params, False)] + head_parts(spec)
@@ -291,6 +360,14 @@ class Options:
 
 
 Progress = Callable[[str], None]
+OnRun = Callable[["ProfileRun"], None]
+
+# Timed repetitions of the decode step; the median is reported (one step is too noisy: a stray
+# host stall or clock ramp moves it by more than the effect measured).
+DECODE_STEPS = 5
+# The warm-up's length cap: every bundled window and chunk is at most 8192 tokens (Llama 4 chunk),
+# so the warm-up's caches wrap like the measured ones and load the same kernels.
+WARMUP_MAX_TOKENS = 8192
 
 
 def _quiet(_: str) -> None:
@@ -332,8 +409,14 @@ def _check_options(spec: ModelSpec, opts: Options, kv_name: str) -> None:
         representative_layers(spec, opts.layers)
 
 
-def profile_model(spec: ModelSpec, opts: Options, *, progress: Progress = _quiet) -> list[ProfileRun]:
-    """Profile ``spec`` at every context of ``opts``; one :class:`ProfileRun` per context."""
+def profile_model(
+    spec: ModelSpec, opts: Options, *, progress: Progress = _quiet, on_run: OnRun | None = None
+) -> list[ProfileRun]:
+    """Profile ``spec`` at every context of ``opts``; one :class:`ProfileRun` per context.
+
+    ``on_run`` receives each run as soon as it is measured, so a caller can save it before the next
+    length starts (a run stopped at a time limit keeps what it finished).
+    """
     torch = require_torch()
     kv_name = kv_dtype(opts.kv_dtype or spec.dtype).name
     _check_options(spec, opts, kv_name)
@@ -344,7 +427,7 @@ def profile_model(spec: ModelSpec, opts: Options, *, progress: Progress = _quiet
 
     progress(f"{spec.name}: context (device {opts.device})")
     meter = make_meter(device)
-    session = _Session(torch, spec, opts, kv_name, meter, progress)
+    session = _Session(torch, spec, opts, kv_name, meter, progress, on_run or (lambda run: None))
     try:
         with torch.inference_mode():
             return session.run()
@@ -355,15 +438,12 @@ def profile_model(spec: ModelSpec, opts: Options, *, progress: Progress = _quiet
 class _Session:
     """The state one profile keeps between phases; :meth:`close` releases every tensor."""
 
-    def __init__(self, torch: Any, spec: ModelSpec, opts: Options, kv_name: str, meter: Any, progress: Progress):
-        self.torch, self.spec, self.opts, self.kv_name, self.meter, self.say = (
-            torch,
-            spec,
-            opts,
-            kv_name,
-            meter,
-            progress,
-        )
+    def __init__(
+        self, torch: Any, spec: ModelSpec, opts: Options, kv_name: str, meter: Any, progress: Progress, on_run: OnRun
+    ):
+        self.torch, self.spec, self.opts, self.kv_name, self.meter = torch, spec, opts, kv_name, meter
+        self.say, self.on_run = progress, on_run
+        self.warmed_up, self.backends = False, {}
         self.weights_name = profile_weights_dtype(spec)
         self.gpu = _catalog_gpu(opts.gpu, meter.name if opts.device == "cuda" else None)
         self.model: Any = None
@@ -375,15 +455,50 @@ class _Session:
     def run(self) -> list[ProfileRun]:
         layers, note = self._choose_layers()
         if layers is None:
-            return [self._refused(length, note) for length in self.opts.contexts]
+            return [self._emit(self._refused(length, note)) for length in self.opts.contexts]
         self.layers, self.note = layers, note
         try:
             self._build_weights()
         except Exception as exc:
             if not _is_oom(self.torch, exc):
                 raise
-            return [self._did_not_fit(length, "weights") for length in self.opts.contexts]
-        return [self._profile_length(length, i) for i, length in enumerate(self.opts.contexts)]
+            return [self._emit(self._did_not_fit(length, "weights")) for length in self.opts.contexts]
+        if self.opts.device != "meta":
+            self._warm_up()
+        return [self._emit(self._profile_length(length, i)) for i, length in enumerate(self.opts.contexts)]
+
+    def _emit(self, run: ProfileRun) -> ProfileRun:
+        self.on_run(run)
+        return run
+
+    def _warm_up(self) -> None:
+        """The passes of the first length, on a scratch cache, untimed: loads kernels, creates the cuBLAS
+        handle and workspace, copies RoPE tables to the device, and notes SDPA's backend per call kind."""
+        from kvplan.profile.model import SDPA_CHOICES
+
+        length = min(min(self.opts.contexts), WARMUP_MAX_TOKENS)
+        if length < 2:
+            return
+        self.say(f"{self.spec.name}: warm-up ({length} tokens on a scratch cache, not timed)")
+        caches: list[Any] = []
+        token = SDPA_CHOICES.set(self.backends)
+        try:
+            self._allocate(caches, length, track=False)
+            tokens = self.torch.randint(0, self.spec.vocab_size, (self.opts.batch, length), device=self.meter.device)
+            self._prefill(tokens, caches, length)
+            for _ in range(2):  # the second step runs on a warm decode path
+                self.model(tokens[:, length - 1 :], caches, length - 1)
+            self.warmed_up = True
+        except Exception as exc:
+            if not _is_oom(self.torch, exc):
+                raise
+            self.say(f"{self.spec.name}: warm-up ran out of memory; the first length absorbs the setup")
+        finally:
+            SDPA_CHOICES.reset(token)
+            caches.clear()
+            gc.collect()
+            self.meter.trim()
+        self.phases.append(self.meter.snapshot("warmup"))
 
     def _choose_layers(self) -> tuple[list[int] | None, str | None]:
         spec, opts = self.spec, self.opts
@@ -411,7 +526,12 @@ class _Session:
         weights = built_weight_bytes(spec, layers, self.weights_name) if with_weights else 0
         step = self._step(length)
         act = activation_peak_bytes(
-            spec, tokens=step, batch=opts.batch, dtype_bytes=self._dtype_bytes(), context=length
+            spec,
+            tokens=step,
+            batch=opts.batch,
+            dtype_bytes=self._dtype_bytes(),
+            context=length,
+            kv_dequantised=self.kv_name != self.weights_name,
         )
         return weights + kv + (act if opts.device != "meta" else 0)
 
@@ -456,14 +576,19 @@ class _Session:
             if opts.device == "meta":
                 return self._result(length, per_layer, phases=phases, status="shapes_only")
             tokens = torch.randint(0, spec.vocab_size, (opts.batch, length), device=self.meter.device)
-            from kvplan.profile.measure import storage_key
+            from kvplan.profile.measure import median_transient, storage_key
 
             self.meter.resident.add(storage_key(tokens))
             self.say(f"{tag}: prefill ({length - 1} tokens, {self._step(length)} per step)")
             prefill = self.meter.transient(lambda: self._prefill(tokens, caches, length))
             phases.append(self.meter.snapshot("prefill"))
-            self.say(f"{tag}: decode")
-            decode = self.meter.transient(lambda: self.model(tokens[:, length - 1 :], caches, length - 1))
+            self.say(f"{tag}: decode ({DECODE_STEPS} timed steps, median)")
+            last = tokens[:, length - 1 :]
+            steps = [
+                self.meter.transient(lambda: self.model(last, caches, length - 1, mark=self._mark()))
+                for _ in range(DECODE_STEPS)
+            ]
+            decode = median_transient(steps)
             phases.append(self.meter.snapshot("decode"))
             return self._result(length, per_layer, phases=phases, prefill=prefill, decode=decode, status="measured")
         except Exception as exc:
@@ -476,25 +601,34 @@ class _Session:
             gc.collect()
             self.meter.trim()
 
-    def _allocate(self, caches: list[Any], length: int) -> dict[int, int]:
-        from kvplan.profile.cache import layer_cache
+    def _allocate(self, caches: list[Any], length: int, *, track: bool = True) -> dict[int, int]:
+        from kvplan.profile.cache import cache_bytes, layer_cache
 
         per_layer = {}
         for i in self.layers:
-            cache, nbytes = self.meter.allocation(
-                lambda i=i: layer_cache(
+
+            def build(i=i):
+                return layer_cache(
                     self.spec, i, batch=self.opts.batch, length=length, dtype=self.kv_name, device=self.meter.device
-                ),
-                lambda c: c.tensors(),
-            )
+                )
+
+            if track:
+                cache, nbytes = self.meter.allocation(build, lambda c: c.tensors())
+            else:  # the warm-up's scratch cache: not resident, not measured
+                cache = build()
+                nbytes = cache_bytes(cache)
             caches.append(cache)
             per_layer[i] = nbytes
         return per_layer
 
     def _prefill(self, tokens: Any, caches: list[Any], length: int) -> None:
-        prefill, step = length - 1, self._step(length)
+        prefill, step, mark = length - 1, self._step(length), self._mark()
         for start in range(0, prefill, step):
-            self.model(tokens[:, start : min(prefill, start + step)], caches, start)
+            self.model(tokens[:, start : min(prefill, start + step)], caches, start, mark=mark)
+
+    def _mark(self) -> Any:
+        """The meter's stamp when layers are timed one by one (extrapolated runs), else nothing."""
+        return self.meter.mark if len(getattr(self, "layers", ())) < self.spec.num_layers else None
 
     def _weight_keys(self) -> set[int]:
         from kvplan.profile.measure import storage_key
@@ -519,7 +653,15 @@ class _Session:
             "num_layers": spec.num_layers,
             "layers_built": layers,
             "extrapolated": len(layers) < spec.num_layers,
-            "time": Timing(prefill_tokens=length - 1, prefill_step_tokens=self._step(length)),
+            "time": Timing(
+                prefill_tokens=length - 1,
+                prefill_step_tokens=self._step(length),
+                warmed_up=self.warmed_up,
+                kv_dequantised=self.kv_name != self.weights_name,
+            ),
+            "environment": self.meter.environment(),
+            "attention_backends": dict(self.backends),
+            "warnings": list(self.meter.warnings),
         }
 
     def _estimate(self, length: int) -> Estimate:
@@ -572,8 +714,7 @@ class _Session:
         activation = None if prefill is None else max(prefill.peak_bytes, decode.peak_bytes)
         timing = base.pop("time")
         if prefill is not None:
-            scale = spec.num_layers / len(self.layers)  # per-layer time, to full depth (extrapolated runs)
-            timing = timing.model_copy(update={"prefill_ms": prefill.ms * scale, "decode_ms": decode.ms * scale})
+            timing = timing.model_copy(update=self._measured_times(prefill, decode, extrapolated=base["extrapolated"]))
             timing = timing.model_copy(update=self._time_estimate(length))
         peaks = [
             p["peak_allocated_bytes"]
@@ -601,6 +742,25 @@ class _Session:
                 peak=peak,
             ),
         )
+
+    def _measured_times(self, prefill: Any, decode: Any, *, extrapolated: bool) -> dict[str, Any]:
+        """Measured times; extrapolated runs scale each signature's layer time and add the rest once."""
+        times: dict[str, Any] = {
+            "decode_steps": DECODE_STEPS,
+            "prefill_host_ms": prefill.host_ms,
+            "decode_host_ms": decode.host_ms,
+            "prefill_launch_bound": prefill.launch_bound,
+            "decode_launch_bound": decode.launch_bound,
+        }
+        for name, t in (("prefill", prefill), ("decode", decode)):
+            if not extrapolated:
+                times[f"{name}_ms"] = t.ms
+                continue
+            per_layer = {i: t.spans.get(f"layer.{i}", 0.0) for i in self.layers}
+            fixed = max(0.0, t.ms - sum(per_layer.values()))  # embedding, head, host time between calls
+            times[f"{name}_fixed_ms"] = fixed
+            times[f"{name}_ms"] = extrapolate_ms(self.spec, self.layers, per_layer=per_layer, fixed=fixed)
+        return times
 
     def _time_estimate(self, length: int) -> dict[str, Any]:
         """kvplan's roofline for the whole prefill and one decode step on the catalog GPU."""
