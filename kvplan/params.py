@@ -9,10 +9,13 @@ llama.cpp do with quantized checkpoints. Counting at ``tp=1`` gives the model's 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Union
 
 from kvplan.spec import LayerKind, ModelSpec, ceil_div
 from kvplan.units import WEIGHT_DTYPES, weight_dtype
+
+if TYPE_CHECKING:
+    from kvplan.checkpoint import CheckpointWeights
 
 
 class Part(NamedTuple):
@@ -214,8 +217,18 @@ def pipeline_stages(num_layers: int, pp: int) -> list[range]:
     return stages
 
 
-def weight_bytes_per_stage(spec: ModelSpec, dtype: str | None = None, *, tp: int = 1, pp: int = 1) -> list[int]:
-    """Bytes one GPU of each pipeline stage holds (weights sharded ``tp`` ways)."""
+# A weights dtype name, or the checkpoint's own headers (kvplan.checkpoint.CheckpointWeights).
+Weights = Union[str, "CheckpointWeights", None]
+
+
+def weight_bytes_per_stage(spec: ModelSpec, dtype: Weights = None, *, tp: int = 1, pp: int = 1) -> list[int]:
+    """Bytes one GPU of each pipeline stage holds (weights sharded ``tp`` ways).
+
+    ``dtype`` is a weights dtype applied to the architecture count, or a checkpoint's headers,
+    whose bytes take precedence and are split over ranks by the same rules.
+    """
+    if dtype is not None and not isinstance(dtype, str):
+        return dtype.bytes_per_stage(spec, tp=tp, pp=pp)
     dtype = dtype or spec.dtype
     out = []
     stages = pipeline_stages(spec.num_layers, pp)
@@ -231,11 +244,11 @@ def weight_bytes_per_stage(spec: ModelSpec, dtype: str | None = None, *, tp: int
     return out
 
 
-def weight_bytes_per_gpu(spec: ModelSpec, dtype: str | None = None, *, tp: int = 1, pp: int = 1) -> int:
+def weight_bytes_per_gpu(spec: ModelSpec, dtype: Weights = None, *, tp: int = 1, pp: int = 1) -> int:
     """Weights on the busiest GPU: the largest pipeline stage, one tensor-parallel shard."""
     return max(weight_bytes_per_stage(spec, dtype, tp=tp, pp=pp))
 
 
-def weight_bytes_total(spec: ModelSpec, dtype: str | None = None) -> int:
+def weight_bytes_total(spec: ModelSpec, dtype: Weights = None) -> int:
     """All weights of one model copy."""
     return weight_bytes_per_gpu(spec, dtype)
