@@ -97,16 +97,27 @@ def test_suggestions_only_offer_formats_that_exist() -> None:
             {
                 "quant_method": "compressed-tensors",
                 "format": "pack-quantized",
-                "config_groups": {"group_0": {"weights": {"num_bits": 4, "type": "int", "strategy": "group",
-                                                          "group_size": 128, "symmetric": True}}},
+                "config_groups": {
+                    "group_0": {
+                        "weights": {
+                            "num_bits": 4,
+                            "type": "int",
+                            "strategy": "group",
+                            "group_size": 128,
+                            "symmetric": True,
+                        }
+                    }
+                },
             },  # fmt: skip
             "int4",
             Fraction(33, 64),
         ),
         # compressed-tensors FP8 per-channel: 1 byte.
         (
-            {"quant_method": "compressed-tensors",
-             "config_groups": {"g": {"weights": {"num_bits": 8, "type": "float", "strategy": "channel"}}}},
+            {
+                "quant_method": "compressed-tensors",
+                "config_groups": {"g": {"weights": {"num_bits": 8, "type": "float", "strategy": "channel"}}},
+            },
             "fp8",
             Fraction(1),
         ),  # fmt: skip
