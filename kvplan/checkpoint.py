@@ -370,6 +370,7 @@ class WeightsComparison:
     architecture_dtype: str  # the kvplan dtype the architecture was counted in
     explained: dict[str, int]  # reason -> bytes in the checkpoint the architecture count leaves out
     not_loaded_bytes: int = 0  # MTP tensors: stored, not resident (see CheckpointWeights)
+    modelled_scale_bytes: int = 0  # block scales the architecture count already holds (kvplan.quant)
 
     @property
     def difference_bytes(self) -> int:
@@ -381,27 +382,36 @@ class WeightsComparison:
 
 
 def compare_weights(weights: CheckpointWeights, spec: ModelSpec) -> WeightsComparison:
-    """The header sum (tp=1, pp=1) against the architecture count in the nearest kvplan dtype."""
+    """The header sum (tp=1, pp=1) against the architecture count in the nearest kvplan dtype.
+
+    The count takes the spec's shipped format when it is that dtype (``kvplan.quant.storage``:
+    fp8 128x128 block scales modelled per weight); scales beyond the modelled ones are explained.
+    """
     from kvplan.params import weight_bytes_total
+    from kvplan.quant import storage_for_name
 
     arch_dtype = dominant_weight_dtype(weights, spec)
+    arch_bytes = weight_bytes_total(spec, arch_dtype)
+    modelled_scales = (
+        0 if arch_dtype in _SCALES_COUNTED else arch_bytes - weight_bytes_total(spec, storage_for_name(arch_dtype))
+    )
     roles = weights.roles(spec)
     resident = [(t, role) for t, role, _ in roles if role != "mtp"]
+    stored_scales = _sum(t for t, role in resident if role != "vision" and is_scale(t.name))
     explained = {
         "vision tower": _sum(t for t, role in resident if role == "vision"),
-        "quantization scales": _sum(t for t, role in resident if role != "vision" and is_scale(t.name))
-        if arch_dtype not in _SCALES_COUNTED
-        else 0,
+        "quantization scales": 0 if arch_dtype in _SCALES_COUNTED else stored_scales - modelled_scales,
         "lm_head stored although the config ties it": _sum(t for t, role in resident if role == "lm_head")
         if spec.tie_word_embeddings
         else 0,
     }
     return WeightsComparison(
         checkpoint_bytes=weights.bytes_per_stage(spec)[0],
-        architecture_bytes=weight_bytes_total(spec, arch_dtype),
+        architecture_bytes=arch_bytes,
         architecture_dtype=arch_dtype,
         explained={k: v for k, v in explained.items() if v},
         not_loaded_bytes=_sum(t for t, role, _ in roles if role == "mtp"),
+        modelled_scale_bytes=modelled_scales,
     )
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from kvplan.memory import cache_plan
 from kvplan.params import weight_bytes_per_gpu
+from kvplan.quant import shipped_dtype
 from kvplan.units import canonical_dtype, kv_dtype, weight_dtype
 
 if TYPE_CHECKING:  # the GPU schema is built only when a GPU is asked for
@@ -66,7 +67,7 @@ def estimate(
     """
     kv_name = kv_dtype(kv_dtype_name or spec.dtype).name
     if weights_dtype is None or isinstance(weights_dtype, str):
-        w_name = weight_dtype(weights_dtype or spec.dtype).name
+        w_name = weight_dtype(weights_dtype or shipped_dtype(spec)).name
         w_label, w_source, weights_from = canonical_dtype(w_name), "architecture", w_name
     else:
         w_label, w_source, weights_from = weights_dtype.label, weights_dtype.describe(), weights_dtype

@@ -205,8 +205,11 @@ def test_sharded_fp8_moe_sums_shards_and_explains_the_scales(hub):
     cmp = compare_weights(weights, resolved.spec)
     assert cmp.architecture_dtype == "fp8"
     assert cmp.architecture_bytes == weight_bytes_total(resolved.spec, "fp8")
-    # fp8 counts 1 byte per quantized weight; the fp32 block scales (one per 128x128 block) are the rest
-    assert cmp.explained == {"quantization scales": scale_bytes} and cmp.unexplained_bytes == 0
+    # the count models fp32 scales as 4 bytes per 128x128 weights (kvplan.quant, from quantization_config);
+    # these 64-wide matrices store one whole scale each: the stored scales are the modelled ones + the rest
+    assert 0 < cmp.modelled_scale_bytes < scale_bytes
+    assert cmp.explained == {"quantization scales": scale_bytes - cmp.modelled_scale_bytes}
+    assert cmp.unexplained_bytes == 0
     assert cmp.not_loaded_bytes == mtp
     # every shard: two range requests (length, JSON) and nothing beyond
     for fname, data in hub.repos["org/moe-fp8"].files.items():
