@@ -408,19 +408,163 @@ def test_validate_script_rewrites_only_its_section(tmp_path):
     script = _validate_script()
     doc = tmp_path / "validation.md"
     doc.write_text("# Validation\n\n## Engine logs\n\nkeep me\n\n## GPU profile\n\nold\n\n## Later\n\nkeep too\n")
-    script._write_section(doc, "## GPU profile\n\nnew table")
+    script.write_section(doc, "## GPU profile\n\nnew table")
     text = doc.read_text()
     assert "keep me" in text and "keep too" in text and "new table" in text and "old" not in text
     fresh = tmp_path / "absent.md"
-    script._write_section(fresh, "## GPU profile\n\nfirst")
+    script.write_section(fresh, "## GPU profile\n\nfirst")
     assert fresh.read_text().startswith("# Validation\n\n## GPU profile")
 
 
 def test_validate_script_plans_use_bundled_models():
     script = _validate_script()
     names = set(bundled_names())
-    for case in script.GPU_PLAN + script.SMALL_PLAN:
+    for case in script.GPU_PLAN:
         assert case.model in names
+    from kvplan.catalog import resolve_model
+
+    for case in script.CPU_PLAN:  # tiny specs shipped with the tests, valid --layers
+        assert prun.planned_layers(resolve_model(case.model), case.layers)
+
+
+def test_gpu_plan_fits_an_h100_in_six_minutes_and_covers_every_kind():
+    """Never plan a case the profile would refuse, never build in full what does not fit, and stay
+    inside the job's 6 minutes by kvplan's own cost model."""
+    script = _validate_script()
+    h100 = {"device": {"name": "NVIDIA H100 80GB HBM3", "total_memory_bytes": 80 * 10**9}}
+    plan = script.make_plan(script.GPU_PLAN, env=h100, gpu_name=None, device="cuda")
+    assert plan["predicted_gpu"] == "h100-sxm" and plan["predicted_s"] <= script.JOB_LIMIT_S
+    assert not [e for e in plan["cases"] if e.get("skip")]
+    assert all(e["need_bytes"] <= 80 * 10**9 * script.DEVICE_HEADROOM for e in plan["cases"])
+    kinds, extrapolated, fp8 = set(), 0, 0
+    for case in script.GPU_PLAN:
+        spec = load_bundled(case.model)
+        kinds |= {spec.kind(n).type for n in spec.kind_counts} | ({"moe"} if spec.moe else set())
+        built = prun.planned_layers(spec, case.layers)
+        if case.layers is None:  # built in full: the full model must fit
+            assert prun.need_bytes(spec, built, 4096, batch=1, kv_name="bf16", chunk=None, device="cuda") < 73e9
+        extrapolated += len(built) < spec.num_layers
+        fp8 += case.kv_dtype == "fp8"
+        assert 2 <= len(case.contexts.split(",")) <= 3
+    assert {"full", "sliding", "mla", "moe", "recurrent"} <= kinds and extrapolated >= 1 and fp8 >= 1
+
+
+def test_gpu_plan_drops_a_case_that_would_be_refused():
+    script = _validate_script()
+    small = {"device": {"name": "NVIDIA L4", "total_memory_bytes": 24 * 10**9}}
+    plan = script.make_plan(script.GPU_PLAN, env=small, gpu_name=None, device="cuda")
+    skipped = {e["key"]: e["skip"] for e in plan["cases"] if e.get("skip")}
+    assert "04-deepseek-v2-lite" in skipped and "would be refused" in skipped["04-deepseek-v2-lite"]
+    assert plan["predicted_gpu"] == "l4"
+
+
+def _fake_wheel(folder, name, version="1.0", tag="py3-none-any"):
+    import zipfile
+
+    path = folder / f"{name}-{version}-{tag}.whl"
+    info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": f"VERSION = {version!r}\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: {tag}\n",
+    }
+    files[f"{info}/RECORD"] = "".join(f"{f},,\n" for f in files) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name_, text in files.items():
+            archive.writestr(name_, text)
+    return path
+
+
+def test_wheels_install_exactly_the_pinned_set(tmp_path):
+    script = _validate_script()
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    installed, problem = script.install_wheels(str(wheels), tmp_path / "site")
+    assert problem and "pydantic" in problem and "expected exactly one" in problem
+    for name in script.PYDANTIC_WHEELS:
+        _fake_wheel(wheels, name, "2.0" if name == "pydantic" else "1.0")
+    installed, problem = script.install_wheels(str(wheels), tmp_path / "site")
+    assert problem is None and installed["pydantic"] == "2.0"
+    assert (tmp_path / "site" / "pydantic_core" / "__init__.py").exists()
+    _fake_wheel(wheels, "annotated_types", "9.9", tag="cp27-cp27mu-win32")  # two wheels of one package
+    assert "expected exactly one" in script.install_wheels(str(wheels), tmp_path / "site2")[1]
+    assert script.install_wheels(None, tmp_path / "site3")[1].startswith("pydantic is not installed")
+    assert not script._wheel_fits("pydantic_core-2.0-cp27-cp27mu-win32.whl")
+
+
+def _dry_plan(tmp_path, cases):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(cases))
+    return plan
+
+
+def _archive_members(path):
+    import tarfile
+
+    with tarfile.open(path) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+
+
+def _script_cmd(*args):
+    import sys
+    from pathlib import Path
+
+    return [sys.executable, str(Path(__file__).resolve().parent.parent / "scripts" / "validate_gpu.py"), *args]
+
+
+@pytest.mark.slow
+def test_validation_job_cpu_dry_run_leaves_one_archive(tmp_path):
+    """The whole job on CPU with a small plan: the archive the GPU run leaves, with the same layout."""
+    import subprocess
+
+    out = tmp_path / "out"
+    done = subprocess.run(_script_cmd("--out", str(out), "--device", "cpu"), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["kvplan-validation.tar.gz"]
+    files = _archive_members(out / "kvplan-validation.tar.gz")
+    keys = ["01-dense", "02-sliding-kv-fp8", "03-mla", "04-hybrid", "05-sliding-l2"]
+    expected = {"environment.json", "plan.json", "status.json", "summary.md"}
+    expected |= {f"runs/{k}.json" for k in keys} | {f"logs/{k}.log" for k in keys}
+    assert set(files) == {f"kvplan-validation/{name}" for name in expected}
+    status = json.loads(files["kvplan-validation/status.json"])
+    assert status["state"] == "done" and all(c["outcome"] == "ok" for c in status["cases"].values())
+    for key in keys:
+        runs = json.loads(files[f"kvplan-validation/runs/{key}.json"])
+        assert len(runs) == 2 and all(r["status"] == "measured" for r in runs)
+        assert all(r["kv_cache"]["difference_bytes"] == 0 and r["weights"]["difference_bytes"] == 0 for r in runs)
+    assert json.loads(files["kvplan-validation/runs/05-sliding-l2.json"])[0]["extrapolated"]
+    plan_json = json.loads(files["kvplan-validation/plan.json"])
+    assert plan_json["predicted_gpu"] == "h100-sxm" and plan_json["predicted_s"] > 0
+    assert "CPU dry run, not a GPU measurement" in files["kvplan-validation/summary.md"].decode()
+
+
+@pytest.mark.slow
+def test_validation_job_killed_mid_run_keeps_its_archive(tmp_path):
+    """SIGTERM (a time limit) during the second case: the first case's results are in the archive."""
+    import signal
+    import subprocess
+    import time
+
+    dense = str(_validate_script().TINY / "dense.yaml")
+    cases = [{"model": dense, "contexts": "16,24"}, {"model": dense, "contexts": "4k", "why": "long enough to stop"}]
+    plan, out = _dry_plan(tmp_path, cases), tmp_path / "out"
+    job = subprocess.Popen(
+        _script_cmd("--out", str(out), "--device", "cpu", "--plan", str(plan)), stderr=subprocess.PIPE
+    )
+    archive, deadline = out / "kvplan-validation.tar.gz", time.monotonic() + 600
+    while time.monotonic() < deadline:  # the archive is rewritten as results arrive: wait for case 1
+        if archive.exists():
+            status = json.loads(_archive_members(archive)["kvplan-validation/status.json"])
+            if status["cases"].get("02-dense", {}).get("outcome") == "running":
+                break
+        time.sleep(0.5)
+    job.send_signal(signal.SIGTERM)
+    assert job.wait(timeout=60) == 128 + signal.SIGTERM
+    files = _archive_members(archive)
+    status = json.loads(files["kvplan-validation/status.json"])
+    assert status["state"] == "interrupted" and status["cases"]["01-dense"]["outcome"] == "ok"
+    assert status["cases"]["02-dense"]["outcome"] == "interrupted"
+    assert len(json.loads(files["kvplan-validation/runs/01-dense.json"])) == 2
 
 
 @pytest.mark.parametrize(

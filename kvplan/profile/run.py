@@ -344,6 +344,42 @@ def built_weight_bytes(spec: ModelSpec, layers: list[int], weights_name: str) ->
     return parts_bytes(parts, weights_name, spec.dtype)
 
 
+def need_bytes(
+    spec: ModelSpec,
+    layers: list[int],
+    length: int,
+    *,
+    batch: int,
+    kv_name: str,
+    chunk: int | None,
+    device: str,
+    with_weights: bool = True,
+) -> int:
+    """What building ``layers`` and running one length needs: weights, KV, activation (not on meta).
+
+    The figure a profile compares with free memory before it allocates (and refuses beyond).
+    """
+    weights_name = profile_weights_dtype(spec)
+    plan = cache_plan(spec, kv_name)
+    kv = batch * sum(plan.layers[i].bytes_at(length) for i in layers)
+    weights = built_weight_bytes(spec, layers, weights_name) if with_weights else 0
+    step = max(1, min(chunk or length - 1, length - 1))
+    act = activation_peak_bytes(
+        spec,
+        tokens=step,
+        batch=batch,
+        dtype_bytes={"fp32": 4, "bf16": 2, "fp16": 2}[weights_name],
+        context=length,
+        kv_dequantised=kv_name != weights_name,
+    )
+    return weights + kv + (act if device != "meta" else 0)
+
+
+def planned_layers(spec: ModelSpec, layers: int | None) -> list[int]:
+    """The layers a profile builds for ``--layers`` (all of them when None)."""
+    return list(range(spec.num_layers)) if layers is None else representative_layers(spec, layers)
+
+
 # ---- the run -------------------------------------------------------------------------------
 
 
@@ -502,8 +538,7 @@ class _Session:
 
     def _choose_layers(self) -> tuple[list[int] | None, str | None]:
         spec, opts = self.spec, self.opts
-        everything = list(range(spec.num_layers))
-        layers = everything if opts.layers is None else representative_layers(spec, opts.layers)
+        layers = planned_layers(spec, opts.layers)
         free = self.meter.free_bytes()
         shortest = min(opts.contexts)
         need = self._need(layers, shortest, with_weights=True)
@@ -520,20 +555,17 @@ class _Session:
         return None, "refused: estimate exceeds free memory; pass --force to try anyway"
 
     def _need(self, layers: list[int], length: int, *, with_weights: bool) -> int:
-        spec, opts = self.spec, self.opts
-        plan = cache_plan(spec, self.kv_name)
-        kv = opts.batch * sum(plan.layers[i].bytes_at(length) for i in layers)
-        weights = built_weight_bytes(spec, layers, self.weights_name) if with_weights else 0
-        step = self._step(length)
-        act = activation_peak_bytes(
-            spec,
-            tokens=step,
+        opts = self.opts
+        return need_bytes(
+            self.spec,
+            layers,
+            length,
             batch=opts.batch,
-            dtype_bytes=self._dtype_bytes(),
-            context=length,
-            kv_dequantised=self.kv_name != self.weights_name,
+            kv_name=self.kv_name,
+            chunk=opts.chunk,
+            device=opts.device,
+            with_weights=with_weights,
         )
-        return weights + kv + (act if opts.device != "meta" else 0)
 
     def _dtype_bytes(self) -> int:
         return {"fp32": 4, "bf16": 2, "fp16": 2}[self.weights_name]
