@@ -255,6 +255,20 @@ def allreduce_s(c: _Ctx, tokens: int) -> float:
     return c.cal.allreduce_base_s + c.cal.allreduce_rank_s * (c.tp - 2) + wire
 
 
+_PLANS: dict[tuple[int, str, int], tuple[ModelSpec, object]] = {}
+
+
+def _plan(spec: ModelSpec, kv_dtype: str, tp: int):  # noqa: ANN202
+    """The cache plan, kept per spec object (serving evaluates thousands of steps of one setup)."""
+    key = (id(spec), kv_dtype, tp)
+    hit = _PLANS.get(key)
+    if hit is None or hit[0] is not spec:
+        if len(_PLANS) > 256:
+            _PLANS.clear()
+        hit = _PLANS[key] = (spec, cache_plan(spec, kv_dtype, tp=tp, mla="latent"))
+    return hit[1]
+
+
 def _attention_s(c: _Ctx, *, phase: str, context: int, batch: int, attention_flops: int, kv_dtype: str) -> float:
     """Attention kernels of the whole step (all layers with attention or recurrent state)."""
     spec = c.spec
@@ -265,7 +279,7 @@ def _attention_s(c: _Ctx, *, phase: str, context: int, batch: int, attention_flo
         eff = (c.cal.mla_prefill_eff if mla else c.cal.attn_prefill_eff) * scale
         fixed = mixers * (c.cal.attn_layer_s + c.kernel_s) + mla * c.cal.mla_layer_s
         return attention_flops / (c.peak16 * eff) + fixed
-    plan = cache_plan(spec, kv_dtype, tp=c.tp, mla="latent")
+    plan = _plan(spec, kv_dtype, c.tp)
     total = 0.0
     for layer in plan.layers:
         kind = spec.kind(layer.kind)
@@ -278,6 +292,44 @@ def _attention_s(c: _Ctx, *, phase: str, context: int, batch: int, attention_flo
             t = held / (c.bw * c.cal.attn_decode_mem_eff)
         total += t + c.cal.attn_layer_s + batch * c.cal.attn_seq_s
     return total + mla * c.cal.mla_layer_s
+
+
+def _make_ctx(spec: ModelSpec, gpu: GPU, *, tp: int, weights_dtype: str, cal: Calibration, eager: bool) -> _Ctx:
+    w = weight_dtype(weights_dtype)
+    fp8 = gpu.fp8_dense_tflops is not None and weights_dtype.startswith("fp8")
+    peak16 = gpu.bf16_dense_tflops * 1e12
+    return _Ctx(
+        spec=spec,
+        gpu=gpu,
+        cal=cal,
+        tp=tp,
+        w_bytes=float(w.nbytes(1000)) / 1000,
+        act_bytes=2.0,
+        peak=gpu.fp8_dense_tflops * 1e12 * cal.fp8_eff_scale if fp8 else peak16,
+        peak16=peak16,
+        bw=gpu.bandwidth_gbps * 1e9,
+        kernel_s=cal.eager_kernel_s if eager else cal.graph_kernel_s,
+    )
+
+
+def _linear_s(c: _Ctx, tokens: float, lm_rows: float) -> tuple[float, float, float, float]:
+    """(GEMM, grouped experts, element-wise, all-reduce) seconds of every layer for ``tokens`` tokens."""
+    spec = c.spec
+    gemm = moe = elementwise = 0.0
+    if tokens <= 0:
+        return 0.0, 0.0, 0.0, 0.0
+    memo: dict[tuple[str, bool], tuple[float, float, float]] = {}
+    for i, name in enumerate(spec.layer_kind_names):
+        dense = spec.moe is None or i in spec.dense_mlp_layers
+        key = (name, dense)
+        if key not in memo:
+            memo[key] = _layer_s(c, spec.kind(name), tokens, dense=dense)
+        g, m, e = memo[key]
+        gemm, moe, elementwise = gemm + g, moe + m, elementwise + e
+    if lm_rows > 0:
+        gemm += _gemm_s(c, lm_rows, spec.hidden_size * ceil_div(spec.vocab_size, c.tp), spec.hidden_size)
+    reduce = (2 * spec.num_layers + 1) * allreduce_s(c, tokens)
+    return gemm, moe, elementwise, reduce
 
 
 def step_latency(
@@ -299,36 +351,59 @@ def step_latency(
     ``constants`` replaces the engine's fitted ones (the fit script's hook).
     """
     cal = constants or calibration(engine)
-    w = weight_dtype(weights_dtype)
-    fp8 = w.nbytes(1) <= 1 and gpu.fp8_dense_tflops is not None and weights_dtype.startswith("fp8")
-    peak16 = gpu.bf16_dense_tflops * 1e12
-    c = _Ctx(
-        spec=spec,
-        gpu=gpu,
-        cal=cal,
-        tp=tp,
-        w_bytes=float(w.nbytes(1000)) / 1000,
-        act_bytes=2.0,
-        peak=gpu.fp8_dense_tflops * 1e12 * cal.fp8_eff_scale if fp8 else peak16,
-        peak16=peak16,
-        bw=gpu.bandwidth_gbps * 1e9,
-        kernel_s=cal.eager_kernel_s if phase == "prefill" else cal.graph_kernel_s,
-    )
+    c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=phase == "prefill")
     tokens = batch * (context if phase == "prefill" else 1)
-    gemm = moe = elementwise = 0.0
-    memo: dict[tuple[str, bool], tuple[float, float, float]] = {}
-    for i, name in enumerate(spec.layer_kind_names):
-        dense = spec.moe is None or i in spec.dense_mlp_layers
-        key = (name, dense)
-        if key not in memo:
-            memo[key] = _layer_s(c, spec.kind(name), tokens, dense=dense)
-        g, m, e = memo[key]
-        gemm, moe, elementwise = gemm + g, moe + m, elementwise + e
-    gemm += _gemm_s(c, batch, spec.hidden_size * ceil_div(spec.vocab_size, tp), spec.hidden_size)  # LM head
+    gemm, moe, elementwise, reduce = _linear_s(c, tokens, batch)
     attention = _attention_s(
         c, phase=phase, context=context, batch=batch, attention_flops=attention_flops, kv_dtype=kv_dtype_name
     )
-    reduce = (2 * spec.num_layers + 1) * allreduce_s(c, tokens)
+    return OpTimes(gemm=gemm, moe=moe, attention=attention, elementwise=elementwise, allreduce=reduce)
+
+
+def mixed_step_latency(
+    spec: ModelSpec,
+    gpu: GPU,
+    *,
+    decode_seqs: float,
+    decode_context: int,
+    prefill_tokens: float,
+    prefill_prefix: int = 0,
+    tp: int = 1,
+    kv_dtype_name: str,
+    weights_dtype: str,
+    engine: str | None = None,
+) -> OpTimes:
+    """One in-flight-batching step: ``decode_seqs`` decodes at ``decode_context`` plus a prefill chunk of
+    ``prefill_tokens`` tokens after ``prefill_prefix`` already-prefilled tokens of the same prompt.
+
+    Projections, experts, norms and all-reduces run once over all the step's tokens; attention is the
+    decode part plus the chunk's. With no decodes and no prefix it equals :func:`step_latency` for a
+    one-prompt prefill; with no prefill, a decode step. Steps with prefill tokens run eagerly.
+    """
+    from kvplan.cost import attention_flops, prefill_pairs
+
+    cal = calibration(engine)
+    chunk = int(round(prefill_tokens))
+    c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=chunk > 0)
+    sampled = decode_seqs + (1 if chunk else 0)
+    gemm, moe, elementwise, reduce = _linear_s(c, decode_seqs + chunk, sampled)
+    attention = 0.0
+    if decode_seqs > 0:  # a mean below one sequence: the decode kernels run in that share of the steps
+        attention += min(1.0, decode_seqs) * _attention_s(
+            c, phase="decode", context=decode_context, batch=max(1.0, decode_seqs), attention_flops=0,
+            kv_dtype=kv_dtype_name,
+        )  # fmt: skip
+    if chunk:
+        flops = 0
+        for name in spec.layer_kind_names:
+            kind = spec.kind(name)
+            span = kind.window or kind.chunk or prefill_prefix
+            pairs = prefill_pairs(kind, chunk) + chunk * min(prefill_prefix, span)
+            s, v = attention_flops(spec, kind, pairs, phase="prefill", tp=tp)
+            flops += s + v
+        attention += _attention_s(
+            c, phase="prefill", context=prefill_prefix + chunk, batch=1, attention_flops=flops, kv_dtype=kv_dtype_name
+        )
     return OpTimes(gemm=gemm, moe=moe, attention=attention, elementwise=elementwise, allreduce=reduce)
 
 
