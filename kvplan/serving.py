@@ -175,8 +175,12 @@ def serve(
     input_len: Lengths,
     output_len: Lengths,
     max_num_batched_tokens: int | None = None,
+    with_max_rate: bool = True,
 ) -> ServingResult:
-    """Steady state of one replica of ``s`` at ``rate_rps`` requests per second (see the module docstring)."""
+    """Steady state of one replica of ``s`` at ``rate_rps`` requests per second (see the module docstring).
+
+    ``with_max_rate=False`` skips the bisection for the sustainable rate (``max_rate_rps`` is then NaN).
+    """
     if rate_rps < 0 or math.isnan(rate_rps):
         raise InvalidInput(f"invalid rate {rate_rps!r}; expected requests per second >= 0")
     budget = max_num_batched_tokens or s.max_num_batched_tokens
@@ -185,7 +189,11 @@ def serve(
     seq_limit, seq_name = _limits(s, input_len, output_len)
     load = _Load(s, rate_rps, input_len, output_len, budget, seq_limit, seq_name)
     t, limit = _solve(load)
-    top = max_rate(s, input_len=input_len, output_len=output_len, max_num_batched_tokens=budget)
+    top = (
+        max_rate(s, input_len=input_len, output_len=output_len, max_num_batched_tokens=budget)
+        if with_max_rate
+        else float("nan")
+    )
     ctx = _decode_context(input_len, output_len)
     gpus = s.tp * s.pp
     label = calibration(s.engine.name).version
