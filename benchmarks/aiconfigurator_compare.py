@@ -128,14 +128,45 @@ def _grid() -> list[dict]:
         ("deepseek-v3", "b200", "trtllm", 8, 256, 1024),
         ("deepseek-v3", "b200", "vllm", 8, 8, 32768),
     ]
-    return [dict(model=m, gpu=g, engine=e, tp=tp, batch=b, isl=isl) for m, g, e, tp, b, isl in rows]
+    cases = [dict(model=m, gpu=g, engine=e, tp=tp, batch=b, isl=isl) for m, g, e, tp, b, isl in rows]
+    # fp8 per-tensor weights and fp8 KV (ModelOpt-style checkpoints): separate GEMM kernels from DeepSeek's
+    # block-scaled ones
+    fp8 = [
+        ("llama-3.1-8b", "h100-sxm", "trtllm", 1, 1, 2048),
+        ("llama-3.1-8b", "h200", "trtllm", 1, 64, 1024),
+        ("llama-3.1-8b", "h200", "vllm", 1, 256, 2048),
+        ("llama-3.1-8b", "b200", "trtllm", 1, 16, 8192),
+        ("llama-3.1-70b", "h200", "trtllm", 1, 32, 2048),
+        ("llama-3.1-70b", "h100-sxm", "trtllm", 2, 128, 1024),
+        ("llama-3.1-70b", "h100-sxm", "vllm", 2, 8, 4096),
+        ("llama-3.1-70b", "b200", "vllm", 1, 1, 16384),
+        ("llama-3.1-405b", "h200", "trtllm", 8, 64, 2048),
+        ("llama-3.1-405b", "h100-sxm", "trtllm", 8, 16, 1024),
+        ("qwen3-32b", "h200", "vllm", 1, 32, 4096),
+        ("qwen3-32b", "b200", "trtllm", 2, 128, 2048),
+    ]
+    cases += [dict(model=m, gpu=g, engine=e, tp=tp, batch=b, isl=isl, quant="fp8") for m, g, e, tp, b, isl in fp8]
+    # expert parallel (moe_ep_size = tp, moe_tp_size = 1; attention stays TP)
+    ep = [
+        ("qwen3-30b-a3b", "h200", "vllm", 4, 1, 2048),
+        ("qwen3-30b-a3b", "h100-sxm", "trtllm", 2, 64, 4096),
+        ("qwen3-235b-a22b", "h200", "vllm", 8, 32, 2048),
+        ("qwen3-235b-a22b", "b200", "trtllm", 8, 1, 8192),
+        ("qwen3-235b-a22b", "h100-sxm", "vllm", 8, 128, 1024),
+        ("gpt-oss-120b", "h200", "vllm", 4, 16, 4096),
+        ("deepseek-v3", "h200", "trtllm", 8, 16, 4096),
+        ("deepseek-v3", "b200", "vllm", 8, 64, 2048),
+    ]
+    cases += [dict(model=m, gpu=g, engine=e, tp=tp, batch=b, isl=isl, ep=True) for m, g, e, tp, b, isl in ep]
+    return cases
 
 
 GRID = _grid()
 
 
 def case_key(case: dict) -> str:
-    return f"{case['model']}|{case['gpu']}|{case['engine']}|tp{case['tp']}|b{case['batch']}|isl{case['isl']}"
+    key = f"{case['model']}|{case['gpu']}|{case['engine']}|tp{case['tp']}|b{case['batch']}|isl{case['isl']}"
+    return key + (f"|{case['quant']}" if case.get("quant") else "") + ("|ep" if case.get("ep") else "")
 
 
 # ---- collection (aiconfigurator side) ------------------------------------------------------------------------
@@ -161,8 +192,12 @@ def _capture_breakdown():
 def _aic_case(cli_estimate, seen: dict, case: dict) -> dict:
     hf, family = MODELS[case["model"]]
     kw = dict(backend_name=case["engine"], batch_size=case["batch"], tp_size=case["tp"])
-    if family in ("moe", "mla"):
+    if family in ("moe", "mla") and case.get("ep"):
+        kw.update(moe_tp_size=1, moe_ep_size=case["tp"])
+    elif family in ("moe", "mla"):
         kw.update(moe_tp_size=case["tp"], moe_ep_size=1)  # experts split like the rest (vLLM's default, no EP)
+    if case.get("quant") == "fp8":
+        kw.update(gemm_quant_mode="fp8", kvcache_quant_mode="fp8")
     system = SYSTEMS[case["gpu"]]
     ctx = cli_estimate(hf, system, mode="static_ctx", isl=case["isl"], osl=2, **kw)
     ctx_ops = dict(seen.get("context", {}))
@@ -256,6 +291,8 @@ def _engine_kwargs(case: dict) -> dict:
         out["engine"] = case["engine"]
     if "model" in params:
         out["model"] = MODEL
+    if case.get("ep") and "expert_parallel" in params:
+        out["expert_parallel"] = True
     if "compute_dtype" in params and "fp8" in str(case.get("aic_quant", {}).get("gemm", "")):
         out["compute_dtype"] = "fp8"
     return out
@@ -285,6 +322,7 @@ def compare(cases: list[dict]) -> list[dict]:
         rows.append(
             {
                 **{k: case[k] for k in ("model", "gpu", "engine", "tp", "batch", "isl")},
+                "variant": "+".join(x for x in (case.get("quant"), "ep" if case.get("ep") else None) if x),
                 "aic_ttft_ms": case["aic_ttft_ms"],
                 "kvplan_ttft_ms": ttft,
                 "ln_ttft": math.log(ttft / case["aic_ttft_ms"]),
@@ -318,7 +356,8 @@ def _markdown(rows: list[dict]) -> str:
     lines = [head, "|" + "---|" * 12]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['gpu']} | {r['engine']} | {r['tp']} | {r['batch']} | {r['isl']} | "
+            f"| {r['model']} | {r['gpu']} | {r['engine']} | {r['tp']}{' ' + r['variant'] if r['variant'] else ''} | "
+            f"{r['batch']} | {r['isl']} | "
             f"{r['aic_ttft_ms']:.1f} | {r['kvplan_ttft_ms']:.1f} | {r['ln_ttft']:+.2f} | "
             f"{r['aic_tpot_ms']:.2f} | {r['kvplan_tpot_ms']:.2f} | {r['ln_tpot']:+.2f} |"
         )
@@ -351,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for r in rows:
             print(
-                f"{r['model']:16} {r['gpu']:8} {r['engine']:6} tp{r['tp']} b{r['batch']:<3} isl{r['isl']:<5} "
+                f"{r['model']:16} {r['gpu']:8} {r['engine']:6} tp{r['tp']}{r['variant']:<4} b{r['batch']:<3} "
+                f"isl{r['isl']:<5} "
                 f"TTFT {r['aic_ttft_ms']:9.2f} {r['kvplan_ttft_ms']:9.2f} {r['ln_ttft']:+.2f}   "
                 f"TPOT {r['aic_tpot_ms']:7.2f} {r['kvplan_tpot_ms']:7.2f} {r['ln_tpot']:+.2f}"
             )

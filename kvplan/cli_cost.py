@@ -68,6 +68,9 @@ def cost(
     memory_eff: Annotated[float, typer.Option(help="fraction of peak memory bandwidth reached")] = 0.9,
     interconnect_eff: Annotated[float, typer.Option(help="fraction of interconnect bandwidth reached")] = 1.0,
     engine: Annotated[str, typer.Option(help="whose kernel efficiencies the latency uses: vllm | trtllm")] = "vllm",
+    expert_parallel: Annotated[
+        bool, typer.Option("--expert-parallel", help="MoE experts split whole across the TP ranks (calibrated)")
+    ] = False,
     latency: Annotated[
         str, typer.Option("--latency", help="calibrated (per-operation, fitted) | roofline (whole step, --*-eff)")
     ] = "calibrated",
@@ -102,6 +105,7 @@ def cost(
             effs=(compute_eff, memory_eff, interconnect_eff),
             engine=engine,
             latency=latency,
+            expert_parallel=expert_parallel,
             plot=plot,
             fmt=fmt,
         )
@@ -131,6 +135,7 @@ def _inference(spec: Any, contexts: list[int], *, gpu: str, plot: Optional[Path]
         efficiency=eff,
         engine=kw["engine"],
         model=kw["latency"],
+        expert_parallel=kw["expert_parallel"],
     )
     flat = []
     for row in rows:

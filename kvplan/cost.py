@@ -386,11 +386,13 @@ def phase_cost(
     efficiency: Efficiency | None = None,
     engine: str | None = None,
     model: LatencyModel = "calibrated",
+    expert_parallel: bool = False,
 ) -> PhaseCost:
     """FLOPs, bytes, roofline and calibrated time of one step on one GPU of a TP group.
 
     ``model="calibrated"`` (default) makes ``time_s`` the per-operation sum of :mod:`kvplan.latency`
     with ``engine``'s fitted constants; ``"roofline"`` makes it the whole-step roofline with ``efficiency``.
+    ``expert_parallel`` (calibrated only): MoE experts split whole across the TP ranks instead of sliced.
     """
     if model not in ("calibrated", "roofline"):
         raise InvalidInput(f"unknown latency model {model!r}; expected calibrated or roofline")
@@ -424,6 +426,7 @@ def phase_cost(
             weights_dtype=weight_dtype(weights_dtype or spec.dtype).name,
             attention_flops=flops.attention,
             engine=engine,
+            expert_parallel=expert_parallel,
         )
         ops = times.as_dict()
         label = calibration(engine).version
@@ -468,6 +471,7 @@ def cost(
     efficiency: Efficiency | None = None,
     engine: str | None = None,
     model: LatencyModel = "calibrated",
+    expert_parallel: bool = False,
 ) -> list[CostRow]:
     """Prefill and decode cost at each context length."""
     kv_name = kv_dtype(kv_dtype_name or spec.dtype).name
@@ -487,6 +491,7 @@ def cost(
                 efficiency=efficiency,
                 engine=engine,
                 model=model,
+                expert_parallel=expert_parallel,
             )
             for phase in ("prefill", "decode")
         }

@@ -11,11 +11,15 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
   with ``e(M) = gemm_peak_eff * M / (M + gemm_half_m)``, plus ``kernel_s``;
 * **grouped expert GEMMs** (MoE), by tokens per touched expert ``t``: every touched expert's
   weights are read (uniform routing: ``E (1 - (1 - k/E)^T)`` experts touched by ``T`` tokens),
-  compute at ``moe_peak_eff * t / (t + moe_half_tokens)`` of peak, plus ``moe_layer_s``;
+  compute at ``moe_peak_eff * t / (t + moe_half_tokens) * w / (w + moe_half_width)`` of peak
+  (``w`` the expert's intermediate width on this rank), plus ``moe_layer_s``;
 * **attention**: prefill as FLOPs at ``attn_prefill_eff * L / (L + attn_prefill_half_len)`` of
   the 16-bit peak; decode as the held cache read at ``attn_decode_mem_eff`` of bandwidth (MLA's
   absorbed decode at ``mla_decode_mem_eff``, or its FLOPs at ``mla_decode_flops_eff`` of peak,
   whichever is slower), plus ``attn_layer_s`` per layer and ``attn_seq_s`` per sequence;
+* **fp8 GEMMs** at the fp8 peak times ``fp8_eff_scale`` (per-tensor scales) or
+  ``fp8_block_eff_scale`` (a checkpoint shipped with block scales, DeepSeek-V3's 128 x 128), and
+  their weight streaming at ``fp8_mem_eff_scale`` of the 16-bit GEMMs' efficiency;
 * **element-wise kernels** (two add+norms and the gated activation per layer): bytes at
   ``elementwise_mem_eff`` of bandwidth, plus ``kernel_s`` each;
 * **all-reduce** after attention and after the MLP (and one after the embedding) at TP > 1:
@@ -59,6 +63,7 @@ class Calibration:
     graph_kernel_s: float
     moe_peak_eff: float
     moe_half_tokens: float
+    moe_half_width: float
     moe_mem_eff: float
     moe_layer_s: float
     attn_prefill_eff: float
@@ -71,6 +76,8 @@ class Calibration:
     mla_prefill_eff: float
     mla_layer_s: float
     fp8_eff_scale: float
+    fp8_block_eff_scale: float
+    fp8_mem_eff_scale: float
     elementwise_mem_eff: float
     allreduce_base_s: float
     allreduce_rank_s: float
@@ -85,57 +92,63 @@ CALIBRATIONS: dict[str, Calibration] = {
         engine="vllm",
         version=ENGINE_VERSIONS["vllm"],
         source=_FIT,
-        gemm_peak_eff=0.7649,
-        gemm_half_m=194.3,
-        gemm_mem_eff=0.829,
-        eager_kernel_s=1.747e-06,
-        graph_kernel_s=2.673e-06,
-        moe_peak_eff=0.319,
-        moe_half_tokens=30.7,
-        moe_mem_eff=0.9902,
-        moe_layer_s=3.284e-05,
-        attn_prefill_eff=0.5597,
-        attn_prefill_half_len=1227,
-        attn_decode_mem_eff=0.9255,
-        attn_layer_s=1.29e-05,
-        attn_seq_s=2.893e-08,
-        mla_decode_mem_eff=0.4447,
-        mla_decode_flops_eff=0.1305,
-        mla_prefill_eff=0.4022,
-        mla_layer_s=0.0002554,
-        fp8_eff_scale=0.4418,
-        elementwise_mem_eff=0.8085,
-        allreduce_base_s=6.015e-06,
-        allreduce_rank_s=1.823e-07,
-        allreduce_bw_eff=0.3548,
+        gemm_peak_eff=0.7757,
+        gemm_half_m=195.8,
+        gemm_mem_eff=0.8393,
+        eager_kernel_s=2.406e-06,
+        graph_kernel_s=2.691e-06,
+        moe_peak_eff=0.3135,
+        moe_half_tokens=28.53,
+        moe_half_width=17,
+        moe_mem_eff=0.9679,
+        moe_layer_s=3.54e-05,
+        attn_prefill_eff=0.5383,
+        attn_prefill_half_len=1086,
+        attn_decode_mem_eff=0.8346,
+        attn_layer_s=1.261e-05,
+        attn_seq_s=2.982e-08,
+        mla_decode_mem_eff=0.3046,
+        mla_decode_flops_eff=0.08937,
+        mla_prefill_eff=0.6044,
+        mla_layer_s=0.0002163,
+        fp8_eff_scale=0.759,
+        fp8_block_eff_scale=0.363,
+        fp8_mem_eff_scale=0.7679,
+        elementwise_mem_eff=0.8031,
+        allreduce_base_s=5.556e-06,
+        allreduce_rank_s=2.755e-07,
+        allreduce_bw_eff=0.3382,
     ),
     "trtllm": Calibration(
         engine="trtllm",
         version=ENGINE_VERSIONS["trtllm"],
         source=_FIT,
-        gemm_peak_eff=0.7447,
-        gemm_half_m=54.93,
-        gemm_mem_eff=0.728,
-        eager_kernel_s=5.105e-06,
-        graph_kernel_s=2.736e-06,
-        moe_peak_eff=0.2682,
-        moe_half_tokens=26.24,
-        moe_mem_eff=0.8877,
-        moe_layer_s=2.511e-05,
-        attn_prefill_eff=0.4902,
-        attn_prefill_half_len=1027,
-        attn_decode_mem_eff=0.8662,
-        attn_layer_s=1.517e-05,
-        attn_seq_s=4.339e-08,
-        mla_decode_mem_eff=0.106,
-        mla_decode_flops_eff=0.7483,
-        mla_prefill_eff=0.1183,
-        mla_layer_s=6.432e-05,
-        fp8_eff_scale=0.4759,
-        elementwise_mem_eff=0.7167,
-        allreduce_base_s=3.251e-06,
-        allreduce_rank_s=8.132e-07,
-        allreduce_bw_eff=0.3588,
+        gemm_peak_eff=0.7474,
+        gemm_half_m=48.37,
+        gemm_mem_eff=0.7431,
+        eager_kernel_s=1.368e-05,
+        graph_kernel_s=2.843e-06,
+        moe_peak_eff=0.6349,
+        moe_half_tokens=45.51,
+        moe_half_width=394.5,
+        moe_mem_eff=0.9513,
+        moe_layer_s=2.555e-05,
+        attn_prefill_eff=0.4748,
+        attn_prefill_half_len=821,
+        attn_decode_mem_eff=0.8753,
+        attn_layer_s=1.242e-05,
+        attn_seq_s=1.182e-07,
+        mla_decode_mem_eff=0.4059,
+        mla_decode_flops_eff=0.1424,
+        mla_prefill_eff=0.1709,
+        mla_layer_s=5.033e-05,
+        fp8_eff_scale=0.8446,
+        fp8_block_eff_scale=0.5258,
+        fp8_mem_eff_scale=0.7223,
+        elementwise_mem_eff=0.7352,
+        allreduce_base_s=3.364e-06,
+        allreduce_rank_s=8.584e-07,
+        allreduce_bw_eff=0.3638,
     ),
 }
 DEFAULT_ENGINE = "vllm"
@@ -184,10 +197,12 @@ class _Ctx:
     tp: int
     w_bytes: float  # bytes per quantizable weight
     act_bytes: float  # bytes per activation element (16-bit)
-    peak: float  # FLOP/s of the GEMMs (fp8 peak x fp8_eff_scale for fp8 weights where the GPU has it)
+    peak: float  # FLOP/s of the GEMMs (fp8 peak x fp8_[block_]eff_scale for fp8 weights where the GPU has it)
     peak16: float  # FLOP/s at 16 bit (attention)
     bw: float  # bytes/s
     kernel_s: float  # fixed cost per kernel in this phase
+    ep: bool = False  # experts split whole across the TP group (expert parallel) instead of sliced
+    mem_scale: float = 1.0  # fp8 weights: share of the 16-bit streaming efficiency the GEMMs reach
 
 
 def _gemm_s(c: _Ctx, m: int, params: int, n_plus_k: int) -> float:
@@ -197,7 +212,7 @@ def _gemm_s(c: _Ctx, m: int, params: int, n_plus_k: int) -> float:
     eff = c.cal.gemm_peak_eff * m / (m + c.cal.gemm_half_m)
     compute = 2 * m * params / (c.peak * eff)
     moved = params * c.w_bytes + m * n_plus_k * c.act_bytes
-    return max(compute, moved / (c.bw * c.cal.gemm_mem_eff)) + c.kernel_s
+    return max(compute, moved / (c.bw * c.cal.gemm_mem_eff * c.mem_scale)) + c.kernel_s
 
 
 def _attention_gemms_s(c: _Ctx, kind: LayerKind, m: int) -> float:
@@ -221,15 +236,20 @@ def _moe_s(c: _Ctx, tokens: int) -> tuple[float, float]:
     """(grouped expert GEMMs, router + shared-expert GEMMs) of one MoE layer."""
     moe, h = c.spec.moe, c.spec.hidden_size
     gated = c.spec.params.mlp == "gated"
-    inter_rank = ceil_div(moe.expert_intermediate_size, c.tp)
+    # TP slices every expert's intermediate dimension; EP (vLLM --enable-expert-parallel with TP attention)
+    # gives each rank E/tp whole experts and the tokens routed to them; the output is all-reduced either way.
+    parts = 1 if c.ep else c.tp
+    inter_rank = ceil_div(moe.expert_intermediate_size, parts)
     per_expert = (3 if gated else 2) * h * inter_rank
-    touched = moe.num_experts * (1 - (1 - moe.experts_per_token / moe.num_experts) ** tokens)
-    routed = tokens * moe.experts_per_token
+    local = moe.num_experts / (c.tp if c.ep else 1)
+    touched = local * (1 - (1 - moe.experts_per_token / moe.num_experts) ** tokens)
+    routed = tokens * moe.experts_per_token / (c.tp if c.ep else 1)
     per_touched = routed / touched
     eff = c.cal.moe_peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
+    eff *= inter_rank / (inter_rank + c.cal.moe_half_width)  # thin expert slices (high TP) run below peak
     compute = 2 * routed * per_expert / (c.peak * eff)
     moved = touched * per_expert * c.w_bytes + routed * (2 * h + 3 * inter_rank) * c.act_bytes
-    grouped = max(compute, moved / (c.bw * c.cal.moe_mem_eff)) + c.cal.moe_layer_s
+    grouped = max(compute, moved / (c.bw * c.cal.moe_mem_eff * c.mem_scale)) + c.cal.moe_layer_s
     dense = _gemm_s(c, tokens, h * moe.num_experts, h + moe.num_experts)  # router (16-bit; small)
     if moe.shared_size:
         dense += _dense_mlp_s(c, tokens, ceil_div(moe.shared_size, c.tp), gated=gated)
@@ -273,7 +293,7 @@ def _attention_s(c: _Ctx, *, phase: str, context: int, batch: int, attention_flo
     """Attention kernels of the whole step (all layers with attention or recurrent state)."""
     spec = c.spec
     mixers = spec.num_layers
-    mla = sum(1 for n in spec.layer_kind_names if spec.kind(n).type == "mla")
+    mla = sum(n for name, n in spec.kind_counts.items() if spec.kind(name).type == "mla")
     if phase == "prefill":
         scale = context / (context + c.cal.attn_prefill_half_len)
         eff = (c.cal.mla_prefill_eff if mla else c.cal.attn_prefill_eff) * scale
@@ -281,7 +301,7 @@ def _attention_s(c: _Ctx, *, phase: str, context: int, batch: int, attention_flo
         return attention_flops / (c.peak16 * eff) + fixed
     plan = _plan(spec, kv_dtype, c.tp)
     total = 0.0
-    for layer in plan.layers:
+    for count, layer in plan.stages[0].groups:  # pp = 1: one stage, (layers, cache) per kind
         kind = spec.kind(layer.kind)
         held = batch * layer.bytes_at(context)
         if kind.type == "mla":
@@ -290,11 +310,19 @@ def _attention_s(c: _Ctx, *, phase: str, context: int, batch: int, attention_flo
             t = max(held / (c.bw * c.cal.mla_decode_mem_eff), flops / (c.peak16 * c.cal.mla_decode_flops_eff))
         else:
             t = held / (c.bw * c.cal.attn_decode_mem_eff)
-        total += t + c.cal.attn_layer_s + batch * c.cal.attn_seq_s
+        total += count * (t + c.cal.attn_layer_s + batch * c.cal.attn_seq_s)
     return total + mla * c.cal.mla_layer_s
 
 
-def _make_ctx(spec: ModelSpec, gpu: GPU, *, tp: int, weights_dtype: str, cal: Calibration, eager: bool) -> _Ctx:
+def _fp8_scale(spec: ModelSpec, cal: Calibration) -> float:
+    """Block-scaled fp8 checkpoints (DeepSeek-V3's 128 x 128 scales) run slower GEMMs than per-tensor fp8."""
+    block = spec.weights is not None and spec.weights.dtype == "fp8" and spec.weights.block is not None
+    return cal.fp8_block_eff_scale if block else cal.fp8_eff_scale
+
+
+def _make_ctx(
+    spec: ModelSpec, gpu: GPU, *, tp: int, weights_dtype: str, cal: Calibration, eager: bool, ep: bool = False
+) -> _Ctx:
     w = weight_dtype(weights_dtype)
     fp8 = gpu.fp8_dense_tflops is not None and weights_dtype.startswith("fp8")
     peak16 = gpu.bf16_dense_tflops * 1e12
@@ -305,10 +333,12 @@ def _make_ctx(spec: ModelSpec, gpu: GPU, *, tp: int, weights_dtype: str, cal: Ca
         tp=tp,
         w_bytes=float(w.nbytes(1000)) / 1000,
         act_bytes=2.0,
-        peak=gpu.fp8_dense_tflops * 1e12 * cal.fp8_eff_scale if fp8 else peak16,
+        peak=gpu.fp8_dense_tflops * 1e12 * _fp8_scale(spec, cal) if fp8 else peak16,
         peak16=peak16,
         bw=gpu.bandwidth_gbps * 1e9,
         kernel_s=cal.eager_kernel_s if eager else cal.graph_kernel_s,
+        ep=ep and tp > 1 and spec.moe is not None,
+        mem_scale=cal.fp8_mem_eff_scale if fp8 else 1.0,
     )
 
 
@@ -345,13 +375,14 @@ def step_latency(
     attention_flops: int,
     engine: str | None = None,
     constants: Calibration | None = None,
+    expert_parallel: bool = False,
 ) -> OpTimes:
     """Seconds of one prefill (``batch`` prompts of ``context``) or decode step, by operation class.
 
     ``constants`` replaces the engine's fitted ones (the fit script's hook).
     """
     cal = constants or calibration(engine)
-    c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=phase == "prefill")
+    c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=phase == "prefill", ep=expert_parallel)
     tokens = batch * (context if phase == "prefill" else 1)
     gemm, moe, elementwise, reduce = _linear_s(c, tokens, batch)
     attention = _attention_s(
@@ -372,6 +403,7 @@ def mixed_step_latency(
     kv_dtype_name: str,
     weights_dtype: str,
     engine: str | None = None,
+    expert_parallel: bool = False,
 ) -> OpTimes:
     """One in-flight-batching step: ``decode_seqs`` decodes at ``decode_context`` plus a prefill chunk of
     ``prefill_tokens`` tokens after ``prefill_prefix`` already-prefilled tokens of the same prompt.
@@ -384,7 +416,7 @@ def mixed_step_latency(
 
     cal = calibration(engine)
     chunk = int(round(prefill_tokens))
-    c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=chunk > 0)
+    c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=chunk > 0, ep=expert_parallel)
     sampled = decode_seqs + (1 if chunk else 0)
     gemm, moe, elementwise, reduce = _linear_s(c, decode_seqs + chunk, sampled)
     attention = 0.0
@@ -395,12 +427,12 @@ def mixed_step_latency(
         )  # fmt: skip
     if chunk:
         flops = 0
-        for name in spec.layer_kind_names:
+        for name, count in spec.kind_counts.items():
             kind = spec.kind(name)
             span = kind.window or kind.chunk or prefill_prefix
             pairs = prefill_pairs(kind, chunk) + chunk * min(prefill_prefix, span)
             s, v = attention_flops(spec, kind, pairs, phase="prefill", tp=tp)
-            flops += s + v
+            flops += count * (s + v)
         attention += _attention_s(
             c, phase="prefill", context=prefill_prefix + chunk, batch=1, attention_flops=flops, kv_dtype=kv_dtype_name
         )
