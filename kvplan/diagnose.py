@@ -248,7 +248,10 @@ def diagnose_text(
         d.notes.append(f"model {name!r} is not a bundled spec; pass --model for kvplan's arithmetic and fixes")
         return d
     if gpu_obj is None:
-        d.notes.append("GPU not identified from the log and no --gpu: only the logged KV budget is used")
+        d.notes.append(
+            "GPU not identified from the log and no --gpu: the checks use the logged KV budget "
+            "(--kv-cache-memory) on h100-sxm's block layout; pass --gpu for fractions, TP and other GPUs"
+        )
     ref = named
     ref = ref if ref and "/" in ref and " " not in ref else None  # a repo id or path, not a display name
     p = _params(engine, spec, gpu_obj, flags, failure, logged, gpu_id, weights_dtype, ref)
@@ -430,7 +433,7 @@ def _explain(d: Diagnosis, spec: ModelSpec, p: Params, failure: Failure, logged:
     engine_needed = fig.get("needed_bytes") or (fig.get("tried_bytes") if failure.kind == fl.KV_ALLOC else None)
     rows = [_row(f"KV for {p.sequences} x {p.context:,} tokens", engine_needed, needed, "bytes")]
     engine_avail = _logged_kv(failure, logged)
-    if engine_avail is not None:
+    if engine_avail:
         given = with_kv_memory(s, engine_avail)
         rows.append(_row("longest context in the logged KV memory", fig.get("estimated_len") or fig.get("kv_tokens"),
                          max_context(given, limit=max(p.context, 1)), "tokens"))  # fmt: skip
@@ -674,7 +677,11 @@ def _prescription(spec: ModelSpec, q: Params, rank: int, change: str, gives: str
 
     r, _ = check(spec, q)
     ref = q.model_ref or model_ref(spec.source, spec.name)
-    seqs = q.sequences if q.engine in fl.PREALLOCATES_SEQUENCES else (q.max_num_seqs or r.max_num_seqs)
+    # The sequence cap the log gave (or the engine's default on a known GPU); on an unknown GPU the
+    # default is unknown too, so the line carries the sequences the logged budget holds.
+    seqs = q.sequences if q.engine in fl.PREALLOCATES_SEQUENCES else q.max_num_seqs
+    if seqs is None and q.kv_cache_memory is None:
+        seqs = r.max_num_seqs
     args = launch_args(r, model=ref, sequences=seqs or r.max_concurrent_sequences_per_replica)
     if q.enforce_eager:
         args.append(fl.EAGER_FLAG[q.engine])

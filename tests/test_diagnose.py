@@ -366,3 +366,30 @@ def test_cli_json_of_a_good_log_says_not_failed(cli, tmp_path):
     path.write_text(VLLM_15)
     data = json.loads(cli("check-log", str(path), "--format", "json").stdout)
     assert data["diagnosis"]["failed"] is False and data["given"]["tokens"] > 0
+
+
+def test_readme_failed_start_examples_are_what_the_command_prints():
+    """The README's check-log console blocks on failed starts, run as written (``< file`` is stdin)."""
+    import re
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from kvplan.cli import app
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```console\n\$ kvplan (check-log [^\n]*)\n(.*?)```", readme, re.S)
+    failed = [(cmd, out) for cmd, out in blocks if "FAILED START" in out]
+    assert len(failed) == 2
+    for cmd, expected in failed:
+        args = shlex.split(cmd)
+        stdin = None
+        if "<" in args:
+            i = args.index("<")
+            stdin = (root / args[i + 1]).read_text()
+            args = args[:i] + args[i + 2 :]
+        args = [str(root / a) if a.startswith("examples/") else a for a in args]
+        r = CliRunner().invoke(app, args, input=stdin)
+        assert r.exit_code == 0, r.output
+        assert r.stdout.replace(str(root) + "/", "") == expected, cmd
