@@ -255,7 +255,13 @@ def diagnose_text(
     ref = named
     ref = ref if ref and "/" in ref and " " not in ref else None  # a repo id or path, not a display name
     p = _params(engine, spec, gpu_obj, flags, failure, logged, gpu_id, weights_dtype, ref)
-    _explain(d, spec, p, failure, logged, have_gpu=gpu_obj is not None)
+    try:
+        _explain(d, spec, p, failure, logged, have_gpu=gpu_obj is not None)
+    except InvalidInput as exc:  # flags kvplan itself refuses (e.g. the TP the engine refused)
+        if failure.kind != fl.TP_HEADS:
+            d.notes.append(f"kvplan cannot model the logged flags: {exc}")
+            return d
+        p = replace(p, tp=1)
     free = _free_at_start(text, failure)
     d.prescriptions = prescribe(spec, p, failure, logged=logged, free_bytes=free)
     d.calibration_overhead_bytes = _calibrated(spec, p, failure, logged).overhead
