@@ -254,6 +254,7 @@ def diagnose_text(
         )
     ref = named
     ref = ref if ref and "/" in ref and " " not in ref else None  # a repo id or path, not a display name
+    weights_dtype = weights_dtype or fl.weights_dtype_of(text, engine)
     p = _params(engine, spec, gpu_obj, flags, failure, logged, gpu_id, weights_dtype, ref)
     try:
         _explain(d, spec, p, failure, logged, have_gpu=gpu_obj is not None)
@@ -448,7 +449,7 @@ def _explain(d: Diagnosis, spec: ModelSpec, p: Params, failure: Failure, logged:
         total = b.device_total
         terms = {
             "device total": (logged.get("total"), total),
-            f"engine share ({b.fraction_name or 'all'} {b.fraction if b.fraction is not None else 1:g})": (
+            "engine share" + (f" ({b.fraction_name} {b.fraction:g})" if b.fraction_name else ""): (
                 None, b.engine_share),
             "weights": (logged.get("weights"), b.weights),
             "activation peak": (logged.get("activation"), b.activation),
@@ -596,7 +597,7 @@ def _kv8(spec: ModelSpec, p: Params) -> list[tuple[str, Params, str]]:
         return []
     for kv in _KV8:
         if kv in accepted:
-            return [("kv_fp8", replace(p, kv_dtype=kv), f"an {kv} KV cache")]
+            return [("kv_fp8", replace(p, kv_dtype=kv), f"KV cache in {kv}")]
     return []
 
 

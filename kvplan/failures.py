@@ -401,6 +401,20 @@ def model_of(text: str) -> str | None:
     return m.group(1) if m else None
 
 
+# llama.cpp print_info "file type = Q4_K - Medium" (src/llama-model-loader.cpp llama_model_ftype_name)
+# -> kvplan's weight format names.
+_GGUF_FTYPE = {"f32": "fp32", "f16": "fp16", "bf16": "bf16", "q8_0": "q8_0", "q6_k": "q6_k", "q5_k": "q5_k",
+               "q4_k": "q4_k", "q4_0": "q4_0", "mxfp4": "mxfp4"}  # fmt: skip
+
+
+def weights_dtype_of(text: str, engine: str) -> str | None:
+    """The checkpoint's weight format when the log prints it (llama.cpp's GGUF file type)."""
+    if engine != "llamacpp":
+        return None
+    m = re.search(r"file type\s*=\s*([A-Za-z0-9_]+)", text)
+    return _GGUF_FTYPE.get(m.group(1).lower()) if m else None
+
+
 def trtllm_figures(text: str) -> dict[str, float]:
     """TensorRT-LLM's own memory lines (kvCacheManager / resource_manager INFO), bytes."""
     out: dict[str, float] = {}
