@@ -79,9 +79,10 @@ def check_format(fmt: str) -> report.Format:
 
 
 def positive(value: int, what: str) -> int:
-    if value < 1:
-        raise InvalidInput(f"invalid {what} {value!r}; expected a whole number of at least 1")
-    return value
+    """A count of sequences: the library's rule (:func:`kvplan.units.check_count`), checked before any work."""
+    from kvplan.units import check_count
+
+    return check_count(value, what)
 
 
 def lookup_gpu(name: str):  # noqa: ANN201
@@ -162,7 +163,7 @@ def estimate(
         out(report.render(dicts, columns, fmt, title=title if fmt == "table" else None))
         for r in rows:
             if r.note and fmt == "table":
-                err(f"note: {r.context:,} tokens is {r.note}")
+                err(f"note: {r.note}")
         if plot is not None:
             from kvplan.cli_cost import estimate_plot
 

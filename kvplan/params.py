@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from kvplan.checks import as_spec, check_degrees
+from kvplan.errors import InvalidInput
 from kvplan.spec import LayerKind, ModelSpec, ceil_div
 from kvplan.units import WEIGHT_DTYPES, weight_dtype
 
@@ -157,8 +159,9 @@ class ParamCount:
     extra: int
 
 
-def count_params(spec: ModelSpec) -> ParamCount:
+def count_params(spec: ModelSpec | str) -> ParamCount:
     """Parameters of the whole model (one copy, ``tp=1``), and the active count for MoE."""
+    spec = as_spec(spec)
     emb = _sum(embedding_parts(spec))
     head = 0 if spec.tie_word_embeddings else spec.vocab_size * spec.hidden_size
     final_norm = _sum(head_parts(spec)) - head
@@ -214,8 +217,12 @@ def pipeline_stages(num_layers: int, pp: int) -> list[range]:
     return stages
 
 
-def weight_bytes_per_stage(spec: ModelSpec, dtype: str | None = None, *, tp: int = 1, pp: int = 1) -> list[int]:
+def weight_bytes_per_stage(spec: ModelSpec | str, dtype: str | None = None, *, tp: int = 1, pp: int = 1) -> list[int]:
     """Bytes one GPU of each pipeline stage holds (weights sharded ``tp`` ways)."""
+    spec = as_spec(spec)
+    check_degrees(tp=tp, pp=pp)
+    if pp > spec.num_layers:
+        raise InvalidInput(f"pipeline parallel size {pp} exceeds {spec.name}'s {spec.num_layers} layers")
     dtype = dtype or spec.dtype
     out = []
     stages = pipeline_stages(spec.num_layers, pp)
@@ -231,7 +238,7 @@ def weight_bytes_per_stage(spec: ModelSpec, dtype: str | None = None, *, tp: int
     return out
 
 
-def weight_bytes_per_gpu(spec: ModelSpec, dtype: str | None = None, *, tp: int = 1, pp: int = 1) -> int:
+def weight_bytes_per_gpu(spec: ModelSpec | str, dtype: str | None = None, *, tp: int = 1, pp: int = 1) -> int:
     """Weights on the busiest GPU: the largest pipeline stage, one tensor-parallel shard."""
     return max(weight_bytes_per_stage(spec, dtype, tp=tp, pp=pp))
 
