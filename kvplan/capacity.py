@@ -13,6 +13,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from kvplan.checks import (
+    as_gpu,
+    as_spec,
+    beyond_trained_context,
+    check_batch,
+    check_bytes,
+    check_length,
+    trained_context,
+)
 from kvplan.engines import (
     VLLM_PER_TOKEN_HEAD,
     Budget,
@@ -29,8 +38,6 @@ from kvplan.engines import (
     resolved_vllm_batch,
     usable_memory_bytes,
 )
-from kvplan.checks import as_gpu, as_spec, beyond_trained_context, check_batch, check_bytes, check_length
-from kvplan.checks import trained_context
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import check_parallel

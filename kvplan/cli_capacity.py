@@ -19,6 +19,7 @@ from kvplan.cli import (
     boundary,
     check_format,
     err,
+    load_model,
     out,
     positive,
 )
@@ -128,13 +129,12 @@ def capacity(
     with boundary():
         from kvplan.capacity import capacity as run
         from kvplan.capacity import setup
-        from kvplan.catalog import resolve_model
         from kvplan.hardware import resolve_gpu
         from kvplan.launch import launch_command, model_ref, plan_json
-        from kvplan.units import parse_length, parse_lengths, parse_size, split_list
+        from kvplan.units import parse_length, parse_lengths, parse_size
 
         fmt = check_format(fmt)
-        spec = resolve_model(model)
+        spec = load_model(model)
         settings = _settings(
             util=gpu_memory_utilization, mem_fraction=mem_fraction_static, free_fraction=free_gpu_memory_fraction,
             block_size=block_size, mnbt=max_num_batched_tokens, max_num_seqs=max_num_seqs, activation=activation,
@@ -258,7 +258,6 @@ def plan(
     with boundary():
         from kvplan.capacity import capacity as run
         from kvplan.capacity import setup
-        from kvplan.catalog import resolve_model
         from kvplan.engines import Settings
         from kvplan.hardware import bundled_gpus, resolve_gpu
         from kvplan.launch import launch_args, launch_command, launch_notes, model_ref
@@ -267,7 +266,7 @@ def plan(
         from kvplan.units import parse_length, split_list
 
         fmt = check_format(fmt)
-        spec = resolve_model(model)
+        spec = load_model(model)
         length = parse_length(context)
         chosen = (
             [resolve_gpu(g) for g in split_list(gpus, "--gpus", example="h100-sxm,l4")]

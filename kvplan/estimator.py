@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from kvplan.checks import as_gpu, as_spec, beyond_trained_context, check_batch, check_bytes, check_length
-from kvplan.memory import cache_plan
 from kvplan.errors import InvalidInput
+from kvplan.memory import cache_plan
 from kvplan.params import weight_bytes_per_gpu
 from kvplan.units import canonical_dtype, kv_dtype, weight_dtype
 

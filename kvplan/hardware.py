@@ -46,10 +46,11 @@ def _parse(data: object, *, origin: str) -> list[GPU]:
         raise InvalidInput(f"{origin}: a GPU file must hold a mapping or a list of mappings")
     gpus = []
     for i, item in enumerate(data):
+        where = origin if len(data) == 1 else f"{origin}: GPU {i + 1} of {len(data)}"  # no "[0]" for one GPU
         try:
             gpus.append(GPU.model_validate(item))
         except ValidationError as exc:
-            raise InvalidInput(format_validation_error(exc, origin=f"{origin}[{i}]")) from None
+            raise InvalidInput(format_validation_error(exc, origin=where)) from None
     return gpus
 
 

@@ -168,7 +168,8 @@ def why_nothing_fits(
         if not profile.supports_tp:
             return (
                 f"one sequence of {context:,} tokens does not fit on any single GPU considered: {profile.name} is "
-                f"modelled on one device (no --tp/--pp), and none holds the weights and that sequence in the dtypes tried"
+                f"modelled on one device (no --tp/--pp), and none holds the weights and that sequence "
+                f"in the dtypes tried"
             )
         tp, pp = splits[-1]
         return (
