@@ -14,6 +14,7 @@ from kvplan.checks import as_gpu, as_spec, beyond_trained_context, check_length
 from kvplan.engines import Settings, get_engine
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
+from kvplan.quant import alternatives, default_dtype
 from kvplan.spec import ModelSpec, ceil_div
 from kvplan.units import canonical_dtype, check_count, kv_dtype, weight_dtype
 
@@ -43,12 +44,15 @@ class PlanRow:
 
 
 def candidate_dtypes(spec: ModelSpec, engine: str, *, weights: list[str] | None, kv: list[str] | None):
-    """Weight and KV dtypes to try: the model's own, then fp8 (and int4 weights)."""
+    """Weight and KV dtypes to try: weights as shipped, then the formats the engine makes from them
+    (:func:`kvplan.quant.alternatives`); the model's KV dtype, then 8-bit KV."""
     profile = get_engine(engine)
     # Names the user gave are checked here: an unknown one is an error, not a silently empty plan.
     w = [canonical_dtype(weight_dtype(x).name) for x in weights] if weights else None
-    w = w or list(dict.fromkeys([spec.dtype, "fp8", "int4"]))
     k = [canonical_dtype(x if x in profile.kv_dtypes else kv_dtype(x).name) for x in kv] if kv else None
+    shipped = default_dtype(spec, loads=profile.weight_dtypes)
+    w = w or alternatives(spec, current=shipped, loads=profile.weight_dtypes,
+                          online=profile.online_weight_dtypes)  # fmt: skip
     default_kv = "fp16" if profile.name == "llamacpp" else spec.dtype
     k = k or list(dict.fromkeys([default_kv, "fp8" if "fp8" in profile.kv_dtypes else "q8_0"]))
     return w, [x for x in dict.fromkeys(k) if x in profile.kv_dtypes]
@@ -158,10 +162,15 @@ def why_nothing_fits(
     beyond = beyond_trained_context(spec, context)
     if beyond:
         return beyond
-    _, kvs = candidate_dtypes(spec, profile.name, weights=weights_dtypes, kv=kv_dtypes)
+    ws, kvs = candidate_dtypes(spec, profile.name, weights=weights_dtypes, kv=kv_dtypes)
     if not kvs:
         asked = ", ".join(kv_dtypes or [])
         return f"engine {profile.name!r} has no KV-cache dtype among {asked}; it accepts {', '.join(profile.kv_dtypes)}"
+    if weights_dtypes and not set(ws) & set(profile.weight_dtypes):
+        return (
+            f"engine {profile.name!r} does not load {', '.join(weights_dtypes)} weights; "
+            f"it runs {', '.join(profile.weight_dtypes)}"
+        )
     splits = SPLITS if profile.supports_tp else ((1, 1),)
     one = _fits_one(spec, [as_gpu(g) for g in gpus], profile.name, splits, kvs, weights_dtypes, settings, context)
     if not one:
