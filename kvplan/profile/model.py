@@ -185,13 +185,15 @@ def sdpa(
     memory-efficient kernel (which takes masks, not GQA) instead of materialising scores.
     """
     gqa = q.shape[1] != k.shape[1]
-    _note_backend(q, k, v, mask=mask, causal=causal, gqa=gqa, scale=scale)
     if gqa and type(mask) is torch.Tensor:  # a plain boolean mask, not a CausalBias subclass
         b, hq, n, d = q.shape
         group = hq // k.shape[1]
         folded = q.reshape(b, k.shape[1], group * n, d)  # head h -> kv head h // group, as enable_gqa
-        out = F.scaled_dot_product_attention(folded, k, v, attn_mask=mask.repeat(group, 1), scale=scale)
+        repeated = mask.repeat(group, 1)
+        _note_backend(folded, k, v, mask=repeated, causal=False, gqa=False, scale=scale, label="masked, gqa folded")
+        out = F.scaled_dot_product_attention(folded, k, v, attn_mask=repeated, scale=scale)
         return out.reshape(b, hq, n, v.shape[-1])
+    _note_backend(q, k, v, mask=mask, causal=causal, gqa=gqa, scale=scale)
     try:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=scale, enable_gqa=gqa)
     except TypeError:  # pragma: no cover - torch < 2.5 has no enable_gqa
@@ -205,12 +207,14 @@ def sdpa(
 SDPA_CHOICES: ContextVar[dict[str, str] | None] = ContextVar("SDPA_CHOICES", default=None)
 
 
-def _note_backend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask, causal: bool, gqa: bool, scale) -> None:
-    """Record the kernel SDPA dispatches this kind of call to (``torch._fused_sdp_choice``)."""
+def _note_backend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, mask, causal: bool, gqa: bool, scale, label: str = ""
+) -> None:
+    """Record the kernel SDPA dispatches this kind of call to, with the arguments the call gets."""
     choices = SDPA_CHOICES.get()
     if choices is None:
         return
-    kind = "decode" if q.shape[2] == 1 else "causal" if causal else "no mask" if mask is None else "masked"
+    kind = label or ("decode" if q.shape[2] == 1 else "causal" if causal else "no mask" if mask is None else "masked")
     if mask is not None and type(mask) is not torch.Tensor:
         kind = "lower-right causal"
     key = f"{kind}, head_dim {q.shape[-1]}/{v.shape[-1]}" + (", gqa" if gqa else "")
