@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from kvplan.memory import cache_plan
 from kvplan.params import weight_bytes_per_gpu
+from kvplan.quant import shipped_dtype
 from kvplan.units import canonical_dtype, kv_dtype, weight_dtype
 
 if TYPE_CHECKING:  # the GPU schema is built only when a GPU is asked for
@@ -61,7 +62,7 @@ def estimate(
     adds nothing of its own; engine budgets come with ``kvplan capacity``).
     """
     kv_name = kv_dtype(kv_dtype_name or spec.dtype).name
-    w_name = weight_dtype(weights_dtype or spec.dtype).name
+    w_name = weight_dtype(weights_dtype or shipped_dtype(spec)).name
     plan = cache_plan(spec, kv_name, tp=tp, pp=pp)
     weights = weight_bytes_per_gpu(spec, w_name, tp=tp, pp=pp)
     rows = []

@@ -33,6 +33,8 @@ def launch_command(r: CapacityResult, *, model: str, sequences: int | None = Non
 
 def launch_notes(r: CapacityResult) -> list[str]:
     """What the command line alone cannot say: weights that need a pre-quantized checkpoint."""
+    if r.weights_shipped:
+        return []  # the checkpoint's own format: the engine reads its quantization_config
     if r.weights_dtype in ("int4", "int8"):
         return [
             f"{r.weights_dtype} weights need a pre-quantized checkpoint (e.g. AWQ/GPTQ for int4, W8A8 for int8): "

@@ -30,10 +30,10 @@ from typing import Any
 import pytest
 
 from kvplan.catalog import bundled_names, load_bundled
+from kvplan.engines.transformers import transformers_cache_bytes, transformers_cache_plan
 from kvplan.errors import InvalidInput
 from kvplan.memory import cache_plan
 from kvplan.spec import ModelSpec
-from kvplan.engines.transformers import transformers_cache_bytes, transformers_cache_plan
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

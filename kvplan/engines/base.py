@@ -232,6 +232,10 @@ class Engine:
     # Log lines that identify this engine's startup log (check-log); empty: it writes none kvplan reads.
     log_markers: tuple[str, ...] = ()
     log_needs_gpu: bool = True  # the log comparison has from-scratch terms that depend on the GPU
+    # Weight formats the engine loads from a checkpoint, and those it makes itself from a 16-bit one
+    # (online quantization or its own conversion tool): suggestions never leave these.
+    weight_dtypes: tuple[str, ...] = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "mxfp4", "nf4")
+    online_weight_dtypes: tuple[str, ...] = ()
 
     # -- dtypes and splits --
 
@@ -245,6 +249,15 @@ class Engine:
             raise InvalidInput(
                 f"engine {self.name!r} does not store a KV cache in {kv_dtype_name!r}; "
                 f"it accepts {', '.join(self.kv_dtypes)}"
+            )
+        return name
+
+    def check_weights_dtype(self, weights_dtype_name: str) -> str:
+        name = canonical_dtype(weights_dtype_name)
+        if name not in self.weight_dtypes:
+            raise InvalidInput(
+                f"engine {self.name!r} does not load {weights_dtype_name!r} weights; "
+                f"it runs {', '.join(self.weight_dtypes)}"
             )
         return name
 
@@ -320,7 +333,7 @@ class Engine:
 def quantization_flag(r: CapacityResult) -> list[str]:
     """fp8 weights from a 16-bit checkpoint: both vLLM and SGLang quantize online with
     ``--quantization fp8`` (vLLM docs "FP8 W8A8", dynamic per-tensor scales; SGLang server_args)."""
-    return ["--quantization", "fp8"] if r.weights_dtype == "fp8" else []
+    return ["--quantization", "fp8"] if r.weights_dtype == "fp8" and not r.weights_shipped else []
 
 
 # ---- startup logs ---------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from kvplan.engines import vllm
 from kvplan.engines.base import Engine
-from kvplan.units import KV_DTYPES
+from kvplan.units import KV_DTYPES, WEIGHT_DTYPES
 
 if TYPE_CHECKING:
     from kvplan.capacity import CapacityResult
@@ -27,4 +27,6 @@ ENGINE = Ideal(
     budget_rule="device memory - weights - user overhead",
     kv_dtypes=tuple(KV_DTYPES),
     tp_needs_kv_divisor=False,
+    weight_dtypes=tuple(WEIGHT_DTYPES),
+    online_weight_dtypes=("fp8", "int4"),
 )

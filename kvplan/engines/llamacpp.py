@@ -223,4 +223,9 @@ ENGINE = LlamaCpp(
     supports_tp=False,
     log_markers=("llama_kv_cache", "llama_context", "llama_model_loader"),
     log_needs_gpu=False,  # buffer sizes only: the same on every device
+    # GGUF tensor types (ggml.h ggml_type: F32, F16, BF16, Q8_0, Q6_K, Q5_K, Q4_K, Q4_0, MXFP4); no fp8
+    # type exists, convert_hf_to_gguf.py dequantizes fp8 checkpoints. convert --outtype q8_0 and
+    # llama-quantize make the smaller types from a 16-bit GGUF.
+    weight_dtypes=("fp32", "fp16", "bf16", "q8_0", "q6_k", "q5_k", "q4_k", "q4_0", "mxfp4"),
+    online_weight_dtypes=("q8_0", "q4_k"),
 )

@@ -252,4 +252,7 @@ ENGINE = Sglang(
         "fp8_e5m2": "fp8_e5m2",
     },
     log_markers=("KV Cache is allocated", "Load weight end", "max_total_num_tokens"),
+    # python/sglang/srt/layers/quantization/__init__.py BASE_QUANTIZATION_METHODS; --quantization fp8
+    # on a 16-bit checkpoint quantizes at load (fp8.py Fp8Config is_checkpoint_fp8_serialized False).
+    online_weight_dtypes=("fp8",),
 )

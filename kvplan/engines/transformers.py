@@ -146,4 +146,7 @@ ENGINE = Transformers(
     kv_dtype_flags={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"},
     tp_needs_kv_divisor=False,
     supports_tp=False,
+    # transformers/quantizers/auto.py: finegrained fp8, mxfp4, awq, gptq, compressed-tensors, bitsandbytes;
+    # BitsAndBytesConfig(load_in_4bit / load_in_8bit) quantizes a 16-bit checkpoint at load.
+    online_weight_dtypes=("nf4", "int8"),
 )

@@ -70,4 +70,7 @@ ENGINE = Trtllm(
     budget_rule="free memory after load and activations x free_gpu_memory_fraction (0.9)",
     kv_dtypes=("bf16", "fp16", "fp8", "int8"),
     kv_dtype_flags={"bf16": "auto", "fp16": "auto", "fp8": "fp8", "int8": "int8"},
+    # tensorrt_llm/quantization/mode.py QuantAlgo (FP8, FP8_BLOCK_SCALES, W4A16_AWQ, W4A16_GPTQ,
+    # W4A8_MXFP4_FP8, ...) read from pre-quantized (ModelOpt / HF) checkpoints; no online quantization.
+    weight_dtypes=("bf16", "fp16", "fp8", "int8", "int4", "mxfp4"),
 )

@@ -486,4 +486,8 @@ ENGINE = Vllm(
         "int8_per_token_head": "int8_per_token_head",
         "fp8_per_token_head": "fp8_per_token_head",
     },
+    # vllm/model_executor/layers/quantization/__init__.py QUANTIZATION_METHODS (fp8, mxfp4, awq, gptq,
+    # compressed-tensors, bitsandbytes, ...); fp8.py Fp8Config: a 16-bit checkpoint with
+    # --quantization fp8 is quantized at load (is_checkpoint_fp8_serialized False, dynamic scales).
+    online_weight_dtypes=("fp8",),
 )
