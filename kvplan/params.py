@@ -11,11 +11,14 @@ Counting at ``tp=1`` gives the model's parameter count.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Union
 
 from kvplan.quant import Storage, storage, storage_for_name
 from kvplan.spec import LayerKind, ModelSpec, ceil_div
 from kvplan.units import WEIGHT_DTYPES
+
+if TYPE_CHECKING:
+    from kvplan.checkpoint import CheckpointWeights
 
 
 class Part(NamedTuple):
@@ -217,12 +220,21 @@ def pipeline_stages(num_layers: int, pp: int) -> list[range]:
     return stages
 
 
-def weight_bytes_per_stage(spec: ModelSpec, dtype: str | None = None, *, tp: int = 1, pp: int = 1) -> list[int]:
+# A weights dtype name, or the checkpoint's own headers (kvplan.checkpoint.CheckpointWeights).
+Weights = Union[str, Storage, "CheckpointWeights", None]
+
+
+def weight_bytes_per_stage(spec: ModelSpec, dtype: Weights = None, *, tp: int = 1, pp: int = 1) -> list[int]:
     """Bytes one GPU of each pipeline stage holds (weights sharded ``tp`` ways).
 
-    ``dtype`` None: the weights as the published checkpoint ships them (:func:`kvplan.quant.storage`).
+    ``dtype`` None: the weights as the published checkpoint ships them (:func:`kvplan.quant.storage`);
+    a name: that dtype applied to the architecture count; a checkpoint's headers
+    (:class:`kvplan.checkpoint.CheckpointWeights`): their bytes, which take precedence, split over
+    ranks by the same rules.
     """
-    st = storage(spec, dtype)
+    if dtype is not None and not isinstance(dtype, (str, Storage)):
+        return dtype.bytes_per_stage(spec, tp=tp, pp=pp)
+    st = dtype if isinstance(dtype, Storage) else storage(spec, dtype)
     out = []
     stages = pipeline_stages(spec.num_layers, pp)
     for s, layers in enumerate(stages):
@@ -237,11 +249,11 @@ def weight_bytes_per_stage(spec: ModelSpec, dtype: str | None = None, *, tp: int
     return out
 
 
-def weight_bytes_per_gpu(spec: ModelSpec, dtype: str | None = None, *, tp: int = 1, pp: int = 1) -> int:
+def weight_bytes_per_gpu(spec: ModelSpec, dtype: Weights = None, *, tp: int = 1, pp: int = 1) -> int:
     """Weights on the busiest GPU: the largest pipeline stage, one tensor-parallel shard."""
     return max(weight_bytes_per_stage(spec, dtype, tp=tp, pp=pp))
 
 
-def weight_bytes_total(spec: ModelSpec, dtype: str | None = None) -> int:
+def weight_bytes_total(spec: ModelSpec, dtype: Weights = None) -> int:
     """All weights of one model copy."""
     return weight_bytes_per_gpu(spec, dtype)
