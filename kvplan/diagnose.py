@@ -526,9 +526,24 @@ def prescribe(
         candidates += _fraction_up(spec, base, free_bytes)
     if failure.kind == fl.OOM and failure.phase == "CUDA-graph capture" and p.engine in fl.EAGER_FLAG:
         candidates.append(("eager", replace(base, enforce_eager=True), fl.EAGER_FLAG[p.engine]))
-    candidates += _fewer_seqs(spec, base) + _kv8(spec, base) + _shorter(spec, base, failure)
+    candidates += _fewer_seqs(spec, base) + _kv8(spec, base) + _weights8(spec, base) + _shorter(spec, base, failure)
     candidates += _more_tp(spec, base) + _other_gpu(spec, base)
+    relevant = _relevant(failure)
+    candidates = [c for c in candidates if c[0] in relevant]
     return _keep_starting(spec, candidates, forced)
+
+
+def _relevant(failure: Failure) -> frozenset[str]:
+    """The changes that act on what ran out: an allocation that failed while loading the weights is
+    not helped by a larger KV fraction or a shorter context, only by fewer weight bytes per GPU."""
+    weights = frozenset({"weights_fp8", "tp", "other_gpu"})
+    if failure.kind == fl.WEIGHTS_ALLOC or (failure.kind == fl.OOM and failure.phase == "weights load"):
+        return weights
+    if failure.kind == fl.OOM and failure.phase == "profile run":
+        return weights | {"fewer_seqs"}
+    if failure.kind == fl.OOM and failure.phase == "CUDA-graph capture":
+        return weights | {"fraction_down", "eager", "fewer_seqs", "shorter_context", "kv_fp8"}
+    return frozenset(GIVES_UP)
 
 
 def _calibrated(spec: ModelSpec, p: Params, failure: Failure, logged: dict) -> Params:
@@ -598,6 +613,27 @@ def _kv8(spec: ModelSpec, p: Params) -> list[tuple[str, Params, str]]:
     for kv in _KV8:
         if kv in accepted:
             return [("kv_fp8", replace(p, kv_dtype=kv), f"KV cache in {kv}")]
+    return []
+
+
+# 8-bit weights to offer, in order: online fp8 (vLLM/SGLang --quantization fp8), else a Q8_0 GGUF.
+_WEIGHTS8 = ("fp8", "q8_0")
+
+
+def _weights8(spec: ModelSpec, p: Params) -> list[tuple[str, Params, str]]:
+    """8-bit weights where the checkpoint is wider; the engine's own rules say which it loads."""
+    from kvplan.units import weight_dtype
+
+    current = p.weights_dtype or spec.dtype
+    if weight_dtype(current).bytes_per_element <= 1:
+        return []
+    for w in _WEIGHTS8:
+        q = replace(p, weights_dtype=w)
+        try:
+            setup_for(spec, q)
+        except InvalidInput:
+            continue  # the engine does not load this format
+        return [("weights_fp8", q, f"{w} weights")]
     return []
 
 
