@@ -342,7 +342,7 @@ def _params(engine, spec, gpu_obj, flags, failure, logged, gpu_id, weights_dtype
         max_num_batched_tokens=_int(_flag(flags, engine, "max_num_batched_tokens")),
         n_ubatch=_int(_flag(flags, engine, "n_ubatch")) or 512,
         device_memory=total if gpu_obj is not None else None,
-        kv_cache_memory=_logged_kv(failure, logged) if gpu_obj is None else None,
+        kv_cache_memory=_no_less_than_zero(_logged_kv(failure, logged)) if gpu_obj is None else None,
         sequences=seqs if engine in fl.PREALLOCATES_SEQUENCES else 1,
         model_ref=model_ref,
     )
@@ -351,12 +351,16 @@ def _params(engine, spec, gpu_obj, flags, failure, logged, gpu_id, weights_dtype
 def _logged_kv(failure: Failure, logged: dict[str, float]) -> int | None:
     """The engine's own KV budget, bytes: from the refusal, else from the log's memory lines."""
     if "available_bytes" in failure.figures:
-        return max(0, int(failure.figures["available_bytes"]))
+        return int(failure.figures["available_bytes"])  # negative when weights overran the share
     if failure.kind == fl.NO_KV_MEMORY:
         return 0  # the engine found nothing left for its cache: kvplan's checks start from there
     if logged.get("available_kv"):
         return int(logged["available_kv"] * GIB)
     return None
+
+
+def _no_less_than_zero(value: int | None) -> int | None:
+    return None if value is None else max(0, value)
 
 
 def _free_at_start(text: str, failure: Failure) -> int | None:
@@ -440,7 +444,7 @@ def _explain(d: Diagnosis, spec: ModelSpec, p: Params, failure: Failure, logged:
     engine_needed = fig.get("needed_bytes") or (fig.get("tried_bytes") if failure.kind == fl.KV_ALLOC else None)
     rows = [_row(f"KV for {p.sequences} x {p.context:,} tokens", engine_needed, needed, "bytes")]
     engine_avail = _logged_kv(failure, logged)
-    if engine_avail:
+    if engine_avail and engine_avail > 0:
         given = with_kv_memory(s, engine_avail)
         rows.append(_row("longest context in the logged KV memory", fig.get("estimated_len") or fig.get("kv_tokens"),
                          max_context(given, limit=max(p.context, 1)), "tokens"))  # fmt: skip

@@ -117,6 +117,8 @@ REAL = {
     "vllm-intel-arc-4-models-wrapped.log": ("vllm", fl.KV_SHORT),
     "vllm-2418-v0-max-seq-len.log": ("vllm", fl.KV_SHORT),
     "vllm-17431-no-available-memory.log": ("vllm", fl.NO_KV_MEMORY),
+    "vllm-23278-negative-kv-memory.log": ("vllm", fl.NO_KV_MEMORY),
+    "vllm-13061-v0-max-seq-len-tp2.log": ("vllm", fl.KV_SHORT),
     "vllm-10439-v0-no-available-memory.log": ("vllm", fl.NO_KV_MEMORY),
     "vllm-23192-startup-free-h200.log": ("vllm", fl.STARTUP_FREE),
     "vllm-20305-startup-free.log": ("vllm", fl.STARTUP_FREE),
@@ -280,6 +282,8 @@ SCENARIOS = {
     "llamacpp-q8": (LLAMACPP_Q8, {"model": "llama-3.1-8b", "gpu": "rtx-4090"}),
     "trtllm-7b": (TRTLLM_7B, {"gpu": "a10g"}),
     "vllm-weights-oom": (WEIGHTS_OOM, {}),
+    "vllm-23278-gpt-oss": ((DATA / "vllm-23278-negative-kv-memory.log").read_text(),
+                           {"gpu": "h100-sxm", "model": "gpt-oss-120b"}),
 }  # fmt: skip
 
 
