@@ -383,7 +383,7 @@ def capacity(
     per_replica = 0 if beyond else max_sequences(s, context)
     one = max_context(s)
     limited = "memory" if one < trained_context(s.spec) else "model max_position_embeddings"
-    busiest = min(s.stages, key=lambda st: st.available)
+    busiest = min(s.stages, key=lambda st: st.budget.available_kv)
     b = busiest.budget
     pool = pool_bytes(s, sequences=per_replica, length=context)
     breakdown = {
@@ -496,7 +496,7 @@ def _settings_dict(s: Setup, b: Budget) -> dict[str, Any]:
 
 
 def _reason(s: Setup, context: int, one: int) -> str:
-    b = min(s.stages, key=lambda st: st.available).budget
+    b = min(s.stages, key=lambda st: st.budget.available_kv).budget
     if b.available_kv <= 0:
         return (
             f"no memory left for the KV cache: weights {b.weights:,} B and other terms exceed the "

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from kvplan.checks import as_gpu, as_spec, beyond_trained_context, check_batch, check_bytes, check_length
 from kvplan.errors import InvalidInput
 from kvplan.memory import cache_plan
-from kvplan.params import weight_bytes_per_gpu
+from kvplan.params import weight_bytes_per_stage
 from kvplan.quant import shipped_dtype
 from kvplan.units import canonical_dtype, kv_dtype, weight_dtype
 
@@ -91,10 +91,16 @@ def estimate(
     else:
         w_label, w_source, weights_from = weights_dtype.label, weights_dtype.describe(), weights_dtype
     plan = cache_plan(spec, kv_name, tp=tp, pp=pp)
-    weights = weight_bytes_per_gpu(spec, weights_from, tp=tp, pp=pp)
+    stage_weights = weight_bytes_per_stage(spec, weights_from, tp=tp, pp=pp)
     rows = []
     for length in contexts:
-        per_gpu = batch * plan.bytes_per_sequence_per_gpu(length)
+        # The busiest GPU is the stage with the most weights + KV together: its columns add up to
+        # its total, and it is the stage capacity -e ideal checks (the largest weights and the
+        # largest KV can sit on different stages).
+        weights, per_gpu = max(
+            ((w, batch * st.bytes_at(length)) for w, st in zip(stage_weights, plan.stages, strict=True)),
+            key=sum,
+        )
         total = weights + per_gpu + overhead_bytes
         note = beyond_trained_context(spec, length)
         rows.append(
