@@ -19,6 +19,7 @@ from kvplan.checks import (
     beyond_trained_context,
     check_batch,
     check_bytes,
+    check_degrees,
     check_length,
     trained_context,
 )
@@ -119,8 +120,9 @@ def setup(
     check_fraction(settings.swa_full_tokens_ratio, "swa_full_tokens_ratio")
     if settings.block_size is not None and settings.block_size < 1:
         raise InvalidInput(f"invalid block size {settings.block_size!r}; expected a whole number of tokens >= 1")
+    check_degrees(tp=tp, pp=pp)
     gpus = gpus if gpus is not None else tp * pp
-    if gpus < 1 or gpus % (tp * pp):
+    if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1 or gpus % (tp * pp):
         raise InvalidInput(f"invalid GPU count {gpus!r}; it must be a multiple of tp x pp = {tp * pp}")
     kv_name = kv_dtype_name or _engine_default_kv(profile, spec)
     if canonical_dtype(kv_name) not in VLLM_PER_TOKEN_HEAD:
@@ -243,24 +245,28 @@ def _stage_tokens(stage: Stage) -> int:
 
 def pool_bytes(s: Setup, *, sequences: int, length: int) -> int:
     """Bytes the KV pool takes on the busiest GPU (what the engine allocates)."""
-    out = []
-    for st in s.stages:
-        lay = st.layout
-        if lay.engine == "vllm":
-            out.append(lay.pool_units(st.available) * lay.unit_bytes)
-        elif lay.engine == "llamacpp":
-            out.append(lay.units_for(max(sequences, 1), length))
-        elif lay.swa_full_tokens_ratio is not None:
-            full, swa, _ = lay.sglang_swa_tokens(st.available)
-            out.append(
-                sum(n * c.bytes_per_token * (full if c.max_tokens is None else swa) for n, c in lay.stage.groups)
-            )
-        elif lay.engine in ("sglang", "trtllm"):
-            per_token = sum(n * c.bytes_per_token for n, c in lay.stage.groups)
-            out.append(_stage_tokens(st) * per_token)
-        else:
-            out.append(st.available)
-    return max(out)
+    return max(stage_pool_bytes(st, sequences=sequences, length=length) for st in s.stages)
+
+
+def stage_pool_bytes(st: Stage, *, sequences: int, length: int) -> int:
+    """Bytes the KV pool of one pipeline stage takes."""
+    lay = st.layout
+    if lay.engine == "vllm":
+        return lay.pool_units(st.available) * lay.unit_bytes
+    if lay.engine == "llamacpp":
+        if sequences >= 1:
+            return lay.units_for(sequences, length)  # -c sequences x length -np sequences
+        # Not one sequence fits: the largest pool one sequence can have, the one kv_pool_tokens
+        # reports (a pool for the asked length, larger than the budget, was shown before).
+        tokens = _stage_tokens(st)
+        return lay.units_for(1, tokens) if tokens else 0
+    if lay.swa_full_tokens_ratio is not None:
+        full, swa, _ = lay.sglang_swa_tokens(st.available)
+        return sum(n * c.bytes_per_token * (full if c.max_tokens is None else swa) for n, c in lay.stage.groups)
+    if lay.engine in ("sglang", "trtllm"):
+        per_token = sum(n * c.bytes_per_token for n, c in lay.stage.groups)
+        return _stage_tokens(st) * per_token
+    return st.available
 
 
 def reported_concurrency(s: Setup, length: int) -> float:
@@ -396,7 +402,8 @@ def capacity(
         "overhead_bytes": b.overhead,
         "available_kv_bytes": b.available_kv,
         "kv_pool_bytes": pool,
-        "unallocated_bytes": max(0, b.available_kv) - pool,
+        # Of the same (busiest) stage as the other terms: another stage's pool can be larger.
+        "unallocated_bytes": max(0, b.available_kv) - stage_pool_bytes(busiest, sequences=per_replica, length=context),
     }
     mix = None
     expected = None

@@ -155,6 +155,7 @@ def estimate(
     pp: PpOpt = 1,
     overhead: Annotated[str, typer.Option(help="memory reserved per GPU beyond weights and KV, e.g. 2GiB")] = "0",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="also draw memory against context to this PNG")] = None,
+    force: Annotated[bool, typer.Option(help="overwrite an existing --plot file")] = False,
     fmt: FormatOpt = "table",
 ) -> None:
     """KV cache, weights and total memory per GPU at each context length (ideal layout)."""
@@ -166,7 +167,7 @@ def estimate(
         if plot is not None:
             from kvplan.plot import check_plot_path
 
-            check_plot_path(plot)  # before any output: a bad path or a missing extra ends here
+            check_plot_path(plot, force=force)  # before any output: a bad path or a missing extra ends here
         spec = load_model(model)
         rows = run(
             spec,
@@ -299,8 +300,10 @@ def import_(
         fmt = fmt.strip().lower()
         if fmt not in ("yaml", "json"):
             raise InvalidInput(f"unknown format {fmt!r} for import; expected yaml or json")
-        if output is not None and output.exists() and not force:  # before any work, as --plot and --save
-            raise InvalidInput(f"{str(output)!r} already exists; pass --force to overwrite it")
+        if output is not None:  # before any work, as --plot and --save
+            from kvplan.checks import check_output_path
+
+            check_output_path(output, force=force)
         result = import_config(config, name=name)
         for warning in result.warnings:
             err(f"kvplan: warning: {warning}")
@@ -308,8 +311,6 @@ def import_(
         if output is None:
             out(text.rstrip("\n"))
             return
-        if output.exists() and not force:
-            raise InvalidInput(f"{str(output)!r} already exists; pass --force to overwrite it")
         try:
             output.write_text(text, encoding="utf-8")
         except OSError as exc:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from kvplan.checks import as_gpu, as_spec, beyond_trained_context, check_batch, check_bytes, check_length
-from kvplan.errors import InvalidInput
+from kvplan.checks import as_gpu, as_spec, beyond_trained_context, check_batch, check_bytes, check_lengths
 from kvplan.memory import cache_plan
 from kvplan.params import weight_bytes_per_stage
 from kvplan.quant import shipped_dtype
@@ -73,10 +72,7 @@ def estimate(
     """
     spec = as_spec(spec)
     gpu = as_gpu(gpu) if gpu is not None else None
-    contexts = [contexts] if isinstance(contexts, int | str) else list(contexts)
-    if not contexts:
-        raise InvalidInput("no context length given; expected at least one, e.g. [4096]")
-    contexts = [check_length(n) for n in contexts]
+    contexts = check_lengths(contexts)
     batch = check_batch(batch)
     overhead_bytes = check_bytes(overhead_bytes, "overhead")
     memory = None
