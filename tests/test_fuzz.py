@@ -432,8 +432,8 @@ def _library_call(name, args):
     if name == "weight_bytes_per_gpu":
         return kvplan.weight_bytes_per_gpu(spec, tp=tp, pp=pp)
     if name == "capacity":
-        return capacity(setup(spec, gpu, engine=kv if isinstance(kv, str) and kv in kvplan.ENGINES else "vllm", tp=tp, pp=pp), length,
-                        batch=batch).to_dict()  # fmt: skip
+        engine = kv if isinstance(kv, str) and kv in kvplan.ENGINES else "vllm"
+        return capacity(setup(spec, gpu, engine=engine, tp=tp, pp=pp), length, batch=batch).to_dict()
     return [r.to_dict() for r in plan(spec, [gpu], users=batch, context=length)]
 
 
