@@ -75,8 +75,10 @@ def profile(
             force=force,
             gpu=gpu,
         )
-        if save is not None and save.exists() and not force:
-            raise InvalidInput(f"{str(save)!r} already exists; pass --force to overwrite it")
+        if save is not None:  # its folder and --force checked before the profile runs
+            from kvplan.checks import check_output_path
+
+            check_output_path(save, force=force)
         done: list[dict[str, Any]] = []
 
         def keep(run: Any) -> None:  # --save is rewritten after every length: a stopped run keeps what it measured
