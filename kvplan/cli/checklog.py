@@ -30,7 +30,9 @@ CHECK_COLUMNS = [
 @app.command("check-log")
 def check_log(
     file: Annotated[Path, typer.Argument(help="an engine startup log (vLLM, SGLang or llama.cpp)")],
-    engine: Annotated[Optional[str], typer.Option("--engine", "-e", help="vllm | sglang | llamacpp")] = None,
+    engine: Annotated[
+        Optional[str], typer.Option("--engine", "-e", help="vllm | sglang | llamacpp, or a release (vllm@0.19)")
+    ] = None,
     model: Annotated[Optional[str], typer.Option(help="model spec when the log does not name a bundled one")] = None,
     gpu: Annotated[Optional[str], typer.Option(help="GPU when the log does not say")] = None,
     weights_dtype: Annotated[Optional[str], typer.Option(help="checkpoint weights dtype (fp8, mxfp4, ...)")] = None,
