@@ -85,6 +85,12 @@ class VllmLayout(Layout):
         free = self.pool_units(available) - self.reserved_units - (admit - hold)
         return max(0, free) // hold if hold else self.max_sequences(available, length)
 
+    def headroom_bytes(self, available: int, *, sequences: int, length: int) -> int:
+        """Pool bytes left with ``sequences`` decoding and one more prefilling (see decode_sequences)."""
+        admit, hold = self.blocks_per_request(length), self.decode_blocks_per_request(length)
+        used = sequences * hold + (admit - hold) + self.reserved_units
+        return (self.pool_units(available) - used) * self.unit_bytes
+
     def pool_tokens(self, available: int) -> int:
         # kv_cache_utils._report_kv_cache_config: num_blocks // num_groups * min_block_size.
         blocks = self.pool_units(available)
