@@ -250,12 +250,12 @@ GRAPH_PER_LAYER = round(0.0157 * GIB)
 GRAPH_MOE_EXTRA = round(0.5 * GIB)  # MoE logs sit ~0.5 GiB above the dense line
 
 
-def batch_defaults(gpu_total: int, gpu: GPU | None = None) -> tuple[int, int]:
+def batch_defaults(gpu_total: int, gpu: GPU | None = None, *, a100_exception: bool = True) -> tuple[int, int]:
     """``(max_num_batched_tokens, max_num_seqs)`` for `vllm serve` (OPENAI_API_SERVER usage context):
     vllm/engine/arg_utils.py EngineArgs.get_batch_defaults (0.19 and main @99d7eb5): >= 70 GiB and
     "a100" not in the device name (PR #17885: large batches cost A100 throughput): 8192 / 1024;
     else 2048 / 256."""
-    a100 = gpu is not None and "a100" in f"{gpu.name} {gpu.display_name}".lower()
+    a100 = a100_exception and gpu is not None and "a100" in f"{gpu.name} {gpu.display_name}".lower()
     return (8192, 1024) if gpu_total >= 70 * GIB and not a100 else (2048, 256)
 
 
@@ -298,6 +298,7 @@ class Vllm(Engine):
     gpu_memory_utilization: float = 0.9  # vllm/config/cache.py CacheConfig default
     estimate_cuda_graphs: bool = False  # vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS default
     mamba_align: bool = False  # prefix caching keeps Mamba state in 'align' mode (2 pages per request)
+    a100_exception: bool = True  # get_batch_defaults gives A100 the small batches (PR #17885, from v0.9.0)
 
     def cache_plan(self, spec: ModelSpec, *, kv_dtype_name: str, tp: int, pp: int, mla: str = "latent") -> CachePlan:
         if kv_dtype_name in PER_TOKEN_HEAD:
@@ -306,7 +307,7 @@ class Vllm(Engine):
         return cache_plan(spec, kv_dtype_name, tp=tp, pp=pp, mla=mla)
 
     def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int, int]:
-        mnbt, seqs = batch_defaults(total, gpu)
+        mnbt, seqs = batch_defaults(total, gpu, a100_exception=self.a100_exception)
         return settings.max_num_batched_tokens or mnbt, settings.max_num_seqs or seqs
 
     def mamba_pages(self, settings: Settings) -> int:
@@ -440,7 +441,8 @@ def parse_log(text: str) -> LogFacts:
                   "kv_cache_dtype", "max_num_batched_tokens", "max_num_seqs", "block_size"):  # fmt: skip
             if k in args:
                 facts.flags[k] = args[k]
-    m = re.search(r"(?:vLLM API server version|V1 LLM engine \(v)\s*v?(\d+\.\d+)(?:\.\d+)?", text)
+    # "vLLM API server version 0.8.5", "Initializing a V1 LLM engine (v0.19.0)", "vLLM 0.8.5" in an excerpt's header
+    m = re.search(r"(?:vLLM API server version|V1 LLM engine \(v|\bvLLM)\s+v?(\d+\.\d+)\.\d+", text)
     if m:
         facts.flags["vllm_version"] = m.group(1)
     m = re.search(r"vllm serve\s+(.*)", text)
@@ -564,6 +566,8 @@ V0_19 = Vllm(
     # Kept at one Mamba page per request, as calibrated; 'align' mode is modelled from 0.21.
     mamba_align=False,
 )
+# vLLM 0.8.x: the same rules, before get_batch_defaults checked the device name for A100 (PR #17885, v0.9.0).
+V0_8 = replace(V0_19, release="0.8", version="0.8 (V1 engine, before the A100 batch defaults)", a100_exception=False)
 V0_21 = replace(
     V0_19,
     release="0.21",
@@ -577,7 +581,7 @@ V0_21 = replace(
     # (enable_prefix_caching default True); MambaSpec.max_memory_usage_bytes: 2 pages per request.
     mamba_align=True,
 )
-VERSIONS = (V0_19, V0_21)
+VERSIONS = (V0_8, V0_19, V0_21)
 ENGINE = VERSIONS[-1]  # `--engine vllm`: the newest rule set
 LOG_DEFAULT = V0_19  # logs that state no version: the release the reference logs (engine_logs.json) come from
 
