@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from kvplan.engines import vllm
 from kvplan.engines.base import Budget, Engine, Layout, Settings
+from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan
 from kvplan.spec import ModelSpec
@@ -27,6 +28,12 @@ MAX_NUM_TOKENS = 8192  # llmapi max_num_tokens default
 
 @dataclass(frozen=True)
 class Trtllm(Engine):
+    def check_block_size(self, tokens: int) -> None:
+        # docs/source/advanced/kv-cache-reuse.md: "tokens_per_block must be a power of 2".
+        super().check_block_size(tokens)
+        if tokens & (tokens - 1):
+            raise InvalidInput(f"invalid block size {tokens!r} for trtllm; tokens_per_block must be a power of 2")
+
     def layout(
         self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
     ) -> Layout:
@@ -73,4 +80,6 @@ ENGINE = Trtllm(
     # tensorrt_llm/quantization/mode.py QuantAlgo (FP8, FP8_BLOCK_SCALES, W4A16_AWQ, W4A16_GPTQ,
     # W4A8_MXFP4_FP8, ...) read from pre-quantized (ModelOpt / HF) checkpoints; no online quantization.
     weight_dtypes=("bf16", "fp16", "fp8", "int8", "int4", "mxfp4"),
+    # max_num_seqs is --max_batch_size (the launch line's sequence cap, as check-log reads it).
+    settings_read=("free_gpu_memory_fraction", "block_size", "max_num_batched_tokens", "max_num_seqs"),
 )
