@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from kvplan.engines.base import Engine
 from kvplan.units import KV_DTYPES, WEIGHT_DTYPES
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass(frozen=True)
@@ -20,6 +16,7 @@ class Ideal(Engine):
 
 ENGINE = Ideal(
     name="ideal",
+    release="-",
     version="-",
     paging="exact bytes per token, no paging",
     budget_rule="device memory - weights - user overhead",
@@ -28,3 +25,4 @@ ENGINE = Ideal(
     weight_dtypes=tuple(WEIGHT_DTYPES),
     online_weight_dtypes=("fp8", "int4"),
 )
+VERSIONS = (ENGINE,)

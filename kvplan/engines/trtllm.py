@@ -34,12 +34,23 @@ class Trtllm(Engine):
         if tokens & (tokens - 1):
             raise InvalidInput(f"invalid block size {tokens!r} for trtllm; tokens_per_block must be a power of 2")
 
+    def attention_tp(self, tp: int, settings: Settings) -> int:
+        """tensorrt_llm/llmapi/llm_args.py enable_attention_dp: attention runs data-parallel over the TP
+        ranks (Mapping attn_tp_size 1): every rank holds all KV heads of its own requests."""
+        if settings.attention_dp not in (1, tp):
+            raise InvalidInput(
+                f"invalid attention_dp {settings.attention_dp!r}; TensorRT-LLM's attention DP spans all tp={tp} ranks"
+            )
+        return 1 if settings.attention_dp == tp and tp > 1 else tp
+
     def layout(
         self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
     ) -> Layout:
         return Layout(plan.stages[stage_index], 1, settings.block_size or TOKENS_PER_BLOCK)
 
-    def budget(self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int) -> Budget:
+    def budget(
+        self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int, gpu: GPU
+    ) -> Budget:
         o = settings.overrides
         frac = settings.free_gpu_memory_fraction or FREE_FRACTION
         tokens = settings.max_num_batched_tokens or MAX_NUM_TOKENS
@@ -71,6 +82,7 @@ class Trtllm(Engine):
 
 ENGINE = Trtllm(
     name="trtllm",
+    release="0.20",
     version="0.20+ (LLM API, PyTorch backend)",
     # docs/source/reference/memory.md; KvCacheConfig.free_gpu_memory_fraction default 0.9.
     paging="blocks of tokens_per_block (32) per request",
@@ -83,3 +95,4 @@ ENGINE = Trtllm(
     # max_num_seqs is --max_batch_size (the launch line's sequence cap, as check-log reads it).
     settings_read=("free_gpu_memory_fraction", "block_size", "max_num_batched_tokens", "max_num_seqs"),
 )
+VERSIONS = (ENGINE,)
