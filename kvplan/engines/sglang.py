@@ -380,7 +380,13 @@ ENGINE = Sglang(
     online_weight_dtypes=("fp8",),
     # page_size (--page-size, any whole number), chunked_prefill_size, --max-running-requests, the
     # hybrid SWA pool's flags.
-    settings_read=("mem_fraction_static", "block_size", "max_num_batched_tokens", "max_num_seqs", "swa_full",
-                   "swa_full_tokens_ratio"),  # fmt: skip
+    settings_read=(
+        "mem_fraction_static",
+        "block_size",
+        "max_num_batched_tokens",
+        "max_num_seqs",
+        "swa_full",
+        "swa_full_tokens_ratio",
+    ),
 )
 VERSIONS = (ENGINE,)

@@ -574,8 +574,14 @@ V0_19 = Vllm(
     # compressed-tensors, bitsandbytes, ...); fp8.py Fp8Config: a 16-bit checkpoint with
     # --quantization fp8 is quantized at load (is_checkpoint_fp8_serialized False, dynamic scales).
     online_weight_dtypes=("fp8",),
-    settings_read=("gpu_memory_utilization", "block_size", "max_num_batched_tokens", "max_num_seqs",
-                   "cuda_graph_estimate", "overrides.cuda_graph_bytes"),  # fmt: skip
+    settings_read=(
+        "gpu_memory_utilization",
+        "block_size",
+        "max_num_batched_tokens",
+        "max_num_seqs",
+        "cuda_graph_estimate",
+        "overrides.cuda_graph_bytes",
+    ),
     # vllm/config/cache.py CacheConfig.gpu_memory_utilization default 0.9 in 0.19.
     gpu_memory_utilization=0.9,
     # vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS default "0" before 0.21: graphs captured after sizing.
