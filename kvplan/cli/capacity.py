@@ -1,33 +1,28 @@
-"""``kvplan capacity``, ``kvplan plan`` and ``kvplan check-log``: answers in an engine's terms."""
+"""``kvplan capacity``: one configuration's KV pool, sequences, longest context and launch line."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from kvplan import report
-from kvplan.cli import (
+from kvplan.cli.common import (
+    EngineOpt,
     FormatOpt,
     KvDtypeOpt,
     ModelArg,
     PpOpt,
+    SizeOpt,
     TpOpt,
     WeightsDtypeOpt,
     app,
     boundary,
     check_format,
-    err,
     out,
     positive,
 )
 from kvplan.errors import InvalidInput
-
-EngineOpt = Annotated[
-    str, typer.Option("--engine", "-e", help="ideal | vllm | sglang | trtllm | llamacpp | transformers")
-]
-SizeOpt = Optional[str]
 
 
 def _settings(
@@ -221,122 +216,3 @@ def _num(value, kind: str) -> str:  # noqa: ANN001
     if kind == "float":
         return f"{value:,.2f}"
     return f"{value:,}"
-
-
-# ---- plan -----------------------------------------------------------------------------------------
-
-PLAN_COLUMNS = [
-    report.Column("gpu", "GPU"),
-    report.Column("gpus", "GPUs", "int"),
-    report.Column("tp", "TP", "int"),
-    report.Column("pp", "PP", "int"),
-    report.Column("replicas", "replicas", "int"),
-    report.Column("weights_dtype", "weights"),
-    report.Column("kv_dtype", "KV"),
-    report.Column("sequences_per_replica", "seqs / replica", "int"),
-    report.Column("total_sequences", "seqs total", "int"),
-    report.Column("headroom_bytes", "headroom / GPU", "bytes"),
-]
-
-
-@app.command()
-def plan(
-    model: ModelArg,
-    users: Annotated[int, typer.Option(help="concurrent sequences to serve")],
-    context: Annotated[str, typer.Option("--context", "-c", help="tokens per sequence, e.g. 32k")],
-    gpus: Annotated[Optional[str], typer.Option(help="GPU types to consider, e.g. h100-sxm,a100-80gb,l4")] = None,
-    engine: EngineOpt = "vllm",
-    weights_dtype: Annotated[Optional[str], typer.Option(help="weight dtypes to try, e.g. bf16,fp8")] = None,
-    kv_dtype: Annotated[Optional[str], typer.Option(help="KV dtypes to try, e.g. bf16,fp8")] = None,
-    gpu_memory_utilization: Annotated[Optional[float], typer.Option(help="vLLM fraction (0, 1]")] = None,
-    max_gpus: Annotated[int, typer.Option(help="largest GPU count to list")] = 64,
-    top: Annotated[int, typer.Option(help="rows to show (0: all)")] = 20,
-    fmt: FormatOpt = "table",
-) -> None:
-    """GPU type, count, TP and dtypes that serve N users at L tokens, fewest GPUs first."""
-    with boundary():
-        from kvplan.capacity import capacity as run
-        from kvplan.capacity import setup
-        from kvplan.catalog import resolve_model
-        from kvplan.engines import Settings
-        from kvplan.hardware import bundled_gpus, resolve_gpu
-        from kvplan.launch import launch_args, launch_command, launch_notes, model_ref
-        from kvplan.planner import plan as run_plan
-        from kvplan.units import parse_length
-
-        fmt = check_format(fmt)
-        spec = resolve_model(model)
-        length = parse_length(context)
-        chosen = (
-            [resolve_gpu(g.strip()) for g in gpus.split(",") if g.strip()] if gpus else list(bundled_gpus().values())
-        )
-        settings = Settings(gpu_memory_utilization=gpu_memory_utilization)
-        memo: dict = {}
-        split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None  # noqa: E731
-        rows = run_plan(spec, chosen, users=users, context=length, engine=engine, weights_dtypes=split(weights_dtype),
-                        kv_dtypes=split(kv_dtype), settings=settings, max_gpus=max_gpus, memo=memo)  # fmt: skip
-        rows = rows[:top] if top > 0 else rows
-        ref = model_ref(spec.source, spec.name)
-        dicts = []
-        for row in rows:
-            s = setup(spec, resolve_gpu(row.gpu), engine=engine, tp=row.tp, pp=row.pp, gpus=row.gpus,
-                      kv_dtype_name=row.kv_dtype,
-                      weights_dtype=row.weights_dtype, settings=settings, memo=memo)  # fmt: skip
-            r = run(s, length, suggest=False)
-            d = row.to_dict()
-            d["launch"] = launch_args(r, model=ref, sequences=-(-users // row.replicas))
-            d["launch_command"] = launch_command(r, model=ref, sequences=-(-users // row.replicas))
-            d["launch_notes"] = launch_notes(r)
-            dicts.append(d)
-        if fmt == "json":
-            out(report.render_object({"model": spec.name, "users": users, "context": length, "plans": dicts}, "json"))
-            return
-        if fmt == "csv":
-            out(report.render(dicts, PLAN_COLUMNS, "csv"))
-            return
-        title = f"{spec.name}: {users} concurrent sequences x {length:,} tokens on {engine} (GiB = 2^30)"
-        if not dicts:
-            out(f"{title}\n\nno configuration up to {max_gpus} GPUs fits; try --max-gpus or more GPU types")
-            return
-        out(report.render(dicts, PLAN_COLUMNS, fmt, title=title))
-        out("")
-        out(f"launch (first row): {dicts[0]['launch_command']}")
-        for note in dicts[0].get("launch_notes", []):
-            out(f"  note: {note}")
-
-
-# ---- check-log ------------------------------------------------------------------------------------
-
-CHECK_COLUMNS = [
-    report.Column("term", "term"),
-    report.Column("logged", "engine logged"),
-    report.Column("predicted", "kvplan"),
-    report.Column("difference", "difference"),
-]
-
-
-@app.command("check-log")
-def check_log(
-    file: Annotated[Path, typer.Argument(help="an engine startup log (vLLM, SGLang or llama.cpp)")],
-    engine: Annotated[Optional[str], typer.Option("--engine", "-e", help="vllm | sglang | llamacpp")] = None,
-    model: Annotated[Optional[str], typer.Option(help="model spec when the log does not name a bundled one")] = None,
-    gpu: Annotated[Optional[str], typer.Option(help="GPU when the log does not say")] = None,
-    weights_dtype: Annotated[Optional[str], typer.Option(help="checkpoint weights dtype (fp8, mxfp4, ...)")] = None,
-    tp: Annotated[Optional[int], typer.Option("--tp", help="tensor parallel size when the log does not say")] = None,
-    fmt: FormatOpt = "table",
-) -> None:
-    """Read a startup log; show the engine's memory figures beside kvplan's, term by term."""
-    with boundary():
-        from kvplan.logcheck import check_file
-
-        fmt = check_format(fmt)
-        result = check_file(file, engine=engine, model=model, gpu=gpu, weights_dtype=weights_dtype, tp=tp)
-        for note in result.notes:
-            err(f"note: {note}")
-        if fmt == "json":
-            out(report.render_object(result.to_dict(), "json"))
-            return
-        flags = ", ".join(f"{k}={v}" for k, v in result.flags.items() if k != "caches" and v is not None)
-        title = f"{result.engine} log {file.name}: model {result.model or '?'}, GPU {result.gpu or '?'}"
-        title += f"\nflags read: {flags or '-'}"
-        out(report.render(result.rows, CHECK_COLUMNS, fmt, title=title))
