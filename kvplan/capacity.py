@@ -29,8 +29,8 @@ from kvplan.hardware import GPU
 from kvplan.memory import check_parallel
 from kvplan.params import weight_bytes_per_stage
 from kvplan.quant import alternatives, default_dtype, storage
-from kvplan.spec import ModelSpec
-from kvplan.units import canonical_dtype, weight_dtype
+from kvplan.spec import ModelSpec, ceil_div
+from kvplan.units import MAX_CONTEXT, canonical_dtype, weight_dtype
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,27 @@ class Stage:
 
     def fits(self, *, batch: int, length: int) -> bool:
         return self.layout.fits(self.available, batch=batch, length=length)
+
+    def prefix_units(self, engine: Engine, prefix: int, length: int) -> int:
+        return engine.prefix_units(self.layout, min(prefix, length)) if prefix else 0
+
+    def fits_shared(self, *, batch: int, length: int, prefix: int, engine: Engine) -> bool:
+        shared = self.prefix_units(engine, prefix, length)
+        if not shared:
+            return self.fits(batch=batch, length=length)
+        lay = self.layout
+        used = shared + batch * (lay.units_for(1, length) - shared) + lay.reserved_units
+        return used <= lay.pool_units(self.available)
+
+    def max_sequences(self, *, length: int, prefix: int, engine: Engine) -> int:
+        """Most sequences on this stage's rank; a shared prefix is held once, the rest per request."""
+        shared = self.prefix_units(engine, prefix, length)
+        lay = self.layout
+        if not shared:
+            return lay.max_sequences(self.available, length)
+        per = lay.units_for(1, length) - shared
+        free = lay.pool_units(self.available) - lay.reserved_units - shared
+        return max(0, free) // per if per > 0 else MAX_CONTEXT
 
 
 @dataclass(frozen=True)
@@ -66,13 +87,35 @@ class Setup:
     max_num_seqs: int | None
     weights_format: str = ""  # the stored format in words ("fp8, block 128x128, fp32 scales (as shipped)")
     weights_shipped: bool = True  # False: a conversion of the published checkpoint (online fp8, GGUF, ...)
+    dp: int = 1  # data-parallel attention ranks in one replica, each with its own sequences and KV pool
+    ep: bool = False  # routed experts split whole over the replica's tp x dp ranks
+    gpus_per_node: int = 8
+    shared_prefix: int = 0  # tokens every request shares (prefix caching), stored once per rank
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.tp * self.pp * self.dp
 
     @property
     def replicas(self) -> int:
-        return self.gpus // (self.tp * self.pp)
+        return self.gpus // self.gpus_per_replica
+
+    @property
+    def nodes_per_replica(self) -> int:
+        return ceil_div(self.gpus_per_replica, self.gpus_per_node)
+
+    @property
+    def nodes(self) -> int:
+        """Nodes the deployment takes: replicas within a node pack; larger ones take whole nodes."""
+        if self.gpus_per_replica <= self.gpus_per_node:
+            return ceil_div(self.gpus, self.gpus_per_node)
+        return self.replicas * self.nodes_per_replica
 
     def fits(self, *, batch: int, length: int) -> bool:
-        return all(s.fits(batch=batch, length=length) for s in self.stages)
+        """``batch`` sequences spread over the replica's DP ranks (each rank holds its share)."""
+        per_rank = ceil_div(batch, self.dp)
+        return all(st.fits_shared(batch=per_rank, length=length, prefix=self.shared_prefix, engine=self.engine)
+                   for st in self.stages)  # fmt: skip
 
 
 def setup(
@@ -87,8 +130,16 @@ def setup(
     weights_dtype: str | None = None,
     settings: Settings | None = None,
     memo: dict | None = None,
+    dp: int = 1,
+    ep: bool = False,
+    gpus_per_node: int | None = None,
+    shared_prefix: int = 0,
 ) -> Setup:
     """Validate the inputs and build the per-stage budget and layout.
+
+    ``dp`` data-parallel attention ranks of ``tp`` GPUs each form one replica with ``ep`` expert
+    parallelism; what each rank holds is the engine's rule (:meth:`Engine.sharding`). Nodes hold
+    ``gpus_per_node`` GPUs (the catalog's server size unless given).
 
     ``memo`` (any dict, kept by the caller) shares weight counts and cache plans between calls
     on the same model, so a sweep over GPUs does the per-layer arithmetic once per split.
@@ -101,16 +152,24 @@ def setup(
     check_fraction(settings.swa_full_tokens_ratio, "swa_full_tokens_ratio")
     if settings.block_size is not None and settings.block_size < 1:
         raise InvalidInput(f"invalid block size {settings.block_size!r}; expected a whole number of tokens >= 1")
-    gpus = gpus if gpus is not None else tp * pp
-    if gpus < 1 or gpus % (tp * pp):
-        raise InvalidInput(f"invalid GPU count {gpus!r}; it must be a multiple of tp x pp = {tp * pp}")
+    if dp < 1:
+        raise InvalidInput(f"invalid data-parallel size {dp!r}; expected a whole number of at least 1")
+    if shared_prefix < 0:
+        raise InvalidInput(f"invalid shared prefix {shared_prefix!r}; expected a number of tokens >= 0")
+    per_node = gpus_per_node if gpus_per_node is not None else gpu.gpus_per_node
+    if per_node < 1:
+        raise InvalidInput(f"invalid GPUs per node {per_node!r}; expected a whole number of at least 1")
+    gpus = gpus if gpus is not None else tp * pp * dp
+    if gpus < 1 or gpus % (tp * pp * dp):
+        split = "tp x pp" if dp == 1 else "tp x pp x dp"
+        raise InvalidInput(f"invalid GPU count {gpus!r}; it must be a multiple of {split} = {tp * pp * dp}")
     kv_name = known_kv_dtype(kv_dtype_name or profile.default_kv_dtype(spec))
     kv_name = profile.check_kv_dtype(kv_name)
     w_name = canonical_dtype(weight_dtype(weights_dtype).name) if weights_dtype else None
     w_name = profile.check_weights_dtype(w_name or default_dtype(spec, loads=profile.weight_dtypes))
     w_store = storage(spec, w_name)
     check_parallel(spec, tp=tp, pp=pp)  # tp divides the query heads, pp <= layers
-    profile.check_parallel(spec, tp=tp, pp=pp)
+    profile.check_parallel(spec, tp=tp, pp=pp, dp=dp, ep=ep)
     memo = {} if memo is None else memo
     if settings.mla not in ("latent", "expanded"):
         raise InvalidInput(f"invalid MLA layout {settings.mla!r}; expected 'latent' or 'expanded'")
@@ -118,28 +177,34 @@ def setup(
     if plan_key not in memo:
         memo[plan_key] = profile.cache_plan(spec, kv_dtype_name=kv_name, tp=tp, pp=pp, mla=settings.mla)
     plan = memo[plan_key]
-    w_key = ("weights", w_name, tp, pp)
+    sharding = profile.sharding(spec, tp=tp, dp=dp, ep=ep)
+    w_key = ("weights", w_name, tp, pp, sharding)
     if w_key not in memo:
-        memo[w_key] = weight_bytes_per_stage(spec, w_name, tp=tp, pp=pp)
+        memo[w_key] = weight_bytes_per_stage(spec, w_name, tp=tp, pp=pp, sharding=sharding)
     total = usable_memory_bytes(gpu, settings.overrides.device_memory_bytes)
     mnbt, seqs = profile.batch_limits(settings, total)
     stages = tuple(
         Stage(
-            profile.budget(spec, settings=settings, total=total, weights=memo[w_key][i], tp=tp, pp=pp),
+            # The rank's communicator spans tp x dp GPUs (MoE layers run over all of them).
+            profile.budget(spec, settings=settings, total=total, weights=memo[w_key][i], tp=tp * dp, pp=pp),
             profile.layout(spec, plan=plan, settings=settings, stage_index=i, gpu=gpu, total=total),
         )
         for i in range(len(plan.stages))
     )
     return Setup(spec, profile, gpu, tp, pp, gpus, kv_name, w_name, settings, stages, mnbt, seqs, w_store.label,
-                 w_store.shipped)  # fmt: skip
+                 w_store.shipped, dp=dp, ep=ep, gpus_per_node=per_node, shared_prefix=shared_prefix)  # fmt: skip
 
 
 # ---- searches -----------------------------------------------------------------------------------
 
 
 def max_sequences(s: Setup, length: int) -> int:
-    """Most concurrent sequences of ``length`` tokens one replica holds (exact unit count)."""
-    return min(st.layout.max_sequences(st.available, length) for st in s.stages)
+    """Most concurrent sequences of ``length`` tokens one replica holds (exact unit count).
+
+    Each of the replica's ``dp`` attention ranks holds its own sequences in its own pool.
+    """
+    per_rank = min(st.max_sequences(length=length, prefix=s.shared_prefix, engine=s.engine) for st in s.stages)
+    return per_rank * s.dp
 
 
 def max_context(s: Setup, *, batch: int = 1, limit: int | None = None) -> int:
@@ -175,7 +240,7 @@ def expected_concurrency(s: Setup, lengths: list[int], *, weights: list[float] |
     if any(x < 0 for x in w) or sum(w) <= 0:
         raise InvalidInput(f"invalid weights {w!r}; expected non-negative numbers with a positive sum")
     values = [st.layout.expected_concurrency(st.available, lengths, w) for st in s.stages]
-    return min(values) * s.replicas
+    return min(values) * s.replicas * s.dp
 
 
 # ---- the answer ------------------------------------------------------------------------------
@@ -220,6 +285,18 @@ class CapacityResult:
     kv_cache_memory_given: bool = False
     weights_format: str = ""
     weights_shipped: bool = True
+    dp: int = 1
+    ep: bool = False
+    nodes: int = 1
+    gpus_per_node: int = 8
+    sharding: dict[str, int] = field(default_factory=dict)  # what one rank holds of each weight group
+    kv_bytes_per_sequence_per_gpu: int = 0  # one sequence at ``context`` on the busiest rank
+    kv_copies_per_sequence: int = 1  # ranks holding the same KV (MLA latent on every TP rank: tp)
+    shared_prefix: int = 0
+    shared_prefix_tokens_stored_once: int = 0  # after the engine's block rounding
+    sequences_without_shared_prefix: int | None = None
+    offload: dict[str, Any] | None = None
+    traffic: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -234,8 +311,13 @@ def capacity(
     weights: list[float] | None = None,
     kv_cache_memory: int | None = None,
     suggest: bool = True,
+    kv_offload: int | None = None,
 ) -> CapacityResult:
-    """Answer every capacity question for one configuration at ``context`` tokens."""
+    """Answer every capacity question for one configuration at ``context`` tokens.
+
+    ``kv_offload`` is a CPU tier in bytes per replica: how many more sequences can be parked
+    there, and what reloading one costs over the GPU's host link.
+    """
     if kv_cache_memory is not None:
         s = with_kv_memory(s, kv_cache_memory)
     per_replica = max_sequences(s, context)
@@ -296,12 +378,99 @@ def capacity(
         kv_cache_memory_given=kv_cache_memory is not None,
         weights_format=s.weights_format,
         weights_shipped=s.weights_shipped,
+        dp=s.dp,
+        ep=s.ep,
+        nodes=s.nodes,
+        gpus_per_node=s.gpus_per_node,
+        sharding=asdict(s.engine.sharding(s.spec, tp=s.tp, dp=s.dp, ep=s.ep)),
+        kv_bytes_per_sequence_per_gpu=max(st.layout.stage.bytes_at(context) for st in s.stages),
+        kv_copies_per_sequence=kv_copies(s),
+        traffic=traffic(s),
     )
+    if s.shared_prefix:
+        from dataclasses import replace
+
+        result.shared_prefix = s.shared_prefix
+        result.shared_prefix_tokens_stored_once = shared_tokens(s, context)
+        result.sequences_without_shared_prefix = max_sequences(replace(s, shared_prefix=0), context) * s.replicas
+    if kv_offload is not None:
+        result.offload = offload(s, context, kv_offload)
     if not fits:
         result.reason = _reason(s, context, one)
         if suggest:
             result.nearest = nearest_fits(s, context)
     return result
+
+
+def kv_copies(s: Setup) -> int:
+    """Ranks of one replica that hold the same tokens' KV: an MLA latent is whole on each of the
+    ``tp`` ranks of a DP rank; KV heads fewer than ``tp`` repeat ``tp / heads`` times."""
+    copies = 1
+    for name in s.spec.kind_counts:
+        kind = s.spec.kind(name)
+        if kind.type == "mla":
+            copies = max(copies, s.tp)
+        elif kind.type != "recurrent":
+            copies = max(copies, s.tp // s.spec.kv_heads_of(kind))
+    return copies
+
+
+def shared_tokens(s: Setup, context: int) -> int:
+    """Prefix tokens held once, after the engine's rounding (vLLM: whole blocks only)."""
+    st = s.stages[0]
+    if not st.prefix_units(s.engine, s.shared_prefix, context):
+        return 0
+    block = st.layout.block_tokens
+    return min(s.shared_prefix, context) // block * block
+
+
+def offload(s: Setup, context: int, tier_bytes: int) -> dict[str, Any]:
+    """A CPU tier of ``tier_bytes`` per replica (vLLM KV offloading / LMCache, SGLang hierarchical
+    cache): sequences parked there, and the time to bring one back over the host link.
+
+    One sequence takes its bytes on every rank that holds it (tp x pp ranks of one DP rank, MLA
+    latents counted once per rank, as each worker offloads its own blocks); the ranks reload in
+    parallel, each over its own link, so the reload time is the busiest rank's bytes / link.
+    """
+    per_rank = [st.layout.stage.bytes_at(context) for st in s.stages]
+    per_sequence = s.tp * sum(per_rank)
+    link = s.gpu.host_link_gbps
+    return {
+        "tier_bytes": tier_bytes,
+        "bytes_per_sequence": per_sequence,
+        "sequences_parked": tier_bytes // per_sequence if per_sequence else 0,
+        "host_link_gbps": link,
+        "reload_seconds_per_sequence": round(max(per_rank) / (link * 1e9), 6) if link else None,
+    }
+
+
+def traffic(s: Setup) -> dict[str, Any]:
+    """Collective volumes per token a rank processes, for a latency model (kvplan.cost).
+
+    TP: two all-reduces of one hidden vector per layer (attention output, MLP output), in 16 bit.
+    DP attention / EP: each MoE layer dispatches the token's hidden vector to its top-k experts and
+    combines their outputs (all-to-all), 2 x top_k x hidden x 2 bytes, the (ranks - 1) / ranks share
+    leaving the rank. Hops: inside a node the GPU's interconnect, across nodes the network.
+    """
+    spec, act = s.spec, 2  # activations travel in 16 bit
+    hidden = spec.hidden_size * act
+    out: dict[str, Any] = {
+        "all_reduce_bytes_per_token": 2 * spec.num_layers * hidden if s.tp > 1 else 0,
+        "all_reduce_ranks": s.tp,
+        "all_to_all_bytes_per_token": 0,
+        "all_to_all_ranks": 1,
+        "pipeline_send_bytes_per_token": hidden * (s.pp - 1),
+        "intra_node_link": s.gpu.interconnect,
+        "intra_node_gbps": s.gpu.interconnect_gbps,
+        "crosses_nodes": s.gpus_per_replica > s.gpus_per_node,
+    }
+    ranks = s.tp * s.dp
+    if spec.moe is not None and s.dp > 1:
+        moe_layers = spec.num_layers - len(spec.dense_mlp_layers)
+        volume = 2 * spec.moe.experts_per_token * hidden * moe_layers
+        out["all_to_all_bytes_per_token"] = volume * (ranks - 1) // ranks
+        out["all_to_all_ranks"] = ranks
+    return out
 
 
 def with_kv_memory(s: Setup, kv_bytes: int | list[int]) -> Setup:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kvplan.engines import vllm
-from kvplan.engines.base import Engine
+from kvplan.engines.base import Engine, Layout, paged_prefix_bytes
 from kvplan.units import KV_DTYPES, WEIGHT_DTYPES
 
 if TYPE_CHECKING:
@@ -18,6 +18,9 @@ class Ideal(Engine):
     def launch_args(self, r: CapacityResult, *, model: str, sequences: int) -> list[str]:
         # An ideal answer has no engine of its own; vLLM's command line is the closest to run it with.
         return vllm.serve_args(r, model=model, sequences=sequences, kv_flag=vllm.ENGINE.kv_flag(r.kv_dtype))
+
+    def prefix_units(self, layout: Layout, prefix: int) -> int:
+        return paged_prefix_bytes(layout, prefix)  # exact: every prefix token stored once
 
 
 ENGINE = Ideal(

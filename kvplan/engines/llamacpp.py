@@ -228,4 +228,5 @@ ENGINE = LlamaCpp(
     # llama-quantize make the smaller types from a 16-bit GGUF.
     weight_dtypes=("fp32", "fp16", "bf16", "q8_0", "q6_k", "q5_k", "q4_k", "q4_0", "mxfp4"),
     online_weight_dtypes=("q8_0", "q4_k"),
+    serve_port=8080,  # llama-server --port default (tools/server README)
 )

@@ -17,13 +17,16 @@ from kvplan.engines.base import (
     Layout,
     LogFacts,
     Settings,
+    check_moe_parallel,
     number,
+    paged_prefix_bytes,
     quantization_flag,
     row,
     weighted_mean,
 )
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan
+from kvplan.params import Sharding
 from kvplan.spec import ModelSpec
 from kvplan.units import GIB, MIB
 
@@ -32,6 +35,9 @@ if TYPE_CHECKING:
 
 # server_args.py swa_full_tokens_ratio default (SGLang 0.5.x): SWA-layer tokens per full-layer token.
 SWA_FULL_TOKENS_RATIO = 0.8
+
+# --dist-init-addr HOST:PORT: the port is the user's choice; 5000 as in SGLang's multi-node examples.
+DIST_INIT_PORT = 5000
 
 # Free memory at start = CUDA total - context - NCCL. sglang-03 (H100, TP1): 63.48 + 15.11 = 78.59
 # of 79.19 GiB -> 0.60 GiB; sglang-01 (L4, TP4): 21.63 GiB free of ~22.04 -> ~0.41 GiB more at TP4.
@@ -157,13 +163,40 @@ class Sglang(Engine):
         args += quantization_flag(r)
         if r.settings.get("swa_full_tokens_ratio") is not None:
             args += ["--swa-full-tokens-ratio", f"{r.settings['swa_full_tokens_ratio']:g}"]
-        if r.tp > 1:
-            args += ["--tp", str(r.tp)]
+        if r.tp * r.dp > 1:
+            args += ["--tp", str(r.tp * r.dp)]  # SGLang's tp_size counts every GPU of the replica
         if r.pp > 1:
             args += ["--pp-size", str(r.pp)]
-        if r.replicas > 1:
+        if r.dp > 1:
+            args += ["--dp", str(r.dp), "--enable-dp-attention"]
+        elif r.replicas > 1:
             args += ["--dp", str(r.replicas)]
+        if r.ep:
+            args += ["--ep-size", str(r.tp * r.dp)]
         return args
+
+    # -- data-parallel attention, expert parallelism, nodes --
+
+    def check_dp_ep(self, spec: ModelSpec, *, tp: int, pp: int, dp: int, ep: bool) -> None:
+        check_moe_parallel(self.name, spec, tp=tp, dp=dp, ep=ep)
+
+    def sharding(self, spec: ModelSpec, *, tp: int, dp: int = 1, ep: bool = False) -> Sharding:
+        """server_args.py (SGLang 0.5.x): with --enable-dp-attention the attention TP group is
+        tp_size / dp_size; dense MLPs and shared experts stay on --moe-dense-tp-size (default: the whole
+        tp_size) and the vocabulary on the whole tp_size unless --enable-dp-lm-head; --ep-size splits
+        the routed experts whole, the rest of tp_size cutting each expert (moe_tp = tp_size / ep_size)."""
+        ranks = tp * dp
+        return Sharding(attn_tp=tp, mlp_tp=ranks, expert_tp=1 if ep else ranks, expert_ranks=ranks if ep else 1,
+                        vocab_tp=ranks)  # fmt: skip
+
+    def node_args(self, r: CapacityResult, *, node: int | str, nodes: int, leader: str) -> list[str]:
+        """server_args.py --nnodes / --node-rank / --dist-init-addr: every node runs the same command."""
+        return ["--nnodes", str(nodes), "--node-rank", str(node), "--dist-init-addr", f"{leader}:{DIST_INIT_PORT}"]
+
+    def prefix_units(self, layout: Layout, prefix: int) -> int:
+        """The radix cache (on unless --disable-radix-cache) stores a shared prefix once, token by
+        token (page 1); kvplan does not model sharing in the hybrid SWA pool."""
+        return 0 if isinstance(layout, HybridSwaLayout) else paged_prefix_bytes(layout, prefix)
 
     def parse_log(self, text: str) -> LogFacts:
         return parse_log(text)
@@ -255,4 +288,5 @@ ENGINE = Sglang(
     # python/sglang/srt/layers/quantization/__init__.py BASE_QUANTIZATION_METHODS; --quantization fp8
     # on a 16-bit checkpoint quantizes at load (fp8.py Fp8Config is_checkpoint_fp8_serialized False).
     online_weight_dtypes=("fp8",),
+    serve_port=30000,  # server_args.py port default
 )

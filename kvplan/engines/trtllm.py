@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kvplan.engines import vllm
-from kvplan.engines.base import Budget, Engine, Layout, Settings
+from kvplan.engines.base import Budget, Engine, Layout, Settings, paged_prefix_bytes
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan
 from kvplan.spec import ModelSpec
@@ -49,6 +49,11 @@ class Trtllm(Engine):
             total, share, weights, act, ctx, 0, False, o.overhead_bytes, share,
             "(free after load and activations) x free_gpu_memory_fraction", frac, "free_gpu_memory_fraction",
         )  # fmt: skip
+
+    def prefix_units(self, layout: Layout, prefix: int) -> int:
+        """KV cache block reuse (llmapi KvCacheConfig.enable_block_reuse, default True) shares whole
+        tokens_per_block blocks of a common prefix."""
+        return paged_prefix_bytes(layout, prefix)
 
     def launch_args(self, r: CapacityResult, *, model: str, sequences: int) -> list[str]:
         """`trtllm-serve` flags (tensorrt_llm/commands/serve.py)."""
