@@ -8,18 +8,22 @@ lands on nodes with that GPU through the catalog's ``node_selector`` (GPU Featur
 labels), mounts a memory-backed ``/dev/shm`` sized for NCCL, and the serving container is probed
 on the engine's health endpoint. A ``Service`` fronts the serving pods.
 
-The commands themselves come from the engine (:mod:`kvplan.launch`); nothing here names an engine.
+The commands themselves come from the engine (:mod:`kvplan.launch`, :meth:`Engine.node_args`);
+nothing here names an engine.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.units import GIB, MIB
+
+if TYPE_CHECKING:
+    from kvplan.capacity import CapacityResult
 
 # NCCL's shared-memory transport (used between local ranks when peer-to-peer is unavailable, and for
 # its proxy buffers) takes NCCL_BUFFSIZE per channel for each ordered pair of local ranks: NCCL
@@ -169,4 +173,49 @@ def to_yaml(docs: list[dict[str, Any]]) -> str:
     """A multi-document YAML stream for ``kubectl apply -f``."""
     import yaml
 
-    return "---\n".join(yaml.safe_dump(d, sort_keys=False, default_flow_style=False) for d in docs)
+    class _Plain(yaml.SafeDumper):  # repeated labels and probes written out, not as &anchors
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    return "---\n".join(yaml.dump(d, Dumper=_Plain, sort_keys=False, default_flow_style=False) for d in docs)
+
+
+# ---- from a capacity answer ------------------------------------------------------------------------
+
+# What the LeaderWorkerSet controller sets in every pod of a group (sigs.k8s.io/lws, api/v1 constants).
+LWS_LEADER = "$LWS_LEADER_ADDRESS"
+LWS_INDEX = "$LWS_WORKER_INDEX"
+
+
+def workload_for(
+    r: CapacityResult, *, model: str, image: str, sequences: int, gpu: GPU, name: str | None = None
+) -> Workload:
+    """The pods that run ``r``: one pod per node of each replica, the engine's own commands."""
+    from kvplan.engines import get_engine
+    from kvplan.launch import node_args, replica_nodes, shell_join
+
+    engine = get_engine(r.engine)
+    if not engine.serves_http:
+        raise InvalidInput(f"engine {r.engine!r} is a library, not a server; manifests need vllm, sglang, "
+                           "trtllm or llamacpp")  # fmt: skip
+    nodes = replica_nodes(r)
+    per_replica = r.tp * r.pp * r.dp
+    if per_replica % nodes:
+        raise InvalidInput(f"a replica of {per_replica} GPUs does not split evenly over {nodes} nodes of "
+                           f"{r.gpus_per_node}; choose a split that fills whole nodes")  # fmt: skip
+    listen = list(engine.listen_flags)
+    leader = node_args(r, model=model, sequences=sequences, node=0, leader=LWS_LEADER) + listen
+    worker = node_args(r, model=model, sequences=sequences, node=LWS_INDEX, leader=LWS_LEADER) if nodes > 1 else None
+    return Workload(
+        name=name or r.model,
+        image=image,
+        gpu=gpu,
+        gpus_per_pod=per_replica // nodes,
+        pods=nodes,
+        replicas=r.replicas,
+        leader=shell_join(leader),
+        worker=shell_join(worker) if worker else None,
+        port=engine.serve_port,
+        health_path=engine.health_path,
+        shm_bytes=nccl_shm_bytes(per_replica // nodes),
+    )

@@ -248,6 +248,8 @@ class Engine:
     serve_port: int = 8000
     health_path: str = "/health"
     serves_http: bool = True
+    listen_flags: tuple[str, ...] = ()  # flags that make the server listen beyond localhost (in a pod)
+    image: str = ""  # the engine's published serving container (--emit k8s; pin a tag with --image)
 
     # -- dtypes and splits --
 

@@ -212,6 +212,7 @@ def _runs(caches: list[dict]) -> list[list[dict]]:
 
 
 ENGINE = LlamaCpp(
+    image="ghcr.io/ggml-org/llama.cpp:server-cuda",  # docs/docker.md server image with CUDA
     name="llamacpp",
     version="b6699..b8198 (llama-kv-cache.cpp, llama-kv-cache-iswa.cpp)",
     paging="n_ctx cells (padded to 256) x layers; separate SWA pool of window x seqs + ubatch cells",
@@ -229,4 +230,5 @@ ENGINE = LlamaCpp(
     weight_dtypes=("fp32", "fp16", "bf16", "q8_0", "q6_k", "q5_k", "q4_k", "q4_0", "mxfp4"),
     online_weight_dtypes=("q8_0", "q4_k"),
     serve_port=8080,  # llama-server --port default (tools/server README)
+    listen_flags=("--host", "0.0.0.0"),  # llama-server --host default 127.0.0.1
 )

@@ -270,6 +270,7 @@ def compare_log(facts: LogFacts, spec: ModelSpec, result: Any) -> None:
 
 
 ENGINE = Sglang(
+    image="lmsysorg/sglang:latest",  # docs/get_started/install.md (Docker)
     name="sglang",
     version="0.4.3 budget / 0.5.x mem_fraction_static heuristic",
     # python/sglang/srt/model_executor/model_runner.py profile_max_num_token; page_size 1 default.
@@ -289,4 +290,5 @@ ENGINE = Sglang(
     # on a 16-bit checkpoint quantizes at load (fp8.py Fp8Config is_checkpoint_fp8_serialized False).
     online_weight_dtypes=("fp8",),
     serve_port=30000,  # server_args.py port default
+    listen_flags=("--host", "0.0.0.0"),  # server_args.py host default 127.0.0.1
 )

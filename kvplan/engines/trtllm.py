@@ -68,6 +68,7 @@ class Trtllm(Engine):
 
 
 ENGINE = Trtllm(
+    image="nvcr.io/nvidia/tensorrt-llm/release:latest",  # NGC container named in the TensorRT-LLM README
     name="trtllm",
     version="0.20+ (LLM API, PyTorch backend)",
     # docs/source/reference/memory.md; KvCacheConfig.free_gpu_memory_fraction default 0.9.
@@ -78,4 +79,5 @@ ENGINE = Trtllm(
     # tensorrt_llm/quantization/mode.py QuantAlgo (FP8, FP8_BLOCK_SCALES, W4A16_AWQ, W4A16_GPTQ,
     # W4A8_MXFP4_FP8, ...) read from pre-quantized (ModelOpt / HF) checkpoints; no online quantization.
     weight_dtypes=("bf16", "fp16", "fp8", "int8", "int4", "mxfp4"),
+    listen_flags=("--host", "0.0.0.0"),  # trtllm-serve --host default localhost (commands/serve.py)
 )

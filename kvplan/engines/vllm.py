@@ -349,7 +349,9 @@ class Vllm(Engine):
 def serve_args(r: CapacityResult, *, model: str, sequences: int, kv_flag: str) -> list[str]:
     """`vllm serve` flags (vllm/engine/arg_utils.py)."""
     util = r.settings.get("gpu_memory_utilization", GPU_MEMORY_UTILIZATION)
-    args = ["vllm", "serve", model, "--max-model-len", str(r.context), "--max-num-seqs", str(sequences)]
+    # --max-num-seqs is per engine core: with DP attention each of the dp ranks schedules its own share.
+    per_core = -(-sequences // r.dp)
+    args = ["vllm", "serve", model, "--max-model-len", str(r.context), "--max-num-seqs", str(per_core)]
     if r.kv_cache_memory_given:
         args += ["--kv-cache-memory", str(r.available_kv_bytes)]
     else:
@@ -514,6 +516,7 @@ def compare_log(facts: LogFacts, spec: ModelSpec, gpu: GPU | None, result: Any, 
 
 
 ENGINE = Vllm(
+    image="vllm/vllm-openai:latest",  # docs/deployment/docker.md
     name="vllm",
     version="0.19 (V1 engine)",
     # vllm/v1/kv_cache_interface.py, vllm/v1/core/kv_cache_utils.py @001cabc (main, 2026).
