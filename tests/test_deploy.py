@@ -16,7 +16,7 @@ from kvplan.errors import InvalidInput
 from kvplan.hardware import resolve_gpu
 from kvplan.k8s import manifests, workload_for
 from kvplan.launch import launch_args, node_commands, one_replica
-from kvplan.params import Sharding, weight_bytes_per_gpu
+from kvplan.params import Sharding
 from kvplan.planner import plan
 
 H100 = resolve_gpu("h100-sxm")
