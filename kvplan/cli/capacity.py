@@ -234,11 +234,15 @@ def _print_capacity(r, fmt: str, commands: list[str]) -> None:  # noqa: ANN001
 def _print_deployment(r) -> None:  # noqa: ANN001
     """Per-rank facts, the shared prefix and the CPU tier, where they apply."""
     gib = 1 << 30
-    lines = [f"KV of one {r.context:,}-token sequence on one GPU: {report.human_bytes(r.kv_bytes_per_sequence_per_gpu)}"
-             + (f" (the same KV is held on {r.kv_copies_per_sequence} ranks)" if r.kv_copies_per_sequence > 1 else "")]
+    lines = [
+        f"KV of one {r.context:,}-token sequence on one GPU: {report.human_bytes(r.kv_bytes_per_sequence_per_gpu)}"
+        + (f" (the same KV is held on {r.kv_copies_per_sequence} ranks)" if r.kv_copies_per_sequence > 1 else "")
+    ]
     if r.dp > 1:
-        lines.append(f"each of the {r.dp} DP-attention ranks holds its own sequences: "
-                     f"{r.max_concurrent_sequences_per_replica // r.dp} per rank")
+        lines.append(
+            f"each of the {r.dp} DP-attention ranks holds its own sequences: "
+            f"{r.max_concurrent_sequences_per_replica // r.dp} per rank"
+        )
     if r.shared_prefix:
         lines.append(
             f"shared prefix {r.shared_prefix:,} tokens, {r.shared_prefix_tokens_stored_once:,} stored once "
@@ -251,8 +255,11 @@ def _print_deployment(r) -> None:  # noqa: ANN001
         lines.append(
             f"CPU tier {o['tier_bytes'] / gib:,.1f} GiB parks {o['sequences_parked']:,} more sequences "
             f"({report.human_bytes(o['bytes_per_sequence'])} each over all ranks)"
-            + (f"; reloading one takes {reload * 1000:,.1f} ms at {o['host_link_gbps']:g} GB/s per GPU" if reload
-               else "; host link bandwidth unknown for this GPU")
+            + (
+                f"; reloading one takes {reload * 1000:,.1f} ms at {o['host_link_gbps']:g} GB/s per GPU"
+                if reload
+                else "; host link bandwidth unknown for this GPU"
+            )
         )
     for line in lines:
         out(line)
