@@ -11,11 +11,15 @@ Counting at ``tp=1`` gives the model's parameter count.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Union
 
+from kvplan.errors import InvalidInput
 from kvplan.quant import Storage, storage, storage_for_name
 from kvplan.spec import LayerKind, ModelSpec, ceil_div
 from kvplan.units import WEIGHT_DTYPES
+
+if TYPE_CHECKING:
+    from kvplan.checkpoint import CheckpointWeights
 
 
 class Part(NamedTuple):
@@ -250,15 +254,29 @@ def pipeline_stages(num_layers: int, pp: int) -> list[range]:
     return stages
 
 
+# A weights dtype name, or the checkpoint's own headers (kvplan.checkpoint.CheckpointWeights).
+Weights = Union[str, Storage, "CheckpointWeights", None]
+
+
 def weight_bytes_per_stage(
-    spec: ModelSpec, dtype: str | None = None, *, tp: int = 1, pp: int = 1, sharding: Sharding | None = None
+    spec: ModelSpec, dtype: Weights = None, *, tp: int = 1, pp: int = 1, sharding: Sharding | None = None
 ) -> list[int]:
     """Bytes one GPU of each pipeline stage holds (weights sharded ``tp`` ways, or as ``sharding`` says).
 
-    ``dtype`` None: the weights as the published checkpoint ships them (:func:`kvplan.quant.storage`).
+    ``dtype`` None: the weights as the published checkpoint ships them (:func:`kvplan.quant.storage`);
+    a name: that dtype applied to the architecture count; a checkpoint's headers
+    (:class:`kvplan.checkpoint.CheckpointWeights`): their bytes, which take precedence, split over
+    ranks by the same rules.
     """
-    st = storage(spec, dtype)
     sh = sharding or Sharding.tensor(tp)
+    if dtype is not None and not isinstance(dtype, (str, Storage)):
+        if sh != Sharding.tensor(tp):
+            raise InvalidInput(
+                "checkpoint header bytes are split by tensor parallelism only; for data-parallel attention "
+                "or expert parallelism pass --weights-dtype (the architecture count)"
+            )
+        return dtype.bytes_per_stage(spec, tp=tp, pp=pp)
+    st = dtype if isinstance(dtype, Storage) else storage(spec, dtype)
     out = []
     stages = pipeline_stages(spec.num_layers, pp)
     for s, layers in enumerate(stages):
@@ -274,12 +292,12 @@ def weight_bytes_per_stage(
 
 
 def weight_bytes_per_gpu(
-    spec: ModelSpec, dtype: str | None = None, *, tp: int = 1, pp: int = 1, sharding: Sharding | None = None
+    spec: ModelSpec, dtype: Weights = None, *, tp: int = 1, pp: int = 1, sharding: Sharding | None = None
 ) -> int:
     """Weights on the busiest GPU: the largest pipeline stage, one tensor-parallel shard."""
     return max(weight_bytes_per_stage(spec, dtype, tp=tp, pp=pp, sharding=sharding))
 
 
-def weight_bytes_total(spec: ModelSpec, dtype: str | None = None) -> int:
+def weight_bytes_total(spec: ModelSpec, dtype: Weights = None) -> int:
     """All weights of one model copy."""
     return weight_bytes_per_gpu(spec, dtype)
