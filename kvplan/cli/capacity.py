@@ -212,12 +212,12 @@ def _print_capacity(r, fmt: str, commands: list[str]) -> None:  # noqa: ANN001
         t["raw"] = f"{t['bytes']:,}"
     out(report.render(terms, bcols, fmt, title=f"where the memory goes: {r.budget_rule}"))
     out("")
+    _print_deployment(r)
     if not r.fits:
         out(f"does not fit: {r.reason}")
         for n in r.nearest:
             out(f"  nearest that fits: {n['change']}")
         out("")
-    _print_deployment(r)
     if r.fits:
         from kvplan.launch import launch_notes
 
