@@ -523,21 +523,25 @@ def nearest_fits(s: Setup, context: int, *, limit: int = 3) -> list[dict[str, An
     weights = alternatives(s.spec, current=s.weights_dtype, loads=s.engine.weight_dtypes,
                            online=s.engine.online_weight_dtypes)  # fmt: skip
     tps = [t for t in (1, 2, 4, 8) if t >= s.tp] if s.engine.supports_tp else [s.tp]
-    for tp in tps:
+    splits = [(tp, 1, False) for tp in tps]
+    if s.spec.moe is not None and s.engine.supports_tp:
+        splits += [(1, dp, True) for dp in (2, 4, 8) if dp > s.dp]  # DP attention + EP, where the engine runs it
+    found = []
+    for tp, dp, ep in splits:
         for w in weights:
             for kv in kvs:
-                if (tp, w, kv) == (s.tp, s.weights_dtype, s.kv_dtype) or not _try(
-                    s, context, tp=tp, weights_dtype=w, kv_dtype_name=kv
-                ):
+                same = (tp, dp, w, kv) == (s.tp, s.dp, s.weights_dtype, s.kv_dtype)
+                if same or not _try(s, context, tp=tp, dp=dp, ep=ep or s.ep, weights_dtype=w, kv_dtype_name=kv):
                     continue
-                flags = [f"--tp {tp} --gpus {tp * s.pp}"] if tp != s.tp else []
+                gpus = tp * dp * s.pp
+                flags = [f"--tp {tp} --gpus {gpus}"] if tp != s.tp or dp != s.dp else []
+                flags += [f"--dp {dp} --ep"] if dp != s.dp else []
                 flags += [f"--weights-dtype {w}"] if w != s.weights_dtype else []
                 flags += [f"--kv-dtype {kv}"] if kv != s.kv_dtype else []
-                out.append({"change": " ".join(flags), "context": context, "tp": tp, "gpus": tp * s.pp,
-                            "weights_dtype": w, "kv_dtype": kv})  # fmt: skip
-                if len(out) >= limit:
-                    return out
-    return out
+                found.append({"change": " ".join(flags), "context": context, "tp": tp, "gpus": gpus,
+                              "weights_dtype": w, "kv_dtype": kv, "dp": dp})  # fmt: skip
+    found.sort(key=lambda n: n["gpus"])  # stable: within a GPU count, the order tried
+    return (out + found)[:limit]
 
 
 def _try(s: Setup, context: int, **changes: Any) -> bool:
@@ -548,6 +552,10 @@ def _try(s: Setup, context: int, **changes: Any) -> bool:
         "kv_dtype_name": s.kv_dtype,
         "weights_dtype": s.weights_dtype,
         "settings": s.settings,
+        "dp": s.dp,
+        "ep": s.ep,
+        "gpus_per_node": s.gpus_per_node,
+        "shared_prefix": s.shared_prefix,
     }
     args.update(changes)
     try:
