@@ -8,15 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan import report
-from kvplan.cli.common import (
-    EngineOpt,
-    FormatOpt,
-    ModelArg,
-    app,
-    boundary,
-    check_format,
-    out,
-)
+from kvplan.cli.common import EngineOpt, FormatOpt, ModelArg, app, boundary, check_format, load_model, out
 from kvplan.errors import InvalidInput
 
 # ---- plan -----------------------------------------------------------------------------------------
@@ -62,12 +54,12 @@ def plan(
     with boundary():
         from kvplan.capacity import capacity as run
         from kvplan.capacity import setup
-        from kvplan.catalog import resolve_model
         from kvplan.engines import Settings
         from kvplan.hardware import bundled_gpus, resolve_gpu
         from kvplan.launch import launch_args, launch_command, launch_notes, model_ref, node_commands
         from kvplan.planner import plan as run_plan
-        from kvplan.units import parse_length
+        from kvplan.planner import why_nothing_fits
+        from kvplan.units import parse_length, split_list
 
         fmt = check_format(fmt)
         if emit is not None and emit != "k8s":
@@ -76,25 +68,30 @@ def plan(
             raise InvalidInput("--output needs --emit k8s")
         if output is not None and output.exists() and not force:
             raise InvalidInput(f"{str(output)!r} exists; pass --force to overwrite it")
-        spec = resolve_model(model)
+        spec = load_model(model)
         length = parse_length(context)
         prefix = parse_length(shared_prefix) if shared_prefix is not None else 0
         chosen = (
-            [resolve_gpu(g.strip()) for g in gpus.split(",") if g.strip()] if gpus else list(bundled_gpus().values())
+            [resolve_gpu(g) for g in split_list(gpus, "--gpus", example="h100-sxm,l4")]
+            if gpus is not None
+            else list(bundled_gpus().values())
         )
         settings = Settings(gpu_memory_utilization=gpu_memory_utilization)
         memo: dict = {}
-        split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None  # noqa: E731
+        split = lambda v: split_list(v, "dtype list", example="bf16,fp8") if v is not None else None  # noqa: E731
         dropped: list[str] = []
         rows = run_plan(spec, chosen, users=users, context=length, engine=engine, weights_dtypes=split(weights_dtype),
                         kv_dtypes=split(kv_dtype), settings=settings, max_gpus=max_gpus, memo=memo,
                         gpus_per_node=gpus_per_node, shared_prefix=prefix, dropped=dropped)  # fmt: skip
+        if top < 0:
+            raise InvalidInput(f"invalid --top {top!r}; expected 0 (all rows) or more")
         rows = rows[:top] if top > 0 else rows
         ref = model_ref(spec.source, spec.name)
+        by_name = {g.name: g for g in chosen}  # a GPU YAML's card has no catalog name to look up again
         dicts = []
         answers = []
         for row in rows:
-            s = setup(spec, resolve_gpu(row.gpu), engine=engine, tp=row.tp, pp=row.pp, gpus=row.gpus, dp=row.dp,
+            s = setup(spec, by_name[row.gpu], engine=engine, tp=row.tp, pp=row.pp, gpus=row.gpus, dp=row.dp,
                       ep=row.ep, kv_dtype_name=row.kv_dtype, weights_dtype=row.weights_dtype, settings=settings,
                       memo=memo, gpus_per_node=row.gpus_per_node, shared_prefix=prefix)  # fmt: skip
             r = run(s, length, suggest=False)
@@ -109,20 +106,26 @@ def plan(
         manifests_text = _emit(answers[0], spec=spec, ref=ref, image=image) if emit and answers else None
         if output is not None and manifests_text is not None:
             output.write_text(manifests_text, encoding="utf-8")
+        reason = None
+        if not dicts:
+            reason = why_nothing_fits(spec, chosen, users=users, context=length, engine=engine,
+                                      kv_dtypes=split(kv_dtype), weights_dtypes=split(weights_dtype),
+                                      settings=settings, max_gpus=max_gpus)  # fmt: skip
         if fmt == "json":
-            obj = {"model": spec.name, "users": users, "context": length, "plans": dicts}
-            if not dicts:
-                obj["dropped"] = dropped
+            doc = {"model": spec.name, "users": users, "context": length, "plans": dicts}
+            if reason:
+                doc["reason"] = reason
+                doc["dropped"] = dropped
             if manifests_text is not None and output is None:
-                obj["manifests"] = manifests_text
-            out(report.render_object(obj, "json"))
+                doc["manifests"] = manifests_text
+            out(report.render_object(doc, "json"))
             return
         if fmt == "csv":
             out(report.render(dicts, PLAN_COLUMNS, "csv"))
             return
         title = f"{spec.name}: {users} concurrent sequences x {length:,} tokens on {engine} (GiB = 2^30)"
         if not dicts:
-            out(f"{title}\n\nno configuration up to {max_gpus} GPUs fits; try --max-gpus or more GPU types")
+            out(f"{title}\n\nnothing fits: {reason}")
             _print_dropped(dropped)
             return
         out(report.render(dicts, PLAN_COLUMNS, fmt, title=title))
