@@ -497,6 +497,8 @@ def traffic(s: Setup) -> dict[str, Any]:
         out["all_to_all_bytes_per_token"] = volume * (ranks - 1) // ranks
         out["all_to_all_ranks"] = ranks
     return out
+
+
 def _context_only(s: Setup, one: int) -> list[dict[str, Any]]:
     """Past the trained context only a shorter context helps (more GPUs do not lift the limit)."""
     return [{"change": f"--context {one}", "context": one, "tp": s.tp, "gpus": s.gpus}] if one else []

@@ -152,4 +152,3 @@ def kv_replication(spec: ModelSpec, *, tp: int) -> tuple[int, str | None]:
     if worst == 1:
         return 1, None
     return worst, f"KV / seq and KV total count {worst} copies of the same cache ({why}); KV / GPU is one rank's"
-

@@ -161,14 +161,14 @@ def test_plan_says_why_nothing_fits() -> None:
 def test_plan_emits_valid_manifests(cli, tmp_path) -> None:  # noqa: ANN001
     out = tmp_path / "deepseek.yaml"
     r = cli("plan", "deepseek-v3", "--users", "64", "--context", "32k", "--gpus", "h200", "--emit", "k8s",
-            "--output", str(out))  # fmt: skip
+            "--emit-to", str(out))  # fmt: skip
     assert r.exit_code == 0, r.output
     docs = list(yaml.safe_load_all(out.read_text()))
     assert [d["kind"] for d in docs] == ["Deployment", "Service"]
     for d in docs:
         kubernetes_validate.validate(d, kubernetes_validate.latest_version(), strict=True)
     again = cli("plan", "deepseek-v3", "--users", "64", "--context", "32k", "--gpus", "h200", "--emit", "k8s",
-                "--output", str(out))  # fmt: skip
+                "--emit-to", str(out))  # fmt: skip
     assert again.exit_code == 2 and "--force" in again.output
 
 

@@ -55,8 +55,8 @@ def plan(
     shared_prefix: Annotated[Optional[str], typer.Option(help="tokens every request shares, e.g. 2k")] = None,
     emit: Annotated[Optional[str], typer.Option(help="also write the first plan's deployment: k8s")] = None,
     image: Annotated[Optional[str], typer.Option(help="container image for --emit k8s (default: the engine's)")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write --emit output here")] = None,
-    force: Annotated[bool, typer.Option(help="overwrite --output if it exists")] = False,
+    emit_to: Annotated[Optional[Path], typer.Option("--emit-to", "-o", help="write --emit output to this file")] = None,
+    force: Annotated[bool, typer.Option(help="overwrite the --emit-to file if it exists")] = False,
     fmt: FormatOpt = "table",
 ) -> None:
     """GPU type, count, split (TP/PP/DP attention/EP, nodes) and dtypes that serve N users at L tokens."""
@@ -73,10 +73,10 @@ def plan(
         fmt = check_format(fmt)
         if emit is not None and emit != "k8s":
             raise InvalidInput(f"invalid --emit {emit!r}; expected k8s")
-        if output is not None and emit is None:
-            raise InvalidInput("--output needs --emit k8s")
-        if output is not None and output.exists() and not force:
-            raise InvalidInput(f"{str(output)!r} exists; pass --force to overwrite it")
+        if emit_to is not None and emit is None:
+            raise InvalidInput("--emit-to needs --emit k8s")
+        if emit_to is not None and emit_to.exists() and not force:
+            raise InvalidInput(f"{str(emit_to)!r} exists; pass --force to overwrite it")
         spec = load_model(model)
         split = lambda v: split_list(v, "dtype list", example="bf16,fp8") if v is not None else None  # noqa: E731
         if rate is not None:
@@ -126,8 +126,8 @@ def plan(
             dicts.append(d)
             answers.append((r, seqs))
         manifests_text = _emit(answers[0], spec=spec, ref=ref, image=image) if emit and answers else None
-        if output is not None and manifests_text is not None:
-            output.write_text(manifests_text, encoding="utf-8")
+        if emit_to is not None and manifests_text is not None:
+            emit_to.write_text(manifests_text, encoding="utf-8")
         reason = None
         if not dicts:
             reason = why_nothing_fits(spec, chosen, users=users, context=length, engine=engine,
@@ -138,7 +138,7 @@ def plan(
             if reason:
                 doc["reason"] = reason
                 doc["dropped"] = dropped
-            if manifests_text is not None and output is None:
+            if manifests_text is not None and emit_to is None:
                 doc["manifests"] = manifests_text
             out(report.render_object(doc, "json"))
             return
@@ -164,7 +164,7 @@ def plan(
             out(f"  note: {note}")
         if manifests_text is not None:
             out("")
-            out(f"manifests written to {output}" if output is not None else manifests_text.rstrip())
+            out(f"manifests written to {emit_to}" if emit_to is not None else manifests_text.rstrip())
 
 
 def _emit(answer, *, spec, ref: str, image: Optional[str]) -> str:  # noqa: ANN001
