@@ -19,6 +19,7 @@ from kvplan.checks import (
     beyond_trained_context,
     check_batch,
     check_bytes,
+    check_degrees,
     check_length,
     trained_context,
 )
@@ -164,7 +165,8 @@ def setup(
     check_fraction(settings.swa_full_tokens_ratio, "swa_full_tokens_ratio")
     if settings.block_size is not None and settings.block_size < 1:
         raise InvalidInput(f"invalid block size {settings.block_size!r}; expected a whole number of tokens >= 1")
-    if dp < 1:
+    check_degrees(tp=tp, pp=pp)
+    if isinstance(dp, bool) or not isinstance(dp, int) or dp < 1:
         raise InvalidInput(f"invalid data-parallel size {dp!r}; expected a whole number of at least 1")
     if shared_prefix < 0:
         raise InvalidInput(f"invalid shared prefix {shared_prefix!r}; expected a number of tokens >= 0")
@@ -172,7 +174,7 @@ def setup(
     if per_node < 1:
         raise InvalidInput(f"invalid GPUs per node {per_node!r}; expected a whole number of at least 1")
     gpus = gpus if gpus is not None else tp * pp * dp
-    if gpus < 1 or gpus % (tp * pp * dp):
+    if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1 or gpus % (tp * pp * dp):
         split = "tp x pp" if dp == 1 else "tp x pp x dp"
         raise InvalidInput(f"invalid GPU count {gpus!r}; it must be a multiple of {split} = {tp * pp * dp}")
     kv_name = known_kv_dtype(kv_dtype_name or profile.default_kv_dtype(spec))
@@ -232,7 +234,12 @@ def pool_tokens(s: Setup) -> int:
 
 def pool_bytes(s: Setup, *, sequences: int, length: int) -> int:
     """Bytes the KV pool takes on the busiest GPU (what the engine allocates)."""
-    return max(st.layout.pool_bytes(st.available, sequences=sequences, length=length) for st in s.stages)
+    return max(stage_pool_bytes(st, sequences=sequences, length=length) for st in s.stages)
+
+
+def stage_pool_bytes(st: Stage, *, sequences: int, length: int) -> int:
+    """Bytes the KV pool of one pipeline stage takes."""
+    return st.layout.pool_bytes(st.available, sequences=sequences, length=length)
 
 
 def reported_concurrency(s: Setup, length: int) -> float:
@@ -349,7 +356,7 @@ def capacity(
     per_replica = 0 if beyond else max_sequences(s, context)
     one = max_context(s)
     limited = "memory" if one < trained_context(s.spec) else "model max_position_embeddings"
-    busiest = min(s.stages, key=lambda st: st.available)
+    busiest = min(s.stages, key=lambda st: st.budget.available_kv)
     b = busiest.budget
     pool = pool_bytes(s, sequences=per_replica, length=context)
     breakdown = {
@@ -362,7 +369,8 @@ def capacity(
         "overhead_bytes": b.overhead,
         "available_kv_bytes": b.available_kv,
         "kv_pool_bytes": pool,
-        "unallocated_bytes": max(0, b.available_kv) - pool,
+        # Of the same (busiest) stage as the other terms: another stage's pool can be larger.
+        "unallocated_bytes": max(0, b.available_kv) - stage_pool_bytes(busiest, sequences=per_replica, length=context),
     }
     mix = None
     expected = None
@@ -545,7 +553,7 @@ def _settings_dict(s: Setup, b: Budget) -> dict[str, Any]:
 
 
 def _reason(s: Setup, context: int, one: int) -> str:
-    b = min(s.stages, key=lambda st: st.available).budget
+    b = min(s.stages, key=lambda st: st.budget.available_kv).budget
     if b.available_kv <= 0:
         return (
             f"no memory left for the KV cache: weights {b.weights:,} B and other terms exceed the "
