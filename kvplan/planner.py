@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from kvplan.capacity import Setup, max_sequences, pool_tokens, setup
+from kvplan.capacity import Setup, decode_sequences, max_sequences, pool_tokens, setup
 from kvplan.checks import as_gpu, as_spec, beyond_trained_context, check_length
 from kvplan.engines import Settings, get_engine
 from kvplan.errors import InvalidInput
@@ -133,7 +133,7 @@ def plan(
         for sp in splits(spec, profile.name, gpus_per_node=per_node, max_gpus=max_gpus):
             for w in w_list:
                 for kv in kv_list:
-                    row = _row(spec, gpu, engine=profile.name, sp=sp, w=w, kv=kv, users=users, context=context,
+                    row = _row(spec, gpu, engine=profile.key, sp=sp, w=w, kv=kv, users=users, context=context,
                                settings=settings, max_gpus=max_gpus, memo=memo, per_node=per_node,
                                shared_prefix=shared_prefix, dropped=dropped)  # fmt: skip
                     if row is not None:
@@ -152,7 +152,7 @@ def _row(spec, gpu, *, engine, sp, w, kv, users, context, settings, max_gpus, me
     except InvalidInput as exc:
         dropped.append(f"{label}: {exc}")  # a split or dtype this model/engine cannot take
         return None
-    per = max_sequences(s, context)
+    per = decode_sequences(s, context)  # users decoding at once, in steady state
     if per < 1:
         dropped.append(f"{label}: {_why_not(s, context)}")
         return None
@@ -173,7 +173,7 @@ def _row(spec, gpu, *, engine, sp, w, kv, users, context, settings, max_gpus, me
         total_sequences=per * replicas,
         headroom_bytes=_headroom(s, ceil_div(ceil_div(users, replicas), sp.dp), context),
         kv_pool_tokens=pool_tokens(s),
-        engine=engine,
+        engine=s.engine.name,
         dp=sp.dp,
         ep=sp.ep,
         nodes=s.nodes,
@@ -235,7 +235,7 @@ def why_nothing_fits(
             f"it runs {', '.join(profile.weight_dtypes)}"
         )
     gpu_list = [as_gpu(g) for g in gpus]
-    one = _fits_one(spec, gpu_list, profile.name, kvs, weights_dtypes, settings, context, max_gpus=max_gpus)
+    one = _fits_one(spec, gpu_list, profile.key, kvs, weights_dtypes, settings, context, max_gpus=max_gpus)
     if not one:
         if not profile.supports_tp:
             return (

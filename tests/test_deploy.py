@@ -19,14 +19,16 @@ from kvplan.launch import launch_args, node_commands, one_replica
 from kvplan.params import Sharding
 from kvplan.planner import plan
 
+# The golden numbers follow vLLM 0.19's defaults (gpu_memory_utilization 0.9); newer rule sets differ.
+V019 = "vllm@0.19"
 H100 = resolve_gpu("h100-sxm")
 H200 = resolve_gpu("h200")
 
 
 def test_deepseek_v3_fp8_tp8_against_dp8_ep8_on_eight_h200() -> None:
     spec = load_bundled("deepseek-v3")
-    tp8 = setup(spec, H200, tp=8)
-    dp8 = setup(spec, H200, tp=1, dp=8, ep=True)
+    tp8 = setup(spec, H200, engine=V019, tp=8)
+    dp8 = setup(spec, H200, engine=V019, tp=1, dp=8, ep=True)
     # Budget per GPU: H200 CUDA total 150,263,037,952 B x 0.9 = 135,236,734,156; activation 3,138,471,854
     # and non-torch 2,222,645,576 on both (the rank's communicator spans 8 GPUs in both).
     # TP8 weights per rank: 85,140,094,320 B (fp8 + fp32 128x128 block scales; tests/test_quant.py).
@@ -65,7 +67,7 @@ def test_sglang_dp_attention_keeps_dense_layers_and_vocab_over_all_ranks() -> No
     # unless --enable-dp-lm-head: only attention is per DP rank.
     assert s.engine.sharding(spec, tp=1, dp=8, ep=True) == Sharding(attn_tp=1, mlp_tp=8, expert_tp=1,
                                                                     expert_ranks=8, vocab_tp=8)  # fmt: skip
-    assert s.stages[0].budget.weights < setup(spec, H200, tp=1, dp=8, ep=True).stages[0].budget.weights
+    assert s.stages[0].budget.weights < setup(spec, H200, engine=V019, tp=1, dp=8, ep=True).stages[0].budget.weights
     args = launch_args(capacity(s, 32768), model="deepseek-ai/DeepSeek-V3")
     assert args[args.index("--tp") + 1] == "8" and args[args.index("--dp") + 1] == "8"
     assert "--enable-dp-attention" in args and args[args.index("--ep-size") + 1] == "8"
@@ -86,17 +88,17 @@ def test_qwen3_235b_with_expert_parallelism_on_h200() -> None:
     splits = {"tp8": dict(tp=8), "dp8": dict(tp=1, dp=8, ep=True), "tp2dp4": dict(tp=2, dp=4, ep=True),
               "tp4dp2": dict(tp=4, dp=2, ep=True)}  # fmt: skip
     for key, kw in splits.items():
-        s = setup(spec, H200, **kw)
+        s = setup(spec, H200, engine=V019, **kw)
         got[key] = (s.stages[0].layout.unit_bytes, capacity(s, 32768).max_concurrent_sequences)
     assert got == {"tp8": (770_048, 45), "dp8": (3_080_192, 72), "tp2dp4": (1_540_096, 80), "tp4dp2": (770_048, 86)}
-    assert setup(spec, H200, tp=1, dp=8, ep=True).stages[0].budget.weights == 72_768_576_512
-    rows = plan(spec, [H200], users=64, context=32768, weights_dtypes=["bf16"], kv_dtypes=["bf16"])
+    assert setup(spec, H200, engine=V019, tp=1, dp=8, ep=True).stages[0].budget.weights == 72_768_576_512
+    rows = plan(spec, [H200], users=64, context=32768, engine=V019, weights_dtypes=["bf16"], kv_dtypes=["bf16"])
     assert (rows[0].gpus, rows[0].tp, rows[0].dp, rows[0].ep, rows[0].total_sequences) == (8, 4, 2, True, 86)
 
 
 def test_llama_405b_over_two_nodes_tp8_pp2() -> None:
     spec = load_bundled("llama-3.1-405b")
-    s = setup(spec, H100, tp=8, pp=2)
+    s = setup(spec, H100, engine=V019, tp=8, pp=2)
     r = capacity(s, 32768)
     # 126 layers -> 63 per stage; bf16 weights per GPU 50,735,284,224 (stage 0: embedding shard) and
     # 50,735,316,992 (stage 1: final norm + LM head shard). KV: 8 KV heads / TP8 = 1 per rank:
@@ -115,8 +117,8 @@ def test_llama_405b_over_two_nodes_tp8_pp2() -> None:
 
 def test_shared_prefix_on_llama_8b_at_8k() -> None:
     spec = load_bundled("llama-3.1-8b")
-    plain = capacity(setup(spec, H100), 8192)
-    shared = capacity(setup(spec, H100, shared_prefix=2048), 8192)
+    plain = capacity(setup(spec, H100, engine=V019), 8192)
+    shared = capacity(setup(spec, H100, engine=V019, shared_prefix=2048), 8192)
     # 32 layers x 8 KV heads x 128 x 2 x 2 B = 131,072 B per token; 16-token blocks of 2,097,152 B.
     # 58,168,172,544 B of KV -> 27,736 blocks, 27,735 after the null block.
     # Alone: 8,192 / 16 = 512 blocks per request -> 27,735 // 512 = 54.
@@ -126,7 +128,7 @@ def test_shared_prefix_on_llama_8b_at_8k() -> None:
     assert (plain.max_concurrent_sequences, shared.max_concurrent_sequences) == (54, 71)
     assert shared.sequences_without_shared_prefix == 54 and shared.shared_prefix_tokens_stored_once == 2048
     # vLLM shares whole blocks only: a 2,050-token prefix still shares 128 blocks.
-    assert capacity(setup(spec, H100, shared_prefix=2050), 8192).shared_prefix_tokens_stored_once == 2048
+    assert capacity(setup(spec, H100, engine=V019, shared_prefix=2050), 8192).shared_prefix_tokens_stored_once == 2048
     # llama.cpp gives every slot its own cells: no sharing.
     ll = capacity(setup(spec, H100, engine="llamacpp", shared_prefix=2048), 8192)
     assert ll.max_concurrent_sequences == capacity(setup(spec, H100, engine="llamacpp"), 8192).max_concurrent_sequences
@@ -134,7 +136,7 @@ def test_shared_prefix_on_llama_8b_at_8k() -> None:
 
 def test_kv_offload_tier() -> None:
     spec = load_bundled("llama-3.1-8b")
-    r = capacity(setup(spec, H100), 32768, kv_offload=256 << 30)
+    r = capacity(setup(spec, H100, engine=V019), 32768, kv_offload=256 << 30)
     # One 32K sequence: 32,768 x 131,072 B = 4 GiB; 256 GiB of host memory parks 64 of them; bringing
     # one back over PCIe Gen5 x16 (64 GB/s) takes 4,294,967,296 / 64e9 = 0.0671 s.
     assert r.offload["bytes_per_sequence"] == 4 << 30 and r.offload["sequences_parked"] == 64
@@ -143,9 +145,9 @@ def test_kv_offload_tier() -> None:
 
 def test_engines_refuse_what_they_refuse() -> None:
     with pytest.raises(InvalidInput, match="has no MoE layers.*independent replicas"):
-        setup(load_bundled("llama-3.1-8b"), H100, tp=1, dp=2)
+        setup(load_bundled("llama-3.1-8b"), H100, engine=V019, tp=1, dp=2)
     with pytest.raises(InvalidInput, match="leaves ranks without experts: mixtral-8x7b has 8"):
-        setup(load_bundled("mixtral-8x7b"), H100, tp=2, dp=8, ep=True)
+        setup(load_bundled("mixtral-8x7b"), H100, engine=V019, tp=2, dp=8, ep=True)
     with pytest.raises(InvalidInput, match="'trtllm': data-parallel attention and expert parallelism are not"):
         setup(load_bundled("deepseek-v3"), H200, engine="trtllm", tp=1, dp=8, ep=True)
 
@@ -174,7 +176,7 @@ def test_plan_emits_valid_manifests(cli, tmp_path) -> None:  # noqa: ANN001
 
 def test_multi_node_manifest_is_a_leader_worker_set() -> None:
     spec = load_bundled("llama-3.1-405b")
-    r = capacity(setup(spec, H100, tp=8, pp=2), 32768)
+    r = capacity(setup(spec, H100, engine=V019, tp=8, pp=2), 32768)
     lws, service = manifests(workload_for(r, model="meta-llama/Llama-3.1-405B", image="vllm/vllm-openai:latest",
                                           sequences=16, gpu=H100))  # fmt: skip
     version = kubernetes_validate.latest_version()
@@ -190,7 +192,21 @@ def test_multi_node_manifest_is_a_leader_worker_set() -> None:
 
 
 def test_cli_capacity_and_plan_json_carry_the_deployment(cli) -> None:  # noqa: ANN001
-    r = cli("capacity", "deepseek-v3", "--gpu", "h200", "--dp", "8", "--ep", "-c", "32k", "--format", "json")
+    r = cli(
+        "capacity",
+        "deepseek-v3",
+        "--gpu",
+        "h200",
+        "--dp",
+        "8",
+        "--ep",
+        "-c",
+        "32k",
+        "--engine",
+        V019,
+        "--format",
+        "json",
+    )
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     assert d["max_concurrent_sequences"] == 96 and d["dp"] == 8 and d["ep"] is True and d["nodes"] == 1
