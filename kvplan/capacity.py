@@ -528,6 +528,8 @@ def traffic(s: Setup) -> dict[str, Any]:
         out["all_to_all_bytes_per_token"] = volume * (ranks - 1) // ranks
         out["all_to_all_ranks"] = ranks
     return out
+
+
 def answers(context: int, *, tokens: int, reported: float, admitted: int, decoding: int, longest: int) -> dict:
     """What an operator asks, labelled: what the engine logs at startup, how many requests decode at
     once in steady state, and the longest single request it admits. The startup figures are the
