@@ -22,14 +22,16 @@ def model_ref(source: str, name: str) -> str:
     return name
 
 
-def launch_args(r: CapacityResult, *, model: str, sequences: int | None = None) -> list[str]:
-    """argv for serving ``r``'s configuration with its context and concurrency (the engine's own flags)."""
+def launch_args(r: CapacityResult, *, model: str, sequences: int | None = None) -> list[str] | None:
+    """argv for serving ``r``'s configuration with its context and concurrency (the engine's own flags);
+    None where the engine has no command line (the ideal layout, transformers)."""
     seqs = max(1, sequences if sequences is not None else r.max_concurrent_sequences_per_replica)
     return get_engine(f"{r.engine}@{r.engine_release}").launch_args(r, model=model, sequences=seqs)
 
 
-def launch_command(r: CapacityResult, *, model: str, sequences: int | None = None) -> str:
-    return shlex.join(launch_args(r, model=model, sequences=sequences))
+def launch_command(r: CapacityResult, *, model: str, sequences: int | None = None) -> str | None:
+    args = launch_args(r, model=model, sequences=sequences)
+    return shlex.join(args) if args is not None else None
 
 
 def shell_join(args: list[str]) -> str:
@@ -48,21 +50,23 @@ def replica_nodes(r: CapacityResult) -> int:
     return -(-per_replica // r.gpus_per_node)
 
 
-def node_args(r: CapacityResult, *, model: str, sequences: int, node: int | str, leader: str) -> list[str]:
-    """argv of node ``node`` (0: the leader, the only one serving HTTP) of one replica."""
+def node_args(r: CapacityResult, *, model: str, sequences: int, node: int | str, leader: str) -> list[str] | None:
+    """argv of node ``node`` (0: the leader, the only one serving HTTP) of one replica; None where the
+    engine has no command line."""
     one = one_replica(r)
     nodes = replica_nodes(r)
-    engine = get_engine(r.engine)
+    engine = get_engine(f"{r.engine}@{r.engine_release}")
     args = launch_args(one, model=model, sequences=sequences)
-    if nodes == 1:
+    if nodes == 1 or args is None:
         return args
     return args + engine.node_args(one, node=node, nodes=nodes, leader=leader)
 
 
 def node_commands(r: CapacityResult, *, model: str, sequences: int, leader: str = "$LEADER_ADDR") -> list[str]:
-    """One command line per node of one replica; a single line when the replica fits one node."""
-    nodes = replica_nodes(r)
-    return [shell_join(node_args(r, model=model, sequences=sequences, node=i, leader=leader)) for i in range(nodes)]
+    """One command line per node of one replica; a single line when the replica fits one node; none
+    where the engine has no command line."""
+    lines = [node_args(r, model=model, sequences=sequences, node=i, leader=leader) for i in range(replica_nodes(r))]
+    return [shell_join(a) for a in lines if a is not None]
 
 
 def launch_notes(r: CapacityResult) -> list[str]:

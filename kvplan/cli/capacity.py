@@ -133,7 +133,7 @@ def capacity(
         from kvplan.capacity import capacity as run
         from kvplan.capacity import setup
         from kvplan.hardware import resolve_gpu
-        from kvplan.launch import launch_command, model_ref, node_commands, one_replica, plan_json
+        from kvplan.launch import model_ref, node_commands, one_replica, plan_json
         from kvplan.units import parse_length, parse_lengths, parse_size
 
         fmt = check_format(fmt)
@@ -167,7 +167,7 @@ def capacity(
             out(report.render([row], [], "csv"))
             return
         seqs = r.max_concurrent_sequences_per_replica
-        lines = node_commands(one_replica(r), model=ref, sequences=seqs) if r.fits else [launch_command(r, model=ref)]
+        lines = node_commands(one_replica(r), model=ref, sequences=seqs) if r.fits else []
         _print_capacity(r, fmt, lines)
 
 
@@ -223,7 +223,7 @@ def _print_capacity(r, fmt: str, commands: list[str]) -> None:  # noqa: ANN001
         for n in r.nearest:
             out(f"  nearest that fits: {n['change']}")
         out("")
-    if r.fits:
+    if r.fits and commands:  # the ideal layout and transformers have no command line
         from kvplan.launch import launch_notes
 
         if len(commands) == 1:

@@ -151,9 +151,13 @@ def plan(
             _print_dropped(dropped)
             return
         out(report.render(dicts, PLAN_COLUMNS, fmt, title=title))
+        if dicts[0]["launch_command"] is None:  # the ideal layout and transformers have no command line
+            return
         out("")
         first = dicts[0]
-        if len(first["node_commands"]) == 1:
+        if not first["node_commands"]:
+            pass  # the ideal layout and transformers have no command line
+        elif len(first["node_commands"]) == 1:
             out(f"launch (first row): {first['launch_command']}")
         else:
             out(f"launch (first row), one replica over {len(first['node_commands'])} nodes "

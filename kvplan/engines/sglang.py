@@ -413,5 +413,15 @@ ENGINE = Sglang(
     online_weight_dtypes=("fp8",),
     serve_port=30000,  # server_args.py port default
     listen_flags=("--host", "0.0.0.0"),  # server_args.py host default 127.0.0.1
+    # page_size (--page-size, any whole number), chunked_prefill_size, --max-running-requests, the
+    # hybrid SWA pool's flags.
+    settings_read=(
+        "mem_fraction_static",
+        "block_size",
+        "max_num_batched_tokens",
+        "max_num_seqs",
+        "swa_full",
+        "swa_full_tokens_ratio",
+    ),
 )
 VERSIONS = (ENGINE,)
