@@ -1,33 +1,28 @@
-"""``kvplan capacity``, ``kvplan plan`` and ``kvplan check-log``: answers in an engine's terms."""
+"""``kvplan capacity``: one configuration's KV pool, sequences, longest context and launch line."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from kvplan import report
-from kvplan.cli import (
+from kvplan.cli.common import (
+    EngineOpt,
     FormatOpt,
     KvDtypeOpt,
     ModelArg,
     PpOpt,
+    SizeOpt,
     TpOpt,
     WeightsDtypeOpt,
     app,
     boundary,
     check_format,
-    err,
     out,
     positive,
 )
 from kvplan.errors import InvalidInput
-
-EngineOpt = Annotated[
-    str, typer.Option("--engine", "-e", help="ideal | vllm | sglang | trtllm | llamacpp | transformers")
-]
-SizeOpt = Optional[str]
 
 
 def _settings(
@@ -221,186 +216,3 @@ def _num(value, kind: str) -> str:  # noqa: ANN001
     if kind == "float":
         return f"{value:,.2f}"
     return f"{value:,}"
-
-
-# ---- plan -----------------------------------------------------------------------------------------
-
-PLAN_COLUMNS = [
-    report.Column("gpu", "GPU"),
-    report.Column("gpus", "GPUs", "int"),
-    report.Column("tp", "TP", "int"),
-    report.Column("pp", "PP", "int"),
-    report.Column("replicas", "replicas", "int"),
-    report.Column("weights_dtype", "weights"),
-    report.Column("kv_dtype", "KV"),
-    report.Column("sequences_per_replica", "seqs / replica", "int"),
-    report.Column("total_sequences", "seqs total", "int"),
-    report.Column("headroom_bytes", "headroom / GPU", "bytes"),
-]
-
-
-@app.command()
-def plan(
-    model: ModelArg,
-    users: Annotated[int, typer.Option(help="concurrent sequences to serve")],
-    context: Annotated[str, typer.Option("--context", "-c", help="tokens per sequence, e.g. 32k")],
-    gpus: Annotated[Optional[str], typer.Option(help="GPU types to consider, e.g. h100-sxm,a100-80gb,l4")] = None,
-    engine: EngineOpt = "vllm",
-    weights_dtype: Annotated[Optional[str], typer.Option(help="weight dtypes to try, e.g. bf16,fp8")] = None,
-    kv_dtype: Annotated[Optional[str], typer.Option(help="KV dtypes to try, e.g. bf16,fp8")] = None,
-    gpu_memory_utilization: Annotated[Optional[float], typer.Option(help="vLLM fraction (0, 1]")] = None,
-    max_gpus: Annotated[int, typer.Option(help="largest GPU count to list")] = 64,
-    top: Annotated[int, typer.Option(help="rows to show (0: all)")] = 20,
-    fmt: FormatOpt = "table",
-) -> None:
-    """GPU type, count, TP and dtypes that serve N users at L tokens, fewest GPUs first."""
-    with boundary():
-        from kvplan.capacity import capacity as run
-        from kvplan.capacity import setup
-        from kvplan.catalog import resolve_model
-        from kvplan.engines import Settings
-        from kvplan.hardware import bundled_gpus, resolve_gpu
-        from kvplan.launch import launch_args, launch_command, launch_notes, model_ref
-        from kvplan.planner import plan as run_plan
-        from kvplan.units import parse_length
-
-        fmt = check_format(fmt)
-        spec = resolve_model(model)
-        length = parse_length(context)
-        chosen = (
-            [resolve_gpu(g.strip()) for g in gpus.split(",") if g.strip()] if gpus else list(bundled_gpus().values())
-        )
-        settings = Settings(gpu_memory_utilization=gpu_memory_utilization)
-        memo: dict = {}
-        split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None  # noqa: E731
-        rows = run_plan(spec, chosen, users=users, context=length, engine=engine, weights_dtypes=split(weights_dtype),
-                        kv_dtypes=split(kv_dtype), settings=settings, max_gpus=max_gpus, memo=memo)  # fmt: skip
-        rows = rows[:top] if top > 0 else rows
-        ref = model_ref(spec.source, spec.name)
-        dicts = []
-        for row in rows:
-            s = setup(spec, resolve_gpu(row.gpu), engine=engine, tp=row.tp, pp=row.pp, gpus=row.gpus,
-                      kv_dtype_name=row.kv_dtype,
-                      weights_dtype=row.weights_dtype, settings=settings, memo=memo)  # fmt: skip
-            r = run(s, length, suggest=False)
-            d = row.to_dict()
-            d["launch"] = launch_args(r, model=ref, sequences=-(-users // row.replicas))
-            d["launch_command"] = launch_command(r, model=ref, sequences=-(-users // row.replicas))
-            d["launch_notes"] = launch_notes(r)
-            dicts.append(d)
-        if fmt == "json":
-            out(report.render_object({"model": spec.name, "users": users, "context": length, "plans": dicts}, "json"))
-            return
-        if fmt == "csv":
-            out(report.render(dicts, PLAN_COLUMNS, "csv"))
-            return
-        title = f"{spec.name}: {users} concurrent sequences x {length:,} tokens on {engine} (GiB = 2^30)"
-        if not dicts:
-            out(f"{title}\n\nno configuration up to {max_gpus} GPUs fits; try --max-gpus or more GPU types")
-            return
-        out(report.render(dicts, PLAN_COLUMNS, fmt, title=title))
-        out("")
-        out(f"launch (first row): {dicts[0]['launch_command']}")
-        for note in dicts[0].get("launch_notes", []):
-            out(f"  note: {note}")
-
-
-# ---- check-log ------------------------------------------------------------------------------------
-
-CHECK_COLUMNS = [
-    report.Column("term", "term"),
-    report.Column("logged", "engine logged"),
-    report.Column("predicted", "kvplan"),
-    report.Column("difference", "difference"),
-]
-
-
-@app.command("check-log")
-def check_log(
-    file: Annotated[
-        str, typer.Argument(help="an engine startup log (vLLM, SGLang, llama.cpp, TensorRT-LLM); - for stdin")
-    ],
-    engine: Annotated[Optional[str], typer.Option("--engine", "-e", help="vllm | sglang | llamacpp | trtllm")] = None,
-    model: Annotated[Optional[str], typer.Option(help="model spec when the log does not name a bundled one")] = None,
-    gpu: Annotated[Optional[str], typer.Option(help="GPU when the log does not say")] = None,
-    weights_dtype: Annotated[Optional[str], typer.Option(help="checkpoint weights dtype (fp8, mxfp4, ...)")] = None,
-    tp: Annotated[Optional[int], typer.Option("--tp", help="tensor parallel size when the log does not say")] = None,
-    fmt: FormatOpt = "table",
-) -> None:
-    """Read a startup log: a failed start explained and fixed, else the engine's figures beside kvplan's."""
-    with boundary():
-        from kvplan.diagnose import diagnose_text
-        from kvplan.logcheck import check_text
-
-        fmt = check_format(fmt)
-        text, name = _read_log(file)
-        d = diagnose_text(text, engine=engine, model=model, gpu=gpu, weights_dtype=weights_dtype, tp=tp)
-        if d.failed:
-            for note in d.notes:
-                err(f"note: {note}")
-            if fmt == "json":
-                out(report.render_object({"engine": d.engine, "model": d.model, "diagnosis": d.to_dict()}, "json"))
-                return
-            out(_render_diagnosis(d, name, fmt))
-            return
-        if d.engine not in ("vllm", "sglang", "llamacpp"):
-            raise InvalidInput(
-                f"no failed start found in this {d.engine} log; kvplan compares vllm, sglang and "
-                "llamacpp startup logs term by term"
-            )
-        result = check_text(text, engine=d.engine, model=model, gpu=gpu, weights_dtype=weights_dtype, tp=tp)
-        for note in result.notes:
-            err(f"note: {note}")
-        if fmt == "json":
-            data = result.to_dict()
-            data["diagnosis"] = d.to_dict()
-            out(report.render_object(data, "json"))
-            return
-        flags = ", ".join(f"{k}={v}" for k, v in result.flags.items() if k != "caches" and v is not None)
-        title = f"{result.engine} log {name}: model {result.model or '?'}, GPU {result.gpu or '?'}"
-        title += f"\nflags read: {flags or '-'}"
-        out(report.render(result.rows, CHECK_COLUMNS, fmt, title=title))
-
-
-def _read_log(file: str) -> tuple[str, str]:
-    """The log's text and a name for titles: a path, or ``-`` for standard input."""
-    import sys
-
-    if file == "-":
-        return sys.stdin.read(), "<stdin>"
-    try:
-        return Path(file).read_text(encoding="utf-8", errors="replace"), Path(file).name
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {file!r}: {exc.strerror or exc}") from None
-
-
-DIAGNOSIS_COLUMNS = [
-    report.Column("term", "term"),
-    report.Column("engine", "engine said"),
-    report.Column("kvplan", "kvplan"),
-    report.Column("difference", "difference"),
-]
-
-
-def _render_diagnosis(d, name: str, fmt: str) -> str:  # noqa: ANN001
-    g = d.gpu
-    where = f"{g.name} ({g.how}{': ' + g.evidence if g.evidence else ''})" if g.name else "? (not identified)"
-    f = d.failure
-    lines = [f"{d.engine} log {name}: model {d.model or '?'}, GPU {where}", f"FAILED START: {d.summary}"]
-    lines.append(f"  engine said: {f.line}")
-    if f.source:
-        lines.append(f"  raised in:   {f.source}")
-    if d.explanation:
-        lines += [
-            "",
-            report.render(d.explanation, DIAGNOSIS_COLUMNS, fmt, title="the engine's arithmetic beside kvplan's"),
-        ]
-    if d.took_memory:
-        lines.append(f"largest term: {d.took_memory}")
-    if d.prescriptions:
-        lines += ["", "changes that start, least given up first (each checked with kvplan capacity):"]
-        for i, p in enumerate(d.prescriptions, 1):
-            lines.append(f"{i}. {p.change}; gives up {p.gives_up}")
-            lines.append(f"   launch: {p.launch_command}")
-            lines.append(f"   check:  {p.check_command}")
-    return "\n".join(lines)

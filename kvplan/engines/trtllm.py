@@ -1,0 +1,140 @@
+"""TensorRT-LLM (LLM API, PyTorch backend): blocks of tokens_per_block; a fraction of free memory.
+
+Rules read in docs/source/reference/memory.md and tensorrt_llm/llmapi/llm_args.py (KvCacheConfig).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from kvplan.engines import vllm
+from kvplan.engines.base import Budget, Engine, Layout, Settings
+from kvplan.failures import CUDA_ERROR_OOM, KV_SHORT, NUMBER, TORCH_OOM, Pattern
+from kvplan.hardware import GPU
+from kvplan.memory import CachePlan
+from kvplan.spec import ModelSpec
+from kvplan.units import GIB
+
+if TYPE_CHECKING:
+    from kvplan.capacity import CapacityResult
+
+# trtllm-build --tokens_per_block default (TensorRT-LLM >= 0.10 build docs); older builds used 64.
+TOKENS_PER_BLOCK = 32
+FREE_FRACTION = 0.9  # llmapi KvCacheConfig.free_gpu_memory_fraction default (landscape.md 2.3)
+CONTEXT = round(0.5 * GIB)  # CUDA context + cuBLAS workspace; gpus.md: ~300-600 MiB per process
+MAX_NUM_TOKENS = 8192  # llmapi max_num_tokens default
+
+
+@dataclass(frozen=True)
+class Trtllm(Engine):
+    def failure_figures(self, text: str) -> dict[str, float]:
+        """kvCacheManager INFO lines: the device total, what was free for the pool, its tokens."""
+        out: dict[str, float] = {}
+        m = re.search(
+            rf"calculating max tokens in paged kv cache: total: ({NUMBER}) GiB, available: ({NUMBER}) GiB", text
+        )
+        if m:
+            out["total"], out["free_after_load"] = float(m.group(1)), float(m.group(2))
+        m = re.search(r"(?:Using|Max tokens in paged KV cache:) (\d+)", text)
+        if m:
+            out["kv_tokens"] = float(m.group(1))
+        return out
+
+    def model_in_log(self, text: str) -> str | None:
+        m = re.search(r"trtllm-serve\s+(?:serve\s+)?(\S+)", text) or re.search(r"--model[ =](\S+)", text)
+        return m.group(1) if m else None
+
+    def layout(
+        self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
+    ) -> Layout:
+        return Layout(plan.stages[stage_index], 1, settings.block_size or TOKENS_PER_BLOCK)
+
+    def budget(self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int) -> Budget:
+        o = settings.overrides
+        frac = settings.free_gpu_memory_fraction or FREE_FRACTION
+        tokens = settings.max_num_batched_tokens or MAX_NUM_TOKENS
+        # The activation peak of one max_num_tokens forward, modelled as vLLM's profile run with one row.
+        act = (
+            o.activation_bytes
+            if o.activation_bytes is not None
+            else vllm.activation(spec, tokens=tokens, seqs=1, tp=tp)
+        )
+        ctx = o.non_torch_bytes if o.non_torch_bytes is not None else CONTEXT + (vllm.NON_TORCH_TP if tp > 1 else 0)
+        free = total - ctx - weights - act - o.overhead_bytes
+        share = int(max(free, 0) * frac)
+        return Budget(
+            total, share, weights, act, ctx, 0, False, o.overhead_bytes, share,
+            "(free after load and activations) x free_gpu_memory_fraction", frac, "free_gpu_memory_fraction",
+        )  # fmt: skip
+
+    def launch_args(self, r: CapacityResult, *, model: str, sequences: int) -> list[str]:
+        """`trtllm-serve` flags (tensorrt_llm/commands/serve.py)."""
+        frac = r.settings.get("free_gpu_memory_fraction", FREE_FRACTION)
+        args = ["trtllm-serve", model, "--max_seq_len", str(r.context), "--max_batch_size", str(sequences)]
+        args += ["--kv_cache_free_gpu_memory_fraction", f"{frac:g}"]
+        if r.tp > 1:
+            args += ["--tp_size", str(r.tp)]
+        if r.pp > 1:
+            args += ["--pp_size", str(r.pp)]
+        return args
+
+
+# ---- failed starts: the refusals, read in the engine's source ---------------------------------------
+
+FAILURES: tuple[Pattern, ...] = (
+    # cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp KVCacheManager constructor, TLLM_CHECK_WITH_INFO:
+    # numbers in the message from ~0.8; the 0.5-0.7 wording has none.
+    Pattern(
+        KV_SHORT,
+        r"maxTokensInPagedKvCache \((?P<kv_tokens>\d+)\) must be large enough to process at least 1 sequence "
+        r"to completion \(i\.e\. must be larger than beam_width \((?P<beam_width>\d+)\) \* tokensPerBlock "
+        r"\((?P<tokens_per_block>\d+)\) \* maxBlocksPerSeq \((?P<blocks_per_seq>\d+)\)\)",
+        "cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp KVCacheManager::KVCacheManager (0.8+)",
+        "KV cache sizing",
+    ),
+    Pattern(
+        KV_SHORT,
+        r"maxTokensInPagedKvCache must be large enough to process at least 1 sequence to completion",
+        "cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp KVCacheManager::KVCacheManager (0.5-0.7)",
+        "KV cache sizing",
+    ),
+    TORCH_OOM,
+    CUDA_ERROR_OOM,
+)
+
+LOG_FLAG_KEYS = {
+    "context": ("max_seq_len",),
+    "tp": ("tp_size",),
+    "fraction": ("free_gpu_memory_fraction",),
+    "max_num_seqs": ("max_batch_size",),
+}
+# trtllm-serve flags (tensorrt_llm/commands/serve.py), the Triton backend's parameters, the C++ INFO lines.
+FAILURE_FLAGS = {
+    "max_seq_len": r"(?:--max_seq_len[ =]|max_seq_len[=:] ?|maxSequenceLen: )(\d+)",
+    "max_batch_size": r"(?:--max_batch_size[ =]|max_batch_size[=:] ?|maxBatchSize: )(\d+)",
+    "tp_size": r"(?:--tp_size[ =]|tensor_parallel_size[=:] ?)(\d+)",
+    "free_gpu_memory_fraction": (
+        r"(?:--kv_cache_free_gpu_memory_fraction[ =]|free_gpu_mem(?:ory)?_fraction[=: ] ?)(" + NUMBER + ")"
+    ),
+}
+
+
+ENGINE = Trtllm(
+    name="trtllm",
+    version="0.20+ (LLM API, PyTorch backend)",
+    # docs/source/reference/memory.md; KvCacheConfig.free_gpu_memory_fraction default 0.9.
+    paging="blocks of tokens_per_block (32) per request",
+    budget_rule="free memory after load and activations x free_gpu_memory_fraction (0.9)",
+    kv_dtypes=("bf16", "fp16", "fp8", "int8"),
+    kv_dtype_flags={"bf16": "auto", "fp16": "auto", "fp8": "fp8", "int8": "int8"},
+    # tensorrt_llm/quantization/mode.py QuantAlgo (FP8, FP8_BLOCK_SCALES, W4A16_AWQ, W4A16_GPTQ,
+    # W4A8_MXFP4_FP8, ...) read from pre-quantized (ModelOpt / HF) checkpoints; no online quantization.
+    weight_dtypes=("bf16", "fp16", "fp8", "int8", "int4", "mxfp4"),
+    failure_patterns=FAILURES,
+    failure_markers=("[TensorRT-LLM]", "tensorrt_llm", "trtllm-serve"),
+    failure_flag_patterns=FAILURE_FLAGS,
+    log_flag_keys=LOG_FLAG_KEYS,
+    fraction_setting="free_gpu_memory_fraction",
+)
