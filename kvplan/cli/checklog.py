@@ -59,10 +59,11 @@ def check_log(
             return
         from kvplan.engines import LOG_READERS
 
-        if d.engine not in [e.name for e in LOG_READERS]:
+        readers = [e.name for e in LOG_READERS]
+        if d.engine not in readers:
             raise InvalidInput(
-                f"no failed start found in this {d.engine} log; kvplan compares vllm, sglang and "
-                "llamacpp startup logs term by term"
+                f"no failed start found in this {d.engine} log; kvplan compares {', '.join(readers)} "
+                "startup logs term by term"
             )
         result = check_text(text, engine=d.engine, model=model, gpu=gpu, weights_dtype=weights_dtype, tp=tp)
         for note in result.notes:
