@@ -21,7 +21,16 @@ from kvplan.engines.base import LogFacts, fmt
 from kvplan.errors import InvalidInput
 from kvplan.units import GIB
 
-__all__ = ["CheckResult", "LogFacts", "check_file", "check_text", "find_spec", "guess_gpu", "parse_log"]
+__all__ = [
+    "CheckResult",
+    "LogFacts",
+    "check_file",
+    "check_text",
+    "detect_engine",
+    "find_spec",
+    "guess_gpu",
+    "parse_log",
+]
 
 
 def _reader(text: str, engine: str | None) -> Engine:
@@ -32,6 +41,11 @@ def _reader(text: str, engine: str | None) -> Engine:
             return e
     *first, last = [e.name for e in LOG_READERS[::-1]]
     raise InvalidInput(f"unknown log engine {engine!r}; expected {', '.join(first)} or {last}")
+
+
+def detect_engine(text: str) -> str:
+    """The name of the engine that wrote a startup log."""
+    return log_engine(text).name
 
 
 def parse_log(text: str, engine: str | None = None) -> LogFacts:

@@ -19,6 +19,7 @@ from kvplan.cli.common import (
     app,
     boundary,
     check_format,
+    load_model,
     out,
     positive,
 )
@@ -123,13 +124,12 @@ def capacity(
     with boundary():
         from kvplan.capacity import capacity as run
         from kvplan.capacity import setup
-        from kvplan.catalog import resolve_model
         from kvplan.hardware import resolve_gpu
         from kvplan.launch import launch_command, model_ref, plan_json
         from kvplan.units import parse_length, parse_lengths, parse_size
 
         fmt = check_format(fmt)
-        spec = resolve_model(model)
+        spec = load_model(model)
         settings = _settings(
             util=gpu_memory_utilization, mem_fraction=mem_fraction_static, free_fraction=free_gpu_memory_fraction,
             block_size=block_size, mnbt=max_num_batched_tokens, max_num_seqs=max_num_seqs, activation=activation,
@@ -159,6 +159,8 @@ def capacity(
 
 
 def _mix(lengths, weights, mean, parse_lengths, parse_length):  # noqa: ANN001, ANN202
+    from kvplan.units import split_list
+
     if mean is not None and lengths is not None:
         raise InvalidInput("give either --lengths or --mean, not both")
     if mean is not None:
@@ -167,12 +169,11 @@ def _mix(lengths, weights, mean, parse_lengths, parse_length):  # noqa: ANN001, 
         if weights is not None:
             raise InvalidInput("--weights needs --lengths")
         return None, None
-    parts = [p.strip() for p in lengths.split(",") if p.strip()]
-    mix = [parse_length(p) for p in parts]
+    mix = [parse_length(p) for p in split_list(lengths, "--lengths", example="2k,8k,32k")]
     if weights is None:
         return mix, None
     try:
-        w = [float(x) for x in weights.split(",") if x.strip()]
+        w = [float(x) for x in split_list(weights, "--weights", example="0.6,0.3,0.1")]
     except ValueError:
         raise InvalidInput(f"invalid weights {weights!r}; expected numbers like 0.6,0.3,0.1") from None
     return mix, w

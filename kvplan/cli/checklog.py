@@ -1,5 +1,4 @@
-"""``kvplan check-log``: a failed start explained and fixed, else the engine's startup figures beside
-kvplan's, term by term."""
+"""``kvplan check-log``: a failed start explained and fixed, or a startup log beside kvplan's figures."""
 
 from __future__ import annotations
 
@@ -9,14 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan import report
-from kvplan.cli.common import (
-    FormatOpt,
-    app,
-    boundary,
-    check_format,
-    err,
-    out,
-)
+from kvplan.cli.common import FormatOpt, app, boundary, check_format, err, out
 from kvplan.errors import InvalidInput
 
 # ---- check-log ------------------------------------------------------------------------------------
@@ -59,11 +51,11 @@ def check_log(
             return
         from kvplan.engines import LOG_READERS
 
-        readers = [e.name for e in LOG_READERS]
+        readers = [e.name for e in LOG_READERS[::-1]]
         if d.engine not in readers:
             raise InvalidInput(
-                f"no failed start found in this {d.engine} log; kvplan compares {', '.join(readers)} "
-                "startup logs term by term"
+                f"no failed start found in this {d.engine} log; kvplan compares {', '.join(readers[:-1])} and "
+                f"{readers[-1]} startup logs term by term"
             )
         result = check_text(text, engine=d.engine, model=model, gpu=gpu, weights_dtype=weights_dtype, tp=tp)
         for note in result.notes:

@@ -23,14 +23,25 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},  # -h on every command, as most CLIs take it
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from kvplan import __version__
+
+        typer.echo(f"kvplan {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _group() -> None:
-    # A callback keeps `kvplan` a command group when only one command module is loaded (typer
-    # would otherwise run a lone command without its name).
-    pass
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """KV-cache memory planner and capacity calculator for large language models."""
 
 
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table | json | csv | markdown")]
@@ -82,15 +93,29 @@ def boundary() -> Iterator[None]:
 
 
 def check_format(fmt: str) -> report.Format:
-    if fmt not in report.FORMATS:
+    """Case-insensitive, like model, GPU, engine and dtype names (``-f JSON`` is ``-f json``)."""
+    key = fmt.strip().lower()
+    if key not in report.FORMATS:
         raise InvalidInput(f"unknown format {fmt!r}; expected one of {', '.join(report.FORMATS)}")
-    return fmt  # type: ignore[return-value]
+    return key  # type: ignore[return-value]
 
 
 def positive(value: int, what: str) -> int:
-    if value < 1:
-        raise InvalidInput(f"invalid {what} {value!r}; expected a whole number of at least 1")
-    return value
+    """A count of sequences: the library's rule (:func:`kvplan.units.check_count`), checked before any work."""
+    from kvplan.units import check_count
+
+    return check_count(value, what)
+
+
+def load_model(arg: str):  # noqa: ANN201
+    """A MODEL argument resolved by the library; a note on stderr when a local path shadows a bundled name."""
+    from kvplan.catalog import resolve_model, shadowed_name
+
+    spec = resolve_model(arg)
+    note = shadowed_name(arg)
+    if note:
+        err(f"note: {note}")
+    return spec
 
 
 def lookup_gpu(name: str):  # noqa: ANN201

@@ -21,6 +21,7 @@ from kvplan.cli.common import (
     boundary,
     check_format,
     err,
+    load_model,
     lookup_gpu,
     out,
     positive,
@@ -55,7 +56,6 @@ def estimate(
 ) -> None:
     """KV cache, weights and total memory per GPU at each context length (ideal layout)."""
     with boundary():
-        from kvplan.catalog import resolve_model
         from kvplan.estimator import estimate as run
         from kvplan.units import parse_lengths, parse_size
 
@@ -64,7 +64,7 @@ def estimate(
             from kvplan.plot import check_plot_path
 
             check_plot_path(plot)  # before any output: a bad path or a missing extra ends here
-        spec = resolve_model(model)
+        spec = load_model(model)
         rows = run(
             spec,
             parse_lengths(context),
@@ -88,10 +88,10 @@ def estimate(
             f"{spec.name}: batch {first.batch}, KV {first.kv_dtype}, weights {first.weights_dtype}, "
             f"TP {tp} PP {pp}; KV {first.kv_bytes_per_token:,} bytes/token (GiB = 2^30)"
         )
-        out(report.render(dicts, columns, fmt, title=title if fmt == "table" else None))
+        out(report.render(dicts, columns, fmt, title=title))
         for r in rows:
-            if r.note and fmt == "table":
-                err(f"note: {r.context:,} tokens is {r.note}")
+            if r.note and fmt in ("table", "markdown"):
+                err(f"note: {r.note}")
         if plot is not None:
             estimate_plot(spec, rows, plot, gpu=lookup_gpu(gpu) if gpu else None)
 

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan import report
-from kvplan.cli.common import FormatOpt, ModelArg, app, boundary, check_format, err, out
+from kvplan.cli.common import FormatOpt, ModelArg, app, boundary, check_format, err, load_model, out
 from kvplan.errors import InvalidInput
 
 # ---- models / show -------------------------------------------------------------------------
@@ -37,11 +37,10 @@ def models(fmt: FormatOpt = "table") -> None:
 def show(model: ModelArg, fmt: FormatOpt = "table") -> None:
     """A model's spec, derived facts and per-layer-kind cache summary."""
     with boundary():
-        from kvplan.catalog import resolve_model
         from kvplan.describe import describe
 
         fmt = check_format(fmt)
-        info = describe(resolve_model(model))
+        info = describe(load_model(model))
         if fmt == "json":
             out(report.render_object(info, "json"))
             return
@@ -98,15 +97,21 @@ def import_(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write the YAML spec here")] = None,
     name: Annotated[Optional[str], typer.Option(help="spec name (default: from the config)")] = None,
     force: Annotated[bool, typer.Option(help="overwrite an existing output file")] = False,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="yaml (a spec file) | json (the same fields)")] = "yaml",
 ) -> None:
     """Convert a Hugging Face config.json into a kvplan YAML spec."""
     with boundary():
         from kvplan.hf import import_config
 
+        fmt = fmt.strip().lower()
+        if fmt not in ("yaml", "json"):
+            raise InvalidInput(f"unknown format {fmt!r} for import; expected yaml or json")
+        if output is not None and output.exists() and not force:  # before any work, as --plot and --save
+            raise InvalidInput(f"{str(output)!r} already exists; pass --force to overwrite it")
         result = import_config(config, name=name)
         for warning in result.warnings:
             err(f"kvplan: warning: {warning}")
-        text = result.to_yaml()
+        text = result.to_yaml() if fmt == "yaml" else result.spec.model_dump_json(indent=2, exclude_defaults=True)
         if output is None:
             out(text.rstrip("\n"))
             return

@@ -14,6 +14,7 @@ from kvplan.cli.common import (
     boundary,
     check_format,
     err,
+    load_model,
     out,
     positive,
 )
@@ -71,12 +72,11 @@ def rope(
 ) -> None:
     """RoPE scaling: frequencies, attention factor, new context, cost, and the rope_scaling block to paste."""
     with boundary():
-        from kvplan.catalog import resolve_model
         from kvplan.rope import METHODS
         from kvplan.units import parse_length
 
         fmt = check_format(fmt)
-        spec = resolve_model(model)
+        spec = load_model(model)
         positive(batch, "batch")
         if factor is not None and not 1 <= factor < float("inf"):
             raise InvalidInput(f"invalid RoPE factor {factor!r}; expected a finite number of at least 1")

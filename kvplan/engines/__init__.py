@@ -19,9 +19,9 @@ from kvplan.engines.base import (
     Overrides,
     Settings,
     check_fraction,
-    usable_memory_bytes,
 )
 from kvplan.errors import InvalidInput, did_you_mean
+from kvplan.hardware import usable_memory_bytes  # one usable-memory figure for every command
 from kvplan.units import canonical_dtype, kv_dtype
 
 ENGINES: dict[str, Engine] = {m.ENGINE.name: m.ENGINE for m in (ideal, vllm, sglang, trtllm, llamacpp, transformers)}

@@ -18,7 +18,7 @@ from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan, StagePlan, cache_plan
 from kvplan.spec import ModelSpec, ceil_div
-from kvplan.units import MAX_CONTEXT, MIB, canonical_dtype
+from kvplan.units import MAX_CONTEXT, canonical_dtype
 
 if TYPE_CHECKING:  # types only: capacity imports the engines, never the reverse
     from kvplan.capacity import CapacityResult
@@ -61,32 +61,6 @@ class Settings:
 def check_fraction(value: float | None, what: str) -> None:
     if value is not None and not (0 < value <= 1):
         raise InvalidInput(f"invalid {what} {value!r}; expected a fraction in (0, 1], e.g. 0.9")
-
-
-# ---- usable device memory ----------------------------------------------------------------------
-
-# What CUDA reports as total (cudaMemGetInfo / torch total_memory), in MiB, where a log or a
-# measurement shows it. nvidia-smi's figure is larger: the driver keeps some memory back.
-CUDA_TOTAL_MIB: dict[str, int] = {
-    # vLLM 0.19 logs "79.19 GiB" total on H100 80GB HBM3 (engine_logs.json vllm-15..27);
-    # torch total_memory 81082-81090 MiB (shared/reference/gpus.md S12c).
-    "h100-sxm": 81090,
-    # vLLM logs total_gpu_memory 39.50GiB on A100-40GB (gpus.md S20).
-    "a100-40gb": 40448,
-    # vLLM logs total_gpu_memory=23.58GiB on an RTX 3090 (engine_logs.json vllm-01).
-    "rtx-3090": 24146,
-}
-# Elsewhere: nvidia-smi minus the H100 gap (81559 - 81090 = 469 MiB, gpus.md "CUDA sees less").
-DEFAULT_DRIVER_RESERVE_MIB = 469
-
-
-def usable_memory_bytes(gpu: GPU, override: int | None = None) -> int:
-    """Device memory an engine sees (CUDA's total), not the marketing number."""
-    if override is not None:
-        return override
-    if gpu.name in CUDA_TOTAL_MIB:
-        return CUDA_TOTAL_MIB[gpu.name] * MIB
-    return (gpu.memory_mib - DEFAULT_DRIVER_RESERVE_MIB) * MIB
 
 
 # ---- budgets: bytes per GPU for the KV cache -----------------------------------------------------
