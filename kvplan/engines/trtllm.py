@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from kvplan.engines import vllm
 from kvplan.engines.base import Budget, Engine, Layout, Settings
+from kvplan.errors import InvalidInput
 from kvplan.failures import CUDA_ERROR_OOM, KV_SHORT, NUMBER, TORCH_OOM, Pattern
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan
@@ -46,12 +47,23 @@ class Trtllm(Engine):
         m = re.search(r"trtllm-serve\s+(?:serve\s+)?(\S+)", text) or re.search(r"--model[ =](\S+)", text)
         return m.group(1) if m else None
 
+    def attention_tp(self, tp: int, settings: Settings) -> int:
+        """tensorrt_llm/llmapi/llm_args.py enable_attention_dp: attention runs data-parallel over the TP
+        ranks (Mapping attn_tp_size 1): every rank holds all KV heads of its own requests."""
+        if settings.attention_dp not in (1, tp):
+            raise InvalidInput(
+                f"invalid attention_dp {settings.attention_dp!r}; TensorRT-LLM's attention DP spans all tp={tp} ranks"
+            )
+        return 1 if settings.attention_dp == tp and tp > 1 else tp
+
     def layout(
         self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
     ) -> Layout:
         return Layout(plan.stages[stage_index], 1, settings.block_size or TOKENS_PER_BLOCK)
 
-    def budget(self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int) -> Budget:
+    def budget(
+        self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int, gpu: GPU
+    ) -> Budget:
         o = settings.overrides
         frac = settings.free_gpu_memory_fraction or FREE_FRACTION
         tokens = settings.max_num_batched_tokens or MAX_NUM_TOKENS
@@ -123,6 +135,7 @@ FAILURE_FLAGS = {
 
 ENGINE = Trtllm(
     name="trtllm",
+    release="0.20",
     version="0.20+ (LLM API, PyTorch backend)",
     # docs/source/reference/memory.md; KvCacheConfig.free_gpu_memory_fraction default 0.9.
     paging="blocks of tokens_per_block (32) per request",
@@ -138,3 +151,4 @@ ENGINE = Trtllm(
     log_flag_keys=LOG_FLAG_KEYS,
     fraction_setting="free_gpu_memory_fraction",
 )
+VERSIONS = (ENGINE,)
