@@ -254,7 +254,7 @@ def check_text(
     gpu_obj, gpu_id = _gpu_from_log(text, gpu, facts)
     if gpu_obj is None and reader.log_needs_gpu:
         notes.append("GPU not identified from the log; pass --gpu for the from-scratch prediction")
-    elif gpu_obj is not None:
+    elif gpu_obj is not None and gpu_id != "--gpu":  # said when the log, not the user, named it
         notes.append(f"GPU {gpu_obj.name} from the {gpu_id}")
         if gpu and resolve_gpu(gpu).name != gpu_obj.name:
             notes.append(f"--gpu {gpu} differs from what the log says; the log's GPU is used")
