@@ -427,5 +427,15 @@ ENGINE = Sglang(
     log_flag_keys=LOG_FLAG_KEYS,
     fraction_setting="mem_fraction_static",
     eager_flag="--disable-cuda-graph",  # python/sglang/srt/server_args.py
+    # page_size (--page-size, any whole number), chunked_prefill_size, --max-running-requests, the
+    # hybrid SWA pool's flags.
+    settings_read=(
+        "mem_fraction_static",
+        "block_size",
+        "max_num_batched_tokens",
+        "max_num_seqs",
+        "swa_full",
+        "swa_full_tokens_ratio",
+    ),
 )
 VERSIONS = (ENGINE,)

@@ -47,6 +47,12 @@ class Trtllm(Engine):
         m = re.search(r"trtllm-serve\s+(?:serve\s+)?(\S+)", text) or re.search(r"--model[ =](\S+)", text)
         return m.group(1) if m else None
 
+    def check_block_size(self, tokens: int) -> None:
+        # docs/source/advanced/kv-cache-reuse.md: "tokens_per_block must be a power of 2".
+        super().check_block_size(tokens)
+        if tokens & (tokens - 1):
+            raise InvalidInput(f"invalid block size {tokens!r} for trtllm; tokens_per_block must be a power of 2")
+
     def attention_tp(self, tp: int, settings: Settings) -> int:
         """tensorrt_llm/llmapi/llm_args.py enable_attention_dp: attention runs data-parallel over the TP
         ranks (Mapping attn_tp_size 1): every rank holds all KV heads of its own requests."""
@@ -150,5 +156,7 @@ ENGINE = Trtllm(
     failure_flag_patterns=FAILURE_FLAGS,
     log_flag_keys=LOG_FLAG_KEYS,
     fraction_setting="free_gpu_memory_fraction",
+    # max_num_seqs is --max_batch_size (the launch line's sequence cap, as check-log reads it).
+    settings_read=("free_gpu_memory_fraction", "block_size", "max_num_batched_tokens", "max_num_seqs"),
 )
 VERSIONS = (ENGINE,)
