@@ -29,14 +29,16 @@ from kvplan.engines.base import (
     Settings,
     as_float,
     as_int,
+    check_moe_parallel,
     number,
     quantization_flag,
     row,
 )
 from kvplan.errors import InvalidInput
+from kvplan.failures import CUDA_ERROR_OOM, KV_SHORT, NO_KV_MEMORY, NUMBER, STARTUP_FREE, TORCH_OOM, TP_HEADS, Pattern
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan, LayerCache, StagePlan, cache_plan
-from kvplan.params import pipeline_stages
+from kvplan.params import Sharding, pipeline_stages
 from kvplan.spec import ModelSpec, ceil_div
 from kvplan.units import GIB
 
@@ -286,6 +288,10 @@ def cuda_graph(spec: ModelSpec) -> int:
     return GRAPH_BASE + GRAPH_PER_LAYER * spec.num_layers + extra
 
 
+# --data-parallel-rpc-port default (vllm/config/parallel.py ParallelConfig.data_parallel_rpc_port).
+DP_RPC_PORT = 29550
+
+
 def non_torch(*, tp: int, pp: int) -> int:
     return NON_TORCH_TP if tp * pp > 1 else NON_TORCH_TP1
 
@@ -299,6 +305,7 @@ BLOCK_SIZES = (1, 8, 16, 32, 64, 128, 256)
 
 @dataclass(frozen=True)
 class Vllm(Engine):
+    image: str = "vllm/vllm-openai:latest"  # docs/deployment/docker.md
     gpu_memory_utilization: float = 0.9  # vllm/config/cache.py CacheConfig default
     estimate_cuda_graphs: bool = False  # vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS default
     mamba_align: bool = False  # prefix caching keeps Mamba state in 'align' mode (2 pages per request)
@@ -370,6 +377,42 @@ class Vllm(Engine):
             "vLLM terms are calibrated on); pass --engine vllm@VERSION for another"
         )
 
+    # -- data-parallel attention, expert parallelism, nodes --
+
+    def check_dp_ep(self, spec: ModelSpec, *, tp: int, pp: int, dp: int, ep: bool) -> None:
+        check_moe_parallel(self.name, spec, tp=tp, dp=dp, ep=ep)
+
+    def sharding(self, spec: ModelSpec, *, tp: int, dp: int = 1, ep: bool = False) -> Sharding:
+        """vllm/model_executor/layers/fused_moe/config.py FusedMoEParallelConfig.make (@00193b82):
+        MoE layers are sharded over tp x dp ranks ("flatten_tp_across_dp"); with
+        --enable-expert-parallel each of those ranks owns whole experts (ep_size = tp x dp, tp 1).
+        Every DP rank is its own engine core with its own TP group: attention, dense MLPs, shared
+        experts and the vocabulary are cut ``tp`` ways and repeated on each DP rank."""
+        ranks = tp * dp
+        return Sharding(attn_tp=tp, mlp_tp=tp, expert_tp=1 if ep else ranks, expert_ranks=ranks if ep else 1,
+                        vocab_tp=tp)  # fmt: skip
+
+    def node_args(self, r: CapacityResult, *, node: int | str, nodes: int, leader: str) -> list[str]:
+        """vllm/config/parallel.py (@00193b82): DP ranks over nodes with --data-parallel-size-local and
+        --data-parallel-address (the other nodes --headless from --data-parallel-start-rank); a TP x PP
+        group over nodes with the multiprocessing executor's --nnodes / --node-rank / --master-addr."""
+        first = node == 0
+        if r.dp > 1:
+            local = r.dp // nodes
+            start = node * local if isinstance(node, int) else f"$(({node} * {local}))"
+            args = ["--data-parallel-size-local", str(local), "--data-parallel-address", leader,
+                    "--data-parallel-rpc-port", str(DP_RPC_PORT)]  # fmt: skip
+            return args if first else [*args, "--headless", "--data-parallel-start-rank", str(start)]
+        args = ["--nnodes", str(nodes), "--node-rank", str(node), "--master-addr", leader]
+        return args if first else [*args, "--headless"]
+
+    def prefix_units(self, layout: Layout, prefix: int) -> int:
+        """Automatic prefix caching (on by default in V1): a request's full blocks are hashed and
+        shared (vllm/v1/core/kv_cache_utils.py hash_block_tokens covers full blocks only), in the
+        full-attention and MLA groups; the partial last block and sliding-window groups are per request."""
+        groups = getattr(layout, "groups", ())
+        return sum(prefix // g.block_tokens for g in groups if g.type in ("full", "mla"))
+
     def reads_log(self, text: str) -> bool:
         return "vllm" in text.lower() or "KV cache" in text or "GPU blocks" in text
 
@@ -383,7 +426,9 @@ class Vllm(Engine):
 def serve_args(r: CapacityResult, *, model: str, sequences: int, kv_flag: str, default_utilization: float) -> list[str]:
     """`vllm serve` flags (vllm/engine/arg_utils.py)."""
     util = r.settings.get("gpu_memory_utilization", default_utilization)
-    args = ["vllm", "serve", model, "--max-model-len", str(r.context), "--max-num-seqs", str(sequences)]
+    # --max-num-seqs is per engine core: with DP attention each of the dp ranks schedules its own share.
+    per_core = -(-sequences // r.dp)
+    args = ["vllm", "serve", model, "--max-model-len", str(r.context), "--max-num-seqs", str(per_core)]
     if r.kv_cache_memory_given:
         args += ["--kv-cache-memory", str(r.available_kv_bytes)]
     else:
@@ -394,8 +439,12 @@ def serve_args(r: CapacityResult, *, model: str, sequences: int, kv_flag: str, d
         args += ["-tp", str(r.tp)]
     if r.pp > 1:
         args += ["-pp", str(r.pp)]
-    if r.replicas > 1:
+    if r.dp > 1:
+        args += ["--data-parallel-size", str(r.dp)]  # DP attention: one engine core per rank
+    elif r.replicas > 1:
         args += ["-dp", str(r.replicas)]
+    if r.ep:
+        args += ["--enable-expert-parallel"]
     if r.block_tokens != 16:
         args += ["--block-size", str(r.block_tokens)]
     default_tokens, _ = batch_defaults(r.breakdown["device_total_bytes"])
@@ -551,6 +600,83 @@ def compare_log(facts: LogFacts, spec: ModelSpec, gpu: GPU | None, result: Any, 
     result.rows = rows
 
 
+# ---- failed starts: the refusals, read in the engine's source ---------------------------------------
+
+FAILURES: tuple[Pattern, ...] = (
+    # vllm/v1/core/kv_cache_utils.py _check_enough_kv_cache_memory @001cabc (0.19); the estimate
+    # clause arrived in 0.8.5 (vllm#16118); "models's" is the engine's own spelling, later "model's".
+    Pattern(
+        KV_SHORT,
+        rf"To serve at least one request with the models?'s?'? max seq len \((?P<max_len>\d+)\),? \(?"
+        rf"(?P<needed_gib>{NUMBER}) GiB KV cache is needed, which is larger than the available KV cache memory "
+        rf"\((?P<available_gib>{NUMBER}) GiB\)\.?(?: (?:Based on the available memory, the e|E)stimated maximum "
+        rf"model length is (?P<estimated_len>\d+))?",
+        "vllm/v1/core/kv_cache_utils.py _check_enough_kv_cache_memory (V1, 0.8-0.19)",
+        "KV cache sizing",
+    ),
+    # vllm/worker/worker.py raise_if_cache_size_invalid (V0 engine, 0.2.7-0.10).
+    Pattern(
+        KV_SHORT,
+        r"The model's max seq len \((?P<max_len>\d+)\) is larger than the maximum number of tokens that can be "
+        r"stored in KV cache \((?P<kv_tokens>\d+)\)",
+        "vllm/worker/worker.py raise_if_cache_size_invalid (V0, 0.2.7-0.10)",
+        "KV cache sizing",
+    ),
+    # Same two functions, when available memory <= 0 (V1) or num_gpu_blocks <= 0 (V0).
+    Pattern(
+        NO_KV_MEMORY,
+        r"No available memory for the cache blocks",
+        "vllm/v1/core/kv_cache_utils.py _check_enough_kv_cache_memory; V0 worker.py raise_if_cache_size_invalid",
+        "KV cache sizing",
+    ),
+    # vllm/v1/worker/gpu_worker.py determine_available_memory logs the budget; a negative one is
+    # what _check_enough_kv_cache_memory then refuses (logs cut before the ValueError show only this).
+    Pattern(
+        NO_KV_MEMORY,
+        rf"Available KV cache memory: (?P<available_gib>-{NUMBER}) ?GiB",
+        "vllm/v1/worker/gpu_worker.py determine_available_memory (V1, 0.8-0.19), refused in kv_cache_utils.py",
+        "KV cache sizing",
+    ),
+    # vllm/v1/worker/gpu_worker.py init_device (0.9+; the "cuda:N" device tag in later builds).
+    Pattern(
+        STARTUP_FREE,
+        rf"Free memory on device(?: (?P<device>\S+))? \((?P<free_gib>{NUMBER})/(?P<total_gib>{NUMBER}) GiB\) "
+        rf"on startup is less than desired GPU memory utilization "
+        rf"\((?P<fraction>{NUMBER}), (?P<requested_gib>{NUMBER}) GiB\)",
+        "vllm/v1/worker/gpu_worker.py Worker.init_device (0.9-0.19)",
+        "startup",
+    ),
+    # vllm/config/model.py ModelConfig.verify_with_parallel_config (vllm/config.py before 0.10).
+    Pattern(
+        TP_HEADS,
+        r"Total number of attention heads \((?P<heads>\d+)\) must be divisible by tensor parallel size \((?P<tp>\d+)\)",
+        "vllm/config/model.py ModelConfig.verify_with_parallel_config (0.2-0.19)",
+        "configuration",
+    ),
+    TORCH_OOM,
+    CUDA_ERROR_OOM,
+)
+
+# kvplan term -> where parse_log files the flag; flags `python -m vllm.entrypoints.openai.api_server`
+# spells on its command line (parse_log reads `vllm serve` lines and the non-default args).
+LOG_FLAG_KEYS = {
+    "context": ("max_model_len",),
+    "tp": ("tensor_parallel_size",),
+    "pp": ("pipeline_parallel_size",),
+    "fraction": ("gpu_memory_utilization",),
+    "kv_dtype": ("kv_cache_dtype",),
+    "max_num_seqs": ("max_num_seqs",),
+    "max_num_batched_tokens": ("max_num_batched_tokens",),
+}
+FAILURE_FLAGS = {
+    "gpu_memory_utilization": r"--gpu[-_]memory[-_]utilization[ =](" + NUMBER + ")",
+    "max_model_len": r"--max[-_]model[-_]len[ =](\d+)",
+    "tensor_parallel_size": r"(?:--tensor[-_]parallel[-_]size|-tp)[ =](\d+)",
+    "pipeline_parallel_size": r"(?:--pipeline[-_]parallel[-_]size|-pp)[ =](\d+)",
+    "max_num_seqs": r"--max[-_]num[-_]seqs[ =](\d+)",
+}
+
+
 V0_19 = Vllm(
     name="vllm",
     release="0.19",
@@ -574,6 +700,14 @@ V0_19 = Vllm(
     # compressed-tensors, bitsandbytes, ...); fp8.py Fp8Config: a 16-bit checkpoint with
     # --quantization fp8 is quantized at load (is_checkpoint_fp8_serialized False, dynamic scales).
     online_weight_dtypes=("fp8",),
+    failure_patterns=FAILURES,
+    failure_markers=("vllm", "gpu_model_runner", "gpu_worker", "EngineCore", "model_runner.py", "kv_cache_utils"),
+    failure_flag_patterns=FAILURE_FLAGS,
+    log_flag_keys=LOG_FLAG_KEYS,
+    fraction_setting="gpu_memory_utilization",
+    # gpu_model_runner.profile_run spreads max_num_batched_tokens over min(max_num_seqs, tokens) requests.
+    profile_by_seqs=True,
+    eager_flag="--enforce-eager",  # vllm/engine/arg_utils.py
     settings_read=(
         "gpu_memory_utilization",
         "block_size",
