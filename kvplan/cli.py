@@ -44,7 +44,18 @@ WeightsDtypeOpt = Annotated[
     Optional[str], typer.Option(help="weights dtype: fp32 bf16 fp16 fp8 int8 int4 mxfp4 (default: the model's)")
 ]
 ModelArg = Annotated[
-    str, typer.Argument(help="bundled name (see 'kvplan models'), a spec YAML, a config.json or a folder holding one")
+    str,
+    typer.Argument(
+        help="bundled name (see 'kvplan models'), a spec YAML, a config.json, a folder holding one, "
+        "or a Hugging Face repo org/name[@revision]"
+    ),
+]
+CheckpointOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        help="weights as stored in this checkpoint (headers only): a .safetensors or .gguf file, a folder, or a "
+        "Hub repo org/name[@rev][:file.gguf] (default: MODEL's own checkpoint, when it has one)"
+    ),
 ]
 
 
@@ -122,11 +133,12 @@ def estimate(
     pp: PpOpt = 1,
     overhead: Annotated[str, typer.Option(help="memory reserved per GPU beyond weights and KV, e.g. 2GiB")] = "0",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="also draw memory against context to this PNG")] = None,
+    checkpoint: CheckpointOpt = None,
     fmt: FormatOpt = "table",
 ) -> None:
     """KV cache, weights and total memory per GPU at each context length (ideal layout)."""
     with boundary():
-        from kvplan.catalog import resolve_model
+        from kvplan.catalog import resolve
         from kvplan.estimator import estimate as run
         from kvplan.units import parse_lengths, parse_size
 
@@ -135,13 +147,17 @@ def estimate(
             from kvplan.plot import check_plot_path
 
             check_plot_path(plot)  # before any output: a bad path or a missing extra ends here
-        spec = resolve_model(model)
+        if checkpoint and weights_dtype:
+            raise InvalidInput("pass --checkpoint or --weights-dtype, not both: each one sets the weights term")
+        resolved = resolve(model)
+        spec = resolved.spec
+        weights = weights_dtype or stored_weights(resolved, checkpoint)
         rows = run(
             spec,
             parse_lengths(context),
             batch=positive(batch, "batch"),
             kv_dtype_name=kv_dtype,
-            weights_dtype=weights_dtype,
+            weights_dtype=weights,
             tp=tp,
             pp=pp,
             gpu=lookup_gpu(gpu) if gpu else None,
@@ -163,6 +179,7 @@ def estimate(
         for r in rows:
             if r.note and fmt == "table":
                 err(f"note: {r.context:,} tokens is {r.note}")
+        source_notes(resolved, weights if not isinstance(weights, str) else None)
         if plot is not None:
             from kvplan.cli_cost import estimate_plot
 
@@ -170,6 +187,26 @@ def estimate(
 
 
 _GPU_KEYS = {"gpu_memory_bytes", "fits", "headroom_bytes"}
+
+
+def stored_weights(resolved, checkpoint: str | None):  # noqa: ANN001, ANN201
+    """``--checkpoint``'s headers, else MODEL's own checkpoint (Hub repo or local folder), else None."""
+    from kvplan.catalog import load_checkpoint
+
+    return load_checkpoint(checkpoint) if checkpoint else resolved.checkpoint()
+
+
+def source_notes(resolved, weights) -> None:  # noqa: ANN001
+    """On stderr: which spec was used (Hub names), what the importer assumed, the weights' source."""
+    if resolved.hub is not None or resolved.notes or weights is not None:
+        err(f"note: model: {resolved.origin}")
+    for line in resolved.notes:
+        err(f"note: {line}")
+    if weights is not None:
+        from kvplan.checkpoint import compare_weights
+
+        for line in report.weights_comparison_lines(compare_weights(weights, resolved.spec), source=weights.describe()):
+            err(f"note: {line}")
 
 
 # ---- models / show -------------------------------------------------------------------------
