@@ -202,6 +202,11 @@ def source_notes(resolved, weights) -> None:  # noqa: ANN001
         err(f"note: model: {resolved.origin}")
     for line in resolved.notes:
         err(f"note: {line}")
+    if weights is None and resolved.hub is not None:
+        err(
+            f"note: no safetensors headers for {resolved.hub[0]} (none in the repository, or offline and not "
+            "cached); weights from the architecture count"
+        )
     if weights is not None:
         from kvplan.checkpoint import compare_weights
 

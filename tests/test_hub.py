@@ -450,3 +450,13 @@ def test_cli_checkpoint_option_takes_gguf_weights(cli, tmp_path):
     assert both.exit_code == 2 and "not both" in both.stderr
     missing = cli("estimate", "llama-3.2-1b", "--checkpoint", str(tmp_path / "nope.gguf"))
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
+
+
+def test_separate_quantization_config_is_folded_in(hub):
+    config, tensors, _ = fp8_moe()
+    quant = config.pop("quantization_config")
+    hub.repos["org/moe-fp8"] = repo(
+        config, {"quantization_config.json": json.dumps(quant).encode(), **sharded(tensors)}
+    )
+    spec = resolve("org/moe-fp8").spec
+    assert spec.weights is not None and spec.weights.dtype == "fp8" and list(spec.weights.block) == [128, 128]
