@@ -20,6 +20,7 @@ from kvplan.cli import (
     boundary,
     check_format,
     err,
+    load_model,
     out,
     positive,
 )
@@ -37,7 +38,7 @@ COST_COLUMNS = [
     report.Column("bytes_total", "bytes moved", "bytes"),
     report.Column("arithmetic_intensity", "FLOP/byte", "float"),
     report.Column("time_s", "time (s)", "float"),
-    report.Column("metric", "is"),
+    report.Column("metric", "metric"),
     report.Column("tokens_per_s", "tokens/s", "float"),
     report.Column("bound", "bound"),
 ]
@@ -67,6 +68,13 @@ def cost(
     compute_eff: Annotated[float, typer.Option(help="fraction of peak FLOPs reached")] = 0.7,
     memory_eff: Annotated[float, typer.Option(help="fraction of peak memory bandwidth reached")] = 0.9,
     interconnect_eff: Annotated[float, typer.Option(help="fraction of interconnect bandwidth reached")] = 1.0,
+    engine: Annotated[str, typer.Option(help="whose kernel efficiencies the latency uses: vllm | trtllm")] = "vllm",
+    expert_parallel: Annotated[
+        bool, typer.Option("--expert-parallel", help="MoE experts split whole across the TP ranks (calibrated)")
+    ] = False,
+    latency: Annotated[
+        str, typer.Option("--latency", help="calibrated (per-operation, fitted) | roofline (whole step, --*-eff)")
+    ] = "calibrated",
     training: Annotated[bool, typer.Option("--training", help="training step: attention FLOPs, activations")] = False,
     attention: Annotated[str, typer.Option(help="with --training: full | s2 (LongLoRA shifted sparse)")] = "full",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="also draw memory and time to this PNG")] = None,
@@ -74,11 +82,10 @@ def cost(
 ) -> None:
     """Prefill and decode FLOPs, bytes moved and roofline time (TTFT, TPOT, tokens/s) per context."""
     with boundary():
-        from kvplan.catalog import resolve_model
         from kvplan.units import parse_lengths
 
         fmt = check_format(fmt)
-        spec = resolve_model(model)
+        spec = load_model(model)
         contexts = parse_lengths(context)
         positive(batch, "batch")
         if training:
@@ -96,6 +103,9 @@ def cost(
             weights_dtype=weights_dtype,
             compute=compute,
             effs=(compute_eff, memory_eff, interconnect_eff),
+            engine=engine,
+            latency=latency,
+            expert_parallel=expert_parallel,
             plot=plot,
             fmt=fmt,
         )
@@ -123,6 +133,9 @@ def _inference(spec: Any, contexts: list[int], *, gpu: str, plot: Optional[Path]
         weights_dtype=kw["weights_dtype"],
         compute_dtype=kw["compute"],
         efficiency=eff,
+        engine=kw["engine"],
+        model=kw["latency"],
+        expert_parallel=kw["expert_parallel"],
     )
     flat = []
     for row in rows:
@@ -130,11 +143,15 @@ def _inference(spec: Any, contexts: list[int], *, gpu: str, plot: Optional[Path]
             d = {"model": spec.name, "gpu": device.name, **phase.summary(), "metric": metric}
             d["tokens_per_s"] = phase.tokens / phase.time_s
             flat.append(d)
+    if kw["latency"] == "calibrated":
+        basis = f"time = per-operation latency with {rows[0].decode.engine} kernel efficiencies (kvplan.latency)"
+    else:
+        basis = f"time = whole-step roofline, {kw['compute']} peak x {eff.compute}, bandwidth x {eff.memory}"
     title = (
-        f"{spec.name} on {kw['tp']}x {device.name}: batch {kw['batch']}, {kw['compute']} peak x {eff.compute}, "
-        f"bandwidth x {eff.memory}; per GPU; TTFT = prefill of the batch, TPOT = one decode step (GiB = 2^30)"
+        f"{spec.name} on {kw['tp']}x {device.name}: batch {kw['batch']}; {basis}; per GPU; "
+        "TTFT = prefill of the batch, TPOT = one decode step (GiB = 2^30)"
     )
-    out(report.render(flat, COST_COLUMNS, fmt, title=title if fmt == "table" else None))
+    out(report.render(flat, COST_COLUMNS, fmt, title=title))
     if plot is not None:
         _cost_plot(spec, device, contexts, rows, plot, kw)
 
@@ -189,7 +206,7 @@ def _training(spec: Any, contexts: list[int], *, batch: int, attention: str, fmt
         f"{spec.name} training step (forward + 2x backward), batch {batch}; S2-Attn group = context/4; "
         "activations per Korthikanti et al. 2022 eq. 1, 16-bit, no recomputation (GiB = 2^30)"
     )
-    out(report.render(rows, TRAINING_COLUMNS, fmt, title=title if fmt == "table" else None))
+    out(report.render(rows, TRAINING_COLUMNS, fmt, title=title))
 
 
 # ---- rope ----------------------------------------------------------------------------------------
@@ -244,12 +261,11 @@ def rope(
 ) -> None:
     """RoPE scaling: frequencies, attention factor, new context, cost, and the rope_scaling block to paste."""
     with boundary():
-        from kvplan.catalog import resolve_model
         from kvplan.rope import METHODS
         from kvplan.units import parse_length
 
         fmt = check_format(fmt)
-        spec = resolve_model(model)
+        spec = load_model(model)
         positive(batch, "batch")
         if factor is not None and not 1 <= factor < float("inf"):
             raise InvalidInput(f"invalid RoPE factor {factor!r}; expected a finite number of at least 1")
