@@ -199,6 +199,8 @@ def fetch_config(ref: HubRef) -> HubSnapshot:
 
 def read_config(snapshot: HubSnapshot) -> dict[str, Any]:
     """config.json with a separate quantization_config.json folded in (as transformers reads it)."""
+    from kvplan.files import read_json
+
     data = read_json(snapshot.config)
     quant = snapshot.folder / "quantization_config.json"
     if isinstance(data, dict) and "quantization_config" not in data and quant.is_file():
@@ -242,15 +244,6 @@ def hub_error(exc: Exception, ref: HubRef, *, filename: str) -> KvplanError:
 def _status(exc: Exception) -> str:
     response = getattr(exc, "response", None)
     return f"HTTP {response.status_code}" if response is not None else type(exc).__name__
-
-
-def read_json(path: Path) -> Any:
-    """A downloaded JSON file; a damaged one is a one-line error (kvplan.catalog imports this module,
-    so its reader is not imported back)."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise InvalidInput(f"cannot read {str(path)!r} as JSON: {exc}") from None
 
 
 # ---- checkpoint headers ----------------------------------------------------------------------
@@ -317,6 +310,8 @@ def _remote_checkpoint(ref: HubRef, snapshot: HubSnapshot, *, source: str) -> Ch
     except InvalidInput:  # no index: a single-file checkpoint, or none at all
         shards = [SAFETENSORS_SINGLE]
     else:
+        from kvplan.files import read_json
+
         shards = index_shards(read_json(index_path), origin=f"{ref.repo_id}/{SAFETENSORS_INDEX}")
 
     def one(shard: str) -> list[TensorInfo]:
@@ -357,7 +352,12 @@ def folder_checkpoint(folder: Path, *, source: str, gguf: str | None = None) -> 
         if len(ggufs) == 1:
             return file_checkpoint(ggufs[0], source=f"{source}/{ggufs[0].name}")
         return None
-    shards = index_shards(read_json(index), origin=str(index)) if index.is_file() else [SAFETENSORS_SINGLE]
+    if index.is_file():
+        from kvplan.files import read_json
+
+        shards = index_shards(read_json(index), origin=str(index))
+    else:
+        shards = [SAFETENSORS_SINGLE]
     paths = [folder / s for s in shards]
     if not all(p.is_file() for p in paths):
         return None  # a snapshot holding the index but not every shard: read the rest remotely

@@ -4,15 +4,10 @@ import pytest
 
 from kvplan.capacity import setup
 from kvplan.catalog import load_bundled
-from kvplan.engines import (
-    ENGINES,
-    Settings,
-    get_engine,
-    llamacpp_pools,
-    sglang_mem_fraction,
-    usable_memory_bytes,
-    vllm_activation,
-)
+from kvplan.engines import ENGINES, Settings, get_engine, usable_memory_bytes
+from kvplan.engines.llamacpp import llamacpp_pools
+from kvplan.engines.sglang import mem_fraction as sglang_mem_fraction
+from kvplan.engines.vllm import activation as vllm_activation
 from kvplan.errors import InvalidInput
 from kvplan.hardware import resolve_gpu
 from kvplan.units import GIB, MIB
@@ -152,7 +147,7 @@ def test_vllm_chunked_local_attention():
 
 
 def _group_blocks(lay, kind, length):
-    from kvplan.engines import _vllm_group_blocks
+    from kvplan.engines.vllm import group_blocks as _vllm_group_blocks
 
     return sum(_vllm_group_blocks(g, length, mnbt=lay.mnbt) for g in lay.groups if g.type == kind)
 
