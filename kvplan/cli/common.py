@@ -67,7 +67,13 @@ ModelArg = Annotated[
     ),
 ]
 EngineOpt = Annotated[
-    str, typer.Option("--engine", "-e", help="ideal | vllm | sglang | trtllm | llamacpp | transformers")
+    str,
+    typer.Option(
+        "--engine",
+        "-e",
+        help="ideal | vllm | sglang | trtllm | llamacpp | transformers; the newest release kvplan knows, "
+        "or NAME@VERSION (vllm@0.19) for an older rule set",
+    ),
 ]
 SizeOpt = Optional[str]
 
