@@ -279,6 +279,8 @@ class Sglang(Engine):
         args += quantization_flag(r)
         if r.settings.get("swa_full_tokens_ratio") is not None:
             args += ["--swa-full-tokens-ratio", f"{r.settings['swa_full_tokens_ratio']:g}"]
+        if r.block_tokens != 1:  # server_args.py --page-size (default 1): the pool rounds to it
+            args += ["--page-size", str(r.block_tokens)]
         if r.tp > 1:
             args += ["--tp", str(r.tp)]
         if r.pp > 1:
