@@ -39,6 +39,7 @@ CheckpointOpt = Annotated[
 ESTIMATE_COLUMNS = [
     report.Column("context", "context", "int"),
     report.Column("kv_bytes_per_sequence", "KV / seq", "bytes"),
+    report.Column("kv_bytes_per_gpu", "KV / GPU", "bytes"),
     report.Column("kv_bytes_total", "KV total", "bytes"),
     report.Column("weights_bytes_per_gpu", "weights / GPU", "bytes"),
     report.Column("total_bytes_per_gpu", "total / GPU", "bytes"),
@@ -108,6 +109,8 @@ def estimate(
             if r.note and fmt in ("table", "markdown"):
                 err(f"note: {r.note}")
         source_notes(resolved, weights if not isinstance(weights, str) else None)
+        if first.kv_replication_note and fmt in ("table", "markdown"):
+            err(f"note: {first.kv_replication_note}")
         if plot is not None:
             estimate_plot(spec, rows, plot, gpu=lookup_gpu(gpu) if gpu else None)
 

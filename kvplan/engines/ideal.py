@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kvplan.engines.base import Engine
+from kvplan.engines.base import Engine, Layout, paged_prefix_bytes
 from kvplan.units import KV_DTYPES, WEIGHT_DTYPES
 
 
@@ -13,8 +13,12 @@ class Ideal(Engine):
     """The exact layout with all device memory for weights and KV: no engine runs with that budget,
     so it has no launch line (a vLLM line at 0.9 utilization would not match the answer)."""
 
+    def prefix_units(self, layout: Layout, prefix: int) -> int:
+        return paged_prefix_bytes(layout, prefix)  # exact: every prefix token stored once
+
 
 ENGINE = Ideal(
+    serves_http=False,  # a layout, not a server: no command line, nothing to deploy
     name="ideal",
     release="-",
     version="-",
