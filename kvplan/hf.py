@@ -186,7 +186,6 @@ _WINDOWED = {"mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "
              "gpt_oss", None}  # fmt: skip
 _MOE_DIALECTS = {"mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "deepseek_v2", "deepseek_v3", "gpt_oss", "jamba",
                  None}  # fmt: skip
-_LAYER_TYPES = ("full_attention", "sliding_attention", "chunked_attention", "linear_attention")
 _DTYPE_FALLBACK = "bf16"  # what serving engines load a checkpoint in when it does not say
 
 
@@ -323,6 +322,14 @@ class _Fields:
             raise InvalidInput(f"{self.origin}: {key}: expected {what}, got {value!r}")
         return value
 
+    def fact(self, key: str) -> int:
+        """A core fact (layers, heads, hidden size): read from the file, never from a class default."""
+        if self.raw.get(key) is None:
+            raise InvalidInput(
+                f"{self.origin}: {key} is missing; kvplan never assumes a layer count, head count or hidden size"
+            )
+        return self.need(key)
+
     def need(self, key: str, *, minimum: int = 1) -> int:
         value = self.integer(key, minimum=minimum)
         if value is None:
@@ -432,11 +439,11 @@ MAX_LAYERS = 100_000
 
 
 def _build(f: _Fields, *, raw_type: Any) -> dict[str, Any]:
-    hidden = f.need("hidden_size")
-    layers = f.need("num_hidden_layers")
+    hidden = f.fact("hidden_size")
+    layers = f.fact("num_hidden_layers")
     if layers > MAX_LAYERS:  # checked before any per-layer list is built (found by fuzzing)
         raise InvalidInput(f"{f.origin}: num_hidden_layers: {layers!r} is beyond {MAX_LAYERS:,} layers")
-    heads = f.need("num_attention_heads")
+    heads = f.fact("num_attention_heads")
     head_dim, v_head_dim = _head_dims(f, hidden=hidden, heads=heads)
     kinds, per_layer = _layout(f, layers=layers, max_pos=_max_positions(f))
     data: dict[str, Any] = {
@@ -463,7 +470,7 @@ def _build(f: _Fields, *, raw_type: Any) -> dict[str, Any]:
 
 def _head_dims(f: _Fields, *, hidden: int, heads: int) -> tuple[int, int | None]:
     """K head size (q/k for MLA: nope + rope) and V head size when it differs."""
-    if f.dialect in ("deepseek_v2", "deepseek_v3"):
+    if f.known("kv_lora_rank"):  # MLA: q/k head = nope + rope part; v head its own
         qk = f.need("qk_nope_head_dim") + f.need("qk_rope_head_dim")
         return qk, f.need("v_head_dim")
     explicit = None if f.dialect == "falcon" else f.integer("head_dim")  # FalconConfig.head_dim is a property
@@ -485,7 +492,7 @@ def _kv_heads(f: _Fields, *, heads: int) -> int:
         if f.flag("new_decoder_architecture") or not f.flag("multi_query"):
             return f.integer("num_kv_heads") or heads
         return 1
-    if f.dialect in ("deepseek_v2", "deepseek_v3"):
+    if f.known("kv_lora_rank"):
         return heads  # MLA expands the latent to every query head; num_key_value_heads carries no KV meaning
     kv = f.integer("num_key_value_heads")
     if kv is None:
@@ -519,7 +526,14 @@ def _dtype(f: _Fields) -> str:
         _note(f, f"no torch_dtype/dtype; dtype assumed {_DTYPE_FALLBACK}")
         return _DTYPE_FALLBACK
     key = canonical_dtype(str(value))
-    if key in ("fp32", "bf16", "fp16"):
+    if key == "fp32":
+        # Serving engines load a float32 checkpoint in 16-bit unless told otherwise: vLLM's dtype "auto"
+        # ("Downcast for float32 models", vllm/config/model.py) takes the platform's first supported
+        # dtype, bfloat16 on CUDA (older vLLM picked float16; both are 2 bytes per element).
+        _note(f, f"the checkpoint is float32; planned in the serving dtype {_DTYPE_FALLBACK} (pass --kv-dtype fp32 "
+              "or edit dtype for a float32 deployment)")
+        return _DTYPE_FALLBACK
+    if key in ("bf16", "fp16"):
         return key
     _note(f, f"dtype {value!r} is not a 16/32-bit float; dtype assumed {_DTYPE_FALLBACK}")
     return _DTYPE_FALLBACK
@@ -536,13 +550,24 @@ def _layout(f: _Fields, *, layers: int, max_pos: int) -> tuple[dict[str, dict[st
     """The layer kinds used and the kind name of every layer."""
     window = _window(f, max_pos=max_pos)
     types = _layer_types(f, layers=layers, window=window)
+    shared = _kv_shared_layers(f, layers=layers)
+    types = [f"{t}+shared" if i in shared and t in _ATTENTION_TYPES else t for i, t in enumerate(types)]
     by_type = {t: _kind(f, t, window=window) for t in dict.fromkeys(types)}  # each type once, in layer order
     return dict(by_type.values()), [by_type[t][0] for t in types]
 
 
+def _kv_shared_layers(f: _Fields, *, layers: int) -> set[int]:
+    """Gemma 3n / Gemma 4: the last ``num_kv_shared_layers`` layers reuse an earlier layer's K/V
+    (Gemma3nTextConfig.kv_sharing_modes: "reuse" from num_hidden_layers - num_kv_shared_layers on)."""
+    n = f.integer("num_kv_shared_layers", minimum=0) or 0
+    if n > layers:
+        raise InvalidInput(f"{f.origin}: num_kv_shared_layers ({n}) exceeds num_hidden_layers ({layers})")
+    return set(range(layers - n, layers))
+
+
 def _window(f: _Fields, *, max_pos: int) -> int | None:
     """The sliding window when it is active; None when absent, switched off or never binding."""
-    if f.dialect not in _WINDOWED:
+    if f.dialect not in _WINDOWED and "layer_types" not in f.raw:
         return None
     switchable = "use_sliding_window" in f.raw or "use_sliding_window" in f.defaults
     if switchable and not f.flag("use_sliding_window"):
@@ -556,22 +581,84 @@ def _window(f: _Fields, *, max_pos: int) -> int | None:
 def _layer_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
     """One HF layer-type name per layer (``full_attention``, ``sliding_attention``, ...)."""
     d = f.dialect
-    if d in ("deepseek_v2", "deepseek_v3"):
-        return ["mla"] * layers
     if d == "jamba":  # JambaConfig.layers_block_type
         period, offset = f.need("attn_layer_period"), f.need("attn_layer_offset", minimum=0)
         return ["full_attention" if i % period == offset else "mamba" for i in range(layers)]
-    explicit = f.raw.get("layer_types")
+    explicit = _explicit_types(f, layers=layers)
     if explicit is not None:
-        return _checked_types(f, explicit, layers=layers, window=window)
-    if d == "qwen3_next":  # (i + 1) % full_attention_interval -> linear
+        types = _checked_types(f, explicit, layers=layers, window=window)
+    elif d == "qwen3_next":  # (i + 1) % full_attention_interval -> linear
         every = f.need("full_attention_interval")
-        return ["linear_attention" if (i + 1) % every else "full_attention" for i in range(layers)]
-    if window is None:
-        if d is None:
+        types = ["linear_attention" if (i + 1) % every else "full_attention" for i in range(layers)]
+    elif d == "llama4":
+        types = _llama4_types(f, layers=layers)
+    elif window is None:
+        if d is None and not f.known("kv_lora_rank"):
             f.assume("every layer assumed full attention (no layer_types, no active sliding_window)")
-        return ["full_attention"] * layers
-    return [_sliding_rule(f, i) for i in range(layers)]
+        types = ["full_attention"] * layers
+    else:
+        types = [_sliding_rule(f, i) for i in range(layers)]
+    if f.known("kv_lora_rank"):  # MLA wherever the config carries a latent rank (DeepSeek, Kimi, MiniCPM3, GLM-5)
+        types = [_as_mla(f, t) for t in types]
+    return types
+
+
+def _as_mla(f: _Fields, layer_type: str) -> str:
+    if layer_type in ("full_attention", "mla", "indexed_attention"):
+        return "mla+indexer" if layer_type == "indexed_attention" else "mla"
+    if layer_type in _ATTENTION_TYPES:
+        raise InvalidInput(f"{f.origin}: {layer_type} layers with an MLA latent (kv_lora_rank) are not supported")
+    return layer_type
+
+
+def _llama4_types(f: _Fields, *, layers: int) -> list[str]:
+    """Llama4TextConfig.__post_init__: an empty or absent ``no_rope_layers`` is replaced by the
+    default (1 = RoPE + chunked local attention, 0 = every no_rope_layer_interval-th layer, NoPE, full)."""
+    flags = f.get("no_rope_layers") or [int((i + 1) % f.need("no_rope_layer_interval")) != 0 for i in range(layers)]
+    if len(flags) != layers:
+        raise InvalidInput(f"{f.origin}: no_rope_layers lists {len(flags)} layers but num_hidden_layers is {layers}")
+    if not f.raw.get("no_rope_layers"):
+        f.notes.append("no_rope_layers is empty: transformers' default applies (every 4th layer global, NoPE)")
+    chunk = f.integer("attention_chunk_size")
+    return ["chunked_attention" if flag and chunk else "nope_attention" for flag in flags]
+
+
+# Other spellings of a per-layer block list: the values below are each family's own words
+# (JambaConfig/ZambaConfig layers_block_type, GraniteMoeHybridConfig layer_types "mamba"/"attention",
+# transformers configuration_utils._LEGACY_LAYER_TYPE_REMAP).
+_TYPE_SPELLINGS = {
+    "attention": "full_attention",
+    "mamba": "linear_attention",
+    "deepseek_sparse_attention": "indexed_attention",
+    "mlp": "none",
+    "moe": "none",
+    "dummy": "none",
+}
+_ATTENTION_TYPES = ("full_attention", "sliding_attention", "chunked_attention", "nope_attention")
+_KNOWN_TYPES = (*_ATTENTION_TYPES[:3], "linear_attention", "indexed_attention", "none")
+
+
+def _explicit_types(f: _Fields, *, layers: int) -> list[Any] | None:
+    """A per-layer list under any of the names families use, or Nemotron-H's pattern string."""
+    for key in ("layer_types", "layers_block_type", "block_types"):
+        value = f.raw.get(key)
+        if value is not None:
+            return value
+    pattern = f.raw.get("hybrid_override_pattern")
+    if pattern is not None:
+        return _nemotron_pattern(f, pattern, layers=layers)
+    return None
+
+
+def _nemotron_pattern(f: _Fields, pattern: Any, *, layers: int) -> list[str]:
+    """NemotronHConfig.hybrid_override_pattern: one character per layer, M = Mamba2, * = attention,
+    - = MLP, E = MoE (configuration_nemotron_h.py _pattern_to_list)."""
+    chars = {"M": "linear_attention", "*": "full_attention", "-": "none", "E": "none"}
+    if not isinstance(pattern, str) or len(pattern) != layers or set(pattern) - set(chars):
+        raise InvalidInput(
+            f"{f.origin}: hybrid_override_pattern must hold one of M, *, -, E per layer ({layers}), got {pattern!r}"
+        )
+    return [chars[c] for c in pattern]
 
 
 def _sliding_rule(f: _Fields, i: int) -> str:
@@ -593,19 +680,33 @@ def _sliding_rule(f: _Fields, i: int) -> str:
 def _checked_types(f: _Fields, types: Any, *, layers: int, window: int | None) -> list[str]:
     if not isinstance(types, list) or len(types) != layers:
         raise InvalidInput(f"{f.origin}: layer_types must list one entry per layer ({layers}), got {types!r}")
-    accepted = {"linear_attention": f.dialect == "qwen3_next"}
     out = []
     for t in types:
-        if t not in _LAYER_TYPES or not accepted.get(t, True):
-            ok = ", ".join(x for x in _LAYER_TYPES if accepted.get(x, True))
-            raise InvalidInput(f"{f.origin}: layer_types entry {t!r} is not supported here; expected one of {ok}")
+        t = _TYPE_SPELLINGS.get(t, t) if isinstance(t, str) else t
+        if t not in _KNOWN_TYPES:
+            raise InvalidInput(
+                f"{f.origin}: layer_types entry {t!r} is a layer kind kvplan cannot describe; "
+                f"it reads {', '.join(_KNOWN_TYPES)} (and their older spellings)"
+            )
         out.append("full_attention" if t == "sliding_attention" and window is None else t)
     return out
 
 
 def _kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str, dict[str, Any]]:
+    base, _, extra = layer_type.partition("+")
+    name, kind = _base_kind(f, base, window=window)
+    if extra == "shared":
+        return f"{name}_shared", {**kind, "kv_shared": True}
+    if extra == "indexer":
+        return f"{name}_indexed", {**kind, "index_head_dim": f.need("index_head_dim")}
+    return name, kind
+
+
+def _base_kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str, dict[str, Any]]:
     if layer_type == "full_attention":
         return "full", {"type": "full"}
+    if layer_type == "nope_attention":
+        return "global", {"type": "full", "use_rope": False}
     if layer_type == "sliding_attention":
         kind: dict[str, Any] = {"type": "sliding", "window": window}
         local = _local_theta(f)
@@ -616,9 +717,46 @@ def _kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str, dict
         return "chunked", {"type": "chunked", "chunk": f.need("attention_chunk_size")}
     if layer_type == "mla":
         return "mla", _mla_kind(f)
-    if layer_type == "mamba":
+    if layer_type == "none":
+        return "mlp_only", {"type": "none"}
+    if layer_type == "indexed_attention":
+        raise InvalidInput(f"{f.origin}: indexed_attention layers without an MLA latent (kv_lora_rank) are not supported")
+    if layer_type == "mamba" or (layer_type == "linear_attention" and f.dialect == "jamba"):
         return "mamba", _mamba_kind(f)
-    return "deltanet", _deltanet_kind(f)
+    return _linear_kind(f)
+
+
+def _linear_kind(f: _Fields) -> tuple[str, dict[str, Any]]:
+    """A linear-attention layer, recognised by its state fields: Gated DeltaNet or Mamba2."""
+    if f.known("linear_num_value_heads") and f.dialect in _DELTANET_DIALECTS:
+        return "deltanet", _deltanet_kind(f)
+    if f.known("mamba_num_heads") or f.known("mamba_n_heads"):
+        return "mamba2", _mamba2_kind(f)
+    raise InvalidInput(
+        f"{f.origin}: linear_attention layers of model_type {f.raw.get('model_type')!r} keep a state kvplan "
+        "cannot read (it knows Mamba, Mamba2 and Qwen3-Next Gated DeltaNet fields)"
+    )
+
+
+# Dialects whose linear_attention layers are Qwen3-Next's Gated DeltaNet (modeling_qwen3_next.py,
+# modeling_qwen3_5.py: conv over q,k,v and a [v_heads, k_dim, v_dim] delta-rule state).
+_DELTANET_DIALECTS = {"qwen3_next", "qwen3_5", "qwen3_5_moe"}
+
+
+def _mamba2_kind(f: _Fields) -> dict[str, Any]:
+    """Mamba2 mixer (NemotronH, GraniteMoeHybrid, Bamba): d_inner = heads x head_dim, conv over
+    x, B and C (d_inner + 2 x n_groups x d_state)."""
+    heads = f.integer("mamba_num_heads") or f.need("mamba_n_heads")
+    head_dim = f.integer("mamba_head_dim") or f.need("mamba_d_head")
+    return {
+        "type": "recurrent",
+        "variant": "mamba2",
+        "d_inner": heads * head_dim,
+        "d_state": f.integer("ssm_state_size") or f.need("mamba_d_state"),
+        "d_conv": f.integer("conv_kernel") or f.need("mamba_d_conv"),
+        "n_groups": f.integer("n_groups") or f.need("mamba_n_groups"),
+        "n_heads": heads,
+    }
 
 
 def _mla_kind(f: _Fields) -> dict[str, Any]:

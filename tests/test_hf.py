@@ -175,8 +175,12 @@ def test_gemma3_vision_tower_is_named_and_nested_rope_parameters_read() -> None:
     assert new == imported("gemma-3-27b").spec.model_dump(exclude=labels)
 
 
-def test_float32_checkpoint_maps_to_fp32() -> None:
-    assert imported("gemma-2-9b").spec.dtype == "fp32"  # google/gemma-2-9b ships float32
+def test_float32_checkpoint_plans_in_the_serving_dtype() -> None:
+    # Issue 9 changed this: google/gemma-2-9b ships float32; it was planned at fp32 (4 bytes per
+    # element, twice the KV of a served model); engines serve it in bf16, so it is bf16 with a note.
+    result = imported("gemma-2-9b")
+    assert result.spec.dtype == "bf16"
+    assert any("the checkpoint is float32; planned in the serving dtype bf16" in w for w in result.warnings)
     assert imported("llama-2-7b").spec.dtype == "fp16"
     raw = json.loads((DATA / "llama-2-7b.json").read_text())
     v5 = {k: v for k, v in raw.items() if k != "torch_dtype"} | {"dtype": "bfloat16"}
@@ -299,7 +303,7 @@ def test_unknown_model_type_warns_once_with_every_assumption() -> None:
     result = spec_from_hf_config(listed, origin="cfg.json")
     assert "sliding_window assumed" not in result.warnings[0]
     assert result.spec.kind_counts == {"sliding": 20, "full": 12} and result.spec.layers.types is not None
-    with pytest.raises(InvalidInput, match="layer_types entry 'linear_attention' is not supported here"):
+    with pytest.raises(InvalidInput, match="linear_attention layers of model_type 'brandnew' keep a state kvplan"):
         spec_from_hf_config({**listed, "layer_types": ["linear_attention"] * 32}, origin="cfg.json")
 
 
@@ -506,11 +510,17 @@ def test_cli_import_to_stdout_with_name_and_warnings(cli) -> None:
 
 def test_cli_import_bad_file_is_one_line(cli, tmp_path: Path) -> None:
     bad = tmp_path / "config.json"
-    bad.write_text('{"model_type": "llama", "num_key_value_heads": 5}')
+    core = '"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32'
+    bad.write_text('{"model_type": "llama", "num_key_value_heads": 5, ' + core + "}")
     result = cli("import", str(bad))
     assert result.exit_code == 2
     assert result.output.strip().count("\n") == 0
     assert "not divisible by num_kv_heads (5)" in result.output
+    # a core fact is never a class default: LlamaConfig's 32 layers are not assumed
+    bad.write_text('{"model_type": "llama", "hidden_size": 4096, "num_attention_heads": 32}')
+    result = cli("import", str(bad))
+    assert result.exit_code == 2 and result.output.strip().count("\n") == 0
+    assert "num_hidden_layers is missing; kvplan never assumes a layer count" in result.output
 
 
 def test_cli_estimate_reads_config_json_and_folder(cli, tmp_path: Path) -> None:
