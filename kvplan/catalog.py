@@ -131,7 +131,14 @@ def resolve_model(arg: str) -> ModelSpec:
 
 
 def _from_hf(path: Path) -> ModelSpec:
-    data = read_json(path)
+    """A config.json: the spec, and every assumption as an :class:`~kvplan.errors.ImportNote` warning
+    (the same lines ``kvplan import`` prints)."""
+    import warnings
+
+    from kvplan.errors import ImportNote
     from kvplan.hf import spec_from_hf_config
 
-    return spec_from_hf_config(data, origin=str(path)).spec
+    result = spec_from_hf_config(read_json(path), origin=str(path))
+    for note in result.warnings:
+        warnings.warn(ImportNote(note), stacklevel=3)
+    return result.spec

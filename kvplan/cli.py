@@ -55,11 +55,23 @@ def err(message: str) -> None:
 
 @contextmanager
 def boundary() -> Iterator[None]:
-    """Turn library errors into one line per problem and an exit code; never a traceback."""
+    """Turn library errors into one line per problem and an exit code; never a traceback.
+    Import notes (assumptions made reading a config.json) print as warnings, whatever the command."""
+    import warnings
+
     from pydantic import ValidationError
 
+    from kvplan.errors import ImportNote
+
     try:
-        yield
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ImportNote)
+            try:
+                yield
+            finally:
+                for note in caught:
+                    if issubclass(note.category, ImportNote):
+                        err(f"kvplan: warning: {note.message}")
     except KvplanError as exc:
         for line in str(exc).splitlines() or ["error"]:
             err(f"kvplan: error: {line}")

@@ -180,6 +180,17 @@ _KEY_ALIASES = {
                "n_head_kv": "num_kv_heads"},
     "gpt_oss": {"experts_per_token": "num_experts_per_tok", "num_experts": "num_local_experts"},
 }  # fmt: skip
+# The names other families give the core facts (their config classes' attribute_map in transformers
+# 5.24: GPT2Config/BloomConfig n_layer, n_head, n_embd; MptConfig n_layers, n_heads, d_model, max_seq_len;
+# ChatGLM multi_query_group_num). Read under any dialect when the Llama name is absent.
+_CORE_ALIASES = {
+    "num_hidden_layers": ("n_layer", "n_layers", "num_layers"),
+    "num_attention_heads": ("n_head", "n_heads", "num_heads"),
+    "hidden_size": ("n_embd", "n_embed", "d_model"),
+    "head_dim": ("kv_channels",),  # JetMoeConfig, Megatron: the per-head K/V width
+    "max_position_embeddings": ("n_positions", "max_seq_len", "max_sequence_length", "seq_length"),
+    "intermediate_size": ("ffn_dim",),  # OPTConfig
+}
 
 # Dialects whose modeling code honours a sliding window (the others ignore the field).
 _WINDOWED = {"mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "phi3",
@@ -391,6 +402,10 @@ def _rename(raw: dict[str, Any], dialect: str | None) -> dict[str, Any]:
     for old, new in _KEY_ALIASES.get(dialect or "", {}).items():
         if old in out and new not in out:
             out[new] = out[old]
+    for new, olds in _CORE_ALIASES.items():
+        for old in olds:
+            if out.get(new) is None and isinstance(out.get(old), int) and not isinstance(out.get(old), bool):
+                out[new] = out[old]
     if raw.get("model_type") == "RefinedWeb" and "new_decoder_architecture" not in out:
         # falcon-40b's RW config: always the "large" decoder (TGI flash_rw_modeling: RefinedWeb -> FlashRWLargeLayer).
         out["new_decoder_architecture"] = True
@@ -440,12 +455,13 @@ MAX_LAYERS = 100_000
 
 def _build(f: _Fields, *, raw_type: Any) -> dict[str, Any]:
     hidden = f.fact("hidden_size")
-    layers = f.fact("num_hidden_layers")
+    layers = _layer_count(f)
     if layers > MAX_LAYERS:  # checked before any per-layer list is built (found by fuzzing)
         raise InvalidInput(f"{f.origin}: num_hidden_layers: {layers!r} is beyond {MAX_LAYERS:,} layers")
     heads = f.fact("num_attention_heads")
     head_dim, v_head_dim = _head_dims(f, hidden=hidden, heads=heads)
     kinds, per_layer = _layout(f, layers=layers, max_pos=_max_positions(f))
+    _refuse_unread_state(f, kinds)
     data: dict[str, Any] = {
         "family": raw_type if isinstance(raw_type, str) else None,
         "notes": f"imported from a Hugging Face config.json (model_type {raw_type!r})",
@@ -468,6 +484,38 @@ def _build(f: _Fields, *, raw_type: Any) -> dict[str, Any]:
     return {k: v for k, v in data.items() if v is not None or k == "rope"}
 
 
+# Field-name prefixes of a per-sequence recurrent or convolution state (Mamba, SSM, linear
+# attention, short convolutions, RWKV, xLSTM). A config carrying one whose layout gave no
+# recurrent layer holds a state kvplan did not read: refused rather than planned as attention.
+_STATE_FIELDS = ("mamba_", "ssm_", "linear_", "conv_L_cache", "short_conv", "rwkv", "xlstm", "lru_", "mlstm",
+                 "slstm", "recurrent_", "time_mix", "kda_", "lightning_")  # fmt: skip
+
+
+def _refuse_unread_state(f: _Fields, kinds: dict[str, dict[str, Any]]) -> None:
+    if any(k["type"] == "recurrent" for k in kinds.values()):
+        return
+    found = sorted(
+        key for key, value in f.raw.items()
+        if value not in (None, False, 0, [], {}) and key.lower().startswith(_STATE_FIELDS)
+    )  # fmt: skip
+    if found:
+        raise InvalidInput(
+            f"{f.origin}: the config carries recurrent-state fields ({', '.join(found[:4])}) but no per-layer "
+            "layout kvplan can read for them; refusing rather than planning every layer as attention"
+        )
+
+
+def _layer_count(f: _Fields) -> int:
+    """num_hidden_layers; NemotronHConfig deprecates it for the length of its per-layer list
+    (layers_block_type, or the older hybrid_override_pattern string), which is then the fact."""
+    if f.raw.get("num_hidden_layers") is None:
+        for key in ("layers_block_type", "hybrid_override_pattern"):
+            listed = f.raw.get(key)
+            if isinstance(listed, (list, str)) and listed and len(listed) <= MAX_LAYERS:
+                return len(listed)
+    return f.fact("num_hidden_layers")
+
+
 def _head_dims(f: _Fields, *, hidden: int, heads: int) -> tuple[int, int | None]:
     """K head size (q/k for MLA: nope + rope) and V head size when it differs."""
     if f.known("kv_lora_rank"):  # MLA: q/k head = nope + rope part; v head its own
@@ -475,7 +523,8 @@ def _head_dims(f: _Fields, *, hidden: int, heads: int) -> tuple[int, int | None]
         return qk, f.need("v_head_dim")
     explicit = None if f.dialect == "falcon" else f.integer("head_dim")  # FalconConfig.head_dim is a property
     if explicit is not None:
-        return explicit, None
+        v = f.integer("v_head_dim")  # MiMo-V2-Flash: K 192, V 128 (v_proj: num_kv_heads * v_head_dim)
+        return explicit, v if v is not None and v != explicit else None
     if hidden % heads:
         raise InvalidInput(
             f"{f.origin}: head_dim is absent and hidden_size ({hidden}) is not divisible by "
@@ -503,6 +552,12 @@ def _kv_heads(f: _Fields, *, heads: int) -> int:
 
 
 def _intermediate(f: _Fields, *, hidden: int) -> int | None:
+    listed = f.raw.get("intermediate_size")
+    if isinstance(listed, list):  # Gemma 3n: one width per layer
+        if not listed or len(set(map(repr, listed))) != 1:
+            raise InvalidInput(f"{f.origin}: intermediate_size differs between layers ({listed!r}); kvplan's "
+                               "spec has one dense MLP width")
+        f.raw["intermediate_size"] = listed[0]
     if f.dialect == "falcon":
         return f.integer("ffn_hidden_size") or 4 * hidden  # FalconConfig: ffn_hidden_size None -> 4 * hidden
     if f.dialect is None and not _expert_count(f):
@@ -709,6 +764,9 @@ def _base_kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str,
         return "global", {"type": "full", "use_rope": False}
     if layer_type == "sliding_attention":
         kind: dict[str, Any] = {"type": "sliding", "window": window}
+        factor = _SLIDING_KV_FACTOR.get(f.raw.get("model_type"))
+        if factor:
+            kind["num_kv_heads"] = factor * f.need("num_key_value_heads")
         local = _local_theta(f)
         if local is not None:
             kind["rope_theta"] = local
@@ -726,9 +784,15 @@ def _base_kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str,
     return _linear_kind(f)
 
 
+# Model types whose sliding layers hold more KV heads than num_key_value_heads says, by a factor
+# fixed in the modeling code: modeling_mimo_v2_flash.py MiMoV2FlashAttention
+# (num_key_value_heads * 2 if is_swa), transformers 5.24.0.
+_SLIDING_KV_FACTOR = {"mimo_v2_flash": 2}
+
+
 def _linear_kind(f: _Fields) -> tuple[str, dict[str, Any]]:
     """A linear-attention layer, recognised by its state fields: Gated DeltaNet or Mamba2."""
-    if f.known("linear_num_value_heads") and f.dialect in _DELTANET_DIALECTS:
+    if f.known("linear_num_value_heads") and (f.dialect or f.raw.get("model_type")) in _DELTANET_DIALECTS:
         return "deltanet", _deltanet_kind(f)
     if f.known("mamba_num_heads") or f.known("mamba_n_heads"):
         return "mamba2", _mamba2_kind(f)
@@ -740,7 +804,7 @@ def _linear_kind(f: _Fields) -> tuple[str, dict[str, Any]]:
 
 # Dialects whose linear_attention layers are Qwen3-Next's Gated DeltaNet (modeling_qwen3_next.py,
 # modeling_qwen3_5.py: conv over q,k,v and a [v_heads, k_dim, v_dim] delta-rule state).
-_DELTANET_DIALECTS = {"qwen3_next", "qwen3_5", "qwen3_5_moe"}
+_DELTANET_DIALECTS = {"qwen3_next", "qwen3_5", "qwen3_5_moe", "qwen3_5_text", "qwen3_5_moe_text"}
 
 
 def _mamba2_kind(f: _Fields) -> dict[str, Any]:
@@ -900,8 +964,16 @@ def _global_rope_block(f: _Fields) -> dict[str, Any] | None:
     if params is not None:
         if not isinstance(params, dict):
             raise InvalidInput(f"{f.origin}: rope_parameters: expected an object, got {params!r}")
-        nested = params.get("full_attention")
-        return dict(nested) if isinstance(nested, dict) else dict(params)
+        per_type = set(params) & {"full_attention", "sliding_attention", "chunked_attention", "linear_attention"}
+        if not per_type:
+            return dict(params)
+        # one block per layer type (Gemma 3, 4): the full-attention layers' block is the model's;
+        # a null one (no RoPE on global layers) leaves plain RoPE with the local layers' base
+        nested = params.get("full_attention") or next(
+            (params[k] for k in sorted(per_type) if isinstance(params[k], dict)), None
+        )
+        block = {k: v for k, v in (nested or {}).items() if k in ("rope_theta", "partial_rotary_factor")}
+        return dict(nested) if isinstance(params.get("full_attention"), dict) else block
     scaling = f.raw.get("rope_scaling")
     if scaling is None and f.dialect == "gpt_oss":
         return dict(_GPT_OSS_ROPE)
