@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import math
 import re
 import signal
@@ -37,7 +38,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 LENGTH = 40  # one prompt: beyond every (cut) window, inside every real context
 WINDOW = 16  # windows and chunks longer than this are cut to it (both sides see the same config)
@@ -49,6 +50,7 @@ TYPE_SECONDS = 60  # a skeleton slower than this on one CPU thread is reported, 
 STATUSES = ("exact", "refused", "wrong", "n.a.")
 START, END = "<!-- registry-sweep:start -->", "<!-- registry-sweep:end -->"
 COMMAND = "python benchmarks/registry_sweep.py --write docs/accuracy.md"
+TRUTH = Path(__file__).with_name("registry_truth.json")  # measured bytes per model type (--measure)
 
 _MLP_KEYS = ("intermediate_size", "moe_intermediate_size", "shared_expert_intermediate_size", "ffn_hidden_size",
              "intermediate_size_mlp", "expert_intermediate_size", "shared_intermediate_size", "n_inner",
@@ -196,50 +198,69 @@ def _run(config: Any, text: Any) -> Any:
     except Exception:  # noqa: BLE001 - data-dependent ops (routing, masks) need real values
         params = sum(p.numel() for p in model.parameters())
         if params > CPU_PARAMS:
-            raise _NotApplicable(f"needs real values and its skeleton still has {params / 1e6:,.0f}M parameters") from None
+            what = f"needs real values and its skeleton still has {params / 1e6:,.0f}M parameters"
+            raise _NotApplicable(what) from None
         return _forward(_decoder_model(config, text, device="cpu"), device="cpu")
 
 
 # ---- one type ------------------------------------------------------------------------------
 
 
-def sweep_type(model_type: str) -> Row:
+class _Skeleton(NamedTuple):
+    config: Any  # the whole config (multimodal wrapper included), shrunk in place
+    text: Any  # its decoder config
+
+
+def skeleton(model_type: str) -> _Skeleton | str:
+    """The shrunk default config of ``model_type``, or why there is none."""
     from transformers import CONFIG_MAPPING
 
     try:
         config = CONFIG_MAPPING[model_type]()
     except Exception as exc:  # noqa: BLE001 - any failure is the finding
-        return Row(model_type, "n.a.", reason=f"config has no usable defaults ({_short(exc)})")
+        return f"config has no usable defaults ({_short(exc)})"
     if getattr(config, "is_encoder_decoder", False):
-        return Row(model_type, "n.a.", reason="encoder-decoder (cross-attention cache of an encoder)")
+        return "encoder-decoder (cross-attention cache of an encoder)"
     try:
         text = config.get_text_config(decoder=True)
-    except Exception as exc:  # noqa: BLE001
-        return Row(model_type, "n.a.", reason=f"no decoder config ({_short(exc)})")
-    try:
         _shrink(text)
     except Exception as exc:  # noqa: BLE001
-        return Row(model_type, "n.a.", reason=f"config rejects a skeleton ({_short(exc)})")
+        return f"config rejects a skeleton ({_short(exc)})"
+    return _Skeleton(config, text)
+
+
+def measure(model_type: str) -> int | str:
+    """Bytes of the cache transformers holds after the prefill, or why nothing was measured."""
+    built = skeleton(model_type)
+    if isinstance(built, str):
+        return built
     try:
-        cache = _run(config, text)
+        cache = _run(built.config, built.text)
     except _NotApplicable as exc:
-        return Row(model_type, "n.a.", reason=str(exc))
+        return str(exc)
     except Exception as exc:  # noqa: BLE001
-        return Row(model_type, "n.a.", reason=f"does not build or run on CPU ({_short(exc)})")
+        return f"does not build or run on CPU ({_short(exc)})"
     if cache is None:
-        return Row(model_type, "n.a.", reason="no cache after a forward pass with use_cache")
-    truth = measured_bytes(cache)
-    if truth == 0:
-        return Row(model_type, "n.a.", reason="the cache holds no tensors")
-    return _compare(model_type, config, truth)
+        return "no cache after a forward pass with use_cache"
+    return measured_bytes(cache) or "the cache holds no tensors"
 
 
-def _compare(model_type: str, config: Any, truth: int) -> Row:
+def sweep_type(model_type: str, truth: int | str | None = None) -> Row:
+    """One type: measured now, or from ``truth`` (bytes, or the reason nothing was measured)."""
+    truth = measure(model_type) if truth is None else truth
+    if isinstance(truth, str):
+        return Row(model_type, "n.a.", reason=truth)
+    built = skeleton(model_type)
+    if isinstance(built, str):
+        return Row(model_type, "n.a.", reason=built)
+    return compare(model_type, built.config.to_dict(), truth)
+
+
+def compare(model_type: str, data: dict[str, Any], truth: int) -> Row:
     from kvplan.errors import InvalidInput
     from kvplan.hf import spec_from_hf_config
     from kvplan.transformers_layout import transformers_cache_bytes
 
-    data = config.to_dict()
     try:
         spec = spec_from_hf_config(data, origin=f"{model_type} defaults").spec
         estimate = transformers_cache_bytes(spec, LENGTH, "bf16")
@@ -250,6 +271,20 @@ def _compare(model_type: str, config: Any, truth: int) -> Row:
     if estimate == truth:
         return Row(model_type, "exact", truth, estimate)
     return Row(model_type, "wrong", truth, estimate, reason=f"kvplan {estimate:,} B vs transformers {truth:,} B")
+
+
+# ---- stored measurements -------------------------------------------------------------------
+# What transformers holds does not depend on kvplan: the measurements are stored (bytes, or the
+# reason a type has none) and kvplan's side is recomputed against them in seconds. ``--measure``
+# rebuilds the skeletons (tens of minutes for the whole registry on a shared 2-core machine).
+
+
+def load_truth(path: Path = TRUTH) -> dict[str, int | str]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save_truth(truth: dict[str, int | str], path: Path = TRUTH) -> None:
+    path.write_text(json.dumps(dict(sorted(truth.items())), indent=1) + "\n")
 
 
 def _short(exc: BaseException) -> str:
@@ -266,7 +301,10 @@ def registry_types() -> list[str]:
     return sorted(set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES) | set(MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES))
 
 
-def sweep(types: list[str] | None = None, *, progress: bool = False) -> list[Row]:
+def sweep(
+    types: list[str] | None = None, *, progress: bool = False, stored: dict[str, int | str] | None = None
+) -> list[Row]:
+    """Every type (or ``types``); measured now unless ``stored`` holds its measurement."""
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -278,13 +316,16 @@ def sweep(types: list[str] | None = None, *, progress: bool = False) -> list[Row
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _time_limit(TYPE_SECONDS):
             warnings.simplefilter("ignore")
             try:
-                row = sweep_type(model_type)
+                row = sweep_type(model_type, (stored or {}).get(model_type))
             except _TimeUp:
                 row = Row(model_type, "n.a.", reason=f"skeleton did not finish within {TYPE_SECONDS} s on CPU")
         rows.append(row)
         if progress:
-            print(f"{model_type}: {row.status} ({time.perf_counter() - started:.1f} s) {row.reason[:100]}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"{model_type}: {row.status} ({time.perf_counter() - started:.1f} s) {row.reason[:100]}",
+                file=sys.stderr,
+                flush=True,
+            )
     return rows
 
 
@@ -351,8 +392,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", type=Path, help="replace the coverage section of this markdown file")
     parser.add_argument("--types", help="comma-separated model types (default: the whole registry)")
+    parser.add_argument("--measure", action="store_true", help=f"rebuild the skeletons and update {TRUTH.name}")
     args = parser.parse_args(argv)
-    rows = sweep(args.types.split(",") if args.types else None, progress=True)
+    types = args.types.split(",") if args.types else None
+    stored = load_truth()
+    if args.measure:
+        rows = sweep(types, progress=True)
+        stored.update({r.model_type: r.measured if r.measured is not None else r.reason for r in rows})
+        save_truth(stored)
+    rows = sweep(types, progress=not stored, stored=stored)
     section = markdown(rows)
     if args.write:
         write_section(args.write, section)

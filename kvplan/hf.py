@@ -108,6 +108,15 @@ CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
         "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "num_experts_per_tok": 8,
         "moe_intermediate_size": 2048, "moe_layer_freq": 1,
     },
+    "deepseek_v32": {  # DeepseekV32Config: DeepSeek-V3 plus the DSA indexer (index_head_dim per token cached)
+        "vocab_size": 129280, "hidden_size": 7168, "intermediate_size": 18432, "num_hidden_layers": 61,
+        "num_attention_heads": 128, "num_key_value_heads": 128, "max_position_embeddings": 163840,
+        "tie_word_embeddings": False, "rope_theta": 10000.0, "first_k_dense_replace": 3,
+        "kv_lora_rank": 512, "q_lora_rank": 1536, "n_routed_experts": 256, "n_shared_experts": 1,
+        "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "num_experts_per_tok": 8,
+        "moe_intermediate_size": 2048, "moe_layer_freq": 1, "index_head_dim": 128, "index_n_heads": 64,
+        "index_topk": 2048,
+    },
     "phi3": {  # Phi3Config
         "vocab_size": 32064, "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32,
         "num_attention_heads": 32, "num_key_value_heads": None, "head_dim": None,
@@ -195,8 +204,8 @@ _CORE_ALIASES = {
 # Dialects whose modeling code honours a sliding window (the others ignore the field).
 _WINDOWED = {"mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "phi3",
              "gpt_oss", None}  # fmt: skip
-_MOE_DIALECTS = {"mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "deepseek_v2", "deepseek_v3", "gpt_oss", "jamba",
-                 None}  # fmt: skip
+_MOE_DIALECTS = {"mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "deepseek_v2", "deepseek_v3", "deepseek_v32",
+                 "gpt_oss", "jamba", None}  # fmt: skip
 _DTYPE_FALLBACK = "bf16"  # what serving engines load a checkpoint in when it does not say
 
 
@@ -284,7 +293,7 @@ def spec_from_hf_config(config: Any, *, origin: str, name: str | None = None) ->
         raise InvalidInput(f"{origin}: a config.json must hold a JSON object, got {type(config).__name__}")
     raw, outer_type, notes = _unwrap(config)
     model_type = raw.get("model_type")
-    dialect = _dialect(model_type)
+    dialect = _dialect(model_type, config.get("architectures"))
     f = _Fields(_rename(raw, dialect), CLASS_DEFAULTS.get(dialect, {}), origin=origin, dialect=dialect)
     data = _build(f, raw_type=model_type if model_type is not None else outer_type)
     data["name"] = _spec_name(name, config, origin, model_type)
@@ -390,11 +399,29 @@ def _unwrap(config: dict[str, Any]) -> tuple[dict[str, Any], Any, list[str]]:
     return inner, outer, notes
 
 
-def _dialect(model_type: Any) -> str | None:
-    if not isinstance(model_type, str):
-        return None
-    key = _ALIASES.get(model_type, model_type)
-    return key if key in CLASS_DEFAULTS else None
+def _dialect(model_type: Any, architectures: Any = None) -> str | None:
+    """The config class whose defaults and rules apply: by model_type, else by the architecture
+    class the checkpoint names (Kimi K2 ships model_type kimi_k2 with DeepseekV3ForCausalLM)."""
+    key = _ALIASES.get(model_type, model_type) if isinstance(model_type, str) else None
+    if key in CLASS_DEFAULTS:
+        return key
+    if isinstance(architectures, list):
+        for arch in architectures:
+            if arch in _ARCHITECTURES:
+                return _ARCHITECTURES[arch]
+    return None
+
+
+# Architecture classes (config.json "architectures") -> the dialect whose modeling they run
+# (transformers 5.24 models/auto/modeling_auto.py MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, reversed).
+_ARCHITECTURES = {
+    "LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "MixtralForCausalLM": "mixtral",
+    "Qwen2ForCausalLM": "qwen2", "Qwen2MoeForCausalLM": "qwen2_moe", "Qwen3ForCausalLM": "qwen3",
+    "Qwen3MoeForCausalLM": "qwen3_moe", "Gemma2ForCausalLM": "gemma2", "DeepseekV2ForCausalLM": "deepseek_v2",
+    "DeepseekV3ForCausalLM": "deepseek_v3", "DeepseekV32ForCausalLM": "deepseek_v32",
+    "Phi3ForCausalLM": "phi3", "GptOssForCausalLM": "gpt_oss", "CohereForCausalLM": "cohere",
+    "Olmo2ForCausalLM": "olmo2", "JambaForCausalLM": "jamba", "Qwen3NextForCausalLM": "qwen3_next",
+}  # fmt: skip
 
 
 def _rename(raw: dict[str, Any], dialect: str | None) -> dict[str, Any]:
@@ -555,8 +582,10 @@ def _intermediate(f: _Fields, *, hidden: int) -> int | None:
     listed = f.raw.get("intermediate_size")
     if isinstance(listed, list):  # Gemma 3n: one width per layer
         if not listed or len(set(map(repr, listed))) != 1:
-            raise InvalidInput(f"{f.origin}: intermediate_size differs between layers ({listed!r}); kvplan's "
-                               "spec has one dense MLP width")
+            raise InvalidInput(
+                f"{f.origin}: intermediate_size differs between layers ({listed!r}); kvplan's "
+                "spec has one dense MLP width"
+            )
         f.raw["intermediate_size"] = listed[0]
     if f.dialect == "falcon":
         return f.integer("ffn_hidden_size") or 4 * hidden  # FalconConfig: ffn_hidden_size None -> 4 * hidden
@@ -585,8 +614,11 @@ def _dtype(f: _Fields) -> str:
         # Serving engines load a float32 checkpoint in 16-bit unless told otherwise: vLLM's dtype "auto"
         # ("Downcast for float32 models", vllm/config/model.py) takes the platform's first supported
         # dtype, bfloat16 on CUDA (older vLLM picked float16; both are 2 bytes per element).
-        _note(f, f"the checkpoint is float32; planned in the serving dtype {_DTYPE_FALLBACK} (pass --kv-dtype fp32 "
-              "or edit dtype for a float32 deployment)")
+        _note(
+            f,
+            f"the checkpoint is float32; planned in the serving dtype {_DTYPE_FALLBACK} (pass --kv-dtype fp32 "
+            "or edit dtype for a float32 deployment)",
+        )
         return _DTYPE_FALLBACK
     if key in ("bf16", "fp16"):
         return key
@@ -653,6 +685,9 @@ def _layer_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
         types = ["full_attention"] * layers
     else:
         types = [_sliding_rule(f, i) for i in range(layers)]
+    if explicit is None and f.known("index_head_dim"):
+        # DeepseekV32Config / GlmMoeDsaConfig.__post_init__: layer_types default to indexed_attention
+        types = ["indexed_attention" if t == "full_attention" else t for t in types]
     if f.known("kv_lora_rank"):  # MLA wherever the config carries a latent rank (DeepSeek, Kimi, MiniCPM3, GLM-5)
         types = [_as_mla(f, t) for t in types]
     return types
@@ -778,7 +813,9 @@ def _base_kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str,
     if layer_type == "none":
         return "mlp_only", {"type": "none"}
     if layer_type == "indexed_attention":
-        raise InvalidInput(f"{f.origin}: indexed_attention layers without an MLA latent (kv_lora_rank) are not supported")
+        raise InvalidInput(
+            f"{f.origin}: indexed_attention layers without an MLA latent (kv_lora_rank) are not supported"
+        )
     if layer_type == "mamba" or (layer_type == "linear_attention" and f.dialect == "jamba"):
         return "mamba", _mamba_kind(f)
     return _linear_kind(f)
@@ -897,10 +934,10 @@ def _moe(f: _Fields, *, layers: int) -> dict[str, Any] | None:
         shared = f.integer("shared_expert_intermediate_size", minimum=0)
         if shared:  # one gated shared expert (Qwen2MoeSparseMoeBlock.shared_expert_gate)
             moe |= {"num_shared_experts": 1, "shared_intermediate_size": shared, "shared_expert_gate": True}
-    if d in ("deepseek_v2", "deepseek_v3"):
+    if d in ("deepseek_v2", "deepseek_v3", "deepseek_v32"):
         moe["num_shared_experts"] = f.integer("n_shared_experts", minimum=0) or 0
         moe["first_dense_layers"] = min(f.integer("first_k_dense_replace", minimum=0) or 0, layers)
-        moe["router_bias"] = d == "deepseek_v3"  # DeepseekV3TopkRouter.e_score_correction_bias
+        moe["router_bias"] = d != "deepseek_v2"  # DeepseekV3TopkRouter.e_score_correction_bias
     if d == "gpt_oss":
         moe |= {"router_bias": True, "expert_bias": True}  # GptOssTopKRouter.bias; GptOssExperts *_bias
     first = moe.get("first_dense_layers", 0)
@@ -922,7 +959,7 @@ def _expert_size(f: _Fields) -> int:
 def _dense_layers(f: _Fields, *, layers: int) -> list[int]:
     """Layers whose MLP is dense in an MoE model."""
     d = f.dialect
-    if d in ("deepseek_v2", "deepseek_v3"):
+    if d in ("deepseek_v2", "deepseek_v3", "deepseek_v32"):
         # DeepSeek remote modeling and vLLM deepseek_v2.py: MoE iff i >= first_k_dense_replace
         # and i % moe_layer_freq == 0 (transformers 5.24 has no moe_layer_freq: always 1).
         k, freq = f.integer("first_k_dense_replace", minimum=0) or 0, f.integer("moe_layer_freq") or 1
