@@ -23,6 +23,7 @@ from kvplan.engines import (
     check_fraction,
     check_kv_dtype,
     check_parallel_for,
+    check_weights_dtype,
     engine_layout,
     get_engine,
     plan_for,
@@ -33,6 +34,7 @@ from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import check_parallel
 from kvplan.params import weight_bytes_per_stage
+from kvplan.quant import alternatives, default_dtype, storage
 from kvplan.spec import ModelSpec
 from kvplan.units import MAX_CONTEXT, canonical_dtype, kv_dtype, weight_dtype
 
@@ -68,6 +70,8 @@ class Setup:
     stages: tuple[Stage, ...]
     max_num_batched_tokens: int
     max_num_seqs: int
+    weights_format: str = ""  # the stored format in words ("fp8, block 128x128, fp32 scales (as shipped)")
+    weights_shipped: bool = True  # False: a conversion of the published checkpoint (online fp8, GGUF, ...)
 
     @property
     def replicas(self) -> int:
@@ -110,7 +114,9 @@ def setup(
     if canonical_dtype(kv_name) not in VLLM_PER_TOKEN_HEAD:
         kv_name = kv_dtype(kv_name).name  # unknown names fail here with the list of dtypes
     kv_name = check_kv_dtype(profile, kv_name)
-    w_name = canonical_dtype(weight_dtype(weights_dtype or spec.dtype).name)
+    w_name = canonical_dtype(weight_dtype(weights_dtype).name) if weights_dtype else None
+    w_name = check_weights_dtype(profile, w_name or default_dtype(spec, loads=profile.weight_dtypes))
+    w_store = storage(spec, w_name)
     check_parallel(spec, tp=tp, pp=pp)  # tp divides the query heads, pp <= layers
     check_parallel_for(profile, spec, tp=tp, pp=pp)
     memo = {} if memo is None else memo
@@ -150,7 +156,8 @@ def setup(
         )
         for i in range(len(plan.stages))
     )
-    return Setup(spec, profile, gpu, tp, pp, gpus, kv_name, w_name, settings, stages, mnbt, seqs)
+    return Setup(spec, profile, gpu, tp, pp, gpus, kv_name, w_name, settings, stages, mnbt, seqs, w_store.label,
+                 w_store.shipped)  # fmt: skip
 
 
 def _engine_default_kv(engine: EngineProfile, spec: ModelSpec) -> str:
@@ -328,6 +335,8 @@ class CapacityResult:
     reason: str | None = None
     nearest: list[dict[str, Any]] = field(default_factory=list)
     kv_cache_memory_given: bool = False
+    weights_format: str = ""
+    weights_shipped: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -402,6 +411,8 @@ def capacity(
         budget_rule=b.rule,
         settings=_settings_dict(s, b),
         kv_cache_memory_given=kv_cache_memory is not None,
+        weights_format=s.weights_format,
+        weights_shipped=s.weights_shipped,
     )
     if not fits:
         result.reason = _reason(s, context, one)
@@ -452,15 +463,17 @@ def _reason(s: Setup, context: int, one: int) -> str:
 def nearest_fits(s: Setup, context: int, *, limit: int = 3) -> list[dict[str, Any]]:
     """Configurations close to ``s`` where one sequence of ``context`` fits, fewest GPUs first.
 
-    Tries a shorter context, then more tensor parallelism, then 8-bit KV and 8/4-bit weights
-    (each a change users make), keeping the same GPU type.
+    Tries a shorter context, then more tensor parallelism, then 8-bit KV and the weight formats the
+    checkpoint ships or the engine makes from it (:func:`kvplan.quant.alternatives`), keeping the
+    same GPU type.
     """
     out: list[dict[str, Any]] = []
     one = max_context(s)
     if one:
         out.append({"change": f"--context {one}", "context": one, "tp": s.tp, "gpus": s.tp * s.pp})
     kvs = [s.kv_dtype] + [k for k in ("fp8", "q8_0") if k in s.engine.kv_dtypes and k != s.kv_dtype][:1]
-    weights = [s.weights_dtype] + [w for w in ("fp8", "int4") if w != s.weights_dtype]
+    weights = alternatives(s.spec, current=s.weights_dtype, loads=s.engine.weight_dtypes,
+                           online=s.engine.online_weight_dtypes)  # fmt: skip
     tps = [t for t in (1, 2, 4, 8) if t >= s.tp] if s.engine.supports_tp else [s.tp]
     for tp in tps:
         for w in weights:

@@ -6,16 +6,22 @@ as ``kvplan/model_specs``; both places are searched.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import ValidationError
 
-from kvplan.errors import InvalidInput, did_you_mean
+from kvplan.errors import InvalidInput, KvplanError, did_you_mean
 from kvplan.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from kvplan.checkpoint import CheckpointWeights
 
 _HERE = Path(__file__).resolve().parent
 
@@ -113,32 +119,134 @@ def load_spec_file(path: Path) -> ModelSpec:
     return spec_from_dict(read_yaml(path), origin=str(path))
 
 
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A MODEL argument resolved: the spec, which source gave it, and where its weights can be read."""
+
+    spec: ModelSpec
+    origin: str  # one line for the user: "bundled spec 'qwen3-32b'", "Hub Qwen/Qwen3-32B@1a2b3c4 config.json"
+    notes: tuple[str, ...] = ()  # importer warnings and fallbacks, one line each
+    hub: Any = None  # kvplan.hub.HubRef + HubSnapshot when the Hub named it
+    folder: Path | None = None  # a local folder that may hold the checkpoint's files
+
+    def checkpoint(self) -> CheckpointWeights | None:
+        """The weights as stored, from the checkpoint's headers; None where there is no checkpoint."""
+        if self.hub is not None:
+            from kvplan.hub import hub_checkpoint
+
+            ref, snapshot = self.hub
+            return hub_checkpoint(ref, snapshot)
+        if self.folder is not None:
+            from kvplan.hub import folder_checkpoint  # reads local files only; no huggingface_hub import
+
+            return folder_checkpoint(self.folder, source=str(self.folder))
+        return None
+
+
 def resolve_model(arg: str) -> ModelSpec:
-    """A MODEL argument: bundled name, spec YAML, HF ``config.json``, or a folder holding one."""
+    """A MODEL argument: bundled name, spec YAML, HF ``config.json``, a folder holding one, or a Hub repo.
+
+    What the importer assumed (a config.json's notes) is issued as :class:`~kvplan.errors.ImportNote`
+    warnings, the lines ``kvplan import`` prints; the CLI boundary shows them for every command."""
+    import warnings
+
+    from kvplan.errors import ImportNote
+
+    resolved = resolve(arg)
+    for note in resolved.notes:
+        warnings.warn(ImportNote(note), stacklevel=2)
+    return resolved.spec
+
+
+def resolve(arg: str) -> ResolvedModel:
+    """:func:`resolve_model` with where the spec came from; the one place a MODEL argument is read."""
     path = Path(arg)
     if path.is_dir():
         config = path / "config.json"
         if not config.is_file():
             raise InvalidInput(f"folder {arg!r} holds no config.json")
-        return _from_hf(config)
+        return _local_config(config, folder=path)
     if path.suffix.lower() in (".yaml", ".yml", ".json") or path.exists():
         if not path.is_file():
             raise InvalidInput(f"model file {arg!r} does not exist")
         if path.suffix.lower() == ".json":
-            return _from_hf(path)
-        return load_spec_file(path)
-    return load_bundled(arg)
+            return _local_config(path, folder=path.parent)
+        return ResolvedModel(load_spec_file(path), f"spec file {arg}")
+    if "/" in arg:
+        from kvplan.hub import parse_hub_ref  # kvplan.hub imports huggingface_hub only inside its functions
+
+        ref = parse_hub_ref(arg)
+        if ref is not None:
+            return _from_hub(ref)
+        raise InvalidInput(
+            f"model {arg!r} is neither a file nor a Hub repository name (org/name[@revision] or hf://org/name)"
+        )
+    spec = load_bundled(arg)
+    return ResolvedModel(spec, f"bundled spec {spec.name!r}")
 
 
-def _from_hf(path: Path) -> ModelSpec:
-    """A config.json: the spec, and every assumption as an :class:`~kvplan.errors.ImportNote` warning
-    (the same lines ``kvplan import`` prints)."""
-    import warnings
+def _local_config(path: Path, *, folder: Path) -> ResolvedModel:
+    result = _import_hf(read_json(path), origin=str(path))
+    return ResolvedModel(result.spec, f"config {path}", tuple(result.warnings), folder=folder)
 
-    from kvplan.errors import ImportNote
+
+def _import_hf(data: Any, *, origin: str, name: str | None = None) -> Any:
     from kvplan.hf import spec_from_hf_config
 
-    result = spec_from_hf_config(read_json(path), origin=str(path))
-    for note in result.warnings:
-        warnings.warn(ImportNote(note), stacklevel=3)
-    return result.spec
+    return spec_from_hf_config(data, origin=origin, name=name)
+
+
+def _from_hub(ref: Any) -> ResolvedModel:
+    """A Hub repository: its config through the cache, or the bundled spec whose ``source`` it is."""
+    from kvplan.hub import fetch_config, read_config
+
+    bundled = bundled_for_repo(ref.repo_id)
+    try:
+        snapshot = fetch_config(ref)
+    except KvplanError as exc:
+        if bundled is None or ref.revision:
+            raise
+        # Offline or unreachable, but kvplan ships this model: use it and say why.
+        note = (
+            f"the Hub could not be read ({exc}); used the bundled spec {bundled.name!r}, weights from the architecture"
+        )
+        return ResolvedModel(bundled, f"bundled spec {bundled.name!r} (source {ref.repo_id})", (note,))
+    result = _import_hf(
+        read_config(snapshot), origin=f"{snapshot} config.json", name=ref.repo_id.split("/")[-1].lower()
+    )
+    source = f"https://huggingface.co/{ref.repo_id}/blob/{snapshot.commit}/config.json"
+    result = dataclasses.replace(result, spec=result.spec.model_copy(update={"source": source}))
+    hub = (ref, snapshot)
+    if bundled is not None:
+        differs = architecture_differences(bundled, result.spec)
+        if not differs:
+            origin = f"bundled spec {bundled.name!r} ({ref.repo_id}; its config at {snapshot.commit[:7]} matches)"
+            return ResolvedModel(bundled, origin, hub=hub)
+        note = f"the bundled spec {bundled.name!r} differs from this config ({', '.join(differs)}); used the config"
+        return ResolvedModel(result.spec, f"Hub {snapshot} config.json", (note, *result.warnings), hub=hub)
+    return ResolvedModel(result.spec, f"Hub {snapshot} config.json", tuple(result.warnings), hub=hub)
+
+
+# The facts that decide the KV cache and the weights; a bundled spec agreeing on all of them is the same model.
+_ARCHITECTURE_FIELDS = (
+    "hidden_size", "vocab_size", "num_layers", "num_attention_heads", "num_kv_heads", "head_dim",
+    "intermediate_size", "tie_word_embeddings", "layer_kind_names", "max_position_embeddings",
+)  # fmt: skip
+
+
+def architecture_differences(a: ModelSpec, b: ModelSpec) -> list[str]:
+    return [f for f in _ARCHITECTURE_FIELDS if getattr(a, f) != getattr(b, f)]
+
+
+def bundled_for_repo(repo_id: str) -> ModelSpec | None:
+    """The bundled spec whose ``source`` is this Hub repository (case-insensitive), if any."""
+    wanted = repo_id.lower()
+    for name in bundled_names():
+        spec = load_bundled(name)
+        match = _HF_SOURCE.search(spec.source or "")
+        if match and match.group(1).lower() == wanted:
+            return spec
+    return None
+
+
+_HF_SOURCE = re.compile(r"huggingface\.co/([^/\s]+/[^/\s]+)")

@@ -186,7 +186,7 @@ def _mix(lengths, weights, mean, parse_lengths, parse_length):  # noqa: ANN001, 
 def _print_capacity(r, fmt: str, command: str) -> None:  # noqa: ANN001
     title = (
         f"{r.model} on {r.gpus} x {r.gpu} ({r.engine} {r.engine_version}), TP {r.tp} PP {r.pp}, "
-        f"KV {r.kv_dtype}, weights {r.weights_dtype}, context {r.context:,} (GiB = 2^30)"
+        f"KV {r.kv_dtype}, weights {r.weights_format or r.weights_dtype}, context {r.context:,} (GiB = 2^30)"
     )
     rows = [{"field": k, "value": report.human_bytes(getattr(r, k)) if kind == "bytes" else _num(getattr(r, k), kind)}
             for k, kind in CAPACITY_FIELDS if getattr(r, k) is not None]  # fmt: skip

@@ -43,6 +43,7 @@ from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import cache_plan, check_parallel, recurrent_state_elements
 from kvplan.params import attention_parts, count_params, mlp_parts, parts_bytes, weight_bytes_per_gpu
+from kvplan.quant import shipped_dtype
 from kvplan.spec import LayerKind, ModelSpec, ceil_div
 from kvplan.units import kv_dtype, weight_dtype
 
@@ -325,7 +326,7 @@ def step_bytes(
     weights_dtype: str | None = None,
 ) -> Bytes:
     """Bytes one GPU reads and writes in one prefill or decode step."""
-    w_name = weight_dtype(weights_dtype or spec.dtype).name
+    w_name = weight_dtype(weights_dtype or shipped_dtype(spec)).name
     plan = cache_plan(spec, kv_dtype_name, tp=tp, mla="latent")
     tokens = batch * (context if phase == "prefill" else 1)
     weights = weight_bytes_per_gpu(spec, w_name, tp=tp) - untouched_expert_bytes(

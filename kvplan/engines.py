@@ -25,7 +25,7 @@ from kvplan.hardware import GPU
 from kvplan.memory import CachePlan, LayerCache, StagePlan, cache_plan, recurrent_state_elements
 from kvplan.params import weight_bytes_per_stage
 from kvplan.spec import ModelSpec, ceil_div
-from kvplan.units import GIB, KV_DTYPES, MIB, canonical_dtype
+from kvplan.units import GIB, KV_DTYPES, MIB, WEIGHT_DTYPES, canonical_dtype
 
 EngineName = Literal["ideal", "vllm", "sglang", "trtllm", "llamacpp", "transformers"]
 
@@ -42,6 +42,10 @@ class EngineProfile:
     kv_dtype_flags: dict[str, str] = field(default_factory=dict)  # kvplan name -> the engine's spelling
     tp_needs_kv_divisor: bool = True  # kv_heads % tp == 0 or tp % kv_heads == 0 (head replication)
     supports_tp: bool = True
+    # Weight formats the engine loads from a checkpoint, and those it makes itself from a 16-bit one
+    # (online quantization or its own conversion tool): suggestions never leave these.
+    weight_dtypes: tuple[str, ...] = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "mxfp4", "nf4")
+    online_weight_dtypes: tuple[str, ...] = ()
 
 
 ENGINES: dict[str, EngineProfile] = {
@@ -52,6 +56,8 @@ ENGINES: dict[str, EngineProfile] = {
         budget_rule="device memory - weights - user overhead",
         kv_dtypes=tuple(KV_DTYPES),
         tp_needs_kv_divisor=False,
+        weight_dtypes=tuple(WEIGHT_DTYPES),
+        online_weight_dtypes=("fp8", "int4"),
     ),
     "vllm": EngineProfile(
         name="vllm",
@@ -72,6 +78,10 @@ ENGINES: dict[str, EngineProfile] = {
             "int8_per_token_head": "int8_per_token_head",
             "fp8_per_token_head": "fp8_per_token_head",
         },
+        # vllm/model_executor/layers/quantization/__init__.py QUANTIZATION_METHODS (fp8, mxfp4, awq, gptq,
+        # compressed-tensors, bitsandbytes, ...); fp8.py Fp8Config: a 16-bit checkpoint with
+        # --quantization fp8 is quantized at load (is_checkpoint_fp8_serialized False, dynamic scales).
+        online_weight_dtypes=("fp8",),
     ),
     "sglang": EngineProfile(
         name="sglang",
@@ -88,6 +98,9 @@ ENGINES: dict[str, EngineProfile] = {
             "fp8_e4m3": "fp8_e4m3",
             "fp8_e5m2": "fp8_e5m2",
         },
+        # python/sglang/srt/layers/quantization/__init__.py BASE_QUANTIZATION_METHODS; --quantization fp8
+        # on a 16-bit checkpoint quantizes at load (fp8.py Fp8Config is_checkpoint_fp8_serialized False).
+        online_weight_dtypes=("fp8",),
     ),
     "trtllm": EngineProfile(
         name="trtllm",
@@ -97,6 +110,9 @@ ENGINES: dict[str, EngineProfile] = {
         budget_rule="free memory after load and activations x free_gpu_memory_fraction (0.9)",
         kv_dtypes=("bf16", "fp16", "fp8", "int8"),
         kv_dtype_flags={"bf16": "auto", "fp16": "auto", "fp8": "fp8", "int8": "int8"},
+        # tensorrt_llm/quantization/mode.py QuantAlgo (FP8, FP8_BLOCK_SCALES, W4A16_AWQ, W4A16_GPTQ,
+        # W4A8_MXFP4_FP8, ...) read from pre-quantized (ModelOpt / HF) checkpoints; no online quantization.
+        weight_dtypes=("bf16", "fp16", "fp8", "int8", "int4", "mxfp4"),
     ),
     "llamacpp": EngineProfile(
         name="llamacpp",
@@ -108,6 +124,11 @@ ENGINES: dict[str, EngineProfile] = {
         kv_dtype_flags={"fp16": "f16", "bf16": "bf16", "fp32": "f32", "q8_0": "q8_0", "q4_0": "q4_0"},
         tp_needs_kv_divisor=False,
         supports_tp=False,
+        # GGUF tensor types (ggml.h ggml_type: F32, F16, BF16, Q8_0, Q6_K, Q5_K, Q4_K, Q4_0, MXFP4); no fp8
+        # type exists, convert_hf_to_gguf.py dequantizes fp8 checkpoints. convert --outtype q8_0 and
+        # llama-quantize make the smaller types from a 16-bit GGUF.
+        weight_dtypes=("fp32", "fp16", "bf16", "q8_0", "q6_k", "q5_k", "q4_k", "q4_0", "mxfp4"),
+        online_weight_dtypes=("q8_0", "q4_k"),
     ),
     "transformers": EngineProfile(
         name="transformers",
@@ -118,6 +139,9 @@ ENGINES: dict[str, EngineProfile] = {
         kv_dtype_flags={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"},
         tp_needs_kv_divisor=False,
         supports_tp=False,
+        # transformers/quantizers/auto.py: finegrained fp8, mxfp4, awq, gptq, compressed-tensors, bitsandbytes;
+        # BitsAndBytesConfig(load_in_4bit / load_in_8bit) quantizes a 16-bit checkpoint at load.
+        online_weight_dtypes=("nf4", "int8"),
     ),
 }
 
@@ -197,6 +221,16 @@ def check_kv_dtype(engine: EngineProfile, kv_dtype_name: str) -> str:
         raise InvalidInput(
             f"engine {engine.name!r} does not store a KV cache in {kv_dtype_name!r}; "
             f"it accepts {', '.join(engine.kv_dtypes)}"
+        )
+    return name
+
+
+def check_weights_dtype(engine: EngineProfile, weights_dtype_name: str) -> str:
+    name = canonical_dtype(weights_dtype_name)
+    if name not in engine.weight_dtypes:
+        raise InvalidInput(
+            f"engine {engine.name!r} does not load {weights_dtype_name!r} weights; "
+            f"it runs {', '.join(engine.weight_dtypes)}"
         )
     return name
 

@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING
 
 from kvplan.memory import cache_plan
 from kvplan.params import weight_bytes_per_gpu
+from kvplan.quant import shipped_dtype
 from kvplan.units import canonical_dtype, kv_dtype, weight_dtype
 
 if TYPE_CHECKING:  # the GPU schema is built only when a GPU is asked for
+    from kvplan.checkpoint import CheckpointWeights
     from kvplan.hardware import GPU
     from kvplan.spec import ModelSpec
 
@@ -38,6 +40,7 @@ class EstimateRow:
     fits: bool | None = None
     headroom_bytes: int | None = None
     note: str | None = None
+    weights_source: str = "architecture"  # or the checkpoint whose headers gave the bytes
 
     def model_dump(self) -> dict:
         return asdict(self)
@@ -49,7 +52,7 @@ def estimate(
     *,
     batch: int = 1,
     kv_dtype_name: str | None = None,
-    weights_dtype: str | None = None,
+    weights_dtype: str | CheckpointWeights | None = None,
     tp: int = 1,
     pp: int = 1,
     gpu: GPU | None = None,
@@ -57,13 +60,19 @@ def estimate(
 ) -> list[EstimateRow]:
     """One row per context length: KV per sequence and batch, weights and total per GPU.
 
+    ``weights_dtype`` is a dtype applied to the architecture count, or a checkpoint's headers
+    (:class:`kvplan.checkpoint.CheckpointWeights`), whose bytes are then the weights term.
     ``overhead_bytes`` is what the user reserves per GPU beyond weights and KV (the ideal layout
     adds nothing of its own; engine budgets come with ``kvplan capacity``).
     """
     kv_name = kv_dtype(kv_dtype_name or spec.dtype).name
-    w_name = weight_dtype(weights_dtype or spec.dtype).name
+    if weights_dtype is None or isinstance(weights_dtype, str):
+        w_name = weight_dtype(weights_dtype or shipped_dtype(spec)).name
+        w_label, w_source, weights_from = canonical_dtype(w_name), "architecture", w_name
+    else:
+        w_label, w_source, weights_from = weights_dtype.label, weights_dtype.describe(), weights_dtype
     plan = cache_plan(spec, kv_name, tp=tp, pp=pp)
-    weights = weight_bytes_per_gpu(spec, w_name, tp=tp, pp=pp)
+    weights = weight_bytes_per_gpu(spec, weights_from, tp=tp, pp=pp)
     rows = []
     for length in contexts:
         per_gpu = batch * plan.bytes_per_sequence_per_gpu(length)
@@ -75,7 +84,8 @@ def estimate(
                 context=length,
                 batch=batch,
                 kv_dtype=kv_name,
-                weights_dtype=canonical_dtype(w_name),
+                weights_dtype=w_label,
+                weights_source=w_source,
                 tp=tp,
                 pp=pp,
                 kv_bytes_per_token=plan.bytes_per_token,

@@ -24,6 +24,7 @@ import yaml
 from pydantic import ValidationError
 
 from kvplan.errors import InvalidInput
+from kvplan.quant import format_from_config
 from kvplan.spec import ModelSpec
 from kvplan.units import canonical_dtype
 
@@ -298,7 +299,8 @@ def spec_from_hf_config(config: Any, *, origin: str, name: str | None = None) ->
     data = _build(f, raw_type=model_type if model_type is not None else outer_type)
     data["name"] = _spec_name(name, config, origin, model_type)
     data["source"] = str(config.get("_name_or_path") or origin)
-    warnings = notes + _quantization_note(config) + _mtp_note(config) + f.notes
+    data["weights"], quant_notes = format_from_config(config)  # kvplan.quant: the checkpoint's weight format
+    warnings = notes + quant_notes + _mtp_note(config) + f.notes
     if dialect is None:
         warnings.insert(0, _unknown_warning(model_type, f.assumed))
     return ImportResult(_validate(data, origin=origin), warnings, origin)
@@ -448,17 +450,6 @@ def _spec_name(name: str | None, config: dict[str, Any], origin: str, model_type
         candidate = path.parent.name if path.name == "config.json" else path.stem
     slug = re.sub(r"[^a-z0-9._-]+", "-", candidate.rstrip("/").split("/")[-1].lower()).strip("-.")
     return slug or str(model_type or "imported-model")
-
-
-def _quantization_note(config: dict[str, Any]) -> list[str]:
-    quant = config.get("quantization_config")
-    if not isinstance(quant, dict):
-        return []
-    method = quant.get("quant_method", "unknown")
-    return [
-        f"the checkpoint is quantized (quantization_config quant_method {method!r}); the spec keeps the "
-        "unquantized dtype, pass --weights-dtype to size the stored weights"
-    ]
 
 
 def _mtp_note(config: dict[str, Any]) -> list[str]:

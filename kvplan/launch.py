@@ -117,11 +117,13 @@ def _transformers(r: CapacityResult, model: str, seqs: int) -> list[str]:
 def _quantization_flag(r: CapacityResult) -> list[str]:
     """fp8 weights from a 16-bit checkpoint: both vLLM and SGLang quantize online with
     ``--quantization fp8`` (vLLM docs "FP8 W8A8", dynamic per-tensor scales; SGLang server_args)."""
-    return ["--quantization", "fp8"] if r.weights_dtype == "fp8" else []
+    return ["--quantization", "fp8"] if r.weights_dtype == "fp8" and not r.weights_shipped else []
 
 
 def launch_notes(r: CapacityResult) -> list[str]:
     """What the command line alone cannot say: weights that need a pre-quantized checkpoint."""
+    if r.weights_shipped:
+        return []  # the checkpoint's own format: the engine reads its quantization_config
     if r.weights_dtype in ("int4", "int8"):
         return [
             f"{r.weights_dtype} weights need a pre-quantized checkpoint (e.g. AWQ/GPTQ for int4, W8A8 for int8): "

@@ -3,16 +3,22 @@
 Every resident weight is described as a :class:`Part`: how many parameters one tensor-parallel
 rank holds, and whether the weight dtype applies to it (decoder linear layers and experts) or it
 stays in the model's 16-bit dtype (embeddings, norms, biases, routers), which is what vLLM and
-llama.cpp do with quantized checkpoints. Counting at ``tp=1`` gives the model's parameter count.
+llama.cpp do with quantized checkpoints. Quantized bytes include the format's scales and zero
+points (:mod:`kvplan.quant`); the default is the format the published checkpoint ships.
+Counting at ``tp=1`` gives the model's parameter count.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Union
 
+from kvplan.quant import Storage, storage, storage_for_name
 from kvplan.spec import LayerKind, ModelSpec, ceil_div
-from kvplan.units import WEIGHT_DTYPES, weight_dtype
+from kvplan.units import WEIGHT_DTYPES
+
+if TYPE_CHECKING:
+    from kvplan.checkpoint import CheckpointWeights
 
 
 class Part(NamedTuple):
@@ -189,13 +195,13 @@ def _sum(parts: list[Part]) -> int:
     return sum(p.params for p in parts)
 
 
-def parts_bytes(parts: list[Part], dtype: str, model_dtype: str) -> int:
-    """Bytes of ``parts``: quantizable ones in ``dtype``, the rest in the 16-bit model dtype."""
-    quant = weight_dtype(dtype)
+def parts_bytes(parts: list[Part], dtype: str | Storage, model_dtype: str) -> int:
+    """Bytes of ``parts``: quantizable ones in ``dtype`` (a name or a checkpoint's
+    :class:`~kvplan.quant.Storage`, scales and zero points included), the rest in 16 bit."""
+    st = dtype if isinstance(dtype, Storage) else storage_for_name(dtype)
+    quant = st.dtype
     keep = quant if quant.bytes_per_element >= 2 else WEIGHT_DTYPES[_sixteen_bit(model_dtype)]
-    # MXFP4 as released (gpt-oss model card: "MXFP4 quantization of the MoE weights") covers the
-    # routed experts only; attention, router, embeddings and head stay 16-bit.
-    applies = (lambda p: p.quantizable and p.expert) if quant.name == "mxfp4" else (lambda p: p.quantizable)
+    applies = (lambda p: p.quantizable and p.expert) if st.experts_only else (lambda p: p.quantizable)
     q = sum(p.params for p in parts if applies(p))
     other = sum(p.params for p in parts if not applies(p))
     return quant.nbytes(q) + keep.nbytes(other)
@@ -216,9 +222,21 @@ def pipeline_stages(num_layers: int, pp: int) -> list[range]:
     return stages
 
 
-def weight_bytes_per_stage(spec: ModelSpec, dtype: str | None = None, *, tp: int = 1, pp: int = 1) -> list[int]:
-    """Bytes one GPU of each pipeline stage holds (weights sharded ``tp`` ways)."""
-    dtype = dtype or spec.dtype
+# A weights dtype name, or the checkpoint's own headers (kvplan.checkpoint.CheckpointWeights).
+Weights = Union[str, Storage, "CheckpointWeights", None]
+
+
+def weight_bytes_per_stage(spec: ModelSpec, dtype: Weights = None, *, tp: int = 1, pp: int = 1) -> list[int]:
+    """Bytes one GPU of each pipeline stage holds (weights sharded ``tp`` ways).
+
+    ``dtype`` None: the weights as the published checkpoint ships them (:func:`kvplan.quant.storage`);
+    a name: that dtype applied to the architecture count; a checkpoint's headers
+    (:class:`kvplan.checkpoint.CheckpointWeights`): their bytes, which take precedence, split over
+    ranks by the same rules.
+    """
+    if dtype is not None and not isinstance(dtype, (str, Storage)):
+        return dtype.bytes_per_stage(spec, tp=tp, pp=pp)
+    st = dtype if isinstance(dtype, Storage) else storage(spec, dtype)
     out = []
     stages = pipeline_stages(spec.num_layers, pp)
     for s, layers in enumerate(stages):
@@ -229,15 +247,15 @@ def weight_bytes_per_stage(spec: ModelSpec, dtype: str | None = None, *, tp: int
             parts += layer_parts(spec, i, tp)
         if s == len(stages) - 1:
             parts += head_parts(spec, tp, pipeline=pp > 1)
-        out.append(parts_bytes(parts, dtype, spec.dtype))
+        out.append(parts_bytes(parts, st, spec.dtype))
     return out
 
 
-def weight_bytes_per_gpu(spec: ModelSpec, dtype: str | None = None, *, tp: int = 1, pp: int = 1) -> int:
+def weight_bytes_per_gpu(spec: ModelSpec, dtype: Weights = None, *, tp: int = 1, pp: int = 1) -> int:
     """Weights on the busiest GPU: the largest pipeline stage, one tensor-parallel shard."""
     return max(weight_bytes_per_stage(spec, dtype, tp=tp, pp=pp))
 
 
-def weight_bytes_total(spec: ModelSpec, dtype: str | None = None) -> int:
+def weight_bytes_total(spec: ModelSpec, dtype: Weights = None) -> int:
     """All weights of one model copy."""
     return weight_bytes_per_gpu(spec, dtype)

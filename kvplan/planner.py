@@ -13,6 +13,7 @@ from kvplan.capacity import Setup, max_sequences, setup
 from kvplan.engines import Settings, get_engine
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
+from kvplan.quant import alternatives, default_dtype
 from kvplan.spec import ModelSpec, ceil_div
 
 # (tp, pp) splits: tensor parallel inside one node (NVLink domains of 8 are the common maximum),
@@ -41,9 +42,12 @@ class PlanRow:
 
 
 def candidate_dtypes(spec: ModelSpec, engine: str, *, weights: list[str] | None, kv: list[str] | None):
-    """Weight and KV dtypes to try: the model's own, then fp8 (and int4 weights)."""
+    """Weight and KV dtypes to try: weights as shipped, then the formats the engine makes from them
+    (:func:`kvplan.quant.alternatives`); the model's KV dtype, then 8-bit KV."""
     profile = get_engine(engine)
-    w = weights or list(dict.fromkeys([spec.dtype, "fp8", "int4"]))
+    shipped = default_dtype(spec, loads=profile.weight_dtypes)
+    w = weights or alternatives(spec, current=shipped, loads=profile.weight_dtypes,
+                                online=profile.online_weight_dtypes)  # fmt: skip
     default_kv = "fp16" if profile.name == "llamacpp" else spec.dtype
     k = kv or list(dict.fromkeys([default_kv, "fp8" if "fp8" in profile.kv_dtypes else "q8_0"]))
     return w, [x for x in k if x in profile.kv_dtypes]

@@ -193,6 +193,44 @@ class ParamLayout(_Strict):
     extra_params_note: str | None = None
 
 
+QuantMethod = Literal["fp8", "mxfp4", "awq", "gptq", "compressed-tensors", "bitsandbytes"]
+
+
+class WeightFormat(_Strict):
+    """How the published checkpoint stores its weights when it is not plain ``dtype``.
+
+    Read from Hugging Face ``quantization_config`` (:mod:`kvplan.quant`). Bytes per quantized
+    weight = value bits / 8 + (``scale_bytes`` + ``zero_point_bits`` / 8) per scale group, a group
+    being a ``block`` (rows x cols, fp8 block-scaled) or ``group_size`` weights along the input.
+    """
+
+    method: QuantMethod
+    dtype: str = Field(description="value format, a kvplan weights dtype: fp8, int8, int4, mxfp4, nf4")
+    scope: Literal["linear", "experts"] = Field(
+        "linear", description="linear: every decoder linear layer; experts: routed MoE experts only"
+    )
+    block: list[Size] | None = Field(None, description="fp8 weight_block_size [rows, cols]: one scale per block")
+    group_size: Size | None = Field(None, description="weights per scale along the input dimension")
+    scale_bytes: int = Field(4, ge=1, le=4, description="bytes of one scale (fp32 4, fp16/bf16 2, e8m0 1)")
+    zero_point_bits: int = Field(0, ge=0, le=32, description="bits of one zero point per group (0: symmetric)")
+    checkpoint: str | None = Field(None, description="the repository that ships this format")
+
+    @field_validator("dtype")
+    @classmethod
+    def _value_dtype(cls, value: str) -> str:
+        key = canonical_dtype(value)
+        if key not in WEIGHT_DTYPES:
+            raise ValueError(f"unknown weights dtype {value!r}; expected one of {', '.join(WEIGHT_DTYPES)}")
+        return key
+
+    @field_validator("block")
+    @classmethod
+    def _two_dims(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and len(value) != 2:
+            raise ValueError(f"block must be [rows, cols], got {value!r}")
+        return value
+
+
 class ModelSpec(_Strict):
     """One model architecture. Field names follow Hugging Face where one exists."""
 
@@ -211,6 +249,9 @@ class ModelSpec(_Strict):
     intermediate_size: Size | None = Field(None, description="dense MLP width")
     tie_word_embeddings: bool = False
     dtype: str = "bf16"
+    weights: WeightFormat | None = Field(
+        None, description="the published checkpoint's quantized format; null: weights ship in dtype"
+    )
     max_position_embeddings: Tokens
     rope: Rope | None = Field(default_factory=Rope, description="null for models without RoPE")
     layers: Layers = Field(default_factory=Layers)

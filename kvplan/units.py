@@ -131,6 +131,16 @@ WEIGHT_DTYPES: dict[str, DType] = {
         Fraction(1, 2) + Fraction(5, 2) / INT4_GROUP_SIZE,
         "4-bit + fp16 scale and 4-bit zero per group of 128",
     ),
+    # bitsandbytes 4-bit (transformers BitsAndBytesConfig defaults: bnb_4bit_use_double_quant False;
+    # bitsandbytes Linear4bit blocksize 64): 4-bit values + one fp32 absmax per 64 weights.
+    "nf4": DType("nf4", Fraction(1, 2) + Fraction(4, 64), "bitsandbytes NF4: fp32 absmax per block of 64"),
+    # GGUF weight types for llama.cpp, exact block sizes from ggml-common.h: block_q8_0 34 B / 32,
+    # block_q4_0 18 B / 32, block_q4_K 144 B / 256, block_q5_K 176 B / 256, block_q6_K 210 B / 256.
+    "q8_0": DType("q8_0", Fraction(34, 32), "GGUF block of 32: fp16 scale + 32 x int8"),
+    "q6_k": DType("q6_k", Fraction(210, 256), "GGUF super-block of 256, 6.5625 bits"),
+    "q5_k": DType("q5_k", Fraction(176, 256), "GGUF super-block of 256, 5.5 bits"),
+    "q4_k": DType("q4_k", Fraction(144, 256), "GGUF super-block of 256, 4.5 bits"),
+    "q4_0": DType("q4_0", Fraction(18, 32), "GGUF block of 32: fp16 scale + 32 x 4 bit"),
 }
 
 _ALIASES = {

@@ -1,0 +1,433 @@
+"""Weights as a checkpoint stores them: tensor names, dtypes and shapes read from file headers.
+
+Two formats, read without touching the weights:
+
+- **safetensors** (https://huggingface.co/docs/safetensors/index#format): an 8-byte little-endian
+  header length N, then N bytes of JSON ``{name: {dtype, shape, data_offsets: [begin, end]}}``.
+  A tensor's bytes are ``end - begin``: what the file holds, scales and packed blocks included.
+  A sharded checkpoint lists its shards in ``model.safetensors.index.json`` (``weight_map``).
+- **GGUF** (llama.cpp ``ggml/include/gguf.h``, gguf-py ``gguf_reader.py`` 0.19.0): magic ``GGUF``,
+  version, tensor count, metadata count, the metadata key/values, then one info per tensor
+  (name, dims, ggml type, offset). Bytes are ``elements / block_size * type_size`` of the ggml
+  type (:data:`GGML_BLOCKS`).
+
+A :class:`CheckpointWeights` is a source of weight bytes that goes where a weights dtype goes
+(``kvplan.params.weight_bytes_per_stage``): it splits its tensors over pipeline stages and
+tensor-parallel ranks by the rules the architecture count follows, so both numbers can be shown
+side by side. Reading the bytes (local file or HTTP range request) is :mod:`kvplan.hub`'s job;
+this module only parses what a :class:`ByteReader` returns.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kvplan.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from kvplan.spec import ModelSpec
+
+ByteReader = Callable[[int, int], bytes]  # (offset, length) -> at most `length` bytes from `offset`
+
+SAFETENSORS_INDEX = "model.safetensors.index.json"  # transformers' SAFE_WEIGHTS_INDEX_NAME
+SAFETENSORS_SINGLE = "model.safetensors"  # transformers' SAFE_WEIGHTS_NAME
+# A header beyond this is not a safetensors header (the Rust crate refuses > 100 MB: safetensors
+# 0.8 lib.rs MAX_HEADER_SIZE = 100_000_000).
+MAX_SAFETENSORS_HEADER_BYTES = 100_000_000
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One stored tensor: its name, storage dtype as the file spells it, shape and bytes."""
+
+    name: str
+    dtype: str  # safetensors "BF16", "F8_E4M3", "U8", ... or a ggml type "Q4_K", "F16", ...
+    shape: tuple[int, ...]
+    nbytes: int
+
+
+# ---- safetensors ---------------------------------------------------------------------------
+
+
+def safetensors_tensors(read: ByteReader, *, origin: str) -> list[TensorInfo]:
+    """The tensors listed in one safetensors file's header (two reads: length, then JSON)."""
+    head = read(0, 8)
+    if len(head) < 8:
+        raise InvalidInput(f"{origin}: not a safetensors file (shorter than its 8-byte header length)")
+    (length,) = struct.unpack("<Q", head)
+    if length > MAX_SAFETENSORS_HEADER_BYTES:
+        raise InvalidInput(f"{origin}: not a safetensors file (header length {length:,} bytes)")
+    raw = read(8, length)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidInput(f"{origin}: not a safetensors file (its header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise InvalidInput(f"{origin}: not a safetensors file (its header is not a JSON object)")
+    return [_safetensors_entry(name, entry, origin=origin) for name, entry in header.items() if name != "__metadata__"]
+
+
+def _safetensors_entry(name: str, entry: object, *, origin: str) -> TensorInfo:
+    try:
+        begin, end = entry["data_offsets"]  # type: ignore[index]
+        shape = tuple(int(d) for d in entry["shape"])  # type: ignore[index]
+        dtype = str(entry["dtype"])  # type: ignore[index]
+    except (KeyError, TypeError, ValueError):
+        raise InvalidInput(f"{origin}: tensor {name!r} has no dtype/shape/data_offsets in the header") from None
+    if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end):
+        raise InvalidInput(f"{origin}: tensor {name!r} has bad data_offsets {[begin, end]!r}")
+    return TensorInfo(name, dtype, shape, end - begin)
+
+
+def index_shards(index: object, *, origin: str) -> list[str]:
+    """The shard file names of a ``model.safetensors.index.json``, in first-use order."""
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise InvalidInput(f"{origin}: no weight_map in {SAFETENSORS_INDEX}")
+    return list(dict.fromkeys(str(f) for f in weight_map.values()))
+
+
+# ---- GGUF ----------------------------------------------------------------------------------
+
+GGUF_MAGIC = b"GGUF"
+GGUF_DEFAULT_ALIGNMENT = 32  # gguf.h GGUF_DEFAULT_ALIGNMENT
+_QK_K = 256  # ggml-common.h QK_K: the super-block of the k-quants
+
+# ggml type id -> (name, block_size in values, type_size in bytes per block). From ggml.c
+# type_traits (blck_size, type_size) as mirrored by gguf-py 0.19.0 constants.GGML_QUANT_SIZES.
+GGML_BLOCKS: dict[int, tuple[str, int, int]] = {
+    0: ("F32", 1, 4),
+    1: ("F16", 1, 2),
+    2: ("Q4_0", 32, 2 + 16),
+    3: ("Q4_1", 32, 2 + 2 + 16),
+    6: ("Q5_0", 32, 2 + 4 + 16),
+    7: ("Q5_1", 32, 2 + 2 + 4 + 16),
+    8: ("Q8_0", 32, 2 + 32),
+    9: ("Q8_1", 32, 4 + 4 + 32),
+    10: ("Q2_K", 256, 2 + 2 + _QK_K // 16 + _QK_K // 4),
+    11: ("Q3_K", 256, 2 + _QK_K // 4 + _QK_K // 8 + 12),
+    12: ("Q4_K", 256, 2 + 2 + _QK_K // 2 + 12),
+    13: ("Q5_K", 256, 2 + 2 + _QK_K // 2 + _QK_K // 8 + 12),
+    14: ("Q6_K", 256, 2 + _QK_K // 2 + _QK_K // 4 + _QK_K // 16),
+    15: ("Q8_K", 256, 4 + _QK_K + _QK_K // 8),
+    16: ("IQ2_XXS", 256, 2 + _QK_K // 4),
+    17: ("IQ2_XS", 256, 2 + _QK_K // 4 + _QK_K // 32),
+    18: ("IQ3_XXS", 256, 2 + _QK_K // 4 + _QK_K // 8),
+    19: ("IQ1_S", 256, 2 + _QK_K // 8 + _QK_K // 16),
+    20: ("IQ4_NL", 32, 2 + 16),
+    21: ("IQ3_S", 256, 2 + _QK_K // 4 + _QK_K // 8 + _QK_K // 32 + 4),
+    22: ("IQ2_S", 256, 2 + _QK_K // 4 + _QK_K // 16),
+    23: ("IQ4_XS", 256, 2 + 2 + _QK_K // 2 + _QK_K // 64),
+    24: ("I8", 1, 1),
+    25: ("I16", 1, 2),
+    26: ("I32", 1, 4),
+    27: ("I64", 1, 8),
+    28: ("F64", 1, 8),
+    29: ("IQ1_M", 256, _QK_K // 8 + _QK_K // 16 + _QK_K // 32),
+    30: ("BF16", 1, 2),
+    34: ("TQ1_0", 256, 2 + 4 * 13),
+    35: ("TQ2_0", 256, 2 + 64),
+    39: ("MXFP4", 32, 1 + 16),
+    40: ("NVFP4", 64, 4 + 32),
+    41: ("Q1_0", 128, 2 + 16),
+}  # fmt: skip
+
+# GGUF metadata value types (gguf.h enum gguf_type): id -> fixed size in bytes (None: string/array).
+_GGUF_SCALARS = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+
+
+class _Cursor:
+    """Sequential reads over a ByteReader, fetching ever larger windows (HTTP ranges stay few)."""
+
+    def __init__(self, read: ByteReader, *, origin: str, window: int = 1 << 20) -> None:
+        self.read, self.origin, self.window = read, origin, window
+        self.buffer, self.start, self.pos = b"", 0, 0
+
+    def take(self, n: int) -> bytes:
+        end = self.pos + n
+        while end > self.start + len(self.buffer):
+            have = self.start + len(self.buffer)
+            more = self.read(have, max(self.window, end - have))
+            if not more:
+                raise InvalidInput(f"{self.origin}: GGUF header ends early (at byte {have:,})")
+            self.buffer += more
+            self.window *= 2
+        out = self.buffer[self.pos - self.start : end - self.start]
+        self.pos = end
+        return out
+
+    def u32(self) -> int:
+        return struct.unpack("<I", self.take(4))[0]
+
+    def u64(self) -> int:
+        return struct.unpack("<Q", self.take(8))[0]
+
+    def string(self) -> str:
+        return self.take(self.u64()).decode("utf-8", errors="replace")
+
+
+def gguf_tensors(read: ByteReader, *, origin: str) -> list[TensorInfo]:
+    """The tensors listed in a GGUF file's header; metadata values are skipped, not kept."""
+    cur = _Cursor(read, origin=origin)
+    if cur.take(4) != GGUF_MAGIC:
+        raise InvalidInput(f"{origin}: not a GGUF file (no 'GGUF' magic)")
+    version = cur.u32()
+    if version < 2:  # v1 used 32-bit counts; llama.cpp has refused it since 2023 (gguf.cpp)
+        raise InvalidInput(f"{origin}: GGUF version {version} is not supported; expected 2 or 3")
+    n_tensors, n_kv = cur.u64(), cur.u64()
+    for _ in range(n_kv):
+        cur.string()
+        _skip_gguf_value(cur, cur.u32())
+    return [_gguf_tensor(cur) for _ in range(n_tensors)]
+
+
+def _skip_gguf_value(cur: _Cursor, kind: int) -> None:
+    if kind in _GGUF_SCALARS:
+        cur.take(_GGUF_SCALARS[kind])
+    elif kind == _GGUF_STRING:
+        cur.string()
+    elif kind == _GGUF_ARRAY:
+        item, count = cur.u32(), cur.u64()
+        if item in _GGUF_SCALARS:
+            cur.take(_GGUF_SCALARS[item] * count)
+        else:
+            for _ in range(count):
+                _skip_gguf_value(cur, item)
+    else:
+        raise InvalidInput(f"{cur.origin}: GGUF metadata value type {kind} is unknown")
+
+
+def _gguf_tensor(cur: _Cursor) -> TensorInfo:
+    name = cur.string()
+    shape = tuple(cur.u64() for _ in range(cur.u32()))  # ggml order: fastest-varying dimension first
+    type_id = cur.u32()
+    cur.u64()  # offset in the data section
+    if type_id not in GGML_BLOCKS:
+        raise InvalidInput(f"{cur.origin}: tensor {name!r} has ggml type {type_id}, which kvplan does not know")
+    type_name, block, type_size = GGML_BLOCKS[type_id]
+    elements = 1
+    for d in shape:
+        elements *= d
+    return TensorInfo(name, type_name, shape, elements // block * type_size)
+
+
+# ---- which part of the model a tensor belongs to -------------------------------------------
+
+_LAYER_RE = re.compile(r"(?:^|\.)(?:layers|layer|h|blocks|blk|block|decoder_layers)\.(\d+)\.")
+_VISION = ("vision", "visual", "multi_modal_projector", "mm_projector", "image_newline", "audio_tower", "mm.")
+_EMBEDDING = ("embed_tokens", "word_embeddings", "wte.", "tok_embeddings", "token_embd")
+_HEAD = ("lm_head", "embed_out")
+_FINAL_NORM = ("model.norm.", "ln_f.", "final_layernorm", "output_norm", "norm_f.")
+# Quantization side tensors: FP8 block scales (DeepSeek-V3 weight_scale_inv), compressed-tensors
+# (weight_scale, input_scale), MXFP4 (gpt-oss *_scales), GPTQ/AWQ (scales, qzeros, g_idx).
+_SCALE_SUFFIXES = ("_scale", "_scale_inv", "_scales", ".scales", ".qzeros", ".g_idx", "_zero_point")
+# Replicated on every tensor-parallel rank (kvplan.params: norms, the router, MLA's kv_a/q_a projections).
+_REPLICATED = ("norm", "mlp.gate.", "router", "e_score_correction_bias", "kv_a_proj", "q_a_proj", "sinks")
+_KV_PROJ = ("k_proj", "v_proj", "attn_k.", "attn_v.")
+
+
+def tensor_role(name: str, *, num_layers: int) -> tuple[str, int | None]:
+    """(role, layer): embedding, lm_head, final_norm, layer, mtp, vision or other."""
+    lower = name.lower()
+    if any(v in lower for v in _VISION):
+        return "vision", None
+    if "mtp" in lower or "nextn" in lower:
+        return "mtp", None
+    match = _LAYER_RE.search(lower)
+    if match:
+        layer = int(match.group(1))
+        # DeepSeek-V3 stores its MTP module as model.layers.61 of a 61-layer model.
+        return ("layer", layer) if layer < num_layers else ("mtp", None)
+    if any(e in lower for e in _EMBEDDING):
+        return "embedding", None
+    if any(h in lower for h in _HEAD) or lower == "output.weight":  # GGUF names the LM head "output"
+        return "lm_head", None
+    if any(n in lower for n in _FINAL_NORM) or lower in ("norm.weight", "model.norm.weight"):
+        return "final_norm", None
+    return "other", None
+
+
+def is_scale(name: str) -> bool:
+    return name.lower().endswith(_SCALE_SUFFIXES) or ".weight_scale" in name.lower()
+
+
+def rank_bytes(t: TensorInfo, spec: ModelSpec, tp: int) -> int:
+    """Bytes of ``t`` on one of ``tp`` ranks, by kvplan.params' sharding rules."""
+    lower = t.name.lower()
+    if tp == 1 or len(t.shape) <= 1 and "bias" not in lower or any(r in lower for r in _REPLICATED):
+        return t.nbytes  # norms, routers, MLA down-projections: every rank holds them whole
+    if any(k in lower for k in _KV_PROJ):
+        kv = spec.num_kv_heads
+        kv_rank = max(1, kv // tp)  # KV heads replicate when tp exceeds them (params.attention_parts)
+        return -(-t.nbytes * kv_rank // kv)
+    return -(-t.nbytes // tp)
+
+
+# ---- the weights source --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckpointWeights:
+    """Every tensor of a checkpoint as stored; a source of weight bytes for the memory terms.
+
+    MTP (multi-token prediction) tensors are listed but not resident: vLLM loads them only as a
+    speculative-decoding draft (vLLM main, vllm/model_executor/models/deepseek_v2.py load_weights skips
+    ``get_spec_layer_idx_from_weight_name`` layers), so :meth:`bytes_per_stage` leaves them out.
+    """
+
+    source: str  # "Qwen/Qwen3-32B@<commit>" or a local path
+    format: str  # "safetensors" or "gguf"
+    files: int
+    tensors: tuple[TensorInfo, ...]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors)
+
+    def bytes_by_dtype(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.tensors:
+            out[t.dtype] = out.get(t.dtype, 0) + t.nbytes
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+    @property
+    def label(self) -> str:
+        """``checkpoint BF16`` or ``checkpoint F8_E4M3+BF16``: the dtypes holding 5%+ of the bytes."""
+        total = self.total_bytes or 1
+        main = [d for d, b in self.bytes_by_dtype().items() if b * 20 >= total][:3]
+        return "checkpoint " + "+".join(main or ["(empty)"])
+
+    def describe(self) -> str:
+        files = f"{self.files} file" + ("s" if self.files != 1 else "")
+        return f"{self.source} {self.format} headers ({files}, {len(self.tensors):,} tensors)"
+
+    def roles(self, spec: ModelSpec) -> list[tuple[TensorInfo, str, int | None]]:
+        return [(t, *tensor_role(t.name, num_layers=spec.num_layers)) for t in self.tensors]
+
+    def bytes_per_stage(self, spec: ModelSpec, *, tp: int = 1, pp: int = 1) -> list[int]:
+        """Bytes one GPU of each pipeline stage holds; the split of ``weight_bytes_per_stage``."""
+        from kvplan.params import pipeline_stages
+
+        stages = pipeline_stages(spec.num_layers, pp)
+        stage_of = {i: s for s, layers in enumerate(stages) for i in layers}
+        out = [0] * len(stages)
+        has_head = False
+        for t, role, layer in self.roles(spec):
+            if role == "mtp":
+                continue
+            has_head |= role == "lm_head"
+            last = role in ("lm_head", "final_norm")
+            stage = stage_of[layer] if role == "layer" else (len(stages) - 1 if last else 0)
+            out[stage] += rank_bytes(t, spec, tp)
+        if pp > 1 and not has_head:  # tied head: the last stage keeps its own copy (params.head_parts)
+            out[-1] += sum(rank_bytes(t, spec, tp) for t, role, _ in self.roles(spec) if role == "embedding")
+        return out
+
+
+def dominant_weight_dtype(weights: CheckpointWeights, spec: ModelSpec) -> str:
+    """The kvplan weights dtype closest to how the decoder's matrices are stored."""
+    by_kind: dict[str, int] = {}
+    for t, role, _ in weights.roles(spec):
+        if role != "layer" or len(t.shape) < 2 or is_scale(t.name):
+            continue
+        if t.name.endswith("_blocks") and t.dtype == "U8":
+            # gpt-oss stores its experts as MXFP4 *_blocks + *_scales and the rest in bf16: kvplan's
+            # mxfp4 weights dtype is that layout (params.parts_bytes), whatever holds more bytes.
+            return "mxfp4"
+        kind = _KVPLAN_DTYPE.get(t.dtype, "bf16")
+        by_kind[kind] = by_kind.get(kind, 0) + t.nbytes
+    return max(by_kind, key=by_kind.__getitem__) if by_kind else spec.dtype
+
+
+# Storage dtype -> the nearest kvplan weights dtype (for the architecture count beside the header sum).
+_KVPLAN_DTYPE = {
+    "F32": "fp32", "F16": "fp16", "BF16": "bf16", "F8_E4M3": "fp8", "F8_E5M2": "fp8", "I8": "int8",
+    "I32": "int4",  # GPTQ/AWQ pack eight 4-bit values per int32 (qweight)
+    "Q8_0": "int8", "Q8_K": "int8", "MXFP4": "mxfp4",
+    **{q: "int4" for q in ("Q4_0", "Q4_1", "Q4_K", "Q5_0", "Q5_1", "Q5_K", "Q6_K", "Q3_K", "Q2_K", "IQ4_NL",
+                           "IQ4_XS", "IQ3_S", "IQ3_XXS", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ1_S", "IQ1_M")},
+}  # fmt: skip
+
+
+# kvplan dtypes whose bytes per weight already hold the block scales (units.WEIGHT_DTYPES: mxfp4
+# 17/32, int4 with a group's fp16 scale and zero); fp8/int8 count 1 byte and leave scales out.
+_SCALES_COUNTED = ("mxfp4", "int4")
+
+
+@dataclass(frozen=True)
+class WeightsComparison:
+    """Header bytes beside the architecture count (one model copy), and what explains the difference."""
+
+    checkpoint_bytes: int  # resident: every tensor but the MTP module
+    architecture_bytes: int
+    architecture_dtype: str  # the kvplan dtype the architecture was counted in
+    explained: dict[str, int]  # reason -> bytes in the checkpoint the architecture count leaves out
+    not_loaded_bytes: int = 0  # MTP tensors: stored, not resident (see CheckpointWeights)
+    modelled_scale_bytes: int = 0  # block scales the architecture count already holds (kvplan.quant)
+
+    @property
+    def difference_bytes(self) -> int:
+        return self.checkpoint_bytes - self.architecture_bytes
+
+    @property
+    def unexplained_bytes(self) -> int:
+        return self.difference_bytes - sum(self.explained.values())
+
+
+def compare_weights(weights: CheckpointWeights, spec: ModelSpec) -> WeightsComparison:
+    """The header sum (tp=1, pp=1) against the architecture count in the nearest kvplan dtype.
+
+    The count takes the spec's shipped format when it is that dtype (``kvplan.quant.storage``:
+    fp8 128x128 block scales modelled per weight); scales beyond the modelled ones are explained.
+    """
+    from kvplan.params import weight_bytes_total
+    from kvplan.quant import storage_for_name
+
+    arch_dtype = dominant_weight_dtype(weights, spec)
+    arch_bytes = weight_bytes_total(spec, arch_dtype)
+    modelled_scales = (
+        0 if arch_dtype in _SCALES_COUNTED else arch_bytes - weight_bytes_total(spec, storage_for_name(arch_dtype))
+    )
+    roles = weights.roles(spec)
+    resident = [(t, role) for t, role, _ in roles if role != "mtp"]
+    stored_scales = _sum(t for t, role in resident if role != "vision" and is_scale(t.name))
+    explained = {
+        "vision tower": _sum(t for t, role in resident if role == "vision"),
+        "quantization scales": 0 if arch_dtype in _SCALES_COUNTED else stored_scales - modelled_scales,
+        "lm_head stored although the config ties it": _sum(t for t, role in resident if role == "lm_head")
+        if spec.tie_word_embeddings
+        else 0,
+    }
+    return WeightsComparison(
+        checkpoint_bytes=weights.bytes_per_stage(spec)[0],
+        architecture_bytes=arch_bytes,
+        architecture_dtype=arch_dtype,
+        explained={k: v for k, v in explained.items() if v},
+        not_loaded_bytes=_sum(t for t, role, _ in roles if role == "mtp"),
+        modelled_scale_bytes=modelled_scales,
+    )
+
+
+def _sum(tensors: Iterable[TensorInfo]) -> int:
+    return sum(t.nbytes for t in tensors)
+
+
+def local_reader(path: Path) -> ByteReader:
+    """A ByteReader over a local file (only the asked bytes are read)."""
+
+    def read(offset: int, length: int) -> bytes:
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                return fh.read(length)
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+
+    return read

@@ -1,0 +1,111 @@
+"""A fake Hugging Face Hub on 127.0.0.1: repositories held in memory, served the way the Hub does.
+
+``GET``/``HEAD /{org}/{name}/resolve/{revision}/{path}`` answer with the headers huggingface_hub
+reads (``X-Repo-Commit``, ``ETag``, ``Content-Length``) and honour ``Range: bytes=a-b``; errors carry
+the Hub's ``X-Error-Code`` (RepoNotFound, GatedRepo, RevisionNotFound, EntryNotFound), which
+huggingface_hub's ``hf_raise_for_status`` turns into its exceptions. Point ``HF_ENDPOINT`` at
+:attr:`FakeHub.url`. Every request is logged so a test can check that no weights were read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+TOKEN = "hf_fake_token_for_tests"
+
+
+@dataclass
+class Repo:
+    files: dict[str, bytes]
+    commit: str = "0123456789abcdef0123456789abcdef01234567"
+    gated: bool = False
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    range: str | None
+
+
+@dataclass
+class FakeHub:
+    repos: dict[str, Repo] = field(default_factory=dict)
+    log: list[Request] = field(default_factory=list)
+    url: str = ""
+
+    def bytes_served(self, filename: str) -> int:
+        """Bytes sent for GETs of ``filename`` (every repository)."""
+        return sum(_span(r.range) for r in self.log if r.method == "GET" and r.path.endswith("/" + filename))
+
+
+def _span(text: str | None) -> int:
+    match = re.fullmatch(r"bytes=(\d+)-(\d*)", text or "")
+    if not match:
+        return 1 << 62  # a GET without a range: the whole file
+    return int(match[2]) - int(match[1]) + 1 if match[2] else 1 << 62
+
+
+_RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
+
+
+def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # quiet
+            pass
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self._serve(body=False)
+
+        def do_GET(self) -> None:  # noqa: N802
+            self._serve(body=True)
+
+        def _error(self, status: int, code: str) -> None:
+            self.send_response(status)
+            self.send_header("X-Error-Code", code)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def _serve(self, *, body: bool) -> None:
+            hub.log.append(Request(self.command, self.path, self.headers.get("Range")))
+            match = _RESOLVE.match(self.path.split("?", 1)[0])
+            repo = hub.repos.get(match["repo"]) if match else None
+            if repo is None:
+                return self._error(401, "RepoNotFound")  # the Hub answers 401 for unknown repos
+            if repo.gated and self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                return self._error(401, "GatedRepo")
+            if match["rev"] not in ("main", repo.commit):
+                return self._error(404, "RevisionNotFound")
+            data = repo.files.get(match["path"])
+            if data is None:
+                return self._error(404, "EntryNotFound")
+            start, end, status = 0, len(data) - 1, 200
+            ranged = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")
+            if ranged and body:
+                start = int(ranged[1])
+                end = min(int(ranged[2]), len(data) - 1) if ranged[2] else len(data) - 1
+                status = 206
+            chunk = data[start : end + 1]
+            self.send_response(status)
+            self.send_header("X-Repo-Commit", repo.commit)
+            self.send_header("ETag", '"' + hashlib.sha256(data).hexdigest() + '"')
+            self.send_header("Content-Length", str(len(chunk) if body else len(data)))
+            if status == 206:
+                self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+            self.end_headers()
+            if body:
+                self.wfile.write(chunk)
+
+    return Handler
+
+
+def start(hub: FakeHub) -> tuple[ThreadingHTTPServer, threading.Thread]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(hub))
+    hub.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, thread
