@@ -301,6 +301,23 @@ def registry_types() -> list[str]:
     return sorted(set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES) | set(MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES))
 
 
+@contextlib.contextmanager
+def single_type_env():
+    """Quiet transformers, one torch thread: what :func:`sweep` sets around each type."""
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def sweep(
     types: list[str] | None = None, *, progress: bool = False, stored: dict[str, int | str] | None = None
 ) -> list[Row]:

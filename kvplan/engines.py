@@ -22,7 +22,15 @@ from typing import Literal
 
 from kvplan.errors import InvalidInput, did_you_mean
 from kvplan.hardware import GPU
-from kvplan.memory import CachePlan, LayerCache, StagePlan, cache_plan, recurrent_state_elements
+from kvplan.memory import (
+    CachePlan,
+    LayerCache,
+    StagePlan,
+    cache_plan,
+    element_size,
+    indexer_token_bytes,
+    recurrent_state_elements,
+)
 from kvplan.params import weight_bytes_per_stage
 from kvplan.spec import ModelSpec, ceil_div
 from kvplan.units import GIB, KV_DTYPES, MIB, WEIGHT_DTYPES, canonical_dtype
@@ -541,10 +549,50 @@ def plan_for(
         from kvplan.transformers_layout import transformers_cache_plan
 
         return transformers_cache_plan(spec, kv_dtype_name)
+    _check_indexer(engine, spec)
     if kv_dtype_name in VLLM_PER_TOKEN_HEAD:
         plan = cache_plan(spec, VLLM_PER_TOKEN_HEAD[kv_dtype_name], tp=tp, pp=pp, mla=mla)
         return _with_head_scales(spec, plan, tp=tp)
-    return cache_plan(spec, kv_dtype_name, tp=tp, pp=pp, mla=mla)
+    plan = cache_plan(spec, kv_dtype_name, tp=tp, pp=pp, mla=mla)
+    return _vllm_indexer(spec, plan) if engine.name == "vllm" else plan
+
+
+# Engines with a DSA indexer-cache layout in kvplan (the ideal layout keeps it at the KV dtype).
+_INDEXER_ENGINES = ("ideal", "vllm")
+
+
+def _check_indexer(engine: EngineProfile, spec: ModelSpec) -> None:
+    if engine.name not in _INDEXER_ENGINES and any(k.index_head_dim for k in spec.layers.kinds.values()):
+        raise InvalidInput(
+            f"{spec.name} keeps a sparse-attention indexer key cache (index_head_dim); kvplan has no {engine.name} "
+            f"layout for it yet; use --engine {', '.join(_INDEXER_ENGINES)} or transformers"
+        )
+
+
+# vLLM vllm/model_executor/models/deepseek_v2.py (DeepseekV32IndexerCache, Indexer.__init__): the indexer
+# key cache is a separate one-head MLAAttentionSpec layer of uint8, head_size = index_head_dim +
+# index_head_dim // quant_block_size * 4: fp8 values plus one float32 scale per 128 (quant_block_size)
+# values, whatever --kv-cache-dtype says; 132 bytes per token for DeepSeek-V3.2 (index_head_dim 128).
+# Simplification: kvplan adds it to its MLA layer's bytes per token instead of a page group of its own.
+VLLM_INDEXER_QUANT_BLOCK = 128
+
+
+def _vllm_indexer_bytes(index_head_dim: int) -> int:
+    return index_head_dim + index_head_dim // VLLM_INDEXER_QUANT_BLOCK * SCALE_BYTES
+
+
+def _vllm_indexer(spec: ModelSpec, plan: CachePlan) -> CachePlan:
+    def stored(c: LayerCache) -> LayerCache:
+        kind = spec.kind(c.kind)
+        if not kind.index_head_dim:
+            return c
+        ideal = indexer_token_bytes(kind, element_size(plan.kv_dtype))
+        return replace(c, bytes_per_token=c.bytes_per_token - ideal + _vllm_indexer_bytes(kind.index_head_dim))
+
+    if not any(k.index_head_dim for k in spec.layers.kinds.values()):
+        return plan
+    stages = tuple(StagePlan(tuple((n, stored(c)) for n, c in st.groups)) for st in plan.stages)
+    return replace(plan, layers=tuple(stored(c) for c in plan.layers), stages=stages)
 
 
 # vLLM KVQuantMode INT8/FP8_PER_TOKEN_HEAD (kv_cache_interface.py @001cabc): 1-byte values plus

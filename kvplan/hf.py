@@ -118,6 +118,20 @@ CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
         "moe_intermediate_size": 2048, "moe_layer_freq": 1, "index_head_dim": 128, "index_n_heads": 64,
         "index_topk": 2048,
     },
+    "smollm3": {  # SmolLM3Config (no_rope_layers None -> every no_rope_layer_interval-th layer NoPE)
+        "vocab_size": 128256, "hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36,
+        "num_attention_heads": 16, "num_key_value_heads": 4, "head_dim": None, "max_position_embeddings": 32768,
+        "tie_word_embeddings": True, "rope_theta": 10000.0, "attention_bias": False, "mlp_bias": False,
+        "use_sliding_window": False, "sliding_window": None, "no_rope_layer_interval": 4,
+    },
+    "llama4_text": {  # Llama4TextConfig (dense layers use intermediate_size_mlp; experts intermediate_size)
+        "vocab_size": 202048, "hidden_size": 5120, "intermediate_size": 8192, "intermediate_size_mlp": 16384,
+        "num_hidden_layers": 48, "num_attention_heads": 40, "num_key_value_heads": 8, "head_dim": 128,
+        "max_position_embeddings": 131072, "tie_word_embeddings": False, "rope_theta": 500000.0,
+        "attention_bias": False, "num_experts_per_tok": 1, "num_local_experts": 16, "moe_layers": None,
+        "interleave_moe_layer_step": 1, "no_rope_layers": None, "no_rope_layer_interval": 4,
+        "attention_chunk_size": 8192,
+    },
     "phi3": {  # Phi3Config
         "vocab_size": 32064, "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32,
         "num_attention_heads": 32, "num_key_value_heads": None, "head_dim": None,
@@ -181,6 +195,7 @@ _GPT_OSS_ROPE = {
 # Other spellings of a model_type that read as one of the dialects above.
 _ALIASES = {
     "gemma3": "gemma3_text",  # Gemma3Config wraps a Gemma3TextConfig in text_config
+    "llama4": "llama4_text",  # Llama4Config wraps a Llama4TextConfig in text_config
     "RefinedWebModel": "falcon",  # tiiuae/falcon-7b remote-code config (configuration_RW.py)
     "RefinedWeb": "falcon",  # tiiuae/falcon-40b remote-code config
 }
@@ -204,9 +219,9 @@ _CORE_ALIASES = {
 
 # Dialects whose modeling code honours a sliding window (the others ignore the field).
 _WINDOWED = {"mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "phi3",
-             "gpt_oss", None}  # fmt: skip
+             "gpt_oss", "smollm3", None}  # fmt: skip
 _MOE_DIALECTS = {"mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "deepseek_v2", "deepseek_v3", "deepseek_v32",
-                 "gpt_oss", "jamba", None}  # fmt: skip
+                 "gpt_oss", "jamba", "llama4_text", None}  # fmt: skip
 _DTYPE_FALLBACK = "bf16"  # what serving engines load a checkpoint in when it does not say
 
 
@@ -423,6 +438,7 @@ _ARCHITECTURES = {
     "DeepseekV3ForCausalLM": "deepseek_v3", "DeepseekV32ForCausalLM": "deepseek_v32",
     "Phi3ForCausalLM": "phi3", "GptOssForCausalLM": "gpt_oss", "CohereForCausalLM": "cohere",
     "Olmo2ForCausalLM": "olmo2", "JambaForCausalLM": "jamba", "Qwen3NextForCausalLM": "qwen3_next",
+    "SmolLM3ForCausalLM": "smollm3",
 }  # fmt: skip
 
 
@@ -580,6 +596,8 @@ def _intermediate(f: _Fields, *, hidden: int) -> int | None:
         f.raw["intermediate_size"] = listed[0]
     if f.dialect == "falcon":
         return f.integer("ffn_hidden_size") or 4 * hidden  # FalconConfig: ffn_hidden_size None -> 4 * hidden
+    if f.dialect == "llama4_text":
+        return f.integer("intermediate_size_mlp")  # Llama4TextMLP of the dense layers
     if f.dialect is None and not _expert_count(f):
         return f.need("intermediate_size")
     return f.integer("intermediate_size")
@@ -629,7 +647,7 @@ def _layout(f: _Fields, *, layers: int, max_pos: int) -> tuple[dict[str, dict[st
     window = _window(f, max_pos=max_pos)
     types = _layer_types(f, layers=layers, window=window)
     shared = _kv_shared_layers(f, layers=layers)
-    types = [f"{t}+shared" if i in shared and t in _ATTENTION_TYPES else t for i, t in enumerate(types)]
+    types = [f"{t}+shared" if i in shared and t.split("+")[0] in _SHAREABLE else t for i, t in enumerate(types)]
     by_type = {t: _kind(f, t, window=window) for t in dict.fromkeys(types)}  # each type once, in layer order
     return dict(by_type.values()), [by_type[t][0] for t in types]
 
@@ -640,7 +658,16 @@ def _kv_shared_layers(f: _Fields, *, layers: int) -> set[int]:
     n = f.integer("num_kv_shared_layers", minimum=0) or 0
     if n > layers:
         raise InvalidInput(f"{f.origin}: num_kv_shared_layers ({n}) exceeds num_hidden_layers ({layers})")
-    return set(range(layers - n, layers))
+    sources = f.raw.get("kv_source_layers")  # MistralLarge4TextConfig: the layer whose latent each layer reads
+    if sources is None:
+        return set(range(layers - n, layers))
+    if (
+        not isinstance(sources, list)
+        or len(sources) != layers
+        or not all(isinstance(v, int) and 0 <= v <= i for i, v in enumerate(sources))
+    ):
+        raise InvalidInput(f"{f.origin}: kv_source_layers must name, per layer, itself or an earlier layer")
+    return set(range(layers - n, layers)) | {i for i, v in enumerate(sources) if v != i}
 
 
 def _window(f: _Fields, *, max_pos: int) -> int | None:
@@ -668,8 +695,10 @@ def _layer_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
     elif d == "qwen3_next":  # (i + 1) % full_attention_interval -> linear
         every = f.need("full_attention_interval")
         types = ["linear_attention" if (i + 1) % every else "full_attention" for i in range(layers)]
-    elif d == "llama4":
+    elif d == "llama4_text":
         types = _llama4_types(f, layers=layers)
+    elif d == "smollm3":
+        types = _smollm3_types(f, layers=layers, window=window)
     elif window is None:
         if d is None and not f.known("kv_lora_rank"):
             f.assume("every layer assumed full attention (no layer_types, no active sliding_window)")
@@ -680,8 +709,24 @@ def _layer_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
         # DeepseekV32Config / GlmMoeDsaConfig.__post_init__: layer_types default to indexed_attention
         types = ["indexed_attention" if t == "full_attention" else t for t in types]
     if f.known("kv_lora_rank"):  # MLA wherever the config carries a latent rank (DeepSeek, Kimi, MiniCPM3, GLM-5)
+        if 0 in (f.raw.get("no_rope_layers") or []):
+            # MistralLarge4Attention: a NoPE layer caches the latent without its RoPE part (qk_rope_head_dim 0)
+            raise InvalidInput(
+                f"{f.origin}: no_rope_layers: MLA layers without RoPE (a latent of kv_lora_rank only) are not supported"
+            )
         types = [_as_mla(f, t) for t in types]
-    return types
+    return _shared_indexers(f, types)
+
+
+def _shared_indexers(f: _Fields, types: list[str]) -> list[str]:
+    """HyV4 / MistralLarge4 ``indexer_types``: a "shared" layer reuses the previous full layer's top-k
+    and keeps no indexer keys of its own (modeling_hy_v4.py, modeling_mistral_large4.py)."""
+    modes = f.raw.get("indexer_types")
+    if modes is None:
+        return types
+    if not isinstance(modes, list) or len(modes) != len(types) or set(modes) - {"full", "shared"}:
+        raise InvalidInput(f"{f.origin}: indexer_types must list 'full' or 'shared' per layer, got {modes!r}")
+    return [t.replace("+indexer", "") if mode == "shared" else t for t, mode in zip(types, modes, strict=True)]
 
 
 def _as_mla(f: _Fields, layer_type: str) -> str:
@@ -704,6 +749,15 @@ def _llama4_types(f: _Fields, *, layers: int) -> list[str]:
     return ["chunked_attention" if flag and chunk else "nope_attention" for flag in flags]
 
 
+def _smollm3_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
+    """SmolLM3Config.__post_init__: no_rope_layers (1 = RoPE) default every no_rope_layer_interval-th
+    layer NoPE; a NoPE layer slides only when use_sliding_window and a window are set."""
+    flags = f.get("no_rope_layers") or [int((i + 1) % f.need("no_rope_layer_interval") != 0) for i in range(layers)]
+    if len(flags) != layers:
+        raise InvalidInput(f"{f.origin}: no_rope_layers lists {len(flags)} layers but num_hidden_layers is {layers}")
+    return ["full_attention" if rope else "sliding_attention" if window else "nope_attention" for rope in flags]
+
+
 # Other spellings of a per-layer block list: the values below are each family's own words
 # (JambaConfig/ZambaConfig layers_block_type, GraniteMoeHybridConfig layer_types "mamba"/"attention",
 # transformers configuration_utils._LEGACY_LAYER_TYPE_REMAP).
@@ -716,6 +770,7 @@ _TYPE_SPELLINGS = {
     "dummy": "none",
 }
 _ATTENTION_TYPES = ("full_attention", "sliding_attention", "chunked_attention", "nope_attention")
+_SHAREABLE = (*_ATTENTION_TYPES, "mla")
 _KNOWN_TYPES = (*_ATTENTION_TYPES[:3], "linear_attention", "indexed_attention", "none")
 
 
@@ -774,12 +829,12 @@ def _checked_types(f: _Fields, types: Any, *, layers: int, window: int | None) -
 
 
 def _kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str, dict[str, Any]]:
-    base, _, extra = layer_type.partition("+")
+    base, *extras = layer_type.split("+")
     name, kind = _base_kind(f, base, window=window)
-    if extra == "shared":
-        return f"{name}_shared", {**kind, "kv_shared": True}
-    if extra == "indexer":
-        return f"{name}_indexed", {**kind, "index_head_dim": f.need("index_head_dim")}
+    if "indexer" in extras:
+        name, kind = f"{name}_indexed", {**kind, "index_head_dim": f.need("index_head_dim")}
+    if "shared" in extras:
+        name, kind = f"{name}_shared", {**kind, "kv_shared": True}
     return name, kind
 
 
@@ -921,6 +976,8 @@ def _moe(f: _Fields, *, layers: int) -> dict[str, Any] | None:
         "experts_per_token": f.need("num_experts_per_tok"),
         "expert_intermediate_size": _expert_size(f),
     }
+    if d == "llama4_text":  # Llama4TextMoe: one shared expert as wide as a routed one, on every MoE layer
+        moe |= {"num_shared_experts": 1}
     if d in ("qwen2_moe", "qwen3_next"):
         shared = f.integer("shared_expert_intermediate_size", minimum=0)
         if shared:  # one gated shared expert (Qwen2MoeSparseMoeBlock.shared_expert_gate)
@@ -939,7 +996,7 @@ def _moe(f: _Fields, *, layers: int) -> dict[str, Any] | None:
 
 
 def _expert_size(f: _Fields) -> int:
-    if f.dialect in ("mixtral", "gpt_oss", "jamba"):
+    if f.dialect in ("mixtral", "gpt_oss", "jamba", "llama4_text"):
         return f.need("intermediate_size")
     if f.dialect is None and not f.known("moe_intermediate_size"):
         f.assume("expert size assumed = intermediate_size")
@@ -950,6 +1007,10 @@ def _expert_size(f: _Fields) -> int:
 def _dense_layers(f: _Fields, *, layers: int) -> list[int]:
     """Layers whose MLP is dense in an MoE model."""
     d = f.dialect
+    if d == "llama4_text":  # Llama4TextConfig.moe_layers, default every interleave_moe_layer_step-th layer
+        step = f.need("interleave_moe_layer_step")
+        moe = set(f.ints("moe_layers")) if f.get("moe_layers") is not None else set(range(step - 1, layers, step))
+        return [i for i in range(layers) if i not in moe]
     if d in ("deepseek_v2", "deepseek_v3", "deepseek_v32"):
         # DeepSeek remote modeling and vLLM deepseek_v2.py: MoE iff i >= first_k_dense_replace
         # and i % moe_layer_freq == 0 (transformers 5.24 has no moe_layer_freq: always 1).

@@ -244,8 +244,11 @@ CONFIGS: dict[str, Callable[[Any, ModelSpec], Any]] = {
         new_decoder_architecture=False,
         alibi=False,
     ),
+    "olmo2": lambda t, s: t.Olmo2Config(**_common(s, head_dim=False), intermediate_size=s.intermediate_size),
+    "smollm3": lambda t, s: t.SmolLM3Config(**_common(s, head_dim=False), intermediate_size=s.intermediate_size),
     "deepseek_v2": _deepseek,
     "deepseek_v3": _deepseek,
+    "kimi_k2": _deepseek,  # Kimi K2 runs DeepseekV3ForCausalLM
     "jamba": _jamba,
     "qwen3_next": _qwen3_next,
 }
