@@ -13,6 +13,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from kvplan.checks import (
+    as_gpu,
+    as_spec,
+    beyond_trained_context,
+    check_batch,
+    check_bytes,
+    check_length,
+    trained_context,
+)
 from kvplan.engines import (
     VLLM_PER_TOKEN_HEAD,
     Budget,
@@ -82,8 +91,8 @@ class Setup:
 
 
 def setup(
-    spec: ModelSpec,
-    gpu: GPU,
+    spec: ModelSpec | str,
+    gpu: GPU | str,
     *,
     engine: str = "vllm",
     tp: int = 1,
@@ -96,9 +105,12 @@ def setup(
 ) -> Setup:
     """Validate the inputs and build the per-stage budget and layout.
 
-    ``memo`` (any dict, kept by the caller) shares weight counts and cache plans between calls
-    on the same model, so a sweep over GPUs does the per-layer arithmetic once per split.
+    ``spec`` and ``gpu`` may be names (``"llama-3.1-8b"``, ``"h100-sxm"``). ``memo`` (any dict,
+    kept by the caller) shares weight counts and cache plans between calls on the same model, so a
+    sweep over GPUs does the per-layer arithmetic once per split.
     """
+    spec = as_spec(spec)
+    gpu = as_gpu(gpu)
     profile = get_engine(engine)
     settings = settings or Settings()
     check_fraction(settings.gpu_memory_utilization, "gpu_memory_utilization")
@@ -276,7 +288,7 @@ def expected_concurrency(s: Setup, lengths: list[int], *, weights: list[float] |
     if weights is not None and len(weights) != len(lengths):
         raise InvalidInput(f"got {len(weights)} weights for {len(lengths)} lengths; give one weight per length")
     w = weights or [1.0] * len(lengths)
-    if any(x < 0 for x in w) or sum(w) <= 0:
+    if not all(0 <= x < float("inf") for x in w) or sum(w) <= 0:  # also refuses nan
         raise InvalidInput(f"invalid weights {w!r}; expected non-negative numbers with a positive sum")
     values = []
     for st in s.stages:
@@ -352,12 +364,25 @@ def capacity(
     kv_cache_memory: int | None = None,
     suggest: bool = True,
 ) -> CapacityResult:
-    """Answer every capacity question for one configuration at ``context`` tokens."""
+    """Answer every capacity question for one configuration at ``context`` tokens.
+
+    ``context`` past the model's trained context never fits (engines refuse the length), with the
+    message :func:`kvplan.checks.beyond_trained_context` gives every command.
+    """
+    if not isinstance(s, Setup):
+        raise InvalidInput(f"invalid setup {s!r}; build one with kvplan.capacity.setup(model, gpu, ...)")
+    context = check_length(context)
+    batch = check_batch(batch) if batch is not None else None
+    if lengths is not None:
+        lengths = [check_length(n) for n in lengths]
+        if not lengths:
+            raise InvalidInput("an empty length mix; give at least one length, e.g. [2048, 8192]")
     if kv_cache_memory is not None:
-        s = with_kv_memory(s, kv_cache_memory)
-    per_replica = max_sequences(s, context)
+        s = with_kv_memory(s, _check_kv_budget(s, kv_cache_memory))
+    beyond = beyond_trained_context(s.spec, context)
+    per_replica = 0 if beyond else max_sequences(s, context)
     one = max_context(s)
-    limited = "memory" if one < s.spec.max_position_embeddings else "model max_position_embeddings"
+    limited = "memory" if one < trained_context(s.spec) else "model max_position_embeddings"
     busiest = min(s.stages, key=lambda st: st.available)
     b = busiest.budget
     pool = pool_bytes(s, sequences=per_replica, length=context)
@@ -415,10 +440,30 @@ def capacity(
         weights_shipped=s.weights_shipped,
     )
     if not fits:
-        result.reason = _reason(s, context, one)
+        result.reason = beyond or _reason(s, context, one)
         if suggest:
-            result.nearest = nearest_fits(s, context)
+            result.nearest = _context_only(s, one) if beyond else nearest_fits(s, context)
     return result
+
+
+def _context_only(s: Setup, one: int) -> list[dict[str, Any]]:
+    """Past the trained context only a shorter context helps (more GPUs do not lift the limit)."""
+    return [{"change": f"--context {one}", "context": one, "tp": s.tp, "gpus": s.gpus}] if one else []
+
+
+def _check_kv_budget(s: Setup, kv_bytes: int) -> int:
+    """A KV budget the user gives must fit beside the weights in the device's usable memory:
+    the engine allocates it after loading them (vLLM gpu_worker: --kv-cache-memory skips profiling
+    and allocates exactly that), so more than what is left fails at start."""
+    kv_bytes = check_bytes(kv_bytes, "KV cache memory")
+    for st in s.stages:
+        room = st.budget.device_total - st.budget.weights
+        if kv_bytes > room:
+            raise InvalidInput(
+                f"KV cache memory {kv_bytes:,} B does not fit on {s.gpu.name}: {st.budget.device_total:,} B "
+                f"usable - {st.budget.weights:,} B weights leaves {max(room, 0):,} B at most per GPU"
+            )
+    return kv_bytes
 
 
 def with_kv_memory(s: Setup, kv_bytes: int | list[int]) -> Setup:

@@ -159,7 +159,34 @@ def resolve_model(arg: str) -> ModelSpec:
 
 
 def resolve(arg: str) -> ResolvedModel:
-    """:func:`resolve_model` with where the spec came from; the one place a MODEL argument is read."""
+    """:func:`resolve_model` with where the spec came from; the one place a MODEL argument is read.
+
+    A path that exists wins over a bundled name (:func:`shadowed_name` says when both match).
+    A path the file system refuses (no permission, a loop) is a one-line input error.
+    """
+    if not isinstance(arg, str) or not arg.strip():
+        raise InvalidInput(f"invalid model {arg!r}; expected a bundled name (see 'kvplan models') or a path")
+    try:
+        return _resolve(arg)
+    except OSError as exc:
+        raise InvalidInput(f"cannot read model {arg!r}: {exc.strerror or exc}") from None
+
+
+def shadowed_name(arg: str) -> str | None:
+    """A note when ``arg`` is both a path that exists and a bundled model's name, else ``None``."""
+    try:
+        exists = Path(arg).exists()
+    except OSError:
+        return None
+    if not exists or arg.strip().lower() not in _bundled_paths():
+        return None
+    return (
+        f"{arg!r} is a local path and also a bundled model; using the local {arg!r} "
+        f"(run from another folder to use the bundled one)"
+    )
+
+
+def _resolve(arg: str) -> ResolvedModel:
     path = Path(arg)
     if path.is_dir():
         config = path / "config.json"

@@ -26,7 +26,26 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},  # -h on every command, as most CLIs take it
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from kvplan import __version__
+
+        typer.echo(f"kvplan {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """KV-cache memory planner and capacity calculator for large language models."""
+
 
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table | json | csv | markdown")]
 # Options several commands share, declared once so their flags and help stay the same.
@@ -85,15 +104,29 @@ def boundary() -> Iterator[None]:
 
 
 def check_format(fmt: str) -> report.Format:
-    if fmt not in report.FORMATS:
+    """Case-insensitive, like model, GPU, engine and dtype names (``-f JSON`` is ``-f json``)."""
+    key = fmt.strip().lower()
+    if key not in report.FORMATS:
         raise InvalidInput(f"unknown format {fmt!r}; expected one of {', '.join(report.FORMATS)}")
-    return fmt  # type: ignore[return-value]
+    return key  # type: ignore[return-value]
 
 
 def positive(value: int, what: str) -> int:
-    if value < 1:
-        raise InvalidInput(f"invalid {what} {value!r}; expected a whole number of at least 1")
-    return value
+    """A count of sequences: the library's rule (:func:`kvplan.units.check_count`), checked before any work."""
+    from kvplan.units import check_count
+
+    return check_count(value, what)
+
+
+def load_model(arg: str):  # noqa: ANN201
+    """A MODEL argument resolved by the library; a note on stderr when a local path shadows a bundled name."""
+    from kvplan.catalog import resolve_model, shadowed_name
+
+    spec = resolve_model(arg)
+    note = shadowed_name(arg)
+    if note:
+        err(f"note: {note}")
+    return spec
 
 
 def lookup_gpu(name: str):  # noqa: ANN201
@@ -138,7 +171,6 @@ def estimate(
 ) -> None:
     """KV cache, weights and total memory per GPU at each context length (ideal layout)."""
     with boundary():
-        from kvplan.catalog import resolve_model
         from kvplan.estimator import estimate as run
         from kvplan.units import parse_lengths, parse_size
 
@@ -147,7 +179,7 @@ def estimate(
             from kvplan.plot import check_plot_path
 
             check_plot_path(plot)  # before any output: a bad path or a missing extra ends here
-        spec = resolve_model(model)
+        spec = load_model(model)
         rows = run(
             spec,
             parse_lengths(context),
@@ -171,10 +203,10 @@ def estimate(
             f"{spec.name}: batch {first.batch}, KV {first.kv_dtype}, weights {first.weights_dtype}, "
             f"TP {tp} PP {pp}; KV {first.kv_bytes_per_token:,} bytes/token (GiB = 2^30)"
         )
-        out(report.render(dicts, columns, fmt, title=title if fmt == "table" else None))
+        out(report.render(dicts, columns, fmt, title=title))
         for r in rows:
-            if r.note and fmt == "table":
-                err(f"note: {r.context:,} tokens is {r.note}")
+            if r.note and fmt in ("table", "markdown"):
+                err(f"note: {r.note}")
         if plot is not None:
             from kvplan.cli_cost import estimate_plot
 
@@ -210,11 +242,10 @@ def models(fmt: FormatOpt = "table") -> None:
 def show(model: ModelArg, fmt: FormatOpt = "table") -> None:
     """A model's spec, derived facts and per-layer-kind cache summary."""
     with boundary():
-        from kvplan.catalog import resolve_model
         from kvplan.describe import describe
 
         fmt = check_format(fmt)
-        info = describe(resolve_model(model))
+        info = describe(load_model(model))
         if fmt == "json":
             out(report.render_object(info, "json"))
             return
@@ -271,15 +302,21 @@ def import_(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write the YAML spec here")] = None,
     name: Annotated[Optional[str], typer.Option(help="spec name (default: from the config)")] = None,
     force: Annotated[bool, typer.Option(help="overwrite an existing output file")] = False,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="yaml (a spec file) | json (the same fields)")] = "yaml",
 ) -> None:
     """Convert a Hugging Face config.json into a kvplan YAML spec."""
     with boundary():
         from kvplan.hf import import_config
 
+        fmt = fmt.strip().lower()
+        if fmt not in ("yaml", "json"):
+            raise InvalidInput(f"unknown format {fmt!r} for import; expected yaml or json")
+        if output is not None and output.exists() and not force:  # before any work, as --plot and --save
+            raise InvalidInput(f"{str(output)!r} already exists; pass --force to overwrite it")
         result = import_config(config, name=name)
         for warning in result.warnings:
             err(f"kvplan: warning: {warning}")
-        text = result.to_yaml()
+        text = result.to_yaml() if fmt == "yaml" else result.spec.model_dump_json(indent=2, exclude_defaults=True)
         if output is None:
             out(text.rstrip("\n"))
             return

@@ -19,6 +19,7 @@ from kvplan.cli import (
     boundary,
     check_format,
     err,
+    load_model,
     out,
     positive,
 )
@@ -128,13 +129,12 @@ def capacity(
     with boundary():
         from kvplan.capacity import capacity as run
         from kvplan.capacity import setup
-        from kvplan.catalog import resolve_model
         from kvplan.hardware import resolve_gpu
         from kvplan.launch import launch_command, model_ref, plan_json
         from kvplan.units import parse_length, parse_lengths, parse_size
 
         fmt = check_format(fmt)
-        spec = resolve_model(model)
+        spec = load_model(model)
         settings = _settings(
             util=gpu_memory_utilization, mem_fraction=mem_fraction_static, free_fraction=free_gpu_memory_fraction,
             block_size=block_size, mnbt=max_num_batched_tokens, max_num_seqs=max_num_seqs, activation=activation,
@@ -164,6 +164,8 @@ def capacity(
 
 
 def _mix(lengths, weights, mean, parse_lengths, parse_length):  # noqa: ANN001, ANN202
+    from kvplan.units import split_list
+
     if mean is not None and lengths is not None:
         raise InvalidInput("give either --lengths or --mean, not both")
     if mean is not None:
@@ -172,12 +174,11 @@ def _mix(lengths, weights, mean, parse_lengths, parse_length):  # noqa: ANN001, 
         if weights is not None:
             raise InvalidInput("--weights needs --lengths")
         return None, None
-    parts = [p.strip() for p in lengths.split(",") if p.strip()]
-    mix = [parse_length(p) for p in parts]
+    mix = [parse_length(p) for p in split_list(lengths, "--lengths", example="2k,8k,32k")]
     if weights is None:
         return mix, None
     try:
-        w = [float(x) for x in weights.split(",") if x.strip()]
+        w = [float(x) for x in split_list(weights, "--weights", example="0.6,0.3,0.1")]
     except ValueError:
         raise InvalidInput(f"invalid weights {weights!r}; expected numbers like 0.6,0.3,0.1") from None
     return mix, w
@@ -257,29 +258,34 @@ def plan(
     with boundary():
         from kvplan.capacity import capacity as run
         from kvplan.capacity import setup
-        from kvplan.catalog import resolve_model
         from kvplan.engines import Settings
         from kvplan.hardware import bundled_gpus, resolve_gpu
         from kvplan.launch import launch_args, launch_command, launch_notes, model_ref
         from kvplan.planner import plan as run_plan
-        from kvplan.units import parse_length
+        from kvplan.planner import why_nothing_fits
+        from kvplan.units import parse_length, split_list
 
         fmt = check_format(fmt)
-        spec = resolve_model(model)
+        spec = load_model(model)
         length = parse_length(context)
         chosen = (
-            [resolve_gpu(g.strip()) for g in gpus.split(",") if g.strip()] if gpus else list(bundled_gpus().values())
+            [resolve_gpu(g) for g in split_list(gpus, "--gpus", example="h100-sxm,l4")]
+            if gpus is not None
+            else list(bundled_gpus().values())
         )
         settings = Settings(gpu_memory_utilization=gpu_memory_utilization)
         memo: dict = {}
-        split = lambda v: [x.strip() for x in v.split(",") if x.strip()] if v else None  # noqa: E731
+        split = lambda v: split_list(v, "dtype list", example="bf16,fp8") if v is not None else None  # noqa: E731
         rows = run_plan(spec, chosen, users=users, context=length, engine=engine, weights_dtypes=split(weights_dtype),
                         kv_dtypes=split(kv_dtype), settings=settings, max_gpus=max_gpus, memo=memo)  # fmt: skip
+        if top < 0:
+            raise InvalidInput(f"invalid --top {top!r}; expected 0 (all rows) or more")
         rows = rows[:top] if top > 0 else rows
         ref = model_ref(spec.source, spec.name)
+        by_name = {g.name: g for g in chosen}  # a GPU YAML's card has no catalog name to look up again
         dicts = []
         for row in rows:
-            s = setup(spec, resolve_gpu(row.gpu), engine=engine, tp=row.tp, pp=row.pp, gpus=row.gpus,
+            s = setup(spec, by_name[row.gpu], engine=engine, tp=row.tp, pp=row.pp, gpus=row.gpus,
                       kv_dtype_name=row.kv_dtype,
                       weights_dtype=row.weights_dtype, settings=settings, memo=memo)  # fmt: skip
             r = run(s, length, suggest=False)
@@ -288,15 +294,23 @@ def plan(
             d["launch_command"] = launch_command(r, model=ref, sequences=-(-users // row.replicas))
             d["launch_notes"] = launch_notes(r)
             dicts.append(d)
+        reason = None
+        if not dicts:
+            reason = why_nothing_fits(spec, chosen, users=users, context=length, engine=engine,
+                                      kv_dtypes=split(kv_dtype), weights_dtypes=split(weights_dtype),
+                                      settings=settings, max_gpus=max_gpus)  # fmt: skip
         if fmt == "json":
-            out(report.render_object({"model": spec.name, "users": users, "context": length, "plans": dicts}, "json"))
+            doc = {"model": spec.name, "users": users, "context": length, "plans": dicts}
+            if reason:
+                doc["reason"] = reason
+            out(report.render_object(doc, "json"))
             return
         if fmt == "csv":
             out(report.render(dicts, PLAN_COLUMNS, "csv"))
             return
         title = f"{spec.name}: {users} concurrent sequences x {length:,} tokens on {engine} (GiB = 2^30)"
         if not dicts:
-            out(f"{title}\n\nno configuration up to {max_gpus} GPUs fits; try --max-gpus or more GPU types")
+            out(f"{title}\n\nnothing fits: {reason}")
             return
         out(report.render(dicts, PLAN_COLUMNS, fmt, title=title))
         out("")
@@ -317,26 +331,90 @@ CHECK_COLUMNS = [
 
 @app.command("check-log")
 def check_log(
-    file: Annotated[Path, typer.Argument(help="an engine startup log (vLLM, SGLang or llama.cpp)")],
-    engine: Annotated[Optional[str], typer.Option("--engine", "-e", help="vllm | sglang | llamacpp")] = None,
+    file: Annotated[
+        str, typer.Argument(help="an engine startup log (vLLM, SGLang, llama.cpp, TensorRT-LLM); - for stdin")
+    ],
+    engine: Annotated[Optional[str], typer.Option("--engine", "-e", help="vllm | sglang | llamacpp | trtllm")] = None,
     model: Annotated[Optional[str], typer.Option(help="model spec when the log does not name a bundled one")] = None,
     gpu: Annotated[Optional[str], typer.Option(help="GPU when the log does not say")] = None,
     weights_dtype: Annotated[Optional[str], typer.Option(help="checkpoint weights dtype (fp8, mxfp4, ...)")] = None,
     tp: Annotated[Optional[int], typer.Option("--tp", help="tensor parallel size when the log does not say")] = None,
     fmt: FormatOpt = "table",
 ) -> None:
-    """Read a startup log; show the engine's memory figures beside kvplan's, term by term."""
+    """Read a startup log: a failed start explained and fixed, else the engine's figures beside kvplan's."""
     with boundary():
-        from kvplan.logcheck import check_file
+        from kvplan.diagnose import diagnose_text
+        from kvplan.logcheck import check_text
 
         fmt = check_format(fmt)
-        result = check_file(file, engine=engine, model=model, gpu=gpu, weights_dtype=weights_dtype, tp=tp)
+        text, name = _read_log(file)
+        d = diagnose_text(text, engine=engine, model=model, gpu=gpu, weights_dtype=weights_dtype, tp=tp)
+        if d.failed:
+            for note in d.notes:
+                err(f"note: {note}")
+            if fmt == "json":
+                out(report.render_object({"engine": d.engine, "model": d.model, "diagnosis": d.to_dict()}, "json"))
+                return
+            out(_render_diagnosis(d, name, fmt))
+            return
+        if d.engine not in ("vllm", "sglang", "llamacpp"):
+            raise InvalidInput(
+                f"no failed start found in this {d.engine} log; kvplan compares vllm, sglang and "
+                "llamacpp startup logs term by term"
+            )
+        result = check_text(text, engine=d.engine, model=model, gpu=gpu, weights_dtype=weights_dtype, tp=tp)
         for note in result.notes:
             err(f"note: {note}")
         if fmt == "json":
-            out(report.render_object(result.to_dict(), "json"))
+            data = result.to_dict()
+            data["diagnosis"] = d.to_dict()
+            out(report.render_object(data, "json"))
             return
         flags = ", ".join(f"{k}={v}" for k, v in result.flags.items() if k != "caches" and v is not None)
-        title = f"{result.engine} log {file.name}: model {result.model or '?'}, GPU {result.gpu or '?'}"
+        title = f"{result.engine} log {name}: model {result.model or '?'}, GPU {result.gpu or '?'}"
         title += f"\nflags read: {flags or '-'}"
         out(report.render(result.rows, CHECK_COLUMNS, fmt, title=title))
+
+
+def _read_log(file: str) -> tuple[str, str]:
+    """The log's text and a name for titles: a path, or ``-`` for standard input."""
+    import sys
+
+    if file == "-":
+        return sys.stdin.read(), "<stdin>"
+    try:
+        return Path(file).read_text(encoding="utf-8", errors="replace"), Path(file).name
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {file!r}: {exc.strerror or exc}") from None
+
+
+DIAGNOSIS_COLUMNS = [
+    report.Column("term", "term"),
+    report.Column("engine", "engine said"),
+    report.Column("kvplan", "kvplan"),
+    report.Column("difference", "difference"),
+]
+
+
+def _render_diagnosis(d, name: str, fmt: str) -> str:  # noqa: ANN001
+    g = d.gpu
+    where = f"{g.name} ({g.how}{': ' + g.evidence if g.evidence else ''})" if g.name else "? (not identified)"
+    f = d.failure
+    lines = [f"{d.engine} log {name}: model {d.model or '?'}, GPU {where}", f"FAILED START: {d.summary}"]
+    lines.append(f"  engine said: {f.line}")
+    if f.source:
+        lines.append(f"  raised in:   {f.source}")
+    if d.explanation:
+        lines += [
+            "",
+            report.render(d.explanation, DIAGNOSIS_COLUMNS, fmt, title="the engine's arithmetic beside kvplan's"),
+        ]
+    if d.took_memory:
+        lines.append(f"largest term: {d.took_memory}")
+    if d.prescriptions:
+        lines += ["", "changes that start, least given up first (each checked with kvplan capacity):"]
+        for i, p in enumerate(d.prescriptions, 1):
+            lines.append(f"{i}. {p.change}; gives up {p.gives_up}")
+            lines.append(f"   launch: {p.launch_command}")
+            lines.append(f"   check:  {p.check_command}")
+    return "\n".join(lines)

@@ -20,6 +20,7 @@ from kvplan.cli import (
     boundary,
     check_format,
     err,
+    load_model,
     out,
     positive,
 )
@@ -37,7 +38,7 @@ COST_COLUMNS = [
     report.Column("bytes_total", "bytes moved", "bytes"),
     report.Column("arithmetic_intensity", "FLOP/byte", "float"),
     report.Column("time_s", "time (s)", "float"),
-    report.Column("metric", "is"),
+    report.Column("metric", "metric"),
     report.Column("tokens_per_s", "tokens/s", "float"),
     report.Column("bound", "bound"),
 ]
@@ -74,11 +75,10 @@ def cost(
 ) -> None:
     """Prefill and decode FLOPs, bytes moved and roofline time (TTFT, TPOT, tokens/s) per context."""
     with boundary():
-        from kvplan.catalog import resolve_model
         from kvplan.units import parse_lengths
 
         fmt = check_format(fmt)
-        spec = resolve_model(model)
+        spec = load_model(model)
         contexts = parse_lengths(context)
         positive(batch, "batch")
         if training:
@@ -134,7 +134,7 @@ def _inference(spec: Any, contexts: list[int], *, gpu: str, plot: Optional[Path]
         f"{spec.name} on {kw['tp']}x {device.name}: batch {kw['batch']}, {kw['compute']} peak x {eff.compute}, "
         f"bandwidth x {eff.memory}; per GPU; TTFT = prefill of the batch, TPOT = one decode step (GiB = 2^30)"
     )
-    out(report.render(flat, COST_COLUMNS, fmt, title=title if fmt == "table" else None))
+    out(report.render(flat, COST_COLUMNS, fmt, title=title))
     if plot is not None:
         _cost_plot(spec, device, contexts, rows, plot, kw)
 
@@ -189,7 +189,7 @@ def _training(spec: Any, contexts: list[int], *, batch: int, attention: str, fmt
         f"{spec.name} training step (forward + 2x backward), batch {batch}; S2-Attn group = context/4; "
         "activations per Korthikanti et al. 2022 eq. 1, 16-bit, no recomputation (GiB = 2^30)"
     )
-    out(report.render(rows, TRAINING_COLUMNS, fmt, title=title if fmt == "table" else None))
+    out(report.render(rows, TRAINING_COLUMNS, fmt, title=title))
 
 
 # ---- rope ----------------------------------------------------------------------------------------
@@ -244,12 +244,11 @@ def rope(
 ) -> None:
     """RoPE scaling: frequencies, attention factor, new context, cost, and the rope_scaling block to paste."""
     with boundary():
-        from kvplan.catalog import resolve_model
         from kvplan.rope import METHODS
         from kvplan.units import parse_length
 
         fmt = check_format(fmt)
-        spec = resolve_model(model)
+        spec = load_model(model)
         positive(batch, "batch")
         if factor is not None and not 1 <= factor < float("inf"):
             raise InvalidInput(f"invalid RoPE factor {factor!r}; expected a finite number of at least 1")

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from kvplan import report
-from kvplan.cli import BatchOpt, FormatOpt, ModelArg, app, boundary, check_format, err, out
+from kvplan.cli import BatchOpt, FormatOpt, ModelArg, app, boundary, check_format, err, load_model, out
 from kvplan.errors import InvalidInput
 
 TERMS = ("weights", "kv_cache", "activation_peak", "non_torch", "total_peak")
@@ -58,12 +58,11 @@ def profile(
 ) -> None:
     """Measure weights, KV cache, activation peak, non-torch memory and time against the estimate."""
     with boundary():
-        from kvplan.catalog import resolve_model
         from kvplan.profile.run import Options, profile_model
         from kvplan.units import parse_length, parse_lengths
 
         fmt = check_format(fmt)
-        spec = resolve_model(model)
+        spec = load_model(model)
         opts = Options(
             contexts=parse_lengths(context),
             batch=batch,

@@ -68,7 +68,7 @@ def describe(spec: ModelSpec) -> dict[str, Any]:
                 "layers": n,
                 "detail": _kind_detail(spec, name),
                 "bytes_per_token_per_layer": cache.bytes_per_token,
-                "max_tokens": cache.max_tokens if cache.max_tokens is not None else "all",
+                "max_tokens": _tokens_held(cache),
                 "state_bytes_per_layer": cache.state_bytes,
             }
         )
@@ -111,3 +111,10 @@ def _moe_text(spec: ModelSpec) -> str | None:
     m = spec.moe
     shared = f", {m.num_shared_experts} shared" if m.num_shared_experts else ""
     return f"{m.num_experts} experts, top-{m.experts_per_token}, size {m.expert_intermediate_size}{shared}"
+
+
+def _tokens_held(cache) -> int | str:  # noqa: ANN001
+    """A recurrent layer keeps a fixed state and no tokens; a window or chunk caps the rest."""
+    if cache.type == "recurrent":
+        return "none (fixed state)"
+    return cache.max_tokens if cache.max_tokens is not None else "all"

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from kvplan.errors import InvalidInput, did_you_mean
-from kvplan.hardware import GPU
+from kvplan.hardware import GPU, usable_memory_bytes  # one usable-memory figure for every command
 from kvplan.memory import (
     CachePlan,
     LayerCache,
@@ -241,32 +241,6 @@ def check_weights_dtype(engine: EngineProfile, weights_dtype_name: str) -> str:
             f"it runs {', '.join(engine.weight_dtypes)}"
         )
     return name
-
-
-# ---- usable device memory ----------------------------------------------------------------------
-
-# What CUDA reports as total (cudaMemGetInfo / torch total_memory), in MiB, where a log or a
-# measurement shows it. nvidia-smi's figure is larger: the driver keeps some memory back.
-CUDA_TOTAL_MIB: dict[str, int] = {
-    # vLLM 0.19 logs "79.19 GiB" total on H100 80GB HBM3 (engine_logs.json vllm-15..27);
-    # torch total_memory 81082-81090 MiB (shared/reference/gpus.md S12c).
-    "h100-sxm": 81090,
-    # vLLM logs total_gpu_memory 39.50GiB on A100-40GB (gpus.md S20).
-    "a100-40gb": 40448,
-    # vLLM logs total_gpu_memory=23.58GiB on an RTX 3090 (engine_logs.json vllm-01).
-    "rtx-3090": 24146,
-}
-# Elsewhere: nvidia-smi minus the H100 gap (81559 - 81090 = 469 MiB, gpus.md "CUDA sees less").
-DEFAULT_DRIVER_RESERVE_MIB = 469
-
-
-def usable_memory_bytes(gpu: GPU, override: int | None = None) -> int:
-    """Device memory an engine sees (CUDA's total), not the marketing number."""
-    if override is not None:
-        return override
-    if gpu.name in CUDA_TOTAL_MIB:
-        return CUDA_TOTAL_MIB[gpu.name] * MIB
-    return (gpu.memory_mib - DEFAULT_DRIVER_RESERVE_MIB) * MIB
 
 
 # ---- layouts: allocation units per engine ------------------------------------------------------

@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+from kvplan.checks import as_gpu, as_spec, beyond_trained_context, check_batch, check_bytes, check_length
+from kvplan.errors import InvalidInput
 from kvplan.memory import cache_plan
 from kvplan.params import weight_bytes_per_gpu
 from kvplan.quant import shipped_dtype
 from kvplan.units import canonical_dtype, kv_dtype, weight_dtype
 
-if TYPE_CHECKING:  # the GPU schema is built only when a GPU is asked for
+if TYPE_CHECKING:
     from kvplan.checkpoint import CheckpointWeights
     from kvplan.hardware import GPU
     from kvplan.spec import ModelSpec
@@ -47,24 +49,41 @@ class EstimateRow:
 
 
 def estimate(
-    spec: ModelSpec,
-    contexts: list[int],
+    spec: ModelSpec | str,
+    contexts: list[int] | int,
     *,
     batch: int = 1,
     kv_dtype_name: str | None = None,
     weights_dtype: str | CheckpointWeights | None = None,
     tp: int = 1,
     pp: int = 1,
-    gpu: GPU | None = None,
+    gpu: GPU | str | None = None,
     overhead_bytes: int = 0,
 ) -> list[EstimateRow]:
     """One row per context length: KV per sequence and batch, weights and total per GPU.
 
-    ``weights_dtype`` is a dtype applied to the architecture count, or a checkpoint's headers
+    ``spec`` and ``gpu`` may be names (``"llama-3.1-8b"``, ``"h100-sxm"``). ``weights_dtype`` is a
+    dtype applied to the architecture count, or a checkpoint's headers
     (:class:`kvplan.checkpoint.CheckpointWeights`), whose bytes are then the weights term.
     ``overhead_bytes`` is what the user reserves per GPU beyond weights and KV (the ideal layout
-    adds nothing of its own; engine budgets come with ``kvplan capacity``).
+    adds nothing of its own; engine budgets come with ``kvplan capacity``). The GPU's memory is
+    what CUDA reports (:func:`kvplan.hardware.usable_memory_bytes`), the figure ``capacity``
+    budgets from. A length past the trained context never fits: engines refuse it
+    (:func:`kvplan.checks.trained_context`).
     """
+    spec = as_spec(spec)
+    gpu = as_gpu(gpu) if gpu is not None else None
+    contexts = [contexts] if isinstance(contexts, int | str) else list(contexts)
+    if not contexts:
+        raise InvalidInput("no context length given; expected at least one, e.g. [4096]")
+    contexts = [check_length(n) for n in contexts]
+    batch = check_batch(batch)
+    overhead_bytes = check_bytes(overhead_bytes, "overhead")
+    memory = None
+    if gpu is not None:
+        from kvplan.hardware import usable_memory_bytes  # the GPU schema is built only when a GPU is asked for
+
+        memory = usable_memory_bytes(gpu)
     kv_name = kv_dtype(kv_dtype_name or spec.dtype).name
     if weights_dtype is None or isinstance(weights_dtype, str):
         w_name = weight_dtype(weights_dtype or shipped_dtype(spec)).name
@@ -77,7 +96,7 @@ def estimate(
     for length in contexts:
         per_gpu = batch * plan.bytes_per_sequence_per_gpu(length)
         total = weights + per_gpu + overhead_bytes
-        beyond = length > spec.max_position_embeddings
+        note = beyond_trained_context(spec, length)
         rows.append(
             EstimateRow(
                 model=spec.name,
@@ -96,19 +115,11 @@ def estimate(
                 overhead_bytes_per_gpu=overhead_bytes,
                 total_bytes_per_gpu=total,
                 gpu=gpu.name if gpu else None,
-                gpu_memory_bytes=gpu.memory_bytes if gpu else None,
-                fits=(total <= gpu.memory_bytes) if gpu else None,
-                headroom_bytes=(gpu.memory_bytes - total) if gpu else None,
-                beyond_trained_context=beyond,
-                note=_beyond_hint(spec, length) if beyond else None,
+                gpu_memory_bytes=memory,
+                fits=(total <= memory and note is None) if gpu else None,
+                headroom_bytes=(memory - total) if gpu else None,
+                beyond_trained_context=note is not None,
+                note=note,
             )
         )
     return rows
-
-
-def _beyond_hint(spec: ModelSpec, length: int) -> str:
-    factor = -(-length // spec.max_position_embeddings)
-    return (
-        f"beyond the trained {spec.max_position_embeddings} tokens; needs RoPE scaling "
-        f"(e.g. 'kvplan rope {spec.name} --method yarn --factor {factor}')"
-    )

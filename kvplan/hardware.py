@@ -46,10 +46,11 @@ def _parse(data: object, *, origin: str) -> list[GPU]:
         raise InvalidInput(f"{origin}: a GPU file must hold a mapping or a list of mappings")
     gpus = []
     for i, item in enumerate(data):
+        where = origin if len(data) == 1 else f"{origin}: GPU {i + 1} of {len(data)}"  # no "[0]" for one GPU
         try:
             gpus.append(GPU.model_validate(item))
         except ValidationError as exc:
-            raise InvalidInput(format_validation_error(exc, origin=f"{origin}[{i}]")) from None
+            raise InvalidInput(format_validation_error(exc, origin=where)) from None
     return gpus
 
 
@@ -72,3 +73,34 @@ def resolve_gpu(arg: str) -> GPU:
     if key not in catalog:
         raise InvalidInput(f"unknown GPU {arg!r}{did_you_mean(key, list(catalog)) or ';'} see 'kvplan gpus'")
     return catalog[key]
+
+
+# ---- usable device memory ----------------------------------------------------------------------
+
+# What CUDA reports as total (cudaMemGetInfo / torch total_memory), in MiB, where a log or a
+# measurement shows it. nvidia-smi's figure is larger: the driver keeps some memory back.
+CUDA_TOTAL_MIB: dict[str, int] = {
+    # vLLM 0.19 logs "79.19 GiB" total on H100 80GB HBM3 (engine_logs.json vllm-15..27);
+    # torch total_memory 81082-81090 MiB (shared/reference/gpus.md S12c).
+    "h100-sxm": 81090,
+    # vLLM logs total_gpu_memory 39.50GiB on A100-40GB (gpus.md S20).
+    "a100-40gb": 40448,
+    # vLLM logs total_gpu_memory=23.58GiB on an RTX 3090 (engine_logs.json vllm-01).
+    "rtx-3090": 24146,
+}
+# Elsewhere: nvidia-smi minus the H100 gap (81559 - 81090 = 469 MiB, gpus.md "CUDA sees less").
+DEFAULT_DRIVER_RESERVE_MIB = 469
+
+
+def usable_memory_bytes(gpu: GPU, override: int | None = None) -> int:
+    """Device memory an engine sees (CUDA's total), not the nvidia-smi figure.
+
+    Every command uses this one figure (estimate, capacity with any engine, plan, cost): it is what
+    torch.cuda.mem_get_info / cudaMemGetInfo report and what vLLM's gpu_worker multiplies by
+    gpu_memory_utilization, so "fits" means the same thing everywhere.
+    """
+    if override is not None:
+        return override
+    if gpu.name in CUDA_TOTAL_MIB:
+        return CUDA_TOTAL_MIB[gpu.name] * MIB
+    return (gpu.memory_mib - DEFAULT_DRIVER_RESERVE_MIB) * MIB

@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
+from kvplan.checks import check_degrees
 from kvplan.errors import InvalidInput
 from kvplan.params import pipeline_stages
 from kvplan.spec import LayerKind, ModelSpec, ceil_div
@@ -145,16 +146,41 @@ def _state_dtype(spec: ModelSpec, kind: LayerKind) -> str:
 
 
 def check_parallel(spec: ModelSpec, *, tp: int, pp: int) -> None:
-    """Reject splits that cannot exist: tp must divide the query heads; pp must not exceed the layers."""
-    if tp < 1 or pp < 1:
-        raise InvalidInput(f"invalid parallelism tp={tp}, pp={pp}; both must be at least 1")
+    """Reject splits that cannot exist, the one rule every command and engine asks.
+
+    tp must divide the query heads and, for every attention kind with KV heads, divide them or be a
+    multiple of them (vLLM QKVParallelLinear: KV heads are split when kv % tp == 0, replicated when
+    tp % kv == 0, model_executor/layers/linear.py; SGLang and TensorRT-LLM shard the same way). Any
+    other split would leave ranks with unequal heads, which no engine builds. pp must not exceed
+    the layers.
+    """
+    check_degrees(tp=tp, pp=pp)
     if spec.num_attention_heads % tp:
         raise InvalidInput(
             f"tensor parallel size {tp} does not divide {spec.name}'s {spec.num_attention_heads} "
             f"attention heads; use a divisor such as {_divisors(spec.num_attention_heads)}"
         )
+    _check_kv_heads(spec, tp)
     if pp > spec.num_layers:
         raise InvalidInput(f"pipeline parallel size {pp} exceeds {spec.name}'s {spec.num_layers} layers")
+
+
+def _check_kv_heads(spec: ModelSpec, tp: int) -> None:
+    for name in spec.kind_counts:
+        kind = spec.kind(name)
+        if kind.type in ("mla", "recurrent"):
+            continue  # the MLA latent is replicated whole; recurrent state splits by channel
+        kv = spec.kv_heads_of(kind)
+        if kv % tp and tp % kv:
+            raise InvalidInput(
+                f"tensor parallel size {tp} neither divides nor is a multiple of {spec.name}'s {kv} KV heads; "
+                f"engines split KV heads evenly or replicate them, so use a divisor or multiple such as "
+                f"{_kv_splits(spec.num_attention_heads, kv)}"
+            )
+
+
+def _kv_splits(heads: int, kv: int) -> str:
+    return ", ".join(str(d) for d in range(1, 17) if heads % d == 0 and (kv % d == 0 or d % kv == 0))
 
 
 def _divisors(n: int) -> str:
@@ -162,10 +188,15 @@ def _divisors(n: int) -> str:
 
 
 def cache_plan(
-    spec: ModelSpec, kv_dtype_name: str | None = None, *, tp: int = 1, pp: int = 1, mla: MlaLayout = "latent"
+    spec: ModelSpec | str, kv_dtype_name: str | None = None, *, tp: int = 1, pp: int = 1, mla: MlaLayout = "latent"
 ) -> CachePlan:
-    """Build the per-layer cache plan. ``kv_dtype_name`` defaults to the model's dtype."""
+    """Build the per-layer cache plan. ``spec`` may be a name; ``kv_dtype_name`` defaults to the model's dtype."""
+    from kvplan.checks import as_spec
+
+    spec = as_spec(spec)
     check_parallel(spec, tp=tp, pp=pp)
+    if mla not in ("latent", "expanded"):
+        raise InvalidInput(f"invalid MLA layout {mla!r}; expected 'latent' or 'expanded'")
     name = kv_dtype_name or spec.dtype
     dtype = element_size(name)
     by_kind = {k: layer_cache(spec, k, dtype, tp=tp, mla=mla) for k in spec.kind_counts}
@@ -179,14 +210,21 @@ def cache_plan(
 
 
 def kv_bytes_per_sequence(
-    spec: ModelSpec, length: int, kv_dtype_name: str | None = None, *, tp: int = 1, pp: int = 1
+    spec: ModelSpec | str, length: int, kv_dtype_name: str | None = None, *, tp: int = 1, pp: int = 1
 ) -> int:
-    """KV cache of one sequence of ``length`` tokens in the ideal layout, all GPUs together."""
-    return cache_plan(spec, kv_dtype_name, tp=tp, pp=pp).bytes_per_sequence(length)
+    """KV cache of one sequence of ``length`` tokens in the ideal layout, all GPUs together.
+
+    ``length`` follows the CLI's rule (1 token to 1Gi tokens; ``"4k"`` is read too).
+    """
+    from kvplan.checks import check_length
+
+    return cache_plan(spec, kv_dtype_name, tp=tp, pp=pp).bytes_per_sequence(check_length(length))
 
 
 def kv_bytes_total(
-    spec: ModelSpec, length: int, batch: int, kv_dtype_name: str | None = None, *, tp: int = 1, pp: int = 1
+    spec: ModelSpec | str, length: int, batch: int, kv_dtype_name: str | None = None, *, tp: int = 1, pp: int = 1
 ) -> int:
     """KV cache of ``batch`` sequences of ``length`` tokens each."""
-    return batch * kv_bytes_per_sequence(spec, length, kv_dtype_name, tp=tp, pp=pp)
+    from kvplan.checks import check_batch
+
+    return check_batch(batch) * kv_bytes_per_sequence(spec, length, kv_dtype_name, tp=tp, pp=pp)

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple, Union
 
+from kvplan.checks import as_spec, check_degrees
+from kvplan.errors import InvalidInput
 from kvplan.quant import Storage, storage, storage_for_name
 from kvplan.spec import LayerKind, ModelSpec, ceil_div
 from kvplan.units import WEIGHT_DTYPES
@@ -165,8 +167,9 @@ class ParamCount:
     extra: int
 
 
-def count_params(spec: ModelSpec) -> ParamCount:
+def count_params(spec: ModelSpec | str) -> ParamCount:
     """Parameters of the whole model (one copy, ``tp=1``), and the active count for MoE."""
+    spec = as_spec(spec)
     emb = _sum(embedding_parts(spec))
     head = 0 if spec.tie_word_embeddings else spec.vocab_size * spec.hidden_size
     final_norm = _sum(head_parts(spec)) - head
@@ -226,14 +229,18 @@ def pipeline_stages(num_layers: int, pp: int) -> list[range]:
 Weights = Union[str, Storage, "CheckpointWeights", None]
 
 
-def weight_bytes_per_stage(spec: ModelSpec, dtype: Weights = None, *, tp: int = 1, pp: int = 1) -> list[int]:
+def weight_bytes_per_stage(spec: ModelSpec | str, dtype: Weights = None, *, tp: int = 1, pp: int = 1) -> list[int]:
     """Bytes one GPU of each pipeline stage holds (weights sharded ``tp`` ways).
 
-    ``dtype`` None: the weights as the published checkpoint ships them (:func:`kvplan.quant.storage`);
-    a name: that dtype applied to the architecture count; a checkpoint's headers
-    (:class:`kvplan.checkpoint.CheckpointWeights`): their bytes, which take precedence, split over
-    ranks by the same rules.
+    ``spec`` may be a name. ``dtype`` None: the weights as the published checkpoint ships them
+    (:func:`kvplan.quant.storage`); a name: that dtype applied to the architecture count; a
+    checkpoint's headers (:class:`kvplan.checkpoint.CheckpointWeights`): their bytes, which take
+    precedence, split over ranks by the same rules.
     """
+    spec = as_spec(spec)
+    check_degrees(tp=tp, pp=pp)
+    if pp > spec.num_layers:
+        raise InvalidInput(f"pipeline parallel size {pp} exceeds {spec.name}'s {spec.num_layers} layers")
     if dtype is not None and not isinstance(dtype, (str, Storage)):
         return dtype.bytes_per_stage(spec, tp=tp, pp=pp)
     st = dtype if isinstance(dtype, Storage) else storage(spec, dtype)
@@ -251,7 +258,7 @@ def weight_bytes_per_stage(spec: ModelSpec, dtype: Weights = None, *, tp: int = 
     return out
 
 
-def weight_bytes_per_gpu(spec: ModelSpec, dtype: Weights = None, *, tp: int = 1, pp: int = 1) -> int:
+def weight_bytes_per_gpu(spec: ModelSpec | str, dtype: Weights = None, *, tp: int = 1, pp: int = 1) -> int:
     """Weights on the busiest GPU: the largest pipeline stage, one tensor-parallel shard."""
     return max(weight_bytes_per_stage(spec, dtype, tp=tp, pp=pp))
 

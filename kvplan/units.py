@@ -18,8 +18,13 @@ MIB = 1 << 20
 
 # Largest context kvplan accepts: 1Gi tokens. Longer is a typo, not a plan.
 MAX_CONTEXT = 1 << 30
+# Largest batch (concurrent sequences, users) kvplan accepts: 2^20. vLLM schedules at most
+# max_num_seqs (default 1024 on big GPUs, vllm/engine/arg_utils.py get_batch_defaults) per replica;
+# a million is far past any deployment and keeps batch x context x bytes exact and printable.
+MAX_BATCH = 1 << 20
 
-_LENGTH_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)\s*$")
+# No space inside a length: "4 k" is refused like "4kk" (surrounding spaces are fine).
+_LENGTH_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)([kKmM]?)\s*$")
 
 
 def parse_length(text: str | int) -> int:
@@ -45,13 +50,26 @@ def parse_length(text: str | int) -> int:
 
 def parse_lengths(text: str) -> list[int]:
     """``4k,32k,128k`` -> ``[4096, 32768, 131072]`` (order kept, duplicates dropped)."""
-    parts = [p for p in str(text).split(",") if p.strip()]
-    if not parts:
-        raise InvalidInput(f"invalid length list {text!r}; expected e.g. 4k,32k,128k")
+    parts = split_list(text, "length list", example="4k,32k,128k")
     seen: dict[int, None] = {}
     for part in parts:
         seen[parse_length(part)] = None
     return list(seen)
+
+
+def split_list(text: str, what: str, *, example: str) -> list[str]:
+    """``a,b,c`` -> ``["a", "b", "c"]``; an empty item (``a,,b``, ``a,``, ``,a``) is refused, not skipped."""
+    parts = [p.strip() for p in str(text).split(",")]
+    if not all(parts):
+        raise InvalidInput(f"invalid {what} {text!r}; an item is empty; expected e.g. {example}")
+    return parts
+
+
+def check_count(value: int, what: str, *, limit: int = MAX_BATCH) -> int:
+    """A whole number of sequences (batch, users, ...) between 1 and ``limit``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        raise InvalidInput(f"invalid {what} {value!r}; expected a whole number between 1 and {limit:,}")
+    return value
 
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*$")

@@ -26,14 +26,18 @@ def test_estimate_table_with_gpu_and_batch(cli):
     result = cli("estimate", "LLAMA-3.1-8B", "-c", "32k", "--batch", "8", "--gpu", "h100-sxm")
     assert result.exit_code == 0, result.output
     assert "32.00 GiB" in result.stdout  # 131,072 B/token x 32,768 x 8 = 32 GiB
-    assert "79.65 GiB" in result.stdout  # 81,559 MiB as nvidia-smi reports an H100 SXM
+    # Issue 12: was 79.65 GiB (81,559 MiB, nvidia-smi's figure) while capacity budgets from CUDA's
+    # total; now both use 81,090 MiB = 79.19 GiB (kvplan.hardware.usable_memory_bytes).
+    assert "79.19 GiB" in result.stdout
     assert "yes" in result.stdout
 
 
 def test_estimate_flags_beyond_trained_context(cli):
     result = cli("estimate", "llama-2-13b", "-c", "8k")
     assert "beyond trained context" in result.stdout
-    assert "needs RoPE scaling" in result.stderr
+    # Issue 12: the hint stretches from the current 4,096 tokens (8k / 4k = factor 2).
+    assert "extend it with RoPE scaling" in result.stderr
+    assert "--original-context 4096 --factor 2" in result.stderr
 
 
 @pytest.mark.parametrize("fmt", ["table", "json", "csv", "markdown"])
@@ -58,7 +62,9 @@ def test_user_gpu_yaml(cli, tmp_path):
     )
     result = cli("estimate", "llama-3.1-8b", "-c", "4k", "--gpu", str(path), "--format", "json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)[0]["gpu_memory_bytes"] == 49152 << 20
+    # Issue 12: was 49,152 MiB (the file's memory_mib); the usable figure is CUDA's total, the
+    # driver's reserve (469 MiB, as on the H100) taken off: (49152 - 469) MiB = 51,047,825,408 B.
+    assert json.loads(result.stdout)[0]["gpu_memory_bytes"] == (49152 - 469) << 20
     assert "my-card" in cli("gpus", "--file", str(path)).stdout
 
 

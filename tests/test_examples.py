@@ -43,5 +43,7 @@ def test_custom_model_and_gpu_yaml(cli):
     # 21 local layers (window 4096) + 7 global; 8 KV heads x 128 x 2 (K,V) x 2 B = 4,096 B/token/layer.
     # 64K: 4,096 x (21 x 4,096 + 7 x 65,536) = 2,231,369,728 bytes.
     assert rows[1]["kv_bytes_per_sequence"] == 4096 * (21 * 4096 + 7 * 65536)
-    assert rows[1]["gpu_memory_bytes"] == 46068 << 20
+    # Issue 12: was 46,068 MiB (the file's memory_mib); estimate now uses CUDA's total like capacity:
+    # (46,068 - 469 driver reserve) MiB = 47,814,017,024 B.
+    assert rows[1]["gpu_memory_bytes"] == (46068 - 469) << 20
     assert cli("show", model).exit_code == 0
