@@ -132,6 +132,11 @@ CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
         "interleave_moe_layer_step": 1, "no_rope_layers": None, "no_rope_layer_interval": 4,
         "attention_chunk_size": 8192,
     },
+    "minimax_m2": {  # MiniMaxM2Config (experts as wide as intermediate_size; rotary_dim -> partial RoPE)
+        "vocab_size": 200064, "hidden_size": 3072, "intermediate_size": 1536, "num_hidden_layers": 62,
+        "num_attention_heads": 48, "num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 196608,
+        "tie_word_embeddings": False, "rope_theta": 10000.0, "num_experts_per_tok": 8, "num_local_experts": 256,
+    },
     "phi3": {  # Phi3Config
         "vocab_size": 32064, "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32,
         "num_attention_heads": 32, "num_key_value_heads": None, "head_dim": None,
@@ -221,7 +226,7 @@ _CORE_ALIASES = {
 _WINDOWED = {"mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "phi3",
              "gpt_oss", "smollm3", None}  # fmt: skip
 _MOE_DIALECTS = {"mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "deepseek_v2", "deepseek_v3", "deepseek_v32",
-                 "gpt_oss", "jamba", "llama4_text", None}  # fmt: skip
+                 "gpt_oss", "jamba", "llama4_text", "minimax_m2", None}  # fmt: skip
 _DTYPE_FALLBACK = "bf16"  # what serving engines load a checkpoint in when it does not say
 
 
@@ -438,7 +443,7 @@ _ARCHITECTURES = {
     "DeepseekV3ForCausalLM": "deepseek_v3", "DeepseekV32ForCausalLM": "deepseek_v32",
     "Phi3ForCausalLM": "phi3", "GptOssForCausalLM": "gpt_oss", "CohereForCausalLM": "cohere",
     "Olmo2ForCausalLM": "olmo2", "JambaForCausalLM": "jamba", "Qwen3NextForCausalLM": "qwen3_next",
-    "SmolLM3ForCausalLM": "smollm3",
+    "SmolLM3ForCausalLM": "smollm3", "MiniMaxM2ForCausalLM": "minimax_m2",
 }  # fmt: skip
 
 
@@ -469,7 +474,7 @@ def _spec_name(name: str | None, config: dict[str, Any], origin: str, model_type
 
 
 def _mtp_note(config: dict[str, Any]) -> list[str]:
-    mtp = config.get("num_nextn_predict_layers") or config.get("num_mtp_layers")
+    mtp = config.get("num_nextn_predict_layers") or config.get("num_mtp_layers") or config.get("num_mtp_modules")
     if not isinstance(mtp, int) or isinstance(mtp, bool) or mtp < 1:
         return []
     return [f"the multi-token-prediction module ({mtp} layer(s), num_nextn_predict_layers) is not counted"]
@@ -976,6 +981,8 @@ def _moe(f: _Fields, *, layers: int) -> dict[str, Any] | None:
         "experts_per_token": f.need("num_experts_per_tok"),
         "expert_intermediate_size": _expert_size(f),
     }
+    if d == "minimax_m2":  # MiniMaxM2SparseMoeBlock.e_score_correction_bias (a buffer, stored in the checkpoint)
+        moe["router_bias"] = True
     if d == "llama4_text":  # Llama4TextMoe: one shared expert as wide as a routed one, on every MoE layer
         moe |= {"num_shared_experts": 1}
     if d in ("qwen2_moe", "qwen3_next"):
@@ -996,7 +1003,7 @@ def _moe(f: _Fields, *, layers: int) -> dict[str, Any] | None:
 
 
 def _expert_size(f: _Fields) -> int:
-    if f.dialect in ("mixtral", "gpt_oss", "jamba", "llama4_text"):
+    if f.dialect in ("mixtral", "gpt_oss", "jamba", "llama4_text", "minimax_m2"):
         return f.need("intermediate_size")
     if f.dialect is None and not f.known("moe_intermediate_size"):
         f.assume("expert size assumed = intermediate_size")
@@ -1039,6 +1046,9 @@ def _rope(f: _Fields) -> dict[str, Any] | None:
     partial = block.pop("partial_rotary_factor", None) if block else None
     rope: dict[str, Any] = {"theta": _theta(f, theta)}
     partial = partial if partial is not None else f.get("partial_rotary_factor")
+    if partial is None and f.dialect == "minimax_m2" and f.known("rotary_dim"):
+        # MiniMaxM2Config.convert_rope_params_to_dict: partial_rotary_factor = rotary_dim / head_dim
+        partial = f.need("rotary_dim") / f.need("head_dim")
     if partial is not None:
         rope["partial_rotary_factor"] = partial
     scaling = _scaling(f, block)
@@ -1184,7 +1194,7 @@ def _cohere_layout(f: _Fields, *, heads: int, head_dim: int, per_layer: list[str
 def _olmo2_layout(f: _Fields, *, heads: int, head_dim: int, per_layer: list[str], **kw: Any) -> dict[str, Any]:
     # Olmo2Attention: q_norm over heads * head_dim and k_norm over kv_heads * head_dim (not per head).
     kv = f.integer("num_key_value_heads") or heads
-    extra = _extra(len(per_layer) * (heads + kv) * head_dim, "OLMo 2 q/k RMSNorm weights over all heads")
+    extra = _extra(len(per_layer) * (heads + kv) * head_dim, "q/k RMSNorm weights over all heads")
     return _llama_layout(f) | extra
 
 
@@ -1208,5 +1218,6 @@ _LAYOUTS: dict[str, Callable[..., dict[str, Any]]] = {
     "gpt_oss": _gpt_oss_layout,
     "cohere": _cohere_layout,
     "olmo2": _olmo2_layout,
+    "minimax_m2": _olmo2_layout,  # MiniMaxM2Attention: q_norm / k_norm over all heads, as OLMo 2
     "qwen3_next": _qwen3_next_layout,
 }

@@ -93,6 +93,8 @@ OWN_KV: dict[str, tuple[int, int, int, int, int]] = {
     "smollm3-3b": (73_728, 73_728, 301_989_888, 2_415_919_104, 9_663_676_416),
     # OLMo 2 7B: c = 2*32*128*2 = 16,384; 32 layers -> 524,288/token (Llama-2-7B's geometry).
     "olmo-2-1124-7b": (524_288, 524_288, 2_147_483_648, 17_179_869_184, 68_719_476_736),
+    # MiniMax-M2: c = 2*8*128*2 = 4,096; 62 full-attention layers -> 253,952/token.
+    "minimax-m2": (253_952, 253_952, 1_040_187_392, 8_321_499_136, 33_285_996_544),
 }
 
 EXPECTED_KV = {**REFERENCE_KV, **OWN_KV}
@@ -149,6 +151,8 @@ EXPECTED_PARAMS: dict[str, tuple[int, int]] = {
     "smollm3-3b": (3_075_098_624, 3_075_098_624),
     # OLMo 2 7B: Llama-2-7B's 6,738,415,616 - 32,000 x 4,096 x 2 + 100,352 x 4,096 x 2 + 32 x 8,192 q/k norms.
     "olmo-2-1124-7b": (7_298_617_344, 7_298_617_344),
+    # MiniMax-M2: 62 x 256 experts x 3*3072*1536 = 224,680,476,672 of it; 0.57% under the published 230B.
+    "minimax-m2": (228_689_764_864, 11_030_553_088),
 }
 
 
