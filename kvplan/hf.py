@@ -137,6 +137,12 @@ CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
         "num_attention_heads": 48, "num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 196608,
         "tie_word_embeddings": False, "rope_theta": 10000.0, "num_experts_per_tok": 8, "num_local_experts": 256,
     },
+    "cohere2": {  # Cohere2Config: head_dim always hidden // heads; sliding_window_pattern kwarg default 4
+        "vocab_size": 256000, "hidden_size": 8192, "intermediate_size": 22528, "num_hidden_layers": 40,
+        "num_attention_heads": 64, "num_key_value_heads": None, "max_position_embeddings": 8192,
+        "tie_word_embeddings": True, "rope_theta": 10000.0, "attention_bias": False, "sliding_window": 4096,
+        "sliding_window_pattern": 4,
+    },
     "phi3": {  # Phi3Config
         "vocab_size": 32064, "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32,
         "num_attention_heads": 32, "num_key_value_heads": None, "head_dim": None,
@@ -224,7 +230,7 @@ _CORE_ALIASES = {
 
 # Dialects whose modeling code honours a sliding window (the others ignore the field).
 _WINDOWED = {"mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "phi3",
-             "gpt_oss", "smollm3", None}  # fmt: skip
+             "gpt_oss", "smollm3", "cohere2", None}  # fmt: skip
 _MOE_DIALECTS = {"mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "deepseek_v2", "deepseek_v3", "deepseek_v32",
                  "gpt_oss", "jamba", "llama4_text", "minimax_m2", None}  # fmt: skip
 _DTYPE_FALLBACK = "bf16"  # what serving engines load a checkpoint in when it does not say
@@ -443,7 +449,7 @@ _ARCHITECTURES = {
     "DeepseekV3ForCausalLM": "deepseek_v3", "DeepseekV32ForCausalLM": "deepseek_v32",
     "Phi3ForCausalLM": "phi3", "GptOssForCausalLM": "gpt_oss", "CohereForCausalLM": "cohere",
     "Olmo2ForCausalLM": "olmo2", "JambaForCausalLM": "jamba", "Qwen3NextForCausalLM": "qwen3_next",
-    "SmolLM3ForCausalLM": "smollm3", "MiniMaxM2ForCausalLM": "minimax_m2",
+    "SmolLM3ForCausalLM": "smollm3", "MiniMaxM2ForCausalLM": "minimax_m2", "Cohere2ForCausalLM": "cohere2",
 }  # fmt: skip
 
 
@@ -560,7 +566,8 @@ def _head_dims(f: _Fields, *, hidden: int, heads: int) -> tuple[int, int | None]
     if f.known("kv_lora_rank"):  # MLA: q/k head = nope + rope part; v head its own
         qk = f.need("qk_nope_head_dim") + f.need("qk_rope_head_dim")
         return qk, f.need("v_head_dim")
-    explicit = None if f.dialect == "falcon" else f.integer("head_dim")  # FalconConfig.head_dim is a property
+    # FalconConfig.head_dim is a property; Cohere2Config.__post_init__ overwrites head_dim with hidden // heads
+    explicit = None if f.dialect in ("falcon", "cohere2") else f.integer("head_dim")
     if explicit is not None:
         v = f.integer("v_head_dim")  # MiMo-V2-Flash: K 192, V 128 (v_proj: num_kv_heads * v_head_dim)
         return explicit, v if v is not None and v != explicit else None
@@ -710,6 +717,8 @@ def _layer_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
         types = ["full_attention"] * layers
     else:
         types = [_sliding_rule(f, i) for i in range(layers)]
+    if d == "cohere2":  # Cohere2Attention applies RoPE on sliding layers only
+        types = ["nope_attention" if t == "full_attention" else t for t in types]
     if explicit is None and f.known("index_head_dim"):
         # DeepseekV32Config / GlmMoeDsaConfig.__post_init__: layer_types default to indexed_attention
         types = ["indexed_attention" if t == "full_attention" else t for t in types]
@@ -807,7 +816,7 @@ def _sliding_rule(f: _Fields, i: int) -> str:
     d, s, full = f.dialect, "sliding_attention", "full_attention"
     if d in ("gemma2", "gpt_oss"):
         return s if (i + 1) % 2 else full  # even index sliding
-    if d == "gemma3_text":
+    if d in ("gemma3_text", "cohere2"):
         return s if (i + 1) % f.need("sliding_window_pattern") else full  # every pattern-th layer global
     if d in ("qwen2", "qwen3"):
         return s if i >= f.need("max_window_layers", minimum=0) else full  # Qwen2Config: layers past max_window_layers
@@ -1145,8 +1154,8 @@ def _llama_layout(f: _Fields, **_: Any) -> dict[str, Any]:
 
 # Dialects whose attention honours ``attention_bias`` on q/k/v and o_proj alike (modeling_<type>.py);
 # Mistral, Mixtral, Phi-3 and Jamba hard-code bias=False, Qwen2 and Falcon have their own rules.
-_ATTENTION_BIAS_ALL = {"llama", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "cohere", "olmo2", "gpt_oss",
-                       "qwen3_next", None}  # fmt: skip
+_ATTENTION_BIAS_ALL = {"llama", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "cohere", "cohere2", "olmo2",
+                       "gpt_oss", "qwen3_next", None}  # fmt: skip
 
 
 def _qwen2_layout(f: _Fields, **_: Any) -> dict[str, Any]:
@@ -1217,6 +1226,7 @@ _LAYOUTS: dict[str, Callable[..., dict[str, Any]]] = {
     "falcon": _falcon_layout,
     "gpt_oss": _gpt_oss_layout,
     "cohere": _cohere_layout,
+    "cohere2": _cohere_layout,
     "olmo2": _olmo2_layout,
     "minimax_m2": _olmo2_layout,  # MiniMaxM2Attention: q_norm / k_norm over all heads, as OLMo 2
     "qwen3_next": _qwen3_next_layout,

@@ -268,6 +268,14 @@ def _olmo2(spec: ModelSpec) -> Any:
     return transformers.Olmo2Config(**heads(spec), **TINY)
 
 
+def _cohere2(spec: ModelSpec) -> Any:
+    # layer_types left to Cohere2Config's default (every 4th layer global) so the spec's pattern is checked.
+    # Cohere2Config derives head_dim = hidden / heads: query heads cut to the KV heads, hidden = kv x head_dim.
+    kv = spec.num_kv_heads
+    shape = heads(spec) | {"num_attention_heads": kv, "hidden_size": kv * spec.head_dim}
+    return transformers.Cohere2Config(**shape, sliding_window=window_of(spec), **TINY)
+
+
 def _minimax_m2(spec: ModelSpec) -> Any:
     return transformers.MiniMaxM2Config(**heads(spec), num_local_experts=4, **TINY, **TINY_MOE)
 
@@ -376,6 +384,7 @@ CASES: dict[str, Case] = {
     "smollm3": Case("smollm3", ["smollm3-3b"], _smollm3),
     "olmo2": Case("olmo2", ["olmo-2-1124-7b"], _olmo2),
     "minimax_m2": Case("minimax_m2", ["minimax-m2"], _minimax_m2),
+    "cohere2": Case("cohere2", ["command-a-03-2025"], _cohere2, scale_window=True),
     "phi3": Case("phi3", ["phi-3-mini-128k", "phi-3-mini-128k-instruct"], _phi3),
     "falcon": Case("falcon", ["falcon-7b"], _falcon),
     # gpt-oss keeps its real 128-token window: 160 tokens exceed it cheaply
@@ -484,6 +493,7 @@ IDEAL_MINUS_TRANSFORMERS: dict[str, dict[int, int]] = {
     "gemma3": {LONG: 52 * 8_192},  # 52 of 62 sliding x (2 x 16 x 128 x 2) = 425,984
     "gpt_oss": {160: 12 * 2_048},  # 12 of 24 sliding (real W=128) x (2 x 8 x 64 x 2) = 24,576
     "llama4": {LONG: 36 * 4_096},  # 36 of 48 chunked x (2 x 8 x 128 x 2) = 147,456
+    "cohere2": {LONG: 48 * 4_096},  # Command A: 48 of 64 sliding x (2 x 8 x 128 x 2) = 196,608
     "jamba": {SHORT: RECURRENT_MINUS_TRANSFORMERS["jamba"]},
     "qwen3_next": {length: RECURRENT_MINUS_TRANSFORMERS["qwen3_next"] for length in (SHORT, LONG)},
 }

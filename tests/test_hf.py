@@ -416,6 +416,7 @@ DIALECTS: dict[str, dict[str, Any]] = {
     "cohere-qk-norm": {"model_type": "cohere", "use_qk_norm": True},
     "olmo2": {},
     "smollm3": {"no_rope_layers": [1, 0, 1, 1]},
+    "cohere2": {"sliding_window": 32, "sliding_window_pattern": 2},
     "minimax_m2": {"head_dim": 16, "num_local_experts": 4, "num_experts_per_tok": 2, "rotary_dim": 8},
     "llama4_text": {
         "head_dim": 16,

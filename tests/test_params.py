@@ -246,6 +246,7 @@ CONFIGS: dict[str, Callable[[Any, ModelSpec], Any]] = {
     ),
     "olmo2": lambda t, s: t.Olmo2Config(**_common(s, head_dim=False), intermediate_size=s.intermediate_size),
     "smollm3": lambda t, s: t.SmolLM3Config(**_common(s, head_dim=False), intermediate_size=s.intermediate_size),
+    "cohere2": lambda t, s: t.Cohere2Config(**_common(s, head_dim=False), intermediate_size=s.intermediate_size),
     "minimax_m2": lambda t, s: t.MiniMaxM2Config(
         **_common(s), **_moe(s, "num_local_experts"), intermediate_size=s.moe.expert_intermediate_size
     ),
