@@ -243,9 +243,18 @@ PLAN_COLUMNS = [
 @app.command()
 def plan(
     model: ModelArg,
-    users: Annotated[int, typer.Option(help="concurrent sequences to serve")],
-    context: Annotated[str, typer.Option("--context", "-c", help="tokens per sequence, e.g. 32k")],
+    users: Annotated[Optional[int], typer.Option(help="concurrent sequences to serve")] = None,
+    context: Annotated[Optional[str], typer.Option("--context", "-c", help="tokens per sequence, e.g. 32k")] = None,
     gpus: Annotated[Optional[str], typer.Option(help="GPU types to consider, e.g. h100-sxm,a100-80gb,l4")] = None,
+    rate: Annotated[Optional[float], typer.Option(help="latency targets: requests per second to serve")] = None,
+    input_len: Annotated[
+        str, typer.Option("--input", help="with --rate: prompt tokens, 2k or 2k:4k (mean:p90)")
+    ] = "2k",
+    output_len: Annotated[str, typer.Option("--output", help="with --rate: output tokens, 512 or 512:1k")] = "512",
+    ttft: Annotated[Optional[str], typer.Option(help="with --rate: time to first token target, e.g. 1s")] = None,
+    tpot: Annotated[Optional[str], typer.Option(help="with --rate: time per output token target, e.g. 50ms")] = None,
+    percentile: Annotated[str, typer.Option(help="with --rate: targets hold for the mean | p90")] = "mean",
+    disaggregated: Annotated[bool, typer.Option(help="with --rate: also size prefill/decode pools")] = False,
     engine: EngineOpt = "vllm",
     weights_dtype: Annotated[Optional[str], typer.Option(help="weight dtypes to try, e.g. bf16,fp8")] = None,
     kv_dtype: Annotated[Optional[str], typer.Option(help="KV dtypes to try, e.g. bf16,fp8")] = None,
@@ -267,6 +276,19 @@ def plan(
 
         fmt = check_format(fmt)
         spec = load_model(model)
+        split = lambda v: split_list(v, "dtype list", example="bf16,fp8") if v is not None else None  # noqa: E731
+        if rate is not None:
+            from kvplan.cli_slo import run_targets
+
+            names = split_list(gpus, "--gpus", example="h100-sxm,h200") if gpus is not None else None
+            names = names or ["h100-sxm", "h200", "b200"]  # the GPUs the latency fit covers
+            opts = dict(rate=rate, input=input_len, output=output_len, ttft=ttft, tpot=tpot, percentile=percentile,
+                        disaggregated=disaggregated)  # fmt: skip
+            out(run_targets(spec, [resolve_gpu(g) for g in names], engine=engine, weights=split(weights_dtype),
+                            kv=split(kv_dtype), opts=opts, max_gpus=max_gpus, top=top, fmt=fmt))  # fmt: skip
+            return
+        if users is None or context is None:
+            raise InvalidInput("'kvplan plan' needs --users N --context L, or --rate R with latency targets")
         length = parse_length(context)
         chosen = (
             [resolve_gpu(g) for g in split_list(gpus, "--gpus", example="h100-sxm,l4")]
@@ -275,7 +297,6 @@ def plan(
         )
         settings = Settings(gpu_memory_utilization=gpu_memory_utilization)
         memo: dict = {}
-        split = lambda v: split_list(v, "dtype list", example="bf16,fp8") if v is not None else None  # noqa: E731
         rows = run_plan(spec, chosen, users=users, context=length, engine=engine, weights_dtypes=split(weights_dtype),
                         kv_dtypes=split(kv_dtype), settings=settings, max_gpus=max_gpus, memo=memo)  # fmt: skip
         if top < 0:

@@ -68,6 +68,13 @@ def cost(
     compute_eff: Annotated[float, typer.Option(help="fraction of peak FLOPs reached")] = 0.7,
     memory_eff: Annotated[float, typer.Option(help="fraction of peak memory bandwidth reached")] = 0.9,
     interconnect_eff: Annotated[float, typer.Option(help="fraction of interconnect bandwidth reached")] = 1.0,
+    engine: Annotated[str, typer.Option(help="whose kernel efficiencies the latency uses: vllm | trtllm")] = "vllm",
+    expert_parallel: Annotated[
+        bool, typer.Option("--expert-parallel", help="MoE experts split whole across the TP ranks (calibrated)")
+    ] = False,
+    latency: Annotated[
+        str, typer.Option("--latency", help="calibrated (per-operation, fitted) | roofline (whole step, --*-eff)")
+    ] = "calibrated",
     training: Annotated[bool, typer.Option("--training", help="training step: attention FLOPs, activations")] = False,
     attention: Annotated[str, typer.Option(help="with --training: full | s2 (LongLoRA shifted sparse)")] = "full",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="also draw memory and time to this PNG")] = None,
@@ -96,6 +103,9 @@ def cost(
             weights_dtype=weights_dtype,
             compute=compute,
             effs=(compute_eff, memory_eff, interconnect_eff),
+            engine=engine,
+            latency=latency,
+            expert_parallel=expert_parallel,
             plot=plot,
             fmt=fmt,
         )
@@ -123,6 +133,9 @@ def _inference(spec: Any, contexts: list[int], *, gpu: str, plot: Optional[Path]
         weights_dtype=kw["weights_dtype"],
         compute_dtype=kw["compute"],
         efficiency=eff,
+        engine=kw["engine"],
+        model=kw["latency"],
+        expert_parallel=kw["expert_parallel"],
     )
     flat = []
     for row in rows:
@@ -130,9 +143,13 @@ def _inference(spec: Any, contexts: list[int], *, gpu: str, plot: Optional[Path]
             d = {"model": spec.name, "gpu": device.name, **phase.summary(), "metric": metric}
             d["tokens_per_s"] = phase.tokens / phase.time_s
             flat.append(d)
+    if kw["latency"] == "calibrated":
+        basis = f"time = per-operation latency with {rows[0].decode.engine} kernel efficiencies (kvplan.latency)"
+    else:
+        basis = f"time = whole-step roofline, {kw['compute']} peak x {eff.compute}, bandwidth x {eff.memory}"
     title = (
-        f"{spec.name} on {kw['tp']}x {device.name}: batch {kw['batch']}, {kw['compute']} peak x {eff.compute}, "
-        f"bandwidth x {eff.memory}; per GPU; TTFT = prefill of the batch, TPOT = one decode step (GiB = 2^30)"
+        f"{spec.name} on {kw['tp']}x {device.name}: batch {kw['batch']}; {basis}; per GPU; "
+        "TTFT = prefill of the batch, TPOT = one decode step (GiB = 2^30)"
     )
     out(report.render(flat, COST_COLUMNS, fmt, title=title))
     if plot is not None:

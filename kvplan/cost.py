@@ -48,6 +48,7 @@ from kvplan.spec import LayerKind, ModelSpec, ceil_div
 from kvplan.units import kv_dtype, weight_dtype
 
 Phase = Literal["prefill", "decode"]
+LatencyModel = Literal["calibrated", "roofline"]
 AttentionMode = Literal["full", "s2"]
 
 # Default efficiencies: FasterTransformer profiling of a 13B model on A100 reported ~0.7 of peak
@@ -143,12 +144,17 @@ class PhaseCost(BaseModel):
     compute_s: float
     memory_s: float
     comm_s: float
-    time_s: float
+    roofline_s: float  # max(compute_s, memory_s) + comm_s: the whole-step roofline
+    time_s: float  # the step's latency: calibrated per-operation sum (kvplan.latency), or roofline_s
     bound: Literal["compute", "memory"]
+    model: LatencyModel = "calibrated"
+    engine: str = ""  # engine and version the calibrated efficiencies describe
+    ops_s: dict[str, float] = Field(default_factory=dict)  # calibrated seconds per operation class
 
     def summary(self) -> dict[str, object]:
         """A flat dict for tables and JSON: per-part FLOPs and bytes as plain fields."""
-        flat = self.model_dump(exclude={"flops", "bytes"})
+        flat = self.model_dump(exclude={"flops", "bytes", "ops_s"})
+        flat.update(self.ops_s)
         flat.update({f"flops_{k}": v for k, v in self.flops.model_dump().items()})
         flat.update(
             flops_attention=self.flops.attention,
@@ -378,8 +384,18 @@ def phase_cost(
     weights_dtype: str | None = None,
     compute_dtype: str = "bf16",
     efficiency: Efficiency | None = None,
+    engine: str | None = None,
+    model: LatencyModel = "calibrated",
+    expert_parallel: bool = False,
 ) -> PhaseCost:
-    """FLOPs, bytes and roofline time of one step on one GPU of a TP group."""
+    """FLOPs, bytes, roofline and calibrated time of one step on one GPU of a TP group.
+
+    ``model="calibrated"`` (default) makes ``time_s`` the per-operation sum of :mod:`kvplan.latency`
+    with ``engine``'s fitted constants; ``"roofline"`` makes it the whole-step roofline with ``efficiency``.
+    ``expert_parallel`` (calibrated only): MoE experts split whole across the TP ranks instead of sliced.
+    """
+    if model not in ("calibrated", "roofline"):
+        raise InvalidInput(f"unknown latency model {model!r}; expected calibrated or roofline")
     eff = efficiency or Efficiency()
     check_parallel(spec, tp=tp, pp=1)
     if context < 1 or batch < 1:
@@ -393,6 +409,27 @@ def phase_cost(
     compute_s = flops.total / (peak_flops(gpu, compute_dtype) * eff.compute)
     memory_s = moved.total / (gpu.bandwidth_gbps * 1e9 * eff.memory)
     comm_s = _comm_seconds(gpu, comm, eff) if tp > 1 else 0.0
+    roofline_s = max(compute_s, memory_s) + comm_s
+    ops: dict[str, float] = {}
+    label = "roofline"
+    if model == "calibrated":
+        from kvplan.latency import calibration, step_latency
+
+        times = step_latency(
+            spec,
+            gpu,
+            context,
+            phase=phase,
+            batch=batch,
+            tp=tp,
+            kv_dtype_name=kv_dtype(kv_dtype_name or spec.dtype).name,
+            weights_dtype=weight_dtype(weights_dtype or spec.dtype).name,
+            attention_flops=flops.attention,
+            engine=engine,
+            expert_parallel=expert_parallel,
+        )
+        ops = times.as_dict()
+        label = calibration(engine).version
     return PhaseCost(
         phase=phase,
         context=context,
@@ -406,8 +443,12 @@ def phase_cost(
         compute_s=compute_s,
         memory_s=memory_s,
         comm_s=comm_s,
-        time_s=max(compute_s, memory_s) + comm_s,
+        roofline_s=roofline_s,
+        time_s=sum(ops.values()) if ops else roofline_s,
         bound="compute" if compute_s >= memory_s else "memory",
+        model=model,
+        engine=label,
+        ops_s=ops,
     )
 
 
@@ -428,6 +469,9 @@ def cost(
     weights_dtype: str | None = None,
     compute_dtype: str = "bf16",
     efficiency: Efficiency | None = None,
+    engine: str | None = None,
+    model: LatencyModel = "calibrated",
+    expert_parallel: bool = False,
 ) -> list[CostRow]:
     """Prefill and decode cost at each context length."""
     kv_name = kv_dtype(kv_dtype_name or spec.dtype).name
@@ -445,6 +489,9 @@ def cost(
                 weights_dtype=weights_dtype,
                 compute_dtype=compute_dtype,
                 efficiency=efficiency,
+                engine=engine,
+                model=model,
+                expert_parallel=expert_parallel,
             )
             for phase in ("prefill", "decode")
         }

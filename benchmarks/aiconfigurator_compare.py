@@ -1,0 +1,411 @@
+"""kvplan's latency model against aiconfigurator, NVIDIA's planner, on a fixed grid of cases.
+
+aiconfigurator (PyPI ``aiconfigurator``, 0.12.0) predicts per-operation latencies from kernel
+timings collected on H100/H200/B200 for vLLM, SGLang and TensorRT-LLM. It is never a kvplan
+dependency: it lives in a separate virtual environment (its pins clash with nothing here, but it
+pulls pandas, pyarrow, scipy and a compiled core) and only this script calls it.
+
+Two steps:
+
+1. ``--collect`` (needs aiconfigurator; does not import kvplan): runs every case of ``GRID``
+   through ``aiconfigurator.cli.api.cli_estimate`` in ``static_ctx`` mode (prefill of the batch:
+   TTFT) and ``static_gen`` mode with ``osl = 2`` (one decode step at context ``isl``: TPOT), and
+   writes the figures and the per-operation breakdown to ``benchmarks/data/aiconfigurator_grid.json``.
+   Where aiconfigurator is not installed it says so and exits 0::
+
+       python -m venv /work/aic-venv && /work/aic-venv/bin/pip install aiconfigurator==0.12.0
+       /work/aic-venv/bin/python benchmarks/aiconfigurator_compare.py --collect
+
+2. default (needs kvplan only): reads the committed data file, runs kvplan's ``cost`` on every
+   case and prints the table and the median and worst ``|ln(kvplan / aiconfigurator)|`` per phase.
+   ``--markdown`` prints the table for docs/cost.md; ``--json`` the rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_grid.json"
+
+# kvplan model name -> (Hugging Face id whose config aiconfigurator bundles, family). The dtypes kvplan is given
+# follow aiconfigurator's defaults for the checkpoint (recorded per case as aic_quant): DeepSeek-V3 fp8 block-scaled
+# weights and fp8 KV, gpt-oss MXFP4 experts, the rest bf16. Mixtral is left out: aiconfigurator 0.12.0 tries to
+# download its config from the Hub although it bundles one, and this machine has no network.
+MODELS = {
+    "llama-3.1-8b": ("meta-llama/Meta-Llama-3.1-8B", "dense"),
+    "llama-3.1-70b": ("meta-llama/Meta-Llama-3.1-70B", "dense"),
+    "llama-3.1-405b": ("meta-llama/Meta-Llama-3.1-405B", "dense"),
+    "qwen3-32b": ("Qwen/Qwen3-32B", "dense"),
+    "qwen3-8b": ("Qwen/Qwen3-8B", "dense"),
+    "gpt-oss-20b": ("openai/gpt-oss-20b", "moe"),
+    "qwen3-30b-a3b": ("Qwen/Qwen3-30B-A3B", "moe"),
+    "qwen3-235b-a22b": ("Qwen/Qwen3-235B-A22B", "moe"),
+    "gpt-oss-120b": ("openai/gpt-oss-120b", "moe"),
+    "deepseek-v3": ("deepseek-ai/DeepSeek-V3", "mla"),
+}
+SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm"}
+
+
+def _grid() -> list[dict]:
+    """The cases: (model, gpu, engine, tp, batch, isl). Spread over the axes the issue names."""
+    rows = [
+        # dense, TP1, batch and length sweep
+        ("llama-3.1-8b", "h100-sxm", "vllm", 1, 1, 1024),
+        ("llama-3.1-8b", "h100-sxm", "vllm", 1, 1, 8192),
+        ("llama-3.1-8b", "h100-sxm", "vllm", 1, 32, 4096),
+        ("llama-3.1-8b", "h100-sxm", "trtllm", 1, 256, 1024),
+        ("llama-3.1-8b", "h200", "vllm", 1, 1, 32768),
+        ("llama-3.1-8b", "h200", "trtllm", 1, 8, 2048),
+        ("llama-3.1-8b", "h200", "vllm", 1, 64, 2048),
+        ("llama-3.1-8b", "b200", "vllm", 1, 1, 4096),
+        ("llama-3.1-8b", "b200", "trtllm", 1, 128, 1024),
+        ("llama-3.1-8b", "b200", "vllm", 1, 16, 16384),
+        ("qwen3-8b", "h200", "vllm", 1, 4, 4096),
+        ("qwen3-8b", "h100-sxm", "trtllm", 1, 64, 1024),
+        ("qwen3-8b", "b200", "trtllm", 2, 32, 8192),
+        ("llama-3.1-8b", "h100-sxm", "vllm", 2, 1, 2048),
+        ("llama-3.1-8b", "h200", "trtllm", 4, 16, 4096),
+        # dense, TP 2-8
+        ("qwen3-32b", "h100-sxm", "vllm", 2, 1, 4096),
+        ("qwen3-32b", "h100-sxm", "trtllm", 2, 32, 2048),
+        ("qwen3-32b", "h200", "vllm", 1, 8, 8192),
+        ("qwen3-32b", "h200", "trtllm", 4, 64, 1024),
+        ("qwen3-32b", "b200", "vllm", 2, 128, 2048),
+        ("qwen3-32b", "b200", "trtllm", 8, 1, 32768),
+        ("qwen3-32b", "h100-sxm", "vllm", 8, 256, 1024),
+        ("llama-3.1-70b", "h100-sxm", "vllm", 4, 1, 1024),
+        ("llama-3.1-70b", "h100-sxm", "trtllm", 8, 1, 4096),
+        ("llama-3.1-70b", "h100-sxm", "vllm", 8, 64, 2048),
+        ("llama-3.1-70b", "h200", "vllm", 2, 16, 4096),
+        ("llama-3.1-70b", "h200", "trtllm", 4, 128, 1024),
+        ("llama-3.1-70b", "h200", "vllm", 8, 1, 16384),
+        ("llama-3.1-70b", "h200", "trtllm", 8, 256, 2048),
+        ("llama-3.1-70b", "b200", "vllm", 1, 8, 2048),
+        ("llama-3.1-70b", "b200", "trtllm", 2, 64, 4096),
+        ("llama-3.1-70b", "b200", "vllm", 4, 4, 32768),
+        ("llama-3.1-70b", "b200", "trtllm", 8, 32, 8192),
+        ("llama-3.1-405b", "h200", "vllm", 8, 1, 2048),
+        ("llama-3.1-405b", "h200", "trtllm", 8, 32, 4096),
+        ("llama-3.1-405b", "b200", "trtllm", 8, 64, 1024),
+        ("llama-3.1-405b", "b200", "vllm", 8, 8, 8192),
+        # MoE
+        ("gpt-oss-20b", "h100-sxm", "vllm", 1, 1, 1024),
+        ("gpt-oss-20b", "h200", "vllm", 1, 64, 2048),
+        ("gpt-oss-20b", "b200", "vllm", 2, 16, 8192),
+        ("qwen3-30b-a3b", "h100-sxm", "vllm", 4, 256, 1024),
+        ("qwen3-30b-a3b", "b200", "trtllm", 8, 4, 16384),
+        ("qwen3-235b-a22b", "h200", "trtllm", 4, 16, 2048),
+        ("qwen3-235b-a22b", "b200", "vllm", 8, 1, 32768),
+        ("qwen3-30b-a3b", "h100-sxm", "vllm", 1, 1, 2048),
+        ("qwen3-30b-a3b", "h100-sxm", "trtllm", 2, 32, 4096),
+        ("qwen3-30b-a3b", "h200", "vllm", 1, 128, 1024),
+        ("qwen3-30b-a3b", "h200", "trtllm", 4, 8, 8192),
+        ("qwen3-30b-a3b", "b200", "vllm", 2, 64, 2048),
+        ("qwen3-30b-a3b", "b200", "trtllm", 1, 1, 32768),
+        ("qwen3-30b-a3b", "h200", "vllm", 8, 256, 1024),
+        ("qwen3-235b-a22b", "h200", "vllm", 8, 1, 2048),
+        ("qwen3-235b-a22b", "h200", "trtllm", 8, 64, 4096),
+        ("qwen3-235b-a22b", "b200", "vllm", 4, 32, 1024),
+        ("qwen3-235b-a22b", "b200", "trtllm", 8, 128, 2048),
+        ("qwen3-235b-a22b", "h100-sxm", "vllm", 8, 8, 8192),
+        ("gpt-oss-120b", "h200", "vllm", 1, 1, 2048),
+        ("gpt-oss-120b", "h200", "vllm", 4, 1, 1024),
+        ("gpt-oss-120b", "b200", "vllm", 2, 64, 4096),
+        ("gpt-oss-120b", "h100-sxm", "vllm", 4, 32, 2048),
+        # MLA (+ MoE)
+        ("deepseek-v3", "h200", "vllm", 8, 1, 1024),
+        ("deepseek-v3", "h200", "trtllm", 8, 1, 4096),
+        ("deepseek-v3", "h200", "vllm", 8, 32, 2048),
+        ("deepseek-v3", "h200", "trtllm", 8, 128, 1024),
+        ("deepseek-v3", "b200", "vllm", 8, 1, 8192),
+        ("deepseek-v3", "b200", "trtllm", 8, 64, 2048),
+        ("deepseek-v3", "b200", "trtllm", 8, 256, 1024),
+        ("deepseek-v3", "b200", "vllm", 8, 8, 32768),
+    ]
+    cases = [dict(model=m, gpu=g, engine=e, tp=tp, batch=b, isl=isl) for m, g, e, tp, b, isl in rows]
+    # fp8 per-tensor weights and fp8 KV (ModelOpt-style checkpoints): separate GEMM kernels from DeepSeek's
+    # block-scaled ones
+    fp8 = [
+        ("llama-3.1-8b", "h100-sxm", "trtllm", 1, 1, 2048),
+        ("llama-3.1-8b", "h200", "trtllm", 1, 64, 1024),
+        ("llama-3.1-8b", "h200", "vllm", 1, 256, 2048),
+        ("llama-3.1-8b", "b200", "trtllm", 1, 16, 8192),
+        ("llama-3.1-70b", "h200", "trtllm", 1, 32, 2048),
+        ("llama-3.1-70b", "h100-sxm", "trtllm", 2, 128, 1024),
+        ("llama-3.1-70b", "h100-sxm", "vllm", 2, 8, 4096),
+        ("llama-3.1-70b", "b200", "vllm", 1, 1, 16384),
+        ("llama-3.1-405b", "h200", "trtllm", 8, 64, 2048),
+        ("llama-3.1-405b", "h100-sxm", "trtllm", 8, 16, 1024),
+        ("qwen3-32b", "h200", "vllm", 1, 32, 4096),
+        ("qwen3-32b", "b200", "trtllm", 2, 128, 2048),
+    ]
+    cases += [dict(model=m, gpu=g, engine=e, tp=tp, batch=b, isl=isl, quant="fp8") for m, g, e, tp, b, isl in fp8]
+    # expert parallel (moe_ep_size = tp, moe_tp_size = 1; attention stays TP)
+    ep = [
+        ("qwen3-30b-a3b", "h200", "vllm", 4, 1, 2048),
+        ("qwen3-30b-a3b", "h100-sxm", "trtllm", 2, 64, 4096),
+        ("qwen3-235b-a22b", "h200", "vllm", 8, 32, 2048),
+        ("qwen3-235b-a22b", "b200", "trtllm", 8, 1, 8192),
+        ("qwen3-235b-a22b", "h100-sxm", "vllm", 8, 128, 1024),
+        ("gpt-oss-120b", "h200", "vllm", 4, 16, 4096),
+        ("deepseek-v3", "h200", "trtllm", 8, 16, 4096),
+        ("deepseek-v3", "b200", "vllm", 8, 64, 2048),
+    ]
+    cases += [dict(model=m, gpu=g, engine=e, tp=tp, batch=b, isl=isl, ep=True) for m, g, e, tp, b, isl in ep]
+    return cases
+
+
+GRID = _grid()
+
+
+def case_key(case: dict) -> str:
+    key = f"{case['model']}|{case['gpu']}|{case['engine']}|tp{case['tp']}|b{case['batch']}|isl{case['isl']}"
+    return key + (f"|{case['quant']}" if case.get("quant") else "") + ("|ep" if case.get("ep") else "")
+
+
+# ---- collection (aiconfigurator side) ------------------------------------------------------------------------
+
+
+def _capture_breakdown():
+    """Wrap the backend's static breakdown so each call's per-operation latencies (ms) are kept."""
+    from aiconfigurator_core.sdk.backends import base_backend
+
+    seen: dict = {}
+    original = base_backend.BaseBackend._run_static_breakdown
+
+    def wrapped(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        result = original(self, *args, **kwargs)
+        seen["context"] = {k: float(v) for k, v in result[0].items()}
+        seen["generation"] = {k: float(v) for k, v in result[2].items()}
+        return result
+
+    base_backend.BaseBackend._run_static_breakdown = wrapped
+    return seen
+
+
+def _aic_case(cli_estimate, seen: dict, case: dict) -> dict:
+    hf, family = MODELS[case["model"]]
+    kw = dict(backend_name=case["engine"], batch_size=case["batch"], tp_size=case["tp"])
+    if family in ("moe", "mla") and case.get("ep"):
+        kw.update(moe_tp_size=1, moe_ep_size=case["tp"])
+    elif family in ("moe", "mla"):
+        kw.update(moe_tp_size=case["tp"], moe_ep_size=1)  # experts split like the rest (vLLM's default, no EP)
+    if case.get("quant") == "fp8":
+        kw.update(gemm_quant_mode="fp8", kvcache_quant_mode="fp8")
+    system = SYSTEMS[case["gpu"]]
+    ctx = cli_estimate(hf, system, mode="static_ctx", isl=case["isl"], osl=2, **kw)
+    ctx_ops = dict(seen.get("context", {}))
+    gen = cli_estimate(hf, system, mode="static_gen", isl=case["isl"], osl=2, **kw)
+    gen_ops = dict(seen.get("generation", {}))
+    raw = gen.raw
+    return {
+        **case,
+        "aic_ttft_ms": ctx.ttft,
+        "aic_tpot_ms": gen.tpot,
+        "aic_backend_version": gen.backend_version,
+        "aic_quant": {k: str(raw.get(k)) for k in ("gemm", "kvcache", "fmha", "moe", "comm")},
+        "aic_context_ops_ms": ctx_ops,
+        "aic_generation_ops_ms": gen_ops,
+    }
+
+
+def collect(out: Path) -> int:
+    try:
+        import logging
+
+        from aiconfigurator.cli.api import cli_estimate
+    except ImportError:
+        print("aiconfigurator is not installed here; skipped (see this script's docstring for the separate venv)")
+        return 0
+    logging.disable(logging.WARNING)
+    import aiconfigurator
+
+    seen = _capture_breakdown()
+    done = json.loads(out.read_text())["cases"] if out.exists() else []
+    have = {case_key(c) for c in done}
+    t0 = time.time()
+    for case in GRID:
+        if case_key(case) in have:
+            continue
+        try:
+            done.append(_aic_case(cli_estimate, seen, case))
+        except Exception as exc:  # noqa: BLE001 - a case aiconfigurator rejects is recorded, not fatal
+            done.append({**case, "aic_error": f"{type(exc).__name__}: {exc}"[:300]})
+        print(f"{len(done)}/{len(GRID)} {case_key(case)} {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
+        _write(out, done, aiconfigurator)
+    _write(out, done, aiconfigurator)
+    return 0
+
+
+def _write(out: Path, cases: list[dict], module) -> None:  # noqa: ANN001
+    order = {case_key(c): i for i, c in enumerate(GRID)}
+    cases = sorted((c for c in cases if case_key(c) in order), key=lambda c: order[case_key(c)])
+    meta = {
+        "tool": "aiconfigurator",
+        "version": getattr(module, "__version__", "0.12.0"),
+        "database_mode": "SILICON",
+        "modes": "static_ctx (TTFT of the batch's prefill) and static_gen with osl=2 (one decode step at context isl)",
+        "moe_parallel": "moe_tp_size = tp, moe_ep_size = 1",
+    }
+    out.write_text(json.dumps({"meta": meta, "cases": cases}, indent=1) + "\n")
+
+
+# ---- comparison (kvplan side) --------------------------------------------------------------------------------
+
+
+MODEL = "calibrated"  # --model roofline: the whole-step roofline (kvplan's model before the calibrated one)
+
+
+def kvplan_case(case: dict) -> tuple[float, float]:
+    """kvplan's (TTFT, TPOT) in ms for one case, with the engine and dtypes aiconfigurator used."""
+    from kvplan.catalog import resolve_model
+    from kvplan.cost import cost
+    from kvplan.hardware import resolve_gpu
+
+    spec = resolve_model(case["model"])
+    gpu = resolve_gpu(case["gpu"])
+    quant = case.get("aic_quant", {})
+    weights = _weights(quant, spec.dtype)
+    kv = _kvplan_dtype(quant.get("kvcache"), spec.dtype)
+    extra = _engine_kwargs(case)
+    row = cost(
+        spec, gpu, [case["isl"]], batch=case["batch"], tp=case["tp"], kv_dtype_name=kv, weights_dtype=weights, **extra
+    )[0]
+    return row.ttft_s * 1e3, row.tpot_s * 1e3
+
+
+def _engine_kwargs(case: dict) -> dict:
+    import inspect
+
+    from kvplan.cost import cost
+
+    params = inspect.signature(cost).parameters
+    out = {}
+    if "engine" in params:
+        out["engine"] = case["engine"]
+    if "model" in params:
+        out["model"] = MODEL
+    if case.get("ep") and "expert_parallel" in params:
+        out["expert_parallel"] = True
+    if "compute_dtype" in params and "fp8" in str(case.get("aic_quant", {}).get("gemm", "")):
+        out["compute_dtype"] = "fp8"
+    return out
+
+
+def _kvplan_dtype(aic: str | None, default: str) -> str:
+    if aic is None:
+        return default
+    if "fp8" in aic:
+        return "fp8"
+    return default
+
+
+def _weights(quant: dict, default: str) -> str:
+    """kvplan's weights dtype for aiconfigurator's gemm and moe quantisation (mxfp4 = experts only in kvplan)."""
+    if "mxfp4" in str(quant.get("moe")):
+        return "mxfp4"
+    return _kvplan_dtype(quant.get("gemm"), default)
+
+
+def compare(cases: list[dict]) -> list[dict]:
+    rows = []
+    for case in cases:
+        if "aic_error" in case:
+            continue
+        ttft, tpot = kvplan_case(case)
+        rows.append(
+            {
+                **{k: case[k] for k in ("model", "gpu", "engine", "tp", "batch", "isl")},
+                "variant": "+".join(x for x in (case.get("quant"), "ep" if case.get("ep") else None) if x),
+                "aic_ttft_ms": case["aic_ttft_ms"],
+                "kvplan_ttft_ms": ttft,
+                "ln_ttft": math.log(ttft / case["aic_ttft_ms"]),
+                "aic_tpot_ms": case["aic_tpot_ms"],
+                "kvplan_tpot_ms": tpot,
+                "ln_tpot": math.log(tpot / case["aic_tpot_ms"]),
+            }
+        )
+    return rows
+
+
+def summary(rows: list[dict]) -> dict:
+    out = {"cases": len(rows)}
+    for phase in ("ttft", "tpot"):
+        errs = [abs(r[f"ln_{phase}"]) for r in rows]
+        signed = [r[f"ln_{phase}"] for r in rows]
+        out[phase] = {
+            "median_abs_ln": statistics.median(errs),
+            "worst_abs_ln": max(errs),
+            "median_signed_ln": statistics.median(signed),
+            "within_1.5x": sum(e <= math.log(1.5) for e in errs),
+        }
+    return out
+
+
+def _markdown(rows: list[dict]) -> str:
+    head = (
+        "| model | GPU | engine | TP | batch | ISL | TTFT aic ms | TTFT kvplan ms | ln "
+        "| TPOT aic ms | TPOT kvplan ms | ln |"
+    )
+    lines = [head, "|" + "---|" * 12]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['gpu']} | {r['engine']} | {r['tp']}{' ' + r['variant'] if r['variant'] else ''} | "
+            f"{r['batch']} | {r['isl']} | "
+            f"{r['aic_ttft_ms']:.1f} | {r['kvplan_ttft_ms']:.1f} | {r['ln_ttft']:+.2f} | "
+            f"{r['aic_tpot_ms']:.2f} | {r['kvplan_tpot_ms']:.2f} | {r['ln_tpot']:+.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--collect", action="store_true", help="run the grid through aiconfigurator into the data file")
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--model", choices=["calibrated", "roofline"], default="calibrated")
+    args = ap.parse_args(argv)
+    global MODEL
+    MODEL = args.model
+    if args.collect:
+        return collect(args.data)
+    if not args.data.exists():
+        print(f"{args.data} is missing; run with --collect where aiconfigurator is installed")
+        return 0
+    data = json.loads(args.data.read_text())
+    rows = compare(data["cases"])
+    s = summary(rows)
+    if args.json:
+        print(json.dumps({"summary": s, "rows": rows}, indent=1))
+        return 0
+    if args.markdown:
+        print(_markdown(rows))
+    else:
+        for r in rows:
+            print(
+                f"{r['model']:16} {r['gpu']:8} {r['engine']:6} tp{r['tp']}{r['variant']:<4} b{r['batch']:<3} "
+                f"isl{r['isl']:<5} "
+                f"TTFT {r['aic_ttft_ms']:9.2f} {r['kvplan_ttft_ms']:9.2f} {r['ln_ttft']:+.2f}   "
+                f"TPOT {r['aic_tpot_ms']:7.2f} {r['kvplan_tpot_ms']:7.2f} {r['ln_tpot']:+.2f}"
+            )
+    meta = data["meta"]
+    print(f"\n{s['cases']} cases against {meta['tool']} {meta['version']} ({meta['database_mode']})")
+    for phase in ("ttft", "tpot"):
+        p = s[phase]
+        print(
+            f"{phase.upper()}: median |ln| {p['median_abs_ln']:.3f}, worst {p['worst_abs_ln']:.3f} "
+            f"(x{math.exp(p['worst_abs_ln']):.2f}), median signed {p['median_signed_ln']:+.3f}, "
+            f"within 1.5x: {p['within_1.5x']}/{s['cases']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""``kvplan plan --rate ...``: configurations that meet latency targets (the table and JSON; no computing here)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from kvplan import report
+from kvplan.errors import InvalidInput
+
+SLO_COLUMNS = [
+    report.Column("gpu", "GPU"),
+    report.Column("gpus", "GPUs", "int"),
+    report.Column("mode", "mode"),
+    report.Column("tp", "TP", "int"),
+    report.Column("replicas", "replicas (DP)", "int"),
+    report.Column("prefill_gpus", "prefill GPUs", "int"),
+    report.Column("decode_gpus", "decode GPUs", "int"),
+    report.Column("weights_dtype", "weights"),
+    report.Column("kv_dtype", "KV"),
+    report.Column("ttft_s", "TTFT (s)", "float"),
+    report.Column("tpot_s", "TPOT (s)", "float"),
+    report.Column("batch", "batch", "float"),
+    report.Column("output_tokens_per_s_per_gpu", "tok/s/GPU", "float"),
+    report.Column("output_tokens_per_s_per_user", "tok/s/user", "float"),
+    report.Column("pareto", "Pareto"),
+]
+
+_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+
+def parse_duration(text: str | None, what: str) -> float | None:
+    """``1s``, ``50ms``, ``800us`` or a plain number of seconds."""
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(s|ms|us)?\s*", text)
+    if not m:
+        raise InvalidInput(f"invalid --{what} {text!r}; expected a time such as 1s, 50ms or 800us")
+    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+def parse_lengths(text: str, what: str):  # noqa: ANN201
+    """``2k`` (every request) or ``2k:4k`` (mean : 90th percentile)."""
+    from kvplan.serving import Lengths
+    from kvplan.units import parse_length
+
+    mean, _, p90 = text.partition(":")
+    try:
+        return Lengths.of(parse_length(mean), parse_length(p90) if p90 else None)
+    except InvalidInput as exc:
+        raise InvalidInput(f"invalid --{what} {text!r}: {exc}; expected e.g. 2k or 2k:4k (mean:p90)") from None
+
+
+def run_targets(spec: Any, gpus: list[Any], *, engine: str, weights: list[str] | None, kv: list[str] | None,
+                opts: dict[str, Any], max_gpus: int, top: int, fmt: str) -> str:  # fmt: skip
+    from kvplan.slo import Targets, plan_for_targets
+
+    targets = Targets(
+        rate_rps=opts["rate"],
+        input_len=parse_lengths(opts["input"], "input"),
+        output_len=parse_lengths(opts["output"], "output"),
+        ttft_s=parse_duration(opts["ttft"], "ttft"),
+        tpot_s=parse_duration(opts["tpot"], "tpot"),
+        percentile=opts["percentile"],
+    )
+    rows = plan_for_targets(spec, gpus, targets, engine=engine, weights_dtypes=weights, kv_dtypes=kv,
+                            disaggregated=opts["disaggregated"], max_gpus=max_gpus)  # fmt: skip
+    dicts = [r.to_dict() for r in (rows[:top] if top > 0 else rows)]
+    front = [r.to_dict() for r in rows if r.pareto]
+    if fmt == "json":
+        head = {"model": spec.name, "rate_rps": targets.rate_rps, "input": vars(targets.input_len),
+                "output": vars(targets.output_len), "ttft_s": targets.ttft_s, "tpot_s": targets.tpot_s,
+                "percentile": targets.percentile}  # fmt: skip
+        return report.render_object({**head, "plans": dicts, "pareto": front}, "json")
+    if fmt == "csv":
+        return report.render(dicts, SLO_COLUMNS, "csv")
+    engines = sorted({r.engine for r in rows}) or [engine]
+    title = (
+        f"{spec.name}: {targets.rate_rps:g} req/s, input {opts['input']}, output {opts['output']}, "
+        f"TTFT <= {opts['ttft'] or '-'}, TPOT <= {opts['tpot'] or '-'} ({targets.percentile}); "
+        f"latency from kvplan.latency with {', '.join(engines)} kernel efficiencies"
+    )
+    if not dicts:
+        return f"{title}\n\nno configuration up to {max_gpus} GPUs meets the targets; relax them or add GPU types"
+    return report.render(dicts, SLO_COLUMNS, fmt, title=title)

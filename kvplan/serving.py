@@ -1,0 +1,259 @@
+"""In-flight (continuous) batching at a request rate: steady-state batch, TTFT, TPOT and throughput.
+
+Every engine here schedules prefills and decodes into the same steps: each step runs one token for
+every running sequence plus prefill tokens up to a budget of ``max_num_batched_tokens`` tokens per
+step, decodes first (vLLM V1 ``vllm/v1/core/sched/scheduler.py`` ``Scheduler.schedule``, v0.19:
+running requests are scheduled before waiting ones, and a long prompt is split into chunks that
+fit the token budget). The steady state at a request rate ``lambda`` (Poisson arrivals), mean prompt
+``I`` and mean output ``O`` tokens is the step time ``t`` that solves
+
+    t = step(n, p),    n = lambda * O * t  (sequences decoding: Little's law),
+                       p = lambda * I * t  (prefill tokens per step)
+
+where ``step`` is :func:`kvplan.latency.mixed_step_latency` with the decodes at the mean context
+``I + O/2``. The rate is past saturation when no ``t`` solves it within the limits: ``n`` beyond
+``max_num_seqs`` or beyond the sequences the KV pool holds at ``I + O/2`` tokens each
+(:func:`kvplan.capacity.pool_tokens`), or ``n + p`` beyond the token budget. Then
+:func:`max_rate` gives the highest sustainable rate.
+
+Per request (a tagged arrival sees, on average, the steady state):
+
+* **TPOT** = ``step(1 + n, p)`` (itself and the others); p90 at ``n + 1.28 sqrt(n)`` others
+  (the Poisson count's normal 90th percentile) and the p90 lengths.
+* **TTFT** = its prefill, ``ceil(I / (B - n))`` steps of up to ``B - n`` prompt tokens (``B`` the
+  budget) alongside ``n`` decodes, plus the wait for the prefill slots: an M/D/1 queue with load
+  ``rho = p / (B - n)``, mean wait ``rho S / (2 (1 - rho))`` (``S`` the service time) and the
+  exponential tail ``P(W > w) = rho exp(-rho w / W)`` for the p90. Stated approximations.
+
+With one request (rate -> 0) the figures equal :mod:`kvplan.cost`'s static ones for batch 1.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from kvplan.capacity import Setup, pool_tokens
+from kvplan.errors import InvalidInput
+from kvplan.latency import calibration, mixed_step_latency
+
+Z90 = 1.2816  # standard normal 90th percentile
+_BISECT = 60
+_REL_TOL = 1e-4  # step time to 0.01 %; the sustainable rate to 0.5 %
+
+
+@dataclass(frozen=True)
+class Lengths:
+    """A length distribution as its mean and 90th percentile (tokens)."""
+
+    mean: int
+    p90: int
+
+    @classmethod
+    def of(cls, mean: int, p90: int | None = None) -> Lengths:
+        p90 = mean if p90 is None else p90
+        if mean < 1 or p90 < mean:
+            raise InvalidInput(f"invalid lengths mean {mean!r}, p90 {p90!r}; need 1 <= mean <= p90")
+        return cls(mean, p90)
+
+
+@dataclass(frozen=True)
+class ServingResult:
+    rate_rps: float
+    saturated: bool
+    limit: str  # what bounds the rate: "compute" (step time), "kv_cache", "max_num_seqs", "token_budget"
+    max_rate_rps: float
+    batch: float  # mean sequences decoding per step
+    prefill_tokens_per_step: float
+    step_s: float
+    ttft_mean_s: float
+    ttft_p90_s: float
+    tpot_mean_s: float
+    tpot_p90_s: float
+    output_tokens_per_s: float  # one replica
+    output_tokens_per_s_per_gpu: float
+    output_tokens_per_s_per_user: float
+    kv_tokens_held: float
+    kv_pool_tokens: int
+    max_num_batched_tokens: int
+    max_num_seqs: int
+    gpus: int
+    engine: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Load:
+    setup: Setup
+    rate: float
+    inp: Lengths
+    out: Lengths
+    budget: int
+    seq_limit: float  # sequences the KV pool and max_num_seqs allow
+    seq_limit_name: str
+
+
+def _step(s: Setup, *, n: float, p: float, context: int, prefix: int = 0) -> float:
+    return mixed_step_latency(
+        s.spec,
+        s.gpu,
+        decode_seqs=n,
+        decode_context=context,
+        prefill_tokens=p,
+        prefill_prefix=prefix,
+        tp=s.tp,
+        kv_dtype_name=s.kv_dtype,
+        weights_dtype=s.weights_dtype,
+        engine=s.engine.name,
+    ).total
+
+
+def _decode_context(inp: Lengths, out: Lengths) -> int:
+    return inp.mean + out.mean // 2
+
+
+def _limits(s: Setup, inp: Lengths, out: Lengths) -> tuple[float, str]:
+    kv = pool_tokens(s) / _decode_context(inp, out)
+    if kv < s.max_num_seqs:
+        return kv, "kv_cache"
+    return float(s.max_num_seqs), "max_num_seqs"
+
+
+def _solve(load: _Load) -> tuple[float | None, str]:
+    """Smallest step time t with t = step(n(t), p(t)), or (None, what binds) past saturation."""
+    lam, inp, out = load.rate, load.inp, load.out
+    ctx = _decode_context(inp, out)
+    if lam <= 0:
+        return 0.0, "compute"
+    t_seq = load.seq_limit / (lam * out.mean)  # n reaches the sequence limit
+    t_tok = load.budget / (lam * (inp.mean + out.mean))  # n + p reach the token budget
+    t_hi = min(t_seq, t_tok)
+    bound = load.seq_limit_name if t_seq <= t_tok else "token_budget"
+
+    def g(t: float) -> float:
+        n, p = lam * out.mean * t, lam * inp.mean * t
+        return _step(load.setup, n=n, p=min(p, load.budget), context=ctx) - t
+
+    if g(t_hi) > 0:
+        return None, bound if _step(load.setup, n=1, p=0, context=ctx) < t_hi else "compute"
+    lo, hi = 0.0, t_hi
+    for _ in range(_BISECT):
+        if hi - lo < _REL_TOL * hi:
+            break
+        mid = (lo + hi) / 2
+        if g(mid) > 0:
+            lo = mid
+        else:
+            hi = mid
+    return hi, "compute"
+
+
+def _ttft(s: Setup, *, prompt: int, n: float, context: int, budget: int, rho: float, quantile: float | None) -> float:
+    """Prefill service in chunks of what the budget leaves after the decodes, plus the queue wait."""
+    room = max(1, int(budget - n))
+    service, done = 0.0, 0
+    while done < prompt:
+        chunk = min(room, prompt - done)
+        service += _step(s, n=n, p=chunk, context=context, prefix=done)
+        done += chunk
+    if rho <= 0:
+        return service
+    mean_wait = rho * service / (2 * (1 - rho))
+    if quantile is None:
+        return service + mean_wait
+    tail = 1 - quantile
+    wait = (mean_wait / rho) * math.log(rho / tail) if rho > tail else 0.0
+    return service + wait
+
+
+def serve(
+    s: Setup,
+    *,
+    rate_rps: float,
+    input_len: Lengths,
+    output_len: Lengths,
+    max_num_batched_tokens: int | None = None,
+    with_max_rate: bool = True,
+) -> ServingResult:
+    """Steady state of one replica of ``s`` at ``rate_rps`` requests per second (see the module docstring).
+
+    ``with_max_rate=False`` skips the bisection for the sustainable rate (``max_rate_rps`` is then NaN).
+    """
+    if rate_rps < 0 or math.isnan(rate_rps):
+        raise InvalidInput(f"invalid rate {rate_rps!r}; expected requests per second >= 0")
+    budget = max_num_batched_tokens or s.max_num_batched_tokens
+    if budget < 1:
+        raise InvalidInput(f"invalid max_num_batched_tokens {budget!r}; expected a whole number >= 1")
+    seq_limit, seq_name = _limits(s, input_len, output_len)
+    load = _Load(s, rate_rps, input_len, output_len, budget, seq_limit, seq_name)
+    t, limit = _solve(load)
+    top = (
+        max_rate(s, input_len=input_len, output_len=output_len, max_num_batched_tokens=budget)
+        if with_max_rate
+        else float("nan")
+    )
+    ctx = _decode_context(input_len, output_len)
+    gpus = s.tp * s.pp
+    label = calibration(s.engine.name).version
+    pool = pool_tokens(s)
+    if t is None:
+        nan = float("nan")
+        return ServingResult(
+            rate_rps, True, limit, top, seq_limit, nan, nan, nan, nan, nan, nan,
+            top * output_len.mean, top * output_len.mean / gpus, nan, seq_limit * ctx, pool, budget,
+            s.max_num_seqs, gpus, label,
+        )  # fmt: skip
+    n, p = rate_rps * output_len.mean * t, rate_rps * input_len.mean * t
+    rho = min(p / max(1.0, budget - n), 0.999)
+    tpot = _step(s, n=1 + n, p=p, context=ctx)
+    n90 = n + Z90 * math.sqrt(n)
+    tpot90 = _step(s, n=1 + n90, p=p, context=input_len.p90 + output_len.p90 // 2)
+    ttft = _ttft(s, prompt=input_len.mean, n=n, context=ctx, budget=budget, rho=rho, quantile=None)
+    ttft90 = _ttft(s, prompt=input_len.p90, n=n, context=ctx, budget=budget, rho=rho, quantile=0.9)
+    out_tps = rate_rps * output_len.mean
+    return ServingResult(
+        rate_rps=rate_rps,
+        saturated=False,
+        limit=limit,
+        max_rate_rps=top,
+        batch=n,
+        prefill_tokens_per_step=p,
+        step_s=t,
+        ttft_mean_s=ttft,
+        ttft_p90_s=max(ttft, ttft90),
+        tpot_mean_s=tpot,
+        tpot_p90_s=max(tpot, tpot90),
+        output_tokens_per_s=out_tps,
+        output_tokens_per_s_per_gpu=out_tps / gpus,
+        output_tokens_per_s_per_user=1 / tpot,
+        kv_tokens_held=n * ctx,
+        kv_pool_tokens=pool,
+        max_num_batched_tokens=budget,
+        max_num_seqs=s.max_num_seqs,
+        gpus=gpus,
+        engine=label,
+    )
+
+
+def max_rate(s: Setup, *, input_len: Lengths, output_len: Lengths, max_num_batched_tokens: int | None = None) -> float:
+    """The highest request rate one replica sustains (bisection on :func:`serve`'s fixed point)."""
+    budget = max_num_batched_tokens or s.max_num_batched_tokens
+    seq_limit, seq_name = _limits(s, input_len, output_len)
+
+    def ok(rate: float) -> bool:
+        return _solve(_Load(s, rate, input_len, output_len, budget, seq_limit, seq_name))[0] is not None
+
+    lo, hi = 0.0, 1.0
+    while ok(hi) and hi < 1e7:
+        lo, hi = hi, hi * 4
+    for _ in range(40):
+        if hi - lo < 50 * _REL_TOL * hi:
+            break
+        mid = (lo + hi) / 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo

@@ -1,0 +1,79 @@
+"""In-flight batching model (kvplan.serving): its limits and its consistency with the static cost."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from kvplan.capacity import setup
+from kvplan.catalog import load_bundled
+from kvplan.cost import phase_cost
+from kvplan.errors import InvalidInput
+from kvplan.hardware import resolve_gpu
+from kvplan.serving import Lengths, max_rate, serve
+
+H100 = resolve_gpu("h100-sxm")
+
+
+@pytest.fixture(scope="module")
+def llama8b():
+    return setup(load_bundled("llama-3.1-8b"), H100, engine="vllm")
+
+
+def test_one_request_equals_the_static_figures(llama8b):
+    spec = llama8b.spec
+    r = serve(llama8b, rate_rps=0.0, input_len=Lengths.of(2048), output_len=Lengths.of(512))
+    # rate 0: no other sequences; the prompt (2048 <= budget 8192) is one prefill step, and each decode
+    # step is batch 1 at the mean decode context 2048 + 512/2 = 2304
+    assert r.ttft_mean_s == pytest.approx(phase_cost(spec, H100, 2048, phase="prefill", engine="vllm").time_s)
+    assert r.tpot_mean_s == pytest.approx(phase_cost(spec, H100, 2304, phase="decode", engine="vllm").time_s)
+    assert r.batch == 0 and not r.saturated
+
+
+def test_rate_to_zero_tends_to_the_static_figures(llama8b):
+    zero = serve(llama8b, rate_rps=0.0, input_len=Lengths.of(1024), output_len=Lengths.of(256))
+    tiny = serve(llama8b, rate_rps=1e-4, input_len=Lengths.of(1024), output_len=Lengths.of(256))
+    assert tiny.tpot_mean_s == pytest.approx(zero.tpot_mean_s, rel=1e-3)
+    assert tiny.ttft_mean_s == pytest.approx(zero.ttft_mean_s, rel=1e-3)
+    assert tiny.output_tokens_per_s == pytest.approx(1e-4 * 256)
+
+
+def test_past_saturation_is_reported(llama8b):
+    inp, out = Lengths.of(2048, 4096), Lengths.of(512, 1024)
+    top = max_rate(llama8b, input_len=inp, output_len=out)
+    assert 0 < top < math.inf
+    below = serve(llama8b, rate_rps=0.9 * top, input_len=inp, output_len=out)
+    assert not below.saturated and below.batch > 1
+    above = serve(llama8b, rate_rps=3 * top, input_len=inp, output_len=out)
+    assert above.saturated and above.limit in ("compute", "kv_cache", "max_num_seqs", "token_budget")
+    assert math.isnan(above.ttft_mean_s) and above.max_rate_rps == pytest.approx(top)
+
+
+def test_load_raises_latency_and_throughput(llama8b):
+    inp, out = Lengths.of(2048, 4096), Lengths.of(512, 1024)
+    rows = [serve(llama8b, rate_rps=r, input_len=inp, output_len=out) for r in (0.5, 2, 5)]
+    assert rows[0].tpot_mean_s < rows[1].tpot_mean_s < rows[2].tpot_mean_s
+    assert rows[0].ttft_mean_s <= rows[1].ttft_mean_s <= rows[2].ttft_mean_s
+    assert [r.output_tokens_per_s_per_gpu for r in rows] == pytest.approx([256, 1024, 2560])
+    for r in rows:  # p90 at least the mean; steady batch by Little's law n = rate x O x step
+        assert r.ttft_p90_s >= r.ttft_mean_s and r.tpot_p90_s >= r.tpot_mean_s
+        assert r.batch == pytest.approx(r.rate_rps * 512 * r.step_s)
+        assert r.kv_tokens_held <= r.kv_pool_tokens
+
+
+def test_chunked_prefill_splits_a_long_prompt(llama8b):
+    whole = serve(llama8b, rate_rps=0.0, input_len=Lengths.of(4096), output_len=Lengths.of(64))
+    chunked = serve(
+        llama8b, rate_rps=0.0, input_len=Lengths.of(4096), output_len=Lengths.of(64), max_num_batched_tokens=1024
+    )
+    # four steps of 1024 tokens: each pays the weights and fixed costs again, and later chunks attend to more
+    assert chunked.ttft_mean_s > whole.ttft_mean_s
+    assert chunked.max_num_batched_tokens == 1024
+
+
+def test_invalid_inputs(llama8b):
+    with pytest.raises(InvalidInput, match="rate"):
+        serve(llama8b, rate_rps=-1, input_len=Lengths.of(10), output_len=Lengths.of(10))
+    with pytest.raises(InvalidInput, match="p90"):
+        Lengths.of(100, 50)
