@@ -419,19 +419,25 @@ def _vllm_groups(
     from kvplan.params import pipeline_stages
 
     caches = plan.layers
-    attn = [c for c in caches if c.type != "recurrent"]
-    recurrent = [c for c in caches if c.type == "recurrent"]
+    # Layers that store nothing get no pages: attention-free layers have no attention module, and a
+    # KV-sharing layer (vLLM Attention(kv_sharing_target_layer_name=...), vllm/attention/layer.py;
+    # the backends' do_kv_cache_update return early for it) reads its target layer's cache and has
+    # none of its own. Assumption from those files: the runner gives it no KV-cache spec.
+    storing = [i for i, c in enumerate(caches) if c.bytes_per_token or c.state_bytes]
+    attn = [caches[i] for i in storing if caches[i].type != "recurrent"]
+    recurrent = [caches[i] for i in storing if caches[i].type == "recurrent"]
     block = _hybrid_block_size(attn, recurrent, block)
     keys: dict[tuple, list[int]] = {}
-    for i, c in enumerate(caches):
+    for i in storing:
+        c = caches[i]
         key = (c.type, c.max_tokens, c.bytes_per_token, c.state_bytes)
         keys.setdefault(key, []).append(i)
     stage_layers = set(pipeline_stages(spec.num_layers, plan.pp)[stage_index])
     token_slots = {(k[0] if k[0] in ("full", "mla") else k[0], k[1]) for k in keys}
     if len(keys) == 1 or (not recurrent and len(token_slots) == 1):
         # Uniform spec or uniform type: one group, page = the stage's layers side by side.
-        layers = [i for i in range(spec.num_layers) if i in stage_layers]
-        first = caches[0]
+        layers = [i for i in storing if i in stage_layers]
+        first = caches[storing[0]]
         page = sum(caches[i].bytes_per_token * block + caches[i].state_bytes for i in layers)
         return (VllmGroup(first.type, first.max_tokens, block, 1),), page
     pages = {key: (key[2] * block if key[0] != "recurrent" else 0) for key in keys}
@@ -536,10 +542,17 @@ _INDEXER_ENGINES = ("ideal", "vllm")
 
 
 def _check_indexer(engine: EngineProfile, spec: ModelSpec) -> None:
-    if engine.name not in _INDEXER_ENGINES and any(k.index_head_dim for k in spec.layers.kinds.values()):
+    """Layer kinds issue 9 added, refused by the engines whose source kvplan has not read for them."""
+    kinds = spec.layers.kinds.values()
+    if engine.name not in _INDEXER_ENGINES and any(k.index_head_dim for k in kinds):
         raise InvalidInput(
             f"{spec.name} keeps a sparse-attention indexer key cache (index_head_dim); kvplan has no {engine.name} "
             f"layout for it yet; use --engine {', '.join(_INDEXER_ENGINES)} or transformers"
+        )
+    if engine.name not in _INDEXER_ENGINES and any(k.kv_shared or k.type == "none" for k in kinds):
+        raise InvalidInput(
+            f"{spec.name} has layers that store no KV (KV shared with an earlier layer, or no attention); kvplan "
+            f"has no {engine.name} layout for them yet; use --engine {', '.join(_INDEXER_ENGINES)} or transformers"
         )
 
 
