@@ -93,9 +93,10 @@ class _Load:
     budget: int
     seq_limit: float  # sequences the KV pool and max_num_seqs allow
     seq_limit_name: str
+    ep: bool = False  # MoE experts split whole across the TP ranks (kvplan.latency expert_parallel)
 
 
-def _step(s: Setup, *, n: float, p: float, context: int, prefix: int = 0) -> float:
+def _step(s: Setup, *, n: float, p: float, context: int, prefix: int = 0, ep: bool = False) -> float:
     return mixed_step_latency(
         s.spec,
         s.gpu,
@@ -107,6 +108,7 @@ def _step(s: Setup, *, n: float, p: float, context: int, prefix: int = 0) -> flo
         kv_dtype_name=s.kv_dtype,
         weights_dtype=s.weights_dtype,
         engine=s.engine.name,
+        expert_parallel=ep,
     ).total
 
 
@@ -134,10 +136,10 @@ def _solve(load: _Load) -> tuple[float | None, str]:
 
     def g(t: float) -> float:
         n, p = lam * out.mean * t, lam * inp.mean * t
-        return _step(load.setup, n=n, p=min(p, load.budget), context=ctx) - t
+        return _step(load.setup, n=n, p=min(p, load.budget), context=ctx, ep=load.ep) - t
 
     if g(t_hi) > 0:
-        return None, bound if _step(load.setup, n=1, p=0, context=ctx) < t_hi else "compute"
+        return None, bound if _step(load.setup, n=1, p=0, context=ctx, ep=load.ep) < t_hi else "compute"
     lo, hi = 0.0, t_hi
     for _ in range(_BISECT):
         if hi - lo < _REL_TOL * hi:
@@ -150,13 +152,15 @@ def _solve(load: _Load) -> tuple[float | None, str]:
     return hi, "compute"
 
 
-def _ttft(s: Setup, *, prompt: int, n: float, context: int, budget: int, rho: float, quantile: float | None) -> float:
+def _ttft(
+    s: Setup, *, prompt: int, n: float, context: int, budget: int, rho: float, quantile: float | None, ep: bool
+) -> float:
     """Prefill service in chunks of what the budget leaves after the decodes, plus the queue wait."""
     room = max(1, int(budget - n))
     service, done = 0.0, 0
     while done < prompt:
         chunk = min(room, prompt - done)
-        service += _step(s, n=n, p=chunk, context=context, prefix=done)
+        service += _step(s, n=n, p=chunk, context=context, prefix=done, ep=ep)
         done += chunk
     if rho <= 0:
         return service
@@ -176,6 +180,7 @@ def serve(
     output_len: Lengths,
     max_num_batched_tokens: int | None = None,
     with_max_rate: bool = True,
+    expert_parallel: bool = False,
 ) -> ServingResult:
     """Steady state of one replica of ``s`` at ``rate_rps`` requests per second (see the module docstring).
 
@@ -187,10 +192,11 @@ def serve(
     if budget < 1:
         raise InvalidInput(f"invalid max_num_batched_tokens {budget!r}; expected a whole number >= 1")
     seq_limit, seq_name = _limits(s, input_len, output_len)
-    load = _Load(s, rate_rps, input_len, output_len, budget, seq_limit, seq_name)
+    ep = expert_parallel
+    load = _Load(s, rate_rps, input_len, output_len, budget, seq_limit, seq_name, ep)
     t, limit = _solve(load)
     top = (
-        max_rate(s, input_len=input_len, output_len=output_len, max_num_batched_tokens=budget)
+        max_rate(s, input_len=input_len, output_len=output_len, max_num_batched_tokens=budget, expert_parallel=ep)
         if with_max_rate
         else float("nan")
     )
@@ -207,11 +213,11 @@ def serve(
         )  # fmt: skip
     n, p = rate_rps * output_len.mean * t, rate_rps * input_len.mean * t
     rho = min(p / max(1.0, budget - n), 0.999)
-    tpot = _step(s, n=1 + n, p=p, context=ctx)
+    tpot = _step(s, n=1 + n, p=p, context=ctx, ep=ep)
     n90 = n + Z90 * math.sqrt(n)
-    tpot90 = _step(s, n=1 + n90, p=p, context=input_len.p90 + output_len.p90 // 2)
-    ttft = _ttft(s, prompt=input_len.mean, n=n, context=ctx, budget=budget, rho=rho, quantile=None)
-    ttft90 = _ttft(s, prompt=input_len.p90, n=n, context=ctx, budget=budget, rho=rho, quantile=0.9)
+    tpot90 = _step(s, n=1 + n90, p=p, context=input_len.p90 + output_len.p90 // 2, ep=ep)
+    ttft = _ttft(s, prompt=input_len.mean, n=n, context=ctx, budget=budget, rho=rho, quantile=None, ep=ep)
+    ttft90 = _ttft(s, prompt=input_len.p90, n=n, context=ctx, budget=budget, rho=rho, quantile=0.9, ep=ep)
     out_tps = rate_rps * output_len.mean
     return ServingResult(
         rate_rps=rate_rps,
@@ -237,13 +243,21 @@ def serve(
     )
 
 
-def max_rate(s: Setup, *, input_len: Lengths, output_len: Lengths, max_num_batched_tokens: int | None = None) -> float:
+def max_rate(
+    s: Setup,
+    *,
+    input_len: Lengths,
+    output_len: Lengths,
+    max_num_batched_tokens: int | None = None,
+    expert_parallel: bool = False,
+) -> float:
     """The highest request rate one replica sustains (bisection on :func:`serve`'s fixed point)."""
     budget = max_num_batched_tokens or s.max_num_batched_tokens
     seq_limit, seq_name = _limits(s, input_len, output_len)
 
     def ok(rate: float) -> bool:
-        return _solve(_Load(s, rate, input_len, output_len, budget, seq_limit, seq_name))[0] is not None
+        load = _Load(s, rate, input_len, output_len, budget, seq_limit, seq_name, expert_parallel)
+        return _solve(load)[0] is not None
 
     lo, hi = 0.0, 1.0
     while ok(hi) and hi < 1e7:

@@ -1,6 +1,7 @@
 """Plan against latency targets: the fewest GPUs that serve a request rate within TTFT and TPOT.
 
-Every GPU type x tensor-parallel degree x weight dtype x KV dtype is one
+Every GPU type x tensor-parallel degree x weight dtype x KV dtype (and, for MoE at TP > 1, experts
+sliced by TP or split whole across the ranks: expert parallelism) is one
 :func:`kvplan.capacity.setup` (the engine's KV pool and batch limits). For each, the highest
 request rate one replica sustains with the targets met is found by bisection on
 :func:`kvplan.serving.serve` (latency grows with the rate); the replicas (data parallel) follow
@@ -84,36 +85,38 @@ def _meets(r: ServingResult, t: Targets) -> bool:
     return (t.ttft_s is None or ttft <= t.ttft_s) and (t.tpot_s is None or tpot <= t.tpot_s)
 
 
-def _run(s: Setup, t: Targets, rate: float) -> ServingResult:
-    return serve(s, rate_rps=rate, input_len=t.input_len, output_len=t.output_len, with_max_rate=False)
+def _run(s: Setup, t: Targets, rate: float, ep: bool = False) -> ServingResult:
+    return serve(
+        s, rate_rps=rate, input_len=t.input_len, output_len=t.output_len, with_max_rate=False, expert_parallel=ep
+    )
 
 
-def rate_within_targets(s: Setup, t: Targets) -> float:
+def rate_within_targets(s: Setup, t: Targets, *, ep: bool = False) -> float:
     """The highest rate one replica of ``s`` serves with the targets met (0 when even one request misses)."""
-    if not _meets(_run(s, t, 1e-9), t):
+    if not _meets(_run(s, t, 1e-9, ep), t):
         return 0.0
     lo, hi = 0.0, 1.0
-    while _meets(_run(s, t, hi), t):
+    while _meets(_run(s, t, hi, ep), t):
         lo, hi = hi, hi * 4
         if hi > 1e6:
             return lo
     for _ in range(_RATE_STEPS):
         mid = (lo + hi) / 2
-        if _meets(_run(s, t, mid), t):
+        if _meets(_run(s, t, mid, ep), t):
             lo = mid
         else:
             hi = mid
     return lo
 
 
-def _row(s: Setup, t: Targets, per_replica: float, *, max_gpus: int) -> TargetRow | None:
+def _row(s: Setup, t: Targets, per_replica: float, *, max_gpus: int, ep: bool = False) -> TargetRow | None:
     if per_replica <= 0:
         return None
     replicas = max(1, math.ceil(t.rate_rps / per_replica - 1e-9))
     gpus = replicas * s.tp
     if gpus > max_gpus:
         return None
-    r = _run(s, t, t.rate_rps / replicas)
+    r = _run(s, t, t.rate_rps / replicas, ep)
     p90 = t.percentile == "p90"
     return TargetRow(
         gpu=s.gpu.name,
@@ -130,6 +133,7 @@ def _row(s: Setup, t: Targets, per_replica: float, *, max_gpus: int) -> TargetRo
         output_tokens_per_s_per_gpu=t.rate_rps * t.output_len.mean / gpus,
         output_tokens_per_s_per_user=1 / r.tpot_mean_s,
         engine=f"{s.engine.name}: {r.engine}",
+        mode="aggregated, EP" if ep else "aggregated",
     )
 
 
@@ -210,9 +214,12 @@ def plan_for_targets(
                 setups = [_setup(spec, gpu, engine, tp, w, kv) for tp in TP_DEGREES]
                 setups = [s for s in setups if s is not None]
                 for s in setups:
-                    row = _row(s, targets, rate_within_targets(s, targets), max_gpus=max_gpus)
-                    if row is not None:
-                        rows.append(row)
+                    # MoE at TP > 1: experts sliced by TP, and split whole across the ranks (expert parallel)
+                    for ep in (False, True) if spec.moe is not None and s.tp > 1 else (False,):
+                        per = rate_within_targets(s, targets, ep=ep)
+                        row = _row(s, targets, per, max_gpus=max_gpus, ep=ep)
+                        if row is not None:
+                            rows.append(row)
                 if disaggregated:
                     rows += _disaggregated_rows(setups, targets, max_gpus=max_gpus)
     rows.sort(key=lambda r: (r.gpus, -r.output_tokens_per_s_per_user))

@@ -70,3 +70,11 @@ def test_cli_plan_with_targets(cli):
     assert bad.exit_code == 2 and "invalid --tpot" in bad.output
     none = cli("plan", "llama-3.1-8b")
     assert none.exit_code == 2 and "--rate" in none.output
+
+
+def test_moe_plans_try_expert_parallel():
+    spec = load_bundled("qwen3-30b-a3b")
+    rows = plan_for_targets(spec, [H200], Targets(10, Lengths.of(2048), Lengths.of(256), tpot_s=0.05))
+    modes = {(r.tp, r.mode) for r in rows}
+    assert (2, "aggregated, EP") in modes and (2, "aggregated") in modes
+    assert not any(r.mode.endswith("EP") for r in rows if r.tp == 1)  # nothing to split at TP 1
