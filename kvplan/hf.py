@@ -137,7 +137,7 @@ CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
         "num_attention_heads": 48, "num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 196608,
         "tie_word_embeddings": False, "rope_theta": 10000.0, "num_experts_per_tok": 8, "num_local_experts": 256,
     },
-    "cohere2": {  # Cohere2Config: head_dim always hidden // heads; sliding_window_pattern kwarg default 4
+    "cohere2": {  # Cohere2Config: head_dim hidden // heads unless the file gives one; sliding_window_pattern 4
         "vocab_size": 256000, "hidden_size": 8192, "intermediate_size": 22528, "num_hidden_layers": 40,
         "num_attention_heads": 64, "num_key_value_heads": None, "max_position_embeddings": 8192,
         "tie_word_embeddings": True, "rope_theta": 10000.0, "attention_bias": False, "sliding_window": 4096,
@@ -566,8 +566,7 @@ def _head_dims(f: _Fields, *, hidden: int, heads: int) -> tuple[int, int | None]
     if f.known("kv_lora_rank"):  # MLA: q/k head = nope + rope part; v head its own
         qk = f.need("qk_nope_head_dim") + f.need("qk_rope_head_dim")
         return qk, f.need("v_head_dim")
-    # FalconConfig.head_dim is a property; Cohere2Config.__post_init__ overwrites head_dim with hidden // heads
-    explicit = None if f.dialect in ("falcon", "cohere2") else f.integer("head_dim")
+    explicit = None if f.dialect == "falcon" else f.integer("head_dim")  # FalconConfig.head_dim is a property
     if explicit is not None:
         v = f.integer("v_head_dim")  # MiMo-V2-Flash: K 192, V 128 (v_proj: num_kv_heads * v_head_dim)
         return explicit, v if v is not None and v != explicit else None

@@ -269,11 +269,9 @@ def _olmo2(spec: ModelSpec) -> Any:
 
 
 def _cohere2(spec: ModelSpec) -> Any:
-    # layer_types left to Cohere2Config's default (every 4th layer global) so the spec's pattern is checked.
-    # Cohere2Config derives head_dim = hidden / heads: query heads cut to the KV heads, hidden = kv x head_dim.
-    kv = spec.num_kv_heads
-    shape = heads(spec) | {"num_attention_heads": kv, "hidden_size": kv * spec.head_dim}
-    return transformers.Cohere2Config(**shape, sliding_window=window_of(spec), **TINY)
+    # layer_types left to Cohere2Config's default (every 4th layer global) so the spec's pattern is checked;
+    # an explicit head_dim wins over Cohere2Config's hidden // heads (set after __post_init__ from the kwargs)
+    return transformers.Cohere2Config(**heads(spec), sliding_window=window_of(spec), **TINY)
 
 
 def _minimax_m2(spec: ModelSpec) -> Any:
