@@ -342,7 +342,7 @@ def _params(engine, spec, gpu_obj, flags, failure, logged, gpu_id, weights_dtype
         max_num_batched_tokens=_int(_flag(flags, engine, "max_num_batched_tokens")),
         n_ubatch=_int(_flag(flags, engine, "n_ubatch")) or 512,
         device_memory=total if gpu_obj is not None else None,
-        kv_cache_memory=_logged_kv(failure, logged) if gpu_obj is None else None,
+        kv_cache_memory=_no_less_than_zero(_logged_kv(failure, logged)) if gpu_obj is None else None,
         sequences=seqs if engine in fl.PREALLOCATES_SEQUENCES else 1,
         model_ref=model_ref,
     )
@@ -351,12 +351,16 @@ def _params(engine, spec, gpu_obj, flags, failure, logged, gpu_id, weights_dtype
 def _logged_kv(failure: Failure, logged: dict[str, float]) -> int | None:
     """The engine's own KV budget, bytes: from the refusal, else from the log's memory lines."""
     if "available_bytes" in failure.figures:
-        return max(0, int(failure.figures["available_bytes"]))
+        return int(failure.figures["available_bytes"])  # negative when weights overran the share
     if failure.kind == fl.NO_KV_MEMORY:
         return 0  # the engine found nothing left for its cache: kvplan's checks start from there
     if logged.get("available_kv"):
         return int(logged["available_kv"] * GIB)
     return None
+
+
+def _no_less_than_zero(value: int | None) -> int | None:
+    return None if value is None else max(0, value)
 
 
 def _free_at_start(text: str, failure: Failure) -> int | None:
@@ -440,7 +444,7 @@ def _explain(d: Diagnosis, spec: ModelSpec, p: Params, failure: Failure, logged:
     engine_needed = fig.get("needed_bytes") or (fig.get("tried_bytes") if failure.kind == fl.KV_ALLOC else None)
     rows = [_row(f"KV for {p.sequences} x {p.context:,} tokens", engine_needed, needed, "bytes")]
     engine_avail = _logged_kv(failure, logged)
-    if engine_avail:
+    if engine_avail and engine_avail > 0:
         given = with_kv_memory(s, engine_avail)
         rows.append(_row("longest context in the logged KV memory", fig.get("estimated_len") or fig.get("kv_tokens"),
                          max_context(given, limit=max(p.context, 1)), "tokens"))  # fmt: skip
@@ -526,9 +530,24 @@ def prescribe(
         candidates += _fraction_up(spec, base, free_bytes)
     if failure.kind == fl.OOM and failure.phase == "CUDA-graph capture" and p.engine in fl.EAGER_FLAG:
         candidates.append(("eager", replace(base, enforce_eager=True), fl.EAGER_FLAG[p.engine]))
-    candidates += _fewer_seqs(spec, base) + _kv8(spec, base) + _shorter(spec, base, failure)
+    candidates += _fewer_seqs(spec, base) + _kv8(spec, base) + _weights8(spec, base) + _shorter(spec, base, failure)
     candidates += _more_tp(spec, base) + _other_gpu(spec, base)
+    relevant = _relevant(failure)
+    candidates = [c for c in candidates if c[0] in relevant]
     return _keep_starting(spec, candidates, forced)
+
+
+def _relevant(failure: Failure) -> frozenset[str]:
+    """The changes that act on what ran out: an allocation that failed while loading the weights is
+    not helped by a larger KV fraction or a shorter context, only by fewer weight bytes per GPU."""
+    weights = frozenset({"weights_fp8", "tp", "other_gpu"})
+    if failure.kind == fl.WEIGHTS_ALLOC or (failure.kind == fl.OOM and failure.phase == "weights load"):
+        return weights
+    if failure.kind == fl.OOM and failure.phase == "profile run":
+        return weights | {"fewer_seqs"}
+    if failure.kind == fl.OOM and failure.phase == "CUDA-graph capture":
+        return weights | {"fraction_down", "eager", "fewer_seqs", "shorter_context", "kv_fp8"}
+    return frozenset(GIVES_UP)
 
 
 def _calibrated(spec: ModelSpec, p: Params, failure: Failure, logged: dict) -> Params:
@@ -598,6 +617,27 @@ def _kv8(spec: ModelSpec, p: Params) -> list[tuple[str, Params, str]]:
     for kv in _KV8:
         if kv in accepted:
             return [("kv_fp8", replace(p, kv_dtype=kv), f"KV cache in {kv}")]
+    return []
+
+
+# 8-bit weights to offer, in order: online fp8 (vLLM/SGLang --quantization fp8), else a Q8_0 GGUF.
+_WEIGHTS8 = ("fp8", "q8_0")
+
+
+def _weights8(spec: ModelSpec, p: Params) -> list[tuple[str, Params, str]]:
+    """8-bit weights where the checkpoint is wider; the engine's own rules say which it loads."""
+    from kvplan.units import weight_dtype
+
+    current = p.weights_dtype or spec.dtype
+    if weight_dtype(current).bytes_per_element <= 1:
+        return []
+    for w in _WEIGHTS8:
+        q = replace(p, weights_dtype=w)
+        try:
+            setup_for(spec, q)
+        except InvalidInput:
+            continue  # the engine does not load this format
+        return [("weights_fp8", q, f"{w} weights")]
     return []
 
 

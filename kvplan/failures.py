@@ -80,6 +80,14 @@ VLLM: tuple[Pattern, ...] = (
         "vllm/v1/core/kv_cache_utils.py _check_enough_kv_cache_memory; V0 worker.py raise_if_cache_size_invalid",
         "KV cache sizing",
     ),
+    # vllm/v1/worker/gpu_worker.py determine_available_memory logs the budget; a negative one is
+    # what _check_enough_kv_cache_memory then refuses (logs cut before the ValueError show only this).
+    Pattern(
+        NO_KV_MEMORY,
+        rf"Available KV cache memory: (?P<available_gib>-{_N}) ?GiB",
+        "vllm/v1/worker/gpu_worker.py determine_available_memory (V1, 0.8-0.19), refused in kv_cache_utils.py",
+        "KV cache sizing",
+    ),
     # vllm/v1/worker/gpu_worker.py init_device (0.9+; the "cuda:N" device tag in later builds).
     Pattern(
         STARTUP_FREE,

@@ -117,6 +117,8 @@ REAL = {
     "vllm-intel-arc-4-models-wrapped.log": ("vllm", fl.KV_SHORT),
     "vllm-2418-v0-max-seq-len.log": ("vllm", fl.KV_SHORT),
     "vllm-17431-no-available-memory.log": ("vllm", fl.NO_KV_MEMORY),
+    "vllm-23278-negative-kv-memory.log": ("vllm", fl.NO_KV_MEMORY),
+    "vllm-13061-v0-max-seq-len-tp2.log": ("vllm", fl.KV_SHORT),
     "vllm-10439-v0-no-available-memory.log": ("vllm", fl.NO_KV_MEMORY),
     "vllm-23192-startup-free-h200.log": ("vllm", fl.STARTUP_FREE),
     "vllm-20305-startup-free.log": ("vllm", fl.STARTUP_FREE),
@@ -261,6 +263,12 @@ trtllm-serve meta-llama/Llama-2-7b-chat-hf --max_seq_len 4096 --max_batch_size 4
 [TensorRT-LLM][ERROR] Assertion failed: maxTokensInPagedKvCache (693) must be large enough to process at least \
 1 sequence to completion (i.e. must be larger than beam_width (1) * tokensPerBlock (32) * maxBlocksPerSeq (128))
 """
+WEIGHTS_OOM = """\
+vllm serve meta-llama/Llama-3.1-70B-Instruct -tp 2 --max-model-len 32768
+INFO [gpu_model_runner.py] Loading model weights
+torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 448.00 MiB. GPU 1 has a total capacity of 79.19 GiB \
+of which 301.00 MiB is free.
+"""
 SCENARIOS = {
     "issue-no-gpu": (ISSUE_LOG, {}),
     "vllm-l4": (L4_LOG, {"gpu": "l4"}),
@@ -273,6 +281,9 @@ SCENARIOS = {
     "sglang-70b": (SGLANG_70B, {"gpu": "h100-sxm"}),
     "llamacpp-q8": (LLAMACPP_Q8, {"model": "llama-3.1-8b", "gpu": "rtx-4090"}),
     "trtllm-7b": (TRTLLM_7B, {"gpu": "a10g"}),
+    "vllm-weights-oom": (WEIGHTS_OOM, {}),
+    "vllm-23278-gpt-oss": ((DATA / "vllm-23278-negative-kv-memory.log").read_text(),
+                           {"gpu": "h100-sxm", "model": "gpt-oss-120b"}),
 }  # fmt: skip
 
 
@@ -316,6 +327,7 @@ def test_prescription_kinds(diagnosed):
     assert any("q8_0" in c for c in changes["llamacpp-q8"])
     assert any(c.startswith("context") for c in changes["trtllm-7b"])
     assert any("room for CUDA graphs" in c for c in changes["vllm-15598-graphs"])
+    assert "fp8 weights" in changes["vllm-weights-oom"]
 
 
 def test_launch_lines_are_complete(diagnosed):
