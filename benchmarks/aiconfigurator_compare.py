@@ -163,6 +163,75 @@ def _grid() -> list[dict]:
 
 GRID = _grid()
 
+# In-flight batching (aiconfigurator's "agg" mode: a closed loop of `batch` concurrent requests, prefill chunks of
+# up to `ctx_tokens` tokens per step): (model, gpu, engine, tp, concurrency, isl, osl, ctx_tokens)
+AGG = [
+    ("llama-3.1-8b", "h200", "vllm", 1, 32, 2048, 512, 8192),
+    ("llama-3.1-8b", "h100-sxm", "trtllm", 1, 64, 1024, 256, 8192),
+    ("llama-3.1-8b", "b200", "vllm", 1, 128, 4096, 1024, 8192),
+    ("qwen3-32b", "h200", "trtllm", 2, 16, 2048, 512, 4096),
+    ("llama-3.1-70b", "h100-sxm", "vllm", 4, 32, 2048, 512, 8192),
+    ("llama-3.1-70b", "h200", "trtllm", 8, 128, 1024, 1024, 8192),
+    ("qwen3-30b-a3b", "h200", "vllm", 2, 64, 2048, 512, 8192),
+    ("qwen3-235b-a22b", "h200", "trtllm", 8, 32, 4096, 512, 8192),
+]
+
+
+def _agg_key(c: dict) -> str:
+    return f"{c['model']}|{c['gpu']}|{c['engine']}|tp{c['tp']}|c{c['batch']}|{c['isl']}/{c['osl']}|ctx{c['ctx_tokens']}"
+
+
+def collect_agg(out: Path) -> int:
+    """aiconfigurator's in-flight batching figures for AGG, stored beside the static cases."""
+    try:
+        import logging
+
+        from aiconfigurator.cli.api import cli_estimate
+    except ImportError:
+        print("aiconfigurator is not installed here; skipped (see this script's docstring for the separate venv)")
+        return 0
+    logging.disable(logging.WARNING)
+    data = json.loads(out.read_text())
+    rows = []
+    for m, g, e, tp, b, isl, osl, ctx in AGG:
+        case = dict(model=m, gpu=g, engine=e, tp=tp, batch=b, isl=isl, osl=osl, ctx_tokens=ctx)
+        kw = dict(backend_name=e, batch_size=b, tp_size=tp, isl=isl, osl=osl, ctx_tokens=ctx)
+        if MODELS[m][1] in ("moe", "mla"):
+            kw.update(moe_tp_size=tp, moe_ep_size=1)
+        try:
+            r = cli_estimate(MODELS[m][0], SYSTEMS[g], mode="agg", **kw)
+            rows.append({**case, "aic_ttft_ms": float(r.ttft), "aic_tpot_ms": float(r.tpot),
+                         "aic_seq_per_s": float(r.seq_per_second), "aic_concurrency": float(r.concurrency),
+                         "aic_backend_version": r.backend_version})  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - recorded, not fatal
+            rows.append({**case, "aic_error": f"{type(exc).__name__}: {exc}"[:300]})
+        print(f"agg {len(rows)}/{len(AGG)} {_agg_key(case)}", file=sys.stderr, flush=True)
+    data["agg_cases"] = rows
+    out.write_text(json.dumps(data, indent=1) + "\n")
+    return 0
+
+
+def compare_agg(cases: list[dict]) -> list[dict]:
+    """kvplan.serving at aiconfigurator's request rate: steady batch, TPOT and TTFT side by side."""
+    from kvplan.capacity import setup
+    from kvplan.catalog import resolve_model
+    from kvplan.hardware import resolve_gpu
+    from kvplan.serving import Lengths, serve
+
+    rows = []
+    for c in cases:
+        if "aic_error" in c:
+            continue
+        s = setup(resolve_model(c["model"]), resolve_gpu(c["gpu"]), engine=c["engine"], tp=c["tp"])
+        r = serve(s, rate_rps=c["aic_seq_per_s"], input_len=Lengths.of(c["isl"]), output_len=Lengths.of(c["osl"]),
+                  max_num_batched_tokens=c["ctx_tokens"])  # fmt: skip
+        rows.append({**{k: c[k] for k in ("model", "gpu", "engine", "tp", "isl", "osl", "ctx_tokens")},
+                     "rate": c["aic_seq_per_s"], "kvplan_max_rate": r.max_rate_rps,
+                     "aic_batch": c["aic_concurrency"], "kvplan_batch": r.batch,
+                     "saturated": r.saturated, "aic_tpot_ms": c["aic_tpot_ms"], "kvplan_tpot_ms": r.tpot_mean_s * 1e3,
+                     "aic_ttft_ms": c["aic_ttft_ms"], "kvplan_ttft_ms": r.ttft_mean_s * 1e3})  # fmt: skip
+    return rows
+
 
 def case_key(case: dict) -> str:
     key = f"{case['model']}|{case['gpu']}|{case['engine']}|tp{case['tp']}|b{case['batch']}|isl{case['isl']}"
@@ -364,9 +433,31 @@ def _markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _print_agg(rows: list[dict], *, markdown: bool) -> int:
+    if markdown:
+        print("| model | GPU | engine | TP | ISL/OSL | req/s (aic) | kvplan max req/s | batch aic | batch kvplan "
+              "| TPOT aic ms | TPOT kvplan ms | TTFT aic ms | TTFT kvplan ms |")  # fmt: skip
+        print("|" + "---|" * 13)
+    for r in rows:
+        cells = [r["model"], r["gpu"], r["engine"], r["tp"], f"{r['isl']}/{r['osl']}", f"{r['rate']:.2f}",
+                 f"{r['kvplan_max_rate']:.2f}",
+                 f"{r['aic_batch']:.0f}", f"{r['kvplan_batch']:.1f}", f"{r['aic_tpot_ms']:.2f}",
+                 f"{r['kvplan_tpot_ms']:.2f}", f"{r['aic_ttft_ms']:.0f}", f"{r['kvplan_ttft_ms']:.0f}"]  # fmt: skip
+        print(("| " + " | ".join(map(str, cells)) + " |") if markdown else "  ".join(map(str, cells)))
+    tpot = [abs(math.log(r["kvplan_tpot_ms"] / r["aic_tpot_ms"])) for r in rows]
+    signed = [math.log(r["kvplan_tpot_ms"] / r["aic_tpot_ms"]) for r in rows]
+    load = [r["rate"] / r["kvplan_max_rate"] for r in rows]
+    print(f"\n{len(rows)} in-flight cases: TPOT median |ln| {statistics.median(tpot):.3f}, worst {max(tpot):.3f}, "
+          f"median signed {statistics.median(signed):+.3f}; aiconfigurator's rate = {min(load):.2f}-{max(load):.2f} "
+          "of kvplan's sustainable rate")  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--collect", action="store_true", help="run the grid through aiconfigurator into the data file")
+    ap.add_argument("--collect-agg", action="store_true", help="add aiconfigurator's in-flight batching cases")
+    ap.add_argument("--agg", action="store_true", help="compare kvplan.serving with the in-flight batching cases")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--json", action="store_true")
@@ -376,10 +467,14 @@ def main(argv: list[str] | None = None) -> int:
     MODEL = args.model
     if args.collect:
         return collect(args.data)
+    if args.collect_agg:
+        return collect_agg(args.data)
     if not args.data.exists():
         print(f"{args.data} is missing; run with --collect where aiconfigurator is installed")
         return 0
     data = json.loads(args.data.read_text())
+    if args.agg:
+        return _print_agg(compare_agg(data.get("agg_cases", [])), markdown=args.markdown)
     rows = compare(data["cases"])
     s = summary(rows)
     if args.json:

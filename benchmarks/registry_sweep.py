@@ -12,7 +12,7 @@ For every model type transformers registers for causal LM or image-text-to-text 
    in bf16, run one prefill of ``LENGTH`` tokens with ``use_cache=True`` and sum
    ``numel * element_size`` of every tensor the returned cache holds;
 3. import the same config (``config.to_dict()``, nested ``text_config`` included) with
-   ``kvplan.hf.spec_from_hf_config`` and ask ``kvplan.transformers_layout`` for the bytes.
+   ``kvplan.hf.spec_from_hf_config`` and ask ``kvplan.engines.transformers`` for the bytes.
 
 Each type is then: ``exact`` (equal to the byte), ``refused`` (kvplan exits 2 with a reason),
 ``wrong`` (kvplan answers with another number) or ``n.a.`` (no config default, does not build,
@@ -257,9 +257,9 @@ def sweep_type(model_type: str, truth: int | str | None = None) -> Row:
 
 
 def compare(model_type: str, data: dict[str, Any], truth: int) -> Row:
+    from kvplan.engines.transformers import transformers_cache_bytes
     from kvplan.errors import InvalidInput
     from kvplan.hf import spec_from_hf_config
-    from kvplan.transformers_layout import transformers_cache_bytes
 
     try:
         spec = spec_from_hf_config(data, origin=f"{model_type} defaults").spec

@@ -23,29 +23,23 @@ from kvplan.checks import (
     trained_context,
 )
 from kvplan.engines import (
-    VLLM_PER_TOKEN_HEAD,
     Budget,
-    EngineProfile,
+    Engine,
     Layout,
     Settings,
-    budget,
     check_fraction,
-    check_kv_dtype,
-    check_parallel_for,
-    check_weights_dtype,
-    engine_layout,
     get_engine,
-    plan_for,
-    resolved_vllm_batch,
+    known_kv_dtype,
     usable_memory_bytes,
 )
+from kvplan.engines.base import largest
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import check_parallel
 from kvplan.params import weight_bytes_per_stage
 from kvplan.quant import alternatives, default_dtype, storage
 from kvplan.spec import ModelSpec
-from kvplan.units import MAX_CONTEXT, canonical_dtype, kv_dtype, weight_dtype
+from kvplan.units import canonical_dtype, weight_dtype
 
 
 @dataclass(frozen=True)
@@ -68,7 +62,7 @@ class Setup:
     """A resolved configuration: model, engine, GPU, split, dtypes and per-stage layouts."""
 
     spec: ModelSpec
-    engine: EngineProfile
+    engine: Engine
     gpu: GPU
     tp: int
     pp: int
@@ -77,8 +71,8 @@ class Setup:
     weights_dtype: str
     settings: Settings
     stages: tuple[Stage, ...]
-    max_num_batched_tokens: int
-    max_num_seqs: int
+    max_num_batched_tokens: int | None  # where the engine has the limit
+    max_num_seqs: int | None
     weights_format: str = ""  # the stored format in words ("fp8, block 128x128, fp32 scales (as shipped)")
     weights_shipped: bool = True  # False: a conversion of the published checkpoint (online fp8, GGUF, ...)
 
@@ -122,49 +116,29 @@ def setup(
     gpus = gpus if gpus is not None else tp * pp
     if gpus < 1 or gpus % (tp * pp):
         raise InvalidInput(f"invalid GPU count {gpus!r}; it must be a multiple of tp x pp = {tp * pp}")
-    kv_name = kv_dtype_name or _engine_default_kv(profile, spec)
-    if canonical_dtype(kv_name) not in VLLM_PER_TOKEN_HEAD:
-        kv_name = kv_dtype(kv_name).name  # unknown names fail here with the list of dtypes
-    kv_name = check_kv_dtype(profile, kv_name)
+    kv_name = known_kv_dtype(kv_dtype_name or profile.default_kv_dtype(spec))
+    kv_name = profile.check_kv_dtype(kv_name)
     w_name = canonical_dtype(weight_dtype(weights_dtype).name) if weights_dtype else None
-    w_name = check_weights_dtype(profile, w_name or default_dtype(spec, loads=profile.weight_dtypes))
+    w_name = profile.check_weights_dtype(w_name or default_dtype(spec, loads=profile.weight_dtypes))
     w_store = storage(spec, w_name)
     check_parallel(spec, tp=tp, pp=pp)  # tp divides the query heads, pp <= layers
-    check_parallel_for(profile, spec, tp=tp, pp=pp)
+    profile.check_parallel(spec, tp=tp, pp=pp)
     memo = {} if memo is None else memo
     if settings.mla not in ("latent", "expanded"):
         raise InvalidInput(f"invalid MLA layout {settings.mla!r}; expected 'latent' or 'expanded'")
-    plan_key = ("plan", profile.name == "transformers", kv_name, tp, pp, settings.mla)
+    plan_key = ("plan", profile.name, profile.version, kv_name, tp, pp, settings.mla)
     if plan_key not in memo:
-        memo[plan_key] = plan_for(profile, spec, kv_dtype_name=kv_name, tp=tp, pp=pp, mla=settings.mla)
+        memo[plan_key] = profile.cache_plan(spec, kv_dtype_name=kv_name, tp=tp, pp=pp, mla=settings.mla)
     plan = memo[plan_key]
     w_key = ("weights", w_name, tp, pp)
     if w_key not in memo:
         memo[w_key] = weight_bytes_per_stage(spec, w_name, tp=tp, pp=pp)
     total = usable_memory_bytes(gpu, settings.overrides.device_memory_bytes)
-    mnbt, seqs = resolved_vllm_batch(settings, total)
+    mnbt, seqs = profile.batch_limits(settings, total)
     stages = tuple(
         Stage(
-            budget(
-                profile,
-                spec,
-                gpu=gpu,
-                settings=settings,
-                weights_dtype=w_name,
-                tp=tp,
-                pp=pp,
-                stage_index=i,
-                stage_weights=memo[w_key],
-            ),  # fmt: skip
-            engine_layout(
-                profile,
-                spec,
-                plan=plan,
-                settings=settings,
-                stage_index=i,
-                max_num_batched_tokens=mnbt,
-                gpu_name=gpu.name,
-            ),
+            profile.budget(spec, settings=settings, total=total, weights=memo[w_key][i], tp=tp, pp=pp),
+            profile.layout(spec, plan=plan, settings=settings, stage_index=i, gpu=gpu, total=total),
         )
         for i in range(len(plan.stages))
     )
@@ -172,111 +146,33 @@ def setup(
                  w_store.shipped)  # fmt: skip
 
 
-def _engine_default_kv(engine: EngineProfile, spec: ModelSpec) -> str:
-    if engine.name == "llamacpp":
-        return "fp16"  # llama.cpp -ctk/-ctv default f16 (common/common.h cache_type_k)
-    return spec.dtype
-
-
 # ---- searches -----------------------------------------------------------------------------------
 
 
 def max_sequences(s: Setup, length: int) -> int:
     """Most concurrent sequences of ``length`` tokens one replica holds (exact unit count)."""
-    counts = []
-    for stage in s.stages:
-        lay = stage.layout
-        if lay.engine == "llamacpp":
-            counts.append(_largest(lambda b, st=stage: st.fits(batch=b, length=length), MAX_CONTEXT))
-            continue
-        if lay.swa_full_tokens_ratio is not None:
-            full, swa, window = lay.sglang_swa_tokens(stage.available)
-            counts.append(min(full // length, swa // min(length, window)))
-            continue
-        per = lay.units_for(1, length)
-        free = lay.pool_units(stage.available) - lay.reserved_units
-        counts.append(max(0, free) // per if per else MAX_CONTEXT)
-    return min(counts)
+    return min(st.layout.max_sequences(st.available, length) for st in s.stages)
 
 
 def max_context(s: Setup, *, batch: int = 1, limit: int | None = None) -> int:
     """Longest context such that ``batch`` sequences of it fit (0: not even one token)."""
     top = limit or s.spec.max_position_embeddings
-    return _largest(lambda n: s.fits(batch=batch, length=n), top)
-
-
-def _largest(ok, top: int) -> int:  # noqa: ANN001
-    """Largest n in [1, top] with ok(n), assuming ok is monotone (true then false); 0 if none."""
-    if top < 1 or not ok(1):
-        return 0
-    lo, hi = 1, top
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if ok(mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    return largest(lambda n: s.fits(batch=batch, length=n), top)
 
 
 def pool_tokens(s: Setup) -> int:
     """The pool in tokens, as the engine reports it (busiest stage)."""
-    return min(_stage_tokens(st) for st in s.stages)
-
-
-def _stage_tokens(stage: Stage) -> int:
-    lay, avail = stage.layout, stage.available
-    if lay.engine == "vllm":
-        # kv_cache_utils._report_kv_cache_config: num_blocks // num_groups * min_block_size.
-        blocks = lay.pool_units(avail)
-        return blocks // len(lay.groups) * min(g.block_tokens for g in lay.groups)
-    if lay.engine == "llamacpp":
-        return _largest(lambda n: lay.units_for(1, n) <= avail, MAX_CONTEXT) // 256 * 256
-    if lay.swa_full_tokens_ratio is not None:
-        return lay.sglang_swa_tokens(avail)[0]  # the full-attention layers' pool
-    per_token = sum(n * c.bytes_per_token for n, c in lay.stage.groups)
-    if not per_token:
-        return 0
-    tokens = avail // per_token  # SGLang max_total_num_tokens; TRT-LLM blocks x tokens_per_block
-    return tokens // lay.block_tokens * lay.block_tokens
+    return min(st.layout.pool_tokens(st.available) for st in s.stages)
 
 
 def pool_bytes(s: Setup, *, sequences: int, length: int) -> int:
     """Bytes the KV pool takes on the busiest GPU (what the engine allocates)."""
-    out = []
-    for st in s.stages:
-        lay = st.layout
-        if lay.engine == "vllm":
-            out.append(lay.pool_units(st.available) * lay.unit_bytes)
-        elif lay.engine == "llamacpp":
-            out.append(lay.units_for(max(sequences, 1), length))
-        elif lay.swa_full_tokens_ratio is not None:
-            full, swa, _ = lay.sglang_swa_tokens(st.available)
-            out.append(
-                sum(n * c.bytes_per_token * (full if c.max_tokens is None else swa) for n, c in lay.stage.groups)
-            )
-        elif lay.engine in ("sglang", "trtllm"):
-            per_token = sum(n * c.bytes_per_token for n, c in lay.stage.groups)
-            out.append(_stage_tokens(st) * per_token)
-        else:
-            out.append(st.available)
-    return max(out)
+    return max(st.layout.pool_bytes(st.available, sequences=sequences, length=length) for st in s.stages)
 
 
 def reported_concurrency(s: Setup, length: int) -> float:
     """The engine's own concurrency figure at ``length`` (vLLM: num_blocks / blocks per request)."""
-    values = []
-    for st in s.stages:
-        lay = st.layout
-        per = lay.units_for(1, length)
-        if lay.engine == "llamacpp":
-            values.append(float(max_sequences(s, length)))
-        elif lay.swa_full_tokens_ratio is not None:
-            full, swa, window = lay.sglang_swa_tokens(st.available)
-            values.append(min(full / length, swa / min(length, window)))
-        else:
-            values.append(lay.pool_units(st.available) / per if per else float("inf"))
-    return min(values)
+    return min(st.layout.reported_concurrency(st.available, length) for st in s.stages)
 
 
 def expected_concurrency(s: Setup, lengths: list[int], *, weights: list[float] | None = None) -> float:
@@ -290,20 +186,7 @@ def expected_concurrency(s: Setup, lengths: list[int], *, weights: list[float] |
     w = weights or [1.0] * len(lengths)
     if not all(0 <= x < float("inf") for x in w) or sum(w) <= 0:  # also refuses nan
         raise InvalidInput(f"invalid weights {w!r}; expected non-negative numbers with a positive sum")
-    values = []
-    for st in s.stages:
-        lay = st.layout
-        if lay.engine == "llamacpp":
-            return float(max_sequences(s, max(lengths)))
-        if lay.swa_full_tokens_ratio is not None:
-            full, swa, window = lay.sglang_swa_tokens(st.available)
-            mean_full = sum(wi * n for wi, n in zip(w, lengths, strict=True)) / sum(w)
-            mean_swa = sum(wi * min(n, window) for wi, n in zip(w, lengths, strict=True)) / sum(w)
-            values.append(min(full / mean_full, swa / mean_swa))
-            continue
-        mean = sum(wi * lay.units_for(1, n) for wi, n in zip(w, lengths, strict=True)) / sum(w)
-        free = lay.pool_units(st.available) - lay.reserved_units
-        values.append(max(0, free) / mean if mean else float("inf"))
+    values = [st.layout.expected_concurrency(st.available, lengths, w) for st in s.stages]
     return min(values) * s.replicas
 
 
@@ -430,8 +313,8 @@ def capacity(
         expected_concurrency=round(expected, 4) if expected is not None else None,
         mix=mix,
         block_tokens=s.stages[0].layout.block_tokens,
-        max_num_batched_tokens=s.max_num_batched_tokens if s.engine.name == "vllm" else None,
-        max_num_seqs=s.max_num_seqs if s.engine.name == "vllm" else None,
+        max_num_batched_tokens=s.max_num_batched_tokens,
+        max_num_seqs=s.max_num_seqs,
         breakdown=breakdown,
         budget_rule=b.rule,
         settings=_settings_dict(s, b),
@@ -487,11 +370,7 @@ def _settings_dict(s: Setup, b: Budget) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if b.fraction_name:
         out[b.fraction_name] = b.fraction
-    if s.engine.name == "vllm":
-        out["block_size"] = s.stages[0].layout.block_tokens
-    ratio = s.stages[0].layout.swa_full_tokens_ratio
-    if ratio is not None:
-        out["swa_full_tokens_ratio"] = ratio
+    out.update(s.stages[0].layout.settings())
     return out
 
 

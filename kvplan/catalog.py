@@ -7,21 +7,33 @@ as ``kvplan/model_specs``; both places are searched.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import ValidationError
 
 from kvplan.errors import InvalidInput, KvplanError, did_you_mean
+from kvplan.files import format_validation_error, read_json, read_text, read_yaml
 from kvplan.spec import ModelSpec
 
 if TYPE_CHECKING:
     from kvplan.checkpoint import CheckpointWeights
+
+__all__ = [
+    "all_bundled",
+    "bundled_names",
+    "format_validation_error",
+    "load_bundled",
+    "load_spec_file",
+    "read_json",
+    "read_text",
+    "read_yaml",
+    "resolve_model",
+    "spec_from_dict",
+]
 
 _HERE = Path(__file__).resolve().parent
 
@@ -62,37 +74,6 @@ def _load_yaml_cached(path: str) -> ModelSpec:
     return load_spec_file(Path(path))
 
 
-def read_text(path: Path) -> str:
-    """A UTF-8 file's text; unreadable or binary files are one-line input errors."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise InvalidInput(f"cannot read {str(path)!r}: not UTF-8 text") from None
-
-
-def read_yaml(path: Path) -> Any:
-    text = read_text(path)
-    try:
-        # libyaml's C loader when present: the same safe subset, several times faster.
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where else ""
-        raise InvalidInput(f"malformed YAML in {str(path)!r}{line}: {getattr(exc, 'problem', exc)}") from None
-
-
-def read_json(path: Path) -> Any:
-    text = read_text(path)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"malformed JSON in {str(path)!r} at line {exc.lineno}: {exc.msg}") from None
-    except RecursionError:
-        raise InvalidInput(f"malformed JSON in {str(path)!r}: nested too deeply") from None
-
-
 def spec_from_dict(data: Any, *, origin: str) -> ModelSpec:
     """Validate a parsed YAML mapping as a spec; errors name the file and each bad field."""
     if not isinstance(data, dict):
@@ -101,18 +82,6 @@ def spec_from_dict(data: Any, *, origin: str) -> ModelSpec:
         return ModelSpec.model_validate(data)
     except ValidationError as exc:
         raise InvalidInput(format_validation_error(exc, origin=origin)) from None
-
-
-def format_validation_error(exc: ValidationError, *, origin: str) -> str:
-    """One line per problem: ``origin: field.path: message``."""
-    lines = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field (not part of the spec schema)"
-        lines.append(f"{origin}: {loc}: {msg}")
-    return "\n".join(lines)
 
 
 def load_spec_file(path: Path) -> ModelSpec:

@@ -39,6 +39,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The attention arithmetic lives in kvplan.attention (shared with kvplan.latency without a cycle).
+from kvplan.attention import (  # noqa: F401 - re-exported: kvplan.cost names them
+    attention_dims,
+    attention_flops,
+    causal_pairs,
+    chunked_pairs,
+    decode_span,
+    prefill_pairs,
+)
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import cache_plan, check_parallel, recurrent_state_elements
@@ -193,56 +202,6 @@ class CostRow(BaseModel):
     def decode_tokens_per_s(self) -> float:
         """Output tokens per second over the batch at this context."""
         return self.batch / self.decode.time_s
-
-
-# ---- attention spans ---------------------------------------------------------------------------
-
-
-def causal_pairs(length: int, span: int | None = None) -> int:
-    """(query, key) pairs of causal attention over ``length`` tokens, each query seeing at most ``span``."""
-    if span is None or span >= length:
-        return length * (length + 1) // 2
-    # queries 1..span see all before them; the remaining (length - span) see span keys each
-    return span * (span + 1) // 2 + (length - span) * span
-
-
-def chunked_pairs(length: int, chunk: int) -> int:
-    """Causal attention restarted every ``chunk`` tokens (Llama 4 chunked attention, S2-Attn groups)."""
-    full, rest = divmod(length, chunk)
-    return full * (chunk * (chunk + 1) // 2) + rest * (rest + 1) // 2
-
-
-def prefill_pairs(kind: LayerKind, length: int) -> int:
-    if kind.type == "sliding":
-        return causal_pairs(length, kind.window)
-    if kind.type == "chunked":
-        return chunked_pairs(length, kind.chunk)
-    return causal_pairs(length)
-
-
-def decode_span(kind: LayerKind, context: int) -> int:
-    """Keys one new token attends to when the cache holds ``context`` tokens (itself included)."""
-    cap = kind.window if kind.type == "sliding" else kind.chunk if kind.type == "chunked" else None
-    return context if cap is None else min(context, cap)
-
-
-def attention_dims(spec: ModelSpec, kind: LayerKind, phase: Phase) -> tuple[int, int]:
-    """``(d_qk, d_v)`` per head that the attention kernel multiplies with, per phase."""
-    if kind.type == "mla":
-        if phase == "decode":  # absorbed: q and the output live in the latent space
-            return kind.kv_lora_rank + kind.qk_rope_head_dim, kind.kv_lora_rank
-        vd = kind.v_head_dim or spec.v_head_dim or kind.qk_nope_head_dim
-        return kind.qk_nope_head_dim + kind.qk_rope_head_dim, vd
-    return spec.k_head_dim_of(kind), spec.v_head_dim_of(kind)
-
-
-def attention_flops(spec: ModelSpec, kind: LayerKind, pairs: int, *, phase: Phase, tp: int = 1) -> tuple[int, int]:
-    """``(scores, values)`` FLOPs of one layer on one rank for ``pairs`` (query, key) pairs per sequence."""
-    if kind.type == "recurrent":
-        return 0, 0
-    heads = ceil_div(spec.num_attention_heads, tp)
-    d_qk, d_v = attention_dims(spec, kind, phase)
-    return 2 * heads * d_qk * pairs, 2 * heads * d_v * pairs
 
 
 def recurrent_flops_per_token(kind: LayerKind, tp: int = 1) -> int:

@@ -24,6 +24,7 @@ import yaml
 from pydantic import ValidationError
 
 from kvplan.errors import InvalidInput
+from kvplan.files import format_validation_error, read_json
 from kvplan.quant import format_from_config
 from kvplan.spec import ModelSpec
 from kvplan.units import canonical_dtype
@@ -302,8 +303,6 @@ _SpecDumper.add_representer(_FlowList, lambda d, v: d.represent_sequence("tag:ya
 
 def import_config(path: Path, *, name: str | None = None) -> ImportResult:
     """Read ``path`` (a config.json, or a folder holding one) and convert it."""
-    from kvplan.catalog import read_json
-
     path = Path(path)
     if path.is_dir():
         path = path / "config.json"
@@ -333,8 +332,6 @@ def spec_from_hf_config(config: Any, *, origin: str, name: str | None = None) ->
 
 
 def _validate(data: dict[str, Any], *, origin: str) -> ModelSpec:
-    from kvplan.catalog import format_validation_error
-
     try:
         return ModelSpec.model_validate(data)
     except ValidationError as exc:

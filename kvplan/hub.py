@@ -199,7 +199,7 @@ def fetch_config(ref: HubRef) -> HubSnapshot:
 
 def read_config(snapshot: HubSnapshot) -> dict[str, Any]:
     """config.json with a separate quantization_config.json folded in (as transformers reads it)."""
-    from kvplan.catalog import read_json
+    from kvplan.files import read_json
 
     data = read_json(snapshot.config)
     quant = snapshot.folder / "quantization_config.json"
@@ -310,7 +310,7 @@ def _remote_checkpoint(ref: HubRef, snapshot: HubSnapshot, *, source: str) -> Ch
     except InvalidInput:  # no index: a single-file checkpoint, or none at all
         shards = [SAFETENSORS_SINGLE]
     else:
-        from kvplan.catalog import read_json
+        from kvplan.files import read_json
 
         shards = index_shards(read_json(index_path), origin=f"{ref.repo_id}/{SAFETENSORS_INDEX}")
 
@@ -353,7 +353,7 @@ def folder_checkpoint(folder: Path, *, source: str, gguf: str | None = None) -> 
             return file_checkpoint(ggufs[0], source=f"{source}/{ggufs[0].name}")
         return None
     if index.is_file():
-        from kvplan.catalog import read_json
+        from kvplan.files import read_json
 
         shards = index_shards(read_json(index), origin=str(index))
     else:

@@ -412,7 +412,7 @@ def mixed_step_latency(
     decode part plus the chunk's. With no decodes and no prefix it equals :func:`step_latency` for a
     one-prompt prefill; with no prefill, a decode step. Steps with prefill tokens run eagerly.
     """
-    from kvplan.cost import attention_flops, prefill_pairs
+    from kvplan.attention import attention_flops, prefill_pairs
 
     cal = calibration(engine)
     chunk = int(round(prefill_tokens))

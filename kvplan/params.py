@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple, Union
 from kvplan.checks import as_spec, check_degrees
 from kvplan.errors import InvalidInput
 from kvplan.quant import Storage, storage, storage_for_name
-from kvplan.spec import LayerKind, ModelSpec, ceil_div
+from kvplan.spec import LayerKind, ModelSpec, ceil_div, pipeline_stages
 from kvplan.units import WEIGHT_DTYPES
 
 if TYPE_CHECKING:
@@ -212,17 +212,6 @@ def parts_bytes(parts: list[Part], dtype: str | Storage, model_dtype: str) -> in
 
 def _sixteen_bit(model_dtype: str) -> str:
     return model_dtype if model_dtype in ("bf16", "fp16") else "bf16"
-
-
-def pipeline_stages(num_layers: int, pp: int) -> list[range]:
-    """Contiguous stages whose sizes differ by at most one; earlier stages take the extra layers."""
-    base, extra = divmod(num_layers, pp)
-    stages, start = [], 0
-    for s in range(pp):
-        size = base + (1 if s < extra else 0)
-        stages.append(range(start, start + size))
-        start += size
-    return stages
 
 
 # A weights dtype name, or the checkpoint's own headers (kvplan.checkpoint.CheckpointWeights).

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from kvplan.capacity import Setup, max_sequences, setup
+from kvplan.capacity import Setup, max_sequences, pool_tokens, setup
 from kvplan.checks import as_gpu, as_spec, beyond_trained_context, check_length
 from kvplan.engines import Settings, get_engine
 from kvplan.errors import InvalidInput
@@ -53,7 +53,7 @@ def candidate_dtypes(spec: ModelSpec, engine: str, *, weights: list[str] | None,
     shipped = default_dtype(spec, loads=profile.weight_dtypes)
     w = w or alternatives(spec, current=shipped, loads=profile.weight_dtypes,
                           online=profile.online_weight_dtypes)  # fmt: skip
-    default_kv = "fp16" if profile.name == "llamacpp" else spec.dtype
+    default_kv = profile.default_kv_dtype(spec)
     k = k or list(dict.fromkeys([default_kv, "fp8" if "fp8" in profile.kv_dtypes else "q8_0"]))
     return w, [x for x in dict.fromkeys(k) if x in profile.kv_dtypes]
 
@@ -125,24 +125,13 @@ def _row(spec, gpu, *, engine, tp, pp, w, kv, users, context, settings, max_gpus
         sequences_per_replica=per,
         total_sequences=per * replicas,
         headroom_bytes=_headroom(s, ceil_div(users, replicas), context),
-        kv_pool_tokens=_tokens(s),
+        kv_pool_tokens=pool_tokens(s),
         engine=engine,
     )
 
 
 def _headroom(s: Setup, sequences: int, context: int) -> int:
-    out = []
-    for st in s.stages:
-        lay = st.layout
-        used = lay.units_for(sequences, context) + lay.reserved_units
-        out.append((lay.pool_units(st.available) - used) * lay.unit_bytes)
-    return min(out)
-
-
-def _tokens(s: Setup) -> int:
-    from kvplan.capacity import pool_tokens
-
-    return pool_tokens(s)
+    return min(st.layout.headroom_bytes(st.available, sequences=sequences, length=context) for st in s.stages)
 
 
 def why_nothing_fits(

@@ -5,12 +5,14 @@ every running sequence plus prefill tokens up to a budget of ``max_num_batched_t
 step, decodes first (vLLM V1 ``vllm/v1/core/sched/scheduler.py`` ``Scheduler.schedule``, v0.19:
 running requests are scheduled before waiting ones, and a long prompt is split into chunks that
 fit the token budget). The steady state at a request rate ``lambda`` (Poisson arrivals), mean prompt
-``I`` and mean output ``O`` tokens is the step time ``t`` that solves
+``I`` and mean output ``O`` tokens is the mean step time ``t`` that solves
 
     t = step(n, p),    n = lambda * O * t  (sequences decoding: Little's law),
-                       p = lambda * I * t  (prefill tokens per step)
+                       p = lambda * I * t  (prefill tokens per step, on average)
 
-where ``step`` is :func:`kvplan.latency.mixed_step_latency` with the decodes at the mean context
+where ``step`` is the mean of :func:`kvplan.latency.mixed_step_latency` over steps with and
+without a prompt chunk (a prompt enters as a chunk of up to ``budget - n`` tokens in a share
+``p / chunk`` of the steps; the others are decode-only), with the decodes at the mean context
 ``I + O/2``. The rate is past saturation when no ``t`` solves it within the limits: ``n`` beyond
 ``max_num_seqs`` or beyond the sequences the KV pool holds at ``I + O/2`` tokens each
 (:func:`kvplan.capacity.pool_tokens`), or ``n + p`` beyond the token budget. Then
@@ -112,6 +114,25 @@ def _step(s: Setup, *, n: float, p: float, context: int, prefix: int = 0, ep: bo
     ).total
 
 
+def _mean_step(s: Setup, *, n: float, p: float, prompt: int, budget: int, context: int, ep: bool) -> float:
+    """The mean step time when ``p`` prompt tokens per step arrive as whole chunks.
+
+    A prompt is not spread thinly over every step: it enters one step (or, past the budget, a few) as a
+    chunk of up to ``budget - n`` tokens, and the other steps are decode-only (CUDA graphs, no prefill
+    kernels). With a share ``f = p / chunk`` of the steps carrying a chunk, the mean is
+    ``(1 - f) step(n, 0) + f step(n, chunk)``; when every step carries at least one chunk, ``step(n, p)``.
+    """
+    chunk = max(1.0, min(float(prompt), budget - n))
+    if p <= 0:
+        return _step(s, n=n, p=0, context=context, ep=ep)
+    if p >= chunk:
+        return _step(s, n=n, p=p, context=context, ep=ep)
+    share = p / chunk
+    prefix = max(0, (prompt - int(chunk)) // 2)  # a long prompt's chunks sit, on average, half-way in
+    busy = _step(s, n=n, p=chunk, context=context, prefix=prefix, ep=ep)
+    return (1 - share) * _step(s, n=n, p=0, context=context, ep=ep) + share * busy
+
+
 def _decode_context(inp: Lengths, out: Lengths) -> int:
     return inp.mean + out.mean // 2
 
@@ -136,7 +157,9 @@ def _solve(load: _Load) -> tuple[float | None, str]:
 
     def g(t: float) -> float:
         n, p = lam * out.mean * t, lam * inp.mean * t
-        return _step(load.setup, n=n, p=min(p, load.budget), context=ctx, ep=load.ep) - t
+        step = _mean_step(load.setup, n=n, p=min(p, load.budget), prompt=inp.mean, budget=load.budget, context=ctx,
+                          ep=load.ep)  # fmt: skip
+        return step - t
 
     if g(t_hi) > 0:
         return None, bound if _step(load.setup, n=1, p=0, context=ctx, ep=load.ep) < t_hi else "compute"
@@ -213,9 +236,10 @@ def serve(
         )  # fmt: skip
     n, p = rate_rps * output_len.mean * t, rate_rps * input_len.mean * t
     rho = min(p / max(1.0, budget - n), 0.999)
-    tpot = _step(s, n=1 + n, p=p, context=ctx, ep=ep)
+    tpot = _mean_step(s, n=1 + n, p=p, prompt=input_len.mean, budget=budget, context=ctx, ep=ep)
     n90 = n + Z90 * math.sqrt(n)
-    tpot90 = _step(s, n=1 + n90, p=p, context=input_len.p90 + output_len.p90 // 2, ep=ep)
+    ctx90 = input_len.p90 + output_len.p90 // 2
+    tpot90 = _mean_step(s, n=1 + n90, p=p, prompt=input_len.p90, budget=budget, context=ctx90, ep=ep)
     ttft = _ttft(s, prompt=input_len.mean, n=n, context=ctx, budget=budget, rho=rho, quantile=None, ep=ep)
     ttft90 = _ttft(s, prompt=input_len.p90, n=n, context=ctx, budget=budget, rho=rho, quantile=0.9, ep=ep)
     out_tps = rate_rps * output_len.mean

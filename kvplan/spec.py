@@ -391,3 +391,14 @@ def _describe_kind(spec: ModelSpec, kind: LayerKind) -> str:
 
 def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
+
+
+def pipeline_stages(num_layers: int, pp: int) -> list[range]:
+    """Contiguous stages whose sizes differ by at most one; earlier stages take the extra layers."""
+    base, extra = divmod(num_layers, pp)
+    stages, start = [], 0
+    for s in range(pp):
+        size = base + (1 if s < extra else 0)
+        stages.append(range(start, start + size))
+        start += size
+    return stages

@@ -204,10 +204,10 @@ def run_sglang(entry: dict, spec, gpu) -> Case:  # noqa: ANN001
         # (b): kvplan's own SGLang budget with the release's default fraction for this TP size.
         from kvplan.capacity import setup
         from kvplan.engines import Settings
-        from kvplan.logcheck import _sglang_04_fraction
+        from kvplan.engines.sglang import mem_fraction_04
 
         logged_kv = fig.get("kv_size") or fig["k_size"] + fig.get("v_size", 0)
-        frac = _sglang_04_fraction(tp or 1)
+        frac = mem_fraction_04(tp or 1)
         s = setup(spec, gpu, engine="sglang", tp=tp or 1, settings=Settings(mem_fraction_static=frac))
         predicted = s.stages[0].budget.available_kv / GIB
         err = (predicted - logged_kv) / logged_kv * 100
@@ -270,7 +270,7 @@ Two checks per log:
   the error is (predicted - logged) / logged KV pool. Device memory is the total the log states
   where it states one; weights use the checkpoint's dtype (MXFP4 for gpt-oss, FP8 for -FP8 repos).
 
-Calibration, stated plainly: kvplan's vLLM activation constants (`kvplan/engines.py`) were fitted on
+Calibration, stated plainly: kvplan's vLLM activation constants (`kvplan/engines/vllm.py`) were fitted on
 vllm-15 and vllm-19, and its non-torch constants (0.25 GiB at TP 1, 2.07 GiB at TP >= 2) were read
 from the vllm-15..27 logs, all vLLM 0.19 on H100. Those seven cases are in-sample; the other vLLM
 logs (older versions, other GPUs) are out-of-sample and show the larger errors.

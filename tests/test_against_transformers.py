@@ -6,7 +6,7 @@ but a tiny hidden size, MLP, vocabulary and expert count (none of which is cache
 forward pass with ``use_cache=True`` fills transformers' default ``DynamicCache``; the test sums
 the bytes of the tensors it holds, layer by layer, and compares them with
 
-* ``kvplan.transformers_layout`` -- must match EXACTLY, every layer, every length;
+* ``kvplan.engines.transformers`` -- must match EXACTLY, every layer, every length;
 * ``kvplan.memory.cache_plan`` (the ideal layout) -- must match wherever transformers stores the
   ideal; where it does not, the difference is pinned to an exact number with the reason.
 
@@ -30,10 +30,10 @@ from typing import Any
 import pytest
 
 from kvplan.catalog import bundled_names, load_bundled
+from kvplan.engines.transformers import transformers_cache_bytes, transformers_cache_plan
 from kvplan.errors import InvalidInput
 from kvplan.memory import cache_plan
 from kvplan.spec import ModelSpec
-from kvplan.transformers_layout import transformers_cache_bytes, transformers_cache_plan
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -449,7 +449,7 @@ def measured(request: pytest.FixtureRequest) -> Measured:
 
 
 def test_transformers_layout_is_exact_per_layer(measured: Measured) -> None:
-    """kvplan.transformers_layout == the tensors the DynamicCache holds, layer by layer, every length."""
+    """kvplan.engines.transformers == the tensors the DynamicCache holds, layer by layer, every length."""
     plan = transformers_cache_plan(measured.spec, DTYPE)
     for tokens, rows in [(n, r) for n, r in measured.prefill.items()] + [
         (n + 1, r) for n, r in measured.decode.items()

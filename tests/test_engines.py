@@ -4,15 +4,10 @@ import pytest
 
 from kvplan.capacity import setup
 from kvplan.catalog import load_bundled
-from kvplan.engines import (
-    ENGINES,
-    Settings,
-    get_engine,
-    llamacpp_pools,
-    sglang_mem_fraction,
-    usable_memory_bytes,
-    vllm_activation,
-)
+from kvplan.engines import ENGINES, Settings, get_engine, usable_memory_bytes
+from kvplan.engines.llamacpp import llamacpp_pools
+from kvplan.engines.sglang import mem_fraction as sglang_mem_fraction
+from kvplan.engines.vllm import activation as vllm_activation
 from kvplan.errors import InvalidInput
 from kvplan.hardware import resolve_gpu
 from kvplan.units import GIB, MIB
@@ -152,7 +147,7 @@ def test_vllm_chunked_local_attention():
 
 
 def _group_blocks(lay, kind, length):
-    from kvplan.engines import _vllm_group_blocks
+    from kvplan.engines.vllm import group_blocks as _vllm_group_blocks
 
     return sum(_vllm_group_blocks(g, length, mnbt=lay.mnbt) for g in lay.groups if g.type == kind)
 
@@ -365,33 +360,34 @@ def _no_kv_layers_spec():
 
 
 def test_vllm_gives_no_pages_to_layers_that_store_nothing():
-    from kvplan.engines import ENGINES, _vllm_groups, plan_for
+    from kvplan.engines import ENGINES
+    from kvplan.engines.vllm import kv_cache_groups
 
     spec = _no_kv_layers_spec()  # 4 Mamba2 + 2 attention + 4 MLP-only layers
-    plan = plan_for(ENGINES["vllm"], spec, kv_dtype_name="bf16", tp=1, pp=1)
-    groups, _ = _vllm_groups(spec, plan, block=16, stage_index=0)
+    plan = ENGINES["vllm"].cache_plan(spec, kv_dtype_name="bf16", tp=1, pp=1)
+    groups, _ = kv_cache_groups(spec, plan, block=16, stage_index=0)
     assert {g.type for g in groups} == {"recurrent", "full"}
 
 
 def test_unverified_engines_refuse_new_layer_kinds():
     from kvplan.catalog import load_bundled
-    from kvplan.engines import ENGINES, plan_for
+    from kvplan.engines import ENGINES
 
     for name in ("sglang", "trtllm", "llamacpp"):
         with pytest.raises(InvalidInput, match=f"no {name} layout for them yet"):
-            plan_for(ENGINES[name], _no_kv_layers_spec(), kv_dtype_name="bf16", tp=1, pp=1)
+            ENGINES[name].cache_plan(_no_kv_layers_spec(), kv_dtype_name="bf16", tp=1, pp=1)
         with pytest.raises(InvalidInput, match=f"indexer key cache .*no {name} layout"):
-            plan_for(ENGINES[name], load_bundled("deepseek-v3.2-exp"), kv_dtype_name="bf16", tp=1, pp=1)
+            ENGINES[name].cache_plan(load_bundled("deepseek-v3.2-exp"), kv_dtype_name="bf16", tp=1, pp=1)
 
 
 def test_vllm_indexer_cache_is_fp8_with_a_scale_whatever_the_kv_dtype():
     from kvplan.catalog import load_bundled
-    from kvplan.engines import ENGINES, plan_for
+    from kvplan.engines import ENGINES
 
     spec = load_bundled("deepseek-v3.2-exp")
     # per layer: latent (512 + 64) x 2 B + indexer 128 fp8 + 128 / 128 x 4 B scale = 1,152 + 132; x 61 layers
-    bf16 = plan_for(ENGINES["vllm"], spec, kv_dtype_name="bf16", tp=1, pp=1)
+    bf16 = ENGINES["vllm"].cache_plan(spec, kv_dtype_name="bf16", tp=1, pp=1)
     assert bf16.bytes_per_token == 61 * (1_152 + 132) == 78_324
     # fp8 KV: latent 576 x 1 B + the same 132 B indexer entry
-    fp8 = plan_for(ENGINES["vllm"], spec, kv_dtype_name="fp8", tp=1, pp=1)
+    fp8 = ENGINES["vllm"].cache_plan(spec, kv_dtype_name="fp8", tp=1, pp=1)
     assert fp8.bytes_per_token == 61 * (576 + 132) == 43_188

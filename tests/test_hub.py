@@ -13,9 +13,9 @@ import socket
 import pytest
 
 from kvplan.catalog import resolve
-from kvplan.checkpoint import compare_weights
 from kvplan.errors import InvalidInput, RuntimeFailure
 from kvplan.params import weight_bytes_per_stage, weight_bytes_total
+from kvplan.weights_compare import compare_weights
 from tests.fakehub import TOKEN, FakeHub, Repo, start
 
 torch = pytest.importorskip("torch")

@@ -78,3 +78,14 @@ def test_moe_plans_try_expert_parallel():
     modes = {(r.tp, r.mode) for r in rows}
     assert (2, "aggregated, EP") in modes and (2, "aggregated") in modes
     assert not any(r.mode.endswith("EP") for r in rows if r.tp == 1)  # nothing to split at TP 1
+
+
+def test_p90_targets_are_harder_than_mean_targets():
+    spec = load_bundled("llama-3.1-8b")
+    kw = dict(ttft_s=0.5, tpot_s=0.02)
+    mean = plan_for_targets(spec, [H200], Targets(30, Lengths.of(2048, 8192), Lengths.of(256, 1024), **kw))
+    p90 = plan_for_targets(
+        spec, [H200], Targets(30, Lengths.of(2048, 8192), Lengths.of(256, 1024), percentile="p90", **kw)
+    )
+    assert p90 and mean and p90[0].gpus >= mean[0].gpus
+    assert all(r.ttft_s <= 0.5 and r.tpot_s <= 0.02 for r in p90)  # rows report the p90 figures they meet

@@ -35,13 +35,17 @@ that models the window as inactive agrees with transformers up to that length.
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Literal, get_args
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal, get_args
 
+from kvplan.engines.base import Budget, Engine, Settings, plain_budget
 from kvplan.errors import InvalidInput
 from kvplan.memory import CachePlan, LayerCache, StagePlan, element_size, layer_cache, recurrent_state_elements
 from kvplan.spec import LayerKind, ModelSpec
-from kvplan.units import KV_DTYPES, DType
+from kvplan.units import GIB, KV_DTYPES, DType
+
+if TYPE_CHECKING:
+    from kvplan.capacity import CapacityResult
 
 TRANSFORMERS_VERSION = "5.24.0"  # the version these rules were read from and tested against
 
@@ -100,3 +104,51 @@ def recurrent_state_bytes(kind: LayerKind, dtype: DType) -> int:
     # cache_utils.LinearAttentionLayer.update_conv_state keeps the last conv_kernel_size columns.
     conv = channels * kind.d_conv
     return dtype.nbytes(conv) + KV_DTYPES[RECURRENT_STATE_DTYPE].nbytes(ssm)
+
+
+# ---- the engine: one process running model.generate -----------------------------------------------
+
+CONTEXT = round(0.5 * GIB)  # gpus.md: CUDA context ~300-600 MiB per process
+FORWARD_TOKENS = 2048  # tokens of the forward pass whose activations are budgeted, unless given
+
+
+def forward_activation(spec: ModelSpec, tokens: int) -> int:
+    """A plain eager forward pass: fp32 logits for every token + the MLP intermediate in 16 bit."""
+    inter = spec.intermediate_size or (spec.moe.expert_intermediate_size * spec.moe.experts_per_token)
+    return 4 * tokens * spec.vocab_size + 2 * tokens * (3 * inter + 4 * spec.hidden_size)
+
+
+@dataclass(frozen=True)
+class Transformers(Engine):
+    def cache_plan(self, spec: ModelSpec, *, kv_dtype_name: str, tp: int, pp: int, mla: str = "latent") -> CachePlan:
+        return transformers_cache_plan(spec, kv_dtype_name)
+
+    def budget(self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int) -> Budget:
+        o = settings.overrides
+        tokens = settings.max_num_batched_tokens or FORWARD_TOKENS
+        act = o.activation_bytes if o.activation_bytes is not None else forward_activation(spec, tokens)
+        ctx = o.non_torch_bytes if o.non_torch_bytes is not None else CONTEXT
+        return plain_budget(total=total, weights=weights, activation=act, context=ctx, overhead=o.overhead_bytes,
+                            rule=self.budget_rule)  # fmt: skip
+
+    def launch_args(self, r: CapacityResult, *, model: str, sequences: int) -> list[str]:
+        return [
+            "python",
+            "-c",
+            f"# transformers: model.generate(..., max_length={r.context}) with batch size {sequences}",
+        ]
+
+
+ENGINE = Transformers(
+    name="transformers",
+    version=f"{TRANSFORMERS_VERSION} (DynamicCache)",
+    paging="what DynamicCache keeps (kvplan.engines.transformers): window-1 tokens on SWA layers, fp32 states",
+    budget_rule="device memory - weights - activation peak - CUDA context",
+    kv_dtypes=("bf16", "fp16", "fp32"),
+    kv_dtype_flags={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"},
+    tp_needs_kv_divisor=False,
+    supports_tp=False,
+    # transformers/quantizers/auto.py: finegrained fp8, mxfp4, awq, gptq, compressed-tensors, bitsandbytes;
+    # BitsAndBytesConfig(load_in_4bit / load_in_8bit) quantizes a 16-bit checkpoint at load.
+    online_weight_dtypes=("nf4", "int8"),
+)

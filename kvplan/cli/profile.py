@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from kvplan import report
-from kvplan.cli import BatchOpt, FormatOpt, ModelArg, app, boundary, check_format, err, load_model, out
+from kvplan.cli.common import BatchOpt, FormatOpt, ModelArg, app, boundary, check_format, err, load_model, out
 from kvplan.errors import InvalidInput
 
 TERMS = ("weights", "kv_cache", "activation_peak", "non_torch", "total_peak")

@@ -1,0 +1,141 @@
+"""What every command shares: the typer app, the option declarations and the error boundary.
+
+Errors from the library (:class:`KvplanError`, pydantic's ``ValidationError``) are caught at
+:func:`boundary` and printed as one line per problem on stderr, with exit code 2 (bad input) or
+1 (runtime failure).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Optional
+
+import typer
+
+from kvplan import report
+from kvplan.errors import InvalidInput, KvplanError
+
+app = typer.Typer(
+    name="kvplan",
+    help="KV-cache memory planner and capacity calculator for large language models.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},  # -h on every command, as most CLIs take it
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from kvplan import __version__
+
+        typer.echo(f"kvplan {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """KV-cache memory planner and capacity calculator for large language models."""
+
+
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table | json | csv | markdown")]
+# Options several commands share, declared once so their flags and help stay the same.
+GpuOpt = Annotated[Optional[str], typer.Option(help="catalog name (see 'kvplan gpus') or a GPU YAML")]
+BatchOpt = Annotated[int, typer.Option("--batch", "-b", help="concurrent sequences")]
+TpOpt = Annotated[int, typer.Option("--tp", help="tensor parallel size")]
+PpOpt = Annotated[int, typer.Option("--pp", help="pipeline parallel size")]
+KvDtypeOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        help="KV-cache dtype: fp32 bf16 fp16 fp8 fp8_e4m3 fp8_e5m2 int8 int4 q8_0 q4_0 (default: the model's)"
+    ),
+]
+WeightsDtypeOpt = Annotated[
+    Optional[str], typer.Option(help="weights dtype: fp32 bf16 fp16 fp8 int8 int4 mxfp4 (default: the model's)")
+]
+ModelArg = Annotated[
+    str, typer.Argument(help="bundled name (see 'kvplan models'), a spec YAML, a config.json or a folder holding one")
+]
+EngineOpt = Annotated[
+    str, typer.Option("--engine", "-e", help="ideal | vllm | sglang | trtllm | llamacpp | transformers")
+]
+SizeOpt = Optional[str]
+
+
+def err(message: str) -> None:
+    """Diagnostics go to stderr, one line each."""
+    typer.echo(message, err=True)
+
+
+@contextmanager
+def boundary() -> Iterator[None]:
+    """Turn library errors into one line per problem and an exit code; never a traceback.
+    Import notes (assumptions made reading a config.json) print as warnings, whatever the command."""
+    import warnings
+
+    from pydantic import ValidationError
+
+    from kvplan.errors import ImportNote
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ImportNote)
+            try:
+                yield
+            finally:
+                for note in caught:
+                    if issubclass(note.category, ImportNote):
+                        err(f"kvplan: warning: {note.message}")
+    except KvplanError as exc:
+        for line in str(exc).splitlines() or ["error"]:
+            err(f"kvplan: error: {line}")
+        raise typer.Exit(exc.exit_code) from None
+    except ValidationError as exc:
+        from kvplan.catalog import format_validation_error
+
+        for line in format_validation_error(exc, origin="input").splitlines():
+            err(f"kvplan: error: {line}")
+        raise typer.Exit(2) from None
+
+
+def check_format(fmt: str) -> report.Format:
+    """Case-insensitive, like model, GPU, engine and dtype names (``-f JSON`` is ``-f json``)."""
+    key = fmt.strip().lower()
+    if key not in report.FORMATS:
+        raise InvalidInput(f"unknown format {fmt!r}; expected one of {', '.join(report.FORMATS)}")
+    return key  # type: ignore[return-value]
+
+
+def positive(value: int, what: str) -> int:
+    """A count of sequences: the library's rule (:func:`kvplan.units.check_count`), checked before any work."""
+    from kvplan.units import check_count
+
+    return check_count(value, what)
+
+
+def load_model(arg: str):  # noqa: ANN201
+    """A MODEL argument resolved by the library; a note on stderr when a local path shadows a bundled name."""
+    from kvplan.catalog import resolve_model, shadowed_name
+
+    spec = resolve_model(arg)
+    note = shadowed_name(arg)
+    if note:
+        err(f"note: {note}")
+    return spec
+
+
+def lookup_gpu(name: str):  # noqa: ANN201
+    """A GPU by catalog name or YAML path; the GPU schema is built only when one is asked for."""
+    from kvplan.hardware import resolve_gpu
+
+    return resolve_gpu(name)
+
+
+def out(text: str) -> None:
+    typer.echo(text)

@@ -1,0 +1,390 @@
+"""What every engine module provides, and the pieces they share.
+
+An :class:`Engine` answers, for one version of one serving engine: which KV dtypes it takes and
+how it spells them, the cache plan it stores (:meth:`Engine.cache_plan`, from the engine-neutral
+:func:`kvplan.memory.cache_plan`), how it turns one pipeline stage of that plan into allocation
+units (:meth:`Engine.layout`, a :class:`Layout`), how many bytes per GPU it gives its KV cache
+(:meth:`Engine.budget`), its launch line and how its startup log reads. ``capacity``, ``plan``,
+``check-log`` and the launch printer only ever call these methods; they never name an engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from kvplan.errors import InvalidInput
+from kvplan.hardware import GPU
+from kvplan.memory import CachePlan, StagePlan, cache_plan
+from kvplan.spec import ModelSpec, ceil_div
+from kvplan.units import MAX_CONTEXT, canonical_dtype
+
+if TYPE_CHECKING:  # types only: capacity imports the engines, never the reverse
+    from kvplan.capacity import CapacityResult
+
+# ---- engine settings (the user's flags) ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """User overrides of the non-KV terms, in bytes per GPU (None: use kvplan's model)."""
+
+    device_memory_bytes: int | None = None
+    activation_bytes: int | None = None
+    non_torch_bytes: int | None = None
+    cuda_graph_bytes: int | None = None
+    overhead_bytes: int = 0  # extra reservation the user wants, any engine
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Engine flags. ``None`` means the engine's default for this GPU."""
+
+    gpu_memory_utilization: float | None = None  # vLLM
+    mem_fraction_static: float | None = None  # SGLang
+    free_gpu_memory_fraction: float | None = None  # TensorRT-LLM
+    block_size: int | None = None  # vLLM block / TRT-LLM tokens_per_block / SGLang page_size
+    max_num_batched_tokens: int | None = None  # vLLM; SGLang chunked_prefill_size; TRT max_num_tokens
+    max_num_seqs: int | None = None
+    n_ubatch: int = 512  # llama.cpp default (common/common.h n_ubatch = 512)
+    kv_unified: bool = False  # llama.cpp --kv-unified
+    swa_full: bool = False  # llama.cpp --swa-full; SGLang --disable-hybrid-swa-memory
+    swa_full_tokens_ratio: float | None = None  # SGLang --swa-full-tokens-ratio (default 0.8)
+    cuda_graph_estimate: bool = False  # vLLM >= 0.21: subtract the CUDA graph estimate from the budget
+    # MLA: every engine here stores the shared latent; "expanded" models per-head K/V (vLLM with
+    # VLLM_MLA_DISABLE=1, SGLang --disable-mla, llama.cpp builds before its MLA support).
+    mla: Literal["latent", "expanded"] = "latent"
+    overrides: Overrides = field(default_factory=Overrides)
+
+
+def check_fraction(value: float | None, what: str) -> None:
+    if value is not None and not (0 < value <= 1):
+        raise InvalidInput(f"invalid {what} {value!r}; expected a fraction in (0, 1], e.g. 0.9")
+
+
+# ---- budgets: bytes per GPU for the KV cache -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Where one GPU's memory goes, in bytes. ``available_kv`` is what the engine gives its cache."""
+
+    device_total: int
+    engine_share: int  # total x utilization (vLLM), free x mem_fraction (SGLang), ...
+    weights: int
+    activation: int
+    non_torch: int
+    cuda_graph: int
+    cuda_graph_in_budget: bool
+    overhead: int
+    available_kv: int
+    rule: str
+    fraction: float | None = None
+    fraction_name: str | None = None
+
+
+def plain_budget(*, total: int, weights: int, activation: int, context: int, overhead: int, rule: str) -> Budget:
+    """Device memory minus weights, an activation peak, a context and the user's overhead."""
+    avail = total - weights - activation - context - overhead
+    return Budget(total, total, weights, activation, context, 0, False, overhead, avail, rule)
+
+
+# ---- layouts: allocation units -------------------------------------------------------------------
+
+
+def largest(ok, top: int) -> int:  # noqa: ANN001
+    """Largest n in [1, top] with ok(n), assuming ok is monotone (true then false); 0 if none."""
+    if top < 1 or not ok(1):
+        return 0
+    lo, hi = 1, top
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def paged_bytes(stage: StagePlan, length: int, *, block: int) -> int:
+    """One sequence: each layer holds min(length, cap) tokens rounded up to ``block``, plus state."""
+    total = 0
+    for n, c in stage.groups:
+        held = length if c.max_tokens is None else min(length, c.max_tokens)
+        total += n * (c.bytes_per_token * ceil_div(held, block) * block + c.state_bytes)
+    return total
+
+
+def weighted_mean(values: list[float], weights: list[float]) -> float:
+    return sum(w * v for w, v in zip(weights, values, strict=True)) / sum(weights)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one pipeline stage (one TP rank) turns sequences into allocation units.
+
+    The default is a pool of ``unit_bytes`` units in which each sequence takes its tokens rounded
+    up to ``block_tokens`` per layer (token slots, TRT-LLM blocks, plain bytes); engines with
+    other allocators subclass it. ``reserved_units`` are held by the engine itself.
+    """
+
+    stage: StagePlan
+    unit_bytes: int
+    block_tokens: int
+    reserved_units: int = 0
+
+    def pool_units(self, available: int) -> int:
+        return max(0, available // self.unit_bytes)
+
+    def units_for(self, batch: int, length: int) -> int:
+        return batch * paged_bytes(self.stage, length, block=self.block_tokens)
+
+    def fits(self, available: int, *, batch: int, length: int) -> bool:
+        return self.units_for(batch, length) + self.reserved_units <= self.pool_units(available)
+
+    def max_sequences(self, available: int, length: int) -> int:
+        """Most sequences of ``length`` tokens the pool holds (exact unit count)."""
+        per = self.units_for(1, length)
+        free = self.pool_units(available) - self.reserved_units
+        return max(0, free) // per if per else MAX_CONTEXT
+
+    def pool_tokens(self, available: int) -> int:
+        """The pool in tokens, as the engine reports it."""
+        per_token = self.stage.bytes_per_token
+        if not per_token:
+            return 0
+        return available // per_token // self.block_tokens * self.block_tokens
+
+    def pool_bytes(self, available: int, *, sequences: int, length: int) -> int:
+        """Bytes the engine allocates for its pool."""
+        return self.pool_tokens(available) * self.stage.bytes_per_token
+
+    def reported_concurrency(self, available: int, length: int) -> float:
+        """The engine's own concurrency figure at ``length``."""
+        per = self.units_for(1, length)
+        return self.pool_units(available) / per if per else float("inf")
+
+    def expected_concurrency(self, available: int, lengths: list[int], weights: list[float]) -> float:
+        """Sequences that fit on average: the free pool over the weighted mean cost of one sequence."""
+        mean = weighted_mean([self.units_for(1, n) for n in lengths], weights)
+        free = self.pool_units(available) - self.reserved_units
+        return max(0, free) / mean if mean else float("inf")
+
+    def headroom_bytes(self, available: int, *, sequences: int, length: int) -> int:
+        """Pool bytes left once ``sequences`` of ``length`` tokens are held."""
+        used = self.units_for(sequences, length) + self.reserved_units
+        return (self.pool_units(available) - used) * self.unit_bytes
+
+    def settings(self) -> dict[str, Any]:
+        """Layout choices worth echoing in an answer (block size, pool ratios)."""
+        return {}
+
+
+@dataclass(frozen=True)
+class ExactLayout(Layout):
+    """No allocator: the cache takes exactly its bytes and the whole budget is the pool."""
+
+    def pool_bytes(self, available: int, *, sequences: int, length: int) -> int:
+        return available
+
+
+# ---- the engine interface -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One version of one engine, as data plus the rules its module overrides."""
+
+    name: str
+    version: str
+    paging: str  # one line: how tokens are stored
+    budget_rule: str  # one line: how the KV budget is decided
+    kv_dtypes: tuple[str, ...]  # kvplan dtype names the engine accepts for its KV cache
+    kv_dtype_flags: dict[str, str] = field(default_factory=dict)  # kvplan name -> the engine's spelling
+    tp_needs_kv_divisor: bool = True  # kv_heads % tp == 0 or tp % kv_heads == 0 (head replication)
+    supports_tp: bool = True
+    # Log lines that identify this engine's startup log (check-log); empty: it writes none kvplan reads.
+    log_markers: tuple[str, ...] = ()
+    log_needs_gpu: bool = True  # the log comparison has from-scratch terms that depend on the GPU
+    # Weight formats the engine loads from a checkpoint, and those it makes itself from a 16-bit one
+    # (online quantization or its own conversion tool): suggestions never leave these.
+    weight_dtypes: tuple[str, ...] = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "mxfp4", "nf4")
+    online_weight_dtypes: tuple[str, ...] = ()
+
+    # -- dtypes and splits --
+
+    def default_kv_dtype(self, spec: ModelSpec) -> str:
+        """The KV dtype the engine picks when none is given: the model's own ('auto')."""
+        return spec.dtype
+
+    def check_kv_dtype(self, kv_dtype_name: str) -> str:
+        name = canonical_dtype(kv_dtype_name)
+        if name not in self.kv_dtypes:
+            raise InvalidInput(
+                f"engine {self.name!r} does not store a KV cache in {kv_dtype_name!r}; "
+                f"it accepts {', '.join(self.kv_dtypes)}"
+            )
+        return name
+
+    def check_weights_dtype(self, weights_dtype_name: str) -> str:
+        name = canonical_dtype(weights_dtype_name)
+        if name not in self.weight_dtypes:
+            raise InvalidInput(
+                f"engine {self.name!r} does not load {weights_dtype_name!r} weights; "
+                f"it runs {', '.join(self.weight_dtypes)}"
+            )
+        return name
+
+    def kv_flag(self, kv_dtype_name: str) -> str:
+        """The engine's own spelling of a KV dtype (its --kv-cache-dtype value)."""
+        return self.kv_dtype_flags.get(kv_dtype_name, kv_dtype_name)
+
+    def check_parallel(self, spec: ModelSpec, *, tp: int, pp: int) -> None:
+        """Engine-specific TP/PP rules on top of :func:`kvplan.memory.check_parallel`."""
+        if not self.supports_tp and (tp > 1 or pp > 1):
+            raise InvalidInput(
+                f"engine {self.name!r} is modelled on one device; got tp={tp}, pp={pp}; use --tp 1 --pp 1"
+            )
+        if not self.tp_needs_kv_divisor or tp == 1:
+            return
+        for name in spec.kind_counts:
+            kind = spec.kind(name)
+            if kind.type in ("mla", "recurrent"):
+                continue
+            kv = spec.kv_heads_of(kind)
+            if kv % tp and tp % kv:
+                # vLLM QKVParallelLinear: kv heads are split (kv % tp == 0) or replicated (tp % kv == 0).
+                raise InvalidInput(
+                    f"tensor parallel size {tp} neither divides nor is a multiple of {spec.name}'s {kv} KV heads; "
+                    f"{self.name} requires one or the other"
+                )
+
+    # -- what is stored, and how --
+
+    def cache_plan(self, spec: ModelSpec, *, kv_dtype_name: str, tp: int, pp: int, mla: str = "latent") -> CachePlan:
+        """The cache plan the engine stores. All four serving engines keep the MLA latent by default
+        (SGLang/vLLM MLA backends, llama.cpp since its MLA support)."""
+        self.check_layer_kinds(spec)
+        return cache_plan(spec, kv_dtype_name, tp=tp, pp=pp, mla=mla)
+
+    def check_layer_kinds(self, spec: ModelSpec) -> None:
+        """Layer kinds issue 9 added (DSA indexer caches, KV-shared and attention-free layers): refused by
+        the engines whose source kvplan has not read for them; those that have override this."""
+        kinds = spec.layers.kinds.values()
+        readers = "ideal, vllm or transformers"
+        if any(k.index_head_dim for k in kinds):
+            raise InvalidInput(
+                f"{spec.name} keeps a sparse-attention indexer key cache (index_head_dim); kvplan has no "
+                f"{self.name} layout for it yet; use --engine {readers}"
+            )
+        if any(k.kv_shared or k.type == "none" for k in kinds):
+            raise InvalidInput(
+                f"{spec.name} has layers that store no KV (KV shared with an earlier layer, or no attention); "
+                f"kvplan has no {self.name} layout for them yet; use --engine {readers}"
+            )
+
+    def batch_limits(self, settings: Settings, total: int) -> tuple[int | None, int | None]:
+        """``(max_num_batched_tokens, max_num_seqs)`` the engine runs with, where it has them."""
+        return None, None
+
+    def layout(
+        self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
+    ) -> Layout:
+        return ExactLayout(plan.stages[stage_index], 1, 1)
+
+    def budget(self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int) -> Budget:
+        """Bytes per GPU of one pipeline stage under the engine's budget rule."""
+        o = settings.overrides
+        act, ctx = o.activation_bytes or 0, o.non_torch_bytes or 0
+        return plain_budget(
+            total=total, weights=weights, activation=act, context=ctx, overhead=o.overhead_bytes, rule=self.budget_rule
+        )
+
+    # -- launch line --
+
+    def launch_args(self, r: CapacityResult, *, model: str, sequences: int) -> list[str]:
+        return ["python", "-c", f"# {self.name}: {sequences} sequences of {r.context} tokens"]
+
+    # -- startup log --
+
+    def reads_log(self, text: str) -> bool:
+        return any(m in text for m in self.log_markers)
+
+    def parse_log(self, text: str) -> LogFacts:
+        raise InvalidInput(f"kvplan does not read {self.name} logs; expected a vllm, sglang or llamacpp log")
+
+    def compare_log(self, facts: LogFacts, spec: ModelSpec, gpu: GPU | None, result: Any, *, calc: Any) -> None:
+        """Fill ``result`` (rows, given, predicted, notes) with the log's figures against kvplan's.
+
+        ``calc`` is :mod:`kvplan.capacity`, passed in so that engines never import it.
+        """
+        raise InvalidInput(f"kvplan does not compare {self.name} logs")
+
+
+def quantization_flag(r: CapacityResult) -> list[str]:
+    """fp8 weights from a 16-bit checkpoint: both vLLM and SGLang quantize online with
+    ``--quantization fp8`` (vLLM docs "FP8 W8A8", dynamic per-tensor scales; SGLang server_args)."""
+    return ["--quantization", "fp8"] if r.weights_dtype == "fp8" and not r.weights_shipped else []
+
+
+# ---- startup logs ---------------------------------------------------------------------------------
+
+
+@dataclass
+class LogFacts:
+    """What a log says. Sizes in bytes (GiB as logged x 2^30), counts as ints."""
+
+    engine: str
+    model: str | None = None
+    flags: dict[str, Any] = field(default_factory=dict)
+    figures: dict[str, float] = field(default_factory=dict)
+
+
+NUM = r"(-?[\d,]*\.?\d+)"
+
+
+def number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def fmt(v: float | int | None, unit: str = "") -> str:
+    if v is None:
+        return "-"
+    if unit == "GiB":
+        return f"{v:,.2f} GiB"
+    if isinstance(v, float) and not v.is_integer():
+        return f"{v:,.2f}"
+    return f"{int(v):,}"
+
+
+def row(term: str, logged: float | None, predicted: float | None, unit: str = "") -> dict[str, Any]:
+    """One compared figure: logged, predicted and the difference (absolute and relative)."""
+    diff = "-"
+    if logged is not None and predicted is not None:
+        d = predicted - logged
+        if unit != "GiB" and float(d).is_integer():
+            d = int(d)
+        pct = f" ({d / logged:+.1%})" if logged else ""
+        diff = (f"{d:+,.2f} GiB" if unit == "GiB" else f"{d:+,.2f}" if isinstance(d, float) else f"{d:+,}") + pct
+    return {
+        "term": term,
+        "logged": fmt(logged, unit),
+        "predicted": fmt(predicted, unit),
+        "difference": diff,
+        "logged_value": logged,
+        "predicted_value": predicted,
+    }
+
+
+def as_int(v: Any) -> int | None:
+    try:
+        return int(str(v).split()[0]) if v is not None else None
+    except ValueError:
+        return None
+
+
+def as_float(v: Any) -> float | None:
+    try:
+        return float(str(v).split()[0]) if v is not None else None
+    except ValueError:
+        return None

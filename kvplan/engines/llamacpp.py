@@ -1,0 +1,231 @@
+"""llama.cpp (`llama-server`): n_ctx cells per stream, a separate SWA cache, exact buffers.
+
+Rules read in src/llama-kv-cache.cpp, src/llama-kv-cache-iswa.cpp, src/llama-memory-recurrent.cpp,
+src/llama-context.cpp and common/arg.cpp (builds b6699..b8198).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kvplan.engines.base import Budget, Engine, Layout, LogFacts, Settings, largest, plain_budget, row
+from kvplan.hardware import GPU
+from kvplan.memory import CachePlan, LayerCache, StagePlan, recurrent_state_elements
+from kvplan.spec import ModelSpec, ceil_div
+from kvplan.units import GIB, MAX_CONTEXT, MIB
+
+if TYPE_CHECKING:
+    from kvplan.capacity import CapacityResult
+
+# llama.cpp pads the cell count of every KV cache to 256 (llama-kv-cache.cpp get_padding; the
+# iswa SWA size GGML_PAD(n_swa * n_seq + n_ubatch, 256) matches llamacpp-01/03: 768 and 1024 cells).
+PAD = 256
+CONTEXT = round(0.3 * GIB)  # CUDA context (gpus.md: ~300 MiB with lazy loading)
+
+
+@dataclass(frozen=True)
+class LlamaCppPool:
+    """One llama.cpp cache buffer: ``cells`` per stream x ``streams`` x its layers' bytes per cell."""
+
+    name: str  # "non-SWA", "SWA" or "recurrent"
+    cells: int
+    streams: int
+    layers: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class LlamaCppLayout(Layout):
+    """Bytes of the buffers `llama-server -c batch x length -np batch` allocates (unit: 1 byte)."""
+
+    n_ubatch: int = 512
+    kv_unified: bool = False
+    swa_full: bool = False
+
+    def units_for(self, batch: int, length: int) -> int:
+        return sum(p.bytes for p in llamacpp_pools(self, n_ctx=batch * length, n_seq=batch))
+
+    def max_sequences(self, available: int, length: int) -> int:
+        return largest(lambda b: self.fits(available, batch=b, length=length), MAX_CONTEXT)
+
+    def pool_tokens(self, available: int) -> int:
+        return largest(lambda n: self.units_for(1, n) <= available, MAX_CONTEXT) // PAD * PAD
+
+    def pool_bytes(self, available: int, *, sequences: int, length: int) -> int:
+        return self.units_for(max(sequences, 1), length)
+
+    def reported_concurrency(self, available: int, length: int) -> float:
+        return float(self.max_sequences(available, length))
+
+    def expected_concurrency(self, available: int, lengths: list[int], weights: list[float]) -> float:
+        # Every -np slot gets the same cells, so a mix is sized by its longest request.
+        return float(self.max_sequences(available, max(lengths)))
+
+
+def llamacpp_pools(layout: LlamaCppLayout, *, n_ctx: int, n_seq: int) -> list[LlamaCppPool]:
+    """The buffers llama.cpp allocates for ``-c n_ctx -np n_seq`` (unified or one stream per sequence).
+
+    llama-context.cpp: a non-unified cache gives each of the n_seq streams n_ctx / n_seq cells;
+    llama-kv-cache-iswa.cpp: the SWA cache holds pad(n_swa x (unified ? n_seq : 1) + n_ubatch)
+    cells per stream, capped by the full size (builds before the kv_unified option, mid-2025, used
+    n_swa x n_seq_max + n_batch); llama-memory-recurrent.cpp: one state per sequence.
+    """
+    streams = 1 if layout.kv_unified else n_seq
+    per_stream = ceil_div(ceil_div(n_ctx, streams), PAD) * PAD
+    pools = []
+    for n, c in layout.stage.groups:
+        if c.type == "recurrent":
+            pools.append(LlamaCppPool("recurrent", n_seq, 1, n, n * n_seq * c.state_bytes))
+            continue
+        cells = per_stream
+        name = "non-SWA"
+        if c.max_tokens is not None and not layout.swa_full:
+            seqs = n_seq if layout.kv_unified else 1
+            cells = min(per_stream, ceil_div(c.max_tokens * seqs + layout.n_ubatch, PAD) * PAD)
+            name = "SWA"
+        pools.append(LlamaCppPool(name, cells, streams, n, n * c.bytes_per_token * cells * streams))
+    return pools
+
+
+def _stage(spec: ModelSpec, plan: CachePlan) -> StagePlan:
+    """llama.cpp keeps recurrent states (r, s) in f32 (llama-memory-recurrent.cpp type_r/type_s = F32)."""
+    groups = []
+    for n, c in plan.stages[0].groups:
+        if c.type == "recurrent":
+            conv, ssm = recurrent_state_elements(spec.kind(c.kind))
+            c = LayerCache(c.kind, c.type, 0, None, 4 * (conv + ssm))
+        groups.append((n, c))
+    return StagePlan(tuple(groups))
+
+
+def compute_buffer(spec: ModelSpec, settings: Settings) -> int:
+    """Compute buffer: the ubatch's fp32 logits over the vocabulary plus hidden-size scratch."""
+    return 4 * settings.n_ubatch * (spec.vocab_size + 4 * spec.hidden_size)
+
+
+@dataclass(frozen=True)
+class LlamaCpp(Engine):
+    def default_kv_dtype(self, spec: ModelSpec) -> str:
+        return "fp16"  # llama.cpp -ctk/-ctv default f16 (common/common.h cache_type_k)
+
+    def layout(
+        self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
+    ) -> LlamaCppLayout:
+        return LlamaCppLayout(_stage(spec, plan), 1, 1, n_ubatch=settings.n_ubatch, kv_unified=settings.kv_unified,
+                              swa_full=settings.swa_full)  # fmt: skip
+
+    def budget(self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int) -> Budget:
+        o = settings.overrides
+        compute = o.activation_bytes if o.activation_bytes is not None else compute_buffer(spec, settings)
+        ctx = o.non_torch_bytes if o.non_torch_bytes is not None else CONTEXT
+        return plain_budget(total=total, weights=weights, activation=compute, context=ctx, overhead=o.overhead_bytes,
+                            rule=self.budget_rule)  # fmt: skip
+
+    def launch_args(self, r: CapacityResult, *, model: str, sequences: int) -> list[str]:
+        """`llama-server` flags (common/arg.cpp)."""
+        kv = self.kv_flag(r.kv_dtype)
+        # llama-server -c is the total cell count; -np slots split it evenly (non-unified cache).
+        gguf = model.split("/")[-1] + ".gguf"  # the GGUF file the user converted or downloaded
+        return ["llama-server", "-m", gguf, "-c", str(sequences * r.context), "-np", str(sequences),
+                "-ctk", kv, "-ctv", kv]  # fmt: skip
+
+    def parse_log(self, text: str) -> LogFacts:
+        return parse_log(text)
+
+    def compare_log(self, facts: LogFacts, spec: ModelSpec, gpu: GPU | None, result: Any, *, calc: Any) -> None:
+        compare_log(facts, spec, gpu, result, calc=calc, engine=self.name)
+
+
+# ---- startup log --------------------------------------------------------------------------------
+
+_CACHE_LINE = re.compile(
+    r"llama_kv_cache: size = \s*([\d.]+) MiB \(\s*(\d+) cells,\s*(\d+) layers,\s*(\d+)/(\d+) seqs\), "
+    r"K \((\w+)\):\s*([\d.]+) MiB, V \((\w+)\):\s*([\d.]+) MiB"
+)
+
+
+def parse_log(text: str) -> LogFacts:
+    """Every ``llama_kv_cache: size = ...`` line, in order; a SWA line follows its run's main line."""
+    facts = LogFacts("llamacpp")
+    for key in ("n_ctx", "n_ubatch", "n_seq_max"):
+        m = re.search(key + r"\s*=\s*(\d+)", text)
+        if m:
+            facts.flags[key] = int(m.group(1))
+    m = re.search(r"kv_unified\s*=\s*(true|false)", text)
+    if m:
+        facts.flags["kv_unified"] = m.group(1) == "true"
+    caches = []
+    swa_next = False
+    for line in text.splitlines():
+        if "creating     SWA KV cache" in line or "creating SWA KV cache" in line:
+            swa_next = True
+        m = _CACHE_LINE.search(line)
+        if m:
+            caches.append({"swa": swa_next, "mib": float(m.group(1)), "cells": int(m.group(2)),
+                           "layers": int(m.group(3)), "seqs": int(m.group(4)), "streams": int(m.group(5)),
+                           "type": m.group(6)})  # fmt: skip
+            swa_next = False
+    facts.flags["caches"] = caches
+    facts.figures["kv_mib"] = sum(c["mib"] for c in caches)
+    m = re.search(r"general\.name\s+str\s+=\s+(.+)", text)
+    if m:
+        facts.model = m.group(1).strip()
+    return facts
+
+
+def compare_log(facts: LogFacts, spec: ModelSpec, gpu: GPU | None, result: Any, *, calc: Any, engine: str) -> None:
+    """Each logged cache run: kvplan's cells and bytes for the same n_ctx, sequences and type."""
+    from kvplan.hardware import resolve_gpu
+
+    rows, total = [], 0
+    for i, run in enumerate(_runs(facts.flags.get("caches", [])), 1):
+        main = run[0]
+        kv = {"f16": "fp16", "f32": "fp32"}.get(main["type"], main["type"])
+        unified = main["streams"] == 1 and main["seqs"] > 1 or bool(facts.flags.get("kv_unified"))
+        n_seq = main["seqs"]
+        n_ctx = main["cells"] * main["streams"]
+        settings = Settings(n_ubatch=facts.flags.get("n_ubatch", 512), kv_unified=unified)
+        s = calc.setup(spec, gpu or resolve_gpu("h100-sxm"), engine=engine, kv_dtype_name=kv, settings=settings)
+        by_name = {p.name: p for p in llamacpp_pools(s.stages[0].layout, n_ctx=n_ctx, n_seq=n_seq)}
+        for logged in run:
+            pool = by_name.get("SWA" if logged["swa"] else "non-SWA")
+            if pool is None:
+                continue
+            tag = f"run {i} {'SWA' if logged['swa'] else 'KV'} ({logged['type']}, {n_seq} seq)"
+            rows.append(row(f"{tag} cells", logged["cells"], pool.cells))
+            rows.append(row(f"{tag} MiB", logged["mib"], pool.bytes / MIB))
+            total += pool.bytes
+    result.rows = rows
+    result.given = {"kv_bytes": total}
+
+
+def _runs(caches: list[dict]) -> list[list[dict]]:
+    runs: list[list[dict]] = []
+    for c in caches:
+        if c["swa"] and runs:
+            runs[-1].append(c)
+        else:
+            runs.append([c])
+    return runs
+
+
+ENGINE = LlamaCpp(
+    name="llamacpp",
+    version="b6699..b8198 (llama-kv-cache.cpp, llama-kv-cache-iswa.cpp)",
+    paging="n_ctx cells (padded to 256) x layers; separate SWA pool of window x seqs + ubatch cells",
+    budget_rule="exact buffers: device memory - weights - compute buffer - context",
+    kv_dtypes=("fp16", "bf16", "fp32", "q8_0", "q4_0"),
+    # common/arg.cpp -ctk/-ctv accepted types (f32, f16, bf16, q8_0, q4_0, ...).
+    kv_dtype_flags={"fp16": "f16", "bf16": "bf16", "fp32": "f32", "q8_0": "q8_0", "q4_0": "q4_0"},
+    tp_needs_kv_divisor=False,
+    supports_tp=False,
+    log_markers=("llama_kv_cache", "llama_context", "llama_model_loader"),
+    log_needs_gpu=False,  # buffer sizes only: the same on every device
+    # GGUF tensor types (ggml.h ggml_type: F32, F16, BF16, Q8_0, Q6_K, Q5_K, Q4_K, Q4_0, MXFP4); no fp8
+    # type exists, convert_hf_to_gguf.py dequantizes fp8 checkpoints. convert --outtype q8_0 and
+    # llama-quantize make the smaller types from a 16-bit GGUF.
+    weight_dtypes=("fp32", "fp16", "bf16", "q8_0", "q6_k", "q5_k", "q4_k", "q4_0", "mxfp4"),
+    online_weight_dtypes=("q8_0", "q4_k"),
+)

@@ -1,0 +1,258 @@
+"""SGLang: token slots (page 1) in one pool sized by mem_fraction_static; `sglang.launch_server`.
+
+Rules read in python/sglang/srt/model_executor/model_runner.py (profile_max_num_token,
+set_num_token_hybrid) and python/sglang/srt/server_args.py (SGLang 0.4.3 / 0.5.x).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kvplan.engines.base import (
+    NUM,
+    Budget,
+    Engine,
+    Layout,
+    LogFacts,
+    Settings,
+    number,
+    quantization_flag,
+    row,
+    weighted_mean,
+)
+from kvplan.hardware import GPU
+from kvplan.memory import CachePlan
+from kvplan.spec import ModelSpec
+from kvplan.units import GIB, MIB
+
+if TYPE_CHECKING:
+    from kvplan.capacity import CapacityResult
+
+# server_args.py swa_full_tokens_ratio default (SGLang 0.5.x): SWA-layer tokens per full-layer token.
+SWA_FULL_TOKENS_RATIO = 0.8
+
+# Free memory at start = CUDA total - context - NCCL. sglang-03 (H100, TP1): 63.48 + 15.11 = 78.59
+# of 79.19 GiB -> 0.60 GiB; sglang-01 (L4, TP4): 21.63 GiB free of ~22.04 -> ~0.41 GiB more at TP4.
+CONTEXT = round(0.60 * GIB)
+NCCL = round(0.41 * GIB)
+
+
+@dataclass(frozen=True)
+class HybridSwaLayout(Layout):
+    """SGLang's hybrid SWA pool: full-attention layers and SWA layers hold separate token pools."""
+
+    swa_full_tokens_ratio: float = SWA_FULL_TOKENS_RATIO
+
+    def sglang_swa_tokens(self, available: int) -> tuple[int, int, int]:
+        """``(full-layer tokens, SWA-layer tokens, window)``.
+
+        model_runner.set_num_token_hybrid: the tokens max_total_num_tokens x num_layers are split
+        so that swa_tokens = full_tokens x swa_full_tokens_ratio (default 0.8, server_args.py).
+        """
+        per_token = self.stage.bytes_per_token
+        layers = sum(n for n, _ in self.stage.groups)
+        swa = sum(n for n, c in self.stage.groups if c.max_tokens is not None)
+        window = max(c.max_tokens for _, c in self.stage.groups if c.max_tokens is not None)
+        total = (available // per_token // self.block_tokens * self.block_tokens) * layers
+        full = int(total / (self.swa_full_tokens_ratio * swa + (layers - swa)))
+        return full, int(full * self.swa_full_tokens_ratio), window
+
+    def fits(self, available: int, *, batch: int, length: int) -> bool:
+        full, swa, window = self.sglang_swa_tokens(available)
+        return batch * length <= full and batch * min(length, window) <= swa
+
+    def max_sequences(self, available: int, length: int) -> int:
+        full, swa, window = self.sglang_swa_tokens(available)
+        return min(full // length, swa // min(length, window))
+
+    def pool_tokens(self, available: int) -> int:
+        return self.sglang_swa_tokens(available)[0]  # the full-attention layers' pool
+
+    def pool_bytes(self, available: int, *, sequences: int, length: int) -> int:
+        full, swa, _ = self.sglang_swa_tokens(available)
+        return sum(n * c.bytes_per_token * (full if c.max_tokens is None else swa) for n, c in self.stage.groups)
+
+    def reported_concurrency(self, available: int, length: int) -> float:
+        full, swa, window = self.sglang_swa_tokens(available)
+        return min(full / length, swa / min(length, window))
+
+    def expected_concurrency(self, available: int, lengths: list[int], weights: list[float]) -> float:
+        full, swa, window = self.sglang_swa_tokens(available)
+        mean_full = weighted_mean(lengths, weights)
+        mean_swa = weighted_mean([min(n, window) for n in lengths], weights)
+        return min(full / mean_full, swa / mean_swa)
+
+    def settings(self) -> dict[str, Any]:
+        return {"swa_full_tokens_ratio": self.swa_full_tokens_ratio}
+
+
+def mem_fraction(gpu_total_mib: int, *, tp: int, pp: int, chunked_prefill: int | None) -> float:
+    """server_args.py _handle_gpu_memory_settings (SGLang 0.5.x): chunked_prefill_size and
+    cuda_graph_max_bs by GPU memory tier, then reserved MiB = 512 + 1.5 x max(chunk, 2048)
+    + 2 x cuda_graph_max_bs + 1024 x tp x pp / 8 (at least 10 GiB above 60 GiB)."""
+    chunk, graph_bs = _tier(gpu_total_mib, tp=tp)
+    chunk = chunked_prefill or chunk
+    reserved = 512 + max(chunk, 2048) * 1.5 + graph_bs * 2 + tp * pp / 8 * 1024
+    if gpu_total_mib > 60 * 1024:
+        reserved = max(reserved, 10 * 1024)
+    return round((gpu_total_mib - reserved) / gpu_total_mib, 3)
+
+
+def _tier(mib: int, *, tp: int) -> tuple[int, int]:
+    if mib < 20 * 1024:
+        return 2048, 8  # T4, 4080
+    if mib < 35 * 1024:
+        return 2048, 24 if tp < 4 else 80  # A10, 4090, L4
+    if mib < 60 * 1024:
+        return 4096, 32 if tp < 4 else 160  # A100-40GB, L40S
+    if mib < 160 * 1024:
+        return 8192, 256 if tp < 4 else 512  # H100, H200
+    return 16384, 512  # B200, MI300X
+
+
+def mem_fraction_04(tp: int) -> float:
+    """SGLang 0.4.x server_args: mem_fraction_static by TP size (0.88 TP1, 0.87 TP2, 0.85 TP4,
+    0.81 TP8, 0.79 TP16), as engine_logs.json sglang-01/03 record."""
+    return 0.79 if tp >= 16 else 0.81 if tp >= 8 else 0.85 if tp >= 4 else 0.87 if tp >= 2 else 0.88
+
+
+@dataclass(frozen=True)
+class Sglang(Engine):
+    def layout(
+        self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
+    ) -> Layout:
+        stage = plan.stages[stage_index]
+        block = settings.block_size or 1
+        kinds = {c.type for _, c in stage.groups}
+        hybrid = "sliding" in kinds and kinds & {"full"} and not kinds & {"mla", "recurrent", "chunked"}
+        if hybrid and not settings.swa_full:
+            ratio = settings.swa_full_tokens_ratio or SWA_FULL_TOKENS_RATIO
+            return HybridSwaLayout(stage, 1, block, swa_full_tokens_ratio=ratio)
+        return Layout(stage, 1, block)
+
+    def budget(self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int) -> Budget:
+        o = settings.overrides
+        ctx = o.non_torch_bytes if o.non_torch_bytes is not None else CONTEXT + (NCCL if tp * pp > 1 else 0)
+        free_at_start = total - ctx
+        frac = settings.mem_fraction_static
+        if frac is None:
+            frac = mem_fraction(total // MIB, tp=tp, pp=pp, chunked_prefill=settings.max_num_batched_tokens)
+        share = int(free_at_start * frac)
+        # model_runner.profile_max_num_token: rest = free_after_load - free_at_start x (1 - fraction).
+        avail = share - weights - o.overhead_bytes
+        return Budget(
+            total, share, weights, free_at_start - share, ctx, 0, False, o.overhead_bytes, avail,
+            "free at start x mem_fraction_static - weights", frac, "mem_fraction_static",
+        )  # fmt: skip
+
+    def launch_args(self, r: CapacityResult, *, model: str, sequences: int) -> list[str]:
+        """`python -m sglang.launch_server` flags (python/sglang/srt/server_args.py)."""
+        frac = r.settings.get("mem_fraction_static")
+        args = ["python", "-m", "sglang.launch_server", "--model-path", model, "--context-length", str(r.context)]
+        if frac is not None:
+            args += ["--mem-fraction-static", f"{frac:g}"]
+        args += ["--max-running-requests", str(sequences), "--kv-cache-dtype", self.kv_flag(r.kv_dtype)]
+        args += quantization_flag(r)
+        if r.settings.get("swa_full_tokens_ratio") is not None:
+            args += ["--swa-full-tokens-ratio", f"{r.settings['swa_full_tokens_ratio']:g}"]
+        if r.tp > 1:
+            args += ["--tp", str(r.tp)]
+        if r.pp > 1:
+            args += ["--pp-size", str(r.pp)]
+        if r.replicas > 1:
+            args += ["--dp", str(r.replicas)]
+        return args
+
+    def parse_log(self, text: str) -> LogFacts:
+        return parse_log(text)
+
+    def compare_log(self, facts: LogFacts, spec: ModelSpec, gpu: GPU | None, result: Any, *, calc: Any) -> None:
+        compare_log(facts, spec, result)
+
+
+# ---- startup log ------------------------------------------------------------------------------------
+
+_FIGURES = {
+    "free_before_load": r"Load weight begin\. avail mem={n} ?GB",
+    "free_after_load": r"Load weight end\..*?avail mem={n} ?GB",
+    "weights": r"Load weight end\..*?mem usage={n} ?GB",
+    "tokens": r"KV Cache is allocated\. #tokens: {n}",
+    "k_size": r"K size: {n} ?GB",
+    "v_size": r"V size: {n} ?GB",
+    "kv_size": r"KV size: {n} ?GB",
+    "pool_end_free": r"Memory pool end\. avail mem={n} ?GB",
+    "max_total_num_tokens": r"max_total_num_tokens={n}",
+}
+
+
+def parse_log(text: str) -> LogFacts:
+    facts = LogFacts("sglang")
+    for key, p in _FIGURES.items():
+        m = re.search(p.replace("{n}", NUM), text)
+        if m:
+            facts.figures[key] = number(m.group(1))
+    for key in ("context_len", "max_running_requests", "chunked_prefill_size"):
+        m = re.search(key + r"=(\d+)", text)
+        if m:
+            facts.flags["context_length" if key == "context_len" else key] = int(m.group(1))
+    tps = [int(x) for x in re.findall(r"TP(\d+)\]", text)]
+    if tps:
+        facts.flags.setdefault("tp_seen", max(tps) + 1)
+    m = re.search(r"--model(?:-path)?[ =](\S+)", text)
+    if m:
+        facts.model = m.group(1)
+    m = re.search(r"--tp(?:-size)?[ =](\d+)", text)
+    if m:
+        facts.flags["tp"] = int(m.group(1))
+    return facts
+
+
+def compare_log(facts: LogFacts, spec: ModelSpec, result: Any) -> None:
+    from kvplan.memory import cache_plan
+
+    fig = facts.figures
+    tp = facts.flags.get("tp") or facts.flags.get("tp_seen") or 1
+    plan = cache_plan(spec, None, tp=tp)
+    cell = plan.stages[0].bytes_per_token  # SGLang cell_size: all layers, heads per rank, K and V
+    rows = []
+    tokens_logged = fig.get("tokens") or fig.get("max_total_num_tokens")
+    if "free_after_load" in fig and ("free_before_load" in fig or "weights" in fig):
+        before = fig.get("free_before_load") or fig["free_after_load"] + fig.get("weights", 0)
+        frac = mem_fraction(int(before * 1024), tp=tp, pp=1, chunked_prefill=facts.flags.get("chunked_prefill_size"))
+        for label, fr in (("0.4.x TP default", mem_fraction_04(tp)), ("0.5.x tier heuristic", frac)):
+            rest = fig["free_after_load"] - before * (1 - fr)
+            rows.append(row(f"KV tokens, mem_fraction_static {fr:g} ({label})", tokens_logged, int(rest * GIB // cell)))
+    if "pool_end_free" in fig and "free_after_load" in fig and tokens_logged:
+        # Memory pool = KV tokens x cell + req_to_token (int32 [max_running_requests + 1, context_len + 4]).
+        pool = (fig["free_after_load"] - fig["pool_end_free"]) * GIB
+        reqs, ctx = facts.flags.get("max_running_requests"), facts.flags.get("context_length")
+        req_to_token = 4 * (reqs + 1) * (ctx + 4) if reqs and ctx else 0
+        rows.append(row("KV tokens from the logged pool size", tokens_logged, int((pool - req_to_token) // cell)))
+    if tokens_logged and "k_size" in fig:
+        rows.append(row("K size for the logged tokens", fig["k_size"], tokens_logged * cell / 2 / GIB, "GiB"))
+    rows.append(row("cell size (bytes per token, per GPU)", None, cell))
+    result.rows = rows
+
+
+ENGINE = Sglang(
+    name="sglang",
+    version="0.4.3 budget / 0.5.x mem_fraction_static heuristic",
+    # python/sglang/srt/model_executor/model_runner.py profile_max_num_token; page_size 1 default.
+    paging="token slots (page 1); pool = rest / cell_size over all layers",
+    budget_rule="free memory at start x mem_fraction_static - weights",
+    kv_dtypes=("bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "fp8"),
+    # server_args.py --kv-cache-dtype choices: auto, fp8_e5m2, fp8_e4m3.
+    kv_dtype_flags={
+        "bf16": "auto",
+        "fp16": "auto",
+        "fp8": "fp8_e4m3",
+        "fp8_e4m3": "fp8_e4m3",
+        "fp8_e5m2": "fp8_e5m2",
+    },
+    log_markers=("KV Cache is allocated", "Load weight end", "max_total_num_tokens"),
+    # python/sglang/srt/layers/quantization/__init__.py BASE_QUANTIZATION_METHODS; --quantization fp8
+    # on a 16-bit checkpoint quantizes at load (fp8.py Fp8Config is_checkpoint_fp8_serialized False).
+    online_weight_dtypes=("fp8",),
+)

@@ -1,0 +1,76 @@
+"""TensorRT-LLM (LLM API, PyTorch backend): blocks of tokens_per_block; a fraction of free memory.
+
+Rules read in docs/source/reference/memory.md and tensorrt_llm/llmapi/llm_args.py (KvCacheConfig).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from kvplan.engines import vllm
+from kvplan.engines.base import Budget, Engine, Layout, Settings
+from kvplan.hardware import GPU
+from kvplan.memory import CachePlan
+from kvplan.spec import ModelSpec
+from kvplan.units import GIB
+
+if TYPE_CHECKING:
+    from kvplan.capacity import CapacityResult
+
+# trtllm-build --tokens_per_block default (TensorRT-LLM >= 0.10 build docs); older builds used 64.
+TOKENS_PER_BLOCK = 32
+FREE_FRACTION = 0.9  # llmapi KvCacheConfig.free_gpu_memory_fraction default (landscape.md 2.3)
+CONTEXT = round(0.5 * GIB)  # CUDA context + cuBLAS workspace; gpus.md: ~300-600 MiB per process
+MAX_NUM_TOKENS = 8192  # llmapi max_num_tokens default
+
+
+@dataclass(frozen=True)
+class Trtllm(Engine):
+    def layout(
+        self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
+    ) -> Layout:
+        return Layout(plan.stages[stage_index], 1, settings.block_size or TOKENS_PER_BLOCK)
+
+    def budget(self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int) -> Budget:
+        o = settings.overrides
+        frac = settings.free_gpu_memory_fraction or FREE_FRACTION
+        tokens = settings.max_num_batched_tokens or MAX_NUM_TOKENS
+        # The activation peak of one max_num_tokens forward, modelled as vLLM's profile run with one row.
+        act = (
+            o.activation_bytes
+            if o.activation_bytes is not None
+            else vllm.activation(spec, tokens=tokens, seqs=1, tp=tp)
+        )
+        ctx = o.non_torch_bytes if o.non_torch_bytes is not None else CONTEXT + (vllm.NON_TORCH_TP if tp > 1 else 0)
+        free = total - ctx - weights - act - o.overhead_bytes
+        share = int(max(free, 0) * frac)
+        return Budget(
+            total, share, weights, act, ctx, 0, False, o.overhead_bytes, share,
+            "(free after load and activations) x free_gpu_memory_fraction", frac, "free_gpu_memory_fraction",
+        )  # fmt: skip
+
+    def launch_args(self, r: CapacityResult, *, model: str, sequences: int) -> list[str]:
+        """`trtllm-serve` flags (tensorrt_llm/commands/serve.py)."""
+        frac = r.settings.get("free_gpu_memory_fraction", FREE_FRACTION)
+        args = ["trtllm-serve", model, "--max_seq_len", str(r.context), "--max_batch_size", str(sequences)]
+        args += ["--kv_cache_free_gpu_memory_fraction", f"{frac:g}"]
+        if r.tp > 1:
+            args += ["--tp_size", str(r.tp)]
+        if r.pp > 1:
+            args += ["--pp_size", str(r.pp)]
+        return args
+
+
+ENGINE = Trtllm(
+    name="trtllm",
+    version="0.20+ (LLM API, PyTorch backend)",
+    # docs/source/reference/memory.md; KvCacheConfig.free_gpu_memory_fraction default 0.9.
+    paging="blocks of tokens_per_block (32) per request",
+    budget_rule="free memory after load and activations x free_gpu_memory_fraction (0.9)",
+    kv_dtypes=("bf16", "fp16", "fp8", "int8"),
+    kv_dtype_flags={"bf16": "auto", "fp16": "auto", "fp8": "fp8", "int8": "int8"},
+    # tensorrt_llm/quantization/mode.py QuantAlgo (FP8, FP8_BLOCK_SCALES, W4A16_AWQ, W4A16_GPTQ,
+    # W4A8_MXFP4_FP8, ...) read from pre-quantized (ModelOpt / HF) checkpoints; no online quantization.
+    weight_dtypes=("bf16", "fp16", "fp8", "int8", "int4", "mxfp4"),
+)

@@ -1,0 +1,529 @@
+"""vLLM (V1 engine): paged blocks shared by KV-cache groups, a utilization budget, `vllm serve`.
+
+Rules read in vllm/v1/kv_cache_interface.py, vllm/v1/core/kv_cache_utils.py,
+vllm/v1/core/block_pool.py, vllm/engine/arg_utils.py and vllm/v1/worker/gpu_worker.py
+(@001cabc, main 2026); non-KV terms calibrated on vLLM 0.19 logs (engine_logs.json).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from kvplan.engines.base import (
+    NUM,
+    Budget,
+    Engine,
+    Layout,
+    LogFacts,
+    Overrides,
+    Settings,
+    as_float,
+    as_int,
+    number,
+    quantization_flag,
+    row,
+)
+from kvplan.errors import InvalidInput
+from kvplan.hardware import GPU
+from kvplan.memory import CachePlan, LayerCache, StagePlan, cache_plan, element_size, indexer_token_bytes
+from kvplan.params import pipeline_stages
+from kvplan.spec import ModelSpec, ceil_div
+from kvplan.units import GIB
+
+if TYPE_CHECKING:
+    from kvplan.capacity import CapacityResult
+
+
+# ---- layout: blocks shared by KV-cache groups ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VllmGroup:
+    """One vLLM KV-cache group: layers of one type sharing a block table."""
+
+    type: str
+    cap: int | None  # window (sliding) or chunk (chunked)
+    block_tokens: int
+    layers_in_stage: int
+
+
+@dataclass(frozen=True)
+class VllmLayout(Layout):
+    """Blocks of one page per group layer; a request holds blocks in every group."""
+
+    groups: tuple[VllmGroup, ...] = ()
+    mnbt: int = 8192  # max_num_batched_tokens: the chunk a sliding/chunked group may also hold
+
+    def units_for(self, batch: int, length: int) -> int:
+        return batch * self.blocks_per_request(length)
+
+    def blocks_per_request(self, length: int) -> int:
+        """Blocks one request of ``length`` tokens may hold (kv_cache_utils max_memory_usage_bytes)."""
+        return sum(group_blocks(g, length, mnbt=self.mnbt) for g in self.groups)
+
+    def pool_tokens(self, available: int) -> int:
+        # kv_cache_utils._report_kv_cache_config: num_blocks // num_groups * min_block_size.
+        blocks = self.pool_units(available)
+        return blocks // len(self.groups) * min(g.block_tokens for g in self.groups)
+
+    def pool_bytes(self, available: int, *, sequences: int, length: int) -> int:
+        return self.pool_units(available) * self.unit_bytes
+
+    def settings(self) -> dict[str, Any]:
+        return {"block_size": self.block_tokens}
+
+
+def group_blocks(g: VllmGroup, length: int, *, mnbt: int) -> int:
+    b = g.block_tokens
+    if g.type == "recurrent":
+        return 1  # MambaSpec, mamba_cache_mode "none": one page per request
+    if g.type == "sliding":
+        # SlidingWindowSpec: window-1 computed tokens + one scheduled chunk, +1 block for misalignment.
+        return ceil_div(min(g.cap - 1 + mnbt, length), b) + 1
+    if g.type == "chunked":
+        return ceil_div(min(g.cap + mnbt, length), b)  # ChunkedLocalAttentionSpec
+    return ceil_div(length, b)  # FullAttentionSpec / MLAAttentionSpec
+
+
+# Blackwell GPUs on which vLLM picks CUTLASS_MLA for MLA models (vllm/platforms/cuda.py; default on
+# SM100 since PR #22738, Aug 2025), which forces 128-token blocks.
+BLACKWELL = frozenset({"b200", "gb200"})
+
+
+def default_block_size(plan: CachePlan, gpu_name: str | None = None) -> int:
+    """vLLM's block size: 16 by default (vllm/config/cache.py), 128 for MLA on Blackwell.
+
+    MLA on Hopper logged 16 tokens per block (engine_logs.json vllm-11, vllm-21: tokens = 16 x
+    blocks); FlashMLA forces 64 when selected: pass --block-size for other backends.
+    """
+    if gpu_name in BLACKWELL and any(c.type == "mla" for c in plan.layers):
+        return 128
+    return 16
+
+
+def kv_cache_groups(
+    spec: ModelSpec, plan: CachePlan, *, block: int, stage_index: int
+) -> tuple[tuple[VllmGroup, ...], int]:
+    """KV-cache groups of the whole model projected on one stage, and the unified page size per layer.
+
+    kv_cache_utils.get_kv_cache_groups: one group when every layer has the same spec or needs the
+    same token slots (UniformTypeKVCacheSpecs); otherwise layers are grouped by spec, each spec's
+    layers split into cdiv(n, group_size) groups (layers[i::num_groups]), with group_size the
+    smallest layer count (the largest when max < 1.5 x min), and page sizes unified.
+    """
+    caches = plan.layers
+    # Layers that store nothing get no pages: attention-free layers have no attention module, and a
+    # KV-sharing layer (vLLM Attention(kv_sharing_target_layer_name=...), vllm/attention/layer.py;
+    # the backends' do_kv_cache_update return early for it) reads its target layer's cache and has
+    # none of its own. Assumption from those files: the runner gives it no KV-cache spec.
+    storing = [i for i, c in enumerate(caches) if c.bytes_per_token or c.state_bytes]
+    attn = [caches[i] for i in storing if caches[i].type != "recurrent"]
+    recurrent = [caches[i] for i in storing if caches[i].type == "recurrent"]
+    block = _hybrid_block_size(attn, recurrent, block)
+    keys: dict[tuple, list[int]] = {}
+    for i in storing:
+        c = caches[i]
+        key = (c.type, c.max_tokens, c.bytes_per_token, c.state_bytes)
+        keys.setdefault(key, []).append(i)
+    stage_layers = set(pipeline_stages(spec.num_layers, plan.pp)[stage_index])
+    token_slots = {(k[0], k[1]) for k in keys}
+    if len(keys) == 1 or (not recurrent and len(token_slots) == 1):
+        # Uniform spec or uniform type: one group, page = the stage's layers side by side.
+        layers = [i for i in storing if i in stage_layers]
+        first = caches[storing[0]]
+        page = sum(caches[i].bytes_per_token * block + caches[i].state_bytes for i in layers)
+        return (VllmGroup(first.type, first.max_tokens, block, 1),), page
+    pages = {key: (key[2] * block if key[0] != "recurrent" else 0) for key in keys}
+    unit = max(pages.values()) if any(pages.values()) else 0
+    counts = [len(v) for v in keys.values()]
+    group_size = min(counts)
+    if max(counts) < 1.5 * min(counts):
+        group_size = max(counts)
+    groups = []
+    for key, idx in keys.items():
+        ratio = 1 if key[0] == "recurrent" or pages[key] == unit else _page_ratio(pages[key], unit)
+        num = ceil_div(len(idx), group_size)
+        for g in range(num):
+            members = idx[g::num]
+            groups.append(VllmGroup(key[0], key[1], block * ratio, sum(1 for i in members if i in stage_layers)))
+    group_layers = max(g.layers_in_stage for g in groups)
+    if recurrent:
+        unit = max(unit, max(c.state_bytes for c in recurrent))
+    return tuple(groups), unit * max(group_layers, 1)
+
+
+def _page_ratio(page: int, unit: int) -> int:
+    if unit % page:
+        # kv_cache_utils.unify_kv_cache_spec_page_size raises NotImplementedError here.
+        raise InvalidInput("vLLM cannot unify this model's page sizes (a page size does not divide the largest)")
+    return unit // page
+
+
+def _hybrid_block_size(attn: list[LayerCache], recurrent: list[LayerCache], block: int) -> int:
+    """vllm/platforms/interface.py (_align_hybrid_block_size): with Mamba-like layers, grow the
+    attention block until one attention page holds one state page (FlashAttention kernel
+    alignment 16); the state page is then padded up to the attention page."""
+    if not recurrent or not attn:
+        return block
+    align = max(16, block)
+    per_token = attn[0].bytes_per_token
+    state = max(c.state_bytes for c in recurrent)
+    return align * ceil_div(state, align * per_token)
+
+
+# vLLM KVQuantMode INT8/FP8_PER_TOKEN_HEAD (kv_cache_interface.py @001cabc): 1-byte values plus
+# one float32 scale per token, per KV head, for K and for V, carved from the same pages:
+# page += 2 x block_size x num_kv_heads x 4 bytes.
+PER_TOKEN_HEAD = {"int8_per_token_head": "int8", "fp8_per_token_head": "fp8"}
+SCALE_BYTES = 4  # float32 scale
+
+
+def _with_head_scales(spec: ModelSpec, plan: CachePlan, *, tp: int) -> CachePlan:
+    def scaled(c: LayerCache) -> LayerCache:
+        if c.type in ("recurrent", "mla"):
+            return c
+        heads = max(1, spec.kv_heads_of(spec.kind(c.kind)) // tp)
+        return replace(c, bytes_per_token=c.bytes_per_token + 2 * heads * SCALE_BYTES)
+
+    stages = tuple(StagePlan(tuple((n, scaled(c)) for n, c in st.groups)) for st in plan.stages)
+    return replace(plan, layers=tuple(scaled(c) for c in plan.layers), stages=stages)
+
+
+# vllm/model_executor/models/deepseek_v2.py (DeepseekV32IndexerCache, Indexer.__init__): the indexer
+# key cache is a separate one-head MLAAttentionSpec layer of uint8, head_size = index_head_dim +
+# index_head_dim // quant_block_size * 4: fp8 values plus one float32 scale per 128 (quant_block_size)
+# values, whatever --kv-cache-dtype says; 132 bytes per token for DeepSeek-V3.2 (index_head_dim 128).
+# Simplification: kvplan adds it to its MLA layer's bytes per token instead of a page group of its own.
+INDEXER_QUANT_BLOCK = 128
+
+
+def indexer_bytes(index_head_dim: int) -> int:
+    return index_head_dim + index_head_dim // INDEXER_QUANT_BLOCK * SCALE_BYTES
+
+
+def _with_indexer(spec: ModelSpec, plan: CachePlan) -> CachePlan:
+    if not any(k.index_head_dim for k in spec.layers.kinds.values()):
+        return plan
+
+    def stored(c: LayerCache) -> LayerCache:
+        kind = spec.kind(c.kind)
+        if not kind.index_head_dim:
+            return c
+        ideal = indexer_token_bytes(kind, element_size(plan.kv_dtype))
+        return replace(c, bytes_per_token=c.bytes_per_token - ideal + indexer_bytes(kind.index_head_dim))
+
+    stages = tuple(StagePlan(tuple((n, stored(c)) for n, c in st.groups)) for st in plan.stages)
+    return replace(plan, layers=tuple(stored(c) for c in plan.layers), stages=stages)
+
+
+# ---- budget: total x gpu_memory_utilization - profiled terms ---------------------------------------
+
+# vLLM 0.19 non-KV model, calibrated on engine_logs.json vllm-15 (Llama-3.1-8B) and vllm-19
+# (gemma-2-9b), checked on vllm-17/21/23/25/27 (all H100, max_num_batched_tokens 8192, 1024 seqs).
+# The profile run (gpu_model_runner.profile_run) runs max_num_batched_tokens tokens spread over
+# R = min(max_num_seqs, tokens) dummy requests, then a dummy sampler pass on R rows of logits.
+LOGIT_BYTES = 14.56  # per (row x vocab) element: fp32 logits + ~2.6 fp32-sized sampler buffers (fit)
+HIDDEN_BYTES = 3.48  # per (token x hidden) element: bf16 residual / hidden buffers (fit)
+# fused_moe intermediates: tokens x top_k x (2 x N/tp + hidden) in 16 bit (fit to vllm-21, vllm-25).
+MOE_BYTES = 2
+# Non-torch memory the profiler charges: 0.24-0.27 GiB at TP=1, 2.07 GiB at TP=2 (NCCL + custom
+# all-reduce buffers) in vLLM 0.19 on H100 (vllm-15..27 "Actual usage" lines).
+NON_TORCH_TP1 = round(0.25 * GIB)
+NON_TORCH_TP = round(2.07 * GIB)
+# CUDA graphs (captured after sizing; subtracted only with VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS,
+# the default from v0.21): 0.87-1.09 GiB dense, 1.41-1.57 GiB MoE on H100 in 0.19. Linear fit on
+# the dense logs (28 layers 0.87, 32 0.91, 42 1.09 GiB): 0.43 GiB + 0.0157 GiB per layer.
+GRAPH_BASE = round(0.43 * GIB)
+GRAPH_PER_LAYER = round(0.0157 * GIB)
+GRAPH_MOE_EXTRA = round(0.5 * GIB)  # MoE logs sit ~0.5 GiB above the dense line
+# vllm/config/cache.py CacheConfig.gpu_memory_utilization default (0.19).
+GPU_MEMORY_UTILIZATION = 0.9
+
+
+def batch_defaults(gpu_total: int) -> tuple[int, int]:
+    """``(max_num_batched_tokens, max_num_seqs)`` for `vllm serve`: vllm/engine/arg_utils.py
+    get_batch_defaults: >= 70 GiB and not A100: 8192 / 1024; else 2048 / 256."""
+    return (8192, 1024) if gpu_total >= 70 * GIB else (2048, 256)
+
+
+def activation(spec: ModelSpec, *, tokens: int, seqs: int, tp: int) -> int:
+    """Torch peak of the profile run: the larger of the sampler pass and the widest MLP
+    intermediate, plus hidden-size buffers and (MoE) the fused-experts intermediates."""
+    rows = min(seqs, tokens)
+    sampler = LOGIT_BYTES * rows * spec.vocab_size
+    act = max(sampler, mlp_peak(spec, tokens=tokens, tp=tp)) + HIDDEN_BYTES * tokens * spec.hidden_size
+    if spec.moe is not None:
+        n = ceil_div(spec.moe.expert_intermediate_size, tp)
+        act += MOE_BYTES * tokens * spec.moe.experts_per_token * (2 * n + spec.hidden_size)
+    return round(act)
+
+
+def mlp_peak(spec: ModelSpec, *, tokens: int, tp: int) -> int:
+    """Dense MLP transient: the gate_up output [tokens, 2 x I/tp] and the activation output
+    [tokens, I/tp], 16 bit. It only matters when the profile batch is long (vLLM V0 profiled
+    max(max_model_len, 2048) tokens without chunked prefill)."""
+    if spec.intermediate_size is None:
+        return 0
+    inter = ceil_div(spec.intermediate_size, tp)
+    return 2 * tokens * 3 * inter
+
+
+def cuda_graph(spec: ModelSpec) -> int:
+    extra = GRAPH_MOE_EXTRA if spec.moe is not None else 0
+    return GRAPH_BASE + GRAPH_PER_LAYER * spec.num_layers + extra
+
+
+def non_torch(*, tp: int, pp: int) -> int:
+    return NON_TORCH_TP if tp * pp > 1 else NON_TORCH_TP1
+
+
+# ---- the engine ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Vllm(Engine):
+    def cache_plan(self, spec: ModelSpec, *, kv_dtype_name: str, tp: int, pp: int, mla: str = "latent") -> CachePlan:
+        if kv_dtype_name in PER_TOKEN_HEAD:
+            plan = cache_plan(spec, PER_TOKEN_HEAD[kv_dtype_name], tp=tp, pp=pp, mla=mla)
+            return _with_indexer(spec, _with_head_scales(spec, plan, tp=tp))
+        return _with_indexer(spec, cache_plan(spec, kv_dtype_name, tp=tp, pp=pp, mla=mla))
+
+    def check_layer_kinds(self, spec: ModelSpec) -> None:
+        """vLLM reads all of them: see _with_indexer and kv_cache_groups."""
+
+    def batch_limits(self, settings: Settings, total: int) -> tuple[int, int]:
+        mnbt, seqs = batch_defaults(total)
+        return settings.max_num_batched_tokens or mnbt, settings.max_num_seqs or seqs
+
+    def layout(
+        self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
+    ) -> VllmLayout:
+        block = settings.block_size or default_block_size(plan, gpu.name)
+        groups, unit = kv_cache_groups(spec, plan, block=block, stage_index=stage_index)
+        mnbt, _ = self.batch_limits(settings, total)
+        # vllm/v1/core/block_pool.py: block 0 is the null block, never handed to a request.
+        return VllmLayout(plan.stages[stage_index], unit, block, 1, groups, mnbt)
+
+    def budget(self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int) -> Budget:
+        o = settings.overrides
+        util = (
+            settings.gpu_memory_utilization if settings.gpu_memory_utilization is not None else GPU_MEMORY_UTILIZATION
+        )
+        mnbt, seqs = self.batch_limits(settings, total)
+        act = o.activation_bytes if o.activation_bytes is not None else activation(spec, tokens=mnbt, seqs=seqs, tp=tp)
+        other = o.non_torch_bytes if o.non_torch_bytes is not None else non_torch(tp=tp, pp=pp)
+        graph = o.cuda_graph_bytes if o.cuda_graph_bytes is not None else cuda_graph(spec)
+        share = int(total * util)  # gpu_worker: requested_memory = total x gpu_memory_utilization
+        avail = share - weights - act - other - o.overhead_bytes
+        if settings.cuda_graph_estimate:
+            avail -= graph
+        rule = "total x gpu_memory_utilization - weights - activation peak - non-torch"
+        if settings.cuda_graph_estimate:
+            rule += " - CUDA graphs"
+        return Budget(
+            total, share, weights, act, other, graph, settings.cuda_graph_estimate, o.overhead_bytes, avail, rule,
+            util, "gpu_memory_utilization",
+        )  # fmt: skip
+
+    def launch_args(self, r: CapacityResult, *, model: str, sequences: int) -> list[str]:
+        return serve_args(r, model=model, sequences=sequences, kv_flag=self.kv_flag(r.kv_dtype))
+
+    def reads_log(self, text: str) -> bool:
+        return "vllm" in text.lower() or "KV cache" in text or "GPU blocks" in text
+
+    def parse_log(self, text: str) -> LogFacts:
+        return parse_log(text)
+
+    def compare_log(self, facts: LogFacts, spec: ModelSpec, gpu: GPU | None, result: Any, *, calc: Any) -> None:
+        compare_log(facts, spec, gpu, result, calc=calc, engine=self.name)
+
+
+def serve_args(r: CapacityResult, *, model: str, sequences: int, kv_flag: str) -> list[str]:
+    """`vllm serve` flags (vllm/engine/arg_utils.py)."""
+    util = r.settings.get("gpu_memory_utilization", GPU_MEMORY_UTILIZATION)
+    args = ["vllm", "serve", model, "--max-model-len", str(r.context), "--max-num-seqs", str(sequences)]
+    if r.kv_cache_memory_given:
+        args += ["--kv-cache-memory", str(r.available_kv_bytes)]
+    else:
+        args += ["--gpu-memory-utilization", f"{util:g}"]
+    args += ["--kv-cache-dtype", kv_flag]
+    args += quantization_flag(r)
+    if r.tp > 1:
+        args += ["-tp", str(r.tp)]
+    if r.pp > 1:
+        args += ["-pp", str(r.pp)]
+    if r.replicas > 1:
+        args += ["-dp", str(r.replicas)]
+    if r.block_tokens != 16:
+        args += ["--block-size", str(r.block_tokens)]
+    return args
+
+
+# ---- startup log (V0 and V1 lines) -----------------------------------------------------------------
+
+_FIGURES = {
+    "weights": [r"Model loading took {n} ?GiB", r"Loading model weights took {n} ?GB", r"model weights take {n} ?GiB",
+                r"weights? only tooks? {n} ?GB"],
+    "available_kv": [r"Available KV cache memory: {n} ?GiB", r"reserved for KV Cache is(?: only)? {n} ?GiB",
+                     r"kv_cache_size={n} ?GiB"],
+    "tokens": [r"GPU KV cache size: {n} tokens", r"stored in KV cache \({n}\)"],
+    "blocks": [r"num_gpu_blocks is: {n}", r"# (?:GPU|CUDA) blocks: {n}", r"GPU blocks: {n}"],
+    "total": [r"Free memory on device \({n}/{n2} ?GiB\)", r"total_gpu_memory \({n} ?GiB\)",
+              r"total_gpu_memory={n} ?GiB"],
+    "activation": [r"{n} ?GiB for peak activation", r"activation peak memory takes {n} ?GiB"],
+    "non_torch": [r"{n} ?GiB for non-torch memory", r"non_torch_memory takes {n} ?GiB", r"non_torch_memory={n} ?GiB"],
+    "cuda_graph": [r"{n} ?GiB for CUDAGraph memory", r"Graph capturing finished in \d+ secs?, took {n} ?GiB"],
+}  # fmt: skip
+
+
+def _search(patterns: list[str], text: str) -> float | None:
+    for p in patterns:
+        rx = p.replace("{n2}", NUM).replace("{n}", NUM)
+        m = re.search(rx, text)
+        if m:
+            # "Free memory on device (free/total)": the total is the second number.
+            return number(m.group(m.lastindex))
+    return None
+
+
+def parse_log(text: str) -> LogFacts:
+    facts = LogFacts("vllm")
+    for key, pats in _FIGURES.items():
+        v = _search(pats, text)
+        if v is not None:
+            facts.figures[key] = v
+    m = re.search(r"Maximum concurrency for {n} tokens per request: {n}x".replace("{n}", NUM), text)
+    if m:
+        facts.flags["max_model_len"] = int(number(m.group(1)))
+        facts.figures["concurrency"] = number(m.group(2))
+    m = re.search(r"Desired GPU memory utilization is \({n},".replace("{n}", NUM), text)
+    if m:
+        facts.flags["gpu_memory_utilization"] = number(m.group(1))
+    m = re.search(r"non-default args: (\{.*\})", text)
+    if m:
+        try:
+            args = ast.literal_eval(m.group(1))
+        except (ValueError, SyntaxError):
+            args = {}
+        facts.model = args.get("model") or args.get("model_tag")
+        for k in ("max_model_len", "tensor_parallel_size", "pipeline_parallel_size", "gpu_memory_utilization",
+                  "kv_cache_dtype", "max_num_batched_tokens", "max_num_seqs", "block_size"):  # fmt: skip
+            if k in args:
+                facts.flags[k] = args[k]
+    m = re.search(r"vllm serve\s+(.*)", text)
+    if m:
+        _serve_flags(m.group(1), facts)
+    return facts
+
+
+def _serve_flags(line: str, facts: LogFacts) -> None:
+    tokens = line.replace("=", " ").split()
+    names = {"--tensor-parallel-size": "tensor_parallel_size", "--tensor_parallel_size": "tensor_parallel_size",
+             "-tp": "tensor_parallel_size", "--gpu-memory-utilization": "gpu_memory_utilization",
+             "--gpu_memory_utilization": "gpu_memory_utilization", "--max-model-len": "max_model_len",
+             "--pipeline-parallel-size": "pipeline_parallel_size", "-pp": "pipeline_parallel_size"}  # fmt: skip
+    for i, tok in enumerate(tokens):
+        if tok in names and i + 1 < len(tokens):
+            facts.flags[names[tok]] = ast.literal_eval(tokens[i + 1])
+        elif not tok.startswith("-") and facts.model is None and "/" in tok:
+            facts.model = tok
+
+
+def log_settings(facts: LogFacts) -> Settings:
+    """The engine flags a vLLM log records (device total taken from the log when it says)."""
+    f = facts.flags
+    total = facts.figures.get("total")
+    return Settings(
+        gpu_memory_utilization=as_float(f.get("gpu_memory_utilization")) or GPU_MEMORY_UTILIZATION,
+        max_num_batched_tokens=as_int(f.get("max_num_batched_tokens")),
+        max_num_seqs=as_int(f.get("max_num_seqs")),
+        block_size=as_int(f.get("block_size")),
+        overrides=Overrides(device_memory_bytes=int(total * GIB) if total else None),
+    )
+
+
+def log_setup(
+    facts: LogFacts,
+    spec: ModelSpec,
+    gpu: GPU,
+    *,
+    calc: Any,
+    engine: str = "vllm",
+    weights_dtype: str | None = None,
+    util: float | None = None,
+):  # noqa: ANN201
+    """The kvplan setup matching a vLLM log's flags (``calc`` is :mod:`kvplan.capacity`)."""
+    settings = log_settings(facts)
+    if util is not None:
+        settings = replace(settings, gpu_memory_utilization=util)
+    f = facts.flags
+    kv = f.get("kv_cache_dtype")
+    kv = None if kv in (None, "auto") else kv
+    return calc.setup(spec, gpu, engine=engine, tp=as_int(f.get("tensor_parallel_size")) or 1,
+                      pp=as_int(f.get("pipeline_parallel_size")) or 1, kv_dtype_name=kv, weights_dtype=weights_dtype,
+                      settings=settings)  # fmt: skip
+
+
+def compare_log(facts: LogFacts, spec: ModelSpec, gpu: GPU | None, result: Any, *, calc: Any, engine: str) -> None:
+    fig = facts.figures
+    length = as_int(facts.flags.get("max_model_len")) or spec.max_position_embeddings
+    if gpu is None:
+        from kvplan.hardware import resolve_gpu
+
+        gpu = resolve_gpu("h100-sxm")
+        result.notes.append("assuming h100-sxm for the from-scratch terms")
+    s = log_setup(facts, spec, gpu, calc=calc, engine=engine, weights_dtype=facts.flags.get("weights_dtype"))
+    rows = []
+    if "available_kv" in fig:
+        given = calc.with_kv_memory(s, int(fig["available_kv"] * GIB))
+        lay = given.stages[0].layout
+        blocks = lay.pool_units(given.stages[0].available)
+        tokens, conc = calc.pool_tokens(given), calc.reported_concurrency(given, length)
+        result.given = {"blocks": blocks, "tokens": tokens, "concurrency": round(conc, 2)}
+        rows += [
+            row("KV blocks from logged KV memory", fig.get("blocks"), blocks),
+            row("KV tokens from logged KV memory", fig.get("tokens"), tokens),
+            row(f"concurrency at {length:,} from logged KV memory", fig.get("concurrency"), round(conc, 2)),
+        ]
+    r = calc.capacity(s, length, suggest=False)
+    b = r.breakdown
+    result.predicted = r.to_dict()
+    rows += [
+        row("device total", fig.get("total"), b["device_total_bytes"] / GIB, "GiB"),
+        row("weights", fig.get("weights"), b["weights_bytes"] / GIB, "GiB"),
+        row("activation peak", fig.get("activation"), b["activation_bytes"] / GIB, "GiB"),
+        row("non-torch", fig.get("non_torch"), b["non_torch_bytes"] / GIB, "GiB"),
+        row("CUDA graphs", fig.get("cuda_graph"), b["cuda_graph_bytes"] / GIB, "GiB"),
+        row("available KV memory", fig.get("available_kv"), b["available_kv_bytes"] / GIB, "GiB"),
+        row("KV tokens (predicted budget)", fig.get("tokens"), r.kv_pool_tokens),
+        row(f"concurrency at {length:,} (predicted budget)", fig.get("concurrency"), r.engine_reported_concurrency),
+    ]
+    result.rows = rows
+
+
+ENGINE = Vllm(
+    name="vllm",
+    version="0.19 (V1 engine)",
+    # vllm/v1/kv_cache_interface.py, vllm/v1/core/kv_cache_utils.py @001cabc (main, 2026).
+    paging="blocks of 16 tokens shared by KV-cache groups; cdiv per request; SWA keeps window-1+chunk tokens +1 block",
+    budget_rule="total x gpu_memory_utilization - weights - activation peak - non-torch",
+    kv_dtypes=("bf16", "fp16", "fp8", "fp8_e4m3", "fp8_e5m2", "int8_per_token_head", "fp8_per_token_head"),
+    # --kv-cache-dtype: auto, fp8, fp8_e4m3, fp8_e5m2; int8/fp8_per_token_head (kv_cache_interface.py
+    # get_kv_quant_mode @001cabc). nvfp4 is not modelled.
+    kv_dtype_flags={
+        "bf16": "auto",
+        "fp16": "auto",
+        "fp8": "fp8",
+        "fp8_e4m3": "fp8_e4m3",
+        "fp8_e5m2": "fp8_e5m2",
+        "int8_per_token_head": "int8_per_token_head",
+        "fp8_per_token_head": "fp8_per_token_head",
+    },
+    # vllm/model_executor/layers/quantization/__init__.py QUANTIZATION_METHODS (fp8, mxfp4, awq, gptq,
+    # compressed-tensors, bitsandbytes, ...); fp8.py Fp8Config: a 16-bit checkpoint with
+    # --quantization fp8 is quantized at load (is_checkpoint_fp8_serialized False, dynamic scales).
+    online_weight_dtypes=("fp8",),
+)
