@@ -19,6 +19,7 @@ from kvplan.checks import (
     beyond_trained_context,
     check_batch,
     check_bytes,
+    check_degrees,
     check_length,
     trained_context,
 )
@@ -113,8 +114,9 @@ def setup(
     check_fraction(settings.swa_full_tokens_ratio, "swa_full_tokens_ratio")
     if settings.block_size is not None and settings.block_size < 1:
         raise InvalidInput(f"invalid block size {settings.block_size!r}; expected a whole number of tokens >= 1")
+    check_degrees(tp=tp, pp=pp)
     gpus = gpus if gpus is not None else tp * pp
-    if gpus < 1 or gpus % (tp * pp):
+    if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1 or gpus % (tp * pp):
         raise InvalidInput(f"invalid GPU count {gpus!r}; it must be a multiple of tp x pp = {tp * pp}")
     kv_name = known_kv_dtype(kv_dtype_name or profile.default_kv_dtype(spec))
     kv_name = profile.check_kv_dtype(kv_name)
@@ -167,7 +169,12 @@ def pool_tokens(s: Setup) -> int:
 
 def pool_bytes(s: Setup, *, sequences: int, length: int) -> int:
     """Bytes the KV pool takes on the busiest GPU (what the engine allocates)."""
-    return max(st.layout.pool_bytes(st.available, sequences=sequences, length=length) for st in s.stages)
+    return max(stage_pool_bytes(st, sequences=sequences, length=length) for st in s.stages)
+
+
+def stage_pool_bytes(st: Stage, *, sequences: int, length: int) -> int:
+    """Bytes the KV pool of one pipeline stage takes."""
+    return st.layout.pool_bytes(st.available, sequences=sequences, length=length)
 
 
 def reported_concurrency(s: Setup, length: int) -> float:
@@ -266,7 +273,7 @@ def capacity(
     per_replica = 0 if beyond else max_sequences(s, context)
     one = max_context(s)
     limited = "memory" if one < trained_context(s.spec) else "model max_position_embeddings"
-    busiest = min(s.stages, key=lambda st: st.available)
+    busiest = min(s.stages, key=lambda st: st.budget.available_kv)
     b = busiest.budget
     pool = pool_bytes(s, sequences=per_replica, length=context)
     breakdown = {
@@ -279,7 +286,8 @@ def capacity(
         "overhead_bytes": b.overhead,
         "available_kv_bytes": b.available_kv,
         "kv_pool_bytes": pool,
-        "unallocated_bytes": max(0, b.available_kv) - pool,
+        # Of the same (busiest) stage as the other terms: another stage's pool can be larger.
+        "unallocated_bytes": max(0, b.available_kv) - stage_pool_bytes(busiest, sequences=per_replica, length=context),
     }
     mix = None
     expected = None
@@ -375,7 +383,7 @@ def _settings_dict(s: Setup, b: Budget) -> dict[str, Any]:
 
 
 def _reason(s: Setup, context: int, one: int) -> str:
-    b = min(s.stages, key=lambda st: st.available).budget
+    b = min(s.stages, key=lambda st: st.budget.available_kv).budget
     if b.available_kv <= 0:
         return (
             f"no memory left for the KV cache: weights {b.weights:,} B and other terms exceed the "

@@ -10,6 +10,7 @@ the same line.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kvplan.errors import InvalidInput
@@ -49,6 +50,19 @@ def check_length(length: int | str) -> int:
     return parse_length(length)
 
 
+def check_lengths(lengths: object) -> list[int]:
+    """One length, a ``"4k,32k"`` string, or a list of lengths -> a non-empty list of token counts."""
+    from kvplan.units import parse_lengths
+
+    if isinstance(lengths, str):
+        return parse_lengths(lengths)
+    if isinstance(lengths, int) and not isinstance(lengths, bool):
+        return [check_length(lengths)]
+    if not isinstance(lengths, list | tuple) or not lengths:
+        raise InvalidInput(f"invalid context lengths {lengths!r}; expected a list such as [4096, 32768] or '4k,32k'")
+    return [check_length(n) for n in lengths]
+
+
 def check_batch(batch: int, what: str = "batch") -> int:
     return check_count(batch, what)
 
@@ -58,6 +72,24 @@ def check_bytes(value: int, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1 << 60:
         raise InvalidInput(f"invalid {what} {value!r}; expected a whole number of bytes between 0 and 1 EiB")
     return value
+
+
+def check_output_path(path: Path, *, force: bool = False) -> Path:
+    """A file the user asked kvplan to write, checked before any work: its folder exists, it is not
+    a folder, and it is not overwritten without ``force`` (import -o, --plot, profile --save)."""
+    path = Path(path)
+    if not str(path).strip():
+        raise InvalidInput("invalid output file ''; expected a file name")
+    try:
+        if path.is_dir():
+            raise InvalidInput(f"invalid output file {str(path)!r}; it is a folder")
+        if path.exists() and not force:
+            raise InvalidInput(f"{str(path)!r} already exists; pass --force to overwrite it")
+        if not path.parent.is_dir():
+            raise InvalidInput(f"invalid output file {str(path)!r}; folder {str(path.parent)!r} does not exist")
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+    return path
 
 
 # Largest TP or PP degree kvplan takes: 1024 GPUs per model replica is past any deployment.

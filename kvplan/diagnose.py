@@ -449,7 +449,7 @@ def _explain(d: Diagnosis, spec: ModelSpec, p: Params, failure: Failure, logged:
         rows.append(_row("longest context in the logged KV memory", fig.get("estimated_len") or fig.get("kv_tokens"),
                          max_context(given, limit=max(p.context, 1)), "tokens"))  # fmt: skip
     if have_gpu:
-        b = min(s.stages, key=lambda st: st.available).budget
+        b = min(s.stages, key=lambda st: st.budget.available_kv).budget
         total = b.device_total
         terms = {
             "device total": (logged.get("total"), total),

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from kvplan.checks import as_gpu, as_spec, beyond_trained_context, check_batch, check_bytes, check_length
-from kvplan.errors import InvalidInput
+from kvplan.checks import as_gpu, as_spec, beyond_trained_context, check_batch, check_bytes, check_lengths
 from kvplan.memory import cache_plan
-from kvplan.params import weight_bytes_per_gpu
+from kvplan.params import weight_bytes_per_stage
 from kvplan.quant import shipped_dtype
 from kvplan.units import canonical_dtype, kv_dtype, weight_dtype
 
@@ -73,10 +72,7 @@ def estimate(
     """
     spec = as_spec(spec)
     gpu = as_gpu(gpu) if gpu is not None else None
-    contexts = [contexts] if isinstance(contexts, int | str) else list(contexts)
-    if not contexts:
-        raise InvalidInput("no context length given; expected at least one, e.g. [4096]")
-    contexts = [check_length(n) for n in contexts]
+    contexts = check_lengths(contexts)
     batch = check_batch(batch)
     overhead_bytes = check_bytes(overhead_bytes, "overhead")
     memory = None
@@ -91,10 +87,16 @@ def estimate(
     else:
         w_label, w_source, weights_from = weights_dtype.label, weights_dtype.describe(), weights_dtype
     plan = cache_plan(spec, kv_name, tp=tp, pp=pp)
-    weights = weight_bytes_per_gpu(spec, weights_from, tp=tp, pp=pp)
+    stage_weights = weight_bytes_per_stage(spec, weights_from, tp=tp, pp=pp)
     rows = []
     for length in contexts:
-        per_gpu = batch * plan.bytes_per_sequence_per_gpu(length)
+        # The busiest GPU is the stage with the most weights + KV together: its columns add up to
+        # its total, and it is the stage capacity -e ideal checks (the largest weights and the
+        # largest KV can sit on different stages).
+        weights, per_gpu = max(
+            ((w, batch * st.bytes_at(length)) for w, st in zip(stage_weights, plan.stages, strict=True)),
+            key=sum,
+        )
         total = weights + per_gpu + overhead_bytes
         note = beyond_trained_context(spec, length)
         rows.append(

@@ -35,13 +35,14 @@ def require_matplotlib() -> None:
         raise RuntimeFailure("plotting needs matplotlib: pip install 'kvplan[plot]'")
 
 
-def check_plot_path(path: Path) -> Path:
-    """Refuse a path matplotlib cannot write before any work is done."""
-    require_matplotlib()
+def check_plot_path(path: Path, *, force: bool = False) -> Path:
+    """Refuse a path matplotlib cannot write, or an existing file without ``force``, before any work."""
+    from kvplan.checks import check_output_path
+
     if path.suffix.lower() not in _SUFFIXES:
         raise InvalidInput(f"invalid plot file {str(path)!r}; expected a name ending in {', '.join(_SUFFIXES)}")
-    if not path.parent.exists():
-        raise InvalidInput(f"invalid plot file {str(path)!r}; folder {str(path.parent)!r} does not exist")
+    check_output_path(path, force=force)
+    require_matplotlib()
     return path
 
 

@@ -347,6 +347,19 @@ _HANDLERS = {
 # ---- building a scaling block ----------------------------------------------------------------
 
 
+def _check_yarn_options(**values: float | None) -> None:
+    """YaRN's betas count rotations (log(L0 / (beta x 2 pi)) needs beta > 0: transformers
+    _compute_yarn_parameters find_correction_dim); mscale >= 0 keeps 0.1 x mscale x ln(s) + 1 >= 1;
+    an attention factor scales logits and must be a positive number."""
+    for name, value in values.items():
+        if value is None:
+            continue
+        low_ok = value >= 0 if name.startswith("mscale") else value > 0
+        if not (math.isfinite(value) and low_ok):
+            bound = "at least 0" if name.startswith("mscale") else "above 0"
+            raise InvalidInput(f"invalid YaRN {name} {value!r}; expected a finite number {bound}")
+
+
 def scaling_block(
     method: str,
     factor: float,
@@ -371,6 +384,8 @@ def scaling_block(
         raise InvalidInput(f"invalid RoPE factor {factor!r}; expected a finite number of at least 1")
     if method not in METHODS:
         raise InvalidInput(f"unknown RoPE method {method!r}; expected one of {', '.join(METHODS)}")
+    _check_yarn_options(beta_fast=beta_fast, beta_slow=beta_slow, mscale=mscale, mscale_all_dim=mscale_all_dim,
+                        attention_factor=attention_factor)  # fmt: skip
     if method in ("default", "ntk"):
         return None
     if method in ("linear", "dynamic"):

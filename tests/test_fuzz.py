@@ -4,6 +4,7 @@ import contextlib
 import copy
 import io
 import json
+import math
 import os
 from pathlib import Path
 
@@ -265,3 +266,201 @@ def test_regression_hf_config_with_absurd_layer_count():
         assert "num_hidden_layers" in str(exc) and "100,000" in str(exc)
     else:
         raise AssertionError("an absurd layer count must be refused")
+
+
+# ---- every flag of every command (issue 12) ------------------------------------------------------
+# Each command starts from a valid call; hypothesis adds 1-3 of its options with hostile values.
+# No traceback, no "internal error", exit 0 or 2, stderr only kvplan's own lines, and no negative,
+# nan or infinite figure among the answers a JSON output carries. `profile` is left out: it imports
+# torch and builds the model (tests/test_profile.py covers its flags); --plot/--save/--output get
+# paths only (a missing folder, an existing file without --force), never a drawing.
+
+EXAMPLE_LOG = str(Path(__file__).parent.parent / "examples" / "logs" / "vllm-deepseek-v2-lite-h100.log")
+COMMAND_BASES = {
+    "estimate": ["llama-3.1-8b"],
+    "models": [],
+    "show": ["gemma-3-27b"],
+    "gpus": [],
+    "import": [str(HF_CONFIGS[0])],
+    "capacity": ["llama-3.1-8b", "--gpu", "h100-sxm", "-c", "4k"],
+    "plan": ["llama-3.1-8b", "--users", "2", "-c", "4k", "--gpus", "l4"],
+    "check-log": [EXAMPLE_LOG],
+    "cost": ["llama-3.1-8b", "-c", "4k", "--gpu", "h100-sxm"],
+    "rope": ["llama-3.1-8b"],
+}
+PATH_OPTIONS = {"--plot", "--save", "--output", "--file"}
+hostile = st.one_of(
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "0",
+            "-1",
+            "1",
+            "7",
+            "1e30",
+            "1e-30",
+            "nan",
+            "inf",
+            "-inf",
+            "4k,,8k",
+            "4k,",
+            ",4k",
+            "4 k",
+            "JSON",
+            "fp8",
+            "q4_0",
+            "bf16,fp8",
+            "sglang",
+            "llamacpp",
+            "ideal",
+            "1TiB",
+            "0.5",
+            "2",
+            "3",
+            str(10**23),
+            "h100-sxm",
+            "l4,",
+            "yarn",
+            "latent",
+            "x" * 300,
+        ]  # fmt: skip
+    ),
+    st.text(max_size=12),
+    st.integers(-(10**20), 10**20).map(str),
+)
+ANSWER_KEYS = {
+    "kv_bytes_per_token", "kv_bytes_per_sequence", "kv_bytes_total", "kv_bytes_per_gpu", "weights_bytes_per_gpu",
+    "total_bytes_per_gpu", "gpu_memory_bytes", "kv_pool_bytes", "kv_pool_tokens", "max_concurrent_sequences",
+    "max_concurrent_sequences_per_replica", "engine_reported_concurrency", "max_context", "max_context_for_batch",
+    "expected_concurrency", "unallocated_bytes", "weights_bytes", "device_total_bytes", "sequences_per_replica",
+    "total_sequences", "gpus", "replicas", "time_s", "flops_total", "bytes_total", "tokens_per_s",
+}  # fmt: skip
+
+
+def _command_options():
+    import typer
+
+    from kvplan.cli import app, load_commands
+
+    load_commands()
+    group = typer.main.get_command(app)
+    return {
+        name: [p for p in group.commands[name].params if p.opts[0].startswith("--")]
+        for name in COMMAND_BASES  # every command but profile
+    }
+
+
+OPTIONS = _command_options()
+
+
+def _answers(doc, where=""):
+    """Every (key, number) among the answer fields of a JSON document."""
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            if k in ANSWER_KEYS and isinstance(v, int | float) and not isinstance(v, bool):
+                yield f"{where}{k}", v
+            yield from _answers(v, f"{where}{k}.")
+    elif isinstance(doc, list):
+        for item in doc:
+            yield from _answers(item, where)
+
+
+@settings(max_examples=int(os.environ.get("KVPLAN_FUZZ_EXAMPLES", "150")), deadline=None)
+@given(st.sampled_from(sorted(COMMAND_BASES)), st.data())
+def test_every_flag_of_every_command(tmp_path_factory, command, data):
+    from kvplan.cli import main
+
+    folder = tmp_path_factory.mktemp("flags")
+    (folder / "exists.png").write_text("keep me")
+    params = OPTIONS[command]
+    chosen = data.draw(st.lists(st.sampled_from(params), min_size=1, max_size=3, unique_by=lambda p: p.opts[0]))
+    argv = [command, *COMMAND_BASES[command]]
+    for p in chosen:
+        flag = p.opts[0]
+        if getattr(p, "is_flag", False):
+            argv.append(flag if not p.secondary_opts else data.draw(st.sampled_from([flag, *p.secondary_opts])))
+        elif flag in PATH_OPTIONS:
+            value = data.draw(st.sampled_from([str(folder / "missing" / "x.png"), str(folder / "exists.png"), ""]))
+            argv += [flag, value]
+        else:
+            argv += [flag, data.draw(hostile)]
+    as_json = data.draw(st.booleans()) and any(p.opts[0] == "--format" for p in params)
+    argv += ["--format", "json"] if as_json else []
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    text = err.getvalue()
+    assert code in (0, 2), (argv, text)
+    assert "Traceback" not in text and "internal error" not in text, (argv, text)
+    for line in filter(str.strip, text.splitlines()):
+        assert line.startswith(("kvplan: error: ", "kvplan: warning: ", "note: ", "wrote ")), (argv, line)
+    if "--force" not in argv:
+        assert (folder / "exists.png").read_bytes() == b"keep me", argv  # nothing overwritten without --force
+    if code == 0 and as_json and command != "import":
+        for key, value in _answers(json.loads(out.getvalue())):
+            assert math.isfinite(value) and value >= 0, (argv, key, value)
+
+
+# ---- the library API (issue 12): the same checks as the CLI, whatever the Python types ---------------
+
+any_value = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["", "4k", "llama-3.1-8b", "h100-sxm", "fp8", "bf16", "q4_0", "nope", "1M", "ideal", "sglang"]),
+    st.lists(st.integers(-5, 1 << 31), max_size=3),
+)
+
+
+def _library_call(name, args):
+    import kvplan
+    from kvplan.capacity import capacity, setup
+    from kvplan.memory import kv_bytes_per_sequence, kv_bytes_total
+    from kvplan.planner import plan
+
+    spec, gpu, length, batch, tp, pp, kv = args
+    if name == "estimate":
+        return [
+            r.model_dump() for r in kvplan.estimate(spec, length, batch=batch, kv_dtype_name=kv, tp=tp, pp=pp, gpu=gpu)
+        ]
+    if name == "kv_bytes_per_sequence":
+        return kv_bytes_per_sequence(spec, length, kv, tp=tp, pp=pp)
+    if name == "kv_bytes_total":
+        return kv_bytes_total(spec, length, batch, kv, tp=tp, pp=pp)
+    if name == "weight_bytes_per_gpu":
+        return kvplan.weight_bytes_per_gpu(spec, tp=tp, pp=pp)
+    if name == "capacity":
+        engine = kv if isinstance(kv, str) and kv in kvplan.ENGINES else "vllm"
+        return capacity(setup(spec, gpu, engine=engine, tp=tp, pp=pp), length, batch=batch).to_dict()
+    return [r.to_dict() for r in plan(spec, [gpu], users=batch, context=length)]
+
+
+library_names = st.sampled_from(
+    ["estimate", "kv_bytes_per_sequence", "kv_bytes_total", "weight_bytes_per_gpu", "capacity", "plan"]
+)
+
+
+@settings(max_examples=int(os.environ.get("KVPLAN_FUZZ_EXAMPLES", "150")), deadline=None)
+@given(
+    library_names,
+    st.one_of(st.sampled_from(["llama-3.1-8b", "gemma-3-27b", "phi-4"]), any_value),
+    st.one_of(st.sampled_from(["h100-sxm", "l4"]), any_value),
+    st.one_of(st.sampled_from([1, 4096, "32k", 1 << 20]), any_value),
+    st.one_of(st.sampled_from([1, 8]), any_value),
+    st.one_of(st.sampled_from([1, 2, 4]), any_value),
+    st.one_of(st.sampled_from([1, 2]), any_value),
+    st.one_of(st.sampled_from([None, "fp8", "bf16"]), any_value),
+)
+def test_library_api_takes_anything(name, spec, gpu, length, batch, tp, pp, kv):
+    try:
+        result = _library_call(name, (spec, gpu, length, batch, tp, pp, kv))
+    except InvalidInput as exc:
+        assert str(exc).strip()
+        return
+    if isinstance(result, int):
+        assert result >= 0
+        return
+    for key, value in _answers(result):
+        assert math.isfinite(value) and value >= 0, (name, key, value)

@@ -78,6 +78,7 @@ def cost(
     training: Annotated[bool, typer.Option("--training", help="training step: attention FLOPs, activations")] = False,
     attention: Annotated[str, typer.Option(help="with --training: full | s2 (LongLoRA shifted sparse)")] = "full",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="also draw memory and time to this PNG")] = None,
+    force: Annotated[bool, typer.Option(help="overwrite an existing --plot file")] = False,
     fmt: FormatOpt = "table",
 ) -> None:
     """Prefill and decode FLOPs, bytes moved and roofline time (TTFT, TPOT, tokens/s) per context."""
@@ -107,11 +108,14 @@ def cost(
             latency=latency,
             expert_parallel=expert_parallel,
             plot=plot,
+            force=force,
             fmt=fmt,
         )
 
 
-def _inference(spec: Any, contexts: list[int], *, gpu: str, plot: Optional[Path], fmt: str, **kw: Any) -> None:
+def _inference(
+    spec: Any, contexts: list[int], *, gpu: str, plot: Optional[Path], force: bool, fmt: str, **kw: Any
+) -> None:
     from kvplan.cost import Efficiency
     from kvplan.cost import cost as run
     from kvplan.hardware import resolve_gpu
@@ -119,7 +123,7 @@ def _inference(spec: Any, contexts: list[int], *, gpu: str, plot: Optional[Path]
     if plot is not None:
         from kvplan.plot import check_plot_path
 
-        check_plot_path(plot)
+        check_plot_path(plot, force=force)
     device = resolve_gpu(gpu)
     compute, memory, link = kw["effs"]
     eff = Efficiency(compute=compute, memory=memory, interconnect=link)
@@ -158,6 +162,7 @@ def _inference(spec: Any, contexts: list[int], *, gpu: str, plot: Optional[Path]
 
 def _cost_plot(spec: Any, device: Any, contexts: list[int], rows: list[Any], path: Path, kw: dict[str, Any]) -> None:
     from kvplan.estimator import estimate
+    from kvplan.hardware import usable_memory_bytes
     from kvplan.plot import plot_context
 
     mem = estimate(
@@ -171,7 +176,7 @@ def _cost_plot(spec: Any, device: Any, contexts: list[int], rows: list[Any], pat
             "weights + KV": [r.total_bytes_per_gpu for r in mem],
             "KV cache": [r.kv_bytes_per_gpu for r in mem],
         },
-        capacity_bytes=device.memory_bytes,
+        capacity_bytes=usable_memory_bytes(device),  # the figure estimate and capacity use
         capacity_label=device.name,
         times={"TTFT (prefill)": [r.ttft_s for r in rows], "TPOT (decode step)": [r.tpot_s for r in rows]},
     )

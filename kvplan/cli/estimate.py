@@ -52,6 +52,7 @@ def estimate(
     pp: PpOpt = 1,
     overhead: Annotated[str, typer.Option(help="memory reserved per GPU beyond weights and KV, e.g. 2GiB")] = "0",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="also draw memory against context to this PNG")] = None,
+    force: Annotated[bool, typer.Option(help="overwrite an existing --plot file")] = False,
     fmt: FormatOpt = "table",
 ) -> None:
     """KV cache, weights and total memory per GPU at each context length (ideal layout)."""
@@ -63,7 +64,7 @@ def estimate(
         if plot is not None:
             from kvplan.plot import check_plot_path
 
-            check_plot_path(plot)  # before any output: a bad path or a missing extra ends here
+            check_plot_path(plot, force=force)  # before any output: a bad path or a missing extra ends here
         spec = load_model(model)
         rows = run(
             spec,
@@ -101,15 +102,15 @@ _GPU_KEYS = {"gpu_memory_bytes", "fits", "headroom_bytes"}
 
 def estimate_plot(spec: Any, rows: list[Any], path: Path, *, gpu: Any = None) -> None:
     """``kvplan estimate --plot``: weights + KV and KV alone per GPU against context, GPU memory as a line."""
-    from kvplan.plot import check_plot_path, plot_context
+    from kvplan.hardware import usable_memory_bytes
+    from kvplan.plot import plot_context
 
-    check_plot_path(path)
-    plot_context(
+    plot_context(  # the command checked the path (and --force) before any work
         path,
         title=f"{spec.name}, batch {rows[0].batch}, KV {rows[0].kv_dtype}, TP {rows[0].tp} PP {rows[0].pp}",
         contexts=[r.context for r in rows],
         memory={"total per GPU": [r.total_bytes_per_gpu for r in rows], "KV cache": [r.kv_bytes_per_gpu for r in rows]},
-        capacity_bytes=gpu.memory_bytes if gpu else None,
+        capacity_bytes=usable_memory_bytes(gpu) if gpu else None,  # the figure estimate and capacity use
         capacity_label=gpu.name if gpu else "GPU memory",
     )
     err(f"wrote {path}")

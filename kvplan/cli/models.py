@@ -106,8 +106,10 @@ def import_(
         fmt = fmt.strip().lower()
         if fmt not in ("yaml", "json"):
             raise InvalidInput(f"unknown format {fmt!r} for import; expected yaml or json")
-        if output is not None and output.exists() and not force:  # before any work, as --plot and --save
-            raise InvalidInput(f"{str(output)!r} already exists; pass --force to overwrite it")
+        if output is not None:  # before any work, as --plot and --save
+            from kvplan.checks import check_output_path
+
+            check_output_path(output, force=force)
         result = import_config(config, name=name)
         for warning in result.warnings:
             err(f"kvplan: warning: {warning}")
@@ -115,8 +117,6 @@ def import_(
         if output is None:
             out(text.rstrip("\n"))
             return
-        if output.exists() and not force:
-            raise InvalidInput(f"{str(output)!r} already exists; pass --force to overwrite it")
         try:
             output.write_text(text, encoding="utf-8")
         except OSError as exc:

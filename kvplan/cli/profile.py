@@ -73,8 +73,10 @@ def profile(
             force=force,
             gpu=gpu,
         )
-        if save is not None and save.exists() and not force:
-            raise InvalidInput(f"{str(save)!r} already exists; pass --force to overwrite it")
+        if save is not None:  # its folder and --force checked before the profile runs
+            from kvplan.checks import check_output_path
+
+            check_output_path(save, force=force)
         runs = [r.model_dump() for r in profile_model(spec, opts, progress=lambda m: err(f"kvplan profile: {m}"))]
         if save is not None:
             _write(save, report.render(runs, [], "json"))

@@ -54,7 +54,12 @@ class LlamaCppLayout(Layout):
         return largest(lambda n: self.units_for(1, n) <= available, MAX_CONTEXT) // PAD * PAD
 
     def pool_bytes(self, available: int, *, sequences: int, length: int) -> int:
-        return self.units_for(max(sequences, 1), length)
+        if sequences >= 1:
+            return self.units_for(sequences, length)  # llama-server -c sequences x length -np sequences
+        # Not one sequence fits: the largest pool one sequence can have, the one pool_tokens reports
+        # (a pool for the asked length, larger than the budget, beside 0 tokens was shown before).
+        tokens = self.pool_tokens(available)
+        return self.units_for(1, tokens) if tokens else 0
 
     def reported_concurrency(self, available: int, length: int) -> float:
         return float(self.max_sequences(available, length))
