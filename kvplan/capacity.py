@@ -128,18 +128,19 @@ def setup(
     memo = {} if memo is None else memo
     if settings.mla not in ("latent", "expanded"):
         raise InvalidInput(f"invalid MLA layout {settings.mla!r}; expected 'latent' or 'expanded'")
-    plan_key = ("plan", profile.name, profile.version, kv_name, tp, pp, settings.mla)
+    attn_tp = profile.attention_tp(tp, settings)  # the KV cell's TP split (tp / attention DP)
+    plan_key = ("plan", profile.key, kv_name, attn_tp, pp, settings.mla)
     if plan_key not in memo:
-        memo[plan_key] = profile.cache_plan(spec, kv_dtype_name=kv_name, tp=tp, pp=pp, mla=settings.mla)
+        memo[plan_key] = profile.cache_plan(spec, kv_dtype_name=kv_name, tp=attn_tp, pp=pp, mla=settings.mla)
     plan = memo[plan_key]
     w_key = ("weights", w_name, tp, pp)
     if w_key not in memo:
         memo[w_key] = weight_bytes_per_stage(spec, w_name, tp=tp, pp=pp)
     total = usable_memory_bytes(gpu, settings.overrides.device_memory_bytes)
-    mnbt, seqs = profile.batch_limits(settings, total)
+    mnbt, seqs = profile.batch_limits(settings, total, gpu)
     stages = tuple(
         Stage(
-            profile.budget(spec, settings=settings, total=total, weights=memo[w_key][i], tp=tp, pp=pp),
+            profile.budget(spec, settings=settings, total=total, weights=memo[w_key][i], tp=tp, pp=pp, gpu=gpu),
             profile.layout(spec, plan=plan, settings=settings, stage_index=i, gpu=gpu, total=total),
         )
         for i in range(len(plan.stages))
@@ -152,8 +153,17 @@ def setup(
 
 
 def max_sequences(s: Setup, length: int) -> int:
-    """Most concurrent sequences of ``length`` tokens one replica holds (exact unit count)."""
-    return min(st.layout.max_sequences(st.available, length) for st in s.stages)
+    """Most concurrent sequences of ``length`` tokens one replica holds (exact unit count; attention
+    data-parallel ranks each hold their own)."""
+    return min(st.layout.max_sequences(st.available, length) for st in s.stages) * s.settings.attention_dp
+
+
+def decode_sequences(s: Setup, length: int) -> int:
+    """Requests of ``length`` tokens that decode at once in steady state on one replica.
+
+    Differs from :func:`max_sequences` (the worst case an engine sizes its startup report by) where
+    the engine frees what a decoding request no longer needs (vLLM's sliding-window blocks)."""
+    return min(st.layout.decode_sequences(st.available, length) for st in s.stages) * s.settings.attention_dp
 
 
 def max_context(s: Setup, *, batch: int = 1, limit: int | None = None) -> int:
@@ -207,6 +217,7 @@ class CapacityResult:
     model: str
     engine: str
     engine_version: str
+    engine_release: str  # the rule set: ``--engine {engine}@{engine_release}`` selects it again
     gpu: str
     gpus: int
     tp: int
@@ -219,9 +230,9 @@ class CapacityResult:
     kv_pool_bytes: int
     kv_pool_tokens: int
     available_kv_bytes: int
-    max_concurrent_sequences: int  # at ``context``, all replicas, exact unit count
+    max_concurrent_sequences: int  # at ``context``, all replicas, decoding at once in steady state
     max_concurrent_sequences_per_replica: int
-    engine_reported_concurrency: float  # the engine's own figure (vLLM "Maximum concurrency")
+    engine_reported_concurrency: float  # the engine's own startup figure (vLLM "Maximum concurrency")
     max_context: int  # one sequence
     max_context_limited_by: str
     batch: int | None
@@ -239,6 +250,8 @@ class CapacityResult:
     kv_cache_memory_given: bool = False
     weights_format: str = ""
     weights_shipped: bool = True
+    # The operator's three questions, each labelled (see :func:`answers`).
+    answers: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -270,7 +283,8 @@ def capacity(
     if kv_cache_memory is not None:
         s = with_kv_memory(s, _check_kv_budget(s, kv_cache_memory))
     beyond = beyond_trained_context(s.spec, context)
-    per_replica = 0 if beyond else max_sequences(s, context)
+    admitted = 0 if beyond else max_sequences(s, context)
+    per_replica = 0 if beyond else decode_sequences(s, context)
     one = max_context(s)
     limited = "memory" if one < trained_context(s.spec) else "model max_position_embeddings"
     busiest = min(s.stages, key=lambda st: st.budget.available_kv)
@@ -294,11 +308,13 @@ def capacity(
     if lengths:
         expected = expected_concurrency(s, lengths, weights=weights)
         mix = {"lengths": lengths, "weights": weights or [1.0] * len(lengths)}
-    fits = per_replica >= 1
+    fits = admitted >= 1
+    tokens, reported = pool_tokens(s), round(reported_concurrency(s, context), 4)
     result = CapacityResult(
         model=s.spec.name,
         engine=s.engine.name,
         engine_version=s.engine.version,
+        engine_release=s.engine.release,
         gpu=s.gpu.name,
         gpus=s.gpus,
         tp=s.tp,
@@ -309,11 +325,11 @@ def capacity(
         context=context,
         fits=fits,
         kv_pool_bytes=pool,
-        kv_pool_tokens=pool_tokens(s),
+        kv_pool_tokens=tokens,
         available_kv_bytes=b.available_kv,
         max_concurrent_sequences=per_replica * s.replicas,
         max_concurrent_sequences_per_replica=per_replica,
-        engine_reported_concurrency=round(reported_concurrency(s, context), 4),
+        engine_reported_concurrency=reported,
         max_context=one,
         max_context_limited_by=limited,
         batch=batch,
@@ -329,12 +345,33 @@ def capacity(
         kv_cache_memory_given=kv_cache_memory is not None,
         weights_format=s.weights_format,
         weights_shipped=s.weights_shipped,
+        answers=answers(
+            context,
+            tokens=tokens,
+            reported=reported,
+            admitted=admitted * s.replicas,
+            decoding=per_replica * s.replicas,
+            longest=one,
+        ),  # fmt: skip
     )
     if not fits:
         result.reason = beyond or _reason(s, context, one)
         if suggest:
             result.nearest = _context_only(s, one) if beyond else nearest_fits(s, context)
     return result
+
+
+def answers(context: int, *, tokens: int, reported: float, admitted: int, decoding: int, longest: int) -> dict:
+    """What an operator asks, labelled: what the engine logs at startup, how many requests decode at
+    once in steady state, and the longest single request it admits. The startup figures are the
+    engine's worst-case sizing (vLLM sizes each request for its longest prefill chunk); the decoding
+    figure counts what a running request holds."""
+    return {
+        "startup_log": {"kv_pool_tokens": tokens, "max_concurrency": reported, "context": context,
+                        "whole_requests": admitted},
+        "decoding_at_once": decoding,
+        "longest_request_tokens": longest,
+    }  # fmt: skip
 
 
 def _context_only(s: Setup, one: int) -> list[dict[str, Any]]:
@@ -426,7 +463,7 @@ def nearest_fits(s: Setup, context: int, *, limit: int = 3) -> list[dict[str, An
 
 def _try(s: Setup, context: int, **changes: Any) -> bool:
     args = {
-        "engine": s.engine.name,
+        "engine": s.engine.key,
         "tp": s.tp,
         "pp": s.pp,
         "kv_dtype_name": s.kv_dtype,

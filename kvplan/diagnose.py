@@ -185,6 +185,7 @@ class Params:
     sequences: int = 1  # sequences that must fit at start (llama.cpp -np)
     enforce_eager: bool = False
     model_ref: str | None = None  # the checkpoint the log names, for the launch line
+    rules: str | None = None  # the engine release whose rules apply (``vllm@0.19``; the log's own when stated)
 
 
 def recognise(text: str, engine: str) -> Failure | None:
@@ -256,6 +257,10 @@ def diagnose_text(
     ref = ref if ref and "/" in ref and " " not in ref else None  # a repo id or path, not a display name
     weights_dtype = weights_dtype or fl.weights_dtype_of(text, engine)
     p = _params(engine, spec, gpu_obj, flags, failure, logged, gpu_id, weights_dtype, ref)
+    if facts is not None:  # the rule set of the release the log states (kvplan.engines: rules_for_log)
+        from kvplan.engines import get_engine
+
+        p = replace(p, rules=get_engine(engine).rules_for_log(facts)[0].key)
     try:
         _explain(d, spec, p, failure, logged, have_gpu=gpu_obj is not None)
     except InvalidInput as exc:  # flags kvplan itself refuses (e.g. the TP the engine refused)
@@ -387,7 +392,7 @@ def setup_for(spec: ModelSpec, p: Params):  # noqa: ANN201
         **({fraction_field: p.fraction} if fraction_field and p.fraction is not None else {}),
     )
     get_engine(p.engine)
-    return setup(spec, p.gpu, engine=p.engine, tp=p.tp, pp=p.pp, kv_dtype_name=p.kv_dtype,
+    return setup(spec, p.gpu, engine=p.rules or p.engine, tp=p.tp, pp=p.pp, kv_dtype_name=p.kv_dtype,
                  weights_dtype=p.weights_dtype, settings=settings)  # fmt: skip
 
 
@@ -413,7 +418,8 @@ def check(spec: ModelSpec, p: Params):  # noqa: ANN201
 
 def capacity_argv(spec: ModelSpec, p: Params) -> list[str]:
     """The `kvplan capacity` command that checks ``p`` (what the tests run)."""
-    args = ["kvplan", "capacity", spec.name, "--gpu", p.gpu.name, "--engine", p.engine, "--context", str(p.context)]
+    args = ["kvplan", "capacity", spec.name, "--gpu", p.gpu.name, "--engine", p.rules or p.engine,
+            "--context", str(p.context)]  # fmt: skip
     args += ["--tp", str(p.tp)] if p.tp != 1 else []
     args += ["--pp", str(p.pp)] if p.pp != 1 else []
     args += ["--kv-dtype", p.kv_dtype] if p.kv_dtype else []

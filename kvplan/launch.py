@@ -24,7 +24,7 @@ def model_ref(source: str, name: str) -> str:
 def launch_args(r: CapacityResult, *, model: str, sequences: int | None = None) -> list[str]:
     """argv for serving ``r``'s configuration with its context and concurrency (the engine's own flags)."""
     seqs = max(1, sequences if sequences is not None else r.max_concurrent_sequences_per_replica)
-    return get_engine(r.engine).launch_args(r, model=model, sequences=seqs)
+    return get_engine(f"{r.engine}@{r.engine_release}").launch_args(r, model=model, sequences=seqs)
 
 
 def launch_command(r: CapacityResult, *, model: str, sequences: int | None = None) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kvplan import capacity
-from kvplan.engines import LOG_READERS, Engine, log_engine, usable_memory_bytes
+from kvplan.engines import LOG_READERS, Engine, get_engine, log_engine, usable_memory_bytes
 from kvplan.engines.base import LogFacts, fmt
 from kvplan.errors import InvalidInput
 from kvplan.units import GIB
@@ -36,6 +36,10 @@ __all__ = [
 def _reader(text: str, engine: str | None) -> Engine:
     if engine is None:
         return log_engine(text)
+    if "@" in engine:  # a release: vllm@0.19
+        chosen = get_engine(engine)
+        if any(e.name == chosen.name for e in LOG_READERS):
+            return chosen
     for e in LOG_READERS:
         if e.name == engine:
             return e
@@ -156,5 +160,8 @@ def check_text(
         ]
         return result
     facts.flags.setdefault("weights_dtype", weights_dtype)
-    reader.compare_log(facts, spec, gpu_obj, result, calc=capacity)
+    rules, note = (reader, None) if "@" in (engine or "") else reader.rules_for_log(facts)
+    if note:
+        result.notes.append(note)
+    rules.compare_log(facts, spec, gpu_obj, result, calc=capacity)
     return result

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from kvplan.capacity import Setup, max_sequences, pool_tokens, setup
+from kvplan.capacity import Setup, decode_sequences, max_sequences, pool_tokens, setup
 from kvplan.checks import as_gpu, as_spec, beyond_trained_context, check_length
 from kvplan.engines import Settings, get_engine
 from kvplan.errors import InvalidInput
@@ -93,7 +93,7 @@ def plan(
         for tp, pp in splits:
             for w in w_list:
                 for kv in kv_list:
-                    row = _row(spec, gpu, engine=profile.name, tp=tp, pp=pp, w=w, kv=kv, users=users, context=context,
+                    row = _row(spec, gpu, engine=profile.key, tp=tp, pp=pp, w=w, kv=kv, users=users, context=context,
                                settings=settings, max_gpus=max_gpus, memo=memo)  # fmt: skip
                     if row is not None:
                         rows.append(row)
@@ -108,7 +108,7 @@ def _row(spec, gpu, *, engine, tp, pp, w, kv, users, context, settings, max_gpus
         )
     except InvalidInput:
         return None  # a split or dtype this model/engine cannot take
-    per = max_sequences(s, context)
+    per = decode_sequences(s, context)  # users decoding at once, in steady state
     if per < 1:
         return None
     replicas = ceil_div(users, per)
@@ -126,7 +126,7 @@ def _row(spec, gpu, *, engine, tp, pp, w, kv, users, context, settings, max_gpus
         total_sequences=per * replicas,
         headroom_bytes=_headroom(s, ceil_div(users, replicas), context),
         kv_pool_tokens=pool_tokens(s),
-        engine=engine,
+        engine=s.engine.name,
     )
 
 
@@ -161,7 +161,7 @@ def why_nothing_fits(
             f"it runs {', '.join(profile.weight_dtypes)}"
         )
     splits = SPLITS if profile.supports_tp else ((1, 1),)
-    one = _fits_one(spec, [as_gpu(g) for g in gpus], profile.name, splits, kvs, weights_dtypes, settings, context)
+    one = _fits_one(spec, [as_gpu(g) for g in gpus], profile.key, splits, kvs, weights_dtypes, settings, context)
     if not one:
         if not profile.supports_tp:
             return (

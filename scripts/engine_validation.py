@@ -115,7 +115,8 @@ def run_vllm(entry: dict, spec, gpu) -> Case:  # noqa: ANN001
     )
     tp = first_int(entry.get("tensor_parallel_size")) or 1
     pp = first_int(entry.get("pipeline_parallel_size")) or 1
-    s = setup(spec, gpu, engine="vllm", tp=tp, pp=pp, weights_dtype=weights_dtype(entry), settings=settings)
+    # Every vLLM log here is from 0.19 or older: the vllm@0.19 rule set (utilization 0.9, graphs after sizing).
+    s = setup(spec, gpu, engine="vllm@0.19", tp=tp, pp=pp, weights_dtype=weights_dtype(entry), settings=settings)
     kv_logged = fig.get("available_kv") or first_float(logged.get("available_kv_cache_memory_GiB"))
     blocks_logged = fig.get("blocks") or logged.get("num_gpu_blocks") or logged.get("gpu_blocks")
     tokens_logged = fig.get("tokens") or logged.get("gpu_kv_cache_tokens") or logged.get("max_tokens_in_kv")

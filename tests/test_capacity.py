@@ -37,7 +37,9 @@ VLLM_LOGS = [
 
 
 def _vllm(model, tp=1, util=0.9, **kw):
-    return setup(load_bundled(model), H100, engine="vllm", tp=tp, settings=Settings(gpu_memory_utilization=util), **kw)
+    # These figures are vLLM 0.19's (the logs above): its rule set, vllm@0.19.
+    return setup(load_bundled(model), H100, engine="vllm@0.19", tp=tp, settings=Settings(gpu_memory_utilization=util),
+                 **kw)  # fmt: skip
 
 
 @pytest.mark.parametrize(("case", "model", "tp", "util", "length", "kv_gib", "blocks", "tokens", "conc"), VLLM_LOGS)
@@ -62,7 +64,7 @@ def test_vllm_figures_from_logged_kv_memory(case, model, tp, util, length, kv_gi
 def test_vllm_predicted_kv_memory_within_two_percent(case, model, tp, util, length, kv_gib, blocks, tokens, conc):
     """From scratch (weights, activation, non-torch); gpt-oss-20b needs its MXFP4 checkpoint dtype."""
     w = "mxfp4" if model.startswith("gpt-oss") else None
-    s = setup(load_bundled(model), H100, engine="vllm", tp=tp, weights_dtype=w,
+    s = setup(load_bundled(model), H100, engine="vllm@0.19", tp=tp, weights_dtype=w,
               settings=Settings(gpu_memory_utilization=util))  # fmt: skip
     predicted = s.stages[0].budget.available_kv / GIB
     assert predicted == pytest.approx(kv_gib, rel=0.02), case
@@ -153,7 +155,7 @@ def test_kv_cache_memory_sets_the_budget():
 
 def test_replicas_multiply_sequences():
     one = capacity(_vllm("llama-3.1-8b", tp=2), 8192)
-    two = capacity(setup(load_bundled("llama-3.1-8b"), H100, tp=2, gpus=4), 8192)
+    two = capacity(setup(load_bundled("llama-3.1-8b"), H100, engine="vllm@0.19", tp=2, gpus=4), 8192)
     assert two.replicas == 2
     assert two.max_concurrent_sequences == 2 * one.max_concurrent_sequences
 

@@ -205,7 +205,8 @@ def test_transformers_keeps_window_minus_one():
 
 def test_llamacpp_pools_match_logs():
     # llamacpp-01: gpt-oss-20b, -c 131072, 1 seq, ubatch 512: 131,072 cells (3,072 MiB) + SWA 768 cells (18 MiB).
-    lay = _lay("gpt-oss-20b", "llamacpp", kv_dtype_name="fp16")
+    # Build 6699 ran -np 1 as one slot: the rule set llamacpp@b6699 (was the only llama.cpp rule set).
+    lay = _lay("gpt-oss-20b", "llamacpp@b6699", kv_dtype_name="fp16")
     pools = {p.name: p for p in llamacpp_pools(lay, n_ctx=131072, n_seq=1)}
     assert (pools["non-SWA"].cells, pools["non-SWA"].bytes) == (131072, 3072 * MIB)
     assert (pools["SWA"].cells, pools["SWA"].bytes) == (768, 18 * MIB)
@@ -239,12 +240,14 @@ def test_llamacpp_recurrent_state_is_fp32_per_sequence():
 
 
 def test_vllm_budget_is_utilization_minus_terms():
-    s = setup(load_bundled("llama-3.1-8b"), H100, settings=Settings(gpu_memory_utilization=0.95))
+    # vLLM 0.19: CUDA graphs are captured after sizing, unless VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=1.
+    s = setup(load_bundled("llama-3.1-8b"), H100, engine="vllm@0.19", settings=Settings(gpu_memory_utilization=0.95))
     b = s.stages[0].budget
     assert b.engine_share == int(81090 * MIB * 0.95)
     assert b.available_kv == b.engine_share - b.weights - b.activation - b.non_torch
     assert not b.cuda_graph_in_budget
-    g = setup(load_bundled("llama-3.1-8b"), H100, settings=Settings(cuda_graph_estimate=True)).stages[0].budget
+    g = setup(load_bundled("llama-3.1-8b"), H100, engine="vllm@0.19", settings=Settings(cuda_graph_estimate=True))
+    g = g.stages[0].budget
     assert g.available_kv == g.engine_share - g.weights - g.activation - g.non_torch - g.cuda_graph
 
 
@@ -252,7 +255,7 @@ def test_vllm_overrides_replace_the_models():
     from kvplan.engines import Overrides
 
     o = Overrides(activation_bytes=GIB, non_torch_bytes=0, overhead_bytes=MIB)
-    b = setup(load_bundled("llama-3.1-8b"), H100, settings=Settings(overrides=o)).stages[0].budget
+    b = setup(load_bundled("llama-3.1-8b"), H100, engine="vllm@0.19", settings=Settings(overrides=o)).stages[0].budget
     assert (b.activation, b.non_torch, b.overhead) == (GIB, 0, MIB)
     assert b.available_kv == b.engine_share - b.weights - GIB - MIB
 
@@ -322,17 +325,19 @@ def test_mla_expanded_layout_stores_per_head_k_and_v():
 
 def test_sglang_hybrid_swa_pool_split():
     # model_runner.set_num_token_hybrid: tokens x layers split so that swa = full x ratio.
-    # gemma-2-9b: 21 full + 21 SWA-4096 layers, all 8 KV heads x 256 x 2 x 2 B = 8 KiB per layer per token.
-    lay = _lay("gemma-2-9b", "sglang", settings=Settings(swa_full_tokens_ratio=0.25))
-    available = 42 * 8192 * 100_000  # 100,000 tokens over all 42 layers
+    # Was gemma-2-9b, which SGLang does not run with the hybrid pool (model_config.is_hybrid_swa_model lists
+    # GptOssForCausalLM, Llama4ForConditionalGeneration, ...; see test_engine_rules.py): now gpt-oss-20b,
+    # 12 full + 12 SWA-128 layers, 8 KV heads x 64 x 2 (K,V) x 2 B = 2 KiB per layer per token.
+    lay = _lay("gpt-oss-20b", "sglang", settings=Settings(swa_full_tokens_ratio=0.01))
+    available = 24 * 2048 * 100_000  # 100,000 tokens over all 24 layers
     full, swa, window = lay.sglang_swa_tokens(available)
-    # full = 4,200,000 / (0.25 x 21 + 21) = 160,000; swa = 40,000
-    assert (full, swa, window) == (160_000, 40_000, 4096)
-    # 8K requests: the full pool holds 19, the SWA pool (4,096 each) only 9
-    assert lay.fits(available, batch=9, length=8192)
-    assert not lay.fits(available, batch=10, length=8192)
+    # full = 2,400,000 / (0.01 x 12 + 12) = 198,019; swa = int(198,019 x 0.01) = 1,980
+    assert (full, swa, window) == (198_019, 1_980, 128)
+    # 8K requests: the full pool holds 198,019 // 8,192 = 24, the SWA pool (128 each) 1,980 // 128 = 15
+    assert lay.fits(available, batch=15, length=8192)
+    assert not lay.fits(available, batch=16, length=8192)
     with pytest.raises(InvalidInput, match="swa_full_tokens_ratio"):
-        _lay("gemma-2-9b", "sglang", settings=Settings(swa_full_tokens_ratio=1.5))
+        _lay("gpt-oss-20b", "sglang", settings=Settings(swa_full_tokens_ratio=1.5))
 
 
 def test_vllm_mla_on_blackwell_uses_128_token_blocks():

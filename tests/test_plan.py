@@ -56,7 +56,9 @@ def _answer(engine, **kw):
 def test_vllm_launch_flags():
     args = launch_args(_answer("vllm", tp=2, kv_dtype_name="fp8"), model="meta-llama/Llama-3.1-8B")
     assert args[:3] == ["vllm", "serve", "meta-llama/Llama-3.1-8B"]
-    for flag, value in [("--max-model-len", "32768"), ("--gpu-memory-utilization", "0.9"),
+    # --gpu-memory-utilization: vLLM 0.21's default 0.92 (vllm/config/cache.py), was 0.9 (0.19) before
+    # `--engine vllm` meant the newest release.
+    for flag, value in [("--max-model-len", "32768"), ("--gpu-memory-utilization", "0.92"),
                         ("--kv-cache-dtype", "fp8"), ("-tp", "2")]:  # fmt: skip
         assert args[args.index(flag) + 1] == value
     assert "--max-num-seqs" in args

@@ -39,7 +39,7 @@ def _settings(
     cuda_graph: SizeOpt,
     device_memory: SizeOpt,
     overhead: str,
-    graph_estimate: bool,
+    graph_estimate: Optional[bool],
     n_ubatch: int,
     mla: str = "latent",
     swa_ratio: Optional[float] = None,
@@ -74,14 +74,15 @@ def _settings(
     )
 
 
+# (field, kind, what it answers): the engine's startup log, steady-state decoding, the longest request.
 CAPACITY_FIELDS = [
-    ("kv_pool_bytes", "bytes"),
-    ("kv_pool_tokens", "int"),
-    ("max_concurrent_sequences", "int"),
-    ("engine_reported_concurrency", "float"),
-    ("max_context", "int"),
-    ("max_context_for_batch", "int"),
-    ("expected_concurrency", "float"),
+    ("kv_pool_bytes", "bytes", "KV pool per GPU"),
+    ("kv_pool_tokens", "int", "startup log: KV cache size in tokens"),
+    ("engine_reported_concurrency", "float", "startup log: maximum concurrency at {context:,} tokens"),
+    ("max_concurrent_sequences", "int", "requests of {context:,} tokens decoding at once (steady state)"),
+    ("max_context", "int", "longest single request admitted"),
+    ("max_context_for_batch", "int", "longest context for {batch} requests at once"),
+    ("expected_concurrency", "float", "requests at once on average for the length mix"),
 ]
 
 
@@ -114,7 +115,9 @@ def capacity(
     cuda_graph: Annotated[SizeOpt, typer.Option(help="override CUDA graph memory")] = None,
     device_memory: Annotated[SizeOpt, typer.Option(help="override usable device memory (CUDA total)")] = None,
     overhead: Annotated[str, typer.Option(help="extra reservation per GPU")] = "0",
-    cuda_graph_estimate: Annotated[bool, typer.Option(help="vLLM >= 0.21: subtract CUDA graphs")] = False,
+    cuda_graph_estimate: Annotated[
+        Optional[bool], typer.Option(help="vLLM: subtract CUDA graphs from the budget (default: on from vllm@0.21)")
+    ] = None,
     ubatch: Annotated[int, typer.Option(help="llama.cpp -ub")] = 512,
     mla: Annotated[str, typer.Option(help="MLA cache: latent (engines' default) | expanded per-head K/V")] = "latent",
     swa_full_tokens_ratio: Annotated[Optional[float], typer.Option(help="SGLang SWA pool ratio (0, 1]")] = None,
@@ -184,10 +187,11 @@ def _print_capacity(r, fmt: str, command: str) -> None:  # noqa: ANN001
         f"{r.model} on {r.gpus} x {r.gpu} ({r.engine} {r.engine_version}), TP {r.tp} PP {r.pp}, "
         f"KV {r.kv_dtype}, weights {r.weights_format or r.weights_dtype}, context {r.context:,} (GiB = 2^30)"
     )
-    rows = [{"field": k, "value": report.human_bytes(getattr(r, k)) if kind == "bytes" else _num(getattr(r, k), kind)}
-            for k, kind in CAPACITY_FIELDS if getattr(r, k) is not None]  # fmt: skip
-    rows.insert(3, {"field": "fits", "value": "yes" if r.fits else "NO"})
-    cols = [report.Column("field", "answer"), report.Column("value", "value")]
+    rows = [{"field": k, "value": report.human_bytes(getattr(r, k)) if kind == "bytes" else _num(getattr(r, k), kind),
+             "means": label.format(context=r.context, batch=r.batch)}
+            for k, kind, label in CAPACITY_FIELDS if getattr(r, k) is not None]  # fmt: skip
+    rows.insert(4, {"field": "fits", "value": "yes" if r.fits else "NO", "means": "one request of the context fits"})
+    cols = [report.Column("field", "answer"), report.Column("value", "value"), report.Column("means", "what it is")]
     out(report.render(rows, cols, fmt, title=title))
     out("")
     terms = [{"term": k.removesuffix("_bytes"), "bytes": v} for k, v in r.breakdown.items()]

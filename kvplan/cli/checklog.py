@@ -26,7 +26,10 @@ def check_log(
     file: Annotated[
         str, typer.Argument(help="an engine startup log (vLLM, SGLang, llama.cpp, TensorRT-LLM); - for stdin")
     ],
-    engine: Annotated[Optional[str], typer.Option("--engine", "-e", help="vllm | sglang | llamacpp | trtllm")] = None,
+    engine: Annotated[
+        Optional[str],
+        typer.Option("--engine", "-e", help="vllm | sglang | llamacpp | trtllm, or a release (vllm@0.19)"),
+    ] = None,
     model: Annotated[Optional[str], typer.Option(help="model spec when the log does not name a bundled one")] = None,
     gpu: Annotated[Optional[str], typer.Option(help="GPU when the log does not say")] = None,
     weights_dtype: Annotated[Optional[str], typer.Option(help="checkpoint weights dtype (fp8, mxfp4, ...)")] = None,
@@ -40,7 +43,8 @@ def check_log(
 
         fmt = check_format(fmt)
         text, name = _read_log(file)
-        d = diagnose_text(text, engine=engine, model=model, gpu=gpu, weights_dtype=weights_dtype, tp=tp)
+        log_engine = engine.partition("@")[0] if engine else None  # a release (vllm@0.19) selects rules below
+        d = diagnose_text(text, engine=log_engine, model=model, gpu=gpu, weights_dtype=weights_dtype, tp=tp)
         if d.failed:
             for note in d.notes:
                 err(f"note: {note}")
@@ -57,7 +61,14 @@ def check_log(
                 f"no failed start found in this {d.engine} log; kvplan compares {', '.join(readers[:-1])} and "
                 f"{readers[-1]} startup logs term by term"
             )
-        result = check_text(text, engine=d.engine, model=model, gpu=gpu, weights_dtype=weights_dtype, tp=tp)
+        result = check_text(
+            text,
+            engine=engine if engine and "@" in engine else d.engine,
+            model=model,
+            gpu=gpu,
+            weights_dtype=weights_dtype,
+            tp=tp,
+        )
         for note in result.notes:
             err(f"note: {note}")
         if fmt == "json":

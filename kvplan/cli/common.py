@@ -63,7 +63,13 @@ ModelArg = Annotated[
     str, typer.Argument(help="bundled name (see 'kvplan models'), a spec YAML, a config.json or a folder holding one")
 ]
 EngineOpt = Annotated[
-    str, typer.Option("--engine", "-e", help="ideal | vllm | sglang | trtllm | llamacpp | transformers")
+    str,
+    typer.Option(
+        "--engine",
+        "-e",
+        help="ideal | vllm | sglang | trtllm | llamacpp | transformers; the newest release kvplan knows, "
+        "or NAME@VERSION (vllm@0.19) for an older rule set",
+    ),
 ]
 SizeOpt = Optional[str]
 

@@ -24,20 +24,32 @@ from kvplan.errors import InvalidInput, did_you_mean
 from kvplan.hardware import usable_memory_bytes  # one usable-memory figure for every command
 from kvplan.units import canonical_dtype, kv_dtype
 
-ENGINES: dict[str, Engine] = {m.ENGINE.name: m.ENGINE for m in (ideal, vllm, sglang, trtllm, llamacpp, transformers)}
+_MODULES = (ideal, vllm, sglang, trtllm, llamacpp, transformers)
+# name -> the newest rule set kvplan knows; RELEASES: name -> every release it knows, oldest first.
+ENGINES: dict[str, Engine] = {m.ENGINE.name: m.ENGINE for m in _MODULES}
+RELEASES: dict[str, dict[str, Engine]] = {m.ENGINE.name: {e.release: e for e in m.VERSIONS} for m in _MODULES}
 # check-log: engines whose startup log kvplan reads, most specific markers first.
 LOG_READERS: tuple[Engine, ...] = (llamacpp.ENGINE, sglang.ENGINE, vllm.ENGINE)
 _ALIASES = {"tensorrtllm": "trtllm", "trt": "trtllm", "llama": "llamacpp", "hf": "transformers"}
 
 
 def get_engine(name: str) -> Engine:
-    """An engine by name; case, dots, dashes and underscores do not matter."""
-    key = name.strip().lower().replace("-", "").replace(".", "").replace("_", "")
+    """An engine by name: the newest release kvplan knows, or ``name@release`` (``vllm@0.19``) for an
+    older rule set. Case, dots, dashes and underscores in the name do not matter."""
+    base, at, release = name.partition("@")
+    key = base.strip().lower().replace("-", "").replace(".", "").replace("_", "")
     key = _ALIASES.get(key, key)
     if key not in ENGINES:
-        hint = did_you_mean(name, list(ENGINES)) or ";"
-        raise InvalidInput(f"unknown engine {name!r}{hint} expected one of: {', '.join(ENGINES)}")
-    return ENGINES[key]
+        hint = did_you_mean(base, list(ENGINES)) or ";"
+        raise InvalidInput(f"unknown engine {base!r}{hint} expected one of: {', '.join(ENGINES)}")
+    if not at:
+        return ENGINES[key]
+    known = RELEASES[key]
+    if release.strip() not in known:
+        raise InvalidInput(
+            f"unknown {key} version {release!r}; kvplan knows {', '.join(known)} (select one as {key}@VERSION)"
+        )
+    return known[release.strip()]
 
 
 def known_kv_dtype(name: str) -> str:
@@ -60,6 +72,7 @@ def log_engine(text: str) -> Engine:
 
 __all__ = [
     "ENGINES",
+    "RELEASES",
     "LOG_READERS",
     "Budget",
     "Engine",

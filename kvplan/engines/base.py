@@ -50,7 +50,13 @@ class Settings:
     kv_unified: bool = False  # llama.cpp --kv-unified
     swa_full: bool = False  # llama.cpp --swa-full; SGLang --disable-hybrid-swa-memory
     swa_full_tokens_ratio: float | None = None  # SGLang --swa-full-tokens-ratio (default 0.8)
-    cuda_graph_estimate: bool = False  # vLLM >= 0.21: subtract the CUDA graph estimate from the budget
+    cuda_graph_estimate: bool | None = None  # vLLM: subtract the CUDA graph estimate (default on from 0.21)
+    prefix_caching: bool | None = None  # vLLM --enable-prefix-caching (default on): Mamba 'align' pages
+    mamba_full_memory_ratio: float | None = None  # SGLang --mamba-full-memory-ratio (default 0.9)
+    # Attention data parallelism inside one TP group (SGLang --enable-dp-attention --dp N, TensorRT-LLM
+    # enable_attention_dp): attention heads split over tp / N ranks, N request pools. Deployment planning
+    # (DP/EP across nodes) is issue 11's; engines answer the per-rank KV cell through attention_tp.
+    attention_dp: int = 1
     # MLA: every engine here stores the shared latent; "expanded" models per-head K/V (vLLM with
     # VLLM_MLA_DISABLE=1, SGLang --disable-mla, llama.cpp builds before its MLA support).
     mla: Literal["latent", "expanded"] = "latent"
@@ -148,6 +154,11 @@ class Layout:
         free = self.pool_units(available) - self.reserved_units
         return max(0, free) // per if per else MAX_CONTEXT
 
+    def decode_sequences(self, available: int, length: int) -> int:
+        """Requests of ``length`` tokens that decode at once in steady state; where the engine frees
+        nothing while a request runs, the same as :meth:`max_sequences`."""
+        return self.max_sequences(available, length)
+
     def pool_tokens(self, available: int) -> int:
         """The pool in tokens, as the engine reports it."""
         per_token = self.stage.bytes_per_token
@@ -196,7 +207,7 @@ class Engine:
     """One version of one engine, as data plus the rules its module overrides."""
 
     name: str
-    version: str
+    version: str  # the release this rule set was read from, in words
     paging: str  # one line: how tokens are stored
     budget_rule: str  # one line: how the KV budget is decided
     kv_dtypes: tuple[str, ...]  # kvplan dtype names the engine accepts for its KV cache
@@ -210,6 +221,12 @@ class Engine:
     # (online quantization or its own conversion tool): suggestions never leave these.
     weight_dtypes: tuple[str, ...] = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "mxfp4", "nf4")
     online_weight_dtypes: tuple[str, ...] = ()
+    release: str = "-"  # the version key users select with name@release (``vllm@0.19``)
+
+    @property
+    def key(self) -> str:
+        """``name@release``: what :func:`kvplan.engines.get_engine` takes to select this rule set."""
+        return f"{self.name}@{self.release}"
 
     # -- dtypes and splits --
 
@@ -261,6 +278,14 @@ class Engine:
 
     # -- what is stored, and how --
 
+    def attention_tp(self, tp: int, settings: Settings) -> int:
+        """The tensor-parallel degree attention heads (and so the KV cell) are split over."""
+        if settings.attention_dp != 1:
+            raise InvalidInput(
+                f"engine {self.name!r} has no attention data parallelism; got attention_dp={settings.attention_dp}"
+            )
+        return tp
+
     def cache_plan(self, spec: ModelSpec, *, kv_dtype_name: str, tp: int, pp: int, mla: str = "latent") -> CachePlan:
         """The cache plan the engine stores. All four serving engines keep the MLA latent by default
         (SGLang/vLLM MLA backends, llama.cpp since its MLA support)."""
@@ -283,7 +308,7 @@ class Engine:
                 f"kvplan has no {self.name} layout for them yet; use --engine {readers}"
             )
 
-    def batch_limits(self, settings: Settings, total: int) -> tuple[int | None, int | None]:
+    def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int | None, int | None]:
         """``(max_num_batched_tokens, max_num_seqs)`` the engine runs with, where it has them."""
         return None, None
 
@@ -292,7 +317,9 @@ class Engine:
     ) -> Layout:
         return ExactLayout(plan.stages[stage_index], 1, 1)
 
-    def budget(self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int) -> Budget:
+    def budget(
+        self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int, gpu: GPU
+    ) -> Budget:
         """Bytes per GPU of one pipeline stage under the engine's budget rule."""
         o = settings.overrides
         act, ctx = o.activation_bytes or 0, o.non_torch_bytes or 0
@@ -312,6 +339,10 @@ class Engine:
 
     def parse_log(self, text: str) -> LogFacts:
         raise InvalidInput(f"kvplan does not read {self.name} logs; expected a vllm, sglang or llamacpp log")
+
+    def rules_for_log(self, facts: LogFacts) -> tuple[Engine, str | None]:
+        """The rule set to compare a log under (the release it states), and a note when it is a guess."""
+        return self, None
 
     def compare_log(self, facts: LogFacts, spec: ModelSpec, gpu: GPU | None, result: Any, *, calc: Any) -> None:
         """Fill ``result`` (rows, given, predicted, notes) with the log's figures against kvplan's.

@@ -22,11 +22,14 @@ class Ideal(Engine):
 
     def launch_args(self, r: CapacityResult, *, model: str, sequences: int) -> list[str]:
         # An ideal answer has no engine of its own; vLLM's command line is the closest to run it with.
-        return vllm.serve_args(r, model=model, sequences=sequences, kv_flag=vllm.ENGINE.kv_flag(r.kv_dtype))
+        newest = vllm.ENGINE
+        return vllm.serve_args(r, model=model, sequences=sequences, kv_flag=newest.kv_flag(r.kv_dtype),
+                               default_utilization=newest.gpu_memory_utilization)  # fmt: skip
 
 
 ENGINE = Ideal(
     name="ideal",
+    release="-",
     version="-",
     paging="exact bytes per token, no paging",
     budget_rule="device memory - weights - user overhead",
@@ -35,3 +38,4 @@ ENGINE = Ideal(
     weight_dtypes=tuple(WEIGHT_DTYPES),
     online_weight_dtypes=("fp8", "int4"),
 )
+VERSIONS = (ENGINE,)

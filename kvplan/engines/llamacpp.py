@@ -7,7 +7,7 @@ src/llama-context.cpp and common/arg.cpp (builds b6699..b8198).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from kvplan.engines.base import Budget, Engine, Layout, LogFacts, Settings, largest, plain_budget, row
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 # llama.cpp pads the cell count of every KV cache to 256 (llama-kv-cache.cpp get_padding; the
 # iswa SWA size GGML_PAD(n_swa * n_seq + n_ubatch, 256) matches llamacpp-01/03: 768 and 1024 cells).
 PAD = 256
+SERVER_AUTO_SLOTS = 4  # tools/server/server.cpp main: params.n_parallel = 4 when -np is left at 1
 CONTEXT = round(0.3 * GIB)  # CUDA context (gpus.md: ~300 MiB with lazy loading)
 
 
@@ -43,6 +44,7 @@ class LlamaCppLayout(Layout):
     n_ubatch: int = 512
     kv_unified: bool = False
     swa_full: bool = False
+    auto_slots: bool = False  # llama-server turns -np 1 into 4 slots over a unified cache
 
     def units_for(self, batch: int, length: int) -> int:
         return sum(p.bytes for p in llamacpp_pools(self, n_ctx=batch * length, n_seq=batch))
@@ -69,15 +71,23 @@ class LlamaCppLayout(Layout):
         return float(self.max_sequences(available, max(lengths)))
 
 
-def llamacpp_pools(layout: LlamaCppLayout, *, n_ctx: int, n_seq: int) -> list[LlamaCppPool]:
+def llamacpp_pools(layout: LlamaCppLayout, *, n_ctx: int, n_seq: int, exact: bool = False) -> list[LlamaCppPool]:
     """The buffers llama.cpp allocates for ``-c n_ctx -np n_seq`` (unified or one stream per sequence).
 
     llama-context.cpp: a non-unified cache gives each of the n_seq streams n_ctx / n_seq cells;
     llama-kv-cache-iswa.cpp: the SWA cache holds pad(n_swa x (unified ? n_seq : 1) + n_ubatch)
     cells per stream, capped by the full size (builds before the kv_unified option, mid-2025, used
     n_swa x n_seq_max + n_batch); llama-memory-recurrent.cpp: one state per sequence.
+
+    tools/server/server.cpp main (builds since llama.cpp PR #16736, e.g. b7342, b8198): when n_parallel is 1
+    (the default, -np not given) and the cache is not unified, the server runs 4 slots over one unified
+    cache ("setting n_parallel = 4 and kv_unified = true"). ``exact`` takes n_seq and the layout's
+    unified flag as given (a log's own figures).
     """
-    streams = 1 if layout.kv_unified else n_seq
+    unified = layout.kv_unified
+    if layout.auto_slots and not exact and n_seq == 1 and not unified:
+        n_seq, unified = SERVER_AUTO_SLOTS, True
+    streams = 1 if unified else n_seq
     per_stream = ceil_div(ceil_div(n_ctx, streams), PAD) * PAD
     pools = []
     for n, c in layout.stage.groups:
@@ -87,7 +97,7 @@ def llamacpp_pools(layout: LlamaCppLayout, *, n_ctx: int, n_seq: int) -> list[Ll
         cells = per_stream
         name = "non-SWA"
         if c.max_tokens is not None and not layout.swa_full:
-            seqs = n_seq if layout.kv_unified else 1
+            seqs = n_seq if unified else 1
             cells = min(per_stream, ceil_div(c.max_tokens * seqs + layout.n_ubatch, PAD) * PAD)
             name = "SWA"
         pools.append(LlamaCppPool(name, cells, streams, n, n * c.bytes_per_token * cells * streams))
@@ -112,6 +122,8 @@ def compute_buffer(spec: ModelSpec, settings: Settings) -> int:
 
 @dataclass(frozen=True)
 class LlamaCpp(Engine):
+    auto_slots: bool = False  # the server's 4 unified slots when -np is not given
+
     def default_kv_dtype(self, spec: ModelSpec) -> str:
         return "fp16"  # llama.cpp -ctk/-ctv default f16 (common/common.h cache_type_k)
 
@@ -119,9 +131,11 @@ class LlamaCpp(Engine):
         self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
     ) -> LlamaCppLayout:
         return LlamaCppLayout(_stage(spec, plan), 1, 1, n_ubatch=settings.n_ubatch, kv_unified=settings.kv_unified,
-                              swa_full=settings.swa_full)  # fmt: skip
+                              swa_full=settings.swa_full, auto_slots=self.auto_slots)  # fmt: skip
 
-    def budget(self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int) -> Budget:
+    def budget(
+        self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int, gpu: GPU
+    ) -> Budget:
         o = settings.overrides
         compute = o.activation_bytes if o.activation_bytes is not None else compute_buffer(spec, settings)
         ctx = o.non_torch_bytes if o.non_torch_bytes is not None else CONTEXT
@@ -193,7 +207,7 @@ def compare_log(facts: LogFacts, spec: ModelSpec, gpu: GPU | None, result: Any, 
         n_ctx = main["cells"] * main["streams"]
         settings = Settings(n_ubatch=facts.flags.get("n_ubatch", 512), kv_unified=unified)
         s = calc.setup(spec, gpu or resolve_gpu("h100-sxm"), engine=engine, kv_dtype_name=kv, settings=settings)
-        by_name = {p.name: p for p in llamacpp_pools(s.stages[0].layout, n_ctx=n_ctx, n_seq=n_seq)}
+        by_name = {p.name: p for p in llamacpp_pools(s.stages[0].layout, n_ctx=n_ctx, n_seq=n_seq, exact=True)}
         for logged in run:
             pool = by_name.get("SWA" if logged["swa"] else "non-SWA")
             if pool is None:
@@ -216,9 +230,10 @@ def _runs(caches: list[dict]) -> list[list[dict]]:
     return runs
 
 
-ENGINE = LlamaCpp(
+B6699 = LlamaCpp(
     name="llamacpp",
-    version="b6699..b8198 (llama-kv-cache.cpp, llama-kv-cache-iswa.cpp)",
+    release="b6699",
+    version="b6699 (llama-kv-cache.cpp, llama-kv-cache-iswa.cpp)",
     paging="n_ctx cells (padded to 256) x layers; separate SWA pool of window x seqs + ubatch cells",
     budget_rule="exact buffers: device memory - weights - compute buffer - context",
     kv_dtypes=("fp16", "bf16", "fp32", "q8_0", "q4_0"),
@@ -233,4 +248,10 @@ ENGINE = LlamaCpp(
     # llama-quantize make the smaller types from a 16-bit GGUF.
     weight_dtypes=("fp32", "fp16", "bf16", "q8_0", "q6_k", "q5_k", "q4_k", "q4_0", "mxfp4"),
     online_weight_dtypes=("q8_0", "q4_k"),
+    auto_slots=False,  # llamacpp-01 (build 6699): -np 1 ran one non-unified slot
 )
+# tools/server/server.cpp main (b8198; builds from b7342 log "setting n_parallel = 4 and kv_unified = true").
+B8198 = replace(B6699, release="b8198", version="b8198 (llama-kv-cache.cpp, llama-kv-cache-iswa.cpp, server.cpp)",
+                auto_slots=True)  # fmt: skip
+VERSIONS = (B6699, B8198)
+ENGINE = VERSIONS[-1]

@@ -1,7 +1,16 @@
 """SGLang: token slots (page 1) in one pool sized by mem_fraction_static; `sglang.launch_server`.
 
 Rules read in python/sglang/srt/model_executor/model_runner.py (profile_max_num_token,
-set_num_token_hybrid) and python/sglang/srt/server_args.py (SGLang 0.4.3 / 0.5.x).
+set_num_token_hybrid), its KV-cache configurator (_handle_max_mamba_cache, _resolve_max_num_reqs),
+python/sglang/srt/configs/model_config.py (is_hybrid_swa_model) and python/sglang/srt/server_args.py
+(_handle_gpu_memory_settings), SGLang 0.5.x (main, 2026):
+
+- one token pool over every layer: a sliding-window model outside SGLang's hybrid-SWA list
+  (Mistral, Gemma 2/3) keeps every token on every layer;
+- the hybrid SWA pool only for the architectures SGLang lists (Llama 4's chunked layers, gpt-oss);
+- hybrid recurrent models (Qwen3-Next, Jamba, Nemotron-H): the memory left after the weights is
+  split between the Mamba state pool and the KV pool by mamba_full_memory_ratio, the KV cell
+  counts the attention layers only, and running requests are capped by the Mamba slots.
 """
 
 from __future__ import annotations
@@ -18,20 +27,37 @@ from kvplan.engines.base import (
     LogFacts,
     Settings,
     number,
+    paged_bytes,
     quantization_flag,
     row,
     weighted_mean,
 )
+from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
-from kvplan.memory import CachePlan
-from kvplan.spec import ModelSpec
-from kvplan.units import GIB, MIB
+from kvplan.memory import CachePlan, LayerCache, StagePlan, recurrent_state_elements
+from kvplan.spec import ModelSpec, ceil_div
+from kvplan.units import GIB, KV_DTYPES, MIB
 
 if TYPE_CHECKING:
     from kvplan.capacity import CapacityResult
 
 # server_args.py swa_full_tokens_ratio default (SGLang 0.5.x): SWA-layer tokens per full-layer token.
 SWA_FULL_TOKENS_RATIO = 0.8
+
+# python/sglang/srt/configs/model_config.py is_hybrid_swa_model: Llama4ForConditionalGeneration,
+# GptOssForCausalLM, MiMoV2Flash*, Step3p5*, Gemma4* (main, 2026) -- as kvplan families (HF model_type).
+# Gemma 2/3 and Mistral are not listed: their sliding layers share the one token pool.
+HYBRID_SWA_FAMILIES = frozenset({"llama4", "gpt_oss", "mimo_v2_flash", "step3p5", "gemma4"})
+
+# server_args.py mamba_full_memory_ratio default 0.9: Mamba pool / KV pool of the memory left after weights.
+MAMBA_FULL_MEMORY_RATIO = 0.9
+# KV-cache configurator MAMBA_CACHE_SIZE_MAX_RUNNING_REQUESTS_RATIO = 3 (radix cache on, no extra buffer):
+# running requests <= Mamba slots // 3.
+MAMBA_SLOTS_PER_RUNNING_REQUEST = 3
+# server_args.py mamba_ssm_dtype: the SSM (temporal) state is float32 unless set; conv state in the model dtype.
+MAMBA_SSM_DTYPE = "fp32"
+# _resolve_max_num_reqs: estimated = token_capacity / context_len x 512, clamped to [2048, 4096].
+MAX_RUNNING_REQUESTS_FLOOR, MAX_RUNNING_REQUESTS_CEILING = 2048, 4096
 
 # Free memory at start = CUDA total - context - NCCL. sglang-03 (H100, TP1): 63.48 + 15.11 = 78.59
 # of 79.19 GiB -> 0.60 GiB; sglang-01 (L4, TP4): 21.63 GiB free of ~22.04 -> ~0.41 GiB more at TP4.
@@ -88,13 +114,85 @@ class HybridSwaLayout(Layout):
         return {"swa_full_tokens_ratio": self.swa_full_tokens_ratio}
 
 
-def mem_fraction(gpu_total_mib: int, *, tp: int, pp: int, chunked_prefill: int | None) -> float:
+@dataclass(frozen=True)
+class MambaHybridLayout(Layout):
+    """A hybrid recurrent model: a Mamba state pool of whole-request slots beside a KV pool whose cell
+    holds the attention layers only (``stage`` is the attention layers; the state is per request)."""
+
+    state_bytes: int = 0  # one request's recurrent state over the stage's recurrent layers, one rank
+    mamba_ratio: float = MAMBA_FULL_MEMORY_RATIO
+    context_len: int = 0  # the server's context_len (the model's, unless --context-length)
+
+    def split(self, available: int) -> tuple[int, int]:
+        """``(Mamba slots, KV tokens)``: _handle_max_mamba_cache gives the Mamba pool rest x r / (1 + r),
+        whole requests of state; the KV pool is what is left, in cells of the attention layers."""
+        slots = int(available * self.mamba_ratio / (1 + self.mamba_ratio)) // self.state_bytes
+        kv = available - slots * self.state_bytes
+        per_token = self.stage.bytes_per_token
+        return slots, (kv // per_token // self.block_tokens * self.block_tokens if per_token else 0)
+
+    def running_cap(self, available: int) -> int:
+        """_resolve_max_num_reqs: min(estimated, tokens // 2, Mamba slots // 3)."""
+        slots, tokens = self.split(available)
+        estimated = int(tokens / max(self.context_len, 1) * 512)
+        estimated = max(min(estimated, MAX_RUNNING_REQUESTS_CEILING), MAX_RUNNING_REQUESTS_FLOOR)
+        return min(estimated, tokens // 2, slots // MAMBA_SLOTS_PER_RUNNING_REQUEST)
+
+    def _tokens_for(self, length: int) -> int:
+        return ceil_div(length, self.block_tokens) * self.block_tokens
+
+    def fits(self, available: int, *, batch: int, length: int) -> bool:
+        _, tokens = self.split(available)
+        return batch * self._tokens_for(length) <= tokens and batch <= self.running_cap(available)
+
+    def max_sequences(self, available: int, length: int) -> int:
+        _, tokens = self.split(available)
+        return min(tokens // self._tokens_for(length), self.running_cap(available))
+
+    def pool_tokens(self, available: int) -> int:
+        return self.split(available)[1]
+
+    def pool_bytes(self, available: int, *, sequences: int, length: int) -> int:
+        slots, tokens = self.split(available)
+        return tokens * self.stage.bytes_per_token + slots * self.state_bytes
+
+    def reported_concurrency(self, available: int, length: int) -> float:
+        return min(self.pool_tokens(available) / length, float(self.running_cap(available)))
+
+    def expected_concurrency(self, available: int, lengths: list[int], weights: list[float]) -> float:
+        mean = weighted_mean([self._tokens_for(n) for n in lengths], weights)
+        return min(self.pool_tokens(available) / mean, float(self.running_cap(available)))
+
+    def units_for(self, batch: int, length: int) -> int:
+        return batch * (paged_bytes(self.stage, length, block=self.block_tokens) + self.state_bytes)
+
+    def settings(self) -> dict[str, Any]:
+        return {"mamba_full_memory_ratio": self.mamba_ratio}
+
+
+def mamba_state_bytes(spec: ModelSpec, kind_name: str, *, tp: int) -> int:
+    """One request's state in one recurrent layer on one rank: conv state in the model dtype, SSM state
+    in float32 (server_args mamba_ssm_dtype default; mamba_utils Mamba2StateDType)."""
+    conv, ssm = recurrent_state_elements(spec.kind(kind_name))
+    model = KV_DTYPES[spec.dtype] if spec.dtype in KV_DTYPES else KV_DTYPES["bf16"]
+    return model.nbytes(ceil_div(conv, tp)) + KV_DTYPES[MAMBA_SSM_DTYPE].nbytes(ceil_div(ssm, tp))
+
+
+def _one_pool(stage: StagePlan) -> StagePlan:
+    """Every layer keeps every token: SGLang's one token pool for models outside its hybrid-SWA list."""
+    groups = tuple((n, LayerCache(c.kind, c.type, c.bytes_per_token, None, c.state_bytes)) for n, c in stage.groups)
+    return StagePlan(groups)
+
+
+def mem_fraction(gpu_total_mib: int, *, tp: int, pp: int, chunked_prefill: int | None, dp_attention: int = 1) -> float:
     """server_args.py _handle_gpu_memory_settings (SGLang 0.5.x): chunked_prefill_size and
     cuda_graph_max_bs by GPU memory tier, then reserved MiB = 512 + 1.5 x max(chunk, 2048)
     + 2 x cuda_graph_max_bs + 1024 x tp x pp / 8 (at least 10 GiB above 60 GiB)."""
     chunk, graph_bs = _tier(gpu_total_mib, tp=tp)
     chunk = chunked_prefill or chunk
     reserved = 512 + max(chunk, 2048) * 1.5 + graph_bs * 2 + tp * pp / 8 * 1024
+    if dp_attention > 1:  # "DP attention needs more padding", more again above 300 graph batch sizes
+        reserved += graph_bs * dp_attention * 3 + (graph_bs * dp_attention * 1.5 if graph_bs > 300 else 0)
     if gpu_total_mib > 60 * 1024:
         reserved = max(reserved, 10 * 1024)
     return round((gpu_total_mib - reserved) / gpu_total_mib, 3)
@@ -120,25 +218,49 @@ def mem_fraction_04(tp: int) -> float:
 
 @dataclass(frozen=True)
 class Sglang(Engine):
+    def attention_tp(self, tp: int, settings: Settings) -> int:
+        """python/sglang/srt/layers/dp_attention.py compute_dp_attention_world_info: attn_tp_size =
+        tp_size // dp_size; each DP rank holds tp/dp-way shards of the KV heads and its own requests."""
+        dp = settings.attention_dp
+        if dp < 1 or tp % dp:
+            raise InvalidInput(f"invalid attention_dp {dp!r}; SGLang needs it to divide tp={tp}")
+        return tp // dp
+
     def layout(
         self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
     ) -> Layout:
         stage = plan.stages[stage_index]
         block = settings.block_size or 1
         kinds = {c.type for _, c in stage.groups}
-        hybrid = "sliding" in kinds and kinds & {"full"} and not kinds & {"mla", "recurrent", "chunked"}
-        if hybrid and not settings.swa_full:
+        if "recurrent" in kinds:
+            return self._mamba_layout(spec, stage, settings=settings, block=block, tp=plan.tp)
+        capped = any(c.max_tokens is not None for _, c in stage.groups)
+        # model_config.py: is_hybrid_swa = is_hybrid_swa_model(architectures) and not disable_hybrid_swa_memory
+        hybrid = capped and spec.family in HYBRID_SWA_FAMILIES and "full" in kinds and not settings.swa_full
+        if hybrid:
             ratio = settings.swa_full_tokens_ratio or SWA_FULL_TOKENS_RATIO
             return HybridSwaLayout(stage, 1, block, swa_full_tokens_ratio=ratio)
-        return Layout(stage, 1, block)
+        return Layout(_one_pool(stage), 1, block)
 
-    def budget(self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int) -> Budget:
+    def _mamba_layout(
+        self, spec: ModelSpec, stage: StagePlan, *, settings: Settings, block: int, tp: int
+    ) -> MambaHybridLayout:
+        attention = StagePlan(tuple((n, c) for n, c in stage.groups if c.type != "recurrent"))
+        state = sum(n * mamba_state_bytes(spec, c.kind, tp=tp) for n, c in stage.groups if c.type == "recurrent")
+        ratio = settings.mamba_full_memory_ratio or MAMBA_FULL_MEMORY_RATIO
+        return MambaHybridLayout(attention, 1, block, state_bytes=state, mamba_ratio=ratio,
+                                 context_len=spec.max_position_embeddings)  # fmt: skip
+
+    def budget(
+        self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int, gpu: GPU
+    ) -> Budget:
         o = settings.overrides
         ctx = o.non_torch_bytes if o.non_torch_bytes is not None else CONTEXT + (NCCL if tp * pp > 1 else 0)
         free_at_start = total - ctx
         frac = settings.mem_fraction_static
         if frac is None:
-            frac = mem_fraction(total // MIB, tp=tp, pp=pp, chunked_prefill=settings.max_num_batched_tokens)
+            frac = mem_fraction(total // MIB, tp=tp, pp=pp, chunked_prefill=settings.max_num_batched_tokens,
+                                dp_attention=settings.attention_dp)  # fmt: skip
         share = int(free_at_start * frac)
         # model_runner.profile_max_num_token: rest = free_after_load - free_at_start x (1 - fraction).
         avail = share - weights - o.overhead_bytes
@@ -238,6 +360,7 @@ def compare_log(facts: LogFacts, spec: ModelSpec, result: Any) -> None:
 
 ENGINE = Sglang(
     name="sglang",
+    release="0.5",
     version="0.4.3 budget / 0.5.x mem_fraction_static heuristic",
     # python/sglang/srt/model_executor/model_runner.py profile_max_num_token; page_size 1 default.
     paging="token slots (page 1); pool = rest / cell_size over all layers",
@@ -256,3 +379,4 @@ ENGINE = Sglang(
     # on a 16-bit checkpoint quantizes at load (fp8.py Fp8Config is_checkpoint_fp8_serialized False).
     online_weight_dtypes=("fp8",),
 )
+VERSIONS = (ENGINE,)

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 from kvplan.engines.base import Budget, Engine, Settings, plain_budget
 from kvplan.errors import InvalidInput
+from kvplan.hardware import GPU
 from kvplan.memory import CachePlan, LayerCache, StagePlan, element_size, layer_cache, recurrent_state_elements
 from kvplan.spec import LayerKind, ModelSpec
 from kvplan.units import GIB, KV_DTYPES, DType
@@ -123,7 +124,9 @@ class Transformers(Engine):
     def cache_plan(self, spec: ModelSpec, *, kv_dtype_name: str, tp: int, pp: int, mla: str = "latent") -> CachePlan:
         return transformers_cache_plan(spec, kv_dtype_name)
 
-    def budget(self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int) -> Budget:
+    def budget(
+        self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int, gpu: GPU
+    ) -> Budget:
         o = settings.overrides
         tokens = settings.max_num_batched_tokens or FORWARD_TOKENS
         act = o.activation_bytes if o.activation_bytes is not None else forward_activation(spec, tokens)
@@ -141,6 +144,7 @@ class Transformers(Engine):
 
 ENGINE = Transformers(
     name="transformers",
+    release=TRANSFORMERS_VERSION,
     version=f"{TRANSFORMERS_VERSION} (DynamicCache)",
     paging="what DynamicCache keeps (kvplan.engines.transformers): window-1 tokens on SWA layers, fp32 states",
     budget_rule="device memory - weights - activation peak - CUDA context",
@@ -152,3 +156,4 @@ ENGINE = Transformers(
     # BitsAndBytesConfig(load_in_4bit / load_in_8bit) quantizes a 16-bit checkpoint at load.
     online_weight_dtypes=("nf4", "int8"),
 )
+VERSIONS = (ENGINE,)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from kvplan.engines import vllm
 from kvplan.engines.base import Budget, Engine, Layout, Settings
+from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan
 from kvplan.spec import ModelSpec
@@ -27,12 +28,23 @@ MAX_NUM_TOKENS = 8192  # llmapi max_num_tokens default
 
 @dataclass(frozen=True)
 class Trtllm(Engine):
+    def attention_tp(self, tp: int, settings: Settings) -> int:
+        """tensorrt_llm/llmapi/llm_args.py enable_attention_dp: attention runs data-parallel over the TP
+        ranks (Mapping attn_tp_size 1): every rank holds all KV heads of its own requests."""
+        if settings.attention_dp not in (1, tp):
+            raise InvalidInput(
+                f"invalid attention_dp {settings.attention_dp!r}; TensorRT-LLM's attention DP spans all tp={tp} ranks"
+            )
+        return 1 if settings.attention_dp == tp and tp > 1 else tp
+
     def layout(
         self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
     ) -> Layout:
         return Layout(plan.stages[stage_index], 1, settings.block_size or TOKENS_PER_BLOCK)
 
-    def budget(self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int) -> Budget:
+    def budget(
+        self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int, gpu: GPU
+    ) -> Budget:
         o = settings.overrides
         frac = settings.free_gpu_memory_fraction or FREE_FRACTION
         tokens = settings.max_num_batched_tokens or MAX_NUM_TOKENS
@@ -64,6 +76,7 @@ class Trtllm(Engine):
 
 ENGINE = Trtllm(
     name="trtllm",
+    release="0.20",
     version="0.20+ (LLM API, PyTorch backend)",
     # docs/source/reference/memory.md; KvCacheConfig.free_gpu_memory_fraction default 0.9.
     paging="blocks of tokens_per_block (32) per request",
@@ -74,3 +87,4 @@ ENGINE = Trtllm(
     # W4A8_MXFP4_FP8, ...) read from pre-quantized (ModelOpt / HF) checkpoints; no online quantization.
     weight_dtypes=("bf16", "fp16", "fp8", "int8", "int4", "mxfp4"),
 )
+VERSIONS = (ENGINE,)

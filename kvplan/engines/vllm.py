@@ -3,6 +3,13 @@
 Rules read in vllm/v1/kv_cache_interface.py, vllm/v1/core/kv_cache_utils.py,
 vllm/v1/core/block_pool.py, vllm/engine/arg_utils.py and vllm/v1/worker/gpu_worker.py
 (@001cabc, main 2026); non-KV terms calibrated on vLLM 0.19 logs (engine_logs.json).
+
+Two rule sets: ``vllm@0.19`` (the release the logs in docs/validation.md come from) and
+``vllm@0.21``, the newest, whose defaults differ: gpu_memory_utilization 0.92
+(vllm/config/cache.py CacheConfig @002f10e), the CUDA-graph estimate subtracted from the budget
+(vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS "Enabled by default as of v0.21.0") and,
+with prefix caching on (the default), Mamba state in 'align' mode: two pages per request
+(kv_cache_interface.py MambaSpec.max_memory_usage_bytes @001cabc).
 """
 
 from __future__ import annotations
@@ -56,13 +63,33 @@ class VllmLayout(Layout):
 
     groups: tuple[VllmGroup, ...] = ()
     mnbt: int = 8192  # max_num_batched_tokens: the chunk a sliding/chunked group may also hold
+    mamba_pages: int = 1  # state pages per request and recurrent group (2 in prefix-caching 'align' mode)
 
     def units_for(self, batch: int, length: int) -> int:
         return batch * self.blocks_per_request(length)
 
     def blocks_per_request(self, length: int) -> int:
-        """Blocks one request of ``length`` tokens may hold (kv_cache_utils max_memory_usage_bytes)."""
-        return sum(group_blocks(g, length, mnbt=self.mnbt) for g in self.groups)
+        """Blocks one request of ``length`` tokens may hold (kv_cache_utils max_memory_usage_bytes):
+        the worst case the engine sizes its startup report and its max_model_len check by."""
+        return sum(group_blocks(g, length, mnbt=self.mnbt, mamba_pages=self.mamba_pages) for g in self.groups)
+
+    def decode_blocks_per_request(self, length: int) -> int:
+        """Blocks a request of ``length`` tokens holds while it decodes: the scheduler frees the blocks
+        that leave a window or a finished chunk (single_type_kv_cache_manager.py remove_skipped_blocks)."""
+        return sum(decode_blocks(g, length, mamba_pages=self.mamba_pages) for g in self.groups)
+
+    def decode_sequences(self, available: int, length: int) -> int:
+        """Requests of ``length`` tokens that decode at once: each holds its decode blocks, and one
+        request being prefilled holds its worst case (the admission figure) on top."""
+        admit, hold = self.blocks_per_request(length), self.decode_blocks_per_request(length)
+        free = self.pool_units(available) - self.reserved_units - (admit - hold)
+        return max(0, free) // hold if hold else self.max_sequences(available, length)
+
+    def headroom_bytes(self, available: int, *, sequences: int, length: int) -> int:
+        """Pool bytes left with ``sequences`` decoding and one more prefilling (see decode_sequences)."""
+        admit, hold = self.blocks_per_request(length), self.decode_blocks_per_request(length)
+        used = sequences * hold + (admit - hold) + self.reserved_units
+        return (self.pool_units(available) - used) * self.unit_bytes
 
     def pool_tokens(self, available: int) -> int:
         # kv_cache_utils._report_kv_cache_config: num_blocks // num_groups * min_block_size.
@@ -76,16 +103,31 @@ class VllmLayout(Layout):
         return {"block_size": self.block_tokens}
 
 
-def group_blocks(g: VllmGroup, length: int, *, mnbt: int) -> int:
+def group_blocks(g: VllmGroup, length: int, *, mnbt: int, mamba_pages: int = 1) -> int:
+    """Blocks of one group for one request at admission (kv_cache_interface.py max_memory_usage_bytes)."""
     b = g.block_tokens
     if g.type == "recurrent":
-        return 1  # MambaSpec, mamba_cache_mode "none": one page per request
+        return mamba_pages  # MambaSpec: 1 page (mamba_cache_mode "none"), 2 ("align")
     if g.type == "sliding":
         # SlidingWindowSpec: window-1 computed tokens + one scheduled chunk, +1 block for misalignment.
         return ceil_div(min(g.cap - 1 + mnbt, length), b) + 1
     if g.type == "chunked":
         return ceil_div(min(g.cap + mnbt, length), b)  # ChunkedLocalAttentionSpec
     return ceil_div(length, b)  # FullAttentionSpec / MLAAttentionSpec
+
+
+def decode_blocks(g: VllmGroup, length: int, *, mamba_pages: int = 1) -> int:
+    """Blocks of one group a decoding request holds in steady state: a sliding window keeps the last
+    W - 1 tokens plus the new one, cdiv(W - 1, block) + 1 blocks when misaligned; a chunked group the
+    current chunk (chunks are block-aligned); full attention every token."""
+    b = g.block_tokens
+    if g.type == "recurrent":
+        return mamba_pages
+    if g.type == "sliding":
+        return min(ceil_div(g.cap - 1, b) + 1, ceil_div(length, b))
+    if g.type == "chunked":
+        return min(ceil_div(g.cap, b), ceil_div(length, b))
+    return ceil_div(length, b)
 
 
 # Blackwell GPUs on which vLLM picks CUTLASS_MLA for MLA models (vllm/platforms/cuda.py; default on
@@ -239,14 +281,15 @@ NON_TORCH_TP = round(2.07 * GIB)
 GRAPH_BASE = round(0.43 * GIB)
 GRAPH_PER_LAYER = round(0.0157 * GIB)
 GRAPH_MOE_EXTRA = round(0.5 * GIB)  # MoE logs sit ~0.5 GiB above the dense line
-# vllm/config/cache.py CacheConfig.gpu_memory_utilization default (0.19).
-GPU_MEMORY_UTILIZATION = 0.9
 
 
-def batch_defaults(gpu_total: int) -> tuple[int, int]:
-    """``(max_num_batched_tokens, max_num_seqs)`` for `vllm serve`: vllm/engine/arg_utils.py
-    get_batch_defaults: >= 70 GiB and not A100: 8192 / 1024; else 2048 / 256."""
-    return (8192, 1024) if gpu_total >= 70 * GIB else (2048, 256)
+def batch_defaults(gpu_total: int, gpu: GPU | None = None, *, a100_exception: bool = True) -> tuple[int, int]:
+    """``(max_num_batched_tokens, max_num_seqs)`` for `vllm serve` (OPENAI_API_SERVER usage context):
+    vllm/engine/arg_utils.py EngineArgs.get_batch_defaults (0.19 and main @99d7eb5): >= 70 GiB and
+    "a100" not in the device name (PR #17885: large batches cost A100 throughput): 8192 / 1024;
+    else 2048 / 256."""
+    a100 = a100_exception and gpu is not None and "a100" in f"{gpu.name} {gpu.display_name}".lower()
+    return (8192, 1024) if gpu_total >= 70 * GIB and not a100 else (2048, 256)
 
 
 def activation(spec: ModelSpec, *, tokens: int, seqs: int, tp: int) -> int:
@@ -285,6 +328,11 @@ def non_torch(*, tp: int, pp: int) -> int:
 
 @dataclass(frozen=True)
 class Vllm(Engine):
+    gpu_memory_utilization: float = 0.9  # vllm/config/cache.py CacheConfig default
+    estimate_cuda_graphs: bool = False  # vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS default
+    mamba_align: bool = False  # prefix caching keeps Mamba state in 'align' mode (2 pages per request)
+    a100_exception: bool = True  # get_batch_defaults gives A100 the small batches (PR #17885, from v0.9.0)
+
     def cache_plan(self, spec: ModelSpec, *, kv_dtype_name: str, tp: int, pp: int, mla: str = "latent") -> CachePlan:
         if kv_dtype_name in PER_TOKEN_HEAD:
             plan = cache_plan(spec, PER_TOKEN_HEAD[kv_dtype_name], tp=tp, pp=pp, mla=mla)
@@ -294,42 +342,58 @@ class Vllm(Engine):
     def check_layer_kinds(self, spec: ModelSpec) -> None:
         """vLLM reads all of them: see _with_indexer and kv_cache_groups."""
 
-    def batch_limits(self, settings: Settings, total: int) -> tuple[int, int]:
-        mnbt, seqs = batch_defaults(total)
+    def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int, int]:
+        mnbt, seqs = batch_defaults(total, gpu, a100_exception=self.a100_exception)
         return settings.max_num_batched_tokens or mnbt, settings.max_num_seqs or seqs
+
+    def mamba_pages(self, settings: Settings) -> int:
+        prefix_caching = settings.prefix_caching if settings.prefix_caching is not None else True
+        return 2 if self.mamba_align and prefix_caching else 1
 
     def layout(
         self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
     ) -> VllmLayout:
         block = settings.block_size or default_block_size(plan, gpu.name)
         groups, unit = kv_cache_groups(spec, plan, block=block, stage_index=stage_index)
-        mnbt, _ = self.batch_limits(settings, total)
+        mnbt, _ = self.batch_limits(settings, total, gpu)
         # vllm/v1/core/block_pool.py: block 0 is the null block, never handed to a request.
-        return VllmLayout(plan.stages[stage_index], unit, block, 1, groups, mnbt)
+        return VllmLayout(plan.stages[stage_index], unit, block, 1, groups, mnbt, self.mamba_pages(settings))
 
-    def budget(self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int) -> Budget:
+    def budget(
+        self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int, gpu: GPU
+    ) -> Budget:
         o = settings.overrides
-        util = (
-            settings.gpu_memory_utilization if settings.gpu_memory_utilization is not None else GPU_MEMORY_UTILIZATION
-        )
-        mnbt, seqs = self.batch_limits(settings, total)
+        util = settings.gpu_memory_utilization
+        util = util if util is not None else self.gpu_memory_utilization
+        graphs = settings.cuda_graph_estimate if settings.cuda_graph_estimate is not None else self.estimate_cuda_graphs
+        mnbt, seqs = self.batch_limits(settings, total, gpu)
         act = o.activation_bytes if o.activation_bytes is not None else activation(spec, tokens=mnbt, seqs=seqs, tp=tp)
         other = o.non_torch_bytes if o.non_torch_bytes is not None else non_torch(tp=tp, pp=pp)
         graph = o.cuda_graph_bytes if o.cuda_graph_bytes is not None else cuda_graph(spec)
         share = int(total * util)  # gpu_worker: requested_memory = total x gpu_memory_utilization
         avail = share - weights - act - other - o.overhead_bytes
-        if settings.cuda_graph_estimate:
+        if graphs:
             avail -= graph
         rule = "total x gpu_memory_utilization - weights - activation peak - non-torch"
-        if settings.cuda_graph_estimate:
+        if graphs:
             rule += " - CUDA graphs"
         return Budget(
-            total, share, weights, act, other, graph, settings.cuda_graph_estimate, o.overhead_bytes, avail, rule,
+            total, share, weights, act, other, graph, graphs, o.overhead_bytes, avail, rule,
             util, "gpu_memory_utilization",
         )  # fmt: skip
 
     def launch_args(self, r: CapacityResult, *, model: str, sequences: int) -> list[str]:
-        return serve_args(r, model=model, sequences=sequences, kv_flag=self.kv_flag(r.kv_dtype))
+        return serve_args(r, model=model, sequences=sequences, kv_flag=self.kv_flag(r.kv_dtype),
+                          default_utilization=self.gpu_memory_utilization)  # fmt: skip
+
+    def rules_for_log(self, facts: LogFacts) -> tuple[Engine, str | None]:
+        stated = facts.flags.get("vllm_version")
+        if stated:
+            return release_for(stated), None
+        return LOG_DEFAULT, (
+            f"the log does not state vLLM's version; compared under {LOG_DEFAULT.key} (the release kvplan's "
+            "vLLM terms are calibrated on); pass --engine vllm@VERSION for another"
+        )
 
     def reads_log(self, text: str) -> bool:
         return "vllm" in text.lower() or "KV cache" in text or "GPU blocks" in text
@@ -338,12 +402,12 @@ class Vllm(Engine):
         return parse_log(text)
 
     def compare_log(self, facts: LogFacts, spec: ModelSpec, gpu: GPU | None, result: Any, *, calc: Any) -> None:
-        compare_log(facts, spec, gpu, result, calc=calc, engine=self.name)
+        compare_log(facts, spec, gpu, result, calc=calc, engine=self.key)
 
 
-def serve_args(r: CapacityResult, *, model: str, sequences: int, kv_flag: str) -> list[str]:
+def serve_args(r: CapacityResult, *, model: str, sequences: int, kv_flag: str, default_utilization: float) -> list[str]:
     """`vllm serve` flags (vllm/engine/arg_utils.py)."""
-    util = r.settings.get("gpu_memory_utilization", GPU_MEMORY_UTILIZATION)
+    util = r.settings.get("gpu_memory_utilization", default_utilization)
     args = ["vllm", "serve", model, "--max-model-len", str(r.context), "--max-num-seqs", str(sequences)]
     if r.kv_cache_memory_given:
         args += ["--kv-cache-memory", str(r.available_kv_bytes)]
@@ -413,6 +477,10 @@ def parse_log(text: str) -> LogFacts:
                   "kv_cache_dtype", "max_num_batched_tokens", "max_num_seqs", "block_size"):  # fmt: skip
             if k in args:
                 facts.flags[k] = args[k]
+    # "vLLM API server version 0.8.5", "Initializing a V1 LLM engine (v0.19.0)", "vLLM 0.8.5" in an excerpt's header
+    m = re.search(r"(?:vLLM API server version|V1 LLM engine \(v|\bvLLM)\s+v?(\d+\.\d+)\.\d+", text)
+    if m:
+        facts.flags["vllm_version"] = m.group(1)
     m = re.search(r"vllm serve\s+(.*)", text)
     if m:
         _serve_flags(m.group(1), facts)
@@ -437,7 +505,7 @@ def log_settings(facts: LogFacts) -> Settings:
     f = facts.flags
     total = facts.figures.get("total")
     return Settings(
-        gpu_memory_utilization=as_float(f.get("gpu_memory_utilization")) or GPU_MEMORY_UTILIZATION,
+        gpu_memory_utilization=as_float(f.get("gpu_memory_utilization")),
         max_num_batched_tokens=as_int(f.get("max_num_batched_tokens")),
         max_num_seqs=as_int(f.get("max_num_seqs")),
         block_size=as_int(f.get("block_size")),
@@ -504,8 +572,9 @@ def compare_log(facts: LogFacts, spec: ModelSpec, gpu: GPU | None, result: Any, 
     result.rows = rows
 
 
-ENGINE = Vllm(
+V0_19 = Vllm(
     name="vllm",
+    release="0.19",
     version="0.19 (V1 engine)",
     # vllm/v1/kv_cache_interface.py, vllm/v1/core/kv_cache_utils.py @001cabc (main, 2026).
     paging="blocks of 16 tokens shared by KV-cache groups; cdiv per request; SWA keeps window-1+chunk tokens +1 block",
@@ -526,4 +595,35 @@ ENGINE = Vllm(
     # compressed-tensors, bitsandbytes, ...); fp8.py Fp8Config: a 16-bit checkpoint with
     # --quantization fp8 is quantized at load (is_checkpoint_fp8_serialized False, dynamic scales).
     online_weight_dtypes=("fp8",),
+    # vllm/config/cache.py CacheConfig.gpu_memory_utilization default 0.9 in 0.19.
+    gpu_memory_utilization=0.9,
+    # vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS default "0" before 0.21: graphs captured after sizing.
+    estimate_cuda_graphs=False,
+    # Kept at one Mamba page per request, as calibrated; 'align' mode is modelled from 0.21.
+    mamba_align=False,
 )
+# vLLM 0.8.x: the same rules, before get_batch_defaults checked the device name for A100 (PR #17885, v0.9.0).
+V0_8 = replace(V0_19, release="0.8", version="0.8 (V1 engine, before the A100 batch defaults)", a100_exception=False)
+V0_21 = replace(
+    V0_19,
+    release="0.21",
+    version="0.21 (V1 engine)",
+    budget_rule="total x gpu_memory_utilization - weights - activation peak - non-torch - CUDA graphs",
+    # vllm/config/cache.py CacheConfig.gpu_memory_utilization: Field(default=0.92) @002f10e (main, 2026).
+    gpu_memory_utilization=0.92,
+    # vllm/envs.py: VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS default "1", "Enabled by default as of v0.21.0".
+    estimate_cuda_graphs=True,
+    # vllm/config/cache.py mamba_cache_mode: "align" is the default when prefix caching is enabled
+    # (enable_prefix_caching default True); MambaSpec.max_memory_usage_bytes: 2 pages per request.
+    mamba_align=True,
+)
+VERSIONS = (V0_8, V0_19, V0_21)
+ENGINE = VERSIONS[-1]  # `--engine vllm`: the newest rule set
+LOG_DEFAULT = V0_19  # logs that state no version: the release the reference logs (engine_logs.json) come from
+
+
+def release_for(version: str) -> Vllm:
+    """The newest rule set not newer than ``version`` ("0.20" -> 0.19's rules; older than all: the oldest)."""
+    wanted = tuple(int(x) for x in version.split("."))
+    fitting = [v for v in VERSIONS if tuple(int(x) for x in v.release.split(".")) <= wanted]
+    return fitting[-1] if fitting else VERSIONS[0]

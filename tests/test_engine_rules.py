@@ -1,0 +1,257 @@
+"""Engine rules read against the engines' current source: versions, SGLang pools, vLLM defaults and windows.
+
+Each test states the engine file and function the rule comes from, the figure kvplan gave before the
+rule was fixed and the figure it gives now, with the arithmetic written out.
+"""
+
+import pytest
+
+from kvplan.capacity import capacity, decode_sequences, max_sequences, setup
+from kvplan.catalog import load_bundled
+from kvplan.engines import ENGINES, RELEASES, Settings, get_engine
+from kvplan.engines.llamacpp import llamacpp_pools
+from kvplan.errors import InvalidInput
+from kvplan.hardware import resolve_gpu
+from kvplan.units import MIB
+
+H100, H200, A100 = resolve_gpu("h100-sxm"), resolve_gpu("h200"), resolve_gpu("a100-80gb")
+
+
+def _setup(model, gpu, engine, **kw):
+    return setup(load_bundled(model), gpu, engine=engine, **kw)
+
+
+# ---- versions as data ------------------------------------------------------------------------------------
+
+
+def test_plain_name_is_the_newest_release_and_name_at_version_an_older_one():
+    assert get_engine("vllm") is ENGINES["vllm"] is RELEASES["vllm"]["0.21"]
+    assert get_engine("vLLM@0.19").release == "0.19"
+    assert get_engine("llama.cpp@b6699").release == "b6699"
+    assert list(RELEASES["vllm"]) == ["0.8", "0.19", "0.21"]  # oldest first
+    for name, releases in RELEASES.items():
+        assert ENGINES[name] is list(releases.values())[-1], name
+        assert all(e.key == f"{name}@{r}" for r, e in releases.items())
+
+
+def test_unknown_version_is_refused_with_the_known_ones():
+    with pytest.raises(InvalidInput, match=r"unknown vllm version '0.18'; kvplan knows 0.8, 0.19, 0.21"):
+        get_engine("vllm@0.18")
+    with pytest.raises(InvalidInput, match="unknown engine 'vlm'"):
+        get_engine("vlm@0.19")
+
+
+def test_capacity_names_the_rule_set_and_the_launch_line_uses_it():
+    from kvplan.launch import launch_args
+
+    r = capacity(_setup("llama-3.1-8b", H100, "vllm@0.19"), 8192)
+    assert (r.engine, r.engine_release) == ("vllm", "0.19")
+    args = launch_args(r, model="meta-llama/Llama-3.1-8B")
+    assert args[args.index("--gpu-memory-utilization") + 1] == "0.9"  # the 0.19 default, not 0.21's 0.92
+
+
+# ---- SGLang ---------------------------------------------------------------------------------------------
+
+
+def test_sglang_sliding_window_model_without_the_hybrid_pool_keeps_every_token():
+    # model_runner.py profile_max_num_token: one pool, cell = every layer's K+V per token; model_config.py
+    # is_hybrid_swa_model does not list MistralForCausalLM, so sliding layers hold all tokens.
+    # Mistral 7B on one H100: pool 426,433 tokens (32 layers x 8 heads x 128 x 2 x 2 B = 128 KiB a token).
+    # Before: each sequence was charged its 4,096-token window: 104 sequences of 32K.
+    # Now: 426,433 // 32,768 = 13.
+    r = capacity(_setup("mistral-7b-v0.1", H100, "sglang"), 32768)
+    assert r.kv_pool_tokens == 426_433
+    assert r.max_concurrent_sequences == 426_433 // 32_768 == 13
+    # Gemma 2 and 3 are not listed either: no hybrid pool, no swa_full_tokens_ratio on the launch line.
+    gemma = capacity(_setup("gemma-2-9b", H100, "sglang"), 8192)
+    assert "swa_full_tokens_ratio" not in gemma.settings
+
+
+def test_sglang_hybrid_swa_pool_for_llama4_chunked_layers():
+    # model_config.py is_hybrid_swa_model lists Llama4ForConditionalGeneration; its chunked layers use the
+    # SWA pool with the chunk (8,192) as window. model_runner.set_num_token_hybrid at ratio 0.8:
+    # Llama-4-Scout TP4 on H200: 1,635,114 tokens over 48 layers (12 full + 36 chunked), so
+    # full = 1,635,114 x 48 / (0.8 x 36 + 12) = 1,923,663 and swa = 1,538,930.
+    # At 128K: full 1,923,663 // 131,072 = 14; swa 1,538,930 // 8,192 = 187 -> 14.
+    # Before (no hybrid pool for chunked models, chunked layers charged their chunk only): 42.
+    s = _setup("llama-4-scout-17b-16e", H200, "sglang", tp=4)
+    full, swa, window = s.stages[0].layout.sglang_swa_tokens(s.stages[0].available)
+    assert (full, swa, window) == (1_923_663, 1_538_930, 8192)
+    assert capacity(s, 131072).max_concurrent_sequences == 14
+
+
+def test_sglang_hybrid_recurrent_model_splits_mamba_and_kv_pools():
+    # KV-cache configurator _handle_max_mamba_cache: the memory left after weights, R, is split
+    # R x 0.9 / 1.9 for Mamba state (mamba_full_memory_ratio 0.9), in whole requests of state; the KV pool
+    # gets the rest in cells of the 12 attention layers (TP2: 1 KV head x 256 x 2 x 2 B x 12 = 12,288 B).
+    # One request's state (TP2), 36 Gated DeltaNet layers: conv (2 x 2,048 + 4,096) x 3 / 2 in bf16 =
+    # 24,576 B + SSM 32 x 128 x 128 / 2 in fp32 = 1,048,576 B -> 1,073,152 B x 36 = 38,633,472 B.
+    # Qwen3-Next TP2 on H200: R = 51.48 GiB; slots = int(R x 0.9 / 1.9) // 38,633,472 = 677;
+    # KV tokens = (R - 677 x 38,633,472) // 12,288 = 2,370,337; at 32K: 2,370,337 // 32,768 = 72,
+    # under the running cap min(2,048.., 2,370,337 // 2, 677 // 3 = 225).
+    # Before (every byte in the KV pool): 130.
+    s = _setup("qwen3-next-80b-a3b", H200, "sglang", tp=2)
+    lay, available = s.stages[0].layout, s.stages[0].available
+    assert lay.state_bytes == 36 * ((2 * 2048 + 4096) * 3 // 2 * 2 + 32 * 128 * 128 // 2 * 4) == 38_633_472
+    assert lay.stage.bytes_per_token == 12 * 256 * 2 * 2
+    assert lay.split(available) == (677, 2_370_337)
+    assert lay.running_cap(available) == 677 // 3 == 225
+    assert capacity(s, 32768).max_concurrent_sequences == 72
+
+
+def test_sglang_mamba_slots_cap_running_requests_at_short_context():
+    # At 1K the KV pool would hold 2,370,337 // 1,024 = 2,314 requests; the Mamba slots allow 677 // 3 = 225.
+    s = _setup("qwen3-next-80b-a3b", H200, "sglang", tp=2)
+    assert max_sequences(s, 1024) == 225
+
+
+# ---- vLLM -----------------------------------------------------------------------------------------------
+
+
+def test_vllm_newest_defaults_utilization_and_cuda_graph_estimate():
+    # vllm/config/cache.py CacheConfig.gpu_memory_utilization = 0.92; vllm/envs.py
+    # VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS on by default as of v0.21.0. Llama-3.1-8B on H100:
+    # 0.19: int(81,090 MiB x 0.90) = 76,526,125,056 - weights 16,060,522,496 - activation 2,028,994,560
+    #       - non-torch 268,435,456 = 58,168,172,544 B (27,736 blocks of 2 MiB);
+    # 0.21: int(81,090 MiB x 0.92) = 78,226,705,612 - the same terms - CUDA graphs 1,001,156,888
+    #       = 58,867,596,212 B (28,070 blocks).
+    # At 32K (2,048 blocks a request) both hold 13 sequences; the pool grows 443,776 -> 449,120 tokens.
+    old = _setup("llama-3.1-8b", H100, "vllm@0.19").stages[0].budget
+    new = _setup("llama-3.1-8b", H100, "vllm").stages[0].budget
+    assert (old.fraction, old.cuda_graph_in_budget) == (0.9, False)
+    assert (new.fraction, new.cuda_graph_in_budget) == (0.92, True)
+    assert old.available_kv == 58_168_172_544 and new.available_kv == 58_867_596_212
+    assert new.available_kv == new.engine_share - new.weights - new.activation - new.non_torch - new.cuda_graph
+    assert capacity(_setup("llama-3.1-8b", H100, "vllm"), 32768).kv_pool_tokens == 28_070 * 16 == 449_120
+    # --no-cuda-graph-estimate (Settings(cuda_graph_estimate=False)) restores the 0.19 budget rule.
+    off = _setup("llama-3.1-8b", H100, "vllm", settings=Settings(cuda_graph_estimate=False)).stages[0].budget
+    assert off.available_kv == new.available_kv + new.cuda_graph
+
+
+def test_vllm_mamba_align_mode_holds_two_state_pages_per_request():
+    # kv_cache_interface.py MambaSpec.max_memory_usage_bytes: 'align' (prefix caching on, the default in
+    # 0.21) -> 2 pages, 'none' -> 1. Qwen3-Next TP4 on H100: 3 recurrent groups + 1 full group of 272-token
+    # blocks; at 2K a request holds cdiv(2,048, 272) = 8 full blocks + 3 x pages.
+    # 9,445 blocks - 1 null: prefix caching off 9,444 // (8 + 3) = 858; on 9,444 // (8 + 6) = 674 (-21%).
+    on = _setup("qwen3-next-80b-a3b", H100, "vllm", tp=4)
+    off = _setup("qwen3-next-80b-a3b", H100, "vllm", tp=4, settings=Settings(prefix_caching=False))
+    assert on.stages[0].layout.pool_units(on.stages[0].available) == 9445
+    assert (max_sequences(off, 2048), max_sequences(on, 2048)) == (9444 // 11, 9444 // 14) == (858, 674)
+    # vllm@0.19 is kept at one page, as calibrated.
+    assert _setup("qwen3-next-80b-a3b", H100, "vllm@0.19", tp=4).stages[0].layout.mamba_pages == 1
+
+
+def test_vllm_batch_defaults_exclude_a100():
+    # vllm/engine/arg_utils.py get_batch_defaults: 8192 / 1024 only when >= 70 GiB and "a100" is not in
+    # the device name (PR #17885); A100-80GB gets 2048 / 256. Gemma-3-27B at 32K on A100-80GB (vllm@0.19):
+    # before, 8,192 tokens: activation 4.06 GiB, 14,127 blocks, each request 2,048 full + 6 sliding groups x
+    # (cdiv(1,023 + 8,192, 16) + 1 = 577) = 5,510 blocks -> 14,126 // 5,510 = 2 at startup;
+    # now, 2,048 tokens: activation 1.02 GiB, 16,452 blocks, 2,048 + 6 x (cdiv(1,023 + 2,048, 16) + 1 = 193)
+    # = 3,206 blocks -> 16,451 // 3,206 = 5.
+    s = _setup("gemma-3-27b", A100, "vllm@0.19")
+    assert (s.max_num_batched_tokens, s.max_num_seqs) == (2048, 256)
+    lay = s.stages[0].layout
+    assert lay.pool_units(s.stages[0].available) == 16_452 and lay.blocks_per_request(32768) == 3_206
+    assert max_sequences(s, 32768) == 16_451 // 3_206 == 5
+    before = _setup("gemma-3-27b", A100, "vllm@0.19",
+                    settings=Settings(max_num_batched_tokens=8192, max_num_seqs=1024))  # fmt: skip
+    assert max_sequences(before, 32768) == 14_126 // 5_510 == 2
+    assert _setup("llama-3.1-8b", H100, "vllm").max_num_batched_tokens == 8192
+
+
+def test_vllm_sliding_window_startup_figure_and_steady_state_decode():
+    # Startup (kv_cache_interface.py SlidingWindowSpec.max_memory_usage_bytes): a request may hold
+    # cdiv(min(W - 1 + max_num_batched_tokens, L), block) + 1 blocks per sliding group; decoding
+    # (single_type_kv_cache_manager.py SlidingWindowManager.remove_skipped_blocks) it holds
+    # cdiv(W - 1, block) + 1. Gemma-3-27B (W 1,024; 6 sliding groups + 1 full of 10 layers) on H100 at 32K
+    # (vllm@0.19): 13,867 blocks; startup 2,048 + 6 x 577 = 5,510 a request -> 13,866 / 5,510 = 2.52
+    # logged, 2 whole requests; decoding 2,048 + 6 x (cdiv(1,023, 16) + 1 = 65) = 2,438 a request.
+    # With one request being prefilled (its chunk: 6 x 512 = 3,072 blocks above its decode blocks):
+    # (13,866 - 3,072) // 2,438 = 4 decode at once. The issue's "about 5" is 13,866 // 2,438 = 5, which
+    # leaves no room for the next prefill chunk; kvplan answers 4 and says so.
+    s = _setup("gemma-3-27b", H100, "vllm@0.19")
+    lay = s.stages[0].layout
+    assert lay.pool_units(s.stages[0].available) == 13_867
+    assert (lay.blocks_per_request(32768), lay.decode_blocks_per_request(32768)) == (5_510, 2_438)
+    r = capacity(s, 32768)
+    assert r.engine_reported_concurrency == round(13_867 / 5_510, 4)
+    assert r.answers["startup_log"]["whole_requests"] == max_sequences(s, 32768) == 2
+    assert r.answers["decoding_at_once"] == r.max_concurrent_sequences == decode_sequences(s, 32768) == 4
+    assert r.max_context == r.answers["longest_request_tokens"] == 131_072
+    # Full attention frees nothing: both figures agree.
+    dense = _setup("llama-3.1-8b", H100, "vllm")
+    assert decode_sequences(dense, 32768) == max_sequences(dense, 32768)
+
+
+# ---- llama.cpp --------------------------------------------------------------------------------------------
+
+
+def test_llamacpp_server_runs_four_unified_slots_when_np_is_not_given():
+    # tools/server/server.cpp main: n_parallel == 1 and not kv_unified -> 4 slots, unified cache
+    # (logged "setting n_parallel = 4 and kv_unified = true"). gpt-oss-20b -c 131072: the SWA cache holds
+    # pad256(128 x 4 + 512) = 1,024 cells instead of pad256(128 + 512) = 768 (build 6699, llamacpp-01).
+    new = _setup("gpt-oss-20b", H100, "llamacpp", kv_dtype_name="fp16").stages[0].layout
+    old = _setup("gpt-oss-20b", H100, "llamacpp@b6699", kv_dtype_name="fp16").stages[0].layout
+    cells = {e: {p.name: p.cells for p in llamacpp_pools(lay, n_ctx=131072, n_seq=1)} for e, lay in
+             (("new", new), ("old", old))}  # fmt: skip
+    assert cells == {"new": {"SWA": 1024, "non-SWA": 131072}, "old": {"SWA": 768, "non-SWA": 131072}}
+    # 12 SWA layers x 8 heads x 64 x 2 x 2 B = 24 KiB a cell: 256 more cells = 6 MiB more.
+    assert new.units_for(1, 131072) - old.units_for(1, 131072) == 256 * 12 * 8 * 64 * 2 * 2 == 6 * MIB
+
+
+# ---- check-log ------------------------------------------------------------------------------------------------
+
+
+def test_check_log_compares_a_vllm_log_under_the_release_it_states():
+    from kvplan.logcheck import check_text
+
+    log = (
+        "INFO [api_server.py:1] vLLM API server version 0.21.0\n"
+        "[v1/worker/gpu_worker.py:436] Available KV cache memory: 58.11 GiB\n"
+        "[v1/core/kv_cache_utils.py:1324] Maximum concurrency for 16,384 tokens per request: 29.05x\n"
+    )
+    stated = check_text(log, model="llama-3.1-8b", gpu="h100-sxm")
+    assert stated.predicted["engine_release"] == "0.21" and not stated.notes
+    unstated = check_text(log.split("\n", 1)[1], model="llama-3.1-8b", gpu="h100-sxm")
+    assert unstated.predicted["engine_release"] == "0.19"
+    assert any("does not state vLLM's version" in n for n in unstated.notes)
+    chosen = check_text(log.split("\n", 1)[1], engine="vllm@0.21", model="llama-3.1-8b", gpu="h100-sxm")
+    assert chosen.predicted["engine_release"] == "0.21"
+
+
+def test_capacity_json_and_table_label_the_three_answers(cli):
+    import json
+
+    r = cli("capacity", "gemma-3-27b", "--gpu", "h100-sxm", "-c", "32k", "--engine", "vllm@0.19", "-f", "json")
+    assert r.exit_code == 0, r.output
+    answers = json.loads(r.stdout)["answers"]
+    assert answers == {
+        "startup_log": {"kv_pool_tokens": 31_696, "max_concurrency": 2.5167, "context": 32768, "whole_requests": 2},
+        "decoding_at_once": 4,
+        "longest_request_tokens": 131_072,
+    }
+    table = cli("capacity", "gemma-3-27b", "--gpu", "h100-sxm", "-c", "32k", "--engine", "vllm@0.19").output
+    assert "startup log: maximum concurrency at 32,768 tokens" in table
+    assert "decoding at once (steady state)" in table and "longest single request admitted" in table
+
+
+# ---- attention data parallelism: the per-rank KV cell (hooks; deployment planning is issue 11's) -----------
+
+
+def test_attention_dp_changes_the_per_rank_kv_cell():
+    # SGLang dp_attention.py: attn_tp_size = tp // dp. Llama-3.1-8B TP8: without DP attention each rank holds
+    # 8 KV heads // 8 = 1 head: 32 layers x 1 x 128 x 2 x 2 B = 16,384 B a token; with --dp 8 attention TP is 1:
+    # all 8 heads, 131,072 B a token, and 8 request pools per replica.
+    plain = _setup("llama-3.1-8b", H100, "sglang", tp=8).stages[0].layout
+    dp = _setup("llama-3.1-8b", H100, "sglang", tp=8, settings=Settings(attention_dp=8))
+    assert plain.stage.bytes_per_token == 32 * 1 * 128 * 2 * 2
+    assert dp.stages[0].layout.stage.bytes_per_token == 32 * 8 * 128 * 2 * 2
+    st = dp.stages[0]
+    assert max_sequences(dp, 8192) == 8 * st.layout.max_sequences(st.available, 8192)
+    # TensorRT-LLM enable_attention_dp spans all TP ranks: attention TP 1.
+    trt = _setup("llama-3.1-8b", H100, "trtllm", tp=8, settings=Settings(attention_dp=8))
+    assert trt.stages[0].layout.stage.bytes_per_token == 32 * 8 * 128 * 2 * 2
+    with pytest.raises(InvalidInput, match="needs it to divide tp=8"):
+        _setup("llama-3.1-8b", H100, "sglang", tp=8, settings=Settings(attention_dp=3))
+    with pytest.raises(InvalidInput, match="'vllm' has no attention data parallelism"):
+        _setup("llama-3.1-8b", H100, "vllm", tp=8, settings=Settings(attention_dp=8))
