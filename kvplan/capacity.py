@@ -112,8 +112,7 @@ def setup(
     check_fraction(settings.mem_fraction_static, "mem_fraction_static")
     check_fraction(settings.free_gpu_memory_fraction, "free_gpu_memory_fraction")
     check_fraction(settings.swa_full_tokens_ratio, "swa_full_tokens_ratio")
-    if settings.block_size is not None and settings.block_size < 1:
-        raise InvalidInput(f"invalid block size {settings.block_size!r}; expected a whole number of tokens >= 1")
+    profile.check_settings(settings)  # flags of another engine, block sizes the engine has no such size of
     check_degrees(tp=tp, pp=pp)
     gpus = gpus if gpus is not None else tp * pp
     if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1 or gpus % (tp * pp):

@@ -418,9 +418,9 @@ def _comm_seconds(gpu: GPU, comm_bytes: int, eff: Efficiency) -> float:
 
 
 def cost(
-    spec: ModelSpec,
-    gpu: GPU,
-    contexts: list[int],
+    spec: ModelSpec | str,
+    gpu: GPU | str,
+    contexts: list[int] | int | str,
     *,
     batch: int = 1,
     tp: int = 1,
@@ -432,7 +432,12 @@ def cost(
     model: LatencyModel = "calibrated",
     expert_parallel: bool = False,
 ) -> list[CostRow]:
-    """Prefill and decode cost at each context length."""
+    """Prefill and decode cost at each context length. ``spec`` and ``gpu`` may be names; lengths
+    and the batch follow the CLI's rules (:mod:`kvplan.checks`)."""
+    from kvplan.checks import as_gpu, as_spec, check_batch, check_lengths
+
+    spec, gpu = as_spec(spec), as_gpu(gpu)
+    contexts, batch = check_lengths(contexts), check_batch(batch)
     kv_name = kv_dtype(kv_dtype_name or spec.dtype).name
     rows = []
     for length in contexts:

@@ -21,14 +21,16 @@ def model_ref(source: str, name: str) -> str:
     return name
 
 
-def launch_args(r: CapacityResult, *, model: str, sequences: int | None = None) -> list[str]:
-    """argv for serving ``r``'s configuration with its context and concurrency (the engine's own flags)."""
+def launch_args(r: CapacityResult, *, model: str, sequences: int | None = None) -> list[str] | None:
+    """argv for serving ``r``'s configuration with its context and concurrency (the engine's own flags);
+    None where the engine has no command line (the ideal layout, transformers)."""
     seqs = max(1, sequences if sequences is not None else r.max_concurrent_sequences_per_replica)
     return get_engine(f"{r.engine}@{r.engine_release}").launch_args(r, model=model, sequences=seqs)
 
 
-def launch_command(r: CapacityResult, *, model: str, sequences: int | None = None) -> str:
-    return shlex.join(launch_args(r, model=model, sequences=sequences))
+def launch_command(r: CapacityResult, *, model: str, sequences: int | None = None) -> str | None:
+    args = launch_args(r, model=model, sequences=sequences)
+    return shlex.join(args) if args is not None else None
 
 
 def launch_notes(r: CapacityResult) -> list[str]:

@@ -40,6 +40,10 @@ from kvplan.errors import InvalidInput
 from kvplan.latency import calibration, mixed_step_latency
 
 Z90 = 1.2816  # standard normal 90th percentile
+# Token budget per step where the engine rules give none (kvplan.engines' TensorRT-LLM, SGLang): TensorRT-LLM's
+# LLM API max_num_tokens defaults to 8192 (tensorrt_llm/llmapi/llm_args.py, the figure kvplan's TRT-LLM budget
+# rule used before the engines package), SGLang's chunked_prefill_size is 8192 on large GPUs.
+DEFAULT_TOKEN_BUDGET = 8192
 _BISECT = 60
 _REL_TOL = 1e-4  # step time to 0.01 %; the sustainable rate to 0.5 %
 
@@ -78,7 +82,7 @@ class ServingResult:
     kv_tokens_held: float
     kv_pool_tokens: int
     max_num_batched_tokens: int
-    max_num_seqs: int
+    max_num_seqs: int | None  # None: the engine rules give no sequence cap (only the KV pool bounds)
     gpus: int
     engine: str
 
@@ -114,6 +118,10 @@ def _step(s: Setup, *, n: float, p: float, context: int, prefix: int = 0, ep: bo
     ).total
 
 
+def _budget(s: Setup, override: int | None) -> int:
+    return override or s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
+
+
 def _mean_step(s: Setup, *, n: float, p: float, prompt: int, budget: int, context: int, ep: bool) -> float:
     """The mean step time when ``p`` prompt tokens per step arrive as whole chunks.
 
@@ -139,7 +147,7 @@ def _decode_context(inp: Lengths, out: Lengths) -> int:
 
 def _limits(s: Setup, inp: Lengths, out: Lengths) -> tuple[float, str]:
     kv = pool_tokens(s) / _decode_context(inp, out)
-    if kv < s.max_num_seqs:
+    if s.max_num_seqs is None or kv < s.max_num_seqs:
         return kv, "kv_cache"
     return float(s.max_num_seqs), "max_num_seqs"
 
@@ -211,7 +219,7 @@ def serve(
     """
     if rate_rps < 0 or math.isnan(rate_rps):
         raise InvalidInput(f"invalid rate {rate_rps!r}; expected requests per second >= 0")
-    budget = max_num_batched_tokens or s.max_num_batched_tokens
+    budget = _budget(s, max_num_batched_tokens)
     if budget < 1:
         raise InvalidInput(f"invalid max_num_batched_tokens {budget!r}; expected a whole number >= 1")
     seq_limit, seq_name = _limits(s, input_len, output_len)
@@ -276,7 +284,7 @@ def max_rate(
     expert_parallel: bool = False,
 ) -> float:
     """The highest request rate one replica sustains (bisection on :func:`serve`'s fixed point)."""
-    budget = max_num_batched_tokens or s.max_num_batched_tokens
+    budget = _budget(s, max_num_batched_tokens)
     seq_limit, seq_name = _limits(s, input_len, output_len)
 
     def ok(rate: float) -> bool:

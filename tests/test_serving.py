@@ -77,3 +77,12 @@ def test_invalid_inputs(llama8b):
         serve(llama8b, rate_rps=-1, input_len=Lengths.of(10), output_len=Lengths.of(10))
     with pytest.raises(InvalidInput, match="p90"):
         Lengths.of(100, 50)
+
+
+def test_engines_without_batch_limits_use_the_default_budget():
+    # kvplan.engines' TensorRT-LLM gives no max_num_batched_tokens / max_num_seqs: the 8192-token budget and the
+    # KV pool bound the steady state
+    s = setup(load_bundled("llama-3.1-8b"), H100, engine="trtllm")
+    r = serve(s, rate_rps=2.0, input_len=Lengths.of(1024), output_len=Lengths.of(256))
+    assert not r.saturated and r.max_num_batched_tokens == 8192 and r.max_num_seqs == s.max_num_seqs
+    assert "TensorRT-LLM" in r.engine

@@ -256,3 +256,82 @@ def test_import_has_a_format(cli):
     assert data["name"] == "codellama-7b-hf"
     assert kvplan.ModelSpec.model_validate(data).num_layers == 32
     _one_error_line(cli("import", config, "-f", "xml"), "unknown format 'xml'")
+
+
+# ---- engine flags, block sizes, launch lines (after the engines/ move) --------------------------
+
+
+def test_block_sizes_are_those_the_engine_accepts(cli):
+    # vllm/config/cache.py BlockSize = Literal[1, 8, 16, 32, 64, 128, 256]; TRT-LLM tokens_per_block
+    # must be a power of 2 (docs kv-cache-reuse.md); SGLang's page size is any whole number.
+    _one_error_line(cli("capacity", "llama-3.1-8b", "--gpu", "h100-sxm", "-c", "4k", "--block-size", "7"),
+                    "invalid block size 7 for vllm")  # fmt: skip
+    _one_error_line(
+        cli("capacity", "llama-3.1-8b", "--gpu", "h100-sxm", "-c", "4k", "-e", "trtllm", "--block-size", "48"),
+        "power of 2",
+    )
+    for engine, size in (("vllm", "32"), ("trtllm", "64"), ("sglang", "7")):
+        result = cli("capacity", "llama-3.1-8b", "--gpu", "h100-sxm", "-c", "4k", "-e", engine, "--block-size", size)
+        assert result.exit_code == 0, result.output
+    with pytest.raises(InvalidInput, match="for vllm"):
+        from kvplan.engines import Settings
+
+        setup(LLAMA, H100, settings=Settings(block_size=7))
+
+
+@pytest.mark.parametrize(
+    ("engine", "flag", "value"),
+    [
+        ("sglang", "--gpu-memory-utilization", "0.5"),
+        ("vllm", "--mem-fraction-static", "0.5"),
+        ("trtllm", "--gpu-memory-utilization", "0.5"),
+        ("llamacpp", "--block-size", "16"),
+        ("ideal", "--max-num-seqs", "8"),
+        ("sglang", "--ubatch", "256"),
+        ("transformers", "--cuda-graph-estimate", None),
+    ],
+)
+def test_flags_of_another_engine_are_refused(cli, engine, flag, value):
+    args = ["capacity", "llama-3.1-8b", "--gpu", "h100-sxm", "-c", "4k", "-e", engine, flag]
+    result = cli(*args, *([value] if value else []))
+    _one_error_line(result, f"{flag} does not apply to engine '{engine}'")
+
+
+def test_launch_line_only_where_one_exists_and_matching_the_budget(cli):
+    base = ["capacity", "llama-3.1-8b", "--gpu", "h100-sxm", "-c", "4k"]
+    for engine in ("ideal", "transformers"):  # no engine to start with that budget
+        out = cli(*base, "-e", engine).stdout
+        assert "launch:" not in out and "vllm serve" not in out
+        assert json.loads(cli(*base, "-e", engine, "-f", "json").stdout)["launch"] is None
+    plan_out = cli("plan", "llama-3.1-8b", "--users", "2", "-c", "4k", "-e", "ideal", "--gpus", "l4").stdout
+    assert "launch" not in plan_out
+    vllm = cli(*base, "--max-num-batched-tokens", "4096").stdout
+    assert "--max-num-batched-tokens 4096" in vllm  # it sized the activation term
+    assert "-ub 256" in cli(*base, "-e", "llamacpp", "--ubatch", "256").stdout
+    assert "--mem-fraction-static 0.7" in cli(*base, "-e", "sglang", "--mem-fraction-static", "0.7").stdout
+
+
+def test_llamacpp_does_not_fit_breakdown_is_consistent():
+    # llama-3.1-8b on an L4: 6.50 GiB for KV holds 53,248 cells; 128K does not fit. The pool shown is
+    # the largest one sequence can have (was: the 128K pool, larger than the budget, beside 0 tokens).
+    r = capacity(setup(LLAMA, "l4", engine="llamacpp"), 131072)
+    assert not r.fits and r.kv_pool_tokens == 53_248
+    assert 0 < r.kv_pool_bytes <= r.available_kv_bytes
+    assert r.breakdown["unallocated_bytes"] >= 0
+    assert r.breakdown["kv_pool_bytes"] == r.kv_pool_bytes
+
+
+def test_output_paths_are_checked_before_work_and_never_overwritten(cli, tmp_path):
+    pytest.importorskip("matplotlib")
+    existing = tmp_path / "plot.png"
+    existing.write_bytes(b"mine")
+    for args in (("estimate", "llama-3.1-8b"), ("cost", "llama-3.1-8b", "--gpu", "h100-sxm")):
+        _one_error_line(cli(*args, "-c", "4k", "--plot", str(existing)), "already exists; pass --force")
+        assert existing.read_bytes() == b"mine"
+    assert cli("estimate", "llama-3.1-8b", "-c", "4k", "--plot", str(existing), "--force").exit_code == 0
+    assert existing.read_bytes()[:4] == b"\x89PNG"
+    missing = tmp_path / "no" / "such" / "runs.json"
+    result = cli("profile", "llama-3.1-8b", "-c", "16", "--save", str(missing))
+    _one_error_line(result, "does not exist")  # before the profile runs (no progress lines)
+    config = str(Path(__file__).parent / "data" / "hf_configs" / "codellama-7b.json")
+    _one_error_line(cli("import", config, "-o", str(missing)), "does not exist")

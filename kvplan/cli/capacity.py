@@ -209,7 +209,7 @@ def _print_capacity(r, fmt: str, command: str) -> None:  # noqa: ANN001
         for n in r.nearest:
             out(f"  nearest that fits: {n['change']}")
         out("")
-    if r.fits:
+    if r.fits and command is not None:  # the ideal layout and transformers have no command line
         from kvplan.launch import launch_notes
 
         out(f"launch: {command}")

@@ -120,6 +120,8 @@ def plan(
             out(f"{title}\n\nnothing fits: {reason}")
             return
         out(report.render(dicts, PLAN_COLUMNS, fmt, title=title))
+        if dicts[0]["launch_command"] is None:  # the ideal layout and transformers have no command line
+            return
         out("")
         out(f"launch (first row): {dicts[0]['launch_command']}")
         for note in dicts[0].get("launch_notes", []):

@@ -63,6 +63,30 @@ class Settings:
     overrides: Overrides = field(default_factory=Overrides)
 
 
+# Settings field -> the kvplan flag that sets it (also the engine's own flag, spelled for kvplan).
+SETTING_FLAGS = {
+    "gpu_memory_utilization": "--gpu-memory-utilization",
+    "mem_fraction_static": "--mem-fraction-static",
+    "free_gpu_memory_fraction": "--free-gpu-memory-fraction",
+    "block_size": "--block-size",
+    "max_num_batched_tokens": "--max-num-batched-tokens",
+    "max_num_seqs": "--max-num-seqs",
+    "n_ubatch": "--ubatch",
+    "kv_unified": "--kv-unified",
+    "swa_full": "--swa-full",
+    "swa_full_tokens_ratio": "--swa-full-tokens-ratio",
+    "cuda_graph_estimate": "--cuda-graph-estimate",
+    "overrides.cuda_graph_bytes": "--cuda-graph",
+}
+
+
+def _setting(settings: Settings, name: str) -> object:
+    obj: object = settings
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
 def check_fraction(value: float | None, what: str) -> None:
     if value is not None and not (0 < value <= 1):
         raise InvalidInput(f"invalid {what} {value!r}; expected a fraction in (0, 1], e.g. 0.9")
@@ -221,6 +245,9 @@ class Engine:
     # (online quantization or its own conversion tool): suggestions never leave these.
     weight_dtypes: tuple[str, ...] = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "mxfp4", "nf4")
     online_weight_dtypes: tuple[str, ...] = ()
+    # The Settings fields this engine reads (SETTING_FLAGS names them); a flag for another engine
+    # is refused rather than silently ignored. Overrides of measured terms apply to every engine.
+    settings_read: tuple[str, ...] = ()
     release: str = "-"  # the version key users select with name@release (``vllm@0.19``)
 
     @property
@@ -251,6 +278,22 @@ class Engine:
                 f"it runs {', '.join(self.weight_dtypes)}"
             )
         return name
+
+    def check_settings(self, settings: Settings) -> None:
+        """Refuse flags that belong to another engine (they would change nothing and say nothing)."""
+        default = Settings()
+        for name, flag in SETTING_FLAGS.items():
+            given = _setting(settings, name)
+            if given != _setting(default, name) and name not in self.settings_read:
+                own = ", ".join(SETTING_FLAGS[n] for n in self.settings_read) or "none of the engine flags"
+                raise InvalidInput(f"{flag} does not apply to engine {self.name!r}; it reads {own}")
+        if settings.block_size is not None:
+            self.check_block_size(settings.block_size)
+
+    def check_block_size(self, tokens: int) -> None:
+        """Block (page) sizes the engine accepts; any whole number of tokens by default."""
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+            raise InvalidInput(f"invalid block size {tokens!r}; expected a whole number of tokens >= 1")
 
     def kv_flag(self, kv_dtype_name: str) -> str:
         """The engine's own spelling of a KV dtype (its --kv-cache-dtype value)."""
@@ -329,8 +372,10 @@ class Engine:
 
     # -- launch line --
 
-    def launch_args(self, r: CapacityResult, *, model: str, sequences: int) -> list[str]:
-        return ["python", "-c", f"# {self.name}: {sequences} sequences of {r.context} tokens"]
+    def launch_args(self, r: CapacityResult, *, model: str, sequences: int) -> list[str] | None:
+        """The engine's command line for ``r``, or None where there is none to run (a launch line
+        must start the engine with the budget the answer came from)."""
+        return None
 
     # -- startup log --
 

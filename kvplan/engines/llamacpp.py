@@ -49,6 +49,9 @@ class LlamaCppLayout(Layout):
     def units_for(self, batch: int, length: int) -> int:
         return sum(p.bytes for p in llamacpp_pools(self, n_ctx=batch * length, n_seq=batch))
 
+    def settings(self) -> dict[str, Any]:
+        return {"n_ubatch": self.n_ubatch, "kv_unified": self.kv_unified, "swa_full": self.swa_full}
+
     def max_sequences(self, available: int, length: int) -> int:
         return largest(lambda b: self.fits(available, batch=b, length=length), MAX_CONTEXT)
 
@@ -147,8 +150,14 @@ class LlamaCpp(Engine):
         kv = self.kv_flag(r.kv_dtype)
         # llama-server -c is the total cell count; -np slots split it evenly (non-unified cache).
         gguf = model.split("/")[-1] + ".gguf"  # the GGUF file the user converted or downloaded
-        return ["llama-server", "-m", gguf, "-c", str(sequences * r.context), "-np", str(sequences),
+        args = ["llama-server", "-m", gguf, "-c", str(sequences * r.context), "-np", str(sequences),
                 "-ctk", kv, "-ctv", kv]  # fmt: skip
+        # The flags the budget was computed with (compute buffer, cache layout), where not the defaults.
+        if r.settings.get("n_ubatch", Settings().n_ubatch) != Settings().n_ubatch:
+            args += ["-ub", str(r.settings["n_ubatch"])]
+        args += ["--kv-unified"] if r.settings.get("kv_unified") else []
+        args += ["--swa-full"] if r.settings.get("swa_full") else []
+        return args
 
     def parse_log(self, text: str) -> LogFacts:
         return parse_log(text)
@@ -248,6 +257,7 @@ B6699 = LlamaCpp(
     # llama-quantize make the smaller types from a 16-bit GGUF.
     weight_dtypes=("fp32", "fp16", "bf16", "q8_0", "q6_k", "q5_k", "q4_k", "q4_0", "mxfp4"),
     online_weight_dtypes=("q8_0", "q4_k"),
+    settings_read=("n_ubatch", "kv_unified", "swa_full"),
     auto_slots=False,  # llamacpp-01 (build 6699): -np 1 ran one non-unified slot
 )
 # tools/server/server.cpp main (b8198; builds from b7342 log "setting n_parallel = 4 and kv_unified = true").

@@ -378,5 +378,15 @@ ENGINE = Sglang(
     # python/sglang/srt/layers/quantization/__init__.py BASE_QUANTIZATION_METHODS; --quantization fp8
     # on a 16-bit checkpoint quantizes at load (fp8.py Fp8Config is_checkpoint_fp8_serialized False).
     online_weight_dtypes=("fp8",),
+    # page_size (--page-size, any whole number), chunked_prefill_size, --max-running-requests, the
+    # hybrid SWA pool's flags.
+    settings_read=(
+        "mem_fraction_static",
+        "block_size",
+        "max_num_batched_tokens",
+        "max_num_seqs",
+        "swa_full",
+        "swa_full_tokens_ratio",
+    ),
 )
 VERSIONS = (ENGINE,)

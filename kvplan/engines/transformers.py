@@ -46,7 +46,7 @@ from kvplan.spec import LayerKind, ModelSpec
 from kvplan.units import GIB, KV_DTYPES, DType
 
 if TYPE_CHECKING:
-    from kvplan.capacity import CapacityResult
+    pass
 
 TRANSFORMERS_VERSION = "5.24.0"  # the version these rules were read from and tested against
 
@@ -134,12 +134,7 @@ class Transformers(Engine):
         return plain_budget(total=total, weights=weights, activation=act, context=ctx, overhead=o.overhead_bytes,
                             rule=self.budget_rule)  # fmt: skip
 
-    def launch_args(self, r: CapacityResult, *, model: str, sequences: int) -> list[str]:
-        return [
-            "python",
-            "-c",
-            f"# transformers: model.generate(..., max_length={r.context}) with batch size {sequences}",
-        ]
+    # No launch line: transformers is a library called from a script, not a server started with flags.
 
 
 ENGINE = Transformers(
@@ -155,5 +150,6 @@ ENGINE = Transformers(
     # transformers/quantizers/auto.py: finegrained fp8, mxfp4, awq, gptq, compressed-tensors, bitsandbytes;
     # BitsAndBytesConfig(load_in_4bit / load_in_8bit) quantizes a 16-bit checkpoint at load.
     online_weight_dtypes=("nf4", "int8"),
+    settings_read=("max_num_batched_tokens",),  # the forward pass's tokens, for its activation peak
 )
 VERSIONS = (ENGINE,)

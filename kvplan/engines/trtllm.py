@@ -28,6 +28,12 @@ MAX_NUM_TOKENS = 8192  # llmapi max_num_tokens default
 
 @dataclass(frozen=True)
 class Trtllm(Engine):
+    def check_block_size(self, tokens: int) -> None:
+        # docs/source/advanced/kv-cache-reuse.md: "tokens_per_block must be a power of 2".
+        super().check_block_size(tokens)
+        if tokens & (tokens - 1):
+            raise InvalidInput(f"invalid block size {tokens!r} for trtllm; tokens_per_block must be a power of 2")
+
     def attention_tp(self, tp: int, settings: Settings) -> int:
         """tensorrt_llm/llmapi/llm_args.py enable_attention_dp: attention runs data-parallel over the TP
         ranks (Mapping attn_tp_size 1): every rank holds all KV heads of its own requests."""
@@ -86,5 +92,7 @@ ENGINE = Trtllm(
     # tensorrt_llm/quantization/mode.py QuantAlgo (FP8, FP8_BLOCK_SCALES, W4A16_AWQ, W4A16_GPTQ,
     # W4A8_MXFP4_FP8, ...) read from pre-quantized (ModelOpt / HF) checkpoints; no online quantization.
     weight_dtypes=("bf16", "fp16", "fp8", "int8", "int4", "mxfp4"),
+    # max_num_seqs is --max_batch_size (the launch line's sequence cap, as check-log reads it).
+    settings_read=("free_gpu_memory_fraction", "block_size", "max_num_batched_tokens", "max_num_seqs"),
 )
 VERSIONS = (ENGINE,)

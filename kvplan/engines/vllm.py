@@ -326,12 +326,23 @@ def non_torch(*, tp: int, pp: int) -> int:
 # ---- the engine ----------------------------------------------------------------------------------------
 
 
+# vllm/config/cache.py: BlockSize = Literal[1, 8, 16, 32, 64, 128, 256] (--block-size choices).
+BLOCK_SIZES = (1, 8, 16, 32, 64, 128, 256)
+
+
 @dataclass(frozen=True)
 class Vllm(Engine):
     gpu_memory_utilization: float = 0.9  # vllm/config/cache.py CacheConfig default
     estimate_cuda_graphs: bool = False  # vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS default
     mamba_align: bool = False  # prefix caching keeps Mamba state in 'align' mode (2 pages per request)
     a100_exception: bool = True  # get_batch_defaults gives A100 the small batches (PR #17885, from v0.9.0)
+
+    def check_block_size(self, tokens: int) -> None:
+        super().check_block_size(tokens)
+        if tokens not in BLOCK_SIZES:
+            raise InvalidInput(
+                f"invalid block size {tokens!r} for vllm; --block-size accepts {', '.join(map(str, BLOCK_SIZES))}"
+            )
 
     def cache_plan(self, spec: ModelSpec, *, kv_dtype_name: str, tp: int, pp: int, mla: str = "latent") -> CachePlan:
         if kv_dtype_name in PER_TOKEN_HEAD:
@@ -423,6 +434,10 @@ def serve_args(r: CapacityResult, *, model: str, sequences: int, kv_flag: str, d
         args += ["-dp", str(r.replicas)]
     if r.block_tokens != 16:
         args += ["--block-size", str(r.block_tokens)]
+    default_tokens, _ = batch_defaults(r.breakdown["device_total_bytes"])
+    if r.max_num_batched_tokens not in (None, default_tokens):
+        # The profile run's size sets the activation term of the budget: the line must repeat it.
+        args += ["--max-num-batched-tokens", str(r.max_num_batched_tokens)]
     return args
 
 
@@ -595,6 +610,14 @@ V0_19 = Vllm(
     # compressed-tensors, bitsandbytes, ...); fp8.py Fp8Config: a 16-bit checkpoint with
     # --quantization fp8 is quantized at load (is_checkpoint_fp8_serialized False, dynamic scales).
     online_weight_dtypes=("fp8",),
+    settings_read=(
+        "gpu_memory_utilization",
+        "block_size",
+        "max_num_batched_tokens",
+        "max_num_seqs",
+        "cuda_graph_estimate",
+        "overrides.cuda_graph_bytes",
+    ),
     # vllm/config/cache.py CacheConfig.gpu_memory_utilization default 0.9 in 0.19.
     gpu_memory_utilization=0.9,
     # vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS default "0" before 0.21: graphs captured after sizing.
