@@ -22,97 +22,11 @@ from typing import Any
 
 from kvplan import failures as fl
 from kvplan.errors import InvalidInput
+from kvplan.failures import NUMBER as _N
 from kvplan.hardware import GPU
+from kvplan.logcheck import GpuId, identify_gpu
 from kvplan.spec import ModelSpec
 from kvplan.units import GIB, MIB
-
-# ---- the GPU, from what the log says -------------------------------------------------------------
-
-# Device names as torch.cuda.get_device_name / nvidia-smi print them -> catalog name. Order
-# matters: the first match wins (H100 NVL and PCIe before the plain H100 SXM name).
-DEVICE_NAMES: tuple[tuple[str, str], ...] = (
-    (r"H100 NVL", "h100-nvl"),
-    (r"H100 PCIe|H100-PCIE", "h100-pcie"),
-    (r"H100", "h100-sxm"),  # "NVIDIA H100 80GB HBM3"
-    (r"GH200|H200", "h200"),
-    (r"GB200", "gb200"),
-    (r"B200", "b200"),
-    (r"A100[- ]PCIE[- ]40GB|A100 40GB PCIe", "a100-40gb-pcie"),
-    (r"A100[- ]PCIE[- ]80GB|A100 80GB PCIe", "a100-80gb-pcie"),
-    (r"A100[- ]SXM4?[- ]40GB|A100 40GB", "a100-40gb"),
-    (r"A100", "a100-80gb"),  # "NVIDIA A100-SXM4-80GB"
-    (r"L40S", "l40s"),
-    (r"\bL4\b", "l4"),
-    (r"A10G", "a10g"),
-    (r"RTX 4090", "rtx-4090"),
-    (r"RTX 3090", "rtx-3090"),
-    (r"MI325X", "mi325x"),
-    (r"MI300X", "mi300x"),
-)
-# CUDA compute capability per catalog GPU (developer.nvidia.com/cuda-gpus).
-COMPUTE_CAPABILITY: dict[str, tuple[int, int]] = {
-    "a10g": (8, 6), "rtx-3090": (8, 6), "l4": (8, 9), "l40s": (8, 9), "rtx-4090": (8, 9),
-    "a100-40gb": (8, 0), "a100-40gb-pcie": (8, 0), "a100-80gb": (8, 0), "a100-80gb-pcie": (8, 0),
-    "h100-sxm": (9, 0), "h100-pcie": (9, 0), "h100-nvl": (9, 0), "h200": (9, 0), "b200": (10, 0), "gb200": (10, 0),
-}  # fmt: skip
-
-_N = r"-?[\d,]*\.?\d+"
-_TOTAL_GIB = (
-    rf"Free memory on device(?: \S+)? \({_N}/({_N}) ?GiB\)",
-    rf"total_gpu_memory \(({_N}) ?GiB\)",
-    rf"total_gpu_memory=({_N}) ?GiB",
-    rf"has a total capacity of ({_N}) GiB",
-    rf"calculating max tokens in paged kv cache: total: ({_N}) GiB",
-)
-_DEVICE_NAME = (
-    r"(?:Device \d+: |GPU \d+: |using device \w+ \(|device_name[=:] ?'?|Found GPU\d*:? )((?:NVIDIA|AMD)[^,()\n']*)"
-)
-
-
-@dataclass
-class GpuId:
-    """Which GPU the diagnosis used and why."""
-
-    name: str | None
-    how: str  # "device name in the log", "total memory in the log", "--gpu", "not identified"
-    evidence: str | None = None
-    total_bytes: int | None = None  # what the engine saw as the device total, when the log says
-
-
-def identify_gpu(text: str, gpu_arg: str | None = None) -> tuple[GPU | None, GpuId]:
-    """The log's device name, then its total memory (with its compute capability), then ``--gpu``."""
-    from kvplan.hardware import bundled_gpus, resolve_gpu
-    from kvplan.logcheck import guess_gpu
-
-    catalog = bundled_gpus()
-    total = _logged_total(text)
-    m = re.search(_DEVICE_NAME, text)
-    if m:
-        name = m.group(1).strip()
-        for rx, key in DEVICE_NAMES:
-            if re.search(rx, name) and key in catalog:
-                return catalog[key], GpuId(key, "device name in the log", repr(name), total)
-    cc = re.search(r"compute capability:? (\d+)\.(\d+)", text)
-    if total:
-        best = guess_gpu(total)
-        if cc and best is not None and COMPUTE_CAPABILITY.get(best.name) != (int(cc.group(1)), int(cc.group(2))):
-            best = None
-        if best is not None:
-            what = f"{total / GIB:.2f} GiB total" + (f", compute capability {cc.group(1)}.{cc.group(2)}" if cc else "")
-            return best, GpuId(best.name, "total memory in the log", what, total)
-    if gpu_arg:
-        gpu = resolve_gpu(gpu_arg)
-        return gpu, GpuId(gpu.name, "--gpu", None, total)
-    return None, GpuId(None, "not identified", None, total)
-
-
-def _logged_total(text: str) -> int | None:
-    for rx in _TOTAL_GIB:
-        m = re.search(rx, fl.flatten(text))
-        if m:
-            return int(float(m.group(1).replace(",", "")) * GIB)
-    return None
-
 
 # ---- the diagnosis --------------------------------------------------------------------------------
 
@@ -190,7 +104,9 @@ class Params:
 
 def recognise(text: str, engine: str) -> Failure | None:
     """The last fatal refusal in the log (else its last warning), or an unknown failure, or None."""
-    matches = fl.find_all(text, engine)
+    from kvplan.engines import get_engine
+
+    matches = fl.find_all(text, get_engine(engine).failure_patterns)
     fatal = [m for m in matches if m.pattern.kind in fl.FATAL]
     chosen = (fatal or matches or [None])[-1]
     if chosen is not None:
@@ -221,21 +137,33 @@ def diagnose_text(
 ) -> Diagnosis:
     """Recognise a failed start in ``text``, explain it and prescribe the changes that start."""
     from kvplan.catalog import resolve_model
-    from kvplan.logcheck import detect_engine, find_spec, parse_log
+    from kvplan.engines import ENGINES, get_engine, log_engine
+    from kvplan.logcheck import find_spec
 
-    engine = engine or fl.engine_of(text) or detect_engine(text)
-    if engine not in fl.PATTERNS:
-        raise InvalidInput(f"unknown log engine {engine!r}; expected vllm, sglang, llamacpp or trtllm")
-    facts = parse_log(text, engine) if engine != "trtllm" else None
+    readers = [e for e in ENGINES.values() if e.failure_patterns]
+    if engine is not None:
+        *first, last = [e.name for e in readers]
+        try:
+            eng = get_engine(engine)
+        except InvalidInput:
+            eng = None
+        if eng is None or eng not in readers:
+            raise InvalidInput(f"unknown log engine {engine!r}; expected {', '.join(first)} or {last}")
+    engine = eng.name if engine else (fl.engine_of(text, readers) or log_engine(text).name)
+    eng = get_engine(engine)
+    try:
+        facts = eng.parse_log(text)
+    except InvalidInput:  # an engine whose startup log kvplan does not compare (TensorRT-LLM)
+        facts = None
     flags = dict(facts.flags) if facts else {}
-    for key, value in fl.parse_extra_flags(text, engine).items():
+    for key, value in eng.failure_flags(text).items():
         flags.setdefault(key, value)
-    logged = dict(facts.figures) if facts else fl.trtllm_figures(text)
+    logged = dict(facts.figures) if facts else eng.failure_figures(text)
     if tp is not None:
-        for key in fl.FLAG_KEYS[engine].get("tp", ()):
+        for key in eng.log_flag_keys.get("tp", ()):
             flags[key] = tp
     failure = recognise(text, engine)
-    named = (facts.model if facts else None) or _trtllm_model(text) or fl.model_of(text)
+    named = (facts.model if facts else None) or eng.model_in_log(text)
     spec = resolve_model(model) if model else find_spec(named)
     gpu_obj, gpu_id = identify_gpu(text, gpu)
     name = spec.name if spec else named
@@ -255,7 +183,7 @@ def diagnose_text(
         )
     ref = named
     ref = ref if ref and "/" in ref and " " not in ref else None  # a repo id or path, not a display name
-    weights_dtype = weights_dtype or fl.weights_dtype_of(text, engine)
+    weights_dtype = weights_dtype or eng.weights_in_log(text)
     p = _params(engine, spec, gpu_obj, flags, failure, logged, gpu_id, weights_dtype, ref)
     if facts is not None:  # the rule set of the release the log states (kvplan.engines: rules_for_log)
         from kvplan.engines import get_engine
@@ -284,11 +212,6 @@ def diagnose_text(
     return d
 
 
-def _trtllm_model(text: str) -> str | None:
-    m = re.search(r"trtllm-serve\s+(?:serve\s+)?(\S+)", text) or re.search(r"--model[ =](\S+)", text)
-    return m.group(1) if m else None
-
-
 def _summary(f: Failure) -> str:
     what = {
         fl.KV_SHORT: "one request of the configured length does not fit the KV cache",
@@ -306,7 +229,9 @@ def _summary(f: Failure) -> str:
 
 
 def _flag(flags: dict[str, Any], engine: str, term: str) -> Any:
-    for key in fl.FLAG_KEYS[engine].get(term, ()):
+    from kvplan.engines import get_engine
+
+    for key in get_engine(engine).log_flag_keys.get(term, ()):
         if flags.get(key) not in (None, "auto"):
             return flags[key]
     return None
@@ -325,7 +250,7 @@ def _params(engine, spec, gpu_obj, flags, failure, logged, gpu_id, weights_dtype
     fig = failure.figures
     context = _int(fig.get("max_len")) or _int(_flag(flags, engine, "context"))
     seqs = _int(_flag(flags, engine, "max_num_seqs"))
-    if engine in fl.PREALLOCATES_SEQUENCES:
+    if _engine(engine).preallocates_sequences:
         n_ctx = _int(flags.get("n_ctx"))
         seqs = seqs or 1
         context = context or (n_ctx // seqs if n_ctx else None)
@@ -343,12 +268,12 @@ def _params(engine, spec, gpu_obj, flags, failure, logged, gpu_id, weights_dtype
         kv_dtype=str(kv) if kv else None,
         weights_dtype=weights_dtype,
         fraction=float(fraction) if fraction else None,
-        max_num_seqs=seqs if engine not in fl.PREALLOCATES_SEQUENCES else None,
+        max_num_seqs=seqs if not _engine(engine).preallocates_sequences else None,
         max_num_batched_tokens=_int(_flag(flags, engine, "max_num_batched_tokens")),
         n_ubatch=_int(_flag(flags, engine, "n_ubatch")) or 512,
         device_memory=total if gpu_obj is not None else None,
         kv_cache_memory=_no_less_than_zero(_logged_kv(failure, logged)) if gpu_obj is None else None,
-        sequences=seqs if engine in fl.PREALLOCATES_SEQUENCES else 1,
+        sequences=seqs if _engine(engine).preallocates_sequences else 1,
         model_ref=model_ref,
     )
 
@@ -398,10 +323,13 @@ def setup_for(spec: ModelSpec, p: Params):  # noqa: ANN201
 
 def _fraction_field(engine: str) -> str | None:
     """The Settings field holding the engine's memory fraction (its Budget.fraction_name)."""
-    from kvplan.engines import Settings
+    return _engine(engine).fraction_setting
 
-    key = fl.FLAG_KEYS[engine].get("fraction", (None,))[0]
-    return key if key in Settings.__dataclass_fields__ else None
+
+def _engine(name: str):  # noqa: ANN202
+    from kvplan.engines import get_engine
+
+    return get_engine(name)
 
 
 def check(spec: ModelSpec, p: Params):  # noqa: ANN201
@@ -534,8 +462,8 @@ def prescribe(
     candidates = list(forced)
     if not forced:
         candidates += _fraction_up(spec, base, free_bytes)
-    if failure.kind == fl.OOM and failure.phase == "CUDA-graph capture" and p.engine in fl.EAGER_FLAG:
-        candidates.append(("eager", replace(base, enforce_eager=True), fl.EAGER_FLAG[p.engine]))
+    if failure.kind == fl.OOM and failure.phase == "CUDA-graph capture" and _engine(p.engine).eager_flag:
+        candidates.append(("eager", replace(base, enforce_eager=True), _engine(p.engine).eager_flag))
     candidates += _fewer_seqs(spec, base) + _kv8(spec, base) + _weights8(spec, base) + _shorter(spec, base, failure)
     candidates += _more_tp(spec, base) + _other_gpu(spec, base)
     relevant = _relevant(failure)
@@ -567,8 +495,7 @@ def _calibrated(spec: ModelSpec, p: Params, failure: Failure, logged: dict) -> P
 
 
 def _fraction_flag(engine: str) -> str:
-    key = fl.FLAG_KEYS[engine].get("fraction", ("fraction",))[0]
-    return "--" + key.replace("_", "-")
+    return "--" + (_fraction_field(engine) or "fraction").replace("_", "-")
 
 
 def _fraction_for_graphs(spec: ModelSpec, p: Params, failure: Failure) -> float:
@@ -594,9 +521,9 @@ def _fraction_up(spec: ModelSpec, p: Params, free_bytes: int | None) -> list[tup
 
 
 def _fewer_seqs(spec: ModelSpec, p: Params) -> list[tuple[str, Params, str]]:
-    profiled = p.engine in fl.PROFILE_BY_SEQS
+    profiled = _engine(p.engine).profile_by_seqs
     current = p.max_num_seqs or (setup_for(spec, p).max_num_seqs if profiled else None)
-    if p.engine in fl.PREALLOCATES_SEQUENCES and p.sequences > 1:
+    if _engine(p.engine).preallocates_sequences and p.sequences > 1:
         for n in range(p.sequences - 1, 0, -1):
             q = replace(p, sequences=n)
             if check(spec, q)[1]:
@@ -732,12 +659,12 @@ def _prescription(spec: ModelSpec, q: Params, rank: int, change: str, gives: str
     ref = q.model_ref or model_ref(spec.source, spec.name)
     # The sequence cap the log gave (or the engine's default on a known GPU); on an unknown GPU the
     # default is unknown too, so the line carries the sequences the logged budget holds.
-    seqs = q.sequences if q.engine in fl.PREALLOCATES_SEQUENCES else q.max_num_seqs
+    seqs = q.sequences if _engine(q.engine).preallocates_sequences else q.max_num_seqs
     if seqs is None and q.kv_cache_memory is None:
         seqs = r.max_num_seqs
     args = launch_args(r, model=ref, sequences=seqs or r.max_concurrent_sequences_per_replica)
     if q.enforce_eager:
-        args.append(fl.EAGER_FLAG[q.engine])
+        args.append(_engine(q.engine).eager_flag)
 
     argv = capacity_argv(spec, q)
     flags = {

@@ -11,6 +11,7 @@ flags, and the engine's own figures, then runs kvplan twice:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from kvplan import capacity
 from kvplan.engines import LOG_READERS, Engine, get_engine, log_engine, usable_memory_bytes
 from kvplan.engines.base import LogFacts, fmt
 from kvplan.errors import InvalidInput
+from kvplan.failures import flatten
+from kvplan.hardware import GPU
 from kvplan.units import GIB
 
 __all__ = [
@@ -81,6 +84,105 @@ def find_spec(model: str | None):  # noqa: ANN201
     return None
 
 
+# ---- the GPU, from what the log says -------------------------------------------------------------
+
+# Device names as torch.cuda.get_device_name / nvidia-smi print them -> catalog name. Order
+# matters: the first match wins (H100 NVL and PCIe before the plain H100 SXM name).
+DEVICE_NAMES: tuple[tuple[str, str], ...] = (
+    (r"H100 NVL", "h100-nvl"),
+    (r"H100 PCIe|H100-PCIE", "h100-pcie"),
+    (r"H100", "h100-sxm"),  # "NVIDIA H100 80GB HBM3"
+    (r"GH200|H200", "h200"),
+    (r"GB200", "gb200"),
+    (r"B200", "b200"),
+    (r"A100[- ]PCIE[- ]40GB|A100 40GB PCIe", "a100-40gb-pcie"),
+    (r"A100[- ]PCIE[- ]80GB|A100 80GB PCIe", "a100-80gb-pcie"),
+    (r"A100[- ]SXM4?[- ]40GB|A100 40GB", "a100-40gb"),
+    (r"A100", "a100-80gb"),  # "NVIDIA A100-SXM4-80GB"
+    (r"L40S", "l40s"),
+    (r"\bL4\b", "l4"),
+    (r"A10G", "a10g"),
+    (r"RTX 4090", "rtx-4090"),
+    (r"RTX 3090", "rtx-3090"),
+    (r"MI325X", "mi325x"),
+    (r"MI300X", "mi300x"),
+)
+# CUDA compute capability per catalog GPU (developer.nvidia.com/cuda-gpus).
+COMPUTE_CAPABILITY: dict[str, tuple[int, int]] = {
+    "a10g": (8, 6), "rtx-3090": (8, 6), "l4": (8, 9), "l40s": (8, 9), "rtx-4090": (8, 9),
+    "a100-40gb": (8, 0), "a100-40gb-pcie": (8, 0), "a100-80gb": (8, 0), "a100-80gb-pcie": (8, 0),
+    "h100-sxm": (9, 0), "h100-pcie": (9, 0), "h100-nvl": (9, 0), "h200": (9, 0), "b200": (10, 0), "gb200": (10, 0),
+}  # fmt: skip
+
+_N = r"-?[\d,]*\.?\d+"
+_TOTAL_GIB = (
+    rf"Free memory on device(?: \S+)? \({_N}/({_N}) ?GiB\)",
+    rf"total_gpu_memory \(({_N}) ?GiB\)",
+    rf"total_gpu_memory=({_N}) ?GiB",
+    rf"has a total capacity of ({_N}) GiB",
+    rf"calculating max tokens in paged kv cache: total: ({_N}) GiB",
+)
+_DEVICE_NAME = (
+    r"(?:Device \d+: |GPU \d+: |using device \w+ \(|device_name[=:] ?'?|Found GPU\d*:? )((?:NVIDIA|AMD)[^,()\n']*)"
+)
+
+
+@dataclass
+class GpuId:
+    """Which GPU the diagnosis used and why."""
+
+    name: str | None
+    how: str  # "device name in the log", "total memory in the log", "--gpu", "not identified"
+    evidence: str | None = None
+    total_bytes: int | None = None  # what the engine saw as the device total, when the log says
+
+
+def identify_gpu(text: str, gpu_arg: str | None = None) -> tuple[GPU | None, GpuId]:
+    """The log's device name, then its total memory (with its compute capability), then ``--gpu``."""
+    from kvplan.hardware import bundled_gpus, resolve_gpu
+
+    catalog = bundled_gpus()
+    total = _logged_total(text)
+    m = re.search(_DEVICE_NAME, text)
+    if m:
+        name = m.group(1).strip()
+        for rx, key in DEVICE_NAMES:
+            if re.search(rx, name) and key in catalog:
+                return catalog[key], GpuId(key, "device name in the log", repr(name), total)
+    cc = re.search(r"compute capability:? (\d+)\.(\d+)", text)
+    if total:
+        best = guess_gpu(total)
+        if cc and best is not None and COMPUTE_CAPABILITY.get(best.name) != (int(cc.group(1)), int(cc.group(2))):
+            best = None
+        if best is not None:
+            what = f"{total / GIB:.2f} GiB total" + (f", compute capability {cc.group(1)}.{cc.group(2)}" if cc else "")
+            return best, GpuId(best.name, "total memory in the log", what, total)
+    if gpu_arg:
+        gpu = resolve_gpu(gpu_arg)
+        return gpu, GpuId(gpu.name, "--gpu", None, total)
+    return None, GpuId(None, "not identified", None, total)
+
+
+def _logged_total(text: str) -> int | None:
+    for rx in _TOTAL_GIB:
+        m = re.search(rx, flatten(text))
+        if m:
+            return int(float(m.group(1).replace(",", "")) * GIB)
+    return None
+
+
+def _gpu_from_log(text: str, gpu: str | None, facts: LogFacts):  # noqa: ANN202
+    """The GPU the log names (device name, total memory, compute capability), else ``--gpu``, and how."""
+    gpu_obj, how = identify_gpu(text, gpu)
+    total = facts.figures.get("total")
+    if gpu_obj is None and total:  # a total the reader found that identify_gpu's lines do not cover
+        gpu_obj = guess_gpu(int(total * GIB))
+        return gpu_obj, "total memory in the log" if gpu_obj else "not identified"
+    if gpu_obj is None:
+        return None, "not identified"
+    return gpu_obj, how.how if how.how == "--gpu" else f"{how.how} ({how.evidence})"
+
+
 def guess_gpu(total_bytes: int | None):  # noqa: ANN201
     """The catalog GPU whose CUDA-visible memory is nearest the logged total (within 2%)."""
     from kvplan.hardware import bundled_gpus
@@ -105,6 +207,7 @@ class CheckResult:
     given: dict[str, Any] | None = None
     predicted: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    gpu_source: str | None = None  # how the GPU was identified: from the log (which line) or --gpu
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -148,12 +251,15 @@ def check_text(
     notes = []
     if spec is None:
         notes.append(f"model {facts.model!r} is not a bundled spec; pass --model to compare")
-    total = facts.figures.get("total")
-    gpu_obj = resolve_gpu(gpu) if gpu else guess_gpu(int(total * GIB) if total else None)
+    gpu_obj, gpu_id = _gpu_from_log(text, gpu, facts)
     if gpu_obj is None and reader.log_needs_gpu:
         notes.append("GPU not identified from the log; pass --gpu for the from-scratch prediction")
+    elif gpu_obj is not None and gpu_id != "--gpu":  # said when the log, not the user, named it
+        notes.append(f"GPU {gpu_obj.name} from the {gpu_id}")
+        if gpu and resolve_gpu(gpu).name != gpu_obj.name:
+            notes.append(f"--gpu {gpu} differs from what the log says; the log's GPU is used")
     result = CheckResult(facts.engine, spec.name if spec else facts.model, gpu_obj.name if gpu_obj else None,
-                         facts.flags, facts.figures, [], notes=notes)  # fmt: skip
+                         facts.flags, facts.figures, [], notes=notes, gpu_source=gpu_id)  # fmt: skip
     if spec is None:
         result.rows = [
             {"term": k, "logged": fmt(v), "predicted": "-", "difference": "-"} for k, v in facts.figures.items()

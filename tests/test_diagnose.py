@@ -143,7 +143,12 @@ def test_every_real_log_is_listed_and_sourced():
     for name in logs:
         assert (DATA / name).read_text().startswith("# source: https://github.com/"), name
     engines = {engine for engine, _ in REAL.values()}
-    assert engines == set(fl.PATTERNS)  # a real failure for every engine kvplan models
+    from kvplan.engines import ENGINES
+
+    # a real failure for every engine whose refusals kvplan reads: the four serving engines
+    assert (
+        engines == {e.name for e in ENGINES.values() if e.failure_patterns} == {"vllm", "sglang", "llamacpp", "trtllm"}
+    )
 
 
 @pytest.mark.parametrize("name", sorted(REAL))
@@ -406,3 +411,16 @@ def test_readme_failed_start_examples_are_what_the_command_prints():
         r = CliRunner().invoke(app, args, input=stdin)
         assert r.exit_code == 0, r.output
         assert r.stdout.replace(str(root) + "/", "") == expected, cmd
+
+
+def test_started_log_says_where_its_gpu_came_from():
+    from kvplan.logcheck import check_text
+    from tests.test_logcheck import VLLM_15
+
+    r = check_text(VLLM_15)
+    assert r.gpu == "h100-sxm" and r.gpu_source == "total memory in the log (79.19 GiB total)"
+    # the log's 79.19 GiB total comes before --gpu, and the note says so
+    r = check_text(VLLM_15, gpu="a100-80gb")
+    assert r.gpu == "h100-sxm" and any("--gpu a100-80gb differs" in n for n in r.notes)
+    r = check_text(VLLM_15.replace("Free memory on device (78.68/79.19 GiB)", "Free memory"), gpu="a100-80gb")
+    assert r.gpu == "a100-80gb" and r.gpu_source == "--gpu"

@@ -309,6 +309,7 @@ def test_launch_line_only_where_one_exists_and_matching_the_budget(cli):
     assert "--max-num-batched-tokens 4096" in vllm  # it sized the activation term
     assert "-ub 256" in cli(*base, "-e", "llamacpp", "--ubatch", "256").stdout
     assert "--mem-fraction-static 0.7" in cli(*base, "-e", "sglang", "--mem-fraction-static", "0.7").stdout
+    assert "--page-size 16" in cli(*base, "-e", "sglang", "--block-size", "16").stdout
 
 
 def test_llamacpp_does_not_fit_breakdown_is_consistent():

@@ -10,6 +10,7 @@ units (:meth:`Engine.layout`, a :class:`Layout`), how many bytes per GPU it give
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -245,6 +246,20 @@ class Engine:
     # (online quantization or its own conversion tool): suggestions never leave these.
     weight_dtypes: tuple[str, ...] = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "mxfp4", "nf4")
     online_weight_dtypes: tuple[str, ...] = ()
+    # Failed starts (check-log, kvplan.diagnose): the refusals read in the engine's source
+    # (kvplan.failures.Pattern), lines only it writes, flags its launch line spells that the log
+    # reader does not file (flag -> regex with one number group), where the log reader files each
+    # kvplan term (context, tp, pp, fraction, kv_dtype, max_num_seqs, ...), the Settings field of its
+    # memory fraction, and how it starts: every sequence slot allocated up front (llama.cpp -np), an
+    # activation peak sized by the sequence cap (vLLM's profile run), the flag that turns graphs off.
+    failure_patterns: tuple[Any, ...] = ()
+    failure_markers: tuple[str, ...] = ()
+    failure_flag_patterns: dict[str, str] = field(default_factory=dict)
+    log_flag_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    fraction_setting: str | None = None
+    preallocates_sequences: bool = False
+    profile_by_seqs: bool = False
+    eager_flag: str | None = None
     # The Settings fields this engine reads (SETTING_FLAGS names them); a flag for another engine
     # is refused rather than silently ignored. Overrides of measured terms apply to every engine.
     settings_read: tuple[str, ...] = ()
@@ -384,6 +399,28 @@ class Engine:
 
     def parse_log(self, text: str) -> LogFacts:
         raise InvalidInput(f"kvplan does not read {self.name} logs; expected a vllm, sglang or llamacpp log")
+
+    def failure_flags(self, text: str) -> dict[str, float]:
+        """Flags a failed log's launch line or messages give that :meth:`parse_log` does not read."""
+        out: dict[str, float] = {}
+        for key, pattern in self.failure_flag_patterns.items():
+            m = re.search(pattern, text)
+            if m:
+                out[key] = float(m.group(1).replace(",", ""))
+        return out
+
+    def weights_in_log(self, text: str) -> str | None:
+        """The checkpoint's weight format when the log prints it (kvplan's name), else None."""
+        return None
+
+    def failure_figures(self, text: str) -> dict[str, float]:
+        """The engine's memory figures in a log :meth:`parse_log` does not read (GiB as logged)."""
+        return {}
+
+    def model_in_log(self, text: str) -> str | None:
+        """The checkpoint a failed log's launch line names."""
+        m = re.search(r"--model(?:[-_]path)?[ =](\S+)", text)
+        return m.group(1) if m else None
 
     def rules_for_log(self, facts: LogFacts) -> tuple[Engine, str | None]:
         """The rule set to compare a log under (the release it states), and a note when it is a guess."""

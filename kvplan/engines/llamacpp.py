@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from kvplan.engines.base import Budget, Engine, Layout, LogFacts, Settings, largest, plain_budget, row
+from kvplan.failures import COMPUTE_ALLOC, CTX_OVER_TRAIN, KV_ALLOC, WEIGHTS_ALLOC, Pattern
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan, LayerCache, StagePlan, recurrent_state_elements
 from kvplan.spec import ModelSpec, ceil_div
@@ -125,6 +126,10 @@ def compute_buffer(spec: ModelSpec, settings: Settings) -> int:
 
 @dataclass(frozen=True)
 class LlamaCpp(Engine):
+    def weights_in_log(self, text: str) -> str | None:
+        m = re.search(r"file type\s*=\s*([A-Za-z0-9_]+)", text)
+        return GGUF_FILE_TYPES.get(m.group(1).lower()) if m else None
+
     auto_slots: bool = False  # the server's 4 unified slots when -np is not given
 
     def default_kv_dtype(self, spec: ModelSpec) -> str:
@@ -239,6 +244,49 @@ def _runs(caches: list[dict]) -> list[list[dict]]:
     return runs
 
 
+# ---- failed starts: the refusals, read in the engine's source ---------------------------------------
+
+FAILURES: tuple[Pattern, ...] = (
+    # src/llama-kv-cache.cpp llama_kv_cache::llama_kv_cache throws it (b5xxx+); llama_kv_cache_init
+    # in src/llama.cpp before the split. The size comes from ggml-cuda's alloc_buffer line before it.
+    Pattern(
+        KV_ALLOC,
+        r"failed to allocate buffer for kv cache|llama_kv_cache_init\(\) failed",
+        "src/llama-kv-cache.cpp llama_kv_cache constructor (b5xxx-b8198); src/llama.cpp llama_kv_cache_init (older)",
+        "KV cache allocation",
+    ),
+    # src/llama-context.cpp graph_reserve / llama_new_context_with_model (older): compute buffers.
+    Pattern(
+        COMPUTE_ALLOC,
+        r"failed to allocate compute (?:pp )?buffers",
+        "src/llama-context.cpp llama_context graph_reserve (b5xxx+); llama_new_context_with_model (older)",
+        "compute buffer allocation",
+    ),
+    # src/llama-model.cpp load_tensors: "unable to allocate CUDA0 buffer".
+    Pattern(
+        WEIGHTS_ALLOC,
+        r"unable to allocate (?P<buffer>\S+) buffer",
+        "src/llama-model.cpp llama_model::load_tensors (b4xxx-b8198)",
+        "weights load",
+    ),
+    # src/llama-context.cpp llama_context constructor; the name was n_ctx_pre_seq, then
+    # n_ctx_per_seq, then n_ctx_seq across builds.
+    Pattern(
+        CTX_OVER_TRAIN,
+        r"n_ctx_(?:seq|per_seq|pre_seq) \((?P<n_ctx_seq>\d+)\) > n_ctx_train \((?P<n_ctx_train>\d+)\) -- "
+        r"possible training context overflow",
+        "src/llama-context.cpp llama_context::llama_context (LLAMA_LOG_WARN)",
+        "context setup",
+    ),
+)
+
+LOG_FLAG_KEYS = {"context": ("n_ctx_seq",), "max_num_seqs": ("n_seq_max",), "n_ubatch": ("n_ubatch",)}
+FAILURE_FLAGS = {"n_ctx_seq": r"n_ctx_(?:seq|per_seq|pre_seq)\s*=\s*(\d+)"}
+# print_info "file type = Q4_K - Medium" (src/llama-model-loader.cpp llama_model_ftype_name) -> kvplan names.
+GGUF_FILE_TYPES = {"f32": "fp32", "f16": "fp16", "bf16": "bf16", "q8_0": "q8_0", "q6_k": "q6_k", "q5_k": "q5_k",
+                   "q4_k": "q4_k", "q4_0": "q4_0", "mxfp4": "mxfp4"}  # fmt: skip
+
+
 B6699 = LlamaCpp(
     name="llamacpp",
     release="b6699",
@@ -257,6 +305,12 @@ B6699 = LlamaCpp(
     # llama-quantize make the smaller types from a 16-bit GGUF.
     weight_dtypes=("fp32", "fp16", "bf16", "q8_0", "q6_k", "q5_k", "q4_k", "q4_0", "mxfp4"),
     online_weight_dtypes=("q8_0", "q4_k"),
+    failure_patterns=FAILURES,
+    failure_markers=("llama_context", "llama_kv_cache", "llama_model_load", "ggml_backend", "llama_new_context"),
+    failure_flag_patterns=FAILURE_FLAGS,
+    log_flag_keys=LOG_FLAG_KEYS,
+    # llama-context.cpp: n_ctx cells split into n_seq_max slots of n_ctx_seq, all allocated at start.
+    preallocates_sequences=True,
     settings_read=("n_ubatch", "kv_unified", "swa_full"),
     auto_slots=False,  # llamacpp-01 (build 6699): -np 1 ran one non-unified slot
 )

@@ -33,6 +33,7 @@ from kvplan.engines.base import (
     weighted_mean,
 )
 from kvplan.errors import InvalidInput
+from kvplan.failures import CUDA_ERROR_OOM, NO_KV_MEMORY, NUMBER, TORCH_OOM, Pattern
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan, LayerCache, StagePlan, recurrent_state_elements
 from kvplan.spec import ModelSpec, ceil_div
@@ -279,6 +280,8 @@ class Sglang(Engine):
         args += quantization_flag(r)
         if r.settings.get("swa_full_tokens_ratio") is not None:
             args += ["--swa-full-tokens-ratio", f"{r.settings['swa_full_tokens_ratio']:g}"]
+        if r.block_tokens != 1:  # server_args.py --page-size (default 1): the pool rounds to it
+            args += ["--page-size", str(r.block_tokens)]
         if r.tp > 1:
             args += ["--tp", str(r.tp)]
         if r.pp > 1:
@@ -358,6 +361,48 @@ def compare_log(facts: LogFacts, spec: ModelSpec, result: Any) -> None:
     result.rows = rows
 
 
+# ---- failed starts: the refusals, read in the engine's source ---------------------------------------
+
+FAILURES: tuple[Pattern, ...] = (
+    # python/sglang/srt/model_executor/model_runner.py init_memory_pool / profile_max_num_token
+    # (0.1-0.4: max_total_num_tokens <= 0); mem_cache/pool_configurator.py MemoryPoolConfig
+    # __post_init__ (main 2026) appends the current fraction.
+    Pattern(
+        NO_KV_MEMORY,
+        rf"Not enough memory\. Please try to increase --mem-fraction-static\.?"
+        rf"(?: Current value: mem_fraction_static=(?P<fraction>{NUMBER}))?",
+        "python/sglang/srt/model_executor/model_runner.py init_memory_pool (0.1-0.5); "
+        "mem_cache/pool_configurator.py MemoryPoolConfig.__post_init__ (main 2026)",
+        "KV cache sizing",
+    ),
+    # python/sglang/srt/model_executor/model_runner_kv_cache_mixin.py _profile_available_bytes
+    # (SGLang main, mid 2026: sglang#28683 counts draft weights against the fraction).
+    Pattern(
+        NO_KV_MEMORY,
+        rf"Loaded weights leave no GPU memory for the KV cache under "
+        rf"--mem-fraction-static=(?P<fraction>{NUMBER}?)\.?(?= |$)",
+        "python/sglang/srt/model_executor/model_runner_kv_cache_mixin.py _profile_available_bytes (main 2026)",
+        "KV cache sizing",
+    ),
+    TORCH_OOM,
+    CUDA_ERROR_OOM,
+)
+
+LOG_FLAG_KEYS = {
+    "context": ("context_length",),
+    "tp": ("tp", "tp_seen"),
+    "fraction": ("mem_fraction_static",),
+    "max_num_seqs": ("max_running_requests",),
+    "max_num_batched_tokens": ("chunked_prefill_size",),
+}
+# server_args flags on the launch line (and the fraction the refusal quotes).
+FAILURE_FLAGS = {
+    "mem_fraction_static": r"mem[-_]fraction[-_]static[= ](" + NUMBER + ")",
+    "context_length": r"--context[-_]length[ =](\d+)",
+    "max_running_requests": r"--max[-_]running[-_]requests[ =](\d+)",
+}
+
+
 ENGINE = Sglang(
     name="sglang",
     release="0.5",
@@ -378,6 +423,12 @@ ENGINE = Sglang(
     # python/sglang/srt/layers/quantization/__init__.py BASE_QUANTIZATION_METHODS; --quantization fp8
     # on a 16-bit checkpoint quantizes at load (fp8.py Fp8Config is_checkpoint_fp8_serialized False).
     online_weight_dtypes=("fp8",),
+    failure_patterns=FAILURES,
+    failure_markers=("sglang", "Load weight end", "mem_fraction_static"),
+    failure_flag_patterns=FAILURE_FLAGS,
+    log_flag_keys=LOG_FLAG_KEYS,
+    fraction_setting="mem_fraction_static",
+    eager_flag="--disable-cuda-graph",  # python/sglang/srt/server_args.py
     # page_size (--page-size, any whole number), chunked_prefill_size, --max-running-requests, the
     # hybrid SWA pool's flags.
     settings_read=(

@@ -5,12 +5,14 @@ Rules read in docs/source/reference/memory.md and tensorrt_llm/llmapi/llm_args.p
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kvplan.engines import vllm
 from kvplan.engines.base import Budget, Engine, Layout, Settings
 from kvplan.errors import InvalidInput
+from kvplan.failures import CUDA_ERROR_OOM, KV_SHORT, NUMBER, TORCH_OOM, Pattern
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan
 from kvplan.spec import ModelSpec
@@ -28,6 +30,23 @@ MAX_NUM_TOKENS = 8192  # llmapi max_num_tokens default
 
 @dataclass(frozen=True)
 class Trtllm(Engine):
+    def failure_figures(self, text: str) -> dict[str, float]:
+        """kvCacheManager INFO lines: the device total, what was free for the pool, its tokens."""
+        out: dict[str, float] = {}
+        m = re.search(
+            rf"calculating max tokens in paged kv cache: total: ({NUMBER}) GiB, available: ({NUMBER}) GiB", text
+        )
+        if m:
+            out["total"], out["free_after_load"] = float(m.group(1)), float(m.group(2))
+        m = re.search(r"(?:Using|Max tokens in paged KV cache:) (\d+)", text)
+        if m:
+            out["kv_tokens"] = float(m.group(1))
+        return out
+
+    def model_in_log(self, text: str) -> str | None:
+        m = re.search(r"trtllm-serve\s+(?:serve\s+)?(\S+)", text) or re.search(r"--model[ =](\S+)", text)
+        return m.group(1) if m else None
+
     def check_block_size(self, tokens: int) -> None:
         # docs/source/advanced/kv-cache-reuse.md: "tokens_per_block must be a power of 2".
         super().check_block_size(tokens)
@@ -80,6 +99,46 @@ class Trtllm(Engine):
         return args
 
 
+# ---- failed starts: the refusals, read in the engine's source ---------------------------------------
+
+FAILURES: tuple[Pattern, ...] = (
+    # cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp KVCacheManager constructor, TLLM_CHECK_WITH_INFO:
+    # numbers in the message from ~0.8; the 0.5-0.7 wording has none.
+    Pattern(
+        KV_SHORT,
+        r"maxTokensInPagedKvCache \((?P<kv_tokens>\d+)\) must be large enough to process at least 1 sequence "
+        r"to completion \(i\.e\. must be larger than beam_width \((?P<beam_width>\d+)\) \* tokensPerBlock "
+        r"\((?P<tokens_per_block>\d+)\) \* maxBlocksPerSeq \((?P<blocks_per_seq>\d+)\)\)",
+        "cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp KVCacheManager::KVCacheManager (0.8+)",
+        "KV cache sizing",
+    ),
+    Pattern(
+        KV_SHORT,
+        r"maxTokensInPagedKvCache must be large enough to process at least 1 sequence to completion",
+        "cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp KVCacheManager::KVCacheManager (0.5-0.7)",
+        "KV cache sizing",
+    ),
+    TORCH_OOM,
+    CUDA_ERROR_OOM,
+)
+
+LOG_FLAG_KEYS = {
+    "context": ("max_seq_len",),
+    "tp": ("tp_size",),
+    "fraction": ("free_gpu_memory_fraction",),
+    "max_num_seqs": ("max_batch_size",),
+}
+# trtllm-serve flags (tensorrt_llm/commands/serve.py), the Triton backend's parameters, the C++ INFO lines.
+FAILURE_FLAGS = {
+    "max_seq_len": r"(?:--max_seq_len[ =]|max_seq_len[=:] ?|maxSequenceLen: )(\d+)",
+    "max_batch_size": r"(?:--max_batch_size[ =]|max_batch_size[=:] ?|maxBatchSize: )(\d+)",
+    "tp_size": r"(?:--tp_size[ =]|tensor_parallel_size[=:] ?)(\d+)",
+    "free_gpu_memory_fraction": (
+        r"(?:--kv_cache_free_gpu_memory_fraction[ =]|free_gpu_mem(?:ory)?_fraction[=: ] ?)(" + NUMBER + ")"
+    ),
+}
+
+
 ENGINE = Trtllm(
     name="trtllm",
     release="0.20",
@@ -92,6 +151,11 @@ ENGINE = Trtllm(
     # tensorrt_llm/quantization/mode.py QuantAlgo (FP8, FP8_BLOCK_SCALES, W4A16_AWQ, W4A16_GPTQ,
     # W4A8_MXFP4_FP8, ...) read from pre-quantized (ModelOpt / HF) checkpoints; no online quantization.
     weight_dtypes=("bf16", "fp16", "fp8", "int8", "int4", "mxfp4"),
+    failure_patterns=FAILURES,
+    failure_markers=("[TensorRT-LLM]", "tensorrt_llm", "trtllm-serve"),
+    failure_flag_patterns=FAILURE_FLAGS,
+    log_flag_keys=LOG_FLAG_KEYS,
+    fraction_setting="free_gpu_memory_fraction",
     # max_num_seqs is --max_batch_size (the launch line's sequence cap, as check-log reads it).
     settings_read=("free_gpu_memory_fraction", "block_size", "max_num_batched_tokens", "max_num_seqs"),
 )

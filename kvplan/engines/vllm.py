@@ -34,6 +34,7 @@ from kvplan.engines.base import (
     row,
 )
 from kvplan.errors import InvalidInput
+from kvplan.failures import CUDA_ERROR_OOM, KV_SHORT, NO_KV_MEMORY, NUMBER, STARTUP_FREE, TORCH_OOM, TP_HEADS, Pattern
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan, LayerCache, StagePlan, cache_plan, element_size, indexer_token_bytes
 from kvplan.params import pipeline_stages
@@ -587,6 +588,83 @@ def compare_log(facts: LogFacts, spec: ModelSpec, gpu: GPU | None, result: Any, 
     result.rows = rows
 
 
+# ---- failed starts: the refusals, read in the engine's source ---------------------------------------
+
+FAILURES: tuple[Pattern, ...] = (
+    # vllm/v1/core/kv_cache_utils.py _check_enough_kv_cache_memory @001cabc (0.19); the estimate
+    # clause arrived in 0.8.5 (vllm#16118); "models's" is the engine's own spelling, later "model's".
+    Pattern(
+        KV_SHORT,
+        rf"To serve at least one request with the models?'s?'? max seq len \((?P<max_len>\d+)\),? \(?"
+        rf"(?P<needed_gib>{NUMBER}) GiB KV cache is needed, which is larger than the available KV cache memory "
+        rf"\((?P<available_gib>{NUMBER}) GiB\)\.?(?: (?:Based on the available memory, the e|E)stimated maximum "
+        rf"model length is (?P<estimated_len>\d+))?",
+        "vllm/v1/core/kv_cache_utils.py _check_enough_kv_cache_memory (V1, 0.8-0.19)",
+        "KV cache sizing",
+    ),
+    # vllm/worker/worker.py raise_if_cache_size_invalid (V0 engine, 0.2.7-0.10).
+    Pattern(
+        KV_SHORT,
+        r"The model's max seq len \((?P<max_len>\d+)\) is larger than the maximum number of tokens that can be "
+        r"stored in KV cache \((?P<kv_tokens>\d+)\)",
+        "vllm/worker/worker.py raise_if_cache_size_invalid (V0, 0.2.7-0.10)",
+        "KV cache sizing",
+    ),
+    # Same two functions, when available memory <= 0 (V1) or num_gpu_blocks <= 0 (V0).
+    Pattern(
+        NO_KV_MEMORY,
+        r"No available memory for the cache blocks",
+        "vllm/v1/core/kv_cache_utils.py _check_enough_kv_cache_memory; V0 worker.py raise_if_cache_size_invalid",
+        "KV cache sizing",
+    ),
+    # vllm/v1/worker/gpu_worker.py determine_available_memory logs the budget; a negative one is
+    # what _check_enough_kv_cache_memory then refuses (logs cut before the ValueError show only this).
+    Pattern(
+        NO_KV_MEMORY,
+        rf"Available KV cache memory: (?P<available_gib>-{NUMBER}) ?GiB",
+        "vllm/v1/worker/gpu_worker.py determine_available_memory (V1, 0.8-0.19), refused in kv_cache_utils.py",
+        "KV cache sizing",
+    ),
+    # vllm/v1/worker/gpu_worker.py init_device (0.9+; the "cuda:N" device tag in later builds).
+    Pattern(
+        STARTUP_FREE,
+        rf"Free memory on device(?: (?P<device>\S+))? \((?P<free_gib>{NUMBER})/(?P<total_gib>{NUMBER}) GiB\) "
+        rf"on startup is less than desired GPU memory utilization "
+        rf"\((?P<fraction>{NUMBER}), (?P<requested_gib>{NUMBER}) GiB\)",
+        "vllm/v1/worker/gpu_worker.py Worker.init_device (0.9-0.19)",
+        "startup",
+    ),
+    # vllm/config/model.py ModelConfig.verify_with_parallel_config (vllm/config.py before 0.10).
+    Pattern(
+        TP_HEADS,
+        r"Total number of attention heads \((?P<heads>\d+)\) must be divisible by tensor parallel size \((?P<tp>\d+)\)",
+        "vllm/config/model.py ModelConfig.verify_with_parallel_config (0.2-0.19)",
+        "configuration",
+    ),
+    TORCH_OOM,
+    CUDA_ERROR_OOM,
+)
+
+# kvplan term -> where parse_log files the flag; flags `python -m vllm.entrypoints.openai.api_server`
+# spells on its command line (parse_log reads `vllm serve` lines and the non-default args).
+LOG_FLAG_KEYS = {
+    "context": ("max_model_len",),
+    "tp": ("tensor_parallel_size",),
+    "pp": ("pipeline_parallel_size",),
+    "fraction": ("gpu_memory_utilization",),
+    "kv_dtype": ("kv_cache_dtype",),
+    "max_num_seqs": ("max_num_seqs",),
+    "max_num_batched_tokens": ("max_num_batched_tokens",),
+}
+FAILURE_FLAGS = {
+    "gpu_memory_utilization": r"--gpu[-_]memory[-_]utilization[ =](" + NUMBER + ")",
+    "max_model_len": r"--max[-_]model[-_]len[ =](\d+)",
+    "tensor_parallel_size": r"(?:--tensor[-_]parallel[-_]size|-tp)[ =](\d+)",
+    "pipeline_parallel_size": r"(?:--pipeline[-_]parallel[-_]size|-pp)[ =](\d+)",
+    "max_num_seqs": r"--max[-_]num[-_]seqs[ =](\d+)",
+}
+
+
 V0_19 = Vllm(
     name="vllm",
     release="0.19",
@@ -610,6 +688,14 @@ V0_19 = Vllm(
     # compressed-tensors, bitsandbytes, ...); fp8.py Fp8Config: a 16-bit checkpoint with
     # --quantization fp8 is quantized at load (is_checkpoint_fp8_serialized False, dynamic scales).
     online_weight_dtypes=("fp8",),
+    failure_patterns=FAILURES,
+    failure_markers=("vllm", "gpu_model_runner", "gpu_worker", "EngineCore", "model_runner.py", "kv_cache_utils"),
+    failure_flag_patterns=FAILURE_FLAGS,
+    log_flag_keys=LOG_FLAG_KEYS,
+    fraction_setting="gpu_memory_utilization",
+    # gpu_model_runner.profile_run spreads max_num_batched_tokens over min(max_num_seqs, tokens) requests.
+    profile_by_seqs=True,
+    eager_flag="--enforce-eager",  # vllm/engine/arg_utils.py
     settings_read=(
         "gpu_memory_utilization",
         "block_size",
