@@ -855,7 +855,8 @@ def _base_kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str,
         return "global", {"type": "full", "use_rope": False}
     if layer_type == "sliding_attention":
         kind: dict[str, Any] = {"type": "sliding", "window": window}
-        factor = _SLIDING_KV_FACTOR.get(f.raw.get("model_type"))
+        model_type = f.raw.get("model_type")
+        factor = _SLIDING_KV_FACTOR.get(model_type) if isinstance(model_type, str) else None
         if factor:
             kind["num_kv_heads"] = factor * f.need("num_key_value_heads")
         local = _local_theta(f)
@@ -885,7 +886,9 @@ _SLIDING_KV_FACTOR = {"mimo_v2_flash": 2}
 
 def _linear_kind(f: _Fields) -> tuple[str, dict[str, Any]]:
     """A linear-attention layer, recognised by its state fields: Gated DeltaNet or Mamba2."""
-    if f.known("linear_num_value_heads") and (f.dialect or f.raw.get("model_type")) in _DELTANET_DIALECTS:
+    model_type = f.raw.get("model_type")
+    family = f.dialect or (model_type if isinstance(model_type, str) else None)
+    if f.known("linear_num_value_heads") and family in _DELTANET_DIALECTS:
         return "deltanet", _deltanet_kind(f)
     if f.known("mamba_num_heads") or f.known("mamba_n_heads"):
         return "mamba2", _mamba2_kind(f)
