@@ -39,8 +39,8 @@ from kvplan.hardware import GPU
 from kvplan.memory import check_parallel
 from kvplan.params import weight_bytes_per_stage
 from kvplan.quant import alternatives, default_dtype, storage
-from kvplan.spec import ModelSpec
-from kvplan.units import canonical_dtype, weight_dtype
+from kvplan.spec import ModelSpec, ceil_div
+from kvplan.units import MAX_CONTEXT, canonical_dtype, weight_dtype
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,27 @@ class Stage:
 
     def fits(self, *, batch: int, length: int) -> bool:
         return self.layout.fits(self.available, batch=batch, length=length)
+
+    def prefix_units(self, engine: Engine, prefix: int, length: int) -> int:
+        return engine.prefix_units(self.layout, min(prefix, length)) if prefix else 0
+
+    def fits_shared(self, *, batch: int, length: int, prefix: int, engine: Engine) -> bool:
+        shared = self.prefix_units(engine, prefix, length)
+        if not shared:
+            return self.fits(batch=batch, length=length)
+        lay = self.layout
+        used = shared + batch * (lay.units_for(1, length) - shared) + lay.reserved_units
+        return used <= lay.pool_units(self.available)
+
+    def max_sequences(self, *, length: int, prefix: int, engine: Engine) -> int:
+        """Most sequences on this stage's rank; a shared prefix is held once, the rest per request."""
+        shared = self.prefix_units(engine, prefix, length)
+        lay = self.layout
+        if not shared:
+            return lay.max_sequences(self.available, length)
+        per = lay.units_for(1, length) - shared
+        free = lay.pool_units(self.available) - lay.reserved_units - shared
+        return max(0, free) // per if per > 0 else MAX_CONTEXT
 
 
 @dataclass(frozen=True)
@@ -76,13 +97,35 @@ class Setup:
     max_num_seqs: int | None
     weights_format: str = ""  # the stored format in words ("fp8, block 128x128, fp32 scales (as shipped)")
     weights_shipped: bool = True  # False: a conversion of the published checkpoint (online fp8, GGUF, ...)
+    dp: int = 1  # data-parallel attention ranks in one replica, each with its own sequences and KV pool
+    ep: bool = False  # routed experts split whole over the replica's tp x dp ranks
+    gpus_per_node: int = 8
+    shared_prefix: int = 0  # tokens every request shares (prefix caching), stored once per rank
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.tp * self.pp * self.dp
 
     @property
     def replicas(self) -> int:
-        return self.gpus // (self.tp * self.pp)
+        return self.gpus // self.gpus_per_replica
+
+    @property
+    def nodes_per_replica(self) -> int:
+        return ceil_div(self.gpus_per_replica, self.gpus_per_node)
+
+    @property
+    def nodes(self) -> int:
+        """Nodes the deployment takes: replicas within a node pack; larger ones take whole nodes."""
+        if self.gpus_per_replica <= self.gpus_per_node:
+            return ceil_div(self.gpus, self.gpus_per_node)
+        return self.replicas * self.nodes_per_replica
 
     def fits(self, *, batch: int, length: int) -> bool:
-        return all(s.fits(batch=batch, length=length) for s in self.stages)
+        """``batch`` sequences spread over the replica's DP ranks (each rank holds its share)."""
+        per_rank = ceil_div(batch, self.dp)
+        return all(st.fits_shared(batch=per_rank, length=length, prefix=self.shared_prefix, engine=self.engine)
+                   for st in self.stages)  # fmt: skip
 
 
 def setup(
@@ -97,8 +140,16 @@ def setup(
     weights_dtype: str | None = None,
     settings: Settings | None = None,
     memo: dict | None = None,
+    dp: int = 1,
+    ep: bool = False,
+    gpus_per_node: int | None = None,
+    shared_prefix: int = 0,
 ) -> Setup:
     """Validate the inputs and build the per-stage budget and layout.
+
+    ``dp`` data-parallel attention ranks of ``tp`` GPUs each form one replica with ``ep`` expert
+    parallelism; what each rank holds is the engine's rule (:meth:`Engine.sharding`). Nodes hold
+    ``gpus_per_node`` GPUs (the catalog's server size unless given).
 
     ``spec`` and ``gpu`` may be names (``"llama-3.1-8b"``, ``"h100-sxm"``). ``memo`` (any dict,
     kept by the caller) shares weight counts and cache plans between calls on the same model, so a
@@ -114,16 +165,24 @@ def setup(
     check_fraction(settings.swa_full_tokens_ratio, "swa_full_tokens_ratio")
     profile.check_settings(settings)  # flags of another engine, block sizes the engine has no such size of
     check_degrees(tp=tp, pp=pp)
-    gpus = gpus if gpus is not None else tp * pp
-    if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1 or gpus % (tp * pp):
-        raise InvalidInput(f"invalid GPU count {gpus!r}; it must be a multiple of tp x pp = {tp * pp}")
+    if isinstance(dp, bool) or not isinstance(dp, int) or dp < 1:
+        raise InvalidInput(f"invalid data-parallel size {dp!r}; expected a whole number of at least 1")
+    if shared_prefix < 0:
+        raise InvalidInput(f"invalid shared prefix {shared_prefix!r}; expected a number of tokens >= 0")
+    per_node = gpus_per_node if gpus_per_node is not None else gpu.gpus_per_node
+    if per_node < 1:
+        raise InvalidInput(f"invalid GPUs per node {per_node!r}; expected a whole number of at least 1")
+    gpus = gpus if gpus is not None else tp * pp * dp
+    if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1 or gpus % (tp * pp * dp):
+        split = "tp x pp" if dp == 1 else "tp x pp x dp"
+        raise InvalidInput(f"invalid GPU count {gpus!r}; it must be a multiple of {split} = {tp * pp * dp}")
     kv_name = known_kv_dtype(kv_dtype_name or profile.default_kv_dtype(spec))
     kv_name = profile.check_kv_dtype(kv_name)
     w_name = canonical_dtype(weight_dtype(weights_dtype).name) if weights_dtype else None
     w_name = profile.check_weights_dtype(w_name or default_dtype(spec, loads=profile.weight_dtypes))
     w_store = storage(spec, w_name)
     check_parallel(spec, tp=tp, pp=pp)  # tp divides the query heads, pp <= layers
-    profile.check_parallel(spec, tp=tp, pp=pp)
+    profile.check_parallel(spec, tp=tp, pp=pp, dp=dp, ep=ep)
     memo = {} if memo is None else memo
     if settings.mla not in ("latent", "expanded"):
         raise InvalidInput(f"invalid MLA layout {settings.mla!r}; expected 'latent' or 'expanded'")
@@ -132,20 +191,22 @@ def setup(
     if plan_key not in memo:
         memo[plan_key] = profile.cache_plan(spec, kv_dtype_name=kv_name, tp=attn_tp, pp=pp, mla=settings.mla)
     plan = memo[plan_key]
-    w_key = ("weights", w_name, tp, pp)
+    sharding = profile.sharding(spec, tp=tp, dp=dp, ep=ep)
+    w_key = ("weights", w_name, tp, pp, sharding)
     if w_key not in memo:
-        memo[w_key] = weight_bytes_per_stage(spec, w_name, tp=tp, pp=pp)
+        memo[w_key] = weight_bytes_per_stage(spec, w_name, tp=tp, pp=pp, sharding=sharding)
     total = usable_memory_bytes(gpu, settings.overrides.device_memory_bytes)
     mnbt, seqs = profile.batch_limits(settings, total, gpu)
     stages = tuple(
         Stage(
-            profile.budget(spec, settings=settings, total=total, weights=memo[w_key][i], tp=tp, pp=pp, gpu=gpu),
+            # The rank's communicator spans tp x dp GPUs (MoE layers run over all of them).
+            profile.budget(spec, settings=settings, total=total, weights=memo[w_key][i], tp=tp * dp, pp=pp, gpu=gpu),
             profile.layout(spec, plan=plan, settings=settings, stage_index=i, gpu=gpu, total=total),
         )
         for i in range(len(plan.stages))
     )
     return Setup(spec, profile, gpu, tp, pp, gpus, kv_name, w_name, settings, stages, mnbt, seqs, w_store.label,
-                 w_store.shipped)  # fmt: skip
+                 w_store.shipped, dp=dp, ep=ep, gpus_per_node=per_node, shared_prefix=shared_prefix)  # fmt: skip
 
 
 # ---- searches -----------------------------------------------------------------------------------
@@ -153,8 +214,9 @@ def setup(
 
 def max_sequences(s: Setup, length: int) -> int:
     """Most concurrent sequences of ``length`` tokens one replica holds (exact unit count; attention
-    data-parallel ranks each hold their own)."""
-    return min(st.layout.max_sequences(st.available, length) for st in s.stages) * s.settings.attention_dp
+    data-parallel ranks each hold their own, a shared prefix is held once per rank)."""
+    per_rank = min(st.max_sequences(length=length, prefix=s.shared_prefix, engine=s.engine) for st in s.stages)
+    return per_rank * s.settings.attention_dp * s.dp
 
 
 def decode_sequences(s: Setup, length: int) -> int:
@@ -162,7 +224,9 @@ def decode_sequences(s: Setup, length: int) -> int:
 
     Differs from :func:`max_sequences` (the worst case an engine sizes its startup report by) where
     the engine frees what a decoding request no longer needs (vLLM's sliding-window blocks)."""
-    return min(st.layout.decode_sequences(st.available, length) for st in s.stages) * s.settings.attention_dp
+    if s.shared_prefix:
+        return max_sequences(s, length)
+    return min(st.layout.decode_sequences(st.available, length) for st in s.stages) * s.settings.attention_dp * s.dp
 
 
 def max_context(s: Setup, *, batch: int = 1, limit: int | None = None) -> int:
@@ -203,7 +267,7 @@ def expected_concurrency(s: Setup, lengths: list[int], *, weights: list[float] |
     if not all(0 <= x < float("inf") for x in w) or sum(w) <= 0:  # also refuses nan
         raise InvalidInput(f"invalid weights {w!r}; expected non-negative numbers with a positive sum")
     values = [st.layout.expected_concurrency(st.available, lengths, w) for st in s.stages]
-    return min(values) * s.replicas
+    return min(values) * s.replicas * s.dp
 
 
 # ---- the answer ------------------------------------------------------------------------------
@@ -249,6 +313,18 @@ class CapacityResult:
     kv_cache_memory_given: bool = False
     weights_format: str = ""
     weights_shipped: bool = True
+    dp: int = 1
+    ep: bool = False
+    nodes: int = 1
+    gpus_per_node: int = 8
+    sharding: dict[str, int] = field(default_factory=dict)  # what one rank holds of each weight group
+    kv_bytes_per_sequence_per_gpu: int = 0  # one sequence at ``context`` on the busiest rank
+    kv_copies_per_sequence: int = 1  # ranks holding the same KV (MLA latent on every TP rank: tp)
+    shared_prefix: int = 0
+    shared_prefix_tokens_stored_once: int = 0  # after the engine's block rounding
+    sequences_without_shared_prefix: int | None = None
+    offload: dict[str, Any] | None = None
+    traffic: dict[str, Any] = field(default_factory=dict)
     # The operator's three questions, each labelled (see :func:`answers`).
     answers: dict[str, Any] = field(default_factory=dict)
 
@@ -265,8 +341,12 @@ def capacity(
     weights: list[float] | None = None,
     kv_cache_memory: int | None = None,
     suggest: bool = True,
+    kv_offload: int | None = None,
 ) -> CapacityResult:
     """Answer every capacity question for one configuration at ``context`` tokens.
+
+    ``kv_offload`` is a CPU tier in bytes per replica: how many more sequences can be parked
+    there, and what reloading one costs over the GPU's host link.
 
     ``context`` past the model's trained context never fits (engines refuse the length), with the
     message :func:`kvplan.checks.beyond_trained_context` gives every command.
@@ -279,6 +359,8 @@ def capacity(
         lengths = [check_length(n) for n in lengths]
         if not lengths:
             raise InvalidInput("an empty length mix; give at least one length, e.g. [2048, 8192]")
+    if kv_offload is not None:
+        kv_offload = check_bytes(kv_offload, "KV offload tier")
     if kv_cache_memory is not None:
         s = with_kv_memory(s, _check_kv_budget(s, kv_cache_memory))
     beyond = beyond_trained_context(s.spec, context)
@@ -344,6 +426,14 @@ def capacity(
         kv_cache_memory_given=kv_cache_memory is not None,
         weights_format=s.weights_format,
         weights_shipped=s.weights_shipped,
+        dp=s.dp,
+        ep=s.ep,
+        nodes=s.nodes,
+        gpus_per_node=s.gpus_per_node,
+        sharding=asdict(s.engine.sharding(s.spec, tp=s.tp, dp=s.dp, ep=s.ep)),
+        kv_bytes_per_sequence_per_gpu=max(st.layout.stage.bytes_at(context) for st in s.stages),
+        kv_copies_per_sequence=kv_copies(s),
+        traffic=traffic(s),
         answers=answers(
             context,
             tokens=tokens,
@@ -353,11 +443,90 @@ def capacity(
             longest=one,
         ),  # fmt: skip
     )
+    if s.shared_prefix:
+        from dataclasses import replace
+
+        result.shared_prefix = s.shared_prefix
+        result.shared_prefix_tokens_stored_once = shared_tokens(s, context)
+        result.sequences_without_shared_prefix = max_sequences(replace(s, shared_prefix=0), context) * s.replicas
+    if kv_offload is not None:
+        result.offload = offload(s, context, kv_offload)
     if not fits:
         result.reason = beyond or _reason(s, context, one)
         if suggest:
             result.nearest = _context_only(s, one) if beyond else nearest_fits(s, context)
     return result
+
+
+def kv_copies(s: Setup) -> int:
+    """Ranks of one replica that hold the same tokens' KV: an MLA latent is whole on each of the
+    ``tp`` ranks of a DP rank; KV heads fewer than ``tp`` repeat ``tp / heads`` times."""
+    copies = 1
+    for name in s.spec.kind_counts:
+        kind = s.spec.kind(name)
+        if kind.type == "mla":
+            copies = max(copies, s.tp)
+        elif kind.type != "recurrent":
+            copies = max(copies, s.tp // s.spec.kv_heads_of(kind))
+    return copies
+
+
+def shared_tokens(s: Setup, context: int) -> int:
+    """Prefix tokens held once, after the engine's rounding (vLLM: whole blocks only)."""
+    st = s.stages[0]
+    if not st.prefix_units(s.engine, s.shared_prefix, context):
+        return 0
+    block = st.layout.block_tokens
+    return min(s.shared_prefix, context) // block * block
+
+
+def offload(s: Setup, context: int, tier_bytes: int) -> dict[str, Any]:
+    """A CPU tier of ``tier_bytes`` per replica (vLLM KV offloading / LMCache, SGLang hierarchical
+    cache): sequences parked there, and the time to bring one back over the host link.
+
+    One sequence takes its bytes on every rank that holds it (tp x pp ranks of one DP rank, MLA
+    latents counted once per rank, as each worker offloads its own blocks); the ranks reload in
+    parallel, each over its own link, so the reload time is the busiest rank's bytes / link.
+    """
+    per_rank = [st.layout.stage.bytes_at(context) for st in s.stages]
+    per_sequence = s.tp * sum(per_rank)
+    link = s.gpu.host_link_gbps
+    return {
+        "tier_bytes": tier_bytes,
+        "bytes_per_sequence": per_sequence,
+        "sequences_parked": tier_bytes // per_sequence if per_sequence else 0,
+        "host_link_gbps": link,
+        "reload_seconds_per_sequence": round(max(per_rank) / (link * 1e9), 6) if link else None,
+    }
+
+
+def traffic(s: Setup) -> dict[str, Any]:
+    """Collective volumes per token a rank processes, for a latency model (kvplan.cost).
+
+    TP: two all-reduces of one hidden vector per layer (attention output, MLP output), in 16 bit.
+    DP attention / EP: each MoE layer dispatches the token's hidden vector to its top-k experts and
+    combines their outputs (all-to-all), 2 x top_k x hidden x 2 bytes, the (ranks - 1) / ranks share
+    leaving the rank. Hops: inside a node the GPU's interconnect, across nodes the network.
+    """
+    spec, act = s.spec, 2  # activations travel in 16 bit
+    hidden = spec.hidden_size * act
+    out: dict[str, Any] = {
+        "all_reduce_bytes_per_token": 2 * spec.num_layers * hidden if s.tp > 1 else 0,
+        "all_reduce_ranks": s.tp,
+        "all_to_all_bytes_per_token": 0,
+        "all_to_all_ranks": 1,
+        "pipeline_send_bytes_per_token": hidden * (s.pp - 1),
+        "intra_node_link": s.gpu.interconnect,
+        "intra_node_gbps": s.gpu.interconnect_gbps,
+        "crosses_nodes": s.gpus_per_replica > s.gpus_per_node,
+    }
+    ranks = s.tp * s.dp
+    if spec.moe is not None and s.dp > 1:
+        moe_layers = spec.num_layers - len(spec.dense_mlp_layers)
+        volume = 2 * spec.moe.experts_per_token * hidden * moe_layers
+        out["all_to_all_bytes_per_token"] = volume * (ranks - 1) // ranks
+        out["all_to_all_ranks"] = ranks
+    return out
 
 
 def answers(context: int, *, tokens: int, reported: float, admitted: int, decoding: int, longest: int) -> dict:
@@ -443,21 +612,25 @@ def nearest_fits(s: Setup, context: int, *, limit: int = 3) -> list[dict[str, An
     weights = alternatives(s.spec, current=s.weights_dtype, loads=s.engine.weight_dtypes,
                            online=s.engine.online_weight_dtypes)  # fmt: skip
     tps = [t for t in (1, 2, 4, 8) if t >= s.tp] if s.engine.supports_tp else [s.tp]
-    for tp in tps:
+    splits = [(tp, 1, False) for tp in tps]
+    if s.spec.moe is not None and s.engine.supports_tp:
+        splits += [(1, dp, True) for dp in (2, 4, 8) if dp > s.dp]  # DP attention + EP, where the engine runs it
+    found = []
+    for tp, dp, ep in splits:
         for w in weights:
             for kv in kvs:
-                if (tp, w, kv) == (s.tp, s.weights_dtype, s.kv_dtype) or not _try(
-                    s, context, tp=tp, weights_dtype=w, kv_dtype_name=kv
-                ):
+                same = (tp, dp, w, kv) == (s.tp, s.dp, s.weights_dtype, s.kv_dtype)
+                if same or not _try(s, context, tp=tp, dp=dp, ep=ep or s.ep, weights_dtype=w, kv_dtype_name=kv):
                     continue
-                flags = [f"--tp {tp} --gpus {tp * s.pp}"] if tp != s.tp else []
+                gpus = tp * dp * s.pp
+                flags = [f"--tp {tp} --gpus {gpus}"] if tp != s.tp or dp != s.dp else []
+                flags += [f"--dp {dp} --ep"] if dp != s.dp else []
                 flags += [f"--weights-dtype {w}"] if w != s.weights_dtype else []
                 flags += [f"--kv-dtype {kv}"] if kv != s.kv_dtype else []
-                out.append({"change": " ".join(flags), "context": context, "tp": tp, "gpus": tp * s.pp,
-                            "weights_dtype": w, "kv_dtype": kv})  # fmt: skip
-                if len(out) >= limit:
-                    return out
-    return out
+                found.append({"change": " ".join(flags), "context": context, "tp": tp, "gpus": gpus,
+                              "weights_dtype": w, "kv_dtype": kv, "dp": dp})  # fmt: skip
+    found.sort(key=lambda n: n["gpus"])  # stable: within a GPU count, the order tried
+    return (out + found)[:limit]
 
 
 def _try(s: Setup, context: int, **changes: Any) -> bool:
@@ -468,6 +641,10 @@ def _try(s: Setup, context: int, **changes: Any) -> bool:
         "kv_dtype_name": s.kv_dtype,
         "weights_dtype": s.weights_dtype,
         "settings": s.settings,
+        "dp": s.dp,
+        "ep": s.ep,
+        "gpus_per_node": s.gpus_per_node,
+        "shared_prefix": s.shared_prefix,
     }
     args.update(changes)
     try:

@@ -223,6 +223,33 @@ def _from_hub(ref: Any) -> ResolvedModel:
     return ResolvedModel(result.spec, f"Hub {snapshot} config.json", tuple(result.warnings), hub=hub)
 
 
+def load_checkpoint(arg: str) -> CheckpointWeights:
+    """``--checkpoint``: a ``.safetensors`` or ``.gguf`` file, a folder holding a checkpoint, or a Hub
+    repository ``org/name[@rev][:file.gguf | :QUANT]``; its headers give the weights term."""
+    from kvplan.hub import checkpoint_from_ref, file_checkpoint, folder_checkpoint, parse_hub_ref
+
+    path = Path(arg)
+    if path.is_file():
+        return file_checkpoint(path)
+    if path.is_dir():
+        found = folder_checkpoint(path, source=arg)
+        if found is None:
+            raise InvalidInput(f"folder {arg!r} holds no safetensors checkpoint and no single .gguf file")
+        return found
+    ref = parse_hub_ref(arg) if "/" in arg else None
+    if ref is None:
+        raise InvalidInput(
+            f"checkpoint {arg!r} does not exist; expected a .safetensors or .gguf file, a folder, "
+            "or a Hub repository org/name[@revision][:file.gguf]"
+        )
+    found = checkpoint_from_ref(ref)
+    if found is None:
+        raise InvalidInput(
+            f"repository {str(ref)!r} holds no model.safetensors(.index.json); name a .gguf file with ':'"
+        )
+    return found
+
+
 # The facts that decide the KV cache and the weights; a bundled spec agreeing on all of them is the same model.
 _ARCHITECTURE_FIELDS = (
     "hidden_size", "vocab_size", "num_layers", "num_attention_heads", "num_kv_heads", "head_dim",

@@ -42,6 +42,8 @@ class EstimateRow:
     headroom_bytes: int | None = None
     note: str | None = None
     weights_source: str = "architecture"  # or the checkpoint whose headers gave the bytes
+    kv_copies_per_token: int = 1  # >1: KV / seq and KV total count a replicated copy on each TP rank
+    kv_replication_note: str | None = None
 
     def model_dump(self) -> dict:
         return asdict(self)
@@ -88,6 +90,7 @@ def estimate(
         w_label, w_source, weights_from = weights_dtype.label, weights_dtype.describe(), weights_dtype
     plan = cache_plan(spec, kv_name, tp=tp, pp=pp)
     stage_weights = weight_bytes_per_stage(spec, weights_from, tp=tp, pp=pp)
+    copies, replication = kv_replication(spec, tp=tp)
     rows = []
     for length in contexts:
         # The busiest GPU is the stage with the most weights + KV together: its columns add up to
@@ -122,6 +125,32 @@ def estimate(
                 headroom_bytes=(memory - total) if gpu else None,
                 beyond_trained_context=note is not None,
                 note=note,
+                kv_copies_per_token=copies,
+                kv_replication_note=replication,
             )
         )
     return rows
+
+
+def kv_replication(spec: ModelSpec, *, tp: int) -> tuple[int, str | None]:
+    """How many TP ranks hold a copy of the same KV (the largest over layer kinds), and why.
+
+    An MLA latent is shared by all heads, so every rank keeps the whole latent (``tp`` copies);
+    KV heads fewer than ``tp`` are replicated ``tp / kv_heads`` times (vLLM QKVParallelLinear).
+    """
+    worst, why = 1, None
+    for name in spec.kind_counts:
+        kind = spec.kind(name)
+        if kind.type == "mla":
+            copies, reason = tp, "the MLA latent is held whole on every TP rank"
+        elif kind.type == "recurrent":
+            continue
+        else:
+            heads = spec.kv_heads_of(kind)
+            copies = max(1, tp // heads)
+            reason = f"{heads} KV heads over {tp} TP ranks: each head on {copies} ranks"
+        if copies > worst:
+            worst, why = copies, reason
+    if worst == 1:
+        return 1, None
+    return worst, f"KV / seq and KV total count {worst} copies of the same cache ({why}); KV / GPU is one rank's"

@@ -27,6 +27,10 @@ class GPU(BaseModel):
     fp8_dense_tflops: PositiveFloat | None = None
     interconnect: str | None = None
     interconnect_gbps: PositiveFloat | None = Field(None, description="GPU-GPU bandwidth, GB/s")
+    gpus_per_node: PositiveInt = Field(8, description="GPUs in one server (one NVLink/xGMI domain for SXM/OAM)")
+    host_link_gbps: PositiveFloat | None = Field(None, description="GPU <-> CPU memory, GB/s per direction")
+    node_selector: dict[str, str] | None = Field(None, description="Kubernetes node labels of servers with this GPU")
+    k8s_resource: str = Field("nvidia.com/gpu", description="the device plugin's extended resource name")
     source: str = Field(min_length=1)
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from dataclasses import replace
 from typing import Any
 
 from kvplan.capacity import CapacityResult
@@ -31,6 +32,41 @@ def launch_args(r: CapacityResult, *, model: str, sequences: int | None = None) 
 def launch_command(r: CapacityResult, *, model: str, sequences: int | None = None) -> str | None:
     args = launch_args(r, model=model, sequences=sequences)
     return shlex.join(args) if args is not None else None
+
+
+def shell_join(args: list[str]) -> str:
+    """Like shlex.join, but an argument holding ``$VAR`` or ``$((...))`` goes in double quotes, where
+    the shell still expands it (the LeaderWorkerSet's $LWS_LEADER_ADDRESS, $LWS_WORKER_INDEX)."""
+    return " ".join(f'"{a}"' if "$" in a and not set(a) & set('"`\\') else shlex.quote(a) for a in args)
+
+
+def one_replica(r: CapacityResult) -> CapacityResult:
+    """The answer as one server runs it: one replica of ``tp x pp x dp`` GPUs."""
+    return replace(r, replicas=1, gpus=r.gpus // max(r.replicas, 1))
+
+
+def replica_nodes(r: CapacityResult) -> int:
+    per_replica = r.tp * r.pp * r.dp
+    return -(-per_replica // r.gpus_per_node)
+
+
+def node_args(r: CapacityResult, *, model: str, sequences: int, node: int | str, leader: str) -> list[str] | None:
+    """argv of node ``node`` (0: the leader, the only one serving HTTP) of one replica; None where the
+    engine has no command line."""
+    one = one_replica(r)
+    nodes = replica_nodes(r)
+    engine = get_engine(f"{r.engine}@{r.engine_release}")
+    args = launch_args(one, model=model, sequences=sequences)
+    if nodes == 1 or args is None:
+        return args
+    return args + engine.node_args(one, node=node, nodes=nodes, leader=leader)
+
+
+def node_commands(r: CapacityResult, *, model: str, sequences: int, leader: str = "$LEADER_ADDR") -> list[str]:
+    """One command line per node of one replica; a single line when the replica fits one node; none
+    where the engine has no command line."""
+    lines = [node_args(r, model=model, sequences=sequences, node=i, leader=leader) for i in range(replica_nodes(r))]
+    return [shell_join(a) for a in lines if a is not None]
 
 
 def launch_notes(r: CapacityResult) -> list[str]:

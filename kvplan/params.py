@@ -109,18 +109,47 @@ def _recurrent_parts(spec: ModelSpec, kind: LayerKind, tp: int) -> list[Part]:
     ]
 
 
-def mlp_parts(spec: ModelSpec, layer: int, tp: int = 1, *, active_only: bool = False) -> list[Part]:
-    """The feed-forward of layer ``layer``: dense MLP, or router + experts (+ shared experts)."""
+@dataclass(frozen=True)
+class Sharding:
+    """How one rank's share of each group of weights is cut (an engine's rule, see ``kvplan.engines``).
+
+    Plain tensor parallelism cuts everything ``tp`` ways. Data-parallel attention keeps attention
+    per DP rank (cut over that rank's TP group) while the MoE layers span all ranks: routed experts
+    are split whole over ``expert_ranks`` ranks (expert parallelism) and each expert's width over
+    ``expert_tp``; dense MLPs and shared experts over ``mlp_tp``; the vocabulary over ``vocab_tp``.
+    """
+
+    attn_tp: int = 1
+    mlp_tp: int = 1
+    expert_tp: int = 1
+    expert_ranks: int = 1
+    vocab_tp: int = 1
+
+    @classmethod
+    def tensor(cls, tp: int) -> Sharding:
+        return cls(attn_tp=tp, mlp_tp=tp, expert_tp=tp, expert_ranks=1, vocab_tp=tp)
+
+
+def mlp_parts(
+    spec: ModelSpec, layer: int, tp: int = 1, *, active_only: bool = False, sharding: Sharding | None = None
+) -> list[Part]:
+    """The feed-forward of layer ``layer``: dense MLP, or router + experts (+ shared experts).
+
+    Under expert parallelism the busiest rank holds ceil(num_experts / expert_ranks) experts
+    (vLLM fused_moe/layer.py determine_expert_map gives the remainder to the first ranks).
+    """
+    sh = sharding or Sharding.tensor(tp)
     h, layout = spec.hidden_size, spec.params
     if layer in spec.dense_mlp_layers:
-        return _dense_mlp(h, spec.intermediate_size, tp, gated=layout.mlp == "gated", bias=layout.mlp_bias)
+        return _dense_mlp(h, spec.intermediate_size, sh.mlp_tp, gated=layout.mlp == "gated", bias=layout.mlp_bias)
     moe = spec.moe
-    experts = moe.experts_per_token if active_only else moe.num_experts
-    one = _dense_mlp(h, moe.expert_intermediate_size, tp, gated=layout.mlp == "gated", bias=moe.expert_bias)
+    experts = moe.experts_per_token if active_only else ceil_div(moe.num_experts, sh.expert_ranks)
+    gated = layout.mlp == "gated"
+    one = _dense_mlp(h, moe.expert_intermediate_size, sh.expert_tp, gated=gated, bias=moe.expert_bias)
     parts = [Part(p.params * experts, p.quantizable, expert=True) for p in one]
     parts.append(Part(h * moe.num_experts + (moe.num_experts if moe.router_bias else 0), False))
     if moe.shared_size:
-        parts += _dense_mlp(h, moe.shared_size, tp, gated=layout.mlp == "gated", bias=False)
+        parts += _dense_mlp(h, moe.shared_size, sh.mlp_tp, gated=gated, bias=False)
     if moe.shared_expert_gate:
         parts.append(Part(h, False))
     return parts
@@ -135,11 +164,15 @@ def _dense_mlp(h: int, inter: int, tp: int, *, gated: bool, bias: bool) -> list[
     return parts
 
 
-def layer_parts(spec: ModelSpec, layer: int, tp: int = 1, *, active_only: bool = False) -> list[Part]:
+def layer_parts(
+    spec: ModelSpec, layer: int, tp: int = 1, *, active_only: bool = False, sharding: Sharding | None = None
+) -> list[Part]:
+    sh = sharding or Sharding.tensor(tp)
     kind = spec.kind(spec.layer_kind_names[layer])
     norm_width = spec.hidden_size * (2 if spec.params.norm == "layernorm" else 1)
     norms = [Part(spec.params.norms_per_layer * norm_width, False)]
-    return attention_parts(spec, kind, tp) + mlp_parts(spec, layer, tp, active_only=active_only) + norms
+    mlp = mlp_parts(spec, layer, active_only=active_only, sharding=sh)
+    return attention_parts(spec, kind, sh.attn_tp) + mlp + norms
 
 
 def embedding_parts(spec: ModelSpec, tp: int = 1) -> list[Part]:
@@ -218,8 +251,11 @@ def _sixteen_bit(model_dtype: str) -> str:
 Weights = Union[str, Storage, "CheckpointWeights", None]
 
 
-def weight_bytes_per_stage(spec: ModelSpec | str, dtype: Weights = None, *, tp: int = 1, pp: int = 1) -> list[int]:
-    """Bytes one GPU of each pipeline stage holds (weights sharded ``tp`` ways).
+def weight_bytes_per_stage(
+    spec: ModelSpec | str, dtype: Weights = None, *, tp: int = 1, pp: int = 1, sharding: Sharding | None = None
+) -> list[int]:
+    """Bytes one GPU of each pipeline stage holds (weights sharded ``tp`` ways, or as ``sharding`` says).
+
 
     ``spec`` may be a name. ``dtype`` None: the weights as the published checkpoint ships them
     (:func:`kvplan.quant.storage`); a name: that dtype applied to the architecture count; a
@@ -230,7 +266,13 @@ def weight_bytes_per_stage(spec: ModelSpec | str, dtype: Weights = None, *, tp: 
     check_degrees(tp=tp, pp=pp)
     if pp > spec.num_layers:
         raise InvalidInput(f"pipeline parallel size {pp} exceeds {spec.name}'s {spec.num_layers} layers")
+    sh = sharding or Sharding.tensor(tp)
     if dtype is not None and not isinstance(dtype, (str, Storage)):
+        if sh != Sharding.tensor(tp):
+            raise InvalidInput(
+                "checkpoint header bytes are split by tensor parallelism only; for data-parallel attention "
+                "or expert parallelism pass --weights-dtype (the architecture count)"
+            )
         return dtype.bytes_per_stage(spec, tp=tp, pp=pp)
     st = dtype if isinstance(dtype, Storage) else storage(spec, dtype)
     out = []
@@ -238,18 +280,20 @@ def weight_bytes_per_stage(spec: ModelSpec | str, dtype: Weights = None, *, tp: 
     for s, layers in enumerate(stages):
         parts: list[Part] = []
         if s == 0:
-            parts += embedding_parts(spec, tp) + [Part(_shard(spec.params.extra_params, tp), False)]
+            parts += embedding_parts(spec, sh.vocab_tp) + [Part(_shard(spec.params.extra_params, sh.attn_tp), False)]
         for i in layers:
-            parts += layer_parts(spec, i, tp)
+            parts += layer_parts(spec, i, sharding=sh)
         if s == len(stages) - 1:
-            parts += head_parts(spec, tp, pipeline=pp > 1)
+            parts += head_parts(spec, sh.vocab_tp, pipeline=pp > 1)
         out.append(parts_bytes(parts, st, spec.dtype))
     return out
 
 
-def weight_bytes_per_gpu(spec: ModelSpec | str, dtype: Weights = None, *, tp: int = 1, pp: int = 1) -> int:
+def weight_bytes_per_gpu(
+    spec: ModelSpec | str, dtype: Weights = None, *, tp: int = 1, pp: int = 1, sharding: Sharding | None = None
+) -> int:
     """Weights on the busiest GPU: the largest pipeline stage, one tensor-parallel shard."""
-    return max(weight_bytes_per_stage(spec, dtype, tp=tp, pp=pp))
+    return max(weight_bytes_per_stage(spec, dtype, tp=tp, pp=pp, sharding=sharding))
 
 
 def weight_bytes_total(spec: ModelSpec, dtype: Weights = None) -> int:

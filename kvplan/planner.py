@@ -1,8 +1,11 @@
 """``kvplan plan``: the configurations that serve N concurrent sequences of L tokens.
 
-Every GPU type x tensor-parallel degree x weight dtype x KV dtype is one :func:`kvplan.capacity.setup`
-and one exact sequence count; the replicas needed follow by division. Rows are ranked by GPU
-count, then by memory headroom (more first).
+Every GPU type x parallel split x weight format x KV dtype is one :func:`kvplan.capacity.setup` and
+one exact sequence count; the replicas needed follow by division. The splits are tensor parallel
+inside a node (up to the node's GPUs), pipeline stages across nodes, and for MoE models on engines
+that run it data-parallel attention with expert parallelism. Weights are tried as the checkpoint
+ships them first, then the formats the engine makes from it. Rows are ranked by GPU count, then
+weights as shipped, then memory headroom; candidates that cannot serve are kept with the reason.
 """
 
 from __future__ import annotations
@@ -18,9 +21,8 @@ from kvplan.quant import alternatives, default_dtype
 from kvplan.spec import ModelSpec, ceil_div
 from kvplan.units import canonical_dtype, check_count, kv_dtype, weight_dtype
 
-# (tp, pp) splits: tensor parallel inside one node (NVLink domains of 8 are the common maximum),
-# pipeline parallel across 2 or 4 nodes beyond that.
-SPLITS = ((1, 1), (2, 1), (4, 1), (8, 1), (8, 2), (8, 4))
+PIPELINE_NODES = (1, 2, 3, 4)  # pipeline stages across up to 4 nodes (one stage per node)
+DP_SIZES = (2, 4, 8, 16, 32)  # data-parallel attention ranks, within the GPU budget
 MAX_GPUS = 64  # beyond this a plan is a cluster design, not a capacity answer
 
 
@@ -38,9 +40,39 @@ class PlanRow:
     headroom_bytes: int  # per GPU, KV pool left after the users' sequences (busiest stage)
     kv_pool_tokens: int
     engine: str
+    dp: int = 1
+    ep: bool = False
+    nodes: int = 1
+    gpus_per_node: int = 8
+    weights_shipped: bool = True
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out["ep_ranks"] = self.tp * self.dp if self.ep else 0
+        return out
+
+
+@dataclass(frozen=True)
+class Split:
+    tp: int
+    pp: int = 1
+    dp: int = 1
+    ep: bool = False
+
+
+def splits(spec: ModelSpec, engine: str, *, gpus_per_node: int, max_gpus: int) -> list[Split]:
+    """Tensor parallel within a node (powers of two up to its GPUs), pipeline stages of a full node
+    each across nodes; for MoE models on engines that run it, DP attention + EP over tp x dp ranks."""
+    profile = get_engine(engine)
+    if not profile.supports_tp:
+        return [Split(1)]
+    tps = [t for t in (1, 2, 4, 8, 16, 32) if t <= gpus_per_node]
+    out = [Split(t) for t in tps]
+    out += [Split(tps[-1], pp) for pp in PIPELINE_NODES[1:] if tps[-1] * pp <= max_gpus]
+    if spec.moe is not None:
+        for tp in tps:
+            out += [Split(tp, 1, dp, True) for dp in DP_SIZES if tp * dp <= max_gpus]
+    return out
 
 
 def candidate_dtypes(spec: ModelSpec, engine: str, *, weights: list[str] | None, kv: list[str] | None):
@@ -70,11 +102,16 @@ def plan(
     settings: Settings | None = None,
     max_gpus: int = MAX_GPUS,
     memo: dict | None = None,
+    gpus_per_node: int | None = None,
+    shared_prefix: int = 0,
+    dropped: list[str] | None = None,
 ) -> list[PlanRow]:
     """Configurations serving ``users`` concurrent sequences of ``context`` tokens, best first.
 
     ``spec`` and each GPU may be names. An empty list means nothing fits; :func:`why_nothing_fits`
     says why. A context past the trained one fits nowhere (:func:`kvplan.checks.beyond_trained_context`).
+    ``dropped`` (a list the caller keeps) receives one line per candidate that cannot serve, saying
+    why: the engine refuses the split, the weights leave no KV memory, or too many GPUs.
     """
     spec = as_spec(spec)
     gpus = [as_gpu(g) for g in gpus]
@@ -82,52 +119,89 @@ def plan(
     check_count(users, "users")
     if isinstance(max_gpus, bool) or not isinstance(max_gpus, int) or max_gpus < 1:
         raise InvalidInput(f"invalid max_gpus {max_gpus!r}; expected a whole number of at least 1")
+    if gpus_per_node is not None and gpus_per_node < 1:
+        raise InvalidInput(f"invalid GPUs per node {gpus_per_node!r}; expected a whole number of at least 1")
     profile = get_engine(engine)
     w_list, kv_list = candidate_dtypes(spec, profile.name, weights=weights_dtypes, kv=kv_dtypes)
     rows = []
+    dropped = [] if dropped is None else dropped
     memo = {} if memo is None else memo  # weights and cache plans shared across GPU types
     if beyond_trained_context(spec, context):
         return []
-    splits = SPLITS if profile.supports_tp else ((1, 1),)
     for gpu in gpus:
-        for tp, pp in splits:
+        per_node = gpus_per_node or gpu.gpus_per_node
+        for sp in splits(spec, profile.name, gpus_per_node=per_node, max_gpus=max_gpus):
             for w in w_list:
                 for kv in kv_list:
-                    row = _row(spec, gpu, engine=profile.key, tp=tp, pp=pp, w=w, kv=kv, users=users, context=context,
-                               settings=settings, max_gpus=max_gpus, memo=memo)  # fmt: skip
+                    row = _row(spec, gpu, engine=profile.key, sp=sp, w=w, kv=kv, users=users, context=context,
+                               settings=settings, max_gpus=max_gpus, memo=memo, per_node=per_node,
+                               shared_prefix=shared_prefix, dropped=dropped)  # fmt: skip
                     if row is not None:
                         rows.append(row)
-    rows.sort(key=lambda r: (r.gpus, -r.headroom_bytes))
+    rows.sort(key=lambda r: (r.gpus, not r.weights_shipped, -r.headroom_bytes))
     return rows
 
 
-def _row(spec, gpu, *, engine, tp, pp, w, kv, users, context, settings, max_gpus, memo) -> PlanRow | None:  # noqa: ANN001
+def _row(spec, gpu, *, engine, sp, w, kv, users, context, settings, max_gpus, memo, per_node, shared_prefix,  # noqa: ANN001
+         dropped) -> PlanRow | None:  # fmt: skip
+    label = f"{gpu.name} {_label(sp)} weights {w} KV {kv}"
     try:
-        s = setup(
-            spec, gpu, engine=engine, tp=tp, pp=pp, kv_dtype_name=kv, weights_dtype=w, settings=settings, memo=memo
-        )
-    except InvalidInput:
-        return None  # a split or dtype this model/engine cannot take
+        s = setup(spec, gpu, engine=engine, tp=sp.tp, pp=sp.pp, dp=sp.dp, ep=sp.ep, kv_dtype_name=kv,
+                  weights_dtype=w, settings=settings, memo=memo, gpus_per_node=per_node,
+                  shared_prefix=shared_prefix)  # fmt: skip
+    except InvalidInput as exc:
+        dropped.append(f"{label}: {exc}")  # a split or dtype this model/engine cannot take
+        return None
     per = decode_sequences(s, context)  # users decoding at once, in steady state
     if per < 1:
+        dropped.append(f"{label}: {_why_not(s, context)}")
         return None
     replicas = ceil_div(users, per)
-    if replicas * tp * pp > max_gpus:
+    if replicas * s.gpus_per_replica > max_gpus:
+        dropped.append(f"{label}: {replicas} replicas of {s.gpus_per_replica} GPUs exceed --max-gpus {max_gpus}")
         return None
+    s = _with_gpus(s, replicas * s.gpus_per_replica)
     return PlanRow(
         gpu=gpu.name,
-        gpus=replicas * tp * pp,
-        tp=tp,
-        pp=pp,
+        gpus=s.gpus,
+        tp=sp.tp,
+        pp=sp.pp,
         replicas=replicas,
         weights_dtype=s.weights_dtype,
         kv_dtype=s.kv_dtype,
         sequences_per_replica=per,
         total_sequences=per * replicas,
-        headroom_bytes=_headroom(s, ceil_div(users, replicas), context),
+        headroom_bytes=_headroom(s, ceil_div(ceil_div(users, replicas), sp.dp), context),
         kv_pool_tokens=pool_tokens(s),
         engine=s.engine.name,
+        dp=sp.dp,
+        ep=sp.ep,
+        nodes=s.nodes,
+        gpus_per_node=per_node,
+        weights_shipped=s.weights_shipped,
     )
+
+
+def _with_gpus(s: Setup, gpus: int) -> Setup:
+    from dataclasses import replace
+
+    return replace(s, gpus=gpus)
+
+
+def _label(sp: Split) -> str:
+    text = f"TP{sp.tp}" + (f" PP{sp.pp}" if sp.pp > 1 else "") + (f" DP{sp.dp}" if sp.dp > 1 else "")
+    return text + (f" EP{sp.tp * sp.dp}" if sp.ep else "")
+
+
+def _why_not(s: Setup, context: int) -> str:
+    b = min(s.stages, key=lambda st: st.available).budget
+    gib = 1 << 30
+    if b.available_kv <= 0:
+        return (
+            f"weights {b.weights / gib:.1f} GiB per GPU leave no KV memory "
+            f"(engine share {b.engine_share / gib:.1f} GiB)"
+        )
+    return f"{b.available_kv / gib:.1f} GiB of KV per GPU holds less than one sequence of {context:,} tokens"
 
 
 def _headroom(s: Setup, sequences: int, context: int) -> int:
@@ -160,8 +234,8 @@ def why_nothing_fits(
             f"engine {profile.name!r} does not load {', '.join(weights_dtypes)} weights; "
             f"it runs {', '.join(profile.weight_dtypes)}"
         )
-    splits = SPLITS if profile.supports_tp else ((1, 1),)
-    one = _fits_one(spec, [as_gpu(g) for g in gpus], profile.key, splits, kvs, weights_dtypes, settings, context)
+    gpu_list = [as_gpu(g) for g in gpus]
+    one = _fits_one(spec, gpu_list, profile.key, kvs, weights_dtypes, settings, context, max_gpus=max_gpus)
     if not one:
         if not profile.supports_tp:
             return (
@@ -169,10 +243,9 @@ def why_nothing_fits(
                 f"modelled on one device (no --tp/--pp), and none holds the weights and that sequence "
                 f"in the dtypes tried"
             )
-        tp, pp = splits[-1]
         return (
-            f"one sequence of {context:,} tokens does not fit on any GPU considered, up to TP {tp} x PP {pp}, "
-            f"in the dtypes tried"
+            f"one sequence of {context:,} tokens does not fit on any GPU considered, in any split up to "
+            f"{max_gpus} GPUs (TP within a node, PP across nodes, DP attention + EP for MoE), in the dtypes tried"
         )
     return (
         f"{users:,} sequences of {context:,} tokens need more than {max_gpus} GPUs in every configuration; "
@@ -180,15 +253,15 @@ def why_nothing_fits(
     )
 
 
-def _fits_one(spec, gpus, engine, splits, kvs, weights, settings, context) -> bool:  # noqa: ANN001
+def _fits_one(spec, gpus, engine, kvs, weights, settings, context, *, max_gpus) -> bool:  # noqa: ANN001
     w_list, _ = candidate_dtypes(spec, engine, weights=weights, kv=kvs)
     for gpu in gpus:
-        for tp, pp in splits:
+        for sp in splits(spec, engine, gpus_per_node=gpu.gpus_per_node, max_gpus=max_gpus):
             for w in w_list:
                 for kv in kvs:
                     try:
-                        s = setup(spec, gpu, engine=engine, tp=tp, pp=pp, kv_dtype_name=kv, weights_dtype=w,
-                                  settings=settings)  # fmt: skip
+                        s = setup(spec, gpu, engine=engine, tp=sp.tp, pp=sp.pp, dp=sp.dp, ep=sp.ep, kv_dtype_name=kv,
+                                  weights_dtype=w, settings=settings)  # fmt: skip
                     except InvalidInput:
                         continue
                     if max_sequences(s, context) >= 1:

@@ -92,3 +92,25 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         writer.writerow({k: _flat(v) if isinstance(v, (dict, list)) else v for k, v in r.items()})
     return out.getvalue().rstrip("\n")
+
+
+def weights_comparison_lines(cmp: Any, *, source: str) -> list[str]:
+    """A :class:`kvplan.checkpoint.WeightsComparison` as notes: header sum, architecture count, why they differ."""
+
+    def signed(n: int) -> str:
+        return ("+" if n >= 0 else "-") + human_bytes(abs(n))
+
+    lines = [
+        f"weights from {source}: {human_bytes(cmp.checkpoint_bytes)} for one copy; the architecture count in "
+        f"{cmp.architecture_dtype} is {human_bytes(cmp.architecture_bytes)} "
+        + (f"({signed(cmp.difference_bytes)})" if cmp.difference_bytes else "(the same bytes)")
+    ]
+    lines += [f"  {signed(n)} {reason}" for reason, n in cmp.explained.items()]
+    if cmp.explained and cmp.unexplained_bytes:
+        lines.append(f"  {signed(cmp.unexplained_bytes)} not explained")
+    if cmp.not_loaded_bytes:
+        lines.append(
+            f"  MTP module: {human_bytes(cmp.not_loaded_bytes)} stored, not counted "
+            "(vLLM loads it only for speculative decoding)"
+        )
+    return lines

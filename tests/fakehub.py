@@ -109,3 +109,70 @@ def start(hub: FakeHub) -> tuple[ThreadingHTTPServer, threading.Thread]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return server, thread
+
+
+# ---- header-only checkpoints: the tensor list of a real release, without its weights -------------
+
+_ITEMSIZE = {"BF16": 2, "F16": 2, "F32": 4, "F8_E4M3": 1, "U8": 1, "I32": 4}
+
+
+def header_only_safetensors(tensors: dict[str, tuple[str, tuple[int, ...]]]) -> bytes:
+    """A safetensors file cut after its header: the JSON lists every tensor with its offsets, the data
+    is absent. Readers of headers (range requests on the first bytes) cannot tell the difference."""
+    import json
+    import math
+
+    header, offset = {}, 0
+    for name, (dtype, shape) in tensors.items():
+        size = math.prod(shape) * _ITEMSIZE[dtype]
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the format pads the header to 8 bytes
+    return len(raw).to_bytes(8, "little") + raw
+
+
+# Qwen/Qwen3-32B config.json (published facts; the same as model_specs/qwen3-32b.yaml).
+QWEN3_32B_CONFIG = {
+    "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 5120, "intermediate_size": 25600,
+    "num_hidden_layers": 64, "num_attention_heads": 64, "num_key_value_heads": 8, "head_dim": 128,
+    "vocab_size": 151936, "max_position_embeddings": 40960, "rope_theta": 1000000, "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16", "use_sliding_window": False, "sliding_window": None, "max_window_layers": 64,
+    "rms_norm_eps": 1e-06, "attention_bias": False,
+}  # fmt: skip
+
+
+def qwen3_32b_repo(shards: int = 17) -> Repo:
+    """Qwen/Qwen3-32B as the Hub holds it: config.json, the index and 17 bf16 shards (headers only),
+    tensor names and shapes as transformers' Qwen3ForCausalLM saves them."""
+    import json
+
+    h, inter, heads, kv, hd, vocab = 5120, 25600, 64, 8, 128, 151936
+    tensors: dict[str, tuple[str, tuple[int, ...]]] = {"model.embed_tokens.weight": ("BF16", (vocab, h))}
+    for i in range(64):
+        p = f"model.layers.{i}."
+        tensors |= {
+            p + "self_attn.q_proj.weight": ("BF16", (heads * hd, h)),
+            p + "self_attn.k_proj.weight": ("BF16", (kv * hd, h)),
+            p + "self_attn.v_proj.weight": ("BF16", (kv * hd, h)),
+            p + "self_attn.o_proj.weight": ("BF16", (h, heads * hd)),
+            p + "self_attn.q_norm.weight": ("BF16", (hd,)),
+            p + "self_attn.k_norm.weight": ("BF16", (hd,)),
+            p + "mlp.gate_proj.weight": ("BF16", (inter, h)),
+            p + "mlp.up_proj.weight": ("BF16", (inter, h)),
+            p + "mlp.down_proj.weight": ("BF16", (h, inter)),
+            p + "input_layernorm.weight": ("BF16", (h,)),
+            p + "post_attention_layernorm.weight": ("BF16", (h,)),
+        }
+    tensors |= {"model.norm.weight": ("BF16", (h,)), "lm_head.weight": ("BF16", (vocab, h))}
+    names = list(tensors)
+    per = -(-len(names) // shards)
+    files, weight_map = {}, {}
+    for s in range(shards):
+        fname = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
+        part = {n: tensors[n] for n in names[s * per : (s + 1) * per]}
+        files[fname] = header_only_safetensors(part)
+        weight_map |= dict.fromkeys(part, fname)
+    files["model.safetensors.index.json"] = json.dumps({"metadata": {}, "weight_map": weight_map}).encode()
+    files["config.json"] = json.dumps(QWEN3_32B_CONFIG).encode()
+    return Repo(files)  # the fake's commit id (0123456...), not the real one

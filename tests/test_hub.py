@@ -389,3 +389,74 @@ def test_gguf_from_the_hub_as_a_checkpoint(hub, tmp_path):
     weights = checkpoint_from_ref(parse_hub_ref("org/tiny-GGUF:tiny-Q8_0.gguf"))
     assert weights.format == "gguf" and weights.total_bytes == written
     assert all(r.range for r in hub.log if r.method == "GET")  # range requests only
+
+
+# ---- the command line --------------------------------------------------------------------------
+
+
+def _readme_block(command: str) -> list[str]:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = readme.split(f"$ {command}\n", 1)[1].split("```", 1)[0]
+    return block.rstrip("\n").splitlines()
+
+
+def test_readme_hub_example_is_what_the_fake_hub_gives(hub, cli):
+    from tests.fakehub import qwen3_32b_repo
+
+    hub.repos["Qwen/Qwen3-32B"] = qwen3_32b_repo()
+    result = cli("estimate", "Qwen/Qwen3-32B", "-c", "32k")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.rstrip("\n").splitlines() + result.stderr.rstrip("\n").splitlines() == _readme_block(
+        "kvplan estimate Qwen/Qwen3-32B -c 32k"
+    )
+    # Qwen3-32B: 32,762,123,264 parameters x 2 bytes = 65,524,246,528 (the index's published total_size)
+    assert '"weights_bytes_per_gpu": 65524246528' in cli("estimate", "Qwen/Qwen3-32B", "-c", "32k", "-f", "json").stdout
+
+
+def test_cli_errors_are_one_line_with_their_exit_codes(hub, cli, monkeypatch):
+    config, tensors = dense_llama()
+    hub.repos["org/gated"] = repo(config, {}, gated=True)
+    hub.repos["org/no-config"] = Repo({"README.md": b""})
+    cases = {
+        "org/absent": (2, "repository 'org/absent' not found"),
+        "org/gated": (2, "is gated"),
+        "org/no-config": (2, "has no config.json"),
+    }
+    for name, (code, text) in cases.items():
+        result = cli("estimate", name)
+        assert (result.exit_code, result.stdout) == (code, ""), name
+        assert result.stderr.count("\n") == 1 and text in result.stderr, result.stderr
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = cli("estimate", "org/tiny-llama")
+    assert result.exit_code == 2 and "HF_HUB_OFFLINE is set" in result.stderr and result.stderr.count("\n") == 1
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens
+    result = cli("estimate", "org/tiny-llama")
+    assert result.exit_code == 1 and "pass a local folder" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_cli_checkpoint_option_takes_gguf_weights(cli, tmp_path):
+    path = tmp_path / "tiny-Q8_0.gguf"
+    written = write_gguf(path)
+    result = cli("estimate", "llama-3.2-1b", "-c", "4k", "--checkpoint", str(path), "-f", "json")
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)[0]
+    # the GGUF's one layer stands in for llama-3.2-1b's 16: the per-stage sum is the header's, not the spec's
+    assert row["weights_bytes_per_gpu"] == written and row["weights_dtype"].startswith("checkpoint F16")
+    assert "gguf headers (1 file, 7 tensors)" in row["weights_source"]
+    both = cli("estimate", "llama-3.2-1b", "--checkpoint", str(path), "--weights-dtype", "fp8")
+    assert both.exit_code == 2 and "not both" in both.stderr
+    missing = cli("estimate", "llama-3.2-1b", "--checkpoint", str(tmp_path / "nope.gguf"))
+    assert missing.exit_code == 2 and "does not exist" in missing.stderr
+
+
+def test_separate_quantization_config_is_folded_in(hub):
+    config, tensors, _ = fp8_moe()
+    quant = config.pop("quantization_config")
+    hub.repos["org/moe-fp8"] = repo(
+        config, {"quantization_config.json": json.dumps(quant).encode(), **sharded(tensors)}
+    )
+    spec = resolve("org/moe-fp8").spec
+    assert spec.weights is not None and spec.weights.dtype == "fp8" and list(spec.weights.block) == [128, 128]

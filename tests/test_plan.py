@@ -19,9 +19,11 @@ def test_plan_rows_serve_the_users_and_are_ranked():
     assert rows
     for r in rows:
         assert r.sequences_per_replica * r.replicas >= 64
-        assert r.gpus == r.replicas * r.tp * r.pp
+        assert r.gpus == r.replicas * r.tp * r.pp * r.dp
         assert r.headroom_bytes >= 0
-    keys = [(r.gpus, -r.headroom_bytes) for r in rows]
+    # Issue 11 changed the ranking: was (GPUs, -headroom); now weights as the checkpoint ships them
+    # come before a conversion (online fp8) at the same GPU count: (GPUs, not shipped, -headroom).
+    keys = [(r.gpus, not r.weights_shipped, -r.headroom_bytes) for r in rows]
     assert keys == sorted(keys)
 
 

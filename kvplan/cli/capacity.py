@@ -121,6 +121,11 @@ def capacity(
     ubatch: Annotated[int, typer.Option(help="llama.cpp -ub")] = 512,
     mla: Annotated[str, typer.Option(help="MLA cache: latent (engines' default) | expanded per-head K/V")] = "latent",
     swa_full_tokens_ratio: Annotated[Optional[float], typer.Option(help="SGLang SWA pool ratio (0, 1]")] = None,
+    dp: Annotated[int, typer.Option("--dp", help="data-parallel attention ranks per replica (MoE)")] = 1,
+    ep: Annotated[bool, typer.Option("--ep", help="expert parallelism over the tp x dp ranks (MoE)")] = False,
+    gpus_per_node: Annotated[Optional[int], typer.Option(help="GPUs per node (catalog default)")] = None,
+    shared_prefix: Annotated[Optional[str], typer.Option(help="tokens every request shares, e.g. 2k")] = None,
+    kv_offload: Annotated[SizeOpt, typer.Option(help="CPU tier for offloaded KV per replica, e.g. 256GiB")] = None,
     fmt: FormatOpt = "table",
 ) -> None:
     """KV pool, concurrent sequences and longest context on an engine, with the launch line."""
@@ -128,7 +133,7 @@ def capacity(
         from kvplan.capacity import capacity as run
         from kvplan.capacity import setup
         from kvplan.hardware import resolve_gpu
-        from kvplan.launch import launch_command, model_ref, plan_json
+        from kvplan.launch import model_ref, node_commands, one_replica, plan_json
         from kvplan.units import parse_length, parse_lengths, parse_size
 
         fmt = check_format(fmt)
@@ -145,10 +150,13 @@ def capacity(
         mix, mix_weights = _mix(lengths, weights, mean, parse_lengths, parse_length)
         s = setup(
             spec, resolve_gpu(gpu), engine=engine, tp=tp, pp=pp, gpus=gpus, kv_dtype_name=kv_dtype,
-            weights_dtype=weights_dtype, settings=settings,
+            weights_dtype=weights_dtype, settings=settings, dp=dp, ep=ep, gpus_per_node=gpus_per_node,
+            shared_prefix=parse_length(shared_prefix) if shared_prefix is not None else 0,
         )  # fmt: skip
         kv_mem = parse_size(kv_cache_memory) if kv_cache_memory is not None else None
-        r = run(s, parse_length(context), batch=batch, lengths=mix, weights=mix_weights, kv_cache_memory=kv_mem)
+        offload = parse_size(kv_offload) if kv_offload is not None else None
+        r = run(s, parse_length(context), batch=batch, lengths=mix, weights=mix_weights, kv_cache_memory=kv_mem,
+                kv_offload=offload)  # fmt: skip
         ref = model_ref(spec.source, spec.name)
         if fmt == "json":
             out(report.render_object(plan_json(r, model=ref), "json"))
@@ -158,7 +166,9 @@ def capacity(
             row.update(row.pop("breakdown"))
             out(report.render([row], [], "csv"))
             return
-        _print_capacity(r, fmt, launch_command(r, model=ref))
+        seqs = r.max_concurrent_sequences_per_replica
+        lines = node_commands(one_replica(r), model=ref, sequences=seqs) if r.fits else []
+        _print_capacity(r, fmt, lines)
 
 
 def _mix(lengths, weights, mean, parse_lengths, parse_length):  # noqa: ANN001, ANN202
@@ -182,10 +192,13 @@ def _mix(lengths, weights, mean, parse_lengths, parse_length):  # noqa: ANN001, 
     return mix, w
 
 
-def _print_capacity(r, fmt: str, command: str) -> None:  # noqa: ANN001
+def _print_capacity(r, fmt: str, commands: list[str]) -> None:  # noqa: ANN001
+    split = f"TP {r.tp} PP {r.pp}" + (f" DP-attention {r.dp}" if r.dp > 1 else "") + (
+        f" EP {r.tp * r.dp}" if r.ep else "")  # fmt: skip
     title = (
-        f"{r.model} on {r.gpus} x {r.gpu} ({r.engine} {r.engine_version}), TP {r.tp} PP {r.pp}, "
-        f"KV {r.kv_dtype}, weights {r.weights_format or r.weights_dtype}, context {r.context:,} (GiB = 2^30)"
+        f"{r.model} on {r.gpus} x {r.gpu} in {r.nodes} node(s) of {r.gpus_per_node} ({r.engine} {r.engine_version}), "
+        f"{split}, KV {r.kv_dtype}, weights {r.weights_format or r.weights_dtype}, context {r.context:,} "
+        "(GiB = 2^30)"
     )
     rows = [{"field": k, "value": report.human_bytes(getattr(r, k)) if kind == "bytes" else _num(getattr(r, k), kind),
              "means": label.format(context=r.context, batch=r.batch)}
@@ -204,17 +217,58 @@ def _print_capacity(r, fmt: str, command: str) -> None:  # noqa: ANN001
         t["raw"] = f"{t['bytes']:,}"
     out(report.render(terms, bcols, fmt, title=f"where the memory goes: {r.budget_rule}"))
     out("")
+    _print_deployment(r)
     if not r.fits:
         out(f"does not fit: {r.reason}")
         for n in r.nearest:
             out(f"  nearest that fits: {n['change']}")
         out("")
-    if r.fits and command is not None:  # the ideal layout and transformers have no command line
+    if r.fits and commands:  # the ideal layout and transformers have no command line
         from kvplan.launch import launch_notes
 
-        out(f"launch: {command}")
+        if len(commands) == 1:
+            out(f"launch: {commands[0]}")
+        else:
+            out(f"launch: one replica over {len(commands)} nodes (LEADER_ADDR: the first node's address)")
+            for i, line in enumerate(commands):
+                out(f"  node {i}: {line}")
         for note in launch_notes(r):
             out(f"  note: {note}")
+
+
+def _print_deployment(r) -> None:  # noqa: ANN001
+    """Per-rank facts, the shared prefix and the CPU tier, where they apply."""
+    gib = 1 << 30
+    lines = [
+        f"KV of one {r.context:,}-token sequence on one GPU: {report.human_bytes(r.kv_bytes_per_sequence_per_gpu)}"
+        + (f" (the same KV is held on {r.kv_copies_per_sequence} ranks)" if r.kv_copies_per_sequence > 1 else "")
+    ]
+    if r.dp > 1:
+        lines.append(
+            f"each of the {r.dp} DP-attention ranks holds its own sequences: "
+            f"{r.max_concurrent_sequences_per_replica // r.dp} per rank"
+        )
+    if r.shared_prefix:
+        lines.append(
+            f"shared prefix {r.shared_prefix:,} tokens, {r.shared_prefix_tokens_stored_once:,} stored once "
+            f"(whole {r.block_tokens}-token blocks): {r.max_concurrent_sequences:,} sequences instead of "
+            f"{r.sequences_without_shared_prefix:,}"
+        )
+    if r.offload:
+        o = r.offload
+        reload = o["reload_seconds_per_sequence"]
+        lines.append(
+            f"CPU tier {o['tier_bytes'] / gib:,.1f} GiB parks {o['sequences_parked']:,} more sequences "
+            f"({report.human_bytes(o['bytes_per_sequence'])} each over all ranks)"
+            + (
+                f"; reloading one takes {reload * 1000:,.1f} ms at {o['host_link_gbps']:g} GB/s per GPU"
+                if reload
+                else "; host link bandwidth unknown for this GPU"
+            )
+        )
+    for line in lines:
+        out(line)
+    out("")
 
 
 def _num(value, kind: str) -> str:  # noqa: ANN001

@@ -60,7 +60,11 @@ WeightsDtypeOpt = Annotated[
     Optional[str], typer.Option(help="weights dtype: fp32 bf16 fp16 fp8 int8 int4 mxfp4 (default: the model's)")
 ]
 ModelArg = Annotated[
-    str, typer.Argument(help="bundled name (see 'kvplan models'), a spec YAML, a config.json or a folder holding one")
+    str,
+    typer.Argument(
+        help="bundled name (see 'kvplan models'), a spec YAML, a config.json, a folder holding one, "
+        "or a Hugging Face repo org/name[@revision]"
+    ),
 ]
 EngineOpt = Annotated[
     str,
@@ -127,13 +131,18 @@ def positive(value: int, what: str) -> int:
 
 def load_model(arg: str):  # noqa: ANN201
     """A MODEL argument resolved by the library; a note on stderr when a local path shadows a bundled name."""
-    from kvplan.catalog import resolve_model, shadowed_name
+    return load_resolved(arg).spec
 
-    spec = resolve_model(arg)
+
+def load_resolved(arg: str):  # noqa: ANN201
+    """:func:`load_model` with where the spec came from (:class:`kvplan.catalog.ResolvedModel`)."""
+    from kvplan.catalog import resolve, shadowed_name
+
+    resolved = resolve(arg)
     note = shadowed_name(arg)
     if note:
         err(f"note: {note}")
-    return spec
+    return resolved
 
 
 def lookup_gpu(name: str):  # noqa: ANN201

@@ -21,15 +21,25 @@ from kvplan.cli.common import (
     boundary,
     check_format,
     err,
-    load_model,
+    load_resolved,
     lookup_gpu,
     out,
     positive,
 )
+from kvplan.errors import InvalidInput
+
+CheckpointOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        help="weights as stored in this checkpoint (headers only): a .safetensors or .gguf file, a folder, or a "
+        "Hub repo org/name[@rev][:file.gguf] (default: MODEL's own checkpoint, when it has one)"
+    ),
+]
 
 ESTIMATE_COLUMNS = [
     report.Column("context", "context", "int"),
     report.Column("kv_bytes_per_sequence", "KV / seq", "bytes"),
+    report.Column("kv_bytes_per_gpu", "KV / GPU", "bytes"),
     report.Column("kv_bytes_total", "KV total", "bytes"),
     report.Column("weights_bytes_per_gpu", "weights / GPU", "bytes"),
     report.Column("total_bytes_per_gpu", "total / GPU", "bytes"),
@@ -53,6 +63,7 @@ def estimate(
     overhead: Annotated[str, typer.Option(help="memory reserved per GPU beyond weights and KV, e.g. 2GiB")] = "0",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="also draw memory against context to this PNG")] = None,
     force: Annotated[bool, typer.Option(help="overwrite an existing --plot file")] = False,
+    checkpoint: CheckpointOpt = None,
     fmt: FormatOpt = "table",
 ) -> None:
     """KV cache, weights and total memory per GPU at each context length (ideal layout)."""
@@ -65,13 +76,17 @@ def estimate(
             from kvplan.plot import check_plot_path
 
             check_plot_path(plot, force=force)  # before any output: a bad path or a missing extra ends here
-        spec = load_model(model)
+        if checkpoint and weights_dtype:
+            raise InvalidInput("pass --checkpoint or --weights-dtype, not both: each one sets the weights term")
+        resolved = load_resolved(model)
+        spec = resolved.spec
+        weights = weights_dtype or stored_weights(resolved, checkpoint)
         rows = run(
             spec,
             parse_lengths(context),
             batch=positive(batch, "batch"),
             kv_dtype_name=kv_dtype,
-            weights_dtype=weights_dtype,
+            weights_dtype=weights,
             tp=tp,
             pp=pp,
             gpu=lookup_gpu(gpu) if gpu else None,
@@ -93,11 +108,39 @@ def estimate(
         for r in rows:
             if r.note and fmt in ("table", "markdown"):
                 err(f"note: {r.note}")
+        source_notes(resolved, weights if not isinstance(weights, str) else None)
+        if first.kv_replication_note and fmt in ("table", "markdown"):
+            err(f"note: {first.kv_replication_note}")
         if plot is not None:
             estimate_plot(spec, rows, plot, gpu=lookup_gpu(gpu) if gpu else None)
 
 
 _GPU_KEYS = {"gpu_memory_bytes", "fits", "headroom_bytes"}
+
+
+def stored_weights(resolved: Any, checkpoint: str | None) -> Any:
+    """``--checkpoint``'s headers, else MODEL's own checkpoint (Hub repo or local folder), else None."""
+    from kvplan.catalog import load_checkpoint
+
+    return load_checkpoint(checkpoint) if checkpoint else resolved.checkpoint()
+
+
+def source_notes(resolved: Any, weights: Any) -> None:
+    """On stderr: which spec was used (Hub names), what the importer assumed, the weights' source."""
+    if resolved.hub is not None or resolved.notes or weights is not None:
+        err(f"note: model: {resolved.origin}")
+    for line in resolved.notes:
+        err(f"note: {line}")
+    if weights is None and resolved.hub is not None:
+        err(
+            f"note: no safetensors headers for {resolved.hub[0]} (none in the repository, or offline and not "
+            "cached); weights from the architecture count"
+        )
+    if weights is not None:
+        from kvplan.weights_compare import compare_weights
+
+        for line in report.weights_comparison_lines(compare_weights(weights, resolved.spec), source=weights.describe()):
+            err(f"note: {line}")
 
 
 def estimate_plot(spec: Any, rows: list[Any], path: Path, *, gpu: Any = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -17,6 +18,9 @@ PLAN_COLUMNS = [
     report.Column("gpus", "GPUs", "int"),
     report.Column("tp", "TP", "int"),
     report.Column("pp", "PP", "int"),
+    report.Column("dp", "DP attn", "int"),
+    report.Column("ep_ranks", "EP", "int"),
+    report.Column("nodes", "nodes", "int"),
     report.Column("replicas", "replicas", "int"),
     report.Column("weights_dtype", "weights"),
     report.Column("kv_dtype", "KV"),
@@ -47,20 +51,32 @@ def plan(
     gpu_memory_utilization: Annotated[Optional[float], typer.Option(help="vLLM fraction (0, 1]")] = None,
     max_gpus: Annotated[int, typer.Option(help="largest GPU count to list")] = 64,
     top: Annotated[int, typer.Option(help="rows to show (0: all)")] = 20,
+    gpus_per_node: Annotated[Optional[int], typer.Option(help="GPUs per node (catalog default)")] = None,
+    shared_prefix: Annotated[Optional[str], typer.Option(help="tokens every request shares, e.g. 2k")] = None,
+    emit: Annotated[Optional[str], typer.Option(help="also write the first plan's deployment: k8s")] = None,
+    image: Annotated[Optional[str], typer.Option(help="container image for --emit k8s (default: the engine's)")] = None,
+    emit_to: Annotated[Optional[Path], typer.Option("--emit-to", "-o", help="write --emit output to this file")] = None,
+    force: Annotated[bool, typer.Option(help="overwrite the --emit-to file if it exists")] = False,
     fmt: FormatOpt = "table",
 ) -> None:
-    """GPU type, count, TP and dtypes that serve N users at L tokens, fewest GPUs first."""
+    """GPU type, count, split (TP/PP/DP attention/EP, nodes) and dtypes that serve N users at L tokens."""
     with boundary():
         from kvplan.capacity import capacity as run
         from kvplan.capacity import setup
         from kvplan.engines import Settings
         from kvplan.hardware import bundled_gpus, resolve_gpu
-        from kvplan.launch import launch_args, launch_command, launch_notes, model_ref
+        from kvplan.launch import launch_args, launch_command, launch_notes, model_ref, node_commands
         from kvplan.planner import plan as run_plan
         from kvplan.planner import why_nothing_fits
         from kvplan.units import parse_length, split_list
 
         fmt = check_format(fmt)
+        if emit is not None and emit != "k8s":
+            raise InvalidInput(f"invalid --emit {emit!r}; expected k8s")
+        if emit_to is not None and emit is None:
+            raise InvalidInput("--emit-to needs --emit k8s")
+        if emit_to is not None and emit_to.exists() and not force:
+            raise InvalidInput(f"{str(emit_to)!r} exists; pass --force to overwrite it")
         spec = load_model(model)
         split = lambda v: split_list(v, "dtype list", example="bf16,fp8") if v is not None else None  # noqa: E731
         if rate is not None:
@@ -76,6 +92,7 @@ def plan(
         if users is None or context is None:
             raise InvalidInput("'kvplan plan' needs --users N --context L, or --rate R with latency targets")
         length = parse_length(context)
+        prefix = parse_length(shared_prefix) if shared_prefix is not None else 0
         chosen = (
             [resolve_gpu(g) for g in split_list(gpus, "--gpus", example="h100-sxm,l4")]
             if gpus is not None
@@ -83,24 +100,34 @@ def plan(
         )
         settings = Settings(gpu_memory_utilization=gpu_memory_utilization)
         memo: dict = {}
+        split = lambda v: split_list(v, "dtype list", example="bf16,fp8") if v is not None else None  # noqa: E731
+        dropped: list[str] = []
         rows = run_plan(spec, chosen, users=users, context=length, engine=engine, weights_dtypes=split(weights_dtype),
-                        kv_dtypes=split(kv_dtype), settings=settings, max_gpus=max_gpus, memo=memo)  # fmt: skip
+                        kv_dtypes=split(kv_dtype), settings=settings, max_gpus=max_gpus, memo=memo,
+                        gpus_per_node=gpus_per_node, shared_prefix=prefix, dropped=dropped)  # fmt: skip
         if top < 0:
             raise InvalidInput(f"invalid --top {top!r}; expected 0 (all rows) or more")
         rows = rows[:top] if top > 0 else rows
         ref = model_ref(spec.source, spec.name)
         by_name = {g.name: g for g in chosen}  # a GPU YAML's card has no catalog name to look up again
         dicts = []
+        answers = []
         for row in rows:
-            s = setup(spec, by_name[row.gpu], engine=engine, tp=row.tp, pp=row.pp, gpus=row.gpus,
-                      kv_dtype_name=row.kv_dtype,
-                      weights_dtype=row.weights_dtype, settings=settings, memo=memo)  # fmt: skip
+            s = setup(spec, by_name[row.gpu], engine=engine, tp=row.tp, pp=row.pp, gpus=row.gpus, dp=row.dp,
+                      ep=row.ep, kv_dtype_name=row.kv_dtype, weights_dtype=row.weights_dtype, settings=settings,
+                      memo=memo, gpus_per_node=row.gpus_per_node, shared_prefix=prefix)  # fmt: skip
             r = run(s, length, suggest=False)
+            seqs = -(-users // row.replicas)
             d = row.to_dict()
-            d["launch"] = launch_args(r, model=ref, sequences=-(-users // row.replicas))
-            d["launch_command"] = launch_command(r, model=ref, sequences=-(-users // row.replicas))
+            d["launch"] = launch_args(r, model=ref, sequences=seqs)
+            d["launch_command"] = launch_command(r, model=ref, sequences=seqs)
+            d["node_commands"] = node_commands(r, model=ref, sequences=seqs)
             d["launch_notes"] = launch_notes(r)
             dicts.append(d)
+            answers.append((r, seqs))
+        manifests_text = _emit(answers[0], spec=spec, ref=ref, image=image) if emit and answers else None
+        if emit_to is not None and manifests_text is not None:
+            emit_to.write_text(manifests_text, encoding="utf-8")
         reason = None
         if not dicts:
             reason = why_nothing_fits(spec, chosen, users=users, context=length, engine=engine,
@@ -110,6 +137,9 @@ def plan(
             doc = {"model": spec.name, "users": users, "context": length, "plans": dicts}
             if reason:
                 doc["reason"] = reason
+                doc["dropped"] = dropped
+            if manifests_text is not None and emit_to is None:
+                doc["manifests"] = manifests_text
             out(report.render_object(doc, "json"))
             return
         if fmt == "csv":
@@ -118,11 +148,53 @@ def plan(
         title = f"{spec.name}: {users} concurrent sequences x {length:,} tokens on {engine} (GiB = 2^30)"
         if not dicts:
             out(f"{title}\n\nnothing fits: {reason}")
+            _print_dropped(dropped)
             return
         out(report.render(dicts, PLAN_COLUMNS, fmt, title=title))
         if dicts[0]["launch_command"] is None:  # the ideal layout and transformers have no command line
             return
         out("")
-        out(f"launch (first row): {dicts[0]['launch_command']}")
-        for note in dicts[0].get("launch_notes", []):
+        first = dicts[0]
+        if not first["node_commands"]:
+            pass  # the ideal layout and transformers have no command line
+        elif len(first["node_commands"]) == 1:
+            out(f"launch (first row): {first['launch_command']}")
+        else:
+            out(f"launch (first row), one replica over {len(first['node_commands'])} nodes "
+                "(LEADER_ADDR: the first node's address):")  # fmt: skip
+            for i, line in enumerate(first["node_commands"]):
+                out(f"  node {i}: {line}")
+        for note in first.get("launch_notes", []):
             out(f"  note: {note}")
+        if manifests_text is not None:
+            out("")
+            out(f"manifests written to {emit_to}" if emit_to is not None else manifests_text.rstrip())
+
+
+def _emit(answer, *, spec, ref: str, image: Optional[str]) -> str:  # noqa: ANN001
+    from kvplan.hardware import resolve_gpu
+    from kvplan.k8s import manifests, to_yaml, workload_for
+
+    r, seqs = answer
+    w = workload_for(r, model=ref, image=image or default_image(r.engine), sequences=seqs, gpu=resolve_gpu(r.gpu),
+                     name=spec.name)  # fmt: skip
+    header = f"# kvplan plan {spec.name}: {r.replicas} x ({r.tp * r.pp * r.dp} x {r.gpu}), kubectl apply -f\n"
+    return header + to_yaml(manifests(w))
+
+
+def default_image(engine: str) -> str:
+    """The engine's published serving image (its docs' Docker/Kubernetes pages); --image overrides."""
+    from kvplan.engines import get_engine
+
+    return get_engine(engine).image
+
+
+def _print_dropped(dropped: list[str], *, limit: int = 12) -> None:
+    if not dropped:
+        return
+    out("")
+    out("why candidates were dropped:")
+    for line in dropped[:limit]:
+        out(f"  {line}")
+    if len(dropped) > limit:
+        out(f"  ... and {len(dropped) - limit} more (--format json lists them all)")

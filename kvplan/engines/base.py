@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan, StagePlan, cache_plan
+from kvplan.params import Sharding
 from kvplan.spec import ModelSpec, ceil_div
 from kvplan.units import MAX_CONTEXT, canonical_dtype
 
@@ -216,6 +217,13 @@ class Layout:
         return {}
 
 
+def paged_prefix_bytes(layout: Layout, prefix: int) -> int:
+    """Bytes a shared prefix holds once in a token/block pool: whole blocks of the layers that keep
+    every token (sliding/chunked layers drop old tokens, recurrent state is per sequence)."""
+    shared = prefix // layout.block_tokens * layout.block_tokens
+    return sum(n * c.bytes_per_token * shared for n, c in layout.stage.groups if c.max_tokens is None)
+
+
 @dataclass(frozen=True)
 class ExactLayout(Layout):
     """No allocator: the cache takes exactly its bytes and the whole budget is the pool."""
@@ -246,6 +254,12 @@ class Engine:
     # (online quantization or its own conversion tool): suggestions never leave these.
     weight_dtypes: tuple[str, ...] = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "mxfp4", "nf4")
     online_weight_dtypes: tuple[str, ...] = ()
+    # The HTTP server: its default port and the endpoint that answers 200 once the model is loaded.
+    serve_port: int = 8000
+    health_path: str = "/health"
+    serves_http: bool = True
+    listen_flags: tuple[str, ...] = ()  # flags that make the server listen beyond localhost (in a pod)
+    image: str = ""  # the engine's published serving container (--emit k8s; pin a tag with --image)
     # Failed starts (check-log, kvplan.diagnose): the refusals read in the engine's source
     # (kvplan.failures.Pattern), lines only it writes, flags its launch line spells that the log
     # reader does not file (flag -> regex with one number group), where the log reader files each
@@ -314,8 +328,10 @@ class Engine:
         """The engine's own spelling of a KV dtype (its --kv-cache-dtype value)."""
         return self.kv_dtype_flags.get(kv_dtype_name, kv_dtype_name)
 
-    def check_parallel(self, spec: ModelSpec, *, tp: int, pp: int) -> None:
-        """Engine-specific TP/PP rules on top of :func:`kvplan.memory.check_parallel`."""
+    def check_parallel(self, spec: ModelSpec, *, tp: int, pp: int, dp: int = 1, ep: bool = False) -> None:
+        """Engine-specific TP/PP/DP/EP rules on top of :func:`kvplan.memory.check_parallel`."""
+        if dp > 1 or ep:
+            self.check_dp_ep(spec, tp=tp, pp=pp, dp=dp, ep=ep)
         if not self.supports_tp and (tp > 1 or pp > 1):
             raise InvalidInput(
                 f"engine {self.name!r} is modelled on one device; got tp={tp}, pp={pp}; use --tp 1 --pp 1"
@@ -333,6 +349,36 @@ class Engine:
                     f"tensor parallel size {tp} neither divides nor is a multiple of {spec.name}'s {kv} KV heads; "
                     f"{self.name} requires one or the other"
                 )
+
+    def check_dp_ep(self, spec: ModelSpec, *, tp: int, pp: int, dp: int, ep: bool) -> None:
+        """Data-parallel attention and expert parallelism: engines that run them override this."""
+        raise InvalidInput(
+            f"engine {self.name!r}: data-parallel attention and expert parallelism are not modelled for it; "
+            "use --dp 1 without --ep (vllm and sglang run them)"
+        )
+
+    def sharding(self, spec: ModelSpec, *, tp: int, dp: int = 1, ep: bool = False) -> Sharding:
+        """What one rank holds of each weight group (plain TP: everything cut ``tp`` ways)."""
+        return Sharding.tensor(tp)
+
+    def node_args(self, r: CapacityResult, *, node: int | str, nodes: int, leader: str) -> list[str]:
+        """Extra flags for node ``node`` (0 is the leader) of a replica spread over ``nodes`` nodes.
+
+        ``node`` and ``leader`` may be shell expressions (``$LWS_WORKER_INDEX``) for manifests.
+        """
+        raise InvalidInput(f"engine {self.name!r} has no multi-node launch in kvplan; keep a replica within a node")
+
+    def node_prelude(self, r: CapacityResult, *, node: int | str, leader: str) -> str | None:
+        """A command a node runs before the engine (a Ray cluster), or None."""
+        return None
+
+    def prefix_units(self, layout: Layout, prefix: int) -> int:
+        """Allocation units a prefix of ``prefix`` tokens shared by every request takes once.
+
+        Paged engines share whole blocks of full-attention layers only (a partly filled last block
+        belongs to each request); engines without prefix caching share nothing.
+        """
+        return 0
 
     # -- what is stored, and how --
 
@@ -432,6 +478,23 @@ class Engine:
         ``calc`` is :mod:`kvplan.capacity`, passed in so that engines never import it.
         """
         raise InvalidInput(f"kvplan does not compare {self.name} logs")
+
+
+def check_moe_parallel(engine: str, spec: ModelSpec, *, tp: int, dp: int, ep: bool) -> None:
+    """DP attention and EP only mean something for MoE models: vllm/config/parallel.py (@00193b82)
+    says non-MoE models "should use independent vLLM instances without --data-parallel-* arguments"
+    (SGLang's dp attention likewise targets MoE models), and an expert-parallel group needs at least
+    one expert per rank."""
+    if spec.moe is None:
+        raise InvalidInput(
+            f"{spec.name} has no MoE layers: data-parallel attention / expert parallelism do not apply; "
+            f"{engine} runs a dense model's copies as independent replicas (use --gpus for more replicas)"
+        )
+    if ep and spec.moe.num_experts < tp * dp:
+        raise InvalidInput(
+            f"expert parallelism over {tp * dp} ranks leaves ranks without experts: {spec.name} has "
+            f"{spec.moe.num_experts}; use at most {spec.moe.num_experts} ranks"
+        )
 
 
 def quantization_flag(r: CapacityResult) -> list[str]:

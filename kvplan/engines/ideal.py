@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kvplan.engines.base import Engine
+from kvplan.engines.base import Engine, Layout, paged_prefix_bytes
 from kvplan.spec import ModelSpec
 from kvplan.units import KV_DTYPES, WEIGHT_DTYPES
 
@@ -18,8 +18,12 @@ class Ideal(Engine):
         """The ideal layout stores what each kind holds: indexer keys at the KV dtype, nothing for
         KV-shared and attention-free layers (kvplan.memory)."""
 
+    def prefix_units(self, layout: Layout, prefix: int) -> int:
+        return paged_prefix_bytes(layout, prefix)  # exact: every prefix token stored once
+
 
 ENGINE = Ideal(
+    serves_http=False,  # a layout, not a server: no command line, nothing to deploy
     name="ideal",
     release="-",
     version="-",

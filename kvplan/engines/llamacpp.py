@@ -131,6 +131,9 @@ class LlamaCpp(Engine):
         return GGUF_FILE_TYPES.get(m.group(1).lower()) if m else None
 
     auto_slots: bool = False  # the server's 4 unified slots when -np is not given
+    image: str = "ghcr.io/ggml-org/llama.cpp:server-cuda"  # docs/docker.md server image with CUDA
+    serve_port: int = 8080  # llama-server --port default (tools/server README)
+    listen_flags: tuple[str, ...] = ("--host", "0.0.0.0")  # llama-server --host default 127.0.0.1
 
     def default_kv_dtype(self, spec: ModelSpec) -> str:
         return "fp16"  # llama.cpp -ctk/-ctv default f16 (common/common.h cache_type_k)

@@ -26,8 +26,10 @@ from kvplan.engines.base import (
     Layout,
     LogFacts,
     Settings,
+    check_moe_parallel,
     number,
     paged_bytes,
+    paged_prefix_bytes,
     quantization_flag,
     row,
     weighted_mean,
@@ -36,6 +38,7 @@ from kvplan.errors import InvalidInput
 from kvplan.failures import CUDA_ERROR_OOM, NO_KV_MEMORY, NUMBER, TORCH_OOM, Pattern
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan, LayerCache, StagePlan, recurrent_state_elements
+from kvplan.params import Sharding
 from kvplan.spec import ModelSpec, ceil_div
 from kvplan.units import GIB, KV_DTYPES, MIB
 
@@ -45,6 +48,8 @@ if TYPE_CHECKING:
 # server_args.py swa_full_tokens_ratio default (SGLang 0.5.x): SWA-layer tokens per full-layer token.
 SWA_FULL_TOKENS_RATIO = 0.8
 
+# --dist-init-addr HOST:PORT: the port is the user's choice; 5000 as in SGLang's multi-node examples.
+DIST_INIT_PORT = 5000
 # python/sglang/srt/configs/model_config.py is_hybrid_swa_model: Llama4ForConditionalGeneration,
 # GptOssForCausalLM, MiMoV2Flash*, Step3p5*, Gemma4* (main, 2026) -- as kvplan families (HF model_type).
 # Gemma 2/3 and Mistral are not listed: their sliding layers share the one token pool.
@@ -282,13 +287,40 @@ class Sglang(Engine):
             args += ["--swa-full-tokens-ratio", f"{r.settings['swa_full_tokens_ratio']:g}"]
         if r.block_tokens != 1:  # server_args.py --page-size (default 1): the pool rounds to it
             args += ["--page-size", str(r.block_tokens)]
-        if r.tp > 1:
-            args += ["--tp", str(r.tp)]
+        if r.tp * r.dp > 1:
+            args += ["--tp", str(r.tp * r.dp)]  # SGLang's tp_size counts every GPU of the replica
         if r.pp > 1:
             args += ["--pp-size", str(r.pp)]
-        if r.replicas > 1:
+        if r.dp > 1:
+            args += ["--dp", str(r.dp), "--enable-dp-attention"]
+        elif r.replicas > 1:
             args += ["--dp", str(r.replicas)]
+        if r.ep:
+            args += ["--ep-size", str(r.tp * r.dp)]
         return args
+
+    # -- data-parallel attention, expert parallelism, nodes --
+
+    def check_dp_ep(self, spec: ModelSpec, *, tp: int, pp: int, dp: int, ep: bool) -> None:
+        check_moe_parallel(self.name, spec, tp=tp, dp=dp, ep=ep)
+
+    def sharding(self, spec: ModelSpec, *, tp: int, dp: int = 1, ep: bool = False) -> Sharding:
+        """server_args.py (SGLang 0.5.x): with --enable-dp-attention the attention TP group is
+        tp_size / dp_size; dense MLPs and shared experts stay on --moe-dense-tp-size (default: the whole
+        tp_size) and the vocabulary on the whole tp_size unless --enable-dp-lm-head; --ep-size splits
+        the routed experts whole, the rest of tp_size cutting each expert (moe_tp = tp_size / ep_size)."""
+        ranks = tp * dp
+        return Sharding(attn_tp=tp, mlp_tp=ranks, expert_tp=1 if ep else ranks, expert_ranks=ranks if ep else 1,
+                        vocab_tp=ranks)  # fmt: skip
+
+    def node_args(self, r: CapacityResult, *, node: int | str, nodes: int, leader: str) -> list[str]:
+        """server_args.py --nnodes / --node-rank / --dist-init-addr: every node runs the same command."""
+        return ["--nnodes", str(nodes), "--node-rank", str(node), "--dist-init-addr", f"{leader}:{DIST_INIT_PORT}"]
+
+    def prefix_units(self, layout: Layout, prefix: int) -> int:
+        """The radix cache (on unless --disable-radix-cache) stores a shared prefix once, token by
+        token (page 1); kvplan does not model sharing in the hybrid SWA pool."""
+        return 0 if isinstance(layout, HybridSwaLayout) else paged_prefix_bytes(layout, prefix)
 
     def parse_log(self, text: str) -> LogFacts:
         return parse_log(text)
@@ -404,6 +436,7 @@ FAILURE_FLAGS = {
 
 
 ENGINE = Sglang(
+    image="lmsysorg/sglang:latest",  # docs/get_started/install.md (Docker)
     name="sglang",
     release="0.5",
     version="0.4.3 budget / 0.5.x mem_fraction_static heuristic",
@@ -423,6 +456,8 @@ ENGINE = Sglang(
     # python/sglang/srt/layers/quantization/__init__.py BASE_QUANTIZATION_METHODS; --quantization fp8
     # on a 16-bit checkpoint quantizes at load (fp8.py Fp8Config is_checkpoint_fp8_serialized False).
     online_weight_dtypes=("fp8",),
+    serve_port=30000,  # server_args.py port default
+    listen_flags=("--host", "0.0.0.0"),  # server_args.py host default 127.0.0.1
     failure_patterns=FAILURES,
     failure_markers=("sglang", "Load weight end", "mem_fraction_static"),
     failure_flag_patterns=FAILURE_FLAGS,

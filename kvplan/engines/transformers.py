@@ -150,6 +150,7 @@ ENGINE = Transformers(
     # transformers/quantizers/auto.py: finegrained fp8, mxfp4, awq, gptq, compressed-tensors, bitsandbytes;
     # BitsAndBytesConfig(load_in_4bit / load_in_8bit) quantizes a 16-bit checkpoint at load.
     online_weight_dtypes=("nf4", "int8"),
+    serves_http=False,  # a library, not a server: no health endpoint to probe
     settings_read=("max_num_batched_tokens",),  # the forward pass's tokens, for its activation peak
 )
 VERSIONS = (ENGINE,)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kvplan.engines import vllm
-from kvplan.engines.base import Budget, Engine, Layout, Settings
+from kvplan.engines.base import Budget, Engine, Layout, Settings, paged_prefix_bytes
 from kvplan.errors import InvalidInput
 from kvplan.failures import CUDA_ERROR_OOM, KV_SHORT, NUMBER, TORCH_OOM, Pattern
 from kvplan.hardware import GPU
@@ -87,6 +87,11 @@ class Trtllm(Engine):
             "(free after load and activations) x free_gpu_memory_fraction", frac, "free_gpu_memory_fraction",
         )  # fmt: skip
 
+    def prefix_units(self, layout: Layout, prefix: int) -> int:
+        """KV cache block reuse (llmapi KvCacheConfig.enable_block_reuse, default True) shares whole
+        tokens_per_block blocks of a common prefix."""
+        return paged_prefix_bytes(layout, prefix)
+
     def launch_args(self, r: CapacityResult, *, model: str, sequences: int) -> list[str]:
         """`trtllm-serve` flags (tensorrt_llm/commands/serve.py)."""
         frac = r.settings.get("free_gpu_memory_fraction", FREE_FRACTION)
@@ -140,6 +145,7 @@ FAILURE_FLAGS = {
 
 
 ENGINE = Trtllm(
+    image="nvcr.io/nvidia/tensorrt-llm/release:latest",  # NGC container named in the TensorRT-LLM README
     name="trtllm",
     release="0.20",
     version="0.20+ (LLM API, PyTorch backend)",
@@ -151,6 +157,7 @@ ENGINE = Trtllm(
     # tensorrt_llm/quantization/mode.py QuantAlgo (FP8, FP8_BLOCK_SCALES, W4A16_AWQ, W4A16_GPTQ,
     # W4A8_MXFP4_FP8, ...) read from pre-quantized (ModelOpt / HF) checkpoints; no online quantization.
     weight_dtypes=("bf16", "fp16", "fp8", "int8", "int4", "mxfp4"),
+    listen_flags=("--host", "0.0.0.0"),  # trtllm-serve --host default localhost (commands/serve.py)
     failure_patterns=FAILURES,
     failure_markers=("[TensorRT-LLM]", "tensorrt_llm", "trtllm-serve"),
     failure_flag_patterns=FAILURE_FLAGS,

@@ -29,6 +29,7 @@ from kvplan.engines.base import (
     Settings,
     as_float,
     as_int,
+    check_moe_parallel,
     number,
     quantization_flag,
     row,
@@ -37,7 +38,7 @@ from kvplan.errors import InvalidInput
 from kvplan.failures import CUDA_ERROR_OOM, KV_SHORT, NO_KV_MEMORY, NUMBER, STARTUP_FREE, TORCH_OOM, TP_HEADS, Pattern
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan, LayerCache, StagePlan, cache_plan, element_size, indexer_token_bytes
-from kvplan.params import pipeline_stages
+from kvplan.params import Sharding, pipeline_stages
 from kvplan.spec import ModelSpec, ceil_div
 from kvplan.units import GIB
 
@@ -320,6 +321,10 @@ def cuda_graph(spec: ModelSpec) -> int:
     return GRAPH_BASE + GRAPH_PER_LAYER * spec.num_layers + extra
 
 
+# --data-parallel-rpc-port default (vllm/config/parallel.py ParallelConfig.data_parallel_rpc_port).
+DP_RPC_PORT = 29550
+
+
 def non_torch(*, tp: int, pp: int) -> int:
     return NON_TORCH_TP if tp * pp > 1 else NON_TORCH_TP1
 
@@ -333,6 +338,7 @@ BLOCK_SIZES = (1, 8, 16, 32, 64, 128, 256)
 
 @dataclass(frozen=True)
 class Vllm(Engine):
+    image: str = "vllm/vllm-openai:latest"  # docs/deployment/docker.md
     gpu_memory_utilization: float = 0.9  # vllm/config/cache.py CacheConfig default
     estimate_cuda_graphs: bool = False  # vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS default
     mamba_align: bool = False  # prefix caching keeps Mamba state in 'align' mode (2 pages per request)
@@ -407,6 +413,42 @@ class Vllm(Engine):
             "vLLM terms are calibrated on); pass --engine vllm@VERSION for another"
         )
 
+    # -- data-parallel attention, expert parallelism, nodes --
+
+    def check_dp_ep(self, spec: ModelSpec, *, tp: int, pp: int, dp: int, ep: bool) -> None:
+        check_moe_parallel(self.name, spec, tp=tp, dp=dp, ep=ep)
+
+    def sharding(self, spec: ModelSpec, *, tp: int, dp: int = 1, ep: bool = False) -> Sharding:
+        """vllm/model_executor/layers/fused_moe/config.py FusedMoEParallelConfig.make (@00193b82):
+        MoE layers are sharded over tp x dp ranks ("flatten_tp_across_dp"); with
+        --enable-expert-parallel each of those ranks owns whole experts (ep_size = tp x dp, tp 1).
+        Every DP rank is its own engine core with its own TP group: attention, dense MLPs, shared
+        experts and the vocabulary are cut ``tp`` ways and repeated on each DP rank."""
+        ranks = tp * dp
+        return Sharding(attn_tp=tp, mlp_tp=tp, expert_tp=1 if ep else ranks, expert_ranks=ranks if ep else 1,
+                        vocab_tp=tp)  # fmt: skip
+
+    def node_args(self, r: CapacityResult, *, node: int | str, nodes: int, leader: str) -> list[str]:
+        """vllm/config/parallel.py (@00193b82): DP ranks over nodes with --data-parallel-size-local and
+        --data-parallel-address (the other nodes --headless from --data-parallel-start-rank); a TP x PP
+        group over nodes with the multiprocessing executor's --nnodes / --node-rank / --master-addr."""
+        first = node == 0
+        if r.dp > 1:
+            local = r.dp // nodes
+            start = node * local if isinstance(node, int) else f"$(({node} * {local}))"
+            args = ["--data-parallel-size-local", str(local), "--data-parallel-address", leader,
+                    "--data-parallel-rpc-port", str(DP_RPC_PORT)]  # fmt: skip
+            return args if first else [*args, "--headless", "--data-parallel-start-rank", str(start)]
+        args = ["--nnodes", str(nodes), "--node-rank", str(node), "--master-addr", leader]
+        return args if first else [*args, "--headless"]
+
+    def prefix_units(self, layout: Layout, prefix: int) -> int:
+        """Automatic prefix caching (on by default in V1): a request's full blocks are hashed and
+        shared (vllm/v1/core/kv_cache_utils.py hash_block_tokens covers full blocks only), in the
+        full-attention and MLA groups; the partial last block and sliding-window groups are per request."""
+        groups = getattr(layout, "groups", ())
+        return sum(prefix // g.block_tokens for g in groups if g.type in ("full", "mla"))
+
     def reads_log(self, text: str) -> bool:
         return "vllm" in text.lower() or "KV cache" in text or "GPU blocks" in text
 
@@ -420,7 +462,9 @@ class Vllm(Engine):
 def serve_args(r: CapacityResult, *, model: str, sequences: int, kv_flag: str, default_utilization: float) -> list[str]:
     """`vllm serve` flags (vllm/engine/arg_utils.py)."""
     util = r.settings.get("gpu_memory_utilization", default_utilization)
-    args = ["vllm", "serve", model, "--max-model-len", str(r.context), "--max-num-seqs", str(sequences)]
+    # --max-num-seqs is per engine core: with DP attention each of the dp ranks schedules its own share.
+    per_core = -(-sequences // r.dp)
+    args = ["vllm", "serve", model, "--max-model-len", str(r.context), "--max-num-seqs", str(per_core)]
     if r.kv_cache_memory_given:
         args += ["--kv-cache-memory", str(r.available_kv_bytes)]
     else:
@@ -431,8 +475,12 @@ def serve_args(r: CapacityResult, *, model: str, sequences: int, kv_flag: str, d
         args += ["-tp", str(r.tp)]
     if r.pp > 1:
         args += ["-pp", str(r.pp)]
-    if r.replicas > 1:
+    if r.dp > 1:
+        args += ["--data-parallel-size", str(r.dp)]  # DP attention: one engine core per rank
+    elif r.replicas > 1:
         args += ["-dp", str(r.replicas)]
+    if r.ep:
+        args += ["--enable-expert-parallel"]
     if r.block_tokens != 16:
         args += ["--block-size", str(r.block_tokens)]
     default_tokens, _ = batch_defaults(r.breakdown["device_total_bytes"])
