@@ -135,10 +135,17 @@ def load_model(arg: str):  # noqa: ANN201
 
 
 def load_resolved(arg: str):  # noqa: ANN201
-    """:func:`load_model` with where the spec came from (:class:`kvplan.catalog.ResolvedModel`)."""
+    """:func:`load_model` with where the spec came from (:class:`kvplan.catalog.ResolvedModel`).
+    Its notes (what the importer assumed, which spec a Hub name gave) are issued as ImportNote
+    warnings, which :func:`boundary` prints the same way for every command."""
+    import warnings
+
     from kvplan.catalog import resolve, shadowed_name
+    from kvplan.errors import ImportNote
 
     resolved = resolve(arg)
+    for line in resolved.notes:
+        warnings.warn(ImportNote(line), stacklevel=2)
     note = shadowed_name(arg)
     if note:
         err(f"note: {note}")
