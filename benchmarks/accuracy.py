@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kvplan.catalog import bundled_names, load_bundled
+from kvplan.engines.transformers import TRANSFORMERS_VERSION, transformers_cache_bytes
 from kvplan.memory import cache_plan
 from kvplan.spec import ModelSpec
-from kvplan.engines.transformers import TRANSFORMERS_VERSION, transformers_cache_bytes
 from kvplan.units import GIB, KV_DTYPES
 
 LENGTHS = (4096, 32768, 131072)  # 4K, 32K, 128K (K = 1024)
@@ -233,9 +233,16 @@ def main() -> None:
     text = document(specs, rows)
     if args.write:
         args.write.parent.mkdir(parents=True, exist_ok=True)
-        args.write.write_text(text, encoding="utf-8")
+        args.write.write_text(text + _registry_section(args.write), encoding="utf-8")
     else:
         sys.stdout.write(text)
+
+
+def _registry_section(path: Path) -> str:
+    """The importer-coverage section benchmarks/registry_sweep.py keeps in the same file, carried over."""
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    start = old.find("<!-- registry-sweep:start -->")
+    return "\n" + old[start:] if start >= 0 else ""
 
 
 if __name__ == "__main__":

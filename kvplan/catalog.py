@@ -113,8 +113,18 @@ class ResolvedModel:
 
 
 def resolve_model(arg: str) -> ModelSpec:
-    """A MODEL argument: bundled name, spec YAML, HF ``config.json``, a folder holding one, or a Hub repo."""
-    return resolve(arg).spec
+    """A MODEL argument: bundled name, spec YAML, HF ``config.json``, a folder holding one, or a Hub repo.
+
+    What the importer assumed (a config.json's notes) is issued as :class:`~kvplan.errors.ImportNote`
+    warnings, the lines ``kvplan import`` prints; the CLI boundary shows them for every command."""
+    import warnings
+
+    from kvplan.errors import ImportNote
+
+    resolved = resolve(arg)
+    for note in resolved.notes:
+        warnings.warn(ImportNote(note), stacklevel=2)
+    return resolved.spec
 
 
 def resolve(arg: str) -> ResolvedModel:

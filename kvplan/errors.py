@@ -25,6 +25,11 @@ class RuntimeFailure(KvplanError):
     exit_code = 1
 
 
+class ImportNote(UserWarning):
+    """What kvplan assumed while reading a Hugging Face config.json (issued with :mod:`warnings`;
+    the CLI boundary prints each as ``kvplan: warning: ...``, whatever the command)."""
+
+
 def did_you_mean(word: str, choices: list[str]) -> str:
     """A ``; did you mean 'x'?`` suffix from the closest choices, or an empty string."""
     import difflib

@@ -110,6 +110,40 @@ CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
         "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "num_experts_per_tok": 8,
         "moe_intermediate_size": 2048, "moe_layer_freq": 1,
     },
+    "deepseek_v32": {  # DeepseekV32Config: DeepSeek-V3 plus the DSA indexer (index_head_dim per token cached)
+        "vocab_size": 129280, "hidden_size": 7168, "intermediate_size": 18432, "num_hidden_layers": 61,
+        "num_attention_heads": 128, "num_key_value_heads": 128, "max_position_embeddings": 163840,
+        "tie_word_embeddings": False, "rope_theta": 10000.0, "first_k_dense_replace": 3,
+        "kv_lora_rank": 512, "q_lora_rank": 1536, "n_routed_experts": 256, "n_shared_experts": 1,
+        "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "num_experts_per_tok": 8,
+        "moe_intermediate_size": 2048, "moe_layer_freq": 1, "index_head_dim": 128, "index_n_heads": 64,
+        "index_topk": 2048,
+    },
+    "smollm3": {  # SmolLM3Config (no_rope_layers None -> every no_rope_layer_interval-th layer NoPE)
+        "vocab_size": 128256, "hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36,
+        "num_attention_heads": 16, "num_key_value_heads": 4, "head_dim": None, "max_position_embeddings": 32768,
+        "tie_word_embeddings": True, "rope_theta": 10000.0, "attention_bias": False, "mlp_bias": False,
+        "use_sliding_window": False, "sliding_window": None, "no_rope_layer_interval": 4,
+    },
+    "llama4_text": {  # Llama4TextConfig (dense layers use intermediate_size_mlp; experts intermediate_size)
+        "vocab_size": 202048, "hidden_size": 5120, "intermediate_size": 8192, "intermediate_size_mlp": 16384,
+        "num_hidden_layers": 48, "num_attention_heads": 40, "num_key_value_heads": 8, "head_dim": 128,
+        "max_position_embeddings": 131072, "tie_word_embeddings": False, "rope_theta": 500000.0,
+        "attention_bias": False, "num_experts_per_tok": 1, "num_local_experts": 16, "moe_layers": None,
+        "interleave_moe_layer_step": 1, "no_rope_layers": None, "no_rope_layer_interval": 4,
+        "attention_chunk_size": 8192,
+    },
+    "minimax_m2": {  # MiniMaxM2Config (experts as wide as intermediate_size; rotary_dim -> partial RoPE)
+        "vocab_size": 200064, "hidden_size": 3072, "intermediate_size": 1536, "num_hidden_layers": 62,
+        "num_attention_heads": 48, "num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 196608,
+        "tie_word_embeddings": False, "rope_theta": 10000.0, "num_experts_per_tok": 8, "num_local_experts": 256,
+    },
+    "cohere2": {  # Cohere2Config: head_dim hidden // heads unless the file gives one; sliding_window_pattern 4
+        "vocab_size": 256000, "hidden_size": 8192, "intermediate_size": 22528, "num_hidden_layers": 40,
+        "num_attention_heads": 64, "num_key_value_heads": None, "max_position_embeddings": 8192,
+        "tie_word_embeddings": True, "rope_theta": 10000.0, "attention_bias": False, "sliding_window": 4096,
+        "sliding_window_pattern": 4,
+    },
     "phi3": {  # Phi3Config
         "vocab_size": 32064, "hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 32,
         "num_attention_heads": 32, "num_key_value_heads": None, "head_dim": None,
@@ -173,6 +207,7 @@ _GPT_OSS_ROPE = {
 # Other spellings of a model_type that read as one of the dialects above.
 _ALIASES = {
     "gemma3": "gemma3_text",  # Gemma3Config wraps a Gemma3TextConfig in text_config
+    "llama4": "llama4_text",  # Llama4Config wraps a Llama4TextConfig in text_config
     "RefinedWebModel": "falcon",  # tiiuae/falcon-7b remote-code config (configuration_RW.py)
     "RefinedWeb": "falcon",  # tiiuae/falcon-40b remote-code config
 }
@@ -182,13 +217,23 @@ _KEY_ALIASES = {
                "n_head_kv": "num_kv_heads"},
     "gpt_oss": {"experts_per_token": "num_experts_per_tok", "num_experts": "num_local_experts"},
 }  # fmt: skip
+# The names other families give the core facts (their config classes' attribute_map in transformers
+# 5.24: GPT2Config/BloomConfig n_layer, n_head, n_embd; MptConfig n_layers, n_heads, d_model, max_seq_len;
+# ChatGLM multi_query_group_num). Read under any dialect when the Llama name is absent.
+_CORE_ALIASES = {
+    "num_hidden_layers": ("n_layer", "n_layers", "num_layers"),
+    "num_attention_heads": ("n_head", "n_heads", "num_heads"),
+    "hidden_size": ("n_embd", "n_embed", "d_model"),
+    "head_dim": ("kv_channels",),  # JetMoeConfig, Megatron: the per-head K/V width
+    "max_position_embeddings": ("n_positions", "max_seq_len", "max_sequence_length", "seq_length"),
+    "intermediate_size": ("ffn_dim",),  # OPTConfig
+}
 
 # Dialects whose modeling code honours a sliding window (the others ignore the field).
 _WINDOWED = {"mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "phi3",
-             "gpt_oss", None}  # fmt: skip
-_MOE_DIALECTS = {"mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "deepseek_v2", "deepseek_v3", "gpt_oss", "jamba",
-                 None}  # fmt: skip
-_LAYER_TYPES = ("full_attention", "sliding_attention", "chunked_attention", "linear_attention")
+             "gpt_oss", "smollm3", "cohere2", None}  # fmt: skip
+_MOE_DIALECTS = {"mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "deepseek_v2", "deepseek_v3", "deepseek_v32",
+                 "gpt_oss", "jamba", "llama4_text", "minimax_m2", None}  # fmt: skip
 _DTYPE_FALLBACK = "bf16"  # what serving engines load a checkpoint in when it does not say
 
 
@@ -274,7 +319,7 @@ def spec_from_hf_config(config: Any, *, origin: str, name: str | None = None) ->
         raise InvalidInput(f"{origin}: a config.json must hold a JSON object, got {type(config).__name__}")
     raw, outer_type, notes = _unwrap(config)
     model_type = raw.get("model_type")
-    dialect = _dialect(model_type)
+    dialect = _dialect(model_type, config.get("architectures"))
     f = _Fields(_rename(raw, dialect), CLASS_DEFAULTS.get(dialect, {}), origin=origin, dialect=dialect)
     data = _build(f, raw_type=model_type if model_type is not None else outer_type)
     data["name"] = _spec_name(name, config, origin, model_type)
@@ -321,6 +366,14 @@ class _Fields:
             what = "a positive whole number" if minimum == 1 else f"a whole number of at least {minimum}"
             raise InvalidInput(f"{self.origin}: {key}: expected {what}, got {value!r}")
         return value
+
+    def fact(self, key: str) -> int:
+        """A core fact (layers, heads, hidden size): read from the file, never from a class default."""
+        if self.raw.get(key) is None:
+            raise InvalidInput(
+                f"{self.origin}: {key} is missing; kvplan never assumes a layer count, head count or hidden size"
+            )
+        return self.need(key)
 
     def need(self, key: str, *, minimum: int = 1) -> int:
         value = self.integer(key, minimum=minimum)
@@ -371,11 +424,30 @@ def _unwrap(config: dict[str, Any]) -> tuple[dict[str, Any], Any, list[str]]:
     return inner, outer, notes
 
 
-def _dialect(model_type: Any) -> str | None:
-    if not isinstance(model_type, str):
-        return None
-    key = _ALIASES.get(model_type, model_type)
-    return key if key in CLASS_DEFAULTS else None
+def _dialect(model_type: Any, architectures: Any = None) -> str | None:
+    """The config class whose defaults and rules apply: by model_type, else by the architecture
+    class the checkpoint names (Kimi K2 ships model_type kimi_k2 with DeepseekV3ForCausalLM)."""
+    key = _ALIASES.get(model_type, model_type) if isinstance(model_type, str) else None
+    if key in CLASS_DEFAULTS:
+        return key
+    if isinstance(architectures, list):
+        for arch in architectures:
+            if arch in _ARCHITECTURES:
+                return _ARCHITECTURES[arch]
+    return None
+
+
+# Architecture classes (config.json "architectures") -> the dialect whose modeling they run
+# (transformers 5.24 models/auto/modeling_auto.py MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, reversed).
+_ARCHITECTURES = {
+    "LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "MixtralForCausalLM": "mixtral",
+    "Qwen2ForCausalLM": "qwen2", "Qwen2MoeForCausalLM": "qwen2_moe", "Qwen3ForCausalLM": "qwen3",
+    "Qwen3MoeForCausalLM": "qwen3_moe", "Gemma2ForCausalLM": "gemma2", "DeepseekV2ForCausalLM": "deepseek_v2",
+    "DeepseekV3ForCausalLM": "deepseek_v3", "DeepseekV32ForCausalLM": "deepseek_v32",
+    "Phi3ForCausalLM": "phi3", "GptOssForCausalLM": "gpt_oss", "CohereForCausalLM": "cohere",
+    "Olmo2ForCausalLM": "olmo2", "JambaForCausalLM": "jamba", "Qwen3NextForCausalLM": "qwen3_next",
+    "SmolLM3ForCausalLM": "smollm3", "MiniMaxM2ForCausalLM": "minimax_m2", "Cohere2ForCausalLM": "cohere2",
+}  # fmt: skip
 
 
 def _rename(raw: dict[str, Any], dialect: str | None) -> dict[str, Any]:
@@ -383,6 +455,10 @@ def _rename(raw: dict[str, Any], dialect: str | None) -> dict[str, Any]:
     for old, new in _KEY_ALIASES.get(dialect or "", {}).items():
         if old in out and new not in out:
             out[new] = out[old]
+    for new, olds in _CORE_ALIASES.items():
+        for old in olds:
+            if out.get(new) is None and isinstance(out.get(old), int) and not isinstance(out.get(old), bool):
+                out[new] = out[old]
     if raw.get("model_type") == "RefinedWeb" and "new_decoder_architecture" not in out:
         # falcon-40b's RW config: always the "large" decoder (TGI flash_rw_modeling: RefinedWeb -> FlashRWLargeLayer).
         out["new_decoder_architecture"] = True
@@ -401,7 +477,7 @@ def _spec_name(name: str | None, config: dict[str, Any], origin: str, model_type
 
 
 def _mtp_note(config: dict[str, Any]) -> list[str]:
-    mtp = config.get("num_nextn_predict_layers") or config.get("num_mtp_layers")
+    mtp = config.get("num_nextn_predict_layers") or config.get("num_mtp_layers") or config.get("num_mtp_modules")
     if not isinstance(mtp, int) or isinstance(mtp, bool) or mtp < 1:
         return []
     return [f"the multi-token-prediction module ({mtp} layer(s), num_nextn_predict_layers) is not counted"]
@@ -420,13 +496,14 @@ MAX_LAYERS = 100_000
 
 
 def _build(f: _Fields, *, raw_type: Any) -> dict[str, Any]:
-    hidden = f.need("hidden_size")
-    layers = f.need("num_hidden_layers")
+    hidden = f.fact("hidden_size")
+    layers = _layer_count(f)
     if layers > MAX_LAYERS:  # checked before any per-layer list is built (found by fuzzing)
         raise InvalidInput(f"{f.origin}: num_hidden_layers: {layers!r} is beyond {MAX_LAYERS:,} layers")
-    heads = f.need("num_attention_heads")
+    heads = f.fact("num_attention_heads")
     head_dim, v_head_dim = _head_dims(f, hidden=hidden, heads=heads)
     kinds, per_layer = _layout(f, layers=layers, max_pos=_max_positions(f))
+    _refuse_unread_state(f, kinds)
     data: dict[str, Any] = {
         "family": raw_type if isinstance(raw_type, str) else None,
         "notes": f"imported from a Hugging Face config.json (model_type {raw_type!r})",
@@ -449,14 +526,47 @@ def _build(f: _Fields, *, raw_type: Any) -> dict[str, Any]:
     return {k: v for k, v in data.items() if v is not None or k == "rope"}
 
 
+# Field-name prefixes of a per-sequence recurrent or convolution state (Mamba, SSM, linear
+# attention, short convolutions, RWKV, xLSTM). A config carrying one whose layout gave no
+# recurrent layer holds a state kvplan did not read: refused rather than planned as attention.
+_STATE_FIELDS = ("mamba_", "ssm_", "linear_", "conv_L_cache", "short_conv", "rwkv", "xlstm", "lru_", "mlstm",
+                 "slstm", "recurrent_", "time_mix", "kda_", "lightning_")  # fmt: skip
+
+
+def _refuse_unread_state(f: _Fields, kinds: dict[str, dict[str, Any]]) -> None:
+    if any(k["type"] == "recurrent" for k in kinds.values()):
+        return
+    found = sorted(
+        key for key, value in f.raw.items()
+        if value not in (None, False, 0, [], {}) and key.lower().startswith(_STATE_FIELDS)
+    )  # fmt: skip
+    if found:
+        raise InvalidInput(
+            f"{f.origin}: the config carries recurrent-state fields ({', '.join(found[:4])}) but no per-layer "
+            "layout kvplan can read for them; refusing rather than planning every layer as attention"
+        )
+
+
+def _layer_count(f: _Fields) -> int:
+    """num_hidden_layers; NemotronHConfig deprecates it for the length of its per-layer list
+    (layers_block_type, or the older hybrid_override_pattern string), which is then the fact."""
+    if f.raw.get("num_hidden_layers") is None:
+        for key in ("layers_block_type", "hybrid_override_pattern"):
+            listed = f.raw.get(key)
+            if isinstance(listed, (list, str)) and listed and len(listed) <= MAX_LAYERS:
+                return len(listed)
+    return f.fact("num_hidden_layers")
+
+
 def _head_dims(f: _Fields, *, hidden: int, heads: int) -> tuple[int, int | None]:
     """K head size (q/k for MLA: nope + rope) and V head size when it differs."""
-    if f.dialect in ("deepseek_v2", "deepseek_v3"):
+    if f.known("kv_lora_rank"):  # MLA: q/k head = nope + rope part; v head its own
         qk = f.need("qk_nope_head_dim") + f.need("qk_rope_head_dim")
         return qk, f.need("v_head_dim")
     explicit = None if f.dialect == "falcon" else f.integer("head_dim")  # FalconConfig.head_dim is a property
     if explicit is not None:
-        return explicit, None
+        v = f.integer("v_head_dim")  # MiMo-V2-Flash: K 192, V 128 (v_proj: num_kv_heads * v_head_dim)
+        return explicit, v if v is not None and v != explicit else None
     if hidden % heads:
         raise InvalidInput(
             f"{f.origin}: head_dim is absent and hidden_size ({hidden}) is not divisible by "
@@ -473,7 +583,7 @@ def _kv_heads(f: _Fields, *, heads: int) -> int:
         if f.flag("new_decoder_architecture") or not f.flag("multi_query"):
             return f.integer("num_kv_heads") or heads
         return 1
-    if f.dialect in ("deepseek_v2", "deepseek_v3"):
+    if f.known("kv_lora_rank"):
         return heads  # MLA expands the latent to every query head; num_key_value_heads carries no KV meaning
     kv = f.integer("num_key_value_heads")
     if kv is None:
@@ -484,8 +594,18 @@ def _kv_heads(f: _Fields, *, heads: int) -> int:
 
 
 def _intermediate(f: _Fields, *, hidden: int) -> int | None:
+    listed = f.raw.get("intermediate_size")
+    if isinstance(listed, list):  # Gemma 3n: one width per layer
+        if not listed or len(set(map(repr, listed))) != 1:
+            raise InvalidInput(
+                f"{f.origin}: intermediate_size differs between layers ({listed!r}); kvplan's "
+                "spec has one dense MLP width"
+            )
+        f.raw["intermediate_size"] = listed[0]
     if f.dialect == "falcon":
         return f.integer("ffn_hidden_size") or 4 * hidden  # FalconConfig: ffn_hidden_size None -> 4 * hidden
+    if f.dialect == "llama4_text":
+        return f.integer("intermediate_size_mlp")  # Llama4TextMLP of the dense layers
     if f.dialect is None and not _expert_count(f):
         return f.need("intermediate_size")
     return f.integer("intermediate_size")
@@ -507,7 +627,17 @@ def _dtype(f: _Fields) -> str:
         _note(f, f"no torch_dtype/dtype; dtype assumed {_DTYPE_FALLBACK}")
         return _DTYPE_FALLBACK
     key = canonical_dtype(str(value))
-    if key in ("fp32", "bf16", "fp16"):
+    if key == "fp32":
+        # Serving engines load a float32 checkpoint in 16-bit unless told otherwise: vLLM's dtype "auto"
+        # ("Downcast for float32 models", vllm/config/model.py) takes the platform's first supported
+        # dtype, bfloat16 on CUDA (older vLLM picked float16; both are 2 bytes per element).
+        _note(
+            f,
+            f"the checkpoint is float32; planned in the serving dtype {_DTYPE_FALLBACK} (pass --kv-dtype fp32 "
+            "or edit dtype for a float32 deployment)",
+        )
+        return _DTYPE_FALLBACK
+    if key in ("bf16", "fp16"):
         return key
     _note(f, f"dtype {value!r} is not a 16/32-bit float; dtype assumed {_DTYPE_FALLBACK}")
     return _DTYPE_FALLBACK
@@ -524,13 +654,33 @@ def _layout(f: _Fields, *, layers: int, max_pos: int) -> tuple[dict[str, dict[st
     """The layer kinds used and the kind name of every layer."""
     window = _window(f, max_pos=max_pos)
     types = _layer_types(f, layers=layers, window=window)
+    shared = _kv_shared_layers(f, layers=layers)
+    types = [f"{t}+shared" if i in shared and t.split("+")[0] in _SHAREABLE else t for i, t in enumerate(types)]
     by_type = {t: _kind(f, t, window=window) for t in dict.fromkeys(types)}  # each type once, in layer order
     return dict(by_type.values()), [by_type[t][0] for t in types]
 
 
+def _kv_shared_layers(f: _Fields, *, layers: int) -> set[int]:
+    """Gemma 3n / Gemma 4: the last ``num_kv_shared_layers`` layers reuse an earlier layer's K/V
+    (Gemma3nTextConfig.kv_sharing_modes: "reuse" from num_hidden_layers - num_kv_shared_layers on)."""
+    n = f.integer("num_kv_shared_layers", minimum=0) or 0
+    if n > layers:
+        raise InvalidInput(f"{f.origin}: num_kv_shared_layers ({n}) exceeds num_hidden_layers ({layers})")
+    sources = f.raw.get("kv_source_layers")  # MistralLarge4TextConfig: the layer whose latent each layer reads
+    if sources is None:
+        return set(range(layers - n, layers))
+    if (
+        not isinstance(sources, list)
+        or len(sources) != layers
+        or not all(isinstance(v, int) and 0 <= v <= i for i, v in enumerate(sources))
+    ):
+        raise InvalidInput(f"{f.origin}: kv_source_layers must name, per layer, itself or an earlier layer")
+    return set(range(layers - n, layers)) | {i for i, v in enumerate(sources) if v != i}
+
+
 def _window(f: _Fields, *, max_pos: int) -> int | None:
     """The sliding window when it is active; None when absent, switched off or never binding."""
-    if f.dialect not in _WINDOWED:
+    if f.dialect not in _WINDOWED and "layer_types" not in f.raw:
         return None
     switchable = "use_sliding_window" in f.raw or "use_sliding_window" in f.defaults
     if switchable and not f.flag("use_sliding_window"):
@@ -544,22 +694,117 @@ def _window(f: _Fields, *, max_pos: int) -> int | None:
 def _layer_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
     """One HF layer-type name per layer (``full_attention``, ``sliding_attention``, ...)."""
     d = f.dialect
-    if d in ("deepseek_v2", "deepseek_v3"):
-        return ["mla"] * layers
     if d == "jamba":  # JambaConfig.layers_block_type
         period, offset = f.need("attn_layer_period"), f.need("attn_layer_offset", minimum=0)
         return ["full_attention" if i % period == offset else "mamba" for i in range(layers)]
-    explicit = f.raw.get("layer_types")
+    explicit = _explicit_types(f, layers=layers)
     if explicit is not None:
-        return _checked_types(f, explicit, layers=layers, window=window)
-    if d == "qwen3_next":  # (i + 1) % full_attention_interval -> linear
+        types = _checked_types(f, explicit, layers=layers, window=window)
+    elif d == "qwen3_next":  # (i + 1) % full_attention_interval -> linear
         every = f.need("full_attention_interval")
-        return ["linear_attention" if (i + 1) % every else "full_attention" for i in range(layers)]
-    if window is None:
-        if d is None:
+        types = ["linear_attention" if (i + 1) % every else "full_attention" for i in range(layers)]
+    elif d == "llama4_text":
+        types = _llama4_types(f, layers=layers)
+    elif d == "smollm3":
+        types = _smollm3_types(f, layers=layers, window=window)
+    elif window is None:
+        if d is None and not f.known("kv_lora_rank"):
             f.assume("every layer assumed full attention (no layer_types, no active sliding_window)")
-        return ["full_attention"] * layers
-    return [_sliding_rule(f, i) for i in range(layers)]
+        types = ["full_attention"] * layers
+    else:
+        types = [_sliding_rule(f, i) for i in range(layers)]
+    if d == "cohere2":  # Cohere2Attention applies RoPE on sliding layers only
+        types = ["nope_attention" if t == "full_attention" else t for t in types]
+    if explicit is None and f.known("index_head_dim"):
+        # DeepseekV32Config / GlmMoeDsaConfig.__post_init__: layer_types default to indexed_attention
+        types = ["indexed_attention" if t == "full_attention" else t for t in types]
+    if f.known("kv_lora_rank"):  # MLA wherever the config carries a latent rank (DeepSeek, Kimi, MiniCPM3, GLM-5)
+        if 0 in (f.raw.get("no_rope_layers") or []):
+            # MistralLarge4Attention: a NoPE layer caches the latent without its RoPE part (qk_rope_head_dim 0)
+            raise InvalidInput(
+                f"{f.origin}: no_rope_layers: MLA layers without RoPE (a latent of kv_lora_rank only) are not supported"
+            )
+        types = [_as_mla(f, t) for t in types]
+    return _shared_indexers(f, types)
+
+
+def _shared_indexers(f: _Fields, types: list[str]) -> list[str]:
+    """HyV4 / MistralLarge4 ``indexer_types``: a "shared" layer reuses the previous full layer's top-k
+    and keeps no indexer keys of its own (modeling_hy_v4.py, modeling_mistral_large4.py)."""
+    modes = f.raw.get("indexer_types")
+    if modes is None:
+        return types
+    if not isinstance(modes, list) or len(modes) != len(types) or set(modes) - {"full", "shared"}:
+        raise InvalidInput(f"{f.origin}: indexer_types must list 'full' or 'shared' per layer, got {modes!r}")
+    return [t.replace("+indexer", "") if mode == "shared" else t for t, mode in zip(types, modes, strict=True)]
+
+
+def _as_mla(f: _Fields, layer_type: str) -> str:
+    if layer_type in ("full_attention", "mla", "indexed_attention"):
+        return "mla+indexer" if layer_type == "indexed_attention" else "mla"
+    if layer_type in _ATTENTION_TYPES:
+        raise InvalidInput(f"{f.origin}: {layer_type} layers with an MLA latent (kv_lora_rank) are not supported")
+    return layer_type
+
+
+def _llama4_types(f: _Fields, *, layers: int) -> list[str]:
+    """Llama4TextConfig.__post_init__: an empty or absent ``no_rope_layers`` is replaced by the
+    default (1 = RoPE + chunked local attention, 0 = every no_rope_layer_interval-th layer, NoPE, full)."""
+    flags = f.get("no_rope_layers") or [int((i + 1) % f.need("no_rope_layer_interval")) != 0 for i in range(layers)]
+    if len(flags) != layers:
+        raise InvalidInput(f"{f.origin}: no_rope_layers lists {len(flags)} layers but num_hidden_layers is {layers}")
+    if not f.raw.get("no_rope_layers"):
+        f.notes.append("no_rope_layers is empty: transformers' default applies (every 4th layer global, NoPE)")
+    chunk = f.integer("attention_chunk_size")
+    return ["chunked_attention" if flag and chunk else "nope_attention" for flag in flags]
+
+
+def _smollm3_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
+    """SmolLM3Config.__post_init__: no_rope_layers (1 = RoPE) default every no_rope_layer_interval-th
+    layer NoPE; a NoPE layer slides only when use_sliding_window and a window are set."""
+    flags = f.get("no_rope_layers") or [int((i + 1) % f.need("no_rope_layer_interval") != 0) for i in range(layers)]
+    if len(flags) != layers:
+        raise InvalidInput(f"{f.origin}: no_rope_layers lists {len(flags)} layers but num_hidden_layers is {layers}")
+    return ["full_attention" if rope else "sliding_attention" if window else "nope_attention" for rope in flags]
+
+
+# Other spellings of a per-layer block list: the values below are each family's own words
+# (JambaConfig/ZambaConfig layers_block_type, GraniteMoeHybridConfig layer_types "mamba"/"attention",
+# transformers configuration_utils._LEGACY_LAYER_TYPE_REMAP).
+_TYPE_SPELLINGS = {
+    "attention": "full_attention",
+    "mamba": "linear_attention",
+    "deepseek_sparse_attention": "indexed_attention",
+    "mlp": "none",
+    "moe": "none",
+    "dummy": "none",
+}
+_ATTENTION_TYPES = ("full_attention", "sliding_attention", "chunked_attention", "nope_attention")
+_SHAREABLE = (*_ATTENTION_TYPES, "mla")
+_KNOWN_TYPES = (*_ATTENTION_TYPES[:3], "linear_attention", "indexed_attention", "none")
+
+
+def _explicit_types(f: _Fields, *, layers: int) -> list[Any] | None:
+    """A per-layer list under any of the names families use, or Nemotron-H's pattern string."""
+    for key in ("layer_types", "layers_block_type", "block_types"):
+        value = f.raw.get(key)
+        if value is not None:
+            return value
+    pattern = f.raw.get("hybrid_override_pattern")
+    if pattern is not None:
+        return _nemotron_pattern(f, pattern, layers=layers)
+    return None
+
+
+def _nemotron_pattern(f: _Fields, pattern: Any, *, layers: int) -> list[str]:
+    """NemotronHConfig.hybrid_override_pattern: one character per layer, M = Mamba2, * = attention,
+    - = MLP, E = MoE (configuration_nemotron_h.py _pattern_to_list)."""
+    chars = {"M": "linear_attention", "*": "full_attention", "-": "none", "E": "none"}
+    if not isinstance(pattern, str) or len(pattern) != layers or set(pattern) - set(chars):
+        raise InvalidInput(
+            f"{f.origin}: hybrid_override_pattern must hold one of M, *, -, E per layer ({layers}), got {pattern!r}"
+        )
+    return [chars[c] for c in pattern]
 
 
 def _sliding_rule(f: _Fields, i: int) -> str:
@@ -567,7 +812,7 @@ def _sliding_rule(f: _Fields, i: int) -> str:
     d, s, full = f.dialect, "sliding_attention", "full_attention"
     if d in ("gemma2", "gpt_oss"):
         return s if (i + 1) % 2 else full  # even index sliding
-    if d == "gemma3_text":
+    if d in ("gemma3_text", "cohere2"):
         return s if (i + 1) % f.need("sliding_window_pattern") else full  # every pattern-th layer global
     if d in ("qwen2", "qwen3"):
         return s if i >= f.need("max_window_layers", minimum=0) else full  # Qwen2Config: layers past max_window_layers
@@ -581,21 +826,39 @@ def _sliding_rule(f: _Fields, i: int) -> str:
 def _checked_types(f: _Fields, types: Any, *, layers: int, window: int | None) -> list[str]:
     if not isinstance(types, list) or len(types) != layers:
         raise InvalidInput(f"{f.origin}: layer_types must list one entry per layer ({layers}), got {types!r}")
-    accepted = {"linear_attention": f.dialect == "qwen3_next"}
     out = []
     for t in types:
-        if t not in _LAYER_TYPES or not accepted.get(t, True):
-            ok = ", ".join(x for x in _LAYER_TYPES if accepted.get(x, True))
-            raise InvalidInput(f"{f.origin}: layer_types entry {t!r} is not supported here; expected one of {ok}")
+        t = _TYPE_SPELLINGS.get(t, t) if isinstance(t, str) else t
+        if t not in _KNOWN_TYPES:
+            raise InvalidInput(
+                f"{f.origin}: layer_types entry {t!r} is a layer kind kvplan cannot describe; "
+                f"it reads {', '.join(_KNOWN_TYPES)} (and their older spellings)"
+            )
         out.append("full_attention" if t == "sliding_attention" and window is None else t)
     return out
 
 
 def _kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str, dict[str, Any]]:
+    base, *extras = layer_type.split("+")
+    name, kind = _base_kind(f, base, window=window)
+    if "indexer" in extras:
+        name, kind = f"{name}_indexed", {**kind, "index_head_dim": f.need("index_head_dim")}
+    if "shared" in extras:
+        name, kind = f"{name}_shared", {**kind, "kv_shared": True}
+    return name, kind
+
+
+def _base_kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str, dict[str, Any]]:
     if layer_type == "full_attention":
         return "full", {"type": "full"}
+    if layer_type == "nope_attention":
+        return "global", {"type": "full", "use_rope": False}
     if layer_type == "sliding_attention":
         kind: dict[str, Any] = {"type": "sliding", "window": window}
+        model_type = f.raw.get("model_type")
+        factor = _SLIDING_KV_FACTOR.get(model_type) if isinstance(model_type, str) else None
+        if factor:
+            kind["num_kv_heads"] = factor * f.need("num_key_value_heads")
         local = _local_theta(f)
         if local is not None:
             kind["rope_theta"] = local
@@ -604,9 +867,56 @@ def _kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str, dict
         return "chunked", {"type": "chunked", "chunk": f.need("attention_chunk_size")}
     if layer_type == "mla":
         return "mla", _mla_kind(f)
-    if layer_type == "mamba":
+    if layer_type == "none":
+        return "mlp_only", {"type": "none"}
+    if layer_type == "indexed_attention":
+        raise InvalidInput(
+            f"{f.origin}: indexed_attention layers without an MLA latent (kv_lora_rank) are not supported"
+        )
+    if layer_type == "mamba" or (layer_type == "linear_attention" and f.dialect == "jamba"):
         return "mamba", _mamba_kind(f)
-    return "deltanet", _deltanet_kind(f)
+    return _linear_kind(f)
+
+
+# Model types whose sliding layers hold more KV heads than num_key_value_heads says, by a factor
+# fixed in the modeling code: modeling_mimo_v2_flash.py MiMoV2FlashAttention
+# (num_key_value_heads * 2 if is_swa), transformers 5.24.0.
+_SLIDING_KV_FACTOR = {"mimo_v2_flash": 2}
+
+
+def _linear_kind(f: _Fields) -> tuple[str, dict[str, Any]]:
+    """A linear-attention layer, recognised by its state fields: Gated DeltaNet or Mamba2."""
+    model_type = f.raw.get("model_type")
+    family = f.dialect or (model_type if isinstance(model_type, str) else None)
+    if f.known("linear_num_value_heads") and family in _DELTANET_DIALECTS:
+        return "deltanet", _deltanet_kind(f)
+    if f.known("mamba_num_heads") or f.known("mamba_n_heads"):
+        return "mamba2", _mamba2_kind(f)
+    raise InvalidInput(
+        f"{f.origin}: linear_attention layers of model_type {f.raw.get('model_type')!r} keep a state kvplan "
+        "cannot read (it knows Mamba, Mamba2 and Qwen3-Next Gated DeltaNet fields)"
+    )
+
+
+# Dialects whose linear_attention layers are Qwen3-Next's Gated DeltaNet (modeling_qwen3_next.py,
+# modeling_qwen3_5.py: conv over q,k,v and a [v_heads, k_dim, v_dim] delta-rule state).
+_DELTANET_DIALECTS = {"qwen3_next", "qwen3_5", "qwen3_5_moe", "qwen3_5_text", "qwen3_5_moe_text"}
+
+
+def _mamba2_kind(f: _Fields) -> dict[str, Any]:
+    """Mamba2 mixer (NemotronH, GraniteMoeHybrid, Bamba): d_inner = heads x head_dim, conv over
+    x, B and C (d_inner + 2 x n_groups x d_state)."""
+    heads = f.integer("mamba_num_heads") or f.need("mamba_n_heads")
+    head_dim = f.integer("mamba_head_dim") or f.need("mamba_d_head")
+    return {
+        "type": "recurrent",
+        "variant": "mamba2",
+        "d_inner": heads * head_dim,
+        "d_state": f.integer("ssm_state_size") or f.need("mamba_d_state"),
+        "d_conv": f.integer("conv_kernel") or f.need("mamba_d_conv"),
+        "n_groups": f.integer("n_groups") or f.need("mamba_n_groups"),
+        "n_heads": heads,
+    }
 
 
 def _mla_kind(f: _Fields) -> dict[str, Any]:
@@ -679,14 +989,18 @@ def _moe(f: _Fields, *, layers: int) -> dict[str, Any] | None:
         "experts_per_token": f.need("num_experts_per_tok"),
         "expert_intermediate_size": _expert_size(f),
     }
+    if d == "minimax_m2":  # MiniMaxM2SparseMoeBlock.e_score_correction_bias (a buffer, stored in the checkpoint)
+        moe["router_bias"] = True
+    if d == "llama4_text":  # Llama4TextMoe: one shared expert as wide as a routed one, on every MoE layer
+        moe |= {"num_shared_experts": 1}
     if d in ("qwen2_moe", "qwen3_next"):
         shared = f.integer("shared_expert_intermediate_size", minimum=0)
         if shared:  # one gated shared expert (Qwen2MoeSparseMoeBlock.shared_expert_gate)
             moe |= {"num_shared_experts": 1, "shared_intermediate_size": shared, "shared_expert_gate": True}
-    if d in ("deepseek_v2", "deepseek_v3"):
+    if d in ("deepseek_v2", "deepseek_v3", "deepseek_v32"):
         moe["num_shared_experts"] = f.integer("n_shared_experts", minimum=0) or 0
         moe["first_dense_layers"] = min(f.integer("first_k_dense_replace", minimum=0) or 0, layers)
-        moe["router_bias"] = d == "deepseek_v3"  # DeepseekV3TopkRouter.e_score_correction_bias
+        moe["router_bias"] = d != "deepseek_v2"  # DeepseekV3TopkRouter.e_score_correction_bias
     if d == "gpt_oss":
         moe |= {"router_bias": True, "expert_bias": True}  # GptOssTopKRouter.bias; GptOssExperts *_bias
     first = moe.get("first_dense_layers", 0)
@@ -697,7 +1011,7 @@ def _moe(f: _Fields, *, layers: int) -> dict[str, Any] | None:
 
 
 def _expert_size(f: _Fields) -> int:
-    if f.dialect in ("mixtral", "gpt_oss", "jamba"):
+    if f.dialect in ("mixtral", "gpt_oss", "jamba", "llama4_text", "minimax_m2"):
         return f.need("intermediate_size")
     if f.dialect is None and not f.known("moe_intermediate_size"):
         f.assume("expert size assumed = intermediate_size")
@@ -708,7 +1022,11 @@ def _expert_size(f: _Fields) -> int:
 def _dense_layers(f: _Fields, *, layers: int) -> list[int]:
     """Layers whose MLP is dense in an MoE model."""
     d = f.dialect
-    if d in ("deepseek_v2", "deepseek_v3"):
+    if d == "llama4_text":  # Llama4TextConfig.moe_layers, default every interleave_moe_layer_step-th layer
+        step = f.need("interleave_moe_layer_step")
+        moe = set(f.ints("moe_layers")) if f.get("moe_layers") is not None else set(range(step - 1, layers, step))
+        return [i for i in range(layers) if i not in moe]
+    if d in ("deepseek_v2", "deepseek_v3", "deepseek_v32"):
         # DeepSeek remote modeling and vLLM deepseek_v2.py: MoE iff i >= first_k_dense_replace
         # and i % moe_layer_freq == 0 (transformers 5.24 has no moe_layer_freq: always 1).
         k, freq = f.integer("first_k_dense_replace", minimum=0) or 0, f.integer("moe_layer_freq") or 1
@@ -736,6 +1054,9 @@ def _rope(f: _Fields) -> dict[str, Any] | None:
     partial = block.pop("partial_rotary_factor", None) if block else None
     rope: dict[str, Any] = {"theta": _theta(f, theta)}
     partial = partial if partial is not None else f.get("partial_rotary_factor")
+    if partial is None and f.dialect == "minimax_m2" and f.known("rotary_dim"):
+        # MiniMaxM2Config.convert_rope_params_to_dict: partial_rotary_factor = rotary_dim / head_dim
+        partial = f.need("rotary_dim") / f.need("head_dim")
     if partial is not None:
         rope["partial_rotary_factor"] = partial
     scaling = _scaling(f, block)
@@ -750,8 +1071,16 @@ def _global_rope_block(f: _Fields) -> dict[str, Any] | None:
     if params is not None:
         if not isinstance(params, dict):
             raise InvalidInput(f"{f.origin}: rope_parameters: expected an object, got {params!r}")
-        nested = params.get("full_attention")
-        return dict(nested) if isinstance(nested, dict) else dict(params)
+        per_type = set(params) & {"full_attention", "sliding_attention", "chunked_attention", "linear_attention"}
+        if not per_type:
+            return dict(params)
+        # one block per layer type (Gemma 3, 4): the full-attention layers' block is the model's;
+        # a null one (no RoPE on global layers) leaves plain RoPE with the local layers' base
+        nested = params.get("full_attention") or next(
+            (params[k] for k in sorted(per_type) if isinstance(params[k], dict)), None
+        )
+        block = {k: v for k, v in (nested or {}).items() if k in ("rope_theta", "partial_rotary_factor")}
+        return dict(nested) if isinstance(params.get("full_attention"), dict) else block
     scaling = f.raw.get("rope_scaling")
     if scaling is None and f.dialect == "gpt_oss":
         return dict(_GPT_OSS_ROPE)
@@ -824,8 +1153,8 @@ def _llama_layout(f: _Fields, **_: Any) -> dict[str, Any]:
 
 # Dialects whose attention honours ``attention_bias`` on q/k/v and o_proj alike (modeling_<type>.py);
 # Mistral, Mixtral, Phi-3 and Jamba hard-code bias=False, Qwen2 and Falcon have their own rules.
-_ATTENTION_BIAS_ALL = {"llama", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "cohere", "olmo2", "gpt_oss",
-                       "qwen3_next", None}  # fmt: skip
+_ATTENTION_BIAS_ALL = {"llama", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "cohere", "cohere2", "olmo2",
+                       "gpt_oss", "qwen3_next", None}  # fmt: skip
 
 
 def _qwen2_layout(f: _Fields, **_: Any) -> dict[str, Any]:
@@ -873,7 +1202,7 @@ def _cohere_layout(f: _Fields, *, heads: int, head_dim: int, per_layer: list[str
 def _olmo2_layout(f: _Fields, *, heads: int, head_dim: int, per_layer: list[str], **kw: Any) -> dict[str, Any]:
     # Olmo2Attention: q_norm over heads * head_dim and k_norm over kv_heads * head_dim (not per head).
     kv = f.integer("num_key_value_heads") or heads
-    extra = _extra(len(per_layer) * (heads + kv) * head_dim, "OLMo 2 q/k RMSNorm weights over all heads")
+    extra = _extra(len(per_layer) * (heads + kv) * head_dim, "q/k RMSNorm weights over all heads")
     return _llama_layout(f) | extra
 
 
@@ -896,6 +1225,8 @@ _LAYOUTS: dict[str, Callable[..., dict[str, Any]]] = {
     "falcon": _falcon_layout,
     "gpt_oss": _gpt_oss_layout,
     "cohere": _cohere_layout,
+    "cohere2": _cohere_layout,
     "olmo2": _olmo2_layout,
+    "minimax_m2": _olmo2_layout,  # MiniMaxM2Attention: q_norm / k_norm over all heads, as OLMo 2
     "qwen3_next": _qwen3_next_layout,
 }

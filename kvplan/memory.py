@@ -89,12 +89,24 @@ def layer_cache(spec: ModelSpec, name: str, dtype: DType, *, tp: int = 1, mla: M
     kind = spec.kind(name)
     if kind.type == "recurrent":
         return LayerCache(name, kind.type, 0, None, recurrent_state_bytes(spec, kind, tp=tp))
+    if kind.type == "none" or kind.kv_shared:
+        return LayerCache(name, kind.type, 0, None, 0)  # no attention, or K/V read from an earlier layer
     per_token = _token_bytes(spec, kind, dtype, tp=tp, mla=mla)
     cap = kind.window if kind.type == "sliding" else kind.chunk if kind.type == "chunked" else None
     return LayerCache(name, kind.type, per_token, cap, 0)
 
 
 def _token_bytes(spec: ModelSpec, kind: LayerKind, dtype: DType, *, tp: int, mla: MlaLayout) -> int:
+    return _kv_token_bytes(spec, kind, dtype, tp=tp, mla=mla) + indexer_token_bytes(kind, dtype)
+
+
+def indexer_token_bytes(kind: LayerKind, dtype: DType) -> int:
+    """DSA indexer key cache: one single-head key of ``index_head_dim`` per token, replicated on every
+    rank (transformers cache_utils.DynamicIndexedLayer: indexer_keys [batch, seq, index_head_dim])."""
+    return dtype.nbytes(kind.index_head_dim) if kind.index_head_dim else 0
+
+
+def _kv_token_bytes(spec: ModelSpec, kind: LayerKind, dtype: DType, *, tp: int, mla: MlaLayout) -> int:
     if kind.type == "mla":
         if mla == "latent":
             # One compressed latent + the decoupled RoPE key, shared by all heads, replicated on

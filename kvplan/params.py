@@ -39,6 +39,8 @@ def attention_parts(spec: ModelSpec, kind: LayerKind, tp: int = 1) -> list[Part]
         return _mla_parts(spec, kind, tp)
     if kind.type == "recurrent":
         return _recurrent_parts(spec, kind, tp)
+    if kind.type == "none":
+        return []  # an MLP/MoE-only layer (Nemotron-H "-", Nemotron-NAS no_op attention)
     h, heads = spec.hidden_size, spec.num_attention_heads
     kv_rank = max(1, spec.kv_heads_of(kind) // tp)  # KV heads replicate when tp exceeds them
     kd, vd = spec.k_head_dim_of(kind), spec.v_head_dim_of(kind)

@@ -29,7 +29,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-LayerType = Literal["full", "sliding", "chunked", "mla", "recurrent"]
+LayerType = Literal["full", "sliding", "chunked", "mla", "recurrent", "none"]
 RecurrentVariant = Literal["mamba", "mamba2", "gated_deltanet"]
 
 
@@ -61,6 +61,12 @@ class LayerKind(_Strict):
     head_k_dim: Size | None = None
     head_v_dim: Size | None = None
     state_dtype: str | None = Field(None, description="dtype of the recurrent state; default the model's")
+    # DeepSeek-V3.2 / GLM-5 sparse attention (DSA): a lightning indexer keeps one key of
+    # index_head_dim per token per layer besides the MLA latent (transformers cache_utils.DynamicIndexedLayer).
+    index_head_dim: Size | None = Field(None, description="indexer key cache per token (DSA)")
+    # Gemma 3n / Gemma 4 style KV sharing: the layer attends with the K/V of an earlier layer of
+    # the same kind and stores none of its own (transformers kv_sharing_modes "reuse").
+    kv_shared: bool = Field(False, description="attends with an earlier layer's K/V; caches nothing itself")
 
     @model_validator(mode="after")
     def _fields_match_type(self) -> LayerKind:
@@ -79,6 +85,10 @@ class LayerKind(_Strict):
             raise ValueError(f"'chunk' only applies to chunked layers, not {self.type!r}")
         if self.type == "recurrent":
             self._check_recurrent()
+        if self.index_head_dim is not None and self.type not in ("full", "mla"):
+            raise ValueError(f"'index_head_dim' only applies to full or mla layers, not {self.type!r}")
+        if self.kv_shared and self.type not in ("full", "sliding", "chunked", "mla"):
+            raise ValueError(f"'kv_shared' only applies to attention layers, not {self.type!r}")
         return self
 
     def _check_recurrent(self) -> None:
@@ -342,7 +352,7 @@ class ModelSpec(_Strict):
     @property
     def kv_groups(self) -> str:
         q, kv = self.num_attention_heads, self.num_kv_heads
-        if all(k.type in ("mla", "recurrent") for k in self.layers.kinds.values()):
+        if all(k.type in ("mla", "recurrent", "none") for k in self.layers.kinds.values()):
             return f"MLA {q}q" if any(k.type == "mla" for k in self.layers.kinds.values()) else "recurrent"
         label = "MHA" if kv == q else "MQA" if kv == 1 else "GQA"
         return f"{label} {q}q/{kv}kv"
@@ -361,10 +371,15 @@ class ModelSpec(_Strict):
 
 
 def _describe_kind(spec: ModelSpec, kind: LayerKind) -> str:
+    if kind.kv_shared:
+        return f"{kind.type} (K/V shared with an earlier layer)"
     if kind.type == "mla":
-        return f"MLA latent {kind.kv_lora_rank}+{kind.qk_rope_head_dim}"
+        extra = f" + indexer {kind.index_head_dim}" if kind.index_head_dim else ""
+        return f"MLA latent {kind.kv_lora_rank}+{kind.qk_rope_head_dim}{extra}"
     if kind.type == "recurrent":
         return f"recurrent {kind.variant}"
+    if kind.type == "none":
+        return "no attention"
     heads = spec.kv_heads_of(kind)
     base = f"{spec.num_attention_heads}q/{heads}kv d{spec.k_head_dim_of(kind)}"
     if kind.type == "sliding":

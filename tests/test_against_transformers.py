@@ -69,7 +69,7 @@ class LayerBytes:
 
 
 def _tensors(layer: Any) -> list[Any]:
-    found = [getattr(layer, name, None) for name in ("keys", "values")]
+    found = [getattr(layer, name, None) for name in ("keys", "values", "indexer_keys")]
     for name in ("conv_states", "recurrent_states"):
         states = getattr(layer, name, None)
         if isinstance(states, dict):
@@ -244,11 +244,38 @@ def _deepseek(config_class: str) -> Callable[[ModelSpec], Any]:
             first_k_dense_replace=moe.first_dense_layers if moe else spec.num_layers,
             n_group=1,
             topk_group=1,
+            **_indexer(mla),
             **TINY,
             **TINY_MOE,
         )
 
     return make
+
+
+def _indexer(mla: Any) -> dict[str, Any]:
+    """DeepSeek-V3.2's DSA indexer: its key width is cached; 4 heads stand in for 64."""
+    if not mla.index_head_dim:
+        return {}
+    return {"index_head_dim": mla.index_head_dim, "index_n_heads": 4, "index_topk": 8}
+
+
+def _smollm3(spec: ModelSpec) -> Any:
+    flags = [int(spec.kind(n).use_rope) for n in spec.layer_kind_names]
+    return transformers.SmolLM3Config(**heads(spec), no_rope_layers=flags, **TINY)
+
+
+def _olmo2(spec: ModelSpec) -> Any:
+    return transformers.Olmo2Config(**heads(spec), **TINY)
+
+
+def _cohere2(spec: ModelSpec) -> Any:
+    # layer_types left to Cohere2Config's default (every 4th layer global) so the spec's pattern is checked;
+    # an explicit head_dim wins over Cohere2Config's hidden // heads (set after __post_init__ from the kwargs)
+    return transformers.Cohere2Config(**heads(spec), sliding_window=window_of(spec), **TINY)
+
+
+def _minimax_m2(spec: ModelSpec) -> Any:
+    return transformers.MiniMaxM2Config(**heads(spec), num_local_experts=4, **TINY, **TINY_MOE)
 
 
 # Phi-3-mini-128k's config.json carries sliding_window 262144 (models.md 1.19), larger than its
@@ -350,6 +377,12 @@ CASES: dict[str, Case] = {
     "gemma3": Case("gemma3", ["gemma-3-27b"], _gemma3, scale_window=True),
     "deepseek_v2": Case("deepseek_v2", ["deepseek-v2"], _deepseek("DeepseekV2Config")),
     "deepseek_v3": Case("deepseek_v3", ["deepseek-v3"], _deepseek("DeepseekV3Config")),
+    "deepseek_v32": Case("deepseek_v32", ["deepseek-v3.2-exp"], _deepseek("DeepseekV32Config")),
+    "kimi_k2": Case("kimi_k2", ["kimi-k2-instruct-0905"], _deepseek("DeepseekV3Config")),
+    "smollm3": Case("smollm3", ["smollm3-3b"], _smollm3),
+    "olmo2": Case("olmo2", ["olmo-2-1124-7b"], _olmo2),
+    "minimax_m2": Case("minimax_m2", ["minimax-m2"], _minimax_m2),
+    "cohere2": Case("cohere2", ["command-a-03-2025"], _cohere2, scale_window=True),
     "phi3": Case("phi3", ["phi-3-mini-128k", "phi-3-mini-128k-instruct"], _phi3),
     "falcon": Case("falcon", ["falcon-7b"], _falcon),
     # gpt-oss keeps its real 128-token window: 160 tokens exceed it cheaply
@@ -458,6 +491,7 @@ IDEAL_MINUS_TRANSFORMERS: dict[str, dict[int, int]] = {
     "gemma3": {LONG: 52 * 8_192},  # 52 of 62 sliding x (2 x 16 x 128 x 2) = 425,984
     "gpt_oss": {160: 12 * 2_048},  # 12 of 24 sliding (real W=128) x (2 x 8 x 64 x 2) = 24,576
     "llama4": {LONG: 36 * 4_096},  # 36 of 48 chunked x (2 x 8 x 128 x 2) = 147,456
+    "cohere2": {LONG: 48 * 4_096},  # Command A: 48 of 64 sliding x (2 x 8 x 128 x 2) = 196,608
     "jamba": {SHORT: RECURRENT_MINUS_TRANSFORMERS["jamba"]},
     "qwen3_next": {length: RECURRENT_MINUS_TRANSFORMERS["qwen3_next"] for length in (SHORT, LONG)},
 }

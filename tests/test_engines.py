@@ -347,3 +347,52 @@ def test_vllm_mla_on_blackwell_uses_128_token_blocks():
     assert (b200.block_tokens, h200.block_tokens) == (128, 16)
     dense = setup(load_bundled("llama-3.1-8b"), resolve_gpu("b200")).stages[0].layout
     assert dense.block_tokens == 16
+
+
+# ---- issue 9: layer kinds that store nothing, and the DSA indexer ----------------------------------
+
+
+def _no_kv_layers_spec():
+    from kvplan.hf import spec_from_hf_config
+
+    config = {
+        "model_type": "nemotron_h", "hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 8,
+        "head_dim": 128, "vocab_size": 1000, "intermediate_size": 8192, "max_position_embeddings": 8192,
+        "hybrid_override_pattern": "M-M*-M-M*-", "mamba_num_heads": 64, "mamba_head_dim": 64,
+        "ssm_state_size": 128, "n_groups": 8, "conv_kernel": 4, "torch_dtype": "bfloat16",
+    }  # fmt: skip
+    return spec_from_hf_config(config, origin="x").spec
+
+
+def test_vllm_gives_no_pages_to_layers_that_store_nothing():
+    from kvplan.engines import ENGINES
+    from kvplan.engines.vllm import kv_cache_groups
+
+    spec = _no_kv_layers_spec()  # 4 Mamba2 + 2 attention + 4 MLP-only layers
+    plan = ENGINES["vllm"].cache_plan(spec, kv_dtype_name="bf16", tp=1, pp=1)
+    groups, _ = kv_cache_groups(spec, plan, block=16, stage_index=0)
+    assert {g.type for g in groups} == {"recurrent", "full"}
+
+
+def test_unverified_engines_refuse_new_layer_kinds():
+    from kvplan.catalog import load_bundled
+    from kvplan.engines import ENGINES
+
+    for name in ("sglang", "trtllm", "llamacpp"):
+        with pytest.raises(InvalidInput, match=f"no {name} layout for them yet"):
+            ENGINES[name].cache_plan(_no_kv_layers_spec(), kv_dtype_name="bf16", tp=1, pp=1)
+        with pytest.raises(InvalidInput, match=f"indexer key cache .*no {name} layout"):
+            ENGINES[name].cache_plan(load_bundled("deepseek-v3.2-exp"), kv_dtype_name="bf16", tp=1, pp=1)
+
+
+def test_vllm_indexer_cache_is_fp8_with_a_scale_whatever_the_kv_dtype():
+    from kvplan.catalog import load_bundled
+    from kvplan.engines import ENGINES
+
+    spec = load_bundled("deepseek-v3.2-exp")
+    # per layer: latent (512 + 64) x 2 B + indexer 128 fp8 + 128 / 128 x 4 B scale = 1,152 + 132; x 61 layers
+    bf16 = ENGINES["vllm"].cache_plan(spec, kv_dtype_name="bf16", tp=1, pp=1)
+    assert bf16.bytes_per_token == 61 * (1_152 + 132) == 78_324
+    # fp8 KV: latent 576 x 1 B + the same 132 B indexer entry
+    fp8 = ENGINES["vllm"].cache_plan(spec, kv_dtype_name="fp8", tp=1, pp=1)
+    assert fp8.bytes_per_token == 61 * (576 + 132) == 43_188

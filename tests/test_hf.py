@@ -175,8 +175,12 @@ def test_gemma3_vision_tower_is_named_and_nested_rope_parameters_read() -> None:
     assert new == imported("gemma-3-27b").spec.model_dump(exclude=labels)
 
 
-def test_float32_checkpoint_maps_to_fp32() -> None:
-    assert imported("gemma-2-9b").spec.dtype == "fp32"  # google/gemma-2-9b ships float32
+def test_float32_checkpoint_plans_in_the_serving_dtype() -> None:
+    # Issue 9 changed this: google/gemma-2-9b ships float32; it was planned at fp32 (4 bytes per
+    # element, twice the KV of a served model); engines serve it in bf16, so it is bf16 with a note.
+    result = imported("gemma-2-9b")
+    assert result.spec.dtype == "bf16"
+    assert any("the checkpoint is float32; planned in the serving dtype bf16" in w for w in result.warnings)
     assert imported("llama-2-7b").spec.dtype == "fp16"
     raw = json.loads((DATA / "llama-2-7b.json").read_text())
     v5 = {k: v for k, v in raw.items() if k != "torch_dtype"} | {"dtype": "bfloat16"}
@@ -299,7 +303,7 @@ def test_unknown_model_type_warns_once_with_every_assumption() -> None:
     result = spec_from_hf_config(listed, origin="cfg.json")
     assert "sliding_window assumed" not in result.warnings[0]
     assert result.spec.kind_counts == {"sliding": 20, "full": 12} and result.spec.layers.types is not None
-    with pytest.raises(InvalidInput, match="layer_types entry 'linear_attention' is not supported here"):
+    with pytest.raises(InvalidInput, match="linear_attention layers of model_type 'brandnew' keep a state kvplan"):
         spec_from_hf_config({**listed, "layer_types": ["linear_attention"] * 32}, origin="cfg.json")
 
 
@@ -411,6 +415,17 @@ DIALECTS: dict[str, dict[str, Any]] = {
     "cohere": {},
     "cohere-qk-norm": {"model_type": "cohere", "use_qk_norm": True},
     "olmo2": {},
+    "smollm3": {"no_rope_layers": [1, 0, 1, 1]},
+    "cohere2": {"sliding_window": 32, "sliding_window_pattern": 2},
+    "minimax_m2": {"head_dim": 16, "num_local_experts": 4, "num_experts_per_tok": 2, "rotary_dim": 8},
+    "llama4_text": {
+        "head_dim": 16,
+        "num_local_experts": 4,
+        "num_experts_per_tok": 1,
+        "intermediate_size_mlp": 80,
+        "interleave_moe_layer_step": 2,
+        "attention_chunk_size": 32,
+    },
     "jamba": {
         "num_hidden_layers": 8,
         "num_experts": 4,
@@ -429,7 +444,12 @@ DIALECTS: dict[str, dict[str, Any]] = {
         "linear_value_head_dim": 8,
     },
 }
-_HF_TYPE = {"full": "full_attention", "sliding": "sliding_attention", "recurrent": "linear_attention"}
+_HF_TYPE = {
+    "full": "full_attention",
+    "sliding": "sliding_attention",
+    "chunked": "chunked_attention",
+    "recurrent": "linear_attention",
+}
 
 
 def _tiny(case: str) -> dict[str, Any]:
@@ -506,11 +526,17 @@ def test_cli_import_to_stdout_with_name_and_warnings(cli) -> None:
 
 def test_cli_import_bad_file_is_one_line(cli, tmp_path: Path) -> None:
     bad = tmp_path / "config.json"
-    bad.write_text('{"model_type": "llama", "num_key_value_heads": 5}')
+    core = '"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32'
+    bad.write_text('{"model_type": "llama", "num_key_value_heads": 5, ' + core + "}")
     result = cli("import", str(bad))
     assert result.exit_code == 2
     assert result.output.strip().count("\n") == 0
     assert "not divisible by num_kv_heads (5)" in result.output
+    # a core fact is never a class default: LlamaConfig's 32 layers are not assumed
+    bad.write_text('{"model_type": "llama", "hidden_size": 4096, "num_attention_heads": 32}')
+    result = cli("import", str(bad))
+    assert result.exit_code == 2 and result.output.strip().count("\n") == 0
+    assert "num_hidden_layers is missing; kvplan never assumes a layer count" in result.output
 
 
 def test_cli_estimate_reads_config_json_and_folder(cli, tmp_path: Path) -> None:
@@ -523,3 +549,110 @@ def test_cli_estimate_reads_config_json_and_folder(cli, tmp_path: Path) -> None:
     rows = json.loads(by_file.stdout)
     assert rows == json.loads(by_folder.stdout)
     assert rows[0]["kv_bytes_per_sequence"] == 234_881_024  # 57,344 B/token x 4,096
+
+
+# ---- issue 9: architecture-driven import --------------------------------------------------------
+
+CORE = {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32}
+
+
+@pytest.mark.parametrize("missing", sorted(CORE))
+def test_core_facts_are_never_class_defaults(missing: str) -> None:
+    """LlamaConfig has defaults for all three; a config.json without one is refused, naming it."""
+    config = {"model_type": "llama", **CORE, "vocab_size": 32000, "intermediate_size": 11008}
+    del config[missing]
+    with pytest.raises(InvalidInput, match=f"^c.json: {missing} is missing; kvplan never assumes"):
+        spec_from_hf_config(config, origin="c.json")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"layer_types": ["full_attention"] * 31 + ["moonshot_attention"]}, "layer_types entry 'moonshot_attention'"),
+        ({"hybrid_override_pattern": "M*-X" * 8}, "hybrid_override_pattern must hold one of M, \\*, -, E"),
+        ({"layer_types": ["linear_attention"] * 32}, "linear_attention layers of model_type 'llama' keep a state"),
+        ({"mamba_d_state": 16, "mamba_expand": 2}, "recurrent-state fields \\(mamba_d_state, mamba_expand\\)"),
+        ({"num_kv_shared_layers": 40}, "num_kv_shared_layers \\(40\\) exceeds num_hidden_layers \\(32\\)"),
+        (
+            {
+                "kv_lora_rank": 512,
+                "qk_nope_head_dim": 128,
+                "qk_rope_head_dim": 64,
+                "v_head_dim": 128,
+                "layer_types": ["sliding_attention"] * 32,
+                "sliding_window": 128,
+            },
+            "sliding_attention layers with an MLA latent",
+        ),
+        ({"indexer_types": ["full"] * 3}, "indexer_types must list 'full' or 'shared' per layer"),
+    ],
+    ids=["unknown-kind", "bad-pattern", "unread-linear", "unread-state", "shared-beyond", "mla-sliding", "indexer"],
+)
+def test_what_cannot_be_described_is_refused_in_one_line(fields: dict[str, Any], message: str) -> None:
+    config = {"model_type": "llama", **CORE, "vocab_size": 32000, "intermediate_size": 11008, **fields}
+    with pytest.raises(InvalidInput, match=message) as exc:
+        spec_from_hf_config(config, origin="c.json")
+    assert "\n" not in str(exc.value)
+
+
+def test_mla_is_read_from_its_fields_under_any_model_type() -> None:
+    # Kimi K2's model_type kimi_k2 runs DeepseekV3ForCausalLM: read by its architecture; an unknown
+    # model_type with kv_lora_rank is MLA too (was planned as 64-head MHA of hidden/heads = 112: 29x).
+    spec = imported("kimi-k2-instruct-0905").spec
+    assert spec.kind_counts == {"mla": 61} and spec.moe.first_dense_layers == 1 and spec.moe.num_experts == 384
+    raw = json.loads((DATA / "kimi-k2-instruct-0905.json").read_text())
+    anonymous = {k: v for k, v in raw.items() if k != "architectures"} | {"model_type": "brand_new_mla"}
+    other = spec_from_hf_config(anonymous, origin="x").spec
+    assert kv(other) == kv(spec) == 70_272  # (512 + 64) * 2 B * 61 layers
+
+
+def test_dsa_indexer_cache_is_read() -> None:
+    spec = imported("deepseek-v3.2-exp").spec
+    (kind,) = spec.layers.kinds.values()
+    assert kind.type == "mla" and kind.index_head_dim == 128
+    assert kv(spec) == 61 * (576 + 128) * 2  # latent + indexer key per token per layer = 85,888
+
+
+def test_llama4_empty_no_rope_layers_gets_the_class_default() -> None:
+    # Llama-4 ships no_rope_layers: []; transformers replaces it by every 4th layer NoPE/global, the rest
+    # chunked (8192). Read as "no chunked layers" it was 48 x 4,096 B x 32,768 = 6 GiB at 32K instead of 2.625 GiB.
+    result = imported("llama-4-scout-17b-16e")
+    assert result.spec.kind_counts == {"chunked": 36, "global": 12}
+    assert kv(result.spec, 32768) == 4096 * (12 * 32768 + 36 * 8192) == 2_818_572_288
+    assert any("no_rope_layers is empty" in w for w in result.warnings)
+
+
+def test_smollm3_nope_layers_and_olmo2() -> None:
+    spec = imported("smollm3-3b").spec
+    assert spec.kind_counts == {"full": 27, "global": 9} and not spec.kind("global").use_rope
+    assert imported("olmo-2-1124-7b").spec.num_kv_heads == 32
+
+
+def test_gemma3n_kv_sharing_and_nemotron_pattern() -> None:
+    shared = {
+        "model_type": "gemma3n_text", **CORE, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 1000,
+        "intermediate_size": [8192] * 32, "layer_types": ["sliding_attention", "full_attention"] * 16,
+        "sliding_window": 512, "num_kv_shared_layers": 12, "max_position_embeddings": 32768,
+    }  # fmt: skip
+    spec = spec_from_hf_config(shared, origin="x").spec
+    assert sum(spec.kind(n).kv_shared for n in spec.layer_kind_names) == 12
+    # 20 storing layers: 10 sliding (W 512) + 10 full, c = 2 * 8 * 128 * 2 = 4,096 B;
+    # at 4K: 4,096 x (10 x 512 + 10 x 4,096)
+    assert kv(spec, 4096) == 4096 * (10 * 512 + 10 * 4096)
+    nemotron = {
+        "model_type": "nemotron_h", "hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 8,
+        "head_dim": 128, "vocab_size": 1000, "intermediate_size": 8192, "max_position_embeddings": 8192,
+        "hybrid_override_pattern": "M-M*-" * 2, "mamba_num_heads": 64, "mamba_head_dim": 64, "ssm_state_size": 128,
+        "n_groups": 8, "conv_kernel": 4,
+    }  # fmt: skip
+    spec = spec_from_hf_config(nemotron, origin="x").spec
+    assert spec.num_layers == 10 and spec.kind_counts == {"mamba2": 4, "mlp_only": 4, "full": 2}
+
+
+def test_cli_estimate_shows_the_import_warnings(cli, tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model_type": "brandnew", **CORE, "intermediate_size": 11008, "vocab_size": 32000,
+                                "max_position_embeddings": 4096}))  # fmt: skip
+    result = cli("estimate", str(path), "-c", "4k")
+    assert result.exit_code == 0
+    assert "kvplan: warning: model_type 'brandnew' is not a dialect kvplan knows" in result.output

@@ -244,8 +244,15 @@ CONFIGS: dict[str, Callable[[Any, ModelSpec], Any]] = {
         new_decoder_architecture=False,
         alibi=False,
     ),
+    "olmo2": lambda t, s: t.Olmo2Config(**_common(s, head_dim=False), intermediate_size=s.intermediate_size),
+    "smollm3": lambda t, s: t.SmolLM3Config(**_common(s, head_dim=False), intermediate_size=s.intermediate_size),
+    "cohere2": lambda t, s: t.Cohere2Config(**_common(s, head_dim=False), intermediate_size=s.intermediate_size),
+    "minimax_m2": lambda t, s: t.MiniMaxM2Config(
+        **_common(s), **_moe(s, "num_local_experts"), intermediate_size=s.moe.expert_intermediate_size
+    ),
     "deepseek_v2": _deepseek,
     "deepseek_v3": _deepseek,
+    "kimi_k2": _deepseek,  # Kimi K2 runs DeepseekV3ForCausalLM
     "jamba": _jamba,
     "qwen3_next": _qwen3_next,
 }
@@ -253,6 +260,7 @@ CONFIGS: dict[str, Callable[[Any, ModelSpec], Any]] = {
 
 def _checkpoint_tensors(model) -> int:
     """Parameters, plus DeepSeek V3's router correction bias: a buffer in transformers, a tensor in the checkpoint."""
+    # (MiniMax-M2's is the same buffer.)
     extra = sum(b.numel() for name, b in model.named_buffers() if name.endswith("e_score_correction_bias"))
     return sum(p.numel() for p in model.parameters()) + extra
 

@@ -85,11 +85,23 @@ def err(message: str) -> None:
 
 @contextmanager
 def boundary() -> Iterator[None]:
-    """Turn library errors into one line per problem and an exit code; never a traceback."""
+    """Turn library errors into one line per problem and an exit code; never a traceback.
+    Import notes (assumptions made reading a config.json) print as warnings, whatever the command."""
+    import warnings
+
     from pydantic import ValidationError
 
+    from kvplan.errors import ImportNote
+
     try:
-        yield
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ImportNote)
+            try:
+                yield
+            finally:
+                for note in caught:
+                    if issubclass(note.category, ImportNote):
+                        err(f"kvplan: warning: {note.message}")
     except KvplanError as exc:
         for line in str(exc).splitlines() or ["error"]:
             err(f"kvplan: error: {line}")
@@ -123,10 +135,17 @@ def load_model(arg: str):  # noqa: ANN201
 
 
 def load_resolved(arg: str):  # noqa: ANN201
-    """:func:`load_model` with where the spec came from (:class:`kvplan.catalog.ResolvedModel`)."""
+    """:func:`load_model` with where the spec came from (:class:`kvplan.catalog.ResolvedModel`).
+    Its notes (what the importer assumed, which spec a Hub name gave) are issued as ImportNote
+    warnings, which :func:`boundary` prints the same way for every command."""
+    import warnings
+
     from kvplan.catalog import resolve, shadowed_name
+    from kvplan.errors import ImportNote
 
     resolved = resolve(arg)
+    for line in resolved.notes:
+        warnings.warn(ImportNote(line), stacklevel=2)
     note = shadowed_name(arg)
     if note:
         err(f"note: {note}")

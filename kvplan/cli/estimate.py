@@ -126,11 +126,9 @@ def stored_weights(resolved: Any, checkpoint: str | None) -> Any:
 
 
 def source_notes(resolved: Any, weights: Any) -> None:
-    """On stderr: which spec was used (Hub names), what the importer assumed, the weights' source."""
+    """On stderr: which spec was used (Hub names) and the weights' source (importer notes are warnings)."""
     if resolved.hub is not None or resolved.notes or weights is not None:
         err(f"note: model: {resolved.origin}")
-    for line in resolved.notes:
-        err(f"note: {line}")
     if weights is None and resolved.hub is not None:
         err(
             f"note: no safetensors headers for {resolved.hub[0]} (none in the repository, or offline and not "

@@ -393,7 +393,24 @@ class Engine:
     def cache_plan(self, spec: ModelSpec, *, kv_dtype_name: str, tp: int, pp: int, mla: str = "latent") -> CachePlan:
         """The cache plan the engine stores. All four serving engines keep the MLA latent by default
         (SGLang/vLLM MLA backends, llama.cpp since its MLA support)."""
+        self.check_layer_kinds(spec)
         return cache_plan(spec, kv_dtype_name, tp=tp, pp=pp, mla=mla)
+
+    def check_layer_kinds(self, spec: ModelSpec) -> None:
+        """Layer kinds issue 9 added (DSA indexer caches, KV-shared and attention-free layers): refused by
+        the engines whose source kvplan has not read for them; those that have override this."""
+        kinds = spec.layers.kinds.values()
+        readers = "ideal, vllm or transformers"
+        if any(k.index_head_dim for k in kinds):
+            raise InvalidInput(
+                f"{spec.name} keeps a sparse-attention indexer key cache (index_head_dim); kvplan has no "
+                f"{self.name} layout for it yet; use --engine {readers}"
+            )
+        if any(k.kv_shared or k.type == "none" for k in kinds):
+            raise InvalidInput(
+                f"{spec.name} has layers that store no KV (KV shared with an earlier layer, or no attention); "
+                f"kvplan has no {self.name} layout for them yet; use --engine {readers}"
+            )
 
     def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int | None, int | None]:
         """``(max_num_batched_tokens, max_num_seqs)`` the engine runs with, where it has them."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kvplan.engines.base import Engine, Layout, paged_prefix_bytes
+from kvplan.spec import ModelSpec
 from kvplan.units import KV_DTYPES, WEIGHT_DTYPES
 
 
@@ -12,6 +13,10 @@ from kvplan.units import KV_DTYPES, WEIGHT_DTYPES
 class Ideal(Engine):
     """The exact layout with all device memory for weights and KV: no engine runs with that budget,
     so it has no launch line (a vLLM line at 0.9 utilization would not match the answer)."""
+
+    def check_layer_kinds(self, spec: ModelSpec) -> None:
+        """The ideal layout stores what each kind holds: indexer keys at the KV dtype, nothing for
+        KV-shared and attention-free layers (kvplan.memory)."""
 
     def prefix_units(self, layout: Layout, prefix: int) -> int:
         return paged_prefix_bytes(layout, prefix)  # exact: every prefix token stored once

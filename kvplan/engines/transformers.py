@@ -82,6 +82,8 @@ def _as_transformers(spec: ModelSpec, name: str, dtype: DType, *, held: Held) ->
     """kvplan's ideal (latent-MLA, tp=1) cache of one layer kind with transformers' differences applied."""
     cache = layer_cache(spec, name, dtype)
     kind = spec.kind(name)
+    if kind.kv_shared or kind.type == "none":
+        return cache  # cache_utils.DummyLayer: KV-sharing consumers and attention-free layers hold nothing
     if kind.type in ("sliding", "chunked"):
         # cache_utils.DynamicSlidingWindowLayer.update keeps full_key_states[:, :, -sliding_window + 1:],
         # a view of the concatenation (the whole prompt after prefill, window tokens after a decode step)

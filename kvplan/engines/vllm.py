@@ -37,7 +37,7 @@ from kvplan.engines.base import (
 from kvplan.errors import InvalidInput
 from kvplan.failures import CUDA_ERROR_OOM, KV_SHORT, NO_KV_MEMORY, NUMBER, STARTUP_FREE, TORCH_OOM, TP_HEADS, Pattern
 from kvplan.hardware import GPU
-from kvplan.memory import CachePlan, LayerCache, StagePlan, cache_plan
+from kvplan.memory import CachePlan, LayerCache, StagePlan, cache_plan, element_size, indexer_token_bytes
 from kvplan.params import Sharding, pipeline_stages
 from kvplan.spec import ModelSpec, ceil_div
 from kvplan.units import GIB
@@ -159,19 +159,25 @@ def kv_cache_groups(
     smallest layer count (the largest when max < 1.5 x min), and page sizes unified.
     """
     caches = plan.layers
-    attn = [c for c in caches if c.type != "recurrent"]
-    recurrent = [c for c in caches if c.type == "recurrent"]
+    # Layers that store nothing get no pages: attention-free layers have no attention module, and a
+    # KV-sharing layer (vLLM Attention(kv_sharing_target_layer_name=...), vllm/attention/layer.py;
+    # the backends' do_kv_cache_update return early for it) reads its target layer's cache and has
+    # none of its own. Assumption from those files: the runner gives it no KV-cache spec.
+    storing = [i for i, c in enumerate(caches) if c.bytes_per_token or c.state_bytes]
+    attn = [caches[i] for i in storing if caches[i].type != "recurrent"]
+    recurrent = [caches[i] for i in storing if caches[i].type == "recurrent"]
     block = _hybrid_block_size(attn, recurrent, block)
     keys: dict[tuple, list[int]] = {}
-    for i, c in enumerate(caches):
+    for i in storing:
+        c = caches[i]
         key = (c.type, c.max_tokens, c.bytes_per_token, c.state_bytes)
         keys.setdefault(key, []).append(i)
     stage_layers = set(pipeline_stages(spec.num_layers, plan.pp)[stage_index])
     token_slots = {(k[0], k[1]) for k in keys}
     if len(keys) == 1 or (not recurrent and len(token_slots) == 1):
         # Uniform spec or uniform type: one group, page = the stage's layers side by side.
-        layers = [i for i in range(spec.num_layers) if i in stage_layers]
-        first = caches[0]
+        layers = [i for i in storing if i in stage_layers]
+        first = caches[storing[0]]
         page = sum(caches[i].bytes_per_token * block + caches[i].state_bytes for i in layers)
         return (VllmGroup(first.type, first.max_tokens, block, 1),), page
     pages = {key: (key[2] * block if key[0] != "recurrent" else 0) for key in keys}
@@ -228,6 +234,33 @@ def _with_head_scales(spec: ModelSpec, plan: CachePlan, *, tp: int) -> CachePlan
 
     stages = tuple(StagePlan(tuple((n, scaled(c)) for n, c in st.groups)) for st in plan.stages)
     return replace(plan, layers=tuple(scaled(c) for c in plan.layers), stages=stages)
+
+
+# vllm/model_executor/models/deepseek_v2.py (DeepseekV32IndexerCache, Indexer.__init__): the indexer
+# key cache is a separate one-head MLAAttentionSpec layer of uint8, head_size = index_head_dim +
+# index_head_dim // quant_block_size * 4: fp8 values plus one float32 scale per 128 (quant_block_size)
+# values, whatever --kv-cache-dtype says; 132 bytes per token for DeepSeek-V3.2 (index_head_dim 128).
+# Simplification: kvplan adds it to its MLA layer's bytes per token instead of a page group of its own.
+INDEXER_QUANT_BLOCK = 128
+
+
+def indexer_bytes(index_head_dim: int) -> int:
+    return index_head_dim + index_head_dim // INDEXER_QUANT_BLOCK * SCALE_BYTES
+
+
+def _with_indexer(spec: ModelSpec, plan: CachePlan) -> CachePlan:
+    if not any(k.index_head_dim for k in spec.layers.kinds.values()):
+        return plan
+
+    def stored(c: LayerCache) -> LayerCache:
+        kind = spec.kind(c.kind)
+        if not kind.index_head_dim:
+            return c
+        ideal = indexer_token_bytes(kind, element_size(plan.kv_dtype))
+        return replace(c, bytes_per_token=c.bytes_per_token - ideal + indexer_bytes(kind.index_head_dim))
+
+    stages = tuple(StagePlan(tuple((n, stored(c)) for n, c in st.groups)) for st in plan.stages)
+    return replace(plan, layers=tuple(stored(c) for c in plan.layers), stages=stages)
 
 
 # ---- budget: total x gpu_memory_utilization - profiled terms ---------------------------------------
@@ -321,8 +354,11 @@ class Vllm(Engine):
     def cache_plan(self, spec: ModelSpec, *, kv_dtype_name: str, tp: int, pp: int, mla: str = "latent") -> CachePlan:
         if kv_dtype_name in PER_TOKEN_HEAD:
             plan = cache_plan(spec, PER_TOKEN_HEAD[kv_dtype_name], tp=tp, pp=pp, mla=mla)
-            return _with_head_scales(spec, plan, tp=tp)
-        return cache_plan(spec, kv_dtype_name, tp=tp, pp=pp, mla=mla)
+            return _with_indexer(spec, _with_head_scales(spec, plan, tp=tp))
+        return _with_indexer(spec, cache_plan(spec, kv_dtype_name, tp=tp, pp=pp, mla=mla))
+
+    def check_layer_kinds(self, spec: ModelSpec) -> None:
+        """vLLM reads all of them: see _with_indexer and kv_cache_groups."""
 
     def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int, int]:
         mnbt, seqs = batch_defaults(total, gpu, a100_exception=self.a100_exception)

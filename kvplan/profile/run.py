@@ -445,6 +445,21 @@ def _check_options(spec: ModelSpec, opts: Options, kv_name: str) -> None:
         representative_layers(spec, opts.layers)
 
 
+def _check_layer_kinds(spec: ModelSpec) -> None:
+    """Layer kinds the torch model here does not build yet (issue 9 added them to the schema):
+    a DSA indexer key cache, KV-sharing layers and attention-free layers. Refused, not mis-measured."""
+    missing = []
+    for name, kind in spec.layers.kinds.items():
+        if kind.index_head_dim:
+            missing.append(f"{name!r} keeps a sparse-attention indexer key cache (index_head_dim)")
+        if kind.kv_shared:
+            missing.append(f"{name!r} shares K/V with an earlier layer")
+        if kind.type == "none":
+            missing.append(f"{name!r} has no attention")
+    if missing:
+        raise InvalidInput(f"kvplan profile cannot build {spec.name} yet: layer kind {'; '.join(missing)}")
+
+
 def profile_model(
     spec: ModelSpec, opts: Options, *, progress: Progress = _quiet, on_run: OnRun | None = None
 ) -> list[ProfileRun]:
@@ -455,6 +470,7 @@ def profile_model(
     """
     torch = require_torch()
     kv_name = kv_dtype(opts.kv_dtype or spec.dtype).name
+    _check_layer_kinds(spec)
     _check_options(spec, opts, kv_name)
     device = _device(torch, opts.device)
     if opts.gpu:
