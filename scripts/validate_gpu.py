@@ -260,6 +260,7 @@ class Job:
         _say(f"{key}: {case.contexts} ({case.why}); {left:.0f} s left")
         save, log = self.work / "runs" / f"{key}.json", self.work / "logs" / f"{key}.log"
         self.status.case(key, outcome="running")
+        self.archive()  # a job killed from now on shows which case it was in
         start, self.current = time.monotonic(), key
         outcome = self._spawn(profile_command(case, device=self.device, save=save), log=log, save=save, timeout=left)
         self.current = None
