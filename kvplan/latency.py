@@ -12,11 +12,16 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
 * **grouped expert GEMMs** (MoE), by tokens per touched expert ``t``: every touched expert's
   weights are read (uniform routing: ``E (1 - (1 - k/E)^T)`` experts touched by ``T`` tokens),
   compute at ``moe_peak_eff * t / (t + moe_half_tokens) * w / (w + moe_half_width)`` of peak
-  (``w`` the expert's intermediate width on this rank), plus ``moe_layer_s``;
+  (``w`` the expert's intermediate width on this rank), plus ``moe_layer_s``; with expert parallelism
+  the busiest rank, which receives ``moe_ep_imbalance`` x the mean routed tokens (routing is skewed:
+  aiconfigurator times its MoE kernels under power-law expert loads, alpha 1.2, DeepSeek 1.01,
+  ``aiconfigurator_core/sdk/models/moe.py`` and ``deepseek.py``), sets the step;
 * **attention**: prefill as FLOPs at ``attn_prefill_eff * L / (L + attn_prefill_half_len)`` of
   the 16-bit peak; decode as the held cache read at ``attn_decode_mem_eff`` of bandwidth (MLA's
   absorbed decode at ``mla_decode_mem_eff``, or its FLOPs at ``mla_decode_flops_eff`` of peak,
   whichever is slower), plus ``attn_layer_s`` per layer and ``attn_seq_s`` per sequence;
+* **Blackwell**: every compute peak above times ``blackwell_compute_eff`` on a GPU whose catalog
+  ``architecture`` is ``blackwell`` (the engines' kernels reach a smaller share of its peak);
 * **fp8 GEMMs** at the fp8 peak times ``fp8_eff_scale`` (per-tensor scales) or
   ``fp8_block_eff_scale`` (a checkpoint shipped with block scales, DeepSeek-V3's 128 x 128), and
   their weight streaming at ``fp8_mem_eff_scale`` of the 16-bit GEMMs' efficiency;
@@ -29,8 +34,9 @@ Prefill runs eagerly (``kernel_s`` = ``eager_kernel_s``); decode replays CUDA gr
 (``graph_kernel_s``), as vLLM and TensorRT-LLM both do by default for decode batches. The
 constants are fitted by ``benchmarks/fit_latency.py`` to aiconfigurator 0.12.0's per-operation
 latencies (kernel timings it collected on H100/H200/B200 SXM) on the grid of
-``benchmarks/aiconfigurator_compare.py``; each field names what it stands for. Rerun the fit to
-refresh them.
+``benchmarks/aiconfigurator_compare.py``, step totals and per-operation classes (docs/cost.md gives the
+fit, its bounds and the three decode figures it leaves out); each field names what it stands for.
+Rerun the fit to refresh them.
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ class Calibration:
     moe_half_width: float
     moe_mem_eff: float
     moe_layer_s: float
+    moe_ep_imbalance: float
     attn_prefill_eff: float
     attn_prefill_half_len: float
     attn_decode_mem_eff: float
@@ -78,6 +85,7 @@ class Calibration:
     fp8_eff_scale: float
     fp8_block_eff_scale: float
     fp8_mem_eff_scale: float
+    blackwell_compute_eff: float
     elementwise_mem_eff: float
     allreduce_base_s: float
     allreduce_rank_s: float
@@ -92,63 +100,67 @@ CALIBRATIONS: dict[str, Calibration] = {
         engine="vllm",
         version=ENGINE_VERSIONS["vllm"],
         source=_FIT,
-        gemm_peak_eff=0.7757,
-        gemm_half_m=195.8,
-        gemm_mem_eff=0.8393,
-        eager_kernel_s=2.406e-06,
-        graph_kernel_s=2.691e-06,
-        moe_peak_eff=0.3135,
-        moe_half_tokens=28.53,
-        moe_half_width=17,
-        moe_mem_eff=0.9679,
-        moe_layer_s=3.54e-05,
-        attn_prefill_eff=0.5383,
-        attn_prefill_half_len=1086,
-        attn_decode_mem_eff=0.8346,
-        attn_layer_s=1.261e-05,
-        attn_seq_s=2.982e-08,
-        mla_decode_mem_eff=0.3046,
-        mla_decode_flops_eff=0.08937,
-        mla_prefill_eff=0.6044,
-        mla_layer_s=0.0002163,
-        fp8_eff_scale=0.759,
-        fp8_block_eff_scale=0.363,
-        fp8_mem_eff_scale=0.7679,
-        elementwise_mem_eff=0.8031,
-        allreduce_base_s=5.556e-06,
-        allreduce_rank_s=2.755e-07,
-        allreduce_bw_eff=0.3382,
+        gemm_peak_eff=0.8218,
+        gemm_half_m=207.3,
+        gemm_mem_eff=0.8439,
+        eager_kernel_s=3.947e-06,
+        graph_kernel_s=2.655e-06,
+        moe_peak_eff=0.4154,
+        moe_half_tokens=39.15,
+        moe_half_width=62.01,
+        moe_mem_eff=0.9346,
+        moe_ep_imbalance=1.891,
+        moe_layer_s=3.425e-05,
+        attn_prefill_eff=0.6263,
+        attn_prefill_half_len=1374,
+        attn_decode_mem_eff=0.8421,
+        attn_layer_s=1.255e-05,
+        attn_seq_s=2.735e-08,
+        mla_decode_mem_eff=0.95,
+        mla_decode_flops_eff=0.9062,
+        mla_prefill_eff=0.95,
+        mla_layer_s=8.519e-05,
+        fp8_eff_scale=0.7475,
+        fp8_block_eff_scale=0.3702,
+        fp8_mem_eff_scale=0.7421,
+        blackwell_compute_eff=0.8055,
+        elementwise_mem_eff=0.8089,
+        allreduce_base_s=5.451e-06,
+        allreduce_rank_s=2.811e-07,
+        allreduce_bw_eff=0.3385,
     ),
     "trtllm": Calibration(
         engine="trtllm",
         version=ENGINE_VERSIONS["trtllm"],
         source=_FIT,
-        gemm_peak_eff=0.7474,
-        gemm_half_m=48.37,
-        gemm_mem_eff=0.7431,
-        eager_kernel_s=1.368e-05,
-        graph_kernel_s=2.843e-06,
-        moe_peak_eff=0.6349,
-        moe_half_tokens=45.51,
-        moe_half_width=394.5,
-        moe_mem_eff=0.9513,
-        moe_layer_s=2.555e-05,
-        attn_prefill_eff=0.4748,
-        attn_prefill_half_len=821,
-        attn_decode_mem_eff=0.8753,
-        attn_layer_s=1.242e-05,
-        attn_seq_s=1.182e-07,
-        mla_decode_mem_eff=0.4059,
-        mla_decode_flops_eff=0.1424,
-        mla_prefill_eff=0.1709,
-        mla_layer_s=5.033e-05,
-        fp8_eff_scale=0.8446,
-        fp8_block_eff_scale=0.5258,
-        fp8_mem_eff_scale=0.7223,
-        elementwise_mem_eff=0.7352,
-        allreduce_base_s=3.364e-06,
-        allreduce_rank_s=8.584e-07,
-        allreduce_bw_eff=0.3638,
+        gemm_peak_eff=0.7903,
+        gemm_half_m=61.86,
+        gemm_mem_eff=0.7243,
+        eager_kernel_s=1.157e-05,
+        graph_kernel_s=2.725e-06,
+        moe_peak_eff=0.7903,
+        moe_half_tokens=57.49,
+        moe_half_width=495.7,
+        moe_mem_eff=0.95,
+        moe_ep_imbalance=1.529,
+        moe_layer_s=2.542e-05,
+        attn_prefill_eff=0.5861,
+        attn_prefill_half_len=1256,
+        attn_decode_mem_eff=0.8451,
+        attn_layer_s=1.252e-05,
+        attn_seq_s=7.69e-08,
+        mla_decode_mem_eff=0.95,
+        mla_decode_flops_eff=0.4951,
+        mla_prefill_eff=0.7329,
+        mla_layer_s=2.647e-05,
+        fp8_eff_scale=0.8272,
+        fp8_block_eff_scale=0.4629,
+        fp8_mem_eff_scale=0.7317,
+        blackwell_compute_eff=0.8308,
+        elementwise_mem_eff=0.7314,
+        allreduce_base_s=3.401e-06,
+        allreduce_rank_s=8.688e-07,
+        allreduce_bw_eff=0.3798,
     ),
 }
 DEFAULT_ENGINE = "vllm"
@@ -244,6 +256,8 @@ def _moe_s(c: _Ctx, tokens: int) -> tuple[float, float]:
     local = moe.num_experts / (c.tp if c.ep else 1)
     touched = local * (1 - (1 - moe.experts_per_token / moe.num_experts) ** tokens)
     routed = tokens * moe.experts_per_token / (c.tp if c.ep else 1)
+    if c.ep:  # routing is skewed: the busiest rank's experts get moe_ep_imbalance x the mean, and it sets the step
+        routed = min(routed * c.cal.moe_ep_imbalance, tokens * min(moe.experts_per_token, local))
     per_touched = routed / touched
     eff = c.cal.moe_peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
     eff *= inter_rank / (inter_rank + c.cal.moe_half_width)  # thin expert slices (high TP) run below peak
@@ -325,7 +339,10 @@ def _make_ctx(
 ) -> _Ctx:
     w = weight_dtype(weights_dtype)
     fp8 = gpu.fp8_dense_tflops is not None and weights_dtype.startswith("fp8")
-    peak16 = gpu.bf16_dense_tflops * 1e12
+    # The engines' kernels reach a smaller share of Blackwell's (doubled) tensor-core peak than of Hopper's, on
+    # which the efficiency curves are fitted: GEMMs, grouped experts and attention all scale by it there.
+    arch = cal.blackwell_compute_eff if gpu.architecture == "blackwell" else 1.0
+    peak16 = gpu.bf16_dense_tflops * 1e12 * arch
     return _Ctx(
         spec=spec,
         gpu=gpu,
@@ -333,7 +350,7 @@ def _make_ctx(
         tp=tp,
         w_bytes=float(w.nbytes(1000)) / 1000,
         act_bytes=2.0,
-        peak=gpu.fp8_dense_tflops * 1e12 * _fp8_scale(spec, cal) if fp8 else peak16,
+        peak=gpu.fp8_dense_tflops * 1e12 * _fp8_scale(spec, cal) * arch if fp8 else peak16,
         peak16=peak16,
         bw=gpu.bandwidth_gbps * 1e9,
         kernel_s=cal.eager_kernel_s if eager else cal.graph_kernel_s,
