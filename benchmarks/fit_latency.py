@@ -186,7 +186,6 @@ def fit(rows: list[dict], start):  # noqa: ANN001, ANN201
     # No kernel reaches more than 95 % of the datasheet peak or bandwidth (an efficiency at 1.0 would be a term the
     # data do not pin, not a measurement); scales and fixed costs are free.
     hi = np.array([math.log(MAX_EFF) if f.endswith("_eff") else 12.0 for f in fields])
-    lo[[i for i, f in enumerate(fields) if f.endswith("_imbalance")]] = 0.0  # the busiest rank gets >= the mean
     # A grouped expert GEMM is a batch of dense GEMMs: its asymptote stays at or below the dense GEMMs' peak share.
     hi[fields.index("moe_peak_eff")] = math.log(start.gemm_peak_eff)
 

@@ -13,9 +13,10 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
   weights are read (uniform routing: ``E (1 - (1 - k/E)^T)`` experts touched by ``T`` tokens),
   compute at ``moe_peak_eff * t / (t + moe_half_tokens) * w / (w + moe_half_width)`` of peak
   (``w`` the expert's intermediate width on this rank), plus ``moe_layer_s``; with expert parallelism
-  the busiest rank, which receives ``moe_ep_imbalance`` x the mean routed tokens (routing is skewed:
-  aiconfigurator times its MoE kernels under power-law expert loads, alpha 1.2, DeepSeek 1.01,
-  ``aiconfigurator_core/sdk/models/moe.py`` and ``deepseek.py``), sets the step;
+  over ``R`` ranks the busiest rank sets the step: it receives ``1 + moe_ep_imbalance * sqrt(2 ln R)``
+  x the mean routed tokens (the expected maximum of ``R`` loads whose relative spread is
+  ``moe_ep_imbalance``; routing is skewed: aiconfigurator times its MoE kernels under power-law
+  expert loads, alpha 1.2, DeepSeek 1.01, ``aiconfigurator_core/sdk/models/moe.py``, ``deepseek.py``);
 * **attention**: prefill as FLOPs at ``attn_prefill_eff * L / (L + attn_prefill_half_len)`` of
   the 16-bit peak; decode as the held cache read at ``attn_decode_mem_eff`` of bandwidth (MLA's
   absorbed decode at ``mla_decode_mem_eff``, or its FLOPs at ``mla_decode_flops_eff`` of peak,
@@ -41,6 +42,7 @@ Rerun the fit to refresh them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from kvplan.errors import InvalidInput
@@ -100,67 +102,67 @@ CALIBRATIONS: dict[str, Calibration] = {
         engine="vllm",
         version=ENGINE_VERSIONS["vllm"],
         source=_FIT,
-        gemm_peak_eff=0.8218,
+        gemm_peak_eff=0.8213,
         gemm_half_m=207.3,
         gemm_mem_eff=0.8439,
-        eager_kernel_s=3.947e-06,
+        eager_kernel_s=4.017e-06,
         graph_kernel_s=2.655e-06,
-        moe_peak_eff=0.4154,
-        moe_half_tokens=39.15,
-        moe_half_width=62.01,
-        moe_mem_eff=0.9346,
-        moe_ep_imbalance=1.891,
-        moe_layer_s=3.425e-05,
-        attn_prefill_eff=0.6263,
-        attn_prefill_half_len=1374,
-        attn_decode_mem_eff=0.8421,
-        attn_layer_s=1.255e-05,
-        attn_seq_s=2.735e-08,
+        moe_peak_eff=0.4172,
+        moe_half_tokens=39.38,
+        moe_half_width=64.35,
+        moe_mem_eff=0.9347,
+        moe_ep_imbalance=0.4841,
+        moe_layer_s=3.427e-05,
+        attn_prefill_eff=0.6255,
+        attn_prefill_half_len=1369,
+        attn_decode_mem_eff=0.8422,
+        attn_layer_s=1.254e-05,
+        attn_seq_s=2.739e-08,
         mla_decode_mem_eff=0.95,
-        mla_decode_flops_eff=0.9062,
+        mla_decode_flops_eff=0.7821,
         mla_prefill_eff=0.95,
-        mla_layer_s=8.519e-05,
-        fp8_eff_scale=0.7475,
-        fp8_block_eff_scale=0.3702,
-        fp8_mem_eff_scale=0.7421,
-        blackwell_compute_eff=0.8055,
-        elementwise_mem_eff=0.8089,
-        allreduce_base_s=5.451e-06,
-        allreduce_rank_s=2.811e-07,
-        allreduce_bw_eff=0.3385,
+        mla_layer_s=8.556e-05,
+        fp8_eff_scale=0.7477,
+        fp8_block_eff_scale=0.3734,
+        fp8_mem_eff_scale=0.742,
+        blackwell_compute_eff=0.8062,
+        elementwise_mem_eff=0.8098,
+        allreduce_base_s=5.453e-06,
+        allreduce_rank_s=2.815e-07,
+        allreduce_bw_eff=0.3395,
     ),
     "trtllm": Calibration(
         engine="trtllm",
         version=ENGINE_VERSIONS["trtllm"],
         source=_FIT,
-        gemm_peak_eff=0.7903,
-        gemm_half_m=61.86,
-        gemm_mem_eff=0.7243,
-        eager_kernel_s=1.157e-05,
-        graph_kernel_s=2.725e-06,
-        moe_peak_eff=0.7903,
-        moe_half_tokens=57.49,
-        moe_half_width=495.7,
+        gemm_peak_eff=0.7886,
+        gemm_half_m=64.29,
+        gemm_mem_eff=0.7241,
+        eager_kernel_s=1.095e-05,
+        graph_kernel_s=2.724e-06,
+        moe_peak_eff=0.7474,
+        moe_half_tokens=57.52,
+        moe_half_width=463.8,
         moe_mem_eff=0.95,
-        moe_ep_imbalance=1.529,
-        moe_layer_s=2.542e-05,
-        attn_prefill_eff=0.5861,
-        attn_prefill_half_len=1256,
+        moe_ep_imbalance=0.3161,
+        moe_layer_s=2.53e-05,
+        attn_prefill_eff=0.5867,
+        attn_prefill_half_len=1264,
         attn_decode_mem_eff=0.8451,
-        attn_layer_s=1.252e-05,
-        attn_seq_s=7.69e-08,
+        attn_layer_s=1.253e-05,
+        attn_seq_s=7.637e-08,
         mla_decode_mem_eff=0.95,
-        mla_decode_flops_eff=0.4951,
-        mla_prefill_eff=0.7329,
-        mla_layer_s=2.647e-05,
-        fp8_eff_scale=0.8272,
-        fp8_block_eff_scale=0.4629,
-        fp8_mem_eff_scale=0.7317,
-        blackwell_compute_eff=0.8308,
-        elementwise_mem_eff=0.7314,
-        allreduce_base_s=3.401e-06,
-        allreduce_rank_s=8.688e-07,
-        allreduce_bw_eff=0.3798,
+        mla_decode_flops_eff=0.7034,
+        mla_prefill_eff=0.757,
+        mla_layer_s=2.668e-05,
+        fp8_eff_scale=0.8276,
+        fp8_block_eff_scale=0.4696,
+        fp8_mem_eff_scale=0.7315,
+        blackwell_compute_eff=0.8329,
+        elementwise_mem_eff=0.7305,
+        allreduce_base_s=3.406e-06,
+        allreduce_rank_s=8.691e-07,
+        allreduce_bw_eff=0.3815,
     ),
 }
 DEFAULT_ENGINE = "vllm"
@@ -256,8 +258,9 @@ def _moe_s(c: _Ctx, tokens: int) -> tuple[float, float]:
     local = moe.num_experts / (c.tp if c.ep else 1)
     touched = local * (1 - (1 - moe.experts_per_token / moe.num_experts) ** tokens)
     routed = tokens * moe.experts_per_token / (c.tp if c.ep else 1)
-    if c.ep:  # routing is skewed: the busiest rank's experts get moe_ep_imbalance x the mean, and it sets the step
-        routed = min(routed * c.cal.moe_ep_imbalance, tokens * min(moe.experts_per_token, local))
+    if c.ep:  # the busiest of the tp ranks sets the step; its excess over the mean grows like sqrt(2 ln ranks)
+        busiest = 1 + c.cal.moe_ep_imbalance * math.sqrt(2 * math.log(c.tp))
+        routed = min(routed * busiest, tokens * min(moe.experts_per_token, local))
     per_touched = routed / touched
     eff = c.cal.moe_peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
     eff *= inter_rank / (inter_rank + c.cal.moe_half_width)  # thin expert slices (high TP) run below peak
