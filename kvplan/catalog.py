@@ -111,6 +111,21 @@ class ResolvedModel:
             return folder_checkpoint(self.folder, source=str(self.folder))
         return None
 
+    def weights(self, *, weights_dtype: str | None = None, checkpoint: str | None = None) -> CheckpointWeights | None:
+        """Where every command's weights term comes from; None means the architecture count.
+
+        ``checkpoint`` (``--checkpoint``: a file, folder or Hub repository) first; else, unless a
+        weights dtype is asked for (a conversion or a what-if, counted from the architecture), the
+        model's own checkpoint headers (a Hub repository, or a local folder with safetensors/GGUF).
+        """
+        if checkpoint:
+            if weights_dtype:
+                raise InvalidInput("pass --checkpoint or --weights-dtype, not both: each one sets the weights term")
+            return load_checkpoint(checkpoint)
+        if weights_dtype:
+            return None
+        return self.checkpoint()
+
 
 def resolve_model(arg: str) -> ModelSpec:
     """A MODEL argument: bundled name, spec YAML, HF ``config.json``, a folder holding one, or a Hub repo.
