@@ -201,6 +201,29 @@ def _local_config(path: Path, *, folder: Path) -> ResolvedModel:
     return ResolvedModel(result.spec, f"config {path}", tuple(result.warnings), folder=folder)
 
 
+def import_model(arg: str, *, name: str | None = None) -> Any:
+    """``kvplan import``: a config.json, a folder holding one, or a Hub repository ``org/name[@rev]``
+    (its config.json fetched through the Hugging Face cache, as a MODEL argument is), converted to
+    a spec with the importer's notes (:class:`kvplan.hf.ImportResult`). The spec's ``source`` and the
+    YAML's header name the Hub file at its commit; a bundled spec is never substituted here."""
+    from kvplan.hf import import_config
+
+    path = Path(arg)
+    ref = None
+    if not path.exists() and "/" in arg and path.suffix.lower() != ".json":
+        from kvplan.hub import parse_hub_ref
+
+        ref = parse_hub_ref(arg)
+    if ref is None:
+        return import_config(path, name=name)
+    from kvplan.hub import fetch_config, read_config
+
+    snapshot = fetch_config(ref)
+    source = f"https://huggingface.co/{ref.repo_id}/blob/{snapshot.commit}/config.json"
+    result = _import_hf(read_config(snapshot), origin=source, name=name or ref.repo_id.split("/")[-1].lower())
+    return dataclasses.replace(result, spec=result.spec.model_copy(update={"source": source}))
+
+
 def _import_hf(data: Any, *, origin: str, name: str | None = None) -> Any:
     from kvplan.hf import spec_from_hf_config
 
