@@ -23,8 +23,9 @@ from __future__ import annotations
 import json
 import re
 import struct
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -397,33 +398,58 @@ def sharded_bytes(t: TensorInfo, spec: ModelSpec, *, role: str, sharding: object
       over ``expert_tp``; a fused tensor (leading expert dimension) keeps that share of its bytes;
     - dense MLPs and shared experts over ``mlp_tp``; everything else in a layer over ``attn_tp``.
     """
-    sh = sharding
+    kind, whole, expert = _cut_kind(t, role)
+    return _Group(kind, whole, t.nbytes, 1, () if expert is None else (expert,)).bytes_on_rank(spec, sharding)
+
+
+def _cut_kind(t: TensorInfo, role: str) -> tuple[str, bool, int | None]:
+    """(how the tensor is cut, whether it stays whole within its group, its expert index if per-expert)."""
     if role in ("embedding", "lm_head"):
-        return _ceil(t.nbytes, sh.vocab_tp)  # type: ignore[attr-defined]
-    group = tensor_group(t.name)
-    if role == "layer" and group == "expert":
-        return _expert_bytes(t, spec, sh)
+        return "vocab", False, None
+    if role == "layer":
+        match = _EXPERT_RE.search(t.name.lower())
+        if match:
+            index = match.group(1)
+            return ("expert" if index is not None else "fused"), _replicated(t), None if index is None else int(index)
     if role == "final_norm" or _replicated(t):
-        return t.nbytes
-    lower = t.name.lower()
-    if group == "mlp":
-        return _ceil(t.nbytes, sh.mlp_tp)  # type: ignore[attr-defined]
-    if any(k in lower for k in _KV_PROJ):
-        kv = spec.num_kv_heads
-        kv_rank = max(1, kv // sh.attn_tp)  # type: ignore[attr-defined]  # KV heads replicate past tp = kv
-        return _ceil(t.nbytes * kv_rank, kv)
-    return _ceil(t.nbytes, sh.attn_tp)  # type: ignore[attr-defined]
+        return "whole", True, None
+    if tensor_group(t.name) == "mlp":
+        return "mlp", False, None
+    return ("kv" if any(k in t.name.lower() for k in _KV_PROJ) else "attention"), False, None
 
 
-def _expert_bytes(t: TensorInfo, spec: ModelSpec, sh: object) -> int:
-    experts = spec.moe.num_experts if spec.moe is not None else 1
-    held = _ceil(experts, sh.expert_ranks)  # type: ignore[attr-defined]  # experts on the busiest (first) rank
-    match = _EXPERT_RE.search(t.name.lower())
-    index = match.group(1) if match else None
-    cut = 1 if _replicated(t) else sh.expert_tp  # type: ignore[attr-defined]  # a per-tensor scale stays whole
-    if index is not None:  # one tensor per expert: rank 0 holds the first `held` of them
-        return _ceil(t.nbytes, cut) if int(index) < held else 0
-    return _ceil(_ceil(t.nbytes * held, experts), cut)
+@dataclass(frozen=True)
+class _Group:
+    """Tensors of one stage cut the same way with the same size: ``count`` of them (``experts``: the
+    sorted expert index of each, for per-expert tensors). Grouping keeps a 90k-tensor checkpoint
+    (DeepSeek-V3) to a few hundred sums per configuration."""
+
+    kind: str  # vocab, whole, expert, fused, mlp, kv, attention
+    whole: bool  # within an expert: a per-tensor scale, not cut over expert_tp
+    nbytes: int
+    count: int
+    experts: tuple[int, ...] = ()
+
+    def bytes_on_rank(self, spec: ModelSpec, sh: object) -> int:
+        n = self.nbytes
+        if self.kind == "vocab":
+            return self.count * _ceil(n, sh.vocab_tp)  # type: ignore[attr-defined]
+        if self.kind == "whole":
+            return self.count * n
+        if self.kind in ("expert", "fused"):
+            experts = spec.moe.num_experts if spec.moe is not None else 1
+            held = _ceil(experts, sh.expert_ranks)  # type: ignore[attr-defined]  # on the busiest (first) rank
+            cut = 1 if self.whole else sh.expert_tp  # type: ignore[attr-defined]
+            if self.kind == "expert":  # one tensor per expert: rank 0 holds the first `held` of them
+                return bisect_left(self.experts, held) * _ceil(n, cut)
+            return self.count * _ceil(_ceil(n * held, experts), cut)
+        if self.kind == "mlp":
+            return self.count * _ceil(n, sh.mlp_tp)  # type: ignore[attr-defined]
+        if self.kind == "kv":
+            kv = spec.num_kv_heads
+            kv_rank = max(1, kv // sh.attn_tp)  # type: ignore[attr-defined]  # KV heads replicate past tp = kv
+            return self.count * _ceil(n * kv_rank, kv)
+        return self.count * _ceil(n, sh.attn_tp)  # type: ignore[attr-defined]
 
 
 def _ceil(n: int, d: int) -> int:
@@ -454,6 +480,8 @@ class CheckpointWeights:
     format: str  # "safetensors" or "gguf"
     files: int
     tensors: tuple[TensorInfo, ...]
+    # Per-model work (roles, cut groups, nearest dtype) done once: plan sweeps call it per configuration.
+    _memo: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def total_bytes(self) -> int:
@@ -477,7 +505,27 @@ class CheckpointWeights:
         return f"{self.source} {self.format} headers ({files}, {len(self.tensors):,} tensors)"
 
     def roles(self, spec: ModelSpec) -> list[tuple[TensorInfo, str, int | None]]:
-        return [(t, *tensor_role(t.name, num_layers=spec.num_layers)) for t in self.tensors]
+        """(tensor, role, layer) for every tensor; worked out once per layer count."""
+        key = ("roles", spec.num_layers)
+        if key not in self._memo:
+            self._memo[key] = [(t, *tensor_role(t.name, num_layers=spec.num_layers)) for t in self.tensors]
+        return self._memo[key]
+
+    def _groups(self, spec: ModelSpec) -> list[tuple[str, int | None, _Group]]:
+        """(role, layer, group): the resident tensors gathered by how they are cut (MTP left out)."""
+        key = ("groups", spec.num_layers)
+        if key not in self._memo:
+            gathered: dict[tuple, list[int]] = {}
+            for t, role, layer in self.roles(spec):
+                if role == "mtp":
+                    continue
+                kind, whole, expert = _cut_kind(t, role)
+                gathered.setdefault((role, layer, kind, whole, t.nbytes), []).append(-1 if expert is None else expert)
+            self._memo[key] = [
+                (role, layer, _Group(kind, whole, nbytes, len(ix), tuple(sorted(ix)) if kind == "expert" else ()))
+                for (role, layer, kind, whole, nbytes), ix in gathered.items()
+            ]
+        return self._memo[key]
 
     def bytes_per_stage(
         self, spec: ModelSpec, *, tp: int = 1, pp: int = 1, sharding: object | None = None
@@ -495,22 +543,25 @@ class CheckpointWeights:
         stage_of = {i: s for s, layers in enumerate(stages) for i in layers}
         out = [0] * len(stages)
         has_head = False
-        for t, role, layer in self.roles(spec):
-            if role == "mtp":
-                continue
+        for role, layer, group in self._groups(spec):
             has_head |= role == "lm_head"
             last = role in ("lm_head", "final_norm")
             stage = stage_of[layer] if role == "layer" else (len(stages) - 1 if last else 0)
-            out[stage] += sharded_bytes(t, spec, role=role, sharding=sh)
+            out[stage] += group.bytes_on_rank(spec, sh)
         if pp > 1 and not has_head:  # tied head: the last stage keeps its own copy (params.head_parts)
-            out[-1] += sum(
-                sharded_bytes(t, spec, role=role, sharding=sh) for t, role, _ in self.roles(spec) if role == "embedding"
-            )
+            out[-1] += sum(g.bytes_on_rank(spec, sh) for role, _, g in self._groups(spec) if role == "embedding")
         return out
 
 
 def dominant_weight_dtype(weights: CheckpointWeights, spec: ModelSpec) -> str:
-    """The kvplan weights dtype closest to how the decoder's matrices are stored."""
+    """The kvplan weights dtype closest to how the decoder's matrices are stored (once per model)."""
+    key = ("dtype", spec.num_layers, spec.dtype)
+    if key not in weights._memo:
+        weights._memo[key] = _dominant(weights, spec)
+    return weights._memo[key]
+
+
+def _dominant(weights: CheckpointWeights, spec: ModelSpec) -> str:
     by_kind: dict[str, int] = {}
     for t, role, _ in weights.roles(spec):
         if role != "layer" or len(t.shape) < 2 or is_scale(t.name):

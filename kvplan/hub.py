@@ -346,8 +346,14 @@ def _remote_gguf(ref: HubRef, snapshot: HubSnapshot, *, source: str) -> Checkpoi
         per_part = _in_parallel(one, parts)
     except hf.RemoteEntryNotFoundError:
         raise InvalidInput(f"repository {str(ref)!r} has no {', '.join(parts)}") from None
-    label = parts[0] if len(parts) == 1 else f"{parts[0]} (+{len(parts) - 1} parts)"
+    label = _parts_label(parts)
     return CheckpointWeights(f"{source}/{label}", "gguf", len(parts), tuple(t for ts in per_part for t in ts))
+
+
+def _parts_label(parts: list[str]) -> str:
+    """``m-00001-of-00003.gguf (+2 parts)``: a split GGUF named by its first part."""
+    more = len(parts) - 1
+    return parts[0] + (f" (+{more} part{'s' if more > 1 else ''})" if more else "")
 
 
 def _gguf_by_tag(ref: HubRef, snapshot: HubSnapshot) -> list[str]:
@@ -383,7 +389,10 @@ def folder_checkpoint(folder: Path, *, source: str, gguf: str | None = None) -> 
 
 
 def _folder_gguf(folder: Path, *, source: str, gguf: str | None) -> CheckpointWeights | None:
-    names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.gguf"))
+    # The folder and its direct subfolders (split GGUFs often sit in one per tag): never a deep walk, as
+    # the folder may be wherever a config.json was given from.
+    found = [*folder.glob("*.gguf"), *folder.glob("*/*.gguf")]
+    names = sorted(p.relative_to(folder).as_posix() for p in found)
     if gguf is not None:
         try:
             parts = select_gguf(names, gguf, origin=str(folder))
@@ -398,7 +407,7 @@ def _folder_gguf(folder: Path, *, source: str, gguf: str | None) -> CheckpointWe
     if not all(p.is_file() for p in paths):
         return None
     tensors = [t for p in paths for t in gguf_tensors(local_reader(p), origin=str(p))]
-    label = parts[0] if len(parts) == 1 else f"{parts[0]} (+{len(parts) - 1} parts)"
+    label = _parts_label(parts)
     return CheckpointWeights(f"{source}/{label}", "gguf", len(parts), tuple(tensors))
 
 

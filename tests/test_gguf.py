@@ -175,3 +175,19 @@ def test_tag_weights_reach_the_estimate(gguf_repo, cli):
     row = json.loads(result.stdout)[0]
     assert row["weights_bytes_per_gpu"] == F16_EMBED + F32_NORM
     assert "tiny-Q8_0.gguf gguf headers (1 file, 2 tensors)" in row["weights_source"]
+
+
+def test_local_folder_with_a_split_gguf_in_a_subfolder(tmp_path):
+    from kvplan.hub import folder_checkpoint
+
+    (tmp_path / "Q8_0").mkdir()
+    norm = np.ones(64, np.float32)
+    for i, tensors in enumerate([{"token_embd.weight": np.zeros((256, 64), np.float16)}, {"output_norm.weight": norm}]):
+        write(tmp_path / "Q8_0" / f"m-Q8_0-{i + 1:05d}-of-00002.gguf", tensors=tensors, split=(i, 2))
+    weights = folder_checkpoint(tmp_path, source="here")
+    # 32,768 (F16 embedding, part 1) + 256 (F32 norm, part 2)
+    assert (weights.files, weights.total_bytes) == (2, F16_EMBED + F32_NORM)
+    assert weights.source == "here/Q8_0/m-Q8_0-00001-of-00002.gguf (+1 part)"
+    write(tmp_path / "other-Q4_0.gguf", tensors=_tensors())  # a second checkpoint: no longer one to pick
+    assert folder_checkpoint(tmp_path, source="here") is None
+    assert folder_checkpoint(tmp_path, source="here", gguf="Q4_0").files == 1
