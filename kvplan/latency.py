@@ -30,13 +30,15 @@ Prefill runs eagerly (``kernel_s`` = ``eager_kernel_s``); decode replays CUDA gr
 constants are fitted by ``benchmarks/fit_latency.py`` to aiconfigurator 0.12.0's per-operation
 latencies (kernel timings it collected on H100/H200/B200 SXM) on the grid of
 ``benchmarks/aiconfigurator_compare.py``; each field names what it stands for. Rerun the fit to
-refresh them.
+refresh them. The constants live with their engine: ``CALIBRATION`` in :mod:`kvplan.engines.vllm` and
+:mod:`kvplan.engines.trtllm` (:class:`kvplan.engines.base.Calibration`), each with the engine version it describes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
+from kvplan.engines import ENGINES, Calibration, latency_calibration
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import cache_plan
@@ -44,125 +46,15 @@ from kvplan.params import attention_parts
 from kvplan.spec import LayerKind, ModelSpec, ceil_div
 from kvplan.units import weight_dtype
 
-# aiconfigurator's perf-database versions the constants were fitted to
-# (aiconfigurator_core/systems/query_versions.yaml, "current" slots, aiconfigurator 0.12.0).
-ENGINE_VERSIONS = {"vllm": "vLLM 0.24.0", "trtllm": "TensorRT-LLM 1.3.0rc20", "sglang": "SGLang 0.5.14"}
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Kernel efficiencies and fixed costs of one engine (see the module docstring for each term)."""
-
-    engine: str
-    version: str
-    source: str
-    gemm_peak_eff: float
-    gemm_half_m: float
-    gemm_mem_eff: float
-    eager_kernel_s: float
-    graph_kernel_s: float
-    moe_peak_eff: float
-    moe_half_tokens: float
-    moe_half_width: float
-    moe_mem_eff: float
-    moe_layer_s: float
-    attn_prefill_eff: float
-    attn_prefill_half_len: float
-    attn_decode_mem_eff: float
-    attn_layer_s: float
-    attn_seq_s: float
-    mla_decode_mem_eff: float
-    mla_decode_flops_eff: float
-    mla_prefill_eff: float
-    mla_layer_s: float
-    fp8_eff_scale: float
-    fp8_block_eff_scale: float
-    fp8_mem_eff_scale: float
-    elementwise_mem_eff: float
-    allreduce_base_s: float
-    allreduce_rank_s: float
-    allreduce_bw_eff: float
-
-
-_FIT = "benchmarks/fit_latency.py on benchmarks/data/aiconfigurator_grid.json (aiconfigurator 0.12.0, SILICON)"
-
-# Fitted constants (benchmarks/fit_latency.py prints this block).
-CALIBRATIONS: dict[str, Calibration] = {
-    "vllm": Calibration(
-        engine="vllm",
-        version=ENGINE_VERSIONS["vllm"],
-        source=_FIT,
-        gemm_peak_eff=0.7757,
-        gemm_half_m=195.8,
-        gemm_mem_eff=0.8393,
-        eager_kernel_s=2.406e-06,
-        graph_kernel_s=2.691e-06,
-        moe_peak_eff=0.3135,
-        moe_half_tokens=28.53,
-        moe_half_width=17,
-        moe_mem_eff=0.9679,
-        moe_layer_s=3.54e-05,
-        attn_prefill_eff=0.5383,
-        attn_prefill_half_len=1086,
-        attn_decode_mem_eff=0.8346,
-        attn_layer_s=1.261e-05,
-        attn_seq_s=2.982e-08,
-        mla_decode_mem_eff=0.3046,
-        mla_decode_flops_eff=0.08937,
-        mla_prefill_eff=0.6044,
-        mla_layer_s=0.0002163,
-        fp8_eff_scale=0.759,
-        fp8_block_eff_scale=0.363,
-        fp8_mem_eff_scale=0.7679,
-        elementwise_mem_eff=0.8031,
-        allreduce_base_s=5.556e-06,
-        allreduce_rank_s=2.755e-07,
-        allreduce_bw_eff=0.3382,
-    ),
-    "trtllm": Calibration(
-        engine="trtllm",
-        version=ENGINE_VERSIONS["trtllm"],
-        source=_FIT,
-        gemm_peak_eff=0.7474,
-        gemm_half_m=48.37,
-        gemm_mem_eff=0.7431,
-        eager_kernel_s=1.368e-05,
-        graph_kernel_s=2.843e-06,
-        moe_peak_eff=0.6349,
-        moe_half_tokens=45.51,
-        moe_half_width=394.5,
-        moe_mem_eff=0.9513,
-        moe_layer_s=2.555e-05,
-        attn_prefill_eff=0.4748,
-        attn_prefill_half_len=821,
-        attn_decode_mem_eff=0.8753,
-        attn_layer_s=1.242e-05,
-        attn_seq_s=1.182e-07,
-        mla_decode_mem_eff=0.4059,
-        mla_decode_flops_eff=0.1424,
-        mla_prefill_eff=0.1709,
-        mla_layer_s=5.033e-05,
-        fp8_eff_scale=0.8446,
-        fp8_block_eff_scale=0.5258,
-        fp8_mem_eff_scale=0.7223,
-        elementwise_mem_eff=0.7352,
-        allreduce_base_s=3.364e-06,
-        allreduce_rank_s=8.584e-07,
-        allreduce_bw_eff=0.3638,
-    ),
-}
-DEFAULT_ENGINE = "vllm"
-
 
 def calibration(engine: str | None) -> Calibration:
-    """The fitted constants for ``engine``; engines without their own fit use vLLM's, and their label says so."""
-    from kvplan.engines import get_engine
+    """The fitted constants for ``engine`` (each engine module carries its own, ``CALIBRATION``); engines
+    without their own fit use vLLM's, and their label says so (:func:`kvplan.engines.latency_calibration`)."""
+    return latency_calibration(engine)  # InvalidInput for an unknown engine
 
-    name = get_engine(engine or DEFAULT_ENGINE).name  # InvalidInput for an unknown engine
-    if name in CALIBRATIONS:
-        return CALIBRATIONS[name]
-    base = CALIBRATIONS[DEFAULT_ENGINE]
-    return replace(base, engine=name, version=f"{base.version} (no {name} fit: vLLM's constants)")
+
+# Engine name -> its own fitted constants (the fit script and the tests read them by name).
+CALIBRATIONS: dict[str, Calibration] = {e.name: e.calibration for e in ENGINES.values() if e.calibration is not None}
 
 
 @dataclass(frozen=True)
