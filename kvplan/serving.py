@@ -102,7 +102,12 @@ class _Load:
     ep: bool = False  # MoE experts split whole across the TP ranks (kvplan.latency expert_parallel)
 
 
-def _step(s: Setup, *, n: float, p: float, context: int, prefix: int = 0, ep: bool = False) -> float:
+def _step(
+    s: Setup, *, n: float, p: float, context: int, prefix: int = 0, ep: bool = False, p_all: float | None = None
+) -> float:
+    """Mean time in which every running sequence advances one token: ``n`` decodes over the replica plus a prompt
+    chunk of ``p`` tokens on the busiest data-parallel rank (``p_all``: all ranks' prompt tokens, default ``p``);
+    with PP, the pipeline's cycle."""
     return mixed_step_latency(
         s.spec,
         s.gpu,
@@ -114,12 +119,21 @@ def _step(s: Setup, *, n: float, p: float, context: int, prefix: int = 0, ep: bo
         kv_dtype_name=s.kv_dtype,
         weights_dtype=s.weights_dtype,
         engine=s.engine.name,
-        expert_parallel=ep,
+        expert_parallel=ep or s.ep,
+        pp=s.pp,
+        dp=s.dp,
+        gpus_per_node=s.gpus_per_node,
+        prefill_tokens_all_ranks=p_all,
     ).total
 
 
 def _budget(s: Setup, override: int | None) -> int:
     return override or s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
+
+
+def _room(s: Setup, budget: int, n: float) -> float:
+    """Prompt tokens one step can take on a data-parallel rank: its budget less its share of the decodes."""
+    return budget - n / s.dp
 
 
 def _mean_step(s: Setup, *, n: float, p: float, prompt: int, budget: int, context: int, ep: bool) -> float:
@@ -130,10 +144,12 @@ def _mean_step(s: Setup, *, n: float, p: float, prompt: int, budget: int, contex
     kernels). With a share ``f = p / chunk`` of the steps carrying a chunk, the mean is
     ``(1 - f) step(n, 0) + f step(n, chunk)``; when every step carries at least one chunk, ``step(n, p)``.
     """
-    chunk = max(1.0, min(float(prompt), budget - n))
+    chunk = max(1.0, min(float(prompt), _room(s, budget, n)))
     if p <= 0:
         return _step(s, n=n, p=0, context=context, ep=ep)
     if p >= chunk:
+        if s.dp > 1:  # chunks land on several DP ranks: the busiest holds one chunk, or its even share
+            return _step(s, n=n, p=max(chunk, p / s.dp), context=context, ep=ep, p_all=p)
         return _step(s, n=n, p=p, context=context, ep=ep)
     share = p / chunk
     prefix = max(0, (prompt - int(chunk)) // 2)  # a long prompt's chunks sit, on average, half-way in
@@ -146,10 +162,13 @@ def _decode_context(inp: Lengths, out: Lengths) -> int:
 
 
 def _limits(s: Setup, inp: Lengths, out: Lengths) -> tuple[float, str]:
-    kv = pool_tokens(s) / _decode_context(inp, out)
-    if s.max_num_seqs is None or kv < s.max_num_seqs:
+    """Sequences a replica holds at once: each data-parallel rank has its own KV pool and its own engine core
+    (vLLM runs one EngineCore per DP rank; SGLang one scheduler per DP attention rank), so both limits scale."""
+    ranks = s.dp * s.settings.attention_dp
+    kv = pool_tokens(s) * ranks / _decode_context(inp, out)
+    if s.max_num_seqs is None or kv < s.max_num_seqs * s.dp:
         return kv, "kv_cache"
-    return float(s.max_num_seqs), "max_num_seqs"
+    return float(s.max_num_seqs * s.dp), "max_num_seqs"
 
 
 def _solve(load: _Load) -> tuple[float | None, str]:
@@ -159,7 +178,7 @@ def _solve(load: _Load) -> tuple[float | None, str]:
     if lam <= 0:
         return 0.0, "compute"
     t_seq = load.seq_limit / (lam * out.mean)  # n reaches the sequence limit
-    t_tok = load.budget / (lam * (inp.mean + out.mean))  # n + p reach the token budget
+    t_tok = load.budget * load.setup.dp / (lam * (inp.mean + out.mean))  # n + p reach every DP rank's budget
     t_hi = min(t_seq, t_tok)
     bound = load.seq_limit_name if t_seq <= t_tok else "token_budget"
 
@@ -187,7 +206,7 @@ def _ttft(
     s: Setup, *, prompt: int, n: float, context: int, budget: int, rho: float, quantile: float | None, ep: bool
 ) -> float:
     """Prefill service in chunks of what the budget leaves after the decodes, plus the queue wait."""
-    room = max(1, int(budget - n))
+    room = max(1, int(_room(s, budget, n)))
     service, done = 0.0, 0
     while done < prompt:
         chunk = min(room, prompt - done)
@@ -232,7 +251,7 @@ def serve(
         else float("nan")
     )
     ctx = _decode_context(input_len, output_len)
-    gpus = s.tp * s.pp
+    gpus = s.gpus_per_replica
     label = calibration(s.engine.name).version
     pool = pool_tokens(s)
     if t is None:
@@ -243,7 +262,7 @@ def serve(
             s.max_num_seqs, gpus, label,
         )  # fmt: skip
     n, p = rate_rps * output_len.mean * t, rate_rps * input_len.mean * t
-    rho = min(p / max(1.0, budget - n), 0.999)
+    rho = min(p / max(1.0, s.dp * _room(s, budget, n)), 0.999)
     tpot = _mean_step(s, n=1 + n, p=p, prompt=input_len.mean, budget=budget, context=ctx, ep=ep)
     n90 = n + Z90 * math.sqrt(n)
     ctx90 = input_len.p90 + output_len.p90 // 2
