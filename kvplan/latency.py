@@ -148,7 +148,8 @@ def _gemm_s(c: _Ctx, m: int, params: int, n_plus_k: int) -> float:
 def _attention_gemms_s(c: _Ctx, kind: LayerKind, m: int) -> float:
     """Projections of one token-mixer layer: fused QKV + O (MLA: each of its projections)."""
     h = c.spec.hidden_size
-    parts = [p.params for p in attention_parts(c.spec, kind, c.tp) if p.quantizable]
+    parts = _fact(c.spec, ("parts", id(kind), c.tp),
+                  lambda: [p.params for p in attention_parts(c.spec, kind, c.tp) if p.quantizable])  # fmt: skip
     if kind.type in ("full", "sliding", "chunked") and len(parts) >= 3:
         qkv = parts[0] + parts[1]
         rest = parts[2:]
@@ -264,6 +265,33 @@ def kv_transfer_s(gpu: GPU, nbytes_per_rank: float, *, crosses_nodes: bool, engi
 
 
 _PLANS: dict[tuple[int, str, int, int], tuple[ModelSpec, object]] = {}
+# Per-spec facts the hot path asks for thousands of times (serving's fixed points, plan's searches): kept per
+# spec object like the cache plans, checked by identity.
+_FACTS: dict[tuple, tuple[ModelSpec, object]] = {}
+
+
+def _fact(spec: ModelSpec, key: tuple, make):  # noqa: ANN001, ANN202
+    full = (id(spec), *key)
+    hit = _FACTS.get(full)
+    if hit is None or hit[0] is not spec:
+        if len(_FACTS) > 4096:
+            _FACTS.clear()
+        hit = _FACTS[full] = (spec, make())
+    return hit[1]
+
+
+def _layer_keys(spec: ModelSpec, layers: range) -> dict[tuple[str, bool], int]:
+    """How many layers of ``layers`` share each (kind name, dense MLP): they cost the same."""
+
+    def make() -> dict[tuple[str, bool], int]:
+        names, dense = spec.layer_kind_names, spec.dense_mlp_layers
+        counts: dict[tuple[str, bool], int] = {}
+        for i in layers:
+            key = (names[i], spec.moe is None or i in dense)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    return _fact(spec, ("keys", layers.start, layers.stop), make)
 
 
 def _plan(spec: ModelSpec, kv_dtype: str, tp: int, pp: int = 1):  # noqa: ANN202
@@ -288,15 +316,21 @@ class _Stage:
 
 
 def _stages(spec: ModelSpec, pp: int) -> list[_Stage]:
-    ranges = pipeline_stages(spec.num_layers, pp)
-    return [_Stage(i, r, i == 0, i == pp - 1) for i, r in enumerate(ranges)]
+    def make() -> list[_Stage]:
+        ranges = pipeline_stages(spec.num_layers, pp)
+        return [_Stage(i, r, i == 0, i == pp - 1) for i, r in enumerate(ranges)]
+
+    return _fact(spec, ("stages", pp), make)
 
 
 def _mla_layers(spec: ModelSpec, layers: range) -> int:
-    names = spec.layer_kind_names
-    if len(layers) == spec.num_layers:
-        return sum(n for name, n in spec.kind_counts.items() if spec.kind(name).type == "mla")
-    return sum(1 for i in layers if spec.kind(names[i]).type == "mla")
+    def make() -> int:
+        names = spec.layer_kind_names
+        if len(layers) == spec.num_layers:
+            return sum(n for name, n in spec.kind_counts.items() if spec.kind(name).type == "mla")
+        return sum(1 for i in layers if spec.kind(names[i]).type == "mla")
+
+    return _fact(spec, ("mla", layers.start, layers.stop), make)
 
 
 def _attention_s(
@@ -391,16 +425,9 @@ def _linear_s(
         return 0.0, 0.0, 0.0, 0.0, 0.0
     moe_tokens = tokens if moe_tokens is None else moe_tokens
     layers = stage.layers if stage is not None else range(spec.num_layers)
-    memo: dict[tuple[str, bool], tuple[float, float, float]] = {}
-    names = spec.layer_kind_names
-    for i in layers:
-        name = names[i]
-        dense = spec.moe is None or i in spec.dense_mlp_layers
-        key = (name, dense)
-        if key not in memo:
-            memo[key] = _layer_s(c, spec.kind(name), tokens, dense=dense, moe_tokens=moe_tokens)
-        g, m, e = memo[key]
-        gemm, moe, elementwise = gemm + g, moe + m, elementwise + e
+    for (name, dense), count in _layer_keys(spec, layers).items():
+        g, m, e = _layer_s(c, spec.kind(name), tokens, dense=dense, moe_tokens=moe_tokens)
+        gemm, moe, elementwise = gemm + count * g, moe + count * m, elementwise + count * e
     last = stage is None or stage.last
     first = stage is None or stage.first
     if lm_rows > 0 and last:
@@ -424,7 +451,7 @@ def _dp_collectives_s(c: _Ctx, tokens: float, moe_tokens: float, layers: range, 
     reduced: one all-reduce of all ``moe_tokens`` over the tp x dp ranks.
     """
     spec = c.spec
-    dense_layers = sum(1 for i in layers if spec.moe is None or i in spec.dense_mlp_layers)
+    dense_layers = sum(n for (_, dense), n in _layer_keys(spec, layers).items() if dense)
     moe_layers = len(layers) - dense_layers
     per_rank = allreduce_s(c, tokens)
     reduce = (len(layers) + dense_layers + (1 if first else 0)) * per_rank
@@ -438,6 +465,11 @@ def _dp_collectives_s(c: _Ctx, tokens: float, moe_tokens: float, layers: range, 
 
 def _stage_flops(spec: ModelSpec, layers: range, *, context: int, prefix: int, prompts: float, tp: int) -> float:
     """Attention FLOPs of ``prompts`` prefills of ``context`` new tokens after ``prefix`` cached ones, one stage."""
+    key = ("flops", layers.start, layers.stop, context, prefix, prompts, tp)
+    return _fact(spec, key, lambda: _count_flops(spec, layers, context=context, prefix=prefix, prompts=prompts, tp=tp))
+
+
+def _count_flops(spec: ModelSpec, layers: range, *, context: int, prefix: int, prompts: float, tp: int) -> float:
     from kvplan.attention import attention_flops, prefill_pairs
 
     names = spec.layer_kind_names
@@ -531,24 +563,61 @@ def step_latency(
             c, phase=phase, context=context, batch=batch, attention_flops=attention_flops, kv_dtype=kv_dtype_name
         )
         return OpTimes(gemm=gemm, moe=moe, attention=attention, elementwise=elementwise, allreduce=reduce)
-    rank_seqs = ceil_div(batch, dp)
-    micro = min(pp, rank_seqs)
+    stages = _stage_times(c, context, phase=phase, batch=batch, kv_dtype_name=kv_dtype_name)
+    return _pipeline(stages.times, stages.sends, stages.micro_batches, phase=phase)
+
+
+@dataclass(frozen=True)
+class StageTimes:
+    """One micro-batch's pass through the pipeline: seconds per stage, the send after each (0 after the last)."""
+
+    times: list[OpTimes]
+    sends: list[float]
+    micro_batches: int  # in flight at once (min(pp, sequences on the busiest DP rank))
+    sequences: int  # per micro-batch on the busiest DP rank
+
+
+def stage_latencies(
+    spec: ModelSpec,
+    gpu: GPU,
+    context: int,
+    *,
+    phase: str,
+    batch: int = 1,
+    tp: int = 1,
+    pp: int = 1,
+    dp: int = 1,
+    kv_dtype_name: str,
+    weights_dtype: str,
+    engine: str | None = None,
+    expert_parallel: bool = False,
+    gpus_per_node: int | None = None,
+) -> StageTimes:
+    """The per-stage figures :func:`step_latency` combines (the pipeline arithmetic is checkable by hand)."""
+    c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=calibration(engine), eager=phase == "prefill",
+                  ep=expert_parallel, dp=dp, pp=pp, gpus_per_node=gpus_per_node)  # fmt: skip
+    return _stage_times(c, context, phase=phase, batch=batch, kv_dtype_name=kv_dtype_name)
+
+
+def _stage_times(c: _Ctx, context: int, *, phase: str, batch: int, kv_dtype_name: str) -> StageTimes:
+    spec, per_seq = c.spec, context if phase == "prefill" else 1
+    rank_seqs = ceil_div(batch, c.dp)
+    micro = min(c.pp, rank_seqs)
     seqs = ceil_div(rank_seqs, micro)  # per micro-batch, busiest rank
-    moe_seqs = min(batch, seqs * dp)  # all ranks' sequences in one micro-batch
-    stage_times, sends = [], []
-    for st in _stages(spec, pp):
-        if phase == "prefill":
-            flops = _stage_flops(spec, st.layers, context=context, prefix=0, prompts=seqs, tp=tp)
-        else:
-            flops = 0.0
+    moe_seqs = min(batch, seqs * c.dp)  # all ranks' sequences in one micro-batch
+    times, sends = [], []
+    for st in _stages(spec, c.pp):
+        flops = (
+            _stage_flops(spec, st.layers, context=context, prefix=0, prompts=seqs, tp=c.tp) if phase == "prefill" else 0
+        )
         gemm, moe, elementwise, reduce, a2a = _linear_s(
             c, seqs * per_seq, seqs, stage=st, moe_tokens=moe_seqs * per_seq
         )
         attention = _attention_s(c, phase=phase, context=context, batch=seqs, attention_flops=flops,
                                  kv_dtype=kv_dtype_name, stage=st)  # fmt: skip
-        stage_times.append(OpTimes(gemm, moe, attention, elementwise, reduce, a2a))
+        times.append(OpTimes(gemm, moe, attention, elementwise, reduce, a2a))
         sends.append(0.0 if st.last else send_s(c, _send_bytes(c, seqs * per_seq), crosses_nodes=_crosses(c, st)))
-    return _pipeline(stage_times, sends, micro, phase=phase)
+    return StageTimes(times, sends, micro, seqs)
 
 
 def mixed_step_latency(
@@ -597,7 +666,7 @@ def mixed_step_latency(
     for st in stages:
         loaded.append(_micro_step(c, st, seqs, seqs * dp + others, decode_context, chunk, prefill_prefix,
                                   kv_dtype_name))  # fmt: skip
-        if pp > 1:
+        if pp > 1 and chunk:
             plain.append(_micro_step(c, st, seqs, seqs * dp, decode_context, 0, 0, kv_dtype_name))
     sends = [
         0.0 if st.last else send_s(c, _send_bytes(c, seqs + chunk), crosses_nodes=_crosses(c, st)) for st in stages
@@ -605,7 +674,12 @@ def mixed_step_latency(
     if pp == 1:
         return loaded[0]
     trip = _pipeline(loaded, sends, 1, phase="decode")
-    plain_sends = [0.0 if st.last else send_s(c, _send_bytes(c, seqs), crosses_nodes=_crosses(c, st)) for st in stages]
+    if chunk:
+        plain_sends = [
+            0.0 if st.last else send_s(c, _send_bytes(c, seqs), crosses_nodes=_crosses(c, st)) for st in stages
+        ]
+    else:  # no prompt chunk: every micro-batch is alike
+        plain, plain_sends = loaded, sends
     busiest_loaded = max(t.total + s for t, s in zip(loaded, sends, strict=True))
     busiest_plain = max(t.total + s for t, s in zip(plain, plain_sends, strict=True))
     cycle = busiest_loaded + (micro - 1) * busiest_plain

@@ -113,6 +113,7 @@ class TargetRow:
     nodes: int = 1
     kv_transfer_s: float = 0.0  # disaggregated: one request's KV from the prefill to the decode pool
     kv_transfer_bytes: int = 0  # that request's KV bytes the decode ranks receive
+    prefill_tp: int = 0  # disaggregated: the prefill replicas' TP
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -275,6 +276,7 @@ def _disaggregated(
         nodes=1 if gpus <= decode.gpus_per_node else p_nodes + d_nodes,
         kv_transfer_s=transfer,
         kv_transfer_bytes=moved,
+        prefill_tp=prefill.tp,
     )
 
 

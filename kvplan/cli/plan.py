@@ -87,7 +87,8 @@ def plan(
             opts = dict(rate=rate, input=input_len, output=output_len, ttft=ttft, tpot=tpot, percentile=percentile,
                         disaggregated=disaggregated)  # fmt: skip
             out(run_targets(spec, [resolve_gpu(g) for g in names], engine=engine, weights=split(weights_dtype),
-                            kv=split(kv_dtype), opts=opts, max_gpus=max_gpus, top=top, fmt=fmt))  # fmt: skip
+                            kv=split(kv_dtype), opts=opts, max_gpus=max_gpus, top=top, fmt=fmt,
+                            gpus_per_node=gpus_per_node))  # fmt: skip
             return
         if users is None or context is None:
             raise InvalidInput("'kvplan plan' needs --users N --context L, or --rate R with latency targets")
