@@ -294,3 +294,17 @@ def test_cli_plan_rate_shows_pp_ep_and_the_kv_transfer(cli):
     assert all(r["pp"] == 2 and r["pipeline_s"] > 0 for r in json.loads(cost.output))
     bad = cli("cost", "llama-3.1-70b", "--gpu", "h200", "--pp", "2", "--latency", "roofline")
     assert bad.exit_code == 2 and "roofline" in bad.output
+
+
+def test_dp_attention_serving_holds_each_ranks_pool_and_counts_every_gpu():
+    from kvplan.capacity import pool_tokens
+
+    s = setup("deepseek-v3", H200, tp=1, dp=8, ep=True)
+    r = serve(s, rate_rps=1e6, input_len=Lengths.of(1024), output_len=Lengths.of(8192), with_max_rate=False)
+    # saturated by the KV pools: every DP rank holds its own, sequences at I + O/2 = 5120 tokens each
+    assert r.saturated and r.gpus == 8
+    assert r.batch == pytest.approx(8 * pool_tokens(s) / 5120)
+    one = serve(s, rate_rps=0.01, input_len=Lengths.of(1024), output_len=Lengths.of(256))
+    assert (
+        not one.saturated and one.tpot_mean_s > 0 and one.output_tokens_per_s_per_gpu == pytest.approx(0.01 * 256 / 8)
+    )
