@@ -249,19 +249,23 @@ def alltoall_s(c: _Ctx, tokens: float, *, bytes_per_element: float) -> float:
 
 def send_s(c: _Ctx, nbytes: float, *, crosses_nodes: bool) -> float:
     """One point-to-point send of ``nbytes`` per rank (pipeline stages, KV transfer): latency + bandwidth."""
+    return _send_seconds(c.gpu, c.cal, nbytes, crosses_nodes=crosses_nodes)
+
+
+def _send_seconds(gpu: GPU, cal: Calibration, nbytes: float, *, crosses_nodes: bool) -> float:
     if nbytes <= 0:
         return 0.0
     if crosses_nodes:
         return NETWORK_LATENCY_S + nbytes / (NETWORK_GBPS * 1e9 * NETWORK_BW_EFF)
-    return c.cal.allreduce_base_s + nbytes / (_link_gbps(c) * 1e9 * A2A_NVLINK_BW_EFF)
+    if gpu.interconnect_gbps is None:
+        raise InvalidInput(f"GPU {gpu.name!r} has no interconnect_gbps in the catalog; a send within a node needs it")
+    return cal.allreduce_base_s + nbytes / (gpu.interconnect_gbps * 1e9 * A2A_NVLINK_BW_EFF)
 
 
 def kv_transfer_s(gpu: GPU, nbytes_per_rank: float, *, crosses_nodes: bool, engine: str | None = None) -> float:
     """Moving one request's KV cache from the prefill pool to the decode pool: every rank pulls its own share at
     once (vLLM's NixlConnector reads the blocks rank to rank over RDMA), so the busiest rank's bytes set the time."""
-    cal = calibration(engine)
-    c = _Ctx(None, gpu, cal, 1, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0)  # type: ignore[arg-type]
-    return send_s(c, nbytes_per_rank, crosses_nodes=crosses_nodes)
+    return _send_seconds(gpu, calibration(engine), nbytes_per_rank, crosses_nodes=crosses_nodes)
 
 
 _PLANS: dict[tuple[int, str, int, int], tuple[ModelSpec, object]] = {}
