@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from kvplan.capacity import Setup, setup
 from kvplan.errors import InvalidInput
@@ -330,8 +330,10 @@ def plan_for_targets(
     disaggregated: bool = False,
     max_gpus: int = MAX_GPUS,
     gpus_per_node: int | None = None,
+    checkpoint: Any = None,
 ) -> list[TargetRow]:
-    """Configurations meeting ``targets`` with the fewest GPUs first; ``pareto`` marks the front."""
+    """Configurations meeting ``targets`` with the fewest GPUs first; ``pareto`` marks the front.
+    ``checkpoint`` (the model's headers) gives the weights term of its own dtype (:func:`kvplan.capacity.setup`)."""
     targets.check()
     rows: list[TargetRow] = []
     for gpu in gpus:
@@ -342,7 +344,7 @@ def plan_for_targets(
                 memo: dict = {}
                 candidates = []  # (setup, ep) in the order of the splits
                 for sp in splits:
-                    s = _setup(spec, gpu, engine, sp, w, kv, per_node=per_node, memo=memo)
+                    s = _setup(spec, gpu, engine, sp, w, kv, per_node=per_node, memo=memo, checkpoint=checkpoint)
                     if s is None:
                         continue
                     ep = sp.ep and sp.dp == 1  # TP-EP: the setup stays TP-sliced for memory, the latency splits
@@ -372,11 +374,20 @@ def _disaggregated_rows(candidates: list[tuple[Setup, bool]], t: Targets, *, max
 
 
 def _setup(
-    spec: ModelSpec, gpu: GPU, engine: str, sp: Split, w: str | None, kv: str | None, *, per_node: int, memo: dict
+    spec: ModelSpec,
+    gpu: GPU,
+    engine: str,
+    sp: Split,
+    w: str | None,
+    kv: str | None,
+    *,
+    per_node: int,
+    memo: dict,
+    checkpoint: Any = None,
 ) -> Setup | None:
     try:
-        s = setup(spec, gpu, engine=engine, tp=sp.tp, pp=sp.pp, dp=sp.dp, ep=sp.ep and sp.dp > 1,
-                  kv_dtype_name=kv, weights_dtype=w, gpus_per_node=per_node, memo=memo)  # fmt: skip
+        s = setup(spec, gpu, engine=engine, tp=sp.tp, pp=sp.pp, dp=sp.dp, ep=sp.ep and sp.dp > 1, kv_dtype_name=kv,
+                  weights_dtype=w, gpus_per_node=per_node, memo=memo, checkpoint=checkpoint)  # fmt: skip
     except InvalidInput:
         return None  # a split or dtype this model, GPU or engine cannot take
     if any(st.available <= 0 for st in s.stages):
