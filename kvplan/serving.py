@@ -261,10 +261,12 @@ def serve(
     max_num_batched_tokens: int | None = None,
     with_max_rate: bool = True,
     expert_parallel: bool = False,
+    with_p90: bool = True,
 ) -> ServingResult:
     """Steady state of one replica of ``s`` at ``rate_rps`` requests per second (see the module docstring).
 
-    ``with_max_rate=False`` skips the bisection for the sustainable rate (``max_rate_rps`` is then NaN).
+    ``with_max_rate=False`` skips the bisection for the sustainable rate (``max_rate_rps`` is then NaN);
+    ``with_p90=False`` skips the 90th percentiles (``ttft_p90_s``, ``tpot_p90_s`` are then NaN).
     """
     if rate_rps < 0 or math.isnan(rate_rps):
         raise InvalidInput(f"invalid rate {rate_rps!r}; expected requests per second >= 0")
@@ -294,11 +296,14 @@ def serve(
     n, p = rate_rps * output_len.mean * t, rate_rps * input_len.mean * t
     rho = min(p / max(1.0, s.dp * _room(s, budget, n)), 0.999)
     tpot = _mean_step(s, n=1 + n, p=p, prompt=input_len.mean, budget=budget, context=ctx, ep=ep)
-    n90 = n + Z90 * math.sqrt(n)
-    ctx90 = input_len.p90 + output_len.p90 // 2
-    tpot90 = _mean_step(s, n=1 + n90, p=p, prompt=input_len.p90, budget=budget, context=ctx90, ep=ep)
+    tpot90 = ttft90 = float("nan")
+    if with_p90:
+        n90 = n + Z90 * math.sqrt(n)
+        ctx90 = input_len.p90 + output_len.p90 // 2
+        tpot90 = _mean_step(s, n=1 + n90, p=p, prompt=input_len.p90, budget=budget, context=ctx90, ep=ep)
     ttft = _ttft(s, prompt=input_len.mean, n=n, context=ctx, budget=budget, rho=rho, quantile=None, ep=ep)
-    ttft90 = _ttft(s, prompt=input_len.p90, n=n, context=ctx, budget=budget, rho=rho, quantile=0.9, ep=ep)
+    if with_p90:
+        ttft90 = _ttft(s, prompt=input_len.p90, n=n, context=ctx, budget=budget, rho=rho, quantile=0.9, ep=ep)
     out_tps = rate_rps * output_len.mean
     return ServingResult(
         rate_rps=rate_rps,
@@ -309,9 +314,9 @@ def serve(
         prefill_tokens_per_step=p,
         step_s=t,
         ttft_mean_s=ttft,
-        ttft_p90_s=max(ttft, ttft90),
+        ttft_p90_s=max(ttft, ttft90) if with_p90 else ttft90,
         tpot_mean_s=tpot,
-        tpot_p90_s=max(tpot, tpot90),
+        tpot_p90_s=max(tpot, tpot90) if with_p90 else tpot90,
         output_tokens_per_s=out_tps,
         output_tokens_per_s_per_gpu=out_tps / gpus,
         output_tokens_per_s_per_user=1 / tpot,

@@ -129,9 +129,9 @@ def _meets(r: ServingResult, t: Targets) -> bool:
 
 
 def _run(s: Setup, t: Targets, rate: float, ep: bool = False) -> ServingResult:
-    return serve(
-        s, rate_rps=rate, input_len=t.input_len, output_len=t.output_len, with_max_rate=False, expert_parallel=ep
-    )
+    """One replica at ``rate``, with the percentiles the targets ask for (p90 figures NaN for mean targets)."""
+    return serve(s, rate_rps=rate, input_len=t.input_len, output_len=t.output_len, with_max_rate=False,
+                 expert_parallel=ep, with_p90=t.percentile == "p90")  # fmt: skip
 
 
 def _excess(r: ServingResult, t: Targets) -> float:
@@ -139,41 +139,47 @@ def _excess(r: ServingResult, t: Targets) -> float:
     if r.saturated:
         return math.inf
     p90 = t.percentile == "p90"
-    worst = -1.0  # no latency target: only saturation fails
+    excess = []
     if t.ttft_s is not None:
-        worst = max(worst, math.log((r.ttft_p90_s if p90 else r.ttft_mean_s) / t.ttft_s))
+        excess.append(math.log((r.ttft_p90_s if p90 else r.ttft_mean_s) / t.ttft_s))
     if t.tpot_s is not None:
-        worst = max(worst, math.log((r.tpot_p90_s if p90 else r.tpot_mean_s) / t.tpot_s))
-    return worst
+        excess.append(math.log((r.tpot_p90_s if p90 else r.tpot_mean_s) / t.tpot_s))
+    return max(excess, default=-1.0)  # no latency target: only saturation fails
 
 
 def rate_within_targets(s: Setup, t: Targets, *, ep: bool = False) -> float:
     """The highest rate one replica of ``s`` serves with the targets met (0 when even one request misses).
 
-    Bracketed by rates x4 from 1 req/s, then narrowed to 0.3 % by regula falsi on :func:`_excess` (bisection
-    where an end is saturated): the rate returned meets the targets, the next 0.3 % up does not.
+    Bracketed by rates x4 from 1 req/s, then narrowed to 0.3 % by regula falsi on :func:`_excess` (where the upper
+    end is saturated, the line through the last two rates that met the targets, else bisection): the rate
+    returned meets the targets, the next 0.3 % up does not.
     """
     f_lo = _excess(_run(s, t, 1e-9, ep), t)
     if f_lo > 0:
         return 0.0
     lo, hi = 0.0, 1.0
+    before = (lo, f_lo)  # the met point below ``lo``: with a saturated ``hi`` the line through both guides the next
     while (f_hi := _excess(_run(s, t, hi, ep), t)) <= 0:
-        lo, f_lo, hi = hi, f_hi, hi * 4
+        before, lo, f_lo, hi = (lo, f_lo), hi, f_hi, hi * 4
         if hi > 1e6:
             return lo
+    overshot = False
     for _ in range(4 * _RATE_STEPS):
         if hi - lo <= _RATE_TOL * hi:
             break
-        if math.isfinite(f_hi) and f_hi != f_lo:
-            # the falsi point, kept half a tolerance inside the bracket: landing just past a root already
-            # found closes the bracket in one probe
+        if math.isfinite(f_hi) and f_hi != f_lo:  # regula falsi between the two ends
             mid = lo + (hi - lo) * (-f_lo) / (f_hi - f_lo)
-            mid = min(max(mid, lo + 0.5 * _RATE_TOL * hi), hi - 0.5 * _RATE_TOL * hi)
-        else:  # a saturated end has no figure to interpolate
+        elif f_lo > before[1] and lo > before[0] and not overshot:
+            # saturated end: extend the line through the last two met points (once; after an overshoot, bisect)
+            mid = lo + (lo - before[0]) * (-f_lo) / (f_lo - before[1])
+        else:
             mid = (lo + hi) / 2
+        # kept half a tolerance inside the bracket: landing just past a root already found closes it in one probe
+        mid = min(max(mid, lo + 0.5 * _RATE_TOL * hi), hi - 0.5 * _RATE_TOL * hi)
         f_mid = _excess(_run(s, t, mid, ep), t)
+        overshot = math.isinf(f_mid)
         if f_mid <= 0:
-            lo, f_lo = mid, f_mid
+            before, lo, f_lo = (lo, f_lo), mid, f_mid
         else:
             hi, f_hi = mid, f_mid
     return lo
