@@ -180,12 +180,15 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> tuple[float, float]:
     local = moe.num_experts / (ranks if c.ep else 1)
     touched = local * (1 - (1 - moe.experts_per_token / moe.num_experts) ** moe_tokens)
     routed = moe_tokens * moe.experts_per_token / (ranks if c.ep else 1)
-    per_touched = routed / touched
-    eff = c.cal.moe_peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
-    eff *= inter_rank / (inter_rank + c.cal.moe_half_width)  # thin expert slices (high TP) run below peak
-    compute = 2 * routed * per_expert / (c.peak * eff)
-    moved = touched * per_expert * c.w_bytes + routed * (2 * h + 3 * inter_rank) * c.act_bytes
-    grouped = max(compute, moved / (c.bw * c.cal.moe_mem_eff * c.mem_scale)) + c.cal.moe_layer_s
+    if touched > 0:
+        per_touched = routed / touched
+        eff = c.cal.moe_peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
+        eff *= inter_rank / (inter_rank + c.cal.moe_half_width)  # thin expert slices (high TP) run below peak
+        compute = 2 * routed * per_expert / (c.peak * eff)
+        moved = touched * per_expert * c.w_bytes + routed * (2 * h + 3 * inter_rank) * c.act_bytes
+        grouped = max(compute, moved / (c.bw * c.cal.moe_mem_eff * c.mem_scale)) + c.cal.moe_layer_s
+    else:  # a vanishing share of a token (serving's fixed point near rate 0): only the kernels' fixed cost
+        grouped = c.cal.moe_layer_s
     dense = _gemm_s(c, tokens, h * moe.num_experts, h + moe.num_experts)  # router (16-bit; small)
     if moe.shared_size:
         dense += _dense_mlp_s(c, tokens, ceil_div(moe.shared_size, c.tp), gated=gated)

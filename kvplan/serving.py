@@ -199,8 +199,12 @@ def _solve(load: _Load) -> tuple[float | None, str]:
     g_hi = g(t_hi)
     if g_hi > 0:
         return None, bound if _step(load.setup, n=1, p=0, context=ctx, ep=load.ep) < t_hi else "compute"
-    lo = t_hi * 1e-9  # g(0) is 0 (no work at all): start just above it, where one token's weight reads show
-    return _root(g, lo, g(lo), t_hi, g_hi), "compute"
+    # g(0) is 0 (no work at all): start just above it, 1 ns, far below any step (one token's weight reads)
+    lo = min(1e-9, t_hi / 2)
+    g_lo = g(lo)
+    if g_lo <= 0:
+        return lo, "compute"
+    return _root(g, lo, g_lo, t_hi, g_hi), "compute"
 
 
 def _root(g, lo: float, g_lo: float, hi: float, g_hi: float) -> float:  # noqa: ANN001
