@@ -371,6 +371,12 @@ def phase_cost(
         raise InvalidInput(f"unknown latency model {model!r}; expected calibrated or roofline")
     if model == "roofline" and (pp > 1 or dp > 1):
         raise InvalidInput("the roofline latency models one TP group; use --latency calibrated with --pp or --dp")
+    if dp > 1 and spec.moe is None:
+        # as kvplan.engines.base.check_moe_parallel: DP attention only means something where MoE layers join the ranks
+        raise InvalidInput(
+            f"{spec.name} has no MoE layers: data-parallel attention does not apply (its copies are independent "
+            "replicas; cost one with --batch per replica); use --dp 1"
+        )
     eff = efficiency or Efficiency()
     check_parallel(spec, tp=tp, pp=pp)
     if context < 1 or batch < 1:

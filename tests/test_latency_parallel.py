@@ -294,6 +294,8 @@ def test_cli_plan_rate_shows_pp_ep_and_the_kv_transfer(cli):
     assert all(r["pp"] == 2 and r["pipeline_s"] > 0 for r in json.loads(cost.output))
     bad = cli("cost", "llama-3.1-70b", "--gpu", "h200", "--pp", "2", "--latency", "roofline")
     assert bad.exit_code == 2 and "roofline" in bad.output
+    dense = cli("cost", "llama-3.1-70b", "--gpu", "h200", "--dp", "2")
+    assert dense.exit_code == 2 and "no MoE layers" in dense.output
 
 
 def test_dp_attention_serving_holds_each_ranks_pool_and_counts_every_gpu():
