@@ -126,7 +126,7 @@ class _Ctx:
     mem_scale: float = 1.0  # fp8 weights: share of the 16-bit streaming efficiency the GEMMs reach
     dp: int = 1  # data-parallel attention ranks (each a TP group of tp GPUs) sharing the MoE layers
     pp: int = 1  # pipeline stages
-    gpus_per_node: int = 8  # one NVLink domain; collectives over more ranks cross the network
+    gpus_per_node: int = 8  # one NVLink domain (nvlink_domain); collectives over more ranks cross the network
     dispatch_bytes: float = 2.0  # bytes per element an EP dispatch sends (fp8 weights: fp8 dispatch, as DeepEP)
 
     @property
@@ -201,6 +201,12 @@ def _elementwise_s(c: _Ctx, tokens: float, inter_rank: int) -> float:
     norm_bytes = 2 * tokens * 3 * h * c.act_bytes  # read x and residual, write x (twice per layer)
     act_bytes = tokens * 3 * inter_rank * c.act_bytes  # read gate and up, write the product
     return (norm_bytes + act_bytes) / (c.bw * c.cal.elementwise_mem_eff) + 3 * c.kernel_s
+
+
+def nvlink_domain(gpu: GPU, gpus_per_node: int | None = None) -> int:
+    """GPUs that reach each other over the GPU interconnect: the node, or the NVLink domain where it spans several
+    nodes (GB200 NVL72); collectives and sends over more ranks than this cross the network."""
+    return max(gpus_per_node or gpu.gpus_per_node, gpu.nvlink_domain_gpus or 0)
 
 
 def _link_gbps(c: _Ctx) -> float:
@@ -416,7 +422,7 @@ def _make_ctx(
         mem_scale=cal.fp8_mem_eff_scale if fp8 else 1.0,
         dp=dp,
         pp=pp,
-        gpus_per_node=gpus_per_node or gpu.gpus_per_node,
+        gpus_per_node=nvlink_domain(gpu, gpus_per_node),
         dispatch_bytes=1.0 if fp8 else 2.0,
     )
 

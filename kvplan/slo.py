@@ -254,6 +254,7 @@ def _disaggregated(
     """Separate pools: prefill replicas serve prompts one at a time, decode replicas decode only; each request's
     KV moves between them (:func:`kv_transfer`, across nodes unless both pools fit in one)."""
     from kvplan.cost import phase_cost
+    from kvplan.latency import nvlink_domain
 
     prompt = t.input_len.p90 if t.percentile == "p90" else t.input_len.mean
     if ("prefill", id(prefill)) not in memo:
@@ -279,7 +280,7 @@ def _disaggregated(
     gpus = p_gpus + d_gpus
     if gpus > max_gpus:
         return None
-    if gpus <= decode.gpus_per_node:  # both pools in one node: the KV moves over NVLink
+    if gpus <= nvlink_domain(decode.gpu, decode.gpus_per_node):  # both pools in one NVLink domain
         transfer, moved = kv_transfer(prefill, decode, prompt, crosses_nodes=False)
     r = _run(decode, decode_only, t.rate_rps / d_replicas, ep)
     load = t.rate_rps * service / p_replicas
@@ -307,7 +308,7 @@ def _disaggregated(
         pp=decode.pp,
         dp=decode.dp,
         ep_ranks=decode.tp * decode.dp if (ep or decode.ep) else 0,
-        nodes=1 if gpus <= decode.gpus_per_node else p_nodes + d_nodes,
+        nodes=math.ceil(gpus / decode.gpus_per_node) if gpus <= decode.gpus_per_node else p_nodes + d_nodes,
         kv_transfer_s=transfer,
         kv_transfer_bytes=moved,
         prefill_tp=prefill.tp,

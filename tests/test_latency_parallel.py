@@ -310,3 +310,15 @@ def test_dp_attention_serving_holds_each_ranks_pool_and_counts_every_gpu():
     assert (
         not one.saturated and one.tpot_mean_s > 0 and one.output_tokens_per_s_per_gpu == pytest.approx(0.01 * 256 / 8)
     )
+
+
+def test_an_nvlink_domain_beyond_a_node_keeps_collectives_on_nvlink():
+    # GB200 NVL72: 4 GPUs per compute tray, one NVLink5 domain of 72 (kvplan/data/gpus.yaml nvlink_domain_gpus)
+    from kvplan.latency import nvlink_domain
+
+    gb200, ds = resolve_gpu("gb200"), load_bundled("deepseek-v3")
+    assert gb200.gpus_per_node == 4 and nvlink_domain(gb200) == 72 and nvlink_domain(H200) == 8
+    ctx = _make_ctx(ds, gb200, tp=1, weights_dtype="fp8", cal=CAL, eager=False, ep=True, dp=16)
+    logical = 64 * 8 * 7168 * 1.0
+    want = CAL.allreduce_base_s + 14 * CAL.allreduce_rank_s + logical / (1800e9 * A2A_NVLINK_BW_EFF)
+    assert alltoall_s(ctx, 64, bytes_per_element=1.0) == pytest.approx(want)  # 16 ranks over 4 trays, no NIC
