@@ -23,7 +23,13 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
 * **element-wise kernels** (two add+norms and the gated activation per layer): bytes at
   ``elementwise_mem_eff`` of bandwidth, plus ``kernel_s`` each;
 * **all-reduce** after attention and after the MLP (and one after the embedding) at TP > 1:
-  ``allreduce_base_s + allreduce_rank_s * (tp - 2) + 2 (tp - 1) / tp * bytes / (link * allreduce_bw_eff)``.
+  ``allreduce_base_s + allreduce_rank_s * (tp - 2) + 2 (tp - 1) / tp * bytes / (link * allreduce_bw_eff)``;
+* **expert-parallel all-to-all** with data-parallel attention (``dp`` ranks): a dispatch and a combine
+  per MoE layer, latency + bandwidth over NVLink within the NVLink domain and the NIC beyond it
+  (:func:`alltoall_s`; constants fitted to DeepEP's published tables by ``benchmarks/fit_alltoall.py``);
+* **pipeline stages** (``pp``): per-stage times, the sends between stages, micro-batches and the
+  bubble (:func:`step_latency`, :func:`stage_latencies`), and the KV transfer between disaggregated
+  pools (:func:`kv_transfer_s`).
 
 Prefill runs eagerly (``kernel_s`` = ``eager_kernel_s``); decode replays CUDA graphs
 (``graph_kernel_s``), as vLLM and TensorRT-LLM both do by default for decode batches. The
