@@ -182,6 +182,14 @@ CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
         "attn_layer_offset": 4, "mamba_d_state": 16, "mamba_d_conv": 4, "mamba_expand": 2,
         "mamba_dt_rank": "auto", "mamba_conv_bias": True, "mamba_proj_bias": False,
     },
+    "glm4_moe": {  # Glm4MoeConfig (no head_dim field: Glm4MoeAttention uses hidden // heads when absent;
+        # __post_init__ sets partial_rotary_factor 0.5; num_mtp_layers 1 is not built by transformers)
+        "vocab_size": 151552, "hidden_size": 4096, "intermediate_size": 10944, "num_hidden_layers": 46,
+        "num_attention_heads": 96, "num_key_value_heads": 8, "head_dim": None, "max_position_embeddings": 131072,
+        "tie_word_embeddings": False, "rope_theta": 10000.0, "partial_rotary_factor": 0.5, "attention_bias": False,
+        "moe_intermediate_size": 1408, "num_experts_per_tok": 8, "n_shared_experts": 1, "n_routed_experts": 128,
+        "first_k_dense_replace": 1, "use_qk_norm": False,
+    },
     "qwen3_next": {  # Qwen3NextConfig (partial_rotary_factor 0.25, full_attention_interval 4 in __post_init__)
         "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 48,
         "num_attention_heads": 16, "num_key_value_heads": 2, "head_dim": 256,
@@ -233,7 +241,7 @@ _CORE_ALIASES = {
 _WINDOWED = {"mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "phi3",
              "gpt_oss", "smollm3", "cohere2", None}  # fmt: skip
 _MOE_DIALECTS = {"mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "deepseek_v2", "deepseek_v3", "deepseek_v32",
-                 "gpt_oss", "jamba", "llama4_text", "minimax_m2", None}  # fmt: skip
+                 "gpt_oss", "jamba", "llama4_text", "minimax_m2", "glm4_moe", None}  # fmt: skip
 _DTYPE_FALLBACK = "bf16"  # what serving engines load a checkpoint in when it does not say
 
 
@@ -447,6 +455,7 @@ _ARCHITECTURES = {
     "Phi3ForCausalLM": "phi3", "GptOssForCausalLM": "gpt_oss", "CohereForCausalLM": "cohere",
     "Olmo2ForCausalLM": "olmo2", "JambaForCausalLM": "jamba", "Qwen3NextForCausalLM": "qwen3_next",
     "SmolLM3ForCausalLM": "smollm3", "MiniMaxM2ForCausalLM": "minimax_m2", "Cohere2ForCausalLM": "cohere2",
+    "Glm4MoeForCausalLM": "glm4_moe",
 }  # fmt: skip
 
 
@@ -1001,6 +1010,13 @@ def _moe(f: _Fields, *, layers: int) -> dict[str, Any] | None:
         moe["num_shared_experts"] = f.integer("n_shared_experts", minimum=0) or 0
         moe["first_dense_layers"] = min(f.integer("first_k_dense_replace", minimum=0) or 0, layers)
         moe["router_bias"] = d != "deepseek_v2"  # DeepseekV3TopkRouter.e_score_correction_bias
+    if d == "glm4_moe":
+        # Glm4MoeMoE: shared_experts is one MLP of moe_intermediate_size * n_shared_experts;
+        # Glm4MoeTopkRouter.e_score_correction_bias (a buffer, stored in the checkpoint); the
+        # first first_k_dense_replace layers are dense (Glm4MoeDecoderLayer), all later ones MoE.
+        moe["num_shared_experts"] = f.integer("n_shared_experts", minimum=0) or 0
+        moe["first_dense_layers"] = min(f.integer("first_k_dense_replace", minimum=0) or 0, layers)
+        moe["router_bias"] = True
     if d == "gpt_oss":
         moe |= {"router_bias": True, "expert_bias": True}  # GptOssTopKRouter.bias; GptOssExperts *_bias
     first = moe.get("first_dense_layers", 0)
@@ -1026,6 +1042,8 @@ def _dense_layers(f: _Fields, *, layers: int) -> list[int]:
         step = f.need("interleave_moe_layer_step")
         moe = set(f.ints("moe_layers")) if f.get("moe_layers") is not None else set(range(step - 1, layers, step))
         return [i for i in range(layers) if i not in moe]
+    if d == "glm4_moe":  # Glm4MoeDecoderLayer: MoE iff layer_idx >= first_k_dense_replace
+        return list(range(min(f.integer("first_k_dense_replace", minimum=0) or 0, layers)))
     if d in ("deepseek_v2", "deepseek_v3", "deepseek_v32"):
         # DeepSeek remote modeling and vLLM deepseek_v2.py: MoE iff i >= first_k_dense_replace
         # and i % moe_layer_freq == 0 (transformers 5.24 has no moe_layer_freq: always 1).
@@ -1211,6 +1229,15 @@ def _qwen3_next_layout(f: _Fields, **kw: Any) -> dict[str, Any]:
     return _llama_layout(f, **kw) | {"qk_norm": True, "attention_output_gate": True}
 
 
+def _glm4_moe_layout(f: _Fields, **_: Any) -> dict[str, Any]:
+    # Glm4MoeAttention: q/k/v take config.attention_bias, o_proj never has one; use_qk_norm adds
+    # per-head RMSNorm of head_dim on q and k (modeling_glm4_moe.py, transformers 5.24.0).
+    layout: dict[str, Any] = {"attention_bias": "qkv"} if f.flag("attention_bias") else {}
+    if f.flag("use_qk_norm"):
+        layout["qk_norm"] = True
+    return layout
+
+
 def _extra(params: int, note: str) -> dict[str, Any]:
     return {"extra_params": params, "extra_params_note": f"{note} (inside the decoder; counted here)"}
 
@@ -1229,4 +1256,5 @@ _LAYOUTS: dict[str, Callable[..., dict[str, Any]]] = {
     "olmo2": _olmo2_layout,
     "minimax_m2": _olmo2_layout,  # MiniMaxM2Attention: q_norm / k_norm over all heads, as OLMo 2
     "qwen3_next": _qwen3_next_layout,
+    "glm4_moe": _glm4_moe_layout,
 }

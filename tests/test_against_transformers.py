@@ -278,6 +278,19 @@ def _minimax_m2(spec: ModelSpec) -> Any:
     return transformers.MiniMaxM2Config(**heads(spec), num_local_experts=4, **TINY, **TINY_MOE)
 
 
+def _glm4_moe(spec: ModelSpec) -> Any:
+    # partial RoPE (0.5) and q/k norm do not change what is cached: full K and V of head_dim per KV head
+    return transformers.Glm4MoeConfig(
+        **heads(spec),
+        n_routed_experts=4,
+        moe_intermediate_size=32,
+        first_k_dense_replace=spec.moe.first_dense_layers,
+        use_qk_norm=spec.params.qk_norm,
+        **TINY,
+        **TINY_MOE,
+    )
+
+
 # Phi-3-mini-128k's config.json carries sliding_window 262144 (models.md 1.19), larger than its
 # context; transformers builds sliding cache layers from it, which never drop a token below 262144.
 PHI3_CONFIG_WINDOW = {"phi-3-mini-128k": 262144}
@@ -393,6 +406,7 @@ CASES: dict[str, Case] = {
     # the reference Mamba scan is slow on CPU at d_inner 8192: one short prompt
     "jamba": Case("jamba", ["jamba-v0.1", "jamba-1.5-mini", "jamba-1.5-large"], _jamba, lengths=(SHORT,)),
     "qwen3_next": Case("qwen3_next", ["qwen3-next-80b-a3b", "qwen3-next-80b-a3b-instruct"], _qwen3_next),
+    "glm4_moe": Case("glm4_moe", ["glm-4.5-air", "glm-4.5"], _glm4_moe),
 }
 
 

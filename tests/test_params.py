@@ -205,6 +205,21 @@ def _qwen3_next(t, spec: ModelSpec):
     )
 
 
+def _glm4_moe(t, spec: ModelSpec):
+    moe = spec.moe
+    return t.Glm4MoeConfig(
+        **_common(spec),
+        intermediate_size=spec.intermediate_size,
+        moe_intermediate_size=moe.expert_intermediate_size,
+        n_routed_experts=moe.num_experts,
+        n_shared_experts=moe.num_shared_experts,
+        num_experts_per_tok=moe.experts_per_token,
+        first_k_dense_replace=moe.first_dense_layers,
+        attention_bias=spec.params.attention_bias == "qkv",
+        use_qk_norm=spec.params.qk_norm,
+    )
+
+
 # family -> config built from the spec; each is the family's transformers class, nothing else.
 CONFIGS: dict[str, Callable[[Any, ModelSpec], Any]] = {
     "llama": lambda t, s: t.LlamaConfig(**_common(s), intermediate_size=s.intermediate_size),
@@ -255,12 +270,13 @@ CONFIGS: dict[str, Callable[[Any, ModelSpec], Any]] = {
     "kimi_k2": _deepseek,  # Kimi K2 runs DeepseekV3ForCausalLM
     "jamba": _jamba,
     "qwen3_next": _qwen3_next,
+    "glm4_moe": _glm4_moe,
 }
 
 
 def _checkpoint_tensors(model) -> int:
     """Parameters, plus DeepSeek V3's router correction bias: a buffer in transformers, a tensor in the checkpoint."""
-    # (MiniMax-M2's is the same buffer.)
+    # (MiniMax-M2's and GLM-4.5's are the same buffer.)
     extra = sum(b.numel() for name, b in model.named_buffers() if name.endswith("e_score_correction_bias"))
     return sum(p.numel() for p in model.parameters()) + extra
 
@@ -276,3 +292,28 @@ def test_count_equals_transformers_modules(name):
     with torch.device("meta"):
         model = transformers.AutoModelForCausalLM.from_config(config)
     assert _checkpoint_tensors(model) == count_params(spec).total
+
+
+def test_mistral_small_vision_tower_is_what_the_published_24b_adds():
+    """The text spec is 1.8% under Mistral Small 3.1's "24B"; the Pixtral tower and projector make up the rest."""
+    import json
+    from pathlib import Path
+
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    raw = json.loads((Path(__file__).parent / "data" / "hf_configs" / "mistral-small-3.1-24b.json").read_text())
+    config = transformers.Mistral3Config(
+        text_config=raw["text_config"], vision_config=raw["vision_config"], tie_word_embeddings=False
+    )
+    with torch.device("meta"):
+        model = transformers.Mistral3ForConditionalGeneration(config)
+    named = dict(model.named_parameters())
+    vision = sum(p.numel() for n, p in named.items() if "vision_tower" in n or "multi_modal_projector" in n)
+    text = sum(p.numel() for p in named.values()) - vision
+    spec = load_bundled("mistral-small-3.1-24b")
+    assert text == count_params(spec).total == 23_572_403_200
+    # Pixtral: 24 x (4 x 1024^2 attention + 3 x 1024 x 4096 MLP + 2 norms) + patch conv 3*14*14*1024 + ln_pre
+    # = 403,305,472; projector: norm 1024 + patch merger 4096 x 1024 + 1024 x 5120 + 5120 x 5120 = 35,652,608.
+    assert vision == 24 * (4 * 1024**2 + 3 * 1024 * 4096 + 2 * 1024) + 3 * 14 * 14 * 1024 + 1024 + 35_652_608
+    assert vision == 438_958_080
+    assert abs(text + vision - 24e9) <= 0.01 * 24e9  # 24,011,361,280: +0.05% vs the published 24B
