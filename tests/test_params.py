@@ -220,6 +220,26 @@ def _glm4_moe(t, spec: ModelSpec):
     )
 
 
+def _qwen3_5(t, spec: ModelSpec):
+    linear = spec.kind("linear")
+    deltanet = {
+        "linear_num_key_heads": linear.n_k_heads,
+        "linear_num_value_heads": linear.n_heads,
+        "linear_key_head_dim": linear.head_k_dim,
+        "linear_value_head_dim": linear.head_v_dim,
+        "linear_conv_kernel_dim": linear.d_conv,
+    }
+    if spec.moe is None:
+        return t.Qwen3_5TextConfig(**_common(spec), **deltanet, intermediate_size=spec.intermediate_size)
+    return t.Qwen3_5MoeTextConfig(
+        **_common(spec),
+        **deltanet,
+        **_moe(spec, "num_experts"),
+        moe_intermediate_size=spec.moe.expert_intermediate_size,
+        shared_expert_intermediate_size=spec.moe.shared_size,
+    )
+
+
 # family -> config built from the spec; each is the family's transformers class, nothing else.
 CONFIGS: dict[str, Callable[[Any, ModelSpec], Any]] = {
     "llama": lambda t, s: t.LlamaConfig(**_common(s), intermediate_size=s.intermediate_size),
@@ -271,6 +291,8 @@ CONFIGS: dict[str, Callable[[Any, ModelSpec], Any]] = {
     "jamba": _jamba,
     "qwen3_next": _qwen3_next,
     "glm4_moe": _glm4_moe,
+    "qwen3_5": _qwen3_5,
+    "qwen3_5_moe": _qwen3_5,
 }
 
 
@@ -317,3 +339,29 @@ def test_mistral_small_vision_tower_is_what_the_published_24b_adds():
     assert vision == 24 * (4 * 1024**2 + 3 * 1024 * 4096 + 2 * 1024) + 3 * 14 * 14 * 1024 + 1024 + 35_652_608
     assert vision == 438_958_080
     assert abs(text + vision - 24e9) <= 0.01 * 24e9  # 24,011,361,280: +0.05% vs the published 24B
+
+
+@pytest.mark.parametrize(
+    ("name", "generation", "vision_params"),
+    [
+        # 27 ViT blocks of 1152 (qkv, proj, MLP 4304, 2 LayerNorms, biases) + patch embed + position
+        # embedding + merger to the text width: counted by transformers below, pinned here.
+        ("qwen3.5-27b", "Qwen3_5ForConditionalGeneration", 460_730_096),
+        ("qwen3.5-35b-a3b", "Qwen3_5MoeForConditionalGeneration", 446_571_248),  # merger out to 2048, not 5120
+    ],
+)
+def test_qwen3_5_text_spec_is_the_release_without_its_vision_tower(name, generation, vision_params):
+    import json
+    from pathlib import Path
+
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    raw = json.loads((Path(__file__).parent / "data" / "hf_configs" / f"{name}.json").read_text())
+    config_class = getattr(transformers, generation.replace("ForConditionalGeneration", "Config"))
+    config = config_class(text_config=raw["text_config"], vision_config=raw["vision_config"], tie_word_embeddings=False)
+    with torch.device("meta"):
+        model = getattr(transformers, generation)(config)
+    named = dict(model.named_parameters())
+    vision = sum(p.numel() for n, p in named.items() if ".visual." in f".{n}")
+    assert vision == vision_params
+    assert sum(p.numel() for p in named.values()) - vision == count_params(load_bundled(name)).total
