@@ -748,6 +748,8 @@ def _layer_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
         types = ["full_attention"] * layers
     else:
         types = [_sliding_rule(f, i) for i in range(layers)]
+    if d == "smollm3" and explicit is not None:
+        types = _smollm3_nope(f, types)
     if d == "cohere2":  # Cohere2Attention applies RoPE on sliding layers only
         types = ["nope_attention" if t == "full_attention" else t for t in types]
     if explicit is None and f.known("index_head_dim"):
@@ -801,6 +803,15 @@ def _smollm3_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
     if len(flags) != layers:
         raise InvalidInput(f"{f.origin}: no_rope_layers lists {len(flags)} layers but num_hidden_layers is {layers}")
     return ["full_attention" if rope else "sliding_attention" if window else "nope_attention" for rope in flags]
+
+
+def _smollm3_nope(f: _Fields, types: list[str]) -> list[str]:
+    """SmolLM3 checkpoints that list layer_types (HuggingFaceTB/SmolLM3-3B: all "full_attention") still
+    skip RoPE where no_rope_layers says 0: SmolLM3Attention.use_rope = config.no_rope_layers[layer_idx],
+    whatever the layer type (modeling_smollm3.py, transformers 5.24.0)."""
+    flags = _smollm3_types(f, layers=len(types), window=None)
+    return ["nope_attention" if t == "full_attention" and flag == "nope_attention" else t
+            for t, flag in zip(types, flags, strict=True)]  # fmt: skip
 
 
 # Other spellings of a per-layer block list: the values below are each family's own words
@@ -878,6 +889,8 @@ def _kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str, dict
     name, kind = _base_kind(f, base, window=window)
     if "indexer" in extras:
         name, kind = f"{name}_indexed", {**kind, "index_head_dim": f.need("index_head_dim")}
+        if f.known("index_n_heads"):  # sizes the indexer's weights (kvplan.params._indexer_parts)
+            kind["index_n_heads"] = f.need("index_n_heads")
     if "shared" in extras:
         name, kind = f"{name}_shared", {**kind, "kv_shared": True}
     return name, kind

@@ -160,9 +160,11 @@ EXPECTED_PARAMS: dict[str, tuple[int, int]] = {
     # active = total - 48 layers x (512 - 10) experts x 3*2048*512 = 79,674,391,296 - 75,799,461,888.
     "qwen3-next-80b-a3b": (79_674_391_296, 3_874_929_408),
     "llama-4-scout-17b-16e": (107_769_861_120, 17_172_894_720),
-    # Issue 9. DeepSeek-V3.1: V3's architecture; V3.2-Exp: the same, its indexer weights not counted (0.13%).
+    # Issue 9. DeepSeek-V3.1: V3's architecture. V3.2-Exp: the same + 61 lightning indexers of 13,959,424
+    # (wq_b 1,536*64*128 + wk 7,168*128 + k_norm 256 + weights_proj 7,168*64) = 851,524,864, run by every token.
+    # Was (671,026,419,200, 37,552,297,472) while the indexer weights were not counted; now +0.13% vs 671B.
     "deepseek-v3.1": (671_026_419_200, 37_552_297_472),
-    "deepseek-v3.2-exp": (671_026_419_200, 37_552_297_472),
+    "deepseek-v3.2-exp": (671_877_944_064, 38_403_822_336),
     # Kimi K2: 60 MoE layers x 384 experts x 3*7168*2048 = 1,014,686,023,680 of the total; published "1T".
     "kimi-k2-instruct-0905": (1_026_408_232_448, 32_861_500_928),
     # SmolLM3 3B: tied 128,256 x 2,048 embedding + 36 x (10,485,760 attention + 67,633,152 MLP + 4,096 norms) + 2,048.

@@ -683,6 +683,9 @@ def test_llama4_empty_no_rope_layers_gets_the_class_default() -> None:
 
 
 def test_smollm3_nope_layers_and_olmo2() -> None:
+    # The verbatim SmolLM3-3B file lists layer_types (all full_attention) beside no_rope_layers: the NoPE layers
+    # must still be read (SmolLM3Attention.use_rope comes from no_rope_layers whatever the layer type).
+    assert set(json.loads((DATA / "smollm3-3b.json").read_text())["layer_types"]) == {"full_attention"}
     spec = imported("smollm3-3b").spec
     assert spec.kind_counts == {"full": 27, "global": 9} and not spec.kind("global").use_rope
     assert imported("olmo-2-1124-7b").spec.num_kv_heads == 32

@@ -152,7 +152,7 @@ def _moe(spec: ModelSpec, experts_key: str) -> dict[str, Any]:
 
 
 def _deepseek(t, spec: ModelSpec):
-    mla, moe = spec.kind("mla"), spec.moe
+    mla, moe = next(k for k in spec.layers.kinds.values() if k.type == "mla"), spec.moe
     cls = t.DeepseekV2Config if spec.family == "deepseek_v2" else t.DeepseekV3Config
     return cls(
         **_common(spec, head_dim=False),
@@ -170,6 +170,24 @@ def _deepseek(t, spec: ModelSpec):
         n_group=1,
         topk_group=1,
     )
+
+
+def _deepseek_v32(t, spec: ModelSpec):
+    config = _deepseek(t, spec)
+    kind = spec.kind("mla_indexed")
+    return t.DeepseekV32Config(
+        **{k: v for k, v in config.to_dict().items() if k in _DEEPSEEK_FIELDS},
+        index_head_dim=kind.index_head_dim,
+        index_n_heads=kind.index_n_heads,
+    )
+
+
+_DEEPSEEK_FIELDS = {
+    "hidden_size", "vocab_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+    "tie_word_embeddings", "max_position_embeddings", "intermediate_size", "moe_intermediate_size",
+    "n_routed_experts", "n_shared_experts", "num_experts_per_tok", "first_k_dense_replace", "kv_lora_rank",
+    "q_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "n_group", "topk_group",
+}  # fmt: skip
 
 
 def _jamba(t, spec: ModelSpec):
@@ -288,6 +306,7 @@ CONFIGS: dict[str, Callable[[Any, ModelSpec], Any]] = {
     "deepseek_v2": _deepseek,
     "deepseek_v3": _deepseek,
     "kimi_k2": _deepseek,  # Kimi K2 runs DeepseekV3ForCausalLM
+    "deepseek_v32": _deepseek_v32,  # the lightning indexer's weights included
     "jamba": _jamba,
     "qwen3_next": _qwen3_next,
     "glm4_moe": _glm4_moe,
