@@ -103,6 +103,8 @@ OWN_KV: dict[str, tuple[int, int, int, int, int]] = {
     "glm-4.5": (376_832, 376_832, 1_543_503_872, 12_348_030_976, 49_392_123_904),
     # GLM-4.5-Air: c = 4,096; 46 layers -> 188,416/token. 4K: 771,751,936; 32K: 6,174,015,488; 128K: 24,696,061,952.
     "glm-4.5-air": (188_416, 188_416, 771_751_936, 6_174_015_488, 24_696_061_952),
+    # GLM-4.6: GLM-4.5's 92 layers (376,832/token); only max_position_embeddings (202,752) differs.
+    "glm-4.6": (376_832, 376_832, 1_543_503_872, 12_348_030_976, 49_392_123_904),
     # Mistral Small 3.1: c = 2*8*128*2 = 4,096; 40 full layers -> 163,840/token (Mistral Nemo's geometry).
     "mistral-small-3.1-24b": (163_840, 163_840, 671_088_640, 5_368_709_120, 21_474_836_480),
     # Qwen3.5 27B: 16 full layers, c = 2*4*256*2 = 4,096 -> 65,536/token. 48 Gated DeltaNet layers hold conv
@@ -186,6 +188,7 @@ EXPECTED_PARAMS: dict[str, tuple[int, int]] = {
     # 134,479,872; MoE layer 128 x 17,301,504 + 524,416 + 17,301,504 = 2,232,418,432.
     # Total: 2 x 620,756,992 + 4,096 + 46 x 109,074,432 + 134,479,872 + 45 x 2,232,418,432 = 106,852,251,264 (+0.80%).
     "glm-4.5-air": (106_852_251_264, 13_424_129_664),
+    "glm-4.6": (352_797_829_024, 33_632_266_144),  # GLM-4.5's architecture, the same count
     # Mistral Small 3.1 text model: 2 x 131,072*5,120 + 5,120 + 40 x (52,428,800 attention + 503,316,480 MLP
     # + 10,240 norms); the vision tower adds 438,958,080 (tests/test_params.py).
     "mistral-small-3.1-24b": (23_572_403_200, 23_572_403_200),
