@@ -72,6 +72,7 @@ class TargetRow:
     prefill_gpus: int = 0
     decode_gpus: int = 0
     pareto: bool = False
+    weights_source: str = "architecture"  # or the checkpoint whose headers gave the weights term
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,6 +125,7 @@ def _row(s: Setup, t: Targets, per_replica: float, *, max_gpus: int, ep: bool = 
         tp=s.tp,
         replicas=replicas,
         weights_dtype=s.weights_dtype,
+        weights_source=s.weights_source,
         kv_dtype=s.kv_dtype,
         rate_per_replica_rps=t.rate_rps / replicas,
         max_rate_per_replica_rps=per_replica,
@@ -169,6 +171,7 @@ def _disaggregated(prefill: Setup, decode: Setup, t: Targets, *, max_gpus: int, 
         tp=decode.tp,
         replicas=d_replicas,
         weights_dtype=decode.weights_dtype,
+        weights_source=decode.weights_source,
         kv_dtype=decode.kv_dtype,
         rate_per_replica_rps=t.rate_rps / d_replicas,
         max_rate_per_replica_rps=d_per,

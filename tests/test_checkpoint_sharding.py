@@ -239,3 +239,13 @@ def test_the_default_cut_is_plain_tensor_parallelism():
 
     plain = Sharding.tensor(4)
     assert all(getattr(_tensor_sharding(4), f) == getattr(plain, f) for f in plain.__dataclass_fields__)
+
+
+def test_plan_with_latency_targets_uses_the_header_bytes(cli, folder):
+    result = cli("plan", str(folder), "--rate", "1", "--input", "128", "--output", "64", "--gpus", "h100-sxm",
+                 "--max-gpus", "2", "-f", "json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    plans = json.loads(result.stdout)["plans"]
+    own = [p for p in plans if p["weights_dtype"] == "bf16"]  # the checkpoint's dtype
+    assert own and all("safetensors headers" in p["weights_source"] for p in own)
+    assert "note: weights from " in result.stderr
