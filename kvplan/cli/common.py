@@ -63,7 +63,7 @@ CheckpointOpt = Annotated[
     Optional[str],
     typer.Option(
         help="weights as stored in this checkpoint (headers only): a .safetensors or .gguf file, a folder, or a "
-        "Hub repo org/name[@rev][:file.gguf] (default: MODEL's own checkpoint, when it has one)"
+        "Hub repo org/name[@rev][:file.gguf | :Q4_K_M] (default: MODEL's own checkpoint, when it has one)"
     ),
 ]
 ModelArg = Annotated[
