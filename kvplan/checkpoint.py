@@ -575,6 +575,26 @@ def _dominant(weights: CheckpointWeights, spec: ModelSpec) -> str:
     return max(by_kind, key=by_kind.__getitem__) if by_kind else spec.dtype
 
 
+def stored_weight_dtypes(weights: CheckpointWeights, spec: ModelSpec) -> tuple[str, ...]:
+    """kvplan weights dtypes naming how the decoder's matrices are stored, most exact first: the GGUF
+    type itself where kvplan has it (``q4_k`` for a Q4_K file; engines that load GGUF types list
+    them among their weights dtypes), then the nearest generic dtype (``int4``). A caller takes
+    the first one its engine loads."""
+    key = ("dtypes", spec.num_layers, spec.dtype)
+    if key not in weights._memo:
+        by_type: dict[str, int] = {}
+        for t, role, _ in weights.roles(spec):
+            if role == "layer" and len(t.shape) >= 2 and not is_scale(t.name):
+                by_type[t.dtype] = by_type.get(t.dtype, 0) + t.nbytes
+        top = max(by_type, key=by_type.__getitem__) if by_type else None
+        exact = _GGML_KVPLAN.get(top or "")
+        weights._memo[key] = tuple(dict.fromkeys([*([exact] if exact else []), dominant_weight_dtype(weights, spec)]))
+    return weights._memo[key]
+
+
+# GGUF types kvplan's units name exactly (units.WEIGHT_DTYPES: the same ggml-common.h block sizes).
+_GGML_KVPLAN = {"Q8_0": "q8_0", "Q6_K": "q6_k", "Q5_K": "q5_k", "Q4_K": "q4_k", "Q4_0": "q4_0"}
+
 # Storage dtype -> the nearest kvplan weights dtype (for the architecture count beside the header sum).
 _KVPLAN_DTYPE = {
     "F32": "fp32", "F16": "fp16", "BF16": "bf16", "F8_E4M3": "fp8", "F8_E5M2": "fp8", "I8": "int8",
