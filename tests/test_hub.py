@@ -500,3 +500,13 @@ def test_fp8_moe_per_rank_under_ep_differs_from_the_count_by_its_scales(hub):
     # q and o cut 4 ways (1 byte each), k and v by KV head (2 KV heads, one per rank pair: 2 bytes each),
     # expert 0's gate/up/down whole (3 x 4 = 12): 1 + 2 + 2 + 1 + 12 = 18 bytes; 2 layers -> 36
     assert by_headers[0] - bare[0] == 36
+
+
+def test_weights_dtype_on_a_hub_model_says_the_count_is_used(hub, cli):
+    config, tensors = dense_llama()
+    hub.repos["org/tiny-llama"] = repo(config, {"model.safetensors": safetensors_torch.save(tensors)})
+    result = cli("capacity", "org/tiny-llama", "--gpu", "l4", "-c", "256", "--weights-dtype", "fp8")
+    assert result.exit_code == 0, result.output
+    assert "note: weights from the architecture count in fp8 (--weights-dtype), not the headers" in result.stderr
+    assert "no safetensors headers" not in result.stderr
+    assert not any(r.path.endswith(".safetensors") for r in hub.log)  # the headers were not even read
