@@ -339,10 +339,18 @@ _REPLICATED = ("norm", "mlp.gate.", "block_sparse_moe.gate.", "router", "e_score
 _KV_PROJ = ("k_proj", "v_proj", "attn_k.", "attn_v.")
 
 
+def _any_of(words: Iterable[str]) -> re.Pattern[str]:
+    """One search for any of ``words`` (a 90k-tensor checkpoint is classified name by name)."""
+    return re.compile("|".join(map(re.escape, words)))
+
+
+_VISION_RE, _REPLICATED_RE = _any_of(_VISION), _any_of(_REPLICATED)
+
+
 def tensor_role(name: str, *, num_layers: int) -> tuple[str, int | None]:
     """(role, layer): embedding, lm_head, final_norm, layer, mtp, vision or other."""
     lower = name.lower()
-    if any(v in lower for v in _VISION):
+    if _VISION_RE.search(lower):
         return "vision", None
     if "mtp" in lower or "nextn" in lower:
         return "mtp", None
@@ -371,6 +379,7 @@ def is_scale(name: str) -> bool:
 _EXPERT_RE = re.compile(r"(?:^|\.)experts\.(?:(\d+)\.)?|_exps\.")
 # The feed-forward block (dense MLP or shared experts): cut over the MLP's TP group (Sharding.mlp_tp).
 _MLP = ("mlp.", "ffn", "feed_forward", "shared_expert", "block_sparse_moe")
+_MLP_RE = _any_of(_MLP)
 
 
 def tensor_group(name: str) -> str:
@@ -378,12 +387,12 @@ def tensor_group(name: str) -> str:
     lower = name.lower()
     if _EXPERT_RE.search(lower):
         return "expert"
-    return "mlp" if any(m in lower for m in _MLP) else "attention"
+    return "mlp" if _MLP_RE.search(lower) else "attention"
 
 
 def _replicated(t: TensorInfo) -> bool:
     lower = t.name.lower()
-    return len(t.shape) <= 1 and "bias" not in lower or any(r in lower for r in _REPLICATED)
+    return len(t.shape) <= 1 and "bias" not in lower or _REPLICATED_RE.search(lower) is not None
 
 
 def sharded_bytes(t: TensorInfo, spec: ModelSpec, *, role: str, sharding: object) -> int:
