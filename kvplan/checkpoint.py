@@ -305,7 +305,9 @@ def select_gguf(files: Iterable[str], wanted: str, *, origin: str) -> list[str]:
         return gguf_parts(hits[0], ggufs)
     groups: dict[str, list[str]] = {}
     for f in ggufs:
-        if wanted.upper() in gguf_tags(f):
+        tags = gguf_tags(f)
+        # Unsloth's dynamic quants carry a "UD-" prefix (UD-Q4_K_XL): the tag without it names them too
+        if wanted.upper() in tags or wanted.upper() in (t.removeprefix("UD-") for t in tags):
             groups.setdefault(gguf_stem(f), []).append(f)
     if len(groups) == 1:
         return gguf_parts(next(iter(groups.values()))[0], ggufs)

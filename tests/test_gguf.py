@@ -215,3 +215,15 @@ def test_engines_take_the_gguf_type_they_load(cli, tmp_path):
         assert result.exit_code == 0, result.output
         doc = json.loads(result.stdout)
         assert (doc["weights_dtype"], doc["breakdown"]["weights_bytes"]) == (dtype, 35_072), engine
+
+
+def test_tag_matching_rules():
+    from kvplan.checkpoint import select_gguf
+
+    files = ["m-Q4_K_M.gguf", "m-Q4_K_S.gguf", "m-UD-Q4_K_XL.gguf", "m-IQ4_XS.gguf", "README.md"]
+    assert select_gguf(files, "q4_k_s", origin="r") == ["m-Q4_K_S.gguf"]
+    assert select_gguf(files, "Q4_K_XL", origin="r") == ["m-UD-Q4_K_XL.gguf"]  # the UD- prefix may be left out
+    assert select_gguf(files, "UD-Q4_K_XL", origin="r") == ["m-UD-Q4_K_XL.gguf"]
+    assert select_gguf(files, "IQ4_XS", origin="r") == ["m-IQ4_XS.gguf"]
+    with pytest.raises(InvalidInput, match="tags available: IQ4_XS, Q4_K_M, Q4_K_S, UD-Q4_K_XL"):
+        select_gguf(files, "Q4_K", origin="r")  # a whole token only: Q4_K is neither Q4_K_M nor Q4_K_S
