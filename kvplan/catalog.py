@@ -278,12 +278,13 @@ def load_checkpoint(arg: str) -> CheckpointWeights:
     if ref is None:
         raise InvalidInput(
             f"checkpoint {arg!r} does not exist; expected a .safetensors or .gguf file, a folder, "
-            "or a Hub repository org/name[@revision][:file.gguf]"
+            "or a Hub repository org/name[@revision][:file.gguf | :QUANT_TAG]"
         )
     found = checkpoint_from_ref(ref)
     if found is None:
         raise InvalidInput(
-            f"repository {str(ref)!r} holds no model.safetensors(.index.json); name a .gguf file with ':'"
+            f"repository {str(ref)!r} holds no model.safetensors(.index.json); for GGUF name a file or a "
+            "quantization tag after ':' (org/name:Q4_K_M)"
         )
     return found
 
