@@ -450,6 +450,9 @@ def test_cli_checkpoint_option_takes_gguf_weights(cli, tmp_path):
     assert both.exit_code == 2 and "not both" in both.stderr
     missing = cli("estimate", "llama-3.2-1b", "--checkpoint", str(tmp_path / "nope.gguf"))
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
+    # found by tests/test_fuzz.py: a name past the file system's limit raised OSError (exit 1, "internal error")
+    too_long = cli("estimate", "llama-3.2-1b", "--checkpoint", str(tmp_path / ("x" * 300)))
+    assert too_long.exit_code == 2 and "cannot read checkpoint" in too_long.stderr
 
 
 def test_separate_quantization_config_is_folded_in(hub):
