@@ -38,11 +38,21 @@ KV_FRACTION = 0.95  # kv_cache_free_gpu_mem_fraction the TensorRT-LLM tables use
 TARGET = 0.20  # the issue's target: throughput within 20 % of the published measurement
 
 
-def _setup(model: str, gpu: str, tp: int, *, weights: str, kv: str, fraction: float, max_batch: int | None = None):  # noqa: ANN202
+def _setup(
+    model: str,
+    gpu: str,
+    tp: int,
+    *,
+    weights: str,
+    kv: str,
+    fraction: float,
+    max_batch: int | None = None,
+    max_tokens: int | None = None,
+):  # noqa: ANN202
     from kvplan.capacity import setup
     from kvplan.engines import Settings
 
-    settings = Settings(free_gpu_memory_fraction=fraction, max_num_seqs=max_batch)
+    settings = Settings(free_gpu_memory_fraction=fraction, max_num_seqs=max_batch, max_num_batched_tokens=max_tokens)
     return setup(model, gpu, engine="trtllm", tp=tp, weights_dtype=weights, kv_dtype_name=kv, settings=settings)
 
 
@@ -84,7 +94,7 @@ def _server_tokens_s(s, r: dict, dataset: dict, isl: int, osl: int) -> float:  #
 def score_mlperf(r: dict, datasets: dict) -> dict:
     """kvplan's throughput for one modelled MLPerf run: ``kvplan_isl``, ``kvplan_tok_s``, ``ratio``, ``verdict``."""
     s = _setup(r["model"], r["gpu"], r["tp"], weights=r["weights"], kv=r["kv"], fraction=r["free_gpu_memory_fraction"],
-               max_batch=r.get("max_batch"))  # fmt: skip
+               max_batch=r.get("max_batch"), max_tokens=r.get("max_num_tokens"))  # fmt: skip
     isl, osl = _mlperf_isl(r, datasets), round(r["osl"])
     if r["scenario"] == "Offline":
         per_replica = replica_tokens_s(s, isl, osl)
