@@ -53,8 +53,8 @@ def attention_dims(spec: ModelSpec, kind: LayerKind, phase: Phase) -> tuple[int,
 
 def attention_flops(spec: ModelSpec, kind: LayerKind, pairs: int, *, phase: Phase, tp: int = 1) -> tuple[int, int]:
     """``(scores, values)`` FLOPs of one layer on one rank for ``pairs`` (query, key) pairs per sequence."""
-    if kind.type == "recurrent":
-        return 0, 0
+    if kind.type in ("recurrent", "none"):
+        return 0, 0  # a recurrent state or no attention at all (Nemotron-NAS no_op, Nemotron-H MLP layers)
     heads = ceil_div(spec.num_attention_heads, tp)
     d_qk, d_v = attention_dims(spec, kind, phase)
     return 2 * heads * d_qk * pairs, 2 * heads * d_v * pairs

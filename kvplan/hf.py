@@ -182,6 +182,13 @@ CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
         "attn_layer_offset": 4, "mamba_d_state": 16, "mamba_d_conv": 4, "mamba_expand": 2,
         "mamba_dt_rank": "auto", "mamba_conv_bias": True, "mamba_proj_bias": False,
     },
+    "nemotron-nas": {  # DeciLMConfig (hub remote code configuration_decilm.py) subclasses LlamaConfig: its
+        # defaults; the per-layer facts are in block_configs (num_key_value_heads/intermediate_size null)
+        "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": None, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "num_key_value_heads": None, "head_dim": None,
+        "max_position_embeddings": 2048, "tie_word_embeddings": False, "rope_theta": 10000.0,
+        "attention_bias": False, "mlp_bias": False,
+    },
     "qwen3_next": {  # Qwen3NextConfig (partial_rotary_factor 0.25, full_attention_interval 4 in __post_init__)
         "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 48,
         "num_attention_heads": 16, "num_key_value_heads": 2, "head_dim": 256,
@@ -347,6 +354,7 @@ class _Fields:
     def __init__(self, raw: dict[str, Any], defaults: dict[str, Any], *, origin: str, dialect: str | None) -> None:
         self.raw, self.defaults, self.origin, self.dialect = raw, defaults, origin, dialect
         self.assumed: list[str] = []  # unknown model_type: every guess, for the one warning
+        self.blocks: list[_Block] | None = None  # Nemotron-NAS block_configs, read once in _build
         self.notes: list[str] = []  # known model_type: things the spec cannot say
 
     def get(self, key: str) -> Any:
@@ -447,6 +455,7 @@ _ARCHITECTURES = {
     "Phi3ForCausalLM": "phi3", "GptOssForCausalLM": "gpt_oss", "CohereForCausalLM": "cohere",
     "Olmo2ForCausalLM": "olmo2", "JambaForCausalLM": "jamba", "Qwen3NextForCausalLM": "qwen3_next",
     "SmolLM3ForCausalLM": "smollm3", "MiniMaxM2ForCausalLM": "minimax_m2", "Cohere2ForCausalLM": "cohere2",
+    "DeciLMForCausalLM": "nemotron-nas",
 }  # fmt: skip
 
 
@@ -501,6 +510,8 @@ def _build(f: _Fields, *, raw_type: Any) -> dict[str, Any]:
     if layers > MAX_LAYERS:  # checked before any per-layer list is built (found by fuzzing)
         raise InvalidInput(f"{f.origin}: num_hidden_layers: {layers!r} is beyond {MAX_LAYERS:,} layers")
     heads = f.fact("num_attention_heads")
+    if "block_configs" in f.raw:
+        f.blocks = _nas_blocks(f, layers=layers, heads=heads, hidden=hidden)
     head_dim, v_head_dim = _head_dims(f, hidden=hidden, heads=heads)
     kinds, per_layer = _layout(f, layers=layers, max_pos=_max_positions(f))
     _refuse_unread_state(f, kinds)
@@ -515,6 +526,7 @@ def _build(f: _Fields, *, raw_type: Any) -> dict[str, Any]:
         "head_dim": head_dim,
         "v_head_dim": v_head_dim,
         "intermediate_size": _intermediate(f, hidden=hidden),
+        "mlp_widths": _mlp_widths(f),
         "tie_word_embeddings": _tie(f),
         "dtype": _dtype(f),
         "max_position_embeddings": _max_positions(f),
@@ -578,6 +590,8 @@ def _head_dims(f: _Fields, *, hidden: int, heads: int) -> tuple[int, int | None]
 
 
 def _kv_heads(f: _Fields, *, heads: int) -> int:
+    if f.blocks is not None:  # per layer in block_configs; the model-wide value is the first attending layer's
+        return next((b.kv_heads for b in f.blocks if b.kv_heads), heads)
     if f.dialect == "falcon":
         # FalconAttention: num_kv_heads if (new_decoder_architecture or not multi_query) else 1.
         if f.flag("new_decoder_architecture") or not f.flag("multi_query"):
@@ -594,6 +608,8 @@ def _kv_heads(f: _Fields, *, heads: int) -> int:
 
 
 def _intermediate(f: _Fields, *, hidden: int) -> int | None:
+    if f.blocks is not None:
+        return max(b.mlp_width for b in f.blocks) or None  # the widest; mlp_widths has every layer's
     listed = f.raw.get("intermediate_size")
     if isinstance(listed, list):  # Gemma 3n: one width per layer
         if not listed or len(set(map(repr, listed))) != 1:
@@ -697,6 +713,8 @@ def _layer_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
     if d == "jamba":  # JambaConfig.layers_block_type
         period, offset = f.need("attn_layer_period"), f.need("attn_layer_offset", minimum=0)
         return ["full_attention" if i % period == offset else "mamba" for i in range(layers)]
+    if f.blocks is not None:
+        return _nas_types(f.blocks)
     explicit = _explicit_types(f, layers=layers)
     if explicit is not None:
         types = _checked_types(f, explicit, layers=layers, window=window)
@@ -784,6 +802,97 @@ _SHAREABLE = (*_ATTENTION_TYPES, "mla")
 _KNOWN_TYPES = (*_ATTENTION_TYPES[:3], "linear_attention", "indexed_attention", "none")
 
 
+# ---- Nemotron-NAS (DeciLM) block_configs -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One DeciLM block: KV heads (0: no attention), a linear stand-in for attention, MLP width (0: none)."""
+
+    kv_heads: int
+    linear: bool
+    mlp_width: int
+
+
+# Block fields kvplan reads; anything else set (sinks, windows, sparsity, Mamba, parallel blocks) is refused.
+_NAS_ATTENTION_READ = {"n_heads_in_group", "no_op", "replace_with_linear"}
+_NAS_FFN_READ = {"ffn_mult", "intermediate_size", "no_op", "replace_with_linear"}
+
+
+def _nas_blocks(f: _Fields, *, layers: int, heads: int, hidden: int) -> list[_Block]:
+    """DeciLMConfig.block_configs: one {attention, ffn} entry per layer (hub configuration_decilm.py;
+    vLLM models/nemotron_nas.py DeciLMDecoderLayer reads the same fields)."""
+    listed = f.raw.get("block_configs")
+    if not isinstance(listed, list) or len(listed) != layers:
+        size = len(listed) if isinstance(listed, list) else listed
+        raise InvalidInput(f"{f.origin}: block_configs must list one block per layer ({layers}), got {size!r}")
+    return [_nas_block(f, i, entry, heads=heads, hidden=hidden) for i, entry in enumerate(listed)]
+
+
+def _nas_block(f: _Fields, i: int, entry: Any, *, heads: int, hidden: int) -> _Block:
+    attention = entry.get("attention") if isinstance(entry, dict) else None
+    ffn = entry.get("ffn") if isinstance(entry, dict) else None
+    if not isinstance(attention, dict) or not isinstance(ffn, dict):
+        raise InvalidInput(f"{f.origin}: block_configs[{i}] needs an 'attention' and an 'ffn' object, got {entry!r}")
+    for part, read in ((attention, _NAS_ATTENTION_READ), (ffn, _NAS_FFN_READ)):
+        unread = sorted(k for k, v in part.items() if k not in read and v not in (None, False, "silu"))
+        if unread:
+            raise InvalidInput(
+                f"{f.origin}: block_configs[{i}] sets {', '.join(unread)}, which kvplan cannot describe; "
+                f"it reads {', '.join(sorted(_NAS_ATTENTION_READ | _NAS_FFN_READ))}"
+            )
+    if ffn.get("replace_with_linear") and not ffn.get("no_op"):
+        raise InvalidInput(f"{f.origin}: block_configs[{i}].ffn.replace_with_linear: a linear FFN is not supported")
+    return _Block(_nas_kv_heads(f, i, attention, heads=heads), bool(attention.get("replace_with_linear"))
+                  and not attention.get("no_op"), _nas_mlp_width(f, i, ffn, hidden=hidden))  # fmt: skip
+
+
+def _nas_kv_heads(f: _Fields, i: int, attention: dict[str, Any], *, heads: int) -> int:
+    if attention.get("no_op") or attention.get("replace_with_linear"):
+        return 0
+    group = attention.get("n_heads_in_group")
+    if isinstance(group, bool) or not isinstance(group, int) or group < 1 or heads % group:
+        raise InvalidInput(
+            f"{f.origin}: block_configs[{i}].attention.n_heads_in_group must divide num_attention_heads "
+            f"({heads}), got {group!r}"
+        )
+    return heads // group  # DeciLMAttention: num_key_value_heads = num_attention_heads // n_heads_in_group
+
+
+def _nas_mlp_width(f: _Fields, i: int, ffn: dict[str, Any], *, hidden: int) -> int:
+    if ffn.get("no_op"):
+        return 0
+    size = ffn.get("intermediate_size")
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+        return size
+    mult = ffn.get("ffn_mult")
+    if isinstance(mult, bool) or not isinstance(mult, (int, float)) or mult <= 0:
+        raise InvalidInput(f"{f.origin}: block_configs[{i}].ffn.ffn_mult: expected a positive number, got {mult!r}")
+    # _ffn_mult_to_intermediate_size (hub modeling_decilm.py; vLLM nemotron_nas.py): int(2 * mult * hidden / 3)
+    # rounded up to a multiple of 256
+    width = int(2 * mult * hidden / 3)
+    return -(-width // 256) * 256
+
+
+def _nas_types(blocks: list[_Block]) -> list[str]:
+    """Layer types with the KV head count as an extra where layers differ in it."""
+    counts = {b.kv_heads for b in blocks if b.kv_heads}
+    suffix = len(counts) > 1
+    return [
+        ("full_attention" + (f"+kv{b.kv_heads}" if suffix else "")) if b.kv_heads
+        else "linear_replacement" if b.linear else "none"
+        for b in blocks
+    ]  # fmt: skip
+
+
+def _mlp_widths(f: _Fields) -> list[int] | None:
+    """Per-layer MLP widths, written only where the layers differ or some have none."""
+    if f.blocks is None:
+        return None
+    widths = [b.mlp_width for b in f.blocks]
+    return None if len(set(widths)) == 1 else widths
+
+
 def _explicit_types(f: _Fields, *, layers: int) -> list[Any] | None:
     """A per-layer list under any of the names families use, or Nemotron-H's pattern string."""
     for key in ("layer_types", "layers_block_type", "block_types"):
@@ -845,6 +954,9 @@ def _kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str, dict
         name, kind = f"{name}_indexed", {**kind, "index_head_dim": f.need("index_head_dim")}
     if "shared" in extras:
         name, kind = f"{name}_shared", {**kind, "kv_shared": True}
+    for extra in extras:
+        if extra.startswith("kv"):  # Nemotron-NAS: this layer's own KV head count
+            name, kind = f"{name}_{extra}", {**kind, "num_kv_heads": int(extra[2:])}
     return name, kind
 
 
@@ -869,6 +981,8 @@ def _base_kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str,
         return "mla", _mla_kind(f)
     if layer_type == "none":
         return "mlp_only", {"type": "none"}
+    if layer_type == "linear_replacement":
+        return "linear", {"type": "none", "linear_replacement": True}
     if layer_type == "indexed_attention":
         raise InvalidInput(
             f"{f.origin}: indexed_attention layers without an MLA latent (kv_lora_rank) are not supported"
@@ -958,7 +1072,7 @@ def _compact(kinds: dict[str, dict[str, Any]], names: list[str]) -> dict[str, An
     if len(kinds) == 1:
         return {"kinds": kinds}
     n = len(names)
-    for period in range(1, n):
+    for period in range(1, n // 2 + 1):  # a pattern repeats at least twice; otherwise one name per layer
         if all(names[i] == names[i % period] for i in range(n)):
             return {"kinds": kinds, "pattern": names[:period]}
     return {"kinds": kinds, "types": names}
@@ -1146,7 +1260,7 @@ def _llama_layout(f: _Fields, **_: Any) -> dict[str, Any]:
     layout: dict[str, Any] = {}
     if f.dialect in _ATTENTION_BIAS_ALL and f.flag("attention_bias"):
         layout["attention_bias"] = "all"  # q, k, v and o_proj all take config.attention_bias
-    if f.dialect in ("llama", None) and f.flag("mlp_bias"):
+    if f.dialect in ("llama", "nemotron-nas", None) and f.flag("mlp_bias"):
         layout["mlp_bias"] = True  # LlamaMLP gate/up/down take config.mlp_bias
     return layout
 
@@ -1154,7 +1268,7 @@ def _llama_layout(f: _Fields, **_: Any) -> dict[str, Any]:
 # Dialects whose attention honours ``attention_bias`` on q/k/v and o_proj alike (modeling_<type>.py);
 # Mistral, Mixtral, Phi-3 and Jamba hard-code bias=False, Qwen2 and Falcon have their own rules.
 _ATTENTION_BIAS_ALL = {"llama", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "cohere", "cohere2", "olmo2",
-                       "gpt_oss", "qwen3_next", None}  # fmt: skip
+                       "gpt_oss", "qwen3_next", "nemotron-nas", None}  # fmt: skip
 
 
 def _qwen2_layout(f: _Fields, **_: Any) -> dict[str, Any]:
@@ -1229,4 +1343,5 @@ _LAYOUTS: dict[str, Callable[..., dict[str, Any]]] = {
     "olmo2": _olmo2_layout,
     "minimax_m2": _olmo2_layout,  # MiniMaxM2Attention: q_norm / k_norm over all heads, as OLMo 2
     "qwen3_next": _qwen3_next_layout,
+    "nemotron-nas": lambda f, **kw: _llama_layout(f, **kw) | {"norms_follow_blocks": True},
 }

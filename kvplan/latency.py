@@ -348,12 +348,13 @@ def _linear_s(c: _Ctx, tokens: float, lm_rows: float) -> tuple[float, float, flo
     gemm = moe = elementwise = 0.0
     if tokens <= 0:
         return 0.0, 0.0, 0.0, 0.0
-    memo: dict[tuple[str, bool], tuple[float, float, float]] = {}
+    memo: dict[tuple[str, bool, int], tuple[float, float, float]] = {}
     for i, name in enumerate(spec.layer_kind_names):
         dense = spec.moe is None or i in spec.dense_mlp_layers
-        key = (name, dense)
+        width = spec.mlp_width(i) if dense else 0
+        key = (name, dense, width)
         if key not in memo:
-            memo[key] = _layer_s(c, spec.kind(name), tokens, dense=dense)
+            memo[key] = _layer_s(c, spec.kind(name), tokens, dense=dense, width=width)
         g, m, e = memo[key]
         gemm, moe, elementwise = gemm + g, moe + m, elementwise + e
     if lm_rows > 0:
@@ -439,13 +440,14 @@ def mixed_step_latency(
     return OpTimes(gemm=gemm, moe=moe, attention=attention, elementwise=elementwise, allreduce=reduce)
 
 
-def _layer_s(c: _Ctx, kind: LayerKind, tokens: int, *, dense: bool) -> tuple[float, float, float]:
+def _layer_s(c: _Ctx, kind: LayerKind, tokens: int, *, dense: bool, width: int) -> tuple[float, float, float]:
     spec = c.spec
     gemm = _attention_gemms_s(c, kind, tokens)
     gated = spec.params.mlp == "gated"
     if dense:
-        inter_rank = ceil_div(spec.intermediate_size, c.tp)
-        gemm += _dense_mlp_s(c, tokens, inter_rank, gated=gated)
+        inter_rank = ceil_div(width, c.tp)  # width 0: no MLP (Nemotron-NAS no_op FFN)
+        if inter_rank:
+            gemm += _dense_mlp_s(c, tokens, inter_rank, gated=gated)
         moe = 0.0
     else:
         grouped, shared = _moe_s(c, tokens)

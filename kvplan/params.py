@@ -40,6 +40,8 @@ def attention_parts(spec: ModelSpec, kind: LayerKind, tp: int = 1) -> list[Part]
     if kind.type == "recurrent":
         return _recurrent_parts(spec, kind, tp)
     if kind.type == "none":
+        if kind.linear_replacement:  # DeciLM replace_with_linear: nn.Linear(hidden, hidden, bias=False)
+            return [Part(_shard(spec.hidden_size * spec.hidden_size, tp), True)]
         return []  # an MLP/MoE-only layer (Nemotron-H "-", Nemotron-NAS no_op attention)
     h, heads = spec.hidden_size, spec.num_attention_heads
     kv_rank = max(1, spec.kv_heads_of(kind) // tp)  # KV heads replicate when tp exceeds them
@@ -141,7 +143,10 @@ def mlp_parts(
     sh = sharding or Sharding.tensor(tp)
     h, layout = spec.hidden_size, spec.params
     if layer in spec.dense_mlp_layers:
-        return _dense_mlp(h, spec.intermediate_size, sh.mlp_tp, gated=layout.mlp == "gated", bias=layout.mlp_bias)
+        width = spec.mlp_width(layer)
+        if not width:
+            return []  # Nemotron-NAS no_op FFN: the layer has no MLP
+        return _dense_mlp(h, width, sh.mlp_tp, gated=layout.mlp == "gated", bias=layout.mlp_bias)
     moe = spec.moe
     experts = moe.experts_per_token if active_only else ceil_div(moe.num_experts, sh.expert_ranks)
     gated = layout.mlp == "gated"
@@ -169,10 +174,22 @@ def layer_parts(
 ) -> list[Part]:
     sh = sharding or Sharding.tensor(tp)
     kind = spec.kind(spec.layer_kind_names[layer])
-    norm_width = spec.hidden_size * (2 if spec.params.norm == "layernorm" else 1)
-    norms = [Part(spec.params.norms_per_layer * norm_width, False)]
+    norms = [Part(layer_norm_params(spec, layer), False)]
     mlp = mlp_parts(spec, layer, active_only=active_only, sharding=sh)
     return attention_parts(spec, kind, sh.attn_tp) + mlp + norms
+
+
+def layer_norm_params(spec: ModelSpec, layer: int) -> int:
+    """The norm weights of one layer. DeciLM (Nemotron-NAS) builds input_layernorm only where attention
+    is not a no-op and post_attention_layernorm only where the FFN is not (vLLM models/nemotron_nas.py
+    DeciLMDecoderLayer.__init__)."""
+    norm_width = spec.hidden_size * (2 if spec.params.norm == "layernorm" else 1)
+    count = spec.params.norms_per_layer
+    if spec.params.norms_follow_blocks:
+        kind = spec.kind(spec.layer_kind_names[layer])
+        has_mixer = kind.type != "none" or kind.linear_replacement
+        count = int(has_mixer) + int(spec.mlp_width(layer) > 0 or layer not in spec.dense_mlp_layers)
+    return count * norm_width
 
 
 def embedding_parts(spec: ModelSpec, tp: int = 1) -> list[Part]:
@@ -212,8 +229,7 @@ def count_params(spec: ModelSpec | str) -> ParamCount:
         attn += _sum(attention_parts(spec, kind))
         mlp += _sum(mlp_parts(spec, i))
         active_mlp += _sum(mlp_parts(spec, i, active_only=True))
-        norm_width = spec.hidden_size * (2 if spec.params.norm == "layernorm" else 1)
-        norms += spec.params.norms_per_layer * norm_width
+        norms += layer_norm_params(spec, i)
     extra = spec.params.extra_params
     shared = emb + head + final_norm + attn + norms + extra
     return ParamCount(

@@ -67,6 +67,9 @@ class LayerKind(_Strict):
     # Gemma 3n / Gemma 4 style KV sharing: the layer attends with the K/V of an earlier layer of
     # the same kind and stores none of its own (transformers kv_sharing_modes "reuse").
     kv_shared: bool = Field(False, description="attends with an earlier layer's K/V; caches nothing itself")
+    # Nemotron-NAS (DeciLM) block_configs attention "replace_with_linear": one hidden x hidden linear
+    # stands where attention was; it mixes no tokens and caches nothing.
+    linear_replacement: bool = Field(False, description="none: a hidden x hidden linear replaces attention")
 
     @model_validator(mode="after")
     def _fields_match_type(self) -> LayerKind:
@@ -89,6 +92,8 @@ class LayerKind(_Strict):
             raise ValueError(f"'index_head_dim' only applies to full or mla layers, not {self.type!r}")
         if self.kv_shared and self.type not in ("full", "sliding", "chunked", "mla"):
             raise ValueError(f"'kv_shared' only applies to attention layers, not {self.type!r}")
+        if self.linear_replacement and self.type != "none":
+            raise ValueError(f"'linear_replacement' only applies to 'none' layers, not {self.type!r}")
         return self
 
     def _check_recurrent(self) -> None:
@@ -182,6 +187,11 @@ class ParamLayout(_Strict):
     mlp_bias: bool = False
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
     norms_per_layer: int = Field(2, ge=0, le=16)
+    norms_follow_blocks: bool = Field(
+        False,
+        description="DeciLM: the input norm exists only with attention (or its linear stand-in), "
+        "the post-attention norm only with an MLP",
+    )
     qk_norm: bool = Field(False, description="per-head RMSNorm on q and k (Qwen3, Gemma 3)")
     attention_sinks: bool = Field(False, description="gpt-oss: one learned logit per head, no KV")
     attention_output_gate: bool = Field(
@@ -246,7 +256,10 @@ class ModelSpec(_Strict):
     num_kv_heads: Size
     head_dim: Size = Field(description="explicit; never assumed to be hidden/heads")
     v_head_dim: Size | None = None
-    intermediate_size: Size | None = Field(None, description="dense MLP width")
+    intermediate_size: Size | None = Field(None, description="dense MLP width (with mlp_widths: the widest)")
+    mlp_widths: list[Annotated[int, Field(ge=0, le=1 << 24)]] | None = Field(
+        None, description="per-layer dense MLP width, 0 where a layer has no MLP (Nemotron-NAS block_configs)"
+    )
     tie_word_embeddings: bool = False
     dtype: str = "bf16"
     weights: WeightFormat | None = Field(
@@ -290,6 +303,8 @@ class ModelSpec(_Strict):
                 )
         if self.moe is None and self.intermediate_size is None:
             raise ValueError("a dense model needs intermediate_size")
+        if self.mlp_widths is not None:
+            self._check_mlp_widths()
         if self.moe is not None:
             dense = self.dense_mlp_layers
             if dense and self.intermediate_size is None:
@@ -299,7 +314,20 @@ class ModelSpec(_Strict):
                 raise ValueError(f"moe.dense_layers {bad} are beyond num_layers ({self.num_layers})")
         return self
 
+    def _check_mlp_widths(self) -> None:
+        widths = self.mlp_widths
+        if len(widths) != self.num_layers:
+            raise ValueError(f"mlp_widths lists {len(widths)} layers but num_layers is {self.num_layers}")
+        if self.moe is not None:
+            raise ValueError("mlp_widths describes a dense model; an MoE model has moe.dense_layers")
+        if max(widths) != self.intermediate_size:
+            raise ValueError(f"intermediate_size ({self.intermediate_size}) must be the widest of mlp_widths")
+
     # ---- derived facts (computed once, here) ---------------------------------------------
+
+    def mlp_width(self, layer: int) -> int:
+        """Dense MLP width of ``layer`` (0: the layer has none); the model's ``intermediate_size`` by default."""
+        return self.mlp_widths[layer] if self.mlp_widths is not None else self.intermediate_size or 0
 
     @cached_property
     def layer_kind_names(self) -> tuple[str, ...]:
@@ -379,7 +407,7 @@ def _describe_kind(spec: ModelSpec, kind: LayerKind) -> str:
     if kind.type == "recurrent":
         return f"recurrent {kind.variant}"
     if kind.type == "none":
-        return "no attention"
+        return "linear (no attention)" if kind.linear_replacement else "no attention"
     heads = spec.kv_heads_of(kind)
     base = f"{spec.num_attention_heads}q/{heads}kv d{spec.k_head_dim_of(kind)}"
     if kind.type == "sliding":

@@ -580,9 +580,17 @@ def _sweep_spec(spec: ModelSpec, *, scale_window: bool) -> ModelSpec:
     return ModelSpec.model_validate(data)
 
 
+# Families transformers 5.24 has no class for (remote code on the Hub): no skeleton to measure; their
+# golden tests in tests/test_catalog.py carry the arithmetic by hand instead.
+NO_TRANSFORMERS_CLASS = {"nemotron-nas": "DeciLMForCausalLM is remote code (modeling_decilm.py on the Hub)"}
+
+
 @pytest.mark.parametrize("name", sorted(set(bundled_names()) - _family_case_names()))
 def test_every_bundled_spec_matches_its_skeleton(name: str) -> None:
     spec = load_bundled(name)
+    if spec.family in NO_TRANSFORMERS_CLASS:
+        assert not hasattr(transformers, "DeciLMForCausalLM")  # fails when transformers gains the class
+        pytest.skip(f"{name}: {NO_TRANSFORMERS_CLASS[spec.family]}")
     assert spec.family in BUILDERS, f"{name}: no transformers skeleton for family {spec.family!r}; add a Case"
     case = BUILDERS[spec.family]
     small = _sweep_spec(spec, scale_window=case.scale_window)

@@ -98,6 +98,9 @@ OWN_KV: dict[str, tuple[int, int, int, int, int]] = {
     # Command A: c = 2*8*128*2 = 4,096; 64 layers: 48 sliding (W 4,096) + 16 global (NoPE).
     # 4K: 4,096*64*4,096; 32K: 4,096*(16*32,768 + 48*4,096) = 4,096*720,896; 128K: 4,096*(16*131,072 + 196,608).
     "command-a-03-2025": (262_144, 65_536, 1_073_741_824, 2_952_790_016, 9_395_240_960),
+    # Llama-3.3-Nemotron-Super-49B-v1: c = 2*8*128*2 = 4,096 on the 49 attention blocks; the 31 no_op blocks hold
+    # nothing -> 200,704/token. 4K: 200,704*4,096 = 822,083,584; 32K: 6,576,668,672; 128K: 26,306,674,688.
+    "llama-3.3-nemotron-super-49b-v1": (200_704, 200_704, 822_083_584, 6_576_668_672, 26_306_674_688),
 }
 
 EXPECTED_KV = {**REFERENCE_KV, **OWN_KV}
@@ -159,6 +162,12 @@ EXPECTED_PARAMS: dict[str, tuple[int, int]] = {
     # Command A: tied 256,000 x 12,288 embedding + 12,288 final norm
     # + 64 x (327,155,712 attention + 1,358,954,496 MLP + 12,288 norm).
     "command-a-03-2025": (111_057_580_032, 111_057_580_032),
+    # Llama-3.3-Nemotron-Super-49B-v1 (transformers has no DeciLM class: hand arithmetic). Untied embedding + head
+    # 2 x 128,256 x 8,192 = 2,101,346,304; final norm 8,192; 49 attention blocks x (2 x 8,192^2 q/o + 2 x 8,192 x
+    # 1,024 k/v = 150,994,944) = 7,398,752,256; FFN 3 x 8,192 x sum of widths (49 x 28,672 + 17,920 + 6 x 14,336
+    # + 10 x 7,168 + 8 x 5,632 + 6 x 2,816 = 1,642,496) = 40,365,981,696; norms (49 input + 80 post) x 8,192
+    # = 1,056,768. Total 49,867,145,216: "49B" is the size class, 1.8% below it.
+    "llama-3.3-nemotron-super-49b-v1": (49_867_145_216, 49_867_145_216),
 }
 
 

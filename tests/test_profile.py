@@ -202,7 +202,7 @@ def test_model_parameters_equal_weight_bytes_on_meta():
 
 
 # Bundled models whose layer kinds profile does not build (issue 9's indexer caches): refused, see below.
-PROFILE_REFUSES = {"deepseek-v3.2-exp": "indexer key cache"}
+PROFILE_REFUSES = {"deepseek-v3.2-exp": "indexer key cache", "llama-3.3-nemotron-super-49b-v1": "has no attention"}
 
 
 def test_profile_refuses_layer_kinds_it_cannot_build():

@@ -456,6 +456,8 @@ def _check_layer_kinds(spec: ModelSpec) -> None:
             missing.append(f"{name!r} shares K/V with an earlier layer")
         if kind.type == "none":
             missing.append(f"{name!r} has no attention")
+    if spec.mlp_widths is not None:
+        missing.append("per-layer MLP widths (mlp_widths)")
     if missing:
         raise InvalidInput(f"kvplan profile cannot build {spec.name} yet: layer kind {'; '.join(missing)}")
 
