@@ -440,7 +440,7 @@ def _dialect(model_type: Any, architectures: Any = None) -> str | None:
         return key
     if isinstance(architectures, list):
         for arch in architectures:
-            if arch in _ARCHITECTURES:
+            if isinstance(arch, str) and arch in _ARCHITECTURES:
                 return _ARCHITECTURES[arch]
     return None
 
