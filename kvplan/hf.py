@@ -94,6 +94,14 @@ CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
         "rope_local_base_freq": 10000.0, "attention_bias": False, "sliding_window": 4096,
         "sliding_window_pattern": 6,
     },
+    "gemma3n_text": {  # Gemma3nTextConfig (docstring checkpoint google/gemma-3n-E4B): default_theta global 1e6 /
+        # local 1e4; layer_types default every 5th layer full; PLE, AltUp and LAuReL sizes below
+        "vocab_size": 262400, "hidden_size": 2048, "intermediate_size": 16384, "num_hidden_layers": 35,
+        "num_attention_heads": 8, "num_key_value_heads": 2, "head_dim": 256, "max_position_embeddings": 32768,
+        "tie_word_embeddings": True, "rope_theta": 1e6, "rope_local_base_freq": 10000.0, "attention_bias": False,
+        "sliding_window": 512, "vocab_size_per_layer_input": 262144, "hidden_size_per_layer_input": 256,
+        "altup_num_inputs": 4, "num_kv_shared_layers": 15, "laurel_rank": 64,
+    },
     "deepseek_v2": {  # DeepseekV2Config (num_experts_per_tok has no default: None)
         "vocab_size": 102400, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
         "num_attention_heads": 32, "num_key_value_heads": None, "max_position_embeddings": 2048,
@@ -214,6 +222,7 @@ _GPT_OSS_ROPE = {
 # Other spellings of a model_type that read as one of the dialects above.
 _ALIASES = {
     "gemma3": "gemma3_text",  # Gemma3Config wraps a Gemma3TextConfig in text_config
+    "gemma3n": "gemma3n_text",  # Gemma3nConfig wraps a Gemma3nTextConfig in text_config
     "llama4": "llama4_text",  # Llama4Config wraps a Llama4TextConfig in text_config
     "RefinedWebModel": "falcon",  # tiiuae/falcon-7b remote-code config (configuration_RW.py)
     "RefinedWeb": "falcon",  # tiiuae/falcon-40b remote-code config
@@ -238,7 +247,7 @@ _CORE_ALIASES = {
 
 # Dialects whose modeling code honours a sliding window (the others ignore the field).
 _WINDOWED = {"mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "phi3",
-             "gpt_oss", "smollm3", "cohere2", None}  # fmt: skip
+             "gpt_oss", "smollm3", "cohere2", "gemma3n_text", None}  # fmt: skip
 _MOE_DIALECTS = {"mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "deepseek_v2", "deepseek_v3", "deepseek_v32",
                  "gpt_oss", "jamba", "llama4_text", "minimax_m2", None}  # fmt: skip
 _DTYPE_FALLBACK = "bf16"  # what serving engines load a checkpoint in when it does not say
@@ -429,6 +438,8 @@ def _unwrap(config: dict[str, Any]) -> tuple[dict[str, Any], Any, list[str]]:
     notes = []
     if "vision_config" in config:
         notes.append("the vision tower (vision_config) is not counted in the parameters; the spec is the text model")
+    if "audio_config" in config:
+        notes.append("the audio encoder (audio_config) is not counted in the parameters; the spec is the text model")
     return inner, outer, notes
 
 
@@ -455,7 +466,8 @@ _ARCHITECTURES = {
     "Phi3ForCausalLM": "phi3", "GptOssForCausalLM": "gpt_oss", "CohereForCausalLM": "cohere",
     "Olmo2ForCausalLM": "olmo2", "JambaForCausalLM": "jamba", "Qwen3NextForCausalLM": "qwen3_next",
     "SmolLM3ForCausalLM": "smollm3", "MiniMaxM2ForCausalLM": "minimax_m2", "Cohere2ForCausalLM": "cohere2",
-    "DeciLMForCausalLM": "nemotron-nas",
+    "DeciLMForCausalLM": "nemotron-nas", "Gemma3nForCausalLM": "gemma3n_text",
+    "Gemma3nForConditionalGeneration": "gemma3n_text",
 }  # fmt: skip
 
 
@@ -923,6 +935,8 @@ def _sliding_rule(f: _Fields, i: int) -> str:
         return s if (i + 1) % 2 else full  # even index sliding
     if d in ("gemma3_text", "cohere2"):
         return s if (i + 1) % f.need("sliding_window_pattern") else full  # every pattern-th layer global
+    if d == "gemma3n_text":
+        return s if (i + 1) % 5 else full  # Gemma3nTextConfig.__post_init__: every 5th layer full
     if d in ("qwen2", "qwen3"):
         return s if i >= f.need("max_window_layers", minimum=0) else full  # Qwen2Config: layers past max_window_layers
     if d == "qwen2_moe":
@@ -1234,8 +1248,8 @@ def _scaling(f: _Fields, block: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _local_theta(f: _Fields) -> float | None:
-    """Gemma 3's separate RoPE base for sliding layers."""
-    if f.dialect != "gemma3_text":
+    """Gemma 3's (and 3n's) separate RoPE base for sliding layers."""
+    if f.dialect not in ("gemma3_text", "gemma3n_text"):
         return None
     params = f.raw.get("rope_parameters")
     if isinstance(params, dict) and isinstance(params.get("sliding_attention"), dict):
@@ -1268,7 +1282,7 @@ def _llama_layout(f: _Fields, **_: Any) -> dict[str, Any]:
 # Dialects whose attention honours ``attention_bias`` on q/k/v and o_proj alike (modeling_<type>.py);
 # Mistral, Mixtral, Phi-3 and Jamba hard-code bias=False, Qwen2 and Falcon have their own rules.
 _ATTENTION_BIAS_ALL = {"llama", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "cohere", "cohere2", "olmo2",
-                       "gpt_oss", "qwen3_next", "nemotron-nas", None}  # fmt: skip
+                       "gpt_oss", "qwen3_next", "nemotron-nas", "gemma3n_text", None}  # fmt: skip
 
 
 def _qwen2_layout(f: _Fields, **_: Any) -> dict[str, Any]:
@@ -1286,6 +1300,23 @@ def _gemma_layout(f: _Fields, **kw: Any) -> dict[str, Any]:
     layout = _llama_layout(f, **kw) | {"norms_per_layer": 4}
     if f.dialect == "gemma3_text":
         layout["qk_norm"] = True
+    return layout
+
+
+def _gemma3n_layout(f: _Fields, **kw: Any) -> dict[str, Any]:
+    # Gemma3nTextDecoderLayer: q/k norms; per layer 7 RMSNorm weights of hidden (input, post-attention, pre-
+    # and post-feedforward, post_per_layer_input_norm, LAuReL's post_laurel_norm, AltUp's router_norm) plus
+    # AltUp's correct_output_scale, counted as 8 norms; v_norm has no weight (with_scale=False).
+    layout = _llama_layout(f, **kw) | {"norms_per_layer": 8, "qk_norm": True}
+    if f.known("hidden_size_per_layer_input"):
+        layout |= {
+            "per_layer_input_size": f.need("hidden_size_per_layer_input"),
+            "per_layer_vocab_size": f.need("vocab_size_per_layer_input"),
+        }
+    if f.known("altup_num_inputs"):
+        layout["altup_inputs"] = f.need("altup_num_inputs")
+    if f.known("laurel_rank"):
+        layout["laurel_rank"] = f.need("laurel_rank")
     return layout
 
 
@@ -1336,6 +1367,7 @@ _LAYOUTS: dict[str, Callable[..., dict[str, Any]]] = {
     "qwen3_moe": _qwen3_layout,
     "gemma2": _gemma_layout,
     "gemma3_text": _gemma_layout,
+    "gemma3n_text": _gemma3n_layout,
     "falcon": _falcon_layout,
     "gpt_oss": _gpt_oss_layout,
     "cohere": _cohere_layout,

@@ -197,6 +197,13 @@ class ParamLayout(_Strict):
     attention_output_gate: bool = Field(
         False, description="Qwen3-Next: q_proj also emits a sigmoid gate as wide as the attention output"
     )
+    # Gemma 3n (transformers modeling_gemma3n.py): per-layer embeddings (PLE), AltUp and LAuReL.
+    per_layer_input_size: Size | None = Field(
+        None, description="Gemma 3n PLE: per-layer embedding width (hidden_size_per_layer_input)"
+    )
+    per_layer_vocab_size: Size | None = Field(None, description="Gemma 3n PLE: vocab_size_per_layer_input")
+    altup_inputs: int = Field(1, ge=1, le=64, description="Gemma 3n AltUp: parallel hidden streams (1: no AltUp)")
+    laurel_rank: Size | None = Field(None, description="Gemma 3n LAuReL: rank of the low-rank residual")
     extra_params: int = Field(
         0, ge=0, le=1 << 50, description="resident params outside the decoder (vision tower, MTP)"
     )
@@ -283,6 +290,8 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
+        if (self.params.per_layer_input_size is None) != (self.params.per_layer_vocab_size is None):
+            raise ValueError("params.per_layer_input_size and params.per_layer_vocab_size go together (Gemma 3n PLE)")
         if self.num_attention_heads % self.num_kv_heads:
             raise ValueError(
                 f"num_attention_heads ({self.num_attention_heads}) is not divisible by "

@@ -223,6 +223,21 @@ def _gemma3(spec: ModelSpec) -> Any:
     return transformers.Gemma3TextConfig(**heads(spec), sliding_window=window_of(spec), **TINY)
 
 
+def _gemma3n(spec: ModelSpec) -> Any:
+    # layer_types left to Gemma3nTextConfig's default (every 5th layer global) and the shared tail given by
+    # count, so the spec's pattern and its KV-shared layers are checked; PLE, AltUp and LAuReL tiny
+    shared = sum(spec.kind(n).kv_shared for n in spec.layer_kind_names)
+    return transformers.Gemma3nTextConfig(
+        **heads(spec),
+        sliding_window=window_of(spec),
+        num_kv_shared_layers=shared,
+        vocab_size_per_layer_input=TINY["vocab_size"],
+        hidden_size_per_layer_input=8,
+        laurel_rank=4,
+        **TINY,
+    )
+
+
 def _deepseek(config_class: str) -> Callable[[ModelSpec], Any]:
     def make(spec: ModelSpec) -> Any:
         mla = only_kind(spec, "mla")
@@ -375,6 +390,7 @@ CASES: dict[str, Case] = {
     "qwen3_moe": Case("qwen3_moe", ["qwen3-30b-a3b"], _qwen3_moe),
     "gemma2": Case("gemma2", ["gemma-2-9b", "gemma-2-27b"], _gemma2, scale_window=True),
     "gemma3": Case("gemma3", ["gemma-3-27b"], _gemma3, scale_window=True),
+    "gemma3n": Case("gemma3n_text", ["gemma-3n-e4b", "gemma-3n-e2b"], _gemma3n, scale_window=True),
     "deepseek_v2": Case("deepseek_v2", ["deepseek-v2"], _deepseek("DeepseekV2Config")),
     "deepseek_v3": Case("deepseek_v3", ["deepseek-v3"], _deepseek("DeepseekV3Config")),
     "deepseek_v32": Case("deepseek_v32", ["deepseek-v3.2-exp"], _deepseek("DeepseekV32Config")),
@@ -489,6 +505,8 @@ IDEAL_MINUS_TRANSFORMERS: dict[str, dict[int, int]] = {
     "mistral": {LONG: 32 * 4_096},  # 32 sliding layers x (2 x 8 x 128 x 2) = 131,072
     "gemma2": {LONG: 21 * 8_192},  # 21 of 42 sliding x (2 x 8 x 256 x 2) = 172,032
     "gemma3": {LONG: 52 * 8_192},  # 52 of 62 sliding x (2 x 16 x 128 x 2) = 425,984
+    # Gemma 3n E4B: 16 sliding layers store (the 12 shared sliding ones hold nothing) x (2 x 2 x 256 x 2) = 32,768
+    "gemma3n": {LONG: 16 * 2_048},
     "gpt_oss": {160: 12 * 2_048},  # 12 of 24 sliding (real W=128) x (2 x 8 x 64 x 2) = 24,576
     "llama4": {LONG: 36 * 4_096},  # 36 of 48 chunked x (2 x 8 x 128 x 2) = 147,456
     "cohere2": {LONG: 48 * 4_096},  # Command A: 48 of 64 sliding x (2 x 8 x 128 x 2) = 196,608

@@ -101,6 +101,12 @@ OWN_KV: dict[str, tuple[int, int, int, int, int]] = {
     # Llama-3.3-Nemotron-Super-49B-v1: c = 2*8*128*2 = 4,096 on the 49 attention blocks; the 31 no_op blocks hold
     # nothing -> 200,704/token. 4K: 200,704*4,096 = 822,083,584; 32K: 6,576,668,672; 128K: 26,306,674,688.
     "llama-3.3-nemotron-super-49b-v1": (200_704, 200_704, 822_083_584, 6_576_668_672, 26_306_674_688),
+    # Gemma 3n E4B (35 layers) and E2B (30): only the first 20 layers store K/V (the last 15 / 10 reuse it):
+    # 4 global (layers 4, 9, 14, 19) + 16 sliding (W 512), c = 2*2*256*2 = 2,048 -> 40,960/token; marginal 4*2,048.
+    # 4K: 2,048*(4*4,096 + 16*512) = 2,048*24,576 = 50,331,648; 32K: 2,048*(4*32,768 + 8,192) = 285,212,672;
+    # 128K: 2,048*(4*131,072 + 8,192) = 1,090,519,040.
+    "gemma-3n-e4b": (40_960, 8_192, 50_331_648, 285_212_672, 1_090_519_040),
+    "gemma-3n-e2b": (40_960, 8_192, 50_331_648, 285_212_672, 1_090_519_040),
 }
 
 EXPECTED_KV = {**REFERENCE_KV, **OWN_KV}
@@ -168,7 +174,33 @@ EXPECTED_PARAMS: dict[str, tuple[int, int]] = {
     # + 10 x 7,168 + 8 x 5,632 + 6 x 2,816 = 1,642,496) = 40,365,981,696; norms (49 input + 80 post) x 8,192
     # = 1,056,768. Total 49,867,145,216: "49B" is the size class, 1.8% below it.
     "llama-3.3-nemotron-super-49b-v1": (49_867_145_216, 49_867_145_216),
+    # Gemma 3n E4B (text model; checked against transformers' modules in tests/test_params.py, which adds the K/V
+    # projections of the shared layers that transformers drops). Tied embedding 262,400 x 2,048 = 537,395,200;
+    # PLE table 262,144 x 35 x 256 = 2,348,810,240, its projection 2,048 x 8,960 + norm 256 = 18,350,336;
+    # AltUp projections 2 x 3 x 2,048^2 = 25,165,824; final norm 2,048. Per layer (x 35): q/o 2 x 2,048 x 2,048
+    # = 8,388,608, k/v 2 x 2,048 x 512 = 2,097,152, q/k norms 512, MLP 3 x 2,048 x 16,384 = 100,663,296,
+    # 8 x 2,048 norms = 16,384, LAuReL 2 x 2,048 x 64 = 262,144, PLE gate/projection 2 x 2,048 x 256
+    # = 1,048,576, AltUp 16 + 64 + 8,192 = 8,272: 112,484,944. Total 2,929,723,648 + 35 x 112,484,944.
+    "gemma-3n-e4b": (6_866_696_688, 6_866_696_688),
+    # E2B: 30 layers, MLP 3 x 2,048 x 8,192 = 50,331,648 -> 62,153,296 per layer; PLE 262,144 x 30 x 256
+    # = 2,013,265,920, projection 2,048 x 7,680 + 256 = 15,728,896: 2,591,557,888 + 30 x 62,153,296.
+    "gemma-3n-e2b": (4_456_156_768, 4_456_156_768),
 }
+
+
+# Google publishes Gemma 3n's "effective" parameters: without the input and per-layer embedding tables
+# (google/gemma3n-slicing-configs, "# Effective Params (B)": 3.98 for E4B, 1.91 for E2B; the "raw" 8B / 5B
+# add the vision and audio towers, which the text specs do not count).
+# E4B: 6,866,696,688 - 537,395,200 - 2,348,810,240 = 3,980,491,248 (+0.01%);
+# E2B: 4,456,156,768 - 537,395,200 - 2,013,265,920 = 1,905,495,648 (-0.24%).
+GEMMA3N_EFFECTIVE = {"gemma-3n-e4b": (3_980_491_248, 3.98e9), "gemma-3n-e2b": (1_905_495_648, 1.91e9)}
+
+
+@pytest.mark.parametrize("name", sorted(GEMMA3N_EFFECTIVE))
+def test_gemma3n_effective_params_match_published(name):
+    exact, published = GEMMA3N_EFFECTIVE[name]
+    assert count_params(load_bundled(name)).effective == exact
+    assert abs(exact - published) <= 0.01 * published
 
 
 def test_bundled_catalog_is_complete():

@@ -172,6 +172,19 @@ def _deepseek(t, spec: ModelSpec):
     )
 
 
+def _gemma3n(t, spec: ModelSpec):
+    layout = spec.params
+    return t.Gemma3nTextConfig(
+        **_common(spec),
+        intermediate_size=spec.intermediate_size,
+        num_kv_shared_layers=sum(spec.kind(n).kv_shared for n in spec.layer_kind_names),
+        vocab_size_per_layer_input=layout.per_layer_vocab_size,
+        hidden_size_per_layer_input=layout.per_layer_input_size,
+        altup_num_inputs=layout.altup_inputs,
+        laurel_rank=layout.laurel_rank,
+    )
+
+
 def _jamba(t, spec: ModelSpec):
     mamba = spec.kind("mamba")
     return t.JambaConfig(
@@ -255,6 +268,7 @@ CONFIGS: dict[str, Callable[[Any, ModelSpec], Any]] = {
     "kimi_k2": _deepseek,  # Kimi K2 runs DeepseekV3ForCausalLM
     "jamba": _jamba,
     "qwen3_next": _qwen3_next,
+    "gemma3n_text": _gemma3n,
 }
 
 
@@ -262,7 +276,19 @@ def _checkpoint_tensors(model) -> int:
     """Parameters, plus DeepSeek V3's router correction bias: a buffer in transformers, a tensor in the checkpoint."""
     # (MiniMax-M2's is the same buffer.)
     extra = sum(b.numel() for name, b in model.named_buffers() if name.endswith("e_score_correction_bias"))
-    return sum(p.numel() for p in model.parameters()) + extra
+    return sum(p.numel() for p in model.parameters()) + extra + _dropped_shared_kv(model)
+
+
+def _dropped_shared_kv(model) -> int:
+    """Gemma 3n: the checkpoint ships k_proj, v_proj and k_norm on its KV-shared layers and vLLM loads them
+    (one QKV projection per layer); transformers 5.24 drops them on load (modeling_gemma3n.py
+    _keys_to_ignore_on_load_unexpected) and builds no module for them. v_norm has no weight."""
+    total = 0
+    for module in model.modules():
+        if getattr(module, "is_kv_shared_layer", False):
+            kv = module.config.num_key_value_heads * module.head_dim
+            total += 2 * module.config.hidden_size * kv + module.head_dim
+    return total
 
 
 @pytest.mark.parametrize("name", bundled_names())
