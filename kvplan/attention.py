@@ -28,6 +28,8 @@ def chunked_pairs(length: int, chunk: int) -> int:
 
 
 def prefill_pairs(kind: LayerKind, length: int) -> int:
+    if kind.type == "cross":
+        return length * kind.cross_tokens  # every text token attends to every vision token
     if kind.type == "sliding":
         return causal_pairs(length, kind.window)
     if kind.type == "chunked":
@@ -37,6 +39,8 @@ def prefill_pairs(kind: LayerKind, length: int) -> int:
 
 def decode_span(kind: LayerKind, context: int) -> int:
     """Keys one new token attends to when the cache holds ``context`` tokens (itself included)."""
+    if kind.type == "cross":
+        return kind.cross_tokens
     cap = kind.window if kind.type == "sliding" else kind.chunk if kind.type == "chunked" else None
     return context if cap is None else min(context, cap)
 

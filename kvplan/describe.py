@@ -48,6 +48,7 @@ def _layout_short(spec: ModelSpec) -> str:
             "mla": f"MLA {kind.kv_lora_rank}+{kind.qk_rope_head_dim}",
             "recurrent": f"{kind.variant}",
             "none": "linear, no attention" if kind.linear_replacement else "no attention",
+            "cross": f"cross-attention ({kind.cross_tokens} vision tokens)",
         }[kind.type]
         if kind.num_kv_heads and kind.num_kv_heads != spec.num_kv_heads:
             label += f" ({kind.num_kv_heads}kv)"
@@ -124,6 +125,8 @@ def _tokens_held(cache) -> int | str:  # noqa: ANN001
     """A recurrent layer keeps a fixed state and no tokens; a window or chunk caps the rest."""
     if cache.type == "recurrent":
         return "none (fixed state)"
+    if cache.type == "cross":
+        return "vision tokens (fixed per request)"
     if cache.bytes_per_token == 0:
         return "none"  # no attention, or K/V read from an earlier layer
     return cache.max_tokens if cache.max_tokens is not None else "all"

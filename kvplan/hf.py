@@ -102,6 +102,11 @@ CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
         "sliding_window": 512, "vocab_size_per_layer_input": 262144, "hidden_size_per_layer_input": 256,
         "altup_num_inputs": 4, "num_kv_shared_layers": 15, "laurel_rank": 64,
     },
+    "mllama": {  # MllamaTextConfig (default_theta 500000; cross_attention_layers None -> [3, 8, ..., 38])
+        "vocab_size": 128256, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 40,
+        "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": None, "max_position_embeddings": 131072,
+        "tie_word_embeddings": False, "rope_theta": 500000.0, "cross_attention_layers": None,
+    },
     "deepseek_v2": {  # DeepseekV2Config (num_experts_per_tok has no default: None)
         "vocab_size": 102400, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
         "num_attention_heads": 32, "num_key_value_heads": None, "max_position_embeddings": 2048,
@@ -223,6 +228,7 @@ _GPT_OSS_ROPE = {
 _ALIASES = {
     "gemma3": "gemma3_text",  # Gemma3Config wraps a Gemma3TextConfig in text_config
     "gemma3n": "gemma3n_text",  # Gemma3nConfig wraps a Gemma3nTextConfig in text_config
+    "mllama_text_model": "mllama",  # MllamaConfig wraps a MllamaTextConfig (model_type mllama_text_model)
     "llama4": "llama4_text",  # Llama4Config wraps a Llama4TextConfig in text_config
     "RefinedWebModel": "falcon",  # tiiuae/falcon-7b remote-code config (configuration_RW.py)
     "RefinedWeb": "falcon",  # tiiuae/falcon-40b remote-code config
@@ -436,11 +442,18 @@ def _unwrap(config: dict[str, Any]) -> tuple[dict[str, Any], Any, list[str]]:
         if key in config and key not in inner:
             inner[key] = config[key]
     notes = []
-    if "vision_config" in config:
+    vision = config.get("vision_config")
+    if isinstance(vision, dict):
+        inner["_vision_config"] = vision  # read where the text model depends on it (mllama cross-attention)
+    if "vision_config" in config and outer not in _VISION_COUNTED:
         notes.append("the vision tower (vision_config) is not counted in the parameters; the spec is the text model")
     if "audio_config" in config:
         notes.append("the audio encoder (audio_config) is not counted in the parameters; the spec is the text model")
     return inner, outer, notes
+
+
+# Multimodal model types whose vision tower kvplan counts (in extra_params, see _mllama_layout).
+_VISION_COUNTED = {"mllama"}
 
 
 def _dialect(model_type: Any, architectures: Any = None) -> str | None:
@@ -467,7 +480,8 @@ _ARCHITECTURES = {
     "Olmo2ForCausalLM": "olmo2", "JambaForCausalLM": "jamba", "Qwen3NextForCausalLM": "qwen3_next",
     "SmolLM3ForCausalLM": "smollm3", "MiniMaxM2ForCausalLM": "minimax_m2", "Cohere2ForCausalLM": "cohere2",
     "DeciLMForCausalLM": "nemotron-nas", "Gemma3nForCausalLM": "gemma3n_text",
-    "Gemma3nForConditionalGeneration": "gemma3n_text",
+    "Gemma3nForConditionalGeneration": "gemma3n_text", "MllamaForConditionalGeneration": "mllama",
+    "MllamaForCausalLM": "mllama",
 }  # fmt: skip
 
 
@@ -727,6 +741,11 @@ def _layer_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
         return ["full_attention" if i % period == offset else "mamba" for i in range(layers)]
     if f.blocks is not None:
         return _nas_types(f.blocks)
+    if d == "mllama":  # MllamaTextModel: MllamaCrossAttentionDecoderLayer at cross_attention_layers
+        cross = set(f.ints("cross_attention_layers") or [3, 8, 13, 18, 23, 28, 33, 38])
+        if cross - set(range(layers)):
+            raise InvalidInput(f"{f.origin}: cross_attention_layers {sorted(cross)} go beyond {layers} layers")
+        return ["cross_attention" if i in cross else "full_attention" for i in range(layers)]
     explicit = _explicit_types(f, layers=layers)
     if explicit is not None:
         types = _checked_types(f, explicit, layers=layers, window=window)
@@ -997,6 +1016,8 @@ def _base_kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str,
         return "mlp_only", {"type": "none"}
     if layer_type == "linear_replacement":
         return "linear", {"type": "none", "linear_replacement": True}
+    if layer_type == "cross_attention":
+        return "cross", {"type": "cross", "cross_tokens": _mllama_vision_tokens(f), "use_rope": False}
     if layer_type == "indexed_attention":
         raise InvalidInput(
             f"{f.origin}: indexed_attention layers without an MLA latent (kv_lora_rank) are not supported"
@@ -1004,6 +1025,50 @@ def _base_kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str,
     if layer_type == "mamba" or (layer_type == "linear_attention" and f.dialect == "jamba"):
         return "mamba", _mamba_kind(f)
     return _linear_kind(f)
+
+
+# MllamaVisionConfig defaults (transformers 5.24 configuration_mllama.py); supported_aspect_ratios None means
+# the 8 tilings of max_num_tiles 4 ([1, 1] .. [4, 1]).
+_MLLAMA_VISION = {"image_size": 448, "patch_size": 14, "max_num_tiles": 4, "hidden_size": 1280,
+                  "num_hidden_layers": 32, "num_global_layers": 8, "intermediate_size": 5120,
+                  "vision_output_dim": 7680, "num_channels": 3}  # fmt: skip
+_MLLAMA_ASPECT_RATIOS = 8
+
+
+def _vision(f: _Fields, key: str) -> int:
+    vision = f.raw.get("_vision_config") or {}
+    value = vision.get(key, _MLLAMA_VISION[key])
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput(f"{f.origin}: vision_config.{key}: expected a positive whole number, got {value!r}")
+    return value
+
+
+def _mllama_vision_tokens(f: _Fields) -> int:
+    """Vision tokens one image puts in every cross-attention layer: max_num_tiles tiles of (image / patch)^2
+    patches plus a class token each (MllamaVisionModel.num_patches; the processor pads every image to
+    max_num_tiles tiles, aspect_ratio_mask masks the unused ones): 4 x (40^2 + 1) = 6,404 for 560 / 14."""
+    patches = (_vision(f, "image_size") // _vision(f, "patch_size")) ** 2 + 1
+    return _vision(f, "max_num_tiles") * patches
+
+
+def _mllama_vision_params(f: _Fields, *, text_hidden: int) -> int:
+    """MllamaVisionModel + multi_modal_projector parameters (transformers 5.24 modeling_mllama.py)."""
+    h, i = _vision(f, "hidden_size"), _vision(f, "intermediate_size")
+    tiles, patch = _vision(f, "max_num_tiles"), _vision(f, "patch_size")
+    patches = (_vision(f, "image_size") // patch) ** 2 + 1
+    ratios = (f.raw.get("_vision_config") or {}).get("supported_aspect_ratios")
+    ratio_ids = (len(ratios) if isinstance(ratios, list) else _MLLAMA_ASPECT_RATIOS) + 1  # max_aspect_ratio_id + 1
+    layer = 4 * h * h + 2 * h * i + i + h + 4 * h  # q/k/v/o, fc1/fc2 with biases, two LayerNorms
+    return (
+        _vision(f, "num_channels") * patch * patch * h  # patch_embedding (Conv2d, no bias)
+        + h  # class_embedding
+        + 1 + patches * h + ratio_ids * tiles * patches * h  # gated_positional_embedding (gate, table, tiles)
+        + 2 * (ratio_ids * tiles * h + 1)  # pre/post_tile_positional_embedding (table + gate)
+        + 2 * 2 * h  # layernorm_pre, layernorm_post
+        + _vision(f, "num_hidden_layers") * layer
+        + _vision(f, "num_global_layers") * (layer + 2)  # global layers: + gate_attn, gate_ffn
+        + _vision(f, "vision_output_dim") * text_hidden + text_hidden  # multi_modal_projector
+    )  # fmt: skip
 
 
 # Model types whose sliding layers hold more KV heads than num_key_value_heads says, by a factor
@@ -1320,6 +1385,15 @@ def _gemma3n_layout(f: _Fields, **kw: Any) -> dict[str, Any]:
     return layout
 
 
+def _mllama_layout(f: _Fields, *, hidden: int, **kw: Any) -> dict[str, Any]:
+    # Self-attention layers are Llama's; cross layers add q/k norms and two gates (kvplan.params). Outside the
+    # decoder: the vision tower and projector, and 8 extra embedding rows (MllamaTextModel.embed_tokens is
+    # vocab_size + 8 wide).
+    params = _mllama_vision_params(f, text_hidden=hidden) + 8 * hidden
+    note = "vision tower + multi_modal_projector + 8 image-token embedding rows (transformers modeling_mllama.py)"
+    return _llama_layout(f, **kw) | {"extra_params": params, "extra_params_note": note}
+
+
 def _falcon_layout(f: _Fields, **_: Any) -> dict[str, Any]:
     # FalconDecoderLayer: two LayerNorms unless parallel attention shares one (num_ln_in_parallel_attn,
     # default 2 with new_decoder_architecture); FalconMLP is dense_h_to_4h + dense_4h_to_h.
@@ -1368,6 +1442,7 @@ _LAYOUTS: dict[str, Callable[..., dict[str, Any]]] = {
     "gemma2": _gemma_layout,
     "gemma3_text": _gemma_layout,
     "gemma3n_text": _gemma3n_layout,
+    "mllama": _mllama_layout,
     "falcon": _falcon_layout,
     "gpt_oss": _gpt_oss_layout,
     "cohere": _cohere_layout,

@@ -63,6 +63,8 @@ def attention_parts(spec: ModelSpec, kind: LayerKind, tp: int = 1) -> list[Part]
         parts.append(Part(q_rank, False))
     if layout.attention_output_gate:
         parts.append(Part(h * q_rank * vd, True))  # gate half of q_proj: [h, heads*vd]
+    if kind.type == "cross":  # MllamaCrossAttentionDecoderLayer: q_norm, k_norm [head_dim]; tanh gates [1] x 2
+        parts.append(Part(2 * kd + 2, False))
     return parts
 
 

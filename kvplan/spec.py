@@ -30,7 +30,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-LayerType = Literal["full", "sliding", "chunked", "mla", "recurrent", "none"]
+LayerType = Literal["full", "sliding", "chunked", "mla", "recurrent", "none", "cross"]
 RecurrentVariant = Literal["mamba", "mamba2", "gated_deltanet"]
 
 
@@ -71,6 +71,9 @@ class LayerKind(_Strict):
     # Nemotron-NAS (DeciLM) block_configs attention "replace_with_linear": one hidden x hidden linear
     # stands where attention was; it mixes no tokens and caches nothing.
     linear_replacement: bool = Field(False, description="none: a hidden x hidden linear replaces attention")
+    # Llama 3.2 Vision (mllama) cross-attention layers: K/V of the vision tokens, computed once per image
+    # and held for the whole request, whatever its length (transformers MllamaTextCrossAttention).
+    cross_tokens: Size | None = Field(None, description="cross: K/V entries a request holds (its vision tokens)")
 
     @model_validator(mode="after")
     def _fields_match_type(self) -> LayerKind:
@@ -79,6 +82,7 @@ class LayerKind(_Strict):
             "chunked": ["chunk"],
             "mla": ["kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim"],
             "recurrent": ["variant"],
+            "cross": ["cross_tokens"],
         }.get(self.type, [])
         missing = [name for name in need if getattr(self, name) is None]
         if missing:
@@ -93,6 +97,8 @@ class LayerKind(_Strict):
             raise ValueError(f"'index_head_dim' only applies to full or mla layers, not {self.type!r}")
         if self.kv_shared and self.type not in ("full", "sliding", "chunked", "mla"):
             raise ValueError(f"'kv_shared' only applies to attention layers, not {self.type!r}")
+        if self.type != "cross" and self.cross_tokens is not None:
+            raise ValueError(f"'cross_tokens' only applies to cross layers, not {self.type!r}")
         if self.linear_replacement and self.type != "none":
             raise ValueError(f"'linear_replacement' only applies to 'none' layers, not {self.type!r}")
         return self
@@ -419,6 +425,8 @@ def _describe_kind(spec: ModelSpec, kind: LayerKind) -> str:
     if kind.type == "none":
         return "linear (no attention)" if kind.linear_replacement else "no attention"
     heads = spec.kv_heads_of(kind)
+    if kind.type == "cross":
+        return f"cross-attention to {kind.cross_tokens} vision tokens, {heads}kv d{spec.k_head_dim_of(kind)}"
     base = f"{spec.num_attention_heads}q/{heads}kv d{spec.k_head_dim_of(kind)}"
     if kind.type == "sliding":
         return f"sliding {kind.window} {base}"

@@ -32,6 +32,7 @@ import pytest
 from kvplan.catalog import bundled_names, load_bundled
 from kvplan.engines.transformers import transformers_cache_bytes, transformers_cache_plan
 from kvplan.errors import InvalidInput
+from kvplan.hf import spec_from_hf_config
 from kvplan.memory import cache_plan
 from kvplan.spec import ModelSpec
 
@@ -601,6 +602,8 @@ def _sweep_spec(spec: ModelSpec, *, scale_window: bool) -> ModelSpec:
 # Families transformers 5.24 has no class for (remote code on the Hub): no skeleton to measure; their
 # golden tests in tests/test_catalog.py carry the arithmetic by hand instead.
 NO_TRANSFORMERS_CLASS = {"nemotron-nas": "DeciLMForCausalLM is remote code (modeling_decilm.py on the Hub)"}
+# Families whose cache needs more than token ids to fill: measured by their own test below.
+OWN_TEST = {"mllama": "cross-attention layers fill only with an image: test_mllama_cross_layers_hold_the_image_tokens"}
 
 
 @pytest.mark.parametrize("name", sorted(set(bundled_names()) - _family_case_names()))
@@ -609,6 +612,8 @@ def test_every_bundled_spec_matches_its_skeleton(name: str) -> None:
     if spec.family in NO_TRANSFORMERS_CLASS:
         assert not hasattr(transformers, "DeciLMForCausalLM")  # fails when transformers gains the class
         pytest.skip(f"{name}: {NO_TRANSFORMERS_CLASS[spec.family]}")
+    if spec.family in OWN_TEST:
+        pytest.skip(f"{name}: {OWN_TEST[spec.family]}")
     assert spec.family in BUILDERS, f"{name}: no transformers skeleton for family {spec.family!r}; add a Case"
     case = BUILDERS[spec.family]
     small = _sweep_spec(spec, scale_window=case.scale_window)
@@ -616,3 +621,55 @@ def test_every_bundled_spec_matches_its_skeleton(name: str) -> None:
     rows = layer_bytes(prefill(build(case.config(small)), length))
     plan = transformers_cache_plan(small, DTYPE)
     assert [r.logical for r in rows] == [c.bytes_at(length) for c in plan.layers], name
+
+
+# ---- Llama 3.2 Vision: cross-attention layers hold the image's vision tokens -------------------------
+
+
+def _mllama_skeleton(spec: ModelSpec) -> Any:
+    """The bundled spec's 40 layers and cross-attention positions; tiny text and vision sizes. A 28 px tile of
+    14 px patches gives 2 x 2 + 1 (class) = 5 vision tokens per tile, 4 tiles: 20 tokens per image."""
+    cross = [i for i, n in enumerate(spec.layer_kind_names) if spec.kind(n).type == "cross"]
+    text = {"hidden_size": 32, "num_hidden_layers": spec.num_layers, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "intermediate_size": 64, "vocab_size": 128, "cross_attention_layers": cross, "pad_token_id": 0,
+            "bos_token_id": 1, "eos_token_id": 2}  # fmt: skip
+    vision = {"image_size": 28, "patch_size": 14, "max_num_tiles": 4, "hidden_size": 16, "num_hidden_layers": 2,
+              "num_global_layers": 1, "attention_heads": 2, "intermediate_size": 32, "vision_output_dim": 48,
+              "intermediate_layers_indices": [0, 1]}  # fmt: skip
+    return transformers.MllamaConfig(text_config=text, vision_config=vision, image_token_index=120)
+
+
+def test_mllama_cross_layers_hold_the_image_tokens() -> None:
+    """One image (4 tiles, aspect ratio 2 x 2) and a 40-token prompt, then one decode step: every self-attention
+    layer holds the text tokens, every cross-attention layer the 20 vision tokens whatever the length; kvplan's
+    import of the same config (transformers layout) matches layer by layer."""
+    from transformers.initialization import no_init_weights
+
+    spec = bundled(["llama-3.2-11b-vision"], family="mllama")
+    config = _mllama_skeleton(spec)
+    torch.manual_seed(0)
+    with no_init_weights():
+        model = transformers.MllamaForConditionalGeneration(config).to(torch.bfloat16)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_(0.0, 0.02)
+    ids = torch.randint(0, 100, (1, LONG))
+    ids[0, 0] = config.image_token_index
+    image = {
+        "pixel_values": torch.randn(1, 1, 4, 3, 28, 28, dtype=torch.bfloat16),
+        "aspect_ratio_ids": torch.tensor([[6]]),  # [2, 2] in the default supported_aspect_ratios
+        "aspect_ratio_mask": torch.ones(1, 1, 4, dtype=torch.long),
+    }
+    with torch.no_grad():
+        mask = torch.ones(1, LONG, 1, 4, dtype=torch.long)
+        cache = model.eval()(input_ids=ids, cross_attention_mask=mask, use_cache=True, **image).cache
+        prefill_rows = layer_bytes(cache)
+        mask = torch.ones(1, 1, 1, 4, dtype=torch.long)
+        step = model(input_ids=ids[:, :1], cache=cache, cross_attention_mask=mask, use_cache=True).cache
+    imported = spec_from_hf_config(config.to_dict(), origin="skeleton").spec
+    assert {imported.kind(n).cross_tokens for n in imported.layer_kind_names if imported.kind(n).type == "cross"} == {
+        20
+    }
+    plan = transformers_cache_plan(imported, DTYPE)
+    assert [r.logical for r in prefill_rows] == [c.bytes_at(LONG) for c in plan.layers]
+    assert [r.logical for r in layer_bytes(step)] == [c.bytes_at(LONG + 1) for c in plan.layers]

@@ -107,6 +107,12 @@ OWN_KV: dict[str, tuple[int, int, int, int, int]] = {
     # 128K: 2,048*(4*131,072 + 8,192) = 1,090,519,040.
     "gemma-3n-e4b": (40_960, 8_192, 50_331_648, 285_212_672, 1_090_519_040),
     "gemma-3n-e2b": (40_960, 8_192, 50_331_648, 285_212_672, 1_090_519_040),
+    # Llama 3.2 Vision, one image per request. 11B: 32 self-attention layers, c = 2*8*128*2 = 4,096 -> 131,072/token;
+    # 8 cross-attention layers hold the image's 4 x 1,601 = 6,404 vision tokens: 8*4,096*6,404 = 209,846,272 B.
+    # 4K: 131,072*4,096 + 209,846,272; 32K: 131,072*32,768 + 209,846,272; 128K: 131,072*131,072 + 209,846,272.
+    "llama-3.2-11b-vision": (131_072, 131_072, 746_717_184, 4_504_813_568, 17_389_715_456),
+    # 90B: 80 self-attention layers -> 327,680/token; 20 cross layers: 20*4,096*6,404 = 524,615,680 B.
+    "llama-3.2-90b-vision": (327_680, 327_680, 1_866_792_960, 11_262_033_920, 43_474_288_640),
 }
 
 EXPECTED_KV = {**REFERENCE_KV, **OWN_KV}
@@ -185,6 +191,15 @@ EXPECTED_PARAMS: dict[str, tuple[int, int]] = {
     # E2B: 30 layers, MLP 3 x 2,048 x 8,192 = 50,331,648 -> 62,153,296 per layer; PLE 262,144 x 30 x 256
     # = 2,013,265,920, projection 2,048 x 7,680 + 256 = 15,728,896: 2,591,557,888 + 30 x 62,153,296.
     "gemma-3n-e2b": (4_456_156_768, 4_456_156_768),
+    # Llama 3.2 11B Vision (= transformers' MllamaForConditionalGeneration on meta, tests/test_params.py): embedding
+    # and head 2 x 128,256 x 4,096 = 1,050,673,152; final norm 4,096; 32 self layers x (q/o 2 x 4,096^2 + k/v
+    # 2 x 4,096 x 1,024 + MLP 3 x 4,096 x 14,336 + 2 norms x 4,096 = 218,112,000); 8 cross layers x (the same
+    # + q/k norms 2 x 128 + 2 gates = 218,112,258); extra 895,061,523 = vision tower 863,567,379 + projector
+    # 7,680 x 4,096 + 4,096 + 8 image-token embedding rows x 4,096. 10,670,220,835 vs Meta's 10.6B: +0.66%.
+    "llama-3.2-11b-vision": (10_670_220_835, 10_670_220_835),
+    # 90B: 2 x 128,256 x 8,192 + 8,192 + 80 x 855,654,400 + 20 x 855,654,658 + (863,567,379 + 7,680 x 8,192
+    # + 8,192 + 8 x 8,192 = 926,555,667) = 88,593,355,323 vs Meta's 88.8B: -0.23%.
+    "llama-3.2-90b-vision": (88_593_355_323, 88_593_355_323),
 }
 
 

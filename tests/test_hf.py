@@ -20,7 +20,12 @@ CONFIGS = sorted(DATA.glob("*.json"))
 LENGTHS = (4096, 32768, 131072)
 
 # Test configs that are variants of one bundled model (same architecture, other spelling).
-BUNDLED_OF = {"falcon-7b-resaved": "falcon-7b", "falcon-7b-rw": "falcon-7b"}
+BUNDLED_OF = {
+    "falcon-7b-resaved": "falcon-7b",
+    "falcon-7b-rw": "falcon-7b",
+    "llama-3.2-11b-vision-instruct": "llama-3.2-11b-vision",
+    "llama-3.2-90b-vision-instruct": "llama-3.2-90b-vision",
+}
 
 
 def imported(stem: str) -> ImportResult:
@@ -725,3 +730,33 @@ def test_nas_blocks_kvplan_cannot_read_are_refused(blocks: list[dict[str, Any]],
     with pytest.raises(InvalidInput, match=message) as exc:
         spec_from_hf_config(config, origin="c.json")
     assert "\n" not in str(exc.value)
+
+
+# ---- Llama 3.2 Vision (mllama): cross-attention layers ------------------------------------------
+
+
+def test_mllama_cross_attention_layers_hold_one_image():
+    result = imported("llama-3.2-11b-vision-instruct")
+    spec = result.spec
+    assert spec.kind_counts == {"full": 32, "cross": 8}
+    assert [i for i, n in enumerate(spec.layer_kind_names) if n == "cross"] == list(range(3, 40, 5))
+    # 560 px tiles of 14 px patches: 40 x 40 + 1 class token = 1,601 per tile, 4 tiles
+    assert spec.kind("cross").cross_tokens == 4 * 1_601 == 6_404
+    assert not result.warnings  # the vision tower is counted (extra_params), so no "not counted" note
+    # text-only prompt bytes grow with the self-attention layers only: 32 x 4,096 B per token
+    assert kv(spec) == 131_072 and cache_plan(spec, "bf16").state_bytes == 8 * 6_404 * 4_096
+
+
+def test_mllama_defaults_and_bad_cross_layers():
+    raw = json.loads((DATA / "llama-3.2-11b-vision-instruct.json").read_text())
+    del raw["text_config"]["cross_attention_layers"], raw["vision_config"]
+    spec = spec_from_hf_config(raw, origin="x").spec
+    # MllamaTextConfig's default layers; MllamaVisionConfig's 448 px tiles: 4 x (32 x 32 + 1) = 4,100 tokens
+    assert spec.kind_counts == {"full": 32, "cross": 8} and spec.kind("cross").cross_tokens == 4_100
+    raw["text_config"]["cross_attention_layers"] = [3, 40]
+    with pytest.raises(InvalidInput, match="cross_attention_layers \\[3, 40\\] go beyond 40 layers"):
+        spec_from_hf_config(raw, origin="x")
+    raw["text_config"]["cross_attention_layers"] = [3]
+    raw["vision_config"] = {"image_size": "560"}
+    with pytest.raises(InvalidInput, match="vision_config.image_size: expected a positive whole number"):
+        spec_from_hf_config(raw, origin="x")

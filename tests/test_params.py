@@ -185,6 +185,20 @@ def _gemma3n(t, spec: ModelSpec):
     )
 
 
+def _mllama(t, spec: ModelSpec):
+    """The text model from the spec; the vision tower is the Llama 3.2 Vision one (the bundled specs' headers)."""
+    cross = [i for i, n in enumerate(spec.layer_kind_names) if spec.kind(n).type == "cross"]
+    vision = {"image_size": 560, "patch_size": 14, "max_num_tiles": 4, "hidden_size": 1280, "num_hidden_layers": 32,
+              "num_global_layers": 8, "attention_heads": 16, "intermediate_size": 5120, "vision_output_dim": 7680,
+              "intermediate_layers_indices": [3, 7, 15, 23, 30]}  # fmt: skip
+    text = {
+        **_common(spec, head_dim=False),
+        "intermediate_size": spec.intermediate_size,
+        "cross_attention_layers": cross,
+    }
+    return t.MllamaConfig(text_config=text, vision_config=vision)
+
+
 def _jamba(t, spec: ModelSpec):
     mamba = spec.kind("mamba")
     return t.JambaConfig(
@@ -269,6 +283,7 @@ CONFIGS: dict[str, Callable[[Any, ModelSpec], Any]] = {
     "jamba": _jamba,
     "qwen3_next": _qwen3_next,
     "gemma3n_text": _gemma3n,
+    "mllama": _mllama,
 }
 
 
@@ -299,6 +314,13 @@ def test_count_equals_transformers_modules(name):
     if spec.family not in CONFIGS:
         pytest.skip(f"no transformers config mapping for family {spec.family!r}")
     config = CONFIGS[spec.family](transformers, spec)
+    # Llama 3.2 Vision: the whole model (vision tower and projector in extra_params), not the text-only class
+    model_class = getattr(transformers, WHOLE_MODEL.get(spec.family, "AutoModelForCausalLM"))
     with torch.device("meta"):
-        model = transformers.AutoModelForCausalLM.from_config(config)
+        model = (
+            model_class.from_config(config) if model_class is transformers.AutoModelForCausalLM else model_class(config)
+        )
     assert _checkpoint_tensors(model) == count_params(spec).total
+
+
+WHOLE_MODEL = {"mllama": "MllamaForConditionalGeneration"}

@@ -207,6 +207,8 @@ PROFILE_REFUSES = {
     "llama-3.3-nemotron-super-49b-v1": "has no attention",
     "gemma-3n-e4b": "shares K/V with an earlier layer",
     "gemma-3n-e2b": "shares K/V with an earlier layer",
+    "llama-3.2-11b-vision": "cross-attention to vision tokens",
+    "llama-3.2-90b-vision": "cross-attention to vision tokens",
 }
 
 

@@ -99,3 +99,15 @@ def test_mlp_widths_per_layer():
 def test_mlp_widths_and_linear_replacement_are_checked(over, message):
     with pytest.raises(ValidationError, match=message):
         _nas_spec(**over)
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ({"type": "cross"}, "a 'cross' layer needs cross_tokens"),
+        ({"type": "full", "cross_tokens": 6404}, "'cross_tokens' only applies to cross layers"),
+    ],
+)
+def test_cross_attention_kind_is_checked(kind, message):
+    with pytest.raises(ValidationError, match=message):
+        _nas_spec(mlp_widths=None, layers={"kinds": {"full": {"type": "full"}, "x": kind}, "pattern": ["full", "x"]})

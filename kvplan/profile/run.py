@@ -465,6 +465,8 @@ def _check_layer_kinds(spec: ModelSpec) -> None:
             missing.append(f"{name!r} shares K/V with an earlier layer")
         if kind.type == "none":
             missing.append(f"{name!r} has no attention")
+        if kind.type == "cross":
+            missing.append(f"{name!r} is cross-attention to vision tokens")
     if spec.mlp_widths is not None:
         missing.append("per-layer MLP widths (mlp_widths)")
     if spec.params.per_layer_input_size or spec.params.altup_inputs > 1 or spec.params.laurel_rank:
