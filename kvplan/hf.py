@@ -733,8 +733,50 @@ def _layout(f: _Fields, *, layers: int, max_pos: int) -> tuple[dict[str, dict[st
     types = _layer_types(f, layers=layers, window=window)
     shared = _kv_shared_layers(f, layers=layers)
     types = [f"{t}+shared" if i in shared and t.split("+")[0] in _SHAREABLE else t for i, t in enumerate(types)]
+    types = [t + extra for t, extra in zip(types, _per_layer_geometry(f, types), strict=True)]
     by_type = {t: _kind(f, t, window=window) for t in dict.fromkeys(types)}  # each type once, in layer order
     return dict(by_type.values()), [by_type[t][0] for t in types]
+
+
+def _per_layer_geometry(f: _Fields, types: list[str]) -> list[str]:
+    """Per-layer head size and KV heads where they differ from the model's (Gemma 4), as type extras.
+
+    Gemma4TextConfig (transformers 5.24 configuration_gemma4.py __post_init__): full-attention layers use
+    ``global_head_dim`` and, when ``attention_k_eq_v``, ``num_global_key_value_heads``; transformers writes the
+    result back as ``per_layer_config`` {layer index: {head_dim, num_key_value_heads}}. Either spelling is read.
+    """
+    listed = f.raw.get("per_layer_config")
+    if isinstance(listed, dict) and listed:
+        return [_geometry_extra(f, listed.get(str(i)) or _padded(listed, i)) for i in range(len(types))]
+    if listed is not None and not isinstance(listed, dict):
+        raise InvalidInput(f"{f.origin}: per_layer_config: expected an object of layer index -> sizes, got {listed!r}")
+    if f.raw.get("global_head_dim") is None:
+        return [""] * len(types)
+    full = {"head_dim": f.need("global_head_dim")}
+    if f.flag("attention_k_eq_v") and f.raw.get("num_global_key_value_heads") is not None:
+        full["num_key_value_heads"] = f.need("num_global_key_value_heads")
+    return [_geometry_extra(f, full) if t.split("+")[0] == "full_attention" else "" for t in types]
+
+
+def _padded(listed: dict[str, Any], i: int) -> Any:
+    """transformers writes per_layer_config keys zero-padded to the width of the last index ('05')."""
+    return next((v for k, v in listed.items() if isinstance(k, str) and k.isdigit() and int(k) == i), None)
+
+
+def _geometry_extra(f: _Fields, entry: Any) -> str:
+    if entry is None:
+        return ""
+    if not isinstance(entry, dict):
+        raise InvalidInput(f"{f.origin}: per_layer_config entries must be objects, got {entry!r}")
+    extra = ""
+    for key, tag in (("head_dim", "hd"), ("num_key_value_heads", "kv")):
+        value = entry.get(key)
+        if value is None or value == f.get(key):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidInput(f"{f.origin}: per_layer_config {key}: expected a positive whole number, got {value!r}")
+        extra += f"+{tag}{value}"
+    return extra
 
 
 def _kv_shared_layers(f: _Fields, *, layers: int) -> set[int]:
@@ -1036,8 +1078,10 @@ def _kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str, dict
     if "shared" in extras:
         name, kind = f"{name}_shared", {**kind, "kv_shared": True}
     for extra in extras:
-        if extra.startswith("kv"):  # Nemotron-NAS: this layer's own KV head count
+        if extra.startswith("kv"):  # Nemotron-NAS, Gemma 4: this layer's own KV head count
             name, kind = f"{name}_{extra}", {**kind, "num_kv_heads": int(extra[2:])}
+        if extra.startswith("hd"):  # Gemma 4 global layers: their own head size
+            name, kind = f"{name}_{extra}", {**kind, "head_dim": int(extra[2:])}
     return name, kind
 
 

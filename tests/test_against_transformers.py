@@ -712,3 +712,33 @@ def test_mllama_cross_layers_hold_the_image_tokens() -> None:
     plan = transformers_cache_plan(imported, DTYPE)
     assert [r.logical for r in prefill_rows] == [c.bytes_at(LONG) for c in plan.layers]
     assert [r.logical for r in layer_bytes(step)] == [c.bytes_at(LONG + 1) for c in plan.layers]
+
+
+# ---- Gemma 4: global layers with their own head size and KV heads ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        {"attention_k_eq_v": True, "num_global_key_value_heads": 1, "num_kv_shared_layers": 0},
+        {"attention_k_eq_v": False, "num_kv_shared_layers": 6},
+    ],
+    ids=["k-eq-v", "kv-shared"],
+)
+def test_gemma4_global_layers_keep_their_own_head_size(geometry: dict[str, Any]) -> None:
+    """18 layers, 5 sliding (W 16, 2 KV heads of 16) to 1 global (head 32; 1 KV head when attention_k_eq_v):
+    transformers' cache after a 40-token prefill equals kvplan's import of the same config layer by layer,
+    read from transformers' own per_layer_config and from the config.json spelling (global_head_dim)."""
+    config = transformers.Gemma4TextConfig(
+        hidden_size=64, num_hidden_layers=18, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+        global_head_dim=32, sliding_window=SMALL_WINDOW, vocab_size_per_layer_input=128, hidden_size_per_layer_input=8,
+        **{**TINY, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2}, **geometry,
+    )  # fmt: skip
+    rows = layer_bytes(prefill(build(config), LONG))
+    raw = config.to_dict()
+    as_json = {k: v for k, v in raw.items() if k != "per_layer_config"} | {"global_head_dim": 32}
+    if "num_global_key_value_heads" in geometry:
+        as_json["num_global_key_value_heads"] = geometry["num_global_key_value_heads"]
+    for data in (raw, as_json):
+        plan = transformers_cache_plan(spec_from_hf_config(data, origin="skeleton").spec, DTYPE)
+        assert [r.logical for r in rows] == [c.bytes_at(LONG) for c in plan.layers]

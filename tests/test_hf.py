@@ -823,3 +823,31 @@ def test_mllama_defaults_and_bad_cross_layers():
     raw["vision_config"] = {"image_size": "560"}
     with pytest.raises(InvalidInput, match="vision_config.image_size: expected a positive whole number"):
         spec_from_hf_config(raw, origin="x")
+
+
+# ---- Gemma 4: global layers with their own head size and KV heads ----------------------------------
+
+
+def test_gemma4_global_head_dim_and_kv_heads():
+    # google/gemma-4-31B-it text_config as public fixtures quote it: 60 layers, every 6th global; sliding layers
+    # 16 KV heads of 256 (W 1024), global layers global_head_dim 512 with num_global_key_value_heads 4
+    # (attention_k_eq_v). Per token: sliding 2*16*256*2 = 16,384 B, global 2*4*512*2 = 8,192 B.
+    config = {
+        "model_type": "gemma4_text", "hidden_size": 5376, "num_hidden_layers": 60, "num_attention_heads": 32,
+        "num_key_value_heads": 16, "head_dim": 256, "global_head_dim": 512, "num_global_key_value_heads": 4,
+        "attention_k_eq_v": True, "num_kv_shared_layers": 0, "sliding_window": 1024, "vocab_size": 262144,
+        "intermediate_size": 21504, "max_position_embeddings": 262144,
+        "layer_types": ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(60)],
+    }  # fmt: skip
+    result = spec_from_hf_config(config, origin="x")
+    spec = result.spec
+    assert spec.kind_counts == {"sliding": 50, "full_hd512_kv4": 10}
+    # 4K: 50 x 16,384 x 1,024 + 10 x 8,192 x 4,096 = 838,860,800 + 335,544,320 (read as 256-wide heads with
+    # 16 KV heads the global layers were 2x too large: 1,509,949,440 in all)
+    assert kv(spec, 4096) == 1_174_405_120
+    assert "not a dialect kvplan knows" in result.warnings[0]  # parameters are still assumed Llama-like
+    config["attention_k_eq_v"] = False  # then the global layers keep num_key_value_heads
+    assert spec_from_hf_config(config, origin="x").spec.kind("full_hd512").num_kv_heads is None
+    config["per_layer_config"] = [512]
+    with pytest.raises(InvalidInput, match="per_layer_config: expected an object"):
+        spec_from_hf_config(config, origin="x")
