@@ -279,7 +279,7 @@ def activation_elements_per_token(spec: ModelSpec, layer: int, tp: int = 1) -> i
     """Hidden-state reads and writes of one layer for one token on one rank (see module docstring)."""
     hidden_io = 4 * spec.hidden_size  # attention block in + out, MLP block in + out
     if layer in spec.dense_mlp_layers:
-        inter = ceil_div(spec.intermediate_size, tp)
+        inter = ceil_div(spec.mlp_width(layer), tp)  # per layer for Nemotron-NAS block_configs
     else:
         moe = spec.moe
         inter = ceil_div(moe.experts_per_token * moe.expert_intermediate_size + moe.shared_size, tp)
@@ -561,7 +561,7 @@ def training_attention(
     forward = act = 0
     for name, count in spec.kind_counts.items():
         kind = spec.kind(name)
-        if kind.type == "recurrent":
+        if kind.type in ("recurrent", "none"):
             pairs = span = 0
         elif group is not None and kind.type in ("full", "mla"):
             pairs, span = chunked_pairs(context, group), group

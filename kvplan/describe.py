@@ -47,9 +47,13 @@ def _layout_short(spec: ModelSpec) -> str:
             "chunked": f"chunk {kind.chunk}",
             "mla": f"MLA {kind.kv_lora_rank}+{kind.qk_rope_head_dim}",
             "recurrent": f"{kind.variant}",
+            "none": "linear, no attention" if kind.linear_replacement else "no attention",
+            "cross": f"cross-attention ({kind.cross_tokens} vision tokens)",
         }[kind.type]
         if kind.num_kv_heads and kind.num_kv_heads != spec.num_kv_heads:
             label += f" ({kind.num_kv_heads}kv)"
+        if kind.kv_shared:
+            label += " shared"  # reads an earlier layer's K/V, stores none
         parts.append(f"{count} {label}")
     return ", ".join(parts)
 
@@ -102,6 +106,10 @@ def _kind_detail(spec: ModelSpec, name: str) -> str:
         return f"latent {kind.kv_lora_rank} + rope {kind.qk_rope_head_dim}"
     if kind.type == "recurrent":
         return f"{kind.variant} state"
+    if kind.type == "none":
+        return "a hidden x hidden linear, no KV" if kind.linear_replacement else "no attention, no KV"
+    if kind.kv_shared:
+        return "reads an earlier layer's K/V, stores none"
     return f"{spec.kv_heads_of(kind)} KV heads x (K {spec.k_head_dim_of(kind)} + V {spec.v_head_dim_of(kind)})"
 
 
@@ -117,4 +125,8 @@ def _tokens_held(cache) -> int | str:  # noqa: ANN001
     """A recurrent layer keeps a fixed state and no tokens; a window or chunk caps the rest."""
     if cache.type == "recurrent":
         return "none (fixed state)"
+    if cache.type == "cross":
+        return "vision tokens (fixed per request)"
+    if cache.bytes_per_token == 0:
+        return "none"  # no attention, or K/V read from an earlier layer
     return cache.max_tokens if cache.max_tokens is not None else "all"

@@ -202,7 +202,14 @@ def test_model_parameters_equal_weight_bytes_on_meta():
 
 
 # Bundled models whose layer kinds profile does not build (issue 9's indexer caches): refused, see below.
-PROFILE_REFUSES = {"deepseek-v3.2-exp": "indexer key cache"}
+PROFILE_REFUSES = {
+    "deepseek-v3.2-exp": "indexer key cache",
+    "llama-3.3-nemotron-super-49b-v1": "has no attention",
+    "gemma-3n-e4b": "shares K/V with an earlier layer",
+    "gemma-3n-e2b": "shares K/V with an earlier layer",
+    "llama-3.2-11b-vision": "cross-attention to vision tokens",
+    "llama-3.2-90b-vision": "cross-attention to vision tokens",
+}
 
 
 def test_profile_refuses_layer_kinds_it_cannot_build():

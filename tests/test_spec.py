@@ -1,9 +1,11 @@
 """Schema validation: inconsistent specs fail with a message naming the field and the problem."""
 
 import pytest
+from pydantic import ValidationError
 
 from kvplan.catalog import spec_from_dict
 from kvplan.errors import InvalidInput
+from kvplan.spec import ModelSpec
 from tests.skeletons import hybrid_skeleton, skeleton, sliding_skeleton
 
 BASE = skeleton().model_dump(exclude_none=True)
@@ -65,3 +67,47 @@ def test_absurd_sizes_are_errors_not_hangs():
     # Regression from fuzzing: num_layers 10**12 used to build a 10**12-entry layer list.
     assert "num_layers: Input should be less than or equal to 100000" in bad(num_layers=10**12)
     assert "max_position_embeddings" in bad(max_position_embeddings=1 << 40)
+
+
+# ---- per-layer MLP widths and linear stand-ins (Nemotron-NAS) ----------------------------------
+
+
+def _nas_spec(**over):
+    data = {
+        "name": "nas", "source": "test", "hidden_size": 64, "vocab_size": 100, "num_layers": 3,
+        "num_attention_heads": 4, "num_kv_heads": 2, "head_dim": 16, "intermediate_size": 256,
+        "max_position_embeddings": 4096, "mlp_widths": [256, 0, 128],
+    }  # fmt: skip
+    return ModelSpec.model_validate({**data, **over})
+
+
+def test_mlp_widths_per_layer():
+    spec = _nas_spec()
+    assert [spec.mlp_width(i) for i in range(3)] == [256, 0, 128]
+    assert _nas_spec(mlp_widths=None).mlp_width(1) == 256
+
+
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        ({"mlp_widths": [256, 0]}, "mlp_widths lists 2 layers but num_layers is 3"),
+        ({"intermediate_size": 512}, "intermediate_size \\(512\\) must be the widest of mlp_widths"),
+        ({"moe": {"num_experts": 4, "experts_per_token": 1, "expert_intermediate_size": 64}}, "an MoE model"),
+        ({"layers": {"kinds": {"full": {"type": "full", "linear_replacement": True}}}}, "only applies to 'none'"),
+    ],
+)
+def test_mlp_widths_and_linear_replacement_are_checked(over, message):
+    with pytest.raises(ValidationError, match=message):
+        _nas_spec(**over)
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ({"type": "cross"}, "a 'cross' layer needs cross_tokens"),
+        ({"type": "full", "cross_tokens": 6404}, "'cross_tokens' only applies to cross layers"),
+    ],
+)
+def test_cross_attention_kind_is_checked(kind, message):
+    with pytest.raises(ValidationError, match=message):
+        _nas_spec(mlp_widths=None, layers={"kinds": {"full": {"type": "full"}, "x": kind}, "pattern": ["full", "x"]})
