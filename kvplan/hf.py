@@ -445,12 +445,12 @@ class _Fields:
             raise InvalidInput(f"{self.origin}: {key}: expected true or false, got {value!r}")
         return bool(value)
 
-    def ints(self, key: str) -> list[int]:
+    def ints(self, key: str, *, what: str = "a list of layer indices") -> list[int]:
         value = self.get(key)
         if value is None:
             return []
         if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise InvalidInput(f"{self.origin}: {key}: expected a list of layer indices, got {value!r}")
+            raise InvalidInput(f"{self.origin}: {key}: expected {what}, got {value!r}")
         return value
 
     def assume(self, text: str) -> None:
@@ -875,10 +875,15 @@ def _as_mla(f: _Fields, layer_type: str) -> str:
     return layer_type
 
 
+_ROPE_FLAGS = "a list of 0/1 flags, one per layer (1: the layer uses RoPE)"
+
+
 def _llama4_types(f: _Fields, *, layers: int) -> list[str]:
     """Llama4TextConfig.__post_init__: an empty or absent ``no_rope_layers`` is replaced by the
     default (1 = RoPE + chunked local attention, 0 = every no_rope_layer_interval-th layer, NoPE, full)."""
-    flags = f.get("no_rope_layers") or [int((i + 1) % f.need("no_rope_layer_interval")) != 0 for i in range(layers)]
+    flags = f.ints("no_rope_layers", what=_ROPE_FLAGS) or [
+        int((i + 1) % f.need("no_rope_layer_interval")) != 0 for i in range(layers)
+    ]
     if len(flags) != layers:
         raise InvalidInput(f"{f.origin}: no_rope_layers lists {len(flags)} layers but num_hidden_layers is {layers}")
     if not f.raw.get("no_rope_layers"):
@@ -890,7 +895,9 @@ def _llama4_types(f: _Fields, *, layers: int) -> list[str]:
 def _smollm3_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
     """SmolLM3Config.__post_init__: no_rope_layers (1 = RoPE) default every no_rope_layer_interval-th
     layer NoPE; a NoPE layer slides only when use_sliding_window and a window are set."""
-    flags = f.get("no_rope_layers") or [int((i + 1) % f.need("no_rope_layer_interval") != 0) for i in range(layers)]
+    flags = f.ints("no_rope_layers", what=_ROPE_FLAGS) or [
+        int((i + 1) % f.need("no_rope_layer_interval") != 0) for i in range(layers)
+    ]
     if len(flags) != layers:
         raise InvalidInput(f"{f.origin}: no_rope_layers lists {len(flags)} layers but num_hidden_layers is {layers}")
     return ["full_attention" if rope else "sliding_attention" if window else "nope_attention" for rope in flags]

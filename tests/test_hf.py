@@ -694,6 +694,17 @@ def test_llama4_empty_no_rope_layers_gets_the_class_default() -> None:
     assert any("no_rope_layers is empty" in w for w in result.warnings)
 
 
+@pytest.mark.parametrize("stem", ["llama-4-scout-17b-16e", "smollm3-3b"])
+def test_no_rope_layers_that_is_not_a_list_is_refused_in_one_line(stem: str) -> None:
+    # Found by tests/test_fuzz.py: no_rope_layers: 1 reached len() and raised a TypeError (an internal error).
+    raw = json.loads((DATA / f"{stem}.json").read_text())
+    text = raw.get("text_config", raw)
+    text["no_rope_layers"] = 1
+    with pytest.raises(InvalidInput, match="no_rope_layers: expected a list of 0/1 flags, one per layer") as exc:
+        spec_from_hf_config(raw, origin="c.json")
+    assert "\n" not in str(exc.value)
+
+
 def test_smollm3_nope_layers_and_olmo2() -> None:
     # The verbatim SmolLM3-3B file lists layer_types (all full_attention) beside no_rope_layers: the NoPE layers
     # must still be read (SmolLM3Attention.use_rope comes from no_rope_layers whatever the layer type).
