@@ -847,9 +847,10 @@ def test_mllama_defaults_and_bad_cross_layers():
 
 
 def test_gemma4_global_head_dim_and_kv_heads():
-    # google/gemma-4-31B-it text_config as public fixtures quote it: 60 layers, every 6th global; sliding layers
-    # 16 KV heads of 256 (W 1024), global layers global_head_dim 512 with num_global_key_value_heads 4
-    # (attention_k_eq_v). Per token: sliding 2*16*256*2 = 16,384 B, global 2*4*512*2 = 8,192 B.
+    # The attention fields of google/gemma-4-31B-it's text_config as public fixtures quote it: 60 layers, every 6th
+    # global; sliding layers 16 KV heads of 256 (W 1024), global layers global_head_dim 512 with
+    # num_global_key_value_heads 4 (attention_k_eq_v). vocab, MLP width and max positions are placeholders (no KV
+    # depends on them). Per token: sliding 2*16*256*2 = 16,384 B, global 2*4*512*2 = 8,192 B.
     config = {
         "model_type": "gemma4_text", "hidden_size": 5376, "num_hidden_layers": 60, "num_attention_heads": 32,
         "num_key_value_heads": 16, "head_dim": 256, "global_head_dim": 512, "num_global_key_value_heads": 4,
