@@ -694,6 +694,16 @@ def test_llama4_empty_no_rope_layers_gets_the_class_default() -> None:
     assert any("no_rope_layers is empty" in w for w in result.warnings)
 
 
+@pytest.mark.parametrize("stem", ["gemma-3n-e2b", "llama-3.1-8b"])
+def test_model_type_that_is_not_a_name_is_refused_in_one_line(stem: str) -> None:
+    # Found by tests/test_fuzz.py: model_type: [] beside a text_config reached a set lookup (TypeError).
+    raw = json.loads((DATA / f"{stem}.json").read_text())
+    raw["model_type"] = []
+    with pytest.raises(InvalidInput, match="model_type: expected a name") as exc:
+        spec_from_hf_config(raw, origin="c.json")
+    assert "\n" not in str(exc.value)
+
+
 @pytest.mark.parametrize("stem", ["llama-4-scout-17b-16e", "smollm3-3b"])
 def test_no_rope_layers_that_is_not_a_list_is_refused_in_one_line(stem: str) -> None:
     # Found by tests/test_fuzz.py: no_rope_layers: 1 reached len() and raised a TypeError (an internal error).
