@@ -259,9 +259,7 @@ def untouched_expert_bytes(spec: ModelSpec, tokens: int, *, weights_dtype: str, 
         return 0
     idle = 1.0 - expert_fraction_touched(spec, tokens)
     total = 0.0
-    for i in range(spec.num_layers):
-        if i in spec.dense_mlp_layers:
-            continue
+    for i in sorted(spec.moe_layers):
         every = parts_bytes(mlp_parts(spec, i, tp), weights_dtype, spec.dtype)
         active = parts_bytes(mlp_parts(spec, i, tp, active_only=True), weights_dtype, spec.dtype)
         per_expert = (every - active) / (moe.num_experts - moe.experts_per_token)
@@ -272,6 +270,8 @@ def untouched_expert_bytes(spec: ModelSpec, tokens: int, *, weights_dtype: str, 
 def activation_elements_per_token(spec: ModelSpec, layer: int, tp: int = 1) -> int:
     """Hidden-state reads and writes of one layer for one token on one rank (see module docstring)."""
     hidden_io = 4 * spec.hidden_size  # attention block in + out, MLP block in + out
+    if layer not in spec.mlp_layers:
+        return hidden_io  # a mixer-only layer (kind with mlp: false)
     if layer in spec.dense_mlp_layers:
         inter = ceil_div(spec.intermediate_size, tp)
     else:

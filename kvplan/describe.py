@@ -47,6 +47,7 @@ def _layout_short(spec: ModelSpec) -> str:
             "chunked": f"chunk {kind.chunk}",
             "mla": f"MLA {kind.kv_lora_rank}+{kind.qk_rope_head_dim}",
             "recurrent": f"{kind.variant}",
+            "none": "no attention",
         }[kind.type]
         if kind.num_kv_heads and kind.num_kv_heads != spec.num_kv_heads:
             label += f" ({kind.num_kv_heads}kv)"
@@ -102,6 +103,10 @@ def _kind_detail(spec: ModelSpec, name: str) -> str:
         return f"latent {kind.kv_lora_rank} + rope {kind.qk_rope_head_dim}"
     if kind.type == "recurrent":
         return f"{kind.variant} state"
+    if kind.type == "none":
+        return "no attention: caches nothing"
+    if kind.kv_shared:
+        return "K/V shared with an earlier layer: caches nothing"
     return f"{spec.kv_heads_of(kind)} KV heads x (K {spec.k_head_dim_of(kind)} + V {spec.v_head_dim_of(kind)})"
 
 

@@ -182,6 +182,24 @@ CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
         "attn_layer_offset": 4, "mamba_d_state": 16, "mamba_d_conv": 4, "mamba_expand": 2,
         "mamba_dt_rank": "auto", "mamba_conv_bias": True, "mamba_proj_bias": False,
     },
+    "nemotron_h": {  # NemotronHConfig (no RoPE; one mixer per block; relu2 MLPs and experts without a gate)
+        "vocab_size": 131072, "hidden_size": 4096, "intermediate_size": 21504, "num_attention_heads": 32,
+        "num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 4096, "tie_word_embeddings": False,
+        "attention_bias": False, "mlp_bias": False, "ssm_state_size": 128, "mamba_num_heads": 128,
+        "mamba_head_dim": 64, "n_groups": 8, "conv_kernel": 4, "expand": 2, "use_conv_bias": True,
+        "mamba_proj_bias": False, "use_bias": False, "n_routed_experts": 8, "n_shared_experts": 1,
+        "moe_intermediate_size": 7688, "moe_shared_expert_intermediate_size": 7688, "moe_latent_size": None,
+        "num_experts_per_tok": 2,
+    },
+    "granitemoehybrid": {  # GraniteMoeHybridConfig (mamba_d_head "auto" -> mamba_expand * hidden // mamba_n_heads;
+        # layer_types None -> every layer Mamba; RoPE only when position_embedding_type is "rope")
+        "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "num_key_value_heads": None, "head_dim": None, "max_position_embeddings": 2048,
+        "tie_word_embeddings": False, "rope_theta": 10000.0, "attention_bias": False, "num_local_experts": 8,
+        "num_experts_per_tok": 2, "shared_intermediate_size": 1024, "position_embedding_type": None,
+        "mamba_n_heads": 128, "mamba_n_groups": 1, "mamba_d_state": 256, "mamba_d_head": "auto", "mamba_d_conv": 4,
+        "mamba_expand": 2, "mamba_conv_bias": True, "mamba_proj_bias": False,
+    },
     "qwen3_next": {  # Qwen3NextConfig (partial_rotary_factor 0.25, full_attention_interval 4 in __post_init__)
         "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 48,
         "num_attention_heads": 16, "num_key_value_heads": 2, "head_dim": 256,
@@ -216,6 +234,9 @@ _KEY_ALIASES = {
     "falcon": {"n_layer": "num_hidden_layers", "n_head": "num_attention_heads", "n_embed": "hidden_size",
                "n_head_kv": "num_kv_heads"},
     "gpt_oss": {"experts_per_token": "num_experts_per_tok", "num_experts": "num_local_experts"},
+    # NemotronHConfig.__post_init__: the older mamba_* names of the same fields
+    "nemotron_h": {"mamba_n_groups": "n_groups", "mamba_d_conv": "conv_kernel", "mamba_expand": "expand",
+                   "mamba_conv_bias": "use_conv_bias"},
 }  # fmt: skip
 # The names other families give the core facts (their config classes' attribute_map in transformers
 # 5.24: GPT2Config/BloomConfig n_layer, n_head, n_embd; MptConfig n_layers, n_heads, d_model, max_seq_len;
@@ -233,7 +254,7 @@ _CORE_ALIASES = {
 _WINDOWED = {"mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "phi3",
              "gpt_oss", "smollm3", "cohere2", None}  # fmt: skip
 _MOE_DIALECTS = {"mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "deepseek_v2", "deepseek_v3", "deepseek_v32",
-                 "gpt_oss", "jamba", "llama4_text", "minimax_m2", None}  # fmt: skip
+                 "gpt_oss", "jamba", "llama4_text", "minimax_m2", "nemotron_h", "granitemoehybrid", None}  # fmt: skip
 _DTYPE_FALLBACK = "bf16"  # what serving engines load a checkpoint in when it does not say
 
 
@@ -432,7 +453,7 @@ def _dialect(model_type: Any, architectures: Any = None) -> str | None:
         return key
     if isinstance(architectures, list):
         for arch in architectures:
-            if arch in _ARCHITECTURES:
+            if isinstance(arch, str) and arch in _ARCHITECTURES:  # a mutated list may hold anything (fuzzing)
                 return _ARCHITECTURES[arch]
     return None
 
@@ -447,6 +468,7 @@ _ARCHITECTURES = {
     "Phi3ForCausalLM": "phi3", "GptOssForCausalLM": "gpt_oss", "CohereForCausalLM": "cohere",
     "Olmo2ForCausalLM": "olmo2", "JambaForCausalLM": "jamba", "Qwen3NextForCausalLM": "qwen3_next",
     "SmolLM3ForCausalLM": "smollm3", "MiniMaxM2ForCausalLM": "minimax_m2", "Cohere2ForCausalLM": "cohere2",
+    "NemotronHForCausalLM": "nemotron_h", "GraniteMoeHybridForCausalLM": "granitemoehybrid",
 }  # fmt: skip
 
 
@@ -606,6 +628,8 @@ def _intermediate(f: _Fields, *, hidden: int) -> int | None:
         return f.integer("ffn_hidden_size") or 4 * hidden  # FalconConfig: ffn_hidden_size None -> 4 * hidden
     if f.dialect == "llama4_text":
         return f.integer("intermediate_size_mlp")  # Llama4TextMLP of the dense layers
+    if f.dialect == "granitemoehybrid":  # GraniteMoeHybridMLP (shared_mlp) is the dense MLP when there are no experts
+        return None if _expert_count(f) else f.need("shared_intermediate_size")
     if f.dialect is None and not _expert_count(f):
         return f.need("intermediate_size")
     return f.integer("intermediate_size")
@@ -705,6 +729,8 @@ def _layer_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
         types = ["linear_attention" if (i + 1) % every else "full_attention" for i in range(layers)]
     elif d == "llama4_text":
         types = _llama4_types(f, layers=layers)
+    elif d == "granitemoehybrid":  # GraniteMoeHybridConfig.__post_init__: layer_types None -> every layer Mamba
+        types = ["linear_attention"] * layers
     elif d == "smollm3":
         types = _smollm3_types(f, layers=layers, window=window)
     elif window is None:
@@ -845,7 +871,13 @@ def _kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str, dict
         name, kind = f"{name}_indexed", {**kind, "index_head_dim": f.need("index_head_dim")}
     if "shared" in extras:
         name, kind = f"{name}_shared", {**kind, "kv_shared": True}
+    if f.dialect in _MIXER_ONLY_DIALECTS and kind["type"] != "none":
+        kind = {**kind, "mlp": False}  # the block is its mixer alone; MLP / MoE blocks are layers of their own
     return name, kind
+
+
+# Dialects whose decoder layer holds one mixer only (NemotronHBlock: norm + Mamba2, attention, MLP or MoE).
+_MIXER_ONLY_DIALECTS = {"nemotron_h"}
 
 
 def _base_kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str, dict[str, Any]]:
@@ -907,7 +939,11 @@ def _mamba2_kind(f: _Fields) -> dict[str, Any]:
     """Mamba2 mixer (NemotronH, GraniteMoeHybrid, Bamba): d_inner = heads x head_dim, conv over
     x, B and C (d_inner + 2 x n_groups x d_state)."""
     heads = f.integer("mamba_num_heads") or f.need("mamba_n_heads")
-    head_dim = f.integer("mamba_head_dim") or f.need("mamba_d_head")
+    if f.get("mamba_d_head") == "auto" and not f.known("mamba_head_dim"):
+        # GraniteMoeHybridConfig.__post_init__: mamba_d_head = mamba_expand * hidden_size // mamba_n_heads
+        head_dim = f.need("mamba_expand") * f.need("hidden_size") // heads
+    else:
+        head_dim = f.integer("mamba_head_dim") or f.need("mamba_d_head")
     return {
         "type": "recurrent",
         "variant": "mamba2",
@@ -984,6 +1020,8 @@ def _moe(f: _Fields, *, layers: int) -> dict[str, Any] | None:
     dense = _dense_layers(f, layers=layers)
     if len(dense) == layers:
         return None
+    if d == "nemotron_h":
+        return _nemotron_moe(f, experts=experts, layers=layers)
     moe: dict[str, Any] = {
         "num_experts": experts,
         "experts_per_token": f.need("num_experts_per_tok"),
@@ -1003,6 +1041,8 @@ def _moe(f: _Fields, *, layers: int) -> dict[str, Any] | None:
         moe["router_bias"] = d != "deepseek_v2"  # DeepseekV3TopkRouter.e_score_correction_bias
     if d == "gpt_oss":
         moe |= {"router_bias": True, "expert_bias": True}  # GptOssTopKRouter.bias; GptOssExperts *_bias
+    if d == "granitemoehybrid":  # GraniteMoeHybridDecoderLayer: experts + shared_mlp (gated) on every layer
+        moe |= {"num_shared_experts": 1, "shared_intermediate_size": f.need("shared_intermediate_size")}
     first = moe.get("first_dense_layers", 0)
     moe["dense_layers"] = [i for i in dense if i >= first]
     if d is None:
@@ -1010,8 +1050,42 @@ def _moe(f: _Fields, *, layers: int) -> dict[str, Any] | None:
     return moe
 
 
+def _nemotron_moe(f: _Fields, *, experts: int, layers: int) -> dict[str, Any]:
+    """NemotronHMoE on the ``E`` / ``moe`` layers: routed experts, one shared NemotronHMLP of
+    moe_shared_expert_intermediate_size, a router with e_score_correction_bias; ``-`` / ``mlp`` layers
+    hold a dense NemotronHMLP (modeling_nemotron_h.py, transformers 5.24.0)."""
+    if f.get("moe_latent_size") is not None:
+        f.notes.append(
+            "moe_latent_size: the experts' latent projections are not modelled; the parameter count "
+            "treats the experts as full width (the KV cache and state are unaffected)"
+        )
+    blocks = _nemotron_blocks(f, layers=layers)
+    return {
+        "num_experts": experts,
+        "experts_per_token": f.need("num_experts_per_tok"),
+        "expert_intermediate_size": f.need("moe_intermediate_size"),
+        "num_shared_experts": 1,
+        "shared_intermediate_size": f.need("moe_shared_expert_intermediate_size"),
+        "router_bias": True,
+        "dense_layers": [i for i, b in enumerate(blocks) if b == "-"],
+    }
+
+
+_NEMOTRON_BLOCKS = {"linear_attention": "M", "mamba": "M", "full_attention": "*", "attention": "*", "mlp": "-",
+                    "moe": "E"}  # fmt: skip
+
+
+def _nemotron_blocks(f: _Fields, *, layers: int) -> list[str]:
+    """One NemotronHConfig pattern character per layer (M, *, - or E), from either spelling."""
+    pattern = f.raw.get("hybrid_override_pattern")
+    listed = next((f.raw[k] for k in ("layers_block_type", "layer_types") if f.raw.get(k) is not None), None)
+    if listed is not None:
+        return [_NEMOTRON_BLOCKS.get(t, "?") if isinstance(t, str) else "?" for t in listed]
+    return list(pattern) if isinstance(pattern, str) else ["M", "E", "*", "-"][:layers]
+
+
 def _expert_size(f: _Fields) -> int:
-    if f.dialect in ("mixtral", "gpt_oss", "jamba", "llama4_text", "minimax_m2"):
+    if f.dialect in ("mixtral", "gpt_oss", "jamba", "llama4_text", "minimax_m2", "granitemoehybrid"):
         return f.need("intermediate_size")
     if f.dialect is None and not f.known("moe_intermediate_size"):
         f.assume("expert size assumed = intermediate_size")
@@ -1038,6 +1112,8 @@ def _dense_layers(f: _Fields, *, layers: int) -> list[int]:
     if d == "jamba":  # JambaConfig.layers_num_experts
         period, offset = f.need("expert_layer_period"), f.need("expert_layer_offset", minimum=0)
         return [i for i in range(layers) if i % period != offset]
+    if d == "nemotron_h":  # only E / moe layers hold experts
+        return [i for i, b in enumerate(_nemotron_blocks(f, layers=layers)) if b != "E"]
     return []
 
 
@@ -1045,8 +1121,10 @@ def _dense_layers(f: _Fields, *, layers: int) -> list[int]:
 
 
 def _rope(f: _Fields) -> dict[str, Any] | None:
-    if f.dialect == "jamba":
-        return None  # JambaAttention applies no positional embedding
+    if f.dialect in ("jamba", "nemotron_h"):
+        return None  # JambaAttention and NemotronHAttention apply no positional embedding
+    if f.dialect == "granitemoehybrid" and f.get("position_embedding_type") != "rope":
+        return None  # GraniteMoeHybridModel builds rotary_emb only when position_embedding_type == "rope"
     if f.dialect == "falcon" and f.flag("alibi"):
         return None
     block = _global_rope_block(f)
@@ -1154,7 +1232,7 @@ def _llama_layout(f: _Fields, **_: Any) -> dict[str, Any]:
 # Dialects whose attention honours ``attention_bias`` on q/k/v and o_proj alike (modeling_<type>.py);
 # Mistral, Mixtral, Phi-3 and Jamba hard-code bias=False, Qwen2 and Falcon have their own rules.
 _ATTENTION_BIAS_ALL = {"llama", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "cohere", "cohere2", "olmo2",
-                       "gpt_oss", "qwen3_next", None}  # fmt: skip
+                       "gpt_oss", "qwen3_next", "granitemoehybrid", None}  # fmt: skip
 
 
 def _qwen2_layout(f: _Fields, **_: Any) -> dict[str, Any]:
@@ -1211,6 +1289,27 @@ def _qwen3_next_layout(f: _Fields, **kw: Any) -> dict[str, Any]:
     return _llama_layout(f, **kw) | {"qk_norm": True, "attention_output_gate": True}
 
 
+def _nemotron_h_layout(f: _Fields, **_: Any) -> dict[str, Any]:
+    # NemotronHBlock: one RMSNorm and one mixer per layer; NemotronHMLP and NemotronHExperts are up + down
+    # (relu2), no gate; NemotronHAttention has no biases (modeling_nemotron_h.py, transformers 5.24.0).
+    layout: dict[str, Any] = {"mlp": "plain", "norms_per_layer": 1}
+    if f.flag("mlp_bias"):
+        layout["mlp_bias"] = True
+    _mamba_bias_note(f, proj="use_bias", conv="use_conv_bias")
+    return layout
+
+
+def _granite_hybrid_layout(f: _Fields, **kw: Any) -> dict[str, Any]:
+    _mamba_bias_note(f, proj="mamba_proj_bias", conv="mamba_conv_bias")
+    return _llama_layout(f, **kw)
+
+
+def _mamba_bias_note(f: _Fields, *, proj: str, conv: str) -> None:
+    """kvplan's Mamba2 count has a conv bias and no projection biases (both families' defaults)."""
+    if f.flag(proj) or not f.flag(conv):
+        f.notes.append(f"{proj}/{conv} differ from the defaults; the Mamba2 parameter count assumes conv bias only")
+
+
 def _extra(params: int, note: str) -> dict[str, Any]:
     return {"extra_params": params, "extra_params_note": f"{note} (inside the decoder; counted here)"}
 
@@ -1229,4 +1328,6 @@ _LAYOUTS: dict[str, Callable[..., dict[str, Any]]] = {
     "olmo2": _olmo2_layout,
     "minimax_m2": _olmo2_layout,  # MiniMaxM2Attention: q_norm / k_norm over all heads, as OLMo 2
     "qwen3_next": _qwen3_next_layout,
+    "nemotron_h": _nemotron_h_layout,
+    "granitemoehybrid": _granite_hybrid_layout,
 }

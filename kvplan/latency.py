@@ -443,6 +443,8 @@ def _layer_s(c: _Ctx, kind: LayerKind, tokens: int, *, dense: bool) -> tuple[flo
     spec = c.spec
     gemm = _attention_gemms_s(c, kind, tokens)
     gated = spec.params.mlp == "gated"
+    if not kind.mlp:  # a mixer-only layer (Nemotron-H): no feed-forward GEMMs
+        return gemm, 0.0, _elementwise_s(c, tokens, 0)
     if dense:
         inter_rank = ceil_div(spec.intermediate_size, c.tp)
         gemm += _dense_mlp_s(c, tokens, inter_rank, gated=gated)

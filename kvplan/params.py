@@ -140,6 +140,8 @@ def mlp_parts(
     """
     sh = sharding or Sharding.tensor(tp)
     h, layout = spec.hidden_size, spec.params
+    if layer not in spec.mlp_layers:
+        return []  # a mixer-only layer (Nemotron-H Mamba or attention block): its kind says mlp: false
     if layer in spec.dense_mlp_layers:
         return _dense_mlp(h, spec.intermediate_size, sh.mlp_tp, gated=layout.mlp == "gated", bias=layout.mlp_bias)
     moe = spec.moe

@@ -67,6 +67,9 @@ class LayerKind(_Strict):
     # Gemma 3n / Gemma 4 style KV sharing: the layer attends with the K/V of an earlier layer of
     # the same kind and stores none of its own (transformers kv_sharing_modes "reuse").
     kv_shared: bool = Field(False, description="attends with an earlier layer's K/V; caches nothing itself")
+    # Nemotron-H style blocks: a layer is its token mixer alone (NemotronHBlock: one norm, one mixer), and
+    # the feed-forward sits in layers of its own (kind type none). False: no MLP or MoE in this kind's layers.
+    mlp: bool = Field(True, description="False: layers of this kind have no feed-forward block (Nemotron-H M, *)")
 
     @model_validator(mode="after")
     def _fields_match_type(self) -> LayerKind:
@@ -321,11 +324,23 @@ class ModelSpec(_Strict):
         return {name: n for name, n in counts.items() if n}
 
     @cached_property
+    def mlp_layers(self) -> frozenset[int]:
+        """Indices of layers that have a feed-forward block (every layer unless a kind says ``mlp: false``)."""
+        names = self.layer_kind_names
+        return frozenset(i for i in range(self.num_layers) if self.layers.kinds[names[i]].mlp)
+
+    @cached_property
     def dense_mlp_layers(self) -> frozenset[int]:
-        """Indices of layers whose MLP is dense (all of them for a dense model)."""
+        """Indices of layers whose MLP is dense (every layer with one, for a dense model)."""
         if self.moe is None:
-            return frozenset(range(self.num_layers))
-        return frozenset(range(min(self.moe.first_dense_layers, self.num_layers))) | frozenset(self.moe.dense_layers)
+            return self.mlp_layers
+        first = frozenset(range(min(self.moe.first_dense_layers, self.num_layers)))
+        return (first | frozenset(self.moe.dense_layers)) & self.mlp_layers
+
+    @cached_property
+    def moe_layers(self) -> frozenset[int]:
+        """Indices of layers whose feed-forward is a mixture of experts."""
+        return frozenset() if self.moe is None else self.mlp_layers - self.dense_mlp_layers
 
     def kv_heads_of(self, kind: LayerKind) -> int:
         return kind.num_kv_heads or self.num_kv_heads

@@ -98,6 +98,21 @@ OWN_KV: dict[str, tuple[int, int, int, int, int]] = {
     # Command A: c = 2*8*128*2 = 4,096; 64 layers: 48 sliding (W 4,096) + 16 global (NoPE).
     # 4K: 4,096*64*4,096; 32K: 4,096*(16*32,768 + 48*4,096) = 4,096*720,896; 128K: 4,096*(16*131,072 + 196,608).
     "command-a-03-2025": (262_144, 65_536, 1_073_741_824, 2_952_790_016, 9_395_240_960),
+    # Nemotron-H 8B: 4 attention layers, c = 2*8*128*2 = 4,096 -> 16,384/token. 24 Mamba2 layers (d_inner 8,192,
+    # 8 groups, d_state 128, conv 4) hold conv (8,192 + 2*8*128)*(4-1) = 30,720 + ssm 8,192*128 = 1,048,576
+    # elements, *2 B = 2,158,592 B each; *24 = 51,806,208. 4K: 16,384*4,096 + 51,806,208 = 118,915,072;
+    # 32K: 536,870,912 + 51,806,208; 128K: 2,147,483,648 + 51,806,208. The 24 MLP-only layers cache nothing.
+    "nemotron-h-8b-base-8k": (16_384, 16_384, 118_915_072, 588_677_120, 2_199_289_856),
+    # Nemotron 3 Nano 30B-A3B: 6 attention layers, c = 2*2*128*2 = 1,024 -> 6,144/token. 23 Mamba2 layers
+    # (d_inner 4,096): conv (4,096 + 2*8*128)*3 = 18,432 + ssm 4,096*128 = 524,288 elements, *2 B = 1,085,440 B;
+    # *23 = 24,965,120. 4K: 6,144*4,096 + 24,965,120 = 50,130,944; 32K: 201,326,592 + 24,965,120;
+    # 128K: 805,306,368 + 24,965,120. The 23 MoE-only layers cache nothing.
+    "nemotron-3-nano-30b-a3b": (6_144, 6_144, 50_130_944, 226_291_712, 830_271_488),
+    # Granite 4.0 H Small: 4 attention layers, c = 4,096 -> 16,384/token. 36 Mamba2 layers (d_inner 8,192,
+    # 1 group, d_state 128): conv (8,192 + 2*128)*3 = 25,344 + ssm 1,048,576 elements, *2 B = 2,147,840 B;
+    # *36 = 77,322,240. 4K: 67,108,864 + 77,322,240 = 144,431,104; 32K: 536,870,912 + 77,322,240;
+    # 128K: 2,147,483,648 + 77,322,240.
+    "granite-4.0-h-small": (16_384, 16_384, 144_431_104, 614_193_152, 2_224_805_888),
 }
 
 EXPECTED_KV = {**REFERENCE_KV, **OWN_KV}
@@ -159,6 +174,23 @@ EXPECTED_PARAMS: dict[str, tuple[int, int]] = {
     # Command A: tied 256,000 x 12,288 embedding + 12,288 final norm
     # + 64 x (327,155,712 attention + 1,358,954,496 MLP + 12,288 norm).
     "command-a-03-2025": (111_057_580_032, 111_057_580_032),
+    # Nemotron-H 8B, one mixer per block: untied 2 x 131,072 x 4,096 = 1,073,741,824
+    # + 24 Mamba2 x 109,635,968 (in_proj 4,096 x (2*8,192 + 2*8*128 + 128) = 76,021,760, out_proj 33,554,432,
+    #   conv 10,240 x 4 + 10,240 bias, dt_bias/A_log/D 3 x 128, gated norm 8,192)
+    # + 4 attention x 41,943,040 (q 4,096^2, k/v 2 x 4,096 x 1,024, o 4,096^2)
+    # + 24 MLP x 176,160,768 (up + down 2 x 4,096 x 21,504) + 52 x 4,096 norms + 4,096 final norm.
+    # Published "8B" (a size class; the count is 1.3% above it).
+    "nemotron-h-8b-base-8k": (8_100_852_736, 8_100_852_736),
+    # Nemotron 3 Nano: untied 2 x 131,072 x 2,688 = 704,643,072 + 23 Mamba2 x 38,742,208 + 6 attention x 23,396,352
+    # + 23 MoE x 1,297,465,472 (128 experts x 2 x 2,688 x 1,856 + router 128 x 2,688 + bias 128
+    # + shared 2 x 2,688 x 3,712) + 52 x 2,688 + 2,688 = 31,577,940,288, 0.07% under the published 31.6B.
+    # Active: 6 routed experts: 23 x 80,167,040 instead -> 3,580,076,352 (published "3.6B with embeddings").
+    "nemotron-3-nano-30b-a3b": (31_577_940_288, 3_580_076_352),
+    # Granite 4.0 H Small: tied 100,352 x 4,096 = 411,041,792 + 36 Mamba2 x 102,286,976 + 4 attention x 41,943,040
+    # + 40 MoE x 698,646,528 (72 x 3 x 4,096 x 768 + router 72 x 4,096 + shared 3 x 4,096 x 1,536)
+    # + 80 x 4,096 + 4,096 norms = 32,207,337,984, 0.65% over the published 32B. Active: 10 experts per layer
+    # (40 x 113,541,120) -> 8,803,121,664 (published "9B active", rounded).
+    "granite-4.0-h-small": (32_207_337_984, 8_803_121_664),
 }
 
 

@@ -649,6 +649,20 @@ def test_gemma3n_kv_sharing_and_nemotron_pattern() -> None:
     assert spec.num_layers == 10 and spec.kind_counts == {"mamba2": 4, "mlp_only": 4, "full": 2}
 
 
+def test_granite_hybrid_class_defaults() -> None:
+    # GraniteMoeHybridConfig: layer_types absent -> every layer Mamba2; mamba_d_head "auto" ->
+    # mamba_expand * hidden // mamba_n_heads; no experts -> shared_mlp is the dense MLP; RoPE only if asked.
+    base = {"model_type": "granitemoehybrid", **CORE, "vocab_size": 1000, "max_position_embeddings": 4096}
+    spec = spec_from_hf_config({**base, "num_local_experts": 0, "shared_intermediate_size": 512}, origin="x").spec
+    (kind,) = spec.layers.kinds.values()
+    assert (kind.variant, kind.d_inner, kind.n_heads, kind.d_state) == ("mamba2", 8192, 128, 256)
+    assert spec.moe is None and spec.intermediate_size == 512 and spec.rope is None
+    mixed = {**base, "layer_types": ["mamba", "attention"] * 16, "position_embedding_type": "rope"}
+    spec = spec_from_hf_config(mixed, origin="x").spec
+    assert spec.kind_counts == {"mamba2": 16, "full": 16} and spec.rope is not None
+    assert spec.moe.num_experts == 8 and spec.moe.shared_intermediate_size == 1024  # class defaults
+
+
 def test_cli_estimate_shows_the_import_warnings(cli, tmp_path: Path) -> None:
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"model_type": "brandnew", **CORE, "intermediate_size": 11008, "vocab_size": 32000,

@@ -202,7 +202,11 @@ def test_model_parameters_equal_weight_bytes_on_meta():
 
 
 # Bundled models whose layer kinds profile does not build (issue 9's indexer caches): refused, see below.
-PROFILE_REFUSES = {"deepseek-v3.2-exp": "indexer key cache"}
+PROFILE_REFUSES = {
+    "deepseek-v3.2-exp": "indexer key cache",
+    "nemotron-h-8b-base-8k": "has no feed-forward block",  # Nemotron-H: one mixer per block
+    "nemotron-3-nano-30b-a3b": "has no feed-forward block",
+}
 
 
 def test_profile_refuses_layer_kinds_it_cannot_build():
