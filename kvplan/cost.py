@@ -205,6 +205,8 @@ class CostRow(BaseModel):
 
 
 def recurrent_flops_per_token(kind: LayerKind, tp: int = 1) -> int:
+    if kind.parallel is not None:  # Falcon-H1: the Mamba2 mixer beside the attention
+        return recurrent_flops_per_token(kind.parallel, tp)
     if kind.type != "recurrent":
         return 0
     conv, state = recurrent_state_elements(kind)

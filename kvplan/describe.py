@@ -51,6 +51,8 @@ def _layout_short(spec: ModelSpec) -> str:
         }[kind.type]
         if kind.num_kv_heads and kind.num_kv_heads != spec.num_kv_heads:
             label += f" ({kind.num_kv_heads}kv)"
+        if kind.parallel is not None:
+            label += f"+{kind.parallel.variant}"
         parts.append(f"{count} {label}")
     return ", ".join(parts)
 
@@ -107,7 +109,8 @@ def _kind_detail(spec: ModelSpec, name: str) -> str:
         return "no attention: caches nothing"
     if kind.kv_shared:
         return "K/V shared with an earlier layer: caches nothing"
-    return f"{spec.kv_heads_of(kind)} KV heads x (K {spec.k_head_dim_of(kind)} + V {spec.v_head_dim_of(kind)})"
+    kv = f"{spec.kv_heads_of(kind)} KV heads x (K {spec.k_head_dim_of(kind)} + V {spec.v_head_dim_of(kind)})"
+    return kv if kind.parallel is None else f"{kv} + a parallel {kind.parallel.variant} state"
 
 
 def _moe_text(spec: ModelSpec) -> str | None:

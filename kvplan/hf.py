@@ -200,6 +200,22 @@ CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
         "mamba_n_heads": 128, "mamba_n_groups": 1, "mamba_d_state": 256, "mamba_d_head": "auto", "mamba_d_conv": 4,
         "mamba_expand": 2, "mamba_conv_bias": True, "mamba_proj_bias": False,
     },
+    "minimax": {  # MiniMaxConfig (default_theta 1e6; layer_types None -> even layers full, odd lightning; the
+        # remote-code MiniMax-Text-01 / M1 configs spell the pattern attn_type_list, 1 = softmax, 0 = lightning)
+        "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": None, "max_position_embeddings": 131072,
+        "tie_word_embeddings": False, "rope_theta": 1e6, "sliding_window": None, "num_experts_per_tok": 2,
+        "num_local_experts": 8,
+    },
+    "falcon_h1": {  # FalconH1Config (every layer attention + Mamba2 side by side; mamba_d_head "auto" ->
+        # (mamba_d_ssm or mamba_expand * hidden) // mamba_n_heads; no head_dim field: hidden // heads unless given)
+        "vocab_size": 128000, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": None, "max_position_embeddings": 8192,
+        "tie_word_embeddings": False, "rope_theta": 10000.0, "attention_bias": False, "mlp_bias": False,
+        "mamba_d_ssm": 1024, "mamba_n_heads": 128, "mamba_d_head": "auto", "mamba_n_groups": 1, "mamba_d_state": 256,
+        "mamba_d_conv": 4, "mamba_expand": 2, "mamba_conv_bias": True, "mamba_proj_bias": False,
+        "mamba_rms_norm": False, "projectors_bias": False,
+    },
     "qwen3_next": {  # Qwen3NextConfig (partial_rotary_factor 0.25, full_attention_interval 4 in __post_init__)
         "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 48,
         "num_attention_heads": 16, "num_key_value_heads": 2, "head_dim": 256,
@@ -228,6 +244,8 @@ _ALIASES = {
     "llama4": "llama4_text",  # Llama4Config wraps a Llama4TextConfig in text_config
     "RefinedWebModel": "falcon",  # tiiuae/falcon-7b remote-code config (configuration_RW.py)
     "RefinedWeb": "falcon",  # tiiuae/falcon-40b remote-code config
+    "minimax_text_01": "minimax",  # MiniMaxAI/MiniMax-Text-01 remote-code config (vLLM minimax_text_01.py reads it)
+    "minimax_m1": "minimax",  # MiniMaxAI/MiniMax-M1-40k / -80k remote-code config, the same architecture
 }
 # Older key names (vLLM transformers_utils/configs/falcon.py RWConfig.attribute_map; FalconConfig n_embed).
 _KEY_ALIASES = {
@@ -254,7 +272,8 @@ _CORE_ALIASES = {
 _WINDOWED = {"mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "phi3",
              "gpt_oss", "smollm3", "cohere2", None}  # fmt: skip
 _MOE_DIALECTS = {"mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "deepseek_v2", "deepseek_v3", "deepseek_v32",
-                 "gpt_oss", "jamba", "llama4_text", "minimax_m2", "nemotron_h", "granitemoehybrid", None}  # fmt: skip
+                 "gpt_oss", "jamba", "llama4_text", "minimax_m2", "nemotron_h", "granitemoehybrid", "minimax",
+                 None}  # fmt: skip
 _DTYPE_FALLBACK = "bf16"  # what serving engines load a checkpoint in when it does not say
 
 
@@ -469,6 +488,8 @@ _ARCHITECTURES = {
     "Olmo2ForCausalLM": "olmo2", "JambaForCausalLM": "jamba", "Qwen3NextForCausalLM": "qwen3_next",
     "SmolLM3ForCausalLM": "smollm3", "MiniMaxM2ForCausalLM": "minimax_m2", "Cohere2ForCausalLM": "cohere2",
     "NemotronHForCausalLM": "nemotron_h", "GraniteMoeHybridForCausalLM": "granitemoehybrid",
+    "FalconH1ForCausalLM": "falcon_h1", "MiniMaxForCausalLM": "minimax", "MiniMaxText01ForCausalLM": "minimax",
+    "MiniMaxM1ForCausalLM": "minimax",
 }  # fmt: skip
 
 
@@ -556,7 +577,7 @@ _STATE_FIELDS = ("mamba_", "ssm_", "linear_", "conv_L_cache", "short_conv", "rwk
 
 
 def _refuse_unread_state(f: _Fields, kinds: dict[str, dict[str, Any]]) -> None:
-    if any(k["type"] == "recurrent" for k in kinds.values()):
+    if any(k["type"] == "recurrent" or "parallel" in k for k in kinds.values()):
         return
     found = sorted(
         key for key, value in f.raw.items()
@@ -718,6 +739,8 @@ def _window(f: _Fields, *, max_pos: int) -> int | None:
 def _layer_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
     """One HF layer-type name per layer (``full_attention``, ``sliding_attention``, ...)."""
     d = f.dialect
+    if d == "falcon_h1":  # FalconH1DecoderLayer: attention and a Mamba2 mixer in every layer ("hybrid")
+        return ["full_attention+mamba2"] * layers
     if d == "jamba":  # JambaConfig.layers_block_type
         period, offset = f.need("attn_layer_period"), f.need("attn_layer_offset", minimum=0)
         return ["full_attention" if i % period == offset else "mamba" for i in range(layers)]
@@ -731,6 +754,8 @@ def _layer_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
         types = _llama4_types(f, layers=layers)
     elif d == "granitemoehybrid":  # GraniteMoeHybridConfig.__post_init__: layer_types None -> every layer Mamba
         types = ["linear_attention"] * layers
+    elif d == "minimax":
+        types = _minimax_types(f, layers=layers)
     elif d == "smollm3":
         types = _smollm3_types(f, layers=layers, window=window)
     elif window is None:
@@ -771,6 +796,17 @@ def _as_mla(f: _Fields, layer_type: str) -> str:
     if layer_type in _ATTENTION_TYPES:
         raise InvalidInput(f"{f.origin}: {layer_type} layers with an MLA latent (kv_lora_rank) are not supported")
     return layer_type
+
+
+def _minimax_types(f: _Fields, *, layers: int) -> list[str]:
+    """MiniMax-01 / M1: the remote-code attn_type_list (1 = softmax attention, 0 = lightning; vLLM
+    minimax_text_01.py attention_type), else MiniMaxConfig.__post_init__'s default (even layers full)."""
+    flags = f.raw.get("attn_type_list")
+    if flags is None:
+        return ["full_attention" if (i + 1) % 2 else "linear_attention" for i in range(layers)]
+    if not isinstance(flags, list) or len(flags) != layers or set(map(repr, flags)) - {"0", "1"}:
+        raise InvalidInput(f"{f.origin}: attn_type_list must hold 0 (lightning) or 1 (softmax) per layer ({layers})")
+    return ["full_attention" if flag == 1 else "linear_attention" for flag in flags]
 
 
 def _llama4_types(f: _Fields, *, layers: int) -> list[str]:
@@ -871,6 +907,8 @@ def _kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str, dict
         name, kind = f"{name}_indexed", {**kind, "index_head_dim": f.need("index_head_dim")}
     if "shared" in extras:
         name, kind = f"{name}_shared", {**kind, "kv_shared": True}
+    if "mamba2" in extras:
+        name, kind = "hybrid", {**kind, "parallel": _mamba2_kind(f)}
     if f.dialect in _MIXER_ONLY_DIALECTS and kind["type"] != "none":
         kind = {**kind, "mlp": False}  # the block is its mixer alone; MLP / MoE blocks are layers of their own
     return name, kind
@@ -922,6 +960,8 @@ def _linear_kind(f: _Fields) -> tuple[str, dict[str, Any]]:
     family = f.dialect or (model_type if isinstance(model_type, str) else None)
     if f.known("linear_num_value_heads") and family in _DELTANET_DIALECTS:
         return "deltanet", _deltanet_kind(f)
+    if f.dialect == "minimax":
+        return "lightning", _lightning_kind(f)
     if f.known("mamba_num_heads") or f.known("mamba_n_heads"):
         return "mamba2", _mamba2_kind(f)
     raise InvalidInput(
@@ -940,11 +980,13 @@ def _mamba2_kind(f: _Fields) -> dict[str, Any]:
     x, B and C (d_inner + 2 x n_groups x d_state)."""
     heads = f.integer("mamba_num_heads") or f.need("mamba_n_heads")
     if f.get("mamba_d_head") == "auto" and not f.known("mamba_head_dim"):
-        # GraniteMoeHybridConfig.__post_init__: mamba_d_head = mamba_expand * hidden_size // mamba_n_heads
-        head_dim = f.need("mamba_expand") * f.need("hidden_size") // heads
+        # GraniteMoeHybridConfig / FalconH1Config.__post_init__: mamba_d_head = (mamba_d_ssm, else
+        # mamba_expand * hidden_size) // mamba_n_heads
+        head_dim = (f.integer("mamba_d_ssm") or f.need("mamba_expand") * f.need("hidden_size")) // heads
     else:
         head_dim = f.integer("mamba_head_dim") or f.need("mamba_d_head")
-    return {
+    norm = {} if f.dialect != "falcon_h1" or f.flag("mamba_rms_norm") else {"ssm_norm": False}
+    return norm | {
         "type": "recurrent",
         "variant": "mamba2",
         "d_inner": heads * head_dim,
@@ -975,6 +1017,15 @@ def _mamba_kind(f: _Fields) -> dict[str, Any]:
         "d_conv": f.need("mamba_d_conv"),
         "dt_rank": dt_rank,
     }
+
+
+def _lightning_kind(f: _Fields) -> dict[str, Any]:
+    """MiniMaxLightningAttention: num_attention_heads heads of head_dim (else hidden // heads), one
+    [head_dim, head_dim] K^T V state each (modeling_minimax.py, transformers 5.24.0)."""
+    heads = f.need("num_attention_heads")
+    head_dim = f.integer("head_dim") or f.need("hidden_size") // heads
+    return {"type": "recurrent", "variant": "lightning", "n_heads": heads, "head_k_dim": head_dim,
+            "head_v_dim": head_dim}  # fmt: skip
 
 
 def _deltanet_kind(f: _Fields) -> dict[str, Any]:
@@ -1041,6 +1092,9 @@ def _moe(f: _Fields, *, layers: int) -> dict[str, Any] | None:
         moe["router_bias"] = d != "deepseek_v2"  # DeepseekV3TopkRouter.e_score_correction_bias
     if d == "gpt_oss":
         moe |= {"router_bias": True, "expert_bias": True}  # GptOssTopKRouter.bias; GptOssExperts *_bias
+    if d == "minimax" and any(_positive(v) for v in _as_list(f.raw.get("shared_intermediate_size"))):
+        # MiniMax-Text-01 / M1 ship shared_intermediate_size 0 ([0]); transformers' MiniMaxSparseMoeBlock has none
+        f.notes.append("shared_intermediate_size: the shared expert of the remote-code model is not counted")
     if d == "granitemoehybrid":  # GraniteMoeHybridDecoderLayer: experts + shared_mlp (gated) on every layer
         moe |= {"num_shared_experts": 1, "shared_intermediate_size": f.need("shared_intermediate_size")}
     first = moe.get("first_dense_layers", 0)
@@ -1048,6 +1102,14 @@ def _moe(f: _Fields, *, layers: int) -> dict[str, Any] | None:
     if d is None:
         f.assume(f"MoE assumed from the expert count: {experts} experts, no shared experts")
     return moe
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
 def _nemotron_moe(f: _Fields, *, experts: int, layers: int) -> dict[str, Any]:
@@ -1085,7 +1147,7 @@ def _nemotron_blocks(f: _Fields, *, layers: int) -> list[str]:
 
 
 def _expert_size(f: _Fields) -> int:
-    if f.dialect in ("mixtral", "gpt_oss", "jamba", "llama4_text", "minimax_m2", "granitemoehybrid"):
+    if f.dialect in ("mixtral", "gpt_oss", "jamba", "llama4_text", "minimax_m2", "granitemoehybrid", "minimax"):
         return f.need("intermediate_size")
     if f.dialect is None and not f.known("moe_intermediate_size"):
         f.assume("expert size assumed = intermediate_size")
@@ -1132,8 +1194,9 @@ def _rope(f: _Fields) -> dict[str, Any] | None:
     partial = block.pop("partial_rotary_factor", None) if block else None
     rope: dict[str, Any] = {"theta": _theta(f, theta)}
     partial = partial if partial is not None else f.get("partial_rotary_factor")
-    if partial is None and f.dialect == "minimax_m2" and f.known("rotary_dim"):
-        # MiniMaxM2Config.convert_rope_params_to_dict: partial_rotary_factor = rotary_dim / head_dim
+    if partial is None and f.dialect in ("minimax_m2", "minimax") and f.known("rotary_dim"):
+        # MiniMaxM2Config.convert_rope_params_to_dict: partial_rotary_factor = rotary_dim / head_dim; the
+        # remote-code MiniMax-M1 config's rotary_dim is read the same way (vLLM minimax_text_01.py rotary_dim)
         partial = f.need("rotary_dim") / f.need("head_dim")
     if partial is not None:
         rope["partial_rotary_factor"] = partial
@@ -1299,6 +1362,18 @@ def _nemotron_h_layout(f: _Fields, **_: Any) -> dict[str, Any]:
     return layout
 
 
+def _falcon_h1_layout(f: _Fields, **_: Any) -> dict[str, Any]:
+    # FalconH1DecoderLayer: input_layernorm + pre_ff_layernorm (RMSNorm), gated FalconH1MLP, q/k/v/o with
+    # attention_bias, the Mamba2 mixer's in_proj with mamba_proj_bias and out_proj with projectors_bias.
+    layout: dict[str, Any] = {"attention_bias": "all"} if f.flag("attention_bias") else {}
+    if f.flag("mlp_bias"):
+        layout["mlp_bias"] = True
+    if f.flag("projectors_bias"):
+        f.notes.append("projectors_bias: the Mamba2 out_proj bias is not counted in the parameters")
+    _mamba_bias_note(f, proj="mamba_proj_bias", conv="mamba_conv_bias")
+    return layout
+
+
 def _granite_hybrid_layout(f: _Fields, **kw: Any) -> dict[str, Any]:
     _mamba_bias_note(f, proj="mamba_proj_bias", conv="mamba_conv_bias")
     return _llama_layout(f, **kw)
@@ -1330,4 +1405,5 @@ _LAYOUTS: dict[str, Callable[..., dict[str, Any]]] = {
     "qwen3_next": _qwen3_next_layout,
     "nemotron_h": _nemotron_h_layout,
     "granitemoehybrid": _granite_hybrid_layout,
+    "falcon_h1": _falcon_h1_layout,
 }

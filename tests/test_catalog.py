@@ -113,6 +113,15 @@ OWN_KV: dict[str, tuple[int, int, int, int, int]] = {
     # *36 = 77,322,240. 4K: 67,108,864 + 77,322,240 = 144,431,104; 32K: 536,870,912 + 77,322,240;
     # 128K: 2,147,483,648 + 77,322,240.
     "granite-4.0-h-small": (16_384, 16_384, 144_431_104, 614_193_152, 2_224_805_888),
+    # Falcon-H1 7B: all 44 layers cache K/V, c = 2*2*128*2 = 1,024 -> 45,056/token, AND keep the state of the
+    # Mamba2 mixer beside the attention: conv (3,072 + 2*1*256)*(4-1) = 10,752 + ssm 3,072*256 = 786,432
+    # elements, *2 B = 1,594,368 B per layer; *44 = 70,152,192. 4K: 45,056*4,096 + 70,152,192 = 254,701,568;
+    # 32K: 1,476,395,008 + 70,152,192; 128K: 5,905,580,032 + 70,152,192.
+    "falcon-h1-7b-instruct": (45_056, 45_056, 254_701_568, 1_546_547_200, 5_975_732_224),
+    # MiniMax-M1: 10 softmax layers, c = 2*8*128*2 = 4,096 -> 40,960/token. 70 lightning layers hold one
+    # K^T V state of 64 heads x 128 x 128 = 1,048,576 elements, *2 B = 2,097,152 B each; *70 = 146,800,640.
+    # 4K: 40,960*4,096 + 146,800,640 = 314,572,800; 32K: 1,342,177,280 + 146,800,640; 128K: 5,368,709,120 + 146,800,640.
+    "minimax-m1-80k": (40_960, 40_960, 314_572_800, 1_488_977_920, 5_515_509_760),
 }
 
 EXPECTED_KV = {**REFERENCE_KV, **OWN_KV}
@@ -191,6 +200,17 @@ EXPECTED_PARAMS: dict[str, tuple[int, int]] = {
     # + 80 x 4,096 + 4,096 norms = 32,207,337,984, 0.65% over the published 32B. Active: 10 experts per layer
     # (40 x 113,541,120) -> 8,803,121,664 (published "9B active", rounded).
     "granite-4.0-h-small": (32_207_337_984, 8_803_121_664),
+    # Falcon-H1 7B: untied 2 x 130,048 x 3,072 = 799,014,912 + 44 x 154,238,536 + 3,072 final norm, a layer being
+    # attention 11,010,048 (q 3,072 x 1,536, k/v 2 x 3,072 x 256, o 1,536 x 3,072) + Mamba2 29,976,136 (in_proj
+    # 3,072 x (3,072 + 3,584 + 24), out_proj 3,072^2, conv 3,584 x 4 + 3,584, dt_bias/A_log/D 3 x 24, no gated norm)
+    # + gated MLP 3 x 3,072 x 12,288 = 113,246,208 + 2 x 3,072 norms = 7,585,513,568, 0.06% under 7.59B.
+    "falcon-h1-7b-instruct": (7_585_513_568, 7_585_513_568),
+    # MiniMax-M1: untied 2 x 200,064 x 6,144 = 2,458,386,432 + 70 lightning x 251,666,432 (qkv 6,144 x 3 x 8,192,
+    # output_gate and out_proj 6,144 x 8,192 each, norm 8,192) + 10 softmax x 113,246,208 (q/o 6,144 x 8,192,
+    # k/v 2 x 6,144 x 1,024) + 80 MoE x 5,436,014,592 (32 x 3 x 6,144 x 9,216 + router 32 x 6,144) + 80 x 2 x 6,144
+    # + 6,144 norms = 456,089,655,296, 0.02% over the published 456B. Active (top-2): 80 x 339,935,232 for the MoE
+    # -> 48,403,306,496; without the embedding and LM head 45,944,920,064 against the published 45.9B.
+    "minimax-m1-80k": (456_089_655_296, 48_403_306_496),
 }
 
 

@@ -385,6 +385,17 @@ def test_unverified_engines_refuse_new_layer_kinds():
             ENGINES[name].cache_plan(load_bundled("deepseek-v3.2-exp"), kv_dtype_name="bf16", tp=1, pp=1)
 
 
+def test_engines_whose_source_was_not_read_refuse_falcon_h1_and_lightning_attention():
+    from kvplan.catalog import load_bundled
+    from kvplan.engines import ENGINES
+
+    for name in ("vllm", "sglang", "trtllm", "llamacpp"):
+        with pytest.raises(InvalidInput, match=f"K/V and a recurrent state in the same layer.*no {name} layout"):
+            ENGINES[name].cache_plan(load_bundled("falcon-h1-7b-instruct"), kv_dtype_name="bf16", tp=1, pp=1)
+        with pytest.raises(InvalidInput, match=f"lightning-attention state .*no {name} layout"):
+            ENGINES[name].cache_plan(load_bundled("minimax-m1-80k"), kv_dtype_name="bf16", tp=1, pp=1)
+
+
 def test_vllm_indexer_cache_is_fp8_with_a_scale_whatever_the_kv_dtype():
     from kvplan.catalog import load_bundled
     from kvplan.engines import ENGINES

@@ -273,6 +273,33 @@ def _granitemoehybrid(t, spec: ModelSpec):
     )
 
 
+def _falcon_h1(t, spec: ModelSpec):
+    (kind,) = spec.layers.kinds.values()
+    mamba = kind.parallel  # FalconH1DecoderLayer: attention and this Mamba2 mixer side by side
+    return t.FalconH1Config(
+        **_common(spec),
+        intermediate_size=spec.intermediate_size,
+        mamba_d_ssm=mamba.d_inner,
+        mamba_n_heads=mamba.n_heads,
+        mamba_d_head=mamba.d_inner // mamba.n_heads,
+        mamba_n_groups=mamba.n_groups,
+        mamba_d_state=mamba.d_state,
+        mamba_d_conv=mamba.d_conv,
+        mamba_rms_norm=mamba.ssm_norm,
+    )
+
+
+def _minimax(t, spec: ModelSpec):
+    # MiniMaxDecoderLayer: lightning attention ("linear_attention") or softmax attention, MoE on every layer
+    lightning = [spec.kind(n).type == "recurrent" for n in spec.layer_kind_names]
+    return t.MiniMaxConfig(
+        **_common(spec),
+        **_moe(spec, "num_local_experts"),
+        intermediate_size=spec.moe.expert_intermediate_size,
+        layer_types=["linear_attention" if flag else "full_attention" for flag in lightning],
+    )
+
+
 # family -> config built from the spec; each is the family's transformers class, nothing else.
 CONFIGS: dict[str, Callable[[Any, ModelSpec], Any]] = {
     "llama": lambda t, s: t.LlamaConfig(**_common(s), intermediate_size=s.intermediate_size),
@@ -325,6 +352,8 @@ CONFIGS: dict[str, Callable[[Any, ModelSpec], Any]] = {
     "qwen3_next": _qwen3_next,
     "nemotron_h": _nemotron_h,
     "granitemoehybrid": _granitemoehybrid,
+    "falcon_h1": _falcon_h1,
+    "minimax_m1": _minimax,  # the remote-code MiniMax-M1 config, transformers' MiniMax architecture
 }
 
 

@@ -206,6 +206,8 @@ PROFILE_REFUSES = {
     "deepseek-v3.2-exp": "indexer key cache",
     "nemotron-h-8b-base-8k": "has no feed-forward block",  # Nemotron-H: one mixer per block
     "nemotron-3-nano-30b-a3b": "has no feed-forward block",
+    "falcon-h1-7b-instruct": "runs a recurrent mixer beside its attention",  # Falcon-H1: attention + Mamba2
+    "minimax-m1-80k": "keeps a lightning-attention state",
 }
 
 

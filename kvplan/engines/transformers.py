@@ -84,6 +84,10 @@ def _as_transformers(spec: ModelSpec, name: str, dtype: DType, *, held: Held) ->
     kind = spec.kind(name)
     if kind.kv_shared or kind.type == "none":
         return cache  # cache_utils.DummyLayer: KV-sharing consumers and attention-free layers hold nothing
+    if kind.parallel is not None:
+        # cache_utils.LinearAttentionAndFullAttentionLayer (Falcon-H1): the K/V of a DynamicLayer and the
+        # conv / recurrent states of a LinearAttentionLayer in one layer, each kept as described above
+        cache = replace(cache, state_bytes=recurrent_state_bytes(kind.parallel, dtype))
     if kind.type in ("sliding", "chunked"):
         # cache_utils.DynamicSlidingWindowLayer.update keeps full_key_states[:, :, -sliding_window + 1:],
         # a view of the concatenation (the whole prompt after prefill, window tokens after a decode step)
@@ -101,6 +105,10 @@ def recurrent_state_bytes(kind: LayerKind, dtype: DType) -> int:
     (``dtype``); a spec's ``state_dtype`` does not change what transformers allocates.
     """
     conv_ideal, ssm = recurrent_state_elements(kind)
+    if kind.variant == "lightning":
+        # MiniMaxCache.linear_cache: attn_weights_inter [batch, heads, head_dim, head_dim] in the dtype of
+        # value_states, i.e. the model's (modeling_minimax.py MiniMaxLightningAttention.forward); no conv state.
+        return dtype.nbytes(ssm)
     channels = conv_ideal // (kind.d_conv - 1)
     # cache_utils.LinearAttentionLayer.update_conv_state keeps the last conv_kernel_size columns.
     conv = channels * kind.d_conv

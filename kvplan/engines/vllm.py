@@ -32,6 +32,7 @@ from kvplan.engines.base import (
     check_moe_parallel,
     number,
     quantization_flag,
+    refuse_unread_states,
     row,
 )
 from kvplan.errors import InvalidInput
@@ -352,13 +353,15 @@ class Vllm(Engine):
             )
 
     def cache_plan(self, spec: ModelSpec, *, kv_dtype_name: str, tp: int, pp: int, mla: str = "latent") -> CachePlan:
+        self.check_layer_kinds(spec)
         if kv_dtype_name in PER_TOKEN_HEAD:
             plan = cache_plan(spec, PER_TOKEN_HEAD[kv_dtype_name], tp=tp, pp=pp, mla=mla)
             return _with_indexer(spec, _with_head_scales(spec, plan, tp=tp))
         return _with_indexer(spec, cache_plan(spec, kv_dtype_name, tp=tp, pp=pp, mla=mla))
 
     def check_layer_kinds(self, spec: ModelSpec) -> None:
-        """vLLM reads all of them: see _with_indexer and kv_cache_groups."""
+        """vLLM reads the indexer, KV-shared and attention-free kinds: see _with_indexer and kv_cache_groups."""
+        refuse_unread_states(self.name, spec)
 
     def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int, int]:
         mnbt, seqs = batch_defaults(total, gpu, a100_exception=self.a100_exception)

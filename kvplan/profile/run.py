@@ -459,6 +459,10 @@ def _check_layer_kinds(spec: ModelSpec) -> None:
             missing.append(f"{name!r} has no attention")
         if not kind.mlp:
             missing.append(f"{name!r} has no feed-forward block")
+        if kind.parallel is not None:
+            missing.append(f"{name!r} runs a recurrent mixer beside its attention")
+        if kind.variant == "lightning":
+            missing.append(f"{name!r} keeps a lightning-attention state")
     if missing:
         raise InvalidInput(f"kvplan profile cannot build {spec.name} yet: layer kind {'; '.join(missing)}")
 
