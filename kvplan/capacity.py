@@ -11,7 +11,7 @@ recurrent state, where bytes are not proportional to tokens.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kvplan.checks import (
     as_gpu,
@@ -41,6 +41,9 @@ from kvplan.params import weight_bytes_per_stage
 from kvplan.quant import alternatives, default_dtype, storage
 from kvplan.spec import ModelSpec, ceil_div
 from kvplan.units import MAX_CONTEXT, canonical_dtype, weight_dtype
+
+if TYPE_CHECKING:
+    from kvplan.checkpoint import CheckpointWeights
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,9 @@ class Setup:
     ep: bool = False  # routed experts split whole over the replica's tp x dp ranks
     gpus_per_node: int = 8
     shared_prefix: int = 0  # tokens every request shares (prefix caching), stored once per rank
+    weights_source: str = "architecture"  # or the checkpoint whose headers gave the weights term
+    # The model's checkpoint headers, kept so a changed configuration (nearest_fits) weighs the same way.
+    checkpoint: CheckpointWeights | None = field(default=None, compare=False, repr=False)
 
     @property
     def gpus_per_replica(self) -> int:
@@ -144,8 +150,14 @@ def setup(
     ep: bool = False,
     gpus_per_node: int | None = None,
     shared_prefix: int = 0,
+    checkpoint: CheckpointWeights | None = None,
 ) -> Setup:
     """Validate the inputs and build the per-stage budget and layout.
+
+    ``checkpoint`` (the model's safetensors/GGUF headers, :meth:`kvplan.catalog.ResolvedModel.weights`)
+    gives the weights term whenever the weights dtype is the checkpoint's own (the default then):
+    its tensors' bytes, cut over the ranks as the engine shards them. Another dtype is a conversion,
+    counted from the architecture.
 
     ``dp`` data-parallel attention ranks of ``tp`` GPUs each form one replica with ``ep`` expert
     parallelism; what each rank holds is the engine's rule (:meth:`Engine.sharding`). Nodes hold
@@ -178,12 +190,14 @@ def setup(
         raise InvalidInput(f"invalid GPU count {gpus!r}; it must be a multiple of {split} = {tp * pp * dp}")
     kv_name = known_kv_dtype(kv_dtype_name or profile.default_kv_dtype(spec))
     kv_name = profile.check_kv_dtype(kv_name)
+    memo = {} if memo is None else memo
+    stored = _checkpoint_dtype(checkpoint, spec, memo) if checkpoint is not None else None
     w_name = canonical_dtype(weight_dtype(weights_dtype).name) if weights_dtype else None
-    w_name = profile.check_weights_dtype(w_name or default_dtype(spec, loads=profile.weight_dtypes))
+    w_name = profile.check_weights_dtype(w_name or stored or default_dtype(spec, loads=profile.weight_dtypes))
+    headers = checkpoint if stored is not None and w_name == stored else None
     w_store = storage(spec, w_name)
     check_parallel(spec, tp=tp, pp=pp)  # tp divides the query heads, pp <= layers
     profile.check_parallel(spec, tp=tp, pp=pp, dp=dp, ep=ep)
-    memo = {} if memo is None else memo
     if settings.mla not in ("latent", "expanded"):
         raise InvalidInput(f"invalid MLA layout {settings.mla!r}; expected 'latent' or 'expanded'")
     attn_tp = profile.attention_tp(tp, settings)  # the KV cell's TP split (tp / attention DP)
@@ -192,9 +206,9 @@ def setup(
         memo[plan_key] = profile.cache_plan(spec, kv_dtype_name=kv_name, tp=attn_tp, pp=pp, mla=settings.mla)
     plan = memo[plan_key]
     sharding = profile.sharding(spec, tp=tp, dp=dp, ep=ep)
-    w_key = ("weights", w_name, tp, pp, sharding)
+    w_key = ("weights", w_name if headers is None else ("headers", headers.source), tp, pp, sharding)
     if w_key not in memo:
-        memo[w_key] = weight_bytes_per_stage(spec, w_name, tp=tp, pp=pp, sharding=sharding)
+        memo[w_key] = weight_bytes_per_stage(spec, headers or w_name, tp=tp, pp=pp, sharding=sharding)
     total = usable_memory_bytes(gpu, settings.overrides.device_memory_bytes)
     mnbt, seqs = profile.batch_limits(settings, total, gpu)
     stages = tuple(
@@ -205,8 +219,22 @@ def setup(
         )
         for i in range(len(plan.stages))
     )
-    return Setup(spec, profile, gpu, tp, pp, gpus, kv_name, w_name, settings, stages, mnbt, seqs, w_store.label,
-                 w_store.shipped, dp=dp, ep=ep, gpus_per_node=per_node, shared_prefix=shared_prefix)  # fmt: skip
+    label = f"{headers.label} (headers)" if headers is not None else w_store.label
+    shipped = headers is not None or w_store.shipped
+    return Setup(spec, profile, gpu, tp, pp, gpus, kv_name, w_name, settings, stages, mnbt, seqs, label,
+                 shipped, dp=dp, ep=ep, gpus_per_node=per_node, shared_prefix=shared_prefix,
+                 weights_source=headers.describe() if headers is not None else "architecture",
+                 checkpoint=checkpoint)  # fmt: skip
+
+
+def _checkpoint_dtype(checkpoint: CheckpointWeights, spec: ModelSpec, memo: dict) -> str:
+    """The kvplan weights dtype nearest the checkpoint's decoder matrices (once per model and memo)."""
+    from kvplan.checkpoint import dominant_weight_dtype
+
+    key = ("checkpoint-dtype", checkpoint.source)
+    if key not in memo:
+        memo[key] = canonical_dtype(dominant_weight_dtype(checkpoint, spec))
+    return memo[key]
 
 
 # ---- searches -----------------------------------------------------------------------------------
@@ -312,6 +340,7 @@ class CapacityResult:
     nearest: list[dict[str, Any]] = field(default_factory=list)
     kv_cache_memory_given: bool = False
     weights_format: str = ""
+    weights_source: str = "architecture"  # or the checkpoint whose headers gave the weights term
     weights_shipped: bool = True
     dp: int = 1
     ep: bool = False
@@ -425,6 +454,7 @@ def capacity(
         settings=_settings_dict(s, b),
         kv_cache_memory_given=kv_cache_memory is not None,
         weights_format=s.weights_format,
+        weights_source=s.weights_source,
         weights_shipped=s.weights_shipped,
         dp=s.dp,
         ep=s.ep,
@@ -645,6 +675,7 @@ def _try(s: Setup, context: int, **changes: Any) -> bool:
         "ep": s.ep,
         "gpus_per_node": s.gpus_per_node,
         "shared_prefix": s.shared_prefix,
+        "checkpoint": s.checkpoint,
     }
     args.update(changes)
     try:

@@ -111,6 +111,21 @@ class ResolvedModel:
             return folder_checkpoint(self.folder, source=str(self.folder))
         return None
 
+    def weights(self, *, weights_dtype: str | None = None, checkpoint: str | None = None) -> CheckpointWeights | None:
+        """Where every command's weights term comes from; None means the architecture count.
+
+        ``checkpoint`` (``--checkpoint``: a file, folder or Hub repository) first; else, unless a
+        weights dtype is asked for (a conversion or a what-if, counted from the architecture), the
+        model's own checkpoint headers (a Hub repository, or a local folder with safetensors/GGUF).
+        """
+        if checkpoint:
+            if weights_dtype:
+                raise InvalidInput("pass --checkpoint or --weights-dtype, not both: each one sets the weights term")
+            return load_checkpoint(checkpoint)
+        if weights_dtype:
+            return None
+        return self.checkpoint()
+
 
 def resolve_model(arg: str) -> ModelSpec:
     """A MODEL argument: bundled name, spec YAML, HF ``config.json``, a folder holding one, or a Hub repo.
@@ -184,6 +199,29 @@ def _resolve(arg: str) -> ResolvedModel:
 def _local_config(path: Path, *, folder: Path) -> ResolvedModel:
     result = _import_hf(read_json(path), origin=str(path))
     return ResolvedModel(result.spec, f"config {path}", tuple(result.warnings), folder=folder)
+
+
+def import_model(arg: str, *, name: str | None = None) -> Any:
+    """``kvplan import``: a config.json, a folder holding one, or a Hub repository ``org/name[@rev]``
+    (its config.json fetched through the Hugging Face cache, as a MODEL argument is), converted to
+    a spec with the importer's notes (:class:`kvplan.hf.ImportResult`). The spec's ``source`` and the
+    YAML's header name the Hub file at its commit; a bundled spec is never substituted here."""
+    from kvplan.hf import import_config
+
+    path = Path(arg)
+    ref = None
+    if not path.exists() and "/" in arg and path.suffix.lower() != ".json":
+        from kvplan.hub import parse_hub_ref
+
+        ref = parse_hub_ref(arg)
+    if ref is None:
+        return import_config(path, name=name)
+    from kvplan.hub import fetch_config, read_config
+
+    snapshot = fetch_config(ref)
+    source = f"https://huggingface.co/{ref.repo_id}/blob/{snapshot.commit}/config.json"
+    result = _import_hf(read_config(snapshot), origin=source, name=name or ref.repo_id.split("/")[-1].lower())
+    return dataclasses.replace(result, spec=result.spec.model_copy(update={"source": source}))
 
 
 def _import_hf(data: Any, *, origin: str, name: str | None = None) -> Any:

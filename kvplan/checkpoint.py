@@ -23,8 +23,9 @@ from __future__ import annotations
 import json
 import re
 import struct
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -143,22 +144,39 @@ _GGUF_SCALARS = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 1
 _GGUF_STRING, _GGUF_ARRAY = 8, 9
 
 
-class _Cursor:
-    """Sequential reads over a ByteReader, fetching ever larger windows (HTTP ranges stay few)."""
+# Smallest encodings (gguf.h / ggml/src/gguf.cpp): a key/value pair is a u64 key length, a u32 value
+# type and at least a 1-byte value; a tensor info is a u64 name length, u32 n_dims, u32 type, u64 offset.
+_MIN_KV_BYTES = 8 + 4 + 1
+_MIN_TENSOR_INFO_BYTES = 8 + 4 + 4 + 8
+_MIN_ITEM_BYTES = {_GGUF_STRING: 8, _GGUF_ARRAY: 4 + 8}  # a string's u64 length; an array's type + count
 
-    def __init__(self, read: ByteReader, *, origin: str, window: int = 1 << 20) -> None:
-        self.read, self.origin, self.window = read, origin, window
-        self.buffer, self.start, self.pos = b"", 0, 0
+
+class _Cursor:
+    """Sequential reads over a ByteReader that never pass the end of the header.
+
+    The parser keeps :attr:`floor`, a lower bound on where the tensor-info section ends, from what it
+    has read so far (counts, array lengths, string lengths, times the smallest encoding of what is
+    still to come). A read fetches up to that bound at once, so requests stay few (a tokenizer of
+    128k strings takes ~15) and none reaches the data section that follows the header.
+    """
+
+    def __init__(self, read: ByteReader, *, origin: str) -> None:
+        self.read, self.origin = read, origin
+        self.buffer, self.start, self.pos, self.floor = b"", 0, 0, 0
+
+    def expect(self, at_least: int) -> None:
+        """At least ``at_least`` more header bytes follow the current position."""
+        self.floor = max(self.floor, self.pos + at_least)
 
     def take(self, n: int) -> bytes:
         end = self.pos + n
-        while end > self.start + len(self.buffer):
-            have = self.start + len(self.buffer)
-            more = self.read(have, max(self.window, end - have))
-            if not more:
-                raise InvalidInput(f"{self.origin}: GGUF header ends early (at byte {have:,})")
-            self.buffer += more
-            self.window *= 2
+        have = self.start + len(self.buffer)
+        if end > have:
+            more = self.read(have, max(end, self.floor) - have)
+            if len(more) < end - have:
+                raise InvalidInput(f"{self.origin}: GGUF header ends early (at byte {have + len(more):,})")
+            self.buffer = self.buffer[self.pos - self.start :] + more  # drop what was parsed
+            self.start = self.pos
         out = self.buffer[self.pos - self.start : end - self.start]
         self.pos = end
         return out
@@ -169,44 +187,65 @@ class _Cursor:
     def u64(self) -> int:
         return struct.unpack("<Q", self.take(8))[0]
 
-    def string(self) -> str:
-        return self.take(self.u64()).decode("utf-8", errors="replace")
+    def string(self, *, rest: int = 0) -> str:
+        """A GGUF string; ``rest``: header bytes known to follow it."""
+        n = self.u64()
+        self.expect(n + rest)
+        return self.take(n).decode("utf-8", errors="replace")
 
 
 def gguf_tensors(read: ByteReader, *, origin: str) -> list[TensorInfo]:
-    """The tensors listed in a GGUF file's header; metadata values are skipped, not kept."""
+    """The tensors listed in a GGUF file's header; metadata values are skipped, not kept.
+    Only header bytes are read: never a byte of the data section (see :class:`_Cursor`)."""
     cur = _Cursor(read, origin=origin)
+    cur.expect(4 + 4 + 8 + 8)  # magic, version, tensor count, metadata count
     if cur.take(4) != GGUF_MAGIC:
         raise InvalidInput(f"{origin}: not a GGUF file (no 'GGUF' magic)")
     version = cur.u32()
     if version < 2:  # v1 used 32-bit counts; llama.cpp has refused it since 2023 (gguf.cpp)
         raise InvalidInput(f"{origin}: GGUF version {version} is not supported; expected 2 or 3")
     n_tensors, n_kv = cur.u64(), cur.u64()
-    for _ in range(n_kv):
-        cur.string()
-        _skip_gguf_value(cur, cur.u32())
-    return [_gguf_tensor(cur) for _ in range(n_tensors)]
+    infos = n_tensors * _MIN_TENSOR_INFO_BYTES
+    for i in range(n_kv):
+        rest = (n_kv - i - 1) * _MIN_KV_BYTES + infos  # after this pair
+        cur.expect(_MIN_KV_BYTES + rest)
+        cur.string(rest=4 + 1 + rest)
+        _skip_gguf_value(cur, cur.u32(), rest=rest)
+    tensors = []
+    for j in range(n_tensors):
+        cur.expect((n_tensors - j) * _MIN_TENSOR_INFO_BYTES)
+        tensors.append(_gguf_tensor(cur, rest=(n_tensors - j - 1) * _MIN_TENSOR_INFO_BYTES))
+    return tensors
 
 
-def _skip_gguf_value(cur: _Cursor, kind: int) -> None:
+def _skip_gguf_value(cur: _Cursor, kind: int, *, rest: int) -> None:
+    """Skip one metadata value; ``rest``: header bytes known to follow it."""
     if kind in _GGUF_SCALARS:
         cur.take(_GGUF_SCALARS[kind])
     elif kind == _GGUF_STRING:
-        cur.string()
+        cur.string(rest=rest)
     elif kind == _GGUF_ARRAY:
         item, count = cur.u32(), cur.u64()
         if item in _GGUF_SCALARS:
+            cur.expect(_GGUF_SCALARS[item] * count + rest)
             cur.take(_GGUF_SCALARS[item] * count)
-        else:
-            for _ in range(count):
-                _skip_gguf_value(cur, item)
+            return
+        per = _MIN_ITEM_BYTES.get(item)
+        if per is None:
+            raise InvalidInput(f"{cur.origin}: GGUF metadata array of type {item} is unknown")
+        for k in range(count):
+            after = (count - k - 1) * per + rest
+            cur.expect(per + after)
+            _skip_gguf_value(cur, item, rest=after)
     else:
         raise InvalidInput(f"{cur.origin}: GGUF metadata value type {kind} is unknown")
 
 
-def _gguf_tensor(cur: _Cursor) -> TensorInfo:
-    name = cur.string()
-    shape = tuple(cur.u64() for _ in range(cur.u32()))  # ggml order: fastest-varying dimension first
+def _gguf_tensor(cur: _Cursor, *, rest: int) -> TensorInfo:
+    name = cur.string(rest=4 + 4 + 8 + rest)
+    n_dims = cur.u32()
+    cur.expect(8 * n_dims + 4 + 8 + rest)
+    shape = tuple(cur.u64() for _ in range(n_dims))  # ggml order: fastest-varying dimension first
     type_id = cur.u32()
     cur.u64()  # offset in the data section
     if type_id not in GGML_BLOCKS:
@@ -216,6 +255,70 @@ def _gguf_tensor(cur: _Cursor) -> TensorInfo:
     for d in shape:
         elements *= d
     return TensorInfo(name, type_name, shape, elements // block * type_size)
+
+
+# ---- picking a GGUF file by its quantization tag ---------------------------------------------
+
+# llama.cpp gguf-split names the parts of one model "<stem>-00001-of-00003.gguf"
+# (tools/gguf-split/gguf-split.cpp split_path: "%s-%05d-of-%05d.gguf").
+_GGUF_PART = re.compile(r"^(?P<stem>.+)-(?P<part>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
+# Quantization tags as llama.cpp's quantize tool and the usual repositories spell them (Q4_K_M,
+# IQ2_XXS, Q8_0, UD-Q4_K_XL, BF16, F16, MXFP4_MOE): a token between '-', '.', '_'-free boundaries.
+_GGUF_TAG = re.compile(r"(?:^|[-.])((?:UD-)?(?:I?Q\d+|TQ\d+)(?:_[A-Z0-9]+)*|BF16|F16|F32|MXFP4(?:_MOE)?)(?=[-.]|$)")
+
+
+def gguf_stem(filename: str) -> str:
+    """A GGUF file's checkpoint name: the path without ``.gguf`` and without a split part's suffix."""
+    match = _GGUF_PART.match(filename)
+    return match["stem"] if match else re.sub(r"\.gguf$", "", filename, flags=re.IGNORECASE)
+
+
+def gguf_parts(filename: str, files: Iterable[str] | None = None) -> list[str]:
+    """Every part of the (possibly split) GGUF checkpoint ``filename`` is one of, first to last."""
+    match = _GGUF_PART.match(filename)
+    if not match:
+        return [filename]
+    count = int(match["count"])
+    names = [f"{match['stem']}-{i:05d}-of-{count:05d}.gguf" for i in range(1, count + 1)]
+    if files is not None:
+        listed = {f.lower(): f for f in files}
+        names = [listed.get(n.lower(), n) for n in names]  # the repository's own spelling of each part
+    return names
+
+
+def gguf_tags(filename: str) -> list[str]:
+    """The quantization tags a GGUF file name carries (``Qwen3-8B-Q4_K_M.gguf`` -> ``["Q4_K_M"]``)."""
+    return _GGUF_TAG.findall(gguf_stem(filename.rsplit("/", 1)[-1]).upper())
+
+
+def select_gguf(files: Iterable[str], wanted: str, *, origin: str) -> list[str]:
+    """The parts of the one GGUF checkpoint in ``files`` that ``wanted`` names: a file name (``x.gguf``;
+    a split's first part brings the others) or a quantization tag (``Q4_K_M``, case-insensitive, a
+    whole token of the file name). No match, or several checkpoints, is an input error naming what
+    the repository holds."""
+    ggufs = sorted(f for f in files if f.lower().endswith(".gguf"))
+    if wanted.lower().endswith(".gguf"):
+        key = wanted.lower()
+        hits = [f for f in ggufs if key in (f.lower(), f.rsplit("/", 1)[-1].lower())]
+        if not hits:
+            raise InvalidInput(f"{origin}: no file {wanted!r}; its GGUF files: {', '.join(ggufs) or 'none'}")
+        return gguf_parts(hits[0], ggufs)
+    groups: dict[str, list[str]] = {}
+    for f in ggufs:
+        if wanted.upper() in gguf_tags(f):
+            groups.setdefault(gguf_stem(f), []).append(f)
+    if len(groups) == 1:
+        return gguf_parts(next(iter(groups.values()))[0], ggufs)
+    if not groups:
+        tags = sorted({t for f in ggufs for t in gguf_tags(f)})
+        raise InvalidInput(
+            f"{origin}: no GGUF file carries the tag {wanted!r}; tags available: {', '.join(tags) or 'none'} "
+            "(or name a file with ':file.gguf')"
+        )
+    names = ", ".join(sorted(g[0] for g in groups.values()))
+    raise InvalidInput(
+        f"{origin}: the tag {wanted!r} names {len(groups)} GGUF checkpoints ({names}); name one with ':file.gguf'"
+    )
 
 
 # ---- which part of the model a tensor belongs to -------------------------------------------
@@ -228,8 +331,11 @@ _FINAL_NORM = ("model.norm.", "ln_f.", "final_layernorm", "output_norm", "norm_f
 # Quantization side tensors: FP8 block scales (DeepSeek-V3 weight_scale_inv), compressed-tensors
 # (weight_scale, input_scale), MXFP4 (gpt-oss *_scales), GPTQ/AWQ (scales, qzeros, g_idx).
 _SCALE_SUFFIXES = ("_scale", "_scale_inv", "_scales", ".scales", ".qzeros", ".g_idx", "_zero_point")
-# Replicated on every tensor-parallel rank (kvplan.params: norms, the router, MLA's kv_a/q_a projections).
-_REPLICATED = ("norm", "mlp.gate.", "router", "e_score_correction_bias", "kv_a_proj", "q_a_proj", "sinks")
+# Replicated on every tensor-parallel rank (kvplan.params: norms, the router, MLA's kv_a/q_a projections,
+# the shared-expert gate). Routers by name: HF ``mlp.gate.`` / ``block_sparse_moe.gate.`` / ``router``,
+# GGUF ``ffn_gate_inp`` (llama.cpp src/llama-arch.cpp LLM_TENSOR_FFN_GATE_INP, _INP_SHEXP) and ``exp_probs_b``.
+_REPLICATED = ("norm", "mlp.gate.", "block_sparse_moe.gate.", "router", "e_score_correction_bias", "kv_a_proj",
+               "q_a_proj", "sinks", "shared_expert_gate", "ffn_gate_inp", "exp_probs_b")  # fmt: skip
 _KV_PROJ = ("k_proj", "v_proj", "attn_k.", "attn_v.")
 
 
@@ -258,16 +364,104 @@ def is_scale(name: str) -> bool:
     return name.lower().endswith(_SCALE_SUFFIXES) or ".weight_scale" in name.lower()
 
 
-def rank_bytes(t: TensorInfo, spec: ModelSpec, tp: int) -> int:
-    """Bytes of ``t`` on one of ``tp`` ranks, by kvplan.params' sharding rules."""
+# Routed experts, by name: HF per-expert ``mlp.experts.<e>.`` (Qwen-MoE, DeepSeek), fused ``mlp.experts.``
+# tensors with a leading expert dimension (gpt-oss, transformers 5), Mixtral ``block_sparse_moe.experts.<e>.``,
+# GGUF ``ffn_{gate,up,down}_exps`` (llama.cpp src/llama-arch.cpp LLM_TENSOR_FFN_*_EXPS). Shared experts
+# (``shared_expert``/``shared_experts.``, GGUF ``_shexp``) are dense MLPs: they do not match.
+_EXPERT_RE = re.compile(r"(?:^|\.)experts\.(?:(\d+)\.)?|_exps\.")
+# The feed-forward block (dense MLP or shared experts): cut over the MLP's TP group (Sharding.mlp_tp).
+_MLP = ("mlp.", "ffn", "feed_forward", "shared_expert", "block_sparse_moe")
+
+
+def tensor_group(name: str) -> str:
+    """Which sharding group a decoder-layer tensor belongs to: expert, mlp or attention (the rest)."""
+    lower = name.lower()
+    if _EXPERT_RE.search(lower):
+        return "expert"
+    return "mlp" if any(m in lower for m in _MLP) else "attention"
+
+
+def _replicated(t: TensorInfo) -> bool:
     lower = t.name.lower()
-    if tp == 1 or len(t.shape) <= 1 and "bias" not in lower or any(r in lower for r in _REPLICATED):
-        return t.nbytes  # norms, routers, MLA down-projections: every rank holds them whole
-    if any(k in lower for k in _KV_PROJ):
-        kv = spec.num_kv_heads
-        kv_rank = max(1, kv // tp)  # KV heads replicate when tp exceeds them (params.attention_parts)
-        return -(-t.nbytes * kv_rank // kv)
-    return -(-t.nbytes // tp)
+    return len(t.shape) <= 1 and "bias" not in lower or any(r in lower for r in _REPLICATED)
+
+
+def sharded_bytes(t: TensorInfo, spec: ModelSpec, *, role: str, sharding: object) -> int:
+    """Bytes of ``t`` on the busiest rank of one pipeline stage, cut as ``sharding``
+    (a :class:`kvplan.params.Sharding`) cuts the architecture count:
+
+    - embedding and LM head over ``vocab_tp`` (params.embedding_parts / head_parts);
+    - norms, routers, MLA a-projections, sinks: whole on every rank;
+    - K/V projections over ``attn_tp`` by ``max(1, kv // attn_tp)`` heads (params.attention_parts);
+    - routed experts: rank 0 holds experts ``0 .. ceil(E / expert_ranks) - 1`` (vLLM fused_moe/layer.py
+      determine_expert_map gives the remainder to the first ranks, as params.mlp_parts counts), each cut
+      over ``expert_tp``; a fused tensor (leading expert dimension) keeps that share of its bytes;
+    - dense MLPs and shared experts over ``mlp_tp``; everything else in a layer over ``attn_tp``.
+    """
+    kind, whole, expert = _cut_kind(t, role)
+    return _Group(kind, whole, t.nbytes, 1, () if expert is None else (expert,)).bytes_on_rank(spec, sharding)
+
+
+def _cut_kind(t: TensorInfo, role: str) -> tuple[str, bool, int | None]:
+    """(how the tensor is cut, whether it stays whole within its group, its expert index if per-expert)."""
+    if role in ("embedding", "lm_head"):
+        return "vocab", False, None
+    if role == "layer":
+        match = _EXPERT_RE.search(t.name.lower())
+        if match:
+            index = match.group(1)
+            return ("expert" if index is not None else "fused"), _replicated(t), None if index is None else int(index)
+    if role == "final_norm" or _replicated(t):
+        return "whole", True, None
+    if tensor_group(t.name) == "mlp":
+        return "mlp", False, None
+    return ("kv" if any(k in t.name.lower() for k in _KV_PROJ) else "attention"), False, None
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Tensors of one stage cut the same way with the same size: ``count`` of them (``experts``: the
+    sorted expert index of each, for per-expert tensors). Grouping keeps a 90k-tensor checkpoint
+    (DeepSeek-V3) to a few hundred sums per configuration."""
+
+    kind: str  # vocab, whole, expert, fused, mlp, kv, attention
+    whole: bool  # within an expert: a per-tensor scale, not cut over expert_tp
+    nbytes: int
+    count: int
+    experts: tuple[int, ...] = ()
+
+    def bytes_on_rank(self, spec: ModelSpec, sh: object) -> int:
+        n = self.nbytes
+        if self.kind == "vocab":
+            return self.count * _ceil(n, sh.vocab_tp)  # type: ignore[attr-defined]
+        if self.kind == "whole":
+            return self.count * n
+        if self.kind in ("expert", "fused"):
+            experts = spec.moe.num_experts if spec.moe is not None else 1
+            held = _ceil(experts, sh.expert_ranks)  # type: ignore[attr-defined]  # on the busiest (first) rank
+            cut = 1 if self.whole else sh.expert_tp  # type: ignore[attr-defined]
+            if self.kind == "expert":  # one tensor per expert: rank 0 holds the first `held` of them
+                return bisect_left(self.experts, held) * _ceil(n, cut)
+            return self.count * _ceil(_ceil(n * held, experts), cut)
+        if self.kind == "mlp":
+            return self.count * _ceil(n, sh.mlp_tp)  # type: ignore[attr-defined]
+        if self.kind == "kv":
+            kv = spec.num_kv_heads
+            kv_rank = max(1, kv // sh.attn_tp)  # type: ignore[attr-defined]  # KV heads replicate past tp = kv
+            return self.count * _ceil(n * kv_rank, kv)
+        return self.count * _ceil(n, sh.attn_tp)  # type: ignore[attr-defined]
+
+
+def _ceil(n: int, d: int) -> int:
+    return -(-n // d)
+
+
+def _tensor_sharding(tp: int) -> object:
+    """``kvplan.params.Sharding.tensor(tp)``, field for field; not imported, as kvplan.params reaches
+    the catalog, which reaches this module (the import graph stays acyclic)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(attn_tp=tp, mlp_tp=tp, expert_tp=tp, expert_ranks=1, vocab_tp=tp)
 
 
 # ---- the weights source --------------------------------------------------------------------
@@ -286,6 +480,8 @@ class CheckpointWeights:
     format: str  # "safetensors" or "gguf"
     files: int
     tensors: tuple[TensorInfo, ...]
+    # Per-model work (roles, cut groups, nearest dtype) done once: plan sweeps call it per configuration.
+    _memo: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def total_bytes(self) -> int:
@@ -309,30 +505,63 @@ class CheckpointWeights:
         return f"{self.source} {self.format} headers ({files}, {len(self.tensors):,} tensors)"
 
     def roles(self, spec: ModelSpec) -> list[tuple[TensorInfo, str, int | None]]:
-        return [(t, *tensor_role(t.name, num_layers=spec.num_layers)) for t in self.tensors]
+        """(tensor, role, layer) for every tensor; worked out once per layer count."""
+        key = ("roles", spec.num_layers)
+        if key not in self._memo:
+            self._memo[key] = [(t, *tensor_role(t.name, num_layers=spec.num_layers)) for t in self.tensors]
+        return self._memo[key]
 
-    def bytes_per_stage(self, spec: ModelSpec, *, tp: int = 1, pp: int = 1) -> list[int]:
-        """Bytes one GPU of each pipeline stage holds; the split of ``weight_bytes_per_stage``."""
+    def _groups(self, spec: ModelSpec) -> list[tuple[str, int | None, _Group]]:
+        """(role, layer, group): the resident tensors gathered by how they are cut (MTP left out)."""
+        key = ("groups", spec.num_layers)
+        if key not in self._memo:
+            gathered: dict[tuple, list[int]] = {}
+            for t, role, layer in self.roles(spec):
+                if role == "mtp":
+                    continue
+                kind, whole, expert = _cut_kind(t, role)
+                gathered.setdefault((role, layer, kind, whole, t.nbytes), []).append(-1 if expert is None else expert)
+            self._memo[key] = [
+                (role, layer, _Group(kind, whole, nbytes, len(ix), tuple(sorted(ix)) if kind == "expert" else ()))
+                for (role, layer, kind, whole, nbytes), ix in gathered.items()
+            ]
+        return self._memo[key]
+
+    def bytes_per_stage(
+        self, spec: ModelSpec, *, tp: int = 1, pp: int = 1, sharding: object | None = None
+    ) -> list[int]:
+        """Bytes one GPU of each pipeline stage holds; the split of ``weight_bytes_per_stage``.
+
+        Layers go to stages by their index (:func:`kvplan.spec.pipeline_stages`), the embedding to
+        the first, the final norm and LM head to the last; ``sharding`` (a
+        :class:`kvplan.params.Sharding`, default plain ``tp``) cuts each tensor (:func:`sharded_bytes`).
+        """
         from kvplan.spec import pipeline_stages
 
+        sh = sharding if sharding is not None else _tensor_sharding(tp)
         stages = pipeline_stages(spec.num_layers, pp)
         stage_of = {i: s for s, layers in enumerate(stages) for i in layers}
         out = [0] * len(stages)
         has_head = False
-        for t, role, layer in self.roles(spec):
-            if role == "mtp":
-                continue
+        for role, layer, group in self._groups(spec):
             has_head |= role == "lm_head"
             last = role in ("lm_head", "final_norm")
             stage = stage_of[layer] if role == "layer" else (len(stages) - 1 if last else 0)
-            out[stage] += rank_bytes(t, spec, tp)
+            out[stage] += group.bytes_on_rank(spec, sh)
         if pp > 1 and not has_head:  # tied head: the last stage keeps its own copy (params.head_parts)
-            out[-1] += sum(rank_bytes(t, spec, tp) for t, role, _ in self.roles(spec) if role == "embedding")
+            out[-1] += sum(g.bytes_on_rank(spec, sh) for role, _, g in self._groups(spec) if role == "embedding")
         return out
 
 
 def dominant_weight_dtype(weights: CheckpointWeights, spec: ModelSpec) -> str:
-    """The kvplan weights dtype closest to how the decoder's matrices are stored."""
+    """The kvplan weights dtype closest to how the decoder's matrices are stored (once per model)."""
+    key = ("dtype", spec.num_layers, spec.dtype)
+    if key not in weights._memo:
+        weights._memo[key] = _dominant(weights, spec)
+    return weights._memo[key]
+
+
+def _dominant(weights: CheckpointWeights, spec: ModelSpec) -> str:
     by_kind: dict[str, int] = {}
     for t, role, _ in weights.roles(spec):
         if role != "layer" or len(t.shape) < 2 or is_scale(t.name):

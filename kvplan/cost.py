@@ -35,7 +35,7 @@ two ring all-reduces per layer (after attention, after the MLP) of the step's hi
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,6 +55,9 @@ from kvplan.params import attention_parts, count_params, mlp_parts, parts_bytes,
 from kvplan.quant import shipped_dtype
 from kvplan.spec import LayerKind, ModelSpec, ceil_div
 from kvplan.units import kv_dtype, weight_dtype
+
+if TYPE_CHECKING:
+    from kvplan.checkpoint import CheckpointWeights
 
 Phase = Literal["prefill", "decode"]
 LatencyModel = Literal["calibrated", "roofline"]
@@ -188,6 +191,7 @@ class CostRow(BaseModel):
     tp: int
     prefill: PhaseCost
     decode: PhaseCost
+    weights_source: str = "architecture"  # or the checkpoint whose headers gave the weights read per step
 
     @property
     def ttft_s(self) -> float:
@@ -291,14 +295,15 @@ def step_bytes(
     tp: int = 1,
     kv_dtype_name: str | None = None,
     weights_dtype: str | None = None,
+    checkpoint: CheckpointWeights | None = None,
 ) -> Bytes:
-    """Bytes one GPU reads and writes in one prefill or decode step."""
+    """Bytes one GPU reads and writes in one prefill or decode step. ``checkpoint``: the weights held
+    are its header bytes (the experts a step leaves untouched still come from the architecture count)."""
     w_name = weight_dtype(weights_dtype or shipped_dtype(spec)).name
     plan = cache_plan(spec, kv_dtype_name, tp=tp, mla="latent")
     tokens = batch * (context if phase == "prefill" else 1)
-    weights = weight_bytes_per_gpu(spec, w_name, tp=tp) - untouched_expert_bytes(
-        spec, tokens, weights_dtype=w_name, tp=tp
-    )
+    held = weight_bytes_per_gpu(spec, checkpoint or w_name, tp=tp)
+    weights = max(0, held - untouched_expert_bytes(spec, tokens, weights_dtype=w_name, tp=tp))
     held = sum(c.bytes_at(context) for c in plan.layers)  # one sequence, this rank, incl. state
     states = sum(c.state_bytes for c in plan.layers)
     per_token = sum(c.bytes_per_token for c in plan.layers)
@@ -348,6 +353,7 @@ def phase_cost(
     engine: str | None = None,
     model: LatencyModel = "calibrated",
     expert_parallel: bool = False,
+    checkpoint: CheckpointWeights | None = None,
 ) -> PhaseCost:
     """FLOPs, bytes, roofline and calibrated time of one step on one GPU of a TP group.
 
@@ -363,8 +369,9 @@ def phase_cost(
         raise InvalidInput(f"invalid context {context!r} or batch {batch!r}; both must be at least 1")
     flops = step_flops(spec, context, phase=phase, batch=batch, tp=tp)
     moved = step_bytes(
-        spec, context, phase=phase, batch=batch, tp=tp, kv_dtype_name=kv_dtype_name, weights_dtype=weights_dtype
-    )
+        spec, context, phase=phase, batch=batch, tp=tp, kv_dtype_name=kv_dtype_name, weights_dtype=weights_dtype,
+        checkpoint=checkpoint,
+    )  # fmt: skip
     tokens = batch * (context if phase == "prefill" else 1)
     comm = allreduce_bytes(spec, tokens, tp=tp)
     compute_s = flops.total / (peak_flops(gpu, compute_dtype) * eff.compute)
@@ -433,12 +440,20 @@ def cost(
     engine: str | None = None,
     model: LatencyModel = "calibrated",
     expert_parallel: bool = False,
+    checkpoint: CheckpointWeights | None = None,
 ) -> list[CostRow]:
     """Prefill and decode cost at each context length. ``spec`` and ``gpu`` may be names; lengths
-    and the batch follow the CLI's rules (:mod:`kvplan.checks`)."""
+    and the batch follow the CLI's rules (:mod:`kvplan.checks`). ``checkpoint`` (the model's headers)
+    gives the weights read per step, in its own dtype, unless ``weights_dtype`` names a conversion."""
     from kvplan.checks import as_gpu, as_spec, check_batch, check_lengths
 
     spec, gpu = as_spec(spec), as_gpu(gpu)
+    if weights_dtype is not None:
+        checkpoint = None  # an asked-for dtype is counted from the architecture, as everywhere
+    elif checkpoint is not None:
+        from kvplan.checkpoint import dominant_weight_dtype
+
+        weights_dtype = dominant_weight_dtype(checkpoint, spec)
     contexts, batch = check_lengths(contexts), check_batch(batch)
     kv_name = kv_dtype(kv_dtype_name or spec.dtype).name
     rows = []
@@ -458,6 +473,7 @@ def cost(
                 engine=engine,
                 model=model,
                 expert_parallel=expert_parallel,
+                checkpoint=checkpoint,
             )
             for phase in ("prefill", "decode")
         }
@@ -468,6 +484,7 @@ def cost(
                 context=length,
                 batch=batch,
                 tp=tp,
+                weights_source=checkpoint.describe() if checkpoint is not None else "architecture",
                 **phases,  # type: ignore[arg-type]
             )
         )

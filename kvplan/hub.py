@@ -32,17 +32,20 @@ from kvplan.checkpoint import (
     ByteReader,
     CheckpointWeights,
     TensorInfo,
+    gguf_parts,
+    gguf_stem,
     gguf_tensors,
     index_shards,
     local_reader,
     safetensors_tensors,
+    select_gguf,
 )
 from kvplan.errors import InvalidInput, KvplanError, RuntimeFailure
 
 # org/name: the Hub's repo-id rule (huggingface_hub utils/_validators.py REPO_ID_REGEX: letters,
 # digits, '-', '_', '.'; at most 96 characters); a revision is a branch, tag or commit.
 _HUB_RE = re.compile(
-    r"^(?:hf://)?(?P<repo>[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96})(?:@(?P<rev>[\w./-]+?))?(?::(?P<file>[\w.-]+))?$"
+    r"^(?:hf://)?(?P<repo>[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96})(?:@(?P<rev>[\w./-]+?))?(?::(?P<file>[\w.-]+(?:/[\w.-]+)*))?$"
 )
 OPTIONAL_CONFIGS = ("generation_config.json", "quantization_config.json")
 _PARALLEL_REQUESTS = 8  # huggingface_hub's own default for parallel downloads (snapshot_download max_workers)
@@ -55,7 +58,7 @@ class HubRef:
 
     repo_id: str
     revision: str | None = None
-    filename: str | None = None  # a GGUF file name, or a quantization tag such as Q4_K_M
+    filename: str | None = None  # a GGUF file's path in the repository, or a quantization tag such as Q4_K_M
 
     def __str__(self) -> str:
         return self.repo_id + (f"@{self.revision}" if self.revision else "")
@@ -302,9 +305,7 @@ def _remote_checkpoint(ref: HubRef, snapshot: HubSnapshot, *, source: str) -> Ch
     from huggingface_hub import errors as hf
 
     if ref.filename:
-        name = _gguf_name(ref, snapshot)
-        reader = remote_reader(ref, name, commit=snapshot.commit)
-        return CheckpointWeights(source, "gguf", 1, tuple(gguf_tensors(reader, origin=f"{ref.repo_id}/{name}")))
+        return _remote_gguf(ref, snapshot, source=source)
     try:
         index_path = download(ref, SAFETENSORS_INDEX, revision=snapshot.commit)
     except InvalidInput:  # no index: a single-file checkpoint, or none at all
@@ -319,8 +320,7 @@ def _remote_checkpoint(ref: HubRef, snapshot: HubSnapshot, *, source: str) -> Ch
         return safetensors_tensors(reader, origin=f"{ref.repo_id}/{shard}")
 
     try:  # two small requests per shard; shards in parallel (a 405B checkpoint has ~190)
-        with ThreadPoolExecutor(max_workers=_PARALLEL_REQUESTS) as pool:
-            per_shard = list(pool.map(one, shards))
+        per_shard = _in_parallel(one, shards)
     except hf.RemoteEntryNotFoundError:
         if shards == [SAFETENSORS_SINGLE]:
             return None  # neither an index nor model.safetensors: weights from the architecture
@@ -328,30 +328,53 @@ def _remote_checkpoint(ref: HubRef, snapshot: HubSnapshot, *, source: str) -> Ch
     return CheckpointWeights(source, "safetensors", len(shards), tuple(t for ts in per_shard for t in ts))
 
 
-def _gguf_name(ref: HubRef, snapshot: HubSnapshot) -> str:
-    """``:file.gguf`` as given; ``:Q4_K_M`` picks the repository's one GGUF file with that tag."""
-    assert ref.filename is not None
-    if ref.filename.lower().endswith(".gguf"):
-        return ref.filename
+def _in_parallel(fn: Any, items: list[str]) -> list[Any]:
+    with ThreadPoolExecutor(max_workers=_PARALLEL_REQUESTS) as pool:
+        return list(pool.map(fn, items))
+
+
+def _remote_gguf(ref: HubRef, snapshot: HubSnapshot, *, source: str) -> CheckpointWeights:
+    """``:file.gguf`` or ``:Q4_K_M``: every part of that GGUF checkpoint, header by header."""
+    from huggingface_hub import errors as hf
+
+    parts = gguf_parts(ref.filename) if ref.filename.lower().endswith(".gguf") else _gguf_by_tag(ref, snapshot)
+
+    def one(name: str) -> list[TensorInfo]:
+        return gguf_tensors(remote_reader(ref, name, commit=snapshot.commit), origin=f"{ref.repo_id}/{name}")
+
+    try:
+        per_part = _in_parallel(one, parts)
+    except hf.RemoteEntryNotFoundError:
+        raise InvalidInput(f"repository {str(ref)!r} has no {', '.join(parts)}") from None
+    label = _parts_label(parts)
+    return CheckpointWeights(f"{source}/{label}", "gguf", len(parts), tuple(t for ts in per_part for t in ts))
+
+
+def _parts_label(parts: list[str]) -> str:
+    """``m-00001-of-00003.gguf (+2 parts)``: a split GGUF named by its first part."""
+    more = len(parts) - 1
+    return parts[0] + (f" (+{more} part{'s' if more > 1 else ''})" if more else "")
+
+
+def _gguf_by_tag(ref: HubRef, snapshot: HubSnapshot) -> list[str]:
+    """The repository's file list (the Hub's ``/api/models/{repo}/tree/{rev}?recursive=True``, which
+    huggingface_hub ``HfApi.list_repo_files`` pages through), then the GGUF files carrying the tag."""
     from huggingface_hub import HfApi
 
-    files = HfApi(endpoint=endpoint()).list_repo_files(ref.repo_id, revision=snapshot.commit)
-    tag = ref.filename.lower()
-    hits = [f for f in files if f.lower().endswith(".gguf") and tag in Path(f).name.lower()]
-    if len(hits) != 1:
-        found = ", ".join(hits) or "none"
-        raise InvalidInput(f"{ref.repo_id}: {len(hits)} GGUF files match {ref.filename!r} ({found}); name the file")
-    return hits[0]
+    try:
+        with _quiet():
+            files = HfApi(endpoint=endpoint()).list_repo_files(ref.repo_id, revision=snapshot.commit)
+    except Exception as exc:  # noqa: BLE001 - every Hub failure becomes one KvplanError line
+        raise hub_error(exc, ref, filename="file list") from None
+    return select_gguf(files, ref.filename or "", origin=str(ref))
 
 
 def folder_checkpoint(folder: Path, *, source: str, gguf: str | None = None) -> CheckpointWeights | None:
-    """Headers of the weights stored in a local folder (safetensors, or one GGUF file); None if none."""
+    """Headers of the weights stored in a local folder (safetensors, or one GGUF checkpoint, split
+    or not; ``gguf`` a file name or quantization tag picks one); None if it holds none of them."""
     index = folder / SAFETENSORS_INDEX
     if gguf is not None or (not index.is_file() and not (folder / SAFETENSORS_SINGLE).is_file()):
-        ggufs = sorted(p for p in folder.glob("*.gguf") if gguf is None or gguf.lower() in p.name.lower())
-        if len(ggufs) == 1:
-            return file_checkpoint(ggufs[0], source=f"{source}/{ggufs[0].name}")
-        return None
+        return _folder_gguf(folder, source=source, gguf=gguf)
     if index.is_file():
         from kvplan.files import read_json
 
@@ -365,6 +388,29 @@ def folder_checkpoint(folder: Path, *, source: str, gguf: str | None = None) -> 
     return CheckpointWeights(source, "safetensors", len(paths), tuple(tensors))
 
 
+def _folder_gguf(folder: Path, *, source: str, gguf: str | None) -> CheckpointWeights | None:
+    # The folder and its direct subfolders (split GGUFs often sit in one per tag): never a deep walk, as
+    # the folder may be wherever a config.json was given from.
+    found = [*folder.glob("*.gguf"), *folder.glob("*/*.gguf")]
+    names = sorted(p.relative_to(folder).as_posix() for p in found)
+    if gguf is not None:
+        try:
+            parts = select_gguf(names, gguf, origin=str(folder))
+        except InvalidInput:
+            return None  # not (all) downloaded here: the caller reads the Hub's copy
+    else:
+        stems = {gguf_stem(n) for n in names}
+        if len(stems) != 1:
+            return None
+        parts = gguf_parts(names[0], names)
+    paths = [folder / n for n in parts]
+    if not all(p.is_file() for p in paths):
+        return None
+    tensors = [t for p in paths for t in gguf_tensors(local_reader(p), origin=str(p))]
+    label = _parts_label(parts)
+    return CheckpointWeights(f"{source}/{label}", "gguf", len(parts), tuple(tensors))
+
+
 def file_checkpoint(path: Path, *, source: str | None = None) -> CheckpointWeights:
     """One local ``.safetensors`` or ``.gguf`` file."""
     reader = local_reader(path)
@@ -376,7 +422,8 @@ def file_checkpoint(path: Path, *, source: str | None = None) -> CheckpointWeigh
 
 
 def _headers_file(repo_id: str, commit: str, gguf: str | None) -> Path:
-    return headers_cache(repo_id, commit) / (f"gguf-{gguf}.json" if gguf else "safetensors.json")
+    name = "gguf-" + gguf.replace("/", "--") + ".json" if gguf else "safetensors.json"  # one file, no folders
+    return headers_cache(repo_id, commit) / name
 
 
 def _save_headers(repo_id: str, commit: str, gguf: str | None, weights: CheckpointWeights) -> None:

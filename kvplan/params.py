@@ -278,12 +278,7 @@ def weight_bytes_per_stage(
         raise InvalidInput(f"pipeline parallel size {pp} exceeds {spec.name}'s {spec.num_layers} layers")
     sh = sharding or Sharding.tensor(tp)
     if dtype is not None and not isinstance(dtype, (str, Storage)):
-        if sh != Sharding.tensor(tp):
-            raise InvalidInput(
-                "checkpoint header bytes are split by tensor parallelism only; for data-parallel attention "
-                "or expert parallelism pass --weights-dtype (the architecture count)"
-            )
-        return dtype.bytes_per_stage(spec, tp=tp, pp=pp)
+        return dtype.bytes_per_stage(spec, tp=tp, pp=pp, sharding=sh)  # the same cuts, tensor by tensor
     st = dtype if isinstance(dtype, Storage) else storage(spec, dtype)
     out = []
     stages = pipeline_stages(spec.num_layers, pp)

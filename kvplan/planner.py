@@ -11,6 +11,7 @@ weights as shipped, then memory headroom; candidates that cannot serve are kept 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from kvplan.capacity import Setup, decode_sequences, max_sequences, pool_tokens, setup
 from kvplan.checks import as_gpu, as_spec, beyond_trained_context, check_length
@@ -45,6 +46,7 @@ class PlanRow:
     nodes: int = 1
     gpus_per_node: int = 8
     weights_shipped: bool = True
+    weights_source: str = "architecture"  # or the checkpoint whose headers gave the weights term
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -75,14 +77,22 @@ def splits(spec: ModelSpec, engine: str, *, gpus_per_node: int, max_gpus: int) -
     return out
 
 
-def candidate_dtypes(spec: ModelSpec, engine: str, *, weights: list[str] | None, kv: list[str] | None):
-    """Weight and KV dtypes to try: weights as shipped, then the formats the engine makes from them
-    (:func:`kvplan.quant.alternatives`); the model's KV dtype, then 8-bit KV."""
+def candidate_dtypes(
+    spec: ModelSpec, engine: str, *, weights: list[str] | None, kv: list[str] | None, checkpoint: Any = None
+):
+    """Weight and KV dtypes to try: weights as shipped (the ``checkpoint``'s own dtype when its headers
+    are given), then the formats the engine makes from them (:func:`kvplan.quant.alternatives`); the
+    model's KV dtype, then 8-bit KV."""
     profile = get_engine(engine)
     # Names the user gave are checked here: an unknown one is an error, not a silently empty plan.
     w = [canonical_dtype(weight_dtype(x).name) for x in weights] if weights else None
     k = [canonical_dtype(x if x in profile.kv_dtypes else kv_dtype(x).name) for x in kv] if kv else None
     shipped = default_dtype(spec, loads=profile.weight_dtypes)
+    if checkpoint is not None:
+        from kvplan.checkpoint import dominant_weight_dtype
+
+        stored = canonical_dtype(dominant_weight_dtype(checkpoint, spec))
+        shipped = stored if stored in profile.weight_dtypes else shipped
     w = w or alternatives(spec, current=shipped, loads=profile.weight_dtypes,
                           online=profile.online_weight_dtypes)  # fmt: skip
     default_kv = profile.default_kv_dtype(spec)
@@ -105,6 +115,7 @@ def plan(
     gpus_per_node: int | None = None,
     shared_prefix: int = 0,
     dropped: list[str] | None = None,
+    checkpoint: Any = None,
 ) -> list[PlanRow]:
     """Configurations serving ``users`` concurrent sequences of ``context`` tokens, best first.
 
@@ -112,6 +123,8 @@ def plan(
     says why. A context past the trained one fits nowhere (:func:`kvplan.checks.beyond_trained_context`).
     ``dropped`` (a list the caller keeps) receives one line per candidate that cannot serve, saying
     why: the engine refuses the split, the weights leave no KV memory, or too many GPUs.
+    ``checkpoint`` (the model's headers, :class:`kvplan.checkpoint.CheckpointWeights`) gives the
+    weights term of its own dtype (:func:`kvplan.capacity.setup`).
     """
     spec = as_spec(spec)
     gpus = [as_gpu(g) for g in gpus]
@@ -122,7 +135,8 @@ def plan(
     if gpus_per_node is not None and gpus_per_node < 1:
         raise InvalidInput(f"invalid GPUs per node {gpus_per_node!r}; expected a whole number of at least 1")
     profile = get_engine(engine)
-    w_list, kv_list = candidate_dtypes(spec, profile.name, weights=weights_dtypes, kv=kv_dtypes)
+    w_list, kv_list = candidate_dtypes(spec, profile.name, weights=weights_dtypes, kv=kv_dtypes,
+                                       checkpoint=checkpoint)  # fmt: skip
     rows = []
     dropped = [] if dropped is None else dropped
     memo = {} if memo is None else memo  # weights and cache plans shared across GPU types
@@ -135,7 +149,7 @@ def plan(
                 for kv in kv_list:
                     row = _row(spec, gpu, engine=profile.key, sp=sp, w=w, kv=kv, users=users, context=context,
                                settings=settings, max_gpus=max_gpus, memo=memo, per_node=per_node,
-                               shared_prefix=shared_prefix, dropped=dropped)  # fmt: skip
+                               shared_prefix=shared_prefix, dropped=dropped, checkpoint=checkpoint)  # fmt: skip
                     if row is not None:
                         rows.append(row)
     rows.sort(key=lambda r: (r.gpus, not r.weights_shipped, -r.headroom_bytes))
@@ -143,12 +157,12 @@ def plan(
 
 
 def _row(spec, gpu, *, engine, sp, w, kv, users, context, settings, max_gpus, memo, per_node, shared_prefix,  # noqa: ANN001
-         dropped) -> PlanRow | None:  # fmt: skip
+         dropped, checkpoint=None) -> PlanRow | None:  # fmt: skip
     label = f"{gpu.name} {_label(sp)} weights {w} KV {kv}"
     try:
         s = setup(spec, gpu, engine=engine, tp=sp.tp, pp=sp.pp, dp=sp.dp, ep=sp.ep, kv_dtype_name=kv,
                   weights_dtype=w, settings=settings, memo=memo, gpus_per_node=per_node,
-                  shared_prefix=shared_prefix)  # fmt: skip
+                  shared_prefix=shared_prefix, checkpoint=checkpoint)  # fmt: skip
     except InvalidInput as exc:
         dropped.append(f"{label}: {exc}")  # a split or dtype this model/engine cannot take
         return None
@@ -179,6 +193,7 @@ def _row(spec, gpu, *, engine, sp, w, kv, users, context, settings, max_gpus, me
         nodes=s.nodes,
         gpus_per_node=per_node,
         weights_shipped=s.weights_shipped,
+        weights_source=s.weights_source,
     )
 
 
@@ -219,13 +234,14 @@ def why_nothing_fits(
     weights_dtypes: list[str] | None = None,
     settings: Settings | None = None,
     max_gpus: int = MAX_GPUS,
+    checkpoint: Any = None,
 ) -> str:
     """The real reason :func:`plan` found nothing, most fundamental first."""
     spec, profile = as_spec(spec), get_engine(engine)
     beyond = beyond_trained_context(spec, context)
     if beyond:
         return beyond
-    ws, kvs = candidate_dtypes(spec, profile.name, weights=weights_dtypes, kv=kv_dtypes)
+    ws, kvs = candidate_dtypes(spec, profile.name, weights=weights_dtypes, kv=kv_dtypes, checkpoint=checkpoint)
     if not kvs:
         asked = ", ".join(kv_dtypes or [])
         return f"engine {profile.name!r} has no KV-cache dtype among {asked}; it accepts {', '.join(profile.kv_dtypes)}"
@@ -235,7 +251,8 @@ def why_nothing_fits(
             f"it runs {', '.join(profile.weight_dtypes)}"
         )
     gpu_list = [as_gpu(g) for g in gpus]
-    one = _fits_one(spec, gpu_list, profile.key, kvs, weights_dtypes, settings, context, max_gpus=max_gpus)
+    one = _fits_one(spec, gpu_list, profile.key, kvs, weights_dtypes, settings, context, max_gpus=max_gpus,
+                    checkpoint=checkpoint)  # fmt: skip
     if not one:
         if not profile.supports_tp:
             return (
@@ -253,15 +270,16 @@ def why_nothing_fits(
     )
 
 
-def _fits_one(spec, gpus, engine, kvs, weights, settings, context, *, max_gpus) -> bool:  # noqa: ANN001
-    w_list, _ = candidate_dtypes(spec, engine, weights=weights, kv=kvs)
+def _fits_one(spec, gpus, engine, kvs, weights, settings, context, *, max_gpus, checkpoint=None) -> bool:  # noqa: ANN001
+    w_list, _ = candidate_dtypes(spec, engine, weights=weights, kv=kvs, checkpoint=checkpoint)
+    memo: dict = {}
     for gpu in gpus:
         for sp in splits(spec, engine, gpus_per_node=gpu.gpus_per_node, max_gpus=max_gpus):
             for w in w_list:
                 for kv in kvs:
                     try:
                         s = setup(spec, gpu, engine=engine, tp=sp.tp, pp=sp.pp, dp=sp.dp, ep=sp.ep, kv_dtype_name=kv,
-                                  weights_dtype=w, settings=settings)  # fmt: skip
+                                  weights_dtype=w, settings=settings, memo=memo, checkpoint=checkpoint)  # fmt: skip
                     except InvalidInput:
                         continue
                     if max_sequences(s, context) >= 1:

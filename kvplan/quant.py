@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from kvplan.spec import ModelSpec, WeightFormat
+from kvplan.spec import MAX_SIZE, ModelSpec, WeightFormat
 from kvplan.units import WEIGHT_DTYPES, DType, canonical_dtype, weight_dtype
 
 # Bits of one stored value, before scales: e4m3/e5m2 and int8 are one byte; int4, MXFP4 (e2m1)
@@ -205,7 +205,8 @@ def _bitsandbytes(qc: dict[str, Any]) -> tuple[WeightFormat | None, list[str]]:
 
 
 def _pos_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    # Upper bound: kvplan.spec.Size, the largest dimension a spec accepts (a block or group beyond it is not a format).
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_SIZE
 
 
 _READERS = {

@@ -15,7 +15,9 @@ without a prompt chunk (a prompt enters as a chunk of up to ``budget - n`` token
 ``p / chunk`` of the steps; the others are decode-only), with the decodes at the mean context
 ``I + O/2``. The rate is past saturation when no ``t`` solves it within the limits: ``n`` beyond
 ``max_num_seqs`` or beyond the sequences the KV pool holds at ``I + O/2`` tokens each
-(:func:`kvplan.capacity.pool_tokens`), or ``n + p`` beyond the token budget. Then
+(:func:`kvplan.capacity.pool_tokens`; ``I + O`` each where the engine reserves a request's blocks to
+completion at admission, ``Engine.reserves_to_completion``: TensorRT-LLM), or ``n + p`` beyond the
+token budget. Then
 :func:`max_rate` gives the highest sustainable rate.
 
 Per request (a tagged arrival sees, on average, the steady state):
@@ -145,8 +147,14 @@ def _decode_context(inp: Lengths, out: Lengths) -> int:
     return inp.mean + out.mean // 2
 
 
+def _reserved_tokens(s: Setup, inp: Lengths, out: Lengths) -> int:
+    """KV tokens one running sequence holds against the pool: its whole prompt + output where the engine's
+    scheduler reserves to completion (``Engine.reserves_to_completion``), else its mean context."""
+    return inp.mean + out.mean if s.engine.reserves_to_completion else _decode_context(inp, out)
+
+
 def _limits(s: Setup, inp: Lengths, out: Lengths) -> tuple[float, str]:
-    kv = pool_tokens(s) / _decode_context(inp, out)
+    kv = pool_tokens(s) / _reserved_tokens(s, inp, out)
     if s.max_num_seqs is None or kv < s.max_num_seqs:
         return kv, "kv_cache"
     return float(s.max_num_seqs), "max_num_seqs"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from kvplan.capacity import Setup, setup
 from kvplan.errors import InvalidInput
@@ -204,14 +204,16 @@ def plan_for_targets(
     kv_dtypes: list[str] | None = None,
     disaggregated: bool = False,
     max_gpus: int = MAX_GPUS,
+    checkpoint: Any = None,
 ) -> list[TargetRow]:
-    """Configurations meeting ``targets`` with the fewest GPUs first; ``pareto`` marks the front."""
+    """Configurations meeting ``targets`` with the fewest GPUs first; ``pareto`` marks the front.
+    ``checkpoint`` (the model's headers) gives the weights term of its own dtype (:func:`kvplan.capacity.setup`)."""
     targets.check()
     rows: list[TargetRow] = []
     for gpu in gpus:
         for w in weights_dtypes or [None]:
             for kv in kv_dtypes or [None]:
-                setups = [_setup(spec, gpu, engine, tp, w, kv) for tp in TP_DEGREES]
+                setups = [_setup(spec, gpu, engine, tp, w, kv, checkpoint=checkpoint) for tp in TP_DEGREES]
                 setups = [s for s in setups if s is not None]
                 for s in setups:
                     # MoE at TP > 1: experts sliced by TP, and split whole across the ranks (expert parallel)
@@ -237,9 +239,11 @@ def _disaggregated_rows(setups: list[Setup], t: Targets, *, max_gpus: int) -> li
     return out
 
 
-def _setup(spec: ModelSpec, gpu: GPU, engine: str, tp: int, w: str | None, kv: str | None) -> Setup | None:
+def _setup(
+    spec: ModelSpec, gpu: GPU, engine: str, tp: int, w: str | None, kv: str | None, *, checkpoint: Any = None
+) -> Setup | None:
     try:
-        s = setup(spec, gpu, engine=engine, tp=tp, kv_dtype_name=kv, weights_dtype=w)
+        s = setup(spec, gpu, engine=engine, tp=tp, kv_dtype_name=kv, weights_dtype=w, checkpoint=checkpoint)
     except InvalidInput:
         return None  # a split or dtype this model, GPU or engine cannot take
     if s.stages[0].available <= 0:

@@ -19,7 +19,8 @@ from kvplan.units import WEIGHT_DTYPES, canonical_dtype
 # Upper bounds far beyond any real model (the largest have ~200 layers, 256K vocab, 1M context):
 # they turn a typo like `num_layers: 1e12` into a clear error instead of a hang.
 LayerCount = Annotated[int, Field(gt=0, le=100_000)]
-Size = Annotated[int, Field(gt=0, le=1 << 24)]
+MAX_SIZE = 1 << 24  # any dimension of a model (heads, widths, blocks); 16.7M is far past every real one
+Size = Annotated[int, Field(gt=0, le=MAX_SIZE)]
 Tokens = Annotated[int, Field(gt=0, le=1 << 30)]
 
 

@@ -7,6 +7,7 @@ Kept apart from :mod:`kvplan.checkpoint` (which only reads headers) because the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from kvplan.checkpoint import CheckpointWeights, _sum, dominant_weight_dtype, is_scale
 from kvplan.params import weight_bytes_total
@@ -67,3 +68,21 @@ def compare_weights(weights: CheckpointWeights, spec: ModelSpec) -> WeightsCompa
         not_loaded_bytes=_sum(t for t, role, _ in roles if role == "mtp"),
         modelled_scale_bytes=modelled_scales,
     )
+
+
+def weights_source_lines(resolved: Any, weights: CheckpointWeights | None) -> list[str]:
+    """What every command says about its weights term: which spec a Hub name or folder gave, and
+    the checkpoint's header sum beside the architecture count (or why there were no headers)."""
+    from kvplan.report import weights_comparison_lines
+
+    lines = []
+    if resolved.hub is not None or resolved.notes or weights is not None:
+        lines.append(f"model: {resolved.origin}")
+    if weights is None and resolved.hub is not None:
+        lines.append(
+            f"no safetensors headers for {resolved.hub[0]} (none in the repository, or offline and not "
+            "cached); weights from the architecture count"
+        )
+    if weights is not None:
+        lines += weights_comparison_lines(compare_weights(weights, resolved.spec), source=weights.describe())
+    return lines

@@ -51,6 +51,10 @@ def _span(text: str | None) -> int:
 
 
 _RESOLVE = re.compile(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
+# The file list huggingface_hub's HfApi.list_repo_files reads (hf_api.py _iter_repo_tree_pages, 2.4):
+# GET {endpoint}/api/models/{repo_id}/tree/{revision}?recursive=True&expand=False -> a JSON list of
+# {"type": "file", "path", "size", "oid"}; one page (no Link header) for these small repositories.
+_TREE = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/tree/(?P<rev>[^/?]+)$")
 
 
 def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
@@ -72,7 +76,8 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self, *, body: bool) -> None:
             hub.log.append(Request(self.command, self.path, self.headers.get("Range")))
-            match = _RESOLVE.match(self.path.split("?", 1)[0])
+            path = self.path.split("?", 1)[0]
+            match = _RESOLVE.match(path) or _TREE.match(path)
             repo = hub.repos.get(match["repo"]) if match else None
             if repo is None:
                 return self._error(401, "RepoNotFound")  # the Hub answers 401 for unknown repos
@@ -80,6 +85,8 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 return self._error(401, "GatedRepo")
             if match["rev"] not in ("main", repo.commit):
                 return self._error(404, "RevisionNotFound")
+            if match.re is _TREE:
+                return self._tree(repo)
             data = repo.files.get(match["path"])
             if data is None:
                 return self._error(404, "EntryNotFound")
@@ -99,6 +106,20 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if body:
                 self.wfile.write(chunk)
+
+        def _tree(self, repo: Repo) -> None:
+            import json
+
+            listing = [
+                {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}  # noqa: S324
+                for name, data in sorted(repo.files.items())
+            ]
+            raw = json.dumps(listing).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
 
     return Handler
 

@@ -460,3 +460,25 @@ def test_separate_quantization_config_is_folded_in(hub):
     )
     spec = resolve("org/moe-fp8").spec
     assert spec.weights is not None and spec.weights.dtype == "fp8" and list(spec.weights.block) == [128, 128]
+
+
+def test_import_takes_a_hub_name_and_never_overwrites_without_force(hub, cli, tmp_path):
+    from kvplan.catalog import load_spec_file
+
+    config, tensors = dense_llama()
+    hub.repos["org/tiny-llama"] = repo(config, {"model.safetensors": safetensors_torch.save(tensors)})
+    out = tmp_path / "tiny.yaml"
+    result = cli("import", "org/tiny-llama", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    url = f"https://huggingface.co/org/tiny-llama/blob/{hub.repos['org/tiny-llama'].commit}/config.json"
+    assert out.read_text().startswith(f"# Imported from {url} (a Hugging Face config.json)")
+    spec = load_spec_file(out)
+    assert spec == resolve("org/tiny-llama").spec  # the YAML is the spec the Hub name resolves to
+    assert (spec.name, spec.source, spec.num_layers) == ("tiny-llama", url, 2)
+    out.write_text("# mine\n")
+    again = cli("import", "org/tiny-llama", "-o", str(out))
+    assert again.exit_code == 2 and "--force" in again.stderr and out.read_text() == "# mine\n"
+    forced = cli("import", "org/tiny-llama@main", "-o", str(out), "--force", "--name", "mine")
+    assert forced.exit_code == 0 and load_spec_file(out).name == "mine"
+    missing = cli("import", "org/absent")
+    assert missing.exit_code == 2 and "repository 'org/absent' not found" in missing.stderr

@@ -92,3 +92,30 @@ def test_fit_against_aiconfigurator_grid():
         # target 1.5x; measured worst 1.55x (TTFT, gpt-oss-20b vLLM H200 batch 64) and 1.86x (TPOT, DeepSeek-V3
         # vLLM on B200 batch 1, where aiconfigurator's own MoE figure is 4.5x its H200 one): guard at 1.9x
         assert max(errs) <= math.log(1.9), phase
+
+
+def _published():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import published_compare as pub
+    finally:
+        sys.path.remove(str(BENCH))
+    return pub, json.loads(pub.DATA.read_text())
+
+
+def test_published_data_carry_their_sources():
+    _, data = _published()
+    for row in data["runs"] + data["mlperf"]:
+        assert row["source"] in data["sources"] and row["published_tok_s"] > 0
+    for source in data["sources"].values():
+        assert source["url"].startswith("https://")
+    for row in data["mlperf"]:  # listed, not scored: each says why, and links its log
+        assert row["not_compared"] and row["url"].startswith("https://")
+
+
+def test_published_trtllm_v1_throughput_within_20_percent():
+    """TensorRT-LLM v1.0's perf-overview FP8 dense points (60): measured all 60 within 20 %, worst |ln| 0.212."""
+    pub, data = _published()
+    rows = pub.compare_runs([r for r in data["runs"] if r["source"] == "trtllm-1.0" and "not_modelled" not in r])
+    assert len(rows) == 60
+    assert all(abs(r["ratio"] - 1) <= 0.20 for r in rows)

@@ -140,6 +140,17 @@ def test_unknown_or_broken_quantization_config_is_a_note() -> None:
     assert format_from_config({}) == (None, [])
 
 
+def test_block_or_group_past_the_largest_size_is_not_a_format() -> None:
+    # Found by tests/test_fuzz.py (hypothesis): a block of 16777217 rows, one past kvplan.spec.Size's bound
+    # (1 << 24), reached WeightFormat and raised a pydantic traceback instead of giving a note.
+    too_big = (1 << 24) + 1
+    config = {"quantization_config": {"quant_method": "fp8", "weight_block_size": [too_big, 128]}}
+    fmt, notes = format_from_config(config)
+    assert fmt is None and "weight_block_size" in notes[0]
+    fmt, _ = format_from_config({"quantization_config": {"quant_method": "fp8", "weight_block_size": [1 << 24, 128]}})
+    assert fmt is not None and fmt.block == [1 << 24, 128]
+
+
 def test_imported_deepseek_config_carries_its_format() -> None:
     from pathlib import Path
 

@@ -86,3 +86,19 @@ def test_engines_without_batch_limits_use_the_default_budget():
     r = serve(s, rate_rps=2.0, input_len=Lengths.of(1024), output_len=Lengths.of(256))
     assert not r.saturated and r.max_num_batched_tokens == 8192 and r.max_num_seqs == s.max_num_seqs
     assert "TensorRT-LLM" in r.engine
+
+
+def test_trtllm_reserves_each_request_to_completion():
+    # TensorRT-LLM's GUARANTEED_NO_EVICT scheduler admits a request only when the blocks for its prompt + output are
+    # free, so the KV pool bounds a replica at pool / (I + O) sequences; vLLM takes blocks as tokens are written:
+    # pool / (I + O/2). Past saturation the result reports that bound as its batch.
+    from kvplan.capacity import pool_tokens
+
+    inp, out = Lengths.of(1000), Lengths.of(3000)
+    trt = setup(load_bundled("llama-3.1-70b"), H100, engine="trtllm", tp=2, weights_dtype="fp8", kv_dtype_name="fp8")
+    vllm = setup(load_bundled("llama-3.1-70b"), H100, engine="vllm", tp=2, weights_dtype="fp8", kv_dtype_name="fp8")
+    assert trt.engine.reserves_to_completion and not vllm.engine.reserves_to_completion
+    r = serve(trt, rate_rps=1e6, input_len=inp, output_len=out, with_max_rate=False)
+    assert r.saturated and r.batch == pytest.approx(pool_tokens(trt) / 4000)  # 1000 + 3000
+    r = serve(vllm, rate_rps=1e6, input_len=inp, output_len=out, with_max_rate=False)
+    assert r.saturated and r.batch == pytest.approx(pool_tokens(vllm) / 2500)  # 1000 + 3000 / 2

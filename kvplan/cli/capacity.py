@@ -8,6 +8,7 @@ import typer
 
 from kvplan import report
 from kvplan.cli.common import (
+    CheckpointOpt,
     EngineOpt,
     FormatOpt,
     KvDtypeOpt,
@@ -19,9 +20,10 @@ from kvplan.cli.common import (
     app,
     boundary,
     check_format,
-    load_model,
+    load_with_weights,
     out,
     positive,
+    weights_notes,
 )
 from kvplan.errors import InvalidInput
 
@@ -126,6 +128,7 @@ def capacity(
     gpus_per_node: Annotated[Optional[int], typer.Option(help="GPUs per node (catalog default)")] = None,
     shared_prefix: Annotated[Optional[str], typer.Option(help="tokens every request shares, e.g. 2k")] = None,
     kv_offload: Annotated[SizeOpt, typer.Option(help="CPU tier for offloaded KV per replica, e.g. 256GiB")] = None,
+    checkpoint: CheckpointOpt = None,
     fmt: FormatOpt = "table",
 ) -> None:
     """KV pool, concurrent sequences and longest context on an engine, with the launch line."""
@@ -137,7 +140,8 @@ def capacity(
         from kvplan.units import parse_length, parse_lengths, parse_size
 
         fmt = check_format(fmt)
-        spec = load_model(model)
+        resolved, stored = load_with_weights(model, weights_dtype=weights_dtype, checkpoint=checkpoint)
+        spec = resolved.spec
         settings = _settings(
             util=gpu_memory_utilization, mem_fraction=mem_fraction_static, free_fraction=free_gpu_memory_fraction,
             block_size=block_size, mnbt=max_num_batched_tokens, max_num_seqs=max_num_seqs, activation=activation,
@@ -151,12 +155,13 @@ def capacity(
         s = setup(
             spec, resolve_gpu(gpu), engine=engine, tp=tp, pp=pp, gpus=gpus, kv_dtype_name=kv_dtype,
             weights_dtype=weights_dtype, settings=settings, dp=dp, ep=ep, gpus_per_node=gpus_per_node,
-            shared_prefix=parse_length(shared_prefix) if shared_prefix is not None else 0,
+            shared_prefix=parse_length(shared_prefix) if shared_prefix is not None else 0, checkpoint=stored,
         )  # fmt: skip
         kv_mem = parse_size(kv_cache_memory) if kv_cache_memory is not None else None
         offload = parse_size(kv_offload) if kv_offload is not None else None
         r = run(s, parse_length(context), batch=batch, lengths=mix, weights=mix_weights, kv_cache_memory=kv_mem,
                 kv_offload=offload)  # fmt: skip
+        weights_notes(resolved, stored)
         ref = model_ref(spec.source, spec.name)
         if fmt == "json":
             out(report.render_object(plan_json(r, model=ref), "json"))

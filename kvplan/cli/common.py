@@ -59,6 +59,13 @@ KvDtypeOpt = Annotated[
 WeightsDtypeOpt = Annotated[
     Optional[str], typer.Option(help="weights dtype: fp32 bf16 fp16 fp8 int8 int4 mxfp4 (default: the model's)")
 ]
+CheckpointOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        help="weights as stored in this checkpoint (headers only): a .safetensors or .gguf file, a folder, or a "
+        "Hub repo org/name[@rev][:file.gguf] (default: MODEL's own checkpoint, when it has one)"
+    ),
+]
 ModelArg = Annotated[
     str,
     typer.Argument(
@@ -150,6 +157,21 @@ def load_resolved(arg: str):  # noqa: ANN201
     if note:
         err(f"note: {note}")
     return resolved
+
+
+def load_with_weights(arg: str, *, weights_dtype: str | None = None, checkpoint: str | None = None):  # noqa: ANN201
+    """MODEL resolved, and the checkpoint whose headers give its weights term (None: the architecture
+    count); the library's one rule (:meth:`kvplan.catalog.ResolvedModel.weights`) for every command."""
+    resolved = load_resolved(arg)
+    return resolved, resolved.weights(weights_dtype=weights_dtype, checkpoint=checkpoint)
+
+
+def weights_notes(resolved, weights) -> None:  # noqa: ANN001
+    """On stderr: which spec MODEL gave and where the weights term came from (header sum beside the count)."""
+    from kvplan.weights_compare import weights_source_lines
+
+    for line in weights_source_lines(resolved, weights):
+        err(f"note: {line}")
 
 
 def lookup_gpu(name: str):  # noqa: ANN201

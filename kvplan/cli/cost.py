@@ -10,6 +10,7 @@ import typer
 from kvplan import report
 from kvplan.cli.common import (
     BatchOpt,
+    CheckpointOpt,
     FormatOpt,
     GpuOpt,
     KvDtypeOpt,
@@ -20,9 +21,10 @@ from kvplan.cli.common import (
     boundary,
     check_format,
     err,
-    load_model,
+    load_with_weights,
     out,
     positive,
+    weights_notes,
 )
 from kvplan.errors import InvalidInput
 
@@ -79,6 +81,7 @@ def cost(
     attention: Annotated[str, typer.Option(help="with --training: full | s2 (LongLoRA shifted sparse)")] = "full",
     plot: Annotated[Optional[Path], typer.Option("--plot", help="also draw memory and time to this PNG")] = None,
     force: Annotated[bool, typer.Option(help="overwrite an existing --plot file")] = False,
+    checkpoint: CheckpointOpt = None,
     fmt: FormatOpt = "table",
 ) -> None:
     """Prefill and decode FLOPs, bytes moved and roofline time (TTFT, TPOT, tokens/s) per context."""
@@ -86,7 +89,8 @@ def cost(
         from kvplan.units import parse_lengths
 
         fmt = check_format(fmt)
-        spec = load_model(model)
+        resolved, stored = load_with_weights(model, weights_dtype=weights_dtype, checkpoint=checkpoint)
+        spec = resolved.spec
         contexts = parse_lengths(context)
         positive(batch, "batch")
         if training:
@@ -110,7 +114,9 @@ def cost(
             plot=plot,
             force=force,
             fmt=fmt,
+            checkpoint=stored,
         )
+        weights_notes(resolved, stored)
 
 
 def _inference(
@@ -140,6 +146,7 @@ def _inference(
         engine=kw["engine"],
         model=kw["latency"],
         expert_parallel=kw["expert_parallel"],
+        checkpoint=kw["checkpoint"],
     )
     flat = []
     for row in rows:
@@ -166,8 +173,9 @@ def _cost_plot(spec: Any, device: Any, contexts: list[int], rows: list[Any], pat
     from kvplan.plot import plot_context
 
     mem = estimate(
-        spec, contexts, batch=kw["batch"], kv_dtype_name=kw["kv_dtype"], weights_dtype=kw["weights_dtype"], tp=kw["tp"]
-    )
+        spec, contexts, batch=kw["batch"], kv_dtype_name=kw["kv_dtype"], tp=kw["tp"],
+        weights_dtype=kw["weights_dtype"] or kw["checkpoint"],  # the weights term the cost rows read
+    )  # fmt: skip
     plot_context(
         path,
         title=f"{spec.name} on {device.name}, batch {kw['batch']}, TP {kw['tp']}",

@@ -10,6 +10,7 @@ import typer
 from kvplan import report
 from kvplan.cli.common import (
     BatchOpt,
+    CheckpointOpt,
     FormatOpt,
     GpuOpt,
     KvDtypeOpt,
@@ -21,20 +22,12 @@ from kvplan.cli.common import (
     boundary,
     check_format,
     err,
-    load_resolved,
+    load_with_weights,
     lookup_gpu,
     out,
     positive,
+    weights_notes,
 )
-from kvplan.errors import InvalidInput
-
-CheckpointOpt = Annotated[
-    Optional[str],
-    typer.Option(
-        help="weights as stored in this checkpoint (headers only): a .safetensors or .gguf file, a folder, or a "
-        "Hub repo org/name[@rev][:file.gguf] (default: MODEL's own checkpoint, when it has one)"
-    ),
-]
 
 ESTIMATE_COLUMNS = [
     report.Column("context", "context", "int"),
@@ -76,11 +69,9 @@ def estimate(
             from kvplan.plot import check_plot_path
 
             check_plot_path(plot, force=force)  # before any output: a bad path or a missing extra ends here
-        if checkpoint and weights_dtype:
-            raise InvalidInput("pass --checkpoint or --weights-dtype, not both: each one sets the weights term")
-        resolved = load_resolved(model)
+        resolved, stored = load_with_weights(model, weights_dtype=weights_dtype, checkpoint=checkpoint)
         spec = resolved.spec
-        weights = weights_dtype or stored_weights(resolved, checkpoint)
+        weights = weights_dtype or stored
         rows = run(
             spec,
             parse_lengths(context),
@@ -108,7 +99,7 @@ def estimate(
         for r in rows:
             if r.note and fmt in ("table", "markdown"):
                 err(f"note: {r.note}")
-        source_notes(resolved, weights if not isinstance(weights, str) else None)
+        weights_notes(resolved, stored)
         if first.kv_replication_note and fmt in ("table", "markdown"):
             err(f"note: {first.kv_replication_note}")
         if plot is not None:
@@ -116,29 +107,6 @@ def estimate(
 
 
 _GPU_KEYS = {"gpu_memory_bytes", "fits", "headroom_bytes"}
-
-
-def stored_weights(resolved: Any, checkpoint: str | None) -> Any:
-    """``--checkpoint``'s headers, else MODEL's own checkpoint (Hub repo or local folder), else None."""
-    from kvplan.catalog import load_checkpoint
-
-    return load_checkpoint(checkpoint) if checkpoint else resolved.checkpoint()
-
-
-def source_notes(resolved: Any, weights: Any) -> None:
-    """On stderr: which spec was used (Hub names) and the weights' source (importer notes are warnings)."""
-    if resolved.hub is not None or resolved.notes or weights is not None:
-        err(f"note: model: {resolved.origin}")
-    if weights is None and resolved.hub is not None:
-        err(
-            f"note: no safetensors headers for {resolved.hub[0]} (none in the repository, or offline and not "
-            "cached); weights from the architecture count"
-        )
-    if weights is not None:
-        from kvplan.weights_compare import compare_weights
-
-        for line in report.weights_comparison_lines(compare_weights(weights, resolved.spec), source=weights.describe()):
-            err(f"note: {line}")
 
 
 def estimate_plot(spec: Any, rows: list[Any], path: Path, *, gpu: Any = None) -> None:

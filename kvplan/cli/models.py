@@ -93,15 +93,18 @@ def gpus(
 
 @app.command("import")
 def import_(
-    config: Annotated[Path, typer.Argument(help="a Hugging Face config.json, or a folder holding one")],
+    config: Annotated[
+        str,
+        typer.Argument(help="a Hugging Face config.json, a folder holding one, or a Hub repo org/name[@revision]"),
+    ],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write the YAML spec here")] = None,
     name: Annotated[Optional[str], typer.Option(help="spec name (default: from the config)")] = None,
     force: Annotated[bool, typer.Option(help="overwrite an existing output file")] = False,
     fmt: Annotated[str, typer.Option("--format", "-f", help="yaml (a spec file) | json (the same fields)")] = "yaml",
 ) -> None:
-    """Convert a Hugging Face config.json into a kvplan YAML spec."""
+    """Convert a Hugging Face config.json (a file, a folder or a Hub repository) into a kvplan YAML spec."""
     with boundary():
-        from kvplan.hf import import_config
+        from kvplan.catalog import import_model
 
         fmt = fmt.strip().lower()
         if fmt not in ("yaml", "json"):
@@ -110,7 +113,7 @@ def import_(
             from kvplan.checks import check_output_path
 
             check_output_path(output, force=force)
-        result = import_config(config, name=name)
+        result = import_model(config, name=name)
         for warning in result.warnings:
             err(f"kvplan: warning: {warning}")
         text = result.to_yaml() if fmt == "yaml" else result.spec.model_dump_json(indent=2, exclude_defaults=True)

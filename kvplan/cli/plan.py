@@ -8,7 +8,18 @@ from typing import Annotated, Optional
 import typer
 
 from kvplan import report
-from kvplan.cli.common import EngineOpt, FormatOpt, ModelArg, app, boundary, check_format, load_model, out
+from kvplan.cli.common import (
+    CheckpointOpt,
+    EngineOpt,
+    FormatOpt,
+    ModelArg,
+    app,
+    boundary,
+    check_format,
+    load_with_weights,
+    out,
+    weights_notes,
+)
 from kvplan.errors import InvalidInput
 
 # ---- plan -----------------------------------------------------------------------------------------
@@ -57,6 +68,7 @@ def plan(
     image: Annotated[Optional[str], typer.Option(help="container image for --emit k8s (default: the engine's)")] = None,
     emit_to: Annotated[Optional[Path], typer.Option("--emit-to", "-o", help="write --emit output to this file")] = None,
     force: Annotated[bool, typer.Option(help="overwrite the --emit-to file if it exists")] = False,
+    checkpoint: CheckpointOpt = None,
     fmt: FormatOpt = "table",
 ) -> None:
     """GPU type, count, split (TP/PP/DP attention/EP, nodes) and dtypes that serve N users at L tokens."""
@@ -77,7 +89,9 @@ def plan(
             raise InvalidInput("--emit-to needs --emit k8s")
         if emit_to is not None and emit_to.exists() and not force:
             raise InvalidInput(f"{str(emit_to)!r} exists; pass --force to overwrite it")
-        spec = load_model(model)
+        resolved, stored = load_with_weights(model, weights_dtype=weights_dtype, checkpoint=checkpoint)
+        spec = resolved.spec
+        weights_notes(resolved, stored)
         split = lambda v: split_list(v, "dtype list", example="bf16,fp8") if v is not None else None  # noqa: E731
         if rate is not None:
             from kvplan.cli.slo import run_targets
@@ -87,7 +101,8 @@ def plan(
             opts = dict(rate=rate, input=input_len, output=output_len, ttft=ttft, tpot=tpot, percentile=percentile,
                         disaggregated=disaggregated)  # fmt: skip
             out(run_targets(spec, [resolve_gpu(g) for g in names], engine=engine, weights=split(weights_dtype),
-                            kv=split(kv_dtype), opts=opts, max_gpus=max_gpus, top=top, fmt=fmt))  # fmt: skip
+                            kv=split(kv_dtype), opts=opts, max_gpus=max_gpus, top=top, fmt=fmt,
+                            checkpoint=stored))  # fmt: skip
             return
         if users is None or context is None:
             raise InvalidInput("'kvplan plan' needs --users N --context L, or --rate R with latency targets")
@@ -104,7 +119,8 @@ def plan(
         dropped: list[str] = []
         rows = run_plan(spec, chosen, users=users, context=length, engine=engine, weights_dtypes=split(weights_dtype),
                         kv_dtypes=split(kv_dtype), settings=settings, max_gpus=max_gpus, memo=memo,
-                        gpus_per_node=gpus_per_node, shared_prefix=prefix, dropped=dropped)  # fmt: skip
+                        gpus_per_node=gpus_per_node, shared_prefix=prefix, dropped=dropped,
+                        checkpoint=stored)  # fmt: skip
         if top < 0:
             raise InvalidInput(f"invalid --top {top!r}; expected 0 (all rows) or more")
         rows = rows[:top] if top > 0 else rows
@@ -115,7 +131,7 @@ def plan(
         for row in rows:
             s = setup(spec, by_name[row.gpu], engine=engine, tp=row.tp, pp=row.pp, gpus=row.gpus, dp=row.dp,
                       ep=row.ep, kv_dtype_name=row.kv_dtype, weights_dtype=row.weights_dtype, settings=settings,
-                      memo=memo, gpus_per_node=row.gpus_per_node, shared_prefix=prefix)  # fmt: skip
+                      memo=memo, gpus_per_node=row.gpus_per_node, shared_prefix=prefix, checkpoint=stored)  # fmt: skip
             r = run(s, length, suggest=False)
             seqs = -(-users // row.replicas)
             d = row.to_dict()
@@ -132,7 +148,7 @@ def plan(
         if not dicts:
             reason = why_nothing_fits(spec, chosen, users=users, context=length, engine=engine,
                                       kv_dtypes=split(kv_dtype), weights_dtypes=split(weights_dtype),
-                                      settings=settings, max_gpus=max_gpus)  # fmt: skip
+                                      settings=settings, max_gpus=max_gpus, checkpoint=stored)  # fmt: skip
         if fmt == "json":
             doc = {"model": spec.name, "users": users, "context": length, "plans": dicts}
             if reason:

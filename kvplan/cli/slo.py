@@ -52,7 +52,7 @@ def parse_lengths(text: str, what: str):  # noqa: ANN201
 
 
 def run_targets(spec: Any, gpus: list[Any], *, engine: str, weights: list[str] | None, kv: list[str] | None,
-                opts: dict[str, Any], max_gpus: int, top: int, fmt: str) -> str:  # fmt: skip
+                opts: dict[str, Any], max_gpus: int, top: int, fmt: str, checkpoint: Any = None) -> str:  # fmt: skip
     from kvplan.slo import Targets, plan_for_targets
 
     targets = Targets(
@@ -64,7 +64,7 @@ def run_targets(spec: Any, gpus: list[Any], *, engine: str, weights: list[str] |
         percentile=opts["percentile"],
     )
     rows = plan_for_targets(spec, gpus, targets, engine=engine, weights_dtypes=weights, kv_dtypes=kv,
-                            disaggregated=opts["disaggregated"], max_gpus=max_gpus)  # fmt: skip
+                            disaggregated=opts["disaggregated"], max_gpus=max_gpus, checkpoint=checkpoint)  # fmt: skip
     dicts = [r.to_dict() for r in (rows[:top] if top > 0 else rows)]
     front = [r.to_dict() for r in rows if r.pareto]
     if fmt == "json":

@@ -277,6 +277,11 @@ class Engine:
     # The Settings fields this engine reads (SETTING_FLAGS names them); a flag for another engine
     # is refused rather than silently ignored. Overrides of measured terms apply to every engine.
     settings_read: tuple[str, ...] = ()
+    # In-flight batching admission (kvplan.serving): True where the scheduler admits a request only once
+    # the KV blocks for its whole prompt + output are free (TensorRT-LLM's GUARANTEED_NO_EVICT), so each
+    # running sequence holds a reservation of I + O tokens; False where blocks are taken as tokens are
+    # written (vLLM, SGLang: preempt or retract on a shortfall), so a sequence holds I + O/2 on average.
+    reserves_to_completion: bool = False
     release: str = "-"  # the version key users select with name@release (``vllm@0.19``)
 
     @property

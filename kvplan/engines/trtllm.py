@@ -165,5 +165,9 @@ ENGINE = Trtllm(
     fraction_setting="free_gpu_memory_fraction",
     # max_num_seqs is --max_batch_size (the launch line's sequence cap, as check-log reads it).
     settings_read=("free_gpu_memory_fraction", "block_size", "max_num_batched_tokens", "max_num_seqs"),
+    # tensorrt_llm/llmapi/llm_args.py SchedulerConfig.capacity_scheduler_policy defaults to GUARANTEED_NO_EVICT;
+    # tensorrt_llm/_torch/pyexecutor/scheduler.py GuaranteedNoEvictScheduler.schedule_request admits a request
+    # when get_needed_resource_to_completion (blocks for prompt + max new tokens) fits the free blocks.
+    reserves_to_completion=True,
 )
 VERSIONS = (ENGINE,)
