@@ -23,28 +23,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from speed import FLOOR, kvplan_argv, wall
+from speed import FLOOR, TYPER_APP, kvplan_argv, wall
 
 ESTIMATE_ARGS = ["estimate", "llama-3.1-8b", "--context", "4k,32k,128k"]
-
-# The baseline of issue 9: the smallest typer CLI with two commands, asked the same question shape.
-TYPER_APP = """import typer
-
-app = typer.Typer()
-
-
-@app.command()
-def estimate(model: str, context: str = "4k") -> None:
-    print(model, context)
-
-
-@app.command()
-def models() -> None:
-    print("none")
-
-
-app()
-"""
 
 
 def main() -> None:
