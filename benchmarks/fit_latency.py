@@ -3,7 +3,7 @@
 Reads ``benchmarks/data/aiconfigurator_grid.json`` (written by ``aiconfigurator_compare.py --collect``;
 committed, so this runs without aiconfigurator). Needs numpy and scipy (the ``bench`` extra).
 
-What is fitted: every field of :class:`kvplan.latency.Calibration` except the names, by
+What is fitted: every field of :class:`kvplan.engines.base.Calibration` except the names, by
 ``scipy.optimize.least_squares`` on log-parameters (soft_l1 loss with scale 1, so a few cases where
 aiconfigurator's own data are fallback rows do not drag the fit), minimising
 
@@ -13,7 +13,8 @@ aiconfigurator's own data are fallback rows do not drag the fit), minimising
   (weight 0.5): this pins each class's constants to its own kernels instead of letting errors cancel.
 
 ``--engine vllm`` or ``--engine trtllm`` fits one engine's cases only (both by default, then one
-per engine when ``--per-engine``). Paste the printed block into ``kvplan/latency.py``.
+per engine when ``--per-engine``). Paste the printed block into the engine module's ``CALIBRATION``
+(``kvplan/engines/vllm.py``, ``kvplan/engines/trtllm.py``).
 """
 
 from __future__ import annotations

@@ -1,55 +1,114 @@
-"""Speed of the calibrated latency paths (issue 14): `kvplan cost`, `kvplan plan --rate` and the library calls.
+"""Speed of the calibrated latency paths (issue 14): `kvplan cost`, `kvplan plan --rate`, in process and on the CLI.
 
-    python benchmarks/latency_speed.py [--runs 5]
+    python benchmarks/latency_speed.py [--runs 5] [--no-importtime]
 
-(a) CLI wall time (median of runs) of `kvplan cost deepseek-v3 --gpu h200 --tp 8` at three lengths and of
-    `kvplan plan llama-3.1-70b --rate 10 --ttft 1s --tpot 50ms` over H100, H200, B200;
-(b) library: calibrated steps per second (`kvplan.latency.step_latency`), `serving.serve` calls per second,
-    and one `slo.plan_for_targets` (process CPU time).
+Prints, for the machine as it is (CPU count and load average first, since shared machines skew wall time):
+
+(a) in-process (the library call the command makes, after one warm-up call; median of runs, wall and CPU):
+    `kvplan.cost.cost` for DeepSeek-V3 TP8 at three lengths, `kvplan.slo.plan_for_targets` for Llama 3.1 70B over
+    H100, H200, B200 (TP, PP within and across nodes) and for DeepSeek-V3 on H200 (also TP-EP and DP attention + EP);
+(b) CLI wall and CPU time (median of runs) of the same commands, and of `python -c pass` and of importing kvplan's
+    third-party dependencies (typer, pydantic, yaml, tabulate): what any command pays before kvplan runs;
+(c) what the CLI start costs: `python -X importtime` of the `cost` command, the largest cumulative imports
+    (the minimum over runs, microseconds), split into kvplan's modules and the rest;
+(d) library rates: calibrated steps per second, `serving.serve` calls per second.
 Target: well under a second for `cost` and `plan`. Prints figures, asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import subprocess
 import sys
 import time
 
 COST = ["cost", "deepseek-v3", "--gpu", "h200", "--tp", "8", "--context", "4k,32k,128k"]
-PLAN = [
-    "plan",
-    "llama-3.1-70b",
-    "--rate",
-    "10",
-    "--input",
-    "2k:4k",
-    "--output",
-    "512",
-    "--ttft",
-    "1s",
-    "--tpot",
-    "50ms",
-]
+PLAN = ["plan", "llama-3.1-70b", "--rate", "10", "--input", "2k:4k", "--output", "512"]
+PLAN += ["--ttft", "1s", "--tpot", "50ms"]
+PLAN_MOE = ["plan", "deepseek-v3", "--rate", "2", "--input", "1k", "--output", "8k"]
+PLAN_MOE += ["--ttft", "30s", "--tpot", "300ms", "--gpus", "h200"]
+DEPS = "import typer, pydantic, yaml, tabulate"
 
 
-def _wall(args: list[str], runs: int) -> float:
-    times = []
+def _wall(cmd: list[str], runs: int) -> str:
+    """Median wall time and median CPU time (user + system of the child) of ``runs`` runs, as text."""
+    walls, cpus = [], []
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "kvplan", *args], check=True, capture_output=True)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        subprocess.run(cmd, check=True, capture_output=True)
+        walls.append(time.perf_counter() - t)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return f"{statistics.median(walls):.3f} s wall, {statistics.median(cpus):.3f} s CPU"
 
 
-def _library() -> dict[str, float]:
+def _kvplan(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "kvplan", *args]
+
+
+def _timed(fn, runs: int) -> tuple[float, float]:  # noqa: ANN001
+    """(median wall, median CPU) seconds of ``fn()`` after one warm-up call."""
+    fn()
+    walls, cpus = [], []
+    for _ in range(runs):
+        w, c = time.perf_counter(), time.process_time()
+        fn()
+        walls.append(time.perf_counter() - w)
+        cpus.append(time.process_time() - c)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def in_process(runs: int) -> dict[str, tuple[float, float]]:
+    from kvplan.catalog import load_bundled
+    from kvplan.cost import cost
+    from kvplan.hardware import resolve_gpu
+    from kvplan.serving import Lengths
+    from kvplan.slo import Targets, plan_for_targets
+
+    ds, ll = load_bundled("deepseek-v3"), load_bundled("llama-3.1-70b")
+    h200 = resolve_gpu("h200")
+    gpus = [resolve_gpu(g) for g in ("h100-sxm", "h200", "b200")]
+    dense = Targets(10, Lengths.of(2048, 4096), Lengths.of(512), 1.0, 0.05)
+    moe = Targets(2, Lengths.of(1024), Lengths.of(8192), 30.0, 0.3)
+    return {
+        "cost deepseek-v3 tp8, 3 lengths": _timed(lambda: cost(ds, h200, [4096, 32768, 131072], tp=8), runs),
+        "plan --rate llama-3.1-70b, 3 GPU types": _timed(lambda: plan_for_targets(ll, gpus, dense, max_gpus=64), runs),
+        "plan --rate deepseek-v3, h200": _timed(lambda: plan_for_targets(ds, [h200], moe, max_gpus=64), runs),
+    }
+
+
+def importtime(args: list[str], runs: int = 3, top: int = 12) -> tuple[list[tuple[int, str]], int, int]:
+    """The largest cumulative imports of one CLI run (minimum over ``runs``), kvplan's total and the rest's (us)."""
+    best: dict[str, int] = {}
+    top_level: dict[str, int] = {}
+    for _ in range(runs):
+        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "kvplan", *args], capture_output=True,
+                              text=True, check=True)  # fmt: skip
+        for line in done.stderr.splitlines():
+            if not line.startswith("import time:") or "|" not in line or "cumulative" in line:
+                continue
+            _, cumulative, name = line.split("|")
+            us, module = int(cumulative), name.rstrip()
+            key = module.strip()
+            best[key] = min(best.get(key, us), us)
+            if not module.startswith("  "):  # imported at the top level, not by another module
+                top_level[key] = best[key]
+    ranked = sorted(((us, m) for m, us in best.items()), reverse=True)[:top]
+    ours = sum(us for m, us in top_level.items() if m.split(".")[0] == "kvplan")
+    rest = sum(us for m, us in top_level.items() if m.split(".")[0] != "kvplan")
+    return ranked, ours, rest
+
+
+def library_rates() -> dict[str, float]:
     from kvplan.capacity import setup
     from kvplan.catalog import load_bundled
     from kvplan.hardware import resolve_gpu
     from kvplan.latency import step_latency
     from kvplan.serving import Lengths, serve
-    from kvplan.slo import Targets, plan_for_targets
 
     spec, gpu = load_bundled("deepseek-v3"), resolve_gpu("h200")
     n, t0 = 0, time.process_time()
@@ -63,25 +122,34 @@ def _library() -> dict[str, float]:
     while time.process_time() - t0 < 1.0:
         serve(s, rate_rps=5, input_len=Lengths.of(2048, 4096), output_len=Lengths.of(512), with_max_rate=False)
         n += 1
-    serves = n / (time.process_time() - t0)
-    t0 = time.process_time()
-    gpus = [resolve_gpu(g) for g in ("h100-sxm", "h200", "b200")]
-    plan_for_targets(
-        load_bundled("llama-3.1-70b"), gpus, Targets(10, Lengths.of(2048, 4096), Lengths.of(512), 1.0, 0.05)
-    )
-    return {"steps_per_s": steps, "serves_per_s": serves, "plan_cpu_s": time.process_time() - t0}
+    return {"steps_per_s": steps, "serves_per_s": n / (time.process_time() - t0)}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--no-importtime", action="store_true", help="skip the -X importtime breakdown")
     args = ap.parse_args(argv)
-    print(f"kvplan {' '.join(COST)}: {_wall(COST, args.runs):.3f} s wall (median of {args.runs})")
-    print(f"kvplan {' '.join(PLAN)}: {_wall(PLAN, args.runs):.3f} s wall (median of {args.runs})")
-    lib = _library()
-    print(f"calibrated steps (DeepSeek-V3 TP8 decode): {lib['steps_per_s']:,.0f} /s")
-    print(f"serve() at a rate (Llama 3.1 8B, H100): {lib['serves_per_s']:,.0f} /s")
-    print(f"plan_for_targets (Llama 3.1 70B, 3 GPU types x TP 1-8): {lib['plan_cpu_s']:.3f} s CPU")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"machine: {os.cpu_count()} CPUs, load average {load} (1, 5, 15 min)")
+    print("(a) in process, median of runs after a warm-up call:")
+    for name, (wall, cpu) in in_process(args.runs).items():
+        print(f"    {name}: {wall:.3f} s wall, {cpu:.3f} s CPU")
+    print("(b) CLI wall time, median of runs:")
+    print(f"    python -c pass: {_wall([sys.executable, '-c', 'pass'], args.runs)}")
+    print(f"    python -c '{DEPS}': {_wall([sys.executable, '-c', DEPS], args.runs)}")
+    for cmd in (COST, PLAN, PLAN_MOE):
+        print(f"    kvplan {' '.join(cmd)}: {_wall(_kvplan(cmd), args.runs)}")
+    if not args.no_importtime:
+        ranked, ours, rest = importtime(COST)
+        print(f"(c) kvplan {COST[0]} imports (python -X importtime, minimum of 3 runs): {ours / 1e6:.3f} s under "
+              f"kvplan's top-level modules (their dependencies included), {rest / 1e6:.3f} s outside them (site, "
+              "typer's adapters, encodings); largest cumulative:")  # fmt: skip
+        for us, module in ranked:
+            print(f"    {us / 1e3:8.1f} ms  {module}")
+    rates = library_rates()
+    print(f"(d) calibrated steps (DeepSeek-V3 TP8 decode): {rates['steps_per_s']:,.0f} /s; "
+          f"serve() at a rate (Llama 3.1 8B, H100): {rates['serves_per_s']:,.0f} /s")  # fmt: skip
     return 0
 
 

@@ -162,6 +162,8 @@ class PhaseCost(BaseModel):
     model: LatencyModel = "calibrated"
     engine: str = ""  # engine and version the calibrated efficiencies describe
     ops_s: dict[str, float] = Field(default_factory=dict)  # calibrated seconds per operation class
+    pp: int = 1  # pipeline stages (calibrated time only: FLOPs and bytes stay those of all layers on one TP rank)
+    dp: int = 1  # data-parallel attention ranks (calibrated time only; ``batch`` spread over them)
 
     def summary(self) -> dict[str, object]:
         """A flat dict for tables and JSON: per-part FLOPs and bytes as plain fields."""
@@ -353,18 +355,32 @@ def phase_cost(
     engine: str | None = None,
     model: LatencyModel = "calibrated",
     expert_parallel: bool = False,
+    pp: int = 1,
+    dp: int = 1,
+    gpus_per_node: int | None = None,
     checkpoint: CheckpointWeights | None = None,
 ) -> PhaseCost:
     """FLOPs, bytes, roofline and calibrated time of one step on one GPU of a TP group.
 
     ``model="calibrated"`` (default) makes ``time_s`` the per-operation sum of :mod:`kvplan.latency`
     with ``engine``'s fitted constants; ``"roofline"`` makes it the whole-step roofline with ``efficiency``.
-    ``expert_parallel`` (calibrated only): MoE experts split whole across the TP ranks instead of sliced.
+    ``expert_parallel`` (calibrated only): MoE experts split whole across the tp x dp ranks instead of sliced.
+    ``pp`` pipeline stages and ``dp`` data-parallel attention ranks (calibrated only) shape ``time_s`` as
+    :func:`kvplan.latency.step_latency` says (micro-batches, the bubble, all-to-alls); the FLOPs, bytes and
+    roofline stay those of one TP rank running every layer for the whole batch.
     """
     if model not in ("calibrated", "roofline"):
         raise InvalidInput(f"unknown latency model {model!r}; expected calibrated or roofline")
+    if model == "roofline" and (pp > 1 or dp > 1):
+        raise InvalidInput("the roofline latency models one TP group; use --latency calibrated with --pp or --dp")
+    if dp > 1 and spec.moe is None:
+        # as kvplan.engines.base.check_moe_parallel: DP attention only means something where MoE layers join the ranks
+        raise InvalidInput(
+            f"{spec.name} has no MoE layers: data-parallel attention does not apply (its copies are independent "
+            "replicas; cost one with --batch per replica); use --dp 1"
+        )
     eff = efficiency or Efficiency()
-    check_parallel(spec, tp=tp, pp=1)
+    check_parallel(spec, tp=tp, pp=pp)
     if context < 1 or batch < 1:
         raise InvalidInput(f"invalid context {context!r} or batch {batch!r}; both must be at least 1")
     flops = step_flops(spec, context, phase=phase, batch=batch, tp=tp)
@@ -395,6 +411,9 @@ def phase_cost(
             attention_flops=flops.attention,
             engine=engine,
             expert_parallel=expert_parallel,
+            pp=pp,
+            dp=dp,
+            gpus_per_node=gpus_per_node,
         )
         ops = times.as_dict()
         label = calibration(engine).version
@@ -417,6 +436,8 @@ def phase_cost(
         model=model,
         engine=label,
         ops_s=ops,
+        pp=pp,
+        dp=dp,
     )
 
 
@@ -440,6 +461,9 @@ def cost(
     engine: str | None = None,
     model: LatencyModel = "calibrated",
     expert_parallel: bool = False,
+    pp: int = 1,
+    dp: int = 1,
+    gpus_per_node: int | None = None,
     checkpoint: CheckpointWeights | None = None,
 ) -> list[CostRow]:
     """Prefill and decode cost at each context length. ``spec`` and ``gpu`` may be names; lengths
@@ -473,6 +497,9 @@ def cost(
                 engine=engine,
                 model=model,
                 expert_parallel=expert_parallel,
+                pp=pp,
+                dp=dp,
+                gpus_per_node=gpus_per_node,
                 checkpoint=checkpoint,
             )
             for phase in ("prefill", "decode")

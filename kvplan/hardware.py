@@ -28,6 +28,9 @@ class GPU(BaseModel):
     interconnect: str | None = None
     interconnect_gbps: PositiveFloat | None = Field(None, description="GPU-GPU bandwidth, GB/s")
     gpus_per_node: PositiveInt = Field(8, description="GPUs in one server (one NVLink/xGMI domain for SXM/OAM)")
+    nvlink_domain_gpus: PositiveInt | None = Field(
+        None, description="GPUs one NVLink domain joins where it spans several servers (GB200 NVL72: 72)"
+    )
     host_link_gbps: PositiveFloat | None = Field(None, description="GPU <-> CPU memory, GB/s per direction")
     node_selector: dict[str, str] | None = Field(None, description="Kubernetes node labels of servers with this GPU")
     k8s_resource: str = Field("nvidia.com/gpu", description="the device plugin's extended resource name")

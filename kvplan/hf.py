@@ -216,6 +216,14 @@ CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
         "mamba_d_conv": 4, "mamba_expand": 2, "mamba_conv_bias": True, "mamba_proj_bias": False,
         "mamba_rms_norm": False, "projectors_bias": False,
     },
+    "glm4_moe": {  # Glm4MoeConfig (no head_dim field: Glm4MoeAttention uses hidden // heads when absent;
+        # __post_init__ sets partial_rotary_factor 0.5; num_mtp_layers 1 is not built by transformers)
+        "vocab_size": 151552, "hidden_size": 4096, "intermediate_size": 10944, "num_hidden_layers": 46,
+        "num_attention_heads": 96, "num_key_value_heads": 8, "head_dim": None, "max_position_embeddings": 131072,
+        "tie_word_embeddings": False, "rope_theta": 10000.0, "partial_rotary_factor": 0.5, "attention_bias": False,
+        "moe_intermediate_size": 1408, "num_experts_per_tok": 8, "n_shared_experts": 1, "n_routed_experts": 128,
+        "first_k_dense_replace": 1, "use_qk_norm": False,
+    },
     "qwen3_next": {  # Qwen3NextConfig (partial_rotary_factor 0.25, full_attention_interval 4 in __post_init__)
         "vocab_size": 151936, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 48,
         "num_attention_heads": 16, "num_key_value_heads": 2, "head_dim": 256,
@@ -225,6 +233,23 @@ CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
         "linear_num_value_heads": 32, "decoder_sparse_step": 1, "moe_intermediate_size": 512,
         "shared_expert_intermediate_size": 512, "num_experts_per_tok": 10, "num_experts": 512,
         "mlp_only_layers": [], "full_attention_interval": 4,
+    },
+    "qwen3_5_text": {  # Qwen3_5TextConfig (docstring checkpoint Qwen/Qwen3.5-27B, values of the 9B): Qwen3-Next's
+        # hybrid layout with a dense MLP; partial_rotary_factor 0.25 and full_attention_interval 4 in __post_init__
+        "vocab_size": 248320, "hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 32,
+        "num_attention_heads": 16, "num_key_value_heads": 4, "head_dim": 256, "max_position_embeddings": 32768,
+        "tie_word_embeddings": False, "rope_theta": 10000.0, "partial_rotary_factor": 0.25, "attention_bias": False,
+        "linear_conv_kernel_dim": 4, "linear_key_head_dim": 128, "linear_value_head_dim": 128,
+        "linear_num_key_heads": 16, "linear_num_value_heads": 32, "full_attention_interval": 4,
+    },
+    "qwen3_5_moe_text": {  # Qwen3_5MoeTextConfig (docstring checkpoint Qwen/Qwen3.5-35B-A3B): every layer MoE
+        # (no intermediate_size field, no mlp_only_layers / decoder_sparse_step in Qwen3_5MoeDecoderLayer)
+        "vocab_size": 248320, "hidden_size": 2048, "num_hidden_layers": 40, "num_attention_heads": 16,
+        "num_key_value_heads": 2, "head_dim": 256, "max_position_embeddings": 32768, "tie_word_embeddings": False,
+        "rope_theta": 10000.0, "partial_rotary_factor": 0.25, "attention_bias": False, "linear_conv_kernel_dim": 4,
+        "linear_key_head_dim": 128, "linear_value_head_dim": 128, "linear_num_key_heads": 16,
+        "linear_num_value_heads": 32, "moe_intermediate_size": 512, "shared_expert_intermediate_size": 512,
+        "num_experts_per_tok": 8, "num_experts": 256, "full_attention_interval": 4,
     },
 }  # fmt: skip
 
@@ -242,6 +267,8 @@ _GPT_OSS_ROPE = {
 _ALIASES = {
     "gemma3": "gemma3_text",  # Gemma3Config wraps a Gemma3TextConfig in text_config
     "llama4": "llama4_text",  # Llama4Config wraps a Llama4TextConfig in text_config
+    "qwen3_5": "qwen3_5_text",  # Qwen3_5Config wraps a Qwen3_5TextConfig in text_config
+    "qwen3_5_moe": "qwen3_5_moe_text",  # Qwen3_5MoeConfig wraps a Qwen3_5MoeTextConfig
     "RefinedWebModel": "falcon",  # tiiuae/falcon-7b remote-code config (configuration_RW.py)
     "RefinedWeb": "falcon",  # tiiuae/falcon-40b remote-code config
     "minimax_text_01": "minimax",  # MiniMaxAI/MiniMax-Text-01 remote-code config (vLLM minimax_text_01.py reads it)
@@ -272,8 +299,8 @@ _CORE_ALIASES = {
 _WINDOWED = {"mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "phi3",
              "gpt_oss", "smollm3", "cohere2", None}  # fmt: skip
 _MOE_DIALECTS = {"mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "deepseek_v2", "deepseek_v3", "deepseek_v32",
-                 "gpt_oss", "jamba", "llama4_text", "minimax_m2", "nemotron_h", "granitemoehybrid", "minimax",
-                 None}  # fmt: skip
+                 "gpt_oss", "jamba", "llama4_text", "minimax_m2", "glm4_moe", "qwen3_5_moe_text", "nemotron_h",
+                 "granitemoehybrid", "minimax", None}  # fmt: skip
 _DTYPE_FALLBACK = "bf16"  # what serving engines load a checkpoint in when it does not say
 
 
@@ -490,6 +517,7 @@ _ARCHITECTURES = {
     "NemotronHForCausalLM": "nemotron_h", "GraniteMoeHybridForCausalLM": "granitemoehybrid",
     "FalconH1ForCausalLM": "falcon_h1", "MiniMaxForCausalLM": "minimax", "MiniMaxText01ForCausalLM": "minimax",
     "MiniMaxM1ForCausalLM": "minimax",
+    "Glm4MoeForCausalLM": "glm4_moe", "Qwen3_5ForCausalLM": "qwen3_5_text", "Qwen3_5MoeForCausalLM": "qwen3_5_moe_text",
 }  # fmt: skip
 
 
@@ -519,11 +547,18 @@ def _spec_name(name: str | None, config: dict[str, Any], origin: str, model_type
     return slug or str(model_type or "imported-model")
 
 
+# Names of the multi-token-prediction layer count (DeepSeek/GLM num_nextn_predict_layers; Qwen3-Next and
+# Qwen3.5 mtp_num_hidden_layers, inside text_config for the multimodal Qwen3.5 releases).
+_MTP_KEYS = ("num_nextn_predict_layers", "num_mtp_layers", "num_mtp_modules", "mtp_num_hidden_layers")
+
+
 def _mtp_note(config: dict[str, Any]) -> list[str]:
-    mtp = config.get("num_nextn_predict_layers") or config.get("num_mtp_layers") or config.get("num_mtp_modules")
+    text = config.get("text_config")
+    scopes = [config, text] if isinstance(text, dict) else [config]
+    key, mtp = next(((k, scope[k]) for scope in scopes for k in _MTP_KEYS if scope.get(k)), (None, None))
     if not isinstance(mtp, int) or isinstance(mtp, bool) or mtp < 1:
         return []
-    return [f"the multi-token-prediction module ({mtp} layer(s), num_nextn_predict_layers) is not counted"]
+    return [f"the multi-token-prediction module ({mtp} layer(s), {key}) is not counted"]
 
 
 def _unknown_warning(model_type: Any, assumed: list[str]) -> str:
@@ -747,7 +782,7 @@ def _layer_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
     explicit = _explicit_types(f, layers=layers)
     if explicit is not None:
         types = _checked_types(f, explicit, layers=layers, window=window)
-    elif d == "qwen3_next":  # (i + 1) % full_attention_interval -> linear
+    elif d in ("qwen3_next", "qwen3_5_text", "qwen3_5_moe_text"):  # (i + 1) % full_attention_interval -> linear
         every = f.need("full_attention_interval")
         types = ["linear_attention" if (i + 1) % every else "full_attention" for i in range(layers)]
     elif d == "llama4_text":
@@ -764,6 +799,8 @@ def _layer_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
         types = ["full_attention"] * layers
     else:
         types = [_sliding_rule(f, i) for i in range(layers)]
+    if d == "smollm3" and explicit is not None:
+        types = _smollm3_nope(f, types)
     if d == "cohere2":  # Cohere2Attention applies RoPE on sliding layers only
         types = ["nope_attention" if t == "full_attention" else t for t in types]
     if explicit is None and f.known("index_head_dim"):
@@ -828,6 +865,15 @@ def _smollm3_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
     if len(flags) != layers:
         raise InvalidInput(f"{f.origin}: no_rope_layers lists {len(flags)} layers but num_hidden_layers is {layers}")
     return ["full_attention" if rope else "sliding_attention" if window else "nope_attention" for rope in flags]
+
+
+def _smollm3_nope(f: _Fields, types: list[str]) -> list[str]:
+    """SmolLM3 checkpoints that list layer_types (HuggingFaceTB/SmolLM3-3B: all "full_attention") still
+    skip RoPE where no_rope_layers says 0: SmolLM3Attention.use_rope = config.no_rope_layers[layer_idx],
+    whatever the layer type (modeling_smollm3.py, transformers 5.24.0)."""
+    flags = _smollm3_types(f, layers=len(types), window=None)
+    return ["nope_attention" if t == "full_attention" and flag == "nope_attention" else t
+            for t, flag in zip(types, flags, strict=True)]  # fmt: skip
 
 
 # Other spellings of a per-layer block list: the values below are each family's own words
@@ -905,6 +951,8 @@ def _kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str, dict
     name, kind = _base_kind(f, base, window=window)
     if "indexer" in extras:
         name, kind = f"{name}_indexed", {**kind, "index_head_dim": f.need("index_head_dim")}
+        if f.known("index_n_heads"):  # sizes the indexer's weights (kvplan.params._indexer_parts)
+            kind["index_n_heads"] = f.need("index_n_heads")
     if "shared" in extras:
         name, kind = f"{name}_shared", {**kind, "kv_shared": True}
     if "mamba2" in extras:
@@ -1082,14 +1130,21 @@ def _moe(f: _Fields, *, layers: int) -> dict[str, Any] | None:
         moe["router_bias"] = True
     if d == "llama4_text":  # Llama4TextMoe: one shared expert as wide as a routed one, on every MoE layer
         moe |= {"num_shared_experts": 1}
-    if d in ("qwen2_moe", "qwen3_next"):
+    if d in ("qwen2_moe", "qwen3_next", "qwen3_5_moe_text"):
         shared = f.integer("shared_expert_intermediate_size", minimum=0)
-        if shared:  # one gated shared expert (Qwen2MoeSparseMoeBlock.shared_expert_gate)
+        if shared:  # one gated shared expert (Qwen2MoeSparseMoeBlock / Qwen3_5MoeSparseMoeBlock.shared_expert_gate)
             moe |= {"num_shared_experts": 1, "shared_intermediate_size": shared, "shared_expert_gate": True}
     if d in ("deepseek_v2", "deepseek_v3", "deepseek_v32"):
         moe["num_shared_experts"] = f.integer("n_shared_experts", minimum=0) or 0
         moe["first_dense_layers"] = min(f.integer("first_k_dense_replace", minimum=0) or 0, layers)
         moe["router_bias"] = d != "deepseek_v2"  # DeepseekV3TopkRouter.e_score_correction_bias
+    if d == "glm4_moe":
+        # Glm4MoeMoE: shared_experts is one MLP of moe_intermediate_size * n_shared_experts;
+        # Glm4MoeTopkRouter.e_score_correction_bias (a buffer, stored in the checkpoint); the
+        # first first_k_dense_replace layers are dense (Glm4MoeDecoderLayer), all later ones MoE.
+        moe["num_shared_experts"] = f.integer("n_shared_experts", minimum=0) or 0
+        moe["first_dense_layers"] = min(f.integer("first_k_dense_replace", minimum=0) or 0, layers)
+        moe["router_bias"] = True
     if d == "gpt_oss":
         moe |= {"router_bias": True, "expert_bias": True}  # GptOssTopKRouter.bias; GptOssExperts *_bias
     if d == "minimax" and any(_positive(v) for v in _as_list(f.raw.get("shared_intermediate_size"))):
@@ -1162,6 +1217,8 @@ def _dense_layers(f: _Fields, *, layers: int) -> list[int]:
         step = f.need("interleave_moe_layer_step")
         moe = set(f.ints("moe_layers")) if f.get("moe_layers") is not None else set(range(step - 1, layers, step))
         return [i for i in range(layers) if i not in moe]
+    if d == "glm4_moe":  # Glm4MoeDecoderLayer: MoE iff layer_idx >= first_k_dense_replace
+        return list(range(min(f.integer("first_k_dense_replace", minimum=0) or 0, layers)))
     if d in ("deepseek_v2", "deepseek_v3", "deepseek_v32"):
         # DeepSeek remote modeling and vLLM deepseek_v2.py: MoE iff i >= first_k_dense_replace
         # and i % moe_layer_freq == 0 (transformers 5.24 has no moe_layer_freq: always 1).
@@ -1295,7 +1352,8 @@ def _llama_layout(f: _Fields, **_: Any) -> dict[str, Any]:
 # Dialects whose attention honours ``attention_bias`` on q/k/v and o_proj alike (modeling_<type>.py);
 # Mistral, Mixtral, Phi-3 and Jamba hard-code bias=False, Qwen2 and Falcon have their own rules.
 _ATTENTION_BIAS_ALL = {"llama", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "cohere", "cohere2", "olmo2",
-                       "gpt_oss", "qwen3_next", "granitemoehybrid", None}  # fmt: skip
+                       "gpt_oss", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid",
+                       None}  # fmt: skip
 
 
 def _qwen2_layout(f: _Fields, **_: Any) -> dict[str, Any]:
@@ -1385,6 +1443,15 @@ def _mamba_bias_note(f: _Fields, *, proj: str, conv: str) -> None:
         f.notes.append(f"{proj}/{conv} differ from the defaults; the Mamba2 parameter count assumes conv bias only")
 
 
+def _glm4_moe_layout(f: _Fields, **_: Any) -> dict[str, Any]:
+    # Glm4MoeAttention: q/k/v take config.attention_bias, o_proj never has one; use_qk_norm adds
+    # per-head RMSNorm of head_dim on q and k (modeling_glm4_moe.py, transformers 5.24.0).
+    layout: dict[str, Any] = {"attention_bias": "qkv"} if f.flag("attention_bias") else {}
+    if f.flag("use_qk_norm"):
+        layout["qk_norm"] = True
+    return layout
+
+
 def _extra(params: int, note: str) -> dict[str, Any]:
     return {"extra_params": params, "extra_params_note": f"{note} (inside the decoder; counted here)"}
 
@@ -1406,4 +1473,7 @@ _LAYOUTS: dict[str, Callable[..., dict[str, Any]]] = {
     "nemotron_h": _nemotron_h_layout,
     "granitemoehybrid": _granite_hybrid_layout,
     "falcon_h1": _falcon_h1_layout,
+    "glm4_moe": _glm4_moe_layout,
+    "qwen3_5_text": _qwen3_next_layout,  # Qwen3_5Attention: the same gated q_proj and per-head q/k norm
+    "qwen3_5_moe_text": _qwen3_next_layout,
 }

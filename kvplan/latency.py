@@ -23,161 +23,80 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
 * **element-wise kernels** (two add+norms and the gated activation per layer): bytes at
   ``elementwise_mem_eff`` of bandwidth, plus ``kernel_s`` each;
 * **all-reduce** after attention and after the MLP (and one after the embedding) at TP > 1:
-  ``allreduce_base_s + allreduce_rank_s * (tp - 2) + 2 (tp - 1) / tp * bytes / (link * allreduce_bw_eff)``.
+  ``allreduce_base_s + allreduce_rank_s * (tp - 2) + 2 (tp - 1) / tp * bytes / (link * allreduce_bw_eff)``;
+* **expert-parallel all-to-all** with data-parallel attention (``dp`` ranks): a dispatch and a combine
+  per MoE layer, latency + bandwidth over NVLink within the NVLink domain and the NIC beyond it
+  (:func:`alltoall_s`; constants fitted to DeepEP's published tables by ``benchmarks/fit_alltoall.py``);
+* **pipeline stages** (``pp``): per-stage times, the sends between stages, micro-batches and the
+  bubble (:func:`step_latency`, :func:`stage_latencies`), and the KV transfer between disaggregated
+  pools (:func:`kv_transfer_s`).
 
 Prefill runs eagerly (``kernel_s`` = ``eager_kernel_s``); decode replays CUDA graphs
 (``graph_kernel_s``), as vLLM and TensorRT-LLM both do by default for decode batches. The
 constants are fitted by ``benchmarks/fit_latency.py`` to aiconfigurator 0.12.0's per-operation
 latencies (kernel timings it collected on H100/H200/B200 SXM) on the grid of
 ``benchmarks/aiconfigurator_compare.py``; each field names what it stands for. Rerun the fit to
-refresh them.
+refresh them. The constants live with their engine: ``CALIBRATION`` in :mod:`kvplan.engines.vllm` and
+:mod:`kvplan.engines.trtllm` (:class:`kvplan.engines.base.Calibration`), each with the engine version it describes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
+from kvplan.engines import ENGINES, Calibration, latency_calibration
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import cache_plan
 from kvplan.params import attention_parts
-from kvplan.spec import LayerKind, ModelSpec, ceil_div
+from kvplan.spec import LayerKind, ModelSpec, ceil_div, pipeline_stages
 from kvplan.units import weight_dtype
-
-# aiconfigurator's perf-database versions the constants were fitted to
-# (aiconfigurator_core/systems/query_versions.yaml, "current" slots, aiconfigurator 0.12.0).
-ENGINE_VERSIONS = {"vllm": "vLLM 0.24.0", "trtllm": "TensorRT-LLM 1.3.0rc20", "sglang": "SGLang 0.5.14"}
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Kernel efficiencies and fixed costs of one engine (see the module docstring for each term)."""
-
-    engine: str
-    version: str
-    source: str
-    gemm_peak_eff: float
-    gemm_half_m: float
-    gemm_mem_eff: float
-    eager_kernel_s: float
-    graph_kernel_s: float
-    moe_peak_eff: float
-    moe_half_tokens: float
-    moe_half_width: float
-    moe_mem_eff: float
-    moe_layer_s: float
-    attn_prefill_eff: float
-    attn_prefill_half_len: float
-    attn_decode_mem_eff: float
-    attn_layer_s: float
-    attn_seq_s: float
-    mla_decode_mem_eff: float
-    mla_decode_flops_eff: float
-    mla_prefill_eff: float
-    mla_layer_s: float
-    fp8_eff_scale: float
-    fp8_block_eff_scale: float
-    fp8_mem_eff_scale: float
-    elementwise_mem_eff: float
-    allreduce_base_s: float
-    allreduce_rank_s: float
-    allreduce_bw_eff: float
-
-
-_FIT = "benchmarks/fit_latency.py on benchmarks/data/aiconfigurator_grid.json (aiconfigurator 0.12.0, SILICON)"
-
-# Fitted constants (benchmarks/fit_latency.py prints this block).
-CALIBRATIONS: dict[str, Calibration] = {
-    "vllm": Calibration(
-        engine="vllm",
-        version=ENGINE_VERSIONS["vllm"],
-        source=_FIT,
-        gemm_peak_eff=0.7757,
-        gemm_half_m=195.8,
-        gemm_mem_eff=0.8393,
-        eager_kernel_s=2.406e-06,
-        graph_kernel_s=2.691e-06,
-        moe_peak_eff=0.3135,
-        moe_half_tokens=28.53,
-        moe_half_width=17,
-        moe_mem_eff=0.9679,
-        moe_layer_s=3.54e-05,
-        attn_prefill_eff=0.5383,
-        attn_prefill_half_len=1086,
-        attn_decode_mem_eff=0.8346,
-        attn_layer_s=1.261e-05,
-        attn_seq_s=2.982e-08,
-        mla_decode_mem_eff=0.3046,
-        mla_decode_flops_eff=0.08937,
-        mla_prefill_eff=0.6044,
-        mla_layer_s=0.0002163,
-        fp8_eff_scale=0.759,
-        fp8_block_eff_scale=0.363,
-        fp8_mem_eff_scale=0.7679,
-        elementwise_mem_eff=0.8031,
-        allreduce_base_s=5.556e-06,
-        allreduce_rank_s=2.755e-07,
-        allreduce_bw_eff=0.3382,
-    ),
-    "trtllm": Calibration(
-        engine="trtllm",
-        version=ENGINE_VERSIONS["trtllm"],
-        source=_FIT,
-        gemm_peak_eff=0.7474,
-        gemm_half_m=48.37,
-        gemm_mem_eff=0.7431,
-        eager_kernel_s=1.368e-05,
-        graph_kernel_s=2.843e-06,
-        moe_peak_eff=0.6349,
-        moe_half_tokens=45.51,
-        moe_half_width=394.5,
-        moe_mem_eff=0.9513,
-        moe_layer_s=2.555e-05,
-        attn_prefill_eff=0.4748,
-        attn_prefill_half_len=821,
-        attn_decode_mem_eff=0.8753,
-        attn_layer_s=1.242e-05,
-        attn_seq_s=1.182e-07,
-        mla_decode_mem_eff=0.4059,
-        mla_decode_flops_eff=0.1424,
-        mla_prefill_eff=0.1709,
-        mla_layer_s=5.033e-05,
-        fp8_eff_scale=0.8446,
-        fp8_block_eff_scale=0.5258,
-        fp8_mem_eff_scale=0.7223,
-        elementwise_mem_eff=0.7352,
-        allreduce_base_s=3.364e-06,
-        allreduce_rank_s=8.584e-07,
-        allreduce_bw_eff=0.3638,
-    ),
-}
-DEFAULT_ENGINE = "vllm"
 
 
 def calibration(engine: str | None) -> Calibration:
-    """The fitted constants for ``engine``; engines without their own fit use vLLM's, and their label says so."""
-    from kvplan.engines import get_engine
+    """The fitted constants for ``engine`` (each engine module carries its own, ``CALIBRATION``); engines
+    without their own fit use vLLM's, and their label says so (:func:`kvplan.engines.latency_calibration`)."""
+    return latency_calibration(engine)  # InvalidInput for an unknown engine
 
-    name = get_engine(engine or DEFAULT_ENGINE).name  # InvalidInput for an unknown engine
-    if name in CALIBRATIONS:
-        return CALIBRATIONS[name]
-    base = CALIBRATIONS[DEFAULT_ENGINE]
-    return replace(base, engine=name, version=f"{base.version} (no {name} fit: vLLM's constants)")
+
+# Engine name -> its own fitted constants (the fit script and the tests read them by name).
+CALIBRATIONS: dict[str, Calibration] = {e.name: e.calibration for e in ENGINES.values() if e.calibration is not None}
+
+
+# ---- collectives beyond the TP all-reduce: expert-parallel all-to-all, pipeline sends, KV transfer ----
+# Fitted by benchmarks/fit_alltoall.py (it prints these) to deepseek-ai/DeepEP's published tables @ 0297fc80:
+# docs/legacy.md (H800, one CX7 InfiniBand 400 Gb/s NIC per GPU, low-latency kernels at EP 16-256: a line
+# through ten dispatch/combine latencies, worst error 6.4 %) and README.md V2 (B200, EP 8 over NVLink: 726 / 740
+# GB/s logical bandwidth). Between nodes every GPU has its own NIC: 400 Gb/s InfiniBand NDR or RoCE (DeepEP's
+# "~50 GB/s maximum bandwidth"; the HGX H100/H200/B200 reference designs pair each GPU with one such NIC).
+NETWORK_GBPS = 50.0  # per GPU, each direction
+NETWORK_BW_EFF = 0.837  # share of the NIC the all-to-all's cross-node bytes reach (the fitted line's slope)
+NETWORK_LATENCY_S = 2.0e-05  # one collective step across nodes (the fitted line's intercept)
+A2A_NVLINK_BW_EFF = 0.407  # logical bytes over the catalog NVLink figure (DeepEP V2: 733 of B200's 1800 GB/s)
+# Pipeline stages pass the hidden state and the residual (vLLM IntermediateTensors ["hidden_states", "residual"],
+# make_empty_intermediate_tensors_factory in vllm/model_executor/models/llama.py and the other decoder models).
+PP_SEND_TENSORS = 2
 
 
 @dataclass(frozen=True)
 class OpTimes:
-    """Seconds one step spends per operation class on one GPU."""
+    """Seconds one step spends per operation class on one GPU (summed over the stages a token passes).
+
+    ``alltoall``: expert-parallel dispatch + combine; ``pipeline``: sends between pipeline stages plus the
+    time a micro-batch waits for the others in the stages (the bubble); both 0 without EP/DP or PP.
+    """
 
     gemm: float
     moe: float
     attention: float
     elementwise: float
     allreduce: float
+    alltoall: float = 0.0
+    pipeline: float = 0.0
 
     @property
     def total(self) -> float:
-        return self.gemm + self.moe + self.attention + self.elementwise + self.allreduce
+        return self.gemm + self.moe + self.attention + self.elementwise + self.allreduce + self.alltoall + self.pipeline
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -186,7 +105,15 @@ class OpTimes:
             "attention_s": self.attention,
             "elementwise_s": self.elementwise,
             "allreduce_s": self.allreduce,
+            "alltoall_s": self.alltoall,
+            "pipeline_s": self.pipeline,
         }
+
+    def __add__(self, other: OpTimes) -> OpTimes:
+        return OpTimes(*(a + b for a, b in zip(self._fields(), other._fields(), strict=True)))
+
+    def _fields(self) -> tuple[float, ...]:
+        return (self.gemm, self.moe, self.attention, self.elementwise, self.allreduce, self.alltoall, self.pipeline)
 
 
 @dataclass(frozen=True)
@@ -201,8 +128,17 @@ class _Ctx:
     peak16: float  # FLOP/s at 16 bit (attention)
     bw: float  # bytes/s
     kernel_s: float  # fixed cost per kernel in this phase
-    ep: bool = False  # experts split whole across the TP group (expert parallel) instead of sliced
+    ep: bool = False  # experts split whole across the tp x dp ranks (expert parallel) instead of sliced
     mem_scale: float = 1.0  # fp8 weights: share of the 16-bit streaming efficiency the GEMMs reach
+    dp: int = 1  # data-parallel attention ranks (each a TP group of tp GPUs) sharing the MoE layers
+    pp: int = 1  # pipeline stages
+    gpus_per_node: int = 8  # one NVLink domain (nvlink_domain); collectives over more ranks cross the network
+    dispatch_bytes: float = 2.0  # bytes per element an EP dispatch sends (fp8 weights: fp8 dispatch, as DeepEP)
+
+    @property
+    def moe_ranks(self) -> int:
+        """Ranks a MoE layer is split over: the TP group, or every DP attention rank's TP group."""
+        return self.tp * self.dp
 
 
 def _gemm_s(c: _Ctx, m: int, params: int, n_plus_k: int) -> float:
@@ -218,7 +154,8 @@ def _gemm_s(c: _Ctx, m: int, params: int, n_plus_k: int) -> float:
 def _attention_gemms_s(c: _Ctx, kind: LayerKind, m: int) -> float:
     """Projections of one token-mixer layer: fused QKV + O (MLA: each of its projections)."""
     h = c.spec.hidden_size
-    parts = [p.params for p in attention_parts(c.spec, kind, c.tp) if p.quantizable]
+    parts = _fact(c.spec, ("parts", id(kind), c.tp),
+                  lambda: [p.params for p in attention_parts(c.spec, kind, c.tp) if p.quantizable])  # fmt: skip
     if kind.type in ("full", "sliding", "chunked") and len(parts) >= 3:
         qkv = parts[0] + parts[1]
         rest = parts[2:]
@@ -232,31 +169,39 @@ def _dense_mlp_s(c: _Ctx, m: int, inter_rank: int, *, gated: bool) -> float:
     return _gemm_s(c, m, up, h + up // h) + _gemm_s(c, m, h * inter_rank, h + inter_rank)
 
 
-def _moe_s(c: _Ctx, tokens: int) -> tuple[float, float]:
-    """(grouped expert GEMMs, router + shared-expert GEMMs) of one MoE layer."""
+def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> tuple[float, float]:
+    """(grouped expert GEMMs, router + shared-expert GEMMs) of one MoE layer.
+
+    ``tokens``: the rank's own tokens (router, shared experts); ``moe_tokens``: every token routed into this
+    layer's experts across the ``moe_ranks`` (with DP attention, all DP ranks' tokens; else the same).
+    """
     moe, h = c.spec.moe, c.spec.hidden_size
     gated = c.spec.params.mlp == "gated"
-    # TP slices every expert's intermediate dimension; EP (vLLM --enable-expert-parallel with TP attention)
-    # gives each rank E/tp whole experts and the tokens routed to them; the output is all-reduced either way.
-    parts = 1 if c.ep else c.tp
+    # TP slices every expert's intermediate dimension; EP (vLLM --enable-expert-parallel) gives each of the
+    # R = tp x dp ranks E/R whole experts and the tokens routed to them (uniform routing).
+    ranks = c.moe_ranks
+    parts = 1 if c.ep else ranks
     inter_rank = ceil_div(moe.expert_intermediate_size, parts)
     per_expert = (3 if gated else 2) * h * inter_rank
-    local = moe.num_experts / (c.tp if c.ep else 1)
-    touched = local * (1 - (1 - moe.experts_per_token / moe.num_experts) ** tokens)
-    routed = tokens * moe.experts_per_token / (c.tp if c.ep else 1)
-    per_touched = routed / touched
-    eff = c.cal.moe_peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
-    eff *= inter_rank / (inter_rank + c.cal.moe_half_width)  # thin expert slices (high TP) run below peak
-    compute = 2 * routed * per_expert / (c.peak * eff)
-    moved = touched * per_expert * c.w_bytes + routed * (2 * h + 3 * inter_rank) * c.act_bytes
-    grouped = max(compute, moved / (c.bw * c.cal.moe_mem_eff * c.mem_scale)) + c.cal.moe_layer_s
+    local = moe.num_experts / (ranks if c.ep else 1)
+    touched = local * (1 - (1 - moe.experts_per_token / moe.num_experts) ** moe_tokens)
+    routed = moe_tokens * moe.experts_per_token / (ranks if c.ep else 1)
+    if touched > 0:
+        per_touched = routed / touched
+        eff = c.cal.moe_peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
+        eff *= inter_rank / (inter_rank + c.cal.moe_half_width)  # thin expert slices (high TP) run below peak
+        compute = 2 * routed * per_expert / (c.peak * eff)
+        moved = touched * per_expert * c.w_bytes + routed * (2 * h + 3 * inter_rank) * c.act_bytes
+        grouped = max(compute, moved / (c.bw * c.cal.moe_mem_eff * c.mem_scale)) + c.cal.moe_layer_s
+    else:  # a vanishing share of a token (serving's fixed point near rate 0): only the kernels' fixed cost
+        grouped = c.cal.moe_layer_s
     dense = _gemm_s(c, tokens, h * moe.num_experts, h + moe.num_experts)  # router (16-bit; small)
     if moe.shared_size:
         dense += _dense_mlp_s(c, tokens, ceil_div(moe.shared_size, c.tp), gated=gated)
     return grouped, dense
 
 
-def _elementwise_s(c: _Ctx, tokens: int, inter_rank: int) -> float:
+def _elementwise_s(c: _Ctx, tokens: float, inter_rank: int) -> float:
     """Two residual add + norm kernels and the gated activation of one layer."""
     h = c.spec.hidden_size
     norm_bytes = 2 * tokens * 3 * h * c.act_bytes  # read x and residual, write x (twice per layer)
@@ -264,44 +209,173 @@ def _elementwise_s(c: _Ctx, tokens: int, inter_rank: int) -> float:
     return (norm_bytes + act_bytes) / (c.bw * c.cal.elementwise_mem_eff) + 3 * c.kernel_s
 
 
-def allreduce_s(c: _Ctx, tokens: int) -> float:
-    """One ring all-reduce of ``tokens x hidden`` 16-bit values across the TP group."""
-    if c.tp == 1:
-        return 0.0
+def nvlink_domain(gpu: GPU, gpus_per_node: int | None = None) -> int:
+    """GPUs that reach each other over the GPU interconnect: the node, or the NVLink domain where it spans several
+    nodes (GB200 NVL72); collectives and sends over more ranks than this cross the network."""
+    return max(gpus_per_node or gpu.gpus_per_node, gpu.nvlink_domain_gpus or 0)
+
+
+def _link_gbps(c: _Ctx) -> float:
     if c.gpu.interconnect_gbps is None:
         raise InvalidInput(f"GPU {c.gpu.name!r} has no interconnect_gbps in the catalog; TP > 1 needs it")
+    return c.gpu.interconnect_gbps
+
+
+def allreduce_s(c: _Ctx, tokens: float, ranks: int | None = None) -> float:
+    """One ring all-reduce of ``tokens x hidden`` 16-bit values across ``ranks`` (the TP group by default).
+
+    Within a node: the engine's fitted latency + bandwidth. Over more ranks than a node holds the ring's
+    slowest hops are the network: its latency and the NIC's bandwidth (:data:`NETWORK_GBPS`) replace NVLink's.
+    """
+    ranks = c.tp if ranks is None else ranks
+    if ranks == 1:
+        return 0.0
+    link = _link_gbps(c)
     payload = tokens * c.spec.hidden_size * c.act_bytes
-    wire = 2 * (c.tp - 1) / c.tp * payload / (c.gpu.interconnect_gbps * 1e9 * c.cal.allreduce_bw_eff)
-    return c.cal.allreduce_base_s + c.cal.allreduce_rank_s * (c.tp - 2) + wire
+    base = c.cal.allreduce_base_s + c.cal.allreduce_rank_s * (ranks - 2)
+    if ranks > c.gpus_per_node:
+        wire = 2 * (ranks - 1) / ranks * payload / (NETWORK_GBPS * 1e9 * NETWORK_BW_EFF)
+        return base + NETWORK_LATENCY_S + wire
+    wire = 2 * (ranks - 1) / ranks * payload / (link * 1e9 * c.cal.allreduce_bw_eff)
+    return base + wire
 
 
-_PLANS: dict[tuple[int, str, int], tuple[ModelSpec, object]] = {}
+def alltoall_s(c: _Ctx, tokens: float, *, bytes_per_element: float) -> float:
+    """One expert-parallel dispatch or combine on one rank: ``tokens`` (the rank's own) each sent to its top-k
+    experts, spread uniformly over ``moe_ranks``; latency + bandwidth (constants: benchmarks/fit_alltoall.py).
+
+    Logical bytes ``tokens x k x hidden x bytes_per_element`` (DeepEP's measure, the rank's own share included):
+    the share on this node's ranks goes over NVLink at ``A2A_NVLINK_BW_EFF`` of the catalog figure, the share on
+    other nodes' ranks through the NIC; the two paths run at once, the slower sets the time. Latency: within a
+    node the engine's fitted all-reduce latency (one kernel with a barrier), across nodes ``NETWORK_LATENCY_S``.
+    """
+    ranks = c.moe_ranks
+    if ranks == 1 or tokens <= 0:
+        return 0.0
+    moe = c.spec.moe
+    logical = tokens * moe.experts_per_token * c.spec.hidden_size * bytes_per_element
+    local = min(ranks, c.gpus_per_node)
+    nvlink = logical * local / ranks / (_link_gbps(c) * 1e9 * A2A_NVLINK_BW_EFF)
+    if ranks <= c.gpus_per_node:
+        return c.cal.allreduce_base_s + c.cal.allreduce_rank_s * (ranks - 2) + nvlink
+    network = logical * (ranks - local) / ranks / (NETWORK_GBPS * 1e9 * NETWORK_BW_EFF)
+    return NETWORK_LATENCY_S + max(nvlink, network)
 
 
-def _plan(spec: ModelSpec, kv_dtype: str, tp: int):  # noqa: ANN202
+def send_s(c: _Ctx, nbytes: float, *, crosses_nodes: bool) -> float:
+    """One point-to-point send of ``nbytes`` per rank (pipeline stages, KV transfer): latency + bandwidth."""
+    return _send_seconds(c.gpu, c.cal, nbytes, crosses_nodes=crosses_nodes)
+
+
+def _send_seconds(gpu: GPU, cal: Calibration, nbytes: float, *, crosses_nodes: bool) -> float:
+    if nbytes <= 0:
+        return 0.0
+    if crosses_nodes:
+        return NETWORK_LATENCY_S + nbytes / (NETWORK_GBPS * 1e9 * NETWORK_BW_EFF)
+    if gpu.interconnect_gbps is None:
+        raise InvalidInput(f"GPU {gpu.name!r} has no interconnect_gbps in the catalog; a send within a node needs it")
+    return cal.allreduce_base_s + nbytes / (gpu.interconnect_gbps * 1e9 * A2A_NVLINK_BW_EFF)
+
+
+def kv_transfer_s(gpu: GPU, nbytes_per_rank: float, *, crosses_nodes: bool, engine: str | None = None) -> float:
+    """Moving one request's KV cache from the prefill pool to the decode pool: every rank pulls its own share at
+    once (vLLM's NixlConnector reads the blocks rank to rank over RDMA), so the busiest rank's bytes set the time."""
+    return _send_seconds(gpu, calibration(engine), nbytes_per_rank, crosses_nodes=crosses_nodes)
+
+
+_PLANS: dict[tuple[int, str, int, int], tuple[ModelSpec, object]] = {}
+# Per-spec facts the hot path asks for thousands of times (serving's fixed points, plan's searches): kept per
+# spec object like the cache plans, checked by identity.
+_FACTS: dict[tuple, tuple[ModelSpec, object]] = {}
+
+
+def _fact(spec: ModelSpec, key: tuple, make):  # noqa: ANN001, ANN202
+    full = (id(spec), *key)
+    hit = _FACTS.get(full)
+    if hit is None or hit[0] is not spec:
+        if len(_FACTS) > 4096:
+            _FACTS.clear()
+        hit = _FACTS[full] = (spec, make())
+    return hit[1]
+
+
+def _layer_keys(spec: ModelSpec, layers: range) -> dict[tuple[str, bool], int]:
+    """How many layers of ``layers`` share each (kind name, dense MLP): they cost the same."""
+
+    def make() -> dict[tuple[str, bool], int]:
+        names, dense = spec.layer_kind_names, spec.dense_mlp_layers
+        counts: dict[tuple[str, bool], int] = {}
+        for i in layers:
+            key = (names[i], spec.moe is None or i in dense)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    return _fact(spec, ("keys", layers.start, layers.stop), make)
+
+
+def _plan(spec: ModelSpec, kv_dtype: str, tp: int, pp: int = 1):  # noqa: ANN202
     """The cache plan, kept per spec object (serving evaluates thousands of steps of one setup)."""
-    key = (id(spec), kv_dtype, tp)
+    key = (id(spec), kv_dtype, tp, pp)
     hit = _PLANS.get(key)
     if hit is None or hit[0] is not spec:
         if len(_PLANS) > 256:
             _PLANS.clear()
-        hit = _PLANS[key] = (spec, cache_plan(spec, kv_dtype, tp=tp, mla="latent"))
+        hit = _PLANS[key] = (spec, cache_plan(spec, kv_dtype, tp=tp, pp=pp, mla="latent"))
     return hit[1]
 
 
-def _attention_s(c: _Ctx, *, phase: str, context: int, batch: int, attention_flops: int, kv_dtype: str) -> float:
-    """Attention kernels of the whole step (all layers with attention or recurrent state)."""
+@dataclass(frozen=True)
+class _Stage:
+    """One pipeline stage: its layers, whether it embeds (first) and samples (last), and its cache plan index."""
+
+    index: int
+    layers: range
+    first: bool
+    last: bool
+
+
+def _stages(spec: ModelSpec, pp: int) -> list[_Stage]:
+    def make() -> list[_Stage]:
+        ranges = pipeline_stages(spec.num_layers, pp)
+        return [_Stage(i, r, i == 0, i == pp - 1) for i, r in enumerate(ranges)]
+
+    return _fact(spec, ("stages", pp), make)
+
+
+def _mla_layers(spec: ModelSpec, layers: range) -> int:
+    def make() -> int:
+        names = spec.layer_kind_names
+        if len(layers) == spec.num_layers:
+            return sum(n for name, n in spec.kind_counts.items() if spec.kind(name).type == "mla")
+        return sum(1 for i in layers if spec.kind(names[i]).type == "mla")
+
+    return _fact(spec, ("mla", layers.start, layers.stop), make)
+
+
+def _attention_s(
+    c: _Ctx,
+    *,
+    phase: str,
+    context: int,
+    batch: float,
+    attention_flops: float,
+    kv_dtype: str,
+    stage: _Stage | None = None,
+) -> float:
+    """Attention kernels of one stage (all layers with attention or recurrent state when ``stage`` is None)."""
     spec = c.spec
-    mixers = spec.num_layers
-    mla = sum(n for name, n in spec.kind_counts.items() if spec.kind(name).type == "mla")
+    layers = stage.layers if stage is not None else range(spec.num_layers)
+    mixers = len(layers)
+    mla = _mla_layers(spec, layers)
     if phase == "prefill":
+        any_mla = mla if stage is None else _mla_layers(spec, range(spec.num_layers))
         scale = context / (context + c.cal.attn_prefill_half_len)
-        eff = (c.cal.mla_prefill_eff if mla else c.cal.attn_prefill_eff) * scale
+        eff = (c.cal.mla_prefill_eff if any_mla else c.cal.attn_prefill_eff) * scale
         fixed = mixers * (c.cal.attn_layer_s + c.kernel_s) + mla * c.cal.mla_layer_s
         return attention_flops / (c.peak16 * eff) + fixed
-    plan = _plan(spec, kv_dtype, c.tp)
+    plan = _plan(spec, kv_dtype, c.tp, c.pp)
     total = 0.0
-    for count, layer in plan.stages[0].groups:  # pp = 1: one stage, (layers, cache) per kind
+    for count, layer in plan.stages[stage.index if stage is not None else 0].groups:  # (layers, cache) per kind
         kind = spec.kind(layer.kind)
         held = batch * layer.bytes_at(context)
         if kind.type == "mla":
@@ -321,11 +395,24 @@ def _fp8_scale(spec: ModelSpec, cal: Calibration) -> float:
 
 
 def _make_ctx(
-    spec: ModelSpec, gpu: GPU, *, tp: int, weights_dtype: str, cal: Calibration, eager: bool, ep: bool = False
+    spec: ModelSpec,
+    gpu: GPU,
+    *,
+    tp: int,
+    weights_dtype: str,
+    cal: Calibration,
+    eager: bool,
+    ep: bool = False,
+    dp: int = 1,
+    pp: int = 1,
+    gpus_per_node: int | None = None,
 ) -> _Ctx:
     w = weight_dtype(weights_dtype)
     fp8 = gpu.fp8_dense_tflops is not None and weights_dtype.startswith("fp8")
     peak16 = gpu.bf16_dense_tflops * 1e12
+    for name, value in (("data-parallel size", dp), ("pipeline-parallel size", pp)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidInput(f"invalid {name} {value!r}; expected a whole number of at least 1")
     return _Ctx(
         spec=spec,
         gpu=gpu,
@@ -337,29 +424,110 @@ def _make_ctx(
         peak16=peak16,
         bw=gpu.bandwidth_gbps * 1e9,
         kernel_s=cal.eager_kernel_s if eager else cal.graph_kernel_s,
-        ep=ep and tp > 1 and spec.moe is not None,
+        ep=ep and tp * dp > 1 and spec.moe is not None,
         mem_scale=cal.fp8_mem_eff_scale if fp8 else 1.0,
+        dp=dp,
+        pp=pp,
+        gpus_per_node=nvlink_domain(gpu, gpus_per_node),
+        dispatch_bytes=1.0 if fp8 else 2.0,
     )
 
 
-def _linear_s(c: _Ctx, tokens: float, lm_rows: float) -> tuple[float, float, float, float]:
-    """(GEMM, grouped experts, element-wise, all-reduce) seconds of every layer for ``tokens`` tokens."""
+def _linear_s(
+    c: _Ctx, tokens: float, lm_rows: float, *, stage: _Stage | None = None, moe_tokens: float | None = None
+) -> tuple[float, float, float, float, float]:
+    """(GEMM, grouped experts, element-wise, all-reduce, all-to-all) seconds of one stage's layers (every layer
+    when ``stage`` is None) for the rank's ``tokens``; ``moe_tokens``: all tokens the MoE layers see (DP attention)."""
     spec = c.spec
     gemm = moe = elementwise = 0.0
     if tokens <= 0:
-        return 0.0, 0.0, 0.0, 0.0
-    memo: dict[tuple[str, bool], tuple[float, float, float]] = {}
-    for i, name in enumerate(spec.layer_kind_names):
-        dense = spec.moe is None or i in spec.dense_mlp_layers
-        key = (name, dense)
-        if key not in memo:
-            memo[key] = _layer_s(c, spec.kind(name), tokens, dense=dense)
-        g, m, e = memo[key]
-        gemm, moe, elementwise = gemm + g, moe + m, elementwise + e
-    if lm_rows > 0:
+        return 0.0, 0.0, 0.0, 0.0, 0.0
+    moe_tokens = tokens if moe_tokens is None else moe_tokens
+    layers = stage.layers if stage is not None else range(spec.num_layers)
+    for (name, dense), count in _layer_keys(spec, layers).items():
+        g, m, e = _layer_s(c, spec.kind(name), tokens, dense=dense, moe_tokens=moe_tokens)
+        gemm, moe, elementwise = gemm + count * g, moe + count * m, elementwise + count * e
+    last = stage is None or stage.last
+    first = stage is None or stage.first
+    if lm_rows > 0 and last:
         gemm += _gemm_s(c, lm_rows, spec.hidden_size * ceil_div(spec.vocab_size, c.tp), spec.hidden_size)
-    reduce = (2 * spec.num_layers + 1) * allreduce_s(c, tokens)
-    return gemm, moe, elementwise, reduce
+    if c.dp == 1:
+        # TP: one all-reduce after attention and one after the MLP (experts sliced or split whole: the output
+        # is summed over the TP group either way), and one after the embedding.
+        reduce = (2 * len(layers) + (1 if first else 0)) * allreduce_s(c, tokens)
+        return gemm, moe, elementwise, reduce, 0.0
+    return (gemm, moe, elementwise, *_dp_collectives_s(c, tokens, moe_tokens, layers, first=first))
+
+
+def _dp_collectives_s(c: _Ctx, tokens: float, moe_tokens: float, layers: range, *, first: bool) -> tuple[float, float]:
+    """(all-reduce, all-to-all) seconds of one stage's layers with data-parallel attention.
+
+    Attention (and dense MLP layers) run TP over each DP rank's ``tp`` GPUs: one all-reduce each of the rank's
+    tokens. A MoE layer with EP dispatches each token to its top-k experts' ranks and combines their outputs
+    (two all-to-alls over tp x dp ranks; a TP group splits its tokens for them, as vLLM's sequence-parallel MoE
+    and SGLang's DP attention do, and gathers them back: one more all-reduce-sized collective when tp > 1).
+    Without EP the experts are sliced over all tp x dp ranks and the tokens of every DP rank gathered and
+    reduced: one all-reduce of all ``moe_tokens`` over the tp x dp ranks.
+    """
+    spec = c.spec
+    dense_layers = sum(n for (_, dense), n in _layer_keys(spec, layers).items() if dense)
+    moe_layers = len(layers) - dense_layers
+    per_rank = allreduce_s(c, tokens)
+    reduce = (len(layers) + dense_layers + (1 if first else 0)) * per_rank
+    if not c.ep:
+        return reduce + moe_layers * allreduce_s(c, moe_tokens, c.moe_ranks), 0.0
+    reduce += moe_layers * per_rank
+    share = tokens / c.tp  # the rank's own tokens into the dispatch
+    a2a = alltoall_s(c, share, bytes_per_element=c.dispatch_bytes) + alltoall_s(c, share, bytes_per_element=2.0)
+    return reduce, moe_layers * a2a
+
+
+def _stage_flops(spec: ModelSpec, layers: range, *, context: int, prefix: int, prompts: float, tp: int) -> float:
+    """Attention FLOPs of ``prompts`` prefills of ``context`` new tokens after ``prefix`` cached ones, one stage."""
+    key = ("flops", layers.start, layers.stop, context, prefix, prompts, tp)
+    return _fact(spec, key, lambda: _count_flops(spec, layers, context=context, prefix=prefix, prompts=prompts, tp=tp))
+
+
+def _count_flops(spec: ModelSpec, layers: range, *, context: int, prefix: int, prompts: float, tp: int) -> float:
+    from kvplan.attention import attention_flops, prefill_pairs
+
+    names = spec.layer_kind_names
+    counts: dict[str, int] = {}
+    for i in layers:
+        counts[names[i]] = counts.get(names[i], 0) + 1
+    flops: float = 0  # an int while ``prompts`` is one: the sum stays exact
+    for name, count in counts.items():
+        kind = spec.kind(name)
+        span = kind.window or kind.chunk or prefix
+        pairs = prefill_pairs(kind, context) + context * min(prefix, span)
+        s, v = attention_flops(spec, kind, pairs, phase="prefill", tp=tp)
+        flops += count * prompts * (s + v)
+    return flops
+
+
+def _send_bytes(c: _Ctx, tokens: float) -> float:
+    return tokens * c.spec.hidden_size * c.act_bytes * PP_SEND_TENSORS
+
+
+def _crosses(c: _Ctx, stage: _Stage) -> bool:
+    """Whether the send after ``stage`` leaves the node: stage s sits on GPUs [s, s + 1) x tp x dp of the replica."""
+    per_stage = c.tp * c.dp
+    return (stage.index + 1) * per_stage % c.gpus_per_node == 0 or per_stage > c.gpus_per_node
+
+
+def _pipeline(stage_times: list[OpTimes], sends: list[float], micro_batches: float, *, phase: str) -> OpTimes:
+    """Combine per-stage times of one micro-batch into what a request sees (see :func:`step_latency`)."""
+    trip = stage_times[0]
+    for t in stage_times[1:]:
+        trip = trip + t
+    sent = sum(sends)
+    busiest = max(t.total + s for t, s in zip(stage_times, sends, strict=True))
+    if phase == "prefill":
+        wait = (micro_batches - 1) * busiest
+    else:
+        wait = max(0.0, micro_batches * busiest - trip.total - sent)
+    return OpTimes(trip.gemm, trip.moe, trip.attention, trip.elementwise, trip.allreduce, trip.alltoall,
+                   trip.pipeline + sent + wait)  # fmt: skip
 
 
 def step_latency(
@@ -376,19 +544,99 @@ def step_latency(
     engine: str | None = None,
     constants: Calibration | None = None,
     expert_parallel: bool = False,
+    pp: int = 1,
+    dp: int = 1,
+    gpus_per_node: int | None = None,
 ) -> OpTimes:
     """Seconds of one prefill (``batch`` prompts of ``context``) or decode step, by operation class.
 
-    ``constants`` replaces the engine's fitted ones (the fit script's hook).
+    ``constants`` replaces the engine's fitted ones (the fit script's hook). ``attention_flops`` is the
+    attention of the whole batch on one rank of the TP group (:func:`kvplan.cost.step_flops`).
+
+    **Data-parallel attention** (``dp`` > 1; with ``expert_parallel`` the experts split whole over tp x dp
+    ranks): the ``batch`` sequences spread over ``dp`` ranks; the busiest holds ``ceil(batch / dp)`` and sets the
+    step (every rank meets every other in each MoE layer); the MoE layers see all ``batch`` sequences' tokens.
+
+    **Pipeline parallelism** (``pp`` > 1): each stage runs its layers (the first embeds, the last samples) and
+    sends the hidden state and residual to the next (:func:`send_s`, across nodes where the stage boundary is a
+    node boundary). The engines keep ``pp`` micro-batches in flight (vLLM: ``max_concurrent_batches`` =
+    ``pipeline_parallel_size``, vllm/v1/executor/multiproc_executor.py @ 00f6c9bf, the EngineCore batch queue;
+    SGLang: ``event_loop_pp`` runs ``pp_loop_size`` = pp_size micro-batches, each its own running batch,
+    python/sglang/srt/managers/scheduler_pp_mixin.py @ 00ff98d3). With ``m = min(pp, sequences per rank)``
+    micro-batches of ``ceil(sequences / m)`` and stage times ``t_s`` (send included):
+
+    * prefill (TTFT of the batch): ``sum t_s + (m - 1) max t_s``, the first micro-batch's trip and then one
+      per busiest-stage time (the pipeline bubble is the ``sum t_s`` a lone micro-batch pays);
+    * decode (TPOT): each sequence advances once per cycle, ``max(sum t_s, m max t_s)``.
+
+    With ``pp = 1`` and ``dp = 1`` the figures are exactly those of the single-stage model.
     """
     cal = constants or calibration(engine)
-    c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=phase == "prefill", ep=expert_parallel)
-    tokens = batch * (context if phase == "prefill" else 1)
-    gemm, moe, elementwise, reduce = _linear_s(c, tokens, batch)
-    attention = _attention_s(
-        c, phase=phase, context=context, batch=batch, attention_flops=attention_flops, kv_dtype=kv_dtype_name
-    )
-    return OpTimes(gemm=gemm, moe=moe, attention=attention, elementwise=elementwise, allreduce=reduce)
+    c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=phase == "prefill", ep=expert_parallel,
+                  dp=dp, pp=pp, gpus_per_node=gpus_per_node)  # fmt: skip
+    per_seq = context if phase == "prefill" else 1
+    if pp == 1 and dp == 1:
+        tokens = batch * per_seq
+        gemm, moe, elementwise, reduce, a2a = _linear_s(c, tokens, batch)
+        attention = _attention_s(
+            c, phase=phase, context=context, batch=batch, attention_flops=attention_flops, kv_dtype=kv_dtype_name
+        )
+        return OpTimes(gemm=gemm, moe=moe, attention=attention, elementwise=elementwise, allreduce=reduce)
+    stages = _stage_times(c, context, phase=phase, batch=batch, kv_dtype_name=kv_dtype_name)
+    return _pipeline(stages.times, stages.sends, stages.micro_batches, phase=phase)
+
+
+@dataclass(frozen=True)
+class StageTimes:
+    """One micro-batch's pass through the pipeline: seconds per stage, the send after each (0 after the last)."""
+
+    times: list[OpTimes]
+    sends: list[float]
+    micro_batches: int  # in flight at once (min(pp, sequences on the busiest DP rank))
+    sequences: int  # per micro-batch on the busiest DP rank
+
+
+def stage_latencies(
+    spec: ModelSpec,
+    gpu: GPU,
+    context: int,
+    *,
+    phase: str,
+    batch: int = 1,
+    tp: int = 1,
+    pp: int = 1,
+    dp: int = 1,
+    kv_dtype_name: str,
+    weights_dtype: str,
+    engine: str | None = None,
+    expert_parallel: bool = False,
+    gpus_per_node: int | None = None,
+) -> StageTimes:
+    """The per-stage figures :func:`step_latency` combines (the pipeline arithmetic is checkable by hand)."""
+    c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=calibration(engine), eager=phase == "prefill",
+                  ep=expert_parallel, dp=dp, pp=pp, gpus_per_node=gpus_per_node)  # fmt: skip
+    return _stage_times(c, context, phase=phase, batch=batch, kv_dtype_name=kv_dtype_name)
+
+
+def _stage_times(c: _Ctx, context: int, *, phase: str, batch: int, kv_dtype_name: str) -> StageTimes:
+    spec, per_seq = c.spec, context if phase == "prefill" else 1
+    rank_seqs = ceil_div(batch, c.dp)
+    micro = min(c.pp, rank_seqs)
+    seqs = ceil_div(rank_seqs, micro)  # per micro-batch, busiest rank
+    moe_seqs = min(batch, seqs * c.dp)  # all ranks' sequences in one micro-batch
+    times, sends = [], []
+    for st in _stages(spec, c.pp):
+        flops = (
+            _stage_flops(spec, st.layers, context=context, prefix=0, prompts=seqs, tp=c.tp) if phase == "prefill" else 0
+        )
+        gemm, moe, elementwise, reduce, a2a = _linear_s(
+            c, seqs * per_seq, seqs, stage=st, moe_tokens=moe_seqs * per_seq
+        )
+        attention = _attention_s(c, phase=phase, context=context, batch=seqs, attention_flops=flops,
+                                 kv_dtype=kv_dtype_name, stage=st)  # fmt: skip
+        times.append(OpTimes(gemm, moe, attention, elementwise, reduce, a2a))
+        sends.append(0.0 if st.last else send_s(c, _send_bytes(c, seqs * per_seq), crosses_nodes=_crosses(c, st)))
+    return StageTimes(times, sends, micro, seqs)
 
 
 def mixed_step_latency(
@@ -404,6 +652,10 @@ def mixed_step_latency(
     weights_dtype: str,
     engine: str | None = None,
     expert_parallel: bool = False,
+    pp: int = 1,
+    dp: int = 1,
+    gpus_per_node: int | None = None,
+    prefill_tokens_all_ranks: float | None = None,
 ) -> OpTimes:
     """One in-flight-batching step: ``decode_seqs`` decodes at ``decode_context`` plus a prefill chunk of
     ``prefill_tokens`` tokens after ``prefill_prefix`` already-prefilled tokens of the same prompt.
@@ -411,35 +663,83 @@ def mixed_step_latency(
     Projections, experts, norms and all-reduces run once over all the step's tokens; attention is the
     decode part plus the chunk's. With no decodes and no prefix it equals :func:`step_latency` for a
     one-prompt prefill; with no prefill, a decode step. Steps with prefill tokens run eagerly.
-    """
-    from kvplan.attention import attention_flops, prefill_pairs
 
+    With ``dp`` data-parallel attention ranks the decodes spread evenly and the chunk lands on one rank (the
+    busiest, which sets the step; ``prefill_tokens_all_ranks``, default the chunk, is what every rank's prompts
+    add to the MoE layers); with ``pp`` stages the decodes form ``m = min(pp, decodes per rank)``
+    micro-batches and the chunk rides in one of them: the figure is the cycle in which every sequence advances
+    once, ``max(trip of the chunk's micro-batch, its busiest stage + (m - 1) x the others' busiest stage)``.
+    """
     cal = calibration(engine)
     chunk = int(round(prefill_tokens))
-    c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=chunk > 0, ep=expert_parallel)
+    c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=chunk > 0, ep=expert_parallel,
+                  dp=dp, pp=pp, gpus_per_node=gpus_per_node)  # fmt: skip
+    if pp == 1 and dp == 1:
+        return _micro_step(c, None, decode_seqs, decode_seqs, decode_context, chunk, prefill_prefix, kv_dtype_name)
+    rank_seqs = decode_seqs / dp
+    micro = min(float(pp), max(1.0, rank_seqs))
+    seqs = rank_seqs / micro
+    others = max(0.0, (prefill_tokens_all_ranks or chunk) - chunk)  # other ranks' prompt tokens in the MoE layers
+    stages = _stages(spec, pp)
+    loaded, plain = [], []
+    for st in stages:
+        loaded.append(_micro_step(c, st, seqs, seqs * dp + others, decode_context, chunk, prefill_prefix,
+                                  kv_dtype_name))  # fmt: skip
+        if pp > 1 and chunk:
+            plain.append(_micro_step(c, st, seqs, seqs * dp, decode_context, 0, 0, kv_dtype_name))
+    sends = [
+        0.0 if st.last else send_s(c, _send_bytes(c, seqs + chunk), crosses_nodes=_crosses(c, st)) for st in stages
+    ]
+    if pp == 1:
+        return loaded[0]
+    trip = _pipeline(loaded, sends, 1, phase="decode")
+    if chunk:
+        plain_sends = [
+            0.0 if st.last else send_s(c, _send_bytes(c, seqs), crosses_nodes=_crosses(c, st)) for st in stages
+        ]
+    else:  # no prompt chunk: every micro-batch is alike
+        plain, plain_sends = loaded, sends
+    busiest_loaded = max(t.total + s for t, s in zip(loaded, sends, strict=True))
+    busiest_plain = max(t.total + s for t, s in zip(plain, plain_sends, strict=True))
+    cycle = busiest_loaded + (micro - 1) * busiest_plain
+    wait = max(0.0, cycle - trip.total)
+    return OpTimes(trip.gemm, trip.moe, trip.attention, trip.elementwise, trip.allreduce, trip.alltoall,
+                   trip.pipeline + wait)  # fmt: skip
+
+
+def _micro_step(
+    c: _Ctx,
+    stage: _Stage | None,
+    decode_seqs: float,
+    moe_decode_seqs: float,
+    decode_context: int,
+    chunk: int,
+    prefill_prefix: int,
+    kv_dtype_name: str,
+) -> OpTimes:
+    """One stage (all layers when ``stage`` is None) of a step: ``decode_seqs`` decodes on the busiest rank plus a
+    chunk; the MoE layers see ``moe_decode_seqs`` decodes (every DP rank's) plus the chunk."""
     sampled = decode_seqs + (1 if chunk else 0)
-    gemm, moe, elementwise, reduce = _linear_s(c, decode_seqs + chunk, sampled)
+    moe_tokens = moe_decode_seqs + chunk
+    gemm, moe, elementwise, reduce, a2a = _linear_s(c, decode_seqs + chunk, sampled, stage=stage,
+                                                    moe_tokens=moe_tokens)  # fmt: skip
     attention = 0.0
     if decode_seqs > 0:  # a mean below one sequence: the decode kernels run in that share of the steps
         attention += min(1.0, decode_seqs) * _attention_s(
             c, phase="decode", context=decode_context, batch=max(1.0, decode_seqs), attention_flops=0,
-            kv_dtype=kv_dtype_name,
+            kv_dtype=kv_dtype_name, stage=stage,
         )  # fmt: skip
     if chunk:
-        flops = 0
-        for name, count in spec.kind_counts.items():
-            kind = spec.kind(name)
-            span = kind.window or kind.chunk or prefill_prefix
-            pairs = prefill_pairs(kind, chunk) + chunk * min(prefill_prefix, span)
-            s, v = attention_flops(spec, kind, pairs, phase="prefill", tp=tp)
-            flops += count * (s + v)
+        layers = stage.layers if stage is not None else range(c.spec.num_layers)
+        flops = _stage_flops(c.spec, layers, context=chunk, prefix=prefill_prefix, prompts=1, tp=c.tp)
         attention += _attention_s(
-            c, phase="prefill", context=prefill_prefix + chunk, batch=1, attention_flops=flops, kv_dtype=kv_dtype_name
-        )
-    return OpTimes(gemm=gemm, moe=moe, attention=attention, elementwise=elementwise, allreduce=reduce)
+            c, phase="prefill", context=prefill_prefix + chunk, batch=1, attention_flops=flops, kv_dtype=kv_dtype_name,
+            stage=stage,
+        )  # fmt: skip
+    return OpTimes(gemm=gemm, moe=moe, attention=attention, elementwise=elementwise, allreduce=reduce, alltoall=a2a)
 
 
-def _layer_s(c: _Ctx, kind: LayerKind, tokens: int, *, dense: bool) -> tuple[float, float, float]:
+def _layer_s(c: _Ctx, kind: LayerKind, tokens: float, *, dense: bool, moe_tokens: float) -> tuple[float, float, float]:
     spec = c.spec
     gemm = _attention_gemms_s(c, kind, tokens)
     gated = spec.params.mlp == "gated"
@@ -450,7 +750,7 @@ def _layer_s(c: _Ctx, kind: LayerKind, tokens: int, *, dense: bool) -> tuple[flo
         gemm += _dense_mlp_s(c, tokens, inter_rank, gated=gated)
         moe = 0.0
     else:
-        grouped, shared = _moe_s(c, tokens)
+        grouped, shared = _moe_s(c, tokens, moe_tokens)
         gemm += shared
         moe = grouped
         inter_rank = ceil_div(spec.moe.experts_per_token * spec.moe.expert_intermediate_size, c.tp)

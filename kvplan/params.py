@@ -35,6 +35,22 @@ def _shard(n: int, tp: int) -> int:
 
 def attention_parts(spec: ModelSpec, kind: LayerKind, tp: int = 1) -> list[Part]:
     """Projections, biases, norms and sinks of one layer's token mixer on one rank."""
+    return _mixer_parts(spec, kind, tp) + _indexer_parts(spec, kind)
+
+
+def _indexer_parts(spec: ModelSpec, kind: LayerKind) -> list[Part]:
+    """DeepSeek-V3.2's lightning indexer (deepseek-ai/DeepSeek-V3.2-Exp inference/model.py class Indexer;
+    transformers DeepseekV32Indexer): wq_b [q_lora_rank, heads*d] and wk [h, d] (fp8 Linear in the release),
+    k_norm LayerNorm(d) with bias, weights_proj [h, heads] (kept in the default dtype). Plain ``Linear``s
+    in the reference code, so every tensor-parallel rank holds all of them."""
+    if not kind.index_n_heads:
+        return []
+    h, d, heads = spec.hidden_size, kind.index_head_dim, kind.index_n_heads
+    q_in = kind.q_lora_rank or h
+    return [Part(q_in * heads * d + h * d, True), Part(2 * d + h * heads, False)]
+
+
+def _mixer_parts(spec: ModelSpec, kind: LayerKind, tp: int) -> list[Part]:
     if kind.type == "mla":
         return _mla_parts(spec, kind, tp)
     if kind.type == "recurrent":

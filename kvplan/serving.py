@@ -104,7 +104,12 @@ class _Load:
     ep: bool = False  # MoE experts split whole across the TP ranks (kvplan.latency expert_parallel)
 
 
-def _step(s: Setup, *, n: float, p: float, context: int, prefix: int = 0, ep: bool = False) -> float:
+def _step(
+    s: Setup, *, n: float, p: float, context: int, prefix: int = 0, ep: bool = False, p_all: float | None = None
+) -> float:
+    """Mean time in which every running sequence advances one token: ``n`` decodes over the replica plus a prompt
+    chunk of ``p`` tokens on the busiest data-parallel rank (``p_all``: all ranks' prompt tokens, default ``p``);
+    with PP, the pipeline's cycle."""
     return mixed_step_latency(
         s.spec,
         s.gpu,
@@ -116,12 +121,21 @@ def _step(s: Setup, *, n: float, p: float, context: int, prefix: int = 0, ep: bo
         kv_dtype_name=s.kv_dtype,
         weights_dtype=s.weights_dtype,
         engine=s.engine.name,
-        expert_parallel=ep,
+        expert_parallel=ep or s.ep,
+        pp=s.pp,
+        dp=s.dp,
+        gpus_per_node=s.gpus_per_node,
+        prefill_tokens_all_ranks=p_all,
     ).total
 
 
 def _budget(s: Setup, override: int | None) -> int:
     return override or s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
+
+
+def _room(s: Setup, budget: int, n: float) -> float:
+    """Prompt tokens one step can take on a data-parallel rank: its budget less its share of the decodes."""
+    return budget - n / s.dp
 
 
 def _mean_step(s: Setup, *, n: float, p: float, prompt: int, budget: int, context: int, ep: bool) -> float:
@@ -132,10 +146,12 @@ def _mean_step(s: Setup, *, n: float, p: float, prompt: int, budget: int, contex
     kernels). With a share ``f = p / chunk`` of the steps carrying a chunk, the mean is
     ``(1 - f) step(n, 0) + f step(n, chunk)``; when every step carries at least one chunk, ``step(n, p)``.
     """
-    chunk = max(1.0, min(float(prompt), budget - n))
+    chunk = max(1.0, min(float(prompt), _room(s, budget, n)))
     if p <= 0:
         return _step(s, n=n, p=0, context=context, ep=ep)
     if p >= chunk:
+        if s.dp > 1:  # chunks land on several DP ranks: the busiest holds one chunk, or its even share
+            return _step(s, n=n, p=max(chunk, p / s.dp), context=context, ep=ep, p_all=p)
         return _step(s, n=n, p=p, context=context, ep=ep)
     share = p / chunk
     prefix = max(0, (prompt - int(chunk)) // 2)  # a long prompt's chunks sit, on average, half-way in
@@ -154,10 +170,13 @@ def _reserved_tokens(s: Setup, inp: Lengths, out: Lengths) -> int:
 
 
 def _limits(s: Setup, inp: Lengths, out: Lengths) -> tuple[float, str]:
-    kv = pool_tokens(s) / _reserved_tokens(s, inp, out)
-    if s.max_num_seqs is None or kv < s.max_num_seqs:
+    """Sequences a replica holds at once: each data-parallel rank has its own KV pool and its own engine core
+    (vLLM runs one EngineCore per DP rank; SGLang one scheduler per DP attention rank), so both limits scale."""
+    ranks = s.dp * s.settings.attention_dp
+    kv = pool_tokens(s) * ranks / _reserved_tokens(s, inp, out)
+    if s.max_num_seqs is None or kv < s.max_num_seqs * s.dp:
         return kv, "kv_cache"
-    return float(s.max_num_seqs), "max_num_seqs"
+    return float(s.max_num_seqs * s.dp), "max_num_seqs"
 
 
 def _solve(load: _Load) -> tuple[float | None, str]:
@@ -167,35 +186,61 @@ def _solve(load: _Load) -> tuple[float | None, str]:
     if lam <= 0:
         return 0.0, "compute"
     t_seq = load.seq_limit / (lam * out.mean)  # n reaches the sequence limit
-    t_tok = load.budget / (lam * (inp.mean + out.mean))  # n + p reach the token budget
+    t_tok = load.budget * load.setup.dp / (lam * (inp.mean + out.mean))  # n + p reach every DP rank's budget
     t_hi = min(t_seq, t_tok)
     bound = load.seq_limit_name if t_seq <= t_tok else "token_budget"
 
     def g(t: float) -> float:
         n, p = lam * out.mean * t, lam * inp.mean * t
-        step = _mean_step(load.setup, n=n, p=min(p, load.budget), prompt=inp.mean, budget=load.budget, context=ctx,
-                          ep=load.ep)  # fmt: skip
+        step = _mean_step(load.setup, n=n, p=min(p, load.budget * load.setup.dp), prompt=inp.mean,
+                          budget=load.budget, context=ctx, ep=load.ep)  # fmt: skip
         return step - t
 
-    if g(t_hi) > 0:
+    g_hi = g(t_hi)
+    if g_hi > 0:
         return None, bound if _step(load.setup, n=1, p=0, context=ctx, ep=load.ep) < t_hi else "compute"
-    lo, hi = 0.0, t_hi
+    # g(0) is 0 (no work at all): start just above it, 1 ns, far below any step (one token's weight reads)
+    lo = min(1e-9, t_hi / 2)
+    g_lo = g(lo)
+    if g_lo <= 0:
+        return lo, "compute"
+    return _root(g, lo, g_lo, t_hi, g_hi), "compute"
+
+
+def _root(g, lo: float, g_lo: float, hi: float, g_hi: float) -> float:  # noqa: ANN001
+    """The root of ``g`` in [lo, hi] (``g(lo) > 0 >= g(hi)``) to ``_REL_TOL``: the smallest bracketed t with
+    ``g(t) <= 0``. Regula falsi with the Illinois modification (the kept end's value halved when the same end is
+    kept twice), a bisection step whenever the interval fails to halve: a few step evaluations instead of the
+    dozen or more of plain bisection, and never outside the bracket."""
+    side = 0
     for _ in range(_BISECT):
-        if hi - lo < _REL_TOL * hi:
+        width = hi - lo
+        if width < _REL_TOL * hi:
             break
-        mid = (lo + hi) / 2
-        if g(mid) > 0:
-            lo = mid
+        t = (lo * g_hi - hi * g_lo) / (g_hi - g_lo) if g_lo != g_hi else (lo + hi) / 2
+        if not lo < t < hi or side == 2 or side == -2:
+            t, side = (lo + hi) / 2, 0
+        gt = g(t)
+        if abs(gt) <= 0.01 * _REL_TOL * t:  # on the root to far better than the tolerance
+            return t
+        if gt > 0:
+            lo, g_lo = t, gt
+            side = side - 1 if side < 0 else -1
+            if side == -2:
+                g_hi /= 2
         else:
-            hi = mid
-    return hi, "compute"
+            hi, g_hi = t, gt
+            side = side + 1 if side > 0 else 1
+            if side == 2:
+                g_lo /= 2
+    return hi
 
 
 def _ttft(
     s: Setup, *, prompt: int, n: float, context: int, budget: int, rho: float, quantile: float | None, ep: bool
 ) -> float:
     """Prefill service in chunks of what the budget leaves after the decodes, plus the queue wait."""
-    room = max(1, int(budget - n))
+    room = max(1, int(_room(s, budget, n)))
     service, done = 0.0, 0
     while done < prompt:
         chunk = min(room, prompt - done)
@@ -220,10 +265,12 @@ def serve(
     max_num_batched_tokens: int | None = None,
     with_max_rate: bool = True,
     expert_parallel: bool = False,
+    with_p90: bool = True,
 ) -> ServingResult:
     """Steady state of one replica of ``s`` at ``rate_rps`` requests per second (see the module docstring).
 
-    ``with_max_rate=False`` skips the bisection for the sustainable rate (``max_rate_rps`` is then NaN).
+    ``with_max_rate=False`` skips the bisection for the sustainable rate (``max_rate_rps`` is then NaN);
+    ``with_p90=False`` skips the 90th percentiles (``ttft_p90_s``, ``tpot_p90_s`` are then NaN).
     """
     if rate_rps < 0 or math.isnan(rate_rps):
         raise InvalidInput(f"invalid rate {rate_rps!r}; expected requests per second >= 0")
@@ -240,7 +287,7 @@ def serve(
         else float("nan")
     )
     ctx = _decode_context(input_len, output_len)
-    gpus = s.tp * s.pp
+    gpus = s.gpus_per_replica
     label = calibration(s.engine.name).version
     pool = pool_tokens(s)
     if t is None:
@@ -251,13 +298,16 @@ def serve(
             s.max_num_seqs, gpus, label,
         )  # fmt: skip
     n, p = rate_rps * output_len.mean * t, rate_rps * input_len.mean * t
-    rho = min(p / max(1.0, budget - n), 0.999)
+    rho = min(p / max(1.0, s.dp * _room(s, budget, n)), 0.999)
     tpot = _mean_step(s, n=1 + n, p=p, prompt=input_len.mean, budget=budget, context=ctx, ep=ep)
-    n90 = n + Z90 * math.sqrt(n)
-    ctx90 = input_len.p90 + output_len.p90 // 2
-    tpot90 = _mean_step(s, n=1 + n90, p=p, prompt=input_len.p90, budget=budget, context=ctx90, ep=ep)
+    tpot90 = ttft90 = float("nan")
+    if with_p90:
+        n90 = n + Z90 * math.sqrt(n)
+        ctx90 = input_len.p90 + output_len.p90 // 2
+        tpot90 = _mean_step(s, n=1 + n90, p=p, prompt=input_len.p90, budget=budget, context=ctx90, ep=ep)
     ttft = _ttft(s, prompt=input_len.mean, n=n, context=ctx, budget=budget, rho=rho, quantile=None, ep=ep)
-    ttft90 = _ttft(s, prompt=input_len.p90, n=n, context=ctx, budget=budget, rho=rho, quantile=0.9, ep=ep)
+    if with_p90:
+        ttft90 = _ttft(s, prompt=input_len.p90, n=n, context=ctx, budget=budget, rho=rho, quantile=0.9, ep=ep)
     out_tps = rate_rps * output_len.mean
     return ServingResult(
         rate_rps=rate_rps,
@@ -268,9 +318,9 @@ def serve(
         prefill_tokens_per_step=p,
         step_s=t,
         ttft_mean_s=ttft,
-        ttft_p90_s=max(ttft, ttft90),
+        ttft_p90_s=max(ttft, ttft90) if with_p90 else ttft90,
         tpot_mean_s=tpot,
-        tpot_p90_s=max(tpot, tpot90),
+        tpot_p90_s=max(tpot, tpot90) if with_p90 else tpot90,
         output_tokens_per_s=out_tps,
         output_tokens_per_s_per_gpu=out_tps / gpus,
         output_tokens_per_s_per_user=1 / tpot,

@@ -1,8 +1,11 @@
 """Plan against latency targets: the fewest GPUs that serve a request rate within TTFT and TPOT.
 
-Every GPU type x tensor-parallel degree x weight dtype x KV dtype (and, for MoE at TP > 1, experts
-sliced by TP or split whole across the ranks: expert parallelism) is one
-:func:`kvplan.capacity.setup` (the engine's KV pool and batch limits). For each, the highest
+Every GPU type x parallel split x weight dtype x KV dtype is one :func:`kvplan.capacity.setup` (the
+engine's KV pool and batch limits). The splits (:func:`rate_splits`): tensor parallel within a node,
+pipeline stages within a node and, with a whole node's TP per stage, across nodes; for MoE models experts
+sliced by TP or split whole across the TP ranks (expert parallelism), and data-parallel attention ranks
+with the experts split over all of them (DP attention + EP, on engines that run it), across nodes where
+the GPUs exceed a node. For each, the highest
 request rate one replica sustains with the targets met is found by bisection on
 :func:`kvplan.serving.serve` (latency grows with the rate); the replicas (data parallel) follow
 by division. Rows are ranked by GPU count, then by tokens/s per user. The Pareto front over
@@ -11,8 +14,11 @@ is marked.
 
 Disaggregated prefill/decode pools (``disaggregated=True``): prefill replicas run prompts one
 after another (each prompt a static prefill, the TTFT target met by an M/D/1 queue's mean or p90),
-decode replicas run the in-flight model with no prefill tokens; the pools are sized separately and
-the KV transfer between them is not costed (stated).
+decode replicas run the in-flight model with no prefill tokens; the pools are sized separately. Each
+request's KV cache then moves from its prefill rank(s) to its decode rank(s) (:func:`kv_transfer`):
+the prompt's KV bytes per rank (kvplan's cache plan at the prompt length) over the network between
+the pools (one NIC per GPU; NVLink where both pools fit in one node), latency plus bandwidth
+(:func:`kvplan.latency.kv_transfer_s`); TTFT = queue wait + prefill + transfer.
 """
 
 from __future__ import annotations
@@ -28,9 +34,13 @@ from kvplan.serving import Lengths, ServingResult, serve
 from kvplan.spec import ModelSpec
 
 Percentile = Literal["mean", "p90"]
-TP_DEGREES = (1, 2, 4, 8)  # one NVLink domain; PP is not modelled by the serving model
+TP_DEGREES = (1, 2, 4, 8)  # within one NVLink domain (a node)
+PP_DEGREES = (1, 2, 4)  # pipeline stages within a node (tp x pp <= its GPUs)
+PIPELINE_NODES = (2, 3, 4)  # a whole node's TP per stage, one stage per node (as kvplan.planner)
+DP_SIZES = (2, 4, 8, 16, 32)  # data-parallel attention ranks (TP 1 each) with EP, for MoE models (kvplan.planner)
 MAX_GPUS = 256
-_RATE_STEPS = 10  # bisection steps on the rate: within 0.1 % of the sustainable rate
+_RATE_STEPS = 10  # bounds the search on the rate (at most 4 x this many probes)
+_RATE_TOL = 0.003  # the rate within targets to 0.3 % (ten halvings of a x4 bracket gave the same)
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,32 @@ class Targets:
                 raise InvalidInput(f"invalid --{name} {v!r}; expected a time > 0, e.g. 1s or 50ms")
         if self.percentile not in ("mean", "p90"):
             raise InvalidInput(f"invalid percentile {self.percentile!r}; expected mean or p90")
+
+
+@dataclass(frozen=True)
+class Split:
+    """One replica's parallel layout: TP x PP x DP attention ranks; ``ep``: experts split whole over them."""
+
+    tp: int
+    pp: int = 1
+    dp: int = 1
+    ep: bool = False
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp * self.dp
+
+
+def rate_splits(spec: ModelSpec, *, gpus_per_node: int, max_gpus: int) -> list[Split]:
+    """The splits ``plan --rate`` tries, fewest GPUs per replica first (see the module docstring)."""
+    tps = [t for t in TP_DEGREES if t <= gpus_per_node]
+    out = [Split(tp, pp) for tp in tps for pp in PP_DEGREES if tp * pp <= gpus_per_node]
+    out += [Split(tps[-1], pp) for pp in PIPELINE_NODES if tps[-1] * pp > gpus_per_node]
+    if spec.moe is not None:
+        out += [Split(tp, ep=True) for tp in tps if tp > 1]  # vLLM --enable-expert-parallel over the TP group
+        out += [Split(1, dp=dp, ep=True) for dp in DP_SIZES]  # DP attention + EP (SGLang / vLLM wide EP)
+    out = [sp for sp in dict.fromkeys(out) if sp.gpus <= max_gpus]
+    return sorted(out, key=lambda sp: sp.gpus)
 
 
 @dataclass
@@ -72,6 +108,13 @@ class TargetRow:
     prefill_gpus: int = 0
     decode_gpus: int = 0
     pareto: bool = False
+    pp: int = 1
+    dp: int = 1  # data-parallel attention ranks per replica
+    ep_ranks: int = 0  # ranks the experts are split whole over (0: sliced by TP)
+    nodes: int = 1
+    kv_transfer_s: float = 0.0  # disaggregated: one request's KV from the prefill to the decode pool
+    kv_transfer_bytes: int = 0  # that request's KV bytes the decode ranks receive
+    prefill_tp: int = 0  # disaggregated: the prefill replicas' TP
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,34 +129,80 @@ def _meets(r: ServingResult, t: Targets) -> bool:
 
 
 def _run(s: Setup, t: Targets, rate: float, ep: bool = False) -> ServingResult:
-    return serve(
-        s, rate_rps=rate, input_len=t.input_len, output_len=t.output_len, with_max_rate=False, expert_parallel=ep
-    )
+    """One replica at ``rate``, with the percentiles the targets ask for (p90 figures NaN for mean targets)."""
+    return serve(s, rate_rps=rate, input_len=t.input_len, output_len=t.output_len, with_max_rate=False,
+                 expert_parallel=ep, with_p90=t.percentile == "p90")  # fmt: skip
+
+
+def _excess(r: ServingResult, t: Targets) -> float:
+    """How far ``r`` is past the targets: the largest ln(figure / target), <= 0 when all are met; saturated: inf."""
+    if r.saturated:
+        return math.inf
+    p90 = t.percentile == "p90"
+    excess = []
+    if t.ttft_s is not None:
+        excess.append(math.log((r.ttft_p90_s if p90 else r.ttft_mean_s) / t.ttft_s))
+    if t.tpot_s is not None:
+        excess.append(math.log((r.tpot_p90_s if p90 else r.tpot_mean_s) / t.tpot_s))
+    return max(excess, default=-1.0)  # no latency target: only saturation fails
 
 
 def rate_within_targets(s: Setup, t: Targets, *, ep: bool = False) -> float:
-    """The highest rate one replica of ``s`` serves with the targets met (0 when even one request misses)."""
-    if not _meets(_run(s, t, 1e-9, ep), t):
+    """The highest rate one replica of ``s`` serves with the targets met (0 when even one request misses).
+
+    Bracketed by rates x4 from 1 req/s, then narrowed to 0.3 % by regula falsi on :func:`_excess` (where the upper
+    end is saturated, the line through the last two rates that met the targets, else bisection): the rate
+    returned meets the targets, the next 0.3 % up does not.
+    """
+    f_lo = _excess(_run(s, t, 1e-9, ep), t)
+    if f_lo > 0:
         return 0.0
     lo, hi = 0.0, 1.0
-    while _meets(_run(s, t, hi, ep), t):
-        lo, hi = hi, hi * 4
+    before = (lo, f_lo)  # the met point below ``lo``: with a saturated ``hi`` the line through both guides the next
+    while (f_hi := _excess(_run(s, t, hi, ep), t)) <= 0:
+        before, lo, f_lo, hi = (lo, f_lo), hi, f_hi, hi * 4
         if hi > 1e6:
             return lo
-    for _ in range(_RATE_STEPS):
-        mid = (lo + hi) / 2
-        if _meets(_run(s, t, mid, ep), t):
-            lo = mid
+    overshot = False
+    for _ in range(4 * _RATE_STEPS):
+        if hi - lo <= _RATE_TOL * hi:
+            break
+        if math.isfinite(f_hi) and f_hi != f_lo:  # regula falsi between the two ends
+            mid = lo + (hi - lo) * (-f_lo) / (f_hi - f_lo)
+        elif f_lo > before[1] and lo > before[0] and not overshot:
+            # saturated end: extend the line through the last two met points (once; after an overshoot, bisect)
+            mid = lo + (lo - before[0]) * (-f_lo) / (f_lo - before[1])
         else:
-            hi = mid
+            mid = (lo + hi) / 2
+        # kept half a tolerance inside the bracket: landing just past a root already found closes it in one probe
+        mid = min(max(mid, lo + 0.5 * _RATE_TOL * hi), hi - 0.5 * _RATE_TOL * hi)
+        f_mid = _excess(_run(s, t, mid, ep), t)
+        overshot = math.isinf(f_mid)
+        if f_mid <= 0:
+            before, lo, f_lo = (lo, f_lo), mid, f_mid
+        else:
+            hi, f_hi = mid, f_mid
     return lo
+
+
+def _nodes(gpus: int, per_replica: int, per_node: int) -> int:
+    """Nodes ``gpus`` take: replicas within a node pack; larger ones take whole nodes (kvplan.capacity.Setup)."""
+    if per_replica <= per_node:
+        return math.ceil(gpus / per_node)
+    return gpus // per_replica * math.ceil(per_replica / per_node)
+
+
+def _mode(s: Setup, ep: bool) -> str:
+    if s.dp > 1:
+        return f"aggregated, EP + DP attention {s.dp}" if s.ep else f"aggregated, DP attention {s.dp}"
+    return "aggregated, EP" if ep else "aggregated"
 
 
 def _row(s: Setup, t: Targets, per_replica: float, *, max_gpus: int, ep: bool = False) -> TargetRow | None:
     if per_replica <= 0:
         return None
     replicas = max(1, math.ceil(t.rate_rps / per_replica - 1e-9))
-    gpus = replicas * s.tp
+    gpus = replicas * s.gpus_per_replica
     if gpus > max_gpus:
         return None
     r = _run(s, t, t.rate_rps / replicas, ep)
@@ -133,36 +222,71 @@ def _row(s: Setup, t: Targets, per_replica: float, *, max_gpus: int, ep: bool = 
         output_tokens_per_s_per_gpu=t.rate_rps * t.output_len.mean / gpus,
         output_tokens_per_s_per_user=1 / r.tpot_mean_s,
         engine=f"{s.engine.name}: {r.engine}",
-        mode="aggregated, EP" if ep else "aggregated",
+        mode=_mode(s, ep),
+        pp=s.pp,
+        dp=s.dp,
+        ep_ranks=s.tp * s.dp if (ep or s.ep) else 0,
+        nodes=_nodes(gpus, s.gpus_per_replica, s.gpus_per_node),
     )
 
 
-def _disaggregated(prefill: Setup, decode: Setup, t: Targets, *, max_gpus: int, memo: dict) -> TargetRow | None:
-    """Separate pools: prefill replicas serve prompts one at a time, decode replicas decode only."""
+def kv_transfer(prefill: Setup, decode: Setup, prompt: int, *, crosses_nodes: bool) -> tuple[float, int]:
+    """(seconds, bytes) to move one request's KV cache of ``prompt`` tokens from the prefill to the decode pool.
+
+    Bytes: kvplan's cache plan at ``prompt`` tokens as each pool's ranks hold it (the MLA latent on every TP
+    rank). Every rank pulls its own share at once, so the busiest rank on either side sets the time; the bytes
+    reported are what the decode ranks receive in all.
+    """
+    from kvplan.latency import kv_transfer_s
+
+    def per_rank(s: Setup) -> int:
+        return max(st.layout.stage.bytes_at(prompt) for st in s.stages)
+
+    busiest = max(per_rank(prefill), per_rank(decode))
+    received = decode.tp * sum(st.layout.stage.bytes_at(prompt) for st in decode.stages)
+    seconds = kv_transfer_s(decode.gpu, busiest, crosses_nodes=crosses_nodes, engine=decode.engine.name)
+    return seconds, received
+
+
+def _disaggregated(
+    prefill: Setup, decode: Setup, t: Targets, *, max_gpus: int, memo: dict, ep: bool = False
+) -> TargetRow | None:
+    """Separate pools: prefill replicas serve prompts one at a time, decode replicas decode only; each request's
+    KV moves between them (:func:`kv_transfer`, across nodes unless both pools fit in one)."""
     from kvplan.cost import phase_cost
+    from kvplan.latency import nvlink_domain
 
     prompt = t.input_len.p90 if t.percentile == "p90" else t.input_len.mean
-    service = phase_cost(
-        prefill.spec, prefill.gpu, prompt, phase="prefill", tp=prefill.tp, kv_dtype_name=prefill.kv_dtype,
-        weights_dtype=prefill.weights_dtype, engine=prefill.engine.name,
-    ).time_s  # fmt: skip
-    if t.ttft_s is not None and service > t.ttft_s:
+    if ("prefill", id(prefill)) not in memo:
+        memo[("prefill", id(prefill))] = phase_cost(
+            prefill.spec, prefill.gpu, prompt, phase="prefill", tp=prefill.tp, kv_dtype_name=prefill.kv_dtype,
+            weights_dtype=prefill.weights_dtype, engine=prefill.engine.name,
+        ).time_s  # fmt: skip
+    service = memo[("prefill", id(prefill))]
+    transfer, moved = kv_transfer(prefill, decode, prompt, crosses_nodes=True)
+    if t.ttft_s is not None and service + transfer > t.ttft_s:
         return None
-    rho = _prefill_load(service, t)
+    rho = _prefill_load(service, t, transfer)
     p_replicas = max(1, math.ceil(t.rate_rps * service / rho - 1e-9))
     decode_only = Targets(t.rate_rps, Lengths(1, 1), t.output_len, None, t.tpot_s, t.percentile)
-    if id(decode) not in memo:
-        memo[id(decode)] = rate_within_targets(decode, decode_only)
-    d_per = memo[id(decode)]
+    key = ("decode", id(decode), ep)
+    if key not in memo:
+        memo[key] = rate_within_targets(decode, decode_only, ep=ep)
+    d_per = memo[key]
     if d_per <= 0:
         return None
     d_replicas = max(1, math.ceil(t.rate_rps / d_per - 1e-9))
-    gpus = p_replicas * prefill.tp + d_replicas * decode.tp
+    p_gpus, d_gpus = p_replicas * prefill.gpus_per_replica, d_replicas * decode.gpus_per_replica
+    gpus = p_gpus + d_gpus
     if gpus > max_gpus:
         return None
-    r = _run(decode, decode_only, t.rate_rps / d_replicas)
+    if gpus <= nvlink_domain(decode.gpu, decode.gpus_per_node):  # both pools in one NVLink domain
+        transfer, moved = kv_transfer(prefill, decode, prompt, crosses_nodes=False)
+    r = _run(decode, decode_only, t.rate_rps / d_replicas, ep)
     load = t.rate_rps * service / p_replicas
     wait = load * service / (2 * (1 - load)) if load < 1 else math.inf
+    p_nodes = _nodes(p_gpus, prefill.gpus_per_replica, prefill.gpus_per_node)
+    d_nodes = _nodes(d_gpus, decode.gpus_per_replica, decode.gpus_per_node)
     return TargetRow(
         gpu=decode.gpu.name,
         gpus=gpus,
@@ -172,23 +296,31 @@ def _disaggregated(prefill: Setup, decode: Setup, t: Targets, *, max_gpus: int, 
         kv_dtype=decode.kv_dtype,
         rate_per_replica_rps=t.rate_rps / d_replicas,
         max_rate_per_replica_rps=d_per,
-        ttft_s=service + wait,
+        ttft_s=service + wait + transfer,
         tpot_s=r.tpot_p90_s if t.percentile == "p90" else r.tpot_mean_s,
         batch=r.batch,
         output_tokens_per_s_per_gpu=t.rate_rps * t.output_len.mean / gpus,
         output_tokens_per_s_per_user=1 / r.tpot_mean_s,
         engine=f"{decode.engine.name}: {r.engine}",
-        mode=f"disaggregated (prefill TP{prefill.tp})",
-        prefill_gpus=p_replicas * prefill.tp,
-        decode_gpus=d_replicas * decode.tp,
+        mode=f"disaggregated (prefill TP{prefill.tp})" + (_mode(decode, ep).removeprefix("aggregated")),
+        prefill_gpus=p_gpus,
+        decode_gpus=d_gpus,
+        pp=decode.pp,
+        dp=decode.dp,
+        ep_ranks=decode.tp * decode.dp if (ep or decode.ep) else 0,
+        nodes=math.ceil(gpus / decode.gpus_per_node) if gpus <= decode.gpus_per_node else p_nodes + d_nodes,
+        kv_transfer_s=transfer,
+        kv_transfer_bytes=moved,
+        prefill_tp=prefill.tp,
     )
 
 
-def _prefill_load(service: float, t: Targets) -> float:
-    """The busiest a prefill replica may be with the TTFT target met (M/D/1 mean wait rho S / (2 (1 - rho)))."""
+def _prefill_load(service: float, t: Targets, transfer: float = 0.0) -> float:
+    """The busiest a prefill replica may be with the TTFT target met (M/D/1 mean wait rho S / (2 (1 - rho)));
+    the KV transfer after the prefill takes its share of the target first."""
     if t.ttft_s is None:
         return 0.95
-    slack = t.ttft_s / service - 1  # waits allowed, in services
+    slack = (t.ttft_s - transfer) / service - 1  # waits allowed, in services
     if t.percentile == "p90":
         slack /= math.log(10)  # the exponential tail's p90 is about ln(10) x the mean wait
     return max(0.05, min(0.95, 2 * slack / (1 + 2 * slack)))
@@ -204,6 +336,7 @@ def plan_for_targets(
     kv_dtypes: list[str] | None = None,
     disaggregated: bool = False,
     max_gpus: int = MAX_GPUS,
+    gpus_per_node: int | None = None,
     checkpoint: Any = None,
 ) -> list[TargetRow]:
     """Configurations meeting ``targets`` with the fewest GPUs first; ``pareto`` marks the front.
@@ -211,42 +344,60 @@ def plan_for_targets(
     targets.check()
     rows: list[TargetRow] = []
     for gpu in gpus:
+        per_node = gpus_per_node or gpu.gpus_per_node
+        splits = rate_splits(spec, gpus_per_node=per_node, max_gpus=max_gpus)
         for w in weights_dtypes or [None]:
             for kv in kv_dtypes or [None]:
-                setups = [_setup(spec, gpu, engine, tp, w, kv, checkpoint=checkpoint) for tp in TP_DEGREES]
-                setups = [s for s in setups if s is not None]
-                for s in setups:
-                    # MoE at TP > 1: experts sliced by TP, and split whole across the ranks (expert parallel)
-                    for ep in (False, True) if spec.moe is not None and s.tp > 1 else (False,):
-                        per = rate_within_targets(s, targets, ep=ep)
-                        row = _row(s, targets, per, max_gpus=max_gpus, ep=ep)
-                        if row is not None:
-                            rows.append(row)
+                memo: dict = {}
+                candidates = []  # (setup, ep) in the order of the splits
+                for sp in splits:
+                    s = _setup(spec, gpu, engine, sp, w, kv, per_node=per_node, memo=memo, checkpoint=checkpoint)
+                    if s is None:
+                        continue
+                    ep = sp.ep and sp.dp == 1  # TP-EP: the setup stays TP-sliced for memory, the latency splits
+                    candidates.append((s, ep))
+                    per = rate_within_targets(s, targets, ep=ep)
+                    row = _row(s, targets, per, max_gpus=max_gpus, ep=ep)
+                    if row is not None:
+                        rows.append(row)
                 if disaggregated:
-                    rows += _disaggregated_rows(setups, targets, max_gpus=max_gpus)
+                    rows += _disaggregated_rows(candidates, targets, max_gpus=max_gpus)
     rows.sort(key=lambda r: (r.gpus, -r.output_tokens_per_s_per_user))
     _mark_pareto(rows)
     return rows
 
 
-def _disaggregated_rows(setups: list[Setup], t: Targets, *, max_gpus: int) -> list[TargetRow]:
+def _disaggregated_rows(candidates: list[tuple[Setup, bool]], t: Targets, *, max_gpus: int) -> list[TargetRow]:
+    """Every prefill pool of plain TP replicas (one prompt at a time gains nothing from PP, DP or EP) against
+    every decode pool the aggregated search tried."""
     out, memo = [], {}
-    for p in setups:
-        for d in setups:
-            row = _disaggregated(p, d, t, max_gpus=max_gpus, memo=memo)
+    prefills = [s for s, ep in candidates if not ep and s.pp == 1 and s.dp == 1]
+    for p in prefills:
+        for d, ep in candidates:
+            row = _disaggregated(p, d, t, max_gpus=max_gpus, memo=memo, ep=ep)
             if row is not None:
                 out.append(row)
     return out
 
 
 def _setup(
-    spec: ModelSpec, gpu: GPU, engine: str, tp: int, w: str | None, kv: str | None, *, checkpoint: Any = None
+    spec: ModelSpec,
+    gpu: GPU,
+    engine: str,
+    sp: Split,
+    w: str | None,
+    kv: str | None,
+    *,
+    per_node: int,
+    memo: dict,
+    checkpoint: Any = None,
 ) -> Setup | None:
     try:
-        s = setup(spec, gpu, engine=engine, tp=tp, kv_dtype_name=kv, weights_dtype=w, checkpoint=checkpoint)
+        s = setup(spec, gpu, engine=engine, tp=sp.tp, pp=sp.pp, dp=sp.dp, ep=sp.ep and sp.dp > 1, kv_dtype_name=kv,
+                  weights_dtype=w, gpus_per_node=per_node, memo=memo, checkpoint=checkpoint)  # fmt: skip
     except InvalidInput:
         return None  # a split or dtype this model, GPU or engine cannot take
-    if s.stages[0].available <= 0:
+    if any(st.available <= 0 for st in s.stages):
         return None
     return s
 
@@ -265,4 +416,4 @@ def _mark_pareto(rows: list[TargetRow]) -> None:
         )
 
 
-__all__ = ["Targets", "TargetRow", "plan_for_targets", "rate_within_targets"]
+__all__ = ["Split", "Targets", "TargetRow", "kv_transfer", "plan_for_targets", "rate_splits", "rate_within_targets"]

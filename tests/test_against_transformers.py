@@ -282,6 +282,34 @@ def _minimax_m2(spec: ModelSpec) -> Any:
     return transformers.MiniMaxM2Config(**heads(spec), num_local_experts=4, **TINY, **TINY_MOE)
 
 
+def _glm4_moe(spec: ModelSpec) -> Any:
+    # partial RoPE (0.5) and q/k norm do not change what is cached: full K and V of head_dim per KV head
+    return transformers.Glm4MoeConfig(
+        **heads(spec),
+        n_routed_experts=4,
+        moe_intermediate_size=32,
+        first_k_dense_replace=spec.moe.first_dense_layers,
+        use_qk_norm=spec.params.qk_norm,
+        **TINY,
+        **TINY_MOE,
+    )
+
+
+def _qwen3_5(spec: ModelSpec) -> Any:
+    delta = only_kind(spec, "recurrent")
+    deltanet = {
+        "linear_conv_kernel_dim": delta.d_conv,
+        "linear_key_head_dim": delta.head_k_dim,
+        "linear_value_head_dim": delta.head_v_dim,
+        "linear_num_key_heads": delta.n_k_heads,
+        "linear_num_value_heads": delta.n_heads,
+    }
+    if spec.moe is None:
+        return transformers.Qwen3_5TextConfig(**heads(spec), **deltanet, **TINY)
+    tiny_moe = {"num_experts": 4, "moe_intermediate_size": 32, "shared_expert_intermediate_size": 32}
+    return transformers.Qwen3_5MoeTextConfig(**heads(spec), **deltanet, **tiny_moe, **TINY, **TINY_MOE)
+
+
 # Phi-3-mini-128k's config.json carries sliding_window 262144 (models.md 1.19), larger than its
 # context; transformers builds sliding cache layers from it, which never drop a token below 262144.
 PHI3_CONFIG_WINDOW = {"phi-3-mini-128k": 262144}
@@ -487,6 +515,9 @@ CASES: dict[str, Case] = {
     # lightning attention keeps its K^T V state in the model's dtype and no conv: the ideal layout exactly
     # 70 lightning layers of 64 heads x 128 (qkv, gate and out projections ~220M weights even at a tiny hidden)
     "minimax_m1": Case("minimax_m1", ["minimax-m1-80k"], _minimax, lengths=(SHORT,), slow=True),
+    "glm4_moe": Case("glm4_moe", ["glm-4.5-air", "glm-4.5"], _glm4_moe),
+    "qwen3_5": Case("qwen3_5", ["qwen3.5-27b"], _qwen3_5),
+    "qwen3_5_moe": Case("qwen3_5_moe", ["qwen3.5-35b-a3b"], _qwen3_5),
 }
 
 
@@ -584,6 +615,12 @@ RECURRENT_MINUS_TRANSFORMERS: dict[str, int] = {
     # Falcon-H1 7B, 44 layers (each beside its attention): conv 3,584, state 3,072 x 256 = 786,432: ideal
     # 3,584x3x2 + 786,432x2 = 1,594,368 B; transformers 3,584x4x2 + 786,432x4 = 3,174,400 B; 44 x (-1,580,032).
     "falcon_h1": -69_521_408,
+    # Qwen3.5 27B, 48 Gated DeltaNet layers: conv channels 2x16x128 + 48x128 = 10,240, state 48x128x128 = 786,432:
+    # ideal 10,240x3x2 + 786,432x2 = 1,634,304 B; transformers 10,240x4x2 + 786,432x4 = 3,227,648 B;
+    # 48 x (-1,593,344) = -76,480,512.
+    "qwen3_5": -76_480_512,
+    # Qwen3.5 35B-A3B, 30 layers of Qwen3-Next's DeltaNet sizes: 30 x (-1,064,960) = -31,948,800.
+    "qwen3_5_moe": -31_948_800,
 }
 
 # ideal (kvplan.memory.cache_plan) minus what transformers' cache tensors hold, in bytes, after a
@@ -603,6 +640,8 @@ IDEAL_MINUS_TRANSFORMERS: dict[str, dict[int, int]] = {
         family: {SHORT: RECURRENT_MINUS_TRANSFORMERS[family]}
         for family in ("nemotron_h", "granitemoehybrid", "falcon_h1")
     },
+    "qwen3_5": {length: RECURRENT_MINUS_TRANSFORMERS["qwen3_5"] for length in (SHORT, LONG)},
+    "qwen3_5_moe": {length: RECURRENT_MINUS_TRANSFORMERS["qwen3_5_moe"] for length in (SHORT, LONG)},
 }
 
 
@@ -634,7 +673,7 @@ def test_mla_caches_the_latent_not_expanded_heads(measured: Measured) -> None:
         assert {r.tensors for r in rows} == {expected}
 
 
-@pytest.mark.parametrize("measured", ["jamba", "qwen3_next"], indirect=True)
+@pytest.mark.parametrize("measured", ["jamba", "qwen3_next", "qwen3_5"], indirect=True)
 def test_recurrent_state_shapes_and_dtypes(measured: Measured) -> None:
     """Pinned: conv state [1, channels, d_conv] in bf16, recurrent state in float32."""
     kind = only_kind(measured.spec, "recurrent")

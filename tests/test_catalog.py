@@ -122,6 +122,23 @@ OWN_KV: dict[str, tuple[int, int, int, int, int]] = {
     # K^T V state of 64 heads x 128 x 128 = 1,048,576 elements, *2 B = 2,097,152 B each; *70 = 146,800,640.
     # 4K: 40,960*4,096 + 146,800,640 = 314,572,800; 32K: 1,342,177,280 + 146,800,640; 128K: 5,368,709,120 + 146,800,640.
     "minimax-m1-80k": (40_960, 40_960, 314_572_800, 1_488_977_920, 5_515_509_760),
+    # GLM-4.5: c = 2*8*128*2 = 4,096; 92 layers -> 376,832/token (partial RoPE and q/k norm cache nothing extra).
+    # 4K: 376,832*4,096 = 1,543,503,872; 32K: 12,348,030,976; 128K: 49,392,123,904.
+    "glm-4.5": (376_832, 376_832, 1_543_503_872, 12_348_030_976, 49_392_123_904),
+    # GLM-4.5-Air: c = 4,096; 46 layers -> 188,416/token. 4K: 771,751,936; 32K: 6,174,015,488; 128K: 24,696,061,952.
+    "glm-4.5-air": (188_416, 188_416, 771_751_936, 6_174_015_488, 24_696_061_952),
+    # GLM-4.6: GLM-4.5's 92 layers (376,832/token); only max_position_embeddings (202,752) differs.
+    "glm-4.6": (376_832, 376_832, 1_543_503_872, 12_348_030_976, 49_392_123_904),
+    # Mistral Small 3.1: c = 2*8*128*2 = 4,096; 40 full layers -> 163,840/token (Mistral Nemo's geometry).
+    "mistral-small-3.1-24b": (163_840, 163_840, 671_088_640, 5_368_709_120, 21_474_836_480),
+    # Qwen3.5 27B: 16 full layers, c = 2*4*256*2 = 4,096 -> 65,536/token. 48 Gated DeltaNet layers hold conv
+    # (2*16*128 + 48*128)*(4-1) = 30,720 + state 48*128*128 = 786,432 elements, *2 B = 1,634,304 B; *48 = 78,446,592.
+    # 4K: 65,536*4,096 + 78,446,592; 32K: 65,536*32,768 + 78,446,592; 128K: 65,536*131,072 + 78,446,592.
+    "qwen3.5-27b": (65_536, 65_536, 346_882_048, 2_225_930_240, 8_668_381_184),
+    # Qwen3.5 35B-A3B: 10 full layers, c = 2*2*256*2 = 2,048 -> 20,480/token. 30 Gated DeltaNet layers hold conv
+    # (2*16*128 + 32*128)*3 = 24,576 + state 32*128*128 = 524,288 elements, *2 B = 1,097,728 B; *30 = 32,931,840.
+    # 4K: 20,480*4,096 + 32,931,840; 32K: 20,480*32,768 + 32,931,840; 128K: 20,480*131,072 + 32,931,840.
+    "qwen3.5-35b-a3b": (20_480, 20_480, 116_817_920, 704_020_480, 2_717_286_400),
 }
 
 EXPECTED_KV = {**REFERENCE_KV, **OWN_KV}
@@ -169,9 +186,11 @@ EXPECTED_PARAMS: dict[str, tuple[int, int]] = {
     # active = total - 48 layers x (512 - 10) experts x 3*2048*512 = 79,674,391,296 - 75,799,461,888.
     "qwen3-next-80b-a3b": (79_674_391_296, 3_874_929_408),
     "llama-4-scout-17b-16e": (107_769_861_120, 17_172_894_720),
-    # Issue 9. DeepSeek-V3.1: V3's architecture; V3.2-Exp: the same, its indexer weights not counted (0.13%).
+    # Issue 9. DeepSeek-V3.1: V3's architecture. V3.2-Exp: the same + 61 lightning indexers of 13,959,424
+    # (wq_b 1,536*64*128 + wk 7,168*128 + k_norm 256 + weights_proj 7,168*64) = 851,524,864, run by every token.
+    # Was (671,026,419,200, 37,552,297,472) while the indexer weights were not counted; now +0.13% vs 671B.
     "deepseek-v3.1": (671_026_419_200, 37_552_297_472),
-    "deepseek-v3.2-exp": (671_026_419_200, 37_552_297_472),
+    "deepseek-v3.2-exp": (671_877_944_064, 38_403_822_336),
     # Kimi K2: 60 MoE layers x 384 experts x 3*7168*2048 = 1,014,686,023,680 of the total; published "1T".
     "kimi-k2-instruct-0905": (1_026_408_232_448, 32_861_500_928),
     # SmolLM3 3B: tied 128,256 x 2,048 embedding + 36 x (10,485,760 attention + 67,633,152 MLP + 4,096 norms) + 2,048.
@@ -211,6 +230,32 @@ EXPECTED_PARAMS: dict[str, tuple[int, int]] = {
     # + 6,144 norms = 456,089,655,296, 0.02% over the published 456B. Active (top-2): 80 x 339,935,232 for the MoE
     # -> 48,403,306,496; without the embedding and LM head 45,944,920,064 against the published 45.9B.
     "minimax-m1-80k": (456_089_655_296, 48_403_306_496),
+    # GLM-4.5 (h 5,120). Attention: q 5,120*12,288 + k,v 5,120*2,048 + o 12,288*5,120 + q/k/v biases 14,336
+    # + q/k norms 256 = 136,329,472; norms 10,240. Dense MLP 3*5,120*12,288 = 188,743,680. MoE layer: 160 x
+    # 3*5,120*1,536 (23,592,960) + router 5,120*160 + bias 160 + shared 23,592,960 = 3,799,285,920.
+    # Total: 2 x 151,552*5,120 + 5,120 + 92 x 136,339,712 + 3 x 188,743,680 + 89 x 3,799,285,920 = 352,797,829,024
+    # (-0.62% vs the published 355B). Active: 89 MoE layers run 8 experts + router + shared = 213,156,000 each.
+    "glm-4.5": (352_797_829_024, 33_632_266_144),
+    # GLM-4.5-Air (h 4,096). Attention 50,331,648*2 + 8,388,608 + 14,336 = 109,066,240; norms 8,192; dense MLP
+    # 134,479,872; MoE layer 128 x 17,301,504 + 524,416 + 17,301,504 = 2,232,418,432.
+    # Total: 2 x 620,756,992 + 4,096 + 46 x 109,074,432 + 134,479,872 + 45 x 2,232,418,432 = 106,852,251,264 (+0.80%).
+    "glm-4.5-air": (106_852_251_264, 13_424_129_664),
+    "glm-4.6": (352_797_829_024, 33_632_266_144),  # GLM-4.5's architecture, the same count
+    # Mistral Small 3.1 text model: 2 x 131,072*5,120 + 5,120 + 40 x (52,428,800 attention + 503,316,480 MLP
+    # + 10,240 norms); the vision tower adds 438,958,080 (tests/test_params.py).
+    "mistral-small-3.1-24b": (23_572_403_200, 23_572_403_200),
+    # Qwen3.5 27B (h 5,120). Full layer: q_proj (query + gate) 5,120*12,288 + k,v 10,485,760 + o 6,144*5,120
+    # + q/k norms 512 = 104,858,112. DeltaNet layer: in_proj_qkv 5,120*10,240 + z 5,120*6,144 + b,a 2*5,120*48
+    # + out 6,144*5,120 + conv 10,240*4 + dt_bias, A_log 96 + norm 128 = 115,876,064. MLP 3*5,120*17,408 = 267,386,880.
+    # Total: 2 x 248,320*5,120 + 5,120 + 16 x 104,858,112 + 48 x 115,876,064 + 64 x (267,386,880 + 10,240)
+    # = 26,895,998,464 (-0.39% vs the published 27B).
+    "qwen3.5-27b": (26_895_998_464, 26_895_998_464),
+    # Qwen3.5 35B-A3B (h 2,048). Full layer 27,263,488; DeltaNet layer 33,718,464; MoE layer 256 x 3*2,048*512
+    # + router 2,048*256 + shared 3,145,728 + shared gate 2,048 = 808,978,432 (active: 8 experts, the rest
+    # = 28,837,888).
+    # Total: 2 x 248,320*2,048 + 2,048 + 10 x 27,263,488 + 30 x 33,718,464 + 40 x (808,978,432 + 4,096)
+    # = 34,660,610,688 (-0.97% vs the published 35B).
+    "qwen3.5-35b-a3b": (34_660_610_688, 3_454_988_928),
 }
 
 

@@ -266,6 +266,38 @@ def test_qwen3_next_interval_and_layer_types_agree() -> None:
     assert spec.params.attention_output_gate and spec.moe.shared_expert_gate
 
 
+def test_glm4_moe_dense_prefix_shared_expert_and_partial_rope() -> None:
+    result = imported("glm-4.5")
+    spec = result.spec
+    assert spec.dense_mlp_layers == frozenset({0, 1, 2})  # first_k_dense_replace 3
+    assert (spec.moe.num_shared_experts, spec.moe.shared_size, spec.moe.router_bias) == (1, 1536, True)
+    assert (spec.params.attention_bias, spec.params.qk_norm) == ("qkv", True)
+    assert spec.rope.partial_rotary_factor == 0.5
+    assert any("num_nextn_predict_layers" in w and "not counted" in w for w in result.warnings)
+    air = imported("glm-4.5-air").spec
+    assert air.dense_mlp_layers == frozenset({0}) and not air.params.qk_norm
+    # Glm4MoeConfig.__post_init__ sets partial_rotary_factor 0.5 when the file does not say
+    raw = {k: v for k, v in json.loads((DATA / "glm-4.5-air.json").read_text()).items() if k != "partial_rotary_factor"}
+    assert spec_from_hf_config(raw, origin="x").spec.rope.partial_rotary_factor == 0.5
+
+
+def test_qwen3_5_multimodal_and_flat_text_configs_agree() -> None:
+    """The release's nested text_config and a text-only (Qwen3_5ForCausalLM) config give one spec;
+    the MTP layer named inside text_config is reported."""
+    for stem in ("qwen3.5-27b", "qwen3.5-35b-a3b"):
+        result = imported(stem)
+        assert any("vision tower" in w for w in result.warnings)
+        assert any("mtp_num_hidden_layers" in w for w in result.warnings)
+        raw = json.loads((DATA / f"{stem}.json").read_text())
+        flat = {k: v for k, v in raw["text_config"].items() if k != "layer_types"}
+        assert spec_from_hf_config(flat, origin="x", name=result.spec.name).spec.model_dump(
+            exclude={"source", "family", "notes"}
+        ) == result.spec.model_dump(exclude={"source", "family", "notes"})
+    spec = imported("qwen3.5-27b").spec
+    assert spec.kind_counts == {"deltanet": 48, "full": 16}
+    assert spec.params.attention_output_gate and spec.params.qk_norm and spec.moe is None
+
+
 def test_unknown_model_type_warns_once_with_every_assumption() -> None:
     config = {
         "model_type": "brandnew",
@@ -434,6 +466,34 @@ DIALECTS: dict[str, dict[str, Any]] = {
         "attn_layer_offset": 1,
     },
     "qwen3_next": {
+        "head_dim": 16,
+        "num_experts": 4,
+        **MOE_TINY,
+        "shared_expert_intermediate_size": 32,
+        "linear_num_key_heads": 2,
+        "linear_num_value_heads": 4,
+        "linear_key_head_dim": 8,
+        "linear_value_head_dim": 8,
+    },
+    # GLM-4.5: the first k layers dense, then routed + shared experts and a biased router; q/k/v biases, q/k norm.
+    "glm4_moe": {
+        "head_dim": 16,
+        "n_routed_experts": 4,
+        **MOE_TINY,
+        "n_shared_experts": 2,
+        "first_k_dense_replace": 2,
+        "attention_bias": True,
+        "use_qk_norm": True,
+    },
+    "glm4_moe-air": {"model_type": "glm4_moe", "n_routed_experts": 4, **MOE_TINY, "attention_bias": True},
+    "qwen3_5_text": {
+        "head_dim": 16,
+        "linear_num_key_heads": 2,
+        "linear_num_value_heads": 4,
+        "linear_key_head_dim": 8,
+        "linear_value_head_dim": 8,
+    },
+    "qwen3_5_moe_text": {
         "head_dim": 16,
         "num_experts": 4,
         **MOE_TINY,
@@ -623,6 +683,9 @@ def test_llama4_empty_no_rope_layers_gets_the_class_default() -> None:
 
 
 def test_smollm3_nope_layers_and_olmo2() -> None:
+    # The verbatim SmolLM3-3B file lists layer_types (all full_attention) beside no_rope_layers: the NoPE layers
+    # must still be read (SmolLM3Attention.use_rope comes from no_rope_layers whatever the layer type).
+    assert set(json.loads((DATA / "smollm3-3b.json").read_text())["layer_types"]) == {"full_attention"}
     spec = imported("smollm3-3b").spec
     assert spec.kind_counts == {"full": 27, "global": 9} and not spec.kind("global").use_rope
     assert imported("olmo-2-1124-7b").spec.num_kv_heads == 32

@@ -94,6 +94,22 @@ def test_fit_against_aiconfigurator_grid():
         assert max(errs) <= math.log(1.9), phase
 
 
+def test_each_engine_module_carries_its_own_calibration():
+    from kvplan.engines import ENGINES, RELEASES, get_engine, latency_calibration, trtllm, vllm
+
+    # The constants live on the engines: every vLLM rule set carries vllm.CALIBRATION, TensorRT-LLM its own.
+    assert all(e.calibration is vllm.CALIBRATION for e in RELEASES["vllm"].values())
+    assert get_engine("trtllm").calibration is trtllm.CALIBRATION
+    for cal in (vllm.CALIBRATION, trtllm.CALIBRATION):
+        assert cal.version and "fit_latency.py" in cal.source
+    assert CALIBRATIONS == {"vllm": vllm.CALIBRATION, "trtllm": trtllm.CALIBRATION}
+    # An engine without a fit borrows vLLM's figures under a label that says so; the engine object works too.
+    lent = latency_calibration(ENGINES["sglang"])
+    assert lent.gemm_peak_eff == vllm.CALIBRATION.gemm_peak_eff and lent.engine == "sglang"
+    assert lent.version == "vLLM 0.24.0 (no sglang fit: vLLM's constants)"
+    assert latency_calibration(None) is vllm.CALIBRATION is calibration("vllm@0.19")
+
+
 def _published():
     sys.path.insert(0, str(BENCH))
     try:

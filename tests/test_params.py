@@ -168,7 +168,7 @@ def _moe(spec: ModelSpec, experts_key: str) -> dict[str, Any]:
 
 
 def _deepseek(t, spec: ModelSpec):
-    mla, moe = spec.kind("mla"), spec.moe
+    mla, moe = next(k for k in spec.layers.kinds.values() if k.type == "mla"), spec.moe
     cls = t.DeepseekV2Config if spec.family == "deepseek_v2" else t.DeepseekV3Config
     return cls(
         **_common(spec, head_dim=False),
@@ -186,6 +186,24 @@ def _deepseek(t, spec: ModelSpec):
         n_group=1,
         topk_group=1,
     )
+
+
+def _deepseek_v32(t, spec: ModelSpec):
+    config = _deepseek(t, spec)
+    kind = spec.kind("mla_indexed")
+    return t.DeepseekV32Config(
+        **{k: v for k, v in config.to_dict().items() if k in _DEEPSEEK_FIELDS},
+        index_head_dim=kind.index_head_dim,
+        index_n_heads=kind.index_n_heads,
+    )
+
+
+_DEEPSEEK_FIELDS = {
+    "hidden_size", "vocab_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+    "tie_word_embeddings", "max_position_embeddings", "intermediate_size", "moe_intermediate_size",
+    "n_routed_experts", "n_shared_experts", "num_experts_per_tok", "first_k_dense_replace", "kv_lora_rank",
+    "q_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "n_group", "topk_group",
+}  # fmt: skip
 
 
 def _jamba(t, spec: ModelSpec):
@@ -300,6 +318,41 @@ def _minimax(t, spec: ModelSpec):
     )
 
 
+def _glm4_moe(t, spec: ModelSpec):
+    moe = spec.moe
+    return t.Glm4MoeConfig(
+        **_common(spec),
+        intermediate_size=spec.intermediate_size,
+        moe_intermediate_size=moe.expert_intermediate_size,
+        n_routed_experts=moe.num_experts,
+        n_shared_experts=moe.num_shared_experts,
+        num_experts_per_tok=moe.experts_per_token,
+        first_k_dense_replace=moe.first_dense_layers,
+        attention_bias=spec.params.attention_bias == "qkv",
+        use_qk_norm=spec.params.qk_norm,
+    )
+
+
+def _qwen3_5(t, spec: ModelSpec):
+    linear = spec.kind("linear")
+    deltanet = {
+        "linear_num_key_heads": linear.n_k_heads,
+        "linear_num_value_heads": linear.n_heads,
+        "linear_key_head_dim": linear.head_k_dim,
+        "linear_value_head_dim": linear.head_v_dim,
+        "linear_conv_kernel_dim": linear.d_conv,
+    }
+    if spec.moe is None:
+        return t.Qwen3_5TextConfig(**_common(spec), **deltanet, intermediate_size=spec.intermediate_size)
+    return t.Qwen3_5MoeTextConfig(
+        **_common(spec),
+        **deltanet,
+        **_moe(spec, "num_experts"),
+        moe_intermediate_size=spec.moe.expert_intermediate_size,
+        shared_expert_intermediate_size=spec.moe.shared_size,
+    )
+
+
 # family -> config built from the spec; each is the family's transformers class, nothing else.
 CONFIGS: dict[str, Callable[[Any, ModelSpec], Any]] = {
     "llama": lambda t, s: t.LlamaConfig(**_common(s), intermediate_size=s.intermediate_size),
@@ -348,18 +401,22 @@ CONFIGS: dict[str, Callable[[Any, ModelSpec], Any]] = {
     "deepseek_v2": _deepseek,
     "deepseek_v3": _deepseek,
     "kimi_k2": _deepseek,  # Kimi K2 runs DeepseekV3ForCausalLM
+    "deepseek_v32": _deepseek_v32,  # the lightning indexer's weights included
     "jamba": _jamba,
     "qwen3_next": _qwen3_next,
     "nemotron_h": _nemotron_h,
     "granitemoehybrid": _granitemoehybrid,
     "falcon_h1": _falcon_h1,
     "minimax_m1": _minimax,  # the remote-code MiniMax-M1 config, transformers' MiniMax architecture
+    "glm4_moe": _glm4_moe,
+    "qwen3_5": _qwen3_5,
+    "qwen3_5_moe": _qwen3_5,
 }
 
 
 def _checkpoint_tensors(model) -> int:
     """Parameters, plus DeepSeek V3's router correction bias: a buffer in transformers, a tensor in the checkpoint."""
-    # (MiniMax-M2's and Nemotron-H's are the same buffer.)
+    # (MiniMax-M2's, GLM-4.5's and Nemotron-H's are the same buffer.)
     extra = sum(b.numel() for name, b in model.named_buffers() if name.endswith("e_score_correction_bias"))
     return sum(p.numel() for p in model.parameters()) + extra
 
@@ -375,3 +432,54 @@ def test_count_equals_transformers_modules(name):
     with torch.device("meta"):
         model = transformers.AutoModelForCausalLM.from_config(config)
     assert _checkpoint_tensors(model) == count_params(spec).total
+
+
+def test_mistral_small_vision_tower_is_what_the_published_24b_adds():
+    """The text spec is 1.8% under Mistral Small 3.1's "24B"; the Pixtral tower and projector make up the rest."""
+    import json
+    from pathlib import Path
+
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    raw = json.loads((Path(__file__).parent / "data" / "hf_configs" / "mistral-small-3.1-24b.json").read_text())
+    config = transformers.Mistral3Config(
+        text_config=raw["text_config"], vision_config=raw["vision_config"], tie_word_embeddings=False
+    )
+    with torch.device("meta"):
+        model = transformers.Mistral3ForConditionalGeneration(config)
+    named = dict(model.named_parameters())
+    vision = sum(p.numel() for n, p in named.items() if "vision_tower" in n or "multi_modal_projector" in n)
+    text = sum(p.numel() for p in named.values()) - vision
+    spec = load_bundled("mistral-small-3.1-24b")
+    assert text == count_params(spec).total == 23_572_403_200
+    # Pixtral: 24 x (4 x 1024^2 attention + 3 x 1024 x 4096 MLP + 2 norms) + patch conv 3*14*14*1024 + ln_pre
+    # = 403,305,472; projector: norm 1024 + patch merger 4096 x 1024 + 1024 x 5120 + 5120 x 5120 = 35,652,608.
+    assert vision == 24 * (4 * 1024**2 + 3 * 1024 * 4096 + 2 * 1024) + 3 * 14 * 14 * 1024 + 1024 + 35_652_608
+    assert vision == 438_958_080
+    assert abs(text + vision - 24e9) <= 0.01 * 24e9  # 24,011,361,280: +0.05% vs the published 24B
+
+
+@pytest.mark.parametrize(
+    ("name", "generation", "vision_params"),
+    [
+        # 27 ViT blocks of 1152 (qkv, proj, MLP 4304, 2 LayerNorms, biases) + patch embed + position
+        # embedding + merger to the text width: counted by transformers below, pinned here.
+        ("qwen3.5-27b", "Qwen3_5ForConditionalGeneration", 460_730_096),
+        ("qwen3.5-35b-a3b", "Qwen3_5MoeForConditionalGeneration", 446_571_248),  # merger out to 2048, not 5120
+    ],
+)
+def test_qwen3_5_text_spec_is_the_release_without_its_vision_tower(name, generation, vision_params):
+    import json
+    from pathlib import Path
+
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    raw = json.loads((Path(__file__).parent / "data" / "hf_configs" / f"{name}.json").read_text())
+    config_class = getattr(transformers, generation.replace("ForConditionalGeneration", "Config"))
+    config = config_class(text_config=raw["text_config"], vision_config=raw["vision_config"], tie_word_embeddings=False)
+    with torch.device("meta"):
+        model = getattr(transformers, generation)(config)
+    named = dict(model.named_parameters())
+    vision = sum(p.numel() for n, p in named.items() if ".visual." in f".{n}")
+    assert vision == vision_params
+    assert sum(p.numel() for p in named.values()) - vision == count_params(load_bundled(name)).total

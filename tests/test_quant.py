@@ -9,7 +9,7 @@ from kvplan.catalog import load_bundled
 from kvplan.errors import InvalidInput
 from kvplan.hardware import resolve_gpu
 from kvplan.launch import launch_args, launch_notes
-from kvplan.params import count_params, weight_bytes_per_gpu
+from kvplan.params import count_params, weight_bytes_per_gpu, weight_bytes_total
 from kvplan.planner import candidate_dtypes
 from kvplan.quant import bytes_per_weight, format_from_config, storage, storage_for_name
 
@@ -49,6 +49,30 @@ def test_deepseek_v3_ships_fp8_with_fp32_block_scales() -> None:
     r = capacity(s, 32768)
     assert r.fits and s.weights_shipped and "block 128x128" in s.weights_format
     assert "--quantization" not in launch_args(r, model="deepseek-ai/DeepSeek-V3")
+
+
+@pytest.mark.parametrize(
+    ("name", "fp8_weights", "sixteen_bit", "total_bytes"),
+    [
+        # DeepSeek-V3.1: V3's layout, so V3's split: 669,065,609,216 fp8 weights + ceil(x 4 / 16,384) =
+        # 163,345,120 B of fp32 scales + 1,960,809,984 bf16 params (embedding, head, norms, routers) x 2.
+        ("deepseek-v3.1", 669_065_609_216, 1_960_809_984, 673_150_575_280),
+        # DeepSeek-V3.2-Exp: + 61 indexers' wq_b and wk (61 x 13,500,416 fp8) and their weights_proj and
+        # k_norm (61 x 459,008 bf16): 669,889,134,592 fp8 + 163,546,176 B scales + 1,988,809,472 x 2.
+        ("deepseek-v3.2-exp", 669_889_134_592, 1_988_809_472, 674_030_300_688),
+        # Kimi K2: 1,023,893,241,856 fp8 + 249,973,936 B scales + 2,514,990,592 x 2.
+        ("kimi-k2-instruct-0905", 1_023_893_241_856, 2_514_990_592, 1_029_173_196_976),
+    ],
+)
+def test_deepseek_v31_v32_and_kimi_k2_ship_fp8_with_fp32_block_scales(
+    name: str, fp8_weights: int, sixteen_bit: int, total_bytes: int
+) -> None:
+    spec = load_bundled(name)
+    assert (spec.weights.method, spec.weights.block, spec.weights.scale_bytes) == ("fp8", [128, 128], 4)
+    assert bytes_per_weight(spec.weights) == Fraction(16388, 16384)
+    assert total_bytes == fp8_weights + -(-fp8_weights * 4 // 16384) + 2 * sixteen_bit
+    assert weight_bytes_total(spec) == total_bytes
+    assert weight_bytes_total(spec, "bf16") == 2 * (fp8_weights + sixteen_bit)  # the dequantized model
 
 
 def test_bf16_override_is_the_dequantized_model() -> None:

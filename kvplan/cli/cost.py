@@ -15,6 +15,7 @@ from kvplan.cli.common import (
     GpuOpt,
     KvDtypeOpt,
     ModelArg,
+    PpOpt,
     TpOpt,
     WeightsDtypeOpt,
     app,
@@ -64,6 +65,8 @@ def cost(
     context: Annotated[str, typer.Option("--context", "-c", help="lengths, e.g. 4k,32k,128k")] = "4k,32k,128k",
     batch: BatchOpt = 1,
     tp: TpOpt = 1,
+    pp: PpOpt = 1,
+    dp: Annotated[int, typer.Option("--dp", help="data-parallel attention ranks, each a TP group (MoE)")] = 1,
     kv_dtype: KvDtypeOpt = None,
     weights_dtype: WeightsDtypeOpt = None,
     compute: Annotated[str, typer.Option(help="tensor-core peak to use: bf16 | fp8")] = "bf16",
@@ -72,7 +75,7 @@ def cost(
     interconnect_eff: Annotated[float, typer.Option(help="fraction of interconnect bandwidth reached")] = 1.0,
     engine: Annotated[str, typer.Option(help="whose kernel efficiencies the latency uses: vllm | trtllm")] = "vllm",
     expert_parallel: Annotated[
-        bool, typer.Option("--expert-parallel", help="MoE experts split whole across the TP ranks (calibrated)")
+        bool, typer.Option("--expert-parallel", help="MoE experts split whole across the tp x dp ranks (calibrated)")
     ] = False,
     latency: Annotated[
         str, typer.Option("--latency", help="calibrated (per-operation, fitted) | roofline (whole step, --*-eff)")
@@ -104,6 +107,8 @@ def cost(
             gpu=gpu,
             batch=batch,
             tp=tp,
+            pp=positive(pp, "pp"),
+            dp=positive(dp, "dp"),
             kv_dtype=kv_dtype,
             weights_dtype=weights_dtype,
             compute=compute,
@@ -146,6 +151,8 @@ def _inference(
         engine=kw["engine"],
         model=kw["latency"],
         expert_parallel=kw["expert_parallel"],
+        pp=kw["pp"],
+        dp=kw["dp"],
         checkpoint=kw["checkpoint"],
     )
     flat = []
@@ -158,8 +165,12 @@ def _inference(
         basis = f"time = per-operation latency with {rows[0].decode.engine} kernel efficiencies (kvplan.latency)"
     else:
         basis = f"time = whole-step roofline, {kw['compute']} peak x {eff.compute}, bandwidth x {eff.memory}"
+    split = f"{kw['tp']}x"
+    if kw["pp"] > 1 or kw["dp"] > 1:  # the GPUs of one replica: TP x PP x DP attention
+        split = f"TP{kw['tp']} x PP{kw['pp']} x DP{kw['dp']} ({kw['tp'] * kw['pp'] * kw['dp']})"
+        basis += "; FLOPs and bytes of one TP rank running every layer, time with the pipeline / DP ranks"
     title = (
-        f"{spec.name} on {kw['tp']}x {device.name}: batch {kw['batch']}; {basis}; per GPU; "
+        f"{spec.name} on {split} {device.name}: batch {kw['batch']}; {basis}; per GPU; "
         "TTFT = prefill of the batch, TPOT = one decode step (GiB = 2^30)"
     )
     out(report.render(flat, COST_COLUMNS, fmt, title=title))

@@ -73,13 +73,7 @@ def plan(
 ) -> None:
     """GPU type, count, split (TP/PP/DP attention/EP, nodes) and dtypes that serve N users at L tokens."""
     with boundary():
-        from kvplan.capacity import capacity as run
-        from kvplan.capacity import setup
-        from kvplan.engines import Settings
         from kvplan.hardware import bundled_gpus, resolve_gpu
-        from kvplan.launch import launch_args, launch_command, launch_notes, model_ref, node_commands
-        from kvplan.planner import plan as run_plan
-        from kvplan.planner import why_nothing_fits
         from kvplan.units import parse_length, split_list
 
         fmt = check_format(fmt)
@@ -102,10 +96,18 @@ def plan(
                         disaggregated=disaggregated)  # fmt: skip
             out(run_targets(spec, [resolve_gpu(g) for g in names], engine=engine, weights=split(weights_dtype),
                             kv=split(kv_dtype), opts=opts, max_gpus=max_gpus, top=top, fmt=fmt,
-                            checkpoint=stored))  # fmt: skip
+                            gpus_per_node=gpus_per_node, checkpoint=stored))  # fmt: skip
             return
         if users is None or context is None:
             raise InvalidInput("'kvplan plan' needs --users N --context L, or --rate R with latency targets")
+        # Only the --users path needs the capacity planner and the launch lines (plan --rate stays light).
+        from kvplan.capacity import capacity as run
+        from kvplan.capacity import setup
+        from kvplan.engines import Settings
+        from kvplan.launch import launch_args, launch_command, launch_notes, model_ref, node_commands
+        from kvplan.planner import plan as run_plan
+        from kvplan.planner import why_nothing_fits
+
         length = parse_length(context)
         prefix = parse_length(shared_prefix) if shared_prefix is not None else 0
         chosen = (

@@ -13,9 +13,14 @@ SLO_COLUMNS = [
     report.Column("gpus", "GPUs", "int"),
     report.Column("mode", "mode"),
     report.Column("tp", "TP", "int"),
+    report.Column("pp", "PP", "int"),
+    report.Column("dp", "DP attn", "int"),
+    report.Column("ep_ranks", "EP", "int"),
     report.Column("replicas", "replicas (DP)", "int"),
+    report.Column("nodes", "nodes", "int"),
     report.Column("prefill_gpus", "prefill GPUs", "int"),
     report.Column("decode_gpus", "decode GPUs", "int"),
+    report.Column("kv_transfer_s", "KV transfer (s)", "float"),
     report.Column("weights_dtype", "weights"),
     report.Column("kv_dtype", "KV"),
     report.Column("ttft_s", "TTFT (s)", "float"),
@@ -26,7 +31,18 @@ SLO_COLUMNS = [
     report.Column("pareto", "Pareto"),
 ]
 
+# Columns a table leaves out when every row shown has their plain value (TP-only, aggregated plans read as before).
+OPTIONAL_COLUMNS = {"pp": 1, "dp": 1, "ep_ranks": 0, "prefill_gpus": 0, "decode_gpus": 0, "kv_transfer_s": 0.0}
+
 _UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+
+def table_columns(rows: list[dict[str, Any]]) -> list[report.Column]:
+    """The table's columns: the optional ones only where some row differs from the plain value."""
+    return [
+        c for c in SLO_COLUMNS
+        if c.key not in OPTIONAL_COLUMNS or any(r[c.key] != OPTIONAL_COLUMNS[c.key] for r in rows)
+    ]  # fmt: skip
 
 
 def parse_duration(text: str | None, what: str) -> float | None:
@@ -52,7 +68,8 @@ def parse_lengths(text: str, what: str):  # noqa: ANN201
 
 
 def run_targets(spec: Any, gpus: list[Any], *, engine: str, weights: list[str] | None, kv: list[str] | None,
-                opts: dict[str, Any], max_gpus: int, top: int, fmt: str, checkpoint: Any = None) -> str:  # fmt: skip
+                opts: dict[str, Any], max_gpus: int, top: int, fmt: str,
+                gpus_per_node: int | None = None, checkpoint: Any = None) -> str:  # fmt: skip
     from kvplan.slo import Targets, plan_for_targets
 
     targets = Targets(
@@ -64,7 +81,8 @@ def run_targets(spec: Any, gpus: list[Any], *, engine: str, weights: list[str] |
         percentile=opts["percentile"],
     )
     rows = plan_for_targets(spec, gpus, targets, engine=engine, weights_dtypes=weights, kv_dtypes=kv,
-                            disaggregated=opts["disaggregated"], max_gpus=max_gpus, checkpoint=checkpoint)  # fmt: skip
+                            disaggregated=opts["disaggregated"], max_gpus=max_gpus,
+                            gpus_per_node=gpus_per_node, checkpoint=checkpoint)  # fmt: skip
     dicts = [r.to_dict() for r in (rows[:top] if top > 0 else rows)]
     front = [r.to_dict() for r in rows if r.pareto]
     if fmt == "json":
@@ -82,4 +100,4 @@ def run_targets(spec: Any, gpus: list[Any], *, engine: str, weights: list[str] |
     )
     if not dicts:
         return f"{title}\n\nno configuration up to {max_gpus} GPUs meets the targets; relax them or add GPU types"
-    return report.render(dicts, SLO_COLUMNS, fmt, title=title)
+    return report.render(dicts, table_columns(dicts), fmt, title=title)

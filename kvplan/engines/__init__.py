@@ -10,9 +10,12 @@ startup log reads. Adding an engine is one module and one entry below.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from kvplan.engines import ideal, llamacpp, sglang, transformers, trtllm, vllm
 from kvplan.engines.base import (
     Budget,
+    Calibration,
     Engine,
     Layout,
     LogFacts,
@@ -52,6 +55,20 @@ def get_engine(name: str) -> Engine:
     return known[release.strip()]
 
 
+# The constants lent to an engine without a fit of its own: vLLM's, the engine the fit grid covers most widely.
+FALLBACK_CALIBRATION: Calibration = vllm.CALIBRATION
+
+
+def latency_calibration(engine: Engine | str | None = None) -> Calibration:
+    """The kernel efficiencies :mod:`kvplan.latency` uses for ``engine`` (an Engine, a name, or None for
+    vLLM): the engine's own fit, or vLLM's with a version label that says whose they are."""
+    profile = engine if isinstance(engine, Engine) else get_engine(engine or vllm.ENGINE.name)
+    if profile.calibration is not None:
+        return profile.calibration
+    base = FALLBACK_CALIBRATION
+    return replace(base, engine=profile.name, version=f"{base.version} (no {profile.name} fit: vLLM's constants)")
+
+
 def known_kv_dtype(name: str) -> str:
     """``name`` as a dtype some engine stores (kvplan's dtypes, vLLM's per-token-head modes);
     unknown names fail with the list of dtypes."""
@@ -75,6 +92,7 @@ __all__ = [
     "RELEASES",
     "LOG_READERS",
     "Budget",
+    "Calibration",
     "Engine",
     "Layout",
     "LogFacts",
@@ -83,6 +101,7 @@ __all__ = [
     "check_fraction",
     "get_engine",
     "known_kv_dtype",
+    "latency_calibration",
     "log_engine",
     "usable_memory_bytes",
 ]

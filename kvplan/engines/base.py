@@ -232,6 +232,54 @@ class ExactLayout(Layout):
         return available
 
 
+# ---- latency calibration (kvplan.latency) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Kernel efficiencies and fixed costs of one engine's kernels, for :mod:`kvplan.latency`.
+
+    Each engine module carries its own (``CALIBRATION`` beside its ``ENGINE``), with the engine
+    version the figures describe and where they come from; ``kvplan.latency``'s module docstring
+    says what each term is. ``version`` is the version of the engine's *kernels* the constants
+    were fitted to, which need not be the release of its memory rules (:attr:`Engine.version`).
+    """
+
+    engine: str
+    version: str
+    source: str
+    gemm_peak_eff: float
+    gemm_half_m: float
+    gemm_mem_eff: float
+    eager_kernel_s: float
+    graph_kernel_s: float
+    moe_peak_eff: float
+    moe_half_tokens: float
+    moe_half_width: float
+    moe_mem_eff: float
+    moe_layer_s: float
+    attn_prefill_eff: float
+    attn_prefill_half_len: float
+    attn_decode_mem_eff: float
+    attn_layer_s: float
+    attn_seq_s: float
+    mla_decode_mem_eff: float
+    mla_decode_flops_eff: float
+    mla_prefill_eff: float
+    mla_layer_s: float
+    fp8_eff_scale: float
+    fp8_block_eff_scale: float
+    fp8_mem_eff_scale: float
+    elementwise_mem_eff: float
+    allreduce_base_s: float
+    allreduce_rank_s: float
+    allreduce_bw_eff: float
+
+
+# Where the fitted constants come from (benchmarks/fit_latency.py prints the blocks the engine modules carry).
+FIT_SOURCE = "benchmarks/fit_latency.py on benchmarks/data/aiconfigurator_grid.json (aiconfigurator 0.12.0, SILICON)"
+
+
 # ---- the engine interface -----------------------------------------------------------------------
 
 
@@ -283,6 +331,9 @@ class Engine:
     # written (vLLM, SGLang: preempt or retract on a shortfall), so a sequence holds I + O/2 on average.
     reserves_to_completion: bool = False
     release: str = "-"  # the version key users select with name@release (``vllm@0.19``)
+    # Fitted kernel efficiencies for kvplan.latency (None: no fit of its own; kvplan.engines.latency_calibration
+    # then lends vLLM's and says so).
+    calibration: Calibration | None = None
 
     @property
     def key(self) -> str:

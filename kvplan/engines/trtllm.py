@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kvplan.engines import vllm
-from kvplan.engines.base import Budget, Engine, Layout, Settings, paged_prefix_bytes
+from kvplan.engines.base import FIT_SOURCE, Budget, Calibration, Engine, Layout, Settings, paged_prefix_bytes
 from kvplan.errors import InvalidInput
 from kvplan.failures import CUDA_ERROR_OOM, KV_SHORT, NUMBER, TORCH_OOM, Pattern
 from kvplan.hardware import GPU
@@ -144,6 +144,42 @@ FAILURE_FLAGS = {
 }
 
 
+# Kernel efficiencies for kvplan.latency, fitted by benchmarks/fit_latency.py (it prints this block) to
+# aiconfigurator 0.12.0's per-operation latencies for TensorRT-LLM 1.3.0rc20: its perf-database version, the
+# "current" trtllm slot of aiconfigurator_core/systems/query_versions.yaml (kernel timings on H100/H200/B200 SXM).
+CALIBRATION = Calibration(
+    engine="trtllm",
+    version="TensorRT-LLM 1.3.0rc20",
+    source=FIT_SOURCE,
+    gemm_peak_eff=0.7474,
+    gemm_half_m=48.37,
+    gemm_mem_eff=0.7431,
+    eager_kernel_s=1.368e-05,
+    graph_kernel_s=2.843e-06,
+    moe_peak_eff=0.6349,
+    moe_half_tokens=45.51,
+    moe_half_width=394.5,
+    moe_mem_eff=0.9513,
+    moe_layer_s=2.555e-05,
+    attn_prefill_eff=0.4748,
+    attn_prefill_half_len=821,
+    attn_decode_mem_eff=0.8753,
+    attn_layer_s=1.242e-05,
+    attn_seq_s=1.182e-07,
+    mla_decode_mem_eff=0.4059,
+    mla_decode_flops_eff=0.1424,
+    mla_prefill_eff=0.1709,
+    mla_layer_s=5.033e-05,
+    fp8_eff_scale=0.8446,
+    fp8_block_eff_scale=0.5258,
+    fp8_mem_eff_scale=0.7223,
+    elementwise_mem_eff=0.7352,
+    allreduce_base_s=3.364e-06,
+    allreduce_rank_s=8.584e-07,
+    allreduce_bw_eff=0.3638,
+)
+
+
 ENGINE = Trtllm(
     image="nvcr.io/nvidia/tensorrt-llm/release:latest",  # NGC container named in the TensorRT-LLM README
     name="trtllm",
@@ -165,6 +201,7 @@ ENGINE = Trtllm(
     fraction_setting="free_gpu_memory_fraction",
     # max_num_seqs is --max_batch_size (the launch line's sequence cap, as check-log reads it).
     settings_read=("free_gpu_memory_fraction", "block_size", "max_num_batched_tokens", "max_num_seqs"),
+    calibration=CALIBRATION,
     # tensorrt_llm/llmapi/llm_args.py SchedulerConfig.capacity_scheduler_policy defaults to GUARANTEED_NO_EVICT;
     # tensorrt_llm/_torch/pyexecutor/scheduler.py GuaranteedNoEvictScheduler.schedule_request admits a request
     # when get_needed_resource_to_completion (blocks for prompt + max new tokens) fits the free blocks.

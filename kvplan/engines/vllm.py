@@ -20,8 +20,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from kvplan.engines.base import (
+    FIT_SOURCE,
     NUM,
     Budget,
+    Calibration,
     Engine,
     Layout,
     LogFacts,
@@ -716,6 +718,43 @@ FAILURE_FLAGS = {
 }
 
 
+# Kernel efficiencies for kvplan.latency, fitted by benchmarks/fit_latency.py (it prints this block) to
+# aiconfigurator 0.12.0's per-operation latencies for vLLM 0.24.0: its perf-database version, the "current"
+# vllm slot of aiconfigurator_core/systems/query_versions.yaml (kernel timings on H100/H200/B200 SXM).
+# Every rule set below (0.8, 0.19, 0.21) carries these: no older kernel timings were fitted.
+CALIBRATION = Calibration(
+    engine="vllm",
+    version="vLLM 0.24.0",
+    source=FIT_SOURCE,
+    gemm_peak_eff=0.7757,
+    gemm_half_m=195.8,
+    gemm_mem_eff=0.8393,
+    eager_kernel_s=2.406e-06,
+    graph_kernel_s=2.691e-06,
+    moe_peak_eff=0.3135,
+    moe_half_tokens=28.53,
+    moe_half_width=17,
+    moe_mem_eff=0.9679,
+    moe_layer_s=3.54e-05,
+    attn_prefill_eff=0.5383,
+    attn_prefill_half_len=1086,
+    attn_decode_mem_eff=0.8346,
+    attn_layer_s=1.261e-05,
+    attn_seq_s=2.982e-08,
+    mla_decode_mem_eff=0.3046,
+    mla_decode_flops_eff=0.08937,
+    mla_prefill_eff=0.6044,
+    mla_layer_s=0.0002163,
+    fp8_eff_scale=0.759,
+    fp8_block_eff_scale=0.363,
+    fp8_mem_eff_scale=0.7679,
+    elementwise_mem_eff=0.8031,
+    allreduce_base_s=5.556e-06,
+    allreduce_rank_s=2.755e-07,
+    allreduce_bw_eff=0.3382,
+)
+
+
 V0_19 = Vllm(
     name="vllm",
     release="0.19",
@@ -761,6 +800,7 @@ V0_19 = Vllm(
     estimate_cuda_graphs=False,
     # Kept at one Mamba page per request, as calibrated; 'align' mode is modelled from 0.21.
     mamba_align=False,
+    calibration=CALIBRATION,
 )
 # vLLM 0.8.x: the same rules, before get_batch_defaults checked the device name for A100 (PR #17885, v0.9.0).
 V0_8 = replace(V0_19, release="0.8", version="0.8 (V1 engine, before the A100 batch defaults)", a100_exception=False)
