@@ -267,13 +267,9 @@ def load_checkpoint(arg: str) -> CheckpointWeights:
     from kvplan.hub import checkpoint_from_ref, file_checkpoint, folder_checkpoint, parse_hub_ref
 
     path = Path(arg)
-    try:
-        is_file, is_dir = path.is_file(), path.is_dir()
-    except OSError:  # a name the OS refuses to look up (ENAMETOOLONG; found by tests/test_fuzz.py)
-        is_file = is_dir = False
-    if is_file:
+    if path.is_file():
         return file_checkpoint(path)
-    if is_dir:
+    if path.is_dir():
         found = folder_checkpoint(path, source=arg)
         if found is None:
             raise InvalidInput(f"folder {arg!r} holds no safetensors checkpoint and no single .gguf file")
