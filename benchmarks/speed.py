@@ -219,9 +219,8 @@ def run(runs: int) -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, children inherit it
     load = os.getloadavg()[0]  # the other users of a shared machine slow every figure below
-    print(
-        f"python {sys.version.split()[0]}, {os.cpu_count()} cores on the machine, pinned to one; load average {load:.2f}"
-    )
+    cores = f"{os.cpu_count()} cores on the machine, pinned to one"
+    print(f"python {sys.version.split()[0]}, {cores}; load average {load:.2f}")
     cli_section(runs)
     library_section()
     print("(c) plan over every catalog GPU, TP/PP split and dtype (library, median)")
