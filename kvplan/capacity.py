@@ -191,7 +191,7 @@ def setup(
     kv_name = known_kv_dtype(kv_dtype_name or profile.default_kv_dtype(spec))
     kv_name = profile.check_kv_dtype(kv_name)
     memo = {} if memo is None else memo
-    stored = _checkpoint_dtype(checkpoint, spec, memo) if checkpoint is not None else None
+    stored = _checkpoint_dtype(checkpoint, spec, profile.weight_dtypes) if checkpoint is not None else None
     w_name = canonical_dtype(weight_dtype(weights_dtype).name) if weights_dtype else None
     w_name = profile.check_weights_dtype(w_name or stored or default_dtype(spec, loads=profile.weight_dtypes))
     headers = checkpoint if stored is not None and w_name == stored else None
@@ -227,14 +227,13 @@ def setup(
                  checkpoint=checkpoint)  # fmt: skip
 
 
-def _checkpoint_dtype(checkpoint: CheckpointWeights, spec: ModelSpec, memo: dict) -> str:
-    """The kvplan weights dtype nearest the checkpoint's decoder matrices (once per model and memo)."""
-    from kvplan.checkpoint import dominant_weight_dtype
+def _checkpoint_dtype(checkpoint: CheckpointWeights, spec: ModelSpec, loads: tuple[str, ...]) -> str:
+    """The weights dtype naming the checkpoint's storage that the engine loads (``q4_k`` for llama.cpp,
+    ``int4`` elsewhere, for a Q4_K GGUF); the generic one, for the engine to refuse, if none."""
+    from kvplan.checkpoint import stored_weight_dtypes
 
-    key = ("checkpoint-dtype", checkpoint.source)
-    if key not in memo:
-        memo[key] = canonical_dtype(dominant_weight_dtype(checkpoint, spec))
-    return memo[key]
+    names = [canonical_dtype(n) for n in stored_weight_dtypes(checkpoint, spec)]
+    return next((n for n in names if n in loads), names[-1])
 
 
 # ---- searches -----------------------------------------------------------------------------------

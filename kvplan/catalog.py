@@ -267,9 +267,13 @@ def load_checkpoint(arg: str) -> CheckpointWeights:
     from kvplan.hub import checkpoint_from_ref, file_checkpoint, folder_checkpoint, parse_hub_ref
 
     path = Path(arg)
-    if path.is_file():
+    try:
+        is_file, is_dir = path.is_file(), path.is_dir()
+    except OSError as exc:  # e.g. ENAMETOOLONG: pathlib only swallows "does not exist" errors
+        raise InvalidInput(f"cannot read checkpoint {arg!r}: {exc.strerror or exc}") from None
+    if is_file:
         return file_checkpoint(path)
-    if path.is_dir():
+    if is_dir:
         found = folder_checkpoint(path, source=arg)
         if found is None:
             raise InvalidInput(f"folder {arg!r} holds no safetensors checkpoint and no single .gguf file")
@@ -278,12 +282,13 @@ def load_checkpoint(arg: str) -> CheckpointWeights:
     if ref is None:
         raise InvalidInput(
             f"checkpoint {arg!r} does not exist; expected a .safetensors or .gguf file, a folder, "
-            "or a Hub repository org/name[@revision][:file.gguf]"
+            "or a Hub repository org/name[@revision][:file.gguf | :QUANT_TAG]"
         )
     found = checkpoint_from_ref(ref)
     if found is None:
         raise InvalidInput(
-            f"repository {str(ref)!r} holds no model.safetensors(.index.json); name a .gguf file with ':'"
+            f"repository {str(ref)!r} holds no model.safetensors(.index.json); for GGUF name a file or a "
+            "quantization tag after ':' (org/name:Q4_K_M)"
         )
     return found
 

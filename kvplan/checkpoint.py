@@ -305,7 +305,9 @@ def select_gguf(files: Iterable[str], wanted: str, *, origin: str) -> list[str]:
         return gguf_parts(hits[0], ggufs)
     groups: dict[str, list[str]] = {}
     for f in ggufs:
-        if wanted.upper() in gguf_tags(f):
+        tags = gguf_tags(f)
+        # Unsloth's dynamic quants carry a "UD-" prefix (UD-Q4_K_XL): the tag without it names them too
+        if wanted.upper() in tags or wanted.upper() in (t.removeprefix("UD-") for t in tags):
             groups.setdefault(gguf_stem(f), []).append(f)
     if len(groups) == 1:
         return gguf_parts(next(iter(groups.values()))[0], ggufs)
@@ -339,10 +341,18 @@ _REPLICATED = ("norm", "mlp.gate.", "block_sparse_moe.gate.", "router", "e_score
 _KV_PROJ = ("k_proj", "v_proj", "attn_k.", "attn_v.")
 
 
+def _any_of(words: Iterable[str]) -> re.Pattern[str]:
+    """One search for any of ``words`` (a 90k-tensor checkpoint is classified name by name)."""
+    return re.compile("|".join(map(re.escape, words)))
+
+
+_VISION_RE, _REPLICATED_RE = _any_of(_VISION), _any_of(_REPLICATED)
+
+
 def tensor_role(name: str, *, num_layers: int) -> tuple[str, int | None]:
     """(role, layer): embedding, lm_head, final_norm, layer, mtp, vision or other."""
     lower = name.lower()
-    if any(v in lower for v in _VISION):
+    if _VISION_RE.search(lower):
         return "vision", None
     if "mtp" in lower or "nextn" in lower:
         return "mtp", None
@@ -371,6 +381,7 @@ def is_scale(name: str) -> bool:
 _EXPERT_RE = re.compile(r"(?:^|\.)experts\.(?:(\d+)\.)?|_exps\.")
 # The feed-forward block (dense MLP or shared experts): cut over the MLP's TP group (Sharding.mlp_tp).
 _MLP = ("mlp.", "ffn", "feed_forward", "shared_expert", "block_sparse_moe")
+_MLP_RE = _any_of(_MLP)
 
 
 def tensor_group(name: str) -> str:
@@ -378,12 +389,12 @@ def tensor_group(name: str) -> str:
     lower = name.lower()
     if _EXPERT_RE.search(lower):
         return "expert"
-    return "mlp" if any(m in lower for m in _MLP) else "attention"
+    return "mlp" if _MLP_RE.search(lower) else "attention"
 
 
 def _replicated(t: TensorInfo) -> bool:
     lower = t.name.lower()
-    return len(t.shape) <= 1 and "bias" not in lower or any(r in lower for r in _REPLICATED)
+    return len(t.shape) <= 1 and "bias" not in lower or _REPLICATED_RE.search(lower) is not None
 
 
 def sharded_bytes(t: TensorInfo, spec: ModelSpec, *, role: str, sharding: object) -> int:
@@ -574,6 +585,26 @@ def _dominant(weights: CheckpointWeights, spec: ModelSpec) -> str:
         by_kind[kind] = by_kind.get(kind, 0) + t.nbytes
     return max(by_kind, key=by_kind.__getitem__) if by_kind else spec.dtype
 
+
+def stored_weight_dtypes(weights: CheckpointWeights, spec: ModelSpec) -> tuple[str, ...]:
+    """kvplan weights dtypes naming how the decoder's matrices are stored, most exact first: the GGUF
+    type itself where kvplan has it (``q4_k`` for a Q4_K file; engines that load GGUF types list
+    them among their weights dtypes), then the nearest generic dtype (``int4``). A caller takes
+    the first one its engine loads."""
+    key = ("dtypes", spec.num_layers, spec.dtype)
+    if key not in weights._memo:
+        by_type: dict[str, int] = {}
+        for t, role, _ in weights.roles(spec):
+            if role == "layer" and len(t.shape) >= 2 and not is_scale(t.name):
+                by_type[t.dtype] = by_type.get(t.dtype, 0) + t.nbytes
+        top = max(by_type, key=by_type.__getitem__) if by_type else None
+        exact = _GGML_KVPLAN.get(top or "")
+        weights._memo[key] = tuple(dict.fromkeys([*([exact] if exact else []), dominant_weight_dtype(weights, spec)]))
+    return weights._memo[key]
+
+
+# GGUF types kvplan's units name exactly (units.WEIGHT_DTYPES: the same ggml-common.h block sizes).
+_GGML_KVPLAN = {"Q8_0": "q8_0", "Q6_K": "q6_k", "Q5_K": "q5_k", "Q4_K": "q4_k", "Q4_0": "q4_0"}
 
 # Storage dtype -> the nearest kvplan weights dtype (for the architecture count beside the header sum).
 _KVPLAN_DTYPE = {

@@ -21,6 +21,7 @@ class GPU(BaseModel):
 
     name: str = Field(min_length=1)
     display_name: str | None = None
+    architecture: str | None = Field(None, description="chip generation: ampere, ada, hopper, blackwell, cdna3, ...")
     memory_mib: PositiveInt
     bandwidth_gbps: PositiveFloat = Field(description="memory bandwidth, GB/s (1e9 bytes)")
     bf16_dense_tflops: PositiveFloat

@@ -499,7 +499,7 @@ def _dialect(model_type: Any, architectures: Any = None) -> str | None:
         return key
     if isinstance(architectures, list):
         for arch in architectures:
-            if isinstance(arch, str) and arch in _ARCHITECTURES:  # a mutated list may hold anything (fuzzing)
+            if isinstance(arch, str) and arch in _ARCHITECTURES:  # a non-string entry: found by fuzzing
                 return _ARCHITECTURES[arch]
     return None
 

@@ -12,11 +12,17 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
 * **grouped expert GEMMs** (MoE), by tokens per touched expert ``t``: every touched expert's
   weights are read (uniform routing: ``E (1 - (1 - k/E)^T)`` experts touched by ``T`` tokens),
   compute at ``moe_peak_eff * t / (t + moe_half_tokens) * w / (w + moe_half_width)`` of peak
-  (``w`` the expert's intermediate width on this rank), plus ``moe_layer_s``;
+  (``w`` the expert's intermediate width on this rank), plus ``moe_layer_s``; with expert parallelism
+  over ``R`` ranks the busiest rank sets the step: it receives ``1 + moe_ep_imbalance * sqrt(2 ln R)``
+  x the mean routed tokens (the expected maximum of ``R`` loads whose relative spread is
+  ``moe_ep_imbalance``; routing is skewed: aiconfigurator times its MoE kernels under power-law
+  expert loads, alpha 1.2, DeepSeek 1.01, ``aiconfigurator_core/sdk/models/moe.py``, ``deepseek.py``);
 * **attention**: prefill as FLOPs at ``attn_prefill_eff * L / (L + attn_prefill_half_len)`` of
   the 16-bit peak; decode as the held cache read at ``attn_decode_mem_eff`` of bandwidth (MLA's
   absorbed decode at ``mla_decode_mem_eff``, or its FLOPs at ``mla_decode_flops_eff`` of peak,
   whichever is slower), plus ``attn_layer_s`` per layer and ``attn_seq_s`` per sequence;
+* **Blackwell**: every compute peak above times ``blackwell_compute_eff`` on a GPU whose catalog
+  ``architecture`` is ``blackwell`` (the engines' kernels reach a smaller share of its peak);
 * **fp8 GEMMs** at the fp8 peak times ``fp8_eff_scale`` (per-tensor scales) or
   ``fp8_block_eff_scale`` (a checkpoint shipped with block scales, DeepSeek-V3's 128 x 128), and
   their weight streaming at ``fp8_mem_eff_scale`` of the 16-bit GEMMs' efficiency;
@@ -35,13 +41,15 @@ Prefill runs eagerly (``kernel_s`` = ``eager_kernel_s``); decode replays CUDA gr
 (``graph_kernel_s``), as vLLM and TensorRT-LLM both do by default for decode batches. The
 constants are fitted by ``benchmarks/fit_latency.py`` to aiconfigurator 0.12.0's per-operation
 latencies (kernel timings it collected on H100/H200/B200 SXM) on the grid of
-``benchmarks/aiconfigurator_compare.py``; each field names what it stands for. Rerun the fit to
-refresh them. The constants live with their engine: ``CALIBRATION`` in :mod:`kvplan.engines.vllm` and
+``benchmarks/aiconfigurator_compare.py``, step totals and per-operation classes (docs/cost.md gives the
+fit, its bounds and the three decode figures it leaves out); each field names what it stands for.
+Rerun the fit to refresh them. The constants live with their engine: ``CALIBRATION`` in :mod:`kvplan.engines.vllm` and
 :mod:`kvplan.engines.trtllm` (:class:`kvplan.engines.base.Calibration`), each with the engine version it describes.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from kvplan.engines import ENGINES, Calibration, latency_calibration
@@ -186,6 +194,9 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> tuple[float, float]:
     local = moe.num_experts / (ranks if c.ep else 1)
     touched = local * (1 - (1 - moe.experts_per_token / moe.num_experts) ** moe_tokens)
     routed = moe_tokens * moe.experts_per_token / (ranks if c.ep else 1)
+    if c.ep:  # the busiest of the ranks sets the step; its excess over the mean grows like sqrt(2 ln ranks)
+        busiest = 1 + c.cal.moe_ep_imbalance * math.sqrt(2 * math.log(ranks))
+        routed = min(routed * busiest, moe_tokens * min(moe.experts_per_token, local))
     if touched > 0:
         per_touched = routed / touched
         eff = c.cal.moe_peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
@@ -409,7 +420,10 @@ def _make_ctx(
 ) -> _Ctx:
     w = weight_dtype(weights_dtype)
     fp8 = gpu.fp8_dense_tflops is not None and weights_dtype.startswith("fp8")
-    peak16 = gpu.bf16_dense_tflops * 1e12
+    # The engines' kernels reach a smaller share of Blackwell's (doubled) tensor-core peak than of Hopper's, on
+    # which the efficiency curves are fitted: GEMMs, grouped experts and attention all scale by it there.
+    arch = cal.blackwell_compute_eff if gpu.architecture == "blackwell" else 1.0
+    peak16 = gpu.bf16_dense_tflops * 1e12 * arch
     for name, value in (("data-parallel size", dp), ("pipeline-parallel size", pp)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidInput(f"invalid {name} {value!r}; expected a whole number of at least 1")
@@ -420,7 +434,7 @@ def _make_ctx(
         tp=tp,
         w_bytes=float(w.nbytes(1000)) / 1000,
         act_bytes=2.0,
-        peak=gpu.fp8_dense_tflops * 1e12 * _fp8_scale(spec, cal) if fp8 else peak16,
+        peak=gpu.fp8_dense_tflops * 1e12 * _fp8_scale(spec, cal) * arch if fp8 else peak16,
         peak16=peak16,
         bw=gpu.bandwidth_gbps * 1e9,
         kernel_s=cal.eager_kernel_s if eager else cal.graph_kernel_s,

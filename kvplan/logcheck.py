@@ -240,15 +240,13 @@ def check_text(
     weights_dtype: str | None = None,
     tp: int | None = None,
 ) -> CheckResult:
-    from kvplan.catalog import resolve_model
     from kvplan.hardware import resolve_gpu
 
     reader = _reader(text, engine)
     facts = reader.parse_log(text)
     if tp is not None:
         facts.flags["tp"] = facts.flags["tensor_parallel_size"] = tp
-    spec = resolve_model(model) if model else find_spec(facts.model)
-    notes = []
+    spec, stored, notes = _model(model, weights_dtype=weights_dtype) if model else (find_spec(facts.model), None, [])
     if spec is None:
         notes.append(f"model {facts.model!r} is not a bundled spec; pass --model to compare")
     gpu_obj, gpu_id = _gpu_from_log(text, gpu, facts)
@@ -269,5 +267,35 @@ def check_text(
     rules, note = (reader, None) if "@" in (engine or "") else reader.rules_for_log(facts)
     if note:
         result.notes.append(note)
-    rules.compare_log(facts, spec, gpu_obj, result, calc=capacity)
+    rules.compare_log(facts, spec, gpu_obj, result, calc=capacity if stored is None else CheckpointCalc(stored))
     return result
+
+
+def _model(model: str, *, weights_dtype: str | None) -> tuple[Any, Any, list[str]]:
+    """``--model``: its spec, the checkpoint whose headers weigh it (a Hub repository or a folder,
+    :meth:`kvplan.catalog.ResolvedModel.weights`, the rule every command follows) and what to say."""
+    import warnings
+
+    from kvplan.catalog import resolve
+    from kvplan.errors import ImportNote
+    from kvplan.weights_compare import weights_source_lines
+
+    resolved = resolve(model)
+    for line in resolved.notes:
+        warnings.warn(ImportNote(line), stacklevel=3)
+    stored = resolved.weights(weights_dtype=weights_dtype)
+    return resolved.spec, stored, weights_source_lines(resolved, stored, weights_dtype=weights_dtype)
+
+
+class CheckpointCalc:
+    """:mod:`kvplan.capacity` as the engines' ``compare_log`` calls it (``calc``), every ``setup``
+    weighing the model's checkpoint headers (:func:`kvplan.capacity.setup` ``checkpoint=``)."""
+
+    def __init__(self, checkpoint: Any) -> None:
+        self.checkpoint = checkpoint
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(capacity, name)
+
+    def setup(self, *args: Any, **kwargs: Any) -> Any:
+        return capacity.setup(*args, **{"checkpoint": self.checkpoint, **kwargs})

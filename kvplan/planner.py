@@ -89,10 +89,10 @@ def candidate_dtypes(
     k = [canonical_dtype(x if x in profile.kv_dtypes else kv_dtype(x).name) for x in kv] if kv else None
     shipped = default_dtype(spec, loads=profile.weight_dtypes)
     if checkpoint is not None:
-        from kvplan.checkpoint import dominant_weight_dtype
+        from kvplan.checkpoint import stored_weight_dtypes
 
-        stored = canonical_dtype(dominant_weight_dtype(checkpoint, spec))
-        shipped = stored if stored in profile.weight_dtypes else shipped
+        loaded = [n for n in map(canonical_dtype, stored_weight_dtypes(checkpoint, spec)) if n in profile.weight_dtypes]
+        shipped = loaded[0] if loaded else shipped
     w = w or alternatives(spec, current=shipped, loads=profile.weight_dtypes,
                           online=profile.online_weight_dtypes)  # fmt: skip
     default_kv = profile.default_kv_dtype(spec)

@@ -115,6 +115,7 @@ class TargetRow:
     kv_transfer_s: float = 0.0  # disaggregated: one request's KV from the prefill to the decode pool
     kv_transfer_bytes: int = 0  # that request's KV bytes the decode ranks receive
     prefill_tp: int = 0  # disaggregated: the prefill replicas' TP
+    weights_source: str = "architecture"  # or the checkpoint whose headers gave the weights term
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -213,6 +214,7 @@ def _row(s: Setup, t: Targets, per_replica: float, *, max_gpus: int, ep: bool = 
         tp=s.tp,
         replicas=replicas,
         weights_dtype=s.weights_dtype,
+        weights_source=s.weights_source,
         kv_dtype=s.kv_dtype,
         rate_per_replica_rps=t.rate_rps / replicas,
         max_rate_per_replica_rps=per_replica,
@@ -293,6 +295,7 @@ def _disaggregated(
         tp=decode.tp,
         replicas=d_replicas,
         weights_dtype=decode.weights_dtype,
+        weights_source=decode.weights_source,
         kv_dtype=decode.kv_dtype,
         rate_per_replica_rps=t.rate_rps / d_replicas,
         max_rate_per_replica_rps=d_per,

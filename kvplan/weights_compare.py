@@ -70,7 +70,9 @@ def compare_weights(weights: CheckpointWeights, spec: ModelSpec) -> WeightsCompa
     )
 
 
-def weights_source_lines(resolved: Any, weights: CheckpointWeights | None) -> list[str]:
+def weights_source_lines(
+    resolved: Any, weights: CheckpointWeights | None, *, weights_dtype: str | None = None
+) -> list[str]:
     """What every command says about its weights term: which spec a Hub name or folder gave, and
     the checkpoint's header sum beside the architecture count (or why there were no headers)."""
     from kvplan.report import weights_comparison_lines
@@ -78,7 +80,9 @@ def weights_source_lines(resolved: Any, weights: CheckpointWeights | None) -> li
     lines = []
     if resolved.hub is not None or resolved.notes or weights is not None:
         lines.append(f"model: {resolved.origin}")
-    if weights is None and resolved.hub is not None:
+    if weights_dtype and resolved.hub is not None:
+        lines.append(f"weights from the architecture count in {weights_dtype} (--weights-dtype), not the headers")
+    elif weights is None and resolved.hub is not None:
         lines.append(
             f"no safetensors headers for {resolved.hub[0]} (none in the repository, or offline and not "
             "cached); weights from the architecture count"

@@ -239,3 +239,63 @@ def test_the_default_cut_is_plain_tensor_parallelism():
 
     plain = Sharding.tensor(4)
     assert all(getattr(_tensor_sharding(4), f) == getattr(plain, f) for f in plain.__dataclass_fields__)
+
+
+def test_plan_with_latency_targets_uses_the_header_bytes(cli, folder):
+    result = cli("plan", str(folder), "--rate", "1", "--input", "128", "--output", "64", "--gpus", "h100-sxm",
+                 "--max-gpus", "2", "-f", "json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    plans = json.loads(result.stdout)["plans"]
+    own = [p for p in plans if p["weights_dtype"] == "bf16"]  # the checkpoint's dtype
+    assert own and all("safetensors headers" in p["weights_source"] for p in own)
+    assert "note: weights from " in result.stderr
+
+
+# ---- check-log: the logged weights beside the checkpoint's headers -----------------------------------
+
+# meta-llama/Llama-3.1-8B-Instruct config.json (https://huggingface.co/meta-llama/Llama-3.1-8B-Instruct, the
+# facts of model_specs/llama-3.1-8b.yaml)
+LLAMA_8B = {
+    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096, "intermediate_size": 14336,
+    "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
+    "vocab_size": 128256, "max_position_embeddings": 131072, "rope_theta": 500000.0, "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16", "rms_norm_eps": 1e-05,
+    "rope_scaling": {"factor": 8.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                     "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+}  # fmt: skip
+
+
+def llama_8b_headers(extra: dict | None = None) -> bytes:
+    h, inter, kv, vocab = 4096, 14336, 8 * 128, 128256
+    t = {"model.embed_tokens.weight": ("BF16", (vocab, h))}
+    for i in range(32):
+        p = f"model.layers.{i}."
+        t |= {p + "self_attn.q_proj.weight": ("BF16", (h, h)), p + "self_attn.k_proj.weight": ("BF16", (kv, h)),
+              p + "self_attn.v_proj.weight": ("BF16", (kv, h)), p + "self_attn.o_proj.weight": ("BF16", (h, h)),
+              p + "mlp.gate_proj.weight": ("BF16", (inter, h)), p + "mlp.up_proj.weight": ("BF16", (inter, h)),
+              p + "mlp.down_proj.weight": ("BF16", (h, inter)), p + "input_layernorm.weight": ("BF16", (h,)),
+              p + "post_attention_layernorm.weight": ("BF16", (h,))}  # fmt: skip
+    t |= {"model.norm.weight": ("BF16", (h,)), "lm_head.weight": ("BF16", (vocab, h))}
+    return header_only_safetensors(t | (extra or {}))
+
+
+def test_check_log_weighs_the_model_by_its_headers(cli, tmp_path):
+    from kvplan.logcheck import check_text
+    from kvplan.units import GIB
+    from tests.test_logcheck import VLLM_15
+
+    # 8,030,261,248 parameters x 2 bytes = 16,060,522,496 (the architecture count) + a 4096x8192 bf16
+    # vision tensor the count leaves out: 67,108,864 -> 16,127,631,360 bytes of headers
+    (tmp_path / "model.safetensors").write_bytes(llama_8b_headers({"vision_tower.proj.weight": ("BF16", (4096, 8192))}))
+    (tmp_path / "config.json").write_text(json.dumps(LLAMA_8B))
+    r = check_text(VLLM_15, model=str(tmp_path))
+    rows = {row["term"]: row for row in r.rows}
+    assert rows["weights"]["predicted_value"] == 16_127_631_360 / GIB
+    assert any("safetensors headers (1 file, 292 tensors)" in n for n in r.notes)
+    plain = check_text(VLLM_15, model=str(tmp_path), weights_dtype="bf16")  # asked: the architecture count
+    assert {row["term"]: row for row in plain.rows}["weights"]["predicted_value"] == 16_060_522_496 / GIB
+    log = tmp_path / "vllm.log"
+    log.write_text(VLLM_15)
+    result = cli("check-log", str(log), "--model", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "note: weights from " in result.stderr and "vision tower" in result.stderr

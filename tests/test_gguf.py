@@ -191,3 +191,39 @@ def test_local_folder_with_a_split_gguf_in_a_subfolder(tmp_path):
     write(tmp_path / "other-Q4_0.gguf", tensors=_tensors())  # a second checkpoint: no longer one to pick
     assert folder_checkpoint(tmp_path, source="here") is None
     assert folder_checkpoint(tmp_path, source="here", gguf="Q4_0").files == 1
+
+
+def test_engines_take_the_gguf_type_they_load(cli, tmp_path):
+    """llama.cpp loads GGUF types by name (q4_0); vLLM gets the generic int4. Both weigh the headers."""
+    import json
+
+    from gguf import quants
+
+    q4 = gguf.GGMLQuantizationType.Q4_0
+    path = tmp_path / "m-Q4_0.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tensor("token_embd.weight", np.zeros((256, 64), np.float16))
+    writer.add_tensor("blk.0.attn_q.weight", quants.quantize(np.zeros((64, 64), np.float32), q4), raw_dtype=q4)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    # F16 256x64 = 32,768 + Q4_0 64x64 / 32 x 18 = 2,304 -> 35,072
+    for engine, dtype in (("llamacpp", "q4_0"), ("vllm", "int4")):
+        result = cli("capacity", "llama-3.2-1b", "--gpu", "l4", "-c", "4k", "-e", engine, "--checkpoint", str(path),
+                     "-f", "json")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        doc = json.loads(result.stdout)
+        assert (doc["weights_dtype"], doc["breakdown"]["weights_bytes"]) == (dtype, 35_072), engine
+
+
+def test_tag_matching_rules():
+    from kvplan.checkpoint import select_gguf
+
+    files = ["m-Q4_K_M.gguf", "m-Q4_K_S.gguf", "m-UD-Q4_K_XL.gguf", "m-IQ4_XS.gguf", "README.md"]
+    assert select_gguf(files, "q4_k_s", origin="r") == ["m-Q4_K_S.gguf"]
+    assert select_gguf(files, "Q4_K_XL", origin="r") == ["m-UD-Q4_K_XL.gguf"]  # the UD- prefix may be left out
+    assert select_gguf(files, "UD-Q4_K_XL", origin="r") == ["m-UD-Q4_K_XL.gguf"]
+    assert select_gguf(files, "IQ4_XS", origin="r") == ["m-IQ4_XS.gguf"]
+    with pytest.raises(InvalidInput, match="tags available: IQ4_XS, Q4_K_M, Q4_K_S, UD-Q4_K_XL"):
+        select_gguf(files, "Q4_K", origin="r")  # a whole token only: Q4_K is neither Q4_K_M nor Q4_K_S

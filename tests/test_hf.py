@@ -281,6 +281,13 @@ def test_glm4_moe_dense_prefix_shared_expert_and_partial_rope() -> None:
     assert spec_from_hf_config(raw, origin="x").spec.rope.partial_rotary_factor == 0.5
 
 
+def test_non_string_architectures_entry_is_not_a_traceback() -> None:
+    # Found by tests/test_fuzz.py: an architectures list holding a list (and no model_type) reached a dict lookup.
+    raw = {k: v for k, v in json.loads((DATA / "qwen3-32b.json").read_text()).items() if k != "model_type"}
+    result = spec_from_hf_config({**raw, "architectures": [[]]}, origin="x")
+    assert result.warnings[0].startswith("no model_type")
+
+
 def test_qwen3_5_multimodal_and_flat_text_configs_agree() -> None:
     """The release's nested text_config and a text-only (Qwen3_5ForCausalLM) config give one spec;
     the MTP layer named inside text_config is reported."""

@@ -450,6 +450,9 @@ def test_cli_checkpoint_option_takes_gguf_weights(cli, tmp_path):
     assert both.exit_code == 2 and "not both" in both.stderr
     missing = cli("estimate", "llama-3.2-1b", "--checkpoint", str(tmp_path / "nope.gguf"))
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
+    # found by tests/test_fuzz.py: a name past the file system's limit raised OSError (exit 1, "internal error")
+    too_long = cli("estimate", "llama-3.2-1b", "--checkpoint", str(tmp_path / ("x" * 300)))
+    assert too_long.exit_code == 2 and "cannot read checkpoint" in too_long.stderr
 
 
 def test_separate_quantization_config_is_folded_in(hub):
@@ -482,3 +485,31 @@ def test_import_takes_a_hub_name_and_never_overwrites_without_force(hub, cli, tm
     assert forced.exit_code == 0 and load_spec_file(out).name == "mine"
     missing = cli("import", "org/absent")
     assert missing.exit_code == 2 and "repository 'org/absent' not found" in missing.stderr
+
+
+def test_fp8_moe_per_rank_under_ep_differs_from_the_count_by_its_scales(hub):
+    from kvplan.engines import get_engine
+    from kvplan.quant import storage_for_name
+
+    config, tensors, _ = fp8_moe()
+    hub.repos["org/moe-fp8"] = repo(config, sharded(tensors))
+    resolved = resolve("org/moe-fp8")
+    spec, weights = resolved.spec, resolved.checkpoint()
+    sharding = get_engine("vllm").sharding(spec, tp=4, ep=True)  # 4 experts over 4 ranks: one each
+    by_headers = weights.bytes_per_stage(spec, sharding=sharding)
+    # the count in fp8 without scales (1 byte per quantized weight, the rest bf16), cut the same way
+    bare = weight_bytes_per_stage(spec, storage_for_name("fp8"), tp=4, sharding=sharding)
+    # each quantized matrix stores one fp32 scale (4 bytes) for its single 128x128 block; on rank 0, per layer:
+    # q and o cut 4 ways (1 byte each), k and v by KV head (2 KV heads, one per rank pair: 2 bytes each),
+    # expert 0's gate/up/down whole (3 x 4 = 12): 1 + 2 + 2 + 1 + 12 = 18 bytes; 2 layers -> 36
+    assert by_headers[0] - bare[0] == 36
+
+
+def test_weights_dtype_on_a_hub_model_says_the_count_is_used(hub, cli):
+    config, tensors = dense_llama()
+    hub.repos["org/tiny-llama"] = repo(config, {"model.safetensors": safetensors_torch.save(tensors)})
+    result = cli("capacity", "org/tiny-llama", "--gpu", "l4", "-c", "256", "--weights-dtype", "fp8")
+    assert result.exit_code == 0, result.output
+    assert "note: weights from the architecture count in fp8 (--weights-dtype), not the headers" in result.stderr
+    assert "no safetensors headers" not in result.stderr
+    assert not any(r.path.endswith(".safetensors") for r in hub.log)  # the headers were not even read

@@ -161,7 +161,7 @@ def capacity(
         offload = parse_size(kv_offload) if kv_offload is not None else None
         r = run(s, parse_length(context), batch=batch, lengths=mix, weights=mix_weights, kv_cache_memory=kv_mem,
                 kv_offload=offload)  # fmt: skip
-        weights_notes(resolved, stored)
+        weights_notes(resolved, stored, weights_dtype=weights_dtype)
         ref = model_ref(spec.source, spec.name)
         if fmt == "json":
             out(report.render_object(plan_json(r, model=ref), "json"))

@@ -63,7 +63,7 @@ CheckpointOpt = Annotated[
     Optional[str],
     typer.Option(
         help="weights as stored in this checkpoint (headers only): a .safetensors or .gguf file, a folder, or a "
-        "Hub repo org/name[@rev][:file.gguf] (default: MODEL's own checkpoint, when it has one)"
+        "Hub repo org/name[@rev][:file.gguf | :Q4_K_M] (default: MODEL's own checkpoint, when it has one)"
     ),
 ]
 ModelArg = Annotated[
@@ -166,11 +166,11 @@ def load_with_weights(arg: str, *, weights_dtype: str | None = None, checkpoint:
     return resolved, resolved.weights(weights_dtype=weights_dtype, checkpoint=checkpoint)
 
 
-def weights_notes(resolved, weights) -> None:  # noqa: ANN001
+def weights_notes(resolved, weights, *, weights_dtype: str | None = None) -> None:  # noqa: ANN001
     """On stderr: which spec MODEL gave and where the weights term came from (header sum beside the count)."""
     from kvplan.weights_compare import weights_source_lines
 
-    for line in weights_source_lines(resolved, weights):
+    for line in weights_source_lines(resolved, weights, weights_dtype=weights_dtype):
         err(f"note: {line}")
 
 

@@ -121,7 +121,7 @@ def cost(
             fmt=fmt,
             checkpoint=stored,
         )
-        weights_notes(resolved, stored)
+        weights_notes(resolved, stored, weights_dtype=weights_dtype)
 
 
 def _inference(

@@ -99,7 +99,7 @@ def estimate(
         for r in rows:
             if r.note and fmt in ("table", "markdown"):
                 err(f"note: {r.note}")
-        weights_notes(resolved, stored)
+        weights_notes(resolved, stored, weights_dtype=weights_dtype)
         if first.kv_replication_note and fmt in ("table", "markdown"):
             err(f"note: {first.kv_replication_note}")
         if plot is not None:

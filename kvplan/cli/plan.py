@@ -85,7 +85,7 @@ def plan(
             raise InvalidInput(f"{str(emit_to)!r} exists; pass --force to overwrite it")
         resolved, stored = load_with_weights(model, weights_dtype=weights_dtype, checkpoint=checkpoint)
         spec = resolved.spec
-        weights_notes(resolved, stored)
+        weights_notes(resolved, stored, weights_dtype=weights_dtype)
         split = lambda v: split_list(v, "dtype list", example="bf16,fp8") if v is not None else None  # noqa: E731
         if rate is not None:
             from kvplan.cli.slo import run_targets

@@ -258,6 +258,7 @@ class Calibration:
     moe_half_width: float
     moe_mem_eff: float
     moe_layer_s: float
+    moe_ep_imbalance: float
     attn_prefill_eff: float
     attn_prefill_half_len: float
     attn_decode_mem_eff: float
@@ -270,6 +271,7 @@ class Calibration:
     fp8_eff_scale: float
     fp8_block_eff_scale: float
     fp8_mem_eff_scale: float
+    blackwell_compute_eff: float
     elementwise_mem_eff: float
     allreduce_base_s: float
     allreduce_rank_s: float
