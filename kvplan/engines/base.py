@@ -625,12 +625,12 @@ def as_float(v: Any) -> float | None:
         return None
 
 
-def refuse_unread_states(engine: str, spec: ModelSpec) -> None:
+def refuse_unread_states(engine: str, spec: ModelSpec, *, parallel_read: bool = False) -> None:
     """Layer kinds whose layout kvplan has read only in transformers (and keeps in the ideal layout):
     attention with a recurrent mixer beside it in one layer (Falcon-H1), and MiniMax lightning attention. Every
     serving engine refuses them until its source has been read for them."""
     kinds = spec.layers.kinds.values()
-    if any(k.parallel is not None for k in kinds):
+    if not parallel_read and any(k.parallel is not None for k in kinds):
         raise InvalidInput(
             f"{spec.name} keeps K/V and a recurrent state in the same layer (attention beside a Mamba2 mixer); "
             f"kvplan has no {engine} layout for it yet; use --engine ideal or transformers"
