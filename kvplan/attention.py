@@ -28,6 +28,8 @@ def chunked_pairs(length: int, chunk: int) -> int:
 
 
 def prefill_pairs(kind: LayerKind, length: int) -> int:
+    if kind.type == "cross":
+        return length * kind.cross_tokens  # every text token attends to every vision token
     if kind.type == "sliding":
         return causal_pairs(length, kind.window)
     if kind.type == "chunked":
@@ -37,6 +39,8 @@ def prefill_pairs(kind: LayerKind, length: int) -> int:
 
 def decode_span(kind: LayerKind, context: int) -> int:
     """Keys one new token attends to when the cache holds ``context`` tokens (itself included)."""
+    if kind.type == "cross":
+        return kind.cross_tokens
     cap = kind.window if kind.type == "sliding" else kind.chunk if kind.type == "chunked" else None
     return context if cap is None else min(context, cap)
 
@@ -53,8 +57,8 @@ def attention_dims(spec: ModelSpec, kind: LayerKind, phase: Phase) -> tuple[int,
 
 def attention_flops(spec: ModelSpec, kind: LayerKind, pairs: int, *, phase: Phase, tp: int = 1) -> tuple[int, int]:
     """``(scores, values)`` FLOPs of one layer on one rank for ``pairs`` (query, key) pairs per sequence."""
-    if kind.type == "recurrent":
-        return 0, 0
+    if kind.type in ("recurrent", "none"):
+        return 0, 0  # a recurrent state or no attention at all (Nemotron-NAS no_op, Nemotron-H MLP layers)
     heads = ceil_div(spec.num_attention_heads, tp)
     d_qk, d_v = attention_dims(spec, kind, phase)
     return 2 * heads * d_qk * pairs, 2 * heads * d_v * pairs

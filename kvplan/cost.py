@@ -281,7 +281,7 @@ def activation_elements_per_token(spec: ModelSpec, layer: int, tp: int = 1) -> i
     if layer not in spec.mlp_layers:
         return hidden_io  # a mixer-only layer (kind with mlp: false)
     if layer in spec.dense_mlp_layers:
-        inter = ceil_div(spec.intermediate_size, tp)
+        inter = ceil_div(spec.mlp_width(layer), tp)  # per layer for Nemotron-NAS block_configs
     else:
         moe = spec.moe
         inter = ceil_div(moe.experts_per_token * moe.expert_intermediate_size + moe.shared_size, tp)
@@ -563,7 +563,7 @@ def training_attention(
     forward = act = 0
     for name, count in spec.kind_counts.items():
         kind = spec.kind(name)
-        if kind.type == "recurrent":
+        if kind.type in ("recurrent", "none"):
             pairs = span = 0
         elif group is not None and kind.type in ("full", "mla"):
             pairs, span = chunked_pairs(context, group), group

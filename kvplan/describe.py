@@ -47,10 +47,13 @@ def _layout_short(spec: ModelSpec) -> str:
             "chunked": f"chunk {kind.chunk}",
             "mla": f"MLA {kind.kv_lora_rank}+{kind.qk_rope_head_dim}",
             "recurrent": f"{kind.variant}",
-            "none": "no attention",
+            "none": "linear, no attention" if kind.linear_replacement else "no attention",
+            "cross": f"cross-attention ({kind.cross_tokens} vision tokens)",
         }[kind.type]
         if kind.num_kv_heads and kind.num_kv_heads != spec.num_kv_heads:
             label += f" ({kind.num_kv_heads}kv)"
+        if kind.kv_shared:
+            label += " shared"  # reads an earlier layer's K/V, stores none
         if kind.parallel is not None:
             label += f"+{kind.parallel.variant}"
         parts.append(f"{count} {label}")
@@ -106,9 +109,9 @@ def _kind_detail(spec: ModelSpec, name: str) -> str:
     if kind.type == "recurrent":
         return f"{kind.variant} state"
     if kind.type == "none":
-        return "no attention: caches nothing"
+        return "a hidden x hidden linear, no KV" if kind.linear_replacement else "no attention, no KV"
     if kind.kv_shared:
-        return "K/V shared with an earlier layer: caches nothing"
+        return "reads an earlier layer's K/V, stores none"
     kv = f"{spec.kv_heads_of(kind)} KV heads x (K {spec.k_head_dim_of(kind)} + V {spec.v_head_dim_of(kind)})"
     return kv if kind.parallel is None else f"{kv} + a parallel {kind.parallel.variant} state"
 
@@ -125,4 +128,8 @@ def _tokens_held(cache) -> int | str:  # noqa: ANN001
     """A recurrent layer keeps a fixed state and no tokens; a window or chunk caps the rest."""
     if cache.type == "recurrent":
         return "none (fixed state)"
+    if cache.type == "cross":
+        return "vision tokens (fixed per request)"
+    if cache.bytes_per_token == 0:
+        return "none"  # no attention, or K/V read from an earlier layer
     return cache.max_tokens if cache.max_tokens is not None else "all"

@@ -94,6 +94,19 @@ CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
         "rope_local_base_freq": 10000.0, "attention_bias": False, "sliding_window": 4096,
         "sliding_window_pattern": 6,
     },
+    "gemma3n_text": {  # Gemma3nTextConfig (docstring checkpoint google/gemma-3n-E4B): default_theta global 1e6 /
+        # local 1e4; layer_types default every 5th layer full; PLE, AltUp and LAuReL sizes below
+        "vocab_size": 262400, "hidden_size": 2048, "intermediate_size": 16384, "num_hidden_layers": 35,
+        "num_attention_heads": 8, "num_key_value_heads": 2, "head_dim": 256, "max_position_embeddings": 32768,
+        "tie_word_embeddings": True, "rope_theta": 1e6, "rope_local_base_freq": 10000.0, "attention_bias": False,
+        "sliding_window": 512, "vocab_size_per_layer_input": 262144, "hidden_size_per_layer_input": 256,
+        "altup_num_inputs": 4, "num_kv_shared_layers": 15, "laurel_rank": 64,
+    },
+    "mllama": {  # MllamaTextConfig (default_theta 500000; cross_attention_layers None -> [3, 8, ..., 38])
+        "vocab_size": 128256, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 40,
+        "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": None, "max_position_embeddings": 131072,
+        "tie_word_embeddings": False, "rope_theta": 500000.0, "cross_attention_layers": None,
+    },
     "deepseek_v2": {  # DeepseekV2Config (num_experts_per_tok has no default: None)
         "vocab_size": 102400, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
         "num_attention_heads": 32, "num_key_value_heads": None, "max_position_embeddings": 2048,
@@ -216,6 +229,13 @@ CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
         "mamba_d_conv": 4, "mamba_expand": 2, "mamba_conv_bias": True, "mamba_proj_bias": False,
         "mamba_rms_norm": False, "projectors_bias": False,
     },
+    "nemotron-nas": {  # DeciLMConfig (hub remote code configuration_decilm.py) subclasses LlamaConfig: its
+        # defaults; the per-layer facts are in block_configs (num_key_value_heads/intermediate_size null)
+        "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": None, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "num_key_value_heads": None, "head_dim": None,
+        "max_position_embeddings": 2048, "tie_word_embeddings": False, "rope_theta": 10000.0,
+        "attention_bias": False, "mlp_bias": False,
+    },
     "glm4_moe": {  # Glm4MoeConfig (no head_dim field: Glm4MoeAttention uses hidden // heads when absent;
         # __post_init__ sets partial_rotary_factor 0.5; num_mtp_layers 1 is not built by transformers)
         "vocab_size": 151552, "hidden_size": 4096, "intermediate_size": 10944, "num_hidden_layers": 46,
@@ -266,6 +286,8 @@ _GPT_OSS_ROPE = {
 # Other spellings of a model_type that read as one of the dialects above.
 _ALIASES = {
     "gemma3": "gemma3_text",  # Gemma3Config wraps a Gemma3TextConfig in text_config
+    "gemma3n": "gemma3n_text",  # Gemma3nConfig wraps a Gemma3nTextConfig in text_config
+    "mllama_text_model": "mllama",  # MllamaConfig wraps a MllamaTextConfig (model_type mllama_text_model)
     "llama4": "llama4_text",  # Llama4Config wraps a Llama4TextConfig in text_config
     "qwen3_5": "qwen3_5_text",  # Qwen3_5Config wraps a Qwen3_5TextConfig in text_config
     "qwen3_5_moe": "qwen3_5_moe_text",  # Qwen3_5MoeConfig wraps a Qwen3_5MoeTextConfig
@@ -297,7 +319,7 @@ _CORE_ALIASES = {
 
 # Dialects whose modeling code honours a sliding window (the others ignore the field).
 _WINDOWED = {"mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "phi3",
-             "gpt_oss", "smollm3", "cohere2", None}  # fmt: skip
+             "gpt_oss", "smollm3", "cohere2", "gemma3n_text", None}  # fmt: skip
 _MOE_DIALECTS = {"mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "deepseek_v2", "deepseek_v3", "deepseek_v32",
                  "gpt_oss", "jamba", "llama4_text", "minimax_m2", "glm4_moe", "qwen3_5_moe_text", "nemotron_h",
                  "granitemoehybrid", "minimax", None}  # fmt: skip
@@ -414,6 +436,7 @@ class _Fields:
     def __init__(self, raw: dict[str, Any], defaults: dict[str, Any], *, origin: str, dialect: str | None) -> None:
         self.raw, self.defaults, self.origin, self.dialect = raw, defaults, origin, dialect
         self.assumed: list[str] = []  # unknown model_type: every guess, for the one warning
+        self.blocks: list[_Block] | None = None  # Nemotron-NAS block_configs, read once in _build
         self.notes: list[str] = []  # known model_type: things the spec cannot say
 
     def get(self, key: str) -> Any:
@@ -462,12 +485,12 @@ class _Fields:
             raise InvalidInput(f"{self.origin}: {key}: expected true or false, got {value!r}")
         return bool(value)
 
-    def ints(self, key: str) -> list[int]:
+    def ints(self, key: str, *, what: str = "a list of layer indices") -> list[int]:
         value = self.get(key)
         if value is None:
             return []
         if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise InvalidInput(f"{self.origin}: {key}: expected a list of layer indices, got {value!r}")
+            raise InvalidInput(f"{self.origin}: {key}: expected {what}, got {value!r}")
         return value
 
     def assume(self, text: str) -> None:
@@ -486,9 +509,18 @@ def _unwrap(config: dict[str, Any]) -> tuple[dict[str, Any], Any, list[str]]:
         if key in config and key not in inner:
             inner[key] = config[key]
     notes = []
-    if "vision_config" in config:
+    vision = config.get("vision_config")
+    if isinstance(vision, dict):
+        inner["_vision_config"] = vision  # read where the text model depends on it (mllama cross-attention)
+    if "vision_config" in config and outer not in _VISION_COUNTED:
         notes.append("the vision tower (vision_config) is not counted in the parameters; the spec is the text model")
+    if "audio_config" in config:
+        notes.append("the audio encoder (audio_config) is not counted in the parameters; the spec is the text model")
     return inner, outer, notes
+
+
+# Multimodal model types whose vision tower kvplan counts (in extra_params, see _mllama_layout).
+_VISION_COUNTED = {"mllama"}
 
 
 def _dialect(model_type: Any, architectures: Any = None) -> str | None:
@@ -518,6 +550,9 @@ _ARCHITECTURES = {
     "FalconH1ForCausalLM": "falcon_h1", "MiniMaxForCausalLM": "minimax", "MiniMaxText01ForCausalLM": "minimax",
     "MiniMaxM1ForCausalLM": "minimax",
     "Glm4MoeForCausalLM": "glm4_moe", "Qwen3_5ForCausalLM": "qwen3_5_text", "Qwen3_5MoeForCausalLM": "qwen3_5_moe_text",
+    "DeciLMForCausalLM": "nemotron-nas", "Gemma3nForCausalLM": "gemma3n_text",
+    "Gemma3nForConditionalGeneration": "gemma3n_text", "MllamaForConditionalGeneration": "mllama",
+    "MllamaForCausalLM": "mllama",
 }  # fmt: skip
 
 
@@ -579,6 +614,8 @@ def _build(f: _Fields, *, raw_type: Any) -> dict[str, Any]:
     if layers > MAX_LAYERS:  # checked before any per-layer list is built (found by fuzzing)
         raise InvalidInput(f"{f.origin}: num_hidden_layers: {layers!r} is beyond {MAX_LAYERS:,} layers")
     heads = f.fact("num_attention_heads")
+    if "block_configs" in f.raw:
+        f.blocks = _nas_blocks(f, layers=layers, heads=heads, hidden=hidden)
     head_dim, v_head_dim = _head_dims(f, hidden=hidden, heads=heads)
     kinds, per_layer = _layout(f, layers=layers, max_pos=_max_positions(f))
     _refuse_unread_state(f, kinds)
@@ -593,6 +630,7 @@ def _build(f: _Fields, *, raw_type: Any) -> dict[str, Any]:
         "head_dim": head_dim,
         "v_head_dim": v_head_dim,
         "intermediate_size": _intermediate(f, hidden=hidden),
+        "mlp_widths": _mlp_widths(f),
         "tie_word_embeddings": _tie(f),
         "dtype": _dtype(f),
         "max_position_embeddings": _max_positions(f),
@@ -656,6 +694,8 @@ def _head_dims(f: _Fields, *, hidden: int, heads: int) -> tuple[int, int | None]
 
 
 def _kv_heads(f: _Fields, *, heads: int) -> int:
+    if f.blocks is not None:  # per layer in block_configs; the model-wide value is the first attending layer's
+        return next((b.kv_heads for b in f.blocks if b.kv_heads), heads)
     if f.dialect == "falcon":
         # FalconAttention: num_kv_heads if (new_decoder_architecture or not multi_query) else 1.
         if f.flag("new_decoder_architecture") or not f.flag("multi_query"):
@@ -672,6 +712,8 @@ def _kv_heads(f: _Fields, *, heads: int) -> int:
 
 
 def _intermediate(f: _Fields, *, hidden: int) -> int | None:
+    if f.blocks is not None:
+        return max(b.mlp_width for b in f.blocks) or None  # the widest; mlp_widths has every layer's
     listed = f.raw.get("intermediate_size")
     if isinstance(listed, list):  # Gemma 3n: one width per layer
         if not listed or len(set(map(repr, listed))) != 1:
@@ -736,8 +778,50 @@ def _layout(f: _Fields, *, layers: int, max_pos: int) -> tuple[dict[str, dict[st
     types = _layer_types(f, layers=layers, window=window)
     shared = _kv_shared_layers(f, layers=layers)
     types = [f"{t}+shared" if i in shared and t.split("+")[0] in _SHAREABLE else t for i, t in enumerate(types)]
+    types = [t + extra for t, extra in zip(types, _per_layer_geometry(f, types), strict=True)]
     by_type = {t: _kind(f, t, window=window) for t in dict.fromkeys(types)}  # each type once, in layer order
     return dict(by_type.values()), [by_type[t][0] for t in types]
+
+
+def _per_layer_geometry(f: _Fields, types: list[str]) -> list[str]:
+    """Per-layer head size and KV heads where they differ from the model's (Gemma 4), as type extras.
+
+    Gemma4TextConfig (transformers 5.24 configuration_gemma4.py __post_init__): full-attention layers use
+    ``global_head_dim`` and, when ``attention_k_eq_v``, ``num_global_key_value_heads``; transformers writes the
+    result back as ``per_layer_config`` {layer index: {head_dim, num_key_value_heads}}. Either spelling is read.
+    """
+    listed = f.raw.get("per_layer_config")
+    if isinstance(listed, dict) and listed:
+        return [_geometry_extra(f, listed.get(str(i)) or _padded(listed, i)) for i in range(len(types))]
+    if listed is not None and not isinstance(listed, dict):
+        raise InvalidInput(f"{f.origin}: per_layer_config: expected an object of layer index -> sizes, got {listed!r}")
+    if f.raw.get("global_head_dim") is None:
+        return [""] * len(types)
+    full = {"head_dim": f.need("global_head_dim")}
+    if f.flag("attention_k_eq_v") and f.raw.get("num_global_key_value_heads") is not None:
+        full["num_key_value_heads"] = f.need("num_global_key_value_heads")
+    return [_geometry_extra(f, full) if t.split("+")[0] == "full_attention" else "" for t in types]
+
+
+def _padded(listed: dict[str, Any], i: int) -> Any:
+    """transformers writes per_layer_config keys zero-padded to the width of the last index ('05')."""
+    return next((v for k, v in listed.items() if isinstance(k, str) and k.isdigit() and int(k) == i), None)
+
+
+def _geometry_extra(f: _Fields, entry: Any) -> str:
+    if entry is None:
+        return ""
+    if not isinstance(entry, dict):
+        raise InvalidInput(f"{f.origin}: per_layer_config entries must be objects, got {entry!r}")
+    extra = ""
+    for key, tag in (("head_dim", "hd"), ("num_key_value_heads", "kv")):
+        value = entry.get(key)
+        if value is None or value == f.get(key):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidInput(f"{f.origin}: per_layer_config {key}: expected a positive whole number, got {value!r}")
+        extra += f"+{tag}{value}"
+    return extra
 
 
 def _kv_shared_layers(f: _Fields, *, layers: int) -> set[int]:
@@ -779,6 +863,13 @@ def _layer_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
     if d == "jamba":  # JambaConfig.layers_block_type
         period, offset = f.need("attn_layer_period"), f.need("attn_layer_offset", minimum=0)
         return ["full_attention" if i % period == offset else "mamba" for i in range(layers)]
+    if f.blocks is not None:
+        return _nas_types(f.blocks)
+    if d == "mllama":  # MllamaTextModel: MllamaCrossAttentionDecoderLayer at cross_attention_layers
+        cross = set(f.ints("cross_attention_layers") or [3, 8, 13, 18, 23, 28, 33, 38])
+        if cross - set(range(layers)):
+            raise InvalidInput(f"{f.origin}: cross_attention_layers {sorted(cross)} go beyond {layers} layers")
+        return ["cross_attention" if i in cross else "full_attention" for i in range(layers)]
     explicit = _explicit_types(f, layers=layers)
     if explicit is not None:
         types = _checked_types(f, explicit, layers=layers, window=window)
@@ -846,10 +937,15 @@ def _minimax_types(f: _Fields, *, layers: int) -> list[str]:
     return ["full_attention" if flag == 1 else "linear_attention" for flag in flags]
 
 
+_ROPE_FLAGS = "a list of 0/1 flags, one per layer (1: the layer uses RoPE)"
+
+
 def _llama4_types(f: _Fields, *, layers: int) -> list[str]:
     """Llama4TextConfig.__post_init__: an empty or absent ``no_rope_layers`` is replaced by the
     default (1 = RoPE + chunked local attention, 0 = every no_rope_layer_interval-th layer, NoPE, full)."""
-    flags = f.get("no_rope_layers") or [int((i + 1) % f.need("no_rope_layer_interval")) != 0 for i in range(layers)]
+    flags = f.ints("no_rope_layers", what=_ROPE_FLAGS) or [
+        int((i + 1) % f.need("no_rope_layer_interval")) != 0 for i in range(layers)
+    ]
     if len(flags) != layers:
         raise InvalidInput(f"{f.origin}: no_rope_layers lists {len(flags)} layers but num_hidden_layers is {layers}")
     if not f.raw.get("no_rope_layers"):
@@ -861,7 +957,9 @@ def _llama4_types(f: _Fields, *, layers: int) -> list[str]:
 def _smollm3_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
     """SmolLM3Config.__post_init__: no_rope_layers (1 = RoPE) default every no_rope_layer_interval-th
     layer NoPE; a NoPE layer slides only when use_sliding_window and a window are set."""
-    flags = f.get("no_rope_layers") or [int((i + 1) % f.need("no_rope_layer_interval") != 0) for i in range(layers)]
+    flags = f.ints("no_rope_layers", what=_ROPE_FLAGS) or [
+        int((i + 1) % f.need("no_rope_layer_interval") != 0) for i in range(layers)
+    ]
     if len(flags) != layers:
         raise InvalidInput(f"{f.origin}: no_rope_layers lists {len(flags)} layers but num_hidden_layers is {layers}")
     return ["full_attention" if rope else "sliding_attention" if window else "nope_attention" for rope in flags]
@@ -890,6 +988,97 @@ _TYPE_SPELLINGS = {
 _ATTENTION_TYPES = ("full_attention", "sliding_attention", "chunked_attention", "nope_attention")
 _SHAREABLE = (*_ATTENTION_TYPES, "mla")
 _KNOWN_TYPES = (*_ATTENTION_TYPES[:3], "linear_attention", "indexed_attention", "none")
+
+
+# ---- Nemotron-NAS (DeciLM) block_configs -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One DeciLM block: KV heads (0: no attention), a linear stand-in for attention, MLP width (0: none)."""
+
+    kv_heads: int
+    linear: bool
+    mlp_width: int
+
+
+# Block fields kvplan reads; anything else set (sinks, windows, sparsity, Mamba, parallel blocks) is refused.
+_NAS_ATTENTION_READ = {"n_heads_in_group", "no_op", "replace_with_linear"}
+_NAS_FFN_READ = {"ffn_mult", "intermediate_size", "no_op", "replace_with_linear"}
+
+
+def _nas_blocks(f: _Fields, *, layers: int, heads: int, hidden: int) -> list[_Block]:
+    """DeciLMConfig.block_configs: one {attention, ffn} entry per layer (hub configuration_decilm.py;
+    vLLM models/nemotron_nas.py DeciLMDecoderLayer reads the same fields)."""
+    listed = f.raw.get("block_configs")
+    if not isinstance(listed, list) or len(listed) != layers:
+        size = len(listed) if isinstance(listed, list) else listed
+        raise InvalidInput(f"{f.origin}: block_configs must list one block per layer ({layers}), got {size!r}")
+    return [_nas_block(f, i, entry, heads=heads, hidden=hidden) for i, entry in enumerate(listed)]
+
+
+def _nas_block(f: _Fields, i: int, entry: Any, *, heads: int, hidden: int) -> _Block:
+    attention = entry.get("attention") if isinstance(entry, dict) else None
+    ffn = entry.get("ffn") if isinstance(entry, dict) else None
+    if not isinstance(attention, dict) or not isinstance(ffn, dict):
+        raise InvalidInput(f"{f.origin}: block_configs[{i}] needs an 'attention' and an 'ffn' object, got {entry!r}")
+    for part, read in ((attention, _NAS_ATTENTION_READ), (ffn, _NAS_FFN_READ)):
+        unread = sorted(k for k, v in part.items() if k not in read and v not in (None, False, "silu"))
+        if unread:
+            raise InvalidInput(
+                f"{f.origin}: block_configs[{i}] sets {', '.join(unread)}, which kvplan cannot describe; "
+                f"it reads {', '.join(sorted(_NAS_ATTENTION_READ | _NAS_FFN_READ))}"
+            )
+    if ffn.get("replace_with_linear") and not ffn.get("no_op"):
+        raise InvalidInput(f"{f.origin}: block_configs[{i}].ffn.replace_with_linear: a linear FFN is not supported")
+    return _Block(_nas_kv_heads(f, i, attention, heads=heads), bool(attention.get("replace_with_linear"))
+                  and not attention.get("no_op"), _nas_mlp_width(f, i, ffn, hidden=hidden))  # fmt: skip
+
+
+def _nas_kv_heads(f: _Fields, i: int, attention: dict[str, Any], *, heads: int) -> int:
+    if attention.get("no_op") or attention.get("replace_with_linear"):
+        return 0
+    group = attention.get("n_heads_in_group")
+    if isinstance(group, bool) or not isinstance(group, int) or group < 1 or heads % group:
+        raise InvalidInput(
+            f"{f.origin}: block_configs[{i}].attention.n_heads_in_group must divide num_attention_heads "
+            f"({heads}), got {group!r}"
+        )
+    return heads // group  # DeciLMAttention: num_key_value_heads = num_attention_heads // n_heads_in_group
+
+
+def _nas_mlp_width(f: _Fields, i: int, ffn: dict[str, Any], *, hidden: int) -> int:
+    if ffn.get("no_op"):
+        return 0
+    size = ffn.get("intermediate_size")
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0:
+        return size
+    mult = ffn.get("ffn_mult")
+    if isinstance(mult, bool) or not isinstance(mult, (int, float)) or mult <= 0:
+        raise InvalidInput(f"{f.origin}: block_configs[{i}].ffn.ffn_mult: expected a positive number, got {mult!r}")
+    # _ffn_mult_to_intermediate_size (hub modeling_decilm.py; vLLM nemotron_nas.py): int(2 * mult * hidden / 3)
+    # rounded up to a multiple of 256
+    width = int(2 * mult * hidden / 3)
+    return -(-width // 256) * 256
+
+
+def _nas_types(blocks: list[_Block]) -> list[str]:
+    """Layer types with the KV head count as an extra where layers differ in it."""
+    counts = {b.kv_heads for b in blocks if b.kv_heads}
+    suffix = len(counts) > 1
+    return [
+        ("full_attention" + (f"+kv{b.kv_heads}" if suffix else "")) if b.kv_heads
+        else "linear_replacement" if b.linear else "none"
+        for b in blocks
+    ]  # fmt: skip
+
+
+def _mlp_widths(f: _Fields) -> list[int] | None:
+    """Per-layer MLP widths, written only where the layers differ or some have none."""
+    if f.blocks is None:
+        return None
+    widths = [b.mlp_width for b in f.blocks]
+    return None if len(set(widths)) == 1 else widths
 
 
 def _explicit_types(f: _Fields, *, layers: int) -> list[Any] | None:
@@ -922,6 +1111,8 @@ def _sliding_rule(f: _Fields, i: int) -> str:
         return s if (i + 1) % 2 else full  # even index sliding
     if d in ("gemma3_text", "cohere2"):
         return s if (i + 1) % f.need("sliding_window_pattern") else full  # every pattern-th layer global
+    if d == "gemma3n_text":
+        return s if (i + 1) % 5 else full  # Gemma3nTextConfig.__post_init__: every 5th layer full
     if d in ("qwen2", "qwen3"):
         return s if i >= f.need("max_window_layers", minimum=0) else full  # Qwen2Config: layers past max_window_layers
     if d == "qwen2_moe":
@@ -959,6 +1150,11 @@ def _kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str, dict
         name, kind = "hybrid", {**kind, "parallel": _mamba2_kind(f)}
     if f.dialect in _MIXER_ONLY_DIALECTS and kind["type"] != "none":
         kind = {**kind, "mlp": False}  # the block is its mixer alone; MLP / MoE blocks are layers of their own
+    for extra in extras:
+        if extra.startswith("kv"):  # Nemotron-NAS, Gemma 4: this layer's own KV head count
+            name, kind = f"{name}_{extra}", {**kind, "num_kv_heads": int(extra[2:])}
+        if extra.startswith("hd"):  # Gemma 4 global layers: their own head size
+            name, kind = f"{name}_{extra}", {**kind, "head_dim": int(extra[2:])}
     return name, kind
 
 
@@ -987,6 +1183,10 @@ def _base_kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str,
         return "mla", _mla_kind(f)
     if layer_type == "none":
         return "mlp_only", {"type": "none"}
+    if layer_type == "linear_replacement":
+        return "linear", {"type": "none", "linear_replacement": True}
+    if layer_type == "cross_attention":
+        return "cross", {"type": "cross", "cross_tokens": _mllama_vision_tokens(f), "use_rope": False}
     if layer_type == "indexed_attention":
         raise InvalidInput(
             f"{f.origin}: indexed_attention layers without an MLA latent (kv_lora_rank) are not supported"
@@ -994,6 +1194,50 @@ def _base_kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str,
     if layer_type == "mamba" or (layer_type == "linear_attention" and f.dialect == "jamba"):
         return "mamba", _mamba_kind(f)
     return _linear_kind(f)
+
+
+# MllamaVisionConfig defaults (transformers 5.24 configuration_mllama.py); supported_aspect_ratios None means
+# the 8 tilings of max_num_tiles 4 ([1, 1] .. [4, 1]).
+_MLLAMA_VISION = {"image_size": 448, "patch_size": 14, "max_num_tiles": 4, "hidden_size": 1280,
+                  "num_hidden_layers": 32, "num_global_layers": 8, "intermediate_size": 5120,
+                  "vision_output_dim": 7680, "num_channels": 3}  # fmt: skip
+_MLLAMA_ASPECT_RATIOS = 8
+
+
+def _vision(f: _Fields, key: str) -> int:
+    vision = f.raw.get("_vision_config") or {}
+    value = vision.get(key, _MLLAMA_VISION[key])
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInput(f"{f.origin}: vision_config.{key}: expected a positive whole number, got {value!r}")
+    return value
+
+
+def _mllama_vision_tokens(f: _Fields) -> int:
+    """Vision tokens one image puts in every cross-attention layer: max_num_tiles tiles of (image / patch)^2
+    patches plus a class token each (MllamaVisionModel.num_patches; the processor pads every image to
+    max_num_tiles tiles, aspect_ratio_mask masks the unused ones): 4 x (40^2 + 1) = 6,404 for 560 / 14."""
+    patches = (_vision(f, "image_size") // _vision(f, "patch_size")) ** 2 + 1
+    return _vision(f, "max_num_tiles") * patches
+
+
+def _mllama_vision_params(f: _Fields, *, text_hidden: int) -> int:
+    """MllamaVisionModel + multi_modal_projector parameters (transformers 5.24 modeling_mllama.py)."""
+    h, i = _vision(f, "hidden_size"), _vision(f, "intermediate_size")
+    tiles, patch = _vision(f, "max_num_tiles"), _vision(f, "patch_size")
+    patches = (_vision(f, "image_size") // patch) ** 2 + 1
+    ratios = (f.raw.get("_vision_config") or {}).get("supported_aspect_ratios")
+    ratio_ids = (len(ratios) if isinstance(ratios, list) else _MLLAMA_ASPECT_RATIOS) + 1  # max_aspect_ratio_id + 1
+    layer = 4 * h * h + 2 * h * i + i + h + 4 * h  # q/k/v/o, fc1/fc2 with biases, two LayerNorms
+    return (
+        _vision(f, "num_channels") * patch * patch * h  # patch_embedding (Conv2d, no bias)
+        + h  # class_embedding
+        + 1 + patches * h + ratio_ids * tiles * patches * h  # gated_positional_embedding (gate, table, tiles)
+        + 2 * (ratio_ids * tiles * h + 1)  # pre/post_tile_positional_embedding (table + gate)
+        + 2 * 2 * h  # layernorm_pre, layernorm_post
+        + _vision(f, "num_hidden_layers") * layer
+        + _vision(f, "num_global_layers") * (layer + 2)  # global layers: + gate_attn, gate_ffn
+        + _vision(f, "vision_output_dim") * text_hidden + text_hidden  # multi_modal_projector
+    )  # fmt: skip
 
 
 # Model types whose sliding layers hold more KV heads than num_key_value_heads says, by a factor
@@ -1093,7 +1337,7 @@ def _compact(kinds: dict[str, dict[str, Any]], names: list[str]) -> dict[str, An
     if len(kinds) == 1:
         return {"kinds": kinds}
     n = len(names)
-    for period in range(1, n):
+    for period in range(1, n // 2 + 1):  # a pattern repeats at least twice; otherwise one name per layer
         if all(names[i] == names[i % period] for i in range(n)):
             return {"kinds": kinds, "pattern": names[:period]}
     return {"kinds": kinds, "types": names}
@@ -1318,8 +1562,8 @@ def _scaling(f: _Fields, block: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _local_theta(f: _Fields) -> float | None:
-    """Gemma 3's separate RoPE base for sliding layers."""
-    if f.dialect != "gemma3_text":
+    """Gemma 3's (and 3n's) separate RoPE base for sliding layers."""
+    if f.dialect not in ("gemma3_text", "gemma3n_text"):
         return None
     params = f.raw.get("rope_parameters")
     if isinstance(params, dict) and isinstance(params.get("sliding_attention"), dict):
@@ -1344,7 +1588,7 @@ def _llama_layout(f: _Fields, **_: Any) -> dict[str, Any]:
     layout: dict[str, Any] = {}
     if f.dialect in _ATTENTION_BIAS_ALL and f.flag("attention_bias"):
         layout["attention_bias"] = "all"  # q, k, v and o_proj all take config.attention_bias
-    if f.dialect in ("llama", None) and f.flag("mlp_bias"):
+    if f.dialect in ("llama", "nemotron-nas", None) and f.flag("mlp_bias"):
         layout["mlp_bias"] = True  # LlamaMLP gate/up/down take config.mlp_bias
     return layout
 
@@ -1352,8 +1596,8 @@ def _llama_layout(f: _Fields, **_: Any) -> dict[str, Any]:
 # Dialects whose attention honours ``attention_bias`` on q/k/v and o_proj alike (modeling_<type>.py);
 # Mistral, Mixtral, Phi-3 and Jamba hard-code bias=False, Qwen2 and Falcon have their own rules.
 _ATTENTION_BIAS_ALL = {"llama", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "cohere", "cohere2", "olmo2",
-                       "gpt_oss", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid",
-                       None}  # fmt: skip
+                       "gpt_oss", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "nemotron-nas",
+                       "gemma3n_text", "granitemoehybrid", None}  # fmt: skip
 
 
 def _qwen2_layout(f: _Fields, **_: Any) -> dict[str, Any]:
@@ -1372,6 +1616,32 @@ def _gemma_layout(f: _Fields, **kw: Any) -> dict[str, Any]:
     if f.dialect == "gemma3_text":
         layout["qk_norm"] = True
     return layout
+
+
+def _gemma3n_layout(f: _Fields, **kw: Any) -> dict[str, Any]:
+    # Gemma3nTextDecoderLayer: q/k norms; per layer 7 RMSNorm weights of hidden (input, post-attention, pre-
+    # and post-feedforward, post_per_layer_input_norm, LAuReL's post_laurel_norm, AltUp's router_norm) plus
+    # AltUp's correct_output_scale, counted as 8 norms; v_norm has no weight (with_scale=False).
+    layout = _llama_layout(f, **kw) | {"norms_per_layer": 8, "qk_norm": True}
+    if f.known("hidden_size_per_layer_input"):
+        layout |= {
+            "per_layer_input_size": f.need("hidden_size_per_layer_input"),
+            "per_layer_vocab_size": f.need("vocab_size_per_layer_input"),
+        }
+    if f.known("altup_num_inputs"):
+        layout["altup_inputs"] = f.need("altup_num_inputs")
+    if f.known("laurel_rank"):
+        layout["laurel_rank"] = f.need("laurel_rank")
+    return layout
+
+
+def _mllama_layout(f: _Fields, *, hidden: int, **kw: Any) -> dict[str, Any]:
+    # Self-attention layers are Llama's; cross layers add q/k norms and two gates (kvplan.params). Outside the
+    # decoder: the vision tower and projector, and 8 extra embedding rows (MllamaTextModel.embed_tokens is
+    # vocab_size + 8 wide).
+    params = _mllama_vision_params(f, text_hidden=hidden) + 8 * hidden
+    note = "vision tower + multi_modal_projector + 8 image-token embedding rows (transformers modeling_mllama.py)"
+    return _llama_layout(f, **kw) | {"extra_params": params, "extra_params_note": note}
 
 
 def _falcon_layout(f: _Fields, **_: Any) -> dict[str, Any]:
@@ -1463,6 +1733,8 @@ _LAYOUTS: dict[str, Callable[..., dict[str, Any]]] = {
     "qwen3_moe": _qwen3_layout,
     "gemma2": _gemma_layout,
     "gemma3_text": _gemma_layout,
+    "gemma3n_text": _gemma3n_layout,
+    "mllama": _mllama_layout,
     "falcon": _falcon_layout,
     "gpt_oss": _gpt_oss_layout,
     "cohere": _cohere_layout,
@@ -1473,6 +1745,7 @@ _LAYOUTS: dict[str, Callable[..., dict[str, Any]]] = {
     "nemotron_h": _nemotron_h_layout,
     "granitemoehybrid": _granite_hybrid_layout,
     "falcon_h1": _falcon_h1_layout,
+    "nemotron-nas": lambda f, **kw: _llama_layout(f, **kw) | {"norms_follow_blocks": True},
     "glm4_moe": _glm4_moe_layout,
     "qwen3_5_text": _qwen3_next_layout,  # Qwen3_5Attention: the same gated q_proj and per-head q/k norm
     "qwen3_5_moe_text": _qwen3_next_layout,

@@ -310,14 +310,16 @@ def _fact(spec: ModelSpec, key: tuple, make):  # noqa: ANN001, ANN202
     return hit[1]
 
 
-def _layer_keys(spec: ModelSpec, layers: range) -> dict[tuple[str, bool], int]:
-    """How many layers of ``layers`` share each (kind name, dense MLP): they cost the same."""
+def _layer_keys(spec: ModelSpec, layers: range) -> dict[tuple[str, bool, int], int]:
+    """How many layers of ``layers`` share each (kind name, dense MLP, its width): they cost the same.
+    The width differs per layer only with mlp_widths (Nemotron-NAS); 0 for MoE layers and absent MLPs."""
 
-    def make() -> dict[tuple[str, bool], int]:
+    def make() -> dict[tuple[str, bool, int], int]:
         names, dense = spec.layer_kind_names, spec.dense_mlp_layers
-        counts: dict[tuple[str, bool], int] = {}
+        counts: dict[tuple[str, bool, int], int] = {}
         for i in layers:
-            key = (names[i], spec.moe is None or i in dense)
+            is_dense = spec.moe is None or i in dense
+            key = (names[i], is_dense, spec.mlp_width(i) if is_dense else 0)
             counts[key] = counts.get(key, 0) + 1
         return counts
 
@@ -458,8 +460,8 @@ def _linear_s(
         return 0.0, 0.0, 0.0, 0.0, 0.0
     moe_tokens = tokens if moe_tokens is None else moe_tokens
     layers = stage.layers if stage is not None else range(spec.num_layers)
-    for (name, dense), count in _layer_keys(spec, layers).items():
-        g, m, e = _layer_s(c, spec.kind(name), tokens, dense=dense, moe_tokens=moe_tokens)
+    for (name, dense, width), count in _layer_keys(spec, layers).items():
+        g, m, e = _layer_s(c, spec.kind(name), tokens, dense=dense, width=width, moe_tokens=moe_tokens)
         gemm, moe, elementwise = gemm + count * g, moe + count * m, elementwise + count * e
     last = stage is None or stage.last
     first = stage is None or stage.first
@@ -484,7 +486,7 @@ def _dp_collectives_s(c: _Ctx, tokens: float, moe_tokens: float, layers: range, 
     reduced: one all-reduce of all ``moe_tokens`` over the tp x dp ranks.
     """
     spec = c.spec
-    dense_layers = sum(n for (_, dense), n in _layer_keys(spec, layers).items() if dense)
+    dense_layers = sum(n for (_, dense, _width), n in _layer_keys(spec, layers).items() if dense)
     moe_layers = len(layers) - dense_layers
     per_rank = allreduce_s(c, tokens)
     reduce = (len(layers) + dense_layers + (1 if first else 0)) * per_rank
@@ -753,15 +755,18 @@ def _micro_step(
     return OpTimes(gemm=gemm, moe=moe, attention=attention, elementwise=elementwise, allreduce=reduce, alltoall=a2a)
 
 
-def _layer_s(c: _Ctx, kind: LayerKind, tokens: float, *, dense: bool, moe_tokens: float) -> tuple[float, float, float]:
+def _layer_s(
+    c: _Ctx, kind: LayerKind, tokens: float, *, dense: bool, width: int, moe_tokens: float
+) -> tuple[float, float, float]:
     spec = c.spec
     gemm = _attention_gemms_s(c, kind, tokens)
     gated = spec.params.mlp == "gated"
     if not kind.mlp:  # a mixer-only layer (Nemotron-H): no feed-forward GEMMs
         return gemm, 0.0, _elementwise_s(c, tokens, 0)
     if dense:
-        inter_rank = ceil_div(spec.intermediate_size, c.tp)
-        gemm += _dense_mlp_s(c, tokens, inter_rank, gated=gated)
+        inter_rank = ceil_div(width, c.tp)  # width 0: no MLP (Nemotron-NAS no_op FFN)
+        if inter_rank:
+            gemm += _dense_mlp_s(c, tokens, inter_rank, gated=gated)
         moe = 0.0
     else:
         grouped, shared = _moe_s(c, tokens, moe_tokens)

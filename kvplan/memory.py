@@ -92,6 +92,10 @@ def layer_cache(spec: ModelSpec, name: str, dtype: DType, *, tp: int = 1, mla: M
     if kind.type == "none" or kind.kv_shared:
         return LayerCache(name, kind.type, 0, None, 0)  # no attention, or K/V read from an earlier layer
     per_token = _token_bytes(spec, kind, dtype, tp=tp, mla=mla)
+    if kind.type == "cross":
+        # K/V of the request's vision tokens, a fixed size per sequence (transformers MllamaTextCrossAttention:
+        # cache.update(k_proj(cross_attention_states)) once per image; text tokens add nothing)
+        return LayerCache(name, kind.type, 0, None, per_token * kind.cross_tokens)
     cap = kind.window if kind.type == "sliding" else kind.chunk if kind.type == "chunked" else None
     # Falcon-H1: the Mamba2 mixer beside the attention keeps its own state in the same layer
     state = recurrent_state_bytes(spec, kind.parallel, tp=tp) if kind.parallel is not None else 0

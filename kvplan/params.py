@@ -56,6 +56,8 @@ def _mixer_parts(spec: ModelSpec, kind: LayerKind, tp: int) -> list[Part]:
     if kind.type == "recurrent":
         return _recurrent_parts(spec, kind, tp)
     if kind.type == "none":
+        if kind.linear_replacement:  # DeciLM replace_with_linear: nn.Linear(hidden, hidden, bias=False)
+            return [Part(_shard(spec.hidden_size * spec.hidden_size, tp), True)]
         return []  # an MLP/MoE-only layer (Nemotron-H "-", Nemotron-NAS no_op attention)
     h, heads = spec.hidden_size, spec.num_attention_heads
     kv_rank = max(1, spec.kv_heads_of(kind) // tp)  # KV heads replicate when tp exceeds them
@@ -79,6 +81,8 @@ def _mixer_parts(spec: ModelSpec, kind: LayerKind, tp: int) -> list[Part]:
         parts.append(Part(h * q_rank * vd, True))  # gate half of q_proj: [h, heads*vd]
     if kind.parallel is not None:
         parts += _recurrent_parts(spec, kind.parallel, tp)  # Falcon-H1: the Mamba2 mixer beside the attention
+    if kind.type == "cross":  # MllamaCrossAttentionDecoderLayer: q_norm, k_norm [head_dim]; tanh gates [1] x 2
+        parts.append(Part(2 * kd + 2, False))
     return parts
 
 
@@ -167,7 +171,10 @@ def mlp_parts(
     if layer not in spec.mlp_layers:
         return []  # a mixer-only layer (Nemotron-H Mamba or attention block): its kind says mlp: false
     if layer in spec.dense_mlp_layers:
-        return _dense_mlp(h, spec.intermediate_size, sh.mlp_tp, gated=layout.mlp == "gated", bias=layout.mlp_bias)
+        width = spec.mlp_width(layer)
+        if not width:
+            return []  # Nemotron-NAS no_op FFN: the layer has no MLP
+        return _dense_mlp(h, width, sh.mlp_tp, gated=layout.mlp == "gated", bias=layout.mlp_bias)
     moe = spec.moe
     experts = moe.experts_per_token if active_only else ceil_div(moe.num_experts, sh.expert_ranks)
     gated = layout.mlp == "gated"
@@ -195,10 +202,52 @@ def layer_parts(
 ) -> list[Part]:
     sh = sharding or Sharding.tensor(tp)
     kind = spec.kind(spec.layer_kind_names[layer])
-    norm_width = spec.hidden_size * (2 if spec.params.norm == "layernorm" else 1)
-    norms = [Part(spec.params.norms_per_layer * norm_width, False)]
+    norms = [Part(layer_norm_params(spec, layer), False)]
     mlp = mlp_parts(spec, layer, active_only=active_only, sharding=sh)
-    return attention_parts(spec, kind, sh.attn_tp) + mlp + norms
+    return attention_parts(spec, kind, sh.attn_tp) + mlp + norms + gemma3n_layer_parts(spec)
+
+
+def gemma3n_layer_parts(spec: ModelSpec) -> list[Part]:
+    """Gemma 3n's per-layer extras (transformers 5.24 modeling_gemma3n.py Gemma3nTextDecoderLayer), whole on
+    every rank (an assumption: they are small). Their norms and AltUp's output scale are in norms_per_layer."""
+    layout, h = spec.params, spec.hidden_size
+    parts = []
+    if layout.laurel_rank:  # Gemma3nTextLaurelBlock: linear_left [h, r] + linear_right [r, h]
+        parts.append(Part(2 * h * layout.laurel_rank, True))
+    if layout.per_layer_input_size:  # per_layer_input_gate [h, P] + per_layer_projection [P, h]
+        parts.append(Part(2 * h * layout.per_layer_input_size, True))
+    n = layout.altup_inputs
+    if n > 1:  # Gemma3nTextAltUp: correction_coefs [n, n], prediction_coefs [n, n^2], modality_router [h, n]
+        parts.append(Part(n * n + n * n * n + h * n, False))
+    return parts
+
+
+def gemma3n_model_parts(spec: ModelSpec, tp: int = 1) -> list[Part]:
+    """Gemma 3n's model-level extras (Gemma3nTextModel): the per-layer embedding table [V_ple, layers * P]
+    (vocab-parallel like the input embedding, an assumption), its projection [h, layers * P] and norm [P],
+    and AltUp's (n - 1) up- and (n - 1) down-projections [h, h]."""
+    layout, h = spec.params, spec.hidden_size
+    parts = []
+    if layout.per_layer_input_size:
+        width = spec.num_layers * layout.per_layer_input_size
+        parts.append(Part(_shard(layout.per_layer_vocab_size, tp) * width, False))
+        parts.append(Part(h * width + layout.per_layer_input_size, True))
+    if layout.altup_inputs > 1:
+        parts.append(Part(2 * (layout.altup_inputs - 1) * h * h, True))
+    return parts
+
+
+def layer_norm_params(spec: ModelSpec, layer: int) -> int:
+    """The norm weights of one layer. DeciLM (Nemotron-NAS) builds input_layernorm only where attention
+    is not a no-op and post_attention_layernorm only where the FFN is not (vLLM models/nemotron_nas.py
+    DeciLMDecoderLayer.__init__)."""
+    norm_width = spec.hidden_size * (2 if spec.params.norm == "layernorm" else 1)
+    count = spec.params.norms_per_layer
+    if spec.params.norms_follow_blocks:
+        kind = spec.kind(spec.layer_kind_names[layer])
+        has_mixer = kind.type != "none" or kind.linear_replacement
+        count = int(has_mixer) + int(spec.mlp_width(layer) > 0 or layer not in spec.dense_mlp_layers)
+    return count * norm_width
 
 
 def embedding_parts(spec: ModelSpec, tp: int = 1) -> list[Part]:
@@ -224,6 +273,12 @@ class ParamCount:
     attention: int
     mlp: int
     extra: int
+    per_layer_embedding: int = 0  # Gemma 3n PLE table (in total); Google's "effective" count leaves it out
+
+    @property
+    def effective(self) -> int:
+        """Google's "effective" count for Gemma 3n: total less the input and per-layer embedding tables."""
+        return self.total - self.embedding - self.per_layer_embedding
 
 
 def count_params(spec: ModelSpec | str) -> ParamCount:
@@ -233,15 +288,17 @@ def count_params(spec: ModelSpec | str) -> ParamCount:
     head = 0 if spec.tie_word_embeddings else spec.vocab_size * spec.hidden_size
     final_norm = _sum(head_parts(spec)) - head
     attn = mlp = active_mlp = norms = 0
+    gemma3n = _sum(gemma3n_model_parts(spec)) + spec.num_layers * _sum(gemma3n_layer_parts(spec))
+    per_layer_embedding = spec.num_layers * spec.params.per_layer_input_size * (spec.params.per_layer_vocab_size or 0) \
+        if spec.params.per_layer_input_size else 0  # fmt: skip
     for i in range(spec.num_layers):
         kind = spec.kind(spec.layer_kind_names[i])
         attn += _sum(attention_parts(spec, kind))
         mlp += _sum(mlp_parts(spec, i))
         active_mlp += _sum(mlp_parts(spec, i, active_only=True))
-        norm_width = spec.hidden_size * (2 if spec.params.norm == "layernorm" else 1)
-        norms += spec.params.norms_per_layer * norm_width
+        norms += layer_norm_params(spec, i)
     extra = spec.params.extra_params
-    shared = emb + head + final_norm + attn + norms + extra
+    shared = emb + head + final_norm + attn + norms + extra + gemma3n
     return ParamCount(
         total=shared + mlp,
         active=shared + active_mlp,
@@ -250,6 +307,7 @@ def count_params(spec: ModelSpec | str) -> ParamCount:
         attention=attn,
         mlp=mlp,
         extra=extra,
+        per_layer_embedding=per_layer_embedding,
     )
 
 
@@ -302,6 +360,7 @@ def weight_bytes_per_stage(
         parts: list[Part] = []
         if s == 0:
             parts += embedding_parts(spec, sh.vocab_tp) + [Part(_shard(spec.params.extra_params, sh.attn_tp), False)]
+            parts += gemma3n_model_parts(spec, sh.vocab_tp)
         for i in layers:
             parts += layer_parts(spec, i, sharding=sh)
         if s == len(stages) - 1:

@@ -30,7 +30,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-LayerType = Literal["full", "sliding", "chunked", "mla", "recurrent", "none"]
+LayerType = Literal["full", "sliding", "chunked", "mla", "recurrent", "none", "cross"]
 RecurrentVariant = Literal["mamba", "mamba2", "gated_deltanet", "lightning"]
 
 
@@ -77,6 +77,12 @@ class LayerKind(_Strict):
     # a recurrent kind nested here: {type: full, parallel: {type: recurrent, variant: mamba2, ...}}.
     parallel: LayerKind | None = Field(None, description="a recurrent mixer beside this attention (Falcon-H1)")
     ssm_norm: bool = Field(True, description="mamba2: gated RMSNorm before out_proj (Falcon-H1 mamba_rms_norm)")
+    # Nemotron-NAS (DeciLM) block_configs attention "replace_with_linear": one hidden x hidden linear
+    # stands where attention was; it mixes no tokens and caches nothing.
+    linear_replacement: bool = Field(False, description="none: a hidden x hidden linear replaces attention")
+    # Llama 3.2 Vision (mllama) cross-attention layers: K/V of the vision tokens, computed once per image
+    # and held for the whole request, whatever its length (transformers MllamaTextCrossAttention).
+    cross_tokens: Size | None = Field(None, description="cross: K/V entries a request holds (its vision tokens)")
 
     @model_validator(mode="after")
     def _fields_match_type(self) -> LayerKind:
@@ -85,6 +91,7 @@ class LayerKind(_Strict):
             "chunked": ["chunk"],
             "mla": ["kv_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim"],
             "recurrent": ["variant"],
+            "cross": ["cross_tokens"],
         }.get(self.type, [])
         missing = [name for name in need if getattr(self, name) is None]
         if missing:
@@ -105,6 +112,10 @@ class LayerKind(_Strict):
             self._check_parallel(self.parallel)
         if not self.ssm_norm and self.variant != "mamba2":
             raise ValueError("'ssm_norm' only applies to recurrent mamba2 layers")
+        if self.type != "cross" and self.cross_tokens is not None:
+            raise ValueError(f"'cross_tokens' only applies to cross layers, not {self.type!r}")
+        if self.linear_replacement and self.type != "none":
+            raise ValueError(f"'linear_replacement' only applies to 'none' layers, not {self.type!r}")
         return self
 
     def _check_parallel(self, other: LayerKind) -> None:
@@ -211,11 +222,23 @@ class ParamLayout(_Strict):
     mlp_bias: bool = False
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
     norms_per_layer: int = Field(2, ge=0, le=16)
+    norms_follow_blocks: bool = Field(
+        False,
+        description="DeciLM: the input norm exists only with attention (or its linear stand-in), "
+        "the post-attention norm only with an MLP",
+    )
     qk_norm: bool = Field(False, description="per-head RMSNorm on q and k (Qwen3, Gemma 3)")
     attention_sinks: bool = Field(False, description="gpt-oss: one learned logit per head, no KV")
     attention_output_gate: bool = Field(
         False, description="Qwen3-Next: q_proj also emits a sigmoid gate as wide as the attention output"
     )
+    # Gemma 3n (transformers modeling_gemma3n.py): per-layer embeddings (PLE), AltUp and LAuReL.
+    per_layer_input_size: Size | None = Field(
+        None, description="Gemma 3n PLE: per-layer embedding width (hidden_size_per_layer_input)"
+    )
+    per_layer_vocab_size: Size | None = Field(None, description="Gemma 3n PLE: vocab_size_per_layer_input")
+    altup_inputs: int = Field(1, ge=1, le=64, description="Gemma 3n AltUp: parallel hidden streams (1: no AltUp)")
+    laurel_rank: Size | None = Field(None, description="Gemma 3n LAuReL: rank of the low-rank residual")
     extra_params: int = Field(
         0, ge=0, le=1 << 50, description="resident params outside the decoder (vision tower, MTP)"
     )
@@ -275,7 +298,10 @@ class ModelSpec(_Strict):
     num_kv_heads: Size
     head_dim: Size = Field(description="explicit; never assumed to be hidden/heads")
     v_head_dim: Size | None = None
-    intermediate_size: Size | None = Field(None, description="dense MLP width")
+    intermediate_size: Size | None = Field(None, description="dense MLP width (with mlp_widths: the widest)")
+    mlp_widths: list[Annotated[int, Field(ge=0, le=1 << 24)]] | None = Field(
+        None, description="per-layer dense MLP width, 0 where a layer has no MLP (Nemotron-NAS block_configs)"
+    )
     tie_word_embeddings: bool = False
     dtype: str = "bf16"
     weights: WeightFormat | None = Field(
@@ -299,6 +325,8 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSpec:
+        if (self.params.per_layer_input_size is None) != (self.params.per_layer_vocab_size is None):
+            raise ValueError("params.per_layer_input_size and params.per_layer_vocab_size go together (Gemma 3n PLE)")
         if self.num_attention_heads % self.num_kv_heads:
             raise ValueError(
                 f"num_attention_heads ({self.num_attention_heads}) is not divisible by "
@@ -319,6 +347,8 @@ class ModelSpec(_Strict):
                 )
         if self.moe is None and self.intermediate_size is None:
             raise ValueError("a dense model needs intermediate_size")
+        if self.mlp_widths is not None:
+            self._check_mlp_widths()
         if self.moe is not None:
             dense = self.dense_mlp_layers
             if dense and self.intermediate_size is None:
@@ -328,7 +358,20 @@ class ModelSpec(_Strict):
                 raise ValueError(f"moe.dense_layers {bad} are beyond num_layers ({self.num_layers})")
         return self
 
+    def _check_mlp_widths(self) -> None:
+        widths = self.mlp_widths
+        if len(widths) != self.num_layers:
+            raise ValueError(f"mlp_widths lists {len(widths)} layers but num_layers is {self.num_layers}")
+        if self.moe is not None:
+            raise ValueError("mlp_widths describes a dense model; an MoE model has moe.dense_layers")
+        if max(widths) != self.intermediate_size:
+            raise ValueError(f"intermediate_size ({self.intermediate_size}) must be the widest of mlp_widths")
+
     # ---- derived facts (computed once, here) ---------------------------------------------
+
+    def mlp_width(self, layer: int) -> int:
+        """Dense MLP width of ``layer`` (0: the layer has none); the model's ``intermediate_size`` by default."""
+        return self.mlp_widths[layer] if self.mlp_widths is not None else self.intermediate_size or 0
 
     @cached_property
     def layer_kind_names(self) -> tuple[str, ...]:
@@ -422,8 +465,10 @@ def _describe_kind(spec: ModelSpec, kind: LayerKind) -> str:
     if kind.parallel is not None:
         return f"{_describe_kind(spec, kind.model_copy(update={'parallel': None}))} + {kind.parallel.variant} state"
     if kind.type == "none":
-        return "no attention"
+        return "linear (no attention)" if kind.linear_replacement else "no attention"
     heads = spec.kv_heads_of(kind)
+    if kind.type == "cross":
+        return f"cross-attention to {kind.cross_tokens} vision tokens, {heads}kv d{spec.k_head_dim_of(kind)}"
     base = f"{spec.num_attention_heads}q/{heads}kv d{spec.k_head_dim_of(kind)}"
     if kind.type == "sliding":
         return f"sliding {kind.window} {base}"

@@ -122,6 +122,21 @@ OWN_KV: dict[str, tuple[int, int, int, int, int]] = {
     # K^T V state of 64 heads x 128 x 128 = 1,048,576 elements, *2 B = 2,097,152 B each; *70 = 146,800,640.
     # 4K: 40,960*4,096 + 146,800,640 = 314,572,800; 32K: 1,342,177,280 + 146,800,640; 128K: 5,368,709,120 + 146,800,640.
     "minimax-m1-80k": (40_960, 40_960, 314_572_800, 1_488_977_920, 5_515_509_760),
+    # Llama-3.3-Nemotron-Super-49B-v1: c = 2*8*128*2 = 4,096 on the 49 attention blocks; the 31 no_op blocks hold
+    # nothing -> 200,704/token. 4K: 200,704*4,096 = 822,083,584; 32K: 6,576,668,672; 128K: 26,306,674,688.
+    "llama-3.3-nemotron-super-49b-v1": (200_704, 200_704, 822_083_584, 6_576_668_672, 26_306_674_688),
+    # Gemma 3n E4B (35 layers) and E2B (30): only the first 20 layers store K/V (the last 15 / 10 reuse it):
+    # 4 global (layers 4, 9, 14, 19) + 16 sliding (W 512), c = 2*2*256*2 = 2,048 -> 40,960/token; marginal 4*2,048.
+    # 4K: 2,048*(4*4,096 + 16*512) = 2,048*24,576 = 50,331,648; 32K: 2,048*(4*32,768 + 8,192) = 285,212,672;
+    # 128K: 2,048*(4*131,072 + 8,192) = 1,090,519,040.
+    "gemma-3n-e4b": (40_960, 8_192, 50_331_648, 285_212_672, 1_090_519_040),
+    "gemma-3n-e2b": (40_960, 8_192, 50_331_648, 285_212_672, 1_090_519_040),
+    # Llama 3.2 Vision, one image per request. 11B: 32 self-attention layers, c = 2*8*128*2 = 4,096 -> 131,072/token;
+    # 8 cross-attention layers hold the image's 4 x 1,601 = 6,404 vision tokens: 8*4,096*6,404 = 209,846,272 B.
+    # 4K: 131,072*4,096 + 209,846,272; 32K: 131,072*32,768 + 209,846,272; 128K: 131,072*131,072 + 209,846,272.
+    "llama-3.2-11b-vision": (131_072, 131_072, 746_717_184, 4_504_813_568, 17_389_715_456),
+    # 90B: 80 self-attention layers -> 327,680/token; 20 cross layers: 20*4,096*6,404 = 524,615,680 B.
+    "llama-3.2-90b-vision": (327_680, 327_680, 1_866_792_960, 11_262_033_920, 43_474_288_640),
     # GLM-4.5: c = 2*8*128*2 = 4,096; 92 layers -> 376,832/token (partial RoPE and q/k norm cache nothing extra).
     # 4K: 376,832*4,096 = 1,543,503,872; 32K: 12,348,030,976; 128K: 49,392,123,904.
     "glm-4.5": (376_832, 376_832, 1_543_503_872, 12_348_030_976, 49_392_123_904),
@@ -234,6 +249,32 @@ EXPECTED_PARAMS: dict[str, tuple[int, int]] = {
     # + 6,144 norms = 456,089,655,296, 0.02% over the published 456B. Active (top-2): 80 x 339,935,232 for the MoE
     # -> 48,403,306,496; without the embedding and LM head 45,944,920,064 against the published 45.9B.
     "minimax-m1-80k": (456_089_655_296, 48_403_306_496),
+    # Llama-3.3-Nemotron-Super-49B-v1 (transformers has no DeciLM class: hand arithmetic). Untied embedding + head
+    # 2 x 128,256 x 8,192 = 2,101,346,304; final norm 8,192; 49 attention blocks x (2 x 8,192^2 q/o + 2 x 8,192 x
+    # 1,024 k/v = 150,994,944) = 7,398,752,256; FFN 3 x 8,192 x sum of widths (49 x 28,672 + 17,920 + 6 x 14,336
+    # + 10 x 7,168 + 8 x 5,632 + 6 x 2,816 = 1,642,496) = 40,365,981,696; norms (49 input + 80 post) x 8,192
+    # = 1,056,768. Total 49,867,145,216: "49B" is the size class, 1.8% below it.
+    "llama-3.3-nemotron-super-49b-v1": (49_867_145_216, 49_867_145_216),
+    # Gemma 3n E4B (text model; checked against transformers' modules in tests/test_params.py, which adds the K/V
+    # projections of the shared layers that transformers drops). Tied embedding 262,400 x 2,048 = 537,395,200;
+    # PLE table 262,144 x 35 x 256 = 2,348,810,240, its projection 2,048 x 8,960 + norm 256 = 18,350,336;
+    # AltUp projections 2 x 3 x 2,048^2 = 25,165,824; final norm 2,048. Per layer (x 35): q/o 2 x 2,048 x 2,048
+    # = 8,388,608, k/v 2 x 2,048 x 512 = 2,097,152, q/k norms 512, MLP 3 x 2,048 x 16,384 = 100,663,296,
+    # 8 x 2,048 norms = 16,384, LAuReL 2 x 2,048 x 64 = 262,144, PLE gate/projection 2 x 2,048 x 256
+    # = 1,048,576, AltUp 16 + 64 + 8,192 = 8,272: 112,484,944. Total 2,929,723,648 + 35 x 112,484,944.
+    "gemma-3n-e4b": (6_866_696_688, 6_866_696_688),
+    # E2B: 30 layers, MLP 3 x 2,048 x 8,192 = 50,331,648 -> 62,153,296 per layer; PLE 262,144 x 30 x 256
+    # = 2,013,265,920, projection 2,048 x 7,680 + 256 = 15,728,896: 2,591,557,888 + 30 x 62,153,296.
+    "gemma-3n-e2b": (4_456_156_768, 4_456_156_768),
+    # Llama 3.2 11B Vision (= transformers' MllamaForConditionalGeneration on meta, tests/test_params.py): embedding
+    # and head 2 x 128,256 x 4,096 = 1,050,673,152; final norm 4,096; 32 self layers x (q/o 2 x 4,096^2 + k/v
+    # 2 x 4,096 x 1,024 + MLP 3 x 4,096 x 14,336 + 2 norms x 4,096 = 218,112,000); 8 cross layers x (the same
+    # + q/k norms 2 x 128 + 2 gates = 218,112,258); extra 895,061,523 = vision tower 863,567,379 + projector
+    # 7,680 x 4,096 + 4,096 + 8 image-token embedding rows x 4,096. 10,670,220,835 vs Meta's 10.6B: +0.66%.
+    "llama-3.2-11b-vision": (10_670_220_835, 10_670_220_835),
+    # 90B: 2 x 128,256 x 8,192 + 8,192 + 80 x 855,654,400 + 20 x 855,654,658 + (863,567,379 + 7,680 x 8,192
+    # + 8,192 + 8 x 8,192 = 926,555,667) = 88,593,355,323 vs Meta's 88.8B: -0.23%.
+    "llama-3.2-90b-vision": (88_593_355_323, 88_593_355_323),
     # GLM-4.5 (h 5,120). Attention: q 5,120*12,288 + k,v 5,120*2,048 + o 12,288*5,120 + q/k/v biases 14,336
     # + q/k norms 256 = 136,329,472; norms 10,240. Dense MLP 3*5,120*12,288 = 188,743,680. MoE layer: 160 x
     # 3*5,120*1,536 (23,592,960) + router 5,120*160 + bias 160 + shared 23,592,960 = 3,799,285,920.
@@ -267,6 +308,21 @@ EXPECTED_PARAMS: dict[str, tuple[int, int]] = {
     # + 48 x (2,426,145,792 + 6,144) = 122,111,526,912 (+0.09% vs the published 122B).
     "qwen3.5-122b-a10b": (122_111_526_912, 9_771_288_576),
 }
+
+
+# Google publishes Gemma 3n's "effective" parameters: without the input and per-layer embedding tables
+# (google/gemma3n-slicing-configs, "# Effective Params (B)": 3.98 for E4B, 1.91 for E2B; the "raw" 8B / 5B
+# add the vision and audio towers, which the text specs do not count).
+# E4B: 6,866,696,688 - 537,395,200 - 2,348,810,240 = 3,980,491,248 (+0.01%);
+# E2B: 4,456,156,768 - 537,395,200 - 2,013,265,920 = 1,905,495,648 (-0.24%).
+GEMMA3N_EFFECTIVE = {"gemma-3n-e4b": (3_980_491_248, 3.98e9), "gemma-3n-e2b": (1_905_495_648, 1.91e9)}
+
+
+@pytest.mark.parametrize("name", sorted(GEMMA3N_EFFECTIVE))
+def test_gemma3n_effective_params_match_published(name):
+    exact, published = GEMMA3N_EFFECTIVE[name]
+    assert count_params(load_bundled(name)).effective == exact
+    assert abs(exact - published) <= 0.01 * published
 
 
 def test_bundled_catalog_is_complete():

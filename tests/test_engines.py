@@ -430,3 +430,19 @@ def test_vllm_indexer_cache_is_fp8_with_a_scale_whatever_the_kv_dtype():
     # fp8 KV: latent 576 x 1 B + the same 132 B indexer entry
     fp8 = ENGINES["vllm"].cache_plan(spec, kv_dtype_name="fp8", tp=1, pp=1)
     assert fp8.bytes_per_token == 61 * (576 + 132) == 43_188
+
+
+def test_cross_attention_layers_only_in_the_ideal_and_transformers_layouts():
+    """Llama 3.2 Vision's cross-attention K/V (one image: 8 layers x 6,404 tokens x 4,096 B = 209,846,272 B per
+    request) is held by the layouts kvplan can state; the serving engines refuse it in one line."""
+    from kvplan.catalog import load_bundled
+    from kvplan.engines import ENGINES
+
+    spec = load_bundled("llama-3.2-11b-vision")
+    for name in ("ideal", "transformers"):
+        plan = ENGINES[name].cache_plan(spec, kv_dtype_name="bf16", tp=1, pp=1)
+        assert plan.state_bytes == 8 * 6_404 * 4_096 == 209_846_272
+    for name in ("vllm", "sglang", "trtllm", "llamacpp"):
+        with pytest.raises(InvalidInput, match=f"cross-attention layers .*no {name} layout") as exc:
+            ENGINES[name].cache_plan(spec, kv_dtype_name="bf16", tp=1, pp=1)
+        assert "\n" not in str(exc.value)

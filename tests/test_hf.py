@@ -20,7 +20,12 @@ CONFIGS = sorted(DATA.glob("*.json"))
 LENGTHS = (4096, 32768, 131072)
 
 # Test configs that are variants of one bundled model (same architecture, other spelling).
-BUNDLED_OF = {"falcon-7b-resaved": "falcon-7b", "falcon-7b-rw": "falcon-7b"}
+BUNDLED_OF = {
+    "falcon-7b-resaved": "falcon-7b",
+    "falcon-7b-rw": "falcon-7b",
+    "llama-3.2-11b-vision-instruct": "llama-3.2-11b-vision",
+    "llama-3.2-90b-vision-instruct": "llama-3.2-90b-vision",
+}
 
 
 def imported(stem: str) -> ImportResult:
@@ -689,6 +694,17 @@ def test_llama4_empty_no_rope_layers_gets_the_class_default() -> None:
     assert any("no_rope_layers is empty" in w for w in result.warnings)
 
 
+@pytest.mark.parametrize("stem", ["llama-4-scout-17b-16e", "smollm3-3b"])
+def test_no_rope_layers_that_is_not_a_list_is_refused_in_one_line(stem: str) -> None:
+    # Found by tests/test_fuzz.py: no_rope_layers: 1 reached len() and raised a TypeError (an internal error).
+    raw = json.loads((DATA / f"{stem}.json").read_text())
+    text = raw.get("text_config", raw)
+    text["no_rope_layers"] = 1
+    with pytest.raises(InvalidInput, match="no_rope_layers: expected a list of 0/1 flags, one per layer") as exc:
+        spec_from_hf_config(raw, origin="c.json")
+    assert "\n" not in str(exc.value)
+
+
 def test_smollm3_nope_layers_and_olmo2() -> None:
     # The verbatim SmolLM3-3B file lists layer_types (all full_attention) beside no_rope_layers: the NoPE layers
     # must still be read (SmolLM3Attention.use_rope comes from no_rope_layers whatever the layer type).
@@ -765,3 +781,130 @@ def test_cli_estimate_shows_the_import_warnings(cli, tmp_path: Path) -> None:
     result = cli("estimate", str(path), "-c", "4k")
     assert result.exit_code == 0
     assert "kvplan: warning: model_type 'brandnew' is not a dialect kvplan knows" in result.output
+
+
+# ---- Nemotron-NAS (DeciLM) block_configs -------------------------------------------------------
+
+
+def _nas(blocks: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {
+        "model_type": "nemotron-nas", "architectures": ["DeciLMForCausalLM"], "hidden_size": 1024,
+        "num_hidden_layers": len(blocks), "num_attention_heads": 16, "num_key_value_heads": None,
+        "intermediate_size": None, "vocab_size": 1000, "max_position_embeddings": 8192, "torch_dtype": "bfloat16",
+        "block_configs": blocks, **extra,
+    }  # fmt: skip
+
+
+def _block(group: int | None = 8, *, mult: float | None = 2.625, linear: bool = False) -> dict[str, Any]:
+    attention = {"n_heads_in_group": group, "no_op": group is None and not linear, "replace_with_linear": linear}
+    return {"attention": attention, "ffn": {"ffn_mult": mult, "no_op": mult is None, "replace_with_linear": False}}
+
+
+def test_nemotron_super_block_configs() -> None:
+    """The real 49B config: 49 attention blocks of 8 KV heads, 31 without attention, 6 FFN widths."""
+    result = imported("llama-3.3-nemotron-super-49b-v1")
+    spec = result.spec
+    assert spec.kind_counts == {"full": 49, "mlp_only": 31} and spec.num_kv_heads == 8
+    assert [i for i, n in enumerate(spec.layer_kind_names) if n == "mlp_only"][:4] == [6, 7, 11, 42]
+    # ffn_mult 5.25 -> int(2 * 5.25 * 8192 / 3) = 28,672; 0.5 -> 2,730 rounded up to 256 = 2,816
+    assert spec.mlp_width(1) == 28_672 and spec.mlp_width(62) == 2_816 and spec.intermediate_size == 28_672
+    assert kv(spec) == 49 * 2 * 8 * 128 * 2 == 200_704  # no KV for the 31 no_op layers (was 80 x 64 heads: 13x)
+    assert not result.warnings
+
+
+def test_nas_per_layer_kv_heads_linear_attention_and_no_op_ffn() -> None:
+    # Four blocks, hidden 1,024, 16 heads of 64: 8 per group (2 KV heads), 4 per group (4 KV heads), a
+    # linear stand-in for attention, and a no_op attention. FFN ffn_mult 2.625 -> int(2 * 2.625 * 1024 / 3)
+    # = 1,792 (a multiple of 256); the third block's FFN is a no_op.
+    blocks = [_block(8), _block(4), _block(None, linear=True, mult=None), _block(None)]
+    spec = spec_from_hf_config(_nas(blocks), origin="x").spec
+    assert spec.layer_kind_names == ("full_kv2", "full_kv4", "linear", "mlp_only")
+    assert spec.mlp_widths == [1792, 1792, 0, 1792]
+    # KV per token: 2 x 2 x 64 x 2 + 2 x 4 x 64 x 2 = 512 + 1,024 B; the linear and no_op layers hold none.
+    assert kv(spec) == 1_536
+    # Parameters: embedding + head 2 x 1,000 x 1,024 = 2,048,000; final norm 1,024.
+    # attention q + o 2 x 1,024 x 1,024 = 2,097,152, k + v 2 x 1,024 x (2 or 4) x 64 = 262,144 or 524,288;
+    # the linear stand-in 1,024 x 1,024 = 1,048,576. MLP 3 x 1,024 x 1,792 = 5,505,024 on three layers.
+    # Norms: input norm on blocks 1-3 (attention or linear), post-attention norm on 1, 2, 4: 6 x 1,024.
+    expected = 2_048_000 + 1_024 + 2 * 2_097_152 + 262_144 + 524_288 + 1_048_576 + 3 * 5_505_024 + 6 * 1_024
+    assert count_params(spec).total == expected == 24_599_552
+
+
+@pytest.mark.parametrize(
+    ("blocks", "message"),
+    [
+        ([_block(8)] * 3, "block_configs must list one block per layer \\(4\\), got 3"),
+        ([_block(8)] * 3 + [{"attention": {"no_op": True}}], "block_configs\\[3\\] needs an 'attention' and an 'ffn'"),
+        ([_block(5)] * 4, "n_heads_in_group must divide num_attention_heads \\(16\\), got 5"),
+        ([_block(8)] * 3 + [{**_block(8), "ffn": {"replace_with_linear": True}}], "a linear FFN is not supported"),
+        (
+            [_block(8)] * 3 + [{**_block(8), "attention": {"n_heads_in_group": 8, "window_length": 4096}}],
+            "block_configs\\[3\\] sets window_length, which kvplan cannot describe",
+        ),
+        ([_block(8)] * 3 + [_block(8, mult=-1.0)], "ffn_mult: expected a positive number, got -1.0"),
+    ],
+    ids=["count", "shape", "group", "linear-ffn", "window", "mult"],
+)
+def test_nas_blocks_kvplan_cannot_read_are_refused(blocks: list[dict[str, Any]], message: str) -> None:
+    config = _nas(blocks, num_hidden_layers=4)
+    with pytest.raises(InvalidInput, match=message) as exc:
+        spec_from_hf_config(config, origin="c.json")
+    assert "\n" not in str(exc.value)
+
+
+# ---- Llama 3.2 Vision (mllama): cross-attention layers ------------------------------------------
+
+
+def test_mllama_cross_attention_layers_hold_one_image():
+    result = imported("llama-3.2-11b-vision-instruct")
+    spec = result.spec
+    assert spec.kind_counts == {"full": 32, "cross": 8}
+    assert [i for i, n in enumerate(spec.layer_kind_names) if n == "cross"] == list(range(3, 40, 5))
+    # 560 px tiles of 14 px patches: 40 x 40 + 1 class token = 1,601 per tile, 4 tiles
+    assert spec.kind("cross").cross_tokens == 4 * 1_601 == 6_404
+    assert not result.warnings  # the vision tower is counted (extra_params), so no "not counted" note
+    # text-only prompt bytes grow with the self-attention layers only: 32 x 4,096 B per token
+    assert kv(spec) == 131_072 and cache_plan(spec, "bf16").state_bytes == 8 * 6_404 * 4_096
+
+
+def test_mllama_defaults_and_bad_cross_layers():
+    raw = json.loads((DATA / "llama-3.2-11b-vision-instruct.json").read_text())
+    del raw["text_config"]["cross_attention_layers"], raw["vision_config"]
+    spec = spec_from_hf_config(raw, origin="x").spec
+    # MllamaTextConfig's default layers; MllamaVisionConfig's 448 px tiles: 4 x (32 x 32 + 1) = 4,100 tokens
+    assert spec.kind_counts == {"full": 32, "cross": 8} and spec.kind("cross").cross_tokens == 4_100
+    raw["text_config"]["cross_attention_layers"] = [3, 40]
+    with pytest.raises(InvalidInput, match="cross_attention_layers \\[3, 40\\] go beyond 40 layers"):
+        spec_from_hf_config(raw, origin="x")
+    raw["text_config"]["cross_attention_layers"] = [3]
+    raw["vision_config"] = {"image_size": "560"}
+    with pytest.raises(InvalidInput, match="vision_config.image_size: expected a positive whole number"):
+        spec_from_hf_config(raw, origin="x")
+
+
+# ---- Gemma 4: global layers with their own head size and KV heads ----------------------------------
+
+
+def test_gemma4_global_head_dim_and_kv_heads():
+    # google/gemma-4-31B-it text_config as public fixtures quote it: 60 layers, every 6th global; sliding layers
+    # 16 KV heads of 256 (W 1024), global layers global_head_dim 512 with num_global_key_value_heads 4
+    # (attention_k_eq_v). Per token: sliding 2*16*256*2 = 16,384 B, global 2*4*512*2 = 8,192 B.
+    config = {
+        "model_type": "gemma4_text", "hidden_size": 5376, "num_hidden_layers": 60, "num_attention_heads": 32,
+        "num_key_value_heads": 16, "head_dim": 256, "global_head_dim": 512, "num_global_key_value_heads": 4,
+        "attention_k_eq_v": True, "num_kv_shared_layers": 0, "sliding_window": 1024, "vocab_size": 262144,
+        "intermediate_size": 21504, "max_position_embeddings": 262144,
+        "layer_types": ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(60)],
+    }  # fmt: skip
+    result = spec_from_hf_config(config, origin="x")
+    spec = result.spec
+    assert spec.kind_counts == {"sliding": 50, "full_hd512_kv4": 10}
+    # 4K: 50 x 16,384 x 1,024 + 10 x 8,192 x 4,096 = 838,860,800 + 335,544,320 (read as 256-wide heads with
+    # 16 KV heads the global layers were 2x too large: 1,509,949,440 in all)
+    assert kv(spec, 4096) == 1_174_405_120
+    assert "not a dialect kvplan knows" in result.warnings[0]  # parameters are still assumed Llama-like
+    config["attention_k_eq_v"] = False  # then the global layers keep num_key_value_heads
+    assert spec_from_hf_config(config, origin="x").spec.kind("full_hd512").num_kv_heads is None
+    config["per_layer_config"] = [512]
+    with pytest.raises(InvalidInput, match="per_layer_config: expected an object"):
+        spec_from_hf_config(config, origin="x")

@@ -188,6 +188,33 @@ def _deepseek(t, spec: ModelSpec):
     )
 
 
+def _gemma3n(t, spec: ModelSpec):
+    layout = spec.params
+    return t.Gemma3nTextConfig(
+        **_common(spec),
+        intermediate_size=spec.intermediate_size,
+        num_kv_shared_layers=sum(spec.kind(n).kv_shared for n in spec.layer_kind_names),
+        vocab_size_per_layer_input=layout.per_layer_vocab_size,
+        hidden_size_per_layer_input=layout.per_layer_input_size,
+        altup_num_inputs=layout.altup_inputs,
+        laurel_rank=layout.laurel_rank,
+    )
+
+
+def _mllama(t, spec: ModelSpec):
+    """The text model from the spec; the vision tower is the Llama 3.2 Vision one (the bundled specs' headers)."""
+    cross = [i for i, n in enumerate(spec.layer_kind_names) if spec.kind(n).type == "cross"]
+    vision = {"image_size": 560, "patch_size": 14, "max_num_tiles": 4, "hidden_size": 1280, "num_hidden_layers": 32,
+              "num_global_layers": 8, "attention_heads": 16, "intermediate_size": 5120, "vision_output_dim": 7680,
+              "intermediate_layers_indices": [3, 7, 15, 23, 30]}  # fmt: skip
+    text = {
+        **_common(spec, head_dim=False),
+        "intermediate_size": spec.intermediate_size,
+        "cross_attention_layers": cross,
+    }
+    return t.MllamaConfig(text_config=text, vision_config=vision)
+
+
 def _deepseek_v32(t, spec: ModelSpec):
     config = _deepseek(t, spec)
     kind = spec.kind("mla_indexed")
@@ -408,6 +435,8 @@ CONFIGS: dict[str, Callable[[Any, ModelSpec], Any]] = {
     "granitemoehybrid": _granitemoehybrid,
     "falcon_h1": _falcon_h1,
     "minimax_m1": _minimax,  # the remote-code MiniMax-M1 config, transformers' MiniMax architecture
+    "gemma3n_text": _gemma3n,
+    "mllama": _mllama,
     "glm4_moe": _glm4_moe,
     "qwen3_5": _qwen3_5,
     "qwen3_5_moe": _qwen3_5,
@@ -418,7 +447,19 @@ def _checkpoint_tensors(model) -> int:
     """Parameters, plus DeepSeek V3's router correction bias: a buffer in transformers, a tensor in the checkpoint."""
     # (MiniMax-M2's, GLM-4.5's and Nemotron-H's are the same buffer.)
     extra = sum(b.numel() for name, b in model.named_buffers() if name.endswith("e_score_correction_bias"))
-    return sum(p.numel() for p in model.parameters()) + extra
+    return sum(p.numel() for p in model.parameters()) + extra + _dropped_shared_kv(model)
+
+
+def _dropped_shared_kv(model) -> int:
+    """Gemma 3n: the checkpoint ships k_proj, v_proj and k_norm on its KV-shared layers and vLLM loads them
+    (one QKV projection per layer); transformers 5.24 drops them on load (modeling_gemma3n.py
+    _keys_to_ignore_on_load_unexpected) and builds no module for them. v_norm has no weight."""
+    total = 0
+    for module in model.modules():
+        if getattr(module, "is_kv_shared_layer", False):
+            kv = module.config.num_key_value_heads * module.head_dim
+            total += 2 * module.config.hidden_size * kv + module.head_dim
+    return total
 
 
 @pytest.mark.parametrize("name", bundled_names())
@@ -429,9 +470,16 @@ def test_count_equals_transformers_modules(name):
     if spec.family not in CONFIGS:
         pytest.skip(f"no transformers config mapping for family {spec.family!r}")
     config = CONFIGS[spec.family](transformers, spec)
+    # Llama 3.2 Vision: the whole model (vision tower and projector in extra_params), not the text-only class
+    model_class = getattr(transformers, WHOLE_MODEL.get(spec.family, "AutoModelForCausalLM"))
     with torch.device("meta"):
-        model = transformers.AutoModelForCausalLM.from_config(config)
+        model = (
+            model_class.from_config(config) if model_class is transformers.AutoModelForCausalLM else model_class(config)
+        )
     assert _checkpoint_tensors(model) == count_params(spec).total
+
+
+WHOLE_MODEL = {"mllama": "MllamaForConditionalGeneration"}
 
 
 def test_mistral_small_vision_tower_is_what_the_published_24b_adds():

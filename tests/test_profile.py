@@ -208,6 +208,11 @@ PROFILE_REFUSES = {
     "nemotron-3-nano-30b-a3b": "has no feed-forward block",
     "falcon-h1-7b-instruct": "runs a recurrent mixer beside its attention",  # Falcon-H1: attention + Mamba2
     "minimax-m1-80k": "keeps a lightning-attention state",
+    "llama-3.3-nemotron-super-49b-v1": "has no attention",
+    "gemma-3n-e4b": "shares K/V with an earlier layer",
+    "gemma-3n-e2b": "shares K/V with an earlier layer",
+    "llama-3.2-11b-vision": "cross-attention to vision tokens",
+    "llama-3.2-90b-vision": "cross-attention to vision tokens",
 }
 
 

@@ -1,9 +1,11 @@
 """Schema validation: inconsistent specs fail with a message naming the field and the problem."""
 
 import pytest
+from pydantic import ValidationError
 
 from kvplan.catalog import spec_from_dict
 from kvplan.errors import InvalidInput
+from kvplan.spec import ModelSpec
 from tests.skeletons import hybrid_skeleton, skeleton, sliding_skeleton
 
 BASE = skeleton().model_dump(exclude_none=True)
@@ -99,3 +101,47 @@ def test_parallel_layer_caches_kv_and_a_state():
     plan = cache_plan(spec, "bf16")
     assert plan.bytes_per_token == 6 * 256
     assert plan.bytes_per_sequence(100) == 6 * (256 * 100 + 19_648)
+
+
+# ---- per-layer MLP widths and linear stand-ins (Nemotron-NAS) ----------------------------------
+
+
+def _nas_spec(**over):
+    data = {
+        "name": "nas", "source": "test", "hidden_size": 64, "vocab_size": 100, "num_layers": 3,
+        "num_attention_heads": 4, "num_kv_heads": 2, "head_dim": 16, "intermediate_size": 256,
+        "max_position_embeddings": 4096, "mlp_widths": [256, 0, 128],
+    }  # fmt: skip
+    return ModelSpec.model_validate({**data, **over})
+
+
+def test_mlp_widths_per_layer():
+    spec = _nas_spec()
+    assert [spec.mlp_width(i) for i in range(3)] == [256, 0, 128]
+    assert _nas_spec(mlp_widths=None).mlp_width(1) == 256
+
+
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        ({"mlp_widths": [256, 0]}, "mlp_widths lists 2 layers but num_layers is 3"),
+        ({"intermediate_size": 512}, "intermediate_size \\(512\\) must be the widest of mlp_widths"),
+        ({"moe": {"num_experts": 4, "experts_per_token": 1, "expert_intermediate_size": 64}}, "an MoE model"),
+        ({"layers": {"kinds": {"full": {"type": "full", "linear_replacement": True}}}}, "only applies to 'none'"),
+    ],
+)
+def test_mlp_widths_and_linear_replacement_are_checked(over, message):
+    with pytest.raises(ValidationError, match=message):
+        _nas_spec(**over)
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ({"type": "cross"}, "a 'cross' layer needs cross_tokens"),
+        ({"type": "full", "cross_tokens": 6404}, "'cross_tokens' only applies to cross layers"),
+    ],
+)
+def test_cross_attention_kind_is_checked(kind, message):
+    with pytest.raises(ValidationError, match=message):
+        _nas_spec(mlp_widths=None, layers={"kinds": {"full": {"type": "full"}, "x": kind}, "pattern": ["full", "x"]})

@@ -470,6 +470,7 @@ class Engine:
                 f"{spec.name} has layers that store no KV (KV shared with an earlier layer, or no attention); "
                 f"kvplan has no {self.name} layout for them yet; use --engine {readers}"
             )
+        refuse_cross_attention(spec, self.name)
 
     def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int | None, int | None]:
         """``(max_num_batched_tokens, max_num_seqs)`` the engine runs with, where it has them."""
@@ -639,4 +640,13 @@ def refuse_unread_states(engine: str, spec: ModelSpec, *, parallel_read: bool = 
         raise InvalidInput(
             f"{spec.name} keeps a lightning-attention state (MiniMax linear attention); kvplan has no {engine} "
             "layout for it yet; use --engine ideal or transformers"
+        )
+
+
+def refuse_cross_attention(spec: ModelSpec, engine: str) -> None:
+    """Cross-attention layers (Llama 3.2 Vision): modelled by the ideal and transformers layouts only."""
+    if any(k.type == "cross" for k in spec.layers.kinds.values()):
+        raise InvalidInput(
+            f"{spec.name} has cross-attention layers (K/V of the vision tokens); kvplan has no {engine} layout "
+            "for them (that engine's source was not read for them); use --engine ideal or transformers"
         )

@@ -34,6 +34,7 @@ from kvplan.engines.base import (
     check_moe_parallel,
     number,
     quantization_flag,
+    refuse_cross_attention,
     refuse_unread_states,
     row,
 )
@@ -382,7 +383,9 @@ class Vllm(Engine):
 
     def check_layer_kinds(self, spec: ModelSpec) -> None:
         """vLLM reads the indexer, KV-shared, attention-free and Falcon-H1 parallel kinds: see _with_indexer,
-        kv_cache_groups and _vllm_cache_layers. Lightning attention is refused (its source was not read)."""
+        kv_cache_groups and _vllm_cache_layers. Cross-attention layers are refused: kvplan has not read vLLM's
+        encoder-decoder cache for them; nor lightning attention."""
+        refuse_cross_attention(spec, self.name)
         refuse_unread_states(self.name, spec, parallel_read=True)
 
     def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int, int]:

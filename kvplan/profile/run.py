@@ -31,7 +31,15 @@ from pydantic import BaseModel, ConfigDict
 
 from kvplan.errors import InvalidInput, RuntimeFailure
 from kvplan.memory import cache_plan
-from kvplan.params import Part, embedding_parts, head_parts, layer_parts, parts_bytes, weight_bytes_per_gpu
+from kvplan.params import (
+    Part,
+    embedding_parts,
+    gemma3n_model_parts,
+    head_parts,
+    layer_parts,
+    parts_bytes,
+    weight_bytes_per_gpu,
+)
 from kvplan.spec import ModelSpec
 from kvplan.units import MIB, kv_dtype
 
@@ -339,6 +347,7 @@ def extrapolate_ms(spec: ModelSpec, built: list[int], *, per_layer: dict[int, fl
 def built_weight_bytes(spec: ModelSpec, layers: list[int], weights_name: str) -> int:
     """The estimator's weight bytes of a model holding only ``layers``."""
     parts: list[Part] = embedding_parts(spec) + [Part(spec.params.extra_params, False)] + head_parts(spec)
+    parts += gemma3n_model_parts(spec)
     for i in layers:
         parts += layer_parts(spec, i)
     return parts_bytes(parts, weights_name, spec.dtype)
@@ -463,6 +472,12 @@ def _check_layer_kinds(spec: ModelSpec) -> None:
             missing.append(f"{name!r} runs a recurrent mixer beside its attention")
         if kind.variant == "lightning":
             missing.append(f"{name!r} keeps a lightning-attention state")
+        if kind.type == "cross":
+            missing.append(f"{name!r} is cross-attention to vision tokens")
+    if spec.mlp_widths is not None:
+        missing.append("per-layer MLP widths (mlp_widths)")
+    if spec.params.per_layer_input_size or spec.params.altup_inputs > 1 or spec.params.laurel_rank:
+        missing.append("Gemma 3n per-layer embeddings, AltUp or LAuReL")
     if missing:
         raise InvalidInput(f"kvplan profile cannot build {spec.name} yet: layer kind {'; '.join(missing)}")
 
