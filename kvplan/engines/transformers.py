@@ -12,7 +12,9 @@ on skeleton models of every bundled family. They differ from kvplan's ideal layo
    keep ``d_conv`` columns of conv state, not ``d_conv - 1``, and hold the SSM / delta-rule
    state in float32 whatever the model dtype. Proven on the reference PyTorch paths (what runs
    on CPU, or without mamba_ssm / causal_conv1d / flash-linear-attention installed); the CUDA
-   kernels' state dtype is not checked here.
+   kernels' state dtype is not checked here. Falcon-H1's Mamba2 mixer beside each attention layer
+   (``LinearAttentionAndFullAttentionLayer``) follows the same rule; MiniMax's lightning layers
+   (``MiniMaxCache.linear_cache``) keep one ``[heads, d, d]`` state in the model's dtype and no conv.
 3. There is no tensor or pipeline parallel split of heads: one process holds every layer.
 
 What the cache *exposes* is not all the storage it keeps alive. The sliding layers' tensors are
