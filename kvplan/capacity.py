@@ -551,7 +551,7 @@ def traffic(s: Setup) -> dict[str, Any]:
     }
     ranks = s.tp * s.dp
     if spec.moe is not None and s.dp > 1:
-        moe_layers = spec.num_layers - len(spec.dense_mlp_layers)
+        moe_layers = len(spec.moe_layers)
         volume = 2 * spec.moe.experts_per_token * hidden * moe_layers
         out["all_to_all_bytes_per_token"] = volume * (ranks - 1) // ranks
         out["all_to_all_ranks"] = ranks

@@ -211,6 +211,8 @@ class CostRow(BaseModel):
 
 
 def recurrent_flops_per_token(kind: LayerKind, tp: int = 1) -> int:
+    if kind.parallel is not None:  # Falcon-H1: the Mamba2 mixer beside the attention
+        return recurrent_flops_per_token(kind.parallel, tp)
     if kind.type != "recurrent":
         return 0
     conv, state = recurrent_state_elements(kind)
@@ -265,9 +267,7 @@ def untouched_expert_bytes(spec: ModelSpec, tokens: int, *, weights_dtype: str, 
         return 0
     idle = 1.0 - expert_fraction_touched(spec, tokens)
     total = 0.0
-    for i in range(spec.num_layers):
-        if i in spec.dense_mlp_layers:
-            continue
+    for i in sorted(spec.moe_layers):
         every = parts_bytes(mlp_parts(spec, i, tp), weights_dtype, spec.dtype)
         active = parts_bytes(mlp_parts(spec, i, tp, active_only=True), weights_dtype, spec.dtype)
         per_expert = (every - active) / (moe.num_experts - moe.experts_per_token)
@@ -278,6 +278,8 @@ def untouched_expert_bytes(spec: ModelSpec, tokens: int, *, weights_dtype: str, 
 def activation_elements_per_token(spec: ModelSpec, layer: int, tp: int = 1) -> int:
     """Hidden-state reads and writes of one layer for one token on one rank (see module docstring)."""
     hidden_io = 4 * spec.hidden_size  # attention block in + out, MLP block in + out
+    if layer not in spec.mlp_layers:
+        return hidden_io  # a mixer-only layer (kind with mlp: false)
     if layer in spec.dense_mlp_layers:
         inter = ceil_div(spec.mlp_width(layer), tp)  # per layer for Nemotron-NAS block_configs
     else:

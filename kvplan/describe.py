@@ -54,6 +54,8 @@ def _layout_short(spec: ModelSpec) -> str:
             label += f" ({kind.num_kv_heads}kv)"
         if kind.kv_shared:
             label += " shared"  # reads an earlier layer's K/V, stores none
+        if kind.parallel is not None:
+            label += f"+{kind.parallel.variant}"
         parts.append(f"{count} {label}")
     return ", ".join(parts)
 
@@ -110,7 +112,8 @@ def _kind_detail(spec: ModelSpec, name: str) -> str:
         return "a hidden x hidden linear, no KV" if kind.linear_replacement else "no attention, no KV"
     if kind.kv_shared:
         return "reads an earlier layer's K/V, stores none"
-    return f"{spec.kv_heads_of(kind)} KV heads x (K {spec.k_head_dim_of(kind)} + V {spec.v_head_dim_of(kind)})"
+    kv = f"{spec.kv_heads_of(kind)} KV heads x (K {spec.k_head_dim_of(kind)} + V {spec.v_head_dim_of(kind)})"
+    return kv if kind.parallel is None else f"{kv} + a parallel {kind.parallel.variant} state"
 
 
 def _moe_text(spec: ModelSpec) -> str | None:

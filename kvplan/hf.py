@@ -195,6 +195,40 @@ CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
         "attn_layer_offset": 4, "mamba_d_state": 16, "mamba_d_conv": 4, "mamba_expand": 2,
         "mamba_dt_rank": "auto", "mamba_conv_bias": True, "mamba_proj_bias": False,
     },
+    "nemotron_h": {  # NemotronHConfig (no RoPE; one mixer per block; relu2 MLPs and experts without a gate)
+        "vocab_size": 131072, "hidden_size": 4096, "intermediate_size": 21504, "num_attention_heads": 32,
+        "num_key_value_heads": 8, "head_dim": 128, "max_position_embeddings": 4096, "tie_word_embeddings": False,
+        "attention_bias": False, "mlp_bias": False, "ssm_state_size": 128, "mamba_num_heads": 128,
+        "mamba_head_dim": 64, "n_groups": 8, "conv_kernel": 4, "expand": 2, "use_conv_bias": True,
+        "mamba_proj_bias": False, "use_bias": False, "n_routed_experts": 8, "n_shared_experts": 1,
+        "moe_intermediate_size": 7688, "moe_shared_expert_intermediate_size": 7688, "moe_latent_size": None,
+        "num_experts_per_tok": 2,
+    },
+    "granitemoehybrid": {  # GraniteMoeHybridConfig (mamba_d_head "auto" -> mamba_expand * hidden // mamba_n_heads;
+        # layer_types None -> every layer Mamba; RoPE only when position_embedding_type is "rope")
+        "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "num_key_value_heads": None, "head_dim": None, "max_position_embeddings": 2048,
+        "tie_word_embeddings": False, "rope_theta": 10000.0, "attention_bias": False, "num_local_experts": 8,
+        "num_experts_per_tok": 2, "shared_intermediate_size": 1024, "position_embedding_type": None,
+        "mamba_n_heads": 128, "mamba_n_groups": 1, "mamba_d_state": 256, "mamba_d_head": "auto", "mamba_d_conv": 4,
+        "mamba_expand": 2, "mamba_conv_bias": True, "mamba_proj_bias": False,
+    },
+    "minimax": {  # MiniMaxConfig (default_theta 1e6; layer_types None -> even layers full, odd lightning; the
+        # remote-code MiniMax-Text-01 / M1 configs spell the pattern attn_type_list, 1 = softmax, 0 = lightning)
+        "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": None, "max_position_embeddings": 131072,
+        "tie_word_embeddings": False, "rope_theta": 1e6, "sliding_window": None, "num_experts_per_tok": 2,
+        "num_local_experts": 8,
+    },
+    "falcon_h1": {  # FalconH1Config (every layer attention + Mamba2 side by side; mamba_d_head "auto" ->
+        # (mamba_d_ssm or mamba_expand * hidden) // mamba_n_heads; no head_dim field: hidden // heads unless given)
+        "vocab_size": 128000, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+        "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": None, "max_position_embeddings": 8192,
+        "tie_word_embeddings": False, "rope_theta": 10000.0, "attention_bias": False, "mlp_bias": False,
+        "mamba_d_ssm": 1024, "mamba_n_heads": 128, "mamba_d_head": "auto", "mamba_n_groups": 1, "mamba_d_state": 256,
+        "mamba_d_conv": 4, "mamba_expand": 2, "mamba_conv_bias": True, "mamba_proj_bias": False,
+        "mamba_rms_norm": False, "projectors_bias": False,
+    },
     "nemotron-nas": {  # DeciLMConfig (hub remote code configuration_decilm.py) subclasses LlamaConfig: its
         # defaults; the per-layer facts are in block_configs (num_key_value_heads/intermediate_size null)
         "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": None, "num_hidden_layers": 32,
@@ -259,12 +293,17 @@ _ALIASES = {
     "qwen3_5_moe": "qwen3_5_moe_text",  # Qwen3_5MoeConfig wraps a Qwen3_5MoeTextConfig
     "RefinedWebModel": "falcon",  # tiiuae/falcon-7b remote-code config (configuration_RW.py)
     "RefinedWeb": "falcon",  # tiiuae/falcon-40b remote-code config
+    "minimax_text_01": "minimax",  # MiniMaxAI/MiniMax-Text-01 remote-code config (vLLM minimax_text_01.py reads it)
+    "minimax_m1": "minimax",  # MiniMaxAI/MiniMax-M1-40k / -80k remote-code config, the same architecture
 }
 # Older key names (vLLM transformers_utils/configs/falcon.py RWConfig.attribute_map; FalconConfig n_embed).
 _KEY_ALIASES = {
     "falcon": {"n_layer": "num_hidden_layers", "n_head": "num_attention_heads", "n_embed": "hidden_size",
                "n_head_kv": "num_kv_heads"},
     "gpt_oss": {"experts_per_token": "num_experts_per_tok", "num_experts": "num_local_experts"},
+    # NemotronHConfig.__post_init__: the older mamba_* names of the same fields
+    "nemotron_h": {"mamba_n_groups": "n_groups", "mamba_d_conv": "conv_kernel", "mamba_expand": "expand",
+                   "mamba_conv_bias": "use_conv_bias"},
 }  # fmt: skip
 # The names other families give the core facts (their config classes' attribute_map in transformers
 # 5.24: GPT2Config/BloomConfig n_layer, n_head, n_embd; MptConfig n_layers, n_heads, d_model, max_seq_len;
@@ -282,7 +321,8 @@ _CORE_ALIASES = {
 _WINDOWED = {"mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "phi3",
              "gpt_oss", "smollm3", "cohere2", "gemma3n_text", None}  # fmt: skip
 _MOE_DIALECTS = {"mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "deepseek_v2", "deepseek_v3", "deepseek_v32",
-                 "gpt_oss", "jamba", "llama4_text", "minimax_m2", "glm4_moe", "qwen3_5_moe_text", None}  # fmt: skip
+                 "gpt_oss", "jamba", "llama4_text", "minimax_m2", "glm4_moe", "qwen3_5_moe_text", "nemotron_h",
+                 "granitemoehybrid", "minimax", None}  # fmt: skip
 _DTYPE_FALLBACK = "bf16"  # what serving engines load a checkpoint in when it does not say
 
 
@@ -516,6 +556,9 @@ _ARCHITECTURES = {
     "Phi3ForCausalLM": "phi3", "GptOssForCausalLM": "gpt_oss", "CohereForCausalLM": "cohere",
     "Olmo2ForCausalLM": "olmo2", "JambaForCausalLM": "jamba", "Qwen3NextForCausalLM": "qwen3_next",
     "SmolLM3ForCausalLM": "smollm3", "MiniMaxM2ForCausalLM": "minimax_m2", "Cohere2ForCausalLM": "cohere2",
+    "NemotronHForCausalLM": "nemotron_h", "GraniteMoeHybridForCausalLM": "granitemoehybrid",
+    "FalconH1ForCausalLM": "falcon_h1", "MiniMaxForCausalLM": "minimax", "MiniMaxText01ForCausalLM": "minimax",
+    "MiniMaxM1ForCausalLM": "minimax",
     "Glm4MoeForCausalLM": "glm4_moe", "Qwen3_5ForCausalLM": "qwen3_5_text", "Qwen3_5MoeForCausalLM": "qwen3_5_moe_text",
     "DeciLMForCausalLM": "nemotron-nas", "Gemma3nForCausalLM": "gemma3n_text",
     "Gemma3nForConditionalGeneration": "gemma3n_text", "MllamaForConditionalGeneration": "mllama",
@@ -617,7 +660,7 @@ _STATE_FIELDS = ("mamba_", "ssm_", "linear_", "conv_L_cache", "short_conv", "rwk
 
 
 def _refuse_unread_state(f: _Fields, kinds: dict[str, dict[str, Any]]) -> None:
-    if any(k["type"] == "recurrent" for k in kinds.values()):
+    if any(k["type"] == "recurrent" or "parallel" in k for k in kinds.values()):
         return
     found = sorted(
         key for key, value in f.raw.items()
@@ -693,6 +736,8 @@ def _intermediate(f: _Fields, *, hidden: int) -> int | None:
         return f.integer("ffn_hidden_size") or 4 * hidden  # FalconConfig: ffn_hidden_size None -> 4 * hidden
     if f.dialect == "llama4_text":
         return f.integer("intermediate_size_mlp")  # Llama4TextMLP of the dense layers
+    if f.dialect == "granitemoehybrid":  # GraniteMoeHybridMLP (shared_mlp) is the dense MLP when there are no experts
+        return None if _expert_count(f) else f.need("shared_intermediate_size")
     if f.dialect is None and not _expert_count(f):
         return f.need("intermediate_size")
     return f.integer("intermediate_size")
@@ -823,6 +868,8 @@ def _window(f: _Fields, *, max_pos: int) -> int | None:
 def _layer_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
     """One HF layer-type name per layer (``full_attention``, ``sliding_attention``, ...)."""
     d = f.dialect
+    if d == "falcon_h1":  # FalconH1DecoderLayer: attention and a Mamba2 mixer in every layer ("hybrid")
+        return ["full_attention+mamba2"] * layers
     if d == "jamba":  # JambaConfig.layers_block_type
         period, offset = f.need("attn_layer_period"), f.need("attn_layer_offset", minimum=0)
         return ["full_attention" if i % period == offset else "mamba" for i in range(layers)]
@@ -841,6 +888,10 @@ def _layer_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
         types = ["linear_attention" if (i + 1) % every else "full_attention" for i in range(layers)]
     elif d == "llama4_text":
         types = _llama4_types(f, layers=layers)
+    elif d == "granitemoehybrid":  # GraniteMoeHybridConfig.__post_init__: layer_types None -> every layer Mamba
+        types = ["linear_attention"] * layers
+    elif d == "minimax":
+        types = _minimax_types(f, layers=layers)
     elif d == "smollm3":
         types = _smollm3_types(f, layers=layers, window=window)
     elif window is None:
@@ -883,6 +934,17 @@ def _as_mla(f: _Fields, layer_type: str) -> str:
     if layer_type in _ATTENTION_TYPES:
         raise InvalidInput(f"{f.origin}: {layer_type} layers with an MLA latent (kv_lora_rank) are not supported")
     return layer_type
+
+
+def _minimax_types(f: _Fields, *, layers: int) -> list[str]:
+    """MiniMax-01 / M1: the remote-code attn_type_list (1 = softmax attention, 0 = lightning; vLLM
+    minimax_text_01.py attention_type), else MiniMaxConfig.__post_init__'s default (even layers full)."""
+    flags = f.raw.get("attn_type_list")
+    if flags is None:
+        return ["full_attention" if (i + 1) % 2 else "linear_attention" for i in range(layers)]
+    if not isinstance(flags, list) or len(flags) != layers or set(map(repr, flags)) - {"0", "1"}:
+        raise InvalidInput(f"{f.origin}: attn_type_list must hold 0 (lightning) or 1 (softmax) per layer ({layers})")
+    return ["full_attention" if flag == 1 else "linear_attention" for flag in flags]
 
 
 _ROPE_FLAGS = "a list of 0/1 flags, one per layer (1: the layer uses RoPE)"
@@ -1094,12 +1156,20 @@ def _kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str, dict
             kind["index_n_heads"] = f.need("index_n_heads")
     if "shared" in extras:
         name, kind = f"{name}_shared", {**kind, "kv_shared": True}
+    if "mamba2" in extras:
+        name, kind = "hybrid", {**kind, "parallel": _mamba2_kind(f)}
+    if f.dialect in _MIXER_ONLY_DIALECTS and kind["type"] != "none":
+        kind = {**kind, "mlp": False}  # the block is its mixer alone; MLP / MoE blocks are layers of their own
     for extra in extras:
         if extra.startswith("kv"):  # Nemotron-NAS, Gemma 4: this layer's own KV head count
             name, kind = f"{name}_{extra}", {**kind, "num_kv_heads": int(extra[2:])}
         if extra.startswith("hd"):  # Gemma 4 global layers: their own head size
             name, kind = f"{name}_{extra}", {**kind, "head_dim": int(extra[2:])}
     return name, kind
+
+
+# Dialects whose decoder layer holds one mixer only (NemotronHBlock: norm + Mamba2, attention, MLP or MoE).
+_MIXER_ONLY_DIALECTS = {"nemotron_h"}
 
 
 def _base_kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str, dict[str, Any]]:
@@ -1192,6 +1262,8 @@ def _linear_kind(f: _Fields) -> tuple[str, dict[str, Any]]:
     family = f.dialect or (model_type if isinstance(model_type, str) else None)
     if f.known("linear_num_value_heads") and family in _DELTANET_DIALECTS:
         return "deltanet", _deltanet_kind(f)
+    if f.dialect == "minimax":
+        return "lightning", _lightning_kind(f)
     if f.known("mamba_num_heads") or f.known("mamba_n_heads"):
         return "mamba2", _mamba2_kind(f)
     raise InvalidInput(
@@ -1209,8 +1281,14 @@ def _mamba2_kind(f: _Fields) -> dict[str, Any]:
     """Mamba2 mixer (NemotronH, GraniteMoeHybrid, Bamba): d_inner = heads x head_dim, conv over
     x, B and C (d_inner + 2 x n_groups x d_state)."""
     heads = f.integer("mamba_num_heads") or f.need("mamba_n_heads")
-    head_dim = f.integer("mamba_head_dim") or f.need("mamba_d_head")
-    return {
+    if f.get("mamba_d_head") == "auto" and not f.known("mamba_head_dim"):
+        # GraniteMoeHybridConfig / FalconH1Config.__post_init__: mamba_d_head = (mamba_d_ssm, else
+        # mamba_expand * hidden_size) // mamba_n_heads
+        head_dim = (f.integer("mamba_d_ssm") or f.need("mamba_expand") * f.need("hidden_size")) // heads
+    else:
+        head_dim = f.integer("mamba_head_dim") or f.need("mamba_d_head")
+    norm = {} if f.dialect != "falcon_h1" or f.flag("mamba_rms_norm") else {"ssm_norm": False}
+    return norm | {
         "type": "recurrent",
         "variant": "mamba2",
         "d_inner": heads * head_dim,
@@ -1241,6 +1319,15 @@ def _mamba_kind(f: _Fields) -> dict[str, Any]:
         "d_conv": f.need("mamba_d_conv"),
         "dt_rank": dt_rank,
     }
+
+
+def _lightning_kind(f: _Fields) -> dict[str, Any]:
+    """MiniMaxLightningAttention: num_attention_heads heads of head_dim (else hidden // heads), one
+    [head_dim, head_dim] K^T V state each (modeling_minimax.py, transformers 5.24.0)."""
+    heads = f.need("num_attention_heads")
+    head_dim = f.integer("head_dim") or f.need("hidden_size") // heads
+    return {"type": "recurrent", "variant": "lightning", "n_heads": heads, "head_k_dim": head_dim,
+            "head_v_dim": head_dim}  # fmt: skip
 
 
 def _deltanet_kind(f: _Fields) -> dict[str, Any]:
@@ -1286,6 +1373,8 @@ def _moe(f: _Fields, *, layers: int) -> dict[str, Any] | None:
     dense = _dense_layers(f, layers=layers)
     if len(dense) == layers:
         return None
+    if d == "nemotron_h":
+        return _nemotron_moe(f, experts=experts, layers=layers)
     moe: dict[str, Any] = {
         "num_experts": experts,
         "experts_per_token": f.need("num_experts_per_tok"),
@@ -1312,6 +1401,11 @@ def _moe(f: _Fields, *, layers: int) -> dict[str, Any] | None:
         moe["router_bias"] = True
     if d == "gpt_oss":
         moe |= {"router_bias": True, "expert_bias": True}  # GptOssTopKRouter.bias; GptOssExperts *_bias
+    if d == "minimax" and any(_positive(v) for v in _as_list(f.raw.get("shared_intermediate_size"))):
+        # MiniMax-Text-01 / M1 ship shared_intermediate_size 0 ([0]); transformers' MiniMaxSparseMoeBlock has none
+        f.notes.append("shared_intermediate_size: the shared expert of the remote-code model is not counted")
+    if d == "granitemoehybrid":  # GraniteMoeHybridDecoderLayer: experts + shared_mlp (gated) on every layer
+        moe |= {"num_shared_experts": 1, "shared_intermediate_size": f.need("shared_intermediate_size")}
     first = moe.get("first_dense_layers", 0)
     moe["dense_layers"] = [i for i in dense if i >= first]
     if d is None:
@@ -1319,8 +1413,50 @@ def _moe(f: _Fields, *, layers: int) -> dict[str, Any] | None:
     return moe
 
 
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def _nemotron_moe(f: _Fields, *, experts: int, layers: int) -> dict[str, Any]:
+    """NemotronHMoE on the ``E`` / ``moe`` layers: routed experts, one shared NemotronHMLP of
+    moe_shared_expert_intermediate_size, a router with e_score_correction_bias; ``-`` / ``mlp`` layers
+    hold a dense NemotronHMLP (modeling_nemotron_h.py, transformers 5.24.0)."""
+    if f.get("moe_latent_size") is not None:
+        f.notes.append(
+            "moe_latent_size: the experts' latent projections are not modelled; the parameter count "
+            "treats the experts as full width (the KV cache and state are unaffected)"
+        )
+    blocks = _nemotron_blocks(f, layers=layers)
+    return {
+        "num_experts": experts,
+        "experts_per_token": f.need("num_experts_per_tok"),
+        "expert_intermediate_size": f.need("moe_intermediate_size"),
+        "num_shared_experts": 1,
+        "shared_intermediate_size": f.need("moe_shared_expert_intermediate_size"),
+        "router_bias": True,
+        "dense_layers": [i for i, b in enumerate(blocks) if b == "-"],
+    }
+
+
+_NEMOTRON_BLOCKS = {"linear_attention": "M", "mamba": "M", "full_attention": "*", "attention": "*", "mlp": "-",
+                    "moe": "E"}  # fmt: skip
+
+
+def _nemotron_blocks(f: _Fields, *, layers: int) -> list[str]:
+    """One NemotronHConfig pattern character per layer (M, *, - or E), from either spelling."""
+    pattern = f.raw.get("hybrid_override_pattern")
+    listed = next((f.raw[k] for k in ("layers_block_type", "layer_types") if f.raw.get(k) is not None), None)
+    if listed is not None:
+        return [_NEMOTRON_BLOCKS.get(t, "?") if isinstance(t, str) else "?" for t in listed]
+    return list(pattern) if isinstance(pattern, str) else ["M", "E", "*", "-"][:layers]
+
+
 def _expert_size(f: _Fields) -> int:
-    if f.dialect in ("mixtral", "gpt_oss", "jamba", "llama4_text", "minimax_m2"):
+    if f.dialect in ("mixtral", "gpt_oss", "jamba", "llama4_text", "minimax_m2", "granitemoehybrid", "minimax"):
         return f.need("intermediate_size")
     if f.dialect is None and not f.known("moe_intermediate_size"):
         f.assume("expert size assumed = intermediate_size")
@@ -1349,6 +1485,8 @@ def _dense_layers(f: _Fields, *, layers: int) -> list[int]:
     if d == "jamba":  # JambaConfig.layers_num_experts
         period, offset = f.need("expert_layer_period"), f.need("expert_layer_offset", minimum=0)
         return [i for i in range(layers) if i % period != offset]
+    if d == "nemotron_h":  # only E / moe layers hold experts
+        return [i for i, b in enumerate(_nemotron_blocks(f, layers=layers)) if b != "E"]
     return []
 
 
@@ -1356,8 +1494,10 @@ def _dense_layers(f: _Fields, *, layers: int) -> list[int]:
 
 
 def _rope(f: _Fields) -> dict[str, Any] | None:
-    if f.dialect == "jamba":
-        return None  # JambaAttention applies no positional embedding
+    if f.dialect in ("jamba", "nemotron_h"):
+        return None  # JambaAttention and NemotronHAttention apply no positional embedding
+    if f.dialect == "granitemoehybrid" and f.get("position_embedding_type") != "rope":
+        return None  # GraniteMoeHybridModel builds rotary_emb only when position_embedding_type == "rope"
     if f.dialect == "falcon" and f.flag("alibi"):
         return None
     block = _global_rope_block(f)
@@ -1365,8 +1505,9 @@ def _rope(f: _Fields) -> dict[str, Any] | None:
     partial = block.pop("partial_rotary_factor", None) if block else None
     rope: dict[str, Any] = {"theta": _theta(f, theta)}
     partial = partial if partial is not None else f.get("partial_rotary_factor")
-    if partial is None and f.dialect == "minimax_m2" and f.known("rotary_dim"):
-        # MiniMaxM2Config.convert_rope_params_to_dict: partial_rotary_factor = rotary_dim / head_dim
+    if partial is None and f.dialect in ("minimax_m2", "minimax") and f.known("rotary_dim"):
+        # MiniMaxM2Config.convert_rope_params_to_dict: partial_rotary_factor = rotary_dim / head_dim; the
+        # remote-code MiniMax-M1 config's rotary_dim is read the same way (vLLM minimax_text_01.py rotary_dim)
         partial = f.need("rotary_dim") / f.need("head_dim")
     if partial is not None:
         rope["partial_rotary_factor"] = partial
@@ -1466,7 +1607,7 @@ def _llama_layout(f: _Fields, **_: Any) -> dict[str, Any]:
 # Mistral, Mixtral, Phi-3 and Jamba hard-code bias=False, Qwen2 and Falcon have their own rules.
 _ATTENTION_BIAS_ALL = {"llama", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "cohere", "cohere2", "olmo2",
                        "gpt_oss", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "nemotron-nas",
-                       "gemma3n_text", None}  # fmt: skip
+                       "gemma3n_text", "granitemoehybrid", None}  # fmt: skip
 
 
 def _qwen2_layout(f: _Fields, **_: Any) -> dict[str, Any]:
@@ -1549,6 +1690,39 @@ def _qwen3_next_layout(f: _Fields, **kw: Any) -> dict[str, Any]:
     return _llama_layout(f, **kw) | {"qk_norm": True, "attention_output_gate": True}
 
 
+def _nemotron_h_layout(f: _Fields, **_: Any) -> dict[str, Any]:
+    # NemotronHBlock: one RMSNorm and one mixer per layer; NemotronHMLP and NemotronHExperts are up + down
+    # (relu2), no gate; NemotronHAttention has no biases (modeling_nemotron_h.py, transformers 5.24.0).
+    layout: dict[str, Any] = {"mlp": "plain", "norms_per_layer": 1}
+    if f.flag("mlp_bias"):
+        layout["mlp_bias"] = True
+    _mamba_bias_note(f, proj="use_bias", conv="use_conv_bias")
+    return layout
+
+
+def _falcon_h1_layout(f: _Fields, **_: Any) -> dict[str, Any]:
+    # FalconH1DecoderLayer: input_layernorm + pre_ff_layernorm (RMSNorm), gated FalconH1MLP, q/k/v/o with
+    # attention_bias, the Mamba2 mixer's in_proj with mamba_proj_bias and out_proj with projectors_bias.
+    layout: dict[str, Any] = {"attention_bias": "all"} if f.flag("attention_bias") else {}
+    if f.flag("mlp_bias"):
+        layout["mlp_bias"] = True
+    if f.flag("projectors_bias"):
+        f.notes.append("projectors_bias: the Mamba2 out_proj bias is not counted in the parameters")
+    _mamba_bias_note(f, proj="mamba_proj_bias", conv="mamba_conv_bias")
+    return layout
+
+
+def _granite_hybrid_layout(f: _Fields, **kw: Any) -> dict[str, Any]:
+    _mamba_bias_note(f, proj="mamba_proj_bias", conv="mamba_conv_bias")
+    return _llama_layout(f, **kw)
+
+
+def _mamba_bias_note(f: _Fields, *, proj: str, conv: str) -> None:
+    """kvplan's Mamba2 count has a conv bias and no projection biases (both families' defaults)."""
+    if f.flag(proj) or not f.flag(conv):
+        f.notes.append(f"{proj}/{conv} differ from the defaults; the Mamba2 parameter count assumes conv bias only")
+
+
 def _glm4_moe_layout(f: _Fields, **_: Any) -> dict[str, Any]:
     # Glm4MoeAttention: q/k/v take config.attention_bias, o_proj never has one; use_qk_norm adds
     # per-head RMSNorm of head_dim on q and k (modeling_glm4_moe.py, transformers 5.24.0).
@@ -1578,6 +1752,9 @@ _LAYOUTS: dict[str, Callable[..., dict[str, Any]]] = {
     "olmo2": _olmo2_layout,
     "minimax_m2": _olmo2_layout,  # MiniMaxM2Attention: q_norm / k_norm over all heads, as OLMo 2
     "qwen3_next": _qwen3_next_layout,
+    "nemotron_h": _nemotron_h_layout,
+    "granitemoehybrid": _granite_hybrid_layout,
+    "falcon_h1": _falcon_h1_layout,
     "nemotron-nas": lambda f, **kw: _llama_layout(f, **kw) | {"norms_follow_blocks": True},
     "glm4_moe": _glm4_moe_layout,
     "qwen3_5_text": _qwen3_next_layout,  # Qwen3_5Attention: the same gated q_proj and per-head q/k norm

@@ -761,6 +761,8 @@ def _layer_s(
     spec = c.spec
     gemm = _attention_gemms_s(c, kind, tokens)
     gated = spec.params.mlp == "gated"
+    if not kind.mlp:  # a mixer-only layer (Nemotron-H): no feed-forward GEMMs
+        return gemm, 0.0, _elementwise_s(c, tokens, 0)
     if dense:
         inter_rank = ceil_div(width, c.tp)  # width 0: no MLP (Nemotron-NAS no_op FFN)
         if inter_rank:

@@ -97,7 +97,9 @@ def layer_cache(spec: ModelSpec, name: str, dtype: DType, *, tp: int = 1, mla: M
         # cache.update(k_proj(cross_attention_states)) once per image; text tokens add nothing)
         return LayerCache(name, kind.type, 0, None, per_token * kind.cross_tokens)
     cap = kind.window if kind.type == "sliding" else kind.chunk if kind.type == "chunked" else None
-    return LayerCache(name, kind.type, per_token, cap, 0)
+    # Falcon-H1: the Mamba2 mixer beside the attention keeps its own state in the same layer
+    state = recurrent_state_bytes(spec, kind.parallel, tp=tp) if kind.parallel is not None else 0
+    return LayerCache(name, kind.type, per_token, cap, state)
 
 
 def _token_bytes(spec: ModelSpec, kind: LayerKind, dtype: DType, *, tp: int, mla: MlaLayout) -> int:
@@ -133,6 +135,10 @@ def recurrent_state_elements(kind: LayerKind) -> tuple[int, int]:
     if kind.variant == "mamba2":
         conv_dim = kind.d_inner + 2 * kind.n_groups * kind.d_state
         return conv_dim * (kind.d_conv - 1), kind.d_inner * kind.d_state
+    if kind.variant == "lightning":
+        # MiniMax lightning attention: the running sum of K^T V per head, [heads, head_k_dim, head_v_dim]
+        # (transformers modeling_minimax.py MiniMaxLightningAttention attn_weights_inter); no conv.
+        return 0, kind.n_heads * kind.head_k_dim * kind.head_v_dim
     key_dim, value_dim = kind.n_k_heads * kind.head_k_dim, kind.n_heads * kind.head_v_dim
     # Gated DeltaNet: conv over q,k,v channels; state [v_heads, head_k_dim, head_v_dim].
     return (2 * key_dim + value_dim) * (kind.d_conv - 1), kind.n_heads * kind.head_k_dim * kind.head_v_dim

@@ -79,6 +79,8 @@ def _mixer_parts(spec: ModelSpec, kind: LayerKind, tp: int) -> list[Part]:
         parts.append(Part(q_rank, False))
     if layout.attention_output_gate:
         parts.append(Part(h * q_rank * vd, True))  # gate half of q_proj: [h, heads*vd]
+    if kind.parallel is not None:
+        parts += _recurrent_parts(spec, kind.parallel, tp)  # Falcon-H1: the Mamba2 mixer beside the attention
     if kind.type == "cross":  # MllamaCrossAttentionDecoderLayer: q_norm, k_norm [head_dim]; tanh gates [1] x 2
         parts.append(Part(2 * kd + 2, False))
     return parts
@@ -117,10 +119,16 @@ def _recurrent_parts(spec: ModelSpec, kind: LayerKind, tp: int) -> list[Part]:
     if kind.variant == "mamba2":
         d, g, n, nh = kind.d_inner, kind.n_groups, kind.d_state, kind.n_heads
         conv = d + 2 * g * n
+        norm = d if kind.ssm_norm else 0  # gated RMSNorm (Falcon-H1 without mamba_rms_norm has none)
         return [
             Part(_shard(h * (2 * d + 2 * g * n + nh) + d * h, tp), True),
-            Part(_shard(conv * kind.d_conv + conv + 3 * nh + d, tp), False),
+            Part(_shard(conv * kind.d_conv + conv + 3 * nh + norm, tp), False),
         ]
+    if kind.variant == "lightning":
+        # MiniMaxLightningAttention: qkv_proj [h, 3 * heads * d], output_gate [h, heads * d], out_proj
+        # [heads * d, h], all without bias; an RMSNorm over heads * d (modeling_minimax.py, transformers 5.24.0).
+        width = _shard(kind.n_heads, tp) * kind.head_k_dim
+        return [Part(h * 3 * width + h * width + width * h, True), Part(width, False)]
     # Gated DeltaNet (Qwen3-Next): in_proj_qkvz, in_proj_ba, depthwise conv, dt_bias, A_log, norm, out_proj.
     key_dim, value_dim = kind.n_k_heads * kind.head_k_dim, kind.n_heads * kind.head_v_dim
     return [
@@ -160,6 +168,8 @@ def mlp_parts(
     """
     sh = sharding or Sharding.tensor(tp)
     h, layout = spec.hidden_size, spec.params
+    if layer not in spec.mlp_layers:
+        return []  # a mixer-only layer (Nemotron-H Mamba or attention block): its kind says mlp: false
     if layer in spec.dense_mlp_layers:
         width = spec.mlp_width(layer)
         if not width:

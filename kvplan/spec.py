@@ -31,7 +31,7 @@ class _Strict(BaseModel):
 
 
 LayerType = Literal["full", "sliding", "chunked", "mla", "recurrent", "none", "cross"]
-RecurrentVariant = Literal["mamba", "mamba2", "gated_deltanet"]
+RecurrentVariant = Literal["mamba", "mamba2", "gated_deltanet", "lightning"]
 
 
 class LayerKind(_Strict):
@@ -50,14 +50,14 @@ class LayerKind(_Strict):
     q_lora_rank: Size | None = None
     qk_nope_head_dim: Size | None = None
     qk_rope_head_dim: Size | None = None
-    # Recurrent layers (Mamba, Mamba2, Gated DeltaNet): a fixed state per sequence.
+    # Recurrent layers (Mamba, Mamba2, Gated DeltaNet, MiniMax lightning attention): a fixed state per sequence.
     variant: RecurrentVariant | None = None
     d_inner: Size | None = Field(None, description="mamba: expanded inner size")
     d_state: Size | None = Field(None, description="mamba: SSM state size")
     d_conv: Size | None = Field(None, description="mamba / deltanet: conv kernel width")
     dt_rank: Size | None = None
     n_groups: Size | None = Field(None, description="mamba2: B/C groups")
-    n_heads: Size | None = Field(None, description="mamba2 heads / deltanet value heads")
+    n_heads: Size | None = Field(None, description="mamba2 heads / deltanet value heads / lightning heads")
     n_k_heads: Size | None = Field(None, description="deltanet key heads")
     head_k_dim: Size | None = None
     head_v_dim: Size | None = None
@@ -69,6 +69,14 @@ class LayerKind(_Strict):
     # Gemma 3n / Gemma 4 style KV sharing: the layer attends with the K/V of an earlier layer of
     # the same kind and stores none of its own (transformers kv_sharing_modes "reuse").
     kv_shared: bool = Field(False, description="attends with an earlier layer's K/V; caches nothing itself")
+    # Nemotron-H style blocks: a layer is its token mixer alone (NemotronHBlock: one norm, one mixer), and
+    # the feed-forward sits in layers of its own (kind type none). False: no MLP or MoE in this kind's layers.
+    mlp: bool = Field(True, description="False: layers of this kind have no feed-forward block (Nemotron-H M, *)")
+    # Falcon-H1: attention and a Mamba2 mixer side by side in every layer (FalconH1DecoderLayer), so one
+    # layer caches K/V per token AND keeps a recurrent state per sequence. The second mixer is written as
+    # a recurrent kind nested here: {type: full, parallel: {type: recurrent, variant: mamba2, ...}}.
+    parallel: LayerKind | None = Field(None, description="a recurrent mixer beside this attention (Falcon-H1)")
+    ssm_norm: bool = Field(True, description="mamba2: gated RMSNorm before out_proj (Falcon-H1 mamba_rms_norm)")
     # Nemotron-NAS (DeciLM) block_configs attention "replace_with_linear": one hidden x hidden linear
     # stands where attention was; it mixes no tokens and caches nothing.
     linear_replacement: bool = Field(False, description="none: a hidden x hidden linear replaces attention")
@@ -100,21 +108,38 @@ class LayerKind(_Strict):
             raise ValueError("'index_n_heads' needs the indexer's 'index_head_dim'")
         if self.kv_shared and self.type not in ("full", "sliding", "chunked", "mla"):
             raise ValueError(f"'kv_shared' only applies to attention layers, not {self.type!r}")
+        if self.parallel is not None:
+            self._check_parallel(self.parallel)
+        if not self.ssm_norm and self.variant != "mamba2":
+            raise ValueError("'ssm_norm' only applies to recurrent mamba2 layers")
         if self.type != "cross" and self.cross_tokens is not None:
             raise ValueError(f"'cross_tokens' only applies to cross layers, not {self.type!r}")
         if self.linear_replacement and self.type != "none":
             raise ValueError(f"'linear_replacement' only applies to 'none' layers, not {self.type!r}")
         return self
 
+    def _check_parallel(self, other: LayerKind) -> None:
+        if self.type not in ("full", "sliding", "chunked") or self.kv_shared:
+            raise ValueError(f"'parallel' only applies to attention layers that cache K/V, not {self.type!r}")
+        if other.type != "recurrent" or other.parallel is not None:
+            raise ValueError("'parallel' must be a recurrent kind (type: recurrent, with its variant and sizes)")
+        if not other.mlp:
+            raise ValueError("'mlp' belongs on the attention kind, not on its parallel mixer")
+
     def _check_recurrent(self) -> None:
         need = {
             "mamba": ["d_inner", "d_state", "d_conv"],
             "mamba2": ["d_inner", "d_state", "d_conv", "n_groups", "n_heads"],
             "gated_deltanet": ["n_heads", "n_k_heads", "head_k_dim", "head_v_dim", "d_conv"],
+            # MiniMax-01 / M1 lightning attention: one K^T V matrix [head_k_dim, head_v_dim] per head, no conv
+            "lightning": ["n_heads", "head_k_dim", "head_v_dim"],
         }[self.variant]
         missing = [name for name in need if getattr(self, name) is None]
         if missing:
             raise ValueError(f"a recurrent {self.variant!r} layer needs {', '.join(missing)}")
+
+
+LayerKind.model_rebuild()  # ``parallel`` nests a LayerKind
 
 
 class Layers(_Strict):
@@ -368,11 +393,23 @@ class ModelSpec(_Strict):
         return {name: n for name, n in counts.items() if n}
 
     @cached_property
+    def mlp_layers(self) -> frozenset[int]:
+        """Indices of layers that have a feed-forward block (every layer unless a kind says ``mlp: false``)."""
+        names = self.layer_kind_names
+        return frozenset(i for i in range(self.num_layers) if self.layers.kinds[names[i]].mlp)
+
+    @cached_property
     def dense_mlp_layers(self) -> frozenset[int]:
-        """Indices of layers whose MLP is dense (all of them for a dense model)."""
+        """Indices of layers whose MLP is dense (every layer with one, for a dense model)."""
         if self.moe is None:
-            return frozenset(range(self.num_layers))
-        return frozenset(range(min(self.moe.first_dense_layers, self.num_layers))) | frozenset(self.moe.dense_layers)
+            return self.mlp_layers
+        first = frozenset(range(min(self.moe.first_dense_layers, self.num_layers)))
+        return (first | frozenset(self.moe.dense_layers)) & self.mlp_layers
+
+    @cached_property
+    def moe_layers(self) -> frozenset[int]:
+        """Indices of layers whose feed-forward is a mixture of experts."""
+        return frozenset() if self.moe is None else self.mlp_layers - self.dense_mlp_layers
 
     def kv_heads_of(self, kind: LayerKind) -> int:
         return kind.num_kv_heads or self.num_kv_heads
@@ -425,6 +462,8 @@ def _describe_kind(spec: ModelSpec, kind: LayerKind) -> str:
         return f"MLA latent {kind.kv_lora_rank}+{kind.qk_rope_head_dim}{extra}"
     if kind.type == "recurrent":
         return f"recurrent {kind.variant}"
+    if kind.parallel is not None:
+        return f"{_describe_kind(spec, kind.model_copy(update={'parallel': None}))} + {kind.parallel.variant} state"
     if kind.type == "none":
         return "linear (no attention)" if kind.linear_replacement else "no attention"
     heads = spec.kv_heads_of(kind)

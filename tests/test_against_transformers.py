@@ -79,10 +79,13 @@ def _tensors(layer: Any) -> list[Any]:
 
 
 def layer_bytes(cache: Any) -> list[LayerBytes]:
-    """Per-layer bytes of a transformers ``Cache`` (``layers[i].keys/values``, conv/recurrent states)."""
+    """Per-layer bytes of a transformers ``Cache`` (``layers[i].keys/values``, conv/recurrent states, and
+    MiniMaxCache's ``linear_cache[i]``: the lightning-attention state it keeps beside the layers)."""
     rows = []
-    for layer in cache.layers:
-        tensors = _tensors(layer)
+    linear = getattr(cache, "linear_cache", [])
+    for i, layer in enumerate(cache.layers):
+        extra = linear[i] if i < len(linear) and isinstance(linear[i], torch.Tensor) else None
+        tensors = _tensors(layer) + ([extra] if extra is not None else [])
         logical = sum(t.numel() * t.element_size() for t in tensors)
         storages = frozenset((t.untyped_storage().data_ptr(), t.untyped_storage().nbytes()) for t in tensors)
         shapes = tuple((tuple(t.shape), str(t.dtype).removeprefix("torch.")) for t in tensors)
@@ -186,6 +189,7 @@ class Case:
     scale_window: bool = False
     lengths: tuple[int, ...] = (SHORT, LONG)
     pick: Callable[[ModelSpec], bool] = field(default=lambda s: True)
+    slow: bool = False  # a skeleton over ~10 s on the shared CPUs: marked slow, kept in the default run
 
 
 def _llama(spec: ModelSpec) -> Any:
@@ -405,6 +409,89 @@ def _qwen3_next(spec: ModelSpec) -> Any:
     )
 
 
+def _mamba2_sizes(spec: ModelSpec, *, prefix: str) -> dict[str, Any]:
+    """Mamba2 state sizes in the family's spelling (mamba_* for Granite / Falcon-H1)."""
+    (m,) = _recurrent_kinds(spec)
+    names = {"n_heads": m.n_heads, "d_head": m.d_inner // m.n_heads, "n_groups": m.n_groups, "d_state": m.d_state,
+             "d_conv": m.d_conv}  # fmt: skip
+    return {f"{prefix}{key}": value for key, value in names.items()}
+
+
+def _recurrent_kinds(spec: ModelSpec) -> list[Any]:
+    kinds = spec.layers.kinds.values()
+    return [k for k in kinds if k.type == "recurrent"] + [k.parallel for k in kinds if k.parallel is not None]
+
+
+# The reference Mamba2 scan pads a prompt to a whole chunk (default 128 / 256 tokens) and MiniMax's lightning
+# attention loops over blocks of 256: a chunk of 16 keeps CPU time low; what is cached does not depend on it.
+SCAN_CHUNK = 16
+
+
+def _nemotron_h(spec: ModelSpec) -> Any:
+    def block(i: int, name: str) -> str:
+        kind = spec.kind(name)
+        if kind.type == "recurrent":
+            return "mamba"
+        return "attention" if kind.type != "none" else "moe" if i in spec.moe_layers else "mlp"
+
+    (m,) = _recurrent_kinds(spec)
+    experts = {"n_routed_experts": 4, "moe_intermediate_size": 32, "moe_shared_expert_intermediate_size": 32}
+    return transformers.NemotronHConfig(
+        **heads(spec),
+        layers_block_type=[block(i, n) for i, n in enumerate(spec.layer_kind_names)],
+        mamba_num_heads=m.n_heads,
+        mamba_head_dim=m.d_inner // m.n_heads,
+        n_groups=m.n_groups,
+        ssm_state_size=m.d_state,
+        conv_kernel=m.d_conv,
+        chunk_size=SCAN_CHUNK,
+        **TINY,
+        **TINY_MOE,
+        **experts,
+    )
+
+
+def _granitemoehybrid(spec: ModelSpec) -> Any:
+    (m,) = _recurrent_kinds(spec)
+    assert m.d_inner % tiny_hidden(spec) == 0
+    return transformers.GraniteMoeHybridConfig(
+        **heads(spec),
+        layer_types=["mamba" if spec.kind(n).type == "recurrent" else "attention" for n in spec.layer_kind_names],
+        # Granite's d_inner = mamba_expand * hidden_size: expand so that d_inner is the real one.
+        mamba_expand=m.d_inner // tiny_hidden(spec),
+        **_mamba2_sizes(spec, prefix="mamba_"),
+        mamba_chunk_size=SCAN_CHUNK,
+        num_local_experts=4,
+        shared_intermediate_size=32,
+        **TINY,
+        **TINY_MOE,
+    )
+
+
+def _falcon_h1(spec: ModelSpec) -> Any:
+    (m,) = _recurrent_kinds(spec)
+    return transformers.FalconH1Config(
+        **heads(spec),
+        mamba_d_ssm=m.d_inner,
+        mamba_rms_norm=m.ssm_norm,
+        mamba_chunk_size=SCAN_CHUNK,
+        **_mamba2_sizes(spec, prefix="mamba_"),
+        **TINY,
+    )
+
+
+def _minimax(spec: ModelSpec) -> Any:
+    lightning = [spec.kind(n).type == "recurrent" for n in spec.layer_kind_names]
+    return transformers.MiniMaxConfig(
+        **heads(spec),
+        layer_types=["linear_attention" if flag else "full_attention" for flag in lightning],
+        block_size=SCAN_CHUNK,  # lightning attention's block loop; the K^T V state does not depend on it
+        num_local_experts=4,
+        **TINY,
+        **TINY_MOE,
+    )
+
+
 def _is_mha(spec: ModelSpec) -> bool:
     return spec.num_kv_heads == spec.num_attention_heads
 
@@ -438,6 +525,13 @@ CASES: dict[str, Case] = {
     # the reference Mamba scan is slow on CPU at d_inner 8192: one short prompt
     "jamba": Case("jamba", ["jamba-v0.1", "jamba-1.5-mini", "jamba-1.5-large"], _jamba, lengths=(SHORT,)),
     "qwen3_next": Case("qwen3_next", ["qwen3-next-80b-a3b", "qwen3-next-80b-a3b-instruct"], _qwen3_next),
+    # the reference Mamba2 chunk scan is slow on CPU at these state sizes: one short prompt
+    "nemotron_h": Case("nemotron_h", ["nemotron-h-8b-base-8k"], _nemotron_h, lengths=(SHORT,), slow=True),
+    "granitemoehybrid": Case("granitemoehybrid", ["granite-4.0-h-small"], _granitemoehybrid, lengths=(SHORT,)),
+    "falcon_h1": Case("falcon_h1", ["falcon-h1-7b-instruct"], _falcon_h1, lengths=(SHORT,)),
+    # lightning attention keeps its K^T V state in the model's dtype and no conv: the ideal layout exactly
+    # 70 lightning layers of 64 heads x 128 (qkv, gate and out projections ~220M weights even at a tiny hidden)
+    "minimax_m1": Case("minimax_m1", ["minimax-m1-80k"], _minimax, lengths=(SHORT,), slow=True),
     "glm4_moe": Case("glm4_moe", ["glm-4.5-air", "glm-4.5"], _glm4_moe),
     "qwen3_5": Case("qwen3_5", ["qwen3.5-27b"], _qwen3_5),
     "qwen3_5_moe": Case("qwen3_5_moe", ["qwen3.5-35b-a3b"], _qwen3_5),
@@ -491,7 +585,7 @@ def measure_family(family: str) -> Measured:
     return Measured(family, spec, after_prefill, after_decode)
 
 
-@pytest.fixture(params=list(CASES))
+@pytest.fixture(params=[pytest.param(name, marks=pytest.mark.slow) if c.slow else name for name, c in CASES.items()])
 def measured(request: pytest.FixtureRequest) -> Measured:
     return measure_family(request.param)
 
@@ -527,6 +621,17 @@ RECURRENT_MINUS_TRANSFORMERS: dict[str, int] = {
     # = 524,288: ideal 8192x3x2 + 524,288x2 = 1,097,728 B; transformers 8192x4x2 + 524,288x4 =
     # 2,162,688 B; 36 x (-1,064,960) = -38,338,560.
     "qwen3_next": -38_338_560,
+    # Mamba2 (NemotronH, GraniteMoeHybrid, FalconH1 mixers): conv over d_inner + 2 x groups x d_state channels,
+    # state [heads, head_dim, d_state] = d_inner x d_state. Nemotron-H 8B, 24 layers: conv 10,240, state
+    # 1,048,576: ideal 10,240x3x2 + 1,048,576x2 = 2,158,592 B; transformers 10,240x4x2 + 1,048,576x4 =
+    # 4,276,224 B; 24 x (-2,117,632) = -50,823,168.
+    "nemotron_h": -50_823_168,
+    # Granite 4.0 H Small, 36 layers: conv 8,448, state 1,048,576: ideal 2,147,840 B, transformers
+    # 8,448x4x2 + 4,194,304 = 4,261,888 B; 36 x (-2,114,048) = -76,105,728.
+    "granitemoehybrid": -76_105_728,
+    # Falcon-H1 7B, 44 layers (each beside its attention): conv 3,584, state 3,072 x 256 = 786,432: ideal
+    # 3,584x3x2 + 786,432x2 = 1,594,368 B; transformers 3,584x4x2 + 786,432x4 = 3,174,400 B; 44 x (-1,580,032).
+    "falcon_h1": -69_521_408,
     # Qwen3.5 27B, 48 Gated DeltaNet layers: conv channels 2x16x128 + 48x128 = 10,240, state 48x128x128 = 786,432:
     # ideal 10,240x3x2 + 786,432x2 = 1,634,304 B; transformers 10,240x4x2 + 786,432x4 = 3,227,648 B;
     # 48 x (-1,593,344) = -76,480,512.
@@ -550,6 +655,10 @@ IDEAL_MINUS_TRANSFORMERS: dict[str, dict[int, int]] = {
     "cohere2": {LONG: 48 * 4_096},  # Command A: 48 of 64 sliding x (2 x 8 x 128 x 2) = 196,608
     "jamba": {SHORT: RECURRENT_MINUS_TRANSFORMERS["jamba"]},
     "qwen3_next": {length: RECURRENT_MINUS_TRANSFORMERS["qwen3_next"] for length in (SHORT, LONG)},
+    **{
+        family: {SHORT: RECURRENT_MINUS_TRANSFORMERS[family]}
+        for family in ("nemotron_h", "granitemoehybrid", "falcon_h1")
+    },
     "qwen3_5": {length: RECURRENT_MINUS_TRANSFORMERS["qwen3_5"] for length in (SHORT, LONG)},
     "qwen3_5_moe": {length: RECURRENT_MINUS_TRANSFORMERS["qwen3_5_moe"] for length in (SHORT, LONG)},
 }

@@ -98,6 +98,30 @@ OWN_KV: dict[str, tuple[int, int, int, int, int]] = {
     # Command A: c = 2*8*128*2 = 4,096; 64 layers: 48 sliding (W 4,096) + 16 global (NoPE).
     # 4K: 4,096*64*4,096; 32K: 4,096*(16*32,768 + 48*4,096) = 4,096*720,896; 128K: 4,096*(16*131,072 + 196,608).
     "command-a-03-2025": (262_144, 65_536, 1_073_741_824, 2_952_790_016, 9_395_240_960),
+    # Nemotron-H 8B: 4 attention layers, c = 2*8*128*2 = 4,096 -> 16,384/token. 24 Mamba2 layers (d_inner 8,192,
+    # 8 groups, d_state 128, conv 4) hold conv (8,192 + 2*8*128)*(4-1) = 30,720 + ssm 8,192*128 = 1,048,576
+    # elements, *2 B = 2,158,592 B each; *24 = 51,806,208. 4K: 16,384*4,096 + 51,806,208 = 118,915,072;
+    # 32K: 536,870,912 + 51,806,208; 128K: 2,147,483,648 + 51,806,208. The 24 MLP-only layers cache nothing.
+    "nemotron-h-8b-base-8k": (16_384, 16_384, 118_915_072, 588_677_120, 2_199_289_856),
+    # Nemotron 3 Nano 30B-A3B: 6 attention layers, c = 2*2*128*2 = 1,024 -> 6,144/token. 23 Mamba2 layers
+    # (d_inner 4,096): conv (4,096 + 2*8*128)*3 = 18,432 + ssm 4,096*128 = 524,288 elements, *2 B = 1,085,440 B;
+    # *23 = 24,965,120. 4K: 6,144*4,096 + 24,965,120 = 50,130,944; 32K: 201,326,592 + 24,965,120;
+    # 128K: 805,306,368 + 24,965,120. The 23 MoE-only layers cache nothing.
+    "nemotron-3-nano-30b-a3b": (6_144, 6_144, 50_130_944, 226_291_712, 830_271_488),
+    # Granite 4.0 H Small: 4 attention layers, c = 4,096 -> 16,384/token. 36 Mamba2 layers (d_inner 8,192,
+    # 1 group, d_state 128): conv (8,192 + 2*128)*3 = 25,344 + ssm 1,048,576 elements, *2 B = 2,147,840 B;
+    # *36 = 77,322,240. 4K: 67,108,864 + 77,322,240 = 144,431,104; 32K: 536,870,912 + 77,322,240;
+    # 128K: 2,147,483,648 + 77,322,240.
+    "granite-4.0-h-small": (16_384, 16_384, 144_431_104, 614_193_152, 2_224_805_888),
+    # Falcon-H1 7B: all 44 layers cache K/V, c = 2*2*128*2 = 1,024 -> 45,056/token, AND keep the state of the
+    # Mamba2 mixer beside the attention: conv (3,072 + 2*1*256)*(4-1) = 10,752 + ssm 3,072*256 = 786,432
+    # elements, *2 B = 1,594,368 B per layer; *44 = 70,152,192. 4K: 45,056*4,096 + 70,152,192 = 254,701,568;
+    # 32K: 1,476,395,008 + 70,152,192; 128K: 5,905,580,032 + 70,152,192.
+    "falcon-h1-7b-instruct": (45_056, 45_056, 254_701_568, 1_546_547_200, 5_975_732_224),
+    # MiniMax-M1: 10 softmax layers, c = 2*8*128*2 = 4,096 -> 40,960/token. 70 lightning layers hold one
+    # K^T V state of 64 heads x 128 x 128 = 1,048,576 elements, *2 B = 2,097,152 B each; *70 = 146,800,640.
+    # 4K: 40,960*4,096 + 146,800,640 = 314,572,800; 32K: 1,342,177,280 + 146,800,640; 128K: 5,368,709,120 + 146,800,640.
+    "minimax-m1-80k": (40_960, 40_960, 314_572_800, 1_488_977_920, 5_515_509_760),
     # Llama-3.3-Nemotron-Super-49B-v1: c = 2*8*128*2 = 4,096 on the 49 attention blocks; the 31 no_op blocks hold
     # nothing -> 200,704/token. 4K: 200,704*4,096 = 822,083,584; 32K: 6,576,668,672; 128K: 26,306,674,688.
     "llama-3.3-nemotron-super-49b-v1": (200_704, 200_704, 822_083_584, 6_576_668_672, 26_306_674_688),
@@ -197,6 +221,34 @@ EXPECTED_PARAMS: dict[str, tuple[int, int]] = {
     # Command A: tied 256,000 x 12,288 embedding + 12,288 final norm
     # + 64 x (327,155,712 attention + 1,358,954,496 MLP + 12,288 norm).
     "command-a-03-2025": (111_057_580_032, 111_057_580_032),
+    # Nemotron-H 8B, one mixer per block: untied 2 x 131,072 x 4,096 = 1,073,741,824
+    # + 24 Mamba2 x 109,635,968 (in_proj 4,096 x (2*8,192 + 2*8*128 + 128) = 76,021,760, out_proj 33,554,432,
+    #   conv 10,240 x 4 + 10,240 bias, dt_bias/A_log/D 3 x 128, gated norm 8,192)
+    # + 4 attention x 41,943,040 (q 4,096^2, k/v 2 x 4,096 x 1,024, o 4,096^2)
+    # + 24 MLP x 176,160,768 (up + down 2 x 4,096 x 21,504) + 52 x 4,096 norms + 4,096 final norm.
+    # Published "8B" (a size class; the count is 1.3% above it).
+    "nemotron-h-8b-base-8k": (8_100_852_736, 8_100_852_736),
+    # Nemotron 3 Nano: untied 2 x 131,072 x 2,688 = 704,643,072 + 23 Mamba2 x 38,742,208 + 6 attention x 23,396,352
+    # + 23 MoE x 1,297,465,472 (128 experts x 2 x 2,688 x 1,856 + router 128 x 2,688 + bias 128
+    # + shared 2 x 2,688 x 3,712) + 52 x 2,688 + 2,688 = 31,577,940,288, 0.07% under the published 31.6B.
+    # Active: 6 routed experts: 23 x 80,167,040 instead -> 3,580,076,352 (published "3.6B with embeddings").
+    "nemotron-3-nano-30b-a3b": (31_577_940_288, 3_580_076_352),
+    # Granite 4.0 H Small: tied 100,352 x 4,096 = 411,041,792 + 36 Mamba2 x 102,286,976 + 4 attention x 41,943,040
+    # + 40 MoE x 698,646,528 (72 x 3 x 4,096 x 768 + router 72 x 4,096 + shared 3 x 4,096 x 1,536)
+    # + 80 x 4,096 + 4,096 norms = 32,207,337,984, 0.65% over the published 32B. Active: 10 experts per layer
+    # (40 x 113,541,120) -> 8,803,121,664 (published "9B active", rounded).
+    "granite-4.0-h-small": (32_207_337_984, 8_803_121_664),
+    # Falcon-H1 7B: untied 2 x 130,048 x 3,072 = 799,014,912 + 44 x 154,238,536 + 3,072 final norm, a layer being
+    # attention 11,010,048 (q 3,072 x 1,536, k/v 2 x 3,072 x 256, o 1,536 x 3,072) + Mamba2 29,976,136 (in_proj
+    # 3,072 x (3,072 + 3,584 + 24), out_proj 3,072^2, conv 3,584 x 4 + 3,584, dt_bias/A_log/D 3 x 24, no gated norm)
+    # + gated MLP 3 x 3,072 x 12,288 = 113,246,208 + 2 x 3,072 norms = 7,585,513,568, 0.06% under 7.59B.
+    "falcon-h1-7b-instruct": (7_585_513_568, 7_585_513_568),
+    # MiniMax-M1: untied 2 x 200,064 x 6,144 = 2,458,386,432 + 70 lightning x 251,666,432 (qkv 6,144 x 3 x 8,192,
+    # output_gate and out_proj 6,144 x 8,192 each, norm 8,192) + 10 softmax x 113,246,208 (q/o 6,144 x 8,192,
+    # k/v 2 x 6,144 x 1,024) + 80 MoE x 5,436,014,592 (32 x 3 x 6,144 x 9,216 + router 32 x 6,144) + 80 x 2 x 6,144
+    # + 6,144 norms = 456,089,655,296, 0.02% over the published 456B. Active (top-2): 80 x 339,935,232 for the MoE
+    # -> 48,403,306,496; without the embedding and LM head 45,944,920,064 against the published 45.9B.
+    "minimax-m1-80k": (456_089_655_296, 48_403_306_496),
     # Llama-3.3-Nemotron-Super-49B-v1 (transformers has no DeciLM class: hand arithmetic). Untied embedding + head
     # 2 x 128,256 x 8,192 = 2,101,346,304; final norm 8,192; 49 attention blocks x (2 x 8,192^2 q/o + 2 x 8,192 x
     # 1,024 k/v = 150,994,944) = 7,398,752,256; FFN 3 x 8,192 x sum of widths (49 x 28,672 + 17,920 + 6 x 14,336

@@ -385,6 +385,40 @@ def test_unverified_engines_refuse_new_layer_kinds():
             ENGINES[name].cache_plan(load_bundled("deepseek-v3.2-exp"), kv_dtype_name="bf16", tp=1, pp=1)
 
 
+def test_engines_whose_source_was_not_read_refuse_falcon_h1_and_lightning_attention():
+    from kvplan.catalog import load_bundled
+    from kvplan.engines import ENGINES
+
+    for name in ("vllm", "sglang", "trtllm", "llamacpp"):
+        if name != "vllm":  # vLLM's Falcon-H1 layout is read: see the next test
+            with pytest.raises(InvalidInput, match=f"K/V and a recurrent state in the same layer.*no {name} layout"):
+                ENGINES[name].cache_plan(load_bundled("falcon-h1-7b-instruct"), kv_dtype_name="bf16", tp=1, pp=1)
+        with pytest.raises(InvalidInput, match=f"lightning-attention state .*no {name} layout"):
+            ENGINES[name].cache_plan(load_bundled("minimax-m1-80k"), kv_dtype_name="bf16", tp=1, pp=1)
+
+
+def test_vllm_splits_a_falcon_h1_layer_into_an_attention_and_a_mamba_layer():
+    from kvplan.catalog import load_bundled
+    from kvplan.engines import ENGINES
+    from kvplan.engines.vllm import kv_cache_groups
+
+    # vllm/model_executor/models/falcon_h1.py FalconH1ParallelHybrid: the SSM branch is a layer of its own,
+    # so 44 attention layers (1,024 B/token) and 44 Mamba2 layers (1,594,368 B of state) form two groups.
+    spec = load_bundled("falcon-h1-7b-instruct")
+    plan = ENGINES["vllm"].cache_plan(spec, kv_dtype_name="bf16", tp=1, pp=1)
+    groups, unit = kv_cache_groups(spec, plan, block=16, stage_index=0)
+    # hybrid block: 16 x cdiv(1,594,368, 16 x 1,024) = 16 x 98 = 1,568 tokens; page 1,024 x 1,568 = 1,605,632 B
+    assert sorted((g.type, g.block_tokens, g.layers_in_stage) for g in groups) == [
+        ("full", 1_568, 44),
+        ("recurrent", 1_568, 44),
+    ]
+    assert unit == 1_605_632 * 44
+    # pipeline stage 1 of 2 holds decoder layers 22..43: both branches of each
+    groups, _ = kv_cache_groups(spec, ENGINES["vllm"].cache_plan(spec, kv_dtype_name="bf16", tp=1, pp=2), block=16,
+                                stage_index=1)  # fmt: skip
+    assert sorted(g.layers_in_stage for g in groups) == [22, 22]
+
+
 def test_vllm_indexer_cache_is_fp8_with_a_scale_whatever_the_kv_dtype():
     from kvplan.catalog import load_bundled
     from kvplan.engines import ENGINES

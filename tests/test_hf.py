@@ -745,6 +745,45 @@ def test_gemma3n_kv_sharing_and_nemotron_pattern() -> None:
     assert spec.num_layers == 10 and spec.kind_counts == {"mamba2": 4, "mlp_only": 4, "full": 2}
 
 
+def test_granite_hybrid_class_defaults() -> None:
+    # GraniteMoeHybridConfig: layer_types absent -> every layer Mamba2; mamba_d_head "auto" ->
+    # mamba_expand * hidden // mamba_n_heads; no experts -> shared_mlp is the dense MLP; RoPE only if asked.
+    base = {"model_type": "granitemoehybrid", **CORE, "vocab_size": 1000, "max_position_embeddings": 4096}
+    spec = spec_from_hf_config({**base, "num_local_experts": 0, "shared_intermediate_size": 512}, origin="x").spec
+    (kind,) = spec.layers.kinds.values()
+    assert (kind.variant, kind.d_inner, kind.n_heads, kind.d_state) == ("mamba2", 8192, 128, 256)
+    assert spec.moe is None and spec.intermediate_size == 512 and spec.rope is None
+    mixed = {**base, "layer_types": ["mamba", "attention"] * 16, "position_embedding_type": "rope"}
+    spec = spec_from_hf_config(mixed, origin="x").spec
+    assert spec.kind_counts == {"mamba2": 16, "full": 16} and spec.rope is not None
+    assert spec.moe.num_experts == 8 and spec.moe.shared_intermediate_size == 1024  # class defaults
+
+
+def test_falcon_h1_every_layer_is_attention_beside_mamba2() -> None:
+    # FalconH1Config: mamba_d_head "auto" = mamba_d_ssm // mamba_n_heads; no head_dim field -> hidden // heads
+    config = {"model_type": "falcon_h1", **CORE, "vocab_size": 1000, "max_position_embeddings": 4096}
+    spec = spec_from_hf_config(config, origin="x").spec
+    (kind,) = spec.layers.kinds.values()
+    assert kind.type == "full" and spec.head_dim == 128 and spec.num_kv_heads == 8
+    assert (kind.parallel.d_inner, kind.parallel.n_heads, kind.parallel.d_state) == (1024, 128, 256)
+    assert not kind.parallel.ssm_norm  # mamba_rms_norm defaults to false
+    assert spec_from_hf_config({**config, "mamba_rms_norm": True}, origin="x").spec.kind("hybrid").parallel.ssm_norm
+
+
+def test_minimax_lightning_layers_from_either_spelling() -> None:
+    m1 = imported("minimax-m1-80k").spec
+    assert m1.kind_counts == {"lightning": 70, "full": 10} and m1.layer_kind_names[7] == "full"
+    native = json.loads((DATA / "minimax-m1-80k.json").read_text())
+    flags = native.pop("attn_type_list")
+    native |= {"model_type": "minimax", "layer_types": ["full_attention" if v else "linear_attention" for v in flags]}
+    assert kv(spec_from_hf_config(native, origin="x").spec, 4096) == kv(m1, 4096)
+    defaults = {"model_type": "minimax", **CORE, "vocab_size": 1000, "max_position_embeddings": 4096}
+    spec = spec_from_hf_config(defaults, origin="x").spec  # MiniMaxConfig: even layers full, odd lightning
+    assert spec.layer_kind_names[:2] == ("full", "lightning") and spec.kind("lightning").head_k_dim == 128
+    with pytest.raises(InvalidInput, match="attn_type_list must hold 0 \\(lightning\\) or 1 \\(softmax\\)"):
+        spec_from_hf_config({**defaults, "attn_type_list": [2] * 32}, origin="x")
+
+
 def test_cli_estimate_shows_the_import_warnings(cli, tmp_path: Path) -> None:
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"model_type": "brandnew", **CORE, "intermediate_size": 11008, "vocab_size": 32000,

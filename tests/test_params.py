@@ -71,6 +71,22 @@ def test_qwen3_next_moe_has_gated_shared_expert():
     assert _sum(mlp_parts(spec, 0)) == 512 * 3 * h * 512 + h * 512 + 3 * h * 512 + h
 
 
+def test_nemotron_h_blocks_hold_one_mixer_each():
+    # NemotronHBlock: one RMSNorm + one mixer. A Mamba2 or attention block has no MLP (kind mlp: false);
+    # a "-" block is the MLP alone (up + down, relu2), an "E" block the MoE alone.
+    spec = load_bundled("nemotron-h-8b-base-8k")
+    mamba, attn, mlp = (spec.layer_kind_names.index(k) for k in ("mamba2", "full", "mlp_only"))
+    assert mlp_parts(spec, mamba) == [] and mlp_parts(spec, attn) == []
+    assert _sum(layer_parts(spec, mlp)) == 2 * 4096 * 21504 + 4096
+    # in_proj [4096, 8192 + (8192 + 2*8*128) + 128] + out_proj + conv (weight + bias) + dt_bias/A_log/D + norm
+    assert _sum(layer_parts(spec, mamba)) == (4096 * 18560 + 8192 * 4096 + 10240 * 5 + 3 * 128 + 8192) + 4096
+    nano = load_bundled("nemotron-3-nano-30b-a3b")
+    moe = nano.layer_kind_names.index("mlp_only")
+    # 128 experts x (up + down) [2688, 1856] + router [2688, 128] + its correction bias + shared 2 x 2688 x 3712
+    assert _sum(mlp_parts(nano, moe)) == 128 * 2 * 2688 * 1856 + 2688 * 128 + 128 + 2 * 2688 * 3712
+    assert len(nano.moe_layers) == 23 and not nano.dense_mlp_layers
+
+
 def test_mla_without_q_lora_projects_q_directly():
     lite, full = load_bundled("deepseek-v2-lite"), load_bundled("deepseek-v2")
     # V2-Lite: q_proj [2048, 16*192]; kv_a [2048, 512+64]; kv_a_norm 512; kv_b [512, 16*(128+128)]; o [16*128, 2048].
@@ -250,6 +266,85 @@ def _qwen3_next(t, spec: ModelSpec):
     )
 
 
+def _mamba2(spec: ModelSpec):
+    (mamba,) = [spec.kind(n) for n in spec.kind_counts if spec.kind(n).type == "recurrent"]
+    return mamba
+
+
+def _nemotron_h(t, spec: ModelSpec):
+    # one NemotronHConfig block type per layer: Mamba2, attention, MoE (E) or dense MLP (-)
+    def block(i: int, name: str) -> str:
+        kind = spec.kind(name)
+        if kind.type == "recurrent":
+            return "mamba"
+        if kind.type != "none":
+            return "attention"
+        return "moe" if i in spec.moe_layers else "mlp"
+
+    mamba, moe = _mamba2(spec), spec.moe
+    experts = {} if moe is None else {
+        "n_routed_experts": moe.num_experts, "num_experts_per_tok": moe.experts_per_token,
+        "moe_intermediate_size": moe.expert_intermediate_size,
+        "moe_shared_expert_intermediate_size": moe.shared_intermediate_size,
+    }  # fmt: skip
+    return t.NemotronHConfig(
+        **_common(spec),
+        intermediate_size=spec.intermediate_size,
+        layers_block_type=[block(i, n) for i, n in enumerate(spec.layer_kind_names)],
+        mamba_num_heads=mamba.n_heads,
+        mamba_head_dim=mamba.d_inner // mamba.n_heads,
+        n_groups=mamba.n_groups,
+        ssm_state_size=mamba.d_state,
+        conv_kernel=mamba.d_conv,
+        **experts,
+    )
+
+
+def _granitemoehybrid(t, spec: ModelSpec):
+    mamba, moe = _mamba2(spec), spec.moe
+    return t.GraniteMoeHybridConfig(
+        **_common(spec, head_dim=False),
+        intermediate_size=moe.expert_intermediate_size,
+        shared_intermediate_size=moe.shared_intermediate_size,
+        num_local_experts=moe.num_experts,
+        num_experts_per_tok=moe.experts_per_token,
+        layer_types=["mamba" if spec.kind(n).type == "recurrent" else "attention" for n in spec.layer_kind_names],
+        mamba_n_heads=mamba.n_heads,
+        mamba_d_head=mamba.d_inner // mamba.n_heads,
+        mamba_n_groups=mamba.n_groups,
+        mamba_d_state=mamba.d_state,
+        mamba_d_conv=mamba.d_conv,
+        mamba_expand=mamba.d_inner // spec.hidden_size,
+    )
+
+
+def _falcon_h1(t, spec: ModelSpec):
+    (kind,) = spec.layers.kinds.values()
+    mamba = kind.parallel  # FalconH1DecoderLayer: attention and this Mamba2 mixer side by side
+    return t.FalconH1Config(
+        **_common(spec),
+        intermediate_size=spec.intermediate_size,
+        mamba_d_ssm=mamba.d_inner,
+        mamba_n_heads=mamba.n_heads,
+        mamba_d_head=mamba.d_inner // mamba.n_heads,
+        mamba_n_groups=mamba.n_groups,
+        mamba_d_state=mamba.d_state,
+        mamba_d_conv=mamba.d_conv,
+        mamba_rms_norm=mamba.ssm_norm,
+    )
+
+
+def _minimax(t, spec: ModelSpec):
+    # MiniMaxDecoderLayer: lightning attention ("linear_attention") or softmax attention, MoE on every layer
+    lightning = [spec.kind(n).type == "recurrent" for n in spec.layer_kind_names]
+    return t.MiniMaxConfig(
+        **_common(spec),
+        **_moe(spec, "num_local_experts"),
+        intermediate_size=spec.moe.expert_intermediate_size,
+        layer_types=["linear_attention" if flag else "full_attention" for flag in lightning],
+    )
+
+
 def _glm4_moe(t, spec: ModelSpec):
     moe = spec.moe
     return t.Glm4MoeConfig(
@@ -336,6 +431,10 @@ CONFIGS: dict[str, Callable[[Any, ModelSpec], Any]] = {
     "deepseek_v32": _deepseek_v32,  # the lightning indexer's weights included
     "jamba": _jamba,
     "qwen3_next": _qwen3_next,
+    "nemotron_h": _nemotron_h,
+    "granitemoehybrid": _granitemoehybrid,
+    "falcon_h1": _falcon_h1,
+    "minimax_m1": _minimax,  # the remote-code MiniMax-M1 config, transformers' MiniMax architecture
     "gemma3n_text": _gemma3n,
     "mllama": _mllama,
     "glm4_moe": _glm4_moe,
@@ -346,7 +445,7 @@ CONFIGS: dict[str, Callable[[Any, ModelSpec], Any]] = {
 
 def _checkpoint_tensors(model) -> int:
     """Parameters, plus DeepSeek V3's router correction bias: a buffer in transformers, a tensor in the checkpoint."""
-    # (MiniMax-M2's and GLM-4.5's are the same buffer.)
+    # (MiniMax-M2's, GLM-4.5's and Nemotron-H's are the same buffer.)
     extra = sum(b.numel() for name, b in model.named_buffers() if name.endswith("e_score_correction_bias"))
     return sum(p.numel() for p in model.parameters()) + extra + _dropped_shared_kv(model)
 

@@ -204,6 +204,10 @@ def test_model_parameters_equal_weight_bytes_on_meta():
 # Bundled models whose layer kinds profile does not build (issue 9's indexer caches): refused, see below.
 PROFILE_REFUSES = {
     "deepseek-v3.2-exp": "indexer key cache",
+    "nemotron-h-8b-base-8k": "has no feed-forward block",  # Nemotron-H: one mixer per block
+    "nemotron-3-nano-30b-a3b": "has no feed-forward block",
+    "falcon-h1-7b-instruct": "runs a recurrent mixer beside its attention",  # Falcon-H1: attention + Mamba2
+    "minimax-m1-80k": "keeps a lightning-attention state",
     "llama-3.3-nemotron-super-49b-v1": "has no attention",
     "gemma-3n-e4b": "shares K/V with an earlier layer",
     "gemma-3n-e2b": "shares K/V with an earlier layer",

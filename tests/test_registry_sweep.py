@@ -78,6 +78,8 @@ SAMPLE = [
     "qwen3_next",  # Gated DeltaNet + full attention
     "jamba",  # Mamba + attention
     "nemotron_h",  # Mamba2 / attention / MLP-only pattern string
+    "falcon_h1",  # attention and a Mamba2 mixer in the same layer
+    "minimax",  # lightning attention: a K^T V state per head
     "gemma3n",  # KV sharing across layers
     "jetmoe",  # kv_channels head size
     "bloom",  # refused: no max_position_embeddings (ALiBi)

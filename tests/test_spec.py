@@ -69,6 +69,40 @@ def test_absurd_sizes_are_errors_not_hangs():
     assert "max_position_embeddings" in bad(max_position_embeddings=1 << 40)
 
 
+MAMBA2 = {
+    "type": "recurrent",
+    "variant": "mamba2",
+    "d_inner": 512,
+    "d_state": 16,
+    "d_conv": 4,
+    "n_groups": 1,
+    "n_heads": 8,
+}
+
+
+def test_parallel_mixer_lightning_and_ssm_norm_are_checked():
+    # Falcon-H1: a recurrent mixer beside an attention kind; only there, and only a recurrent one
+    assert "'parallel' only applies to attention layers" in bad(layers={"kinds": {"r": {**MAMBA2, "parallel": MAMBA2}}})
+    full_in_full = {"h": {"type": "full", "parallel": {"type": "full"}}}
+    assert "'parallel' must be a recurrent kind" in bad(layers={"kinds": full_in_full})
+    lightning = {"l": {"type": "recurrent", "variant": "lightning", "n_heads": 8}}
+    assert "a recurrent 'lightning' layer needs head_k_dim, head_v_dim" in bad(layers={"kinds": lightning})
+    assert "'ssm_norm' only applies to recurrent mamba2" in bad(
+        layers={"kinds": {"f": {"type": "full", "ssm_norm": False}}}
+    )
+
+
+def test_parallel_layer_caches_kv_and_a_state():
+    from kvplan.memory import cache_plan
+
+    spec = skeleton(layers={"kinds": {"h": {"type": "full", "parallel": MAMBA2}}})
+    # K/V: 2 x 2 heads x 32 x 2 B = 256 B per token per layer; Mamba2 state: conv (512 + 2 x 16) x 3 + ssm
+    # 512 x 16 = 1,632 + 8,192 elements x 2 B = 19,648 B per layer; 6 layers
+    plan = cache_plan(spec, "bf16")
+    assert plan.bytes_per_token == 6 * 256
+    assert plan.bytes_per_sequence(100) == 6 * (256 * 100 + 19_648)
+
+
 # ---- per-layer MLP widths and linear stand-ins (Nemotron-NAS) ----------------------------------
 
 

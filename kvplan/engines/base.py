@@ -457,6 +457,7 @@ class Engine:
     def check_layer_kinds(self, spec: ModelSpec) -> None:
         """Layer kinds issue 9 added (DSA indexer caches, KV-shared and attention-free layers): refused by
         the engines whose source kvplan has not read for them; those that have override this."""
+        refuse_unread_states(self.name, spec)
         kinds = spec.layers.kinds.values()
         readers = "ideal, vllm or transformers"
         if any(k.index_head_dim for k in kinds):
@@ -623,6 +624,23 @@ def as_float(v: Any) -> float | None:
         return float(str(v).split()[0]) if v is not None else None
     except ValueError:
         return None
+
+
+def refuse_unread_states(engine: str, spec: ModelSpec, *, parallel_read: bool = False) -> None:
+    """Layer kinds whose layout kvplan has read only in transformers (and keeps in the ideal layout):
+    attention with a recurrent mixer beside it in one layer (Falcon-H1), and MiniMax lightning attention. Every
+    serving engine refuses them until its source has been read for them."""
+    kinds = spec.layers.kinds.values()
+    if not parallel_read and any(k.parallel is not None for k in kinds):
+        raise InvalidInput(
+            f"{spec.name} keeps K/V and a recurrent state in the same layer (attention beside a Mamba2 mixer); "
+            f"kvplan has no {engine} layout for it yet; use --engine ideal or transformers"
+        )
+    if any(k.variant == "lightning" for k in kinds):
+        raise InvalidInput(
+            f"{spec.name} keeps a lightning-attention state (MiniMax linear attention); kvplan has no {engine} "
+            "layout for it yet; use --engine ideal or transformers"
+        )
 
 
 def refuse_cross_attention(spec: ModelSpec, engine: str) -> None:

@@ -12,7 +12,9 @@ on skeleton models of every bundled family. They differ from kvplan's ideal layo
    keep ``d_conv`` columns of conv state, not ``d_conv - 1``, and hold the SSM / delta-rule
    state in float32 whatever the model dtype. Proven on the reference PyTorch paths (what runs
    on CPU, or without mamba_ssm / causal_conv1d / flash-linear-attention installed); the CUDA
-   kernels' state dtype is not checked here.
+   kernels' state dtype is not checked here. Falcon-H1's Mamba2 mixer beside each attention layer
+   (``LinearAttentionAndFullAttentionLayer``) follows the same rule; MiniMax's lightning layers
+   (``MiniMaxCache.linear_cache``) keep one ``[heads, d, d]`` state in the model's dtype and no conv.
 3. There is no tensor or pipeline parallel split of heads: one process holds every layer.
 
 What the cache *exposes* is not all the storage it keeps alive. The sliding layers' tensors are
@@ -84,6 +86,10 @@ def _as_transformers(spec: ModelSpec, name: str, dtype: DType, *, held: Held) ->
     kind = spec.kind(name)
     if kind.kv_shared or kind.type == "none":
         return cache  # cache_utils.DummyLayer: KV-sharing consumers and attention-free layers hold nothing
+    if kind.parallel is not None:
+        # cache_utils.LinearAttentionAndFullAttentionLayer (Falcon-H1): the K/V of a DynamicLayer and the
+        # conv / recurrent states of a LinearAttentionLayer in one layer, each kept as described above
+        cache = replace(cache, state_bytes=recurrent_state_bytes(kind.parallel, dtype))
     if kind.type in ("sliding", "chunked"):
         # cache_utils.DynamicSlidingWindowLayer.update keeps full_key_states[:, :, -sliding_window + 1:],
         # a view of the concatenation (the whole prompt after prefill, window tokens after a decode step)
@@ -101,6 +107,10 @@ def recurrent_state_bytes(kind: LayerKind, dtype: DType) -> int:
     (``dtype``); a spec's ``state_dtype`` does not change what transformers allocates.
     """
     conv_ideal, ssm = recurrent_state_elements(kind)
+    if kind.variant == "lightning":
+        # MiniMaxCache.linear_cache: attn_weights_inter [batch, heads, head_dim, head_dim] in the dtype of
+        # value_states, i.e. the model's (modeling_minimax.py MiniMaxLightningAttention.forward); no conv state.
+        return dtype.nbytes(ssm)
     channels = conv_ideal // (kind.d_conv - 1)
     # cache_utils.LinearAttentionLayer.update_conv_state keeps the last conv_kernel_size columns.
     conv = channels * kind.d_conv

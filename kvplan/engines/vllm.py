@@ -35,6 +35,7 @@ from kvplan.engines.base import (
     number,
     quantization_flag,
     refuse_cross_attention,
+    refuse_unread_states,
     row,
 )
 from kvplan.errors import InvalidInput
@@ -161,7 +162,7 @@ def kv_cache_groups(
     layers split into cdiv(n, group_size) groups (layers[i::num_groups]), with group_size the
     smallest layer count (the largest when max < 1.5 x min), and page sizes unified.
     """
-    caches = plan.layers
+    owners, caches = _vllm_cache_layers(plan.layers)
     # Layers that store nothing get no pages: attention-free layers have no attention module, and a
     # KV-sharing layer (vLLM Attention(kv_sharing_target_layer_name=...), vllm/attention/layer.py;
     # the backends' do_kv_cache_update return early for it) reads its target layer's cache and has
@@ -175,7 +176,8 @@ def kv_cache_groups(
         c = caches[i]
         key = (c.type, c.max_tokens, c.bytes_per_token, c.state_bytes)
         keys.setdefault(key, []).append(i)
-    stage_layers = set(pipeline_stages(spec.num_layers, plan.pp)[stage_index])
+    stage_decoder_layers = set(pipeline_stages(spec.num_layers, plan.pp)[stage_index])
+    stage_layers = {i for i, owner in enumerate(owners) if owner in stage_decoder_layers}
     token_slots = {(k[0], k[1]) for k in keys}
     if len(keys) == 1 or (not recurrent and len(token_slots) == 1):
         # Uniform spec or uniform type: one group, page = the stage's layers side by side.
@@ -200,6 +202,24 @@ def kv_cache_groups(
     if recurrent:
         unit = max(unit, max(c.state_bytes for c in recurrent))
     return tuple(groups), unit * max(group_layers, 1)
+
+
+def _vllm_cache_layers(layers: tuple[LayerCache, ...]) -> tuple[list[int], list[LayerCache]]:
+    """vLLM's cache layers and the decoder layer each belongs to. A Falcon-H1 decoder layer is two of
+    them: vLLM builds its SSM branch as a layer of its own (vllm/model_executor/models/falcon_h1.py,
+    FalconH1ParallelHybrid.__init__: ssm_layer_idx = num_hidden_layers + layer_idx, "In V1 all
+    attention/ssm layers must have different index in prefix"), so the K/V (an AttentionSpec layer) and
+    the Mamba2 state (a MambaSpec layer, get_mamba_state_shape_from_config -> mamba2_state_shape, the
+    shapes kvplan's recurrent state already follows) are grouped like Jamba's separate layers."""
+    owners, caches = [], []
+    for i, c in enumerate(layers):
+        if c.type != "recurrent" and c.state_bytes:
+            owners += [i, i]
+            caches += [replace(c, state_bytes=0), LayerCache(c.kind, "recurrent", 0, None, c.state_bytes)]
+        else:
+            owners.append(i)
+            caches.append(c)
+    return owners, caches
 
 
 def _page_ratio(page: int, unit: int) -> int:
@@ -362,9 +382,11 @@ class Vllm(Engine):
         return _with_indexer(spec, cache_plan(spec, kv_dtype_name, tp=tp, pp=pp, mla=mla))
 
     def check_layer_kinds(self, spec: ModelSpec) -> None:
-        """vLLM reads the indexer, KV-shared and attention-free kinds: see _with_indexer and kv_cache_groups.
-        Cross-attention layers are refused: kvplan has not read vLLM's encoder-decoder cache for them."""
+        """vLLM reads the indexer, KV-shared, attention-free and Falcon-H1 parallel kinds: see _with_indexer,
+        kv_cache_groups and _vllm_cache_layers. Cross-attention layers are refused: kvplan has not read vLLM's
+        encoder-decoder cache for them; nor lightning attention."""
         refuse_cross_attention(spec, self.name)
+        refuse_unread_states(self.name, spec, parallel_read=True)
 
     def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int, int]:
         mnbt, seqs = batch_defaults(total, gpu, a100_exception=self.a100_exception)

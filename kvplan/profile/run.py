@@ -456,7 +456,8 @@ def _check_options(spec: ModelSpec, opts: Options, kv_name: str) -> None:
 
 def _check_layer_kinds(spec: ModelSpec) -> None:
     """Layer kinds the torch model here does not build yet (issue 9 added them to the schema):
-    a DSA indexer key cache, KV-sharing layers and attention-free layers. Refused, not mis-measured."""
+    a DSA indexer key cache, KV-sharing layers, attention-free layers and mixer-only (no MLP) layers.
+    Refused, not mis-measured."""
     missing = []
     for name, kind in spec.layers.kinds.items():
         if kind.index_head_dim:
@@ -465,6 +466,12 @@ def _check_layer_kinds(spec: ModelSpec) -> None:
             missing.append(f"{name!r} shares K/V with an earlier layer")
         if kind.type == "none":
             missing.append(f"{name!r} has no attention")
+        if not kind.mlp:
+            missing.append(f"{name!r} has no feed-forward block")
+        if kind.parallel is not None:
+            missing.append(f"{name!r} runs a recurrent mixer beside its attention")
+        if kind.variant == "lightning":
+            missing.append(f"{name!r} keeps a lightning-attention state")
         if kind.type == "cross":
             missing.append(f"{name!r} is cross-attention to vision tokens")
     if spec.mlp_widths is not None:
