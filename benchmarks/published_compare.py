@@ -7,15 +7,21 @@ The data, each run with its source, are in ``benchmarks/data/published_throughpu
   ``kv_cache_free_gpu_mem_fraction`` 0.95. The metric is the TP group's output tokens/s. kvplan's figure is
   the highest request rate one replica sustains (:func:`kvplan.serving.max_rate`, TensorRT-LLM constants of
   :mod:`kvplan.latency`, 8192-token steps, TensorRT-LLM's default ``max_num_tokens``) times OSL.
-* ``mlperf``: MLPerf Inference v4.1 / v5.1 datacenter closed-division results (NVIDIA, TensorRT-LLM).
+* ``mlperf``: MLPerf Inference v4.1 / v5.1 datacenter closed-division results (NVIDIA, TensorRT-LLM), with
+  ``mlperf_datasets``: each benchmark set's mean and p90 input length (tokens), with their source. A run is
+  modelled with the submitter's split, batch and KV fraction (NVIDIA's per-system config, cited on the row), the
+  set's mean input length and the log's own output tokens per sample. Offline: the replica's highest sustainable
+  rate (as above) times OSL times the replicas. Server: the highest rate whose TTFT and TPOT stay within the run's
+  limits (:func:`kvplan.slo.rate_within_targets`); kvplan's percentile is p90 where MLPerf's is p99, so kvplan's
+  Server figure is an upper bound. The scored figures (``kvplan_isl``, ``kvplan_tok_s``, ``ratio``, ``verdict``)
+  are stored on each row by ``--update-data``; tests recompute them.
 
 A run kvplan does not model (FP4 GEMMs, attention data parallelism with expert parallelism, GB200, a
 model outside the catalog) carries ``not_modelled``; an MLPerf run whose inputs are not all known (the
-dataset's mean input length, the run's split) carries ``not_compared``. Both are printed with their reason
-and kept out of the statistics; for the MLPerf runs kvplan can model, the script prints the mean input
-length at which kvplan's throughput would equal the published one (``--markdown`` tables for docs/cost.md).
+run's split or precision) or not modelled carries ``not_compared``. Both are printed with their reason
+and kept out of the statistics (``--markdown`` tables for docs/cost.md).
 
-``python benchmarks/published_compare.py [--markdown]``
+``python benchmarks/published_compare.py [--markdown] [--update-data]``
 """
 
 from __future__ import annotations
@@ -32,11 +38,21 @@ KV_FRACTION = 0.95  # kv_cache_free_gpu_mem_fraction the TensorRT-LLM tables use
 TARGET = 0.20  # the issue's target: throughput within 20 % of the published measurement
 
 
-def _setup(model: str, gpu: str, tp: int, *, weights: str, kv: str, fraction: float, max_batch: int | None = None):  # noqa: ANN202
+def _setup(
+    model: str,
+    gpu: str,
+    tp: int,
+    *,
+    weights: str,
+    kv: str,
+    fraction: float,
+    max_batch: int | None = None,
+    max_tokens: int | None = None,
+):  # noqa: ANN202
     from kvplan.capacity import setup
     from kvplan.engines import Settings
 
-    settings = Settings(free_gpu_memory_fraction=fraction, max_num_seqs=max_batch)
+    settings = Settings(free_gpu_memory_fraction=fraction, max_num_seqs=max_batch, max_num_batched_tokens=max_tokens)
     return setup(model, gpu, engine="trtllm", tp=tp, weights_dtype=weights, kv_dtype_name=kv, settings=settings)
 
 
@@ -59,26 +75,52 @@ def compare_runs(runs: list[dict]) -> list[dict]:
     return out
 
 
-def break_even_isl(r: dict) -> int | None:
-    """The mean input length (1..1024, the set's input cap) at which kvplan's throughput equals the published one."""
+def _mlperf_isl(r: dict, datasets: dict) -> int:
+    """The benchmark set's mean input length (tokens), rounded: what kvplan serves every request with."""
+    return round(datasets[r["dataset"]]["input_mean"])
+
+
+def _server_tokens_s(s, r: dict, dataset: dict, isl: int, osl: int) -> float:  # noqa: ANN001
+    """One replica's output tokens/s at the highest rate within the Server run's TTFT/TPOT limits (kvplan's p90)."""
+    from kvplan.serving import Lengths
+    from kvplan.slo import Targets, rate_within_targets
+
+    inp = Lengths.of(isl, max(isl, round(dataset["input_p90"])))
+    targets = Targets(rate_rps=1.0, input_len=inp, output_len=Lengths.of(osl), ttft_s=r["ttft_p99_s"],
+                      tpot_s=r["tpot_p99_s"], percentile="p90")  # fmt: skip
+    return rate_within_targets(s, targets) * osl
+
+
+def score_mlperf(r: dict, datasets: dict) -> dict:
+    """kvplan's throughput for one modelled MLPerf run: ``kvplan_isl``, ``kvplan_tok_s``, ``ratio``, ``verdict``."""
     s = _setup(r["model"], r["gpu"], r["tp"], weights=r["weights"], kv=r["kv"], fraction=r["free_gpu_memory_fraction"],
-               max_batch=r.get("max_batch"))  # fmt: skip
-    target = r["published_tok_s"] / r["replicas"]
-    osl = round(r["osl"])
+               max_batch=r.get("max_batch"), max_tokens=r.get("max_num_tokens"))  # fmt: skip
+    isl, osl = _mlperf_isl(r, datasets), round(r["osl"])
+    if r["scenario"] == "Offline":
+        per_replica = replica_tokens_s(s, isl, osl)
+    else:
+        per_replica = _server_tokens_s(s, r, datasets[r["dataset"]], isl, osl)
+    tok_s = per_replica * r["replicas"]
+    ratio = tok_s / r["published_tok_s"]
+    verdict = "within 20%" if abs(ratio - 1) <= TARGET else "missed"
+    return {"kvplan_isl": isl, "kvplan_tok_s": round(tok_s, 1), "ratio": round(ratio, 4), "verdict": verdict}
 
-    def tps(isl: int) -> float:
-        return replica_tokens_s(s, isl, osl)
 
-    lo, hi = 1, 1024
-    if tps(lo) < target or tps(hi) > target:
-        return None  # no input length within the set's range matches
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if tps(mid) >= target:
-            lo = mid
+def compare_mlperf(rows: list[dict], datasets: dict) -> list[dict]:
+    return [dict(r) if "not_compared" in r else {**r, **score_mlperf(r, datasets)} for r in rows]
+
+
+def dump_data(data: dict) -> str:
+    """The data file's layout: indented objects, one compact line per run (diff-friendly)."""
+    parts = []
+    for key, value in data.items():
+        if isinstance(value, list):
+            body = ",\n".join("  " + json.dumps(v, ensure_ascii=False) for v in value)
+            parts.append(f" {json.dumps(key)}: [\n{body}\n ]")
         else:
-            hi = mid
-    return lo
+            text = json.dumps(value, indent=1, ensure_ascii=False).replace("\n", "\n ")
+            parts.append(f" {json.dumps(key)}: {text}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
 def stats(rows: list[dict]) -> dict:
@@ -130,41 +172,71 @@ def _print_not_modelled(rows: list[dict], *, markdown: bool) -> None:
             print(f"{source:12} {label:16} {gpu:9} tp{tp} {w:6} {len(rs):2} points not modelled: {why}")
 
 
-def _print_mlperf(rows: list[dict], *, markdown: bool) -> None:
+def _print_mlperf(rows: list[dict], datasets: dict, *, markdown: bool) -> None:
     if markdown:
-        print("| round | model | system | scenario | published tok/s | output tokens / sample | kvplan | source |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| round | model | system | scenario | published tok/s | mean ISL / OSL | kvplan tok/s | "
+              "kvplan / published | verdict, or why not scored | source |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        note = r["not_compared"]
-        if "break_even_isl" in r:
-            b = r["break_even_isl"]
+        isl = round(datasets[r["dataset"]]["input_mean"])
+        if "ratio" in r:
             split = f"TP{r['tp']} x {r['replicas']}, {r['weights']} weights/{r['kv']} KV"
-            found = f"equal at a mean input of {b} tokens" if b else "no input length in 1-1024 matches"
-            note = f"{split}: {found}; not scored ({note})"
+            note = f"{r['verdict']} ({split})"
+            kv_tps, ratio = f"{r['kvplan_tok_s']:,.0f}", f"x{r['ratio']:.2f}"
+        else:
+            note, kv_tps, ratio = f"not scored: {r['not_compared']}", "-", "-"
         if markdown:
             print(f"| {r['source'].split('-')[1]} | {r['label']} | {r['system']} | {r['scenario']} | "
-                  f"{r['published_tok_s']:,.0f} | {r['osl']:.1f} | {note} | [log]({r['url']}) |")  # fmt: skip
+                  f"{r['published_tok_s']:,.0f} | {isl} / {r['osl']:.1f} | {kv_tps} | {ratio.lstrip('x')} | {note} | "
+                  f"[log]({r['url']}) |")  # fmt: skip
         else:
             print(f"{r['source']:10} {r['label']:32} {r['system']:30} {r['scenario']:11} "
-                  f"{r['published_tok_s']:>10,.1f} osl {r['osl']:.1f}: {note}")  # fmt: skip
+                  f"published {r['published_tok_s']:>10,.1f} isl {isl} osl {r['osl']:.1f} kvplan {kv_tps:>8} "
+                  f"{ratio}: {note}")  # fmt: skip
+
+
+def _print_datasets(datasets: dict, *, markdown: bool) -> None:
+    if markdown:
+        print("| benchmark set | samples | mean input | p90 input | source |")
+        print("|---|---|---|---|---|")
+    for key, d in datasets.items():
+        if markdown:
+            print(f"| {key}: {d['name']} | {d['samples']:,} | {d['input_mean']} | {d['input_p90']} | "
+                  f"[csv]({d['url']}) |")  # fmt: skip
+        else:
+            print(f"{key:14} {d['samples']:>6} samples, mean input {d['input_mean']}, p90 {d['input_p90']}")
+
+
+def mlperf_summary(rows: list[dict]) -> str:
+    done = [r for r in rows if "ratio" in r]
+    line = f"MLPerf: {len(rows)} published results listed, {len(done)} scored"
+    if done:
+        errs = [abs(math.log(r["ratio"])) for r in done]
+        line += (f"; median |ln ratio| {statistics.median(errs):.3f}, worst {max(errs):.3f}; "
+                 f"within 20%: {sum(r['verdict'] == 'within 20%' for r in done)}/{len(done)}")  # fmt: skip
+    return line + f"; {len(rows) - len(done)} not scored (see each row's reason)"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--update-data", action="store_true", help="store the MLPerf scores on the rows of --data")
     args = ap.parse_args(argv)
     data = json.loads(args.data.read_text())
     rows = compare_runs(data["runs"])
-    mlperf = [dict(r) for r in data["mlperf"]]
-    for r in mlperf:
-        if "tp" in r and "weights" in r:  # the split and dtypes are known: how long would the inputs have to be?
-            r["break_even_isl"] = break_even_isl(r)
+    datasets = data["mlperf_datasets"]
+    mlperf = compare_mlperf(data["mlperf"], datasets)
+    if args.update_data:
+        data["mlperf"] = mlperf
+        args.data.write_text(dump_data(data))
     _print_runs(rows, markdown=args.markdown)
     print()
     _print_not_modelled(rows, markdown=args.markdown)
     print()
-    _print_mlperf(mlperf, markdown=args.markdown)
+    _print_datasets(datasets, markdown=args.markdown)
+    print()
+    _print_mlperf(mlperf, datasets, markdown=args.markdown)
     print()
     for source, meta in data["sources"].items():
         part = _by_source(rows, source)
@@ -177,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     s = stats(rows)
     print(f"all engine tables: {s['compared']} points, median |ln ratio| {s['median_abs_ln']:.3f}, "
           f"worst {s['worst_abs_ln']:.3f}; within 20%: {s['within_20pct']}/{s['compared']}")  # fmt: skip
-    print(f"MLPerf: {len(mlperf)} published results listed, 0 scored (see each row's reason)")
+    print(mlperf_summary(mlperf))
     return 0
 
 

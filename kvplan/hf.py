@@ -402,10 +402,20 @@ def import_config(path: Path, *, name: str | None = None) -> ImportResult:
     return spec_from_hf_config(read_json(path), origin=str(path), name=name)
 
 
+def _check_model_types(config: dict[str, Any], *, origin: str) -> None:
+    """model_type (outer and text_config's) is a name: anything else is refused before it is looked up."""
+    text = config.get("text_config")
+    for where, mapping in (("model_type", config), ("text_config.model_type", text if isinstance(text, dict) else {})):
+        value = mapping.get("model_type")
+        if value is not None and not isinstance(value, str):
+            raise InvalidInput(f"{origin}: {where}: expected a name such as \"llama\", got {value!r}")
+
+
 def spec_from_hf_config(config: Any, *, origin: str, name: str | None = None) -> ImportResult:
     """Convert a parsed config.json mapping into a validated spec and the assumptions made."""
     if not isinstance(config, dict):
         raise InvalidInput(f"{origin}: a config.json must hold a JSON object, got {type(config).__name__}")
+    _check_model_types(config, origin=origin)
     raw, outer_type, notes = _unwrap(config)
     model_type = raw.get("model_type")
     dialect = _dialect(model_type, config.get("architectures"))

@@ -694,6 +694,16 @@ def test_llama4_empty_no_rope_layers_gets_the_class_default() -> None:
     assert any("no_rope_layers is empty" in w for w in result.warnings)
 
 
+@pytest.mark.parametrize("stem", ["gemma-3n-e2b", "llama-3.1-8b"])
+def test_model_type_that_is_not_a_name_is_refused_in_one_line(stem: str) -> None:
+    # Found by tests/test_fuzz.py: model_type: [] beside a text_config reached a set lookup (TypeError).
+    raw = json.loads((DATA / f"{stem}.json").read_text())
+    raw["model_type"] = []
+    with pytest.raises(InvalidInput, match="model_type: expected a name") as exc:
+        spec_from_hf_config(raw, origin="c.json")
+    assert "\n" not in str(exc.value)
+
+
 @pytest.mark.parametrize("stem", ["llama-4-scout-17b-16e", "smollm3-3b"])
 def test_no_rope_layers_that_is_not_a_list_is_refused_in_one_line(stem: str) -> None:
     # Found by tests/test_fuzz.py: no_rope_layers: 1 reached len() and raised a TypeError (an internal error).
@@ -886,9 +896,10 @@ def test_mllama_defaults_and_bad_cross_layers():
 
 
 def test_gemma4_global_head_dim_and_kv_heads():
-    # google/gemma-4-31B-it text_config as public fixtures quote it: 60 layers, every 6th global; sliding layers
-    # 16 KV heads of 256 (W 1024), global layers global_head_dim 512 with num_global_key_value_heads 4
-    # (attention_k_eq_v). Per token: sliding 2*16*256*2 = 16,384 B, global 2*4*512*2 = 8,192 B.
+    # The attention fields of google/gemma-4-31B-it's text_config as public fixtures quote it: 60 layers, every 6th
+    # global; sliding layers 16 KV heads of 256 (W 1024), global layers global_head_dim 512 with
+    # num_global_key_value_heads 4 (attention_k_eq_v). vocab, MLP width and max positions are placeholders (no KV
+    # depends on them). Per token: sliding 2*16*256*2 = 16,384 B, global 2*4*512*2 = 8,192 B.
     config = {
         "model_type": "gemma4_text", "hidden_size": 5376, "num_hidden_layers": 60, "num_attention_heads": 32,
         "num_key_value_heads": 16, "head_dim": 256, "global_head_dim": 512, "num_global_key_value_heads": 4,

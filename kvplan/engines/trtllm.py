@@ -67,6 +67,18 @@ class Trtllm(Engine):
     ) -> Layout:
         return Layout(plan.stages[stage_index], 1, settings.block_size or TOKENS_PER_BLOCK)
 
+    def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int | None, int | None]:
+        """``(max_num_tokens, max_batch_size)`` where the launch sets them; unset: kvplan.serving keeps its
+        8192-token default (MAX_NUM_TOKENS, llmapi's default) and bounds the batch by the KV pool only.
+
+        TensorRT-LLM's PyTorch executor (tensorrt_llm/_torch/pyexecutor, the executor creator) sets
+        ``max_num_requests = executor_config.max_batch_size`` and builds its schedulers as
+        ``GuaranteedNoEvictScheduler(max_num_requests, ...)`` / ``BindCapacityScheduler(max_num_requests, ...)`` and
+        ``BindMicroBatchScheduler(max_num_requests, max_num_tokens)``: the batch is capped at max_batch_size and one
+        step's tokens at max_num_tokens. MLPerf's NVIDIA configs set them as gpu_batch_size and max_num_tokens.
+        """
+        return settings.max_num_batched_tokens, settings.max_num_seqs
+
     def budget(
         self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int, gpu: GPU
     ) -> Budget:
