@@ -23,11 +23,14 @@ token budget. Then
 Per request (a tagged arrival sees, on average, the steady state):
 
 * **TPOT** = ``step(1 + n, p)`` (itself and the others); p90 at ``n + 1.28 sqrt(n)`` others
-  (the Poisson count's normal 90th percentile) and the p90 lengths.
+  (the Poisson count's normal 90th percentile) and the p90 lengths; p99 the same at ``n + 2.33 sqrt(n)``
+  (the normal 99th percentile), still with the p90 lengths: a :class:`Lengths` knows no quantile past
+  its p90, so the p99 holds the length tail at p90 (it understates the p99 where lengths vary).
 * **TTFT** = its prefill, ``ceil(I / (B - n))`` steps of up to ``B - n`` prompt tokens (``B`` the
   budget) alongside ``n`` decodes, plus the wait for the prefill slots: an M/D/1 queue with load
   ``rho = p / (B - n)``, mean wait ``rho S / (2 (1 - rho))`` (``S`` the service time) and the
-  exponential tail ``P(W > w) = rho exp(-rho w / W)`` for the p90. Stated approximations.
+  exponential tail ``P(W > w) = rho exp(-rho w / W)`` for the p90 and p99 (the wait at quantile ``q``:
+  ``(W / rho) ln(rho / (1 - q))``, 0 where ``rho <= 1 - q``), with the p90 prompt. Stated approximations.
 
 With one request (rate -> 0) the figures equal :mod:`kvplan.cost`'s static ones for batch 1.
 """
@@ -42,6 +45,7 @@ from kvplan.errors import InvalidInput
 from kvplan.latency import calibration, mixed_step_latency
 
 Z90 = 1.2816  # standard normal 90th percentile
+Z99 = 2.3263  # standard normal 99th percentile (Python's statistics.NormalDist().inv_cdf(0.99) = 2.32635)
 # Token budget per step where the engine rules give none (kvplan.engines' TensorRT-LLM, SGLang): TensorRT-LLM's
 # LLM API max_num_tokens defaults to 8192 (tensorrt_llm/llmapi/llm_args.py, the figure kvplan's TRT-LLM budget
 # rule used before the engines package), SGLang's chunked_prefill_size is 8192 on large GPUs.
@@ -78,6 +82,8 @@ class ServingResult:
     ttft_p90_s: float
     tpot_mean_s: float
     tpot_p90_s: float
+    ttft_p99_s: float
+    tpot_p99_s: float
     output_tokens_per_s: float  # one replica
     output_tokens_per_s_per_gpu: float
     output_tokens_per_s_per_user: float
@@ -256,6 +262,30 @@ def _ttft(
     return service + wait
 
 
+@dataclass(frozen=True)
+class _Tail:
+    """A tagged request's TTFT and TPOT at a quantile ``q`` of the steady state (the module docstring)."""
+
+    s: Setup
+    n: float  # mean sequences decoding
+    p: float  # mean prompt tokens per step
+    rho: float  # the prefill slots' load
+    inp: Lengths
+    out: Lengths
+    budget: int
+    ep: bool
+
+    def at(self, q: float, z: float, *, ttft: float, tpot: float) -> tuple[float, float]:
+        """(TTFT, TPOT) at quantile ``q`` (``z`` its standard normal score), never below the means given."""
+        s, n, inp = self.s, self.n, self.inp
+        n_q = n + z * math.sqrt(n)  # the Poisson count of others, normal approximation
+        ctx_q = inp.p90 + self.out.p90 // 2  # lengths at their p90: the highest quantile a Lengths knows
+        tpot_q = _mean_step(s, n=1 + n_q, p=self.p, prompt=inp.p90, budget=self.budget, context=ctx_q, ep=self.ep)
+        ttft_q = _ttft(s, prompt=inp.p90, n=n, context=_decode_context(inp, self.out), budget=self.budget,
+                       rho=self.rho, quantile=q, ep=self.ep)  # fmt: skip
+        return max(ttft, ttft_q), max(tpot, tpot_q)
+
+
 def serve(
     s: Setup,
     *,
@@ -266,11 +296,13 @@ def serve(
     with_max_rate: bool = True,
     expert_parallel: bool = False,
     with_p90: bool = True,
+    with_p99: bool = True,
 ) -> ServingResult:
     """Steady state of one replica of ``s`` at ``rate_rps`` requests per second (see the module docstring).
 
     ``with_max_rate=False`` skips the bisection for the sustainable rate (``max_rate_rps`` is then NaN);
-    ``with_p90=False`` skips the 90th percentiles (``ttft_p90_s``, ``tpot_p90_s`` are then NaN).
+    ``with_p90=False`` skips the 90th percentiles (``ttft_p90_s``, ``tpot_p90_s`` are then NaN), ``with_p99=False``
+    the 99th (``ttft_p99_s``, ``tpot_p99_s``).
     """
     if rate_rps < 0 or math.isnan(rate_rps):
         raise InvalidInput(f"invalid rate {rate_rps!r}; expected requests per second >= 0")
@@ -293,21 +325,18 @@ def serve(
     if t is None:
         nan = float("nan")
         return ServingResult(
-            rate_rps, True, limit, top, seq_limit, nan, nan, nan, nan, nan, nan,
+            rate_rps, True, limit, top, seq_limit, nan, nan, nan, nan, nan, nan, nan, nan,
             top * output_len.mean, top * output_len.mean / gpus, nan, seq_limit * ctx, pool, budget,
             s.max_num_seqs, gpus, label,
         )  # fmt: skip
     n, p = rate_rps * output_len.mean * t, rate_rps * input_len.mean * t
     rho = min(p / max(1.0, s.dp * _room(s, budget, n)), 0.999)
     tpot = _mean_step(s, n=1 + n, p=p, prompt=input_len.mean, budget=budget, context=ctx, ep=ep)
-    tpot90 = ttft90 = float("nan")
-    if with_p90:
-        n90 = n + Z90 * math.sqrt(n)
-        ctx90 = input_len.p90 + output_len.p90 // 2
-        tpot90 = _mean_step(s, n=1 + n90, p=p, prompt=input_len.p90, budget=budget, context=ctx90, ep=ep)
     ttft = _ttft(s, prompt=input_len.mean, n=n, context=ctx, budget=budget, rho=rho, quantile=None, ep=ep)
-    if with_p90:
-        ttft90 = _ttft(s, prompt=input_len.p90, n=n, context=ctx, budget=budget, rho=rho, quantile=0.9, ep=ep)
+    tail = _Tail(s, n=n, p=p, rho=rho, inp=input_len, out=output_len, budget=budget, ep=ep)
+    nan = float("nan")
+    ttft90, tpot90 = tail.at(0.9, Z90, ttft=ttft, tpot=tpot) if with_p90 else (nan, nan)
+    ttft99, tpot99 = tail.at(0.99, Z99, ttft=ttft, tpot=tpot) if with_p99 else (nan, nan)
     out_tps = rate_rps * output_len.mean
     return ServingResult(
         rate_rps=rate_rps,
@@ -318,9 +347,11 @@ def serve(
         prefill_tokens_per_step=p,
         step_s=t,
         ttft_mean_s=ttft,
-        ttft_p90_s=max(ttft, ttft90) if with_p90 else ttft90,
+        ttft_p90_s=ttft90,
         tpot_mean_s=tpot,
-        tpot_p90_s=max(tpot, tpot90) if with_p90 else tpot90,
+        tpot_p90_s=tpot90,
+        ttft_p99_s=ttft99,
+        tpot_p99_s=tpot99,
         output_tokens_per_s=out_tps,
         output_tokens_per_s_per_gpu=out_tps / gpus,
         output_tokens_per_s_per_user=1 / tpot,

@@ -13,7 +13,7 @@ by division. Rows are ranked by GPU count, then by tokens/s per user. The Pareto
 is marked.
 
 Disaggregated prefill/decode pools (``disaggregated=True``): prefill replicas run prompts one
-after another (each prompt a static prefill, the TTFT target met by an M/D/1 queue's mean or p90),
+after another (each prompt a static prefill, the TTFT target met by an M/D/1 queue's mean, p90 or p99),
 decode replicas run the in-flight model with no prefill tokens; the pools are sized separately. Each
 request's KV cache then moves from its prefill rank(s) to its decode rank(s) (:func:`kv_transfer`):
 the prompt's KV bytes per rank (kvplan's cache plan at the prompt length) over the network between
@@ -33,7 +33,9 @@ from kvplan.hardware import GPU
 from kvplan.serving import Lengths, ServingResult, serve
 from kvplan.spec import ModelSpec
 
-Percentile = Literal["mean", "p90"]
+Percentile = Literal["mean", "p90", "p99"]
+PERCENTILES = ("mean", "p90", "p99")  # the figures kvplan.serving.serve gives
+_QUANTILE = {"p90": 0.9, "p99": 0.99}
 TP_DEGREES = (1, 2, 4, 8)  # within one NVLink domain (a node)
 PP_DEGREES = (1, 2, 4)  # pipeline stages within a node (tp x pp <= its GPUs)
 PIPELINE_NODES = (2, 3, 4)  # a whole node's TP per stage, one stage per node (as kvplan.planner)
@@ -58,8 +60,8 @@ class Targets:
         for name, v in (("ttft", self.ttft_s), ("tpot", self.tpot_s)):
             if v is not None and not v > 0:
                 raise InvalidInput(f"invalid --{name} {v!r}; expected a time > 0, e.g. 1s or 50ms")
-        if self.percentile not in ("mean", "p90"):
-            raise InvalidInput(f"invalid percentile {self.percentile!r}; expected mean or p90")
+        if self.percentile not in PERCENTILES:
+            raise InvalidInput(f"invalid percentile {self.percentile!r}; expected one of {', '.join(PERCENTILES)}")
 
 
 @dataclass(frozen=True)
@@ -121,30 +123,38 @@ class TargetRow:
         return asdict(self)
 
 
+def _at(r: ServingResult, t: Targets) -> tuple[float, float]:
+    """(TTFT, TPOT) of ``r`` at the targets' percentile."""
+    if t.percentile == "p99":
+        return r.ttft_p99_s, r.tpot_p99_s
+    if t.percentile == "p90":
+        return r.ttft_p90_s, r.tpot_p90_s
+    return r.ttft_mean_s, r.tpot_mean_s
+
+
 def _meets(r: ServingResult, t: Targets) -> bool:
     if r.saturated:
         return False
-    ttft = r.ttft_p90_s if t.percentile == "p90" else r.ttft_mean_s
-    tpot = r.tpot_p90_s if t.percentile == "p90" else r.tpot_mean_s
+    ttft, tpot = _at(r, t)
     return (t.ttft_s is None or ttft <= t.ttft_s) and (t.tpot_s is None or tpot <= t.tpot_s)
 
 
 def _run(s: Setup, t: Targets, rate: float, ep: bool = False) -> ServingResult:
-    """One replica at ``rate``, with the percentiles the targets ask for (p90 figures NaN for mean targets)."""
+    """One replica at ``rate``, with the percentile the targets ask for (the others NaN)."""
     return serve(s, rate_rps=rate, input_len=t.input_len, output_len=t.output_len, with_max_rate=False,
-                 expert_parallel=ep, with_p90=t.percentile == "p90")  # fmt: skip
+                 expert_parallel=ep, with_p90=t.percentile == "p90", with_p99=t.percentile == "p99")  # fmt: skip
 
 
 def _excess(r: ServingResult, t: Targets) -> float:
     """How far ``r`` is past the targets: the largest ln(figure / target), <= 0 when all are met; saturated: inf."""
     if r.saturated:
         return math.inf
-    p90 = t.percentile == "p90"
+    ttft, tpot = _at(r, t)
     excess = []
     if t.ttft_s is not None:
-        excess.append(math.log((r.ttft_p90_s if p90 else r.ttft_mean_s) / t.ttft_s))
+        excess.append(math.log(ttft / t.ttft_s))
     if t.tpot_s is not None:
-        excess.append(math.log((r.tpot_p90_s if p90 else r.tpot_mean_s) / t.tpot_s))
+        excess.append(math.log(tpot / t.tpot_s))
     return max(excess, default=-1.0)  # no latency target: only saturation fails
 
 
@@ -207,7 +217,7 @@ def _row(s: Setup, t: Targets, per_replica: float, *, max_gpus: int, ep: bool = 
     if gpus > max_gpus:
         return None
     r = _run(s, t, t.rate_rps / replicas, ep)
-    p90 = t.percentile == "p90"
+    ttft, tpot = _at(r, t)
     return TargetRow(
         gpu=s.gpu.name,
         gpus=gpus,
@@ -218,8 +228,8 @@ def _row(s: Setup, t: Targets, per_replica: float, *, max_gpus: int, ep: bool = 
         kv_dtype=s.kv_dtype,
         rate_per_replica_rps=t.rate_rps / replicas,
         max_rate_per_replica_rps=per_replica,
-        ttft_s=r.ttft_p90_s if p90 else r.ttft_mean_s,
-        tpot_s=r.tpot_p90_s if p90 else r.tpot_mean_s,
+        ttft_s=ttft,
+        tpot_s=tpot,
         batch=r.batch,
         output_tokens_per_s_per_gpu=t.rate_rps * t.output_len.mean / gpus,
         output_tokens_per_s_per_user=1 / r.tpot_mean_s,
@@ -258,7 +268,7 @@ def _disaggregated(
     from kvplan.cost import phase_cost
     from kvplan.latency import nvlink_domain
 
-    prompt = t.input_len.p90 if t.percentile == "p90" else t.input_len.mean
+    prompt = t.input_len.mean if t.percentile == "mean" else t.input_len.p90
     if ("prefill", id(prefill)) not in memo:
         memo[("prefill", id(prefill))] = phase_cost(
             prefill.spec, prefill.gpu, prompt, phase="prefill", tp=prefill.tp, kv_dtype_name=prefill.kv_dtype,
@@ -300,7 +310,7 @@ def _disaggregated(
         rate_per_replica_rps=t.rate_rps / d_replicas,
         max_rate_per_replica_rps=d_per,
         ttft_s=service + wait + transfer,
-        tpot_s=r.tpot_p90_s if t.percentile == "p90" else r.tpot_mean_s,
+        tpot_s=_at(r, t)[1],
         batch=r.batch,
         output_tokens_per_s_per_gpu=t.rate_rps * t.output_len.mean / gpus,
         output_tokens_per_s_per_user=1 / r.tpot_mean_s,
@@ -324,8 +334,8 @@ def _prefill_load(service: float, t: Targets, transfer: float = 0.0) -> float:
     if t.ttft_s is None:
         return 0.95
     slack = (t.ttft_s - transfer) / service - 1  # waits allowed, in services
-    if t.percentile == "p90":
-        slack /= math.log(10)  # the exponential tail's p90 is about ln(10) x the mean wait
+    if t.percentile != "mean":  # the exponential tail's quantile q is about ln(1 / (1 - q)) x the mean wait
+        slack /= math.log(1 / (1 - _QUANTILE[t.percentile]))
     return max(0.05, min(0.95, 2 * slack / (1 + 2 * slack)))
 
 

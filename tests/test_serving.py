@@ -102,3 +102,48 @@ def test_trtllm_reserves_each_request_to_completion():
     assert r.saturated and r.batch == pytest.approx(pool_tokens(trt) / 4000)  # 1000 + 3000
     r = serve(vllm, rate_rps=1e6, input_len=inp, output_len=out, with_max_rate=False)
     assert r.saturated and r.batch == pytest.approx(pool_tokens(vllm) / 2500)  # 1000 + 3000 / 2
+
+
+def test_p99_at_least_p90_at_least_mean(llama8b):
+    inp, out = Lengths.of(2048, 4096), Lengths.of(512, 1024)
+    for rate in (0.5, 2, 5, 8):  # below saturation (the KV pool at about 8.5 req/s)
+        r = serve(llama8b, rate_rps=rate, input_len=inp, output_len=out, with_max_rate=False)
+        assert not r.saturated
+        assert r.ttft_p99_s >= r.ttft_p90_s >= r.ttft_mean_s
+        assert r.tpot_p99_s >= r.tpot_p90_s >= r.tpot_mean_s
+    assert r.tpot_p99_s > r.tpot_p90_s  # 8 req/s: a batch of about 150, its count's tail grows with z
+
+
+def test_one_request_equals_the_static_figures_at_every_percentile(llama8b):
+    spec = llama8b.spec
+    r = serve(llama8b, rate_rps=0.0, input_len=Lengths.of(2048), output_len=Lengths.of(512))
+    prefill = phase_cost(spec, H100, 2048, phase="prefill", engine="vllm").time_s
+    decode = phase_cost(spec, H100, 2304, phase="decode", engine="vllm").time_s  # context 2048 + 512/2
+    assert r.ttft_mean_s == pytest.approx(prefill) and r.tpot_mean_s == pytest.approx(decode)
+    assert r.ttft_p90_s == pytest.approx(prefill) and r.ttft_p99_s == pytest.approx(prefill)
+    assert r.tpot_p90_s == pytest.approx(decode) and r.tpot_p99_s == pytest.approx(decode)
+
+
+def test_p99_ttft_wait_by_hand(llama8b):
+    # Every prompt 1024 tokens (p90 = mean), 20 req/s. The prefill slots' load rho = p / (budget - n) with the
+    # solved p and n; the mean TTFT is S (1 + rho / (2 (1 - rho))) (M/D/1 mean wait), so S follows from it.
+    # The exponential tail's wait at q: (W / rho) ln(rho / (1 - q)) = S / (2 (1 - rho)) ln(rho / (1 - q)), 0 for
+    # rho <= 1 - q. This run (printed once): rho 0.06237, mean TTFT 0.036476 s -> S = 0.036476 / 1.033260 =
+    # 0.035302 s; p90: rho < 0.1, no wait: 0.035302 s, below the mean, so the mean 0.036476 s;
+    # p99: 0.035302 + 0.035302 / (2 x 0.93763) x ln(6.237) = 0.035302 + 0.018825 x 1.8305 = 0.069761 s.
+    r = serve(llama8b, rate_rps=20, input_len=Lengths.of(1024), output_len=Lengths.of(256), with_max_rate=False)
+    rho = r.prefill_tokens_per_step / (r.max_num_batched_tokens - r.batch)
+    assert rho == pytest.approx(0.06237, rel=1e-3)
+    service = r.ttft_mean_s / (1 + rho / (2 * (1 - rho)))
+    assert r.ttft_p90_s == pytest.approx(r.ttft_mean_s)
+    assert r.ttft_p99_s == pytest.approx(service + service / (2 * (1 - rho)) * math.log(rho / 0.01))
+    assert r.ttft_p99_s == pytest.approx(0.069761, rel=1e-3)
+
+
+def test_z_scores_are_the_normal_quantiles():
+    from statistics import NormalDist
+
+    from kvplan.serving import Z90, Z99
+
+    assert pytest.approx(NormalDist().inv_cdf(0.9), abs=1e-4) == Z90
+    assert pytest.approx(NormalDist().inv_cdf(0.99), abs=1e-4) == Z99

@@ -70,6 +70,19 @@ def test_cli_plan_with_targets(cli):
     assert bad.exit_code == 2 and "invalid --tpot" in bad.output
     none = cli("plan", "llama-3.1-8b")
     assert none.exit_code == 2 and "--rate" in none.output
+    pct = cli("plan", "llama-3.1-8b", "--rate", "10", "--tpot", "40ms", "--percentile", "p95")
+    assert pct.exit_code == 2 and pct.output.strip().count("\n") == 0
+    assert "invalid percentile 'p95'" in pct.output and "mean, p90, p99" in pct.output
+
+
+def test_p99_targets_need_at_least_the_p90_gpus():
+    spec = load_bundled("llama-3.1-8b")
+    inp, out = Lengths.of(2048, 4096), Lengths.of(256)
+    best = {}
+    for q in ("mean", "p90", "p99"):
+        best[q] = plan_for_targets(spec, [H200], Targets(20, inp, out, ttft_s=0.3, tpot_s=0.03, percentile=q))[0]
+    assert best["p99"].gpus >= best["p90"].gpus >= best["mean"].gpus
+    assert best["p99"].max_rate_per_replica_rps <= best["p90"].max_rate_per_replica_rps * 1.003
 
 
 def test_moe_plans_try_expert_parallel():

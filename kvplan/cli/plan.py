@@ -54,7 +54,7 @@ def plan(
     output_len: Annotated[str, typer.Option("--output", help="with --rate: output tokens, 512 or 512:1k")] = "512",
     ttft: Annotated[Optional[str], typer.Option(help="with --rate: time to first token target, e.g. 1s")] = None,
     tpot: Annotated[Optional[str], typer.Option(help="with --rate: time per output token target, e.g. 50ms")] = None,
-    percentile: Annotated[str, typer.Option(help="with --rate: targets hold for the mean | p90")] = "mean",
+    percentile: Annotated[str, typer.Option(help="with --rate: targets hold for the mean | p90 | p99")] = "mean",
     disaggregated: Annotated[bool, typer.Option(help="with --rate: also size prefill/decode pools")] = False,
     engine: EngineOpt = "vllm",
     weights_dtype: Annotated[Optional[str], typer.Option(help="weight dtypes to try, e.g. bf16,fp8")] = None,
