@@ -408,7 +408,7 @@ def _check_model_types(config: dict[str, Any], *, origin: str) -> None:
     for where, mapping in (("model_type", config), ("text_config.model_type", text if isinstance(text, dict) else {})):
         value = mapping.get("model_type")
         if value is not None and not isinstance(value, str):
-            raise InvalidInput(f"{origin}: {where}: expected a name such as \"llama\", got {value!r}")
+            raise InvalidInput(f'{origin}: {where}: expected a name such as "llama", got {value!r}')
 
 
 def spec_from_hf_config(config: Any, *, origin: str, name: str | None = None) -> ImportResult:
