@@ -2,6 +2,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kvplan.cli import app, load_commands
+from tests.fakehub import FakeHub, start
 
 load_commands()  # every command, as `kvplan --help` sees them
 
@@ -15,3 +16,25 @@ def cli():
         return runner.invoke(app, list(args))
 
     return invoke
+
+
+# The loopback fake Hub (tests/fakehub.py), started once per test module that asks for it.
+@pytest.fixture(scope="module")
+def _server():
+    fake = FakeHub()
+    server, _ = start(fake)
+    yield fake
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def hub(_server, monkeypatch, tmp_path):
+    """The fake Hub, emptied, with a fresh Hugging Face cache in tmp_path."""
+    _server.repos.clear()
+    _server.log.clear()
+    monkeypatch.setenv("HF_ENDPOINT", _server.url)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    for var in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    return _server

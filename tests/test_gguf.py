@@ -7,7 +7,7 @@ import pytest
 
 from kvplan.checkpoint import gguf_tensors, local_reader
 from kvplan.errors import InvalidInput
-from tests.fakehub import FakeHub, Repo, start
+from tests.fakehub import Repo
 
 gguf = pytest.importorskip("gguf")
 np = pytest.importorskip("numpy")
@@ -71,26 +71,6 @@ def test_header_shorter_than_announced_is_one_line(tmp_path):
 
 
 # ---- quantization tags on the (fake) Hub ------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def _server():
-    fake = FakeHub()
-    server, _ = start(fake)
-    yield fake
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def hub(_server, monkeypatch, tmp_path):
-    _server.repos.clear()
-    _server.log.clear()
-    monkeypatch.setenv("HF_ENDPOINT", _server.url)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    for var in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
-    return _server
 
 
 @pytest.fixture

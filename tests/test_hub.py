@@ -16,32 +16,11 @@ from kvplan.catalog import resolve
 from kvplan.errors import InvalidInput, RuntimeFailure
 from kvplan.params import weight_bytes_per_stage, weight_bytes_total
 from kvplan.weights_compare import compare_weights
-from tests.fakehub import TOKEN, FakeHub, Repo, start
+from tests.fakehub import TOKEN, Repo
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 safetensors_torch = pytest.importorskip("safetensors.torch")
-
-
-@pytest.fixture(scope="module")
-def _server():
-    fake = FakeHub()
-    server, _ = start(fake)
-    yield fake
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def hub(_server, monkeypatch, tmp_path):
-    """The fake Hub, emptied, with a fresh Hugging Face cache in tmp_path."""
-    _server.repos.clear()
-    _server.log.clear()
-    monkeypatch.setenv("HF_ENDPOINT", _server.url)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    for var in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN", "TRANSFORMERS_OFFLINE"):
-        monkeypatch.delenv(var, raising=False)
-    return _server
 
 
 def _nbytes(tensors: dict) -> int:
