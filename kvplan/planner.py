@@ -56,10 +56,16 @@ class PlanRow:
 
 @dataclass(frozen=True)
 class Split:
+    """One replica's parallel layout: TP x PP x DP attention ranks; ``ep``: experts split whole over them."""
+
     tp: int
     pp: int = 1
     dp: int = 1
     ep: bool = False
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp * self.dp
 
 
 def splits(spec: ModelSpec, engine: str, *, gpus_per_node: int, max_gpus: int) -> list[Split]:

@@ -30,6 +30,7 @@ from typing import Any, Literal
 from kvplan.capacity import Setup, setup
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
+from kvplan.planner import DP_SIZES, PIPELINE_NODES, Split
 from kvplan.serving import Lengths, ServingResult, serve
 from kvplan.spec import ModelSpec
 
@@ -38,8 +39,6 @@ PERCENTILES = ("mean", "p90", "p99")  # the figures kvplan.serving.serve gives
 _QUANTILE = {"p90": 0.9, "p99": 0.99}
 TP_DEGREES = (1, 2, 4, 8)  # within one NVLink domain (a node)
 PP_DEGREES = (1, 2, 4)  # pipeline stages within a node (tp x pp <= its GPUs)
-PIPELINE_NODES = (2, 3, 4)  # a whole node's TP per stage, one stage per node (as kvplan.planner)
-DP_SIZES = (2, 4, 8, 16, 32)  # data-parallel attention ranks (TP 1 each) with EP, for MoE models (kvplan.planner)
 MAX_GPUS = 256
 _RATE_STEPS = 10  # bounds the search on the rate (at most 4 x this many probes)
 _RATE_TOL = 0.003  # the rate within targets to 0.3 % (ten halvings of a x4 bracket gave the same)
@@ -64,28 +63,16 @@ class Targets:
             raise InvalidInput(f"invalid percentile {self.percentile!r}; expected one of {', '.join(PERCENTILES)}")
 
 
-@dataclass(frozen=True)
-class Split:
-    """One replica's parallel layout: TP x PP x DP attention ranks; ``ep``: experts split whole over them."""
-
-    tp: int
-    pp: int = 1
-    dp: int = 1
-    ep: bool = False
-
-    @property
-    def gpus(self) -> int:
-        return self.tp * self.pp * self.dp
-
-
 def rate_splits(spec: ModelSpec, *, gpus_per_node: int, max_gpus: int) -> list[Split]:
     """The splits ``plan --rate`` tries, fewest GPUs per replica first (see the module docstring)."""
     tps = [t for t in TP_DEGREES if t <= gpus_per_node]
     out = [Split(tp, pp) for tp in tps for pp in PP_DEGREES if tp * pp <= gpus_per_node]
+    # a whole node's TP per stage, one stage per node (as kvplan.planner)
     out += [Split(tps[-1], pp) for pp in PIPELINE_NODES if tps[-1] * pp > gpus_per_node]
     if spec.moe is not None:
         out += [Split(tp, ep=True) for tp in tps if tp > 1]  # vLLM --enable-expert-parallel over the TP group
-        out += [Split(1, dp=dp, ep=True) for dp in DP_SIZES]  # DP attention + EP (SGLang / vLLM wide EP)
+        # DP attention (TP 1 per rank) + EP, as SGLang / vLLM wide EP run it
+        out += [Split(1, dp=dp, ep=True) for dp in DP_SIZES]
     out = [sp for sp in dict.fromkeys(out) if sp.gpus <= max_gpus]
     return sorted(out, key=lambda sp: sp.gpus)
 
