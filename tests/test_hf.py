@@ -421,6 +421,13 @@ TINY = {
 }
 MLA_TINY = {"kv_lora_rank": 16, "qk_nope_head_dim": 8, "qk_rope_head_dim": 4, "v_head_dim": 8, "n_routed_experts": 4}
 MOE_TINY = {"num_experts_per_tok": 2, "moe_intermediate_size": 32}
+# Gated DeltaNet (Qwen3-Next, Qwen3.5) linear-attention heads, tiny.
+LINEAR_TINY = {
+    "linear_num_key_heads": 2,
+    "linear_num_value_heads": 4,
+    "linear_key_head_dim": 8,
+    "linear_value_head_dim": 8,
+}
 DIALECTS: dict[str, dict[str, Any]] = {
     "llama": {},
     "llama-biases": {"model_type": "llama", "attention_bias": True, "mlp_bias": True},
@@ -482,10 +489,7 @@ DIALECTS: dict[str, dict[str, Any]] = {
         "num_experts": 4,
         **MOE_TINY,
         "shared_expert_intermediate_size": 32,
-        "linear_num_key_heads": 2,
-        "linear_num_value_heads": 4,
-        "linear_key_head_dim": 8,
-        "linear_value_head_dim": 8,
+        **LINEAR_TINY,
     },
     # GLM-4.5: the first k layers dense, then routed + shared experts and a biased router; q/k/v biases, q/k norm.
     "glm4_moe": {
@@ -500,20 +504,14 @@ DIALECTS: dict[str, dict[str, Any]] = {
     "glm4_moe-air": {"model_type": "glm4_moe", "n_routed_experts": 4, **MOE_TINY, "attention_bias": True},
     "qwen3_5_text": {
         "head_dim": 16,
-        "linear_num_key_heads": 2,
-        "linear_num_value_heads": 4,
-        "linear_key_head_dim": 8,
-        "linear_value_head_dim": 8,
+        **LINEAR_TINY,
     },
     "qwen3_5_moe_text": {
         "head_dim": 16,
         "num_experts": 4,
         **MOE_TINY,
         "shared_expert_intermediate_size": 32,
-        "linear_num_key_heads": 2,
-        "linear_num_value_heads": 4,
-        "linear_key_head_dim": 8,
-        "linear_value_head_dim": 8,
+        **LINEAR_TINY,
     },
 }
 _HF_TYPE = {
