@@ -25,6 +25,7 @@ from kvplan.engines.base import (
     Engine,
     Layout,
     LogFacts,
+    Overlap,
     Settings,
     check_moe_parallel,
     number,
@@ -435,6 +436,14 @@ FAILURE_FLAGS = {
 }
 
 
+# What SGLang runs at once in a step. --enable-two-batch-overlap (python/sglang/srt/two_batch_overlap.py
+# compute_split_seq_index / model_forward_execute_two_batch): the batch splits into two halves (decode: by sequences,
+# num_tokens // 2; extend: by half the extend tokens) whose stages run interleaved, one half ``delta_stages`` ahead,
+# so one half's DeepEP dispatch / combine runs beside the other's compute; a split needs two sequences (threshold:
+# more than 1 token). Off by default. The default token exchange (--moe-a2a-backend none) and any shared-expert
+# stream were not re-read: kvplan keeps its DeepEP all-to-all and no shared-expert overlap for SGLang.
+OVERLAP = Overlap(two_batch_decode_tokens=1, two_batch_prefill_tokens=1)
+
 ENGINE = Sglang(
     image="lmsysorg/sglang:latest",  # docs/get_started/install.md (Docker)
     name="sglang",
@@ -473,6 +482,9 @@ ENGINE = Sglang(
         "max_num_seqs",
         "swa_full",
         "swa_full_tokens_ratio",
+        "two_batch_overlap",
+        "deepep",  # --moe-a2a-backend deepep: kvplan's SGLang exchange is DeepEP's all-to-all already
     ),
+    overlap=OVERLAP,
 )
 VERSIONS = (ENGINE,)
