@@ -7,6 +7,8 @@ The data, each run with its source, are in ``benchmarks/data/published_throughpu
   ``kv_cache_free_gpu_mem_fraction`` 0.95. The metric is the TP group's output tokens/s. kvplan's figure is
   the highest request rate one replica sustains (:func:`kvplan.serving.max_rate`, TensorRT-LLM constants of
   :mod:`kvplan.latency`, 8192-token steps, TensorRT-LLM's default ``max_num_tokens``) times OSL.
+* ``large_scale_ep``: published large-scale expert-parallel results (SGLang on 96 H100, DeepSeek's own
+  service), each with its source, the configuration it states and why kvplan does not score it.
 * ``mlperf``: MLPerf Inference v4.1 / v5.1 datacenter closed-division results (NVIDIA, TensorRT-LLM), with
   ``mlperf_datasets``: each benchmark set's mean and p90 input length (tokens), with their source. A run is
   modelled with the submitter's split, batch and KV fraction (NVIDIA's per-system config, cited on the row), the
@@ -258,6 +260,19 @@ def _print_datasets(datasets: dict, *, markdown: bool) -> None:
             print(f"{key:14} {d['samples']:>6} samples, mean input {d['input_mean']}, p90 {d['input_p90']}")
 
 
+def _print_large_scale(rows: list[dict], *, markdown: bool) -> None:
+    """Published large-scale EP results: each with its source, the configuration it states and why not scored."""
+    if markdown:
+        print("| result | stated configuration | published | why not scored | source |")
+        print("|---|---|---|---|---|")
+    for r in rows:
+        if markdown:
+            cells = (r["label"], r["stated_config"], r["published"], r["not_scored"], f"[page]({r['url']})")
+            print("| " + " | ".join(cells) + " |")
+        else:
+            print(f"{r['label']}: {r['published']}; not scored: {r['not_scored']} ({r['url']})")
+
+
 def mlperf_summary(rows: list[dict]) -> str:
     done = [r for r in rows if "ratio" in r]
     line = f"MLPerf: {len(rows)} published results listed, {len(done)} scored"
@@ -288,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     _print_datasets(datasets, markdown=args.markdown)
     print()
     _print_mlperf(mlperf, datasets, markdown=args.markdown)
+    print()
+    _print_large_scale(data.get("large_scale_ep", []), markdown=args.markdown)
     print()
     for source, meta in data["sources"].items():
         part = _by_source(rows, source)

@@ -245,3 +245,15 @@ def test_plan_rate_takes_the_exchange_and_overlap_flags(cli) -> None:  # noqa: A
     assert r.exit_code == 2 and "use them with --rate" in r.output
     r = cli(*args, "--engine", "trtllm", "--two-batch-overlap")
     assert r.exit_code == 2 and "--two-batch-overlap does not apply to engine 'trtllm'" in r.output
+
+
+def test_large_scale_ep_results_are_listed_with_source_and_reason() -> None:
+    """Published large-scale EP results (SGLang on 96 H100, DeepSeek's own service): each names its page, the
+    pages actually read, the configuration it states, the figures, and why kvplan does not score it."""
+    _, data = _published()
+    rows = data["large_scale_ep"]
+    assert len(rows) == 2
+    for r in rows:
+        assert r["url"].startswith("https://") and all(u.startswith("https://") for u in r["read_via"])
+        assert r["stated_config"] and r["published"] and r["not_scored"]
+        assert "ratio" not in r
