@@ -257,3 +257,18 @@ def test_large_scale_ep_results_are_listed_with_source_and_reason() -> None:
         assert r["url"].startswith("https://") and all(u.startswith("https://") for u in r["read_via"])
         assert r["stated_config"] and r["published"] and r["not_scored"]
         assert "ratio" not in r
+
+
+def test_trtllm_bench_heuristic_by_hand() -> None:
+    """trtllm-bench's caps when the launch sets none (bench/build/tuning.py, bench/benchmark/utils/general.py).
+
+    Qwen3-235B-A22B FP8 on 8 x H200 at 20000/2000: KV per token 2 x 94 layers x max(8, 4) heads x 128 x 1 B =
+    192,512 B = 1.7929e-4 GiB; the group's memory 8 x 143,771 MiB = 1,123.2 GiB less the engine's
+    235,093,634,560 B = 218.95 GiB, x 0.95 = 859.05 GiB of cache: 859.05 / (1.7929e-4 x 22,000) = 217.8 requests.
+    max_batch_size: 217.8 < 256 -> 32 x ceil(217.8 / 32) = 224; max_num_tokens: 217.8 x (1 + 20000 / 2000) =
+    2,395.7 < 4096 -> max(2048, 256 x 10) = 2,560, then at least the prompt + the batch, 20,000 + 224 = 20,224.
+    """
+    pub, data = _published()
+    row = next(r for r in _adp_rows(data) if r["model"] == "qwen3-235b-a22b" and r["gpu"] == "h200"
+               and (r["isl"], r["osl"]) == (20000, 2000))  # fmt: skip
+    assert pub.trtllm_bench_settings(row) == (224, 20224)
