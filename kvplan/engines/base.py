@@ -276,6 +276,11 @@ class Calibration:
     allreduce_base_s: float
     allreduce_rank_s: float
     allreduce_bw_eff: float
+    # FP4 (NVFP4 W4A4) GEMMs on a GPU with FP4 tensor cores: the FP4 peak times fp4_eff_scale, the weight streaming
+    # at fp4_mem_eff_scale of the 16-bit GEMMs' efficiency. Fitted apart, by benchmarks/fit_fp4.py to aiconfigurator's
+    # nvfp4 GEMM table (the main grid has no FP4 case); 1.0 (neutral) where an engine has no such fit.
+    fp4_eff_scale: float = 1.0
+    fp4_mem_eff_scale: float = 1.0
 
 
 # Where the fitted constants come from (benchmarks/fit_latency.py prints the blocks the engine modules carry).
@@ -365,6 +370,9 @@ class Engine:
                 f"it runs {', '.join(self.weight_dtypes)}"
             )
         return name
+
+    def check_weights_on_gpu(self, weights_dtype_name: str, gpu: GPU) -> None:
+        """Refuse a weights format this engine cannot run on ``gpu`` (default: every loaded format runs)."""
 
     def check_settings(self, settings: Settings) -> None:
         """Refuse flags that belong to another engine (they would change nothing and say nothing)."""
