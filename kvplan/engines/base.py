@@ -420,7 +420,7 @@ class Engine:
         """Data-parallel attention and expert parallelism: engines that run them override this."""
         raise InvalidInput(
             f"engine {self.name!r}: data-parallel attention and expert parallelism are not modelled for it; "
-            "use --dp 1 without --ep (vllm and sglang run them)"
+            "use --dp 1 without --ep (vllm, sglang and trtllm run them)"
         )
 
     def sharding(self, spec: ModelSpec, *, tp: int, dp: int = 1, ep: bool = False) -> Sharding:
