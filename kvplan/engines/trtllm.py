@@ -276,5 +276,11 @@ ENGINE = Trtllm(
     # tensorrt_llm/_torch/pyexecutor/scheduler.py GuaranteedNoEvictScheduler.schedule_request admits a request
     # when get_needed_resource_to_completion (blocks for prompt + max new tokens) fits the free blocks.
     reserves_to_completion=True,
+    # Disaggregated serving: the context instance runs the whole prompt and returns the first generated token with
+    # its context parameters; the generation instance then fetches the KV blocks (docs/source/blogs/tech_blog/
+    # blog5_Disaggregated_Serving_in_TensorRT-LLM.md, "trtllm-serve" @012f575; tensorrt_llm/disaggregated_params.py
+    # DisaggregatedParams.first_gen_tokens @b828dac): the KV moves after the prefill, the first token comes from it.
+    disagg_first_token="prefill",
+    disagg_kv_send="after_prefill",
 )
 VERSIONS = (ENGINE,)
