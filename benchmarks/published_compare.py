@@ -184,6 +184,33 @@ def score_mlperf(r: dict, datasets: dict) -> dict:
     return {"kvplan_isl": isl, "kvplan_tok_s": round(tok_s, 1), "ratio": round(ratio, 4), "verdict": verdict}
 
 
+def operating_point(r: dict, datasets: dict) -> dict:
+    """kvplan's step at a Server run's own operating point, against the log's mean TPOT.
+
+    The log (``measured``: the summary's mean latency, mean first-token latency and mean time per output token)
+    fixes the operating point of one replica at the run's completed rate ``lambda``: ``n = lambda x (latency -
+    TTFT)`` sequences decoding (Little's law) and ``p = lambda x ISL x TPOT`` prompt tokens entering each step.
+    kvplan's step there (:func:`kvplan.latency.mixed_step_latency`, the decodes at the mean context
+    ``ISL + OSL/2``, the prompts as one chunk) against the measured mean TPOT is a check of the step model at the
+    run's batch, independent of queueing: at a load near saturation the step time (and so TPOT) grows as
+    ``1 / (1 - rho)``, so a small error in the step moves kvplan's rate within the TPOT limit a long way.
+    """
+    from kvplan.latency import mixed_step_latency
+
+    s = _setup(r["model"], r["gpu"], r["tp"], weights=r["weights"], kv=r["kv"], fraction=r["free_gpu_memory_fraction"],
+               max_batch=r.get("max_batch"), max_tokens=r.get("max_num_tokens"))  # fmt: skip
+    m = r["measured"]
+    isl, osl = _mlperf_isl(r, datasets), round(r["osl"])
+    rate = r["samples_per_s"] / r["replicas"]
+    n = rate * (m["latency_mean_s"] - m["ttft_mean_s"])
+    p = rate * isl * m["tpot_mean_s"]
+    step = mixed_step_latency(s.spec, s.gpu, decode_seqs=n, decode_context=isl + osl // 2, prefill_tokens=p,
+                              tp=s.tp, kv_dtype_name=s.kv_dtype, weights_dtype=s.weights_dtype,
+                              engine=s.engine.name).total  # fmt: skip
+    return {"decoding": n, "prompt_tokens_per_step": p, "kvplan_step_s": step, "measured_tpot_s": m["tpot_mean_s"],
+            "step_ratio": step / m["tpot_mean_s"]}  # fmt: skip
+
+
 def compare_mlperf(rows: list[dict], datasets: dict) -> list[dict]:
     return [dict(r) if "not_compared" in r else {**r, **score_mlperf(r, datasets)} for r in rows]
 
@@ -295,6 +322,20 @@ def _print_mlperf(rows: list[dict], datasets: dict, *, markdown: bool) -> None:
                   f"{ratio}: {note}")  # fmt: skip
 
 
+def _print_operating_points(rows: list[dict], datasets: dict, *, markdown: bool) -> None:
+    done = [r for r in rows if "measured" in r]
+    if markdown:
+        print("| run | replica rate (req/s) | decoding (Little's law) | prompt tokens per step | measured mean TPOT ms "
+              "| kvplan step ms | kvplan / measured |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|")
+    for r in done:
+        o = operating_point(r, datasets)
+        cells = [f"{r['label']} {r['system']} {r['scenario']}", f"{r['samples_per_s'] / r['replicas']:.2f}",
+                 f"{o['decoding']:.0f}", f"{o['prompt_tokens_per_step']:.0f}", f"{o['measured_tpot_s'] * 1e3:.1f}",
+                 f"{o['kvplan_step_s'] * 1e3:.1f}", f"x{o['step_ratio']:.2f}"]  # fmt: skip
+        print(("| " + " | ".join(cells) + " |") if markdown else "server operating point: " + "  ".join(cells))
+
+
 def _print_datasets(datasets: dict, *, markdown: bool) -> None:
     if markdown:
         print("| benchmark set | samples | mean input | p90 input | source |")
@@ -352,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     _print_datasets(datasets, markdown=args.markdown)
     print()
     _print_mlperf(mlperf, datasets, markdown=args.markdown)
+    print()
+    _print_operating_points(mlperf, datasets, markdown=args.markdown)
     print()
     _print_large_scale(data.get("large_scale_ep", []), markdown=args.markdown)
     print()

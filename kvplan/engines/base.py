@@ -284,6 +284,11 @@ class Calibration:
     allreduce_base_s: float
     allreduce_rank_s: float
     allreduce_bw_eff: float
+    # FP4 (NVFP4 W4A4) GEMMs on a GPU with FP4 tensor cores: the FP4 peak times fp4_eff_scale, the weight streaming
+    # at fp4_mem_eff_scale of the 16-bit GEMMs' efficiency. Fitted apart, by benchmarks/fit_fp4.py to aiconfigurator's
+    # nvfp4 GEMM table (the main grid has no FP4 case); 1.0 (neutral) where an engine has no such fit.
+    fp4_eff_scale: float = 1.0
+    fp4_mem_eff_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -368,6 +373,14 @@ class Engine:
     # running sequence holds a reservation of I + O tokens; False where blocks are taken as tokens are
     # written (vLLM, SGLang: preempt or retract on a shortfall), so a sequence holds I + O/2 on average.
     reserves_to_completion: bool = False
+    # Disaggregated prefill/decode (kvplan.disagg), as read in each engine's source. ``disagg_first_token``: which
+    # instance samples the first output token: "decode" (the decode instance computes the last prompt token once the
+    # KV has arrived: one decode-pool step in TTFT) or "prefill" (sent along with the KV: no decode step before it).
+    # ``disagg_kv_send``: "after_prefill" (the KV moves once the whole prompt is computed) or "per_chunk" (each
+    # prefill chunk's KV is sent as soon as it is computed, overlapping the later chunks). None: not read for this
+    # engine, and disaggregated plans refuse it rather than guess.
+    disagg_first_token: Literal["decode", "prefill"] | None = None
+    disagg_kv_send: Literal["after_prefill", "per_chunk"] | None = None
     release: str = "-"  # the version key users select with name@release (``vllm@0.19``)
     # Fitted kernel efficiencies for kvplan.latency (None: no fit of its own; kvplan.engines.latency_calibration
     # then lends vLLM's and says so).
@@ -403,6 +416,9 @@ class Engine:
                 f"it runs {', '.join(self.weight_dtypes)}"
             )
         return name
+
+    def check_weights_on_gpu(self, weights_dtype_name: str, gpu: GPU) -> None:
+        """Refuse a weights format this engine cannot run on ``gpu`` (default: every loaded format runs)."""
 
     def check_settings(self, settings: Settings) -> None:
         """Refuse flags that belong to another engine (they would change nothing and say nothing)."""

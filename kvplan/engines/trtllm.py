@@ -58,6 +58,17 @@ class Trtllm(Engine):
         m = re.search(r"trtllm-serve\s+(?:serve\s+)?(\S+)", text) or re.search(r"--model[ =](\S+)", text)
         return m.group(1) if m else None
 
+    def check_weights_on_gpu(self, weights_dtype_name: str, gpu: GPU) -> None:
+        """NVFP4 needs FP4 tensor cores: TensorRT-LLM @09d4c79b docs/source/features/quantization.md, "Hardware
+        Support Matrix", marks NVFP4 for Blackwell (sm100/103, sm120) only, not Hopper, Ada or Ampere; its NVFP4
+        linear is W4A4 only (tensorrt_llm/_torch/modules/linear.py @ed53795b NVFP4LinearMethod.apply: fp4_quantize
+        of the input, then nvfp4_gemm), so there is no weight-only fallback to fall back on."""
+        if weights_dtype_name == "nvfp4" and gpu.fp4_dense_tflops is None:
+            raise InvalidInput(
+                f"engine 'trtllm' does not run nvfp4 weights on {gpu.name} (no FP4 tensor cores; TensorRT-LLM runs "
+                "NVFP4 on Blackwell only); use fp8 weights or a Blackwell GPU (b200, gb200)"
+            )
+
     def check_block_size(self, tokens: int) -> None:
         # docs/source/advanced/kv-cache-reuse.md: "tokens_per_block must be a power of 2".
         super().check_block_size(tokens)
@@ -233,6 +244,9 @@ CALIBRATION = Calibration(
     allreduce_base_s=3.406e-06,
     allreduce_rank_s=8.691e-07,
     allreduce_bw_eff=0.3815,
+    # NVFP4 GEMMs: benchmarks/fit_fp4.py on aiconfigurator 0.12.0's B200 nvfp4 GEMM table (its speed-up over fp8).
+    fp4_eff_scale=0.6894,
+    fp4_mem_eff_scale=0.8258,
 )
 
 
@@ -260,9 +274,10 @@ ENGINE = Trtllm(
     budget_rule="free memory after load and activations x free_gpu_memory_fraction (0.9)",
     kv_dtypes=("bf16", "fp16", "fp8", "int8"),
     kv_dtype_flags={"bf16": "auto", "fp16": "auto", "fp8": "fp8", "int8": "int8"},
-    # tensorrt_llm/quantization/mode.py QuantAlgo (FP8, FP8_BLOCK_SCALES, W4A16_AWQ, W4A16_GPTQ,
+    # tensorrt_llm/quantization/mode.py QuantAlgo (FP8, FP8_BLOCK_SCALES, NVFP4, W4A16_AWQ, W4A16_GPTQ,
     # W4A8_MXFP4_FP8, ...) read from pre-quantized (ModelOpt / HF) checkpoints; no online quantization.
-    weight_dtypes=("bf16", "fp16", "fp8", "int8", "int4", "mxfp4"),
+    # NVFP4 on Blackwell only (check_weights_on_gpu).
+    weight_dtypes=("bf16", "fp16", "fp8", "int8", "int4", "mxfp4", "nvfp4"),
     listen_flags=("--host", "0.0.0.0"),  # trtllm-serve --host default localhost (commands/serve.py)
     failure_patterns=FAILURES,
     failure_markers=("[TensorRT-LLM]", "tensorrt_llm", "trtllm-serve"),
@@ -277,5 +292,11 @@ ENGINE = Trtllm(
     # when get_needed_resource_to_completion (blocks for prompt + max new tokens) fits the free blocks.
     reserves_to_completion=True,
     overlap=OVERLAP,
+    # Disaggregated serving: the context instance runs the whole prompt and returns the first generated token with
+    # its context parameters; the generation instance then fetches the KV blocks (docs/source/blogs/tech_blog/
+    # blog5_Disaggregated_Serving_in_TensorRT-LLM.md, "trtllm-serve" @012f575; tensorrt_llm/disaggregated_params.py
+    # DisaggregatedParams.first_gen_tokens @b828dac): the KV moves after the prefill, the first token comes from it.
+    disagg_first_token="prefill",
+    disagg_kv_send="after_prefill",
 )
 VERSIONS = (ENGINE,)
