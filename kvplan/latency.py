@@ -701,11 +701,14 @@ def step_latency(
     pp: int = 1,
     dp: int = 1,
     gpus_per_node: int | None = None,
+    deepep: bool = False,
 ) -> OpTimes:
     """Seconds of one prefill (``batch`` prompts of ``context``) or decode step, by operation class.
 
-    ``constants`` replaces the engine's fitted ones (the fit script's hook). ``attention_flops`` is the
-    attention of the whole batch on one rank of the TP group (:func:`kvplan.cost.step_flops`).
+    ``constants`` replaces the engine's fitted ones (the fit script's hook); ``deepep``: DeepEP's all-to-all for the
+    MoE token exchange under DP attention instead of the engine's default (:class:`kvplan.engines.Overlap`).
+    ``attention_flops`` is the attention of the whole batch on one rank of the TP group
+    (:func:`kvplan.cost.step_flops`).
 
     **Data-parallel attention** (``dp`` > 1; with ``expert_parallel`` the experts split whole over tp x dp
     ranks): the ``batch`` sequences spread over ``dp`` ranks; the busiest holds ``ceil(batch / dp)`` and sets the
@@ -727,7 +730,7 @@ def step_latency(
     """
     cal = constants or calibration(engine)
     c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=phase == "prefill", ep=expert_parallel,
-                  dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine))  # fmt: skip
+                  dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine), deepep=deepep)  # fmt: skip
     per_seq = context if phase == "prefill" else 1
     if pp == 1 and dp == 1:
         tokens = batch * per_seq

@@ -272,3 +272,23 @@ def test_trtllm_bench_heuristic_by_hand() -> None:
     row = next(r for r in _adp_rows(data) if r["model"] == "qwen3-235b-a22b" and r["gpu"] == "h200"
                and (r["isl"], r["osl"]) == (20000, 2000))  # fmt: skip
     assert pub.trtllm_bench_settings(row) == (224, 20224)
+
+
+def test_sglang_and_vllm_default_exchange_is_gather_and_deepep_is_the_alltoall() -> None:
+    """Without a DeepEP backend both engines gather every DP rank's tokens for the MoE layer (vLLM's default
+    allgather_reducescatter, SGLang's dp_gather / dp_scatter); --deepep (deepep=True) gives DeepEP's all-to-all.
+    DeepSeek-V3 (58 MoE layers) on 8 x H200, 8 decodes per rank: 64 tokens gathered (fp8 out, bf16 back)."""
+    from kvplan.catalog import load_bundled
+    from kvplan.engines import vllm
+    from kvplan.hardware import resolve_gpu
+    from kvplan.latency import allgather_s, alltoall_s, step_latency
+
+    ds, h200 = load_bundled("deepseek-v3"), resolve_gpu("h200")
+    kw = dict(phase="decode", batch=64, dp=8, kv_dtype_name="fp8", weights_dtype="fp8", attention_flops=0,
+              expert_parallel=True)  # fmt: skip
+    c = _ctx(ds, h200, vllm.CALIBRATION, vllm.OVERLAP)
+    gathered = allgather_s(c, 64, bytes_per_element=1.0) + allgather_s(c, 64, bytes_per_element=2.0)
+    exchanged = alltoall_s(c, 8, bytes_per_element=1.0) + alltoall_s(c, 8, bytes_per_element=2.0)
+    for engine in ("vllm", "sglang"):  # SGLang borrows vLLM's constants
+        assert step_latency(ds, h200, 4096, engine=engine, **kw).alltoall == pytest.approx(58 * gathered)
+        assert step_latency(ds, h200, 4096, engine=engine, deepep=True, **kw).alltoall == pytest.approx(58 * exchanged)

@@ -74,10 +74,10 @@ def test_alltoall_grows_with_ep_and_tokens_and_is_slower_across_nodes():
 
 def test_dp_attention_step_counts_two_alltoalls_per_moe_layer():
     ds = load_bundled("deepseek-v3")  # 61 layers, the first 3 dense: 58 MoE layers
-    # SGLang (vLLM's constants, DeepEP's all-to-all): vLLM's own default exchange is now the all-gather /
-    # reduce-scatter (kvplan.engines.vllm OVERLAP, r20b), tested in tests/test_attention_dp.py.
+    # DeepEP's all-to-all (deepep=True): the engines' default exchange is now the all-gather / reduce-scatter
+    # (kvplan.engines.Overlap.moe_allgather, r20b), tested in tests/test_attention_dp.py.
     kw = dict(phase="decode", kv_dtype_name="fp8", weights_dtype="fp8", attention_flops=0, expert_parallel=True,
-              engine="sglang")  # fmt: skip
+              deepep=True)  # fmt: skip
     t = step_latency(ds, H200, 4096, batch=64, dp=8, **kw)
     c = _ctx(ds, dp=8)
     # 64 sequences over 8 DP ranks: 8 tokens per rank; fp8 dispatch, 16-bit combine

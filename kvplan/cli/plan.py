@@ -66,7 +66,7 @@ def plan(
         bool, typer.Option(help="with --rate: vLLM --enable-dbo / SGLang --enable-two-batch-overlap (DP + EP)")
     ] = False,
     deepep: Annotated[
-        bool, typer.Option(help="with --rate: DeepEP all-to-all for DP + EP (vLLM --all2all-backend deepep_*)")
+        bool, typer.Option(help="with --rate: DeepEP all-to-all for DP + EP (vLLM/SGLang DeepEP backends)")
     ] = False,
     max_gpus: Annotated[int, typer.Option(help="largest GPU count to list")] = 64,
     top: Annotated[int, typer.Option(help="rows to show (0: all)")] = 20,

@@ -66,7 +66,7 @@ class Settings:
     # backend, SGLang --enable-two-batch-overlap); kvplan.latency applies the engine's Overlap.two_batch_* rules.
     two_batch_overlap: bool = False
     # The DeepEP all-to-all for the MoE token exchange under DP attention + EP instead of the engine's default
-    # (vLLM --all2all-backend deepep_high_throughput / deepep_low_latency; its default is allgather_reducescatter).
+    # (vLLM --all2all-backend deepep_high_throughput / deepep_low_latency, SGLang --moe-a2a-backend deepep).
     deepep: bool = False
     overrides: Overrides = field(default_factory=Overrides)
 
