@@ -43,7 +43,7 @@ def no_overlap():
 
 def published_rows() -> tuple[list[dict], list[dict]]:
     data = json.loads(pub.DATA.read_text())
-    runs = [r for r in data["runs"] if "launch" in r and "not_modelled" not in r]
+    runs = [r for r in data["runs"] if "launch" in r and "not_modelled" not in r and r["weights"] == "fp8"]  # H100/H200
     with no_overlap():
         before = pub.compare_runs(runs)
     return before, pub.compare_runs(runs)

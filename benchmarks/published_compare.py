@@ -103,7 +103,8 @@ def trtllm_bench_settings(r: dict) -> tuple[int, int]:
     gib = 1024**3
     head = spec.head_dim or spec.hidden_size // spec.num_attention_heads
     per_token = 2 * spec.num_layers * max(tp, spec.num_kv_heads) * head * 1.0 / gib
-    cache = (gpu.memory_bytes * tp / gib - count_params(spec).total * 1.0 / gib) * KV_FRACTION
+    per_param = 0.5 if r["weights"] == "nvfp4" else 1.0  # tuning.py BYTES_PER_ELEM: FP8 1.0, NVFP4 0.5
+    cache = (gpu.memory_bytes * tp / gib - count_params(spec).total * per_param / gib) * KV_FRACTION
     raw_bs = min(cache / (per_token * (r["isl"] + r["osl"])), 4096)
     raw_tokens = min(raw_bs * (1 + r["isl"] / r["osl"]), 32768)
     if raw_bs < 256:
@@ -124,12 +125,13 @@ def heuristic_summary(runs: list[dict]) -> str:
     whether the harness's settings explain the misses; the tables above keep the method of the other rows)."""
     parts = []
     for name, keep in (("dense", lambda r: "launch" not in r), ("attention DP + EP", lambda r: "launch" in r)):
-        rows = [r for r in runs if r["source"] == "trtllm-1.0" and "not_modelled" not in r and keep(r)]
+        rows = [r for r in runs if r["source"] == "trtllm-1.0" and "not_modelled" not in r and keep(r)
+                and r["weights"] == "fp8"]  # fmt: skip
         scored = [{"ratio": _row_tokens_s(r, heuristic=True) / r["published_tok_s"]} for r in rows]
         s = stats(scored)
         parts.append(f"{name} {s['compared']} points: median |ln ratio| {s['median_abs_ln']:.3f}, worst "
                      f"{s['worst_abs_ln']:.3f}, within 20%: {s['within_20pct']}/{s['compared']}")  # fmt: skip
-    return "trtllm-1.0 with trtllm-bench's max_batch_size / max_num_tokens heuristic: " + "; ".join(parts)
+    return "trtllm-1.0 FP8 rows with trtllm-bench's max_batch_size / max_num_tokens heuristic: " + "; ".join(parts)
 
 
 def replica_tokens_s(s, isl: int, osl: int) -> float:  # noqa: ANN001
