@@ -139,6 +139,21 @@ def stats(rows: list[dict]) -> dict:
     }
 
 
+def group_lines(rows: list[dict]) -> list[str]:
+    """One line per (source, weights, GPU) of the compared points: FP8 on Hopper, NVFP4 on B200 and on GB200 apart."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if "ratio" in r:
+            groups.setdefault((r["source"], r["weights"], r["gpu"]), []).append(r)
+    out = []
+    for (source, weights, gpu), part in groups.items():
+        s = stats(part)
+        out.append(f"  {source} {weights} {gpu}: {s['compared']} points, median |ln ratio| {s['median_abs_ln']:.3f}, "
+                   f"worst {s['worst_abs_ln']:.3f}, median signed {s['median_signed_ln']:+.3f}; "
+                   f"within 20%: {s['within_20pct']}/{s['compared']}")  # fmt: skip
+    return out
+
+
 def _by_source(rows: list[dict], source: str) -> list[dict]:
     return [r for r in rows if r["source"] == source]
 
@@ -249,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{source} ({meta['engine']}): {s['compared']} points compared, {s['not_modelled']} not modelled; "
               f"median |ln ratio| {s['median_abs_ln']:.3f}, worst {s['worst_abs_ln']:.3f}, median signed "
               f"{s['median_signed_ln']:+.3f}; within 20%: {s['within_20pct']}/{s['compared']}")  # fmt: skip
+    for line in group_lines(rows):
+        print(line)
     s = stats(rows)
     print(f"all engine tables: {s['compared']} points, median |ln ratio| {s['median_abs_ln']:.3f}, "
           f"worst {s['worst_abs_ln']:.3f}; within 20%: {s['within_20pct']}/{s['compared']}")  # fmt: skip
