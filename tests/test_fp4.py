@@ -238,3 +238,15 @@ def test_fp4_fit_reproduces_the_constants_in_the_engine_modules():
         block = out.stdout.split(f"# engine {engine}")[1].split("# engine")[0]
         for field in ("fp4_eff_scale", "fp4_mem_eff_scale", "fp4_moe_eff_scale"):
             assert f"{field}={getattr(cal, field):.4g}," in block, field
+
+
+def test_plan_with_nvfp4_on_hopper_only_is_the_engine_refusal(cli):  # noqa: ANN001
+    # Not "no configuration meets the targets": the engine cannot run the weights the user asked for on any GPU given.
+    for extra in (["--rate", "2", "--input", "2k", "--output", "512", "--ttft", "1s", "--tpot", "50ms"],
+                  ["--users", "8", "--context", "8k"]):  # fmt: skip
+        r = cli("plan", "llama-3.1-70b", "--engine", "trtllm", "--weights-dtype", "nvfp4", "--gpus", "h200", *extra)
+        assert r.exit_code == 2 and "does not run nvfp4 weights on h200" in r.output, r.output
+    # one Blackwell GPU among them: the plan goes on, on that GPU
+    r = cli("plan", "llama-3.1-70b", "--engine", "trtllm", "--weights-dtype", "nvfp4", "--gpus", "h200,b200",
+            "--rate", "2", "--input", "2k", "--output", "512", "--ttft", "1s", "--tpot", "50ms")  # fmt: skip
+    assert r.exit_code == 0 and "b200" in r.output and "h200 " not in r.output, r.output
