@@ -3,7 +3,8 @@
 The data, each run with its source, are in ``benchmarks/data/published_throughput.json``:
 
 * ``runs``: TensorRT-LLM's performance-overview tables, v1.0 (PyTorch backend, ``trtllm-bench throughput``)
-  and v0.17 (TensorRT engines): requests at an infinite rate, fixed ISL/OSL, FP8 weights and KV cache,
+  and v0.17 (TensorRT engines): requests at an infinite rate, fixed ISL/OSL, FP8 weights (v1.0: NVFP4 on B200
+  and GB200, the ModelOpt FP4 checkpoints) and an FP8 KV cache,
   ``kv_cache_free_gpu_mem_fraction`` 0.95. The metric is the TP group's output tokens/s. kvplan's figure is
   the highest request rate one replica sustains (:func:`kvplan.serving.max_rate`, TensorRT-LLM constants of
   :mod:`kvplan.latency`, 8192-token steps, TensorRT-LLM's default ``max_num_tokens``) times OSL.
@@ -15,12 +16,13 @@ The data, each run with its source, are in ``benchmarks/data/published_throughpu
   limits (:func:`kvplan.slo.rate_within_targets`) at the 99th percentile, as MLPerf holds them (Llama-2-70B:
   TTFT 2 s, TPOT 200 ms at p99: ``*.Server.target_latency_percentile = 99`` and
   ``llama2-70b.Server.ttft_latency`` / ``tpot_latency`` in mlcommons/inference ``loadgen/mlperf.conf``
-  @001712e9); kvplan's p99 holds the input length at the set's p90 (the highest quantile
+  @001712e9; Interactive is the Server scenario held to ``llama2-70b-interactive.Server.ttft_latency`` 450 and
+  ``tpot_latency`` 40 ms there); kvplan's p99 holds the input length at the set's p90 (the highest quantile
   ``mlperf_datasets`` gives). The scored figures (``kvplan_isl``, ``kvplan_tok_s``, ``ratio``, ``verdict``)
   are stored on each row by ``--update-data``; tests recompute them.
 
-A run kvplan does not model (FP4 GEMMs, attention data parallelism with expert parallelism, GB200, a
-model outside the catalog) carries ``not_modelled``; an MLPerf run whose inputs are not all known (the
+A run kvplan does not model (attention data parallelism with expert parallelism, a model outside the
+catalog) carries ``not_modelled``; an MLPerf run whose inputs are not all known (the
 run's split or precision) or not modelled carries ``not_compared``. Both are printed with their reason
 and kept out of the statistics (``--markdown`` tables for docs/cost.md).
 
