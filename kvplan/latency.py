@@ -289,20 +289,27 @@ def send_s(c: _Ctx, nbytes: float, *, crosses_nodes: bool) -> float:
     return _send_seconds(c.gpu, c.cal, nbytes, crosses_nodes=crosses_nodes)
 
 
-def _send_seconds(gpu: GPU, cal: Calibration, nbytes: float, *, crosses_nodes: bool) -> float:
+def _send_seconds(
+    gpu: GPU, cal: Calibration, nbytes: float, *, crosses_nodes: bool, nic_gbps: float | None = None
+) -> float:
     if nbytes <= 0:
         return 0.0
     if crosses_nodes:
-        return NETWORK_LATENCY_S + nbytes / (NETWORK_GBPS * 1e9 * NETWORK_BW_EFF)
+        return NETWORK_LATENCY_S + nbytes / ((nic_gbps or NETWORK_GBPS) * 1e9 * NETWORK_BW_EFF)
     if gpu.interconnect_gbps is None:
         raise InvalidInput(f"GPU {gpu.name!r} has no interconnect_gbps in the catalog; a send within a node needs it")
     return cal.allreduce_base_s + nbytes / (gpu.interconnect_gbps * 1e9 * A2A_NVLINK_BW_EFF)
 
 
-def kv_transfer_s(gpu: GPU, nbytes_per_rank: float, *, crosses_nodes: bool, engine: str | None = None) -> float:
+def kv_transfer_s(
+    gpu: GPU, nbytes_per_rank: float, *, crosses_nodes: bool, engine: str | None = None, nic_gbps: float | None = None
+) -> float:
     """Moving one request's KV cache from the prefill pool to the decode pool: every rank pulls its own share at
-    once (vLLM's NixlConnector reads the blocks rank to rank over RDMA), so the busiest rank's bytes set the time."""
-    return _send_seconds(gpu, calibration(engine), nbytes_per_rank, crosses_nodes=crosses_nodes)
+    once (vLLM's NixlConnector reads the blocks rank to rank over RDMA), so the busiest rank's bytes set the time.
+    ``nic_gbps``: the network bandwidth per GPU, GB/s each way (default :data:`NETWORK_GBPS`, one 400 Gb/s NIC per
+    GPU; a node of 8 GPUs with 4 x 400 GbE gives each 25). Validated against published transfer times by
+    benchmarks/kv_transfer_compare.py (docs/cost.md)."""
+    return _send_seconds(gpu, calibration(engine), nbytes_per_rank, crosses_nodes=crosses_nodes, nic_gbps=nic_gbps)
 
 
 _PLANS: dict[tuple[int, str, int, int], tuple[ModelSpec, object]] = {}

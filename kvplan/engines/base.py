@@ -339,6 +339,14 @@ class Engine:
     # running sequence holds a reservation of I + O tokens; False where blocks are taken as tokens are
     # written (vLLM, SGLang: preempt or retract on a shortfall), so a sequence holds I + O/2 on average.
     reserves_to_completion: bool = False
+    # Disaggregated prefill/decode (kvplan.disagg), as read in each engine's source. ``disagg_first_token``: which
+    # instance samples the first output token: "decode" (the decode instance computes the last prompt token once the
+    # KV has arrived: one decode-pool step in TTFT) or "prefill" (sent along with the KV: no decode step before it).
+    # ``disagg_kv_send``: "after_prefill" (the KV moves once the whole prompt is computed) or "per_chunk" (each
+    # prefill chunk's KV is sent as soon as it is computed, overlapping the later chunks). None: not read for this
+    # engine, and disaggregated plans refuse it rather than guess.
+    disagg_first_token: Literal["decode", "prefill"] | None = None
+    disagg_kv_send: Literal["after_prefill", "per_chunk"] | None = None
     release: str = "-"  # the version key users select with name@release (``vllm@0.19``)
     # Fitted kernel efficiencies for kvplan.latency (None: no fit of its own; kvplan.engines.latency_calibration
     # then lends vLLM's and says so).
@@ -422,7 +430,7 @@ class Engine:
         """Data-parallel attention and expert parallelism: engines that run them override this."""
         raise InvalidInput(
             f"engine {self.name!r}: data-parallel attention and expert parallelism are not modelled for it; "
-            "use --dp 1 without --ep (vllm and sglang run them)"
+            "use --dp 1 without --ep (vllm, sglang and trtllm run them)"
         )
 
     def sharding(self, spec: ModelSpec, *, tp: int, dp: int = 1, ep: bool = False) -> Sharding:

@@ -10,11 +10,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kvplan.engines import vllm
-from kvplan.engines.base import FIT_SOURCE, Budget, Calibration, Engine, Layout, Settings, paged_prefix_bytes
+from kvplan.engines.base import (
+    FIT_SOURCE,
+    Budget,
+    Calibration,
+    Engine,
+    Layout,
+    Settings,
+    check_moe_parallel,
+    paged_prefix_bytes,
+)
 from kvplan.errors import InvalidInput
 from kvplan.failures import CUDA_ERROR_OOM, KV_SHORT, NUMBER, TORCH_OOM, Pattern
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan
+from kvplan.params import Sharding
 from kvplan.spec import ModelSpec
 from kvplan.units import GIB
 
@@ -78,6 +88,32 @@ class Trtllm(Engine):
     ) -> Layout:
         return Layout(plan.stages[stage_index], 1, settings.block_size or TOKENS_PER_BLOCK)
 
+    def check_dp_ep(self, spec: ModelSpec, *, tp: int, pp: int, dp: int, ep: bool) -> None:
+        """Attention data parallelism (llmapi ``enable_attention_dp``) spans the whole TP group: attention runs
+        with ``tp_size`` 1 on every rank (``Mapping`` with enable_attention_dp; the attention modules of
+        tensorrt_llm/_torch/models/modeling_llama.py and modeling_qwen3_moe.py skip their all-reduce under it),
+        so each DP rank is one GPU: kvplan's ``dp`` ranks of ``tp`` 1. MoE only (check_moe_parallel)."""
+        check_moe_parallel(self.name, spec, tp=tp, dp=dp, ep=ep)
+        if dp > 1 and tp != 1:
+            raise InvalidInput(
+                f"TensorRT-LLM's attention data parallelism gives every rank its own requests (attention tp 1); "
+                f"got tp={tp} with dp={dp}; use --tp 1 --dp {tp * dp}"
+            )
+
+    def sharding(self, spec: ModelSpec, *, tp: int, dp: int = 1, ep: bool = False) -> Sharding:
+        """With enable_attention_dp every rank keeps whole attention, dense MLPs and shared experts
+        (tensorrt_llm/_torch/models/modeling_llama.py Llama4MoE / Llama4DecoderLayer and modeling_qwen3.py build
+        them with ``overridden_tp_size=1 if enable_attention_dp``) and a whole embedding (Llama4Model); the LM
+        head is taken as whole too (not re-read). The routed experts split over the MoE group: whole experts with
+        ``--ep`` (Mapping moe_ep_size = ranks), else each expert's width (moe_tp_size = tp_size, Mapping's default
+        when moe_ep_size is unset). Without attention DP: plain tensor parallelism."""
+        if dp == 1 and not ep:
+            return Sharding.tensor(tp)
+        ranks = tp * dp
+        keep = tp  # 1 under attention DP (check_dp_ep); tp for TP attention with EP MoE (dp 1)
+        return Sharding(attn_tp=keep, mlp_tp=keep, expert_tp=1 if ep else ranks, expert_ranks=ranks if ep else 1,
+                        vocab_tp=keep)  # fmt: skip
+
     def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int | None, int | None]:
         """``(max_num_tokens, max_batch_size)`` where the launch sets them; unset: kvplan.serving keeps its
         8192-token default (MAX_NUM_TOKENS, llmapi's default) and bounds the batch by the KV pool only.
@@ -118,10 +154,15 @@ class Trtllm(Engine):
     def launch_args(self, r: CapacityResult, *, model: str, sequences: int) -> list[str]:
         """`trtllm-serve` flags (tensorrt_llm/commands/serve.py)."""
         frac = r.settings.get("free_gpu_memory_fraction", FREE_FRACTION)
-        args = ["trtllm-serve", model, "--max_seq_len", str(r.context), "--max_batch_size", str(sequences)]
+        per_rank = -(-sequences // r.dp)  # with attention DP every rank schedules its own max_batch_size requests
+        args = ["trtllm-serve", model, "--max_seq_len", str(r.context), "--max_batch_size", str(per_rank)]
         args += ["--kv_cache_free_gpu_memory_fraction", f"{frac:g}"]
-        if r.tp > 1:
-            args += ["--tp_size", str(r.tp)]
+        if r.tp * r.dp > 1:
+            args += ["--tp_size", str(r.tp * r.dp)]  # attention DP ranks count in tp_size (Mapping)
+        if r.ep:
+            args += ["--ep_size", str(r.tp * r.dp)]  # trtllm-serve --ep_size (commands/serve.py)
+        if r.dp > 1:  # no trtllm-serve flag for it: LlmArgs.enable_attention_dp, set in the extra options YAML
+            args += ["--extra_llm_api_options", "enable_attention_dp.yaml"]  # holding `enable_attention_dp: true`
         if r.pp > 1:
             args += ["--pp_size", str(r.pp)]
         return args
@@ -237,5 +278,11 @@ ENGINE = Trtllm(
     # tensorrt_llm/_torch/pyexecutor/scheduler.py GuaranteedNoEvictScheduler.schedule_request admits a request
     # when get_needed_resource_to_completion (blocks for prompt + max new tokens) fits the free blocks.
     reserves_to_completion=True,
+    # Disaggregated serving: the context instance runs the whole prompt and returns the first generated token with
+    # its context parameters; the generation instance then fetches the KV blocks (docs/source/blogs/tech_blog/
+    # blog5_Disaggregated_Serving_in_TensorRT-LLM.md, "trtllm-serve" @012f575; tensorrt_llm/disaggregated_params.py
+    # DisaggregatedParams.first_gen_tokens @b828dac): the KV moves after the prefill, the first token comes from it.
+    disagg_first_token="prefill",
+    disagg_kv_send="after_prefill",
 )
 VERSIONS = (ENGINE,)

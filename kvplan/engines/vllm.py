@@ -836,6 +836,14 @@ V0_19 = Vllm(
     # Kept at one Mamba page per request, as calibrated; 'align' mode is modelled from 0.21.
     mamba_align=False,
     calibration=CALIBRATION,
+    # Disaggregated serving (KV connectors: NixlConnector, MooncakeConnector), vllm/v1/core/sched/scheduler.py
+    # @00024d3: the prefill instance hands its blocks to the connector when the request finishes
+    # (Scheduler._free_request -> _connector_finished -> connector.request_finished), so the KV moves after the
+    # whole prefill; the decode instance, once the blocks have arrived (_update_waiting_for_remote_kv: "if
+    # num_computed_tokens == request.num_tokens: num_computed_tokens -= 1"), recomputes the last prompt token in
+    # its next step and samples the first output token itself.
+    disagg_first_token="decode",
+    disagg_kv_send="after_prefill",
 )
 # vLLM 0.8.x: the same rules, before get_batch_defaults checked the device name for A100 (PR #17885, v0.9.0).
 V0_8 = replace(V0_19, release="0.8", version="0.8 (V1 engine, before the A100 batch defaults)", a100_exception=False)
