@@ -28,7 +28,8 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
   their weight streaming at ``fp8_mem_eff_scale`` of the 16-bit GEMMs' efficiency;
 * **NVFP4 GEMMs** (W4A4) on a GPU with FP4 tensor cores (catalog ``fp4_dense_tflops``, Blackwell) at the FP4
   peak times ``fp4_eff_scale``, weights streamed at 9/16 byte and ``fp4_mem_eff_scale`` of the 16-bit
-  efficiency (both fitted by ``benchmarks/fit_fp4.py`` to aiconfigurator's nvfp4 GEMM table). Both engines
+  efficiency, grouped expert GEMMs at the FP4 peak times ``fp4_moe_eff_scale`` (all three fitted by
+  ``benchmarks/fit_fp4.py`` to aiconfigurator's NVFP4 steps, the rest held). Both engines
   quantize the activations to FP4 and run an FP4 x FP4 GEMM there: TensorRT-LLM @ed53795b
   ``tensorrt_llm/_torch/modules/linear.py`` ``NVFP4LinearMethod._input_prepare`` (``fp4_quantize`` of the input)
   and ``apply`` (``nvfp4_gemm``); vLLM @7305c786 ``modelopt.py`` ``ModelOptNvFp4Config`` ("NVFP4 -> W4A4:
@@ -60,6 +61,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from kvplan.engines import ENGINES, Calibration, Overlap, engine_overlap, latency_calibration
 from kvplan.errors import InvalidInput
@@ -161,6 +163,7 @@ class _Ctx:
     rules: Overlap = Overlap()  # what the engine runs at once in a step, how its MoE layers exchange tokens
     graph: bool = False  # a step replayed as a CUDA graph (decode); False: eager (prefill, mixed steps)
     two_batch: bool = False  # the engine's two-micro-batch overlap is on (Settings.two_batch_overlap)
+    moe_peak: float | None = None  # FLOP/s of the grouped expert GEMMs where they differ from ``peak`` (NVFP4)
 
     @property
     def moe_ranks(self) -> int:
@@ -209,10 +212,9 @@ def _dense_mlp_mem_s(c: _Ctx, m: float, inter_rank: int, *, gated: bool) -> floa
     return _gemm_mem_s(c, m, up, h + up // h) + _gemm_mem_s(c, m, h * inter_rank, h + inter_rank)
 
 
-@dataclass(frozen=True)
-class _MoeParts:
+class _MoeParts(NamedTuple):
     """One MoE layer's two paths (seconds): routed (router + grouped experts) and shared experts, each with the
-    memory-traffic part of its time (what two concurrent paths share)."""
+    memory-traffic part of its time (what two concurrent paths share). A tuple, grouped experts first."""
 
     grouped: float
     router: float
@@ -252,7 +254,7 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
         per_touched = routed / touched
         eff = c.cal.moe_peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
         eff *= inter_rank / (inter_rank + c.cal.moe_half_width)  # thin expert slices (high TP) run below peak
-        compute = 2 * routed * per_expert / (c.peak * eff)
+        compute = 2 * routed * per_expert / ((c.moe_peak or c.peak) * eff)
         moved = touched * per_expert * c.w_bytes + routed * (2 * h + 3 * inter_rank) * c.act_bytes
         grouped_mem = moved / (c.bw * c.cal.moe_mem_eff * c.mem_scale)
         grouped = max(compute, grouped_mem) + c.cal.moe_layer_s
@@ -555,6 +557,7 @@ def _make_ctx(
         rules=_exchange_rules(rules or Overlap(), two_batch=two_batch, deepep=deepep),
         graph=not eager,
         two_batch=two_batch,
+        moe_peak=_fp4_moe_peak(gpu, cal, weights_dtype),
     )
 
 
@@ -568,6 +571,16 @@ def _exchange_rules(rules: Overlap, *, two_batch: bool, deepep: bool) -> Overlap
         raise InvalidInput("two-batch overlap is not an option of this engine (vLLM --enable-dbo and SGLang "
                            "--enable-two-batch-overlap have it)")  # fmt: skip
     return replace(rules, moe_allgather=False)
+
+
+
+def _fp4_moe_peak(gpu: GPU, cal: Calibration, weights_dtype: str) -> float | None:
+    """NVFP4 grouped expert GEMMs: the FP4 peak at their own share ``fp4_moe_eff_scale`` (TensorRT-LLM's and vLLM's
+    NVFP4 MoE kernels reach a different share than the dense FP4 GEMMs); None elsewhere (the GEMMs' peak)."""
+    if gpu.fp4_dense_tflops is None or weights_dtype != "nvfp4":
+        return None
+    arch = cal.blackwell_compute_eff if gpu.architecture == "blackwell" else 1.0
+    return gpu.fp4_dense_tflops * 1e12 * cal.fp4_moe_eff_scale * arch
 
 
 def _linear_s(

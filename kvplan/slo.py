@@ -34,7 +34,7 @@ from kvplan.disagg import transfer_at as _transfer_at
 from kvplan.engines import Settings, get_engine
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
-from kvplan.planner import DP_SIZES, PIPELINE_NODES, Split
+from kvplan.planner import DP_SIZES, PIPELINE_NODES, Split, refuse_weights_nowhere_run
 from kvplan.serving import Lengths, ServingResult, serve
 from kvplan.spec import ModelSpec
 
@@ -323,6 +323,7 @@ def plan_for_targets(
     engine's flags every configuration runs with (two-batch overlap, DeepEP, the memory fraction).
     ``checkpoint`` (the model's headers) gives the weights term of its own dtype (:func:`kvplan.capacity.setup`)."""
     targets.check()
+    refuse_weights_nowhere_run(engine, gpus, weights_dtypes)
     if settings is not None:  # flags of another engine: one clear refusal, not an empty plan
         get_engine(engine).check_settings(settings)
     rows: list[TargetRow] = []
