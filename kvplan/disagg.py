@@ -1,9 +1,9 @@
 """Disaggregated prefill/decode serving: one pool of replicas runs prompts, another decodes.
 
-A request arrives at the prefill pool, waits for a free prefill replica, is prefilled there (one prompt at a time:
-a static prefill of its whole prompt, :func:`prefill_s`), its KV cache moves to a decode replica
-(:func:`kv_transfer`), and the decode replica produces the rest. Per request, at the mean or a quantile ``q``
-(lengths at the same quantile, :meth:`kvplan.serving.Lengths.at`):
+A request arrives at the prefill pool, waits for a free prefill replica, is prefilled there (one prompt at a time,
+in chunks of the engine's token budget as the aggregated path runs one prompt, :func:`prefill_s`), its KV cache
+moves to a decode replica (:func:`kv_transfer`), and the decode replica produces the rest. Per request, at the
+mean or a quantile ``q`` (lengths at the same quantile, :meth:`kvplan.serving.Lengths.at`):
 
     TTFT = wait_q + prefill(I_q) + transfer(I_q) + first step,     TPOT = the decode replica's TPOT at q
 
@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 
 from kvplan.capacity import Setup
 from kvplan.errors import InvalidInput
-from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, ServingResult, queue_wait_s, serve
+from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, ServingResult, prefill_service_s, queue_wait_s, serve
 
 QUANTILES: dict[str, float | None] = {"mean": None, "p90": 0.9, "p99": 0.99}
 MAX_PREFILL_LOAD = 0.95  # the busiest a prefill replica is sized to run without a TTFT target (queue stays finite)
@@ -73,16 +73,12 @@ def kv_transfer(
 
 
 def prefill_s(s: Setup, prompt: int, memo: dict | None = None) -> float:
-    """One prompt of ``prompt`` tokens prefilled alone on a replica of ``s`` (:func:`kvplan.cost.phase_cost`)."""
-    from kvplan.cost import phase_cost
-
+    """One prompt of ``prompt`` tokens prefilled alone on a replica of ``s``, in chunks of its token budget as the
+    aggregated path runs it (:func:`kvplan.serving.prefill_service_s`; one chunk: ``cost``'s static prefill)."""
     key = ("prefill_s", id(s), prompt)
     if memo is not None and key in memo:
         return memo[key]
-    seconds = phase_cost(
-        s.spec, s.gpu, prompt, phase="prefill", tp=s.tp, kv_dtype_name=s.kv_dtype, weights_dtype=s.weights_dtype,
-        engine=s.engine.name,
-    ).time_s  # fmt: skip
+    seconds = prefill_service_s(s, prompt)
     if memo is not None:
         memo[key] = seconds
     return seconds
@@ -177,10 +173,16 @@ def first_token_s(decode: Setup, r: ServingResult, percentile: str) -> float:
 
 
 def transfer_at(
-    prefill: Setup, decode: Setup, prompt: int, *, crosses_nodes: bool, memo: dict | None = None
+    prefill: Setup,
+    decode: Setup,
+    prompt: int,
+    *,
+    crosses_nodes: bool,
+    memo: dict | None = None,
+    nic_gbps: float | None = None,
 ) -> tuple[float, int]:
     """(exposed transfer seconds, bytes received) for one prompt of ``prompt`` tokens."""
-    seconds, moved = kv_transfer(prefill, decode, prompt, crosses_nodes=crosses_nodes)
+    seconds, moved = kv_transfer(prefill, decode, prompt, crosses_nodes=crosses_nodes, nic_gbps=nic_gbps)
     return exposed_transfer_s(prefill, seconds, prefill_s(prefill, prompt, memo), prompt), moved
 
 
@@ -197,9 +199,11 @@ def serve_disaggregated(
     crosses_nodes: bool = True,
     percentiles: tuple[str, ...] = ("mean", "p90", "p99"),
     memo: dict | None = None,
+    nic_gbps: float | None = None,
 ) -> DisaggregatedResult:
     """The steady state of ``prefill_replicas`` prefill and ``decode_replicas`` decode replicas at ``rate_rps``
-    (the module docstring). ``percentiles``: the figures to compute (others NaN; the mean always)."""
+    (the module docstring). ``percentiles``: the figures to compute (others NaN; the mean always); ``nic_gbps``:
+    the network per GPU between the pools (:func:`kvplan.latency.kv_transfer_s`)."""
     check_engine(decode)
     if rate_rps < 0 or math.isnan(rate_rps):
         raise InvalidInput(f"invalid rate {rate_rps!r}; expected requests per second >= 0")
@@ -214,7 +218,8 @@ def serve_disaggregated(
     r = serve(decode, rate_rps=rate_rps / decode_replicas, input_len=input_len, output_len=output_len,
               with_max_rate=False, expert_parallel=expert_parallel, with_p90="p90" in percentiles,
               with_p99="p99" in percentiles, prefilled=True)  # fmt: skip
-    transfer, moved = transfer_at(prefill, decode, input_len.mean, crosses_nodes=crosses_nodes, memo=memo)
+    transfer, moved = transfer_at(prefill, decode, input_len.mean, crosses_nodes=crosses_nodes, memo=memo,
+                                  nic_gbps=nic_gbps)  # fmt: skip
     nan = float("nan")
     limit = "prefill" if load >= 1 else (f"decode: {r.limit}" if r.saturated else "")
     ttft: dict[str, float] = {}
@@ -225,7 +230,7 @@ def serve_disaggregated(
         q = QUANTILES[p]
         prompt = input_len.at(q)
         service_q = prefill_s(prefill, prompt, memo)
-        exposed, _ = transfer_at(prefill, decode, prompt, crosses_nodes=crosses_nodes, memo=memo)
+        exposed, _ = transfer_at(prefill, decode, prompt, crosses_nodes=crosses_nodes, memo=memo, nic_gbps=nic_gbps)
         ttft[p] = queue_wait_s(service_q, load, q) + service_q + exposed + first_token_s(decode, r, p)
     return DisaggregatedResult(
         rate_rps=rate_rps,
