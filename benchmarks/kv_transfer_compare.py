@@ -15,6 +15,10 @@ The data, each point with its source and stated setup, are in ``benchmarks/data/
   with TP8 pools on the stated GPU (H800: the H100 SXM card with its NVLink at 400 GB/s, ``gpus``), the stated
   network. A run kvplan cannot model carries ``not_compared`` with the reason; ``not_scored`` lists published
   results without figures to score.
+* ``pool_throughput``: a disaggregated deployment's pools measured one at a time (SGLang, DeepSeek-V3 on H100 with
+  DP attention and expert parallelism over 4 prefill and 9 decode nodes, LMSYS blog): kvplan's step
+  (:func:`kvplan.cost.phase_cost` with ``dp`` = the pool's ranks, experts split over them) gives the tokens per
+  second per node at the stated tokens per rank.
 
 A least-squares line through each source's transfer points (``line_fit``) is printed as a diagnostic of what the
 measurements say about a fixed per-transfer cost; kvplan's constants are not refitted to it.
@@ -132,12 +136,49 @@ def score_end_to_end(row: dict, data: dict) -> dict:
     }
 
 
+def score_pool(row: dict, data: dict) -> dict:
+    """kvplan's tokens/s per node for one pool measured on its own: one step of ``tokens_per_rank`` prompt tokens
+    (prefill) or ``batch_per_rank`` sequences (decode) on every one of ``ranks`` DP-attention ranks with the experts
+    split over them; ``kvplan_step_s`` and its largest terms, ``ratio`` (kvplan / published)."""
+    from kvplan.catalog import load_bundled
+    from kvplan.cost import phase_cost
+
+    src = data["sources"][row["source"]]
+    ranks, per_node = row["ranks"], ranks_per_node(row)
+    if row["phase"] == "prefill":
+        prompts = row["tokens_per_rank"] // row["prompt_tokens"]
+        context, batch, tokens = row["prompt_tokens"], prompts * ranks, row["tokens_per_rank"]
+    else:
+        context, batch, tokens = row["context_tokens"], row["batch_per_rank"] * ranks, row["batch_per_rank"]
+    spec, card = load_bundled(src["model"]), gpu(src["gpu"], data)
+    c = phase_cost(spec, card, context, phase=row["phase"], batch=batch, tp=1, dp=ranks, expert_parallel=True,
+                   gpus_per_node=per_node, engine=src["engine"])  # fmt: skip
+    ops = c.ops_s or {}
+    tok_s = per_node * tokens / c.time_s
+    return {
+        "kvplan_step_s": round(c.time_s, 5),
+        "kvplan_moe_s": round(ops.get("moe_s", 0.0), 5),
+        "kvplan_alltoall_s": round(ops.get("alltoall_s", 0.0), 5),
+        "kvplan_tok_s_per_node": round(tok_s, 1),
+        "ratio": round(tok_s / row["published_tok_s_per_node"], 4),
+    }
+
+
+def ranks_per_node(row: dict) -> int:
+    return row["ranks"] // row["nodes"]
+
+
 def compare(data: dict) -> dict:
     """Every row with kvplan's figures (rows carrying ``not_compared`` are kept as they are)."""
+
+    def scored(key: str, score) -> list[dict]:  # noqa: ANN001
+        return [r if "not_compared" in r else {**r, **score(r, data)} for r in data.get(key, [])]
+
     return {
-        "transfers": [{**r, **score_transfer(r, data)} for r in data["transfers"]],
-        "bulk": [{**r, **score_bulk(r, data)} for r in data["bulk"]],
-        "end_to_end": [r if "not_compared" in r else {**r, **score_end_to_end(r, data)} for r in data["end_to_end"]],
+        "transfers": scored("transfers", score_transfer),
+        "bulk": scored("bulk", score_bulk),
+        "end_to_end": scored("end_to_end", score_end_to_end),
+        "pool_throughput": scored("pool_throughput", score_pool),
     }
 
 
@@ -184,6 +225,12 @@ def _table(rows: list[dict], cols: list[tuple[str, str]]) -> str:
     return "\n".join([head, rule, *body])
 
 
+def _shape(r: dict) -> str:
+    if r["phase"] == "prefill":
+        return f"{r.get('tokens_per_rank', '?')} tokens per rank, prompts of {r['prompt_tokens']}"
+    return f"{r['batch_per_rank']} sequences per rank at {r['context_tokens']}"
+
+
 def markdown(done: dict, data: dict) -> str:
     engines = {k: v.get("engine", "") for k, v in data["sources"].items()}
     tr = [{**r, "engine": engines[r["source"]], "x": f"x{r['ratio']:.2f}",
@@ -211,12 +258,19 @@ def markdown(done: dict, data: dict) -> str:
                              ("published TTFT ms", "published_ttft_ms"), ("kvplan prefill ms", "kvplan_prefill_ms"),
                              ("transfer ms", "kvplan_transfer_ms"), ("first step ms", "kvplan_first_step_ms"),
                              ("kvplan TTFT ms", "kvplan_ttft_ms"), ("kvplan / published", "x")])]  # fmt: skip
+    pools = [{**r, "x": f"x{r['ratio']:.2f}" if "ratio" in r else "not compared", "shape": _shape(r)}
+             for r in done["pool_throughput"]]  # fmt: skip
+    out += ["", _table(pools, [("phase", "phase"), ("nodes", "nodes"), ("shape", "shape"),
+                               ("published tok/s/node", "published_tok_s_per_node"),
+                               ("kvplan tok/s/node", "kvplan_tok_s_per_node"), ("kvplan step s", "kvplan_step_s"),
+                               ("of it MoE s", "kvplan_moe_s"), ("all-to-all s", "kvplan_alltoall_s"),
+                               ("kvplan / published", "x")])]  # fmt: skip
     return "\n".join(out)
 
 
 def report(done: dict, data: dict) -> str:
     lines = []
-    for name, rows in (("transfers", done["transfers"]), ("bulk", done["bulk"]), ("end_to_end", done["end_to_end"])):
+    for name, rows in done.items():
         s = stats(rows)
         lines.append(f"{name}: {s['compared']} compared, median |ln(kvplan/published)| {s['median_abs_ln']:.3f}, "
                      f"worst {s['worst_abs_ln']:.3f}, median signed {s['median_signed_ln']:+.3f}, "
@@ -239,9 +293,13 @@ def report(done: dict, data: dict) -> str:
             a, b, k = ttft_line(rows)
             lines.append(f"TTFT line through {source}'s points (diagnostic): published {a:.1f} ms + {b:.2f} ms per 1k "
                          f"prompt tokens; kvplan {k:.2f} ms per 1k")  # fmt: skip
-    for r in done["end_to_end"]:
+    skipped: dict[tuple[str, str, str], list[str]] = {}
+    for r in done["end_to_end"] + done["pool_throughput"]:
         if "not_compared" in r:
-            lines.append(f"not compared: {r['source']} {r['prompt_tokens']} tokens: {r['not_compared']}")
+            key = (r["source"], r.get("phase", "TTFT"), r["not_compared"])
+            skipped.setdefault(key, []).append(str(r.get("prompt_tokens", r.get("context_tokens"))))
+    for (source, what, why), lengths in skipped.items():
+        lines.append(f"not compared: {source} {what} at {', '.join(lengths)} tokens: {why}")
     for r in data.get("not_scored", []):
         lines.append(f"not scored: {r['source']}: {r['why']}")
     return "\n".join(lines)

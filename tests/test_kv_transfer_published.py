@@ -35,7 +35,7 @@ def done(bench, data):
 
 
 def test_every_point_has_a_source_with_its_setup(data):
-    for key in ("transfers", "bulk", "end_to_end"):
+    for key in ("transfers", "bulk", "end_to_end", "pool_throughput"):
         for row in data[key]:
             src = data["sources"][row["source"]]
             assert src["url"].startswith("https://github.com/"), row
@@ -46,8 +46,8 @@ def test_every_point_has_a_source_with_its_setup(data):
 
 
 def test_stored_figures_are_recomputed(data, done):
-    # --update-data wrote them; any change to the KV arithmetic or the transfer term shows here
-    for key in ("transfers", "bulk", "end_to_end"):
+    # --update-data wrote them; any change to the KV arithmetic, the transfer term or the EP step shows here
+    for key in ("transfers", "bulk", "end_to_end", "pool_throughput"):
         for stored, now in zip(data[key], done[key], strict=True):
             for field, value in now.items():
                 if field.startswith("kvplan_") or field in ("ratio", "size_ratio"):
@@ -100,3 +100,16 @@ def test_end_to_end_rows_are_scored_or_say_why_not(done):
         assert r["kvplan_ttft_ms"] == pytest.approx(parts, abs=2e-3)
         assert math.isfinite(r["ratio"])
     assert all(r["not_compared"] for r in done["end_to_end"] if "ratio" not in r)
+
+
+def test_pool_throughput_rows_are_scored_or_say_why_not(done):
+    # LMSYS large-scale EP (DeepSeek-V3, H100): the 4K prefill pool and the batch-256 decode pool are scored
+    # (kvplan x0.30 and x0.51: its all-to-all and MoE terms, docs/cost.md); the others say why not.
+    rows = done["pool_throughput"]
+    scored = [r for r in rows if "ratio" in r]
+    assert [(r["phase"], r["nodes"]) for r in scored] == [("prefill", 4), ("decode", 9)]
+    for r in scored:
+        assert r["kvplan_alltoall_s"] > 0 and r["kvplan_moe_s"] > 0 and r["kvplan_step_s"] > r["kvplan_alltoall_s"]
+        tokens = r.get("tokens_per_rank", r.get("batch_per_rank"))
+        assert r["kvplan_tok_s_per_node"] == pytest.approx(8 * tokens / r["kvplan_step_s"], rel=1e-4)
+    assert all(r["not_compared"] for r in rows if "ratio" not in r)
