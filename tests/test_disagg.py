@@ -185,3 +185,14 @@ def test_cli_lengths_with_a_p99_and_the_note_when_none_is_given(cli):
     refused = cli("plan", "llama-3.1-8b", "--rate", "10", "--tpot", "40ms", "--gpus", "h200", "--disaggregated",
                   "--engine", "llamacpp")  # fmt: skip
     assert refused.exit_code == 2 and "disaggregated serving" in refused.output
+
+
+def test_the_aggregated_path_takes_the_p99_lengths_too():
+    # kvplan.serving: the p99 TTFT and TPOT take the p99 lengths where given; the p90 figures are unchanged.
+    s = setup(load_bundled("llama-3.1-8b"), H200, tp=1)
+    kw = dict(rate_rps=5.0, output_len=Lengths.of(256, 512), with_max_rate=False)
+    held = serve(s, input_len=Lengths.of(1024, 2048), **kw)
+    given = serve(s, input_len=Lengths.of(1024, 2048, 8192), **kw)
+    assert (given.ttft_p90_s, given.tpot_p90_s) == pytest.approx((held.ttft_p90_s, held.tpot_p90_s))
+    assert given.ttft_p99_s > held.ttft_p99_s and given.tpot_p99_s > held.tpot_p99_s
+    assert (given.ttft_mean_s, given.tpot_mean_s) == pytest.approx((held.ttft_mean_s, held.tpot_mean_s))
