@@ -285,7 +285,7 @@ def _root(g, lo: float, g_lo: float, hi: float, g_hi: float) -> float:  # noqa: 
     return hi
 
 
-def queue_wait_s(service_s: float, rho: float, quantile: float | None = None) -> float:
+def queue_wait_s(service_s: float, rho: float, *, quantile: float | None = None) -> float:
     """The wait before a job of ``service_s`` seconds starts, at load ``rho``: an M/D/1 queue's mean
     ``rho S / (2 (1 - rho))``, and at quantile ``q`` the exponential tail ``P(W > w) = rho exp(-rho w / W)``, i.e.
     ``(W / rho) ln(rho / (1 - q))`` (0 where ``rho <= 1 - q``: most jobs start at once). ``rho >= 1``: inf."""
@@ -326,7 +326,7 @@ def _ttft(
     """Prefill service in chunks of what the budget leaves after the decodes, plus the queue wait
     (:func:`queue_wait_s`)."""
     service = _prefill_service(s, prompt=prompt, n=n, context=context, budget=budget, ep=ep)
-    return service + queue_wait_s(service, rho, quantile)
+    return service + queue_wait_s(service, rho, quantile=quantile)
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,7 @@ def test_the_queue_wait_at_each_percentile_by_hand(pools):
                     with_max_rate=False, prefilled=True)  # fmt: skip
     assert rest["p90"] - transfer - first90.ttft_p90_s == pytest.approx(math.log(5) * service)
     assert rest["p99"] - transfer - first90.ttft_p99_s == pytest.approx(math.log(50) * service)
-    assert queue_wait_s(service, 0.5, 0.9) == pytest.approx(math.log(5) * service)
+    assert queue_wait_s(service, 0.5, quantile=0.9) == pytest.approx(math.log(5) * service)
 
 
 def test_p99_lengths_are_used_when_given(pools):
@@ -119,13 +119,13 @@ def test_p99_lengths_are_used_when_given(pools):
 
 def test_max_prefill_load_by_hand():
     # Mean: S + rho S / (2 (1 - rho)) <= 3 S -> slack 2, rho = 2 x 2 / (1 + 2 x 2) = 0.8.
-    assert max_prefill_load(1.0, 3.0, None) == pytest.approx(0.8)
+    assert max_prefill_load(1.0, 3.0, quantile=None) == pytest.approx(0.8)
     # p90: S + S / (2 (1 - rho)) ln(rho / 0.1) = budget, met with equality at the load returned.
-    rho = max_prefill_load(1.0, 3.0, 0.9)
+    rho = max_prefill_load(1.0, 3.0, quantile=0.9)
     assert 0.1 < rho < 0.8
-    assert 1.0 + queue_wait_s(1.0, rho, 0.9) == pytest.approx(3.0)
-    assert max_prefill_load(1.0, 0.9, None) == 0.0  # an idle replica misses the budget
-    assert max_prefill_load(1.0, 1e9, 0.99) == 0.95  # capped
+    assert 1.0 + queue_wait_s(1.0, rho, quantile=0.9) == pytest.approx(3.0)
+    assert max_prefill_load(1.0, 0.9, quantile=None) == 0.0  # an idle replica misses the budget
+    assert max_prefill_load(1.0, 1e9, quantile=0.99) == 0.95  # capped
 
 
 def test_sglang_sends_chunk_by_chunk():
@@ -136,9 +136,9 @@ def test_sglang_sends_chunk_by_chunk():
     sg = setup(spec, H200, tp=1, engine="sglang")
     vl = setup(spec, H200, tp=1, engine="vllm")
     wire = 0.4 - NETWORK_LATENCY_S
-    assert exposed_transfer_s(sg, 0.4, 1.0, 16384) == pytest.approx(NETWORK_LATENCY_S + wire / 2)
-    assert exposed_transfer_s(sg, 0.4, 1.0, 8192) == 0.4  # one chunk: all after the prefill
-    assert exposed_transfer_s(vl, 0.4, 1.0, 16384) == 0.4  # vLLM: after the whole prefill
+    assert exposed_transfer_s(sg, 0.4, prefill_time_s=1.0, prompt=16384) == pytest.approx(NETWORK_LATENCY_S + wire / 2)
+    assert exposed_transfer_s(sg, 0.4, prefill_time_s=1.0, prompt=8192) == 0.4  # one chunk: all after the prefill
+    assert exposed_transfer_s(vl, 0.4, prefill_time_s=1.0, prompt=16384) == 0.4  # vLLM: after the whole prefill
 
 
 def test_engines_not_read_are_refused():
