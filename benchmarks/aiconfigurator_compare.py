@@ -348,6 +348,111 @@ def _write(out: Path, data: dict, cases: list[dict], grid: list[dict], key: str,
     out.write_text(json.dumps(data, indent=1) + "\n")
 
 
+# ---- the flagged decode figures, re-priced (aiconfigurator side) ----------------------------------------------
+
+# The GEMM the evidence quotes: DeepSeek-V3's shared-expert gate/up projection on one rank at TP8 (2 x 2048 / 8
+# outputs, hidden 7168), one of the block-fp8 GEMMs aiconfigurator prices its vLLM B200 decode step with.
+PROBE_NK = (512, 7168)
+PROBE_M = (1, 2, 4, 8, 16, 32, 64)
+# aiconfigurator 0.12.0's B200 GEMM tables: (framework dir, version, gemm_dtype). vLLM 0.24.0 and SGLang 0.5.14
+# both run block-fp8 linears with DeepGEMM's fp8_gemm_nt on SM100 (kernel_source DeepGemmFp8BlockScaledMMKernel
+# and sglang_deepgemm_gemm_nt_f8f8bf16), TensorRT-LLM 1.3.0rc20 with DeepGEMM too (kernel_source deepgemm).
+GEMM_TABLES = {
+    "vllm 0.24.0 fp8_block": ("vllm", "0.24.0", "fp8_block"),
+    "sglang 0.5.14 fp8_block": ("sglang", "0.5.14", "fp8_block"),
+    "trtllm 1.3.0rc20 fp8_block": ("trtllm", "1.3.0rc20", "fp8_block"),
+    "vllm 0.24.0 bfloat16": ("vllm", "0.24.0", "bfloat16"),
+}
+
+
+def _systems_root() -> Path:
+    from importlib.resources import files
+
+    return Path(str(files("aiconfigurator_core") / "systems"))
+
+
+def _gemm_table(root: Path, framework: str, version: str, dtype: str) -> tuple[dict, str]:
+    """{m: latency ms} of one table at ``PROBE_NK`` for ``PROBE_M``, and the kernel it names."""
+    import pandas as pd
+
+    df = pd.read_parquet(root / "data" / "b200_sxm" / "gemm" / framework / version / "gemm_perf.parquet")
+    n, k = PROBE_NK
+    sel = df[(df.gemm_dtype == dtype) & (df.n == n) & (df.k == k) & df.m.isin(PROBE_M)].sort_values("m")
+    return {int(r.m): round(float(r.latency), 4) for r in sel.itertuples()}, "/".join(sorted(set(sel.kernel_source)))
+
+
+def _vllm_with_sglang_deepgemm(root: Path, tmp: Path) -> Path:
+    """A copy of aiconfigurator's systems directory whose vLLM 0.24.0 B200 block-fp8 GEMM rows are its SGLang 0.5.14
+    DeepGEMM rows (the same fp8_gemm_nt kernel on the same GPU); everything else untouched."""
+    import shutil
+
+    import pandas as pd
+
+    copy = tmp / "systems"
+    shutil.copytree(root, copy)
+    base = copy / "data" / "b200_sxm" / "gemm"
+    vllm = pd.read_parquet(base / "vllm" / "0.24.0" / "gemm_perf.parquet")
+    sgl = pd.read_parquet(base / "sglang" / "0.5.14" / "gemm_perf.parquet")
+    rows = sgl[sgl.gemm_dtype == "fp8_block"].copy()
+    rows["framework"], rows["version"] = vllm.framework.iloc[0], vllm.version.iloc[0]
+    rows["kernel_source"] = "DeepGemmFp8BlockScaledMMKernel"
+    kept = vllm[vllm.gemm_dtype != "fp8_block"]
+    pd.concat([kept, rows[vllm.columns]], ignore_index=True).to_parquet(base / "vllm" / "0.24.0" / "gemm_perf.parquet")
+    return copy
+
+
+def _gen_tpot(cli_estimate, case: dict, engine: str) -> float:  # noqa: ANN001
+    hf, _ = MODELS[case["model"]]
+    kw = dict(backend_name=engine, batch_size=case["batch"], tp_size=case["tp"])
+    kw.update(dict(moe_tp_size=1, moe_ep_size=case["tp"]) if case.get("ep") else dict(moe_tp_size=case["tp"],
+                                                                                       moe_ep_size=1))  # fmt: skip
+    return float(cli_estimate(hf, SYSTEMS[case["gpu"]], mode="static_gen", isl=case["isl"], osl=2, **kw).tpot)
+
+
+def collect_crosscheck(out: Path) -> int:
+    """For every decode figure :func:`reference_artifact` flags, aiconfigurator's own figures for the same case:
+    on SGLang and TensorRT-LLM (whose block-fp8 linears run the same DeepGEMM kernel), and on vLLM with its vLLM
+    block-fp8 GEMM table replaced by its SGLang DeepGEMM rows; plus the four tables at ``PROBE_NK``. Stored under
+    ``artifact_crosscheck`` of the data file (other keys kept)."""
+    try:
+        import logging
+        import tempfile
+
+        from aiconfigurator.cli.api import cli_estimate
+        from aiconfigurator_core.sdk.perf_database import set_systems_paths
+    except ImportError:
+        print("aiconfigurator is not installed here; skipped (see this script's docstring for the separate venv)")
+        return 0
+    logging.disable(logging.WARNING)
+    data = json.loads(out.read_text())
+    flagged = [c for c in data["cases"] if "aic_error" not in c and reference_artifact(c, "decode")]
+    root = _systems_root()
+    tables = {}
+    for label, (fw, ver, dtype) in GEMM_TABLES.items():
+        ms, kernel = _gemm_table(root, fw, ver, dtype)
+        tables[label] = {"kernel_source": kernel, "latency_ms_by_m": ms}
+    rows = []
+    for c in flagged:
+        rows.append({"key": case_key(c), "aic_tpot_ms_vllm": c["aic_tpot_ms"],
+                     "aic_tpot_ms_sglang": _gen_tpot(cli_estimate, c, "sglang"),
+                     "aic_tpot_ms_trtllm": _gen_tpot(cli_estimate, c, "trtllm")})  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        set_systems_paths(str(_vllm_with_sglang_deepgemm(root, Path(tmp))))
+        for row, c in zip(rows, flagged, strict=True):
+            row["aic_tpot_ms_vllm_deepgemm"] = _gen_tpot(cli_estimate, c, "vllm")
+        set_systems_paths(None)
+    data["artifact_crosscheck"] = {
+        "method": "aiconfigurator 0.12.0 static_gen (osl 2) for each flagged case: on vLLM 0.24.0 as collected; on "
+        "vLLM with the B200 vLLM 0.24.0 fp8_block GEMM rows replaced by the SGLang 0.5.14 DeepGEMM fp8_block rows "
+        "(vllm_deepgemm); on SGLang 0.5.14 and TensorRT-LLM 1.3.0rc20 (same split, batch, ISL)",
+        "gemm_probe_n_k": list(PROBE_NK),
+        "gemm_tables_b200": tables,
+        "cases": rows,
+    }
+    out.write_text(json.dumps(data, indent=1) + "\n")
+    return 0
+
+
 # ---- comparison (kvplan side) --------------------------------------------------------------------------------
 
 
@@ -414,6 +519,12 @@ def reference_artifact(case: dict, phase: str) -> str | None:
     (m=1 0.261 ms, m=8 0.178 ms), 3-4x H200's FlashInfer rows for the same shapes and far above its own MLA
     module time on B200 (about 0.06 ms per layer for five such projections). Its decode step prices the
     shared experts' two GEMMs per layer from that table, so the step is that table's artifact.
+
+    vLLM runs those linears with DeepGEMM's ``fp8_gemm_nt`` on SM100 (``W8A8BlockFp8LinearOp.apply`` and
+    ``_run_deepgemm`` in ``vllm/model_executor/layers/quantization/utils/fp8_utils.py``; for M < 32 FlashInfer's
+    swap-AB variant where enabled), the kernel SGLang 0.5.14 and TensorRT-LLM 1.3.0rc20 run, which aiconfigurator's
+    own B200 tables time at 0.010-0.011 ms for the same shapes. :func:`collect_crosscheck` stores that evidence and
+    the flagged cases re-priced with aiconfigurator's SGLang DeepGEMM table (:func:`reprice`).
     """
     quant = case.get("aic_quant", {})
     if phase == "decode" and case["engine"] == "vllm" and case["gpu"] == "b200" and quant.get("gemm") == "fp8_block":
@@ -430,6 +541,7 @@ def compare(cases: list[dict]) -> list[dict]:
         rows.append(
             {
                 **{k: case[k] for k in ("model", "gpu", "engine", "tp", "batch", "isl")},
+                "key": case_key(case),
                 "variant": "+".join(x for x in (case.get("quant"), "ep" if case.get("ep") else None) if x),
                 "aic_ttft_ms": case["aic_ttft_ms"],
                 "kvplan_ttft_ms": ttft,
@@ -443,11 +555,28 @@ def compare(cases: list[dict]) -> list[dict]:
     return rows
 
 
+def reprice(rows: list[dict], crosscheck: dict | None) -> list[dict]:
+    """``ln_tpot_repriced`` on every row: a flagged decode figure is replaced by aiconfigurator's own vLLM figure with
+    its SGLang DeepGEMM block-fp8 table (``artifact_crosscheck``, :func:`collect_crosscheck`); others are kept."""
+    by_key = {c["key"]: c for c in (crosscheck or {}).get("cases", [])}
+    out = []
+    for r in rows:
+        ref = r["aic_tpot_ms"]
+        if r.get("tpot_artifact") and r["key"] in by_key:
+            ref = by_key[r["key"]]["aic_tpot_ms_vllm_deepgemm"]
+        out.append({**r, "aic_tpot_ms_repriced": ref, "ln_tpot_repriced": math.log(r["kvplan_tpot_ms"] / ref)})
+    return out
+
+
 def summary(rows: list[dict]) -> dict:
     """Median and worst |ln(kvplan / aiconfigurator)| per phase; ``tpot_clean`` leaves out the decode figures
-    :func:`reference_artifact` flags (aiconfigurator's own tables contradict them)."""
+    :func:`reference_artifact` flags (aiconfigurator's own tables contradict them); ``tpot_repriced`` (where the rows
+    went through :func:`reprice`) keeps them, re-priced by aiconfigurator's own DeepGEMM table."""
     out = {"cases": len(rows), "tpot_artifacts": sum(bool(r.get("tpot_artifact")) for r in rows)}
-    for phase, keep in (("ttft", None), ("tpot", None), ("tpot_clean", "tpot")):
+    phases = [("ttft", None), ("tpot", None), ("tpot_clean", "tpot")]
+    if rows and "ln_tpot_repriced" in rows[0]:
+        phases.append(("tpot_repriced", None))
+    for phase, keep in phases:
         col = keep or phase
         sel = [r for r in rows if not (keep and r.get("tpot_artifact"))]
         errs = [abs(r[f"ln_{col}"]) for r in sel]
@@ -505,6 +634,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--collect", action="store_true", help="run the grid through aiconfigurator into the data file")
     ap.add_argument("--collect-agg", action="store_true", help="add aiconfigurator's in-flight batching cases")
     ap.add_argument("--collect-holdout", action="store_true", help="add the hold-out cases (never fitted)")
+    ap.add_argument("--collect-crosscheck", action="store_true",
+                    help="re-price the flagged decode figures with aiconfigurator's own DeepGEMM tables")  # fmt: skip
     ap.add_argument("--holdout", action="store_true", help="compare the hold-out cases instead of the grid")
     ap.add_argument("--agg", action="store_true", help="compare kvplan.serving with the in-flight batching cases")
     ap.add_argument("--data", type=Path, default=DATA)
@@ -518,6 +649,8 @@ def main(argv: list[str] | None = None) -> int:
         return collect(args.data)
     if args.collect_agg:
         return collect_agg(args.data)
+    if args.collect_crosscheck:
+        return collect_crosscheck(args.data)
     if args.collect_holdout:
         return collect(args.data, grid=HOLDOUT, key="holdout_cases")
     if not args.data.exists():
@@ -530,6 +663,8 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print("no hold-out cases in the data file; run --collect-holdout where aiconfigurator is installed")
         return 0
+    if "artifact_crosscheck" in data and not args.holdout:
+        rows = reprice(rows, data["artifact_crosscheck"])
     s = summary(rows)
     if args.json:
         print(json.dumps({"summary": s, "rows": rows}, indent=1))
@@ -546,7 +681,15 @@ def main(argv: list[str] | None = None) -> int:
             )
     meta = data["meta"]
     print(f"\n{s['cases']} cases against {meta['tool']} {meta['version']} ({meta['database_mode']})")
-    for phase, label in (("ttft", "TTFT"), ("tpot", "TPOT"), ("tpot_clean", "TPOT without the flagged artifacts")):
+    labels = (
+        ("ttft", "TTFT"),
+        ("tpot", "TPOT"),
+        ("tpot_clean", "TPOT without the flagged artifacts"),
+        ("tpot_repriced", "TPOT with the flagged figures re-priced by aiconfigurator's SGLang DeepGEMM table"),
+    )
+    for phase, label in labels:
+        if phase not in s:
+            continue
         p = s[phase]
         print(
             f"{label}: median |ln| {p['median_abs_ln']:.3f}, worst {p['worst_abs_ln']:.3f} "
@@ -556,7 +699,38 @@ def main(argv: list[str] | None = None) -> int:
     if s["tpot_artifacts"]:
         print(f"{s['tpot_artifacts']} decode figures flagged as reference artifacts: "
               f"{next(r['tpot_artifact'] for r in rows if r.get('tpot_artifact'))}")  # fmt: skip
+    if "artifact_crosscheck" in data and not args.holdout:
+        _print_crosscheck(rows, data["artifact_crosscheck"], markdown=args.markdown)
     return 0
+
+
+def _print_crosscheck(rows: list[dict], cc: dict, *, markdown: bool) -> None:
+    """The flagged cases beside aiconfigurator's own figures on the engines that run the same kernel, and the GEMM
+    tables at the probe shape."""
+    by_key = {r["key"]: r for r in rows}
+    n, k = cc["gemm_probe_n_k"]
+    print(f"\naiconfigurator's B200 GEMM tables at m x {n} x {k} (ms):")
+    ms = sorted({int(m) for t in cc["gemm_tables_b200"].values() for m in t["latency_ms_by_m"]})
+    if markdown:
+        print("| table | kernel | " + " | ".join(f"m={m}" for m in ms) + " |")
+        print("|---|---|" + "---|" * len(ms))
+    for label, t in cc["gemm_tables_b200"].items():
+        cells = [f"{t['latency_ms_by_m'].get(str(m), t['latency_ms_by_m'].get(m, float('nan'))):.4f}" for m in ms]
+        print(f"| {label} | {t['kernel_source']} | " + " | ".join(cells) + " |" if markdown
+              else f"  {label:28} {t['kernel_source']:34} " + " ".join(cells))  # fmt: skip
+    print("\nflagged decode figures (TPOT ms): aiconfigurator vLLM as collected, vLLM re-priced with its SGLang "
+          "DeepGEMM table, SGLang, TensorRT-LLM; kvplan (vLLM):")  # fmt: skip
+    if markdown:
+        print(
+            "| case | aic vLLM | aic vLLM, DeepGEMM re-priced | aic SGLang | aic TRT-LLM | kvplan | ln vs re-priced |"
+        )
+        print("|---|---|---|---|---|---|---|")
+    for c in cc["cases"]:
+        r = by_key[c["key"]]
+        cells = [c["key"].replace("|", " "), f"{c['aic_tpot_ms_vllm']:.2f}", f"{c['aic_tpot_ms_vllm_deepgemm']:.2f}",
+                 f"{c['aic_tpot_ms_sglang']:.2f}", f"{c['aic_tpot_ms_trtllm']:.2f}", f"{r['kvplan_tpot_ms']:.2f}",
+                 f"{r['ln_tpot_repriced']:+.2f}"]  # fmt: skip
+        print(("| " + " | ".join(cells) + " |") if markdown else "  " + "  ".join(cells))
 
 
 if __name__ == "__main__":

@@ -19,8 +19,13 @@ The data, each run with its source, are in ``benchmarks/data/published_throughpu
   p90). The scored figures (``kvplan_isl``, ``kvplan_tok_s``, ``ratio``, ``verdict``)
   are stored on each row by ``--update-data``; tests recompute them.
 
-A run kvplan does not model (FP4 GEMMs, attention data parallelism with expert parallelism, GB200, a
-model outside the catalog) carries ``not_modelled``; an MLPerf run whose inputs are not all known (the
+The MoE rows of the v1.0 tables (Qwen3-235B-A22B, Llama 4 Scout, Llama 4 Maverick on H100/H200) ran with
+TensorRT-LLM's attention data parallelism: each row's ``launch`` holds the page's launch (command, TP,
+``enable_attention_dp``, KV fraction) with its source and says what the page does not state (``not_stated``:
+``ep_size``, max batch and max tokens). kvplan scores them on its DP + EP path (:func:`run_split`): every GPU an
+attention DP rank, the experts whole over all ranks; ``ratio_ep1`` is the other reading of the unstated
+``ep_size`` (experts sliced over the ranks). A run kvplan does not model (FP4 GEMMs, GB200, a model outside
+the catalog) carries ``not_modelled``; an MLPerf run whose inputs are not all known (the
 run's split or precision) or not modelled carries ``not_compared``. Both are printed with their reason
 and kept out of the statistics (``--markdown`` tables for docs/cost.md).
 
@@ -51,12 +56,31 @@ def _setup(
     fraction: float,
     max_batch: int | None = None,
     max_tokens: int | None = None,
+    dp: int = 1,
+    ep: bool = False,
 ):  # noqa: ANN202
     from kvplan.capacity import setup
     from kvplan.engines import Settings
 
     settings = Settings(free_gpu_memory_fraction=fraction, max_num_seqs=max_batch, max_num_batched_tokens=max_tokens)
-    return setup(model, gpu, engine="trtllm", tp=tp, weights_dtype=weights, kv_dtype_name=kv, settings=settings)
+    return setup(model, gpu, engine="trtllm", tp=tp, dp=dp, ep=ep, weights_dtype=weights, kv_dtype_name=kv,
+                 settings=settings)  # fmt: skip
+
+
+def run_split(r: dict, *, ep: bool = True) -> dict:
+    """kvplan's split for a table row: the header's TP, or, where the row's ``launch`` sets TensorRT-LLM's
+    ``enable_attention_dp``, every GPU its own attention DP rank (tp 1, dp = the header's TP; TensorRT-LLM's
+    attention DP has attention tp 1, kvplan.engines.trtllm) with the routed experts over them: whole experts
+    (``ep``, expert parallelism over all ranks) or each expert's width sliced (``ep=False``, moe_tp = tp_size)."""
+    launch = r.get("launch")
+    if launch and launch.get("enable_attention_dp"):
+        return {"tp": 1, "dp": launch["tp"], "ep": ep}
+    return {"tp": r["tp"]}
+
+
+def _row_tokens_s(r: dict, *, ep: bool = True) -> float:
+    s = _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, **run_split(r, ep=ep))
+    return replica_tokens_s(s, r["isl"], r["osl"])
 
 
 def replica_tokens_s(s, isl: int, osl: int) -> float:  # noqa: ANN001
@@ -71,9 +95,11 @@ def compare_runs(runs: list[dict]) -> list[dict]:
     for r in runs:
         row = dict(r)
         if "not_modelled" not in r:
-            s = _setup(r["model"], r["gpu"], r["tp"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION)
-            row["kvplan_tok_s"] = replica_tokens_s(s, r["isl"], r["osl"])
+            row["kvplan_tok_s"] = _row_tokens_s(r)
             row["ratio"] = row["kvplan_tok_s"] / r["published_tok_s"]
+            if (r.get("launch") or {}).get("enable_attention_dp") and r["launch"].get("ep") is None:
+                # ep_size not stated: the other reading (experts sliced over the ranks) is shown beside it
+                row["ratio_ep1"] = _row_tokens_s(r, ep=False) / r["published_tok_s"]
         out.append(row)
     return out
 
@@ -110,6 +136,33 @@ def score_mlperf(r: dict, datasets: dict) -> dict:
     return {"kvplan_isl": isl, "kvplan_tok_s": round(tok_s, 1), "ratio": round(ratio, 4), "verdict": verdict}
 
 
+def operating_point(r: dict, datasets: dict) -> dict:
+    """kvplan's step at a Server run's own operating point, against the log's mean TPOT.
+
+    The log (``measured``: the summary's mean latency, mean first-token latency and mean time per output token)
+    fixes the operating point of one replica at the run's completed rate ``lambda``: ``n = lambda x (latency -
+    TTFT)`` sequences decoding (Little's law) and ``p = lambda x ISL x TPOT`` prompt tokens entering each step.
+    kvplan's step there (:func:`kvplan.latency.mixed_step_latency`, the decodes at the mean context
+    ``ISL + OSL/2``, the prompts as one chunk) against the measured mean TPOT is a check of the step model at the
+    run's batch, independent of queueing: at a load near saturation the step time (and so TPOT) grows as
+    ``1 / (1 - rho)``, so a small error in the step moves kvplan's rate within the TPOT limit a long way.
+    """
+    from kvplan.latency import mixed_step_latency
+
+    s = _setup(r["model"], r["gpu"], r["tp"], weights=r["weights"], kv=r["kv"], fraction=r["free_gpu_memory_fraction"],
+               max_batch=r.get("max_batch"), max_tokens=r.get("max_num_tokens"))  # fmt: skip
+    m = r["measured"]
+    isl, osl = _mlperf_isl(r, datasets), round(r["osl"])
+    rate = r["samples_per_s"] / r["replicas"]
+    n = rate * (m["latency_mean_s"] - m["ttft_mean_s"])
+    p = rate * isl * m["tpot_mean_s"]
+    step = mixed_step_latency(s.spec, s.gpu, decode_seqs=n, decode_context=isl + osl // 2, prefill_tokens=p,
+                              tp=s.tp, kv_dtype_name=s.kv_dtype, weights_dtype=s.weights_dtype,
+                              engine=s.engine.name).total  # fmt: skip
+    return {"decoding": n, "prompt_tokens_per_step": p, "kvplan_step_s": step, "measured_tpot_s": m["tpot_mean_s"],
+            "step_ratio": step / m["tpot_mean_s"]}  # fmt: skip
+
+
 def compare_mlperf(rows: list[dict], datasets: dict) -> list[dict]:
     return [dict(r) if "not_compared" in r else {**r, **score_mlperf(r, datasets)} for r in rows]
 
@@ -140,24 +193,46 @@ def stats(rows: list[dict]) -> dict:
     }
 
 
+def attention_dp_summary(rows: list[dict]) -> str:
+    """The MoE rows run with attention DP: statistics at EP over all ranks and, since the page gives no ep_size,
+    at the other reading (experts sliced over the ranks, TensorRT-LLM's default without --ep)."""
+    s = stats(rows)
+    line = (f"attention DP + EP rows: {s['compared']} points (EP = all ranks); median |ln ratio| "
+            f"{s['median_abs_ln']:.3f}, worst {s['worst_abs_ln']:.3f}, median signed {s['median_signed_ln']:+.3f}; "
+            f"within 20%: {s['within_20pct']}/{s['compared']}")  # fmt: skip
+    alt = [r for r in rows if "ratio_ep1" in r]
+    if alt:
+        e = stats([{"ratio": r["ratio_ep1"]} for r in alt])
+        line += (f"; experts sliced instead: median |ln| {e['median_abs_ln']:.3f}, worst {e['worst_abs_ln']:.3f}, "
+                 f"within 20%: {e['within_20pct']}/{e['compared']}")  # fmt: skip
+    return line
+
+
 def _by_source(rows: list[dict], source: str) -> list[dict]:
     return [r for r in rows if r["source"] == source]
 
 
+def split_label(r: dict) -> str:
+    """``TP8``, or ``DP8 EP8`` for an attention-DP row (EP as kvplan scores it: ep_size is not stated)."""
+    sp = run_split(r)
+    return f"DP{sp['dp']} EP{sp['dp']}" if sp.get("dp") else f"TP{r['tp']}"
+
+
 def _print_runs(rows: list[dict], *, markdown: bool) -> None:
     if markdown:
-        print("| source | model | GPU | TP | ISL/OSL | published tok/s | kvplan tok/s | kvplan / published |")
+        print("| source | model | GPU | split | ISL/OSL | published tok/s | kvplan tok/s | kvplan / published |")
         print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "ratio" not in r:
             continue
+        alt = f" (experts sliced: {r['ratio_ep1']:.2f})" if "ratio_ep1" in r else ""
         if markdown:
-            print(f"| {r['source']} | {r['label']} | {r['gpu']} | {r['tp']} | {r['isl']}/{r['osl']} | "
-                  f"{r['published_tok_s']:,.0f} | {r['kvplan_tok_s']:,.0f} | {r['ratio']:.2f} |")  # fmt: skip
+            print(f"| {r['source']} | {r['label']} | {r['gpu']} | {split_label(r)} | {r['isl']}/{r['osl']} | "
+                  f"{r['published_tok_s']:,.0f} | {r['kvplan_tok_s']:,.0f} | {r['ratio']:.2f}{alt} |")  # fmt: skip
         else:
-            print(f"{r['source']:12} {r['label']:16} {r['gpu']:9} tp{r['tp']} {r['isl']:>5}/{r['osl']:<5} "
+            print(f"{r['source']:12} {r['label']:16} {r['gpu']:9} {split_label(r):8} {r['isl']:>5}/{r['osl']:<5} "
                   f"published {r['published_tok_s']:>9,.0f} kvplan {r['kvplan_tok_s']:>9,.0f}  "
-                  f"x{r['ratio']:.2f}")  # fmt: skip
+                  f"x{r['ratio']:.2f}{alt}")  # fmt: skip
 
 
 def _print_not_modelled(rows: list[dict], *, markdown: bool) -> None:
@@ -197,6 +272,20 @@ def _print_mlperf(rows: list[dict], datasets: dict, *, markdown: bool) -> None:
             print(f"{r['source']:10} {r['label']:32} {r['system']:30} {r['scenario']:11} "
                   f"published {r['published_tok_s']:>10,.1f} isl {isl} osl {r['osl']:.1f} kvplan {kv_tps:>8} "
                   f"{ratio}: {note}")  # fmt: skip
+
+
+def _print_operating_points(rows: list[dict], datasets: dict, *, markdown: bool) -> None:
+    done = [r for r in rows if "measured" in r]
+    if markdown:
+        print("| run | replica rate (req/s) | decoding (Little's law) | prompt tokens per step | measured mean TPOT ms "
+              "| kvplan step ms | kvplan / measured |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|")
+    for r in done:
+        o = operating_point(r, datasets)
+        cells = [f"{r['label']} {r['system']} {r['scenario']}", f"{r['samples_per_s'] / r['replicas']:.2f}",
+                 f"{o['decoding']:.0f}", f"{o['prompt_tokens_per_step']:.0f}", f"{o['measured_tpot_s'] * 1e3:.1f}",
+                 f"{o['kvplan_step_s'] * 1e3:.1f}", f"x{o['step_ratio']:.2f}"]  # fmt: skip
+        print(("| " + " | ".join(cells) + " |") if markdown else "server operating point: " + "  ".join(cells))
 
 
 def _print_datasets(datasets: dict, *, markdown: bool) -> None:
@@ -243,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     _print_mlperf(mlperf, datasets, markdown=args.markdown)
     print()
+    _print_operating_points(mlperf, datasets, markdown=args.markdown)
+    print()
     for source, meta in data["sources"].items():
         part = _by_source(rows, source)
         if not part:
@@ -251,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{source} ({meta['engine']}): {s['compared']} points compared, {s['not_modelled']} not modelled; "
               f"median |ln ratio| {s['median_abs_ln']:.3f}, worst {s['worst_abs_ln']:.3f}, median signed "
               f"{s['median_signed_ln']:+.3f}; within 20%: {s['within_20pct']}/{s['compared']}")  # fmt: skip
+    adp = [r for r in rows if "ratio" in r and "launch" in r]
+    if adp:
+        print(attention_dp_summary(adp))
     s = stats(rows)
     print(f"all engine tables: {s['compared']} points, median |ln ratio| {s['median_abs_ln']:.3f}, "
           f"worst {s['worst_abs_ln']:.3f}; within 20%: {s['within_20pct']}/{s['compared']}")  # fmt: skip

@@ -276,6 +276,11 @@ class Calibration:
     allreduce_base_s: float
     allreduce_rank_s: float
     allreduce_bw_eff: float
+    # FP4 (NVFP4 W4A4) GEMMs on a GPU with FP4 tensor cores: the FP4 peak times fp4_eff_scale, the weight streaming
+    # at fp4_mem_eff_scale of the 16-bit GEMMs' efficiency. Fitted apart, by benchmarks/fit_fp4.py to aiconfigurator's
+    # nvfp4 GEMM table (the main grid has no FP4 case); 1.0 (neutral) where an engine has no such fit.
+    fp4_eff_scale: float = 1.0
+    fp4_mem_eff_scale: float = 1.0
 
 
 # Where the fitted constants come from (benchmarks/fit_latency.py prints the blocks the engine modules carry).
@@ -374,6 +379,9 @@ class Engine:
             )
         return name
 
+    def check_weights_on_gpu(self, weights_dtype_name: str, gpu: GPU) -> None:
+        """Refuse a weights format this engine cannot run on ``gpu`` (default: every loaded format runs)."""
+
     def check_settings(self, settings: Settings) -> None:
         """Refuse flags that belong to another engine (they would change nothing and say nothing)."""
         default = Settings()
@@ -420,7 +428,7 @@ class Engine:
         """Data-parallel attention and expert parallelism: engines that run them override this."""
         raise InvalidInput(
             f"engine {self.name!r}: data-parallel attention and expert parallelism are not modelled for it; "
-            "use --dp 1 without --ep (vllm and sglang run them)"
+            "use --dp 1 without --ep (vllm, sglang and trtllm run them)"
         )
 
     def sharding(self, spec: ModelSpec, *, tp: int, dp: int = 1, ep: bool = False) -> Sharding:
