@@ -164,6 +164,8 @@ def test_plan_honours_the_percentile_in_disaggregated_rows():
                                   prefill_replicas=r.prefill_gpus // r.prefill_tp, decode_replicas=r.replicas,
                                   crosses_nodes=r.gpus > 8)  # fmt: skip
         assert (r.ttft_s, r.tpot_s) == pytest.approx(res.at(pct))
+        prompt = inp.at({"mean": None, "p90": 0.9, "p99": 0.99}[pct])  # 2048, 4096, 4096 (p99 held at the p90)
+        assert r.kv_transfer_s == pytest.approx(kv_transfer(p, d, prompt, crosses_nodes=r.gpus > 8)[0])
         best[pct] = r.gpus
     assert best["p99"] >= best["p90"] >= best["mean"]
 
