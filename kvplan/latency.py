@@ -715,13 +715,15 @@ def step_latency(
     dp: int = 1,
     gpus_per_node: int | None = None,
     deepep: bool = False,
+    two_batch: bool = False,
 ) -> OpTimes:
     """Seconds of one prefill (``batch`` prompts of ``context``) or decode step, by operation class.
 
     ``constants`` replaces the engine's fitted ones (the fit script's hook); ``deepep``: DeepEP's all-to-all for the
-    MoE token exchange under DP attention instead of the engine's default (:class:`kvplan.engines.Overlap`).
-    ``attention_flops`` is the attention of the whole batch on one rank of the TP group
-    (:func:`kvplan.cost.step_flops`).
+    MoE token exchange under DP attention instead of the engine's default (:class:`kvplan.engines.Overlap`);
+    ``two_batch``: the engine's two-micro-batch overlap (DP attention + EP, no PP), each half taking half of every
+    rank's sequences (:func:`two_batch_s`'s formula). ``attention_flops`` is the attention of the whole batch on one
+    rank of the TP group (:func:`kvplan.cost.step_flops`).
 
     **Data-parallel attention** (``dp`` > 1; with ``expert_parallel`` the experts split whole over tp x dp
     ranks): the ``batch`` sequences spread over ``dp`` ranks; the busiest holds ``ceil(batch / dp)`` and sets the
@@ -743,8 +745,13 @@ def step_latency(
     """
     cal = constants or calibration(engine)
     c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=phase == "prefill", ep=expert_parallel,
-                  dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine), deepep=deepep)  # fmt: skip
+                  dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine), deepep=deepep,
+                  two_batch=two_batch)  # fmt: skip
     per_seq = context if phase == "prefill" else 1
+    rank_seqs = ceil_div(batch, dp)
+    if pp == 1 and rank_seqs >= 2 and _splits_in_two(c, rank_seqs * per_seq, prefill=phase == "prefill"):
+        half = _stage_times(c, context, phase=phase, batch=ceil_div(rank_seqs, 2) * dp, kv_dtype_name=kv_dtype_name)
+        return _two_halves(c, half.times[0])
     if pp == 1 and dp == 1:
         tokens = batch * per_seq
         gemm, moe, elementwise, reduce, a2a, hidden = _linear_s(c, tokens, batch)
@@ -914,6 +921,11 @@ def two_batch_s(
     ``overlap`` holds what the interleaving hides (0 or negative)."""
     half = _micro_step(c, None, decode_seqs / 2, moe_decode_seqs / 2, decode_context, chunk // 2, prefill_prefix,
                        kv_dtype_name)  # fmt: skip
+    return _two_halves(c, half)
+
+
+def _two_halves(c: _Ctx, half: OpTimes) -> OpTimes:
+    """Two micro-batches of ``half`` each: ``max(C, X) + X / (2 L)`` (see :func:`two_batch_s`)."""
     both = half + half
     exchange = both.alltoall
     compute = both.total - exchange

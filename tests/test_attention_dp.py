@@ -294,3 +294,24 @@ def test_sglang_and_vllm_default_exchange_is_gather_and_deepep_is_the_alltoall()
     for engine in ("vllm", "sglang"):  # SGLang borrows vLLM's constants
         assert step_latency(ds, h200, 4096, engine=engine, **kw).alltoall == pytest.approx(58 * gathered)
         assert step_latency(ds, h200, 4096, engine=engine, deepep=True, **kw).alltoall == pytest.approx(58 * exchanged)
+
+
+def test_static_step_with_two_batch_overlap() -> None:
+    """cost's step (kvplan.latency.step_latency) with two-batch overlap: halves of every rank's sequences, combined
+    as max(C, X) + X / (2 L). DeepSeek-V3 decode on 16 x H200 (2 nodes), SGLang with DeepEP, 64 sequences per rank:
+    the halves hold 32 each; fewer than 2 sequences per rank cannot split."""
+    from kvplan.catalog import load_bundled
+    from kvplan.hardware import resolve_gpu
+    from kvplan.latency import step_latency
+
+    ds, h200 = load_bundled("deepseek-v3"), resolve_gpu("h200")
+    kw = dict(phase="decode", dp=16, kv_dtype_name="fp8", weights_dtype="fp8", attention_flops=0,
+              expert_parallel=True, engine="sglang", deepep=True)  # fmt: skip
+    half = step_latency(ds, h200, 2048, batch=16 * 32, **kw)
+    both = half + half
+    compute, exchange = both.total - both.alltoall, both.alltoall
+    split = step_latency(ds, h200, 2048, batch=16 * 64, two_batch=True, **kw)
+    assert split.total == pytest.approx(max(compute, exchange) + exchange / (2 * 58), rel=1e-9)
+    assert split.overlap < 0 and split.alltoall == pytest.approx(exchange)
+    one = step_latency(ds, h200, 2048, batch=16, two_batch=True, **kw)
+    assert one.overlap == step_latency(ds, h200, 2048, batch=16, **kw).overlap  # one sequence per rank: no split
