@@ -672,6 +672,7 @@ def mixed_step_latency(
     dp: int = 1,
     gpus_per_node: int | None = None,
     prefill_tokens_all_ranks: float | None = None,
+    spread_prefill: bool = False,
 ) -> OpTimes:
     """One in-flight-batching step: ``decode_seqs`` decodes at ``decode_context`` plus a prefill chunk of
     ``prefill_tokens`` tokens after ``prefill_prefix`` already-prefilled tokens of the same prompt.
@@ -685,6 +686,10 @@ def mixed_step_latency(
     add to the MoE layers); with ``pp`` stages the decodes form ``m = min(pp, decodes per rank)``
     micro-batches and the chunk rides in one of them: the figure is the cycle in which every sequence advances
     once, ``max(trip of the chunk's micro-batch, its busiest stage + (m - 1) x the others' busiest stage)``.
+    With ``spread_prefill`` the step's prompt tokens are several prompts that the ``m`` micro-batches admit one
+    by one, ``prefill_tokens / m`` in each (every micro-batch is scheduled by its own call, with its own token
+    budget: TensorRT-LLM's micro-batch scheduler, tensorrt_llm/_torch/pyexecutor; vLLM's ``schedule`` per
+    in-flight batch); the cycle is then ``m`` x the busiest stage of one such micro-batch.
     """
     cal = calibration(engine)
     chunk = int(round(prefill_tokens))
@@ -695,6 +700,8 @@ def mixed_step_latency(
     rank_seqs = decode_seqs / dp
     micro = min(float(pp), max(1.0, rank_seqs))
     seqs = rank_seqs / micro
+    if spread_prefill and pp > 1 and chunk and dp == 1:
+        return _spread_cycle(c, spec, pp, micro, seqs, decode_context, chunk / micro, prefill_prefix, kv_dtype_name)
     others = max(0.0, (prefill_tokens_all_ranks or chunk) - chunk)  # other ranks' prompt tokens in the MoE layers
     stages = _stages(spec, pp)
     loaded, plain = [], []
@@ -718,6 +725,30 @@ def mixed_step_latency(
     busiest_loaded = max(t.total + s for t, s in zip(loaded, sends, strict=True))
     busiest_plain = max(t.total + s for t, s in zip(plain, plain_sends, strict=True))
     cycle = busiest_loaded + (micro - 1) * busiest_plain
+    wait = max(0.0, cycle - trip.total)
+    return OpTimes(trip.gemm, trip.moe, trip.attention, trip.elementwise, trip.allreduce, trip.alltoall,
+                   trip.pipeline + wait)  # fmt: skip
+
+
+def _spread_cycle(
+    c: _Ctx,
+    spec: ModelSpec,
+    pp: int,
+    micro: float,
+    seqs: float,
+    decode_context: int,
+    chunk_each: float,
+    prefill_prefix: int,
+    kv_dtype_name: str,
+) -> OpTimes:
+    """The pipeline's cycle when each of its ``micro`` micro-batches (``seqs`` decodes each) carries ``chunk_each``
+    prompt tokens: equal micro-batches, so the stages stay full and the cycle is ``micro`` x the busiest stage."""
+    each = int(round(chunk_each))
+    stages = _stages(spec, pp)
+    times = [_micro_step(c, st, seqs, seqs, decode_context, each, prefill_prefix, kv_dtype_name) for st in stages]
+    sends = [0.0 if st.last else send_s(c, _send_bytes(c, seqs + each), crosses_nodes=_crosses(c, st)) for st in stages]
+    trip = _pipeline(times, sends, 1, phase="decode")
+    cycle = micro * max(t.total + s for t, s in zip(times, sends, strict=True))
     wait = max(0.0, cycle - trip.total)
     return OpTimes(trip.gemm, trip.moe, trip.attention, trip.elementwise, trip.allreduce, trip.alltoall,
                    trip.pipeline + wait)  # fmt: skip

@@ -196,10 +196,14 @@ def test_published_mlperf_ratios_recompute_from_the_data_file():
     The 6 scored runs (MLPerf v4.1, NVIDIA): Llama-2-70B H200 x8 TP1 and H100 x8 TP2, Offline and Server (mean
     input 222 tokens of the OpenOrca set): x1.05, x1.13, x1.08, x1.24; Mixtral-8x7B H200 and H100 x8 TP1 Offline
     (mean input 427): x1.16, x1.23. The H100 Llama Server run and the H100 Mixtral run miss the 20 % target.
+    A 7th, pipeline-parallel, was added with issue 14's PP validation (the test counted 6 before): MLPerf v5.0
+    NVIDIA Llama-2-70B H100 x8 Offline, TP1 PP2 x 4: x0.97 (30,514 against 31,306.8 tok/s).
     """
     pub, data = _published()
     scored = [r for r in data["mlperf"] if "ratio" in r]
-    assert len(scored) == 6
+    assert len(scored) == 7
+    pp = [r for r in scored if r.get("pp", 1) > 1]
+    assert len(pp) == 1 and pp[0]["verdict"] == "within 20%" and pp[0]["ratio"] == pytest.approx(0.975, abs=0.01)
     for row in scored:
         fresh = pub.score_mlperf(row, data["mlperf_datasets"])
         assert fresh["kvplan_isl"] == row["kvplan_isl"] == round(data["mlperf_datasets"][row["dataset"]]["input_mean"])
@@ -215,7 +219,7 @@ def test_published_mlperf_ratios_recompute_from_the_data_file():
     by_hand = 8 * max_rate(s, input_len=Lengths.of(222), output_len=Lengths.of(291)) * 291
     assert h200["kvplan_tok_s"] == pytest.approx(by_hand, rel=1e-3)
     assert pub.mlperf_summary(pub.compare_mlperf(data["mlperf"], data["mlperf_datasets"])).startswith(
-        "MLPerf: 15 published results listed, 6 scored"
+        "MLPerf: 16 published results listed, 7 scored"
     )
 
 

@@ -332,6 +332,10 @@ class Engine:
     # running sequence holds a reservation of I + O tokens; False where blocks are taken as tokens are
     # written (vLLM, SGLang: preempt or retract on a shortfall), so a sequence holds I + O/2 on average.
     reserves_to_completion: bool = False
+    # With pipeline parallelism (kvplan.serving): True where the engine schedules each of its pp micro-batches
+    # against the batch limits (max_num_seqs, max_num_batched_tokens), so a pipeline cycle holds pp x each;
+    # False where they bound all micro-batches together.
+    limits_per_micro_batch: bool = False
     release: str = "-"  # the version key users select with name@release (``vllm@0.19``)
     # Fitted kernel efficiencies for kvplan.latency (None: no fit of its own; kvplan.engines.latency_calibration
     # then lends vLLM's and says so).

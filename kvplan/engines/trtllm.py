@@ -220,5 +220,11 @@ ENGINE = Trtllm(
     # tensorrt_llm/_torch/pyexecutor/scheduler.py GuaranteedNoEvictScheduler.schedule_request admits a request
     # when get_needed_resource_to_completion (blocks for prompt + max new tokens) fits the free blocks.
     reserves_to_completion=True,
+    # With PP every micro-batch is scheduled against max_batch_size and max_num_tokens: the PyTorch executor
+    # (tensorrt_llm/_torch/pyexecutor/model_engine.py get_max_num_sequences: ``mapping.pp_size * batch_size``,
+    # "PyExecutor needs this to compute max_num_active_requests"), and the TensorRT-engine runtime
+    # (cpp/tensorrt_llm/batch_manager/trtGptModelInflightBatching.cpp: mNumMicroBatches = pipeline parallelism,
+    # CapacityScheduler(getMaxBatchSize() * mNumMicroBatches, ...), one MicroBatchScheduler call per micro-batch).
+    limits_per_micro_batch=True,
 )
 VERSIONS = (ENGINE,)
