@@ -64,6 +64,8 @@ CLASSES = {
     "moe_overlap": "moe_overlap",
 }
 NAMES = ("engine", "version", "source")
+# Fitted by benchmarks/fit_fp4.py to aiconfigurator's nvfp4 GEMM table (no case of this grid runs FP4): held here.
+NAMES += ("fp4_eff_scale", "fp4_mem_eff_scale")
 MAX_EFF = 0.95
 CLASS_WEIGHT = 0.3  # per-class residuals: enough to pin each class, the step totals still lead
 

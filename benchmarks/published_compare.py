@@ -19,8 +19,13 @@ The data, each run with its source, are in ``benchmarks/data/published_throughpu
   ``mlperf_datasets`` gives). The scored figures (``kvplan_isl``, ``kvplan_tok_s``, ``ratio``, ``verdict``)
   are stored on each row by ``--update-data``; tests recompute them.
 
-A run kvplan does not model (FP4 GEMMs, attention data parallelism with expert parallelism, GB200, a
-model outside the catalog) carries ``not_modelled``; an MLPerf run whose inputs are not all known (the
+The MoE rows of the v1.0 tables (Qwen3-235B-A22B, Llama 4 Scout, Llama 4 Maverick on H100/H200) ran with
+TensorRT-LLM's attention data parallelism: each row's ``launch`` holds the page's launch (command, TP,
+``enable_attention_dp``, KV fraction) with its source and says what the page does not state (``not_stated``:
+``ep_size``, max batch and max tokens). kvplan scores them on its DP + EP path (:func:`run_split`): every GPU an
+attention DP rank, the experts whole over all ranks; ``ratio_ep1`` is the other reading of the unstated
+``ep_size`` (experts sliced over the ranks). A run kvplan does not model (FP4 GEMMs, GB200, a model outside
+the catalog) carries ``not_modelled``; an MLPerf run whose inputs are not all known (the
 run's split or precision) or not modelled carries ``not_compared``. Both are printed with their reason
 and kept out of the statistics (``--markdown`` tables for docs/cost.md).
 
@@ -51,14 +56,32 @@ def _setup(
     fraction: float,
     max_batch: int | None = None,
     max_tokens: int | None = None,
+    dp: int = 1,
+    ep: bool = False,
     pp: int = 1,
 ):  # noqa: ANN202
     from kvplan.capacity import setup
     from kvplan.engines import Settings
 
     settings = Settings(free_gpu_memory_fraction=fraction, max_num_seqs=max_batch, max_num_batched_tokens=max_tokens)
-    return setup(model, gpu, engine="trtllm", tp=tp, pp=pp, weights_dtype=weights, kv_dtype_name=kv,
-                 settings=settings)  # fmt: skip
+    return setup(model, gpu, engine="trtllm", tp=tp, dp=dp, ep=ep, pp=pp, weights_dtype=weights,
+                 kv_dtype_name=kv, settings=settings)  # fmt: skip
+
+
+def run_split(r: dict, *, ep: bool = True) -> dict:
+    """kvplan's split for a table row: the header's TP, or, where the row's ``launch`` sets TensorRT-LLM's
+    ``enable_attention_dp``, every GPU its own attention DP rank (tp 1, dp = the header's TP; TensorRT-LLM's
+    attention DP has attention tp 1, kvplan.engines.trtllm) with the routed experts over them: whole experts
+    (``ep``, expert parallelism over all ranks) or each expert's width sliced (``ep=False``, moe_tp = tp_size)."""
+    launch = r.get("launch")
+    if launch and launch.get("enable_attention_dp"):
+        return {"tp": 1, "dp": launch["tp"], "ep": ep}
+    return {"tp": r["tp"]}
+
+
+def _row_tokens_s(r: dict, *, ep: bool = True) -> float:
+    s = _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, **run_split(r, ep=ep))
+    return replica_tokens_s(s, r["isl"], r["osl"])
 
 
 def replica_tokens_s(s, isl: int, osl: int) -> float:  # noqa: ANN001
@@ -73,9 +96,11 @@ def compare_runs(runs: list[dict]) -> list[dict]:
     for r in runs:
         row = dict(r)
         if "not_modelled" not in r:
-            s = _setup(r["model"], r["gpu"], r["tp"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION)
-            row["kvplan_tok_s"] = replica_tokens_s(s, r["isl"], r["osl"])
+            row["kvplan_tok_s"] = _row_tokens_s(r)
             row["ratio"] = row["kvplan_tok_s"] / r["published_tok_s"]
+            if (r.get("launch") or {}).get("enable_attention_dp") and r["launch"].get("ep") is None:
+                # ep_size not stated: the other reading (experts sliced over the ranks) is shown beside it
+                row["ratio_ep1"] = _row_tokens_s(r, ep=False) / r["published_tok_s"]
         out.append(row)
     return out
 
@@ -168,24 +193,46 @@ def stats(rows: list[dict]) -> dict:
     }
 
 
+def attention_dp_summary(rows: list[dict]) -> str:
+    """The MoE rows run with attention DP: statistics at EP over all ranks and, since the page gives no ep_size,
+    at the other reading (experts sliced over the ranks, TensorRT-LLM's default without --ep)."""
+    s = stats(rows)
+    line = (f"attention DP + EP rows: {s['compared']} points (EP = all ranks); median |ln ratio| "
+            f"{s['median_abs_ln']:.3f}, worst {s['worst_abs_ln']:.3f}, median signed {s['median_signed_ln']:+.3f}; "
+            f"within 20%: {s['within_20pct']}/{s['compared']}")  # fmt: skip
+    alt = [r for r in rows if "ratio_ep1" in r]
+    if alt:
+        e = stats([{"ratio": r["ratio_ep1"]} for r in alt])
+        line += (f"; experts sliced instead: median |ln| {e['median_abs_ln']:.3f}, worst {e['worst_abs_ln']:.3f}, "
+                 f"within 20%: {e['within_20pct']}/{e['compared']}")  # fmt: skip
+    return line
+
+
 def _by_source(rows: list[dict], source: str) -> list[dict]:
     return [r for r in rows if r["source"] == source]
 
 
+def split_label(r: dict) -> str:
+    """``TP8``, or ``DP8 EP8`` for an attention-DP row (EP as kvplan scores it: ep_size is not stated)."""
+    sp = run_split(r)
+    return f"DP{sp['dp']} EP{sp['dp']}" if sp.get("dp") else f"TP{r['tp']}"
+
+
 def _print_runs(rows: list[dict], *, markdown: bool) -> None:
     if markdown:
-        print("| source | model | GPU | TP | ISL/OSL | published tok/s | kvplan tok/s | kvplan / published |")
+        print("| source | model | GPU | split | ISL/OSL | published tok/s | kvplan tok/s | kvplan / published |")
         print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "ratio" not in r:
             continue
+        alt = f" (experts sliced: {r['ratio_ep1']:.2f})" if "ratio_ep1" in r else ""
         if markdown:
-            print(f"| {r['source']} | {r['label']} | {r['gpu']} | {r['tp']} | {r['isl']}/{r['osl']} | "
-                  f"{r['published_tok_s']:,.0f} | {r['kvplan_tok_s']:,.0f} | {r['ratio']:.2f} |")  # fmt: skip
+            print(f"| {r['source']} | {r['label']} | {r['gpu']} | {split_label(r)} | {r['isl']}/{r['osl']} | "
+                  f"{r['published_tok_s']:,.0f} | {r['kvplan_tok_s']:,.0f} | {r['ratio']:.2f}{alt} |")  # fmt: skip
         else:
-            print(f"{r['source']:12} {r['label']:16} {r['gpu']:9} tp{r['tp']} {r['isl']:>5}/{r['osl']:<5} "
+            print(f"{r['source']:12} {r['label']:16} {r['gpu']:9} {split_label(r):8} {r['isl']:>5}/{r['osl']:<5} "
                   f"published {r['published_tok_s']:>9,.0f} kvplan {r['kvplan_tok_s']:>9,.0f}  "
-                  f"x{r['ratio']:.2f}")  # fmt: skip
+                  f"x{r['ratio']:.2f}{alt}")  # fmt: skip
 
 
 def _print_not_modelled(rows: list[dict], *, markdown: bool) -> None:
@@ -295,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{source} ({meta['engine']}): {s['compared']} points compared, {s['not_modelled']} not modelled; "
               f"median |ln ratio| {s['median_abs_ln']:.3f}, worst {s['worst_abs_ln']:.3f}, median signed "
               f"{s['median_signed_ln']:+.3f}; within 20%: {s['within_20pct']}/{s['compared']}")  # fmt: skip
+    adp = [r for r in rows if "ratio" in r and "launch" in r]
+    if adp:
+        print(attention_dp_summary(adp))
     s = stats(rows)
     print(f"all engine tables: {s['compared']} points, median |ln ratio| {s['median_abs_ln']:.3f}, "
           f"worst {s['worst_abs_ln']:.3f}; within 20%: {s['within_20pct']}/{s['compared']}")  # fmt: skip

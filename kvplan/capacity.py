@@ -194,6 +194,7 @@ def setup(
     stored = _checkpoint_dtype(checkpoint, spec, profile.weight_dtypes) if checkpoint is not None else None
     w_name = canonical_dtype(weight_dtype(weights_dtype).name) if weights_dtype else None
     w_name = profile.check_weights_dtype(w_name or stored or default_dtype(spec, loads=profile.weight_dtypes))
+    profile.check_weights_on_gpu(w_name, gpu)
     headers = checkpoint if stored is not None and w_name == stored else None
     w_store = storage(spec, w_name)
     check_parallel(spec, tp=tp, pp=pp)  # tp divides the query heads, pp <= layers

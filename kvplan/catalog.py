@@ -197,7 +197,9 @@ def _resolve(arg: str) -> ResolvedModel:
 
 
 def _local_config(path: Path, *, folder: Path) -> ResolvedModel:
-    result = _import_hf(read_json(path), origin=str(path))
+    from kvplan.quant import fold_quant_files  # quantization_config.json / ModelOpt hf_quant_config.json beside it
+
+    result = _import_hf(fold_quant_files(read_json(path), path.parent), origin=str(path))
     return ResolvedModel(result.spec, f"config {path}", tuple(result.warnings), folder=folder)
 
 

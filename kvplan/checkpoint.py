@@ -574,14 +574,20 @@ def dominant_weight_dtype(weights: CheckpointWeights, spec: ModelSpec) -> str:
 
 def _dominant(weights: CheckpointWeights, spec: ModelSpec) -> str:
     by_kind: dict[str, int] = {}
-    for t, role, _ in weights.roles(spec):
+    roles = weights.roles(spec)
+    # NVFP4 (ModelOpt ``weight`` / compressed-tensors ``weight_packed``: two E2M1 values per uint8 byte) is told
+    # from other uint8 layouts by its FP8 E4M3 block scale beside it (vLLM @7305c786 modelopt.py
+    # ModelOptNvFp4LinearMethod.create_weights: weight uint8 [out, in / 2], weight_scale float8_e4m3fn [out, in / 16]).
+    fp8_scaled = {t.name.rsplit(".", 1)[0] for t, _, _ in roles if t.dtype == "F8_E4M3" and is_scale(t.name)}
+    for t, role, _ in roles:
         if role != "layer" or len(t.shape) < 2 or is_scale(t.name):
             continue
         if t.name.endswith("_blocks") and t.dtype == "U8":
             # gpt-oss stores its experts as MXFP4 *_blocks + *_scales and the rest in bf16: kvplan's
             # mxfp4 weights dtype is that layout (params.parts_bytes), whatever holds more bytes.
             return "mxfp4"
-        kind = _KVPLAN_DTYPE.get(t.dtype, "bf16")
+        nvfp4 = t.dtype == "U8" and t.name.rsplit(".", 1)[0] in fp8_scaled
+        kind = "nvfp4" if nvfp4 else _KVPLAN_DTYPE.get(t.dtype, "bf16")
         by_kind[kind] = by_kind.get(kind, 0) + t.nbytes
     return max(by_kind, key=by_kind.__getitem__) if by_kind else spec.dtype
 

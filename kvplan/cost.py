@@ -330,14 +330,18 @@ def allreduce_bytes(spec: ModelSpec, tokens: int, *, tp: int) -> int:
 
 
 def peak_flops(gpu: GPU, compute_dtype: str) -> float:
-    """Dense peak FLOP/s for ``compute_dtype`` (bf16 or fp8) from the GPU catalog."""
+    """Dense peak FLOP/s for ``compute_dtype`` (bf16, fp8 or fp4) from the GPU catalog."""
     if compute_dtype in ("bf16", "fp16"):
         return gpu.bf16_dense_tflops * 1e12
     if compute_dtype == "fp8":
         if gpu.fp8_dense_tflops is None:
             raise InvalidInput(f"GPU {gpu.name!r} has no FP8 tensor cores in the catalog; use --compute bf16")
         return gpu.fp8_dense_tflops * 1e12
-    raise InvalidInput(f"unknown compute dtype {compute_dtype!r}; expected bf16, fp16 or fp8")
+    if compute_dtype == "fp4":
+        if gpu.fp4_dense_tflops is None:
+            raise InvalidInput(f"GPU {gpu.name!r} has no FP4 tensor cores in the catalog; use --compute fp8 or bf16")
+        return gpu.fp4_dense_tflops * 1e12
+    raise InvalidInput(f"unknown compute dtype {compute_dtype!r}; expected bf16, fp16, fp8 or fp4")
 
 
 def phase_cost(
@@ -397,8 +401,11 @@ def phase_cost(
     ops: dict[str, float] = {}
     label = "roofline"
     if model == "calibrated":
+        from kvplan.engines import get_engine
         from kvplan.latency import calibration, step_latency
 
+        if engine is not None:  # an engine that cannot run these weights on this GPU says so (trtllm: nvfp4 on Hopper)
+            get_engine(engine).check_weights_on_gpu(weight_dtype(weights_dtype or spec.dtype).name, gpu)
         times = step_latency(
             spec,
             gpu,

@@ -26,6 +26,9 @@ class GPU(BaseModel):
     bandwidth_gbps: PositiveFloat = Field(description="memory bandwidth, GB/s (1e9 bytes)")
     bf16_dense_tflops: PositiveFloat
     fp8_dense_tflops: PositiveFloat | None = None
+    fp4_dense_tflops: PositiveFloat | None = Field(
+        None, description="dense FP4 (NVFP4) tensor-core peak; None: no FP4 tensor cores (Hopper and older)"
+    )
     interconnect: str | None = None
     interconnect_gbps: PositiveFloat | None = Field(None, description="GPU-GPU bandwidth, GB/s")
     gpus_per_node: PositiveInt = Field(8, description="GPUs in one server (one NVLink/xGMI domain for SXM/OAM)")

@@ -399,7 +399,9 @@ def import_config(path: Path, *, name: str | None = None) -> ImportResult:
             raise InvalidInput(f"folder {str(path.parent)!r} holds no config.json")
     elif not path.exists():
         raise InvalidInput(f"config file {str(path)!r} does not exist")
-    return spec_from_hf_config(read_json(path), origin=str(path), name=name)
+    from kvplan.quant import fold_quant_files
+
+    return spec_from_hf_config(fold_quant_files(read_json(path), path.parent), origin=str(path), name=name)
 
 
 def _check_model_types(config: dict[str, Any], *, origin: str) -> None:

@@ -47,7 +47,9 @@ from kvplan.errors import InvalidInput, KvplanError, RuntimeFailure
 _HUB_RE = re.compile(
     r"^(?:hf://)?(?P<repo>[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96})(?:@(?P<rev>[\w./-]+?))?(?::(?P<file>[\w.-]+(?:/[\w.-]+)*))?$"
 )
-OPTIONAL_CONFIGS = ("generation_config.json", "quantization_config.json")
+# hf_quant_config.json: NVIDIA ModelOpt's export (quant_algo, exclude_modules), which vLLM reads beside config.json
+# (vLLM @7305c786 modelopt.py ModelOptNvFp4Config._from_config: original_config["quantization"]).
+OPTIONAL_CONFIGS = ("generation_config.json", "quantization_config.json", "hf_quant_config.json")
 _PARALLEL_REQUESTS = 8  # huggingface_hub's own default for parallel downloads (snapshot_download max_workers)
 _TIMEOUT_S = 10.0  # huggingface_hub constants.HF_HUB_ETAG_TIMEOUT default
 
@@ -203,12 +205,9 @@ def fetch_config(ref: HubRef) -> HubSnapshot:
 def read_config(snapshot: HubSnapshot) -> dict[str, Any]:
     """config.json with a separate quantization_config.json folded in (as transformers reads it)."""
     from kvplan.files import read_json
+    from kvplan.quant import fold_quant_files
 
-    data = read_json(snapshot.config)
-    quant = snapshot.folder / "quantization_config.json"
-    if isinstance(data, dict) and "quantization_config" not in data and quant.is_file():
-        data = {**data, "quantization_config": read_json(quant)}
-    return data
+    return fold_quant_files(read_json(snapshot.config), snapshot.folder)
 
 
 def hub_error(exc: Exception, ref: HubRef, *, filename: str) -> KvplanError:

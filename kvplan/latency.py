@@ -26,6 +26,15 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
 * **fp8 GEMMs** at the fp8 peak times ``fp8_eff_scale`` (per-tensor scales) or
   ``fp8_block_eff_scale`` (a checkpoint shipped with block scales, DeepSeek-V3's 128 x 128), and
   their weight streaming at ``fp8_mem_eff_scale`` of the 16-bit GEMMs' efficiency;
+* **NVFP4 GEMMs** (W4A4) on a GPU with FP4 tensor cores (catalog ``fp4_dense_tflops``, Blackwell) at the FP4
+  peak times ``fp4_eff_scale``, weights streamed at 9/16 byte and ``fp4_mem_eff_scale`` of the 16-bit
+  efficiency (both fitted by ``benchmarks/fit_fp4.py`` to aiconfigurator's nvfp4 GEMM table). Both engines
+  quantize the activations to FP4 and run an FP4 x FP4 GEMM there: TensorRT-LLM @ed53795b
+  ``tensorrt_llm/_torch/modules/linear.py`` ``NVFP4LinearMethod._input_prepare`` (``fp4_quantize`` of the input)
+  and ``apply`` (``nvfp4_gemm``); vLLM @7305c786 ``modelopt.py`` ``ModelOptNvFp4Config`` ("NVFP4 -> W4A4:
+  cutlass NVFP4 GEMM with input quantization"). Without FP4 tensor cores (Hopper) an engine that loads NVFP4
+  runs it weight-only (vLLM's ``MarlinNvFp4LinearKernel``, W4A16): 16-bit GEMMs reading 9/16-byte weights;
+  one that cannot refuses it (:meth:`kvplan.engines.base.Engine.check_weights_on_gpu`);
 * **element-wise kernels** (two add+norms and the gated activation per layer): bytes at
   ``elementwise_mem_eff`` of bandwidth, plus ``kernel_s`` each;
 * **all-reduce** after attention and after the MLP (and one after the embedding) at TP > 1:
@@ -278,20 +287,27 @@ def send_s(c: _Ctx, nbytes: float, *, crosses_nodes: bool) -> float:
     return _send_seconds(c.gpu, c.cal, nbytes, crosses_nodes=crosses_nodes)
 
 
-def _send_seconds(gpu: GPU, cal: Calibration, nbytes: float, *, crosses_nodes: bool) -> float:
+def _send_seconds(
+    gpu: GPU, cal: Calibration, nbytes: float, *, crosses_nodes: bool, nic_gbps: float | None = None
+) -> float:
     if nbytes <= 0:
         return 0.0
     if crosses_nodes:
-        return NETWORK_LATENCY_S + nbytes / (NETWORK_GBPS * 1e9 * NETWORK_BW_EFF)
+        return NETWORK_LATENCY_S + nbytes / ((nic_gbps or NETWORK_GBPS) * 1e9 * NETWORK_BW_EFF)
     if gpu.interconnect_gbps is None:
         raise InvalidInput(f"GPU {gpu.name!r} has no interconnect_gbps in the catalog; a send within a node needs it")
     return cal.allreduce_base_s + nbytes / (gpu.interconnect_gbps * 1e9 * A2A_NVLINK_BW_EFF)
 
 
-def kv_transfer_s(gpu: GPU, nbytes_per_rank: float, *, crosses_nodes: bool, engine: str | None = None) -> float:
+def kv_transfer_s(
+    gpu: GPU, nbytes_per_rank: float, *, crosses_nodes: bool, engine: str | None = None, nic_gbps: float | None = None
+) -> float:
     """Moving one request's KV cache from the prefill pool to the decode pool: every rank pulls its own share at
-    once (vLLM's NixlConnector reads the blocks rank to rank over RDMA), so the busiest rank's bytes set the time."""
-    return _send_seconds(gpu, calibration(engine), nbytes_per_rank, crosses_nodes=crosses_nodes)
+    once (vLLM's NixlConnector reads the blocks rank to rank over RDMA), so the busiest rank's bytes set the time.
+    ``nic_gbps``: the network bandwidth per GPU, GB/s each way (default :data:`NETWORK_GBPS`, one 400 Gb/s NIC per
+    GPU; a node of 8 GPUs with 4 x 400 GbE gives each 25). Validated against published transfer times by
+    benchmarks/kv_transfer_compare.py (docs/cost.md)."""
+    return _send_seconds(gpu, calibration(engine), nbytes_per_rank, crosses_nodes=crosses_nodes, nic_gbps=nic_gbps)
 
 
 _PLANS: dict[tuple[int, str, int, int], tuple[ModelSpec, object]] = {}
@@ -407,6 +423,32 @@ def _fp8_scale(spec: ModelSpec, cal: Calibration) -> float:
     return cal.fp8_block_eff_scale if block else cal.fp8_eff_scale
 
 
+def gemm_peak(spec: ModelSpec | None, gpu: GPU, cal: Calibration, weights_dtype: str) -> tuple[float, float]:
+    """(FLOP/s the GEMMs are priced at, their weight-streaming scale) for ``weights_dtype`` on ``gpu``.
+
+    fp8 weights on a GPU with fp8 tensor cores: the fp8 peak (block-scaled checkpoints at their own scale);
+    nvfp4 on a GPU with FP4 tensor cores: the FP4 peak (W4A4, activations quantized to FP4 by the engine);
+    anything else, nvfp4 on Hopper included (weight-only, dequantized in the kernel): the 16-bit peak.
+    """
+    arch = cal.blackwell_compute_eff if gpu.architecture == "blackwell" else 1.0
+    if gpu.fp8_dense_tflops is not None and weights_dtype.startswith("fp8"):
+        scale = _fp8_scale(spec, cal) if spec is not None else cal.fp8_eff_scale
+        return gpu.fp8_dense_tflops * 1e12 * scale * arch, cal.fp8_mem_eff_scale
+    if gpu.fp4_dense_tflops is not None and weights_dtype == "nvfp4":
+        return gpu.fp4_dense_tflops * 1e12 * cal.fp4_eff_scale * arch, cal.fp4_mem_eff_scale
+    return gpu.bf16_dense_tflops * 1e12 * arch, 1.0
+
+
+def gemm_seconds(gpu: GPU, cal: Calibration, *, m: int, n: int, k: int, weights_dtype: str, eager: bool) -> float:
+    """One ``m x n x k`` GEMM alone, as :mod:`kvplan.latency` prices it (``benchmarks/fit_fp4.py`` fits on this)."""
+    peak, mem_scale = gemm_peak(None, gpu, cal, weights_dtype)
+    w = weight_dtype(weights_dtype)
+    c = _Ctx(spec=None, gpu=gpu, cal=cal, tp=1, w_bytes=float(w.bytes_per_element), act_bytes=2.0,  # type: ignore[arg-type]
+             peak=peak, peak16=peak, bw=gpu.bandwidth_gbps * 1e9,
+             kernel_s=cal.eager_kernel_s if eager else cal.graph_kernel_s, mem_scale=mem_scale)  # fmt: skip
+    return _gemm_s(c, m, n * k, n + k)
+
+
 def _make_ctx(
     spec: ModelSpec,
     gpu: GPU,
@@ -426,6 +468,7 @@ def _make_ctx(
     # which the efficiency curves are fitted: GEMMs, grouped experts and attention all scale by it there.
     arch = cal.blackwell_compute_eff if gpu.architecture == "blackwell" else 1.0
     peak16 = gpu.bf16_dense_tflops * 1e12 * arch
+    peak, mem_scale = gemm_peak(spec, gpu, cal, weights_dtype)
     for name, value in (("data-parallel size", dp), ("pipeline-parallel size", pp)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidInput(f"invalid {name} {value!r}; expected a whole number of at least 1")
@@ -436,12 +479,12 @@ def _make_ctx(
         tp=tp,
         w_bytes=float(w.nbytes(1000)) / 1000,
         act_bytes=2.0,
-        peak=gpu.fp8_dense_tflops * 1e12 * _fp8_scale(spec, cal) * arch if fp8 else peak16,
+        peak=peak,
         peak16=peak16,
         bw=gpu.bandwidth_gbps * 1e9,
         kernel_s=cal.eager_kernel_s if eager else cal.graph_kernel_s,
         ep=ep and tp * dp > 1 and spec.moe is not None,
-        mem_scale=cal.fp8_mem_eff_scale if fp8 else 1.0,
+        mem_scale=mem_scale,
         dp=dp,
         pp=pp,
         gpus_per_node=nvlink_domain(gpu, gpus_per_node),

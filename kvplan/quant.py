@@ -2,7 +2,8 @@
 
 A published checkpoint either ships its weights in the spec's ``dtype`` or in a quantized
 format (:class:`~kvplan.spec.WeightFormat`): fp8 with 128 x 128 block scales (DeepSeek-V3),
-MXFP4 on the routed experts (gpt-oss), AWQ/GPTQ int4 with per-group scales and zero points,
+MXFP4 on the routed experts (gpt-oss), NVFP4 (ModelOpt ``quant_algo: NVFP4``, compressed-tensors
+``nvfp4-pack-quantized``), AWQ/GPTQ int4 with per-group scales and zero points,
 compressed-tensors, bitsandbytes. :func:`storage` turns a spec and an optional ``--weights-dtype``
 into the bytes one quantized weight takes, scales and zero points included, and says which
 weights it applies to. The importer calls :func:`format_from_config`.
@@ -12,14 +13,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from kvplan.spec import MAX_SIZE, ModelSpec, WeightFormat
 from kvplan.units import WEIGHT_DTYPES, DType, canonical_dtype, weight_dtype
 
-# Bits of one stored value, before scales: e4m3/e5m2 and int8 are one byte; int4, MXFP4 (e2m1)
-# and NF4 are half a byte (two values packed per byte in every one of these formats).
-VALUE_BITS = {"fp8": 8, "int8": 8, "int4": 4, "mxfp4": 4, "nf4": 4}
+# Bits of one stored value, before scales: e4m3/e5m2 and int8 are one byte; int4, MXFP4 and NVFP4
+# (both e2m1) and NF4 are half a byte (two values packed per byte in every one of these formats).
+VALUE_BITS = {"fp8": 8, "int8": 8, "int4": 4, "mxfp4": 4, "nvfp4": 4, "nf4": 4}
+# NVFP4 (ModelOpt and compressed-tensors alike): one FP8 E4M3 scale per 16 values along the input
+# (vLLM @7305c786 modelopt.py ModelOptNvFp4LinearMethod.create_weights: weight_scale float8_e4m3fn
+# [out, in / group_size], group_size 16; compressed_tensors.py _is_fp4a4_nvfp4: group_size 16).
+NVFP4_GROUP = 16
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,8 @@ def _weights_per_scale(fmt: WeightFormat) -> int | None:
 def describe(fmt: WeightFormat) -> str:
     """``fp8, block 128x128, fp32 scales`` and the like."""
     scale = {4: "fp32", 2: "fp16", 1: "8-bit"}[fmt.scale_bytes] if fmt.scale_bytes in (1, 2, 4) else "?"
+    if fmt.dtype == "nvfp4":
+        scale = "fp8 e4m3"  # plus two fp32 per-tensor scales per matrix (weight_scale_2, input_scale)
     parts = [fmt.dtype if fmt.method in ("fp8", "mxfp4") else f"{fmt.dtype} {fmt.method}"]
     if fmt.scope == "experts":
         parts.append("routed experts only")
@@ -59,6 +67,8 @@ def describe(fmt: WeightFormat) -> str:
         parts.append(f"group {fmt.group_size}, {scale} scales")
     if fmt.zero_point_bits:
         parts.append(f"{fmt.zero_point_bits}-bit zero points")
+    if fmt.unquantized:
+        parts.append(f"16-bit: {', '.join(fmt.unquantized)}")
     return ", ".join(parts)
 
 
@@ -96,6 +106,25 @@ def storage_for_name(name: str, *, shipped: bool = False) -> Storage:
 
 
 # ---- reading quantization_config -------------------------------------------------------------
+
+
+def fold_quant_files(config: Any, folder: Path) -> Any:
+    """config.json with the quantization file beside it folded in where config.json has none:
+    ``quantization_config.json`` (as transformers reads it), else ModelOpt's ``hf_quant_config.json``
+    (``{"producer": ..., "quantization": {"quant_algo": ...}}``, read as ``quant_method: modelopt``)."""
+    from kvplan.files import read_json
+
+    if not isinstance(config, dict) or "quantization_config" in config:
+        return config
+    quant, modelopt = folder / "quantization_config.json", folder / "hf_quant_config.json"
+    if quant.is_file():
+        return {**config, "quantization_config": read_json(quant)}
+    if modelopt.is_file():
+        data = read_json(modelopt)
+        if isinstance(data, dict):
+            return {**config, "quantization_config": {"quant_method": "modelopt", **data}}
+    return config
+
 
 
 def format_from_config(config: dict[str, Any]) -> tuple[WeightFormat | None, list[str]]:
@@ -180,6 +209,8 @@ def _compressed_tensors(qc: dict[str, Any]) -> tuple[WeightFormat | None, list[s
     if not isinstance(w, dict):
         return None, ["compressed-tensors config without config_groups weights; weights left unquantized"]
     bits, kind = w.get("num_bits"), w.get("type", "int")
+    if (bits, kind, w.get("strategy")) == (4, "float", "tensor_group"):
+        return _nvfp4("compressed-tensors", w.get("group_size"), qc.get("ignore"))
     name = {(8, "float"): "fp8", (8, "int"): "int8", (4, "int"): "int4"}.get((bits, kind))
     if name is None:
         return None, [f"compressed-tensors {bits}-bit {kind} weights are not modelled; weights left unquantized"]
@@ -190,6 +221,47 @@ def _compressed_tensors(qc: dict[str, Any]) -> tuple[WeightFormat | None, list[s
     fmt = WeightFormat(method="compressed-tensors", dtype=name, block=block, group_size=group, scale_bytes=2,
                        zero_point_bits=zero)  # fmt: skip
     return fmt, []
+
+
+def _modelopt(qc: dict[str, Any]) -> tuple[WeightFormat | None, list[str]]:
+    # NVIDIA ModelOpt checkpoints: hf_quant_config.json {"quantization": {"quant_algo": "NVFP4", "group_size": 16,
+    # "kv_cache_quant_algo": "FP8", "exclude_modules": ["lm_head", ...]}}, or the same keys flat in config.json's
+    # quantization_config with quant_method "modelopt". vLLM @7305c786 modelopt.py reads both:
+    # ModelOptNvFp4Config._from_config (quant_algo containing "NVFP4"; group_size default 16; exclude_modules).
+    # transformers 5.24 registers no "modelopt" quantizer (quantizers/auto.py), so it is read as vLLM reads it.
+    inner = qc.get("quantization") if isinstance(qc.get("quantization"), dict) else qc
+    algo = str(inner.get("quant_algo") or "").upper()
+    excluded = inner.get("exclude_modules")
+    if algo == "NVFP4":
+        return _nvfp4("modelopt", inner.get("group_size", NVFP4_GROUP), excluded)
+    if algo == "FP8":  # per-tensor fp8 weights and activations (ModelOptFp8Config): 1 byte per weight
+        return WeightFormat(method="modelopt", dtype="fp8"), []
+    return None, [f"ModelOpt quant_algo {algo or 'unknown'!r} is not modelled (NVFP4, FP8); weights left unquantized"]
+
+
+# Module names every kvplan count already keeps in 16 bit (kvplan.params: embeddings, the LM head and the
+# MoE routers are never quantizable): excluding them changes nothing.
+_ALWAYS_16BIT = ("lm_head", "embed", "router", "mlp.gate", "block_sparse_moe.gate", "vision", "visual", "mtp")
+
+
+def _nvfp4(method: str, group: Any, excluded: Any) -> tuple[WeightFormat | None, list[str]]:
+    """NVFP4: E2M1 values, one FP8 E4M3 scale per ``group`` (16) values, fp32 per-tensor scales; ``excluded`` the
+    modules left unquantized (ModelOpt ``exclude_modules``, compressed-tensors ``ignore``)."""
+    if group != NVFP4_GROUP:
+        return None, [f"NVFP4 with group size {group!r} is not modelled (the format's group is 16); "
+                      "weights left unquantized"]  # fmt: skip
+    names = [str(m) for m in excluded] if isinstance(excluded, list) else []
+    others = [m for m in names if not any(word in m.lower() for word in _ALWAYS_16BIT)]
+    notes = []
+    if others:
+        notes.append(
+            f"NVFP4 excluded modules {', '.join(others[:6])}{' ...' if len(others) > 6 else ''} stay 16-bit in the "
+            "checkpoint; kvplan counts every decoder linear layer in NVFP4, so the weights term is low by them "
+            "(the checkpoint's headers, where read, are exact)"
+        )
+    fmt = WeightFormat(method=method, dtype="nvfp4", group_size=NVFP4_GROUP, scale_bytes=1,
+                       unquantized=[m for m in names if m not in others] or None)  # fmt: skip
+    return fmt, notes
 
 
 def _bitsandbytes(qc: dict[str, Any]) -> tuple[WeightFormat | None, list[str]]:
@@ -212,6 +284,7 @@ def _pos_int(value: Any) -> bool:
 _READERS = {
     "fp8": _fp8,
     "mxfp4": _mxfp4,
+    "modelopt": _modelopt,
     "awq": _awq,
     "gptq": _gptq,
     "compressed-tensors": _compressed_tensors,

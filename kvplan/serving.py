@@ -26,13 +26,19 @@ Per request (a tagged arrival sees, on average, the steady state):
 
 * **TPOT** = ``step(1 + n, p)`` (itself and the others); p90 at ``n + 1.28 sqrt(n)`` others
   (the Poisson count's normal 90th percentile) and the p90 lengths; p99 the same at ``n + 2.33 sqrt(n)``
-  (the normal 99th percentile), still with the p90 lengths: a :class:`Lengths` knows no quantile past
-  its p90, so the p99 holds the length tail at p90 (it understates the p99 where lengths vary).
+  (the normal 99th percentile) and the p99 lengths where the :class:`Lengths` has them; where only a p90
+  was given the p99 holds the length tail at the p90 (:meth:`Lengths.at`; it understates the p99 where
+  lengths vary, and ``plan`` says so in a note).
 * **TTFT** = its prefill, ``ceil(I / (B - n))`` steps of up to ``B - n`` prompt tokens (``B`` the
   budget) alongside ``n`` decodes, plus the wait for the prefill slots: an M/D/1 queue with load
   ``rho = p / (B - n)``, mean wait ``rho S / (2 (1 - rho))`` (``S`` the service time) and the
   exponential tail ``P(W > w) = rho exp(-rho w / W)`` for the p90 and p99 (the wait at quantile ``q``:
-  ``(W / rho) ln(rho / (1 - q))``, 0 where ``rho <= 1 - q``), with the p90 prompt. Stated approximations.
+  ``(W / rho) ln(rho / (1 - q))``, 0 where ``rho <= 1 - q``; :func:`queue_wait_s`), with the prompt at the same
+  quantile. Stated approximations.
+
+``prefilled=True`` models a disaggregated decode replica (:mod:`kvplan.disagg`): each request arrives with its
+prompt's KV, so it holds and attends to the whole prompt but computes none of it (:func:`prompt_computed`), and
+its TTFT is its first step, a decode step at the prompt's length beside the ``n`` others.
 
 With one request (rate -> 0) the figures equal :mod:`kvplan.cost`'s static ones for batch 1.
 """
@@ -58,17 +64,36 @@ _REL_TOL = 1e-4  # step time to 0.01 %; the sustainable rate to 0.5 %
 
 @dataclass(frozen=True)
 class Lengths:
-    """A length distribution as its mean and 90th percentile (tokens)."""
+    """A length distribution as its mean, 90th and (optionally) 99th percentile (tokens).
+
+    ``p99`` None: not given; :meth:`at` then holds the 99th percentile at the p90 (``p99_assumed`` says so when
+    the lengths vary, mean < p90: the p99 figures understate the length tail there)."""
 
     mean: int
     p90: int
+    p99: int | None = None
 
     @classmethod
-    def of(cls, mean: int, p90: int | None = None) -> Lengths:
+    def of(cls, mean: int, p90: int | None = None, p99: int | None = None) -> Lengths:
         p90 = mean if p90 is None else p90
-        if mean < 1 or p90 < mean:
-            raise InvalidInput(f"invalid lengths mean {mean!r}, p90 {p90!r}; need 1 <= mean <= p90")
-        return cls(mean, p90)
+        if mean < 1 or p90 < mean or (p99 is not None and p99 < p90):
+            raise InvalidInput(f"invalid lengths mean {mean!r}, p90 {p90!r}, p99 {p99!r}; need 1 <= mean <= p90 <= p99")
+        if p99 is None and p90 == mean:
+            p99 = mean  # every request the same length: its p99 is known
+        return cls(mean, p90, p99)
+
+    def at(self, q: float | None) -> int:
+        """The length at quantile ``q`` (None: the mean); 0.99 without a p99 is held at the p90."""
+        if q is None:
+            return self.mean
+        if q <= 0.9:
+            return self.p90
+        return self.p90 if self.p99 is None else self.p99
+
+    @property
+    def p99_assumed(self) -> bool:
+        """True where the p99 was not given and the lengths vary: :meth:`at` holds it at the p90."""
+        return self.p99 is None and self.p90 > self.mean
 
 
 @dataclass(frozen=True)
@@ -110,6 +135,24 @@ class _Load:
     seq_limit: float  # sequences the KV pool and max_num_seqs allow
     seq_limit_name: str
     ep: bool = False  # MoE experts split whole across the TP ranks (kvplan.latency expert_parallel)
+    prefilled: bool = False  # prompts arrive with their KV computed elsewhere (a disaggregated decode pool)
+
+    @property
+    def prompt_computed(self) -> int:
+        """Mean prompt tokens this replica computes per request (:func:`prompt_computed`)."""
+        return prompt_computed(self.inp, self.prefilled)
+
+
+def prompt_computed(inp: Lengths, prefilled: bool) -> int:
+    """Mean prompt tokens a replica computes per request: all of them, or none where the prompt arrives prefilled.
+
+    A disaggregated decode replica receives the prompt's KV. vLLM's scheduler then marks all but the last prompt
+    token computed (vllm/v1/core/sched/scheduler.py ``Scheduler._update_waiting_for_remote_kv``, "if
+    num_computed_tokens == request.num_tokens: num_computed_tokens -= 1", @00024d3), so the request's first step
+    runs that one token against the whole cached prompt, which its attention backends run as a decode (a query of
+    one token) and which samples the first output token: one of the request's decode steps, not a prefill. SGLang
+    and TensorRT-LLM take the first token from the prefill instance and compute none (kvplan.disagg)."""
+    return 0 if prefilled else inp.mean
 
 
 def _step(
@@ -208,17 +251,17 @@ def _limits(s: Setup, inp: Lengths, out: Lengths) -> tuple[float, str]:
 
 def _solve(load: _Load) -> tuple[float | None, str]:
     """Smallest step time t with t = step(n(t), p(t)), or (None, what binds) past saturation."""
-    lam, inp, out = load.rate, load.inp, load.out
+    lam, inp, out, comp = load.rate, load.inp, load.out, load.prompt_computed
     ctx = _decode_context(inp, out)
     if lam <= 0:
         return 0.0, "compute"
     t_seq = load.seq_limit / (lam * out.mean)  # n reaches the sequence limit
-    t_tok = load.budget * load.setup.dp / (lam * (inp.mean + out.mean))  # n + p reach every DP rank's budget
+    t_tok = load.budget * load.setup.dp / (lam * (comp + out.mean))  # n + p reach every DP rank's budget
     t_hi = min(t_seq, t_tok)
     bound = load.seq_limit_name if t_seq <= t_tok else "token_budget"
 
     def g(t: float) -> float:
-        n, p = lam * out.mean * t, lam * inp.mean * t
+        n, p = lam * out.mean * t, lam * comp * t
         step = _mean_step(load.setup, n=n, p=min(p, load.budget * load.setup.dp), prompt=inp.mean,
                           budget=load.budget, context=ctx, ep=load.ep)  # fmt: skip
         return step - t
@@ -263,24 +306,33 @@ def _root(g, lo: float, g_lo: float, hi: float, g_hi: float) -> float:  # noqa: 
     return hi
 
 
+def queue_wait_s(service_s: float, rho: float, quantile: float | None = None) -> float:
+    """The wait before a job of ``service_s`` seconds starts, at load ``rho``: an M/D/1 queue's mean
+    ``rho S / (2 (1 - rho))``, and at quantile ``q`` the exponential tail ``P(W > w) = rho exp(-rho w / W)``, i.e.
+    ``(W / rho) ln(rho / (1 - q))`` (0 where ``rho <= 1 - q``: most jobs start at once). ``rho >= 1``: inf."""
+    if rho <= 0:
+        return 0.0
+    if rho >= 1:
+        return math.inf
+    mean_wait = rho * service_s / (2 * (1 - rho))
+    if quantile is None:
+        return mean_wait
+    tail = 1 - quantile
+    return (mean_wait / rho) * math.log(rho / tail) if rho > tail else 0.0
+
+
 def _ttft(
     s: Setup, *, prompt: int, n: float, context: int, budget: int, rho: float, quantile: float | None, ep: bool
 ) -> float:
-    """Prefill service in chunks of what the budget leaves after the decodes, plus the queue wait."""
+    """Prefill service in chunks of what the budget leaves after the decodes, plus the queue wait
+    (:func:`queue_wait_s`)."""
     room = max(1, int(_room(s, budget, n)))
     service, done = 0.0, 0
     while done < prompt:
         chunk = min(room, prompt - done)
         service += _step(s, n=n, p=chunk, context=context, prefix=done, ep=ep)
         done += chunk
-    if rho <= 0:
-        return service
-    mean_wait = rho * service / (2 * (1 - rho))
-    if quantile is None:
-        return service + mean_wait
-    tail = 1 - quantile
-    wait = (mean_wait / rho) * math.log(rho / tail) if rho > tail else 0.0
-    return service + wait
+    return service + queue_wait_s(service, rho, quantile)
 
 
 @dataclass(frozen=True)
@@ -295,15 +347,21 @@ class _Tail:
     out: Lengths
     budget: int
     ep: bool
+    prefilled: bool = False
 
     def at(self, q: float, z: float, *, ttft: float, tpot: float) -> tuple[float, float]:
-        """(TTFT, TPOT) at quantile ``q`` (``z`` its standard normal score), never below the means given."""
+        """(TTFT, TPOT) at quantile ``q`` (``z`` its standard normal score), never below the means given; lengths at
+        the same quantile (:meth:`Lengths.at`: the p99 held at the p90 where none was given)."""
         s, n, inp = self.s, self.n, self.inp
         n_q = n + z * math.sqrt(n)  # the Poisson count of others, normal approximation
-        ctx_q = inp.p90 + self.out.p90 // 2  # lengths at their p90: the highest quantile a Lengths knows
-        tpot_q = _mean_step(s, n=1 + n_q, p=self.p, prompt=inp.p90, budget=self.budget, context=ctx_q, ep=self.ep)
-        ttft_q = _ttft(s, prompt=inp.p90, n=n, context=_decode_context(inp, self.out), budget=self.budget,
-                       rho=self.rho, quantile=q, ep=self.ep)  # fmt: skip
+        ctx_q = inp.at(q) + self.out.at(q) // 2
+        tpot_q = _mean_step(s, n=1 + n_q, p=self.p, prompt=inp.at(q), budget=self.budget, context=ctx_q, ep=self.ep)
+        if self.prefilled:  # the first step: a decode step at the prompt's length (prompt_computed)
+            ttft_q = _mean_step(s, n=1 + n_q, p=self.p, prompt=inp.at(q), budget=self.budget, context=inp.at(q),
+                                ep=self.ep)  # fmt: skip
+        else:
+            ttft_q = _ttft(s, prompt=inp.at(q), n=n, context=_decode_context(inp, self.out), budget=self.budget,
+                           rho=self.rho, quantile=q, ep=self.ep)  # fmt: skip
         return max(ttft, ttft_q), max(tpot, tpot_q)
 
 
@@ -318,12 +376,15 @@ def serve(
     expert_parallel: bool = False,
     with_p90: bool = True,
     with_p99: bool = True,
+    prefilled: bool = False,
 ) -> ServingResult:
     """Steady state of one replica of ``s`` at ``rate_rps`` requests per second (see the module docstring).
 
     ``with_max_rate=False`` skips the bisection for the sustainable rate (``max_rate_rps`` is then NaN);
     ``with_p90=False`` skips the 90th percentiles (``ttft_p90_s``, ``tpot_p90_s`` are then NaN), ``with_p99=False``
-    the 99th (``ttft_p99_s``, ``tpot_p99_s``).
+    the 99th (``ttft_p99_s``, ``tpot_p99_s``). ``prefilled``: a disaggregated decode replica, whose requests arrive
+    with their prompt's KV (:func:`prompt_computed`): it holds and attends to every prompt but computes none, and
+    its TTFT is the request's first step, a decode step at the prompt's length beside the others.
     """
     if rate_rps < 0 or math.isnan(rate_rps):
         raise InvalidInput(f"invalid rate {rate_rps!r}; expected requests per second >= 0")
@@ -333,10 +394,17 @@ def serve(
     budget = _budget(s, per_batch)
     seq_limit, seq_name = _limits(s, input_len, output_len)
     ep = expert_parallel
-    load = _Load(s, rate_rps, input_len, output_len, budget, seq_limit, seq_name, ep)
+    load = _Load(s, rate_rps, input_len, output_len, budget, seq_limit, seq_name, ep, prefilled)
     t, limit = _solve(load)
     top = (
-        max_rate(s, input_len=input_len, output_len=output_len, max_num_batched_tokens=per_batch, expert_parallel=ep)
+        max_rate(
+            s,
+            input_len=input_len,
+            output_len=output_len,
+            max_num_batched_tokens=per_batch,
+            expert_parallel=ep,
+            prefilled=prefilled,
+        )  # fmt: skip
         if with_max_rate
         else float("nan")
     )
@@ -351,11 +419,14 @@ def serve(
             top * output_len.mean, top * output_len.mean / gpus, nan, seq_limit * ctx, pool, per_batch,
             s.max_num_seqs, gpus, label,
         )  # fmt: skip
-    n, p = rate_rps * output_len.mean * t, rate_rps * input_len.mean * t
+    n, p = rate_rps * output_len.mean * t, rate_rps * load.prompt_computed * t
     rho = min(p / max(1.0, s.dp * _micro_batches(s) * _room(s, budget, n)), 0.999)
     tpot = _mean_step(s, n=1 + n, p=p, prompt=input_len.mean, budget=budget, context=ctx, ep=ep)
-    ttft = _ttft(s, prompt=input_len.mean, n=n, context=ctx, budget=budget, rho=rho, quantile=None, ep=ep)
-    tail = _Tail(s, n=n, p=p, rho=rho, inp=input_len, out=output_len, budget=budget, ep=ep)
+    if prefilled:  # the first step: a decode step at the prompt's length (prompt_computed)
+        ttft = _mean_step(s, n=1 + n, p=p, prompt=input_len.mean, budget=budget, context=input_len.mean, ep=ep)
+    else:
+        ttft = _ttft(s, prompt=input_len.mean, n=n, context=ctx, budget=budget, rho=rho, quantile=None, ep=ep)
+    tail = _Tail(s, n=n, p=p, rho=rho, inp=input_len, out=output_len, budget=budget, ep=ep, prefilled=prefilled)
     nan = float("nan")
     ttft90, tpot90 = tail.at(0.9, Z90, ttft=ttft, tpot=tpot) if with_p90 else (nan, nan)
     ttft99, tpot99 = tail.at(0.99, Z99, ttft=ttft, tpot=tpot) if with_p99 else (nan, nan)
@@ -393,13 +464,14 @@ def max_rate(
     output_len: Lengths,
     max_num_batched_tokens: int | None = None,
     expert_parallel: bool = False,
+    prefilled: bool = False,
 ) -> float:
     """The highest request rate one replica sustains (bisection on :func:`serve`'s fixed point)."""
     budget = _budget(s, max_num_batched_tokens)
     seq_limit, seq_name = _limits(s, input_len, output_len)
 
     def ok(rate: float) -> bool:
-        load = _Load(s, rate, input_len, output_len, budget, seq_limit, seq_name, expert_parallel)
+        load = _Load(s, rate, input_len, output_len, budget, seq_limit, seq_name, expert_parallel, prefilled)
         return _solve(load)[0] is not None
 
     lo, hi = 0.0, 1.0

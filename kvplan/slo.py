@@ -12,13 +12,13 @@ by division. Rows are ranked by GPU count, then by tokens/s per user. The Pareto
 (output tokens/s per GPU, output tokens/s per user) at each configuration's own operating point
 is marked.
 
-Disaggregated prefill/decode pools (``disaggregated=True``): prefill replicas run prompts one
-after another (each prompt a static prefill, the TTFT target met by an M/D/1 queue's mean, p90 or p99),
-decode replicas run the in-flight model with no prefill tokens; the pools are sized separately. Each
-request's KV cache then moves from its prefill rank(s) to its decode rank(s) (:func:`kv_transfer`):
-the prompt's KV bytes per rank (kvplan's cache plan at the prompt length) over the network between
-the pools (one NIC per GPU; NVLink where both pools fit in one node), latency plus bandwidth
-(:func:`kvplan.latency.kv_transfer_s`); TTFT = queue wait + prefill + transfer.
+Disaggregated prefill/decode pools (``disaggregated=True``, :mod:`kvplan.disagg`): prefill replicas run
+prompts one after another (each prompt a static prefill, an M/D/1 queue), decode replicas run the in-flight
+model with every prompt's KV already in place; each request's KV moves between them (:func:`kv_transfer`). TTFT
+at the targets' percentile = the prefill queue's wait at that quantile + the prefill + the exposed transfer (both at
+the prompt length of that quantile) + the decode replica's first step where the engine samples the first token
+there; TPOT is the decode replica's at that percentile. The decode pool is sized for the TPOT target, then the
+prefill pool for what the TTFT target leaves (:func:`kvplan.disagg.max_prefill_load`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from kvplan.capacity import Setup, setup
+from kvplan.disagg import QUANTILES, check_engine, first_token_s, kv_transfer, max_prefill_load, serve_disaggregated
+from kvplan.disagg import prefill_s as _prefill_s
+from kvplan.disagg import transfer_at as _transfer_at
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.planner import DP_SIZES, PIPELINE_NODES, Split
@@ -36,7 +39,6 @@ from kvplan.spec import ModelSpec
 
 Percentile = Literal["mean", "p90", "p99"]
 PERCENTILES = ("mean", "p90", "p99")  # the figures kvplan.serving.serve gives
-_QUANTILE = {"p90": 0.9, "p99": 0.99}
 TP_DEGREES = (1, 2, 4, 8)  # within one NVLink domain (a node)
 PP_DEGREES = (1, 2, 4)  # pipeline stages within a node (tp x pp <= its GPUs)
 MAX_GPUS = 256
@@ -126,10 +128,12 @@ def _meets(r: ServingResult, t: Targets) -> bool:
     return (t.ttft_s is None or ttft <= t.ttft_s) and (t.tpot_s is None or tpot <= t.tpot_s)
 
 
-def _run(s: Setup, t: Targets, rate: float, ep: bool = False) -> ServingResult:
-    """One replica at ``rate``, with the percentile the targets ask for (the others NaN)."""
+def _run(s: Setup, t: Targets, rate: float, ep: bool = False, prefilled: bool = False) -> ServingResult:
+    """One replica at ``rate``, with the percentile the targets ask for (the others NaN); ``prefilled``: a
+    disaggregated decode replica (:func:`kvplan.serving.serve`)."""
     return serve(s, rate_rps=rate, input_len=t.input_len, output_len=t.output_len, with_max_rate=False,
-                 expert_parallel=ep, with_p90=t.percentile == "p90", with_p99=t.percentile == "p99")  # fmt: skip
+                 expert_parallel=ep, with_p90=t.percentile == "p90", with_p99=t.percentile == "p99",
+                 prefilled=prefilled)  # fmt: skip
 
 
 def _excess(r: ServingResult, t: Targets) -> float:
@@ -145,19 +149,20 @@ def _excess(r: ServingResult, t: Targets) -> float:
     return max(excess, default=-1.0)  # no latency target: only saturation fails
 
 
-def rate_within_targets(s: Setup, t: Targets, *, ep: bool = False) -> float:
-    """The highest rate one replica of ``s`` serves with the targets met (0 when even one request misses).
+def rate_within_targets(s: Setup, t: Targets, *, ep: bool = False, prefilled: bool = False) -> float:
+    """The highest rate one replica of ``s`` serves with the targets met (0 when even one request misses);
+    ``prefilled``: as a disaggregated decode replica.
 
     Bracketed by rates x4 from 1 req/s, then narrowed to 0.3 % by regula falsi on :func:`_excess` (where the upper
     end is saturated, the line through the last two rates that met the targets, else bisection): the rate
     returned meets the targets, the next 0.3 % up does not.
     """
-    f_lo = _excess(_run(s, t, 1e-9, ep), t)
+    f_lo = _excess(_run(s, t, 1e-9, ep, prefilled), t)
     if f_lo > 0:
         return 0.0
     lo, hi = 0.0, 1.0
     before = (lo, f_lo)  # the met point below ``lo``: with a saturated ``hi`` the line through both guides the next
-    while (f_hi := _excess(_run(s, t, hi, ep), t)) <= 0:
+    while (f_hi := _excess(_run(s, t, hi, ep, prefilled), t)) <= 0:
         before, lo, f_lo, hi = (lo, f_lo), hi, f_hi, hi * 4
         if hi > 1e6:
             return lo
@@ -174,7 +179,7 @@ def rate_within_targets(s: Setup, t: Targets, *, ep: bool = False) -> float:
             mid = (lo + hi) / 2
         # kept half a tolerance inside the bracket: landing just past a root already found closes it in one probe
         mid = min(max(mid, lo + 0.5 * _RATE_TOL * hi), hi - 0.5 * _RATE_TOL * hi)
-        f_mid = _excess(_run(s, t, mid, ep), t)
+        f_mid = _excess(_run(s, t, mid, ep, prefilled), t)
         overshot = math.isinf(f_mid)
         if f_mid <= 0:
             before, lo, f_lo = (lo, f_lo), mid, f_mid
@@ -229,61 +234,45 @@ def _row(s: Setup, t: Targets, per_replica: float, *, max_gpus: int, ep: bool = 
     )
 
 
-def kv_transfer(prefill: Setup, decode: Setup, prompt: int, *, crosses_nodes: bool) -> tuple[float, int]:
-    """(seconds, bytes) to move one request's KV cache of ``prompt`` tokens from the prefill to the decode pool.
-
-    Bytes: kvplan's cache plan at ``prompt`` tokens as each pool's ranks hold it (the MLA latent on every TP
-    rank). Every rank pulls its own share at once, so the busiest rank on either side sets the time; the bytes
-    reported are what the decode ranks receive in all.
-    """
-    from kvplan.latency import kv_transfer_s
-
-    def per_rank(s: Setup) -> int:
-        return max(st.layout.stage.bytes_at(prompt) for st in s.stages)
-
-    busiest = max(per_rank(prefill), per_rank(decode))
-    received = decode.tp * sum(st.layout.stage.bytes_at(prompt) for st in decode.stages)
-    seconds = kv_transfer_s(decode.gpu, busiest, crosses_nodes=crosses_nodes, engine=decode.engine.name)
-    return seconds, received
-
-
 def _disaggregated(
     prefill: Setup, decode: Setup, t: Targets, *, max_gpus: int, memo: dict, ep: bool = False
 ) -> TargetRow | None:
-    """Separate pools: prefill replicas serve prompts one at a time, decode replicas decode only; each request's
-    KV moves between them (:func:`kv_transfer`, across nodes unless both pools fit in one)."""
-    from kvplan.cost import phase_cost
+    """Separate pools (:mod:`kvplan.disagg`): the decode pool sized for the TPOT target, then the prefill pool for
+    what the TTFT target leaves after the transfer and the first decode step, at the targets' percentile."""
     from kvplan.latency import nvlink_domain
 
-    prompt = t.input_len.mean if t.percentile == "mean" else t.input_len.p90
-    if ("prefill", id(prefill)) not in memo:
-        memo[("prefill", id(prefill))] = phase_cost(
-            prefill.spec, prefill.gpu, prompt, phase="prefill", tp=prefill.tp, kv_dtype_name=prefill.kv_dtype,
-            weights_dtype=prefill.weights_dtype, engine=prefill.engine.name,
-        ).time_s  # fmt: skip
-    service = memo[("prefill", id(prefill))]
-    transfer, moved = kv_transfer(prefill, decode, prompt, crosses_nodes=True)
-    if t.ttft_s is not None and service + transfer > t.ttft_s:
+    q = QUANTILES[t.percentile]
+    prompt_q = t.input_len.at(q)
+    service = _prefill_s(prefill, t.input_len.mean, memo)
+    service_q = _prefill_s(prefill, prompt_q, memo)
+    transfer_q, _ = _transfer_at(prefill, decode, prompt_q, crosses_nodes=True, memo=memo)
+    if t.ttft_s is not None and service_q + transfer_q > t.ttft_s:
         return None
-    rho = _prefill_load(service, t, transfer)
-    p_replicas = max(1, math.ceil(t.rate_rps * service / rho - 1e-9))
-    decode_only = Targets(t.rate_rps, Lengths(1, 1), t.output_len, None, t.tpot_s, t.percentile)
+    decode_only = Targets(t.rate_rps, t.input_len, t.output_len, None, t.tpot_s, t.percentile)
     key = ("decode", id(decode), ep)
     if key not in memo:
-        memo[key] = rate_within_targets(decode, decode_only, ep=ep)
+        memo[key] = rate_within_targets(decode, decode_only, ep=ep, prefilled=True)
     d_per = memo[key]
     if d_per <= 0:
         return None
     d_replicas = max(1, math.ceil(t.rate_rps / d_per - 1e-9))
+    first = first_token_s(decode, _run(decode, decode_only, t.rate_rps / d_replicas, ep, prefilled=True), t.percentile)
+    budget = math.inf if t.ttft_s is None else t.ttft_s - transfer_q - first
+    rho = max_prefill_load(service_q, budget, q)
+    if rho <= 0:
+        return None
+    p_replicas = max(1, math.ceil(t.rate_rps * service / rho - 1e-9))
     p_gpus, d_gpus = p_replicas * prefill.gpus_per_replica, d_replicas * decode.gpus_per_replica
     gpus = p_gpus + d_gpus
     if gpus > max_gpus:
         return None
-    if gpus <= nvlink_domain(decode.gpu, decode.gpus_per_node):  # both pools in one NVLink domain
-        transfer, moved = kv_transfer(prefill, decode, prompt, crosses_nodes=False)
-    r = _run(decode, decode_only, t.rate_rps / d_replicas, ep)
-    load = t.rate_rps * service / p_replicas
-    wait = load * service / (2 * (1 - load)) if load < 1 else math.inf
+    one_domain = gpus <= nvlink_domain(decode.gpu, decode.gpus_per_node)  # both pools in one NVLink domain
+    res = serve_disaggregated(prefill, decode, rate_rps=t.rate_rps, input_len=t.input_len, output_len=t.output_len,
+                              prefill_replicas=p_replicas, decode_replicas=d_replicas, expert_parallel=ep,
+                              crosses_nodes=not one_domain, percentiles=(t.percentile,), memo=memo)  # fmt: skip
+    transfer, moved = _transfer_at(prefill, decode, prompt_q, crosses_nodes=not one_domain, memo=memo)
+    ttft, tpot = res.at(t.percentile)
+    r = res.decode
     p_nodes = _nodes(p_gpus, prefill.gpus_per_replica, prefill.gpus_per_node)
     d_nodes = _nodes(d_gpus, decode.gpus_per_replica, decode.gpus_per_node)
     return TargetRow(
@@ -296,8 +285,8 @@ def _disaggregated(
         kv_dtype=decode.kv_dtype,
         rate_per_replica_rps=t.rate_rps / d_replicas,
         max_rate_per_replica_rps=d_per,
-        ttft_s=service + wait + transfer,
-        tpot_s=_at(r, t)[1],
+        ttft_s=ttft,
+        tpot_s=tpot,
         batch=r.batch,
         output_tokens_per_s_per_gpu=t.rate_rps * t.output_len.mean / gpus,
         output_tokens_per_s_per_user=1 / r.tpot_mean_s,
@@ -313,17 +302,6 @@ def _disaggregated(
         kv_transfer_bytes=moved,
         prefill_tp=prefill.tp,
     )
-
-
-def _prefill_load(service: float, t: Targets, transfer: float = 0.0) -> float:
-    """The busiest a prefill replica may be with the TTFT target met (M/D/1 mean wait rho S / (2 (1 - rho)));
-    the KV transfer after the prefill takes its share of the target first."""
-    if t.ttft_s is None:
-        return 0.95
-    slack = (t.ttft_s - transfer) / service - 1  # waits allowed, in services
-    if t.percentile != "mean":  # the exponential tail's quantile q is about ln(1 / (1 - q)) x the mean wait
-        slack /= math.log(1 / (1 - _QUANTILE[t.percentile]))
-    return max(0.05, min(0.95, 2 * slack / (1 + 2 * slack)))
 
 
 def plan_for_targets(
@@ -371,6 +349,8 @@ def _disaggregated_rows(candidates: list[tuple[Setup, bool]], t: Targets, *, max
     """Every prefill pool of plain TP replicas (one prompt at a time gains nothing from PP, DP or EP) against
     every decode pool the aggregated search tried."""
     out, memo = [], {}
+    if candidates:
+        check_engine(candidates[0][0])
     prefills = [s for s, ep in candidates if not ep and s.pp == 1 and s.dp == 1]
     for p in prefills:
         for d, ep in candidates:

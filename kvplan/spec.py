@@ -245,7 +245,7 @@ class ParamLayout(_Strict):
     extra_params_note: str | None = None
 
 
-QuantMethod = Literal["fp8", "mxfp4", "awq", "gptq", "compressed-tensors", "bitsandbytes"]
+QuantMethod = Literal["fp8", "mxfp4", "modelopt", "awq", "gptq", "compressed-tensors", "bitsandbytes"]
 
 
 class WeightFormat(_Strict):
@@ -257,7 +257,7 @@ class WeightFormat(_Strict):
     """
 
     method: QuantMethod
-    dtype: str = Field(description="value format, a kvplan weights dtype: fp8, int8, int4, mxfp4, nf4")
+    dtype: str = Field(description="value format, a kvplan weights dtype: fp8, int8, int4, mxfp4, nvfp4, nf4")
     scope: Literal["linear", "experts"] = Field(
         "linear", description="linear: every decoder linear layer; experts: routed MoE experts only"
     )
@@ -266,6 +266,7 @@ class WeightFormat(_Strict):
     scale_bytes: int = Field(4, ge=1, le=4, description="bytes of one scale (fp32 4, fp16/bf16 2, e8m0 1)")
     zero_point_bits: int = Field(0, ge=0, le=32, description="bits of one zero point per group (0: symmetric)")
     checkpoint: str | None = Field(None, description="the repository that ships this format")
+    unquantized: list[str] | None = Field(None, description="modules the checkpoint leaves 16-bit (exclude_modules)")
 
     @field_validator("dtype")
     @classmethod

@@ -144,6 +144,11 @@ WEIGHT_DTYPES: dict[str, DType] = {
     "fp8": DType("fp8", Fraction(1), "per-tensor scales, negligible"),
     "int8": DType("int8", Fraction(1), "per-channel scales, negligible"),
     "mxfp4": DType("mxfp4", Fraction(17, 32), "OCP MX: 32 x 4-bit + one 8-bit scale (gpt-oss experts)"),
+    # NVFP4 (ModelOpt quant_algo NVFP4): two E2M1 values per uint8 byte plus one FP8 E4M3 scale per 16 values
+    # along the input (vLLM modelopt.py ModelOptNvFp4LinearMethod.create_weights: weight uint8 [out, in / 2],
+    # weight_scale float8_e4m3fn [out, in / group_size], group_size 16) -> 1/2 + 1/16 = 9/16 byte per weight.
+    # The two fp32 per-tensor scales per linear (weight_scale_2, input_scale) are a few bytes per matrix.
+    "nvfp4": DType("nvfp4", Fraction(9, 16), "NVFP4: 16 x E2M1 + one FP8 E4M3 scale, plus fp32 per-tensor scales"),
     "int4": DType(
         "int4",
         Fraction(1, 2) + Fraction(5, 2) / INT4_GROUP_SIZE,

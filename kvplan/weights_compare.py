@@ -7,16 +7,21 @@ Kept apart from :mod:`kvplan.checkpoint` (which only reads headers) because the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 from kvplan.checkpoint import CheckpointWeights, _sum, dominant_weight_dtype, is_scale
 from kvplan.params import weight_bytes_total
-from kvplan.quant import storage_for_name
+from kvplan.quant import Storage, storage_for_name
 from kvplan.spec import ModelSpec
+from kvplan.units import DType
 
 # kvplan dtypes whose bytes per weight already hold the block scales (units.WEIGHT_DTYPES: mxfp4
 # 17/32, int4 with a group's fp16 scale and zero); fp8/int8 count 1 byte and leave scales out.
 _SCALES_COUNTED = ("mxfp4", "int4")
+# NVFP4's 9/16 byte holds the values (1/2) and the FP8 E4M3 block scale (1/16) but not the two fp32 per-tensor
+# scales of each matrix (weight_scale_2, input_scale): the block scales are modelled, the per-tensor ones explained.
+_VALUE_ONLY = {"nvfp4": Storage(DType("nvfp4 values", Fraction(1, 2)), experts_only=False, label="", shipped=False)}
 
 
 @dataclass(frozen=True)
@@ -47,9 +52,8 @@ def compare_weights(weights: CheckpointWeights, spec: ModelSpec) -> WeightsCompa
     """
     arch_dtype = dominant_weight_dtype(weights, spec)
     arch_bytes = weight_bytes_total(spec, arch_dtype)
-    modelled_scales = (
-        0 if arch_dtype in _SCALES_COUNTED else arch_bytes - weight_bytes_total(spec, storage_for_name(arch_dtype))
-    )
+    values_only = _VALUE_ONLY.get(arch_dtype) or storage_for_name(arch_dtype)
+    modelled_scales = 0 if arch_dtype in _SCALES_COUNTED else arch_bytes - weight_bytes_total(spec, values_only)
     roles = weights.roles(spec)
     resident = [(t, role) for t, role, _ in roles if role != "mtp"]
     stored_scales = _sum(t for t, role in resident if role != "vision" and is_scale(t.name))

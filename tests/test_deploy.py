@@ -148,8 +148,11 @@ def test_engines_refuse_what_they_refuse() -> None:
         setup(load_bundled("llama-3.1-8b"), H100, engine=V019, tp=1, dp=2)
     with pytest.raises(InvalidInput, match="leaves ranks without experts: mixtral-8x7b has 8"):
         setup(load_bundled("mixtral-8x7b"), H100, engine=V019, tp=2, dp=8, ep=True)
-    with pytest.raises(InvalidInput, match="'trtllm': data-parallel attention and expert parallelism are not"):
-        setup(load_bundled("deepseek-v3"), H200, engine="trtllm", tp=1, dp=8, ep=True)
+    with pytest.raises(InvalidInput, match="'llamacpp': data-parallel attention and expert parallelism are not"):
+        setup(load_bundled("deepseek-v3"), H200, engine="llamacpp", tp=1, dp=8, ep=True)
+    # TensorRT-LLM runs attention DP (enable_attention_dp) with attention tp 1: every DP rank is one GPU.
+    with pytest.raises(InvalidInput, match="attention tp 1.*got tp=2 with dp=4; use --tp 1 --dp 8"):
+        setup(load_bundled("deepseek-v3"), H200, engine="trtllm", tp=2, dp=4, ep=True)
 
 
 def test_plan_says_why_nothing_fits() -> None:

@@ -273,7 +273,9 @@ def test_published_trtllm_v1_throughput_within_20_percent():
     """TensorRT-LLM v1.0's perf-overview FP8 dense points (60): measured 59 within 20 %; the 60th (Llama 3.1 405B,
     H100 TP8, 1000/2000) at x1.20; worst |ln| 0.186."""
     pub, data = _published()
-    rows = pub.compare_runs([r for r in data["runs"] if r["source"] == "trtllm-1.0" and "not_modelled" not in r])
+    # The dense rows; the MoE rows run with attention DP (a `launch`) are tests/test_attention_dp.py's.
+    rows = pub.compare_runs([r for r in data["runs"] if r["source"] == "trtllm-1.0" and "not_modelled" not in r
+                             and "launch" not in r])  # fmt: skip
     assert len(rows) == 60
     assert sum(abs(r["ratio"] - 1) <= 0.20 for r in rows) >= 59
     assert max(abs(math.log(r["ratio"])) for r in rows) <= math.log(1.25)

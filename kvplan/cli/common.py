@@ -57,7 +57,7 @@ KvDtypeOpt = Annotated[
     ),
 ]
 WeightsDtypeOpt = Annotated[
-    Optional[str], typer.Option(help="weights dtype: fp32 bf16 fp16 fp8 int8 int4 mxfp4 (default: the model's)")
+    Optional[str], typer.Option(help="weights dtype: fp32 bf16 fp16 fp8 int8 int4 mxfp4 nvfp4 (default: the model's)")
 ]
 CheckpointOpt = Annotated[
     Optional[str],

@@ -69,7 +69,7 @@ def cost(
     dp: Annotated[int, typer.Option("--dp", help="data-parallel attention ranks, each a TP group (MoE)")] = 1,
     kv_dtype: KvDtypeOpt = None,
     weights_dtype: WeightsDtypeOpt = None,
-    compute: Annotated[str, typer.Option(help="tensor-core peak to use: bf16 | fp8")] = "bf16",
+    compute: Annotated[str, typer.Option(help="tensor-core peak to use: bf16 | fp8 | fp4")] = "bf16",
     compute_eff: Annotated[float, typer.Option(help="fraction of peak FLOPs reached")] = 0.7,
     memory_eff: Annotated[float, typer.Option(help="fraction of peak memory bandwidth reached")] = 0.9,
     interconnect_eff: Annotated[float, typer.Option(help="fraction of interconnect bandwidth reached")] = 1.0,

@@ -49,9 +49,11 @@ def plan(
     gpus: Annotated[Optional[str], typer.Option(help="GPU types to consider, e.g. h100-sxm,a100-80gb,l4")] = None,
     rate: Annotated[Optional[float], typer.Option(help="latency targets: requests per second to serve")] = None,
     input_len: Annotated[
-        str, typer.Option("--input", help="with --rate: prompt tokens, 2k or 2k:4k (mean:p90)")
+        str, typer.Option("--input", help="with --rate: prompt tokens, 2k, 2k:4k (mean:p90) or 2k:4k:8k (mean:p90:p99)")
     ] = "2k",
-    output_len: Annotated[str, typer.Option("--output", help="with --rate: output tokens, 512 or 512:1k")] = "512",
+    output_len: Annotated[
+        str, typer.Option("--output", help="with --rate: output tokens, 512, 512:1k or 512:1k:2k")
+    ] = "512",
     ttft: Annotated[Optional[str], typer.Option(help="with --rate: time to first token target, e.g. 1s")] = None,
     tpot: Annotated[Optional[str], typer.Option(help="with --rate: time per output token target, e.g. 50ms")] = None,
     percentile: Annotated[str, typer.Option(help="with --rate: targets hold for the mean | p90 | p99")] = "mean",

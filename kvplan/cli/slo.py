@@ -56,15 +56,30 @@ def parse_duration(text: str | None, what: str) -> float | None:
 
 
 def parse_lengths(text: str, what: str):  # noqa: ANN201
-    """``2k`` (every request) or ``2k:4k`` (mean : 90th percentile)."""
+    """``2k`` (every request), ``2k:4k`` (mean : 90th percentile) or ``2k:4k:8k`` (mean : p90 : p99)."""
     from kvplan.serving import Lengths
     from kvplan.units import parse_length
 
-    mean, _, p90 = text.partition(":")
+    parts = text.split(":")
     try:
-        return Lengths.of(parse_length(mean), parse_length(p90) if p90 else None)
+        if len(parts) > 3 or any(not p.strip() for p in parts):
+            raise InvalidInput("one to three lengths")
+        return Lengths.of(*(parse_length(p) for p in parts))
     except InvalidInput as exc:
-        raise InvalidInput(f"invalid --{what} {text!r}: {exc}; expected e.g. 2k or 2k:4k (mean:p90)") from None
+        raise InvalidInput(
+            f"invalid --{what} {text!r}: {exc}; expected e.g. 2k, 2k:4k (mean:p90) or 2k:4k:8k (mean:p90:p99)"
+        ) from None
+
+
+def length_notes(targets: Any) -> list[str]:
+    """What the figures assume about the lengths that the user did not give (p99 targets only)."""
+    if targets.percentile != "p99":
+        return []
+    return [
+        f"--{what}: no p99 given (mean:p90:p99); the p99 figures take the p90 length, {lengths.p90}, for it"
+        for what, lengths in (("input", targets.input_len), ("output", targets.output_len))
+        if lengths.p99_assumed
+    ]
 
 
 def run_targets(spec: Any, gpus: list[Any], *, engine: str, weights: list[str] | None, kv: list[str] | None,
@@ -85,10 +100,11 @@ def run_targets(spec: Any, gpus: list[Any], *, engine: str, weights: list[str] |
                             gpus_per_node=gpus_per_node, checkpoint=checkpoint)  # fmt: skip
     dicts = [r.to_dict() for r in (rows[:top] if top > 0 else rows)]
     front = [r.to_dict() for r in rows if r.pareto]
+    notes = length_notes(targets)
     if fmt == "json":
         head = {"model": spec.name, "rate_rps": targets.rate_rps, "input": vars(targets.input_len),
                 "output": vars(targets.output_len), "ttft_s": targets.ttft_s, "tpot_s": targets.tpot_s,
-                "percentile": targets.percentile}  # fmt: skip
+                "percentile": targets.percentile, "notes": notes}  # fmt: skip
         return report.render_object({**head, "plans": dicts, "pareto": front}, "json")
     if fmt == "csv":
         return report.render(dicts, SLO_COLUMNS, "csv")
@@ -98,6 +114,7 @@ def run_targets(spec: Any, gpus: list[Any], *, engine: str, weights: list[str] |
         f"TTFT <= {opts['ttft'] or '-'}, TPOT <= {opts['tpot'] or '-'} ({targets.percentile}); "
         f"latency from kvplan.latency with {', '.join(engines)} kernel efficiencies"
     )
+    title = "\n".join([title, *(f"note: {n}" for n in notes)])
     if not dicts:
         return f"{title}\n\nno configuration up to {max_gpus} GPUs meets the targets; relax them or add GPU types"
     return report.render(dicts, table_columns(dicts), fmt, title=title)

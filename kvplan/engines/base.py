@@ -276,6 +276,11 @@ class Calibration:
     allreduce_base_s: float
     allreduce_rank_s: float
     allreduce_bw_eff: float
+    # FP4 (NVFP4 W4A4) GEMMs on a GPU with FP4 tensor cores: the FP4 peak times fp4_eff_scale, the weight streaming
+    # at fp4_mem_eff_scale of the 16-bit GEMMs' efficiency. Fitted apart, by benchmarks/fit_fp4.py to aiconfigurator's
+    # nvfp4 GEMM table (the main grid has no FP4 case); 1.0 (neutral) where an engine has no such fit.
+    fp4_eff_scale: float = 1.0
+    fp4_mem_eff_scale: float = 1.0
 
 
 # Where the fitted constants come from (benchmarks/fit_latency.py prints the blocks the engine modules carry).
@@ -332,6 +337,14 @@ class Engine:
     # running sequence holds a reservation of I + O tokens; False where blocks are taken as tokens are
     # written (vLLM, SGLang: preempt or retract on a shortfall), so a sequence holds I + O/2 on average.
     reserves_to_completion: bool = False
+    # Disaggregated prefill/decode (kvplan.disagg), as read in each engine's source. ``disagg_first_token``: which
+    # instance samples the first output token: "decode" (the decode instance computes the last prompt token once the
+    # KV has arrived: one decode-pool step in TTFT) or "prefill" (sent along with the KV: no decode step before it).
+    # ``disagg_kv_send``: "after_prefill" (the KV moves once the whole prompt is computed) or "per_chunk" (each
+    # prefill chunk's KV is sent as soon as it is computed, overlapping the later chunks). None: not read for this
+    # engine, and disaggregated plans refuse it rather than guess.
+    disagg_first_token: Literal["decode", "prefill"] | None = None
+    disagg_kv_send: Literal["after_prefill", "per_chunk"] | None = None
     # With pipeline parallelism (kvplan.serving): True where the engine schedules each of its pp micro-batches
     # against the batch limits (max_num_seqs, max_num_batched_tokens), so a pipeline cycle holds pp x each;
     # False where they bound all micro-batches together.
@@ -369,6 +382,9 @@ class Engine:
                 f"it runs {', '.join(self.weight_dtypes)}"
             )
         return name
+
+    def check_weights_on_gpu(self, weights_dtype_name: str, gpu: GPU) -> None:
+        """Refuse a weights format this engine cannot run on ``gpu`` (default: every loaded format runs)."""
 
     def check_settings(self, settings: Settings) -> None:
         """Refuse flags that belong to another engine (they would change nothing and say nothing)."""
@@ -416,7 +432,7 @@ class Engine:
         """Data-parallel attention and expert parallelism: engines that run them override this."""
         raise InvalidInput(
             f"engine {self.name!r}: data-parallel attention and expert parallelism are not modelled for it; "
-            "use --dp 1 without --ep (vllm and sglang run them)"
+            "use --dp 1 without --ep (vllm, sglang and trtllm run them)"
         )
 
     def sharding(self, spec: ModelSpec, *, tp: int, dp: int = 1, ep: bool = False) -> Sharding:

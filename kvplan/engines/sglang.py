@@ -474,5 +474,14 @@ ENGINE = Sglang(
         "swa_full",
         "swa_full_tokens_ratio",
     ),
+    # Disaggregated serving (--disaggregation-mode prefill / decode), SGLang main 2025-26 read through the code
+    # index: python/sglang/srt/disaggregation/prefill.py SchedulerDisaggregationPrefillMixin.send_kv_chunk
+    # (@0bd3524) sends each prefilled chunk's KV to the decode server as soon as the chunk is computed (the last
+    # chunk with the metadata buffer holding the prefill's sampled token); decode.py DecodeTransferQueue
+    # .pop_transferred takes that token as the request's first output (transferred_output_id), and
+    # decode_schedule_batch_mixin.py prepare_for_prebuilt_extend enters the request with its KV already in place
+    # (a "prebuilt" extend, no forward of the prompt): the first token needs no decode step.
+    disagg_first_token="prefill",
+    disagg_kv_send="per_chunk",
 )
 VERSIONS = (ENGINE,)

@@ -157,6 +157,8 @@ ENGINE = Transformers(
     kv_dtype_flags={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"},
     tp_needs_kv_divisor=False,
     supports_tp=False,
+    # No nvfp4: transformers 5.24 quantizers/quantizer_nvfp4.py NVFP4HfQuantizer.validate_environment refuses
+    # pre-quantized checkpoints ("Loading pre-quantized NVFP4 checkpoints is not supported yet").
     # transformers/quantizers/auto.py: finegrained fp8, mxfp4, awq, gptq, compressed-tensors, bitsandbytes;
     # BitsAndBytesConfig(load_in_4bit / load_in_8bit) quantizes a 16-bit checkpoint at load.
     online_weight_dtypes=("nf4", "int8"),

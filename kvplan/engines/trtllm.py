@@ -10,11 +10,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kvplan.engines import vllm
-from kvplan.engines.base import FIT_SOURCE, Budget, Calibration, Engine, Layout, Settings, paged_prefix_bytes
+from kvplan.engines.base import (
+    FIT_SOURCE,
+    Budget,
+    Calibration,
+    Engine,
+    Layout,
+    Settings,
+    check_moe_parallel,
+    paged_prefix_bytes,
+)
 from kvplan.errors import InvalidInput
 from kvplan.failures import CUDA_ERROR_OOM, KV_SHORT, NUMBER, TORCH_OOM, Pattern
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan
+from kvplan.params import Sharding
 from kvplan.spec import ModelSpec
 from kvplan.units import GIB
 
@@ -47,6 +57,17 @@ class Trtllm(Engine):
         m = re.search(r"trtllm-serve\s+(?:serve\s+)?(\S+)", text) or re.search(r"--model[ =](\S+)", text)
         return m.group(1) if m else None
 
+    def check_weights_on_gpu(self, weights_dtype_name: str, gpu: GPU) -> None:
+        """NVFP4 needs FP4 tensor cores: TensorRT-LLM @09d4c79b docs/source/features/quantization.md, "Hardware
+        Support Matrix", marks NVFP4 for Blackwell (sm100/103, sm120) only, not Hopper, Ada or Ampere; its NVFP4
+        linear is W4A4 only (tensorrt_llm/_torch/modules/linear.py @ed53795b NVFP4LinearMethod.apply: fp4_quantize
+        of the input, then nvfp4_gemm), so there is no weight-only fallback to fall back on."""
+        if weights_dtype_name == "nvfp4" and gpu.fp4_dense_tflops is None:
+            raise InvalidInput(
+                f"engine 'trtllm' does not run nvfp4 weights on {gpu.name} (no FP4 tensor cores; TensorRT-LLM runs "
+                "NVFP4 on Blackwell only); use fp8 weights or a Blackwell GPU (b200, gb200)"
+            )
+
     def check_block_size(self, tokens: int) -> None:
         # docs/source/advanced/kv-cache-reuse.md: "tokens_per_block must be a power of 2".
         super().check_block_size(tokens)
@@ -66,6 +87,32 @@ class Trtllm(Engine):
         self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
     ) -> Layout:
         return Layout(plan.stages[stage_index], 1, settings.block_size or TOKENS_PER_BLOCK)
+
+    def check_dp_ep(self, spec: ModelSpec, *, tp: int, pp: int, dp: int, ep: bool) -> None:
+        """Attention data parallelism (llmapi ``enable_attention_dp``) spans the whole TP group: attention runs
+        with ``tp_size`` 1 on every rank (``Mapping`` with enable_attention_dp; the attention modules of
+        tensorrt_llm/_torch/models/modeling_llama.py and modeling_qwen3_moe.py skip their all-reduce under it),
+        so each DP rank is one GPU: kvplan's ``dp`` ranks of ``tp`` 1. MoE only (check_moe_parallel)."""
+        check_moe_parallel(self.name, spec, tp=tp, dp=dp, ep=ep)
+        if dp > 1 and tp != 1:
+            raise InvalidInput(
+                f"TensorRT-LLM's attention data parallelism gives every rank its own requests (attention tp 1); "
+                f"got tp={tp} with dp={dp}; use --tp 1 --dp {tp * dp}"
+            )
+
+    def sharding(self, spec: ModelSpec, *, tp: int, dp: int = 1, ep: bool = False) -> Sharding:
+        """With enable_attention_dp every rank keeps whole attention, dense MLPs and shared experts
+        (tensorrt_llm/_torch/models/modeling_llama.py Llama4MoE / Llama4DecoderLayer and modeling_qwen3.py build
+        them with ``overridden_tp_size=1 if enable_attention_dp``) and a whole embedding (Llama4Model); the LM
+        head is taken as whole too (not re-read). The routed experts split over the MoE group: whole experts with
+        ``--ep`` (Mapping moe_ep_size = ranks), else each expert's width (moe_tp_size = tp_size, Mapping's default
+        when moe_ep_size is unset). Without attention DP: plain tensor parallelism."""
+        if dp == 1 and not ep:
+            return Sharding.tensor(tp)
+        ranks = tp * dp
+        keep = tp  # 1 under attention DP (check_dp_ep); tp for TP attention with EP MoE (dp 1)
+        return Sharding(attn_tp=keep, mlp_tp=keep, expert_tp=1 if ep else ranks, expert_ranks=ranks if ep else 1,
+                        vocab_tp=keep)  # fmt: skip
 
     def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int | None, int | None]:
         """``(max_num_tokens, max_batch_size)`` where the launch sets them; unset: kvplan.serving keeps its
@@ -107,10 +154,15 @@ class Trtllm(Engine):
     def launch_args(self, r: CapacityResult, *, model: str, sequences: int) -> list[str]:
         """`trtllm-serve` flags (tensorrt_llm/commands/serve.py)."""
         frac = r.settings.get("free_gpu_memory_fraction", FREE_FRACTION)
-        args = ["trtllm-serve", model, "--max_seq_len", str(r.context), "--max_batch_size", str(sequences)]
+        per_rank = -(-sequences // r.dp)  # with attention DP every rank schedules its own max_batch_size requests
+        args = ["trtllm-serve", model, "--max_seq_len", str(r.context), "--max_batch_size", str(per_rank)]
         args += ["--kv_cache_free_gpu_memory_fraction", f"{frac:g}"]
-        if r.tp > 1:
-            args += ["--tp_size", str(r.tp)]
+        if r.tp * r.dp > 1:
+            args += ["--tp_size", str(r.tp * r.dp)]  # attention DP ranks count in tp_size (Mapping)
+        if r.ep:
+            args += ["--ep_size", str(r.tp * r.dp)]  # trtllm-serve --ep_size (commands/serve.py)
+        if r.dp > 1:  # no trtllm-serve flag for it: LlmArgs.enable_attention_dp, set in the extra options YAML
+            args += ["--extra_llm_api_options", "enable_attention_dp.yaml"]  # holding `enable_attention_dp: true`
         if r.pp > 1:
             args += ["--pp_size", str(r.pp)]
         return args
@@ -191,6 +243,9 @@ CALIBRATION = Calibration(
     allreduce_base_s=3.406e-06,
     allreduce_rank_s=8.691e-07,
     allreduce_bw_eff=0.3815,
+    # NVFP4 GEMMs: benchmarks/fit_fp4.py on aiconfigurator 0.12.0's B200 nvfp4 GEMM table (its speed-up over fp8).
+    fp4_eff_scale=0.6894,
+    fp4_mem_eff_scale=0.8258,
 )
 
 
@@ -204,9 +259,10 @@ ENGINE = Trtllm(
     budget_rule="free memory after load and activations x free_gpu_memory_fraction (0.9)",
     kv_dtypes=("bf16", "fp16", "fp8", "int8"),
     kv_dtype_flags={"bf16": "auto", "fp16": "auto", "fp8": "fp8", "int8": "int8"},
-    # tensorrt_llm/quantization/mode.py QuantAlgo (FP8, FP8_BLOCK_SCALES, W4A16_AWQ, W4A16_GPTQ,
+    # tensorrt_llm/quantization/mode.py QuantAlgo (FP8, FP8_BLOCK_SCALES, NVFP4, W4A16_AWQ, W4A16_GPTQ,
     # W4A8_MXFP4_FP8, ...) read from pre-quantized (ModelOpt / HF) checkpoints; no online quantization.
-    weight_dtypes=("bf16", "fp16", "fp8", "int8", "int4", "mxfp4"),
+    # NVFP4 on Blackwell only (check_weights_on_gpu).
+    weight_dtypes=("bf16", "fp16", "fp8", "int8", "int4", "mxfp4", "nvfp4"),
     listen_flags=("--host", "0.0.0.0"),  # trtllm-serve --host default localhost (commands/serve.py)
     failure_patterns=FAILURES,
     failure_markers=("[TensorRT-LLM]", "tensorrt_llm", "trtllm-serve"),
@@ -220,6 +276,12 @@ ENGINE = Trtllm(
     # tensorrt_llm/_torch/pyexecutor/scheduler.py GuaranteedNoEvictScheduler.schedule_request admits a request
     # when get_needed_resource_to_completion (blocks for prompt + max new tokens) fits the free blocks.
     reserves_to_completion=True,
+    # Disaggregated serving: the context instance runs the whole prompt and returns the first generated token with
+    # its context parameters; the generation instance then fetches the KV blocks (docs/source/blogs/tech_blog/
+    # blog5_Disaggregated_Serving_in_TensorRT-LLM.md, "trtllm-serve" @012f575; tensorrt_llm/disaggregated_params.py
+    # DisaggregatedParams.first_gen_tokens @b828dac): the KV moves after the prefill, the first token comes from it.
+    disagg_first_token="prefill",
+    disagg_kv_send="after_prefill",
     # With PP every micro-batch is scheduled against max_batch_size and max_num_tokens: the PyTorch executor
     # (tensorrt_llm/_torch/pyexecutor/model_engine.py get_max_num_sequences: ``mapping.pp_size * batch_size``,
     # "PyExecutor needs this to compute max_num_active_requests"), and the TensorRT-engine runtime

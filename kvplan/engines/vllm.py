@@ -777,6 +777,9 @@ CALIBRATION = Calibration(
     allreduce_base_s=5.453e-06,
     allreduce_rank_s=2.815e-07,
     allreduce_bw_eff=0.3395,
+    # NVFP4 GEMMs: benchmarks/fit_fp4.py on aiconfigurator 0.12.0's B200 nvfp4 GEMM table (its speed-up over fp8).
+    fp4_eff_scale=0.685,
+    fp4_mem_eff_scale=0.5637,
 )
 
 
@@ -799,9 +802,14 @@ V0_19 = Vllm(
         "int8_per_token_head": "int8_per_token_head",
         "fp8_per_token_head": "fp8_per_token_head",
     },
-    # vllm/model_executor/layers/quantization/__init__.py QUANTIZATION_METHODS (fp8, mxfp4, awq, gptq,
-    # compressed-tensors, bitsandbytes, ...); fp8.py Fp8Config: a 16-bit checkpoint with
+    # vllm/model_executor/layers/quantization/__init__.py QUANTIZATION_METHODS (fp8, mxfp4, modelopt_fp4, awq,
+    # gptq, compressed-tensors, bitsandbytes, ...); fp8.py Fp8Config: a 16-bit checkpoint with
     # --quantization fp8 is quantized at load (is_checkpoint_fp8_serialized False, dynamic scales).
+    # NVFP4 (vLLM @7305c786 modelopt.py ModelOptNvFp4Config, get_min_capability 75) runs on any GPU from Turing
+    # on: W4A4 FP4 GEMMs where the GPU has FP4 tensor cores, else weight-only through
+    # kernels/linear/nvfp4/marlin.py MarlinNvFp4LinearKernel ("Weight-only FP4 compression will be used
+    # leveraging the Marlin kernel"), picked by kernels/linear/__init__.py init_nvfp4_linear_kernel.
+    weight_dtypes=("fp32", "bf16", "fp16", "fp8", "int8", "int4", "mxfp4", "nvfp4", "nf4"),
     online_weight_dtypes=("fp8",),
     failure_patterns=FAILURES,
     failure_markers=("vllm", "gpu_model_runner", "gpu_worker", "EngineCore", "model_runner.py", "kv_cache_utils"),
@@ -826,6 +834,14 @@ V0_19 = Vllm(
     # Kept at one Mamba page per request, as calibrated; 'align' mode is modelled from 0.21.
     mamba_align=False,
     calibration=CALIBRATION,
+    # Disaggregated serving (KV connectors: NixlConnector, MooncakeConnector), vllm/v1/core/sched/scheduler.py
+    # @00024d3: the prefill instance hands its blocks to the connector when the request finishes
+    # (Scheduler._free_request -> _connector_finished -> connector.request_finished), so the KV moves after the
+    # whole prefill; the decode instance, once the blocks have arrived (_update_waiting_for_remote_kv: "if
+    # num_computed_tokens == request.num_tokens: num_computed_tokens -= 1"), recomputes the last prompt token in
+    # its next step and samples the first output token itself.
+    disagg_first_token="decode",
+    disagg_kv_send="after_prefill",
 )
 # vLLM 0.8.x: the same rules, before get_batch_defaults checked the device name for A100 (PR #17885, v0.9.0).
 V0_8 = replace(V0_19, release="0.8", version="0.8 (V1 engine, before the A100 batch defaults)", a100_exception=False)

@@ -1,0 +1,196 @@
+"""NVFP4 weights (formats, exact bytes against headers), FP4 compute peaks, GB200, and each engine's FP4 rule."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from kvplan.catalog import load_bundled
+from kvplan.cost import peak_flops, phase_cost
+from kvplan.errors import InvalidInput
+from kvplan.hardware import bundled_gpus, resolve_gpu
+from kvplan.latency import calibration, gemm_peak, gemm_seconds
+from kvplan.params import weight_bytes_total
+from kvplan.quant import bytes_per_weight, describe, format_from_config, storage_for_name
+from kvplan.units import weight_dtype
+
+B200, GB200, H200 = resolve_gpu("b200"), resolve_gpu("gb200"), resolve_gpu("h200")
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+# ---- the format -------------------------------------------------------------------------------
+
+
+def test_nvfp4_bytes_per_weight_by_hand():
+    # two E2M1 values per byte (1/2) + one FP8 E4M3 scale per 16 values (1/16) = 9/16 byte per weight
+    assert weight_dtype("nvfp4").bytes_per_element == Fraction(1, 2) + Fraction(1, 16) == Fraction(9, 16)
+    assert not storage_for_name("nvfp4").experts_only  # every decoder linear layer, unlike gpt-oss's MXFP4
+
+
+@pytest.mark.parametrize(
+    "qc",
+    [
+        # config.json of a ModelOpt export (flat keys)
+        {"quant_method": "modelopt", "quant_algo": "NVFP4", "group_size": 16, "exclude_modules": ["lm_head"]},
+        # hf_quant_config.json folded in by kvplan.quant.fold_quant_files (vLLM reads original_config["quantization"])
+        {"quant_method": "modelopt", "producer": {"name": "modelopt"},
+         "quantization": {"quant_algo": "NVFP4", "group_size": 16, "kv_cache_quant_algo": "FP8",
+                          "exclude_modules": ["lm_head"]}},
+        # compressed-tensors nvfp4-pack-quantized (vLLM compressed_tensors.py _is_fp4a4_nvfp4: float, 4 bits,
+        # tensor_group strategy, group 16)
+        {"quant_method": "compressed-tensors", "format": "nvfp4-pack-quantized", "ignore": ["lm_head"],
+         "config_groups": {"group_0": {"weights": {"num_bits": 4, "type": "float", "strategy": "tensor_group",
+                                                   "group_size": 16, "symmetric": True}}}},
+    ],
+)  # fmt: skip
+def test_nvfp4_configs_read_as_nvfp4(qc):  # noqa: ANN001
+    fmt, notes = format_from_config({"quantization_config": qc})
+    assert fmt is not None and fmt.dtype == "nvfp4" and fmt.group_size == 16 and fmt.scale_bytes == 1
+    assert bytes_per_weight(fmt) == Fraction(9, 16)
+    assert fmt.unquantized == ["lm_head"]  # kvplan keeps the LM head 16-bit anyway: no note
+    assert "fp8 e4m3 scales" in describe(fmt) and len(notes) == 1
+
+
+def test_excluded_decoder_modules_are_a_note_and_other_groups_are_refused():
+    qc = {"quant_method": "modelopt", "quant_algo": "NVFP4", "group_size": 16,
+          "exclude_modules": ["lm_head", "model.layers.0.self_attn*"]}  # fmt: skip
+    fmt, notes = format_from_config({"quantization_config": qc})
+    assert fmt is not None and "model.layers.0.self_attn*" in notes[1] and "low by them" in notes[1]
+    fmt, notes = format_from_config({"quantization_config": {**qc, "group_size": 32}})
+    assert fmt is None and "group size 32" in notes[0]
+    fmt, notes = format_from_config({"quantization_config": {"quant_method": "modelopt", "quant_algo": "W4A8_AWQ"}})
+    assert fmt is None and "W4A8_AWQ" in notes[0]
+
+
+# ---- exact bytes against a checkpoint's headers -----------------------------------------------------
+
+
+def _nvfp4_llama(torch):  # noqa: ANN001, ANN202
+    """A 2-layer Llama (hidden 64, MLP 128, 4 heads / 2 KV heads of 16, vocab 256) in ModelOpt's NVFP4 layout."""
+    h, inter, vocab = 64, 128, 256
+    bf16 = torch.bfloat16
+    tensors = {"model.embed_tokens.weight": torch.zeros(vocab, h, dtype=bf16),
+               "model.norm.weight": torch.ones(h, dtype=bf16), "lm_head.weight": torch.zeros(vocab, h, dtype=bf16)}
+    shapes = {"self_attn.q_proj": (64, h), "self_attn.k_proj": (32, h), "self_attn.v_proj": (32, h),
+              "self_attn.o_proj": (h, 64), "mlp.gate_proj": (inter, h), "mlp.up_proj": (inter, h),
+              "mlp.down_proj": (h, inter)}  # fmt: skip
+    for i in range(2):
+        p = f"model.layers.{i}."
+        tensors[p + "input_layernorm.weight"] = torch.ones(h, dtype=bf16)
+        tensors[p + "post_attention_layernorm.weight"] = torch.ones(h, dtype=bf16)
+        for name, (out_dim, in_dim) in shapes.items():
+            tensors[f"{p}{name}.weight"] = torch.zeros(out_dim, in_dim // 2, dtype=torch.uint8)  # 2 x E2M1 a byte
+            tensors[f"{p}{name}.weight_scale"] = torch.zeros(out_dim, in_dim // 16, dtype=torch.float8_e4m3fn)
+            tensors[f"{p}{name}.weight_scale_2"] = torch.ones((), dtype=torch.float32)
+            tensors[f"{p}{name}.input_scale"] = torch.ones((), dtype=torch.float32)
+    config = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": h,
+              "intermediate_size": inter, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+              "head_dim": 16, "vocab_size": vocab, "max_position_embeddings": 512, "rms_norm_eps": 1e-5,
+              "tie_word_embeddings": False, "torch_dtype": "bfloat16"}  # fmt: skip
+    quant = {"producer": {"name": "modelopt", "version": "0.29.0"},
+             "quantization": {"quant_algo": "NVFP4", "kv_cache_quant_algo": "FP8", "group_size": 16,
+                              "exclude_modules": ["lm_head"]}}  # fmt: skip
+    return config, quant, tensors
+
+
+def test_nvfp4_checkpoint_headers_equal_the_count_plus_per_tensor_scales(tmp_path):  # noqa: ANN001
+    torch = pytest.importorskip("torch")
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    from kvplan.catalog import resolve
+    from kvplan.weights_compare import compare_weights
+
+    config, quant, tensors = _nvfp4_llama(torch)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "hf_quant_config.json").write_text(json.dumps(quant))  # ModelOpt's own file, beside config.json
+    (tmp_path / "model.safetensors").write_bytes(safetensors_torch.save(tensors))
+    resolved = resolve(str(tmp_path))
+    spec = resolved.spec
+    assert spec.weights is not None and spec.weights.dtype == "nvfp4" and spec.weights.method == "modelopt"
+    weights = resolved.checkpoint()
+    # By hand. Linear weights per layer: q 64x64 + k 32x64 + v 32x64 + o 64x64 + gate, up 128x64 + down 64x128
+    # = 4096 + 2048 + 2048 + 4096 + 3 x 8192 = 36,864; two layers 73,728 in NVFP4:
+    #   values 73,728 / 2 = 36,864 B (uint8) + E4M3 scales 73,728 / 16 = 4,608 B = 41,472 B = 73,728 x 9/16.
+    # fp32 per-tensor scales: 7 linears x 2 layers x (weight_scale_2 + input_scale) x 4 B = 112 B.
+    # bf16: embedding 256x64 + LM head 256x64 + final norm 64 + 2 layers x 2 norms x 64 = 33,088 x 2 = 66,176 B.
+    assert weights.total_bytes == 41_472 + 112 + 66_176 == 107_760
+    assert weight_bytes_total(spec, "nvfp4") == 41_472 + 66_176 == 107_648
+    cmp = compare_weights(weights, spec)
+    assert cmp.architecture_dtype == "nvfp4"  # uint8 weights with an E4M3 scale beside them
+    assert cmp.modelled_scale_bytes == 4_608
+    assert cmp.explained == {"quantization scales": 112} and cmp.unexplained_bytes == 0
+
+
+# ---- FP4 compute: the catalog, the GEMM peak, each engine's rule ---------------------------------
+
+
+def test_fp4_peaks_in_the_catalog_blackwell_only():
+    gpus = bundled_gpus()
+    assert (gpus["b200"].fp4_dense_tflops, gpus["gb200"].fp4_dense_tflops) == (9000, 10000)  # aiconfigurator systems
+    assert all(g.fp4_dense_tflops is None for g in gpus.values() if g.architecture != "blackwell")
+    assert peak_flops(B200, "fp4") == 9000e12
+    with pytest.raises(InvalidInput, match="no FP4 tensor cores"):
+        peak_flops(H200, "fp4")
+
+
+def test_gb200_catalog_entry_and_its_calibration():
+    # nvidia-smi 189471 MiB, 8 TB/s, dense bf16 2500 / fp8 5000 / fp4 10000 TFLOPS, NVLink5 1800 GB/s, NVL72 domain
+    g = GB200
+    assert (g.memory_mib, g.bandwidth_gbps, g.bf16_dense_tflops, g.fp8_dense_tflops) == (189471, 8000, 2500, 5000)
+    assert (g.interconnect_gbps, g.nvlink_domain_gpus, g.architecture) == (1800, 72, "blackwell")
+    # the Blackwell (B200-fitted) calibration: the same peak share as B200, scaled by the datasheet peaks
+    cal = calibration("trtllm")
+    assert gemm_peak(None, GB200, cal, "nvfp4")[0] / gemm_peak(None, B200, cal, "nvfp4")[0] == pytest.approx(10 / 9)
+
+
+def test_nvfp4_gemm_at_the_fp4_peak_on_blackwell_and_weight_only_on_hopper():
+    cal = calibration("trtllm")
+    # B200, NVFP4: 9000e12 x fp4_eff_scale x blackwell_compute_eff
+    peak, mem = gemm_peak(None, B200, cal, "nvfp4")
+    assert peak == pytest.approx(9000e12 * cal.fp4_eff_scale * cal.blackwell_compute_eff)
+    assert mem == cal.fp4_mem_eff_scale
+    # a large GEMM (compute bound): 2 x 8192^3 FLOPs at peak x gemm_peak_eff x 8192 / (8192 + gemm_half_m)
+    eff = cal.gemm_peak_eff * 8192 / (8192 + cal.gemm_half_m)
+    by_hand = 2 * 8192**3 / (peak * eff) + cal.graph_kernel_s
+    assert gemm_seconds(B200, cal, m=8192, n=8192, k=8192, weights_dtype="nvfp4", eager=False) == pytest.approx(by_hand)
+    fp8 = gemm_seconds(B200, cal, m=8192, n=8192, k=8192, weights_dtype="fp8", eager=False)
+    assert by_hand < fp8  # FP4 x FP4 beats FP8 x FP8 at the same shape
+    # H200 (vLLM, Marlin W4A16): the 16-bit peak, weights read at 9/16 byte with the 16-bit streaming efficiency
+    v = calibration("vllm")
+    assert gemm_peak(None, H200, v, "nvfp4") == (989e12, 1.0)
+    # batch 16: the larger of 2 x 16 x 8192^2 FLOPs at 989e12 x gemm_peak_eff x 16 / (16 + gemm_half_m) and
+    # 8192 x 8192 weights x 9/16 B + 16 x 16384 x 2 B activations at 4800e9 x gemm_mem_eff
+    compute = 2 * 16 * 8192**2 / (989e12 * v.gemm_peak_eff * 16 / (16 + v.gemm_half_m))
+    moved = 8192 * 8192 * 9 / 16 + 16 * 16384 * 2
+    by_hand = max(compute, moved / (4800e9 * v.gemm_mem_eff)) + v.graph_kernel_s
+    assert gemm_seconds(H200, v, m=16, n=8192, k=8192, weights_dtype="nvfp4", eager=False) == pytest.approx(by_hand)
+
+
+def test_trtllm_refuses_nvfp4_on_hopper_and_vllm_runs_it(cli):  # noqa: ANN001
+    spec = load_bundled("llama-3.1-8b")
+    with pytest.raises(InvalidInput, match="does not run nvfp4 weights on h200"):
+        phase_cost(spec, H200, 1024, phase="decode", engine="trtllm", weights_dtype="nvfp4")
+    on_b200 = phase_cost(spec, B200, 1024, phase="decode", engine="trtllm", weights_dtype="nvfp4")
+    assert on_b200.time_s < phase_cost(spec, B200, 1024, phase="decode", engine="trtllm", weights_dtype="fp8").time_s
+    assert phase_cost(spec, H200, 1024, phase="decode", engine="vllm", weights_dtype="nvfp4").time_s > 0
+    r = cli("capacity", "llama-3.1-8b", "--gpu", "h200", "--engine", "trtllm", "--weights-dtype", "nvfp4", "-c", "8k")
+    assert r.exit_code == 2 and "TensorRT-LLM runs NVFP4 on Blackwell only" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    r = cli("capacity", "llama-3.1-8b", "--gpu", "h200", "--engine", "vllm", "--weights-dtype", "nvfp4", "-c", "8k")
+    assert r.exit_code == 0, r.output
+    # SGLang's and transformers' NVFP4 paths were not read (transformers 5.24 refuses pre-quantized NVFP4)
+    for engine in ("sglang", "transformers"):
+        r = cli("capacity", "llama-3.1-8b", "--gpu", "b200", "--engine", engine, "--weights-dtype", "nvfp4", "-c", "8k")
+        assert r.exit_code == 2 and "does not load 'nvfp4'" in r.output
+
+
+def test_fp4_fit_reproduces_the_constants_in_the_engine_modules():
+    out = subprocess.run([sys.executable, str(BENCH / "fit_fp4.py")], capture_output=True, text=True, check=True)
+    for engine in ("trtllm", "vllm"):
+        cal = calibration(engine)
+        block = out.stdout.split(f"# engine {engine}")[1].split("# engine")[0]
+        assert f"fp4_eff_scale={cal.fp4_eff_scale:.4g}," in block
+        assert f"fp4_mem_eff_scale={cal.fp4_mem_eff_scale:.4g}," in block
