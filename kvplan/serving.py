@@ -164,11 +164,11 @@ def _step(
     prefix: int = 0,
     ep: bool = False,
     p_all: float | None = None,
-    spread: bool = False,
+    chunks: float = 1.0,
 ) -> float:
     """Mean time in which every running sequence advances one token: ``n`` decodes over the replica plus a prompt
     chunk of ``p`` tokens on the busiest data-parallel rank (``p_all``: all ranks' prompt tokens, default ``p``);
-    with PP, the pipeline's cycle (``spread``: the ``p`` tokens are several prompts, spread over the micro-batches)."""
+    with PP, the pipeline's cycle (``chunks``: the step carries that many such chunks, one per micro-batch)."""
     return mixed_step_latency(
         s.spec,
         s.gpu,
@@ -185,7 +185,7 @@ def _step(
         dp=s.dp,
         gpus_per_node=s.gpus_per_node,
         prefill_tokens_all_ranks=p_all,
-        spread_prefill=spread,
+        prompt_chunks=chunks,
     ).total
 
 
@@ -220,8 +220,9 @@ def _mean_step(s: Setup, *, n: float, p: float, prompt: int, budget: int, contex
     if p >= chunk:
         if s.dp > 1:  # chunks land on several DP ranks: the busiest holds one chunk, or its even share
             return _step(s, n=n, p=max(chunk, p / s.dp), context=context, ep=ep, p_all=p)
-        # with PP the micro-batches admit the step's prompts one by one: p / pp tokens ride in each
-        return _step(s, n=n, p=p, context=context, ep=ep, spread=s.pp > 1)
+        if s.pp > 1:  # p / chunk prompt chunks, each admitted by one of the micro-batches (mixed_step_latency)
+            return _step(s, n=n, p=chunk, context=context, ep=ep, chunks=p / chunk)
+        return _step(s, n=n, p=p, context=context, ep=ep)
     share = p / chunk
     prefix = max(0, (prompt - int(chunk)) // 2)  # a long prompt's chunks sit, on average, half-way in
     busy = _step(s, n=n, p=chunk, context=context, prefix=prefix, ep=ep)

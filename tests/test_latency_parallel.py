@@ -213,30 +213,34 @@ def test_pp_serving_uses_every_gpu_and_pipelines_decodes():
     assert r2.output_tokens_per_s_per_gpu == pytest.approx(r1.output_tokens_per_s_per_gpu / 2)
 
 
-def test_pp_prompts_spread_over_the_micro_batches():
-    """With PP the micro-batches admit the step's prompts one by one: 400 prompt tokens beside 512 decodes over 2
-    stages are 2 micro-batches of 256 decodes + 200 prompt tokens, each stage full, so the cycle is 2 x the
-    busiest stage of one such micro-batch (by hand from stage_latencies' pieces below), and shorter than all 400
-    riding in one micro-batch (the lone prompt's case, which keeps the chunk whole)."""
+def test_pp_prompts_ride_in_separate_micro_batches():
+    """With PP the micro-batches admit the step's prompts one by one. 512 decodes over 2 stages are 2 micro-batches
+    of 256; two 200-token prompt chunks (``prompt_chunks=2``) ride one in each, so both micro-batches are alike and
+    the cycle is 2 x the busiest stage of one (by hand from the stage pieces below), shorter than both chunks in one
+    micro-batch (400 tokens, the lone-chunk rule). Between one and two chunks the cycle is linear:
+    1.5 chunks = 1.5 x the loaded micro-batch + 0.5 x the plain one."""
     from kvplan.latency import _micro_step, _stages
 
     ll = load_bundled("llama-2-70b")
-    kw = dict(decode_context=367, kv_dtype_name="fp8", weights_dtype="fp8", engine="trtllm", tp=1, pp=2,
-              gpus_per_node=8)  # fmt: skip
-    spread = mixed_step_latency(ll, H100, decode_seqs=512, prefill_tokens=400, spread_prefill=True, **kw)
-    whole = mixed_step_latency(ll, H100, decode_seqs=512, prefill_tokens=400, **kw)
+    kw = dict(decode_seqs=512, decode_context=367, kv_dtype_name="fp8", weights_dtype="fp8", engine="trtllm", tp=1,
+              pp=2, gpus_per_node=8)  # fmt: skip
+    two = mixed_step_latency(ll, H100, prefill_tokens=200, prompt_chunks=2, **kw)
+    whole = mixed_step_latency(ll, H100, prefill_tokens=400, **kw)
+    one = mixed_step_latency(ll, H100, prefill_tokens=200, **kw)
     c = _make_ctx(ll, H100, tp=1, weights_dtype="fp8", cal=calibration_of("trtllm"), eager=True, ep=False, dp=1,
                   pp=2, gpus_per_node=8)  # fmt: skip
-    stage = [_micro_step(c, st, 256, 256, 367, 200, 0, "fp8").total for st in _stages(ll, 2)]
-    send = spread.pipeline - max(0.0, 2 * max(stage) - sum(stage))  # the one send between the two stages
+    loaded = [_micro_step(c, st, 256, 256, 367, 200, 0, "fp8").total for st in _stages(ll, 2)]
+    send = two.pipeline - max(0.0, 2 * max(loaded) - sum(loaded))  # the one send between the two stages
     assert 0 < send < 1e-3
-    assert spread.total == pytest.approx(2 * max(stage) + send, rel=1e-6)
-    assert spread.total < whole.total
-    # no prompt tokens: nothing to spread, the same cycle either way
-    plain = dict(decode_seqs=512, prefill_tokens=0, **kw)
-    assert (
-        mixed_step_latency(ll, H100, spread_prefill=True, **plain).total == mixed_step_latency(ll, H100, **plain).total
-    )
+    assert two.total == pytest.approx(2 * max(loaded) + send, rel=1e-6)
+    assert two.total < whole.total
+    half = mixed_step_latency(ll, H100, prefill_tokens=200, prompt_chunks=1.5, **kw)
+    assert half.total == pytest.approx((one.total + two.total) / 2, rel=1e-3)
+    # no prompt tokens, or PP 1: prompt_chunks changes nothing
+    plain = dict(kw, prefill_tokens=0)
+    assert mixed_step_latency(ll, H100, prompt_chunks=2, **plain).total == mixed_step_latency(ll, H100, **plain).total
+    single = dict(kw, pp=1, prefill_tokens=200)
+    assert mixed_step_latency(ll, H100, prompt_chunks=2, **single).total == mixed_step_latency(ll, H100, **single).total
 
 
 def test_trtllm_pp_schedules_each_micro_batch_against_the_batch_limits():
