@@ -49,7 +49,7 @@ MODELS = {
     "gpt-oss-120b": ("openai/gpt-oss-120b", "moe"),
     "deepseek-v3": ("deepseek-ai/DeepSeek-V3", "mla"),
 }
-SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm"}
+SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm", "gb200": "gb200"}
 
 
 def _grid() -> list[dict]:
@@ -182,6 +182,44 @@ HOLDOUT = [
     ]
 ]
 
+# FP4 fit cases (key "fp4_cases"): what benchmarks/fit_fp4.py fits kvplan's three FP4 constants to (whole steps,
+# as fit_latency.py fits the rest to "cases"), B200 only, both engines, NVFP4 weights (dense GEMMs and MoE experts)
+# with fp8 KV, every other constant held.
+FP4_FIT = [
+    dict(model=m, gpu="b200", engine=e, tp=tp, batch=b, isl=isl, quant="nvfp4")
+    for e in ("trtllm", "vllm")
+    for m, tp, b, isl in [
+        ("llama-3.1-8b", 1, 1, 1024),
+        ("llama-3.1-8b", 1, 64, 4096),
+        ("llama-3.1-70b", 1, 16, 2048),
+        ("llama-3.1-70b", 1, 256, 1024),
+        ("llama-3.1-70b", 2, 8, 8192),
+        ("qwen3-32b", 1, 32, 2048),
+        ("qwen3-30b-a3b", 1, 1, 1024),
+        ("qwen3-30b-a3b", 1, 32, 4096),
+        ("qwen3-30b-a3b", 1, 256, 2048),
+        ("qwen3-235b-a22b", 4, 16, 2048),
+        ("qwen3-235b-a22b", 8, 128, 1024),
+    ]
+]
+
+# FP4 hold-out (key "fp4_holdout_cases"; never fitted): NVFP4 weights, FP4 GEMMs and MoE, fp8 KV (ModelOpt FP4
+# checkpoints, as TensorRT-LLM's perf-overview runs them), TensorRT-LLM on B200 and GB200 (GB200 priced with the
+# B200 calibration). kvplan's FP4 constants come from benchmarks/fit_fp4.py (GEMM table only).
+FP4_HOLDOUT = [
+    dict(model=m, gpu=g, engine="trtllm", tp=tp, batch=b, isl=isl, quant="nvfp4")
+    for m, g, tp, b, isl in [
+        ("llama-3.1-70b", "b200", 1, 1, 2048),
+        ("llama-3.1-70b", "b200", 1, 64, 2048),
+        ("llama-3.1-70b", "gb200", 1, 64, 4096),
+        ("llama-3.1-405b", "b200", 4, 32, 2048),
+        ("llama-3.1-8b", "b200", 1, 128, 1024),
+        ("qwen3-30b-a3b", "b200", 1, 8, 2048),
+        ("qwen3-30b-a3b", "b200", 1, 128, 1024),
+        ("qwen3-30b-a3b", "gb200", 1, 64, 2048),
+    ]
+]
+
 # In-flight batching (aiconfigurator's "agg" mode: a closed loop of `batch` concurrent requests, prefill chunks of
 # up to `ctx_tokens` tokens per step): (model, gpu, engine, tp, concurrency, isl, osl, ctx_tokens)
 AGG = [
@@ -286,6 +324,10 @@ def _aic_case(cli_estimate, seen: dict, case: dict) -> dict:
         kw.update(moe_tp_size=case["tp"], moe_ep_size=1)  # experts split like the rest (vLLM's default, no EP)
     if case.get("quant") == "fp8":
         kw.update(gemm_quant_mode="fp8", kvcache_quant_mode="fp8")
+    if case.get("quant") == "nvfp4":
+        kw.update(gemm_quant_mode="nvfp4", kvcache_quant_mode="fp8")
+        if family == "moe":
+            kw.update(moe_quant_mode="nvfp4")
     system = SYSTEMS[case["gpu"]]
     ctx = cli_estimate(hf, system, mode="static_ctx", isl=case["isl"], osl=2, **kw)
     ctx_ops = dict(seen.get("context", {}))
@@ -507,6 +549,8 @@ def _weights(quant: dict, default: str) -> str:
     """kvplan's weights dtype for aiconfigurator's gemm and moe quantisation (mxfp4 = experts only in kvplan)."""
     if "mxfp4" in str(quant.get("moe")):
         return "mxfp4"
+    if "nvfp4" in str(quant.get("gemm")):
+        return "nvfp4"
     return _kvplan_dtype(quant.get("gemm"), default)
 
 
@@ -637,6 +681,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--collect-crosscheck", action="store_true",
                     help="re-price the flagged decode figures with aiconfigurator's own DeepGEMM tables")  # fmt: skip
     ap.add_argument("--holdout", action="store_true", help="compare the hold-out cases instead of the grid")
+    ap.add_argument("--collect-fp4", action="store_true", help="add the FP4 fit cases and the FP4 hold-out cases")
+    ap.add_argument("--fp4", action="store_true", help="compare the FP4 hold-out cases instead of the grid")
+    ap.add_argument("--fp4-fit", action="store_true", help="compare the FP4 fit cases instead of the grid")
     ap.add_argument("--agg", action="store_true", help="compare kvplan.serving with the in-flight batching cases")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--markdown", action="store_true")
@@ -653,17 +700,24 @@ def main(argv: list[str] | None = None) -> int:
         return collect_crosscheck(args.data)
     if args.collect_holdout:
         return collect(args.data, grid=HOLDOUT, key="holdout_cases")
+    if args.collect_fp4:
+        return collect(args.data, grid=FP4_FIT, key="fp4_cases") or collect(
+            args.data, grid=FP4_HOLDOUT, key="fp4_holdout_cases"
+        )
     if not args.data.exists():
         print(f"{args.data} is missing; run with --collect where aiconfigurator is installed")
         return 0
     data = json.loads(args.data.read_text())
     if args.agg:
         return _print_agg(compare_agg(data.get("agg_cases", [])), markdown=args.markdown)
-    rows = compare(data.get("holdout_cases", []) if args.holdout else data["cases"])
+    chosen = {"holdout_cases": args.holdout, "fp4_holdout_cases": args.fp4, "fp4_cases": args.fp4_fit}
+    key = next((k for k, on in chosen.items() if on), "cases")
+    rows = compare(data.get(key, []) if key != "cases" else data["cases"])
     if not rows:
         print("no hold-out cases in the data file; run --collect-holdout where aiconfigurator is installed")
         return 0
-    if "artifact_crosscheck" in data and not args.holdout:
+    crosscheck = "artifact_crosscheck" in data and key == "cases"  # the flagged figures are grid cases
+    if crosscheck:
         rows = reprice(rows, data["artifact_crosscheck"])
     s = summary(rows)
     if args.json:
@@ -699,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
     if s["tpot_artifacts"]:
         print(f"{s['tpot_artifacts']} decode figures flagged as reference artifacts: "
               f"{next(r['tpot_artifact'] for r in rows if r.get('tpot_artifact'))}")  # fmt: skip
-    if "artifact_crosscheck" in data and not args.holdout:
+    if crosscheck:
         _print_crosscheck(rows, data["artifact_crosscheck"], markdown=args.markdown)
     return 0
 

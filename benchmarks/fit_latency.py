@@ -64,13 +64,13 @@ CLASSES = {
     "moe_overlap": "moe_overlap",
 }
 NAMES = ("engine", "version", "source")
-# Fitted by benchmarks/fit_fp4.py to aiconfigurator's nvfp4 GEMM table (no case of this grid runs FP4): held here.
-NAMES += ("fp4_eff_scale", "fp4_mem_eff_scale")
+# Fitted by benchmarks/fit_fp4.py to aiconfigurator's NVFP4 steps (fp4_cases; no case of this grid runs FP4): held here.
+NAMES += ("fp4_eff_scale", "fp4_mem_eff_scale", "fp4_moe_eff_scale")
 MAX_EFF = 0.95
 CLASS_WEIGHT = 0.3  # per-class residuals: enough to pin each class, the step totals still lead
 
 
-def load_cases(engine: str | None) -> list[dict]:
+def load_cases(engine: str | None, key: str = "cases") -> list[dict]:
     from kvplan.catalog import resolve_model
     from kvplan.cost import step_flops
     from kvplan.hardware import resolve_gpu
@@ -79,7 +79,7 @@ def load_cases(engine: str | None) -> list[dict]:
     from aiconfigurator_compare import _kvplan_dtype, _weights, reference_artifact
 
     out = []
-    for c in json.loads(DATA.read_text())["cases"]:
+    for c in json.loads(DATA.read_text()).get(key, []):
         if "aic_error" in c or (engine and c["engine"] != engine):
             continue
         spec, gpu = resolve_model(c["model"]), resolve_gpu(c["gpu"])

@@ -3,7 +3,8 @@
 The data, each run with its source, are in ``benchmarks/data/published_throughput.json``:
 
 * ``runs``: TensorRT-LLM's performance-overview tables, v1.0 (PyTorch backend, ``trtllm-bench throughput``)
-  and v0.17 (TensorRT engines): requests at an infinite rate, fixed ISL/OSL, FP8 weights and KV cache,
+  and v0.17 (TensorRT engines): requests at an infinite rate, fixed ISL/OSL, FP8 weights (v1.0: NVFP4 on B200
+  and GB200, the ModelOpt FP4 checkpoints) and an FP8 KV cache,
   ``kv_cache_free_gpu_mem_fraction`` 0.95. The metric is the TP group's output tokens/s. kvplan's figure is
   the highest request rate one replica sustains (:func:`kvplan.serving.max_rate`, TensorRT-LLM constants of
   :mod:`kvplan.latency`, 8192-token steps, TensorRT-LLM's default ``max_num_tokens``) times OSL.
@@ -15,7 +16,8 @@ The data, each run with its source, are in ``benchmarks/data/published_throughpu
   limits (:func:`kvplan.slo.rate_within_targets`) at the 99th percentile, as MLPerf holds them (Llama-2-70B:
   TTFT 2 s, TPOT 200 ms at p99: ``*.Server.target_latency_percentile = 99`` and
   ``llama2-70b.Server.ttft_latency`` / ``tpot_latency`` in mlcommons/inference ``loadgen/mlperf.conf``
-  @001712e9); kvplan's p99 holds the input length at the set's p90 (the highest quantile
+  @001712e9; Interactive is the Server scenario held to ``llama2-70b-interactive.Server.ttft_latency`` 450 and
+  ``tpot_latency`` 40 ms there); kvplan's p99 holds the input length at the set's p90 (the highest quantile
   ``mlperf_datasets`` gives). The scored figures (``kvplan_isl``, ``kvplan_tok_s``, ``ratio``, ``verdict``)
   are stored on each row by ``--update-data``; tests recompute them.
 
@@ -24,8 +26,8 @@ TensorRT-LLM's attention data parallelism: each row's ``launch`` holds the page'
 ``enable_attention_dp``, KV fraction) with its source and says what the page does not state (``not_stated``:
 ``ep_size``, max batch and max tokens). kvplan scores them on its DP + EP path (:func:`run_split`): every GPU an
 attention DP rank, the experts whole over all ranks; ``ratio_ep1`` is the other reading of the unstated
-``ep_size`` (experts sliced over the ranks). A run kvplan does not model (FP4 GEMMs, GB200, a model outside
-the catalog) carries ``not_modelled``; an MLPerf run whose inputs are not all known (the
+``ep_size`` (experts sliced over the ranks). A run kvplan does not model (a model outside the catalog, a run
+whose launch was not recorded) carries ``not_modelled``; an MLPerf run whose inputs are not all known (the
 run's split or precision) or not modelled carries ``not_compared``. Both are printed with their reason
 and kept out of the statistics (``--markdown`` tables for docs/cost.md).
 
@@ -193,6 +195,23 @@ def stats(rows: list[dict]) -> dict:
     }
 
 
+def group_lines(rows: list[dict]) -> list[str]:
+    """One line per (source, weights, GPU, split) of the compared points: FP8 on Hopper, NVFP4 on B200 and on GB200,
+    the attention-DP MoE rows apart from the TP ones."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if "ratio" in r:
+            dp = "attention DP + EP" if (r.get("launch") or {}).get("enable_attention_dp") else "TP"
+            groups.setdefault((r["source"], r["weights"], r["gpu"], dp), []).append(r)
+    out = []
+    for (source, weights, gpu, dp), part in groups.items():
+        s = stats(part)
+        out.append(f"  {source} {weights} {gpu} {dp}: {s['compared']} points, median |ln ratio| "
+                   f"{s['median_abs_ln']:.3f}, worst {s['worst_abs_ln']:.3f}, median signed "
+                   f"{s['median_signed_ln']:+.3f}; within 20%: {s['within_20pct']}/{s['compared']}")  # fmt: skip
+    return out
+
+
 def attention_dp_summary(rows: list[dict]) -> str:
     """The MoE rows run with attention DP: statistics at EP over all ranks and, since the page gives no ep_size,
     at the other reading (experts sliced over the ranks, TensorRT-LLM's default without --ep)."""
@@ -342,7 +361,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{source} ({meta['engine']}): {s['compared']} points compared, {s['not_modelled']} not modelled; "
               f"median |ln ratio| {s['median_abs_ln']:.3f}, worst {s['worst_abs_ln']:.3f}, median signed "
               f"{s['median_signed_ln']:+.3f}; within 20%: {s['within_20pct']}/{s['compared']}")  # fmt: skip
-    adp = [r for r in rows if "ratio" in r and "launch" in r]
+    for line in group_lines(rows):
+        print(line)
+    # the FP8 H100/H200 rows (their own validation); the NVFP4 B200 ones are on their group line above
+    adp = [r for r in rows if "ratio" in r and "launch" in r and r["weights"] == "fp8"]
     if adp:
         print(attention_dp_summary(adp))
     s = stats(rows)

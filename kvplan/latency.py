@@ -28,7 +28,8 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
   their weight streaming at ``fp8_mem_eff_scale`` of the 16-bit GEMMs' efficiency;
 * **NVFP4 GEMMs** (W4A4) on a GPU with FP4 tensor cores (catalog ``fp4_dense_tflops``, Blackwell) at the FP4
   peak times ``fp4_eff_scale``, weights streamed at 9/16 byte and ``fp4_mem_eff_scale`` of the 16-bit
-  efficiency (both fitted by ``benchmarks/fit_fp4.py`` to aiconfigurator's nvfp4 GEMM table). Both engines
+  efficiency, grouped expert GEMMs at the FP4 peak times ``fp4_moe_eff_scale`` (all three fitted by
+  ``benchmarks/fit_fp4.py`` to aiconfigurator's NVFP4 steps, the rest held). Both engines
   quantize the activations to FP4 and run an FP4 x FP4 GEMM there: TensorRT-LLM @ed53795b
   ``tensorrt_llm/_torch/modules/linear.py`` ``NVFP4LinearMethod._input_prepare`` (``fp4_quantize`` of the input)
   and ``apply`` (``nvfp4_gemm``); vLLM @7305c786 ``modelopt.py`` ``ModelOptNvFp4Config`` ("NVFP4 -> W4A4:
@@ -151,6 +152,7 @@ class _Ctx:
     pp: int = 1  # pipeline stages
     gpus_per_node: int = 8  # one NVLink domain (nvlink_domain); collectives over more ranks cross the network
     dispatch_bytes: float = 2.0  # bytes per element an EP dispatch sends (fp8 weights: fp8 dispatch, as DeepEP)
+    moe_peak: float | None = None  # FLOP/s of the grouped expert GEMMs where they differ from ``peak`` (NVFP4)
 
     @property
     def moe_ranks(self) -> int:
@@ -210,7 +212,7 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> tuple[float, float]:
         per_touched = routed / touched
         eff = c.cal.moe_peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
         eff *= inter_rank / (inter_rank + c.cal.moe_half_width)  # thin expert slices (high TP) run below peak
-        compute = 2 * routed * per_expert / (c.peak * eff)
+        compute = 2 * routed * per_expert / ((c.moe_peak or c.peak) * eff)
         moved = touched * per_expert * c.w_bytes + routed * (2 * h + 3 * inter_rank) * c.act_bytes
         grouped = max(compute, moved / (c.bw * c.cal.moe_mem_eff * c.mem_scale)) + c.cal.moe_layer_s
     else:  # a vanishing share of a token (serving's fixed point near rate 0): only the kernels' fixed cost
@@ -489,7 +491,17 @@ def _make_ctx(
         pp=pp,
         gpus_per_node=nvlink_domain(gpu, gpus_per_node),
         dispatch_bytes=1.0 if fp8 else 2.0,
+        moe_peak=_fp4_moe_peak(gpu, cal, weights_dtype),
     )
+
+
+def _fp4_moe_peak(gpu: GPU, cal: Calibration, weights_dtype: str) -> float | None:
+    """NVFP4 grouped expert GEMMs: the FP4 peak at their own share ``fp4_moe_eff_scale`` (TensorRT-LLM's and vLLM's
+    NVFP4 MoE kernels reach a different share than the dense FP4 GEMMs); None elsewhere (the GEMMs' peak)."""
+    if gpu.fp4_dense_tflops is None or weights_dtype != "nvfp4":
+        return None
+    arch = cal.blackwell_compute_eff if gpu.architecture == "blackwell" else 1.0
+    return gpu.fp4_dense_tflops * 1e12 * cal.fp4_moe_eff_scale * arch
 
 
 def _linear_s(

@@ -106,6 +106,21 @@ def candidate_dtypes(
     return w, [x for x in dict.fromkeys(k) if x in profile.kv_dtypes]
 
 
+def refuse_weights_nowhere_run(engine: str, gpus: list[GPU], weights: list[str] | None) -> None:
+    """A weights dtype the user asked for that ``engine`` runs on none of ``gpus`` (TensorRT-LLM's NVFP4 on Hopper):
+    the engine's one-line refusal (exit 2), not an empty plan that blames the targets or the memory."""
+    profile = get_engine(engine)
+    for name in weights or []:
+        refusals = []
+        for gpu in gpus:
+            try:
+                profile.check_weights_on_gpu(canonical_dtype(weight_dtype(name).name), gpu)
+            except InvalidInput as exc:
+                refusals.append(exc)
+        if gpus and len(refusals) == len(gpus):
+            raise refusals[0]
+
+
 def plan(
     spec: ModelSpec,
     gpus: list[GPU],
@@ -141,6 +156,7 @@ def plan(
     if gpus_per_node is not None and gpus_per_node < 1:
         raise InvalidInput(f"invalid GPUs per node {gpus_per_node!r}; expected a whole number of at least 1")
     profile = get_engine(engine)
+    refuse_weights_nowhere_run(engine, gpus, weights_dtypes)
     w_list, kv_list = candidate_dtypes(spec, profile.name, weights=weights_dtypes, kv=kv_dtypes,
                                        checkpoint=checkpoint)  # fmt: skip
     rows = []

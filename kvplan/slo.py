@@ -33,7 +33,7 @@ from kvplan.disagg import prefill_s as _prefill_s
 from kvplan.disagg import transfer_at as _transfer_at
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
-from kvplan.planner import DP_SIZES, PIPELINE_NODES, Split
+from kvplan.planner import DP_SIZES, PIPELINE_NODES, Split, refuse_weights_nowhere_run
 from kvplan.serving import Lengths, ServingResult, serve
 from kvplan.spec import ModelSpec
 
@@ -320,6 +320,7 @@ def plan_for_targets(
     """Configurations meeting ``targets`` with the fewest GPUs first; ``pareto`` marks the front.
     ``checkpoint`` (the model's headers) gives the weights term of its own dtype (:func:`kvplan.capacity.setup`)."""
     targets.check()
+    refuse_weights_nowhere_run(engine, gpus, weights_dtypes)
     rows: list[TargetRow] = []
     for gpu in gpus:
         per_node = gpus_per_node or gpu.gpus_per_node

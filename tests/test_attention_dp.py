@@ -35,7 +35,9 @@ def _published():  # noqa: ANN202
 
 
 def _adp_rows(data: dict) -> list[dict]:
-    return [r for r in data["runs"] if "launch" in r]
+    # The FP8 H100/H200 rows; the NVFP4 B200 Qwen3-235B-A22B rows share the launch and have their own test
+    # (tests/test_latency.py::test_published_trtllm_v1_nvfp4_b200_and_gb200_points).
+    return [r for r in data["runs"] if "launch" in r and r["weights"] == "fp8"]
 
 
 def test_trtllm_attention_dp_is_one_gpu_per_rank_with_whole_dense_parts() -> None:

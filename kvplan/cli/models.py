@@ -70,6 +70,7 @@ GPU_COLUMNS = [
     report.Column("bandwidth_gbps", "bandwidth (GB/s)", "num"),
     report.Column("bf16_dense_tflops", "BF16 dense TFLOPS", "num"),
     report.Column("fp8_dense_tflops", "FP8 dense TFLOPS", "num"),
+    report.Column("fp4_dense_tflops", "FP4 dense TFLOPS", "num"),
     report.Column("interconnect", "interconnect"),
 ]
 

@@ -276,11 +276,13 @@ class Calibration:
     allreduce_base_s: float
     allreduce_rank_s: float
     allreduce_bw_eff: float
-    # FP4 (NVFP4 W4A4) GEMMs on a GPU with FP4 tensor cores: the FP4 peak times fp4_eff_scale, the weight streaming
-    # at fp4_mem_eff_scale of the 16-bit GEMMs' efficiency. Fitted apart, by benchmarks/fit_fp4.py to aiconfigurator's
-    # nvfp4 GEMM table (the main grid has no FP4 case); 1.0 (neutral) where an engine has no such fit.
+    # FP4 (NVFP4 W4A4) GEMMs on a GPU with FP4 tensor cores: the FP4 peak times fp4_eff_scale (grouped experts:
+    # fp4_moe_eff_scale), the weight streaming at fp4_mem_eff_scale of the 16-bit GEMMs' efficiency. Fitted apart, by
+    # benchmarks/fit_fp4.py to aiconfigurator's NVFP4 steps (the main grid has no FP4 case); 1.0 (neutral) where an
+    # engine has no such fit.
     fp4_eff_scale: float = 1.0
     fp4_mem_eff_scale: float = 1.0
+    fp4_moe_eff_scale: float = 1.0
 
 
 # Where the fitted constants come from (benchmarks/fit_latency.py prints the blocks the engine modules carry).
