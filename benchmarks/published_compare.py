@@ -9,7 +9,7 @@ The data, each run with its source, are in ``benchmarks/data/published_throughpu
   the highest request rate one replica sustains (:func:`kvplan.serving.max_rate`, TensorRT-LLM constants of
   :mod:`kvplan.latency`, 8192-token steps, TensorRT-LLM's default ``max_num_tokens``) times OSL.
 * ``mlperf``: MLPerf Inference v4.1 / v5.1 datacenter closed-division results (NVIDIA, TensorRT-LLM), with
-  ``mlperf_datasets``: each benchmark set's mean and p90 input length (tokens), with their source. A run is
+  ``mlperf_datasets``: each benchmark set's mean, p90 and p99 input length (tokens), with their source. A run is
   modelled with the submitter's split, batch and KV fraction (NVIDIA's per-system config, cited on the row), the
   set's mean input length and the log's own output tokens per sample. Offline: the replica's highest sustainable
   rate (as above) times OSL times the replicas. Server: the highest rate whose TTFT and TPOT stay within the run's
@@ -17,8 +17,8 @@ The data, each run with its source, are in ``benchmarks/data/published_throughpu
   TTFT 2 s, TPOT 200 ms at p99: ``*.Server.target_latency_percentile = 99`` and
   ``llama2-70b.Server.ttft_latency`` / ``tpot_latency`` in mlcommons/inference ``loadgen/mlperf.conf``
   @001712e9; Interactive is the Server scenario held to ``llama2-70b-interactive.Server.ttft_latency`` 450 and
-  ``tpot_latency`` 40 ms there); kvplan's p99 holds the input length at the set's p90 (the highest quantile
-  ``mlperf_datasets`` gives). The scored figures (``kvplan_isl``, ``kvplan_tok_s``, ``ratio``, ``verdict``)
+  ``tpot_latency`` 40 ms there), with the set's p99 input length (``mlperf_datasets`` ``input_p99``; before it
+  was held at the p90). The scored figures (``kvplan_isl``, ``kvplan_tok_s``, ``ratio``, ``verdict``)
   are stored on each row by ``--update-data``; tests recompute them.
 
 The MoE rows of the v1.0 tables (Qwen3-235B-A22B, Llama 4 Scout, Llama 4 Maverick on H100/H200) ran with
@@ -117,7 +117,8 @@ def _server_tokens_s(s, r: dict, dataset: dict, isl: int, osl: int) -> float:  #
     from kvplan.serving import Lengths
     from kvplan.slo import Targets, rate_within_targets
 
-    inp = Lengths.of(isl, max(isl, round(dataset["input_p90"])))
+    p90 = max(isl, round(dataset["input_p90"]))
+    inp = Lengths.of(isl, p90, max(p90, round(dataset["input_p99"])))
     targets = Targets(rate_rps=1.0, input_len=inp, output_len=Lengths.of(osl), ttft_s=r["ttft_p99_s"],
                       tpot_s=r["tpot_p99_s"], percentile="p99")  # fmt: skip
     return rate_within_targets(s, targets) * osl
@@ -310,14 +311,15 @@ def _print_operating_points(rows: list[dict], datasets: dict, *, markdown: bool)
 
 def _print_datasets(datasets: dict, *, markdown: bool) -> None:
     if markdown:
-        print("| benchmark set | samples | mean input | p90 input | source |")
-        print("|---|---|---|---|---|")
+        print("| benchmark set | samples | mean input | p90 input | p99 input | source |")
+        print("|---|---|---|---|---|---|")
     for key, d in datasets.items():
         if markdown:
             print(f"| {key}: {d['name']} | {d['samples']:,} | {d['input_mean']} | {d['input_p90']} | "
-                  f"[csv]({d['url']}) |")  # fmt: skip
+                  f"{d['input_p99']} | [csv]({d['url']}) |")  # fmt: skip
         else:
-            print(f"{key:14} {d['samples']:>6} samples, mean input {d['input_mean']}, p90 {d['input_p90']}")
+            print(f"{key:14} {d['samples']:>6} samples, mean input {d['input_mean']}, p90 {d['input_p90']}, "
+                  f"p99 {d['input_p99']}")  # fmt: skip
 
 
 def mlperf_summary(rows: list[dict]) -> str:

@@ -1,9 +1,9 @@
 """Disaggregated prefill/decode serving: one pool of replicas runs prompts, another decodes.
 
-A request arrives at the prefill pool, waits for a free prefill replica, is prefilled there (one prompt at a time:
-a static prefill of its whole prompt, :func:`prefill_s`), its KV cache moves to a decode replica
-(:func:`kv_transfer`), and the decode replica produces the rest. Per request, at the mean or a quantile ``q``
-(lengths at the same quantile, :meth:`kvplan.serving.Lengths.at`):
+A request arrives at the prefill pool, waits for a free prefill replica, is prefilled there (one prompt at a time,
+in chunks of the engine's token budget as the aggregated path runs one prompt, :func:`prefill_s`), its KV cache
+moves to a decode replica (:func:`kv_transfer`), and the decode replica produces the rest. Per request, at the
+mean or a quantile ``q`` (lengths at the same quantile, :meth:`kvplan.serving.Lengths.at`):
 
     TTFT = wait_q + prefill(I_q) + transfer(I_q) + first step,     TPOT = the decode replica's TPOT at q
 
@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 
 from kvplan.capacity import Setup
 from kvplan.errors import InvalidInput
-from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, ServingResult, queue_wait_s, serve
+from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, ServingResult, prefill_service_s, queue_wait_s, serve
 
 QUANTILES: dict[str, float | None] = {"mean": None, "p90": 0.9, "p99": 0.99}
 MAX_PREFILL_LOAD = 0.95  # the busiest a prefill replica is sized to run without a TTFT target (queue stays finite)
@@ -72,23 +72,19 @@ def kv_transfer(
     return seconds, received
 
 
-def prefill_s(s: Setup, prompt: int, memo: dict | None = None) -> float:
-    """One prompt of ``prompt`` tokens prefilled alone on a replica of ``s`` (:func:`kvplan.cost.phase_cost`)."""
-    from kvplan.cost import phase_cost
-
+def prefill_s(s: Setup, prompt: int, *, memo: dict | None = None) -> float:
+    """One prompt of ``prompt`` tokens prefilled alone on a replica of ``s``, in chunks of its token budget as the
+    aggregated path runs it (:func:`kvplan.serving.prefill_service_s`; one chunk: ``cost``'s static prefill)."""
     key = ("prefill_s", id(s), prompt)
     if memo is not None and key in memo:
         return memo[key]
-    seconds = phase_cost(
-        s.spec, s.gpu, prompt, phase="prefill", tp=s.tp, kv_dtype_name=s.kv_dtype, weights_dtype=s.weights_dtype,
-        engine=s.engine.name,
-    ).time_s  # fmt: skip
+    seconds = prefill_service_s(s, prompt)
     if memo is not None:
         memo[key] = seconds
     return seconds
 
 
-def exposed_transfer_s(prefill: Setup, transfer_s: float, prefill_time_s: float, prompt: int) -> float:
+def exposed_transfer_s(prefill: Setup, transfer_s: float, *, prefill_time_s: float, prompt: int) -> float:
     """The part of the KV transfer still running when the prefill ends (``Engine.disagg_kv_send``).
 
     "after_prefill": all of it. "per_chunk": the prompt is computed in chunks of the engine's token budget
@@ -114,17 +110,17 @@ def exposed_transfer_s(prefill: Setup, transfer_s: float, prefill_time_s: float,
     return send_end - compute_end
 
 
-def max_prefill_load(service_s: float, budget_s: float, quantile: float | None) -> float:
+def max_prefill_load(service_s: float, budget_s: float, *, quantile: float | None) -> float:
     """The busiest a prefill replica may run with ``service_s + wait <= budget_s`` at ``quantile`` (0 when even an
     idle replica misses; at most :data:`MAX_PREFILL_LOAD`). The wait grows with the load, so bisection."""
     if service_s > budget_s:
         return 0.0
-    if service_s + queue_wait_s(service_s, MAX_PREFILL_LOAD, quantile) <= budget_s:
+    if service_s + queue_wait_s(service_s, MAX_PREFILL_LOAD, quantile=quantile) <= budget_s:
         return MAX_PREFILL_LOAD
     lo, hi = 0.0, MAX_PREFILL_LOAD
     for _ in range(_LOAD_STEPS):
         mid = (lo + hi) / 2
-        if service_s + queue_wait_s(service_s, mid, quantile) <= budget_s:
+        if service_s + queue_wait_s(service_s, mid, quantile=quantile) <= budget_s:
             lo = mid
         else:
             hi = mid
@@ -171,17 +167,24 @@ def decode_ttft_at(r: ServingResult, percentile: str) -> float:
     return r.ttft_mean_s
 
 
-def first_token_s(decode: Setup, r: ServingResult, percentile: str) -> float:
+def first_token_s(decode: Setup, r: ServingResult, *, percentile: str) -> float:
     """The decode replica's share of TTFT (``Engine.disagg_first_token``): its first step, or 0."""
     return decode_ttft_at(r, percentile) if decode.engine.disagg_first_token == "decode" else 0.0
 
 
 def transfer_at(
-    prefill: Setup, decode: Setup, prompt: int, *, crosses_nodes: bool, memo: dict | None = None
+    prefill: Setup,
+    decode: Setup,
+    *,
+    prompt: int,
+    crosses_nodes: bool,
+    memo: dict | None = None,
+    nic_gbps: float | None = None,
 ) -> tuple[float, int]:
     """(exposed transfer seconds, bytes received) for one prompt of ``prompt`` tokens."""
-    seconds, moved = kv_transfer(prefill, decode, prompt, crosses_nodes=crosses_nodes)
-    return exposed_transfer_s(prefill, seconds, prefill_s(prefill, prompt, memo), prompt), moved
+    seconds, moved = kv_transfer(prefill, decode, prompt, crosses_nodes=crosses_nodes, nic_gbps=nic_gbps)
+    exposed = exposed_transfer_s(prefill, seconds, prefill_time_s=prefill_s(prefill, prompt, memo=memo), prompt=prompt)
+    return exposed, moved
 
 
 def serve_disaggregated(
@@ -197,9 +200,11 @@ def serve_disaggregated(
     crosses_nodes: bool = True,
     percentiles: tuple[str, ...] = ("mean", "p90", "p99"),
     memo: dict | None = None,
+    nic_gbps: float | None = None,
 ) -> DisaggregatedResult:
     """The steady state of ``prefill_replicas`` prefill and ``decode_replicas`` decode replicas at ``rate_rps``
-    (the module docstring). ``percentiles``: the figures to compute (others NaN; the mean always)."""
+    (the module docstring). ``percentiles``: the figures to compute (others NaN; the mean always); ``nic_gbps``:
+    the network per GPU between the pools (:func:`kvplan.latency.kv_transfer_s`)."""
     check_engine(decode)
     if rate_rps < 0 or math.isnan(rate_rps):
         raise InvalidInput(f"invalid rate {rate_rps!r}; expected requests per second >= 0")
@@ -209,12 +214,13 @@ def serve_disaggregated(
         if p not in QUANTILES:
             raise InvalidInput(f"invalid percentile {p!r}; expected one of {', '.join(QUANTILES)}")
     memo = {} if memo is None else memo
-    service = prefill_s(prefill, input_len.mean, memo)
+    service = prefill_s(prefill, input_len.mean, memo=memo)
     load = rate_rps * service / prefill_replicas
     r = serve(decode, rate_rps=rate_rps / decode_replicas, input_len=input_len, output_len=output_len,
               with_max_rate=False, expert_parallel=expert_parallel, with_p90="p90" in percentiles,
               with_p99="p99" in percentiles, prefilled=True)  # fmt: skip
-    transfer, moved = transfer_at(prefill, decode, input_len.mean, crosses_nodes=crosses_nodes, memo=memo)
+    transfer, moved = transfer_at(prefill, decode, prompt=input_len.mean, crosses_nodes=crosses_nodes, memo=memo,
+                                  nic_gbps=nic_gbps)  # fmt: skip
     nan = float("nan")
     limit = "prefill" if load >= 1 else (f"decode: {r.limit}" if r.saturated else "")
     ttft: dict[str, float] = {}
@@ -224,9 +230,12 @@ def serve_disaggregated(
             continue
         q = QUANTILES[p]
         prompt = input_len.at(q)
-        service_q = prefill_s(prefill, prompt, memo)
-        exposed, _ = transfer_at(prefill, decode, prompt, crosses_nodes=crosses_nodes, memo=memo)
-        ttft[p] = queue_wait_s(service_q, load, q) + service_q + exposed + first_token_s(decode, r, p)
+        service_q = prefill_s(prefill, prompt, memo=memo)
+        exposed, _ = transfer_at(
+            prefill, decode, prompt=prompt, crosses_nodes=crosses_nodes, memo=memo, nic_gbps=nic_gbps
+        )
+        first = first_token_s(decode, r, percentile=p)
+        ttft[p] = queue_wait_s(service_q, load, quantile=q) + service_q + exposed + first
     return DisaggregatedResult(
         rate_rps=rate_rps,
         saturated=bool(limit),
@@ -237,7 +246,7 @@ def serve_disaggregated(
         prefill_s=service,
         kv_transfer_s=transfer,
         kv_transfer_bytes=moved,
-        first_token_s=nan if limit else first_token_s(decode, r, "mean"),
+        first_token_s=nan if limit else first_token_s(decode, r, percentile="mean"),
         ttft_mean_s=ttft["mean"],
         ttft_p90_s=ttft["p90"],
         ttft_p99_s=ttft["p99"],

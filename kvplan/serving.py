@@ -307,7 +307,7 @@ def _root(g, lo: float, g_lo: float, hi: float, g_hi: float) -> float:  # noqa: 
     return hi
 
 
-def queue_wait_s(service_s: float, rho: float, quantile: float | None = None) -> float:
+def queue_wait_s(service_s: float, rho: float, *, quantile: float | None = None) -> float:
     """The wait before a job of ``service_s`` seconds starts, at load ``rho``: an M/D/1 queue's mean
     ``rho S / (2 (1 - rho))``, and at quantile ``q`` the exponential tail ``P(W > w) = rho exp(-rho w / W)``, i.e.
     ``(W / rho) ln(rho / (1 - q))`` (0 where ``rho <= 1 - q``: most jobs start at once). ``rho >= 1``: inf."""
@@ -322,18 +322,33 @@ def queue_wait_s(service_s: float, rho: float, quantile: float | None = None) ->
     return (mean_wait / rho) * math.log(rho / tail) if rho > tail else 0.0
 
 
-def _ttft(
-    s: Setup, *, prompt: int, n: float, context: int, budget: int, rho: float, quantile: float | None, ep: bool
-) -> float:
-    """Prefill service in chunks of what the budget leaves after the decodes, plus the queue wait
-    (:func:`queue_wait_s`)."""
+def _prefill_service(s: Setup, *, prompt: int, n: float, context: int, budget: int, ep: bool) -> float:
+    """One prompt's prefill in chunks of what the budget leaves after ``n`` decodes (each chunk attends to the
+    chunks before it)."""
     room = max(1, int(_room(s, budget, n)))
     service, done = 0.0, 0
     while done < prompt:
         chunk = min(room, prompt - done)
         service += _step(s, n=n, p=chunk, context=context, prefix=done, ep=ep)
         done += chunk
-    return service + queue_wait_s(service, rho, quantile)
+    return service
+
+
+def prefill_service_s(s: Setup, prompt: int, *, max_num_batched_tokens: int | None = None) -> float:
+    """One prompt of ``prompt`` tokens prefilled alone on a replica of ``s``: chunks of the engine's token budget
+    (``max_num_batched_tokens``, else :data:`DEFAULT_TOKEN_BUDGET`), as :func:`serve` at rate 0 runs it; one chunk
+    equals :mod:`kvplan.cost`'s static prefill."""
+    budget = _budget(s, max_num_batched_tokens)
+    return _prefill_service(s, prompt=prompt, n=0.0, context=prompt, budget=budget, ep=False)
+
+
+def _ttft(
+    s: Setup, *, prompt: int, n: float, context: int, budget: int, rho: float, quantile: float | None, ep: bool
+) -> float:
+    """Prefill service in chunks of what the budget leaves after the decodes, plus the queue wait
+    (:func:`queue_wait_s`)."""
+    service = _prefill_service(s, prompt=prompt, n=n, context=context, budget=budget, ep=ep)
+    return service + queue_wait_s(service, rho, quantile=quantile)
 
 
 @dataclass(frozen=True)

@@ -243,9 +243,9 @@ def _disaggregated(
 
     q = QUANTILES[t.percentile]
     prompt_q = t.input_len.at(q)
-    service = _prefill_s(prefill, t.input_len.mean, memo)
-    service_q = _prefill_s(prefill, prompt_q, memo)
-    transfer_q, _ = _transfer_at(prefill, decode, prompt_q, crosses_nodes=True, memo=memo)
+    service = _prefill_s(prefill, t.input_len.mean, memo=memo)
+    service_q = _prefill_s(prefill, prompt_q, memo=memo)
+    transfer_q, _ = _transfer_at(prefill, decode, prompt=prompt_q, crosses_nodes=True, memo=memo)
     if t.ttft_s is not None and service_q + transfer_q > t.ttft_s:
         return None
     decode_only = Targets(t.rate_rps, t.input_len, t.output_len, None, t.tpot_s, t.percentile)
@@ -256,9 +256,10 @@ def _disaggregated(
     if d_per <= 0:
         return None
     d_replicas = max(1, math.ceil(t.rate_rps / d_per - 1e-9))
-    first = first_token_s(decode, _run(decode, decode_only, t.rate_rps / d_replicas, ep, prefilled=True), t.percentile)
+    r_first = _run(decode, decode_only, t.rate_rps / d_replicas, ep, prefilled=True)
+    first = first_token_s(decode, r_first, percentile=t.percentile)
     budget = math.inf if t.ttft_s is None else t.ttft_s - transfer_q - first
-    rho = max_prefill_load(service_q, budget, q)
+    rho = max_prefill_load(service_q, budget, quantile=q)
     if rho <= 0:
         return None
     p_replicas = max(1, math.ceil(t.rate_rps * service / rho - 1e-9))
@@ -270,7 +271,7 @@ def _disaggregated(
     res = serve_disaggregated(prefill, decode, rate_rps=t.rate_rps, input_len=t.input_len, output_len=t.output_len,
                               prefill_replicas=p_replicas, decode_replicas=d_replicas, expert_parallel=ep,
                               crosses_nodes=not one_domain, percentiles=(t.percentile,), memo=memo)  # fmt: skip
-    transfer, moved = _transfer_at(prefill, decode, prompt_q, crosses_nodes=not one_domain, memo=memo)
+    transfer, moved = _transfer_at(prefill, decode, prompt=prompt_q, crosses_nodes=not one_domain, memo=memo)
     ttft, tpot = res.at(t.percentile)
     r = res.decode
     p_nodes = _nodes(p_gpus, prefill.gpus_per_replica, prefill.gpus_per_node)

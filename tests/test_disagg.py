@@ -101,7 +101,7 @@ def test_the_queue_wait_at_each_percentile_by_hand(pools):
                     with_max_rate=False, prefilled=True)  # fmt: skip
     assert rest["p90"] - transfer - first90.ttft_p90_s == pytest.approx(math.log(5) * service)
     assert rest["p99"] - transfer - first90.ttft_p99_s == pytest.approx(math.log(50) * service)
-    assert queue_wait_s(service, 0.5, 0.9) == pytest.approx(math.log(5) * service)
+    assert queue_wait_s(service, 0.5, quantile=0.9) == pytest.approx(math.log(5) * service)
 
 
 def test_p99_lengths_are_used_when_given(pools):
@@ -119,13 +119,13 @@ def test_p99_lengths_are_used_when_given(pools):
 
 def test_max_prefill_load_by_hand():
     # Mean: S + rho S / (2 (1 - rho)) <= 3 S -> slack 2, rho = 2 x 2 / (1 + 2 x 2) = 0.8.
-    assert max_prefill_load(1.0, 3.0, None) == pytest.approx(0.8)
+    assert max_prefill_load(1.0, 3.0, quantile=None) == pytest.approx(0.8)
     # p90: S + S / (2 (1 - rho)) ln(rho / 0.1) = budget, met with equality at the load returned.
-    rho = max_prefill_load(1.0, 3.0, 0.9)
+    rho = max_prefill_load(1.0, 3.0, quantile=0.9)
     assert 0.1 < rho < 0.8
-    assert 1.0 + queue_wait_s(1.0, rho, 0.9) == pytest.approx(3.0)
-    assert max_prefill_load(1.0, 0.9, None) == 0.0  # an idle replica misses the budget
-    assert max_prefill_load(1.0, 1e9, 0.99) == 0.95  # capped
+    assert 1.0 + queue_wait_s(1.0, rho, quantile=0.9) == pytest.approx(3.0)
+    assert max_prefill_load(1.0, 0.9, quantile=None) == 0.0  # an idle replica misses the budget
+    assert max_prefill_load(1.0, 1e9, quantile=0.99) == 0.95  # capped
 
 
 def test_sglang_sends_chunk_by_chunk():
@@ -136,9 +136,9 @@ def test_sglang_sends_chunk_by_chunk():
     sg = setup(spec, H200, tp=1, engine="sglang")
     vl = setup(spec, H200, tp=1, engine="vllm")
     wire = 0.4 - NETWORK_LATENCY_S
-    assert exposed_transfer_s(sg, 0.4, 1.0, 16384) == pytest.approx(NETWORK_LATENCY_S + wire / 2)
-    assert exposed_transfer_s(sg, 0.4, 1.0, 8192) == 0.4  # one chunk: all after the prefill
-    assert exposed_transfer_s(vl, 0.4, 1.0, 16384) == 0.4  # vLLM: after the whole prefill
+    assert exposed_transfer_s(sg, 0.4, prefill_time_s=1.0, prompt=16384) == pytest.approx(NETWORK_LATENCY_S + wire / 2)
+    assert exposed_transfer_s(sg, 0.4, prefill_time_s=1.0, prompt=8192) == 0.4  # one chunk: all after the prefill
+    assert exposed_transfer_s(vl, 0.4, prefill_time_s=1.0, prompt=16384) == 0.4  # vLLM: after the whole prefill
 
 
 def test_engines_not_read_are_refused():
@@ -164,6 +164,8 @@ def test_plan_honours_the_percentile_in_disaggregated_rows():
                                   prefill_replicas=r.prefill_gpus // r.prefill_tp, decode_replicas=r.replicas,
                                   crosses_nodes=r.gpus > 8)  # fmt: skip
         assert (r.ttft_s, r.tpot_s) == pytest.approx(res.at(pct))
+        prompt = inp.at({"mean": None, "p90": 0.9, "p99": 0.99}[pct])  # 2048, 4096, 4096 (p99 held at the p90)
+        assert r.kv_transfer_s == pytest.approx(kv_transfer(p, d, prompt, crosses_nodes=r.gpus > 8)[0])
         best[pct] = r.gpus
     assert best["p99"] >= best["p90"] >= best["mean"]
 
@@ -185,3 +187,14 @@ def test_cli_lengths_with_a_p99_and_the_note_when_none_is_given(cli):
     refused = cli("plan", "llama-3.1-8b", "--rate", "10", "--tpot", "40ms", "--gpus", "h200", "--disaggregated",
                   "--engine", "llamacpp")  # fmt: skip
     assert refused.exit_code == 2 and "disaggregated serving" in refused.output
+
+
+def test_the_aggregated_path_takes_the_p99_lengths_too():
+    # kvplan.serving: the p99 TTFT and TPOT take the p99 lengths where given; the p90 figures are unchanged.
+    s = setup(load_bundled("llama-3.1-8b"), H200, tp=1)
+    kw = dict(rate_rps=5.0, output_len=Lengths.of(256, 512), with_max_rate=False)
+    held = serve(s, input_len=Lengths.of(1024, 2048), **kw)
+    given = serve(s, input_len=Lengths.of(1024, 2048, 8192), **kw)
+    assert (given.ttft_p90_s, given.tpot_p90_s) == pytest.approx((held.ttft_p90_s, held.tpot_p90_s))
+    assert given.ttft_p99_s > held.ttft_p99_s and given.tpot_p99_s > held.tpot_p99_s
+    assert (given.ttft_mean_s, given.tpot_mean_s) == pytest.approx((held.ttft_mean_s, held.tpot_mean_s))
