@@ -60,13 +60,14 @@ def _setup(
     max_tokens: int | None = None,
     dp: int = 1,
     ep: bool = False,
+    pp: int = 1,
 ):  # noqa: ANN202
     from kvplan.capacity import setup
     from kvplan.engines import Settings
 
     settings = Settings(free_gpu_memory_fraction=fraction, max_num_seqs=max_batch, max_num_batched_tokens=max_tokens)
-    return setup(model, gpu, engine="trtllm", tp=tp, dp=dp, ep=ep, weights_dtype=weights, kv_dtype_name=kv,
-                 settings=settings)  # fmt: skip
+    return setup(model, gpu, engine="trtllm", tp=tp, dp=dp, ep=ep, pp=pp, weights_dtype=weights,
+                 kv_dtype_name=kv, settings=settings)  # fmt: skip
 
 
 def run_split(r: dict, *, ep: bool = True) -> dict:
@@ -126,7 +127,7 @@ def _server_tokens_s(s, r: dict, dataset: dict, isl: int, osl: int) -> float:  #
 def score_mlperf(r: dict, datasets: dict) -> dict:
     """kvplan's throughput for one modelled MLPerf run: ``kvplan_isl``, ``kvplan_tok_s``, ``ratio``, ``verdict``."""
     s = _setup(r["model"], r["gpu"], r["tp"], weights=r["weights"], kv=r["kv"], fraction=r["free_gpu_memory_fraction"],
-               max_batch=r.get("max_batch"), max_tokens=r.get("max_num_tokens"))  # fmt: skip
+               max_batch=r.get("max_batch"), max_tokens=r.get("max_num_tokens"), pp=r.get("pp", 1))  # fmt: skip
     isl, osl = _mlperf_isl(r, datasets), round(r["osl"])
     if r["scenario"] == "Offline":
         per_replica = replica_tokens_s(s, isl, osl)
@@ -278,7 +279,8 @@ def _print_mlperf(rows: list[dict], datasets: dict, *, markdown: bool) -> None:
     for r in rows:
         isl = round(datasets[r["dataset"]]["input_mean"])
         if "ratio" in r:
-            split = f"TP{r['tp']} x {r['replicas']}, {r['weights']} weights/{r['kv']} KV"
+            stages = f" PP{r['pp']}" if r.get("pp", 1) > 1 else ""
+            split = f"TP{r['tp']}{stages} x {r['replicas']}, {r['weights']} weights/{r['kv']} KV"
             note = f"{r['verdict']} ({split})"
             kv_tps, ratio = f"{r['kvplan_tok_s']:,.0f}", f"x{r['ratio']:.2f}"
         else:

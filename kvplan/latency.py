@@ -727,6 +727,7 @@ def mixed_step_latency(
     dp: int = 1,
     gpus_per_node: int | None = None,
     prefill_tokens_all_ranks: float | None = None,
+    prompt_chunks: float = 1.0,
 ) -> OpTimes:
     """One in-flight-batching step: ``decode_seqs`` decodes at ``decode_context`` plus a prefill chunk of
     ``prefill_tokens`` tokens after ``prefill_prefix`` already-prefilled tokens of the same prompt.
@@ -740,6 +741,11 @@ def mixed_step_latency(
     add to the MoE layers); with ``pp`` stages the decodes form ``m = min(pp, decodes per rank)``
     micro-batches and the chunk rides in one of them: the figure is the cycle in which every sequence advances
     once, ``max(trip of the chunk's micro-batch, its busiest stage + (m - 1) x the others' busiest stage)``.
+    With ``prompt_chunks = k > 1`` (PP only) the step carries ``k`` such chunks, each admitted by its own
+    micro-batch (every micro-batch is scheduled by its own call, with its own token budget: TensorRT-LLM's
+    micro-batch scheduler, tensorrt_llm/_torch/pyexecutor; vLLM's ``schedule`` per in-flight batch): the cycle is
+    ``k`` x the busiest stage of a loaded micro-batch + ``(m - k)`` x that of a plain one, linear in ``k`` from the
+    one-chunk cycle (``k = 1``); from ``k = m`` on, every micro-batch carries ``k / m`` chunks.
     """
     cal = calibration(engine)
     chunk = int(round(prefill_tokens))
@@ -750,14 +756,18 @@ def mixed_step_latency(
     rank_seqs = decode_seqs / dp
     micro = min(float(pp), max(1.0, rank_seqs))
     seqs = rank_seqs / micro
+    chunks = max(1.0, prompt_chunks) if pp > 1 and chunk and dp == 1 else 1.0
+    if chunks > 1 and chunks >= micro:  # a chunk's worth or more in every micro-batch: all alike
+        return _even_cycle(c, spec, pp, micro, seqs, decode_context, chunk * chunks / micro, prefill_prefix,
+                           kv_dtype_name)  # fmt: skip
     others = max(0.0, (prefill_tokens_all_ranks or chunk) - chunk)  # other ranks' prompt tokens in the MoE layers
     stages = _stages(spec, pp)
-    loaded, plain = [], []
+    loaded, plain, memo = [], [], {}
     for st in stages:
-        loaded.append(_micro_step(c, st, seqs, seqs * dp + others, decode_context, chunk, prefill_prefix,
+        loaded.append(_stage_step(memo, c, st, seqs, seqs * dp + others, decode_context, chunk, prefill_prefix,
                                   kv_dtype_name))  # fmt: skip
         if pp > 1 and chunk:
-            plain.append(_micro_step(c, st, seqs, seqs * dp, decode_context, 0, 0, kv_dtype_name))
+            plain.append(_stage_step(memo, c, st, seqs, seqs * dp, decode_context, 0, 0, kv_dtype_name))
     sends = [
         0.0 if st.last else send_s(c, _send_bytes(c, seqs + chunk), crosses_nodes=_crosses(c, st)) for st in stages
     ]
@@ -772,10 +782,55 @@ def mixed_step_latency(
         plain, plain_sends = loaded, sends
     busiest_loaded = max(t.total + s for t, s in zip(loaded, sends, strict=True))
     busiest_plain = max(t.total + s for t, s in zip(plain, plain_sends, strict=True))
-    cycle = busiest_loaded + (micro - 1) * busiest_plain
+    loaded_share = min(chunks, micro)  # micro-batches carrying a chunk (1 unless prompt_chunks says more)
+    cycle = loaded_share * busiest_loaded + (micro - loaded_share) * busiest_plain
     wait = max(0.0, cycle - trip.total)
     return OpTimes(trip.gemm, trip.moe, trip.attention, trip.elementwise, trip.allreduce, trip.alltoall,
                    trip.pipeline + wait)  # fmt: skip
+
+
+def _even_cycle(
+    c: _Ctx,
+    spec: ModelSpec,
+    pp: int,
+    micro: float,
+    seqs: float,
+    decode_context: int,
+    chunk_each: float,
+    prefill_prefix: int,
+    kv_dtype_name: str,
+) -> OpTimes:
+    """The pipeline's cycle when each of its ``micro`` micro-batches (``seqs`` decodes each) carries ``chunk_each``
+    prompt tokens: equal micro-batches, so the stages stay full and the cycle is ``micro`` x the busiest stage."""
+    each = int(round(chunk_each))
+    stages = _stages(spec, pp)
+    memo: dict = {}
+    times = [_stage_step(memo, c, st, seqs, seqs, decode_context, each, prefill_prefix, kv_dtype_name) for st in stages]
+    sends = [0.0 if st.last else send_s(c, _send_bytes(c, seqs + each), crosses_nodes=_crosses(c, st)) for st in stages]
+    trip = _pipeline(times, sends, 1, phase="decode")
+    cycle = micro * max(t.total + s for t, s in zip(times, sends, strict=True))
+    wait = max(0.0, cycle - trip.total)
+    return OpTimes(trip.gemm, trip.moe, trip.attention, trip.elementwise, trip.allreduce, trip.alltoall,
+                   trip.pipeline + wait)  # fmt: skip
+
+
+def _stage_kinds(spec: ModelSpec, stage: _Stage) -> tuple:
+    """What a stage's step time depends on besides the batch: its layers' kinds in order, and whether it embeds and
+    samples. Middle stages of a uniform model share it (llama-3.1-70b over 4 stages: 3 distinct)."""
+
+    def make() -> tuple:
+        names = spec.layer_kind_names
+        return (tuple(names[i] for i in stage.layers), stage.first, stage.last)
+
+    return _fact(spec, ("stage_kinds", stage.layers.start, stage.layers.stop, stage.first, stage.last), make)
+
+
+def _stage_step(memo: dict, c: _Ctx, stage: _Stage, *args) -> OpTimes:  # noqa: ANN002
+    """:func:`_micro_step` for ``stage``, once per distinct stage (:func:`_stage_kinds`) within one step."""
+    key = (_stage_kinds(c.spec, stage), *args)
+    if key not in memo:
+        memo[key] = _micro_step(c, stage, *args)
+    return memo[key]
 
 
 def _micro_step(

@@ -17,7 +17,9 @@ without a prompt chunk (a prompt enters as a chunk of up to ``budget - n`` token
 ``max_num_seqs`` or beyond the sequences the KV pool holds at ``I + O/2`` tokens each
 (:func:`kvplan.capacity.pool_tokens`; ``I + O`` each where the engine reserves a request's blocks to
 completion at admission, ``Engine.reserves_to_completion``: TensorRT-LLM), or ``n + p`` beyond the
-token budget. Then
+token budget. With PP a step is the pipeline's cycle: where the engine schedules each of its ``pp``
+micro-batches against the limits (``Engine.limits_per_micro_batch``: TensorRT-LLM) a cycle holds ``pp`` x
+``max_num_seqs`` and ``pp`` x the token budget, and a cycle's prompts spread over its micro-batches. Then
 :func:`max_rate` gives the highest sustainable rate.
 
 Per request (a tagged arrival sees, on average, the steady state):
@@ -154,11 +156,19 @@ def prompt_computed(inp: Lengths, prefilled: bool) -> int:
 
 
 def _step(
-    s: Setup, *, n: float, p: float, context: int, prefix: int = 0, ep: bool = False, p_all: float | None = None
+    s: Setup,
+    *,
+    n: float,
+    p: float,
+    context: int,
+    prefix: int = 0,
+    ep: bool = False,
+    p_all: float | None = None,
+    chunks: float = 1.0,
 ) -> float:
     """Mean time in which every running sequence advances one token: ``n`` decodes over the replica plus a prompt
     chunk of ``p`` tokens on the busiest data-parallel rank (``p_all``: all ranks' prompt tokens, default ``p``);
-    with PP, the pipeline's cycle."""
+    with PP, the pipeline's cycle (``chunks``: the step carries that many such chunks, one per micro-batch)."""
     return mixed_step_latency(
         s.spec,
         s.gpu,
@@ -175,16 +185,25 @@ def _step(
         dp=s.dp,
         gpus_per_node=s.gpus_per_node,
         prefill_tokens_all_ranks=p_all,
+        prompt_chunks=chunks,
     ).total
 
 
+def _micro_batches(s: Setup) -> int:
+    """How many times the engine's batch limits apply per pipeline cycle: ``pp`` where it schedules each
+    micro-batch against them (``Engine.limits_per_micro_batch``), else once."""
+    return s.pp if s.engine.limits_per_micro_batch else 1
+
+
 def _budget(s: Setup, override: int | None) -> int:
-    return override or s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
+    """Prompt + decode tokens one step (with PP: one pipeline cycle) may carry."""
+    return (override or s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET) * _micro_batches(s)
 
 
 def _room(s: Setup, budget: int, n: float) -> float:
-    """Prompt tokens one step can take on a data-parallel rank: its budget less its share of the decodes."""
-    return budget - n / s.dp
+    """Prompt tokens one prompt's chunk can take: a data-parallel rank's budget less its share of the decodes, and
+    with per-micro-batch limits (``budget`` is then the cycle's) one micro-batch's share of that."""
+    return (budget - n / s.dp) / _micro_batches(s)
 
 
 def _mean_step(s: Setup, *, n: float, p: float, prompt: int, budget: int, context: int, ep: bool) -> float:
@@ -201,6 +220,8 @@ def _mean_step(s: Setup, *, n: float, p: float, prompt: int, budget: int, contex
     if p >= chunk:
         if s.dp > 1:  # chunks land on several DP ranks: the busiest holds one chunk, or its even share
             return _step(s, n=n, p=max(chunk, p / s.dp), context=context, ep=ep, p_all=p)
+        if s.pp > 1:  # p / chunk prompt chunks, each admitted by one of the micro-batches (mixed_step_latency)
+            return _step(s, n=n, p=chunk, context=context, ep=ep, chunks=p / chunk)
         return _step(s, n=n, p=p, context=context, ep=ep)
     share = p / chunk
     prefix = max(0, (prompt - int(chunk)) // 2)  # a long prompt's chunks sit, on average, half-way in
@@ -223,9 +244,10 @@ def _limits(s: Setup, inp: Lengths, out: Lengths) -> tuple[float, str]:
     (vLLM runs one EngineCore per DP rank; SGLang one scheduler per DP attention rank), so both limits scale."""
     ranks = s.dp * s.settings.attention_dp
     kv = pool_tokens(s) * ranks / _reserved_tokens(s, inp, out)
-    if s.max_num_seqs is None or kv < s.max_num_seqs * s.dp:
+    cap = s.max_num_seqs * s.dp * _micro_batches(s) if s.max_num_seqs is not None else None
+    if cap is None or kv < cap:
         return kv, "kv_cache"
-    return float(s.max_num_seqs * s.dp), "max_num_seqs"
+    return float(cap), "max_num_seqs"
 
 
 def _solve(load: _Load) -> tuple[float | None, str]:
@@ -382,9 +404,10 @@ def serve(
     """
     if rate_rps < 0 or math.isnan(rate_rps):
         raise InvalidInput(f"invalid rate {rate_rps!r}; expected requests per second >= 0")
-    budget = _budget(s, max_num_batched_tokens)
-    if budget < 1:
-        raise InvalidInput(f"invalid max_num_batched_tokens {budget!r}; expected a whole number >= 1")
+    per_batch = max_num_batched_tokens or s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
+    if per_batch < 1:
+        raise InvalidInput(f"invalid max_num_batched_tokens {per_batch!r}; expected a whole number >= 1")
+    budget = _budget(s, per_batch)
     seq_limit, seq_name = _limits(s, input_len, output_len)
     ep = expert_parallel
     load = _Load(s, rate_rps, input_len, output_len, budget, seq_limit, seq_name, ep, prefilled)
@@ -394,7 +417,7 @@ def serve(
             s,
             input_len=input_len,
             output_len=output_len,
-            max_num_batched_tokens=budget,
+            max_num_batched_tokens=per_batch,
             expert_parallel=ep,
             prefilled=prefilled,
         )  # fmt: skip
@@ -409,11 +432,11 @@ def serve(
         nan = float("nan")
         return ServingResult(
             rate_rps, True, limit, top, seq_limit, nan, nan, nan, nan, nan, nan, nan, nan,
-            top * output_len.mean, top * output_len.mean / gpus, nan, seq_limit * ctx, pool, budget,
+            top * output_len.mean, top * output_len.mean / gpus, nan, seq_limit * ctx, pool, per_batch,
             s.max_num_seqs, gpus, label,
         )  # fmt: skip
     n, p = rate_rps * output_len.mean * t, rate_rps * load.prompt_computed * t
-    rho = min(p / max(1.0, s.dp * _room(s, budget, n)), 0.999)
+    rho = min(p / max(1.0, s.dp * _micro_batches(s) * _room(s, budget, n)), 0.999)
     tpot = _mean_step(s, n=1 + n, p=p, prompt=input_len.mean, budget=budget, context=ctx, ep=ep)
     if prefilled:  # the first step: a decode step at the prompt's length (prompt_computed)
         ttft = _mean_step(s, n=1 + n, p=p, prompt=input_len.mean, budget=budget, context=input_len.mean, ep=ep)
@@ -443,7 +466,7 @@ def serve(
         output_tokens_per_s_per_user=1 / tpot,
         kv_tokens_held=n * ctx,
         kv_pool_tokens=pool,
-        max_num_batched_tokens=budget,
+        max_num_batched_tokens=per_batch,
         max_num_seqs=s.max_num_seqs,
         gpus=gpus,
         engine=label,

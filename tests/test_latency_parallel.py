@@ -25,6 +25,9 @@ from kvplan.latency import (
     stage_latencies,
     step_latency,
 )
+from kvplan.latency import (
+    calibration as calibration_of,
+)
 from kvplan.serving import Lengths, serve
 from kvplan.slo import Targets, kv_transfer, plan_for_targets, rate_splits
 
@@ -208,6 +211,60 @@ def test_pp_serving_uses_every_gpu_and_pipelines_decodes():
     assert r2.gpus == 16 and r1.gpus == 8
     assert r2.max_rate_rps > r1.max_rate_rps  # two stages, micro-batched: more throughput per replica
     assert r2.output_tokens_per_s_per_gpu == pytest.approx(r1.output_tokens_per_s_per_gpu / 2)
+
+
+def test_pp_prompts_ride_in_separate_micro_batches():
+    """With PP the micro-batches admit the step's prompts one by one. 512 decodes over 2 stages are 2 micro-batches
+    of 256; two 200-token prompt chunks (``prompt_chunks=2``) ride one in each, so both micro-batches are alike and
+    the cycle is 2 x the busiest stage of one (by hand from the stage pieces below), shorter than both chunks in one
+    micro-batch (400 tokens, the lone-chunk rule). Between one and two chunks the cycle is linear:
+    1.5 chunks = 1.5 x the loaded micro-batch + 0.5 x the plain one."""
+    from kvplan.latency import _micro_step, _stages
+
+    ll = load_bundled("llama-2-70b")
+    kw = dict(decode_seqs=512, decode_context=367, kv_dtype_name="fp8", weights_dtype="fp8", engine="trtllm", tp=1,
+              pp=2, gpus_per_node=8)  # fmt: skip
+    two = mixed_step_latency(ll, H100, prefill_tokens=200, prompt_chunks=2, **kw)
+    whole = mixed_step_latency(ll, H100, prefill_tokens=400, **kw)
+    one = mixed_step_latency(ll, H100, prefill_tokens=200, **kw)
+    c = _make_ctx(ll, H100, tp=1, weights_dtype="fp8", cal=calibration_of("trtllm"), eager=True, ep=False, dp=1,
+                  pp=2, gpus_per_node=8)  # fmt: skip
+    loaded = [_micro_step(c, st, 256, 256, 367, 200, 0, "fp8").total for st in _stages(ll, 2)]
+    send = two.pipeline - max(0.0, 2 * max(loaded) - sum(loaded))  # the one send between the two stages
+    assert 0 < send < 1e-3
+    assert two.total == pytest.approx(2 * max(loaded) + send, rel=1e-6)
+    assert two.total < whole.total
+    half = mixed_step_latency(ll, H100, prefill_tokens=200, prompt_chunks=1.5, **kw)
+    assert half.total == pytest.approx((one.total + two.total) / 2, rel=1e-3)
+    # no prompt tokens, or PP 1: prompt_chunks changes nothing
+    plain = dict(kw, prefill_tokens=0)
+    assert mixed_step_latency(ll, H100, prompt_chunks=2, **plain).total == mixed_step_latency(ll, H100, **plain).total
+    single = dict(kw, pp=1, prefill_tokens=200)
+    assert mixed_step_latency(ll, H100, prompt_chunks=2, **single).total == mixed_step_latency(ll, H100, **single).total
+
+
+def test_trtllm_pp_schedules_each_micro_batch_against_the_batch_limits():
+    """TensorRT-LLM with PP holds max_batch_size x pp requests and max_num_tokens per micro-batch
+    (get_max_num_sequences = pp_size x batch_size; engines/trtllm.py cites it); vLLM's limits stay as set.
+
+    MLPerf v5.0 NVIDIA H100 x8 Llama-2-70B Offline (TP1 PP2 x 4, batch 1024, max_num_tokens 1024, fp8): measured
+    kvplan 30,514 tok/s against 31,306.8 published (x0.97); before this rule and the spread prompts 21,152 (x0.68);
+    the rule alone 22,630, the spread alone 27,776.
+    """
+    from kvplan.engines import Settings
+    from kvplan.serving import _budget, _limits
+
+    kw = dict(tp=1, pp=2, weights_dtype="fp8", kv_dtype_name="fp8")
+    settings = Settings(free_gpu_memory_fraction=0.95, max_num_seqs=1024, max_num_batched_tokens=1024)
+    trt = setup("llama-2-70b", H100, engine="trtllm", settings=settings, **kw)
+    short = (Lengths.of(10), Lengths.of(10))  # the pool holds far more than the caps
+    assert _budget(trt, None) == 2048 and _limits(trt, *short) == (2048.0, "max_num_seqs")
+    one = setup("llama-2-70b", H100, engine="trtllm", settings=settings, tp=2, weights_dtype="fp8",
+                kv_dtype_name="fp8")  # fmt: skip
+    assert _budget(one, None) == 1024 and _limits(one, *short) == (1024.0, "max_num_seqs")
+    vl = setup("llama-2-70b", H100, engine="vllm", settings=Settings(max_num_seqs=256, max_num_batched_tokens=4096),
+               **kw)  # fmt: skip
+    assert _budget(vl, None) == 4096 and _limits(vl, *short) == (256.0, "max_num_seqs")
 
 
 # ---- disaggregated prefill / decode ---------------------------------------------------------------

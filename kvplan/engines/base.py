@@ -347,6 +347,10 @@ class Engine:
     # engine, and disaggregated plans refuse it rather than guess.
     disagg_first_token: Literal["decode", "prefill"] | None = None
     disagg_kv_send: Literal["after_prefill", "per_chunk"] | None = None
+    # With pipeline parallelism (kvplan.serving): True where the engine schedules each of its pp micro-batches
+    # against the batch limits (max_num_seqs, max_num_batched_tokens), so a pipeline cycle holds pp x each;
+    # False where they bound all micro-batches together.
+    limits_per_micro_batch: bool = False
     release: str = "-"  # the version key users select with name@release (``vllm@0.19``)
     # Fitted kernel efficiencies for kvplan.latency (None: no fit of its own; kvplan.engines.latency_calibration
     # then lends vLLM's and says so).

@@ -284,5 +284,11 @@ ENGINE = Trtllm(
     # DisaggregatedParams.first_gen_tokens @b828dac): the KV moves after the prefill, the first token comes from it.
     disagg_first_token="prefill",
     disagg_kv_send="after_prefill",
+    # With PP every micro-batch is scheduled against max_batch_size and max_num_tokens: the PyTorch executor
+    # (tensorrt_llm/_torch/pyexecutor/model_engine.py get_max_num_sequences: ``mapping.pp_size * batch_size``,
+    # "PyExecutor needs this to compute max_num_active_requests"), and the TensorRT-engine runtime
+    # (cpp/tensorrt_llm/batch_manager/trtGptModelInflightBatching.cpp: mNumMicroBatches = pipeline parallelism,
+    # CapacityScheduler(getMaxBatchSize() * mNumMicroBatches, ...), one MicroBatchScheduler call per micro-batch).
+    limits_per_micro_batch=True,
 )
 VERSIONS = (ENGINE,)
