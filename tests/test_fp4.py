@@ -126,6 +126,41 @@ def test_nvfp4_checkpoint_headers_equal_the_count_plus_per_tensor_scales(tmp_pat
     assert cmp.explained == {"quantization scales": 112} and cmp.unexplained_bytes == 0
 
 
+def test_compressed_tensors_nvfp4_headers_equal_the_count_plus_global_scales(tmp_path):  # noqa: ANN001
+    # llm-compressor's nvfp4-pack-quantized layout: weight_packed uint8 [out, in / 2], weight_scale float8_e4m3fn
+    # [out, in / 16], weight_global_scale and input_global_scale fp32 (one each per linear), lm_head ignored.
+    torch = pytest.importorskip("torch")
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    from kvplan.catalog import resolve
+    from kvplan.weights_compare import compare_weights
+
+    config, _, modelopt = _nvfp4_llama(torch)
+    tensors = {}
+    for name, t in modelopt.items():
+        if name.endswith(".weight") and t.dtype == torch.uint8:
+            tensors[name[: -len("weight")] + "weight_packed"] = t
+        elif name.endswith(".weight_scale_2"):
+            tensors[name[: -len("weight_scale_2")] + "weight_global_scale"] = t
+        elif name.endswith(".input_scale"):
+            tensors[name[: -len("input_scale")] + "input_global_scale"] = t
+        else:
+            tensors[name] = t
+    config["quantization_config"] = {
+        "quant_method": "compressed-tensors", "format": "nvfp4-pack-quantized", "ignore": ["lm_head"],
+        "config_groups": {"group_0": {"targets": ["Linear"],
+                                      "weights": {"num_bits": 4, "type": "float", "strategy": "tensor_group",
+                                                  "group_size": 16, "symmetric": True}}},
+    }  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "model.safetensors").write_bytes(safetensors_torch.save(tensors))
+    resolved = resolve(str(tmp_path))
+    assert resolved.spec.weights.method == "compressed-tensors" and resolved.spec.weights.dtype == "nvfp4"
+    cmp = compare_weights(resolved.checkpoint(), resolved.spec)
+    # the same bytes as the ModelOpt layout above: 41,472 (values + E4M3 scales) + 112 fp32 + 66,176 bf16
+    assert cmp.checkpoint_bytes == 107_760 and cmp.architecture_bytes == 107_648
+    assert cmp.architecture_dtype == "nvfp4" and cmp.explained == {"quantization scales": 112}
+
+
 # ---- FP4 compute: the catalog, the GEMM peak, each engine's rule ---------------------------------
 
 

@@ -287,7 +287,7 @@ def test_disaggregated_ttft_is_prefill_plus_wait_plus_transfer_plus_the_first_de
     # Before, TTFT was wait + prefill + transfer only (the first row: 0.2897 s); vLLM's decode instance computes the
     # last prompt token and samples the first output token itself (engines/vllm.py, disagg_first_token), so its
     # first step is now added (the first row: 0.2986 s); the decode replica now also holds and attends to the whole
-    # prompt (its TPOT 7.05 -> 9.13 ms).
+    # prompt (its TPOT 5.66 -> 9.13 ms).
     spec = load_bundled("llama-3.1-8b")
     t = Targets(20, Lengths.of(2048), Lengths.of(256), ttft_s=0.5, tpot_s=0.03)
     rows = [r for r in plan_for_targets(spec, [H200], t, disaggregated=True) if r.mode.startswith("disagg")]
