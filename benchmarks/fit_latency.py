@@ -140,7 +140,7 @@ def kvplan_classes(t, row: dict, cal) -> dict[str, float]:  # noqa: ANN001
         projections, head = projections_and_head(row, cal)
         other = t.gemm - projections - head  # shared experts, router, dense MLPs
         got["mla_block"] = t.attention + projections
-        got["moe_overlap"] = t.moe + other
+        got["moe_overlap"] = t.moe + other + t.overlap  # the hidden part of the two streams belongs to it
         got["gemm"] = gemm - (projections if "mla_block" in classes else 0) - (other if "moe_overlap" in classes else 0)
     return got
 

@@ -151,8 +151,10 @@ def score_pool(row: dict, data: dict) -> dict:
     else:
         context, batch, tokens = row["context_tokens"], row["batch_per_rank"] * ranks, row["batch_per_rank"]
     spec, card = load_bundled(src["model"]), gpu(src["gpu"], data)
+    # The runs' exchange and overlap as the source states them ("DeepEP, DeepGEMM, two-batch overlap"): SGLang's
+    # DeepEP all-to-all (not its default gather) and its two-batch overlap (kvplan.engines.sglang OVERLAP).
     c = phase_cost(spec, card, context, phase=row["phase"], batch=batch, tp=1, dp=ranks, expert_parallel=True,
-                   gpus_per_node=per_node, engine=src["engine"])  # fmt: skip
+                   gpus_per_node=per_node, engine=src["engine"], deepep=True, two_batch=True)  # fmt: skip
     ops = c.ops_s or {}
     tok_s = per_node * tokens / c.time_s
     return {

@@ -363,6 +363,8 @@ def phase_cost(
     dp: int = 1,
     gpus_per_node: int | None = None,
     checkpoint: CheckpointWeights | None = None,
+    deepep: bool = False,
+    two_batch: bool = False,
 ) -> PhaseCost:
     """FLOPs, bytes, roofline and calibrated time of one step on one GPU of a TP group.
 
@@ -371,7 +373,9 @@ def phase_cost(
     ``expert_parallel`` (calibrated only): MoE experts split whole across the tp x dp ranks instead of sliced.
     ``pp`` pipeline stages and ``dp`` data-parallel attention ranks (calibrated only) shape ``time_s`` as
     :func:`kvplan.latency.step_latency` says (micro-batches, the bubble, all-to-alls); the FLOPs, bytes and
-    roofline stay those of one TP rank running every layer for the whole batch.
+    roofline stay those of one TP rank running every layer for the whole batch. ``deepep`` and ``two_batch``
+    (calibrated only): DeepEP's all-to-all and the engine's two-micro-batch overlap
+    (:func:`kvplan.latency.step_latency`).
     """
     if model not in ("calibrated", "roofline"):
         raise InvalidInput(f"unknown latency model {model!r}; expected calibrated or roofline")
@@ -418,6 +422,8 @@ def phase_cost(
             attention_flops=flops.attention,
             engine=engine,
             expert_parallel=expert_parallel,
+            deepep=deepep,
+            two_batch=two_batch,
             pp=pp,
             dp=dp,
             gpus_per_node=gpus_per_node,

@@ -61,8 +61,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
-from kvplan.engines import ENGINES, Calibration, latency_calibration
+from kvplan.engines import ENGINES, Calibration, Overlap, engine_overlap, latency_calibration
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import cache_plan
@@ -100,8 +101,11 @@ PP_SEND_TENSORS = 2
 class OpTimes:
     """Seconds one step spends per operation class on one GPU (summed over the stages a token passes).
 
-    ``alltoall``: expert-parallel dispatch + combine; ``pipeline``: sends between pipeline stages plus the
-    time a micro-batch waits for the others in the stages (the bubble); both 0 without EP/DP or PP.
+    ``alltoall``: expert-parallel dispatch + combine (or the all-gather + reduce-scatter that replace them,
+    ``Overlap.moe_allgather``); ``pipeline``: sends between pipeline stages plus the time a micro-batch waits
+    for the others in the stages (the bubble); both 0 without EP/DP or PP. ``overlap`` (0 or negative): the time
+    the engine hides by running the shared experts beside the routed path (:class:`kvplan.engines.Overlap`);
+    the classes above each keep their own full time.
     """
 
     gemm: float
@@ -111,10 +115,12 @@ class OpTimes:
     allreduce: float
     alltoall: float = 0.0
     pipeline: float = 0.0
+    overlap: float = 0.0
 
     @property
     def total(self) -> float:
-        return self.gemm + self.moe + self.attention + self.elementwise + self.allreduce + self.alltoall + self.pipeline
+        return (self.gemm + self.moe + self.attention + self.elementwise + self.allreduce + self.alltoall
+                + self.pipeline + self.overlap)  # fmt: skip
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -125,13 +131,15 @@ class OpTimes:
             "allreduce_s": self.allreduce,
             "alltoall_s": self.alltoall,
             "pipeline_s": self.pipeline,
+            "overlap_s": self.overlap,
         }
 
     def __add__(self, other: OpTimes) -> OpTimes:
         return OpTimes(*(a + b for a, b in zip(self._fields(), other._fields(), strict=True)))
 
     def _fields(self) -> tuple[float, ...]:
-        return (self.gemm, self.moe, self.attention, self.elementwise, self.allreduce, self.alltoall, self.pipeline)
+        return (self.gemm, self.moe, self.attention, self.elementwise, self.allreduce, self.alltoall, self.pipeline,
+                self.overlap)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -152,6 +160,9 @@ class _Ctx:
     pp: int = 1  # pipeline stages
     gpus_per_node: int = 8  # one NVLink domain (nvlink_domain); collectives over more ranks cross the network
     dispatch_bytes: float = 2.0  # bytes per element an EP dispatch sends (fp8 weights: fp8 dispatch, as DeepEP)
+    rules: Overlap = Overlap()  # what the engine runs at once in a step, how its MoE layers exchange tokens
+    graph: bool = False  # a step replayed as a CUDA graph (decode); False: eager (prefill, mixed steps)
+    two_batch: bool = False  # the engine's two-micro-batch overlap is on (Settings.two_batch_overlap)
     moe_peak: float | None = None  # FLOP/s of the grouped expert GEMMs where they differ from ``peak`` (NVFP4)
     fp4_k_s: float = 0.0  # NVFP4 GEMMs (FP4 tensor cores): seconds per element of K of one tile's K loop; 0 elsewhere
     moe_layer_s: float | None = None  # fixed seconds of one grouped-expert layer where not cal.moe_layer_s (NVFP4)
@@ -202,6 +213,13 @@ def _fp4_gemm_terms(c: _Ctx, m: float, k: int) -> tuple[float, float]:
     return k * c.fp4_k_s, moved / (c.bw * c.cal.elementwise_mem_eff) + c.kernel_s
 
 
+def _gemm_mem_s(c: _Ctx, m: float, params: int, n_plus_k: int) -> float:
+    """The memory-traffic part of :func:`_gemm_s` alone: what the GEMM takes of the memory bus."""
+    if params <= 0 or m <= 0:
+        return 0.0
+    return (params * c.w_bytes + m * n_plus_k * c.act_bytes) / (c.bw * c.cal.gemm_mem_eff * c.mem_scale)
+
+
 def _attention_gemms_s(c: _Ctx, kind: LayerKind, m: int) -> float:
     """Projections of one token-mixer layer: fused QKV + O (MLA: each of its projections)."""
     h = c.spec.hidden_size
@@ -223,8 +241,32 @@ def _dense_mlp_s(c: _Ctx, m: int, inter_rank: int, *, gated: bool) -> float:
     return _gemm_s(c, m, up, h + up // h, k=h) + _gemm_s(c, m, h * inter_rank, h + inter_rank, k=inter_rank)
 
 
-def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> tuple[float, float]:
-    """(grouped expert GEMMs, router + shared-expert GEMMs) of one MoE layer.
+def _dense_mlp_mem_s(c: _Ctx, m: float, inter_rank: int, *, gated: bool) -> float:
+    h = c.spec.hidden_size
+    up = (2 if gated else 1) * h * inter_rank
+    return _gemm_mem_s(c, m, up, h + up // h) + _gemm_mem_s(c, m, h * inter_rank, h + inter_rank)
+
+
+class _MoeParts(NamedTuple):
+    """One MoE layer's two paths (seconds): routed (router + grouped experts) and shared experts, each with the
+    memory-traffic part of its time (what two concurrent paths share). A tuple, grouped experts first."""
+
+    grouped: float
+    router: float
+    shared: float
+    routed_mem: float
+    shared_mem: float
+
+
+def concurrent_s(a: float, b: float, *, memory_a: float, memory_b: float) -> float:
+    """Two paths on two CUDA streams of one GPU: the longer of the two, but never less than their memory traffic
+    together (both read their weights over the same memory bus). ``memory_*`` is each path's memory-traffic time,
+    at most the path's own time, so the result lies between ``max(a, b)`` and ``a + b``."""
+    return max(a, b, memory_a + memory_b)
+
+
+def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
+    """The grouped expert GEMMs, the router and the shared-expert GEMMs of one MoE layer (:class:`_MoeParts`).
 
     ``tokens``: the rank's own tokens (router, shared experts); ``moe_tokens``: every token routed into this
     layer's experts across the ``moe_ranks`` (with DP attention, all DP ranks' tokens; else the same).
@@ -250,13 +292,17 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> tuple[float, float]:
         eff *= inter_rank / (inter_rank + c.cal.moe_half_width)  # thin expert slices (high TP) run below peak
         compute = 2 * routed * per_expert / ((c.moe_peak or c.peak) * eff)
         moved = touched * per_expert * c.w_bytes + routed * (2 * h + 3 * inter_rank) * c.act_bytes
-        grouped = max(compute, moved / (c.bw * c.cal.moe_mem_eff * c.mem_scale)) + fixed
+        grouped_mem = moved / (c.bw * c.cal.moe_mem_eff * c.mem_scale)
+        grouped = max(compute, grouped_mem) + fixed
     else:  # a vanishing share of a token (serving's fixed point near rate 0): only the kernels' fixed cost
-        grouped = fixed
-    dense = _gemm_s(c, tokens, h * moe.num_experts, h + moe.num_experts, k=h)  # router (16-bit; small)
+        grouped, grouped_mem = fixed, 0.0
+    router = _gemm_s(c, tokens, h * moe.num_experts, h + moe.num_experts, k=h)  # 16-bit; small
+    router_mem = _gemm_mem_s(c, tokens, h * moe.num_experts, h + moe.num_experts)
+    shared = shared_mem = 0.0
     if moe.shared_size:
-        dense += _dense_mlp_s(c, tokens, ceil_div(moe.shared_size, c.tp), gated=gated)
-    return grouped, dense
+        shared = _dense_mlp_s(c, tokens, ceil_div(moe.shared_size, c.tp), gated=gated)
+        shared_mem = _dense_mlp_mem_s(c, tokens, ceil_div(moe.shared_size, c.tp), gated=gated)
+    return _MoeParts(grouped, router, shared, grouped_mem + router_mem, shared_mem)
 
 
 def _elementwise_s(c: _Ctx, tokens: float, inter_rank: int) -> float:
@@ -296,6 +342,20 @@ def allreduce_s(c: _Ctx, tokens: float, ranks: int | None = None) -> float:
         return base + NETWORK_LATENCY_S + wire
     wire = 2 * (ranks - 1) / ranks * payload / (link * 1e9 * c.cal.allreduce_bw_eff)
     return base + wire
+
+
+def allgather_s(c: _Ctx, tokens: float, *, bytes_per_element: float) -> float:
+    """One ring all-gather (or reduce-scatter: the same traffic) of ``tokens x hidden`` values in all over the
+    ``moe_ranks``: each rank receives ``(R - 1) / R`` of them; half an all-reduce's wire (:func:`allreduce_s`,
+    which is a reduce-scatter then an all-gather), with the same latency and bandwidth constants."""
+    ranks = c.moe_ranks
+    if ranks == 1 or tokens <= 0:
+        return 0.0
+    payload = tokens * c.spec.hidden_size * bytes_per_element
+    base = c.cal.allreduce_base_s + c.cal.allreduce_rank_s * (ranks - 2)
+    if ranks > c.gpus_per_node:
+        return base + NETWORK_LATENCY_S + (ranks - 1) / ranks * payload / (NETWORK_GBPS * 1e9 * NETWORK_BW_EFF)
+    return base + (ranks - 1) / ranks * payload / (_link_gbps(c) * 1e9 * c.cal.allreduce_bw_eff)
 
 
 def alltoall_s(c: _Ctx, tokens: float, *, bytes_per_element: float) -> float:
@@ -500,6 +560,9 @@ def _make_ctx(
     dp: int = 1,
     pp: int = 1,
     gpus_per_node: int | None = None,
+    rules: Overlap | None = None,
+    two_batch: bool = False,
+    deepep: bool = False,
 ) -> _Ctx:
     w = weight_dtype(weights_dtype)
     fp8 = gpu.fp8_dense_tflops is not None and weights_dtype.startswith("fp8")
@@ -528,6 +591,9 @@ def _make_ctx(
         pp=pp,
         gpus_per_node=nvlink_domain(gpu, gpus_per_node),
         dispatch_bytes=1.0 if fp8 else 2.0,
+        rules=_exchange_rules(rules or Overlap(), two_batch=two_batch, deepep=deepep),
+        graph=not eager,
+        two_batch=two_batch,
         moe_peak=_fp4_moe_peak(gpu, cal, weights_dtype),
         fp4_k_s=_fp4_k_s(gpu, cal, weights_dtype),
         moe_layer_s=_fp4_moe_layer_s(gpu, cal, weights_dtype),
@@ -563,6 +629,19 @@ def lm_head_s(c: _Ctx, rows: float) -> float:
     return _gemm_s(c, rows, spec.hidden_size * ceil_div(spec.vocab_size, c.tp), spec.hidden_size, k=spec.hidden_size)
 
 
+def _exchange_rules(rules: Overlap, *, two_batch: bool, deepep: bool) -> Overlap:
+    """With DeepEP chosen (Settings.deepep) or two-micro-batch overlap on, the engine exchanges tokens with DeepEP's
+    all-to-all (vLLM asserts a DeepEP all2all backend for --enable-dbo; SGLang's two-batch overlap runs on DeepEP),
+    whatever its default."""
+    if not (two_batch or deepep):
+        return rules
+    if two_batch and rules.two_batch_decode_tokens is None:
+        raise InvalidInput("two-batch overlap is not an option of this engine (vLLM --enable-dbo and SGLang "
+                           "--enable-two-batch-overlap have it)")  # fmt: skip
+    return replace(rules, moe_allgather=False)
+
+
+
 def _fp4_moe_peak(gpu: GPU, cal: Calibration, weights_dtype: str) -> float | None:
     """NVFP4 grouped expert GEMMs: the FP4 peak at their own share ``fp4_moe_eff_scale`` (TensorRT-LLM's and vLLM's
     NVFP4 MoE kernels reach a different share than the dense FP4 GEMMs); None elsewhere (the GEMMs' peak)."""
@@ -574,28 +653,37 @@ def _fp4_moe_peak(gpu: GPU, cal: Calibration, weights_dtype: str) -> float | Non
 
 def _linear_s(
     c: _Ctx, tokens: float, lm_rows: float, *, stage: _Stage | None = None, moe_tokens: float | None = None
-) -> tuple[float, float, float, float, float]:
-    """(GEMM, grouped experts, element-wise, all-reduce, all-to-all) seconds of one stage's layers (every layer
-    when ``stage`` is None) for the rank's ``tokens``; ``moe_tokens``: all tokens the MoE layers see (DP attention)."""
+) -> tuple[float, float, float, float, float, float]:
+    """(GEMM, grouped experts, element-wise, all-reduce, all-to-all, overlap) seconds of one stage's layers (every
+    layer when ``stage`` is None) for the rank's ``tokens``; ``moe_tokens``: all tokens the MoE layers see (DP
+    attention). ``overlap`` (0 or negative) is what the shared-expert stream hides (:func:`_shared_overlap_s`)."""
     spec = c.spec
     gemm = moe = elementwise = 0.0
     if tokens <= 0:
-        return 0.0, 0.0, 0.0, 0.0, 0.0
+        return 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     moe_tokens = tokens if moe_tokens is None else moe_tokens
     layers = stage.layers if stage is not None else range(spec.num_layers)
+    moe_parts: list[tuple[int, _MoeParts]] = []
     for (name, dense, width), count in _layer_keys(spec, layers).items():
-        g, m, e = _layer_s(c, spec.kind(name), tokens, dense=dense, width=width, moe_tokens=moe_tokens)
+        g, m, e, parts = _layer_s(c, spec.kind(name), tokens, dense=dense, width=width, moe_tokens=moe_tokens)
         gemm, moe, elementwise = gemm + count * g, moe + count * m, elementwise + count * e
+        if parts is not None:
+            moe_parts.append((count, parts))
     last = stage is None or stage.last
     first = stage is None or stage.first
     if lm_rows > 0 and last:
         gemm += lm_head_s(c, lm_rows)
     if c.dp == 1:
         # TP: one all-reduce after attention and one after the MLP (experts sliced or split whole: the output
-        # is summed over the TP group either way), and one after the embedding.
-        reduce = (2 * len(layers) + (1 if first else 0)) * allreduce_s(c, tokens)
-        return gemm, moe, elementwise, reduce, 0.0
-    return (gemm, moe, elementwise, *_dp_collectives_s(c, tokens, moe_tokens, layers, first=first))
+        # is summed over the TP group either way), and one after the embedding. The MLP's all-reduce follows the
+        # join of the shared and routed paths, so it is outside their overlap.
+        reduce, a2a = (2 * len(layers) + (1 if first else 0)) * allreduce_s(c, tokens), 0.0
+    else:
+        reduce, a2a = _dp_collectives_s(c, tokens, moe_tokens, layers, first=first)
+    moe_layers = sum(n for n, _ in moe_parts)
+    exchange = a2a / moe_layers if moe_layers else 0.0  # one MoE layer's dispatch + combine
+    hidden = sum(n * _shared_overlap_s(c, parts, tokens, exchange) for n, parts in moe_parts)
+    return gemm, moe, elementwise, reduce, a2a, hidden
 
 
 def _dp_collectives_s(c: _Ctx, tokens: float, moe_tokens: float, layers: range, *, first: bool) -> tuple[float, float]:
@@ -613,6 +701,14 @@ def _dp_collectives_s(c: _Ctx, tokens: float, moe_tokens: float, layers: range, 
     moe_layers = len(layers) - dense_layers
     per_rank = allreduce_s(c, tokens)
     reduce = (len(layers) + dense_layers + (1 if first else 0)) * per_rank
+    if c.rules.moe_allgather:
+        # Every rank's tokens gathered to every rank (each padded to the busiest rank's count) and the outputs
+        # reduce-scattered back, experts split whole or sliced alike (Overlap.moe_allgather).
+        gathered = c.moe_ranks * tokens / c.tp
+        exchange = allgather_s(c, gathered, bytes_per_element=c.dispatch_bytes) + allgather_s(
+            c, gathered, bytes_per_element=2.0
+        )
+        return reduce + (moe_layers * per_rank if c.tp > 1 else 0.0), moe_layers * exchange
     if not c.ep:
         return reduce + moe_layers * allreduce_s(c, moe_tokens, c.moe_ranks), 0.0
     reduce += moe_layers * per_rank
@@ -666,7 +762,7 @@ def _pipeline(stage_times: list[OpTimes], sends: list[float], micro_batches: flo
     else:
         wait = max(0.0, micro_batches * busiest - trip.total - sent)
     return OpTimes(trip.gemm, trip.moe, trip.attention, trip.elementwise, trip.allreduce, trip.alltoall,
-                   trip.pipeline + sent + wait)  # fmt: skip
+                   trip.pipeline + sent + wait, trip.overlap)  # fmt: skip
 
 
 def step_latency(
@@ -686,11 +782,16 @@ def step_latency(
     pp: int = 1,
     dp: int = 1,
     gpus_per_node: int | None = None,
+    deepep: bool = False,
+    two_batch: bool = False,
 ) -> OpTimes:
     """Seconds of one prefill (``batch`` prompts of ``context``) or decode step, by operation class.
 
-    ``constants`` replaces the engine's fitted ones (the fit script's hook). ``attention_flops`` is the
-    attention of the whole batch on one rank of the TP group (:func:`kvplan.cost.step_flops`).
+    ``constants`` replaces the engine's fitted ones (the fit script's hook); ``deepep``: DeepEP's all-to-all for the
+    MoE token exchange under DP attention instead of the engine's default (:class:`kvplan.engines.Overlap`);
+    ``two_batch``: the engine's two-micro-batch overlap (DP attention + EP, no PP), each half taking half of every
+    rank's sequences (:func:`two_batch_s`'s formula). ``attention_flops`` is the attention of the whole batch on one
+    rank of the TP group (:func:`kvplan.cost.step_flops`).
 
     **Data-parallel attention** (``dp`` > 1; with ``expert_parallel`` the experts split whole over tp x dp
     ranks): the ``batch`` sequences spread over ``dp`` ranks; the busiest holds ``ceil(batch / dp)`` and sets the
@@ -712,15 +813,21 @@ def step_latency(
     """
     cal = constants or calibration(engine)
     c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=phase == "prefill", ep=expert_parallel,
-                  dp=dp, pp=pp, gpus_per_node=gpus_per_node)  # fmt: skip
+                  dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine), deepep=deepep,
+                  two_batch=two_batch)  # fmt: skip
     per_seq = context if phase == "prefill" else 1
+    rank_seqs = ceil_div(batch, dp)
+    if pp == 1 and rank_seqs >= 2 and _splits_in_two(c, rank_seqs * per_seq, prefill=phase == "prefill"):
+        half = _stage_times(c, context, phase=phase, batch=ceil_div(rank_seqs, 2) * dp, kv_dtype_name=kv_dtype_name)
+        return _two_halves(c, half.times[0])
     if pp == 1 and dp == 1:
         tokens = batch * per_seq
-        gemm, moe, elementwise, reduce, a2a = _linear_s(c, tokens, batch)
+        gemm, moe, elementwise, reduce, a2a, hidden = _linear_s(c, tokens, batch)
         attention = _attention_s(
             c, phase=phase, context=context, batch=batch, attention_flops=attention_flops, kv_dtype=kv_dtype_name
         )
-        return OpTimes(gemm=gemm, moe=moe, attention=attention, elementwise=elementwise, allreduce=reduce)
+        return OpTimes(gemm=gemm, moe=moe, attention=attention, elementwise=elementwise, allreduce=reduce,
+                       overlap=hidden)  # fmt: skip
     stages = _stage_times(c, context, phase=phase, batch=batch, kv_dtype_name=kv_dtype_name)
     return _pipeline(stages.times, stages.sends, stages.micro_batches, phase=phase)
 
@@ -753,7 +860,8 @@ def stage_latencies(
 ) -> StageTimes:
     """The per-stage figures :func:`step_latency` combines (the pipeline arithmetic is checkable by hand)."""
     c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=calibration(engine), eager=phase == "prefill",
-                  ep=expert_parallel, dp=dp, pp=pp, gpus_per_node=gpus_per_node)  # fmt: skip
+                  ep=expert_parallel, dp=dp, pp=pp, gpus_per_node=gpus_per_node,
+                  rules=engine_overlap(engine))  # fmt: skip
     return _stage_times(c, context, phase=phase, batch=batch, kv_dtype_name=kv_dtype_name)
 
 
@@ -768,12 +876,12 @@ def _stage_times(c: _Ctx, context: int, *, phase: str, batch: int, kv_dtype_name
         flops = (
             _stage_flops(spec, st.layers, context=context, prefix=0, prompts=seqs, tp=c.tp) if phase == "prefill" else 0
         )
-        gemm, moe, elementwise, reduce, a2a = _linear_s(
+        gemm, moe, elementwise, reduce, a2a, hidden = _linear_s(
             c, seqs * per_seq, seqs, stage=st, moe_tokens=moe_seqs * per_seq
         )
         attention = _attention_s(c, phase=phase, context=context, batch=seqs, attention_flops=flops,
                                  kv_dtype=kv_dtype_name, stage=st)  # fmt: skip
-        times.append(OpTimes(gemm, moe, attention, elementwise, reduce, a2a))
+        times.append(OpTimes(gemm, moe, attention, elementwise, reduce, a2a, overlap=hidden))
         sends.append(0.0 if st.last else send_s(c, _send_bytes(c, seqs * per_seq), crosses_nodes=_crosses(c, st)))
     return StageTimes(times, sends, micro, seqs)
 
@@ -795,6 +903,8 @@ def mixed_step_latency(
     dp: int = 1,
     gpus_per_node: int | None = None,
     prefill_tokens_all_ranks: float | None = None,
+    two_batch: bool = False,
+    deepep: bool = False,
     prompt_chunks: float = 1.0,
 ) -> OpTimes:
     """One in-flight-batching step: ``decode_seqs`` decodes at ``decode_context`` plus a prefill chunk of
@@ -809,6 +919,11 @@ def mixed_step_latency(
     add to the MoE layers); with ``pp`` stages the decodes form ``m = min(pp, decodes per rank)``
     micro-batches and the chunk rides in one of them: the figure is the cycle in which every sequence advances
     once, ``max(trip of the chunk's micro-batch, its busiest stage + (m - 1) x the others' busiest stage)``.
+
+    ``two_batch`` (the engine's two-micro-batch overlap, :class:`kvplan.engines.Overlap`): with DP attention and
+    EP (no PP) a step with more tokens on the rank than the engine's threshold runs as two halves
+    (:func:`two_batch_s`). ``deepep``: DeepEP's all-to-all instead of the engine's default token exchange.
+
     With ``prompt_chunks = k > 1`` (PP only) the step carries ``k`` such chunks, each admitted by its own
     micro-batch (every micro-batch is scheduled by its own call, with its own token budget: TensorRT-LLM's
     micro-batch scheduler, tensorrt_llm/_torch/pyexecutor; vLLM's ``schedule`` per in-flight batch): the cycle is
@@ -818,7 +933,8 @@ def mixed_step_latency(
     cal = calibration(engine)
     chunk = int(round(prefill_tokens))
     c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=chunk > 0, ep=expert_parallel,
-                  dp=dp, pp=pp, gpus_per_node=gpus_per_node)  # fmt: skip
+                  dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine),
+                  two_batch=two_batch, deepep=deepep)  # fmt: skip
     if pp == 1 and dp == 1:
         return _micro_step(c, None, decode_seqs, decode_seqs, decode_context, chunk, prefill_prefix, kv_dtype_name)
     rank_seqs = decode_seqs / dp
@@ -829,6 +945,8 @@ def mixed_step_latency(
         return _even_cycle(c, spec, pp, micro, seqs, decode_context, chunk * chunks / micro, prefill_prefix,
                            kv_dtype_name)  # fmt: skip
     others = max(0.0, (prefill_tokens_all_ranks or chunk) - chunk)  # other ranks' prompt tokens in the MoE layers
+    if pp == 1 and _splits_in_two(c, seqs + chunk, prefill=chunk > 0):
+        return two_batch_s(c, seqs, seqs * dp + others, decode_context, chunk, prefill_prefix, kv_dtype_name)
     stages = _stages(spec, pp)
     loaded, plain, memo = [], [], {}
     for st in stages:
@@ -854,7 +972,45 @@ def mixed_step_latency(
     cycle = loaded_share * busiest_loaded + (micro - loaded_share) * busiest_plain
     wait = max(0.0, cycle - trip.total)
     return OpTimes(trip.gemm, trip.moe, trip.attention, trip.elementwise, trip.allreduce, trip.alltoall,
-                   trip.pipeline + wait)  # fmt: skip
+                   trip.pipeline + wait, trip.overlap)  # fmt: skip
+
+
+def _splits_in_two(c: _Ctx, tokens: float, *, prefill: bool) -> bool:
+    """Whether the engine runs this step as two micro-batches: two-batch overlap on, DP attention with EP, and more
+    tokens on the rank than its threshold for the step's kind (vLLM: dbo_*_token_threshold, "greater than")."""
+    if not (c.two_batch and c.ep and c.dp > 1):
+        return False
+    limit = c.rules.two_batch_prefill_tokens if prefill else c.rules.two_batch_decode_tokens
+    return limit is not None and tokens > limit
+
+
+def two_batch_s(
+    c: _Ctx,
+    decode_seqs: float,
+    moe_decode_seqs: float,
+    decode_context: int,
+    chunk: int,
+    prefill_prefix: int,
+    kv_dtype_name: str,
+) -> OpTimes:
+    """A step run as two halves (two-micro-batch overlap): each half carries half the decodes and half the prompt
+    chunk; one half's token exchange (dispatch + combine, ``X`` over both halves) runs beside the other's compute
+    (``C``, everything else over both halves, each half paying its own kernels' fixed costs). The step takes
+    ``max(C, X) + X / (2 L)``: the longer of the two streams, plus one half's exchange of one of the ``L`` MoE layers
+    that nothing hides (the first dispatch, the last combine). The op classes carry both halves' full times;
+    ``overlap`` holds what the interleaving hides (0 or negative)."""
+    half = _micro_step(c, None, decode_seqs / 2, moe_decode_seqs / 2, decode_context, chunk // 2, prefill_prefix,
+                       kv_dtype_name)  # fmt: skip
+    return _two_halves(c, half)
+
+
+def _two_halves(c: _Ctx, half: OpTimes) -> OpTimes:
+    """Two micro-batches of ``half`` each: ``max(C, X) + X / (2 L)`` (see :func:`two_batch_s`)."""
+    both = half + half
+    exchange = both.alltoall
+    compute = both.total - exchange
+    step = max(compute, exchange) + exchange / (2 * max(1, len(c.spec.moe_layers)))
+    return replace(both, overlap=both.overlap + step - both.total)
 
 
 def _even_cycle(
@@ -915,8 +1071,8 @@ def _micro_step(
     chunk; the MoE layers see ``moe_decode_seqs`` decodes (every DP rank's) plus the chunk."""
     sampled = decode_seqs + (1 if chunk else 0)
     moe_tokens = moe_decode_seqs + chunk
-    gemm, moe, elementwise, reduce, a2a = _linear_s(c, decode_seqs + chunk, sampled, stage=stage,
-                                                    moe_tokens=moe_tokens)  # fmt: skip
+    gemm, moe, elementwise, reduce, a2a, hidden = _linear_s(c, decode_seqs + chunk, sampled, stage=stage,
+                                                            moe_tokens=moe_tokens)  # fmt: skip
     attention = 0.0
     if decode_seqs > 0:  # a mean below one sequence: the decode kernels run in that share of the steps
         attention += min(1.0, decode_seqs) * _attention_s(
@@ -930,25 +1086,41 @@ def _micro_step(
             c, phase="prefill", context=prefill_prefix + chunk, batch=1, attention_flops=flops, kv_dtype=kv_dtype_name,
             stage=stage,
         )  # fmt: skip
-    return OpTimes(gemm=gemm, moe=moe, attention=attention, elementwise=elementwise, allreduce=reduce, alltoall=a2a)
+    return OpTimes(gemm=gemm, moe=moe, attention=attention, elementwise=elementwise, allreduce=reduce, alltoall=a2a,
+                   overlap=hidden)  # fmt: skip
 
 
 def _layer_s(
     c: _Ctx, kind: LayerKind, tokens: float, *, dense: bool, width: int, moe_tokens: float
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, _MoeParts | None]:
+    """(GEMMs, grouped experts, element-wise, the MoE layer's two paths or None) of one layer."""
     spec = c.spec
     gemm = _attention_gemms_s(c, kind, tokens)
     gated = spec.params.mlp == "gated"
     if not kind.mlp:  # a mixer-only layer (Nemotron-H): no feed-forward GEMMs
-        return gemm, 0.0, _elementwise_s(c, tokens, 0)
+        return gemm, 0.0, _elementwise_s(c, tokens, 0), None
+    parts = None
     if dense:
         inter_rank = ceil_div(width, c.tp)  # width 0: no MLP (Nemotron-NAS no_op FFN)
         if inter_rank:
             gemm += _dense_mlp_s(c, tokens, inter_rank, gated=gated)
         moe = 0.0
     else:
-        grouped, shared = _moe_s(c, tokens, moe_tokens)
-        gemm += shared
-        moe = grouped
+        parts = _moe_s(c, tokens, moe_tokens)
+        gemm += parts.router + parts.shared
+        moe = parts.grouped
         inter_rank = ceil_div(spec.moe.experts_per_token * spec.moe.expert_intermediate_size, c.tp)
-    return gemm, moe, _elementwise_s(c, tokens, inter_rank)
+    return gemm, moe, _elementwise_s(c, tokens, inter_rank), parts
+
+
+def _shared_overlap_s(c: _Ctx, parts: _MoeParts, tokens: float, exchange_s: float) -> float:
+    """Seconds one MoE layer hides (0 or negative) where the engine runs its shared experts on a second stream
+    beside the routed path (router, token exchange ``exchange_s``, grouped experts; :class:`Overlap`)."""
+    rules = c.rules
+    if not parts.shared or rules.shared_experts_tokens <= 0 or tokens > rules.shared_experts_tokens:
+        return 0.0
+    if rules.shared_experts_graph_only and not c.graph:
+        return 0.0
+    routed = parts.router + parts.grouped + exchange_s
+    both = concurrent_s(routed, parts.shared, memory_a=parts.routed_mem, memory_b=parts.shared_mem)
+    return both - routed - parts.shared

@@ -185,6 +185,8 @@ def _step(
         dp=s.dp,
         gpus_per_node=s.gpus_per_node,
         prefill_tokens_all_ranks=p_all,
+        two_batch=s.settings.two_batch_overlap,
+        deepep=s.settings.deepep,
         prompt_chunks=chunks,
     ).total
 

@@ -31,6 +31,7 @@ from kvplan.capacity import Setup, setup
 from kvplan.disagg import QUANTILES, check_engine, first_token_s, kv_transfer, max_prefill_load, serve_disaggregated
 from kvplan.disagg import prefill_s as _prefill_s
 from kvplan.disagg import transfer_at as _transfer_at
+from kvplan.engines import Settings, get_engine
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.planner import DP_SIZES, PIPELINE_NODES, Split, refuse_weights_nowhere_run
@@ -317,11 +318,15 @@ def plan_for_targets(
     max_gpus: int = MAX_GPUS,
     gpus_per_node: int | None = None,
     checkpoint: Any = None,
+    settings: Settings | None = None,
 ) -> list[TargetRow]:
-    """Configurations meeting ``targets`` with the fewest GPUs first; ``pareto`` marks the front.
+    """Configurations meeting ``targets`` with the fewest GPUs first; ``pareto`` marks the front. ``settings``: the
+    engine's flags every configuration runs with (two-batch overlap, DeepEP, the memory fraction).
     ``checkpoint`` (the model's headers) gives the weights term of its own dtype (:func:`kvplan.capacity.setup`)."""
     targets.check()
     refuse_weights_nowhere_run(engine, gpus, weights_dtypes)
+    if settings is not None:  # flags of another engine: one clear refusal, not an empty plan
+        get_engine(engine).check_settings(settings)
     rows: list[TargetRow] = []
     for gpu in gpus:
         per_node = gpus_per_node or gpu.gpus_per_node
@@ -331,7 +336,8 @@ def plan_for_targets(
                 memo: dict = {}
                 candidates = []  # (setup, ep) in the order of the splits
                 for sp in splits:
-                    s = _setup(spec, gpu, engine, sp, w, kv, per_node=per_node, memo=memo, checkpoint=checkpoint)
+                    s = _setup(spec, gpu, engine, sp, w, kv, per_node=per_node, memo=memo, checkpoint=checkpoint,
+                               settings=settings)  # fmt: skip
                     if s is None:
                         continue
                     ep = sp.ep and sp.dp == 1  # TP-EP: the setup stays TP-sliced for memory, the latency splits
@@ -373,10 +379,12 @@ def _setup(
     per_node: int,
     memo: dict,
     checkpoint: Any = None,
+    settings: Settings | None = None,
 ) -> Setup | None:
     try:
         s = setup(spec, gpu, engine=engine, tp=sp.tp, pp=sp.pp, dp=sp.dp, ep=sp.ep and sp.dp > 1, kv_dtype_name=kv,
-                  weights_dtype=w, gpus_per_node=per_node, memo=memo, checkpoint=checkpoint)  # fmt: skip
+                  weights_dtype=w, gpus_per_node=per_node, memo=memo, checkpoint=checkpoint,
+                  settings=settings)  # fmt: skip
     except InvalidInput:
         return None  # a split or dtype this model, GPU or engine cannot take
     if any(st.available <= 0 for st in s.stages):

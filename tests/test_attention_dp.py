@@ -115,3 +115,203 @@ def test_attention_dp_rows_statistics() -> None:
     assert sum(abs(r["ratio"] - 1) <= 0.20 for r in rows) >= 10
     assert max(abs(math.log(r["ratio"])) for r in rows) <= math.log(2.2)
     assert pub.attention_dp_summary(rows).startswith("attention DP + EP rows: 35 points (EP = all ranks)")
+
+
+# ---- what each engine overlaps (kvplan.engines.Overlap) ------------------------------------------------------------
+
+
+def _ctx(spec, gpu, cal, rules, *, dp=8, eager=False, two_batch=False):  # noqa: ANN001, ANN202
+    from kvplan.latency import _make_ctx
+
+    return _make_ctx(spec, gpu, tp=1, weights_dtype="fp8", cal=cal, eager=eager, ep=True, dp=dp, rules=rules,
+                     two_batch=two_batch)  # fmt: skip
+
+
+def test_concurrent_paths_by_hand() -> None:
+    """Two streams: the longer path, never less than both paths' memory traffic together."""
+    from kvplan.latency import concurrent_s
+
+    assert concurrent_s(3.0, 2.0, memory_a=1.5, memory_b=1.0) == 3.0  # max(3, 2, 1.5 + 1) = 3
+    assert concurrent_s(3.0, 2.0, memory_a=2.5, memory_b=1.5) == 4.0  # the bus: 2.5 + 1.5 = 4 > 3
+    assert concurrent_s(1.0, 2.0, memory_a=0.0, memory_b=0.0) == 2.0
+
+
+def test_trtllm_attention_dp_exchanges_by_allgather_by_hand() -> None:
+    """TensorRT-LLM without MNNVL: all-gather of every rank's fp8 tokens + reduce-scatter of the bf16 outputs.
+
+    Qwen3-235B-A22B (hidden 4,096, 94 MoE layers) on 8 x H200, 100 decodes per rank: 800 tokens gathered.
+    All-gather: 7/8 x 800 x 4,096 x 1 B = 2,867,200 B over 900 GB/s x 0.3815 = 343.35 GB/s -> 8.3506 us, plus the
+    engine's collective latency 3.406 us + 6 x 0.8691 us = 8.6206 us: 16.971 us. Reduce-scatter: 5,734,400 B ->
+    16.701 us + 8.6206 us = 25.322 us. A step: 94 x 42.293 us = 3.9756 ms (the all-to-all field).
+    """
+    from kvplan.catalog import load_bundled
+    from kvplan.engines import trtllm
+    from kvplan.hardware import resolve_gpu
+    from kvplan.latency import allgather_s, step_latency
+
+    q3, h200 = load_bundled("qwen3-235b-a22b"), resolve_gpu("h200")
+    c = _ctx(q3, h200, trtllm.CALIBRATION, trtllm.OVERLAP)
+    assert allgather_s(c, 800, bytes_per_element=1.0) == pytest.approx(16.971e-6, rel=1e-4)
+    assert allgather_s(c, 800, bytes_per_element=2.0) == pytest.approx(25.322e-6, rel=1e-4)
+    t = step_latency(q3, h200, 2048, phase="decode", batch=800, tp=1, dp=8, kv_dtype_name="fp8", weights_dtype="fp8",
+                     attention_flops=0, engine="trtllm", expert_parallel=True)  # fmt: skip
+    assert t.alltoall == pytest.approx(3.9756e-3, rel=1e-4)
+    assert t.overlap == 0.0  # Qwen3 has no shared experts: nothing beside the routed path
+
+
+def test_trtllm_runs_shared_experts_beside_the_routed_path_in_graph_steps_only() -> None:
+    """Llama 4 Scout (a shared expert on each of its 48 MoE layers), 4 x H200 with attention DP: in a decode step
+    (CUDA graph) each layer takes concurrent_s(router + experts + exchange, shared); eager prefill hides nothing."""
+    from kvplan.catalog import load_bundled
+    from kvplan.engines import trtllm
+    from kvplan.hardware import resolve_gpu
+    from kvplan.latency import _linear_s, _moe_s, allgather_s, concurrent_s, step_latency
+
+    scout, h200 = load_bundled("llama-4-scout-17b-16e"), resolve_gpu("h200")
+    kw = dict(tp=1, dp=4, kv_dtype_name="fp8", weights_dtype="fp8", engine="trtllm", expert_parallel=True)
+    decode = step_latency(scout, h200, 2048, phase="decode", batch=256, attention_flops=0, **kw)
+    c = _ctx(scout, h200, trtllm.CALIBRATION, trtllm.OVERLAP, dp=4)
+    parts = _moe_s(c, 64, 256)
+    exchange = allgather_s(c, 256, bytes_per_element=1.0) + allgather_s(c, 256, bytes_per_element=2.0)
+    routed = parts.router + parts.grouped + exchange
+    per_layer = concurrent_s(routed, parts.shared, memory_a=parts.routed_mem, memory_b=parts.shared_mem)
+    assert decode.overlap == pytest.approx(48 * (per_layer - routed - parts.shared), rel=1e-9)
+    assert -48 * min(routed, parts.shared) <= decode.overlap < 0
+    assert decode.total == pytest.approx(sum(decode.as_dict().values()))
+    assert _linear_s(c, 64, 64, moe_tokens=256)[5] == pytest.approx(decode.overlap, rel=1e-9)
+    prefill = step_latency(scout, h200, 2048, phase="prefill", batch=1, attention_flops=1, **kw)
+    assert prefill.overlap == 0.0
+
+
+def test_vllm_shared_experts_stream_up_to_256_tokens() -> None:
+    """vLLM: shared experts on their own stream while the rank's step holds at most 256 tokens
+    (VLLM_SHARED_EXPERTS_STREAM_TOKEN_THRESHOLD); DeepSeek-V3 decode at TP8: 256 sequences hide some, 257 none.
+    vLLM 0.8 predates the stream."""
+    from kvplan.catalog import load_bundled
+    from kvplan.hardware import resolve_gpu
+    from kvplan.latency import step_latency
+
+    ds, h200 = load_bundled("deepseek-v3"), resolve_gpu("h200")
+    kw = dict(tp=8, kv_dtype_name="fp8", weights_dtype="fp8", attention_flops=0)
+    assert step_latency(ds, h200, 2048, phase="decode", batch=256, engine="vllm", **kw).overlap < 0
+    assert step_latency(ds, h200, 2048, phase="decode", batch=257, engine="vllm", **kw).overlap == 0.0
+    assert step_latency(ds, h200, 2048, phase="decode", batch=256, engine="vllm@0.8", **kw).overlap == 0.0
+
+
+def test_two_batch_overlap_thresholds_and_formula() -> None:
+    """vLLM --enable-dbo: two halves when the rank's decode-only step has more than 32 tokens (DeepEP all-to-all
+    either way); the step is max(C, X) + X / (2 x 58) for DeepSeek-V3's 58 MoE layers, C and X the two halves'
+    compute and exchange."""
+    from kvplan.catalog import load_bundled
+    from kvplan.engines import vllm
+    from kvplan.hardware import resolve_gpu
+    from kvplan.latency import _micro_step, alltoall_s, mixed_step_latency
+
+    ds, h200 = load_bundled("deepseek-v3"), resolve_gpu("h200")
+    kw = dict(decode_context=2048, prefill_tokens=0, tp=1, dp=8, kv_dtype_name="fp8", weights_dtype="fp8",
+              engine="vllm", expert_parallel=True)  # fmt: skip
+    at32 = mixed_step_latency(ds, h200, decode_seqs=8 * 32, two_batch=True, **kw)
+    c = _ctx(ds, h200, vllm.CALIBRATION, vllm.OVERLAP, two_batch=True)
+    per_layer = alltoall_s(c, 32, bytes_per_element=1.0) + alltoall_s(c, 32, bytes_per_element=2.0)
+    assert at32.alltoall == pytest.approx(58 * per_layer)  # not split, but DeepEP's all-to-all, not the all-gather
+    plain = mixed_step_latency(ds, h200, decode_seqs=8 * 32, **kw)
+    assert plain.alltoall != at32.alltoall  # without the setting: vLLM's default all-gather / reduce-scatter
+    at33 = mixed_step_latency(ds, h200, decode_seqs=8 * 33, two_batch=True, **kw)
+    half = _micro_step(c, None, 33 / 2, 8 * 33 / 2, 2048, 0, 0, "fp8")
+    both = half + half
+    compute, exchange = both.total - both.alltoall, both.alltoall
+    assert at33.total == pytest.approx(max(compute, exchange) + exchange / (2 * 58), rel=1e-9)
+    assert at33.alltoall == pytest.approx(exchange) and at33.overlap < 0
+
+
+def test_two_batch_overlap_is_an_engine_setting() -> None:
+    """Read by vLLM (0.19+) and SGLang; TensorRT-LLM and vLLM 0.8 refuse the flag in one line."""
+    for engine in ("vllm", "sglang"):
+        setup("deepseek-v3", "h200", engine=engine, tp=1, dp=8, ep=True, settings=Settings(two_batch_overlap=True))
+    for engine in ("trtllm", "vllm@0.8"):
+        with pytest.raises(InvalidInput, match="--two-batch-overlap does not apply"):
+            setup("deepseek-v3", "h200", engine=engine, tp=1, dp=8, ep=True, settings=Settings(two_batch_overlap=True))
+
+
+def test_plan_rate_takes_the_exchange_and_overlap_flags(cli) -> None:  # noqa: ANN001
+    """plan --rate: vLLM's default all-gather exchange makes DP attention over 16 or 32 H200s (2-4 nodes) a poor
+    fit for DeepSeek-V3; with --deepep (the all-to-all) those splits come back. The flags are refused without
+    --rate and by engines that do not read them, in one line each."""
+    args = ["plan", "deepseek-v3", "--rate", "2", "--input", "1k", "--output", "8k", "--ttft", "30s", "--tpot", "300ms",
+            "--gpus", "h200", "--top", "0", "--format", "json"]  # fmt: skip
+    plain, deepep = cli(*args), cli(*args, "--deepep")
+    assert plain.exit_code == 0 and deepep.exit_code == 0
+    wide = lambda r: {row["dp"] for row in json.loads(r.stdout)["plans"] if row["dp"] >= 16}  # noqa: E731
+    assert wide(deepep) >= {16, 32} and not wide(plain) >= {16, 32}
+    r = cli("plan", "deepseek-v3", "--users", "8", "--context", "8k", "--gpus", "h200", "--deepep")
+    assert r.exit_code == 2 and "use them with --rate" in r.output
+    r = cli(*args, "--engine", "trtllm", "--two-batch-overlap")
+    assert r.exit_code == 2 and "--two-batch-overlap does not apply to engine 'trtllm'" in r.output
+
+
+def test_large_scale_ep_results_are_listed_with_source_and_reason() -> None:
+    """Published large-scale EP results (SGLang on 96 H100, DeepSeek's own service): each names its page, the
+    pages actually read, the configuration it states, the figures, and why kvplan does not score it."""
+    _, data = _published()
+    rows = data["large_scale_ep"]
+    assert len(rows) == 2
+    for r in rows:
+        assert r["url"].startswith("https://") and all(u.startswith("https://") for u in r["read_via"])
+        assert r["stated_config"] and r["published"] and r["not_scored"]
+        assert "ratio" not in r
+
+
+def test_trtllm_bench_heuristic_by_hand() -> None:
+    """trtllm-bench's caps when the launch sets none (bench/build/tuning.py, bench/benchmark/utils/general.py).
+
+    Qwen3-235B-A22B FP8 on 8 x H200 at 20000/2000: KV per token 2 x 94 layers x max(8, 4) heads x 128 x 1 B =
+    192,512 B = 1.7929e-4 GiB; the group's memory 8 x 143,771 MiB = 1,123.2 GiB less the engine's
+    235,093,634,560 B = 218.95 GiB, x 0.95 = 859.05 GiB of cache: 859.05 / (1.7929e-4 x 22,000) = 217.8 requests.
+    max_batch_size: 217.8 < 256 -> 32 x ceil(217.8 / 32) = 224; max_num_tokens: 217.8 x (1 + 20000 / 2000) =
+    2,395.7 < 4096 -> max(2048, 256 x 10) = 2,560, then at least the prompt + the batch, 20,000 + 224 = 20,224.
+    """
+    pub, data = _published()
+    row = next(r for r in _adp_rows(data) if r["model"] == "qwen3-235b-a22b" and r["gpu"] == "h200"
+               and (r["isl"], r["osl"]) == (20000, 2000))  # fmt: skip
+    assert pub.trtllm_bench_settings(row) == (224, 20224)
+
+
+def test_sglang_and_vllm_default_exchange_is_gather_and_deepep_is_the_alltoall() -> None:
+    """Without a DeepEP backend both engines gather every DP rank's tokens for the MoE layer (vLLM's default
+    allgather_reducescatter, SGLang's dp_gather / dp_scatter); --deepep (deepep=True) gives DeepEP's all-to-all.
+    DeepSeek-V3 (58 MoE layers) on 8 x H200, 8 decodes per rank: 64 tokens gathered (fp8 out, bf16 back)."""
+    from kvplan.catalog import load_bundled
+    from kvplan.engines import vllm
+    from kvplan.hardware import resolve_gpu
+    from kvplan.latency import allgather_s, alltoall_s, step_latency
+
+    ds, h200 = load_bundled("deepseek-v3"), resolve_gpu("h200")
+    kw = dict(phase="decode", batch=64, dp=8, kv_dtype_name="fp8", weights_dtype="fp8", attention_flops=0,
+              expert_parallel=True)  # fmt: skip
+    c = _ctx(ds, h200, vllm.CALIBRATION, vllm.OVERLAP)
+    gathered = allgather_s(c, 64, bytes_per_element=1.0) + allgather_s(c, 64, bytes_per_element=2.0)
+    exchanged = alltoall_s(c, 8, bytes_per_element=1.0) + alltoall_s(c, 8, bytes_per_element=2.0)
+    for engine in ("vllm", "sglang"):  # SGLang borrows vLLM's constants
+        assert step_latency(ds, h200, 4096, engine=engine, **kw).alltoall == pytest.approx(58 * gathered)
+        assert step_latency(ds, h200, 4096, engine=engine, deepep=True, **kw).alltoall == pytest.approx(58 * exchanged)
+
+
+def test_static_step_with_two_batch_overlap() -> None:
+    """cost's step (kvplan.latency.step_latency) with two-batch overlap: halves of every rank's sequences, combined
+    as max(C, X) + X / (2 L). DeepSeek-V3 decode on 16 x H200 (2 nodes), SGLang with DeepEP, 64 sequences per rank:
+    the halves hold 32 each; fewer than 2 sequences per rank cannot split."""
+    from kvplan.catalog import load_bundled
+    from kvplan.hardware import resolve_gpu
+    from kvplan.latency import step_latency
+
+    ds, h200 = load_bundled("deepseek-v3"), resolve_gpu("h200")
+    kw = dict(phase="decode", dp=16, kv_dtype_name="fp8", weights_dtype="fp8", attention_flops=0,
+              expert_parallel=True, engine="sglang", deepep=True)  # fmt: skip
+    half = step_latency(ds, h200, 2048, batch=16 * 32, **kw)
+    both = half + half
+    compute, exchange = both.total - both.alltoall, both.alltoall
+    split = step_latency(ds, h200, 2048, batch=16 * 64, two_batch=True, **kw)
+    assert split.total == pytest.approx(max(compute, exchange) + exchange / (2 * 58), rel=1e-9)
+    assert split.overlap < 0 and split.alltoall == pytest.approx(exchange)
+    one = step_latency(ds, h200, 2048, batch=16, two_batch=True, **kw)
+    assert one.overlap == step_latency(ds, h200, 2048, batch=16, **kw).overlap  # one sequence per rank: no split

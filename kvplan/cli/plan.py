@@ -62,6 +62,12 @@ def plan(
     weights_dtype: Annotated[Optional[str], typer.Option(help="weight dtypes to try, e.g. bf16,fp8")] = None,
     kv_dtype: Annotated[Optional[str], typer.Option(help="KV dtypes to try, e.g. bf16,fp8")] = None,
     gpu_memory_utilization: Annotated[Optional[float], typer.Option(help="vLLM fraction (0, 1]")] = None,
+    two_batch_overlap: Annotated[
+        bool, typer.Option(help="with --rate: vLLM --enable-dbo / SGLang --enable-two-batch-overlap (DP + EP)")
+    ] = False,
+    deepep: Annotated[
+        bool, typer.Option(help="with --rate: DeepEP all-to-all for DP + EP (vLLM/SGLang DeepEP backends)")
+    ] = False,
     max_gpus: Annotated[int, typer.Option(help="largest GPU count to list")] = 64,
     top: Annotated[int, typer.Option(help="rows to show (0: all)")] = 20,
     gpus_per_node: Annotated[Optional[int], typer.Option(help="GPUs per node (catalog default)")] = None,
@@ -91,6 +97,7 @@ def plan(
         split = lambda v: split_list(v, "dtype list", example="bf16,fp8") if v is not None else None  # noqa: E731
         if rate is not None:
             from kvplan.cli.slo import run_targets
+            from kvplan.engines import Settings
 
             names = split_list(gpus, "--gpus", example="h100-sxm,h200") if gpus is not None else None
             names = names or ["h100-sxm", "h200", "b200"]  # the GPUs the latency fit covers
@@ -98,10 +105,14 @@ def plan(
                         disaggregated=disaggregated)  # fmt: skip
             out(run_targets(spec, [resolve_gpu(g) for g in names], engine=engine, weights=split(weights_dtype),
                             kv=split(kv_dtype), opts=opts, max_gpus=max_gpus, top=top, fmt=fmt,
-                            gpus_per_node=gpus_per_node, checkpoint=stored))  # fmt: skip
+                            gpus_per_node=gpus_per_node, checkpoint=stored,
+                            settings=Settings(gpu_memory_utilization=gpu_memory_utilization,
+                                              two_batch_overlap=two_batch_overlap, deepep=deepep)))  # fmt: skip
             return
         if users is None or context is None:
             raise InvalidInput("'kvplan plan' needs --users N --context L, or --rate R with latency targets")
+        if two_batch_overlap or deepep:
+            raise InvalidInput("--two-batch-overlap and --deepep change latency only; use them with --rate")
         # Only the --users path needs the capacity planner and the launch lines (plan --rate stays light).
         from kvplan.capacity import capacity as run
         from kvplan.capacity import setup

@@ -84,7 +84,7 @@ def length_notes(targets: Any) -> list[str]:
 
 def run_targets(spec: Any, gpus: list[Any], *, engine: str, weights: list[str] | None, kv: list[str] | None,
                 opts: dict[str, Any], max_gpus: int, top: int, fmt: str,
-                gpus_per_node: int | None = None, checkpoint: Any = None) -> str:  # fmt: skip
+                gpus_per_node: int | None = None, checkpoint: Any = None, settings: Any = None) -> str:  # fmt: skip
     from kvplan.slo import Targets, plan_for_targets
 
     targets = Targets(
@@ -97,7 +97,7 @@ def run_targets(spec: Any, gpus: list[Any], *, engine: str, weights: list[str] |
     )
     rows = plan_for_targets(spec, gpus, targets, engine=engine, weights_dtypes=weights, kv_dtypes=kv,
                             disaggregated=opts["disaggregated"], max_gpus=max_gpus,
-                            gpus_per_node=gpus_per_node, checkpoint=checkpoint)  # fmt: skip
+                            gpus_per_node=gpus_per_node, checkpoint=checkpoint, settings=settings)  # fmt: skip
     dicts = [r.to_dict() for r in (rows[:top] if top > 0 else rows)]
     front = [r.to_dict() for r in rows if r.pareto]
     notes = length_notes(targets)

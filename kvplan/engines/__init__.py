@@ -19,6 +19,7 @@ from kvplan.engines.base import (
     Engine,
     Layout,
     LogFacts,
+    Overlap,
     Overrides,
     Settings,
     check_fraction,
@@ -69,6 +70,12 @@ def latency_calibration(engine: Engine | str | None = None) -> Calibration:
     return replace(base, engine=profile.name, version=f"{base.version} (no {profile.name} fit: vLLM's constants)")
 
 
+def engine_overlap(engine: Engine | str | None = None) -> Overlap:
+    """What ``engine`` (an Engine, a name, or None for vLLM) overlaps inside a step (:class:`Overlap`)."""
+    profile = engine if isinstance(engine, Engine) else get_engine(engine or vllm.ENGINE.name)
+    return profile.overlap
+
+
 def known_kv_dtype(name: str) -> str:
     """``name`` as a dtype some engine stores (kvplan's dtypes, vLLM's per-token-head modes);
     unknown names fail with the list of dtypes."""
@@ -96,9 +103,11 @@ __all__ = [
     "Engine",
     "Layout",
     "LogFacts",
+    "Overlap",
     "Overrides",
     "Settings",
     "check_fraction",
+    "engine_overlap",
     "get_engine",
     "known_kv_dtype",
     "latency_calibration",

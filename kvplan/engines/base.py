@@ -62,6 +62,12 @@ class Settings:
     # MLA: every engine here stores the shared latent; "expanded" models per-head K/V (vLLM with
     # VLLM_MLA_DISABLE=1, SGLang --disable-mla, llama.cpp builds before its MLA support).
     mla: Literal["latent", "expanded"] = "latent"
+    # Two-micro-batch overlap of the MoE token exchange with compute (vLLM --enable-dbo with a DeepEP all2all
+    # backend, SGLang --enable-two-batch-overlap); kvplan.latency applies the engine's Overlap.two_batch_* rules.
+    two_batch_overlap: bool = False
+    # The DeepEP all-to-all for the MoE token exchange under DP attention + EP instead of the engine's default
+    # (vLLM --all2all-backend deepep_high_throughput / deepep_low_latency, SGLang --moe-a2a-backend deepep).
+    deepep: bool = False
     overrides: Overrides = field(default_factory=Overrides)
 
 
@@ -78,6 +84,8 @@ SETTING_FLAGS = {
     "swa_full": "--swa-full",
     "swa_full_tokens_ratio": "--swa-full-tokens-ratio",
     "cuda_graph_estimate": "--cuda-graph-estimate",
+    "two_batch_overlap": "--two-batch-overlap",
+    "deepep": "--deepep",
     "overrides.cuda_graph_bytes": "--cuda-graph",
 }
 
@@ -291,6 +299,34 @@ class Calibration:
     fp4_moe_layer_s: float | None = None
 
 
+@dataclass(frozen=True)
+class Overlap:
+    """What an engine runs at the same time inside one step, and how its MoE layers move tokens between
+    data-parallel attention ranks (:mod:`kvplan.latency` applies it). Each engine module sets its own, with
+    the engine's file, function and version beside each field; the default overlaps nothing.
+
+    ``shared_experts_tokens``: the shared experts run on a second CUDA stream beside the routed path (router,
+    token dispatch, grouped experts, combine) in steps of at most this many tokens on the rank (0: never);
+    ``shared_experts_graph_only``: only in steps replayed as CUDA graphs (decode). Two kernels at once still
+    share the memory bus: kvplan takes the longer of the two paths, but never less than their memory traffic
+    together (:func:`kvplan.latency.concurrent_s`).
+
+    ``moe_allgather``: with data-parallel attention the MoE layer all-gathers every rank's tokens (each rank
+    then runs its own experts over all of them) and reduce-scatters the outputs back, instead of an all-to-all
+    that sends each token only to its top-k experts' ranks (DeepEP's dispatch and combine).
+    """
+
+    shared_experts_tokens: int = 0
+    shared_experts_graph_only: bool = False
+    moe_allgather: bool = False
+    # Two-micro-batch overlap (Settings.two_batch_overlap; vLLM --enable-dbo, SGLang --enable-two-batch-overlap):
+    # a step with DP attention + EP whose tokens on the rank exceed the threshold (decode-only steps, steps with a
+    # prompt chunk) runs as two halves, one half's token exchange beside the other's compute. Both engines need
+    # DeepEP for it, so with the setting the exchange is the all-to-all. None: the engine has no such mode.
+    two_batch_decode_tokens: int | None = None
+    two_batch_prefill_tokens: int | None = None
+
+
 # Where the fitted constants come from (benchmarks/fit_latency.py prints the blocks the engine modules carry).
 FIT_SOURCE = "benchmarks/fit_latency.py on benchmarks/data/aiconfigurator_grid.json (aiconfigurator 0.12.0, SILICON)"
 
@@ -361,6 +397,8 @@ class Engine:
     # Fitted kernel efficiencies for kvplan.latency (None: no fit of its own; kvplan.engines.latency_calibration
     # then lends vLLM's and says so).
     calibration: Calibration | None = None
+    # Concurrency inside a step and the MoE token exchange under DP attention (kvplan.latency); see Overlap.
+    overlap: Overlap = field(default_factory=Overlap)
 
     @property
     def key(self) -> str:

@@ -25,6 +25,7 @@ from kvplan.engines.base import (
     Engine,
     Layout,
     LogFacts,
+    Overlap,
     Settings,
     check_moe_parallel,
     number,
@@ -435,6 +436,18 @@ FAILURE_FLAGS = {
 }
 
 
+# What SGLang runs at once in a step. --enable-two-batch-overlap (python/sglang/srt/two_batch_overlap.py
+# compute_split_seq_index / model_forward_execute_two_batch): the batch splits into two halves (decode: by sequences,
+# num_tokens // 2; extend: by half the extend tokens) whose stages run interleaved, one half ``delta_stages`` ahead,
+# so one half's DeepEP dispatch / combine runs beside the other's compute; a split needs two sequences (threshold:
+# more than 1 token). Off by default; it runs on DeepEP (--moe-a2a-backend deepep, kvplan's --deepep).
+# The default token exchange under DP attention (--moe-a2a-backend none): python/sglang/srt/layers/dp_attention.py
+# dp_gather collects every DP rank's tokens for the MoE layer (_dp_gather_via_all_reduce: an all-reduce of a zeroed
+# buffer holding each rank's rows, or an all-gather in the max-length padding mode) and dp_scatter hands each rank
+# its rows back: kvplan costs it as the all-gather + reduce-scatter (the cheaper of the two modes; the all-reduce
+# moves twice the bytes). Which mode a step takes was not read. A shared-expert stream was not read: none modelled.
+OVERLAP = Overlap(moe_allgather=True, two_batch_decode_tokens=1, two_batch_prefill_tokens=1)
+
 ENGINE = Sglang(
     image="lmsysorg/sglang:latest",  # docs/get_started/install.md (Docker)
     name="sglang",
@@ -473,7 +486,10 @@ ENGINE = Sglang(
         "max_num_seqs",
         "swa_full",
         "swa_full_tokens_ratio",
+        "two_batch_overlap",
+        "deepep",  # --moe-a2a-backend deepep
     ),
+    overlap=OVERLAP,
     # Disaggregated serving (--disaggregation-mode prefill / decode), SGLang main 2025-26 read through the code
     # index: python/sglang/srt/disaggregation/prefill.py SchedulerDisaggregationPrefillMixin.send_kv_chunk
     # (@0bd3524) sends each prefilled chunk's KV to the decode server as soon as the chunk is computed (the last

@@ -16,6 +16,7 @@ from kvplan.engines.base import (
     Calibration,
     Engine,
     Layout,
+    Overlap,
     Settings,
     check_moe_parallel,
     paged_prefix_bytes,
@@ -254,6 +255,20 @@ CALIBRATION = Calibration(
 )
 
 
+# What TensorRT-LLM (PyTorch backend, 1.0) runs at once in a step, and its MoE token exchange:
+# * shared experts beside the routed path: tensorrt_llm/_torch/models/modeling_llama.py Llama4MoE.forward runs
+#   shared_expert and compute_routed_output (router + fused MoE, its all-gather and reduce-scatter included) through
+#   maybe_execute_in_parallel on aux_stream, "Only enable multi-stream for cuda graph": decode steps, any token count
+#   (aiconfigurator 0.12.0 models the same for DeepSeek, sdk/models/deepseek.py generation_moe_overlap);
+# * attention DP + MoE: fused_moe select_alltoall_method_type returns NotEnabled on GPUs without MNNVL unless
+#   TRTLLM_CAN_USE_DEEP_EP=1 (tensorrt_llm/_torch/modules/fused_moe/fused_moe_wide_ep.py, the same selection in the
+#   CUTLASS backend): the layer all-gathers every rank's (quantized) tokens, `use_allgather = use_dp and
+#   parallel_size > 1`, and reduce-scatters the outputs; Llama4MoE pads each rank to the largest rank's tokens
+#   (use_dp_padding). GB200's MNNVL all-to-all is not modelled (kvplan keeps the all-gather there too);
+# * the overlap scheduler (LlmArgs.disable_overlap_scheduler, default False; PyExecutor's overlap loop) prepares
+#   step n+1 on the host while step n runs: it hides host time, which kvplan's step does not count, so no term.
+OVERLAP = Overlap(shared_experts_tokens=1 << 30, shared_experts_graph_only=True, moe_allgather=True)
+
 ENGINE = Trtllm(
     image="nvcr.io/nvidia/tensorrt-llm/release:latest",  # NGC container named in the TensorRT-LLM README
     name="trtllm",
@@ -281,6 +296,7 @@ ENGINE = Trtllm(
     # tensorrt_llm/_torch/pyexecutor/scheduler.py GuaranteedNoEvictScheduler.schedule_request admits a request
     # when get_needed_resource_to_completion (blocks for prompt + max new tokens) fits the free blocks.
     reserves_to_completion=True,
+    overlap=OVERLAP,
     # Disaggregated serving: the context instance runs the whole prompt and returns the first generated token with
     # its context parameters; the generation instance then fetches the KV blocks (docs/source/blogs/tech_blog/
     # blog5_Disaggregated_Serving_in_TensorRT-LLM.md, "trtllm-serve" @012f575; tensorrt_llm/disaggregated_params.py

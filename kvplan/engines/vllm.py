@@ -27,6 +27,7 @@ from kvplan.engines.base import (
     Engine,
     Layout,
     LogFacts,
+    Overlap,
     Overrides,
     Settings,
     as_float,
@@ -788,6 +789,27 @@ CALIBRATION = Calibration(
 )
 
 
+# vllm/envs.py VLLM_SHARED_EXPERTS_STREAM_TOKEN_THRESHOLD default: the most tokens a step may hold on the rank for
+# the shared experts to run on their own stream.
+SHARED_EXPERTS_STREAM_TOKENS = 256
+# What vLLM runs at once in a step, and its MoE token exchange under DP attention + EP:
+# * shared experts: vllm/model_executor/layers/fused_moe/layer.py FusedMoE forward (use_shared_experts_stream): on
+#   CUDA a layer with separate shared experts runs them on shared_experts_stream beside the routed experts when the
+#   rank's tokens are at most VLLM_SHARED_EXPERTS_STREAM_TOKEN_THRESHOLD (256), eager or graph alike (vLLM main,
+#   2026; VLLM_DISABLE_SHARED_EXPERTS_STREAM turns it off). aiconfigurator 0.12.0 also overlaps them.
+# * token exchange: vllm/config/parallel.py ParallelConfig.all2all_backend defaults to "allgather_reducescatter"
+#   ("All2all based on allgather and reducescatter"); DeepEP is opt-in (--all2all-backend deepep_*).
+# * dual-batch overlap (--enable-dbo, ParallelConfig.enable_dbo False by default): two micro-batches
+#   (vllm/v1/worker/ubatching.py) when the step has more tokens than dbo_decode_token_threshold (32, decode-only
+#   steps) or dbo_prefill_token_threshold (512, steps with a prefill); VllmConfig.__post_init__ (vllm/config/vllm.py)
+#   asserts a deepep_low_latency / deepep_high_throughput all2all backend for it.
+OVERLAP = Overlap(
+    shared_experts_tokens=SHARED_EXPERTS_STREAM_TOKENS,
+    moe_allgather=True,
+    two_batch_decode_tokens=32,
+    two_batch_prefill_tokens=512,
+)
+
 V0_19 = Vllm(
     name="vllm",
     release="0.19",
@@ -831,6 +853,8 @@ V0_19 = Vllm(
         "max_num_seqs",
         "cuda_graph_estimate",
         "overrides.cuda_graph_bytes",
+        "two_batch_overlap",
+        "deepep",
     ),
     # vllm/config/cache.py CacheConfig.gpu_memory_utilization default 0.9 in 0.19.
     gpu_memory_utilization=0.9,
@@ -839,6 +863,7 @@ V0_19 = Vllm(
     # Kept at one Mamba page per request, as calibrated; 'align' mode is modelled from 0.21.
     mamba_align=False,
     calibration=CALIBRATION,
+    overlap=OVERLAP,
     # Disaggregated serving (KV connectors: NixlConnector, MooncakeConnector), vllm/v1/core/sched/scheduler.py
     # @00024d3: the prefill instance hands its blocks to the connector when the request finishes
     # (Scheduler._free_request -> _connector_finished -> connector.request_finished), so the KV moves after the
@@ -849,7 +874,12 @@ V0_19 = Vllm(
     disagg_kv_send="after_prefill",
 )
 # vLLM 0.8.x: the same rules, before get_batch_defaults checked the device name for A100 (PR #17885, v0.9.0).
-V0_8 = replace(V0_19, release="0.8", version="0.8 (V1 engine, before the A100 batch defaults)", a100_exception=False)
+# 0.8 had neither the shared-experts stream nor dual-batch overlap; its default all2all ("naive", broadcasts from
+# every rank, vllm/distributed/device_communicators/all2all.py) moves what an all-gather moves.
+_NEWER_FLAGS = ("two_batch_overlap", "deepep")  # --enable-dbo and the DeepEP all2all backends came after 0.8
+V0_8 = replace(V0_19, release="0.8", version="0.8 (V1 engine, before the A100 batch defaults)", a100_exception=False,
+               overlap=Overlap(moe_allgather=True),
+               settings_read=tuple(n for n in V0_19.settings_read if n not in _NEWER_FLAGS))  # fmt: skip
 V0_21 = replace(
     V0_19,
     release="0.21",
