@@ -245,7 +245,11 @@ def _dp_mean_step(s: Setup, *, n: float, p: float, chunk: float, prefix: int, co
     default), so a rank carries a chunk in a share ``f = p / (dp chunk)`` of the steps, independently of the others.
     A step is a prefill step when any rank carries a chunk, a share ``1 - (1 - f)^dp`` of the steps, and it then
     holds ``p / that share`` prompt tokens over all ranks (their expert layers) with one chunk on the busiest rank.
-    Where a rank's share reaches a chunk per step, every step holds ``p / dp`` prompt tokens on every rank."""
+    Where a rank's share reaches a chunk per step, every step holds ``p / dp`` prompt tokens on every rank.
+
+    The rule is kvplan's for every engine's DP ranks (vLLM and SGLang also run one scheduler per rank,
+    :func:`_limits`); only TensorRT-LLM's request spreading was read for it, and an offline run's ranks, alike,
+    may admit their chunks in the same steps more often than independence says (not modelled)."""
     per_rank = p / s.dp
     if per_rank >= chunk:
         return _step(s, n=n, p=per_rank, context=context, ep=ep, p_all=p)
