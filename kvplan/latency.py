@@ -858,7 +858,9 @@ def mixed_step_latency(
 
     With ``prompt_chunks = k > 1`` (PP only) the step carries ``k`` such chunks, each admitted by its own
     micro-batch (every micro-batch is scheduled by its own call, with its own token budget: TensorRT-LLM's
-    micro-batch scheduler, tensorrt_llm/_torch/pyexecutor; vLLM's ``schedule`` per in-flight batch): the cycle is
+    micro-batch scheduler, tensorrt_llm/_torch/pyexecutor; vLLM's vllm/v1/engine/core.py
+    ``EngineCore.step_with_batch_queue``, one ``scheduler.schedule()`` per batch while the queue of in-flight
+    batches is not full, read in copies of that file): the cycle is
     ``k`` x the busiest stage of a loaded micro-batch + ``(m - k)`` x that of a plain one, linear in ``k`` from the
     one-chunk cycle (``k = 1``); from ``k = m`` on, every micro-batch carries ``k / m`` chunks.
     """
