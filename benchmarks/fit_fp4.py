@@ -25,8 +25,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-FIELDS = ("fp4_eff_scale", "fp4_mem_eff_scale", "fp4_moe_eff_scale")
-BOUNDS = (0.05, 1.5)  # log-space box: a share of a datasheet peak or of the 16-bit GEMMs' streaming efficiency
+FIELDS = ("fp4_eff_scale", "fp4_mem_eff_scale", "fp4_moe_eff_scale", "fp4_k_s", "fp4_moe_layer_s")
+# Log-space box per field, in the unit the solver sees (field / UNIT): a share of a datasheet peak or of the 16-bit
+# GEMMs' streaming efficiency; fp4_k_s in ns per element of K (0.01 to 10: from a tile streaming at a whole GPU's
+# bandwidth to one at a tenth of an SM's).
+UNIT = {"fp4_k_s": 1e-9, "fp4_moe_layer_s": 1e-6}
+BOUNDS = {"fp4_k_s": (0.01, 10.0), "fp4_moe_layer_s": (1.0, 100.0)}  # fp4_moe_layer_s in us: one to a hundred
+DEFAULT_BOUNDS = (0.05, 1.5)
+# The "neutral" line: no K-loop roof, the MoE layers' fixed cost as fitted on the 16-bit/fp8 grid (None); the fit
+# starts from 1 ns per K element and 20 us per MoE layer.
+NEUTRAL = {"fp4_k_s": 0.0, "fp4_moe_layer_s": None}
+START = {"fp4_k_s": 1.0, "fp4_moe_layer_s": 20.0}
 
 
 def fit(rows: list[dict], start):  # noqa: ANN001, ANN201
@@ -34,14 +43,19 @@ def fit(rows: list[dict], start):  # noqa: ANN001, ANN201
     from fit_latency import residuals
     from scipy.optimize import least_squares
 
-    lo, hi = math.log(BOUNDS[0]), math.log(BOUNDS[1])
-    x0 = np.log([min(max(getattr(start, f), BOUNDS[0] * 1.01), BOUNDS[1] * 0.99) for f in FIELDS])
+    box = [BOUNDS.get(f, DEFAULT_BOUNDS) for f in FIELDS]
+    lo, hi = np.log([b[0] for b in box]), np.log([b[1] for b in box])
+    first = [START[f] if f in START else getattr(start, f) / UNIT.get(f, 1.0) for f in FIELDS]
+    x0 = np.log([min(max(v, b[0] * 1.01), b[1] * 0.99) for v, b in zip(first, box, strict=True)])
+
+    def values(x):  # noqa: ANN001, ANN202
+        return {f: float(v) * UNIT.get(f, 1.0) for f, v in zip(FIELDS, np.exp(x), strict=True)}
 
     def f(x):  # noqa: ANN001, ANN202
-        return residuals(rows, dataclasses.replace(start, **dict(zip(FIELDS, np.exp(x), strict=True))))
+        return residuals(rows, dataclasses.replace(start, **values(x)))
 
     sol = least_squares(f, x0, bounds=(lo, hi), loss="soft_l1", f_scale=1.0)
-    return dataclasses.replace(start, **{k: float(v) for k, v in zip(FIELDS, np.exp(sol.x), strict=True)})
+    return dataclasses.replace(start, **values(sol.x))
 
 
 def errors(rows: list[dict], cal) -> str:  # noqa: ANN001
@@ -69,11 +83,12 @@ def main() -> int:
 
     for engine in ("trtllm", "vllm"):
         rows, hold = load_cases(engine, "fp4_cases"), load_cases(engine, "fp4_holdout_cases")
-        start = dataclasses.replace(calibration(engine), **dict.fromkeys(FIELDS, 1.0))  # from neutral: reproducible
+        neutral = {f: NEUTRAL.get(f, 1.0) for f in FIELDS}
+        start = dataclasses.replace(calibration(engine), **neutral)  # from neutral: reproducible
         cal = fit(rows, start)
         print(f"# engine {engine} ({cal.version}), {len(rows) // 2} NVFP4 cases on B200")
-        print(f"  neutral FP4 constants (1.0): {errors(rows, start)}")
-        print(f"  fitted:                      {errors(rows, cal)}")
+        print(f"  neutral FP4 constants (1.0, no K loop): {errors(rows, start)}")
+        print(f"  fitted:                                 {errors(rows, cal)}")
         if hold:
             print(f"  hold-out ({len(hold) // 2} cases, never fitted): {errors(hold, cal)}")
         print("\n".join(f"        {f}={getattr(cal, f):.4g}," for f in FIELDS))

@@ -65,7 +65,7 @@ CLASSES = {
 }
 NAMES = ("engine", "version", "source")
 # Fitted by benchmarks/fit_fp4.py to aiconfigurator's NVFP4 steps (fp4_cases; no case of this grid runs FP4): held here.
-NAMES += ("fp4_eff_scale", "fp4_mem_eff_scale", "fp4_moe_eff_scale")
+NAMES += ("fp4_eff_scale", "fp4_mem_eff_scale", "fp4_moe_eff_scale", "fp4_k_s", "fp4_moe_layer_s")
 MAX_EFF = 0.95
 CLASS_WEIGHT = 0.3  # per-class residuals: enough to pin each class, the step totals still lead
 
@@ -115,7 +115,6 @@ def projections_and_head(row: dict, cal) -> tuple[float, float]:  # noqa: ANN001
     """kvplan's token-mixer projection GEMMs and LM head (both inside its ``gemm`` class), seconds: the parts
     aiconfigurator times inside its MLA module or apart as ``logits_gemm``. Uses kvplan.latency's own helpers."""
     from kvplan import latency
-    from kvplan.spec import ceil_div
 
     c, spec = row["case"], row["spec"]
     prefill = row["phase"] == "prefill"
@@ -127,7 +126,7 @@ def projections_and_head(row: dict, cal) -> tuple[float, float]:  # noqa: ANN001
         if name not in memo:
             memo[name] = latency._attention_gemms_s(ctx, spec.kind(name), tokens)
     projections = sum(memo[name] for name in spec.layer_kind_names)
-    head = latency._gemm_s(ctx, c["batch"], spec.hidden_size * ceil_div(spec.vocab_size, c["tp"]), spec.hidden_size)
+    head = latency.lm_head_s(ctx, c["batch"])
     return projections, head
 
 

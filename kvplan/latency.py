@@ -164,6 +164,9 @@ class _Ctx:
     graph: bool = False  # a step replayed as a CUDA graph (decode); False: eager (prefill, mixed steps)
     two_batch: bool = False  # the engine's two-micro-batch overlap is on (Settings.two_batch_overlap)
     moe_peak: float | None = None  # FLOP/s of the grouped expert GEMMs where they differ from ``peak`` (NVFP4)
+    fp4_k_s: float = 0.0  # NVFP4 GEMMs (FP4 tensor cores): seconds per element of K of one tile's K loop; 0 elsewhere
+    moe_layer_s: float | None = None  # fixed seconds of one grouped-expert layer where not cal.moe_layer_s (NVFP4)
+    head_16bit: bool = False  # the LM head stays 16-bit (NVFP4 checkpoints exclude it from quantization)
 
     @property
     def moe_ranks(self) -> int:
@@ -171,14 +174,43 @@ class _Ctx:
         return self.tp * self.dp
 
 
-def _gemm_s(c: _Ctx, m: int, params: int, n_plus_k: int) -> float:
-    """One GEMM of ``params`` weights (K x N) over ``m`` rows."""
+def _gemm_s(c: _Ctx, m: int, params: int, n_plus_k: int, *, k: int) -> float:
+    """One GEMM of ``params`` weights (K x N, ``k`` = K) over ``m`` rows.
+
+    NVFP4 on FP4 tensor cores (``c.fp4_k_s`` > 0) adds a third roof, the K loop of one output tile, and a second
+    kernel, the activations' FP4 quantization: see :func:`_fp4_gemm_terms`.
+    """
     if params <= 0 or m <= 0:
         return 0.0
     eff = c.cal.gemm_peak_eff * m / (m + c.cal.gemm_half_m)
     compute = 2 * m * params / (c.peak * eff)
     moved = params * c.w_bytes + m * n_plus_k * c.act_bytes
-    return max(compute, moved / (c.bw * c.cal.gemm_mem_eff * c.mem_scale)) + c.kernel_s
+    t = max(compute, moved / (c.bw * c.cal.gemm_mem_eff * c.mem_scale))
+    if c.fp4_k_s > 0:
+        k_loop, quantize = _fp4_gemm_terms(c, m, k)
+        return max(t, k_loop) + quantize + c.kernel_s
+    return t + c.kernel_s
+
+
+def _fp4_gemm_terms(c: _Ctx, m: float, k: int) -> tuple[float, float]:
+    """(the K loop of one output tile, the activations' FP4 quantization kernel) of one NVFP4 GEMM, seconds.
+
+    TensorRT-LLM's NVFP4 GEMM is a CUTLASS ``GemmUniversal`` in ``GemmUniversalMode::kGemm`` with the
+    ``PersistentScheduler`` (cpp/tensorrt_llm/kernels/cutlass_kernels/fp4_gemm/nvfp4_nvfp4_gemm_template_sm100.h
+    @0ef21974, ``INSTANTIATE_FP4_GEMM_KERNEL_LAUNCHER``): no split-K, so one CTA (or 2-SM pair) computes each
+    ``CTA_M x CTA_N`` output tile over the whole of K. At decode sizes (``M`` within one tile) only
+    ``ceil(N / CTA_N)`` SMs stream weights, each its ``CTA_N x K`` slab in series: the time grows with K and not
+    with N until the whole GPU's bandwidth binds (``K x fp4_k_s``). aiconfigurator 0.12.0's B200 and GB200
+    ``nvfp4`` GEMM tables (systems/data/*/gemm/trtllm/1.3.0rc20/gemm_perf.parquet) show it: at M = 1 a 4096 x 16384
+    (N x K) GEMM takes 37.1 us, a 512 x 16384 one 35.8 us. vLLM's FlashInfer CuTe-DSL kernel has a shallower K
+    loop (its table: ``fp4_k_s`` fitted apart per engine).
+
+    The quantization: ``NVFP4LinearMethod._input_prepare`` (tensorrt_llm/_torch/modules/linear.py @ed53795b) runs
+    ``fp4_quantize`` on a 16-bit input before ``nvfp4_gemm``; one more kernel reading ``m x K`` 16-bit values and
+    writing half a byte each plus one E4M3 scale per 16 (element-wise bandwidth).
+    """
+    moved = m * k * (c.act_bytes + 0.5 + 1 / 16)
+    return k * c.fp4_k_s, moved / (c.bw * c.cal.elementwise_mem_eff) + c.kernel_s
 
 
 def _gemm_mem_s(c: _Ctx, m: float, params: int, n_plus_k: int) -> float:
@@ -196,14 +228,17 @@ def _attention_gemms_s(c: _Ctx, kind: LayerKind, m: int) -> float:
     if kind.type in ("full", "sliding", "chunked") and len(parts) >= 3:
         qkv = parts[0] + parts[1]
         rest = parts[2:]
-        return _gemm_s(c, m, qkv, h + qkv // h) + sum(_gemm_s(c, m, p, h + p // h) for p in rest)
-    return sum(_gemm_s(c, m, p, h + max(1, p // h)) for p in parts)
+        o_k = rest[0] // h  # o_proj reads the heads (K = heads x head_dim); later parts (an output gate) read h
+        return (_gemm_s(c, m, qkv, h + qkv // h, k=h) + _gemm_s(c, m, rest[0], h + o_k, k=o_k)
+                + sum(_gemm_s(c, m, p, h + p // h, k=h) for p in rest[1:]))  # fmt: skip
+    # MLA and the rest: K taken as the hidden size (the projections read h or a latent narrower than it)
+    return sum(_gemm_s(c, m, p, h + max(1, p // h), k=h) for p in parts)
 
 
 def _dense_mlp_s(c: _Ctx, m: int, inter_rank: int, *, gated: bool) -> float:
     h = c.spec.hidden_size
     up = (2 if gated else 1) * h * inter_rank
-    return _gemm_s(c, m, up, h + up // h) + _gemm_s(c, m, h * inter_rank, h + inter_rank)
+    return _gemm_s(c, m, up, h + up // h, k=h) + _gemm_s(c, m, h * inter_rank, h + inter_rank, k=inter_rank)
 
 
 def _dense_mlp_mem_s(c: _Ctx, m: float, inter_rank: int, *, gated: bool) -> float:
@@ -250,6 +285,7 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
     if c.ep:  # the busiest of the ranks sets the step; its excess over the mean grows like sqrt(2 ln ranks)
         busiest = 1 + c.cal.moe_ep_imbalance * math.sqrt(2 * math.log(ranks))
         routed = min(routed * busiest, moe_tokens * min(moe.experts_per_token, local))
+    fixed = c.cal.moe_layer_s if c.moe_layer_s is None else c.moe_layer_s
     if touched > 0:
         per_touched = routed / touched
         eff = c.cal.moe_peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
@@ -257,10 +293,10 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
         compute = 2 * routed * per_expert / ((c.moe_peak or c.peak) * eff)
         moved = touched * per_expert * c.w_bytes + routed * (2 * h + 3 * inter_rank) * c.act_bytes
         grouped_mem = moved / (c.bw * c.cal.moe_mem_eff * c.mem_scale)
-        grouped = max(compute, grouped_mem) + c.cal.moe_layer_s
+        grouped = max(compute, grouped_mem) + fixed
     else:  # a vanishing share of a token (serving's fixed point near rate 0): only the kernels' fixed cost
-        grouped, grouped_mem = c.cal.moe_layer_s, 0.0
-    router = _gemm_s(c, tokens, h * moe.num_experts, h + moe.num_experts)  # 16-bit; small
+        grouped, grouped_mem = fixed, 0.0
+    router = _gemm_s(c, tokens, h * moe.num_experts, h + moe.num_experts, k=h)  # 16-bit; small
     router_mem = _gemm_mem_s(c, tokens, h * moe.num_experts, h + moe.num_experts)
     shared = shared_mem = 0.0
     if moe.shared_size:
@@ -508,7 +544,8 @@ def gemm_seconds(gpu: GPU, cal: Calibration, *, m: int, n: int, k: int, weights_
     c = _Ctx(spec=None, gpu=gpu, cal=cal, tp=1, w_bytes=float(w.bytes_per_element), act_bytes=2.0,  # type: ignore[arg-type]
              peak=peak, peak16=peak, bw=gpu.bandwidth_gbps * 1e9,
              kernel_s=cal.eager_kernel_s if eager else cal.graph_kernel_s, mem_scale=mem_scale)  # fmt: skip
-    return _gemm_s(c, m, n * k, n + k)
+    c = replace(c, fp4_k_s=_fp4_k_s(gpu, cal, weights_dtype))
+    return _gemm_s(c, m, n * k, n + k, k=k)
 
 
 def _make_ctx(
@@ -558,7 +595,38 @@ def _make_ctx(
         graph=not eager,
         two_batch=two_batch,
         moe_peak=_fp4_moe_peak(gpu, cal, weights_dtype),
+        fp4_k_s=_fp4_k_s(gpu, cal, weights_dtype),
+        moe_layer_s=_fp4_moe_layer_s(gpu, cal, weights_dtype),
+        head_16bit=weights_dtype == "nvfp4",
     )
+
+
+def _fp4_k_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float:
+    """The NVFP4 GEMMs' K-loop seconds per element of K (:func:`_fp4_gemm_terms`); 0 where they do not run W4A4."""
+    return cal.fp4_k_s if gpu.fp4_dense_tflops is not None and weights_dtype == "nvfp4" else 0.0
+
+
+def _fp4_moe_layer_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float | None:
+    """Fixed seconds of one NVFP4 grouped-expert layer on FP4 tensor cores (``fp4_moe_layer_s``); None elsewhere.
+
+    Both engines run NVFP4 experts on Blackwell through TensorRT-LLM-Gen's fused MoE kernels, not the CUTLASS
+    grouped GEMMs the 16-bit and fp8 fits describe: aiconfigurator 0.12.0 times TensorRT-LLM's NVFP4 MoE as
+    ``moe_torch_flow_min_latency`` and vLLM's as ``..._flashinfer_trtllm_trtllmnvfp4expertsmonolithic``
+    (systems/data/b200_sxm/moe/*/moe_perf.parquet). At one token (Qwen3-30B-A3B's shape, 128 experts, top 8) they
+    take 16.6 and 15.3 us against 30.7 (TensorRT-LLM CUTLASS, bf16) and 19.0 (vLLM, bf16): a smaller fixed cost.
+    """
+    if gpu.fp4_dense_tflops is None or weights_dtype != "nvfp4" or cal.fp4_moe_layer_s is None:
+        return None
+    return cal.fp4_moe_layer_s
+
+
+def lm_head_s(c: _Ctx, rows: float) -> float:
+    """The LM head over ``rows`` rows. NVFP4 checkpoints keep it 16-bit: ModelOpt's NVFP4 export lists ``lm_head``
+    in ``exclude_modules`` (and :mod:`kvplan.quant` counts it 16-bit), so it runs as a 16-bit GEMM."""
+    spec = c.spec
+    if c.head_16bit:
+        c = replace(c, w_bytes=c.act_bytes, peak=c.peak16, mem_scale=1.0, fp4_k_s=0.0)
+    return _gemm_s(c, rows, spec.hidden_size * ceil_div(spec.vocab_size, c.tp), spec.hidden_size, k=spec.hidden_size)
 
 
 def _exchange_rules(rules: Overlap, *, two_batch: bool, deepep: bool) -> Overlap:
@@ -604,7 +672,7 @@ def _linear_s(
     last = stage is None or stage.last
     first = stage is None or stage.first
     if lm_rows > 0 and last:
-        gemm += _gemm_s(c, lm_rows, spec.hidden_size * ceil_div(spec.vocab_size, c.tp), spec.hidden_size)
+        gemm += lm_head_s(c, lm_rows)
     if c.dp == 1:
         # TP: one all-reduce after attention and one after the MLP (experts sliced or split whole: the output
         # is summed over the TP group either way), and one after the embedding. The MLP's all-reduce follows the

@@ -291,6 +291,12 @@ class Calibration:
     fp4_eff_scale: float = 1.0
     fp4_mem_eff_scale: float = 1.0
     fp4_moe_eff_scale: float = 1.0
+    # NVFP4 GEMMs at decode sizes: seconds per element of K of one output tile's K loop (no split-K; kvplan.latency
+    # _fp4_gemm_terms). Fitted by benchmarks/fit_fp4.py with the three above; 0 (no such roof) without a fit.
+    fp4_k_s: float = 0.0
+    # NVFP4 grouped experts' fixed seconds per layer (fused TensorRT-LLM-Gen MoE kernels; kvplan.latency
+    # _fp4_moe_layer_s), fitted by benchmarks/fit_fp4.py; None: moe_layer_s.
+    fp4_moe_layer_s: float | None = None
 
 
 @dataclass(frozen=True)

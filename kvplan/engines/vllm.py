@@ -787,11 +787,14 @@ CALIBRATION = Calibration(
     allreduce_base_s=5.453e-06,
     allreduce_rank_s=2.815e-07,
     allreduce_bw_eff=0.3395,
-    # NVFP4 (dense GEMMs, their weight streaming, grouped experts): benchmarks/fit_fp4.py on aiconfigurator 0.12.0's
+    # NVFP4 (dense GEMMs, their weight streaming, grouped experts, the K loop, the MoE layers' fixed cost):
+    # benchmarks/fit_fp4.py on aiconfigurator 0.12.0's
     # B200 NVFP4 steps (fp4_cases of aiconfigurator_grid.json), every constant above held.
-    fp4_eff_scale=0.6289,
-    fp4_mem_eff_scale=0.6726,
-    fp4_moe_eff_scale=0.5835,
+    fp4_eff_scale=0.7075,
+    fp4_mem_eff_scale=0.7511,
+    fp4_moe_eff_scale=0.5897,
+    fp4_k_s=6.483e-10,
+    fp4_moe_layer_s=1.144e-05,
 )
 
 
