@@ -215,7 +215,16 @@ def setup(
     stages = tuple(
         Stage(
             # The rank's communicator spans tp x dp GPUs (MoE layers run over all of them).
-            profile.budget(spec, settings=settings, total=total, weights=memo[w_key][i], tp=tp * dp, pp=pp, gpu=gpu),
+            profile.budget(
+                spec,
+                settings=settings,
+                total=total,
+                weights=memo[w_key][i],
+                tp=tp * dp,
+                pp=pp,
+                gpu=gpu,
+                sharding=sharding,
+            ),
             profile.layout(spec, plan=plan, settings=settings, stage_index=i, gpu=gpu, total=total),
         )
         for i in range(len(plan.stages))

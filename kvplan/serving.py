@@ -215,20 +215,47 @@ def _mean_step(s: Setup, *, n: float, p: float, prompt: int, budget: int, contex
     chunk of up to ``budget - n`` tokens, and the other steps are decode-only (CUDA graphs, no prefill
     kernels). With a share ``f = p / chunk`` of the steps carrying a chunk, the mean is
     ``(1 - f) step(n, 0) + f step(n, chunk)``; when every step carries at least one chunk, ``step(n, p)``.
+    With data-parallel ranks each rank admits its own chunks (:func:`_dp_mean_step`).
     """
     chunk = max(1.0, min(float(prompt), _room(s, budget, n)))
     if p <= 0:
         return _step(s, n=n, p=0, context=context, ep=ep)
+    prefix = max(0, (prompt - int(chunk)) // 2)  # a long prompt's chunks sit, on average, half-way in
+    if s.dp > 1:
+        return _dp_mean_step(s, n=n, p=p, chunk=chunk, prefix=prefix, context=context, ep=ep)
     if p >= chunk:
-        if s.dp > 1:  # chunks land on several DP ranks: the busiest holds one chunk, or its even share
-            return _step(s, n=n, p=max(chunk, p / s.dp), context=context, ep=ep, p_all=p)
         if s.pp > 1:  # p / chunk prompt chunks, each admitted by one of the micro-batches (mixed_step_latency)
             return _step(s, n=n, p=chunk, context=context, ep=ep, chunks=p / chunk)
         return _step(s, n=n, p=p, context=context, ep=ep)
     share = p / chunk
-    prefix = max(0, (prompt - int(chunk)) // 2)  # a long prompt's chunks sit, on average, half-way in
     busy = _step(s, n=n, p=chunk, context=context, prefix=prefix, ep=ep)
     return (1 - share) * _step(s, n=n, p=0, context=context, ep=ep) + share * busy
+
+
+def _dp_mean_step(s: Setup, *, n: float, p: float, chunk: float, prefix: int, context: int, ep: bool) -> float:
+    """The mean step time over ``s.dp`` data-parallel ranks that run each step together, each admitting its own
+    prompt chunks.
+
+    The engines spread new requests evenly over the ranks (TensorRT-LLM: tensorrt_llm/_torch/pyexecutor/
+    executor_request_queue.py ``ExecutorRequestQueue._balance_requests_across_ranks``, v1.0: a heap on each rank's
+    active tokens, capped at ``expected_num_active_requests``, the ceiling of all active + new requests over the
+    ranks), so each rank receives ``p / dp`` prompt tokens per step, and each rank's own scheduler admits them as
+    chunks of up to ``chunk``. Nothing aligns the ranks' chunks by default (py_executor.py ``_schedule`` holds
+    context requests back until every rank has one only with ``attention_dp_config.enable_balance``, off by
+    default), so a rank carries a chunk in a share ``f = p / (dp chunk)`` of the steps, independently of the others.
+    A step is a prefill step when any rank carries a chunk, a share ``1 - (1 - f)^dp`` of the steps, and it then
+    holds ``p / that share`` prompt tokens over all ranks (their expert layers) with one chunk on the busiest rank.
+    Where a rank's share reaches a chunk per step, every step holds ``p / dp`` prompt tokens on every rank.
+
+    The rule is kvplan's for every engine's DP ranks (vLLM and SGLang also run one scheduler per rank,
+    :func:`_limits`); only TensorRT-LLM's request spreading was read for it, and an offline run's ranks, alike,
+    may admit their chunks in the same steps more often than independence says (not modelled)."""
+    per_rank = p / s.dp
+    if per_rank >= chunk:
+        return _step(s, n=n, p=per_rank, context=context, ep=ep, p_all=p)
+    busy_share = -math.expm1(s.dp * math.log1p(-per_rank / chunk))  # 1 - (1 - f)^dp, exact for tiny f
+    busy = _step(s, n=n, p=chunk, context=context, prefix=prefix, ep=ep, p_all=p / busy_share)
+    return (1 - busy_share) * _step(s, n=n, p=0, context=context, ep=ep) + busy_share * busy
 
 
 def _decode_context(inp: Lengths, out: Lengths) -> int:

@@ -548,9 +548,20 @@ class Engine:
         return ExactLayout(plan.stages[stage_index], 1, 1)
 
     def budget(
-        self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int, gpu: GPU
+        self,
+        spec: ModelSpec,
+        *,
+        settings: Settings,
+        total: int,
+        weights: int,
+        tp: int,
+        pp: int,
+        gpu: GPU,
+        sharding: Sharding | None = None,
     ) -> Budget:
-        """Bytes per GPU of one pipeline stage under the engine's budget rule."""
+        """Bytes per GPU of one pipeline stage under the engine's budget rule. ``tp`` is the MoE layers' rank count
+        (tp x dp); ``sharding`` how the rank's weights are cut (:meth:`sharding`; None: plain TP), for engines whose
+        activation peak depends on it."""
         o = settings.overrides
         act, ctx = o.activation_bytes or 0, o.non_torch_bytes or 0
         return plain_budget(

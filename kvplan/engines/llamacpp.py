@@ -14,6 +14,7 @@ from kvplan.engines.base import Budget, Engine, Layout, LogFacts, Settings, larg
 from kvplan.failures import COMPUTE_ALLOC, CTX_OVER_TRAIN, KV_ALLOC, WEIGHTS_ALLOC, Pattern
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan, LayerCache, StagePlan, recurrent_state_elements
+from kvplan.params import Sharding
 from kvplan.spec import ModelSpec, ceil_div
 from kvplan.units import GIB, MAX_CONTEXT, MIB
 
@@ -145,7 +146,16 @@ class LlamaCpp(Engine):
                               swa_full=settings.swa_full, auto_slots=self.auto_slots)  # fmt: skip
 
     def budget(
-        self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int, gpu: GPU
+        self,
+        spec: ModelSpec,
+        *,
+        settings: Settings,
+        total: int,
+        weights: int,
+        tp: int,
+        pp: int,
+        gpu: GPU,
+        sharding: Sharding | None = None,
     ) -> Budget:
         o = settings.overrides
         compute = o.activation_bytes if o.activation_bytes is not None else compute_buffer(spec, settings)

@@ -259,7 +259,16 @@ class Sglang(Engine):
                                  context_len=spec.max_position_embeddings)  # fmt: skip
 
     def budget(
-        self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int, gpu: GPU
+        self,
+        spec: ModelSpec,
+        *,
+        settings: Settings,
+        total: int,
+        weights: int,
+        tp: int,
+        pp: int,
+        gpu: GPU,
+        sharding: Sharding | None = None,
     ) -> Budget:
         o = settings.overrides
         ctx = o.non_torch_bytes if o.non_torch_bytes is not None else CONTEXT + (NCCL if tp * pp > 1 else 0)

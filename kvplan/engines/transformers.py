@@ -44,6 +44,7 @@ from kvplan.engines.base import Budget, Engine, Settings, plain_budget
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan, LayerCache, StagePlan, element_size, layer_cache, recurrent_state_elements
+from kvplan.params import Sharding
 from kvplan.spec import LayerKind, ModelSpec
 from kvplan.units import GIB, KV_DTYPES, DType
 
@@ -135,7 +136,16 @@ class Transformers(Engine):
         return transformers_cache_plan(spec, kv_dtype_name)
 
     def budget(
-        self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int, gpu: GPU
+        self,
+        spec: ModelSpec,
+        *,
+        settings: Settings,
+        total: int,
+        weights: int,
+        tp: int,
+        pp: int,
+        gpu: GPU,
+        sharding: Sharding | None = None,
     ) -> Budget:
         o = settings.overrides
         tokens = settings.max_num_batched_tokens or FORWARD_TOKENS

@@ -26,7 +26,7 @@ from kvplan.failures import CUDA_ERROR_OOM, KV_SHORT, NUMBER, TORCH_OOM, Pattern
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan
 from kvplan.params import Sharding
-from kvplan.spec import ModelSpec
+from kvplan.spec import ModelSpec, ceil_div
 from kvplan.units import GIB
 
 if TYPE_CHECKING:
@@ -37,6 +37,31 @@ TOKENS_PER_BLOCK = 32
 FREE_FRACTION = 0.9  # llmapi KvCacheConfig.free_gpu_memory_fraction default (landscape.md 2.3)
 CONTEXT = round(0.5 * GIB)  # CUDA context + cuBLAS workspace; gpus.md: ~300-600 MiB per process
 MAX_NUM_TOKENS = 8192  # llmapi max_num_tokens default
+
+
+def activation(spec: ModelSpec, *, tokens: int, tp: int, sharding: Sharding | None = None) -> int:
+    """The activation peak of one ``tokens``-token forward on a rank (the KV estimation's dummy run), modelled as
+    vLLM's profile run with one row (:func:`kvplan.engines.vllm.activation`), ``tp`` being the MoE layers' ranks.
+
+    Under attention DP (``sharding.attn_tp`` below ``tp``: ``tp / attn_tp`` DP ranks) every rank runs its own
+    ``tokens``, and each MoE layer runs the fused-experts op over all ranks' tokens at once: the cutlass MoE gathers
+    them (``CutlassFusedMoE.forward_chunk``: allgather of every rank's tokens without an all-to-all) and does not
+    chunk them by default (tensorrt_llm/_torch/modules/fused_moe/fused_moe_cutlass.py ``CutlassFusedMoE.__init__``,
+    v1.0: "The maximum number of tokens in MoE are multiplied by DP size when attention DP is enabled",
+    ``moe_max_num_tokens = max_num_tokens x world_size``); the op's workspace is sized by all its rows x top-k, not
+    by the rank's own experts (cpp/tensorrt_llm/kernels/cutlass_kernels/moe_gemm/moe_kernels.cu
+    ``CutlassMoeFCRunner::getWorkspaceDeviceBufferSizes``: ``num_moe_inputs = k * num_rows``, the permuted rows and
+    the FC1 / gated intermediates over them). So the fused-experts intermediates count ``dp x tokens`` rows at the
+    rank's expert width (whole experts with EP, ``I / expert_tp`` sliced), where plain TP counts ``tokens`` rows at
+    ``I / tp``."""
+    act = vllm.activation(spec, tokens=tokens, seqs=1, tp=tp)
+    if spec.moe is None or sharding is None or sharding.attn_tp >= tp:
+        return act
+    k, hidden, width = spec.moe.experts_per_token, spec.hidden_size, spec.moe.expert_intermediate_size
+    plain = vllm.MOE_BYTES * tokens * k * (2 * ceil_div(width, tp) + hidden)
+    rows = tokens * (tp // sharding.attn_tp)  # every DP rank's tokens
+    gathered = vllm.MOE_BYTES * rows * k * (2 * ceil_div(width, sharding.expert_tp) + hidden)
+    return act - plain + gathered
 
 
 @dataclass(frozen=True)
@@ -128,17 +153,22 @@ class Trtllm(Engine):
         return settings.max_num_batched_tokens, settings.max_num_seqs
 
     def budget(
-        self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int, gpu: GPU
+        self,
+        spec: ModelSpec,
+        *,
+        settings: Settings,
+        total: int,
+        weights: int,
+        tp: int,
+        pp: int,
+        gpu: GPU,
+        sharding: Sharding | None = None,
     ) -> Budget:
         o = settings.overrides
         frac = settings.free_gpu_memory_fraction or FREE_FRACTION
         tokens = settings.max_num_batched_tokens or MAX_NUM_TOKENS
-        # The activation peak of one max_num_tokens forward, modelled as vLLM's profile run with one row.
-        act = (
-            o.activation_bytes
-            if o.activation_bytes is not None
-            else vllm.activation(spec, tokens=tokens, seqs=1, tp=tp)
-        )
+        act = o.activation_bytes if o.activation_bytes is not None else activation(spec, tokens=tokens, tp=tp,
+                                                                                   sharding=sharding)  # fmt: skip
         ctx = o.non_torch_bytes if o.non_torch_bytes is not None else CONTEXT + (vllm.NON_TORCH_TP if tp > 1 else 0)
         free = total - ctx - weights - act - o.overhead_bytes
         share = int(max(free, 0) * frac)

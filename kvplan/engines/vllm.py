@@ -407,7 +407,16 @@ class Vllm(Engine):
         return VllmLayout(plan.stages[stage_index], unit, block, 1, groups, mnbt, self.mamba_pages(settings))
 
     def budget(
-        self, spec: ModelSpec, *, settings: Settings, total: int, weights: int, tp: int, pp: int, gpu: GPU
+        self,
+        spec: ModelSpec,
+        *,
+        settings: Settings,
+        total: int,
+        weights: int,
+        tp: int,
+        pp: int,
+        gpu: GPU,
+        sharding: Sharding | None = None,
     ) -> Budget:
         o = settings.overrides
         util = settings.gpu_memory_utilization
