@@ -641,7 +641,6 @@ def _exchange_rules(rules: Overlap, *, two_batch: bool, deepep: bool) -> Overlap
     return replace(rules, moe_allgather=False)
 
 
-
 def _fp4_moe_peak(gpu: GPU, cal: Calibration, weights_dtype: str) -> float | None:
     """NVFP4 grouped expert GEMMs: the FP4 peak at their own share ``fp4_moe_eff_scale`` (TensorRT-LLM's and vLLM's
     NVFP4 MoE kernels reach a different share than the dense FP4 GEMMs); None elsewhere (the GEMMs' peak)."""

@@ -126,7 +126,6 @@ def fold_quant_files(config: Any, folder: Path) -> Any:
     return config
 
 
-
 def format_from_config(config: dict[str, Any]) -> tuple[WeightFormat | None, list[str]]:
     """The weight format a Hugging Face ``config.json`` declares, and notes on what was assumed.
 

@@ -75,8 +75,11 @@ def _nvfp4_llama(torch):  # noqa: ANN001, ANN202
     """A 2-layer Llama (hidden 64, MLP 128, 4 heads / 2 KV heads of 16, vocab 256) in ModelOpt's NVFP4 layout."""
     h, inter, vocab = 64, 128, 256
     bf16 = torch.bfloat16
-    tensors = {"model.embed_tokens.weight": torch.zeros(vocab, h, dtype=bf16),
-               "model.norm.weight": torch.ones(h, dtype=bf16), "lm_head.weight": torch.zeros(vocab, h, dtype=bf16)}
+    tensors = {
+        "model.embed_tokens.weight": torch.zeros(vocab, h, dtype=bf16),
+        "model.norm.weight": torch.ones(h, dtype=bf16),
+        "lm_head.weight": torch.zeros(vocab, h, dtype=bf16),
+    }
     shapes = {"self_attn.q_proj": (64, h), "self_attn.k_proj": (32, h), "self_attn.v_proj": (32, h),
               "self_attn.o_proj": (h, 64), "mlp.gate_proj": (inter, h), "mlp.up_proj": (inter, h),
               "mlp.down_proj": (h, inter)}  # fmt: skip
@@ -292,7 +295,8 @@ def test_nvfp4_lm_head_stays_16bit():
     assert latency.lm_head_s(ctx, 1) == pytest.approx(1_050_681_344 / 3850e9 + 3e-6)
     # the fp8 path is unchanged (head at the fp8 GEMMs' rates), so an nvfp4 head costs more than half a 1-byte one
     assert latency.lm_head_s(ctx, 1) > latency.lm_head_s(
-        latency._make_ctx(spec, B200, tp=1, weights_dtype="fp8", cal=cal, eager=False), 1)
+        latency._make_ctx(spec, B200, tp=1, weights_dtype="fp8", cal=cal, eager=False), 1
+    )
 
 
 def test_nvfp4_moe_layers_take_their_own_fixed_cost():
