@@ -74,6 +74,8 @@ OWN_KV: dict[str, tuple[int, int, int, int, int]] = {
     # c = 4,096; 48 layers: 36 chunked (8,192) + 12 global. 4K: 48*4,096*4,096.
     # 32K: 4,096*(12*32,768 + 36*8,192) = 4,096*688,128; 128K: 4,096*(12*131,072 + 294,912) = 4,096*1,867,776.
     "llama-4-scout-17b-16e": (196_608, 49_152, 805_306_368, 2_818_572_288, 7_650_410_496),
+    # Maverick: Scout's attention (40 heads, 8 KV heads x 128, 36 chunked + 12 global): the same bytes.
+    "llama-4-maverick-17b-128e": (196_608, 49_152, 805_306_368, 2_818_572_288, 7_650_410_496),
     # 4 attention layers: c = 4,096 -> 16,384/token. 28 Mamba layers hold a fixed state each:
     # conv 8,192*(4-1) = 24,576 + ssm 8,192*16 = 131,072 elements, *2 B = 311,296 B; *28 = 8,716,288 B.
     # 4K: 16,384*4,096 + 8,716,288; 32K: 16,384*32,768 + 8,716,288; 128K: 16,384*131,072 + 8,716,288.
@@ -205,6 +207,12 @@ EXPECTED_PARAMS: dict[str, tuple[int, int]] = {
     # active = total - 48 layers x (512 - 10) experts x 3*2048*512 = 79,674,391,296 - 75,799,461,888.
     "qwen3-next-80b-a3b": (79_674_391_296, 3_874_929_408),
     "llama-4-scout-17b-16e": (107_769_861_120, 17_172_894_720),
+    # Maverick text model: embeddings 202,048 x 5,120 x 2 = 2,068,971,520; attention 48 x 62,914,560 = 3,019,898,880;
+    # norms 48 x 10,240 + 5,120 = 496,640; 24 dense MLPs x 3 x 5,120 x 16,384 = 6,039,797,760; 24 MoE layers x
+    # (129 experts (128 + shared) x 3 x 5,120 x 8,192 + router 5,120 x 128) = 389,582,684,160. Active: total -
+    # 24 x 127 x 125,829,120 = 17,184,691,200. Meta's "400B total, 17B active" (vision encoder included):
+    # +0.18 %, +1.1 %.
+    "llama-4-maverick-17b-128e": (400_711_848_960, 17_184_691_200),
     # Issue 9. DeepSeek-V3.1: V3's architecture. V3.2-Exp: the same + 61 lightning indexers of 13,959,424
     # (wq_b 1,536*64*128 + wk 7,168*128 + k_norm 256 + weights_proj 7,168*64) = 851,524,864, run by every token.
     # Was (671,026,419,200, 37,552,297,472) while the indexer weights were not counted; now +0.13% vs 671B.
@@ -420,6 +428,17 @@ def test_llama4_every_fourth_layer_is_global_without_rope():
     assert [i for i, k in enumerate(kinds) if k.type == "full"] == list(range(3, 48, 4))
     assert all(not k.use_rope for k in kinds if k.type == "full")
     assert {k.chunk for k in kinds if k.type == "chunked"} == {8192}
+
+
+def test_llama4_maverick_moe_on_odd_layers_and_near_the_published_400b_17b():
+    # interleave_moe_layer_step 2: transformers Llama4TextConfig moe_layers = range(1, 48, 2); the even layers
+    # are dense (intermediate_size_mlp 16,384). Meta's model card: 400B total, 17B active (with the vision encoder).
+    spec = load_bundled("llama-4-maverick-17b-128e")
+    assert sorted(spec.moe_layers) == list(range(1, 48, 2))
+    assert sorted(spec.dense_mlp_layers) == list(range(0, 48, 2))
+    count = count_params(spec)
+    assert abs(count.total / 400e9 - 1) < 0.002  # 400,711,848,960: +0.18 %
+    assert abs(count.active / 17e9 - 1) < 0.011  # 17,184,691,200: +1.09 %
 
 
 def test_jamba_attention_every_eighth_layer_from_four():

@@ -692,6 +692,15 @@ def test_llama4_empty_no_rope_layers_gets_the_class_default() -> None:
     assert any("no_rope_layers is empty" in w for w in result.warnings)
 
 
+def test_llama4_maverick_interleaves_dense_and_moe_layers() -> None:
+    # interleave_moe_layer_step 2 (Llama4TextConfig: moe_layers = range(1, 48, 2)): the even layers keep a dense
+    # MLP of intermediate_size_mlp 16,384, the odd ones 128 experts of 8,192 + a shared expert.
+    spec = imported("llama-4-maverick-17b-128e").spec
+    assert spec.moe.dense_layers == list(range(0, 48, 2)) and spec.intermediate_size == 16384
+    assert (spec.moe.num_experts, spec.moe.expert_intermediate_size, spec.moe.num_shared_experts) == (128, 8192, 1)
+    assert spec.kind_counts == {"chunked": 36, "global": 12}
+
+
 @pytest.mark.parametrize("stem", ["gemma-3n-e2b", "llama-3.1-8b"])
 def test_model_type_that_is_not_a_name_is_refused_in_one_line(stem: str) -> None:
     # Found by tests/test_fuzz.py: model_type: [] beside a text_config reached a set lookup (TypeError).

@@ -406,7 +406,7 @@ CONFIGS: dict[str, Callable[[Any, ModelSpec], Any]] = {
         **_moe(s, "num_local_experts"),
         intermediate_size=s.moe.expert_intermediate_size,
         intermediate_size_mlp=s.intermediate_size,
-        interleave_moe_layer_step=1,
+        moe_layers=sorted(s.moe_layers),  # Scout: every layer; Maverick: the odd ones (interleave_moe_layer_step 2)
     ),
     "falcon": lambda t, s: t.FalconConfig(
         hidden_size=s.hidden_size,
