@@ -238,16 +238,24 @@ def _agg_key(c: dict) -> str:
     return f"{c['model']}|{c['gpu']}|{c['engine']}|tp{c['tp']}|c{c['batch']}|{c['isl']}/{c['osl']}|ctx{c['ctx_tokens']}"
 
 
-def collect_agg(out: Path) -> int:
-    """aiconfigurator's in-flight batching figures for AGG, stored beside the static cases."""
+def _cli_estimate():  # noqa: ANN202 - aiconfigurator's function, or None
+    """aiconfigurator's ``cli_estimate`` with its warnings silenced, or None (said once) where it is not installed."""
     try:
         import logging
 
         from aiconfigurator.cli.api import cli_estimate
     except ImportError:
         print("aiconfigurator is not installed here; skipped (see this script's docstring for the separate venv)")
-        return 0
+        return None
     logging.disable(logging.WARNING)
+    return cli_estimate
+
+
+def collect_agg(out: Path) -> int:
+    """aiconfigurator's in-flight batching figures for AGG, stored beside the static cases."""
+    cli_estimate = _cli_estimate()
+    if cli_estimate is None:
+        return 0
     data = json.loads(out.read_text())
     rows = []
     for m, g, e, tp, b, isl, osl, ctx in AGG:
@@ -347,14 +355,9 @@ def _aic_case(cli_estimate, seen: dict, case: dict) -> dict:
 
 def collect(out: Path, *, grid: list[dict] | None = None, key: str = "cases") -> int:
     """Run ``grid`` (default GRID) through aiconfigurator into ``key`` of the data file; other keys are kept."""
-    try:
-        import logging
-
-        from aiconfigurator.cli.api import cli_estimate
-    except ImportError:
-        print("aiconfigurator is not installed here; skipped (see this script's docstring for the separate venv)")
+    cli_estimate = _cli_estimate()
+    if cli_estimate is None:
         return 0
-    logging.disable(logging.WARNING)
     import aiconfigurator
 
     grid = GRID if grid is None else grid
@@ -456,16 +459,13 @@ def collect_crosscheck(out: Path) -> int:
     on SGLang and TensorRT-LLM (whose block-fp8 linears run the same DeepGEMM kernel), and on vLLM with its vLLM
     block-fp8 GEMM table replaced by its SGLang DeepGEMM rows; plus the four tables at ``PROBE_NK``. Stored under
     ``artifact_crosscheck`` of the data file (other keys kept)."""
-    try:
-        import logging
-        import tempfile
-
-        from aiconfigurator.cli.api import cli_estimate
-        from aiconfigurator_core.sdk.perf_database import set_systems_paths
-    except ImportError:
-        print("aiconfigurator is not installed here; skipped (see this script's docstring for the separate venv)")
+    cli_estimate = _cli_estimate()
+    if cli_estimate is None:
         return 0
-    logging.disable(logging.WARNING)
+    import tempfile
+
+    from aiconfigurator_core.sdk.perf_database import set_systems_paths
+
     data = json.loads(out.read_text())
     flagged = [c for c in data["cases"] if "aic_error" not in c and reference_artifact(c, "decode")]
     root = _systems_root()
