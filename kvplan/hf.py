@@ -877,7 +877,8 @@ def _layer_types(f: _Fields, *, layers: int, window: int | None) -> list[str]:
         return ["full_attention" if i % period == offset else "mamba" for i in range(layers)]
     if f.blocks is not None:
         return _nas_types(f.blocks)
-    if d == "mllama":  # MllamaTextModel: MllamaCrossAttentionDecoderLayer at cross_attention_layers
+    if d == "mllama":  # MllamaTextModel: MllamaCrossAttentionDecoderLayer at cross_attention_layers, whose default
+        # is MllamaTextConfig.__post_init__'s (transformers 5.24 configuration_mllama.py)
         cross = set(f.ints("cross_attention_layers") or [3, 8, 13, 18, 23, 28, 33, 38])
         if cross - set(range(layers)):
             raise InvalidInput(f"{f.origin}: cross_attention_layers {sorted(cross)} go beyond {layers} layers")
