@@ -23,15 +23,17 @@ The data, each run with its source, are in ``benchmarks/data/published_throughpu
   was held at the p90). The scored figures (``kvplan_isl``, ``kvplan_tok_s``, ``ratio``, ``verdict``)
   are stored on each row by ``--update-data``; tests recompute them.
 
-The MoE rows of the v1.0 tables (Qwen3-235B-A22B, Llama 4 Scout, Llama 4 Maverick on H100/H200) ran with
-TensorRT-LLM's attention data parallelism: each row's ``launch`` holds the page's launch (command, TP,
-``enable_attention_dp``, KV fraction) with its source and says what the page does not state (``not_stated``:
-``ep_size``, max batch and max tokens). kvplan scores them on its DP + EP path (:func:`run_split`): every GPU an
-attention DP rank, the experts whole over all ranks; ``ratio_ep1`` is the other reading of the unstated
-``ep_size`` (experts sliced over the ranks). A run kvplan does not model (a model outside the catalog, a run
-whose launch was not recorded) carries ``not_modelled``; an MLPerf run whose inputs are not all known (the
-run's split or precision) or not modelled carries ``not_compared``. Both are printed with their reason
-and kept out of the statistics (``--markdown`` tables for docs/cost.md).
+The multi-GPU MoE rows of the v1.0 tables (Qwen3-235B-A22B, Llama 4 Scout, Llama 4 Maverick on H100/H200, and
+Qwen3-235B-A22B and Llama 4 Maverick on 8 x B200) ran with TensorRT-LLM's attention data parallelism: each row's
+``launch`` holds the page's launch (command, TP, ``enable_attention_dp``, KV fraction) with its source and says what
+the page does not state (``not_stated``: ``ep_size``, max batch and max tokens). kvplan scores them on its DP + EP
+path (:func:`run_split`): every GPU an attention DP rank, the experts whole over all ranks; ``ratio_ep1`` is the
+other reading of the unstated ``ep_size`` (experts sliced over the ranks). A row whose engine kept every token on a
+sliding-window model's layers carries ``attention_window: "max_seq_len"`` (:func:`row_model`: the v0.17 Mistral
+rows). A run kvplan does not model (a model outside the catalog, a run whose launch was not recorded) carries
+``not_modelled``; an MLPerf run whose inputs are not all known (the run's split or precision) or not modelled
+carries ``not_compared``. Both are printed with their reason and kept out of the statistics (``--markdown`` tables
+for docs/cost.md).
 
 ``python benchmarks/published_compare.py [--markdown] [--update-data]``
 """
@@ -44,6 +46,10 @@ import math
 import statistics
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kvplan.spec import ModelSpec
 
 DATA = Path(__file__).resolve().parent / "data" / "published_throughput.json"
 KV_FRACTION = 0.95  # kv_cache_free_gpu_mem_fraction the TensorRT-LLM tables used "in many cases" (source note)
@@ -51,7 +57,7 @@ TARGET = 0.20  # the issue's target: throughput within 20 % of the published mea
 
 
 def _setup(
-    model: str,
+    model: str | ModelSpec,
     gpu: str,
     tp: int,
     *,
@@ -83,9 +89,31 @@ def run_split(r: dict, *, ep: bool = True) -> dict:
     return {"tp": r["tp"]}
 
 
+def row_model(r: dict) -> str | ModelSpec:
+    """The model as the row's engine ran it: the catalog spec, or, where the row's ``attention_window`` is
+    ``"max_seq_len"``, that spec with its sliding-window layers as full attention. TensorRT-LLM's TensorRT engines
+    keep and attend to the last ``max_attention_window_size`` tokens only where the runtime is given that
+    parameter (docs/source/advanced/gpt-attention.md, "Sliding Window Attention, Cyclic (Rolling Buffer) KV
+    Cache"), and ``trtllm-bench throughput`` gives none (tensorrt_llm/bench/dataclasses/configuration.py
+    ``ExecutorSettingsConfig.get_kvcache_config``: the free-memory fraction and block reuse only): the cache and the
+    attention span the whole sequence on every layer, whatever window the checkpoint's config names. The sources
+    are on the data file's ``trtllm-0.17`` entry (``attention_window``)."""
+    if r.get("attention_window") != "max_seq_len":
+        return r["model"]
+    from kvplan.catalog import load_bundled
+    from kvplan.spec import ModelSpec
+
+    fields = load_bundled(r["model"]).model_dump(exclude_none=True)
+    for kind in (fields.get("layers") or {}).get("kinds", {}).values():
+        if kind.get("type") == "sliding":
+            kind["type"] = "full"
+            kind.pop("window", None)
+    return ModelSpec(**fields)
+
+
 def _row_tokens_s(r: dict, *, ep: bool = True, heuristic: bool = False) -> float:
     caps = dict(zip(("max_batch", "max_tokens"), trtllm_bench_settings(r), strict=True)) if heuristic else {}
-    s = _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, **caps,
+    s = _setup(row_model(r), r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, **caps,
                **run_split(r, ep=ep))  # fmt: skip
     return replica_tokens_s(s, r["isl"], r["osl"])
 
