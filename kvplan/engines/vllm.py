@@ -832,7 +832,8 @@ OVERLAP = Overlap(
 # 0.19 (#31998, 2026-01, extends the default to EAGLE/MTP). Read through copies of vllm/config/vllm.py (0.26-0.30
 # line numbers); the release that flipped it was not read.
 HOST_LOOP = HostLoop(overlaps_gpu=True, switch="--no-async-scheduling")
-# vLLM 0.8 had no async scheduler (vllm-project/vllm#19970 came in 0.10): EngineCore.step, host and GPU in turn.
+# vLLM 0.8 had no async scheduler: #19970 (2025-06-23) is later than #17885 (v0.9.0), which 0.8 predates (V0_8).
+# EngineCore.step: host and GPU in turn.
 HOST_LOOP_0_8 = HostLoop(overlaps_gpu=False, switch="")
 
 V0_19 = Vllm(
