@@ -84,3 +84,33 @@ def test_an_engine_whose_loop_was_not_read_refuses_a_host_time():
 
 def test_settings_default_has_no_host_time():
     assert Settings().host_request_s is None
+
+
+def _plan_json(cli, *extra: str) -> dict:  # noqa: ANN001
+    import json
+
+    r = cli("plan", "llama-3.1-8b", "--rate", "20", "--gpus", "h100-sxm", "--input", "1k", "--output", "256",
+            "--tpot", "50ms", "--format", "json", *extra)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output)
+
+
+def test_plan_rate_takes_a_measured_host_time(cli) -> None:  # noqa: ANN001
+    # 20 req/s x 256 output tokens = 5,120 tokens/s. With 300 us of host time per request in a step one replica
+    # makes at most 1 / 300 us = 3,333 tokens/s (vLLM's loop runs one step ahead: step = max(GPU, host)), so the
+    # one-GPU plan that meets the target without host time no longer does; the note says how the time entered.
+    free = _plan_json(cli)
+    host = _plan_json(cli, "--host-per-request", "300us")
+    assert free["plans"][0]["gpus"] == 1
+    assert host["plans"][0]["gpus"] == 2
+    assert any("300 us per request" in n and "longer of GPU and host" in n for n in host["notes"])
+    assert not free["notes"]
+
+
+def test_plan_host_time_refusals(cli) -> None:  # noqa: ANN001
+    r = cli("plan", "llama-3.1-8b", "--rate", "1", "--engine", "llamacpp", "--host-per-request", "30us")
+    assert r.exit_code == 2 and "was not read" in r.output
+    r = cli("plan", "llama-3.1-8b", "--users", "10", "--context", "4k", "--host-per-request", "30us")
+    assert r.exit_code == 2 and "use them with --rate" in r.output
+    r = cli("plan", "llama-3.1-8b", "--rate", "1", "--host-per-request", "5x")
+    assert r.exit_code == 2 and "--host-per-request" in r.output
