@@ -169,22 +169,25 @@ def host_floor_rows(rows: list[dict]) -> list[dict]:
 
 def host_floor_lines(rows: list[dict], *, markdown: bool) -> list[str]:
     """The implied host times per row and, per GPU (one host CPU each), their spread: one per-request host cost
-    would give one figure per GPU."""
+    would give one figure per GPU. ``all ranks``: the same time over every rank's requests (each attention-DP rank's
+    loop handling all ranks' requests, the implied figure / DP), the other reading for the DP rows."""
     out = []
     if markdown:
-        out += ["| model | GPU | split | ISL/OSL | kvplan / published | implied host us per request |",
-                "|---|---|---|---|---|---|"]  # fmt: skip
+        out += ["| model | GPU | split | ISL/OSL | kvplan / published | implied host us per request | all ranks |",
+                "|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
+        r["all_ranks_us"] = r["implied_host_us"] / run_split(r).get("dp", 1)
         cells = (r["label"], r["gpu"], split_label(r), f"{r['isl']}/{r['osl']}", f"x{r['ratio']:.2f}",
-                 f"{r['implied_host_us']:.0f}")  # fmt: skip
+                 f"{r['implied_host_us']:.0f}", f"{r['all_ranks_us']:.0f}")  # fmt: skip
         out.append("| " + " | ".join(cells) + " |" if markdown else "host-floor " + "  ".join(cells))
-    by_gpu: dict[str, list[float]] = {}
-    for r in rows:
-        by_gpu.setdefault(r["gpu"], []).append(r["implied_host_us"])
-    for gpu, us in by_gpu.items():
-        out.append(f"host floor {gpu}: {len(us)} rows over 20%; implied host us per request min {min(us):.0f}, "
-                   f"median {statistics.median(us):.0f}, max {max(us):.0f} "
-                   f"(x{max(us) / min(us):.1f} apart)")  # fmt: skip
+    for key, what in (("implied_host_us", "per request"), ("all_ranks_us", "per request of all ranks")):
+        by_gpu: dict[str, list[float]] = {}
+        for r in rows:
+            by_gpu.setdefault(r["gpu"], []).append(r[key])
+        for gpu, us in by_gpu.items():
+            out.append(f"host floor {gpu}: {len(us)} rows over 20%; implied host us {what} min {min(us):.0f}, "
+                       f"median {statistics.median(us):.0f}, max {max(us):.0f} "
+                       f"(x{max(us) / min(us):.1f} apart)")  # fmt: skip
     return out
 
 
