@@ -305,7 +305,8 @@ OVERLAP = Overlap(shared_experts_tokens=1 << 30, shared_experts_graph_only=True,
 # preparation, then the launch of step n), then, while step n runs, _update_requests on step n-1's sample state (it
 # waits on n-1's sampler event), _sample_async(n), and _process_previous_batch (_handle_responses,
 # update_resources) for n-1: step n+1 is launched one step ahead, so the GPU idles only where the iteration's host
-# work outlasts its step. With attention DP every rank runs its own PyExecutor over its own requests.
+# work outlasts its step. With attention DP every rank runs its own PyExecutor over its own requests; each iteration
+# _enqueue_responses tp_gathers every rank's responses to rank 0 (streamed tokens, else the finished requests).
 HOST_LOOP = HostLoop(overlaps_gpu=True, switch="disable_overlap_scheduler: true")
 
 ENGINE = Trtllm(
