@@ -114,3 +114,28 @@ def test_plan_host_time_refusals(cli) -> None:  # noqa: ANN001
     assert r.exit_code == 2 and "use them with --rate" in r.output
     r = cli("plan", "llama-3.1-8b", "--rate", "1", "--host-per-request", "5x")
     assert r.exit_code == 2 and "--host-per-request" in r.output
+
+
+def test_implied_host_time_reproduces_the_published_row():
+    """benchmarks/published_compare.py --host-floor: Qwen3-30B-A3B on one GB200, 128/128, published 24,107 tok/s,
+    kvplan 51,968 (x2.16). At the implied 41 us per request (as the script prints it) kvplan's figure with the
+    overlap loop's max(GPU, host) falls to the published one; host-bound, 1 / 41.4 us = 24.1k tokens/s."""
+    import dataclasses
+    import json
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parent.parent / "benchmarks"
+    sys.path.insert(0, str(bench))
+    try:
+        import published_compare as pub
+    finally:
+        sys.path.remove(str(bench))
+    rows = json.loads(pub.DATA.read_text())["runs"]
+    row = next(r for r in rows if r["source"] == "trtllm-1.0" and r["model"] == "qwen3-30b-a3b"
+               and r["gpu"] == "gb200" and (r["isl"], r["osl"]) == (128, 128))  # fmt: skip
+    h = pub.implied_host_request_s(row)
+    assert h == pytest.approx(41.4e-6, rel=0.03)
+    s = pub._setup(row["model"], row["gpu"], weights=row["weights"], kv=row["kv"], fraction=pub.KV_FRACTION, tp=1)
+    s = dataclasses.replace(s, settings=dataclasses.replace(s.settings, host_request_s=h))
+    assert pub.replica_tokens_s(s, 128, 128) == pytest.approx(row["published_tok_s"], rel=0.01)
