@@ -5,7 +5,8 @@ samples and turns the sampled tokens into responses; in the Python engines that 
 requests (TensorRT-LLM's ``TorchSampler.update_requests`` makes per-request calls, NVIDIA/TensorRT-LLM#16564;
 ``_prepare_inputs`` walks the batch, #16313). Where the loop runs one step ahead (TensorRT-LLM's overlap scheduler,
 vLLM's async scheduling, SGLang's overlap loop: ``HostLoop.overlaps_gpu``) a step takes ``max(GPU, host)``;
-where it waits for each step's tokens, ``GPU + host``.
+where it waits for each step's tokens, ``GPU + host``. The host work is that of the busiest loop: one rank's own
+requests with attention DP (every rank runs its own loop), all of a pipeline cycle's micro-batches with PP.
 
 kvplan does not model the host time by default: no source found gives the host seconds per request of the engine
 versions it describes on a known CPU (docs/cost.md, "Host work per step"). ``Settings.host_request_s`` (measured
