@@ -601,6 +601,22 @@ def _make_ctx(
     )
 
 
+_CTXS: dict[tuple, tuple[ModelSpec, GPU, Calibration, Overlap | None, _Ctx]] = {}
+
+
+def _shared_ctx(spec: ModelSpec, gpu: GPU, *, cal: Calibration, rules: Overlap | None, **options) -> _Ctx:  # noqa: ANN003
+    """:func:`_make_ctx`, kept per (spec, GPU, constants, engine rules) object and options: a serving fixed point
+    and plan's rate searches price thousands of steps of one setup, and the context is the same for each (it is
+    frozen; building it costs a third of a small step). Checked by identity, like :func:`_fact`."""
+    key = (id(spec), id(gpu), id(cal), id(rules), *options.items())
+    hit = _CTXS.get(key)
+    if hit is None or hit[0] is not spec or hit[1] is not gpu or hit[2] is not cal or hit[3] is not rules:
+        if len(_CTXS) > 1024:
+            _CTXS.clear()
+        hit = _CTXS[key] = (spec, gpu, cal, rules, _make_ctx(spec, gpu, cal=cal, rules=rules, **options))
+    return hit[4]
+
+
 def _fp4_k_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float:
     """The NVFP4 GEMMs' K-loop seconds per element of K (:func:`_fp4_gemm_terms`); 0 where they do not run W4A4."""
     return cal.fp4_k_s if gpu.fp4_dense_tflops is not None and weights_dtype == "nvfp4" else 0.0
@@ -811,7 +827,7 @@ def step_latency(
     With ``pp = 1`` and ``dp = 1`` the figures are exactly those of the single-stage model.
     """
     cal = constants or calibration(engine)
-    c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=phase == "prefill", ep=expert_parallel,
+    c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=phase == "prefill", ep=expert_parallel,
                   dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine), deepep=deepep,
                   two_batch=two_batch)  # fmt: skip
     per_seq = context if phase == "prefill" else 1
@@ -858,7 +874,7 @@ def stage_latencies(
     gpus_per_node: int | None = None,
 ) -> StageTimes:
     """The per-stage figures :func:`step_latency` combines (the pipeline arithmetic is checkable by hand)."""
-    c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=calibration(engine), eager=phase == "prefill",
+    c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=calibration(engine), eager=phase == "prefill",
                   ep=expert_parallel, dp=dp, pp=pp, gpus_per_node=gpus_per_node,
                   rules=engine_overlap(engine))  # fmt: skip
     return _stage_times(c, context, phase=phase, batch=batch, kv_dtype_name=kv_dtype_name)
@@ -933,7 +949,7 @@ def mixed_step_latency(
     """
     cal = calibration(engine)
     chunk = int(round(prefill_tokens))
-    c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=chunk > 0, ep=expert_parallel,
+    c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=chunk > 0, ep=expert_parallel,
                   dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine),
                   two_batch=two_batch, deepep=deepep)  # fmt: skip
     if pp == 1 and dp == 1:

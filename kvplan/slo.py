@@ -150,13 +150,20 @@ def _excess(r: ServingResult, t: Targets) -> float:
     return max(excess, default=-1.0)  # no latency target: only saturation fails
 
 
-def rate_within_targets(s: Setup, t: Targets, *, ep: bool = False, prefilled: bool = False) -> float:
+def rate_within_targets(
+    s: Setup, t: Targets, *, ep: bool = False, prefilled: bool = False, useful: float = 0.0
+) -> float:
     """The highest rate one replica of ``s`` serves with the targets met (0 when even one request misses);
     ``prefilled``: as a disaggregated decode replica.
 
     Bracketed by rates x4 from 1 req/s, then narrowed to 0.3 % by regula falsi on :func:`_excess` (where the upper
     end is saturated, the line through the last two rates that met the targets, else bisection): the rate
     returned meets the targets, the next 0.3 % up does not.
+
+    ``useful``: the caller has no use for a rate below it (:func:`_row`: more replicas than ``max_gpus`` allow).
+    The rate returned is always below every rate that missed (the bracket's upper end only comes down), so once a
+    rate at or below ``useful`` misses, the search stops there and returns 0.0: exactly what the caller would
+    have discarded, a few ``serve`` calls sooner.
     """
     f_lo = _excess(_run(s, t, 1e-9, ep, prefilled), t)
     if f_lo > 0:
@@ -169,6 +176,8 @@ def rate_within_targets(s: Setup, t: Targets, *, ep: bool = False, prefilled: bo
             return lo
     overshot = False
     for _ in range(4 * _RATE_STEPS):
+        if hi <= useful:  # every rate still to be returned is below ``useful`` (see above)
+            return 0.0
         if hi - lo <= _RATE_TOL * hi:
             break
         if math.isfinite(f_hi) and f_hi != f_lo:  # regula falsi between the two ends
@@ -202,10 +211,27 @@ def _mode(s: Setup, ep: bool) -> str:
     return "aggregated, EP" if ep else "aggregated"
 
 
+def _replicas(t: Targets, per_replica: float) -> int:
+    return max(1, math.ceil(t.rate_rps / per_replica - 1e-9))
+
+
+def _useful_rate(s: Setup, t: Targets, *, max_gpus: int) -> float:
+    """A per-replica rate below which :func:`_row` discards every rate for needing more than ``max_gpus`` GPUs
+    (0.0 where it cannot be shown): a rate search may stop once a rate at or below it misses the targets
+    (:func:`rate_within_targets`). At ``rate / (most + 1)`` (``most`` the replicas ``max_gpus`` hold) the
+    replicas come to ``most + 1``, checked here as ``_row`` computes them; at any lower rate there are as many or
+    more (the division only grows)."""
+    most = max_gpus // s.gpus_per_replica
+    if most < 1:
+        return 0.0
+    bound = t.rate_rps / (most + 1)
+    return bound if _replicas(t, bound) > most else 0.0
+
+
 def _row(s: Setup, t: Targets, per_replica: float, *, max_gpus: int, ep: bool = False) -> TargetRow | None:
     if per_replica <= 0:
         return None
-    replicas = max(1, math.ceil(t.rate_rps / per_replica - 1e-9))
+    replicas = _replicas(t, per_replica)
     gpus = replicas * s.gpus_per_replica
     if gpus > max_gpus:
         return None
@@ -328,12 +354,12 @@ def plan_for_targets(
     if settings is not None:  # flags of another engine: one clear refusal, not an empty plan
         get_engine(engine).check_settings(settings)
     rows: list[TargetRow] = []
+    memo: dict = {}  # weight counts and cache plans (kvplan.capacity.setup): the same on every GPU type
     for gpu in gpus:
         per_node = gpus_per_node or gpu.gpus_per_node
         splits = rate_splits(spec, gpus_per_node=per_node, max_gpus=max_gpus)
         for w in weights_dtypes or [None]:
             for kv in kv_dtypes or [None]:
-                memo: dict = {}
                 candidates = []  # (setup, ep) in the order of the splits
                 for sp in splits:
                     s = _setup(spec, gpu, engine, sp, w, kv, per_node=per_node, memo=memo, checkpoint=checkpoint,
@@ -342,7 +368,7 @@ def plan_for_targets(
                         continue
                     ep = sp.ep and sp.dp == 1  # TP-EP: the setup stays TP-sliced for memory, the latency splits
                     candidates.append((s, ep))
-                    per = rate_within_targets(s, targets, ep=ep)
+                    per = rate_within_targets(s, targets, ep=ep, useful=_useful_rate(s, targets, max_gpus=max_gpus))
                     row = _row(s, targets, per, max_gpus=max_gpus, ep=ep)
                     if row is not None:
                         rows.append(row)
