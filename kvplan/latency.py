@@ -424,6 +424,24 @@ def _fact(spec: ModelSpec, key: tuple, make):  # noqa: ANN001, ANN202
     return hit[1]
 
 
+# Figures of one context that repeat within a step and between steps: a layer's GEMMs at a token count recur in
+# every pipeline stage, a stage's decode attention in the micro-batch with a prompt chunk and in the one without.
+# Keyed by the context's identity (it is frozen and kept by _shared_ctx; each entry holds it, so its id is not
+# reused while the entry lives) and the exact arguments: a hit returns the very figure the call would compute.
+_PARTS: dict[tuple, tuple[object, object]] = {}
+
+
+def _part(c: _Ctx, key: tuple, make, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    """``make(c, *args, **kwargs)``, kept per context object and ``key`` (the arguments that vary)."""
+    full = (id(c), *key)
+    hit = _PARTS.get(full)
+    if hit is None or hit[0] is not c:
+        if len(_PARTS) > 16384:
+            _PARTS.clear()
+        hit = _PARTS[full] = (c, make(c, *args, **kwargs))
+    return hit[1]
+
+
 def _layer_keys(spec: ModelSpec, layers: range) -> dict[tuple[str, bool, int], int]:
     """How many layers of ``layers`` share each (kind name, dense MLP, its width): they cost the same.
     The width differs per layer only with mlp_widths (Nemotron-NAS); 0 for MoE layers and absent MLPs."""
@@ -459,12 +477,15 @@ class _Stage:
     layers: range
     first: bool
     last: bool
+    shape: int = 0  # stages of one model and pp with the same shape (:func:`_stage_kinds`) cost the same
 
 
 def _stages(spec: ModelSpec, pp: int) -> list[_Stage]:
     def make() -> list[_Stage]:
         ranges = pipeline_stages(spec.num_layers, pp)
-        return [_Stage(i, r, i == 0, i == pp - 1) for i, r in enumerate(ranges)]
+        stages = [_Stage(i, r, i == 0, i == pp - 1) for i, r in enumerate(ranges)]
+        shapes: dict[tuple, int] = {}
+        return [replace(st, shape=shapes.setdefault(_stage_kinds(spec, st), len(shapes))) for st in stages]
 
     return _fact(spec, ("stages", pp), make)
 
@@ -680,7 +701,8 @@ def _linear_s(
     layers = stage.layers if stage is not None else range(spec.num_layers)
     moe_parts: list[tuple[int, _MoeParts]] = []
     for (name, dense, width), count in _layer_keys(spec, layers).items():
-        g, m, e, parts = _layer_s(c, spec.kind(name), tokens, dense=dense, width=width, moe_tokens=moe_tokens)
+        g, m, e, parts = _part(c, ("layer", name, dense, width, tokens, moe_tokens), _layer_s, spec.kind(name), tokens,
+                               dense=dense, width=width, moe_tokens=moe_tokens)  # fmt: skip
         gemm, moe, elementwise = gemm + count * g, moe + count * m, elementwise + count * e
         if parts is not None:
             moe_parts.append((count, parts))
@@ -1068,7 +1090,7 @@ def _stage_kinds(spec: ModelSpec, stage: _Stage) -> tuple:
 
 def _stage_step(memo: dict, c: _Ctx, stage: _Stage, *args) -> OpTimes:  # noqa: ANN002
     """:func:`_micro_step` for ``stage``, once per distinct stage (:func:`_stage_kinds`) within one step."""
-    key = (_stage_kinds(c.spec, stage), *args)
+    key = (stage.shape, *args)  # stages of one shape (_stage_kinds) cost the same
     if key not in memo:
         memo[key] = _micro_step(c, stage, *args)
     return memo[key]
@@ -1092,19 +1114,26 @@ def _micro_step(
                                                             moe_tokens=moe_tokens)  # fmt: skip
     attention = 0.0
     if decode_seqs > 0:  # a mean below one sequence: the decode kernels run in that share of the steps
-        attention += min(1.0, decode_seqs) * _attention_s(
-            c, phase="decode", context=decode_context, batch=max(1.0, decode_seqs), attention_flops=0,
+        batch = max(1.0, decode_seqs)
+        key = ("decode", decode_context, batch, kv_dtype_name, None if stage is None else stage.index)  # c.pp stages
+        attention += min(1.0, decode_seqs) * _part(
+            c, key, _attention_s, phase="decode", context=decode_context, batch=batch, attention_flops=0,
             kv_dtype=kv_dtype_name, stage=stage,
         )  # fmt: skip
     if chunk:
-        layers = stage.layers if stage is not None else range(c.spec.num_layers)
-        flops = _stage_flops(c.spec, layers, context=chunk, prefix=prefill_prefix, prompts=1, tp=c.tp)
-        attention += _attention_s(
-            c, phase="prefill", context=prefill_prefix + chunk, batch=1, attention_flops=flops, kv_dtype=kv_dtype_name,
-            stage=stage,
-        )  # fmt: skip
+        key = ("prefill", chunk, prefill_prefix, kv_dtype_name, None if stage is None else stage.index)
+        attention += _part(c, key, _chunk_attention_s, stage, chunk, prefill_prefix, kv_dtype_name)
     return OpTimes(gemm=gemm, moe=moe, attention=attention, elementwise=elementwise, allreduce=reduce, alltoall=a2a,
                    overlap=hidden)  # fmt: skip
+
+
+def _chunk_attention_s(c: _Ctx, stage: _Stage | None, chunk: int, prefill_prefix: int, kv_dtype_name: str) -> float:
+    """Attention of one stage (all layers when ``stage`` is None) for a prompt chunk after ``prefill_prefix``
+    tokens of the same prompt."""
+    layers = stage.layers if stage is not None else range(c.spec.num_layers)
+    flops = _stage_flops(c.spec, layers, context=chunk, prefix=prefill_prefix, prompts=1, tp=c.tp)
+    return _attention_s(c, phase="prefill", context=prefill_prefix + chunk, batch=1, attention_flops=flops,
+                        kv_dtype=kv_dtype_name, stage=stage)  # fmt: skip
 
 
 def _layer_s(

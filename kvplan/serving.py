@@ -155,6 +155,12 @@ def prompt_computed(inp: Lengths, prefilled: bool) -> int:
     return 0 if prefilled else inp.mean
 
 
+# Step times of one setup already priced: a fixed point's last probe and the prefill that follows it, the
+# saturation check, ... ask for the same step again. Keyed by the setup's identity (each entry holds the setup, so
+# its id is not reused while the entry lives) and the exact arguments: a hit is the figure the call would compute.
+_STEPS: dict[tuple, tuple[Setup, float]] = {}
+
+
 def _step(
     s: Setup,
     *,
@@ -169,6 +175,20 @@ def _step(
     """Mean time in which every running sequence advances one token: ``n`` decodes over the replica plus a prompt
     chunk of ``p`` tokens on the busiest data-parallel rank (``p_all``: all ranks' prompt tokens, default ``p``);
     with PP, the pipeline's cycle (``chunks``: the step carries that many such chunks, one per micro-batch)."""
+    key = (id(s), n, p, context, prefix, ep, p_all, chunks)
+    hit = _STEPS.get(key)
+    if hit is None or hit[0] is not s:
+        if len(_STEPS) > 16384:
+            _STEPS.clear()
+        hit = _STEPS[key] = (s, _priced_step(s, n=n, p=p, context=context, prefix=prefix, ep=ep, p_all=p_all,
+                                             chunks=chunks))  # fmt: skip
+    return hit[1]
+
+
+def _priced_step(
+    s: Setup, *, n: float, p: float, context: int, prefix: int, ep: bool, p_all: float | None, chunks: float
+) -> float:
+    """:func:`_step` itself (kvplan.latency's mixed step)."""
     return mixed_step_latency(
         s.spec,
         s.gpu,
