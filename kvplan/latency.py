@@ -849,9 +849,9 @@ def step_latency(
     With ``pp = 1`` and ``dp = 1`` the figures are exactly those of the single-stage model.
     """
     cal = constants or calibration(engine)
-    c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=phase == "prefill", ep=expert_parallel,
-                  dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine), deepep=deepep,
-                  two_batch=two_batch)  # fmt: skip
+    c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=phase == "prefill",
+                    ep=expert_parallel, dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine),
+                    deepep=deepep, two_batch=two_batch)  # fmt: skip
     per_seq = context if phase == "prefill" else 1
     rank_seqs = ceil_div(batch, dp)
     if pp == 1 and rank_seqs >= 2 and _splits_in_two(c, rank_seqs * per_seq, prefill=phase == "prefill"):
@@ -897,8 +897,8 @@ def stage_latencies(
 ) -> StageTimes:
     """The per-stage figures :func:`step_latency` combines (the pipeline arithmetic is checkable by hand)."""
     c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=calibration(engine), eager=phase == "prefill",
-                  ep=expert_parallel, dp=dp, pp=pp, gpus_per_node=gpus_per_node,
-                  rules=engine_overlap(engine))  # fmt: skip
+                    ep=expert_parallel, dp=dp, pp=pp, gpus_per_node=gpus_per_node,
+                    rules=engine_overlap(engine))  # fmt: skip
     return _stage_times(c, context, phase=phase, batch=batch, kv_dtype_name=kv_dtype_name)
 
 
@@ -972,8 +972,8 @@ def mixed_step_latency(
     cal = calibration(engine)
     chunk = int(round(prefill_tokens))
     c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=chunk > 0, ep=expert_parallel,
-                  dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine),
-                  two_batch=two_batch, deepep=deepep)  # fmt: skip
+                    dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine),
+                    two_batch=two_batch, deepep=deepep)  # fmt: skip
     if pp == 1 and dp == 1:
         return _micro_step(c, None, decode_seqs, decode_seqs, decode_context, chunk, prefill_prefix, kv_dtype_name)
     rank_seqs = decode_seqs / dp
