@@ -135,7 +135,10 @@ class OpTimes:
         }
 
     def __add__(self, other: OpTimes) -> OpTimes:
-        return OpTimes(*(a + b for a, b in zip(self._fields(), other._fields(), strict=True)))
+        return OpTimes(self.gemm + other.gemm, self.moe + other.moe, self.attention + other.attention,
+                       self.elementwise + other.elementwise, self.allreduce + other.allreduce,
+                       self.alltoall + other.alltoall, self.pipeline + other.pipeline,
+                       self.overlap + other.overlap)  # fmt: skip
 
     def _fields(self) -> tuple[float, ...]:
         return (self.gemm, self.moe, self.attention, self.elementwise, self.allreduce, self.alltoall, self.pipeline,
@@ -717,6 +720,8 @@ def _linear_s(
         reduce, a2a = (2 * len(layers) + (1 if first else 0)) * allreduce_s(c, tokens), 0.0
     else:
         reduce, a2a = _dp_collectives_s(c, tokens, moe_tokens, layers, first=first)
+    if not moe_parts:  # a dense stage: nothing to hide (0, as the sum below over no layers)
+        return gemm, moe, elementwise, reduce, a2a, 0
     moe_layers = sum(n for n, _ in moe_parts)
     exchange = a2a / moe_layers if moe_layers else 0.0  # one MoE layer's dispatch + combine
     hidden = sum(n * _shared_overlap_s(c, parts, tokens, exchange) for n, parts in moe_parts)
@@ -785,6 +790,23 @@ def _crosses(c: _Ctx, stage: _Stage) -> bool:
     """Whether the send after ``stage`` leaves the node: stage s sits on GPUs [s, s + 1) x tp x dp of the replica."""
     per_stage = c.tp * c.dp
     return (stage.index + 1) * per_stage % c.gpus_per_node == 0 or per_stage > c.gpus_per_node
+
+
+def _sends(c: _Ctx, stages: list[_Stage], tokens: float) -> list[float]:
+    """The send after each stage of ``tokens`` tokens' hidden state (0 after the last): one figure within the node,
+    one across it."""
+    nbytes = _send_bytes(c, tokens)
+    by_crossing: dict[bool, float] = {}
+    out = []
+    for st in stages:
+        if st.last:
+            out.append(0.0)
+            continue
+        crosses = _crosses(c, st)
+        if crosses not in by_crossing:
+            by_crossing[crosses] = send_s(c, nbytes, crosses_nodes=crosses)
+        out.append(by_crossing[crosses])
+    return out
 
 
 def _pipeline(stage_times: list[OpTimes], sends: list[float], micro_batches: float, *, phase: str) -> OpTimes:
@@ -993,16 +1015,12 @@ def mixed_step_latency(
                                   kv_dtype_name))  # fmt: skip
         if pp > 1 and chunk:
             plain.append(_stage_step(memo, c, st, seqs, seqs * dp, decode_context, 0, 0, kv_dtype_name))
-    sends = [
-        0.0 if st.last else send_s(c, _send_bytes(c, seqs + chunk), crosses_nodes=_crosses(c, st)) for st in stages
-    ]
+    sends = _sends(c, stages, seqs + chunk)
     if pp == 1:
         return loaded[0]
     trip = _pipeline(loaded, sends, 1, phase="decode")
     if chunk:
-        plain_sends = [
-            0.0 if st.last else send_s(c, _send_bytes(c, seqs), crosses_nodes=_crosses(c, st)) for st in stages
-        ]
+        plain_sends = _sends(c, stages, seqs)
     else:  # no prompt chunk: every micro-batch is alike
         plain, plain_sends = loaded, sends
     busiest_loaded = max(t.total + s for t, s in zip(loaded, sends, strict=True))
@@ -1069,7 +1087,7 @@ def _even_cycle(
     stages = _stages(spec, pp)
     memo: dict = {}
     times = [_stage_step(memo, c, st, seqs, seqs, decode_context, each, prefill_prefix, kv_dtype_name) for st in stages]
-    sends = [0.0 if st.last else send_s(c, _send_bytes(c, seqs + each), crosses_nodes=_crosses(c, st)) for st in stages]
+    sends = _sends(c, stages, seqs + each)
     trip = _pipeline(times, sends, 1, phase="decode")
     cycle = micro * max(t.total + s for t, s in zip(times, sends, strict=True))
     wait = max(0.0, cycle - trip.total)
