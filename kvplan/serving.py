@@ -161,6 +161,24 @@ def prompt_computed(inp: Lengths, prefilled: bool) -> int:
 _STEPS: dict[tuple, tuple[Setup, float]] = {}
 
 
+def _kept(step):  # noqa: ANN001, ANN201
+    """:func:`_step` kept per setup object and exact arguments (:data:`_STEPS`)."""
+
+    def kept(s: Setup, *, n: float, p: float, context: int, prefix: int = 0, ep: bool = False,
+             p_all: float | None = None, chunks: float = 1.0) -> float:  # fmt: skip
+        key = (id(s), n, p, context, prefix, ep, p_all, chunks)
+        hit = _STEPS.get(key)
+        if hit is None or hit[0] is not s:
+            if len(_STEPS) > 16384:
+                _STEPS.clear()
+            value = step(s, n=n, p=p, context=context, prefix=prefix, ep=ep, p_all=p_all, chunks=chunks)
+            hit = _STEPS[key] = (s, value)
+        return hit[1]
+
+    return kept
+
+
+@_kept
 def _step(
     s: Setup,
     *,
@@ -175,20 +193,6 @@ def _step(
     """Mean time in which every running sequence advances one token: ``n`` decodes over the replica plus a prompt
     chunk of ``p`` tokens on the busiest data-parallel rank (``p_all``: all ranks' prompt tokens, default ``p``);
     with PP, the pipeline's cycle (``chunks``: the step carries that many such chunks, one per micro-batch)."""
-    key = (id(s), n, p, context, prefix, ep, p_all, chunks)
-    hit = _STEPS.get(key)
-    if hit is None or hit[0] is not s:
-        if len(_STEPS) > 16384:
-            _STEPS.clear()
-        hit = _STEPS[key] = (s, _priced_step(s, n=n, p=p, context=context, prefix=prefix, ep=ep, p_all=p_all,
-                                             chunks=chunks))  # fmt: skip
-    return hit[1]
-
-
-def _priced_step(
-    s: Setup, *, n: float, p: float, context: int, prefix: int, ep: bool, p_all: float | None, chunks: float
-) -> float:
-    """:func:`_step` itself (kvplan.latency's mixed step)."""
     return mixed_step_latency(
         s.spec,
         s.gpu,
