@@ -434,15 +434,13 @@ def _fact(spec: ModelSpec, key: tuple, make):  # noqa: ANN001, ANN202
 _PARTS: dict[tuple, tuple[object, object]] = {}
 
 
-def _part(c: _Ctx, key: tuple, make, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-    """``make(c, *args, **kwargs)``, kept per context object and ``key`` (the arguments that vary)."""
-    full = (id(c), *key)
-    hit = _PARTS.get(full)
-    if hit is None or hit[0] is not c:
-        if len(_PARTS) > 16384:
-            _PARTS.clear()
-        hit = _PARTS[full] = (c, make(c, *args, **kwargs))
-    return hit[1]
+def _keep(key: tuple, c: _Ctx, value: object) -> tuple[_Ctx, object]:
+    """Enter ``value`` in :data:`_PARTS` under ``key`` (which starts with ``id(c)``); returns the entry. Callers
+    look the key up first (``hit = _PARTS.get(key)``; a hit counts where ``hit[0] is c``)."""
+    if len(_PARTS) > 16384:
+        _PARTS.clear()
+    entry = _PARTS[key] = (c, value)
+    return entry
 
 
 def _layer_keys(spec: ModelSpec, layers: range) -> dict[tuple[str, bool, int], int]:
@@ -628,16 +626,34 @@ def _make_ctx(
 _CTXS: dict[tuple, tuple[ModelSpec, GPU, Calibration, Overlap | None, _Ctx]] = {}
 
 
-def _shared_ctx(spec: ModelSpec, gpu: GPU, *, cal: Calibration, rules: Overlap | None, **options) -> _Ctx:  # noqa: ANN003
+def _shared_ctx(
+    spec: ModelSpec,
+    gpu: GPU,
+    *,
+    tp: int,
+    weights_dtype: str,
+    cal: Calibration,
+    eager: bool,
+    ep: bool = False,
+    dp: int = 1,
+    pp: int = 1,
+    gpus_per_node: int | None = None,
+    rules: Overlap | None = None,
+    two_batch: bool = False,
+    deepep: bool = False,
+) -> _Ctx:
     """:func:`_make_ctx`, kept per (spec, GPU, constants, engine rules) object and options: a serving fixed point
     and plan's rate searches price thousands of steps of one setup, and the context is the same for each (it is
     frozen; building it costs a third of a small step). Checked by identity, like :func:`_fact`."""
-    key = (id(spec), id(gpu), id(cal), id(rules), *options.items())
+    key = (id(spec), id(gpu), id(cal), id(rules), tp, weights_dtype, eager, ep, dp, pp, gpus_per_node, two_batch,
+           deepep)  # fmt: skip
     hit = _CTXS.get(key)
     if hit is None or hit[0] is not spec or hit[1] is not gpu or hit[2] is not cal or hit[3] is not rules:
         if len(_CTXS) > 1024:
             _CTXS.clear()
-        hit = _CTXS[key] = (spec, gpu, cal, rules, _make_ctx(spec, gpu, cal=cal, rules=rules, **options))
+        c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=eager, ep=ep, dp=dp, pp=pp,
+                      gpus_per_node=gpus_per_node, rules=rules, two_batch=two_batch, deepep=deepep)  # fmt: skip
+        hit = _CTXS[key] = (spec, gpu, cal, rules, c)
     return hit[4]
 
 
@@ -704,8 +720,11 @@ def _linear_s(
     layers = stage.layers if stage is not None else range(spec.num_layers)
     moe_parts: list[tuple[int, _MoeParts]] = []
     for (name, dense, width), count in _layer_keys(spec, layers).items():
-        g, m, e, parts = _part(c, ("layer", name, dense, width, tokens, moe_tokens), _layer_s, spec.kind(name), tokens,
-                               dense=dense, width=width, moe_tokens=moe_tokens)  # fmt: skip
+        key = (id(c), "layer", name, dense, width, tokens, moe_tokens)  # kept: every stage has the layer (_PARTS)
+        hit = _PARTS.get(key)
+        if hit is None or hit[0] is not c:
+            hit = _keep(key, c, _layer_s(c, spec.kind(name), tokens, dense=dense, width=width, moe_tokens=moe_tokens))
+        g, m, e, parts = hit[1]
         gemm, moe, elementwise = gemm + count * g, moe + count * m, elementwise + count * e
         if parts is not None:
             moe_parts.append((count, parts))
@@ -1133,14 +1152,18 @@ def _micro_step(
     attention = 0.0
     if decode_seqs > 0:  # a mean below one sequence: the decode kernels run in that share of the steps
         batch = max(1.0, decode_seqs)
-        key = ("decode", decode_context, batch, kv_dtype_name, None if stage is None else stage.index)  # c.pp stages
-        attention += min(1.0, decode_seqs) * _part(
-            c, key, _attention_s, phase="decode", context=decode_context, batch=batch, attention_flops=0,
-            kv_dtype=kv_dtype_name, stage=stage,
-        )  # fmt: skip
+        key = (id(c), "decode", decode_context, batch, kv_dtype_name, stage.index if stage else None)  # kept
+        hit = _PARTS.get(key)
+        if hit is None or hit[0] is not c:
+            hit = _keep(key, c, _attention_s(c, phase="decode", context=decode_context, batch=batch, attention_flops=0,
+                                             kv_dtype=kv_dtype_name, stage=stage))  # fmt: skip
+        attention += min(1.0, decode_seqs) * hit[1]
     if chunk:
-        key = ("prefill", chunk, prefill_prefix, kv_dtype_name, None if stage is None else stage.index)
-        attention += _part(c, key, _chunk_attention_s, stage, chunk, prefill_prefix, kv_dtype_name)
+        key = (id(c), "prefill", chunk, prefill_prefix, kv_dtype_name, stage.index if stage else None)  # kept
+        hit = _PARTS.get(key)
+        if hit is None or hit[0] is not c:
+            hit = _keep(key, c, _chunk_attention_s(c, stage, chunk, prefill_prefix, kv_dtype_name))
+        attention += hit[1]
     return OpTimes(gemm=gemm, moe=moe, attention=attention, elementwise=elementwise, allreduce=reduce, alltoall=a2a,
                    overlap=hidden)  # fmt: skip
 
