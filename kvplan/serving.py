@@ -161,6 +161,16 @@ def prompt_computed(inp: Lengths, prefilled: bool) -> int:
 _STEPS: dict[tuple, tuple[Setup, float]] = {}
 
 
+def forget_memos(*, facts: bool = True) -> None:
+    """Empty the memos of the latency paths (kvplan.latency's contexts and kept figures, the step times here and,
+    with ``facts``, the per-spec facts and cache plans): what a fresh process starts with. Figures never depend on
+    them; benchmarks/latency_speed.py times cold calls after this."""
+    from kvplan import latency
+
+    for memo in (_STEPS, latency._CTXS, latency._PARTS, *((latency._FACTS, latency._PLANS) if facts else ())):
+        memo.clear()
+
+
 def _kept(step):  # noqa: ANN001, ANN201
     """:func:`_step` kept per setup object and exact arguments (:data:`_STEPS`)."""
 

@@ -22,11 +22,6 @@ from kvplan.slo import Targets, _replicas, _useful_rate, plan_for_targets
 H200 = resolve_gpu("h200")
 
 
-def _forget() -> None:
-    for memo in (latency._CTXS, latency._PARTS, serving._STEPS):
-        memo.clear()
-
-
 def _figures(rows) -> list[dict]:  # noqa: ANN001
     return [r.to_dict() for r in rows]
 
@@ -50,7 +45,8 @@ def test_memos_change_no_figure():
     """Cold (every memo empty) and warm (a second call, the memos full) plans agree to the last bit."""
     spec = load_bundled("llama-3.1-70b")
     t = Targets(10, Lengths.of(2048, 4096), Lengths.of(512), 1.0, 0.05)
-    _forget()
+    serving.forget_memos()
+    assert not latency._PARTS and not serving._STEPS
     cold = _figures(plan_for_targets(spec, [H200], t, max_gpus=24))
     warm = _figures(plan_for_targets(spec, [H200], t, max_gpus=24))
     assert cold == warm and len(cold) >= 5
