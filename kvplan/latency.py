@@ -481,7 +481,7 @@ class _Stage:
     layers: range
     first: bool
     last: bool
-    shape: int = 0  # stages of one model and pp with the same shape (:func:`_stage_kinds`) cost the same
+    shape: int = 0  # stages of one model and pp with the same shape (kinds, dense MLP widths) cost the same
 
 
 def _stages(spec: ModelSpec, pp: int) -> list[_Stage]:
@@ -489,7 +489,10 @@ def _stages(spec: ModelSpec, pp: int) -> list[_Stage]:
         ranges = pipeline_stages(spec.num_layers, pp)
         stages = [_Stage(i, r, i == 0, i == pp - 1) for i, r in enumerate(ranges)]
         shapes: dict[tuple, int] = {}
-        return [replace(st, shape=shapes.setdefault(_stage_kinds(spec, st), len(shapes))) for st in stages]
+        # the kinds in order and whether each layer's MLP is dense and how wide (mlp_widths, dense layers between MoE
+        # ones: the kind names alone do not say; no bundled model and pp 2-8 has two stages that differ only there)
+        keys = [(_stage_kinds(spec, st), *_layer_keys(spec, st.layers).items()) for st in stages]
+        return [replace(st, shape=shapes.setdefault(k, len(shapes))) for st, k in zip(stages, keys, strict=True)]
 
     return _fact(spec, ("stages", pp), make)
 

@@ -71,3 +71,25 @@ def test_useful_rate_only_marks_rates_whose_row_is_discarded(rate, per_replica, 
     # e.g. 10 req/s, 2 GPUs per replica, 64 GPUs: 32 replicas at most; below 10 / 33 req/s each it takes 33 or more
     if (rate, per_replica, max_gpus) == (10.0, 2, 64):
         assert bound == 10 / 33
+
+
+def test_stages_share_figures_only_with_the_same_layers():
+    """Pipeline stages whose layers cost the same share one micro-step figure (kvplan.latency._Stage.shape); a
+    stage whose MLP widths differ (mlp_widths, Nemotron-NAS style) does not, though its kind names match."""
+    from kvplan.spec import ModelSpec
+
+    base = load_bundled("llama-3.1-8b")  # 32 layers of one kind: pp 4 gives stages of 8
+    data = base.model_dump(exclude_none=True)
+    data["mlp_widths"] = [base.intermediate_size] * 32
+    data["mlp_widths"][20] = base.intermediate_size // 2  # in the third stage (layers 16-23) only
+    spec = ModelSpec.model_validate(data)
+    first, second, third, last = latency._stages(spec, 4)
+    assert latency._stage_kinds(spec, second) == latency._stage_kinds(spec, third)  # the names alone agree
+    assert second.shape != third.shape and first.shape != last.shape
+    plain = latency._stages(base, 4)
+    assert plain[1].shape == plain[2].shape  # the uniform model's middle stages do share
+    kw = dict(decode_seqs=24.0, decode_context=3000, prefill_tokens=0, tp=1, pp=4, kv_dtype_name="bf16",
+              weights_dtype="bf16")  # fmt: skip
+    # the narrower MLP makes the step cheaper than the uniform model's, by the third stage's GEMMs alone
+    narrow, uniform = latency.mixed_step_latency(spec, H200, **kw), latency.mixed_step_latency(base, H200, **kw)
+    assert narrow.gemm < uniform.gemm and narrow.attention == uniform.attention
