@@ -121,6 +121,26 @@ def refuse_weights_nowhere_run(engine: str, gpus: list[GPU], weights: list[str] 
             raise refusals[0]
 
 
+def refuse_kv_nowhere_run(engine: str, gpus: list[GPU], kv: list[str] | None) -> None:
+    """KV dtypes the user asked for that ``engine`` stores in none of them, or on none of ``gpus`` (an nvfp4 cache on
+    Hopper): the engine's one-line refusal (exit 2), not an empty plan. A list keeps the names the engine stores."""
+    if not kv:
+        return
+    profile = get_engine(engine)
+    names = [canonical_dtype(x if x in profile.kv_dtypes else kv_dtype(x).name) for x in kv]
+    stored = [n for n in names if n in profile.kv_dtypes]
+    if not stored:
+        profile.check_kv_dtype(names[0])  # raises, naming what the engine accepts
+    refusals = []
+    for name, gpu in ((n, g) for n in stored for g in gpus):
+        try:
+            profile.check_kv_on_gpu(name, gpu)
+        except InvalidInput as exc:
+            refusals.append(exc)
+    if gpus and len(refusals) == len(stored) * len(gpus):
+        raise refusals[0]
+
+
 def plan(
     spec: ModelSpec,
     gpus: list[GPU],
@@ -157,6 +177,7 @@ def plan(
         raise InvalidInput(f"invalid GPUs per node {gpus_per_node!r}; expected a whole number of at least 1")
     profile = get_engine(engine)
     refuse_weights_nowhere_run(engine, gpus, weights_dtypes)
+    refuse_kv_nowhere_run(engine, gpus, kv_dtypes)
     w_list, kv_list = candidate_dtypes(spec, profile.name, weights=weights_dtypes, kv=kv_dtypes,
                                        checkpoint=checkpoint)  # fmt: skip
     rows = []

@@ -34,7 +34,7 @@ from kvplan.disagg import transfer_at as _transfer_at
 from kvplan.engines import Settings, get_engine
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
-from kvplan.planner import DP_SIZES, PIPELINE_NODES, Split, refuse_weights_nowhere_run
+from kvplan.planner import DP_SIZES, PIPELINE_NODES, Split, refuse_kv_nowhere_run, refuse_weights_nowhere_run
 from kvplan.serving import Lengths, ServingResult, serve
 from kvplan.spec import ModelSpec
 
@@ -325,6 +325,7 @@ def plan_for_targets(
     ``checkpoint`` (the model's headers) gives the weights term of its own dtype (:func:`kvplan.capacity.setup`)."""
     targets.check()
     refuse_weights_nowhere_run(engine, gpus, weights_dtypes)
+    refuse_kv_nowhere_run(engine, gpus, kv_dtypes)
     if settings is not None:  # flags of another engine: one clear refusal, not an empty plan
         get_engine(engine).check_settings(settings)
     rows: list[TargetRow] = []
