@@ -414,6 +414,7 @@ def phase_cost(
             kv_name = kv_dtype(kv_dtype_name or spec.dtype).name
             if kv_name in FP4_KV_DTYPES:  # a 4-bit float cache only where the engine stores it (as capacity says)
                 profile.check_kv_on_gpu(profile.check_kv_dtype(kv_name), gpu)
+                profile.check_kv_latency(kv_name)
         times = step_latency(
             spec,
             gpu,

@@ -121,9 +121,10 @@ def refuse_weights_nowhere_run(engine: str, gpus: list[GPU], weights: list[str] 
             raise refusals[0]
 
 
-def refuse_kv_nowhere_run(engine: str, gpus: list[GPU], kv: list[str] | None) -> None:
+def refuse_kv_nowhere_run(engine: str, gpus: list[GPU], kv: list[str] | None, *, latency: bool = False) -> None:
     """KV dtypes the user asked for that ``engine`` stores in none of them, or on none of ``gpus`` (an nvfp4 cache on
-    Hopper): the engine's one-line refusal (exit 2), not an empty plan. A list keeps the names the engine stores."""
+    Hopper), or (``latency``: plans with targets) whose reads it cannot price: the engine's one-line refusal (exit 2),
+    not an empty plan. A list keeps the names the engine stores."""
     if not kv:
         return
     profile = get_engine(engine)
@@ -135,6 +136,8 @@ def refuse_kv_nowhere_run(engine: str, gpus: list[GPU], kv: list[str] | None) ->
     for name, gpu in ((n, g) for n in stored for g in gpus):
         try:
             profile.check_kv_on_gpu(name, gpu)
+            if latency:
+                profile.check_kv_latency(name)
         except InvalidInput as exc:
             refusals.append(exc)
     if gpus and len(refusals) == len(stored) * len(gpus):

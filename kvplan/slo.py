@@ -325,7 +325,7 @@ def plan_for_targets(
     ``checkpoint`` (the model's headers) gives the weights term of its own dtype (:func:`kvplan.capacity.setup`)."""
     targets.check()
     refuse_weights_nowhere_run(engine, gpus, weights_dtypes)
-    refuse_kv_nowhere_run(engine, gpus, kv_dtypes)
+    refuse_kv_nowhere_run(engine, gpus, kv_dtypes, latency=True)
     if settings is not None:  # flags of another engine: one clear refusal, not an empty plan
         get_engine(engine).check_settings(settings)
     rows: list[TargetRow] = []
@@ -386,6 +386,7 @@ def _setup(
         s = setup(spec, gpu, engine=engine, tp=sp.tp, pp=sp.pp, dp=sp.dp, ep=sp.ep and sp.dp > 1, kv_dtype_name=kv,
                   weights_dtype=w, gpus_per_node=per_node, memo=memo, checkpoint=checkpoint,
                   settings=settings)  # fmt: skip
+        s.engine.check_kv_latency(s.kv_dtype)  # a KV format whose reads the engine's latency does not price
     except InvalidInput:
         return None  # a split or dtype this model, GPU or engine cannot take
     if any(st.available <= 0 for st in s.stages):

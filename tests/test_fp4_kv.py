@@ -211,3 +211,20 @@ def test_cost_refuses_where_capacity_does():
         phase_cost(LLAMA, H200, 1024, phase="decode", engine="trtllm", kv_dtype_name="nvfp4")
     with pytest.raises(InvalidInput, match="fp4_e2m1"):
         phase_cost(LLAMA, B200, 1024, phase="decode", engine="sglang", kv_dtype_name="nvfp4")
+
+
+def test_sglang_fp4_has_capacity_but_no_latency(cli):  # noqa: ANN001
+    # its pool dequantizes whole layer buffers on each read (memory_pool.py MHATokenToKVPoolFP4): not priced
+    with pytest.raises(InvalidInput, match="no latency for SGLang's fp4_e2m1"):
+        phase_cost(LLAMA, B200, 1024, phase="decode", engine="sglang", kv_dtype_name="fp4_e2m1")
+    roofline = phase_cost(LLAMA, B200, 1024, phase="decode", engine="sglang", kv_dtype_name="fp4_e2m1",
+                          model="roofline")  # fmt: skip
+    assert roofline.bytes.kv_read == 1024 * 36_864  # the bytes are still counted
+    targets = ("--rate", "2", "--input", "2k", "--output", "256", "--ttft", "2s", "--tpot", "50ms")
+    r = cli("plan", "llama-3.1-8b", "--gpus", "b200", "--engine", "sglang", "--kv-dtype", "fp4_e2m1", *targets)
+    assert r.exit_code == 2 and "no latency for SGLang's fp4_e2m1" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    r = cli("plan", "llama-3.1-8b", "--gpus", "b200", "--engine", "trtllm", "--kv-dtype", "nvfp4", *targets,
+            "--format", "json")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert {row["kv_dtype"] for row in json.loads(r.output)["plans"]} == {"nvfp4"}

@@ -435,6 +435,10 @@ class Engine:
     def check_kv_on_gpu(self, kv_dtype_name: str, gpu: GPU) -> None:
         """Refuse a KV format this engine cannot store on ``gpu`` (default: every accepted format runs)."""
 
+    def check_kv_latency(self, kv_dtype_name: str) -> None:
+        """Refuse a KV format whose reads kvplan.latency cannot price for this engine (default: the held bytes at the
+        attention's bandwidth, dequantization fused in the kernel)."""
+
     def check_settings(self, settings: Settings) -> None:
         """Refuse flags that belong to another engine (they would change nothing and say nothing)."""
         default = Settings()

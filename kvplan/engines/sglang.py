@@ -259,6 +259,20 @@ class Sglang(Engine):
             raise InvalidInput("SGLang's fp4_e2m1 pool holds the MLA latent (MLATokenToKVPoolFP4); use --mla latent")
         return with_token_bytes(plan, lambda c: _fp4_token_bytes(spec, c, tp=tp))
 
+    def check_kv_latency(self, kv_dtype_name: str) -> None:
+        """fp4_e2m1 reads are not priced: SGLang's FP4 MHA pool dequantizes a layer's whole K and V buffers (every
+        slot of the pool, not the batch's tokens) to 16 bits each time attention asks for them
+        (mem_cache/memory_pool.py MHATokenToKVPoolFP4._get_key_buffer / _get_value_buffer ->
+        KVFP4QuantizeUtil.batched_dequantize, read in a stored copy of main whose commit was not recorded), and its
+        docs warn that unfused dequantization "can be extremely slow" (quantized_kv_cache.md @03cd2ec). Which
+        attention backends bypass that path was not read, so kvplan gives no latency rather than a wrong one."""
+        if kv_dtype_name == "fp4_e2m1":
+            raise InvalidInput(
+                "kvplan has no latency for SGLang's fp4_e2m1 KV cache: its pool dequantizes every layer's whole K/V "
+                "buffer to 16 bits on each read (memory_pool.py MHATokenToKVPoolFP4), a cost not priced; capacity "
+                "and estimate take it, and cost --latency roofline counts its bytes"
+            )
+
     def attention_tp(self, tp: int, settings: Settings) -> int:
         """python/sglang/srt/layers/dp_attention.py compute_dp_attention_world_info: attn_tp_size =
         tp_size // dp_size; each DP rank holds tp/dp-way shards of the KV heads and its own requests."""
