@@ -228,3 +228,11 @@ def test_sglang_fp4_has_capacity_but_no_latency(cli):  # noqa: ANN001
             "--format", "json")  # fmt: skip
     assert r.exit_code == 0, r.output
     assert {row["kv_dtype"] for row in json.loads(r.output)["plans"]} == {"nvfp4"}
+
+
+def test_trtllm_launch_says_where_the_kv_dtype_goes(cli):  # noqa: ANN001
+    # trtllm-serve has no KV dtype flag: KvCacheConfig.dtype rides in the LLM API options YAML
+    r = cli("capacity", "llama-3.1-8b", "-c", "8k", "--engine", "trtllm", "--gpu", "b200", "--kv-dtype", "nvfp4")
+    assert "`kv_cache_config: {dtype: nvfp4}` in the --extra_llm_api_options YAML" in r.output
+    r = cli("capacity", "llama-3.1-8b", "-c", "8k", "--engine", "trtllm", "--gpu", "b200")
+    assert "kv_cache_config" not in r.output

@@ -582,6 +582,10 @@ class Engine:
         must start the engine with the budget the answer came from)."""
         return None
 
+    def launch_notes(self, r: CapacityResult) -> list[str]:
+        """What the engine takes outside its command line for ``r`` (a config file's keys); none by default."""
+        return []
+
     # -- startup log --
 
     def reads_log(self, text: str) -> bool:

@@ -220,6 +220,15 @@ class Trtllm(Engine):
             "(free after load and activations) x free_gpu_memory_fraction", frac, "free_gpu_memory_fraction",
         )  # fmt: skip
 
+    def launch_notes(self, r: CapacityResult) -> list[str]:
+        """A quantized KV cache is chosen by llmapi ``KvCacheConfig.dtype`` ("The data type to use for the KV cache.
+        Use 'auto' to follow checkpoint metadata, otherwise force the specified dtype"; llm_args.py), a field of the
+        LLM API options, not a trtllm-serve flag: the YAML given to --extra_llm_api_options carries it."""
+        flag = self.kv_flag(r.kv_dtype)
+        if flag == "auto":
+            return []
+        return [f"KV cache in {r.kv_dtype}: `kv_cache_config: {{dtype: {flag}}}` in the --extra_llm_api_options YAML"]
+
     def prefix_units(self, layout: Layout, prefix: int) -> int:
         """KV cache block reuse (llmapi KvCacheConfig.enable_block_reuse, default True) shares whole
         tokens_per_block blocks of a common prefix."""
