@@ -83,6 +83,7 @@ def test_layer_kinds_without_per_head_kv_keep_their_bytes():
 # ---- transformers says what is cached; the engine says how -------------------------------------------------
 
 
+@pytest.mark.slow  # builds a transformers model (about 5 s on CPU the first time)
 def test_the_elements_are_those_transformers_caches():
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
@@ -94,7 +95,7 @@ def test_the_elements_are_those_transformers_caches():
                                       max_position_embeddings=256)  # fmt: skip
     model = transformers.LlamaForCausalLM(config).eval()
     with torch.no_grad():
-        cache = model(torch.zeros((1, 5), dtype=torch.long), use_cache=True).past_key_values
+        cache = model(input_ids=torch.zeros((1, 5), dtype=torch.long), use_cache=True).cache
     per_token = [(layer.keys.shape[1] * layer.keys.shape[-1], layer.values.shape[1] * layer.values.shape[-1])
                  for layer in cache.layers]  # fmt: skip
     assert per_token == [(144, 144), (144, 144)]
