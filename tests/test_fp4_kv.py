@@ -172,7 +172,10 @@ def test_plan_refuses_a_kv_dtype_no_gpu_or_engine_takes(cli):  # noqa: ANN001
     assert r.exit_code == 2 and "in 'nvfp4' on h100-sxm" in r.output and len(r.output.strip().splitlines()) == 1
     r = cli("plan", "llama-3.1-8b", "--users", "8", "-c", "8k", "--gpus", "b200", "--engine", "sglang",
             "--kv-dtype", "nvfp4")  # fmt: skip
-    assert r.exit_code == 2 and "fp4_e2m1" in r.output
+    assert "nothing fits: engine 'sglang' has no KV-cache dtype among nvfp4" in r.output and "fp4_e2m1" in r.output
+    targets = ("--rate", "2", "--input", "2k", "--output", "256", "--ttft", "2s", "--tpot", "50ms")
+    r = cli("plan", "llama-3.1-8b", "--gpus", "b200", "--engine", "sglang", "--kv-dtype", "nvfp4", *targets)
+    assert r.exit_code == 2 and "fp4_e2m1" in r.output and len(r.output.strip().splitlines()) == 1
     # a list keeps what runs somewhere: nvfp4 rows on the B200 only
     r = cli("plan", "llama-3.1-8b", "--users", "8", "-c", "8k", "--gpus", "h200,b200", "--engine", "vllm",
             "--kv-dtype", "nvfp4", "--format", "json")  # fmt: skip
