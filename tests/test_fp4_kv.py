@@ -240,3 +240,11 @@ def test_trtllm_launch_says_where_the_kv_dtype_goes(cli):  # noqa: ANN001
     assert "`kv_cache_config: {dtype: nvfp4}` in the --extra_llm_api_options YAML" in r.output
     r = cli("capacity", "llama-3.1-8b", "-c", "8k", "--engine", "trtllm", "--gpu", "b200")
     assert "kv_cache_config" not in r.output
+
+
+def test_profile_allocates_the_packed_rows_on_meta(cli):  # noqa: ANN001
+    # --device meta: uint8 rows of the plan's bytes, 4,096 tokens x 36,864 B = 150,994,944 B
+    pytest.importorskip("torch")
+    r = cli("profile", "llama-3.1-8b", "--device", "meta", "--kv-dtype", "nvfp4", "-c", "4k", "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)[0]["kv_cache"]["measured_bytes"] == 150_994_944
