@@ -487,6 +487,7 @@ def serve(
     """
     if rate_rps < 0 or math.isnan(rate_rps):
         raise InvalidInput(f"invalid rate {rate_rps!r}; expected requests per second >= 0")
+    s.engine.check_kv_latency(s.kv_dtype)  # a KV format whose reads the engine's latency does not price
     per_batch = max_num_batched_tokens or s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
     if per_batch < 1:
         raise InvalidInput(f"invalid max_num_batched_tokens {per_batch!r}; expected a whole number >= 1")
