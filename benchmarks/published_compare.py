@@ -47,6 +47,10 @@ from pathlib import Path
 
 DATA = Path(__file__).resolve().parent / "data" / "published_throughput.json"
 KV_FRACTION = 0.95  # kv_cache_free_gpu_mem_fraction the TensorRT-LLM tables used "in many cases" (source note)
+# The v1.0 tables' llm_options.yml, dense and MoE alike: cuda_graph_config enable_padding: true with these batch_sizes
+# (TensorRT-LLM docs/source/performance/perf-overview.md @00f37686, "Running the Benchmark"); each decode step is
+# padded up to the next of them (kvplan.engines.trtllm Trtllm.graph_rows).
+V10_GRAPH_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 384, 512, 1024, 2048, 4096, 8192)
 TARGET = 0.20  # the issue's target: throughput within 20 % of the published measurement
 
 
@@ -63,11 +67,13 @@ def _setup(
     dp: int = 1,
     ep: bool = False,
     pp: int = 1,
+    graph_sizes: tuple[int, ...] | None = None,
 ):  # noqa: ANN202
     from kvplan.capacity import setup
     from kvplan.engines import Settings
 
-    settings = Settings(free_gpu_memory_fraction=fraction, max_num_seqs=max_batch, max_num_batched_tokens=max_tokens)
+    settings = Settings(free_gpu_memory_fraction=fraction, max_num_seqs=max_batch, max_num_batched_tokens=max_tokens,
+                        cuda_graph_batch_sizes=graph_sizes)  # fmt: skip
     return setup(model, gpu, engine="trtllm", tp=tp, dp=dp, ep=ep, pp=pp, weights_dtype=weights,
                  kv_dtype_name=kv, settings=settings)  # fmt: skip
 
@@ -85,8 +91,9 @@ def run_split(r: dict, *, ep: bool = True) -> dict:
 
 def _row_tokens_s(r: dict, *, ep: bool = True, heuristic: bool = False) -> float:
     caps = dict(zip(("max_batch", "max_tokens"), trtllm_bench_settings(r), strict=True)) if heuristic else {}
+    graphs = V10_GRAPH_BATCH_SIZES if r["source"] == "trtllm-1.0" else None
     s = _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, **caps,
-               **run_split(r, ep=ep))  # fmt: skip
+               graph_sizes=graphs, **run_split(r, ep=ep))  # fmt: skip
     return replica_tokens_s(s, r["isl"], r["osl"])
 
 

@@ -168,7 +168,9 @@ def _step(
 ) -> float:
     """Mean time in which every running sequence advances one token: ``n`` decodes over the replica plus a prompt
     chunk of ``p`` tokens on the busiest data-parallel rank (``p_all``: all ranks' prompt tokens, default ``p``);
-    with PP, the pipeline's cycle (``chunks``: the step carries that many such chunks, one per micro-batch)."""
+    with PP, the pipeline's cycle (``chunks``: the step carries that many such chunks, one per micro-batch). A
+    decode-only step runs the engine's CUDA-graph padding, where it pads (:meth:`Engine.graph_rows`)."""
+    padded = s.engine.graph_rows(s.settings, n / s.dp) if p <= 0 and s.pp == 1 else None
     return mixed_step_latency(
         s.spec,
         s.gpu,
@@ -188,6 +190,7 @@ def _step(
         two_batch=s.settings.two_batch_overlap,
         deepep=s.settings.deepep,
         prompt_chunks=chunks,
+        padded_rank_seqs=padded,
     ).total
 
 

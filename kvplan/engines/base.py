@@ -68,6 +68,10 @@ class Settings:
     # The DeepEP all-to-all for the MoE token exchange under DP attention + EP instead of the engine's default
     # (vLLM --all2all-backend deepep_high_throughput / deepep_low_latency, SGLang --moe-a2a-backend deepep).
     deepep: bool = False
+    # CUDA-graph padding of decode steps (TensorRT-LLM cuda_graph_config enable_padding: true, with these
+    # batch_sizes captured): each decode-only step runs the graph of the next captured size up (Engine.graph_rows).
+    # None: padding not modelled (TensorRT-LLM's default is enable_padding false).
+    cuda_graph_batch_sizes: tuple[int, ...] | None = None
     overrides: Overrides = field(default_factory=Overrides)
 
 
@@ -541,6 +545,11 @@ class Engine:
     def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int | None, int | None]:
         """``(max_num_batched_tokens, max_num_seqs)`` the engine runs with, where it has them."""
         return None, None
+
+    def graph_rows(self, settings: Settings, rank_seqs: float) -> float | None:
+        """The rows a decode-only step runs on every rank when the engine pads the batch up to a captured CUDA graph,
+        ``rank_seqs`` being the busiest rank's sequences; None where it does not pad (or that is not modelled)."""
+        return None
 
     def layout(
         self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int

@@ -5,6 +5,8 @@ Rules read in docs/source/reference/memory.md and tensorrt_llm/llmapi/llm_args.p
 
 from __future__ import annotations
 
+import bisect
+import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -151,6 +153,26 @@ class Trtllm(Engine):
         step's tokens at max_num_tokens. MLPerf's NVIDIA configs set them as gpu_batch_size and max_num_tokens.
         """
         return settings.max_num_batched_tokens, settings.max_num_seqs
+
+    def graph_rows(self, settings: Settings, rank_seqs: float) -> float | None:
+        """With ``cuda_graph_config.enable_padding`` a decode-only step is padded with dummy generation requests up to
+        the next captured batch size (tensorrt_llm/_torch/pyexecutor/model_engine.py, 1.0-era
+        ``PyTorchModelEngine._get_padded_batch`` and ``_round_up_batch_size``: a bisect into the sorted sizes); under
+        attention DP every rank is padded to the size of the largest rank's batch (``tp_allgather`` of
+        ``[can_run_cuda_graph, batch_size]``, ``new_batch_size = max(...)`` when every rank is generation-only), so
+        all ranks replay one graph (``_maybe_get_cuda_graph`` replays none unless every rank is generation-only with
+        the same batch size). The dummy (``kv_cache_manager.add_dummy_requests(is_gen=True)``, one short sequence,
+        reused) adds rows to every GEMM, norm and MoE layer, not to the attention's cache reads. No padding past the
+        largest captured size or past ``max_batch_size`` (``padding_size + batch_size > self.batch_size``); the step
+        then runs eagerly there, which kvplan does not model (None: unpadded)."""
+        sizes = sorted(settings.cuda_graph_batch_sizes or ())
+        busiest = math.ceil(rank_seqs - 1e-9)  # a mean of 98.25 sequences: the busiest rank holds 99
+        idx = bisect.bisect_left(sizes, busiest)
+        if idx == len(sizes):
+            return None
+        if settings.max_num_seqs is not None and sizes[idx] > settings.max_num_seqs:
+            return None
+        return float(sizes[idx])
 
     def budget(
         self,
