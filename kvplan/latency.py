@@ -167,6 +167,7 @@ class _Ctx:
     fp4_k_s: float = 0.0  # NVFP4 GEMMs (FP4 tensor cores): seconds per element of K of one tile's K loop; 0 elsewhere
     moe_layer_s: float | None = None  # fixed seconds of one grouped-expert layer where not cal.moe_layer_s (NVFP4)
     head_16bit: bool = False  # the LM head stays 16-bit (NVFP4 checkpoints exclude it from quantization)
+    gather_unpadded: bool = False  # the DP all-gather moves each rank's own tokens (Overlap.moe_allgather_unpadded)
 
     @property
     def moe_ranks(self) -> int:
@@ -598,6 +599,7 @@ def _make_ctx(
         fp4_k_s=_fp4_k_s(gpu, cal, weights_dtype),
         moe_layer_s=_fp4_moe_layer_s(gpu, cal, weights_dtype),
         head_16bit=weights_dtype == "nvfp4",
+        gather_unpadded=spec.family in (rules or Overlap()).moe_allgather_unpadded and weights_dtype != "nvfp4",
     )
 
 
@@ -701,9 +703,10 @@ def _dp_collectives_s(c: _Ctx, tokens: float, moe_tokens: float, layers: range, 
     per_rank = allreduce_s(c, tokens)
     reduce = (len(layers) + dense_layers + (1 if first else 0)) * per_rank
     if c.rules.moe_allgather:
-        # Every rank's tokens gathered to every rank (each padded to the busiest rank's count) and the outputs
-        # reduce-scattered back, experts split whole or sliced alike (Overlap.moe_allgather).
-        gathered = c.moe_ranks * tokens / c.tp
+        # Every rank's tokens gathered to every rank (each padded to the busiest rank's count, or each rank's own
+        # count for an unpadded family: all the MoE layer's tokens) and the outputs reduce-scattered back, experts
+        # split whole or sliced alike (Overlap.moe_allgather, moe_allgather_unpadded).
+        gathered = (moe_tokens if c.gather_unpadded else c.moe_ranks * tokens) / c.tp
         exchange = allgather_s(c, gathered, bytes_per_element=c.dispatch_bytes) + allgather_s(
             c, gathered, bytes_per_element=2.0
         )

@@ -316,10 +316,20 @@ CALIBRATION = Calibration(
 #   TRTLLM_CAN_USE_DEEP_EP=1 (tensorrt_llm/_torch/modules/fused_moe/fused_moe_wide_ep.py, the same selection in the
 #   CUTLASS backend): the layer all-gathers every rank's (quantized) tokens, `use_allgather = use_dp and
 #   parallel_size > 1`, and reduce-scatters the outputs; Llama4MoE pads each rank to the largest rank's tokens
-#   (use_dp_padding). GB200's MNNVL all-to-all is not modelled (kvplan keeps the all-gather there too);
+#   (use_dp_padding). Qwen3-MoE with FP8 (or 16-bit) weights does not (moe_allgather_unpadded): Qwen3MoE.forward
+#   (tensorrt_llm/_torch/models/modeling_qwen3_moe.py) keeps use_dp_padding False on the CUTLASS path, in the
+#   0.2x-era file ("Use padding when not using the cutlass path or when x_sf in self.experts is not None": it
+#   pads only for another MoE backend or NVFP4 scales) and in later ones (use_dp_padding = False throughout), so
+#   the fused MoE passes each rank's own count (all_rank_num_tokens) to the all-gather, which then moves one
+#   broadcast per rank of that rank's rows (cpp/tensorrt_llm/thop/allgatherOp.cpp AllgatherOp::run_list with
+#   sizes: ncclBroadcast of sizes[root] rows from each root; the reduce-scatter gets the same sizes, its op was
+#   not read). A step where one rank holds a prompt chunk then gathers the chunk + the others' decodes, not
+#   every rank padded to the chunk. NVFP4 keeps the padding (the 0.2x file pads there; v1.0's was not read).
+#   GB200's MNNVL all-to-all is not modelled (kvplan keeps the all-gather there too);
 # * the overlap scheduler (LlmArgs.disable_overlap_scheduler, default False; PyExecutor's overlap loop) prepares
 #   step n+1 on the host while step n runs: it hides host time, which kvplan's step does not count, so no term.
-OVERLAP = Overlap(shared_experts_tokens=1 << 30, shared_experts_graph_only=True, moe_allgather=True)
+OVERLAP = Overlap(shared_experts_tokens=1 << 30, shared_experts_graph_only=True, moe_allgather=True,
+                  moe_allgather_unpadded=("qwen3_moe",))
 
 ENGINE = Trtllm(
     image="nvcr.io/nvidia/tensorrt-llm/release:latest",  # NGC container named in the TensorRT-LLM README
