@@ -328,8 +328,12 @@ CALIBRATION = Calibration(
 #   GB200's MNNVL all-to-all is not modelled (kvplan keeps the all-gather there too);
 # * the overlap scheduler (LlmArgs.disable_overlap_scheduler, default False; PyExecutor's overlap loop) prepares
 #   step n+1 on the host while step n runs: it hides host time, which kvplan's step does not count, so no term.
-OVERLAP = Overlap(shared_experts_tokens=1 << 30, shared_experts_graph_only=True, moe_allgather=True,
-                  moe_allgather_unpadded=("qwen3_moe",))
+OVERLAP = Overlap(
+    shared_experts_tokens=1 << 30,
+    shared_experts_graph_only=True,
+    moe_allgather=True,
+    moe_allgather_unpadded=("qwen3_moe",),
+)
 
 ENGINE = Trtllm(
     image="nvcr.io/nvidia/tensorrt-llm/release:latest",  # NGC container named in the TensorRT-LLM README
