@@ -144,6 +144,38 @@ def heuristic_summary(runs: list[dict]) -> str:
     return "trtllm-1.0 FP8 rows with trtllm-bench's max_batch_size / max_num_tokens heuristic: " + "; ".join(parts)
 
 
+def step_residual(r: dict) -> dict:
+    """kvplan's mean step at the row's highest sustainable rate (``serving.serve`` just below ``max_rate``) and what
+    the published figure leaves over it: at the same batch, the published run's step is ``ratio`` x kvplan's, so the
+    step time kvplan lacks is ``step x (ratio - 1)`` (negative: kvplan's step is too long). A residual that stays
+    about constant in milliseconds across a model's rows points at a fixed cost per step, one that scales with the
+    step at a rate."""
+    from kvplan.serving import Lengths, max_rate, serve
+
+    graphs = V10_GRAPH_BATCH_SIZES if r["source"] == "trtllm-1.0" else None
+    s = _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, graph_sizes=graphs,
+               **run_split(r))  # fmt: skip
+    inp, out = Lengths.of(r["isl"]), Lengths.of(r["osl"])
+    top = max_rate(s, input_len=inp, output_len=out)
+    at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
+               with_p99=False)  # fmt: skip
+    ratio = top * r["osl"] / r["published_tok_s"]
+    return {"ratio": ratio, "step_s": at.step_s, "residual_s": at.step_s * (ratio - 1), "rank_batch": at.batch / s.dp}
+
+
+def residual_lines(runs: list[dict]) -> list[str]:
+    """The v1.0 FP8 H100/H200 rows' step residual (:func:`step_residual`), the attention-DP rows beside the TP ones."""
+    out = []
+    for r in runs:
+        if r["source"] != "trtllm-1.0" or "not_modelled" in r or r["weights"] != "fp8":
+            continue
+        x = step_residual(r)
+        out.append(f"step residual {r['label']:16} {r['gpu']:9} {split_label(r):8} {r['isl']:>5}/{r['osl']:<5} "
+                   f"x{x['ratio']:.2f}  kvplan step {x['step_s'] * 1e3:6.1f} ms at {x['rank_batch']:5.0f} a rank, "
+                   f"residual {x['residual_s'] * 1e3:+6.1f} ms")  # fmt: skip
+    return out
+
+
 def replica_tokens_s(s, isl: int, osl: int) -> float:  # noqa: ANN001
     """Output tokens/s of one replica at its highest sustainable rate."""
     from kvplan.serving import Lengths, max_rate
@@ -410,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--update-data", action="store_true", help="store the MLPerf scores on the rows of --data")
     ap.add_argument("--bench-heuristic", action="store_true",
                     help="also score the v1.0 rows with trtllm-bench's own batch and token caps")  # fmt: skip
+    ap.add_argument("--residual", action="store_true",
+                    help="also print each v1.0 FP8 row's step residual (what kvplan's step lacks, in ms)")  # fmt: skip
     args = ap.parse_args(argv)
     data = json.loads(args.data.read_text())
     rows = compare_runs(data["runs"])
@@ -450,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     print(mlperf_summary(mlperf))
     if args.bench_heuristic:
         print(heuristic_summary(data["runs"]))
+    if args.residual:
+        print("\n".join(residual_lines(data["runs"])))
     return 0
 
 
