@@ -84,3 +84,23 @@ def test_published_v10_rows_with_the_pages_graph_padding() -> None:
     row = next(r for r in data["runs"] if r["model"] == "llama-4-scout-17b-16e" and r["gpu"] == "h100-sxm"
                and r["isl"] == 128 and r["osl"] == 4096 and "launch" in r)  # fmt: skip
     assert pub.compare_runs([row])[0]["ratio"] == pytest.approx(1.70, abs=0.02)
+
+
+def test_step_residual_is_the_missing_step_time_by_hand() -> None:
+    """published_compare.step_residual: at the same batch the published step is ratio x kvplan's, so the residual is
+    step x (ratio - 1). Llama 4 Scout 4 x H100 128/4096 (measured): x1.70 at a 26.9 ms step and 99 sequences a rank,
+    so +18.9 ms (26.9 x 0.70); its ratio is compare_runs' own."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import published_compare as pub
+    finally:
+        sys.path.remove(str(BENCH))
+    data = json.loads(pub.DATA.read_text())
+    row = next(r for r in data["runs"] if r["model"] == "llama-4-scout-17b-16e" and r["gpu"] == "h100-sxm"
+               and r["isl"] == 128 and r["osl"] == 4096 and "launch" in r)  # fmt: skip
+    x = pub.step_residual(row)
+    assert x["ratio"] == pytest.approx(pub.compare_runs([row])[0]["ratio"], rel=1e-9)
+    assert x["residual_s"] == pytest.approx(x["step_s"] * (x["ratio"] - 1), rel=1e-12)
+    assert x["step_s"] == pytest.approx(26.9e-3, abs=0.1e-3)
+    assert x["residual_s"] == pytest.approx(18.9e-3, abs=0.2e-3)
+    assert round(x["rank_batch"]) == 99
