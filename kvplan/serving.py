@@ -50,6 +50,7 @@ from dataclasses import asdict, dataclass
 
 from kvplan.capacity import Setup, pool_tokens
 from kvplan.errors import InvalidInput
+from kvplan.host import step_with_host_s
 from kvplan.latency import calibration, mixed_step_latency
 
 Z90 = 1.2816  # standard normal 90th percentile
@@ -155,6 +156,40 @@ def prompt_computed(inp: Lengths, prefilled: bool) -> int:
     return 0 if prefilled else inp.mean
 
 
+# Step times of one setup already priced: a fixed point's last probe and the prefill that follows it, the
+# saturation check, ... ask for the same step again. Keyed by the setup's identity (each entry holds the setup, so
+# its id is not reused while the entry lives) and the exact arguments: a hit is the figure the call would compute.
+_STEPS: dict[tuple, tuple[Setup, float]] = {}
+
+
+def forget_memos(*, facts: bool = True) -> None:
+    """Empty the memos of the latency paths (kvplan.latency's contexts and kept figures, the step times here and,
+    with ``facts``, the per-spec facts and cache plans): what a fresh process starts with. Figures never depend on
+    them; benchmarks/latency_speed.py times cold calls after this."""
+    from kvplan import latency
+
+    for memo in (_STEPS, latency._CTXS, latency._PARTS, *((latency._FACTS, latency._PLANS) if facts else ())):
+        memo.clear()
+
+
+def _kept(step):  # noqa: ANN001, ANN201
+    """:func:`_step` kept per setup object and exact arguments (:data:`_STEPS`)."""
+
+    def kept(s: Setup, *, n: float, p: float, context: int, prefix: int = 0, ep: bool = False,
+             p_all: float | None = None, chunks: float = 1.0) -> float:  # fmt: skip
+        key = (id(s), n, p, context, prefix, ep, p_all, chunks)
+        hit = _STEPS.get(key)
+        if hit is None or hit[0] is not s:
+            if len(_STEPS) > 16384:
+                _STEPS.clear()
+            value = step(s, n=n, p=p, context=context, prefix=prefix, ep=ep, p_all=p_all, chunks=chunks)
+            hit = _STEPS[key] = (s, value)
+        return hit[1]
+
+    return kept
+
+
+@_kept
 def _step(
     s: Setup,
     *,
@@ -169,9 +204,11 @@ def _step(
     """Mean time in which every running sequence advances one token: ``n`` decodes over the replica plus a prompt
     chunk of ``p`` tokens on the busiest data-parallel rank (``p_all``: all ranks' prompt tokens, default ``p``);
     with PP, the pipeline's cycle (``chunks``: the step carries that many such chunks, one per micro-batch). A
-    decode-only step runs the engine's CUDA-graph padding, where it pads (:meth:`Engine.graph_rows`)."""
+    decode-only step runs the engine's CUDA-graph padding, where it pads (:meth:`Engine.graph_rows`). With a
+    measured host time per request (``Settings.host_request_s``) the engine's host loop rule applies
+    (:func:`kvplan.host.step_with_host_s`); without one the step is the GPU's."""
     padded = s.engine.graph_rows(s.settings, n / s.dp) if p <= 0 and s.pp == 1 else None
-    return mixed_step_latency(
+    gpu_s = mixed_step_latency(
         s.spec,
         s.gpu,
         decode_seqs=n,
@@ -192,6 +229,9 @@ def _step(
         prompt_chunks=chunks,
         padded_rank_seqs=padded,
     ).total
+    # The host loop's work over the busiest rank's requests (its decodes, and the prompts with a chunk in the step).
+    requests = n / s.dp + (chunks if p > 0 else 0.0)
+    return step_with_host_s(s.engine, gpu_s, requests=requests, request_s=s.settings.host_request_s)
 
 
 def _micro_batches(s: Setup) -> int:

@@ -95,12 +95,20 @@ def run_targets(spec: Any, gpus: list[Any], *, engine: str, weights: list[str] |
         tpot_s=parse_duration(opts["tpot"], "tpot"),
         percentile=opts["percentile"],
     )
+    # A table or CSV shows the first ``top`` rows only: the library leaves out what cannot be among them. JSON lists
+    # the whole Pareto front, so it asks for every row.
     rows = plan_for_targets(spec, gpus, targets, engine=engine, weights_dtypes=weights, kv_dtypes=kv,
                             disaggregated=opts["disaggregated"], max_gpus=max_gpus,
-                            gpus_per_node=gpus_per_node, checkpoint=checkpoint, settings=settings)  # fmt: skip
+                            gpus_per_node=gpus_per_node, checkpoint=checkpoint, settings=settings,
+                            top=0 if fmt == "json" else top)  # fmt: skip
     dicts = [r.to_dict() for r in (rows[:top] if top > 0 else rows)]
     front = [r.to_dict() for r in rows if r.pareto]
     notes = length_notes(targets)
+    if settings is not None and settings.host_request_s:
+        from kvplan.engines import get_engine
+        from kvplan.host import host_note
+
+        notes.append(host_note(get_engine(engine), settings.host_request_s))
     if fmt == "json":
         head = {"model": spec.name, "rate_rps": targets.rate_rps, "input": vars(targets.input_len),
                 "output": vars(targets.output_len), "ttft_s": targets.ttft_s, "tpot_s": targets.tpot_s,
