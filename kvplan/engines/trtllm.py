@@ -1,12 +1,15 @@
 """TensorRT-LLM (LLM API, PyTorch backend): blocks of tokens_per_block; a fraction of free memory.
 
-Rules read in docs/source/reference/memory.md and tensorrt_llm/llmapi/llm_args.py (KvCacheConfig).
+Rules read in docs/source/reference/memory.md, docs/source/features/long-sequence.md (sliding-window layers keep
+every token unless KvCacheConfig.max_attention_window is set) and tensorrt_llm/llmapi/llm_args.py (KvCacheConfig).
 """
 
 from __future__ import annotations
 
+import bisect
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from kvplan.engines import vllm
@@ -27,7 +30,7 @@ from kvplan.engines.base import (
 from kvplan.errors import InvalidInput
 from kvplan.failures import CUDA_ERROR_OOM, KV_SHORT, NUMBER, TORCH_OOM, Pattern
 from kvplan.hardware import GPU
-from kvplan.memory import CachePlan, LayerCache, head_layout, with_token_bytes
+from kvplan.memory import CachePlan, LayerCache, StagePlan, head_layout, with_token_bytes
 from kvplan.params import Sharding
 from kvplan.spec import ModelSpec, ceil_div
 from kvplan.units import GIB
@@ -65,6 +68,19 @@ def activation(spec: ModelSpec, *, tokens: int, tp: int, sharding: Sharding | No
     rows = tokens * (tp // sharding.attn_tp)  # every DP rank's tokens
     gathered = vllm.MOE_BYTES * rows * k * (2 * ceil_div(width, sharding.expert_tp) + hidden)
     return act - plain + gathered
+
+
+def _whole_sliding(stage: StagePlan) -> StagePlan:
+    """Sliding-window layers keep every token. TensorRT-LLM's cyclic KV cache stores the last N tokens of a layer
+    only for the N the launch gives: "It only stores the kv cache for the last `N` tokens, where `N` is determined by
+    the `KvCacheConfig.max_attention_window` parameter in `LLM` API", which users set to enable it
+    (docs/source/features/long-sequence.md, "Sliding Window Attention", @1ec63b443d26536985368445243d3c03625bc27c;
+    the TensorRT-engine flow likewise, docs/source/advanced/gpt-attention.md: the runtime's
+    ``max_attention_window_size``). Unset (KvCacheConfig default None; kvplan's launch line sets none), a layer keeps
+    the whole sequence, whatever window the checkpoint's config names. Chunked layers (Llama 4) are left as the model
+    states them: that page has TensorRT-LLM read ``attention_chunk_size`` from the model config itself."""
+    groups = tuple((n, replace(c, max_tokens=None) if c.type == "sliding" else c) for n, c in stage.groups)
+    return StagePlan(groups)
 
 
 # NVFP4 KV cache (llmapi KvCacheConfig.dtype "nvfp4", PyTorch backend; QuantMode.NVFP4_KV_CACHE, has_fp4_kv_cache):
@@ -160,7 +176,7 @@ class Trtllm(Engine):
     def layout(
         self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
     ) -> Layout:
-        return Layout(plan.stages[stage_index], 1, settings.block_size or TOKENS_PER_BLOCK)
+        return Layout(_whole_sliding(plan.stages[stage_index]), 1, settings.block_size or TOKENS_PER_BLOCK)
 
     def check_dp_ep(self, spec: ModelSpec, *, tp: int, pp: int, dp: int, ep: bool) -> None:
         """Attention data parallelism (llmapi ``enable_attention_dp``) spans the whole TP group: attention runs
@@ -199,6 +215,26 @@ class Trtllm(Engine):
         step's tokens at max_num_tokens. MLPerf's NVIDIA configs set them as gpu_batch_size and max_num_tokens.
         """
         return settings.max_num_batched_tokens, settings.max_num_seqs
+
+    def graph_rows(self, settings: Settings, rank_seqs: float) -> float | None:
+        """With ``cuda_graph_config.enable_padding`` a decode-only step is padded with dummy generation requests up to
+        the next captured batch size (tensorrt_llm/_torch/pyexecutor/model_engine.py, 1.0-era
+        ``PyTorchModelEngine._get_padded_batch`` and ``_round_up_batch_size``: a bisect into the sorted sizes); under
+        attention DP every rank is padded to the size of the largest rank's batch (``tp_allgather`` of
+        ``[can_run_cuda_graph, batch_size]``, ``new_batch_size = max(...)`` when every rank is generation-only), so
+        all ranks replay one graph (``_maybe_get_cuda_graph`` replays none unless every rank is generation-only with
+        the same batch size). The dummy (``kv_cache_manager.add_dummy_requests(is_gen=True)``, one short sequence,
+        reused) adds rows to every GEMM, norm and MoE layer, not to the attention's cache reads. No padding past the
+        largest captured size or past ``max_batch_size`` (``padding_size + batch_size > self.batch_size``); the step
+        then runs eagerly there, which kvplan does not model (None: unpadded)."""
+        sizes = sorted(settings.cuda_graph_batch_sizes or ())
+        busiest = math.ceil(rank_seqs - 1e-9)  # a mean of 98.25 sequences: the busiest rank holds 99
+        idx = bisect.bisect_left(sizes, busiest)
+        if idx == len(sizes):
+            return None
+        if settings.max_num_seqs is not None and sizes[idx] > settings.max_num_seqs:
+            return None
+        return float(sizes[idx])
 
     def budget(
         self,
@@ -351,8 +387,22 @@ CALIBRATION = Calibration(
 #   TRTLLM_CAN_USE_DEEP_EP=1 (tensorrt_llm/_torch/modules/fused_moe/fused_moe_wide_ep.py, the same selection in the
 #   CUTLASS backend): the layer all-gathers every rank's (quantized) tokens, `use_allgather = use_dp and
 #   parallel_size > 1`, and reduce-scatters the outputs; Llama4MoE pads each rank to the largest rank's tokens
-#   (use_dp_padding). GB200's MNNVL all-to-all is not modelled (kvplan keeps the all-gather there too);
-OVERLAP = Overlap(shared_experts_tokens=1 << 30, shared_experts_graph_only=True, moe_allgather=True)
+#   (use_dp_padding). Qwen3-MoE with FP8 (or 16-bit) weights does not (moe_allgather_unpadded): Qwen3MoE.forward
+#   (tensorrt_llm/_torch/models/modeling_qwen3_moe.py) keeps use_dp_padding False on the CUTLASS path, in the
+#   0.2x-era file ("Use padding when not using the cutlass path or when x_sf in self.experts is not None": it
+#   pads only for another MoE backend or NVFP4 scales) and in later ones (use_dp_padding = False throughout), so
+#   the fused MoE passes each rank's own count (all_rank_num_tokens) to the all-gather, which then moves one
+#   broadcast per rank of that rank's rows (cpp/tensorrt_llm/thop/allgatherOp.cpp AllgatherOp::run_list with
+#   sizes: ncclBroadcast of sizes[root] rows from each root; the reduce-scatter gets the same sizes, its op was
+#   not read). A step where one rank holds a prompt chunk then gathers the chunk + the others' decodes, not
+#   every rank padded to the chunk. NVFP4 keeps the padding (the 0.2x file pads there; v1.0's was not read).
+#   GB200's MNNVL all-to-all is not modelled (kvplan keeps the all-gather there too);
+OVERLAP = Overlap(
+    shared_experts_tokens=1 << 30,
+    shared_experts_graph_only=True,
+    moe_allgather=True,
+    moe_allgather_unpadded=("qwen3_moe",),
+)
 
 # The host loop (kvplan.host). tensorrt_llm/_torch/pyexecutor/py_executor.py PyExecutor._executor_loop_overlap (the
 # ExecutorRequestQueue layout of v1.0, 2025), the loop unless disable_overlap_scheduler (TorchLlmArgs, default False;
@@ -371,7 +421,7 @@ ENGINE = Trtllm(
     release="0.20",
     version="0.20+ (LLM API, PyTorch backend)",
     # docs/source/reference/memory.md; KvCacheConfig.free_gpu_memory_fraction default 0.9.
-    paging="blocks of tokens_per_block (32) per request",
+    paging="blocks of tokens_per_block (32) per request; sliding layers keep every token (no max_attention_window)",
     budget_rule="free memory after load and activations x free_gpu_memory_fraction (0.9)",
     # nvfp4: KvCacheConfig.dtype "nvfp4" (_nvfp4_token_bytes; Blackwell only, check_kv_on_gpu).
     kv_dtypes=("bf16", "fp16", "fp8", "int8", "nvfp4"),
