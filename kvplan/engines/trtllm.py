@@ -88,6 +88,10 @@ def _whole_sliding(stage: StagePlan) -> StagePlan:
 # a layer's token holds E = kv_factor x head_dim x kv_heads / tp values (kv_factor 2: K and V) and takes
 # ceil(E / 2) bytes of packed E2M1 plus ceil(E / 16) bytes of FP8 block scales, one per 16 values. The block-scale
 # pool itself is allocated by the C++ KVCacheManager, which was not read: kvplan takes the per-token size above.
+# The dtype's name, as the cache manager tests it: tensorrt_llm/_torch/pyexecutor/kv_cache_manager_v2.py
+# _build_cache_config (main 2026, read through the code index) adds the KEY_BLOCK_SCALE and VALUE_BLOCK_SCALE
+# buffers `if kv_cache_config.dtype == "nvfp4"`, asserting an even head_dim, and get_buffers views the packed pool
+# as int8 with head_dim // 2 per head (two values a byte).
 NVFP4_BLOCK = 16
 
 
