@@ -537,9 +537,15 @@ def gemm_peak(spec: ModelSpec | None, gpu: GPU, cal: Calibration, weights_dtype:
     return gpu.bf16_dense_tflops * 1e12 * arch, 1.0
 
 
-def gemm_seconds(gpu: GPU, cal: Calibration, *, m: int, n: int, k: int, weights_dtype: str, eager: bool) -> float:
-    """One ``m x n x k`` GEMM alone, as :mod:`kvplan.latency` prices it (``benchmarks/fit_fp4.py`` fits on this)."""
+def gemm_seconds(
+    gpu: GPU, cal: Calibration, *, m: int, n: int, k: int, weights_dtype: str, eager: bool, block: bool = False
+) -> float:
+    """One ``m x n x k`` GEMM alone, as :mod:`kvplan.latency` prices it (``benchmarks/fit_fp4.py`` fits on this;
+    ``benchmarks/gemm_compare.py`` compares it with aiconfigurator's GEMM tables). ``block``: fp8 weights with block
+    scales (``fp8_block_eff_scale``)."""
     peak, mem_scale = gemm_peak(None, gpu, cal, weights_dtype)
+    if block and gpu.fp8_dense_tflops is not None and weights_dtype.startswith("fp8"):
+        peak *= cal.fp8_block_eff_scale / cal.fp8_eff_scale
     w = weight_dtype(weights_dtype)
     c = _Ctx(spec=None, gpu=gpu, cal=cal, tp=1, w_bytes=float(w.bytes_per_element), act_bytes=2.0,  # type: ignore[arg-type]
              peak=peak, peak16=peak, bw=gpu.bandwidth_gbps * 1e9,
