@@ -118,6 +118,62 @@ def compare(tables: list[dict]) -> list[dict]:
     return rows
 
 
+def wave_check(tables: list[dict]) -> list[dict]:
+    """Does a table follow tile-wave quantization? Per table, over the compute-bound shapes past M = 128 (kvplan's
+    compute roof at least twice its memory roof, before waves), with the tables' own scale taken out (each ln ratio
+    minus their median): the median |ln| spread without waves and with kvplan's ``wave_efficiency`` (128 x 128
+    tiles over the GPU's SMs), and the least-squares slope of the ln ratio on ``ln(wave efficiency)`` (1: the table
+    follows the partial last wave fully; 0: not at all). kvplan applies waves to the fp8 GEMMs only."""
+    from kvplan.hardware import resolve_gpu
+    from kvplan.latency import calibration, gemm_peak, gemm_seconds, wave_efficiency
+
+    out = []
+    for t in tables:
+        gpu, cal = resolve_gpu(t["gpu"]), calibration(t["engine"])
+        flat = gpu.model_copy(update={"sm_count": None})  # kvplan's GEMM without waves
+        weights, block = DTYPES[t["dtype"]]
+        peak, mem_scale = gemm_peak(None, gpu, cal, weights)
+        w_bytes = {"bf16": 2.0, "fp8": 1.0, "nvfp4": 9 / 16}[weights]
+        r0, lw = [], []
+        for (m, n, k), us in zip(_points(), t["us"], strict=True):
+            if us is None or m <= 128:
+                continue
+            compute = 2 * m * n * k / (peak * cal.gemm_peak_eff * m / (m + cal.gemm_half_m))
+            memory = (n * k * w_bytes + m * (n + k) * 2) / (gpu.bandwidth_gbps * 1e9 * cal.gemm_mem_eff * mem_scale)
+            if compute < 2 * memory:
+                continue
+            s = gemm_seconds(flat, cal, m=m, n=n, k=k, weights_dtype=weights, eager=False, block=block)
+            r0.append(math.log(s / (us * 1e-6)))
+            lw.append(math.log(wave_efficiency(m, n, gpu.sm_count)))
+        if len(r0) < 20:
+            continue
+        r1 = [a - b for a, b in zip(r0, lw, strict=True)]
+        mx, my = statistics.fmean(lw), statistics.fmean(r0)
+        sxx = sum((x - mx) ** 2 for x in lw)
+        slope = sum((x - mx) * (y - my) for x, y in zip(lw, r0, strict=True)) / sxx if sxx else float("nan")
+        out.append({"table": f"{t['gpu']} {t['engine']} {t['dtype']}", "count": len(r0), "flat": _spread(r0),
+                    "waves": _spread(r1), "slope": slope})  # fmt: skip
+    return out
+
+
+def _spread(values: list[float]) -> float:
+    mid = statistics.median(values)
+    return statistics.median(abs(v - mid) for v in values)
+
+
+def render_waves(checks: list[dict], *, markdown: bool) -> str:
+    head = "tile-wave check (compute-bound shapes past M = 128, each table's scale taken out)"
+    if markdown:
+        out = [f"**{head}**", "", "| GEMMs | shapes | spread without waves | with waves | slope on ln(wave eff.) |",
+               "|---|---:|---:|---:|---:|"]  # fmt: skip
+        out += [f"| {c['table']} | {c['count']} | {c['flat']:.3f} | {c['waves']:.3f} | {c['slope']:+.2f} |"
+                for c in checks]  # fmt: skip
+    else:
+        out = [f"{head}:"] + [f"  {c['table']:<28} {c['count']:>5}  spread {c['flat']:.3f} -> with waves "
+                              f"{c['waves']:.3f}  slope {c['slope']:+.2f}" for c in checks]  # fmt: skip
+    return "\n".join(out)
+
+
 def _band(value: int, bands: tuple) -> str:
     for lo, hi in bands:
         if value >= lo and (hi is None or value <= hi):
@@ -184,10 +240,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--collect", action="store_true", help="write the sample of aiconfigurator's GEMM tables")
     p.add_argument("--markdown", action="store_true", help="tables for docs/cost.md")
+    p.add_argument("--waves", action="store_true", help="the tile-wave check instead of the comparison")
     args = p.parse_args(argv)
     if args.collect:
         return collect(DATA)
-    print(render(compare(load()), markdown=args.markdown))
+    tables = load()
+    if args.waves:
+        print(render_waves(wave_check(tables), markdown=args.markdown))
+        return 0
+    print(render(compare(tables), markdown=args.markdown))
     return 0
 
 

@@ -102,7 +102,53 @@ def test_collect_skips_cleanly_without_aiconfigurator(tmp_path: Path, capsys: py
     assert not out.exists()
 
 
-def test_docs_block_is_what_the_script_prints(rows: list[dict]) -> None:
+def _doc_block(name: str) -> str:
     doc = (Path(__file__).resolve().parents[1] / "docs" / "cost.md").read_text(encoding="utf-8")
-    block = doc.split("<!-- gemm_compare:begin -->\n", 1)[1].split("\n<!-- gemm_compare:end -->", 1)[0]
-    assert block == gemm_compare.render(rows, markdown=True)
+    return doc.split(f"<!-- {name}:begin -->\n", 1)[1].split(f"\n<!-- {name}:end -->", 1)[0]
+
+
+def test_docs_blocks_are_what_the_script_prints(tables: list[dict], rows: list[dict]) -> None:
+    assert _doc_block("gemm_compare") == gemm_compare.render(rows, markdown=True)
+    assert _doc_block("gemm_compare_waves") == gemm_compare.render_waves(gemm_compare.wave_check(tables), markdown=True)
+
+
+def test_wave_efficiency_by_hand() -> None:
+    from kvplan.latency import wave_efficiency
+
+    # 4096 x 8192 on 132 SMs: 32 x 64 = 2,048 tiles of 128 x 128, 16 waves of 132 (2,112 slots): 2048 / 2112.
+    assert wave_efficiency(4096, 8192, 132) == pytest.approx(2048 / 2112)
+    # 129 rows, N = 128 x 132: 2 x 132 = 264 tiles, exactly two waves.
+    assert wave_efficiency(129, 128 * 132, 132) == 1.0
+    # 256 rows, N = 128 x 133: 266 tiles, a third wave of 2 tiles: 266 / 396.
+    assert wave_efficiency(256, 128 * 133, 132) == pytest.approx(266 / 396)
+    # up to 128 rows, or fewer tiles than SMs (256 x 8192: 128 tiles < 132): not a wave effect, 1.0
+    assert wave_efficiency(128, 128 * 133, 132) == wave_efficiency(256, 8192, 132) == 1.0
+
+
+def test_sm_counts_in_the_catalog() -> None:
+    assert [resolve_gpu(g).sm_count for g in ("h100-sxm", "h200", "b200")] == [132, 132, 148]
+
+
+def test_waves_slow_fp8_gemms_only() -> None:
+    # fp8, 8192^3 on H100 (compute-bound): 64 x 64 = 4,096 tiles, 32 waves of 132 SMs (4,224 slots, the last wave
+    # 4,096 - 31 x 132 = 4 tiles): the compute roof x 4224 / 4096. bf16 runs cuBLAS, whose tables show no waves.
+    cal, gpu = calibration("trtllm"), resolve_gpu("h100-sxm")
+    flat = gpu.model_copy(update={"sm_count": None})
+    kw = dict(m=8192, n=8192, k=8192, eager=False)
+    fp8, fp8_flat = (gemm_seconds(g, cal, weights_dtype="fp8", **kw) - cal.graph_kernel_s for g in (gpu, flat))
+    assert fp8 / fp8_flat == pytest.approx(4224 / 4096)
+    assert gemm_seconds(gpu, cal, weights_dtype="bf16", **kw) == gemm_seconds(flat, cal, weights_dtype="bf16", **kw)
+    assert gemm_seconds(gpu, cal, weights_dtype="fp8", block=True, **kw) > gemm_seconds(
+        flat, cal, weights_dtype="fp8", block=True, **kw
+    )
+
+
+def test_wave_check_separates_fp8_from_bf16(tables: list[dict]) -> None:
+    # The reason kvplan applies waves to fp8 only: on every fp8 and block-fp8 table the compute-bound spread falls
+    # with waves and the slope is positive; on every bf16 table it does not fall and the slope is at most 0.
+    checks = {c["table"]: c for c in gemm_compare.wave_check(tables)}
+    fp8 = [c for name, c in checks.items() if name.split()[-1] in ("fp8", "fp8_block")]
+    bf16 = [c for name, c in checks.items() if name.endswith("bfloat16")]
+    assert len(fp8) == 12 and len(bf16) == 6
+    assert all(c["waves"] < c["flat"] and c["slope"] > 0 for c in fp8)
+    assert all(c["waves"] >= c["flat"] and c["slope"] <= 0 for c in bf16)

@@ -196,19 +196,21 @@ def test_published_mlperf_ratios_recompute_from_the_data_file():
     """Each scored MLPerf row's stored kvplan figure and ratio come back from its own inputs in the data file.
 
     The 10 scored runs (NVIDIA). v4.1: Llama-2-70B H200 x8 TP1 and H100 x8 TP2, Offline and Server (mean input 222
-    tokens of the OpenOrca set): x1.05, x1.12, x1.08, x1.24; Mixtral-8x7B H200 and H100 x8 TP1 Offline (mean input
-    427): x1.16, x1.23; Llama-2-70B B200 x1 NVFP4 Offline: x0.87. v5.1, Llama-2-70B B200 x8 NVFP4 (TP1 x 8):
+    tokens of the OpenOrca set): x1.04, x1.09, x1.04, x1.21; Mixtral-8x7B H200 and H100 x8 TP1 Offline (mean input
+    427): x1.17, x1.23; Llama-2-70B B200 x1 NVFP4 Offline: x0.87. v5.1, Llama-2-70B B200 x8 NVFP4 (TP1 x 8):
     Offline x0.77, Server x0.79, Interactive (TTFT 450 ms, TPOT 40 ms at p99) x0.97. Was 6 scored before NVFP4:
     the four Blackwell Llama-2 runs were listed as not modelled. Misses: H100 Llama Server, H100 Mixtral (both
     optimistic), v5.1 B200 Offline and Server (pessimistic). An 11th, pipeline-parallel, came with issue 14's PP
-    validation (the test counted 10 before): MLPerf v5.0 NVIDIA Llama-2-70B H100 x8 Offline, TP1 PP2 x 4: x0.97
-    (30,514 against 31,306.8 tok/s).
+    validation (the test counted 10 before): MLPerf v5.0 NVIDIA Llama-2-70B H100 x8 Offline, TP1 PP2 x 4: x0.95
+    (29,857 against 31,306.8 tok/s). The fp8 GEMMs' partial last wave of 128 x 128 tiles (kvplan.latency
+    wave_efficiency) moved the fp8 runs: PP x0.975 -> x0.954 (its 1,024-row decode GEMMs lose a share of a wave),
+    the Llama-2-70B TP1/TP2 runs from x1.05, x1.12, x1.08, x1.24 to the figures above.
     """
     pub, data = _published()
     scored = [r for r in data["mlperf"] if "ratio" in r]
     assert len(scored) == 11
     pp = [r for r in scored if r.get("pp", 1) > 1]
-    assert len(pp) == 1 and pp[0]["verdict"] == "within 20%" and pp[0]["ratio"] == pytest.approx(0.975, abs=0.01)
+    assert len(pp) == 1 and pp[0]["verdict"] == "within 20%" and pp[0]["ratio"] == pytest.approx(0.954, abs=0.01)
     for row in scored:
         fresh = pub.score_mlperf(row, data["mlperf_datasets"])
         assert fresh["kvplan_isl"] == row["kvplan_isl"] == round(data["mlperf_datasets"][row["dataset"]]["input_mean"])
@@ -236,8 +238,10 @@ def test_mlperf_server_operating_point_from_the_logs():
 
     H100 x8 (TP2 x 4), 74.42 samples/s: 18.605 req/s per replica, mean latency 44.955 s, mean TTFT 0.276 s, mean
     TPOT 0.155 s -> 18.605 x (44.955 - 0.276) = 831 sequences decoding and 18.605 x 222 x 0.155 = 640 prompt tokens
-    per step. kvplan's step there: measured 126.6 ms, x0.82 of the log's 155.0 ms; H200 (TP1 x 8): 447 and 343,
-    115.3 ms against 123.3 ms, x0.94. The H100 gap is the Server miss (docs/cost.md); nothing is fitted to it.
+    per step. kvplan's step there: measured 129.3 ms, x0.83 of the log's 155.0 ms; H200 (TP1 x 8): 447 and 343,
+    122.6 ms against 123.3 ms, x0.99. The H100 gap is the Server miss (docs/cost.md); nothing is fitted to it.
+    Before the fp8 GEMMs' partial last wave of 128 x 128 tiles (kvplan.latency.wave_efficiency) the steps were
+    126.6 and 115.3 ms (x0.82, x0.94).
     """
     pub, data = _published()
     rows = {r["system"]: r for r in data["mlperf"] if "measured" in r}
@@ -248,7 +252,7 @@ def test_mlperf_server_operating_point_from_the_logs():
     assert h100["prompt_tokens_per_step"] == pytest.approx(640.0, abs=0.5)
     assert h100["step_ratio"] == pytest.approx(0.82, abs=0.02)
     h200 = pub.operating_point(rows["H200-SXM-141GBx8_TRT"], data["mlperf_datasets"])
-    assert h200["step_ratio"] == pytest.approx(0.94, abs=0.02)
+    assert h200["step_ratio"] == pytest.approx(0.99, abs=0.02)
     for r in rows.values():  # the logs met their limits with room: p99 TPOT < 200 ms, p99 TTFT < 2 s
         assert r["measured"]["tpot_p99_s"] < r["tpot_p99_s"] and r["measured"]["ttft_p99_s"] < r["ttft_p99_s"]
 
