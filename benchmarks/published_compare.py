@@ -175,10 +175,24 @@ def _server_tokens_s(s, r: dict, dataset: dict, isl: int, osl: int) -> float:  #
     return rate_within_targets(s, targets) * osl
 
 
+def mlperf_split(r: dict) -> dict:
+    """kvplan's split for an MLPerf row: the config's ``tensor_parallelism`` and ``pipeline_parallelism``, or, where
+    it sets TensorRT-LLM's ``enable_attention_dp`` (``attention_dp`` on the row), every GPU of the TP group its own
+    attention DP rank (tp 1, dp = the config's TP) with the routed experts whole over them when
+    ``moe_expert_parallelism`` (``ep`` on the row) is above 1, as :func:`run_split` scores the engine tables."""
+    if r.get("attention_dp"):
+        return {"tp": 1, "dp": r["tp"], "ep": r.get("ep", 1) > 1, "pp": r.get("pp", 1)}
+    return {"tp": r["tp"], "pp": r.get("pp", 1)}
+
+
+def _mlperf_setup(r: dict):  # noqa: ANN202
+    return _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=r["free_gpu_memory_fraction"],
+                  max_batch=r.get("max_batch"), max_tokens=r.get("max_num_tokens"), **mlperf_split(r))  # fmt: skip
+
+
 def score_mlperf(r: dict, datasets: dict) -> dict:
     """kvplan's throughput for one modelled MLPerf run: ``kvplan_isl``, ``kvplan_tok_s``, ``ratio``, ``verdict``."""
-    s = _setup(r["model"], r["gpu"], r["tp"], weights=r["weights"], kv=r["kv"], fraction=r["free_gpu_memory_fraction"],
-               max_batch=r.get("max_batch"), max_tokens=r.get("max_num_tokens"), pp=r.get("pp", 1))  # fmt: skip
+    s = _mlperf_setup(r)
     isl, osl = _mlperf_isl(r, datasets), round(r["osl"])
     if r["scenario"] == "Offline":
         per_replica = replica_tokens_s(s, isl, osl)
@@ -203,16 +217,15 @@ def operating_point(r: dict, datasets: dict) -> dict:
     """
     from kvplan.latency import mixed_step_latency
 
-    s = _setup(r["model"], r["gpu"], r["tp"], weights=r["weights"], kv=r["kv"], fraction=r["free_gpu_memory_fraction"],
-               max_batch=r.get("max_batch"), max_tokens=r.get("max_num_tokens"))  # fmt: skip
+    s = _mlperf_setup(r)
     m = r["measured"]
     isl, osl = _mlperf_isl(r, datasets), round(r["osl"])
     rate = r["samples_per_s"] / r["replicas"]
     n = rate * (m["latency_mean_s"] - m["ttft_mean_s"])
     p = rate * isl * m["tpot_mean_s"]
     step = mixed_step_latency(s.spec, s.gpu, decode_seqs=n, decode_context=isl + osl // 2, prefill_tokens=p,
-                              tp=s.tp, kv_dtype_name=s.kv_dtype, weights_dtype=s.weights_dtype,
-                              engine=s.engine.name).total  # fmt: skip
+                              tp=s.tp, pp=s.pp, dp=s.dp, expert_parallel=s.ep, kv_dtype_name=s.kv_dtype,
+                              weights_dtype=s.weights_dtype, engine=s.engine.name).total  # fmt: skip
     return {"decoding": n, "prompt_tokens_per_step": p, "kvplan_step_s": step, "measured_tpot_s": m["tpot_mean_s"],
             "step_ratio": step / m["tpot_mean_s"]}  # fmt: skip
 
@@ -322,6 +335,13 @@ def _print_not_modelled(rows: list[dict], *, markdown: bool) -> None:
             print(f"{source:12} {label:16} {gpu:9} tp{tp} {w:6} {len(rs):2} points not modelled: {why}")
 
 
+def mlperf_split_label(r: dict) -> str:
+    """``TP2 PP2``, or ``TP8 attention DP, EP8`` as NVIDIA's config states it."""
+    stages = f" PP{r['pp']}" if r.get("pp", 1) > 1 else ""
+    adp = f" attention DP, EP{r.get('ep', 1)}" if r.get("attention_dp") else ""
+    return f"TP{r['tp']}{stages}{adp}"
+
+
 def _print_mlperf(rows: list[dict], datasets: dict, *, markdown: bool) -> None:
     if markdown:
         print("| round | model | system | scenario | published tok/s | mean ISL / OSL | kvplan tok/s | "
@@ -330,8 +350,7 @@ def _print_mlperf(rows: list[dict], datasets: dict, *, markdown: bool) -> None:
     for r in rows:
         isl = round(datasets[r["dataset"]]["input_mean"])
         if "ratio" in r:
-            stages = f" PP{r['pp']}" if r.get("pp", 1) > 1 else ""
-            split = f"TP{r['tp']}{stages} x {r['replicas']}, {r['weights']} weights/{r['kv']} KV"
+            split = f"{mlperf_split_label(r)} x {r['replicas']}, {r['weights']} weights/{r['kv']} KV"
             note = f"{r['verdict']} ({split})"
             kv_tps, ratio = f"{r['kvplan_tok_s']:,.0f}", f"x{r['ratio']:.2f}"
         else:
