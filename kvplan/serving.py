@@ -50,6 +50,7 @@ from dataclasses import asdict, dataclass
 
 from kvplan.capacity import Setup, pool_tokens
 from kvplan.errors import InvalidInput
+from kvplan.host import step_with_host_s
 from kvplan.latency import calibration, mixed_step_latency
 
 Z90 = 1.2816  # standard normal 90th percentile
@@ -168,8 +169,10 @@ def _step(
 ) -> float:
     """Mean time in which every running sequence advances one token: ``n`` decodes over the replica plus a prompt
     chunk of ``p`` tokens on the busiest data-parallel rank (``p_all``: all ranks' prompt tokens, default ``p``);
-    with PP, the pipeline's cycle (``chunks``: the step carries that many such chunks, one per micro-batch)."""
-    return mixed_step_latency(
+    with PP, the pipeline's cycle (``chunks``: the step carries that many such chunks, one per micro-batch). With a
+    measured host time per request (``Settings.host_request_s``) the engine's host loop rule applies
+    (:func:`kvplan.host.step_with_host_s`); without one the step is the GPU's."""
+    gpu_s = mixed_step_latency(
         s.spec,
         s.gpu,
         decode_seqs=n,
@@ -189,6 +192,9 @@ def _step(
         deepep=s.settings.deepep,
         prompt_chunks=chunks,
     ).total
+    # The host loop's work over the busiest rank's requests (its decodes, and the prompts with a chunk in the step).
+    requests = n / s.dp + (chunks if p > 0 else 0.0)
+    return step_with_host_s(s.engine, gpu_s, requests=requests, request_s=s.settings.host_request_s)
 
 
 def _micro_batches(s: Setup) -> int:

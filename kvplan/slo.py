@@ -34,6 +34,7 @@ from kvplan.disagg import transfer_at as _transfer_at
 from kvplan.engines import Settings, get_engine
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
+from kvplan.host import check_host_time
 from kvplan.planner import DP_SIZES, PIPELINE_NODES, Split, refuse_weights_nowhere_run
 from kvplan.serving import Lengths, ServingResult, serve
 from kvplan.spec import ModelSpec
@@ -327,6 +328,7 @@ def plan_for_targets(
     refuse_weights_nowhere_run(engine, gpus, weights_dtypes)
     if settings is not None:  # flags of another engine: one clear refusal, not an empty plan
         get_engine(engine).check_settings(settings)
+        check_host_time(get_engine(engine), settings.host_request_s)
     rows: list[TargetRow] = []
     for gpu in gpus:
         per_node = gpus_per_node or gpu.gpus_per_node

@@ -85,6 +85,23 @@ def test_every_attention_dp_row_carries_its_launch_and_source() -> None:
     assert sum(r["model"] == "llama-4-maverick-17b-128e" for r in rows) == 17
 
 
+def test_every_multi_gpu_moe_row_of_the_v1_tables_carries_the_moe_launch() -> None:
+    """The v1.0 page gives one launch for "MoE models" (``enable_attention_dp: true`` in its llm_options.yml) and no
+    other, so every MoE column run on more than one GPU stores it: 52 FP8 rows on H100/H200 and 18 NVFP4 rows on
+    8 x B200 (Qwen3-235B-A22B 10, Llama 4 Maverick 8). The Maverick B200 rows had none until r21b and were scored as
+    plain TP8 (x0.41-0.83); their note says why the key, printed under ``cuda_graph_config`` on the page, cannot
+    have been read there (CudaGraphConfig is a StrictBaseModel: unknown keys are refused)."""
+    from kvplan.catalog import load_bundled
+
+    _, data = _published()
+    moe = [r for r in data["runs"] if r["source"] == "trtllm-1.0" and r["tp"] > 1
+           and load_bundled(r["model"]).moe is not None]  # fmt: skip
+    assert len(moe) == 70 and all(r["launch"]["enable_attention_dp"] is True for r in moe)
+    assert all(r["launch"]["tp"] == r["tp"] and r["launch"]["ep"] is None for r in moe)
+    maverick = [r for r in moe if r["gpu"] == "b200" and r["model"] == "llama-4-maverick-17b-128e"]
+    assert len(maverick) == 8 and all("StrictBaseModel" in r["launch"]["note"] for r in maverick)
+
+
 def test_attention_dp_rows_score_on_the_dp_ep_path() -> None:
     """A scored row is one replica of dp = the header's TP ranks at tp 1 with EP over them: max_rate x OSL.
     Qwen3-235B-A22B on 8 x H200 at 1000/1000 by hand from kvplan.serving, and its experts-sliced reading."""

@@ -68,6 +68,10 @@ def plan(
     deepep: Annotated[
         bool, typer.Option(help="with --rate: DeepEP all-to-all for DP + EP (vLLM/SGLang DeepEP backends)")
     ] = False,
+    host_per_request: Annotated[
+        Optional[str],
+        typer.Option(help="with --rate: measured host (CPU) time per request in a step, e.g. 30us (default: none)"),
+    ] = None,
     max_gpus: Annotated[int, typer.Option(help="largest GPU count to list")] = 64,
     top: Annotated[int, typer.Option(help="rows to show (0: all)")] = 20,
     gpus_per_node: Annotated[Optional[int], typer.Option(help="GPUs per node (catalog default)")] = None,
@@ -96,7 +100,7 @@ def plan(
         weights_notes(resolved, stored, weights_dtype=weights_dtype)
         split = lambda v: split_list(v, "dtype list", example="bf16,fp8") if v is not None else None  # noqa: E731
         if rate is not None:
-            from kvplan.cli.slo import run_targets
+            from kvplan.cli.slo import parse_duration, run_targets
             from kvplan.engines import Settings
 
             names = split_list(gpus, "--gpus", example="h100-sxm,h200") if gpus is not None else None
@@ -107,12 +111,16 @@ def plan(
                             kv=split(kv_dtype), opts=opts, max_gpus=max_gpus, top=top, fmt=fmt,
                             gpus_per_node=gpus_per_node, checkpoint=stored,
                             settings=Settings(gpu_memory_utilization=gpu_memory_utilization,
-                                              two_batch_overlap=two_batch_overlap, deepep=deepep)))  # fmt: skip
+                                              two_batch_overlap=two_batch_overlap, deepep=deepep,
+                                              host_request_s=parse_duration(host_per_request,
+                                                                            "host-per-request"))))  # fmt: skip
             return
         if users is None or context is None:
             raise InvalidInput("'kvplan plan' needs --users N --context L, or --rate R with latency targets")
-        if two_batch_overlap or deepep:
-            raise InvalidInput("--two-batch-overlap and --deepep change latency only; use them with --rate")
+        if two_batch_overlap or deepep or host_per_request is not None:
+            raise InvalidInput(
+                "--two-batch-overlap, --deepep and --host-per-request change latency only; use them with --rate"
+            )
         # Only the --users path needs the capacity planner and the launch lines (plan --rate stays light).
         from kvplan.capacity import capacity as run
         from kvplan.capacity import setup

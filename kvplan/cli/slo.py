@@ -101,6 +101,11 @@ def run_targets(spec: Any, gpus: list[Any], *, engine: str, weights: list[str] |
     dicts = [r.to_dict() for r in (rows[:top] if top > 0 else rows)]
     front = [r.to_dict() for r in rows if r.pareto]
     notes = length_notes(targets)
+    if settings is not None and settings.host_request_s:
+        from kvplan.engines import get_engine
+        from kvplan.host import host_note
+
+        notes.append(host_note(get_engine(engine), settings.host_request_s))
     if fmt == "json":
         head = {"model": spec.name, "rate_rps": targets.rate_rps, "input": vars(targets.input_len),
                 "output": vars(targets.output_len), "ttft_s": targets.ttft_s, "tpot_s": targets.tpot_s,

@@ -68,6 +68,9 @@ class Settings:
     # The DeepEP all-to-all for the MoE token exchange under DP attention + EP instead of the engine's default
     # (vLLM --all2all-backend deepep_high_throughput / deepep_low_latency, SGLang --moe-a2a-backend deepep).
     deepep: bool = False
+    # Measured host (CPU) seconds per request in a serving step (not an engine flag): switches on kvplan.host's
+    # host term in kvplan.serving, which is otherwise not modelled (docs/cost.md, "Host work per step").
+    host_request_s: float | None = None
     overrides: Overrides = field(default_factory=Overrides)
 
 
@@ -327,6 +330,23 @@ class Overlap:
     two_batch_prefill_tokens: int | None = None
 
 
+@dataclass(frozen=True)
+class HostLoop:
+    """How an engine's host (CPU) work for a step meets the GPU's work (:mod:`kvplan.host` applies it). Each engine
+    module that read its serving loop sets its own, citing the loop's file, function and version.
+
+    Every step the engine's process schedules the requests, builds the step's inputs, launches the forward pass,
+    samples, and turns the sampled tokens into responses; in Python that work loops over the step's requests.
+    ``overlaps_gpu``: True where the loop launches step n+1 before it has processed step n's results (one step of
+    run-ahead), so the host work hides behind the GPU's and a step takes the longer of the two; False where the
+    loop waits for each step's tokens before it schedules the next, so the host work adds to every step; None: the
+    loop was not read. ``switch``: the setting that changes it, as the engine spells it.
+    """
+
+    overlaps_gpu: bool | None = None
+    switch: str = ""
+
+
 # Where the fitted constants come from (benchmarks/fit_latency.py prints the blocks the engine modules carry).
 FIT_SOURCE = "benchmarks/fit_latency.py on benchmarks/data/aiconfigurator_grid.json (aiconfigurator 0.12.0, SILICON)"
 
@@ -399,6 +419,8 @@ class Engine:
     calibration: Calibration | None = None
     # Concurrency inside a step and the MoE token exchange under DP attention (kvplan.latency); see Overlap.
     overlap: Overlap = field(default_factory=Overlap)
+    # Whether the serving loop's host work per step runs beside the GPU's (kvplan.host); see HostLoop.
+    host_loop: HostLoop = field(default_factory=HostLoop)
 
     @property
     def key(self) -> str:

@@ -23,6 +23,7 @@ from kvplan.engines.base import (
     NUM,
     Budget,
     Engine,
+    HostLoop,
     Layout,
     LogFacts,
     Overlap,
@@ -457,6 +458,17 @@ FAILURE_FLAGS = {
 # moves twice the bytes). Which mode a step takes was not read. A shared-expert stream was not read: none modelled.
 OVERLAP = Overlap(moe_allgather=True, two_batch_decode_tokens=1, two_batch_prefill_tokens=1)
 
+# The host loop (kvplan.host). python/sglang/srt/managers/scheduler.py Scheduler.event_loop_overlap ("A scheduler
+# loop that overlaps the CPU processing and GPU computation"), the loop when enable_overlap = not
+# server_args.disable_overlap_schedule (default False; the "zero-overhead batch scheduler" of v0.4, lmsys.org blog
+# 2024-12-04): it receives requests, builds the next batch (get_next_batch_to_run) and launches it (run_batch), and
+# only then processes the previous batch's results (pop_and_process -> process_batch_result), so the host runs one
+# step ahead; sampled tokens stay on the GPU between steps (overlap_utils.py FutureMap). Batches for which
+# is_disable_overlap_for_batch holds (e.g. back-to-back prefills with SGLANG_DISABLE_CONSECUTIVE_PREFILL_OVERLAP) run
+# in order; not modelled. "The host stays off the critical path iff host loop time < GPU step time"
+# (sgl-project/sglang#32219).
+HOST_LOOP = HostLoop(overlaps_gpu=True, switch="--disable-overlap-schedule")
+
 ENGINE = Sglang(
     image="lmsysorg/sglang:latest",  # docs/get_started/install.md (Docker)
     name="sglang",
@@ -499,6 +511,7 @@ ENGINE = Sglang(
         "deepep",  # --moe-a2a-backend deepep
     ),
     overlap=OVERLAP,
+    host_loop=HOST_LOOP,
     # Disaggregated serving (--disaggregation-mode prefill / decode), SGLang main 2025-26 read through the code
     # index: python/sglang/srt/disaggregation/prefill.py SchedulerDisaggregationPrefillMixin.send_kv_chunk
     # (@0bd3524) sends each prefilled chunk's KV to the decode server as soon as the chunk is computed (the last

@@ -15,6 +15,7 @@ from kvplan.engines.base import (
     Budget,
     Calibration,
     Engine,
+    HostLoop,
     Layout,
     Overlap,
     Settings,
@@ -297,9 +298,18 @@ CALIBRATION = Calibration(
 #   CUTLASS backend): the layer all-gathers every rank's (quantized) tokens, `use_allgather = use_dp and
 #   parallel_size > 1`, and reduce-scatters the outputs; Llama4MoE pads each rank to the largest rank's tokens
 #   (use_dp_padding). GB200's MNNVL all-to-all is not modelled (kvplan keeps the all-gather there too);
-# * the overlap scheduler (LlmArgs.disable_overlap_scheduler, default False; PyExecutor's overlap loop) prepares
-#   step n+1 on the host while step n runs: it hides host time, which kvplan's step does not count, so no term.
 OVERLAP = Overlap(shared_experts_tokens=1 << 30, shared_experts_graph_only=True, moe_allgather=True)
+
+# The host loop (kvplan.host). tensorrt_llm/_torch/pyexecutor/py_executor.py PyExecutor._executor_loop_overlap (the
+# ExecutorRequestQueue layout of v1.0, 2025), the loop unless disable_overlap_scheduler (TorchLlmArgs, default False;
+# docs/source/torch/features/overlap_scheduler.md "Enabled by default", at the cost of one extra decoding step). One
+# iteration: _fetch_new_requests, _schedule, resource_manager.prepare_resources, _forward_step (model_engine input
+# preparation, then the launch of step n), then, while step n runs, _update_requests on step n-1's sample state (it
+# waits on n-1's sampler event), _sample_async(n), and _process_previous_batch (_handle_responses,
+# update_resources) for n-1: step n+1 is launched one step ahead, so the GPU idles only where the iteration's host
+# work outlasts its step. With attention DP every rank runs its own PyExecutor over its own requests; each iteration
+# _enqueue_responses tp_gathers every rank's responses to rank 0 (streamed tokens, else the finished requests).
+HOST_LOOP = HostLoop(overlaps_gpu=True, switch="disable_overlap_scheduler: true")
 
 ENGINE = Trtllm(
     image="nvcr.io/nvidia/tensorrt-llm/release:latest",  # NGC container named in the TensorRT-LLM README
@@ -329,6 +339,7 @@ ENGINE = Trtllm(
     # when get_needed_resource_to_completion (blocks for prompt + max new tokens) fits the free blocks.
     reserves_to_completion=True,
     overlap=OVERLAP,
+    host_loop=HOST_LOOP,
     # Disaggregated serving: the context instance runs the whole prompt and returns the first generated token with
     # its context parameters; the generation instance then fetches the KV blocks (docs/source/blogs/tech_blog/
     # blog5_Disaggregated_Serving_in_TensorRT-LLM.md, "trtllm-serve" @012f575; tensorrt_llm/disaggregated_params.py

@@ -25,6 +25,7 @@ from kvplan.engines.base import (
     Budget,
     Calibration,
     Engine,
+    HostLoop,
     Layout,
     LogFacts,
     Overlap,
@@ -821,6 +822,22 @@ OVERLAP = Overlap(
     two_batch_prefill_tokens=512,
 )
 
+# The host loop (kvplan.host). vllm/v1/engine/core.py: EngineCore.step schedules (Scheduler.schedule), runs the model
+# (execute_model: the worker's _prepare_inputs, the forward, sampling and the copy of the sampled ids to the host)
+# and applies the output (Scheduler.update_from_output) before the next schedule: host and GPU take turns. With
+# async scheduling (vllm/config/scheduler.py SchedulerConfig.async_scheduling -> get_scheduler_cls AsyncScheduler;
+# vllm-project/vllm#19970, 2025-06, "the scheduler operate[s] one step ahead of the current execution") the core runs
+# EngineCore.step_with_batch_queue with two batches in flight. Its default: vllm/config/vllm.py
+# VllmConfig.__post_init__ resolves async_scheduling None to True ("Enable async scheduling unless there is an
+# incompatible option": a pooling runner, a speculative method other than EAGLE/MTP, an executor without
+# supports_async_scheduling); default since vllm-project/vllm#27614 (named by vllm-project/vllm-gaudi#768), before
+# 0.19 (#31998, 2026-01, extends the default to EAGLE/MTP). Read through copies of vllm/config/vllm.py (0.26-0.30
+# line numbers); the release that flipped it was not read.
+HOST_LOOP = HostLoop(overlaps_gpu=True, switch="--no-async-scheduling")
+# vLLM 0.8 had no async scheduler: #19970 (2025-06-23) is later than #17885 (v0.9.0), which 0.8 predates (V0_8).
+# EngineCore.step: host and GPU in turn.
+HOST_LOOP_0_8 = HostLoop(overlaps_gpu=False, switch="")
+
 V0_19 = Vllm(
     name="vllm",
     release="0.19",
@@ -875,6 +892,7 @@ V0_19 = Vllm(
     mamba_align=False,
     calibration=CALIBRATION,
     overlap=OVERLAP,
+    host_loop=HOST_LOOP,
     # Disaggregated serving (KV connectors: NixlConnector, MooncakeConnector), vllm/v1/core/sched/scheduler.py
     # @00024d3: the prefill instance hands its blocks to the connector when the request finishes
     # (Scheduler._free_request -> _connector_finished -> connector.request_finished), so the KV moves after the
@@ -890,6 +908,7 @@ V0_19 = Vllm(
 _NEWER_FLAGS = ("two_batch_overlap", "deepep")  # --enable-dbo and the DeepEP all2all backends came after 0.8
 V0_8 = replace(V0_19, release="0.8", version="0.8 (V1 engine, before the A100 batch defaults)", a100_exception=False,
                overlap=Overlap(moe_allgather=True),
+               host_loop=HOST_LOOP_0_8,
                settings_read=tuple(n for n in V0_19.settings_read if n not in _NEWER_FLAGS))  # fmt: skip
 V0_21 = replace(
     V0_19,

@@ -1,0 +1,57 @@
+"""Host (CPU) work per serving step, and how it meets the GPU's: the engine's :class:`~kvplan.engines.base.HostLoop`.
+
+Every step an engine's serving loop schedules the requests, builds the step's inputs, launches the forward pass,
+samples and turns the sampled tokens into responses; in the Python engines that work loops over the step's
+requests (TensorRT-LLM's ``TorchSampler.update_requests`` makes per-request calls, NVIDIA/TensorRT-LLM#16564;
+``_prepare_inputs`` walks the batch, #16313). Where the loop runs one step ahead (TensorRT-LLM's overlap scheduler,
+vLLM's async scheduling, SGLang's overlap loop: ``HostLoop.overlaps_gpu``) a step takes ``max(GPU, host)``;
+where it waits for each step's tokens, ``GPU + host``. The host work is that of the busiest loop: one rank's own
+requests with attention DP (every rank runs its own loop), all of a pipeline cycle's micro-batches with PP.
+
+kvplan does not model the host time by default: no source found gives the host seconds per request of the engine
+versions it describes on a known CPU (docs/cost.md, "Host work per step"). ``Settings.host_request_s`` (measured
+host seconds per request in a step, e.g. from an engine's iteration log on the user's own server) switches the
+term on for :mod:`kvplan.serving` (``kvplan plan --rate ... --host-per-request 30us``);
+``benchmarks/published_compare.py --host-floor`` uses it to test the hypothesis.
+"""
+
+from __future__ import annotations
+
+from kvplan.engines.base import Engine
+from kvplan.errors import InvalidInput
+
+
+def combine_s(gpu_s: float, host_s: float, *, overlaps: bool) -> float:
+    """A step's wall time from its GPU and host seconds: the longer of the two where the loop runs ahead, else both."""
+    return max(gpu_s, host_s) if overlaps else gpu_s + host_s
+
+
+def check_host_time(engine: Engine, request_s: float | None) -> None:
+    """Refuse a host time the engine's rules cannot place: negative, or for an engine whose loop was not read."""
+    if request_s is None:
+        return
+    if request_s < 0:
+        raise InvalidInput(f"invalid host time per request {request_s!r} s; expected 0 or more")
+    if request_s and engine.host_loop.overlaps_gpu is None:
+        raise InvalidInput(
+            f"a host time per request needs the engine's serving loop, and {engine.name}'s was not read; "
+            "vllm, sglang and trtllm have it"
+        )
+
+
+def step_with_host_s(engine: Engine, gpu_s: float, *, requests: float, request_s: float | None) -> float:
+    """``gpu_s`` with the host work of a step over ``requests`` requests (on the busiest rank's loop) at
+    ``request_s`` host seconds each; unchanged where no host time is given."""
+    if not request_s:
+        return gpu_s
+    check_host_time(engine, request_s)
+    return combine_s(gpu_s, requests * request_s, overlaps=bool(engine.host_loop.overlaps_gpu))
+
+
+def host_note(engine: Engine, request_s: float) -> str:
+    """One line on how a given host time enters the steps, for the plan's notes."""
+    loop = engine.host_loop
+    how = (f"runs one step ahead ({loop.switch} turns that off): a step takes the longer of GPU and host"
+           if loop.overlaps_gpu else "waits for each step's tokens: a step takes GPU + host")  # fmt: skip
+    given = f"host time {request_s * 1e6:g} us per request in a step, as given"
+    return f"{given}; {engine.name} {engine.release}'s serving loop {how}"
