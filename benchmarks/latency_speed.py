@@ -2,16 +2,22 @@
 
     python benchmarks/latency_speed.py [--runs 5] [--no-importtime]
 
-Prints, for the machine as it is (CPU count and load average first, since shared machines skew wall time):
+Prints, for the machine as it is (CPU count and load average first and last, since shared machines skew wall time):
 
-(a) in-process (the library call the command makes, after one warm-up call; median of runs, wall and CPU):
-    `kvplan.cost.cost` for DeepSeek-V3 TP8 at three lengths, `kvplan.slo.plan_for_targets` for Llama 3.1 70B over
-    H100, H200, B200 (TP, PP within and across nodes) and for DeepSeek-V3 on H200 (also TP-EP and DP attention + EP);
-(b) CLI wall and CPU time (median of runs) of the same commands, and of `python -c pass` and of importing kvplan's
-    third-party dependencies (typer, pydantic, yaml, tabulate): what any command pays before kvplan runs;
+(a) in-process (the library call the command makes, cold: the latency paths' memos emptied before each run,
+    `kvplan.serving.forget_memos`, as a fresh process has them, after one warm-up call that loads the specs;
+    median of runs, wall and CPU): `kvplan.cost.cost` for DeepSeek-V3 TP8 at three lengths,
+    `kvplan.slo.plan_for_targets` for Llama 3.1 70B over H100, H200, B200 (TP, PP within and across nodes; every
+    row, and the first 20 as the CLI's table asks), for DeepSeek-V3 on H200 (also TP-EP and DP attention + EP) and
+    for Llama 3.1 8B on H200 with disaggregated pools;
+(b) CLI wall and CPU time (median of runs) of the same commands, the README's `plan --rate` examples, and of
+    `python -c pass` and of importing kvplan's third-party dependencies (typer, pydantic, yaml, tabulate): what any
+    command pays before kvplan runs. kvplan is byte-compiled first and the children run with byte-code caching on,
+    as an installed package does (benchmarks/speed.py does the same);
 (c) what the CLI start costs: `python -X importtime` of the `cost` command, the largest cumulative imports
     (the minimum over runs, microseconds), split into kvplan's modules and the rest;
-(d) library rates: calibrated steps per second, `serving.serve` calls per second.
+(d) library rates: calibrated steps per second, `serving.serve` calls per second (each call without the figures
+    the previous one kept).
 Target: well under a second for `cost` and `plan`. Prints figures, asserts nothing.
 """
 
@@ -30,7 +36,16 @@ PLAN = ["plan", "llama-3.1-70b", "--rate", "10", "--input", "2k:4k", "--output",
 PLAN += ["--ttft", "1s", "--tpot", "50ms"]
 PLAN_MOE = ["plan", "deepseek-v3", "--rate", "2", "--input", "1k", "--output", "8k"]
 PLAN_MOE += ["--ttft", "30s", "--tpot", "300ms", "--gpus", "h200"]
+# The README's plan --rate examples (README.md "Plan against latency targets"), as it runs them.
+README_PLANS = [
+    PLAN + ["--gpus", "h100-sxm,h200", "--top", "5"],
+    PLAN_MOE + ["--top", "4"],
+    ["plan", "llama-3.1-8b", "--rate", "20", "--ttft", "500ms", "--tpot", "30ms", "--gpus", "h200", "--disaggregated",
+     "--top", "4"],
+]  # fmt: skip
 DEPS = "import typer, pydantic, yaml, tabulate"
+# Children run with byte-code caching on, as an installed package does (benchmarks/speed.py, benchmarks/startup.py).
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def _wall(cmd: list[str], runs: int) -> str:
@@ -39,7 +54,7 @@ def _wall(cmd: list[str], runs: int) -> str:
     for _ in range(runs):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True)
+        subprocess.run(cmd, check=True, capture_output=True, env=ENV)
         walls.append(time.perf_counter() - t)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
@@ -51,10 +66,13 @@ def _kvplan(args: list[str]) -> list[str]:
 
 
 def _timed(fn, runs: int) -> tuple[float, float]:  # noqa: ANN001
-    """(median wall, median CPU) seconds of ``fn()`` after one warm-up call."""
+    """(median wall, median CPU) seconds of ``fn()`` after one warm-up call, each run cold (memos emptied)."""
+    from kvplan.serving import forget_memos
+
     fn()
     walls, cpus = [], []
     for _ in range(runs):
+        forget_memos()
         w, c = time.perf_counter(), time.process_time()
         fn()
         walls.append(time.perf_counter() - w)
@@ -69,15 +87,22 @@ def in_process(runs: int) -> dict[str, tuple[float, float]]:
     from kvplan.serving import Lengths
     from kvplan.slo import Targets, plan_for_targets
 
-    ds, ll = load_bundled("deepseek-v3"), load_bundled("llama-3.1-70b")
+    ds, ll, l8 = load_bundled("deepseek-v3"), load_bundled("llama-3.1-70b"), load_bundled("llama-3.1-8b")
     h200 = resolve_gpu("h200")
     gpus = [resolve_gpu(g) for g in ("h100-sxm", "h200", "b200")]
     dense = Targets(10, Lengths.of(2048, 4096), Lengths.of(512), 1.0, 0.05)
     moe = Targets(2, Lengths.of(1024), Lengths.of(8192), 30.0, 0.3)
+    small = Targets(20, Lengths.of(2048), Lengths.of(512), 0.5, 0.03)
     return {
         "cost deepseek-v3 tp8, 3 lengths": _timed(lambda: cost(ds, h200, [4096, 32768, 131072], tp=8), runs),
         "plan --rate llama-3.1-70b, 3 GPU types": _timed(lambda: plan_for_targets(ll, gpus, dense, max_gpus=64), runs),
+        "plan --rate llama-3.1-70b, 3 GPU types, first 20 rows": _timed(
+            lambda: plan_for_targets(ll, gpus, dense, max_gpus=64, top=20), runs
+        ),
         "plan --rate deepseek-v3, h200": _timed(lambda: plan_for_targets(ds, [h200], moe, max_gpus=64), runs),
+        "plan --rate llama-3.1-8b, h200, disaggregated": _timed(
+            lambda: plan_for_targets(l8, [h200], small, disaggregated=True, max_gpus=64), runs
+        ),
     }
 
 
@@ -87,7 +112,7 @@ def importtime(args: list[str], runs: int = 3, top: int = 12) -> tuple[list[tupl
     top_level: dict[str, int] = {}
     for _ in range(runs):
         done = subprocess.run([sys.executable, "-X", "importtime", "-m", "kvplan", *args], capture_output=True,
-                              text=True, check=True)  # fmt: skip
+                              text=True, check=True, env=ENV)  # fmt: skip
         for line in done.stderr.splitlines():
             if not line.startswith("import time:") or "|" not in line or "cumulative" in line:
                 continue
@@ -108,11 +133,14 @@ def library_rates() -> dict[str, float]:
     from kvplan.catalog import load_bundled
     from kvplan.hardware import resolve_gpu
     from kvplan.latency import step_latency
-    from kvplan.serving import Lengths, serve
+    from kvplan.serving import Lengths, forget_memos, serve
 
+    # Each call without the figures a previous one kept (the per-spec facts stay): the same call over and over
+    # would otherwise be answered from them.
     spec, gpu = load_bundled("deepseek-v3"), resolve_gpu("h200")
     n, t0 = 0, time.process_time()
     while time.process_time() - t0 < 1.0:
+        forget_memos(facts=False)
         step_latency(spec, gpu, 4096, phase="decode", batch=32, tp=8, kv_dtype_name="fp8", weights_dtype="fp8",
                      attention_flops=0)  # fmt: skip
         n += 1
@@ -120,6 +148,7 @@ def library_rates() -> dict[str, float]:
     s = setup(load_bundled("llama-3.1-8b"), resolve_gpu("h100-sxm"), engine="vllm")
     n, t0 = 0, time.process_time()
     while time.process_time() - t0 < 1.0:
+        forget_memos(facts=False)
         serve(s, rate_rps=5, input_len=Lengths.of(2048, 4096), output_len=Lengths.of(512), with_max_rate=False)
         n += 1
     return {"steps_per_s": steps, "serves_per_s": n / (time.process_time() - t0)}
@@ -130,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--no-importtime", action="store_true", help="skip the -X importtime breakdown")
     args = ap.parse_args(argv)
+    import compileall
+
+    import kvplan
+
+    compileall.compile_dir(os.path.dirname(kvplan.__file__), quiet=1)  # as pip does when it installs the wheel
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"machine: {os.cpu_count()} CPUs, load average {load} (1, 5, 15 min)")
     print("(a) in process, median of runs after a warm-up call:")
@@ -138,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     print("(b) CLI wall time, median of runs:")
     print(f"    python -c pass: {_wall([sys.executable, '-c', 'pass'], args.runs)}")
     print(f"    python -c '{DEPS}': {_wall([sys.executable, '-c', DEPS], args.runs)}")
-    for cmd in (COST, PLAN, PLAN_MOE):
+    for cmd in (COST, PLAN, PLAN_MOE, *README_PLANS):
         print(f"    kvplan {' '.join(cmd)}: {_wall(_kvplan(cmd), args.runs)}")
     if not args.no_importtime:
         ranked, ours, rest = importtime(COST)
@@ -150,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     rates = library_rates()
     print(f"(d) calibrated steps (DeepSeek-V3 TP8 decode): {rates['steps_per_s']:,.0f} /s; "
           f"serve() at a rate (Llama 3.1 8B, H100): {rates['serves_per_s']:,.0f} /s")  # fmt: skip
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"machine after the runs: load average {load} (1, 5, 15 min)")
     return 0
 
 

@@ -136,7 +136,10 @@ class OpTimes:
         }
 
     def __add__(self, other: OpTimes) -> OpTimes:
-        return OpTimes(*(a + b for a, b in zip(self._fields(), other._fields(), strict=True)))
+        return OpTimes(self.gemm + other.gemm, self.moe + other.moe, self.attention + other.attention,
+                       self.elementwise + other.elementwise, self.allreduce + other.allreduce,
+                       self.alltoall + other.alltoall, self.pipeline + other.pipeline,
+                       self.overlap + other.overlap)  # fmt: skip
 
     def _fields(self) -> tuple[float, ...]:
         return (self.gemm, self.moe, self.attention, self.elementwise, self.allreduce, self.alltoall, self.pipeline,
@@ -455,9 +458,28 @@ def _fact(spec: ModelSpec, key: tuple, make):  # noqa: ANN001, ANN202
     return hit[1]
 
 
+# Figures of one context that repeat within a step and between steps: a layer's GEMMs at a token count recur in
+# every pipeline stage, a stage's decode attention in the micro-batch with a prompt chunk and in the one without.
+# Keyed by the context's identity (it is frozen and kept by _shared_ctx; each entry holds it, so its id is not
+# reused while the entry lives) and the exact arguments: a hit returns the very figure the call would compute.
+_PARTS: dict[tuple, tuple[object, object]] = {}
+
+
+def _keep(key: tuple, c: _Ctx, value: object) -> tuple[_Ctx, object]:
+    """Enter ``value`` in :data:`_PARTS` under ``key`` (which starts with ``id(c)``); returns the entry. Callers
+    look the key up first (``hit = _PARTS.get(key)``; a hit counts where ``hit[0] is c``)."""
+    if len(_PARTS) > 16384:
+        _PARTS.clear()
+    entry = _PARTS[key] = (c, value)
+    return entry
+
+
 def _layer_keys(spec: ModelSpec, layers: range) -> dict[tuple[str, bool, int], int]:
     """How many layers of ``layers`` share each (kind name, dense MLP, its width): they cost the same.
     The width differs per layer only with mlp_widths (Nemotron-NAS); 0 for MoE layers and absent MLPs."""
+    hit = _FACTS.get((id(spec), "keys", layers.start, layers.stop))  # every micro-step asks: looked up first
+    if hit is not None and hit[0] is spec:
+        return hit[1]
 
     def make() -> dict[tuple[str, bool, int], int]:
         names, dense = spec.layer_kind_names, spec.dense_mlp_layers
@@ -490,12 +512,18 @@ class _Stage:
     layers: range
     first: bool
     last: bool
+    shape: int = 0  # stages of one model and pp with the same shape (kinds, dense MLP widths) cost the same
 
 
 def _stages(spec: ModelSpec, pp: int) -> list[_Stage]:
     def make() -> list[_Stage]:
         ranges = pipeline_stages(spec.num_layers, pp)
-        return [_Stage(i, r, i == 0, i == pp - 1) for i, r in enumerate(ranges)]
+        stages = [_Stage(i, r, i == 0, i == pp - 1) for i, r in enumerate(ranges)]
+        shapes: dict[tuple, int] = {}
+        # the kinds in order and whether each layer's MLP is dense and how wide (mlp_widths, dense layers between MoE
+        # ones: the kind names alone do not say; no bundled model and pp 2-8 has two stages that differ only there)
+        keys = [(_stage_kinds(spec, st), *_layer_keys(spec, st.layers).items()) for st in stages]
+        return [replace(st, shape=shapes.setdefault(k, len(shapes))) for st, k in zip(stages, keys, strict=True)]
 
     return _fact(spec, ("stages", pp), make)
 
@@ -639,6 +667,40 @@ def _make_ctx(
     )
 
 
+_CTXS: dict[tuple, tuple[ModelSpec, GPU, Calibration, Overlap | None, _Ctx]] = {}
+
+
+def _shared_ctx(
+    spec: ModelSpec,
+    gpu: GPU,
+    *,
+    tp: int,
+    weights_dtype: str,
+    cal: Calibration,
+    eager: bool,
+    ep: bool = False,
+    dp: int = 1,
+    pp: int = 1,
+    gpus_per_node: int | None = None,
+    rules: Overlap | None = None,
+    two_batch: bool = False,
+    deepep: bool = False,
+) -> _Ctx:
+    """:func:`_make_ctx`, kept per (spec, GPU, constants, engine rules) object and options: a serving fixed point
+    and plan's rate searches price thousands of steps of one setup, and the context is the same for each (it is
+    frozen; building it costs a third of a small step). Checked by identity, like :func:`_fact`."""
+    key = (id(spec), id(gpu), id(cal), id(rules), tp, weights_dtype, eager, ep, dp, pp, gpus_per_node, two_batch,
+           deepep)  # fmt: skip
+    hit = _CTXS.get(key)
+    if hit is None or hit[0] is not spec or hit[1] is not gpu or hit[2] is not cal or hit[3] is not rules:
+        if len(_CTXS) > 1024:
+            _CTXS.clear()
+        c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=eager, ep=ep, dp=dp, pp=pp,
+                      gpus_per_node=gpus_per_node, rules=rules, two_batch=two_batch, deepep=deepep)  # fmt: skip
+        hit = _CTXS[key] = (spec, gpu, cal, rules, c)
+    return hit[4]
+
+
 def _fp4_k_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float:
     """The NVFP4 GEMMs' K-loop seconds per element of K (:func:`_fp4_gemm_terms`); 0 where they do not run W4A4."""
     return cal.fp4_k_s if gpu.fp4_dense_tflops is not None and weights_dtype == "nvfp4" else 0.0
@@ -702,7 +764,11 @@ def _linear_s(
     layers = stage.layers if stage is not None else range(spec.num_layers)
     moe_parts: list[tuple[int, _MoeParts]] = []
     for (name, dense, width), count in _layer_keys(spec, layers).items():
-        g, m, e, parts = _layer_s(c, spec.kind(name), tokens, dense=dense, width=width, moe_tokens=moe_tokens)
+        key = (id(c), "layer", name, dense, width, tokens, moe_tokens)  # kept: every stage has the layer (_PARTS)
+        hit = _PARTS.get(key)
+        if hit is None or hit[0] is not c:
+            hit = _keep(key, c, _layer_s(c, spec.kind(name), tokens, dense=dense, width=width, moe_tokens=moe_tokens))
+        g, m, e, parts = hit[1]
         gemm, moe, elementwise = gemm + count * g, moe + count * m, elementwise + count * e
         if parts is not None:
             moe_parts.append((count, parts))
@@ -717,6 +783,8 @@ def _linear_s(
         reduce, a2a = (2 * len(layers) + (1 if first else 0)) * allreduce_s(c, tokens), 0.0
     else:
         reduce, a2a = _dp_collectives_s(c, tokens, moe_tokens, layers, first=first)
+    if not moe_parts:  # a dense stage: nothing to hide (0, as the sum below over no layers)
+        return gemm, moe, elementwise, reduce, a2a, 0
     moe_layers = sum(n for n, _ in moe_parts)
     exchange = a2a / moe_layers if moe_layers else 0.0  # one MoE layer's dispatch + combine
     hidden = sum(n * _shared_overlap_s(c, parts, tokens, exchange) for n, parts in moe_parts)
@@ -787,6 +855,23 @@ def _crosses(c: _Ctx, stage: _Stage) -> bool:
     return (stage.index + 1) * per_stage % c.gpus_per_node == 0 or per_stage > c.gpus_per_node
 
 
+def _sends(c: _Ctx, stages: list[_Stage], tokens: float) -> list[float]:
+    """The send after each stage of ``tokens`` tokens' hidden state (0 after the last): one figure within the node,
+    one across it."""
+    nbytes = _send_bytes(c, tokens)
+    by_crossing: dict[bool, float] = {}
+    out = []
+    for st in stages:
+        if st.last:
+            out.append(0.0)
+            continue
+        crosses = _crosses(c, st)
+        if crosses not in by_crossing:
+            by_crossing[crosses] = send_s(c, nbytes, crosses_nodes=crosses)
+        out.append(by_crossing[crosses])
+    return out
+
+
 def _pipeline(stage_times: list[OpTimes], sends: list[float], micro_batches: float, *, phase: str) -> OpTimes:
     """Combine per-stage times of one micro-batch into what a request sees (see :func:`step_latency`)."""
     trip = stage_times[0]
@@ -849,9 +934,9 @@ def step_latency(
     With ``pp = 1`` and ``dp = 1`` the figures are exactly those of the single-stage model.
     """
     cal = constants or calibration(engine)
-    c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=phase == "prefill", ep=expert_parallel,
-                  dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine), deepep=deepep,
-                  two_batch=two_batch)  # fmt: skip
+    c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=phase == "prefill",
+                    ep=expert_parallel, dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine),
+                    deepep=deepep, two_batch=two_batch)  # fmt: skip
     per_seq = context if phase == "prefill" else 1
     rank_seqs = ceil_div(batch, dp)
     if pp == 1 and rank_seqs >= 2 and _splits_in_two(c, rank_seqs * per_seq, prefill=phase == "prefill"):
@@ -896,9 +981,9 @@ def stage_latencies(
     gpus_per_node: int | None = None,
 ) -> StageTimes:
     """The per-stage figures :func:`step_latency` combines (the pipeline arithmetic is checkable by hand)."""
-    c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=calibration(engine), eager=phase == "prefill",
-                  ep=expert_parallel, dp=dp, pp=pp, gpus_per_node=gpus_per_node,
-                  rules=engine_overlap(engine))  # fmt: skip
+    c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=calibration(engine), eager=phase == "prefill",
+                    ep=expert_parallel, dp=dp, pp=pp, gpus_per_node=gpus_per_node,
+                    rules=engine_overlap(engine))  # fmt: skip
     return _stage_times(c, context, phase=phase, batch=batch, kv_dtype_name=kv_dtype_name)
 
 
@@ -971,9 +1056,9 @@ def mixed_step_latency(
     """
     cal = calibration(engine)
     chunk = int(round(prefill_tokens))
-    c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=chunk > 0, ep=expert_parallel,
-                  dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine),
-                  two_batch=two_batch, deepep=deepep)  # fmt: skip
+    c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=chunk > 0, ep=expert_parallel,
+                    dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine),
+                    two_batch=two_batch, deepep=deepep)  # fmt: skip
     if pp == 1 and dp == 1:
         return _micro_step(c, None, decode_seqs, decode_seqs, decode_context, chunk, prefill_prefix, kv_dtype_name)
     rank_seqs = decode_seqs / dp
@@ -993,16 +1078,12 @@ def mixed_step_latency(
                                   kv_dtype_name))  # fmt: skip
         if pp > 1 and chunk:
             plain.append(_stage_step(memo, c, st, seqs, seqs * dp, decode_context, 0, 0, kv_dtype_name))
-    sends = [
-        0.0 if st.last else send_s(c, _send_bytes(c, seqs + chunk), crosses_nodes=_crosses(c, st)) for st in stages
-    ]
+    sends = _sends(c, stages, seqs + chunk)
     if pp == 1:
         return loaded[0]
     trip = _pipeline(loaded, sends, 1, phase="decode")
     if chunk:
-        plain_sends = [
-            0.0 if st.last else send_s(c, _send_bytes(c, seqs), crosses_nodes=_crosses(c, st)) for st in stages
-        ]
+        plain_sends = _sends(c, stages, seqs)
     else:  # no prompt chunk: every micro-batch is alike
         plain, plain_sends = loaded, sends
     busiest_loaded = max(t.total + s for t, s in zip(loaded, sends, strict=True))
@@ -1069,7 +1150,7 @@ def _even_cycle(
     stages = _stages(spec, pp)
     memo: dict = {}
     times = [_stage_step(memo, c, st, seqs, seqs, decode_context, each, prefill_prefix, kv_dtype_name) for st in stages]
-    sends = [0.0 if st.last else send_s(c, _send_bytes(c, seqs + each), crosses_nodes=_crosses(c, st)) for st in stages]
+    sends = _sends(c, stages, seqs + each)
     trip = _pipeline(times, sends, 1, phase="decode")
     cycle = micro * max(t.total + s for t, s in zip(times, sends, strict=True))
     wait = max(0.0, cycle - trip.total)
@@ -1090,7 +1171,7 @@ def _stage_kinds(spec: ModelSpec, stage: _Stage) -> tuple:
 
 def _stage_step(memo: dict, c: _Ctx, stage: _Stage, *args) -> OpTimes:  # noqa: ANN002
     """:func:`_micro_step` for ``stage``, once per distinct stage (:func:`_stage_kinds`) within one step."""
-    key = (_stage_kinds(c.spec, stage), *args)
+    key = (stage.shape, *args)  # stages of one shape (_stage_kinds) cost the same
     if key not in memo:
         memo[key] = _micro_step(c, stage, *args)
     return memo[key]
@@ -1114,19 +1195,29 @@ def _micro_step(
                                                             moe_tokens=moe_tokens)  # fmt: skip
     attention = 0.0
     if decode_seqs > 0:  # a mean below one sequence: the decode kernels run in that share of the steps
-        attention += min(1.0, decode_seqs) * _attention_s(
-            c, phase="decode", context=decode_context, batch=max(1.0, decode_seqs), attention_flops=0,
-            kv_dtype=kv_dtype_name, stage=stage,
-        )  # fmt: skip
+        batch = max(1.0, decode_seqs)
+        key = (id(c), "decode", decode_context, batch, kv_dtype_name, stage.index if stage else None)  # kept
+        hit = _PARTS.get(key)
+        if hit is None or hit[0] is not c:
+            hit = _keep(key, c, _attention_s(c, phase="decode", context=decode_context, batch=batch, attention_flops=0,
+                                             kv_dtype=kv_dtype_name, stage=stage))  # fmt: skip
+        attention += min(1.0, decode_seqs) * hit[1]
     if chunk:
-        layers = stage.layers if stage is not None else range(c.spec.num_layers)
-        flops = _stage_flops(c.spec, layers, context=chunk, prefix=prefill_prefix, prompts=1, tp=c.tp)
-        attention += _attention_s(
-            c, phase="prefill", context=prefill_prefix + chunk, batch=1, attention_flops=flops, kv_dtype=kv_dtype_name,
-            stage=stage,
-        )  # fmt: skip
-    return OpTimes(gemm=gemm, moe=moe, attention=attention, elementwise=elementwise, allreduce=reduce, alltoall=a2a,
-                   overlap=hidden)  # fmt: skip
+        key = (id(c), "prefill", chunk, prefill_prefix, kv_dtype_name, stage.index if stage else None)  # kept
+        hit = _PARTS.get(key)
+        if hit is None or hit[0] is not c:
+            hit = _keep(key, c, _chunk_attention_s(c, stage, chunk, prefill_prefix, kv_dtype_name))
+        attention += hit[1]
+    return OpTimes(gemm, moe, attention, elementwise, reduce, a2a, 0.0, hidden)  # positional: the hot path
+
+
+def _chunk_attention_s(c: _Ctx, stage: _Stage | None, chunk: int, prefill_prefix: int, kv_dtype_name: str) -> float:
+    """Attention of one stage (all layers when ``stage`` is None) for a prompt chunk after ``prefill_prefix``
+    tokens of the same prompt."""
+    layers = stage.layers if stage is not None else range(c.spec.num_layers)
+    flops = _stage_flops(c.spec, layers, context=chunk, prefix=prefill_prefix, prompts=1, tp=c.tp)
+    return _attention_s(c, phase="prefill", context=prefill_prefix + chunk, batch=1, attention_flops=flops,
+                        kv_dtype=kv_dtype_name, stage=stage)  # fmt: skip
 
 
 def _layer_s(

@@ -156,6 +156,40 @@ def prompt_computed(inp: Lengths, prefilled: bool) -> int:
     return 0 if prefilled else inp.mean
 
 
+# Step times of one setup already priced: a fixed point's last probe and the prefill that follows it, the
+# saturation check, ... ask for the same step again. Keyed by the setup's identity (each entry holds the setup, so
+# its id is not reused while the entry lives) and the exact arguments: a hit is the figure the call would compute.
+_STEPS: dict[tuple, tuple[Setup, float]] = {}
+
+
+def forget_memos(*, facts: bool = True) -> None:
+    """Empty the memos of the latency paths (kvplan.latency's contexts and kept figures, the step times here and,
+    with ``facts``, the per-spec facts and cache plans): what a fresh process starts with. Figures never depend on
+    them; benchmarks/latency_speed.py times cold calls after this."""
+    from kvplan import latency
+
+    for memo in (_STEPS, latency._CTXS, latency._PARTS, *((latency._FACTS, latency._PLANS) if facts else ())):
+        memo.clear()
+
+
+def _kept(step):  # noqa: ANN001, ANN201
+    """:func:`_step` kept per setup object and exact arguments (:data:`_STEPS`)."""
+
+    def kept(s: Setup, *, n: float, p: float, context: int, prefix: int = 0, ep: bool = False,
+             p_all: float | None = None, chunks: float = 1.0) -> float:  # fmt: skip
+        key = (id(s), n, p, context, prefix, ep, p_all, chunks)
+        hit = _STEPS.get(key)
+        if hit is None or hit[0] is not s:
+            if len(_STEPS) > 16384:
+                _STEPS.clear()
+            value = step(s, n=n, p=p, context=context, prefix=prefix, ep=ep, p_all=p_all, chunks=chunks)
+            hit = _STEPS[key] = (s, value)
+        return hit[1]
+
+    return kept
+
+
+@_kept
 def _step(
     s: Setup,
     *,

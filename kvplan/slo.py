@@ -151,13 +151,20 @@ def _excess(r: ServingResult, t: Targets) -> float:
     return max(excess, default=-1.0)  # no latency target: only saturation fails
 
 
-def rate_within_targets(s: Setup, t: Targets, *, ep: bool = False, prefilled: bool = False) -> float:
+def rate_within_targets(
+    s: Setup, t: Targets, *, ep: bool = False, prefilled: bool = False, useful: float = 0.0
+) -> float:
     """The highest rate one replica of ``s`` serves with the targets met (0 when even one request misses);
     ``prefilled``: as a disaggregated decode replica.
 
     Bracketed by rates x4 from 1 req/s, then narrowed to 0.3 % by regula falsi on :func:`_excess` (where the upper
     end is saturated, the line through the last two rates that met the targets, else bisection): the rate
     returned meets the targets, the next 0.3 % up does not.
+
+    ``useful``: the caller has no use for a rate below it (:func:`_row`: more replicas than ``max_gpus`` allow).
+    The rate returned is always below every rate that missed (the bracket's upper end only comes down), so once a
+    rate at or below ``useful`` misses, the search stops there and returns 0.0: exactly what the caller would
+    have discarded, a few ``serve`` calls sooner.
     """
     f_lo = _excess(_run(s, t, 1e-9, ep, prefilled), t)
     if f_lo > 0:
@@ -170,6 +177,8 @@ def rate_within_targets(s: Setup, t: Targets, *, ep: bool = False, prefilled: bo
             return lo
     overshot = False
     for _ in range(4 * _RATE_STEPS):
+        if hi <= useful:  # every rate still to be returned is below ``useful`` (see above)
+            return 0.0
         if hi - lo <= _RATE_TOL * hi:
             break
         if math.isfinite(f_hi) and f_hi != f_lo:  # regula falsi between the two ends
@@ -203,10 +212,27 @@ def _mode(s: Setup, ep: bool) -> str:
     return "aggregated, EP" if ep else "aggregated"
 
 
+def _replicas(t: Targets, per_replica: float) -> int:
+    return max(1, math.ceil(t.rate_rps / per_replica - 1e-9))
+
+
+def _useful_rate(s: Setup, t: Targets, *, max_gpus: int) -> float:
+    """A per-replica rate below which :func:`_row` discards every rate for needing more than ``max_gpus`` GPUs
+    (0.0 where it cannot be shown): a rate search may stop once a rate at or below it misses the targets
+    (:func:`rate_within_targets`). At ``rate / (most + 1)`` (``most`` the replicas ``max_gpus`` hold) the
+    replicas come to ``most + 1``, checked here as ``_row`` computes them; at any lower rate there are as many or
+    more (the division only grows)."""
+    most = max_gpus // s.gpus_per_replica
+    if most < 1:
+        return 0.0
+    bound = t.rate_rps / (most + 1)
+    return bound if _replicas(t, bound) > most else 0.0
+
+
 def _row(s: Setup, t: Targets, per_replica: float, *, max_gpus: int, ep: bool = False) -> TargetRow | None:
     if per_replica <= 0:
         return None
-    replicas = max(1, math.ceil(t.rate_rps / per_replica - 1e-9))
+    replicas = _replicas(t, per_replica)
     gpus = replicas * s.gpus_per_replica
     if gpus > max_gpus:
         return None
@@ -320,50 +346,88 @@ def plan_for_targets(
     gpus_per_node: int | None = None,
     checkpoint: Any = None,
     settings: Settings | None = None,
+    top: int = 0,
 ) -> list[TargetRow]:
     """Configurations meeting ``targets`` with the fewest GPUs first; ``pareto`` marks the front. ``settings``: the
     engine's flags every configuration runs with (two-batch overlap, DeepEP, the memory fraction).
-    ``checkpoint`` (the model's headers) gives the weights term of its own dtype (:func:`kvplan.capacity.setup`)."""
+    ``checkpoint`` (the model's headers) gives the weights term of its own dtype (:func:`kvplan.capacity.setup`).
+
+    ``top`` > 0: only the first ``top`` rows are wanted (``plan``'s table). They are those rows of the whole plan,
+    in its order and with its Pareto marks, but a configuration that cannot be among them is not searched to the
+    end (:func:`_cutoff`), and fewer rows may come back; the front beyond them is then not known."""
     targets.check()
     refuse_weights_nowhere_run(engine, gpus, weights_dtypes)
     if settings is not None:  # flags of another engine: one clear refusal, not an empty plan
         get_engine(engine).check_settings(settings)
         check_host_time(get_engine(engine), settings.host_request_s)
-    rows: list[TargetRow] = []
+    memo: dict = {}  # weight counts and cache plans (kvplan.capacity.setup): the same on every GPU type
+    groups: list[list[tuple[Setup, bool]]] = []  # per GPU type x weight dtype x KV dtype: (setup, ep) per split
     for gpu in gpus:
         per_node = gpus_per_node or gpu.gpus_per_node
         splits = rate_splits(spec, gpus_per_node=per_node, max_gpus=max_gpus)
         for w in weights_dtypes or [None]:
             for kv in kv_dtypes or [None]:
-                memo: dict = {}
                 candidates = []  # (setup, ep) in the order of the splits
                 for sp in splits:
                     s = _setup(spec, gpu, engine, sp, w, kv, per_node=per_node, memo=memo, checkpoint=checkpoint,
                                settings=settings)  # fmt: skip
-                    if s is None:
-                        continue
-                    ep = sp.ep and sp.dp == 1  # TP-EP: the setup stays TP-sliced for memory, the latency splits
-                    candidates.append((s, ep))
-                    per = rate_within_targets(s, targets, ep=ep)
-                    row = _row(s, targets, per, max_gpus=max_gpus, ep=ep)
-                    if row is not None:
-                        rows.append(row)
-                if disaggregated:
-                    rows += _disaggregated_rows(candidates, targets, max_gpus=max_gpus)
+                    if s is not None:  # TP-EP: the setup stays TP-sliced for memory, the latency splits
+                        candidates.append((s, sp.ep and sp.dp == 1))
+                groups.append(candidates)
+    # Searched fewest GPUs per replica first, so that with ``top`` the cut-off falls early; rows kept in the order
+    # of the groups and splits, which the ranking's ties keep.
+    jobs = sorted(((g, i) for g, c in enumerate(groups) for i in range(len(c))),
+                  key=lambda j: groups[j[0]][j[1]][0].gpus_per_replica)  # fmt: skip
+    found: list[TargetRow] = []
+    by_job: dict[tuple[int, int], TargetRow] = {}
+    for g, i in jobs:
+        s, ep = groups[g][i]
+        limit = _cutoff(found, top, max_gpus)
+        if s.gpus_per_replica > limit:
+            continue
+        per = rate_within_targets(s, targets, ep=ep, useful=_useful_rate(s, targets, max_gpus=limit))
+        row = _row(s, targets, per, max_gpus=max_gpus, ep=ep)
+        if row is not None:
+            found.append(row)
+            by_job[g, i] = row
+    rows: list[TargetRow] = []
+    for g, candidates in enumerate(groups):
+        rows += [by_job[g, i] for i in range(len(candidates)) if (g, i) in by_job]
+        if disaggregated:
+            more = _disaggregated_rows(candidates, targets, max_gpus=max_gpus, limit=_cutoff(found, top, max_gpus))
+            rows += more
+            found += more
     rows.sort(key=lambda r: (r.gpus, -r.output_tokens_per_s_per_user))
     _mark_pareto(rows)
-    return rows
+    return rows[:top] if top > 0 else rows
 
 
-def _disaggregated_rows(candidates: list[tuple[Setup, bool]], t: Targets, *, max_gpus: int) -> list[TargetRow]:
+def _cutoff(rows: list[TargetRow], top: int, max_gpus: int) -> int:
+    """The most GPUs a row may have and still be among the first ``top`` (``max_gpus`` without ``top``).
+
+    With ``top`` rows found, the ``top``-th fewest GPUs among them, ``G``: the whole plan has at least those rows at
+    ``G`` GPUs or fewer, so a row with more than ``G`` ranks after ``top`` of them. Nor does it change a Pareto mark
+    of those: its output tokens/s per GPU (the same rate over more GPUs) is lower than each of theirs. ``G`` only
+    comes down as rows are found, so a configuration dropped against it stays out."""
+    if not 0 < top <= len(rows):
+        return max_gpus
+    return min(max_gpus, sorted(r.gpus for r in rows)[top - 1])
+
+
+def _disaggregated_rows(
+    candidates: list[tuple[Setup, bool]], t: Targets, *, max_gpus: int, limit: int | None = None
+) -> list[TargetRow]:
     """Every prefill pool of plain TP replicas (one prompt at a time gains nothing from PP, DP or EP) against
-    every decode pool the aggregated search tried."""
+    every decode pool the aggregated search tried; ``limit``: pairs whose two replicas alone exceed that many GPUs
+    are left out (:func:`_cutoff`)."""
     out, memo = [], {}
     if candidates:
         check_engine(candidates[0][0])
     prefills = [s for s, ep in candidates if not ep and s.pp == 1 and s.dp == 1]
     for p in prefills:
         for d, ep in candidates:
+            if limit is not None and p.gpus_per_replica + d.gpus_per_replica > limit:
+                continue
             row = _disaggregated(p, d, t, max_gpus=max_gpus, memo=memo, ep=ep)
             if row is not None:
                 out.append(row)

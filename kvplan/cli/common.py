@@ -168,6 +168,8 @@ def load_with_weights(arg: str, *, weights_dtype: str | None = None, checkpoint:
 
 def weights_notes(resolved, weights, *, weights_dtype: str | None = None) -> None:  # noqa: ANN001
     """On stderr: which spec MODEL gave and where the weights term came from (header sum beside the count)."""
+    if resolved.hub is None and not resolved.notes and weights is None:
+        return  # a catalog or YAML spec without headers: weights_source_lines has nothing to say (not imported)
     from kvplan.weights_compare import weights_source_lines
 
     for line in weights_source_lines(resolved, weights, weights_dtype=weights_dtype):

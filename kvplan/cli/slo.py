@@ -95,9 +95,12 @@ def run_targets(spec: Any, gpus: list[Any], *, engine: str, weights: list[str] |
         tpot_s=parse_duration(opts["tpot"], "tpot"),
         percentile=opts["percentile"],
     )
+    # A table or CSV shows the first ``top`` rows only: the library leaves out what cannot be among them. JSON lists
+    # the whole Pareto front, so it asks for every row.
     rows = plan_for_targets(spec, gpus, targets, engine=engine, weights_dtypes=weights, kv_dtypes=kv,
                             disaggregated=opts["disaggregated"], max_gpus=max_gpus,
-                            gpus_per_node=gpus_per_node, checkpoint=checkpoint, settings=settings)  # fmt: skip
+                            gpus_per_node=gpus_per_node, checkpoint=checkpoint, settings=settings,
+                            top=0 if fmt == "json" else top)  # fmt: skip
     dicts = [r.to_dict() for r in (rows[:top] if top > 0 else rows)]
     front = [r.to_dict() for r in rows if r.pareto]
     notes = length_notes(targets)

@@ -38,12 +38,17 @@ LOG_READERS: tuple[Engine, ...] = (llamacpp.ENGINE, sglang.ENGINE, vllm.ENGINE)
 _ALIASES = {"tensorrtllm": "trtllm", "trt": "trtllm", "llama": "llamacpp", "hf": "transformers"}
 
 
+_KEYS: dict[str, str] = {}  # a name as given -> its key in ENGINES (the latency paths ask thousands of times a plan)
+
+
 def get_engine(name: str) -> Engine:
     """An engine by name: the newest release kvplan knows, or ``name@release`` (``vllm@0.19``) for an
     older rule set. Case, dots, dashes and underscores in the name do not matter."""
     base, at, release = name.partition("@")
-    key = base.strip().lower().replace("-", "").replace(".", "").replace("_", "")
-    key = _ALIASES.get(key, key)
+    key = _KEYS.get(base)
+    if key is None:
+        key = base.strip().lower().replace("-", "").replace(".", "").replace("_", "")
+        key = _KEYS[base] = _ALIASES.get(key, key)
     if key not in ENGINES:
         hint = did_you_mean(base, list(ENGINES)) or ";"
         raise InvalidInput(f"unknown engine {base!r}{hint} expected one of: {', '.join(ENGINES)}")

@@ -1,0 +1,95 @@
+"""plan --rate's shortcuts (issue 14, "cost and plan stay well under a second") leave every figure as it was.
+
+The shortcuts are exact by construction: memos keyed by the exact arguments of pure functions
+(kvplan.latency._shared_ctx, _part; kvplan.serving._step), a rate search that stops where its answer can only be
+discarded (kvplan.slo._useful_rate), and, for a table of the first ``top`` rows, configurations left out only where
+they cannot be among those rows (kvplan.slo._cutoff). These tests compare against the long way round.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import kvplan.latency as latency
+import kvplan.serving as serving
+from kvplan.catalog import load_bundled
+from kvplan.hardware import resolve_gpu
+from kvplan.serving import Lengths
+from kvplan.slo import Targets, _replicas, _useful_rate, plan_for_targets
+
+H200 = resolve_gpu("h200")
+
+
+def _figures(rows) -> list[dict]:  # noqa: ANN001
+    return [r.to_dict() for r in rows]
+
+
+@pytest.mark.parametrize(
+    ("model", "targets", "options"),
+    [
+        ("llama-3.1-8b", Targets(20, Lengths.of(2048), Lengths.of(512), 0.5, 0.03), {"disaggregated": True}),
+        ("qwen3-30b-a3b", Targets(20, Lengths.of(4096, 8192), Lengths.of(1024), 2.0, 0.04, "p90"), {}),
+    ],
+)
+def test_top_rows_are_the_whole_plans_first_rows(model, targets, options):
+    spec = load_bundled(model)
+    full = _figures(plan_for_targets(spec, [H200], targets, max_gpus=32, **options))
+    assert len(full) > 8  # enough rows for the cut-off to drop some
+    for top in (1, 3, 8, len(full), len(full) + 2):
+        assert _figures(plan_for_targets(spec, [H200], targets, max_gpus=32, top=top, **options)) == full[:top]
+
+
+def test_memos_change_no_figure():
+    """Cold (every memo empty) and warm (a second call, the memos full) plans agree to the last bit."""
+    spec = load_bundled("llama-3.1-70b")
+    t = Targets(10, Lengths.of(2048, 4096), Lengths.of(512), 1.0, 0.05)
+    serving.forget_memos()
+    assert not latency._PARTS and not serving._STEPS
+    cold = _figures(plan_for_targets(spec, [H200], t, max_gpus=24))
+    warm = _figures(plan_for_targets(spec, [H200], t, max_gpus=24))
+    assert cold == warm and len(cold) >= 5
+    pp = [r for r in cold if r["pp"] > 1]
+    assert pp  # the stages share per-layer figures: PP rows are among those compared
+
+
+@pytest.mark.parametrize("rate", [10.0, 0.3, 7.0, 123.456, 1e-3])
+@pytest.mark.parametrize("per_replica", [1, 2, 3, 8, 24])
+@pytest.mark.parametrize("max_gpus", [1, 8, 64, 256])
+def test_useful_rate_only_marks_rates_whose_row_is_discarded(rate, per_replica, max_gpus):
+    class Replica:
+        gpus_per_replica = per_replica
+
+    t = Targets(rate, Lengths.of(2048), Lengths.of(512))
+    bound = _useful_rate(Replica, t, max_gpus=max_gpus)
+    if bound == 0.0:
+        return
+    # at the bound and every rate below it, _row's replica count needs more than max_gpus GPUs
+    for r in (bound, math.nextafter(bound, 0.0), bound / 3, bound * 1e-6):
+        assert _replicas(t, r) * per_replica > max_gpus
+    # e.g. 10 req/s, 2 GPUs per replica, 64 GPUs: 32 replicas at most; below 10 / 33 req/s each it takes 33 or more
+    if (rate, per_replica, max_gpus) == (10.0, 2, 64):
+        assert bound == 10 / 33
+
+
+def test_stages_share_figures_only_with_the_same_layers():
+    """Pipeline stages whose layers cost the same share one micro-step figure (kvplan.latency._Stage.shape); a
+    stage whose MLP widths differ (mlp_widths, Nemotron-NAS style) does not, though its kind names match."""
+    from kvplan.spec import ModelSpec
+
+    base = load_bundled("llama-3.1-8b")  # 32 layers of one kind: pp 4 gives stages of 8
+    data = base.model_dump(exclude_none=True)
+    data["mlp_widths"] = [base.intermediate_size] * 32
+    data["mlp_widths"][20] = base.intermediate_size // 2  # in the third stage (layers 16-23) only
+    spec = ModelSpec.model_validate(data)
+    first, second, third, last = latency._stages(spec, 4)
+    assert latency._stage_kinds(spec, second) == latency._stage_kinds(spec, third)  # the names alone agree
+    assert second.shape != third.shape and first.shape != last.shape
+    plain = latency._stages(base, 4)
+    assert plain[1].shape == plain[2].shape  # the uniform model's middle stages do share
+    kw = dict(decode_seqs=24.0, decode_context=3000, prefill_tokens=0, tp=1, pp=4, kv_dtype_name="bf16",
+              weights_dtype="bf16")  # fmt: skip
+    # the narrower MLP makes the step cheaper than the uniform model's, by the third stage's GEMMs alone
+    narrow, uniform = latency.mixed_step_latency(spec, H200, **kw), latency.mixed_step_latency(base, H200, **kw)
+    assert narrow.gemm < uniform.gemm and narrow.attention == uniform.attention
