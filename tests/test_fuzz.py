@@ -366,6 +366,20 @@ def _answers(doc, where=""):
             yield from _answers(item, where)
 
 
+@contextlib.contextmanager
+def _hub_offline():
+    """HF_HUB_OFFLINE=1 for one call (kvplan.hub.offline reads the environment at each call)."""
+    saved = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["HF_HUB_OFFLINE"]
+        else:
+            os.environ["HF_HUB_OFFLINE"] = saved
+
+
 @settings(max_examples=int(os.environ.get("KVPLAN_FUZZ_EXAMPLES", "150")), deadline=None)
 @given(st.sampled_from(sorted(COMMAND_BASES)), st.data())
 def test_every_flag_of_every_command(tmp_path_factory, command, data):
@@ -388,7 +402,9 @@ def test_every_flag_of_every_command(tmp_path_factory, command, data):
     as_json = data.draw(st.booleans()) and any(p.opts[0] == "--format" for p in params)
     argv += ["--format", "json"] if as_json else []
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    # A hostile MODEL such as '0/0' is a Hub name: offline, one that is not cached is the user's input (exit 2, one
+    # line); online it would be a network failure (exit 1), and the test would depend on the machine's network.
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _hub_offline():
         code = main(argv)
     text = err.getvalue()
     assert code in (0, 2), (argv, text)
@@ -464,3 +480,16 @@ def test_library_api_takes_anything(name, spec, gpu, length, batch, tp, pp, kv):
         return
     for key, value in _answers(result):
         assert math.isfinite(value) and value >= 0, (name, key, value)
+
+
+def test_hub_like_model_offline_is_one_line_exit_2():
+    """The example hypothesis found (stop 20): a hostile '--model 0/0' on check-log reached for the Hub; offline it
+    must be the user's input, one line and exit 2."""
+    from kvplan.cli import main
+
+    log = Path(__file__).resolve().parent.parent / "examples" / "logs" / "vllm-deepseek-v2-lite-h100.log"
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err), _hub_offline():
+        code = main(["check-log", str(log), "--gpu", "", "--model", "0/0"])
+    lines = err.getvalue().strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "HF_HUB_OFFLINE is set" in lines[0], lines
