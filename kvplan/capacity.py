@@ -190,6 +190,7 @@ def setup(
         raise InvalidInput(f"invalid GPU count {gpus!r}; it must be a multiple of {split} = {tp * pp * dp}")
     kv_name = known_kv_dtype(kv_dtype_name or profile.default_kv_dtype(spec))
     kv_name = profile.check_kv_dtype(kv_name)
+    profile.check_kv_on_gpu(kv_name, gpu)  # vLLM's and TensorRT-LLM's nvfp4 KV: Blackwell only
     memo = {} if memo is None else memo
     stored = _checkpoint_dtype(checkpoint, spec, profile.weight_dtypes) if checkpoint is not None else None
     w_name = canonical_dtype(weight_dtype(weights_dtype).name) if weights_dtype else None

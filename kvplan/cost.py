@@ -54,7 +54,7 @@ from kvplan.memory import cache_plan, check_parallel, recurrent_state_elements
 from kvplan.params import attention_parts, count_params, mlp_parts, parts_bytes, weight_bytes_per_gpu
 from kvplan.quant import shipped_dtype
 from kvplan.spec import LayerKind, ModelSpec, ceil_div
-from kvplan.units import kv_dtype, weight_dtype
+from kvplan.units import FP4_KV_DTYPES, kv_dtype, weight_dtype
 
 if TYPE_CHECKING:
     from kvplan.checkpoint import CheckpointWeights
@@ -409,7 +409,12 @@ def phase_cost(
         from kvplan.latency import calibration, step_latency
 
         if engine is not None:  # an engine that cannot run these weights on this GPU says so (trtllm: nvfp4 on Hopper)
-            get_engine(engine).check_weights_on_gpu(weight_dtype(weights_dtype or spec.dtype).name, gpu)
+            profile = get_engine(engine)
+            profile.check_weights_on_gpu(weight_dtype(weights_dtype or spec.dtype).name, gpu)
+            kv_name = kv_dtype(kv_dtype_name or spec.dtype).name
+            if kv_name in FP4_KV_DTYPES:  # a 4-bit float cache only where the engine stores it (as capacity says)
+                profile.check_kv_on_gpu(profile.check_kv_dtype(kv_name), gpu)
+                profile.check_kv_latency(kv_name)
         times = step_latency(
             spec,
             gpu,

@@ -70,7 +70,13 @@ def node_commands(r: CapacityResult, *, model: str, sequences: int, leader: str 
 
 
 def launch_notes(r: CapacityResult) -> list[str]:
-    """What the command line alone cannot say: weights that need a pre-quantized checkpoint."""
+    """What the command line alone cannot say: settings the engine reads from a file, weights that need a
+    pre-quantized checkpoint."""
+    own = get_engine(f"{r.engine}@{r.engine_release}").launch_notes(r)
+    return own + _weights_notes(r)
+
+
+def _weights_notes(r: CapacityResult) -> list[str]:
     if r.weights_shipped:
         return []  # the checkpoint's own format: the engine reads its quantization_config
     if r.weights_dtype in ("int4", "int8"):

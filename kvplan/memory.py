@@ -10,7 +10,8 @@ length query is a handful of multiply-adds whatever the depth.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from kvplan.checks import check_degrees
@@ -217,6 +218,26 @@ def cache_plan(
         counts = spec.kind_counts if pp == 1 else Counter(names[stage.start : stage.stop])
         stages.append(StagePlan(tuple((n, by_kind[k]) for k, n in counts.items())))
     return CachePlan(spec.name, dtype.name, tp, pp, layers, tuple(stages))
+
+
+def with_token_bytes(plan: CachePlan, bytes_of: Callable[[LayerCache], int]) -> CachePlan:
+    """``plan`` with every layer's bytes per token set to ``bytes_of(layer)``: an engine's own rounding of a
+    block-scaled format (the 4-bit KV caches) in place of the engine-neutral figure."""
+
+    def swap(c: LayerCache) -> LayerCache:
+        return replace(c, bytes_per_token=bytes_of(c))
+
+    stages = tuple(StagePlan(tuple((n, swap(c)) for n, c in st.groups)) for st in plan.stages)
+    return replace(plan, layers=tuple(swap(c) for c in plan.layers), stages=stages)
+
+
+def head_layout(spec: ModelSpec, c: LayerCache, *, tp: int) -> tuple[int, int, int] | None:
+    """``(KV heads, K head_dim, V head_dim)`` one rank stores per token of layer ``c`` for the kinds holding per-head
+    K and V (full, sliding, chunked attention); None for the others (MLA, recurrent, cross-attention, none)."""
+    if c.type not in ("full", "sliding", "chunked") or c.bytes_per_token == 0:
+        return None
+    kind = spec.kind(c.kind)
+    return max(1, spec.kv_heads_of(kind) // tp), spec.k_head_dim_of(kind), spec.v_head_dim_of(kind)
 
 
 def kv_bytes_per_sequence(

@@ -121,6 +121,30 @@ def refuse_weights_nowhere_run(engine: str, gpus: list[GPU], weights: list[str] 
             raise refusals[0]
 
 
+def refuse_kv_nowhere_run(engine: str, gpus: list[GPU], kv: list[str] | None, *, latency: bool = False) -> None:
+    """KV dtypes the user asked for that ``engine`` stores on none of ``gpus`` (an nvfp4 cache on Hopper), or
+    (``latency``: plans with targets) whose reads it cannot price: the engine's one-line refusal (exit 2), not an
+    empty plan. A list keeps the names that run somewhere; names the engine never stores are refused with targets
+    and left to the memory plan's reason (:func:`why_nothing_fits`) without."""
+    if not kv:
+        return
+    profile = get_engine(engine)
+    names = [canonical_dtype(x if x in profile.kv_dtypes else kv_dtype(x).name) for x in kv]
+    stored = [n for n in names if n in profile.kv_dtypes]
+    if not stored and latency:  # plans with targets have no reason line: the engine's refusal
+        profile.check_kv_dtype(names[0])
+    refusals = []  # (the memory plan's reason names what the engine accepts: why_nothing_fits)
+    for name, gpu in ((n, g) for n in stored for g in gpus):
+        try:
+            profile.check_kv_on_gpu(name, gpu)
+            if latency:
+                profile.check_kv_latency(name)
+        except InvalidInput as exc:
+            refusals.append(exc)
+    if stored and gpus and len(refusals) == len(stored) * len(gpus):
+        raise refusals[0]
+
+
 def plan(
     spec: ModelSpec,
     gpus: list[GPU],
@@ -157,6 +181,7 @@ def plan(
         raise InvalidInput(f"invalid GPUs per node {gpus_per_node!r}; expected a whole number of at least 1")
     profile = get_engine(engine)
     refuse_weights_nowhere_run(engine, gpus, weights_dtypes)
+    refuse_kv_nowhere_run(engine, gpus, kv_dtypes)
     w_list, kv_list = candidate_dtypes(spec, profile.name, weights=weights_dtypes, kv=kv_dtypes,
                                        checkpoint=checkpoint)  # fmt: skip
     rows = []

@@ -31,10 +31,13 @@ Per request (a tagged arrival sees, on average, the steady state):
   lengths vary, and ``plan`` says so in a note).
 * **TTFT** = its prefill, ``ceil(I / (B - n))`` steps of up to ``B - n`` prompt tokens (``B`` the
   budget) alongside ``n`` decodes, plus the wait for the prefill slots: an M/D/1 queue with load
-  ``rho = p / (B - n)``, mean wait ``rho S / (2 (1 - rho))`` (``S`` the service time) and the
+  ``rho = p / (B - n)``, mean wait ``rho S / (2 (1 - rho))`` (``S`` the service time of the mean prompt) and the
   exponential tail ``P(W > w) = rho exp(-rho w / W)`` for the p90 and p99 (the wait at quantile ``q``:
-  ``(W / rho) ln(rho / (1 - q))``, 0 where ``rho <= 1 - q``; :func:`queue_wait_s`), with the prompt at the same
-  quantile. Stated approximations.
+  ``(W / rho) ln(rho / (1 - q))``, 0 where ``rho <= 1 - q``; :func:`queue_wait_s`). At a quantile the request's own
+  prompt is at that quantile's length, its prefill with it; the wait is not: in a first-come-first-served queue an
+  arrival waits for the work ahead of it, whatever its own size (the Pollaczek-Khinchine mean wait
+  ``lambda E[S^2] / (2 (1 - rho))`` has no term for the arrival's own service), so ``S`` stays the mean prompt's.
+  Stated approximations (the deterministic ``S`` leaves out the ``E[S^2]`` of varying prompts).
 
 ``prefilled=True`` models a disaggregated decode replica (:mod:`kvplan.disagg`): each request arrives with its
 prompt's KV, so it holds and attends to the whole prompt but computes none of it (:func:`prompt_computed`), and
@@ -412,12 +415,22 @@ def prefill_service_s(s: Setup, prompt: int, *, max_num_batched_tokens: int | No
 
 
 def _ttft(
-    s: Setup, *, prompt: int, n: float, context: int, budget: int, rho: float, quantile: float | None, ep: bool
+    s: Setup,
+    *,
+    prompt: int,
+    n: float,
+    context: int,
+    budget: int,
+    rho: float,
+    quantile: float | None,
+    ep: bool,
+    ahead_s: float | None = None,
 ) -> float:
     """Prefill service in chunks of what the budget leaves after the decodes, plus the queue wait
-    (:func:`queue_wait_s`)."""
+    (:func:`queue_wait_s`) behind requests of ``ahead_s`` seconds of service each (the mean prompt's; default: this
+    prompt's own, the mean case)."""
     service = _prefill_service(s, prompt=prompt, n=n, context=context, budget=budget, ep=ep)
-    return service + queue_wait_s(service, rho, quantile=quantile)
+    return service + queue_wait_s(service if ahead_s is None else ahead_s, rho, quantile=quantile)
 
 
 @dataclass(frozen=True)
@@ -433,6 +446,7 @@ class _Tail:
     budget: int
     ep: bool
     prefilled: bool = False
+    ahead_s: float | None = None  # the mean prompt's prefill service: what a tagged request waits behind
 
     def at(self, q: float, z: float, *, ttft: float, tpot: float) -> tuple[float, float]:
         """(TTFT, TPOT) at quantile ``q`` (``z`` its standard normal score), never below the means given; lengths at
@@ -446,7 +460,7 @@ class _Tail:
                                 ep=self.ep)  # fmt: skip
         else:
             ttft_q = _ttft(s, prompt=inp.at(q), n=n, context=_decode_context(inp, self.out), budget=self.budget,
-                           rho=self.rho, quantile=q, ep=self.ep)  # fmt: skip
+                           rho=self.rho, quantile=q, ep=self.ep, ahead_s=self.ahead_s)  # fmt: skip
         return max(ttft, ttft_q), max(tpot, tpot_q)
 
 
@@ -473,6 +487,7 @@ def serve(
     """
     if rate_rps < 0 or math.isnan(rate_rps):
         raise InvalidInput(f"invalid rate {rate_rps!r}; expected requests per second >= 0")
+    s.engine.check_kv_latency(s.kv_dtype)  # a KV format whose reads the engine's latency does not price
     per_batch = max_num_batched_tokens or s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
     if per_batch < 1:
         raise InvalidInput(f"invalid max_num_batched_tokens {per_batch!r}; expected a whole number >= 1")
@@ -507,11 +522,14 @@ def serve(
     n, p = rate_rps * output_len.mean * t, rate_rps * load.prompt_computed * t
     rho = min(p / max(1.0, s.dp * _micro_batches(s) * _room(s, budget, n)), 0.999)
     tpot = _mean_step(s, n=1 + n, p=p, prompt=input_len.mean, budget=budget, context=ctx, ep=ep)
+    ahead = None
     if prefilled:  # the first step: a decode step at the prompt's length (prompt_computed)
         ttft = _mean_step(s, n=1 + n, p=p, prompt=input_len.mean, budget=budget, context=input_len.mean, ep=ep)
     else:
-        ttft = _ttft(s, prompt=input_len.mean, n=n, context=ctx, budget=budget, rho=rho, quantile=None, ep=ep)
-    tail = _Tail(s, n=n, p=p, rho=rho, inp=input_len, out=output_len, budget=budget, ep=ep, prefilled=prefilled)
+        ahead = _prefill_service(s, prompt=input_len.mean, n=n, context=ctx, budget=budget, ep=ep)
+        ttft = ahead + queue_wait_s(ahead, rho)
+    tail = _Tail(s, n=n, p=p, rho=rho, inp=input_len, out=output_len, budget=budget, ep=ep, prefilled=prefilled,
+                 ahead_s=ahead)  # fmt: skip
     nan = float("nan")
     ttft90, tpot90 = tail.at(0.9, Z90, ttft=ttft, tpot=tpot) if with_p90 else (nan, nan)
     ttft99, tpot99 = tail.at(0.99, Z99, ttft=ttft, tpot=tpot) if with_p99 else (nan, nan)

@@ -35,7 +35,7 @@ from kvplan.engines import Settings, get_engine
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.host import check_host_time
-from kvplan.planner import DP_SIZES, PIPELINE_NODES, Split, refuse_weights_nowhere_run
+from kvplan.planner import DP_SIZES, PIPELINE_NODES, Split, refuse_kv_nowhere_run, refuse_weights_nowhere_run
 from kvplan.serving import Lengths, ServingResult, serve
 from kvplan.spec import ModelSpec
 
@@ -287,7 +287,7 @@ def _disaggregated(
     r_first = _run(decode, decode_only, t.rate_rps / d_replicas, ep, prefilled=True)
     first = first_token_s(decode, r_first, percentile=t.percentile)
     budget = math.inf if t.ttft_s is None else t.ttft_s - transfer_q - first
-    rho = max_prefill_load(service_q, budget, quantile=q)
+    rho = max_prefill_load(service_q, budget, quantile=q, ahead_s=service)
     if rho <= 0:
         return None
     p_replicas = max(1, math.ceil(t.rate_rps * service / rho - 1e-9))
@@ -357,6 +357,7 @@ def plan_for_targets(
     end (:func:`_cutoff`), and fewer rows may come back; the front beyond them is then not known."""
     targets.check()
     refuse_weights_nowhere_run(engine, gpus, weights_dtypes)
+    refuse_kv_nowhere_run(engine, gpus, kv_dtypes, latency=True)
     if settings is not None:  # flags of another engine: one clear refusal, not an empty plan
         get_engine(engine).check_settings(settings)
         check_host_time(get_engine(engine), settings.host_request_s)
@@ -451,6 +452,7 @@ def _setup(
         s = setup(spec, gpu, engine=engine, tp=sp.tp, pp=sp.pp, dp=sp.dp, ep=sp.ep and sp.dp > 1, kv_dtype_name=kv,
                   weights_dtype=w, gpus_per_node=per_node, memo=memo, checkpoint=checkpoint,
                   settings=settings)  # fmt: skip
+        s.engine.check_kv_latency(s.kv_dtype)  # a KV format whose reads the engine's latency does not price
     except InvalidInput:
         return None  # a split or dtype this model, GPU or engine cannot take
     if any(st.available <= 0 for st in s.stages):

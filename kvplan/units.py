@@ -132,7 +132,18 @@ KV_DTYPES: dict[str, DType] = {
     "int4": DType("int4", Fraction(1, 2)),
     "q8_0": DType("q8_0", Fraction(34, 32), "llama.cpp block of 32: fp16 scale + 32 x int8"),
     "q4_0": DType("q4_0", Fraction(18, 32), "llama.cpp block of 32: fp16 scale + 32 x 4 bit"),
+    # 4-bit float (E2M1) KV caches, two values per uint8 byte plus one 8-bit scale per 16 values: 1/2 + 1/16 = 9/16
+    # byte per value. The engine-neutral figure; each engine's own rounding is in its cache_plan (engines/).
+    # nvfp4: FP8 E4M3 block scales (vLLM utils/torch_utils.py nvfp4_kv_cache_full_dim "fp4 data + fp8 block
+    # scales" @0024350; TensorRT-LLM resource_manager.py _get_static_cache_size_layer_components).
+    "nvfp4": DType("nvfp4", Fraction(9, 16), "NVFP4: 16 x E2M1 + one FP8 E4M3 scale per block of 16"),
+    # fp4_e2m1: SGLang's --kv-cache-dtype fp4_e2m1, an 8-bit exponent scale per block of 16 (sglang
+    # docs/advanced_features/quantized_kv_cache.md @03cd2ec, "FP4 Format"; mem_cache/memory_pool.py
+    # MHATokenToKVPoolFP4 scale buffers of uint8 [tokens, heads x head_dim / 16]).
+    "fp4_e2m1": DType("fp4_e2m1", Fraction(9, 16), "SGLang FP4: 16 x E2M1 + one 8-bit exponent scale"),
 }
+
+FP4_KV_DTYPES = ("nvfp4", "fp4_e2m1")  # the 4-bit float KV caches: engine- and GPU-specific (engines/*.py)
 
 # Weight formats. int4 is GPTQ/AWQ style: 4-bit values plus, per group of 128 weights, an fp16
 # scale and a packed 4-bit zero point -> 0.5 + (2 + 0.5)/128 = 0.51953125 bytes per weight.

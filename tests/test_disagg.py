@@ -117,6 +117,24 @@ def test_p99_lengths_are_used_when_given(pools):
         Lengths.of(1024, 2048, 1500)
 
 
+def test_the_wait_at_a_quantile_is_behind_the_mean_prompt(pools):
+    # Mean 1024 tokens, p90 2048: the prefill replica's load is rate x prefill(1024); the p90 TTFT's wait is
+    # queue_wait_s(prefill(1024), load, 0.9) (an arrival waits for the work ahead of it, not for its own length;
+    # kvplan.serving), its own prefill and transfer at 2048 tokens. Before, the wait took prefill(2048).
+    p, d = pools
+    mean, p90 = prefill_s(p, 1024), prefill_s(p, 2048)
+    inp, out = Lengths.of(1024, 2048), Lengths.of(256)
+    r = serve_disaggregated(p, d, rate_rps=0.5 / mean, input_len=inp, output_len=out, decode_replicas=4)
+    assert r.prefill_load == pytest.approx(0.5)
+    first90 = serve(d, rate_rps=r.rate_rps / 4, input_len=inp, output_len=out, with_max_rate=False, prefilled=True)
+    transfer90 = exposed_transfer_s(p, prompt=2048, transfer_s=kv_transfer(p, d, 2048, crosses_nodes=True)[0],
+                                    prefill_time_s=p90)  # fmt: skip
+    wait = r.ttft_p90_s - p90 - transfer90 - first90.ttft_p90_s
+    assert wait == pytest.approx(queue_wait_s(mean, 0.5, quantile=0.9)) == pytest.approx(math.log(5) * mean)
+    # pool sizing: the load a TTFT budget allows, with the wait behind the mean prompt, is higher than behind its own
+    assert max_prefill_load(p90, 3 * p90, quantile=0.9, ahead_s=mean) > max_prefill_load(p90, 3 * p90, quantile=0.9)
+
+
 def test_max_prefill_load_by_hand():
     # Mean: S + rho S / (2 (1 - rho)) <= 3 S -> slack 2, rho = 2 x 2 / (1 + 2 x 2) = 0.8.
     assert max_prefill_load(1.0, 3.0, quantile=None) == pytest.approx(0.8)

@@ -147,3 +147,29 @@ def test_z_scores_are_the_normal_quantiles():
 
     assert pytest.approx(NormalDist().inv_cdf(0.9), abs=1e-4) == Z90
     assert pytest.approx(NormalDist().inv_cdf(0.99), abs=1e-4) == Z99
+
+
+def test_the_p99_wait_is_behind_the_mean_prompt_not_the_requests_own(llama8b):
+    """A longer p99 prompt lengthens its own prefill, not the wait: in a first-come-first-served queue an arrival
+    waits for the work ahead of it (Pollaczek-Khinchine: the mean wait lambda E[S^2] / (2 (1 - rho)) has no term for
+    the arrival's own service). Mean 1024 tokens at 20 req/s (the steady state, rho 0.06237, as above), p99 2048
+    or 4096: the steady state and the wait are the same, so the two p99 TTFTs differ by the two prompts' prefill
+    services alone. Before, the wait at the p99 was scaled by the p99 prompt's own service (it then differed too).
+    """
+    from kvplan.serving import _budget, _decode_context, _prefill_service, queue_wait_s
+
+    out = Lengths.of(256)
+    a, b = Lengths.of(1024, 1024, 2048), Lengths.of(1024, 1024, 4096)
+    ra = serve(llama8b, rate_rps=20, input_len=a, output_len=out, with_max_rate=False)
+    rb = serve(llama8b, rate_rps=20, input_len=b, output_len=out, with_max_rate=False)
+    assert (ra.batch, ra.step_s, ra.ttft_mean_s) == (rb.batch, rb.step_s, rb.ttft_mean_s)
+
+    def service(prompt: int) -> float:
+        return _prefill_service(llama8b, prompt=prompt, n=ra.batch, context=_decode_context(a, out),
+                                budget=_budget(llama8b, None), ep=False)  # fmt: skip
+
+    rho = ra.prefill_tokens_per_step / (ra.max_num_batched_tokens - ra.batch)
+    wait = queue_wait_s(service(1024), rho, quantile=0.99)  # behind 1024-token prompts, whatever one's own
+    assert ra.ttft_p99_s == pytest.approx(service(2048) + wait)
+    assert rb.ttft_p99_s == pytest.approx(service(4096) + wait)
+    assert rb.ttft_p99_s - ra.ttft_p99_s == pytest.approx(service(4096) - service(2048))

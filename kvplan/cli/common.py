@@ -53,7 +53,8 @@ PpOpt = Annotated[int, typer.Option("--pp", help="pipeline parallel size")]
 KvDtypeOpt = Annotated[
     Optional[str],
     typer.Option(
-        help="KV-cache dtype: fp32 bf16 fp16 fp8 fp8_e4m3 fp8_e5m2 int8 int4 q8_0 q4_0 (default: the model's)"
+        help="KV-cache dtype: fp32 bf16 fp16 fp8 fp8_e4m3 fp8_e5m2 int8 int4 q8_0 q4_0 nvfp4 (trtllm, vllm) "
+        "fp4_e2m1 (sglang) (default: the model's)"
     ),
 ]
 WeightsDtypeOpt = Annotated[

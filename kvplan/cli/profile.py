@@ -42,7 +42,8 @@ def profile(
     context: Annotated[str, typer.Option("--context", "-c", help="lengths, e.g. 4k,32k")] = "4k",
     batch: BatchOpt = 1,
     kv_dtype: Annotated[
-        Optional[str], typer.Option(help="fp32 bf16 fp16 fp8 fp8_e4m3 fp8_e5m2 int8 (int4 q8_0 q4_0: meta only)")
+        Optional[str],
+        typer.Option(help="fp32 bf16 fp16 fp8 fp8_e4m3 fp8_e5m2 int8 (int4 q8_0 q4_0 nvfp4 fp4_e2m1: meta only)"),
     ] = None,
     device: Annotated[str, typer.Option(help="cuda | cpu | meta (shapes only, nothing allocated)")] = "cuda",
     layers: Annotated[

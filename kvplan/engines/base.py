@@ -454,6 +454,13 @@ class Engine:
     def check_weights_on_gpu(self, weights_dtype_name: str, gpu: GPU) -> None:
         """Refuse a weights format this engine cannot run on ``gpu`` (default: every loaded format runs)."""
 
+    def check_kv_on_gpu(self, kv_dtype_name: str, gpu: GPU) -> None:
+        """Refuse a KV format this engine cannot store on ``gpu`` (default: every accepted format runs)."""
+
+    def check_kv_latency(self, kv_dtype_name: str) -> None:
+        """Refuse a KV format whose reads kvplan.latency cannot price for this engine (default: the held bytes at the
+        attention's bandwidth, dequantization fused in the kernel)."""
+
     def check_settings(self, settings: Settings) -> None:
         """Refuse flags that belong to another engine (they would change nothing and say nothing)."""
         default = Settings()
@@ -596,6 +603,10 @@ class Engine:
         """The engine's command line for ``r``, or None where there is none to run (a launch line
         must start the engine with the budget the answer came from)."""
         return None
+
+    def launch_notes(self, r: CapacityResult) -> list[str]:
+        """What the engine takes outside its command line for ``r`` (a config file's keys); none by default."""
+        return []
 
     # -- startup log --
 
@@ -748,4 +759,22 @@ def refuse_cross_attention(spec: ModelSpec, engine: str) -> None:
         raise InvalidInput(
             f"{spec.name} has cross-attention layers (K/V of the vision tokens); kvplan has no {engine} layout "
             "for them (that engine's source was not read for them); use --engine ideal or transformers"
+        )
+
+
+def refuse_fp4_kv_mla(engine: str, spec: ModelSpec, kv_dtype_name: str) -> None:
+    """MLA models in a 4-bit KV cache: refused where kvplan has not read the engine's latent FP4 layout."""
+    if any(k.type == "mla" for k in spec.layers.kinds.values()):
+        raise InvalidInput(
+            f"engine {engine!r}: kvplan has not read its {kv_dtype_name} KV layout for MLA layers ({spec.name}); "
+            "use --kv-dtype fp8 or the model's dtype"
+        )
+
+
+def refuse_fp4_kv_without_fp4(engine: str, kv_dtype_name: str, gpu: GPU, why: str) -> None:
+    """A 4-bit KV cache on a GPU without FP4 tensor cores (Hopper and older), where the engine needs them."""
+    if gpu.fp4_dense_tflops is None:
+        raise InvalidInput(
+            f"engine {engine!r} does not store its KV cache in {kv_dtype_name!r} on {gpu.name} ({why}); "
+            "use --kv-dtype fp8 or a Blackwell GPU (b200, gb200)"
         )

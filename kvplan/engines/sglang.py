@@ -39,7 +39,7 @@ from kvplan.engines.base import (
 from kvplan.errors import InvalidInput
 from kvplan.failures import CUDA_ERROR_OOM, NO_KV_MEMORY, NUMBER, TORCH_OOM, Pattern
 from kvplan.hardware import GPU
-from kvplan.memory import CachePlan, LayerCache, StagePlan, recurrent_state_elements
+from kvplan.memory import CachePlan, LayerCache, StagePlan, head_layout, recurrent_state_elements, with_token_bytes
 from kvplan.params import Sharding
 from kvplan.spec import ModelSpec, ceil_div
 from kvplan.units import GIB, KV_DTYPES, MIB
@@ -178,6 +178,29 @@ class MambaHybridLayout(Layout):
         return {"mamba_full_memory_ratio": self.mamba_ratio}
 
 
+# --kv-cache-dtype fp4_e2m1 (docs/advanced_features/quantized_kv_cache.md @03cd2ec: E2M1 values, one 8-bit exponent
+# scale per block of 16). The pool's cell (model_runner_kv_cache_mixin.py get_cell_size_per_token @001ccef, which
+# profile_max_num_token divides the memory by): element size 1 (torch.float4_e2m1fn_x2 holds two values), so
+# MHA: cell // 2 + (kv_heads x head_dim x layers x 2) // 16, the K and V scale buffers of
+# mem_cache/memory_pool.py MHATokenToKVPoolFP4 (uint8 [tokens, heads x head_dim // 16] each);
+# MLA: (kv_lora_rank + qk_rope_head_dim) x layers // 2 + (kv_lora_rank + qk_rope_head_dim) // 16 x layers.
+# kvplan takes it per layer (the same bytes whenever heads x head_dim is even). Simplification: for hybrid-SWA models
+# SGLang counts the scales at the full layers' heads for every layer; kvplan at each layer's own heads.
+FP4_SCALE_BLOCK = 16
+
+
+def _fp4_token_bytes(spec: ModelSpec, c: LayerCache, *, tp: int) -> int:
+    if c.type == "mla" and c.bytes_per_token:
+        kind = spec.kind(c.kind)
+        latent = kind.kv_lora_rank + kind.qk_rope_head_dim
+        return latent // 2 + latent // FP4_SCALE_BLOCK
+    geometry = head_layout(spec, c, tp=tp)
+    if geometry is None:
+        return c.bytes_per_token
+    heads, k_dim, v_dim = geometry
+    return heads * (k_dim + v_dim) // 2 + heads * k_dim * 2 // FP4_SCALE_BLOCK
+
+
 def mamba_state_bytes(spec: ModelSpec, kind_name: str, *, tp: int) -> int:
     """One request's state in one recurrent layer on one rank: conv state in the model dtype, SSM state
     in float32 (server_args mamba_ssm_dtype default; mamba_utils Mamba2StateDType)."""
@@ -226,6 +249,31 @@ def mem_fraction_04(tp: int) -> float:
 
 @dataclass(frozen=True)
 class Sglang(Engine):
+    def cache_plan(self, spec: ModelSpec, *, kv_dtype_name: str, tp: int, pp: int, mla: str = "latent") -> CachePlan:
+        """The neutral plan; fp4_e2m1 at SGLang's cell (``_fp4_token_bytes``). No GPU gate was read for it: the
+        pool quantizes and dequantizes with torch code (memory_pool.py MHATokenToKVPoolFP4.set_kv_buffer /
+        _get_key_buffer, KVFP4QuantizeUtil)."""
+        plan = super().cache_plan(spec, kv_dtype_name=kv_dtype_name, tp=tp, pp=pp, mla=mla)
+        if kv_dtype_name != "fp4_e2m1":
+            return plan
+        if mla != "latent" and any(k.type == "mla" for k in spec.layers.kinds.values()):
+            raise InvalidInput("SGLang's fp4_e2m1 pool holds the MLA latent (MLATokenToKVPoolFP4); use --mla latent")
+        return with_token_bytes(plan, lambda c: _fp4_token_bytes(spec, c, tp=tp))
+
+    def check_kv_latency(self, kv_dtype_name: str) -> None:
+        """fp4_e2m1 reads are not priced: SGLang's FP4 MHA pool dequantizes a layer's whole K and V buffers (every
+        slot of the pool, not the batch's tokens) to 16 bits each time attention asks for them
+        (mem_cache/memory_pool.py MHATokenToKVPoolFP4._get_key_buffer / _get_value_buffer ->
+        KVFP4QuantizeUtil.batched_dequantize, read in a stored copy of main whose commit was not recorded), and its
+        docs warn that unfused dequantization "can be extremely slow" (quantized_kv_cache.md @03cd2ec). Which
+        attention backends bypass that path was not read, so kvplan gives no latency rather than a wrong one."""
+        if kv_dtype_name == "fp4_e2m1":
+            raise InvalidInput(
+                "kvplan has no latency for SGLang's fp4_e2m1 KV cache: its pool dequantizes every layer's whole K/V "
+                "buffer to 16 bits on each read (memory_pool.py MHATokenToKVPoolFP4), a cost not priced; capacity "
+                "and estimate take it, and cost --latency roofline counts its bytes"
+            )
+
     def attention_tp(self, tp: int, settings: Settings) -> int:
         """python/sglang/srt/layers/dp_attention.py compute_dp_attention_world_info: attn_tp_size =
         tp_size // dp_size; each DP rank holds tp/dp-way shards of the KV heads and its own requests."""
@@ -477,9 +525,11 @@ ENGINE = Sglang(
     # python/sglang/srt/model_executor/model_runner.py profile_max_num_token; page_size 1 default.
     paging="token slots (page 1); pool = rest / cell_size over all layers",
     budget_rule="free memory at start x mem_fraction_static - weights",
-    kv_dtypes=("bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "fp8"),
-    # server_args.py --kv-cache-dtype choices: auto, fp8_e5m2, fp8_e4m3.
+    kv_dtypes=("bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "fp8", "fp4_e2m1"),
+    # server_args.py --kv-cache-dtype choices: auto, fp8_e5m2, fp8_e4m3; fp4_e2m1 (quantized_kv_cache.md @03cd2ec,
+    # "experimental"; _fp4_token_bytes).
     kv_dtype_flags={
+        "fp4_e2m1": "fp4_e2m1",
         "bf16": "auto",
         "fp16": "auto",
         "fp8": "fp8_e4m3",

@@ -21,11 +21,13 @@ from kvplan.engines.base import (
     Settings,
     check_moe_parallel,
     paged_prefix_bytes,
+    refuse_fp4_kv_mla,
+    refuse_fp4_kv_without_fp4,
 )
 from kvplan.errors import InvalidInput
 from kvplan.failures import CUDA_ERROR_OOM, KV_SHORT, NUMBER, TORCH_OOM, Pattern
 from kvplan.hardware import GPU
-from kvplan.memory import CachePlan
+from kvplan.memory import CachePlan, LayerCache, head_layout, with_token_bytes
 from kvplan.params import Sharding
 from kvplan.spec import ModelSpec, ceil_div
 from kvplan.units import GIB
@@ -65,8 +67,49 @@ def activation(spec: ModelSpec, *, tokens: int, tp: int, sharding: Sharding | No
     return act - plain + gathered
 
 
+# NVFP4 KV cache (llmapi KvCacheConfig.dtype "nvfp4", PyTorch backend; QuantMode.NVFP4_KV_CACHE, has_fp4_kv_cache):
+# tensorrt_llm/_torch/pyexecutor/resource_manager.py _get_static_cache_size_layer_components (main 2026, as stored):
+# a layer's token holds E = kv_factor x head_dim x kv_heads / tp values (kv_factor 2: K and V) and takes
+# ceil(E / 2) bytes of packed E2M1 plus ceil(E / 16) bytes of FP8 block scales, one per 16 values. The block-scale
+# pool itself is allocated by the C++ KVCacheManager, which was not read: kvplan takes the per-token size above.
+NVFP4_BLOCK = 16
+
+
+def nvfp4_layer_bytes(values: int) -> int:
+    """Bytes of ``values`` NVFP4 cache entries of one layer and token: packed E2M1 + one FP8 scale per 16."""
+    return ceil_div(values, 2) + ceil_div(values, NVFP4_BLOCK)
+
+
+def _nvfp4_token_bytes(spec: ModelSpec, c: LayerCache, *, tp: int) -> int:
+    geometry = head_layout(spec, c, tp=tp)
+    if geometry is None:  # recurrent state, cross-attention, no attention: what the neutral plan holds
+        return c.bytes_per_token
+    heads, k_dim, v_dim = geometry
+    return nvfp4_layer_bytes(heads * (k_dim + v_dim))
+
+
 @dataclass(frozen=True)
 class Trtllm(Engine):
+    def cache_plan(self, spec: ModelSpec, *, kv_dtype_name: str, tp: int, pp: int, mla: str = "latent") -> CachePlan:
+        """The neutral plan; an NVFP4 cache at TensorRT-LLM's per-layer rounding (``nvfp4_layer_bytes``). MLA in
+        NVFP4 is refused: TensorRT-LLM has two NVFP4 MLA layouts (the estimate above at kv_factor 1 and
+        Fp4MlaKVCacheManagerV2 with its residual and V-scale pages) and which one a run takes was not read."""
+        plan = super().cache_plan(spec, kv_dtype_name=kv_dtype_name, tp=tp, pp=pp, mla=mla)
+        if kv_dtype_name != "nvfp4":
+            return plan
+        refuse_fp4_kv_mla(self.name, spec, kv_dtype_name)
+        return with_token_bytes(plan, lambda c: _nvfp4_token_bytes(spec, c, tp=tp))
+
+    def check_kv_on_gpu(self, kv_dtype_name: str, gpu: GPU) -> None:
+        """NVFP4 KV on Blackwell: NVIDIA's blog introducing it (developer.nvidia.com/blog/optimizing-inference-for-long-
+        context-and-large-batch-sizes-with-nvfp4-kv-cache, 2025-12-08: "a new KV format that enables significant
+        performance gains on NVIDIA Blackwell GPUs"); its FP4 data is E2M1, the FP4 tensor cores' format. The kernel
+        gate was not read in TensorRT-LLM's source (its trtllm-gen attention module, TrtllmGenSupportChecker, refuses
+        NVFP4 KV outright: "NVFP4 KV cache is not supported by flashinfer trtllm-gen kernels"), so this follows
+        the blog."""
+        if kv_dtype_name == "nvfp4":
+            refuse_fp4_kv_without_fp4(self.name, kv_dtype_name, gpu, "NVFP4 KV needs Blackwell's FP4 support")
+
     def failure_figures(self, text: str) -> dict[str, float]:
         """kvCacheManager INFO lines: the device total, what was free for the pool, its tokens."""
         out: dict[str, float] = {}
@@ -177,6 +220,15 @@ class Trtllm(Engine):
             total, share, weights, act, ctx, 0, False, o.overhead_bytes, share,
             "(free after load and activations) x free_gpu_memory_fraction", frac, "free_gpu_memory_fraction",
         )  # fmt: skip
+
+    def launch_notes(self, r: CapacityResult) -> list[str]:
+        """A quantized KV cache is chosen by llmapi ``KvCacheConfig.dtype`` ("The data type to use for the KV cache.
+        Use 'auto' to follow checkpoint metadata, otherwise force the specified dtype"; llm_args.py), a field of the
+        LLM API options, not a trtllm-serve flag: the YAML given to --extra_llm_api_options carries it."""
+        flag = self.kv_flag(r.kv_dtype)
+        if flag == "auto":
+            return []
+        return [f"KV cache in {r.kv_dtype}: `kv_cache_config: {{dtype: {flag}}}` in the --extra_llm_api_options YAML"]
 
     def prefix_units(self, layout: Layout, prefix: int) -> int:
         """KV cache block reuse (llmapi KvCacheConfig.enable_block_reuse, default True) shares whole
@@ -319,8 +371,9 @@ ENGINE = Trtllm(
     # docs/source/reference/memory.md; KvCacheConfig.free_gpu_memory_fraction default 0.9.
     paging="blocks of tokens_per_block (32) per request",
     budget_rule="free memory after load and activations x free_gpu_memory_fraction (0.9)",
-    kv_dtypes=("bf16", "fp16", "fp8", "int8"),
-    kv_dtype_flags={"bf16": "auto", "fp16": "auto", "fp8": "fp8", "int8": "int8"},
+    # nvfp4: KvCacheConfig.dtype "nvfp4" (_nvfp4_token_bytes; Blackwell only, check_kv_on_gpu).
+    kv_dtypes=("bf16", "fp16", "fp8", "int8", "nvfp4"),
+    kv_dtype_flags={"bf16": "auto", "fp16": "auto", "fp8": "fp8", "int8": "int8", "nvfp4": "nvfp4"},
     # tensorrt_llm/quantization/mode.py QuantAlgo (FP8, FP8_BLOCK_SCALES, NVFP4, W4A16_AWQ, W4A16_GPTQ,
     # W4A8_MXFP4_FP8, ...) read from pre-quantized (ModelOpt / HF) checkpoints; no online quantization.
     # NVFP4 on Blackwell only (check_weights_on_gpu).

@@ -37,13 +37,24 @@ from kvplan.engines.base import (
     number,
     quantization_flag,
     refuse_cross_attention,
+    refuse_fp4_kv_mla,
+    refuse_fp4_kv_without_fp4,
     refuse_unread_states,
     row,
 )
 from kvplan.errors import InvalidInput
 from kvplan.failures import CUDA_ERROR_OOM, KV_SHORT, NO_KV_MEMORY, NUMBER, STARTUP_FREE, TORCH_OOM, TP_HEADS, Pattern
 from kvplan.hardware import GPU
-from kvplan.memory import CachePlan, LayerCache, StagePlan, cache_plan, element_size, indexer_token_bytes
+from kvplan.memory import (
+    CachePlan,
+    LayerCache,
+    StagePlan,
+    cache_plan,
+    element_size,
+    head_layout,
+    indexer_token_bytes,
+    with_token_bytes,
+)
 from kvplan.params import Sharding, pipeline_stages
 from kvplan.spec import ModelSpec, ceil_div
 from kvplan.units import GIB
@@ -250,6 +261,28 @@ PER_TOKEN_HEAD = {"int8_per_token_head": "int8", "fp8_per_token_head": "fp8"}
 SCALE_BYTES = 4  # float32 scale
 
 
+# vLLM --kv-cache-dtype nvfp4 (config/cache.py CacheDType @002f10e; KVQuantMode.NVFP4 "packed fp4 data + fp8 block
+# scales", kv_cache_interface.py get_kv_quant_mode @001cabc): FullAttentionSpec.real_page_size_bytes stores, per
+# token and KV head, nvfp4_kv_cache_full_dim(head_size) + nvfp4_kv_cache_full_dim(head_size_v) uint8 bytes, with
+# full_dim(h) = h // 2 + h // 16 (E2M1 pairs, then one FP8 E4M3 scale per 16; utils/torch_utils.py @0024350).
+# MLAAttentionSpec has no nvfp4 branch there (its page would be 1 byte a value) and nvfp4_ds_mla is a layout of its
+# own: kvplan refuses MLA in nvfp4 for vLLM.
+NVFP4_BLOCK = 16
+
+
+def nvfp4_full_dim(head_size: int) -> int:
+    """vLLM's packed NVFP4 row for one head: E2M1 pairs, then the FP8 block scales."""
+    return head_size // 2 + head_size // NVFP4_BLOCK
+
+
+def _nvfp4_token_bytes(spec: ModelSpec, c: LayerCache, *, tp: int) -> int:
+    geometry = head_layout(spec, c, tp=tp)
+    if geometry is None:
+        return c.bytes_per_token
+    heads, k_dim, v_dim = geometry
+    return heads * (nvfp4_full_dim(k_dim) + nvfp4_full_dim(v_dim))
+
+
 def _with_head_scales(spec: ModelSpec, plan: CachePlan, *, tp: int) -> CachePlan:
     def scaled(c: LayerCache) -> LayerCache:
         if c.type in ("recurrent", "mla"):
@@ -381,7 +414,20 @@ class Vllm(Engine):
         if kv_dtype_name in PER_TOKEN_HEAD:
             plan = cache_plan(spec, PER_TOKEN_HEAD[kv_dtype_name], tp=tp, pp=pp, mla=mla)
             return _with_indexer(spec, _with_head_scales(spec, plan, tp=tp))
+        if kv_dtype_name == "nvfp4":
+            refuse_fp4_kv_mla(self.name, spec, kv_dtype_name)
+            plan = cache_plan(spec, kv_dtype_name, tp=tp, pp=pp, mla=mla)
+            return with_token_bytes(plan, lambda c: _nvfp4_token_bytes(spec, c, tp=tp))
         return _with_indexer(spec, cache_plan(spec, kv_dtype_name, tp=tp, pp=pp, mla=mla))
+
+    def check_kv_on_gpu(self, kv_dtype_name: str, gpu: GPU) -> None:
+        """vLLM's nvfp4 KV cache runs on the FlashInfer backend on SM100-family GPUs only:
+        v1/attention/backends/flashinfer.py FlashInferBackend.supports_kv_cache_dtype returns, for a dtype starting
+        "nvfp4", ``is_device_capability_family(100)`` and trtllm attention for prefill and decode (read as quoted in
+        third-party patches of that file, not in vLLM's own copy). kvplan's catalog has no compute capability: it
+        takes FP4 tensor cores (b200, gb200, both SM100) for it; an SM120 GPU described by the user would pass."""
+        if kv_dtype_name == "nvfp4":
+            refuse_fp4_kv_without_fp4(self.name, kv_dtype_name, gpu, "vLLM runs nvfp4 KV on SM100 Blackwell only")
 
     def check_layer_kinds(self, spec: ModelSpec) -> None:
         """vLLM reads the indexer, KV-shared, attention-free and Falcon-H1 parallel kinds: see _with_indexer,
@@ -847,7 +893,7 @@ V0_19 = Vllm(
     budget_rule="total x gpu_memory_utilization - weights - activation peak - non-torch",
     kv_dtypes=("bf16", "fp16", "fp8", "fp8_e4m3", "fp8_e5m2", "int8_per_token_head", "fp8_per_token_head"),
     # --kv-cache-dtype: auto, fp8, fp8_e4m3, fp8_e5m2; int8/fp8_per_token_head (kv_cache_interface.py
-    # get_kv_quant_mode @001cabc). nvfp4 is not modelled.
+    # get_kv_quant_mode @001cabc). nvfp4: the 0.21 rules (V0_21).
     kv_dtype_flags={
         "bf16": "auto",
         "fp16": "auto",
@@ -917,6 +963,9 @@ V0_21 = replace(
     budget_rule="total x gpu_memory_utilization - weights - activation peak - non-torch - CUDA graphs",
     # vllm/config/cache.py CacheConfig.gpu_memory_utilization: Field(default=0.92) @002f10e (main, 2026).
     gpu_memory_utilization=0.92,
+    # CacheDType @002f10e adds nvfp4 (_nvfp4_token_bytes, check_kv_on_gpu); not assumed for the 0.19 and 0.8 rules.
+    kv_dtypes=V0_19.kv_dtypes + ("nvfp4",),
+    kv_dtype_flags={**V0_19.kv_dtype_flags, "nvfp4": "nvfp4"},
     # vllm/envs.py: VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS default "1", "Enabled by default as of v0.21.0".
     estimate_cuda_graphs=True,
     # vllm/config/cache.py mamba_cache_mode: "align" is the default when prefix caching is enabled

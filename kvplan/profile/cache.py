@@ -9,7 +9,7 @@ One cache per built layer, sized once for the requested batch and length, in the
 - recurrent: a conv state ``[B, channels, d_conv - 1]`` and a state ``[B, heads, dk, dv]`` whose sizes
   are :func:`kvplan.memory.recurrent_state_elements`.
 
-Block formats with fractional bytes per value (``int4``, ``q8_0``, ``q4_0``) are held as packed
+Block formats with fractional bytes per value (``int4``, ``q8_0``, ``q4_0``, the FP4 KV formats) are held as packed
 ``uint8`` rows of exactly the bytes the plan counts; they have shapes but no arithmetic here, so
 only ``--device meta`` accepts them.
 """
@@ -35,7 +35,7 @@ TORCH_DTYPES: dict[str, torch.dtype] = {
     "fp8_e5m2": torch.float8_e5m2,
     "int8": torch.int8,
 }
-PACKED_DTYPES = ("int4", "q8_0", "q4_0")
+PACKED_DTYPES = ("int4", "q8_0", "q4_0", "nvfp4", "fp4_e2m1")  # nvfp4, fp4_e2m1: 9/16 byte (units.KV_DTYPES)
 
 # int8 stand-in quantisation: one fixed scale, no stored scales (the ideal layout counts none).
 INT8_SCALE = 32.0
