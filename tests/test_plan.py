@@ -185,3 +185,16 @@ def test_cli_capacity_csv_is_raw(cli):
     assert r.exit_code == 0, r.output
     (row,) = list(csv.DictReader(io.StringIO(r.output)))
     assert int(row["kv_pool_bytes"]) > 0 and int(row["weights_bytes"]) > 0 and row["engine"] == "vllm"
+
+
+def test_trtllm_plan_keeps_rows_it_cannot_launch_over_nodes(cli):  # noqa: ANN001
+    # TensorRT-LLM has no multi-node launch in kvplan: a two-node row stands, with the reason instead of a command
+    # (the plan used to exit 2 on the first such row)
+    r = cli("plan", "llama-3.1-8b", "--users", "8", "-c", "8k", "--gpus", "h200,b200", "--engine", "trtllm",
+            "--format", "json")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    plans = json.loads(r.output)["plans"]
+    wide = [p for p in plans if p["nodes"] > 1]
+    assert wide and all(not p["node_commands"] for p in wide)
+    assert all("has no multi-node launch in kvplan" in p["launch_notes"][-1] for p in wide)
+    assert plans[0]["nodes"] == 1 and plans[0]["node_commands"]

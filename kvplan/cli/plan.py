@@ -160,8 +160,12 @@ def plan(
             d = row.to_dict()
             d["launch"] = launch_args(r, model=ref, sequences=seqs)
             d["launch_command"] = launch_command(r, model=ref, sequences=seqs)
-            d["node_commands"] = node_commands(r, model=ref, sequences=seqs)
             d["launch_notes"] = launch_notes(r)
+            try:
+                d["node_commands"] = node_commands(r, model=ref, sequences=seqs)
+            except InvalidInput as exc:  # no multi-node launch for this engine (trtllm): the row stands, no command
+                d["node_commands"] = []
+                d["launch_notes"] = [*d["launch_notes"], str(exc)]
             dicts.append(d)
             answers.append((r, seqs))
         manifests_text = _emit(answers[0], spec=spec, ref=ref, image=image) if emit and answers else None
