@@ -53,6 +53,10 @@ if TYPE_CHECKING:
 
 DATA = Path(__file__).resolve().parent / "data" / "published_throughput.json"
 KV_FRACTION = 0.95  # kv_cache_free_gpu_mem_fraction the TensorRT-LLM tables used "in many cases" (source note)
+# The v1.0 tables' llm_options.yml, dense and MoE alike: cuda_graph_config enable_padding: true with these batch_sizes
+# (TensorRT-LLM docs/source/performance/perf-overview.md @00f37686, "Running the Benchmark"); each decode step is
+# padded up to the next of them (kvplan.engines.trtllm Trtllm.graph_rows).
+V10_GRAPH_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 384, 512, 1024, 2048, 4096, 8192)
 TARGET = 0.20  # the issue's target: throughput within 20 % of the published measurement
 
 
@@ -69,11 +73,13 @@ def _setup(
     dp: int = 1,
     ep: bool = False,
     pp: int = 1,
+    graph_sizes: tuple[int, ...] | None = None,
 ):  # noqa: ANN202
     from kvplan.capacity import setup
     from kvplan.engines import Settings
 
-    settings = Settings(free_gpu_memory_fraction=fraction, max_num_seqs=max_batch, max_num_batched_tokens=max_tokens)
+    settings = Settings(free_gpu_memory_fraction=fraction, max_num_seqs=max_batch, max_num_batched_tokens=max_tokens,
+                        cuda_graph_batch_sizes=graph_sizes)  # fmt: skip
     return setup(model, gpu, engine="trtllm", tp=tp, dp=dp, ep=ep, pp=pp, weights_dtype=weights,
                  kv_dtype_name=kv, settings=settings)  # fmt: skip
 
@@ -87,6 +93,12 @@ def run_split(r: dict, *, ep: bool = True) -> dict:
     if launch and launch.get("enable_attention_dp"):
         return {"tp": 1, "dp": launch["tp"], "ep": ep}
     return {"tp": r["tp"]}
+
+
+def row_graph_sizes(r: dict) -> tuple[int, ...] | None:
+    """The CUDA-graph batch sizes the row's launch pads decode steps to: the v1.0 page's ``llm_options.yml``
+    (:data:`V10_GRAPH_BATCH_SIZES`) for its rows, none modelled elsewhere."""
+    return V10_GRAPH_BATCH_SIZES if r["source"] == "trtllm-1.0" else None
 
 
 def row_model(r: dict) -> str | ModelSpec:
@@ -114,7 +126,7 @@ def row_model(r: dict) -> str | ModelSpec:
 def _row_tokens_s(r: dict, *, ep: bool = True, heuristic: bool = False) -> float:
     caps = dict(zip(("max_batch", "max_tokens"), trtllm_bench_settings(r), strict=True)) if heuristic else {}
     s = _setup(row_model(r), r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, **caps,
-               **run_split(r, ep=ep))  # fmt: skip
+               graph_sizes=row_graph_sizes(r), **run_split(r, ep=ep))  # fmt: skip
     return replica_tokens_s(s, r["isl"], r["osl"])
 
 
@@ -165,6 +177,37 @@ def heuristic_summary(runs: list[dict]) -> str:
     return "trtllm-1.0 FP8 rows with trtllm-bench's max_batch_size / max_num_tokens heuristic: " + "; ".join(parts)
 
 
+def step_residual(r: dict) -> dict:
+    """kvplan's mean step at the row's highest sustainable rate (``serving.serve`` just below ``max_rate``) and what
+    the published figure leaves over it: at the same batch, the published run's step is ``ratio`` x kvplan's, so the
+    step time kvplan lacks is ``step x (ratio - 1)`` (negative: kvplan's step is too long). A residual that stays
+    about constant in milliseconds across a model's rows points at a fixed cost per step, one that scales with the
+    step at a rate."""
+    from kvplan.serving import Lengths, max_rate, serve
+
+    s = _setup(row_model(r), r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION,
+               graph_sizes=row_graph_sizes(r), **run_split(r))  # fmt: skip
+    inp, out = Lengths.of(r["isl"]), Lengths.of(r["osl"])
+    top = max_rate(s, input_len=inp, output_len=out)
+    at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
+               with_p99=False)  # fmt: skip
+    ratio = top * r["osl"] / r["published_tok_s"]
+    return {"ratio": ratio, "step_s": at.step_s, "residual_s": at.step_s * (ratio - 1), "rank_batch": at.batch / s.dp}
+
+
+def residual_lines(runs: list[dict]) -> list[str]:
+    """The v1.0 FP8 H100/H200 rows' step residual (:func:`step_residual`), the attention-DP rows beside the TP ones."""
+    out = []
+    for r in runs:
+        if r["source"] != "trtllm-1.0" or "not_modelled" in r or r["weights"] != "fp8":
+            continue
+        x = step_residual(r)
+        out.append(f"step residual {r['label']:16} {r['gpu']:9} {split_label(r):8} {r['isl']:>5}/{r['osl']:<5} "
+                   f"x{x['ratio']:.2f}  kvplan step {x['step_s'] * 1e3:6.1f} ms at {x['rank_batch']:5.0f} a rank, "
+                   f"residual {x['residual_s'] * 1e3:+6.1f} ms")  # fmt: skip
+    return out
+
+
 def implied_host_request_s(r: dict, *, lo: float = 1e-6, hi: float = 1e-2, steps: int = 24) -> float | None:
     """The host seconds per request in a step at which kvplan's figure for row ``r`` would fall to the published one
     (``Settings.host_request_s``: TensorRT-LLM's overlap loop, step = max(GPU, host), kvplan.host), by bisection on
@@ -173,7 +216,8 @@ def implied_host_request_s(r: dict, *, lo: float = 1e-6, hi: float = 1e-2, steps
     import dataclasses
 
     def tokens(host_s: float) -> float:
-        s = _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, **run_split(r))
+        s = _setup(row_model(r), r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION,
+                   graph_sizes=row_graph_sizes(r), **run_split(r))  # fmt: skip
         s = dataclasses.replace(s, settings=dataclasses.replace(s.settings, host_request_s=host_s))
         return replica_tokens_s(s, r["isl"], r["osl"])
 
@@ -504,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--update-data", action="store_true", help="store the MLPerf scores on the rows of --data")
     ap.add_argument("--bench-heuristic", action="store_true",
                     help="also score the v1.0 rows with trtllm-bench's own batch and token caps")  # fmt: skip
+    ap.add_argument("--residual", action="store_true",
+                    help="also print each v1.0 FP8 row's step residual (what kvplan's step lacks, in ms)")  # fmt: skip
     ap.add_argument("--host-floor", action="store_true",
                     help="for the v1.0 rows over 20%%, the host time per request that explains each miss")  # fmt: skip
     args = ap.parse_args(argv)
@@ -546,6 +592,8 @@ def main(argv: list[str] | None = None) -> int:
     print(mlperf_summary(mlperf))
     if args.bench_heuristic:
         print(heuristic_summary(data["runs"]))
+    if args.residual:
+        print("\n".join(residual_lines(data["runs"])))
     if args.host_floor:
         print()
         for line in host_floor_lines(host_floor_rows(rows), markdown=args.markdown):

@@ -172,6 +172,7 @@ class _Ctx:
     moe_layer_s: float | None = None  # fixed seconds of one grouped-expert layer where not cal.moe_layer_s (NVFP4)
     head_16bit: bool = False  # the LM head stays 16-bit (NVFP4 checkpoints exclude it from quantization)
     wave_sms: int = 0  # fp8 GEMMs: SMs their output tiles run in waves over (:func:`wave_efficiency`); 0: not modelled
+    gather_unpadded: bool = False  # the DP all-gather moves each rank's own tokens (Overlap.moe_allgather_unpadded)
 
     @property
     def moe_ranks(self) -> int:
@@ -664,6 +665,7 @@ def _make_ctx(
         moe_layer_s=_fp4_moe_layer_s(gpu, cal, weights_dtype),
         head_16bit=weights_dtype == "nvfp4",
         wave_sms=_wave_sms(gpu, weights_dtype),
+        gather_unpadded=spec.family in (rules or Overlap()).moe_allgather_unpadded and weights_dtype != "nvfp4",
     )
 
 
@@ -807,9 +809,10 @@ def _dp_collectives_s(c: _Ctx, tokens: float, moe_tokens: float, layers: range, 
     per_rank = allreduce_s(c, tokens)
     reduce = (len(layers) + dense_layers + (1 if first else 0)) * per_rank
     if c.rules.moe_allgather:
-        # Every rank's tokens gathered to every rank (each padded to the busiest rank's count) and the outputs
-        # reduce-scattered back, experts split whole or sliced alike (Overlap.moe_allgather).
-        gathered = c.moe_ranks * tokens / c.tp
+        # Every rank's tokens gathered to every rank (each padded to the busiest rank's count, or each rank's own
+        # count for an unpadded family: all the MoE layer's tokens) and the outputs reduce-scattered back, experts
+        # split whole or sliced alike (Overlap.moe_allgather, moe_allgather_unpadded).
+        gathered = (moe_tokens if c.gather_unpadded else c.moe_ranks * tokens) / c.tp
         exchange = allgather_s(c, gathered, bytes_per_element=c.dispatch_bytes) + allgather_s(
             c, gathered, bytes_per_element=2.0
         )
@@ -1028,6 +1031,7 @@ def mixed_step_latency(
     two_batch: bool = False,
     deepep: bool = False,
     prompt_chunks: float = 1.0,
+    padded_rank_seqs: float | None = None,
 ) -> OpTimes:
     """One in-flight-batching step: ``decode_seqs`` decodes at ``decode_context`` plus a prefill chunk of
     ``prefill_tokens`` tokens after ``prefill_prefix`` already-prefilled tokens of the same prompt.
@@ -1053,6 +1057,10 @@ def mixed_step_latency(
     batches is not full, read in copies of that file): the cycle is
     ``k`` x the busiest stage of a loaded micro-batch + ``(m - k)`` x that of a plain one, linear in ``k`` from the
     one-chunk cycle (``k = 1``); from ``k = m`` on, every micro-batch carries ``k / m`` chunks.
+
+    ``padded_rank_seqs`` (a decode-only step without PP, :meth:`kvplan.engines.base.Engine.graph_rows`): every rank
+    runs that many rows, the rest dummy requests padding the batch up to a captured CUDA graph; they add rows to the
+    GEMMs, norms, the MoE layers and their token exchange, not to the attention's cache reads.
     """
     cal = calibration(engine)
     chunk = int(round(prefill_tokens))
@@ -1060,7 +1068,9 @@ def mixed_step_latency(
                     dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine),
                     two_batch=two_batch, deepep=deepep)  # fmt: skip
     if pp == 1 and dp == 1:
-        return _micro_step(c, None, decode_seqs, decode_seqs, decode_context, chunk, prefill_prefix, kv_dtype_name)
+        pad = max(0.0, padded_rank_seqs - decode_seqs) if padded_rank_seqs is not None and not chunk else 0.0
+        return _micro_step(c, None, decode_seqs, decode_seqs + pad, decode_context, chunk, prefill_prefix,
+                           kv_dtype_name, pad)  # fmt: skip
     rank_seqs = decode_seqs / dp
     micro = min(float(pp), max(1.0, rank_seqs))
     seqs = rank_seqs / micro
@@ -1073,9 +1083,10 @@ def mixed_step_latency(
         return two_batch_s(c, seqs, seqs * dp + others, decode_context, chunk, prefill_prefix, kv_dtype_name)
     stages = _stages(spec, pp)
     loaded, plain, memo = [], [], {}
+    pad = max(0.0, padded_rank_seqs - seqs) if padded_rank_seqs is not None and not chunk and pp == 1 else 0.0
     for st in stages:
-        loaded.append(_stage_step(memo, c, st, seqs, seqs * dp + others, decode_context, chunk, prefill_prefix,
-                                  kv_dtype_name))  # fmt: skip
+        loaded.append(_stage_step(memo, c, st, seqs, (seqs + pad) * dp + others, decode_context, chunk, prefill_prefix,
+                                  kv_dtype_name, pad))  # fmt: skip
         if pp > 1 and chunk:
             plain.append(_stage_step(memo, c, st, seqs, seqs * dp, decode_context, 0, 0, kv_dtype_name))
     sends = _sends(c, stages, seqs + chunk)
@@ -1186,12 +1197,14 @@ def _micro_step(
     chunk: int,
     prefill_prefix: int,
     kv_dtype_name: str,
+    pad_rows: float = 0.0,
 ) -> OpTimes:
     """One stage (all layers when ``stage`` is None) of a step: ``decode_seqs`` decodes on the busiest rank plus a
-    chunk; the MoE layers see ``moe_decode_seqs`` decodes (every DP rank's) plus the chunk."""
-    sampled = decode_seqs + (1 if chunk else 0)
+    chunk; the MoE layers see ``moe_decode_seqs`` decodes (every DP rank's) plus the chunk. ``pad_rows``: CUDA-graph
+    padding rows on the rank, in every linear layer but not in attention (``moe_decode_seqs`` counts them)."""
+    sampled = decode_seqs + pad_rows + (1 if chunk else 0)
     moe_tokens = moe_decode_seqs + chunk
-    gemm, moe, elementwise, reduce, a2a, hidden = _linear_s(c, decode_seqs + chunk, sampled, stage=stage,
+    gemm, moe, elementwise, reduce, a2a, hidden = _linear_s(c, decode_seqs + pad_rows + chunk, sampled, stage=stage,
                                                             moe_tokens=moe_tokens)  # fmt: skip
     attention = 0.0
     if decode_seqs > 0:  # a mean below one sequence: the decode kernels run in that share of the steps

@@ -206,9 +206,11 @@ def _step(
 ) -> float:
     """Mean time in which every running sequence advances one token: ``n`` decodes over the replica plus a prompt
     chunk of ``p`` tokens on the busiest data-parallel rank (``p_all``: all ranks' prompt tokens, default ``p``);
-    with PP, the pipeline's cycle (``chunks``: the step carries that many such chunks, one per micro-batch). With a
+    with PP, the pipeline's cycle (``chunks``: the step carries that many such chunks, one per micro-batch). A
+    decode-only step runs the engine's CUDA-graph padding, where it pads (:meth:`Engine.graph_rows`). With a
     measured host time per request (``Settings.host_request_s``) the engine's host loop rule applies
     (:func:`kvplan.host.step_with_host_s`); without one the step is the GPU's."""
+    padded = s.engine.graph_rows(s.settings, n / s.dp) if p <= 0 and s.pp == 1 else None
     gpu_s = mixed_step_latency(
         s.spec,
         s.gpu,
@@ -228,6 +230,7 @@ def _step(
         two_batch=s.settings.two_batch_overlap,
         deepep=s.settings.deepep,
         prompt_chunks=chunks,
+        padded_rank_seqs=padded,
     ).total
     # The host loop's work over the busiest rank's requests (its decodes, and the prompts with a chunk in the step).
     requests = n / s.dp + (chunks if p > 0 else 0.0)

@@ -68,6 +68,10 @@ class Settings:
     # The DeepEP all-to-all for the MoE token exchange under DP attention + EP instead of the engine's default
     # (vLLM --all2all-backend deepep_high_throughput / deepep_low_latency, SGLang --moe-a2a-backend deepep).
     deepep: bool = False
+    # CUDA-graph padding of decode steps (TensorRT-LLM cuda_graph_config enable_padding: true, with these
+    # batch_sizes captured): each decode-only step runs the graph of the next captured size up (Engine.graph_rows).
+    # None: padding not modelled (TensorRT-LLM's default is enable_padding false).
+    cuda_graph_batch_sizes: tuple[int, ...] | None = None
     # Measured host (CPU) seconds per request in a serving step (not an engine flag): switches on kvplan.host's
     # host term in kvplan.serving, which is otherwise not modelled (docs/cost.md, "Host work per step").
     host_request_s: float | None = None
@@ -316,12 +320,15 @@ class Overlap:
 
     ``moe_allgather``: with data-parallel attention the MoE layer all-gathers every rank's tokens (each rank
     then runs its own experts over all of them) and reduce-scatters the outputs back, instead of an all-to-all
-    that sends each token only to its top-k experts' ranks (DeepEP's dispatch and combine).
+    that sends each token only to its top-k experts' ranks (DeepEP's dispatch and combine). Every rank's share
+    is padded to the busiest rank's token count, except for the model families in ``moe_allgather_unpadded``
+    (``ModelSpec.family``; weights other than NVFP4), whose MoE block gathers each rank's own count.
     """
 
     shared_experts_tokens: int = 0
     shared_experts_graph_only: bool = False
     moe_allgather: bool = False
+    moe_allgather_unpadded: tuple[str, ...] = ()
     # Two-micro-batch overlap (Settings.two_batch_overlap; vLLM --enable-dbo, SGLang --enable-two-batch-overlap):
     # a step with DP attention + EP whose tokens on the rank exceed the threshold (decode-only steps, steps with a
     # prompt chunk) runs as two halves, one half's token exchange beside the other's compute. Both engines need
@@ -570,6 +577,11 @@ class Engine:
     def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int | None, int | None]:
         """``(max_num_batched_tokens, max_num_seqs)`` the engine runs with, where it has them."""
         return None, None
+
+    def graph_rows(self, settings: Settings, rank_seqs: float) -> float | None:
+        """The rows a decode-only step runs on every rank when the engine pads the batch up to a captured CUDA graph,
+        ``rank_seqs`` being the busiest rank's sequences; None where it does not pad (or that is not modelled)."""
+        return None
 
     def layout(
         self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int

@@ -5,6 +5,8 @@ Rules read in docs/source/reference/memory.md and tensorrt_llm/llmapi/llm_args.p
 
 from __future__ import annotations
 
+import bisect
+import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -196,6 +198,26 @@ class Trtllm(Engine):
         """
         return settings.max_num_batched_tokens, settings.max_num_seqs
 
+    def graph_rows(self, settings: Settings, rank_seqs: float) -> float | None:
+        """With ``cuda_graph_config.enable_padding`` a decode-only step is padded with dummy generation requests up to
+        the next captured batch size (tensorrt_llm/_torch/pyexecutor/model_engine.py, 1.0-era
+        ``PyTorchModelEngine._get_padded_batch`` and ``_round_up_batch_size``: a bisect into the sorted sizes); under
+        attention DP every rank is padded to the size of the largest rank's batch (``tp_allgather`` of
+        ``[can_run_cuda_graph, batch_size]``, ``new_batch_size = max(...)`` when every rank is generation-only), so
+        all ranks replay one graph (``_maybe_get_cuda_graph`` replays none unless every rank is generation-only with
+        the same batch size). The dummy (``kv_cache_manager.add_dummy_requests(is_gen=True)``, one short sequence,
+        reused) adds rows to every GEMM, norm and MoE layer, not to the attention's cache reads. No padding past the
+        largest captured size or past ``max_batch_size`` (``padding_size + batch_size > self.batch_size``); the step
+        then runs eagerly there, which kvplan does not model (None: unpadded)."""
+        sizes = sorted(settings.cuda_graph_batch_sizes or ())
+        busiest = math.ceil(rank_seqs - 1e-9)  # a mean of 98.25 sequences: the busiest rank holds 99
+        idx = bisect.bisect_left(sizes, busiest)
+        if idx == len(sizes):
+            return None
+        if settings.max_num_seqs is not None and sizes[idx] > settings.max_num_seqs:
+            return None
+        return float(sizes[idx])
+
     def budget(
         self,
         spec: ModelSpec,
@@ -349,8 +371,22 @@ CALIBRATION = Calibration(
 #   TRTLLM_CAN_USE_DEEP_EP=1 (tensorrt_llm/_torch/modules/fused_moe/fused_moe_wide_ep.py, the same selection in the
 #   CUTLASS backend): the layer all-gathers every rank's (quantized) tokens, `use_allgather = use_dp and
 #   parallel_size > 1`, and reduce-scatters the outputs; Llama4MoE pads each rank to the largest rank's tokens
-#   (use_dp_padding). GB200's MNNVL all-to-all is not modelled (kvplan keeps the all-gather there too);
-OVERLAP = Overlap(shared_experts_tokens=1 << 30, shared_experts_graph_only=True, moe_allgather=True)
+#   (use_dp_padding). Qwen3-MoE with FP8 (or 16-bit) weights does not (moe_allgather_unpadded): Qwen3MoE.forward
+#   (tensorrt_llm/_torch/models/modeling_qwen3_moe.py) keeps use_dp_padding False on the CUTLASS path, in the
+#   0.2x-era file ("Use padding when not using the cutlass path or when x_sf in self.experts is not None": it
+#   pads only for another MoE backend or NVFP4 scales) and in later ones (use_dp_padding = False throughout), so
+#   the fused MoE passes each rank's own count (all_rank_num_tokens) to the all-gather, which then moves one
+#   broadcast per rank of that rank's rows (cpp/tensorrt_llm/thop/allgatherOp.cpp AllgatherOp::run_list with
+#   sizes: ncclBroadcast of sizes[root] rows from each root; the reduce-scatter gets the same sizes, its op was
+#   not read). A step where one rank holds a prompt chunk then gathers the chunk + the others' decodes, not
+#   every rank padded to the chunk. NVFP4 keeps the padding (the 0.2x file pads there; v1.0's was not read).
+#   GB200's MNNVL all-to-all is not modelled (kvplan keeps the all-gather there too);
+OVERLAP = Overlap(
+    shared_experts_tokens=1 << 30,
+    shared_experts_graph_only=True,
+    moe_allgather=True,
+    moe_allgather_unpadded=("qwen3_moe",),
+)
 
 # The host loop (kvplan.host). tensorrt_llm/_torch/pyexecutor/py_executor.py PyExecutor._executor_loop_overlap (the
 # ExecutorRequestQueue layout of v1.0, 2025), the loop unless disable_overlap_scheduler (TorchLlmArgs, default False;
