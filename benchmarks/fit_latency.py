@@ -19,7 +19,9 @@ least 1. Decode figures ``aiconfigurator_compare.reference_artifact`` flags are 
 and reported apart ("without the artifacts").
 
 ``--engine vllm`` or ``--engine trtllm`` fits one engine's cases only (both by default, then one
-per engine when ``--per-engine``). Paste the printed block into the engine module's ``CALIBRATION``
+per engine when ``--per-engine``). ``--only f1,f2`` refits those fields alone, every other one held (a change of
+physics that touches one class of kernels refits that class's constants, e.g. the fp8 GEMMs' wave quantization:
+``--only fp8_eff_scale,fp8_block_eff_scale``). Paste the printed block into the engine module's ``CALIBRATION``
 (``kvplan/engines/vllm.py``, ``kvplan/engines/trtllm.py``).
 """
 
@@ -178,18 +180,19 @@ def residuals(rows: list[dict], cal) -> list[float]:  # noqa: ANN001
     return res
 
 
-def fit(rows: list[dict], start):  # noqa: ANN001, ANN201
+def fit(rows: list[dict], start, only: tuple[str, ...] = ()):  # noqa: ANN001, ANN201
     import numpy as np
     from scipy.optimize import least_squares
 
-    fields = [f.name for f in dataclasses.fields(start) if f.name not in NAMES]
+    fields = [f.name for f in dataclasses.fields(start) if f.name not in NAMES and (not only or f.name in only)]
     x0 = np.log([getattr(start, f) for f in fields])
     lo = np.full(len(fields), -25.0)
     # No kernel reaches more than 95 % of the datasheet peak or bandwidth (an efficiency at 1.0 would be a term the
     # data do not pin, not a measurement); scales and fixed costs are free.
     hi = np.array([math.log(MAX_EFF) if f.endswith("_eff") else 12.0 for f in fields])
     # A grouped expert GEMM is a batch of dense GEMMs: its asymptote stays at or below the dense GEMMs' peak share.
-    hi[fields.index("moe_peak_eff")] = math.log(start.gemm_peak_eff)
+    if "moe_peak_eff" in fields:
+        hi[fields.index("moe_peak_eff")] = math.log(start.gemm_peak_eff)
 
     def f(x):  # noqa: ANN001, ANN202
         return residuals(rows, dataclasses.replace(start, **dict(zip(fields, np.exp(x), strict=True))))
@@ -207,11 +210,11 @@ def errors(rows: list[dict], cal, *, artifacts: bool = True) -> dict:  # noqa: A
     return out
 
 
-def _show(cal) -> str:  # noqa: ANN001
+def _show(cal, only: tuple[str, ...] = ()) -> str:  # noqa: ANN001
     lines = []
     for f in dataclasses.fields(cal):
         v = getattr(cal, f.name)
-        if f.name in NAMES:
+        if f.name in NAMES or (only and f.name not in only):
             continue
         lines.append(f"        {f.name}={v:.4g},")
     return "\n".join(lines)
@@ -221,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--engine", choices=["vllm", "trtllm"])
     ap.add_argument("--per-engine", action="store_true")
+    ap.add_argument("--only", default="", help="comma-separated fields to refit, every other one held (default: all)")
     args = ap.parse_args(argv)
     try:
         import scipy  # noqa: F401
@@ -234,7 +238,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = load_cases(engine)
         start = calibration(engine or "vllm")
         before = errors(rows, start)
-        cal = fit(rows, start)
+        only = tuple(f for f in args.only.split(",") if f)
+        unknown = set(only) - {f.name for f in dataclasses.fields(start)}
+        if unknown:
+            ap.error(f"unknown Calibration fields {sorted(unknown)}")
+        cal = fit(rows, start, only)
         after = errors(rows, cal)
         clean_before, clean_after = errors(rows, start, artifacts=False), errors(rows, cal, artifacts=False)
         flagged = sorted({r["case"]["model"] + " " + r["case"]["gpu"] + " b" + str(r["case"]["batch"])
@@ -245,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             cb, ca = clean_before[phase], clean_after[phase]
             print(f"#  {phase}: median |ln| {b[0]:.3f} -> {a[0]:.3f}, worst {b[1]:.3f} -> {a[1]:.3f}; "
                   f"without the artifacts ({ca[2]}): worst {cb[1]:.3f} -> {ca[1]:.3f}")  # fmt: skip
-        print(_show(cal))
+        print(_show(cal, only))
     return 0
 
 

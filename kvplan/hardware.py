@@ -29,6 +29,9 @@ class GPU(BaseModel):
     fp4_dense_tflops: PositiveFloat | None = Field(
         None, description="dense FP4 (NVFP4) tensor-core peak; None: no FP4 tensor cores (Hopper and older)"
     )
+    sm_count: PositiveInt | None = Field(
+        None, description="streaming multiprocessors: a GEMM's output tiles run in waves of this many (None: unknown)"
+    )
     interconnect: str | None = None
     interconnect_gbps: PositiveFloat | None = Field(None, description="GPU-GPU bandwidth, GB/s")
     gpus_per_node: PositiveInt = Field(8, description="GPUs in one server (one NVLink/xGMI domain for SXM/OAM)")

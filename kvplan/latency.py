@@ -25,7 +25,8 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
   ``architecture`` is ``blackwell`` (the engines' kernels reach a smaller share of its peak);
 * **fp8 GEMMs** at the fp8 peak times ``fp8_eff_scale`` (per-tensor scales) or
   ``fp8_block_eff_scale`` (a checkpoint shipped with block scales, DeepSeek-V3's 128 x 128), and
-  their weight streaming at ``fp8_mem_eff_scale`` of the 16-bit GEMMs' efficiency;
+  their weight streaming at ``fp8_mem_eff_scale`` of the 16-bit GEMMs' efficiency; past M = 128 their compute
+  roof also pays the partial last wave of 128 x 128 output tiles over the GPU's SMs (:func:`wave_efficiency`);
 * **NVFP4 GEMMs** (W4A4) on a GPU with FP4 tensor cores (catalog ``fp4_dense_tflops``, Blackwell) at the FP4
   peak times ``fp4_eff_scale``, weights streamed at 9/16 byte and ``fp4_mem_eff_scale`` of the 16-bit
   efficiency, grouped expert GEMMs at the FP4 peak times ``fp4_moe_eff_scale`` (all three fitted by
@@ -170,6 +171,7 @@ class _Ctx:
     fp4_k_s: float = 0.0  # NVFP4 GEMMs (FP4 tensor cores): seconds per element of K of one tile's K loop; 0 elsewhere
     moe_layer_s: float | None = None  # fixed seconds of one grouped-expert layer where not cal.moe_layer_s (NVFP4)
     head_16bit: bool = False  # the LM head stays 16-bit (NVFP4 checkpoints exclude it from quantization)
+    wave_sms: int = 0  # fp8 GEMMs: SMs their output tiles run in waves over (:func:`wave_efficiency`); 0: not modelled
     gather_unpadded: bool = False  # the DP all-gather moves each rank's own tokens (Overlap.moe_allgather_unpadded)
 
     @property
@@ -187,6 +189,8 @@ def _gemm_s(c: _Ctx, m: int, params: int, n_plus_k: int, *, k: int) -> float:
     if params <= 0 or m <= 0:
         return 0.0
     eff = c.cal.gemm_peak_eff * m / (m + c.cal.gemm_half_m)
+    if c.wave_sms:
+        eff *= wave_efficiency(m, params // max(k, 1), c.wave_sms)
     compute = 2 * m * params / (c.peak * eff)
     moved = params * c.w_bytes + m * n_plus_k * c.act_bytes
     t = max(compute, moved / (c.bw * c.cal.gemm_mem_eff * c.mem_scale))
@@ -194,6 +198,33 @@ def _gemm_s(c: _Ctx, m: int, params: int, n_plus_k: int, *, k: int) -> float:
         k_loop, quantize = _fp4_gemm_terms(c, m, k)
         return max(t, k_loop) + quantize + c.kernel_s
     return t + c.kernel_s
+
+
+# The output tile of the fp8 GEMMs the engines run: vLLM's CUTLASS W8A8 kernel for M > 128 on Hopper,
+# sm90_fp8_config_default TileShape 128 x 128 x 128 (csrc/quantization/cutlass_w8a8/c3x/scaled_mm_sm90_fp8_dispatch.cuh
+# @118ff921); block-scaled fp8 tiles by its 128 x 128 scale blocks. aiconfigurator 0.12.0's fp8 and block-fp8 GEMM
+# tables follow a 128 x 128 partial last wave (benchmarks/gemm_compare.py --waves); its bf16 tables (cuBLAS) do not.
+WAVE_TILE_M = 128
+WAVE_TILE_N = 128
+
+
+def wave_efficiency(m: float, n: int, sms: int) -> float:
+    """Share of the SMs a GEMM's output tiles keep busy over their waves: ``tiles / (ceil(tiles / sms) * sms)`` with
+    ``ceil(M / 128) x ceil(N / 128)`` tiles, past M = 128 and where the tiles fill at least one wave. Up to M = 128
+    the kernels take other tiles (vLLM's sm90_fp8_config_M64 / M128, swap-AB), and with fewer tiles than SMs they
+    split K: kvplan's ``M / (M + gemm_half_m)`` curve prices both, 1.0 there."""
+    if m <= WAVE_TILE_M:
+        return 1.0
+    tiles = ceil_div(int(math.ceil(m)), WAVE_TILE_M) * ceil_div(n, WAVE_TILE_N)
+    if tiles < sms:
+        return 1.0
+    return tiles / (ceil_div(tiles, sms) * sms)
+
+
+def _wave_sms(gpu: GPU, weights_dtype: str) -> int:
+    """SMs the fp8 GEMMs' waves run over on ``gpu`` (fp8 weights on fp8 tensor cores, SM count known); else 0."""
+    fp8 = gpu.fp8_dense_tflops is not None and weights_dtype.startswith("fp8")
+    return (gpu.sm_count or 0) if fp8 else 0
 
 
 def _fp4_gemm_terms(c: _Ctx, m: float, k: int) -> tuple[float, float]:
@@ -566,14 +597,20 @@ def gemm_peak(spec: ModelSpec | None, gpu: GPU, cal: Calibration, weights_dtype:
     return gpu.bf16_dense_tflops * 1e12 * arch, 1.0
 
 
-def gemm_seconds(gpu: GPU, cal: Calibration, *, m: int, n: int, k: int, weights_dtype: str, eager: bool) -> float:
-    """One ``m x n x k`` GEMM alone, as :mod:`kvplan.latency` prices it (``benchmarks/fit_fp4.py`` fits on this)."""
+def gemm_seconds(
+    gpu: GPU, cal: Calibration, *, m: int, n: int, k: int, weights_dtype: str, eager: bool, block: bool = False
+) -> float:
+    """One ``m x n x k`` GEMM alone, as :mod:`kvplan.latency` prices it (``benchmarks/fit_fp4.py`` fits on this;
+    ``benchmarks/gemm_compare.py`` compares it with aiconfigurator's GEMM tables). ``block``: fp8 weights with block
+    scales (``fp8_block_eff_scale``)."""
     peak, mem_scale = gemm_peak(None, gpu, cal, weights_dtype)
+    if block and gpu.fp8_dense_tflops is not None and weights_dtype.startswith("fp8"):
+        peak *= cal.fp8_block_eff_scale / cal.fp8_eff_scale
     w = weight_dtype(weights_dtype)
     c = _Ctx(spec=None, gpu=gpu, cal=cal, tp=1, w_bytes=float(w.bytes_per_element), act_bytes=2.0,  # type: ignore[arg-type]
              peak=peak, peak16=peak, bw=gpu.bandwidth_gbps * 1e9,
              kernel_s=cal.eager_kernel_s if eager else cal.graph_kernel_s, mem_scale=mem_scale)  # fmt: skip
-    c = replace(c, fp4_k_s=_fp4_k_s(gpu, cal, weights_dtype))
+    c = replace(c, fp4_k_s=_fp4_k_s(gpu, cal, weights_dtype), wave_sms=_wave_sms(gpu, weights_dtype))
     return _gemm_s(c, m, n * k, n + k, k=k)
 
 
@@ -627,6 +664,7 @@ def _make_ctx(
         fp4_k_s=_fp4_k_s(gpu, cal, weights_dtype),
         moe_layer_s=_fp4_moe_layer_s(gpu, cal, weights_dtype),
         head_16bit=weights_dtype == "nvfp4",
+        wave_sms=_wave_sms(gpu, weights_dtype),
         gather_unpadded=spec.family in (rules or Overlap()).moe_allgather_unpadded and weights_dtype != "nvfp4",
     )
 
