@@ -50,6 +50,25 @@ def test_capacity_names_the_rule_set_and_the_launch_line_uses_it():
     assert args[args.index("--gpu-memory-utilization") + 1] == "0.9"  # the 0.19 default, not 0.21's 0.92
 
 
+# ---- TensorRT-LLM ----------------------------------------------------------------------------------------
+
+
+def test_trtllm_sliding_window_layers_keep_every_token_without_max_attention_window():
+    # docs/source/features/long-sequence.md ("Sliding Window Attention"): the cyclic KV cache keeps the last N tokens
+    # for N = KvCacheConfig.max_attention_window, which the launch sets to enable it; kvplan's launch sets none.
+    # Mistral 7B v0.1 (window 4,096 on every layer) on one H100, bf16 KV: 32 layers x 8 heads x 128 x 2 x 2 B =
+    # 131,072 B a token; the pool is 475,040 tokens (62,268,552,216 B // 131,072 = 475,071, in blocks of 32).
+    # Before: each sequence was charged its 4,096-token window: 115 sequences of 32K. Now: 475,040 // 32,768 = 14.
+    r = capacity(_setup("mistral-7b-v0.1", H100, "trtllm"), 32768)
+    assert r.kv_pool_tokens == 475_040
+    assert r.max_concurrent_sequences == 475_040 // 32_768 == 14
+    # Llama 4's chunked layers stay capped at the chunk: TensorRT-LLM reads attention_chunk_size from the model config.
+    scout = _setup("llama-4-scout-17b-16e", H200, "trtllm", tp=4)
+    chunked = [c for _, c in scout.stages[0].layout.stage.groups if c.type == "chunked"]
+    assert chunked and all(c.max_tokens == 8192 for c in chunked)
+    assert "--max_attention_window" not in " ".join(ENGINES["trtllm"].launch_args(r, model="m", sequences=14))
+
+
 # ---- SGLang ---------------------------------------------------------------------------------------------
 
 

@@ -1,6 +1,7 @@
 """TensorRT-LLM (LLM API, PyTorch backend): blocks of tokens_per_block; a fraction of free memory.
 
-Rules read in docs/source/reference/memory.md and tensorrt_llm/llmapi/llm_args.py (KvCacheConfig).
+Rules read in docs/source/reference/memory.md, docs/source/features/long-sequence.md (sliding-window layers keep
+every token unless KvCacheConfig.max_attention_window is set) and tensorrt_llm/llmapi/llm_args.py (KvCacheConfig).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import bisect
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from kvplan.engines import vllm
@@ -29,7 +30,7 @@ from kvplan.engines.base import (
 from kvplan.errors import InvalidInput
 from kvplan.failures import CUDA_ERROR_OOM, KV_SHORT, NUMBER, TORCH_OOM, Pattern
 from kvplan.hardware import GPU
-from kvplan.memory import CachePlan, LayerCache, head_layout, with_token_bytes
+from kvplan.memory import CachePlan, LayerCache, StagePlan, head_layout, with_token_bytes
 from kvplan.params import Sharding
 from kvplan.spec import ModelSpec, ceil_div
 from kvplan.units import GIB
@@ -67,6 +68,19 @@ def activation(spec: ModelSpec, *, tokens: int, tp: int, sharding: Sharding | No
     rows = tokens * (tp // sharding.attn_tp)  # every DP rank's tokens
     gathered = vllm.MOE_BYTES * rows * k * (2 * ceil_div(width, sharding.expert_tp) + hidden)
     return act - plain + gathered
+
+
+def _whole_sliding(stage: StagePlan) -> StagePlan:
+    """Sliding-window layers keep every token. TensorRT-LLM's cyclic KV cache stores the last N tokens of a layer
+    only for the N the launch gives: "It only stores the kv cache for the last `N` tokens, where `N` is determined by
+    the `KvCacheConfig.max_attention_window` parameter in `LLM` API", which users set to enable it
+    (docs/source/features/long-sequence.md, "Sliding Window Attention", @1ec63b443d26536985368445243d3c03625bc27c;
+    the TensorRT-engine flow likewise, docs/source/advanced/gpt-attention.md: the runtime's
+    ``max_attention_window_size``). Unset (KvCacheConfig default None; kvplan's launch line sets none), a layer keeps
+    the whole sequence, whatever window the checkpoint's config names. Chunked layers (Llama 4) are left as the model
+    states them: that page has TensorRT-LLM read ``attention_chunk_size`` from the model config itself."""
+    groups = tuple((n, replace(c, max_tokens=None) if c.type == "sliding" else c) for n, c in stage.groups)
+    return StagePlan(groups)
 
 
 # NVFP4 KV cache (llmapi KvCacheConfig.dtype "nvfp4", PyTorch backend; QuantMode.NVFP4_KV_CACHE, has_fp4_kv_cache):
@@ -158,7 +172,7 @@ class Trtllm(Engine):
     def layout(
         self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
     ) -> Layout:
-        return Layout(plan.stages[stage_index], 1, settings.block_size or TOKENS_PER_BLOCK)
+        return Layout(_whole_sliding(plan.stages[stage_index]), 1, settings.block_size or TOKENS_PER_BLOCK)
 
     def check_dp_ep(self, spec: ModelSpec, *, tp: int, pp: int, dp: int, ep: bool) -> None:
         """Attention data parallelism (llmapi ``enable_attention_dp``) spans the whole TP group: attention runs
@@ -403,7 +417,7 @@ ENGINE = Trtllm(
     release="0.20",
     version="0.20+ (LLM API, PyTorch backend)",
     # docs/source/reference/memory.md; KvCacheConfig.free_gpu_memory_fraction default 0.9.
-    paging="blocks of tokens_per_block (32) per request",
+    paging="blocks of tokens_per_block (32) per request; sliding layers keep every token (no max_attention_window)",
     budget_rule="free memory after load and activations x free_gpu_memory_fraction (0.9)",
     # nvfp4: KvCacheConfig.dtype "nvfp4" (_nvfp4_token_bytes; Blackwell only, check_kv_on_gpu).
     kv_dtypes=("bf16", "fp16", "fp8", "int8", "nvfp4"),
