@@ -672,34 +672,17 @@ def _make_ctx(
 _CTXS: dict[tuple, tuple[ModelSpec, GPU, Calibration, Overlap | None, _Ctx]] = {}
 
 
-def _shared_ctx(
-    spec: ModelSpec,
-    gpu: GPU,
-    *,
-    tp: int,
-    weights_dtype: str,
-    cal: Calibration,
-    eager: bool,
-    ep: bool = False,
-    dp: int = 1,
-    pp: int = 1,
-    gpus_per_node: int | None = None,
-    rules: Overlap | None = None,
-    two_batch: bool = False,
-    deepep: bool = False,
-) -> _Ctx:
+def _shared_ctx(spec: ModelSpec, gpu: GPU, *, cal: Calibration, rules: Overlap | None = None, **options) -> _Ctx:  # noqa: ANN003
     """:func:`_make_ctx`, kept per (spec, GPU, constants, engine rules) object and options: a serving fixed point
     and plan's rate searches price thousands of steps of one setup, and the context is the same for each (it is
-    frozen; building it costs a third of a small step). Checked by identity, like :func:`_fact`."""
-    key = (id(spec), id(gpu), id(cal), id(rules), tp, weights_dtype, eager, ep, dp, pp, gpus_per_node, two_batch,
-           deepep)  # fmt: skip
+    frozen; building it costs a third of a small step). Checked by identity, like :func:`_fact`; ``options`` are
+    :func:`_make_ctx`'s other keywords, every one of them in the key."""
+    key = (id(spec), id(gpu), id(cal), id(rules), *sorted(options.items()))
     hit = _CTXS.get(key)
     if hit is None or hit[0] is not spec or hit[1] is not gpu or hit[2] is not cal or hit[3] is not rules:
         if len(_CTXS) > 1024:
             _CTXS.clear()
-        c = _make_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=eager, ep=ep, dp=dp, pp=pp,
-                      gpus_per_node=gpus_per_node, rules=rules, two_batch=two_batch, deepep=deepep)  # fmt: skip
-        hit = _CTXS[key] = (spec, gpu, cal, rules, c)
+        hit = _CTXS[key] = (spec, gpu, cal, rules, _make_ctx(spec, gpu, cal=cal, rules=rules, **options))
     return hit[4]
 
 
