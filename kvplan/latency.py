@@ -443,6 +443,10 @@ def kv_transfer_s(
     return _send_seconds(gpu, calibration(engine), nbytes_per_rank, crosses_nodes=crosses_nodes, nic_gbps=nic_gbps)
 
 
+# The latency memos (_PLANS, _FACTS, _CTXS, _PARTS and kvplan.serving._STEPS) are emptied when they outgrow a cap,
+# so a long-lived library process (a notebook sweeping many models) holds bounded memory; a cleared memo costs only
+# recomputation. Each cap sits above what one plan fills: `plan llama-3.1-70b --rate 10 ...` over H100, H200 and
+# B200 leaves 11 plans, 76 facts, 62 contexts, 12,278 kept parts and 3,872 steps (measured at stop 20).
 _PLANS: dict[tuple[int, str, int, int], tuple[ModelSpec, object]] = {}
 # Per-spec facts the hot path asks for thousands of times (serving's fixed points, plan's searches): kept per
 # spec object like the cache plans, checked by identity.

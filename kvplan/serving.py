@@ -162,6 +162,7 @@ def prompt_computed(inp: Lengths, prefilled: bool) -> int:
 # Step times of one setup already priced: a fixed point's last probe and the prefill that follows it, the
 # saturation check, ... ask for the same step again. Keyed by the setup's identity (each entry holds the setup, so
 # its id is not reused while the entry lives) and the exact arguments: a hit is the figure the call would compute.
+# Its cap: see kvplan.latency's note on the memos.
 _STEPS: dict[tuple, tuple[Setup, float]] = {}
 
 
