@@ -64,7 +64,14 @@ import math
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
-from kvplan.engines import ENGINES, Calibration, Overlap, engine_overlap, latency_calibration
+from kvplan.engines import (
+    ENGINES,
+    Calibration,
+    Overlap,
+    engine_fp8_context_attention,
+    engine_overlap,
+    latency_calibration,
+)
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import cache_plan
@@ -173,6 +180,7 @@ class _Ctx:
     head_16bit: bool = False  # the LM head stays 16-bit (NVFP4 checkpoints exclude it from quantization)
     wave_sms: int = 0  # fp8 GEMMs: SMs their output tiles run in waves over (:func:`wave_efficiency`); 0: not modelled
     gather_unpadded: bool = False  # the DP all-gather moves each rank's own tokens (Overlap.moe_allgather_unpadded)
+    fmha_gain: float = 1.0  # prefill attention's compute runs this much faster (FP8 attention: fp8_attention_gain)
 
     @property
     def moe_ranks(self) -> int:
@@ -560,10 +568,13 @@ def _attention_s(
     mla = _mla_layers(spec, layers)
     if phase == "prefill":
         any_mla = mla if stage is None else _mla_layers(spec, range(spec.num_layers))
-        scale = context / (context + c.cal.attn_prefill_half_len)
-        eff = (c.cal.mla_prefill_eff if any_mla else c.cal.attn_prefill_eff) * scale
+        # FLOPs at the kernel's asymptotic efficiency, plus the same times half_len / L: the per-query-row work (Q
+        # loads, output writes, tile prologues) that makes short prompts slower. Only the first moves to FP8 tensor
+        # cores where the engine runs them (fmha_gain; MLA's context kernels keep mla_prefill_eff's figure).
+        gain = 1.0 if any_mla else c.fmha_gain
+        compute = attention_flops / (c.peak16 * (c.cal.mla_prefill_eff if any_mla else c.cal.attn_prefill_eff))
         fixed = mixers * (c.cal.attn_layer_s + c.kernel_s) + mla * c.cal.mla_layer_s
-        return attention_flops / (c.peak16 * eff) + fixed
+        return compute / gain + compute * c.cal.attn_prefill_half_len / context + fixed
     plan = _plan(spec, kv_dtype, c.tp, c.pp)
     total = 0.0
     for count, layer in plan.stages[stage.index if stage is not None else 0].groups:  # (layers, cache) per kind
@@ -577,6 +588,46 @@ def _attention_s(
             t = held / (c.bw * c.cal.attn_decode_mem_eff)
         total += count * (t + c.cal.attn_layer_s + batch * c.cal.attn_seq_s)
     return total + mla * c.cal.mla_layer_s
+
+
+# 16-bit tensor-core FLOPs per exponential of the special-function unit (MUFU), per SM and clock: what sets how much of
+# an attention kernel's time moves to FP8 tensor cores (fp8_attention_gain). Hopper: the catalog's 989 dense BF16
+# TFLOPS of H100 SXM = 132 SMs x 4096 FLOP/clock x 1.83 GHz, against 16 exponentials per SM per clock (the MUFU rate
+# the FlashAttention-4 paper works from: Zadouri, Hoehnerbach, Shah, Liu, Thakkar, Dao, 2026, as summarised in
+# engineermaxxing.com/veanors/papers/flash-attention-4.html and swarmsignal.net/flashattention-4-asymmetric-scaling).
+# Blackwell: "From the Hopper H100 to the Blackwell B200 ... BF16 tensor core throughput increases from 1 to 2.25
+# PFLOPs, while both the SFU count and shared memory bandwidth remains unchanged" (together.ai/blog/flashattention-4):
+# 2250 TFLOPS over B200's 148 SMs is 2x H100's per SM at the same clock, so twice the FLOPs per exponential.
+TENSOR_FLOPS_PER_EXP = {"hopper": 256.0, "blackwell": 512.0}
+
+
+def fp8_attention_gain(gpu: GPU, cal: Calibration, *, head_dim: int) -> float:
+    """How much faster prefill attention computes where the engine runs it on FP8 tensor cores
+    (:meth:`kvplan.engines.base.Engine.fp8_context_attention`).
+
+    Per attention score a 16-bit kernel spends ``4 d`` FLOPs in its two GEMMs (``Q K^T`` and ``P V``, ``d`` the head
+    size) and softmax work worth ``s = cal.fmha_fp8_softmax`` exponentials that does not move to FP8. On FP8 tensor
+    cores the GEMM part runs at the FP8 peak (``g`` = catalog fp8 / bf16 peak, 2), the softmax part as before:
+    ``gain = (4 d + s R) / (4 d / g + s R)`` with ``R`` = :data:`TENSOR_FLOPS_PER_EXP` of the GPU's architecture. So the
+    gain is larger at head size 128 than at 64 and smaller on Blackwell (twice the tensor rate per exponential) than on
+    Hopper, as the measured tables show (benchmarks/fit_fmha.py). 1.0 where the GPU has no FP8 tensor cores, no
+    ``R`` is known for its architecture, or the engine's constants have no fit (``fmha_fp8_softmax`` None).
+    """
+    flops_per_exp = TENSOR_FLOPS_PER_EXP.get(gpu.architecture)
+    if cal.fmha_fp8_softmax is None or flops_per_exp is None or not gpu.fp8_dense_tflops:
+        return 1.0
+    g = gpu.fp8_dense_tflops / gpu.bf16_dense_tflops
+    softmax = cal.fmha_fp8_softmax * flops_per_exp
+    return (4 * head_dim + softmax) / (4 * head_dim / g + softmax)
+
+
+def _fmha_gain(
+    engine: str | None, spec: ModelSpec, gpu: GPU, cal: Calibration, *, weights_dtype: str, kv_dtype: str
+) -> float:
+    """The prefill attention speed-up of ``engine`` for these dtypes: :func:`fp8_attention_gain` where it runs FP8."""
+    if not engine_fp8_context_attention(engine, weights_dtype=weights_dtype, kv_dtype=kv_dtype):
+        return 1.0
+    return fp8_attention_gain(gpu, cal, head_dim=spec.head_dim)
 
 
 def _fp8_scale(spec: ModelSpec, cal: Calibration) -> float:
@@ -633,6 +684,7 @@ def _make_ctx(
     rules: Overlap | None = None,
     two_batch: bool = False,
     deepep: bool = False,
+    fmha_gain: float = 1.0,
 ) -> _Ctx:
     w = weight_dtype(weights_dtype)
     fp8 = gpu.fp8_dense_tflops is not None and weights_dtype.startswith("fp8")
@@ -670,6 +722,7 @@ def _make_ctx(
         head_16bit=weights_dtype == "nvfp4",
         wave_sms=_wave_sms(gpu, weights_dtype),
         gather_unpadded=spec.family in (rules or Overlap()).moe_allgather_unpadded and weights_dtype != "nvfp4",
+        fmha_gain=fmha_gain,
     )
 
 
@@ -924,9 +977,10 @@ def step_latency(
     With ``pp = 1`` and ``dp = 1`` the figures are exactly those of the single-stage model.
     """
     cal = constants or calibration(engine)
+    gain = _fmha_gain(engine, spec, gpu, cal, weights_dtype=weights_dtype, kv_dtype=kv_dtype_name)
     c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=phase == "prefill",
                     ep=expert_parallel, dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine),
-                    deepep=deepep, two_batch=two_batch)  # fmt: skip
+                    deepep=deepep, two_batch=two_batch, fmha_gain=gain)  # fmt: skip
     per_seq = context if phase == "prefill" else 1
     rank_seqs = ceil_div(batch, dp)
     if pp == 1 and rank_seqs >= 2 and _splits_in_two(c, rank_seqs * per_seq, prefill=phase == "prefill"):
@@ -971,9 +1025,11 @@ def stage_latencies(
     gpus_per_node: int | None = None,
 ) -> StageTimes:
     """The per-stage figures :func:`step_latency` combines (the pipeline arithmetic is checkable by hand)."""
-    c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=calibration(engine), eager=phase == "prefill",
-                    ep=expert_parallel, dp=dp, pp=pp, gpus_per_node=gpus_per_node,
-                    rules=engine_overlap(engine))  # fmt: skip
+    cal = calibration(engine)
+    gain = _fmha_gain(engine, spec, gpu, cal, weights_dtype=weights_dtype, kv_dtype=kv_dtype_name)
+    c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=phase == "prefill",
+                    ep=expert_parallel, dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine),
+                    fmha_gain=gain)  # fmt: skip
     return _stage_times(c, context, phase=phase, batch=batch, kv_dtype_name=kv_dtype_name)
 
 
@@ -1051,9 +1107,10 @@ def mixed_step_latency(
     """
     cal = calibration(engine)
     chunk = int(round(prefill_tokens))
+    gain = _fmha_gain(engine, spec, gpu, cal, weights_dtype=weights_dtype, kv_dtype=kv_dtype_name)
     c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=chunk > 0, ep=expert_parallel,
                     dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine),
-                    two_batch=two_batch, deepep=deepep)  # fmt: skip
+                    two_batch=two_batch, deepep=deepep, fmha_gain=gain)  # fmt: skip
     if pp == 1 and dp == 1:
         pad = max(0.0, padded_rank_seqs - decode_seqs) if padded_rank_seqs is not None and not chunk else 0.0
         return _micro_step(c, None, decode_seqs, decode_seqs + pad, decode_context, chunk, prefill_prefix,

@@ -74,7 +74,10 @@ def test_long_prompt_attention_dp_rows_move_up() -> None:
     took them to x0.55 and x0.63 (this test's figures were 0.56 and 0.68 before that rule). Qwen3-MoE's FP8 all-gather
     moves each rank's own tokens, not every rank padded to the chunk (kvplan.engines.trtllm OVERLAP,
     moe_allgather_unpadded): a step with one rank's chunk gathers ~1/8 of the padded rows, x0.55 -> x0.66 and
-    x0.63 -> x0.84 (this test's figures were 0.55 and 0.63 before that rule)."""
+    x0.63 -> x0.84 (this test's figures were 0.55 and 0.63 before that rule). TensorRT-LLM runs FP8 context attention
+    for FP8 checkpoints (Trtllm.fp8_context_attention; gain fitted to aiconfigurator's attention tables by
+    benchmarks/fit_fmha.py, not to these rows): x0.66 -> x0.79 and x0.84 -> x0.90 (this test's figures were 0.66 and
+    0.84 before that rule)."""
     sys.path.insert(0, str(BENCH))
     try:
         import published_compare as pub
@@ -87,8 +90,8 @@ def test_long_prompt_attention_dp_rows_move_up() -> None:
                     and r["isl"] == isl and r["weights"] == "fp8" and "launch" in r)  # fmt: skip
 
     h200, h100 = pub.compare_runs([row("h200", 20000), row("h100-sxm", 5000)])
-    assert h200["ratio"] == pytest.approx(0.66, abs=0.01)
-    assert h100["ratio"] == pytest.approx(0.84, abs=0.01)
+    assert h200["ratio"] == pytest.approx(0.79, abs=0.01)
+    assert h100["ratio"] == pytest.approx(0.90, abs=0.01)
 
 
 def test_trtllm_attention_dp_activation_counts_every_ranks_moe_rows_by_hand() -> None:

@@ -304,6 +304,11 @@ class Calibration:
     # NVFP4 grouped experts' fixed seconds per layer (fused TensorRT-LLM-Gen MoE kernels; kvplan.latency
     # _fp4_moe_layer_s), fitted by benchmarks/fit_fp4.py; None: moe_layer_s.
     fp4_moe_layer_s: float | None = None
+    # FP8 prefill attention (Engine.fp8_context_attention): the softmax work per attention score that does not speed up
+    # when the two attention GEMMs (Q K^T, P V) move to FP8 tensor cores, in exponentials (the special-function unit's
+    # rate; kvplan.latency.fp8_attention_gain). Fitted by benchmarks/fit_fmha.py to aiconfigurator's context-attention
+    # tables (FP8 rows against 16-bit ones); None: no FP8 gain modelled (no fit, or the measured rows show none).
+    fmha_fp8_softmax: float | None = None
 
 
 @dataclass(frozen=True)
@@ -577,6 +582,12 @@ class Engine:
     def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int | None, int | None]:
         """``(max_num_batched_tokens, max_num_seqs)`` the engine runs with, where it has them."""
         return None, None
+
+    def fp8_context_attention(self, *, weights_dtype: str, kv_dtype: str) -> bool:
+        """Whether the engine's prefill (context) attention runs its two GEMMs on FP8 tensor cores for a checkpoint
+        with ``weights_dtype`` weights and a ``kv_dtype`` KV cache (MLA's context kernels aside); False where it does
+        not or that is not read (kvplan.latency prices it at the 16-bit peak then)."""
+        return False
 
     def graph_rows(self, settings: Settings, rank_seqs: float) -> float | None:
         """The rows a decode-only step runs on every rank when the engine pads the batch up to a captured CUDA graph,

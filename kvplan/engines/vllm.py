@@ -436,6 +436,16 @@ class Vllm(Engine):
         refuse_cross_attention(spec, self.name)
         refuse_unread_states(self.name, spec, parallel_read=True)
 
+    def fp8_context_attention(self, *, weights_dtype: str, kv_dtype: str) -> bool:
+        """An FP8 KV cache runs FP8 attention, prefill included: vllm/v1/attention/backends/flash_attn.py
+        (vllm-project/vllm @0084b783, ``FlashAttentionImpl.forward``) views the cache as FP8, quantizes the query
+        (``ops.scaled_fp8_quant(query, layer._q_scale)``) and calls FlashAttention-3's one varlen kernel for every
+        token of the step with q/k/v descales; the weights do not matter. What it buys is the calibration's
+        (``fmha_fp8_softmax``, None for vLLM: aiconfigurator's vLLM 0.24.0 tables time the FP8-KV rows at 0.90x the
+        16-bit ones on H100/H200 at head size 128, FlashAttention-3 paged, and 1.08x on B200, FlashInfer's TensorRT-LLM
+        prefill kernel: benchmarks/fit_fmha.py)."""
+        return kv_dtype.startswith("fp8")
+
     def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int, int]:
         mnbt, seqs = batch_defaults(total, gpu, a100_exception=self.a100_exception)
         return settings.max_num_batched_tokens or mnbt, settings.max_num_seqs or seqs
