@@ -115,3 +115,59 @@ def test_trtllm_attention_dp_activation_counts_every_ranks_moe_rows_by_hand() ->
     assert budget.activation == ep
     free = budget.device_total - budget.non_torch - budget.weights - ep - budget.overhead
     assert budget.available_kv == int(free * 0.95)
+
+
+def test_dp_prefill_aligned_with_enable_balance_by_hand() -> None:
+    """TensorRT-LLM's attention_dp_config.enable_balance (Settings.attention_dp_balance): every rank's chunk in the
+    same steps. The example above (8 ranks, 80 decodes, 2,000-token prompts, p = 4,000 per step): f = 500 / 2,000 =
+    0.25 of the steps carry a chunk on every rank (8 x 2,000 = 16,000 prompt tokens in the expert layers), the other
+    0.75 are decode-only; the independent ranks' figure (0.8999 of the steps with a chunk) is above it."""
+    import dataclasses
+
+    s = _qwen3_dp8()
+    aligned = dataclasses.replace(s, settings=dataclasses.replace(s.settings, attention_dp_balance=True))
+    assert aligned.engine.aligns_dp_prefill(aligned.settings) and not s.engine.aligns_dp_prefill(s.settings)
+    kw = {"n": 80.0, "context": 3000, "ep": True}
+    decode = serving._step(aligned, p=0, **kw)
+    busy = serving._step(aligned, p=2000, p_all=16000, **kw)
+    got = serving._mean_step(aligned, n=80.0, p=4000.0, prompt=2000, budget=8192, context=3000, ep=True)
+    assert got == pytest.approx(0.75 * decode + 0.25 * busy, rel=1e-12)
+    independent = serving._mean_step(s, n=80.0, p=4000.0, prompt=2000, budget=8192, context=3000, ep=True)
+    assert decode < got < independent
+    # past a chunk per rank per step nothing is left to align: the same figure either way
+    full = {"n": 80.0, "p": 24000.0, "prompt": 2000, "budget": 8192, "context": 3000, "ep": True}
+    assert serving._mean_step(aligned, **full) == serving._mean_step(s, **full)
+
+
+def test_only_trtllm_aligns_with_its_balance_setting() -> None:
+    from kvplan.engines import get_engine
+
+    on = Settings(attention_dp_balance=True)
+    assert get_engine("trtllm").aligns_dp_prefill(on)
+    assert not get_engine("trtllm").aligns_dp_prefill(Settings())
+    assert not get_engine("vllm").aligns_dp_prefill(on) and not get_engine("sglang").aligns_dp_prefill(on)
+
+
+def test_long_prompt_attention_dp_rows_lie_between_independent_and_aligned_ranks() -> None:
+    """published_compare.py --dp-balance: the page's long-prompt attention-DP rows (5000/500 and 20000/2000, FP8 and
+    NVFP4) scored with independent ranks (TensorRT-LLM's default, the table) and with every rank's chunks aligned
+    (enable_balance, which the page's launch does not set): the published figure lies between the two for 10 of the
+    12 (measured); not for Qwen3-235B-A22B H200 5000/500 (x1.25 independent, x1.67 aligned: optimistic either way)
+    nor Maverick B200 NVFP4 20000/2000 (x0.36 and x0.96: short either way)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        import published_compare as pub
+    finally:
+        sys.path.remove(str(BENCH))
+    data = json.loads(pub.DATA.read_text())
+    long = [r for r in data["runs"] if r["source"] == "trtllm-1.0" and "launch" in r and r["isl"] in (5000, 20000)]
+    rows = pub.compare_runs(long)
+    assert len(rows) == 12
+    lines = pub.balance_lines(rows)
+    want = "attention DP rows: 12; the published figure lies between the independent and the aligned ranks' figures"
+    assert lines[-1] == want + " for 10"
+    qwen = next(r for r in rows if "Qwen3" in r["label"] and r["gpu"] == "h200" and r["isl"] == 5000)
+    assert qwen["ratio"] == pytest.approx(1.25, abs=0.01)
+    mav = next(r for r in rows if "Maverick" in r["label"] and r["gpu"] == "b200")
+    assert mav["ratio"] == pytest.approx(0.36, abs=0.01)
+    assert pub._row_tokens_s(mav, balance=True) / mav["published_tok_s"] == pytest.approx(0.96, abs=0.01)

@@ -72,6 +72,10 @@ class Settings:
     # batch_sizes captured): each decode-only step runs the graph of the next captured size up (Engine.graph_rows).
     # None: padding not modelled (TensorRT-LLM's default is enable_padding false).
     cuda_graph_batch_sizes: tuple[int, ...] | None = None
+    # TensorRT-LLM attention_dp_config enable_balance: true (default false): the attention-DP ranks schedule their
+    # context requests in the same iterations (Engine.aligns_dp_prefill; kvplan.serving prices every rank's prompt
+    # chunk in the same steps). Library and benchmark only, like cuda_graph_batch_sizes.
+    attention_dp_balance: bool = False
     # Measured host (CPU) seconds per request in a serving step (not an engine flag): switches on kvplan.host's
     # host term in kvplan.serving, which is otherwise not modelled (docs/cost.md, "Host work per step").
     host_request_s: float | None = None
@@ -582,6 +586,11 @@ class Engine:
     def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int | None, int | None]:
         """``(max_num_batched_tokens, max_num_seqs)`` the engine runs with, where it has them."""
         return None, None
+
+    def aligns_dp_prefill(self, settings: Settings) -> bool:
+        """Whether the attention-DP ranks admit their prompt chunks in the same steps (kvplan.serving); False: each
+        rank's scheduler admits its own, independently of the others (every engine's default that was read)."""
+        return False
 
     def fp8_context_attention(self, *, weights_dtype: str, kv_dtype: str) -> bool:
         """Whether the engine's prefill (context) attention runs its two GEMMs on FP8 tensor cores for a checkpoint

@@ -216,6 +216,15 @@ class Trtllm(Engine):
         """
         return settings.max_num_batched_tokens, settings.max_num_seqs
 
+    def aligns_dp_prefill(self, settings: Settings) -> bool:
+        """``attention_dp_config.enable_balance`` (tensorrt_llm/llmapi/llm_args.py ``AttentionDpConfig``: default
+        False, ``timeout_iters`` 50, ``batching_wait_iters`` 10) makes the executor hold context requests back until
+        every attention-DP rank has one (tensorrt_llm/_torch/pyexecutor/py_executor.py ``_schedule``, as read for
+        kvplan.serving's ``_dp_mean_step``), so the ranks prefill in the same steps; off, each rank schedules its own.
+        The wait itself (up to ``batching_wait_iters`` steps while a rank has none) is not priced: in a steady state
+        every rank has requests waiting."""
+        return settings.attention_dp_balance
+
     def fp8_context_attention(self, *, weights_dtype: str, kv_dtype: str) -> bool:
         """FP8 context FMHA wherever the checkpoint quantizes the attention output projection (FP8 or NVFP4 weights).
 
