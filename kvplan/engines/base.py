@@ -416,6 +416,11 @@ class Engine:
     # engine, and disaggregated plans refuse it rather than guess.
     disagg_first_token: Literal["decode", "prefill"] | None = None
     disagg_kv_send: Literal["after_prefill", "per_chunk"] | None = None
+    # ``disagg_kv_entries``: how the engine's KV connector lays one request's KV out as transfer-engine entries
+    # (kvplan.disagg.transfer_entries, each entry a fixed cost beyond latency + bytes, MOONCAKE_ENTRY_S):
+    # "k_and_v" (one registered buffer per layer for K and one for V, one for an MLA latent; the request's blocks
+    # one contiguous run in each, so one entry per buffer). None: not read; no fixed cost per entry is added.
+    disagg_kv_entries: Literal["k_and_v"] | None = None
     # With pipeline parallelism (kvplan.serving): True where the engine schedules each of its pp micro-batches
     # against the batch limits (max_num_seqs, max_num_batched_tokens), so a pipeline cycle holds pp x each;
     # False where they bound all micro-batches together.

@@ -571,5 +571,11 @@ ENGINE = Sglang(
     # (a "prebuilt" extend, no forward of the prompt): the first token needs no decode step.
     disagg_first_token="prefill",
     disagg_kv_send="per_chunk",
+    # Each chunk's KV as transfer entries with the Mooncake backend (--disaggregation-transfer-backend mooncake):
+    # python/sglang/srt/disaggregation/mooncake/conn.py @0005973 MooncakeKVManager._send_kvcache_generic pairs each
+    # layer's K buffer and V buffer (one per layer for MLA) and makes one entry per buffer per contiguous run of
+    # pages (group_concurrent_contiguous); by default all layers go in one batch_transfer_sync ("Combining all
+    # layers' params in one batch transfer is more efficient", process_layers).
+    disagg_kv_entries="k_and_v",
 )
 VERSIONS = (ENGINE,)

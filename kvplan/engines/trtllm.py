@@ -453,6 +453,12 @@ ENGINE = Trtllm(
     # DisaggregatedParams.first_gen_tokens @b828dac): the KV moves after the prefill, the first token comes from it.
     disagg_first_token="prefill",
     disagg_kv_send="after_prefill",
+    # No entry cost: the cache transceiver stages the KV through a pre-allocated transfer buffer
+    # (cache_transceiver_config max_tokens_in_buffer, "the buffer size for kvCache transfers",
+    # docs/source/features/disagg-serving.md as changed by NVIDIA/TensorRT-LLM PR #9352, default backend UCX;
+    # cpp/tensorrt_llm/batch_manager/cacheTransBuffer.cpp CacheTransBufferManager::preAllocBufferSize @a2b0265 sizes
+    # it from max_tokens_in_buffer or TRTLLM_KVCACHE_TRANSFER_BUFFER_SIZE) rather than one entry per layer buffer,
+    # and no published per-transfer time for it was found: disagg_kv_entries stays None (latency + bytes only).
     # With PP every micro-batch is scheduled against max_batch_size and max_num_tokens: the PyTorch executor
     # (tensorrt_llm/_torch/pyexecutor/model_engine.py get_max_num_sequences: ``mapping.pp_size * batch_size``,
     # "PyExecutor needs this to compute max_num_active_requests"), and the TensorRT-engine runtime
