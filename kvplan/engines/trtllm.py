@@ -399,11 +399,19 @@ CALIBRATION = Calibration(
 #   not read). A step where one rank holds a prompt chunk then gathers the chunk + the others' decodes, not
 #   every rank padded to the chunk. NVFP4 keeps the padding (the 0.2x file pads there; v1.0's was not read).
 #   GB200's MNNVL all-to-all is not modelled (kvplan keeps the all-gather there too);
+# * that all-gather and reduce-scatter are NCCL collectives (moe_allgather_nccl), not the custom all-reduce kernels
+#   the fitted allreduce_* constants describe: cpp/tensorrt_llm/thop/reducescatterOp.cpp ReducescatterOp::run
+#   (@0bd88711aa8fec008340db83f067e17b5e5e374c): ncclReduceScatter for equal shares, one ncclReduce per root rank
+#   inside ncclGroupStart/End with per-rank sizes; cpp/tensorrt_llm/thop/allgatherOp.cpp AllgatherOp::run_list:
+#   ncclAllGather, or one ncclBroadcast per root with sizes. kvplan prices both forms as NCCL's measured
+#   all_gather / reduce_scatter of the same bytes (kvplan.latency.nccl_collective_s, fitted by
+#   benchmarks/fit_nccl.py to aiconfigurator 0.12.0's NCCL tables for H100/H200/B200 SXM).
 OVERLAP = Overlap(
     shared_experts_tokens=1 << 30,
     shared_experts_graph_only=True,
     moe_allgather=True,
     moe_allgather_unpadded=("qwen3_moe",),
+    moe_allgather_nccl=True,
 )
 
 # The host loop (kvplan.host). tensorrt_llm/_torch/pyexecutor/py_executor.py PyExecutor._executor_loop_overlap (the
