@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from kvplan.capacity import Setup, pool_tokens
+from kvplan.capacity import Setup, binding_pool, pool_tokens
 from kvplan.errors import InvalidInput
 from kvplan.host import step_with_host_s
 from kvplan.latency import calibration, mixed_step_latency
@@ -319,7 +319,8 @@ def _limits(s: Setup, inp: Lengths, out: Lengths) -> tuple[float, str]:
     """Sequences a replica holds at once: each data-parallel rank has its own KV pool and its own engine core
     (vLLM runs one EngineCore per DP rank; SGLang one scheduler per DP attention rank), so both limits scale."""
     ranks = s.dp * s.settings.attention_dp
-    kv = pool_tokens(s) * ranks / _reserved_tokens(s, inp, out)
+    pool, held = binding_pool(s, _reserved_tokens(s, inp, out))
+    kv = pool * ranks / held
     cap = s.max_num_seqs * s.dp * _micro_batches(s) if s.max_num_seqs is not None else None
     if cap is None or kv < cap:
         return kv, "kv_cache"
