@@ -16,8 +16,9 @@ without a prompt chunk (a prompt enters as a chunk of up to ``budget - n`` token
 ``I + O/2``. The rate is past saturation when no ``t`` solves it within the limits: ``n`` beyond
 ``max_num_seqs`` or beyond the sequences the KV pool holds at ``I + O/2`` tokens each
 (:func:`kvplan.capacity.pool_tokens`; ``I + O`` each where the engine reserves a request's blocks to
-completion at admission, ``Engine.reserves_to_completion``: TensorRT-LLM), or ``n + p`` beyond the
-token budget. With PP a step is the pipeline's cycle: where the engine schedules each of its ``pp``
+completion at admission, ``Engine.reserves_to_completion``: TensorRT-LLM; with its per-window pools,
+``max_attention_window``, the pool that admits the fewest, :func:`kvplan.capacity.binding_pool`), or ``n + p``
+beyond the token budget. With PP a step is the pipeline's cycle: where the engine schedules each of its ``pp``
 micro-batches against the limits (``Engine.limits_per_micro_batch``: TensorRT-LLM) a cycle holds ``pp`` x
 ``max_num_seqs`` and ``pp`` x the token budget, and a cycle's prompts spread over its micro-batches. Then
 :func:`max_rate` gives the highest sustainable rate.
