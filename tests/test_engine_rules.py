@@ -344,6 +344,34 @@ def test_llamacpp_server_runs_four_unified_slots_when_np_is_not_given():
     assert new.units_for(1, 131072) - old.units_for(1, 131072) == 256 * 12 * 8 * 64 * 2 * 2 == 6 * MIB
 
 
+def test_swa_full_llamacpp_and_sglang_disable_hybrid_swa_memory(cli):
+    # llama.cpp src/llama-kv-cache-iswa.cpp (current): size_swa = GGML_PAD(min(size_base, n_swa x (unified ? n_seq : 1)
+    # + n_ubatch), 256), and with swa_full "size_swa = size_base": gpt-oss-20b -c 131072 unified 4 slots,
+    # SWA 1,024 cells -> 131,072.
+    full = _setup("gpt-oss-20b", H100, "llamacpp", kv_dtype_name="fp16", settings=Settings(swa_full=True))
+    pools = llamacpp_pools(full.stages[0].layout, n_ctx=131072, n_seq=1)
+    assert [(p.cells, p.layers) for p in pools] == [(131072, 12), (131072, 12)]  # the 12 sliding layers at full size
+    # 24 layers x 8 heads x 64 x 2 x 2 B = 49,152 B a cell x 131,072 cells = 6 GiB (with the SWA pool: 3 GiB + 24 MiB).
+    assert full.stages[0].layout.units_for(1, 131072) == 49_152 * 131_072
+    # SGLang server_args.py --disable-hybrid-swa-memory (store_true) and model_config.py is_hybrid_swa =
+    # is_hybrid_swa_model(...) and not disable_hybrid_swa: gpt-oss-20b on one H100 leaves the hybrid pool for one
+    # token pool, every layer keeping every token: 56,615,644,042 // 49,152 = 1,151,848 tokens -> 35 sequences of
+    # 32K (the hybrid pool: 39). The launch line repeats the flag.
+    r = capacity(_setup("gpt-oss-20b", H100, "sglang", settings=Settings(swa_full=True)), 32768)
+    assert (r.kv_pool_tokens, r.max_concurrent_sequences) == (1_151_848, 35)
+    from kvplan.launch import launch_args
+
+    assert "--disable-hybrid-swa-memory" in launch_args(r, model="openai/gpt-oss-20b")
+    hybrid = capacity(_setup("gpt-oss-20b", H100, "sglang"), 32768)
+    assert hybrid.max_concurrent_sequences == 39
+    assert "--disable-hybrid-swa-memory" not in launch_args(hybrid, model="openai/gpt-oss-20b")
+    # The CLI flag: --swa-full (llama.cpp's spelling), refused by the engines without it.
+    ok = cli("capacity", "gpt-oss-20b", "--gpu", "h100-sxm", "-c", "32k", "-e", "sglang", "--swa-full")
+    assert ok.exit_code == 0 and "--disable-hybrid-swa-memory" in ok.output, ok.output
+    bad = cli("capacity", "gpt-oss-20b", "--gpu", "h100-sxm", "-c", "32k", "-e", "trtllm", "--swa-full")
+    assert bad.exit_code == 2 and "--swa-full does not apply to engine 'trtllm'" in bad.output
+
+
 # ---- check-log ------------------------------------------------------------------------------------------------
 
 
