@@ -134,6 +134,13 @@ def test_trtllm_max_attention_window_gemma3_pattern_splits_the_pool_by_window():
     assert binding_pool(s, 17_408) == (99_808, 9_216)
     plain = _setup("gemma-3-27b", H200, "trtllm")
     assert binding_pool(plain, 17_408) == (167_424, 17_408)  # one pool: what serving took before
+    # plan --rate's KV bound on the sequences decoding at once (kvplan.serving._limits), 16K in + 1K out reserved to
+    # completion: 167,424 / 17,408 = 9.62 without the flag, 99,808 / 9,216 = 10.83 with it.
+    from kvplan.serving import Lengths, _limits
+
+    inp, out = Lengths(16_384, 16_384), Lengths(1_024, 1_024)
+    assert _limits(plain, inp, out) == (pytest.approx(167_424 / 17_408), "kv_cache")
+    assert _limits(s, inp, out) == (pytest.approx(99_808 / 9_216), "kv_cache")
 
 
 def test_trtllm_max_attention_window_two_entry_list_gemma2_equal_shares():
