@@ -110,6 +110,10 @@ def _whole_sliding(stage: StagePlan) -> StagePlan:
 #   (kvCacheManager.h): ``min(max_num_tokens, max_input_len - window)`` where max_input_len > window, else 0.
 #   Blocks that leave the window are released while the request runs (WindowBlockManager::detachFrontBlock, beam
 #   width 1), but admission is by the reservation above, which is what kvplan counts.
+# The attention's span is not the cache's: the PyTorch models pass their config's window to the attention whatever
+# the cache keeps (tensorrt_llm/_torch/models Gemma3Attention / MixtralAttention ``forward(...,
+# attention_window_size=self.attention_window_size)``, MixtralAttention's from ``config.sliding_window``; read through
+# the code index, repository not named), so kvplan.latency keeps the checkpoint's window with or without the flag.
 # Not modelled: when one request of every window does not fit, TensorRT-LLM shrinks the windows
 # (adjust_window_sizes_for_vswa, _validate_and_adjust_attention_windows); kvplan reports that it does not fit.
 
