@@ -1,7 +1,8 @@
 """TensorRT-LLM (LLM API, PyTorch backend): blocks of tokens_per_block; a fraction of free memory.
 
 Rules read in docs/source/reference/memory.md, docs/source/features/long-sequence.md (sliding-window layers keep
-every token unless KvCacheConfig.max_attention_window is set) and tensorrt_llm/llmapi/llm_args.py (KvCacheConfig).
+every token unless KvCacheConfig.max_attention_window is set), tensorrt_llm/llmapi/llm_args.py (KvCacheConfig) and,
+for a declared window, the cache manager (resource_manager.py KVCacheManager, kvCacheManager.cpp; WindowLayout).
 """
 
 from __future__ import annotations
@@ -596,7 +597,8 @@ ENGINE = Trtllm(
     release="0.20",
     version="0.20+ (LLM API, PyTorch backend)",
     # docs/source/reference/memory.md; KvCacheConfig.free_gpu_memory_fraction default 0.9.
-    paging="blocks of tokens_per_block (32) per request; sliding layers keep every token (no max_attention_window)",
+    paging="blocks of tokens_per_block (32) per request; every layer keeps every token unless max_attention_window "
+    "sets windows (a pool per window)",
     budget_rule="free memory after load and activations x free_gpu_memory_fraction (0.9)",
     # nvfp4: KvCacheConfig.dtype "nvfp4" (_nvfp4_token_bytes; Blackwell only, check_kv_on_gpu).
     kv_dtypes=("bf16", "fp16", "fp8", "int8", "nvfp4"),
