@@ -178,6 +178,8 @@ def test_max_attention_window_is_trtllm_only_and_refused_where_not_read():
     # Llama 4's chunked layers and hybrid recurrent layers: how TensorRT-LLM windows them was not read.
     with pytest.raises(InvalidInput, match="chunked layers: kvplan has not read"):
         _windows("llama-4-scout-17b-16e", H200, (4096,), attention_dp=1)
+    with pytest.raises(InvalidInput, match="qwen3-next-80b-a3b's recurrent layers: kvplan has not read"):
+        _windows("qwen3-next-80b-a3b", H200, (4096,))
     # A list longer than the layers is accepted (TensorRT-LLM indexes it cyclically; the tail is unused).
     assert capacity(_windows("mistral-7b-v0.1", H100, (4096,) * 40), 32768).max_concurrent_sequences == 38
 
