@@ -202,6 +202,10 @@ def test_max_attention_window_cli(cli):
     r = cli("plan", "mistral-7b-v0.1", "--users", "100", "-c", "32k", "--gpus", "h100-sxm", "-e", "trtllm",
             "--max-attention-window", "4096,,8")  # fmt: skip
     assert r.exit_code == 2 and "invalid --max-attention-window '4096,,8'" in r.output
+    # plan --users checks the engine's flags before it plans (they used to drop every row as "nothing fits", exit 0).
+    r = cli("plan", "mistral-7b-v0.1", "--users", "10", "-c", "8k", "--gpus", "h100-sxm", "-e", "sglang",
+            "--max-attention-window", "4096")  # fmt: skip
+    assert r.exit_code == 2 and "--max-attention-window does not apply to engine 'sglang'" in r.output, r.output
 
 
 # ---- SGLang ---------------------------------------------------------------------------------------------
