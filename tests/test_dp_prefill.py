@@ -74,10 +74,13 @@ def test_long_prompt_attention_dp_rows_move_up() -> None:
     took them to x0.55 and x0.63 (this test's figures were 0.56 and 0.68 before that rule). Qwen3-MoE's FP8 all-gather
     moves each rank's own tokens, not every rank padded to the chunk (kvplan.engines.trtllm OVERLAP,
     moe_allgather_unpadded): a step with one rank's chunk gathers ~1/8 of the padded rows, x0.55 -> x0.66 and
-    x0.63 -> x0.84 (this test's figures were 0.55 and 0.63 before that rule). TensorRT-LLM runs FP8 context attention
-    for FP8 checkpoints (Trtllm.fp8_context_attention; gain fitted to aiconfigurator's attention tables by
-    benchmarks/fit_fmha.py, not to these rows): x0.66 -> x0.79 and x0.84 -> x0.90 (this test's figures were 0.66 and
-    0.84 before that rule)."""
+    x0.63 -> x0.84 (this test's figures were 0.55 and 0.63 before that rule). That all-gather and reduce-scatter
+    are NCCL collectives (trtllm.OVERLAP.moe_allgather_nccl: NCCL's measured protocols, whose large-message bandwidth
+    is 0.324 of NVLink where the engine's all-reduce fit gave 0.3815): the chunk's exchange takes longer, x0.84 ->
+    x0.81 on H100 (this test's figure was 0.84 before that rule); H200 x0.66 -> x0.65, within the tolerance.
+    TensorRT-LLM runs FP8 context attention for FP8 checkpoints (Trtllm.fp8_context_attention; gain fitted to
+    aiconfigurator's attention tables by benchmarks/fit_fmha.py, not to these rows): x0.65 -> x0.77 and x0.81 ->
+    x0.87 (this test's figures were 0.66 and 0.81 before that rule)."""
     sys.path.insert(0, str(BENCH))
     try:
         import published_compare as pub
@@ -90,8 +93,8 @@ def test_long_prompt_attention_dp_rows_move_up() -> None:
                     and r["isl"] == isl and r["weights"] == "fp8" and "launch" in r)  # fmt: skip
 
     h200, h100 = pub.compare_runs([row("h200", 20000), row("h100-sxm", 5000)])
-    assert h200["ratio"] == pytest.approx(0.79, abs=0.01)
-    assert h100["ratio"] == pytest.approx(0.90, abs=0.01)
+    assert h200["ratio"] == pytest.approx(0.77, abs=0.01)
+    assert h100["ratio"] == pytest.approx(0.87, abs=0.01)
 
 
 def test_trtllm_attention_dp_activation_counts_every_ranks_moe_rows_by_hand() -> None:
@@ -151,9 +154,10 @@ def test_only_trtllm_aligns_with_its_balance_setting() -> None:
 def test_long_prompt_attention_dp_rows_lie_between_independent_and_aligned_ranks() -> None:
     """published_compare.py --dp-balance: the page's long-prompt attention-DP rows (5000/500 and 20000/2000, FP8 and
     NVFP4) scored with independent ranks (TensorRT-LLM's default, the table) and with every rank's chunks aligned
-    (enable_balance, which the page's launch does not set): the published figure lies between the two for 10 of the
-    12 (measured); not for Qwen3-235B-A22B H200 5000/500 (x1.25 independent, x1.67 aligned: optimistic either way)
-    nor Maverick B200 NVFP4 20000/2000 (x0.36 and x0.96: short either way)."""
+    (enable_balance, which the page's launch does not set): the published figure lies between the two for 9 of the
+    12 (measured); not for Qwen3-235B-A22B B200 NVFP4 5000/500 (x0.78 independent, x0.97 aligned) and Maverick B200
+    NVFP4 20000/2000 (x0.34, x0.90), short either way, nor Qwen3-235B-A22B H200 5000/500 (x1.21, x1.60), optimistic
+    either way."""
     sys.path.insert(0, str(BENCH))
     try:
         import published_compare as pub
@@ -165,9 +169,9 @@ def test_long_prompt_attention_dp_rows_lie_between_independent_and_aligned_ranks
     assert len(rows) == 12
     lines = pub.balance_lines(rows)
     want = "attention DP rows: 12; the published figure lies between the independent and the aligned ranks' figures"
-    assert lines[-1] == want + " for 10"
+    assert lines[-1] == want + " for 9"
     qwen = next(r for r in rows if "Qwen3" in r["label"] and r["gpu"] == "h200" and r["isl"] == 5000)
-    assert qwen["ratio"] == pytest.approx(1.25, abs=0.01)
+    assert qwen["ratio"] == pytest.approx(1.21, abs=0.01)
     mav = next(r for r in rows if "Maverick" in r["label"] and r["gpu"] == "b200")
-    assert mav["ratio"] == pytest.approx(0.36, abs=0.01)
-    assert pub._row_tokens_s(mav, balance=True) / mav["published_tok_s"] == pytest.approx(0.96, abs=0.01)
+    assert mav["ratio"] == pytest.approx(0.34, abs=0.01)
+    assert pub._row_tokens_s(mav, balance=True) / mav["published_tok_s"] == pytest.approx(0.90, abs=0.01)
