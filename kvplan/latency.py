@@ -644,7 +644,18 @@ def _attention_s(
         else:
             t = held / (c.bw * c.cal.attn_decode_mem_eff)
         total += count * (t + c.cal.attn_layer_s + batch * c.cal.attn_seq_s)
-    return total + mla * c.cal.mla_layer_s
+    return total + mla * _mla_decode_layer_s(c)
+
+
+def _mla_decode_layer_s(c: _Ctx) -> float:
+    """The MLA block's fixed seconds per layer at decode: ``blackwell_mla_layer_s`` on a Blackwell GPU where the engine
+    has one (it runs another MLA decode kernel there: vLLM's backend order, ``vllm/platforms/cuda.py``
+    ``_get_backend_priorities``, puts ``FLASHINFER_MLA`` first on compute capability 10 and ``FLASH_ATTN_MLA`` /
+    ``FLASHMLA`` first below it; aiconfigurator 0.12.0's vLLM 0.24.0 MLA module tables name those kernels on B200 and
+    H200), else ``mla_layer_s``."""
+    if c.gpu.architecture == "blackwell" and c.cal.blackwell_mla_layer_s is not None:
+        return c.cal.blackwell_mla_layer_s
+    return c.cal.mla_layer_s
 
 
 def _fp8_scale(spec: ModelSpec, cal: Calibration) -> float:
