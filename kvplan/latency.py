@@ -79,8 +79,12 @@ def calibration(engine: str | None) -> Calibration:
     return latency_calibration(engine)  # InvalidInput for an unknown engine
 
 
-# Engine name -> its own fitted constants (the fit script and the tests read them by name).
-CALIBRATIONS: dict[str, Calibration] = {e.name: e.calibration for e in ENGINES.values() if e.calibration is not None}
+def __getattr__(name: str) -> object:
+    """``CALIBRATIONS``: engine name -> its own fitted constants (the fit script and the tests read them by name),
+    built when first asked for (it imports every engine's module; a command runs one engine)."""
+    if name == "CALIBRATIONS":
+        return {e.name: e.calibration for e in ENGINES.values() if e.calibration is not None}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---- collectives beyond the TP all-reduce: expert-parallel all-to-all, pipeline sends, KV transfer ----
