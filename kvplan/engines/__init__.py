@@ -98,17 +98,22 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-_KEYS: dict[str, str] = {}  # a name as given -> its key in ENGINES (the latency paths ask thousands of times a plan)
+_FOUND: dict[str, Engine] = {}  # a name as given -> its engine (the latency paths ask thousands of times a plan)
 
 
 def get_engine(name: str) -> Engine:
     """An engine by name: the newest release kvplan knows, or ``name@release`` (``vllm@0.19``) for an
     older rule set. Case, dots, dashes and underscores in the name do not matter."""
+    hit = _FOUND.get(name)
+    if hit is None:
+        hit = _FOUND[name] = _find_engine(name)
+    return hit
+
+
+def _find_engine(name: str) -> Engine:
     base, at, release = name.partition("@")
-    key = _KEYS.get(base)
-    if key is None:
-        key = base.strip().lower().replace("-", "").replace(".", "").replace("_", "")
-        key = _KEYS[base] = _ALIASES.get(key, key)
+    key = base.strip().lower().replace("-", "").replace(".", "").replace("_", "")
+    key = _ALIASES.get(key, key)
     if key not in ENGINES:
         hint = did_you_mean(base, list(ENGINES)) or ";"
         raise InvalidInput(f"unknown engine {base!r}{hint} expected one of: {', '.join(ENGINES)}")
