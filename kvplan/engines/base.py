@@ -323,6 +323,11 @@ class Calibration:
     # rate; kvplan.latency.fp8_attention_gain). Fitted by benchmarks/fit_fmha.py to aiconfigurator's context-attention
     # tables (FP8 rows against 16-bit ones); None: no FP8 gain modelled (no fit, or the measured rows show none).
     fmha_fp8_softmax: float | None = None
+    # The MLA attention block's fixed seconds per layer at decode on Blackwell, where the engine runs another MLA
+    # decode kernel there than on Hopper (vLLM: FLASHINFER_MLA against FLASH_ATTN_MLA / FLASHMLA; kvplan.latency
+    # _mla_layer_s). Fitted by benchmarks/mla_compare.py --fit to aiconfigurator's B200 MLA module table; None:
+    # mla_layer_s, the engine runs one kernel family on both (or no such fit).
+    blackwell_mla_layer_s: float | None = None
 
 
 @dataclass(frozen=True)
