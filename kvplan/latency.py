@@ -736,7 +736,7 @@ def _make_ctx(
         moe_layer_s=_fp4_moe_layer_s(gpu, cal, weights_dtype),
         head_16bit=weights_dtype == "nvfp4",
         wave_sms=_wave_sms(gpu, weights_dtype),
-        gather_unpadded=spec.family in (rules or Overlap()).moe_allgather_unpadded and weights_dtype != "nvfp4",
+        gather_unpadded=(rules or Overlap()).moe_allgather_unpadded,
     )
 
 
@@ -864,8 +864,8 @@ def _dp_collectives_s(c: _Ctx, tokens: float, moe_tokens: float, layers: range, 
     reduce = (len(layers) + dense_layers + (1 if first else 0)) * per_rank
     if c.rules.moe_allgather:
         # Every rank's tokens gathered to every rank (each padded to the busiest rank's count, or each rank's own
-        # count for an unpadded family: all the MoE layer's tokens) and the outputs reduce-scattered back, experts
-        # split whole or sliced alike (Overlap.moe_allgather, moe_allgather_unpadded).
+        # count where the engine gathers unpadded: all the MoE layer's tokens) and the outputs reduce-scattered back,
+        # experts split whole or sliced alike (Overlap.moe_allgather, moe_allgather_unpadded).
         gathered = (moe_tokens if c.gather_unpadded else c.moe_ranks * tokens) / c.tp
         exchange = _gather_s(c, gathered, bytes_per_element=c.dispatch_bytes) + _gather_s(
             c, gathered, bytes_per_element=2.0
