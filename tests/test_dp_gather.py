@@ -20,7 +20,7 @@ from kvplan.latency import _gather_s, _make_ctx, mixed_step_latency
 def _exchange(spec, gpu, rows: float, weights: str = "fp8") -> float:  # noqa: ANN001
     c = _make_ctx(spec, gpu, tp=1, weights_dtype=weights, cal=trtllm.CALIBRATION, eager=True, ep=True, dp=8,
                   rules=trtllm.OVERLAP)  # fmt: skip
-    return _gather_s(c, rows, bytes_per_element=c.dispatch_bytes) + _gather_s(c, rows, bytes_per_element=2.0)
+    return _gather_s(c, rows, bytes_per_element=c.gather_bytes) + _gather_s(c, rows, bytes_per_element=2.0)
 
 
 def _step(spec, gpu, weights: str = "fp8"):  # noqa: ANN001, ANN202
@@ -65,3 +65,20 @@ def test_an_engine_without_the_rule_pads_to_the_busiest_rank_by_hand() -> None:
     c = _make_ctx(q3, h200, tp=1, weights_dtype="fp8", cal=trtllm.CALIBRATION, eager=True, ep=True, dp=8,
                   rules=replace(trtllm.OVERLAP, moe_allgather_unpadded=False))  # fmt: skip
     assert not c.gather_unpadded
+
+
+def test_nvfp4_weights_gather_nvfp4_activations_by_hand() -> None:
+    """CutlassFusedMoE.forward_chunk fp4_quantize()s the activations before the attention-DP all-gather: 1/2 byte per
+    value + one FP8 scale per 16 = 9/16 byte (Qwen3-235B-A22B NVFP4 on B200: 8,507 rows x 4,096 x 9/16 =
+    19,600,128 B gathered, where 16-bit rows were 69,689,344 B); FP8 weights gather fp8 (1 byte); Hopper, which has no
+    FP4 tensor cores, keeps the dispatch's bytes; the reduce-scatter stays 16-bit."""
+    q3, b200, h200 = load_bundled("qwen3-235b-a22b"), resolve_gpu("b200"), resolve_gpu("h200")
+    kw = dict(tp=1, cal=trtllm.CALIBRATION, eager=True, ep=True, dp=8, rules=trtllm.OVERLAP)
+    assert _make_ctx(q3, b200, weights_dtype="nvfp4", **kw).gather_bytes == 0.5625
+    assert _make_ctx(q3, b200, weights_dtype="fp8", **kw).gather_bytes == 1.0
+    assert _make_ctx(q3, h200, weights_dtype="nvfp4", **kw).gather_bytes == 2.0
+    assert 8507 * 4096 * 0.5625 == 19_600_128 and 8507 * 4096 * 2 == 69_689_344
+    # NCCL on Blackwell (kvplan.latency.NCCL_FITS): wire 7/8 x 19,600,128 B / 1,800 GB/s = 9.5278 us; Simple
+    # 26.30 + 6 x 4.578 = 53.77 us + 9.5278 / 0.3119 = 30.548 us -> 84.32 us (LL: 16.659 + 81.78 = 98.44 us).
+    c = _make_ctx(q3, b200, weights_dtype="nvfp4", **kw)
+    assert _gather_s(c, 8507, bytes_per_element=c.gather_bytes) == pytest.approx(84.32e-6, rel=1e-3)

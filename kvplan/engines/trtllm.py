@@ -413,13 +413,23 @@ CALIBRATION = Calibration(
 #   inside ncclGroupStart/End with per-rank sizes; cpp/tensorrt_llm/thop/allgatherOp.cpp AllgatherOp::run_list:
 #   ncclAllGather, or one ncclBroadcast per root with sizes. kvplan prices both forms as NCCL's measured
 #   all_gather / reduce_scatter of the same bytes (kvplan.latency.nccl_collective_s, fitted by
-#   benchmarks/fit_nccl.py to aiconfigurator 0.12.0's NCCL tables for H100/H200/B200 SXM).
+#   benchmarks/fit_nccl.py to aiconfigurator 0.12.0's NCCL tables for H100/H200/B200 SXM);
+# * with NVFP4 weights the all-gather moves NVFP4 activations (moe_allgather_fp4): CutlassFusedMoE.forward_chunk
+#   (tensorrt_llm/_torch/modules/fused_moe/fused_moe_cutlass.py, a version with the W4A8 MXFP4 methods, 2025-08 on)
+#   sets run_post_quant_allgather = use_dp and parallel_size > 1, and for has_nvfp4 then fp4_quantize()s x into
+#   x (two E2M1 values a byte) and x_sf (one scale per scaling_vector_size = 16 values) before
+#   allgather([x, x_sf, token_selected_experts, token_final_scales], sizes=all_rank_num_tokens unless
+#   use_dp_padding): 9/16 byte per value, where kvplan had gathered 16-bit values. FP8 per-tensor weights gather
+#   static_quantize_e4m3_per_tensor()'d fp8 (1 byte, the dispatch_bytes kvplan already used); the outputs are
+#   reduce-scattered in the output dtype (16-bit). The routing ids and weights (int32 and fp32 x top-k per token,
+#   1.6 % of a Qwen3 FP8 row) are not counted.
 OVERLAP = Overlap(
     shared_experts_tokens=1 << 30,
     shared_experts_graph_only=True,
     moe_allgather=True,
     moe_allgather_unpadded=True,
     moe_allgather_nccl=True,
+    moe_allgather_fp4=True,
 )
 
 # The host loop (kvplan.host). tensorrt_llm/_torch/pyexecutor/py_executor.py PyExecutor._executor_loop_overlap (the
