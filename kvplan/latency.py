@@ -506,8 +506,9 @@ def kv_transfer_s(
     """Moving one request's KV cache from the prefill pool to the decode pool: every rank pulls its own share at
     once (vLLM's NixlConnector reads the blocks rank to rank over RDMA), so the busiest rank's bytes set the time.
     ``nic_gbps``: the network bandwidth per GPU, GB/s each way (default :data:`NETWORK_GBPS`, one 400 Gb/s NIC per
-    GPU; a node of 8 GPUs with 4 x 400 GbE gives each 25). Validated against published transfer times by
-    benchmarks/kv_transfer_compare.py (docs/cost.md)."""
+    GPU; a node of 8 GPUs with 4 x 400 GbE gives each 25). Latency and bytes only: the fixed cost of the
+    transfer engine's entries is added by :func:`kvplan.disagg.entry_cost_s`. Validated against published transfer
+    times by benchmarks/kv_transfer_compare.py (docs/cost.md)."""
     return _send_seconds(gpu, calibration(engine), nbytes_per_rank, crosses_nodes=crosses_nodes, nic_gbps=nic_gbps)
 
 

@@ -52,6 +52,9 @@ class Settings:
     kv_unified: bool = False  # llama.cpp --kv-unified
     swa_full: bool = False  # llama.cpp --swa-full; SGLang --disable-hybrid-swa-memory
     swa_full_tokens_ratio: float | None = None  # SGLang --swa-full-tokens-ratio (default 0.8)
+    # TensorRT-LLM kv_cache_config.max_attention_window: one window per layer, the list repeated over the layers
+    # (None: every layer keeps the whole sequence). kvplan.engines.trtllm.WindowLayout applies it.
+    max_attention_window: tuple[int, ...] | None = None
     cuda_graph_estimate: bool | None = None  # vLLM: subtract the CUDA graph estimate (default on from 0.21)
     prefix_caching: bool | None = None  # vLLM --enable-prefix-caching (default on): Mamba 'align' pages
     mamba_full_memory_ratio: float | None = None  # SGLang --mamba-full-memory-ratio (default 0.9)
@@ -90,6 +93,7 @@ SETTING_FLAGS = {
     "kv_unified": "--kv-unified",
     "swa_full": "--swa-full",
     "swa_full_tokens_ratio": "--swa-full-tokens-ratio",
+    "max_attention_window": "--max-attention-window",
     "cuda_graph_estimate": "--cuda-graph-estimate",
     "two_batch_overlap": "--two-batch-overlap",
     "deepep": "--deepep",
@@ -210,6 +214,12 @@ class Layout:
     def pool_bytes(self, available: int, *, sequences: int, length: int) -> int:
         """Bytes the engine allocates for its pool."""
         return self.pool_tokens(available) * self.stage.bytes_per_token
+
+    def binding_pool(self, available: int, tokens: int) -> tuple[int, int]:
+        """``(pool tokens, tokens one sequence holds of it)`` for sequences that each reserve ``tokens``, in the pool
+        that admits the fewest of them (:mod:`kvplan.serving`'s KV limit): the one pool, ``tokens`` each, unless the
+        engine keeps a pool per attention window (TensorRT-LLM with ``max_attention_window``)."""
+        return self.pool_tokens(available), tokens
 
     def reported_concurrency(self, available: int, length: int) -> float:
         """The engine's own concurrency figure at ``length``."""
@@ -421,6 +431,11 @@ class Engine:
     # engine, and disaggregated plans refuse it rather than guess.
     disagg_first_token: Literal["decode", "prefill"] | None = None
     disagg_kv_send: Literal["after_prefill", "per_chunk"] | None = None
+    # ``disagg_kv_entries``: how the engine's KV connector lays one request's KV out as transfer-engine entries
+    # (kvplan.disagg.transfer_entries, each entry a fixed cost beyond latency + bytes, MOONCAKE_ENTRY_S):
+    # "k_and_v" (one registered buffer per layer for K and one for V, one for an MLA latent; the request's blocks
+    # one contiguous run in each, so one entry per buffer). None: not read; no fixed cost per entry is added.
+    disagg_kv_entries: Literal["k_and_v"] | None = None
     # With pipeline parallelism (kvplan.serving): True where the engine schedules each of its pp micro-batches
     # against the batch limits (max_num_seqs, max_num_batched_tokens), so a pipeline cycle holds pp x each;
     # False where they bound all micro-batches together.
