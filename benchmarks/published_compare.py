@@ -216,21 +216,27 @@ IMBALANCE_SCALES = (1, 2, 3, 6)  # multiples of TensorRT-LLM's fitted moe_ep_imb
 
 @contextlib.contextmanager
 def trtllm_imbalance(scale: float):  # noqa: ANN201
-    """TensorRT-LLM's engine with its fitted ``moe_ep_imbalance`` (the busiest EP rank's excess of routed tokens,
-    kvplan.latency._moe_s) times ``scale``, for the ``with`` block: a test of the expert-imbalance hypothesis, not a
-    constant (nothing here is kept)."""
+    """TensorRT-LLM's fitted ``moe_ep_imbalance`` (the busiest EP rank's excess of routed tokens,
+    kvplan.latency._moe_s) times ``scale`` for the ``with`` block, by replacing ``kvplan.latency.calibration`` (whose
+    step contexts are kept per that function, so the block prices with its own): a test of the expert-imbalance
+    hypothesis, not a constant (nothing here is kept). Yields the scaled constants."""
     import dataclasses
 
-    from kvplan.engines import ENGINES, RELEASES
+    import kvplan.latency as latency
 
-    old = ENGINES["trtllm"]
-    cal = dataclasses.replace(old.calibration, moe_ep_imbalance=old.calibration.moe_ep_imbalance * scale)
-    new = dataclasses.replace(old, calibration=cal)
-    ENGINES["trtllm"] = RELEASES["trtllm"][old.release] = new
+    original = latency.calibration
+    base = original("trtllm")
+    scaled = dataclasses.replace(base, moe_ep_imbalance=base.moe_ep_imbalance * scale)
+
+    def pinned(engine: str | None):  # noqa: ANN202
+        cal = original(engine)
+        return scaled if cal is base else cal
+
+    latency.calibration = pinned
     try:
-        yield
+        yield scaled
     finally:
-        ENGINES["trtllm"] = RELEASES["trtllm"][old.release] = old
+        latency.calibration = original
 
 
 def imbalance_lines(runs: list[dict]) -> list[str]:

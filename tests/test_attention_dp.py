@@ -344,7 +344,7 @@ def test_static_step_with_two_batch_overlap() -> None:
 
 def test_expert_imbalance_cannot_explain_the_decode_heavy_misses() -> None:
     """published_compare.trtllm_imbalance scales TensorRT-LLM's fitted moe_ep_imbalance for a with-block and restores
-    the engine. Measured (--imbalance): at 6x the fitted excess, Llama 4 Scout 4 x H100 128/4096 moves x1.67 -> x1.64
+    the constants. Measured (--imbalance): at 6x the fitted excess, Llama 4 Scout 4 x H100 128/4096 moves x1.67 -> x1.64
     (its MoE layers read every local expert's weights whatever the skew), while Qwen3-235B-A22B 8 x H200 128/2048,
     whose grouped GEMMs are compute-bound, falls x1.02 -> x0.65."""
     sys.path.insert(0, str(BENCH))
@@ -352,7 +352,7 @@ def test_expert_imbalance_cannot_explain_the_decode_heavy_misses() -> None:
         import published_compare as pub
     finally:
         sys.path.remove(str(BENCH))
-    from kvplan.engines import ENGINES
+    import kvplan.latency as latency
 
     data = json.loads(pub.DATA.read_text())
 
@@ -361,11 +361,13 @@ def test_expert_imbalance_cannot_explain_the_decode_heavy_misses() -> None:
                     and r["osl"] == osl and r["weights"] == "fp8" and "launch" in r)  # fmt: skip
 
     scout, q3 = row("llama-4-scout-17b-16e", "h100-sxm", 4096), row("qwen3-235b-a22b", "h200", 2048)
-    before = ENGINES["trtllm"]
+    before, fitted = latency.calibration, latency.calibration("trtllm")
     base = [pub._row_tokens_s(r) / r["published_tok_s"] for r in (scout, q3)]
-    with pub.trtllm_imbalance(6):
-        assert ENGINES["trtllm"].calibration.moe_ep_imbalance == pytest.approx(6 * before.calibration.moe_ep_imbalance)
+    with pub.trtllm_imbalance(6) as scaled:
+        assert latency.calibration("trtllm") is scaled and latency.calibration("vllm") is before("vllm")
+        assert scaled.moe_ep_imbalance == pytest.approx(6 * fitted.moe_ep_imbalance)
         skewed = [pub._row_tokens_s(r) / r["published_tok_s"] for r in (scout, q3)]
-    assert ENGINES["trtllm"] is before
+    assert latency.calibration is before
+    assert [pub._row_tokens_s(r) / r["published_tok_s"] for r in (scout, q3)] == base  # nothing kept
     assert base[0] == pytest.approx(1.67, abs=0.01) and skewed[0] == pytest.approx(1.64, abs=0.01)
     assert base[1] == pytest.approx(1.02, abs=0.01) and skewed[1] == pytest.approx(0.65, abs=0.01)
