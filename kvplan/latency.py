@@ -705,18 +705,26 @@ def _attention_s(
         else:
             t = held / (c.bw * c.cal.attn_decode_mem_eff)
         total += count * (t + c.cal.attn_layer_s + batch * c.cal.attn_seq_s)
-    return total + mla * _mla_decode_layer_s(c)
+    return total + mla * _mla_decode_layer_s(c, kv_dtype)
 
 
-def _mla_decode_layer_s(c: _Ctx) -> float:
+def _mla_decode_layer_s(c: _Ctx, kv_dtype: str) -> float:
     """The MLA block's fixed seconds per layer at decode: ``blackwell_mla_layer_s`` on a Blackwell GPU where the engine
-    has one (it runs another MLA decode kernel there: vLLM's backend order, ``vllm/platforms/cuda.py``
-    ``_get_backend_priorities``, puts ``FLASHINFER_MLA`` first on compute capability 10 and ``FLASH_ATTN_MLA`` /
-    ``FLASHMLA`` first below it; aiconfigurator 0.12.0's vLLM 0.24.0 MLA module tables name those kernels on B200 and
-    H200), else ``mla_layer_s``."""
-    if c.gpu.architecture == "blackwell" and c.cal.blackwell_mla_layer_s is not None:
-        return c.cal.blackwell_mla_layer_s
-    return c.cal.mla_layer_s
+    has one and runs that kernel for this model and KV dtype (``blackwell_mla_nope_dims``, ``blackwell_mla_kv_dtypes``:
+    vLLM's backend order, ``vllm/platforms/cuda.py`` ``_get_backend_priorities``, puts ``FLASHINFER_MLA`` first on
+    compute capability 10 where it takes the model, ``FLASH_ATTN_MLA`` / ``FLASHMLA`` first below it; aiconfigurator
+    0.12.0's vLLM 0.24.0 MLA module tables name those kernels on B200 and H200; the rule per vLLM release is
+    :func:`kvplan.engines.vllm.mla_choice`), else ``mla_layer_s``. A --block-size that moves vLLM to another backend
+    is not seen here (the step model takes no block size)."""
+    cal = c.cal
+    if c.gpu.architecture != "blackwell" or cal.blackwell_mla_layer_s is None:
+        return cal.mla_layer_s
+    if cal.blackwell_mla_kv_dtypes is not None and kv_dtype not in cal.blackwell_mla_kv_dtypes:
+        return cal.mla_layer_s
+    nope = {k.qk_nope_head_dim for k in c.spec.layers.kinds.values() if k.type == "mla"}
+    if cal.blackwell_mla_nope_dims is not None and not nope <= set(cal.blackwell_mla_nope_dims):
+        return cal.mla_layer_s
+    return cal.blackwell_mla_layer_s
 
 
 # 16-bit tensor-core FLOPs per exponential of the special-function unit (MUFU), per SM and clock: what sets how much of

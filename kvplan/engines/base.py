@@ -328,6 +328,11 @@ class Calibration:
     # _mla_layer_s). Fitted by benchmarks/mla_compare.py --fit to aiconfigurator's B200 MLA module table; None:
     # mla_layer_s, the engine runs one kernel family on both (or no such fit).
     blackwell_mla_layer_s: float | None = None
+    # Where the engine runs that Blackwell kernel by default: the models' qk_nope_head_dim values and the KV dtypes
+    # (kvplan names) it takes; None: every model and dtype. Elsewhere the engine falls back to another backend, and
+    # mla_layer_s applies (vLLM: FLASHINFER_MLA's supports_combination and supported_kv_cache_dtypes).
+    blackwell_mla_nope_dims: tuple[int, ...] | None = None
+    blackwell_mla_kv_dtypes: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
