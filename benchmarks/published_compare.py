@@ -136,38 +136,90 @@ def row_model(r: dict) -> str | ModelSpec:
 # stream weights at the bfloat16 tables' share (fp8 / bfloat16: 0.987 H100, 1.005 H200 with TensorRT-LLM) and pay
 # about 10 us more per GEMM (13.2 against 3.6 us on H100). So the v0.17 rows stream fp8 weights at the 16-bit share.
 V017_FP8_MEM_EFF_SCALE = 1.0
-_V017_ENGINE: list = []  # the trtllm engine with the v0.17 rows' constants, built once (the latency memos key on it)
+_V017_CALIBRATIONS: dict[int, object] = {}  # id of a fitted calibration -> its v0.17 copy (the memos key on identity)
+
+
+def _v017_calibration(engine: str | None):  # noqa: ANN202
+    """:func:`kvplan.latency.calibration` for the v0.17 rows: TensorRT-LLM's fitted constants with the fp8 weights
+    streamed at the 16-bit share (:data:`V017_FP8_MEM_EFF_SCALE`); any other engine's as fitted."""
+    from kvplan.engines import latency_calibration
+
+    cal = latency_calibration(engine)
+    if cal.engine != "trtllm":
+        return cal
+    if id(cal) not in _V017_CALIBRATIONS:
+        v017 = dataclasses.replace(cal, fp8_mem_eff_scale=V017_FP8_MEM_EFF_SCALE,
+                                   version="TensorRT-LLM v0.17 TensorRT engines, static fp8")  # fmt: skip
+        _V017_CALIBRATIONS[id(cal)] = (cal, v017)
+    return _V017_CALIBRATIONS[id(cal)][1]
 
 
 @contextlib.contextmanager
 def row_engine(r: dict):  # noqa: ANN201
-    """The engine constants the row's run had: for the v0.17 rows (TensorRT engines) kvplan's ``trtllm`` with the fp8
-    weights streamed at the 16-bit share (:data:`V017_FP8_MEM_EFF_SCALE`), every other constant and rule as fitted;
-    the engine as registered for the other rows. Swapped in the registry for the duration (the latency paths look
-    the engine's constants up by name)."""
+    """The engine constants the row's run had: for the v0.17 rows (TensorRT engines) kvplan's ``trtllm`` constants with
+    the fp8 weights streamed at the 16-bit share (:func:`_v017_calibration`), every other constant and rule as fitted;
+    the fitted ones for the other rows. The latency paths' :func:`kvplan.latency.calibration` is replaced for the
+    duration (their per-engine contexts are keyed by that function, so the two sets of constants never mix)."""
     if r["source"] != "trtllm-0.17":
         yield
         return
-    from kvplan import engines
+    from kvplan import latency
 
-    base = engines.ENGINES["trtllm"]
-    if not _V017_ENGINE:
-        cal = dataclasses.replace(base.calibration, fp8_mem_eff_scale=V017_FP8_MEM_EFF_SCALE,
-                                  version="TensorRT-LLM v0.17 TensorRT engines, static fp8 scales")  # fmt: skip
-        _V017_ENGINE.append(dataclasses.replace(base, calibration=cal))
-    engines.ENGINES["trtllm"] = _V017_ENGINE[0]
+    fitted = latency.calibration
+    latency.calibration = _v017_calibration
     try:
         yield
     finally:
-        engines.ENGINES["trtllm"] = base
+        latency.calibration = fitted
+
+
+# The v0.17 runtime sets its batch size from the KV cache's capacity: trtllm-bench throughput turns on the executor's
+# batch-size tuning (bench/dataclasses/configuration.py ExecutorSettingsConfig ``dynamic_max_batch_size = True`` ->
+# DynamicBatchConfig(enable_batch_size_tuning) in its SchedulerConfig, in the copy with the TensorRT-engine bindings,
+# read through the code index, commit not named; the TensorRT-engine-era bench/build/tuning.py: "In runtime, TRT-LLM
+# relies on its runtime tuning features to adjust the runtime max batch size"). Each step the executor
+# (cpp/tensorrt_llm/executor/executorImpl.cpp Executor::Impl::forwardAsync) takes the batch that fills the cache with
+# requests of the moving-average input and output lengths (kvCacheManager.cpp KVCacheManager::getMaxCapacityBatchSize:
+# primary blocks / blocks per sequence) and sets the runtime batch size to DynamicBatchTuner::getRuntimeBatchSize of
+# it (dynamicBatchTuner.cpp): the first table entry whose limit exceeds the capacity gives the batch size
+# (DynamicBatchConfig::kDefaultBatchSizeTable), past the table the capacity rounded down to 512 where it is within
+# 128 of that (kBatchSizeFallbackGranularity, kBatchSizeFallbackThreshold, dynamicBatchTuner.h).
+DYNAMIC_BATCH_SIZE_TABLE = ((144, 128), (336, 256), (672, 512), (832, 768), (1280, 1024), (1664, 1536))
+DYNAMIC_BATCH_FALLBACK = (512, 128)  # (granularity, threshold)
+
+
+def dynamic_batch_size(capacity: int) -> int:
+    """The runtime batch size DynamicBatchTuner::getRuntimeBatchSize gives for a KV capacity of ``capacity``
+    requests (:data:`DYNAMIC_BATCH_SIZE_TABLE`): e.g. 300 -> 256, 341 -> 512, 2100 -> 2048, 2200 -> 2200."""
+    for limit, batch in DYNAMIC_BATCH_SIZE_TABLE:
+        if capacity < limit:
+            return batch
+    granularity, threshold = DYNAMIC_BATCH_FALLBACK
+    rounded = capacity // granularity * granularity
+    return rounded if capacity < rounded + threshold else capacity
+
+
+def row_setup(r: dict, *, ep: bool = True, heuristic: bool = False):  # noqa: ANN201
+    """kvplan's setup for a table row (call inside :func:`row_engine`): the row's model, split and launch; for the
+    v0.17 rows the runtime batch size the executor's tuner sets (:func:`dynamic_batch_size` of the pool's capacity
+    for requests of ISL + OSL, no more than the engine's ``max_batch_size`` where ``heuristic`` gives it)."""
+    caps = dict(zip(("max_batch", "max_tokens"), trtllm_bench_settings(r), strict=True)) if heuristic else {}
+    s = _setup(row_model(r), r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, **caps,
+               graph_sizes=row_graph_sizes(r), **run_split(r, ep=ep))  # fmt: skip
+    if r["source"] != "trtllm-0.17":
+        return s
+    capacity = min(st.max_sequences(length=r["isl"] + r["osl"], prefix=0, engine=s.engine) for st in s.stages)
+    batch = min(dynamic_batch_size(capacity), caps.get("max_batch") or capacity)
+    if batch >= capacity:
+        return s
+    caps["max_batch"] = batch
+    return _setup(row_model(r), r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, **caps,
+                  graph_sizes=row_graph_sizes(r), **run_split(r, ep=ep))  # fmt: skip
 
 
 def _row_tokens_s(r: dict, *, ep: bool = True, heuristic: bool = False) -> float:
-    caps = dict(zip(("max_batch", "max_tokens"), trtllm_bench_settings(r), strict=True)) if heuristic else {}
     with row_engine(r):
-        s = _setup(row_model(r), r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, **caps,
-                   graph_sizes=row_graph_sizes(r), **run_split(r, ep=ep))  # fmt: skip
-        return replica_tokens_s(s, r["isl"], r["osl"])
+        return replica_tokens_s(row_setup(r, ep=ep, heuristic=heuristic), r["isl"], r["osl"])
 
 
 def trtllm_bench_settings(r: dict) -> tuple[int, int]:
@@ -226,8 +278,7 @@ def step_residual(r: dict) -> dict:
     from kvplan.serving import Lengths, max_rate, serve
 
     with row_engine(r):
-        s = _setup(row_model(r), r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION,
-                   graph_sizes=row_graph_sizes(r), **run_split(r))  # fmt: skip
+        s = row_setup(r)
         inp, out = Lengths.of(r["isl"]), Lengths.of(r["osl"])
         top = max_rate(s, input_len=inp, output_len=out)
         at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
