@@ -61,8 +61,7 @@ Rerun the fit to refresh them. The constants live with their engine: ``CALIBRATI
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from functools import cached_property
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from kvplan.engines import ENGINES, Calibration, Overlap, engine_overlap, latency_calibration
@@ -194,30 +193,14 @@ class _Ctx:
     head_16bit: bool = False  # the LM head stays 16-bit (NVFP4 checkpoints exclude it from quantization)
     wave_sms: int = 0  # fp8 GEMMs: SMs their output tiles run in waves over (:func:`wave_efficiency`); 0: not modelled
     gather_unpadded: bool = False  # the DP all-gather moves each rank's own tokens (Overlap.moe_allgather_unpadded)
+    # Terms every step of this context repeats, taken once on first use (:func:`lm_head_s`, :func:`allreduce_s`);
+    # a copy (dataclasses.replace) starts empty
+    terms: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def moe_ranks(self) -> int:
         """Ranks a MoE layer is split over: the TP group, or every DP attention rank's TP group."""
         return self.tp * self.dp
-
-    @cached_property
-    def gemm_mem_bw(self) -> float:
-        """Bytes/s of the GEMMs' memory roof (:func:`_gemm_s`): the same product each GEMM took, taken once."""
-        return self.bw * self.cal.gemm_mem_eff * self.mem_scale
-
-    @cached_property
-    def lm_head(self) -> tuple[_Ctx, int]:
-        """The context the LM head's GEMM runs in and its weights on this rank (:func:`lm_head_s`), taken once."""
-        spec = self.spec
-        c = self
-        if self.head_16bit:
-            c = replace(self, w_bytes=self.act_bytes, peak=self.peak16, mem_scale=1.0, fp4_k_s=0.0)
-        return c, spec.hidden_size * ceil_div(spec.vocab_size, c.tp)
-
-    @cached_property
-    def allreduce_terms(self) -> dict[int, tuple[float, float, float]]:
-        """Ranks -> (fixed seconds, ring factor 2 (R - 1) / R, bytes/s) of :func:`allreduce_s`, filled on use."""
-        return {}
 
 
 def _gemm_s(c: _Ctx, m: int, params: int, n_plus_k: int, *, k: int) -> float:
@@ -228,13 +211,12 @@ def _gemm_s(c: _Ctx, m: int, params: int, n_plus_k: int, *, k: int) -> float:
     """
     if params <= 0 or m <= 0:
         return 0.0
-    cal = c.cal
-    eff = cal.gemm_peak_eff * m / (m + cal.gemm_half_m)
+    eff = c.cal.gemm_peak_eff * m / (m + c.cal.gemm_half_m)
     if c.wave_sms:
         eff *= wave_efficiency(m, params // max(k, 1), c.wave_sms)
     compute = 2 * m * params / (c.peak * eff)
     moved = params * c.w_bytes + m * n_plus_k * c.act_bytes
-    t = max(compute, moved / c.gemm_mem_bw)
+    t = max(compute, moved / (c.bw * c.cal.gemm_mem_eff * c.mem_scale))
     if c.fp4_k_s > 0:
         k_loop, quantize = _fp4_gemm_terms(c, m, k)
         return max(t, k_loop) + quantize + c.kernel_s
@@ -410,9 +392,9 @@ def allreduce_s(c: _Ctx, tokens: float, ranks: int | None = None) -> float:
     ranks = c.tp if ranks is None else ranks
     if ranks == 1:
         return 0.0
-    terms = c.allreduce_terms.get(ranks)
+    terms = c.terms.get(ranks)
     if terms is None:
-        terms = c.allreduce_terms[ranks] = _allreduce_terms(c, ranks)
+        terms = c.terms[ranks] = _allreduce_terms(c, ranks)
     base, ring, per_s = terms
     return base + ring * (tokens * c.spec.hidden_size * c.act_bytes) / per_s
 
@@ -780,9 +762,18 @@ def _fp4_moe_layer_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float | 
 def lm_head_s(c: _Ctx, rows: float) -> float:
     """The LM head over ``rows`` rows. NVFP4 checkpoints keep it 16-bit: ModelOpt's NVFP4 export lists ``lm_head``
     in ``exclude_modules`` (and :mod:`kvplan.quant` counts it 16-bit), so it runs as a 16-bit GEMM."""
-    head, params = c.lm_head
+    head = c.terms.get("lm_head")
+    if head is None:
+        head = c.terms["lm_head"] = _lm_head(c)
     h = c.spec.hidden_size
-    return _gemm_s(head, rows, params, h, k=h)
+    return _gemm_s(head[0], rows, head[1], h, k=h)
+
+
+def _lm_head(c: _Ctx) -> tuple[_Ctx, int]:
+    """The context the LM head's GEMM runs in (16-bit where ``head_16bit``) and its weights on this rank."""
+    if c.head_16bit:
+        c = replace(c, w_bytes=c.act_bytes, peak=c.peak16, mem_scale=1.0, fp4_k_s=0.0)
+    return c, c.spec.hidden_size * ceil_div(c.spec.vocab_size, c.tp)
 
 
 def _exchange_rules(rules: Overlap, *, two_batch: bool, deepep: bool) -> Overlap:
