@@ -844,6 +844,14 @@ CALIBRATION = Calibration(
     fp4_moe_eff_scale=0.5897,
     fp4_k_s=6.483e-10,
     fp4_moe_layer_s=1.144e-05,
+    # The MLA block's fixed cost per decode layer on Blackwell, where vLLM runs FLASHINFER_MLA (vllm/platforms/cuda.py
+    # _get_backend_priorities @ vLLM main 2026: MLA on compute capability 10 tries FLASHINFER_MLA first, on Hopper
+    # FLASH_ATTN_MLA / FLASHMLA). benchmarks/mla_compare.py --fit on aiconfigurator 0.12.0's B200 vLLM 0.24.0 MLA
+    # generation-module table (kernel_source FLASHINFER_MLA, re-collected with vLLM's fused norms, its
+    # collection_meta.yaml, ai-dynamo/aiconfigurator#1423), every other constant held: 1,472 points, median |ln|
+    # 0.549 -> 0.114. mla_layer_s above stays the Hopper figure (fitted on steps whose MLA modules are the legacy
+    # collection, which that note puts 34 % above the serving engine's at one anchor).
+    blackwell_mla_layer_s=1.323e-05,
 )
 
 
@@ -947,6 +955,15 @@ V0_19 = Vllm(
     # its next step and samples the first output token itself.
     disagg_first_token="decode",
     disagg_kv_send="after_prefill",
+    # One request's KV as transfer entries, with the MooncakeConnector (the connector whose per-request transfer
+    # times are published: Mooncake docs/source/performance/vllm/vllm-v1-pd-performance.md @3b5a594, vLLM
+    # 0.11.2.dev358): vllm/distributed/kv_transfer/kv_connector/v1/mooncake_connector.py @009d7c7
+    # register_kv_caches registers K and V of each layer as separate buffers ("split_k_and_v = not (use_mla or
+    # _use_pallas_v1 or _use_flashinfer)": FlashAttention's layout, one buffer per layer for an MLA latent), and
+    # _send_blocks makes one (src, dst, length) entry per buffer per contiguous run of blocks
+    # (group_concurrent_contiguous), all in one batch_transfer_sync_write. FlashInfer's fused K/V buffer (one entry
+    # per layer) and the NixlConnector's per-block descriptors are not modelled.
+    disagg_kv_entries="k_and_v",
 )
 # vLLM 0.8.x: the same rules, before get_batch_defaults checked the device name for A100 (PR #17885, v0.9.0).
 # 0.8 had neither the shared-experts stream nor dual-batch overlap; its default all2all ("naive", broadcasts from
@@ -955,6 +972,7 @@ _NEWER_FLAGS = ("two_batch_overlap", "deepep")  # --enable-dbo and the DeepEP al
 V0_8 = replace(V0_19, release="0.8", version="0.8 (V1 engine, before the A100 batch defaults)", a100_exception=False,
                overlap=Overlap(moe_allgather=True),
                host_loop=HOST_LOOP_0_8,
+               disagg_kv_entries=None,  # the V1 MooncakeConnector read above was not read at 0.8: no entry cost
                settings_read=tuple(n for n in V0_19.settings_read if n not in _NEWER_FLAGS))  # fmt: skip
 V0_21 = replace(
     V0_19,
