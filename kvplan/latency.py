@@ -809,6 +809,8 @@ def _engine_ctx(spec: ModelSpec, gpu: GPU, engine: str | None, **options) -> _Ct
     per engine name: a step then neither looks the engine up twice nor rebuilds the context where the constants
     come new on each call (an engine lent vLLM's gets a relabelled copy). Keyed also by the two functions as this
     module holds them, so a caller that replaces them (a test pinning the constants) gets its own contexts."""
+    if engine is not None and not isinstance(engine, str):  # an Engine object: asked each time, as before
+        return _shared_ctx(spec, gpu, cal=calibration(engine), rules=engine_overlap(engine), **options)
     key = (id(spec), id(gpu), engine, calibration, engine_overlap, *options.items())
     hit = _ENGINE_CTXS.get(key)
     if hit is None or hit[0] is not spec or hit[1] is not gpu:
