@@ -193,8 +193,8 @@ class _Ctx:
     head_16bit: bool = False  # the LM head stays 16-bit (NVFP4 checkpoints exclude it from quantization)
     wave_sms: int = 0  # fp8 GEMMs: SMs their output tiles run in waves over (:func:`wave_efficiency`); 0: not modelled
     gather_unpadded: bool = False  # the DP all-gather moves each rank's own tokens (Overlap.moe_allgather_unpadded)
-    # Terms every step of this context repeats, taken once on first use (:func:`lm_head_s`, :func:`allreduce_s`);
-    # a copy (dataclasses.replace) starts empty
+    # Terms every step of this context repeats, taken once on first use (:func:`lm_head_s`, :func:`allreduce_s`,
+    # :func:`_decode_attention_stages` by KV dtype); a copy (dataclasses.replace) starts empty
     terms: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
@@ -1342,7 +1342,13 @@ def _micro_step(
     attention = 0.0
     if decode_seqs > 0:  # a mean below one sequence: the decode kernels run in that share of the steps
         batch = max(1.0, decode_seqs)
-        key = (id(c), "decode", decode_context, batch, kv_dtype_name, stage.index if stage else None)  # kept
+        same = None
+        if stage is not None:  # stages alike share it
+            alike = c.terms.get(kv_dtype_name)
+            if alike is None:
+                alike = c.terms[kv_dtype_name] = _decode_attention_stages(c, kv_dtype_name)
+            same = alike[stage.index]
+        key = (id(c), "decode", decode_context, batch, kv_dtype_name, same)  # kept
         hit = _PARTS.get(key)
         if hit is None or hit[0] is not c:
             hit = _keep(key, c, _attention_s(c, phase="decode", context=decode_context, batch=batch, attention_flops=0,
@@ -1355,6 +1361,15 @@ def _micro_step(
             hit = _keep(key, c, _chunk_attention_s(c, stage, chunk, prefill_prefix, kv_dtype_name))
         attention += hit[1]
     return OpTimes(gemm, moe, attention, elementwise, reduce, a2a, 0.0, hidden)  # positional: the hot path
+
+
+def _decode_attention_stages(c: _Ctx, kv_dtype: str) -> list[int]:
+    """For each stage, the first stage whose decode attention (:func:`_attention_s`) is the same: the same cache groups
+    (count and layer cache per kind) and MLA layers, all that figure reads of a stage. A uniform model's stages hold
+    the same layers (llama-3.1-70b over 4 stages: one figure instead of three), so a step prices it once."""
+    plan, stages = _plan(c.spec, kv_dtype, c.tp, c.pp), _stages(c.spec, c.pp)
+    reads = [(plan.stages[st.index].groups, _mla_layers(c.spec, st.layers)) for st in stages]
+    return [reads.index(r) for r in reads]
 
 
 def _chunk_attention_s(c: _Ctx, stage: _Stage | None, chunk: int, prefill_prefix: int, kv_dtype_name: str) -> float:

@@ -121,3 +121,24 @@ def test_op_times_is_the_dataclass_it_was():
     assert replace(t, overlap=-1.0).total == 1.0 + 2.0 + 3.0 + 4.0 + 5.0 - 1.0  # 14.0, each term exact in binary
     with pytest.raises(FrozenInstanceError):
         t.gemm = 0.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("model", "pp"), [("llama-3.1-70b", 4), ("llama-3.1-70b", 3), ("gemma-3-27b", 4), ("deepseek-v3", 4)]
+)
+def test_stages_alike_share_their_decode_attention(model, pp):
+    """A step prices one stage's decode attention for every stage alike (_decode_attention_stages): each stage's own
+    figure is the one of the stage it is mapped to, to the last bit; llama-3.1-70b's four stages of 20 layers are
+    one, its three of 27, 27 and 26 two."""
+    spec = load_bundled(model)
+    c = latency._make_ctx(spec, H200, cal=latency.calibration("vllm"), tp=2, weights_dtype="bf16", eager=False, pp=pp)
+    alike = latency._decode_attention_stages(c, "bf16")
+    stages = latency._stages(spec, pp)
+
+    def attention(st):  # noqa: ANN001, ANN202
+        return latency._attention_s(c, phase="decode", context=3000, batch=7.5, attention_flops=0, kv_dtype="bf16",
+                                    stage=st)  # fmt: skip
+
+    assert [attention(st) for st in stages] == [attention(stages[i]) for i in alike]
+    if model == "llama-3.1-70b":
+        assert alike == ([0, 0, 0, 0] if pp == 4 else [0, 0, 2])
