@@ -1012,19 +1012,28 @@ def _sends(c: _Ctx, stages: list[_Stage], tokens: float) -> list[float]:
     return out
 
 
-def _pipeline(stage_times: list[OpTimes], sends: list[float], micro_batches: float, *, phase: str) -> OpTimes:
-    """Combine per-stage times of one micro-batch into what a request sees (see :func:`step_latency`)."""
+def _pipeline(
+    stage_times: list[OpTimes], sends: list[float], micro_batches: float, *, phase: str, busiest: float | None = None
+) -> OpTimes:
+    """Combine per-stage times of one micro-batch into what a request sees (see :func:`step_latency`); ``busiest``:
+    the caller's :func:`_busiest` of the same stages and sends, where it has it."""
     trip = stage_times[0]
     for t in stage_times[1:]:
         trip = trip + t
     sent = sum(sends)
-    busiest = max(t.total + s for t, s in zip(stage_times, sends, strict=True))
+    if busiest is None:
+        busiest = _busiest(stage_times, sends)
     if phase == "prefill":
         wait = (micro_batches - 1) * busiest
     else:
         wait = max(0.0, micro_batches * busiest - trip.total - sent)
     return OpTimes(trip.gemm, trip.moe, trip.attention, trip.elementwise, trip.allreduce, trip.alltoall,
                    trip.pipeline + sent + wait, trip.overlap)  # fmt: skip
+
+
+def _busiest(stage_times: list[OpTimes], sends: list[float]) -> float:
+    """The busiest stage of a micro-batch's pass, its send after it included."""
+    return max(t.total + s for t, s in zip(stage_times, sends, strict=True))
 
 
 def step_latency(
@@ -1236,13 +1245,10 @@ def mixed_step_latency(
     sends = _sends(c, stages, seqs + chunk)
     if pp == 1:
         return loaded[0]
-    trip = _pipeline(loaded, sends, 1, phase="decode")
-    if chunk:
-        plain_sends = _sends(c, stages, seqs)
-    else:  # no prompt chunk: every micro-batch is alike
-        plain, plain_sends = loaded, sends
-    busiest_loaded = max(t.total + s for t, s in zip(loaded, sends, strict=True))
-    busiest_plain = max(t.total + s for t, s in zip(plain, plain_sends, strict=True))
+    busiest_loaded = _busiest(loaded, sends)
+    trip = _pipeline(loaded, sends, 1, phase="decode", busiest=busiest_loaded)
+    # without a prompt chunk every micro-batch is alike
+    busiest_plain = _busiest(plain, _sends(c, stages, seqs)) if chunk else busiest_loaded
     loaded_share = min(chunks, micro)  # micro-batches carrying a chunk (1 unless prompt_chunks says more)
     cycle = loaded_share * busiest_loaded + (micro - loaded_share) * busiest_plain
     wait = max(0.0, cycle - trip.total)
@@ -1306,8 +1312,9 @@ def _even_cycle(
     memo: dict = {}
     times = [_stage_step(memo, c, st, seqs, seqs, decode_context, each, prefill_prefix, kv_dtype_name) for st in stages]
     sends = _sends(c, stages, seqs + each)
-    trip = _pipeline(times, sends, 1, phase="decode")
-    cycle = micro * max(t.total + s for t, s in zip(times, sends, strict=True))
+    busiest = _busiest(times, sends)
+    trip = _pipeline(times, sends, 1, phase="decode", busiest=busiest)
+    cycle = micro * busiest
     wait = max(0.0, cycle - trip.total)
     return OpTimes(trip.gemm, trip.moe, trip.attention, trip.elementwise, trip.allreduce, trip.alltoall,
                    trip.pipeline + wait)  # fmt: skip
