@@ -618,6 +618,7 @@ class _Stage:
     first: bool
     last: bool
     shape: int = 0  # stages of one model and pp with the same shape (kinds, dense MLP widths) cost the same
+    keys: tuple = ()  # its layers by (kind name, dense MLP, width) with their counts (:func:`_layer_keys`), in order
 
 
 def _stages(spec: ModelSpec, pp: int) -> list[_Stage]:
@@ -628,7 +629,8 @@ def _stages(spec: ModelSpec, pp: int) -> list[_Stage]:
         # the kinds in order and whether each layer's MLP is dense and how wide (mlp_widths, dense layers between MoE
         # ones: the kind names alone do not say; no bundled model and pp 2-8 has two stages that differ only there)
         keys = [(_stage_kinds(spec, st), *_layer_keys(spec, st.layers).items()) for st in stages]
-        return [replace(st, shape=shapes.setdefault(k, len(shapes))) for st, k in zip(stages, keys, strict=True)]
+        return [replace(st, shape=shapes.setdefault(k, len(shapes)), keys=tuple(_layer_keys(spec, st.layers).items()))
+                for st, k in zip(stages, keys, strict=True)]  # fmt: skip
 
     return _fact(spec, ("stages", pp), make)
 
@@ -902,7 +904,7 @@ def _linear_s(
     moe_tokens = tokens if moe_tokens is None else moe_tokens
     layers = stage.layers if stage is not None else range(spec.num_layers)
     moe_parts: list[tuple[int, _MoeParts]] = []
-    for (name, dense, width), count in _layer_keys(spec, layers).items():
+    for (name, dense, width), count in stage.keys if stage is not None else _layer_keys(spec, layers).items():
         key = (id(c), "layer", name, dense, width, tokens, moe_tokens)  # kept: every stage has the layer (_PARTS)
         hit = _PARTS.get(key)
         if hit is None or hit[0] is not c:
