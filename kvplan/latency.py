@@ -817,19 +817,36 @@ def _shared_ctx(spec: ModelSpec, gpu: GPU, *, cal: Calibration, rules: Overlap |
 _ENGINE_CTXS: dict[tuple, tuple[ModelSpec, GPU, _Ctx]] = {}
 
 
-def _engine_ctx(spec: ModelSpec, gpu: GPU, engine: str | None, **options) -> _Ctx:  # noqa: ANN003
+def _engine_ctx(
+    spec: ModelSpec,
+    gpu: GPU,
+    engine: str | None,
+    *,
+    tp: int,
+    weights_dtype: str,
+    eager: bool,
+    ep: bool,
+    dp: int,
+    pp: int,
+    gpus_per_node: int | None,
+    two_batch: bool,
+    deepep: bool,
+) -> _Ctx:
     """:func:`_shared_ctx` with ``engine``'s constants and rules (:func:`calibration`, :func:`engine_overlap`), kept
     per engine name: a step then neither looks the engine up twice nor rebuilds the context where the constants
     come new on each call (an engine lent vLLM's gets a relabelled copy). Keyed also by the two functions as this
     module holds them, so a caller that replaces them (a test pinning the constants) gets its own contexts."""
-    if engine is not None and not isinstance(engine, str):  # an Engine object: asked each time, as before
-        return _shared_ctx(spec, gpu, cal=calibration(engine), rules=engine_overlap(engine), **options)
-    key = (id(spec), id(gpu), engine, calibration, engine_overlap, *options.items())
-    hit = _ENGINE_CTXS.get(key)
+    options = (tp, weights_dtype, eager, ep, dp, pp, gpus_per_node, two_batch, deepep)
+    key = (id(spec), id(gpu), engine, calibration, engine_overlap, *options)
+    hit = _ENGINE_CTXS.get(key) if engine is None or isinstance(engine, str) else None  # an Engine: asked each time
     if hit is None or hit[0] is not spec or hit[1] is not gpu:
         if len(_ENGINE_CTXS) > 1024:  # the same cap as _CTXS, whose contexts these are
             _ENGINE_CTXS.clear()
-        c = _shared_ctx(spec, gpu, cal=calibration(engine), rules=engine_overlap(engine), **options)
+        c = _shared_ctx(spec, gpu, cal=calibration(engine), rules=engine_overlap(engine), tp=tp,
+                        weights_dtype=weights_dtype, eager=eager, ep=ep, dp=dp, pp=pp, gpus_per_node=gpus_per_node,
+                        two_batch=two_batch, deepep=deepep)  # fmt: skip
+        if engine is not None and not isinstance(engine, str):
+            return c
         hit = _ENGINE_CTXS[key] = (spec, gpu, c)
     return hit[2]
 
