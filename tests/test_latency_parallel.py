@@ -225,7 +225,7 @@ def test_pp_prompts_ride_in_separate_micro_batches():
     the cycle is 2 x the busiest stage of one (by hand from the stage pieces below), shorter than both chunks in one
     micro-batch (400 tokens, the lone-chunk rule). Between one and two chunks the cycle is linear:
     1.5 chunks = 1.5 x the loaded micro-batch + 0.5 x the plain one."""
-    from kvplan.latency import _micro_step, _stages
+    from kvplan.latency import _fmha_gain, _micro_step, _stages
 
     ll = load_bundled("llama-2-70b")
     kw = dict(decode_seqs=512, decode_context=367, kv_dtype_name="fp8", weights_dtype="fp8", engine="trtllm", tp=1,
@@ -233,8 +233,10 @@ def test_pp_prompts_ride_in_separate_micro_batches():
     two = mixed_step_latency(ll, H100, prefill_tokens=200, prompt_chunks=2, **kw)
     whole = mixed_step_latency(ll, H100, prefill_tokens=400, **kw)
     one = mixed_step_latency(ll, H100, prefill_tokens=200, **kw)
-    c = _make_ctx(ll, H100, tp=1, weights_dtype="fp8", cal=calibration_of("trtllm"), eager=True, ep=False, dp=1,
-                  pp=2, gpus_per_node=8)  # fmt: skip
+    cal = calibration_of("trtllm")
+    gain = _fmha_gain("trtllm", ll, H100, cal, weights_dtype="fp8", kv_dtype="fp8")  # FP8 context attention
+    c = _make_ctx(ll, H100, tp=1, weights_dtype="fp8", cal=cal, eager=True, ep=False, dp=1, pp=2, gpus_per_node=8,
+                  fmha_gain=gain)  # fmt: skip
     loaded = [_micro_step(c, st, 256, 256, 367, 200, 0, "fp8").total for st in _stages(ll, 2)]
     send = two.pipeline - max(0.0, 2 * max(loaded) - sum(loaded))  # the one send between the two stages
     assert 0 < send < 1e-3

@@ -100,8 +100,8 @@ def test_a_step_context_is_kept_per_engine_name_and_pinned_constants_get_their_o
     """_engine_ctx: one context per engine name (SGLang, lent vLLM's constants, gets a relabelled copy of them on
     every look-up: before, every step rebuilt its context), and a caller that replaces the constants gets its own."""
     spec = load_bundled("llama-3.1-8b")
-    kw = dict(tp=1, weights_dtype="bf16", eager=True, ep=False, dp=1, pp=1, gpus_per_node=None, two_batch=False,
-              deepep=False)  # fmt: skip
+    kw = dict(kv_dtype="bf16", tp=1, weights_dtype="bf16", eager=True, ep=False, dp=1, pp=1, gpus_per_node=None,
+              two_batch=False, deepep=False)  # fmt: skip
     serving.forget_memos()
     assert latency.calibration("sglang") is not latency.calibration("sglang")  # a new copy each time
     a = latency._engine_ctx(spec, H200, "sglang", **kw)
