@@ -587,7 +587,8 @@ ENGINE = Sglang(
     release="0.5",
     version="0.4.3 budget / 0.5.x mem_fraction_static heuristic",
     # python/sglang/srt/model_executor/model_runner.py profile_max_num_token; page_size 1 default.
-    paging="token slots (page 1); pool = rest / cell_size over all layers",
+    paging="token slots (page 1; 64 where trtllm_mla runs: DeepSeek-V3 / Kimi-K2 on SM100); pool = rest / cell_size "
+    "over all layers",
     budget_rule="free memory at start x mem_fraction_static - weights",
     kv_dtypes=("bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "fp8", "fp4_e2m1"),
     # server_args.py --kv-cache-dtype choices: auto, fp8_e5m2, fp8_e4m3; fp4_e2m1 (quantized_kv_cache.md @03cd2ec,

@@ -678,7 +678,8 @@ ENGINE = Trtllm(
     release="0.20",
     version="0.20+ (LLM API, PyTorch backend)",
     # docs/source/reference/memory.md; KvCacheConfig.free_gpu_memory_fraction default 0.9.
-    paging="blocks of tokens_per_block (32) per request; every layer keeps every token unless max_attention_window "
+    paging="blocks of tokens_per_block (32; 64 for a 576-wide MLA latent on Hopper, FlashMLA) per request; every layer "
+    "keeps every token unless max_attention_window "
     "sets windows (a pool per window)",
     budget_rule="free memory after load and activations x free_gpu_memory_fraction (0.9)",
     # nvfp4: KvCacheConfig.dtype "nvfp4" (_nvfp4_token_bytes; Blackwell only, check_kv_on_gpu).
