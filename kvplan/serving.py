@@ -19,8 +19,10 @@ without a prompt chunk (a prompt enters as a chunk of up to ``budget - n`` token
 completion at admission, ``Engine.reserves_to_completion``: TensorRT-LLM), or ``n + p`` beyond the
 token budget. With PP a step is the pipeline's cycle: where the engine schedules each of its ``pp``
 micro-batches against the limits (``Engine.limits_per_micro_batch``: TensorRT-LLM) a cycle holds ``pp`` x
-``max_num_seqs`` and ``pp`` x the token budget, and a cycle's prompts spread over its micro-batches. Then
-:func:`max_rate` gives the highest sustainable rate.
+``max_num_seqs`` and ``pp`` x the token budget, and a cycle's prompts spread over its micro-batches: each
+micro-batch is a server of the queue of prompts (one prompt's chunk per cycle, a prompt in flight being skipped by
+the other micro-batches), so a cycle carries as many chunks as prompts are prefilling, with Erlang's state
+probabilities (:func:`_slots_mean_step`). Then :func:`max_rate` gives the highest sustainable rate.
 
 Per request (a tagged arrival sees, on average, the steady state):
 
@@ -37,7 +39,9 @@ Per request (a tagged arrival sees, on average, the steady state):
   prompt is at that quantile's length, its prefill with it; the wait is not: in a first-come-first-served queue an
   arrival waits for the work ahead of it, whatever its own size (the Pollaczek-Khinchine mean wait
   ``lambda E[S^2] / (2 (1 - rho))`` has no term for the arrival's own service), so ``S`` stays the mean prompt's.
-  Stated approximations (the deterministic ``S`` leaves out the ``E[S^2]`` of varying prompts).
+  Where each of ``pp`` micro-batches admits its own prompt (TensorRT-LLM with PP) the queue has ``pp`` servers at
+  load ``rho`` each: M/D/m (:func:`queue_wait_s` ``servers``). Stated approximations (the deterministic ``S``
+  leaves out the ``E[S^2]`` of varying prompts).
 
 ``prefilled=True`` models a disaggregated decode replica (:mod:`kvplan.disagg`): each request arrives with its
 prompt's KV, so it holds and attends to the whole prompt but computes none of it (:func:`prompt_computed`), and
@@ -270,6 +274,8 @@ def _mean_step(s: Setup, *, n: float, p: float, prompt: int, budget: int, contex
     prefix = max(0, (prompt - int(chunk)) // 2)  # a long prompt's chunks sit, on average, half-way in
     if s.dp > 1:
         return _dp_mean_step(s, n=n, p=p, chunk=chunk, prefix=prefix, context=context, ep=ep)
+    if _micro_batches(s) > 1:
+        return _slots_mean_step(s, n=n, p=p, chunk=chunk, prefix=prefix, context=context, ep=ep)
     if p >= chunk:
         if s.pp > 1:  # p / chunk prompt chunks, each admitted by one of the micro-batches (mixed_step_latency)
             return _step(s, n=n, p=chunk, context=context, ep=ep, chunks=p / chunk)
@@ -277,6 +283,39 @@ def _mean_step(s: Setup, *, n: float, p: float, prompt: int, budget: int, contex
     share = p / chunk
     busy = _step(s, n=n, p=chunk, context=context, prefix=prefix, ep=ep)
     return (1 - share) * _step(s, n=n, p=0, context=context, ep=ep) + share * busy
+
+
+def _slots_mean_step(s: Setup, *, n: float, p: float, chunk: float, prefix: int, context: int, ep: bool) -> float:
+    """The mean pipeline cycle where each of the ``m`` micro-batches admits its own prompt (``_micro_batches``:
+    TensorRT-LLM with PP), ``p`` prompt tokens per cycle arriving as whole prompts of ``chunk``-token chunks.
+
+    TensorRT-LLM schedules one micro-batch per iteration from the requests not in flight: a prompt whose chunk is
+    still in the pipeline is skipped, and the micro-batch takes the next waiting prompt's chunk instead
+    (tensorrt_llm/_torch/pyexecutor/py_executor.py ``_executor_loop_pp``: ``_schedule`` passes
+    ``self.inflight_req_ids`` to ``schedule_request``, ``_add_inflight_ids`` on launch, ``_remove_inflight_ids`` once
+    the micro-batch's tokens are back; the TensorRT-engine runtime the same, cpp/tensorrt_llm/batch_manager/
+    microBatchScheduler.cpp ``MicroBatchScheduler::operator()``, "if already in execution, skip"). So a prompt holds
+    one micro-batch slot for its ``prompt / chunk`` cycles, one chunk a cycle, and prompts prefilling at the same
+    time ride in different micro-batches: the slots are the servers of a queue (one prompt each) with offered load
+    ``a = p / chunk`` per cycle, and a cycle carries ``j`` chunks, ``j`` the prompts in prefill up to ``m``, with
+    Erlang's state probabilities (:func:`erlang_states`). The mean is ``sum_j P(j) step(n, j chunks)``
+    (:func:`kvplan.latency.mixed_step_latency` ``prompt_chunks=j``). Before, a cycle carried a lone chunk in a
+    share ``a`` of the cycles and never two at once below ``a = 1``: where two prompts prefill together the pipeline
+    runs both in one cycle of about the lone chunk's length (its trip through every stage), so that charged every
+    chunk the whole trip. With ``m = 1`` the states are ``1 - a`` and ``a``: the one-slot mean below. From ``a >= m``
+    every micro-batch carries ``p / m`` prompt tokens, as before."""
+    slots = _micro_batches(s)
+    offered = p / chunk
+    if offered >= slots:  # every micro-batch loaded: p / m prompt tokens each (mixed_step_latency's even cycle)
+        return _step(s, n=n, p=chunk, context=context, ep=ep, chunks=offered)
+    states = erlang_states(offered, slots)
+    # The chunks' prefix as :func:`_mean_step` prices it either side of one chunk per cycle: half-way into a long
+    # prompt below it, none from it on (as the pp = 1 and DP paths price a step that always carries prompt tokens).
+    lead = prefix if offered < 1 else 0
+    mean = states[0] * _step(s, n=n, p=0, context=context, ep=ep)
+    for j, share in enumerate(states[1:], start=1):
+        mean += share * _step(s, n=n, p=chunk, context=context, prefix=lead, ep=ep, chunks=float(j))
+    return mean
 
 
 def _dp_mean_step(s: Setup, *, n: float, p: float, chunk: float, prefix: int, context: int, ep: bool) -> float:
@@ -383,19 +422,49 @@ def _root(g, lo: float, g_lo: float, hi: float, g_hi: float) -> float:  # noqa: 
     return hi
 
 
-def queue_wait_s(service_s: float, rho: float, *, quantile: float | None = None) -> float:
-    """The wait before a job of ``service_s`` seconds starts, at load ``rho``: an M/D/1 queue's mean
-    ``rho S / (2 (1 - rho))``, and at quantile ``q`` the exponential tail ``P(W > w) = rho exp(-rho w / W)``, i.e.
-    ``(W / rho) ln(rho / (1 - q))`` (0 where ``rho <= 1 - q``: most jobs start at once). ``rho >= 1``: inf."""
+def erlang_states(offered: float, servers: int) -> list[float]:
+    """How often ``0 .. servers - 1`` servers are busy, and (the last entry) all of them, in a queue with ``servers``
+    servers and offered load ``offered`` (arrival rate x service time, ``< servers``): Erlang's M/M/m state
+    probabilities, ``P(k) = P(0) a^k / k!`` below ``m`` and the Erlang C probability that an arrival waits,
+    ``C(m, a) = P(0) a^m / (m! (1 - a / m))``, for all busy (A. K. Erlang, 1917; e.g. L. Kleinrock, Queueing Systems
+    vol. 1, 1975, section 3.5). With one server they are ``1 - a`` and ``a``, exact for any service time: kvplan's
+    share of steps carrying a prompt chunk. For more servers with fixed service times (kvplan's prompts) they are an
+    approximation, stated."""
+    m = max(1, servers)
+    rho = offered / m
+    if offered <= 0:
+        return [1.0] + [0.0] * m
+    if rho >= 1:
+        return [0.0] * m + [1.0]
+    terms = [1.0]
+    for k in range(1, m):
+        terms.append(terms[-1] * offered / k)
+    busy = terms[-1] * offered / m / (1 - rho)
+    total = sum(terms) + busy
+    return [x / total for x in terms] + [busy / total]
+
+
+def queue_wait_s(service_s: float, rho: float, *, quantile: float | None = None, servers: int = 1) -> float:
+    """The wait before a job of ``service_s`` seconds starts, at load ``rho`` per server: with one server an M/D/1
+    queue's mean ``rho S / (2 (1 - rho))``, and at quantile ``q`` the exponential tail ``P(W > w) = rho exp(-rho w /
+    W)``, i.e. ``(W / rho) ln(rho / (1 - q))`` (0 where ``rho <= 1 - q``: most jobs start at once). ``rho >= 1``: inf.
+
+    With ``servers = m > 1`` (M/D/m: a pipeline's micro-batches, each admitting its own prompt, :func:`_slots`) the
+    mean is the Allen-Cunneen approximation, M/M/m's ``C S / (m (1 - rho))`` times ``(c_a^2 + c_s^2) / 2 = 1/2``
+    (Poisson arrivals, fixed service; A. O. Allen, Probability, Statistics and Queueing Theory, 1978), ``C`` the
+    Erlang C probability of waiting (:func:`erlang_states`), and the tail M/M/m's ``P(W > w) = C exp(-C w / W)``;
+    with one server ``C = rho`` and both are the M/D/1 figures above, exactly."""
     if rho <= 0:
         return 0.0
     if rho >= 1:
         return math.inf
-    mean_wait = rho * service_s / (2 * (1 - rho))
+    m = max(1, servers)
+    waits = rho if m == 1 else erlang_states(rho * m, m)[-1]
+    mean_wait = waits * service_s / (2 * m * (1 - rho))
     if quantile is None:
         return mean_wait
     tail = 1 - quantile
-    return (mean_wait / rho) * math.log(rho / tail) if rho > tail else 0.0
+    return (mean_wait / waits) * math.log(waits / tail) if waits > tail else 0.0
 
 
 def _prefill_service(s: Setup, *, prompt: int, n: float, context: int, budget: int, ep: bool) -> float:
@@ -431,10 +500,11 @@ def _ttft(
     ahead_s: float | None = None,
 ) -> float:
     """Prefill service in chunks of what the budget leaves after the decodes, plus the queue wait
-    (:func:`queue_wait_s`) behind requests of ``ahead_s`` seconds of service each (the mean prompt's; default: this
-    prompt's own, the mean case)."""
+    (:func:`queue_wait_s`, one server per micro-batch that admits its own prompt: :func:`_micro_batches`) behind
+    requests of ``ahead_s`` seconds of service each (the mean prompt's; default: this prompt's own, the mean case)."""
     service = _prefill_service(s, prompt=prompt, n=n, context=context, budget=budget, ep=ep)
-    return service + queue_wait_s(service if ahead_s is None else ahead_s, rho, quantile=quantile)
+    ahead = service if ahead_s is None else ahead_s
+    return service + queue_wait_s(ahead, rho, quantile=quantile, servers=_micro_batches(s))
 
 
 @dataclass(frozen=True)
@@ -531,7 +601,7 @@ def serve(
         ttft = _mean_step(s, n=1 + n, p=p, prompt=input_len.mean, budget=budget, context=input_len.mean, ep=ep)
     else:
         ahead = _prefill_service(s, prompt=input_len.mean, n=n, context=ctx, budget=budget, ep=ep)
-        ttft = ahead + queue_wait_s(ahead, rho)
+        ttft = ahead + queue_wait_s(ahead, rho, servers=_micro_batches(s))
     tail = _Tail(s, n=n, p=p, rho=rho, inp=input_len, out=output_len, budget=budget, ep=ep, prefilled=prefilled,
                  ahead_s=ahead)  # fmt: skip
     nan = float("nan")

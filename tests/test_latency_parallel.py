@@ -273,6 +273,49 @@ def test_trtllm_pp_schedules_each_micro_batch_against_the_batch_limits():
     assert _budget(vl, None) == 4096 and _limits(vl, *short) == (256.0, "max_num_seqs")
 
 
+def test_trtllm_pp_prompts_prefilling_together_share_a_cycle():
+    """TensorRT-LLM with PP schedules each micro-batch from the requests not in flight (py_executor.py
+    _executor_loop_pp / microBatchScheduler.cpp: a prompt whose chunk is in the pipeline is skipped), so a second
+    prompt prefills in the other micro-batch while the first's chunk is in flight: the micro-batches are the servers
+    of a queue of prompts and a cycle carries as many chunks as prompts are prefilling (up to pp). Llama-2-70B fp8 on
+    H100, TP1 PP2, max_num_tokens 1024 per micro-batch, 8192-token prompts; 100 decodes: each micro-batch has room
+    for (2048 - 100) / 2 = 974 prompt tokens, so 512 prompt tokens per cycle are an offered load a = 512 / 974 =
+    0.5257 prompts in prefill. Erlang's states for two servers (rho = a / 2 = 0.2628): P(0) = 1 / (1 + a + a^2 / (2
+    (1 - rho))) = 1 / (1 + 0.5257 + 0.1875) = 0.5838, P(1) = a P(0) = 0.3069, P(2) = 0.1093. The mean cycle is
+    P(0) plain + P(1) one-chunk + P(2) two-chunk cycle; before, a share a of the cycles carried a lone chunk and
+    none carried two (x1.11 of it here: plain 66.8 ms, one chunk 184.1, two 184.1, mean 115.6)."""
+    from kvplan.engines import Settings
+    from kvplan.serving import _mean_step, _step, erlang_states
+
+    settings = Settings(free_gpu_memory_fraction=0.95, max_num_seqs=1024, max_num_batched_tokens=1024)
+    s = setup("llama-2-70b", H100, engine="trtllm", settings=settings, tp=1, pp=2, weights_dtype="fp8",
+              kv_dtype_name="fp8")  # fmt: skip
+    n, p, prompt, ctx = 100.0, 512.0, 8192, 8192 + 128
+    room = (2048 - n) / 2
+    a = p / room
+    states = erlang_states(a, 2)
+    assert states == pytest.approx([0.5838, 0.3069, 0.1093], abs=2e-4)
+    prefix = (prompt - int(room)) // 2  # a long prompt's chunks sit half-way in, on average
+    plain = _step(s, n=n, p=0, context=ctx)
+    one = _step(s, n=n, p=room, context=ctx, prefix=prefix, chunks=1.0)
+    two = _step(s, n=n, p=room, context=ctx, prefix=prefix, chunks=2.0)
+    mean = _mean_step(s, n=n, p=p, prompt=prompt, budget=2048, context=ctx, ep=False)
+    assert mean == pytest.approx(states[0] * plain + states[1] * one + states[2] * two, rel=1e-9)
+    old = (1 - a) * plain + a * one
+    assert mean < old / 1.05
+    # past one chunk per micro-batch every micro-batch is loaded alike, as before
+    full = _mean_step(s, n=n, p=3 * room, prompt=prompt, budget=2048, context=ctx, ep=False)
+    assert full == pytest.approx(_step(s, n=n, p=room, context=ctx, chunks=3.0), rel=1e-9)
+    # the prompts' queue has one server per micro-batch: the wait is M/D/2's, not M/D/1's at the same load
+    r = serve(s, rate_rps=0.5, input_len=Lengths.of(prompt), output_len=Lengths.of(256), with_max_rate=False)
+    from kvplan.serving import _budget, _decode_context, _prefill_service, queue_wait_s
+
+    ahead = _prefill_service(s, prompt=prompt, n=r.batch, context=_decode_context(Lengths.of(prompt),
+                             Lengths.of(256)), budget=_budget(s, None), ep=False)  # fmt: skip
+    rho = r.prefill_tokens_per_step / (2 * (2048 - r.batch) / 2)
+    assert r.ttft_mean_s == pytest.approx(ahead + queue_wait_s(ahead, rho, servers=2), rel=1e-9)
+
+
 # ---- disaggregated prefill / decode ---------------------------------------------------------------
 
 

@@ -173,3 +173,31 @@ def test_the_p99_wait_is_behind_the_mean_prompt_not_the_requests_own(llama8b):
     assert ra.ttft_p99_s == pytest.approx(service(2048) + wait)
     assert rb.ttft_p99_s == pytest.approx(service(4096) + wait)
     assert rb.ttft_p99_s - ra.ttft_p99_s == pytest.approx(service(4096) - service(2048))
+
+
+def test_erlang_states_by_hand():
+    """Erlang's M/M/m states (kvplan.serving.erlang_states): one server, offered load 0.3: idle 0.7, busy 0.3 (exact for
+    any service time). Two servers, offered load 1 (rho 0.5): P(0) = 1 / (1 + a + a^2 / (2 (1 - rho))) = 1 / (1 + 1 +
+    1) = 1/3, P(1) = a P(0) = 1/3, P(both busy) = C(2, 1) = 1/3. At or past m: all busy; no load: all idle."""
+    from kvplan.serving import erlang_states
+
+    assert erlang_states(0.3, 1) == pytest.approx([0.7, 0.3])
+    assert erlang_states(1.0, 2) == pytest.approx([1 / 3, 1 / 3, 1 / 3])
+    assert erlang_states(2.0, 2) == [0.0, 0.0, 1.0]
+    assert erlang_states(0.0, 3) == [1.0, 0.0, 0.0, 0.0]
+    assert sum(erlang_states(2.2, 4)) == pytest.approx(1.0)
+
+
+def test_queue_wait_with_several_servers_by_hand():
+    """M/D/m (Allen-Cunneen): M/M/m's mean wait C S / (m (1 - rho)) halved for fixed service, tail C exp(-C w / W).
+    Two servers at rho 0.5 (C = 1/3, above): mean S / 6, p99 (W / C) ln(C / 0.01) = (S / 2) ln(100 / 3) = 1.7533 S;
+    p90 (S / 2) ln(10 / 3) = 0.6020 S. One server: the M/D/1 figures, rho S / (2 (1 - rho)) = S / 2 at rho 0.5."""
+    from kvplan.serving import queue_wait_s
+
+    s = 2.0
+    assert queue_wait_s(s, 0.5, servers=2) == pytest.approx(s / 6)
+    assert queue_wait_s(s, 0.5, quantile=0.99, servers=2) == pytest.approx(1.7533 * s, rel=1e-4)
+    assert queue_wait_s(s, 0.5, quantile=0.9, servers=2) == pytest.approx(0.6020 * s, rel=1e-3)
+    assert queue_wait_s(s, 0.5) == queue_wait_s(s, 0.5, servers=1) == pytest.approx(s / 2)
+    assert queue_wait_s(s, 0.5, servers=2) < queue_wait_s(s, 0.5)  # a second server takes the next job
+    assert queue_wait_s(s, 1.0, servers=2) == math.inf
