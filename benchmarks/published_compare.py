@@ -312,8 +312,12 @@ def mlperf_split(r: dict) -> dict:
 
 
 def _mlperf_setup(r: dict):  # noqa: ANN202
+    """The run's setup from its config: split, caps, KV fraction, and the CUDA-graph batch sizes decode steps are
+    padded to where the config sets ``cuda_graph_padding_enabled`` (``cuda_graph_batch_sizes`` on the row)."""
+    sizes = r.get("cuda_graph_batch_sizes")
     return _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=r["free_gpu_memory_fraction"],
-                  max_batch=r.get("max_batch"), max_tokens=r.get("max_num_tokens"), **mlperf_split(r))  # fmt: skip
+                  max_batch=r.get("max_batch"), max_tokens=r.get("max_num_tokens"),
+                  graph_sizes=tuple(sizes) if sizes else None, **mlperf_split(r))  # fmt: skip
 
 
 def score_mlperf(r: dict, datasets: dict) -> dict:
