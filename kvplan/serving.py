@@ -40,8 +40,10 @@ Per request (a tagged arrival sees, on average, the steady state):
   arrival waits for the work ahead of it, whatever its own size (the Pollaczek-Khinchine mean wait
   ``lambda E[S^2] / (2 (1 - rho))`` has no term for the arrival's own service), so ``S`` stays the mean prompt's.
   Where each of ``pp`` micro-batches admits its own prompt (TensorRT-LLM with PP) the queue has ``pp`` servers at
-  load ``rho`` each: M/D/m (:func:`queue_wait_s` ``servers``). Stated approximations (the deterministic ``S``
-  leaves out the ``E[S^2]`` of varying prompts).
+  load ``rho`` each: M/D/m (:func:`queue_wait_s` ``servers``). Where the prompt lengths' standard deviation is given
+  (:attr:`Lengths.sd`) the wait is the Pollaczek-Khinchine M/G/1 one, ``(1 + scv)`` times the M/D/1 figure (``scv``
+  the lengths' squared coefficient of variation, the service taken as proportional to the prompt); without it every
+  prompt's service is the mean's (M/D/1). Stated approximations.
 
 ``prefilled=True`` models a disaggregated decode replica (:mod:`kvplan.disagg`): each request arrives with its
 prompt's KV, so it holds and attends to the whole prompt but computes none of it (:func:`prompt_computed`), and
@@ -72,23 +74,38 @@ _REL_TOL = 1e-4  # step time to 0.01 %; the sustainable rate to 0.5 %
 
 @dataclass(frozen=True)
 class Lengths:
-    """A length distribution as its mean, 90th and (optionally) 99th percentile (tokens).
+    """A length distribution as its mean, 90th and (optionally) 99th percentile (tokens), and (optionally) its
+    standard deviation.
 
     ``p99`` None: not given; :meth:`at` then holds the 99th percentile at the p90 (``p99_assumed`` says so when
-    the lengths vary, mean < p90: the p99 figures understate the length tail there)."""
+    the lengths vary, mean < p90: the p99 figures understate the length tail there). ``sd`` None: not given; the
+    prompts' queue then takes every prompt's service as the mean's (:attr:`scv` 0, M/D/1)."""
 
     mean: int
     p90: int
     p99: int | None = None
+    sd: float | None = None
 
     @classmethod
-    def of(cls, mean: int, p90: int | None = None, p99: int | None = None) -> Lengths:
+    def of(cls, mean: int, p90: int | None = None, p99: int | None = None, *, sd: float | None = None) -> Lengths:
         p90 = mean if p90 is None else p90
         if mean < 1 or p90 < mean or (p99 is not None and p99 < p90):
             raise InvalidInput(f"invalid lengths mean {mean!r}, p90 {p90!r}, p99 {p99!r}; need 1 <= mean <= p90 <= p99")
+        if sd is not None and not sd >= 0:
+            raise InvalidInput(f"invalid length standard deviation {sd!r}; expected tokens >= 0")
         if p99 is None and p90 == mean:
             p99 = mean  # every request the same length: its p99 is known
-        return cls(mean, p90, p99)
+        return cls(mean, p90, p99, sd)
+
+    def to_dict(self) -> dict:
+        """mean, p90, p99, and sd where one was given (a report's lengths as the user gave them)."""
+        out = {"mean": self.mean, "p90": self.p90, "p99": self.p99}
+        return out if self.sd is None else {**out, "sd": self.sd}
+
+    @property
+    def scv(self) -> float:
+        """The lengths' squared coefficient of variation ``(sd / mean)^2``; 0 where no ``sd`` was given."""
+        return (self.sd / self.mean) ** 2 if self.sd else 0.0
 
     def at(self, q: float | None) -> int:
         """The length at quantile ``q`` (None: the mean); 0.99 without a p99 is held at the p90."""
@@ -444,23 +461,30 @@ def erlang_states(offered: float, servers: int) -> list[float]:
     return [x / total for x in terms] + [busy / total]
 
 
-def queue_wait_s(service_s: float, rho: float, *, quantile: float | None = None, servers: int = 1) -> float:
-    """The wait before a job of ``service_s`` seconds starts, at load ``rho`` per server: with one server an M/D/1
-    queue's mean ``rho S / (2 (1 - rho))``, and at quantile ``q`` the exponential tail ``P(W > w) = rho exp(-rho w /
-    W)``, i.e. ``(W / rho) ln(rho / (1 - q))`` (0 where ``rho <= 1 - q``: most jobs start at once). ``rho >= 1``: inf.
+def queue_wait_s(
+    service_s: float, rho: float, *, quantile: float | None = None, servers: int = 1, scv: float = 0.0
+) -> float:
+    """The wait before a job starts, behind jobs of ``service_s`` seconds on average, at load ``rho`` per server: with
+    one server an M/D/1 queue's mean ``rho S / (2 (1 - rho))``, and at quantile ``q`` the exponential tail ``P(W > w)
+    = rho exp(-rho w / W)``, i.e. ``(W / rho) ln(rho / (1 - q))`` (0 where ``rho <= 1 - q``: most jobs start at once).
+    ``rho >= 1``: inf.
 
-    With ``servers = m > 1`` (M/D/m: a pipeline's micro-batches, each admitting its own prompt, :func:`_slots`) the
-    mean is the Allen-Cunneen approximation, M/M/m's ``C S / (m (1 - rho))`` times ``(c_a^2 + c_s^2) / 2 = 1/2``
-    (Poisson arrivals, fixed service; A. O. Allen, Probability, Statistics and Queueing Theory, 1978), ``C`` the
-    Erlang C probability of waiting (:func:`erlang_states`), and the tail M/M/m's ``P(W > w) = C exp(-C w / W)``;
-    with one server ``C = rho`` and both are the M/D/1 figures above, exactly."""
+    ``scv``: the service times' squared coefficient of variation (the prompts' lengths', :attr:`Lengths.scv`): the
+    mean wait is then the Pollaczek-Khinchine M/G/1 one, ``lambda E[S^2] / (2 (1 - rho)) = rho S (1 + scv) / (2 (1 -
+    rho))`` (0 gives the M/D/1 figure), the tail the same exponential about it.
+
+    With ``servers = m > 1`` (M/G/m: a pipeline's micro-batches, each admitting its own prompt,
+    :func:`_slots_mean_step`) the mean is the Allen-Cunneen approximation, M/M/m's ``C S / (m (1 - rho))`` times
+    ``(c_a^2 + c_s^2) / 2 = (1 + scv) / 2`` (Poisson arrivals; A. O. Allen, Probability, Statistics and Queueing
+    Theory, 1978), ``C`` the Erlang C probability of waiting (:func:`erlang_states`), and the tail M/M/m's ``P(W > w)
+    = C exp(-C w / W)``; with one server ``C = rho`` and both are the M/G/1 figures above, exactly."""
     if rho <= 0:
         return 0.0
     if rho >= 1:
         return math.inf
     m = max(1, servers)
     waits = rho if m == 1 else erlang_states(rho * m, m)[-1]
-    mean_wait = waits * service_s / (2 * m * (1 - rho))
+    mean_wait = waits * service_s * (1 + scv) / (2 * m * (1 - rho))
     if quantile is None:
         return mean_wait
     tail = 1 - quantile
@@ -498,13 +522,14 @@ def _ttft(
     quantile: float | None,
     ep: bool,
     ahead_s: float | None = None,
+    scv: float = 0.0,
 ) -> float:
     """Prefill service in chunks of what the budget leaves after the decodes, plus the queue wait
     (:func:`queue_wait_s`, one server per micro-batch that admits its own prompt: :func:`_micro_batches`) behind
     requests of ``ahead_s`` seconds of service each (the mean prompt's; default: this prompt's own, the mean case)."""
     service = _prefill_service(s, prompt=prompt, n=n, context=context, budget=budget, ep=ep)
     ahead = service if ahead_s is None else ahead_s
-    return service + queue_wait_s(ahead, rho, quantile=quantile, servers=_micro_batches(s))
+    return service + queue_wait_s(ahead, rho, quantile=quantile, servers=_micro_batches(s), scv=scv)
 
 
 @dataclass(frozen=True)
@@ -534,7 +559,7 @@ class _Tail:
                                 ep=self.ep)  # fmt: skip
         else:
             ttft_q = _ttft(s, prompt=inp.at(q), n=n, context=_decode_context(inp, self.out), budget=self.budget,
-                           rho=self.rho, quantile=q, ep=self.ep, ahead_s=self.ahead_s)  # fmt: skip
+                           rho=self.rho, quantile=q, ep=self.ep, ahead_s=self.ahead_s, scv=inp.scv)  # fmt: skip
         return max(ttft, ttft_q), max(tpot, tpot_q)
 
 
@@ -601,7 +626,7 @@ def serve(
         ttft = _mean_step(s, n=1 + n, p=p, prompt=input_len.mean, budget=budget, context=input_len.mean, ep=ep)
     else:
         ahead = _prefill_service(s, prompt=input_len.mean, n=n, context=ctx, budget=budget, ep=ep)
-        ttft = ahead + queue_wait_s(ahead, rho, servers=_micro_batches(s))
+        ttft = ahead + queue_wait_s(ahead, rho, servers=_micro_batches(s), scv=input_len.scv)
     tail = _Tail(s, n=n, p=p, rho=rho, inp=input_len, out=output_len, budget=budget, ep=ep, prefilled=prefilled,
                  ahead_s=ahead)  # fmt: skip
     nan = float("nan")

@@ -201,3 +201,26 @@ def test_queue_wait_with_several_servers_by_hand():
     assert queue_wait_s(s, 0.5) == queue_wait_s(s, 0.5, servers=1) == pytest.approx(s / 2)
     assert queue_wait_s(s, 0.5, servers=2) < queue_wait_s(s, 0.5)  # a second server takes the next job
     assert queue_wait_s(s, 1.0, servers=2) == math.inf
+
+
+def test_varying_prompts_wait_as_pollaczek_khinchine(llama8b):
+    """With the prompt lengths' standard deviation given (Lengths.sd) the prompts' queue is M/G/1: the
+    Pollaczek-Khinchine mean wait lambda E[S^2] / (2 (1 - rho)) = rho S (1 + scv) / (2 (1 - rho)), scv = (sd /
+    mean)^2 (service taken as proportional to the prompt). mean 1024, sd 512: scv 0.25, so every wait is 1.25 x the
+    M/D/1 one (rho 0.5, S 2 s: 0.5 x 2 x 1.25 / (2 x 0.5) = 1.25 s against 1 s), the steady state (batch, step) is
+    untouched, and the TTFTs rise. Before, lengths carried no spread and the wait was M/D/1 whatever the set."""
+    from kvplan.serving import queue_wait_s
+
+    assert Lengths.of(1024, 2048, sd=512).scv == pytest.approx(0.25)
+    assert Lengths.of(1024).scv == 0.0
+    with pytest.raises(InvalidInput):
+        Lengths.of(1024, sd=-1)
+    assert queue_wait_s(2.0, 0.5, scv=0.25) == pytest.approx(1.25)
+    for kw in ({"quantile": 0.99}, {"quantile": 0.9, "servers": 2}, {"servers": 3}):
+        assert queue_wait_s(2.0, 0.6, scv=0.25, **kw) == pytest.approx(1.25 * queue_wait_s(2.0, 0.6, **kw))
+    out = Lengths.of(256)
+    fixed = serve(llama8b, rate_rps=20, input_len=Lengths.of(1024, 2048), output_len=out, with_max_rate=False)
+    spread = serve(llama8b, rate_rps=20, input_len=Lengths.of(1024, 2048, sd=512), output_len=out,
+                   with_max_rate=False)  # fmt: skip
+    assert (spread.batch, spread.step_s) == (fixed.batch, fixed.step_s)
+    assert spread.ttft_mean_s > fixed.ttft_mean_s and spread.ttft_p99_s > fixed.ttft_p99_s
