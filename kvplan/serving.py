@@ -60,7 +60,7 @@ from dataclasses import asdict, dataclass
 from kvplan.capacity import Setup, pool_tokens
 from kvplan.errors import InvalidInput
 from kvplan.host import step_with_host_s
-from kvplan.latency import calibration, mixed_step_latency
+from kvplan.latency import calibration, mixed_step_latency, pp_chunk_cycles
 
 Z90 = 1.2816  # standard normal 90th percentile
 Z99 = 2.3263  # standard normal 99th percentile (Python's statistics.NormalDist().inv_cdf(0.99) = 2.32635)
@@ -329,10 +329,32 @@ def _slots_mean_step(s: Setup, *, n: float, p: float, chunk: float, prefix: int,
     # The chunks' prefix as :func:`_mean_step` prices it either side of one chunk per cycle: half-way into a long
     # prompt below it, none from it on (as the pp = 1 and DP paths price a step that always carries prompt tokens).
     lead = prefix if offered < 1 else 0
+    loaded = _chunk_cycles(s, n=n, chunk=chunk, context=context, prefix=lead, ep=ep, slots=slots)
     mean = states[0] * _step(s, n=n, p=0, context=context, ep=ep)
-    for j, share in enumerate(states[1:], start=1):
-        mean += share * _step(s, n=n, p=chunk, context=context, prefix=lead, ep=ep, chunks=float(j))
+    for share, step in zip(states[1:], loaded, strict=True):
+        mean += share * step
     return mean
+
+
+def _chunk_cycles(s: Setup, *, n: float, chunk: float, context: int, prefix: int, ep: bool, slots: int) -> tuple:
+    """:func:`_step` with ``chunks = 1 .. slots`` prompt chunks of ``chunk`` tokens, the stages priced once for all
+    (:func:`kvplan.latency.pp_chunk_cycles`; equal to the ``_step`` figures), kept in :data:`_STEPS`."""
+    key = (id(s), "cycles", n, chunk, context, prefix, ep, slots)
+    hit = _STEPS.get(key)
+    if hit is not None and hit[0] is s:
+        return hit[1]
+    counts = tuple(float(j) for j in range(1, slots + 1))
+    gpu_s = pp_chunk_cycles(s.spec, s.gpu, decode_seqs=n, decode_context=context, prefill_tokens=chunk,
+                            prefill_prefix=prefix, tp=s.tp, kv_dtype_name=s.kv_dtype, weights_dtype=s.weights_dtype,
+                            engine=s.engine.name, expert_parallel=ep or s.ep, pp=s.pp, gpus_per_node=s.gpus_per_node,
+                            two_batch=s.settings.two_batch_overlap, deepep=s.settings.deepep,
+                            chunk_counts=counts)  # fmt: skip
+    value = tuple(step_with_host_s(s.engine, g, requests=n + j, request_s=s.settings.host_request_s)
+                  for g, j in zip(gpu_s, counts, strict=True))  # fmt: skip
+    if len(_STEPS) > 16384:
+        _STEPS.clear()
+    _STEPS[key] = (s, value)
+    return value
 
 
 def _dp_mean_step(s: Setup, *, n: float, p: float, chunk: float, prefix: int, context: int, ep: bool) -> float:

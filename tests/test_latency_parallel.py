@@ -316,6 +316,23 @@ def test_trtllm_pp_prompts_prefilling_together_share_a_cycle():
     assert r.ttft_mean_s == pytest.approx(ahead + queue_wait_s(ahead, rho, servers=2), rel=1e-9)
 
 
+def test_pp_chunk_cycles_equal_mixed_step_latency():
+    """kvplan.latency.pp_chunk_cycles prices the stages once for several chunk counts (kvplan.serving's prompt-queue
+    states); each figure equals mixed_step_latency's total with prompt_chunks=k: PP2 and PP4, k from 1 to pp, and a
+    pipeline with fewer decodes than stages (micro-batches 1.5 < pp: k = 2 is the even cycle there)."""
+    from kvplan.latency import pp_chunk_cycles
+
+    ll = load_bundled("llama-2-70b")
+    kw = dict(kv_dtype_name="fp8", weights_dtype="fp8", engine="trtllm", tp=1, gpus_per_node=8)
+    for pp, n, counts in ((2, 300.0, (1.0, 2.0)), (4, 300.0, (1.0, 2.0, 3.0, 4.0)), (2, 1.5, (1.0, 2.0))):
+        got = pp_chunk_cycles(ll, H100, decode_seqs=n, decode_context=900, prefill_tokens=700, prefill_prefix=1200,
+                              pp=pp, chunk_counts=counts, **kw)  # fmt: skip
+        for k, total in zip(counts, got, strict=True):
+            want = mixed_step_latency(ll, H100, decode_seqs=n, decode_context=900, prefill_tokens=700,
+                                      prefill_prefix=1200, pp=pp, prompt_chunks=k, **kw).total  # fmt: skip
+            assert total == pytest.approx(want, rel=1e-12), (pp, n, k)
+
+
 # ---- disaggregated prefill / decode ---------------------------------------------------------------
 
 
