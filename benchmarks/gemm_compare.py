@@ -8,7 +8,7 @@ this script checks kvplan's GEMM model (:func:`kvplan.latency.gemm_seconds`) aga
 
 Two steps, as ``aiconfigurator_compare.py``:
 
-1. ``--collect`` (needs aiconfigurator; does not import kvplan): reads the tables of H100 SXM, H200 and B200 for
+1. ``--collect`` (needs aiconfigurator; does not import kvplan): reads the tables of H100 SXM, H200, B200 and GB200 for
    TensorRT-LLM 1.3.0rc20 and vLLM 0.24.0 (the versions kvplan's calibrations describe) and writes a sample of
    them (every measured point on the ``M_AXIS`` x ``N_AXIS`` x ``K_AXIS`` grid) to
    ``benchmarks/data/aiconfigurator_gemm.json``.
@@ -22,8 +22,11 @@ Two steps, as ``aiconfigurator_compare.py``:
    tables for docs/cost.md.
 
 The fp8_block rows of aiconfigurator's vLLM 0.24.0 B200 table are the DeepGEMM artifact ``aiconfigurator_compare.py``
-flags (0.18-0.26 ms per small GEMM where its SGLang and TensorRT-LLM tables time the same kernel at about 0.01 ms):
-they are printed like the others and marked.
+flags (0.18-0.26 ms per small GEMM where its SGLang and TensorRT-LLM tables time the same kernel at about 0.01 ms),
+and its GB200 table the same (0.29-0.50 ms): they are printed like the others and marked.
+
+``--sm-scan`` (needs aiconfigurator, reads its full tables): which SM count the TensorRT-LLM fp8 / block-fp8 / nvfp4
+GEMM tables' partial last waves follow (:func:`sm_scan`); the measurement behind GB200's ``sm_count`` in the catalog.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_gemm.json"
 
 # kvplan GPU name -> aiconfigurator system directory (systems/data/<name>)
-SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm"}
+SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm", "gb200": "gb200"}
 # engine -> the aiconfigurator table version kvplan's calibration describes (Calibration.version)
 ENGINES = {"trtllm": "1.3.0rc20", "vllm": "0.24.0"}
 # aiconfigurator gemm_dtype -> (kvplan weights dtype, block-scaled fp8)
@@ -51,7 +54,13 @@ N_AXIS = (256, 512, 1024, 2048, 3072, 4096, 6144, 8192, 12288, 16384, 51200)
 K_AXIS = (512, 1024, 2048, 4096, 5120, 7168, 8192, 16384)
 M_BANDS = ((1, 16), (17, 128), (129, 1024), (1025, None))
 N_BANDS = ((256, 1024), (1025, 4096), (4097, 16384), (16385, None))
-ARTIFACT = ("b200", "vllm", "fp8_block")  # aiconfigurator_compare.reference_artifact's table
+# aiconfigurator_compare.reference_artifact's table (B200), and the GB200 table of the same collection (0.29-0.50 ms
+# for 1-64 x 512 x 7168 where its SGLang and TensorRT-LLM DeepGEMM tables give 0.010-0.011 ms)
+ARTIFACTS = {("b200", "vllm", "fp8_block"), ("gb200", "vllm", "fp8_block")}
+# --sm-scan: the SM counts tried, the output tiles, and the systems of aiconfigurator's full tables it reads
+SCAN_SMS = range(128, 165)
+SCAN_TILES = ((128, 128), (128, 256))
+SCAN_SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm", "gb200": "gb200"}
 
 
 def collect(out: Path) -> int:
@@ -90,6 +99,65 @@ def collect(out: Path) -> int:
     out.write_text('{"meta": ' + json.dumps(meta) + ',\n"tables": [\n' + body + "\n]}\n")
     print(f"wrote {sum(u is not None for t in tables for u in t['us'])} points of {len(tables)} tables to {out}")
     return 0
+
+
+def sm_scan() -> list[dict] | None:
+    """Which SM count do aiconfigurator's full TensorRT-LLM fp8 / block-fp8 / nvfp4 GEMM tables follow? Per table, over
+    the compute-bound shapes with many tile waves (M >= 512, K >= 4096, 1024 <= N <= 16384; M every 256 rows there),
+    grouped by (N, K): the median |deviation| from each group's median of ``ln(latency / (M N K))`` after dividing out
+    the partial last wave (:func:`kvplan.latency.wave_efficiency`'s rule, for each tile in ``SCAN_TILES``) at each SM
+    count in ``SCAN_SMS``. The best SM count per table and tile, and the spread at 148 and 152 (B200 and GB200).
+    Reads the tables themselves (the committed sample's N axis is too coarse for it); None without aiconfigurator."""
+    try:
+        from importlib.resources import files
+
+        import pandas as pd
+
+        root = Path(str(files("aiconfigurator_core") / "systems" / "data"))
+    except ImportError:
+        return None
+    out = []
+    for gpu, system in SCAN_SYSTEMS.items():
+        df = pd.read_parquet(root / system / "gemm" / "trtllm" / ENGINES["trtllm"] / "gemm_perf.parquet")
+        df = df[(df.m >= 512) & (df.k >= 4096) & (df.n >= 1024) & (df.n <= 16384)]
+        for dtype in ("fp8", "fp8_block", "nvfp4"):
+            groups: dict[tuple[int, int], list[tuple[int, int, float]]] = {}
+            for r in df[df.gemm_dtype == dtype].itertuples():
+                per_flop = math.log(r.latency / (r.m * r.n * r.k))
+                groups.setdefault((int(r.n), int(r.k)), []).append((int(r.m), int(r.n), per_flop))
+            if not groups:
+                continue
+            for tile in SCAN_TILES:
+                spread = {sms: _scan_spread(groups, sms, tile) for sms in SCAN_SMS}
+                best = min(spread, key=spread.__getitem__)
+                out.append({"table": f"{gpu} trtllm {dtype}", "tile": tile, "shapes": sum(map(len, groups.values())),
+                            "none": _scan_spread(groups, 0, tile), "best": best, "spread": spread})  # fmt: skip
+    return out
+
+
+def _scan_spread(groups: dict, sms: int, tile: tuple[int, int]) -> float:
+    devs = []
+    for pts in groups.values():
+        v = [y + (math.log(_wave(m, n, sms, tile)) if sms else 0.0) for m, n, y in pts]
+        mid = statistics.median(v)
+        devs += [abs(x - mid) for x in v]
+    return statistics.median(devs)
+
+
+def _wave(m: int, n: int, sms: int, tile: tuple[int, int]) -> float:
+    """:func:`kvplan.latency.wave_efficiency` for any tile (kvplan runs 128 x 128; this script must not need kvplan)."""
+    tiles = -(-m // tile[0]) * -(-n // tile[1])
+    return 1.0 if tiles < sms else tiles / (-(-tiles // sms) * sms)
+
+
+def render_scan(scan: list[dict]) -> str:
+    out = ["SM count the measured tables follow (median |ln| spread after the partial last wave; none: no waves):"]
+    for r in scan:
+        sp, best = r["spread"], r["best"]
+        tile = f"{r['tile'][0]}x{r['tile'][1]}"
+        out.append(f"  {r['table']:<22} tile {tile:<7} {r['shapes']:>5} shapes  none {r['none']:.4f}  "
+                   f"148: {sp[148]:.4f}  152: {sp[152]:.4f}  best {best} ({sp[best]:.4f})")  # fmt: skip
+    return "\n".join(out)
 
 
 def _points() -> list[tuple[int, int, int]]:
@@ -222,7 +290,7 @@ def render(rows: list[dict], *, markdown: bool) -> str:
         else:
             out.append(f"{title}:")
         for name, s in groups:
-            flag = " (vLLM B200 DeepGEMM table artifact)" if tuple(name.split()) == ARTIFACT else ""
+            flag = " (vLLM DeepGEMM table artifact)" if tuple(name.split()) in ARTIFACTS else ""
             if markdown:
                 out.append(f"| {name}{flag} | {s['count']} | {s['median']:.3f} | {s['worst']:.3f} | "
                            f"{s['signed']:+.3f} |")  # fmt: skip
@@ -241,9 +309,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--collect", action="store_true", help="write the sample of aiconfigurator's GEMM tables")
     p.add_argument("--markdown", action="store_true", help="tables for docs/cost.md")
     p.add_argument("--waves", action="store_true", help="the tile-wave check instead of the comparison")
+    p.add_argument("--sm-scan", action="store_true", help="which SM count aiconfigurator's tables follow (needs it)")
     args = p.parse_args(argv)
     if args.collect:
         return collect(DATA)
+    if args.sm_scan:
+        scan = sm_scan()
+        print(render_scan(scan) if scan is not None else "aiconfigurator is not installed here; skipped")
+        return 0
     tables = load()
     if args.waves:
         print(render_waves(wave_check(tables), markdown=args.markdown))

@@ -25,11 +25,12 @@ def rows(tables: list[dict]) -> list[dict]:
 
 
 def test_sample_covers_the_gpus_engines_and_dtypes(tables: list[dict]) -> None:
-    # H100 SXM / H200 / B200 x TensorRT-LLM / vLLM x bf16 / fp8 / fp8_block, plus nvfp4 on B200: 20 tables, each with
-    # every point of the 17 x 11 x 8 sample grid (aiconfigurator measured all of them).
+    # H100 SXM / H200 / B200 / GB200 x TensorRT-LLM / vLLM x bf16 / fp8 / fp8_block, plus nvfp4 on B200 and GB200:
+    # 28 tables, each with every point of the 17 x 11 x 8 sample grid (aiconfigurator measured all of them).
     keys = {(t["gpu"], t["engine"], t["dtype"]) for t in tables}
-    assert len(keys) == len(tables) == 20
-    assert ("b200", "trtllm", "nvfp4") in keys and ("h200", "trtllm", "nvfp4") not in keys
+    assert len(keys) == len(tables) == 28
+    assert ("b200", "trtllm", "nvfp4") in keys and ("gb200", "vllm", "nvfp4") in keys
+    assert ("h200", "trtllm", "nvfp4") not in keys
     n_points = len(gemm_compare.M_AXIS) * len(gemm_compare.N_AXIS) * len(gemm_compare.K_AXIS)
     assert n_points == 17 * 11 * 8 == 1496
     assert all(len(t["us"]) == n_points and all(u is not None for u in t["us"]) for t in tables)
@@ -65,26 +66,27 @@ def test_block_scaled_fp8_uses_its_own_scale() -> None:
 
 
 def test_bf16_gemms_hold_shape_by_shape(rows: list[dict]) -> None:
-    # What the script prints: every bf16 table within a median |ln| of 0.14 (0.089-0.131 as printed), and the
-    # compute-bound band (M > 1024) at 0.063.
+    # What the script prints: every bf16 table within a median |ln| of 0.14 (0.089-0.138 as printed, GB200 on the
+    # B200-fitted calibration included), and the compute-bound band (M > 1024) at 0.067.
     groups = dict(gemm_compare.summaries(rows)["per GPU / engine / dtype"])
     bf16 = {name: s for name, s in groups.items() if name.endswith("bfloat16")}
-    assert len(bf16) == 6
+    assert len(bf16) == 8
     assert all(s["median"] < 0.14 for s in bf16.values()), bf16
     by_m = dict(gemm_compare.summaries(rows)["per dtype, by M band"])
     assert by_m["bfloat16 M >=1025"]["median"] < 0.07
 
 
 def test_ln_ratios_are_consistent(rows: list[dict]) -> None:
-    assert len(rows) == 20 * 1496
+    assert len(rows) == 28 * 1496
     r = rows[0]
     assert r["ln"] == pytest.approx(math.log(r["kvplan_s"] / r["aic_s"]))
 
 
 def test_render_names_the_artifact_table(rows: list[dict]) -> None:
     text = gemm_compare.render(rows, markdown=False)
-    assert "b200 vllm fp8_block" in text and "DeepGEMM table artifact" in text
-    assert text.splitlines()[-1].startswith("29920 GEMM shapes against aiconfigurator")
+    flagged = [line.split()[:3] for line in text.splitlines() if "DeepGEMM table artifact" in line]
+    assert flagged == [["b200", "vllm", "fp8_block"], ["gb200", "vllm", "fp8_block"]]
+    assert text.splitlines()[-1].startswith("41888 GEMM shapes against aiconfigurator")
     md = gemm_compare.render(rows, markdown=True)
     assert "| GEMMs | points | median" in md
 
@@ -100,6 +102,31 @@ def test_collect_skips_cleanly_without_aiconfigurator(tmp_path: Path, capsys: py
     assert gemm_compare.collect(out) == 0
     assert "not installed" in capsys.readouterr().out
     assert not out.exists()
+
+
+def test_sm_scan_skips_cleanly_without_aiconfigurator(capsys: pytest.CaptureFixture) -> None:
+    try:
+        import aiconfigurator_core  # noqa: F401
+
+        pytest.skip("aiconfigurator is installed here")
+    except ImportError:
+        pass
+    assert gemm_compare.sm_scan() is None
+    assert gemm_compare.main(["--sm-scan"]) == 0
+    assert "not installed" in capsys.readouterr().out
+
+
+def test_scan_waves_are_kvplans_rule() -> None:
+    # --sm-scan's own wave rule (it must not need kvplan) is kvplan.latency.wave_efficiency's for 128 x 128 tiles past
+    # the first wave; 128 x 256 tiles: 4096 x 8192 on 152 SMs is 32 x 32 = 1,024 tiles, 7 waves (1,064 slots).
+    from kvplan.latency import wave_efficiency
+
+    for m, n, sms in ((4096, 8192, 132), (256, 128 * 133, 132), (1024, 4096, 152), (8192, 51200, 148)):
+        assert gemm_compare._wave(m, n, sms, (128, 128)) == pytest.approx(wave_efficiency(m, n, sms))
+    assert gemm_compare._wave(4096, 8192, 152, (128, 256)) == pytest.approx(1024 / 1064)
+    # no SM count: the scan's "none" reference, the median spread with no wave divided out
+    groups = {(1024, 4096): [(512, 1024, 0.0), (768, 1024, 0.1), (1024, 1024, 0.3)]}
+    assert gemm_compare._scan_spread(groups, 0, (128, 128)) == pytest.approx(0.1)
 
 
 def _doc_block(name: str) -> str:
@@ -126,7 +153,7 @@ def test_wave_efficiency_by_hand() -> None:
 
 
 def test_sm_counts_in_the_catalog() -> None:
-    assert [resolve_gpu(g).sm_count for g in ("h100-sxm", "h200", "b200")] == [132, 132, 148]
+    assert [resolve_gpu(g).sm_count for g in ("h100-sxm", "h200", "b200", "gb200")] == [132, 132, 148, 152]
 
 
 def test_waves_slow_fp8_gemms_only() -> None:
@@ -149,6 +176,6 @@ def test_wave_check_separates_fp8_from_bf16(tables: list[dict]) -> None:
     checks = {c["table"]: c for c in gemm_compare.wave_check(tables)}
     fp8 = [c for name, c in checks.items() if name.split()[-1] in ("fp8", "fp8_block")]
     bf16 = [c for name, c in checks.items() if name.endswith("bfloat16")]
-    assert len(fp8) == 12 and len(bf16) == 6
+    assert len(fp8) == 16 and len(bf16) == 8
     assert all(c["waves"] < c["flat"] and c["slope"] > 0 for c in fp8)
     assert all(c["waves"] >= c["flat"] and c["slope"] <= 0 for c in bf16)
