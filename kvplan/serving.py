@@ -313,27 +313,60 @@ def _slots_mean_step(s: Setup, *, n: float, p: float, chunk: float, prefix: int,
     the micro-batch's tokens are back; the TensorRT-engine runtime the same, cpp/tensorrt_llm/batch_manager/
     microBatchScheduler.cpp ``MicroBatchScheduler::operator()``, "if already in execution, skip"). So a prompt holds
     one micro-batch slot for its ``prompt / chunk`` cycles, one chunk a cycle, and prompts prefilling at the same
-    time ride in different micro-batches: the slots are the servers of a queue (one prompt each) with offered load
-    ``a = p / chunk`` per cycle, and a cycle carries ``j`` chunks, ``j`` the prompts in prefill up to ``m``, with
-    Erlang's state probabilities (:func:`erlang_states`). The mean is ``sum_j P(j) step(n, j chunks)``
-    (:func:`kvplan.latency.mixed_step_latency` ``prompt_chunks=j``). Before, a cycle carried a lone chunk in a
-    share ``a`` of the cycles and never two at once below ``a = 1``: where two prompts prefill together the pipeline
-    runs both in one cycle of about the lone chunk's length (its trip through every stage), so that charged every
-    chunk the whole trip. With ``m = 1`` the states are ``1 - a`` and ``a``: the one-slot mean below. From ``a >= m``
-    every micro-batch carries ``p / m`` prompt tokens, as before."""
+    time ride in different micro-batches: the slots are the servers of a queue (one prompt each), and a cycle with
+    ``j`` prompts in prefill (up to ``m``) carries ``j`` chunks and lasts ``d_j`` (:func:`_chunk_cycles`; ``d_0``
+    the plain cycle).
+
+    Prompts arrive in time (Poisson), so the number in prefill follows Erlang's state probabilities
+    (:func:`erlang_states`) in time, ``pi(j)`` at an offered load ``a`` (arrival rate x a prompt's time in its
+    slot); a cycle in state ``j`` lasts ``d_j``, so cycles are in state ``j`` in proportion to ``pi(j) / d_j``, the
+    mean cycle is ``1 / sum_j pi(j) / d_j``, and the chunks per cycle are ``sum_j j pi(j) / d_j`` over the same sum,
+    which must equal ``p / chunk``: that fixes ``a`` (bisection; it rises with ``a``). A discrete-event simulation of
+    the v5.0 B200 TP2 PP2 Server run's pipeline (benchmarks/pp_queue_sim.py) agrees within 1 %, where Erlang's
+    states taken per cycle at ``p / chunk`` (less pairing: long loaded cycles gather more arrivals) were up to 9 %
+    high. Before, a cycle carried a lone chunk in a share ``p / chunk`` of the cycles and never two at once below
+    one: where two prompts prefill together the pipeline runs both in one cycle of about the lone chunk's length
+    (its trip through every stage), so that charged every chunk the whole trip. With ``m = 1`` this is exactly
+    that one-slot mean, ``(1 - f) d_0 + f d_1`` at ``f = p / chunk``. From ``p / chunk >= m`` every micro-batch
+    carries ``p / m`` prompt tokens, as before."""
     slots = _micro_batches(s)
     offered = p / chunk
     if offered >= slots:  # every micro-batch loaded: p / m prompt tokens each (mixed_step_latency's even cycle)
         return _step(s, n=n, p=chunk, context=context, ep=ep, chunks=offered)
-    states = erlang_states(offered, slots)
     # The chunks' prefix as :func:`_mean_step` prices it either side of one chunk per cycle: half-way into a long
     # prompt below it, none from it on (as the pp = 1 and DP paths price a step that always carries prompt tokens).
     lead = prefix if offered < 1 else 0
-    loaded = _chunk_cycles(s, n=n, chunk=chunk, context=context, prefix=lead, ep=ep, slots=slots)
-    mean = states[0] * _step(s, n=n, p=0, context=context, ep=ep)
-    for share, step in zip(states[1:], loaded, strict=True):
-        mean += share * step
-    return mean
+    cycles = (_step(s, n=n, p=0, context=context, ep=ep),
+              *_chunk_cycles(s, n=n, chunk=chunk, context=context, prefix=lead, ep=ep, slots=slots))  # fmt: skip
+    return queue_mean_cycle(offered, cycles)
+
+
+def queue_mean_cycle(chunks_per_cycle: float, cycles: tuple[float, ...]) -> float:
+    """The mean cycle of a pipeline whose ``m = len(cycles) - 1`` slots serve a Poisson queue of prompts, a cycle
+    with ``j`` busy slots lasting ``cycles[j]``, at ``chunks_per_cycle`` (below ``m``) busy slots per cycle on
+    average: Erlang's time-average states at the offered load that gives that cycle average (see
+    :func:`_slots_mean_step`)."""
+    m = len(cycles) - 1
+
+    def per_cycle(offered: float) -> tuple[float, float]:  # (mean busy slots per cycle, mean cycle)
+        weights = [share / d for share, d in zip(erlang_states(offered, m), cycles, strict=True)]
+        total = sum(weights)
+        return sum(j * w for j, w in enumerate(weights)) / total, 1 / total
+
+    def short(offered: float) -> float:  # > 0 while the offered load gives fewer chunks per cycle than asked
+        return chunks_per_cycle - per_cycle(offered)[0]
+
+    if chunks_per_cycle <= 0:
+        return cycles[0]
+    # The bracket: Erlang's time-average busy servers equal the offered load, and the cycle average weighs each state
+    # by 1 / d_j, so it lies between offered x min(d) / max(d) and the offered load itself.
+    lo = chunks_per_cycle
+    hi = min(m * (1 - 1e-9), chunks_per_cycle * max(cycles) / min(cycles))  # just under m: Erlang needs a load < m
+    g_lo = short(lo)
+    if g_lo <= 0:
+        return per_cycle(lo)[1]
+    offered = _root(short, lo, g_lo, hi, short(hi))
+    return per_cycle(offered)[1]
 
 
 def _chunk_cycles(s: Setup, *, n: float, chunk: float, context: int, prefix: int, ep: bool, slots: int) -> tuple:
