@@ -7,8 +7,9 @@ The data, each point with its source and stated setup, are in ``benchmarks/data/
   SGLang with the Mooncake transfer engine on H20-3e + 4 x 400GbE per node, Qwen3-235B-A22B), prompts of
   128-32768 tokens, one request at a time. kvplan's figure: its own KV bytes per rank for the prompt (the engine's
   cache plan, :func:`kvplan.disagg.kv_bytes_per_rank`), then :func:`kvplan.latency.kv_transfer_s` across nodes with
-  the stated network per GPU (``nic_gbps_per_gpu``); nothing here is fitted. The published KV size is checked
-  against kvplan's bytes too (``size_ratio``).
+  the stated network per GPU (``nic_gbps_per_gpu``), plus the fixed cost of the request's transfer-engine entries
+  (:func:`kvplan.disagg.entry_cost_s`: ``kvplan_entries`` x :data:`kvplan.disagg.MOONCAKE_ENTRY_S`). The published
+  KV size is checked against kvplan's bytes too (``size_ratio``).
 * ``bulk``: the Mooncake transfer engine's README figure (40 GB, the KV of 128k tokens of LLaMA3-70B, between two
   nodes of 4 x 200 Gbps and 8 x 400 Gbps RoCE): kvplan's bandwidth term over the same NICs.
 * ``end_to_end``: the same runs' TTFT (one request at a time): :func:`kvplan.disagg.serve_disaggregated` at rate 0
@@ -20,10 +21,14 @@ The data, each point with its source and stated setup, are in ``benchmarks/data/
   (:func:`kvplan.cost.phase_cost` with ``dp`` = the pool's ranks, experts split over them) gives the tokens per
   second per node at the stated tokens per rank.
 
-A least-squares line through each source's transfer points (``line_fit``) is printed as a diagnostic of what the
-measurements say about a fixed per-transfer cost; kvplan's constants are not refitted to it.
+The per-entry cost is the one constant fitted here (``--fit`` prints it): least squares of ln(kvplan / measured)
+over the ``FIT_SOURCE`` run's nine transfers alone (vLLM, whose timer wraps exactly the transfer engine's batch
+call); the other run (SGLang: another engine, model, GPU and network) is held out and scored with it
+(``held-out``). ``--fit`` also fits each run alone and scores the other with that (both directions of the
+cross-check). A least-squares line through each source's transfer points (``line_fit``) is printed as a diagnostic;
+kvplan's bandwidth constants are not refitted to it.
 
-``python benchmarks/kv_transfer_compare.py [--markdown] [--update-data]``
+``python benchmarks/kv_transfer_compare.py [--markdown] [--update-data] [--fit]``
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ from published_compare import dump_data  # noqa: E402 - the data file's layout, 
 DATA = Path(__file__).resolve().parent / "data" / "kv_transfer.json"
 HOST_GPU = "h100-sxm"  # hosts the setups whose KV bytes are counted (bytes per rank do not depend on the GPU)
 SMALL_PROMPT = 2048  # below this many tokens the fixed per-transfer cost dominates (the docs' split)
+FIT_SOURCE = "mooncake-vllm"  # the run MOONCAKE_ENTRY_S is fitted to; every other transfer run is held out
+_FIT_STEPS = 200  # golden-section steps on the per-entry cost (the bracket shrinks 0.618x each)
 _UNITS = {
     "GiB": {"MB": 2**20, "GB": 2**30},  # the source writes binary units as MB / GB
     "GB": {"MB": 1e6, "GB": 1e9},
@@ -79,7 +86,7 @@ def pools(src: dict, host):  # noqa: ANN001, ANN201
 def score_transfer(row: dict, data: dict) -> dict:
     """kvplan's bytes and seconds for one measured transfer: ``kvplan_bytes_per_rank``, ``kvplan_bytes_total``,
     ``size_ratio`` (published size / kvplan's total), ``kvplan_ms``, ``ratio`` (kvplan / published)."""
-    from kvplan.disagg import kv_bytes_per_rank, kv_transfer
+    from kvplan.disagg import entry_cost_s, kv_bytes_per_rank, kv_transfer, transfer_entries
     from kvplan.hardware import resolve_gpu
 
     src = data["sources"][row["source"]]
@@ -91,6 +98,8 @@ def score_transfer(row: dict, data: dict) -> dict:
         "kvplan_bytes_per_rank": max(kv_bytes_per_rank(p, tokens), kv_bytes_per_rank(d, tokens)),
         "kvplan_bytes_total": total,
         "size_ratio": round(published_bytes(row["published_kv_size"], src["size_unit"]) / total, 4),
+        "kvplan_entries": max(transfer_entries(p), transfer_entries(d)),
+        "kvplan_entry_ms": round(entry_cost_s(p, d, crosses_nodes=True) * 1e3, 4),
         "kvplan_ms": round(ms, 4),
         "ratio": round(ms / row["published_transfer_ms"], 4),
     }
@@ -196,6 +205,51 @@ def stats(rows: list[dict]) -> dict:
     }
 
 
+def _without_entries_ms(r: dict) -> float:
+    """kvplan's transfer without the per-entry cost: latency + bytes / bandwidth."""
+    return r["kvplan_ms"] - r["kvplan_entry_ms"]
+
+
+def rescored(rows: list[dict], entry_s: float) -> list[dict]:
+    """``rows`` with ``ratio`` recomputed at a per-entry cost of ``entry_s`` seconds (0: bandwidth and latency only)."""
+    return [{**r, "ratio": (_without_entries_ms(r) + r["kvplan_entries"] * entry_s * 1e3) / r["published_transfer_ms"]}
+            for r in rows]  # fmt: skip
+
+
+def fit_entry_s(rows: list[dict]) -> float:
+    """The per-entry cost (seconds) minimising the sum of ln(kvplan / measured)^2 over ``rows`` (golden section on
+    [0, 1 ms]; the sum is convex in it: each term is the square of ln(a + n e) - ln(m), increasing in e)."""
+
+    def loss(entry_s: float) -> float:
+        return sum(math.log(r["ratio"]) ** 2 for r in rescored(rows, entry_s))
+
+    lo, hi = 0.0, 1e-3
+    g = (math.sqrt(5) - 1) / 2
+    for _ in range(_FIT_STEPS):
+        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+        if loss(a) <= loss(b):
+            hi = b
+        else:
+            lo = a
+    return (lo + hi) / 2
+
+
+def cross_check(done: dict) -> list[str]:
+    """Each transfer run fitted alone and the other runs scored with its per-entry cost (``--fit``)."""
+    lines = []
+    sources = sorted({r["source"] for r in done["transfers"]})
+    for source in sources:
+        fitted = fit_entry_s([r for r in done["transfers"] if r["source"] == source])
+        for other in sources:
+            if other == source:
+                continue
+            s = stats(rescored([r for r in done["transfers"] if r["source"] == other], fitted))
+            lines.append(f"fitted to {source} alone: {fitted * 1e6:.2f} us per entry; {other} scored with it: "
+                         f"median |ln| {s['median_abs_ln']:.3f}, worst {s['worst_abs_ln']:.3f}, "
+                         f"{s['within_20pct']} of {s['compared']} within 20%")  # fmt: skip
+    return lines
+
+
 def line_fit(rows: list[dict]) -> tuple[float, float]:
     """Least squares ``ms = a + bytes_per_rank / B`` over measured points: (a in ms, B in GB/s per GPU).
     A diagnostic of the measurements only; kvplan's constants are not refitted to it."""
@@ -244,6 +298,8 @@ def markdown(done: dict, data: dict) -> str:
         ("kvplan MB / rank", "mb"),
         ("size published / kvplan", "size_ratio"),
         ("published ms", "published_transfer_ms"),
+        ("kvplan entries", "kvplan_entries"),
+        ("of it entries ms", "kvplan_entry_ms"),
         ("kvplan ms", "kvplan_ms"),
         ("kvplan / published", "x"),
     ]
@@ -278,10 +334,16 @@ def report(done: dict, data: dict) -> str:
                      f"worst {s['worst_abs_ln']:.3f}, median signed {s['median_signed_ln']:+.3f}, "
                      f"{s['within_20pct']} within 20%")  # fmt: skip
     for label, keep in (("< 2048 tokens", lambda r: r["prompt_tokens"] < SMALL_PROMPT),
-                        (">= 2048 tokens", lambda r: r["prompt_tokens"] >= SMALL_PROMPT)):  # fmt: skip
+                        (">= 2048 tokens", lambda r: r["prompt_tokens"] >= SMALL_PROMPT),
+                        (f"held out (not {FIT_SOURCE})", lambda r: r["source"] != FIT_SOURCE)):  # fmt: skip
         s = stats([r for r in done["transfers"] if keep(r)])
         lines.append(f"transfers {label}: {s['compared']} compared, median |ln| {s['median_abs_ln']:.3f}, "
-                     f"worst {s['worst_abs_ln']:.3f}, median signed {s['median_signed_ln']:+.3f}")  # fmt: skip
+                     f"worst {s['worst_abs_ln']:.3f}, median signed {s['median_signed_ln']:+.3f}, "
+                     f"{s['within_20pct']} within 20%")  # fmt: skip
+    s = stats(rescored(done["transfers"], 0.0))
+    lines.append(f"transfers without the per-entry cost (latency + bandwidth only): median |ln| "
+                 f"{s['median_abs_ln']:.3f}, worst {s['worst_abs_ln']:.3f}, "
+                 f"{s['within_20pct']} within 20%")  # fmt: skip
     for source in data["sources"]:
         rows = [r for r in done["transfers"] if r["source"] == source]
         if rows:
@@ -311,9 +373,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--markdown", action="store_true", help="print the docs/cost.md tables")
     ap.add_argument("--update-data", action="store_true", help="store kvplan's figures on each row")
+    ap.add_argument("--fit", action="store_true", help="fit the per-entry cost and print the cross-check")
     args = ap.parse_args(argv)
     data = load()
     done = compare(data)
+    if args.fit:
+        from kvplan.disagg import MOONCAKE_ENTRY_S
+
+        fitted = fit_entry_s([r for r in done["transfers"] if r["source"] == FIT_SOURCE])
+        print(f"MOONCAKE_ENTRY_S fitted to {FIT_SOURCE}: {fitted:.3g} s per entry (kvplan uses {MOONCAKE_ENTRY_S:.3g})")
+        print("\n".join(cross_check(done)))
+        return 0
     if args.markdown:
         print(markdown(done, data))
         print()

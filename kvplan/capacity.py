@@ -278,6 +278,12 @@ def pool_tokens(s: Setup) -> int:
     return min(st.layout.pool_tokens(st.available) for st in s.stages)
 
 
+def binding_pool(s: Setup, tokens: int) -> tuple[int, int]:
+    """The pool (in tokens) that admits the fewest sequences reserving ``tokens`` each, over the stages and the
+    engine's per-window pools, and what one such sequence holds of it (:meth:`Layout.binding_pool`)."""
+    return min((st.layout.binding_pool(st.available, tokens) for st in s.stages), key=lambda p: p[0] / p[1])
+
+
 def pool_bytes(s: Setup, *, sequences: int, length: int) -> int:
     """Bytes the KV pool takes on the busiest GPU (what the engine allocates)."""
     return max(stage_pool_bytes(st, sequences=sequences, length=length) for st in s.stages)

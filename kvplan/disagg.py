@@ -13,8 +13,10 @@ mean or a quantile ``q`` (lengths at the same quantile, :meth:`kvplan.serving.Le
   the work ahead of it, whatever its own length; only its own prefill and transfer are at ``I_q``): the same rule
   as the aggregated path's prompt queue (:mod:`kvplan.serving`).
 * **transfer**: the prompt's KV bytes per rank from kvplan's cache plan, latency plus bandwidth over the NIC
-  (NVLink where both pools share an NVLink domain, :func:`kvplan.latency.kv_transfer_s`); the part exposed after
-  the prefill follows the engine's rule (``Engine.disagg_kv_send``: after the prefill, or chunk by chunk
+  (NVLink where both pools share an NVLink domain, :func:`kvplan.latency.kv_transfer_s`), plus across nodes a fixed
+  cost per transfer-engine entry (:data:`MOONCAKE_ENTRY_S` x :func:`transfer_entries`, the entries from the
+  engine's connector layout, ``Engine.disagg_kv_entries``); the part exposed after the prefill follows the
+  engine's rule (``Engine.disagg_kv_send``: after the prefill, or chunk by chunk
   overlapping the later chunks, :func:`exposed_transfer_s`).
 * **first step**: where the decode instance samples the first token itself (``Engine.disagg_first_token ==
   "decode"``: vLLM), its TTFT in the in-flight model with the prompt prefilled (one token computed, the whole
@@ -34,6 +36,7 @@ from dataclasses import asdict, dataclass
 
 from kvplan.capacity import Setup
 from kvplan.errors import InvalidInput
+from kvplan.memory import StagePlan
 from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, ServingResult, prefill_service_s, queue_wait_s, serve
 
 QUANTILES: dict[str, float | None] = {"mean": None, "p90": 0.9, "p99": 0.99}
@@ -50,6 +53,40 @@ def check_engine(s: Setup) -> None:
         )
 
 
+# Mooncake transfer engine: the fixed seconds each transfer entry adds to one request's transfer beyond latency +
+# bytes / bandwidth. The engines hand one request's KV to it as one batch of (src, dst, length) entries
+# (Engine.disagg_kv_entries), which it submits and busy-polls to completion (kvcache-ai/Mooncake
+# mooncake-integration/transfer_engine/transfer_engine_py.cpp TransferEnginePy::batchTransferSync @3b5a594). Fitted
+# by `python benchmarks/kv_transfer_compare.py --fit` (least squares of ln(kvplan / measured)) to the vLLM
+# MooncakeConnector run alone, whose timer wraps exactly that batch call (vllm mooncake_connector.py _send_blocks:
+# perf_counter around batch_transfer_sync_write, the DEBUG "Sending to ... done, took" line); the SGLang run (another
+# engine, model, GPU and network, its time from the request's time stats) is the held-out check (docs/cost.md).
+MOONCAKE_ENTRY_S = 5.95e-06
+
+
+def transfer_entries(s: Setup) -> int:
+    """Transfer-engine entries one request's KV makes on the busiest rank of ``s`` (``Engine.disagg_kv_entries``):
+    "k_and_v": two per attention layer holding KV per token (K and V buffers), one per MLA layer (the latent);
+    layers holding only a fixed state (recurrent, cross-attention) are not counted. The request's blocks are taken
+    as one contiguous run per buffer (a fresh pool; a fragmented one makes one entry per run). 0: not read."""
+    if s.engine.disagg_kv_entries is None:
+        return 0
+    return max(_stage_entries(st.layout.stage) for st in s.stages)
+
+
+def _stage_entries(stage: StagePlan) -> int:
+    return sum(n * (1 if c.type == "mla" else 2) for n, c in stage.groups if c.bytes_per_token > 0)
+
+
+def entry_cost_s(prefill: Setup, decode: Setup, *, crosses_nodes: bool) -> float:
+    """The fixed cost of one send of a request's KV: :data:`MOONCAKE_ENTRY_S` per entry on the side with the most
+    (:func:`transfer_entries`), across nodes only: the per-entry cost was measured over RDMA between nodes, and a
+    send within one NVLink domain keeps its latency + bandwidth (no measurement of it was found)."""
+    if not crosses_nodes:
+        return 0.0
+    return MOONCAKE_ENTRY_S * max(transfer_entries(prefill), transfer_entries(decode))
+
+
 def kv_bytes_per_rank(s: Setup, prompt: int) -> int:
     """The busiest rank's KV bytes for one request of ``prompt`` tokens (kvplan's cache plan, per pipeline stage)."""
     return max(st.layout.stage.bytes_at(prompt) for st in s.stages)
@@ -63,15 +100,18 @@ def kv_transfer(
     Bytes: kvplan's cache plan at ``prompt`` tokens as each pool's ranks hold it (the MLA latent on every TP
     rank). Every rank pulls its own share at once, so the busiest rank on either side sets the time; the bytes
     reported are what the decode ranks receive in all. ``nic_gbps``: GB/s per GPU between nodes
-    (:func:`kvplan.latency.kv_transfer_s`).
+    (:func:`kvplan.latency.kv_transfer_s`). Across nodes the send's fixed entry cost is added
+    (:func:`entry_cost_s`).
     """
     from kvplan.latency import kv_transfer_s
 
     busiest = max(kv_bytes_per_rank(prefill, prompt), kv_bytes_per_rank(decode, prompt))
     received = decode.tp * sum(st.layout.stage.bytes_at(prompt) for st in decode.stages)
+    if busiest <= 0:
+        return 0.0, received
     seconds = kv_transfer_s(decode.gpu, busiest, crosses_nodes=crosses_nodes, engine=decode.engine.name,
                             nic_gbps=nic_gbps)  # fmt: skip
-    return seconds, received
+    return seconds + entry_cost_s(prefill, decode, crosses_nodes=crosses_nodes), received
 
 
 def prefill_s(s: Setup, prompt: int, *, memo: dict | None = None) -> float:
@@ -86,13 +126,17 @@ def prefill_s(s: Setup, prompt: int, *, memo: dict | None = None) -> float:
     return seconds
 
 
-def exposed_transfer_s(prefill: Setup, transfer_s: float, *, prefill_time_s: float, prompt: int) -> float:
+def exposed_transfer_s(
+    prefill: Setup, transfer_s: float, *, prefill_time_s: float, prompt: int, fixed_s: float | None = None
+) -> float:
     """The part of the KV transfer still running when the prefill ends (``Engine.disagg_kv_send``).
 
     "after_prefill": all of it. "per_chunk": the prompt is computed in chunks of the engine's token budget
     (``max_num_batched_tokens``, else :data:`kvplan.serving.DEFAULT_TOKEN_BUDGET`), each chunk's KV sent once it is
     computed and the previous chunk's send is done; compute and bytes split in proportion to the tokens (later
-    chunks' attention costs more: this slightly overstates how much is hidden), the latency paid once per chunk.
+    chunks' attention costs more: this slightly overstates how much is hidden), the fixed part of a send
+    (``fixed_s``: the latency and the entry cost, :func:`entry_cost_s`; default the network latency alone) paid once
+    per chunk: every chunk's send is one batch of all layers' entries (SGLang ``send_kv_chunk`` -> ``send_kvcache``).
     """
     if prefill.engine.disagg_kv_send != "per_chunk":
         return transfer_s
@@ -102,7 +146,7 @@ def exposed_transfer_s(prefill: Setup, transfer_s: float, *, prefill_time_s: flo
         return transfer_s
     from kvplan.latency import NETWORK_LATENCY_S
 
-    latency = min(NETWORK_LATENCY_S, transfer_s)
+    latency = min(NETWORK_LATENCY_S if fixed_s is None else fixed_s, transfer_s)
     wire = transfer_s - latency
     compute_end = send_end = 0.0
     for i in range(chunks):
@@ -189,8 +233,12 @@ def transfer_at(
     nic_gbps: float | None = None,
 ) -> tuple[float, int]:
     """(exposed transfer seconds, bytes received) for one prompt of ``prompt`` tokens."""
+    from kvplan.latency import NETWORK_LATENCY_S
+
     seconds, moved = kv_transfer(prefill, decode, prompt, crosses_nodes=crosses_nodes, nic_gbps=nic_gbps)
-    exposed = exposed_transfer_s(prefill, seconds, prefill_time_s=prefill_s(prefill, prompt, memo=memo), prompt=prompt)
+    fixed = NETWORK_LATENCY_S + entry_cost_s(prefill, decode, crosses_nodes=crosses_nodes)
+    exposed = exposed_transfer_s(prefill, seconds, prefill_time_s=prefill_s(prefill, prompt, memo=memo), prompt=prompt,
+                                 fixed_s=fixed)  # fmt: skip
     return exposed, moved
 
 
@@ -265,11 +313,14 @@ def serve_disaggregated(
 
 
 __all__ = [
+    "MOONCAKE_ENTRY_S",
     "DisaggregatedResult",
     "check_engine",
+    "entry_cost_s",
     "exposed_transfer_s",
     "kv_transfer",
     "max_prefill_load",
     "prefill_s",
     "serve_disaggregated",
+    "transfer_entries",
 ]

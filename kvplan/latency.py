@@ -415,6 +415,73 @@ def alltoall_s(c: _Ctx, tokens: float, *, bytes_per_element: float) -> float:
     return NETWORK_LATENCY_S + max(nvlink, network)
 
 
+class NcclFit(NamedTuple):
+    """NCCL's two protocol families within one NVLink domain (:func:`nccl_collective_s`): LL (low latency, a small
+    share of the link) and Simple / LL128 (more latency, most of the link); seconds, seconds per rank past two, and
+    the share of the catalog ``interconnect_gbps`` each reaches."""
+
+    ll_base_s: float
+    ll_rank_s: float
+    ll_bw_eff: float
+    simple_base_s: float
+    simple_rank_s: float
+    simple_bw_eff: float
+
+
+# Fitted by benchmarks/fit_nccl.py (it prints this block) to the NCCL all_gather and reduce_scatter timings that
+# aiconfigurator 0.12.0 collected on H100, H200 and B200 SXM at 2, 4 and 8 GPUs, 512 B to 512 MiB
+# (systems/data/<system>/comm/nccl/<misc.nccl_version>/nccl_perf.parquet; sample in benchmarks/data/nccl_perf.json).
+NCCL_FITS: dict[str, NcclFit] = {
+    "hopper": NcclFit(
+        ll_base_s=5.843e-06,
+        ll_rank_s=8.765e-07,
+        ll_bw_eff=0.1408,
+        simple_base_s=2.164e-05,
+        simple_rank_s=7.883e-11,
+        simple_bw_eff=0.3241,
+    ),
+    # hopper: 252 points, median |ln(model / measured)| 0.064, worst 0.331
+    "blackwell": NcclFit(
+        ll_base_s=8.703e-06,
+        ll_rank_s=1.326e-06,
+        ll_bw_eff=0.1165,
+        simple_base_s=2.63e-05,
+        simple_rank_s=4.578e-06,
+        simple_bw_eff=0.3119,
+    ),
+    # blackwell: 126 points, median |ln(model / measured)| 0.066, worst 0.329
+}
+
+
+def nccl_collective_s(c: _Ctx, nbytes: float) -> float | None:
+    """One NCCL all-gather or reduce-scatter of a ``nbytes`` tensor (the gathered output, the reduce-scatter's input)
+    over the ``moe_ranks`` within one NVLink domain: NCCL runs the protocol its tuner predicts fastest
+    (NVIDIA/nccl ``src/graph/tuning.cc``), so the faster of ``base + rank x (R - 2) + (R - 1) / R x bytes / (link x
+    eff)`` for LL and for Simple (:data:`NCCL_FITS`, per GPU architecture). None where no fit covers the GPU's
+    architecture or the ranks span nodes (the caller keeps :func:`allgather_s`)."""
+    fit = NCCL_FITS.get(c.gpu.architecture or "")
+    ranks = c.moe_ranks
+    if fit is None or ranks > c.gpus_per_node:
+        return None
+    if ranks == 1 or nbytes <= 0:
+        return 0.0
+    wire = (ranks - 1) / ranks * nbytes / (_link_gbps(c) * 1e9)
+    ll = fit.ll_base_s + fit.ll_rank_s * (ranks - 2) + wire / fit.ll_bw_eff
+    simple = fit.simple_base_s + fit.simple_rank_s * (ranks - 2) + wire / fit.simple_bw_eff
+    return min(ll, simple)
+
+
+def _gather_s(c: _Ctx, tokens: float, *, bytes_per_element: float) -> float:
+    """The DP all-gather (or reduce-scatter) of ``tokens`` rows of the MoE exchange: NCCL's measured protocols where
+    the engine runs it through NCCL (``Overlap.moe_allgather_nccl``) and a fit covers the GPU, else
+    :func:`allgather_s`."""
+    if c.rules.moe_allgather_nccl:
+        t = nccl_collective_s(c, tokens * c.spec.hidden_size * bytes_per_element)
+        if t is not None:
+            return t
+    return allgather_s(c, tokens, bytes_per_element=bytes_per_element)
+
+
 def send_s(c: _Ctx, nbytes: float, *, crosses_nodes: bool) -> float:
     """One point-to-point send of ``nbytes`` per rank (pipeline stages, KV transfer): latency + bandwidth."""
     return _send_seconds(c.gpu, c.cal, nbytes, crosses_nodes=crosses_nodes)
@@ -438,8 +505,9 @@ def kv_transfer_s(
     """Moving one request's KV cache from the prefill pool to the decode pool: every rank pulls its own share at
     once (vLLM's NixlConnector reads the blocks rank to rank over RDMA), so the busiest rank's bytes set the time.
     ``nic_gbps``: the network bandwidth per GPU, GB/s each way (default :data:`NETWORK_GBPS`, one 400 Gb/s NIC per
-    GPU; a node of 8 GPUs with 4 x 400 GbE gives each 25). Validated against published transfer times by
-    benchmarks/kv_transfer_compare.py (docs/cost.md)."""
+    GPU; a node of 8 GPUs with 4 x 400 GbE gives each 25). Latency and bytes only: the fixed cost of the
+    transfer engine's entries is added by :func:`kvplan.disagg.entry_cost_s`. Validated against published transfer
+    times by benchmarks/kv_transfer_compare.py (docs/cost.md)."""
     return _send_seconds(gpu, calibration(engine), nbytes_per_rank, crosses_nodes=crosses_nodes, nic_gbps=nic_gbps)
 
 
@@ -800,7 +868,7 @@ def _dp_collectives_s(c: _Ctx, tokens: float, moe_tokens: float, layers: range, 
         # count for an unpadded family: all the MoE layer's tokens) and the outputs reduce-scattered back, experts
         # split whole or sliced alike (Overlap.moe_allgather, moe_allgather_unpadded).
         gathered = (moe_tokens if c.gather_unpadded else c.moe_ranks * tokens) / c.tp
-        exchange = allgather_s(c, gathered, bytes_per_element=c.dispatch_bytes) + allgather_s(
+        exchange = _gather_s(c, gathered, bytes_per_element=c.dispatch_bytes) + _gather_s(
             c, gathered, bytes_per_element=2.0
         )
         return reduce + (moe_layers * per_rank if c.tp > 1 else 0.0), moe_layers * exchange

@@ -180,6 +180,8 @@ def plan(
     if gpus_per_node is not None and gpus_per_node < 1:
         raise InvalidInput(f"invalid GPUs per node {gpus_per_node!r}; expected a whole number of at least 1")
     profile = get_engine(engine)
+    if settings is not None:  # another engine's flag, or a bad value, is the user's error, not a dropped row
+        profile.check_settings(settings)
     refuse_weights_nowhere_run(engine, gpus, weights_dtypes)
     refuse_kv_nowhere_run(engine, gpus, kv_dtypes)
     w_list, kv_list = candidate_dtypes(spec, profile.name, weights=weights_dtypes, kv=kv_dtypes,

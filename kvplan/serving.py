@@ -16,8 +16,9 @@ without a prompt chunk (a prompt enters as a chunk of up to ``budget - n`` token
 ``I + O/2``. The rate is past saturation when no ``t`` solves it within the limits: ``n`` beyond
 ``max_num_seqs`` or beyond the sequences the KV pool holds at ``I + O/2`` tokens each
 (:func:`kvplan.capacity.pool_tokens`; ``I + O`` each where the engine reserves a request's blocks to
-completion at admission, ``Engine.reserves_to_completion``: TensorRT-LLM), or ``n + p`` beyond the
-token budget. With PP a step is the pipeline's cycle: where the engine schedules each of its ``pp``
+completion at admission, ``Engine.reserves_to_completion``: TensorRT-LLM; with its per-window pools,
+``max_attention_window``, the pool that admits the fewest, :func:`kvplan.capacity.binding_pool`), or ``n + p``
+beyond the token budget. With PP a step is the pipeline's cycle: where the engine schedules each of its ``pp``
 micro-batches against the limits (``Engine.limits_per_micro_batch``: TensorRT-LLM) a cycle holds ``pp`` x
 ``max_num_seqs`` and ``pp`` x the token budget, and a cycle's prompts spread over its micro-batches: each
 micro-batch is a server of the queue of prompts (one prompt's chunk per cycle, a prompt in flight being skipped by
@@ -57,7 +58,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from kvplan.capacity import Setup, pool_tokens
+from kvplan.capacity import Setup, binding_pool, pool_tokens
 from kvplan.errors import InvalidInput
 from kvplan.host import step_with_host_s
 from kvplan.latency import calibration, mixed_step_latency, pp_chunk_cycles
@@ -430,7 +431,8 @@ def _limits(s: Setup, inp: Lengths, out: Lengths) -> tuple[float, str]:
     """Sequences a replica holds at once: each data-parallel rank has its own KV pool and its own engine core
     (vLLM runs one EngineCore per DP rank; SGLang one scheduler per DP attention rank), so both limits scale."""
     ranks = s.dp * s.settings.attention_dp
-    kv = pool_tokens(s) * ranks / _reserved_tokens(s, inp, out)
+    pool, held = binding_pool(s, _reserved_tokens(s, inp, out))
+    kv = pool * ranks / held
     cap = s.max_num_seqs * s.dp * _micro_batches(s) if s.max_num_seqs is not None else None
     if cap is None or kv < cap:
         return kv, "kv_cache"

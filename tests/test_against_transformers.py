@@ -851,3 +851,28 @@ def test_gemma4_global_layers_keep_their_own_head_size(geometry: dict[str, Any])
     for data in (raw, as_json):
         plan = transformers_cache_plan(spec_from_hf_config(data, origin="skeleton").spec, DTYPE)
         assert [r.logical for r in rows] == [c.bytes_at(LONG) for c in plan.layers]
+
+
+def test_trtllm_declared_windows_land_on_the_layers_transformers_slides() -> None:
+    """TensorRT-LLM repeats ``kv_cache_config.max_attention_window`` over the layers (resource_manager.py
+    KVCacheManager._get_window_size_to_layers: local layer j takes ``windows[j % len]``). Gemma 2's pattern stated as
+    the two-entry list ``[W, L]`` must put ``W`` on exactly the layers transformers' Gemma2Config makes sliding (its
+    default layer_types: even index), and ``L`` on the full ones. Per layer, after 41 tokens: transformers keeps
+    ``W - 1`` tokens on a sliding layer (cache_utils.py DynamicSlidingWindowLayer.update: "Only cache the last
+    `self.sliding_window - 1` tokens", the current token making the W it attends to) and all 41 on a full one;
+    TensorRT-LLM keeps ``W`` (the window includes the current token) and 41."""
+    from kvplan.capacity import setup
+    from kvplan.engines import Settings
+
+    spec = with_windows(load_bundled("gemma-2-9b"), SMALL_WINDOW)
+    model = build(_gemma2(spec))
+    cache = decode_one(model, prefill(model, LONG))
+    seen = LONG + 1
+    held = [int(layer.keys.shape[-2]) for layer in cache.layers]
+    windows = (SMALL_WINDOW, seen)
+    s = setup(spec, "h100-sxm", engine="trtllm", settings=Settings(max_attention_window=windows))
+    layout = s.stages[0].layout
+    declared = [min(seen, layout.windows[j % len(layout.windows)]) for j in range(len(layout.layers))]
+    assert [d < seen for d in declared] == [h < seen for h in held]  # the same layers windowed
+    assert all(h == d - 1 if d < seen else h == d for h, d in zip(held, declared, strict=True))
+    assert sum(d < seen for d in declared) == spec.num_layers // 2

@@ -157,22 +157,30 @@ def test_trtllm_attention_dp_exchanges_by_allgather_by_hand() -> None:
     """TensorRT-LLM without MNNVL: all-gather of every rank's fp8 tokens + reduce-scatter of the bf16 outputs.
 
     Qwen3-235B-A22B (hidden 4,096, 94 MoE layers) on 8 x H200, 100 decodes per rank: 800 tokens gathered.
-    All-gather: 7/8 x 800 x 4,096 x 1 B = 2,867,200 B over 900 GB/s x 0.3815 = 343.35 GB/s -> 8.3506 us, plus the
-    engine's collective latency 3.406 us + 6 x 0.8691 us = 8.6206 us: 16.971 us. Reduce-scatter: 5,734,400 B ->
-    16.701 us + 8.6206 us = 25.322 us. A step: 94 x 42.293 us = 3.9756 ms (the all-to-all field).
+    Both are NCCL collectives (trtllm.OVERLAP.moe_allgather_nccl; kvplan.latency.NCCL_FITS["hopper"]), the faster of
+    NCCL's LL and Simple protocols. All-gather of 800 x 4,096 x 1 B = 3,276,800 B: wire 7/8 x 3,276,800 / 900 GB/s =
+    3.18578 us; LL 5.843 + 6 x 0.8765 = 11.102 us + 3.18578 / 0.1408 = 22.626 us -> 33.728 us; Simple 21.640 +
+    6 x 0.0000788 = 21.6405 us + 3.18578 / 0.3241 = 9.8296 us -> 31.470 us: 31.470 us. Reduce-scatter of 6,553,600
+    B: wire 6.37156 us; LL 11.102 + 45.253 = 56.355 us, Simple 21.6405 + 19.659 = 41.300 us: 41.300 us. A step:
+    94 x 72.770 us = 6.8404 ms (the all-to-all field). Before NCCL pricing the engine's fitted all-reduce constants
+    gave 16.971 + 25.322 us (latency 3.406 + 6 x 0.8691 us, 0.3815 of 900 GB/s): 3.9756 ms; allgather_s keeps
+    that form for engines without the NCCL rule.
     """
     from kvplan.catalog import load_bundled
     from kvplan.engines import trtllm
     from kvplan.hardware import resolve_gpu
-    from kvplan.latency import allgather_s, step_latency
+    from kvplan.latency import _gather_s, allgather_s, nccl_collective_s, step_latency
 
     q3, h200 = load_bundled("qwen3-235b-a22b"), resolve_gpu("h200")
     c = _ctx(q3, h200, trtllm.CALIBRATION, trtllm.OVERLAP)
+    assert nccl_collective_s(c, 3_276_800) == pytest.approx(31.470e-6, rel=1e-4)
+    assert nccl_collective_s(c, 6_553_600) == pytest.approx(41.300e-6, rel=1e-4)
+    assert _gather_s(c, 800, bytes_per_element=1.0) == nccl_collective_s(c, 3_276_800)
     assert allgather_s(c, 800, bytes_per_element=1.0) == pytest.approx(16.971e-6, rel=1e-4)
     assert allgather_s(c, 800, bytes_per_element=2.0) == pytest.approx(25.322e-6, rel=1e-4)
     t = step_latency(q3, h200, 2048, phase="decode", batch=800, tp=1, dp=8, kv_dtype_name="fp8", weights_dtype="fp8",
                      attention_flops=0, engine="trtllm", expert_parallel=True)  # fmt: skip
-    assert t.alltoall == pytest.approx(3.9756e-3, rel=1e-4)
+    assert t.alltoall == pytest.approx(6.8404e-3, rel=1e-4)
     assert t.overlap == 0.0  # Qwen3 has no shared experts: nothing beside the routed path
 
 
@@ -182,14 +190,14 @@ def test_trtllm_runs_shared_experts_beside_the_routed_path_in_graph_steps_only()
     from kvplan.catalog import load_bundled
     from kvplan.engines import trtllm
     from kvplan.hardware import resolve_gpu
-    from kvplan.latency import _linear_s, _moe_s, allgather_s, concurrent_s, step_latency
+    from kvplan.latency import _gather_s, _linear_s, _moe_s, concurrent_s, step_latency
 
     scout, h200 = load_bundled("llama-4-scout-17b-16e"), resolve_gpu("h200")
     kw = dict(tp=1, dp=4, kv_dtype_name="fp8", weights_dtype="fp8", engine="trtllm", expert_parallel=True)
     decode = step_latency(scout, h200, 2048, phase="decode", batch=256, attention_flops=0, **kw)
     c = _ctx(scout, h200, trtllm.CALIBRATION, trtllm.OVERLAP, dp=4)
     parts = _moe_s(c, 64, 256)
-    exchange = allgather_s(c, 256, bytes_per_element=1.0) + allgather_s(c, 256, bytes_per_element=2.0)
+    exchange = _gather_s(c, 256, bytes_per_element=1.0) + _gather_s(c, 256, bytes_per_element=2.0)  # NCCL's
     routed = parts.router + parts.grouped + exchange
     per_layer = concurrent_s(routed, parts.shared, memory_a=parts.routed_mem, memory_b=parts.shared_mem)
     assert decode.overlap == pytest.approx(48 * (per_layer - routed - parts.shared), rel=1e-9)

@@ -10,12 +10,15 @@ from kvplan.capacity import setup
 from kvplan.catalog import load_bundled
 from kvplan.cost import phase_cost
 from kvplan.disagg import (
+    MOONCAKE_ENTRY_S,
     check_engine,
+    entry_cost_s,
     exposed_transfer_s,
     kv_transfer,
     max_prefill_load,
     prefill_s,
     serve_disaggregated,
+    transfer_entries,
 )
 from kvplan.errors import InvalidInput
 from kvplan.hardware import resolve_gpu
@@ -218,3 +221,35 @@ def test_the_aggregated_path_takes_the_p99_lengths_too():
     assert (given.ttft_p90_s, given.tpot_p90_s) == pytest.approx((held.ttft_p90_s, held.tpot_p90_s))
     assert given.ttft_p99_s > held.ttft_p99_s and given.tpot_p99_s > held.tpot_p99_s
     assert (given.ttft_mean_s, given.tpot_mean_s) == pytest.approx((held.ttft_mean_s, held.tpot_mean_s))
+
+
+def test_transfer_entries_follow_each_engines_connector_layout():
+    # One entry per registered buffer (the request's blocks one contiguous run in each): vLLM's MooncakeConnector and
+    # SGLang's Mooncake backend register K and V of each layer apart, an MLA latent as one buffer; TensorRT-LLM
+    # stages through its transfer buffer and vLLM 0.8 was not read: no entry cost.
+    assert transfer_entries(setup("llama-3.1-8b", H200, tp=1, engine="vllm")) == 64  # 32 layers x (K, V)
+    assert transfer_entries(setup("llama-3.1-8b", H200, tp=2, engine="sglang")) == 64  # per rank: TP keeps layers
+    assert transfer_entries(setup("deepseek-v3", H200, tp=8, engine="sglang")) == 61  # 61 MLA layers x 1 latent
+    assert transfer_entries(setup("llama-3.1-70b", H200, tp=4, pp=2, engine="vllm")) == 80  # 40 layers per stage
+    assert transfer_entries(setup("llama-3.1-8b", H200, tp=1, engine="trtllm")) == 0
+    assert transfer_entries(setup("llama-3.1-8b", H200, tp=1, engine="vllm@0.8")) == 0
+
+
+def test_the_entry_cost_is_paid_across_nodes_only():
+    # Llama 3.1 8B, vLLM TP1 -> TP1: 64 entries x 5.95 us = 0.381 ms on a send between nodes; none within an NVLink
+    # domain (no measurement there), so the NVLink figure is latency + bytes as before.
+    p = setup("llama-3.1-8b", H200, tp=1)
+    assert entry_cost_s(p, p, crosses_nodes=True) == pytest.approx(64 * 5.95e-6) == pytest.approx(3.808e-4)
+    assert entry_cost_s(p, p, crosses_nodes=False) == 0.0
+    far, _ = kv_transfer(p, p, 2048, crosses_nodes=True)
+    assert far == pytest.approx(NETWORK_LATENCY_S + 268_435_456 / (50e9 * 0.837) + 64 * MOONCAKE_ENTRY_S)
+
+
+def test_sglang_pays_the_entry_cost_once_per_chunk():
+    # SGLang sends each chunk as one batch of all layers' entries: a 16384-token prompt in two 8192-token chunks,
+    # prefill 1.0 s, transfer 0.4 s with a fixed F = 20 us + 64 x 5.95 us = 0.401 ms per send, wire W = 0.4 - F.
+    # Chunk 1 is sent by 0.5 + F + W / 2 < 1.0 s; chunk 2's send starts at 1.0 s: exposed F + W / 2.
+    sg = setup("llama-3.1-8b", H200, tp=1, engine="sglang")
+    fixed = NETWORK_LATENCY_S + 64 * MOONCAKE_ENTRY_S
+    exposed = exposed_transfer_s(sg, 0.4, prefill_time_s=1.0, prompt=16384, fixed_s=fixed)
+    assert exposed == pytest.approx(fixed + (0.4 - fixed) / 2) == pytest.approx(0.2002, abs=1e-4)

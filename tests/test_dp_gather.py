@@ -12,13 +12,13 @@ import pytest
 from kvplan.catalog import load_bundled
 from kvplan.engines import trtllm
 from kvplan.hardware import resolve_gpu
-from kvplan.latency import _make_ctx, allgather_s, mixed_step_latency
+from kvplan.latency import _gather_s, _make_ctx, mixed_step_latency
 
 
 def _exchange(spec, gpu, rows: float, weights: str = "fp8") -> float:  # noqa: ANN001
     c = _make_ctx(spec, gpu, tp=1, weights_dtype=weights, cal=trtllm.CALIBRATION, eager=True, ep=True, dp=8,
                   rules=trtllm.OVERLAP)  # fmt: skip
-    return allgather_s(c, rows, bytes_per_element=c.dispatch_bytes) + allgather_s(c, rows, bytes_per_element=2.0)
+    return _gather_s(c, rows, bytes_per_element=c.dispatch_bytes) + _gather_s(c, rows, bytes_per_element=2.0)
 
 
 def _step(spec, gpu, weights: str = "fp8"):  # noqa: ANN001, ANN202

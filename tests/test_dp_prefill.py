@@ -74,7 +74,10 @@ def test_long_prompt_attention_dp_rows_move_up() -> None:
     took them to x0.55 and x0.63 (this test's figures were 0.56 and 0.68 before that rule). Qwen3-MoE's FP8 all-gather
     moves each rank's own tokens, not every rank padded to the chunk (kvplan.engines.trtllm OVERLAP,
     moe_allgather_unpadded): a step with one rank's chunk gathers ~1/8 of the padded rows, x0.55 -> x0.66 and
-    x0.63 -> x0.84 (this test's figures were 0.55 and 0.63 before that rule)."""
+    x0.63 -> x0.84 (this test's figures were 0.55 and 0.63 before that rule). That all-gather and reduce-scatter
+    are NCCL collectives (trtllm.OVERLAP.moe_allgather_nccl: NCCL's measured protocols, whose large-message bandwidth
+    is 0.324 of NVLink where the engine's all-reduce fit gave 0.3815): the chunk's exchange takes longer, x0.84 ->
+    x0.81 on H100 (this test's figure was 0.84 before that rule); H200 x0.66 -> x0.65, within the tolerance."""
     sys.path.insert(0, str(BENCH))
     try:
         import published_compare as pub
@@ -88,7 +91,7 @@ def test_long_prompt_attention_dp_rows_move_up() -> None:
 
     h200, h100 = pub.compare_runs([row("h200", 20000), row("h100-sxm", 5000)])
     assert h200["ratio"] == pytest.approx(0.66, abs=0.01)
-    assert h100["ratio"] == pytest.approx(0.84, abs=0.01)
+    assert h100["ratio"] == pytest.approx(0.81, abs=0.01)
 
 
 def test_trtllm_attention_dp_activation_counts_every_ranks_moe_rows_by_hand() -> None:

@@ -4,6 +4,8 @@ Each test states the engine file and function the rule comes from, the figure kv
 rule was fixed and the figure it gives now, with the arithmetic written out.
 """
 
+import json
+
 import pytest
 
 from kvplan.capacity import capacity, decode_sequences, max_sequences, setup
@@ -67,6 +69,143 @@ def test_trtllm_sliding_window_layers_keep_every_token_without_max_attention_win
     chunked = [c for _, c in scout.stages[0].layout.stage.groups if c.type == "chunked"]
     assert chunked and all(c.max_tokens == 8192 for c in chunked)
     assert "--max_attention_window" not in " ".join(ENGINES["trtllm"].launch_args(r, model="m", sequences=14))
+
+
+# TensorRT-LLM kv_cache_config.max_attention_window (kvplan.engines.trtllm, WindowLayout; sources in its comments):
+# local layer j keeps windows[j % len] tokens, each clamped to max_seq_len (the launch's --max_seq_len: the length
+# asked); one window -> one pool (calculate_max_num_blocks), several -> an equal share of the bytes per window
+# (calculate_max_num_blocks_for_vswa); a request reserves ceil(min(L, W + T) / 32) blocks in window W's pool
+# (getRemainingBlocksToCompletion), T = min(max_num_tokens 8,192, max_seq_len - 1 - W) the temporary window.
+
+
+def _windows(model, gpu, windows, **kw):
+    return _setup(model, gpu, "trtllm", settings=Settings(max_attention_window=windows, **kw))
+
+
+def test_trtllm_max_attention_window_one_entry_mistral_7b_at_32k():
+    # Mistral 7B v0.1 on one H100, bf16 KV, 131,072 B a token: one window, one pool, as without the flag:
+    # 62,268,552,216 // 131,072 = 475,071 tokens -> 14,845 blocks (475,040 tokens).
+    # [4096] at 32K: T = min(8,192, 32,767 - 4,096) = 8,192; a request reserves min(32,768, 4,096 + 8,192) = 12,288
+    # tokens = 384 blocks -> 14,845 // 384 = 38 (without the flag: 1,024 blocks each, 14).
+    r = capacity(_windows("mistral-7b-v0.1", H100, (4096,)), 32768)
+    assert r.kv_pool_tokens == 475_040
+    assert r.max_concurrent_sequences == 14_845 // 384 == 38
+    assert r.settings["max_attention_window"] == [4096]
+    # At 4K the window is the whole sequence: T = 0, 128 blocks -> 14,845 // 128 = 115, as without the flag.
+    assert capacity(_windows("mistral-7b-v0.1", H100, (4096,)), 4096).max_concurrent_sequences == 115
+    assert capacity(_setup("mistral-7b-v0.1", H100, "trtllm"), 4096).max_concurrent_sequences == 115
+    # A smaller chunk shrinks the temporary window: --max-num-batched-tokens is TensorRT-LLM's max_num_tokens.
+    s = _windows("mistral-7b-v0.1", H100, (4096,), max_num_batched_tokens=2048)
+    lay = s.stages[0].layout
+    assert lay.reserved_tokens(4096, length=32768, max_seq_len=32768) == 4096 + 2048
+    from kvplan.launch import launch_notes
+
+    assert "`kv_cache_config: {max_attention_window: [4096]}` in the --extra_llm_api_options YAML" in " ".join(
+        launch_notes(r)
+    )
+
+
+def test_trtllm_max_attention_window_gemma3_pattern_splits_the_pool_by_window():
+    # Gemma 3 27B on one H200, bf16: 62 layers of 16 KV heads x 128 x 2 x 2 B = 8,192 B a token, pattern 5 local :
+    # 1 global, stated as TensorRT-LLM's six-entry list [1024 x 5, 32768]. Budget 85,047,524,960 B.
+    # Without the flag: 85,047,524,960 // 507,904 = 167,448 tokens -> 5,232 blocks; 32K = 1,024 blocks -> 5.
+    # With it, two windows, each 42,523,762,480 B:
+    #   1,024: 52 layers, 425,984 B a token -> 99,824.8 tokens -> 3,119 blocks; a request reserves
+    #          min(32,768, 1,024 + min(8,192, 31,743)) = 9,216 tokens = 288 blocks -> 3,119 // 288 = 10;
+    #   32,768: 10 layers, 81,920 B a token -> 519,088.9 tokens -> 16,221 blocks; 1,024 blocks each -> 15.
+    # The local layers' pool binds: 10 sequences (5 before); the log's pool is the largest window's, 519,072 tokens.
+    windows = (1024,) * 5 + (32768,)
+    s = _windows("gemma-3-27b", H200, windows)
+    st = s.stages[0]
+    assert st.available == 85_047_524_960
+    assert st.layout.pool_blocks(st.available, 32768) == {1024: 3_119, 32768: 16_221}
+    r = capacity(s, 32768)
+    assert r.max_concurrent_sequences == min(3_119 // 288, 16_221 // 1_024) == 10
+    assert r.kv_pool_tokens == 16_221 * 32 == 519_072
+    assert capacity(_setup("gemma-3-27b", H200, "trtllm"), 32768).max_concurrent_sequences == 5_232 // 1_024 == 5
+    # The layers the list puts the window on are the spec's sliding ones (index 5, 11, ... global).
+    spec = load_bundled("gemma-3-27b")
+    held = [windows[j % 6] for j in range(spec.num_layers)]
+    assert [w == 1024 for w in held] == [spec.kind(n).type == "sliding" for n in spec.layer_kind_names]
+    # Serving's KV limit (plan --rate) reads the binding pool: a 16K + 1K request reserves 9,216 tokens of the local
+    # pool (99,808 tokens), 17,408 of the global one (519,072): the local pool binds.
+    from kvplan.capacity import binding_pool
+
+    assert binding_pool(s, 17_408) == (99_808, 9_216)
+    plain = _setup("gemma-3-27b", H200, "trtllm")
+    assert binding_pool(plain, 17_408) == (167_424, 17_408)  # one pool: what serving took before
+    # plan --rate's KV bound on the sequences decoding at once (kvplan.serving._limits), 16K in + 1K out reserved to
+    # completion: 167,424 / 17,408 = 9.62 without the flag, 99,808 / 9,216 = 10.83 with it.
+    from kvplan.serving import Lengths, _limits
+
+    inp, out = Lengths(16_384, 16_384), Lengths(1_024, 1_024)
+    assert _limits(plain, inp, out) == (pytest.approx(167_424 / 17_408), "kv_cache")
+    assert _limits(s, inp, out) == (pytest.approx(99_808 / 9_216), "kv_cache")
+
+
+def test_trtllm_max_attention_window_two_entry_list_gemma2_equal_shares():
+    # Gemma 2 9B on one H100: 42 layers alternating local (4,096) / global, stated as [4096, 8192]; 21 layers of
+    # 8,192 B a token each side. Budget 58,681,735,778 B, halved: 29,340,867,889 / 172,032 = 170,554.7 tokens ->
+    # 5,329 blocks in each pool (the one pool without the flag: 58,681,735,778 // 344,064 = 170,554 -> 5,329).
+    # At 8K: local T = min(8,192, 8,191 - 4,096) = 4,095, so a request reserves min(8,192, 8,191) = 8,191 tokens =
+    # 256 blocks, as in the global pool: 5,329 // 256 = 20 either way. The equal split and the temporary window
+    # leave Gemma 2 at its 8K context where it was.
+    s = _windows("gemma-2-9b", H100, (4096, 8192))
+    st = s.stages[0]
+    assert st.layout.pool_blocks(st.available, 8192) == {4096: 5_329, 8192: 5_329}
+    assert capacity(s, 8192).max_concurrent_sequences == 5_329 // 256 == 20
+    assert capacity(_setup("gemma-2-9b", H100, "trtllm"), 8192).max_concurrent_sequences == 20
+
+
+def test_trtllm_windows_at_or_past_max_seq_len_change_nothing():
+    # Every window is clamped to max_seq_len (KVCacheManager.__init__): at 1K the Gemma 3 list is [1024] x 6, one
+    # pool, T = 0: 5,232 // 32 = 163 sequences, as without the flag.
+    windows = (1024,) * 5 + (32768,)
+    assert capacity(_windows("gemma-3-27b", H200, windows), 1024).max_concurrent_sequences == 5_232 // 32 == 163
+    assert capacity(_setup("gemma-3-27b", H200, "trtllm"), 1024).max_concurrent_sequences == 163
+
+
+@pytest.mark.parametrize("windows", [(0,), (-4096,), (), (4096.0,), (True,)])
+def test_trtllm_max_attention_window_bad_values_are_refused(windows):
+    # KvCacheConfig.max_attention_window: Optional[List[PositiveInt]], min_length 1.
+    with pytest.raises(InvalidInput, match="invalid max_attention_window"):
+        _windows("mistral-7b-v0.1", H100, windows)
+
+
+def test_max_attention_window_is_trtllm_only_and_refused_where_not_read():
+    with pytest.raises(InvalidInput, match="--max-attention-window does not apply to engine 'vllm'"):
+        _setup("mistral-7b-v0.1", H100, "vllm", settings=Settings(max_attention_window=(4096,)))
+    # Llama 4's chunked layers and hybrid recurrent layers: how TensorRT-LLM windows them was not read.
+    with pytest.raises(InvalidInput, match="chunked layers: kvplan has not read"):
+        _windows("llama-4-scout-17b-16e", H200, (4096,), attention_dp=1)
+    with pytest.raises(InvalidInput, match="qwen3-next-80b-a3b's recurrent layers: kvplan has not read"):
+        _windows("qwen3-next-80b-a3b", H200, (4096,))
+    # A list longer than the layers is accepted (TensorRT-LLM indexes it cyclically; the tail is unused).
+    assert capacity(_windows("mistral-7b-v0.1", H100, (4096,) * 40), 32768).max_concurrent_sequences == 38
+
+
+def test_max_attention_window_cli(cli):
+    ok = cli("capacity", "mistral-7b-v0.1", "--gpu", "h100-sxm", "-c", "32k", "-e", "trtllm",
+             "--max-attention-window", "4k", "-f", "json")  # fmt: skip
+    assert ok.exit_code == 0, ok.output
+    doc = json.loads(ok.output)
+    assert doc["settings"]["max_attention_window"] == [4096] and doc["max_concurrent_sequences"] == 38
+    for flag, value, needle in (
+        ("-e", "vllm", "--max-attention-window does not apply to engine 'vllm'"),
+        ("-e", "trtllm", "invalid --max-attention-window '0'"),
+    ):
+        window = "0" if "invalid" in needle else "4096"
+        r = cli("capacity", "mistral-7b-v0.1", "--gpu", "h100-sxm", "-c", "32k", flag, value,
+                "--max-attention-window", window)  # fmt: skip
+        assert r.exit_code == 2 and needle in r.output, r.output
+        assert "Traceback" not in r.output
+    r = cli("plan", "mistral-7b-v0.1", "--users", "100", "-c", "32k", "--gpus", "h100-sxm", "-e", "trtllm",
+            "--max-attention-window", "4096,,8")  # fmt: skip
+    assert r.exit_code == 2 and "invalid --max-attention-window '4096,,8'" in r.output
+    # plan --users checks the engine's flags before it plans (they used to drop every row as "nothing fits", exit 0).
+    r = cli("plan", "mistral-7b-v0.1", "--users", "10", "-c", "8k", "--gpus", "h100-sxm", "-e", "sglang",
+            "--max-attention-window", "4096")  # fmt: skip
+    assert r.exit_code == 2 and "--max-attention-window does not apply to engine 'sglang'" in r.output, r.output
 
 
 # ---- SGLang ---------------------------------------------------------------------------------------------
@@ -216,6 +355,34 @@ def test_llamacpp_server_runs_four_unified_slots_when_np_is_not_given():
     assert cells == {"new": {"SWA": 1024, "non-SWA": 131072}, "old": {"SWA": 768, "non-SWA": 131072}}
     # 12 SWA layers x 8 heads x 64 x 2 x 2 B = 24 KiB a cell: 256 more cells = 6 MiB more.
     assert new.units_for(1, 131072) - old.units_for(1, 131072) == 256 * 12 * 8 * 64 * 2 * 2 == 6 * MIB
+
+
+def test_swa_full_llamacpp_and_sglang_disable_hybrid_swa_memory(cli):
+    # llama.cpp src/llama-kv-cache-iswa.cpp (current): size_swa = GGML_PAD(min(size_base, n_swa x (unified ? n_seq : 1)
+    # + n_ubatch), 256), and with swa_full "size_swa = size_base": gpt-oss-20b -c 131072 unified 4 slots,
+    # SWA 1,024 cells -> 131,072.
+    full = _setup("gpt-oss-20b", H100, "llamacpp", kv_dtype_name="fp16", settings=Settings(swa_full=True))
+    pools = llamacpp_pools(full.stages[0].layout, n_ctx=131072, n_seq=1)
+    assert [(p.cells, p.layers) for p in pools] == [(131072, 12), (131072, 12)]  # the 12 sliding layers at full size
+    # 24 layers x 8 heads x 64 x 2 x 2 B = 49,152 B a cell x 131,072 cells = 6 GiB (with the SWA pool: 3 GiB + 24 MiB).
+    assert full.stages[0].layout.units_for(1, 131072) == 49_152 * 131_072
+    # SGLang server_args.py --disable-hybrid-swa-memory (store_true) and model_config.py is_hybrid_swa =
+    # is_hybrid_swa_model(...) and not disable_hybrid_swa: gpt-oss-20b on one H100 leaves the hybrid pool for one
+    # token pool, every layer keeping every token: 56,615,644,042 // 49,152 = 1,151,848 tokens -> 35 sequences of
+    # 32K (the hybrid pool: 39). The launch line repeats the flag.
+    r = capacity(_setup("gpt-oss-20b", H100, "sglang", settings=Settings(swa_full=True)), 32768)
+    assert (r.kv_pool_tokens, r.max_concurrent_sequences) == (1_151_848, 35)
+    from kvplan.launch import launch_args
+
+    assert "--disable-hybrid-swa-memory" in launch_args(r, model="openai/gpt-oss-20b")
+    hybrid = capacity(_setup("gpt-oss-20b", H100, "sglang"), 32768)
+    assert hybrid.max_concurrent_sequences == 39
+    assert "--disable-hybrid-swa-memory" not in launch_args(hybrid, model="openai/gpt-oss-20b")
+    # The CLI flag: --swa-full (llama.cpp's spelling), refused by the engines without it.
+    ok = cli("capacity", "gpt-oss-20b", "--gpu", "h100-sxm", "-c", "32k", "-e", "sglang", "--swa-full")
+    assert ok.exit_code == 0 and "--disable-hybrid-swa-memory" in ok.output, ok.output
+    bad = cli("capacity", "gpt-oss-20b", "--gpu", "h100-sxm", "-c", "32k", "-e", "trtllm", "--swa-full")
+    assert bad.exit_code == 2 and "--swa-full does not apply to engine 'trtllm'" in bad.output
 
 
 # ---- check-log ------------------------------------------------------------------------------------------------

@@ -73,7 +73,8 @@ def test_published_v10_rows_with_the_pages_graph_padding() -> None:
     """Measured by published_compare.py (out of sample, nothing fitted), the v1.0 tables scored with their
     llm_options.yml padding: attention DP + EP rows 17 -> 19 of 52 within 20 % (median |ln| 0.240 -> 0.229); the
     whole v1.0 table 149 -> 153 of 210 (median 0.123 -> 0.110). Llama 4 Scout 4 x H100 128/4096, the worst
-    decode-heavy row, stays optimistic: x1.71 -> x1.70 (asserted within 0.02)."""
+    decode-heavy row, stays optimistic: x1.71 -> x1.70 (asserted within 0.02). With the MoE exchange priced as NCCL
+    collectives (trtllm.OVERLAP.moe_allgather_nccl) it is x1.66 (this test's figure was 1.70 before that rule)."""
     sys.path.insert(0, str(BENCH))
     try:
         import published_compare as pub
@@ -83,13 +84,14 @@ def test_published_v10_rows_with_the_pages_graph_padding() -> None:
     assert pub.V10_GRAPH_BATCH_SIZES == PAGE
     row = next(r for r in data["runs"] if r["model"] == "llama-4-scout-17b-16e" and r["gpu"] == "h100-sxm"
                and r["isl"] == 128 and r["osl"] == 4096 and "launch" in r)  # fmt: skip
-    assert pub.compare_runs([row])[0]["ratio"] == pytest.approx(1.70, abs=0.02)
+    assert pub.compare_runs([row])[0]["ratio"] == pytest.approx(1.66, abs=0.02)
 
 
 def test_step_residual_is_the_missing_step_time_by_hand() -> None:
     """published_compare.step_residual: at the same batch the published step is ratio x kvplan's, so the residual is
-    step x (ratio - 1). Llama 4 Scout 4 x H100 128/4096 (measured): x1.70 at a 26.9 ms step and 99 sequences a rank,
-    so +18.9 ms (26.9 x 0.70); its ratio is compare_runs' own."""
+    step x (ratio - 1). Llama 4 Scout 4 x H100 128/4096 (measured): x1.66 at a 27.5 ms step and 98 sequences a rank,
+    so +18.3 ms (27.5 x 0.66); its ratio is compare_runs' own. (Before the MoE exchange was priced as NCCL
+    collectives, trtllm.OVERLAP.moe_allgather_nccl: x1.70 at 26.9 ms and 99 a rank, +18.9 ms.)"""
     sys.path.insert(0, str(BENCH))
     try:
         import published_compare as pub
@@ -101,6 +103,6 @@ def test_step_residual_is_the_missing_step_time_by_hand() -> None:
     x = pub.step_residual(row)
     assert x["ratio"] == pytest.approx(pub.compare_runs([row])[0]["ratio"], rel=1e-9)
     assert x["residual_s"] == pytest.approx(x["step_s"] * (x["ratio"] - 1), rel=1e-12)
-    assert x["step_s"] == pytest.approx(26.9e-3, abs=0.1e-3)
-    assert x["residual_s"] == pytest.approx(18.9e-3, abs=0.2e-3)
-    assert round(x["rank_batch"]) == 99
+    assert x["step_s"] == pytest.approx(27.5e-3, abs=0.1e-3)
+    assert x["residual_s"] == pytest.approx(18.3e-3, abs=0.2e-3)
+    assert round(x["rank_batch"]) == 98

@@ -17,11 +17,13 @@ from kvplan.cli.common import (
     SizeOpt,
     TpOpt,
     WeightsDtypeOpt,
+    WindowOpt,
     app,
     boundary,
     check_format,
     load_with_weights,
     out,
+    parse_windows,
     positive,
     weights_notes,
 )
@@ -45,6 +47,8 @@ def _settings(
     n_ubatch: int,
     mla: str = "latent",
     swa_ratio: Optional[float] = None,
+    windows: Optional[tuple[int, ...]] = None,
+    swa_full: bool = False,
 ):
     from kvplan.engines import Overrides, Settings
     from kvplan.units import parse_size
@@ -66,6 +70,8 @@ def _settings(
         cuda_graph_estimate=graph_estimate,
         mla=mla,
         swa_full_tokens_ratio=swa_ratio,
+        max_attention_window=windows,
+        swa_full=swa_full,
         overrides=Overrides(
             device_memory_bytes=size(device_memory),
             activation_bytes=size(activation),
@@ -123,6 +129,10 @@ def capacity(
     ubatch: Annotated[int, typer.Option(help="llama.cpp -ub")] = 512,
     mla: Annotated[str, typer.Option(help="MLA cache: latent (engines' default) | expanded per-head K/V")] = "latent",
     swa_full_tokens_ratio: Annotated[Optional[float], typer.Option(help="SGLang SWA pool ratio (0, 1]")] = None,
+    max_attention_window: WindowOpt = None,
+    swa_full: Annotated[
+        bool, typer.Option("--swa-full", help="llama.cpp --swa-full / SGLang --disable-hybrid-swa-memory")
+    ] = False,
     dp: Annotated[int, typer.Option("--dp", help="data-parallel attention ranks per replica (MoE)")] = 1,
     ep: Annotated[bool, typer.Option("--ep", help="expert parallelism over the tp x dp ranks (MoE)")] = False,
     gpus_per_node: Annotated[Optional[int], typer.Option(help="GPUs per node (catalog default)")] = None,
@@ -147,7 +157,7 @@ def capacity(
             block_size=block_size, mnbt=max_num_batched_tokens, max_num_seqs=max_num_seqs, activation=activation,
             non_torch=non_torch, cuda_graph=cuda_graph, device_memory=device_memory, overhead=overhead,
             graph_estimate=cuda_graph_estimate, n_ubatch=ubatch, mla=mla,
-            swa_ratio=swa_full_tokens_ratio,
+            swa_ratio=swa_full_tokens_ratio, windows=parse_windows(max_attention_window), swa_full=swa_full,
         )  # fmt: skip
         if batch is not None:
             positive(batch, "batch")

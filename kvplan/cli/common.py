@@ -84,6 +84,14 @@ EngineOpt = Annotated[
     ),
 ]
 SizeOpt = Optional[str]
+WindowOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--max-attention-window",
+        help="TensorRT-LLM kv_cache_config.max_attention_window: tokens each layer keeps, one or a comma list "
+        "repeated over the layers, e.g. 4096 or 4096,32768 (default: every token)",
+    ),
+]
 
 
 def err(message: str) -> None:
@@ -135,6 +143,22 @@ def positive(value: int, what: str) -> int:
     from kvplan.units import check_count
 
     return check_count(value, what)
+
+
+def parse_windows(text: Optional[str]) -> Optional[tuple[int, ...]]:
+    """``4096`` or ``4k,32k`` -> ``(4096,)`` / ``(4096, 32768)``: order and repeats kept (the list is a per-layer
+    pattern); a zero, a negative or a non-number is refused in one line."""
+    if text is None:
+        return None
+    from kvplan.units import parse_length, split_list
+
+    try:
+        return tuple(parse_length(p) for p in split_list(text, "--max-attention-window", example="4096,32768"))
+    except InvalidInput:
+        raise InvalidInput(
+            f"invalid --max-attention-window {text!r}; expected positive whole numbers of tokens, one or a comma "
+            "list repeated over the layers, e.g. 4096 or 4096,32768"
+        ) from None
 
 
 def load_model(arg: str):  # noqa: ANN201

@@ -13,11 +13,13 @@ from kvplan.cli.common import (
     EngineOpt,
     FormatOpt,
     ModelArg,
+    WindowOpt,
     app,
     boundary,
     check_format,
     load_with_weights,
     out,
+    parse_windows,
     weights_notes,
 )
 from kvplan.errors import InvalidInput
@@ -62,6 +64,7 @@ def plan(
     weights_dtype: Annotated[Optional[str], typer.Option(help="weight dtypes to try, e.g. bf16,fp8")] = None,
     kv_dtype: Annotated[Optional[str], typer.Option(help="KV dtypes to try, e.g. bf16,fp8")] = None,
     gpu_memory_utilization: Annotated[Optional[float], typer.Option(help="vLLM fraction (0, 1]")] = None,
+    max_attention_window: WindowOpt = None,
     two_batch_overlap: Annotated[
         bool, typer.Option(help="with --rate: vLLM --enable-dbo / SGLang --enable-two-batch-overlap (DP + EP)")
     ] = False,
@@ -111,6 +114,7 @@ def plan(
                             kv=split(kv_dtype), opts=opts, max_gpus=max_gpus, top=top, fmt=fmt,
                             gpus_per_node=gpus_per_node, checkpoint=stored,
                             settings=Settings(gpu_memory_utilization=gpu_memory_utilization,
+                                              max_attention_window=parse_windows(max_attention_window),
                                               two_batch_overlap=two_batch_overlap, deepep=deepep,
                                               host_request_s=parse_duration(host_per_request,
                                                                             "host-per-request"))))  # fmt: skip
@@ -136,7 +140,8 @@ def plan(
             if gpus is not None
             else list(bundled_gpus().values())
         )
-        settings = Settings(gpu_memory_utilization=gpu_memory_utilization)
+        settings = Settings(gpu_memory_utilization=gpu_memory_utilization,
+                            max_attention_window=parse_windows(max_attention_window))  # fmt: skip
         memo: dict = {}
         split = lambda v: split_list(v, "dtype list", example="bf16,fp8") if v is not None else None  # noqa: E731
         dropped: list[str] = []

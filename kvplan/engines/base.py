@@ -52,6 +52,9 @@ class Settings:
     kv_unified: bool = False  # llama.cpp --kv-unified
     swa_full: bool = False  # llama.cpp --swa-full; SGLang --disable-hybrid-swa-memory
     swa_full_tokens_ratio: float | None = None  # SGLang --swa-full-tokens-ratio (default 0.8)
+    # TensorRT-LLM kv_cache_config.max_attention_window: one window per layer, the list repeated over the layers
+    # (None: every layer keeps the whole sequence). kvplan.engines.trtllm.WindowLayout applies it.
+    max_attention_window: tuple[int, ...] | None = None
     cuda_graph_estimate: bool | None = None  # vLLM: subtract the CUDA graph estimate (default on from 0.21)
     prefix_caching: bool | None = None  # vLLM --enable-prefix-caching (default on): Mamba 'align' pages
     mamba_full_memory_ratio: float | None = None  # SGLang --mamba-full-memory-ratio (default 0.9)
@@ -90,6 +93,7 @@ SETTING_FLAGS = {
     "kv_unified": "--kv-unified",
     "swa_full": "--swa-full",
     "swa_full_tokens_ratio": "--swa-full-tokens-ratio",
+    "max_attention_window": "--max-attention-window",
     "cuda_graph_estimate": "--cuda-graph-estimate",
     "two_batch_overlap": "--two-batch-overlap",
     "deepep": "--deepep",
@@ -211,6 +215,12 @@ class Layout:
         """Bytes the engine allocates for its pool."""
         return self.pool_tokens(available) * self.stage.bytes_per_token
 
+    def binding_pool(self, available: int, tokens: int) -> tuple[int, int]:
+        """``(pool tokens, tokens one sequence holds of it)`` for sequences that each reserve ``tokens``, in the pool
+        that admits the fewest of them (:mod:`kvplan.serving`'s KV limit): the one pool, ``tokens`` each, unless the
+        engine keeps a pool per attention window (TensorRT-LLM with ``max_attention_window``)."""
+        return self.pool_tokens(available), tokens
+
     def reported_concurrency(self, available: int, length: int) -> float:
         """The engine's own concurrency figure at ``length``."""
         per = self.units_for(1, length)
@@ -323,12 +333,15 @@ class Overlap:
     that sends each token only to its top-k experts' ranks (DeepEP's dispatch and combine). Every rank's share
     is padded to the busiest rank's token count, except for the model families in ``moe_allgather_unpadded``
     (``ModelSpec.family``; weights other than NVFP4), whose MoE block gathers each rank's own count.
+    ``moe_allgather_nccl``: that all-gather and reduce-scatter are NCCL collectives, priced by NCCL's measured
+    protocols (:func:`kvplan.latency.nccl_collective_s`) instead of the engine's fitted all-reduce constants.
     """
 
     shared_experts_tokens: int = 0
     shared_experts_graph_only: bool = False
     moe_allgather: bool = False
     moe_allgather_unpadded: tuple[str, ...] = ()
+    moe_allgather_nccl: bool = False
     # Two-micro-batch overlap (Settings.two_batch_overlap; vLLM --enable-dbo, SGLang --enable-two-batch-overlap):
     # a step with DP attention + EP whose tokens on the rank exceed the threshold (decode-only steps, steps with a
     # prompt chunk) runs as two halves, one half's token exchange beside the other's compute. Both engines need
@@ -416,6 +429,11 @@ class Engine:
     # engine, and disaggregated plans refuse it rather than guess.
     disagg_first_token: Literal["decode", "prefill"] | None = None
     disagg_kv_send: Literal["after_prefill", "per_chunk"] | None = None
+    # ``disagg_kv_entries``: how the engine's KV connector lays one request's KV out as transfer-engine entries
+    # (kvplan.disagg.transfer_entries, each entry a fixed cost beyond latency + bytes, MOONCAKE_ENTRY_S):
+    # "k_and_v" (one registered buffer per layer for K and one for V, one for an MLA latent; the request's blocks
+    # one contiguous run in each, so one entry per buffer). None: not read; no fixed cost per entry is added.
+    disagg_kv_entries: Literal["k_and_v"] | None = None
     # With pipeline parallelism (kvplan.serving): True where the engine schedules each of its pp micro-batches
     # against the batch limits (max_num_seqs, max_num_batched_tokens), so a pipeline cycle holds pp x each;
     # False where they bound all micro-batches together.

@@ -123,6 +123,16 @@ class HybridSwaLayout(Layout):
 
 
 @dataclass(frozen=True)
+class UnifiedSwaLayout(Layout):
+    """A hybrid-SWA architecture run with ``--disable-hybrid-swa-memory`` (server_args.py, store_true: "Disable the
+    hybrid SWA memory"; model_config.py ``is_hybrid_swa = is_hybrid_swa_model(...) and not disable_hybrid_swa``): one
+    token pool, every layer keeping every token. Echoes the flag, so the launch line repeats it."""
+
+    def settings(self) -> dict[str, Any]:
+        return {"disable_hybrid_swa_memory": True}
+
+
+@dataclass(frozen=True)
 class MambaHybridLayout(Layout):
     """A hybrid recurrent model: a Mamba state pool of whole-request slots beside a KV pool whose cell
     holds the attention layers only (``stage`` is the attention layers; the state is per request)."""
@@ -296,6 +306,8 @@ class Sglang(Engine):
         if hybrid:
             ratio = settings.swa_full_tokens_ratio or SWA_FULL_TOKENS_RATIO
             return HybridSwaLayout(stage, 1, block, swa_full_tokens_ratio=ratio)
+        if settings.swa_full and capped and spec.family in HYBRID_SWA_FAMILIES and "full" in kinds:
+            return UnifiedSwaLayout(_one_pool(stage), 1, block)
         return Layout(_one_pool(stage), 1, block)
 
     def _mamba_layout(
@@ -344,6 +356,8 @@ class Sglang(Engine):
         args += quantization_flag(r)
         if r.settings.get("swa_full_tokens_ratio") is not None:
             args += ["--swa-full-tokens-ratio", f"{r.settings['swa_full_tokens_ratio']:g}"]
+        if r.settings.get("disable_hybrid_swa_memory"):
+            args += ["--disable-hybrid-swa-memory"]
         if r.block_tokens != 1:  # server_args.py --page-size (default 1): the pool rounds to it
             args += ["--page-size", str(r.block_tokens)]
         if r.tp * r.dp > 1:
@@ -571,5 +585,11 @@ ENGINE = Sglang(
     # (a "prebuilt" extend, no forward of the prompt): the first token needs no decode step.
     disagg_first_token="prefill",
     disagg_kv_send="per_chunk",
+    # Each chunk's KV as transfer entries with the Mooncake backend (--disaggregation-transfer-backend mooncake):
+    # python/sglang/srt/disaggregation/mooncake/conn.py @0005973 MooncakeKVManager._send_kvcache_generic pairs each
+    # layer's K buffer and V buffer (one per layer for MLA) and makes one entry per buffer per contiguous run of
+    # pages (group_concurrent_contiguous); by default all layers go in one batch_transfer_sync ("Combining all
+    # layers' params in one batch transfer is more efficient", process_layers).
+    disagg_kv_entries="k_and_v",
 )
 VERSIONS = (ENGINE,)

@@ -1,7 +1,8 @@
 """TensorRT-LLM (LLM API, PyTorch backend): blocks of tokens_per_block; a fraction of free memory.
 
 Rules read in docs/source/reference/memory.md, docs/source/features/long-sequence.md (sliding-window layers keep
-every token unless KvCacheConfig.max_attention_window is set) and tensorrt_llm/llmapi/llm_args.py (KvCacheConfig).
+every token unless KvCacheConfig.max_attention_window is set), tensorrt_llm/llmapi/llm_args.py (KvCacheConfig) and,
+for a declared window, the cache manager (resource_manager.py KVCacheManager, kvCacheManager.cpp; WindowLayout).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import bisect
 import math
 import re
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kvplan.engines import vllm
 from kvplan.engines.base import (
@@ -26,13 +27,14 @@ from kvplan.engines.base import (
     paged_prefix_bytes,
     refuse_fp4_kv_mla,
     refuse_fp4_kv_without_fp4,
+    weighted_mean,
 )
 from kvplan.errors import InvalidInput
 from kvplan.failures import CUDA_ERROR_OOM, KV_SHORT, NUMBER, TORCH_OOM, Pattern
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan, LayerCache, StagePlan, head_layout, with_token_bytes
 from kvplan.params import Sharding
-from kvplan.spec import ModelSpec, ceil_div
+from kvplan.spec import ModelSpec, ceil_div, pipeline_stages
 from kvplan.units import GIB
 
 if TYPE_CHECKING:
@@ -81,6 +83,163 @@ def _whole_sliding(stage: StagePlan) -> StagePlan:
     states them: that page has TensorRT-LLM read ``attention_chunk_size`` from the model config itself."""
     groups = tuple((n, replace(c, max_tokens=None) if c.type == "sliding" else c) for n, c in stage.groups)
     return StagePlan(groups)
+
+
+# ---- KvCacheConfig.max_attention_window: a window per layer, and a pool per window ----------------------------
+# The sources (NVIDIA/TensorRT-LLM, read through the code index):
+# * the knob: tensorrt_llm/llmapi/llm_args.py KvCacheConfig @0004396720054fd8e205cbf616f21f0b57c6b412,
+#   ``max_attention_window: Optional[List[PositiveInt]] = Field(default=None, min_length=1)``: "Only the last tokens
+#   will be stored in the KV cache. If the number of elements ... is less than the number of layers, [it] will be
+#   repeated multiple times to the number of layers." No refusal of a list longer than the layers: the cache
+#   manager indexes it cyclically and leaves the extra entries unused.
+# * the cache manager: tensorrt_llm/_torch/pyexecutor/resource_manager.py KVCacheManager @001541bad83b84ae4c5c4a2
+#   79e464572d5f690f7. __init__: unset -> ``[max_seq_len]``; set -> each window clamped to ``min(max_seq_len, w)``;
+#   ``is_vswa = len(set(windows)) > 1``. _get_window_size_to_layers: local layer j of the stage takes
+#   ``windows[j % len(windows)]``. One window: calculate_max_num_blocks, one pool, ``free x fraction / (bytes per
+#   token of every layer)`` tokens, ``// tokens_per_block`` blocks. Several (VSWA): calculate_max_num_blocks_for_vswa
+#   gives every window the same share of the pool's bytes, ``1 / len(windows)`` ("equal proportion of memory to each
+#   window size", unless TRTLLM_WINDOW_SIZE_SHARES), and each window's layers ``share / (their bytes per token)``
+#   tokens, ``// tokens_per_block`` blocks. (Earlier releases divided it in C++, BlockManager::
+#   calculateWindowSizeToShare, in proportion to window x bytes per token; kvplan follows the file above.)
+# * what a request takes: the PyTorch executor's capacity scheduler is the C++ one (_util.py
+#   ``BindCapacityScheduler(..., kv_cache_manager.impl, ...)``); GUARANTEED_NO_EVICT reserves, in every window's pool,
+#   cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp KVCacheManager::getRemainingBlocksToCompletion(req,
+#   windowSize): ``ceil(min(prompt + max_new_tokens, window + temporaryAttentionWindow) / tokens_per_block)`` blocks.
+#   The temporary window holds a prompt chunk beyond the window while it is prefilled: resource_manager.py
+#   _set_temp_attention_window_inputs (any window below max_seq_len: paged context FMHA, max_input_len =
+#   max_seq_len - 1, max_num_tokens) and WindowBlockManager::calculateTemporaryAttentionWindow
+#   (kvCacheManager.h): ``min(max_num_tokens, max_input_len - window)`` where max_input_len > window, else 0.
+#   Blocks that leave the window are released while the request runs (WindowBlockManager::detachFrontBlock, beam
+#   width 1), but admission is by the reservation above, which is what kvplan counts.
+# The attention's span is not the cache's: the PyTorch models pass their config's window to the attention whatever
+# the cache keeps (tensorrt_llm/_torch/models Gemma3Attention / MixtralAttention ``forward(...,
+# attention_window_size=self.attention_window_size)``, MixtralAttention's from ``config.sliding_window``; read through
+# the code index, repository not named), so kvplan.latency keeps the checkpoint's window with or without the flag.
+# Not modelled: when one request of every window does not fit, TensorRT-LLM shrinks the windows
+# (adjust_window_sizes_for_vswa, _validate_and_adjust_attention_windows); kvplan reports that it does not fit.
+
+
+def temporary_window(window: int, *, max_seq_len: int, max_num_tokens: int) -> int:
+    """Tokens a request holds beyond ``window`` while a prompt chunk is prefilled (calculateTemporaryAttentionWindow
+    with max_input_len = max_seq_len - 1); 0 for a window that spans the whole sequence."""
+    return max(0, min(max_num_tokens, max_seq_len - 1 - window))
+
+
+@dataclass(frozen=True)
+class WindowLayout(Layout):
+    """TensorRT-LLM with ``kv_cache_config.max_attention_window``: local layer j keeps the last ``windows[j % k]``
+    tokens; one pool per distinct window (clamped to max_seq_len, which kvplan's launch line sets to the length
+    asked), each window's pool an equal share of the bytes. ``layers`` are the stage's layers in index order;
+    ``stage`` has them capped at their declared windows (what a sequence holds once past its prompt)."""
+
+    layers: tuple[LayerCache, ...] = ()
+    windows: tuple[int, ...] = ()
+    max_num_tokens: int = MAX_NUM_TOKENS
+
+    def _pools(self, max_seq_len: int) -> dict[int, int]:
+        """Window (clamped to ``max_seq_len``) -> bytes per token of its layers on this rank."""
+        out: dict[int, int] = {}
+        for j, c in enumerate(self.layers):
+            window = min(max_seq_len, self.windows[j % len(self.windows)])
+            out[window] = out.get(window, 0) + c.bytes_per_token
+        return {w: b for w, b in out.items() if b}
+
+    def pool_blocks(self, available: int, max_seq_len: int) -> dict[int, int]:
+        """Blocks in each window's pool for an engine started with ``max_seq_len`` (calculate_max_num_blocks, one
+        window; calculate_max_num_blocks_for_vswa, several: the bytes shared equally)."""
+        pools = self._pools(max_seq_len)
+        if len(pools) == 1:
+            return {w: available // b // self.block_tokens for w, b in pools.items()}
+        share = 1.0 / len(pools)
+        return {w: int(available * share / b // self.block_tokens) for w, b in pools.items()}
+
+    def reserved_tokens(self, window: int, *, length: int, max_seq_len: int) -> int:
+        """Tokens a request of ``length`` reserves in ``window``'s pool (getRemainingBlocksToCompletion)."""
+        temporary = temporary_window(window, max_seq_len=max_seq_len, max_num_tokens=self.max_num_tokens)
+        return min(length, window + temporary)
+
+    def _need(self, window: int, *, length: int, max_seq_len: int) -> int:
+        return ceil_div(self.reserved_tokens(window, length=length, max_seq_len=max_seq_len), self.block_tokens)
+
+    def units_for(self, batch: int, length: int) -> int:
+        """Bytes ``batch`` requests of ``length`` reserve over every window's pool (engine started at ``length``)."""
+        pools = self._pools(length)
+        return batch * sum(b * self._need(w, length=length, max_seq_len=length) * self.block_tokens
+                           for w, b in pools.items())  # fmt: skip
+
+    def max_sequences(self, available: int, length: int) -> int:
+        blocks = self.pool_blocks(available, length)
+        return min(n // self._need(w, length=length, max_seq_len=length) for w, n in blocks.items())
+
+    def fits(self, available: int, *, batch: int, length: int) -> bool:
+        return batch <= self.max_sequences(available, length)
+
+    def reported_concurrency(self, available: int, length: int) -> float:
+        blocks = self.pool_blocks(available, length)
+        return min(n / self._need(w, length=length, max_seq_len=length) for w, n in blocks.items())
+
+    def expected_concurrency(self, available: int, lengths: list[int], weights: list[float]) -> float:
+        """The engine started for the longest request of the mix; each pool over its mean reservation."""
+        top = max(lengths)
+        blocks = self.pool_blocks(available, top)
+        return min(n / weighted_mean([self._need(w, length=x, max_seq_len=top) for x in lengths], weights)
+                   for w, n in blocks.items())  # fmt: skip
+
+    def pool_tokens(self, available: int) -> int:
+        """The pool of the largest declared window (the layers that keep the most), in tokens: TensorRT-LLM logs
+        one pool per window ("Window size = ..., primary_blocks: ..."). Windows taken as declared, unclamped."""
+        blocks = self.pool_blocks(available, max(self.windows))
+        return blocks[max(blocks)] * self.block_tokens
+
+    def pool_bytes(self, available: int, *, sequences: int, length: int) -> int:
+        pools = self._pools(length)
+        blocks = self.pool_blocks(available, length)
+        return sum(pools[w] * n * self.block_tokens for w, n in blocks.items())
+
+    def binding_pool(self, available: int, tokens: int) -> tuple[int, int]:
+        """The window pool that admits the fewest requests of ``tokens`` (the engine started at ``tokens``)."""
+        blocks = self.pool_blocks(available, tokens)
+        pairs = [(n * self.block_tokens, self.reserved_tokens(w, length=tokens, max_seq_len=tokens))
+                 for w, n in blocks.items()]  # fmt: skip
+        return min(pairs, key=lambda p: p[0] / p[1])
+
+    def settings(self) -> dict[str, Any]:
+        return {"max_attention_window": list(self.windows)}
+
+
+def window_layout(spec: ModelSpec, plan: CachePlan, *, stage_index: int, settings: Settings) -> WindowLayout:
+    """The stage's layers under the declared windows. Layer kinds whose windowed layout was not read are refused:
+    recurrent state (hybrid models: TensorRT-LLM's Mamba cache manager) and Llama 4's chunked attention (how its
+    attention_chunk_size meets a declared window)."""
+    windows = settings.max_attention_window or ()
+    kinds = {c.type for c in plan.layers}
+    if kinds & {"recurrent", "chunked"}:
+        raise InvalidInput(
+            f"--max-attention-window with {spec.name}'s {', '.join(sorted(kinds & {'recurrent', 'chunked'}))} "
+            "layers: kvplan has not read how TensorRT-LLM windows them; drop the flag"
+        )
+    span = pipeline_stages(len(plan.layers), plan.pp)[stage_index]
+    layers = plan.layers[span.start : span.stop]
+    capped = [replace(c, max_tokens=windows[j % len(windows)]) for j, c in enumerate(layers)]
+    groups: dict[LayerCache, int] = {}
+    for c in capped:
+        groups[c] = groups.get(c, 0) + 1
+    block = settings.block_size or TOKENS_PER_BLOCK
+    chunk = settings.max_num_batched_tokens or MAX_NUM_TOKENS  # max_num_tokens, the temporary window's bound
+    stage = StagePlan(tuple((n, c) for c, n in groups.items()))
+    return WindowLayout(stage, 1, block, layers=tuple(layers), windows=tuple(windows), max_num_tokens=chunk)
+
+
+def check_windows(windows: tuple[int, ...] | None) -> None:
+    """KvCacheConfig's own validation: a list of at least one entry, every entry a positive whole number."""
+    if windows is None:
+        return
+    bad = not isinstance(windows, tuple) or not windows
+    if bad or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in windows):
+        raise InvalidInput(
+            f"invalid max_attention_window {windows!r}; expected one or more positive whole numbers of tokens, "
+            "repeated over the layers (TensorRT-LLM kv_cache_config.max_attention_window), e.g. 4096 or 4096,32768"
+        )
 
 
 # NVFP4 KV cache (llmapi KvCacheConfig.dtype "nvfp4", PyTorch backend; QuantMode.NVFP4_KV_CACHE, has_fp4_kv_cache):
@@ -173,9 +332,17 @@ class Trtllm(Engine):
             )
         return 1 if settings.attention_dp == tp and tp > 1 else tp
 
+    def check_settings(self, settings: Settings) -> None:
+        super().check_settings(settings)
+        check_windows(settings.max_attention_window)
+
     def layout(
         self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
     ) -> Layout:
+        """Every layer keeps every token (:func:`_whole_sliding`) unless ``max_attention_window`` is set
+        (:class:`WindowLayout`)."""
+        if settings.max_attention_window:
+            return window_layout(spec, plan, stage_index=stage_index, settings=settings)
         return Layout(_whole_sliding(plan.stages[stage_index]), 1, settings.block_size or TOKENS_PER_BLOCK)
 
     def check_dp_ep(self, spec: ModelSpec, *, tp: int, pp: int, dp: int, ep: bool) -> None:
@@ -265,10 +432,17 @@ class Trtllm(Engine):
         """A quantized KV cache is chosen by llmapi ``KvCacheConfig.dtype`` ("The data type to use for the KV cache.
         Use 'auto' to follow checkpoint metadata, otherwise force the specified dtype"; llm_args.py), a field of the
         LLM API options, not a trtllm-serve flag: the YAML given to --extra_llm_api_options carries it."""
+        notes = []
         flag = self.kv_flag(r.kv_dtype)
-        if flag == "auto":
-            return []
-        return [f"KV cache in {r.kv_dtype}: `kv_cache_config: {{dtype: {flag}}}` in the --extra_llm_api_options YAML"]
+        if flag != "auto":
+            notes.append(f"KV cache in {r.kv_dtype}: `kv_cache_config: {{dtype: {flag}}}` in the "
+                         "--extra_llm_api_options YAML")  # fmt: skip
+        windows = r.settings.get("max_attention_window")
+        if windows:  # KvCacheConfig.max_attention_window: no trtllm-serve flag (commands/serve.py) sets it
+            listed = ", ".join(str(w) for w in windows)
+            notes.append(f"attention windows: `kv_cache_config: {{max_attention_window: [{listed}]}}` in the "
+                         "--extra_llm_api_options YAML")  # fmt: skip
+        return notes
 
     def prefix_units(self, layout: Layout, prefix: int) -> int:
         """KV cache block reuse (llmapi KvCacheConfig.enable_block_reuse, default True) shares whole
@@ -399,11 +573,19 @@ CALIBRATION = Calibration(
 #   not read). A step where one rank holds a prompt chunk then gathers the chunk + the others' decodes, not
 #   every rank padded to the chunk. NVFP4 keeps the padding (the 0.2x file pads there; v1.0's was not read).
 #   GB200's MNNVL all-to-all is not modelled (kvplan keeps the all-gather there too);
+# * that all-gather and reduce-scatter are NCCL collectives (moe_allgather_nccl), not the custom all-reduce kernels
+#   the fitted allreduce_* constants describe: cpp/tensorrt_llm/thop/reducescatterOp.cpp ReducescatterOp::run
+#   (@0bd88711aa8fec008340db83f067e17b5e5e374c): ncclReduceScatter for equal shares, one ncclReduce per root rank
+#   inside ncclGroupStart/End with per-rank sizes; cpp/tensorrt_llm/thop/allgatherOp.cpp AllgatherOp::run_list:
+#   ncclAllGather, or one ncclBroadcast per root with sizes. kvplan prices both forms as NCCL's measured
+#   all_gather / reduce_scatter of the same bytes (kvplan.latency.nccl_collective_s, fitted by
+#   benchmarks/fit_nccl.py to aiconfigurator 0.12.0's NCCL tables for H100/H200/B200 SXM).
 OVERLAP = Overlap(
     shared_experts_tokens=1 << 30,
     shared_experts_graph_only=True,
     moe_allgather=True,
     moe_allgather_unpadded=("qwen3_moe",),
+    moe_allgather_nccl=True,
 )
 
 # The host loop (kvplan.host). tensorrt_llm/_torch/pyexecutor/py_executor.py PyExecutor._executor_loop_overlap (the
@@ -423,7 +605,8 @@ ENGINE = Trtllm(
     release="0.20",
     version="0.20+ (LLM API, PyTorch backend)",
     # docs/source/reference/memory.md; KvCacheConfig.free_gpu_memory_fraction default 0.9.
-    paging="blocks of tokens_per_block (32) per request; sliding layers keep every token (no max_attention_window)",
+    paging="blocks of tokens_per_block (32) per request; every layer keeps every token unless max_attention_window "
+    "sets windows (a pool per window)",
     budget_rule="free memory after load and activations x free_gpu_memory_fraction (0.9)",
     # nvfp4: KvCacheConfig.dtype "nvfp4" (_nvfp4_token_bytes; Blackwell only, check_kv_on_gpu).
     kv_dtypes=("bf16", "fp16", "fp8", "int8", "nvfp4"),
@@ -439,7 +622,13 @@ ENGINE = Trtllm(
     log_flag_keys=LOG_FLAG_KEYS,
     fraction_setting="free_gpu_memory_fraction",
     # max_num_seqs is --max_batch_size (the launch line's sequence cap, as check-log reads it).
-    settings_read=("free_gpu_memory_fraction", "block_size", "max_num_batched_tokens", "max_num_seqs"),
+    settings_read=(
+        "free_gpu_memory_fraction",
+        "block_size",
+        "max_num_batched_tokens",
+        "max_num_seqs",
+        "max_attention_window",
+    ),  # fmt: skip
     calibration=CALIBRATION,
     # tensorrt_llm/llmapi/llm_args.py SchedulerConfig.capacity_scheduler_policy defaults to GUARANTEED_NO_EVICT;
     # tensorrt_llm/_torch/pyexecutor/scheduler.py GuaranteedNoEvictScheduler.schedule_request admits a request
@@ -453,6 +642,12 @@ ENGINE = Trtllm(
     # DisaggregatedParams.first_gen_tokens @b828dac): the KV moves after the prefill, the first token comes from it.
     disagg_first_token="prefill",
     disagg_kv_send="after_prefill",
+    # No entry cost: the cache transceiver stages the KV through a pre-allocated transfer buffer
+    # (cache_transceiver_config max_tokens_in_buffer, "the buffer size for kvCache transfers",
+    # docs/source/features/disagg-serving.md as changed by NVIDIA/TensorRT-LLM PR #9352, default backend UCX;
+    # cpp/tensorrt_llm/batch_manager/cacheTransBuffer.cpp CacheTransBufferManager::preAllocBufferSize @a2b0265 sizes
+    # it from max_tokens_in_buffer or TRTLLM_KVCACHE_TRANSFER_BUFFER_SIZE) rather than one entry per layer buffer,
+    # and no published per-transfer time for it was found: disagg_kv_entries stays None (latency + bytes only).
     # With PP every micro-batch is scheduled against max_batch_size and max_num_tokens: the PyTorch executor
     # (tensorrt_llm/_torch/pyexecutor/model_engine.py get_max_num_sequences: ``mapping.pp_size * batch_size``,
     # "PyExecutor needs this to compute max_num_active_requests"), and the TensorRT-engine runtime

@@ -947,6 +947,15 @@ V0_19 = Vllm(
     # its next step and samples the first output token itself.
     disagg_first_token="decode",
     disagg_kv_send="after_prefill",
+    # One request's KV as transfer entries, with the MooncakeConnector (the connector whose per-request transfer
+    # times are published: Mooncake docs/source/performance/vllm/vllm-v1-pd-performance.md @3b5a594, vLLM
+    # 0.11.2.dev358): vllm/distributed/kv_transfer/kv_connector/v1/mooncake_connector.py @009d7c7
+    # register_kv_caches registers K and V of each layer as separate buffers ("split_k_and_v = not (use_mla or
+    # _use_pallas_v1 or _use_flashinfer)": FlashAttention's layout, one buffer per layer for an MLA latent), and
+    # _send_blocks makes one (src, dst, length) entry per buffer per contiguous run of blocks
+    # (group_concurrent_contiguous), all in one batch_transfer_sync_write. FlashInfer's fused K/V buffer (one entry
+    # per layer) and the NixlConnector's per-block descriptors are not modelled.
+    disagg_kv_entries="k_and_v",
 )
 # vLLM 0.8.x: the same rules, before get_batch_defaults checked the device name for A100 (PR #17885, v0.9.0).
 # 0.8 had neither the shared-experts stream nor dual-batch overlap; its default all2all ("naive", broadcasts from
@@ -955,6 +964,7 @@ _NEWER_FLAGS = ("two_batch_overlap", "deepep")  # --enable-dbo and the DeepEP al
 V0_8 = replace(V0_19, release="0.8", version="0.8 (V1 engine, before the A100 batch defaults)", a100_exception=False,
                overlap=Overlap(moe_allgather=True),
                host_loop=HOST_LOOP_0_8,
+               disagg_kv_entries=None,  # the V1 MooncakeConnector read above was not read at 0.8: no entry cost
                settings_read=tuple(n for n in V0_19.settings_read if n not in _NEWER_FLAGS))  # fmt: skip
 V0_21 = replace(
     V0_19,
