@@ -68,6 +68,8 @@ CLASSES = {
 NAMES = ("engine", "version", "source")
 # Fitted by benchmarks/fit_fp4.py to aiconfigurator's NVFP4 steps (fp4_cases; no case of this grid runs FP4): held here.
 NAMES += ("fp4_eff_scale", "fp4_mem_eff_scale", "fp4_moe_eff_scale", "fp4_k_s", "fp4_moe_layer_s")
+# Fitted by benchmarks/mla_compare.py --fit to aiconfigurator's B200 MLA decode module table: held here.
+NAMES += ("blackwell_mla_layer_s",)
 MAX_EFF = 0.95
 CLASS_WEIGHT = 0.3  # per-class residuals: enough to pin each class, the step totals still lead
 

@@ -188,7 +188,7 @@ def setup(
     if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1 or gpus % (tp * pp * dp):
         split = "tp x pp" if dp == 1 else "tp x pp x dp"
         raise InvalidInput(f"invalid GPU count {gpus!r}; it must be a multiple of {split} = {tp * pp * dp}")
-    kv_name = known_kv_dtype(kv_dtype_name or profile.default_kv_dtype(spec))
+    kv_name = known_kv_dtype(kv_dtype_name or profile.default_kv_dtype(spec), engine=profile)
     kv_name = profile.check_kv_dtype(kv_name)
     profile.check_kv_on_gpu(kv_name, gpu)  # vLLM's and TensorRT-LLM's nvfp4 KV: Blackwell only
     memo = {} if memo is None else memo

@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import NamedTuple
 
 from kvplan.engines import ENGINES, Calibration, Overlap, engine_overlap, latency_calibration
@@ -79,8 +80,12 @@ def calibration(engine: str | None) -> Calibration:
     return latency_calibration(engine)  # InvalidInput for an unknown engine
 
 
-# Engine name -> its own fitted constants (the fit script and the tests read them by name).
-CALIBRATIONS: dict[str, Calibration] = {e.name: e.calibration for e in ENGINES.values() if e.calibration is not None}
+def __getattr__(name: str) -> object:
+    """``CALIBRATIONS``: engine name -> its own fitted constants (the fit script and the tests read them by name),
+    built when first asked for (it imports every engine's module; a command runs one engine)."""
+    if name == "CALIBRATIONS":
+        return {e.name: e.calibration for e in ENGINES.values() if e.calibration is not None}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---- collectives beyond the TP all-reduce: expert-parallel all-to-all, pipeline sends, KV transfer ----
@@ -98,7 +103,7 @@ A2A_NVLINK_BW_EFF = 0.407  # logical bytes over the catalog NVLink figure (DeepE
 PP_SEND_TENSORS = 2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class OpTimes:
     """Seconds one step spends per operation class on one GPU (summed over the stages a token passes).
 
@@ -117,6 +122,22 @@ class OpTimes:
     alltoall: float = 0.0
     pipeline: float = 0.0
     overlap: float = 0.0
+
+    def __init__(
+        self,
+        gemm: float,
+        moe: float,
+        attention: float,
+        elementwise: float,
+        allreduce: float,
+        alltoall: float = 0.0,
+        pipeline: float = 0.0,
+        overlap: float = 0.0,
+    ) -> None:
+        # The dataclass's own __init__ with its fields, written into the instance at once: a frozen dataclass's
+        # generated __init__ sets each field through object.__setattr__, twice the time, and a plan makes ~27,000.
+        self.__dict__.update(gemm=gemm, moe=moe, attention=attention, elementwise=elementwise, allreduce=allreduce,
+                             alltoall=alltoall, pipeline=pipeline, overlap=overlap)  # fmt: skip
 
     @property
     def total(self) -> float:
@@ -179,6 +200,25 @@ class _Ctx:
         """Ranks a MoE layer is split over: the TP group, or every DP attention rank's TP group."""
         return self.tp * self.dp
 
+    @cached_property
+    def gemm_mem_bw(self) -> float:
+        """Bytes/s of the GEMMs' memory roof (:func:`_gemm_s`): the same product each GEMM took, taken once."""
+        return self.bw * self.cal.gemm_mem_eff * self.mem_scale
+
+    @cached_property
+    def lm_head(self) -> tuple[_Ctx, int]:
+        """The context the LM head's GEMM runs in and its weights on this rank (:func:`lm_head_s`), taken once."""
+        spec = self.spec
+        c = self
+        if self.head_16bit:
+            c = replace(self, w_bytes=self.act_bytes, peak=self.peak16, mem_scale=1.0, fp4_k_s=0.0)
+        return c, spec.hidden_size * ceil_div(spec.vocab_size, c.tp)
+
+    @cached_property
+    def allreduce_terms(self) -> dict[int, tuple[float, float, float]]:
+        """Ranks -> (fixed seconds, ring factor 2 (R - 1) / R, bytes/s) of :func:`allreduce_s`, filled on use."""
+        return {}
+
 
 def _gemm_s(c: _Ctx, m: int, params: int, n_plus_k: int, *, k: int) -> float:
     """One GEMM of ``params`` weights (K x N, ``k`` = K) over ``m`` rows.
@@ -188,12 +228,13 @@ def _gemm_s(c: _Ctx, m: int, params: int, n_plus_k: int, *, k: int) -> float:
     """
     if params <= 0 or m <= 0:
         return 0.0
-    eff = c.cal.gemm_peak_eff * m / (m + c.cal.gemm_half_m)
+    cal = c.cal
+    eff = cal.gemm_peak_eff * m / (m + cal.gemm_half_m)
     if c.wave_sms:
         eff *= wave_efficiency(m, params // max(k, 1), c.wave_sms)
     compute = 2 * m * params / (c.peak * eff)
     moved = params * c.w_bytes + m * n_plus_k * c.act_bytes
-    t = max(compute, moved / (c.bw * c.cal.gemm_mem_eff * c.mem_scale))
+    t = max(compute, moved / c.gemm_mem_bw)
     if c.fp4_k_s > 0:
         k_loop, quantize = _fp4_gemm_terms(c, m, k)
         return max(t, k_loop) + quantize + c.kernel_s
@@ -369,14 +410,22 @@ def allreduce_s(c: _Ctx, tokens: float, ranks: int | None = None) -> float:
     ranks = c.tp if ranks is None else ranks
     if ranks == 1:
         return 0.0
+    terms = c.allreduce_terms.get(ranks)
+    if terms is None:
+        terms = c.allreduce_terms[ranks] = _allreduce_terms(c, ranks)
+    base, ring, per_s = terms
+    return base + ring * (tokens * c.spec.hidden_size * c.act_bytes) / per_s
+
+
+def _allreduce_terms(c: _Ctx, ranks: int) -> tuple[float, float, float]:
+    """(fixed seconds, ring factor, bytes/s) of one all-reduce over ``ranks``: within a node the engine's fitted
+    latency and NVLink at its bandwidth share; across nodes the network's latency added and the NIC's bandwidth."""
     link = _link_gbps(c)
-    payload = tokens * c.spec.hidden_size * c.act_bytes
     base = c.cal.allreduce_base_s + c.cal.allreduce_rank_s * (ranks - 2)
+    ring = 2 * (ranks - 1) / ranks
     if ranks > c.gpus_per_node:
-        wire = 2 * (ranks - 1) / ranks * payload / (NETWORK_GBPS * 1e9 * NETWORK_BW_EFF)
-        return base + NETWORK_LATENCY_S + wire
-    wire = 2 * (ranks - 1) / ranks * payload / (link * 1e9 * c.cal.allreduce_bw_eff)
-    return base + wire
+        return base + NETWORK_LATENCY_S, ring, NETWORK_GBPS * 1e9 * NETWORK_BW_EFF
+    return base, ring, link * 1e9 * c.cal.allreduce_bw_eff
 
 
 def allgather_s(c: _Ctx, tokens: float, *, bytes_per_element: float) -> float:
@@ -644,7 +693,18 @@ def _attention_s(
         else:
             t = held / (c.bw * c.cal.attn_decode_mem_eff)
         total += count * (t + c.cal.attn_layer_s + batch * c.cal.attn_seq_s)
-    return total + mla * c.cal.mla_layer_s
+    return total + mla * _mla_decode_layer_s(c)
+
+
+def _mla_decode_layer_s(c: _Ctx) -> float:
+    """The MLA block's fixed seconds per layer at decode: ``blackwell_mla_layer_s`` on a Blackwell GPU where the engine
+    has one (it runs another MLA decode kernel there: vLLM's backend order, ``vllm/platforms/cuda.py``
+    ``_get_backend_priorities``, puts ``FLASHINFER_MLA`` first on compute capability 10 and ``FLASH_ATTN_MLA`` /
+    ``FLASHMLA`` first below it; aiconfigurator 0.12.0's vLLM 0.24.0 MLA module tables name those kernels on B200 and
+    H200), else ``mla_layer_s``."""
+    if c.gpu.architecture == "blackwell" and c.cal.blackwell_mla_layer_s is not None:
+        return c.cal.blackwell_mla_layer_s
+    return c.cal.mla_layer_s
 
 
 def _fp8_scale(spec: ModelSpec, cal: Calibration) -> float:
@@ -748,14 +808,33 @@ def _shared_ctx(spec: ModelSpec, gpu: GPU, *, cal: Calibration, rules: Overlap |
     """:func:`_make_ctx`, kept per (spec, GPU, constants, engine rules) object and options: a serving fixed point
     and plan's rate searches price thousands of steps of one setup, and the context is the same for each (it is
     frozen; building it costs a third of a small step). Checked by identity, like :func:`_fact`; ``options`` are
-    :func:`_make_ctx`'s other keywords, every one of them in the key."""
-    key = (id(spec), id(gpu), id(cal), id(rules), *sorted(options.items()))
+    :func:`_make_ctx`'s other keywords, every one of them in the key (in the order the call names them: each call
+    site names them in its own fixed order, and two orders only keep two equal contexts)."""
+    key = (id(spec), id(gpu), id(cal), id(rules), *options.items())
     hit = _CTXS.get(key)
     if hit is None or hit[0] is not spec or hit[1] is not gpu or hit[2] is not cal or hit[3] is not rules:
         if len(_CTXS) > 1024:
             _CTXS.clear()
         hit = _CTXS[key] = (spec, gpu, cal, rules, _make_ctx(spec, gpu, cal=cal, rules=rules, **options))
     return hit[4]
+
+
+_ENGINE_CTXS: dict[tuple, tuple[ModelSpec, GPU, _Ctx]] = {}
+
+
+def _engine_ctx(spec: ModelSpec, gpu: GPU, engine: str | None, **options) -> _Ctx:  # noqa: ANN003
+    """:func:`_shared_ctx` with ``engine``'s constants and rules (:func:`calibration`, :func:`engine_overlap`), kept
+    per engine name: a step then neither looks the engine up twice nor rebuilds the context where the constants
+    come new on each call (an engine lent vLLM's gets a relabelled copy). Keyed also by the two functions as this
+    module holds them, so a caller that replaces them (a test pinning the constants) gets its own contexts."""
+    key = (id(spec), id(gpu), engine, calibration, engine_overlap, *options.items())
+    hit = _ENGINE_CTXS.get(key)
+    if hit is None or hit[0] is not spec or hit[1] is not gpu:
+        if len(_ENGINE_CTXS) > 1024:  # the same cap as _CTXS, whose contexts these are
+            _ENGINE_CTXS.clear()
+        c = _shared_ctx(spec, gpu, cal=calibration(engine), rules=engine_overlap(engine), **options)
+        hit = _ENGINE_CTXS[key] = (spec, gpu, c)
+    return hit[2]
 
 
 def _fp4_k_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float:
@@ -780,10 +859,9 @@ def _fp4_moe_layer_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float | 
 def lm_head_s(c: _Ctx, rows: float) -> float:
     """The LM head over ``rows`` rows. NVFP4 checkpoints keep it 16-bit: ModelOpt's NVFP4 export lists ``lm_head``
     in ``exclude_modules`` (and :mod:`kvplan.quant` counts it 16-bit), so it runs as a 16-bit GEMM."""
-    spec = c.spec
-    if c.head_16bit:
-        c = replace(c, w_bytes=c.act_bytes, peak=c.peak16, mem_scale=1.0, fp4_k_s=0.0)
-    return _gemm_s(c, rows, spec.hidden_size * ceil_div(spec.vocab_size, c.tp), spec.hidden_size, k=spec.hidden_size)
+    head, params = c.lm_head
+    h = c.spec.hidden_size
+    return _gemm_s(head, rows, params, h, k=h)
 
 
 def _exchange_rules(rules: Overlap, *, two_batch: bool, deepep: bool) -> Overlap:
@@ -1117,11 +1195,9 @@ def mixed_step_latency(
     runs that many rows, the rest dummy requests padding the batch up to a captured CUDA graph; they add rows to the
     GEMMs, norms, the MoE layers and their token exchange, not to the attention's cache reads.
     """
-    cal = calibration(engine)
     chunk = int(round(prefill_tokens))
-    c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=chunk > 0, ep=expert_parallel,
-                    dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine),
-                    two_batch=two_batch, deepep=deepep)  # fmt: skip
+    c = _engine_ctx(spec, gpu, engine, tp=tp, weights_dtype=weights_dtype, eager=chunk > 0, ep=expert_parallel,
+                    dp=dp, pp=pp, gpus_per_node=gpus_per_node, two_batch=two_batch, deepep=deepep)  # fmt: skip
     if pp == 1 and dp == 1:
         pad = max(0.0, padded_rank_seqs - decode_seqs) if padded_rank_seqs is not None and not chunk else 0.0
         return _micro_step(c, None, decode_seqs, decode_seqs + pad, decode_context, chunk, prefill_prefix,
@@ -1137,13 +1213,22 @@ def mixed_step_latency(
     if pp == 1 and _splits_in_two(c, seqs + chunk, prefill=chunk > 0):
         return two_batch_s(c, seqs, seqs * dp + others, decode_context, chunk, prefill_prefix, kv_dtype_name)
     stages = _stages(spec, pp)
-    loaded, plain, memo = [], [], {}
+    loaded, plain = [], []
     pad = max(0.0, padded_rank_seqs - seqs) if padded_rank_seqs is not None and not chunk and pp == 1 else 0.0
+    moe_seqs = (seqs + pad) * dp + others
+    by_shape: dict[int, OpTimes] = {}  # stages of one shape (_stage_kinds) cost the same: each priced once
+    plain_by_shape: dict[int, OpTimes] = {}
     for st in stages:
-        loaded.append(_stage_step(memo, c, st, seqs, (seqs + pad) * dp + others, decode_context, chunk, prefill_prefix,
-                                  kv_dtype_name, pad))  # fmt: skip
+        t = by_shape.get(st.shape)
+        if t is None:
+            t = by_shape[st.shape] = _micro_step(c, st, seqs, moe_seqs, decode_context, chunk, prefill_prefix,
+                                                 kv_dtype_name, pad)  # fmt: skip
+        loaded.append(t)
         if pp > 1 and chunk:
-            plain.append(_stage_step(memo, c, st, seqs, seqs * dp, decode_context, 0, 0, kv_dtype_name))
+            t = plain_by_shape.get(st.shape)
+            if t is None:
+                t = plain_by_shape[st.shape] = _micro_step(c, st, seqs, seqs * dp, decode_context, 0, 0, kv_dtype_name)
+            plain.append(t)
     sends = _sends(c, stages, seqs + chunk)
     if pp == 1:
         return loaded[0]

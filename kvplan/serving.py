@@ -194,7 +194,8 @@ def forget_memos(*, facts: bool = True) -> None:
     them; benchmarks/latency_speed.py times cold calls after this."""
     from kvplan import latency
 
-    for memo in (_STEPS, latency._CTXS, latency._PARTS, *((latency._FACTS, latency._PLANS) if facts else ())):
+    memos = (_STEPS, latency._CTXS, latency._ENGINE_CTXS, latency._PARTS)
+    for memo in (*memos, *((latency._FACTS, latency._PLANS) if facts else ())):
         memo.clear()
 
 

@@ -178,7 +178,10 @@ class MoE(_Strict):
     shared_expert_gate: bool = Field(False, description="qwen2_moe: a 1-wide sigmoid gate on the shared expert")
     first_dense_layers: int = Field(0, ge=0, le=100_000, description="DeepSeek first_k_dense_replace")
     dense_layers: list[Annotated[int, Field(ge=0)]] = Field(
-        default_factory=list, description="other layers with a dense MLP"
+        # a Python callable, not the builtin ``list``: pydantic reads the factory's signature, and a builtin's is
+        # parsed from text by the tokenizer, whose pattern compiles on first use (~3 ms of every command's start)
+        default_factory=lambda: [],
+        description="other layers with a dense MLP",
     )
     router_bias: bool = False
     expert_bias: bool = Field(False, description="gpt-oss: biases on the expert projections")

@@ -1,10 +1,13 @@
 """Engine profiles: layouts per layer kind, TP replication, budgets, accepted flags."""
 
+import subprocess
+import sys
+
 import pytest
 
 from kvplan.capacity import setup
 from kvplan.catalog import load_bundled
-from kvplan.engines import ENGINES, Settings, get_engine, usable_memory_bytes
+from kvplan.engines import ENGINES, RELEASES, Settings, get_engine, usable_memory_bytes
 from kvplan.engines.llamacpp import llamacpp_pools
 from kvplan.engines.sglang import mem_fraction as sglang_mem_fraction
 from kvplan.engines.vllm import activation as vllm_activation
@@ -22,6 +25,24 @@ def _lay(model, engine="vllm", **kw):
 
 
 # ---- names, flags, bad input ---------------------------------------------------------------------
+
+
+def test_the_registry_imports_an_engine_only_when_asked_for():
+    """Each engine's module loads the first time its engine is asked for (the CLI's start), under the name it
+    gives itself; listing the names imports none."""
+    code = (
+        "import sys; from kvplan.engines import ENGINES, RELEASES, get_engine; names = list(ENGINES);"
+        "before = sorted(m for m in sys.modules if m.startswith('kvplan.engines.') and m != 'kvplan.engines.base');"
+        "e = get_engine('vLLM'); after = sorted(m for m in sys.modules if m.startswith('kvplan.engines.'));"
+        "print(names, before, after, e.name, 'trtllm' in ENGINES, 'vllm2' in ENGINES, len(RELEASES))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    names = "['ideal', 'vllm', 'sglang', 'trtllm', 'llamacpp', 'transformers']"
+    assert proc.stdout.split() == f"{names} [] ['kvplan.engines.base', 'kvplan.engines.vllm'] vllm True False 6".split()
+    for name in ENGINES:
+        assert ENGINES[name].name == name and RELEASES[name][ENGINES[name].release] is ENGINES[name]
+    with pytest.raises(KeyError):
+        ENGINES["vllm2"]
 
 
 def test_every_engine_has_a_version_and_rules():

@@ -58,7 +58,22 @@ def import_graph() -> dict[str, set[str]]:
     for name, path in MODULES.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         graph[name] = _imports(ast.parse(path.read_text(encoding="utf-8")), package) - {name}
+    graph["kvplan.engines"] |= _registry_edges()
     return graph
+
+
+def _registry_edges() -> set[str]:
+    """The engine modules kvplan.engines imports by name when an engine is first asked for (its ``_MODULES``
+    table, read from the source): edges of the graph like any import statement."""
+    tree = ast.parse(MODULES["kvplan.engines"].read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == "_MODULES":
+            return {v.value for v in node.value.values}
+    raise AssertionError("kvplan/engines/__init__.py has no _MODULES table")
+
+
+def test_the_engine_registry_names_real_modules():
+    assert _registry_edges() == {m for m in MODULES if m.startswith("kvplan.engines.") and m != "kvplan.engines.base"}
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:

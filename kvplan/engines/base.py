@@ -314,6 +314,11 @@ class Calibration:
     # NVFP4 grouped experts' fixed seconds per layer (fused TensorRT-LLM-Gen MoE kernels; kvplan.latency
     # _fp4_moe_layer_s), fitted by benchmarks/fit_fp4.py; None: moe_layer_s.
     fp4_moe_layer_s: float | None = None
+    # The MLA attention block's fixed seconds per layer at decode on Blackwell, where the engine runs another MLA
+    # decode kernel there than on Hopper (vLLM: FLASHINFER_MLA against FLASH_ATTN_MLA / FLASHMLA; kvplan.latency
+    # _mla_layer_s). Fitted by benchmarks/mla_compare.py --fit to aiconfigurator's B200 MLA module table; None:
+    # mla_layer_s, the engine runs one kernel family on both (or no such fit).
+    blackwell_mla_layer_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -844,6 +844,14 @@ CALIBRATION = Calibration(
     fp4_moe_eff_scale=0.5897,
     fp4_k_s=6.483e-10,
     fp4_moe_layer_s=1.144e-05,
+    # The MLA block's fixed cost per decode layer on Blackwell, where vLLM runs FLASHINFER_MLA (vllm/platforms/cuda.py
+    # _get_backend_priorities @ vLLM main 2026: MLA on compute capability 10 tries FLASHINFER_MLA first, on Hopper
+    # FLASH_ATTN_MLA / FLASHMLA). benchmarks/mla_compare.py --fit on aiconfigurator 0.12.0's B200 vLLM 0.24.0 MLA
+    # generation-module table (kernel_source FLASHINFER_MLA, re-collected with vLLM's fused norms, its
+    # collection_meta.yaml, ai-dynamo/aiconfigurator#1423), every other constant held: 1,472 points, median |ln|
+    # 0.549 -> 0.114. mla_layer_s above stays the Hopper figure (fitted on steps whose MLA modules are the legacy
+    # collection, which that note puts 34 % above the serving engine's at one anchor).
+    blackwell_mla_layer_s=1.323e-05,
 )
 
 

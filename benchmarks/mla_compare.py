@@ -1,0 +1,234 @@
+"""kvplan's MLA decode layer against aiconfigurator's measured MLA generation modules, engine by engine and GPU by GPU.
+
+aiconfigurator 0.12.0 times DeepSeek-V3's whole MLA attention block at decode as one operation per engine, version
+and GPU (``aiconfigurator_core/systems/data/<gpu>/mla/<engine>/<version>/mla_generation_module_perf.parquet``: the
+projections, the absorbed attention kernel and the output projection of one layer, columns ``kernel_source``,
+``kv_cache_dtype``, ``gemm_type``, ``num_heads`` (the rank's heads), ``batch_size``, ``isl``, ``step``, ``latency`` in
+ms). The kernel is named: vLLM 0.24.0 runs ``FLASHINFER_MLA`` on B200 and GB200 and ``FLASH_ATTN_MLA`` / ``FLASHMLA``
+on H100 and H200, as vLLM's backend order puts them (``vllm/platforms/cuda.py`` ``_get_backend_priorities``: with
+MLA, ``FLASHINFER_MLA`` first on compute capability 10, ``FLASH_ATTN_MLA`` and ``FLASHMLA`` first below it);
+TensorRT-LLM 1.3.0rc20 runs its own (``default``) everywhere.
+
+Two steps, as ``gemm_compare.py``:
+
+1. ``--collect`` (needs aiconfigurator; does not import kvplan) writes a sample of those tables to
+   ``benchmarks/data/aiconfigurator_mla.json``: H100 SXM, H200, B200 and GB200, vLLM 0.24.0 and TensorRT-LLM
+   1.3.0rc20, fp8 block-scaled projections (DeepSeek-V3's checkpoint), fp8 and bf16 KV, 16-128 heads per rank
+   (TP 8 to 1), every batch and KV length measured. Where aiconfigurator is not installed it says so and exits 0::
+
+       /work/aic-venv/bin/python benchmarks/mla_compare.py --collect
+
+2. default (needs kvplan only): prices every point with kvplan's decode MLA layer (``kvplan.latency`` attention of
+   one layer at KV length ``isl + step`` plus its projection GEMMs, the CUDA-graph fixed cost; DeepSeek-V3 at
+   ``TP = 128 / num_heads``) and prints the median and worst ``|ln(kvplan / aiconfigurator)|`` per GPU, engine and
+   kernel, then per batch band. ``--markdown`` prints the tables for docs/cost.md; ``--fit`` the least-squares
+   ``blackwell_mla_layer_s`` of one engine (``--engine``, vLLM by default) on its Blackwell (B200) points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_mla.json"
+
+# kvplan GPU name -> aiconfigurator system directory
+SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm", "gb200": "gb200"}
+ENGINES = {"vllm": "0.24.0", "trtllm": "1.3.0rc20"}  # the versions kvplan's calibrations describe
+HEADS = (16, 32, 64, 128)  # DeepSeek-V3's 128 heads over TP 8, 4, 2, 1
+KV_DTYPES = {"fp8": "fp8", "bfloat16": "bf16"}  # aiconfigurator kv_cache_dtype -> kvplan KV dtype
+GEMM_TYPE = "fp8_block"  # DeepSeek-V3's 128 x 128 block-scaled fp8 checkpoint
+MODEL = "deepseek-v3"
+BATCH_BANDS = ((1, 8), (9, 64), (65, None))
+FIT_GPU = "b200"  # --fit: the Blackwell GPU the tables were fitted on (GB200 is the check)
+
+
+def collect(out: Path) -> int:
+    """Write the sample of aiconfigurator's MLA generation-module tables (latency in us, 4 significant digits)."""
+    try:
+        from importlib.resources import files
+
+        import pandas as pd
+
+        root = Path(str(files("aiconfigurator_core") / "systems" / "data"))
+        import aiconfigurator
+    except ImportError:
+        print("aiconfigurator is not installed here; skipped (see this script's docstring for the separate venv)")
+        return 0
+    tables = []
+    for gpu, system in SYSTEMS.items():
+        for engine, version in ENGINES.items():
+            path = root / system / "mla" / engine / version / "mla_generation_module_perf.parquet"
+            if not path.exists():
+                continue
+            df = pd.read_parquet(path)
+            df = df[(df.gemm_type == GEMM_TYPE) & df.num_heads.isin(HEADS) & df.kv_cache_dtype.isin(KV_DTYPES)]
+            points = sorted((str(r.kv_cache_dtype), int(r.num_heads), int(r.batch_size), int(r.isl), int(r.step),
+                             float(f"{r.latency * 1e3:.4g}")) for r in df.itertuples())  # fmt: skip
+            tables.append({"gpu": gpu, "engine": engine, "version": version,
+                           "kernel": "/".join(sorted(set(df.kernel_source))),
+                           "norm_dispatch": _norm_dispatch(path.parent / "collection_meta.yaml"),
+                           "source": f"aiconfigurator_core/systems/data/{path.relative_to(root)}",
+                           "points": points})  # fmt: skip
+    meta = {"aiconfigurator": aiconfigurator.__version__, "unit": "us (aiconfigurator's latency column is ms)",
+            "points": "[kv_cache_dtype, num_heads, batch_size, isl, step, latency_us]",
+            "gemm_type": GEMM_TYPE}  # fmt: skip
+    body = ",\n".join(json.dumps(t, separators=(",", ":")) for t in tables)
+    out.write_text('{"meta": ' + json.dumps(meta) + ',\n"tables": [\n' + body + "\n]}\n")
+    print(f"wrote {sum(len(t['points']) for t in tables)} points of {len(tables)} tables to {out}")
+    return 0
+
+
+def _norm_dispatch(meta: Path) -> str | None:
+    """The table's ``norm_dispatch`` note in its collection_meta.yaml: ``vllm_c_eager_surrogate`` on the tables
+    aiconfigurator re-collected with vLLM's fused norms (ai-dynamo/aiconfigurator#1423); None on the others."""
+    import yaml
+
+    if not meta.exists():
+        return None
+    tables = (yaml.safe_load(meta.read_text()) or {}).get("tables") or {}
+    return (tables.get("mla_generation_module_perf") or {}).get("norm_dispatch")
+
+
+def legacy(table: dict) -> bool:
+    """A vLLM table collected before aiconfigurator's fused-op collector fix: its MLA module ran the native (unfused)
+    norm chain vLLM does not run in serving, which aiconfigurator's note on the re-collected B200 table puts at +34 %
+    (heads 64, batch 16, KV 8,192, fp8). TensorRT-LLM's tables are not concerned."""
+    return table["engine"] == "vllm" and table.get("norm_dispatch") is None
+
+
+def load(path: Path = DATA) -> list[dict]:
+    return json.loads(path.read_text())["tables"]
+
+
+def layer_seconds(gpu_name: str, engine: str, *, heads: int, batch: int, context: int, kv: str, cal=None) -> float:  # noqa: ANN001
+    """kvplan's decode MLA layer of DeepSeek-V3: one layer's attention (:func:`kvplan.latency._attention_s` over the
+    model, divided by its layers; every layer of DeepSeek-V3 is MLA) plus its projection GEMMs, CUDA-graph replay.
+    ``cal``: a calibration to price with (default: the engine's)."""
+    from kvplan import latency
+    from kvplan.catalog import resolve_model
+    from kvplan.hardware import resolve_gpu
+
+    spec = resolve_model(MODEL)
+    cal = cal or latency.calibration(engine)
+    ctx = latency._make_ctx(spec, resolve_gpu(gpu_name), tp=spec.num_attention_heads // heads, weights_dtype="fp8",
+                            cal=cal, eager=False)  # fmt: skip
+    kind = next(spec.kind(n) for n in spec.layer_kind_names if spec.kind(n).type == "mla")
+    attention = latency._attention_s(ctx, phase="decode", context=context, batch=batch, attention_flops=0.0,
+                                     kv_dtype=kv) / spec.num_layers  # fmt: skip
+    return attention + latency._attention_gemms_s(ctx, kind, batch)
+
+
+def compare(tables: list[dict], *, cal_for=None) -> list[dict]:  # noqa: ANN001
+    """One row per measured point: the table's keys, the point, aiconfigurator's and kvplan's seconds, ln ratio.
+    ``cal_for(engine)``: the calibration to price an engine's points with (default: the engine's own)."""
+    rows = []
+    for t in tables:
+        cal = cal_for(t["engine"]) if cal_for else None
+        for kv, heads, batch, isl, step, us in t["points"]:
+            s = layer_seconds(t["gpu"], t["engine"], heads=heads, batch=batch, context=isl + step, kv=KV_DTYPES[kv],
+                              cal=cal)  # fmt: skip
+            kernel = t["kernel"] + (" (legacy collection)" if legacy(t) else "")
+            rows.append({"gpu": t["gpu"], "engine": t["engine"], "kernel": kernel, "kv": kv, "heads": heads,
+                         "batch": batch, "context": isl + step, "aic_s": us * 1e-6, "kvplan_s": s,
+                         "ln": math.log(s / (us * 1e-6))})  # fmt: skip
+    return rows
+
+
+def stats(rows: list[dict]) -> dict:
+    e = [r["ln"] for r in rows]
+    a = [abs(x) for x in e]
+    return {"count": len(e), "median": statistics.median(a), "worst": max(a), "signed": statistics.median(e)}
+
+
+def _band(batch: int) -> str:
+    for lo, hi in BATCH_BANDS:
+        if batch >= lo and (hi is None or batch <= hi):
+            return f"batch {lo}-{hi}" if hi is not None else f"batch >={lo}"
+    return "other"
+
+
+def summaries(rows: list[dict]) -> dict[str, list[tuple[str, dict]]]:
+    def group(key) -> list[tuple[str, dict]]:  # noqa: ANN001
+        groups: dict[str, list[dict]] = {}
+        for r in rows:
+            groups.setdefault(key(r), []).append(r)
+        return [(name, stats(g)) for name, g in groups.items()]
+
+    return {"per GPU / engine / kernel": group(lambda r: f"{r['gpu']} {r['engine']} {r['kernel']}"),
+            "per GPU / engine, by batch": group(lambda r: f"{r['gpu']} {r['engine']} {_band(r['batch'])}")}  # fmt: skip
+
+
+def render(rows: list[dict], *, markdown: bool) -> str:
+    out = []
+    for title, groups in summaries(rows).items():
+        if markdown:
+            head = "| MLA decode layers | points | median \\|ln\\| | worst \\|ln\\| | median signed |"
+            out += [f"**{title}**", "", head, "|---|---:|---:|---:|---:|"]
+            out += [f"| {name} | {s['count']} | {s['median']:.3f} | {s['worst']:.3f} | {s['signed']:+.3f} |"
+                    for name, s in groups]  # fmt: skip
+        else:
+            out.append(f"{title}:")
+            out += [f"  {name:<52} {s['count']:>5}  median |ln| {s['median']:.3f}  worst {s['worst']:.3f}  "
+                    f"signed {s['signed']:+.3f}" for name, s in groups]  # fmt: skip
+        out.append("")
+    a = stats(rows)
+    out.append(f"{a['count']} MLA decode layers against aiconfigurator (module timings): "
+               f"median |ln| {a['median']:.3f}, worst {a['worst']:.3f}, median signed {a['signed']:+.3f}")  # fmt: skip
+    return "\n".join(out)
+
+
+def fit(tables: list[dict], engine: str) -> tuple[float, float, float]:
+    """The ``blackwell_mla_layer_s`` (seconds) that minimises the squared ln ratios of ``engine``'s ``FIT_GPU``
+    points, every other constant held; with the median |ln| under ``mla_layer_s`` (no Blackwell constant) and with
+    it. Golden-section search over 0-200 us (the squared ln ratio is unimodal in one added fixed cost)."""
+    from dataclasses import replace
+
+    from kvplan.latency import calibration
+
+    sel = [t for t in tables if t["gpu"] == FIT_GPU and t["engine"] == engine]
+
+    def cost(value: float) -> float:
+        rows = compare(sel, cal_for=lambda e: replace(calibration(e), blackwell_mla_layer_s=value))
+        return sum(r["ln"] ** 2 for r in rows)
+
+    lo, hi = 0.0, 200e-6
+    g = (math.sqrt(5) - 1) / 2
+    for _ in range(40):
+        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+        if cost(a) < cost(b):
+            hi = b
+        else:
+            lo = a
+    best = (lo + hi) / 2
+    before = stats(compare(sel, cal_for=lambda e: replace(calibration(e), blackwell_mla_layer_s=None)))["median"]
+    after = stats(compare(sel, cal_for=lambda e: replace(calibration(e), blackwell_mla_layer_s=best)))["median"]
+    return best, before, after
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--collect", action="store_true", help="write the sample of aiconfigurator's MLA module tables")
+    p.add_argument("--markdown", action="store_true", help="tables for docs/cost.md")
+    p.add_argument("--fit", action="store_true", help="fit blackwell_mla_layer_s on the B200 points of --engine")
+    p.add_argument("--engine", choices=sorted(ENGINES), default="vllm")
+    args = p.parse_args(argv)
+    if args.collect:
+        return collect(DATA)
+    tables = load()
+    if args.fit:
+        best, before, after = fit(tables, args.engine)
+        print(
+            f"{args.engine} on {FIT_GPU}: blackwell_mla_layer_s={best:.4g}  (median |ln| {before:.3f} -> {after:.3f})"
+        )
+        return 0
+    print(render(compare(tables), markdown=args.markdown))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""benchmarks/mla_compare.py and vLLM's Blackwell MLA decode layer (Calibration.blackwell_mla_layer_s)."""
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import mla_compare  # noqa: E402
+
+from kvplan.latency import calibration  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tables() -> list[dict]:
+    return mla_compare.load()
+
+
+@pytest.fixture(scope="module")
+def rows(tables: list[dict]) -> list[dict]:
+    return mla_compare.compare(tables)
+
+
+def test_sample_covers_the_gpus_engines_and_kernels(tables: list[dict]) -> None:
+    # H100 SXM / H200 / B200 / GB200 x vLLM 0.24.0 / TensorRT-LLM 1.3.0rc20: 8 tables of 16-128 heads per rank, fp8
+    # and bf16 KV, block-fp8 projections (184 batch x KV points per heads x KV dtype; a few missing in two tables).
+    kernels = {(t["gpu"], t["engine"]): t["kernel"] for t in tables}
+    assert len(kernels) == len(tables) == 8
+    assert kernels[("b200", "vllm")] == kernels[("gb200", "vllm")] == "FLASHINFER_MLA"
+    assert kernels[("h200", "vllm")] == kernels[("h100-sxm", "vllm")] == "FLASHMLA/FLASH_ATTN_MLA"
+    assert all(1400 <= len(t["points"]) <= 4 * 2 * 184 for t in tables)
+    # only the B200 vLLM table was re-collected with vLLM's fused norms; the other vLLM tables are legacy
+    legacy = {(t["gpu"], t["engine"]) for t in tables if mla_compare.legacy(t)}
+    assert legacy == {("h100-sxm", "vllm"), ("h200", "vllm"), ("gb200", "vllm")}
+
+
+def test_blackwell_constant_replaces_the_layer_fixed_cost_at_decode_only() -> None:
+    # vLLM on B200: one decode layer costs mla_layer_s - blackwell_mla_layer_s less than with the Hopper constant
+    # (85.56 - 13.23 = 72.33 us), on H200 nothing changes, and TensorRT-LLM has no Blackwell constant.
+    vllm = calibration("vllm")
+    hopper_rule = replace(vllm, blackwell_mla_layer_s=None)
+    kw = dict(heads=16, batch=8, context=4096, kv="fp8")
+    b200 = mla_compare.layer_seconds("b200", "vllm", cal=hopper_rule, **kw) - mla_compare.layer_seconds(
+        "b200", "vllm", **kw
+    )
+    assert b200 == pytest.approx(vllm.mla_layer_s - vllm.blackwell_mla_layer_s)
+    assert b200 == pytest.approx(85.56e-6 - 13.23e-6)
+    assert mla_compare.layer_seconds("h200", "vllm", cal=hopper_rule, **kw) == mla_compare.layer_seconds(
+        "h200", "vllm", **kw
+    )
+    assert calibration("trtllm").blackwell_mla_layer_s is None
+
+
+def test_prefill_keeps_the_fitted_constant() -> None:
+    # The Blackwell constant is fitted on decode modules: prefill attention is priced as before.
+    from kvplan import latency
+    from kvplan.catalog import resolve_model
+    from kvplan.hardware import resolve_gpu
+
+    spec, gpu, vllm = resolve_model("deepseek-v3"), resolve_gpu("b200"), calibration("vllm")
+
+    def prefill(cal) -> float:  # noqa: ANN001
+        c = latency._make_ctx(spec, gpu, tp=8, weights_dtype="fp8", cal=cal, eager=True)
+        return latency._attention_s(c, phase="prefill", context=2048, batch=1, attention_flops=1e12, kv_dtype="fp8")
+
+    assert prefill(vllm) == prefill(replace(vllm, blackwell_mla_layer_s=None))
+
+
+def test_b200_vllm_table_holds_and_the_fit_is_a_minimum(tables: list[dict], rows: list[dict]) -> None:
+    # What the script prints: B200 vLLM median |ln| 0.114 (0.549 with the Hopper constant).
+    groups = dict(mla_compare.summaries(rows)["per GPU / engine / kernel"])
+    assert groups["b200 vllm FLASHINFER_MLA"]["median"] < 0.12
+    b200 = [t for t in tables if (t["gpu"], t["engine"]) == ("b200", "vllm")]
+
+    def sq(value: float | None) -> float:
+        got = mla_compare.compare(b200, cal_for=lambda e: replace(calibration(e), blackwell_mla_layer_s=value))
+        return sum(r["ln"] ** 2 for r in got)
+
+    best = calibration("vllm").blackwell_mla_layer_s
+    assert sq(best) <= min(sq(best - 0.5e-6), sq(best + 0.5e-6))
+    assert mla_compare.stats(mla_compare.compare(b200, cal_for=lambda e: replace(calibration(e),
+                                                                                 blackwell_mla_layer_s=None)))[
+        "median"] > 0.5  # fmt: skip
+
+
+def test_docs_block_is_what_the_script_prints(rows: list[dict]) -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "cost.md").read_text(encoding="utf-8")
+    block = doc.split("<!-- mla_compare:begin -->\n", 1)[1].split("\n<!-- mla_compare:end -->", 1)[0]
+    assert block == mla_compare.render(rows, markdown=True)
+
+
+def test_collect_skips_cleanly_without_aiconfigurator(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    try:
+        import aiconfigurator  # noqa: F401
+
+        pytest.skip("aiconfigurator is installed here")
+    except ImportError:
+        pass
+    out = tmp_path / "mla.json"
+    assert mla_compare.collect(out) == 0
+    assert "not installed" in capsys.readouterr().out
+    assert not out.exists()
