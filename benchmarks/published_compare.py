@@ -42,6 +42,7 @@ for docs/cost.md).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import statistics
@@ -197,7 +198,8 @@ def step_residual(r: dict) -> dict:
 
 
 def residual_lines(runs: list[dict]) -> list[str]:
-    """The v1.0 FP8 H100/H200 rows' step residual (:func:`step_residual`), the attention-DP rows beside the TP ones."""
+    """The v1.0 FP8 H100/H200 rows' step residual (:func:`step_residual`), the attention-DP rows beside the TP ones,
+    and the published step it implies at kvplan's batch (kvplan's step + the residual = ratio x kvplan's step)."""
     out = []
     for r in runs:
         if r["source"] != "trtllm-1.0" or "not_modelled" in r or r["weights"] != "fp8":
@@ -205,7 +207,52 @@ def residual_lines(runs: list[dict]) -> list[str]:
         x = step_residual(r)
         out.append(f"step residual {r['label']:16} {r['gpu']:9} {split_label(r):8} {r['isl']:>5}/{r['osl']:<5} "
                    f"x{x['ratio']:.2f}  kvplan step {x['step_s'] * 1e3:6.1f} ms at {x['rank_batch']:5.0f} a rank, "
-                   f"residual {x['residual_s'] * 1e3:+6.1f} ms")  # fmt: skip
+                   f"residual {x['residual_s'] * 1e3:+6.1f} ms, published step "
+                   f"{(x['step_s'] + x['residual_s']) * 1e3:6.1f} ms")  # fmt: skip
+    return out
+
+
+IMBALANCE_SCALES = (1, 2, 3, 6)  # multiples of TensorRT-LLM's fitted moe_ep_imbalance tried by --imbalance
+
+
+@contextlib.contextmanager
+def trtllm_imbalance(scale: float):  # noqa: ANN201
+    """TensorRT-LLM's fitted ``moe_ep_imbalance`` (the busiest EP rank's excess of routed tokens,
+    kvplan.latency._moe_s) times ``scale`` for the ``with`` block, by replacing ``kvplan.latency.calibration`` (whose
+    step contexts are kept per that function, so the block prices with its own): a test of the expert-imbalance
+    hypothesis, not a constant (nothing here is kept). Yields the scaled constants."""
+    import dataclasses
+
+    import kvplan.latency as latency
+
+    original = latency.calibration
+    base = original("trtllm")
+    scaled = dataclasses.replace(base, moe_ep_imbalance=base.moe_ep_imbalance * scale)
+
+    def pinned(engine: str | None):  # noqa: ANN202
+        cal = original(engine)
+        return scaled if cal is base else cal
+
+    latency.calibration = pinned
+    try:
+        yield scaled
+    finally:
+        latency.calibration = original
+
+
+def imbalance_lines(runs: list[dict]) -> list[str]:
+    """The decode-heavy attention-DP rows (FP8, 128-token prompts) scored with the busiest EP rank's excess routed
+    tokens at :data:`IMBALANCE_SCALES` x the fitted one. Skewed routing can only slow the grouped GEMMs' compute
+    (every local expert's weights are read whatever the skew, and the all-gather moves every token to every rank),
+    so rows bound by the weight and cache reads barely move."""
+    rows = [r for r in runs if r["source"] == "trtllm-1.0" and "launch" in r and r["weights"] == "fp8"
+            and r["isl"] == 128 and r["osl"] > 128]  # fmt: skip
+    out = []
+    for scale in IMBALANCE_SCALES:
+        with trtllm_imbalance(scale):
+            cells = [f"{r['label']} {r['gpu']} {r['isl']}/{r['osl']} x{_row_tokens_s(r) / r['published_tok_s']:.2f}"
+                     for r in rows]  # fmt: skip
+        out.append(f"imbalance x{scale}: " + "; ".join(cells))
     return out
 
 
@@ -555,6 +602,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also score the v1.0 rows with trtllm-bench's own batch and token caps")  # fmt: skip
     ap.add_argument("--residual", action="store_true",
                     help="also print each v1.0 FP8 row's step residual (what kvplan's step lacks, in ms)")  # fmt: skip
+    ap.add_argument("--imbalance", action="store_true",
+                    help="also score the decode-heavy attention-DP rows at 1, 2, 3, 6 x the EP imbalance")  # fmt: skip
     ap.add_argument("--host-floor", action="store_true",
                     help="for the v1.0 rows over 20%%, the host time per request that explains each miss")  # fmt: skip
     args = ap.parse_args(argv)
@@ -599,6 +648,8 @@ def main(argv: list[str] | None = None) -> int:
         print(heuristic_summary(data["runs"]))
     if args.residual:
         print("\n".join(residual_lines(data["runs"])))
+    if args.imbalance:
+        print("\n".join(imbalance_lines(data["runs"])))
     if args.host_floor:
         print()
         for line in host_floor_lines(host_floor_rows(rows), markdown=args.markdown):

@@ -194,6 +194,7 @@ class _Ctx:
     head_16bit: bool = False  # the LM head stays 16-bit (NVFP4 checkpoints exclude it from quantization)
     wave_sms: int = 0  # fp8 GEMMs: SMs their output tiles run in waves over (:func:`wave_efficiency`); 0: not modelled
     gather_unpadded: bool = False  # the DP all-gather moves each rank's own tokens (Overlap.moe_allgather_unpadded)
+    gather_bytes: float = 2.0  # bytes per element the DP all-gather moves (dispatch_bytes, or NVFP4's 9/16)
 
     @property
     def moe_ranks(self) -> int:
@@ -797,8 +798,18 @@ def _make_ctx(
         moe_layer_s=_fp4_moe_layer_s(gpu, cal, weights_dtype),
         head_16bit=weights_dtype == "nvfp4",
         wave_sms=_wave_sms(gpu, weights_dtype),
-        gather_unpadded=spec.family in (rules or Overlap()).moe_allgather_unpadded and weights_dtype != "nvfp4",
+        gather_unpadded=(rules or Overlap()).moe_allgather_unpadded,
+        gather_bytes=_gather_bytes(gpu, rules or Overlap(), weights_dtype, dispatch=1.0 if fp8 else 2.0),
     )
+
+
+def _gather_bytes(gpu: GPU, rules: Overlap, weights_dtype: str, *, dispatch: float) -> float:
+    """Bytes per element of the DP all-gather: NVFP4 activations and their block scales (9/16 byte, the NVFP4
+    format of kvplan.units) where the engine quantizes before gathering (``Overlap.moe_allgather_fp4``) and the GPU
+    runs NVFP4 on FP4 tensor cores; else the dispatch's bytes (fp8 weights: fp8; else 16-bit)."""
+    if rules.moe_allgather_fp4 and weights_dtype == "nvfp4" and gpu.fp4_dense_tflops is not None:
+        return float(weight_dtype("nvfp4").bytes_per_element)
+    return dispatch
 
 
 _CTXS: dict[tuple, tuple[ModelSpec, GPU, Calibration, Overlap | None, _Ctx]] = {}
@@ -943,10 +954,10 @@ def _dp_collectives_s(c: _Ctx, tokens: float, moe_tokens: float, layers: range, 
     reduce = (len(layers) + dense_layers + (1 if first else 0)) * per_rank
     if c.rules.moe_allgather:
         # Every rank's tokens gathered to every rank (each padded to the busiest rank's count, or each rank's own
-        # count for an unpadded family: all the MoE layer's tokens) and the outputs reduce-scattered back, experts
-        # split whole or sliced alike (Overlap.moe_allgather, moe_allgather_unpadded).
+        # count where the engine gathers unpadded: all the MoE layer's tokens) and the outputs reduce-scattered back,
+        # experts split whole or sliced alike (Overlap.moe_allgather, moe_allgather_unpadded).
         gathered = (moe_tokens if c.gather_unpadded else c.moe_ranks * tokens) / c.tp
-        exchange = _gather_s(c, gathered, bytes_per_element=c.dispatch_bytes) + _gather_s(
+        exchange = _gather_s(c, gathered, bytes_per_element=c.gather_bytes) + _gather_s(
             c, gathered, bytes_per_element=2.0
         )
         return reduce + (moe_layers * per_rank if c.tp > 1 else 0.0), moe_layers * exchange

@@ -336,17 +336,19 @@ class Overlap:
     ``moe_allgather``: with data-parallel attention the MoE layer all-gathers every rank's tokens (each rank
     then runs its own experts over all of them) and reduce-scatters the outputs back, instead of an all-to-all
     that sends each token only to its top-k experts' ranks (DeepEP's dispatch and combine). Every rank's share
-    is padded to the busiest rank's token count, except for the model families in ``moe_allgather_unpadded``
-    (``ModelSpec.family``; weights other than NVFP4), whose MoE block gathers each rank's own count.
+    is padded to the busiest rank's token count, or, with ``moe_allgather_unpadded``, is the rank's own count.
     ``moe_allgather_nccl``: that all-gather and reduce-scatter are NCCL collectives, priced by NCCL's measured
     protocols (:func:`kvplan.latency.nccl_collective_s`) instead of the engine's fitted all-reduce constants.
+    ``moe_allgather_fp4``: with NVFP4 weights on FP4 tensor cores the all-gather moves the activations already
+    quantized to NVFP4 (9/16 byte per value with their block scales) instead of 16-bit ones.
     """
 
     shared_experts_tokens: int = 0
     shared_experts_graph_only: bool = False
     moe_allgather: bool = False
-    moe_allgather_unpadded: tuple[str, ...] = ()
+    moe_allgather_unpadded: bool = False
     moe_allgather_nccl: bool = False
+    moe_allgather_fp4: bool = False
     # Two-micro-batch overlap (Settings.two_batch_overlap; vLLM --enable-dbo, SGLang --enable-two-batch-overlap):
     # a step with DP attention + EP whose tokens on the rank exceed the threshold (decode-only steps, steps with a
     # prompt chunk) runs as two halves, one half's token exchange beside the other's compute. Both engines need

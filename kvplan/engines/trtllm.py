@@ -562,16 +562,24 @@ CALIBRATION = Calibration(
 # * attention DP + MoE: fused_moe select_alltoall_method_type returns NotEnabled on GPUs without MNNVL unless
 #   TRTLLM_CAN_USE_DEEP_EP=1 (tensorrt_llm/_torch/modules/fused_moe/fused_moe_wide_ep.py, the same selection in the
 #   CUTLASS backend): the layer all-gathers every rank's (quantized) tokens, `use_allgather = use_dp and
-#   parallel_size > 1`, and reduce-scatters the outputs; Llama4MoE pads each rank to the largest rank's tokens
-#   (use_dp_padding). Qwen3-MoE with FP8 (or 16-bit) weights does not (moe_allgather_unpadded): Qwen3MoE.forward
-#   (tensorrt_llm/_torch/models/modeling_qwen3_moe.py) keeps use_dp_padding False on the CUTLASS path, in the
-#   0.2x-era file ("Use padding when not using the cutlass path or when x_sf in self.experts is not None": it
-#   pads only for another MoE backend or NVFP4 scales) and in later ones (use_dp_padding = False throughout), so
-#   the fused MoE passes each rank's own count (all_rank_num_tokens) to the all-gather, which then moves one
-#   broadcast per rank of that rank's rows (cpp/tensorrt_llm/thop/allgatherOp.cpp AllgatherOp::run_list with
-#   sizes: ncclBroadcast of sizes[root] rows from each root; the reduce-scatter gets the same sizes, its op was
-#   not read). A step where one rank holds a prompt chunk then gathers the chunk + the others' decodes, not
-#   every rank padded to the chunk. NVFP4 keeps the padding (the 0.2x file pads there; v1.0's was not read).
+#   parallel_size > 1`, and reduce-scatters the outputs. Each rank's share is its own token count, for every model
+#   family and weight dtype (moe_allgather_unpadded): NVIDIA/TensorRT-LLM#6064 "Remove padding in attention DP"
+#   (2025-07-15, merged) removed the padding to the busiest rank that #4065 (2025-05) had added to Llama4MoE;
+#   #6790 / #7965 ("Add DP padding back on SM120", the latter an nvbug fix of 2025-09-24) restore it on SM120 only,
+#   because "Without DP padding, NCCL reduce_scatter + all_gather would fallback to reduce + broadcast", so the
+#   v1.0 runs on H100, H200 and B200 gather unpadded (inferred: #6064's merge against the v1.0 branch was not read;
+#   #7965 fixes an nvbug on SM120, a GPU the v1.0 page benchmarks; kvplan's catalog has no SM120 GPU, so the
+#   exception is not modelled). Read in the files: Qwen3MoE.forward
+#   (tensorrt_llm/_torch/models/modeling_qwen3_moe.py) keeps use_dp_padding False on the CUTLASS path with FP8
+#   weights in the 0.2x-era file and in later ones; a later tensorrt_llm/_torch/models/modeling_llama.py
+#   (the version carrying the TRTLLM-7809 TODO) passes use_dp_padding=False from Llama4MoE.compute_routed_output;
+#   modeling_deepseekv3.py pads only when get_sm_version() == 120 (#17166's context, 2026). The fused MoE then passes
+#   each rank's own count (all_rank_num_tokens) to the all-gather, which moves one broadcast per rank of that
+#   rank's rows (cpp/tensorrt_llm/thop/allgatherOp.cpp AllgatherOp::run_list with sizes: ncclBroadcast of
+#   sizes[root] rows from each root), and the reduce-scatter one ncclReduce per root (reducescatterOp.cpp, below).
+#   A step where one rank holds a prompt chunk gathers the chunk + the others' decodes, not every rank padded to
+#   the chunk. (Before these sources were read kvplan padded every family but Qwen3-MoE, and NVFP4 Qwen3-MoE,
+#   from the 0.2x file's "Use padding when not using the cutlass path or when x_sf in self.experts is not None".)
 #   GB200's MNNVL all-to-all is not modelled (kvplan keeps the all-gather there too);
 # * that all-gather and reduce-scatter are NCCL collectives (moe_allgather_nccl), not the custom all-reduce kernels
 #   the fitted allreduce_* constants describe: cpp/tensorrt_llm/thop/reducescatterOp.cpp ReducescatterOp::run
@@ -579,13 +587,23 @@ CALIBRATION = Calibration(
 #   inside ncclGroupStart/End with per-rank sizes; cpp/tensorrt_llm/thop/allgatherOp.cpp AllgatherOp::run_list:
 #   ncclAllGather, or one ncclBroadcast per root with sizes. kvplan prices both forms as NCCL's measured
 #   all_gather / reduce_scatter of the same bytes (kvplan.latency.nccl_collective_s, fitted by
-#   benchmarks/fit_nccl.py to aiconfigurator 0.12.0's NCCL tables for H100/H200/B200 SXM).
+#   benchmarks/fit_nccl.py to aiconfigurator 0.12.0's NCCL tables for H100/H200/B200 SXM);
+# * with NVFP4 weights the all-gather moves NVFP4 activations (moe_allgather_fp4): CutlassFusedMoE.forward_chunk
+#   (tensorrt_llm/_torch/modules/fused_moe/fused_moe_cutlass.py, a version with the W4A8 MXFP4 methods, 2025-08 on)
+#   sets run_post_quant_allgather = use_dp and parallel_size > 1, and for has_nvfp4 then fp4_quantize()s x into
+#   x (two E2M1 values a byte) and x_sf (one scale per scaling_vector_size = 16 values) before
+#   allgather([x, x_sf, token_selected_experts, token_final_scales], sizes=all_rank_num_tokens unless
+#   use_dp_padding): 9/16 byte per value, where kvplan had gathered 16-bit values. FP8 per-tensor weights gather
+#   static_quantize_e4m3_per_tensor()'d fp8 (1 byte, the dispatch_bytes kvplan already used); the outputs are
+#   reduce-scattered in the output dtype (16-bit). The routing ids and weights (int32 and fp32 x top-k per token,
+#   1.6 % of a Qwen3 FP8 row) are not counted.
 OVERLAP = Overlap(
     shared_experts_tokens=1 << 30,
     shared_experts_graph_only=True,
     moe_allgather=True,
-    moe_allgather_unpadded=("qwen3_moe",),
+    moe_allgather_unpadded=True,
     moe_allgather_nccl=True,
+    moe_allgather_fp4=True,
 )
 
 # The host loop (kvplan.host). tensorrt_llm/_torch/pyexecutor/py_executor.py PyExecutor._executor_loop_overlap (the
