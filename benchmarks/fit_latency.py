@@ -68,6 +68,8 @@ CLASSES = {
 NAMES = ("engine", "version", "source")
 # Fitted by benchmarks/fit_fp4.py to aiconfigurator's NVFP4 steps (fp4_cases; no case of this grid runs FP4): held here.
 NAMES += ("fp4_eff_scale", "fp4_mem_eff_scale", "fp4_moe_eff_scale", "fp4_k_s", "fp4_moe_layer_s")
+# Fitted by benchmarks/fit_fmha.py to aiconfigurator's context-attention tables (FP8 against 16-bit rows): held here.
+NAMES += ("fmha_fp8_softmax",)
 # Fitted by benchmarks/mla_compare.py --fit to aiconfigurator's B200 MLA decode module table: held here.
 NAMES += ("blackwell_mla_layer_s",)
 MAX_EFF = 0.95

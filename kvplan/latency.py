@@ -65,7 +65,14 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import NamedTuple
 
-from kvplan.engines import ENGINES, Calibration, Overlap, engine_overlap, latency_calibration
+from kvplan.engines import (
+    ENGINES,
+    Calibration,
+    Overlap,
+    engine_fp8_context_attention,
+    engine_overlap,
+    latency_calibration,
+)
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import cache_plan
@@ -195,6 +202,7 @@ class _Ctx:
     wave_sms: int = 0  # fp8 GEMMs: SMs their output tiles run in waves over (:func:`wave_efficiency`); 0: not modelled
     gather_unpadded: bool = False  # the DP all-gather moves each rank's own tokens (Overlap.moe_allgather_unpadded)
     gather_bytes: float = 2.0  # bytes per element the DP all-gather moves (dispatch_bytes, or NVFP4's 9/16)
+    fmha_gain: float = 1.0  # prefill attention's compute runs this much faster (FP8 attention: fp8_attention_gain)
 
     @property
     def moe_ranks(self) -> int:
@@ -678,10 +686,13 @@ def _attention_s(
     mla = _mla_layers(spec, layers)
     if phase == "prefill":
         any_mla = mla if stage is None else _mla_layers(spec, range(spec.num_layers))
-        scale = context / (context + c.cal.attn_prefill_half_len)
-        eff = (c.cal.mla_prefill_eff if any_mla else c.cal.attn_prefill_eff) * scale
+        # FLOPs at the kernel's asymptotic efficiency, plus the same times half_len / L: the per-query-row work (Q
+        # loads, output writes, tile prologues) that makes short prompts slower. Only the first moves to FP8 tensor
+        # cores where the engine runs them (fmha_gain; MLA's context kernels keep mla_prefill_eff's figure).
+        gain = 1.0 if any_mla else c.fmha_gain
+        compute = attention_flops / (c.peak16 * (c.cal.mla_prefill_eff if any_mla else c.cal.attn_prefill_eff))
         fixed = mixers * (c.cal.attn_layer_s + c.kernel_s) + mla * c.cal.mla_layer_s
-        return attention_flops / (c.peak16 * eff) + fixed
+        return compute / gain + compute * c.cal.attn_prefill_half_len / context + fixed
     plan = _plan(spec, kv_dtype, c.tp, c.pp)
     total = 0.0
     for count, layer in plan.stages[stage.index if stage is not None else 0].groups:  # (layers, cache) per kind
@@ -694,18 +705,66 @@ def _attention_s(
         else:
             t = held / (c.bw * c.cal.attn_decode_mem_eff)
         total += count * (t + c.cal.attn_layer_s + batch * c.cal.attn_seq_s)
-    return total + mla * _mla_decode_layer_s(c)
+    return total + mla * _mla_decode_layer_s(c, kv_dtype)
 
 
-def _mla_decode_layer_s(c: _Ctx) -> float:
+def _mla_decode_layer_s(c: _Ctx, kv_dtype: str) -> float:
     """The MLA block's fixed seconds per layer at decode: ``blackwell_mla_layer_s`` on a Blackwell GPU where the engine
-    has one (it runs another MLA decode kernel there: vLLM's backend order, ``vllm/platforms/cuda.py``
-    ``_get_backend_priorities``, puts ``FLASHINFER_MLA`` first on compute capability 10 and ``FLASH_ATTN_MLA`` /
-    ``FLASHMLA`` first below it; aiconfigurator 0.12.0's vLLM 0.24.0 MLA module tables name those kernels on B200 and
-    H200), else ``mla_layer_s``."""
-    if c.gpu.architecture == "blackwell" and c.cal.blackwell_mla_layer_s is not None:
-        return c.cal.blackwell_mla_layer_s
-    return c.cal.mla_layer_s
+    has one and runs that kernel for this model and KV dtype (``blackwell_mla_nope_dims``, ``blackwell_mla_kv_dtypes``:
+    vLLM's backend order, ``vllm/platforms/cuda.py`` ``_get_backend_priorities``, puts ``FLASHINFER_MLA`` first on
+    compute capability 10 where it takes the model, ``FLASH_ATTN_MLA`` / ``FLASHMLA`` first below it; aiconfigurator
+    0.12.0's vLLM 0.24.0 MLA module tables name those kernels on B200 and H200; the rule per vLLM release is
+    :func:`kvplan.engines.vllm.mla_choice`), else ``mla_layer_s``. A --block-size that moves vLLM to another backend
+    is not seen here (the step model takes no block size)."""
+    cal = c.cal
+    if c.gpu.architecture != "blackwell" or cal.blackwell_mla_layer_s is None:
+        return cal.mla_layer_s
+    if cal.blackwell_mla_kv_dtypes is not None and kv_dtype not in cal.blackwell_mla_kv_dtypes:
+        return cal.mla_layer_s
+    nope = {k.qk_nope_head_dim for k in c.spec.layers.kinds.values() if k.type == "mla"}
+    if cal.blackwell_mla_nope_dims is not None and not nope <= set(cal.blackwell_mla_nope_dims):
+        return cal.mla_layer_s
+    return cal.blackwell_mla_layer_s
+
+
+# 16-bit tensor-core FLOPs per exponential of the special-function unit (MUFU), per SM and clock: what sets how much of
+# an attention kernel's time moves to FP8 tensor cores (fp8_attention_gain). Hopper: the catalog's 989 dense BF16
+# TFLOPS of H100 SXM = 132 SMs x 4096 FLOP/clock x 1.83 GHz, against 16 exponentials per SM per clock (the MUFU rate
+# the FlashAttention-4 paper works from: Zadouri, Hoehnerbach, Shah, Liu, Thakkar, Dao, 2026, as summarised in
+# engineermaxxing.com/veanors/papers/flash-attention-4.html and swarmsignal.net/flashattention-4-asymmetric-scaling).
+# Blackwell: "From the Hopper H100 to the Blackwell B200 ... BF16 tensor core throughput increases from 1 to 2.25
+# PFLOPs, while both the SFU count and shared memory bandwidth remains unchanged" (together.ai/blog/flashattention-4):
+# 2250 TFLOPS over B200's 148 SMs is 2x H100's per SM at the same clock, so twice the FLOPs per exponential.
+TENSOR_FLOPS_PER_EXP = {"hopper": 256.0, "blackwell": 512.0}
+
+
+def fp8_attention_gain(gpu: GPU, cal: Calibration, *, head_dim: int) -> float:
+    """How much faster prefill attention computes where the engine runs it on FP8 tensor cores
+    (:meth:`kvplan.engines.base.Engine.fp8_context_attention`).
+
+    Per attention score a 16-bit kernel spends ``4 d`` FLOPs in its two GEMMs (``Q K^T`` and ``P V``, ``d`` the head
+    size) and softmax work worth ``s = cal.fmha_fp8_softmax`` exponentials that does not move to FP8. On FP8 tensor
+    cores the GEMM part runs at the FP8 peak (``g`` = catalog fp8 / bf16 peak, 2), the softmax part as before:
+    ``gain = (4 d + s R) / (4 d / g + s R)`` with ``R`` = :data:`TENSOR_FLOPS_PER_EXP` of the GPU's architecture. So the
+    gain is larger at head size 128 than at 64 and smaller on Blackwell (twice the tensor rate per exponential) than on
+    Hopper, as the measured tables show (benchmarks/fit_fmha.py). 1.0 where the GPU has no FP8 tensor cores, no
+    ``R`` is known for its architecture, or the engine's constants have no fit (``fmha_fp8_softmax`` None).
+    """
+    flops_per_exp = TENSOR_FLOPS_PER_EXP.get(gpu.architecture)
+    if cal.fmha_fp8_softmax is None or flops_per_exp is None or not gpu.fp8_dense_tflops:
+        return 1.0
+    g = gpu.fp8_dense_tflops / gpu.bf16_dense_tflops
+    softmax = cal.fmha_fp8_softmax * flops_per_exp
+    return (4 * head_dim + softmax) / (4 * head_dim / g + softmax)
+
+
+def _fmha_gain(
+    engine: str | None, spec: ModelSpec, gpu: GPU, cal: Calibration, *, weights_dtype: str, kv_dtype: str
+) -> float:
+    """The prefill attention speed-up of ``engine`` for these dtypes: :func:`fp8_attention_gain` where it runs FP8."""
+    if not engine_fp8_context_attention(engine, weights_dtype=weights_dtype, kv_dtype=kv_dtype):
+        return 1.0
+    return fp8_attention_gain(gpu, cal, head_dim=spec.head_dim)
 
 
 def _fp8_scale(spec: ModelSpec, cal: Calibration) -> float:
@@ -762,6 +821,7 @@ def _make_ctx(
     rules: Overlap | None = None,
     two_batch: bool = False,
     deepep: bool = False,
+    fmha_gain: float = 1.0,
 ) -> _Ctx:
     w = weight_dtype(weights_dtype)
     fp8 = gpu.fp8_dense_tflops is not None and weights_dtype.startswith("fp8")
@@ -800,6 +860,7 @@ def _make_ctx(
         wave_sms=_wave_sms(gpu, weights_dtype),
         gather_unpadded=(rules or Overlap()).moe_allgather_unpadded,
         gather_bytes=_gather_bytes(gpu, rules or Overlap(), weights_dtype, dispatch=1.0 if fp8 else 2.0),
+        fmha_gain=fmha_gain,
     )
 
 
@@ -833,17 +894,20 @@ def _shared_ctx(spec: ModelSpec, gpu: GPU, *, cal: Calibration, rules: Overlap |
 _ENGINE_CTXS: dict[tuple, tuple[ModelSpec, GPU, _Ctx]] = {}
 
 
-def _engine_ctx(spec: ModelSpec, gpu: GPU, engine: str | None, **options) -> _Ctx:  # noqa: ANN003
-    """:func:`_shared_ctx` with ``engine``'s constants and rules (:func:`calibration`, :func:`engine_overlap`), kept
-    per engine name: a step then neither looks the engine up twice nor rebuilds the context where the constants
-    come new on each call (an engine lent vLLM's gets a relabelled copy). Keyed also by the two functions as this
-    module holds them, so a caller that replaces them (a test pinning the constants) gets its own contexts."""
-    key = (id(spec), id(gpu), engine, calibration, engine_overlap, *options.items())
+def _engine_ctx(spec: ModelSpec, gpu: GPU, engine: str | None, *, kv_dtype: str, **options) -> _Ctx:  # noqa: ANN003
+    """:func:`_shared_ctx` with ``engine``'s constants and rules (:func:`calibration`, :func:`engine_overlap`, its
+    prefill attention's FP8 gain for ``kv_dtype``, :func:`_fmha_gain`), kept per engine name: a step then neither
+    looks the engine up twice nor rebuilds the context where the constants come new on each call (an engine lent
+    vLLM's gets a relabelled copy). Keyed also by the two functions as this module holds them, so a caller that
+    replaces them (a test pinning the constants) gets its own contexts."""
+    key = (id(spec), id(gpu), engine, kv_dtype, calibration, engine_overlap, *options.items())
     hit = _ENGINE_CTXS.get(key)
     if hit is None or hit[0] is not spec or hit[1] is not gpu:
         if len(_ENGINE_CTXS) > 1024:  # the same cap as _CTXS, whose contexts these are
             _ENGINE_CTXS.clear()
-        c = _shared_ctx(spec, gpu, cal=calibration(engine), rules=engine_overlap(engine), **options)
+        cal = calibration(engine)
+        gain = _fmha_gain(engine, spec, gpu, cal, weights_dtype=options["weights_dtype"], kv_dtype=kv_dtype)
+        c = _shared_ctx(spec, gpu, cal=cal, rules=engine_overlap(engine), fmha_gain=gain, **options)
         hit = _ENGINE_CTXS[key] = (spec, gpu, c)
     return hit[2]
 
@@ -1081,9 +1145,10 @@ def step_latency(
     With ``pp = 1`` and ``dp = 1`` the figures are exactly those of the single-stage model.
     """
     cal = constants or calibration(engine)
+    gain = _fmha_gain(engine, spec, gpu, cal, weights_dtype=weights_dtype, kv_dtype=kv_dtype_name)
     c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=phase == "prefill",
                     ep=expert_parallel, dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine),
-                    deepep=deepep, two_batch=two_batch)  # fmt: skip
+                    deepep=deepep, two_batch=two_batch, fmha_gain=gain)  # fmt: skip
     per_seq = context if phase == "prefill" else 1
     rank_seqs = ceil_div(batch, dp)
     if pp == 1 and rank_seqs >= 2 and _splits_in_two(c, rank_seqs * per_seq, prefill=phase == "prefill"):
@@ -1128,9 +1193,11 @@ def stage_latencies(
     gpus_per_node: int | None = None,
 ) -> StageTimes:
     """The per-stage figures :func:`step_latency` combines (the pipeline arithmetic is checkable by hand)."""
-    c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=calibration(engine), eager=phase == "prefill",
-                    ep=expert_parallel, dp=dp, pp=pp, gpus_per_node=gpus_per_node,
-                    rules=engine_overlap(engine))  # fmt: skip
+    cal = calibration(engine)
+    gain = _fmha_gain(engine, spec, gpu, cal, weights_dtype=weights_dtype, kv_dtype=kv_dtype_name)
+    c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=phase == "prefill",
+                    ep=expert_parallel, dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine),
+                    fmha_gain=gain)  # fmt: skip
     return _stage_times(c, context, phase=phase, batch=batch, kv_dtype_name=kv_dtype_name)
 
 
@@ -1208,7 +1275,8 @@ def mixed_step_latency(
     """
     chunk = int(round(prefill_tokens))
     c = _engine_ctx(spec, gpu, engine, tp=tp, weights_dtype=weights_dtype, eager=chunk > 0, ep=expert_parallel,
-                    dp=dp, pp=pp, gpus_per_node=gpus_per_node, two_batch=two_batch, deepep=deepep)  # fmt: skip
+                    dp=dp, pp=pp, gpus_per_node=gpus_per_node, two_batch=two_batch, deepep=deepep,
+                    kv_dtype=kv_dtype_name)  # fmt: skip
     if pp == 1 and dp == 1:
         pad = max(0.0, padded_rank_seqs - decode_seqs) if padded_rank_seqs is not None and not chunk else 0.0
         return _micro_step(c, None, decode_seqs, decode_seqs + pad, decode_context, chunk, prefill_prefix,
@@ -1283,9 +1351,9 @@ def pp_chunk_cycles(
     chunk = int(round(prefill_tokens))
     if pp < 2 or chunk < 1:
         raise ValueError("pp_chunk_cycles needs pp > 1 and a prompt chunk")
-    c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=calibration(engine), eager=True,
-                    ep=expert_parallel, dp=1, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine),
-                    two_batch=two_batch, deepep=deepep)  # fmt: skip
+    c = _engine_ctx(spec, gpu, engine, tp=tp, weights_dtype=weights_dtype, eager=True, ep=expert_parallel, dp=1,
+                    pp=pp, gpus_per_node=gpus_per_node, two_batch=two_batch, deepep=deepep,
+                    kv_dtype=kv_dtype_name)  # fmt: skip (mixed_step_latency's context, argument for argument)
     micro = min(float(pp), max(1.0, decode_seqs))
     seqs = decode_seqs / micro
     stages = _stages(spec, pp)

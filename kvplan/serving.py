@@ -409,12 +409,19 @@ def _dp_mean_step(s: Setup, *, n: float, p: float, chunk: float, prefix: int, co
 
     The rule is kvplan's for every engine's DP ranks (vLLM and SGLang also run one scheduler per rank,
     :func:`_limits`); only TensorRT-LLM's request spreading was read for it, and an offline run's ranks, alike,
-    may admit their chunks in the same steps more often than independence says (not modelled)."""
+    may admit their chunks in the same steps more often than independence says (not modelled). Where the engine
+    aligns them (:meth:`Engine.aligns_dp_prefill`: TensorRT-LLM's ``attention_dp_config.enable_balance``), every
+    rank carries a chunk in a share ``f`` of the steps, all in the same ones: ``(1 - f) step(n, 0) +
+    f step(n, chunk on every rank)``."""
     per_rank = p / s.dp
     if per_rank >= chunk:
         return _step(s, n=n, p=per_rank, context=context, ep=ep, p_all=p)
-    busy_share = -math.expm1(s.dp * math.log1p(-per_rank / chunk))  # 1 - (1 - f)^dp, exact for tiny f
-    busy = _step(s, n=n, p=chunk, context=context, prefix=prefix, ep=ep, p_all=p / busy_share)
+    if s.engine.aligns_dp_prefill(s.settings):  # every rank carries a chunk in the same steps (Engine rule)
+        busy_share = per_rank / chunk
+        busy = _step(s, n=n, p=chunk, context=context, prefix=prefix, ep=ep, p_all=chunk * s.dp)
+    else:
+        busy_share = -math.expm1(s.dp * math.log1p(-per_rank / chunk))  # 1 - (1 - f)^dp, exact for tiny f
+        busy = _step(s, n=n, p=chunk, context=context, prefix=prefix, ep=ep, p_all=p / busy_share)
     return (1 - busy_share) * _step(s, n=n, p=0, context=context, ep=ep) + busy_share * busy
 
 

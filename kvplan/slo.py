@@ -356,6 +356,8 @@ def plan_for_targets(
     in its order and with its Pareto marks, but a configuration that cannot be among them is not searched to the
     end (:func:`_cutoff`), and fewer rows may come back; the front beyond them is then not known."""
     targets.check()
+    if gpus_per_node is not None and gpus_per_node < 1:  # as kvplan.planner.plan refuses it
+        raise InvalidInput(f"invalid GPUs per node {gpus_per_node!r}; expected a whole number of at least 1")
     refuse_weights_nowhere_run(engine, gpus, weights_dtypes)
     refuse_kv_nowhere_run(engine, gpus, kv_dtypes, latency=True)
     if settings is not None:  # flags of another engine: one clear refusal, not an empty plan

@@ -361,11 +361,13 @@ def test_sglang_hybrid_swa_pool_split():
         _lay("gpt-oss-20b", "sglang", settings=Settings(swa_full_tokens_ratio=1.5))
 
 
-def test_vllm_mla_on_blackwell_uses_128_token_blocks():
+def test_vllm_mla_on_blackwell_uses_32_token_blocks():
+    # Was 128 (CUTLASS_MLA's forcing, vLLM Aug 2025-Feb 2026). vLLM 0.19 / 0.21 run FLASHINFER_MLA on B200 and take
+    # its preferred block size, 32 (kvplan.engines.vllm.mla_choice; per release: tests/test_vllm_mla_backends.py).
     spec = load_bundled("deepseek-v3")
     b200 = setup(spec, resolve_gpu("b200"), tp=8, weights_dtype="fp8").stages[0].layout
     h200 = setup(spec, resolve_gpu("h200"), tp=8, weights_dtype="fp8").stages[0].layout
-    assert (b200.block_tokens, h200.block_tokens) == (128, 16)
+    assert (b200.block_tokens, h200.block_tokens) == (32, 16)
     dense = setup(load_bundled("llama-3.1-8b"), resolve_gpu("b200")).stages[0].layout
     assert dense.block_tokens == 16
 

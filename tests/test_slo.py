@@ -56,6 +56,15 @@ def test_invalid_targets():
         Targets(0, Lengths.of(1), Lengths.of(1)).check()
 
 
+def test_rate_plan_refuses_gpus_per_node_below_one(cli):
+    # Found by tests/test_fuzz.py: `plan --rate 1 --gpus-per-node -1` reached rate_splits with no TP degree left
+    # (IndexError, exit 1); kvplan.planner.plan already refused it without --rate.
+    for value in ("-1", "0"):
+        for extra in ([], ["--disaggregated"]):
+            out = cli("plan", "llama-3.1-8b", "--rate", "1", "--gpus-per-node", value, *extra)
+            assert out.exit_code == 2 and f"invalid GPUs per node {value}" in out.output, out.output
+
+
 def test_cli_plan_with_targets(cli):
     args = ["plan", "llama-3.1-8b", "--rate", "10", "--input", "2k:4k", "--output", "256", "--ttft", "1s",
             "--tpot", "40ms", "--gpus", "h200", "--format", "json"]  # fmt: skip

@@ -143,6 +143,13 @@ def engine_overlap(engine: Engine | str | None = None) -> Overlap:
     return profile.overlap
 
 
+def engine_fp8_context_attention(engine: Engine | str | None = None, *, weights_dtype: str, kv_dtype: str) -> bool:
+    """Whether ``engine`` (an Engine, a name, or None for vLLM) runs prefill attention on FP8 tensor cores for these
+    dtypes (:meth:`Engine.fp8_context_attention`)."""
+    profile = engine if isinstance(engine, Engine) else get_engine(engine or _FALLBACK)
+    return profile.fp8_context_attention(weights_dtype=weights_dtype, kv_dtype=kv_dtype)
+
+
 def known_kv_dtype(name: str, *, engine: Engine | None = None) -> str:
     """``name`` as a dtype some engine stores (kvplan's dtypes, vLLM's per-token-head modes);
     unknown names fail with the list of dtypes. ``engine``, the one the caller runs, is asked first: where it
@@ -179,6 +186,7 @@ __all__ = [
     "Overrides",
     "Settings",
     "check_fraction",
+    "engine_fp8_context_attention",
     "engine_overlap",
     "get_engine",
     "known_kv_dtype",

@@ -75,6 +75,10 @@ class Settings:
     # batch_sizes captured): each decode-only step runs the graph of the next captured size up (Engine.graph_rows).
     # None: padding not modelled (TensorRT-LLM's default is enable_padding false).
     cuda_graph_batch_sizes: tuple[int, ...] | None = None
+    # TensorRT-LLM attention_dp_config enable_balance: true (default false): the attention-DP ranks schedule their
+    # context requests in the same iterations (Engine.aligns_dp_prefill; kvplan.serving prices every rank's prompt
+    # chunk in the same steps). Library and benchmark only, like cuda_graph_batch_sizes.
+    attention_dp_balance: bool = False
     # Measured host (CPU) seconds per request in a serving step (not an engine flag): switches on kvplan.host's
     # host term in kvplan.serving, which is otherwise not modelled (docs/cost.md, "Host work per step").
     host_request_s: float | None = None
@@ -314,11 +318,21 @@ class Calibration:
     # NVFP4 grouped experts' fixed seconds per layer (fused TensorRT-LLM-Gen MoE kernels; kvplan.latency
     # _fp4_moe_layer_s), fitted by benchmarks/fit_fp4.py; None: moe_layer_s.
     fp4_moe_layer_s: float | None = None
+    # FP8 prefill attention (Engine.fp8_context_attention): the softmax work per attention score that does not speed up
+    # when the two attention GEMMs (Q K^T, P V) move to FP8 tensor cores, in exponentials (the special-function unit's
+    # rate; kvplan.latency.fp8_attention_gain). Fitted by benchmarks/fit_fmha.py to aiconfigurator's context-attention
+    # tables (FP8 rows against 16-bit ones); None: no FP8 gain modelled (no fit, or the measured rows show none).
+    fmha_fp8_softmax: float | None = None
     # The MLA attention block's fixed seconds per layer at decode on Blackwell, where the engine runs another MLA
     # decode kernel there than on Hopper (vLLM: FLASHINFER_MLA against FLASH_ATTN_MLA / FLASHMLA; kvplan.latency
     # _mla_layer_s). Fitted by benchmarks/mla_compare.py --fit to aiconfigurator's B200 MLA module table; None:
     # mla_layer_s, the engine runs one kernel family on both (or no such fit).
     blackwell_mla_layer_s: float | None = None
+    # Where the engine runs that Blackwell kernel by default: the models' qk_nope_head_dim values and the KV dtypes
+    # (kvplan names) it takes; None: every model and dtype. Elsewhere the engine falls back to another backend, and
+    # mla_layer_s applies (vLLM: FLASHINFER_MLA's supports_combination and supported_kv_cache_dtypes).
+    blackwell_mla_nope_dims: tuple[int, ...] | None = None
+    blackwell_mla_kv_dtypes: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -602,6 +616,17 @@ class Engine:
     def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int | None, int | None]:
         """``(max_num_batched_tokens, max_num_seqs)`` the engine runs with, where it has them."""
         return None, None
+
+    def aligns_dp_prefill(self, settings: Settings) -> bool:
+        """Whether the attention-DP ranks admit their prompt chunks in the same steps (kvplan.serving); False: each
+        rank's scheduler admits its own, independently of the others (every engine's default that was read)."""
+        return False
+
+    def fp8_context_attention(self, *, weights_dtype: str, kv_dtype: str) -> bool:
+        """Whether the engine's prefill (context) attention runs its two GEMMs on FP8 tensor cores for a checkpoint
+        with ``weights_dtype`` weights and a ``kv_dtype`` KV cache (MLA's context kernels aside); False where it does
+        not or that is not read (kvplan.latency prices it at the 16-bit peak then)."""
+        return False
 
     def graph_rows(self, settings: Settings, rank_seqs: float) -> float | None:
         """The rows a decode-only step runs on every rank when the engine pads the batch up to a captured CUDA graph,

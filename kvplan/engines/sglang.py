@@ -270,6 +270,16 @@ class Sglang(Engine):
             raise InvalidInput("SGLang's fp4_e2m1 pool holds the MLA latent (MLATokenToKVPoolFP4); use --mla latent")
         return with_token_bytes(plan, lambda c: _fp4_token_bytes(spec, c, tp=tp))
 
+    def fp8_context_attention(self, *, weights_dtype: str, kv_dtype: str) -> bool:
+        """An FP8 KV cache runs FP8 extend (prefill) attention on the FlashAttention-3 backend:
+        python/sglang/srt/layers/attention/flashattention_backend.py (``forward_extend``, read in copies found by
+        search; sgl-project/sglang's stored copy is @756596d1) casts ``q`` to the cache dtype when
+        ``kv_cache_dtype_str != "auto"``, the head size is at most 256 and the kernel is FA3 (not FA4), and passes the
+        K/V descales. What it buys is the calibration's: SGLang has no latency fit of its own and prices with vLLM's
+        constants, whose ``fmha_fp8_softmax`` is None, so no gain is applied (aiconfigurator's SGLang 0.5.14 FA3 tables
+        time these rows 1.2x faster on H100/H200; benchmarks/fit_fmha.py prints the fit it would take)."""
+        return kv_dtype.startswith("fp8")
+
     def check_kv_latency(self, kv_dtype_name: str) -> None:
         """fp4_e2m1 reads are not priced: SGLang's FP4 MHA pool dequantizes a layer's whole K and V buffers (every
         slot of the pool, not the batch's tokens) to 16 bits each time attention asks for them

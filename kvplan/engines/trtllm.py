@@ -383,6 +383,34 @@ class Trtllm(Engine):
         """
         return settings.max_num_batched_tokens, settings.max_num_seqs
 
+    def aligns_dp_prefill(self, settings: Settings) -> bool:
+        """``attention_dp_config.enable_balance`` (tensorrt_llm/llmapi/llm_args.py ``AttentionDpConfig``: default
+        False, ``timeout_iters`` 50, ``batching_wait_iters`` 10) makes the executor hold context requests back until
+        every attention-DP rank has one (tensorrt_llm/_torch/pyexecutor/py_executor.py ``_schedule``, as read for
+        kvplan.serving's ``_dp_mean_step``), so the ranks prefill in the same steps; off, each rank schedules its own.
+        The wait itself (up to ``batching_wait_iters`` steps while a rank has none) is not priced: in a steady state
+        every rank has requests waiting."""
+        return settings.attention_dp_balance
+
+    def fp8_context_attention(self, *, weights_dtype: str, kv_dtype: str) -> bool:
+        """FP8 context FMHA wherever the checkpoint quantizes the attention output projection (FP8 or NVFP4 weights).
+
+        cpp/tensorrt_llm/thop/attentionOp.cpp (NVIDIA/TensorRT-LLM @38134b13, ``attention``):
+        ``mFP8ContextFMHA = is_fp8_out || is_fp4_out || (hasFp8KvCache() && use_paged_context_fmha)``. The PyTorch
+        backend asks for an FP8 (or FP4) output when ``o_proj`` is quantized: tensorrt_llm/_torch/modules/attention.py
+        (@c6d3bb2a, ``Attention.forward``; the same test in the 0.2x/1.0-era ``Llama4Attention._forward_nope``) passes
+        ``out_scale = o_proj.inv_input_scale`` when ``o_proj.has_fp8_qdq or has_nvfp4 or has_fp8_block_scales`` (later
+        also ``has_fp8_rowwise``), and the backend's op config sets ``is_fp8_out`` from the float8_e4m3fn output it
+        then allocates. The third term needs no separate rule: ``use_paged_context_fmha`` (chunked prefill, block
+        reuse or draft tokens, attention_backend/trtllm.py @9144c0e6) with an FP8 KV cache raises "paged context FMHA
+        cannot be used without FP8 attention" unless the checkpoint is FP8 or NVFP4, so 16-bit weights run 16-bit
+        context attention. TensorRT engines built by trtllm-bench (the v0.17 flow) set
+        ``plugin_config.use_fp8_context_fmha = True if quant_algo == QuantAlgo.FP8`` (tensorrt_llm/bench/build/
+        build.py, read in a copy found by search; NVIDIA's stored copy is @7eb710fa). MLA's context kernel has its own
+        rule (``mFP8ContextMLA``: FP8 KV on SM90/100), not modelled here: the trtllm calibration's ``mla_prefill_eff``
+        was fitted on DeepSeek cases that all run an FP8 KV cache, so it already carries it."""
+        return weights_dtype.startswith("fp8") or weights_dtype == "nvfp4"
+
     def graph_rows(self, settings: Settings, rank_seqs: float) -> float | None:
         """With ``cuda_graph_config.enable_padding`` a decode-only step is padded with dummy generation requests up to
         the next captured batch size (tensorrt_llm/_torch/pyexecutor/model_engine.py, 1.0-era
@@ -543,14 +571,19 @@ CALIBRATION = Calibration(
     allreduce_base_s=3.406e-06,
     allreduce_rank_s=8.691e-07,
     allreduce_bw_eff=0.3815,
+    # FP8 context attention (Trtllm.fp8_context_attention): benchmarks/fit_fmha.py on aiconfigurator 0.12.0's
+    # TensorRT-LLM 1.3.0rc20 context-attention tables (FP8-FMHA rows against 16-bit ones, H100/H200/B200), every
+    # constant above held.
+    fmha_fp8_softmax=1.413,
     # NVFP4 (dense GEMMs, their weight streaming, grouped experts, the K loop, the MoE layers' fixed cost):
-    # benchmarks/fit_fp4.py on aiconfigurator 0.12.0's
-    # B200 NVFP4 steps (fp4_cases of aiconfigurator_grid.json), every constant above held.
-    fp4_eff_scale=0.6572,
-    fp4_mem_eff_scale=0.5839,
-    fp4_moe_eff_scale=0.257,
-    fp4_k_s=1.438e-09,
-    fp4_moe_layer_s=5.765e-06,
+    # benchmarks/fit_fp4.py on aiconfigurator 0.12.0's B200 NVFP4 steps (fp4_cases of aiconfigurator_grid.json), every
+    # constant above held; refitted once NVFP4 checkpoints ran FP8 context attention (was 0.6572, 0.5839, 0.257,
+    # 1.438e-09, 5.765e-06).
+    fp4_eff_scale=0.6425,
+    fp4_mem_eff_scale=0.5769,
+    fp4_moe_eff_scale=0.2539,
+    fp4_k_s=1.437e-09,
+    fp4_moe_layer_s=5.592e-06,
 )
 
 

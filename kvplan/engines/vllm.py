@@ -149,20 +149,117 @@ def decode_blocks(g: VllmGroup, length: int, *, mamba_pages: int = 1) -> int:
     return ceil_div(length, b)
 
 
-# Blackwell GPUs on which vLLM picks CUTLASS_MLA for MLA models (vllm/platforms/cuda.py; default on
-# SM100 since PR #22738, Aug 2025), which forces 128-token blocks.
-BLACKWELL = frozenset({"b200", "gb200"})
+# ---- MLA: the attention backend vLLM runs and the block size it takes ----------------------------
+# kvplan's catalog has no compute capability: its architecture stands for the major one (hopper 9.0; blackwell: B200
+# and GB200, both 10.0, the only Blackwell GPUs in kvplan/data/gpus.yaml; an SM120 part described by the user as
+# blackwell would be taken for 10.0). Other architectures (Ampere, Ada) have no MLA backend of their own here.
+COMPUTE_MAJOR = {"hopper": 9, "blackwell": 10}
+DEFAULT_BLOCK = 16  # vllm/config/cache.py CacheConfig.DEFAULT_BLOCK_SIZE; cuda.py check_and_update_config sets 16
 
 
-def default_block_size(plan: CachePlan, gpu_name: str | None = None) -> int:
-    """vLLM's block size: 16 by default (vllm/config/cache.py), 128 for MLA on Blackwell.
+@dataclass(frozen=True)
+class MlaBackend:
+    """One of vLLM's dense MLA decode backends, as its class declares it (vllm/v1/attention/backends/mla/*.py):
+    compute-capability majors, KV dtypes (kvplan names; None: not read, taken as any), kernel block sizes (a block
+    fits when it is a multiple of one, AttentionBackend.supports_block_size) and qk_nope_head_dim values."""
 
-    MLA on Hopper logged 16 tokens per block (engine_logs.json vllm-11, vllm-21: tokens = 16 x
-    blocks); FlashMLA forces 64 when selected: pass --block-size for other backends.
+    name: str
+    majors: tuple[int, ...] | None  # None: any GPU
+    kv_dtypes: frozenset[str] | None
+    kernel_blocks: tuple[int, ...]
+    nope_dims: tuple[int, ...] | None = None
+
+    def accepts(self, *, major: int | None, kv_dtype: str, nope: int | None, block: int | None) -> bool:
+        return (
+            (self.majors is None or major in self.majors)
+            and (self.kv_dtypes is None or kv_dtype in self.kv_dtypes)
+            and (self.nope_dims is None or nope in self.nope_dims)
+            and (block is None or any(block % b == 0 for b in self.kernel_blocks))
+        )
+
+    def preferred_block(self) -> int:
+        """vllm/v1/attention/backend.py AttentionBackend.get_preferred_block_size(DEFAULT_BLOCK_SIZE): 16 where the
+        backend takes it, else the smallest kernel block size it supports."""
+        return DEFAULT_BLOCK if any(DEFAULT_BLOCK % b == 0 for b in self.kernel_blocks) else min(self.kernel_blocks)
+
+
+# vllm/v1/attention/backends/mla/flashinfer_mla.py FlashInferMLABackend @002d68ef: supported_kv_cache_dtypes auto,
+# float16, bfloat16, fp8, fp8_e4m3; get_supported_kernel_block_sizes [32, 64]; supports_compute_capability major 10;
+# supports_combination: qk_nope_head_dim in [64, 128, 192] (the trtllm-gen MLA decode kernel).
+FLASHINFER_MLA_KV = frozenset({"bf16", "fp16", "fp8", "fp8_e4m3"})
+FLASHINFER_MLA_NOPE = (64, 128, 192)
+FLASHINFER_MLA = MlaBackend("FLASHINFER_MLA", (10,), FLASHINFER_MLA_KV, (32, 64), FLASHINFER_MLA_NOPE)
+# cutlass_mla.py not read: kernel block 128 from cuda.py check_and_update_config @002db495 ("Forcing kv cache block
+# size to 128 for CUTLASS_MLA backend"); its KV dtypes taken as FLASHINFER_MLA's.
+CUTLASS_MLA = MlaBackend("CUTLASS_MLA", (10,), FLASHINFER_MLA_KV, (128,))
+# flashattn_mla.py FlashAttnMLABackend @00b9b7ad: auto/float16/bfloat16 only ("FlashAttnMLA V1 with FP8 KV cache not
+# yet supported"), MultipleOf(16), major 9.
+FLASH_ATTN_MLA = MlaBackend("FLASH_ATTN_MLA", (9,), frozenset({"bf16", "fp16"}), (16,))
+# flashmla.py FlashMLABackend @01b1d34: auto/fp8/fp8_e4m3, kernel block [64], majors 9 and 10.
+FLASHMLA = MlaBackend("FLASHMLA", (9, 10), frozenset({"bf16", "fp16", "fp8", "fp8_e4m3"}), (64,))
+# triton_mla.py TritonMLABackend: any compute capability, MultipleOf(16) in newer copies (MultipleOf(1) before the
+# kernel block sizes); its KV dtypes changed between copies (auto/bfloat16, later fp8 too): the last resort here.
+TRITON_MLA = MlaBackend("TRITON_MLA", None, None, (16,))
+# vllm/platforms/cuda.py _get_backend_priorities @002db495 (use_mla; the sparse backends left out).
+MLA_PRIORITIES = {
+    10: (FLASHINFER_MLA, CUTLASS_MLA, FLASH_ATTN_MLA, FLASHMLA, TRITON_MLA),
+    9: (FLASH_ATTN_MLA, FLASHMLA, FLASHINFER_MLA, TRITON_MLA),
+}
+
+
+@dataclass(frozen=True)
+class MlaChoice:
+    backend: str  # the dense MLA decode backend vLLM runs
+    block_tokens: int
+
+
+def mla_choice(spec: ModelSpec, plan: CachePlan, *, gpu: GPU, block: int | None, selection: str) -> MlaChoice | None:
+    """The MLA backend vLLM runs on ``gpu`` and the block size it takes (None for a model without MLA layers).
+
+    ``selection`` is the rule set's (Vllm.mla_selection):
+
+    * ``"flashmla_forced"`` (vLLM 0.8): vllm/platforms/cuda.py CudaPlatformBase.check_and_update_config, 2025 copies
+      (removed by vllm-project/vllm#24794, Sep 2025): with MLA and VLLM_ATTENTION_BACKEND unset "we default to
+      FlashMLA backend, so we need to force the blocksize": block_size != 64 -> 64 when is_flashmla_supported()
+      (vllm/attention/ops/flashmla.py: "FlashMLA is only supported on Hopper devices", capability major 9). A
+      --block-size is overridden there. Elsewhere (Blackwell too: CUTLASS MLA became the SM100 default in
+      vllm-project/vllm#22738, Aug 2025) get_attn_backend_cls falls to "Using Triton MLA backend on V1 engine" and
+      the block size stays 16 or --block-size.
+    * ``"backend_preferred"`` (vLLM 0.19, 0.21): since vllm-project/vllm#35122 (Feb 2026) the backend is chosen
+      first (the first of MLA_PRIORITIES that accepts the GPU, KV dtype, qk_nope_head_dim and a --block-size if one
+      is given) and Platform.update_block_size_for_backend (vllm/platforms/interface.py) sets the block size to the
+      backend's get_preferred_block_size(16) unless --block-size was given: FLASHINFER_MLA on B200 / GB200 takes
+      32-token blocks, FLASH_ATTN_MLA on Hopper 16 (bf16 KV; fp8 KV goes to FLASHMLA, 64). The older forcing
+      (FLASHINFER_MLA 64, CUTLASS_MLA 128, FlashMLA on Hopper 64; cuda.py @002db495) no longer runs: vLLM 0.19.0
+      logged 16-token blocks for DeepSeek-V2-Lite on an H100 (engine_logs.json vllm-21: 1,505,552 tokens = 16 x
+      94,097 blocks).
+      Sparse (DSA indexer) models: 64, the only kernel block size of the indexer's backend (DeepseekV32IndexerBackend
+      [64]; the auto-picked size from the first backend fails against it, vllm-project/vllm#48286, #49845) and the
+      size older releases forced for FlashMLASparse.
     """
-    if gpu_name in BLACKWELL and any(c.type == "mla" for c in plan.layers):
-        return 128
-    return 16
+    kinds = [spec.kind(c.kind) for c in plan.layers if c.type == "mla"]
+    if not kinds:
+        return None
+    major = COMPUTE_MAJOR.get(gpu.architecture or "")
+    if selection == "flashmla_forced":
+        if major == 9:
+            return MlaChoice("FLASHMLA", 64)
+        return MlaChoice("TRITON_MLA", block or DEFAULT_BLOCK)
+    if any(k.index_head_dim for k in kinds):
+        return MlaChoice("sparse MLA", block or 64)
+    nope = kinds[0].qk_nope_head_dim
+    kv = plan.kv_dtype
+    for backend in MLA_PRIORITIES.get(major, (TRITON_MLA,)):
+        if backend.accepts(major=major, kv_dtype=kv, nope=nope, block=block):
+            return MlaChoice(backend.name, block or backend.preferred_block())
+    return MlaChoice(TRITON_MLA.name, block or DEFAULT_BLOCK)
+
+
+def block_size(spec: ModelSpec, plan: CachePlan, given: int | None, *, gpu: GPU, selection: str) -> int:
+    """The block size vLLM runs with: ``given`` (--block-size) or 16 (vllm/config/cache.py), and for MLA models what
+    :func:`mla_choice` says (the backend's preferred size; vLLM 0.8 forces 64 on Hopper over --block-size)."""
+    choice = mla_choice(spec, plan, gpu=gpu, block=given, selection=selection)
+    return choice.block_tokens if choice is not None else given or DEFAULT_BLOCK
 
 
 def kv_cache_groups(
@@ -401,6 +498,7 @@ class Vllm(Engine):
     estimate_cuda_graphs: bool = False  # vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS default
     mamba_align: bool = False  # prefix caching keeps Mamba state in 'align' mode (2 pages per request)
     a100_exception: bool = True  # get_batch_defaults gives A100 the small batches (PR #17885, from v0.9.0)
+    mla_selection: str = "backend_preferred"  # how the MLA backend and its block size are picked (mla_choice)
 
     def check_block_size(self, tokens: int) -> None:
         super().check_block_size(tokens)
@@ -436,6 +534,16 @@ class Vllm(Engine):
         refuse_cross_attention(spec, self.name)
         refuse_unread_states(self.name, spec, parallel_read=True)
 
+    def fp8_context_attention(self, *, weights_dtype: str, kv_dtype: str) -> bool:
+        """An FP8 KV cache runs FP8 attention, prefill included: vllm/v1/attention/backends/flash_attn.py
+        (vllm-project/vllm @0084b783, ``FlashAttentionImpl.forward``) views the cache as FP8, quantizes the query
+        (``ops.scaled_fp8_quant(query, layer._q_scale)``) and calls FlashAttention-3's one varlen kernel for every
+        token of the step with q/k/v descales; the weights do not matter. What it buys is the calibration's
+        (``fmha_fp8_softmax``, None for vLLM: aiconfigurator's vLLM 0.24.0 tables time the FP8-KV rows at 0.90x the
+        16-bit ones on H100/H200 at head size 128, FlashAttention-3 paged, and 1.08x on B200, FlashInfer's TensorRT-LLM
+        prefill kernel: benchmarks/fit_fmha.py)."""
+        return kv_dtype.startswith("fp8")
+
     def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int, int]:
         mnbt, seqs = batch_defaults(total, gpu, a100_exception=self.a100_exception)
         return settings.max_num_batched_tokens or mnbt, settings.max_num_seqs or seqs
@@ -447,7 +555,7 @@ class Vllm(Engine):
     def layout(
         self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
     ) -> VllmLayout:
-        block = settings.block_size or default_block_size(plan, gpu.name)
+        block = block_size(spec, plan, settings.block_size, gpu=gpu, selection=self.mla_selection)
         groups, unit = kv_cache_groups(spec, plan, block=block, stage_index=stage_index)
         mnbt, _ = self.batch_limits(settings, total, gpu)
         # vllm/v1/core/block_pool.py: block 0 is the null block, never handed to a request.
@@ -852,6 +960,10 @@ CALIBRATION = Calibration(
     # 0.549 -> 0.114. mla_layer_s above stays the Hopper figure (fitted on steps whose MLA modules are the legacy
     # collection, which that note puts 34 % above the serving engine's at one anchor).
     blackwell_mla_layer_s=1.323e-05,
+    # ... and only where vLLM runs FLASHINFER_MLA by default (mla_choice): other models or KV dtypes fall back to
+    # CUTLASS_MLA / FLASHMLA / TRITON_MLA, which that fit does not describe.
+    blackwell_mla_nope_dims=FLASHINFER_MLA_NOPE,
+    blackwell_mla_kv_dtypes=FLASHINFER_MLA_KV,
 )
 
 
@@ -969,7 +1081,12 @@ V0_19 = Vllm(
 # 0.8 had neither the shared-experts stream nor dual-batch overlap; its default all2all ("naive", broadcasts from
 # every rank, vllm/distributed/device_communicators/all2all.py) moves what an all-gather moves.
 _NEWER_FLAGS = ("two_batch_overlap", "deepep")  # --enable-dbo and the DeepEP all2all backends came after 0.8
+# 0.8 picked MLA backends by the older rule (mla_choice "flashmla_forced"): FlashMLA with 64-token blocks on Hopper,
+# Triton MLA elsewhere, Blackwell included, so vLLM 0.24.0's FLASHINFER_MLA constant (blackwell_mla_layer_s) does not
+# describe its Blackwell decode: mla_layer_s there (fitted on Hopper's kernels; no Triton MLA timing was fitted).
 V0_8 = replace(V0_19, release="0.8", version="0.8 (V1 engine, before the A100 batch defaults)", a100_exception=False,
+               mla_selection="flashmla_forced",
+               calibration=replace(CALIBRATION, blackwell_mla_layer_s=None),
                overlap=Overlap(moe_allgather=True),
                host_loop=HOST_LOOP_0_8,
                disagg_kv_entries=None,  # the V1 MooncakeConnector read above was not read at 0.8: no entry cost
