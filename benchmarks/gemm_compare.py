@@ -25,6 +25,10 @@ The fp8_block rows of aiconfigurator's vLLM 0.24.0 B200 table are the DeepGEMM a
 flags (0.18-0.26 ms per small GEMM where its SGLang and TensorRT-LLM tables time the same kernel at about 0.01 ms),
 and its GB200 table the same (0.29-0.50 ms): they are printed like the others and marked.
 
+``--streaming``: per table, the least-squares line ``us = fixed + weight bytes / (bandwidth x share)`` over the
+decode shapes (M <= 16) of the sample (:func:`streaming_fit`): what a GEMM pays apart from its weights, and the share
+of the bandwidth its weights stream at, fp8 beside bfloat16.
+
 ``--sm-scan`` (needs aiconfigurator, reads its full tables): which SM count the TensorRT-LLM fp8 / block-fp8 / nvfp4
 GEMM tables' partial last waves follow (:func:`sm_scan`); the measurement behind GB200's ``sm_count`` in the catalog.
 """
@@ -304,12 +308,57 @@ def render(rows: list[dict], *, markdown: bool) -> str:
     return "\n".join(out)
 
 
+# --streaming: the weight bytes per element of the dtypes fitted, and the decode rows (M up to 16, where the weights
+# are nearly all a GEMM moves: at M = 16 the activations are 16 x (N + K) x 2 B against N x K weights)
+STREAM_BYTES = {"bfloat16": 2.0, "fp8": 1.0}
+STREAM_MAX_M = 16
+
+
+def streaming_fit(tables: list[dict]) -> list[dict]:
+    """Per bfloat16 / fp8 table: the least-squares line ``us = fixed_us + weight bytes / (bandwidth x share)`` over
+    the sample's decode points (M <= :data:`STREAM_MAX_M`, 440 per table), the GPU's catalog bandwidth. ``share`` is
+    the streaming efficiency of the GEMM's weights, ``fixed_us`` what each GEMM pays apart from them (launch, and for
+    aiconfigurator's dynamic fp8 the activations' scale and quantize kernels, docs/cost.md)."""
+    from kvplan.hardware import resolve_gpu
+
+    out = []
+    for t in tables:
+        if t["dtype"] not in STREAM_BYTES:
+            continue
+        bw = resolve_gpu(t["gpu"]).bandwidth_gbps * 1e9
+        xs, ys = [], []
+        for (m, n, k), us in zip(_points(), t["us"], strict=True):
+            if us is not None and m <= STREAM_MAX_M:
+                xs.append(n * k * STREAM_BYTES[t["dtype"]] / bw * 1e6)
+                ys.append(us)
+        mx, my = statistics.fmean(xs), statistics.fmean(ys)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+        out.append({"gpu": t["gpu"], "engine": t["engine"], "dtype": t["dtype"], "points": len(xs),
+                    "fixed_us": my - slope * mx, "share": 1 / slope})  # fmt: skip
+    return out
+
+
+def render_streaming(fits: list[dict]) -> str:
+    """One line per GPU and engine: each dtype's fixed cost and streaming share, and fp8's share over bfloat16's."""
+    by = {(f["gpu"], f["engine"], f["dtype"]): f for f in fits}
+    out = []
+    for gpu, engine in dict.fromkeys((f["gpu"], f["engine"]) for f in fits):
+        bf, f8 = by.get((gpu, engine, "bfloat16")), by.get((gpu, engine, "fp8"))
+        if bf is None or f8 is None:
+            continue
+        out.append(f"{gpu:8} {engine:6} bfloat16 fixed {bf['fixed_us']:4.1f} us, share {bf['share']:.3f}; "
+                   f"fp8 fixed {f8['fixed_us']:4.1f} us, share {f8['share']:.3f}; "
+                   f"fp8 share / bfloat16 share {f8['share'] / bf['share']:.3f}")  # fmt: skip
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--collect", action="store_true", help="write the sample of aiconfigurator's GEMM tables")
     p.add_argument("--markdown", action="store_true", help="tables for docs/cost.md")
     p.add_argument("--waves", action="store_true", help="the tile-wave check instead of the comparison")
     p.add_argument("--sm-scan", action="store_true", help="which SM count aiconfigurator's tables follow (needs it)")
+    p.add_argument("--streaming", action="store_true", help="fixed cost and weight-streaming share per table")
     args = p.parse_args(argv)
     if args.collect:
         return collect(DATA)
@@ -318,6 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         print(render_scan(scan) if scan is not None else "aiconfigurator is not installed here; skipped")
         return 0
     tables = load()
+    if args.streaming:
+        print(render_streaming(streaming_fit(tables)))
+        return 0
     if args.waves:
         print(render_waves(wave_check(tables), markdown=args.markdown))
         return 0

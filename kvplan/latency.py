@@ -1351,9 +1351,10 @@ def pp_chunk_cycles(
     chunk = int(round(prefill_tokens))
     if pp < 2 or chunk < 1:
         raise ValueError("pp_chunk_cycles needs pp > 1 and a prompt chunk")
+    # mixed_step_latency's context, argument for argument
     c = _engine_ctx(spec, gpu, engine, tp=tp, weights_dtype=weights_dtype, eager=True, ep=expert_parallel, dp=1,
                     pp=pp, gpus_per_node=gpus_per_node, two_batch=two_batch, deepep=deepep,
-                    kv_dtype=kv_dtype_name)  # fmt: skip (mixed_step_latency's context, argument for argument)
+                    kv_dtype=kv_dtype_name)  # fmt: skip
     micro = min(float(pp), max(1.0, decode_seqs))
     seqs = decode_seqs / micro
     stages = _stages(spec, pp)
