@@ -19,6 +19,14 @@ Prints, for the machine as it is (CPU count and load average first and last, sin
 (d) library rates: calibrated steps per second, `serving.serve` calls per second (each call without the figures
     the previous one kept).
 Target: well under a second for `cost` and `plan`. Prints figures, asserts nothing.
+
+    python benchmarks/latency_speed.py --figures FILE
+
+writes instead, and times nothing: every figure of a fixed set of library calls (steps over models x engines x
+TP/PP/DP/EP splits x batch shapes, serving at three rates, plans against targets, cost rows; ``repr`` of each, to
+the last bit) and the output and exit code of CLI commands (the ones timed here, their JSON and CSV forms, and
+engine errors). Run it in two checkouts and compare the files byte for byte: the speed work's identity check (every
+figure must stay the same).
 """
 
 from __future__ import annotations
@@ -154,11 +162,120 @@ def library_rates() -> dict[str, float]:
     return {"steps_per_s": steps, "serves_per_s": n / (time.process_time() - t0)}
 
 
+# Library calls whose every figure --figures writes: models with dense, MoE, MLA and sliding layers; three GPUs.
+FIGURE_MODELS = ["llama-3.1-8b", "llama-3.1-70b", "deepseek-v3", "qwen3-30b-a3b", "mixtral-8x7b", "gpt-oss-120b",
+                 "gemma-3-27b"]  # fmt: skip
+FIGURE_GPUS = ["h100-sxm", "h200", "b200"]
+# (tp, pp, dp, expert parallel) and (decode context, decodes, prompt chunk, prefix) of the steps written
+FIGURE_SPLITS = [(1, 1, 1, False), (2, 1, 1, False), (4, 2, 1, False), (8, 1, 1, True), (2, 1, 4, True),
+                 (1, 4, 1, False)]  # fmt: skip
+FIGURE_STEPS = [(2048, 0, 2048, 0), (4096, 17.5, 512, 1024), (32768, 64, 0, 0), (1024, 3.3, 100, 0)]
+# CLI commands whose output --figures writes, beside the timed ones
+FIGURE_CLI = [
+    COST + ["-f", "json"],
+    ["cost", "qwen3-30b-a3b", "--gpu", "b200", "--tp", "2", "--context", "2k", "--engine", "sglang", "-f", "json"],
+    PLAN + ["-f", "json"],
+    PLAN + ["-f", "csv", "--top", "0"],
+    PLAN_MOE + ["-f", "json"],
+    README_PLANS[2][:-2] + ["-f", "json"],
+    ["plan", "llama-3.1-8b", "--rate", "20", "--ttft", "500ms", "--tpot", "30ms", "--gpus", "h100-sxm", "--engine",
+     "trtllm", "--percentile", "p90", "-f", "json"],
+    ["plan", "deepseek-v3", "--rate", "4", "--input", "2k", "--output", "1k", "--ttft", "5s", "--tpot", "100ms",
+     "--gpus", "h200", "--two-batch-overlap", "--deepep", "-f", "json"],
+    ["plan", "llama-3.1-8b", "--rate", "8", "--ttft", "1s", "--tpot", "50ms", "--gpus", "h100-sxm", "--engine",
+     "vllm@0.8", "--host-per-request", "30us", "-f", "json"],
+    ["plan", "llama-3.1-70b", "--users", "64", "--context", "32k"],
+    ["estimate", "gemma-3-27b", "--context", "4k,128k", "-f", "json"],
+    ["capacity", "llama-3.1-70b", "-c", "32k", "--gpu", "h100-sxm", "--tp", "4", "--engine", "trtllm", "-f", "json"],
+    ["capacity", "mistral-7b-v0.1", "-c", "32k", "--gpu", "h100-sxm", "--engine", "llamacpp", "-f", "json"],
+    ["capacity", "llama-3.1-8b", "-c", "32k", "--gpu", "h100-sxm", "--engine", "hf", "-f", "json"],
+    ["capacity", "llama-3.1-8b", "-c", "32k", "--gpu", "h100-sxm", "--engine", "vlm"],
+    ["capacity", "llama-3.1-8b", "-c", "32k", "--gpu", "h100-sxm", "--engine", "trt@nope"],
+    ["capacity", "llama-3.1-8b", "-c", "32k", "--gpu", "h100-sxm", "--kv-dtype", "fp5"],
+]  # fmt: skip
+
+
+def figure_lines() -> list[str]:
+    """``repr`` of every figure of the library calls --figures writes, one line per call."""
+    from kvplan.capacity import setup
+    from kvplan.catalog import load_bundled
+    from kvplan.cost import cost
+    from kvplan.errors import InvalidInput
+    from kvplan.hardware import resolve_gpu
+    from kvplan.latency import mixed_step_latency, step_latency
+    from kvplan.serving import Lengths, serve
+    from kvplan.slo import Targets, plan_for_targets
+
+    out = []
+    for model, gpu_name in ((m, g) for m in FIGURE_MODELS for g in FIGURE_GPUS):
+        spec, gpu = load_bundled(model), resolve_gpu(gpu_name)
+        kv = "bf16" if gpu_name == "h100-sxm" else "fp8"
+        for engine, (tp, pp, dp, ep) in ((e, sp) for e in ("vllm", "trtllm", "sglang") for sp in FIGURE_SPLITS):
+            split = dict(tp=tp, pp=pp, dp=dp, expert_parallel=ep, engine=engine)
+            for context, seqs, chunk, prefix in FIGURE_STEPS:
+                try:
+                    r = mixed_step_latency(spec, gpu, decode_seqs=seqs, decode_context=context, prefill_tokens=chunk,
+                                           prefill_prefix=prefix, kv_dtype_name=kv, weights_dtype="fp8",
+                                           prompt_chunks=2.0 if pp > 1 else 1.0, **split)  # fmt: skip
+                except InvalidInput as exc:
+                    r = exc
+                out.append(f"step {model} {gpu_name} {split} {context} {seqs} {chunk} {prefix}: {r!r}")
+            try:
+                r = step_latency(spec, gpu, 4096, phase="decode", batch=32, kv_dtype_name="bf16",
+                                 weights_dtype="bf16", attention_flops=0, **split)  # fmt: skip
+            except InvalidInput as exc:
+                r = exc
+            out.append(f"decode {model} {gpu_name} {split}: {r!r}")
+    served = [("llama-3.1-8b", "vllm", "h100-sxm"), ("llama-3.1-70b", "trtllm", "h200"),
+              ("deepseek-v3", "sglang", "h200"), ("qwen3-30b-a3b", "vllm@0.8", "b200")]  # fmt: skip
+    for model, engine, gpu_name in served:
+        for tp in (1, 8):
+            try:
+                s = setup(load_bundled(model), resolve_gpu(gpu_name), engine=engine, tp=tp)
+            except InvalidInput as exc:
+                out.append(f"serve {model} {engine} {gpu_name} tp{tp}: {exc!r}")
+                continue
+            for rate in (0.5, 5, 50):
+                r = serve(s, rate_rps=rate, input_len=Lengths.of(2048, 4096), output_len=Lengths.of(512))
+                out.append(f"serve {model} {engine} {gpu_name} tp{tp} {rate}: {r!r}")
+    dense = Targets(10, Lengths.of(2048, 4096), Lengths.of(512), 1.0, 0.05)
+    long_output = Targets(2, Lengths.of(1024), Lengths.of(8192), 30.0, 0.3)
+    p90 = Targets(20, Lengths.of(2048), Lengths.of(512), 0.5, 0.03, "p90")
+    plans = [("llama-3.1-70b", FIGURE_GPUS, dense, {}), ("deepseek-v3", ["h200"], long_output, {}),
+             ("llama-3.1-8b", ["h200"], p90, {"disaggregated": True}),
+             ("qwen3-30b-a3b", ["b200", "h100-sxm"], dense, {"engine": "trtllm"}),
+             ("mixtral-8x7b", ["h100-sxm"], p90, {"engine": "sglang"})]  # fmt: skip
+    for model, gpu_names, targets, options in plans:
+        gpus = [resolve_gpu(g) for g in gpu_names]
+        for row in plan_for_targets(load_bundled(model), gpus, targets, max_gpus=64, **options):
+            out.append(f"plan {model} {options}: {row.to_dict()!r}")
+    for model in FIGURE_MODELS:
+        for row in cost(load_bundled(model), resolve_gpu("h200"), [4096, 32768], tp=8):
+            out.append(f"cost {model}: {row.model_dump()!r}")
+    return out
+
+
+def write_figures(path: str) -> int:
+    """--figures: the library's figure lines, then each CLI command's exit code, stdout and stderr."""
+    lines = figure_lines()
+    for cmd in (COST, PLAN, PLAN_MOE, *README_PLANS, *FIGURE_CLI):
+        done = subprocess.run(_kvplan(cmd), capture_output=True, text=True, env=ENV)
+        lines += [f"$ kvplan {' '.join(cmd)} (exit {done.returncode})", done.stdout, done.stderr]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"{path}: {len(lines)} lines ({len(lines) - 3 * (len(FIGURE_CLI) + 3 + len(README_PLANS))} library figure "
+          f"lines, {len(FIGURE_CLI) + 3 + len(README_PLANS)} CLI commands)")  # fmt: skip
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--no-importtime", action="store_true", help="skip the -X importtime breakdown")
+    ap.add_argument("--figures", metavar="FILE", help="write the figures of a fixed set of calls to FILE; no timing")
     args = ap.parse_args(argv)
+    if args.figures:
+        return write_figures(args.figures)
     import compileall
 
     import kvplan

@@ -1,5 +1,3 @@
-import sys
+from kvplan.cli import run
 
-from kvplan.cli import main
-
-sys.exit(main())
+run()

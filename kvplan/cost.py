@@ -260,6 +260,22 @@ def expert_fraction_touched(spec: ModelSpec, tokens: int) -> float:
     return 1.0 - miss
 
 
+# Figures of one spec that every length and phase of a cost() call repeats (the weights a GPU holds, each MoE
+# layer's bytes per idle expert), kept per spec object and arguments and checked by identity, like
+# kvplan.latency._fact; kvplan.serving.forget_memos empties it.
+_KEPT: dict[tuple, tuple[ModelSpec, object]] = {}
+
+
+def _kept(spec: ModelSpec, key: tuple, make):  # noqa: ANN001, ANN202
+    full = (id(spec), *key)
+    hit = _KEPT.get(full)
+    if hit is None or hit[0] is not spec:
+        if len(_KEPT) > 256:  # a cost() call fills a few; a plan over the catalog a few hundred
+            _KEPT.clear()
+        hit = _KEPT[full] = (spec, make())
+    return hit[1]
+
+
 def untouched_expert_bytes(spec: ModelSpec, tokens: int, *, weights_dtype: str, tp: int = 1) -> int:
     """Bytes of resident experts that no token of the step is routed to, per GPU."""
     moe = spec.moe
@@ -267,12 +283,21 @@ def untouched_expert_bytes(spec: ModelSpec, tokens: int, *, weights_dtype: str, 
         return 0
     idle = 1.0 - expert_fraction_touched(spec, tokens)
     total = 0.0
+    per_layer = _kept(spec, ("per expert", weights_dtype, tp), lambda: _bytes_per_expert(spec, weights_dtype, tp))
+    for per_expert in per_layer:
+        total += per_expert * moe.num_experts * idle
+    return int(round(total))
+
+
+def _bytes_per_expert(spec: ModelSpec, weights_dtype: str, tp: int) -> list[float]:
+    """Each MoE layer's bytes of one routed expert on a GPU, in layer order."""
+    moe = spec.moe
+    out = []
     for i in sorted(spec.moe_layers):
         every = parts_bytes(mlp_parts(spec, i, tp), weights_dtype, spec.dtype)
         active = parts_bytes(mlp_parts(spec, i, tp, active_only=True), weights_dtype, spec.dtype)
-        per_expert = (every - active) / (moe.num_experts - moe.experts_per_token)
-        total += per_expert * moe.num_experts * idle
-    return int(round(total))
+        out.append((every - active) / (moe.num_experts - moe.experts_per_token))
+    return out
 
 
 def activation_elements_per_token(spec: ModelSpec, layer: int, tp: int = 1) -> int:
@@ -304,7 +329,10 @@ def step_bytes(
     w_name = weight_dtype(weights_dtype or shipped_dtype(spec)).name
     plan = cache_plan(spec, kv_dtype_name, tp=tp, mla="latent")
     tokens = batch * (context if phase == "prefill" else 1)
-    held = weight_bytes_per_gpu(spec, checkpoint or w_name, tp=tp)
+    if checkpoint is None:
+        held = _kept(spec, ("held", w_name, tp), lambda: weight_bytes_per_gpu(spec, w_name, tp=tp))
+    else:
+        held = weight_bytes_per_gpu(spec, checkpoint, tp=tp)
     weights = max(0, held - untouched_expert_bytes(spec, tokens, weights_dtype=w_name, tp=tp))
     held = sum(c.bytes_at(context) for c in plan.layers)  # one sequence, this rank, incl. state
     states = sum(c.state_bytes for c in plan.layers)

@@ -61,8 +61,7 @@ Rerun the fit to refresh them. The constants live with their engine: ``CALIBRATI
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from functools import cached_property
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from kvplan.engines import (
@@ -203,30 +202,14 @@ class _Ctx:
     gather_unpadded: bool = False  # the DP all-gather moves each rank's own tokens (Overlap.moe_allgather_unpadded)
     gather_bytes: float = 2.0  # bytes per element the DP all-gather moves (dispatch_bytes, or NVFP4's 9/16)
     fmha_gain: float = 1.0  # prefill attention's compute runs this much faster (FP8 attention: fp8_attention_gain)
+    # Terms every step of this context repeats, taken once on first use (:func:`lm_head_s`, :func:`allreduce_s`,
+    # :func:`_decode_attention_stages` by KV dtype); a copy (dataclasses.replace) starts empty
+    terms: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     @property
     def moe_ranks(self) -> int:
         """Ranks a MoE layer is split over: the TP group, or every DP attention rank's TP group."""
         return self.tp * self.dp
-
-    @cached_property
-    def gemm_mem_bw(self) -> float:
-        """Bytes/s of the GEMMs' memory roof (:func:`_gemm_s`): the same product each GEMM took, taken once."""
-        return self.bw * self.cal.gemm_mem_eff * self.mem_scale
-
-    @cached_property
-    def lm_head(self) -> tuple[_Ctx, int]:
-        """The context the LM head's GEMM runs in and its weights on this rank (:func:`lm_head_s`), taken once."""
-        spec = self.spec
-        c = self
-        if self.head_16bit:
-            c = replace(self, w_bytes=self.act_bytes, peak=self.peak16, mem_scale=1.0, fp4_k_s=0.0)
-        return c, spec.hidden_size * ceil_div(spec.vocab_size, c.tp)
-
-    @cached_property
-    def allreduce_terms(self) -> dict[int, tuple[float, float, float]]:
-        """Ranks -> (fixed seconds, ring factor 2 (R - 1) / R, bytes/s) of :func:`allreduce_s`, filled on use."""
-        return {}
 
 
 def _gemm_s(c: _Ctx, m: int, params: int, n_plus_k: int, *, k: int) -> float:
@@ -237,13 +220,12 @@ def _gemm_s(c: _Ctx, m: int, params: int, n_plus_k: int, *, k: int) -> float:
     """
     if params <= 0 or m <= 0:
         return 0.0
-    cal = c.cal
-    eff = cal.gemm_peak_eff * m / (m + cal.gemm_half_m)
+    eff = c.cal.gemm_peak_eff * m / (m + c.cal.gemm_half_m)
     if c.wave_sms:
         eff *= wave_efficiency(m, params // max(k, 1), c.wave_sms)
     compute = 2 * m * params / (c.peak * eff)
     moved = params * c.w_bytes + m * n_plus_k * c.act_bytes
-    t = max(compute, moved / c.gemm_mem_bw)
+    t = max(compute, moved / (c.bw * c.cal.gemm_mem_eff * c.mem_scale))
     if c.fp4_k_s > 0:
         k_loop, quantize = _fp4_gemm_terms(c, m, k)
         return max(t, k_loop) + quantize + c.kernel_s
@@ -419,9 +401,9 @@ def allreduce_s(c: _Ctx, tokens: float, ranks: int | None = None) -> float:
     ranks = c.tp if ranks is None else ranks
     if ranks == 1:
         return 0.0
-    terms = c.allreduce_terms.get(ranks)
+    terms = c.terms.get(ranks)
     if terms is None:
-        terms = c.allreduce_terms[ranks] = _allreduce_terms(c, ranks)
+        terms = c.terms[ranks] = _allreduce_terms(c, ranks)
     base, ring, per_s = terms
     return base + ring * (tokens * c.spec.hidden_size * c.act_bytes) / per_s
 
@@ -644,6 +626,7 @@ class _Stage:
     first: bool
     last: bool
     shape: int = 0  # stages of one model and pp with the same shape (kinds, dense MLP widths) cost the same
+    keys: tuple = ()  # its layers by (kind name, dense MLP, width) with their counts (:func:`_layer_keys`), in order
 
 
 def _stages(spec: ModelSpec, pp: int) -> list[_Stage]:
@@ -654,7 +637,8 @@ def _stages(spec: ModelSpec, pp: int) -> list[_Stage]:
         # the kinds in order and whether each layer's MLP is dense and how wide (mlp_widths, dense layers between MoE
         # ones: the kind names alone do not say; no bundled model and pp 2-8 has two stages that differ only there)
         keys = [(_stage_kinds(spec, st), *_layer_keys(spec, st.layers).items()) for st in stages]
-        return [replace(st, shape=shapes.setdefault(k, len(shapes))) for st, k in zip(stages, keys, strict=True)]
+        return [replace(st, shape=shapes.setdefault(k, len(shapes)), keys=tuple(_layer_keys(spec, st.layers).items()))
+                for st, k in zip(stages, keys, strict=True)]  # fmt: skip
 
     return _fact(spec, ("stages", pp), make)
 
@@ -894,20 +878,40 @@ def _shared_ctx(spec: ModelSpec, gpu: GPU, *, cal: Calibration, rules: Overlap |
 _ENGINE_CTXS: dict[tuple, tuple[ModelSpec, GPU, _Ctx]] = {}
 
 
-def _engine_ctx(spec: ModelSpec, gpu: GPU, engine: str | None, *, kv_dtype: str, **options) -> _Ctx:  # noqa: ANN003
+def _engine_ctx(
+    spec: ModelSpec,
+    gpu: GPU,
+    engine: str | None,
+    *,
+    kv_dtype: str,
+    tp: int,
+    weights_dtype: str,
+    eager: bool,
+    ep: bool,
+    dp: int,
+    pp: int,
+    gpus_per_node: int | None,
+    two_batch: bool,
+    deepep: bool,
+) -> _Ctx:
     """:func:`_shared_ctx` with ``engine``'s constants and rules (:func:`calibration`, :func:`engine_overlap`, its
     prefill attention's FP8 gain for ``kv_dtype``, :func:`_fmha_gain`), kept per engine name: a step then neither
     looks the engine up twice nor rebuilds the context where the constants come new on each call (an engine lent
     vLLM's gets a relabelled copy). Keyed also by the two functions as this module holds them, so a caller that
     replaces them (a test pinning the constants) gets its own contexts."""
-    key = (id(spec), id(gpu), engine, kv_dtype, calibration, engine_overlap, *options.items())
-    hit = _ENGINE_CTXS.get(key)
+    options = (tp, weights_dtype, eager, ep, dp, pp, gpus_per_node, two_batch, deepep)
+    key = (id(spec), id(gpu), engine, kv_dtype, calibration, engine_overlap, *options)
+    hit = _ENGINE_CTXS.get(key) if engine is None or isinstance(engine, str) else None  # an Engine: asked each time
     if hit is None or hit[0] is not spec or hit[1] is not gpu:
         if len(_ENGINE_CTXS) > 1024:  # the same cap as _CTXS, whose contexts these are
             _ENGINE_CTXS.clear()
         cal = calibration(engine)
-        gain = _fmha_gain(engine, spec, gpu, cal, weights_dtype=options["weights_dtype"], kv_dtype=kv_dtype)
-        c = _shared_ctx(spec, gpu, cal=cal, rules=engine_overlap(engine), fmha_gain=gain, **options)
+        gain = _fmha_gain(engine, spec, gpu, cal, weights_dtype=weights_dtype, kv_dtype=kv_dtype)
+        c = _shared_ctx(spec, gpu, cal=cal, rules=engine_overlap(engine), fmha_gain=gain, tp=tp,
+                        weights_dtype=weights_dtype, eager=eager, ep=ep, dp=dp, pp=pp, gpus_per_node=gpus_per_node,
+                        two_batch=two_batch, deepep=deepep)  # fmt: skip
+        if engine is not None and not isinstance(engine, str):
+            return c
         hit = _ENGINE_CTXS[key] = (spec, gpu, c)
     return hit[2]
 
@@ -934,9 +938,18 @@ def _fp4_moe_layer_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float | 
 def lm_head_s(c: _Ctx, rows: float) -> float:
     """The LM head over ``rows`` rows. NVFP4 checkpoints keep it 16-bit: ModelOpt's NVFP4 export lists ``lm_head``
     in ``exclude_modules`` (and :mod:`kvplan.quant` counts it 16-bit), so it runs as a 16-bit GEMM."""
-    head, params = c.lm_head
+    head = c.terms.get("lm_head")
+    if head is None:
+        head = c.terms["lm_head"] = _lm_head(c)
     h = c.spec.hidden_size
-    return _gemm_s(head, rows, params, h, k=h)
+    return _gemm_s(head[0], rows, head[1], h, k=h)
+
+
+def _lm_head(c: _Ctx) -> tuple[_Ctx, int]:
+    """The context the LM head's GEMM runs in (16-bit where ``head_16bit``) and its weights on this rank."""
+    if c.head_16bit:
+        c = replace(c, w_bytes=c.act_bytes, peak=c.peak16, mem_scale=1.0, fp4_k_s=0.0)
+    return c, c.spec.hidden_size * ceil_div(c.spec.vocab_size, c.tp)
 
 
 def _exchange_rules(rules: Overlap, *, two_batch: bool, deepep: bool) -> Overlap:
@@ -973,7 +986,7 @@ def _linear_s(
     moe_tokens = tokens if moe_tokens is None else moe_tokens
     layers = stage.layers if stage is not None else range(spec.num_layers)
     moe_parts: list[tuple[int, _MoeParts]] = []
-    for (name, dense, width), count in _layer_keys(spec, layers).items():
+    for (name, dense, width), count in stage.keys if stage is not None else _layer_keys(spec, layers).items():
         key = (id(c), "layer", name, dense, width, tokens, moe_tokens)  # kept: every stage has the layer (_PARTS)
         hit = _PARTS.get(key)
         if hit is None or hit[0] is not c:
@@ -1083,19 +1096,28 @@ def _sends(c: _Ctx, stages: list[_Stage], tokens: float) -> list[float]:
     return out
 
 
-def _pipeline(stage_times: list[OpTimes], sends: list[float], micro_batches: float, *, phase: str) -> OpTimes:
-    """Combine per-stage times of one micro-batch into what a request sees (see :func:`step_latency`)."""
+def _pipeline(
+    stage_times: list[OpTimes], sends: list[float], micro_batches: float, *, phase: str, busiest: float | None = None
+) -> OpTimes:
+    """Combine per-stage times of one micro-batch into what a request sees (see :func:`step_latency`); ``busiest``:
+    the caller's :func:`_busiest` of the same stages and sends, where it has it."""
     trip = stage_times[0]
     for t in stage_times[1:]:
         trip = trip + t
     sent = sum(sends)
-    busiest = max(t.total + s for t, s in zip(stage_times, sends, strict=True))
+    if busiest is None:
+        busiest = _busiest(stage_times, sends)
     if phase == "prefill":
         wait = (micro_batches - 1) * busiest
     else:
         wait = max(0.0, micro_batches * busiest - trip.total - sent)
     return OpTimes(trip.gemm, trip.moe, trip.attention, trip.elementwise, trip.allreduce, trip.alltoall,
                    trip.pipeline + sent + wait, trip.overlap)  # fmt: skip
+
+
+def _busiest(stage_times: list[OpTimes], sends: list[float]) -> float:
+    """The busiest stage of a micro-batch's pass, its send after it included."""
+    return max(t.total + s for t, s in zip(stage_times, sends, strict=True))
 
 
 def step_latency(
@@ -1311,13 +1333,10 @@ def mixed_step_latency(
     sends = _sends(c, stages, seqs + chunk)
     if pp == 1:
         return loaded[0]
-    trip = _pipeline(loaded, sends, 1, phase="decode")
-    if chunk:
-        plain_sends = _sends(c, stages, seqs)
-    else:  # no prompt chunk: every micro-batch is alike
-        plain, plain_sends = loaded, sends
-    busiest_loaded = max(t.total + s for t, s in zip(loaded, sends, strict=True))
-    busiest_plain = max(t.total + s for t, s in zip(plain, plain_sends, strict=True))
+    busiest_loaded = _busiest(loaded, sends)
+    trip = _pipeline(loaded, sends, 1, phase="decode", busiest=busiest_loaded)
+    # without a prompt chunk every micro-batch is alike
+    busiest_plain = _busiest(plain, _sends(c, stages, seqs)) if chunk else busiest_loaded
     loaded_share = min(chunks, micro)  # micro-batches carrying a chunk (1 unless prompt_chunks says more)
     cycle = loaded_share * busiest_loaded + (micro - loaded_share) * busiest_plain
     wait = max(0.0, cycle - trip.total)
@@ -1434,8 +1453,9 @@ def _even_cycle(
     memo: dict = {}
     times = [_stage_step(memo, c, st, seqs, seqs, decode_context, each, prefill_prefix, kv_dtype_name) for st in stages]
     sends = _sends(c, stages, seqs + each)
-    trip = _pipeline(times, sends, 1, phase="decode")
-    cycle = micro * max(t.total + s for t, s in zip(times, sends, strict=True))
+    busiest = _busiest(times, sends)
+    trip = _pipeline(times, sends, 1, phase="decode", busiest=busiest)
+    cycle = micro * busiest
     wait = max(0.0, cycle - trip.total)
     return OpTimes(trip.gemm, trip.moe, trip.attention, trip.elementwise, trip.allreduce, trip.alltoall,
                    trip.pipeline + wait)  # fmt: skip
@@ -1481,7 +1501,13 @@ def _micro_step(
     attention = 0.0
     if decode_seqs > 0:  # a mean below one sequence: the decode kernels run in that share of the steps
         batch = max(1.0, decode_seqs)
-        key = (id(c), "decode", decode_context, batch, kv_dtype_name, stage.index if stage else None)  # kept
+        same = None
+        if stage is not None:  # stages alike share it
+            alike = c.terms.get(kv_dtype_name)
+            if alike is None:
+                alike = c.terms[kv_dtype_name] = _decode_attention_stages(c, kv_dtype_name)
+            same = alike[stage.index]
+        key = (id(c), "decode", decode_context, batch, kv_dtype_name, same)  # kept
         hit = _PARTS.get(key)
         if hit is None or hit[0] is not c:
             hit = _keep(key, c, _attention_s(c, phase="decode", context=decode_context, batch=batch, attention_flops=0,
@@ -1494,6 +1520,15 @@ def _micro_step(
             hit = _keep(key, c, _chunk_attention_s(c, stage, chunk, prefill_prefix, kv_dtype_name))
         attention += hit[1]
     return OpTimes(gemm, moe, attention, elementwise, reduce, a2a, 0.0, hidden)  # positional: the hot path
+
+
+def _decode_attention_stages(c: _Ctx, kv_dtype: str) -> list[int]:
+    """For each stage, the first stage whose decode attention (:func:`_attention_s`) is the same: the same cache groups
+    (count and layer cache per kind) and MLA layers, all that figure reads of a stage. A uniform model's stages hold
+    the same layers (llama-3.1-70b over 4 stages: one figure instead of three), so a step prices it once."""
+    plan, stages = _plan(c.spec, kv_dtype, c.tp, c.pp), _stages(c.spec, c.pp)
+    reads = [(plan.stages[st.index].groups, _mla_layers(c.spec, st.layers)) for st in stages]
+    return [reads.index(r) for r in reads]
 
 
 def _chunk_attention_s(c: _Ctx, stage: _Stage | None, chunk: int, prefill_prefix: int, kv_dtype_name: str) -> float:

@@ -190,12 +190,12 @@ _STEPS: dict[tuple, tuple[Setup, float]] = {}
 
 def forget_memos(*, facts: bool = True) -> None:
     """Empty the memos of the latency paths (kvplan.latency's contexts and kept figures, the step times here and,
-    with ``facts``, the per-spec facts and cache plans): what a fresh process starts with. Figures never depend on
-    them; benchmarks/latency_speed.py times cold calls after this."""
-    from kvplan import latency
+    with ``facts``, the per-spec facts and cache plans, and kvplan.cost's): what a fresh process starts with.
+    Figures never depend on them; benchmarks/latency_speed.py times cold calls after this."""
+    from kvplan import cost, latency
 
     memos = (_STEPS, latency._CTXS, latency._ENGINE_CTXS, latency._PARTS)
-    for memo in (*memos, *((latency._FACTS, latency._PLANS) if facts else ())):
+    for memo in (*memos, *((latency._FACTS, latency._PLANS, cost._KEPT) if facts else ())):
         memo.clear()
 
 

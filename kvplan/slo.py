@@ -363,6 +363,7 @@ def plan_for_targets(
     if settings is not None:  # flags of another engine: one clear refusal, not an empty plan
         get_engine(engine).check_settings(settings)
         check_host_time(get_engine(engine), settings.host_request_s)
+        check_dp_balance(spec, settings)
     memo: dict = {}  # weight counts and cache plans (kvplan.capacity.setup): the same on every GPU type
     groups: list[list[tuple[Setup, bool]]] = []  # per GPU type x weight dtype x KV dtype: (setup, ep) per split
     for gpu in gpus:
@@ -403,6 +404,16 @@ def plan_for_targets(
     rows.sort(key=lambda r: (r.gpus, -r.output_tokens_per_s_per_user))
     _mark_pareto(rows)
     return rows[:top] if top > 0 else rows
+
+
+def check_dp_balance(spec: ModelSpec, settings: Settings) -> None:
+    """Balancing attention-DP ranks needs attention DP, which kvplan plans for MoE models only
+    (:func:`kvplan.engines.base.check_moe_parallel`): on a dense model the flag could change no row."""
+    if settings.attention_dp_balance and spec.moe is None:
+        raise InvalidInput(
+            f"--attention-dp-balance balances attention data-parallel ranks, which need an MoE model; {spec.name} "
+            "has no MoE layers (its rows run TP/PP only)"
+        )
 
 
 def _cutoff(rows: list[TargetRow], top: int, max_gpus: int) -> int:

@@ -126,3 +126,20 @@ def test_estimate_never_imports_heavy_modules():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "HEAVY []" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_the_command_ends_without_teardown_but_flushes_and_runs_atexit():
+    """kvplan.cli.run (console script, python -m kvplan) leaves by os._exit after main: the output is all there, the
+    exit code is main's, atexit handlers ran (printed after the output), and a reader closing the pipe early
+    gets no error message."""
+    code = (
+        "import atexit, sys; atexit.register(lambda: print('atexit ran')); from kvplan.cli import run;"
+        "sys.argv = ['kvplan', 'estimate', 'llama-3.1-8b', '-c', '4k,32k']; run()"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "llama-3.1-8b" in proc.stdout and proc.stdout.rstrip().endswith("atexit ran") and proc.stderr == ""
+    bad = subprocess.run([sys.executable, "-m", "kvplan", "estimate", "no-such-model"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and bad.stdout == ""
+    piped = subprocess.run(f"{sys.executable} -m kvplan models | head -1", shell=True, capture_output=True, text=True)
+    assert piped.stdout.startswith("name") and piped.stderr == ""

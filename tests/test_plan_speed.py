@@ -9,6 +9,7 @@ they cannot be among those rows (kvplan.slo._cutoff). These tests compare agains
 from __future__ import annotations
 
 import math
+from dataclasses import FrozenInstanceError, fields, replace
 
 import pytest
 
@@ -93,3 +94,51 @@ def test_stages_share_figures_only_with_the_same_layers():
     # the narrower MLP makes the step cheaper than the uniform model's, by the third stage's GEMMs alone
     narrow, uniform = latency.mixed_step_latency(spec, H200, **kw), latency.mixed_step_latency(base, H200, **kw)
     assert narrow.gemm < uniform.gemm and narrow.attention == uniform.attention
+
+
+def test_a_step_context_is_kept_per_engine_name_and_pinned_constants_get_their_own(monkeypatch):
+    """_engine_ctx: one context per engine name (SGLang, lent vLLM's constants, gets a relabelled copy of them on
+    every look-up: before, every step rebuilt its context), and a caller that replaces the constants gets its own."""
+    spec = load_bundled("llama-3.1-8b")
+    kw = dict(kv_dtype="bf16", tp=1, weights_dtype="bf16", eager=True, ep=False, dp=1, pp=1, gpus_per_node=None,
+              two_batch=False, deepep=False)  # fmt: skip
+    serving.forget_memos()
+    assert latency.calibration("sglang") is not latency.calibration("sglang")  # a new copy each time
+    a = latency._engine_ctx(spec, H200, "sglang", **kw)
+    assert latency._engine_ctx(spec, H200, "sglang", **kw) is a
+    pinned = replace(a.cal, gemm_peak_eff=0.5)
+    monkeypatch.setattr("kvplan.latency.calibration", lambda engine=None: pinned)
+    b = latency._engine_ctx(spec, H200, "sglang", **kw)
+    assert b is not a and b.cal is pinned
+
+
+def test_op_times_is_the_dataclass_it_was():
+    """OpTimes sets its fields in one go (its own __init__): same fields, defaults, equality, copies and frozenness."""
+    t = latency.OpTimes(1.0, 2.0, 3.0, 4.0, 5.0)
+    assert t == latency.OpTimes(gemm=1.0, moe=2.0, attention=3.0, elementwise=4.0, allreduce=5.0, alltoall=0.0,
+                                pipeline=0.0, overlap=0.0)  # fmt: skip
+    assert [f.name for f in fields(t)] == [k.removesuffix("_s") for k in t.as_dict()]
+    assert replace(t, overlap=-1.0).total == 1.0 + 2.0 + 3.0 + 4.0 + 5.0 - 1.0  # 14.0, each term exact in binary
+    with pytest.raises(FrozenInstanceError):
+        t.gemm = 0.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("model", "pp"), [("llama-3.1-70b", 4), ("llama-3.1-70b", 3), ("gemma-3-27b", 4), ("deepseek-v3", 4)]
+)
+def test_stages_alike_share_their_decode_attention(model, pp):
+    """A step prices one stage's decode attention for every stage alike (_decode_attention_stages): each stage's own
+    figure is the one of the stage it is mapped to, to the last bit; llama-3.1-70b's four stages of 20 layers are
+    one, its three of 27, 27 and 26 two."""
+    spec = load_bundled(model)
+    c = latency._make_ctx(spec, H200, cal=latency.calibration("vllm"), tp=2, weights_dtype="bf16", eager=False, pp=pp)
+    alike = latency._decode_attention_stages(c, "bf16")
+    stages = latency._stages(spec, pp)
+
+    def attention(st):  # noqa: ANN001, ANN202
+        return latency._attention_s(c, phase="decode", context=3000, batch=7.5, attention_flops=0, kv_dtype="bf16",
+                                    stage=st)  # fmt: skip
+
+    assert [attention(st) for st in stages] == [attention(stages[i]) for i in alike]
+    if model == "llama-3.1-70b":
+        assert alike == ([0, 0, 0, 0] if pp == 4 else [0, 0, 2])

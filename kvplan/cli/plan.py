@@ -71,6 +71,13 @@ def plan(
     deepep: Annotated[
         bool, typer.Option(help="with --rate: DeepEP all-to-all for DP + EP (vLLM/SGLang DeepEP backends)")
     ] = False,
+    attention_dp_balance: Annotated[
+        bool,
+        typer.Option(
+            help="with --rate: TensorRT-LLM attention_dp_config.enable_balance (attention-DP ranks start "
+            "prompts in the same steps; MoE)"
+        ),
+    ] = False,
     host_per_request: Annotated[
         Optional[str],
         typer.Option(help="with --rate: measured host (CPU) time per request in a step, e.g. 30us (default: none)"),
@@ -116,14 +123,16 @@ def plan(
                             settings=Settings(gpu_memory_utilization=gpu_memory_utilization,
                                               max_attention_window=parse_windows(max_attention_window),
                                               two_batch_overlap=two_batch_overlap, deepep=deepep,
+                                              attention_dp_balance=attention_dp_balance,
                                               host_request_s=parse_duration(host_per_request,
                                                                             "host-per-request"))))  # fmt: skip
             return
         if users is None or context is None:
             raise InvalidInput("'kvplan plan' needs --users N --context L, or --rate R with latency targets")
-        if two_batch_overlap or deepep or host_per_request is not None:
+        if two_batch_overlap or deepep or attention_dp_balance or host_per_request is not None:
             raise InvalidInput(
-                "--two-batch-overlap, --deepep and --host-per-request change latency only; use them with --rate"
+                "--two-batch-overlap, --deepep, --attention-dp-balance and --host-per-request change latency only; "
+                "use them with --rate"
             )
         # Only the --users path needs the capacity planner and the launch lines (plan --rate stays light).
         from kvplan.capacity import capacity as run

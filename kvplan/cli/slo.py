@@ -109,6 +109,10 @@ def run_targets(spec: Any, gpus: list[Any], *, engine: str, weights: list[str] |
         from kvplan.host import host_note
 
         notes.append(host_note(get_engine(engine), settings.host_request_s))
+    if settings is not None:
+        from kvplan.engines import get_engine
+
+        notes.extend(get_engine(engine).latency_setting_notes(settings))  # config-file keys of latency settings
     if fmt == "json":
         head = {"model": spec.name, "rate_rps": targets.rate_rps, "input": targets.input_len.to_dict(),
                 "output": targets.output_len.to_dict(), "ttft_s": targets.ttft_s, "tpot_s": targets.tpot_s,

@@ -77,7 +77,7 @@ class Settings:
     cuda_graph_batch_sizes: tuple[int, ...] | None = None
     # TensorRT-LLM attention_dp_config enable_balance: true (default false): the attention-DP ranks schedule their
     # context requests in the same iterations (Engine.aligns_dp_prefill; kvplan.serving prices every rank's prompt
-    # chunk in the same steps). Library and benchmark only, like cuda_graph_batch_sizes.
+    # chunk in the same steps). Set by plan --rate --attention-dp-balance (MoE models with attention DP).
     attention_dp_balance: bool = False
     # Measured host (CPU) seconds per request in a serving step (not an engine flag): switches on kvplan.host's
     # host term in kvplan.serving, which is otherwise not modelled (docs/cost.md, "Host work per step").
@@ -101,6 +101,7 @@ SETTING_FLAGS = {
     "cuda_graph_estimate": "--cuda-graph-estimate",
     "two_batch_overlap": "--two-batch-overlap",
     "deepep": "--deepep",
+    "attention_dp_balance": "--attention-dp-balance",
     "overrides.cuda_graph_bytes": "--cuda-graph",
 }
 
@@ -668,6 +669,11 @@ class Engine:
 
     def launch_notes(self, r: CapacityResult) -> list[str]:
         """What the engine takes outside its command line for ``r`` (a config file's keys); none by default."""
+        return []
+
+    def latency_setting_notes(self, settings: Settings) -> list[str]:
+        """Where the launch takes the latency-only settings given (a config file's keys), for ``plan --rate``'s
+        notes; none by default."""
         return []
 
     # -- startup log --

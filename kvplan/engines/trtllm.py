@@ -472,6 +472,16 @@ class Trtllm(Engine):
                          "--extra_llm_api_options YAML")  # fmt: skip
         return notes
 
+    def latency_setting_notes(self, settings: Settings) -> list[str]:
+        """``attention_dp_config`` is an LLM API option (tensorrt_llm/llmapi/llm_args.py ``AttentionDpConfig``:
+        enable_balance, default False, with timeout_iters 50 and batching_wait_iters 10), no trtllm-serve flag: the
+        YAML given to --extra_llm_api_options carries it beside ``enable_attention_dp: true``."""
+        if not settings.attention_dp_balance:
+            return []
+        return ["attention-DP balance (rows with DP attn): `attention_dp_config: {enable_balance: true}` beside "
+                "`enable_attention_dp: true` in the --extra_llm_api_options YAML; its waits (timeout_iters, "
+                "batching_wait_iters) are not in the TTFT"]  # fmt: skip
+
     def prefix_units(self, layout: Layout, prefix: int) -> int:
         """KV cache block reuse (llmapi KvCacheConfig.enable_block_reuse, default True) shares whole
         tokens_per_block blocks of a common prefix."""
@@ -679,6 +689,7 @@ ENGINE = Trtllm(
         "max_num_batched_tokens",
         "max_num_seqs",
         "max_attention_window",
+        "attention_dp_balance",
     ),  # fmt: skip
     calibration=CALIBRATION,
     # tensorrt_llm/llmapi/llm_args.py SchedulerConfig.capacity_scheduler_policy defaults to GUARANTEED_NO_EVICT;

@@ -1,0 +1,87 @@
+"""``plan --rate --attention-dp-balance``: TensorRT-LLM's attention_dp_config.enable_balance from the CLI
+(tensorrt_llm/llmapi/llm_args.py AttentionDpConfig: enable_balance, default False; timeout_iters 50,
+batching_wait_iters 10). The schedule itself is kvplan.serving._dp_mean_step (tests/test_dp_prefill.py by hand)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kvplan.catalog import load_bundled
+from kvplan.engines import Settings
+from kvplan.errors import InvalidInput
+from kvplan.hardware import resolve_gpu
+from kvplan.serving import Lengths
+from kvplan.slo import Targets, plan_for_targets
+
+ARGS = ["plan", "qwen3-30b-a3b", "--rate", "20", "--gpus", "h200", "--engine", "trtllm", "--top", "0",
+        "--max-gpus", "4", "--format", "json"]  # fmt: skip
+
+
+def _rows(cli, *extra: str) -> tuple[dict, dict]:
+    out = cli(*ARGS, *extra)
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.output)
+    return doc, {(r["tp"], r["dp"], r["ep_ranks"]): r for r in doc["plans"]}
+
+
+def test_plan_rate_attention_dp_balance_golden_rows(cli) -> None:
+    """Qwen3-30B-A3B, 20 req/s of 2k in / 512 out on H200 with TensorRT-LLM (figures as kvplan printed them).
+    With the ranks balanced every rank's prompt chunk runs in the same steps (py_executor.py ``_schedule`` holds
+    context requests back until every rank has one), so fewer steps carry a chunk than with independent ranks
+    (1 - (1 - f)^dp of them), and the DP rows' TPOT must fall; rows without attention DP must not move.
+    DP 4 x EP 4: TPOT 0.018210 s -> 0.012476 s (batch 186.28 -> 127.57, each about rate x output x TPOT by
+    Little's law: 20 x 512 x 0.018210 = 186.5, 20 x 512 x 0.012476 = 127.8); DP 2 x EP 2: 0.055171 -> 0.038493 s."""
+    plain_doc, plain = _rows(cli)
+    doc, balanced = _rows(cli, "--attention-dp-balance")
+    assert plain[(1, 4, 4)]["tpot_s"] == pytest.approx(0.018209752568580737, rel=1e-6)
+    assert balanced[(1, 4, 4)]["tpot_s"] == pytest.approx(0.012476147467004348, rel=1e-6)
+    assert plain[(1, 2, 2)]["tpot_s"] == pytest.approx(0.05517084990031408, rel=1e-6)
+    assert balanced[(1, 2, 2)]["tpot_s"] == pytest.approx(0.0384933049877393, rel=1e-6)
+    dp_keys = [k for k in plain if k[1] > 1]
+    assert len(dp_keys) == 2 and set(plain) == set(balanced)
+    for k in dp_keys:  # the direction the source implies: aligned chunks, fewer prefill steps, a lower TPOT
+        assert balanced[k]["tpot_s"] < plain[k]["tpot_s"] and balanced[k]["batch"] < plain[k]["batch"]
+    drop = ("pareto",)  # the front may move: a balanced DP row can now beat a plain one
+    for k in set(plain) - set(dp_keys):  # no attention DP: the setting changes nothing
+        assert {a: v for a, v in balanced[k].items() if a not in drop} == {a: v for a, v in plain[k].items()
+                                                                           if a not in drop}  # fmt: skip
+    assert plain_doc["notes"] == []
+    assert any("attention_dp_config: {enable_balance: true}" in n for n in doc["notes"])
+
+
+def test_plan_rate_attention_dp_balance_note_in_table(cli) -> None:
+    out = cli(*ARGS[:-2], "--attention-dp-balance")
+    assert out.exit_code == 0, out.output
+    note = next(line for line in out.output.splitlines() if line.startswith("note: attention-DP balance"))
+    assert "`attention_dp_config: {enable_balance: true}`" in note and "--extra_llm_api_options" in note
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["qwen3-30b-a3b", "--engine", "vllm"], "--attention-dp-balance does not apply to engine 'vllm'"),
+        (["qwen3-30b-a3b", "--engine", "sglang"], "--attention-dp-balance does not apply to engine 'sglang'"),
+        (["qwen3-8b", "--engine", "trtllm"], "need an MoE model; qwen3-8b has no MoE layers"),
+        (["qwen3-8b", "--engine", "trtllm", "--disaggregated"], "need an MoE model"),
+    ],
+)
+def test_plan_rate_attention_dp_balance_refusals(cli, args, expected) -> None:
+    out = cli("plan", *args, "--rate", "5", "--gpus", "h200", "--attention-dp-balance")
+    assert out.exit_code == 2, out.output
+    assert expected in out.output and out.output.strip().count("\n") == 0, out.output
+
+
+def test_plan_without_rate_refuses_attention_dp_balance(cli) -> None:
+    out = cli("plan", "qwen3-30b-a3b", "--users", "8", "--context", "8k", "--engine", "trtllm",
+              "--attention-dp-balance")  # fmt: skip
+    assert out.exit_code == 2 and "change latency only" in out.output, out.output
+    assert out.output.strip().count("\n") == 0
+
+
+def test_library_refuses_balance_on_dense_model() -> None:
+    targets = Targets(5.0, Lengths.of(2048), Lengths.of(512))
+    with pytest.raises(InvalidInput, match="--attention-dp-balance"):
+        plan_for_targets(load_bundled("qwen3-8b"), [resolve_gpu("h200")], targets, engine="trtllm",
+                         settings=Settings(attention_dp_balance=True))  # fmt: skip
