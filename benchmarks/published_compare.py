@@ -20,8 +20,9 @@ The data, each run with its source, are in ``benchmarks/data/published_throughpu
   ``llama2-70b.Server.ttft_latency`` / ``tpot_latency`` in mlcommons/inference ``loadgen/mlperf.conf``
   @001712e9; Interactive is the Server scenario held to ``llama2-70b-interactive.Server.ttft_latency`` 450 and
   ``tpot_latency`` 40 ms there), with the set's p99 input length (``mlperf_datasets`` ``input_p99``; before it
-  was held at the p90). The scored figures (``kvplan_isl``, ``kvplan_tok_s``, ``ratio``, ``verdict``)
-  are stored on each row by ``--update-data``; tests recompute them.
+  was held at the p90) and its standard deviation (``input_sd``: the prompts' queue waits as M/G/1, the
+  Pollaczek-Khinchine mean, :func:`kvplan.serving.queue_wait_s` ``scv``). The scored figures (``kvplan_isl``,
+  ``kvplan_tok_s``, ``ratio``, ``verdict``) are stored on each row by ``--update-data``; tests recompute them.
 
 The multi-GPU MoE rows of the v1.0 tables (Qwen3-235B-A22B, Llama 4 Scout, Llama 4 Maverick on H100/H200, and
 Qwen3-235B-A22B and Llama 4 Maverick on 8 x B200) ran with TensorRT-LLM's attention data parallelism: each row's
@@ -454,7 +455,7 @@ def _server_tokens_s(s, r: dict, dataset: dict, isl: int, osl: int) -> float:  #
     from kvplan.slo import Targets, rate_within_targets
 
     p90 = max(isl, round(dataset["input_p90"]))
-    inp = Lengths.of(isl, p90, max(p90, round(dataset["input_p99"])))
+    inp = Lengths.of(isl, p90, max(p90, round(dataset["input_p99"])), sd=dataset.get("input_sd"))
     targets = Targets(rate_rps=1.0, input_len=inp, output_len=Lengths.of(osl), ttft_s=r["ttft_p99_s"],
                       tpot_s=r["tpot_p99_s"], percentile="p99")  # fmt: skip
     return rate_within_targets(s, targets) * osl
@@ -471,8 +472,12 @@ def mlperf_split(r: dict) -> dict:
 
 
 def _mlperf_setup(r: dict):  # noqa: ANN202
+    """The run's setup from its config: split, caps, KV fraction, and the CUDA-graph batch sizes decode steps are
+    padded to where the config sets ``cuda_graph_padding_enabled`` (``cuda_graph_batch_sizes`` on the row)."""
+    sizes = r.get("cuda_graph_batch_sizes")
     return _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=r["free_gpu_memory_fraction"],
-                  max_batch=r.get("max_batch"), max_tokens=r.get("max_num_tokens"), **mlperf_split(r))  # fmt: skip
+                  max_batch=r.get("max_batch"), max_tokens=r.get("max_num_tokens"),
+                  graph_sizes=tuple(sizes) if sizes else None, **mlperf_split(r))  # fmt: skip
 
 
 def score_mlperf(r: dict, datasets: dict) -> dict:
@@ -666,15 +671,15 @@ def _print_operating_points(rows: list[dict], datasets: dict, *, markdown: bool)
 
 def _print_datasets(datasets: dict, *, markdown: bool) -> None:
     if markdown:
-        print("| benchmark set | samples | mean input | p90 input | p99 input | source |")
-        print("|---|---|---|---|---|---|")
+        print("| benchmark set | samples | mean input | p90 input | p99 input | input sd | source |")
+        print("|---|---|---|---|---|---|---|")
     for key, d in datasets.items():
         if markdown:
             print(f"| {key}: {d['name']} | {d['samples']:,} | {d['input_mean']} | {d['input_p90']} | "
-                  f"{d['input_p99']} | [csv]({d['url']}) |")  # fmt: skip
+                  f"{d['input_p99']} | {d['input_sd']} | [csv]({d['url']}) |")  # fmt: skip
         else:
             print(f"{key:14} {d['samples']:>6} samples, mean input {d['input_mean']}, p90 {d['input_p90']}, "
-                  f"p99 {d['input_p99']}")  # fmt: skip
+                  f"p99 {d['input_p99']}, sd {d['input_sd']}")  # fmt: skip
 
 
 def _print_large_scale(rows: list[dict], *, markdown: bool) -> None:

@@ -7,8 +7,9 @@ mean or a quantile ``q`` (lengths at the same quantile, :meth:`kvplan.serving.Le
 
     TTFT = wait_q + prefill(I_q) + transfer(I_q) + first step,     TPOT = the decode replica's TPOT at q
 
-* **wait**: each prefill replica is an M/D/1 queue of load ``rho = rate x prefill(I) / replicas``; the wait at
-  ``q`` is :func:`kvplan.serving.queue_wait_s` with the mean prompt's service ``prefill(I)`` (an arrival waits for
+* **wait**: each prefill replica is an M/D/1 queue of load ``rho = rate x prefill(I) / replicas`` (M/G/1 where the
+  prompt lengths' standard deviation is given, :attr:`kvplan.serving.Lengths.sd`); the wait at ``q`` is
+  :func:`kvplan.serving.queue_wait_s` with the mean prompt's service ``prefill(I)`` (an arrival waits for
   the work ahead of it, whatever its own length; only its own prefill and transfer are at ``I_q``): the same rule
   as the aggregated path's prompt queue (:mod:`kvplan.serving`).
 * **transfer**: the prompt's KV bytes per rank from kvplan's cache plan, latency plus bandwidth over the NIC
@@ -156,20 +157,21 @@ def exposed_transfer_s(
 
 
 def max_prefill_load(
-    service_s: float, budget_s: float, *, quantile: float | None, ahead_s: float | None = None
+    service_s: float, budget_s: float, *, quantile: float | None, ahead_s: float | None = None, scv: float = 0.0
 ) -> float:
     """The busiest a prefill replica may run with ``service_s + wait <= budget_s`` at ``quantile`` (0 when even an
     idle replica misses; at most :data:`MAX_PREFILL_LOAD`), the wait behind requests of ``ahead_s`` seconds of
-    service each (the mean prompt's; default ``service_s``). The wait grows with the load, so bisection."""
+    service each (the mean prompt's; default ``service_s``; ``scv``: the prompt lengths' squared coefficient of
+    variation, :func:`kvplan.serving.queue_wait_s`). The wait grows with the load, so bisection."""
     ahead = service_s if ahead_s is None else ahead_s
     if service_s > budget_s:
         return 0.0
-    if service_s + queue_wait_s(ahead, MAX_PREFILL_LOAD, quantile=quantile) <= budget_s:
+    if service_s + queue_wait_s(ahead, MAX_PREFILL_LOAD, quantile=quantile, scv=scv) <= budget_s:
         return MAX_PREFILL_LOAD
     lo, hi = 0.0, MAX_PREFILL_LOAD
     for _ in range(_LOAD_STEPS):
         mid = (lo + hi) / 2
-        if service_s + queue_wait_s(ahead, mid, quantile=quantile) <= budget_s:
+        if service_s + queue_wait_s(ahead, mid, quantile=quantile, scv=scv) <= budget_s:
             lo = mid
         else:
             hi = mid
@@ -288,7 +290,7 @@ def serve_disaggregated(
             prefill, decode, prompt=prompt, crosses_nodes=crosses_nodes, memo=memo, nic_gbps=nic_gbps
         )
         first = first_token_s(decode, r, percentile=p)
-        ttft[p] = queue_wait_s(service, load, quantile=q) + service_q + exposed + first
+        ttft[p] = queue_wait_s(service, load, quantile=q, scv=input_len.scv) + service_q + exposed + first
     return DisaggregatedResult(
         rate_rps=rate_rps,
         saturated=bool(limit),

@@ -1344,6 +1344,59 @@ def mixed_step_latency(
                    trip.pipeline + wait, trip.overlap)  # fmt: skip
 
 
+def pp_chunk_cycles(
+    spec: ModelSpec,
+    gpu: GPU,
+    *,
+    decode_seqs: float,
+    decode_context: int,
+    prefill_tokens: float,
+    prefill_prefix: int = 0,
+    tp: int = 1,
+    kv_dtype_name: str,
+    weights_dtype: str,
+    engine: str | None = None,
+    expert_parallel: bool = False,
+    pp: int,
+    gpus_per_node: int | None = None,
+    two_batch: bool = False,
+    deepep: bool = False,
+    chunk_counts: tuple[float, ...],
+) -> tuple[float, ...]:
+    """The totals of :func:`mixed_step_latency` with ``prompt_chunks=k`` for each ``k`` of ``chunk_counts`` (PP > 1,
+    one data-parallel rank, a prompt chunk of ``prefill_tokens``), each stage priced once for all of them: the
+    cycle of ``k`` loaded micro-batches is ``max(trip, k x busiest loaded + (m - k) x busiest plain)``, and from ``k
+    >= m`` (``k > 1``) the even cycle, as there (kvplan.serving prices a pipeline's prompt-queue states with it)."""
+    chunk = int(round(prefill_tokens))
+    if pp < 2 or chunk < 1:
+        raise ValueError("pp_chunk_cycles needs pp > 1 and a prompt chunk")
+    # mixed_step_latency's context, argument for argument
+    c = _engine_ctx(spec, gpu, engine, tp=tp, weights_dtype=weights_dtype, eager=True, ep=expert_parallel, dp=1,
+                    pp=pp, gpus_per_node=gpus_per_node, two_batch=two_batch, deepep=deepep,
+                    kv_dtype=kv_dtype_name)  # fmt: skip
+    micro = min(float(pp), max(1.0, decode_seqs))
+    seqs = decode_seqs / micro
+    stages = _stages(spec, pp)
+    memo: dict = {}
+    loaded = [_stage_step(memo, c, st, seqs, seqs, decode_context, chunk, prefill_prefix, kv_dtype_name, 0.0)
+              for st in stages]  # fmt: skip
+    plain = [_stage_step(memo, c, st, seqs, seqs, decode_context, 0, 0, kv_dtype_name) for st in stages]
+    sends, plain_sends = _sends(c, stages, seqs + chunk), _sends(c, stages, seqs)
+    trip = _pipeline(loaded, sends, 1, phase="decode").total
+    busiest_loaded = max(x.total + s for x, s in zip(loaded, sends, strict=True))
+    busiest_plain = max(x.total + s for x, s in zip(plain, plain_sends, strict=True))
+    out = []
+    for k in chunk_counts:
+        chunks = max(1.0, k)
+        if chunks > 1 and chunks > micro:  # at chunks == micro the even cycle is the line's end: micro x busiest
+            out.append(_even_cycle(c, spec, pp, micro, seqs, decode_context, chunk * chunks / micro, prefill_prefix,
+                                   kv_dtype_name).total)  # fmt: skip
+            continue
+        share = min(chunks, micro)
+        out.append(max(trip, share * busiest_loaded + (micro - share) * busiest_plain))
+    return tuple(out)
+
+
 def _splits_in_two(c: _Ctx, tokens: float, *, prefill: bool) -> bool:
     """Whether the engine runs this step as two micro-batches: two-batch overlap on, DP attention with EP, and more
     tokens on the rank than its threshold for the step's kind (vLLM: dbo_*_token_threshold, "greater than")."""

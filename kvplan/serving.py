@@ -20,8 +20,10 @@ completion at admission, ``Engine.reserves_to_completion``: TensorRT-LLM; with i
 ``max_attention_window``, the pool that admits the fewest, :func:`kvplan.capacity.binding_pool`), or ``n + p``
 beyond the token budget. With PP a step is the pipeline's cycle: where the engine schedules each of its ``pp``
 micro-batches against the limits (``Engine.limits_per_micro_batch``: TensorRT-LLM) a cycle holds ``pp`` x
-``max_num_seqs`` and ``pp`` x the token budget, and a cycle's prompts spread over its micro-batches. Then
-:func:`max_rate` gives the highest sustainable rate.
+``max_num_seqs`` and ``pp`` x the token budget, and a cycle's prompts spread over its micro-batches: each
+micro-batch is a server of the queue of prompts (one prompt's chunk per cycle, a prompt in flight being skipped by
+the other micro-batches), so a cycle carries as many chunks as prompts are prefilling, with Erlang's state
+probabilities (:func:`_slots_mean_step`). Then :func:`max_rate` gives the highest sustainable rate.
 
 Per request (a tagged arrival sees, on average, the steady state):
 
@@ -38,7 +40,11 @@ Per request (a tagged arrival sees, on average, the steady state):
   prompt is at that quantile's length, its prefill with it; the wait is not: in a first-come-first-served queue an
   arrival waits for the work ahead of it, whatever its own size (the Pollaczek-Khinchine mean wait
   ``lambda E[S^2] / (2 (1 - rho))`` has no term for the arrival's own service), so ``S`` stays the mean prompt's.
-  Stated approximations (the deterministic ``S`` leaves out the ``E[S^2]`` of varying prompts).
+  Where each of ``pp`` micro-batches admits its own prompt (TensorRT-LLM with PP) the queue has ``pp`` servers at
+  load ``rho`` each: M/D/m (:func:`queue_wait_s` ``servers``). Where the prompt lengths' standard deviation is given
+  (:attr:`Lengths.sd`) the wait is the Pollaczek-Khinchine M/G/1 one, ``(1 + scv)`` times the M/D/1 figure (``scv``
+  the lengths' squared coefficient of variation, the service taken as proportional to the prompt); without it every
+  prompt's service is the mean's (M/D/1). Stated approximations.
 
 ``prefilled=True`` models a disaggregated decode replica (:mod:`kvplan.disagg`): each request arrives with its
 prompt's KV, so it holds and attends to the whole prompt but computes none of it (:func:`prompt_computed`), and
@@ -55,7 +61,7 @@ from dataclasses import asdict, dataclass
 from kvplan.capacity import Setup, binding_pool, pool_tokens
 from kvplan.errors import InvalidInput
 from kvplan.host import step_with_host_s
-from kvplan.latency import calibration, mixed_step_latency
+from kvplan.latency import calibration, mixed_step_latency, pp_chunk_cycles
 
 Z90 = 1.2816  # standard normal 90th percentile
 Z99 = 2.3263  # standard normal 99th percentile (Python's statistics.NormalDist().inv_cdf(0.99) = 2.32635)
@@ -69,23 +75,38 @@ _REL_TOL = 1e-4  # step time to 0.01 %; the sustainable rate to 0.5 %
 
 @dataclass(frozen=True)
 class Lengths:
-    """A length distribution as its mean, 90th and (optionally) 99th percentile (tokens).
+    """A length distribution as its mean, 90th and (optionally) 99th percentile (tokens), and (optionally) its
+    standard deviation.
 
     ``p99`` None: not given; :meth:`at` then holds the 99th percentile at the p90 (``p99_assumed`` says so when
-    the lengths vary, mean < p90: the p99 figures understate the length tail there)."""
+    the lengths vary, mean < p90: the p99 figures understate the length tail there). ``sd`` None: not given; the
+    prompts' queue then takes every prompt's service as the mean's (:attr:`scv` 0, M/D/1)."""
 
     mean: int
     p90: int
     p99: int | None = None
+    sd: float | None = None
 
     @classmethod
-    def of(cls, mean: int, p90: int | None = None, p99: int | None = None) -> Lengths:
+    def of(cls, mean: int, p90: int | None = None, p99: int | None = None, *, sd: float | None = None) -> Lengths:
         p90 = mean if p90 is None else p90
         if mean < 1 or p90 < mean or (p99 is not None and p99 < p90):
             raise InvalidInput(f"invalid lengths mean {mean!r}, p90 {p90!r}, p99 {p99!r}; need 1 <= mean <= p90 <= p99")
+        if sd is not None and not sd >= 0:
+            raise InvalidInput(f"invalid length standard deviation {sd!r}; expected tokens >= 0")
         if p99 is None and p90 == mean:
             p99 = mean  # every request the same length: its p99 is known
-        return cls(mean, p90, p99)
+        return cls(mean, p90, p99, sd)
+
+    def to_dict(self) -> dict:
+        """mean, p90, p99, and sd where one was given (a report's lengths as the user gave them)."""
+        out = {"mean": self.mean, "p90": self.p90, "p99": self.p99}
+        return out if self.sd is None else {**out, "sd": self.sd}
+
+    @property
+    def scv(self) -> float:
+        """The lengths' squared coefficient of variation ``(sd / mean)^2``; 0 where no ``sd`` was given."""
+        return (self.sd / self.mean) ** 2 if self.sd else 0.0
 
     def at(self, q: float | None) -> int:
         """The length at quantile ``q`` (None: the mean); 0.99 without a p99 is held at the p90."""
@@ -272,6 +293,8 @@ def _mean_step(s: Setup, *, n: float, p: float, prompt: int, budget: int, contex
     prefix = max(0, (prompt - int(chunk)) // 2)  # a long prompt's chunks sit, on average, half-way in
     if s.dp > 1:
         return _dp_mean_step(s, n=n, p=p, chunk=chunk, prefix=prefix, context=context, ep=ep)
+    if _micro_batches(s) > 1:
+        return _slots_mean_step(s, n=n, p=p, chunk=chunk, prefix=prefix, context=context, ep=ep)
     if p >= chunk:
         if s.pp > 1:  # p / chunk prompt chunks, each admitted by one of the micro-batches (mixed_step_latency)
             return _step(s, n=n, p=chunk, context=context, ep=ep, chunks=p / chunk)
@@ -279,6 +302,94 @@ def _mean_step(s: Setup, *, n: float, p: float, prompt: int, budget: int, contex
     share = p / chunk
     busy = _step(s, n=n, p=chunk, context=context, prefix=prefix, ep=ep)
     return (1 - share) * _step(s, n=n, p=0, context=context, ep=ep) + share * busy
+
+
+def _slots_mean_step(s: Setup, *, n: float, p: float, chunk: float, prefix: int, context: int, ep: bool) -> float:
+    """The mean pipeline cycle where each of the ``m`` micro-batches admits its own prompt (``_micro_batches``:
+    TensorRT-LLM with PP), ``p`` prompt tokens per cycle arriving as whole prompts of ``chunk``-token chunks.
+
+    TensorRT-LLM schedules one micro-batch per iteration from the requests not in flight: a prompt whose chunk is
+    still in the pipeline is skipped, and the micro-batch takes the next waiting prompt's chunk instead
+    (tensorrt_llm/_torch/pyexecutor/py_executor.py ``_executor_loop_pp``: ``_schedule`` passes
+    ``self.inflight_req_ids`` to ``schedule_request``, ``_add_inflight_ids`` on launch, ``_remove_inflight_ids`` once
+    the micro-batch's tokens are back; the TensorRT-engine runtime the same, cpp/tensorrt_llm/batch_manager/
+    microBatchScheduler.cpp ``MicroBatchScheduler::operator()``, "if already in execution, skip"). So a prompt holds
+    one micro-batch slot for its ``prompt / chunk`` cycles, one chunk a cycle, and prompts prefilling at the same
+    time ride in different micro-batches: the slots are the servers of a queue (one prompt each), and a cycle with
+    ``j`` prompts in prefill (up to ``m``) carries ``j`` chunks and lasts ``d_j`` (:func:`_chunk_cycles`; ``d_0``
+    the plain cycle).
+
+    Prompts arrive in time (Poisson), so the number in prefill follows Erlang's state probabilities
+    (:func:`erlang_states`) in time, ``pi(j)`` at an offered load ``a`` (arrival rate x a prompt's time in its
+    slot); a cycle in state ``j`` lasts ``d_j``, so cycles are in state ``j`` in proportion to ``pi(j) / d_j``, the
+    mean cycle is ``1 / sum_j pi(j) / d_j``, and the chunks per cycle are ``sum_j j pi(j) / d_j`` over the same sum,
+    which must equal ``p / chunk``: that fixes ``a`` (bisection; it rises with ``a``). A discrete-event simulation of
+    the v5.0 B200 TP2 PP2 Server run's pipeline (benchmarks/pp_queue_sim.py) agrees within 1 %, where Erlang's
+    states taken per cycle at ``p / chunk`` (less pairing: long loaded cycles gather more arrivals) were up to 9 %
+    high. Before, a cycle carried a lone chunk in a share ``p / chunk`` of the cycles and never two at once below
+    one: where two prompts prefill together the pipeline runs both in one cycle of about the lone chunk's length
+    (its trip through every stage), so that charged every chunk the whole trip. With ``m = 1`` this is exactly
+    that one-slot mean, ``(1 - f) d_0 + f d_1`` at ``f = p / chunk``. From ``p / chunk >= m`` every micro-batch
+    carries ``p / m`` prompt tokens, as before."""
+    slots = _micro_batches(s)
+    offered = p / chunk
+    if offered >= slots:  # every micro-batch loaded: p / m prompt tokens each (mixed_step_latency's even cycle)
+        return _step(s, n=n, p=chunk, context=context, ep=ep, chunks=offered)
+    # The chunks' prefix as :func:`_mean_step` prices it either side of one chunk per cycle: half-way into a long
+    # prompt below it, none from it on (as the pp = 1 and DP paths price a step that always carries prompt tokens).
+    lead = prefix if offered < 1 else 0
+    cycles = (_step(s, n=n, p=0, context=context, ep=ep),
+              *_chunk_cycles(s, n=n, chunk=chunk, context=context, prefix=lead, ep=ep, slots=slots))  # fmt: skip
+    return queue_mean_cycle(offered, cycles)
+
+
+def queue_mean_cycle(chunks_per_cycle: float, cycles: tuple[float, ...]) -> float:
+    """The mean cycle of a pipeline whose ``m = len(cycles) - 1`` slots serve a Poisson queue of prompts, a cycle
+    with ``j`` busy slots lasting ``cycles[j]``, at ``chunks_per_cycle`` (below ``m``) busy slots per cycle on
+    average: Erlang's time-average states at the offered load that gives that cycle average (see
+    :func:`_slots_mean_step`)."""
+    m = len(cycles) - 1
+
+    def per_cycle(offered: float) -> tuple[float, float]:  # (mean busy slots per cycle, mean cycle)
+        weights = [share / d for share, d in zip(erlang_states(offered, m), cycles, strict=True)]
+        total = sum(weights)
+        return sum(j * w for j, w in enumerate(weights)) / total, 1 / total
+
+    def short(offered: float) -> float:  # > 0 while the offered load gives fewer chunks per cycle than asked
+        return chunks_per_cycle - per_cycle(offered)[0]
+
+    if chunks_per_cycle <= 0:
+        return cycles[0]
+    # The bracket: Erlang's time-average busy servers equal the offered load, and the cycle average weighs each state
+    # by 1 / d_j, so it lies between offered x min(d) / max(d) and the offered load itself.
+    lo = chunks_per_cycle
+    hi = min(m * (1 - 1e-9), chunks_per_cycle * max(cycles) / min(cycles))  # just under m: Erlang needs a load < m
+    g_lo = short(lo)
+    if g_lo <= 0:
+        return per_cycle(lo)[1]
+    offered = _root(short, lo, g_lo, hi, short(hi))
+    return per_cycle(offered)[1]
+
+
+def _chunk_cycles(s: Setup, *, n: float, chunk: float, context: int, prefix: int, ep: bool, slots: int) -> tuple:
+    """:func:`_step` with ``chunks = 1 .. slots`` prompt chunks of ``chunk`` tokens, the stages priced once for all
+    (:func:`kvplan.latency.pp_chunk_cycles`; equal to the ``_step`` figures), kept in :data:`_STEPS`."""
+    key = (id(s), "cycles", n, chunk, context, prefix, ep, slots)
+    hit = _STEPS.get(key)
+    if hit is not None and hit[0] is s:
+        return hit[1]
+    counts = tuple(float(j) for j in range(1, slots + 1))
+    gpu_s = pp_chunk_cycles(s.spec, s.gpu, decode_seqs=n, decode_context=context, prefill_tokens=chunk,
+                            prefill_prefix=prefix, tp=s.tp, kv_dtype_name=s.kv_dtype, weights_dtype=s.weights_dtype,
+                            engine=s.engine.name, expert_parallel=ep or s.ep, pp=s.pp, gpus_per_node=s.gpus_per_node,
+                            two_batch=s.settings.two_batch_overlap, deepep=s.settings.deepep,
+                            chunk_counts=counts)  # fmt: skip
+    value = tuple(step_with_host_s(s.engine, g, requests=n + j, request_s=s.settings.host_request_s)
+                  for g, j in zip(gpu_s, counts, strict=True))  # fmt: skip
+    if len(_STEPS) > 16384:
+        _STEPS.clear()
+    _STEPS[key] = (s, value)
+    return value
 
 
 def _dp_mean_step(s: Setup, *, n: float, p: float, chunk: float, prefix: int, context: int, ep: bool) -> float:
@@ -393,19 +504,56 @@ def _root(g, lo: float, g_lo: float, hi: float, g_hi: float) -> float:  # noqa: 
     return hi
 
 
-def queue_wait_s(service_s: float, rho: float, *, quantile: float | None = None) -> float:
-    """The wait before a job of ``service_s`` seconds starts, at load ``rho``: an M/D/1 queue's mean
-    ``rho S / (2 (1 - rho))``, and at quantile ``q`` the exponential tail ``P(W > w) = rho exp(-rho w / W)``, i.e.
-    ``(W / rho) ln(rho / (1 - q))`` (0 where ``rho <= 1 - q``: most jobs start at once). ``rho >= 1``: inf."""
+def erlang_states(offered: float, servers: int) -> list[float]:
+    """How often ``0 .. servers - 1`` servers are busy, and (the last entry) all of them, in a queue with ``servers``
+    servers and offered load ``offered`` (arrival rate x service time, ``< servers``): Erlang's M/M/m state
+    probabilities, ``P(k) = P(0) a^k / k!`` below ``m`` and the Erlang C probability that an arrival waits,
+    ``C(m, a) = P(0) a^m / (m! (1 - a / m))``, for all busy (A. K. Erlang, 1917; e.g. L. Kleinrock, Queueing Systems
+    vol. 1, 1975, section 3.5). With one server they are ``1 - a`` and ``a``, exact for any service time: kvplan's
+    share of steps carrying a prompt chunk. For more servers with fixed service times (kvplan's prompts) they are an
+    approximation, stated."""
+    m = max(1, servers)
+    rho = offered / m
+    if offered <= 0:
+        return [1.0] + [0.0] * m
+    if rho >= 1:
+        return [0.0] * m + [1.0]
+    terms = [1.0]
+    for k in range(1, m):
+        terms.append(terms[-1] * offered / k)
+    busy = terms[-1] * offered / m / (1 - rho)
+    total = sum(terms) + busy
+    return [x / total for x in terms] + [busy / total]
+
+
+def queue_wait_s(
+    service_s: float, rho: float, *, quantile: float | None = None, servers: int = 1, scv: float = 0.0
+) -> float:
+    """The wait before a job starts, behind jobs of ``service_s`` seconds on average, at load ``rho`` per server: with
+    one server an M/D/1 queue's mean ``rho S / (2 (1 - rho))``, and at quantile ``q`` the exponential tail ``P(W > w)
+    = rho exp(-rho w / W)``, i.e. ``(W / rho) ln(rho / (1 - q))`` (0 where ``rho <= 1 - q``: most jobs start at once).
+    ``rho >= 1``: inf.
+
+    ``scv``: the service times' squared coefficient of variation (the prompts' lengths', :attr:`Lengths.scv`): the
+    mean wait is then the Pollaczek-Khinchine M/G/1 one, ``lambda E[S^2] / (2 (1 - rho)) = rho S (1 + scv) / (2 (1 -
+    rho))`` (0 gives the M/D/1 figure), the tail the same exponential about it.
+
+    With ``servers = m > 1`` (M/G/m: a pipeline's micro-batches, each admitting its own prompt,
+    :func:`_slots_mean_step`) the mean is the Allen-Cunneen approximation, M/M/m's ``C S / (m (1 - rho))`` times
+    ``(c_a^2 + c_s^2) / 2 = (1 + scv) / 2`` (Poisson arrivals; A. O. Allen, Probability, Statistics and Queueing
+    Theory, 1978), ``C`` the Erlang C probability of waiting (:func:`erlang_states`), and the tail M/M/m's ``P(W > w)
+    = C exp(-C w / W)``; with one server ``C = rho`` and both are the M/G/1 figures above, exactly."""
     if rho <= 0:
         return 0.0
     if rho >= 1:
         return math.inf
-    mean_wait = rho * service_s / (2 * (1 - rho))
+    m = max(1, servers)
+    waits = rho if m == 1 else erlang_states(rho * m, m)[-1]
+    mean_wait = waits * service_s * (1 + scv) / (2 * m * (1 - rho))
     if quantile is None:
         return mean_wait
     tail = 1 - quantile
-    return (mean_wait / rho) * math.log(rho / tail) if rho > tail else 0.0
+    return (mean_wait / waits) * math.log(waits / tail) if waits > tail else 0.0
 
 
 def _prefill_service(s: Setup, *, prompt: int, n: float, context: int, budget: int, ep: bool) -> float:
@@ -439,12 +587,14 @@ def _ttft(
     quantile: float | None,
     ep: bool,
     ahead_s: float | None = None,
+    scv: float = 0.0,
 ) -> float:
     """Prefill service in chunks of what the budget leaves after the decodes, plus the queue wait
-    (:func:`queue_wait_s`) behind requests of ``ahead_s`` seconds of service each (the mean prompt's; default: this
-    prompt's own, the mean case)."""
+    (:func:`queue_wait_s`, one server per micro-batch that admits its own prompt: :func:`_micro_batches`) behind
+    requests of ``ahead_s`` seconds of service each (the mean prompt's; default: this prompt's own, the mean case)."""
     service = _prefill_service(s, prompt=prompt, n=n, context=context, budget=budget, ep=ep)
-    return service + queue_wait_s(service if ahead_s is None else ahead_s, rho, quantile=quantile)
+    ahead = service if ahead_s is None else ahead_s
+    return service + queue_wait_s(ahead, rho, quantile=quantile, servers=_micro_batches(s), scv=scv)
 
 
 @dataclass(frozen=True)
@@ -474,7 +624,7 @@ class _Tail:
                                 ep=self.ep)  # fmt: skip
         else:
             ttft_q = _ttft(s, prompt=inp.at(q), n=n, context=_decode_context(inp, self.out), budget=self.budget,
-                           rho=self.rho, quantile=q, ep=self.ep, ahead_s=self.ahead_s)  # fmt: skip
+                           rho=self.rho, quantile=q, ep=self.ep, ahead_s=self.ahead_s, scv=inp.scv)  # fmt: skip
         return max(ttft, ttft_q), max(tpot, tpot_q)
 
 
@@ -541,7 +691,7 @@ def serve(
         ttft = _mean_step(s, n=1 + n, p=p, prompt=input_len.mean, budget=budget, context=input_len.mean, ep=ep)
     else:
         ahead = _prefill_service(s, prompt=input_len.mean, n=n, context=ctx, budget=budget, ep=ep)
-        ttft = ahead + queue_wait_s(ahead, rho)
+        ttft = ahead + queue_wait_s(ahead, rho, servers=_micro_batches(s), scv=input_len.scv)
     tail = _Tail(s, n=n, p=p, rho=rho, inp=input_len, out=output_len, budget=budget, ep=ep, prefilled=prefilled,
                  ahead_s=ahead)  # fmt: skip
     nan = float("nan")

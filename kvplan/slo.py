@@ -287,7 +287,7 @@ def _disaggregated(
     r_first = _run(decode, decode_only, t.rate_rps / d_replicas, ep, prefilled=True)
     first = first_token_s(decode, r_first, percentile=t.percentile)
     budget = math.inf if t.ttft_s is None else t.ttft_s - transfer_q - first
-    rho = max_prefill_load(service_q, budget, quantile=q, ahead_s=service)
+    rho = max_prefill_load(service_q, budget, quantile=q, ahead_s=service, scv=t.input_len.scv)
     if rho <= 0:
         return None
     p_replicas = max(1, math.ceil(t.rate_rps * service / rho - 1e-9))

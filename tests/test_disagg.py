@@ -147,6 +147,8 @@ def test_max_prefill_load_by_hand():
     assert 1.0 + queue_wait_s(1.0, rho, quantile=0.9) == pytest.approx(3.0)
     assert max_prefill_load(1.0, 0.9, quantile=None) == 0.0  # an idle replica misses the budget
     assert max_prefill_load(1.0, 1e9, quantile=0.99) == 0.95  # capped
+    # Varying prompts (scv 0.25, M/G/1): S + 1.25 rho S / (2 (1 - rho)) <= 3 S -> rho = 4 / (1.25 + 4) = 0.7619.
+    assert max_prefill_load(1.0, 3.0, quantile=None, scv=0.25) == pytest.approx(4 / 5.25)
 
 
 def test_sglang_sends_chunk_by_chunk():

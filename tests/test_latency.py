@@ -292,7 +292,13 @@ def test_mlperf_server_operating_point_from_the_logs():
 def test_mlperf_deepseek_r1_runs_on_the_attention_dp_ep_path():
     """NVIDIA's v5.1 DeepSeek-R1 config sets tensor_parallelism 8 with enable_attention_dp and
     moe_expert_parallelism 8: kvplan scores it as 8 attention DP ranks of TP1, experts whole over the 8 (EP), NVFP4
-    weights and an fp8 KV cache; a plain TP row keeps its TP and PP."""
+    weights and an fp8 KV cache; a plain TP row keeps its TP and PP. Both configs set cuda_graph_batch_sizes [128,
+    256, 384, 512] with cuda_graph_padding_enabled: a decode step of 97 sequences on a rank (the Server run's load
+    at the published rate) runs padded to 128 (Server x1.73 -> x1.58 with it; x1.65 -> x1.56 before the
+    NCCL-priced MoE exchange), one of 142 to 256, one of 300 to 384; past 512 no graph. They also turn
+    chunking off (enable_chunked_context False): the set's p99 prompt (1,432 tokens) fits the step budget
+    (max_num_tokens 3456 Server, 4608 Offline) whole beside a rank's full 512 decodes, so kvplan's chunk, min(prompt,
+    budget - decodes) (serving._mean_step), is the whole prompt already at every length it prices."""
     pub, data = _published()
     ds = [r for r in data["mlperf"] if r["model"] == "deepseek-v3"]
     assert {r["scenario"] for r in ds} == {"Offline", "Server"}
@@ -301,6 +307,10 @@ def test_mlperf_deepseek_r1_runs_on_the_attention_dp_ep_path():
         assert pub.mlperf_split_label(r) == "TP8 attention DP, EP8"
         s = pub._mlperf_setup(r)
         assert (s.tp, s.dp, s.ep, s.weights_dtype, s.kv_dtype, s.max_num_seqs) == (1, 8, True, "nvfp4", "fp8", 512)
+        assert s.settings.cuda_graph_batch_sizes == (128, 256, 384, 512)
+        padded = [s.engine.graph_rows(s.settings, n) for n in (97, 142, 300, 512, 513)]
+        assert padded == [128.0, 256.0, 384.0, 512.0, None]
+        assert data["mlperf_datasets"][r["dataset"]]["input_p99"] + s.max_num_seqs <= r["max_num_tokens"]
     assert pub.mlperf_split({"tp": 2, "pp": 2}) == {"tp": 2, "pp": 2}
 
 

@@ -275,6 +275,88 @@ def test_trtllm_pp_schedules_each_micro_batch_against_the_batch_limits():
     assert _budget(vl, None) == 4096 and _limits(vl, *short) == (256.0, "max_num_seqs")
 
 
+def test_trtllm_pp_prompts_prefilling_together_share_a_cycle():
+    """TensorRT-LLM with PP schedules each micro-batch from the requests not in flight (py_executor.py
+    _executor_loop_pp / microBatchScheduler.cpp: a prompt whose chunk is in the pipeline is skipped), so a second
+    prompt prefills in the other micro-batch while the first's chunk is in flight: the micro-batches are the servers
+    of a queue of prompts and a cycle carries as many chunks as prompts are prefilling (up to pp). Llama-2-70B fp8 on
+    H100, TP1 PP2, max_num_tokens 1024 per micro-batch, 8192-token prompts; 100 decodes: each micro-batch has room
+    for (2048 - 100) / 2 = 974 prompt tokens, so 512 prompt tokens per cycle are 0.5257 chunks per cycle. The cycles
+    with 0, 1 and 2 prompts in prefill (plain 66.8 ms, 178.8, 178.8) enter kvplan.serving.queue_mean_cycle (Erlang's
+    states in time at the offered load that gives 0.5257 chunks per cycle): 107.8 ms. Before, a share 0.5257 of the
+    cycles carried a lone chunk and none two: 0.4743 x 66.8 + 0.5257 x 178.8 = 125.7 ms. Past one chunk per
+    micro-batch every micro-batch is loaded alike, as before; the prompts' wait is M/D/2's."""
+    from kvplan.engines import Settings
+    from kvplan.serving import _mean_step, _step, queue_mean_cycle
+
+    settings = Settings(free_gpu_memory_fraction=0.95, max_num_seqs=1024, max_num_batched_tokens=1024)
+    s = setup("llama-2-70b", H100, engine="trtllm", settings=settings, tp=1, pp=2, weights_dtype="fp8",
+              kv_dtype_name="fp8")  # fmt: skip
+    n, p, prompt, ctx = 100.0, 512.0, 8192, 8192 + 128
+    room = (2048 - n) / 2
+    a = p / room
+    prefix = (prompt - int(room)) // 2  # a long prompt's chunks sit half-way in, on average
+    plain = _step(s, n=n, p=0, context=ctx)
+    one = _step(s, n=n, p=room, context=ctx, prefix=prefix, chunks=1.0)
+    two = _step(s, n=n, p=room, context=ctx, prefix=prefix, chunks=2.0)
+    assert (plain, one, two) == pytest.approx((0.06685, 0.17877, 0.17883), abs=5e-5)
+    mean = _mean_step(s, n=n, p=p, prompt=prompt, budget=2048, context=ctx, ep=False)
+    assert mean == pytest.approx(queue_mean_cycle(a, (plain, one, two)), rel=1e-9)
+    assert mean == pytest.approx(0.1078, abs=2e-4)
+    old = (1 - a) * plain + a * one
+    assert old == pytest.approx(0.1257, abs=2e-4) and mean < old / 1.15
+    # past one chunk per micro-batch every micro-batch is loaded alike, as before
+    full = _mean_step(s, n=n, p=3 * room, prompt=prompt, budget=2048, context=ctx, ep=False)
+    assert full == pytest.approx(_step(s, n=n, p=room, context=ctx, chunks=3.0), rel=1e-9)
+    # the prompts' queue has one server per micro-batch: the wait is M/D/2's, not M/D/1's at the same load
+    r = serve(s, rate_rps=0.5, input_len=Lengths.of(prompt), output_len=Lengths.of(256), with_max_rate=False)
+    from kvplan.serving import _budget, _decode_context, _prefill_service, queue_wait_s
+
+    ahead = _prefill_service(s, prompt=prompt, n=r.batch, context=_decode_context(Lengths.of(prompt),
+                             Lengths.of(256)), budget=_budget(s, None), ep=False)  # fmt: skip
+    rho = r.prefill_tokens_per_step / (2 * (2048 - r.batch) / 2)
+    assert r.ttft_mean_s == pytest.approx(ahead + queue_wait_s(ahead, rho, servers=2), rel=1e-9)
+
+
+def test_queue_mean_cycle_against_a_simulation():
+    """kvplan.serving.queue_mean_cycle against benchmarks/pp_queue_sim.py's discrete-event simulation of two slots
+    (cycles 46.1 ms idle, 166.2 with one or two prompts in prefill: the MLPerf v5.0 B200 TP2 PP2 Server run's, by
+    kvplan, at 37 decodes), prompts of 2,000 to 18,000 tokens in 1,005-token chunks at 0.645 req/s: the analytic
+    mean at the simulated chunks per cycle is within 2 % of the simulated mean (measured: 0.9 % under, 97.5 ms
+    against 98.3; the per-cycle Erlang states 8.4 % over, the lone-chunk rule 29 %). With one slot it is exactly the
+    share rule."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from pp_queue_sim import simulate
+
+    from kvplan.serving import queue_mean_cycle
+
+    cycles = (0.0461, 0.1662, 0.1664)
+    lengths = list(range(2000, 18001, 500))
+    sim, busy = simulate(0.645, lengths, chunk=1005, cycles=cycles, seconds=3000.0)
+    assert queue_mean_cycle(busy, cycles) == pytest.approx(sim, rel=0.02)
+    assert queue_mean_cycle(0.3, (0.05, 0.2)) == pytest.approx(0.7 * 0.05 + 0.3 * 0.2, rel=1e-6)
+
+
+def test_pp_chunk_cycles_equal_mixed_step_latency():
+    """kvplan.latency.pp_chunk_cycles prices the stages once for several chunk counts (kvplan.serving's prompt-queue
+    states); each figure equals mixed_step_latency's total with prompt_chunks=k: PP2 and PP4, k from 1 to pp, and a
+    pipeline with fewer decodes than stages (micro-batches 1.5 < pp: k = 2 is the even cycle there)."""
+    from kvplan.latency import pp_chunk_cycles
+
+    ll = load_bundled("llama-2-70b")
+    kw = dict(kv_dtype_name="fp8", weights_dtype="fp8", engine="trtllm", tp=1, gpus_per_node=8)
+    for pp, n, counts in ((2, 300.0, (1.0, 2.0)), (4, 300.0, (1.0, 2.0, 3.0, 4.0)), (2, 1.5, (1.0, 2.0))):
+        got = pp_chunk_cycles(ll, H100, decode_seqs=n, decode_context=900, prefill_tokens=700, prefill_prefix=1200,
+                              pp=pp, chunk_counts=counts, **kw)  # fmt: skip
+        for k, total in zip(counts, got, strict=True):
+            want = mixed_step_latency(ll, H100, decode_seqs=n, decode_context=900, prefill_tokens=700,
+                                      prefill_prefix=1200, pp=pp, prompt_chunks=k, **kw).total  # fmt: skip
+            assert total == pytest.approx(want, rel=1e-12), (pp, n, k)
+
+
 # ---- disaggregated prefill / decode ---------------------------------------------------------------
 
 

@@ -173,3 +173,54 @@ def test_the_p99_wait_is_behind_the_mean_prompt_not_the_requests_own(llama8b):
     assert ra.ttft_p99_s == pytest.approx(service(2048) + wait)
     assert rb.ttft_p99_s == pytest.approx(service(4096) + wait)
     assert rb.ttft_p99_s - ra.ttft_p99_s == pytest.approx(service(4096) - service(2048))
+
+
+def test_erlang_states_by_hand():
+    """Erlang's M/M/m states (kvplan.serving.erlang_states): one server, offered load 0.3: idle 0.7, busy 0.3 (exact for
+    any service time). Two servers, offered load 1 (rho 0.5): P(0) = 1 / (1 + a + a^2 / (2 (1 - rho))) = 1 / (1 + 1 +
+    1) = 1/3, P(1) = a P(0) = 1/3, P(both busy) = C(2, 1) = 1/3. At or past m: all busy; no load: all idle."""
+    from kvplan.serving import erlang_states
+
+    assert erlang_states(0.3, 1) == pytest.approx([0.7, 0.3])
+    assert erlang_states(1.0, 2) == pytest.approx([1 / 3, 1 / 3, 1 / 3])
+    assert erlang_states(2.0, 2) == [0.0, 0.0, 1.0]
+    assert erlang_states(0.0, 3) == [1.0, 0.0, 0.0, 0.0]
+    assert sum(erlang_states(2.2, 4)) == pytest.approx(1.0)
+
+
+def test_queue_wait_with_several_servers_by_hand():
+    """M/D/m (Allen-Cunneen): M/M/m's mean wait C S / (m (1 - rho)) halved for fixed service, tail C exp(-C w / W).
+    Two servers at rho 0.5 (C = 1/3, above): mean S / 6, p99 (W / C) ln(C / 0.01) = (S / 2) ln(100 / 3) = 1.7533 S;
+    p90 (S / 2) ln(10 / 3) = 0.6020 S. One server: the M/D/1 figures, rho S / (2 (1 - rho)) = S / 2 at rho 0.5."""
+    from kvplan.serving import queue_wait_s
+
+    s = 2.0
+    assert queue_wait_s(s, 0.5, servers=2) == pytest.approx(s / 6)
+    assert queue_wait_s(s, 0.5, quantile=0.99, servers=2) == pytest.approx(1.7533 * s, rel=1e-4)
+    assert queue_wait_s(s, 0.5, quantile=0.9, servers=2) == pytest.approx(0.6020 * s, rel=1e-3)
+    assert queue_wait_s(s, 0.5) == queue_wait_s(s, 0.5, servers=1) == pytest.approx(s / 2)
+    assert queue_wait_s(s, 0.5, servers=2) < queue_wait_s(s, 0.5)  # a second server takes the next job
+    assert queue_wait_s(s, 1.0, servers=2) == math.inf
+
+
+def test_varying_prompts_wait_as_pollaczek_khinchine(llama8b):
+    """With the prompt lengths' standard deviation given (Lengths.sd) the prompts' queue is M/G/1: the
+    Pollaczek-Khinchine mean wait lambda E[S^2] / (2 (1 - rho)) = rho S (1 + scv) / (2 (1 - rho)), scv = (sd /
+    mean)^2 (service taken as proportional to the prompt). mean 1024, sd 512: scv 0.25, so every wait is 1.25 x the
+    M/D/1 one (rho 0.5, S 2 s: 0.5 x 2 x 1.25 / (2 x 0.5) = 1.25 s against 1 s), the steady state (batch, step) is
+    untouched, and the TTFTs rise. Before, lengths carried no spread and the wait was M/D/1 whatever the set."""
+    from kvplan.serving import queue_wait_s
+
+    assert Lengths.of(1024, 2048, sd=512).scv == pytest.approx(0.25)
+    assert Lengths.of(1024).scv == 0.0
+    with pytest.raises(InvalidInput):
+        Lengths.of(1024, sd=-1)
+    assert queue_wait_s(2.0, 0.5, scv=0.25) == pytest.approx(1.25)
+    for kw in ({"quantile": 0.99}, {"quantile": 0.9, "servers": 2}, {"servers": 3}):
+        assert queue_wait_s(2.0, 0.6, scv=0.25, **kw) == pytest.approx(1.25 * queue_wait_s(2.0, 0.6, **kw))
+    out = Lengths.of(256)
+    fixed = serve(llama8b, rate_rps=20, input_len=Lengths.of(1024, 2048), output_len=out, with_max_rate=False)
+    spread = serve(llama8b, rate_rps=20, input_len=Lengths.of(1024, 2048, sd=512), output_len=out,
+                   with_max_rate=False)  # fmt: skip
+    assert (spread.batch, spread.step_s) == (fixed.batch, fixed.step_s)
+    assert spread.ttft_mean_s > fixed.ttft_mean_s and spread.ttft_p99_s > fixed.ttft_p99_s

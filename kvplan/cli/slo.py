@@ -114,8 +114,8 @@ def run_targets(spec: Any, gpus: list[Any], *, engine: str, weights: list[str] |
 
         notes.extend(get_engine(engine).latency_setting_notes(settings))  # config-file keys of latency settings
     if fmt == "json":
-        head = {"model": spec.name, "rate_rps": targets.rate_rps, "input": vars(targets.input_len),
-                "output": vars(targets.output_len), "ttft_s": targets.ttft_s, "tpot_s": targets.tpot_s,
+        head = {"model": spec.name, "rate_rps": targets.rate_rps, "input": targets.input_len.to_dict(),
+                "output": targets.output_len.to_dict(), "ttft_s": targets.ttft_s, "tpot_s": targets.tpot_s,
                 "percentile": targets.percentile, "notes": notes}  # fmt: skip
         return report.render_object({**head, "plans": dicts, "pareto": front}, "json")
     if fmt == "csv":

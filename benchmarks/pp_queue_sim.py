@@ -1,0 +1,102 @@
+"""A discrete-event check of kvplan's prompt queue under pipeline parallelism (kvplan.serving._slots_mean_step).
+
+TensorRT-LLM with ``pp`` stages schedules each micro-batch from the requests not in flight, so a long prompt takes
+one chunk per pipeline cycle in one micro-batch slot and prompts prefilling together ride in different slots
+(kvplan.serving's docstring cites the source). This script simulates exactly that, cycle by cycle: prompts arrive
+at Poisson times, wait first come first served for a free slot, and hold it for ``ceil(length / chunk)`` cycles;
+a cycle with ``j`` busy slots lasts ``cycles[j]``. It prints the simulated mean cycle beside kvplan's analytic one
+(:func:`kvplan.serving.queue_mean_cycle`, Erlang's time-average states at the simulated chunks per cycle), the
+per-cycle Erlang states (the first version of the rule) and the lone-chunk rule kvplan used before.
+
+The case is NVIDIA's MLPerf v5.0 Llama-3.1-405B Server on B200 (TP2 PP2, ``max_num_tokens`` 1024): kvplan's cycles
+at 37 decodes (the log's operating point), computed here, with 1,024 - 18.5 tokens of room per micro-batch, and the
+benchmark set's prompt lengths drawn from a gamma distribution with its mean and standard deviation
+(``mlperf_datasets`` in benchmarks/data/published_throughput.json; the shape is an assumption, stated).
+
+``python benchmarks/pp_queue_sim.py [--seconds 20000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import statistics
+import sys
+from collections import deque
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parent / "data" / "published_throughput.json"
+
+
+def simulate(rate: float, lengths: list[int], *, chunk: float, cycles: tuple[float, ...], seconds: float,
+             seed: int = 1) -> tuple[float, float]:  # fmt: skip
+    """(mean cycle, mean busy slots per cycle) of ``len(cycles) - 1`` slots serving Poisson arrivals at ``rate``
+    with prompt lengths drawn from ``lengths``, over ``seconds`` of simulated time."""
+    rng = random.Random(seed)
+    slots = [0] * (len(cycles) - 1)
+    waiting: deque[int] = deque()
+    now, arrival = 0.0, rng.expovariate(rate)
+    durations, busy = [], []
+    while now < seconds:
+        while arrival <= now:
+            waiting.append(math.ceil(rng.choice(lengths) / chunk))
+            arrival += rng.expovariate(rate)
+        for i, left in enumerate(slots):
+            if left == 0 and waiting:
+                slots[i] = waiting.popleft()
+        j = sum(1 for left in slots if left > 0)
+        durations.append(cycles[j])
+        busy.append(j)
+        slots = [max(0, left - 1) for left in slots]
+        now += cycles[j]
+    return statistics.fmean(durations), statistics.fmean(busy)
+
+
+def gamma_lengths(mean: float, sd: float, *, count: int = 20000, seed: int = 7) -> list[int]:
+    """``count`` prompt lengths from a gamma distribution of that mean and standard deviation (at least 1 token)."""
+    rng = random.Random(seed)
+    shape, scale = (mean / sd) ** 2, sd * sd / mean
+    return [max(1, round(rng.gammavariate(shape, scale))) for _ in range(count)]
+
+
+def b200_case() -> tuple[float, tuple[float, ...], list[int]]:
+    """The v5.0 B200 TP2 PP2 Server row's room per micro-batch, kvplan's cycles at 37 decodes, the set's lengths."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import published_compare as pc
+
+    from kvplan.serving import _chunk_cycles, _step
+
+    data = json.loads(DATA.read_text())
+    row = next(r for r in data["mlperf"] if (r["source"], r["gpu"], r["scenario"], r["model"])
+               == ("mlperf-5.0", "b200", "Server", "llama-3.1-405b"))  # fmt: skip
+    s = pc._mlperf_setup(row)
+    ds = data["mlperf_datasets"][row["dataset"]]
+    n, room = 37.0, (1024 * 2 - 37.0) / 2
+    context = round(ds["input_mean"]) + round(row["osl"]) // 2
+    cycles = (_step(s, n=n, p=0, context=context),
+              *_chunk_cycles(s, n=n, chunk=room, context=context, prefix=0, ep=False, slots=2))  # fmt: skip
+    return room, cycles, gamma_lengths(ds["input_mean"], ds["input_sd"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    from kvplan.serving import erlang_states, queue_mean_cycle
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=20000.0)
+    args = ap.parse_args(argv)
+    room, cycles, lengths = b200_case()
+    print("cycles (ms) with 0, 1, 2 prompts in prefill: " + ", ".join(f"{c * 1e3:.1f}" for c in cycles))
+    for rate in (0.3, 0.45, 0.55, 0.645):
+        sim, busy = simulate(rate, lengths, chunk=room, cycles=cycles, seconds=args.seconds)
+        per_cycle = sum(share * c for share, c in zip(erlang_states(busy, 2), cycles, strict=True))
+        lone = (1 - busy) * cycles[0] + busy * cycles[1] if busy < 1 else cycles[1]
+        print(f"rate {rate:.3f} req/s: {busy:.3f} chunks per cycle; mean cycle simulated {sim * 1e3:.1f} ms, "
+              f"kvplan {queue_mean_cycle(busy, cycles) * 1e3:.1f} ms (Erlang per cycle {per_cycle * 1e3:.1f}, "
+              f"lone chunk {lone * 1e3:.1f})")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
