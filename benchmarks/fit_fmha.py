@@ -47,6 +47,9 @@ import statistics
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from aic_tables import SKIPPED, tables_root  # noqa: E402 - where aiconfigurator's tables lie, shared
+
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_fmha.json"
 
 SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm"}
@@ -66,15 +69,12 @@ S_RANGE = (0.0, 64.0)  # softmax exponentials per score: 0 (free softmax: gain g
 
 def collect(out: Path) -> int:
     """Write the pairs of aiconfigurator's context-attention rows (latencies in ms, 4 significant digits)."""
-    try:
-        from importlib.resources import files
-
-        import pandas as pd
-
-        root = Path(str(files("aiconfigurator_core") / "systems" / "data"))
-    except ImportError:
-        print("aiconfigurator is not installed here; skipped (see this script's docstring for the separate venv)")
+    root = tables_root()
+    if root is None:
+        print(SKIPPED)
         return 0
+    import pandas as pd
+
     keys = ["kernel_source", "batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim"]
     rows = []
     for engine, (version, (attn, kv)) in ENGINES.items():

@@ -43,6 +43,9 @@ import statistics
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from aic_tables import SKIPPED, tables_root  # noqa: E402 - where aiconfigurator's tables lie, shared
+
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_gemm.json"
 
 # kvplan GPU name -> aiconfigurator system directory (systems/data/<name>)
@@ -69,16 +72,13 @@ SCAN_SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm", 
 
 def collect(out: Path) -> int:
     """Write the sample of aiconfigurator's GEMM tables (latencies in us, 4 significant digits) to ``out``."""
-    try:
-        from importlib.resources import files
-
-        import pandas as pd
-
-        root = Path(str(files("aiconfigurator_core") / "systems" / "data"))
-        import aiconfigurator
-    except ImportError:
-        print("aiconfigurator is not installed here; skipped (see this script's docstring for the separate venv)")
+    root = tables_root()
+    if root is None:
+        print(SKIPPED)
         return 0
+    import aiconfigurator
+    import pandas as pd
+
     tables = []
     for gpu, system in SYSTEMS.items():
         for engine, version in ENGINES.items():
@@ -112,14 +112,11 @@ def sm_scan() -> list[dict] | None:
     the partial last wave (:func:`kvplan.latency.wave_efficiency`'s rule, for each tile in ``SCAN_TILES``) at each SM
     count in ``SCAN_SMS``. The best SM count per table and tile, and the spread at 148 and 152 (B200 and GB200).
     Reads the tables themselves (the committed sample's N axis is too coarse for it); None without aiconfigurator."""
-    try:
-        from importlib.resources import files
-
-        import pandas as pd
-
-        root = Path(str(files("aiconfigurator_core") / "systems" / "data"))
-    except ImportError:
+    root = tables_root()
+    if root is None:
         return None
+    import pandas as pd
+
     out = []
     for gpu, system in SCAN_SYSTEMS.items():
         df = pd.read_parquet(root / system / "gemm" / "trtllm" / ENGINES["trtllm"] / "gemm_perf.parquet")

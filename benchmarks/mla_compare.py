@@ -34,6 +34,9 @@ import statistics
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from aic_tables import SKIPPED, tables_root  # noqa: E402 - where aiconfigurator's tables lie, shared
+
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_mla.json"
 
 # kvplan GPU name -> aiconfigurator system directory
@@ -49,16 +52,13 @@ FIT_GPU = "b200"  # --fit: the Blackwell GPU the tables were fitted on (GB200 is
 
 def collect(out: Path) -> int:
     """Write the sample of aiconfigurator's MLA generation-module tables (latency in us, 4 significant digits)."""
-    try:
-        from importlib.resources import files
-
-        import pandas as pd
-
-        root = Path(str(files("aiconfigurator_core") / "systems" / "data"))
-        import aiconfigurator
-    except ImportError:
-        print("aiconfigurator is not installed here; skipped (see this script's docstring for the separate venv)")
+    root = tables_root()
+    if root is None:
+        print(SKIPPED)
         return 0
+    import aiconfigurator
+    import pandas as pd
+
     tables = []
     for gpu, system in SYSTEMS.items():
         for engine, version in ENGINES.items():

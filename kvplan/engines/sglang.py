@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kvplan.engines import vllm
 from kvplan.engines.base import (
     NUM,
     Budget,
@@ -188,6 +189,45 @@ class MambaHybridLayout(Layout):
         return {"mamba_full_memory_ratio": self.mamba_ratio}
 
 
+# MLA page size. SGLang 0.5.x (main 2025-26) server_args.py, read in several stored copies through the code index:
+# _handle_model_specific_adjustments sets attention_backend = "trtllm_mla" ("Use trtllm_mla as attention backend on
+# sm100 for DeepseekV3ForCausalLM") when the architecture is DeepseekV3ForCausalLM without the DSA indexer, the GPU is
+# SM100 and no attention backend was given; _handle_attention_backend_compatibility (later page_size resolution in
+# the newest copies) then turns any page_size outside [32, 64] into 64 ("TensorRT-LLM MLA only supports page_size of
+# 32 or 64, changing page_size from ... to 64") and refuses a kv_cache_dtype outside fp8_e4m3, fp4_e2m1, bf16, auto.
+# Every other MLA model (DeepseekV2ForCausalLM) and every Hopper GPU take get_default_attn_backend's MLA branch:
+# fa3 on Hopper, flashinfer on SM100, neither of which forces a page size, so the page stays --page-size or 1.
+# (flashmla 64 and cutlass_mla 128 are forced too, but only when the user picks them: kvplan has no backend flag.)
+# The MLA cell is the same under every backend (model_runner_kv_cache_mixin.py get_cell_size_per_token:
+# (kv_lora_rank + qk_rope_head_dim) x layers x element size; fp8 one byte, no scale buffer), as the neutral plan has.
+# Architectures as kvplan families (HF model_type): DeepSeek-V3 / V3.1 (deepseek_v3) and Kimi-K2 (kimi_k2, whose
+# config.json lists architectures ["DeepseekV3ForCausalLM"]: model_specs/kimi-k2-instruct-0905.yaml).
+TRTLLM_MLA_FAMILIES = frozenset({"deepseek_v3", "kimi_k2"})
+TRTLLM_MLA_PAGES = (32, 64)  # the page sizes trtllm_mla keeps
+TRTLLM_MLA_PAGE = 64  # what it sets any other page_size to
+TRTLLM_MLA_KV = frozenset({"bf16", "fp16", "fp8", "fp8_e4m3", "fp4_e2m1"})  # kvplan names of the flags it takes
+
+
+def runs_trtllm_mla(spec: ModelSpec, *, gpu: GPU) -> bool:
+    """Whether SGLang picks the trtllm_mla backend for ``spec`` on ``gpu`` by default (see TRTLLM_MLA_FAMILIES)."""
+    kinds = [k for k in spec.layers.kinds.values() if k.type == "mla"]
+    dense = bool(kinds) and not any(k.index_head_dim for k in kinds)
+    return dense and spec.family in TRTLLM_MLA_FAMILIES and vllm.COMPUTE_MAJOR.get(gpu.architecture or "") == 10
+
+
+def page_size(spec: ModelSpec, *, gpu: GPU, given: int | None, kv_dtype: str) -> int:
+    """The page size SGLang runs with: ``given`` (--page-size) or 1, except where trtllm_mla runs (32 or 64 kept,
+    anything else 64). A KV dtype trtllm_mla refuses is refused here as SGLang does at startup."""
+    if not runs_trtllm_mla(spec, gpu=gpu):
+        return given or 1
+    if kv_dtype not in TRTLLM_MLA_KV:
+        raise InvalidInput(
+            f"SGLang runs {spec.name} on {gpu.name} with the trtllm_mla backend, which takes --kv-cache-dtype "
+            f"fp8_e4m3, fp4_e2m1, bf16 or auto, not {kv_dtype}; use fp8_e4m3"
+        )
+    return given if given in TRTLLM_MLA_PAGES else TRTLLM_MLA_PAGE
+
+
 # --kv-cache-dtype fp4_e2m1 (docs/advanced_features/quantized_kv_cache.md @03cd2ec: E2M1 values, one 8-bit exponent
 # scale per block of 16). The pool's cell (model_runner_kv_cache_mixin.py get_cell_size_per_token @001ccef, which
 # profile_max_num_token divides the memory by): element size 1 (torch.float4_e2m1fn_x2 holds two values), so
@@ -306,7 +346,7 @@ class Sglang(Engine):
         self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
     ) -> Layout:
         stage = plan.stages[stage_index]
-        block = settings.block_size or 1
+        block = page_size(spec, gpu=gpu, given=settings.block_size, kv_dtype=plan.kv_dtype)
         kinds = {c.type for _, c in stage.groups}
         if "recurrent" in kinds:
             return self._mamba_layout(spec, stage, settings=settings, block=block, tp=plan.tp)
@@ -547,7 +587,8 @@ ENGINE = Sglang(
     release="0.5",
     version="0.4.3 budget / 0.5.x mem_fraction_static heuristic",
     # python/sglang/srt/model_executor/model_runner.py profile_max_num_token; page_size 1 default.
-    paging="token slots (page 1); pool = rest / cell_size over all layers",
+    paging="token slots (page 1; 64 where trtllm_mla runs: DeepSeek-V3 / Kimi-K2 on SM100); pool = rest / cell_size "
+    "over all layers",
     budget_rule="free memory at start x mem_fraction_static - weights",
     kv_dtypes=("bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "fp8", "fp4_e2m1"),
     # server_args.py --kv-cache-dtype choices: auto, fp8_e5m2, fp8_e4m3; fp4_e2m1 (quantized_kv_cache.md @03cd2ec,

@@ -207,7 +207,28 @@ class WindowLayout(Layout):
         return {"max_attention_window": list(self.windows)}
 
 
-def window_layout(spec: ModelSpec, plan: CachePlan, *, stage_index: int, settings: Settings) -> WindowLayout:
+# FlashMLA's block: tensorrt_llm/_torch/pyexecutor/_util.py (create_py_executor / KvCacheCreator, TensorRT-LLM 1.x,
+# several stored copies read through the code index): for an MLA model ``if model_config.enable_flash_mla:
+# tokens_per_block = 64`` ("Change tokens_per_block to: 64 for using FlashMLA"), over the user's value;
+# tensorrt_llm/_torch/model_config.py ModelConfig.enable_flash_mla: attn_backend "TRTLLM" (the default),
+# kv_lora_rank + qk_rope_head_dim == 576 and torch.cuda.get_device_capability() == (9, 0) (H100 / H200). Elsewhere the
+# block stays tokens_per_block (32). The MLA cache itself is one K-only "head" of kv_lora_rank + qk_rope_head_dim per
+# layer and token (CacheType.SELFKONLY, num_kv_heads=1, head_dim=kv_lora_rank + qk_rope_head_dim, kv_factor 1), in
+# the KV dtype (FP8: one byte, the scale per tensor), as the neutral plan has it.
+FLASH_MLA_HEAD_DIM = 576
+FLASH_MLA_TOKENS_PER_BLOCK = 64
+
+
+def tokens_per_block(spec: ModelSpec, *, gpu: GPU, given: int | None) -> int:
+    """The block TensorRT-LLM runs with: 64 for FlashMLA (see FLASH_MLA_HEAD_DIM), else ``given`` or 32."""
+    mla = [k for k in spec.layers.kinds.values() if k.type == "mla"]
+    heads = {(k.kv_lora_rank or 0) + (k.qk_rope_head_dim or 0) for k in mla}
+    if heads == {FLASH_MLA_HEAD_DIM} and vllm.COMPUTE_MAJOR.get(gpu.architecture or "") == 9:
+        return FLASH_MLA_TOKENS_PER_BLOCK
+    return given or TOKENS_PER_BLOCK
+
+
+def window_layout(spec: ModelSpec, plan: CachePlan, *, stage_index: int, settings: Settings, gpu: GPU) -> WindowLayout:
     """The stage's layers under the declared windows. Layer kinds whose windowed layout was not read are refused:
     recurrent state (hybrid models: TensorRT-LLM's Mamba cache manager) and Llama 4's chunked attention (how its
     attention_chunk_size meets a declared window)."""
@@ -224,7 +245,7 @@ def window_layout(spec: ModelSpec, plan: CachePlan, *, stage_index: int, setting
     groups: dict[LayerCache, int] = {}
     for c in capped:
         groups[c] = groups.get(c, 0) + 1
-    block = settings.block_size or TOKENS_PER_BLOCK
+    block = tokens_per_block(spec, gpu=gpu, given=settings.block_size)
     chunk = settings.max_num_batched_tokens or MAX_NUM_TOKENS  # max_num_tokens, the temporary window's bound
     stage = StagePlan(tuple((n, c) for c, n in groups.items()))
     return WindowLayout(stage, 1, block, layers=tuple(layers), windows=tuple(windows), max_num_tokens=chunk)
@@ -342,8 +363,9 @@ class Trtllm(Engine):
         """Every layer keeps every token (:func:`_whole_sliding`) unless ``max_attention_window`` is set
         (:class:`WindowLayout`)."""
         if settings.max_attention_window:
-            return window_layout(spec, plan, stage_index=stage_index, settings=settings)
-        return Layout(_whole_sliding(plan.stages[stage_index]), 1, settings.block_size or TOKENS_PER_BLOCK)
+            return window_layout(spec, plan, stage_index=stage_index, settings=settings, gpu=gpu)
+        block = tokens_per_block(spec, gpu=gpu, given=settings.block_size)
+        return Layout(_whole_sliding(plan.stages[stage_index]), 1, block)
 
     def check_dp_ep(self, spec: ModelSpec, *, tp: int, pp: int, dp: int, ep: bool) -> None:
         """Attention data parallelism (llmapi ``enable_attention_dp``) spans the whole TP group: attention runs
@@ -666,7 +688,8 @@ ENGINE = Trtllm(
     release="0.20",
     version="0.20+ (LLM API, PyTorch backend)",
     # docs/source/reference/memory.md; KvCacheConfig.free_gpu_memory_fraction default 0.9.
-    paging="blocks of tokens_per_block (32) per request; every layer keeps every token unless max_attention_window "
+    paging="blocks of tokens_per_block (32; 64 for a 576-wide MLA latent on Hopper, FlashMLA) per request; every layer "
+    "keeps every token unless max_attention_window "
     "sets windows (a pool per window)",
     budget_rule="free memory after load and activations x free_gpu_memory_fraction (0.9)",
     # nvfp4: KvCacheConfig.dtype "nvfp4" (_nvfp4_token_bytes; Blackwell only, check_kv_on_gpu).

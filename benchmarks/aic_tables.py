@@ -1,0 +1,22 @@
+"""Where aiconfigurator's measured kernel tables lie on disk, for the scripts that sample them (gemm_compare.py,
+mla_compare.py, fit_fmha.py). aiconfigurator is a reference installed in its own virtual environment (each script's
+docstring says how), never a kvplan dependency: without it these scripts skip their collection step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SKIPPED = "aiconfigurator is not installed here; skipped (see this script's docstring for the separate venv)"
+
+
+def tables_root() -> Path | None:
+    """``aiconfigurator_core/systems/data`` (one folder per GPU system, then operation, engine and version), or None
+    where aiconfigurator, or pandas that reads its parquet tables, is not installed."""
+    try:
+        from importlib.resources import files
+
+        import pandas  # noqa: F401 - the tables are parquet files; a root nothing can read is no root
+
+        return Path(str(files("aiconfigurator_core") / "systems" / "data"))
+    except ImportError:
+        return None
