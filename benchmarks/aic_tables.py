@@ -20,3 +20,14 @@ def tables_root() -> Path | None:
         return Path(str(files("aiconfigurator_core") / "systems" / "data"))
     except ImportError:
         return None
+
+
+def each_table(root: Path, systems: dict[str, str], engines: dict[str, str], operation: str, filename: str):  # noqa: ANN201
+    """``(gpu, engine, version, path, source)`` of each table aiconfigurator holds for ``operation`` (``gemm``,
+    ``mla``, ...), GPU by GPU then engine by engine, skipping the pairs it never collected; ``source`` names the file
+    as the committed samples cite it."""
+    for gpu, system in systems.items():
+        for engine, version in engines.items():
+            path = root / system / operation / engine / version / filename
+            if path.exists():
+                yield gpu, engine, version, path, f"aiconfigurator_core/systems/data/{path.relative_to(root)}"

@@ -44,7 +44,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import SKIPPED, tables_root  # noqa: E402 - where aiconfigurator's tables lie, shared
+from aic_tables import SKIPPED, each_table, tables_root  # noqa: E402 - where aiconfigurator's tables lie, shared
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_gemm.json"
 
@@ -80,22 +80,17 @@ def collect(out: Path) -> int:
     import pandas as pd
 
     tables = []
-    for gpu, system in SYSTEMS.items():
-        for engine, version in ENGINES.items():
-            path = root / system / "gemm" / engine / version / "gemm_perf.parquet"
-            if not path.exists():
+    for gpu, engine, version, path, source in each_table(root, SYSTEMS, ENGINES, "gemm", "gemm_perf.parquet"):
+        df = pd.read_parquet(path)
+        df = df[df.m.isin(M_AXIS) & df.n.isin(N_AXIS) & df.k.isin(K_AXIS)]
+        for dtype in DTYPES:
+            sel = df[df.gemm_dtype == dtype]
+            if sel.empty:
                 continue
-            df = pd.read_parquet(path)
-            df = df[df.m.isin(M_AXIS) & df.n.isin(N_AXIS) & df.k.isin(K_AXIS)]
-            for dtype in DTYPES:
-                sel = df[df.gemm_dtype == dtype]
-                if sel.empty:
-                    continue
-                got = {(int(r.m), int(r.n), int(r.k)): float(f"{r.latency * 1e3:.4g}") for r in sel.itertuples()}
-                tables.append({"gpu": gpu, "engine": engine, "version": version, "dtype": dtype,
-                               "kernel": "/".join(sorted(set(sel.kernel_source))),
-                               "source": f"aiconfigurator_core/systems/data/{path.relative_to(root)}",
-                               "us": [got.get(p) for p in _points()]})  # fmt: skip
+            got = {(int(r.m), int(r.n), int(r.k)): float(f"{r.latency * 1e3:.4g}") for r in sel.itertuples()}
+            tables.append({"gpu": gpu, "engine": engine, "version": version, "dtype": dtype,
+                           "kernel": "/".join(sorted(set(sel.kernel_source))), "source": source,
+                           "us": [got.get(p) for p in _points()]})  # fmt: skip
     meta = {"aiconfigurator": aiconfigurator.__version__, "unit": "us (aiconfigurator's latency column is ms)",
             "order": "us[i] is the point i of product(m, n, k), m slowest; null where the table has no such point",
             "axes": {"m": M_AXIS, "n": N_AXIS, "k": K_AXIS}}  # fmt: skip

@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import SKIPPED, tables_root  # noqa: E402 - where aiconfigurator's tables lie, shared
+from aic_tables import SKIPPED, each_table, tables_root  # noqa: E402 - where aiconfigurator's tables lie, shared
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_mla.json"
 
@@ -60,20 +60,16 @@ def collect(out: Path) -> int:
     import pandas as pd
 
     tables = []
-    for gpu, system in SYSTEMS.items():
-        for engine, version in ENGINES.items():
-            path = root / system / "mla" / engine / version / "mla_generation_module_perf.parquet"
-            if not path.exists():
-                continue
-            df = pd.read_parquet(path)
-            df = df[(df.gemm_type == GEMM_TYPE) & df.num_heads.isin(HEADS) & df.kv_cache_dtype.isin(KV_DTYPES)]
-            points = sorted((str(r.kv_cache_dtype), int(r.num_heads), int(r.batch_size), int(r.isl), int(r.step),
-                             float(f"{r.latency * 1e3:.4g}")) for r in df.itertuples())  # fmt: skip
-            tables.append({"gpu": gpu, "engine": engine, "version": version,
-                           "kernel": "/".join(sorted(set(df.kernel_source))),
-                           "norm_dispatch": _norm_dispatch(path.parent / "collection_meta.yaml"),
-                           "source": f"aiconfigurator_core/systems/data/{path.relative_to(root)}",
-                           "points": points})  # fmt: skip
+    walk = each_table(root, SYSTEMS, ENGINES, "mla", "mla_generation_module_perf.parquet")
+    for gpu, engine, version, path, source in walk:
+        df = pd.read_parquet(path)
+        df = df[(df.gemm_type == GEMM_TYPE) & df.num_heads.isin(HEADS) & df.kv_cache_dtype.isin(KV_DTYPES)]
+        points = sorted((str(r.kv_cache_dtype), int(r.num_heads), int(r.batch_size), int(r.isl), int(r.step),
+                         float(f"{r.latency * 1e3:.4g}")) for r in df.itertuples())  # fmt: skip
+        tables.append({"gpu": gpu, "engine": engine, "version": version,
+                       "kernel": "/".join(sorted(set(df.kernel_source))),
+                       "norm_dispatch": _norm_dispatch(path.parent / "collection_meta.yaml"), "source": source,
+                       "points": points})  # fmt: skip
     meta = {"aiconfigurator": aiconfigurator.__version__, "unit": "us (aiconfigurator's latency column is ms)",
             "points": "[kv_cache_dtype, num_heads, batch_size, isl, step, latency_us]",
             "gemm_type": GEMM_TYPE}  # fmt: skip
