@@ -663,7 +663,7 @@ CALIBRATION = Calibration(
 #   reduce-scattered in the output dtype (16-bit). The routing ids and weights (int32 and fp32 x top-k per token,
 #   1.6 % of a Qwen3 FP8 row) are not counted.
 OVERLAP = Overlap(
-    shared_experts_tokens=1 << 30,
+    shared_experts_tokens=1 << 30,  # no token limit: Llama4MoE.forward streams at any count (above)
     shared_experts_graph_only=True,
     moe_allgather=True,
     moe_allgather_unpadded=True,
