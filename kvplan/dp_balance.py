@@ -22,28 +22,33 @@ kvplan's model of it (a renewal cycle between two releases, in iterations; state
 
 * Prompts arrive as a Poisson stream of ``A`` per iteration over the replica (rate x the mean step). The engine
   spreads new requests over the ranks by their load, capped at the ceiling of all requests over the ranks
-  (tensorrt_llm/_torch/pyexecutor/executor_request_queue.py ``_balance_requests_across_ranks``), so ``D`` prompts
-  waiting since the last release are taken to cover the ``D`` ranks: "every rank has a context request" is
-  "``K_i >= D``", ``K_i`` the prompts arrived since the release, seen at iteration ``i``. Uneven rank loads need
-  more (benchmarks/dp_balance_sim.py measures how much).
-* A release at iteration 0 is followed by the next at ``R = tau + W`` if the first iteration with ``K_i >= D``,
-  ``tau``, comes by ``T`` (``W`` = batching_wait_iters: held at ``tau .. tau + W - 1``, released at ``tau + W``),
-  else at ``R = T`` (timeout_iters; 0 acts as 1: the first iteration releases). A prompt seen first at iteration
-  ``i`` waits ``R - i`` iterations; each release is taken to carry every prompt waiting.
+  (tensorrt_llm/_torch/pyexecutor/executor_request_queue.py ``_balance_requests_across_ranks``). Two bounds of
+  "every rank has a context request by iteration ``x``": the even spread, ``K_x >= D`` (``K_x`` the prompts
+  arrived since the release, Poisson of mean ``x A``: ``D`` waiting prompts cover the ``D`` ranks), and the random
+  spread (each rank's prompts Poisson of mean ``x A / D``, all ranks covered with probability
+  ``(1 - exp(-x A / D))^D``). A rank-by-rank simulation of the engine's rule (benchmarks/dp_balance_sim.py) lies
+  between them, nearer the random spread, which :mod:`kvplan.serving` uses.
+* A release at iteration 0 is followed by the next at ``R = tau + W`` if the first iteration with a prompt on
+  every rank, ``tau``, comes by ``T`` (``W`` = batching_wait_iters: held at ``tau .. tau + W - 1``, released at
+  ``tau + W``), else at ``R = T`` (timeout_iters; 0 acts as 1: the first iteration releases). A prompt seen first
+  at iteration ``i`` waits ``R - i`` iterations; each release is taken to carry every prompt waiting.
 * The hold needs a generation request on every rank: kvplan takes that as at least ``D`` sequences decoding
   (evenly spread), a Poisson count of mean ``n`` (the steady state's): a prompt arriving where fewer decode lands
   on a rank with no generation request, and the balancer lets it go at once. So a lone request (rate to zero)
   waits nothing, and at a high rate (``A`` prompts an iteration, far above ``D``) a prompt waits out the batching
   wait only: ``0 .. W`` iterations, ``W / 2`` on average (none with ``batching_wait_iters: 0``).
 
-The share of prompts that wait at least ``h`` iterations (Poisson arrivals, each counted with its cycle; ``K_x``
-Poisson of mean ``x A``, ``F_k(x) = P(K_x <= k)``, ``F_k(x <= 0) = 1``, ``delta = [h > W]``, ``eps = [v - h < T]``):
+The share of prompts that wait at least ``h`` iterations (Poisson arrivals, each counted with its cycle;
+``F_0(x)`` the probability that not every rank has a prompt by ``x``, ``F_1(x)`` the same given one more prompt
+there (the tagged one): even spread ``P(K_x <= D - 1)`` and ``P(K_x <= D - 2)``, random spread ``1 - c^D`` and
+``1 - c^(D - 1)`` with ``c = 1 - exp(-x A / D)``; ``F(x <= 0) = 1``; ``delta = [h > W]``, ``eps = [v - h < T]``):
 
-    S(h) = (1 / E[R]) * ( sum_{v=h}^{T-1} F_{D-1-delta}(v - W)
-                        + sum_{v=max(h,T)}^{T+W-1} (F_{D-1-delta}(v - W) - F_{D-1-eps}(T)) )
-    E[R] = sum_{v=0}^{T-1} F_{D-1}(v - W) + sum_{v=T}^{T+W-1} (F_{D-1}(v - W) - F_{D-1}(T))
+    S(h) = (1 / E[R]) * ( sum_{v=h}^{T-1} F_delta(v - W)
+                        + sum_{v=max(h,T)}^{T+W-1} (F_delta(v - W) - F_eps(T)) )
+    E[R] = sum_{v=0}^{T-1} F_0(v - W) + sum_{v=T}^{T+W-1} (F_0(v - W) - F_0(T))
 
-(the arrival in interval ``i = v - h + 1`` counted by Poisson size-biasing; ``S(0) = 1``). Its mean is
+(the arrival in interval ``i = v - h + 1`` counted by Poisson size-biasing; ``S(0) = 1``; both spreads equal a
+brute-force enumeration of every arrival pattern, tests/test_dp_balance_wait.py). Its mean is
 ``sum_{h>=1} S(h)``; a quantile the smallest ``h`` with ``P(hold > h) <= 1 - q``. No GPU figure enters: the hold is
 a count of iterations, priced at the steady state's mean step by :mod:`kvplan.serving`.
 """
@@ -98,18 +103,32 @@ class BalanceHold:
 
 
 def balance_hold(
-    *, arrivals_per_iter: float, ranks: int, decoding: float, timeout_iters: int, batching_wait_iters: int
+    *,
+    arrivals_per_iter: float,
+    ranks: int,
+    decoding: float,
+    timeout_iters: int,
+    batching_wait_iters: int,
+    random_spread: bool = False,
 ) -> BalanceHold:
     """The balancer's hold for ``ranks`` attention-DP ranks, ``arrivals_per_iter`` prompts arriving per iteration
-    over all ranks and ``decoding`` sequences decoding on average (the module docstring)."""
+    over all ranks and ``decoding`` sequences decoding on average (the module docstring).
+
+    ``random_spread``: each prompt to a rank drawn at random instead of the even spread (the other bound,
+    benchmarks/dp_balance_sim.py): every rank has a prompt by ``x`` iterations with probability
+    ``(1 - exp(-A x / D))^D``, a tagged prompt's own rank being covered, the others' ``(...)^(D - 1)``."""
     d = ranks
     t_iters = max(1, timeout_iters)  # timeout_iters 0: the counter (1 after its increment) is >= 0 at once
     w = batching_wait_iters
     a = max(arrivals_per_iter, 0.0)
-    # F_{d-1}(x), F_{d-2}(x) at x = 0 .. t_iters - 1 (v - W below T) and at T
+    # F_{d-1}(x), F_{d-2}(x) (P(not every rank has a prompt by x), without and with the tagged one) at x = 0 .. T
     f1, f2 = [], []
     for x in range(t_iters + 1):
-        hi, lo = _poisson_cdfs(x * a, d - 1)
+        if random_spread:
+            covered = -math.expm1(-a * x / d)  # one rank has a prompt by x
+            hi, lo = 1.0 - covered**d, 1.0 - covered ** (d - 1)
+        else:
+            hi, lo = _poisson_cdfs(x * a, d - 1)
         f1.append(hi)
         f2.append(lo)
 

@@ -638,12 +638,16 @@ class _Tail:
 def _balance_hold(s: Setup, *, rate_rps: float, step_s: float, n: float) -> BalanceHold | None:
     """The iterations a prompt waits for the engine's attention-DP balancer (:meth:`Engine.dp_balance_iters`:
     TensorRT-LLM's ``attention_dp_config.enable_balance``) at ``rate_rps`` with ``n`` sequences decoding and a mean
-    step of ``step_s`` (:mod:`kvplan.dp_balance`); None without data-parallel ranks or where the engine holds none."""
+    step of ``step_s`` (:mod:`kvplan.dp_balance`); None without data-parallel ranks or where the engine holds none.
+
+    Prompts reach the ranks as if drawn at random (``random_spread``): a rank-by-rank simulation of the engine's rule
+    with its load-capped spread (benchmarks/dp_balance_sim.py) lies between the even and the random spread's holds,
+    nearer the random one's (docs/cost.md, section 5), which is also the longer, so the safer for a TTFT target."""
     iters = s.engine.dp_balance_iters(s.settings) if s.dp > 1 else None
     if iters is None:
         return None
     return balance_hold(arrivals_per_iter=rate_rps * step_s, ranks=s.dp, decoding=n, timeout_iters=iters[0],
-                        batching_wait_iters=iters[1])  # fmt: skip
+                        batching_wait_iters=iters[1], random_spread=True)  # fmt: skip
 
 
 def serve(

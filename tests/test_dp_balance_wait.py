@@ -19,8 +19,11 @@ from kvplan.serving import Lengths
 EVERY_RANK_DECODING = 1e9  # sequences decoding: every rank has a generation request, the hold always applies
 
 
-def _hold(a: float, d: int, t: int, w: int, decoding: float = EVERY_RANK_DECODING):  # noqa: ANN202
-    return balance_hold(arrivals_per_iter=a, ranks=d, decoding=decoding, timeout_iters=t, batching_wait_iters=w)
+def _hold(  # noqa: ANN202
+    a: float, d: int, t: int, w: int, decoding: float = EVERY_RANK_DECODING, *, random_spread: bool = False
+):
+    return balance_hold(arrivals_per_iter=a, ranks=d, decoding=decoding, timeout_iters=t, batching_wait_iters=w,
+                        random_spread=random_spread)  # fmt: skip
 
 
 def test_a_lone_prompt_with_every_rank_decoding_waits_out_the_timeout_clock() -> None:
@@ -96,6 +99,39 @@ def test_hold_equals_brute_force_enumeration(a: float, d: int, t: int, w: int) -
     assert list(hold.survival) == pytest.approx(at_least[: len(hold.survival)], abs=1e-7)
 
 
+def _enumerated_random(a: float, d: int, t: int, w: int, top: int = 5) -> tuple[float, list[float]]:
+    """As :func:`_enumerated`, each rank's arrivals its own Poisson stream of ``a / d`` an iteration (the random
+    spread): every rank has a prompt once each rank's count is >= 1."""
+    per = a / d
+    pmf = [math.exp(-per) * per**k / math.factorial(k) for k in range(top + 1)]
+    held_total, count, at_least = 0.0, 0.0, [0.0] * (t + w + 2)
+    for xs in itertools.product(range(top + 1), repeat=(t + w) * d):
+        weight = math.prod(pmf[x] for x in xs)
+        have, tau = [0] * d, None
+        for i in range(t + w):
+            for r in range(d):
+                have[r] += xs[i * d + r]
+            if tau is None and all(have):
+                tau = i + 1
+        release = tau + w if tau is not None and tau <= t else t
+        for i in range(1, release + 1):
+            arrived, wait = sum(xs[(i - 1) * d : i * d]), release - i
+            count += weight * arrived
+            held_total += weight * arrived * wait
+            for h in range(wait + 1):
+                at_least[h] += weight * arrived
+    return held_total / count, [x / count for x in at_least]
+
+
+def test_random_spread_hold_equals_brute_force_enumeration() -> None:
+    """D = 2, T = 2, W = 1, A = 0.5 (0.25 a rank): the closed form against every pattern of up to 5 arrivals per rank
+    and interval (the truncation leaves about 1e-7)."""
+    mean, at_least = _enumerated_random(0.5, 2, 2, 1)
+    hold = _hold(0.5, 2, 2, 1, random_spread=True)
+    assert hold.mean_iters == pytest.approx(mean, rel=1e-5)
+    assert list(hold.survival) == pytest.approx(at_least[: len(hold.survival)], abs=1e-6)
+
+
 def test_timeout_zero_acts_as_one() -> None:
     """timeout_iters 0: the counter, 1 after its increment, is >= 0 at the first iteration: as timeout_iters 1."""
     assert _hold(0.7, 4, 0, 10).survival == _hold(0.7, 4, 1, 10).survival
@@ -121,7 +157,7 @@ def test_serve_adds_the_mean_hold_at_the_mean_step() -> None:
     plain = _serve(_qwen3_dp4(attention_dp_timeout_iters=0, attention_dp_batching_wait_iters=0), 20.0)
     held = _serve(_qwen3_dp4(), 20.0)
     assert (held.tpot_mean_s, held.batch, held.step_s) == (plain.tpot_mean_s, plain.batch, plain.step_s)
-    hold = _hold(20.0 * held.step_s, 4, 50, 10, decoding=held.batch)
+    hold = _hold(20.0 * held.step_s, 4, 50, 10, decoding=held.batch, random_spread=True)  # kvplan.serving's spread
     assert hold.applies == pytest.approx(1.0)  # ~127 sequences decode: every rank has some
     assert held.ttft_mean_s == pytest.approx(plain.ttft_mean_s + hold.mean_iters * held.step_s, rel=1e-12)
     assert held.ttft_mean_s - plain.ttft_mean_s > 4 * held.step_s  # at least most of the W / 2 batching wait
@@ -142,17 +178,17 @@ def test_serve_rate_to_zero_holds_nothing() -> None:
 def test_serve_hold_falls_toward_the_batching_wait_as_the_rate_rises() -> None:
     """Half the replica's sustainable rate, then 99 % of it (about 41.7 req/s, measured): A = rate x step rises from
     about 0.27 to 3.1 prompts an iteration against D = 4 ranks, so the prompts gather on every rank sooner and the
-    hold falls; with batching_wait_iters 0, at 99 %, under half an iteration (measured 0.29); with the default 10, the
-    W / 2 = 5 iterations and a little (measured 5.37)."""
+    hold falls (kvplan.serving's random spread): with batching_wait_iters 0 from 14.3 to 1.20 iterations, with the
+    default 10 from 18.5 to 6.12, near the W / 2 = 5 of the limit (measured)."""
     s0 = _qwen3_dp4(attention_dp_batching_wait_iters=0)
     top = serving.max_rate(s0, input_len=Lengths.of(2048), output_len=Lengths.of(512), expert_parallel=True)
     holds = {}
     for share in (0.5, 0.99):
         r = _serve(s0, share * top)
         a = share * top * r.step_s
-        holds[share] = (_hold(a, 4, 50, 0, decoding=r.batch), _hold(a, 4, 50, 10, decoding=r.batch))
-    assert holds[0.99][0].mean_iters < 0.5 < holds[0.5][0].mean_iters
-    assert 5.0 < holds[0.99][1].mean_iters < 6.0 < holds[0.5][1].mean_iters
+        holds[share] = tuple(_hold(a, 4, 50, w, decoding=r.batch, random_spread=True) for w in (0, 10))
+    assert holds[0.99][0].mean_iters < 1.5 < 10.0 < holds[0.5][0].mean_iters
+    assert 5.0 < holds[0.99][1].mean_iters < 7.0 < 15.0 < holds[0.5][1].mean_iters
 
 
 def test_only_trtllm_with_balance_holds() -> None:
@@ -162,3 +198,15 @@ def test_only_trtllm_with_balance_holds() -> None:
     assert get_engine("trtllm").dp_balance_iters(knobs) == (60, 0)
     assert get_engine("trtllm").dp_balance_iters(Settings()) is None
     assert get_engine("vllm").dp_balance_iters(on) is None and get_engine("sglang").dp_balance_iters(on) is None
+
+
+@pytest.mark.parametrize(("a", "d", "w"), [(0.27, 4, 10), (3.1, 4, 0), (0.27, 8, 10)])
+def test_random_spread_bounds_the_even_one_from_above(a: float, d: int, w: int) -> None:
+    """Prompts drawn to ranks at random need more of them to cover every rank than an even spread (D): a longer
+    hold. Both tend to the same limits: the timeout clock as A -> 0 and the batching wait as A grows."""
+    kw = {"arrivals_per_iter": a, "ranks": d, "decoding": EVERY_RANK_DECODING, "timeout_iters": 50,
+          "batching_wait_iters": w}  # fmt: skip
+    assert balance_hold(**kw, random_spread=True).mean_iters > balance_hold(**kw).mean_iters
+    for limit in (0.0, 1e4):
+        kw["arrivals_per_iter"] = limit
+        assert balance_hold(**kw, random_spread=True).mean_iters == pytest.approx(balance_hold(**kw).mean_iters)
