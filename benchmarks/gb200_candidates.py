@@ -51,6 +51,9 @@ GRACE_HOST_REQUEST_S = 8.8e-3 / 256
 # NVIDIA/TransformerEngine#2053 (2025-08): CPU time of one torch.nn.Linear forward (bf16, hidden 2048, 8192 tokens),
 # GB200 37.08 us against a DGX H100's Xeon Platinum 8480C 13.48 us: PyTorch dispatch on Grace takes 2.75x as long.
 GRACE_DISPATCH_RATIO = 37.08 / 13.48
+# Bisection steps for the implied host times: 16 halvings of the 1 us - 10 ms log range leave 1e4 ** 2 ** -16, 0.014 %,
+# far below the whole microseconds printed (--host-floor's 24 are kept there).
+HOST_BISECTION_STEPS = 16
 
 # Published pairs, same release, same command, a Grace-hosted system (GB200 / GB300 NVL72) beside an x86-hosted DGX
 # (B200 / B300), output tokens/s (per GPU on the release/1.2 page; TP1 rows there, so per GPU = the TP group's).
@@ -123,8 +126,8 @@ def score(runs: list[dict]) -> dict:
         if not within(ratios["as scored"]):
             twin = b200[(r["model"], r["isl"], r["osl"])]
             row["gb200_over_b200"] = r["published_tok_s"] / twin["published_tok_s"]
-            row["host_us"] = pc.implied_host_request_s(r) * 1e6
-            twin_host = pc.implied_host_request_s(twin)
+            row["host_us"] = pc.implied_host_request_s(r, steps=HOST_BISECTION_STEPS) * 1e6
+            twin_host = pc.implied_host_request_s(twin, steps=HOST_BISECTION_STEPS)
             row["b200_host_us"] = None if twin_host is None else twin_host * 1e6
         rows.append(row)
     x86 = [{**r, "ratios": {"as scored": tokens_s(r) / r["published_tok_s"],
