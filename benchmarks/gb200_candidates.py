@@ -65,9 +65,9 @@ HOST_BISECTION_STEPS = 16
 # header adds "For NUMA systems, consult the 'CPU Affinity configuration in TensorRT LLM' guide ... These options were
 # enabled for relevant tests".
 # v0.17: perf-overview.md @258c7540 (the trtllm-0.17 rows' page): TensorRT engines, and on GH200 (Grace Hopper, the
-# page's "GH200 480GB" column) the C++ gptManagerBenchmark instead of trtllm-bench ("Use gptManagerBenchmark for GH200: For release
-# v0.17, on GH200 systems, we recommend using the legacy flow based on gptManagerBenchmark to measure performance";
-# the v0.15 page's heading: "Trtllm-bench has known issues on GH200").
+# page's "GH200 480GB" column) the C++ gptManagerBenchmark instead of trtllm-bench ("Use gptManagerBenchmark for
+# GH200: For release v0.17, on GH200 systems, we recommend using the legacy flow based on gptManagerBenchmark to
+# measure performance"; the v0.15 page's heading: "Trtllm-bench has known issues on GH200").
 GRACE_PAIRS = (
     ("v1.0", "Qwen3-30B-A3B TP1 FP4", "128/128", (("B200", 39827), ("GB200", 24107), ("RTX 6000 Pro", 28011)),
      (("GB200", "B200"),)),
