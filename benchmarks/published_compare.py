@@ -423,6 +423,120 @@ def host_floor_lines(rows: list[dict], *, markdown: bool) -> list[str]:
     return out
 
 
+# --dp-candidates: what each reading of the attention-DP rows that no source fixes for v1.0 would change. Nothing here
+# is kept in kvplan; each is scored once per row so the next reader sees its size before looking for its source.
+
+
+@contextlib.contextmanager
+def eager_dp_steps():  # noqa: ANN201
+    """Every step of an attention-DP context (dp > 1) priced eagerly: :func:`kvplan.latency._engine_ctx` with
+    ``eager=True``, so decode steps take the eager kernel cost and give up what kvplan grants graph steps only (the
+    shared experts' second stream, ``Overlap.shared_experts_graph_only``). TensorRT-LLM replays a CUDA graph under
+    attention DP only when every rank is generation-only with the same batch size (``model_engine.py``
+    ``_maybe_get_cuda_graph``, a 1.0-era copy: ``tp_allgather([can_run_cuda_graph, batch_size])``,
+    ``all_batch_size_equal``), which the page's padding gives (``_get_padded_batch`` pads every rank to the rounded-up
+    largest); this prices the other case. Only the GPU side: the host's Python launch time of an eager step is not
+    in kvplan's eager constant (fitted to aiconfigurator's kernel timings)."""
+    from kvplan import latency
+
+    original = latency._engine_ctx
+
+    def eager(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if kwargs.get("dp", 1) > 1:
+            kwargs["eager"] = True
+        return original(*args, **kwargs)
+
+    latency._engine_ctx = eager
+    try:
+        yield
+    finally:
+        latency._engine_ctx = original
+
+
+def _setup_with(r: dict, *, max_batch: int | None = None, graph: bool = True, **split: object):  # noqa: ANN202
+    """The row's setup with a per-rank ``max_batch`` cap, without the CUDA-graph padding (``graph=False``), or
+    another ``split`` (the keywords of :func:`_setup`); otherwise as :func:`row_setup` builds it."""
+    return _setup(row_model(r), r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, max_batch=max_batch,
+                  graph_sizes=row_graph_sizes(r) if graph else None, **(split or run_split(r)))  # fmt: skip
+
+
+def eager_ratio(r: dict) -> float:
+    """The row's kvplan / published with its attention-DP steps eager and unpadded (:func:`eager_dp_steps`)."""
+    with row_engine(r), eager_dp_steps():
+        return replica_tokens_s(_setup_with(r, graph=False), r["isl"], r["osl"]) / r["published_tok_s"]
+
+
+def attention_tp_ratio(r: dict) -> float:
+    """The row's kvplan / published with attention over the header's TP and the experts whole over the same ranks
+    (EP): the run without ``enable_attention_dp``. The page prints that key inside ``cuda_graph_config`` in its MoE
+    ``llm_options.yml``, where a 1.0-era ``tensorrt_llm/llmapi/llm_args.py`` (the one whose ``MoeConfig.backend`` lists
+    CUTEDSL and DEEPGEMM) makes ``CudaGraphConfig`` a ``StrictBaseModel`` (``extra = "forbid"``): the file as printed
+    is refused, so the page does not fix what the runs set. TensorRT-LLM's own perf-test configs
+    (``tests/integration/defs/perf/pytorch_model_config.py``) give ``llama_v4_maverick_17b_128e_instruct_fp8`` the
+    page's ``batch_sizes`` with padding and no ``enable_attention_dp``."""
+    with row_engine(r):
+        s = _setup_with(r, tp=r["tp"], ep=True)
+        return replica_tokens_s(s, r["isl"], r["osl"]) / r["published_tok_s"]
+
+
+def implied_rank_batch(r: dict) -> tuple[int | None, int]:
+    """``(batch, capacity)``: the per-rank sequence cap (``max_batch_size``) at which kvplan's figure falls to the
+    published one, by bisection, and the rank's KV capacity for requests of ISL + OSL (what kvplan's batch is bound
+    by); batch None where kvplan is not above the published figure. A step model that is right with a batch that is
+    too large would show one share per GPU; a missing step cost maps to a share that depends on the row."""
+    with row_engine(r):
+        s = row_setup(r)
+        capacity = min(st.max_sequences(length=r["isl"] + r["osl"], prefix=0, engine=s.engine) for st in s.stages)
+        if replica_tokens_s(s, r["isl"], r["osl"]) <= r["published_tok_s"]:
+            return None, capacity
+        lo, hi = 0, capacity  # figure(lo) <= published < figure(hi)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            above = replica_tokens_s(_setup_with(r, max_batch=mid), r["isl"], r["osl"]) > r["published_tok_s"]
+            lo, hi = (lo, mid) if above else (mid, hi)
+    return hi, capacity
+
+
+def dp_candidate_rows(rows: list[dict]) -> list[dict]:
+    """The scored attention-DP rows with each candidate's ratio (:func:`eager_ratio`, :func:`attention_tp_ratio`)
+    and the implied per-rank batch (:func:`implied_rank_batch`)."""
+    out = []
+    for r in rows:
+        if "ratio" in r and (r.get("launch") or {}).get("enable_attention_dp"):
+            batch, capacity = implied_rank_batch(r)
+            out.append({**r, "eager": eager_ratio(r), "attention_tp": attention_tp_ratio(r), "implied_batch": batch,
+                        "capacity": capacity})  # fmt: skip
+    return out
+
+
+def dp_candidate_lines(rows: list[dict], *, markdown: bool = False) -> list[str]:
+    """One line (or table row) per attention-DP row of :func:`dp_candidate_rows`, then per weight dtype each
+    candidate's statistics beside the scored ones."""
+    cols = ("model", "GPU", "split", "ISL/OSL", "weights", "as scored", "eager DP steps", "attention TP + EP",
+            "implied batch a rank (of the KV capacity)")  # fmt: skip
+    out = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"] if markdown else []
+    for r in rows:
+        batch = r["implied_batch"]
+        implied = "-" if batch is None else f"{batch} ({batch / r['capacity']:.2f})"
+        cells = (r["label"], r["gpu"], split_label(r), f"{r['isl']}/{r['osl']}", r["weights"], f"{r['ratio']:.2f}",
+                 f"{r['eager']:.2f}", f"{r['attention_tp']:.2f}", f"{implied} of {r['capacity']}")  # fmt: skip
+        out.append("| " + " | ".join(cells) + " |" if markdown else "dp-candidates " + "  ".join(cells))
+    if markdown:
+        out.append("")
+    for weights in sorted({r["weights"] for r in rows}):
+        part = [r for r in rows if r["weights"] == weights]
+        cells = []
+        for key, name in (("ratio", "as scored"), ("eager", "eager DP steps"), ("attention_tp", "attention TP + EP")):
+            s = stats([{"ratio": r[key]} for r in part])
+            cells.append(f"{name} {s['within_20pct']}/{s['compared']} within 20% (median |ln| "
+                         f"{s['median_abs_ln']:.3f}, median signed {s['median_signed_ln']:+.3f})")  # fmt: skip
+        shares = [r["implied_batch"] / r["capacity"] for r in part if r["implied_batch"] is not None]
+        implied = (f"; implied batch over {len(shares)} rows kvplan overestimates: {min(shares):.2f}-{max(shares):.2f} "
+                   f"of the KV capacity (median {statistics.median(shares):.2f})" if shares else "")  # fmt: skip
+        out.append(f"dp-candidates {weights} attention-DP rows: " + "; ".join(cells) + implied)
+    return out
+
+
 def replica_tokens_s(s, isl: int, osl: int) -> float:  # noqa: ANN001
     """Output tokens/s of one replica at its highest sustainable rate."""
     from kvplan.serving import Lengths, max_rate
@@ -720,6 +834,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="for the v1.0 rows over 20%%, the host time per request that explains each miss")  # fmt: skip
     ap.add_argument("--dp-balance", action="store_true",
                     help="the attention-DP rows also with every rank's prompt chunks in the same steps")  # fmt: skip
+    ap.add_argument("--dp-candidates", action="store_true",
+                    help="the attention-DP rows under each unsourced reading: eager steps, attention TP, the batch "
+                         "that would explain them")  # fmt: skip
     args = ap.parse_args(argv)
     data = json.loads(args.data.read_text())
     rows = compare_runs(data["runs"])
@@ -771,6 +888,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.dp_balance:
         print()
         print("\n".join(balance_lines(rows, markdown=args.markdown)))
+    if args.dp_candidates:
+        print()
+        print("\n".join(dp_candidate_lines(dp_candidate_rows(rows), markdown=args.markdown)))
     return 0
 
 
