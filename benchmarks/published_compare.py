@@ -537,6 +537,38 @@ def dp_candidate_lines(rows: list[dict], *, markdown: bool = False) -> list[str]
     return out
 
 
+# An attention-DP run whose batch is published: NVIDIA/TensorRT-LLM#3439 (2025-04-10, "perf: Eliminate the need for
+# attention DP padding when possible", https://github.com/NVIDIA/TensorRT-LLM/pull/3439), DeepSeek-R1-FP8 on 8 x H200
+# with trtllm-bench throughput, before that PR: 4.9006 requests/s, 10,036.3364 output and 15,054.5046 total tokens/s
+# (2,048 output and 1,024 prompt tokens a request), "the achieved concurrency is 159 requests per GPU".
+KNOWN_BATCH_ADP = {"model": "deepseek-v3", "gpu": "h200", "dp": 8, "weights": "fp8", "kv": "fp8", "isl": 1024,
+                   "osl": 2048, "rank_batch": 159, "output_tok_s": 10036.3364}  # fmt: skip
+
+
+def known_batch_line(run: dict = KNOWN_BATCH_ADP) -> str:
+    """kvplan's step for :data:`KNOWN_BATCH_ADP` with its batch capped at the published concurrency, against the step
+    that concurrency and the published throughput give (``rank_batch x dp / output tok/s``): a batch-free check of the
+    attention-DP step, and the figure kvplan gives with its own KV-bound batch beside it."""
+    from kvplan.serving import Lengths, max_rate, serve
+
+    inp, out = Lengths.of(run["isl"]), Lengths.of(run["osl"])
+    published_step = run["rank_batch"] * run["dp"] / run["output_tok_s"]
+    figures = []
+    for cap in (run["rank_batch"], None):
+        s = _setup(run["model"], run["gpu"], 1, weights=run["weights"], kv=run["kv"], fraction=KV_FRACTION,
+                   max_batch=cap, dp=run["dp"], ep=True)  # fmt: skip
+        top = max_rate(s, input_len=inp, output_len=out)
+        at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
+                   with_p99=False)  # fmt: skip
+        figures.append((top * run["osl"] / run["output_tok_s"], at.step_s, at.batch / run["dp"]))
+    (capped, step, batch), (uncapped, _, own) = figures
+    return (f"dp-candidates known batch: {run['model']} {run['gpu']} DP{run['dp']} EP{run['dp']} "
+            f"{run['isl']}/{run['osl']} at {run['rank_batch']} a rank (TensorRT-LLM#3439): published step "
+            f"{published_step * 1e3:.1f} ms, kvplan {step * 1e3:.1f} ms at {batch:.0f} a rank, x{capped:.2f}, residual "
+            f"{(published_step - step) * 1e3:+.1f} ms; kvplan's own batch {own:.0f} a rank: "
+            f"x{uncapped:.2f}")  # fmt: skip
+
+
 def replica_tokens_s(s, isl: int, osl: int) -> float:  # noqa: ANN001
     """Output tokens/s of one replica at its highest sustainable rate."""
     from kvplan.serving import Lengths, max_rate
@@ -891,6 +923,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dp_candidates:
         print()
         print("\n".join(dp_candidate_lines(dp_candidate_rows(rows), markdown=args.markdown)))
+        print(known_batch_line())
     return 0
 
 

@@ -95,3 +95,15 @@ def test_dp_candidate_lines_one_per_row_and_a_summary_per_weight_dtype() -> None
     assert lines[3].startswith("dp-candidates nvfp4 attention-DP rows: as scored 1/1 within 20%")
     table = pub.dp_candidate_lines(rows, markdown=True)
     assert table[0].startswith("| model | GPU | split |") and table[2].startswith("| Llama 4 Scout | h100-sxm |")
+
+
+def test_known_batch_line_compares_the_step_at_the_published_concurrency_by_hand() -> None:
+    """TensorRT-LLM#3439's DeepSeek-R1-FP8 8 x H200 run: 159 sequences a rank x 8 ranks / 10,036.3364 output tokens/s
+    = 126.74 ms a step (by hand). kvplan, capped at 159 a rank, runs 158 a rank at 111.0 ms (x1.14, +15.8 ms);
+    with its own KV-bound batch, 300 a rank, x1.39."""
+    pub, _ = _published()
+    line = pub.known_batch_line()
+    assert line.startswith("dp-candidates known batch: deepseek-v3 h200 DP8 EP8 1024/2048 at 159 a rank")
+    assert round(159 * 8 / 10036.3364 * 1e3, 1) == 126.7
+    assert "published step 126.7 ms" in line
+    assert "kvplan 111.0 ms at 158 a rank, x1.14, residual +15.8 ms; kvplan's own batch 300 a rank: x1.39" in line
