@@ -569,6 +569,32 @@ def known_batch_line(run: dict = KNOWN_BATCH_ADP) -> str:
             f"x{uncapped:.2f}")  # fmt: skip
 
 
+# The FP8 attention-DP rows of a later version of the same page (NVIDIA/TensorRT-LLM
+# docs/source/performance/perf-overview.md with the per-GPU "Performance Summary - All Networks" tables and
+# `enable_attention_dp: true` at the top level of the MoE llm_options.yml; read through the code index, which does not
+# name its commit): output tokens/s per GPU, DEP = attention DP x EP over that many GPUs. Not the v1.0 release, so
+# scored apart with the v1.0 setup (kv fraction 0.95, the same CUDA-graph sizes), never in the statistics above.
+LATER_PAGE_DEP_ROWS = (
+    ("qwen3-235b-a22b", "h100-sxm", 8, ((1000, 1000, 1932), (1024, 1024, 1935), (1024, 8192, 873))),
+    ("qwen3-235b-a22b", "h200", 4, ((1000, 1000, 3165), (1024, 1024, 3268), (1024, 8192, 1417), (8192, 1024, 627),
+                                    (32768, 1024, 134))),
+    ("llama-4-maverick-17b-128e", "h200", 8, ((1000, 1000, 4146), (1024, 1024, 4180), (1024, 8192, 1157),
+                                              (1024, 32768, 679), (8192, 1024, 1276))),
+)  # fmt: skip
+
+
+def later_page_lines() -> list[str]:
+    """kvplan / published for :data:`LATER_PAGE_DEP_ROWS` (per GPU): whether the attention-DP pattern (decode-heavy
+    rows optimistic, long prompts pessimistic) outlives v1.0."""
+    out = []
+    for model, gpu, dp, points in LATER_PAGE_DEP_ROWS:
+        s = _setup(model, gpu, 1, weights="fp8", kv="fp8", fraction=KV_FRACTION, dp=dp, ep=True,
+                   graph_sizes=V10_GRAPH_BATCH_SIZES)  # fmt: skip
+        cells = [f"{isl}/{osl} x{replica_tokens_s(s, isl, osl) / dp / per_gpu:.2f}" for isl, osl, per_gpu in points]
+        out.append(f"dp-candidates later page: {model} {gpu} DEP{dp}: " + "; ".join(cells))
+    return out
+
+
 def replica_tokens_s(s, isl: int, osl: int) -> float:  # noqa: ANN001
     """Output tokens/s of one replica at its highest sustainable rate."""
     from kvplan.serving import Lengths, max_rate
@@ -924,6 +950,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print("\n".join(dp_candidate_lines(dp_candidate_rows(rows), markdown=args.markdown)))
         print(known_batch_line())
+        print("\n".join(later_page_lines()))
     return 0
 
 
