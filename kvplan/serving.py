@@ -475,7 +475,7 @@ def _solve(load: _Load) -> tuple[float | None, str]:
         return 0.0, "compute"
     t_seq = load.seq_limit / (lam * out.mean)  # n reaches the sequence limit
     # n + p reach every DP rank's budget; under the balancer's batching wait, (W + 1) p (:func:`_release_every`)
-    every = _release_every(load.setup, seqs=lam * out.mean * t_seq)
+    every = _release_every(load.setup, seqs=load.seq_limit)  # at the bound n is far above the ranks
     t_tok = load.budget * load.setup.dp / (lam * (every * comp + out.mean))
     t_hi = min(t_seq, t_tok)
     bound = load.seq_limit_name if t_seq <= t_tok else "token_budget"
