@@ -457,8 +457,8 @@ def _release_every(s: Setup, *, seqs: float) -> int:
     at least the ranks).
 
     While every rank keeps a prompt waiting, each release resets the batching counter
-    (tensorrt_llm/_torch/pyexecutor/py_executor.py ``_balance_adp_requests``, @9521caf4), so the next prompts, or the
-    next chunk of a long one, wait ``W`` more iterations: a rank prefills at most its token budget less its decodes
+    (tensorrt_llm/_torch/pyexecutor/py_executor.py ``_balance_adp_requests``, a 1.x version), so the next prompts, or
+    the next chunk of a long one, wait ``W`` more iterations: a rank prefills at most its token budget less its decodes
     once every ``W + 1`` iterations, and its prompt tokens per iteration times ``W + 1`` plus its decodes must fit
     the budget (:func:`_solve`'s token bound)."""
     iters = s.engine.dp_balance_iters(s.settings) if s.dp > 1 else None
