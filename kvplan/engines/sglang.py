@@ -593,8 +593,9 @@ HOST_LOOP = HostLoop(overlaps_gpu=True, switch="--disable-overlap-schedule")
 #   decode pool (DeepSeek-V3 on 72 H100, kv_transfer_compare.py) moves x0.73 -> x0.79.
 # * SM100: trtllm_mla (DeepseekV3ForCausalLM models; the KV dtypes it takes), "TRTLLM MLA attention kernel from
 #   flashinfer" (sgl-project/sglang @fcf5799f python/sglang/srt/layers/attention/trtllm_mla_backend.py
-#   TRTLLMMLABackend): 17.1 us in place of vLLM's FLASHINFER_MLA figure (13.2). B200 median |ln| 0.126 -> 0.120 (0.685 with mla_layer_s); GB200 held out 0.151 ->
-#   0.136. Other MLA models on SM100 run flashinfer there, not fitted: mla_layer_s.
+#   TRTLLMMLABackend): 17.1 us in place of vLLM's FLASHINFER_MLA figure (13.2). B200 median |ln| 0.126 -> 0.120
+#   (0.685 with mla_layer_s); GB200 held out 0.151 -> 0.136. Other MLA models on SM100 run flashinfer there, not
+#   fitted: mla_layer_s.
 MLA_FITS = LentFits(
     label="MLA decode: SGLang 0.5.10's own, mla_compare.py --fit",
     fields=(
