@@ -183,10 +183,10 @@ def test_sglang_blackwell_constant_only_where_trtllm_mla_runs() -> None:
         ("vllm", "h200", 46.73e-6, 0.236, 0.122),
         ("trtllm", "h200", 12.15e-6, 0.147, 0.055),
         ("trtllm", "b200", 13.57e-6, 0.203, 0.097),
-    ],  # fmt: skip
+    ],
 )
 def test_module_fits_reported_but_not_applied(tables, engine, gpu, best, before, after) -> None:  # noqa: ANN001
-    # docs/cost.md "MLA decode per engine": what --fit gives on the Hopper tables of vLLM (the legacy collection) and
+    # docs/cost.md "MLA decode per engine": what --fit gives on the tables of vLLM on Hopper (the legacy collection) and
     # TensorRT-LLM, kept out of their calibrations (the grid's DeepSeek-V3 steps get worse with them). The figures
     # there are the least-squares minimum and the medians with and without it.
     field = mla_compare.fit_field(gpu)
