@@ -340,6 +340,15 @@ class Calibration:
     # mla_layer_s applies (vLLM: FLASHINFER_MLA's supports_combination and supported_kv_cache_dtypes).
     blackwell_mla_nope_dims: tuple[int, ...] | None = None
     blackwell_mla_kv_dtypes: frozenset[str] | None = None
+    # NVFP4 GEMMs that read a normalised input (the QKV and gate/up projections) get it already in FP4 from the norm
+    # kernel: no quantization kernel of their own (kvplan.latency _gemm_s ``normed_input``). TensorRT-LLM's TensorRT
+    # engines built with ``norm_quant_fusion`` run the residual add, the RMSNorm and the NVFP4 quantization as one
+    # kernel (tensorrt_llm/models/llama/model.py LLaMADecoderLayer.forward: ``fused_layernorm(..., scale=1 /
+    # mlp.fc.activation_global_scaling_factor)`` and, for the next layer's QKV, ``next_layer_input_layernorm_args``;
+    # FP4Linear.forward in tensorrt_llm/quantization/layers.py takes such a (fp4, block scales) tuple as is). No
+    # engine release kvplan offers sets it: benchmarks/published_compare.py turns it on for the MLPerf runs whose
+    # config builds with that flag.
+    fp4_norm_quant_fused: bool = False
 
 
 @dataclass(frozen=True)
