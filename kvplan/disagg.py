@@ -109,7 +109,7 @@ def kv_transfer(
     received = decode.tp * sum(st.layout.stage.bytes_at(prompt) for st in decode.stages)
     if busiest <= 0:
         return 0.0, received
-    seconds = kv_transfer_s(decode.gpu, busiest, crosses_nodes=crosses_nodes, engine=decode.engine.name,
+    seconds = kv_transfer_s(decode.gpu, busiest, crosses_nodes=crosses_nodes, engine=decode.engine.key,
                             nic_gbps=nic_gbps)  # fmt: skip
     return seconds + entry_cost_s(prefill, decode, crosses_nodes=crosses_nodes), received
 

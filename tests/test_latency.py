@@ -383,53 +383,47 @@ def test_published_trtllm_v1_nvfp4_b200_and_gb200_points():
 def test_published_trtllm_v017_fp8_gemms_stream_at_the_16_bit_share():
     """TensorRT-LLM v0.17's TensorRT engines run their FP8 linears on a static, calibrated activation scale with the
     quantize fused into the producing kernel (tensorrt_llm/quantization/layers.py FP8Linear.forward @258c7540), so the
-    v0.17 rows stream fp8 weights at the 16-bit GEMMs' share (published_compare.row_engine: fp8_mem_eff_scale 1.0;
-    why the fitted 0.73 stands for the dynamic-fp8 kernels: tests/test_gemm_compare.py). Llama 3.1 70B FP8 on one
-    H100, KV-bound small-batch decode (27 sequences at 128/2048): x0.67-0.83 (5 of 7 missed) before, measured
-    x0.88-0.98 after; the v0.17 table 193 -> 195 of 205. Only the v0.17 rows change, and the constants are restored."""
-    from kvplan import latency
-
+    v0.17 rows stream fp8 weights at the 16-bit GEMMs' share: they run kvplan's ``trtllm@0.17`` release, whose
+    constants are the fitted ones with fp8_mem_eff_scale 1.0 (kvplan.engines.trtllm.V0_17_CALIBRATION; the golden is
+    tests/test_trtllm_v017.py; why the fitted 0.73 stands for the dynamic-fp8 kernels: tests/test_gemm_compare.py).
+    Llama 3.1 70B FP8 on one H100, KV-bound small-batch decode (27 sequences at 128/2048): x0.67-0.83 (5 of 7 missed)
+    with the newest release's constants, measured x0.88-0.98 with v0.17's; the v0.17 table 193 -> 195 of 205."""
     pub, data = _published()
     rows = [r for r in data["runs"] if r["source"] == "trtllm-0.17" and r["model"] == "llama-3.1-70b"
             and r["gpu"] == "h100-sxm" and r["tp"] == 1]  # fmt: skip
     assert len(rows) == 7
-    fitted = latency.calibration
-    with pub.row_engine(rows[0]):
-        cal = latency.calibration("trtllm")
-        assert cal.fp8_mem_eff_scale == pub.V017_FP8_MEM_EFF_SCALE == 1.0
-        assert cal.gemm_mem_eff == fitted("trtllm").gemm_mem_eff and latency.calibration("trtllm") is cal
-        assert latency.calibration("vllm") == fitted("vllm")  # another engine's constants as fitted
-    with pub.row_engine({"source": "trtllm-1.0"}):
-        assert latency.calibration is fitted
-    assert latency.calibration is fitted
+    assert pub.row_engine(rows[0]) == ("trtllm@0.17", True) and pub.row_engine({"source": "trtllm-1.0"})[0] == "trtllm"
+    cal = calibration("trtllm@0.17")
+    assert cal.fp8_mem_eff_scale == 1.0 and cal.gemm_mem_eff == calibration("trtllm").gemm_mem_eff
+    assert calibration("trtllm").fp8_mem_eff_scale == 0.7315  # the newest release keeps its fitted share
     scored = pub.compare_runs(rows)
     assert all(0.85 <= r["ratio"] <= 1.0 for r in scored)  # measured x0.88-0.98
-    # with the fitted streaming share (no swap) 128/2048 stays at x0.67
+    # with the newest release's constants (dynamic fp8) 128/2048 stays at x0.67
     r = next(r for r in rows if r["osl"] == 2048 and r["isl"] == 128)
     s = pub._setup(r["model"], r["gpu"], 1, weights="fp8", kv="fp8", fraction=pub.KV_FRACTION)
     assert pub.replica_tokens_s(s, 128, 2048) / r["published_tok_s"] < 0.7
 
 
 def test_published_trtllm_v017_runtime_batch_size_tuning():
-    """trtllm-bench runs the v0.17 executor with batch-size tuning on: the runtime batch size is
-    DynamicBatchTuner::getRuntimeBatchSize of the KV capacity for requests of ISL + OSL (published_compare
-    .dynamic_batch_size; the table {144: 128, 336: 256, 672: 512, 832: 768, 1280: 1024, 1664: 1536}, then the
-    capacity rounded down to 512 within 128 of it). By hand: 100 -> 128, 300 -> 256, 341 -> 512, 536 -> 512,
-    700 -> 768, 1663 -> 1536, 1664 -> 1664, 2100 -> 2048, 2176 -> 2176. LLaMA 3.1 8B on one H100 at 1000/1000: the
-    pool holds 536 requests of 2,000 tokens, the runtime 512 (x0.89 -> x0.92, measured: a capped batch also changes the
-    mix of prefill and decode steps). The v0.17 table goes 195 -> 196 of 205 (Mixtral H200 TP1 500/2000: 582 -> 512
-    sequences, x1.20 -> x1.18)."""
+    """trtllm-bench runs the v0.17 executor with batch-size tuning on (``Settings.batch_size_tuning``, the
+    ``trtllm@0.17`` rule kvplan.engines.trtllm.dynamic_batch_size; its table is checked by hand in
+    tests/test_trtllm_v017.py): the runtime batch size is DynamicBatchTuner::getRuntimeBatchSize of the KV capacity for
+    requests of ISL + OSL. LLaMA 3.1 8B on one H100 at 1000/1000: the pool holds 527 requests of 2,000 tokens in
+    v0.17's 64-token blocks (536 in the 32-token blocks the rows were scored with before the release existed), the
+    runtime 512 either way (x0.89 -> x0.92, measured: a capped batch also changes the mix of prefill and decode steps).
+    The v0.17 table went 195 -> 196 of 205 with it (Mixtral H200 TP1 500/2000: 582 -> 512 sequences, x1.20 -> x1.18)."""
+    from kvplan.serving import Lengths, serve
+
     pub, data = _published()
-    cases = {100: 128, 300: 256, 341: 512, 536: 512, 700: 768, 1663: 1536, 1664: 1664, 2100: 2048, 2176: 2176}
-    assert {c: pub.dynamic_batch_size(c) for c in cases} == cases
     r = next(r for r in data["runs"] if r["source"] == "trtllm-0.17" and r["model"] == "llama-3.1-8b"
              and r["gpu"] == "h100-sxm" and (r["isl"], r["osl"]) == (1000, 1000))  # fmt: skip
-    with pub.row_engine(r):
-        s = pub.row_setup(r)
+    s = pub.row_setup(r)
     capacity = s.stages[0].max_sequences(length=2000, prefix=0, engine=s.engine)
-    assert capacity == 536 and s.max_num_seqs == 512
+    result = serve(s, rate_rps=1.0, input_len=Lengths.of(1000), output_len=Lengths.of(1000), with_max_rate=False)
+    assert capacity == 527 and result.max_num_seqs == 512
+    assert 0.90 <= pub._row_tokens_s(r) / r["published_tok_s"] <= 0.94  # measured x0.92
     v1 = dict(r, source="trtllm-1.0")  # the v1.0 rows: no runtime tuning (PyTorch backend)
-    assert pub.row_setup(v1).max_num_seqs is None
+    assert pub.row_setup(v1).max_num_seqs is None and not pub.row_setup(v1).settings.batch_size_tuning
 
 
 def test_published_trtllm_v017_mistral_runs_full_attention():

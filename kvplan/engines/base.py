@@ -79,6 +79,10 @@ class Settings:
     # context requests in the same iterations (Engine.aligns_dp_prefill; kvplan.serving prices every rank's prompt
     # chunk in the same steps). Set by plan --rate --attention-dp-balance (MoE models with attention DP).
     attention_dp_balance: bool = False
+    # TensorRT-LLM's runtime batch-size tuning (the TensorRT-engine executor's DynamicBatchConfig
+    # enable_batch_size_tuning, default off; trtllm-bench throughput turns it on): each step the batch is capped at
+    # the tuner's size for the KV capacity (Engine.runtime_batch_size). Read by trtllm@0.17 only.
+    batch_size_tuning: bool = False
     # Measured host (CPU) seconds per request in a serving step (not an engine flag): switches on kvplan.host's
     # host term in kvplan.serving, which is otherwise not modelled (docs/cost.md, "Host work per step").
     host_request_s: float | None = None
@@ -102,6 +106,7 @@ SETTING_FLAGS = {
     "two_batch_overlap": "--two-batch-overlap",
     "deepep": "--deepep",
     "attention_dp_balance": "--attention-dp-balance",
+    "batch_size_tuning": "--batch-size-tuning",
     "overrides.cuda_graph_bytes": "--cuda-graph",
 }
 
@@ -622,6 +627,12 @@ class Engine:
         """Whether the attention-DP ranks admit their prompt chunks in the same steps (kvplan.serving); False: each
         rank's scheduler admits its own, independently of the others (every engine's default that was read)."""
         return False
+
+    def runtime_batch_size(self, settings: Settings, capacity: int) -> int | None:
+        """The batch the engine's runtime caps a step at when its KV pool holds ``capacity`` requests of the running
+        mean length (kvplan.serving applies it below ``max_num_seqs``); None where the engine tunes no such cap
+        (every engine's default)."""
+        return None
 
     def fp8_context_attention(self, *, weights_dtype: str, kv_dtype: str) -> bool:
         """Whether the engine's prefill (context) attention runs its two GEMMs on FP8 tensor cores for a checkpoint
