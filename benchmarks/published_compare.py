@@ -29,9 +29,10 @@ Qwen3-235B-A22B and Llama 4 Maverick on 8 x B200) ran with TensorRT-LLM's attent
 ``launch`` holds the page's launch (command, TP, ``enable_attention_dp``, KV fraction) with its source and says what
 the page does not state (``not_stated``: ``ep_size``, max batch and max tokens). kvplan scores them on its DP + EP
 path (:func:`run_split`): every GPU an attention DP rank, the experts whole over all ranks; ``ratio_ep1`` is the
-other reading of the unstated ``ep_size`` (experts sliced over the ranks). A row whose engine kept every token on a
-sliding-window model's layers carries ``attention_window: "max_seq_len"`` (:func:`row_model`: the v0.17 Mistral
-rows). A run kvplan does not model (a model outside the catalog, a run whose launch was not recorded) carries
+other reading of the unstated ``ep_size`` (experts sliced over the ranks). A row whose engine kept and attended to
+every token on a sliding-window model's layers carries ``attention_window: "max_seq_len"`` (the v0.17 Mistral rows:
+the ``trtllm@0.17`` release applies that itself, ``kvplan.engines.trtllm.Trtllm.model_as_run``). A run kvplan does
+not model (a model outside the catalog, a run whose launch was not recorded) carries
 ``not_modelled``; an MLPerf run whose inputs are not all known (the run's split or precision) or not modelled
 carries ``not_compared``. Both are printed with their reason and kept out of the statistics (``--markdown`` tables
 for docs/cost.md).
@@ -107,28 +108,6 @@ def row_graph_sizes(r: dict) -> tuple[int, ...] | None:
     return V10_GRAPH_BATCH_SIZES if r["source"] == "trtllm-1.0" else None
 
 
-def row_model(r: dict) -> str | ModelSpec:
-    """The model as the row's engine ran it: the catalog spec, or, where the row's ``attention_window`` is
-    ``"max_seq_len"``, that spec with its sliding-window layers as full attention. TensorRT-LLM's TensorRT engines
-    keep and attend to the last ``max_attention_window_size`` tokens only where the runtime is given that
-    parameter (docs/source/advanced/gpt-attention.md, "Sliding Window Attention, Cyclic (Rolling Buffer) KV
-    Cache"), and ``trtllm-bench throughput`` gives none (tensorrt_llm/bench/dataclasses/configuration.py
-    ``ExecutorSettingsConfig.get_kvcache_config``: the free-memory fraction and block reuse only): the cache and the
-    attention span the whole sequence on every layer, whatever window the checkpoint's config names. The sources
-    are on the data file's ``trtllm-0.17`` entry (``attention_window``)."""
-    if r.get("attention_window") != "max_seq_len":
-        return r["model"]
-    from kvplan.catalog import load_bundled
-    from kvplan.spec import ModelSpec
-
-    fields = load_bundled(r["model"]).model_dump(exclude_none=True)
-    for kind in (fields.get("layers") or {}).get("kinds", {}).values():
-        if kind.get("type") == "sliding":
-            kind["type"] = "full"
-            kind.pop("window", None)
-    return ModelSpec(**fields)
-
-
 # The v0.17 rows ran TensorRT-LLM v0.17's TensorRT engines, built and run by trtllm-bench: kvplan's ``trtllm@0.17``
 # release (kvplan/engines/trtllm.py V0_17: 64-token blocks, fp8 weights streamed at the 16-bit share under the static
 # fp8 activation scale, ``FP8Linear.forward`` @258c7540) with the runtime's batch-size tuning that trtllm-bench
@@ -148,7 +127,7 @@ def row_setup(r: dict, *, ep: bool = True, heuristic: bool = False, balance: boo
     trtllm-bench's own ``max_batch_size`` / ``max_num_tokens`` where ``heuristic`` asks for them."""
     caps = dict(zip(("max_batch", "max_tokens"), trtllm_bench_settings(r), strict=True)) if heuristic else {}
     engine, tuning = row_engine(r)
-    return _setup(row_model(r), r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, **caps,
+    return _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, **caps,
                   graph_sizes=row_graph_sizes(r), balance=balance, engine=engine, batch_tuning=tuning,
                   **run_split(r, ep=ep))  # fmt: skip
 
@@ -308,7 +287,7 @@ def implied_host_request_s(r: dict, *, lo: float = 1e-6, hi: float = 1e-2, steps
     import dataclasses
 
     def tokens(host_s: float) -> float:
-        s = _setup(row_model(r), r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION,
+        s = _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION,
                    graph_sizes=row_graph_sizes(r), **run_split(r))  # fmt: skip
         s = dataclasses.replace(s, settings=dataclasses.replace(s.settings, host_request_s=host_s))
         return replica_tokens_s(s, r["isl"], r["osl"])

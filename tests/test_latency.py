@@ -430,27 +430,35 @@ def test_published_trtllm_v017_mistral_runs_full_attention():
     """TensorRT-LLM v0.17's TensorRT engines keep and attend to the last N tokens only where the runtime is given
     ``max_attention_window_size`` (docs/source/advanced/gpt-attention.md, cyclic KV cache), and ``trtllm-bench``
     passes none (bench/dataclasses/configuration.py ``get_kvcache_config``): Mistral 7B v0.1's 4,096-token window
-    was neither cached nor attended (sources on the data file's trtllm-0.17 entry). Scored as full attention
-    (``published_compare.row_model``), 20000/2000 moved from x1.80 (H200) and x1.82 (H100) to x0.90 and x0.89,
-    beside LLaMA v3.1 8B's x0.91 and x0.86 at the same lengths (the same layer shapes: 32 layers, 8 KV heads of 128);
-    5000/500 from x1.04 / x0.99 to x0.96 / x0.90. All 18 Mistral points within 20 % (16 before); the v0.17 table
-    191 -> 193 of 205. The attention is what decides it: with the engine's pool holding every token (the trtllm
-    engine rule, tests/test_engine_rules.py) but the attention still over the window, 20000/2000 stays at x1.80."""
+    was neither cached nor attended (sources on the data file's trtllm-0.17 entry). The ``trtllm@0.17`` release runs
+    it so (``Trtllm.model_as_run``; before the release existed published_compare.row_model did it for these rows,
+    with the same figures): 20000/2000 moved from x1.80 (H200) and x1.82 (H100) to x0.90 and x0.89 then, x0.96 and
+    x0.94 with the later v0.17 rules, beside LLaMA v3.1 8B at the same lengths (the same layer shapes: 32 layers, 8 KV
+    heads of 128). All 18 Mistral points within 20 % (16 before). The attention is what decides it: with the pool
+    holding every token (both releases) but the attention over the window (the newest release, whose PyTorch models
+    pass the config's window to the attention), 20000/2000 is at x1.91."""
+    from kvplan.engines import get_engine
+
     pub, data = _published()
     rows = [r for r in data["runs"] if r["source"] == "trtllm-0.17" and r["model"] == "mistral-7b-v0.1"]
     assert len(rows) == 18 and all(r["attention_window"] == "max_seq_len" for r in rows)
     assert "max_attention_window_size" in data["sources"]["trtllm-0.17"]["attention_window"]
-    assert pub.row_model({"model": "mistral-7b-v0.1"}) == "mistral-7b-v0.1"  # no attention_window: the catalog's
-    spec = pub.row_model(rows[0])
-    assert {k.type for k in spec.layers.kinds.values()} == {"full"}
+    catalog = load_bundled("mistral-7b-v0.1")
+    spec = get_engine("trtllm@0.17").model_as_run(catalog)
+    assert {k.type for k in spec.layers.kinds.values()} == {"full"} and "sliding" in {
+        k.type for k in catalog.layers.kinds.values()}  # fmt: skip
+    assert get_engine("trtllm").model_as_run(catalog) is catalog  # the newest release: the config's window
+    assert get_engine("trtllm@0.17").model_as_run(spec) is spec  # nothing left to drop
+    assert pub.row_setup(rows[0]).spec is get_engine("trtllm@0.17").model_as_run(load_bundled("mistral-7b-v0.1"))
     # KV of one 22,000-token request, fp8: 32 layers x 8 heads x 128 x 2 (K, V) x 1 B = 65,536 B per token, every
-    # token held (22,000 in blocks of 32: 22,016 tokens, 1,442,840,576 B), with the window's layers or without them.
-    full = pub._setup(spec, "h200", 1, weights="fp8", kv="fp8", fraction=0.95)
-    window = pub._setup("mistral-7b-v0.1", "h200", 1, weights="fp8", kv="fp8", fraction=0.95)
-    assert full.stages[0].layout.units_for(1, 22000) == 22016 * 65_536 == 1_442_840_576
-    assert window.stages[0].layout.units_for(1, 22000) == 22016 * 65_536
+    # token held: v0.17's 64-token blocks 22,016 tokens (344 blocks), 1,442,840,576 B; the newest release's 32-token
+    # blocks the same 22,016 (688 blocks), with the window's layers kept whole.
+    old = pub._setup("mistral-7b-v0.1", "h200", 1, weights="fp8", kv="fp8", fraction=0.95, engine="trtllm@0.17")
+    new = pub._setup("mistral-7b-v0.1", "h200", 1, weights="fp8", kv="fp8", fraction=0.95)
+    assert old.stages[0].layout.units_for(1, 22000) == 22016 * 65_536 == 1_442_840_576
+    assert new.stages[0].layout.units_for(1, 22000) == 22016 * 65_536
     scored = pub.compare_runs(rows)
     assert all(abs(r["ratio"] - 1) <= 0.20 for r in scored)
-    assert all(0.8 <= r["ratio"] <= 1.0 for r in scored if r["isl"] == 20000)  # measured x0.90, x0.89
-    windowed = {k: v for k, v in next(r for r in rows if r["isl"] == 20000).items() if k != "attention_window"}
-    assert pub._row_tokens_s(windowed) / windowed["published_tok_s"] > 1.5  # attention over the window: x1.80
+    assert all(0.8 <= r["ratio"] <= 1.0 for r in scored if r["isl"] == 20000)  # measured x0.96, x0.94
+    r = next(r for r in rows if r["isl"] == 20000 and r["gpu"] == "h200")
+    assert pub.replica_tokens_s(new, r["isl"], r["osl"]) / r["published_tok_s"] > 1.5  # attention over the window

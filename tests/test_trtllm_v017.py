@@ -221,3 +221,28 @@ def test_published_v017_rows_run_the_release():
     v1 = next(r for r in data["runs"] if r["source"] == "trtllm-1.0")
     s1 = pub.row_setup(v1)
     assert s1.engine is get_engine("trtllm") and not s1.settings.batch_size_tuning
+
+
+def test_sliding_window_attends_the_whole_sequence_on_v0_17():
+    """Mistral 7B v0.1 (4,096-token window) at 32K, one decode step, cost's attention FLOPs: the TensorRT engine attends
+    to every token (no max_attention_window given: Trtllm.model_as_run), the newest release over the window.
+    Per layer and token 4 x heads x head_dim x span = 4 x 32 x 128 x span; 32 layers: v0.17 span 32,768 ->
+    4 x 32 x 128 x 32,768 x 32 = 17,179,869,184; the window 4,096 -> 2,147,483,648 (1/8)."""
+    from kvplan.cost import cost
+
+    spec = load_bundled("mistral-7b-v0.1")
+    old = cost(spec, H100, [32768], engine="trtllm@0.17")[0].decode
+    new = cost(spec, H100, [32768], engine="trtllm")[0].decode
+    assert old.flops.attention == 4 * 32 * 128 * 32768 * 32 == 17_179_869_184
+    assert new.flops.attention == 4 * 32 * 128 * 4096 * 32 == 2_147_483_648
+    assert old.time_s > new.time_s
+
+
+def test_plan_rate_refuses_what_was_not_read_for_v0_17(cli):
+    base = ["plan", "llama-3.1-8b", "--rate", "2", "--gpus", "h100-sxm", "--engine", "trtllm@0.17", "--top", "1"]
+    out = cli(*base, "--disaggregated")
+    assert out.exit_code == 2 and "how trtllm@0.17 moves a request from its prefill" in out.output
+    out = cli(*base, "--host-per-request", "30us")
+    assert out.exit_code == 2 and "trtllm@0.17's was not read" in out.output
+    out = cli(*base, "--attention-dp-balance")
+    assert out.exit_code == 2 and "--attention-dp-balance does not apply to trtllm@0.17" in out.output

@@ -628,6 +628,11 @@ class Engine:
         rank's scheduler admits its own, independently of the others (every engine's default that was read)."""
         return False
 
+    def model_as_run(self, spec: ModelSpec) -> ModelSpec:
+        """The model as the engine computes and caches it, where that differs from the checkpoint's config (a window
+        the engine does not apply); the spec itself by default. kvplan.capacity.setup and kvplan.cost take it."""
+        return spec
+
     def runtime_batch_size(self, settings: Settings, capacity: int) -> int | None:
         """The batch the engine's runtime caps a step at when its KV pool holds ``capacity`` requests of the running
         mean length (kvplan.serving applies it below ``max_num_seqs``); None where the engine tunes no such cap

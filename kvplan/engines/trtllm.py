@@ -435,6 +435,17 @@ class Trtllm(Engine):
         """
         return settings.max_num_batched_tokens, settings.max_num_seqs
 
+    def model_as_run(self, spec: ModelSpec) -> ModelSpec:
+        """The TensorRT-engine releases attend to the whole sequence on sliding-window layers: the runtime keeps and
+        attends to the last N tokens only where it is given ``max_attention_window_size`` (docs/source/advanced/
+        gpt-attention.md, "Sliding Window Attention, Cyclic (Rolling Buffer) KV Cache"), which a launch without
+        ``max_attention_window`` (refused for these releases, check_settings) does not give; the sources are on
+        benchmarks/data/published_throughput.json's ``trtllm-0.17`` entry (``attention_window``). So both the cache
+        (as :func:`_whole_sliding` already keeps it) and the attention's cost span every token
+        (:func:`whole_sequence_attention`). The newest release's PyTorch models pass their config's window to the
+        attention (the comment above WindowLayout): the spec as given."""
+        return whole_sequence_attention(spec) if self.tensorrt_engine else spec
+
     def runtime_batch_size(self, settings: Settings, capacity: int) -> int | None:
         """With ``Settings.batch_size_tuning`` (the TensorRT-engine releases only): the batch the executor's tuner
         sets for a KV capacity of ``capacity`` requests (:func:`dynamic_batch_size`); None without it."""
@@ -858,6 +869,29 @@ DYNAMIC_BATCH_SIZE_TABLE = ((144, 128), (336, 256), (672, 512), (832, 768), (128
 DYNAMIC_BATCH_FALLBACK = (512, 128)  # (granularity, threshold): dynamicBatchTuner.h
 V0_17_TOKENS_PER_BLOCK = 64  # PluginConfig._tokens_per_block default (plugin.py @258c7540)
 V0_17_FP8_MEM_EFF_SCALE = 1.0  # static fp8 activations: fp8 weights stream at the 16-bit share (above)
+
+
+_AS_RUN: dict[int, tuple[ModelSpec, ModelSpec]] = {}  # id of a spec -> (it, its whole-sequence copy): one per model
+
+
+def whole_sequence_attention(spec: ModelSpec) -> ModelSpec:
+    """``spec`` with its sliding-window layers as full attention (the window dropped); the spec itself where it has
+    none. Kept per spec object, so the latency paths' per-spec memos see one model."""
+    hit = _AS_RUN.get(id(spec))
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    out = spec
+    if any(k.type == "sliding" for k in spec.layers.kinds.values()):
+        fields = spec.model_dump(exclude_none=True)
+        for kind in fields["layers"]["kinds"].values():
+            if kind.get("type") == "sliding":
+                kind["type"] = "full"
+                kind.pop("window", None)
+        out = ModelSpec(**fields)
+    if len(_AS_RUN) > 256:
+        _AS_RUN.clear()
+    _AS_RUN[id(spec)] = (spec, out)
+    return out
 
 
 def dynamic_batch_size(capacity: int) -> int:
