@@ -841,6 +841,8 @@ ENGINE = Trtllm(
 #   (introduced for the 1.x PyTorch backend, NVIDIA's blog of 2025-12-08, check_kv_on_gpu). Disaggregated hand-off and
 #   the host loop: not read (None: disaggregated plans and --host-per-request refuse the release). Shared experts'
 #   second stream and the attention-DP exchange (OVERLAP) are the PyTorch modules' rules: none here.
+# * weight formats: the newest release's list, not re-read for v0.17 (tensorrt_llm/quantization/mode.py QuantAlgo is
+#   not stored at @258c7540); NVFP4 is in v0.17 (bench/build/build.py @258c7540: TUNED_QUANTS and gemm_plugin "nvfp4").
 # * the runtime's batch-size tuning (Settings.batch_size_tuning, --batch-size-tuning): off by default
 #   (DynamicBatchConfig(enableBatchSizeTuning = false), SchedulerConfig's dynamicBatchConfig std::nullopt,
 #   executor.h above); trtllm-bench throughput turns it on (bench/dataclasses/configuration.py
