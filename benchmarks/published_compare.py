@@ -408,14 +408,17 @@ def eager_dp_steps():  # noqa: ANN201
 
 def _setup_with(r: dict, *, max_batch: int | None = None, graph: bool = True, **split: object):  # noqa: ANN202
     """The row's setup with a per-rank ``max_batch`` cap, without the CUDA-graph padding (``graph=False``), or
-    another ``split`` (the keywords of :func:`_setup`); otherwise as :func:`row_setup` builds it."""
-    return _setup(row_model(r), r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, max_batch=max_batch,
-                  graph_sizes=row_graph_sizes(r) if graph else None, **(split or run_split(r)))  # fmt: skip
+    another ``split`` (the keywords of :func:`_setup`); otherwise as :func:`row_setup` builds it (the row's release,
+    :func:`row_engine`)."""
+    engine, tuning = row_engine(r)
+    return _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, max_batch=max_batch,
+                  graph_sizes=row_graph_sizes(r) if graph else None, engine=engine, batch_tuning=tuning,
+                  **(split or run_split(r)))  # fmt: skip
 
 
 def eager_ratio(r: dict) -> float:
     """The row's kvplan / published with its attention-DP steps eager and unpadded (:func:`eager_dp_steps`)."""
-    with row_engine(r), eager_dp_steps():
+    with eager_dp_steps():
         return replica_tokens_s(_setup_with(r, graph=False), r["isl"], r["osl"]) / r["published_tok_s"]
 
 
@@ -427,9 +430,8 @@ def attention_tp_ratio(r: dict) -> float:
     is refused, so the page does not fix what the runs set. TensorRT-LLM's own perf-test configs
     (``tests/integration/defs/perf/pytorch_model_config.py``) give ``llama_v4_maverick_17b_128e_instruct_fp8`` the
     page's ``batch_sizes`` with padding and no ``enable_attention_dp``."""
-    with row_engine(r):
-        s = _setup_with(r, tp=r["tp"], ep=True)
-        return replica_tokens_s(s, r["isl"], r["osl"]) / r["published_tok_s"]
+    s = _setup_with(r, tp=r["tp"], ep=True)
+    return replica_tokens_s(s, r["isl"], r["osl"]) / r["published_tok_s"]
 
 
 def implied_rank_batch(r: dict) -> tuple[int | None, int]:
@@ -437,16 +439,15 @@ def implied_rank_batch(r: dict) -> tuple[int | None, int]:
     published one, by bisection, and the rank's KV capacity for requests of ISL + OSL (what kvplan's batch is bound
     by); batch None where kvplan is not above the published figure. A step model that is right with a batch that is
     too large would show one share per GPU; a missing step cost maps to a share that depends on the row."""
-    with row_engine(r):
-        s = row_setup(r)
-        capacity = min(st.max_sequences(length=r["isl"] + r["osl"], prefix=0, engine=s.engine) for st in s.stages)
-        if replica_tokens_s(s, r["isl"], r["osl"]) <= r["published_tok_s"]:
-            return None, capacity
-        lo, hi = 0, capacity  # figure(lo) <= published < figure(hi)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            above = replica_tokens_s(_setup_with(r, max_batch=mid), r["isl"], r["osl"]) > r["published_tok_s"]
-            lo, hi = (lo, mid) if above else (mid, hi)
+    s = row_setup(r)
+    capacity = min(st.max_sequences(length=r["isl"] + r["osl"], prefix=0, engine=s.engine) for st in s.stages)
+    if replica_tokens_s(s, r["isl"], r["osl"]) <= r["published_tok_s"]:
+        return None, capacity
+    lo, hi = 0, capacity  # figure(lo) <= published < figure(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        above = replica_tokens_s(_setup_with(r, max_batch=mid), r["isl"], r["osl"]) > r["published_tok_s"]
+        lo, hi = (lo, mid) if above else (mid, hi)
     return hi, capacity
 
 
