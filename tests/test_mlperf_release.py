@@ -1,7 +1,7 @@
 """Each MLPerf row is scored with the TensorRT-LLM release its stack had (benchmarks/published_compare.py
 ``mlperf_release``): the Llama-2-70B, Mixtral-8x7B and Llama-3.1-405B runs built TensorRT engines (``trtllm@0.17``,
 the TensorRT-engine release), the DeepSeek-R1 runs ran the PyTorch backend (the newest ``trtllm``). Each engine row
-names the files that show its stack (``stack``) and the build's ``tokens_per_block`` where its round's config sets it.
+names the files that show its stack (``stack``) and the build's ``tokens_per_block`` where the run's own file sets it.
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ RELEASES = {
     ("mlperf-5.1", "llama-3.1-405b", "b200", "Interactive"): ("trtllm@0.17", 32),
     ("mlperf-5.1", "deepseek-v3", "b200", "Offline"): ("trtllm", None),
     ("mlperf-5.1", "deepseek-v3", "b200", "Server"): ("trtllm", None),
-    ("mlperf-5.0", "llama-3.1-405b", "h200", "Offline"): ("trtllm@0.17", 32),
-    ("mlperf-5.0", "llama-3.1-405b", "h200", "Server"): ("trtllm@0.17", 32),
-    ("mlperf-5.0", "llama-3.1-405b", "b200", "Offline"): ("trtllm@0.17", 32),
-    ("mlperf-5.0", "llama-3.1-405b", "b200", "Server"): ("trtllm@0.17", 32),
+    ("mlperf-5.0", "llama-3.1-405b", "h200", "Offline"): ("trtllm@0.17", None),
+    ("mlperf-5.0", "llama-3.1-405b", "h200", "Server"): ("trtllm@0.17", None),
+    ("mlperf-5.0", "llama-3.1-405b", "b200", "Offline"): ("trtllm@0.17", None),
+    ("mlperf-5.0", "llama-3.1-405b", "b200", "Server"): ("trtllm@0.17", None),
 }
 
 
