@@ -76,3 +76,15 @@ def test_the_server_holds_at_the_published_rate_are_the_timeout_clock():
     assert at["ttft_p99_s"] < r["ttft_p99_s"] / 2 and at["tpot_p99_s"] < r["tpot_p99_s"] / 2
     top = pub._server_point(r, ds, r["kvplan_tok_s"] / round(r["osl"]))
     assert 0.97 * r["tpot_p99_s"] < top["tpot_p99_s"] <= r["tpot_p99_s"] and top["ttft_p99_s"] < r["ttft_p99_s"]
+
+
+def test_docs_cost_md_carries_the_balance_block_as_the_script_prints_it():
+    """docs/cost.md's ``--mlperf-balance`` block is the script's output: the balancer off (x1.11, x1.57), as configured
+    (x1.28, x2.09), at TensorRT-LLM's default counts (x1.28, x1.15: the p99 hold of 49 iterations binds the Server
+    TTFT), the Server limits with the holds, and the Offline step residual (+27.1 ms) tried on both rows."""
+    pub, data = _published()
+    lines = pub.mlperf_balance_lines(data["mlperf"], data["mlperf_datasets"])
+    assert len(lines) == 5 and "residual +27.1 ms" in lines[-1]
+    doc = (BENCH.parent / "docs" / "cost.md").read_text(encoding="utf-8")
+    for line in lines:
+        assert line in doc
