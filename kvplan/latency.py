@@ -1400,16 +1400,16 @@ def _pp_cycles(
             hit = passes[tokens, moe] = (trip, trip.total, busiest)
         trip, trip_s, busiest = hit
         if even:
-            wait = max(0.0, micro * busiest - trip_s)
-            out.append(OpTimes(trip.gemm, trip.moe, trip.attention, trip.elementwise, trip.allreduce, trip.alltoall,
-                               trip.pipeline + wait))  # fmt: skip
-            continue
-        if busiest_plain is None:  # without a prompt chunk every micro-batch is alike
-            busiest_plain = busiest
-            if chunk:
-                busiest_plain = _pass(c, stages, seqs, seqs * c.dp, decode_context, 0, 0, kv_dtype_name)[2]
-        share = min(k, micro)  # micro-batches carrying a chunk (1 unless the step carries more chunks)
-        wait = max(0.0, share * busiest + (micro - share) * busiest_plain - trip_s)
+            cycle = micro * busiest
+        else:
+            if busiest_plain is None:  # without a prompt chunk every micro-batch is alike
+                busiest_plain = busiest
+                if chunk:
+                    busiest_plain = _pass(c, stages, seqs, seqs * c.dp, decode_context, 0, 0, kv_dtype_name)[2]
+            share = min(k, micro)  # micro-batches carrying a chunk (1 unless the step carries more chunks)
+            cycle = share * busiest + (micro - share) * busiest_plain
+        # the time the shared experts' stream hides stays hidden in either cycle (the trip's total counts it)
+        wait = max(0.0, cycle - trip_s)
         out.append(OpTimes(trip.gemm, trip.moe, trip.attention, trip.elementwise, trip.allreduce, trip.alltoall,
                            trip.pipeline + wait, trip.overlap))  # fmt: skip
     return out
