@@ -721,8 +721,8 @@ def serve(
     with their prompt's KV (:func:`prompt_computed`): it holds and attends to every prompt but computes none, and
     its TTFT is the request's first step, a decode step at the prompt's length beside the others.
     """
-    if rate_rps < 0 or math.isnan(rate_rps):
-        raise InvalidInput(f"invalid rate {rate_rps!r}; expected requests per second >= 0")
+    if not 0 <= rate_rps < math.inf:  # NaN and inf: no steady state
+        raise InvalidInput(f"invalid rate {rate_rps!r}; expected a finite number of requests per second >= 0")
     s.engine.check_kv_latency(s.kv_dtype)  # a KV format whose reads the engine's latency does not price
     per_batch = max_num_batched_tokens or s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
     if per_batch < 1:
