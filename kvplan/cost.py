@@ -334,7 +334,8 @@ def step_bytes(
     else:
         held = weight_bytes_per_gpu(spec, checkpoint, tp=tp)
     weights = max(0, held - untouched_expert_bytes(spec, tokens, weights_dtype=w_name, tp=tp))
-    held = sum(c.bytes_at(context) for c in plan.layers)  # one sequence, this rank, incl. state
+    # one sequence, this rank, incl. state; a decode step reads only the current chunk of a chunked layer
+    held = sum(c.read_at(context) if phase == "decode" else c.bytes_at(context) for c in plan.layers)
     states = sum(c.state_bytes for c in plan.layers)
     per_token = sum(c.bytes_per_token for c in plan.layers)
     new_tokens = context if phase == "prefill" else 1

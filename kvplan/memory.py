@@ -37,6 +37,14 @@ class LayerCache:
         held = length if self.max_tokens is None else min(length, self.max_tokens)
         return self.bytes_per_token * held + self.state_bytes
 
+    def read_at(self, length: int) -> int:
+        """Bytes the decode step of a sequence at ``length`` tokens reads: what it holds (:meth:`bytes_at`), but for
+        a chunked layer only the current chunk's ``(length - 1) mod chunk + 1`` tokens (:func:`kvplan.attention.
+        decode_span`), however much of the finished chunk the cache still keeps."""
+        if self.type != "chunked" or self.max_tokens is None:
+            return self.bytes_at(length)
+        return self.bytes_per_token * ((length - 1) % self.max_tokens + 1) + self.state_bytes
+
 
 @dataclass(frozen=True)
 class StagePlan:

@@ -139,6 +139,28 @@ class LlamaCpp(Engine):
     def default_kv_dtype(self, spec: ModelSpec) -> str:
         return "fp16"  # llama.cpp -ctk/-ctv default f16 (common/common.h cache_type_k)
 
+    def attention_spans(self, spec: ModelSpec, settings: Settings) -> dict[str, int | None] | None:
+        """llama.cpp applies a window (or a Llama 4 chunk, LLAMA_SWA_TYPE_CHUNKED) as a mask over the cache view it
+        hands the attention, not by skipping keys: a ubatch's K/V view covers the cache's ``n_kv`` used cells and the
+        KQ mask sets every cell outside the window to -inf (llama-kv-cache.cpp ``set_input_kq_mask`` with
+        ``is_masked_swa``). The CUDA FlashAttention kernels trim only the masked cells at the end of the view
+        (ggml-cuda/fattn-common.cuh ``flash_attn_mask_to_KV_max`` scans back from the last tile for the last one not
+        all -inf; read in copies of that file), so every cell before the window is still read and multiplied.
+
+        * Default (the separate SWA cache, llama-kv-cache-iswa.cpp): a windowed layer's view is at most that cache's
+          ``pad(W + n_ubatch, 256)`` cells per sequence (:func:`llamacpp_pools`; W the window or chunk), which it fills
+          cyclically as the sequence grows, so a query reaches ``min(L, cells)`` cells.
+        * ``--swa-full``: the windowed layers keep every token, and the view, read in full, is the whole context.
+
+        With ``--kv-unified`` one view spans every sequence's cells and each query tile reads all of them; that
+        cross-sequence read is not modelled for any layer kind here, and the per-sequence figure above is used."""
+        spans: dict[str, int | None] = {}
+        for name, kind in spec.layers.kinds.items():
+            cap = kind.window if kind.type == "sliding" else kind.chunk if kind.type == "chunked" else None
+            if cap is not None:
+                spans[name] = None if settings.swa_full else ceil_div(cap + settings.n_ubatch, PAD) * PAD
+        return spans or None
+
     def layout(
         self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
     ) -> LlamaCppLayout:

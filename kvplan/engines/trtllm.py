@@ -414,6 +414,18 @@ class Trtllm(Engine):
         every rank has requests waiting."""
         return settings.attention_dp_balance
 
+    def attention_spans(self, spec: ModelSpec, settings: Settings) -> dict[str, int | None] | None:
+        """TensorRT-LLM's PyTorch models pass the checkpoint's window to the attention op as ``attention_window_size``
+        (Gemma3Attention, and MistralAttention for every layer where the config has no ``layer_types``:
+        tensorrt_llm/_torch/models/modeling_mistral.py @002f3cc3, "Mistral (without layer_types) applies SWA uniformly
+        to all layers"), and the generation kernels loop over only the window's keys (cpp/tensorrt_llm/kernels/
+        decoderMaskedMultiheadAttention/decoderMaskedMultiheadAttentionTemplate.h: ``kv_loop_length = min(tlength,
+        cyclic_kv_cache_len)``). So the reads follow the checkpoint, with or without ``max_attention_window``, which
+        sizes the pools (:class:`WindowLayout`). Not read: whether the context FMHA skips the key tiles before a
+        window (the priced FLOPs assume it does, as FlashAttention's), and the span of a window declared on a model
+        without sliding layers."""
+        return None
+
     def fp8_context_attention(self, *, weights_dtype: str, kv_dtype: str) -> bool:
         """FP8 context FMHA wherever the checkpoint quantizes the attention output projection (FP8 or NVFP4 weights).
 
