@@ -394,6 +394,7 @@ def phase_cost(
     checkpoint: CheckpointWeights | None = None,
     deepep: bool = False,
     two_batch: bool = False,
+    swa_full: bool = False,
 ) -> PhaseCost:
     """FLOPs, bytes, roofline and calibrated time of one step on one GPU of a TP group.
 
@@ -404,12 +405,18 @@ def phase_cost(
     :func:`kvplan.latency.step_latency` says (micro-batches, the bubble, all-to-alls); the FLOPs, bytes and
     roofline stay those of one TP rank running every layer for the whole batch. ``deepep`` and ``two_batch``
     (calibrated only): DeepEP's all-to-all and the engine's two-micro-batch overlap
-    (:func:`kvplan.latency.step_latency`).
+    (:func:`kvplan.latency.step_latency`). ``swa_full`` (calibrated only; llama.cpp ``--swa-full``, SGLang
+    ``--disable-hybrid-swa-memory``): the engine's flag, where it changes what its attention kernels read
+    (:meth:`kvplan.engines.base.Engine.attention_spans`).
     """
     if model not in ("calibrated", "roofline"):
         raise InvalidInput(f"unknown latency model {model!r}; expected calibrated or roofline")
     if model == "roofline" and (pp > 1 or dp > 1):
         raise InvalidInput("the roofline latency models one TP group; use --latency calibrated with --pp or --dp")
+    if model == "roofline" and swa_full:
+        raise InvalidInput(
+            "--swa-full is an engine flag: the roofline counts the model's windows; use --latency calibrated"
+        )
     if dp > 1 and spec.moe is None:
         # as kvplan.engines.base.check_moe_parallel: DP attention only means something where MoE layers join the ranks
         raise InvalidInput(
@@ -434,9 +441,12 @@ def phase_cost(
     ops: dict[str, float] = {}
     label = "roofline"
     if model == "calibrated":
-        from kvplan.engines import get_engine
+        from kvplan.engines import Settings, get_engine
         from kvplan.latency import calibration, step_latency
 
+        settings = Settings(swa_full=swa_full) if swa_full else None
+        if settings is not None:  # an engine without the flag says so (vLLM, TensorRT-LLM; None is vLLM)
+            get_engine(engine or "vllm").check_settings(settings)
         if engine is not None:  # an engine that cannot run these weights on this GPU says so (trtllm: nvfp4 on Hopper)
             profile = get_engine(engine)
             profile.check_weights_on_gpu(weight_dtype(weights_dtype or spec.dtype).name, gpu)
@@ -461,6 +471,7 @@ def phase_cost(
             pp=pp,
             dp=dp,
             gpus_per_node=gpus_per_node,
+            settings=settings,
         )
         ops = times.as_dict()
         label = calibration(engine).version
@@ -512,6 +523,7 @@ def cost(
     dp: int = 1,
     gpus_per_node: int | None = None,
     checkpoint: CheckpointWeights | None = None,
+    swa_full: bool = False,
 ) -> list[CostRow]:
     """Prefill and decode cost at each context length. ``spec`` and ``gpu`` may be names; lengths
     and the batch follow the CLI's rules (:mod:`kvplan.checks`). ``checkpoint`` (the model's headers)
@@ -548,6 +560,7 @@ def cost(
                 dp=dp,
                 gpus_per_node=gpus_per_node,
                 checkpoint=checkpoint,
+                swa_full=swa_full,
             )
             for phase in ("prefill", "decode")
         }

@@ -197,3 +197,39 @@ def test_in_flight_batching_prices_the_engines_spans() -> None:
                                         settings=Settings(swa_full=full)).attention  # fmt: skip
     # 12 sliding layers x 8 sequences read 16,384 tokens instead of 768: 2 x 8 x 64 x 2 = 2,048 bytes a token
     assert step[True] - step[False] == pytest.approx(12 * 8 * (16384 - 768) * 2048 / (3350e9 * 0.8422), rel=1e-9)
+
+
+def test_cost_and_plan_take_swa_full(cli) -> None:
+    """``cost --swa-full`` reaches the engine's spans: gpt-oss-20b on llama.cpp at 32K prefills its 12 sliding layers
+    over the whole context (the attention 0.3559 s of the golden above, against 0.1864 s). vLLM has no such flag
+    (exit 2, one line), nor does the roofline. ``plan --rate`` passes it to the serving model with the memory rule
+    (llama.cpp's SWA layers then cache every token too)."""
+    import json
+
+    rows = {}
+    for flag in ((), ("--swa-full",)):
+        r = cli(
+            "cost", "gpt-oss-20b", "--gpu", "h100-sxm", "-c", "32k", "--engine", "llamacpp", *flag, "--format", "json"
+        )
+        assert r.exit_code == 0, r.output
+        doc = json.loads(r.output)
+        rows[bool(flag)] = next(d for d in doc if d["phase"] == "prefill")
+    gap = rows[True]["time_s"] - rows[False]["time_s"]
+    assert gap == pytest.approx(0.3559191 - 0.1863930, rel=1e-5)
+    assert gap == pytest.approx(
+        phase_cost(GPT_OSS, H100, 32768, phase="prefill", engine="llamacpp", swa_full=True).time_s
+        - phase_cost(GPT_OSS, H100, 32768, phase="prefill", engine="llamacpp").time_s
+    )
+    bad = cli("cost", "gpt-oss-20b", "--gpu", "h100-sxm", "-c", "32k", "--engine", "vllm", "--swa-full")
+    assert bad.exit_code == 2 and "--swa-full does not apply to engine 'vllm'" in bad.output
+    roof = cli(
+        "cost", "gpt-oss-20b", "--gpu", "h100-sxm", "--engine", "llamacpp", "--swa-full", "--latency", "roofline"
+    )
+    assert roof.exit_code == 2 and "use --latency calibrated" in roof.output
+    args = ("plan", "gpt-oss-20b", "--rate", "0.01", "--input", "16k", "--output", "256", "--gpus", "h100-sxm")
+    tpot = {}
+    for flag in ((), ("--swa-full",)):
+        r = cli(*args, "--engine", "llamacpp", *flag, "--format", "json")
+        assert r.exit_code == 0, r.output
+        tpot[bool(flag)] = min(p["tpot_s"] for p in json.loads(r.output)["plans"])
+    assert tpot[True] > tpot[False]

@@ -16,6 +16,7 @@ from kvplan.cli.common import (
     KvDtypeOpt,
     ModelArg,
     PpOpt,
+    SwaFullOpt,
     TpOpt,
     WeightsDtypeOpt,
     app,
@@ -74,6 +75,7 @@ def cost(
     memory_eff: Annotated[float, typer.Option(help="fraction of peak memory bandwidth reached")] = 0.9,
     interconnect_eff: Annotated[float, typer.Option(help="fraction of interconnect bandwidth reached")] = 1.0,
     engine: Annotated[str, typer.Option(help="whose kernel efficiencies the latency uses: vllm | trtllm")] = "vllm",
+    swa_full: SwaFullOpt = False,
     expert_parallel: Annotated[
         bool, typer.Option("--expert-parallel", help="MoE experts split whole across the tp x dp ranks (calibrated)")
     ] = False,
@@ -114,6 +116,7 @@ def cost(
             compute=compute,
             effs=(compute_eff, memory_eff, interconnect_eff),
             engine=engine,
+            swa_full=swa_full,
             latency=latency,
             expert_parallel=expert_parallel,
             plot=plot,
@@ -149,6 +152,7 @@ def _inference(
         compute_dtype=kw["compute"],
         efficiency=eff,
         engine=kw["engine"],
+        swa_full=kw["swa_full"],
         model=kw["latency"],
         expert_parallel=kw["expert_parallel"],
         pp=kw["pp"],
