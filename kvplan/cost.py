@@ -50,7 +50,7 @@ from kvplan.attention import (  # noqa: F401 - re-exported: kvplan.cost names th
 )
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
-from kvplan.memory import cache_plan, check_parallel, recurrent_state_elements
+from kvplan.memory import attended_token_bytes, cache_plan, check_parallel, recurrent_state_elements
 from kvplan.params import attention_parts, count_params, mlp_parts, parts_bytes, weight_bytes_per_gpu
 from kvplan.quant import shipped_dtype
 from kvplan.spec import LayerKind, ModelSpec, ceil_div
@@ -334,8 +334,11 @@ def step_bytes(
     else:
         held = weight_bytes_per_gpu(spec, checkpoint, tp=tp)
     weights = max(0, held - untouched_expert_bytes(spec, tokens, weights_dtype=w_name, tp=tp))
-    # one sequence, this rank, incl. state; a decode step reads only the current chunk of a chunked layer
+    # one sequence, this rank, incl. state; a decode step reads only the current chunk of a chunked layer, and a
+    # KV-sharing layer (Gemma 3n) the earlier layer's K/V over its own span
     held = sum(c.read_at(context) if phase == "decode" else c.bytes_at(context) for c in plan.layers)
+    if phase == "decode":
+        held += _shared_reads(spec, plan.kv_dtype, context, tp=tp)
     states = sum(c.state_bytes for c in plan.layers)
     per_token = sum(c.bytes_per_token for c in plan.layers)
     new_tokens = context if phase == "prefill" else 1
@@ -347,6 +350,16 @@ def step_bytes(
         kv_write=batch * (per_token * new_tokens + states),
         activations=act_dtype.nbytes(tokens * act),
     )
+
+
+def _shared_reads(spec: ModelSpec, kv_dtype_name: str, context: int, *, tp: int) -> int:
+    """K/V bytes the KV-sharing layers of one sequence read at a decode step (they cache none of their own)."""
+    shared = [(name, n) for name, n in spec.kind_counts.items() if spec.kind(name).kv_shared]
+    if not shared:
+        return 0
+    dtype = kv_dtype(kv_dtype_name)
+    return sum(n * attended_token_bytes(spec, name, dtype, tp=tp) * decode_span(spec.kind(name), context)
+               for name, n in shared)  # fmt: skip
 
 
 def allreduce_bytes(spec: ModelSpec, tokens: int, *, tp: int) -> int:

@@ -64,6 +64,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
+from kvplan.attention import decode_span
 from kvplan.engines import (
     ENGINES,
     Calibration,
@@ -77,7 +78,7 @@ from kvplan.engines import (
 )
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
-from kvplan.memory import cache_plan
+from kvplan.memory import attended_token_bytes, cache_plan, element_size
 from kvplan.params import attention_parts
 from kvplan.spec import LayerKind, ModelSpec, ceil_div, pipeline_stages
 from kvplan.units import weight_dtype
@@ -724,6 +725,8 @@ def _attention_s(
     for count, layer in plan.stages[stage.index if stage is not None else 0].groups:  # (layers, cache) per kind
         kind = spec.kind(layer.kind)
         held = batch * layer.read_at(context)  # a window's last W tokens, a chunk's current tokens (decode_span)
+        if kind.kv_shared:  # caches nothing, reads the K/V of the earlier layer it shares over its own span
+            held = batch * _shared_bytes(spec, layer.kind, kv_dtype, c.tp) * decode_span(kind, context)
         if kind.type == "mla":
             heads = ceil_div(spec.num_attention_heads, c.tp)
             flops = 2 * batch * heads * (2 * kind.kv_lora_rank + kind.qk_rope_head_dim) * context
@@ -732,6 +735,12 @@ def _attention_s(
             t = held / (c.bw * c.cal.attn_decode_mem_eff)
         total += count * (t + c.cal.attn_layer_s + batch * c.cal.attn_seq_s)
     return total + mla * _mla_decode_layer_s(c, kv_dtype)
+
+
+def _shared_bytes(spec: ModelSpec, name: str, kv_dtype: str, tp: int) -> int:
+    """Bytes per token a KV-sharing layer of kind ``name`` reads (:func:`kvplan.memory.attended_token_bytes`)."""
+    return _fact(spec, ("shared_bytes", name, kv_dtype, tp),
+                 lambda: attended_token_bytes(spec, name, element_size(kv_dtype), tp=tp))  # fmt: skip
 
 
 def _mla_decode_layer_s(c: _Ctx, kv_dtype: str) -> float:

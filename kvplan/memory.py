@@ -111,6 +111,16 @@ def layer_cache(spec: ModelSpec, name: str, dtype: DType, *, tp: int = 1, mla: M
     return LayerCache(name, kind.type, per_token, cap, state)
 
 
+def attended_token_bytes(spec: ModelSpec, name: str, dtype: DType, *, tp: int = 1) -> int:
+    """K/V bytes per token one rank's attention reads in a layer of kind ``name``: what it caches, or, for a layer
+    that attends with an earlier layer's K/V (``kv_shared``: Gemma 3n's last layers, transformers
+    ``kv_sharing_modes`` "reuse"), what that layer caches, of the same head layout."""
+    kind = spec.kind(name)
+    if kind.kv_shared and kind.type in ("full", "sliding", "chunked"):
+        return _token_bytes(spec, kind, dtype, tp=tp, mla="latent")
+    return layer_cache(spec, name, dtype, tp=tp).bytes_per_token
+
+
 def _token_bytes(spec: ModelSpec, kind: LayerKind, dtype: DType, *, tp: int, mla: MlaLayout) -> int:
     return _kv_token_bytes(spec, kind, dtype, tp=tp, mla=mla) + indexer_token_bytes(kind, dtype)
 

@@ -121,9 +121,13 @@ def test_the_cost_command_prices_the_engines_spans() -> None:
 def test_each_engine_says_which_spans_its_kernels_read() -> None:
     # vLLM (FlashAttention window_size, cache_config.sliding_window) and TensorRT-LLM (attention_window_size,
     # kv_loop_length = min(tlength, cyclic window)) follow the checkpoint: no view
-    for engine in ("vllm", "vllm@0.8", "trtllm", "transformers"):
+    for engine in ("vllm", "vllm@0.8", "trtllm"):
         for spec in (MISTRAL, GPT_OSS, SCOUT):
             assert kernel_spec(spec, engine) is spec
+    # transformers: sliding layers keep only their window; a chunked layer's cache (a sliding layer of the chunk)
+    # hands back min(L, C) keys and the chunk is only a mask
+    assert kernel_spec(MISTRAL, "transformers") is MISTRAL and kernel_spec(GPT_OSS, "transformers") is GPT_OSS
+    assert get_engine("transformers").attention_spans(SCOUT, Settings()) == {"local": 8192}
     # SGLang: Mistral's LlamaAttention has no window; Gemma 3 and gpt-oss pass theirs
     assert get_engine("sglang").attention_spans(MISTRAL, Settings()) == {"sliding": None}
     assert kernel_spec(MISTRAL, "sglang").kind("sliding").type == "full"
@@ -233,3 +237,22 @@ def test_cost_and_plan_take_swa_full(cli) -> None:
         assert r.exit_code == 0, r.output
         tpot[bool(flag)] = min(p["tpot_s"] for p in json.loads(r.output)["plans"])
     assert tpot[True] > tpot[False]
+
+
+def test_kv_sharing_layers_read_the_shared_cache() -> None:
+    """Gemma 3n E2B: its last 10 layers (8 sliding of 512, 2 full) cache nothing and attend with an earlier layer's
+    K/V (2 KV heads x 256 x K and V x 2 bytes = 2,048 bytes a token). Decode at 32,768 reads, per sequence,
+    8 x 512 x 2,048 + 2 x 32,768 x 2,048 = 8,388,608 + 134,217,728 = 142,606,336 bytes more than the 20 caching layers'
+    285,212,672 (the pool figure): 427,819,008 in the roofline's bytes, and 142,606,336 / 2.821370e12 = 50.545 us more
+    attention in the calibrated step than the layers that cache alone."""
+    from kvplan.cost import step_bytes
+
+    gemma = load_bundled("gemma-3n-e2b")
+    assert step_bytes(gemma, 32768, phase="decode").kv_read == 285_212_672 + 142_606_336
+    assert step_bytes(gemma, 32768, phase="prefill").kv_read == 285_212_672  # the prefill's lower bound: what it holds
+    plan = cache_plan(gemma, "bf16")
+    cached = sum(n * c.read_at(32768) for n, c in plan.stages[0].groups)
+    assert cached == 285_212_672
+    attention = _decode_attention("vllm", gemma, 32768)
+    per_layer = 30 * (12.54e-6 + 0.02739e-6)
+    assert attention == pytest.approx((285_212_672 + 142_606_336) / 2.821370e12 + per_layer, rel=1e-6)
