@@ -76,6 +76,7 @@ from kvplan.engines import (
     get_engine,
     latency_calibration,
 )
+from kvplan.engines.base import spans_view
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import attended_token_bytes, cache_plan, element_size
@@ -643,15 +644,7 @@ def kernel_spec(spec: ModelSpec, engine: Engine | str | None, settings: Settings
     if hit is None or hit[0] is not spec:
         if len(_VIEWS) > 256:
             _VIEWS.clear()
-        kinds = dict(spec.layers.kinds)
-        for name, span in spans.items():
-            kind = kinds[name]
-            if span is None:
-                kinds[name] = kind.model_copy(update={"type": "full", "window": None, "chunk": None})
-            else:
-                kinds[name] = kind.model_copy(update={"type": "sliding", "window": span, "chunk": None})
-        view = spec.model_copy(update={"layers": spec.layers.model_copy(update={"kinds": kinds})})
-        hit = _VIEWS[key] = (spec, view)
+        hit = _VIEWS[key] = (spec, spans_view(spec, spans))
     return hit[1]
 
 

@@ -51,21 +51,24 @@ def test_mistral_decode_at_32k_reads_the_window_or_the_whole_context(cal) -> Non
     4,096 bytes per token per layer. Decode at 32,768 tokens, batch 1, per layer t = bytes / (3350e9 x 0.8422) +
     12.54 us + 0.02739 us (2.821370e12 bytes/s):
 
-    * vLLM, TensorRT-LLM (the window's 4,096 tokens): 16,777,216 B / 2.821370e12 = 5.94648 us -> 18.51387 us per
-      layer, 0.592444 ms for 32;
+    * vLLM (the window's 4,096 tokens): 16,777,216 B / 2.821370e12 = 5.94648 us -> 18.51387 us per layer,
+      0.592444 ms for 32;
     * SGLang (llama.py passes no window: the whole 32,768): 134,217,728 B -> 47.57183 us -> 60.13922 us, 1.924455 ms;
-    * llama.cpp, SWA cache of pad(4096 + 512, 256) = 4,608 cells: 18,874,368 B -> 6.68979 us -> 19.25718 us,
-      0.616230 ms; with --swa-full, the whole context as SGLang."""
+      llama.cpp the same (its LLaMA architecture has no window for Mistral), with or without --swa-full;
+    * TensorRT-LLM before PR #12597 (MistralAttention passed no window), its own constants (0.8451, 12.53 us,
+      0.07637 us): 134,217,728 B / 2.831085e12 = 47.40858 us -> 60.01495 us, 1.920478 ms."""
     assert (MISTRAL.num_layers, MISTRAL.num_kv_heads, MISTRAL.head_dim) == (32, 8, 128)
     assert cache_plan(MISTRAL, "bf16").layers[0].bytes_per_token == 4096
     vllm = _decode_attention("vllm", MISTRAL, 32768)
     assert vllm == pytest.approx(32 * (16_777_216 / 2.821370e12 + 12.54e-6 + 0.02739e-6), rel=1e-6)
     assert vllm == pytest.approx(0.592444e-3, rel=1e-6)
-    assert _decode_attention("trtllm", MISTRAL, 32768) == pytest.approx(vllm, rel=2e-3)  # its own constants
+    trt = calibration("trtllm")
+    assert (trt.attn_decode_mem_eff, trt.attn_layer_s, trt.attn_seq_s) == (0.8451, 1.253e-05, 7.637e-08)
+    assert _decode_attention("trtllm", MISTRAL, 32768) == pytest.approx(1.920478e-3, rel=1e-6)
     sglang = _decode_attention("sglang", MISTRAL, 32768)
     assert sglang == pytest.approx(1.924455e-3, rel=1e-6)
     assert sglang - vllm == pytest.approx(32 * (134_217_728 - 16_777_216) / 2.821370e12, rel=1e-6)
-    assert _decode_attention("llamacpp", MISTRAL, 32768) == pytest.approx(0.616230e-3, rel=1e-6)
+    assert _decode_attention("llamacpp", MISTRAL, 32768) == pytest.approx(sglang, rel=1e-9)
     assert _decode_attention("llamacpp", MISTRAL, 32768, Settings(swa_full=True)) == pytest.approx(sglang, rel=1e-9)
     # below the window every engine reads the same
     assert _decode_attention("sglang", MISTRAL, 4096) == pytest.approx(_decode_attention("vllm", MISTRAL, 4096))
@@ -123,7 +126,9 @@ def test_each_engine_says_which_spans_its_kernels_read() -> None:
     # kv_loop_length = min(tlength, cyclic window)) follow the checkpoint: no view
     for engine in ("vllm", "vllm@0.8", "trtllm"):
         for spec in (MISTRAL, GPT_OSS, SCOUT):
-            assert kernel_spec(spec, engine) is spec
+            assert (kernel_spec(spec, engine) is spec) is not (engine == "trtllm" and spec is MISTRAL)
+    # TensorRT-LLM before PR #12597: MistralAttention passed no window
+    assert get_engine("trtllm").attention_spans(MISTRAL, Settings()) == {"sliding": None}
     # transformers: sliding layers keep only their window; a chunked layer's cache (a sliding layer of the chunk)
     # hands back min(L, C) keys and the chunk is only a mask
     assert kernel_spec(MISTRAL, "transformers") is MISTRAL and kernel_spec(GPT_OSS, "transformers") is GPT_OSS
@@ -141,6 +146,7 @@ def test_each_engine_says_which_spans_its_kernels_read() -> None:
     assert llamacpp.attention_spans(SCOUT, Settings()) == {"local": 8704}
     assert llamacpp.attention_spans(SCOUT, Settings(swa_full=True)) == {"local": None}
     assert llamacpp.attention_spans(load_bundled("llama-3.1-8b"), Settings()) is None
+    assert llamacpp.attention_spans(MISTRAL, Settings()) == {"sliding": None}  # LLM_ARCH_LLAMA: no window
     view = kernel_spec(SCOUT, "llamacpp")
     assert (view.kind("local").type, view.kind("local").window, view.kind("global").type) == ("sliding", 8704, "full")
 
@@ -256,3 +262,28 @@ def test_kv_sharing_layers_read_the_shared_cache() -> None:
     attention = _decode_attention("vllm", gemma, 32768)
     per_layer = 30 * (12.54e-6 + 0.02739e-6)
     assert attention == pytest.approx((285_212_672 + 142_606_336) / 2.821370e12 + per_layer, rel=1e-6)
+
+
+def test_llamacpp_caches_mistral_in_full() -> None:
+    """llama.cpp's LLaMA architecture, which Mistral 7B v0.1 converts to, sets no sliding window, so no SWA cache:
+    32 layers x 4,096 bytes (f16) = 131,072 bytes a token, 4 GiB a 32,768-token sequence. On one H100 SXM the exact
+    buffers leave a pool of 534,784 tokens (70,094,667,776 bytes, 65.28 GiB), so 16 sequences of 32K (the SWA-cache
+    rule gave 116)."""
+    from kvplan.capacity import capacity
+
+    r = capacity(setup(MISTRAL, H100, engine="llamacpp"), 32768)
+    assert r.kv_pool_tokens == 534_784
+    assert r.max_concurrent_sequences == 16 == 534_784 * 131_072 // (32768 * 131_072)
+    assert (
+        capacity(
+            setup(MISTRAL, H100, engine="llamacpp", settings=Settings(swa_full=True)), 32768
+        ).max_concurrent_sequences
+        == 16
+    )
+    gemma = capacity(setup(load_bundled("gemma-3-27b"), H100, engine="llamacpp"), 32768)
+    assert (
+        gemma.max_concurrent_sequences
+        > capacity(
+            setup(load_bundled("gemma-3-27b"), H100, engine="llamacpp", settings=Settings(swa_full=True)), 32768
+        ).max_concurrent_sequences
+    )  # a family llama.cpp windows keeps its SWA cache

@@ -728,6 +728,16 @@ class Engine:
         raise InvalidInput(f"kvplan does not compare {self.name} logs")
 
 
+def spans_view(spec: ModelSpec, spans: dict[str, int | None]) -> ModelSpec:
+    """``spec`` with each named layer kind attending over ``spans[name]`` keys: a sliding window of that many, or full
+    attention for None (:meth:`Engine.attention_spans`); every other field, the kind names included, unchanged."""
+    kinds = dict(spec.layers.kinds)
+    for name, span in spans.items():
+        shape = {"type": "full", "window": None} if span is None else {"type": "sliding", "window": span}
+        kinds[name] = kinds[name].model_copy(update={**shape, "chunk": None})
+    return spec.model_copy(update={"layers": spec.layers.model_copy(update={"kinds": kinds})})
+
+
 def check_moe_parallel(engine: str, spec: ModelSpec, *, tp: int, dp: int, ep: bool) -> None:
     """DP attention and EP only mean something for MoE models: vllm/config/parallel.py (@00193b82)
     says non-MoE models "should use independent vLLM instances without --data-parallel-* arguments"

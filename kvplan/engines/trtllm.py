@@ -45,6 +45,9 @@ TOKENS_PER_BLOCK = 32
 FREE_FRACTION = 0.9  # llmapi KvCacheConfig.free_gpu_memory_fraction default (landscape.md 2.3)
 CONTEXT = round(0.5 * GIB)  # CUDA context + cuBLAS workspace; gpus.md: ~300-600 MiB per process
 MAX_NUM_TOKENS = 8192  # llmapi max_num_tokens default
+# Families whose PyTorch-backend attention got no sliding window before NVIDIA/TensorRT-LLM PR #12597 (merged
+# 2026-03-30): full attention on their windowed layers (Trtllm.attention_spans).
+NO_WINDOW_FAMILIES = frozenset({"mistral", "mixtral"})
 
 
 def activation(spec: ModelSpec, *, tokens: int, tp: int, sharding: Sharding | None = None) -> int:
@@ -416,15 +419,23 @@ class Trtllm(Engine):
 
     def attention_spans(self, spec: ModelSpec, settings: Settings) -> dict[str, int | None] | None:
         """TensorRT-LLM's PyTorch models pass the checkpoint's window to the attention op as ``attention_window_size``
-        (Gemma3Attention, and MistralAttention for every layer where the config has no ``layer_types``:
-        tensorrt_llm/_torch/models/modeling_mistral.py @002f3cc3, "Mistral (without layer_types) applies SWA uniformly
-        to all layers"), and the generation kernels loop over only the window's keys (cpp/tensorrt_llm/kernels/
-        decoderMaskedMultiheadAttention/decoderMaskedMultiheadAttentionTemplate.h: ``kv_loop_length = min(tlength,
-        cyclic_kv_cache_len)``). So the reads follow the checkpoint, with or without ``max_attention_window``, which
-        sizes the pools (:class:`WindowLayout`). Not read: whether the context FMHA skips the key tiles before a
-        window (the priced FLOPs assume it does, as FlashAttention's), and the span of a window declared on a model
-        without sliding layers."""
-        return None
+        (Starcoder2, Gemma3, Cohere2, EXAONE4, GPT-OSS), and the generation kernels loop over only the window's keys
+        (cpp/tensorrt_llm/kernels/decoderMaskedMultiheadAttention/decoderMaskedMultiheadAttentionTemplate.h:
+        ``kv_loop_length = min(tlength, cyclic_kv_cache_len)``). So those reads follow the checkpoint, with or without
+        ``max_attention_window``, which sizes the pools (:class:`WindowLayout`).
+
+        Mistral and Mixtral did not, in the releases these rules describe: NVIDIA/TensorRT-LLM PR #12597 (merged
+        2026-03-30, "Enable sliding window attention for Mistral/Mixtral") states that ``MistralAttention`` and
+        ``MixtralAttention`` did not pass ``attention_window_size``, "causing full O(N^2) attention during prefill
+        instead of O(N x W)", and adds it (modeling_mistral.py @002f3cc3 has it: "Mistral (without layer_types)
+        applies SWA uniformly to all layers"). So their windowed layers read and compute the whole context here
+        (:data:`NO_WINDOW_FAMILIES`); a release with that PR would follow the checkpoint. Not read: whether the context
+        FMHA skips the key tiles before a window (the priced FLOPs assume it does, as FlashAttention's), and the span
+        of a window declared on a model without sliding layers."""
+        if spec.family not in NO_WINDOW_FAMILIES:
+            return None
+        spans: dict[str, int | None] = {n: None for n, k in spec.layers.kinds.items() if k.type == "sliding"}
+        return spans or None
 
     def fp8_context_attention(self, *, weights_dtype: str, kv_dtype: str) -> bool:
         """FP8 context FMHA wherever the checkpoint quantizes the attention output projection (FP8 or NVFP4 weights).
