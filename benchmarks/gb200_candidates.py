@@ -51,27 +51,42 @@ GRACE_HOST_REQUEST_S = 8.8e-3 / 256
 # NVIDIA/TransformerEngine#2053 (2025-08): CPU time of one torch.nn.Linear forward (bf16, hidden 2048, 8192 tokens),
 # GB200 37.08 us against a DGX H100's Xeon Platinum 8480C 13.48 us: PyTorch dispatch on Grace takes 2.75x as long.
 GRACE_DISPATCH_RATIO = 37.08 / 13.48
+# Bisection steps for the implied host times: 16 halvings of the 1 us - 10 ms log range leave 1e4 ** 2 ** -16, 0.014 %,
+# far below the whole microseconds printed (--host-floor's 24 are kept there).
+HOST_BISECTION_STEPS = 16
 
-# Published pairs, same release, same command, a Grace-hosted system (GB200 / GB300 NVL72) beside an x86-hosted DGX
-# (B200 / B300), output tokens/s (per GPU on the release/1.2 page; TP1 rows there, so per GPU = the TP group's).
+# Published pairs, same release, same command, a Grace-hosted system beside an x86-hosted one, output tokens/s (per GPU
+# on the release/1.2 page; TP1 rows there, so per GPU = the TP group's). Each entry: (page, model, ISL/OSL,
+# ((system, tok/s), ...), ((Grace system, x86 system), ...) the ratios printed).
+# v1.0: the page of benchmarks/data/published_throughput.json's trtllm-1.0 rows (perf-overview.md @00f37686), its
+# RTX 6000 Pro Blackwell Server Edition table (1 GPU, TP1) beside the B200 and GB200 columns.
 # release/1.2: NVIDIA/TensorRT-LLM docs/source/performance/perf-overview.md as of release/1.2 (the page's own note:
 # "As of release/1.2, support for B300 and GB300 is in beta"; read through the code index, commit not named), whose
 # header adds "For NUMA systems, consult the 'CPU Affinity configuration in TensorRT LLM' guide ... These options were
-# enabled for relevant tests". Each entry: (page, model, ISL/OSL, ((system, tok/s), ...)).
+# enabled for relevant tests".
+# v0.17: perf-overview.md @258c7540 (the trtllm-0.17 rows' page): TensorRT engines, and on GH200 (Grace Hopper, the
+# page's "GH200 480GB" column) the C++ gptManagerBenchmark instead of trtllm-bench ("Use gptManagerBenchmark for
+# GH200: For release v0.17, on GH200 systems, we recommend using the legacy flow based on gptManagerBenchmark to
+# measure performance"; the v0.15 page's heading: "Trtllm-bench has known issues on GH200").
 GRACE_PAIRS = (
-    ("v1.0", "Qwen3-30B-A3B TP1 FP4", "128/128", (("B200", 39827), ("GB200", 24107), ("RTX 6000 Pro", 28011))),
+    ("v1.0", "Qwen3-30B-A3B TP1 FP4", "128/128", (("B200", 39827), ("GB200", 24107), ("RTX 6000 Pro", 28011)),
+     (("GB200", "B200"),)),
     ("release/1.2", "Qwen3-30B-A3B TP1 FP4", "1024/1024",
-     (("B200", 26431), ("GB200", 19682), ("B300", 30714), ("GB300", 22536))),
+     (("B200", 26431), ("GB200", 19682), ("B300", 30714), ("GB300", 22536)), (("GB200", "B200"), ("GB300", "B300"))),
     ("release/1.2", "Qwen3-30B-A3B TP1 FP4", "1024/8192",
-     (("B200", 13940), ("GB200", 14916), ("B300", 15182), ("GB300", 16920))),
+     (("B200", 13940), ("GB200", 14916), ("B300", 15182), ("GB300", 16920)), (("GB200", "B200"), ("GB300", "B300"))),
     ("release/1.2", "Qwen3-30B-A3B TP1 FP4", "8192/1024",
-     (("B200", 5945), ("GB200", 6450), ("B300", 6374), ("GB300", 6947))),
+     (("B200", 5945), ("GB200", 6450), ("B300", 6374), ("GB300", 6947)), (("GB200", "B200"), ("GB300", "B300"))),
     ("release/1.2", "GPT-OSS 20B TP1 FP4", "1024/1024",
-     (("B200", 59084), ("GB200", 51870), ("B300", 60925), ("GB300", 53604))),
+     (("B200", 59084), ("GB200", 51870), ("B300", 60925), ("GB300", 53604)), (("GB200", "B200"), ("GB300", "B300"))),
     ("release/1.2", "GPT-OSS 20B TP1 FP4", "8192/1024",
-     (("B200", 13439), ("GB200", 15466), ("B300", 14955), ("GB300", 16880))),
+     (("B200", 13439), ("GB200", 15466), ("B300", 14955), ("GB300", 16880)), (("GB200", "B200"), ("GB300", "B300"))),
     ("release/1.2", "Llama 3.3 70B TP1 FP4", "1024/1024",
-     (("B200", 6943), ("GB200", 7576), ("B300", 8196), ("GB300", 8910))),
+     (("B200", 6943), ("GB200", 7576), ("B300", 8196), ("GB300", 8910)), (("GB200", "B200"), ("GB300", "B300"))),
+    ("v0.17 (GH200: gptManagerBenchmark)", "Llama 3.1 8B TP1 FP8", "128/128",
+     (("H100", 28836.77), ("H200", 29526.04), ("GH200", 29852.96)), (("GH200", "H100"),)),
+    ("v0.17 (GH200: gptManagerBenchmark)", "Llama 3.1 8B TP1 FP8", "1000/1000",
+     (("H100", 15244.78), ("H200", 17537.96), ("GH200", 16482.77)), (("GH200", "H100"),)),
 )  # fmt: skip
 
 
@@ -123,8 +138,8 @@ def score(runs: list[dict]) -> dict:
         if not within(ratios["as scored"]):
             twin = b200[(r["model"], r["isl"], r["osl"])]
             row["gb200_over_b200"] = r["published_tok_s"] / twin["published_tok_s"]
-            row["host_us"] = pc.implied_host_request_s(r) * 1e6
-            twin_host = pc.implied_host_request_s(twin)
+            row["host_us"] = pc.implied_host_request_s(r, steps=HOST_BISECTION_STEPS) * 1e6
+            twin_host = pc.implied_host_request_s(twin, steps=HOST_BISECTION_STEPS)
             row["b200_host_us"] = None if twin_host is None else twin_host * 1e6
         rows.append(row)
     x86 = [{**r, "ratios": {"as scored": tokens_s(r) / r["published_tok_s"],
@@ -170,13 +185,11 @@ def summary_lines(scored: dict) -> list[str]:
 
 def pair_lines() -> list[str]:
     out = []
-    for page, model, lengths, figures in GRACE_PAIRS:
+    for page, model, lengths, figures, pairs in GRACE_PAIRS:
         tok = dict(figures)
-        cells = ", ".join(f"{name} {value:,}" for name, value in figures)
-        ratios = [f"GB200 / B200 {tok['GB200'] / tok['B200']:.2f}"]
-        if "GB300" in tok:
-            ratios.append(f"GB300 / B300 {tok['GB300'] / tok['B300']:.2f}")
-        out.append(f"{page} {model} {lengths}: {cells}; " + ", ".join(ratios))
+        cells = ", ".join(f"{name} {value:,.0f}" for name, value in figures)
+        ratios = ", ".join(f"{grace} / {x86} {tok[grace] / tok[x86]:.2f}" for grace, x86 in pairs)
+        out.append(f"{page} {model} {lengths}: {cells}; {ratios}")
     return out
 
 

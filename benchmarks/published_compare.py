@@ -175,6 +175,47 @@ def row_engine(r: dict):  # noqa: ANN201
         latency.calibration = fitted
 
 
+# TensorRT-engine NVFP4 runs built with norm_quant_fusion (the MLPerf rows whose config sets it: ``norm_quant_fusion``
+# on the row): the residual add, RMSNorm and NVFP4 quantization are one kernel, so the QKV and gate/up GEMMs get FP4
+# input and run no quantization kernel of their own (Calibration.fp4_norm_quant_fused, with its TensorRT-LLM source).
+# The engine build keeps the flag only for LlamaForCausalLM with NVFP4 and without reduce_fusion ("Overriding
+# norm_quant_fusion to False" otherwise, TensorRT-LLM's build checks, read through the code index, commit not named).
+_NORM_QUANT_CALIBRATIONS: dict[int, object] = {}  # id of a fitted calibration -> its fused copy (memos key on identity)
+
+
+def _norm_quant_calibration(engine: str | None):  # noqa: ANN202
+    """:func:`kvplan.latency.calibration` for a TensorRT engine built with ``norm_quant_fusion``: TensorRT-LLM's
+    fitted constants with ``fp4_norm_quant_fused``; any other engine's as fitted."""
+    from kvplan.engines import latency_calibration
+
+    cal = latency_calibration(engine)
+    if cal.engine != "trtllm":
+        return cal
+    if id(cal) not in _NORM_QUANT_CALIBRATIONS:
+        fused = dataclasses.replace(cal, fp4_norm_quant_fused=True,
+                                    version=f"{cal.version}; TensorRT engine with norm_quant_fusion")  # fmt: skip
+        _NORM_QUANT_CALIBRATIONS[id(cal)] = (cal, fused)
+    return _NORM_QUANT_CALIBRATIONS[id(cal)][1]
+
+
+@contextlib.contextmanager
+def mlperf_engine(r: dict):  # noqa: ANN201
+    """The engine constants an MLPerf run had: TensorRT-LLM's fitted ones, with the norm kernels writing FP4 where the
+    run's config builds with ``norm_quant_fusion`` (:func:`_norm_quant_calibration`; the row's ``norm_quant_fusion``),
+    replacing :func:`kvplan.latency.calibration` for the duration, as :func:`row_engine` does for the v0.17 rows."""
+    if not r.get("norm_quant_fusion"):
+        yield
+        return
+    from kvplan import latency
+
+    fitted = latency.calibration
+    latency.calibration = _norm_quant_calibration
+    try:
+        yield
+    finally:
+        latency.calibration = fitted
+
+
 # The v0.17 runtime sets its batch size from the KV cache's capacity: trtllm-bench throughput turns on the executor's
 # batch-size tuning (bench/dataclasses/configuration.py ExecutorSettingsConfig ``dynamic_max_batch_size = True`` ->
 # DynamicBatchConfig(enable_batch_size_tuning) in its SchedulerConfig, in the copy with the TensorRT-engine bindings,
@@ -484,10 +525,11 @@ def score_mlperf(r: dict, datasets: dict) -> dict:
     """kvplan's throughput for one modelled MLPerf run: ``kvplan_isl``, ``kvplan_tok_s``, ``ratio``, ``verdict``."""
     s = _mlperf_setup(r)
     isl, osl = _mlperf_isl(r, datasets), round(r["osl"])
-    if r["scenario"] == "Offline":
-        per_replica = replica_tokens_s(s, isl, osl)
-    else:
-        per_replica = _server_tokens_s(s, r, datasets[r["dataset"]], isl, osl)
+    with mlperf_engine(r):
+        if r["scenario"] == "Offline":
+            per_replica = replica_tokens_s(s, isl, osl)
+        else:
+            per_replica = _server_tokens_s(s, r, datasets[r["dataset"]], isl, osl)
     tok_s = per_replica * r["replicas"]
     ratio = tok_s / r["published_tok_s"]
     verdict = "within 20%" if abs(ratio - 1) <= TARGET else "missed"
@@ -513,9 +555,10 @@ def operating_point(r: dict, datasets: dict) -> dict:
     rate = r["samples_per_s"] / r["replicas"]
     n = rate * (m["latency_mean_s"] - m["ttft_mean_s"])
     p = rate * isl * m["tpot_mean_s"]
-    step = mixed_step_latency(s.spec, s.gpu, decode_seqs=n, decode_context=isl + osl // 2, prefill_tokens=p,
-                              tp=s.tp, pp=s.pp, dp=s.dp, expert_parallel=s.ep, kv_dtype_name=s.kv_dtype,
-                              weights_dtype=s.weights_dtype, engine=s.engine.name).total  # fmt: skip
+    with mlperf_engine(r):
+        step = mixed_step_latency(s.spec, s.gpu, decode_seqs=n, decode_context=isl + osl // 2, prefill_tokens=p,
+                                  tp=s.tp, pp=s.pp, dp=s.dp, expert_parallel=s.ep, kv_dtype_name=s.kv_dtype,
+                                  weights_dtype=s.weights_dtype, engine=s.engine.name).total  # fmt: skip
     return {"decoding": n, "prompt_tokens_per_step": p, "kvplan_step_s": step, "measured_tpot_s": m["tpot_mean_s"],
             "step_ratio": step / m["tpot_mean_s"]}  # fmt: skip
 

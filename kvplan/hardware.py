@@ -39,6 +39,9 @@ class GPU(BaseModel):
         None, description="GPUs one NVLink domain joins where it spans several servers (GB200 NVL72: 72)"
     )
     host_link_gbps: PositiveFloat | None = Field(None, description="GPU <-> CPU memory, GB/s per direction")
+    host_cpu: str | None = Field(
+        None, description="the host CPU where the system fixes it (GB200: Grace); None: the server vendor's choice"
+    )
     node_selector: dict[str, str] | None = Field(None, description="Kubernetes node labels of servers with this GPU")
     k8s_resource: str = Field("nvidia.com/gpu", description="the device plugin's extended resource name")
     source: str = Field(min_length=1)

@@ -17,8 +17,22 @@ term on for :mod:`kvplan.serving` (``kvplan plan --rate ... --host-per-request 3
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 from kvplan.engines.base import Engine
 from kvplan.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from kvplan.hardware import GPU
+
+# NVIDIA's own TensorRT-LLM tables, same release and command, a Grace-hosted system against the x86-hosted DGX with the
+# same GPU generation: Qwen3-30B-A3B TP1 NVFP4 128/128, GB200 24,107 against B200 39,827 tok/s (0.61; v1.0,
+# docs/source/performance/perf-overview.md @00f37686); 1024/1024 GB200 / B200 0.74, GB300 / B300 0.73, GPT-OSS 20B 0.88
+# (the release/1.2 page). The deficit is on short-prompt runs of models with few active parameters, where the host's
+# work per request meets a short GPU share per request; the figures and the candidates ruled out are in
+# benchmarks/gb200_candidates.py and docs/cost.md ("The GB200 misses, cause by cause").
+GRACE_PUBLISHED_LOW = 0.61
 
 
 def combine_s(gpu_s: float, host_s: float, *, overlaps: bool) -> float:
@@ -55,3 +69,18 @@ def host_note(engine: Engine, request_s: float) -> str:
            if loop.overlaps_gpu else "waits for each step's tokens: a step takes GPU + host")  # fmt: skip
     given = f"host time {request_s * 1e6:g} us per request in a step, as given"
     return f"{given}; {engine.name} {engine.release}'s serving loop {how}"
+
+
+def host_cpu_notes(gpus: Iterable[GPU], request_s: float | None) -> list[str]:
+    """One line per planned GPU whose system fixes its host CPU, where no host time was given: kvplan's steps are the
+    GPU's, and NVIDIA's published tables show such hosts (Grace) behind x86 ones on host-heavy runs."""
+    if request_s:
+        return []
+    fixed = {g.name: g.host_cpu for g in gpus if g.host_cpu}
+    return [
+        f"{name}'s host CPU is {cpu} and kvplan prices GPU time only: NVIDIA's TensorRT-LLM tables put Grace-hosted "
+        f"systems down to {GRACE_PUBLISHED_LOW:g}x the x86-hosted DGX's throughput on short-prompt runs of models "
+        "with few active parameters (docs/cost.md, 'The GB200 misses'); measure the host time per request there and "
+        "pass --host-per-request"
+        for name, cpu in fixed.items()
+    ]

@@ -217,11 +217,13 @@ class _Ctx:
         return self.tp * self.dp
 
 
-def _gemm_s(c: _Ctx, m: int, params: int, n_plus_k: int, *, k: int) -> float:
+def _gemm_s(c: _Ctx, m: int, params: int, n_plus_k: int, *, k: int, normed_input: bool = False) -> float:
     """One GEMM of ``params`` weights (K x N, ``k`` = K) over ``m`` rows.
 
     NVFP4 on FP4 tensor cores (``c.fp4_k_s`` > 0) adds a third roof, the K loop of one output tile, and a second
-    kernel, the activations' FP4 quantization: see :func:`_fp4_gemm_terms`.
+    kernel, the activations' FP4 quantization: see :func:`_fp4_gemm_terms`. ``normed_input``: the GEMM reads a norm's
+    output, which the engine's norm kernel already writes in FP4 where ``fp4_norm_quant_fused`` says so
+    (:class:`kvplan.engines.base.Calibration`): then there is no quantization kernel.
     """
     if params <= 0 or m <= 0:
         return 0.0
@@ -233,6 +235,8 @@ def _gemm_s(c: _Ctx, m: int, params: int, n_plus_k: int, *, k: int) -> float:
     t = max(compute, moved / (c.bw * c.cal.gemm_mem_eff * c.mem_scale))
     if c.fp4_k_s > 0:
         k_loop, quantize = _fp4_gemm_terms(c, m, k)
+        if normed_input and c.cal.fp4_norm_quant_fused:
+            quantize = 0.0
         return max(t, k_loop) + quantize + c.kernel_s
     return t + c.kernel_s
 
@@ -301,7 +305,7 @@ def _attention_gemms_s(c: _Ctx, kind: LayerKind, m: int) -> float:
         qkv = parts[0] + parts[1]
         rest = parts[2:]
         o_k = rest[0] // h  # o_proj reads the heads (K = heads x head_dim); later parts (an output gate) read h
-        return (_gemm_s(c, m, qkv, h + qkv // h, k=h) + _gemm_s(c, m, rest[0], h + o_k, k=o_k)
+        return (_gemm_s(c, m, qkv, h + qkv // h, k=h, normed_input=True) + _gemm_s(c, m, rest[0], h + o_k, k=o_k)
                 + sum(_gemm_s(c, m, p, h + p // h, k=h) for p in rest[1:]))  # fmt: skip
     # MLA and the rest: K taken as the hidden size (the projections read h or a latent narrower than it)
     return sum(_gemm_s(c, m, p, h + max(1, p // h), k=h) for p in parts)
@@ -310,7 +314,8 @@ def _attention_gemms_s(c: _Ctx, kind: LayerKind, m: int) -> float:
 def _dense_mlp_s(c: _Ctx, m: int, inter_rank: int, *, gated: bool) -> float:
     h = c.spec.hidden_size
     up = (2 if gated else 1) * h * inter_rank
-    return _gemm_s(c, m, up, h + up // h, k=h) + _gemm_s(c, m, h * inter_rank, h + inter_rank, k=inter_rank)
+    return (_gemm_s(c, m, up, h + up // h, k=h, normed_input=True)
+            + _gemm_s(c, m, h * inter_rank, h + inter_rank, k=inter_rank))  # fmt: skip
 
 
 def _dense_mlp_mem_s(c: _Ctx, m: float, inter_rank: int, *, gated: bool) -> float:

@@ -44,7 +44,9 @@ Per request (a tagged arrival sees, on average, the steady state):
   load ``rho`` each: M/D/m (:func:`queue_wait_s` ``servers``). Where the prompt lengths' standard deviation is given
   (:attr:`Lengths.sd`) the wait is the Pollaczek-Khinchine M/G/1 one, ``(1 + scv)`` times the M/D/1 figure (``scv``
   the lengths' squared coefficient of variation, the service taken as proportional to the prompt); without it every
-  prompt's service is the mean's (M/D/1). Stated approximations.
+  prompt's service is the mean's (M/D/1). Stated approximations. Where the engine's attention-DP balancer holds
+  prompts back until every rank has one (:meth:`Engine.dp_balance_iters`: TensorRT-LLM's ``enable_balance``), the
+  TTFT adds that hold, in iterations at the mean step (:mod:`kvplan.dp_balance`; its quantile at a percentile).
 
 ``prefilled=True`` models a disaggregated decode replica (:mod:`kvplan.disagg`): each request arrives with its
 prompt's KV, so it holds and attends to the whole prompt but computes none of it (:func:`prompt_computed`), and
@@ -59,6 +61,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from kvplan.capacity import Setup, binding_pool, pool_tokens
+from kvplan.dp_balance import BalanceHold, balance_hold
 from kvplan.errors import InvalidInput
 from kvplan.host import step_with_host_s
 from kvplan.latency import calibration, mixed_step_latency, pp_chunk_cycles
@@ -612,6 +615,8 @@ class _Tail:
     ep: bool
     prefilled: bool = False
     ahead_s: float | None = None  # the mean prompt's prefill service: what a tagged request waits behind
+    hold: BalanceHold | None = None  # the attention-DP balancer's hold (:func:`_balance_hold`)
+    step_s: float = 0.0  # the mean step: what one held iteration lasts
 
     def at(self, q: float, z: float, *, ttft: float, tpot: float) -> tuple[float, float]:
         """(TTFT, TPOT) at quantile ``q`` (``z`` its standard normal score), never below the means given; lengths at
@@ -626,7 +631,24 @@ class _Tail:
         else:
             ttft_q = _ttft(s, prompt=inp.at(q), n=n, context=_decode_context(inp, self.out), budget=self.budget,
                            rho=self.rho, quantile=q, ep=self.ep, ahead_s=self.ahead_s, scv=inp.scv)  # fmt: skip
+            if self.hold is not None:  # the hold at the same quantile, added (a comonotone bound of the sum's)
+                ttft_q += self.hold.at(q) * self.step_s
         return max(ttft, ttft_q), max(tpot, tpot_q)
+
+
+def _balance_hold(s: Setup, *, rate_rps: float, step_s: float, n: float) -> BalanceHold | None:
+    """The iterations a prompt waits for the engine's attention-DP balancer (:meth:`Engine.dp_balance_iters`:
+    TensorRT-LLM's ``attention_dp_config.enable_balance``) at ``rate_rps`` with ``n`` sequences decoding and a mean
+    step of ``step_s`` (:mod:`kvplan.dp_balance`); None without data-parallel ranks or where the engine holds none.
+
+    Prompts reach the ranks as if drawn at random (``random_spread``): a rank-by-rank simulation of the engine's rule
+    with its load-capped spread (benchmarks/dp_balance_sim.py) lies between the even and the random spread's holds,
+    nearer the random one's (docs/cost.md, section 5), which is also the longer, so the safer for a TTFT target."""
+    iters = s.engine.dp_balance_iters(s.settings) if s.dp > 1 else None
+    if iters is None:
+        return None
+    return balance_hold(arrivals_per_iter=rate_rps * step_s, ranks=s.dp, decoding=n, timeout_iters=iters[0],
+                        batching_wait_iters=iters[1], random_spread=True)  # fmt: skip
 
 
 def serve(
@@ -687,14 +709,16 @@ def serve(
     n, p = rate_rps * output_len.mean * t, rate_rps * load.prompt_computed * t
     rho = min(p / max(1.0, s.dp * _micro_batches(s) * _room(s, budget, n)), 0.999)
     tpot = _mean_step(s, n=1 + n, p=p, prompt=input_len.mean, budget=budget, context=ctx, ep=ep)
-    ahead = None
+    ahead = hold = None
     if prefilled:  # the first step: a decode step at the prompt's length (prompt_computed)
         ttft = _mean_step(s, n=1 + n, p=p, prompt=input_len.mean, budget=budget, context=input_len.mean, ep=ep)
     else:
         ahead = _prefill_service(s, prompt=input_len.mean, n=n, context=ctx, budget=budget, ep=ep)
         ttft = ahead + queue_wait_s(ahead, rho, servers=_micro_batches(s), scv=input_len.scv)
+        hold = _balance_hold(s, rate_rps=rate_rps, step_s=t, n=n)
+        ttft += hold.mean_iters * t if hold is not None else 0.0
     tail = _Tail(s, n=n, p=p, rho=rho, inp=input_len, out=output_len, budget=budget, ep=ep, prefilled=prefilled,
-                 ahead_s=ahead)  # fmt: skip
+                 ahead_s=ahead, hold=hold, step_s=t)  # fmt: skip
     nan = float("nan")
     ttft90, tpot90 = tail.at(0.9, Z90, ttft=ttft, tpot=tpot) if with_p90 else (nan, nan)
     ttft99, tpot99 = tail.at(0.99, Z99, ttft=ttft, tpot=tpot) if with_p99 else (nan, nan)

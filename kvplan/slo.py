@@ -31,6 +31,7 @@ from kvplan.capacity import Setup, setup
 from kvplan.disagg import QUANTILES, check_engine, first_token_s, kv_transfer, max_prefill_load, serve_disaggregated
 from kvplan.disagg import prefill_s as _prefill_s
 from kvplan.disagg import transfer_at as _transfer_at
+from kvplan.dp_balance import check_iters
 from kvplan.engines import Settings, get_engine
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
@@ -408,7 +409,14 @@ def plan_for_targets(
 
 def check_dp_balance(spec: ModelSpec, settings: Settings) -> None:
     """Balancing attention-DP ranks needs attention DP, which kvplan plans for MoE models only
-    (:func:`kvplan.engines.base.check_moe_parallel`): on a dense model the flag could change no row."""
+    (:func:`kvplan.engines.base.check_moe_parallel`): on a dense model the flag could change no row. Its iteration
+    counts need the balancer on, and are whole numbers from 0 (kvplan.dp_balance.check_iters, the source's rule)."""
+    for key, value in (("timeout_iters", settings.attention_dp_timeout_iters),
+                       ("batching_wait_iters", settings.attention_dp_batching_wait_iters)):  # fmt: skip
+        check_iters(value, key)
+        if value is not None and not settings.attention_dp_balance:
+            flag = "--attention-dp-" + key.replace("_", "-")
+            raise InvalidInput(f"{flag} sets the balancer's attention_dp_config.{key}; it needs --attention-dp-balance")
     if settings.attention_dp_balance and spec.moe is None:
         raise InvalidInput(
             f"--attention-dp-balance balances attention data-parallel ranks, which need an MoE model; {spec.name} "

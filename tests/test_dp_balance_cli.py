@@ -48,14 +48,16 @@ def test_plan_rate_attention_dp_balance_golden_rows(cli) -> None:
         assert {a: v for a, v in balanced[k].items() if a not in drop} == {a: v for a, v in plain[k].items()
                                                                            if a not in drop}  # fmt: skip
     assert plain_doc["notes"] == []
-    assert any("attention_dp_config: {enable_balance: true}" in n for n in doc["notes"])
+    keys = "attention_dp_config: {enable_balance: true, timeout_iters: 50, batching_wait_iters: 10}"  # the defaults
+    assert any(keys in n for n in doc["notes"])
 
 
 def test_plan_rate_attention_dp_balance_note_in_table(cli) -> None:
     out = cli(*ARGS[:-2], "--attention-dp-balance")
     assert out.exit_code == 0, out.output
     note = next(line for line in out.output.splitlines() if line.startswith("note: attention-DP balance"))
-    assert "`attention_dp_config: {enable_balance: true}`" in note and "--extra_llm_api_options" in note
+    assert "`attention_dp_config: {enable_balance: true, timeout_iters: 50, batching_wait_iters: 10}`" in note
+    assert "--extra_llm_api_options" in note
 
 
 @pytest.mark.parametrize(
@@ -85,3 +87,44 @@ def test_library_refuses_balance_on_dense_model() -> None:
     with pytest.raises(InvalidInput, match="--attention-dp-balance"):
         plan_for_targets(load_bundled("qwen3-8b"), [resolve_gpu("h200")], targets, engine="trtllm",
                          settings=Settings(attention_dp_balance=True))  # fmt: skip
+
+
+def test_plan_rate_balance_iteration_knobs(cli) -> None:
+    """--attention-dp-timeout-iters / --attention-dp-batching-wait-iters: the YAML's attention_dp_config keys. Without
+    the batching wait (0) the DP rows' prompts wait less: a lower TTFT,
+    the same TPOT (the hold is in the TTFT only); rows without attention DP do not move."""
+    _, default = _rows(cli, "--attention-dp-balance")
+    doc, short = _rows(cli, "--attention-dp-balance", "--attention-dp-timeout-iters", "60",
+                       "--attention-dp-batching-wait-iters", "0")  # fmt: skip
+    keys = "attention_dp_config: {enable_balance: true, timeout_iters: 60, batching_wait_iters: 0}"
+    assert any(keys in n for n in doc["notes"])
+    for k, row in default.items():
+        assert short[k]["tpot_s"] == row["tpot_s"]
+        if k[1] > 1:
+            assert short[k]["ttft_s"] < row["ttft_s"]
+        else:
+            assert short[k]["ttft_s"] == row["ttft_s"]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--engine", "trtllm", "--attention-dp-timeout-iters", "60"],
+         "--attention-dp-timeout-iters sets the balancer's attention_dp_config.timeout_iters; it needs "
+         "--attention-dp-balance"),
+        (["--engine", "trtllm", "--attention-dp-balance", "--attention-dp-batching-wait-iters", "-1"],
+         "invalid attention_dp_config.batching_wait_iters -1; expected a whole number of iterations >= 0"),
+        (["--engine", "vllm", "--attention-dp-batching-wait-iters", "0"],
+         "--attention-dp-batching-wait-iters does not apply to engine 'vllm'"),
+    ],
+)  # fmt: skip
+def test_plan_rate_balance_iteration_knob_refusals(cli, args, expected) -> None:
+    out = cli("plan", "qwen3-30b-a3b", "--rate", "5", "--gpus", "h200", *args)
+    assert out.exit_code == 2, out.output
+    assert expected in out.output and out.output.strip().count("\n") == 0, out.output
+
+
+def test_plan_without_rate_refuses_balance_iteration_knobs(cli) -> None:
+    out = cli("plan", "qwen3-30b-a3b", "--users", "8", "--context", "8k", "--engine", "trtllm",
+              "--attention-dp-timeout-iters", "60")  # fmt: skip
+    assert out.exit_code == 2 and "change latency only" in out.output, out.output

@@ -139,3 +139,27 @@ def test_implied_host_time_reproduces_the_published_row():
     s = pub._setup(row["model"], row["gpu"], weights=row["weights"], kv=row["kv"], fraction=pub.KV_FRACTION, tp=1)
     s = dataclasses.replace(s, settings=dataclasses.replace(s.settings, host_request_s=h))
     assert pub.replica_tokens_s(s, 128, 128) == pytest.approx(row["published_tok_s"], rel=0.01)
+
+
+def test_a_grace_hosted_gpu_gets_a_note_unless_a_host_time_is_given():
+    """GB200's catalog entry fixes its host CPU (Grace, part of the superchip); B200's servers choose theirs. Without
+    --host-per-request a plan over GB200 says kvplan prices GPU time only, with NVIDIA's published low, 0.61
+    (Qwen3-30B-A3B 128/128: GB200 24,107 / B200 39,827 tok/s = 0.605, v1.0 page)."""
+    from kvplan.host import GRACE_PUBLISHED_LOW, host_cpu_notes
+
+    gb200, b200 = resolve_gpu("gb200"), resolve_gpu("b200")
+    assert gb200.host_cpu == "NVIDIA Grace" and b200.host_cpu is None
+    assert round(24107 / 39827, 2) == GRACE_PUBLISHED_LOW
+    notes = host_cpu_notes([gb200, b200, gb200], None)
+    assert len(notes) == 1 and notes[0].startswith("gb200's host CPU is NVIDIA Grace")
+    assert "--host-per-request" in notes[0]
+    assert host_cpu_notes([gb200], 30e-6) == [] and host_cpu_notes([b200, H100], None) == []
+
+
+def test_plan_rate_on_gb200_carries_the_host_note(cli) -> None:  # noqa: ANN001
+    args = ["plan", "llama-3.1-8b", "--rate", "1", "--input", "128", "--output", "128", "--gpus", "gb200",
+            "--engine", "trtllm", "--max-gpus", "1"]  # fmt: skip
+    r = cli(*args)
+    assert r.exit_code == 0 and "note: gb200's host CPU is NVIDIA Grace" in r.output
+    r = cli(*args, "--host-per-request", "30us")
+    assert r.exit_code == 0 and "host CPU is NVIDIA Grace" not in r.output

@@ -80,6 +80,14 @@ def plan(
             "prompts in the same steps; MoE)"
         ),
     ] = False,
+    attention_dp_timeout_iters: Annotated[
+        Optional[int],
+        typer.Option(help="with --attention-dp-balance: its YAML attention_dp_config.timeout_iters (default 50)"),
+    ] = None,
+    attention_dp_batching_wait_iters: Annotated[
+        Optional[int],
+        typer.Option(help="with --attention-dp-balance: its YAML attention_dp_config.batching_wait_iters (default 10)"),
+    ] = None,
     host_per_request: Annotated[
         Optional[str],
         typer.Option(help="with --rate: measured host (CPU) time per request in a step, e.g. 30us (default: none)"),
@@ -126,15 +134,18 @@ def plan(
                                               max_attention_window=parse_windows(max_attention_window),
                                               swa_full=swa_full, two_batch_overlap=two_batch_overlap, deepep=deepep,
                                               attention_dp_balance=attention_dp_balance,
+                                              attention_dp_timeout_iters=attention_dp_timeout_iters,
+                                              attention_dp_batching_wait_iters=attention_dp_batching_wait_iters,
                                               host_request_s=parse_duration(host_per_request,
                                                                             "host-per-request"))))  # fmt: skip
             return
         if users is None or context is None:
             raise InvalidInput("'kvplan plan' needs --users N --context L, or --rate R with latency targets")
-        if two_batch_overlap or deepep or attention_dp_balance or host_per_request is not None:
+        balance_iters = attention_dp_timeout_iters is not None or attention_dp_batching_wait_iters is not None
+        if two_batch_overlap or deepep or attention_dp_balance or balance_iters or host_per_request is not None:
             raise InvalidInput(
-                "--two-batch-overlap, --deepep, --attention-dp-balance and --host-per-request change latency only; "
-                "use them with --rate"
+                "--two-batch-overlap, --deepep, --attention-dp-balance (and its --attention-dp-*-iters) and "
+                "--host-per-request change latency only; use them with --rate"
             )
         # Only the --users path needs the capacity planner and the launch lines (plan --rate stays light).
         from kvplan.capacity import capacity as run

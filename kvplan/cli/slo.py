@@ -104,6 +104,9 @@ def run_targets(spec: Any, gpus: list[Any], *, engine: str, weights: list[str] |
     dicts = [r.to_dict() for r in (rows[:top] if top > 0 else rows)]
     front = [r.to_dict() for r in rows if r.pareto]
     notes = length_notes(targets)
+    from kvplan.host import host_cpu_notes
+
+    notes.extend(host_cpu_notes(gpus, settings.host_request_s if settings is not None else None))
     if settings is not None and settings.host_request_s:
         from kvplan.engines import get_engine
         from kvplan.host import host_note

@@ -79,6 +79,10 @@ class Settings:
     # context requests in the same iterations (Engine.aligns_dp_prefill; kvplan.serving prices every rank's prompt
     # chunk in the same steps). Set by plan --rate --attention-dp-balance (MoE models with attention DP).
     attention_dp_balance: bool = False
+    # Its two iteration counts, attention_dp_config timeout_iters / batching_wait_iters in the engine's YAML (None:
+    # the engine's defaults, Engine.dp_balance_iters): how long it holds prompts (kvplan.dp_balance).
+    attention_dp_timeout_iters: int | None = None
+    attention_dp_batching_wait_iters: int | None = None
     # Measured host (CPU) seconds per request in a serving step (not an engine flag): switches on kvplan.host's
     # host term in kvplan.serving, which is otherwise not modelled (docs/cost.md, "Host work per step").
     host_request_s: float | None = None
@@ -102,6 +106,8 @@ SETTING_FLAGS = {
     "two_batch_overlap": "--two-batch-overlap",
     "deepep": "--deepep",
     "attention_dp_balance": "--attention-dp-balance",
+    "attention_dp_timeout_iters": "--attention-dp-timeout-iters",
+    "attention_dp_batching_wait_iters": "--attention-dp-batching-wait-iters",
     "overrides.cuda_graph_bytes": "--cuda-graph",
 }
 
@@ -334,6 +340,15 @@ class Calibration:
     # mla_layer_s applies (vLLM: FLASHINFER_MLA's supports_combination and supported_kv_cache_dtypes).
     blackwell_mla_nope_dims: tuple[int, ...] | None = None
     blackwell_mla_kv_dtypes: frozenset[str] | None = None
+    # NVFP4 GEMMs that read a normalised input (the QKV and gate/up projections) get it already in FP4 from the norm
+    # kernel: no quantization kernel of their own (kvplan.latency _gemm_s ``normed_input``). TensorRT-LLM's TensorRT
+    # engines built with ``norm_quant_fusion`` run the residual add, the RMSNorm and the NVFP4 quantization as one
+    # kernel (tensorrt_llm/models/llama/model.py LLaMADecoderLayer.forward: ``fused_layernorm(..., scale=1 /
+    # mlp.fc.activation_global_scaling_factor)`` and, for the next layer's QKV, ``next_layer_input_layernorm_args``;
+    # FP4Linear.forward in tensorrt_llm/quantization/layers.py takes such a (fp4, block scales) tuple as is). No
+    # engine release kvplan offers sets it: benchmarks/published_compare.py turns it on for the MLPerf runs whose
+    # config builds with that flag.
+    fp4_norm_quant_fused: bool = False
 
 
 @dataclass(frozen=True)
@@ -622,6 +637,11 @@ class Engine:
         """Whether the attention-DP ranks admit their prompt chunks in the same steps (kvplan.serving); False: each
         rank's scheduler admits its own, independently of the others (every engine's default that was read)."""
         return False
+
+    def dp_balance_iters(self, settings: Settings) -> tuple[int, int] | None:
+        """``(timeout_iters, batching_wait_iters)`` of the engine's attention-DP balancer, which holds prompts back
+        until every rank has one (kvplan.dp_balance prices the hold in the TTFT); None where it holds none."""
+        return None
 
     def fp8_context_attention(self, *, weights_dtype: str, kv_dtype: str) -> bool:
         """Whether the engine's prefill (context) attention runs its two GEMMs on FP8 tensor cores for a checkpoint

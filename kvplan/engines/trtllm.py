@@ -48,6 +48,9 @@ MAX_NUM_TOKENS = 8192  # llmapi max_num_tokens default
 # Families whose PyTorch-backend attention got no sliding window before NVIDIA/TensorRT-LLM PR #12597 (merged
 # 2026-03-30): full attention on their windowed layers (Trtllm.attention_spans).
 NO_WINDOW_FAMILIES = frozenset({"mistral", "mixtral"})
+# tensorrt_llm/llmapi/llm_args.py AttentionDpConfig (NVIDIA/TensorRT-LLM, the same in every stored version read):
+ADP_TIMEOUT_ITERS = 50  # timeout_iters: Field(default=50, description="The number of iterations to timeout.")
+ADP_BATCHING_WAIT_ITERS = 10  # batching_wait_iters: Field(default=10, "The number of iterations to wait for batching.")
 
 
 def activation(spec: ModelSpec, *, tokens: int, tp: int, sharding: Sharding | None = None) -> int:
@@ -411,10 +414,9 @@ class Trtllm(Engine):
     def aligns_dp_prefill(self, settings: Settings) -> bool:
         """``attention_dp_config.enable_balance`` (tensorrt_llm/llmapi/llm_args.py ``AttentionDpConfig``: default
         False, ``timeout_iters`` 50, ``batching_wait_iters`` 10) makes the executor hold context requests back until
-        every attention-DP rank has one (tensorrt_llm/_torch/pyexecutor/py_executor.py ``_schedule``, as read for
-        kvplan.serving's ``_dp_mean_step``), so the ranks prefill in the same steps; off, each rank schedules its own.
-        The wait itself (up to ``batching_wait_iters`` steps while a rank has none) is not priced: in a steady state
-        every rank has requests waiting."""
+        every attention-DP rank has one (tensorrt_llm/_torch/pyexecutor/py_executor.py ``_balance_adp_requests``,
+        @9521caf4), so the ranks prefill in the same steps; off, each rank schedules its own. The hold itself is
+        :meth:`dp_balance_iters`'s (kvplan.dp_balance prices it in the TTFT)."""
         return settings.attention_dp_balance
 
     def attention_spans(self, spec: ModelSpec, settings: Settings) -> dict[str, int | None] | None:
@@ -436,6 +438,16 @@ class Trtllm(Engine):
             return None
         spans: dict[str, int | None] = {n: None for n, k in spec.layers.kinds.items() if k.type == "sliding"}
         return spans or None
+
+    def dp_balance_iters(self, settings: Settings) -> tuple[int, int] | None:
+        """``(timeout_iters, batching_wait_iters)`` with enable_balance: the YAML's ``attention_dp_config`` keys where
+        given, else ``AttentionDpConfig``'s defaults (:data:`ADP_TIMEOUT_ITERS`, :data:`ADP_BATCHING_WAIT_ITERS`)."""
+        if not settings.attention_dp_balance:
+            return None
+        timeout = settings.attention_dp_timeout_iters
+        wait = settings.attention_dp_batching_wait_iters
+        return (ADP_TIMEOUT_ITERS if timeout is None else timeout,
+                ADP_BATCHING_WAIT_ITERS if wait is None else wait)  # fmt: skip
 
     def fp8_context_attention(self, *, weights_dtype: str, kv_dtype: str) -> bool:
         """FP8 context FMHA wherever the checkpoint quantizes the attention output projection (FP8 or NVFP4 weights).
@@ -521,11 +533,13 @@ class Trtllm(Engine):
         """``attention_dp_config`` is an LLM API option (tensorrt_llm/llmapi/llm_args.py ``AttentionDpConfig``:
         enable_balance, default False, with timeout_iters 50 and batching_wait_iters 10), no trtllm-serve flag: the
         YAML given to --extra_llm_api_options carries it beside ``enable_attention_dp: true``."""
-        if not settings.attention_dp_balance:
+        iters = self.dp_balance_iters(settings)
+        if iters is None:
             return []
-        return ["attention-DP balance (rows with DP attn): `attention_dp_config: {enable_balance: true}` beside "
-                "`enable_attention_dp: true` in the --extra_llm_api_options YAML; its waits (timeout_iters, "
-                "batching_wait_iters) are not in the TTFT"]  # fmt: skip
+        keys = f"enable_balance: true, timeout_iters: {iters[0]}, batching_wait_iters: {iters[1]}"
+        return [f"attention-DP balance (rows with DP attn): `attention_dp_config: {{{keys}}}` beside "
+                "`enable_attention_dp: true` in the --extra_llm_api_options YAML; the TTFT includes its holds "
+                "(kvplan/dp_balance.py)"]  # fmt: skip
 
     def prefix_units(self, layout: Layout, prefix: int) -> int:
         """KV cache block reuse (llmapi KvCacheConfig.enable_block_reuse, default True) shares whole
@@ -736,6 +750,8 @@ ENGINE = Trtllm(
         "max_num_seqs",
         "max_attention_window",
         "attention_dp_balance",
+        "attention_dp_timeout_iters",
+        "attention_dp_batching_wait_iters",
     ),  # fmt: skip
     calibration=CALIBRATION,
     # tensorrt_llm/llmapi/llm_args.py SchedulerConfig.capacity_scheduler_policy defaults to GUARANTEED_NO_EVICT;
