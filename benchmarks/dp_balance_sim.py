@@ -1,7 +1,7 @@
 """Simulate TensorRT-LLM's attention-DP balancer rank by rank and compare its holds with kvplan.dp_balance's.
 
 The simulation runs the source's rule iteration by iteration (tensorrt_llm/_torch/pyexecutor/py_executor.py
-``PyExecutor._balance_adp_requests``, NVIDIA/TensorRT-LLM @9521caf4) on ``D`` ranks, without kvplan's two
+``PyExecutor._balance_adp_requests``, NVIDIA/TensorRT-LLM 1.x) on ``D`` ranks, without kvplan's two
 simplifications:
 
 * new requests go to the rank with the fewest active requests (waiting + decoding), never above the ceiling of all

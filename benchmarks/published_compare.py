@@ -464,6 +464,178 @@ def host_floor_lines(rows: list[dict], *, markdown: bool) -> list[str]:
     return out
 
 
+# --dp-candidates: what each reading of the attention-DP rows that no source fixes for v1.0 would change. Nothing here
+# is kept in kvplan; each is scored once per row so the next reader sees its size before looking for its source.
+
+
+@contextlib.contextmanager
+def eager_dp_steps():  # noqa: ANN201
+    """Every step of an attention-DP context (dp > 1) priced eagerly: :func:`kvplan.latency._engine_ctx` with
+    ``eager=True``, so decode steps take the eager kernel cost and give up what kvplan grants graph steps only (the
+    shared experts' second stream, ``Overlap.shared_experts_graph_only``). TensorRT-LLM replays a CUDA graph under
+    attention DP only when every rank is generation-only with the same batch size (``model_engine.py``
+    ``_maybe_get_cuda_graph``, a 1.0-era copy: ``tp_allgather([can_run_cuda_graph, batch_size])``,
+    ``all_batch_size_equal``), which the page's padding gives (``_get_padded_batch`` pads every rank to the rounded-up
+    largest); this prices the other case. Only the GPU side: the host's Python launch time of an eager step is not
+    in kvplan's eager constant (fitted to aiconfigurator's kernel timings)."""
+    from kvplan import latency
+
+    original = latency._engine_ctx
+
+    def eager(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if kwargs.get("dp", 1) > 1:
+            kwargs["eager"] = True
+        return original(*args, **kwargs)
+
+    latency._engine_ctx = eager
+    try:
+        yield
+    finally:
+        latency._engine_ctx = original
+
+
+def _setup_with(r: dict, *, max_batch: int | None = None, graph: bool = True, **split: object):  # noqa: ANN202
+    """The row's setup with a per-rank ``max_batch`` cap, without the CUDA-graph padding (``graph=False``), or
+    another ``split`` (the keywords of :func:`_setup`); otherwise as :func:`row_setup` builds it."""
+    return _setup(row_model(r), r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, max_batch=max_batch,
+                  graph_sizes=row_graph_sizes(r) if graph else None, **(split or run_split(r)))  # fmt: skip
+
+
+def eager_ratio(r: dict) -> float:
+    """The row's kvplan / published with its attention-DP steps eager and unpadded (:func:`eager_dp_steps`)."""
+    with row_engine(r), eager_dp_steps():
+        return replica_tokens_s(_setup_with(r, graph=False), r["isl"], r["osl"]) / r["published_tok_s"]
+
+
+def attention_tp_ratio(r: dict) -> float:
+    """The row's kvplan / published with attention over the header's TP and the experts whole over the same ranks
+    (EP): the run without ``enable_attention_dp``. The page prints that key inside ``cuda_graph_config`` in its MoE
+    ``llm_options.yml``, where a 1.0-era ``tensorrt_llm/llmapi/llm_args.py`` (the one whose ``MoeConfig.backend`` lists
+    CUTEDSL and DEEPGEMM) makes ``CudaGraphConfig`` a ``StrictBaseModel`` (``extra = "forbid"``): the file as printed
+    is refused, so the page does not fix what the runs set. TensorRT-LLM's own perf-test configs
+    (``tests/integration/defs/perf/pytorch_model_config.py``) give ``llama_v4_maverick_17b_128e_instruct_fp8`` the
+    page's ``batch_sizes`` with padding and no ``enable_attention_dp``."""
+    with row_engine(r):
+        s = _setup_with(r, tp=r["tp"], ep=True)
+        return replica_tokens_s(s, r["isl"], r["osl"]) / r["published_tok_s"]
+
+
+def implied_rank_batch(r: dict) -> tuple[int | None, int]:
+    """``(batch, capacity)``: the per-rank sequence cap (``max_batch_size``) at which kvplan's figure falls to the
+    published one, by bisection, and the rank's KV capacity for requests of ISL + OSL (what kvplan's batch is bound
+    by); batch None where kvplan is not above the published figure. A step model that is right with a batch that is
+    too large would show one share per GPU; a missing step cost maps to a share that depends on the row."""
+    with row_engine(r):
+        s = row_setup(r)
+        capacity = min(st.max_sequences(length=r["isl"] + r["osl"], prefix=0, engine=s.engine) for st in s.stages)
+        if replica_tokens_s(s, r["isl"], r["osl"]) <= r["published_tok_s"]:
+            return None, capacity
+        lo, hi = 0, capacity  # figure(lo) <= published < figure(hi)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            above = replica_tokens_s(_setup_with(r, max_batch=mid), r["isl"], r["osl"]) > r["published_tok_s"]
+            lo, hi = (lo, mid) if above else (mid, hi)
+    return hi, capacity
+
+
+def dp_candidate_rows(rows: list[dict]) -> list[dict]:
+    """The scored attention-DP rows with each candidate's ratio (:func:`eager_ratio`, :func:`attention_tp_ratio`)
+    and the implied per-rank batch (:func:`implied_rank_batch`)."""
+    out = []
+    for r in rows:
+        if "ratio" in r and (r.get("launch") or {}).get("enable_attention_dp"):
+            batch, capacity = implied_rank_batch(r)
+            out.append({**r, "eager": eager_ratio(r), "attention_tp": attention_tp_ratio(r), "implied_batch": batch,
+                        "capacity": capacity})  # fmt: skip
+    return out
+
+
+def dp_candidate_lines(rows: list[dict], *, markdown: bool = False) -> list[str]:
+    """One line (or table row) per attention-DP row of :func:`dp_candidate_rows`, then per weight dtype each
+    candidate's statistics beside the scored ones."""
+    cols = ("model", "GPU", "split", "ISL/OSL", "weights", "as scored", "eager DP steps", "attention TP + EP",
+            "implied batch a rank (of the KV capacity)")  # fmt: skip
+    out = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"] if markdown else []
+    for r in rows:
+        batch = r["implied_batch"]
+        implied = "-" if batch is None else f"{batch} ({batch / r['capacity']:.2f})"
+        cells = (r["label"], r["gpu"], split_label(r), f"{r['isl']}/{r['osl']}", r["weights"], f"{r['ratio']:.2f}",
+                 f"{r['eager']:.2f}", f"{r['attention_tp']:.2f}", f"{implied} of {r['capacity']}")  # fmt: skip
+        out.append("| " + " | ".join(cells) + " |" if markdown else "dp-candidates " + "  ".join(cells))
+    if markdown:
+        out.append("")
+    for weights in sorted({r["weights"] for r in rows}):
+        part = [r for r in rows if r["weights"] == weights]
+        cells = []
+        for key, name in (("ratio", "as scored"), ("eager", "eager DP steps"), ("attention_tp", "attention TP + EP")):
+            s = stats([{"ratio": r[key]} for r in part])
+            cells.append(f"{name} {s['within_20pct']}/{s['compared']} within 20% (median |ln| "
+                         f"{s['median_abs_ln']:.3f}, median signed {s['median_signed_ln']:+.3f})")  # fmt: skip
+        shares = [r["implied_batch"] / r["capacity"] for r in part if r["implied_batch"] is not None]
+        implied = (f"; implied batch over {len(shares)} rows kvplan overestimates: {min(shares):.2f}-{max(shares):.2f} "
+                   f"of the KV capacity (median {statistics.median(shares):.2f})" if shares else "")  # fmt: skip
+        out.append(f"dp-candidates {weights} attention-DP rows: " + "; ".join(cells) + implied)
+    return out
+
+
+# An attention-DP run whose batch is published: NVIDIA/TensorRT-LLM#3439 (2025-04-10, "perf: Eliminate the need for
+# attention DP padding when possible", https://github.com/NVIDIA/TensorRT-LLM/pull/3439), DeepSeek-R1-FP8 on 8 x H200
+# with trtllm-bench throughput, before that PR: 4.9006 requests/s, 10,036.3364 output and 15,054.5046 total tokens/s
+# (2,048 output and 1,024 prompt tokens a request), "the achieved concurrency is 159 requests per GPU".
+KNOWN_BATCH_ADP = {"model": "deepseek-v3", "gpu": "h200", "dp": 8, "weights": "fp8", "kv": "fp8", "isl": 1024,
+                   "osl": 2048, "rank_batch": 159, "output_tok_s": 10036.3364}  # fmt: skip
+
+
+def known_batch_line(run: dict = KNOWN_BATCH_ADP) -> str:
+    """kvplan's step for :data:`KNOWN_BATCH_ADP` with its batch capped at the published concurrency, against the step
+    that concurrency and the published throughput give (``rank_batch x dp / output tok/s``): a batch-free check of the
+    attention-DP step, and the figure kvplan gives with its own KV-bound batch beside it."""
+    from kvplan.serving import Lengths, max_rate, serve
+
+    inp, out = Lengths.of(run["isl"]), Lengths.of(run["osl"])
+    published_step = run["rank_batch"] * run["dp"] / run["output_tok_s"]
+    figures = []
+    for cap in (run["rank_batch"], None):
+        s = _setup(run["model"], run["gpu"], 1, weights=run["weights"], kv=run["kv"], fraction=KV_FRACTION,
+                   max_batch=cap, dp=run["dp"], ep=True)  # fmt: skip
+        top = max_rate(s, input_len=inp, output_len=out)
+        at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
+                   with_p99=False)  # fmt: skip
+        figures.append((top * run["osl"] / run["output_tok_s"], at.step_s, at.batch / run["dp"]))
+    (capped, step, batch), (uncapped, _, own) = figures
+    return (f"dp-candidates known batch: {run['model']} {run['gpu']} DP{run['dp']} EP{run['dp']} "
+            f"{run['isl']}/{run['osl']} at {run['rank_batch']} a rank (TensorRT-LLM#3439): published step "
+            f"{published_step * 1e3:.1f} ms, kvplan {step * 1e3:.1f} ms at {batch:.0f} a rank, x{capped:.2f}, residual "
+            f"{(published_step - step) * 1e3:+.1f} ms; kvplan's own batch {own:.0f} a rank: "
+            f"x{uncapped:.2f}")  # fmt: skip
+
+
+# The FP8 attention-DP rows of a later version of the same page (NVIDIA/TensorRT-LLM
+# docs/source/performance/perf-overview.md with the per-GPU "Performance Summary - All Networks" tables and
+# `enable_attention_dp: true` at the top level of the MoE llm_options.yml; read through the code index, which does not
+# name its commit): output tokens/s per GPU, DEP = attention DP x EP over that many GPUs. Not the v1.0 release, so
+# scored apart with the v1.0 setup (kv fraction 0.95, the same CUDA-graph sizes), never in the statistics above.
+LATER_PAGE_DEP_ROWS = (
+    ("qwen3-235b-a22b", "h100-sxm", 8, ((1000, 1000, 1932), (1024, 1024, 1935), (1024, 8192, 873))),
+    ("qwen3-235b-a22b", "h200", 4, ((1000, 1000, 3165), (1024, 1024, 3268), (1024, 8192, 1417), (8192, 1024, 627),
+                                    (32768, 1024, 134))),
+    ("llama-4-maverick-17b-128e", "h200", 8, ((1000, 1000, 4146), (1024, 1024, 4180), (1024, 8192, 1157),
+                                              (1024, 32768, 679), (8192, 1024, 1276))),
+)  # fmt: skip
+
+
+def later_page_lines() -> list[str]:
+    """kvplan / published for :data:`LATER_PAGE_DEP_ROWS` (per GPU): whether the attention-DP pattern (decode-heavy
+    rows optimistic, long prompts pessimistic) outlives v1.0."""
+    out = []
+    for model, gpu, dp, points in LATER_PAGE_DEP_ROWS:
+        s = _setup(model, gpu, 1, weights="fp8", kv="fp8", fraction=KV_FRACTION, dp=dp, ep=True,
+                   graph_sizes=V10_GRAPH_BATCH_SIZES)  # fmt: skip
+        cells = [f"{isl}/{osl} x{replica_tokens_s(s, isl, osl) / dp / per_gpu:.2f}" for isl, osl, per_gpu in points]
+        out.append(f"dp-candidates later page: {model} {gpu} DEP{dp}: " + "; ".join(cells))
+    return out
+
+
 def replica_tokens_s(s, isl: int, osl: int) -> float:  # noqa: ANN001
     """Output tokens/s of one replica at its highest sustainable rate."""
     from kvplan.serving import Lengths, max_rate
@@ -763,6 +935,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="for the v1.0 rows over 20%%, the host time per request that explains each miss")  # fmt: skip
     ap.add_argument("--dp-balance", action="store_true",
                     help="the attention-DP rows also with every rank's prompt chunks in the same steps")  # fmt: skip
+    ap.add_argument("--dp-candidates", action="store_true",
+                    help="the attention-DP rows under each unsourced reading: eager steps, attention TP, the batch "
+                         "that would explain them")  # fmt: skip
     args = ap.parse_args(argv)
     data = json.loads(args.data.read_text())
     rows = compare_runs(data["runs"])
@@ -814,6 +989,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.dp_balance:
         print()
         print("\n".join(balance_lines(rows, markdown=args.markdown)))
+    if args.dp_candidates:
+        print()
+        print("\n".join(dp_candidate_lines(dp_candidate_rows(rows), markdown=args.markdown)))
+        print(known_batch_line())
+        print("\n".join(later_page_lines()))
     return 0
 
 

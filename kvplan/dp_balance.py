@@ -1,10 +1,11 @@
 """The waits of TensorRT-LLM's attention-DP balancer (``attention_dp_config.enable_balance``) in a request's TTFT.
 
 The rule, read in tensorrt_llm/_torch/pyexecutor/py_executor.py ``PyExecutor._balance_adp_requests``
-(NVIDIA/TensorRT-LLM @9521caf4; the same rule, unchanged, in the later ``RequestScheduler.
-_balance_adp_context_requests``, which ``schedule_step`` calls with ``ScheduleStepConfig``'s
-``attention_dp_time_out_iters`` and ``attention_dp_batching_wait_iters``). Every iteration each rank schedules its
-requests, the ranks all-gather their counts of context and generation requests, and all take the same decision:
+(NVIDIA/TensorRT-LLM, a stored 1.x version; the stored one @9521caf4 predates the balancer; the same rule,
+unchanged, in the later ``RequestScheduler._balance_adp_context_requests``, which ``schedule_step`` calls with
+``ScheduleStepConfig``'s ``attention_dp_time_out_iters`` and ``attention_dp_batching_wait_iters``). Every iteration
+each rank schedules its requests, the ranks all-gather their counts of context and generation requests, and all
+take the same decision:
 
 * every rank has a context request and room (``num_gen < max_batch_size``): the timeout counter resets; if every
   rank also has a generation request, the context requests are held while a second counter is below

@@ -18,7 +18,8 @@ without a prompt chunk (a prompt enters as a chunk of up to ``budget - n`` token
 (:func:`kvplan.capacity.pool_tokens`; ``I + O`` each where the engine reserves a request's blocks to
 completion at admission, ``Engine.reserves_to_completion``: TensorRT-LLM; with its per-window pools,
 ``max_attention_window``, the pool that admits the fewest, :func:`kvplan.capacity.binding_pool`), or ``n + p``
-beyond the token budget. With PP a step is the pipeline's cycle: where the engine schedules each of its ``pp``
+beyond the token budget (``(W + 1) p`` under an attention-DP balancer's batching wait of ``W`` iterations,
+:func:`_release_every`). With PP a step is the pipeline's cycle: where the engine schedules each of its ``pp``
 micro-batches against the limits (``Engine.limits_per_micro_batch``: TensorRT-LLM) a cycle holds ``pp`` x
 ``max_num_seqs`` and ``pp`` x the token budget, and a cycle's prompts spread over its micro-batches: each
 micro-batch is a server of the queue of prompts (one prompt's chunk per cycle, a prompt in flight being skipped by
@@ -451,6 +452,22 @@ def _limits(s: Setup, inp: Lengths, out: Lengths) -> tuple[float, str]:
     return float(cap), "max_num_seqs"
 
 
+def _release_every(s: Setup, *, seqs: float) -> int:
+    """Iterations between two prompt releases on a backlogged replica: 1, or ``batching_wait_iters + 1`` where the
+    engine's attention-DP balancer holds prompts (:meth:`Engine.dp_balance_iters`) and every rank decodes (``seqs``
+    at least the ranks).
+
+    While every rank keeps a prompt waiting, each release resets the batching counter
+    (tensorrt_llm/_torch/pyexecutor/py_executor.py ``_balance_adp_requests``, a 1.x version), so the next prompts, or
+    the next chunk of a long one, wait ``W`` more iterations: a rank prefills at most its token budget less its decodes
+    once every ``W + 1`` iterations, and its prompt tokens per iteration times ``W + 1`` plus its decodes must fit
+    the budget (:func:`_solve`'s token bound)."""
+    iters = s.engine.dp_balance_iters(s.settings) if s.dp > 1 else None
+    if iters is None or seqs < s.dp:
+        return 1
+    return iters[1] + 1
+
+
 def _solve(load: _Load) -> tuple[float | None, str]:
     """Smallest step time t with t = step(n(t), p(t)), or (None, what binds) past saturation."""
     lam, inp, out, comp = load.rate, load.inp, load.out, load.prompt_computed
@@ -458,7 +475,9 @@ def _solve(load: _Load) -> tuple[float | None, str]:
     if lam <= 0:
         return 0.0, "compute"
     t_seq = load.seq_limit / (lam * out.mean)  # n reaches the sequence limit
-    t_tok = load.budget * load.setup.dp / (lam * (comp + out.mean))  # n + p reach every DP rank's budget
+    # n + p reach every DP rank's budget; under the balancer's batching wait, (W + 1) p (:func:`_release_every`)
+    every = _release_every(load.setup, seqs=load.seq_limit)  # at the bound n is far above the ranks
+    t_tok = load.budget * load.setup.dp / (lam * (every * comp + out.mean))
     t_hi = min(t_seq, t_tok)
     bound = load.seq_limit_name if t_seq <= t_tok else "token_budget"
 

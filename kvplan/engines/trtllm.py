@@ -415,8 +415,8 @@ class Trtllm(Engine):
         """``attention_dp_config.enable_balance`` (tensorrt_llm/llmapi/llm_args.py ``AttentionDpConfig``: default
         False, ``timeout_iters`` 50, ``batching_wait_iters`` 10) makes the executor hold context requests back until
         every attention-DP rank has one (tensorrt_llm/_torch/pyexecutor/py_executor.py ``_balance_adp_requests``,
-        @9521caf4), so the ranks prefill in the same steps; off, each rank schedules its own. The hold itself is
-        :meth:`dp_balance_iters`'s (kvplan.dp_balance prices it in the TTFT)."""
+        a stored 1.x version), so the ranks prefill in the same steps; off, each rank schedules its own. The hold
+        itself is :meth:`dp_balance_iters`'s (kvplan.dp_balance prices it in the TTFT)."""
         return settings.attention_dp_balance
 
     def attention_spans(self, spec: ModelSpec, settings: Settings) -> dict[str, int | None] | None:
