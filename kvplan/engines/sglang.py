@@ -328,7 +328,9 @@ class Sglang(Engine):
     def attention_spans(self, spec: ModelSpec, settings: Settings) -> dict[str, int | None] | None:
         """SGLang's attention backends honour a layer's window where its model file passes one: RadixAttention's
         ``sliding_window_size`` (Gemma 3: models/gemma3_causal.py ``Gemma3Attention`` @038c87d4 passes
-        ``get_attention_sliding_window_size(config)`` on sliding layers); the FlashInfer backend then reads only the
+        ``get_attention_sliding_window_size(config)`` on sliding layers; Gemma 2: models/gemma2.py ``Gemma2Attention``
+        @00b08c49 on its even layers; Command A's cohere2.py and Gemma 3n's were not read, their windows taken as
+        passed); the FlashInfer backend then reads only the
         window, ``paged_kernel_lens = min(seq_lens, sliding_window_size + 1)`` from ``kv_start_idx = seq_lens -
         paged_kernel_lens`` (layers/attention/flashinfer_backend.py ``update_sliding_window``), the FA3 backend passes
         it as ``window_size``. Mistral's does not: models/mistral.py ``MistralForCausalLM`` is ``LlamaForCausalLM``
