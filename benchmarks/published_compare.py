@@ -10,6 +10,10 @@ The data, each run with its source, are in ``benchmarks/data/published_throughpu
   :mod:`kvplan.latency`, 8192-token steps, TensorRT-LLM's default ``max_num_tokens``) times OSL.
 * ``large_scale_ep``: published large-scale expert-parallel results (SGLang on 96 H100, DeepSeek's own
   service), each with its source, the configuration it states and why kvplan does not score it.
+* ``engine_benchmarks``: vLLM and SGLang published measurements (closed-loop runs at a fixed client concurrency),
+  their sources in ``engine_benchmark_sources``; scored with the row's kvplan engine release at
+  ``max_num_seqs = min(concurrency, the engine's default)`` (:func:`engine_row_setup`); ``--update-data`` stores
+  ``kvplan_tok_s``, ``ratio`` and ``verdict`` on them.
 * ``mlperf``: MLPerf Inference v4.1 / v5.1 datacenter closed-division results (NVIDIA, TensorRT-LLM), with
   ``mlperf_datasets``: each benchmark set's mean, p90 and p99 input length (tokens), with their source. A run is
   modelled with the submitter's split, batch and KV fraction (NVIDIA's per-system config, cited on the row), the
@@ -920,6 +924,100 @@ def mlperf_summary(rows: list[dict]) -> str:
     return line + f"; {len(rows) - len(done)} not scored (see each row's reason)"
 
 
+# --- vLLM and SGLang published benchmark tables (``engine_benchmarks``, their sources in
+# ``engine_benchmark_sources``): closed-loop runs at a fixed client concurrency. ---
+
+
+def engine_row_lengths(r: dict) -> tuple:
+    """The row's input and output lengths as kvplan serves them: fixed where the tool's ``range_ratio`` is 0 (vLLM's
+    random dataset, ``vllm bench serve``), else uniform on ``[ratio x len, len]`` (the InferenceX rows, ratio 0.8:
+    mean ``(1 + ratio) / 2 x len``, p90 and p99 at those quantiles, sd ``(1 - ratio) x len / sqrt(12)``)."""
+    from kvplan.serving import Lengths
+
+    ratio = r["range_ratio"]
+
+    def one(length: int) -> Lengths:
+        if not ratio:
+            return Lengths.of(length)
+        low = ratio * length
+        at = lambda q: round(low + q * (length - low))  # noqa: E731 (the uniform's quantile)
+        return Lengths.of(at(0.5), at(0.9), at(0.99), sd=(length - low) / math.sqrt(12))
+
+    return one(r["isl"]), one(r["osl"])
+
+
+def engine_row_setup(r: dict):  # noqa: ANN202
+    """kvplan's setup for a closed-loop row: the row's engine release, split and dtypes, with at most ``concurrency``
+    sequences (``max_num_seqs = min(concurrency, the engine's default)``): a client that keeps C requests in flight
+    holds the replica at C sequences once it saturates, which kvplan prices as the replica's highest sustainable rate
+    with that cap (:func:`kvplan.serving.max_rate`, the open-loop saturation), not as a closed queue."""
+    from kvplan.capacity import setup
+    from kvplan.engines import Settings
+
+    def build(max_seqs: int | None):  # noqa: ANN202
+        fraction = {"gpu_memory_utilization": r["gpu_memory_utilization"]} if "gpu_memory_utilization" in r else {}
+        settings = Settings(max_num_seqs=max_seqs, **fraction)
+        return setup(r["model"], r["gpu"], engine=r["engine"], tp=r["tp"], weights_dtype=r["weights"],
+                     kv_dtype_name=r["kv"], settings=settings)  # fmt: skip
+
+    default = build(None).max_num_seqs
+    return build(r["concurrency"] if default is None else min(r["concurrency"], default))
+
+
+def score_engine_row(r: dict) -> dict:
+    """kvplan's output tokens/s for one engine-table row: ``kvplan_tok_s``, ``ratio``, ``verdict``, and the cap used."""
+    s = engine_row_setup(r)
+    inp, out = engine_row_lengths(r)
+    tok_s = replica_rate(s, inp, out) * out.mean
+    ratio = tok_s / r["published_tok_s"]
+    verdict = "within 20%" if abs(ratio - 1) <= TARGET else "missed"
+    return {"kvplan_max_num_seqs": s.max_num_seqs, "kvplan_tok_s": round(tok_s, 1), "ratio": round(ratio, 4),
+            "verdict": verdict}  # fmt: skip
+
+
+def replica_rate(s, inp, out) -> float:  # noqa: ANN001
+    """One replica's highest sustainable request rate at these lengths."""
+    from kvplan.serving import max_rate
+
+    return max_rate(s, input_len=inp, output_len=out)
+
+
+def compare_engine_rows(rows: list[dict]) -> list[dict]:
+    return [dict(r) if "not_scored" in r else {**r, **score_engine_row(r)} for r in rows]
+
+
+def engine_rows_summary(rows: list[dict], sources: dict) -> list[str]:
+    """One line per source of the vLLM / SGLang tables, then one for all of them."""
+    out = []
+    groups = [(name, [r for r in rows if r["source"] == name]) for name in sources] + [("vLLM + SGLang tables", rows)]
+    for name, part in groups:
+        done = [r for r in part if "ratio" in r]
+        if not done:
+            continue
+        s = stats(done)
+        engine = f" ({sources[name]['engine']})" if name in sources else ""
+        out.append(f"{name}{engine}: {s['compared']} points compared, {len(part) - len(done)} not scored; "
+                   f"median |ln ratio| {s['median_abs_ln']:.3f}, worst {s['worst_abs_ln']:.3f}, median signed "
+                   f"{s['median_signed_ln']:+.3f}; within 20%: {s['within_20pct']}/{s['compared']}")  # fmt: skip
+    return out
+
+
+def _print_engine_rows(rows: list[dict], sources: dict, *, markdown: bool) -> None:
+    """The vLLM / SGLang rows: setup, published and kvplan output tokens/s, ratio; unscored ones with their reason."""
+    head = ("source", "engine (run / kvplan)", "model", "GPU", "TP", "ISL/OSL", "concurrency", "published tok/s",
+            "kvplan tok/s", "ratio")  # fmt: skip
+    if markdown:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+    for r in rows:
+        ratio = f"x{r['ratio']:.2f}" if "ratio" in r else f"not scored: {r['not_scored']}"
+        kv = f"{r['kvplan_tok_s']:.0f}" if "kvplan_tok_s" in r else "-"
+        src = f"[{r['source']}]({sources[r['source']]['url']})" if markdown else r["source"]
+        cells = (src, f"{r['engine_version']} / {r['engine']}", r["label"], r["gpu"], str(r["tp"]),
+                 f"{r['isl']}/{r['osl']}", str(r["concurrency"]), f"{r['published_tok_s']:g}", kv, ratio)  # fmt: skip
+        print("| " + " | ".join(cells) + " |" if markdown else "  ".join(cells))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--markdown", action="store_true")
@@ -943,8 +1041,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = compare_runs(data["runs"])
     datasets = data["mlperf_datasets"]
     mlperf = compare_mlperf(data["mlperf"], datasets)
+    engine_sources = data.get("engine_benchmark_sources", {})
+    engine_rows = compare_engine_rows(data.get("engine_benchmarks", []))
     if args.update_data:
         data["mlperf"] = mlperf
+        if engine_rows:
+            data["engine_benchmarks"] = engine_rows
         args.data.write_text(dump_data(data))
     _print_runs(rows, markdown=args.markdown)
     print()
@@ -958,6 +1060,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     _print_large_scale(data.get("large_scale_ep", []), markdown=args.markdown)
     print()
+    if engine_rows:
+        _print_engine_rows(engine_rows, engine_sources, markdown=args.markdown)
+        print()
     for source, meta in data["sources"].items():
         part = _by_source(rows, source)
         if not part:
@@ -976,6 +1081,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"all engine tables: {s['compared']} points, median |ln ratio| {s['median_abs_ln']:.3f}, "
           f"worst {s['worst_abs_ln']:.3f}; within 20%: {s['within_20pct']}/{s['compared']}")  # fmt: skip
     print(mlperf_summary(mlperf))
+    for line in engine_rows_summary(engine_rows, engine_sources):
+        print(line)
     if args.bench_heuristic:
         print(heuristic_summary(data["runs"]))
     if args.residual:
