@@ -70,8 +70,11 @@ NAMES = ("engine", "version", "source")
 NAMES += ("fp4_eff_scale", "fp4_mem_eff_scale", "fp4_moe_eff_scale", "fp4_k_s", "fp4_moe_layer_s")
 # Fitted by benchmarks/fit_fmha.py to aiconfigurator's context-attention tables (FP8 against 16-bit rows): held here.
 NAMES += ("fmha_fp8_softmax",)
-# Fitted by benchmarks/mla_compare.py --fit to aiconfigurator's B200 MLA decode module table: held here.
-NAMES += ("blackwell_mla_layer_s",)
+# Fitted by benchmarks/mla_compare.py --fit to aiconfigurator's B200 MLA decode module table: held here, with the
+# rules that say where it applies (read from the engines' source, not fitted) and the Hopper counterpart (SGLang's).
+NAMES += ("blackwell_mla_layer_s", "blackwell_mla_nope_dims", "blackwell_mla_kv_dtypes", "blackwell_mla_families")
+NAMES += ("hopper_mla_layer_s",)
+NAMES += ("fp4_norm_quant_fused",)  # a switch (what the engine build runs), not a fitted figure
 MAX_EFF = 0.95
 CLASS_WEIGHT = 0.3  # per-class residuals: enough to pin each class, the step totals still lead
 

@@ -41,7 +41,19 @@ DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_mla.json"
 
 # kvplan GPU name -> aiconfigurator system directory
 SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm", "gb200": "gb200"}
-ENGINES = {"vllm": "0.24.0", "trtllm": "1.3.0rc20"}  # the versions kvplan's calibrations describe
+# the versions kvplan's calibrations describe; SGLang: the newest version with a module table on B200 (0.5.14 ships
+# the attention kernel alone, generation_mla_perf.parquet)
+ENGINES = {"vllm": "0.24.0", "trtllm": "1.3.0rc20", "sglang": "0.5.10"}
+TABLE = {"vllm": "mla_generation_module_perf.parquet", "trtllm": "mla_generation_module_perf.parquet",
+         "sglang": "wideep_generation_mla_perf.parquet"}  # fmt: skip
+# Where a table holds several kernels, the one the engine runs by default for DeepSeek-V3 (None: all of them). SGLang
+# on Hopper: fa3 (server_args.py get_default_attn_backend's MLA branch; kvplan/engines/sglang.py, TRTLLM_MLA_FAMILIES
+# comment); its 0.5.10 Hopper tables also time flashinfer. On SM100 its tables hold trtllm_mla alone.
+KERNEL = {("sglang", "h100-sxm"): "fa3", ("sglang", "h200"): "fa3"}
+# SGLang's module leaves out the fused q_a + kv_a down-projection (hidden -> 1536 + 512 + 64), which SGLang >= 0.5.6
+# computes outside the MLA forward (its layer communicator) and aiconfigurator times as its own GEMM beside
+# WideEPGenerationMLA (aiconfigurator_core/sdk/models/deepseek.py, the SGLang wide-EP generation ops, 0.12.0).
+EXCLUDES_QKV_A = {"sglang"}
 HEADS = (16, 32, 64, 128)  # DeepSeek-V3's 128 heads over TP 8, 4, 2, 1
 KV_DTYPES = {"fp8": "fp8", "bfloat16": "bf16"}  # aiconfigurator kv_cache_dtype -> kvplan KV dtype
 GEMM_TYPE = "fp8_block"  # DeepSeek-V3's 128 x 128 block-scaled fp8 checkpoint
@@ -60,15 +72,20 @@ def collect(out: Path) -> int:
     import pandas as pd
 
     tables = []
-    walk = each_table(root, SYSTEMS, ENGINES, "mla", "mla_generation_module_perf.parquet")
+    walk = ((gpu, engine, version, path, source) for gpu, system in SYSTEMS.items() for engine in ENGINES
+            for gpu, engine, version, path, source in each_table(root, {gpu: system}, {engine: ENGINES[engine]}, "mla",
+                                                                 TABLE[engine]))  # fmt: skip
     for gpu, engine, version, path, source in walk:
         df = pd.read_parquet(path)
         df = df[(df.gemm_type == GEMM_TYPE) & df.num_heads.isin(HEADS) & df.kv_cache_dtype.isin(KV_DTYPES)]
+        if (engine, gpu) in KERNEL:
+            df = df[df.kernel_source == KERNEL[engine, gpu]]
         points = sorted((str(r.kv_cache_dtype), int(r.num_heads), int(r.batch_size), int(r.isl), int(r.step),
                          float(f"{r.latency * 1e3:.4g}")) for r in df.itertuples())  # fmt: skip
         tables.append({"gpu": gpu, "engine": engine, "version": version,
                        "kernel": "/".join(sorted(set(df.kernel_source))),
-                       "norm_dispatch": _norm_dispatch(path.parent / "collection_meta.yaml"), "source": source,
+                       "norm_dispatch": _norm_dispatch(path.parent / "collection_meta.yaml", path.stem),
+                       "source": source, **({"excludes": "qkv_a_proj"} if engine in EXCLUDES_QKV_A else {}),
                        "points": points})  # fmt: skip
     meta = {"aiconfigurator": aiconfigurator.__version__, "unit": "us (aiconfigurator's latency column is ms)",
             "points": "[kv_cache_dtype, num_heads, batch_size, isl, step, latency_us]",
@@ -79,7 +96,7 @@ def collect(out: Path) -> int:
     return 0
 
 
-def _norm_dispatch(meta: Path) -> str | None:
+def _norm_dispatch(meta: Path, table: str) -> str | None:
     """The table's ``norm_dispatch`` note in its collection_meta.yaml: ``vllm_c_eager_surrogate`` on the tables
     aiconfigurator re-collected with vLLM's fused norms (ai-dynamo/aiconfigurator#1423); None on the others."""
     import yaml
@@ -87,7 +104,7 @@ def _norm_dispatch(meta: Path) -> str | None:
     if not meta.exists():
         return None
     tables = (yaml.safe_load(meta.read_text()) or {}).get("tables") or {}
-    return (tables.get("mla_generation_module_perf") or {}).get("norm_dispatch")
+    return (tables.get(table) or {}).get("norm_dispatch")
 
 
 def legacy(table: dict) -> bool:
@@ -101,10 +118,22 @@ def load(path: Path = DATA) -> list[dict]:
     return json.loads(path.read_text())["tables"]
 
 
-def layer_seconds(gpu_name: str, engine: str, *, heads: int, batch: int, context: int, kv: str, cal=None) -> float:  # noqa: ANN001
+def layer_seconds(
+    gpu_name: str,
+    engine: str,
+    *,
+    heads: int,
+    batch: int,
+    context: int,
+    kv: str,
+    cal=None,  # noqa: ANN001
+    excludes_qkv_a: bool = False,
+) -> float:
     """kvplan's decode MLA layer of DeepSeek-V3: one layer's attention (:func:`kvplan.latency._attention_s` over the
     model, divided by its layers; every layer of DeepSeek-V3 is MLA) plus its projection GEMMs, CUDA-graph replay.
-    ``cal``: a calibration to price with (default: the engine's)."""
+    ``cal``: a calibration to price with (default: the engine's). ``excludes_qkv_a``: without the q_a and kv_a
+    down-projections (hidden -> q_lora_rank, hidden -> kv_lora_rank + qk_rope_head_dim), which the table times
+    apart (SGLang's, EXCLUDES_QKV_A)."""
     from kvplan import latency
     from kvplan.catalog import resolve_model
     from kvplan.hardware import resolve_gpu
@@ -116,7 +145,12 @@ def layer_seconds(gpu_name: str, engine: str, *, heads: int, batch: int, context
     kind = next(spec.kind(n) for n in spec.layer_kind_names if spec.kind(n).type == "mla")
     attention = latency._attention_s(ctx, phase="decode", context=context, batch=batch, attention_flops=0.0,
                                      kv_dtype=kv) / spec.num_layers  # fmt: skip
-    return attention + latency._attention_gemms_s(ctx, kind, batch)
+    gemms = latency._attention_gemms_s(ctx, kind, batch)
+    if excludes_qkv_a:  # priced as kvplan prices each projection (_attention_gemms_s: K = hidden)
+        h = spec.hidden_size
+        for params in (h * kind.q_lora_rank, h * (kind.kv_lora_rank + kind.qk_rope_head_dim)):
+            gemms -= latency._gemm_s(ctx, batch, params, h + params // h, k=h)
+    return attention + gemms
 
 
 def compare(tables: list[dict], *, cal_for=None) -> list[dict]:  # noqa: ANN001
@@ -127,7 +161,7 @@ def compare(tables: list[dict], *, cal_for=None) -> list[dict]:  # noqa: ANN001
         cal = cal_for(t["engine"]) if cal_for else None
         for kv, heads, batch, isl, step, us in t["points"]:
             s = layer_seconds(t["gpu"], t["engine"], heads=heads, batch=batch, context=isl + step, kv=KV_DTYPES[kv],
-                              cal=cal)  # fmt: skip
+                              cal=cal, excludes_qkv_a=t.get("excludes") == "qkv_a_proj")  # fmt: skip
             kernel = t["kernel"] + (" (legacy collection)" if legacy(t) else "")
             rows.append({"gpu": t["gpu"], "engine": t["engine"], "kernel": kernel, "kv": kv, "heads": heads,
                          "batch": batch, "context": isl + step, "aic_s": us * 1e-6, "kvplan_s": s,
@@ -178,19 +212,30 @@ def render(rows: list[dict], *, markdown: bool) -> str:
     return "\n".join(out)
 
 
-def fit(tables: list[dict], engine: str) -> tuple[float, float, float]:
-    """The ``blackwell_mla_layer_s`` (seconds) that minimises the squared ln ratios of ``engine``'s ``FIT_GPU``
-    points, every other constant held; with the median |ln| under ``mla_layer_s`` (no Blackwell constant) and with
-    it. Golden-section search over 0-200 us (the squared ln ratio is unimodal in one added fixed cost)."""
+def fit_field(gpu: str) -> str:
+    """The calibration field ``--fit`` fits on ``gpu``: the decode MLA fixed cost of its architecture."""
+    from kvplan.hardware import resolve_gpu
+
+    return {"hopper": "hopper_mla_layer_s", "blackwell": "blackwell_mla_layer_s"}[resolve_gpu(gpu).architecture]
+
+
+def fit(tables: list[dict], engine: str, gpu: str = FIT_GPU) -> tuple[float, float, float]:
+    """The decode MLA fixed cost (seconds; ``hopper_mla_layer_s`` or ``blackwell_mla_layer_s`` by ``gpu``'s
+    architecture) that minimises the squared ln ratios of ``engine``'s ``gpu`` points, every other constant held; with
+    the median |ln| under ``mla_layer_s`` (no such constant) and with it. Golden-section search over 0-200 us (the
+    squared ln ratio is unimodal in one added fixed cost)."""
     from dataclasses import replace
 
     from kvplan.latency import calibration
 
-    sel = [t for t in tables if t["gpu"] == FIT_GPU and t["engine"] == engine]
+    field = fit_field(gpu)
+    sel = [t for t in tables if t["gpu"] == gpu and t["engine"] == engine]
+
+    def rows(value: float | None) -> list[dict]:
+        return compare(sel, cal_for=lambda e: replace(calibration(e), **{field: value}))
 
     def cost(value: float) -> float:
-        rows = compare(sel, cal_for=lambda e: replace(calibration(e), blackwell_mla_layer_s=value))
-        return sum(r["ln"] ** 2 for r in rows)
+        return sum(r["ln"] ** 2 for r in rows(value))
 
     lo, hi = 0.0, 200e-6
     g = (math.sqrt(5) - 1) / 2
@@ -201,26 +246,24 @@ def fit(tables: list[dict], engine: str) -> tuple[float, float, float]:
         else:
             lo = a
     best = (lo + hi) / 2
-    before = stats(compare(sel, cal_for=lambda e: replace(calibration(e), blackwell_mla_layer_s=None)))["median"]
-    after = stats(compare(sel, cal_for=lambda e: replace(calibration(e), blackwell_mla_layer_s=best)))["median"]
-    return best, before, after
+    return best, stats(rows(None))["median"], stats(rows(best))["median"]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--collect", action="store_true", help="write the sample of aiconfigurator's MLA module tables")
     p.add_argument("--markdown", action="store_true", help="tables for docs/cost.md")
-    p.add_argument("--fit", action="store_true", help="fit blackwell_mla_layer_s on the B200 points of --engine")
+    p.add_argument("--fit", action="store_true", help="fit the decode MLA fixed cost on --gpu's points of --engine")
     p.add_argument("--engine", choices=sorted(ENGINES), default="vllm")
+    p.add_argument("--gpu", choices=("h200", "b200"), default=FIT_GPU, help="--fit: the GPU whose table is fitted")
     args = p.parse_args(argv)
     if args.collect:
         return collect(DATA)
     tables = load()
     if args.fit:
-        best, before, after = fit(tables, args.engine)
-        print(
-            f"{args.engine} on {FIT_GPU}: blackwell_mla_layer_s={best:.4g}  (median |ln| {before:.3f} -> {after:.3f})"
-        )
+        best, before, after = fit(tables, args.engine, args.gpu)
+        field = fit_field(args.gpu)
+        print(f"{args.engine} on {args.gpu}: {field}={best:.4g}  (median |ln| {before:.3f} -> {after:.3f})")
         return 0
     print(render(compare(tables), markdown=args.markdown))
     return 0

@@ -115,7 +115,7 @@ def test_end_to_end_rows_are_scored_or_say_why_not(done):
 
 def test_pool_throughput_rows_are_scored_or_say_why_not(done):
     # LMSYS large-scale EP (DeepSeek-V3, H100): the 4K prefill pool and the batch-256 decode pool are scored
-    # (kvplan x0.54 and x0.73 with the run's DeepEP and two-batch overlap, x0.30 and x0.51 without the overlap:
+    # (kvplan x0.54 and x0.79 with the run's DeepEP and two-batch overlap, x0.30 and x0.52 without the overlap:
     # its all-to-all and MoE terms, docs/cost.md); the others say why not.
     rows = done["pool_throughput"]
     scored = [r for r in rows if "ratio" in r]

@@ -134,7 +134,10 @@ def latency_calibration(engine: Engine | str | None = None) -> Calibration:
     if profile.calibration is not None:
         return profile.calibration
     base = ENGINES[_FALLBACK].calibration
-    return replace(base, engine=profile.name, version=f"{base.version} (no {profile.name} fit: vLLM's constants)")
+    own = profile.lent_fits
+    note = f"; {own.label}" if own else ""
+    return replace(base, engine=profile.name, version=f"{base.version} (no {profile.name} fit: vLLM's constants{note})",
+                   **dict(own.fields if own else ()))  # fmt: skip
 
 
 def engine_overlap(engine: Engine | str | None = None) -> Overlap:

@@ -340,6 +340,12 @@ class Calibration:
     # mla_layer_s applies (vLLM: FLASHINFER_MLA's supports_combination and supported_kv_cache_dtypes).
     blackwell_mla_nope_dims: tuple[int, ...] | None = None
     blackwell_mla_kv_dtypes: frozenset[str] | None = None
+    # ... and the model families (ModelSpec.family) it runs that kernel for; None: every family (SGLang: trtllm_mla
+    # for DeepseekV3ForCausalLM models only, flashinfer for the other MLA models).
+    blackwell_mla_families: frozenset[str] | None = None
+    # The MLA attention block's fixed seconds per layer at decode on Hopper where the engine's own module was fitted
+    # there (benchmarks/mla_compare.py --fit on an H200 MLA module table); None: mla_layer_s.
+    hopper_mla_layer_s: float | None = None
     # NVFP4 GEMMs that read a normalised input (the QKV and gate/up projections) get it already in FP4 from the norm
     # kernel: no quantization kernel of their own (kvplan.latency _gemm_s ``normed_input``). TensorRT-LLM's TensorRT
     # engines built with ``norm_quant_fusion`` run the residual add, the RMSNorm and the NVFP4 quantization as one
@@ -349,6 +355,16 @@ class Calibration:
     # engine release kvplan offers sets it: benchmarks/published_compare.py turns it on for the MLPerf runs whose
     # config builds with that flag.
     fp4_norm_quant_fused: bool = False
+
+
+@dataclass(frozen=True)
+class LentFits:
+    """What an engine without a calibration of its own has fitted of its own: ``fields`` (Calibration field ->
+    value) set on the vLLM constants :func:`kvplan.engines.latency_calibration` lends it, and ``label``, what they
+    describe (the lent label names it)."""
+
+    label: str
+    fields: tuple[tuple[str, object], ...]
 
 
 @dataclass(frozen=True)
@@ -479,6 +495,8 @@ class Engine:
     # Fitted kernel efficiencies for kvplan.latency (None: no fit of its own; kvplan.engines.latency_calibration
     # then lends vLLM's and says so).
     calibration: Calibration | None = None
+    # Without one: the few constants it has fitted of its own, set on the lent ones (LentFits); None: none.
+    lent_fits: LentFits | None = None
     # Concurrency inside a step and the MoE token exchange under DP attention (kvplan.latency); see Overlap.
     overlap: Overlap = field(default_factory=Overlap)
     # Whether the serving loop's host work per step runs beside the GPU's (kvplan.host); see HostLoop.

@@ -26,6 +26,7 @@ from kvplan.engines.base import (
     Engine,
     HostLoop,
     Layout,
+    LentFits,
     LogFacts,
     Overlap,
     Settings,
@@ -589,6 +590,31 @@ OVERLAP = Overlap(moe_allgather=True, two_batch_decode_tokens=1, two_batch_prefi
 # (sgl-project/sglang#32219).
 HOST_LOOP = HostLoop(overlaps_gpu=True, switch="--disable-overlap-schedule")
 
+# SGLang's own MLA decode module, fitted where vLLM's constants describe another kernel (benchmarks/mla_compare.py
+# --fit --engine sglang --gpu h200 / b200, every other constant held) on aiconfigurator 0.12.0's SGLang 0.5.10 tables
+# (aiconfigurator_core/systems/data/<gpu>/mla/sglang/0.5.10/wideep_generation_mla_perf.parquet: DeepSeek-V3, block-fp8
+# projections, fp8 KV, 16-128 heads; the fused q_a + kv_a projection is timed apart there and left out).
+# * Hopper: SGLang runs fa3 for every MLA model (see TRTLLM_MLA_FAMILIES above); vLLM's mla_layer_s (85.6 us, fitted
+#   on steps whose MLA modules are vLLM's legacy collection) prices its module at 2.3x the table at batch 1. The
+#   least-squares fit lands on its bound, 0: the table holds no fixed cost beyond kvplan's per-kernel and per-layer
+#   terms. H200 median |ln| 0.856 -> 0.195 (528 points); H100 SXM held out 0.755 -> 0.165. LMSYS's measured
+#   decode pool (DeepSeek-V3 on 72 H100, kv_transfer_compare.py) moves x0.73 -> x0.79.
+# * SM100: trtllm_mla (DeepseekV3ForCausalLM models; the KV dtypes it takes), "TRTLLM MLA attention kernel from
+#   flashinfer" (sgl-project/sglang @fcf5799f python/sglang/srt/layers/attention/trtllm_mla_backend.py
+#   TRTLLMMLABackend): 17.1 us in place of vLLM's FLASHINFER_MLA figure (13.2). B200 median |ln| 0.126 -> 0.120
+#   (0.685 with mla_layer_s); GB200 held out 0.151 -> 0.136. Other MLA models on SM100 run flashinfer there, not
+#   fitted: mla_layer_s.
+MLA_FITS = LentFits(
+    label="MLA decode: SGLang 0.5.10's own, mla_compare.py --fit",
+    fields=(
+        ("hopper_mla_layer_s", 0.0),
+        ("blackwell_mla_layer_s", 1.714e-05),
+        ("blackwell_mla_nope_dims", None),
+        ("blackwell_mla_kv_dtypes", TRTLLM_MLA_KV),
+        ("blackwell_mla_families", TRTLLM_MLA_FAMILIES),
+    ),
+)
+
 ENGINE = Sglang(
     image="lmsysorg/sglang:latest",  # docs/get_started/install.md (Docker)
     name="sglang",
@@ -634,6 +660,7 @@ ENGINE = Sglang(
         "deepep",  # --moe-a2a-backend deepep
     ),
     overlap=OVERLAP,
+    lent_fits=MLA_FITS,
     host_loop=HOST_LOOP,
     # Disaggregated serving (--disaggregation-mode prefill / decode), SGLang main 2025-26 read through the code
     # index: python/sglang/srt/disaggregation/prefill.py SchedulerDisaggregationPrefillMixin.send_kv_chunk
