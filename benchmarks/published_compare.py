@@ -1051,6 +1051,19 @@ def compare_engine_rows(rows: list[dict]) -> list[dict]:
     return [dict(r) if "not_scored" in r else {**r, **score_engine_row(r)} for r in rows]
 
 
+def _print_engine_not_scored(rows: list[dict], *, markdown: bool) -> None:
+    """vLLM / SGLang results read but not scored: each with its source, what it publishes and why not."""
+    if markdown:
+        print("| result | engine | published | why not scored | source |")
+        print("|---|---|---|---|---|")
+    for r in rows:
+        if markdown:
+            cells = (r["label"], r["engine"], r["published"], r["not_scored"], f"[page]({r['url']})")
+            print("| " + " | ".join(cells) + " |")
+        else:
+            print(f"{r['label']}: {r['published']}; not scored: {r['not_scored']} ({r['url']})")
+
+
 def engine_rows_summary(rows: list[dict], sources: dict) -> list[str]:
     """One line per source of the vLLM / SGLang tables, then one for all of them."""
     out = []
@@ -1130,6 +1143,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     if engine_rows:
         _print_engine_rows(engine_rows, engine_sources, markdown=args.markdown)
+        print()
+    if data.get("engine_benchmarks_not_scored"):
+        _print_engine_not_scored(data["engine_benchmarks_not_scored"], markdown=args.markdown)
         print()
     for source, meta in data["sources"].items():
         part = _by_source(rows, source)

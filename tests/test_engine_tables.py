@@ -125,3 +125,11 @@ def test_closed_loop_run_saturates_at_the_prompt_count() -> None:
     pub, data = _published()
     rows = [r for r in data["engine_benchmarks"] if r["concurrency"] in (512, 1024)]
     assert len(rows) == 2 and rows[0]["kvplan_tok_s"] == pytest.approx(rows[1]["kvplan_tok_s"])
+
+
+def test_engine_results_not_scored_carry_their_reason() -> None:
+    _, data = _published()
+    rows = data["engine_benchmarks_not_scored"]
+    assert len(rows) == 5
+    for r in rows:
+        assert r["url"].startswith("https://") and r["engine"] and r["published"] and r["not_scored"]
