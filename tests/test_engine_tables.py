@@ -31,8 +31,9 @@ def test_engine_table_rows_and_sources() -> None:
     pub, data = _published()
     sources, rows = data["engine_benchmark_sources"], data["engine_benchmarks"]
     by_source = {name: [r for r in rows if r["source"] == name] for name in sources}
-    # 9 Nemotron Nano + 2 Nemotron Super 49B concurrency points (vLLM 0.16.0, B200); 3 DeepSeek-R1 points (SGLang 0.5.7)
-    assert {k: len(v) for k, v in by_source.items()} == {"vultr-b200-vllm": 11, "inferencex-sglang-h200": 3}
+    # 9 Nemotron Nano + 2 Nemotron Super 49B concurrency points and 2 sweep peaks (Nemotron Nano NVFP4, DeepSeek V3.2;
+    # vLLM 0.16.0, B200); 3 DeepSeek-R1 points (SGLang 0.5.7, H200)
+    assert {k: len(v) for k, v in by_source.items()} == {"vultr-b200-vllm": 13, "inferencex-sglang-h200": 3}
     assert sum(map(len, by_source.values())) == len(rows)
     for meta in sources.values():
         assert meta["url"].startswith("https://") and meta["engine"] and meta["method"] and meta["metric"]
@@ -46,8 +47,9 @@ def test_engine_table_rows_and_sources() -> None:
         assert r["published_tok_s"] == pytest.approx(r["published_tok_s_per_gpu"] * r["gpus"], abs=0.05)
         # the launch script's: --num-prompts CONC x 10, --chunked-prefill-size 32768, --mem-fraction-static 0.82
         assert (r["num_prompts"], r["max_num_batched_tokens"], r["mem_fraction_static"]) == (40, 32768, 0.82)
-    # the methodology page's prompt counts: 50 at concurrency 1 (and for Nemotron Super 49B), 400 above
-    assert [r["num_prompts"] for r in by_source["vultr-b200-vllm"]] == [50] + [400] * 8 + [50, 50]
+    # the methodology page's prompt counts: 50 at concurrency 1 (and for Nemotron Super 49B), 400 above; DeepSeek V3.2
+    # 4 x concurrency
+    assert [r["num_prompts"] for r in by_source["vultr-b200-vllm"]] == [50] + [400] * 8 + [50, 50, 400, 2048]
 
 
 def test_engine_table_scores_recompute_from_the_data_file() -> None:
@@ -66,11 +68,11 @@ def test_engine_table_statistics_shape() -> None:
     rows = data["engine_benchmarks"]
     lines = pub.engine_rows_summary(rows, data["engine_benchmark_sources"])
     assert [line.split(" ", 1)[0] for line in lines] == ["vultr-b200-vllm", "inferencex-sglang-h200", "vLLM"]
-    assert lines[0].startswith("vultr-b200-vllm (vLLM 0.16.0): 11 points compared, 0 not scored; median |ln ratio| ")
-    assert lines[-1].startswith("vLLM + SGLang tables: 14 points compared")
+    assert lines[0].startswith("vultr-b200-vllm (vLLM 0.16.0): 13 points compared, 0 not scored; median |ln ratio| ")
+    assert lines[-1].startswith("vLLM + SGLang tables: 16 points compared")
     s = pub.stats(rows)
     errs = sorted(abs(math.log(r["ratio"])) for r in rows)
-    assert s["compared"] == 14 and s["worst_abs_ln"] == pytest.approx(errs[-1])
+    assert s["compared"] == 16 and s["worst_abs_ln"] == pytest.approx(errs[-1])
     assert s["within_20pct"] == sum(r["verdict"] == "within 20%" for r in rows)
 
 
@@ -123,13 +125,13 @@ def test_closed_loop_run_saturates_at_the_prompt_count() -> None:
     # Concurrency above the prompt count changes nothing: every prompt is issued at once either way (the published
     # Nemotron Nano rows at 512 and 1,024 concurrent with 400 prompts: 18,746 and 18,829 tok/s).
     pub, data = _published()
-    rows = [r for r in data["engine_benchmarks"] if r["concurrency"] in (512, 1024)]
+    rows = [r for r in data["engine_benchmarks"] if r["concurrency"] in (512, 1024) and "(FP8, TP=2)" in r["label"]]
     assert len(rows) == 2 and rows[0]["kvplan_tok_s"] == pytest.approx(rows[1]["kvplan_tok_s"])
 
 
 def test_engine_results_not_scored_carry_their_reason() -> None:
     _, data = _published()
     rows = data["engine_benchmarks_not_scored"]
-    assert len(rows) == 5
+    assert len(rows) == 8
     for r in rows:
         assert r["url"].startswith("https://") and r["engine"] and r["published"] and r["not_scored"]
