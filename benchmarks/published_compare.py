@@ -14,7 +14,8 @@ The data, each run with its source, are in ``benchmarks/data/published_throughpu
   their sources in ``engine_benchmark_sources``; scored with the row's kvplan engine release at
   ``max_num_seqs = min(concurrency, the engine's cap)`` (:func:`engine_row_setup`), as the finite closed-loop run
   the client made (:func:`closed_loop_run`, the row's ``num_prompts``) and as the steady state; ``--update-data``
-  stores ``kvplan_tok_s``, ``ratio``, ``verdict`` and ``kvplan_steady_tok_s``, ``ratio_steady`` on them.
+  stores ``kvplan_tok_s``, ``ratio``, ``verdict`` and ``kvplan_steady_tok_s``, ``ratio_steady`` on them. The vLLM /
+  SGLang results read but not scored are in ``engine_benchmarks_not_scored``, each with its reason.
 * ``mlperf``: MLPerf Inference v4.1 / v5.1 datacenter closed-division results (NVIDIA, TensorRT-LLM), with
   ``mlperf_datasets``: each benchmark set's mean, p90 and p99 input length (tokens), with their source. A run is
   modelled with the submitter's split, batch and KV fraction (NVIDIA's per-system config, cited on the row), the
