@@ -96,8 +96,10 @@ def tokens_s(r: dict, *, gpu: str | None = None, fraction: float = pc.KV_FRACTIO
     or host fact changed (``overlap=False``: the executor loop waits for each step's tokens, TensorRT-LLM's
     ``disable_overlap_scheduler: true``, so the host time adds to each step)."""
     caps = dict(zip(("max_batch", "max_tokens"), pc.trtllm_bench_settings(r), strict=True)) if bench_caps else {}
-    s = pc._setup(pc.row_model(r), gpu or r["gpu"], weights=r["weights"], kv=r["kv"], fraction=fraction,
-                  graph_sizes=pc.row_graph_sizes(r) if graph_pad else None, **caps, **pc.run_split(r))  # fmt: skip
+    engine, tuning = pc.row_engine(r)  # the row's release (trtllm@0.17 for the v0.17 rows, with their tuner)
+    s = pc._setup(r["model"], gpu or r["gpu"], weights=r["weights"], kv=r["kv"], fraction=fraction,
+                  graph_sizes=pc.row_graph_sizes(r) if graph_pad else None, engine=engine, batch_tuning=tuning,
+                  **caps, **pc.run_split(r))  # fmt: skip
     if host_request_s is not None:
         s = dataclasses.replace(s, settings=dataclasses.replace(s.settings, host_request_s=host_request_s))
     if not overlap:

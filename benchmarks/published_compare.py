@@ -35,9 +35,10 @@ Qwen3-235B-A22B and Llama 4 Maverick on 8 x B200) ran with TensorRT-LLM's attent
 ``launch`` holds the page's launch (command, TP, ``enable_attention_dp``, KV fraction) with its source and says what
 the page does not state (``not_stated``: ``ep_size``, max batch and max tokens). kvplan scores them on its DP + EP
 path (:func:`run_split`): every GPU an attention DP rank, the experts whole over all ranks; ``ratio_ep1`` is the
-other reading of the unstated ``ep_size`` (experts sliced over the ranks). A row whose engine kept every token on a
-sliding-window model's layers carries ``attention_window: "max_seq_len"`` (:func:`row_model`: the v0.17 Mistral
-rows). A run kvplan does not model (a model outside the catalog, a run whose launch was not recorded) carries
+other reading of the unstated ``ep_size`` (experts sliced over the ranks). A row whose engine kept and attended to
+every token on a sliding-window model's layers carries ``attention_window: "max_seq_len"`` (the v0.17 Mistral rows:
+the ``trtllm@0.17`` release applies that itself, ``kvplan.engines.trtllm.Trtllm.model_as_run``). A run kvplan does
+not model (a model outside the catalog, a run whose launch was not recorded) carries
 ``not_modelled``; an MLPerf run whose inputs are not all known (the run's split or precision) or not modelled
 carries ``not_compared``. Both are printed with their reason and kept out of the statistics (``--markdown`` tables
 for docs/cost.md).
@@ -84,13 +85,16 @@ def _setup(
     pp: int = 1,
     graph_sizes: tuple[int, ...] | None = None,
     balance: bool = False,
+    engine: str = "trtllm",
+    batch_tuning: bool = False,
 ):  # noqa: ANN202
     from kvplan.capacity import setup
     from kvplan.engines import Settings
 
     settings = Settings(free_gpu_memory_fraction=fraction, max_num_seqs=max_batch, max_num_batched_tokens=max_tokens,
-                        cuda_graph_batch_sizes=graph_sizes, attention_dp_balance=balance)  # fmt: skip
-    return setup(model, gpu, engine="trtllm", tp=tp, dp=dp, ep=ep, pp=pp, weights_dtype=weights,
+                        cuda_graph_batch_sizes=graph_sizes, attention_dp_balance=balance,
+                        batch_size_tuning=batch_tuning)  # fmt: skip
+    return setup(model, gpu, engine=engine, tp=tp, dp=dp, ep=ep, pp=pp, weights_dtype=weights,
                  kv_dtype_name=kv, settings=settings)  # fmt: skip
 
 
@@ -111,74 +115,18 @@ def row_graph_sizes(r: dict) -> tuple[int, ...] | None:
     return V10_GRAPH_BATCH_SIZES if r["source"] == "trtllm-1.0" else None
 
 
-def row_model(r: dict) -> str | ModelSpec:
-    """The model as the row's engine ran it: the catalog spec, or, where the row's ``attention_window`` is
-    ``"max_seq_len"``, that spec with its sliding-window layers as full attention. TensorRT-LLM's TensorRT engines
-    keep and attend to the last ``max_attention_window_size`` tokens only where the runtime is given that
-    parameter (docs/source/advanced/gpt-attention.md, "Sliding Window Attention, Cyclic (Rolling Buffer) KV
-    Cache"), and ``trtllm-bench throughput`` gives none (tensorrt_llm/bench/dataclasses/configuration.py
-    ``ExecutorSettingsConfig.get_kvcache_config``: the free-memory fraction and block reuse only): the cache and the
-    attention span the whole sequence on every layer, whatever window the checkpoint's config names. The sources
-    are on the data file's ``trtllm-0.17`` entry (``attention_window``)."""
-    if r.get("attention_window") != "max_seq_len":
-        return r["model"]
-    from kvplan.catalog import load_bundled
-    from kvplan.spec import ModelSpec
-
-    fields = load_bundled(r["model"]).model_dump(exclude_none=True)
-    for kind in (fields.get("layers") or {}).get("kinds", {}).values():
-        if kind.get("type") == "sliding":
-            kind["type"] = "full"
-            kind.pop("window", None)
-    return ModelSpec(**fields)
+# The v0.17 rows ran TensorRT-LLM v0.17's TensorRT engines, built and run by trtllm-bench: kvplan's ``trtllm@0.17``
+# release (kvplan/engines/trtllm.py V0_17: 64-token blocks, fp8 weights streamed at the 16-bit share under the static
+# fp8 activation scale, ``FP8Linear.forward`` @258c7540) with the runtime's batch-size tuning that trtllm-bench
+# throughput turns on (``Settings.batch_size_tuning``: ExecutorSettingsConfig ``dynamic_max_batch_size = True``;
+# each step the batch is DynamicBatchTuner's size for the KV capacity, kvplan.engines.trtllm.dynamic_batch_size).
+V017_ENGINE = "trtllm@0.17"
 
 
-# TensorRT-LLM v0.17's TensorRT engines run an FP8 linear on a static activation scale: FP8Linear.forward
-# (tensorrt_llm/quantization/layers.py @258c7540, the v0.17 page's commit) takes the checkpoint's calibrated
-# ``input_scale`` as a constant (``constant(self.activation_scaling_factor.raw_value)``) and inserts one TensorRT
-# quantize layer before the GEMM, which TensorRT's explicit quantization fuses into the kernel that produces the input
-# (docs.nvidia.com/deeplearning/tensorrt/latest/inference-library/quantized-types-explicit-quantization.html). No
-# kernel computes a scale or quantizes apart from the GEMM. The fitted ``fp8_mem_eff_scale`` (0.73 of the 16-bit
-# streaming efficiency) stands for exactly those kernels: aiconfigurator's fp8 GEMM tables are dynamic fp8 (their own
-# scale and quantize kernels, docs/cost.md), and fitted shape by shape (benchmarks/gemm_compare.py --streaming) they
-# stream weights at the bfloat16 tables' share (fp8 / bfloat16: 0.987 H100, 1.005 H200 with TensorRT-LLM) and pay
-# about 10 us more per GEMM (13.2 against 3.6 us on H100). So the v0.17 rows stream fp8 weights at the 16-bit share.
-V017_FP8_MEM_EFF_SCALE = 1.0
-_V017_CALIBRATIONS: dict[int, object] = {}  # id of a fitted calibration -> its v0.17 copy (the memos key on identity)
-
-
-def _v017_calibration(engine: str | None):  # noqa: ANN202
-    """:func:`kvplan.latency.calibration` for the v0.17 rows: TensorRT-LLM's fitted constants with the fp8 weights
-    streamed at the 16-bit share (:data:`V017_FP8_MEM_EFF_SCALE`); any other engine's as fitted."""
-    from kvplan.engines import latency_calibration
-
-    cal = latency_calibration(engine)
-    if cal.engine != "trtllm":
-        return cal
-    if id(cal) not in _V017_CALIBRATIONS:
-        v017 = dataclasses.replace(cal, fp8_mem_eff_scale=V017_FP8_MEM_EFF_SCALE,
-                                   version="TensorRT-LLM v0.17 TensorRT engines, static fp8")  # fmt: skip
-        _V017_CALIBRATIONS[id(cal)] = (cal, v017)
-    return _V017_CALIBRATIONS[id(cal)][1]
-
-
-@contextlib.contextmanager
-def row_engine(r: dict):  # noqa: ANN201
-    """The engine constants the row's run had: for the v0.17 rows (TensorRT engines) kvplan's ``trtllm`` constants with
-    the fp8 weights streamed at the 16-bit share (:func:`_v017_calibration`), every other constant and rule as fitted;
-    the fitted ones for the other rows. The latency paths' :func:`kvplan.latency.calibration` is replaced for the
-    duration (their per-engine contexts are keyed by that function, so the two sets of constants never mix)."""
-    if r["source"] != "trtllm-0.17":
-        yield
-        return
-    from kvplan import latency
-
-    fitted = latency.calibration
-    latency.calibration = _v017_calibration
-    try:
-        yield
-    finally:
-        latency.calibration = fitted
+def row_engine(r: dict) -> tuple[str, bool]:
+    """``(engine, batch_size_tuning)`` the row's run had: ``trtllm@0.17`` with the tuner on for the v0.17 rows,
+    the newest ``trtllm`` without it for the others."""
+    return (V017_ENGINE, True) if r["source"] == "trtllm-0.17" else ("trtllm", False)
 
 
 # TensorRT-engine NVFP4 runs built with norm_quant_fusion (the MLPerf rows whose config sets it: ``norm_quant_fusion``
@@ -208,7 +156,7 @@ def _norm_quant_calibration(engine: str | None):  # noqa: ANN202
 def mlperf_engine(r: dict):  # noqa: ANN201
     """The engine constants an MLPerf run had: TensorRT-LLM's fitted ones, with the norm kernels writing FP4 where the
     run's config builds with ``norm_quant_fusion`` (:func:`_norm_quant_calibration`; the row's ``norm_quant_fusion``),
-    replacing :func:`kvplan.latency.calibration` for the duration, as :func:`row_engine` does for the v0.17 rows."""
+    replacing :func:`kvplan.latency.calibration` for the duration."""
     if not r.get("norm_quant_fusion"):
         yield
         return
@@ -222,53 +170,18 @@ def mlperf_engine(r: dict):  # noqa: ANN201
         latency.calibration = fitted
 
 
-# The v0.17 runtime sets its batch size from the KV cache's capacity: trtllm-bench throughput turns on the executor's
-# batch-size tuning (bench/dataclasses/configuration.py ExecutorSettingsConfig ``dynamic_max_batch_size = True`` ->
-# DynamicBatchConfig(enable_batch_size_tuning) in its SchedulerConfig, in the copy with the TensorRT-engine bindings,
-# read through the code index, commit not named; the TensorRT-engine-era bench/build/tuning.py: "In runtime, TRT-LLM
-# relies on its runtime tuning features to adjust the runtime max batch size"). Each step the executor
-# (cpp/tensorrt_llm/executor/executorImpl.cpp Executor::Impl::forwardAsync) takes the batch that fills the cache with
-# requests of the moving-average input and output lengths (kvCacheManager.cpp KVCacheManager::getMaxCapacityBatchSize:
-# primary blocks / blocks per sequence) and sets the runtime batch size to DynamicBatchTuner::getRuntimeBatchSize of
-# it (dynamicBatchTuner.cpp): the first table entry whose limit exceeds the capacity gives the batch size
-# (DynamicBatchConfig::kDefaultBatchSizeTable), past the table the capacity rounded down to 512 where it is within
-# 128 of that (kBatchSizeFallbackGranularity, kBatchSizeFallbackThreshold, dynamicBatchTuner.h).
-DYNAMIC_BATCH_SIZE_TABLE = ((144, 128), (336, 256), (672, 512), (832, 768), (1280, 1024), (1664, 1536))
-DYNAMIC_BATCH_FALLBACK = (512, 128)  # (granularity, threshold)
-
-
-def dynamic_batch_size(capacity: int) -> int:
-    """The runtime batch size DynamicBatchTuner::getRuntimeBatchSize gives for a KV capacity of ``capacity``
-    requests (:data:`DYNAMIC_BATCH_SIZE_TABLE`): e.g. 300 -> 256, 341 -> 512, 2100 -> 2048, 2200 -> 2200."""
-    for limit, batch in DYNAMIC_BATCH_SIZE_TABLE:
-        if capacity < limit:
-            return batch
-    granularity, threshold = DYNAMIC_BATCH_FALLBACK
-    rounded = capacity // granularity * granularity
-    return rounded if capacity < rounded + threshold else capacity
-
-
 def row_setup(r: dict, *, ep: bool = True, heuristic: bool = False, balance: bool = False):  # noqa: ANN201
-    """kvplan's setup for a table row (call inside :func:`row_engine`): the row's model, split and launch; for the
-    v0.17 rows the runtime batch size the executor's tuner sets (:func:`dynamic_batch_size` of the pool's capacity
-    for requests of ISL + OSL, no more than the engine's ``max_batch_size`` where ``heuristic`` gives it)."""
+    """kvplan's setup for a table row: the row's model, split, launch and engine release (:func:`row_engine`), with
+    trtllm-bench's own ``max_batch_size`` / ``max_num_tokens`` where ``heuristic`` asks for them."""
     caps = dict(zip(("max_batch", "max_tokens"), trtllm_bench_settings(r), strict=True)) if heuristic else {}
-    s = _setup(row_model(r), r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, **caps,
-               graph_sizes=row_graph_sizes(r), balance=balance, **run_split(r, ep=ep))  # fmt: skip
-    if r["source"] != "trtllm-0.17":
-        return s
-    capacity = min(st.max_sequences(length=r["isl"] + r["osl"], prefix=0, engine=s.engine) for st in s.stages)
-    batch = min(dynamic_batch_size(capacity), caps.get("max_batch") or capacity)
-    if batch >= capacity:
-        return s
-    caps["max_batch"] = batch
-    return _setup(row_model(r), r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, **caps,
-                  graph_sizes=row_graph_sizes(r), balance=balance, **run_split(r, ep=ep))  # fmt: skip
+    engine, tuning = row_engine(r)
+    return _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, **caps,
+                  graph_sizes=row_graph_sizes(r), balance=balance, engine=engine, batch_tuning=tuning,
+                  **run_split(r, ep=ep))  # fmt: skip
 
 
 def _row_tokens_s(r: dict, *, ep: bool = True, heuristic: bool = False, balance: bool = False) -> float:
-    with row_engine(r):
-        return replica_tokens_s(row_setup(r, ep=ep, heuristic=heuristic, balance=balance), r["isl"], r["osl"])
+    return replica_tokens_s(row_setup(r, ep=ep, heuristic=heuristic, balance=balance), r["isl"], r["osl"])
 
 
 def balance_lines(rows: list[dict], *, markdown: bool = False) -> list[str]:
@@ -346,12 +259,11 @@ def step_residual(r: dict) -> dict:
     step at a rate."""
     from kvplan.serving import Lengths, max_rate, serve
 
-    with row_engine(r):
-        s = row_setup(r)
-        inp, out = Lengths.of(r["isl"]), Lengths.of(r["osl"])
-        top = max_rate(s, input_len=inp, output_len=out)
-        at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
-                   with_p99=False)  # fmt: skip
+    s = row_setup(r)
+    inp, out = Lengths.of(r["isl"]), Lengths.of(r["osl"])
+    top = max_rate(s, input_len=inp, output_len=out)
+    at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
+               with_p99=False)  # fmt: skip
     ratio = top * r["osl"] / r["published_tok_s"]
     return {"ratio": ratio, "step_s": at.step_s, "residual_s": at.step_s * (ratio - 1), "rank_batch": at.batch / s.dp}
 
@@ -423,7 +335,7 @@ def implied_host_request_s(r: dict, *, lo: float = 1e-6, hi: float = 1e-2, steps
     import dataclasses
 
     def tokens(host_s: float) -> float:
-        s = _setup(row_model(r), r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION,
+        s = _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION,
                    graph_sizes=row_graph_sizes(r), **run_split(r))  # fmt: skip
         s = dataclasses.replace(s, settings=dataclasses.replace(s.settings, host_request_s=host_s))
         return replica_tokens_s(s, r["isl"], r["osl"])
@@ -502,14 +414,17 @@ def eager_dp_steps():  # noqa: ANN201
 
 def _setup_with(r: dict, *, max_batch: int | None = None, graph: bool = True, **split: object):  # noqa: ANN202
     """The row's setup with a per-rank ``max_batch`` cap, without the CUDA-graph padding (``graph=False``), or
-    another ``split`` (the keywords of :func:`_setup`); otherwise as :func:`row_setup` builds it."""
-    return _setup(row_model(r), r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, max_batch=max_batch,
-                  graph_sizes=row_graph_sizes(r) if graph else None, **(split or run_split(r)))  # fmt: skip
+    another ``split`` (the keywords of :func:`_setup`); otherwise as :func:`row_setup` builds it (the row's release,
+    :func:`row_engine`)."""
+    engine, tuning = row_engine(r)
+    return _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, max_batch=max_batch,
+                  graph_sizes=row_graph_sizes(r) if graph else None, engine=engine, batch_tuning=tuning,
+                  **(split or run_split(r)))  # fmt: skip
 
 
 def eager_ratio(r: dict) -> float:
     """The row's kvplan / published with its attention-DP steps eager and unpadded (:func:`eager_dp_steps`)."""
-    with row_engine(r), eager_dp_steps():
+    with eager_dp_steps():
         return replica_tokens_s(_setup_with(r, graph=False), r["isl"], r["osl"]) / r["published_tok_s"]
 
 
@@ -521,9 +436,8 @@ def attention_tp_ratio(r: dict) -> float:
     is refused, so the page does not fix what the runs set. TensorRT-LLM's own perf-test configs
     (``tests/integration/defs/perf/pytorch_model_config.py``) give ``llama_v4_maverick_17b_128e_instruct_fp8`` the
     page's ``batch_sizes`` with padding and no ``enable_attention_dp``."""
-    with row_engine(r):
-        s = _setup_with(r, tp=r["tp"], ep=True)
-        return replica_tokens_s(s, r["isl"], r["osl"]) / r["published_tok_s"]
+    s = _setup_with(r, tp=r["tp"], ep=True)
+    return replica_tokens_s(s, r["isl"], r["osl"]) / r["published_tok_s"]
 
 
 def implied_rank_batch(r: dict) -> tuple[int | None, int]:
@@ -531,16 +445,15 @@ def implied_rank_batch(r: dict) -> tuple[int | None, int]:
     published one, by bisection, and the rank's KV capacity for requests of ISL + OSL (what kvplan's batch is bound
     by); batch None where kvplan is not above the published figure. A step model that is right with a batch that is
     too large would show one share per GPU; a missing step cost maps to a share that depends on the row."""
-    with row_engine(r):
-        s = row_setup(r)
-        capacity = min(st.max_sequences(length=r["isl"] + r["osl"], prefix=0, engine=s.engine) for st in s.stages)
-        if replica_tokens_s(s, r["isl"], r["osl"]) <= r["published_tok_s"]:
-            return None, capacity
-        lo, hi = 0, capacity  # figure(lo) <= published < figure(hi)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            above = replica_tokens_s(_setup_with(r, max_batch=mid), r["isl"], r["osl"]) > r["published_tok_s"]
-            lo, hi = (lo, mid) if above else (mid, hi)
+    s = row_setup(r)
+    capacity = min(st.max_sequences(length=r["isl"] + r["osl"], prefix=0, engine=s.engine) for st in s.stages)
+    if replica_tokens_s(s, r["isl"], r["osl"]) <= r["published_tok_s"]:
+        return None, capacity
+    lo, hi = 0, capacity  # figure(lo) <= published < figure(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        above = replica_tokens_s(_setup_with(r, max_batch=mid), r["isl"], r["osl"]) > r["published_tok_s"]
+        lo, hi = (lo, mid) if above else (mid, hi)
     return hi, capacity
 
 

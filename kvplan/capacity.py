@@ -170,6 +170,7 @@ def setup(
     spec = as_spec(spec)
     gpu = as_gpu(gpu)
     profile = get_engine(engine)
+    spec = profile.model_as_run(spec)  # TensorRT-LLM v0.17: sliding windows not applied (Engine.model_as_run)
     settings = settings or Settings()
     check_fraction(settings.gpu_memory_utilization, "gpu_memory_utilization")
     check_fraction(settings.mem_fraction_static, "mem_fraction_static")

@@ -416,6 +416,10 @@ def phase_cost(
             "replicas; cost one with --batch per replica); use --dp 1"
         )
     eff = efficiency or Efficiency()
+    if engine is not None:  # the model as the engine runs it (TensorRT-LLM v0.17: no sliding window; the engine's rule)
+        from kvplan.engines import get_engine
+
+        spec = get_engine(engine).model_as_run(spec)
     check_parallel(spec, tp=tp, pp=pp)
     if context < 1 or batch < 1:
         raise InvalidInput(f"invalid context {context!r} or batch {batch!r}; both must be at least 1")

@@ -48,7 +48,7 @@ def check_engine(s: Setup) -> None:
     """Disaggregated figures need the engine's hand-off rules (``Engine.disagg_*``); refuse engines not read."""
     if s.engine.disagg_first_token is None or s.engine.disagg_kv_send is None:
         raise InvalidInput(
-            f"disaggregated serving: how {s.engine.name} moves a request from its prefill to its decode instances "
+            f"disaggregated serving: how {s.engine.key} moves a request from its prefill to its decode instances "
             "was not read from its source; use --engine vllm, sglang or trtllm"
         )
 
@@ -109,7 +109,7 @@ def kv_transfer(
     received = decode.tp * sum(st.layout.stage.bytes_at(prompt) for st in decode.stages)
     if busiest <= 0:
         return 0.0, received
-    seconds = kv_transfer_s(decode.gpu, busiest, crosses_nodes=crosses_nodes, engine=decode.engine.name,
+    seconds = kv_transfer_s(decode.gpu, busiest, crosses_nodes=crosses_nodes, engine=decode.engine.key,
                             nic_gbps=nic_gbps)  # fmt: skip
     return seconds + entry_cost_s(prefill, decode, crosses_nodes=crosses_nodes), received
 

@@ -48,8 +48,8 @@ def check_host_time(engine: Engine, request_s: float | None) -> None:
         raise InvalidInput(f"invalid host time per request {request_s!r} s; expected 0 or more")
     if request_s and engine.host_loop.overlaps_gpu is None:
         raise InvalidInput(
-            f"a host time per request needs the engine's serving loop, and {engine.name}'s was not read; "
-            "vllm, sglang and trtllm have it"
+            f"a host time per request needs the engine's serving loop, and {engine.key}'s was not read; "
+            "vllm, sglang and trtllm (the newest releases; vllm@0.8 too) have it"
         )
 
 

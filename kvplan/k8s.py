@@ -194,7 +194,7 @@ def workload_for(
     from kvplan.engines import get_engine
     from kvplan.launch import node_args, replica_nodes, shell_join
 
-    engine = get_engine(r.engine)
+    engine = get_engine(f"{r.engine}@{r.engine_release}")
     if not engine.serves_http:
         raise InvalidInput(f"engine {r.engine!r} is a library, not a server; manifests need vllm, sglang, "
                            "trtllm or llamacpp")  # fmt: skip

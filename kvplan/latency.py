@@ -1316,42 +1316,17 @@ def mixed_step_latency(
     rank_seqs = decode_seqs / dp
     micro = min(float(pp), max(1.0, rank_seqs))
     seqs = rank_seqs / micro
-    chunks = max(1.0, prompt_chunks) if pp > 1 and chunk and dp == 1 else 1.0
-    if chunks > 1 and chunks >= micro:  # a chunk's worth or more in every micro-batch: all alike
-        return _even_cycle(c, spec, pp, micro, seqs, decode_context, chunk * chunks / micro, prefill_prefix,
-                           kv_dtype_name)  # fmt: skip
     others = max(0.0, (prefill_tokens_all_ranks or chunk) - chunk)  # other ranks' prompt tokens in the MoE layers
-    if pp == 1 and _splits_in_two(c, seqs + chunk, prefill=chunk > 0):
+    if pp > 1:
+        chunks = max(1.0, prompt_chunks) if chunk and dp == 1 else 1.0
+        return _pp_cycles(c, _stages(spec, pp), micro, seqs, seqs * dp + others, decode_context, chunk,
+                          prefill_prefix, kv_dtype_name, (chunks,))[0]  # fmt: skip
+    if _splits_in_two(c, seqs + chunk, prefill=chunk > 0):
         return two_batch_s(c, seqs, seqs * dp + others, decode_context, chunk, prefill_prefix, kv_dtype_name)
-    stages = _stages(spec, pp)
-    loaded, plain = [], []
-    pad = max(0.0, padded_rank_seqs - seqs) if padded_rank_seqs is not None and not chunk and pp == 1 else 0.0
-    moe_seqs = (seqs + pad) * dp + others
-    by_shape: dict[int, OpTimes] = {}  # stages of one shape (_stage_kinds) cost the same: each priced once
-    plain_by_shape: dict[int, OpTimes] = {}
-    for st in stages:
-        t = by_shape.get(st.shape)
-        if t is None:
-            t = by_shape[st.shape] = _micro_step(c, st, seqs, moe_seqs, decode_context, chunk, prefill_prefix,
-                                                 kv_dtype_name, pad)  # fmt: skip
-        loaded.append(t)
-        if pp > 1 and chunk:
-            t = plain_by_shape.get(st.shape)
-            if t is None:
-                t = plain_by_shape[st.shape] = _micro_step(c, st, seqs, seqs * dp, decode_context, 0, 0, kv_dtype_name)
-            plain.append(t)
-    sends = _sends(c, stages, seqs + chunk)
-    if pp == 1:
-        return loaded[0]
-    busiest_loaded = _busiest(loaded, sends)
-    trip = _pipeline(loaded, sends, 1, phase="decode", busiest=busiest_loaded)
-    # without a prompt chunk every micro-batch is alike
-    busiest_plain = _busiest(plain, _sends(c, stages, seqs)) if chunk else busiest_loaded
-    loaded_share = min(chunks, micro)  # micro-batches carrying a chunk (1 unless prompt_chunks says more)
-    cycle = loaded_share * busiest_loaded + (micro - loaded_share) * busiest_plain
-    wait = max(0.0, cycle - trip.total)
-    return OpTimes(trip.gemm, trip.moe, trip.attention, trip.elementwise, trip.allreduce, trip.alltoall,
-                   trip.pipeline + wait, trip.overlap)  # fmt: skip
+    pad = max(0.0, padded_rank_seqs - seqs) if padded_rank_seqs is not None and not chunk else 0.0
+    (stage,) = _stages(spec, 1)
+    return _micro_step(c, stage, seqs, (seqs + pad) * dp + others, decode_context, chunk, prefill_prefix,
+                       kv_dtype_name, pad)  # fmt: skip
 
 
 def pp_chunk_cycles(
@@ -1374,37 +1349,91 @@ def pp_chunk_cycles(
     chunk_counts: tuple[float, ...],
 ) -> tuple[float, ...]:
     """The totals of :func:`mixed_step_latency` with ``prompt_chunks=k`` for each ``k`` of ``chunk_counts`` (PP > 1,
-    one data-parallel rank, a prompt chunk of ``prefill_tokens``), each stage priced once for all of them: the
-    cycle of ``k`` loaded micro-batches is ``max(trip, k x busiest loaded + (m - k) x busiest plain)``, and from ``k
-    >= m`` (``k > 1``) the even cycle, as there (kvplan.serving prices a pipeline's prompt-queue states with it)."""
+    one data-parallel rank, a prompt chunk of ``prefill_tokens``): the same cycles (:func:`_pp_cycles`), each stage
+    priced once for all of them (kvplan.serving prices a pipeline's prompt-queue states with it)."""
     chunk = int(round(prefill_tokens))
     if pp < 2 or chunk < 1:
         raise ValueError("pp_chunk_cycles needs pp > 1 and a prompt chunk")
-    # mixed_step_latency's context, argument for argument
     c = _engine_ctx(spec, gpu, engine, tp=tp, weights_dtype=weights_dtype, eager=True, ep=expert_parallel, dp=1,
                     pp=pp, gpus_per_node=gpus_per_node, two_batch=two_batch, deepep=deepep,
                     kv_dtype=kv_dtype_name)  # fmt: skip
     micro = min(float(pp), max(1.0, decode_seqs))
     seqs = decode_seqs / micro
-    stages = _stages(spec, pp)
-    memo: dict = {}
-    loaded = [_stage_step(memo, c, st, seqs, seqs, decode_context, chunk, prefill_prefix, kv_dtype_name, 0.0)
-              for st in stages]  # fmt: skip
-    plain = [_stage_step(memo, c, st, seqs, seqs, decode_context, 0, 0, kv_dtype_name) for st in stages]
-    sends, plain_sends = _sends(c, stages, seqs + chunk), _sends(c, stages, seqs)
-    trip = _pipeline(loaded, sends, 1, phase="decode").total
-    busiest_loaded = max(x.total + s for x, s in zip(loaded, sends, strict=True))
-    busiest_plain = max(x.total + s for x, s in zip(plain, plain_sends, strict=True))
+    counts = tuple(max(1.0, k) for k in chunk_counts)
+    cycles = _pp_cycles(c, _stages(spec, pp), micro, seqs, seqs, decode_context, chunk, prefill_prefix, kv_dtype_name,
+                        counts)  # fmt: skip
+    return tuple(t.total for t in cycles)
+
+
+def _pp_cycles(
+    c: _Ctx,
+    stages: list[_Stage],
+    micro: float,
+    seqs: float,
+    moe_seqs: float,
+    decode_context: int,
+    chunk: int,
+    prefill_prefix: int,
+    kv_dtype_name: str,
+    chunk_counts: tuple[float, ...],
+) -> list[OpTimes]:
+    """The pipeline's cycle (every sequence advances once) with ``k`` prompt chunks for each ``k`` (>= 1) of
+    ``chunk_counts``: ``micro`` micro-batches of ``seqs`` decodes (``moe_seqs``: all data-parallel ranks' decodes and
+    other prompt tokens in the MoE layers), ``k`` of them loaded with a chunk of ``chunk`` tokens after
+    ``prefill_prefix`` (see :func:`mixed_step_latency`). The cycle is ``max(trip of a loaded micro-batch, k x its
+    busiest stage + (micro - k) x a plain one's)``; from ``k >= micro`` (``k > 1``) every micro-batch carries ``k /
+    micro`` chunks, so the stages stay full and the cycle is ``micro`` x the busiest stage. Each distinct stage of
+    each distinct micro-batch is priced once for every ``k``. (Positional arguments: a step's hot path.)"""
+    passes: dict[tuple[int, float], tuple[OpTimes, float, float]] = {}  # (trip, its total, busiest stage)
+    busiest_plain = None
     out = []
     for k in chunk_counts:
-        chunks = max(1.0, k)
-        if chunks > 1 and chunks > micro:  # at chunks == micro the even cycle is the line's end: micro x busiest
-            out.append(_even_cycle(c, spec, pp, micro, seqs, decode_context, chunk * chunks / micro, prefill_prefix,
-                                   kv_dtype_name).total)  # fmt: skip
+        even = k > 1 and k >= micro  # a chunk's worth or more in every micro-batch: all alike
+        tokens, moe = (int(round(chunk * k / micro)), seqs) if even else (chunk, moe_seqs)
+        hit = passes.get((tokens, moe))
+        if hit is None:
+            times, sends, busiest = _pass(c, stages, seqs, moe, decode_context, tokens, prefill_prefix, kv_dtype_name)
+            trip = _pipeline(times, sends, 1, phase="decode", busiest=busiest)
+            hit = passes[tokens, moe] = (trip, trip.total, busiest)
+        trip, trip_s, busiest = hit
+        if even:
+            wait = max(0.0, micro * busiest - trip_s)
+            out.append(OpTimes(trip.gemm, trip.moe, trip.attention, trip.elementwise, trip.allreduce, trip.alltoall,
+                               trip.pipeline + wait))  # fmt: skip
             continue
-        share = min(chunks, micro)
-        out.append(max(trip, share * busiest_loaded + (micro - share) * busiest_plain))
-    return tuple(out)
+        if busiest_plain is None:  # without a prompt chunk every micro-batch is alike
+            busiest_plain = busiest
+            if chunk:
+                busiest_plain = _pass(c, stages, seqs, seqs * c.dp, decode_context, 0, 0, kv_dtype_name)[2]
+        share = min(k, micro)  # micro-batches carrying a chunk (1 unless the step carries more chunks)
+        wait = max(0.0, share * busiest + (micro - share) * busiest_plain - trip_s)
+        out.append(OpTimes(trip.gemm, trip.moe, trip.attention, trip.elementwise, trip.allreduce, trip.alltoall,
+                           trip.pipeline + wait, trip.overlap))  # fmt: skip
+    return out
+
+
+def _pass(
+    c: _Ctx,
+    stages: list[_Stage],
+    seqs: float,
+    moe_seqs: float,
+    decode_context: int,
+    chunk: int,
+    prefill_prefix: int,
+    kv_dtype_name: str,
+) -> tuple[list[OpTimes], list[float], float]:
+    """One micro-batch through the pipeline (``seqs`` decodes and a chunk, :func:`_micro_step`): each stage's times
+    (stages of one shape, :func:`_stage_kinds`, priced once), the send after each, and the busiest stage."""
+    by_shape: dict[int, OpTimes] = {}
+    times = []
+    for st in stages:
+        t = by_shape.get(st.shape)
+        if t is None:
+            t = by_shape[st.shape] = _micro_step(c, st, seqs, moe_seqs, decode_context, chunk, prefill_prefix,
+                                                 kv_dtype_name)  # fmt: skip
+        times.append(t)
+    sends = _sends(c, stages, seqs + chunk)
+    return times, sends, _busiest(times, sends)
 
 
 def _splits_in_two(c: _Ctx, tokens: float, *, prefill: bool) -> bool:
@@ -1445,32 +1474,6 @@ def _two_halves(c: _Ctx, half: OpTimes) -> OpTimes:
     return replace(both, overlap=both.overlap + step - both.total)
 
 
-def _even_cycle(
-    c: _Ctx,
-    spec: ModelSpec,
-    pp: int,
-    micro: float,
-    seqs: float,
-    decode_context: int,
-    chunk_each: float,
-    prefill_prefix: int,
-    kv_dtype_name: str,
-) -> OpTimes:
-    """The pipeline's cycle when each of its ``micro`` micro-batches (``seqs`` decodes each) carries ``chunk_each``
-    prompt tokens: equal micro-batches, so the stages stay full and the cycle is ``micro`` x the busiest stage."""
-    each = int(round(chunk_each))
-    stages = _stages(spec, pp)
-    memo: dict = {}
-    times = [_stage_step(memo, c, st, seqs, seqs, decode_context, each, prefill_prefix, kv_dtype_name) for st in stages]
-    sends = _sends(c, stages, seqs + each)
-    busiest = _busiest(times, sends)
-    trip = _pipeline(times, sends, 1, phase="decode", busiest=busiest)
-    cycle = micro * busiest
-    wait = max(0.0, cycle - trip.total)
-    return OpTimes(trip.gemm, trip.moe, trip.attention, trip.elementwise, trip.allreduce, trip.alltoall,
-                   trip.pipeline + wait)  # fmt: skip
-
-
 def _stage_kinds(spec: ModelSpec, stage: _Stage) -> tuple:
     """What a stage's step time depends on besides the batch: its layers' kinds in order, and whether it embeds and
     samples. Middle stages of a uniform model share it (llama-3.1-70b over 4 stages: 3 distinct)."""
@@ -1480,14 +1483,6 @@ def _stage_kinds(spec: ModelSpec, stage: _Stage) -> tuple:
         return (tuple(names[i] for i in stage.layers), stage.first, stage.last)
 
     return _fact(spec, ("stage_kinds", stage.layers.start, stage.layers.stop, stage.first, stage.last), make)
-
-
-def _stage_step(memo: dict, c: _Ctx, stage: _Stage, *args) -> OpTimes:  # noqa: ANN002
-    """:func:`_micro_step` for ``stage``, once per distinct stage (:func:`_stage_kinds`) within one step."""
-    key = (stage.shape, *args)  # stages of one shape (_stage_kinds) cost the same
-    if key not in memo:
-        memo[key] = _micro_step(c, stage, *args)
-    return memo[key]
 
 
 def _micro_step(

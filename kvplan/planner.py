@@ -15,7 +15,7 @@ from typing import Any
 
 from kvplan.capacity import Setup, decode_sequences, max_sequences, pool_tokens, setup
 from kvplan.checks import as_gpu, as_spec, beyond_trained_context, check_length
-from kvplan.engines import Settings, get_engine
+from kvplan.engines import Settings, get_engine, selected_name
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.quant import alternatives, default_dtype
@@ -236,7 +236,7 @@ def _row(spec, gpu, *, engine, sp, w, kv, users, context, settings, max_gpus, me
         total_sequences=per * replicas,
         headroom_bytes=_headroom(s, ceil_div(ceil_div(users, replicas), sp.dp), context),
         kv_pool_tokens=pool_tokens(s),
-        engine=s.engine.name,
+        engine=selected_name(s.engine),
         dp=sp.dp,
         ep=sp.ep,
         nodes=s.nodes,

@@ -249,7 +249,7 @@ def _step(
         tp=s.tp,
         kv_dtype_name=s.kv_dtype,
         weights_dtype=s.weights_dtype,
-        engine=s.engine.name,
+        engine=s.engine.key,
         expert_parallel=ep or s.ep,
         pp=s.pp,
         dp=s.dp,
@@ -385,7 +385,7 @@ def _chunk_cycles(s: Setup, *, n: float, chunk: float, context: int, prefix: int
     counts = tuple(float(j) for j in range(1, slots + 1))
     gpu_s = pp_chunk_cycles(s.spec, s.gpu, decode_seqs=n, decode_context=context, prefill_tokens=chunk,
                             prefill_prefix=prefix, tp=s.tp, kv_dtype_name=s.kv_dtype, weights_dtype=s.weights_dtype,
-                            engine=s.engine.name, expert_parallel=ep or s.ep, pp=s.pp, gpus_per_node=s.gpus_per_node,
+                            engine=s.engine.key, expert_parallel=ep or s.ep, pp=s.pp, gpus_per_node=s.gpus_per_node,
                             two_batch=s.settings.two_batch_overlap, deepep=s.settings.deepep,
                             chunk_counts=counts)  # fmt: skip
     value = tuple(step_with_host_s(s.engine, g, requests=n + j, request_s=s.settings.host_request_s)
@@ -445,10 +445,27 @@ def _limits(s: Setup, inp: Lengths, out: Lengths) -> tuple[float, str]:
     ranks = s.dp * s.settings.attention_dp
     pool, held = binding_pool(s, _reserved_tokens(s, inp, out))
     kv = pool * ranks / held
-    cap = s.max_num_seqs * s.dp * _micro_batches(s) if s.max_num_seqs is not None else None
+    seqs = _batch_cap(s, inp, out)
+    cap = seqs * s.dp * _micro_batches(s) if seqs is not None else None
     if cap is None or kv < cap:
         return kv, "kv_cache"
     return float(cap), "max_num_seqs"
+
+
+def _batch_cap(s: Setup, inp: Lengths, out: Lengths) -> int | None:
+    """The sequences one rank's scheduler runs at most: ``max_num_seqs``, or below it the batch the engine's runtime
+    tunes to its KV capacity for requests of the mean input + output length (:meth:`Engine.runtime_batch_size`;
+    TensorRT-LLM v0.17's tuner with ``Settings.batch_size_tuning``). The capacity is the executor's: whole blocks of
+    the pool over whole blocks per request (:meth:`Stage.max_sequences`), the smallest over the stages."""
+    if not s.settings.batch_size_tuning:  # the one setting that switches a runtime tuner on (Engine rule below)
+        return s.max_num_seqs
+    capacity = min(st.max_sequences(length=inp.mean + out.mean, prefix=s.shared_prefix, engine=s.engine)
+                   for st in s.stages)  # fmt: skip
+    tuned = s.engine.runtime_batch_size(s.settings, capacity)
+    if tuned is None:
+        return s.max_num_seqs
+    batch = min(tuned, s.max_num_seqs) if s.max_num_seqs is not None else tuned
+    return batch if batch < capacity else s.max_num_seqs
 
 
 def _release_every(s: Setup, *, seqs: float) -> int:
@@ -715,14 +732,14 @@ def serve(
     )
     ctx = _decode_context(input_len, output_len)
     gpus = s.gpus_per_replica
-    label = calibration(s.engine.name).version
+    label = calibration(s.engine.key).version
     pool = pool_tokens(s)
     if t is None:
         nan = float("nan")
         return ServingResult(
             rate_rps, True, limit, top, seq_limit, nan, nan, nan, nan, nan, nan, nan, nan,
             top * output_len.mean, top * output_len.mean / gpus, nan, seq_limit * ctx, pool, per_batch,
-            s.max_num_seqs, gpus, label,
+            _batch_cap(s, input_len, output_len), gpus, label,
         )  # fmt: skip
     n, p = rate_rps * output_len.mean * t, rate_rps * load.prompt_computed * t
     rho = min(p / max(1.0, s.dp * _micro_batches(s) * _room(s, budget, n)), 0.999)
@@ -761,7 +778,7 @@ def serve(
         kv_tokens_held=n * ctx,
         kv_pool_tokens=pool,
         max_num_batched_tokens=per_batch,
-        max_num_seqs=s.max_num_seqs,
+        max_num_seqs=_batch_cap(s, input_len, output_len),
         gpus=gpus,
         engine=label,
     )

@@ -32,7 +32,7 @@ from kvplan.disagg import QUANTILES, check_engine, first_token_s, kv_transfer, m
 from kvplan.disagg import prefill_s as _prefill_s
 from kvplan.disagg import transfer_at as _transfer_at
 from kvplan.dp_balance import check_iters
-from kvplan.engines import Settings, get_engine
+from kvplan.engines import Settings, get_engine, selected_name
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.host import check_host_time
@@ -254,7 +254,7 @@ def _row(s: Setup, t: Targets, per_replica: float, *, max_gpus: int, ep: bool = 
         batch=r.batch,
         output_tokens_per_s_per_gpu=t.rate_rps * t.output_len.mean / gpus,
         output_tokens_per_s_per_user=1 / r.tpot_mean_s,
-        engine=f"{s.engine.name}: {r.engine}",
+        engine=f"{selected_name(s.engine)}: {r.engine}",
         mode=_mode(s, ep),
         pp=s.pp,
         dp=s.dp,
@@ -320,7 +320,7 @@ def _disaggregated(
         batch=r.batch,
         output_tokens_per_s_per_gpu=t.rate_rps * t.output_len.mean / gpus,
         output_tokens_per_s_per_user=1 / r.tpot_mean_s,
-        engine=f"{decode.engine.name}: {r.engine}",
+        engine=f"{selected_name(decode.engine)}: {r.engine}",
         mode=f"disaggregated (prefill TP{prefill.tp})" + (_mode(decode, ep).removeprefix("aggregated")),
         prefill_gpus=p_gpus,
         decode_gpus=d_gpus,

@@ -186,7 +186,7 @@ def test_fp8_weights_stream_at_the_bf16_share(tables: list[dict]) -> None:
     # (M <= 16: 5 M values x 11 N x 8 K = 440). Measured: fp8 / bf16 share 0.955-1.056 over the 8 GPU x engine
     # pairs (TensorRT-LLM H100 0.827 / 0.838 = 0.987, H200 0.843 / 0.839 = 1.005), and fp8's fixed cost above bf16's
     # everywhere (TensorRT-LLM H100 13.2 against 3.6 us): the dynamic-fp8 kernels are a cost per GEMM, not a
-    # bandwidth share (what the v0.17 rows' fp8 streaming rests on, published_compare.V017_FP8_MEM_EFF_SCALE).
+    # bandwidth share (what the v0.17 rows' fp8 streaming rests on, kvplan.engines.trtllm.V0_17_FP8_MEM_EFF_SCALE).
     fits = {(f["gpu"], f["engine"], f["dtype"]): f for f in gemm_compare.streaming_fit(tables)}
     assert len(fits) == 16 and all(f["points"] == 440 for f in fits.values())
     for gpu, engine in {(g, e) for g, e, _ in fits}:

@@ -390,80 +390,82 @@ def test_published_trtllm_v1_nvfp4_b200_and_gb200_points():
 def test_published_trtllm_v017_fp8_gemms_stream_at_the_16_bit_share():
     """TensorRT-LLM v0.17's TensorRT engines run their FP8 linears on a static, calibrated activation scale with the
     quantize fused into the producing kernel (tensorrt_llm/quantization/layers.py FP8Linear.forward @258c7540), so the
-    v0.17 rows stream fp8 weights at the 16-bit GEMMs' share (published_compare.row_engine: fp8_mem_eff_scale 1.0;
-    why the fitted 0.73 stands for the dynamic-fp8 kernels: tests/test_gemm_compare.py). Llama 3.1 70B FP8 on one
-    H100, KV-bound small-batch decode (27 sequences at 128/2048): x0.67-0.83 (5 of 7 missed) before, measured
-    x0.88-0.98 after; the v0.17 table 193 -> 195 of 205. Only the v0.17 rows change, and the constants are restored."""
-    from kvplan import latency
-
+    v0.17 rows stream fp8 weights at the 16-bit GEMMs' share: they run kvplan's ``trtllm@0.17`` release, whose
+    constants are the fitted ones with fp8_mem_eff_scale 1.0 (kvplan.engines.trtllm.V0_17_CALIBRATION; the golden is
+    tests/test_trtllm_v017.py; why the fitted 0.73 stands for the dynamic-fp8 kernels: tests/test_gemm_compare.py).
+    Llama 3.1 70B FP8 on one H100, KV-bound small-batch decode (27 sequences at 128/2048): x0.67-0.83 (5 of 7 missed)
+    with the newest release's constants, measured x0.88-0.98 with v0.17's; the v0.17 table 193 -> 195 of 205."""
     pub, data = _published()
     rows = [r for r in data["runs"] if r["source"] == "trtllm-0.17" and r["model"] == "llama-3.1-70b"
             and r["gpu"] == "h100-sxm" and r["tp"] == 1]  # fmt: skip
     assert len(rows) == 7
-    fitted = latency.calibration
-    with pub.row_engine(rows[0]):
-        cal = latency.calibration("trtllm")
-        assert cal.fp8_mem_eff_scale == pub.V017_FP8_MEM_EFF_SCALE == 1.0
-        assert cal.gemm_mem_eff == fitted("trtllm").gemm_mem_eff and latency.calibration("trtllm") is cal
-        assert latency.calibration("vllm") == fitted("vllm")  # another engine's constants as fitted
-    with pub.row_engine({"source": "trtllm-1.0"}):
-        assert latency.calibration is fitted
-    assert latency.calibration is fitted
+    assert pub.row_engine(rows[0]) == ("trtllm@0.17", True) and pub.row_engine({"source": "trtllm-1.0"})[0] == "trtllm"
+    cal = calibration("trtllm@0.17")
+    assert cal.fp8_mem_eff_scale == 1.0 and cal.gemm_mem_eff == calibration("trtllm").gemm_mem_eff
+    assert calibration("trtllm").fp8_mem_eff_scale == 0.7315  # the newest release keeps its fitted share
     scored = pub.compare_runs(rows)
     assert all(0.85 <= r["ratio"] <= 1.0 for r in scored)  # measured x0.88-0.98
-    # with the fitted streaming share (no swap) 128/2048 stays at x0.67
+    # with the newest release's constants (dynamic fp8) 128/2048 stays at x0.67
     r = next(r for r in rows if r["osl"] == 2048 and r["isl"] == 128)
     s = pub._setup(r["model"], r["gpu"], 1, weights="fp8", kv="fp8", fraction=pub.KV_FRACTION)
     assert pub.replica_tokens_s(s, 128, 2048) / r["published_tok_s"] < 0.7
 
 
 def test_published_trtllm_v017_runtime_batch_size_tuning():
-    """trtllm-bench runs the v0.17 executor with batch-size tuning on: the runtime batch size is
-    DynamicBatchTuner::getRuntimeBatchSize of the KV capacity for requests of ISL + OSL (published_compare
-    .dynamic_batch_size; the table {144: 128, 336: 256, 672: 512, 832: 768, 1280: 1024, 1664: 1536}, then the
-    capacity rounded down to 512 within 128 of it). By hand: 100 -> 128, 300 -> 256, 341 -> 512, 536 -> 512,
-    700 -> 768, 1663 -> 1536, 1664 -> 1664, 2100 -> 2048, 2176 -> 2176. LLaMA 3.1 8B on one H100 at 1000/1000: the
-    pool holds 536 requests of 2,000 tokens, the runtime 512 (x0.89 -> x0.92, measured: a capped batch also changes the
-    mix of prefill and decode steps). The v0.17 table goes 195 -> 196 of 205 (Mixtral H200 TP1 500/2000: 582 -> 512
-    sequences, x1.20 -> x1.18)."""
+    """trtllm-bench runs the v0.17 executor with batch-size tuning on (``Settings.batch_size_tuning``, the
+    ``trtllm@0.17`` rule kvplan.engines.trtllm.dynamic_batch_size; its table is checked by hand in
+    tests/test_trtllm_v017.py): the runtime batch size is DynamicBatchTuner::getRuntimeBatchSize of the KV capacity for
+    requests of ISL + OSL. LLaMA 3.1 8B on one H100 at 1000/1000: the pool holds 527 requests of 2,000 tokens in
+    v0.17's 64-token blocks (536 in the 32-token blocks the rows were scored with before the release existed), the
+    runtime 512 either way (x0.89 -> x0.92, measured: a capped batch also changes the mix of prefill and decode steps).
+    The v0.17 table went 195 -> 196 of 205 with it (Mixtral H200 TP1 500/2000: 582 -> 512 sequences, x1.20 -> x1.18)."""
+    from kvplan.serving import Lengths, serve
+
     pub, data = _published()
-    cases = {100: 128, 300: 256, 341: 512, 536: 512, 700: 768, 1663: 1536, 1664: 1664, 2100: 2048, 2176: 2176}
-    assert {c: pub.dynamic_batch_size(c) for c in cases} == cases
     r = next(r for r in data["runs"] if r["source"] == "trtllm-0.17" and r["model"] == "llama-3.1-8b"
              and r["gpu"] == "h100-sxm" and (r["isl"], r["osl"]) == (1000, 1000))  # fmt: skip
-    with pub.row_engine(r):
-        s = pub.row_setup(r)
+    s = pub.row_setup(r)
     capacity = s.stages[0].max_sequences(length=2000, prefix=0, engine=s.engine)
-    assert capacity == 536 and s.max_num_seqs == 512
+    result = serve(s, rate_rps=1.0, input_len=Lengths.of(1000), output_len=Lengths.of(1000), with_max_rate=False)
+    assert capacity == 527 and result.max_num_seqs == 512
+    assert 0.90 <= pub._row_tokens_s(r) / r["published_tok_s"] <= 0.94  # measured x0.92
     v1 = dict(r, source="trtllm-1.0")  # the v1.0 rows: no runtime tuning (PyTorch backend)
-    assert pub.row_setup(v1).max_num_seqs is None
+    assert pub.row_setup(v1).max_num_seqs is None and not pub.row_setup(v1).settings.batch_size_tuning
 
 
 def test_published_trtllm_v017_mistral_runs_full_attention():
     """TensorRT-LLM v0.17's TensorRT engines keep and attend to the last N tokens only where the runtime is given
     ``max_attention_window_size`` (docs/source/advanced/gpt-attention.md, cyclic KV cache), and ``trtllm-bench``
     passes none (bench/dataclasses/configuration.py ``get_kvcache_config``): Mistral 7B v0.1's 4,096-token window
-    was neither cached nor attended (sources on the data file's trtllm-0.17 entry). Scored as full attention
-    (``published_compare.row_model``), 20000/2000 moved from x1.80 (H200) and x1.82 (H100) to x0.90 and x0.89,
-    beside LLaMA v3.1 8B's x0.91 and x0.86 at the same lengths (the same layer shapes: 32 layers, 8 KV heads of 128);
-    5000/500 from x1.04 / x0.99 to x0.96 / x0.90. All 18 Mistral points within 20 % (16 before); the v0.17 table
-    191 -> 193 of 205. The attention is what decides it: with the engine's pool holding every token (the trtllm
-    engine rule, tests/test_engine_rules.py) but the attention still over the window, 20000/2000 stays at x1.80."""
+    was neither cached nor attended (sources on the data file's trtllm-0.17 entry). The ``trtllm@0.17`` release runs
+    it so (``Trtllm.model_as_run``; before the release existed published_compare.row_model did it for these rows,
+    with the same figures): 20000/2000 moved from x1.80 (H200) and x1.82 (H100) to x0.90 and x0.89 then, x0.96 and
+    x0.94 with the later v0.17 rules, beside LLaMA v3.1 8B at the same lengths (the same layer shapes: 32 layers, 8 KV
+    heads of 128). All 18 Mistral points within 20 % (16 before). The attention is what decides it: with the pool
+    holding every token (both releases) but the attention over the window (the newest release, whose PyTorch models
+    pass the config's window to the attention), 20000/2000 is at x1.91."""
+    from kvplan.engines import get_engine
+
     pub, data = _published()
     rows = [r for r in data["runs"] if r["source"] == "trtllm-0.17" and r["model"] == "mistral-7b-v0.1"]
     assert len(rows) == 18 and all(r["attention_window"] == "max_seq_len" for r in rows)
     assert "max_attention_window_size" in data["sources"]["trtllm-0.17"]["attention_window"]
-    assert pub.row_model({"model": "mistral-7b-v0.1"}) == "mistral-7b-v0.1"  # no attention_window: the catalog's
-    spec = pub.row_model(rows[0])
-    assert {k.type for k in spec.layers.kinds.values()} == {"full"}
+    catalog = load_bundled("mistral-7b-v0.1")
+    spec = get_engine("trtllm@0.17").model_as_run(catalog)
+    assert {k.type for k in spec.layers.kinds.values()} == {"full"} and "sliding" in {
+        k.type for k in catalog.layers.kinds.values()}  # fmt: skip
+    assert get_engine("trtllm").model_as_run(catalog) is catalog  # the newest release: the config's window
+    assert get_engine("trtllm@0.17").model_as_run(spec) is spec  # nothing left to drop
+    assert pub.row_setup(rows[0]).spec is get_engine("trtllm@0.17").model_as_run(load_bundled("mistral-7b-v0.1"))
     # KV of one 22,000-token request, fp8: 32 layers x 8 heads x 128 x 2 (K, V) x 1 B = 65,536 B per token, every
-    # token held (22,000 in blocks of 32: 22,016 tokens, 1,442,840,576 B), with the window's layers or without them.
-    full = pub._setup(spec, "h200", 1, weights="fp8", kv="fp8", fraction=0.95)
-    window = pub._setup("mistral-7b-v0.1", "h200", 1, weights="fp8", kv="fp8", fraction=0.95)
-    assert full.stages[0].layout.units_for(1, 22000) == 22016 * 65_536 == 1_442_840_576
-    assert window.stages[0].layout.units_for(1, 22000) == 22016 * 65_536
+    # token held: v0.17's 64-token blocks 22,016 tokens (344 blocks), 1,442,840,576 B; the newest release's 32-token
+    # blocks the same 22,016 (688 blocks), with the window's layers kept whole.
+    old = pub._setup("mistral-7b-v0.1", "h200", 1, weights="fp8", kv="fp8", fraction=0.95, engine="trtllm@0.17")
+    new = pub._setup("mistral-7b-v0.1", "h200", 1, weights="fp8", kv="fp8", fraction=0.95)
+    assert old.stages[0].layout.units_for(1, 22000) == 22016 * 65_536 == 1_442_840_576
+    assert new.stages[0].layout.units_for(1, 22000) == 22016 * 65_536
     scored = pub.compare_runs(rows)
     assert all(abs(r["ratio"] - 1) <= 0.20 for r in scored)
-    assert all(0.8 <= r["ratio"] <= 1.0 for r in scored if r["isl"] == 20000)  # measured x0.90, x0.89
-    windowed = {k: v for k, v in next(r for r in rows if r["isl"] == 20000).items() if k != "attention_window"}
-    assert pub._row_tokens_s(windowed) / windowed["published_tok_s"] > 1.5  # attention over the window: x1.80
+    assert all(0.8 <= r["ratio"] <= 1.0 for r in scored if r["isl"] == 20000)  # measured x0.96, x0.94
+    r = next(r for r in rows if r["isl"] == 20000 and r["gpu"] == "h200")
+    assert pub.replica_tokens_s(new, r["isl"], r["osl"]) / r["published_tok_s"] > 1.5  # attention over the window

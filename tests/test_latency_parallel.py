@@ -342,19 +342,25 @@ def test_queue_mean_cycle_against_a_simulation():
 
 def test_pp_chunk_cycles_equal_mixed_step_latency():
     """kvplan.latency.pp_chunk_cycles prices the stages once for several chunk counts (kvplan.serving's prompt-queue
-    states); each figure equals mixed_step_latency's total with prompt_chunks=k: PP2 and PP4, k from 1 to pp, and a
-    pipeline with fewer decodes than stages (micro-batches 1.5 < pp: k = 2 is the even cycle there)."""
+    states); each figure is mixed_step_latency's total with prompt_chunks=k, to the last bit (both run
+    latency._pp_cycles): PP2 and PP4, k from 1 to pp, a pipeline with fewer decodes than stages (micro-batches 1.5 <
+    pp: k = 2 is the even cycle there), and a MoE model over three stages."""
     from kvplan.latency import pp_chunk_cycles
 
-    ll = load_bundled("llama-2-70b")
+    ll, moe = load_bundled("llama-2-70b"), load_bundled("qwen3-30b-a3b")
     kw = dict(kv_dtype_name="fp8", weights_dtype="fp8", engine="trtllm", tp=1, gpus_per_node=8)
-    for pp, n, counts in ((2, 300.0, (1.0, 2.0)), (4, 300.0, (1.0, 2.0, 3.0, 4.0)), (2, 1.5, (1.0, 2.0))):
-        got = pp_chunk_cycles(ll, H100, decode_seqs=n, decode_context=900, prefill_tokens=700, prefill_prefix=1200,
+    cases = ((ll, 2, 300.0, (1.0, 2.0)), (ll, 4, 300.0, (1.0, 2.0, 3.0, 4.0)), (ll, 2, 1.5, (1.0, 2.0)),
+             (moe, 3, 40.0, (1.0, 2.0, 3.0)))  # fmt: skip
+    for spec, pp, n, counts in cases:
+        got = pp_chunk_cycles(spec, H100, decode_seqs=n, decode_context=900, prefill_tokens=700, prefill_prefix=1200,
                               pp=pp, chunk_counts=counts, **kw)  # fmt: skip
         for k, total in zip(counts, got, strict=True):
-            want = mixed_step_latency(ll, H100, decode_seqs=n, decode_context=900, prefill_tokens=700,
+            want = mixed_step_latency(spec, H100, decode_seqs=n, decode_context=900, prefill_tokens=700,
                                       prefill_prefix=1200, pp=pp, prompt_chunks=k, **kw).total  # fmt: skip
-            assert total == pytest.approx(want, rel=1e-12), (pp, n, k)
+            assert total == want, (spec.name, pp, n, k)
+    with pytest.raises(ValueError, match="pp > 1"):
+        pp_chunk_cycles(ll, H100, decode_seqs=8.0, decode_context=900, prefill_tokens=0, pp=2, chunk_counts=(1.0,),
+                        **kw)  # fmt: skip
 
 
 # ---- disaggregated prefill / decode ---------------------------------------------------------------

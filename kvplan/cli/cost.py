@@ -73,7 +73,12 @@ def cost(
     compute_eff: Annotated[float, typer.Option(help="fraction of peak FLOPs reached")] = 0.7,
     memory_eff: Annotated[float, typer.Option(help="fraction of peak memory bandwidth reached")] = 0.9,
     interconnect_eff: Annotated[float, typer.Option(help="fraction of interconnect bandwidth reached")] = 1.0,
-    engine: Annotated[str, typer.Option(help="whose kernel efficiencies the latency uses: vllm | trtllm")] = "vllm",
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="whose kernel efficiencies the latency uses: vllm | trtllm | trtllm@0.17 (NAME@VERSION: a release)"
+        ),
+    ] = "vllm",
     expert_parallel: Annotated[
         bool, typer.Option("--expert-parallel", help="MoE experts split whole across the tp x dp ranks (calibrated)")
     ] = False,

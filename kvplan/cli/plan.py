@@ -78,6 +78,13 @@ def plan(
             "prompts in the same steps; MoE)"
         ),
     ] = False,
+    batch_size_tuning: Annotated[
+        bool,
+        typer.Option(
+            help="with --rate: TensorRT-LLM v0.17 runtime batch-size tuning (DynamicBatchConfig, as trtllm-bench "
+            "runs it; -e trtllm@0.17)"
+        ),
+    ] = False,
     attention_dp_timeout_iters: Annotated[
         Optional[int],
         typer.Option(help="with --attention-dp-balance: its YAML attention_dp_config.timeout_iters (default 50)"),
@@ -132,6 +139,7 @@ def plan(
                                               max_attention_window=parse_windows(max_attention_window),
                                               two_batch_overlap=two_batch_overlap, deepep=deepep,
                                               attention_dp_balance=attention_dp_balance,
+                                              batch_size_tuning=batch_size_tuning,
                                               attention_dp_timeout_iters=attention_dp_timeout_iters,
                                               attention_dp_batching_wait_iters=attention_dp_batching_wait_iters,
                                               host_request_s=parse_duration(host_per_request,
@@ -140,10 +148,11 @@ def plan(
         if users is None or context is None:
             raise InvalidInput("'kvplan plan' needs --users N --context L, or --rate R with latency targets")
         balance_iters = attention_dp_timeout_iters is not None or attention_dp_batching_wait_iters is not None
-        if two_batch_overlap or deepep or attention_dp_balance or balance_iters or host_per_request is not None:
+        latency_only = two_batch_overlap or deepep or attention_dp_balance or balance_iters or batch_size_tuning
+        if latency_only or host_per_request is not None:
             raise InvalidInput(
-                "--two-batch-overlap, --deepep, --attention-dp-balance (and its --attention-dp-*-iters) and "
-                "--host-per-request change latency only; use them with --rate"
+                "--two-batch-overlap, --deepep, --attention-dp-balance (and its --attention-dp-*-iters), "
+                "--batch-size-tuning and --host-per-request change latency only; use them with --rate"
             )
         # Only the --users path needs the capacity planner and the launch lines (plan --rate stays light).
         from kvplan.capacity import capacity as run
@@ -244,17 +253,22 @@ def _emit(answer, *, spec, ref: str, image: Optional[str]) -> str:  # noqa: ANN0
     from kvplan.k8s import manifests, to_yaml, workload_for
 
     r, seqs = answer
-    w = workload_for(r, model=ref, image=image or default_image(r.engine), sequences=seqs, gpu=resolve_gpu(r.gpu),
-                     name=spec.name)  # fmt: skip
+    image = image or default_image(f"{r.engine}@{r.engine_release}")
+    w = workload_for(r, model=ref, image=image, sequences=seqs, gpu=resolve_gpu(r.gpu), name=spec.name)
     header = f"# kvplan plan {spec.name}: {r.replicas} x ({r.tp * r.pp * r.dp} x {r.gpu}), kubectl apply -f\n"
     return header + to_yaml(manifests(w))
 
 
 def default_image(engine: str) -> str:
-    """The engine's published serving image (its docs' Docker/Kubernetes pages); --image overrides."""
+    """The engine's published serving image (its docs' Docker/Kubernetes pages); --image overrides. A release
+    without one read (trtllm@0.17) is refused: the manifest would name an image of another release."""
     from kvplan.engines import get_engine
+    from kvplan.errors import InvalidInput
 
-    return get_engine(engine).image
+    image = get_engine(engine).image
+    if not image:
+        raise InvalidInput(f"kvplan knows no published serving image for {engine}; pass --image IMAGE")
+    return image
 
 
 def _print_dropped(dropped: list[str], *, limit: int = 12) -> None:

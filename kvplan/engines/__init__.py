@@ -127,6 +127,12 @@ def _find_engine(name: str) -> Engine:
     return known[release.strip()]
 
 
+def selected_name(engine: Engine) -> str:
+    """``engine`` as :func:`get_engine` selects it: the bare name for the newest release kvplan knows (``trtllm``),
+    ``name@release`` for an older one (``trtllm@0.17``)."""
+    return engine.name if ENGINES[engine.name] is engine else engine.key
+
+
 def latency_calibration(engine: Engine | str | None = None) -> Calibration:
     """The kernel efficiencies :mod:`kvplan.latency` uses for ``engine`` (an Engine, a name, or None for
     vLLM): the engine's own fit, or vLLM's with a version label that says whose they are."""
@@ -195,5 +201,6 @@ __all__ = [
     "known_kv_dtype",
     "latency_calibration",
     "log_engine",
+    "selected_name",
     "usable_memory_bytes",
 ]

@@ -83,6 +83,10 @@ class Settings:
     # the engine's defaults, Engine.dp_balance_iters): how long it holds prompts (kvplan.dp_balance).
     attention_dp_timeout_iters: int | None = None
     attention_dp_batching_wait_iters: int | None = None
+    # TensorRT-LLM's runtime batch-size tuning (the TensorRT-engine executor's DynamicBatchConfig
+    # enable_batch_size_tuning, default off; trtllm-bench throughput turns it on): each step the batch is capped at
+    # the tuner's size for the KV capacity (Engine.runtime_batch_size). Read by trtllm@0.17 only.
+    batch_size_tuning: bool = False
     # Measured host (CPU) seconds per request in a serving step (not an engine flag): switches on kvplan.host's
     # host term in kvplan.serving, which is otherwise not modelled (docs/cost.md, "Host work per step").
     host_request_s: float | None = None
@@ -108,6 +112,7 @@ SETTING_FLAGS = {
     "attention_dp_balance": "--attention-dp-balance",
     "attention_dp_timeout_iters": "--attention-dp-timeout-iters",
     "attention_dp_batching_wait_iters": "--attention-dp-batching-wait-iters",
+    "batch_size_tuning": "--batch-size-tuning",
     "overrides.cuda_graph_bytes": "--cuda-graph",
 }
 
@@ -659,6 +664,17 @@ class Engine:
     def dp_balance_iters(self, settings: Settings) -> tuple[int, int] | None:
         """``(timeout_iters, batching_wait_iters)`` of the engine's attention-DP balancer, which holds prompts back
         until every rank has one (kvplan.dp_balance prices the hold in the TTFT); None where it holds none."""
+        return None
+
+    def model_as_run(self, spec: ModelSpec) -> ModelSpec:
+        """The model as the engine computes and caches it, where that differs from the checkpoint's config (a window
+        the engine does not apply); the spec itself by default. kvplan.capacity.setup and kvplan.cost take it."""
+        return spec
+
+    def runtime_batch_size(self, settings: Settings, capacity: int) -> int | None:
+        """The batch the engine's runtime caps a step at when its KV pool holds ``capacity`` requests of the running
+        mean length (kvplan.serving applies it below ``max_num_seqs``); None where the engine tunes no such cap
+        (every engine's default)."""
         return None
 
     def fp8_context_attention(self, *, weights_dtype: str, kv_dtype: str) -> bool:

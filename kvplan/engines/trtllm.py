@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from kvplan.engines import vllm
 from kvplan.engines.base import (
     FIT_SOURCE,
+    SETTING_FLAGS,
     Budget,
     Calibration,
     Engine,
@@ -23,6 +24,7 @@ from kvplan.engines.base import (
     Layout,
     Overlap,
     Settings,
+    _setting,
     check_moe_parallel,
     paged_prefix_bytes,
     refuse_fp4_kv_mla,
@@ -222,13 +224,15 @@ FLASH_MLA_HEAD_DIM = 576
 FLASH_MLA_TOKENS_PER_BLOCK = 64
 
 
-def tokens_per_block(spec: ModelSpec, *, gpu: GPU, given: int | None) -> int:
-    """The block TensorRT-LLM runs with: 64 for FlashMLA (see FLASH_MLA_HEAD_DIM), else ``given`` or 32."""
+def tokens_per_block(spec: ModelSpec, *, gpu: GPU, given: int | None, default: int = TOKENS_PER_BLOCK,
+                     flash_mla: bool = True) -> int:  # fmt: skip
+    """The block TensorRT-LLM runs with: 64 for FlashMLA (see FLASH_MLA_HEAD_DIM; the PyTorch backend's rule,
+    ``flash_mla``), else ``given`` or the release's ``default`` (32; 64 in the TensorRT-engine releases)."""
     mla = [k for k in spec.layers.kinds.values() if k.type == "mla"]
     heads = {(k.kv_lora_rank or 0) + (k.qk_rope_head_dim or 0) for k in mla}
-    if heads == {FLASH_MLA_HEAD_DIM} and vllm.COMPUTE_MAJOR.get(gpu.architecture or "") == 9:
+    if flash_mla and heads == {FLASH_MLA_HEAD_DIM} and vllm.COMPUTE_MAJOR.get(gpu.architecture or "") == 9:
         return FLASH_MLA_TOKENS_PER_BLOCK
-    return given or TOKENS_PER_BLOCK
+    return given or default
 
 
 def window_layout(spec: ModelSpec, plan: CachePlan, *, stage_index: int, settings: Settings, gpu: GPU) -> WindowLayout:
@@ -248,7 +252,7 @@ def window_layout(spec: ModelSpec, plan: CachePlan, *, stage_index: int, setting
     groups: dict[LayerCache, int] = {}
     for c in capped:
         groups[c] = groups.get(c, 0) + 1
-    block = tokens_per_block(spec, gpu=gpu, given=settings.block_size)
+    block = tokens_per_block(spec, gpu=gpu, given=settings.block_size)  # the 1.x releases only (check_settings)
     chunk = settings.max_num_batched_tokens or MAX_NUM_TOKENS  # max_num_tokens, the temporary window's bound
     stage = StagePlan(tuple((n, c) for c, n in groups.items()))
     return WindowLayout(stage, 1, block, layers=tuple(layers), windows=tuple(windows), max_num_tokens=chunk)
@@ -293,6 +297,13 @@ def _nvfp4_token_bytes(spec: ModelSpec, c: LayerCache, *, tp: int) -> int:
 
 @dataclass(frozen=True)
 class Trtllm(Engine):
+    """TensorRT-LLM. ``tensorrt_engine``: the release runs TensorRT engines built ahead (v0.17: trtllm-build or the
+    LLM API's build, the C++ executor), not the PyTorch backend whose rules the newest release carries; the rules that
+    differ say so where they branch. ``default_block_tokens``: tokens_per_block when the launch sets none."""
+
+    tensorrt_engine: bool = False
+    default_block_tokens: int = TOKENS_PER_BLOCK
+
     def cache_plan(self, spec: ModelSpec, *, kv_dtype_name: str, tp: int, pp: int, mla: str = "latent") -> CachePlan:
         """The neutral plan; an NVFP4 cache at TensorRT-LLM's per-layer rounding (``nvfp4_layer_bytes``). MLA in
         NVFP4 is refused: TensorRT-LLM has two NVFP4 MLA layouts (the estimate above at kv_factor 1 and
@@ -357,6 +368,18 @@ class Trtllm(Engine):
         return 1 if settings.attention_dp == tp and tp > 1 else tp
 
     def check_settings(self, settings: Settings) -> None:
+        """The flags this release reads; one the newest release reads but this one does not is refused naming the
+        release (``trtllm@0.17 ...``), where the generic refusal would name only the engine."""
+        for name, flag in SETTING_FLAGS.items():
+            if (
+                name in ENGINE.settings_read
+                and name not in self.settings_read
+                and _setting(settings, name) != _setting(Settings(), name)
+            ):
+                raise InvalidInput(
+                    f"{flag} does not apply to {self.key} ({self.version}); it reads "
+                    f"{', '.join(SETTING_FLAGS[n] for n in self.settings_read)}; use --engine trtllm"
+                )
         super().check_settings(settings)
         check_windows(settings.max_attention_window)
 
@@ -367,14 +390,21 @@ class Trtllm(Engine):
         (:class:`WindowLayout`)."""
         if settings.max_attention_window:
             return window_layout(spec, plan, stage_index=stage_index, settings=settings, gpu=gpu)
-        block = tokens_per_block(spec, gpu=gpu, given=settings.block_size)
+        block = tokens_per_block(spec, gpu=gpu, given=settings.block_size, default=self.default_block_tokens,
+                                 flash_mla=not self.tensorrt_engine)  # fmt: skip
         return Layout(_whole_sliding(plan.stages[stage_index]), 1, block)
 
     def check_dp_ep(self, spec: ModelSpec, *, tp: int, pp: int, dp: int, ep: bool) -> None:
         """Attention data parallelism (llmapi ``enable_attention_dp``) spans the whole TP group: attention runs
         with ``tp_size`` 1 on every rank (``Mapping`` with enable_attention_dp; the attention modules of
         tensorrt_llm/_torch/models/modeling_llama.py and modeling_qwen3_moe.py skip their all-reduce under it),
-        so each DP rank is one GPU: kvplan's ``dp`` ranks of ``tp`` 1. MoE only (check_moe_parallel)."""
+        so each DP rank is one GPU: kvplan's ``dp`` ranks of ``tp`` 1. MoE only (check_moe_parallel). The
+        TensorRT-engine releases: not read (refused)."""
+        if self.tensorrt_engine:
+            raise InvalidInput(
+                f"engine {self.key!r}: attention data parallelism and expert parallelism were not read for the "
+                "TensorRT-engine runtime; use --dp 1 without --ep, or --engine trtllm (the PyTorch backend)"
+            )
         check_moe_parallel(self.name, spec, tp=tp, dp=dp, ep=ep)
         if dp > 1 and tp != 1:
             raise InvalidInput(
@@ -407,6 +437,24 @@ class Trtllm(Engine):
         step's tokens at max_num_tokens. MLPerf's NVIDIA configs set them as gpu_batch_size and max_num_tokens.
         """
         return settings.max_num_batched_tokens, settings.max_num_seqs
+
+    def model_as_run(self, spec: ModelSpec) -> ModelSpec:
+        """The TensorRT-engine releases attend to the whole sequence on sliding-window layers: the runtime keeps and
+        attends to the last N tokens only where it is given ``max_attention_window_size`` (docs/source/advanced/
+        gpt-attention.md, "Sliding Window Attention, Cyclic (Rolling Buffer) KV Cache"), which a launch without
+        ``max_attention_window`` (refused for these releases, check_settings) does not give; the sources are on
+        benchmarks/data/published_throughput.json's ``trtllm-0.17`` entry (``attention_window``). So both the cache
+        (as :func:`_whole_sliding` already keeps it) and the attention's cost span every token
+        (:func:`whole_sequence_attention`). The newest release's PyTorch models pass their config's window to the
+        attention (the comment above WindowLayout): the spec as given."""
+        return whole_sequence_attention(spec) if self.tensorrt_engine else spec
+
+    def runtime_batch_size(self, settings: Settings, capacity: int) -> int | None:
+        """With ``Settings.batch_size_tuning`` (the TensorRT-engine releases only): the batch the executor's tuner
+        sets for a KV capacity of ``capacity`` requests (:func:`dynamic_batch_size`); None without it."""
+        if not (self.tensorrt_engine and settings.batch_size_tuning):
+            return None
+        return dynamic_batch_size(capacity)
 
     def aligns_dp_prefill(self, settings: Settings) -> bool:
         """``attention_dp_config.enable_balance`` (tensorrt_llm/llmapi/llm_args.py ``AttentionDpConfig``: default
@@ -496,6 +544,8 @@ class Trtllm(Engine):
         LLM API options, not a trtllm-serve flag: the YAML given to --extra_llm_api_options carries it."""
         notes = []
         flag = self.kv_flag(r.kv_dtype)
+        if self.tensorrt_engine:
+            return self._engine_build_notes(r, flag)
         if flag != "auto":
             notes.append(f"KV cache in {r.kv_dtype}: `kv_cache_config: {{dtype: {flag}}}` in the "
                          "--extra_llm_api_options YAML")  # fmt: skip
@@ -506,10 +556,31 @@ class Trtllm(Engine):
                          "--extra_llm_api_options YAML")  # fmt: skip
         return notes
 
+    def _engine_build_notes(self, r: CapacityResult, flag: str) -> list[str]:
+        """The TensorRT-engine releases set the KV dtype and the block when the engine is built: the LLM API's
+        ``quant_config.kv_cache_quant_algo`` (trtllm-bench build sets ``QuantAlgo.FP8`` there, tensorrt_llm/bench/
+        build/build.py @258c7540) and ``build_config.plugin_config.tokens_per_block`` (PluginConfig, tensorrt_llm/
+        plugin/plugin.py @258c7540); the batch-size tuner is the executor's ``scheduler_config.dynamic_batch_config``
+        (``DynamicBatchConfig``, cpp/include/tensorrt_llm/executor/executor.h), all LLM API options the YAML given to
+        --extra_llm_api_options carries."""
+        notes = []
+        if flag != "auto":
+            notes.append(f"KV cache in {r.kv_dtype} (built into the engine): `quant_config: {{kv_cache_quant_algo: "
+                         f"{flag.upper()}}}` in the --extra_llm_api_options YAML")  # fmt: skip
+        block = r.block_tokens
+        if block != self.default_block_tokens:
+            notes.append(f"{block}-token blocks (built into the engine): `build_config: {{plugin_config: "
+                         f"{{tokens_per_block: {block}}}}}` in the --extra_llm_api_options YAML")  # fmt: skip
+        return notes
+
     def latency_setting_notes(self, settings: Settings) -> list[str]:
         """``attention_dp_config`` is an LLM API option (tensorrt_llm/llmapi/llm_args.py ``AttentionDpConfig``:
         enable_balance, default False, with timeout_iters 50 and batching_wait_iters 10), no trtllm-serve flag: the
         YAML given to --extra_llm_api_options carries it beside ``enable_attention_dp: true``."""
+        if settings.batch_size_tuning:
+            return ["runtime batch-size tuning: the LLM API's scheduler_config = SchedulerConfig(dynamic_batch_config="
+                    "DynamicBatchConfig(enable_batch_size_tuning=True)), as trtllm-bench throughput runs it (v0.17's "
+                    "trtllm-serve source was not read: whether it sets it is not known)"]  # fmt: skip
         iters = self.dp_balance_iters(settings)
         if iters is None:
             return []
@@ -756,4 +827,127 @@ ENGINE = Trtllm(
     # CapacityScheduler(getMaxBatchSize() * mNumMicroBatches, ...), one MicroBatchScheduler call per micro-batch).
     limits_per_micro_batch=True,
 )
-VERSIONS = (ENGINE,)
+
+# ---- v0.17: the TensorRT-engine runtime (trtllm@0.17) ---------------------------------------------------------------
+# The release behind TensorRT-LLM's v0.17 performance tables (docs/source/performance/perf-overview.md @258c7540c035,
+# benchmarks/data/published_throughput.json ``trtllm-0.17``): engines built ahead by TensorRT (trtllm-build, or the LLM
+# API / trtllm-bench build, which build one the same way), run by the C++ executor. Memory rules, read at that commit
+# where the index stores the file and in the nearest stored copy where it does not (named):
+# * tokens_per_block 64: PluginConfig ``_tokens_per_block`` default 64 (tensorrt_llm/plugin/plugin.py @258c7540); the
+#   runtime's KV cache manager takes the engine's block (trtllm-bench build leaves it unset, tensorrt_llm/bench/build/
+#   build.py @258c7540). The 1.x PyTorch backend's KvCacheConfig default is 32, and its FlashMLA 64 rule is its own.
+#   Differs from the newest release.
+# * kv_cache_free_gpu_memory_fraction 0.9: the executor's KvCacheConfig::kDefaultGpuMemFraction = 0.9F
+#   (cpp/include/tensorrt_llm/executor/executor.h, a later stored copy; the LLM API passes its KvCacheConfig to
+#   ExecutorConfig, tensorrt_llm/llmapi/llm.py LLM._build_model @258c7540); trtllm-serve's own default is 0.9
+#   (tensorrt_llm/commands/serve.py, a v0.18-era copy with the TensorRT-engine path as default, commit not named).
+#   Same as the newest release: free memory after the engine loads (weights and TensorRT's activation memory) times it.
+# * max_batch_size 2048, max_num_tokens 8192: BuildConfig defaults (tensorrt_llm/builder.py @008b2b8d, a TensorRT-era
+#   copy; LLM._build_model @258c7540: ``self.args.max_batch_size or self.args.build_config.max_batch_size``, likewise
+#   max_num_tokens). Same as the newest release, and modelled the same way: the step's token budget is max_num_tokens;
+#   the batch is capped only where the launch sets max_batch_size (kvplan's launch line always does).
+# * activations: the TensorRT engine's device memory is planned at build time for its largest profile, a step of
+#   max_num_tokens tokens (BuildConfig.max_num_tokens above); kvplan prices it as the newest release's estimate of one
+#   max_num_tokens-token forward (:func:`activation`), the same term. Not modelled: the runtime's buffers sized by
+#   max_batch_size (the decoder's per-sequence state and logits).
+# * GUARANTEED_NO_EVICT admission (SchedulerConfig's default capacitySchedulerPolicy, executor.h above) and the
+#   micro-batch limits under PP (trtGptModelInflightBatching.cpp, cited on ENGINE): as the newest release.
+# * not read for this runtime, refused: --max-attention-window (its per-window pools are the 1.x cache manager's),
+#   attention DP and expert parallelism (check_dp_ep), --attention-dp-balance (a 1.x LLM API option); an NVFP4 KV cache
+#   (introduced for the 1.x PyTorch backend, NVIDIA's blog of 2025-12-08, check_kv_on_gpu). Disaggregated hand-off and
+#   the host loop: not read (None: disaggregated plans and --host-per-request refuse the release). Shared experts'
+#   second stream and the attention-DP exchange (OVERLAP) are the PyTorch modules' rules: none here.
+# * weight formats: the newest release's list, not re-read for v0.17 (tensorrt_llm/quantization/mode.py QuantAlgo is
+#   not stored at @258c7540); NVFP4 is in v0.17 (bench/build/build.py @258c7540: TUNED_QUANTS and gemm_plugin "nvfp4").
+# * the runtime's batch-size tuning (Settings.batch_size_tuning, --batch-size-tuning): off by default
+#   (DynamicBatchConfig(enableBatchSizeTuning = false), SchedulerConfig's dynamicBatchConfig std::nullopt,
+#   executor.h above); trtllm-bench throughput turns it on (bench/dataclasses/configuration.py
+#   ExecutorSettingsConfig ``dynamic_max_batch_size = True``, a copy with the TensorRT bindings, commit not named).
+#   Each step the executor (cpp/tensorrt_llm/executor/executorImpl.cpp Executor::Impl::forwardAsync) takes the batch
+#   that fills the cache with requests of the moving-average input and output lengths (kvCacheManager.cpp
+#   KVCacheManager::getMaxCapacityBatchSize: primary blocks / blocks per sequence) and sets the runtime batch size to
+#   DynamicBatchTuner::getRuntimeBatchSize of it (dynamicBatchTuner.cpp): the first table entry whose limit exceeds
+#   the capacity gives the batch size (DynamicBatchConfig::kDefaultBatchSizeTable), past the table the capacity
+#   rounded down to 512 where it is within 128 of that (kBatchSizeFallbackGranularity, kBatchSizeFallbackThreshold,
+#   dynamicBatchTuner.h). The C++ files were read through the code index at versions not pinned to v0.17.
+# Latency (V0_17_CALIBRATION): the newest release's fitted kernel constants, but fp8 weights stream at the 16-bit
+# GEMMs' share. FP8Linear.forward (tensorrt_llm/quantization/layers.py @258c7540) takes the checkpoint's calibrated
+# ``input_scale`` as a constant (``constant(self.activation_scaling_factor.raw_value)``) and inserts one TensorRT
+# quantize layer before the GEMM, which TensorRT's explicit quantization fuses into the kernel that produces the input
+# (docs.nvidia.com/deeplearning/tensorrt/latest/inference-library/quantized-types-explicit-quantization.html): no
+# kernel computes a scale or quantizes apart from the GEMM. The fitted ``fp8_mem_eff_scale`` (0.73 of the 16-bit
+# streaming efficiency) stands for exactly those kernels: aiconfigurator's fp8 GEMM tables are dynamic fp8 (their own
+# scale and quantize kernels, docs/cost.md), and fitted shape by shape (benchmarks/gemm_compare.py --streaming) they
+# stream weights at the bfloat16 tables' share (fp8 / bfloat16: 0.987 H100, 1.005 H200 with TensorRT-LLM) and pay
+# about 10 us more per GEMM (13.2 against 3.6 us on H100). Not a fit: the scale is 1.0 by that reading, every other
+# constant as fitted. FP8 context attention: trtllm-bench build turns on ``use_fp8_context_fmha`` for FP8 and NVFP4
+# (bench/build/build.py @258c7540), which kvplan keeps (Trtllm.fp8_context_attention); a bare trtllm-build leaves it
+# off (PluginConfig default False, plugin.py @258c7540), which kvplan does not model.
+DYNAMIC_BATCH_SIZE_TABLE = ((144, 128), (336, 256), (672, 512), (832, 768), (1280, 1024), (1664, 1536))
+DYNAMIC_BATCH_FALLBACK = (512, 128)  # (granularity, threshold): dynamicBatchTuner.h
+V0_17_TOKENS_PER_BLOCK = 64  # PluginConfig._tokens_per_block default (plugin.py @258c7540)
+V0_17_FP8_MEM_EFF_SCALE = 1.0  # static fp8 activations: fp8 weights stream at the 16-bit share (above)
+
+
+_AS_RUN: dict[int, tuple[ModelSpec, ModelSpec]] = {}  # id of a spec -> (it, its whole-sequence copy): one per model
+
+
+def whole_sequence_attention(spec: ModelSpec) -> ModelSpec:
+    """``spec`` with its sliding-window layers as full attention (the window dropped); the spec itself where it has
+    none. Kept per spec object, so the latency paths' per-spec memos see one model."""
+    hit = _AS_RUN.get(id(spec))
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    out = spec
+    if any(k.type == "sliding" for k in spec.layers.kinds.values()):
+        fields = spec.model_dump(exclude_none=True)
+        for kind in fields["layers"]["kinds"].values():
+            if kind.get("type") == "sliding":
+                kind["type"] = "full"
+                kind.pop("window", None)
+        out = ModelSpec(**fields)
+    if len(_AS_RUN) > 256:
+        _AS_RUN.clear()
+    _AS_RUN[id(spec)] = (spec, out)
+    return out
+
+
+def dynamic_batch_size(capacity: int) -> int:
+    """The runtime batch size DynamicBatchTuner::getRuntimeBatchSize gives for a KV capacity of ``capacity``
+    requests (:data:`DYNAMIC_BATCH_SIZE_TABLE`): e.g. 300 -> 256, 341 -> 512, 2100 -> 2048, 2200 -> 2200."""
+    for limit, batch in DYNAMIC_BATCH_SIZE_TABLE:
+        if capacity < limit:
+            return batch
+    granularity, threshold = DYNAMIC_BATCH_FALLBACK
+    rounded = capacity // granularity * granularity
+    return rounded if capacity < rounded + threshold else capacity
+
+
+V0_17_CALIBRATION = replace(
+    CALIBRATION,
+    version="TensorRT-LLM 1.3.0rc20, fp8 weights streamed at the 16-bit share (v0.17 TensorRT engines' static fp8)",
+    fp8_mem_eff_scale=V0_17_FP8_MEM_EFF_SCALE,
+)
+V0_17 = replace(
+    ENGINE,
+    release="0.17",
+    version="0.17 (TensorRT engines: trtllm-build / LLM API build, C++ executor)",
+    tensorrt_engine=True,
+    default_block_tokens=V0_17_TOKENS_PER_BLOCK,
+    image="",  # no published v0.17 serving image was read: --emit k8s needs --image
+    paging="blocks of tokens_per_block (64, the engine build's default) per request; every layer keeps every token",
+    kv_dtypes=("bf16", "fp16", "fp8", "int8"),
+    settings_read=(
+        "free_gpu_memory_fraction",
+        "block_size",
+        "max_num_batched_tokens",
+        "max_num_seqs",
+        "batch_size_tuning",
+    ),  # fmt: skip
+    calibration=V0_17_CALIBRATION,
+    overlap=Overlap(),
+    host_loop=HostLoop(),
+    disagg_first_token=None,
+    disagg_kv_send=None,
+)
+VERSIONS = (V0_17, ENGINE)
