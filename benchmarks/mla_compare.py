@@ -28,6 +28,7 @@ Two steps, as ``gemm_compare.py``:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import statistics
@@ -54,6 +55,9 @@ KERNEL = {("sglang", "h100-sxm"): "fa3", ("sglang", "h200"): "fa3"}
 # computes outside the MLA forward (its layer communicator) and aiconfigurator times as its own GEMM beside
 # WideEPGenerationMLA (aiconfigurator_core/sdk/models/deepseek.py, the SGLang wide-EP generation ops, 0.12.0).
 EXCLUDES_QKV_A = {"sglang"}
+# Tables of another version, sampled as hold-outs of the fits: SGLang 0.5.9 on H100 SXM, the only other SGLang module
+# table with its GEMM dtype recorded on a GPU of kvplan's catalog (0.5.6.post2 records none; 0.5.9 also on B300).
+HELD_OUT = {("sglang", "h100-sxm"): "0.5.9"}
 HEADS = (16, 32, 64, 128)  # DeepSeek-V3's 128 heads over TP 8, 4, 2, 1
 KV_DTYPES = {"fp8": "fp8", "bfloat16": "bf16"}  # aiconfigurator kv_cache_dtype -> kvplan KV dtype
 GEMM_TYPE = "fp8_block"  # DeepSeek-V3's 128 x 128 block-scaled fp8 checkpoint
@@ -75,6 +79,9 @@ def collect(out: Path) -> int:
     walk = ((gpu, engine, version, path, source) for gpu, system in SYSTEMS.items() for engine in ENGINES
             for gpu, engine, version, path, source in each_table(root, {gpu: system}, {engine: ENGINES[engine]}, "mla",
                                                                  TABLE[engine]))  # fmt: skip
+    held = (row for (engine, gpu), version in HELD_OUT.items()
+            for row in each_table(root, {gpu: SYSTEMS[gpu]}, {engine: version}, "mla", TABLE[engine]))  # fmt: skip
+    walk = itertools.chain(walk, held)
     for gpu, engine, version, path, source in walk:
         df = pd.read_parquet(path)
         df = df[(df.gemm_type == GEMM_TYPE) & df.num_heads.isin(HEADS) & df.kv_cache_dtype.isin(KV_DTYPES)]
@@ -163,10 +170,16 @@ def compare(tables: list[dict], *, cal_for=None) -> list[dict]:  # noqa: ANN001
             s = layer_seconds(t["gpu"], t["engine"], heads=heads, batch=batch, context=isl + step, kv=KV_DTYPES[kv],
                               cal=cal, excludes_qkv_a=t.get("excludes") == "qkv_a_proj")  # fmt: skip
             kernel = t["kernel"] + (" (legacy collection)" if legacy(t) else "")
-            rows.append({"gpu": t["gpu"], "engine": t["engine"], "kernel": kernel, "kv": kv, "heads": heads,
+            rows.append({"gpu": t["gpu"], "engine": engine_label(t), "kernel": kernel, "kv": kv, "heads": heads,
                          "batch": batch, "context": isl + step, "aic_s": us * 1e-6, "kvplan_s": s,
                          "ln": math.log(s / (us * 1e-6))})  # fmt: skip
     return rows
+
+
+def engine_label(table: dict) -> str:
+    """The engine's name, with the table's version where it is not the one kvplan's constants describe (a hold-out)."""
+    engine = table["engine"]
+    return engine if table["version"] == ENGINES[engine] else f"{engine} {table['version']}"
 
 
 def stats(rows: list[dict]) -> dict:
@@ -229,7 +242,7 @@ def fit(tables: list[dict], engine: str, gpu: str = FIT_GPU) -> tuple[float, flo
     from kvplan.latency import calibration
 
     field = fit_field(gpu)
-    sel = [t for t in tables if t["gpu"] == gpu and t["engine"] == engine]
+    sel = [t for t in tables if t["gpu"] == gpu and t["engine"] == engine and t["version"] == ENGINES[engine]]
 
     def rows(value: float | None) -> list[dict]:
         return compare(sel, cal_for=lambda e: replace(calibration(e), **{field: value}))

@@ -85,6 +85,8 @@ def _setup(
     pp: int = 1,
     graph_sizes: tuple[int, ...] | None = None,
     balance: bool = False,
+    timeout_iters: int | None = None,
+    batching_wait_iters: int | None = None,
     engine: str = "trtllm",
     batch_tuning: bool = False,
 ):  # noqa: ANN202
@@ -93,6 +95,8 @@ def _setup(
 
     settings = Settings(free_gpu_memory_fraction=fraction, max_num_seqs=max_batch, max_num_batched_tokens=max_tokens,
                         cuda_graph_batch_sizes=graph_sizes, attention_dp_balance=balance,
+                        attention_dp_timeout_iters=timeout_iters,
+                        attention_dp_batching_wait_iters=batching_wait_iters,
                         batch_size_tuning=batch_tuning)  # fmt: skip
     return setup(model, gpu, engine=engine, tp=tp, dp=dp, ep=ep, pp=pp, weights_dtype=weights,
                  kv_dtype_name=kv, settings=settings)  # fmt: skip
@@ -603,13 +607,24 @@ def mlperf_split(r: dict) -> dict:
     return {"tp": r["tp"], "pp": r.get("pp", 1)}
 
 
+def mlperf_balance(r: dict) -> dict:
+    """The attention-DP balancer as the run's config sets it: ``attention_dp_config`` on the row (TensorRT-LLM's
+    ``enable_balance``, ``timeout_iters``, ``batching_wait_iters``, each row citing the config file it copies), as
+    :func:`_setup`'s keywords; none where the row has no such key (the balancer off, TensorRT-LLM's default)."""
+    cfg = r.get("attention_dp_config")
+    if not cfg or not cfg["enable_balance"]:
+        return {}
+    return {"balance": True, "timeout_iters": cfg["timeout_iters"], "batching_wait_iters": cfg["batching_wait_iters"]}
+
+
 def _mlperf_setup(r: dict):  # noqa: ANN202
-    """The run's setup from its config: split, caps, KV fraction, and the CUDA-graph batch sizes decode steps are
-    padded to where the config sets ``cuda_graph_padding_enabled`` (``cuda_graph_batch_sizes`` on the row)."""
+    """The run's setup from its config: split, caps, KV fraction, the CUDA-graph batch sizes decode steps are
+    padded to where the config sets ``cuda_graph_padding_enabled`` (``cuda_graph_batch_sizes`` on the row), and the
+    attention-DP balancer where it sets one (:func:`mlperf_balance`)."""
     sizes = r.get("cuda_graph_batch_sizes")
     return _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=r["free_gpu_memory_fraction"],
                   max_batch=r.get("max_batch"), max_tokens=r.get("max_num_tokens"),
-                  graph_sizes=tuple(sizes) if sizes else None, **mlperf_split(r))  # fmt: skip
+                  graph_sizes=tuple(sizes) if sizes else None, **mlperf_split(r), **mlperf_balance(r))  # fmt: skip
 
 
 def score_mlperf(r: dict, datasets: dict) -> dict:
@@ -652,6 +667,106 @@ def operating_point(r: dict, datasets: dict) -> dict:
                                   weights_dtype=s.weights_dtype, engine=s.engine.name).total  # fmt: skip
     return {"decoding": n, "prompt_tokens_per_step": p, "kvplan_step_s": step, "measured_tpot_s": m["tpot_mean_s"],
             "step_ratio": step / m["tpot_mean_s"]}  # fmt: skip
+
+
+def _without_balance(r: dict) -> dict:
+    """Row ``r`` with the attention-DP balancer off (no ``attention_dp_config``): TensorRT-LLM's default."""
+    return {k: v for k, v in r.items() if k != "attention_dp_config"}
+
+
+def _engine_default_balance(r: dict) -> dict:
+    """Row ``r`` with the balancer on at TensorRT-LLM's own iteration counts (``AttentionDpConfig``'s defaults,
+    ``kvplan.engines.trtllm.ADP_TIMEOUT_ITERS`` / ``ADP_BATCHING_WAIT_ITERS``), instead of the config's."""
+    return {**r, "attention_dp_config": {"enable_balance": True, "timeout_iters": None, "batching_wait_iters": None}}
+
+
+def _server_point(r: dict, datasets: dict, rate_rps: float) -> dict:
+    """kvplan's Server run of row ``r`` at ``rate_rps`` (one replica): p99 TTFT and TPOT against the run's limits,
+    the mean step and sequences a rank, and the balancer's hold in iterations (mean, p99; :mod:`kvplan.dp_balance`)."""
+    from kvplan.serving import Lengths, _balance_hold, serve
+
+    s, dataset = _mlperf_setup(r), datasets[r["dataset"]]
+    isl, osl = _mlperf_isl(r, datasets), round(r["osl"])
+    p90 = max(isl, round(dataset["input_p90"]))
+    inp = Lengths.of(isl, p90, max(p90, round(dataset["input_p99"])), sd=dataset.get("input_sd"))
+    with mlperf_engine(r):
+        x = serve(s, rate_rps=rate_rps, input_len=inp, output_len=Lengths.of(osl), with_max_rate=False,
+                  with_p90=False)  # fmt: skip
+        hold = _balance_hold(s, rate_rps=rate_rps, step_s=x.step_s, n=x.batch)
+    return {"rate": rate_rps, "ttft_p99_s": x.ttft_p99_s, "tpot_p99_s": x.tpot_p99_s, "step_s": x.step_s,
+            "rank_seqs": x.batch / s.dp, "hold_mean": hold.mean_iters if hold else 0.0,
+            "hold_p99": hold.at(0.99) if hold else 0}  # fmt: skip
+
+
+@contextlib.contextmanager
+def step_cost_added(extra_s: float):  # noqa: ANN201
+    """Every serving step ``extra_s`` seconds longer (:func:`kvplan.serving._step`'s GPU step plus a constant): the
+    reading of a fixed cost per attention-DP step outside the kernels, which no source prices (docs/cost.md,
+    section 5), tried on the MLPerf DeepSeek-R1 rows. A diagnostic, never kept in kvplan."""
+    import types
+
+    from kvplan import serving
+
+    priced = serving.mixed_step_latency
+    serving.mixed_step_latency = lambda *a, **k: types.SimpleNamespace(total=priced(*a, **k).total + extra_s)
+    serving.forget_memos(facts=False)
+    try:
+        yield
+    finally:
+        serving.mixed_step_latency = priced
+        serving.forget_memos(facts=False)
+
+
+def offline_step_residual_s(r: dict, datasets: dict) -> tuple[float, float]:
+    """``(step, residual)``: kvplan's mean step at an Offline row's highest sustainable rate, and the step time the
+    published figure leaves over it at the same batch, ``step x (ratio - 1)`` (as :func:`step_residual`)."""
+    from kvplan.serving import Lengths, max_rate, serve
+
+    s = _mlperf_setup(r)
+    inp, out = Lengths.of(_mlperf_isl(r, datasets)), Lengths.of(round(r["osl"]))
+    with mlperf_engine(r):
+        top = max_rate(s, input_len=inp, output_len=out)
+        at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
+                   with_p99=False)  # fmt: skip
+    ratio = score_mlperf(r, datasets)["ratio"]
+    return at.step_s, at.step_s * (ratio - 1)
+
+
+def mlperf_balance_lines(rows: list[dict], datasets: dict) -> list[str]:
+    """The MLPerf rows whose config turns on the attention-DP balancer (``attention_dp_config``): each scored with
+    it off and as the config sets it; for a Server row, kvplan's p99 TTFT and TPOT (the balancer's hold inside the
+    TTFT) at the published rate and at kvplan's scored one; then the Offline row's step residual, added to every
+    step of every such row (:func:`step_cost_added`): one fixed cost per step, tried on both scenarios."""
+    runs = [r for r in rows if r.get("attention_dp_config") and "not_compared" not in r]
+    out = []
+    for r in runs:
+        cfg = r["attention_dp_config"]
+        off = score_mlperf(_without_balance(r), datasets)["ratio"]
+        engine_default = score_mlperf(_engine_default_balance(r), datasets)["ratio"]
+        on = score_mlperf(r, datasets)
+        out.append(f"balance {r['label']} {r['system']} {r['scenario']}: timeout_iters {cfg['timeout_iters']}, "
+                   f"batching_wait_iters {cfg['batching_wait_iters']}; off x{off:.2f}, as configured "
+                   f"x{on['ratio']:.2f} (at TensorRT-LLM's default counts x{engine_default:.2f})")  # fmt: skip
+        if r["scenario"] == "Offline":
+            continue
+        osl = round(r["osl"])
+        for name, rate in (("published", r["published_tok_s"] / r["osl"]), ("kvplan", on["kvplan_tok_s"] / osl)):
+            pt = _server_point(r, datasets, rate / r["replicas"])
+            out.append(f"  at the {name} rate {pt['rate']:.2f} req/s: p99 TTFT {pt['ttft_p99_s']:.3f} s (limit "
+                       f"{r['ttft_p99_s']:g} s), p99 TPOT {pt['tpot_p99_s'] * 1e3:.1f} ms (limit "
+                       f"{r['tpot_p99_s'] * 1e3:g} ms), step {pt['step_s'] * 1e3:.1f} ms at {pt['rank_seqs']:.0f} "
+                       f"sequences a rank, hold {pt['hold_mean']:.2f} iterations mean, "
+                       f"{pt['hold_p99']} at p99")  # fmt: skip
+    for r in runs:
+        if r["scenario"] != "Offline":
+            continue
+        step, extra = offline_step_residual_s(r, datasets)
+        with step_cost_added(extra):
+            same = [x for x in runs if x["model"] == r["model"]]
+            cells = [f"{x['scenario']} x{score_mlperf(x, datasets)['ratio']:.2f}" for x in same]
+        out.append(f"balance {r['label']}: Offline step {step * 1e3:.1f} ms, residual {extra * 1e3:+.1f} ms; that "
+                   f"cost added to every step: " + ", ".join(cells))  # fmt: skip
+    return out
 
 
 def compare_mlperf(rows: list[dict], datasets: dict) -> list[dict]:
@@ -1028,6 +1143,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="for the v1.0 rows over 20%%, the host time per request that explains each miss")  # fmt: skip
     ap.add_argument("--dp-balance", action="store_true",
                     help="the attention-DP rows also with every rank's prompt chunks in the same steps")  # fmt: skip
+    ap.add_argument("--mlperf-balance", action="store_true",
+                    help="the MLPerf rows with the attention-DP balancer: off and as configured, the Server limits "
+                         "with its holds, and the Offline step residual added to every step")  # fmt: skip
     ap.add_argument("--dp-candidates", action="store_true",
                     help="the attention-DP rows under each unsourced reading: eager steps, attention TP, the batch "
                          "that would explain them")  # fmt: skip
@@ -1094,6 +1212,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.dp_balance:
         print()
         print("\n".join(balance_lines(rows, markdown=args.markdown)))
+    if args.mlperf_balance:
+        print()
+        print("\n".join(mlperf_balance_lines(mlperf, datasets)))
     if args.dp_candidates:
         print()
         print("\n".join(dp_candidate_lines(dp_candidate_rows(rows), markdown=args.markdown)))

@@ -28,8 +28,10 @@ def test_sample_covers_the_gpus_engines_and_kernels(tables: list[dict]) -> None:
     # and bf16 KV, block-fp8 projections (184 batch x KV points per heads x KV dtype; a few missing in two tables).
     # The same four GPUs x SGLang 0.5.10 (wide-EP module tables): fp8 KV only, 132 batch x KV points per heads, the
     # kernel SGLang runs by default (fa3 on Hopper, trtllm_mla on SM100), the fused q_a + kv_a projection left out.
-    kernels = {(t["gpu"], t["engine"]): t["kernel"] for t in tables}
-    assert len(kernels) == len(tables) == 12
+    # SGLang 0.5.9 on H100 SXM is sampled too, as a hold-out of another version.
+    kernels = {(t["gpu"], mla_compare.engine_label(t)): t["kernel"] for t in tables}
+    assert len(kernels) == len(tables) == 13
+    assert kernels[("h100-sxm", "sglang 0.5.9")] == "fa3"
     assert kernels[("b200", "vllm")] == kernels[("gb200", "vllm")] == "FLASHINFER_MLA"
     assert kernels[("h200", "vllm")] == kernels[("h100-sxm", "vllm")] == "FLASHMLA/FLASH_ATTN_MLA"
     assert kernels[("b200", "sglang")] == kernels[("gb200", "sglang")] == "trtllm_mla"
@@ -147,12 +149,14 @@ def test_sglang_constants_are_its_fits_and_follow_its_kernels(tables: list[dict]
     assert sq("b200", "blackwell_mla_layer_s", best) <= min(sq("b200", "blackwell_mla_layer_s", best + d)
                                                             for d in (-0.5e-6, 0.5e-6))  # fmt: skip
     for gpu, now in (("h200", 0.195), ("b200", 0.120)):  # fitted: 0.856 -> 0.195, 0.126 -> 0.120
-        sel = [t for t in tables if (t["gpu"], t["engine"]) == (gpu, "sglang")]
+        sel = [t for t in tables if (t["gpu"], mla_compare.engine_label(t)) == (gpu, "sglang")]
         assert mla_compare.stats(mla_compare.compare(sel))["median"] == pytest.approx(now, abs=1e-3)
     # held out: H100 SXM and GB200, each better than with vLLM's constants (0.755 -> 0.165, 0.151 -> 0.136)
     lent = replace(vllm, engine="sglang")
-    for gpu, was, now in (("h100-sxm", 0.755, 0.165), ("gb200", 0.151, 0.136)):
-        sel = [t for t in tables if (t["gpu"], t["engine"]) == (gpu, "sglang")]
+    # and SGLang 0.5.9 on H100 SXM, another version (0.770 -> 0.162)
+    for gpu, label, was, now in (("h100-sxm", "sglang", 0.755, 0.165), ("gb200", "sglang", 0.151, 0.136),
+                                 ("h100-sxm", "sglang 0.5.9", 0.770, 0.162)):  # fmt: skip
+        sel = [t for t in tables if (t["gpu"], mla_compare.engine_label(t)) == (gpu, label)]
         before = mla_compare.stats(mla_compare.compare(sel, cal_for=lambda e: lent))["median"]
         assert before == pytest.approx(was, abs=1e-3)
         assert mla_compare.stats(mla_compare.compare(sel))["median"] == pytest.approx(now, abs=1e-3)
