@@ -8,7 +8,8 @@ Prints, for the machine as it is (CPU count and load average first and last, sin
     `kvplan.serving.forget_memos`, as a fresh process has them, after one warm-up call that loads the specs;
     median of runs, wall and CPU): `kvplan.cost.cost` for DeepSeek-V3 TP8 at three lengths,
     `kvplan.slo.plan_for_targets` for Llama 3.1 70B over H100, H200, B200 (TP, PP within and across nodes; every
-    row, and the first 20 as the CLI's table asks), for DeepSeek-V3 on H200 (also TP-EP and DP attention + EP) and
+    row, the first 20 as the CLI's table asks, and every row with TensorRT-LLM, whose PP rows price the pipeline's
+    prompt queue), for DeepSeek-V3 on H200 (also TP-EP and DP attention + EP) and
     for Llama 3.1 8B on H200 with disaggregated pools;
 (b) CLI wall and CPU time (median of runs) of the same commands, the README's `plan --rate` examples, and of
     `python -c pass` and of importing kvplan's third-party dependencies (typer, pydantic, yaml, tabulate): what any
@@ -42,6 +43,8 @@ import time
 COST = ["cost", "deepseek-v3", "--gpu", "h200", "--tp", "8", "--context", "4k,32k,128k"]
 PLAN = ["plan", "llama-3.1-70b", "--rate", "10", "--input", "2k:4k", "--output", "512"]
 PLAN += ["--ttft", "1s", "--tpot", "50ms"]
+# TensorRT-LLM schedules each pipeline micro-batch on its own: its PP rows price the prompt queue (serving's slots)
+PLAN_TRTLLM = PLAN + ["--engine", "trtllm"]
 PLAN_MOE = ["plan", "deepseek-v3", "--rate", "2", "--input", "1k", "--output", "8k"]
 PLAN_MOE += ["--ttft", "30s", "--tpot", "300ms", "--gpus", "h200"]
 # The README's plan --rate examples (README.md "Plan against latency targets"), as it runs them.
@@ -106,6 +109,9 @@ def in_process(runs: int) -> dict[str, tuple[float, float]]:
         "plan --rate llama-3.1-70b, 3 GPU types": _timed(lambda: plan_for_targets(ll, gpus, dense, max_gpus=64), runs),
         "plan --rate llama-3.1-70b, 3 GPU types, first 20 rows": _timed(
             lambda: plan_for_targets(ll, gpus, dense, max_gpus=64, top=20), runs
+        ),
+        "plan --rate llama-3.1-70b, 3 GPU types, --engine trtllm": _timed(
+            lambda: plan_for_targets(ll, gpus, dense, max_gpus=64, engine="trtllm"), runs
         ),
         "plan --rate deepseek-v3, h200": _timed(lambda: plan_for_targets(ds, [h200], moe, max_gpus=64), runs),
         "plan --rate llama-3.1-8b, h200, disaggregated": _timed(
@@ -258,13 +264,14 @@ def figure_lines() -> list[str]:
 def write_figures(path: str) -> int:
     """--figures: the library's figure lines, then each CLI command's exit code, stdout and stderr."""
     lines = figure_lines()
-    for cmd in (COST, PLAN, PLAN_MOE, *README_PLANS, *FIGURE_CLI):
+    commands = (COST, PLAN, PLAN_TRTLLM, PLAN_MOE, *README_PLANS, *FIGURE_CLI)
+    for cmd in commands:
         done = subprocess.run(_kvplan(cmd), capture_output=True, text=True, env=ENV)
         lines += [f"$ kvplan {' '.join(cmd)} (exit {done.returncode})", done.stdout, done.stderr]
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
-    print(f"{path}: {len(lines)} lines ({len(lines) - 3 * (len(FIGURE_CLI) + 3 + len(README_PLANS))} library figure "
-          f"lines, {len(FIGURE_CLI) + 3 + len(README_PLANS)} CLI commands)")  # fmt: skip
+    library = len(lines) - 3 * len(commands)
+    print(f"{path}: {len(lines)} lines ({library} library figure lines, {len(commands)} CLI commands)")
     return 0
 
 
@@ -289,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     print("(b) CLI wall time, median of runs:")
     print(f"    python -c pass: {_wall([sys.executable, '-c', 'pass'], args.runs)}")
     print(f"    python -c '{DEPS}': {_wall([sys.executable, '-c', DEPS], args.runs)}")
-    for cmd in (COST, PLAN, PLAN_MOE, *README_PLANS):
+    for cmd in (COST, PLAN, PLAN_TRTLLM, PLAN_MOE, *README_PLANS):
         print(f"    kvplan {' '.join(cmd)}: {_wall(_kvplan(cmd), args.runs)}")
     if not args.no_importtime:
         ranked, ours, rest = importtime(COST)

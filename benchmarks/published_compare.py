@@ -89,6 +89,7 @@ def _setup(
     batching_wait_iters: int | None = None,
     engine: str = "trtllm",
     batch_tuning: bool = False,
+    block_tokens: int | None = None,
 ):  # noqa: ANN202
     from kvplan.capacity import setup
     from kvplan.engines import Settings
@@ -97,7 +98,7 @@ def _setup(
                         cuda_graph_batch_sizes=graph_sizes, attention_dp_balance=balance,
                         attention_dp_timeout_iters=timeout_iters,
                         attention_dp_batching_wait_iters=batching_wait_iters,
-                        batch_size_tuning=batch_tuning)  # fmt: skip
+                        batch_size_tuning=batch_tuning, block_size=block_tokens)  # fmt: skip
     return setup(model, gpu, engine=engine, tp=tp, dp=dp, ep=ep, pp=pp, weights_dtype=weights,
                  kv_dtype_name=kv, settings=settings)  # fmt: skip
 
@@ -607,6 +608,24 @@ def mlperf_split(r: dict) -> dict:
     return {"tp": r["tp"], "pp": r.get("pp", 1)}
 
 
+# The MLPerf runs of Llama-2-70B, Mixtral-8x7B and Llama-3.1-405B (v4.1, v5.0, v5.1) ran TensorRT engines under NVIDIA's
+# harness on TensorRT-LLM's C++ executor (``tensorrt_engine`` on the row, the files that show it in its ``stack``):
+# kvplan scores them with its TensorRT-engine release (:data:`V017_ENGINE`: fp8 weights streamed at the 16-bit share
+# under the static fp8 activation scale that the engine's FP8Linear fuses into the GEMM, the whole sequence attended on
+# sliding-window layers, tokens_per_block given at the build) with the build's ``tokens_per_block`` where the run's
+# own file sets it (``tokens_per_block`` on the row; unset: the engine build's default, the release's 64) and the
+# executor's batch-size tuner off: the harness passes ``gpu_batch_size`` as ``max_batch_size`` and its runtime flags'
+# default is ``enable_batch_size_tuning: False`` (ykamiset/inference_results_v5.1 @6d54ab5e closed/NVIDIA/code/llmlib/
+# config.py ``TrtllmHarnessConfig.DEFAULT_RUNTIME_FLAGS``, passed to ``DynamicBatchConfig`` by cores/
+# trtllm_executor_core.py @e9ccad4d); no config read sets it. What the runs had that the release does not share is kept
+# on the row's ``stack`` (MAX_UTILIZATION scheduling, fused plugins), unpriced. The DeepSeek-R1 runs ran the PyTorch
+# backend (their config's ``trtllm_backend``): the newest ``trtllm``.
+def mlperf_release(r: dict) -> str:
+    """The kvplan engine release an MLPerf run is scored with: ``trtllm@0.17`` for a TensorRT-engine run (the row's
+    ``tensorrt_engine``), the newest ``trtllm`` (PyTorch backend) otherwise."""
+    return V017_ENGINE if r.get("tensorrt_engine") else "trtllm"
+
+
 def mlperf_balance(r: dict) -> dict:
     """The attention-DP balancer as the run's config sets it: ``attention_dp_config`` on the row (TensorRT-LLM's
     ``enable_balance``, ``timeout_iters``, ``batching_wait_iters``, each row citing the config file it copies), as
@@ -618,13 +637,15 @@ def mlperf_balance(r: dict) -> dict:
 
 
 def _mlperf_setup(r: dict):  # noqa: ANN202
-    """The run's setup from its config: split, caps, KV fraction, the CUDA-graph batch sizes decode steps are
-    padded to where the config sets ``cuda_graph_padding_enabled`` (``cuda_graph_batch_sizes`` on the row), and the
-    attention-DP balancer where it sets one (:func:`mlperf_balance`)."""
+    """The run's setup from its config: split, caps, KV fraction, the engine release (:func:`mlperf_release`) and its
+    build's ``tokens_per_block``, the CUDA-graph batch sizes decode steps are padded to where the config sets
+    ``cuda_graph_padding_enabled`` (``cuda_graph_batch_sizes`` on the row), and the attention-DP balancer where it
+    sets one (:func:`mlperf_balance`)."""
     sizes = r.get("cuda_graph_batch_sizes")
     return _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=r["free_gpu_memory_fraction"],
                   max_batch=r.get("max_batch"), max_tokens=r.get("max_num_tokens"),
-                  graph_sizes=tuple(sizes) if sizes else None, **mlperf_split(r), **mlperf_balance(r))  # fmt: skip
+                  graph_sizes=tuple(sizes) if sizes else None, engine=mlperf_release(r),
+                  block_tokens=r.get("tokens_per_block"), **mlperf_split(r), **mlperf_balance(r))  # fmt: skip
 
 
 def score_mlperf(r: dict, datasets: dict) -> dict:
@@ -664,7 +685,7 @@ def operating_point(r: dict, datasets: dict) -> dict:
     with mlperf_engine(r):
         step = mixed_step_latency(s.spec, s.gpu, decode_seqs=n, decode_context=isl + osl // 2, prefill_tokens=p,
                                   tp=s.tp, pp=s.pp, dp=s.dp, expert_parallel=s.ep, kv_dtype_name=s.kv_dtype,
-                                  weights_dtype=s.weights_dtype, engine=s.engine.name).total  # fmt: skip
+                                  weights_dtype=s.weights_dtype, engine=s.engine.key).total  # fmt: skip
     return {"decoding": n, "prompt_tokens_per_step": p, "kvplan_step_s": step, "measured_tpot_s": m["tpot_mean_s"],
             "step_ratio": step / m["tpot_mean_s"]}  # fmt: skip
 

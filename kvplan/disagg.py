@@ -261,8 +261,8 @@ def serve_disaggregated(
     (the module docstring). ``percentiles``: the figures to compute (others NaN; the mean always); ``nic_gbps``:
     the network per GPU between the pools (:func:`kvplan.latency.kv_transfer_s`)."""
     check_engine(decode)
-    if rate_rps < 0 or math.isnan(rate_rps):
-        raise InvalidInput(f"invalid rate {rate_rps!r}; expected requests per second >= 0")
+    if not 0 <= rate_rps < math.inf:  # NaN and inf: no steady state
+        raise InvalidInput(f"invalid rate {rate_rps!r}; expected a finite number of requests per second >= 0")
     if prefill_replicas < 1 or decode_replicas < 1:
         raise InvalidInput(f"invalid pools {prefill_replicas!r} x {decode_replicas!r}; expected at least 1 each")
     for p in percentiles:

@@ -1111,18 +1111,21 @@ def _pipeline(
 ) -> OpTimes:
     """Combine per-stage times of one micro-batch into what a request sees (see :func:`step_latency`); ``busiest``:
     the caller's :func:`_busiest` of the same stages and sends, where it has it."""
-    trip = stage_times[0]
-    for t in stage_times[1:]:
-        trip = trip + t
+    t = stage_times[0]
+    gemm, moe, attn, elem = t.gemm, t.moe, t.attention, t.elementwise
+    reduce, a2a, piped, overlap = t.allreduce, t.alltoall, t.pipeline, t.overlap
+    for t in stage_times[1:]:  # the stages' sum, field by field in stage order (as OpTimes.__add__ over them)
+        gemm, moe, attn, elem = gemm + t.gemm, moe + t.moe, attn + t.attention, elem + t.elementwise
+        reduce, a2a, piped, overlap = reduce + t.allreduce, a2a + t.alltoall, piped + t.pipeline, overlap + t.overlap
     sent = sum(sends)
     if busiest is None:
         busiest = _busiest(stage_times, sends)
     if phase == "prefill":
         wait = (micro_batches - 1) * busiest
-    else:
-        wait = max(0.0, micro_batches * busiest - trip.total - sent)
-    return OpTimes(trip.gemm, trip.moe, trip.attention, trip.elementwise, trip.allreduce, trip.alltoall,
-                   trip.pipeline + sent + wait, trip.overlap)  # fmt: skip
+    else:  # the trip's total as OpTimes.total sums it
+        trip_s = gemm + moe + attn + elem + reduce + a2a + piped + overlap
+        wait = max(0.0, micro_batches * busiest - trip_s - sent)
+    return OpTimes(gemm, moe, attn, elem, reduce, a2a, piped + sent + wait, overlap)
 
 
 def _busiest(stage_times: list[OpTimes], sends: list[float]) -> float:
@@ -1397,16 +1400,16 @@ def _pp_cycles(
             hit = passes[tokens, moe] = (trip, trip.total, busiest)
         trip, trip_s, busiest = hit
         if even:
-            wait = max(0.0, micro * busiest - trip_s)
-            out.append(OpTimes(trip.gemm, trip.moe, trip.attention, trip.elementwise, trip.allreduce, trip.alltoall,
-                               trip.pipeline + wait))  # fmt: skip
-            continue
-        if busiest_plain is None:  # without a prompt chunk every micro-batch is alike
-            busiest_plain = busiest
-            if chunk:
-                busiest_plain = _pass(c, stages, seqs, seqs * c.dp, decode_context, 0, 0, kv_dtype_name)[2]
-        share = min(k, micro)  # micro-batches carrying a chunk (1 unless the step carries more chunks)
-        wait = max(0.0, share * busiest + (micro - share) * busiest_plain - trip_s)
+            cycle = micro * busiest
+        else:
+            if busiest_plain is None:  # without a prompt chunk every micro-batch is alike
+                busiest_plain = busiest
+                if chunk:
+                    busiest_plain = _pass(c, stages, seqs, seqs * c.dp, decode_context, 0, 0, kv_dtype_name)[2]
+            share = min(k, micro)  # micro-batches carrying a chunk (1 unless the step carries more chunks)
+            cycle = share * busiest + (micro - share) * busiest_plain
+        # the time the shared experts' stream hides stays hidden in either cycle (the trip's total counts it)
+        wait = max(0.0, cycle - trip_s)
         out.append(OpTimes(trip.gemm, trip.moe, trip.attention, trip.elementwise, trip.allreduce, trip.alltoall,
                            trip.pipeline + wait, trip.overlap))  # fmt: skip
     return out

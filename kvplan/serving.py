@@ -353,11 +353,16 @@ def queue_mean_cycle(chunks_per_cycle: float, cycles: tuple[float, ...]) -> floa
     average: Erlang's time-average states at the offered load that gives that cycle average (see
     :func:`_slots_mean_step`)."""
     m = len(cycles) - 1
+    seen: dict[float, tuple[float, float]] = {}  # the root's last load is one it tried: its states are not summed twice
 
     def per_cycle(offered: float) -> tuple[float, float]:  # (mean busy slots per cycle, mean cycle)
-        weights = [share / d for share, d in zip(erlang_states(offered, m), cycles, strict=True)]
-        total = sum(weights)
-        return sum(j * w for j, w in enumerate(weights)) / total, 1 / total
+        hit = seen.get(offered)
+        if hit is None:
+            terms, states_sum = _erlang_terms(offered, m)  # erlang_states(offered, m) is terms / states_sum
+            weights = [x / states_sum / d for x, d in zip(terms, cycles, strict=True)]
+            total = sum(weights)
+            hit = seen[offered] = (sum([j * w for j, w in enumerate(weights)]) / total, 1 / total)
+        return hit
 
     def short(offered: float) -> float:  # > 0 while the offered load gives fewer chunks per cycle than asked
         return chunks_per_cycle - per_cycle(offered)[0]
@@ -551,18 +556,27 @@ def erlang_states(offered: float, servers: int) -> list[float]:
     vol. 1, 1975, section 3.5). With one server they are ``1 - a`` and ``a``, exact for any service time: kvplan's
     share of steps carrying a prompt chunk. For more servers with fixed service times (kvplan's prompts) they are an
     approximation, stated."""
-    m = max(1, servers)
+    terms, total = _erlang_terms(offered, max(1, servers))
+    return [x / total for x in terms]
+
+
+def _erlang_terms(offered: float, m: int) -> tuple[list[float], float]:
+    """:func:`erlang_states` before it divides by their sum: ``a^k / k!`` for ``k < m`` and the all-busy term, and
+    that sum (1 at the ends, where the states are 0 and 1 already)."""
     rho = offered / m
     if offered <= 0:
-        return [1.0] + [0.0] * m
+        return [1.0] + [0.0] * m, 1.0
     if rho >= 1:
-        return [0.0] * m + [1.0]
-    terms = [1.0]
+        return [0.0] * m + [1.0], 1.0
+    last = 1.0
+    terms = [last]
     for k in range(1, m):
-        terms.append(terms[-1] * offered / k)
-    busy = terms[-1] * offered / m / (1 - rho)
+        last = last * offered / k
+        terms.append(last)
+    busy = last * offered / m / (1 - rho)
     total = sum(terms) + busy
-    return [x / total for x in terms] + [busy / total]
+    terms.append(busy)
+    return terms, total
 
 
 def queue_wait_s(
@@ -707,8 +721,8 @@ def serve(
     with their prompt's KV (:func:`prompt_computed`): it holds and attends to every prompt but computes none, and
     its TTFT is the request's first step, a decode step at the prompt's length beside the others.
     """
-    if rate_rps < 0 or math.isnan(rate_rps):
-        raise InvalidInput(f"invalid rate {rate_rps!r}; expected requests per second >= 0")
+    if not 0 <= rate_rps < math.inf:  # NaN and inf: no steady state
+        raise InvalidInput(f"invalid rate {rate_rps!r}; expected a finite number of requests per second >= 0")
     s.engine.check_kv_latency(s.kv_dtype)  # a KV format whose reads the engine's latency does not price
     per_batch = max_num_batched_tokens or s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
     if per_batch < 1:

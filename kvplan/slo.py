@@ -59,8 +59,8 @@ class Targets:
     percentile: Percentile = "mean"
 
     def check(self) -> None:
-        if not self.rate_rps > 0:
-            raise InvalidInput(f"invalid rate {self.rate_rps!r}; expected requests per second > 0")
+        if not 0 < self.rate_rps < math.inf:  # inf: no replica count serves it (the rate search divides by it)
+            raise InvalidInput(f"invalid rate {self.rate_rps!r}; expected a finite number of requests per second > 0")
         for name, v in (("ttft", self.ttft_s), ("tpot", self.tpot_s)):
             if v is not None and not v > 0:
                 raise InvalidInput(f"invalid --{name} {v!r}; expected a time > 0, e.g. 1s or 50ms")

@@ -142,3 +142,56 @@ def test_stages_alike_share_their_decode_attention(model, pp):
     assert [attention(st) for st in stages] == [attention(stages[i]) for i in alike]
     if model == "llama-3.1-70b":
         assert alike == ([0, 0, 0, 0] if pp == 4 else [0, 0, 2])
+
+
+def test_pipeline_sums_stages_as_op_times_addition_does():
+    """_pipeline sums a micro-batch's stages field by field without building an OpTimes per addition: the same
+    figures, to the last bit and type (a dense stage's overlap is the int 0), as ``t0 + t1 + ...`` and then the
+    wait, for prefill and decode, with shared-expert overlap (DeepSeek-V3 decode) and without."""
+    cases = (("llama-3.1-70b", 4, "decode"), ("llama-3.1-70b", 3, "prefill"), ("deepseek-v3", 2, "decode"))
+    for model, pp, phase in cases:
+        spec = load_bundled(model)
+        stages = latency.stage_latencies(spec, H200, 2048, phase=phase, batch=6, tp=8, pp=pp, kv_dtype_name="fp8",
+                                         weights_dtype="fp8", engine="vllm")  # fmt: skip
+        times, sends = stages.times, stages.sends
+        trip = times[0]
+        for t in times[1:]:
+            trip = trip + t
+        busiest = latency._busiest(times, sends)
+        for micro in (1, 2, pp):
+            wait = ((micro - 1) * busiest if phase == "prefill"
+                    else max(0.0, micro * busiest - trip.total - sum(sends)))  # fmt: skip
+            want = latency.OpTimes(trip.gemm, trip.moe, trip.attention, trip.elementwise, trip.allreduce,
+                                   trip.alltoall, trip.pipeline + sum(sends) + wait, trip.overlap)  # fmt: skip
+            assert repr(latency._pipeline(times, sends, micro, phase=phase)) == repr(want), (model, pp, micro)
+    assert any(t.overlap for t in times)  # DeepSeek-V3's shared experts hide time in its decode stages
+
+
+def test_queue_mean_cycle_is_the_long_way_round():
+    """kvplan.serving.queue_mean_cycle keeps each load's (busy slots, mean cycle) within a call and weighs Erlang's
+    terms in one list: the same figure, to the last bit, as recomputing erlang_states at every load the root tries."""
+
+    def long_way(chunks: float, cycles: tuple[float, ...]) -> float:
+        m = len(cycles) - 1
+
+        def per_cycle(offered: float) -> tuple[float, float]:
+            weights = [share / d for share, d in zip(serving.erlang_states(offered, m), cycles, strict=True)]
+            total = sum(weights)
+            return sum(j * w for j, w in enumerate(weights)) / total, 1 / total
+
+        def short(offered: float) -> float:
+            return chunks - per_cycle(offered)[0]
+
+        if chunks <= 0:
+            return cycles[0]
+        lo, hi = chunks, min(m * (1 - 1e-9), chunks * max(cycles) / min(cycles))
+        g_lo = short(lo)
+        if g_lo <= 0:
+            return per_cycle(lo)[1]
+        return per_cycle(serving._root(short, lo, g_lo, hi, short(hi)))[1]
+
+    for m in (1, 2, 3, 4, 8):
+        for spread in (0.0, 0.3, 1.7):
+            cycles = tuple(0.05 * (1 + spread * j / m) for j in range(m + 1))
+            for chunks in (0.0, 1e-6, 0.31, 0.5 * m, 0.97 * m):
+                assert repr(serving.queue_mean_cycle(chunks, cycles)) == repr(long_way(chunks, cycles)), (m, chunks)

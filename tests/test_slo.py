@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from kvplan.capacity import setup
 from kvplan.catalog import load_bundled
 from kvplan.errors import InvalidInput
 from kvplan.hardware import resolve_gpu
@@ -54,6 +55,20 @@ def test_disaggregated_pools_are_sized():
 def test_invalid_targets():
     with pytest.raises(InvalidInput, match="rate"):
         Targets(0, Lengths.of(1), Lengths.of(1)).check()
+
+
+def test_rate_must_be_finite(cli):
+    # Found by tests/test_fuzz.py: `plan --rate inf` reached the replica count (ceil of inf / rate: ValueError, exit 1),
+    # and serve(rate_rps=inf) the same through its fixed point; NaN was refused already.
+    for value in ("inf", "nan"):
+        out = cli("plan", "llama-3.1-8b", "--rate", value, "--ttft", "1s")
+        assert out.exit_code == 2 and f"invalid rate {value}" in out.output, out.output
+    with pytest.raises(InvalidInput, match="finite"):
+        Targets(float("inf"), Lengths.of(1), Lengths.of(1)).check()
+    s = setup(load_bundled("llama-3.1-8b"), resolve_gpu("h200"), engine="vllm")
+    for rate in (float("inf"), float("nan"), -1.0):
+        with pytest.raises(InvalidInput, match="invalid rate"):
+            serve(s, rate_rps=rate, input_len=Lengths.of(2048), output_len=Lengths.of(512))
 
 
 def test_rate_plan_refuses_gpus_per_node_below_one(cli):
