@@ -10,6 +10,12 @@ The data, each run with its source, are in ``benchmarks/data/published_throughpu
   :mod:`kvplan.latency`, 8192-token steps, TensorRT-LLM's default ``max_num_tokens``) times OSL.
 * ``large_scale_ep``: published large-scale expert-parallel results (SGLang on 96 H100, DeepSeek's own
   service), each with its source, the configuration it states and why kvplan does not score it.
+* ``engine_benchmarks``: vLLM and SGLang published measurements (closed-loop runs at a fixed client concurrency),
+  their sources in ``engine_benchmark_sources``; scored with the row's kvplan engine release at
+  ``max_num_seqs = min(concurrency, the engine's cap)`` (:func:`engine_row_setup`), as the finite closed-loop run
+  the client made (:func:`closed_loop_run`, the row's ``num_prompts``) and as the steady state; ``--update-data``
+  stores ``kvplan_tok_s``, ``ratio``, ``verdict`` and ``kvplan_steady_tok_s``, ``ratio_steady`` on them. The vLLM /
+  SGLang results read but not scored are in ``engine_benchmarks_not_scored``, each with its reason.
 * ``mlperf``: MLPerf Inference v4.1 / v5.1 datacenter closed-division results (NVIDIA, TensorRT-LLM), with
   ``mlperf_datasets``: each benchmark set's mean, p90 and p99 input length (tokens), with their source. A run is
   modelled with the submitter's split, batch and KV fraction (NVIDIA's per-system config, cited on the row), the
@@ -969,6 +975,180 @@ def mlperf_summary(rows: list[dict]) -> str:
     return line + f"; {len(rows) - len(done)} not scored (see each row's reason)"
 
 
+# --- vLLM and SGLang published benchmark tables (``engine_benchmarks``, their sources in
+# ``engine_benchmark_sources``): closed-loop runs at a fixed client concurrency. ---
+
+
+def engine_row_lengths(r: dict) -> tuple:
+    """The row's input and output lengths as kvplan serves them: fixed where the tool's ``range_ratio`` is 0 (vLLM's
+    random dataset, ``vllm bench serve``), else uniform on ``[ratio x len, len]`` (the InferenceX rows, ratio 0.8:
+    mean ``(1 + ratio) / 2 x len``, p90 and p99 at those quantiles, sd ``(1 - ratio) x len / sqrt(12)``)."""
+    from kvplan.serving import Lengths
+
+    ratio = r["range_ratio"]
+
+    def one(length: int) -> Lengths:
+        if not ratio:
+            return Lengths.of(length)
+        low = ratio * length
+        at = lambda q: round(low + q * (length - low))  # noqa: E731 (the uniform's quantile)
+        return Lengths.of(at(0.5), at(0.9), at(0.99), sd=(length - low) / math.sqrt(12))
+
+    return one(r["isl"]), one(r["osl"])
+
+
+def engine_row_setup(r: dict):  # noqa: ANN202
+    """kvplan's setup for a closed-loop row: the row's engine release, split and dtypes, its memory fraction
+    (``gpu_memory_utilization`` or ``mem_fraction_static`` where the row states one), with at most ``concurrency``
+    sequences (``max_num_seqs = min(concurrency, the engine's cap)``, the cap being the row's
+    ``max_running_requests`` where its launch sets one, else the engine's default)."""
+    from kvplan.capacity import setup
+    from kvplan.engines import Settings
+
+    def build(max_seqs: int | None):  # noqa: ANN202
+        keys = ("gpu_memory_utilization", "mem_fraction_static")
+        settings = Settings(max_num_seqs=max_seqs, **{k: r[k] for k in keys if k in r})
+        return setup(r["model"], r["gpu"], engine=r["engine"], tp=r["tp"], weights_dtype=r["weights"],
+                     kv_dtype_name=r["kv"], settings=settings)  # fmt: skip
+
+    cap = r.get("max_running_requests") or build(None).max_num_seqs
+    return build(r["concurrency"] if cap is None else min(r["concurrency"], cap))
+
+
+def score_engine_row(r: dict) -> dict:
+    """kvplan's output tokens/s for one engine-table row: the finite closed-loop run (:func:`closed_loop_run` at the
+    row's ``num_prompts`` and mean lengths) as ``kvplan_tok_s`` / ``ratio`` / ``verdict``, and the replica's steady
+    state at that many sequences (:func:`kvplan.serving.max_rate` x mean OSL) as ``kvplan_steady_tok_s`` /
+    ``ratio_steady``. ``max_num_batched_tokens`` on the row: the launch's token budget (SGLang's
+    ``--chunked-prefill-size``), else the engine's."""
+    from kvplan.serving import max_rate
+
+    s = engine_row_setup(r)
+    inp, out = engine_row_lengths(r)
+    budget = r.get("max_num_batched_tokens")
+    steady = max_rate(s, input_len=inp, output_len=out, max_num_batched_tokens=budget) * out.mean
+    run = closed_loop_run(s, isl=inp.mean, osl=out.mean, concurrency=r["concurrency"], prompts=r["num_prompts"],
+                          budget=budget)  # fmt: skip
+    ratio = run / r["published_tok_s"]
+    verdict = "within 20%" if abs(ratio - 1) <= TARGET else "missed"
+    return {"kvplan_max_num_seqs": s.max_num_seqs, "kvplan_tok_s": round(run, 1), "ratio": round(ratio, 4),
+            "verdict": verdict, "kvplan_steady_tok_s": round(steady, 1),
+            "ratio_steady": round(steady / r["published_tok_s"], 4)}  # fmt: skip
+
+
+CONTEXT_BUCKET = 64  # tokens: closed_loop_run prices decodes at their mean context rounded to this (step memo reuse)
+
+
+def closed_loop_run(  # noqa: ANN201
+    s,  # noqa: ANN001
+    *,
+    isl: int,
+    osl: int,
+    concurrency: int,
+    prompts: int,
+    budget: int | None = None,
+):
+    """Output tokens/s of a finite closed-loop benchmark at fixed lengths, stepped with kvplan's step times.
+
+    The client (``vllm bench serve --max-concurrency C --num-prompts N --request-rate inf``) issues C requests at
+    once and a new one each time one finishes, until N were issued; the reported output throughput is all output
+    tokens over the run's duration, ramp-up and tail included. Each step runs as vLLM's V1 scheduler lays it out:
+    every decoding request one token, then the prompts in arrival order chunked into what is left of the step's
+    token budget (``budget``, else ``max_num_batched_tokens``), at most ``max_num_seqs`` requests running; a
+    request whose prompt completes in a step has its first token at the step's end. A step costs
+    :func:`kvplan.serving._step` (the decodes at their mean context, rounded to :data:`CONTEXT_BUCKET` tokens, and the
+    chunk after the first chunked prompt's computed tokens). The client's own time between a response and the next
+    request is not modelled.
+    """
+    from collections import deque
+
+    from kvplan.serving import DEFAULT_TOKEN_BUDGET, _step
+
+    budget = budget or s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
+    running_cap = s.max_num_seqs or concurrency
+    waiting = deque([isl] * min(concurrency, prompts))  # tokens left to prefill, per request, in arrival order
+    issued, done, clock = len(waiting), 0, 0.0
+    decoding: list[int] = []  # tokens generated so far, per decoding request
+    while done < prompts:
+        n = len(decoding)
+        room, chunk, first_prefix = budget - n, 0, 0
+        finished_prefill = 0
+        for i, left in enumerate(waiting):
+            if room <= 0 or n + i >= running_cap:
+                break
+            take = min(room, left)
+            if i == 0:
+                first_prefix = isl - left
+            chunk, room = chunk + take, room - take
+            waiting[i] = left - take
+            finished_prefill += waiting[i] == 0
+        context = isl + round((sum(decoding) / n if n else 0) / CONTEXT_BUCKET) * CONTEXT_BUCKET
+        clock += _step(s, n=float(n), p=float(chunk), context=context, prefix=first_prefix)
+        decoding = [g + 1 for g in decoding]
+        for _ in range(finished_prefill):
+            waiting.popleft()
+            decoding.append(1)
+        finished = sum(g >= osl for g in decoding)
+        decoding = [g for g in decoding if g < osl]
+        done += finished
+        new = min(finished, prompts - issued)
+        waiting.extend([isl] * new)
+        issued += new
+    return prompts * osl / clock
+
+
+def compare_engine_rows(rows: list[dict]) -> list[dict]:
+    return [dict(r) if "not_scored" in r else {**r, **score_engine_row(r)} for r in rows]
+
+
+def _print_engine_not_scored(rows: list[dict], *, markdown: bool) -> None:
+    """vLLM / SGLang results read but not scored: each with its source, what it publishes and why not."""
+    if markdown:
+        print("| result | engine | published | why not scored | source |")
+        print("|---|---|---|---|---|")
+    for r in rows:
+        if markdown:
+            cells = (r["label"], r["engine"], r["published"], r["not_scored"], f"[page]({r['url']})")
+            print("| " + " | ".join(cells) + " |")
+        else:
+            print(f"{r['label']}: {r['published']}; not scored: {r['not_scored']} ({r['url']})")
+
+
+def engine_rows_summary(rows: list[dict], sources: dict) -> list[str]:
+    """One line per source of the vLLM / SGLang tables, then one for all of them."""
+    out = []
+    groups = [(name, [r for r in rows if r["source"] == name]) for name in sources] + [("vLLM + SGLang tables", rows)]
+    for name, part in groups:
+        done = [r for r in part if "ratio" in r]
+        if not done:
+            continue
+        s = stats(done)
+        engine = f" ({sources[name]['engine']})" if name in sources else ""
+        out.append(f"{name}{engine}: {s['compared']} points compared, {len(part) - len(done)} not scored; "
+                   f"median |ln ratio| {s['median_abs_ln']:.3f}, worst {s['worst_abs_ln']:.3f}, median signed "
+                   f"{s['median_signed_ln']:+.3f}; within 20%: {s['within_20pct']}/{s['compared']}")  # fmt: skip
+    return out
+
+
+def _print_engine_rows(rows: list[dict], sources: dict, *, markdown: bool) -> None:
+    """The vLLM / SGLang rows: setup, published and kvplan output tokens/s (the finite run), ratio, and the ratio of
+    the steady state at the same concurrency; unscored ones with their reason."""
+    head = ("source", "engine (run / kvplan)", "model", "GPU", "TP", "ISL/OSL", "concurrency / prompts",
+            "published tok/s", "kvplan tok/s (run)", "ratio", "steady-state ratio")  # fmt: skip
+    if markdown:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+    for r in rows:
+        ratio = f"x{r['ratio']:.2f}" if "ratio" in r else f"not scored: {r['not_scored']}"
+        kv = f"{r['kvplan_tok_s']:.0f}" if "kvplan_tok_s" in r else "-"
+        src = f"[{r['source']}]({sources[r['source']]['url']})" if markdown else r["source"]
+        steady = f"x{r['ratio_steady']:.2f}" if "ratio_steady" in r else "-"
+        cells = (src, f"{r['engine_version']} / {r['engine']}", r["label"], r["gpu"], str(r["tp"]),
+                 f"{r['isl']}/{r['osl']}", f"{r['concurrency']} / {r['num_prompts']}", f"{r['published_tok_s']:g}", kv,
+                 ratio, steady)  # fmt: skip
+        print("| " + " | ".join(cells) + " |" if markdown else "  ".join(cells))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--markdown", action="store_true")
@@ -995,8 +1175,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = compare_runs(data["runs"])
     datasets = data["mlperf_datasets"]
     mlperf = compare_mlperf(data["mlperf"], datasets)
+    engine_sources = data.get("engine_benchmark_sources", {})
+    engine_rows = compare_engine_rows(data.get("engine_benchmarks", []))
     if args.update_data:
         data["mlperf"] = mlperf
+        if engine_rows:
+            data["engine_benchmarks"] = engine_rows
         args.data.write_text(dump_data(data))
     _print_runs(rows, markdown=args.markdown)
     print()
@@ -1010,6 +1194,12 @@ def main(argv: list[str] | None = None) -> int:
     print()
     _print_large_scale(data.get("large_scale_ep", []), markdown=args.markdown)
     print()
+    if engine_rows:
+        _print_engine_rows(engine_rows, engine_sources, markdown=args.markdown)
+        print()
+    if data.get("engine_benchmarks_not_scored"):
+        _print_engine_not_scored(data["engine_benchmarks_not_scored"], markdown=args.markdown)
+        print()
     for source, meta in data["sources"].items():
         part = _by_source(rows, source)
         if not part:
@@ -1028,6 +1218,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"all engine tables: {s['compared']} points, median |ln ratio| {s['median_abs_ln']:.3f}, "
           f"worst {s['worst_abs_ln']:.3f}; within 20%: {s['within_20pct']}/{s['compared']}")  # fmt: skip
     print(mlperf_summary(mlperf))
+    for line in engine_rows_summary(engine_rows, engine_sources):
+        print(line)
     if args.bench_heuristic:
         print(heuristic_summary(data["runs"]))
     if args.residual:

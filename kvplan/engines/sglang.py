@@ -304,6 +304,14 @@ def mem_fraction_04(tp: int) -> float:
 
 @dataclass(frozen=True)
 class Sglang(Engine):
+    def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int | None, int | None]:
+        """``--max-running-requests`` (``max_num_seqs``) caps the running batch: the scheduler admits no prompt while
+        ``len(running_batch.reqs) >= max_running_requests`` (python/sglang/srt/managers/scheduler.py
+        Scheduler.get_new_batch_prefill, read through the code index, commit not named). Without it, SGLang derives its
+        cap from the KV pool, which kvplan's KV bound already holds: no cap of its own. The token budget is not
+        modelled from ``chunked_prefill_size`` here (kvplan.serving's default budget, as before)."""
+        return None, settings.max_num_seqs
+
     def cache_plan(self, spec: ModelSpec, *, kv_dtype_name: str, tp: int, pp: int, mla: str = "latent") -> CachePlan:
         """The neutral plan; fp4_e2m1 at SGLang's cell (``_fp4_token_bytes``). No GPU gate was read for it: the
         pool quantizes and dequantizes with torch code (memory_pool.py MHATokenToKVPoolFP4.set_kv_buffer /
