@@ -38,11 +38,20 @@ def prefill_pairs(kind: LayerKind, length: int) -> int:
 
 
 def decode_span(kind: LayerKind, context: int) -> int:
-    """Keys one new token attends to when the cache holds ``context`` tokens (itself included)."""
+    """Keys one new token attends to when the cache holds ``context`` tokens (itself included).
+
+    A sliding window W: the last ``min(context, W)``. A chunk C: the tokens of the current chunk only, positions
+    ``C floor((context - 1) / C)`` to ``context - 1``, so ``(context - 1) mod C + 1`` (transformers
+    ``chunked_overlay`` in masking_utils: ``kv_idx // chunk_size == q_idx // chunk_size``; vLLM's chunked local
+    attention splits every request into such chunks as "virtual batches" before its kernels run,
+    ``make_local_attention_virtual_batches`` in vllm/v1/attention/backends/utils.py)."""
     if kind.type == "cross":
         return kind.cross_tokens
-    cap = kind.window if kind.type == "sliding" else kind.chunk if kind.type == "chunked" else None
-    return context if cap is None else min(context, cap)
+    if kind.type == "sliding" and kind.window is not None:
+        return min(context, kind.window)
+    if kind.type == "chunked" and kind.chunk is not None:
+        return (context - 1) % kind.chunk + 1
+    return context
 
 
 def attention_dims(spec: ModelSpec, kind: LayerKind, phase: Phase) -> tuple[int, int]:

@@ -50,7 +50,7 @@ from kvplan.attention import (  # noqa: F401 - re-exported: kvplan.cost names th
 )
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
-from kvplan.memory import cache_plan, check_parallel, recurrent_state_elements
+from kvplan.memory import attended_token_bytes, cache_plan, check_parallel, recurrent_state_elements
 from kvplan.params import attention_parts, count_params, mlp_parts, parts_bytes, weight_bytes_per_gpu
 from kvplan.quant import shipped_dtype
 from kvplan.spec import LayerKind, ModelSpec, ceil_div
@@ -334,7 +334,11 @@ def step_bytes(
     else:
         held = weight_bytes_per_gpu(spec, checkpoint, tp=tp)
     weights = max(0, held - untouched_expert_bytes(spec, tokens, weights_dtype=w_name, tp=tp))
-    held = sum(c.bytes_at(context) for c in plan.layers)  # one sequence, this rank, incl. state
+    # one sequence, this rank, incl. state; a decode step reads only the current chunk of a chunked layer, and a
+    # KV-sharing layer (Gemma 3n) the earlier layer's K/V over its own span
+    held = sum(c.read_at(context) if phase == "decode" else c.bytes_at(context) for c in plan.layers)
+    if phase == "decode":
+        held += _shared_reads(spec, plan.kv_dtype, context, tp=tp)
     states = sum(c.state_bytes for c in plan.layers)
     per_token = sum(c.bytes_per_token for c in plan.layers)
     new_tokens = context if phase == "prefill" else 1
@@ -346,6 +350,16 @@ def step_bytes(
         kv_write=batch * (per_token * new_tokens + states),
         activations=act_dtype.nbytes(tokens * act),
     )
+
+
+def _shared_reads(spec: ModelSpec, kv_dtype_name: str, context: int, *, tp: int) -> int:
+    """K/V bytes the KV-sharing layers of one sequence read at a decode step (they cache none of their own)."""
+    shared = [(name, n) for name, n in spec.kind_counts.items() if spec.kind(name).kv_shared]
+    if not shared:
+        return 0
+    dtype = kv_dtype(kv_dtype_name)
+    return sum(n * attended_token_bytes(spec, name, dtype, tp=tp) * decode_span(spec.kind(name), context)
+               for name, n in shared)  # fmt: skip
 
 
 def allreduce_bytes(spec: ModelSpec, tokens: int, *, tp: int) -> int:
@@ -393,6 +407,7 @@ def phase_cost(
     checkpoint: CheckpointWeights | None = None,
     deepep: bool = False,
     two_batch: bool = False,
+    swa_full: bool = False,
 ) -> PhaseCost:
     """FLOPs, bytes, roofline and calibrated time of one step on one GPU of a TP group.
 
@@ -403,12 +418,18 @@ def phase_cost(
     :func:`kvplan.latency.step_latency` says (micro-batches, the bubble, all-to-alls); the FLOPs, bytes and
     roofline stay those of one TP rank running every layer for the whole batch. ``deepep`` and ``two_batch``
     (calibrated only): DeepEP's all-to-all and the engine's two-micro-batch overlap
-    (:func:`kvplan.latency.step_latency`).
+    (:func:`kvplan.latency.step_latency`). ``swa_full`` (calibrated only; llama.cpp ``--swa-full``, SGLang
+    ``--disable-hybrid-swa-memory``): the engine's flag, where it changes what its attention kernels read
+    (:meth:`kvplan.engines.base.Engine.attention_spans`).
     """
     if model not in ("calibrated", "roofline"):
         raise InvalidInput(f"unknown latency model {model!r}; expected calibrated or roofline")
     if model == "roofline" and (pp > 1 or dp > 1):
         raise InvalidInput("the roofline latency models one TP group; use --latency calibrated with --pp or --dp")
+    if model == "roofline" and swa_full:
+        raise InvalidInput(
+            "--swa-full is an engine flag: the roofline counts the model's windows; use --latency calibrated"
+        )
     if dp > 1 and spec.moe is None:
         # as kvplan.engines.base.check_moe_parallel: DP attention only means something where MoE layers join the ranks
         raise InvalidInput(
@@ -437,9 +458,12 @@ def phase_cost(
     ops: dict[str, float] = {}
     label = "roofline"
     if model == "calibrated":
-        from kvplan.engines import get_engine
+        from kvplan.engines import Settings, get_engine
         from kvplan.latency import calibration, step_latency
 
+        settings = Settings(swa_full=swa_full) if swa_full else None
+        if settings is not None:  # an engine without the flag says so (vLLM, TensorRT-LLM; None is vLLM)
+            get_engine(engine or "vllm").check_settings(settings)
         if engine is not None:  # an engine that cannot run these weights on this GPU says so (trtllm: nvfp4 on Hopper)
             profile = get_engine(engine)
             profile.check_weights_on_gpu(weight_dtype(weights_dtype or spec.dtype).name, gpu)
@@ -464,6 +488,7 @@ def phase_cost(
             pp=pp,
             dp=dp,
             gpus_per_node=gpus_per_node,
+            settings=settings,
         )
         ops = times.as_dict()
         label = calibration(engine).version
@@ -515,6 +540,7 @@ def cost(
     dp: int = 1,
     gpus_per_node: int | None = None,
     checkpoint: CheckpointWeights | None = None,
+    swa_full: bool = False,
 ) -> list[CostRow]:
     """Prefill and decode cost at each context length. ``spec`` and ``gpu`` may be names; lengths
     and the batch follow the CLI's rules (:mod:`kvplan.checks`). ``checkpoint`` (the model's headers)
@@ -551,6 +577,7 @@ def cost(
                 dp=dp,
                 gpus_per_node=gpus_per_node,
                 checkpoint=checkpoint,
+                swa_full=swa_full,
             )
             for phase in ("prefill", "decode")
         }

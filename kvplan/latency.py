@@ -64,17 +64,22 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
+from kvplan.attention import decode_span
 from kvplan.engines import (
     ENGINES,
     Calibration,
+    Engine,
     Overlap,
+    Settings,
     engine_fp8_context_attention,
     engine_overlap,
+    get_engine,
     latency_calibration,
 )
+from kvplan.engines.base import spans_view
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
-from kvplan.memory import cache_plan
+from kvplan.memory import attended_token_bytes, cache_plan, element_size
 from kvplan.params import attention_parts
 from kvplan.spec import LayerKind, ModelSpec, ceil_div, pipeline_stages
 from kvplan.units import weight_dtype
@@ -622,6 +627,37 @@ def _plan(spec: ModelSpec, kv_dtype: str, tp: int, pp: int = 1):  # noqa: ANN202
     return hit[1]
 
 
+_VIEWS: dict[tuple, tuple[ModelSpec, ModelSpec]] = {}
+_NO_SETTINGS = Settings()
+
+
+def kernel_spec(spec: ModelSpec, engine: Engine | str | None, settings: Settings | None = None) -> ModelSpec:
+    """``spec`` as ``engine``'s attention kernels see it: each windowed layer kind (sliding or chunked) with the
+    span the engine's kernels read and compute (:meth:`kvplan.engines.base.Engine.attention_spans`): a sliding
+    window of that many keys, or full attention where the engine reads every cached token. ``spec`` itself where the
+    kernels follow the checkpoint (or it has no windowed layers). Only the attention's FLOPs and cache reads use the
+    view; the kind names, and so every layer's GEMMs, stay the model's. One view object per spec object and spans
+    (the latency's per-spec caches key on it by identity)."""
+    if not _windowed(spec):
+        return spec
+    profile = engine if isinstance(engine, Engine) else get_engine(engine or "vllm")  # None: vLLM, as calibration
+    spans = profile.attention_spans(spec, settings or _NO_SETTINGS)
+    if not spans:
+        return spec
+    key = (id(spec), *sorted(spans.items(), key=lambda item: item[0]))
+    hit = _VIEWS.get(key)
+    if hit is None or hit[0] is not spec:
+        if len(_VIEWS) > 256:
+            _VIEWS.clear()
+        hit = _VIEWS[key] = (spec, spans_view(spec, spans))
+    return hit[1]
+
+
+def _windowed(spec: ModelSpec) -> bool:
+    """Whether any layer kind of ``spec`` has a sliding window or an attention chunk."""
+    return _fact(spec, ("windowed",), lambda: any(k.type in ("sliding", "chunked") for k in spec.layers.kinds.values()))
+
+
 @dataclass(frozen=True)
 class _Stage:
     """One pipeline stage: its layers, whether it embeds (first) and samples (last), and its cache plan index."""
@@ -686,7 +722,9 @@ def _attention_s(
     total = 0.0
     for count, layer in plan.stages[stage.index if stage is not None else 0].groups:  # (layers, cache) per kind
         kind = spec.kind(layer.kind)
-        held = batch * layer.bytes_at(context)
+        held = batch * layer.read_at(context)  # a window's last W tokens, a chunk's current tokens (decode_span)
+        if kind.kv_shared:  # caches nothing, reads the K/V of the earlier layer it shares over its own span
+            held = batch * _shared_bytes(spec, layer.kind, kv_dtype, c.tp) * decode_span(kind, context)
         if kind.type == "mla":
             heads = ceil_div(spec.num_attention_heads, c.tp)
             flops = 2 * batch * heads * (2 * kind.kv_lora_rank + kind.qk_rope_head_dim) * context
@@ -695,6 +733,12 @@ def _attention_s(
             t = held / (c.bw * c.cal.attn_decode_mem_eff)
         total += count * (t + c.cal.attn_layer_s + batch * c.cal.attn_seq_s)
     return total + mla * _mla_decode_layer_s(c, kv_dtype)
+
+
+def _shared_bytes(spec: ModelSpec, name: str, kv_dtype: str, tp: int) -> int:
+    """Bytes per token a KV-sharing layer of kind ``name`` reads (:func:`kvplan.memory.attended_token_bytes`)."""
+    return _fact(spec, ("shared_bytes", name, kv_dtype, tp),
+                 lambda: attended_token_bytes(spec, name, element_size(kv_dtype), tp=tp))  # fmt: skip
 
 
 def _mla_decode_layer_s(c: _Ctx, kv_dtype: str) -> float:
@@ -1072,8 +1116,9 @@ def _count_flops(spec: ModelSpec, layers: range, *, context: int, prefix: int, p
     flops: float = 0  # an int while ``prompts`` is one: the sum stays exact
     for name, count in counts.items():
         kind = spec.kind(name)
-        span = kind.window or kind.chunk or prefix
-        pairs = prefill_pairs(kind, context) + context * min(prefix, span)
+        # the (query, key) pairs of the chunk's queries, positions prefix .. prefix + context - 1: each sees its own
+        # window, chunk or causal past (full attention: context x prefix + the chunk's own triangle)
+        pairs = prefill_pairs(kind, prefix + context) - prefill_pairs(kind, prefix)
         s, v = attention_flops(spec, kind, pairs, phase="prefill", tp=tp)
         flops += count * prompts * (s + v)
     return flops
@@ -1152,6 +1197,7 @@ def step_latency(
     gpus_per_node: int | None = None,
     deepep: bool = False,
     two_batch: bool = False,
+    settings: Settings | None = None,
 ) -> OpTimes:
     """Seconds of one prefill (``batch`` prompts of ``context``) or decode step, by operation class.
 
@@ -1159,7 +1205,8 @@ def step_latency(
     MoE token exchange under DP attention instead of the engine's default (:class:`kvplan.engines.Overlap`);
     ``two_batch``: the engine's two-micro-batch overlap (DP attention + EP, no PP), each half taking half of every
     rank's sequences (:func:`two_batch_s`'s formula). ``attention_flops`` is the attention of the whole batch on one
-    rank of the TP group (:func:`kvplan.cost.step_flops`).
+    rank of the TP group (:func:`kvplan.cost.step_flops`); where ``engine``'s kernels read other spans than the
+    checkpoint's windows (:func:`kernel_spec`, with the engine's ``settings``), they are counted on those instead.
 
     **Data-parallel attention** (``dp`` > 1; with ``expert_parallel`` the experts split whole over tp x dp
     ranks): the ``batch`` sequences spread over ``dp`` ranks; the busiest holds ``ceil(batch / dp)`` and sets the
@@ -1181,6 +1228,10 @@ def step_latency(
     """
     cal = constants or calibration(engine)
     gain = _fmha_gain(engine, spec, gpu, cal, weights_dtype=weights_dtype, kv_dtype=kv_dtype_name)
+    view = kernel_spec(spec, engine, settings)
+    if view is not spec and phase == "prefill":  # the engine's kernels compute other spans than the checkpoint's
+        attention_flops = _stage_flops(view, range(spec.num_layers), context=context, prefix=0, prompts=batch, tp=tp)
+    spec = view
     c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=phase == "prefill",
                     ep=expert_parallel, dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine),
                     deepep=deepep, two_batch=two_batch, fmha_gain=gain)  # fmt: skip
@@ -1226,10 +1277,12 @@ def stage_latencies(
     engine: str | None = None,
     expert_parallel: bool = False,
     gpus_per_node: int | None = None,
+    settings: Settings | None = None,
 ) -> StageTimes:
     """The per-stage figures :func:`step_latency` combines (the pipeline arithmetic is checkable by hand)."""
     cal = calibration(engine)
     gain = _fmha_gain(engine, spec, gpu, cal, weights_dtype=weights_dtype, kv_dtype=kv_dtype_name)
+    spec = kernel_spec(spec, engine, settings)
     c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=phase == "prefill",
                     ep=expert_parallel, dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine),
                     fmha_gain=gain)  # fmt: skip
@@ -1278,6 +1331,7 @@ def mixed_step_latency(
     deepep: bool = False,
     prompt_chunks: float = 1.0,
     padded_rank_seqs: float | None = None,
+    settings: Settings | None = None,
 ) -> OpTimes:
     """One in-flight-batching step: ``decode_seqs`` decodes at ``decode_context`` plus a prefill chunk of
     ``prefill_tokens`` tokens after ``prefill_prefix`` already-prefilled tokens of the same prompt.
@@ -1307,8 +1361,11 @@ def mixed_step_latency(
     ``padded_rank_seqs`` (a decode-only step without PP, :meth:`kvplan.engines.base.Engine.graph_rows`): every rank
     runs that many rows, the rest dummy requests padding the batch up to a captured CUDA graph; they add rows to the
     GEMMs, norms, the MoE layers and their token exchange, not to the attention's cache reads.
+
+    ``settings``: the engine's flags where they change what its attention kernels read (:func:`kernel_spec`).
     """
     chunk = int(round(prefill_tokens))
+    spec = kernel_spec(spec, engine, settings)
     c = _engine_ctx(spec, gpu, engine, tp=tp, weights_dtype=weights_dtype, eager=chunk > 0, ep=expert_parallel,
                     dp=dp, pp=pp, gpus_per_node=gpus_per_node, two_batch=two_batch, deepep=deepep,
                     kv_dtype=kv_dtype_name)  # fmt: skip
@@ -1350,6 +1407,7 @@ def pp_chunk_cycles(
     two_batch: bool = False,
     deepep: bool = False,
     chunk_counts: tuple[float, ...],
+    settings: Settings | None = None,
 ) -> tuple[float, ...]:
     """The totals of :func:`mixed_step_latency` with ``prompt_chunks=k`` for each ``k`` of ``chunk_counts`` (PP > 1,
     one data-parallel rank, a prompt chunk of ``prefill_tokens``): the same cycles (:func:`_pp_cycles`), each stage
@@ -1357,6 +1415,7 @@ def pp_chunk_cycles(
     chunk = int(round(prefill_tokens))
     if pp < 2 or chunk < 1:
         raise ValueError("pp_chunk_cycles needs pp > 1 and a prompt chunk")
+    spec = kernel_spec(spec, engine, settings)
     c = _engine_ctx(spec, gpu, engine, tp=tp, weights_dtype=weights_dtype, eager=True, ep=expert_parallel, dp=1,
                     pp=pp, gpus_per_node=gpus_per_node, two_batch=two_batch, deepep=deepep,
                     kv_dtype=kv_dtype_name)  # fmt: skip

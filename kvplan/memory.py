@@ -37,6 +37,14 @@ class LayerCache:
         held = length if self.max_tokens is None else min(length, self.max_tokens)
         return self.bytes_per_token * held + self.state_bytes
 
+    def read_at(self, length: int) -> int:
+        """Bytes the decode step of a sequence at ``length`` tokens reads: what it holds (:meth:`bytes_at`), but for
+        a chunked layer only the current chunk's ``(length - 1) mod chunk + 1`` tokens (:func:`kvplan.attention.
+        decode_span`), however much of the finished chunk the cache still keeps."""
+        if self.type != "chunked" or self.max_tokens is None:
+            return self.bytes_at(length)
+        return self.bytes_per_token * ((length - 1) % self.max_tokens + 1) + self.state_bytes
+
 
 @dataclass(frozen=True)
 class StagePlan:
@@ -101,6 +109,16 @@ def layer_cache(spec: ModelSpec, name: str, dtype: DType, *, tp: int = 1, mla: M
     # Falcon-H1: the Mamba2 mixer beside the attention keeps its own state in the same layer
     state = recurrent_state_bytes(spec, kind.parallel, tp=tp) if kind.parallel is not None else 0
     return LayerCache(name, kind.type, per_token, cap, state)
+
+
+def attended_token_bytes(spec: ModelSpec, name: str, dtype: DType, *, tp: int = 1) -> int:
+    """K/V bytes per token one rank's attention reads in a layer of kind ``name``: what it caches, or, for a layer
+    that attends with an earlier layer's K/V (``kv_shared``: Gemma 3n's last layers, transformers
+    ``kv_sharing_modes`` "reuse"), what that layer caches, of the same head layout."""
+    kind = spec.kind(name)
+    if kind.kv_shared and kind.type in ("full", "sliding", "chunked"):
+        return _token_bytes(spec, kind, dtype, tp=tp, mla="latent")
+    return layer_cache(spec, name, dtype, tp=tp).bytes_per_token
 
 
 def _token_bytes(spec: ModelSpec, kind: LayerKind, dtype: DType, *, tp: int, mla: MlaLayout) -> int:

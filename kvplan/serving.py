@@ -259,6 +259,7 @@ def _step(
         deepep=s.settings.deepep,
         prompt_chunks=chunks,
         padded_rank_seqs=padded,
+        settings=s.settings,
     ).total
     # The host loop's work over the busiest rank's requests (its decodes, and the prompts with a chunk in the step).
     requests = n / s.dp + (chunks if p > 0 else 0.0)
@@ -392,7 +393,7 @@ def _chunk_cycles(s: Setup, *, n: float, chunk: float, context: int, prefix: int
                             prefill_prefix=prefix, tp=s.tp, kv_dtype_name=s.kv_dtype, weights_dtype=s.weights_dtype,
                             engine=s.engine.key, expert_parallel=ep or s.ep, pp=s.pp, gpus_per_node=s.gpus_per_node,
                             two_batch=s.settings.two_batch_overlap, deepep=s.settings.deepep,
-                            chunk_counts=counts)  # fmt: skip
+                            chunk_counts=counts, settings=s.settings)  # fmt: skip
     value = tuple(step_with_host_s(s.engine, g, requests=n + j, request_s=s.settings.host_request_s)
                   for g, j in zip(gpu_s, counts, strict=True))  # fmt: skip
     if len(_STEPS) > 16384:

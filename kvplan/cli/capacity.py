@@ -15,6 +15,7 @@ from kvplan.cli.common import (
     ModelArg,
     PpOpt,
     SizeOpt,
+    SwaFullOpt,
     TpOpt,
     WeightsDtypeOpt,
     WindowOpt,
@@ -130,9 +131,7 @@ def capacity(
     mla: Annotated[str, typer.Option(help="MLA cache: latent (engines' default) | expanded per-head K/V")] = "latent",
     swa_full_tokens_ratio: Annotated[Optional[float], typer.Option(help="SGLang SWA pool ratio (0, 1]")] = None,
     max_attention_window: WindowOpt = None,
-    swa_full: Annotated[
-        bool, typer.Option("--swa-full", help="llama.cpp --swa-full / SGLang --disable-hybrid-swa-memory")
-    ] = False,
+    swa_full: SwaFullOpt = False,
     dp: Annotated[int, typer.Option("--dp", help="data-parallel attention ranks per replica (MoE)")] = 1,
     ep: Annotated[bool, typer.Option("--ep", help="expert parallelism over the tp x dp ranks (MoE)")] = False,
     gpus_per_node: Annotated[Optional[int], typer.Option(help="GPUs per node (catalog default)")] = None,

@@ -84,6 +84,11 @@ EngineOpt = Annotated[
     ),
 ]
 SizeOpt = Optional[str]
+# llama.cpp --swa-full / SGLang --disable-hybrid-swa-memory: windowed layers keep every token (memory); llama.cpp's
+# kernels then read and multiply every one of them (kvplan.engines.llamacpp attention_spans), SGLang's keep the window.
+SwaFullOpt = Annotated[
+    bool, typer.Option("--swa-full", help="llama.cpp --swa-full / SGLang --disable-hybrid-swa-memory")
+]
 WindowOpt = Annotated[
     Optional[str],
     typer.Option(

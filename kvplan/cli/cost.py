@@ -16,6 +16,7 @@ from kvplan.cli.common import (
     KvDtypeOpt,
     ModelArg,
     PpOpt,
+    SwaFullOpt,
     TpOpt,
     WeightsDtypeOpt,
     app,
@@ -79,6 +80,7 @@ def cost(
             help="whose kernel efficiencies the latency uses: vllm | trtllm | trtllm@0.17 (NAME@VERSION: a release)"
         ),
     ] = "vllm",
+    swa_full: SwaFullOpt = False,
     expert_parallel: Annotated[
         bool, typer.Option("--expert-parallel", help="MoE experts split whole across the tp x dp ranks (calibrated)")
     ] = False,
@@ -119,6 +121,7 @@ def cost(
             compute=compute,
             effs=(compute_eff, memory_eff, interconnect_eff),
             engine=engine,
+            swa_full=swa_full,
             latency=latency,
             expert_parallel=expert_parallel,
             plot=plot,
@@ -154,6 +157,7 @@ def _inference(
         compute_dtype=kw["compute"],
         efficiency=eff,
         engine=kw["engine"],
+        swa_full=kw["swa_full"],
         model=kw["latency"],
         expert_parallel=kw["expert_parallel"],
         pp=kw["pp"],

@@ -13,6 +13,7 @@ from kvplan.cli.common import (
     EngineOpt,
     FormatOpt,
     ModelArg,
+    SwaFullOpt,
     WindowOpt,
     app,
     boundary,
@@ -65,6 +66,7 @@ def plan(
     kv_dtype: Annotated[Optional[str], typer.Option(help="KV dtypes to try, e.g. bf16,fp8")] = None,
     gpu_memory_utilization: Annotated[Optional[float], typer.Option(help="vLLM fraction (0, 1]")] = None,
     max_attention_window: WindowOpt = None,
+    swa_full: SwaFullOpt = False,
     two_batch_overlap: Annotated[
         bool, typer.Option(help="with --rate: vLLM --enable-dbo / SGLang --enable-two-batch-overlap (DP + EP)")
     ] = False,
@@ -137,7 +139,7 @@ def plan(
                             gpus_per_node=gpus_per_node, checkpoint=stored,
                             settings=Settings(gpu_memory_utilization=gpu_memory_utilization,
                                               max_attention_window=parse_windows(max_attention_window),
-                                              two_batch_overlap=two_batch_overlap, deepep=deepep,
+                                              swa_full=swa_full, two_batch_overlap=two_batch_overlap, deepep=deepep,
                                               attention_dp_balance=attention_dp_balance,
                                               batch_size_tuning=batch_size_tuning,
                                               attention_dp_timeout_iters=attention_dp_timeout_iters,
@@ -170,7 +172,7 @@ def plan(
             else list(bundled_gpus().values())
         )
         settings = Settings(gpu_memory_utilization=gpu_memory_utilization,
-                            max_attention_window=parse_windows(max_attention_window))  # fmt: skip
+                            max_attention_window=parse_windows(max_attention_window), swa_full=swa_full)  # fmt: skip
         memo: dict = {}
         split = lambda v: split_list(v, "dtype list", example="bf16,fp8") if v is not None else None  # noqa: E731
         dropped: list[str] = []

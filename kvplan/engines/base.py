@@ -683,6 +683,16 @@ class Engine:
         not or that is not read (kvplan.latency prices it at the 16-bit peak then)."""
         return False
 
+    def attention_spans(self, spec: ModelSpec, settings: Settings) -> dict[str, int | None] | None:
+        """What the engine's attention kernels read and compute on the model's windowed layers (sliding or chunked),
+        where it differs from the checkpoint's own window or chunk: layer kind name -> the keys a query reaches at
+        most (a sliding span of that many tokens), or None for every cached token (the window only masked, or not
+        applied at all). None: the kernels follow the checkpoint (a window of W keys per query, a chunk restarting
+        every C tokens), as :func:`kvplan.attention.prefill_pairs` and :func:`kvplan.attention.decode_span` count.
+        kvplan.latency prices prefill FLOPs and decode reads on the spans this gives (:func:`kvplan.latency.
+        kernel_spec`); memory (capacity) keeps the engine's own cache rules."""
+        return None
+
     def graph_rows(self, settings: Settings, rank_seqs: float) -> float | None:
         """The rows a decode-only step runs on every rank when the engine pads the batch up to a captured CUDA graph,
         ``rank_seqs`` being the busiest rank's sequences; None where it does not pad (or that is not modelled)."""
@@ -770,6 +780,16 @@ class Engine:
         ``calc`` is :mod:`kvplan.capacity`, passed in so that engines never import it.
         """
         raise InvalidInput(f"kvplan does not compare {self.name} logs")
+
+
+def spans_view(spec: ModelSpec, spans: dict[str, int | None]) -> ModelSpec:
+    """``spec`` with each named layer kind attending over ``spans[name]`` keys: a sliding window of that many, or full
+    attention for None (:meth:`Engine.attention_spans`); every other field, the kind names included, unchanged."""
+    kinds = dict(spec.layers.kinds)
+    for name, span in spans.items():
+        shape = {"type": "full", "window": None} if span is None else {"type": "sliding", "window": span}
+        kinds[name] = kinds[name].model_copy(update={**shape, "chunk": None})
+    return spec.model_copy(update={"layers": spec.layers.model_copy(update={"kinds": kinds})})
 
 
 def check_moe_parallel(engine: str, spec: ModelSpec, *, tp: int, dp: int, ep: bool) -> None:

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from kvplan.engines.base import Budget, Engine, Layout, LogFacts, Settings, largest, plain_budget, row
+from kvplan.engines.base import Budget, Engine, Layout, LogFacts, Settings, largest, plain_budget, row, spans_view
 from kvplan.failures import COMPUTE_ALLOC, CTX_OVER_TRAIN, KV_ALLOC, WEIGHTS_ALLOC, Pattern
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan, LayerCache, StagePlan, recurrent_state_elements
@@ -24,6 +24,13 @@ if TYPE_CHECKING:
 # llama.cpp pads the cell count of every KV cache to 256 (llama-kv-cache.cpp get_padding; the
 # iswa SWA size GGML_PAD(n_swa * n_seq + n_ubatch, 256) matches llamacpp-01/03: 768 and 1024 cells).
 PAD = 256
+# Families whose windows llama.cpp does not apply: Mistral 7B v0.1 converts to the LLaMA architecture, whose hparams
+# set no sliding window (src/llama-model.cpp ``load_hparams``, ``case LLM_ARCH_LLAMA``: the RMS eps and the model
+# type only, no ``swa_type``; the same in the later per-model ``llama_model_llama::load_arch_hparams``; read in copies
+# found by search), as the requests for it say (ggml-org/llama.cpp#3371 "Mistral-7B Sliding Window Attention support",
+# #3377 "llama : support sliding window attention", closed in 2024 without it for Mistral): every layer caches and
+# attends to the whole context.
+NO_SWA_FAMILIES = frozenset({"mistral"})
 SERVER_AUTO_SLOTS = 4  # tools/server/server.cpp main: params.n_parallel = 4 when -np is left at 1
 CONTEXT = round(0.3 * GIB)  # CUDA context (gpus.md: ~300 MiB with lazy loading)
 
@@ -109,6 +116,13 @@ def llamacpp_pools(layout: LlamaCppLayout, *, n_ctx: int, n_seq: int, exact: boo
     return pools
 
 
+def _unapplied_windows(spec: ModelSpec) -> dict[str, int | None]:
+    """Every windowed kind of a :data:`NO_SWA_FAMILIES` model, as full attention; empty for the others."""
+    if spec.family not in NO_SWA_FAMILIES:
+        return {}
+    return {n: None for n, k in spec.layers.kinds.items() if k.type in ("sliding", "chunked")}
+
+
 def _stage(spec: ModelSpec, plan: CachePlan) -> StagePlan:
     """llama.cpp keeps recurrent states (r, s) in f32 (llama-memory-recurrent.cpp type_r/type_s = F32)."""
     groups = []
@@ -138,6 +152,41 @@ class LlamaCpp(Engine):
 
     def default_kv_dtype(self, spec: ModelSpec) -> str:
         return "fp16"  # llama.cpp -ctk/-ctv default f16 (common/common.h cache_type_k)
+
+    def cache_plan(self, spec: ModelSpec, *, kv_dtype_name: str, tp: int, pp: int, mla: str = "latent") -> CachePlan:
+        """The neutral plan; for a family whose window llama.cpp does not apply (:data:`NO_SWA_FAMILIES`), with every
+        layer keeping every token (no SWA cache)."""
+        spans = _unapplied_windows(spec)
+        return super().cache_plan(spans_view(spec, spans) if spans else spec, kv_dtype_name=kv_dtype_name, tp=tp,
+                                  pp=pp, mla=mla)  # fmt: skip
+
+    def attention_spans(self, spec: ModelSpec, settings: Settings) -> dict[str, int | None] | None:
+        """llama.cpp applies a window (or a Llama 4 chunk, LLAMA_SWA_TYPE_CHUNKED) as a mask over the cache view it
+        hands the attention, not by skipping keys: a ubatch's K/V view covers the cache's ``n_kv`` used cells and the
+        KQ mask sets every cell outside the window to -inf (llama-kv-cache.cpp ``set_input_kq_mask`` with
+        ``is_masked_swa``). The CUDA FlashAttention kernels trim only the masked cells at the end of the view
+        (ggml-cuda/fattn-common.cuh ``flash_attn_mask_to_KV_max`` scans back from the last tile for the last one not
+        all -inf; read in copies of that file), so every cell before the window is still read and multiplied.
+
+        * Default (the separate SWA cache, llama-kv-cache-iswa.cpp): a windowed layer's view is at most that cache's
+          ``pad(W + n_ubatch, 256)`` cells per sequence (:func:`llamacpp_pools`; W the window or chunk), which it fills
+          cyclically as the sequence grows, so a query reaches ``min(L, cells)`` cells.
+        * ``--swa-full``: the windowed layers keep every token, and the view, read in full, is the whole context.
+
+        With ``--kv-unified`` one view spans every sequence's cells and each query tile reads all of them; that
+        cross-sequence read is not modelled for any layer kind here, and the per-sequence figure above is used.
+
+        A family whose window llama.cpp does not apply at all (:data:`NO_SWA_FAMILIES`: Mistral) reads the whole
+        context on every layer."""
+        unapplied = _unapplied_windows(spec)
+        if unapplied:
+            return unapplied
+        spans: dict[str, int | None] = {}
+        for name, kind in spec.layers.kinds.items():
+            cap = kind.window if kind.type == "sliding" else kind.chunk if kind.type == "chunked" else None
+            if cap is not None:
+                spans[name] = None if settings.swa_full else ceil_div(cap + settings.n_ubatch, PAD) * PAD
+        return spans or None
 
     def layout(
         self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int

@@ -58,6 +58,10 @@ DIST_INIT_PORT = 5000
 # GptOssForCausalLM, MiMoV2Flash*, Step3p5*, Gemma4* (main, 2026) -- as kvplan families (HF model_type).
 # Gemma 2/3 and Mistral are not listed: their sliding layers share the one token pool.
 HYBRID_SWA_FAMILIES = frozenset({"llama4", "gpt_oss", "mimo_v2_flash", "step3p5", "gemma4"})
+# Model families whose SGLang model file builds its attention without the checkpoint's sliding window, so the kernels
+# attend to every cached token (Sglang.attention_spans): Mistral (models/mistral.py is models/llama.py's
+# LlamaForCausalLM, whose LlamaAttention passes no sliding_window_size; read @00239548, @bf7a0e23, @00b08c49).
+NO_WINDOW_FAMILIES = frozenset({"mistral"})
 
 # server_args.py mamba_full_memory_ratio default 0.9: Mamba pool / KV pool of the memory left after weights.
 MAMBA_FULL_MEMORY_RATIO = 0.9
@@ -328,6 +332,24 @@ class Sglang(Engine):
         constants, whose ``fmha_fp8_softmax`` is None, so no gain is applied (aiconfigurator's SGLang 0.5.14 FA3 tables
         time these rows 1.2x faster on H100/H200; benchmarks/fit_fmha.py prints the fit it would take)."""
         return kv_dtype.startswith("fp8")
+
+    def attention_spans(self, spec: ModelSpec, settings: Settings) -> dict[str, int | None] | None:
+        """SGLang's attention backends honour a layer's window where its model file passes one: RadixAttention's
+        ``sliding_window_size`` (Gemma 3: models/gemma3_causal.py ``Gemma3Attention`` @038c87d4 passes
+        ``get_attention_sliding_window_size(config)`` on sliding layers; Gemma 2: models/gemma2.py ``Gemma2Attention``
+        @00b08c49 on its even layers; Command A's cohere2.py and Gemma 3n's were not read, their windows taken as
+        passed); the FlashInfer backend then reads only the
+        window, ``paged_kernel_lens = min(seq_lens, sliding_window_size + 1)`` from ``kv_start_idx = seq_lens -
+        paged_kernel_lens`` (layers/attention/flashinfer_backend.py ``update_sliding_window``), the FA3 backend passes
+        it as ``window_size``. Mistral's does not: models/mistral.py ``MistralForCausalLM`` is ``LlamaForCausalLM``
+        (@00b08c49), whose ``LlamaAttention`` builds its RadixAttention without ``sliding_window_size`` (models/llama.py
+        read @00239548 and @bf7a0e23), so Mistral 7B v0.1's 4096-token window is not applied: every layer reads and
+        computes the whole context (:data:`NO_WINDOW_FAMILIES`). ``--disable-hybrid-swa-memory`` (``swa_full``) changes
+        the pool only; the kernels keep the window."""
+        if spec.family not in NO_WINDOW_FAMILIES:
+            return None
+        spans: dict[str, int | None] = {n: None for n, k in spec.layers.kinds.items() if k.type == "sliding"}
+        return spans or None
 
     def check_kv_latency(self, kv_dtype_name: str) -> None:
         """fp4_e2m1 reads are not priced: SGLang's FP4 MHA pool dequantizes a layer's whole K and V buffers (every

@@ -132,6 +132,18 @@ def forward_activation(spec: ModelSpec, tokens: int) -> int:
 
 @dataclass(frozen=True)
 class Transformers(Engine):
+    def attention_spans(self, spec: ModelSpec, settings: Settings) -> dict[str, int | None] | None:
+        """A chunked layer attends over all its cache hands back, the chunk masked: transformers 5.24.0 caches it in
+        a ``DynamicSlidingWindowLayer`` with ``sliding_window = attention_chunk_size`` (cache_utils.py
+        ``DYNAMIC_LAYER_TYPE_MAPPING``: "sliding and chunked are the same in how they should behave, only the mask
+        differs"), whose ``update`` returns the kept ``chunk - 1`` tokens plus the new ones, and the chunk is a mask
+        (masking_utils ``chunked_overlay``) that the SDPA / eager kernels apply over every key they are given. So a
+        decode reads ``min(L, C)`` keys, a sliding span of ``C``. Sliding layers read their window, as their cache
+        keeps only it. Not modelled: the prompt's forward over an explicit mask tensor (every pair of the prompt
+        computed and masked where the kernel cannot skip)."""
+        spans: dict[str, int | None] = {n: k.chunk for n, k in spec.layers.kinds.items() if k.type == "chunked"}
+        return spans or None
+
     def cache_plan(self, spec: ModelSpec, *, kv_dtype_name: str, tp: int, pp: int, mla: str = "latent") -> CachePlan:
         return transformers_cache_plan(spec, kv_dtype_name)
 

@@ -47,6 +47,9 @@ TOKENS_PER_BLOCK = 32
 FREE_FRACTION = 0.9  # llmapi KvCacheConfig.free_gpu_memory_fraction default (landscape.md 2.3)
 CONTEXT = round(0.5 * GIB)  # CUDA context + cuBLAS workspace; gpus.md: ~300-600 MiB per process
 MAX_NUM_TOKENS = 8192  # llmapi max_num_tokens default
+# Families whose PyTorch-backend attention got no sliding window before NVIDIA/TensorRT-LLM PR #12597 (merged
+# 2026-03-30): full attention on their windowed layers (Trtllm.attention_spans).
+NO_WINDOW_FAMILIES = frozenset({"mistral", "mixtral"})
 # tensorrt_llm/llmapi/llm_args.py AttentionDpConfig (NVIDIA/TensorRT-LLM, the same in every stored version read):
 ADP_TIMEOUT_ITERS = 50  # timeout_iters: Field(default=50, description="The number of iterations to timeout.")
 ADP_BATCHING_WAIT_ITERS = 10  # batching_wait_iters: Field(default=10, "The number of iterations to wait for batching.")
@@ -446,7 +449,8 @@ class Trtllm(Engine):
         benchmarks/data/published_throughput.json's ``trtllm-0.17`` entry (``attention_window``). So both the cache
         (as :func:`_whole_sliding` already keeps it) and the attention's cost span every token
         (:func:`whole_sequence_attention`). The newest release's PyTorch models pass their config's window to the
-        attention (the comment above WindowLayout): the spec as given."""
+        attention (the comment above WindowLayout): the spec as given, its attention's spans per
+        :meth:`attention_spans` (Mistral's and Mixtral's attention took no window before PR #12597)."""
         return whole_sequence_attention(spec) if self.tensorrt_engine else spec
 
     def runtime_batch_size(self, settings: Settings, capacity: int) -> int | None:
@@ -463,6 +467,26 @@ class Trtllm(Engine):
         a stored 1.x version), so the ranks prefill in the same steps; off, each rank schedules its own. The hold
         itself is :meth:`dp_balance_iters`'s (kvplan.dp_balance prices it in the TTFT)."""
         return settings.attention_dp_balance
+
+    def attention_spans(self, spec: ModelSpec, settings: Settings) -> dict[str, int | None] | None:
+        """TensorRT-LLM's PyTorch models pass the checkpoint's window to the attention op as ``attention_window_size``
+        (Starcoder2, Gemma3, Cohere2, EXAONE4, GPT-OSS), and the generation kernels loop over only the window's keys
+        (cpp/tensorrt_llm/kernels/decoderMaskedMultiheadAttention/decoderMaskedMultiheadAttentionTemplate.h:
+        ``kv_loop_length = min(tlength, cyclic_kv_cache_len)``). So those reads follow the checkpoint, with or without
+        ``max_attention_window``, which sizes the pools (:class:`WindowLayout`).
+
+        Mistral and Mixtral did not, in the releases these rules describe: NVIDIA/TensorRT-LLM PR #12597 (merged
+        2026-03-30, "Enable sliding window attention for Mistral/Mixtral") states that ``MistralAttention`` and
+        ``MixtralAttention`` did not pass ``attention_window_size``, "causing full O(N^2) attention during prefill
+        instead of O(N x W)", and adds it (modeling_mistral.py @002f3cc3 has it: "Mistral (without layer_types)
+        applies SWA uniformly to all layers"). So their windowed layers read and compute the whole context here
+        (:data:`NO_WINDOW_FAMILIES`); a release with that PR would follow the checkpoint. Not read: whether the context
+        FMHA skips the key tiles before a window (the priced FLOPs assume it does, as FlashAttention's), and the span
+        of a window declared on a model without sliding layers."""
+        if spec.family not in NO_WINDOW_FAMILIES:
+            return None
+        spans: dict[str, int | None] = {n: None for n, k in spec.layers.kinds.items() if k.type == "sliding"}
+        return spans or None
 
     def dp_balance_iters(self, settings: Settings) -> tuple[int, int] | None:
         """``(timeout_iters, batching_wait_iters)`` with enable_balance: the YAML's ``attention_dp_config`` keys where

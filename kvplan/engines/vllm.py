@@ -544,6 +544,18 @@ class Vllm(Engine):
         prefill kernel: benchmarks/fit_fmha.py)."""
         return kv_dtype.startswith("fp8")
 
+    def attention_spans(self, spec: ModelSpec, settings: Settings) -> dict[str, int | None] | None:
+        """vLLM's kernels read and compute only the checkpoint's window, in every release kvplan models: a layer's
+        ``Attention`` takes the model file's ``per_layer_sliding_window`` or else the model-level
+        ``cache_config.sliding_window`` (vllm/attention/layer.py ``Attention.__init__``, read in copies found by
+        search), so Mistral 7B v0.1's config-wide 4096 applies to every layer; FlashAttention gets it as
+        ``window_size`` (v1/attention/backends/flash_attn.py) and starts each query tile's key loop at the window
+        (flash-attention ``flash_fwd_kernel.h``: ``n_block_min = max(0, (m_block * kBlockM + seqlen_k - seqlen_q -
+        window_size_left) / kBlockN)`` where ``Is_local``), FlashInfer as ``window_left``. A chunked layer (Llama 4)
+        runs its chunks as separate "virtual batches" (:func:`kvplan.attention.decode_span`). Memory differs by
+        release (the hybrid allocator frees the blocks a window leaves, :func:`decode_blocks`); the reads do not."""
+        return None
+
     def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int, int]:
         mnbt, seqs = batch_defaults(total, gpu, a100_exception=self.a100_exception)
         return settings.max_num_batched_tokens or mnbt, settings.max_num_seqs or seqs
