@@ -26,7 +26,9 @@ Two steps, as ``mla_compare.py``:
        /work/aic-venv/bin/python benchmarks/mamba_compare.py --collect
 
 2. default (needs kvplan only): prints the median and worst ``|ln(kvplan / measured conv1d)|``, the median signed
-   ``ln``, and how many rows kvplan prices under the conv1d alone, per GPU and phase, then per token band.
+   ``ln``, and how many rows kvplan prices under the conv1d alone, per GPU and phase, then per phase, one prompt or
+   several, and token band; beside it the same median for a candidate conv1d price by the bytes it moves
+   (:func:`conv1d_bytes_seconds`, no fitted constant), the physics a future kvplan change could add.
 """
 
 from __future__ import annotations
@@ -108,19 +110,44 @@ def mixer_seconds(row: dict, gpu_name: str, *, cal=None) -> float:  # noqa: ANN0
                                 batch=row["batch_size"], attention_flops=flops, kv_dtype="bf16")  # fmt: skip
 
 
+def conv1d_bytes_seconds(row: dict, gpu_name: str, *, cal=None) -> float:  # noqa: ANN001
+    """A candidate price of the conv1d kernel alone by the bytes it moves, with no fitted constant: kvplan's
+    ``elementwise_mem_eff`` of bandwidth plus one ``eager_kernel_s`` (context) or ``graph_kernel_s`` (generation), TP 1,
+    bf16, conv channels ``nheads x head_dim + 2 x n_groups x d_state`` (transformers ``modeling_nemotron_h.py``
+    ``NemotronHMamba2Mixer.conv_dim``). Context (``causal_conv1d_fn``): each token's channels read and written once,
+    plus the ``d_conv`` taps. Generation (``causal_conv1d_update``): each sequence reads and writes its
+    ``d_conv - 1`` conv state and reads and writes one token's channels."""
+    from kvplan import latency
+    from kvplan.hardware import resolve_gpu
+
+    cal = cal or latency.calibration("trtllm")
+    channels = row["nheads"] * row["head_dim"] + 2 * row["n_groups"] * row["d_state"]
+    element = 2  # bf16
+    if row["phase"] == "context":
+        moved = element * channels * (2 * row["batch_size"] * row["seq_len"] + row["d_conv"])
+        fixed = cal.eager_kernel_s
+    else:
+        moved = element * channels * row["batch_size"] * (2 * (row["d_conv"] - 1) + 2)
+        fixed = cal.graph_kernel_s
+    return fixed + moved / (resolve_gpu(gpu_name).bandwidth_gbps * 1e9 * cal.elementwise_mem_eff)
+
+
 def compare(tables: list[dict]) -> list[dict]:
     out = []
     for t in tables:
         for row in t["rows"]:
             kv = mixer_seconds(row, t["gpu"])
+            conv = conv1d_bytes_seconds(row, t["gpu"])
             measured = row["latency"] / 1e3
-            out.append({"gpu": t["gpu"], "phase": row["phase"], "tokens": row["batch_size"] * row["seq_len"],
-                        "kvplan_s": kv, "measured_s": measured, "ln": math.log(kv / measured)})  # fmt: skip
+            out.append({"gpu": t["gpu"], "phase": row["phase"], "batch": row["batch_size"],
+                        "tokens": row["batch_size"] * row["seq_len"], "kvplan_s": kv, "conv1d_bytes_s": conv,
+                        "measured_s": measured, "ln": math.log(kv / measured),
+                        "ln_bytes": math.log(conv / measured)})  # fmt: skip
     return out
 
 
-def stats(rows: list[dict]) -> dict:
-    lns = [r["ln"] for r in rows]
+def stats(rows: list[dict], key: str = "ln") -> dict:
+    lns = [r[key] for r in rows]
     return {"n": len(lns), "median_abs": statistics.median(abs(x) for x in lns), "worst_abs": max(abs(x) for x in lns),
             "median_signed": statistics.median(lns), "under": sum(1 for x in lns if x < 0)}  # fmt: skip
 
@@ -134,17 +161,19 @@ def band(tokens: int) -> str:
 
 def render(rows: list[dict]) -> str:
     lines = []
-    for key, label in ((lambda r: (r["gpu"], r["phase"]), "GPU, phase"),
-                       (lambda r: (r["phase"], band(r["tokens"])), "phase, token band")):  # fmt: skip
+    prompts = lambda r: "decode" if r["phase"] != "context" else "one prompt" if r["batch"] == 1 else "prompts"  # noqa: E731
+    by_band = lambda r: (r["phase"], prompts(r), band(r["tokens"]))  # noqa: E731
+    for key, label in ((lambda r: (r["gpu"], r["phase"]), "GPU, phase"), (by_band, "phase, prompts, token band")):
         groups: dict[tuple, list[dict]] = {}
         for r in rows:
             groups.setdefault(key(r), []).append(r)
         lines.append(f"by {label}:")
         for k in sorted(groups):
-            s = stats(groups[k])
-            lines.append(f"  {' '.join(k)}: {s['n']} rows; median |ln| {s['median_abs']:.3f}, worst "
-                         f"{s['worst_abs']:.3f}, median signed {s['median_signed']:+.3f}; kvplan under the conv1d "
-                         f"alone: {s['under']}/{s['n']}")  # fmt: skip
+            s, b = stats(groups[k]), stats(groups[k], "ln_bytes")
+            lines.append(f"  {' '.join(k)}: {s['n']} rows; kvplan median |ln| {s['median_abs']:.3f}, worst "
+                         f"{s['worst_abs']:.3f}, signed {s['median_signed']:+.3f}, under the conv1d alone "
+                         f"{s['under']}/{s['n']}; conv1d by bytes median |ln| {b['median_abs']:.3f}, signed "
+                         f"{b['median_signed']:+.3f}")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -62,3 +62,16 @@ def test_render_names_every_gpu_and_phase(tables: list[dict]) -> None:
     for gpu in ("b200", "gb200", "h100-sxm", "h200"):
         for phase in ("context", "generation"):
             assert f"  {gpu} {phase}: " in text
+    assert "  context prompts > 8192 tokens: " in text and "  generation decode <= 16 tokens: " in text
+
+
+def test_conv1d_bytes_golden_b200() -> None:
+    # TensorRT-LLM calibration on B200: elementwise_mem_eff 0.7305 -> 7.7e12 x 0.7305 = 5.62485e12 B/s;
+    # eager_kernel_s 10.95 us, graph_kernel_s 2.724 us. Nano's conv channels 4096 + 2 x 8 x 128 = 6,144, bf16.
+    # context, one prompt of 2,048: 2 x 6,144 x (2 x 2,048 + 4) = 50,380,800 B -> 8.956826 us + 10.95 = 19.906826 us
+    # (the table measures 22.06 us for this row).
+    prompt = {**NANO, "phase": "context", "batch_size": 1, "seq_len": 2048}
+    assert mamba_compare.conv1d_bytes_seconds(prompt, "b200") == pytest.approx(19.906826e-6, rel=1e-6)
+    # generation, batch 8: 2 x 6,144 x 8 x (2 x 3 + 2) = 786,432 B -> 0.139814 us + 2.724 = 2.863814 us
+    step = {**NANO, "phase": "generation", "batch_size": 8, "seq_len": 1}
+    assert mamba_compare.conv1d_bytes_seconds(step, "b200") == pytest.approx(2.863814e-6, rel=1e-6)
