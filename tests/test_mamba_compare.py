@@ -75,3 +75,9 @@ def test_conv1d_bytes_golden_b200() -> None:
     # generation, batch 8: 2 x 6,144 x 8 x (2 x 3 + 2) = 786,432 B -> 0.139814 us + 2.724 = 2.863814 us
     step = {**NANO, "phase": "generation", "batch_size": 8, "seq_len": 1}
     assert mamba_compare.conv1d_bytes_seconds(step, "b200") == pytest.approx(2.863814e-6, rel=1e-6)
+
+
+def test_docs_block_is_what_the_script_prints(tables: list[dict]) -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "cost.md").read_text(encoding="utf-8")
+    block = doc.split("<!-- mamba_compare:begin -->\n", 1)[1].split("\n<!-- mamba_compare:end -->", 1)[0]
+    assert block == "```text\n" + mamba_compare.render(mamba_compare.compare(tables)) + "\n```"
