@@ -16,7 +16,8 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
   over ``R`` ranks the busiest rank sets the step: it receives ``1 + moe_ep_imbalance * sqrt(2 ln R)``
   x the mean routed tokens (the expected maximum of ``R`` loads whose relative spread is
   ``moe_ep_imbalance``; routing is skewed: aiconfigurator times its MoE kernels under power-law
-  expert loads, alpha 1.2, DeepSeek 1.01, ``aiconfigurator_core/sdk/models/moe.py``, ``deepseek.py``);
+  expert loads, alpha 1.2, DeepSeek 1.01, ``aiconfigurator_core/sdk/models/moe.py``, ``deepseek.py``)
+  and reads at least one whole expert where any is touched (not the mean rank's fraction of one);
 * **attention**: prefill as FLOPs at ``attn_prefill_eff * L / (L + attn_prefill_half_len)`` of
   the 16-bit peak; decode as the held cache read at ``attn_decode_mem_eff`` of bandwidth (MLA's
   absorbed decode at ``mla_decode_mem_eff``, or its FLOPs at ``mla_decode_flops_eff`` of peak,
@@ -362,6 +363,11 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
     if c.ep:  # the busiest of the ranks sets the step; its excess over the mean grows like sqrt(2 ln ranks)
         busiest = 1 + c.cal.moe_ep_imbalance * math.sqrt(2 * math.log(ranks))
         routed = min(routed * busiest, moe_tokens * min(moe.experts_per_token, local))
+        # A rank that receives a token reads its expert's weights whole: with fewer experts touched than ranks the
+        # busiest rank reads one expert, not the mean's fraction of one. aiconfigurator 0.12.0's TensorRT-LLM H200
+        # moe_perf table, Llama 4 Scout bf16, one token (top-1 of 16): EP 4 87.8 us, the whole layer on one GPU
+        # 85.8 us (benchmarks/moe_compare.py).
+        touched = min(local, max(touched, min(touched * ranks, 1.0)))
     fixed = c.cal.moe_layer_s if c.moe_layer_s is None else c.moe_layer_s
     if touched > 0:
         per_touched = routed / touched
