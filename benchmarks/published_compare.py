@@ -952,14 +952,16 @@ def _print_datasets(datasets: dict, *, markdown: bool) -> None:
                   f"p99 {d['input_p99']}, sd {d['input_sd']}")  # fmt: skip
 
 
-def _print_large_scale(rows: list[dict], *, markdown: bool) -> None:
-    """Published large-scale EP results: each with its source, the configuration it states and why not scored."""
+def _print_not_scored(rows: list[dict], *, column: tuple[str, str], markdown: bool) -> None:
+    """Published results read but not scored, each with its source and why; ``column``: the second column's heading
+    and the rows' key for it (the large-scale EP results' stated configuration, the vLLM / SGLang results' engine)."""
+    heading, key = column
     if markdown:
-        print("| result | stated configuration | published | why not scored | source |")
+        print(f"| result | {heading} | published | why not scored | source |")
         print("|---|---|---|---|---|")
     for r in rows:
         if markdown:
-            cells = (r["label"], r["stated_config"], r["published"], r["not_scored"], f"[page]({r['url']})")
+            cells = (r["label"], r[key], r["published"], r["not_scored"], f"[page]({r['url']})")
             print("| " + " | ".join(cells) + " |")
         else:
             print(f"{r['label']}: {r['published']}; not scored: {r['not_scored']} ({r['url']})")
@@ -1101,19 +1103,6 @@ def compare_engine_rows(rows: list[dict]) -> list[dict]:
     return [dict(r) if "not_scored" in r else {**r, **score_engine_row(r)} for r in rows]
 
 
-def _print_engine_not_scored(rows: list[dict], *, markdown: bool) -> None:
-    """vLLM / SGLang results read but not scored: each with its source, what it publishes and why not."""
-    if markdown:
-        print("| result | engine | published | why not scored | source |")
-        print("|---|---|---|---|---|")
-    for r in rows:
-        if markdown:
-            cells = (r["label"], r["engine"], r["published"], r["not_scored"], f"[page]({r['url']})")
-            print("| " + " | ".join(cells) + " |")
-        else:
-            print(f"{r['label']}: {r['published']}; not scored: {r['not_scored']} ({r['url']})")
-
-
 def engine_rows_summary(rows: list[dict], sources: dict) -> list[str]:
     """One line per source of the vLLM / SGLang tables, then one for all of them."""
     out = []
@@ -1192,13 +1181,15 @@ def main(argv: list[str] | None = None) -> int:
     print()
     _print_operating_points(mlperf, datasets, markdown=args.markdown)
     print()
-    _print_large_scale(data.get("large_scale_ep", []), markdown=args.markdown)
+    _print_not_scored(
+        data.get("large_scale_ep", []), column=("stated configuration", "stated_config"), markdown=args.markdown
+    )
     print()
     if engine_rows:
         _print_engine_rows(engine_rows, engine_sources, markdown=args.markdown)
         print()
     if data.get("engine_benchmarks_not_scored"):
-        _print_engine_not_scored(data["engine_benchmarks_not_scored"], markdown=args.markdown)
+        _print_not_scored(data["engine_benchmarks_not_scored"], column=("engine", "engine"), markdown=args.markdown)
         print()
     for source, meta in data["sources"].items():
         part = _by_source(rows, source)

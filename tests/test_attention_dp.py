@@ -21,17 +21,9 @@ from kvplan.errors import InvalidInput
 from kvplan.launch import launch_args
 from kvplan.params import Sharding
 from kvplan.serving import Lengths, max_rate
+from tests.benchmods import published
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
-
-
-def _published():  # noqa: ANN202
-    sys.path.insert(0, str(BENCH))
-    try:
-        import published_compare as pub
-    finally:
-        sys.path.remove(str(BENCH))
-    return pub, json.loads(pub.DATA.read_text())
 
 
 def _adp_rows(data: dict) -> list[dict]:
@@ -70,7 +62,7 @@ def test_every_attention_dp_row_carries_its_launch_and_source() -> None:
     enable_attention_dp, KV fraction 0.95) and its source, and names what the page does not state (ep_size,
     max batch, max tokens). All 52 are scored: the 35 Qwen3-235B-A22B and Llama 4 Scout rows, and the 17 Maverick
     rows since llama-4-maverick-17b-128e is in the catalog (before: listed with why not, no catalog spec)."""
-    _, data = _published()
+    _, data = published()
     rows = _adp_rows(data)
     assert len(rows) == 52
     url = data["sources"]["trtllm-1.0"]["url"]
@@ -93,7 +85,7 @@ def test_every_multi_gpu_moe_row_of_the_v1_tables_carries_the_moe_launch() -> No
     have been read there (CudaGraphConfig is a StrictBaseModel: unknown keys are refused)."""
     from kvplan.catalog import load_bundled
 
-    _, data = _published()
+    _, data = published()
     moe = [r for r in data["runs"] if r["source"] == "trtllm-1.0" and r["tp"] > 1
            and load_bundled(r["model"]).moe is not None]  # fmt: skip
     assert len(moe) == 70 and all(r["launch"]["enable_attention_dp"] is True for r in moe)
@@ -105,7 +97,7 @@ def test_every_multi_gpu_moe_row_of_the_v1_tables_carries_the_moe_launch() -> No
 def test_attention_dp_rows_score_on_the_dp_ep_path() -> None:
     """A scored row is one replica of dp = the header's TP ranks at tp 1 with EP over them: max_rate x OSL.
     Qwen3-235B-A22B on 8 x H200 at 1000/1000 by hand from kvplan.serving, and its experts-sliced reading."""
-    pub, data = _published()
+    pub, data = published()
     row = next(r for r in _adp_rows(data) if r["model"] == "qwen3-235b-a22b" and r["gpu"] == "h200"
                and (r["isl"], r["osl"]) == (1000, 1000))  # fmt: skip
     assert pub.run_split(row) == {"tp": 1, "dp": 8, "ep": True}
@@ -126,7 +118,7 @@ def test_attention_dp_rows_statistics() -> None:
     prompts came up), asserted at least 12 (was 15); no row past a factor 2.2 either way (worst |ln| 0.755, Maverick
     H200 20000/2000 at x0.47). Before Maverick was in the catalog: 35 rows, 13 within 20 %, asserted at least 10.
     The dense rows keep their own test (test_latency.test_published_trtllm_v1_throughput_within_20_percent)."""
-    pub, data = _published()
+    pub, data = published()
     rows = pub.compare_runs([r for r in _adp_rows(data) if "not_modelled" not in r])
     assert len(rows) == 52
     assert sum(abs(r["ratio"] - 1) <= 0.20 for r in rows) >= 12
@@ -277,7 +269,7 @@ def test_plan_rate_takes_the_exchange_and_overlap_flags(cli) -> None:  # noqa: A
 def test_large_scale_ep_results_are_listed_with_source_and_reason() -> None:
     """Published large-scale EP results (SGLang on 96 H100, DeepSeek's own service): each names its page, the
     pages actually read, the configuration it states, the figures, and why kvplan does not score it."""
-    _, data = _published()
+    _, data = published()
     rows = data["large_scale_ep"]
     assert len(rows) == 2
     for r in rows:
@@ -295,7 +287,7 @@ def test_trtllm_bench_heuristic_by_hand() -> None:
     max_batch_size: 217.8 < 256 -> 32 x ceil(217.8 / 32) = 224; max_num_tokens: 217.8 x (1 + 20000 / 2000) =
     2,395.7 < 4096 -> max(2048, 256 x 10) = 2,560, then at least the prompt + the batch, 20,000 + 224 = 20,224.
     """
-    pub, data = _published()
+    pub, data = published()
     row = next(r for r in _adp_rows(data) if r["model"] == "qwen3-235b-a22b" and r["gpu"] == "h200"
                and (r["isl"], r["osl"]) == (20000, 2000))  # fmt: skip
     assert pub.trtllm_bench_settings(row) == (224, 20224)

@@ -6,22 +6,13 @@ they say.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.benchmods import published
+
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
-
-
-def _published():  # noqa: ANN202
-    sys.path.insert(0, str(BENCH))
-    try:
-        import published_compare as pub
-    finally:
-        sys.path.remove(str(BENCH))
-    return pub, json.loads(pub.DATA.read_text())
 
 
 def _row(data: dict, model: str, gpu: str, isl: int, osl: int) -> dict:
@@ -33,7 +24,7 @@ def test_eager_dp_steps_price_attention_dp_steps_eagerly_and_restore() -> None:
     """Inside the block a DP decode step takes the eager kernel cost (dearer than the graph replay) and a TP step is
     untouched; after it the module's context builder is the original again. Measured (--dp-candidates): Llama 4 Scout
     4 x H100 128/4096 as scored x1.67, with eager unpadded DP steps x1.37 (the GPU side only)."""
-    pub, data = _published()
+    pub, data = published()
     import kvplan.latency as latency
     from kvplan.capacity import setup
 
@@ -61,7 +52,7 @@ def test_implied_rank_batch_is_the_smallest_cap_above_the_published_figure() -> 
     """The bisection returns the per-rank cap B with kvplan's figure above the published one at B and not at B - 1,
     and the KV capacity kvplan's batch is bound by (98 a rank for Scout on 4 x H100 at 128/4096, where B is 47);
     a row kvplan underestimates (Maverick 8 x H200 20000/2000, x0.57) has none."""
-    pub, data = _published()
+    pub, data = published()
     scout = _row(data, "llama-4-scout-17b-16e", "h100-sxm", 128, 4096)
     batch, capacity = pub.implied_rank_batch(scout)
     assert capacity == 98 and batch == 47
@@ -78,7 +69,7 @@ def test_dp_candidate_lines_one_per_row_and_a_summary_per_weight_dtype() -> None
     """Two rows (FP8 Scout 4 x H100, NVFP4 Qwen3 8 x B200): a line each with the scored, eager and attention-TP
     ratios and the implied batch, then one statistics line per weight dtype; the attention-TP reading is that split
     (Scout 4 x H100 128/4096 x1.91: attention over TP4, whole experts over the four ranks)."""
-    pub, data = _published()
+    pub, data = published()
     picked = [
         _row(data, "llama-4-scout-17b-16e", "h100-sxm", 128, 4096),
         _row(data, "qwen3-235b-a22b", "b200", 128, 128),
@@ -101,7 +92,7 @@ def test_known_batch_line_compares_the_step_at_the_published_concurrency_by_hand
     """TensorRT-LLM#3439's DeepSeek-R1-FP8 8 x H200 run: 159 sequences a rank x 8 ranks / 10,036.3364 output tokens/s
     = 126.74 ms a step (by hand). kvplan, capped at 159 a rank, runs 158 a rank at 111.0 ms (x1.14, +15.8 ms);
     with its own KV-bound batch, 300 a rank, x1.39."""
-    pub, _ = _published()
+    pub, _ = published()
     line = pub.known_batch_line()
     assert line.startswith("dp-candidates known batch: deepseek-v3 h200 DP8 EP8 1024/2048 at 159 a rank")
     assert round(159 * 8 / 10036.3364 * 1e3, 1) == 126.7
@@ -114,7 +105,7 @@ def test_later_page_rows_are_scored_apart_per_gpu() -> None:
     model and GPU, and stay out of the v1.0 statistics. Measured: Qwen3-235B-A22B 8 x H100 1024/8192 x1.23 (kvplan
     1,072 tokens/s a GPU against 873), Maverick 8 x H200 8192/1024 x0.45 (x0.42 before stop 22: its chunked layers now
     read only the current chunk at decode, (8,704 - 1) mod 8,192 + 1 = 512 keys at the mean context, not 8,192)."""
-    pub, data = _published()
+    pub, data = published()
     lines = pub.later_page_lines()
     assert len(lines) == len(pub.LATER_PAGE_DEP_ROWS) == 3
     assert lines[0].startswith("dp-candidates later page: qwen3-235b-a22b h100-sxm DEP8: 1000/1000 x")

@@ -3,32 +3,22 @@ every row's setup and source, the stored scores recomputed, and the statistics' 
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
 from kvplan.capacity import setup
 from kvplan.engines import Settings
+from tests.benchmods import published
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 SETUP_KEYS = ("source", "engine", "engine_version", "model", "label", "checkpoint", "gpu", "gpus", "tp", "weights",
               "kv", "isl", "osl", "range_ratio", "concurrency", "published_tok_s")  # fmt: skip
 
 
-def _published():  # noqa: ANN202
-    sys.path.insert(0, str(BENCH))
-    try:
-        import published_compare as pub
-    finally:
-        sys.path.remove(str(BENCH))
-    return pub, json.loads(pub.DATA.read_text())
-
-
 def test_engine_table_rows_and_sources() -> None:
-    pub, data = _published()
+    pub, data = published()
     sources, rows = data["engine_benchmark_sources"], data["engine_benchmarks"]
     by_source = {name: [r for r in rows if r["source"] == name] for name in sources}
     # 9 Nemotron Nano + 2 Nemotron Super 49B concurrency points and 2 sweep peaks (Nemotron Nano NVFP4, DeepSeek V3.2;
@@ -59,7 +49,7 @@ STALE_TOLERANCE = 0.05
 
 
 def test_engine_table_scores_recompute_from_the_data_file() -> None:
-    pub, data = _published()
+    pub, data = published()
     for r in data["engine_benchmarks"]:
         score = pub.score_engine_row(r)
         assert score["kvplan_tok_s"] == pytest.approx(r["kvplan_tok_s"], rel=STALE_TOLERANCE), r["label"]
@@ -70,7 +60,7 @@ def test_engine_table_scores_recompute_from_the_data_file() -> None:
 
 
 def test_engine_table_statistics_shape() -> None:
-    pub, data = _published()
+    pub, data = published()
     rows = data["engine_benchmarks"]
     lines = pub.engine_rows_summary(rows, data["engine_benchmark_sources"])
     assert [line.split(" ", 1)[0] for line in lines] == ["vultr-b200-vllm", "inferencex-sglang-h200", "vLLM"]
@@ -83,7 +73,7 @@ def test_engine_table_statistics_shape() -> None:
 
 
 def test_range_ratio_lengths_by_hand() -> None:
-    pub, _ = _published()
+    pub, _ = published()
     fixed_in, fixed_out = pub.engine_row_lengths({"range_ratio": 0, "isl": 2048, "osl": 512})
     assert (fixed_in.mean, fixed_in.p99, fixed_out.mean, fixed_in.sd) == (2048, 2048, 512, None)
     # uniform on [0.8 x 1024, 1024] = [819.2, 1024]: mean 921.6 -> 922; p90 819.2 + 0.9 x 204.8 = 1003.5 -> 1004
@@ -107,7 +97,7 @@ def test_closed_loop_run_by_hand() -> None:
     # in 64-token buckets): 2 tokens / (prefill + decode).
     from kvplan.serving import _step
 
-    pub, _ = _published()
+    pub, _ = published()
     s = setup("llama-3.1-8b", "h100-sxm", engine="vllm", weights_dtype="bf16", kv_dtype_name="bf16",
               settings=Settings(max_num_seqs=1))  # fmt: skip
     prefill = _step(s, n=0.0, p=1024.0, context=1024, prefix=0)
@@ -130,13 +120,13 @@ def test_closed_loop_run_by_hand() -> None:
 def test_closed_loop_run_saturates_at_the_prompt_count() -> None:
     # Concurrency above the prompt count changes nothing: every prompt is issued at once either way (the published
     # Nemotron Nano rows at 512 and 1,024 concurrent with 400 prompts: 18,746 and 18,829 tok/s).
-    pub, data = _published()
+    pub, data = published()
     rows = [r for r in data["engine_benchmarks"] if r["concurrency"] in (512, 1024) and "(FP8, TP=2)" in r["label"]]
     assert len(rows) == 2 and rows[0]["kvplan_tok_s"] == pytest.approx(rows[1]["kvplan_tok_s"])
 
 
 def test_engine_results_not_scored_carry_their_reason() -> None:
-    _, data = _published()
+    _, data = published()
     rows = data["engine_benchmarks_not_scored"]
     assert len(rows) == 8
     for r in rows:

@@ -9,29 +9,20 @@ benchmarks/published_compare.py reads them from each row's ``attention_dp_config
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.benchmods import published
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 CONFIG_AT = "ykamiset/inference_results_v5.1/blob/e9ccad4d681ac32678230a488cd690ef6c8b21fa/closed/NVIDIA/configs/"
 
 
-def _published():  # noqa: ANN202
-    sys.path.insert(0, str(BENCH))
-    try:
-        import published_compare
-    finally:
-        sys.path.remove(str(BENCH))
-    return published_compare, json.loads((BENCH / "data" / "published_throughput.json").read_text())
-
-
 def test_the_r1_rows_carry_their_configs_balancer_and_nothing_else_does():
     """Offline (timeout 500, batching wait 10) and Server (9, 3), each citing its own file; the setup turns TensorRT-
     LLM's balance on with exactly those counts. No other MLPerf row sets the balancer."""
-    pub, data = _published()
+    pub, data = published()
     want = {"Offline": (500, 10), "Server": (9, 3)}
     seen = {}
     for r in data["mlperf"]:
@@ -54,7 +45,7 @@ def test_the_balancer_moves_the_r1_scores_as_stored():
     """Before / after, the figures published_compare.py prints (docs/cost.md): balancer off (TensorRT-LLM's default,
     the rows' scoring before) Offline x1.11, Server x1.57; as configured x1.28 and x2.09. The balancer aligns the
     ranks' prefills into the same steps, so fewer steps carry a prompt and both figures rise."""
-    pub, data = _published()
+    pub, data = published()
     ds = data["mlperf_datasets"]
     rows = {r["scenario"]: r for r in data["mlperf"] if r["model"] == "deepseek-v3"}
     off = {k: pub.score_mlperf(pub._without_balance(r), ds)["ratio"] for k, r in rows.items()}
@@ -68,7 +59,7 @@ def test_the_server_holds_at_the_published_rate_are_the_timeout_clock():
     clock (timeout_iters 9). A prompt arriving in iteration i = 1..9 of the cycle waits 9 - i: by hand 0..8, mean
     (9 - 1) / 2 = 4.0 iterations, p99 8 (kvplan.dp_balance). Both limits are met there with room; at kvplan's scored
     rate the p99 TPOT sits on the 80 ms limit (what binds)."""
-    pub, data = _published()
+    pub, data = published()
     ds = data["mlperf_datasets"]
     r = next(x for x in data["mlperf"] if x["model"] == "deepseek-v3" and x["scenario"] == "Server")
     at = pub._server_point(r, ds, r["published_tok_s"] / r["osl"])
@@ -82,7 +73,7 @@ def test_docs_cost_md_carries_the_balance_block_as_the_script_prints_it():
     """docs/cost.md's ``--mlperf-balance`` block is the script's output: the balancer off (x1.11, x1.57), as configured
     (x1.28, x2.09), at TensorRT-LLM's default counts (x1.28, x1.15: the p99 hold of 49 iterations binds the Server
     TTFT), the Server limits with the holds, and the Offline step residual (+27.1 ms) tried on both rows."""
-    pub, data = _published()
+    pub, data = published()
     lines = pub.mlperf_balance_lines(data["mlperf"], data["mlperf_datasets"])
     assert len(lines) == 5 and "residual +27.1 ms" in lines[-1]
     doc = (BENCH.parent / "docs" / "cost.md").read_text(encoding="utf-8")

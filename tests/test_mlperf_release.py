@@ -6,22 +6,13 @@ names the files that show its stack (``stack``) and the build's ``tokens_per_blo
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.benchmods import published
+
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
-
-
-def _published():  # noqa: ANN202
-    sys.path.insert(0, str(BENCH))
-    try:
-        import published_compare as pub
-    finally:
-        sys.path.remove(str(BENCH))
-    return pub, json.loads(pub.DATA.read_text())
 
 
 def _key(r: dict) -> tuple[str, str, str, str]:
@@ -58,7 +49,7 @@ def test_every_mlperf_row_is_scored_with_its_stacks_release():
     the release's default) and no batch-size tuner (NVIDIA's harness passes gpu_batch_size as max_batch_size)."""
     from kvplan.engines import get_engine
 
-    pub, data = _published()
+    pub, data = published()
     assert {_key(r): (pub.mlperf_release(r), r.get("tokens_per_block")) for r in data["mlperf"]} == RELEASES
     for r in data["mlperf"]:
         s = pub._mlperf_setup(r)
@@ -70,7 +61,7 @@ def test_every_mlperf_row_is_scored_with_its_stacks_release():
 
 
 def test_every_tensorrt_engine_row_cites_the_files_that_show_its_stack():
-    _, data = _published()
+    _, data = published()
     engine_rows = [r for r in data["mlperf"] if r.get("tensorrt_engine")]
     assert len(engine_rows) == 18 and all(r["model"] != "deepseek-v3" for r in engine_rows)
     for r in engine_rows:
@@ -90,7 +81,7 @@ def test_the_releases_differ_only_where_the_static_fp8_scale_reaches():
     the engine's static fp8 activation scale (V0_17_CALIBRATION): the NVFP4 rows score the same under both releases,
     and the fp8 405B H200 Server run (TP8, at most 64 sequences, decode mostly streams weights) is faster: x1.163
     under the newest release, x1.220 under trtllm@0.17, out of 20 %."""
-    pub, data = _published()
+    pub, data = published()
     ds = data["mlperf_datasets"]
     for r in data["mlperf"]:
         if not r.get("tensorrt_engine") or r["weights"] != "nvfp4":
@@ -106,7 +97,7 @@ def test_the_releases_differ_only_where_the_static_fp8_scale_reaches():
 def test_norm_quant_fusion_applies_on_top_of_the_release_constants():
     """The v5.1 rows built with norm_quant_fusion take the release's constants (the static fp8 share, 1.0) with the
     fused FP4 norm kernel (published_compare._norm_quant_calibration)."""
-    pub, _ = _published()
+    pub, _ = published()
     from kvplan.engines import latency_calibration
 
     fused = pub._norm_quant_calibration("trtllm@0.17")

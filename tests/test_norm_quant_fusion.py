@@ -6,8 +6,6 @@ MLPerf rows whose NVIDIA config builds with the flag turn it on (benchmarks/publ
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,15 +14,9 @@ from kvplan.catalog import load_bundled
 from kvplan.engines.trtllm import CALIBRATION
 from kvplan.hardware import resolve_gpu
 from kvplan.latency import mixed_step_latency
+from tests.benchmods import published
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
-
-
-def _published():  # noqa: ANN202
-    sys.path.insert(0, str(BENCH))
-    import published_compare
-
-    return published_compare, json.loads((BENCH / "data" / "published_throughput.json").read_text())
 
 
 def _step(gpu: str, weights: str) -> float:
@@ -40,7 +32,7 @@ def test_norm_quant_fusion_removes_the_two_normed_inputs_quantization_per_layer(
     elementwise_mem_eff 0.7305 = 11.15 us, plus the eager kernel cost 10.95 us = 22.10 us. The fusion drops two per
     layer (QKV and gate/up read the norms' output; o_proj and down_proj keep theirs): 80 x 2 x 22.10 us = 3.536 ms,
     168.67 -> 165.13 ms."""
-    pub, _ = _published()
+    pub, _ = published()
     before = _step("b200", "nvfp4")
     with pub.mlperf_engine({"norm_quant_fusion": True}):
         fused = _step("b200", "nvfp4")
@@ -53,7 +45,7 @@ def test_norm_quant_fusion_removes_the_two_normed_inputs_quantization_per_layer(
 
 
 def test_norm_quant_fusion_changes_nothing_without_fp4_gemms():
-    pub, _ = _published()
+    pub, _ = published()
     before = _step("h100-sxm", "fp8")
     with pub.mlperf_engine({"norm_quant_fusion": True}):
         assert _step("h100-sxm", "fp8") == before
@@ -66,7 +58,7 @@ def test_the_mlperf_rows_with_norm_quant_fusion_are_those_whose_config_sets_it()
     gemm_plugin fp4 instead) and in llama3_1-405b.py Offline, Server and Interactive. The v5.0 and v4.1 rows' configs
     set their trtllm_build_flags in the system's class over a base that has the flag; whether NVIDIA's config
     loader merges the two dicts was not read, so those rows are left without it."""
-    _, data = _published()
+    _, data = published()
     fused = {(r["source"], r["model"], r["scenario"]) for r in data["mlperf"] if r.get("norm_quant_fusion")}
     assert fused == {("mlperf-5.1", "llama-2-70b", "Offline"), ("mlperf-5.1", "llama-2-70b", "Server"),
                      ("mlperf-5.1", "llama-3.1-405b", "Offline"), ("mlperf-5.1", "llama-3.1-405b", "Server"),
