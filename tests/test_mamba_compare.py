@@ -1,13 +1,12 @@
 """benchmarks/mamba_compare.py: kvplan's Mamba2 mixer kernels against aiconfigurator's measured Mamba2 tables."""
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from tests.benchmods import bench_module
 
-import mamba_compare  # noqa: E402
+mamba_compare = bench_module("mamba_compare")
 
 # Nemotron 3 Nano 30B's Mamba2 mixer as aiconfigurator's rows name it (model_specs/nemotron-3-nano-30b-a3b.yaml)
 NANO = {"d_model": 2688, "d_state": 128, "d_conv": 4, "nheads": 64, "head_dim": 64, "n_groups": 8, "chunk_size": 128}
