@@ -1,0 +1,244 @@
+"""kvplan's grouped expert GEMMs (one MoE layer's routed experts) against aiconfigurator's measured MoE tables.
+
+aiconfigurator 0.12.0 times one MoE layer's grouped expert GEMMs (the fused gate/up and down GEMMs over the routed
+tokens, with the engine's permute and finalize kernels; not the router, not the shared experts, not the all-to-all)
+per engine, version and GPU (``aiconfigurator_core/systems/data/<gpu>/moe/<engine>/<version>/moe_perf.parquet``:
+columns ``kernel_source``, ``moe_dtype``, ``num_tokens``, ``hidden_size``, ``inter_size``, ``topk``,
+``num_experts``, ``moe_tp_size``, ``moe_ep_size``, ``distribution``, ``latency`` in ms). ``num_tokens`` is every
+token entering the layer (each rank of a TP x EP split computes its slice of them), as kvplan's ``moe_tokens``.
+
+Two steps, as ``gemm_compare.py`` and ``mla_compare.py``:
+
+1. ``--collect`` (needs aiconfigurator; does not import kvplan) writes a sample of those tables to
+   ``benchmarks/data/aiconfigurator_moe.json``: H100 SXM, H200, B200 and GB200; TensorRT-LLM 1.3.0rc20, vLLM 0.24.0
+   and SGLang 0.5.10 (its moe_perf table exists on Hopper only); the expert shapes of the models in ``SHAPES``;
+   the ``balanced`` routing distribution (every expert gets the same tokens: kvplan's uniform routing); pure TP or
+   pure EP splits (``SPLITS``); ``TOKENS``. Where a table times several kernels for one point (a TensorRT-LLM
+   table's cutlass and DeepGEMM paths, vLLM's triton and flashinfer ones), the fastest, the one an engine tuned
+   for the shape would run; its name is kept. Where aiconfigurator is not installed it says so and exits 0::
+
+       /work/aic-venv/bin/python benchmarks/moe_compare.py --collect
+
+2. default (needs kvplan only): prices every point with kvplan's grouped expert GEMMs for the table's engine and
+   GPU (:func:`kvplan.latency._moe_s`'s ``grouped`` part: weights of every touched expert, compute at the grouped
+   efficiency, ``moe_layer_s``), on the catalog model whose experts have that shape, at ``tp = moe_tp_size`` (TP
+   slices) or ``moe_ep_size`` with expert parallelism. The table's routing is balanced, so kvplan's busiest-rank
+   excess (``moe_ep_imbalance``, fitted to aiconfigurator's power-law routing) is set to 0 for its EP points. It
+   prints the median and worst ``|ln(kvplan / aiconfigurator)|`` and the median signed ln per engine, GPU and
+   dtype, then per engine and dtype by token band, per model, per engine and dtype over the GPUs, and the worst
+   points. ``--markdown`` prints the last two for docs/cost.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from aic_tables import SKIPPED, each_table, tables_root  # noqa: E402 - where aiconfigurator's tables lie, shared
+
+DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_moe.json"
+
+# kvplan GPU name -> aiconfigurator system directory
+SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm", "gb200": "gb200"}
+# the versions kvplan's calibrations describe (SGLang's 0.5.10, as benchmarks/mla_compare.py samples)
+ENGINES = {"trtllm": "1.3.0rc20", "vllm": "0.24.0", "sglang": "0.5.10"}
+# catalog model -> its experts (hidden_size, expert intermediate size, experts, experts per token), from the
+# model's config.json as kvplan's catalog holds it (kvplan models / kvplan/catalog.py); every one is in the tables
+SHAPES = {
+    "deepseek-v3": (7168, 2048, 256, 8),
+    "qwen3-30b-a3b": (2048, 768, 128, 8),
+    "qwen3-235b-a22b": (4096, 1536, 128, 8),
+    "mixtral-8x7b": (4096, 14336, 8, 2),
+    "mixtral-8x22b": (6144, 16384, 8, 2),
+    "gpt-oss-20b": (2880, 2880, 32, 4),
+    "gpt-oss-120b": (2880, 2880, 128, 4),
+    "llama-4-scout-17b-16e": (5120, 8192, 16, 1),
+    "llama-4-maverick-17b-128e": (5120, 8192, 128, 1),
+}
+# aiconfigurator moe_dtype -> (kvplan weights dtype, block-scaled fp8: DeepSeek-V3's 128 x 128 scales)
+DTYPES = {"bfloat16": ("bf16", False), "fp8": ("fp8", False), "fp8_block": ("fp8", True), "nvfp4": ("nvfp4", False),
+          "w4a16_mxfp4": ("mxfp4", False)}  # fmt: skip
+# (moe_tp_size, moe_ep_size): kvplan splits experts by TP slices or whole by EP, never both at once
+SPLITS = ((1, 1), (4, 1), (8, 1), (1, 4), (1, 8))
+TOKENS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+DISTRIBUTION = "balanced"
+# kernels left out: the non-gated path (Nemotron's squared-ReLU experts; every model here is gated)
+SKIP_KERNELS = ("moe_torch_flow_nongated",)
+TOKEN_BANDS = ((1, 8), (9, 64), (65, 512), (513, None))
+# An EP rank holds 1/R of the experts and receives 1/R of the routed tokens: it cannot take longer than one GPU running
+# the whole layer (the same table's TP 1 / EP 1 point); a point over that by more than this margin (timing noise)
+# is flagged as not physical (aiconfigurator's Llama 4 Scout EP 8 TensorRT-LLM points at 1-16 tokens, its SGLang
+# bf16 EP points of Qwen3-30B-A3B past 1,024 tokens; where the table has no such point nothing is flagged)
+NOT_PHYSICAL_MARGIN = 1.1
+WORST = 12  # worst points printed
+
+
+def collect(out: Path) -> int:
+    """Write the sample of aiconfigurator's MoE tables (latency in us, 4 significant digits) to ``out``."""
+    root = tables_root()
+    if root is None:
+        print(SKIPPED)
+        return 0
+    import aiconfigurator
+    import pandas as pd
+
+    shapes = {v: k for k, v in SHAPES.items()}
+    tables = []
+    for gpu, engine, version, path, source in each_table(root, SYSTEMS, ENGINES, "moe", "moe_perf.parquet"):
+        df = pd.read_parquet(path)
+        df = df[(df.distribution == DISTRIBUTION) & df.num_tokens.isin(TOKENS) & df.moe_dtype.isin(DTYPES)
+                & ~df.kernel_source.isin(SKIP_KERNELS)]  # fmt: skip
+        best: dict[tuple, tuple[float, str]] = {}
+        for r in df.itertuples():
+            model = shapes.get((int(r.hidden_size), int(r.inter_size), int(r.num_experts), int(r.topk)))
+            split = (int(r.moe_tp_size), int(r.moe_ep_size))
+            if model is None or split not in SPLITS:
+                continue
+            key = (str(r.moe_dtype), model, *split, int(r.num_tokens))
+            us = float(r.latency) * 1e3
+            if key not in best or us < best[key][0]:
+                best[key] = (us, str(r.kernel_source))
+        if not best:
+            continue
+        kernels = sorted({k for _, k in best.values()})
+        dtypes = sorted({key[0] for key in best})
+        points = sorted([dtypes.index(key[0]), list(SHAPES).index(key[1]), *key[2:], float(f"{us:.4g}"),
+                         kernels.index(kernel)] for key, (us, kernel) in best.items())  # fmt: skip
+        tables.append({"gpu": gpu, "engine": engine, "version": version, "dtypes": dtypes, "kernels": kernels,
+                       "source": source, "points": points})  # fmt: skip
+    meta = {"aiconfigurator": aiconfigurator.__version__, "unit": "us (aiconfigurator's latency column is ms)",
+            "points": "[index in dtypes, index in models, moe_tp_size, moe_ep_size, num_tokens, latency_us, "
+                      "index in kernels]", "distribution": DISTRIBUTION, "models": SHAPES}  # fmt: skip
+    body = ",\n".join(json.dumps(t, separators=(",", ":")) for t in tables)
+    out.write_text('{"meta": ' + json.dumps(meta) + ',\n"tables": [\n' + body + "\n]}\n")
+    print(f"wrote {sum(len(t['points']) for t in tables)} points of {len(tables)} tables to {out}")
+    return 0
+
+
+def load(path: Path = DATA) -> list[dict]:
+    return json.loads(path.read_text())["tables"]
+
+
+def grouped_seconds(gpu_name: str, engine: str, *, model: str, dtype: str, tp: int, ep: int, tokens: int) -> float:
+    """kvplan's grouped expert GEMMs of one MoE layer of ``model`` (:func:`kvplan.latency._moe_s`, its ``grouped``
+    part) over ``tokens`` tokens, the experts sliced over ``tp`` ranks or spread whole over ``ep`` ranks (one of the
+    two is 1), weights in aiconfigurator's ``dtype``; uniform routing (``moe_ep_imbalance`` 0, the tables' balanced
+    distribution)."""
+    from dataclasses import replace
+
+    from kvplan import latency
+    from kvplan.catalog import resolve_model
+    from kvplan.hardware import resolve_gpu
+
+    spec = resolve_model(model)
+    weights, block = DTYPES[dtype]
+    if block:  # block-scaled fp8 (fp8_block_eff_scale): DeepSeek-V3's checkpoint quantization on any model
+        spec = spec.model_copy(update={"weights": resolve_model("deepseek-v3").weights})
+    elif spec.weights is not None and spec.weights.dtype != weights:  # another checkpoint quantization: none
+        spec = spec.model_copy(update={"weights": None})
+    cal = replace(latency.calibration(engine), moe_ep_imbalance=0.0)
+    ranks = max(tp, ep)
+    ctx = latency._make_ctx(spec, resolve_gpu(gpu_name), tp=ranks, weights_dtype=weights, cal=cal, eager=True,
+                            ep=ep > 1)  # fmt: skip
+    return latency._moe_s(ctx, tokens, tokens).grouped
+
+
+def compare(tables: list[dict]) -> list[dict]:
+    """One row per measured point: the table's keys, the point, aiconfigurator's and kvplan's seconds, ln ratio."""
+    rows = []
+    for t in tables:
+        whole = {(p[0], p[1], p[4]): p[5] for p in t["points"] if (p[2], p[3]) == (1, 1)}
+        for d, m, tp, ep, tokens, us, kernel in t["points"]:
+            dtype, model = t["dtypes"][d], list(SHAPES)[m]
+            bound = NOT_PHYSICAL_MARGIN * whole.get((d, m, tokens), math.inf)
+            s = grouped_seconds(t["gpu"], t["engine"], model=model, dtype=dtype, tp=tp, ep=ep, tokens=tokens)
+            rows.append({"gpu": t["gpu"], "engine": t["engine"], "dtype": dtype, "model": model, "tp": tp, "ep": ep,
+                         "tokens": tokens, "kernel": t["kernels"][kernel], "aic_s": us * 1e-6, "kvplan_s": s,
+                         "ln": math.log(s / (us * 1e-6)), "not_physical": ep > 1 and us > bound})  # fmt: skip
+    return rows
+
+
+def stats(rows: list[dict]) -> dict:
+    e = [r["ln"] for r in rows]
+    a = [abs(x) for x in e]
+    return {"count": len(e), "median": statistics.median(a), "worst": max(a), "signed": statistics.median(e)}
+
+
+def _band(tokens: int) -> str:
+    for lo, hi in TOKEN_BANDS:
+        if tokens >= lo and (hi is None or tokens <= hi):
+            return f"{lo}-{hi}" if hi is not None else f">={lo}"
+    return "other"
+
+
+def summaries(rows: list[dict]) -> dict[str, list[tuple[str, dict]]]:
+    """Per engine / GPU / dtype; per engine / dtype by token band; per model; per engine / dtype (docs/cost.md's)."""
+
+    def group(key) -> list[tuple[str, dict]]:  # noqa: ANN001
+        groups: dict[str, list[dict]] = {}
+        for r in rows:
+            groups.setdefault(key(r), []).append(r)
+        return [(name, stats(g)) for name, g in groups.items()]
+
+    bands = [_band(lo) for lo, _ in TOKEN_BANDS]
+    by_band = group(lambda r: f"{r['engine']} {r['dtype']} tokens {_band(r['tokens'])}")
+    by_band.sort(key=lambda x: (x[0].rsplit(" ", 2)[0], bands.index(x[0].split()[-1])))
+    return {"per engine / GPU / dtype": group(lambda r: f"{r['engine']} {r['gpu']} {r['dtype']}"),
+            "per engine / dtype, by tokens": by_band,
+            "per model": group(lambda r: r["model"]),
+            "per engine / dtype": group(lambda r: f"{r['engine']} {r['dtype']}")}  # fmt: skip
+
+
+def render(rows: list[dict], *, markdown: bool) -> str:
+    """The summaries and the worst points; ``markdown``: docs/cost.md's short form (per engine / dtype only)."""
+    out = []
+    for title, groups in summaries(rows).items():
+        if markdown != (title == "per engine / dtype"):
+            continue
+        if markdown:
+            out += [f"**{title}**", "", "| MoE layers | points | median \\|ln\\| | worst \\|ln\\| | median signed |",
+                    "|---|---:|---:|---:|---:|"]  # fmt: skip
+        else:
+            out.append(f"{title}:")
+        for name, s in groups:
+            if markdown:
+                out.append(f"| {name} | {s['count']} | {s['median']:.3f} | {s['worst']:.3f} | {s['signed']:+.3f} |")
+            else:
+                out.append(f"  {name:<36} {s['count']:>5}  median |ln| {s['median']:.3f}  worst {s['worst']:.3f}  "
+                           f"signed {s['signed']:+.3f}")  # fmt: skip
+        out.append("")
+    out.append(f"worst {WORST} points (kvplan / aiconfigurator):")
+    for r in sorted(rows, key=lambda r: -abs(r["ln"]))[:WORST]:
+        split = f"tp{r['tp']}" if r["ep"] == 1 else f"ep{r['ep']}"
+        us = f"{r['kvplan_s'] * 1e6:.1f} / {r['aic_s'] * 1e6:.1f} us"
+        flag = ", not physical" if r["not_physical"] else ""
+        line = (f"{r['engine']} {r['gpu']} {r['dtype']} {r['model']} {split} {r['tokens']} tokens: {us} "
+                f"({r['kernel']}), ln {r['ln']:+.3f}{flag}")  # fmt: skip
+        out.append(f"- {line}" if markdown else f"  {line}")
+    a, b = stats(rows), stats([r for r in rows if not r["not_physical"]])
+    out += ["", f"{a['count']} MoE layers against aiconfigurator (balanced routing): median |ln| {a['median']:.3f}, "
+                f"worst {a['worst']:.3f}, median signed {a['signed']:+.3f}",
+            f"without the {a['count'] - b['count']} EP points slower than the whole layer on one GPU (not physical): "
+            f"{b['count']}, median |ln| {b['median']:.3f}, worst {b['worst']:.3f}, "
+            f"median signed {b['signed']:+.3f}"]  # fmt: skip
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--collect", action="store_true", help="write the sample of aiconfigurator's MoE tables")
+    p.add_argument("--markdown", action="store_true", help="tables for docs/cost.md")
+    args = p.parse_args(argv)
+    if args.collect:
+        return collect(DATA)
+    print(render(compare(load()), markdown=args.markdown))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
