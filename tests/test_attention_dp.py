@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -21,9 +19,7 @@ from kvplan.errors import InvalidInput
 from kvplan.launch import launch_args
 from kvplan.params import Sharding
 from kvplan.serving import Lengths, max_rate
-from tests.benchmods import published
-
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+from tests.benchmods import bench_module, published
 
 
 def _adp_rows(data: dict) -> list[dict]:
@@ -339,11 +335,7 @@ def test_expert_imbalance_cannot_explain_the_decode_heavy_misses() -> None:
     the constants. Measured (--imbalance): at 6x the fitted excess, Llama 4 Scout 4 x H100 128/4096 moves x1.67 -> x1.64
     (its MoE layers read every local expert's weights whatever the skew), while Qwen3-235B-A22B 8 x H200 128/2048,
     whose grouped GEMMs are compute-bound, falls x1.02 -> x0.65."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        import published_compare as pub
-    finally:
-        sys.path.remove(str(BENCH))
+    pub = bench_module("published_compare")
     import kvplan.latency as latency
 
     data = json.loads(pub.DATA.read_text())

@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
 from kvplan import serving
 from kvplan.capacity import setup
 from kvplan.engines import Settings
-
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+from tests.benchmods import bench_module
 
 
 def _qwen3_dp8():  # noqa: ANN202
@@ -81,11 +78,7 @@ def test_long_prompt_attention_dp_rows_move_up() -> None:
     TensorRT-LLM runs FP8 context attention for FP8 checkpoints (Trtllm.fp8_context_attention; gain fitted to
     aiconfigurator's attention tables by benchmarks/fit_fmha.py, not to these rows): x0.65 -> x0.77 and x0.81 ->
     x0.87 (this test's figures were 0.66 and 0.81 before that rule)."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        import published_compare as pub
-    finally:
-        sys.path.remove(str(BENCH))
+    pub = bench_module("published_compare")
     data = json.loads(pub.DATA.read_text())
 
     def row(gpu: str, isl: int) -> dict:
@@ -163,11 +156,7 @@ def test_long_prompt_attention_dp_rows_lie_between_independent_and_aligned_ranks
     mean context 21,000 reaches (21,000 - 1) mod 8,192 + 1 = 4,616 keys, not 8,192) and a prompt chunk's queries count
     their own chunk's keys once (kvplan.latency ``_count_flops``): Maverick B200 NVFP4 20000/2000 from x0.42 / x0.95
     (short either way) to x0.50 / x1.07, Scout H200 from x1.01 / x1.74 to x1.18 / x1.96."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        import published_compare as pub
-    finally:
-        sys.path.remove(str(BENCH))
+    pub = bench_module("published_compare")
     data = json.loads(pub.DATA.read_text())
     long = [r for r in data["runs"] if r["source"] == "trtllm-1.0" and "launch" in r and r["isl"] in (5000, 20000)]
     rows = pub.compare_runs(long)

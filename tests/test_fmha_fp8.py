@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import io
-import sys
 from contextlib import redirect_stdout
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -15,8 +13,8 @@ from kvplan.cost import step_flops
 from kvplan.engines import engine_fp8_context_attention, get_engine
 from kvplan.hardware import resolve_gpu
 from kvplan.latency import TENSOR_FLOPS_PER_EXP, calibration, fp8_attention_gain, step_latency
+from tests.benchmods import bench_module
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 H100, B200 = resolve_gpu("h100-sxm"), resolve_gpu("b200")
 
 
@@ -119,11 +117,7 @@ def test_fit_fmha_reproduces_the_trtllm_constant_and_tracks_the_tables() -> None
     """benchmarks/fit_fmha.py on the committed sample of aiconfigurator's context-attention tables: TensorRT-LLM's fit
     is the constant kvplan holds; per GPU and head size the modelled speed-up is within 0.08 (log) of the measured
     median, where no gain would miss it by 0.13-0.27; vLLM's rows show no speed-up (the fit ends at the range's top)."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        import fit_fmha
-    finally:
-        sys.path.remove(str(BENCH))
+    fit_fmha = bench_module("fit_fmha")
     rows = fit_fmha.load(fit_fmha.DATA)
     trt = [r for r in rows if r["engine"] == "trtllm"]
     cal = calibration("trtllm")

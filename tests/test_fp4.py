@@ -20,6 +20,7 @@ from kvplan.latency import calibration, gemm_peak, gemm_seconds
 from kvplan.params import weight_bytes_total
 from kvplan.quant import bytes_per_weight, describe, format_from_config, storage_for_name
 from kvplan.units import weight_dtype
+from tests.benchmods import bench_module
 
 B200, GB200, H200 = resolve_gpu("b200"), resolve_gpu("gb200"), resolve_gpu("h200")
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -318,11 +319,7 @@ def test_nvfp4_moe_layers_take_their_own_fixed_cost():
 
 
 def _aic_rows(key: str) -> list[dict]:
-    sys.path.insert(0, str(BENCH))
-    try:
-        import aiconfigurator_compare as cmp
-    finally:
-        sys.path.remove(str(BENCH))
+    cmp = bench_module("aiconfigurator_compare")
     return cmp.compare(json.loads((BENCH / "data" / "aiconfigurator_grid.json").read_text())[key])
 
 

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCH))
-try:
-    import gb200_candidates as gb
-    import published_compare as pc
-finally:
-    sys.path.remove(str(BENCH))
+from tests.benchmods import bench_module
+
+gb = bench_module("gb200_candidates")
+pc = bench_module("published_compare")
 
 
 @pytest.fixture(scope="module")

@@ -8,16 +8,14 @@ linear layer and the MoE layers run (``Engine.graph_rows``), the attention still
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from kvplan.capacity import setup
 from kvplan.engines import ENGINES, Settings
 from kvplan.latency import mixed_step_latency
+from tests.benchmods import bench_module
 
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 PAGE = (1, 2, 4, 8, 16, 32, 64, 128, 256, 384, 512, 1024, 2048, 4096, 8192)  # perf-overview.md llm_options.yml
 
 
@@ -76,11 +74,7 @@ def test_published_v10_rows_with_the_pages_graph_padding() -> None:
     decode-heavy row, stays optimistic: x1.71 -> x1.70 (asserted within 0.02). With the MoE exchange priced as NCCL
     collectives (trtllm.OVERLAP.moe_allgather_nccl) it is x1.66 (this test's figure was 1.70 before that rule), and
     x1.67 with every family's gather unpadded (moe_allgather_unpadded, TensorRT-LLM#6064), within the tolerance."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        import published_compare as pub
-    finally:
-        sys.path.remove(str(BENCH))
+    pub = bench_module("published_compare")
     data = json.loads(pub.DATA.read_text())
     assert pub.V10_GRAPH_BATCH_SIZES == PAGE
     row = next(r for r in data["runs"] if r["model"] == "llama-4-scout-17b-16e" and r["gpu"] == "h100-sxm"
@@ -94,11 +88,7 @@ def test_step_residual_is_the_missing_step_time_by_hand() -> None:
     so +18.4 ms (27.4 x 0.67); its ratio is compare_runs' own. (Before the MoE exchange was priced as NCCL
     collectives, trtllm.OVERLAP.moe_allgather_nccl: x1.70 at 26.9 ms and 99 a rank, +18.9 ms; with it and the padded
     Llama 4 gather: x1.66, 27.5 ms, +18.3 ms.)"""
-    sys.path.insert(0, str(BENCH))
-    try:
-        import published_compare as pub
-    finally:
-        sys.path.remove(str(BENCH))
+    pub = bench_module("published_compare")
     data = json.loads(pub.DATA.read_text())
     row = next(r for r in data["runs"] if r["model"] == "llama-4-scout-17b-16e" and r["gpu"] == "h100-sxm"
                and r["isl"] == 128 and r["osl"] == 4096 and "launch" in r)  # fmt: skip

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from kvplan.cost import phase_cost
 from kvplan.errors import InvalidInput
 from kvplan.hardware import resolve_gpu
 from kvplan.latency import CALIBRATIONS, _Ctx, allreduce_s, calibration, step_latency
+from tests.benchmods import bench_module
 
 H100 = resolve_gpu("h100-sxm")
 H200 = resolve_gpu("h200")
@@ -73,11 +73,7 @@ def test_calibrated_beats_roofline_beyond_dense_tp1():
 
 
 def _compare():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import aiconfigurator_compare as cmp
-    finally:
-        sys.path.remove(str(BENCH))
+    cmp = bench_module("aiconfigurator_compare")
     data = json.loads((BENCH / "data" / "aiconfigurator_grid.json").read_text())
     return cmp.compare(data["cases"])
 
@@ -110,11 +106,7 @@ def test_flagged_decode_figures_repriced_by_aiconfigurators_own_deepgemm_table()
     With only that table re-priced, aiconfigurator's vLLM steps fall from 37.54 / 28.41 / 30.01 ms to 8.44 /
     12.85 / 24.14 ms and kvplan (12.25 / 16.53 / 26.53 ms) is within 1.5x of every one of the 88: measured
     median 0.065, worst 0.373 (b1: ln(12.25 / 8.44) = +0.373)."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        import aiconfigurator_compare as cmp
-    finally:
-        sys.path.remove(str(BENCH))
+    cmp = bench_module("aiconfigurator_compare")
     data = json.loads((BENCH / "data" / "aiconfigurator_grid.json").read_text())
     cc = data["artifact_crosscheck"]
     tables = cc["gemm_tables_b200"]
@@ -135,11 +127,7 @@ def test_flagged_decode_figures_repriced_by_aiconfigurators_own_deepgemm_table()
 def test_holdout_cases_within_targets():
     """11 cases collected after the refit and never fitted: measured TTFT median 0.040, worst 0.340; TPOT median
     0.064, worst 0.310 (the first fit's constants: 0.101 / 0.208 and 0.064 / 0.432)."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        import aiconfigurator_compare as cmp
-    finally:
-        sys.path.remove(str(BENCH))
+    cmp = bench_module("aiconfigurator_compare")
     data = json.loads((BENCH / "data" / "aiconfigurator_grid.json").read_text())
     rows = cmp.compare(data["holdout_cases"])
     assert len(rows) == 11
@@ -175,11 +163,7 @@ def test_each_engine_module_carries_its_own_calibration():
 
 
 def _published():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import published_compare as pub
-    finally:
-        sys.path.remove(str(BENCH))
+    pub = bench_module("published_compare")
     return pub, json.loads(pub.DATA.read_text())
 
 

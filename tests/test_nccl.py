@@ -19,6 +19,7 @@ from kvplan.catalog import load_bundled
 from kvplan.engines import trtllm, vllm
 from kvplan.hardware import resolve_gpu
 from kvplan.latency import NCCL_FITS, _gather_s, _make_ctx, allgather_s, nccl_collective_s
+from tests.benchmods import bench_module
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -29,11 +30,7 @@ def _ctx(gpu: str, rules, *, dp: int = 8, cal=trtllm.CALIBRATION, gpus_per_node:
 
 
 def _fit_module():  # noqa: ANN202
-    sys.path.insert(0, str(BENCH))
-    try:
-        import fit_nccl
-    finally:
-        sys.path.remove(str(BENCH))
+    fit_nccl = bench_module("fit_nccl")
     return fit_nccl
 
 

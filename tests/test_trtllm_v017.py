@@ -10,9 +10,7 @@ out by hand in the comments.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -23,9 +21,9 @@ from kvplan.errors import InvalidInput
 from kvplan.hardware import resolve_gpu
 from kvplan.latency import calibration, gemm_seconds
 from kvplan.serving import Lengths, serve
+from tests.benchmods import bench_module
 
 H100, B200 = resolve_gpu("h100-sxm"), resolve_gpu("b200")
-BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
 def _setup(engine: str, model: str = "llama-3.1-8b", gpu=H100, **kw):  # noqa: ANN001
@@ -209,11 +207,7 @@ def test_plan_rate_batch_size_tuning_flag(cli):
 
 
 def test_published_v017_rows_run_the_release():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import published_compare as pub
-    finally:
-        sys.path.remove(str(BENCH))
+    pub = bench_module("published_compare")
     data = json.loads(pub.DATA.read_text())
     r = next(r for r in data["runs"] if r["source"] == "trtllm-0.17")
     s = pub.row_setup(r)

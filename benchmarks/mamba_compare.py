@@ -1,0 +1,194 @@
+"""kvplan's Mamba2 mixer kernels against aiconfigurator's measured Mamba2 kernel tables, GPU by GPU and phase by phase.
+
+aiconfigurator 0.12.0 ships ``aiconfigurator_core/systems/data/<gpu>/linear_attention/trtllm/1.3.0rc20/
+mamba2_perf.parquet`` (TensorRT-LLM 1.3.0rc20). Its columns: ``kernel_source``, ``phase`` (``context`` or
+``generation``), ``batch_size``, ``seq_len`` (tokens per prompt; 1 at generation), ``num_tokens``, the layer's
+``d_model``, ``d_state``, ``d_conv``, ``nheads``, ``head_dim``, ``n_groups``, ``chunk_size``, ``model_name`` and
+``latency`` in ms, one Mamba2 layer at full (unsharded) width (``aiconfigurator_core/sdk/operations/mamba.py``
+``Mamba2Kernel`` docstring). aiconfigurator composes a Mamba2 layer from four kernels (``sdk/models/nemotron_h.py``:
+``causal_conv1d_fn`` + ``mamba_chunk_scan_combined`` at context, ``causal_conv1d_update`` +
+``selective_state_update`` at generation), but the 0.12.0 tables of every GPU hold **only the two conv1d kernels**:
+the SSD chunked scan and the decode state update are not measured there. So this script is a diagnostic, not a fit:
+kvplan's whole mixer kernel time (conv1d and scan together) is set against the measured conv1d alone, a lower bound
+of the real mixer. A ratio below 1 means kvplan prices the whole mixer under what its conv1d alone takes.
+
+kvplan's side (:func:`kvplan.latency._attention_s` of a one-layer model whose only layer is the row's Mamba2 mixer,
+TensorRT-LLM's calibration, TP 1; the in/out projection GEMMs are not part of either side): at prefill the recurrent
+layer has no attention FLOPs (:func:`kvplan.attention.attention_flops` returns 0 for it), so kvplan charges a fixed
+``attn_layer_s + eager_kernel_s`` whatever the prompt length; at decode it reads the conv and SSM state
+(``state bytes / (bandwidth x attn_decode_mem_eff)``) plus ``attn_layer_s + batch x attn_seq_s``.
+
+Two steps, as ``mla_compare.py``:
+
+1. ``--collect`` (needs aiconfigurator and pandas; does not import kvplan) writes the tables of H100 SXM, H200, B200
+   and GB200 to ``benchmarks/data/aiconfigurator_mamba2.json``. Without aiconfigurator it says so and exits 0::
+
+       /work/aic-venv/bin/python benchmarks/mamba_compare.py --collect
+
+2. default (needs kvplan only): prints the median and worst ``|ln(kvplan / measured conv1d)|``, the median signed
+   ``ln``, and how many rows kvplan prices under the conv1d alone, per GPU and phase, then per phase, one prompt or
+   several, and token band; beside it the same median for a candidate conv1d price by the bytes it moves
+   (:func:`conv1d_bytes_seconds`, no fitted constant), the physics a future kvplan change could add.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from aic_tables import SKIPPED, each_table, tables_root  # noqa: E402 - where aiconfigurator's tables lie, shared
+
+DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_mamba2.json"
+# kvplan GPU name -> aiconfigurator system directory
+SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm", "gb200": "gb200"}
+ENGINES = {"trtllm": "1.3.0rc20"}  # the only engine aiconfigurator 0.12.0 measured Mamba2 for
+COLUMNS = ("kernel_source", "phase", "batch_size", "seq_len", "d_model", "d_state", "d_conv", "nheads", "head_dim",
+           "n_groups", "chunk_size", "model_name", "latency")  # fmt: skip
+
+
+def collect(out: Path) -> int:
+    root = tables_root()
+    if root is None:
+        print(SKIPPED)
+        return 0
+    import pandas as pd
+
+    tables = []
+    for gpu, engine, version, path, source in each_table(root, SYSTEMS, ENGINES, "linear_attention",
+                                                         "mamba2_perf.parquet"):  # fmt: skip
+        frame = pd.read_parquet(path)
+        rows = [[r[c].item() if hasattr(r[c], "item") else r[c] for c in COLUMNS] for _, r in frame.iterrows()]
+        tables.append({"gpu": gpu, "engine": engine, "version": version, "source": source, "columns": list(COLUMNS),
+                       "rows": rows})  # fmt: skip
+    out.write_text(json.dumps({"tables": tables}, separators=(",", ":")) + "\n")
+    print(f"wrote {sum(len(t['rows']) for t in tables)} rows of {len(tables)} tables to {out}")
+    return 0
+
+
+def load(path: Path = DATA) -> list[dict]:
+    """Each table's rows as dicts of the collected columns."""
+    tables = json.loads(path.read_text())["tables"]
+    return [{**t, "rows": [dict(zip(t["columns"], r, strict=True)) for r in t["rows"]]} for t in tables]
+
+
+def mixer_spec(row: dict):  # noqa: ANN201
+    """A one-layer model whose only layer is the row's Mamba2 mixer (d_inner = nheads x head_dim), bf16."""
+    from kvplan.spec import ModelSpec
+
+    d_inner = row["nheads"] * row["head_dim"]
+    # vocab and intermediate sizes are placeholders: the mixer kernels priced here read neither
+    return ModelSpec.model_validate({
+        "name": f"mamba2-{row['d_model']}-{row['nheads']}x{row['head_dim']}-s{row['d_state']}-g{row['n_groups']}",
+        "source": "aiconfigurator 0.12.0 mamba2_perf row",
+        "hidden_size": row["d_model"], "vocab_size": 32000, "num_layers": 1, "num_attention_heads": row["nheads"],
+        "num_kv_heads": row["nheads"], "head_dim": row["head_dim"], "intermediate_size": 4 * row["d_model"],
+        "dtype": "bf16", "max_position_embeddings": 1 << 20, "rope": None,
+        "layers": {"kinds": {"mamba2": {"type": "recurrent", "variant": "mamba2", "d_inner": d_inner,
+                                        "d_state": row["d_state"], "d_conv": row["d_conv"],
+                                        "n_groups": row["n_groups"], "n_heads": row["nheads"], "mlp": False}},
+                   "pattern": ["mamba2"]},
+    })  # fmt: skip
+
+
+def mixer_seconds(row: dict, gpu_name: str, *, cal=None) -> float:  # noqa: ANN001
+    """kvplan's Mamba2 mixer kernels of one layer at the row's phase, batch and prompt length (module docstring)."""
+    from kvplan import latency
+    from kvplan.hardware import resolve_gpu
+
+    spec = mixer_spec(row)
+    prefill = row["phase"] == "context"
+    cal = cal or latency.calibration("trtllm")
+    ctx = latency._make_ctx(spec, resolve_gpu(gpu_name), tp=1, weights_dtype="bf16", cal=cal, eager=prefill)
+    context = row["seq_len"]  # generation rows hold seq_len 1: the state's size does not grow with the context
+    flops = latency._count_flops(spec, range(1), context=context, prefix=0, prompts=row["batch_size"], tp=1)
+    return latency._attention_s(ctx, phase="prefill" if prefill else "decode", context=context,
+                                batch=row["batch_size"], attention_flops=flops, kv_dtype="bf16")  # fmt: skip
+
+
+def conv1d_bytes_seconds(row: dict, gpu_name: str, *, cal=None) -> float:  # noqa: ANN001
+    """A candidate price of the conv1d kernel alone by the bytes it moves, with no fitted constant: kvplan's
+    ``elementwise_mem_eff`` of bandwidth plus one ``eager_kernel_s`` (context) or ``graph_kernel_s`` (generation), TP 1,
+    bf16, conv channels ``nheads x head_dim + 2 x n_groups x d_state`` (transformers ``modeling_nemotron_h.py``
+    ``NemotronHMamba2Mixer.conv_dim``). Context (``causal_conv1d_fn``): each token's channels read and written once,
+    plus the ``d_conv`` taps. Generation (``causal_conv1d_update``): each sequence reads and writes its
+    ``d_conv - 1`` conv state and reads and writes one token's channels."""
+    from kvplan import latency
+    from kvplan.hardware import resolve_gpu
+
+    cal = cal or latency.calibration("trtllm")
+    channels = row["nheads"] * row["head_dim"] + 2 * row["n_groups"] * row["d_state"]
+    element = 2  # bf16
+    if row["phase"] == "context":
+        moved = element * channels * (2 * row["batch_size"] * row["seq_len"] + row["d_conv"])
+        fixed = cal.eager_kernel_s
+    else:
+        moved = element * channels * row["batch_size"] * (2 * (row["d_conv"] - 1) + 2)
+        fixed = cal.graph_kernel_s
+    return fixed + moved / (resolve_gpu(gpu_name).bandwidth_gbps * 1e9 * cal.elementwise_mem_eff)
+
+
+def compare(tables: list[dict]) -> list[dict]:
+    out = []
+    for t in tables:
+        for row in t["rows"]:
+            kv = mixer_seconds(row, t["gpu"])
+            conv = conv1d_bytes_seconds(row, t["gpu"])
+            measured = row["latency"] / 1e3
+            out.append({"gpu": t["gpu"], "phase": row["phase"], "batch": row["batch_size"],
+                        "tokens": row["batch_size"] * row["seq_len"], "kvplan_s": kv, "conv1d_bytes_s": conv,
+                        "measured_s": measured, "ln": math.log(kv / measured),
+                        "ln_bytes": math.log(conv / measured)})  # fmt: skip
+    return out
+
+
+def stats(rows: list[dict], key: str = "ln") -> dict:
+    lns = [r[key] for r in rows]
+    return {"n": len(lns), "median_abs": statistics.median(abs(x) for x in lns), "worst_abs": max(abs(x) for x in lns),
+            "median_signed": statistics.median(lns), "under": sum(1 for x in lns if x < 0)}  # fmt: skip
+
+
+def band(tokens: int) -> str:
+    for edge in (16, 512, 8192):
+        if tokens <= edge:
+            return f"<= {edge} tokens"
+    return "> 8192 tokens"
+
+
+def render(rows: list[dict]) -> str:
+    lines = []
+    prompts = lambda r: "decode" if r["phase"] != "context" else "one prompt" if r["batch"] == 1 else "prompts"  # noqa: E731
+    by_band = lambda r: (r["phase"], prompts(r), band(r["tokens"]))  # noqa: E731
+    for key, label in ((lambda r: (r["gpu"], r["phase"]), "GPU, phase"), (by_band, "phase, prompts, token band")):
+        groups: dict[tuple, list[dict]] = {}
+        for r in rows:
+            groups.setdefault(key(r), []).append(r)
+        lines.append(f"by {label}:")
+        for k in sorted(groups):
+            s, b = stats(groups[k]), stats(groups[k], "ln_bytes")
+            lines.append(f"  {' '.join(k)}: {s['n']} rows; kvplan median |ln| {s['median_abs']:.3f}, worst "
+                         f"{s['worst_abs']:.3f}, signed {s['median_signed']:+.3f}, under the conv1d alone "
+                         f"{s['under']}/{s['n']}; conv1d by bytes median |ln| {b['median_abs']:.3f}, signed "
+                         f"{b['median_signed']:+.3f}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--collect", action="store_true", help="sample aiconfigurator's tables (its own venv)")
+    parser.add_argument("--data", type=Path, default=DATA)
+    args = parser.parse_args(argv)
+    if args.collect:
+        return collect(args.data)
+    print("kvplan's Mamba2 mixer kernels (conv1d + scan) / aiconfigurator's measured conv1d kernel alone "
+          "(TensorRT-LLM 1.3.0rc20; the tables hold no scan kernel):")  # fmt: skip
+    print(render(compare(load(args.data))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
