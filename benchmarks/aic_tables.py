@@ -4,6 +4,8 @@ docstring says how), never a kvplan dependency: without it these scripts skip th
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 SKIPPED = "aiconfigurator is not installed here; skipped (see this script's docstring for the separate venv)"
@@ -31,3 +33,18 @@ def each_table(root: Path, systems: dict[str, str], engines: dict[str, str], ope
             path = root / system / operation / engine / version / filename
             if path.exists():
                 yield gpu, engine, version, path, f"aiconfigurator_core/systems/data/{path.relative_to(root)}"
+
+
+def stats(rows: list[dict]) -> dict:
+    """Count, median and worst ``|ln|`` and median signed ``ln`` of compared rows (each with its ``ln``)."""
+    e = [r["ln"] for r in rows]
+    a = [abs(x) for x in e]
+    return {"count": len(e), "median": statistics.median(a), "worst": max(a), "signed": statistics.median(e)}
+
+
+def grouped_stats(rows: list[dict], key: Callable[[dict], str]) -> list[tuple[str, dict]]:
+    """:func:`stats` of the rows grouped by ``key``, in the order each group first appears."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(key(r), []).append(r)
+    return [(name, stats(g)) for name, g in groups.items()]

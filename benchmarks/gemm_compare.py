@@ -44,7 +44,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import SKIPPED, each_table, tables_root  # noqa: E402 - where aiconfigurator's tables lie, shared
+from aic_tables import SKIPPED, each_table, grouped_stats, stats, tables_root  # noqa: E402 - where aiconfigurator's tables lie
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_gemm.json"
 
@@ -245,20 +245,11 @@ def _band(value: int, bands: tuple) -> str:
     return "other"
 
 
-def stats(rows: list[dict]) -> dict:
-    e = [r["ln"] for r in rows]
-    a = [abs(x) for x in e]
-    return {"count": len(e), "median": statistics.median(a), "worst": max(a), "signed": statistics.median(e)}
-
-
 def summaries(rows: list[dict]) -> dict[str, list[tuple[str, dict]]]:
     """The three tables: per GPU / engine / dtype, per dtype by M band, per dtype by N band."""
 
     def group(key) -> list[tuple[str, dict]]:  # noqa: ANN001
-        groups: dict[str, list[dict]] = {}
-        for r in rows:
-            groups.setdefault(key(r), []).append(r)
-        return [(name, stats(g)) for name, g in groups.items()]
+        return grouped_stats(rows, key)
 
     order = list(DTYPES)
     by_table = group(lambda r: f"{r['gpu']} {r['engine']} {r['dtype']}")

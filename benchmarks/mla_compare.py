@@ -31,12 +31,11 @@ import argparse
 import itertools
 import json
 import math
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import SKIPPED, each_table, tables_root  # noqa: E402 - where aiconfigurator's tables lie, shared
+from aic_tables import SKIPPED, each_table, grouped_stats, stats, tables_root  # noqa: E402 - where aiconfigurator's tables lie
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_mla.json"
 
@@ -182,12 +181,6 @@ def engine_label(table: dict) -> str:
     return engine if table["version"] == ENGINES[engine] else f"{engine} {table['version']}"
 
 
-def stats(rows: list[dict]) -> dict:
-    e = [r["ln"] for r in rows]
-    a = [abs(x) for x in e]
-    return {"count": len(e), "median": statistics.median(a), "worst": max(a), "signed": statistics.median(e)}
-
-
 def _band(batch: int) -> str:
     for lo, hi in BATCH_BANDS:
         if batch >= lo and (hi is None or batch <= hi):
@@ -197,10 +190,7 @@ def _band(batch: int) -> str:
 
 def summaries(rows: list[dict]) -> dict[str, list[tuple[str, dict]]]:
     def group(key) -> list[tuple[str, dict]]:  # noqa: ANN001
-        groups: dict[str, list[dict]] = {}
-        for r in rows:
-            groups.setdefault(key(r), []).append(r)
-        return [(name, stats(g)) for name, g in groups.items()]
+        return grouped_stats(rows, key)
 
     return {"per GPU / engine / kernel": group(lambda r: f"{r['gpu']} {r['engine']} {r['kernel']}"),
             "per GPU / engine, by batch": group(lambda r: f"{r['gpu']} {r['engine']} {_band(r['batch'])}")}  # fmt: skip

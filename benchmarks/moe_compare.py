@@ -34,12 +34,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import SKIPPED, each_table, tables_root  # noqa: E402 - where aiconfigurator's tables lie, shared
+from aic_tables import SKIPPED, each_table, grouped_stats, stats, tables_root  # noqa: E402 - where aiconfigurator's tables lie
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_moe.json"
 
@@ -163,12 +162,6 @@ def compare(tables: list[dict]) -> list[dict]:
     return rows
 
 
-def stats(rows: list[dict]) -> dict:
-    e = [r["ln"] for r in rows]
-    a = [abs(x) for x in e]
-    return {"count": len(e), "median": statistics.median(a), "worst": max(a), "signed": statistics.median(e)}
-
-
 def _band(tokens: int) -> str:
     for lo, hi in TOKEN_BANDS:
         if tokens >= lo and (hi is None or tokens <= hi):
@@ -180,10 +173,7 @@ def summaries(rows: list[dict]) -> dict[str, list[tuple[str, dict]]]:
     """Per engine / GPU / dtype; per engine / dtype by token band; per model; per engine / dtype (docs/cost.md's)."""
 
     def group(key) -> list[tuple[str, dict]]:  # noqa: ANN001
-        groups: dict[str, list[dict]] = {}
-        for r in rows:
-            groups.setdefault(key(r), []).append(r)
-        return [(name, stats(g)) for name, g in groups.items()]
+        return grouped_stats(rows, key)
 
     bands = [_band(lo) for lo, _ in TOKEN_BANDS]
     by_band = group(lambda r: f"{r['engine']} {r['dtype']} tokens {_band(r['tokens'])}")
