@@ -259,9 +259,10 @@ class Job:
             return
         _say(f"{key}: {case.contexts} ({case.why}); {left:.0f} s left")
         save, log = self.work / "runs" / f"{key}.json", self.work / "logs" / f"{key}.log"
+        self.current = key  # before the archive below: a signal once it shows the case running marks it interrupted
         self.status.case(key, outcome="running")
         self.archive()  # a job killed from now on shows which case it was in
-        start, self.current = time.monotonic(), key
+        start = time.monotonic()
         outcome = self._spawn(profile_command(case, device=self.device, save=save), log=log, save=save, timeout=left)
         self.current = None
         wall = round(time.monotonic() - start, 1)
