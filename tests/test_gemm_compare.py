@@ -1,17 +1,15 @@
 """benchmarks/gemm_compare.py: kvplan's GEMM cost against aiconfigurator's measured GEMM tables, shape by shape."""
 
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from kvplan.hardware import resolve_gpu
+from kvplan.latency import calibration, gemm_seconds
+from tests.benchmods import bench_module
 
-import gemm_compare  # noqa: E402
-
-from kvplan.hardware import resolve_gpu  # noqa: E402
-from kvplan.latency import calibration, gemm_seconds  # noqa: E402
+gemm_compare = bench_module("gemm_compare")
 
 
 @pytest.fixture(scope="module")

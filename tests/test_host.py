@@ -122,15 +122,10 @@ def test_implied_host_time_reproduces_the_published_row():
     overlap loop's max(GPU, host) falls to the published one; host-bound, 1 / 41.4 us = 24.1k tokens/s."""
     import dataclasses
     import json
-    import sys
-    from pathlib import Path
 
-    bench = Path(__file__).resolve().parent.parent / "benchmarks"
-    sys.path.insert(0, str(bench))
-    try:
-        import published_compare as pub
-    finally:
-        sys.path.remove(str(bench))
+    from tests.benchmods import bench_module
+
+    pub = bench_module("published_compare")
     rows = json.loads(pub.DATA.read_text())["runs"]
     row = next(r for r in rows if r["source"] == "trtllm-1.0" and r["model"] == "qwen3-30b-a3b"
                and r["gpu"] == "gb200" and (r["isl"], r["osl"]) == (128, 128))  # fmt: skip

@@ -325,13 +325,10 @@ def test_queue_mean_cycle_against_a_simulation():
     mean at the simulated chunks per cycle is within 2 % of the simulated mean (measured: 0.9 % under, 97.5 ms
     against 98.3; the per-cycle Erlang states 8.4 % over, the lone-chunk rule 29 %). With one slot it is exactly the
     share rule."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-    from pp_queue_sim import simulate
-
     from kvplan.serving import queue_mean_cycle
+    from tests.benchmods import bench_module
+
+    simulate = bench_module("pp_queue_sim").simulate
 
     cycles = (0.0461, 0.1662, 0.1664)
     lengths = list(range(2000, 18001, 500))

@@ -1,16 +1,14 @@
 """benchmarks/mla_compare.py and vLLM's Blackwell MLA decode layer (Calibration.blackwell_mla_layer_s)."""
 
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from kvplan.latency import calibration
+from tests.benchmods import bench_module
 
-import mla_compare  # noqa: E402
-
-from kvplan.latency import calibration  # noqa: E402
+mla_compare = bench_module("mla_compare")
 
 
 @pytest.fixture(scope="module")

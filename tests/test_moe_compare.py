@@ -1,13 +1,12 @@
 """benchmarks/moe_compare.py: kvplan's grouped expert GEMMs against aiconfigurator 0.12.0's MoE tables."""
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from tests.benchmods import bench_module
 
-import moe_compare  # noqa: E402
+moe_compare = bench_module("moe_compare")
 
 
 @pytest.fixture(scope="module")
