@@ -215,3 +215,12 @@ def test_per_root_mlperf_lines_score_the_r1_runs_both_ways() -> None:
         "Offline: 40 ops x 58 MoE layers, floor 16.7 us: +36.7 ms a step; x1.28 -> x0.93; residual +27.1 ms" in lines[0]
     )
     assert lines[1].endswith("Server: 40 ops x 58 MoE layers, floor 16.7 us: +36.7 ms a step; x2.09 -> x0.66")
+
+
+def test_docs_cost_md_carries_the_grouped_launch_lines_as_the_script_prints_them() -> None:
+    """docs/cost.md's ``--dp-candidates --markdown`` block holds the grouped-launch lines as printed from the committed
+    NCCL sample (regenerated from the script, not edited by hand)."""
+    pub, _ = published()
+    doc = (BENCH.parent / "docs" / "cost.md").read_text(encoding="utf-8")
+    for line in pub.grouped_launch_lines():
+        assert line in doc.splitlines()
