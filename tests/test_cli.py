@@ -128,6 +128,17 @@ def test_estimate_never_imports_heavy_modules():
     assert "HEAVY []" in proc.stdout, proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize("fmt", ["json", "csv", "table"])
+def test_only_a_table_imports_tabulate(fmt):
+    """kvplan.report imports tabulate (without wcwidth) on the first table it draws: json and csv never need it."""
+    code = (
+        f"import sys; from kvplan.cli import main; main(['cost', 'llama-3.1-8b', '--gpu', 'h100-sxm', '-c', '4k', '-f',"
+        f" '{fmt}']); print('TABULATE', 'tabulate' in sys.modules, 'wcwidth' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.rstrip().endswith(f"TABULATE {fmt == 'table'} False"), proc.stdout + proc.stderr
+
+
 def test_the_command_process_raises_the_collectors_threshold_before_its_imports():
     """kvplan.__main__.main (console script, python -m kvplan) sets the cyclic collector's first threshold to
     CLI_GC_THRESHOLD before typer or any command module is imported, and `plan --rate` then runs no collection;
