@@ -628,15 +628,17 @@ def mlperf_release(r: dict) -> str:
     return V017_ENGINE if r.get("tensorrt_engine") else "trtllm"
 
 
-# NVIDIA's MLPerf configs set ``batch_scheduler_policy = 'max_util'`` (the v5.1 per-system files of the B200 Llama-2 and
-# Llama-3.1-405B runs, ykamiset/inference_results_v5.1 @e9ccad4d closed/NVIDIA/configs/B200-SXM-180GBx8/<scenario>/
-# {llama2-70b,llama3_1-405b}.py; the v5.0 405B runs' OfflineGPUBaseConfig / ServerGPUBaseConfig, cited on each row's
-# ``stack``), and the harness passes it to the executor as CapacitySchedulerPolicy.MAX_UTILIZATION
-# (closed/NVIDIA/code/llmlib/cores/trtllm_executor_core.py @e9ccad4d): such a row carries
-# ``capacity_scheduler_policy: "max_utilization"`` (Settings.capacity_scheduler_policy, kvplan's
-# --capacity-scheduler-policy). The v4.1 and v5.0 Llama-2 and v4.1 Mixtral rows do not: their harness's C++ flags
-# (harness_llm, not stored for those rounds) and their base configs were not read. The DeepSeek-R1 rows (PyTorch
-# backend) are left as they were.
+# NVIDIA's MLPerf harness runs TensorRT-LLM's executor with CapacitySchedulerPolicy.MAX_UTILIZATION: v5.1's
+# TrtllmHarnessConfig.DEFAULT_RUNTIME_FLAGS 'batch_scheduler_policy': 'max_util' (ykamiset/inference_results_v5.1
+# @6d54ab5e closed/NVIDIA/code/llmlib/config.py), passed to the executor by cores/trtllm_executor_core.py @e9ccad4d;
+# the v5.1 per-system files of the B200 Llama-2 and Llama-3.1-405B runs set it again (configs/B200-SXM-180GBx8/
+# <scenario>/{llama2-70b,llama3_1-405b}.py @e9ccad4d), as do the v5.0 405B base classes (OfflineGPUBaseConfig /
+# ServerGPUBaseConfig trtllm_runtime_flags); the C++ harness_llm that v4.1's LLAMA2Harness runs without a policy flag
+# defaults to it (DEFINE_string(trtllm_batch_sched_policy, "max_util", ...), read through the code index in a copy
+# whose round is not named). Every TensorRT-engine row carries ``capacity_scheduler_policy: "max_utilization"``
+# (Settings.capacity_scheduler_policy, kvplan's --capacity-scheduler-policy); its ``stack`` says whether the run's
+# own file sets it or it is inferred (the v4.1 rows and the v5.0 Llama-2 row). The DeepSeek-R1 rows (PyTorch backend)
+# are left as they were: how its extra YAML carries the Server file's 'max_util' was not read (neither row moves).
 MLPERF_MAX_UTIL = "max_utilization"
 
 
