@@ -92,6 +92,7 @@ def _setup(
     engine: str = "trtllm",
     batch_tuning: bool = False,
     block_tokens: int | None = None,
+    scheduler_policy: str | None = None,
 ):  # noqa: ANN202
     from kvplan.capacity import setup
     from kvplan.engines import Settings
@@ -100,7 +101,8 @@ def _setup(
                         cuda_graph_batch_sizes=graph_sizes, attention_dp_balance=balance,
                         attention_dp_timeout_iters=timeout_iters,
                         attention_dp_batching_wait_iters=batching_wait_iters,
-                        batch_size_tuning=batch_tuning, block_size=block_tokens)  # fmt: skip
+                        batch_size_tuning=batch_tuning, block_size=block_tokens,
+                        capacity_scheduler_policy=scheduler_policy)  # fmt: skip
     return setup(model, gpu, engine=engine, tp=tp, dp=dp, ep=ep, pp=pp, weights_dtype=weights,
                  kv_dtype_name=kv, settings=settings)  # fmt: skip
 
@@ -810,6 +812,20 @@ def mlperf_release(r: dict) -> str:
     return V017_ENGINE if r.get("tensorrt_engine") else "trtllm"
 
 
+# NVIDIA's MLPerf harness runs TensorRT-LLM's executor with CapacitySchedulerPolicy.MAX_UTILIZATION: v5.1's
+# TrtllmHarnessConfig.DEFAULT_RUNTIME_FLAGS 'batch_scheduler_policy': 'max_util' (ykamiset/inference_results_v5.1
+# @6d54ab5e closed/NVIDIA/code/llmlib/config.py), passed to the executor by cores/trtllm_executor_core.py @e9ccad4d;
+# the v5.1 per-system files of the B200 Llama-2 and Llama-3.1-405B runs set it again (configs/B200-SXM-180GBx8/
+# <scenario>/{llama2-70b,llama3_1-405b}.py @e9ccad4d), as do the v5.0 405B base classes (OfflineGPUBaseConfig /
+# ServerGPUBaseConfig trtllm_runtime_flags); the C++ harness_llm that v4.1's LLAMA2Harness runs without a policy flag
+# defaults to it (DEFINE_string(trtllm_batch_sched_policy, "max_util", ...), read through the code index in a copy
+# whose round is not named). Every TensorRT-engine row carries ``capacity_scheduler_policy: "max_utilization"``
+# (Settings.capacity_scheduler_policy, kvplan's --capacity-scheduler-policy); its ``stack`` says whether the run's
+# own file sets it or it is inferred (the v4.1 rows and the v5.0 Llama-2 row). The DeepSeek-R1 rows (PyTorch backend)
+# are left as they were: how its extra YAML carries the Server file's 'max_util' was not read (neither row moves).
+MLPERF_MAX_UTIL = "max_utilization"
+
+
 def mlperf_balance(r: dict) -> dict:
     """The attention-DP balancer as the run's config sets it: ``attention_dp_config`` on the row (TensorRT-LLM's
     ``enable_balance``, ``timeout_iters``, ``batching_wait_iters``, each row citing the config file it copies), as
@@ -823,13 +839,15 @@ def mlperf_balance(r: dict) -> dict:
 def _mlperf_setup(r: dict):  # noqa: ANN202
     """The run's setup from its config: split, caps, KV fraction, the engine release (:func:`mlperf_release`) and its
     build's ``tokens_per_block``, the CUDA-graph batch sizes decode steps are padded to where the config sets
-    ``cuda_graph_padding_enabled`` (``cuda_graph_batch_sizes`` on the row), and the attention-DP balancer where it
-    sets one (:func:`mlperf_balance`)."""
+    ``cuda_graph_padding_enabled`` (``cuda_graph_batch_sizes`` on the row), the attention-DP balancer where it
+    sets one (:func:`mlperf_balance`), and the executor's capacity scheduler policy where the config sets
+    ``batch_scheduler_policy`` (``capacity_scheduler_policy`` on the row: :data:`MLPERF_MAX_UTIL`)."""
     sizes = r.get("cuda_graph_batch_sizes")
     return _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=r["free_gpu_memory_fraction"],
                   max_batch=r.get("max_batch"), max_tokens=r.get("max_num_tokens"),
                   graph_sizes=tuple(sizes) if sizes else None, engine=mlperf_release(r),
-                  block_tokens=r.get("tokens_per_block"), **mlperf_split(r), **mlperf_balance(r))  # fmt: skip
+                  block_tokens=r.get("tokens_per_block"), scheduler_policy=r.get("capacity_scheduler_policy"),
+                  **mlperf_split(r), **mlperf_balance(r))  # fmt: skip
 
 
 def score_mlperf(r: dict, datasets: dict) -> dict:
