@@ -123,11 +123,13 @@ def load(path: Path = DATA) -> list[dict]:
     return json.loads(path.read_text())["tables"]
 
 
-def grouped_seconds(gpu_name: str, engine: str, *, model: str, dtype: str, tp: int, ep: int, tokens: int) -> float:
+def grouped_seconds(
+    gpu_name: str, engine: str, *, model: str, dtype: str, tp: int, ep: int, tokens: int, overrides: dict | None = None
+) -> float:
     """kvplan's grouped expert GEMMs of one MoE layer of ``model`` (:func:`kvplan.latency._moe_s`, its ``grouped``
     part) over ``tokens`` tokens, the experts sliced over ``tp`` ranks or spread whole over ``ep`` ranks (one of the
     two is 1), weights in aiconfigurator's ``dtype``; uniform routing (``moe_ep_imbalance`` 0, the tables' balanced
-    distribution)."""
+    distribution). ``overrides``: calibration fields to price with instead of the engine's (``fit_moe_ops.py``)."""
     from dataclasses import replace
 
     from kvplan import latency
@@ -140,7 +142,7 @@ def grouped_seconds(gpu_name: str, engine: str, *, model: str, dtype: str, tp: i
         spec = spec.model_copy(update={"weights": resolve_model("deepseek-v3").weights})
     elif spec.weights is not None and spec.weights.dtype != weights:  # another checkpoint quantization: none
         spec = spec.model_copy(update={"weights": None})
-    cal = replace(latency.calibration(engine), moe_ep_imbalance=0.0)
+    cal = replace(latency.calibration(engine), moe_ep_imbalance=0.0, **(overrides or {}))
     ranks = max(tp, ep)
     ctx = latency._make_ctx(spec, resolve_gpu(gpu_name), tp=ranks, weights_dtype=weights, cal=cal, eager=True,
                             ep=ep > 1)  # fmt: skip

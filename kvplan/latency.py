@@ -208,6 +208,10 @@ class _Ctx:
     gather_unpadded: bool = False  # the DP all-gather moves each rank's own tokens (Overlap.moe_allgather_unpadded)
     gather_bytes: float = 2.0  # bytes per element the DP all-gather moves (dispatch_bytes, or NVFP4's 9/16)
     fmha_gain: float = 1.0  # prefill attention's compute runs this much faster (FP8 attention: fp8_attention_gain)
+    moe_expert_s: float = (
+        0.0  # block-scaled fp8 grouped experts: seconds per expert on the rank (:func:`_moe_expert_s`)
+    )
+    moe_expert_added: bool = False  # that cost adds to the grouped GEMMs (Blackwell) rather than floors them (Hopper)
     # Terms every step of this context repeats, taken once on first use (:func:`lm_head_s`, :func:`allreduce_s`,
     # :func:`_decode_attention_stages` by KV dtype); a copy (dataclasses.replace) starts empty
     terms: dict = field(default_factory=dict, init=False, compare=False, repr=False)
@@ -369,6 +373,7 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
         # 85.8 us (benchmarks/moe_compare.py).
         touched = min(local, max(touched, min(touched * ranks, 1.0)))
     fixed = c.cal.moe_layer_s if c.moe_layer_s is None else c.moe_layer_s
+    walk = local * c.moe_expert_s  # the kernels' per-expert walk (block-scaled fp8; 0 elsewhere): _moe_expert_s
     if touched > 0:
         per_touched = routed / touched
         eff = c.cal.moe_peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
@@ -376,9 +381,10 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
         compute = 2 * routed * per_expert / ((c.moe_peak or c.peak) * eff)
         moved = touched * per_expert * c.w_bytes + routed * (2 * h + 3 * inter_rank) * c.act_bytes
         grouped_mem = moved / (c.bw * c.cal.moe_mem_eff * c.mem_scale)
-        grouped = max(compute, grouped_mem) + fixed
-    else:  # a vanishing share of a token (serving's fixed point near rate 0): only the kernels' fixed cost
-        grouped, grouped_mem = fixed, 0.0
+        body = max(compute, grouped_mem)
+        grouped = (body + walk if c.moe_expert_added else max(body, walk)) + fixed
+    else:  # a vanishing share of a token (serving's fixed point near rate 0): only the kernels' fixed costs
+        grouped, grouped_mem = fixed + walk, 0.0
     router = _gemm_s(c, tokens, h * moe.num_experts, h + moe.num_experts, k=h)  # 16-bit; small
     router_mem = _gemm_mem_s(c, tokens, h * moe.num_experts, h + moe.num_experts)
     shared = shared_mem = 0.0
@@ -905,7 +911,33 @@ def _make_ctx(
         gather_unpadded=(rules or Overlap()).moe_allgather_unpadded,
         gather_bytes=_gather_bytes(gpu, rules or Overlap(), weights_dtype, dispatch=1.0 if fp8 else 2.0),
         fmha_gain=fmha_gain,
+        moe_expert_s=_moe_expert_s(spec, gpu, cal, weights_dtype),
+        moe_expert_added=gpu.architecture == "blackwell",
     )
+
+
+def _moe_expert_s(spec: ModelSpec, gpu: GPU, cal: Calibration, weights_dtype: str) -> float:
+    """Seconds per expert held on the rank that block-scaled fp8 grouped experts cost whatever the tokens; 0 for any
+    other weights (and on a GPU without fp8 tensor cores, where they do not run as fp8).
+
+    TensorRT-LLM 1.3.0rc20 runs DeepSeek-V3's block-scaled fp8 experts through DeepGEMM grouped GEMMs whose scheduler
+    finds each block by walking the rank's experts one by one, two dependent loads of the expert offsets per expert
+    (``GroupedWithOffsetScheduler::get_next_block`` / ``GroupedMaskedScheduler::get_next_block``,
+    cpp/include/tensorrt_llm/deep_gemm/scheduler.cuh): on Hopper ``fp8_grouped_gemm_run`` -> ``grouped_gemm_dispatch``
+    (cpp/tensorrt_llm/kernels/cutlass_kernels/fp8_blockscale_gemm/fp8_blockscale_gemm_kernel.cuh), a persistent
+    kernel whose producer walks ahead of the math: a floor under the GEMMs (``hopper_moe_block_expert_s``). On
+    Blackwell the ``DeepGemmFusedMoE`` backend (tensorrt_llm/_torch/modules/fused_moe/fused_moe_deepgemm.py
+    ``forward_chunk``) lays the tokens out per local expert, ``[experts, m_max, hidden]`` with ``m_max`` the tokens
+    rounded up to 128, transforms both GEMMs' scale factors for every expert
+    (``transform_sf_into_required_layout(..., num_groups=...)``) and runs the masked grouped GEMMs and the masked
+    SwiGLU + quantize over every expert: added to the GEMMs (``blackwell_moe_block_expert_s``). aiconfigurator 0.12.0's
+    TensorRT-LLM MoE tables show it (benchmarks/moe_compare.py): DeepSeek-V3 (256 experts) at one token takes 114.7 us
+    at TP 8 on H200 and 105.5 us on B200, where the same expert bytes on 32 experts a rank (EP 8) take 40.1 and 46.5.
+    """
+    block = spec.weights is not None and spec.weights.dtype == "fp8" and spec.weights.block is not None
+    if not block or gpu.fp8_dense_tflops is None or not weights_dtype.startswith("fp8"):
+        return 0.0
+    return cal.blackwell_moe_block_expert_s if gpu.architecture == "blackwell" else cal.hopper_moe_block_expert_s
 
 
 def _gather_bytes(gpu: GPU, rules: Overlap, weights_dtype: str, *, dispatch: float) -> float:
