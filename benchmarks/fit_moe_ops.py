@@ -6,7 +6,10 @@ describes, by a grid search for the least median ``|ln(kvplan / aiconfigurator)|
 
 * ``hopper_moe_block_expert_s`` / ``blackwell_moe_block_expert_s`` (TensorRT-LLM): seconds per expert on the rank that
   the block-scaled fp8 grouped GEMMs cost whatever the tokens (:func:`kvplan.latency._moe_expert_s`), on the
-  TensorRT-LLM ``fp8_block`` points of H100/H200 and of B200/GB200.
+  TensorRT-LLM ``fp8_block`` points of H100/H200 and of B200/GB200;
+* ``mxfp4_moe_dequant_s`` (TensorRT-LLM): seconds one SM takes to dequantize one MXFP4 expert weight, every token tile
+  of an expert again (:func:`kvplan.latency._moe_dequant_s`), on the TensorRT-LLM ``w4a16_mxfp4`` points (gpt-oss) of
+  all four GPUs.
 
 It prints, per constant, the value, the points, and the median / worst |ln| before (the constant at 0) and after;
 paste the values into the engine's ``CALIBRATION``::
@@ -27,13 +30,15 @@ import moe_compare  # noqa: E402 - the sample and kvplan's pricing of one table 
 
 HOPPER = ("h100-sxm", "h200")
 BLACKWELL = ("b200", "gb200")
-# constant -> (engine, aiconfigurator dtype, GPUs, grid of values in us: 0 to 1 us a local expert, 0.01 us steps)
+# constant -> (engine, aiconfigurator dtype, GPUs, unit of the grid's values, the grid)
+US_GRID = tuple(i / 100 for i in range(0, 101))  # 0 to 1 us a local expert, 0.01 us steps
+# seconds per weight per SM, in 1e-12 s: 5 to 200 (5e9 to 200e9 weights a second per SM), 0.5 steps
+PS_GRID = tuple(i / 2 for i in range(10, 401))
 FITS = {
-    "hopper_moe_block_expert_s": ("trtllm", "fp8_block", HOPPER),
-    "blackwell_moe_block_expert_s": ("trtllm", "fp8_block", BLACKWELL),
+    "hopper_moe_block_expert_s": ("trtllm", "fp8_block", HOPPER, 1e-6, US_GRID),
+    "blackwell_moe_block_expert_s": ("trtllm", "fp8_block", BLACKWELL, 1e-6, US_GRID),
+    "mxfp4_moe_dequant_s": ("trtllm", "w4a16_mxfp4", HOPPER + BLACKWELL, 1e-12, PS_GRID),
 }
-GRID_US = tuple(i / 100 for i in range(0, 101))
-UNIT = 1e-6
 
 
 def points(tables: list[dict], engine: str, dtype: str, gpus: tuple[str, ...]) -> list[tuple[dict, list]]:
@@ -65,19 +70,20 @@ def score(lns: list[float]) -> tuple[float, float]:
     return statistics.median(a), sum(a) / len(a)
 
 
-def fit(tables: list[dict], name: str, grid_us: tuple[float, ...] = GRID_US) -> dict:
-    """The best value of ``name`` on its points: value (seconds), points, before / after median and worst |ln|."""
-    engine, dtype, gpus = FITS[name]
+def fit(tables: list[dict], name: str, grid: tuple[float, ...] | None = None) -> dict:
+    """The best value of ``name`` on its points (``grid``: the values to try, in the constant's unit; default its
+    own): value (seconds), points, before / after median and worst |ln|."""
+    engine, dtype, gpus, unit, own = FITS[name]
     pairs = points(tables, engine, dtype, gpus)
     best = None
-    for value in grid_us:
-        lns = log_ratios(pairs, {name: value * UNIT})
+    for value in grid or own:
+        lns = log_ratios(pairs, {name: value * unit})
         key = score(lns)
         if best is None or key < best[0]:
             best = (key, value, lns)
     before = log_ratios(pairs, {name: 0.0})
     _, value, after = best
-    return {"name": name, "value_s": value * UNIT, "points": len(pairs),
+    return {"name": name, "value_s": value * unit, "points": len(pairs),
             "before": (score(before)[0], max(abs(x) for x in before)),
             "after": (score(after)[0], max(abs(x) for x in after))}  # fmt: skip
 

@@ -212,6 +212,7 @@ class _Ctx:
         0.0  # block-scaled fp8 grouped experts: seconds per expert on the rank (:func:`_moe_expert_s`)
     )
     moe_expert_added: bool = False  # that cost adds to the grouped GEMMs (Blackwell) rather than floors them (Hopper)
+    moe_dequant_s: float = 0.0  # W4A16 MXFP4 experts: seconds per weight one token tile dequantizes (_moe_dequant_s)
     # Terms every step of this context repeats, taken once on first use (:func:`lm_head_s`, :func:`allreduce_s`,
     # :func:`_decode_attention_stages` by KV dtype); a copy (dataclasses.replace) starts empty
     terms: dict = field(default_factory=dict, init=False, compare=False, repr=False)
@@ -381,7 +382,7 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
         compute = 2 * routed * per_expert / ((c.moe_peak or c.peak) * eff)
         moved = touched * per_expert * c.w_bytes + routed * (2 * h + 3 * inter_rank) * c.act_bytes
         grouped_mem = moved / (c.bw * c.cal.moe_mem_eff * c.mem_scale)
-        body = max(compute, grouped_mem)
+        body = max(compute, grouped_mem, _dequant_s(c, touched, per_touched, per_expert))
         grouped = (body + walk if c.moe_expert_added else max(body, walk)) + fixed
     else:  # a vanishing share of a token (serving's fixed point near rate 0): only the kernels' fixed costs
         grouped, grouped_mem = fixed + walk, 0.0
@@ -913,7 +914,37 @@ def _make_ctx(
         fmha_gain=fmha_gain,
         moe_expert_s=_moe_expert_s(spec, gpu, cal, weights_dtype),
         moe_expert_added=gpu.architecture == "blackwell",
+        moe_dequant_s=_moe_dequant_s(gpu, cal, weights_dtype),
     )
+
+
+def _moe_dequant_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float:
+    """Seconds per expert weight that one token tile of W4A16 MXFP4 grouped experts spends dequantizing it, the whole
+    GPU's SMs at work (``mxfp4_moe_dequant_s / sm_count``); 0 for other weights, engines without the fit, or a GPU whose
+    SM count the catalog lacks.
+
+    TensorRT-LLM 1.3.0rc20 runs gpt-oss's MXFP4 experts with 16-bit activations (W4A16): each CTA holds one tile of up
+    to ``mxfp4_moe_tile_tokens`` tokens of one expert and converts its slab of the expert's 4-bit weights to 16 bits
+    before the tensor cores use them, so every tile of an expert dequantizes its weights again (TensorRT-LLM-Gen runners
+    tile each expert's tokens by ``calculate_tile_tokens_dim``, a power of 2 from 8, capped at 64 in the kernels'
+    supported range or 128 in later releases; aiconfigurator 0.12.0's tables fit 64: benchmarks/fit_moe_ops.py). The
+    conversion runs on the SMs' integer / FP32 pipes, not the tensor cores: at one to 2,048 tokens its B200 table for
+    gpt-oss-120b (TP 1, 128 experts) takes 1,183-1,352 us once every expert is touched (128 tiles), four times one
+    token's 4 experts and flat in the tokens until a second tile per expert, then doubling with the tiles (4,096
+    tokens 2,652 us, 16,384 tokens 10,460 us). One rate per SM fits H100, H200, B200 and GB200 (fit_moe_ops.py).
+    """
+    if weights_dtype != "mxfp4" or not cal.mxfp4_moe_dequant_s or not gpu.sm_count:
+        return 0.0
+    return cal.mxfp4_moe_dequant_s / gpu.sm_count
+
+
+def _dequant_s(c: _Ctx, touched: float, per_touched: float, per_expert: int) -> float:
+    """The dequantization roof of W4A16 MXFP4 grouped experts (:func:`_moe_dequant_s`): every touched expert's
+    weights once per tile of ``mxfp4_moe_tile_tokens`` of its tokens (``per_touched`` on average); 0 elsewhere."""
+    if not c.moe_dequant_s:
+        return 0.0
+    tiles = max(1, math.ceil(per_touched / c.cal.mxfp4_moe_tile_tokens - 1e-9))  # 1e-9: 64.0000001 tokens is one tile
+    return touched * tiles * per_expert * c.moe_dequant_s
 
 
 def _moe_expert_s(spec: ModelSpec, gpu: GPU, cal: Calibration, weights_dtype: str) -> float:
