@@ -169,3 +169,20 @@ def test_mxfp4_experts_dequantize_per_token_tile() -> None:
     assert moe_compare.grouped_seconds("b200", "vllm", tokens=1, **kw) == moe_compare.grouped_seconds(
         "b200", "vllm", tokens=1, overrides=off, **kw
     )
+
+
+def test_untuned_vllm_fp8_hopper_points_are_flagged(rows: list[dict]) -> None:
+    # vLLM per-tensor fp8 on H100 / H200 (FlashInfer CUTLASS, timed without vLLM's start-up autotuning): 420 + 420
+    # points flagged (UNTUNED), one of them also not physical; nothing else. Mixtral 8x7B TP 1 on H200: 2,162 us at 256
+    # tokens and 960 us at 512 (128 rows an expert), a heuristic's tactic switch, not a roofline.
+    flagged = [r for r in rows if r["untuned"]]
+    assert len(flagged) == 840
+    assert {(r["engine"], r["gpu"], r["dtype"]) for r in flagged} == {
+        ("vllm", "h100-sxm", "fp8"),
+        ("vllm", "h200", "fp8"),
+    }
+    mixtral = {r["tokens"]: r["aic_s"] for r in flagged
+               if (r["gpu"], r["model"], r["tp"], r["ep"]) == ("h200", "mixtral-8x7b", 1, 1)}  # fmt: skip
+    assert mixtral[256] == pytest.approx(2162e-6) and mixtral[512] == pytest.approx(959.7e-6)
+    kept = [r for r in rows if not r["not_physical"] and not r["untuned"]]
+    assert len(kept) == 14223 and moe_compare.stats(kept)["median"] == pytest.approx(0.171, abs=5e-4)
