@@ -9,7 +9,7 @@ describes, by a grid search for the least median ``|ln(kvplan / aiconfigurator)|
   TensorRT-LLM ``fp8_block`` points of H100/H200 and of B200/GB200;
 * ``mxfp4_moe_dequant_s`` (TensorRT-LLM): seconds one SM takes to dequantize one MXFP4 expert weight, every token tile
   of an expert again (:func:`kvplan.latency._moe_dequant_s`), on the TensorRT-LLM ``w4a16_mxfp4`` points (gpt-oss) of
-  all four GPUs.
+  B200 and GB200 (TensorRT-LLM-Gen's Blackwell kernels; Hopper runs others).
 
 It prints, per constant, the value, the points, and the median / worst |ln| before (the constant at 0) and after;
 paste the values into the engine's ``CALIBRATION``::
@@ -37,7 +37,7 @@ PS_GRID = tuple(i / 2 for i in range(10, 401))
 FITS = {
     "hopper_moe_block_expert_s": ("trtllm", "fp8_block", HOPPER, 1e-6, US_GRID),
     "blackwell_moe_block_expert_s": ("trtllm", "fp8_block", BLACKWELL, 1e-6, US_GRID),
-    "mxfp4_moe_dequant_s": ("trtllm", "w4a16_mxfp4", HOPPER + BLACKWELL, 1e-12, PS_GRID),
+    "mxfp4_moe_dequant_s": ("trtllm", "w4a16_mxfp4", BLACKWELL, 1e-12, PS_GRID),
 }
 
 

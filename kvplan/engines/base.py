@@ -367,9 +367,9 @@ class Calibration:
     # benchmarks/fit_moe_ops.py to aiconfigurator's MoE tables; 0 (none) without a fit.
     hopper_moe_block_expert_s: float = 0.0
     blackwell_moe_block_expert_s: float = 0.0
-    # W4A16 MXFP4 grouped experts (gpt-oss): seconds one SM takes to dequantize one 4-bit expert weight to 16 bits,
-    # and the tokens of one expert a CTA's tile holds; every tile dequantizes its expert's weights on the rank again
-    # (kvplan.latency _moe_dequant_s). Fitted by benchmarks/fit_moe_ops.py; 0 (none) without a fit.
+    # W4A16 MXFP4 grouped experts (gpt-oss) on Blackwell: seconds one SM takes to dequantize one 4-bit expert weight to
+    # 16 bits, and the tokens of one expert a CTA's tile holds; every tile dequantizes its expert's weights on the rank
+    # again (kvplan.latency _moe_dequant_s). Fitted by benchmarks/fit_moe_ops.py; 0 (none) without a fit.
     mxfp4_moe_dequant_s: float = 0.0
     mxfp4_moe_tile_tokens: int = 64
 
