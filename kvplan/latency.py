@@ -924,17 +924,17 @@ def _moe_dequant_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float:
     fit, or a GPU whose SM count the catalog lacks.
 
     TensorRT-LLM 1.3.0rc20 runs gpt-oss's MXFP4 experts with 16-bit activations (W4A16) through ``TRTLLMGenFusedMoE``
-    (tensorrt_llm/_torch/modules/fused_moe/create_moe.py ``get_moe_cls``: ``has_w4a16_mxfp4``), TensorRT-LLM-Gen's
-    Blackwell kernels: each CTA holds one tile of up to ``mxfp4_moe_tile_tokens`` tokens of one expert and converts its
-    slab of the expert's 4-bit weights to 16 bits before the tensor cores use them, so every tile of an expert
-    dequantizes its weights again (the runners tile each expert's tokens by ``calculate_tile_tokens_dim``, a power of 2
-    from 8, capped at 64 in the kernels' supported range or 128 in later releases; aiconfigurator 0.12.0's tables fit
-    64: benchmarks/fit_moe_ops.py). Hopper runs other kernels (its tables: a ~70 us fixed cost, faster per tile): not
-    modelled. The
-    conversion runs on the SMs' integer / FP32 pipes, not the tensor cores: at one to 2,048 tokens its B200 table for
-    gpt-oss-120b (TP 1, 128 experts) takes 1,183-1,352 us once every expert is touched (128 tiles), four times one
-    token's 4 experts and flat in the tokens until a second tile per expert, then doubling with the tiles (4,096
-    tokens 2,652 us, 16,384 tokens 10,460 us).
+    with ``moe_backend: TRTLLM`` (tensorrt_llm/_torch/modules/fused_moe/create_moe.py ``get_moe_cls``; the default
+    CUTLASS backend runs ``CutlassFusedMoE``, which this term does not describe). In TensorRT-LLM-Gen's Blackwell
+    kernels each CTA holds one tile of up to ``mxfp4_moe_tile_tokens`` tokens of one expert and converts its slab of the
+    expert's 4-bit weights to 16 bits before the tensor cores use them, so every tile of an expert dequantizes its
+    weights again (the runners tile each expert's tokens by ``calculate_tile_tokens_dim``, a power of 2 from 8, capped
+    at 64 in the kernels' supported range or 128 in later releases; aiconfigurator 0.12.0's tables fit 64:
+    benchmarks/fit_moe_ops.py). The conversion runs on the SMs' integer / FP32 pipes, not the tensor cores: at one to
+    2,048 tokens the B200 table for gpt-oss-120b (TP 1, 128 experts) takes 1,183-1,352 us once every expert is touched
+    (128 tiles), four times one token's 4 experts and flat in the tokens until a second tile per expert, then doubles
+    with the tiles (4,096 tokens 2,652 us, 16,384 tokens 10,460 us). Hopper runs other kernels (its tables: about 70 us
+    at one token whatever the experts, faster per tile): not modelled.
     """
     if weights_dtype != "mxfp4" or not cal.mxfp4_moe_dequant_s or not gpu.sm_count or gpu.architecture != "blackwell":
         return 0.0
