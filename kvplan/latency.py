@@ -17,7 +17,9 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
   x the mean routed tokens (the expected maximum of ``R`` loads whose relative spread is
   ``moe_ep_imbalance``; routing is skewed: aiconfigurator times its MoE kernels under power-law
   expert loads, alpha 1.2, DeepSeek 1.01, ``aiconfigurator_core/sdk/models/moe.py``, ``deepseek.py``)
-  and reads at least one whole expert where any is touched (not the mean rank's fraction of one);
+  and reads at least one whole expert where any is touched (not the mean rank's fraction of one); TensorRT-LLM's
+  block-scaled fp8 experts also pay a walk over every expert on the rank (:func:`_moe_expert_s`), and its W4A16 MXFP4
+  experts on Blackwell dequantize their weights once per token tile (:func:`_moe_dequant_s`);
 * **attention**: prefill as FLOPs at ``attn_prefill_eff * L / (L + attn_prefill_half_len)`` of
   the 16-bit peak; decode as the held cache read at ``attn_decode_mem_eff`` of bandwidth (MLA's
   absorbed decode at ``mla_decode_mem_eff``, or its FLOPs at ``mla_decode_flops_eff`` of peak,
@@ -208,9 +210,7 @@ class _Ctx:
     gather_unpadded: bool = False  # the DP all-gather moves each rank's own tokens (Overlap.moe_allgather_unpadded)
     gather_bytes: float = 2.0  # bytes per element the DP all-gather moves (dispatch_bytes, or NVFP4's 9/16)
     fmha_gain: float = 1.0  # prefill attention's compute runs this much faster (FP8 attention: fp8_attention_gain)
-    moe_expert_s: float = (
-        0.0  # block-scaled fp8 grouped experts: seconds per expert on the rank (:func:`_moe_expert_s`)
-    )
+    moe_expert_s: float = 0.0  # block-scaled fp8 grouped experts: seconds per expert on the rank (_moe_expert_s)
     moe_expert_added: bool = False  # that cost adds to the grouped GEMMs (Blackwell) rather than floors them (Hopper)
     moe_dequant_s: float = 0.0  # W4A16 MXFP4 experts: seconds per weight one token tile dequantizes (_moe_dequant_s)
     # Terms every step of this context repeats, taken once on first use (:func:`lm_head_s`, :func:`allreduce_s`,
@@ -818,10 +818,14 @@ def _fmha_gain(
     return fp8_attention_gain(gpu, cal, head_dim=spec.head_dim)
 
 
+def _block_fp8(spec: ModelSpec) -> bool:
+    """The checkpoint ships fp8 weights with block scales (DeepSeek-V3's 128 x 128)."""
+    return spec.weights is not None and spec.weights.dtype == "fp8" and spec.weights.block is not None
+
+
 def _fp8_scale(spec: ModelSpec, cal: Calibration) -> float:
     """Block-scaled fp8 checkpoints (DeepSeek-V3's 128 x 128 scales) run slower GEMMs than per-tensor fp8."""
-    block = spec.weights is not None and spec.weights.dtype == "fp8" and spec.weights.block is not None
-    return cal.fp8_block_eff_scale if block else cal.fp8_eff_scale
+    return cal.fp8_block_eff_scale if _block_fp8(spec) else cal.fp8_eff_scale
 
 
 def gemm_peak(spec: ModelSpec | None, gpu: GPU, cal: Calibration, weights_dtype: str) -> tuple[float, float]:
@@ -960,16 +964,16 @@ def _moe_expert_s(spec: ModelSpec, gpu: GPU, cal: Calibration, weights_dtype: st
     cpp/include/tensorrt_llm/deep_gemm/scheduler.cuh): on Hopper ``fp8_grouped_gemm_run`` -> ``grouped_gemm_dispatch``
     (cpp/tensorrt_llm/kernels/cutlass_kernels/fp8_blockscale_gemm/fp8_blockscale_gemm_kernel.cuh), a persistent
     kernel whose producer walks ahead of the math: a floor under the GEMMs (``hopper_moe_block_expert_s``). On
-    Blackwell the ``DeepGemmFusedMoE`` backend (tensorrt_llm/_torch/modules/fused_moe/fused_moe_deepgemm.py
-    ``forward_chunk``) lays the tokens out per local expert, ``[experts, m_max, hidden]`` with ``m_max`` the tokens
-    rounded up to 128, transforms both GEMMs' scale factors for every expert
+    Blackwell the ``DeepGemmFusedMoE`` backend (``moe_backend: DEEPGEMM``, create_moe.py ``get_moe_cls``; the kernel
+    aiconfigurator's B200 and GB200 tables time, ``deepgemm``; fused_moe_deepgemm.py ``forward_chunk`` in
+    tensorrt_llm/_torch/modules/fused_moe/) lays the tokens out per local expert, ``[experts, m_max, hidden]`` with
+    ``m_max`` the tokens rounded up to 128, transforms both GEMMs' scale factors for every expert
     (``transform_sf_into_required_layout(..., num_groups=...)``) and runs the masked grouped GEMMs and the masked
     SwiGLU + quantize over every expert: added to the GEMMs (``blackwell_moe_block_expert_s``). aiconfigurator 0.12.0's
     TensorRT-LLM MoE tables show it (benchmarks/moe_compare.py): DeepSeek-V3 (256 experts) at one token takes 114.7 us
     at TP 8 on H200 and 105.5 us on B200, where the same expert bytes on 32 experts a rank (EP 8) take 40.1 and 46.5.
     """
-    block = spec.weights is not None and spec.weights.dtype == "fp8" and spec.weights.block is not None
-    if not block or gpu.fp8_dense_tflops is None or not weights_dtype.startswith("fp8"):
+    if not _block_fp8(spec) or gpu.fp8_dense_tflops is None or not weights_dtype.startswith("fp8"):
         return 0.0
     return cal.blackwell_moe_block_expert_s if gpu.architecture == "blackwell" else cal.hopper_moe_block_expert_s
 
