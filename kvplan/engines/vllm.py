@@ -4,8 +4,8 @@ Rules read in vllm/v1/kv_cache_interface.py, vllm/v1/core/kv_cache_utils.py,
 vllm/v1/core/block_pool.py, vllm/engine/arg_utils.py and vllm/v1/worker/gpu_worker.py
 (@001cabc, main 2026); non-KV terms calibrated on vLLM 0.19 logs (engine_logs.json).
 
-Two rule sets: ``vllm@0.19`` (the release the logs in docs/validation.md come from) and
-``vllm@0.21``, the newest, whose defaults differ: gpu_memory_utilization 0.92
+Rule sets: ``vllm@0.8``, ``vllm@0.16`` (read in vLLM 0.16.0's own files: V0_16), ``vllm@0.19`` (the release the
+logs in docs/validation.md come from) and ``vllm@0.21``, the newest, whose defaults differ: gpu_memory_utilization 0.92
 (vllm/config/cache.py CacheConfig @002f10e), the CUDA-graph estimate subtracted from the budget
 (vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS "Enabled by default as of v0.21.0") and,
 with prefix caching on (the default), Mamba state in 'align' mode: two pages per request
@@ -225,6 +225,10 @@ def mla_choice(spec: ModelSpec, plan: CachePlan, *, gpu: GPU, block: int | None,
       --block-size is overridden there. Elsewhere (Blackwell too: CUTLASS MLA became the SM100 default in
       vllm-project/vllm#22738, Aug 2025) get_attn_backend_cls falls to "Using Triton MLA backend on V1 engine" and
       the block size stays 16 or --block-size.
+    * ``"block_forced"`` (vLLM 0.16): the block size is forced for the backend the platform expects before any is
+      validated (:func:`_mla_choice_block_forced`, vllm/platforms/cuda.py 0.16.0): FLASHINFER_MLA 64 on B200 /
+      GB200 for qk_nope_head_dim 128, CUTLASS_MLA 128 for others, 64 on Hopper (FLASH_ATTN_MLA for bf16 KV, FLASHMLA
+      for fp8), 64 for sparse models; a --block-size that fits the forced one is kept.
     * ``"backend_preferred"`` (vLLM 0.19, 0.21): since vllm-project/vllm#35122 (Feb 2026) the backend is chosen
       first (the first of MLA_PRIORITIES that accepts the GPU, KV dtype, qk_nope_head_dim and a --block-size if one
       is given) and Platform.update_block_size_for_backend (vllm/platforms/interface.py) sets the block size to the
@@ -245,6 +249,8 @@ def mla_choice(spec: ModelSpec, plan: CachePlan, *, gpu: GPU, block: int | None,
         if major == 9:
             return MlaChoice("FLASHMLA", 64)
         return MlaChoice("TRITON_MLA", block or DEFAULT_BLOCK)
+    if selection == "block_forced":
+        return _mla_choice_block_forced(kinds, plan.kv_dtype, major=major, block=block)
     if any(k.index_head_dim for k in kinds):
         return MlaChoice("sparse MLA", block or 64)
     nope = kinds[0].qk_nope_head_dim
@@ -253,6 +259,37 @@ def mla_choice(spec: ModelSpec, plan: CachePlan, *, gpu: GPU, block: int | None,
         if backend.accepts(major=major, kv_dtype=kv, nope=nope, block=block):
             return MlaChoice(backend.name, block or backend.preferred_block())
     return MlaChoice(TRITON_MLA.name, block or DEFAULT_BLOCK)
+
+
+# vLLM 0.16.0 (the PyPI wheel, vllm/_version.py commit g89a77b108), vllm/platforms/cuda.py
+# CudaPlatformBase.check_and_update_config: with MLA and no --attention-config.backend the block size is forced for the
+# backend the platform expects, before any backend is validated: FLASHINFER_MLA on the compute capability 10 family for
+# a dense model with qk_nope_head_dim == 128 (it also sets attention_config.backend to it), "block_size != 32 and
+# block_size % 64 != 0" -> 64; CUTLASS_MLA on that family otherwise (not sparse), block_size % 128 != 0 -> 128;
+# FlashMLA where is_flashmla_dense_supported() (vllm/v1/attention/ops/flashmla.py: capability family 90 only),
+# block_size % 64 != 0 -> 64; a sparse model (hf_config has index_topk) -> 64 whatever was given ("Forcing kv cache
+# block size to 64 for FlashMLASparse backend"). A --block-size that already fits the forced one is kept.
+BLOCK_FORCED_FLASHINFER_NOPE = 128  # "only if qk_nope_head_dim == 128 (kernel constraint)", cuda.py 0.16.0
+
+
+def _mla_choice_block_forced(kinds: list, kv_dtype: str, *, major: int | None, block: int | None) -> MlaChoice:
+    """:func:`mla_choice` under vLLM 0.16's rule (``selection == "block_forced"``, the source above). On Hopper the
+    block is forced for FlashMLA but the backend is then picked by priority (the forcing does not set it):
+    FLASH_ATTN_MLA for a 16-bit KV cache (64 is a multiple of its 16), FLASHMLA for fp8."""
+    given = block or DEFAULT_BLOCK
+    if any(k.index_head_dim for k in kinds):
+        return MlaChoice("sparse MLA", 64)
+    if major == 10 and kinds[0].qk_nope_head_dim == BLOCK_FORCED_FLASHINFER_NOPE:
+        return MlaChoice(FLASHINFER_MLA.name, given if given == 32 or given % 64 == 0 else 64)
+    if major == 10:
+        return MlaChoice(CUTLASS_MLA.name, given if given % 128 == 0 else 128)
+    if major == 9:
+        forced = given if given % 64 == 0 else 64
+        for backend in MLA_PRIORITIES[9]:
+            if backend.accepts(major=major, kv_dtype=kv_dtype, nope=kinds[0].qk_nope_head_dim, block=forced):
+                return MlaChoice(backend.name, forced)
+        return MlaChoice(TRITON_MLA.name, forced)
+    return MlaChoice(TRITON_MLA.name, given)
 
 
 def block_size(spec: ModelSpec, plan: CachePlan, given: int | None, *, gpu: GPU, selection: str) -> int:
@@ -921,7 +958,7 @@ FAILURE_FLAGS = {
 # Kernel efficiencies for kvplan.latency, fitted by benchmarks/fit_latency.py (it prints this block) to
 # aiconfigurator 0.12.0's per-operation latencies for vLLM 0.24.0: its perf-database version, the "current"
 # vllm slot of aiconfigurator_core/systems/query_versions.yaml (kernel timings on H100/H200/B200 SXM).
-# Every rule set below (0.8, 0.19, 0.21) carries these: no older kernel timings were fitted.
+# Every rule set below (0.8, 0.16, 0.19, 0.21) carries these: no older kernel timings were fitted.
 CALIBRATION = Calibration(
     engine="vllm",
     version="vLLM 0.24.0",
@@ -1119,7 +1156,54 @@ V0_21 = replace(
     # (enable_prefix_caching default True); MambaSpec.max_memory_usage_bytes: 2 pages per request.
     mamba_align=True,
 )
-VERSIONS = (V0_8, V0_19, V0_21)
+# vLLM 0.16.0 (read in the PyPI wheel vllm-0.16.0-cp38-abi3-manylinux_2_31_x86_64.whl, vllm/_version.py commit
+# g89a77b108; the release the Vultr B200 tables ran, benchmarks/data/published_throughput.json). What it shares with
+# the 0.19 rules, each read there:
+# * the budget: vllm/v1/worker/gpu_worker.py Worker.determine_available_memory: requested_memory (total x
+#   gpu_memory_utilization) - profile_result.non_kv_cache_memory (weights + torch peak of profile_run + non-torch);
+#   CUDA graphs are captured after (compile_or_warm_up_model -> capture_model) and only reported ("memory_profiling
+#   does not consider CUDAGraph memory size"): no VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS in vllm/envs.py, so
+#   --cuda-graph-estimate has nothing to turn on (left out of settings_read). gpu_memory_utilization
+#   Field(default=0.9) (vllm/config/cache.py CacheConfig);
+# * the profile run: gpu_model_runner.py profile_run -> _dummy_run(max_num_tokens, is_profile=True) over
+#   min(max_num_seqs, tokens) requests, then _dummy_sampler_run (profile_by_seqs, the calibrated terms);
+# * batch defaults: vllm/engine/arg_utils.py EngineArgs.get_batch_defaults, >= 70 GiB and "a100" not in the device
+#   name: OPENAI_API_SERVER 8192 tokens / 1024 seqs, else 2048 / 256 (the A100 exception, a100_exception);
+# * chunked prefill and prefix caching: _set_default_chunked_prefill_and_prefix_caching_args takes
+#   ModelConfig.is_chunked_prefill_supported / is_prefix_caching_supported (vllm/config/model.py): prefix caching
+#   is off by default for hybrid models ("Hybrid models do not support prefix caching since the feature is still
+#   experimental"), so MambaModelConfig.verify_and_update_config leaves mamba_cache_mode "none" and
+#   MambaSpec.max_memory_usage_bytes is one page per request (mamba_align False). An explicit
+#   --enable-prefix-caching on a hybrid model ('all' mode for models with SupportsMambaPrefixCaching:
+#   cdiv(max_model_len, block) pages) is not modelled;
+# * async scheduling: vllm/config/vllm.py VllmConfig.__post_init__ resolves async_scheduling None to True unless a
+#   non-EAGLE speculative method, an executor other than mp/uni/external_launcher, or mamba_cache_mode != "none"
+#   (HOST_LOOP);
+# * the step: VLLM_SHARED_EXPERTS_STREAM_TOKEN_THRESHOLD 256 (envs.py), ParallelConfig.all2all_backend
+#   "allgather_reducescatter", enable_dbo False with thresholds 32 / 512 (vllm/config/parallel.py): OVERLAP;
+# * sliding-window / chunked / full max_memory_usage_bytes (vllm/v1/kv_cache_interface.py): group_blocks.
+# What differs:
+# * --kv-cache-dtype: CacheDType is auto, bfloat16, fp8, fp8_e4m3, fp8_e5m2, fp8_inc (Gaudi), fp8_ds_mla (set by
+#   DeepseekV32ForCausalLM itself): no per-token-head modes and no nvfp4;
+# * the MLA block size is forced for the expected backend (mla_choice "block_forced", _mla_choice_block_forced):
+#   FLASHINFER_MLA 64-token blocks on B200 / GB200 (32 in 0.19), CUTLASS_MLA 128 for other qk_nope_head_dim there,
+#   64 on Hopper;
+# * FLASHINFER_MLA only for qk_nope_head_dim 128 (cuda.py: "only if qk_nope_head_dim == 128 (kernel constraint)"),
+#   and never for a sparse (DSA) model ("unless sparse, i.e. DSv3.2"), so the Blackwell MLA constant describes those
+#   models only (blackwell_mla_nope_dims, blackwell_mla_dense_only; elsewhere mla_layer_s).
+V0_16 = replace(
+    V0_19,
+    release="0.16",
+    version="0.16 (V1 engine)",
+    kv_dtypes=("bf16", "fp16", "fp8", "fp8_e4m3", "fp8_e5m2"),
+    kv_dtype_flags={k: v for k, v in V0_19.kv_dtype_flags.items() if k not in PER_TOKEN_HEAD},
+    mla_selection="block_forced",
+    calibration=replace(
+        CALIBRATION, blackwell_mla_nope_dims=(BLOCK_FORCED_FLASHINFER_NOPE,), blackwell_mla_dense_only=True
+    ),
+    settings_read=tuple(n for n in V0_19.settings_read if n != "cuda_graph_estimate"),
+)
+VERSIONS = (V0_8, V0_16, V0_19, V0_21)
 ENGINE = VERSIONS[-1]  # `--engine vllm`: the newest rule set
 LOG_DEFAULT = V0_19  # logs that state no version: the release the reference logs (engine_logs.json) come from
 
