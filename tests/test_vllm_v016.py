@@ -204,3 +204,33 @@ def test_published_vllm_0_16_rows_run_the_0_16_rules():
     rows = [r for r in json.loads(pc.DATA.read_text())["engine_benchmarks"] if r["source"] == "vultr-b200-vllm"]
     assert rows and {(r["engine"], r["engine_version"]) for r in rows} == {("vllm@0.16", "0.16.0")}
     assert pc.engine_row_setup(rows[0]).engine.key == "vllm@0.16"
+
+
+# ---- hybrid models: the attention block -------------------------------------------------------------------
+
+
+def _hybrid_block(engine: str, model: str, gpu, *, tp: int, block: int | None = None) -> int:  # noqa: ANN001
+    lay = _setup(engine, model, gpu, tp=tp, settings=Settings(block_size=block)).stages[0].layout
+    return {g.block_tokens for g in lay.groups if g.type != "recurrent"}.pop()
+
+
+def test_hybrid_block_is_the_smallest_aligned_one_that_holds_a_mamba_page():
+    # models/config.py HybridAttentionMambaModelConfig (0.16.0), mamba_cache_mode "none":
+    # kernel_align x cdiv(mamba_page, kernel_align x attn_page_1_token).
+    # Qwen3-Next TP4: Mamba page 274,432 B, attention 1,024 B a token (one KV head of 256, K and V, bf16):
+    # 16 x cdiv(274,432, 16,384 = 16.75) = 272 on H100; on B200 head size 256 aligns to 32: 32 x cdiv(8.375) = 288.
+    assert _hybrid_block("vllm@0.16", "qwen3-next-80b-a3b", H100, tp=4) == 272
+    assert _hybrid_block("vllm@0.16", "qwen3-next-80b-a3b", B200, tp=4) == 288
+    assert _hybrid_block("vllm@0.19", "qwen3-next-80b-a3b", B200, tp=4) == 272  # 0.19's rule, not re-read: 16
+    # Nemotron Nano (head size 128) TP2: 542,720 B against 512 B a token: 16 x cdiv(66.25) = 1,072 on both GPUs.
+    assert _hybrid_block("vllm@0.16", "nemotron-3-nano-30b-a3b", B200, tp=2) == 1072
+
+
+def test_hybrid_block_keeps_a_block_size_that_already_holds_the_page():
+    # "if cache_config.block_size is None or cache_config.block_size < attn_block_size": --block-size 64 is below
+    # Nemotron Nano's 1,072 -> 1,072 (kvplan's rule for 0.19 grows multiples of 64: 64 x cdiv(16.56) = 1,088);
+    # Qwen3-Next TP8 needs 144 (Mamba page 137,216 B, still 1,024 B a token: 16 x cdiv(8.375)), so 256 is kept.
+    assert _hybrid_block("vllm@0.16", "nemotron-3-nano-30b-a3b", H100, tp=2, block=64) == 1072
+    assert _hybrid_block("vllm@0.19", "nemotron-3-nano-30b-a3b", H100, tp=2, block=64) == 1088
+    assert _hybrid_block("vllm@0.16", "qwen3-next-80b-a3b", H100, tp=8) == 144
+    assert _hybrid_block("vllm@0.16", "qwen3-next-80b-a3b", H100, tp=8, block=256) == 256

@@ -300,7 +300,7 @@ def block_size(spec: ModelSpec, plan: CachePlan, given: int | None, *, gpu: GPU,
 
 
 def kv_cache_groups(
-    spec: ModelSpec, plan: CachePlan, *, block: int, stage_index: int
+    spec: ModelSpec, plan: CachePlan, *, block: int, stage_index: int, hybrid: HybridBlock | None = None
 ) -> tuple[tuple[VllmGroup, ...], int]:
     """KV-cache groups of the whole model projected on one stage, and the unified page size per layer.
 
@@ -317,7 +317,7 @@ def kv_cache_groups(
     storing = [i for i, c in enumerate(caches) if c.bytes_per_token or c.state_bytes]
     attn = [caches[i] for i in storing if caches[i].type != "recurrent"]
     recurrent = [caches[i] for i in storing if caches[i].type == "recurrent"]
-    block = _hybrid_block_size(attn, recurrent, block)
+    block = hybrid.block(attn, recurrent, block) if hybrid else _hybrid_block_size(attn, recurrent, block)
     keys: dict[tuple, list[int]] = {}
     for i in storing:
         c = caches[i]
@@ -374,6 +374,40 @@ def _page_ratio(page: int, unit: int) -> int:
         # kv_cache_utils.unify_kv_cache_spec_page_size raises NotImplementedError here.
         raise InvalidInput("vLLM cannot unify this model's page sizes (a page size does not divide the largest)")
     return unit // page
+
+
+@dataclass(frozen=True)
+class HybridBlock:
+    """vLLM 0.16.0's attention block for hybrid (attention + Mamba) models, vllm/model_executor/models/config.py
+    HybridAttentionMambaModelConfig.verify_and_update_config with mamba_cache_mode "none" (prefix caching off, the
+    default for hybrid models there): the smallest multiple of the kernel alignment whose attention page holds one
+    Mamba state page, ``kernel_align x cdiv(mamba_page, kernel_align x attn_page_1_token)``; a --block-size is kept
+    when it is at least that ("if cache_config.block_size is None or cache_config.block_size < attn_block_size").
+    The alignment is 16 (FlashAttention), 32 on the compute capability 10 family for head size 256 with FlashInfer,
+    the default backend there ("head size 256 and block size 16 is not supported on blackwell", flashinfer#1993)."""
+
+    given: int | None
+    kernel_align: int
+
+    def block(self, attn: list[LayerCache], recurrent: list[LayerCache], block: int) -> int:
+        """The hybrid model's attention block; ``block`` (:func:`block_size`'s) for any other model."""
+        if not recurrent or not attn:
+            return block
+        state = max(c.state_bytes for c in recurrent)
+        needed = self.kernel_align * ceil_div(state, self.kernel_align * attn[0].bytes_per_token)
+        return self.given if self.given is not None and self.given >= needed else needed
+
+
+HYBRID_ALIGN = 16  # config.py 0.16.0: "FlashAttention (FA) requires block size to be multiple of 16"
+HYBRID_ALIGN_BLACKWELL_HEAD_256 = 32  # config.py 0.16.0, is_device_capability_family(100) and head size 256
+
+
+def hybrid_kernel_align(spec: ModelSpec, gpu: GPU) -> int:
+    """The kernel alignment of :class:`HybridBlock` for ``spec`` on ``gpu`` (ModelConfig.get_head_size: the model's
+    attention head size; kvplan takes the attention kinds' largest)."""
+    heads = {k.head_dim or spec.head_dim or 0 for k in spec.layers.kinds.values() if k.type != "recurrent"}
+    blackwell = COMPUTE_MAJOR.get(gpu.architecture or "") == 10
+    return HYBRID_ALIGN_BLACKWELL_HEAD_256 if blackwell and max(heads, default=0) == 256 else HYBRID_ALIGN
 
 
 def _hybrid_block_size(attn: list[LayerCache], recurrent: list[LayerCache], block: int) -> int:
@@ -536,6 +570,7 @@ class Vllm(Engine):
     mamba_align: bool = False  # prefix caching keeps Mamba state in 'align' mode (2 pages per request)
     a100_exception: bool = True  # get_batch_defaults gives A100 the small batches (PR #17885, from v0.9.0)
     mla_selection: str = "backend_preferred"  # how the MLA backend and its block size are picked (mla_choice)
+    hybrid_min_block: bool = False  # hybrid models' attention block by vLLM 0.16's rule (HybridBlock)
 
     def check_block_size(self, tokens: int) -> None:
         super().check_block_size(tokens)
@@ -605,7 +640,8 @@ class Vllm(Engine):
         self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
     ) -> VllmLayout:
         block = block_size(spec, plan, settings.block_size, gpu=gpu, selection=self.mla_selection)
-        groups, unit = kv_cache_groups(spec, plan, block=block, stage_index=stage_index)
+        hybrid = HybridBlock(settings.block_size, hybrid_kernel_align(spec, gpu)) if self.hybrid_min_block else None
+        groups, unit = kv_cache_groups(spec, plan, block=block, stage_index=stage_index, hybrid=hybrid)
         mnbt, _ = self.batch_limits(settings, total, gpu)
         # vllm/v1/core/block_pool.py: block 0 is the null block, never handed to a request.
         return VllmLayout(plan.stages[stage_index], unit, block, 1, groups, mnbt, self.mamba_pages(settings))
@@ -1190,7 +1226,10 @@ V0_21 = replace(
 #   64 on Hopper;
 # * FLASHINFER_MLA only for qk_nope_head_dim 128 (cuda.py: "only if qk_nope_head_dim == 128 (kernel constraint)"),
 #   and never for a sparse (DSA) model ("unless sparse, i.e. DSv3.2"), so the Blackwell MLA constant describes those
-#   models only (blackwell_mla_nope_dims, blackwell_mla_dense_only; elsewhere mla_layer_s).
+#   models only (blackwell_mla_nope_dims, blackwell_mla_dense_only; elsewhere mla_layer_s);
+# * hybrid (attention + Mamba) models: the attention block is the smallest multiple of 16 (32 on B200 / GB200 for
+#   head size 256) whose page holds a Mamba state, and a larger --block-size is kept as given (HybridBlock); kvplan's
+#   rule for the other releases grows a multiple of max(16, --block-size) (_hybrid_block_size).
 V0_16 = replace(
     V0_19,
     release="0.16",
@@ -1198,6 +1237,7 @@ V0_16 = replace(
     kv_dtypes=("bf16", "fp16", "fp8", "fp8_e4m3", "fp8_e5m2"),
     kv_dtype_flags={k: v for k, v in V0_19.kv_dtype_flags.items() if k not in PER_TOKEN_HEAD},
     mla_selection="block_forced",
+    hybrid_min_block=True,
     calibration=replace(
         CALIBRATION, blackwell_mla_nope_dims=(BLOCK_FORCED_FLASHINFER_NOPE,), blackwell_mla_dense_only=True
     ),
