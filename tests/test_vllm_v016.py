@@ -234,3 +234,21 @@ def test_hybrid_block_keeps_a_block_size_that_already_holds_the_page():
     assert _hybrid_block("vllm@0.19", "nemotron-3-nano-30b-a3b", H100, tp=2, block=64) == 1088
     assert _hybrid_block("vllm@0.16", "qwen3-next-80b-a3b", H100, tp=8) == 144
     assert _hybrid_block("vllm@0.16", "qwen3-next-80b-a3b", H100, tp=8, block=256) == 256
+
+
+# ---- CUDA graphs: capture sizes and padding ----------------------------------------------------------------
+
+
+def test_capture_sizes_and_decode_padding():
+    # config/vllm.py _set_cudagraph_sizes (0.16.0): max = min(max_num_seqs x 2, 512), at most max_num_batched_tokens;
+    # [1, 2, 4] + 8..248 by 8 (31 sizes) + 256..512 by 16 (17 sizes) = 51 sizes by default.
+    sizes = vllm.capture_sizes(Settings())
+    assert len(sizes) == 3 + 31 + 17 == 51 and sizes[:5] == [1, 2, 4, 8, 16] and sizes[-2:] == [496, 512]
+    assert vllm.capture_sizes(Settings(max_num_seqs=8)) == [1, 2, 4, 8, 16]  # max 16
+    assert vllm.capture_sizes(Settings(max_num_seqs=512, max_num_batched_tokens=256))[-1] == 256
+    # cudagraph_dispatcher.py dispatch: a decode step of n pads to the next size; none past the largest.
+    e, s = get_engine("vllm@0.16"), Settings()
+    assert [e.graph_rows(s, n) for n in (1, 3, 9, 300, 512, 513)] == [1.0, 4.0, 16.0, 304.0, 512.0, None]
+    assert get_engine("vllm@0.19").graph_rows(s, 3) is None  # 0.19's copy not re-read: unpadded, as before
+    # At most max_num_seqs run: a steady-state mean of 8.98 sequences at --max-num-seqs 8 pads to 8, not 16.
+    assert e.graph_rows(Settings(max_num_seqs=8), 8.98) == 8.0

@@ -15,6 +15,8 @@ with prefix caching on (the default), Mamba state in 'align' mode: two pages per
 from __future__ import annotations
 
 import ast
+import bisect
+import math
 import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -547,6 +549,25 @@ def cuda_graph(spec: ModelSpec) -> int:
     return GRAPH_BASE + GRAPH_PER_LAYER * spec.num_layers + extra
 
 
+# vllm/config/vllm.py VllmConfig._set_cudagraph_sizes (0.16.0): max_cudagraph_capture_size defaults to
+# min(max_num_seqs x 2, 512) (decode query length 1), then at most max_num_batched_tokens; the sizes are [1, 2, 4],
+# every 8 from 8 below 256, every 16 from 256 up to the max (compilation_config.cudagraph_capture_sizes replaces them;
+# a model may raise the max, e.g. gpt-oss to 1024 in models/config.py, not modelled).
+GRAPH_CAPTURE_MAX = 512
+
+
+def capture_sizes(settings: Settings) -> list[int]:
+    """The CUDA-graph batch sizes vLLM 0.16 captures (the source above). Unset max_num_seqs: the defaults (1024 or
+    256, get_batch_defaults) both give 512; unset max_num_batched_tokens: the defaults (8192, 2048) do not cap it."""
+    if settings.cuda_graph_batch_sizes:
+        return sorted(settings.cuda_graph_batch_sizes)
+    top = min(2 * settings.max_num_seqs, GRAPH_CAPTURE_MAX) if settings.max_num_seqs else GRAPH_CAPTURE_MAX
+    top = min(top, settings.max_num_batched_tokens or top)
+    sizes = [i for i in (1, 2, 4) if i <= top]
+    sizes += list(range(8, min(top + 1, 256), 8)) + list(range(256, top + 1, 16))
+    return sizes
+
+
 # --data-parallel-rpc-port default (vllm/config/parallel.py ParallelConfig.data_parallel_rpc_port).
 DP_RPC_PORT = 29550
 
@@ -571,6 +592,7 @@ class Vllm(Engine):
     a100_exception: bool = True  # get_batch_defaults gives A100 the small batches (PR #17885, from v0.9.0)
     mla_selection: str = "backend_preferred"  # how the MLA backend and its block size are picked (mla_choice)
     hybrid_min_block: bool = False  # hybrid models' attention block by vLLM 0.16's rule (HybridBlock)
+    graph_padding: bool = False  # decode steps padded up to a captured CUDA-graph size (graph_rows; read for 0.16)
 
     def check_block_size(self, tokens: int) -> None:
         super().check_block_size(tokens)
@@ -631,6 +653,21 @@ class Vllm(Engine):
     def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int, int]:
         mnbt, seqs = batch_defaults(total, gpu, a100_exception=self.a100_exception)
         return settings.max_num_batched_tokens or mnbt, settings.max_num_seqs or seqs
+
+    def graph_rows(self, settings: Settings, rank_seqs: float) -> float | None:
+        """vLLM 0.16.0 pads a step of ``n`` tokens up to the next captured CUDA-graph size
+        (vllm/v1/cudagraph_dispatcher.py CudagraphDispatcher.dispatch -> _create_padded_batch_descriptor,
+        ``_bs_to_padded_graph_size``; a uniform decode batch replays a FULL graph of that size under the default
+        FULL_AND_PIECEWISE mode) and runs none past the largest (``num_tokens > max_cudagraph_capture_size``: eager,
+        not modelled, None). Sizes: :func:`capture_sizes`. None for the releases whose padding kvplan has not read."""
+        if not self.graph_padding:
+            return None
+        sizes = capture_sizes(settings)
+        busiest = math.ceil(rank_seqs - 1e-9)
+        if settings.max_num_seqs:  # the scheduler runs at most max_num_seqs: a mean above it pads no further
+            busiest = min(busiest, settings.max_num_seqs)
+        idx = bisect.bisect_left(sizes, busiest)
+        return float(sizes[idx]) if idx < len(sizes) else None
 
     def mamba_pages(self, settings: Settings) -> int:
         prefix_caching = settings.prefix_caching if settings.prefix_caching is not None else True
@@ -1229,7 +1266,10 @@ V0_21 = replace(
 #   models only (blackwell_mla_nope_dims, blackwell_mla_dense_only; elsewhere mla_layer_s);
 # * hybrid (attention + Mamba) models: the attention block is the smallest multiple of 16 (32 on B200 / GB200 for
 #   head size 256) whose page holds a Mamba state, and a larger --block-size is kept as given (HybridBlock); kvplan's
-#   rule for the other releases grows a multiple of max(16, --block-size) (_hybrid_block_size).
+#   rule for the other releases grows a multiple of max(16, --block-size) (_hybrid_block_size);
+# * decode steps padded to the next captured CUDA-graph size (graph_rows, capture_sizes; cudagraph_mode
+#   FULL_AND_PIECEWISE by default, vllm/config/vllm.py optimization-level defaults). The same padding very likely
+#   runs in 0.19 and 0.21, whose copies were not re-read: their steps stay unpadded.
 V0_16 = replace(
     V0_19,
     release="0.16",
@@ -1238,6 +1278,7 @@ V0_16 = replace(
     kv_dtype_flags={k: v for k, v in V0_19.kv_dtype_flags.items() if k not in PER_TOKEN_HEAD},
     mla_selection="block_forced",
     hybrid_min_block=True,
+    graph_padding=True,
     calibration=replace(
         CALIBRATION, blackwell_mla_nope_dims=(BLOCK_FORCED_FLASHINFER_NOPE,), blackwell_mla_dense_only=True
     ),
