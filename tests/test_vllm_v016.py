@@ -252,3 +252,25 @@ def test_capture_sizes_and_decode_padding():
     assert get_engine("vllm@0.19").graph_rows(s, 3) is None  # 0.19's copy not re-read: unpadded, as before
     # At most max_num_seqs run: a steady-state mean of 8.98 sequences at --max-num-seqs 8 pads to 8, not 16.
     assert e.graph_rows(Settings(max_num_seqs=8), 8.98) == 8.0
+
+
+def test_reference_logs_are_compared_under_the_release_they_ran(monkeypatch):
+    # scripts/engine_validation.py vllm_rules: the first version an entry names, through release_for; none named
+    # (vllm-11, "main July 2025"): check-log's rule set for a log without a version, vllm@0.19.
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    logs = root.parent / "shared" / "reference" / "engine_logs.json"
+    if not logs.is_file():
+        pytest.skip(f"{logs} not present")
+    spec = importlib.util.spec_from_file_location("engine_validation", root / "scripts" / "engine_validation.py")
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "engine_validation", mod)
+    spec.loader.exec_module(mod)
+    rules = {e["id"]: mod.vllm_rules(e) for e in json.loads(logs.read_text()) if e["engine"].lower() == "vllm"}
+    assert rules["vllm-09"] == rules["vllm-13"] == "vllm@0.8"  # ~v0.9.2, ~v0.10.1
+    assert rules["vllm-15"] == rules["vllm-27"] == rules["vllm-11"] == "vllm@0.19"
+    assert mod.vllm_rules({"engine_version": "0.16.0 (V1)"}) == mod.vllm_rules({"engine_version": "v0.18.1"})
+    assert mod.vllm_rules({"engine_version": "v0.18.1"}) == "vllm@0.16"
