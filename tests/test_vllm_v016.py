@@ -100,7 +100,7 @@ def test_budget_is_the_0_19_rule_at_0_9_without_cuda_graphs():
 
 def test_cuda_graph_estimate_flag_is_refused(cli):
     # vllm/envs.py 0.16.0 has no VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS: nothing for the flag to turn on.
-    with pytest.raises(InvalidInput, match="--cuda-graph-estimate does not apply"):
+    with pytest.raises(InvalidInput, match="--cuda-graph-estimate does not apply to engine 'vllm@0.16'"):
         vllm.V0_16.check_settings(Settings(cuda_graph_estimate=True))
     out = cli("capacity", "llama-3.1-8b", "--gpu", "h100-sxm", "-c", "8k", "-e", "vllm@0.16", "--cuda-graph-estimate")
     assert out.exit_code == 2 and "Traceback" not in out.output
@@ -118,7 +118,7 @@ def test_kv_dtypes_of_0_16():
     # config/cache.py CacheDType (0.16.0): auto, bfloat16, fp8, fp8_e4m3, fp8_e5m2, fp8_inc, fp8_ds_mla.
     assert vllm.V0_16.kv_dtypes == ("bf16", "fp16", "fp8", "fp8_e4m3", "fp8_e5m2")
     for kv in ("nvfp4", "fp8_per_token_head", "int8_per_token_head"):
-        with pytest.raises(InvalidInput):
+        with pytest.raises(InvalidInput, match=f"engine 'vllm@0.16' does not store a KV cache in '{kv}'"):
             _setup("vllm@0.16", gpu=B200, kv_dtype_name=kv)
         _setup("vllm", gpu=B200, kv_dtype_name=kv)  # the newest release stores them
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import ast
 import bisect
+import contextlib
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -593,6 +595,24 @@ class Vllm(Engine):
     mla_selection: str = "backend_preferred"  # how the MLA backend and its block size are picked (mla_choice)
     hybrid_min_block: bool = False  # hybrid models' attention block by vLLM 0.16's rule (HybridBlock)
     graph_padding: bool = False  # decode steps padded up to a captured CUDA-graph size (graph_rows; read for 0.16)
+
+    def check_kv_dtype(self, kv_dtype_name: str) -> str:
+        with self._naming_the_release():
+            return super().check_kv_dtype(kv_dtype_name)
+
+    def check_settings(self, settings: Settings) -> None:
+        with self._naming_the_release():
+            super().check_settings(settings)
+
+    @contextlib.contextmanager
+    def _naming_the_release(self) -> Iterator[None]:
+        """A refusal by an older rule set names it (``engine 'vllm@0.16'``): what it refuses the newest may take."""
+        try:
+            yield
+        except InvalidInput as e:
+            if self is ENGINE:
+                raise
+            raise InvalidInput(str(e).replace(f"engine {self.name!r}", f"engine {self.key!r}", 1)) from None
 
     def check_block_size(self, tokens: int) -> None:
         super().check_block_size(tokens)
