@@ -30,6 +30,11 @@ TP/PP/DP/EP splits x batch shapes, serving at three rates, plans against targets
 the last bit) and the output and exit code of CLI commands (the ones timed here, their JSON and CSV forms, and
 engine errors). Run it in two checkouts and compare the files byte for byte: the speed work's identity check (every
 figure must stay the same).
+
+    python benchmarks/latency_speed.py --against TREE [--runs 15]
+
+times instead the floor and the `cost`, `plan --rate` and `plan --rate --engine trtllm` commands from another
+checkout TREE and from this one in alternation (before and after a change, under the same load), CPU seconds.
 """
 
 from __future__ import annotations
@@ -94,6 +99,40 @@ def _wall(cmd: list[str], runs: int) -> str:
 
 def _kvplan(args: list[str]) -> list[str]:
     return [sys.executable, "-m", "kvplan", *args]
+
+
+def _cpu_s(cmd: list[str], *, cwd: str, env: dict[str, str]) -> float:
+    """CPU seconds (user + system) of one run of ``cmd`` as a child."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=cwd)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+
+
+def against(other: str, runs: int) -> int:
+    """--against TREE: the floor and the timed CLI commands, each run from TREE (another checkout: main, a branch
+    before a change) and from this one in turn, ``runs`` rounds; the minimum and median CPU seconds of each. On a
+    shared machine the load moves between two runs of this script; taken in alternation, both trees see the same."""
+    import compileall
+
+    trees = {"other": os.path.abspath(other), "this": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    for root in trees.values():  # as pip does when it installs the wheel
+        compileall.compile_dir(os.path.join(root, "kvplan"), quiet=1)
+    cases = [("floor (FLOOR_APP)", [sys.executable, "-c", FLOOR_APP])]
+    cases += [(f"kvplan {' '.join(cmd)}", _kvplan(cmd)) for cmd in (COST, PLAN, PLAN_TRTLLM)]
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"machine: {os.cpu_count()} CPUs, load average {load} (1, 5, 15 min)")
+    print(f"CPU s, {runs} rounds in alternation: other = {trees['other']}, this = {trees['this']}")
+    for label, cmd in cases:
+        cpus: dict[str, list[float]] = {name: [] for name in trees}
+        for _ in range(runs):
+            for name, root in trees.items():
+                cpus[name].append(_cpu_s(cmd, cwd=root, env={**ENV, "PYTHONPATH": root}))
+        shown = "; ".join(f"{n} min {min(c):.3f} median {statistics.median(c):.3f}" for n, c in cpus.items())
+        print(f"    {label}: {shown}")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"machine after the runs: load average {load} (1, 5, 15 min)")
+    return 0
 
 
 def _timed(fn, runs: int) -> tuple[float, float]:  # noqa: ANN001
@@ -300,9 +339,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--no-importtime", action="store_true", help="skip the -X importtime breakdown")
     ap.add_argument("--figures", metavar="FILE", help="write the figures of a fixed set of calls to FILE; no timing")
+    ap.add_argument("--against", metavar="TREE", help="time the CLI from another checkout and this one in turn")
     args = ap.parse_args(argv)
     if args.figures:
         return write_figures(args.figures)
+    if args.against:
+        return against(args.against, args.runs)
     import compileall
 
     import kvplan
