@@ -1005,7 +1005,9 @@ def engine_row_setup(r: dict):  # noqa: ANN202
     """kvplan's setup for a closed-loop row: the row's engine release, split and dtypes, its memory fraction
     (``gpu_memory_utilization`` or ``mem_fraction_static`` where the row states one), with at most ``concurrency``
     sequences (``max_num_seqs = min(concurrency, the engine's cap)``, the cap being the row's
-    ``max_running_requests`` where its launch sets one, else the engine's default)."""
+    ``max_running_requests`` (SGLang) or ``max_num_seqs`` (vLLM) where the row states one, else the engine's default).
+    A row's ``max_num_seqs`` may be the default of the engine version it ran where kvplan's rule set for it predates
+    that default (the vLLM 0.9+ A100 batch defaults under the ``vllm@0.8`` rules)."""
     from kvplan.capacity import setup
     from kvplan.engines import Settings
 
@@ -1015,7 +1017,7 @@ def engine_row_setup(r: dict):  # noqa: ANN202
         return setup(r["model"], r["gpu"], engine=r["engine"], tp=r["tp"], weights_dtype=r["weights"],
                      kv_dtype_name=r["kv"], settings=settings)  # fmt: skip
 
-    cap = r.get("max_running_requests") or build(None).max_num_seqs
+    cap = r.get("max_running_requests") or r.get("max_num_seqs") or build(None).max_num_seqs
     return build(r["concurrency"] if cap is None else min(r["concurrency"], cap))
 
 

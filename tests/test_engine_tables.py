@@ -25,8 +25,9 @@ def test_engine_table_rows_and_sources() -> None:
     # vLLM 0.16.0, B200); 3 DeepSeek-R1 points (SGLang 0.5.7, H200)
     # GPUStack's Performance Lab (vLLM 0.10.2-0.13.0, SGLang 0.5.3-0.5.5.post1; H100, A100, H200): 29 random-dataset
     # runs and 5 ShareGPT runs at 1-8 concurrent requests
+    # and the vLLM recipe's sample run of Nemotron Nano FP8 on one H200 (vLLM 0.12.0 image)
     assert {k: len(v) for k, v in by_source.items()} == {"vultr-b200-vllm": 13, "inferencex-sglang-h200": 3,
-                                                         "gpustack-perf-lab": 34}  # fmt: skip
+                                                         "gpustack-perf-lab": 34, "vllm-recipes-h200": 1}  # fmt: skip
     assert sum(map(len, by_source.values())) == len(rows)
     for meta in sources.values():
         assert meta["url"].startswith("https://") and meta["engine"] and meta["method"] and meta["metric"]
@@ -63,7 +64,9 @@ def test_engine_table_scores_recompute_from_the_data_file() -> None:
         assert score["ratio"] == pytest.approx(r["ratio"], rel=STALE_TOLERANCE)
         assert score["ratio_steady"] == pytest.approx(r["ratio_steady"], rel=STALE_TOLERANCE)
         assert r["verdict"] == ("within 20%" if abs(r["ratio"] - 1) <= pub.TARGET else "missed")
-        assert r["kvplan_max_num_seqs"] == r["concurrency"]  # every published concurrency is within the cap
+        # every published concurrency is within the cap, but where the row states the cap its engine version had (the
+        # GPUStack A100 rows: vLLM 0.11's 256-sequence A100 default, which kvplan's vllm@0.8 rules predate)
+        assert r["kvplan_max_num_seqs"] == min(r["concurrency"], r.get("max_num_seqs") or r["concurrency"])
 
 
 def test_engine_table_statistics_shape() -> None:
@@ -71,17 +74,17 @@ def test_engine_table_statistics_shape() -> None:
     rows = data["engine_benchmarks"]
     lines = pub.engine_rows_summary(rows, data["engine_benchmark_sources"])
     assert [line.split(" ", 1)[0] for line in lines] == ["vultr-b200-vllm", "inferencex-sglang-h200",
-                                                          "gpustack-perf-lab", "vLLM"]  # fmt: skip
+                                                          "gpustack-perf-lab", "vllm-recipes-h200", "vLLM"]  # fmt: skip
     assert lines[0].startswith("vultr-b200-vllm (vLLM 0.16.0): 13 points compared, 0 not scored; median |ln ratio| ")
     assert lines[1].startswith("inferencex-sglang-h200 (SGLang v0.5.7): 2 points compared, 0 not scored, 1 scored but "
                                "kept out (reason on the row);")  # fmt: skip
-    assert lines[-1].startswith("vLLM + SGLang tables: 49 points compared, 0 not scored, 1 scored but kept out")
+    assert lines[-1].startswith("vLLM + SGLang tables: 50 points compared, 0 not scored, 1 scored but kept out")
     counted = [r for r in rows if "not_in_statistics" not in r]
     s = pub.stats(counted)
     errs = sorted(abs(math.log(r["ratio"])) for r in counted)
-    assert s["compared"] == 49 and s["worst_abs_ln"] == pytest.approx(errs[-1])
+    assert s["compared"] == 50 and s["worst_abs_ln"] == pytest.approx(errs[-1])
     assert s["within_20pct"] == sum(r["verdict"] == "within 20%" for r in counted)
-    assert f"within 20%: {s['within_20pct']}/49" in lines[-1] and f"worst {s['worst_abs_ln']:.3f}" in lines[-1]
+    assert f"within 20%: {s['within_20pct']}/50" in lines[-1] and f"worst {s['worst_abs_ln']:.3f}" in lines[-1]
 
 
 def test_unreliable_sglang_r1_run_is_scored_but_kept_out_with_its_reason() -> None:
@@ -195,6 +198,34 @@ def test_closed_loop_run_saturates_at_the_prompt_count() -> None:
 def test_engine_results_not_scored_carry_their_reason() -> None:
     _, data = published()
     rows = data["engine_benchmarks_not_scored"]
-    assert len(rows) == 18  # 8 from the Vultr / InferenceX / blog sources, 10 from GPUStack's pages
+    # 8 from the Vultr / InferenceX / blog sources, 10 from GPUStack's pages, the other vLLM recipes, AccelMark and one
+    # blog whose table was not read
+    assert len(rows) == 21
     for r in rows:
         assert r["url"].startswith("https://") and r["engine"] and r["published"] and r["not_scored"]
+
+
+def test_a100_rows_take_the_batch_defaults_of_the_vllm_they_ran() -> None:
+    # vLLM 0.11.0 on an A100: 2,048 batched tokens and 256 sequences (EngineArgs.get_batch_defaults, PR #17885, from
+    # v0.9.0); kvplan's vllm@0.8 rules predate them (8,192 / 1,024), so the rows state them and the setup takes them.
+    pub, data = published()
+    rows = [r for r in data["engine_benchmarks"] if r["source"] == "gpustack-perf-lab" and r["gpu"] == "a100-80gb"]
+    assert len(rows) == 3
+    for r in rows:
+        assert (r["max_num_seqs"], r["max_num_batched_tokens"]) == (256, 2048) and "PR #17885" in r["batch_defaults"]
+        s = pub.engine_row_setup(r)
+        assert s.max_num_seqs == min(256, r["concurrency"])
+        assert s.engine.batch_limits(s.settings, 80 * 2**30, s.gpu) == (8192, s.max_num_seqs)  # 0.8's own default
+
+
+def test_every_printed_row_reproduces_its_figure() -> None:
+    # The rows that keep the client's printout (GPUStack, the vLLM recipe): output tok/s = generated tokens / duration
+    # to the printout's rounding, and the prompts are its requests. The recipe's Nemotron run: 2,097,152 / 132.49 s =
+    # 15,828.6 tok/s against the printed 15,828.30.
+    _, data = published()
+    printed = [r for r in data["engine_benchmarks"] if "printed" in r]
+    assert len(printed) == 35
+    for r in printed:
+        p = r["printed"]
+        assert r["published_tok_s"] == pytest.approx(p["generated_tokens"] / p["duration_s"], rel=0.005), r["label"]
+        assert r["num_prompts"] == p["requests"] and r["page"]
