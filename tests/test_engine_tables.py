@@ -229,3 +229,66 @@ def test_every_printed_row_reproduces_its_figure() -> None:
         p = r["printed"]
         assert r["published_tok_s"] == pytest.approx(p["generated_tokens"] / p["duration_s"], rel=0.005), r["label"]
         assert r["num_prompts"] == p["requests"] and r["page"]
+
+
+def test_closed_loop_trace_times_by_hand() -> None:
+    # One slot, two prompts of 1,024 tokens, 3 output tokens each: each request is one prefill step (its first token
+    # at the step's end, TTFT = the prefill step from its send), then two decode steps at its prompt's context (1 and
+    # 2 generated tokens round to 0 in 64-token buckets): TPOT = (2 decode steps) / (3 - 1). The second request is
+    # sent when the first finishes, so its TTFT is again one prefill step; the run is 2 x (prefill + 2 decodes).
+    from kvplan.serving import _step
+
+    pub, _ = published()
+    s = setup("llama-3.1-8b", "h100-sxm", engine="vllm", weights_dtype="bf16", kv_dtype_name="bf16",
+              settings=Settings(max_num_seqs=1))  # fmt: skip
+    prefill = _step(s, n=0.0, p=1024.0, context=1024, prefix=0)
+    decode = _step(s, n=1.0, p=0.0, context=1024, prefix=0)
+    tr = pub.closed_loop_trace(s, isl=1024, osl=3, concurrency=1, prompts=2)
+    assert tr["mean_ttft_s"] == pytest.approx(prefill) and tr["mean_tpot_s"] == pytest.approx(decode)
+    assert tr["duration_s"] == pytest.approx(2 * (prefill + 2 * decode))
+    assert tr["tok_s"] == pytest.approx(6 / tr["duration_s"])
+    assert pub.closed_loop_run(s, isl=1024, osl=3, concurrency=1, prompts=2) == tr["tok_s"]
+
+
+def test_phase_lines_put_kvplan_beside_the_printed_means() -> None:
+    # The Qwen3-8B ShareGPT run at one request (H100, vLLM 0.11): printed mean TTFT 59.01 ms and TPOT 7.28 ms.
+    pub, data = published()
+    row = next(r for r in data["engine_benchmarks"] if r["model"] == "qwen3-8b" and r["concurrency"] == 1)
+    lines = pub.phase_lines([row])
+    assert len(lines) == 2 and lines[0].startswith("model  engine  GPU")
+    cells = lines[1].split("  ")
+    assert cells[6].startswith("59 / ") and cells[8].startswith("7.3 / ") and cells[-1] == f"x{row['ratio']:.2f}"
+    tr = pub.engine_row_trace(row)
+    assert cells[7] == f"x{tr['mean_ttft_s'] * 1e3 / 59.01:.2f}"
+    assert cells[9] == f"x{tr['mean_tpot_s'] * 1e3 / 7.28:.2f}"
+    assert pub.phase_lines([{**row, "printed": {}}]) == lines[:1]  # no printout, no line
+
+
+def test_sglang_runs_prompt_and_decode_batches_as_separate_steps() -> None:
+    # SGLang (no --enable-mixed-chunk): a step with a prompt to admit is a prompt batch and the running decodes wait
+    # (scheduler.py get_next_batch_to_run, prefill first); vLLM V1 mixes them in one step. Two prompts of 1,024
+    # tokens, 2 output tokens, at concurrency 2 with a 1,024-token budget: SGLang runs prompt 1 (step 1), prompt 2
+    # while request 1 waits (step 2), then one decode step of both (step 3): 3 steps, 4 tokens.
+    # vLLM: prompt 1 (step 1), request 1's decode + prompt 2's 1,023 tokens (step 2, budget 1,024 - 1 decode),
+    # request 2's last prompt token with no decode left for request 1 (done) (step 3), request 2's decode (step 4).
+    from kvplan.serving import _step
+
+    pub, _ = published()
+    settings = Settings(max_num_seqs=2, max_num_batched_tokens=1024)
+    sg = setup("llama-3.1-8b", "h100-sxm", engine="sglang", weights_dtype="bf16", kv_dtype_name="bf16",
+               settings=settings)  # fmt: skip
+    assert sg.engine.mixes_prefill_with_decode is False
+    prompt = _step(sg, n=0.0, p=1024.0, context=1024, prefix=0)
+    both = _step(sg, n=2.0, p=0.0, context=1024, prefix=0)
+    tr = pub.closed_loop_trace(sg, isl=1024, osl=2, concurrency=2, prompts=2, budget=1024)
+    assert tr["duration_s"] == pytest.approx(2 * prompt + both)
+    # request 1: first token after step 1, sent at 0; request 2: after step 2; both finish after step 3
+    assert tr["mean_ttft_s"] == pytest.approx((prompt + 2 * prompt) / 2)
+    assert tr["mean_tpot_s"] == pytest.approx(((2 * prompt + both - prompt) + both) / 2)
+    vl = setup("llama-3.1-8b", "h100-sxm", engine="vllm", weights_dtype="bf16", kv_dtype_name="bf16",
+               settings=settings)  # fmt: skip
+    assert vl.engine.mixes_prefill_with_decode is True
+    layout = ((0, 1024, 0), (1, 1023, 0), (0, 1, 1023), (1, 0, 0))  # (decodes, prompt tokens, prefix) per step
+    steps = [_step(vl, n=float(n), p=float(p), context=1024, prefix=pre) for n, p, pre in layout]
+    run = pub.closed_loop_trace(vl, isl=1024, osl=2, concurrency=2, prompts=2, budget=1024)
+    assert run["duration_s"] == pytest.approx(sum(steps))
