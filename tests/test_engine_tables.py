@@ -23,11 +23,11 @@ def test_engine_table_rows_and_sources() -> None:
     by_source = {name: [r for r in rows if r["source"] == name] for name in sources}
     # 9 Nemotron Nano + 2 Nemotron Super 49B concurrency points and 2 sweep peaks (Nemotron Nano NVFP4, DeepSeek V3.2;
     # vLLM 0.16.0, B200); 3 DeepSeek-R1 points (SGLang 0.5.7, H200)
-    # GPUStack's Performance Lab (vLLM 0.10.2-0.13.0, SGLang 0.5.3-0.5.5.post1; H100, A100, H200): 29 random-dataset
+    # GPUStack's Performance Lab (vLLM 0.10.2-0.13.0, SGLang 0.5.3-0.5.5.post1; H100, A100, H200): 35 random-dataset
     # runs and 5 ShareGPT runs at 1-8 concurrent requests
     # and the vLLM recipe's sample run of Nemotron Nano FP8 on one H200 (vLLM 0.12.0 image)
     assert {k: len(v) for k, v in by_source.items()} == {"vultr-b200-vllm": 13, "inferencex-sglang-h200": 3,
-                                                         "gpustack-perf-lab": 34, "vllm-recipes-h200": 1}  # fmt: skip
+                                                         "gpustack-perf-lab": 40, "vllm-recipes-h200": 1}  # fmt: skip
     assert sum(map(len, by_source.values())) == len(rows)
     for meta in sources.values():
         assert meta["url"].startswith("https://") and meta["engine"] and meta["method"] and meta["metric"]
@@ -78,13 +78,13 @@ def test_engine_table_statistics_shape() -> None:
     assert lines[0].startswith("vultr-b200-vllm (vLLM 0.16.0): 13 points compared, 0 not scored; median |ln ratio| ")
     assert lines[1].startswith("inferencex-sglang-h200 (SGLang v0.5.7): 2 points compared, 0 not scored, 1 scored but "
                                "kept out (reason on the row);")  # fmt: skip
-    assert lines[-1].startswith("vLLM + SGLang tables: 50 points compared, 0 not scored, 1 scored but kept out")
+    assert lines[-1].startswith("vLLM + SGLang tables: 56 points compared, 0 not scored, 1 scored but kept out")
     counted = [r for r in rows if "not_in_statistics" not in r]
     s = pub.stats(counted)
     errs = sorted(abs(math.log(r["ratio"])) for r in counted)
-    assert s["compared"] == 50 and s["worst_abs_ln"] == pytest.approx(errs[-1])
+    assert s["compared"] == 56 and s["worst_abs_ln"] == pytest.approx(errs[-1])
     assert s["within_20pct"] == sum(r["verdict"] == "within 20%" for r in counted)
-    assert f"within 20%: {s['within_20pct']}/50" in lines[-1] and f"worst {s['worst_abs_ln']:.3f}" in lines[-1]
+    assert f"within 20%: {s['within_20pct']}/56" in lines[-1] and f"worst {s['worst_abs_ln']:.3f}" in lines[-1]
 
 
 def test_unreliable_sglang_r1_run_is_scored_but_kept_out_with_its_reason() -> None:
@@ -198,9 +198,9 @@ def test_closed_loop_run_saturates_at_the_prompt_count() -> None:
 def test_engine_results_not_scored_carry_their_reason() -> None:
     _, data = published()
     rows = data["engine_benchmarks_not_scored"]
-    # 8 from the Vultr / InferenceX / blog sources, 10 from GPUStack's pages, the other vLLM recipes, AccelMark and one
+    # 8 from the Vultr / InferenceX / blog sources, 12 from GPUStack's pages, the other vLLM recipes, AccelMark and one
     # blog whose table was not read
-    assert len(rows) == 21
+    assert len(rows) == 23
     for r in rows:
         assert r["url"].startswith("https://") and r["engine"] and r["published"] and r["not_scored"]
 
@@ -210,7 +210,7 @@ def test_a100_rows_take_the_batch_defaults_of_the_vllm_they_ran() -> None:
     # v0.9.0); kvplan's vllm@0.8 rules predate them (8,192 / 1,024), so the rows state them and the setup takes them.
     pub, data = published()
     rows = [r for r in data["engine_benchmarks"] if r["source"] == "gpustack-perf-lab" and r["gpu"] == "a100-80gb"]
-    assert len(rows) == 3
+    assert len(rows) == 7  # Qwen3-32B x 3, Qwen3-235B-A22B x 4
     for r in rows:
         assert (r["max_num_seqs"], r["max_num_batched_tokens"]) == (256, 2048) and "PR #17885" in r["batch_defaults"]
         s = pub.engine_row_setup(r)
@@ -224,7 +224,7 @@ def test_every_printed_row_reproduces_its_figure() -> None:
     # 15,828.6 tok/s against the printed 15,828.30.
     _, data = published()
     printed = [r for r in data["engine_benchmarks"] if "printed" in r]
-    assert len(printed) == 35
+    assert len(printed) == 41
     for r in printed:
         p = r["printed"]
         assert r["published_tok_s"] == pytest.approx(p["generated_tokens"] / p["duration_s"], rel=0.005), r["label"]
