@@ -1049,6 +1049,7 @@ def closed_loop_run(  # noqa: ANN201
     concurrency: int,
     prompts: int,
     budget: int | None = None,
+    record: dict | None = None,
 ):
     """Output tokens/s of a finite closed-loop benchmark at fixed lengths, stepped with kvplan's step times.
 
@@ -1060,7 +1061,9 @@ def closed_loop_run(  # noqa: ANN201
     request whose prompt completes in a step has its first token at the step's end. A step costs
     :func:`kvplan.serving._step` (the decodes at their mean context, rounded to :data:`CONTEXT_BUCKET` tokens, and the
     chunk after the first chunked prompt's computed tokens). The client's own time between a response and the next
-    request is not modelled.
+    request is not modelled. ``record``: a dict that receives each request's TTFT (``ttft_s``: from its issue to the
+    end of the step that completes its prompt) and each step's seconds with its decoding requests (``steps``, the
+    inter-token latencies those requests see), for :func:`run_latencies`.
     """
     from collections import deque
 
@@ -1069,6 +1072,9 @@ def closed_loop_run(  # noqa: ANN201
     budget = budget or s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
     running_cap = s.max_num_seqs or concurrency
     waiting = deque([isl] * min(concurrency, prompts))  # tokens left to prefill, per request, in arrival order
+    issued_at = deque([0.0] * len(waiting))  # when each waiting request was issued
+    ttfts: list[float] = []
+    steps: list[tuple[float, int]] = []
     issued, done, clock = len(waiting), 0, 0.0
     decoding: list[int] = []  # tokens generated so far, per decoding request
     while done < prompts:
@@ -1085,18 +1091,68 @@ def closed_loop_run(  # noqa: ANN201
             waiting[i] = left - take
             finished_prefill += waiting[i] == 0
         context = isl + round((sum(decoding) / n if n else 0) / CONTEXT_BUCKET) * CONTEXT_BUCKET
-        clock += _step(s, n=float(n), p=float(chunk), context=context, prefix=first_prefix)
+        step = _step(s, n=float(n), p=float(chunk), context=context, prefix=first_prefix)
+        clock += step
+        steps.append((step, n))
         decoding = [g + 1 for g in decoding]
         for _ in range(finished_prefill):
             waiting.popleft()
+            ttfts.append(clock - issued_at.popleft())
             decoding.append(1)
         finished = sum(g >= osl for g in decoding)
         decoding = [g for g in decoding if g < osl]
         done += finished
         new = min(finished, prompts - issued)
         waiting.extend([isl] * new)
+        issued_at.extend([clock] * new)
         issued += new
+    if record is not None:
+        record.update(ttft_s=ttfts, steps=steps)
     return prompts * osl / clock
+
+
+def run_latencies(record: dict) -> dict:
+    """What ``vllm bench serve`` reports beside the throughput, from a :func:`closed_loop_run` record: mean TTFT, mean
+    inter-token latency (each decoding request's token in a step took that step: the mean TPOT of fixed-length
+    requests) and its 99th percentile (the nearest rank over all inter-token samples)."""
+    samples = sorted((step, n) for step, n in record["steps"] if n)
+    total = sum(n for _, n in samples)
+    rank, seen, p99 = math.ceil(0.99 * total), 0, samples[-1][0]
+    for step, n in samples:
+        seen += n
+        if seen >= rank:
+            p99 = step
+            break
+    return {"ttft_mean_s": statistics.fmean(record["ttft_s"]), "itl_mean_s": sum(t * n for t, n in samples) / total,
+            "itl_p99_s": p99}  # fmt: skip
+
+
+def prompt_phase_rows(rows: list[dict]) -> list[dict]:
+    """The engine rows that carry the page's latency columns (``published_ttft_ms`` ...), each with kvplan's figures
+    for the same finite run (:func:`closed_loop_run`'s record, :func:`run_latencies`)."""
+    out = []
+    for r in rows:
+        if "published_ttft_ms" not in r:
+            continue
+        s, record = engine_row_setup(r), {}
+        inp, outl = engine_row_lengths(r)
+        closed_loop_run(s, isl=inp.mean, osl=outl.mean, concurrency=r["concurrency"], prompts=r["num_prompts"],
+                        budget=r.get("max_num_batched_tokens"), record=record)  # fmt: skip
+        out.append({"label": r["label"], "concurrency": r["concurrency"], "published": r, **run_latencies(record)})
+    return out
+
+
+def prompt_phase_lines(rows: list[dict]) -> list[str]:
+    """One line per row: the page's mean TTFT, mean TPOT and ITL p99 against kvplan's run (``page / kvplan``)."""
+    lines = ["prompt phase (the page's latency columns / kvplan's run of the same client, ms):"]
+    for x in rows:
+        p = x["published"]
+        lines.append(f"  {x['label']} c={x['concurrency']}: TTFT {p['published_ttft_ms']:g} / "
+                     f"{x['ttft_mean_s'] * 1e3:.1f} (x{p['published_ttft_ms'] / (x['ttft_mean_s'] * 1e3):.1f}), "
+                     f"TPOT {p['published_tpot_ms']:g} / {x['itl_mean_s'] * 1e3:.2f}, ITL p99 "
+                     f"{p['published_itl_p99_ms']:g} / {x['itl_p99_s'] * 1e3:.2f} "
+                     f"(x{p['published_itl_p99_ms'] / (x['itl_p99_s'] * 1e3):.1f})")  # fmt: skip
+    return lines
 
 
 def compare_engine_rows(rows: list[dict]) -> list[dict]:
@@ -1159,6 +1215,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dp-candidates", action="store_true",
                     help="the attention-DP rows under each unsourced reading: eager steps, attention TP, the batch "
                          "that would explain them")  # fmt: skip
+    ap.add_argument(
+        "--prompt-phase",
+        action="store_true",
+        help="the engine rows' published TTFT, TPOT and ITL p99 against kvplan's run of the same client",
+    )
     args = ap.parse_args(argv)
     data = json.loads(args.data.read_text())
     rows = compare_runs(data["runs"])
@@ -1232,6 +1293,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(dp_candidate_lines(dp_candidate_rows(rows), markdown=args.markdown)))
         print(known_batch_line())
         print("\n".join(later_page_lines()))
+    if args.prompt_phase:
+        print()
+        print("\n".join(prompt_phase_lines(prompt_phase_rows(data.get("engine_benchmarks", [])))))
     return 0
 
 

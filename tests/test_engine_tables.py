@@ -131,3 +131,38 @@ def test_engine_results_not_scored_carry_their_reason() -> None:
     assert len(rows) == 8
     for r in rows:
         assert r["url"].startswith("https://") and r["engine"] and r["published"] and r["not_scored"]
+
+
+def test_closed_loop_run_records_ttft_and_inter_token_latencies() -> None:
+    # The three-prompt run above: prompts 1 and 2 get their first token at the end of step 1, prompt 3 at the end of
+    # step 2 (issued at 0): TTFTs first, first, first + second. Inter-token samples: step 2 for the two decoding
+    # requests, step 3 for the third: mean (2 x second + third) / 3, p99 the larger of the two (nearest rank 3 of 3).
+    from kvplan.serving import _step
+
+    pub, _ = published()
+    s3 = setup("llama-3.1-8b", "h100-sxm", engine="vllm", weights_dtype="bf16", kv_dtype_name="bf16",
+               settings=Settings(max_num_seqs=3, max_num_batched_tokens=2048))  # fmt: skip
+    first = _step(s3, n=0.0, p=2048.0, context=1024, prefix=0)
+    second = _step(s3, n=2.0, p=1024.0, context=1024, prefix=0)
+    third = _step(s3, n=1.0, p=0.0, context=1024, prefix=0)
+    record: dict = {}
+    pub.closed_loop_run(s3, isl=1024, osl=2, concurrency=3, prompts=3, record=record)
+    assert record["ttft_s"] == pytest.approx([first, first, first + second])
+    got = pub.run_latencies(record)
+    assert got["ttft_mean_s"] == pytest.approx((3 * first + second) / 3)
+    assert got["itl_mean_s"] == pytest.approx((2 * second + third) / 3)
+    assert got["itl_p99_s"] == pytest.approx(max(second, third))
+
+
+def test_prompt_phase_rows_carry_the_page_latency_columns() -> None:
+    # the Vultr page's table: TTFT, TPOT and ITL p99 for the 9 Nemotron Nano FP8 rows and the 2 Nemotron Super rows;
+    # at concurrency 1 kvplan's TTFT is one prefill step of the 2,048-token prompt, and the page's is 362 ms
+    pub, data = published()
+    rows = [r for r in data["engine_benchmarks"] if "published_ttft_ms" in r]
+    assert len(rows) == 11
+    nano1 = next(r for r in rows if r["concurrency"] == 1 and r["label"].startswith("Nemotron Nano"))
+    assert (nano1["published_ttft_ms"], nano1["published_tpot_ms"], nano1["published_itl_p99_ms"]) == (362, 2.91, 3.14)
+    [x] = pub.prompt_phase_rows([nano1])
+    assert 0.010 < x["ttft_mean_s"] < 0.015 and x["itl_p99_s"] == pytest.approx(x["itl_mean_s"], rel=0.05)
+    [line] = pub.prompt_phase_lines([x])[1:]
+    assert line.startswith("  Nemotron Nano 30B (FP8, TP=2) c=1: TTFT 362 / ")
