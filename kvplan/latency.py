@@ -86,7 +86,14 @@ from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import attended_token_bytes, cache_plan, element_size
 from kvplan.params import attention_parts
-from kvplan.recurrent import CONV1D_KERNELS, SSD_SCAN_KERNELS, conv1d_bytes, mamba2_kinds, scan_flops_per_token
+from kvplan.recurrent import (
+    CONV1D_KERNELS,
+    SSD_SCAN_KERNELS,
+    conv1d_tap_bytes,
+    conv1d_token_bytes,
+    mamba2_kinds,
+    scan_flops_per_token,
+)
 from kvplan.spec import LayerKind, ModelSpec, ceil_div, pipeline_stages
 from kvplan.units import weight_dtype
 
@@ -770,17 +777,14 @@ MAMBA2_PREFILL_KERNELS = CONV1D_KERNELS + SSD_SCAN_KERNELS
 def _mamba2_terms(spec: ModelSpec, layers: range, tp: int) -> _Mamba2Terms:
     def make() -> _Mamba2Terms:
         names = spec.layer_kind_names
-        layers_n = own = flops = per_token = fixed = 0
-        for i in layers:
-            kind = spec.kind(names[i])
-            mixers = mamba2_kinds(kind)
-            own += kind.type == "recurrent" and bool(mixers)
-            for k in mixers:
-                layers_n += 1
-                flops += scan_flops_per_token(k, tp=tp)
-                fixed = fixed + int(conv1d_bytes(k, 0, tp=tp))
-                per_token += int(conv1d_bytes(k, 1, tp=tp) - conv1d_bytes(k, 0, tp=tp))
-        return _Mamba2Terms(layers_n, own, flops, per_token, fixed)
+        mixers = [(spec.kind(names[i]), k) for i in layers for k in mamba2_kinds(spec.kind(names[i]))]
+        return _Mamba2Terms(
+            layers=len(mixers),
+            own_layers=sum(1 for kind, k in mixers if kind is k),  # the layer is the mixer, no attention beside it
+            scan_flops_per_token=sum(scan_flops_per_token(k, tp=tp) for _, k in mixers),
+            conv_bytes_per_token=sum(conv1d_token_bytes(k, tp=tp) for _, k in mixers),
+            conv_fixed_bytes=sum(conv1d_tap_bytes(k, tp=tp) for _, k in mixers),
+        )
 
     return _fact(spec, ("mamba2", layers.start, layers.stop, tp), make)
 

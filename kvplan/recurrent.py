@@ -79,8 +79,17 @@ def conv_channels(kind: LayerKind, *, tp: int = 1) -> int:
     return ceil_div(kind.d_inner, tp) + 2 * ceil_div(kind.n_groups, tp) * kind.d_state
 
 
+def conv1d_token_bytes(kind: LayerKind, *, tp: int = 1) -> int:
+    """Bytes the prefill conv1d moves per prompt token: its channels read once and written once."""
+    return 2 * CONV_ELEMENT_BYTES * conv_channels(kind, tp=tp)
+
+
+def conv1d_tap_bytes(kind: LayerKind, *, tp: int = 1) -> int:
+    """Bytes the prefill conv1d reads once per call whatever the tokens: the ``d_conv`` taps of every channel."""
+    return CONV_ELEMENT_BYTES * conv_channels(kind, tp=tp) * kind.d_conv
+
+
 def conv1d_bytes(kind: LayerKind, tokens: float, *, tp: int = 1) -> float:
-    """Bytes the prefill conv1d moves over ``tokens`` prompt tokens: each token's channels read and written once,
-    plus the ``d_conv`` taps of every channel read once (``benchmarks/mamba_compare.py`` sets this against
-    aiconfigurator's measured ``causal_conv1d_fn``)."""
-    return CONV_ELEMENT_BYTES * conv_channels(kind, tp=tp) * (2 * tokens + kind.d_conv)
+    """Bytes the prefill conv1d moves over ``tokens`` prompt tokens in one call (``benchmarks/mamba_compare.py`` sets
+    this against aiconfigurator's measured ``causal_conv1d_fn``)."""
+    return tokens * conv1d_token_bytes(kind, tp=tp) + conv1d_tap_bytes(kind, tp=tp)

@@ -59,6 +59,9 @@ def test_only_mamba2_mixers_count() -> None:
     falcon = _spec("falcon-h1-7b-instruct")  # attention with a Mamba2 mixer beside it in every layer
     [hybrid] = falcon.layers.kinds.values()
     assert mamba2_kinds(hybrid) == [hybrid.parallel] and hybrid.parallel.scan_chunk == 128
+    # its 44 layers keep their attention's fixed cost and add the mixer beside it
+    terms = latency._mamba2_terms(falcon, range(falcon.num_layers), 1)
+    assert (terms.layers, terms.own_layers) == (44, 0)
     nano = _spec("nemotron-3-nano-30b-a3b")
     assert mamba2_kinds(nano.kind("full")) == [] and mamba2_kinds(nano.kind("mlp_only")) == []
     with pytest.raises(ValueError, match="scan_chunk"):
