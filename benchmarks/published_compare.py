@@ -13,9 +13,11 @@ The data, each run with its source, are in ``benchmarks/data/published_throughpu
 * ``engine_benchmarks``: vLLM and SGLang published measurements (closed-loop runs at a fixed client concurrency),
   their sources in ``engine_benchmark_sources``; scored with the row's kvplan engine release at
   ``max_num_seqs = min(concurrency, the engine's cap)`` (:func:`engine_row_setup`), as the finite closed-loop run
-  the client made (:func:`closed_loop_run`, the row's ``num_prompts``) and as the steady state; ``--update-data``
-  stores ``kvplan_tok_s``, ``ratio``, ``verdict`` and ``kvplan_steady_tok_s``, ``ratio_steady`` on them. The vLLM /
-  SGLang results read but not scored are in ``engine_benchmarks_not_scored``, each with its reason.
+  the client made (:func:`closed_loop_run`, the row's ``num_prompts``, no more running requests than the KV pool
+  holds: :func:`kv_sequences`) and as the steady state; ``--update-data`` stores ``kvplan_tok_s``, ``ratio``,
+  ``verdict`` and ``kvplan_steady_tok_s``, ``ratio_steady`` on them. A row scored but kept out of the statistics
+  carries ``not_in_statistics``, the reason, printed beside its ratio. The vLLM / SGLang results read but not scored
+  are in ``engine_benchmarks_not_scored``, each with its reason.
 * ``mlperf``: MLPerf Inference v4.1 / v5.1 datacenter closed-division results (NVIDIA, TensorRT-LLM), with
   ``mlperf_datasets``: each benchmark set's mean, p90 and p99 input length (tokens), with their source. A run is
   modelled with the submitter's split, batch and KV fraction (NVIDIA's per-system config, cited on the row), the
@@ -1030,12 +1032,24 @@ def score_engine_row(r: dict) -> dict:
     budget = r.get("max_num_batched_tokens")
     steady = max_rate(s, input_len=inp, output_len=out, max_num_batched_tokens=budget) * out.mean
     run = closed_loop_run(s, isl=inp.mean, osl=out.mean, concurrency=r["concurrency"], prompts=r["num_prompts"],
-                          budget=budget)  # fmt: skip
+                          budget=budget, kv_seqs=kv_sequences(s, inp, out))  # fmt: skip
     ratio = run / r["published_tok_s"]
     verdict = "within 20%" if abs(ratio - 1) <= TARGET else "missed"
     return {"kvplan_max_num_seqs": s.max_num_seqs, "kvplan_tok_s": round(run, 1), "ratio": round(ratio, 4),
             "verdict": verdict, "kvplan_steady_tok_s": round(steady, 1),
             "ratio_steady": round(steady / r["published_tok_s"], 4)}  # fmt: skip
+
+
+def kv_sequences(s, inp, out) -> int:  # noqa: ANN001
+    """Requests the replica's KV pool holds at once for these lengths: the bound :mod:`kvplan.serving` puts on its own
+    batch (``serving._limits``: the binding pool over the tokens one running request holds, its prompt plus half its
+    output on vLLM / SGLang, whole prompt + output where the engine reserves to completion), at least one.
+    :func:`closed_loop_run` runs no more requests than this (a vLLM V1 request is scheduled only while the KV cache
+    manager can allocate its blocks, ``Scheduler.schedule``; kvplan does not model the preemptions the engine makes
+    when running requests outgrow the pool)."""
+    from kvplan.serving import _limits
+
+    return max(1, math.floor(_limits(s, inp, out)[0]))
 
 
 CONTEXT_BUCKET = 64  # tokens: closed_loop_run prices decodes at their mean context rounded to this (step memo reuse)
@@ -1049,6 +1063,7 @@ def closed_loop_run(  # noqa: ANN201
     concurrency: int,
     prompts: int,
     budget: int | None = None,
+    kv_seqs: int | None = None,
     record: dict | None = None,
 ):
     """Output tokens/s of a finite closed-loop benchmark at fixed lengths, stepped with kvplan's step times.
@@ -1061,8 +1076,9 @@ def closed_loop_run(  # noqa: ANN201
     request whose prompt completes in a step has its first token at the step's end. A step costs
     :func:`kvplan.serving._step` (the decodes at their mean context, rounded to :data:`CONTEXT_BUCKET` tokens, and the
     chunk after the first chunked prompt's computed tokens). The client's own time between a response and the next
-    request is not modelled. ``record``: a dict that receives each request's TTFT (``ttft_s``: from its issue to the
-    end of the step that completes its prompt) and each step's seconds with its decoding requests (``steps``, the
+    request is not modelled. ``kv_seqs``: the most requests the KV pool holds (:func:`kv_sequences`), a second cap on
+    the running requests. ``record``: a dict that receives each request's TTFT (``ttft_s``: from its issue to the end
+    of the step that completes its prompt) and each step's seconds with its decoding requests (``steps``, the
     inter-token latencies those requests see), for :func:`run_latencies`.
     """
     from collections import deque
@@ -1070,7 +1086,7 @@ def closed_loop_run(  # noqa: ANN201
     from kvplan.serving import DEFAULT_TOKEN_BUDGET, _step
 
     budget = budget or s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
-    running_cap = s.max_num_seqs or concurrency
+    running_cap = min(s.max_num_seqs or concurrency, kv_seqs or concurrency)
     waiting = deque([isl] * min(concurrency, prompts))  # tokens left to prefill, per request, in arrival order
     issued_at = deque([0.0] * len(waiting))  # when each waiting request was issued
     ttfts: list[float] = []
@@ -1137,7 +1153,8 @@ def prompt_phase_rows(rows: list[dict]) -> list[dict]:
         s, record = engine_row_setup(r), {}
         inp, outl = engine_row_lengths(r)
         closed_loop_run(s, isl=inp.mean, osl=outl.mean, concurrency=r["concurrency"], prompts=r["num_prompts"],
-                        budget=r.get("max_num_batched_tokens"), record=record)  # fmt: skip
+                        budget=r.get("max_num_batched_tokens"), kv_seqs=kv_sequences(s, inp, outl),
+                        record=record)  # fmt: skip
         out.append({"label": r["label"], "concurrency": r["concurrency"], "published": r, **run_latencies(record)})
     return out
 
@@ -1164,14 +1181,16 @@ def engine_rows_summary(rows: list[dict], sources: dict) -> list[str]:
     out = []
     groups = [(name, [r for r in rows if r["source"] == name]) for name in sources] + [("vLLM + SGLang tables", rows)]
     for name, part in groups:
-        done = [r for r in part if "ratio" in r]
+        done = [r for r in part if "ratio" in r and "not_in_statistics" not in r]
         if not done:
             continue
         s = stats(done)
         engine = f" ({sources[name]['engine']})" if name in sources else ""
-        out.append(f"{name}{engine}: {s['compared']} points compared, {len(part) - len(done)} not scored; "
-                   f"median |ln ratio| {s['median_abs_ln']:.3f}, worst {s['worst_abs_ln']:.3f}, median signed "
-                   f"{s['median_signed_ln']:+.3f}; within 20%: {s['within_20pct']}/{s['compared']}")  # fmt: skip
+        kept_out = sum("not_in_statistics" in r for r in part)
+        out_note = f", {kept_out} scored but kept out (reason on the row)" if kept_out else ""
+        out.append(f"{name}{engine}: {s['compared']} points compared, {len(part) - len(done) - kept_out} not scored"
+                   f"{out_note}; median |ln ratio| {s['median_abs_ln']:.3f}, worst {s['worst_abs_ln']:.3f}, median "
+                   f"signed {s['median_signed_ln']:+.3f}; within 20%: {s['within_20pct']}/{s['compared']}")  # fmt: skip
     return out
 
 
@@ -1185,6 +1204,8 @@ def _print_engine_rows(rows: list[dict], sources: dict, *, markdown: bool) -> No
         print("|" + "---|" * len(head))
     for r in rows:
         ratio = f"x{r['ratio']:.2f}" if "ratio" in r else f"not scored: {r['not_scored']}"
+        if "not_in_statistics" in r:
+            ratio += f" ({r['not_in_statistics']})"
         kv = f"{r['kvplan_tok_s']:.0f}" if "kvplan_tok_s" in r else "-"
         src = f"[{r['source']}]({sources[r['source']]['url']})" if markdown else r["source"]
         steady = f"x{r['ratio_steady']:.2f}" if "ratio_steady" in r else "-"
