@@ -5,8 +5,6 @@ Errors from the library (:class:`KvplanError`, pydantic's ``ValidationError``) a
 1 (runtime failure).
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Optional

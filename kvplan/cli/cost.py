@@ -1,7 +1,5 @@
 """``kvplan cost``: FLOPs, bytes, roofline latency; S2-Attn training."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any, Optional
 

@@ -375,6 +375,18 @@ class Calibration:
     # engine release kvplan offers sets it: benchmarks/published_compare.py turns it on for the MLPerf runs whose
     # config builds with that flag.
     fp4_norm_quant_fused: bool = False
+    # Block-scaled fp8 grouped experts (DeepSeek-V3's 128 x 128 scales): seconds per expert held on the rank that the
+    # engine's grouped kernels walk whatever the tokens (kvplan.latency _moe_s). Hopper (hopper_moe_block_expert_s): a
+    # floor under the grouped GEMMs, the persistent kernel's scheduler walking the experts one by one; Blackwell
+    # (blackwell_moe_block_expert_s): added, the masked per-expert layout's own kernels. Fitted by
+    # benchmarks/fit_moe_ops.py to aiconfigurator's MoE tables; 0 (none) without a fit.
+    hopper_moe_block_expert_s: float = 0.0
+    blackwell_moe_block_expert_s: float = 0.0
+    # W4A16 MXFP4 grouped experts (gpt-oss) on Blackwell: seconds one SM takes to dequantize one 4-bit expert weight to
+    # 16 bits, and the tokens of one expert a CTA's tile holds; every tile dequantizes its expert's weights on the rank
+    # again (kvplan.latency _moe_dequant_s). Fitted by benchmarks/fit_moe_ops.py; 0 (none) without a fit.
+    mxfp4_moe_dequant_s: float = 0.0
+    mxfp4_moe_tile_tokens: int = 64
     # The Mamba2 SSD chunked scan's share of the 16-bit tensor-core peak at prefill (kvplan.latency _mamba2_prefill_s,
     # FLOPs by kvplan.recurrent): SSD_SCAN_EFF, one figure for every engine (see there).
     ssd_scan_eff: float = SSD_SCAN_EFF

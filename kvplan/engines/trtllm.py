@@ -733,6 +733,15 @@ CALIBRATION = Calibration(
     fp4_moe_eff_scale=0.2539,
     fp4_k_s=1.437e-09,
     fp4_moe_layer_s=5.592e-06,
+    # Block-scaled fp8 grouped experts' walk over the rank's experts (kvplan.latency._moe_expert_s, which names the
+    # kernels): benchmarks/fit_moe_ops.py on aiconfigurator 0.12.0's TensorRT-LLM MoE tables (fp8_block points of
+    # benchmarks/data/aiconfigurator_moe.json: 960 Hopper, 960 Blackwell), every constant above held.
+    hopper_moe_block_expert_s=3.8e-07,
+    blackwell_moe_block_expert_s=3e-07,
+    # W4A16 MXFP4 experts' dequantization on Blackwell (kvplan.latency._moe_dequant_s): benchmarks/fit_moe_ops.py on
+    # the 180 B200 / GB200 w4a16_mxfp4 points (gpt-oss) of the same tables, every constant above held: 1 / 6.3e-11 =
+    # 15.9e9 weights a second per SM; the tile is TensorRT-LLM-Gen's token tile, not fitted (mxfp4_moe_tile_tokens 64).
+    mxfp4_moe_dequant_s=6.3e-11,
 )
 
 
