@@ -760,7 +760,8 @@ def _mla_decode_layer_s(c: _Ctx, kv_dtype: str) -> float:
     vLLM's backend order, ``vllm/platforms/cuda.py`` ``_get_backend_priorities``, puts ``FLASHINFER_MLA`` first on
     compute capability 10 where it takes the model, ``FLASH_ATTN_MLA`` / ``FLASHMLA`` first below it; aiconfigurator
     0.12.0's vLLM 0.24.0 MLA module tables name those kernels on B200 and H200; the rule per vLLM release is
-    :func:`kvplan.engines.vllm.mla_choice`; ``blackwell_mla_families``: the models SGLang runs trtllm_mla for),
+    :func:`kvplan.engines.vllm.mla_choice`; ``blackwell_mla_families``: the models SGLang runs trtllm_mla for;
+    ``blackwell_mla_dense_only``: sparse-attention models run another backend),
     ``hopper_mla_layer_s`` on Hopper where the engine has one (SGLang's fa3 module), else ``mla_layer_s``. A
     --block-size that moves vLLM to another backend is not seen here (the step model takes no block size)."""
     cal = c.cal
@@ -771,6 +772,8 @@ def _mla_decode_layer_s(c: _Ctx, kv_dtype: str) -> float:
     if cal.blackwell_mla_kv_dtypes is not None and kv_dtype not in cal.blackwell_mla_kv_dtypes:
         return cal.mla_layer_s
     if cal.blackwell_mla_families is not None and c.spec.family not in cal.blackwell_mla_families:
+        return cal.mla_layer_s
+    if cal.blackwell_mla_dense_only and any(k.index_head_dim for k in c.spec.layers.kinds.values()):
         return cal.mla_layer_s
     nope = {k.qk_nope_head_dim for k in c.spec.layers.kinds.values() if k.type == "mla"}
     if cal.blackwell_mla_nope_dims is not None and not nope <= set(cal.blackwell_mla_nope_dims):

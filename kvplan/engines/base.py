@@ -354,6 +354,10 @@ class Calibration:
     # ... and the model families (ModelSpec.family) it runs that kernel for; None: every family (SGLang: trtllm_mla
     # for DeepseekV3ForCausalLM models only, flashinfer for the other MLA models).
     blackwell_mla_families: frozenset[str] | None = None
+    # ... and only for dense MLA: True where the engine runs sparse (DSA indexer) models on another backend (vLLM 0.16:
+    # "Blackwell => Force FlashInfer MLA (unless sparse, i.e. DSv3.2)", vllm/platforms/cuda.py
+    # check_and_update_config); those take mla_layer_s.
+    blackwell_mla_dense_only: bool = False
     # The MLA attention block's fixed seconds per layer at decode on Hopper where the engine's own module was fitted
     # there (benchmarks/mla_compare.py --fit on an H200 MLA module table); None: mla_layer_s.
     hopper_mla_layer_s: float | None = None
