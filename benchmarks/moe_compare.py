@@ -123,11 +123,13 @@ def load(path: Path = DATA) -> list[dict]:
     return json.loads(path.read_text())["tables"]
 
 
-def grouped_seconds(gpu_name: str, engine: str, *, model: str, dtype: str, tp: int, ep: int, tokens: int) -> float:
+def grouped_seconds(
+    gpu_name: str, engine: str, *, model: str, dtype: str, tp: int, ep: int, tokens: int, cal_for=None
+) -> float:  # noqa: ANN001 - a function engine -> Calibration, or None
     """kvplan's grouped expert GEMMs of one MoE layer of ``model`` (:func:`kvplan.latency._moe_s`, its ``grouped``
     part) over ``tokens`` tokens, the experts sliced over ``tp`` ranks or spread whole over ``ep`` ranks (one of the
     two is 1), weights in aiconfigurator's ``dtype``; uniform routing (``moe_ep_imbalance`` 0, the tables' balanced
-    distribution)."""
+    distribution). ``cal_for``: the engine's constants where not :func:`kvplan.latency.calibration`'s (a fit)."""
     from dataclasses import replace
 
     from kvplan import latency
@@ -140,22 +142,27 @@ def grouped_seconds(gpu_name: str, engine: str, *, model: str, dtype: str, tp: i
         spec = spec.model_copy(update={"weights": resolve_model("deepseek-v3").weights})
     elif spec.weights is not None and spec.weights.dtype != weights:  # another checkpoint quantization: none
         spec = spec.model_copy(update={"weights": None})
-    cal = replace(latency.calibration(engine), moe_ep_imbalance=0.0)
+    cal = replace((cal_for or latency.calibration)(engine), moe_ep_imbalance=0.0)
     ranks = max(tp, ep)
     ctx = latency._make_ctx(spec, resolve_gpu(gpu_name), tp=ranks, weights_dtype=weights, cal=cal, eager=True,
                             ep=ep > 1)  # fmt: skip
     return latency._moe_s(ctx, tokens, tokens).grouped
 
 
-def compare(tables: list[dict]) -> list[dict]:
-    """One row per measured point: the table's keys, the point, aiconfigurator's and kvplan's seconds, ln ratio."""
+def compare(tables: list[dict], *, dtypes: tuple[str, ...] | None = None, cal_for=None) -> list[dict]:  # noqa: ANN001
+    """One row per measured point: the table's keys, the point, aiconfigurator's and kvplan's seconds, ln ratio.
+    ``dtypes``: only those points; ``cal_for``: as :func:`grouped_seconds`."""
     rows = []
     for t in tables:
         whole = {(p[0], p[1], p[4]): p[5] for p in t["points"] if (p[2], p[3]) == (1, 1)}
         for d, m, tp, ep, tokens, us, kernel in t["points"]:
             dtype, model = t["dtypes"][d], list(SHAPES)[m]
+            if dtypes is not None and dtype not in dtypes:
+                continue
             bound = NOT_PHYSICAL_MARGIN * whole.get((d, m, tokens), math.inf)
-            s = grouped_seconds(t["gpu"], t["engine"], model=model, dtype=dtype, tp=tp, ep=ep, tokens=tokens)
+            s = grouped_seconds(
+                t["gpu"], t["engine"], model=model, dtype=dtype, tp=tp, ep=ep, tokens=tokens, cal_for=cal_for
+            )
             rows.append({"gpu": t["gpu"], "engine": t["engine"], "dtype": dtype, "model": model, "tp": tp, "ep": ep,
                          "tokens": tokens, "kernel": t["kernels"][kernel], "aic_s": us * 1e-6, "kvplan_s": s,
                          "ln": math.log(s / (us * 1e-6)), "not_physical": ep > 1 and us > bound})  # fmt: skip
@@ -219,13 +226,61 @@ def render(rows: list[dict], *, markdown: bool) -> str:
     return "\n".join(out)
 
 
+def expert_field(gpu: str) -> str:
+    """The calibration field ``--fit-expert`` fits on ``gpu``: the block-fp8 per-expert cost of its architecture."""
+    from kvplan.hardware import resolve_gpu
+
+    arch = resolve_gpu(gpu).architecture
+    return {"hopper": "hopper_fp8_block_moe_expert_s", "blackwell": "blackwell_fp8_block_moe_expert_s"}[arch]
+
+
+def fit_expert(tables: list[dict], engine: str, gpu: str) -> tuple[float, float, float]:
+    """The block-fp8 fixed cost per local expert (seconds; ``hopper_`` or ``blackwell_fp8_block_moe_expert_s`` by
+    ``gpu``'s architecture) that minimises the squared ln ratios of ``engine``'s ``gpu`` fp8_block points (every token
+    count and split), every other constant held; with the median |ln| of those points without it (0) and with it.
+    Golden-section search over 0-2 us (the squared ln ratio is unimodal in one added fixed cost)."""
+    from dataclasses import replace
+
+    from kvplan.latency import calibration
+
+    field = expert_field(gpu)
+    sel = [t for t in tables if t["gpu"] == gpu and t["engine"] == engine and t["version"] == ENGINES[engine]]
+
+    def rows(value: float) -> list[dict]:
+        return compare(sel, dtypes=("fp8_block",), cal_for=lambda e: replace(calibration(e), **{field: value}))
+
+    def cost(value: float) -> float:
+        return sum(r["ln"] ** 2 for r in rows(value))
+
+    lo, hi = 0.0, 2e-6
+    g = (math.sqrt(5) - 1) / 2
+    for _ in range(30):
+        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+        if cost(a) < cost(b):
+            hi = b
+        else:
+            lo = a
+    best = (lo + hi) / 2
+    return best, stats(rows(0.0))["median"], stats(rows(best))["median"]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--collect", action="store_true", help="write the sample of aiconfigurator's MoE tables")
     p.add_argument("--markdown", action="store_true", help="tables for docs/cost.md")
+    p.add_argument("--fit-expert", action="store_true", help="fit the block-fp8 cost per local expert on --gpu")
+    p.add_argument("--engine", choices=sorted(ENGINES), default="trtllm")
+    p.add_argument("--gpu", choices=sorted(SYSTEMS), default="b200", help="--fit-expert: the GPU whose table is fitted")
     args = p.parse_args(argv)
     if args.collect:
         return collect(DATA)
+    if args.fit_expert:
+        best, before, after = fit_expert(load(), args.engine, args.gpu)
+        print(
+            f"{args.engine} on {args.gpu}: {expert_field(args.gpu)}={best:.4g}  "
+            f"(fp8_block median |ln| {before:.3f} -> {after:.3f})"
+        )
+        return 0
     print(render(compare(load()), markdown=args.markdown))
     return 0
 

@@ -203,6 +203,7 @@ class _Ctx:
     moe_peak: float | None = None  # FLOP/s of the grouped expert GEMMs where they differ from ``peak`` (NVFP4)
     fp4_k_s: float = 0.0  # NVFP4 GEMMs (FP4 tensor cores): seconds per element of K of one tile's K loop; 0 elsewhere
     moe_layer_s: float | None = None  # fixed seconds of one grouped-expert layer where not cal.moe_layer_s (NVFP4)
+    moe_expert_s: float = 0.0  # fixed seconds per expert on the rank of one grouped-expert layer (block-scaled fp8)
     head_16bit: bool = False  # the LM head stays 16-bit (NVFP4 checkpoints exclude it from quantization)
     wave_sms: int = 0  # fp8 GEMMs: SMs their output tiles run in waves over (:func:`wave_efficiency`); 0: not modelled
     gather_unpadded: bool = False  # the DP all-gather moves each rank's own tokens (Overlap.moe_allgather_unpadded)
@@ -368,7 +369,8 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
         # moe_perf table, Llama 4 Scout bf16, one token (top-1 of 16): EP 4 87.8 us, the whole layer on one GPU
         # 85.8 us (benchmarks/moe_compare.py).
         touched = min(local, max(touched, min(touched * ranks, 1.0)))
-    fixed = c.cal.moe_layer_s if c.moe_layer_s is None else c.moe_layer_s
+    # Block-scaled fp8 experts: a fixed cost per expert the rank holds, touched or not (_moe_expert_s)
+    fixed = (c.cal.moe_layer_s if c.moe_layer_s is None else c.moe_layer_s) + c.moe_expert_s * local
     if touched > 0:
         per_touched = routed / touched
         eff = c.cal.moe_peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
@@ -900,6 +902,7 @@ def _make_ctx(
         moe_peak=_fp4_moe_peak(gpu, cal, weights_dtype),
         fp4_k_s=_fp4_k_s(gpu, cal, weights_dtype),
         moe_layer_s=_fp4_moe_layer_s(gpu, cal, weights_dtype),
+        moe_expert_s=_moe_expert_s(spec, gpu, cal, weights_dtype),
         head_16bit=weights_dtype == "nvfp4",
         wave_sms=_wave_sms(gpu, weights_dtype),
         gather_unpadded=(rules or Overlap()).moe_allgather_unpadded,
@@ -993,6 +996,19 @@ def _fp4_moe_layer_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float | 
     if gpu.fp4_dense_tflops is None or weights_dtype != "nvfp4" or cal.fp4_moe_layer_s is None:
         return None
     return cal.fp4_moe_layer_s
+
+
+def _moe_expert_s(spec: ModelSpec, gpu: GPU, cal: Calibration, weights_dtype: str) -> float:
+    """Fixed seconds per expert held on the rank of one grouped-expert layer: block-scaled fp8 experts run as such on
+    fp8 tensor cores, ``hopper_fp8_block_moe_expert_s`` or ``blackwell_fp8_block_moe_expert_s`` by the GPU's
+    architecture (:class:`kvplan.engines.base.Calibration`); 0 elsewhere."""
+    fp8 = gpu.fp8_dense_tflops is not None and weights_dtype.startswith("fp8")
+    block = spec.weights is not None and spec.weights.dtype == "fp8" and spec.weights.block is not None
+    if not (fp8 and block):
+        return 0.0
+    if gpu.architecture == "blackwell":
+        return cal.blackwell_fp8_block_moe_expert_s
+    return cal.hopper_fp8_block_moe_expert_s if gpu.architecture == "hopper" else 0.0
 
 
 def lm_head_s(c: _Ctx, rows: float) -> float:

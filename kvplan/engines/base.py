@@ -351,6 +351,13 @@ class Calibration:
     # The MLA attention block's fixed seconds per layer at decode on Hopper where the engine's own module was fitted
     # there (benchmarks/mla_compare.py --fit on an H200 MLA module table); None: mla_layer_s.
     hopper_mla_layer_s: float | None = None
+    # Block-scaled fp8 experts (DeepSeek-V3's 128 x 128 scales) on fp8 tensor cores: fixed seconds per expert held on
+    # the rank, touched or not, per MoE layer, on a Hopper and a Blackwell GPU (kvplan.latency _moe_expert_s).
+    # TensorRT-LLM's block-fp8 MoE on SM100 sizes its buffers and grouped GEMMs by every local expert (the source is
+    # cited beside kvplan.engines.trtllm CALIBRATION); fitted by benchmarks/moe_compare.py --fit-expert to
+    # aiconfigurator's block-fp8 MoE tables; 0: no such cost (no fit, or a fit not applied).
+    hopper_fp8_block_moe_expert_s: float = 0.0
+    blackwell_fp8_block_moe_expert_s: float = 0.0
     # NVFP4 GEMMs that read a normalised input (the QKV and gate/up projections) get it already in FP4 from the norm
     # kernel: no quantization kernel of their own (kvplan.latency _gemm_s ``normed_input``). TensorRT-LLM's TensorRT
     # engines built with ``norm_quant_fusion`` run the residual add, the RMSNorm and the NVFP4 quantization as one
