@@ -44,12 +44,18 @@ SYSTEMS = {
     "b200_sxm": ("b200", "blackwell", "2.27.3"),
 }
 OPS = ("all_gather", "reduce_scatter")
+# Kept in the sample beside them, never fitted: nccl-tests' alltoall_perf (the binary aiconfigurator's
+# collector/collect_nccl.py runs for "alltoall") launches one ncclGroupStart/End of a ncclSend and a ncclRecv per peer
+# (NVIDIA/nccl-tests src/alltoall.cu AlltoAllRunColl @07ac716c): what a group of 2 x R small NCCL ops costs
+# (benchmarks/published_compare.py grouped_launch_lines).
+GROUPED_OPS = ("alltoall",)
 DTYPE_BYTES = {"int8": 1, "half": 2}
 FIELDS = ("ll_base_s", "ll_rank_s", "ll_bw_eff", "simple_base_s", "simple_rank_s", "simple_bw_eff")
 
 
 def collect(out: Path) -> int:
-    """Write the all-gather / reduce-scatter rows of aiconfigurator's NCCL tables to ``out``."""
+    """Write the all-gather / reduce-scatter (and grouped all-to-all) rows of aiconfigurator's NCCL tables to
+    ``out``."""
     try:
         import pandas as pd
         from aiconfigurator_core import __file__ as core_file
@@ -61,7 +67,7 @@ def collect(out: Path) -> int:
     for system, (gpu, arch, version) in SYSTEMS.items():
         frame = pd.read_parquet(root / system / "comm" / "nccl" / version / "nccl_perf.parquet")
         points: dict[str, dict[str, list[list[float]]]] = {}
-        for op in OPS:
+        for op in OPS + GROUPED_OPS:
             for ranks in (2, 4, 8):
                 rows = frame[(frame.op_name == op) & (frame.num_gpus == ranks)]
                 by_bytes: dict[int, list[float]] = {}
@@ -73,7 +79,8 @@ def collect(out: Path) -> int:
                         "points": points}  # fmt: skip
     data = {
         "source": "aiconfigurator 0.12.0, aiconfigurator_core/systems/data/<system>/comm/nccl/<nccl_dir>/"
-        "nccl_perf.parquet (NCCL all_gather / reduce_scatter timings collected by NVIDIA on each system; the "
+        "nccl_perf.parquet (NCCL all_gather / reduce_scatter timings collected by NVIDIA on each system, and "
+        "nccl-tests' alltoall: one group of a send and a receive per peer; the "
         "directory is the system yaml's misc.nccl_version); bytes = message_size x dtype bytes (the whole "
         "gathered / reduced tensor), seconds = latency ms / 1000, median of repeated rows",
         "systems": systems,

@@ -13,9 +13,11 @@ The data, each run with its source, are in ``benchmarks/data/published_throughpu
 * ``engine_benchmarks``: vLLM and SGLang published measurements (closed-loop runs at a fixed client concurrency),
   their sources in ``engine_benchmark_sources``; scored with the row's kvplan engine release at
   ``max_num_seqs = min(concurrency, the engine's cap)`` (:func:`engine_row_setup`), as the finite closed-loop run
-  the client made (:func:`closed_loop_run`, the row's ``num_prompts``) and as the steady state; ``--update-data``
-  stores ``kvplan_tok_s``, ``ratio``, ``verdict`` and ``kvplan_steady_tok_s``, ``ratio_steady`` on them. The vLLM /
-  SGLang results read but not scored are in ``engine_benchmarks_not_scored``, each with its reason.
+  the client made (:func:`closed_loop_run`, the row's ``num_prompts``, no more running requests than the KV pool
+  holds: :func:`kv_sequences`) and as the steady state; ``--update-data`` stores ``kvplan_tok_s``, ``ratio``,
+  ``verdict`` and ``kvplan_steady_tok_s``, ``ratio_steady`` on them. A row scored but kept out of the statistics
+  carries ``not_in_statistics``, the reason, printed beside its ratio. The vLLM / SGLang results read but not scored
+  are in ``engine_benchmarks_not_scored``, each with its reason.
 * ``mlperf``: MLPerf Inference v4.1 / v5.1 datacenter closed-division results (NVIDIA, TensorRT-LLM), with
   ``mlperf_datasets``: each benchmark set's mean, p90 and p99 input length (tokens), with their source. A run is
   modelled with the submitter's split, batch and KV fraction (NVIDIA's per-system config, cited on the row), the
@@ -90,6 +92,7 @@ def _setup(
     engine: str = "trtllm",
     batch_tuning: bool = False,
     block_tokens: int | None = None,
+    scheduler_policy: str | None = None,
 ):  # noqa: ANN202
     from kvplan.capacity import setup
     from kvplan.engines import Settings
@@ -98,7 +101,8 @@ def _setup(
                         cuda_graph_batch_sizes=graph_sizes, attention_dp_balance=balance,
                         attention_dp_timeout_iters=timeout_iters,
                         attention_dp_batching_wait_iters=batching_wait_iters,
-                        batch_size_tuning=batch_tuning, block_size=block_tokens)  # fmt: skip
+                        batch_size_tuning=batch_tuning, block_size=block_tokens,
+                        capacity_scheduler_policy=scheduler_policy)  # fmt: skip
     return setup(model, gpu, engine=engine, tp=tp, dp=dp, ep=ep, pp=pp, weights_dtype=weights,
                  kv_dtype_name=kv, settings=settings)  # fmt: skip
 
@@ -469,8 +473,8 @@ def dp_candidate_rows(rows: list[dict]) -> list[dict]:
     for r in rows:
         if "ratio" in r and (r.get("launch") or {}).get("enable_attention_dp"):
             batch, capacity = implied_rank_batch(r)
-            out.append({**r, "eager": eager_ratio(r), "attention_tp": attention_tp_ratio(r), "implied_batch": batch,
-                        "capacity": capacity})  # fmt: skip
+            out.append({**r, "eager": eager_ratio(r), "attention_tp": attention_tp_ratio(r),
+                        "per_root": per_root_ratio(r), "implied_batch": batch, "capacity": capacity})  # fmt: skip
     return out
 
 
@@ -478,20 +482,26 @@ def dp_candidate_lines(rows: list[dict], *, markdown: bool = False) -> list[str]
     """One line (or table row) per attention-DP row of :func:`dp_candidate_rows`, then per weight dtype each
     candidate's statistics beside the scored ones."""
     cols = ("model", "GPU", "split", "ISL/OSL", "weights", "as scored", "eager DP steps", "attention TP + EP",
-            "implied batch a rank (of the KV capacity)")  # fmt: skip
+            "per-root NCCL ops, a latency each", "implied batch a rank (of the KV capacity)")  # fmt: skip
     out = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"] if markdown else []
     for r in rows:
         batch = r["implied_batch"]
         implied = "-" if batch is None else f"{batch} ({batch / r['capacity']:.2f})"
         cells = (r["label"], r["gpu"], split_label(r), f"{r['isl']}/{r['osl']}", r["weights"], f"{r['ratio']:.2f}",
-                 f"{r['eager']:.2f}", f"{r['attention_tp']:.2f}", f"{implied} of {r['capacity']}")  # fmt: skip
+                 f"{r['eager']:.2f}", f"{r['attention_tp']:.2f}", f"{r['per_root']:.2f}",
+                 f"{implied} of {r['capacity']}")  # fmt: skip
         out.append("| " + " | ".join(cells) + " |" if markdown else "dp-candidates " + "  ".join(cells))
     if markdown:
         out.append("")
     for weights in sorted({r["weights"] for r in rows}):
         part = [r for r in rows if r["weights"] == weights]
         cells = []
-        for key, name in (("ratio", "as scored"), ("eager", "eager DP steps"), ("attention_tp", "attention TP + EP")):
+        for key, name in (
+            ("ratio", "as scored"),
+            ("eager", "eager DP steps"),
+            ("attention_tp", "attention TP + EP"),
+            ("per_root", "per-root NCCL ops"),
+        ):
             s = stats([{"ratio": r[key]} for r in part])
             cells.append(f"{name} {s['within_20pct']}/{s['compared']} within 20% (median |ln| "
                          f"{s['median_abs_ln']:.3f}, median signed {s['median_signed_ln']:+.3f})")  # fmt: skip
@@ -499,6 +509,182 @@ def dp_candidate_lines(rows: list[dict], *, markdown: bool = False) -> list[str]
         implied = (f"; implied batch over {len(shares)} rows kvplan overestimates: {min(shares):.2f}-{max(shares):.2f} "
                    f"of the KV capacity (median {statistics.median(shares):.2f})" if shares else "")  # fmt: skip
         out.append(f"dp-candidates {weights} attention-DP rows: " + "; ".join(cells) + implied)
+    return out
+
+
+# --dp-candidates, the per-root reading: the grouped NCCL ops of TensorRT-LLM's unpadded attention-DP MoE exchange,
+# one latency each. With per-rank sizes (every unpadded gather passes them, equal or not) the all-gather is one
+# ncclBroadcast per root rank and per tensor and the reduce-scatter one ncclReduce per root rank, all inside
+# ncclGroupStart/End (cpp/tensorrt_llm/thop/allgatherOp.cpp AllgatherOp::run / run_list @135e595e; reducescatterOp.cpp
+# ReducescatterOp::run @0bd88711). The gathered tensors: [x, x_sf, token_selected_experts, token_final_scales]
+# (fused_moe_cutlass.py / fused_moe_wide_ep.py forward_chunk, sizes=all_rank_num_tokens unless use_dp_padding); x_sf is
+# None for per-tensor FP8 and 16-bit weights and tensorrt_llm/_torch/distributed/ops.py _allgather drops it
+# (filter_valid_input), so 3 tensors there and 4 for NVFP4. kvplan prices the exchange as one NCCL all-gather and one
+# reduce-scatter (kvplan.latency._gather_s): 2 latencies a MoE layer where NCCL is handed (T + 1) x R ops. This reading
+# charges each op NCCL's measured small-message floor at R ranks (kvplan.latency.NCCL_FITS LL base + rank term, fitted
+# to aiconfigurator 0.12.0's all_gather / reduce_scatter tables: 7.6 us at 4 Hopper ranks, 11.1 at 8), i.e. as if the
+# group ran its ops one after another. NCCL's own cost model does not: since v2.22 ncclPrepareTasks
+# (src/enqueue.cc) prices a (function, type) bin of a group at latency x ceil(tasks / channels)
+# (src/graph/tuning.cc ncclTopoGetAlgoTime, numPipeOps = nTasksPerChannel) and scheduleCollTasksToPlan spreads the
+# tasks over the channels, so this is an upper bound of what the ops can add. Never kept in kvplan.
+GATHERED_TENSORS = 3  # x, token_selected_experts, token_final_scales (x_sf None: dropped by filter_valid_input)
+GATHERED_TENSORS_FP4 = 4  # NVFP4 adds x_sf, the block scales (run_post_quant_allgather)
+
+
+def per_root_ops(ranks: int, *, fp4_gather: bool) -> int:
+    """NCCL ops one unpadded attention-DP MoE exchange hands NCCL: a broadcast per root rank and gathered tensor,
+    and a reduce per root rank."""
+    tensors = GATHERED_TENSORS_FP4 if fp4_gather else GATHERED_TENSORS
+    return (tensors + 1) * ranks
+
+
+def nccl_op_floor_s(architecture: str | None, ranks: int) -> float | None:
+    """One NCCL op's small-message time at ``ranks`` ranks of one NVLink domain: the LL protocol's fitted base and
+    rank terms (:data:`kvplan.latency.NCCL_FITS`); None where no fit covers the architecture."""
+    from kvplan.latency import NCCL_FITS
+
+    fit = NCCL_FITS.get(architecture or "")
+    return None if fit is None else fit.ll_base_s + fit.ll_rank_s * (ranks - 2)
+
+
+def moe_layer_count(spec: ModelSpec, layers: range) -> int:
+    """MoE layers among ``layers`` (as kvplan.latency._dp_collectives_s counts them)."""
+    from kvplan.latency import _layer_keys
+
+    return len(layers) - sum(n for (_, dense, _width), n in _layer_keys(spec, layers).items() if dense)
+
+
+def per_root_extra_s(c) -> float:  # noqa: ANN001
+    """Seconds one MoE layer's exchange gains when each per-root op pays :func:`nccl_op_floor_s` (the two
+    latencies kvplan already prices taken off); 0 where the context gathers padded, not through NCCL, within one
+    rank, across nodes or on an architecture without a fit."""
+    ranks = c.moe_ranks
+    if not (c.rules.moe_allgather and c.rules.moe_allgather_nccl and c.gather_unpadded) or ranks == 1:
+        return 0.0
+    floor = nccl_op_floor_s(c.gpu.architecture, ranks)
+    if floor is None or ranks > c.gpus_per_node:
+        return 0.0
+    return (per_root_ops(ranks, fp4_gather=c.gather_bytes < 1.0) - 2) * floor
+
+
+@contextlib.contextmanager
+def per_root_op_latency():  # noqa: ANN201
+    """Every attention-DP MoE layer's exchange :func:`per_root_extra_s` longer, by wrapping
+    ``kvplan.latency._dp_collectives_s`` for the ``with`` block (the step memos emptied on the way in and out): the
+    reading above, never kept."""
+    from kvplan import latency, serving
+
+    priced = latency._dp_collectives_s
+
+    def serialized(c, tokens, moe_tokens, layers, *, first):  # noqa: ANN001, ANN202
+        reduce, a2a = priced(c, tokens, moe_tokens, layers, first=first)
+        extra = per_root_extra_s(c)
+        return reduce, a2a + (moe_layer_count(c.spec, layers) * extra if extra else 0.0)
+
+    latency._dp_collectives_s = serialized
+    serving.forget_memos(facts=False)
+    try:
+        yield
+    finally:
+        latency._dp_collectives_s = priced
+        serving.forget_memos(facts=False)
+
+
+def per_root_terms(s) -> dict:  # noqa: ANN001
+    """The reading's terms for setup ``s``: ``ops`` a MoE layer, ``moe_layers``, ``floor_s`` an op and ``added_s``
+    a step (every per-root op but the two kvplan prices, at the floor, over every MoE layer)."""
+    ranks = s.tp * s.dp
+    fp4 = s.weights_dtype == "nvfp4" and s.gpu.fp4_dense_tflops is not None
+    ops = per_root_ops(ranks, fp4_gather=fp4)
+    layers = moe_layer_count(s.spec, range(s.spec.num_layers))
+    floor = nccl_op_floor_s(s.gpu.architecture, ranks) or 0.0
+    return {"ops": ops, "moe_layers": layers, "floor_s": floor, "added_s": layers * (ops - 2) * floor}
+
+
+def implied_op_s(residual_s: float, terms: dict) -> float:
+    """The time each of the per-root ops beyond kvplan's two would take for them to be the whole step residual."""
+    return residual_s / (terms["moe_layers"] * (terms["ops"] - 2))
+
+
+def per_root_ratio(r: dict) -> float:
+    """The row's kvplan / published under :func:`per_root_op_latency`."""
+    with per_root_op_latency():
+        return replica_tokens_s(row_setup(r), r["isl"], r["osl"]) / r["published_tok_s"]
+
+
+def decode_heavy(r: dict) -> bool:
+    """A row whose steps are mostly decodes: at least 1,000 output tokens and no more prompt tokens than output ones
+    (128/2048 ... 2048/2048; the rows the attention-DP residual was measured on, docs/cost.md)."""
+    return r["osl"] >= 1000 and r["isl"] <= r["osl"]
+
+
+def per_root_lines(rows: list[dict]) -> list[str]:
+    """For each attention-DP row kvplan overestimates (the step residual positive, :func:`step_residual`): the
+    reading's ops, floor and added milliseconds beside the residual and the time per op the residual implies; then,
+    per model and GPU, the range of that implied time over the decode-heavy rows (:func:`decode_heavy`). One cost
+    per op would show one time per GPU architecture and rank count."""
+    out, implied = [], {}
+    for r in rows:
+        x = step_residual(r)
+        if x["residual_s"] <= 0:
+            continue
+        t = per_root_terms(row_setup(r))
+        op = implied_op_s(x["residual_s"], t)
+        if decode_heavy(r):
+            implied.setdefault((r["label"], r["gpu"], split_label(r), t["floor_s"]), []).append(op)
+        out.append(f"dp-candidates per-root ops {r['label']:16} {r['gpu']:9} {split_label(r):8} "
+                   f"{r['isl']:>5}/{r['osl']:<5} {t['ops']} ops x {t['moe_layers']} MoE layers, floor "
+                   f"{t['floor_s'] * 1e6:.1f} us: +{t['added_s'] * 1e3:.1f} ms a step; residual "
+                   f"{x['residual_s'] * 1e3:+.1f} ms = {op * 1e6:.1f} us an op")  # fmt: skip
+    for (label, gpu, split, floor), ops in implied.items():
+        out.append(f"dp-candidates per-root ops, decode-heavy {label} {gpu} {split}: {len(ops)} rows imply "
+                   f"{min(ops) * 1e6:.1f}-{max(ops) * 1e6:.1f} us an op (floor {floor * 1e6:.1f} us)")  # fmt: skip
+    return out
+
+
+NCCL_DATA = DATA.parent / "nccl_perf.json"  # benchmarks/fit_nccl.py's sample of aiconfigurator's NCCL tables
+
+
+def grouped_launch_lines(path: Path = NCCL_DATA) -> list[str]:
+    """What one NCCL group of many small ops costs, measured: per GPU and rank count, the smallest message of
+    nccl-tests' alltoall (one ncclGroupStart/End of a send and a receive per peer, 2 x R ops; benchmarks/fit_nccl.py
+    GROUPED_OPS) beside one all_gather, and what the per-root reading would charge that group (an op's floor each)."""
+    data = json.loads(path.read_text())
+    out = []
+    for gpu, entry in data["systems"].items():
+        floor_arch = entry["architecture"]
+        for ranks in ("4", "8"):
+            (a2a_bytes, a2a_s), (ag_bytes, ag_s) = (
+                entry["points"]["alltoall"][ranks][0],
+                entry["points"]["all_gather"][ranks][0],
+            )
+            ops = 2 * int(ranks)
+            floor = nccl_op_floor_s(floor_arch, int(ranks)) or 0.0
+            out.append(f"dp-candidates grouped launch {gpu} {ranks} ranks (NCCL {entry['nccl_dir']} tables): one "
+                       f"group of {ops} sends and receives ({a2a_bytes} B) {a2a_s * 1e6:.1f} us, one all_gather "
+                       f"({ag_bytes} B) {ag_s * 1e6:.1f} us; a latency per op would make the group {ops} x "
+                       f"{floor * 1e6:.1f} = {ops * floor * 1e6:.0f} us")  # fmt: skip
+    return out
+
+
+def per_root_mlperf_lines(rows: list[dict], datasets: dict) -> list[str]:
+    """The MLPerf attention-DP runs (DeepSeek-R1 on 8 x B200, NVFP4: WIDEEP's all-gather of 4 tensors on a GPU without
+    MNNVL, the row's note) scored as configured and under :func:`per_root_op_latency`, with the Offline run's step
+    residual (:func:`offline_step_residual_s`) as a time per op."""
+    out = []
+    for r in rows:
+        if not r.get("attention_dp") or "ratio" not in r:
+            continue
+        t = per_root_terms(_mlperf_setup(r))
+        with per_root_op_latency():
+            reading = score_mlperf(r, datasets)["ratio"]
+        line = (f"dp-candidates per-root ops MLPerf {r['source']} {r['label']} {r['scenario']}: {t['ops']} ops x "
+                f"{t['moe_layers']} MoE layers, floor {t['floor_s'] * 1e6:.1f} us: +{t['added_s'] * 1e3:.1f} ms a "
+                f"step; x{r['ratio']:.2f} -> x{reading:.2f}")  # fmt: skip
+        if r["scenario"] == "Offline":
+            _, residual = offline_step_residual_s(r, datasets)
+            line += f"; residual {residual * 1e3:+.1f} ms = {implied_op_s(residual, t) * 1e6:.1f} us an op"
+        out.append(line)
     return out
 
 
@@ -626,6 +812,20 @@ def mlperf_release(r: dict) -> str:
     return V017_ENGINE if r.get("tensorrt_engine") else "trtllm"
 
 
+# NVIDIA's MLPerf harness runs TensorRT-LLM's executor with CapacitySchedulerPolicy.MAX_UTILIZATION: v5.1's
+# TrtllmHarnessConfig.DEFAULT_RUNTIME_FLAGS 'batch_scheduler_policy': 'max_util' (ykamiset/inference_results_v5.1
+# @6d54ab5e closed/NVIDIA/code/llmlib/config.py), passed to the executor by cores/trtllm_executor_core.py @e9ccad4d;
+# the v5.1 per-system files of the B200 Llama-2 and Llama-3.1-405B runs set it again (configs/B200-SXM-180GBx8/
+# <scenario>/{llama2-70b,llama3_1-405b}.py @e9ccad4d), as do the v5.0 405B base classes (OfflineGPUBaseConfig /
+# ServerGPUBaseConfig trtllm_runtime_flags); the C++ harness_llm that v4.1's LLAMA2Harness runs without a policy flag
+# defaults to it (DEFINE_string(trtllm_batch_sched_policy, "max_util", ...), read through the code index in a copy
+# whose round is not named). Every TensorRT-engine row carries ``capacity_scheduler_policy: "max_utilization"``
+# (Settings.capacity_scheduler_policy, kvplan's --capacity-scheduler-policy); its ``stack`` says whether the run's
+# own file sets it or it is inferred (the v4.1 rows and the v5.0 Llama-2 row). The DeepSeek-R1 rows (PyTorch backend)
+# are left as they were: how its extra YAML carries the Server file's 'max_util' was not read (neither row moves).
+MLPERF_MAX_UTIL = "max_utilization"
+
+
 def mlperf_balance(r: dict) -> dict:
     """The attention-DP balancer as the run's config sets it: ``attention_dp_config`` on the row (TensorRT-LLM's
     ``enable_balance``, ``timeout_iters``, ``batching_wait_iters``, each row citing the config file it copies), as
@@ -639,13 +839,15 @@ def mlperf_balance(r: dict) -> dict:
 def _mlperf_setup(r: dict):  # noqa: ANN202
     """The run's setup from its config: split, caps, KV fraction, the engine release (:func:`mlperf_release`) and its
     build's ``tokens_per_block``, the CUDA-graph batch sizes decode steps are padded to where the config sets
-    ``cuda_graph_padding_enabled`` (``cuda_graph_batch_sizes`` on the row), and the attention-DP balancer where it
-    sets one (:func:`mlperf_balance`)."""
+    ``cuda_graph_padding_enabled`` (``cuda_graph_batch_sizes`` on the row), the attention-DP balancer where it
+    sets one (:func:`mlperf_balance`), and the executor's capacity scheduler policy where the config sets
+    ``batch_scheduler_policy`` (``capacity_scheduler_policy`` on the row: :data:`MLPERF_MAX_UTIL`)."""
     sizes = r.get("cuda_graph_batch_sizes")
     return _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=r["free_gpu_memory_fraction"],
                   max_batch=r.get("max_batch"), max_tokens=r.get("max_num_tokens"),
                   graph_sizes=tuple(sizes) if sizes else None, engine=mlperf_release(r),
-                  block_tokens=r.get("tokens_per_block"), **mlperf_split(r), **mlperf_balance(r))  # fmt: skip
+                  block_tokens=r.get("tokens_per_block"), scheduler_policy=r.get("capacity_scheduler_policy"),
+                  **mlperf_split(r), **mlperf_balance(r))  # fmt: skip
 
 
 def score_mlperf(r: dict, datasets: dict) -> dict:
@@ -1030,12 +1232,24 @@ def score_engine_row(r: dict) -> dict:
     budget = r.get("max_num_batched_tokens")
     steady = max_rate(s, input_len=inp, output_len=out, max_num_batched_tokens=budget) * out.mean
     run = closed_loop_run(s, isl=inp.mean, osl=out.mean, concurrency=r["concurrency"], prompts=r["num_prompts"],
-                          budget=budget)  # fmt: skip
+                          budget=budget, kv_seqs=kv_sequences(s, inp, out))  # fmt: skip
     ratio = run / r["published_tok_s"]
     verdict = "within 20%" if abs(ratio - 1) <= TARGET else "missed"
     return {"kvplan_max_num_seqs": s.max_num_seqs, "kvplan_tok_s": round(run, 1), "ratio": round(ratio, 4),
             "verdict": verdict, "kvplan_steady_tok_s": round(steady, 1),
             "ratio_steady": round(steady / r["published_tok_s"], 4)}  # fmt: skip
+
+
+def kv_sequences(s, inp, out) -> int:  # noqa: ANN001
+    """Requests the replica's KV pool holds at once for these lengths: the bound :mod:`kvplan.serving` puts on its own
+    batch (``serving._limits``: the binding pool over the tokens one running request holds, its prompt plus half its
+    output on vLLM / SGLang, whole prompt + output where the engine reserves to completion), at least one.
+    :func:`closed_loop_run` runs no more requests than this (a vLLM V1 request is scheduled only while the KV cache
+    manager can allocate its blocks, ``Scheduler.schedule``; kvplan does not model the preemptions the engine makes
+    when running requests outgrow the pool)."""
+    from kvplan.serving import _limits
+
+    return max(1, math.floor(_limits(s, inp, out)[0]))
 
 
 CONTEXT_BUCKET = 64  # tokens: closed_loop_run prices decodes at their mean context rounded to this (step memo reuse)
@@ -1049,6 +1263,7 @@ def closed_loop_run(  # noqa: ANN201
     concurrency: int,
     prompts: int,
     budget: int | None = None,
+    kv_seqs: int | None = None,
 ):
     """Output tokens/s of a finite closed-loop benchmark at fixed lengths, stepped with kvplan's step times.
 
@@ -1060,14 +1275,15 @@ def closed_loop_run(  # noqa: ANN201
     request whose prompt completes in a step has its first token at the step's end. A step costs
     :func:`kvplan.serving._step` (the decodes at their mean context, rounded to :data:`CONTEXT_BUCKET` tokens, and the
     chunk after the first chunked prompt's computed tokens). The client's own time between a response and the next
-    request is not modelled.
+    request is not modelled. ``kv_seqs``: the most requests the KV pool holds (:func:`kv_sequences`), a second cap on
+    the running requests.
     """
     from collections import deque
 
     from kvplan.serving import DEFAULT_TOKEN_BUDGET, _step
 
     budget = budget or s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
-    running_cap = s.max_num_seqs or concurrency
+    running_cap = min(s.max_num_seqs or concurrency, kv_seqs or concurrency)
     waiting = deque([isl] * min(concurrency, prompts))  # tokens left to prefill, per request, in arrival order
     issued, done, clock = len(waiting), 0, 0.0
     decoding: list[int] = []  # tokens generated so far, per decoding request
@@ -1108,14 +1324,16 @@ def engine_rows_summary(rows: list[dict], sources: dict) -> list[str]:
     out = []
     groups = [(name, [r for r in rows if r["source"] == name]) for name in sources] + [("vLLM + SGLang tables", rows)]
     for name, part in groups:
-        done = [r for r in part if "ratio" in r]
+        done = [r for r in part if "ratio" in r and "not_in_statistics" not in r]
         if not done:
             continue
         s = stats(done)
         engine = f" ({sources[name]['engine']})" if name in sources else ""
-        out.append(f"{name}{engine}: {s['compared']} points compared, {len(part) - len(done)} not scored; "
-                   f"median |ln ratio| {s['median_abs_ln']:.3f}, worst {s['worst_abs_ln']:.3f}, median signed "
-                   f"{s['median_signed_ln']:+.3f}; within 20%: {s['within_20pct']}/{s['compared']}")  # fmt: skip
+        kept_out = sum("not_in_statistics" in r for r in part)
+        out_note = f", {kept_out} scored but kept out (reason on the row)" if kept_out else ""
+        out.append(f"{name}{engine}: {s['compared']} points compared, {len(part) - len(done) - kept_out} not scored"
+                   f"{out_note}; median |ln ratio| {s['median_abs_ln']:.3f}, worst {s['worst_abs_ln']:.3f}, median "
+                   f"signed {s['median_signed_ln']:+.3f}; within 20%: {s['within_20pct']}/{s['compared']}")  # fmt: skip
     return out
 
 
@@ -1129,6 +1347,8 @@ def _print_engine_rows(rows: list[dict], sources: dict, *, markdown: bool) -> No
         print("|" + "---|" * len(head))
     for r in rows:
         ratio = f"x{r['ratio']:.2f}" if "ratio" in r else f"not scored: {r['not_scored']}"
+        if "not_in_statistics" in r:
+            ratio += f" ({r['not_in_statistics']})"
         kv = f"{r['kvplan_tok_s']:.0f}" if "kvplan_tok_s" in r else "-"
         src = f"[{r['source']}]({sources[r['source']]['url']})" if markdown else r["source"]
         steady = f"x{r['ratio_steady']:.2f}" if "ratio_steady" in r else "-"
@@ -1157,8 +1377,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="the MLPerf rows with the attention-DP balancer: off and as configured, the Server limits "
                          "with its holds, and the Offline step residual added to every step")  # fmt: skip
     ap.add_argument("--dp-candidates", action="store_true",
-                    help="the attention-DP rows under each unsourced reading: eager steps, attention TP, the batch "
-                         "that would explain them")  # fmt: skip
+                    help="the attention-DP rows under each unsourced reading: eager steps, attention TP, the "
+                         "exchange's per-root NCCL ops at a latency each, the batch that would explain "
+                         "them")  # fmt: skip
     args = ap.parse_args(argv)
     data = json.loads(args.data.read_text())
     rows = compare_runs(data["runs"])
@@ -1232,6 +1453,13 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(dp_candidate_lines(dp_candidate_rows(rows), markdown=args.markdown)))
         print(known_batch_line())
         print("\n".join(later_page_lines()))
+        print(
+            "\n".join(
+                per_root_lines([r for r in rows if "ratio" in r and (r.get("launch") or {}).get("enable_attention_dp")])
+            )
+        )
+        print("\n".join(per_root_mlperf_lines(mlperf, datasets)))
+        print("\n".join(grouped_launch_lines()))
     return 0
 
 

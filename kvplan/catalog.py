@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from kvplan.errors import InvalidInput, KvplanError, did_you_mean
-from kvplan.files import format_validation_error, read_json, read_text, read_yaml
+from kvplan.files import format_validation_error, read_bundled_yaml, read_json, read_text, read_yaml
 from kvplan.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -71,7 +71,8 @@ def all_bundled() -> list[ModelSpec]:
 
 @lru_cache(maxsize=256)
 def _load_yaml_cached(path: str) -> ModelSpec:
-    return load_spec_file(Path(path))
+    """A bundled spec file (kvplan.files.read_bundled_yaml: its parse is kept between runs)."""
+    return spec_from_dict(read_bundled_yaml(Path(path)), origin=path)
 
 
 def spec_from_dict(data: Any, *, origin: str) -> ModelSpec:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, V
 
 from kvplan.catalog import format_validation_error, read_yaml
 from kvplan.errors import InvalidInput, did_you_mean
+from kvplan.files import read_bundled_yaml
 from kvplan.units import MIB
 
 _CATALOG = Path(__file__).resolve().parent / "data" / "gpus.yaml"
@@ -53,7 +54,7 @@ class GPU(BaseModel):
 
 @lru_cache(maxsize=1)
 def bundled_gpus() -> dict[str, GPU]:
-    return {g.name.lower(): g for g in _parse(read_yaml(_CATALOG), origin=str(_CATALOG))}
+    return {g.name.lower(): g for g in _parse(read_bundled_yaml(_CATALOG), origin=str(_CATALOG))}
 
 
 def _parse(data: object, *, origin: str) -> list[GPU]:

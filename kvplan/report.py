@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import sys
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 
+@functools.cache  # imported on the first table: json and csv output never need it (~8 ms of imports)
 def _import_tabulate() -> Any:
     """tabulate without its optional wide-character support: tabulate 0.10 imports wcwidth when it is
     installed (12 ms of a ~270 ms `kvplan estimate` on the dev machine: importlib.metadata, email, hashlib,
@@ -26,8 +28,6 @@ def _import_tabulate() -> Any:
             del sys.modules["wcwidth"]
     return table_fn
 
-
-tabulate = _import_tabulate()
 
 Format = Literal["table", "json", "csv", "markdown"]
 FORMATS = ("table", "json", "csv", "markdown")
@@ -79,7 +79,8 @@ def render(rows: list[dict[str, Any]], columns: list[Column], fmt: Format, *, ti
         return _csv(rows)
     cells = [[_cell(r.get(c.key), c.kind) for c in columns] for r in rows]
     headers = [c.header for c in columns]
-    body = tabulate(cells, headers=headers, tablefmt="github" if fmt == "markdown" else "simple", disable_numparse=True)
+    table = _import_tabulate()
+    body = table(cells, headers=headers, tablefmt="github" if fmt == "markdown" else "simple", disable_numparse=True)
     return f"{title}\n\n{body}" if title else body
 
 

@@ -16,7 +16,7 @@ without a prompt chunk (a prompt enters as a chunk of up to ``budget - n`` token
 ``I + O/2``. The rate is past saturation when no ``t`` solves it within the limits: ``n`` beyond
 ``max_num_seqs`` or beyond the sequences the KV pool holds at ``I + O/2`` tokens each
 (:func:`kvplan.capacity.pool_tokens`; ``I + O`` each where the engine reserves a request's blocks to
-completion at admission, ``Engine.reserves_to_completion``: TensorRT-LLM; with its per-window pools,
+completion at admission, ``Engine.holds_to_completion``: TensorRT-LLM's default policy; with its per-window pools,
 ``max_attention_window``, the pool that admits the fewest, :func:`kvplan.capacity.binding_pool`), or ``n + p``
 beyond the token budget (``(W + 1) p`` under an attention-DP balancer's batching wait of ``W`` iterations,
 :func:`_release_every`). With PP a step is the pipeline's cycle: where the engine schedules each of its ``pp``
@@ -441,8 +441,9 @@ def _decode_context(inp: Lengths, out: Lengths) -> int:
 
 def _reserved_tokens(s: Setup, inp: Lengths, out: Lengths) -> int:
     """KV tokens one running sequence holds against the pool: its whole prompt + output where the engine's
-    scheduler reserves to completion (``Engine.reserves_to_completion``), else its mean context."""
-    return inp.mean + out.mean if s.engine.reserves_to_completion else _decode_context(inp, out)
+    scheduler reserves to completion under the setup's flags (``Engine.holds_to_completion``: TensorRT-LLM's
+    GUARANTEED_NO_EVICT, not its MAX_UTILIZATION), else its mean context."""
+    return inp.mean + out.mean if s.engine.holds_to_completion(s.settings) else _decode_context(inp, out)
 
 
 def _limits(s: Setup, inp: Lengths, out: Lengths) -> tuple[float, str]:

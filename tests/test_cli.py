@@ -128,6 +128,40 @@ def test_estimate_never_imports_heavy_modules():
     assert "HEAVY []" in proc.stdout, proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize("fmt", ["json", "csv", "table"])
+def test_only_a_table_imports_tabulate(fmt):
+    """kvplan.report imports tabulate (without wcwidth) on the first table it draws: json and csv never need it."""
+    code = (
+        f"import sys; from kvplan.cli import main; main(['cost', 'llama-3.1-8b', '--gpu', 'h100-sxm', '-c', '4k', '-f',"
+        f" '{fmt}']); print('TABULATE', 'tabulate' in sys.modules, 'wcwidth' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.rstrip().endswith(f"TABULATE {fmt == 'table'} False"), proc.stdout + proc.stderr
+
+
+def test_the_command_process_raises_the_collectors_threshold_before_its_imports():
+    """kvplan.__main__.main (console script, python -m kvplan) sets the cyclic collector's first threshold to
+    CLI_GC_THRESHOLD before typer or any command module is imported, and `plan --rate` then runs no collection;
+    importing kvplan.cli (a library user, a test) leaves CPython's thresholds alone."""
+    from kvplan.__main__ import CLI_GC_THRESHOLD
+
+    code = (
+        "import atexit, gc, runpy, sys; base = [s['collections'] for s in gc.get_stats()];"
+        "atexit.register(lambda: print('GC', gc.get_threshold()[0], [s['collections'] - b for s, b in"
+        " zip(gc.get_stats(), base)], sorted(m for m in ('typer', 'kvplan.cli') if m in BEFORE)));"
+        "import kvplan.__main__ as entry; real = entry.cli_gc;"
+        "entry.cli_gc = lambda: (real(), globals().__setitem__('BEFORE', set(sys.modules)));"
+        "sys.argv = ['kvplan', 'plan', 'llama-3.1-8b', '--rate', '2', '--ttft', '1s', '--tpot', '50ms', '--gpus',"
+        " 'h100-sxm', '--top', '2']; entry.main()"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.rstrip().splitlines()[-1] == f"GC {CLI_GC_THRESHOLD} [0, 0, 0] []", proc.stdout
+    shown = [f"import gc{m}; print(gc.get_threshold())" for m in ("", ", kvplan.cli")]
+    thresholds = [subprocess.run([sys.executable, "-c", c], capture_output=True, text=True) for c in shown]
+    assert thresholds[0].stdout == thresholds[1].stdout != "", thresholds
+
+
 def test_the_command_ends_without_teardown_but_flushes_and_runs_atexit():
     """kvplan.cli.run (console script, python -m kvplan) leaves by os._exit after main: the output is all there, the
     exit code is main's, atexit handlers ran (printed after the output), and a reader closing the pipe early

@@ -1,5 +1,6 @@
 """``published_compare.py --dp-candidates``: the TensorRT-LLM v1.0 attention-DP rows under the readings no source
-fixes for v1.0 (eager attention-DP steps, attention TP + EP, the per-rank batch that would explain each row).
+fixes for v1.0 (eager attention-DP steps, attention TP + EP, the exchange's per-root NCCL ops at a latency each, the
+per-rank batch that would explain each row).
 Nothing of these is kept in kvplan; the tests hold that the diagnostics restore what they replace and compute what
 they say.
 """
@@ -66,9 +67,9 @@ def test_implied_rank_batch_is_the_smallest_cap_above_the_published_figure() -> 
 
 
 def test_dp_candidate_lines_one_per_row_and_a_summary_per_weight_dtype() -> None:
-    """Two rows (FP8 Scout 4 x H100, NVFP4 Qwen3 8 x B200): a line each with the scored, eager and attention-TP
-    ratios and the implied batch, then one statistics line per weight dtype; the attention-TP reading is that split
-    (Scout 4 x H100 128/4096 x1.91: attention over TP4, whole experts over the four ranks)."""
+    """Two rows (FP8 Scout 4 x H100, NVFP4 Qwen3 8 x B200): a line each with the scored, eager, attention-TP and
+    per-root-op ratios and the implied batch, then one statistics line per weight dtype; the attention-TP reading is
+    that split (Scout 4 x H100 128/4096 x1.91: attention over TP4, whole experts over the four ranks)."""
     pub, data = published()
     picked = [
         _row(data, "llama-4-scout-17b-16e", "h100-sxm", 128, 4096),
@@ -79,7 +80,7 @@ def test_dp_candidate_lines_one_per_row_and_a_summary_per_weight_dtype() -> None
     lines = pub.dp_candidate_lines(rows)
     assert len(lines) == 4
     assert lines[0].startswith(
-        "dp-candidates Llama 4 Scout  h100-sxm  DP4 EP4  128/4096  fp8  1.67  1.37  1.91  47 (0.48) of 98"
+        "dp-candidates Llama 4 Scout  h100-sxm  DP4 EP4  128/4096  fp8  1.67  1.37  1.91  1.41  47 (0.48) of 98"
     )
     assert "  - of " in lines[1]  # kvplan below the published figure: no implied batch
     assert lines[2].startswith("dp-candidates fp8 attention-DP rows: as scored 0/1 within 20%")
@@ -111,3 +112,116 @@ def test_later_page_rows_are_scored_apart_per_gpu() -> None:
     assert lines[0].startswith("dp-candidates later page: qwen3-235b-a22b h100-sxm DEP8: 1000/1000 x")
     assert "1024/8192 x1.23" in lines[0] and "8192/1024 x0.45" in lines[2]
     assert not any(r["source"] not in ("trtllm-1.0", "trtllm-0.17") for r in data["runs"])  # not stored as runs
+
+
+# --dp-candidates, the per-root reading: TensorRT-LLM's unpadded attention-DP exchange hands NCCL a broadcast per root
+# rank and gathered tensor and a reduce per root rank (allgatherOp.cpp / reducescatterOp.cpp), each charged NCCL's
+# small-message floor (kvplan.latency.NCCL_FITS LL terms). Hopper: 5.843 us + 0.8765 us x (R - 2); Blackwell:
+# 8.703 us + 1.326 us x (R - 2).
+HOPPER_FLOOR_4 = 5.843e-06 + 8.765e-07 * 2  # 7.596 us
+HOPPER_FLOOR_8 = 5.843e-06 + 8.765e-07 * 6  # 11.102 us
+BLACKWELL_FLOOR_8 = 8.703e-06 + 1.326e-06 * 6  # 16.659 us
+
+
+def test_per_root_ops_and_floor_by_hand() -> None:
+    """FP8 (x, ids, scales: x_sf None and dropped) over 4 ranks: (3 + 1) x 4 = 16 ops a MoE layer; NVFP4 (x_sf too)
+    over 8: (4 + 1) x 8 = 40. Llama 4 Scout on 4 x H100: 48 MoE layers, 14 ops beyond kvplan's two at 7.596 us =
+    5.105 ms a step; a residual of 18.4 ms over those 48 x 14 ops is 27.4 us an op."""
+    pub, _ = published()
+    from kvplan.capacity import setup
+
+    assert pub.per_root_ops(4, fp4_gather=False) == 16 and pub.per_root_ops(8, fp4_gather=True) == 40
+    assert pub.nccl_op_floor_s("hopper", 4) == pytest.approx(HOPPER_FLOOR_4)
+    assert pub.nccl_op_floor_s("blackwell", 8) == pytest.approx(BLACKWELL_FLOOR_8)
+    assert pub.nccl_op_floor_s("ampere", 4) is None
+    s = setup("llama-4-scout-17b-16e", "h100-sxm", engine="trtllm", tp=1, dp=4, ep=True, weights_dtype="fp8",
+              kv_dtype_name="fp8")  # fmt: skip
+    t = pub.per_root_terms(s)
+    assert (t["ops"], t["moe_layers"]) == (16, 48)
+    assert t["added_s"] == pytest.approx(48 * 14 * HOPPER_FLOOR_4) and round(t["added_s"] * 1e3, 3) == 5.105
+    assert pub.implied_op_s(18.4e-3, t) == pytest.approx(18.4e-3 / (48 * 14)) and round(18.4e3 / 672, 1) == 27.4
+
+
+def test_per_root_op_latency_adds_every_op_to_each_moe_layer_and_restores() -> None:
+    """Qwen3-235B-A22B on 8 x H200, DP8 EP8, a decode step of 128 sequences a rank: inside the block it is
+    94 MoE layers x (32 - 2) ops x 11.102 us = 31.31 ms longer (no shared expert hides any of it); a TP8 step is
+    untouched; after the block the module's collectives function and the step are the original ones."""
+    pub, _ = published()
+    import kvplan.latency as latency
+    from kvplan.capacity import setup
+
+    s = setup("qwen3-235b-a22b", "h200", engine="trtllm", tp=1, dp=8, ep=True, weights_dtype="fp8",
+              kv_dtype_name="fp8")  # fmt: skip
+    kw = dict(decode_context=2176, prefill_tokens=0, kv_dtype_name="fp8", weights_dtype="fp8", engine="trtllm",
+              expert_parallel=True)  # fmt: skip
+    original = latency._dp_collectives_s
+    dp8 = latency.mixed_step_latency(s.spec, s.gpu, decode_seqs=8 * 128, tp=1, dp=8, **kw).total
+    tp8 = latency.mixed_step_latency(s.spec, s.gpu, decode_seqs=128, tp=8, dp=1, **kw).total
+    with pub.per_root_op_latency():
+        assert latency._dp_collectives_s is not original
+        serialized = latency.mixed_step_latency(s.spec, s.gpu, decode_seqs=8 * 128, tp=1, dp=8, **kw).total
+        assert latency.mixed_step_latency(s.spec, s.gpu, decode_seqs=128, tp=8, dp=1, **kw).total == tp8
+    assert latency._dp_collectives_s is original
+    assert (
+        serialized - dp8 == pytest.approx(94 * 30 * HOPPER_FLOOR_8)
+        and round(94 * 30 * HOPPER_FLOOR_8 * 1e3, 2) == 31.31
+    )
+    assert latency.mixed_step_latency(s.spec, s.gpu, decode_seqs=8 * 128, tp=1, dp=8, **kw).total == dp8
+
+
+def test_per_root_lines_imply_no_one_cost_per_op() -> None:
+    """Scout 4 x H100 128/4096 (x1.67 as scored, x1.41 with a latency per op): residual +18.4 ms = 27.4 us an op
+    against a 7.6 us floor; Qwen3 8 x H100 128/4096: +15.2 ms over 94 x 30 ops = 5.4 us, below its 11.1 us floor.
+    The same GPU and NCCL would need one time per op; the rows ask for 5 to 27 us."""
+    pub, data = published()
+    scout = _row(data, "llama-4-scout-17b-16e", "h100-sxm", 128, 4096)
+    qwen = _row(data, "qwen3-235b-a22b", "h100-sxm", 128, 4096)
+    assert pub.per_root_ratio(scout) == pytest.approx(1.41, abs=0.01)
+    lines = pub.per_root_lines([scout, qwen])
+    assert len(lines) == 4
+    assert lines[0].endswith("16 ops x 48 MoE layers, floor 7.6 us: +5.1 ms a step; residual +18.4 ms = 27.4 us an op")
+    assert lines[1].endswith("32 ops x 94 MoE layers, floor 11.1 us: +31.3 ms a step; residual +15.2 ms = 5.4 us an op")
+    assert round(15.2e3 / (94 * 30), 1) == 5.4
+    assert lines[2] == (
+        "dp-candidates per-root ops, decode-heavy Llama 4 Scout h100-sxm DP4 EP4: 1 rows imply 27.4-27.4 us an op "
+        "(floor 7.6 us)"
+    )
+
+
+def test_grouped_launch_lines_read_the_committed_nccl_sample() -> None:
+    """H100, 8 ranks (aiconfigurator's NCCL 2.27.3 tables, benchmarks/data/nccl_perf.json): nccl-tests' alltoall at
+    512 B, one group of 8 sends + 8 receives, 7.9 us; one all_gather 10.4 us; a latency per op would make the group
+    16 x 11.102 = 177.6 -> 178 us."""
+    pub, _ = published()
+    lines = pub.grouped_launch_lines()
+    assert len(lines) == 6  # H100, H200, B200 at 4 and 8 ranks
+    assert lines[1] == (
+        "dp-candidates grouped launch h100-sxm 8 ranks (NCCL 2.27.3 tables): one group of 16 sends and receives "
+        "(512 B) 7.9 us, one all_gather (512 B) 10.4 us; a latency per op would make the group 16 x 11.1 = 178 us"
+    )
+    assert round(16 * HOPPER_FLOOR_8 * 1e6) == 178
+
+
+def test_per_root_mlperf_lines_score_the_r1_runs_both_ways() -> None:
+    """DeepSeek-R1 on 8 x B200, NVFP4 (WIDEEP's all-gather of x, x_sf, slots, scales): (4 + 1) x 8 = 40 ops x 58 MoE
+    layers, 38 beyond kvplan's two at 16.659 us = 36.7 ms a step. Offline x1.29 -> x0.93 (its residual, +27.7 ms, is
+    27.7 ms / (58 x 38) = 12.6 us an op), Server x2.10 -> x0.66. (Before TensorRT-LLM's Blackwell MLA decode constant,
+    13.57 us where mla_layer_s 26.68 us applied, shortened kvplan's B200 step: x1.28, +27.1 ms = 12.3 us, x2.09.)"""
+    pub, data = published()
+    rows = [r for r in data["mlperf"] if r.get("attention_dp")]
+    lines = pub.per_root_mlperf_lines(rows, data["mlperf_datasets"])
+    assert len(lines) == 2
+    assert round(58 * 38 * BLACKWELL_FLOOR_8 * 1e3, 1) == 36.7 and round(27.7e3 / (58 * 38), 1) == 12.6
+    assert (
+        "Offline: 40 ops x 58 MoE layers, floor 16.7 us: +36.7 ms a step; x1.29 -> x0.93; residual +27.7 ms" in lines[0]
+    )
+    assert lines[1].endswith("Server: 40 ops x 58 MoE layers, floor 16.7 us: +36.7 ms a step; x2.10 -> x0.66")
+
+
+def test_docs_cost_md_carries_the_grouped_launch_lines_as_the_script_prints_them() -> None:
+    """docs/cost.md's ``--dp-candidates --markdown`` block holds the grouped-launch lines as printed from the committed
+    NCCL sample (regenerated from the script, not edited by hand)."""
+    pub, _ = published()
+    doc = (BENCH.parent / "docs" / "cost.md").read_text(encoding="utf-8")
+    for line in pub.grouped_launch_lines():
+        assert line in doc.splitlines()

@@ -23,7 +23,10 @@ def test_engine_table_rows_and_sources() -> None:
     by_source = {name: [r for r in rows if r["source"] == name] for name in sources}
     # 9 Nemotron Nano + 2 Nemotron Super 49B concurrency points and 2 sweep peaks (Nemotron Nano NVFP4, DeepSeek V3.2;
     # vLLM 0.16.0, B200); 3 DeepSeek-R1 points (SGLang 0.5.7, H200)
-    assert {k: len(v) for k, v in by_source.items()} == {"vultr-b200-vllm": 13, "inferencex-sglang-h200": 3}
+    # GPUStack's Performance Lab (vLLM 0.10.2-0.13.0, SGLang 0.5.3-0.5.5.post1; H100, A100, H200): 29 random-dataset
+    # runs and 5 ShareGPT runs at 1-8 concurrent requests
+    assert {k: len(v) for k, v in by_source.items()} == {"vultr-b200-vllm": 13, "inferencex-sglang-h200": 3,
+                                                         "gpustack-perf-lab": 34}  # fmt: skip
     assert sum(map(len, by_source.values())) == len(rows)
     for meta in sources.values():
         assert meta["url"].startswith("https://") and meta["engine"] and meta["method"] and meta["metric"]
@@ -32,6 +35,10 @@ def test_engine_table_rows_and_sources() -> None:
         assert all(k in r for k in SETUP_KEYS), r
     assert {r["engine"] for r in by_source["vultr-b200-vllm"]} == {"vllm@0.8"}  # 0.16 -> kvplan's 0.8 rules
     assert {r["engine"] for r in by_source["inferencex-sglang-h200"]} == {"sglang"}
+    # vLLM 0.10.2, 0.11.0 and 0.13.0 all take kvplan's 0.8 rules (the newest release not newer than each)
+    gpustack = by_source["gpustack-perf-lab"]
+    assert {r["engine"] for r in gpustack} == {"vllm@0.8", "sglang"}
+    assert {r["engine_version"] for r in gpustack if r["engine"] == "vllm@0.8"} == {"0.10.2", "0.11.0", "0.13.0"}
     # the InferenceX table publishes output tok/s per GPU; the row's figure is the TP8 group's
     for r in by_source["inferencex-sglang-h200"]:
         assert r["published_tok_s"] == pytest.approx(r["published_tok_s_per_gpu"] * r["gpus"], abs=0.05)
@@ -63,13 +70,73 @@ def test_engine_table_statistics_shape() -> None:
     pub, data = published()
     rows = data["engine_benchmarks"]
     lines = pub.engine_rows_summary(rows, data["engine_benchmark_sources"])
-    assert [line.split(" ", 1)[0] for line in lines] == ["vultr-b200-vllm", "inferencex-sglang-h200", "vLLM"]
+    assert [line.split(" ", 1)[0] for line in lines] == ["vultr-b200-vllm", "inferencex-sglang-h200",
+                                                          "gpustack-perf-lab", "vLLM"]  # fmt: skip
     assert lines[0].startswith("vultr-b200-vllm (vLLM 0.16.0): 13 points compared, 0 not scored; median |ln ratio| ")
-    assert lines[-1].startswith("vLLM + SGLang tables: 16 points compared")
-    s = pub.stats(rows)
-    errs = sorted(abs(math.log(r["ratio"])) for r in rows)
-    assert s["compared"] == 16 and s["worst_abs_ln"] == pytest.approx(errs[-1])
-    assert s["within_20pct"] == sum(r["verdict"] == "within 20%" for r in rows)
+    assert lines[1].startswith("inferencex-sglang-h200 (SGLang v0.5.7): 2 points compared, 0 not scored, 1 scored but "
+                               "kept out (reason on the row);")  # fmt: skip
+    assert lines[-1].startswith("vLLM + SGLang tables: 49 points compared, 0 not scored, 1 scored but kept out")
+    counted = [r for r in rows if "not_in_statistics" not in r]
+    s = pub.stats(counted)
+    errs = sorted(abs(math.log(r["ratio"])) for r in counted)
+    assert s["compared"] == 49 and s["worst_abs_ln"] == pytest.approx(errs[-1])
+    assert s["within_20pct"] == sum(r["verdict"] == "within 20%" for r in counted)
+    assert f"within 20%: {s['within_20pct']}/49" in lines[-1] and f"worst {s['worst_abs_ln']:.3f}" in lines[-1]
+
+
+def test_unreliable_sglang_r1_run_is_scored_but_kept_out_with_its_reason() -> None:
+    # InferenceX #870's 1k/1k run: mean TPOT 22.73 ms against 10.93 / 12.05 ms for the other two lengths (same launch,
+    # concurrency 4, three runners). It keeps its ratio but stays out of every statistics line.
+    pub, data = published()
+    rows = data["engine_benchmarks"]
+    out = [r for r in rows if "not_in_statistics" in r]
+    assert [(r["source"], r["isl"], r["osl"]) for r in out] == [("inferencex-sglang-h200", 1024, 1024)]
+    assert "22.73 ms" in out[0]["not_in_statistics"] and "h200-nv_0" in out[0]["not_in_statistics"]
+    assert out[0]["ratio"] > 2  # the x2.15 miss
+    lines = pub.engine_rows_summary(rows, data["engine_benchmark_sources"])
+    assert "worst 1.188" in lines[-1] and "worst 0.011" in lines[1]  # its |ln 2.15| = 0.765 counts nowhere
+
+
+def test_gpustack_rows_match_their_printed_results() -> None:
+    # Each GPUStack row keeps the benchmark client's printout (requests, input and generated tokens, duration): the
+    # published figure is generated tokens over duration, the row's input length the printed input over the requests,
+    # its prompts the requests; a random-dataset row generated at least 95 % of its requested output (else it is in
+    # engine_benchmarks_not_scored), all prompts at once (concurrency = prompts); ShareGPT rows score the printed means.
+    _, data = published()
+    rows = [r for r in data["engine_benchmarks"] if r["source"] == "gpustack-perf-lab"]
+    for r in rows:
+        printed = r["printed"]
+        assert r["num_prompts"] == printed["requests"]
+        assert r["published_tok_s"] == pytest.approx(printed["generated_tokens"] / printed["duration_s"], rel=0.01)
+        assert r["isl"] == round(printed["input_tokens"] / printed["requests"])
+        assert r["page"].startswith("gpustack/gpustack docs/performance-lab/") and "@47277d79 line " in r["page"]
+        assert r["launch"].startswith(("vllm serve ", "python3 -m sglang.launch_server "))
+        assert (r["engine"] == "sglang") == ("sglang" in r["launch"])
+        stated_tp = f"-tp {r['tp']}" in r["launch"] or f"--tp {r['tp']}" in r["launch"]
+        assert stated_tp or (r["tp"] == 1 and "tp" not in r["launch"])
+        if r["dataset"].startswith("random"):
+            assert printed["generated_tokens"] >= 0.95 * r["osl"] * r["num_prompts"], r["label"]
+            assert r["concurrency"] == r["num_prompts"]
+        else:
+            assert r["dataset"].startswith("sharegpt") and r["concurrency"] in (1, 2, 4, 8)
+            assert r["osl"] == round(printed["generated_tokens"] / printed["requests"])
+
+
+def test_closed_loop_run_holds_no_more_requests_than_the_kv_pool() -> None:
+    # Qwen3-32B BF16 on one H100 (vLLM 0.8 rules, gpu_memory_utilization 0.9): 61 GiB of weights leave a KV pool of
+    # 8-9 GiB at 256 KiB a token (64 layers x 8 KV heads x 128 x 2 x 2 bytes), about 32,000-36,000 tokens; a running
+    # 3,996 / 200 request holds 3,996 + 100 = 4,096 on average (vLLM does not reserve to completion): 7-9 requests
+    # (kvplan's pool: 35,584 tokens, 8.69 requests, 8), not the 500 the client issues at once.
+    pub, _ = published()
+    r = {"model": "qwen3-32b", "gpu": "h100-sxm", "engine": "vllm@0.8", "tp": 1, "weights": "bf16", "kv": "bf16",
+         "isl": 3996, "osl": 200, "range_ratio": 0, "concurrency": 500}  # fmt: skip
+    s = pub.engine_row_setup(r)
+    inp, out = pub.engine_row_lengths(r)
+    seqs = pub.kv_sequences(s, inp, out)
+    assert s.max_num_seqs == 500 and 7 <= seqs <= 9
+    capped = pub.closed_loop_run(s, isl=3996, osl=200, concurrency=500, prompts=40, kv_seqs=seqs)
+    free = pub.closed_loop_run(s, isl=3996, osl=200, concurrency=500, prompts=40)
+    assert capped < free  # without the bound, all 40 prompts would decode together
 
 
 def test_range_ratio_lengths_by_hand() -> None:
@@ -128,6 +195,6 @@ def test_closed_loop_run_saturates_at_the_prompt_count() -> None:
 def test_engine_results_not_scored_carry_their_reason() -> None:
     _, data = published()
     rows = data["engine_benchmarks_not_scored"]
-    assert len(rows) == 8
+    assert len(rows) == 18  # 8 from the Vultr / InferenceX / blog sources, 10 from GPUStack's pages
     for r in rows:
         assert r["url"].startswith("https://") and r["engine"] and r["published"] and r["not_scored"]

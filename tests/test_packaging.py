@@ -14,6 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
+    # a parse cache in the checkout (kvplan.files.read_bundled_yaml), which the wheel must not carry
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-c", "import kvplan; kvplan.load_bundled('llama-3.1-8b')"], check=True, env=env)
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(out)],
         capture_output=True,
@@ -29,6 +32,8 @@ def test_wheel_carries_every_spec_and_the_gpu_catalog(wheel):
     for spec in (ROOT / "model_specs").glob("*.yaml"):
         assert f"kvplan/model_specs/{spec.name}" in names
     assert "kvplan/data/gpus.yaml" in names
+    assert (ROOT / "model_specs" / "__pycache__").is_dir()
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".parsed")]  # hatchling leaves __pycache__ out
 
 
 def test_installed_wheel_finds_bundled_specs(wheel, tmp_path):

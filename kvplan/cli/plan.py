@@ -87,6 +87,13 @@ def plan(
             "runs it; -e trtllm@0.17)"
         ),
     ] = False,
+    capacity_scheduler_policy: Annotated[
+        Optional[str],
+        typer.Option(
+            help="with --rate: TensorRT-LLM capacity scheduler policy, guaranteed_no_evict (default) or "
+            "max_utilization (admits by the next step's KV blocks, pauses on a shortfall)"
+        ),
+    ] = None,
     attention_dp_timeout_iters: Annotated[
         Optional[int],
         typer.Option(help="with --attention-dp-balance: its YAML attention_dp_config.timeout_iters (default 50)"),
@@ -142,6 +149,7 @@ def plan(
                                               swa_full=swa_full, two_batch_overlap=two_batch_overlap, deepep=deepep,
                                               attention_dp_balance=attention_dp_balance,
                                               batch_size_tuning=batch_size_tuning,
+                                              capacity_scheduler_policy=capacity_scheduler_policy,
                                               attention_dp_timeout_iters=attention_dp_timeout_iters,
                                               attention_dp_batching_wait_iters=attention_dp_batching_wait_iters,
                                               host_request_s=parse_duration(host_per_request,
@@ -156,6 +164,8 @@ def plan(
                 "--two-batch-overlap, --deepep, --attention-dp-balance (and its --attention-dp-*-iters), "
                 "--batch-size-tuning and --host-per-request change latency only; use them with --rate"
             )
+        if capacity_scheduler_policy is not None:
+            raise InvalidInput("--capacity-scheduler-policy changes in-flight admission only; use it with --rate")
         # Only the --users path needs the capacity planner and the launch lines (plan --rate stays light).
         from kvplan.capacity import capacity as run
         from kvplan.capacity import setup

@@ -87,6 +87,11 @@ class Settings:
     # enable_batch_size_tuning, default off; trtllm-bench throughput turns it on): each step the batch is capped at
     # the tuner's size for the KV capacity (Engine.runtime_batch_size). Read by trtllm@0.17 only.
     batch_size_tuning: bool = False
+    # TensorRT-LLM's capacity scheduler policy (SchedulerConfig capacity_scheduler_policy; None: its default,
+    # GUARANTEED_NO_EVICT): "max_utilization" admits a request while the blocks for its next step fit and pauses the
+    # last started request when they do not, so a running sequence holds its written context, not a reservation to
+    # completion (Engine.holds_to_completion). Read by the trtllm releases only.
+    capacity_scheduler_policy: Literal["guaranteed_no_evict", "max_utilization"] | None = None
     # Measured host (CPU) seconds per request in a serving step (not an engine flag): switches on kvplan.host's
     # host term in kvplan.serving, which is otherwise not modelled (docs/cost.md, "Host work per step").
     host_request_s: float | None = None
@@ -113,6 +118,7 @@ SETTING_FLAGS = {
     "attention_dp_timeout_iters": "--attention-dp-timeout-iters",
     "attention_dp_batching_wait_iters": "--attention-dp-batching-wait-iters",
     "batch_size_tuning": "--batch-size-tuning",
+    "capacity_scheduler_policy": "--capacity-scheduler-policy",
     "overrides.cuda_graph_bytes": "--cuda-graph",
 }
 
@@ -553,8 +559,23 @@ class Engine:
         """Refuse a KV format whose reads kvplan.latency cannot price for this engine (default: the held bytes at the
         attention's bandwidth, dequantization fused in the kernel)."""
 
+    def holds_to_completion(self, settings: Settings) -> bool:
+        """Whether a running sequence holds KV blocks for its whole prompt + output (``reserves_to_completion``)
+        under these flags. TensorRT-LLM's MAX_UTILIZATION policy (``Settings.capacity_scheduler_policy``) does not:
+        cpp/tensorrt_llm/batch_manager/capacityScheduler.cpp @02a10fed ``MaxUtilizationScheduler::operator()``
+        schedules a request when ``trySchedulingRequestMaxUtilization`` finds the blocks for its next step
+        (``MaxUtilizationScheduledBlocksManager``) and otherwise pauses the last started request to free its
+        blocks, where ``GuaranteedNoEvictScheduler`` counts each request's blocks to completion
+        (``NoEvictScheduledBlocksManager``); capacityScheduler.h: "Try reserving resources to advance requests by
+        one step, may pause previously started requests". Then a sequence holds its mean context, as on vLLM."""
+        return self.reserves_to_completion and settings.capacity_scheduler_policy != "max_utilization"
+
     def check_settings(self, settings: Settings) -> None:
         """Refuse flags that belong to another engine (they would change nothing and say nothing)."""
+        policy = settings.capacity_scheduler_policy
+        if policy not in (None, "guaranteed_no_evict", "max_utilization"):
+            raise InvalidInput(f"invalid --capacity-scheduler-policy {policy!r}; expected guaranteed_no_evict or "
+                               "max_utilization")  # fmt: skip
         default = Settings()
         for name, flag in SETTING_FLAGS.items():
             given = _setting(settings, name)

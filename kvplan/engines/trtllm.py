@@ -600,16 +600,24 @@ class Trtllm(Engine):
     def latency_setting_notes(self, settings: Settings) -> list[str]:
         """``attention_dp_config`` is an LLM API option (tensorrt_llm/llmapi/llm_args.py ``AttentionDpConfig``:
         enable_balance, default False, with timeout_iters 50 and batching_wait_iters 10), no trtllm-serve flag: the
-        YAML given to --extra_llm_api_options carries it beside ``enable_attention_dp: true``."""
+        YAML given to --extra_llm_api_options carries it beside ``enable_attention_dp: true``. The capacity scheduler
+        policy is ``SchedulerConfig.capacity_scheduler_policy`` (tensorrt_llm/llmapi/llm_args.py)."""
+        notes = []
+        if settings.capacity_scheduler_policy == "max_utilization":
+            notes.append("capacity scheduler MAX_UTILIZATION: `scheduler_config: {capacity_scheduler_policy: "
+                         "MAX_UTILIZATION}` in the --extra_llm_api_options YAML; a running request holds the blocks it "
+                         "has written, not its whole prompt + output (the recomputation of a paused request is not "
+                         "priced)")  # fmt: skip
         if settings.batch_size_tuning:
-            return ["runtime batch-size tuning: the LLM API's scheduler_config = SchedulerConfig(dynamic_batch_config="
-                    "DynamicBatchConfig(enable_batch_size_tuning=True)), as trtllm-bench throughput runs it (v0.17's "
-                    "trtllm-serve source was not read: whether it sets it is not known)"]  # fmt: skip
+            return [*notes, "runtime batch-size tuning: the LLM API's scheduler_config = SchedulerConfig("
+                    "dynamic_batch_config=DynamicBatchConfig(enable_batch_size_tuning=True)), as trtllm-bench "
+                    "throughput runs it (v0.17's trtllm-serve source was not read: whether it sets it is not "
+                    "known)"]  # fmt: skip
         iters = self.dp_balance_iters(settings)
         if iters is None:
-            return []
+            return notes
         keys = f"enable_balance: true, timeout_iters: {iters[0]}, batching_wait_iters: {iters[1]}"
-        return [f"attention-DP balance (rows with DP attn): `attention_dp_config: {{{keys}}}` beside "
+        return [*notes, f"attention-DP balance (rows with DP attn): `attention_dp_config: {{{keys}}}` beside "
                 "`enable_attention_dp: true` in the --extra_llm_api_options YAML; the TTFT includes its holds "
                 "(kvplan/dp_balance.py)"]  # fmt: skip
 
@@ -848,11 +856,17 @@ ENGINE = Trtllm(
         "attention_dp_balance",
         "attention_dp_timeout_iters",
         "attention_dp_batching_wait_iters",
+        "capacity_scheduler_policy",
     ),  # fmt: skip
     calibration=CALIBRATION,
     # tensorrt_llm/llmapi/llm_args.py SchedulerConfig.capacity_scheduler_policy defaults to GUARANTEED_NO_EVICT;
     # tensorrt_llm/_torch/pyexecutor/scheduler.py GuaranteedNoEvictScheduler.schedule_request admits a request
     # when get_needed_resource_to_completion (blocks for prompt + max new tokens) fits the free blocks.
+    # --capacity-scheduler-policy max_utilization (Settings.capacity_scheduler_policy) takes the other C++ policy,
+    # MAX_UTILIZATION, which admits by the next step's blocks and pauses on a shortfall (Engine.holds_to_completion,
+    # cpp/tensorrt_llm/batch_manager/capacityScheduler.cpp @02a10fed); both releases' executors take it
+    # (CapacityScheduler's constructor picks MaxUtilizationScheduler for executor::CapacitySchedulerPolicy::
+    # kMAX_UTILIZATION). Not modelled: the recomputation of a paused request's context when it resumes.
     reserves_to_completion=True,
     overlap=OVERLAP,
     host_loop=HOST_LOOP,
@@ -898,8 +912,11 @@ ENGINE = Trtllm(
 #   max_num_tokens tokens (BuildConfig.max_num_tokens above); kvplan prices it as the newest release's estimate of one
 #   max_num_tokens-token forward (:func:`activation`), the same term. Not modelled: the runtime's buffers sized by
 #   max_batch_size (the decoder's per-sequence state and logits).
-# * GUARANTEED_NO_EVICT admission (SchedulerConfig's default capacitySchedulerPolicy, executor.h above) and the
-#   micro-batch limits under PP (trtGptModelInflightBatching.cpp, cited on ENGINE): as the newest release.
+# * GUARANTEED_NO_EVICT admission (SchedulerConfig's default capacitySchedulerPolicy, executor.h above), MAX_UTILIZATION
+#   with --capacity-scheduler-policy (the executor's other policy; NVIDIA's MLPerf harness passes its
+#   batch_scheduler_policy 'max_util' as CapacitySchedulerPolicy.MAX_UTILIZATION, ykamiset/inference_results_v5.1
+#   @e9ccad4d closed/NVIDIA/code/llmlib/cores/trtllm_executor_core.py) and the micro-batch limits under PP
+#   (trtGptModelInflightBatching.cpp, cited on ENGINE): as the newest release.
 # * not read for this runtime, refused: --max-attention-window (its per-window pools are the 1.x cache manager's),
 #   attention DP and expert parallelism (check_dp_ep), --attention-dp-balance (a 1.x LLM API option); an NVFP4 KV cache
 #   (introduced for the 1.x PyTorch backend, NVIDIA's blog of 2025-12-08, check_kv_on_gpu). Disaggregated hand-off and
@@ -993,6 +1010,7 @@ V0_17 = replace(
         "max_num_batched_tokens",
         "max_num_seqs",
         "batch_size_tuning",
+        "capacity_scheduler_policy",
     ),  # fmt: skip
     calibration=V0_17_CALIBRATION,
     overlap=Overlap(),

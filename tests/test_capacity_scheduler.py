@@ -1,0 +1,104 @@
+"""TensorRT-LLM's capacity scheduler policy (``Settings.capacity_scheduler_policy``, ``--capacity-scheduler-policy``).
+
+GUARANTEED_NO_EVICT (the default) admits a request only once the blocks for its whole prompt + output are free, so a
+running sequence holds I + O tokens against the pool; MAX_UTILIZATION (cpp/tensorrt_llm/batch_manager/
+capacityScheduler.cpp @02a10fed ``MaxUtilizationScheduler``) admits by the next step's blocks and pauses on a
+shortfall, so a sequence holds its written context, I + O/2 on average (``Engine.holds_to_completion``). NVIDIA's
+MLPerf configs set ``batch_scheduler_policy 'max_util'``; the rows whose file says so carry it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kvplan.capacity import pool_tokens, setup
+from kvplan.engines import Settings
+from kvplan.errors import InvalidInput
+from kvplan.hardware import resolve_gpu
+from kvplan.serving import Lengths, serve
+from tests.benchmods import published
+
+H100 = resolve_gpu("h100-sxm")
+
+
+def _setup(engine: str, policy: str | None):  # noqa: ANN202
+    return setup("llama-3.1-70b", H100, engine=engine, tp=2, weights_dtype="fp8", kv_dtype_name="fp8",
+                 settings=Settings(capacity_scheduler_policy=policy))  # fmt: skip
+
+
+@pytest.mark.parametrize("engine", ["trtllm", "trtllm@0.17"])
+def test_max_utilization_holds_the_written_context(engine):
+    # 1,000 prompt + 3,000 output tokens past saturation: the pool bounds the batch at pool / 4000 sequences under
+    # GUARANTEED_NO_EVICT (1000 + 3000 reserved each) and at pool / 2500 under MAX_UTILIZATION (1000 + 3000 / 2, the
+    # mean written context), the same pool either way.
+    inp, out = Lengths.of(1000), Lengths.of(3000)
+    no_evict, max_util = _setup(engine, None), _setup(engine, "max_utilization")
+    assert no_evict.engine.holds_to_completion(no_evict.settings)
+    assert not max_util.engine.holds_to_completion(max_util.settings)
+    assert pool_tokens(no_evict) == pool_tokens(max_util)
+    r = serve(no_evict, rate_rps=1e6, input_len=inp, output_len=out, with_max_rate=False)
+    assert r.saturated and r.batch == pytest.approx(pool_tokens(no_evict) / 4000)
+    r = serve(max_util, rate_rps=1e6, input_len=inp, output_len=out, with_max_rate=False)
+    assert r.saturated and r.batch == pytest.approx(pool_tokens(max_util) / 2500)
+    explicit = _setup(engine, "guaranteed_no_evict")
+    assert explicit.engine.holds_to_completion(explicit.settings)
+
+
+def test_policy_is_checked_and_trtllm_only():
+    with pytest.raises(InvalidInput, match="--capacity-scheduler-policy does not apply to engine 'vllm'"):
+        _setup("vllm", "max_utilization")
+    with pytest.raises(InvalidInput, match="invalid --capacity-scheduler-policy 'banana'; expected"):
+        _setup("trtllm", "banana")
+
+
+def test_plan_rate_flag(cli):
+    base = ("plan", "llama-3.1-8b", "--rate", "5", "--gpus", "h100-sxm", "--max-gpus", "1", "--top", "1")
+    r = cli(*base, "--engine", "trtllm", "--capacity-scheduler-policy", "max_utilization")
+    assert r.exit_code == 0 and "capacity_scheduler_policy: MAX_UTILIZATION" in r.output
+    r = cli(*base, "--engine", "trtllm", "--capacity-scheduler-policy", "fcfs")
+    assert r.exit_code == 2 and "invalid --capacity-scheduler-policy 'fcfs'" in r.output
+    r = cli(*base, "--capacity-scheduler-policy", "max_utilization")  # vLLM, the default engine
+    assert r.exit_code == 2 and "does not apply to engine 'vllm'" in r.output
+    r = cli("plan", "llama-3.1-8b", "--users", "4", "--context", "4k", "--capacity-scheduler-policy", "max_utilization")
+    assert r.exit_code == 2 and "use it with --rate" in r.output
+
+
+def test_mlperf_rows_take_the_harness_policy():
+    pub, data = published()
+    # every TensorRT-engine row (NVIDIA's harness defaults to max_util; the v5.1 files and the v5.0 405B bases set it),
+    # each saying on its stack whether its own file sets it or it is inferred; the R1 rows (PyTorch backend) do not
+    engine_rows = [r for r in data["mlperf"] if r.get("tensorrt_engine")]
+    assert len(engine_rows) == 18
+    assert all(r["capacity_scheduler_policy"] == "max_utilization" for r in engine_rows)
+    assert all("'max_util'" in r["stack"] for r in engine_rows)
+    inferred = [r for r in engine_rows if "inferred: no file read for this run sets it" in r["stack"]]
+    assert {(r["source"], r["model"], r["gpu"]) for r in inferred} == {
+        ("mlperf-4.1", "llama-2-70b", "h200"), ("mlperf-4.1", "llama-2-70b", "h100-sxm"),
+        ("mlperf-5.0", "llama-2-70b", "h100-sxm"), ("mlperf-4.1", "llama-2-70b", "b200"),
+        ("mlperf-4.1", "mixtral-8x7b", "h200"), ("mlperf-4.1", "mixtral-8x7b", "h100-sxm"),
+    } and len(inferred) == 8  # fmt: skip
+    assert not any(r.get("capacity_scheduler_policy") for r in data["mlperf"] if not r.get("tensorrt_engine"))
+    for r in engine_rows:
+        assert pub._mlperf_setup(r).settings.capacity_scheduler_policy == "max_utilization"
+
+
+def test_mlperf_before_and_after():
+    # The v5.1 B200 Llama-2 Offline run is KV-bound under GUARANTEED_NO_EVICT (222 + 265 tokens reserved a sequence)
+    # and token-budget-bound under MAX_UTILIZATION; the H100 Llama-2 Server run, KV-bound at 999 sequences, admits
+    # more and reaches the TPOT limit sooner. Every moved row, before -> after (docs/cost.md, "What the capacity
+    # scheduler policy moves"); the other rows do not move.
+    pub, data = published()
+    moved = {
+        ("mlperf-5.1", "llama-2-70b", "b200", "Offline"): (0.7804, 0.7843),
+        ("mlperf-5.1", "llama-2-70b", "b200", "Server"): (0.7945, 0.7961),
+        ("mlperf-4.1", "llama-2-70b", "h100-sxm", "Server"): (1.2149, 1.2008),
+        ("mlperf-4.1", "llama-2-70b", "h200", "Server"): (1.0986, 1.0965),
+    }
+    for r in data["mlperf"]:
+        key = (r["source"], r["model"], r["gpu"], r["scenario"])
+        if key not in moved:
+            continue
+        before = {k: v for k, v in r.items() if k != "capacity_scheduler_policy"}
+        got = (pub.score_mlperf(before, data["mlperf_datasets"])["ratio"],
+               pub.score_mlperf(r, data["mlperf_datasets"])["ratio"])  # fmt: skip
+        assert got == moved[key], key
