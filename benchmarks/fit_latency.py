@@ -74,9 +74,9 @@ NAMES += ("fmha_fp8_softmax",)
 # rules that say where it applies (read from the engines' source, not fitted) and the Hopper counterpart (SGLang's).
 NAMES += ("blackwell_mla_layer_s", "blackwell_mla_nope_dims", "blackwell_mla_kv_dtypes", "blackwell_mla_families")
 NAMES += ("hopper_mla_layer_s",)
-# Fitted by benchmarks/moe_compare.py --fit-expert to aiconfigurator's block-fp8 MoE tables: held here.
-NAMES += ("hopper_fp8_block_moe_expert_s", "blackwell_fp8_block_moe_expert_s")
 NAMES += ("fp4_norm_quant_fused",)  # a switch (what the engine build runs), not a fitted figure
+# Fitted by benchmarks/fit_moe_ops.py to aiconfigurator's MoE tables (block-scaled fp8 experts): held here.
+NAMES += ("hopper_moe_block_expert_s", "blackwell_moe_block_expert_s", "mxfp4_moe_dequant_s", "mxfp4_moe_tile_tokens")
 MAX_EFF = 0.95
 CLASS_WEIGHT = 0.3  # per-class residuals: enough to pin each class, the step totals still lead
 

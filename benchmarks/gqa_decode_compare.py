@@ -25,6 +25,10 @@ Two steps, as ``mamba_compare.py``:
 
 2. default (needs kvplan only): per GPU and split, the median signed ``ln(kvplan / measured)`` and that of the
    overlap form, by batch band at contexts up to 2,048 tokens and over 2,048; then each GPU's medians.
+
+3. ``--fit`` (needs scipy, the ``bench`` extra): fits, GPU by GPU, a floor plus the cache read and the per-sequence
+   work counted per KV head, combined as a sum, a max or a smooth max (:func:`fit_form`): the form the tables ask
+   for, a diagnostic for a future refit of kvplan's decode-attention term (not kvplan's constants).
 """
 
 from __future__ import annotations
@@ -182,13 +186,75 @@ def render(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+FORMS = ("sum", "max", "smooth")
+
+
+def fit_form(table: dict, form: str) -> dict:
+    """Fits ``floor + combine(held / (bw x e), batch x KV heads x s)`` to one GPU's rows (scipy ``least_squares`` on
+    ``ln``, soft-L1, as ``fit_latency.py``): ``combine`` the sum, the max, or the smooth max ``(a^p + b^p)^(1/p)``.
+    The per-sequence work counted per KV head a rank holds (the kernel's blocks are sequences x KV heads). A
+    diagnostic of the form the tables ask for, not kvplan's constants: returns ``floor_s``, ``mem_eff``,
+    ``seq_kvhead_s``, ``p`` (smooth only), the median and worst ``|ln|`` and the median signed ``ln`` over 256
+    sequences at up to 2,048 tokens."""
+    import numpy as np
+    from scipy.optimize import least_squares
+
+    from kvplan.hardware import resolve_gpu
+
+    rows = table["rows"]
+    bw = resolve_gpu(table["gpu"]).bandwidth_gbps * 1e9
+    batch = np.array([r["batch_size"] for r in rows], float)
+    ctx = np.array([context(r) for r in rows], float)
+    kvh = np.array([r["num_key_value_heads"] for r in rows], float)
+    measured = np.array([r["latency"] for r in rows]) / 1e3
+    held = batch * ctx * kvh * HEAD_DIM * 2  # fp8: K and V, one byte each
+
+    def predict(x):  # noqa: ANN001, ANN202
+        read, work = held / (bw * x[1]), batch * kvh * np.exp(x[2])
+        if form == "sum":
+            both = read + work
+        elif form == "max":
+            both = np.maximum(read, work)
+        else:
+            p = np.exp(x[3])
+            both = (read**p + work**p) ** (1 / p)
+        return np.exp(x[0]) + both
+
+    start, lo, hi = [math.log(8e-6), 0.85, math.log(10e-9)], [-20.0, 0.3, -30.0], [-5.0, 0.99, -10.0]
+    if form == "smooth":
+        start, lo, hi = [*start, math.log(2.0)], [*lo, -3.0], [*hi, 3.0]
+    got = least_squares(lambda x: np.log(predict(x) / measured), start, bounds=(lo, hi), loss="soft_l1")
+    res = np.log(predict(got.x) / measured)
+    big = (batch > BATCH_BANDS[1]) & (ctx <= CONTEXT_BANDS[1])
+    return {"floor_s": math.exp(got.x[0]), "mem_eff": got.x[1], "seq_kvhead_s": math.exp(got.x[2]),
+            "p": math.exp(got.x[3]) if form == "smooth" else None, "median_abs": float(np.median(np.abs(res))),
+            "worst_abs": float(np.abs(res).max()), "big_signed": float(np.median(res[big]))}  # fmt: skip
+
+
+def fit_lines(tables: list[dict]) -> list[str]:
+    out = []
+    for t in tables:
+        for form in FORMS:
+            f = fit_form(t, form)
+            p = f" p {f['p']:.2f}" if f["p"] is not None else ""
+            out.append(f"{t['gpu']:<9} {form:<6} floor {f['floor_s'] * 1e6:.1f} us, cache at {f['mem_eff']:.3f} of "
+                       f"bandwidth, {f['seq_kvhead_s'] * 1e9:.2f} ns a sequence x KV head{p}: median |ln| "
+                       f"{f['median_abs']:.3f}, worst {f['worst_abs']:.3f}, over 256 seqs signed "
+                       f"{f['big_signed']:+.3f}")  # fmt: skip
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--collect", action="store_true", help="sample aiconfigurator's tables (its own venv)")
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--fit", action="store_true", help="fit the candidate forms to each GPU's rows (scipy)")
     args = parser.parse_args(argv)
     if args.collect:
         return collect(args.data)
+    if args.fit:
+        print("\n".join(fit_lines(load(args.data))))
+        return 0
     print("kvplan's GQA decode attention (TensorRT-LLM calibration) / aiconfigurator's TensorRT-LLM 1.3.0rc20 "
           "generation-attention tables, fp8 KV, 8 query heads a KV head of 128:")  # fmt: skip
     print(render(compare(load(args.data))))

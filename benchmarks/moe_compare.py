@@ -74,6 +74,17 @@ TOKEN_BANDS = ((1, 8), (9, 64), (65, 512), (513, None))
 # is flagged as not physical (aiconfigurator's Llama 4 Scout EP 8 TensorRT-LLM points at 1-16 tokens, its SGLang
 # bf16 EP points of Qwen3-30B-A3B past 1,024 tokens; where the table has no such point nothing is flagged)
 NOT_PHYSICAL_MARGIN = 1.1
+# Tables that time a kernel in a state the engine does not serve with, flagged and left out of the last summary line:
+# (engine, GPUs, aiconfigurator dtype, a part of the kernel's name). vLLM's per-tensor fp8 experts on Hopper run
+# FlashInfer's CUTLASS MoE (the first supported backend of _get_priority_backends, vllm/model_executor/layers/fused_moe/
+# oracle/fp8.py), whose tactic vLLM autotunes at start-up (vllm/model_executor/warmup/kernel_warmup.py
+# flashinfer_autotune: "Without autotuning, FlashInfer will rely on heuristics, which may be significantly slower");
+# aiconfigurator's vLLM MoE collector (collector/vllm/collect_moe.py, ai-dynamo/aiconfigurator) times the kernels with
+# warm-up runs and no autotuning. The same CUTLASS MoE kernels, autotuned, are TensorRT-LLM's fp8 table, which kvplan
+# matches (H200 median |ln| 0.115) where this one runs 3-4x slower; it is flat in the tokens up to 128 rows per expert
+# and 2.3-2.6x faster at exactly 128 (Mixtral 8x7B TP 1, H200: 2,162 us at 256 tokens, 960 us at 512), and as slow
+# on H100 as on H200 (2,231 / 2,676 us at 16 tokens): a heuristic tactic, not the bandwidth or the tensor cores.
+UNTUNED = (("vllm", ("h100-sxm", "h200"), "fp8", "flashinfer_cutlass"),)
 WORST = 12  # worst points printed
 
 
@@ -124,12 +135,12 @@ def load(path: Path = DATA) -> list[dict]:
 
 
 def grouped_seconds(
-    gpu_name: str, engine: str, *, model: str, dtype: str, tp: int, ep: int, tokens: int, cal_for=None
-) -> float:  # noqa: ANN001 - a function engine -> Calibration, or None
+    gpu_name: str, engine: str, *, model: str, dtype: str, tp: int, ep: int, tokens: int, overrides: dict | None = None
+) -> float:
     """kvplan's grouped expert GEMMs of one MoE layer of ``model`` (:func:`kvplan.latency._moe_s`, its ``grouped``
     part) over ``tokens`` tokens, the experts sliced over ``tp`` ranks or spread whole over ``ep`` ranks (one of the
     two is 1), weights in aiconfigurator's ``dtype``; uniform routing (``moe_ep_imbalance`` 0, the tables' balanced
-    distribution). ``cal_for``: the engine's constants where not :func:`kvplan.latency.calibration`'s (a fit)."""
+    distribution). ``overrides``: calibration fields to price with instead of the engine's (``fit_moe_ops.py``)."""
     from dataclasses import replace
 
     from kvplan import latency
@@ -142,31 +153,33 @@ def grouped_seconds(
         spec = spec.model_copy(update={"weights": resolve_model("deepseek-v3").weights})
     elif spec.weights is not None and spec.weights.dtype != weights:  # another checkpoint quantization: none
         spec = spec.model_copy(update={"weights": None})
-    cal = replace((cal_for or latency.calibration)(engine), moe_ep_imbalance=0.0)
+    cal = replace(latency.calibration(engine), moe_ep_imbalance=0.0, **(overrides or {}))
     ranks = max(tp, ep)
     ctx = latency._make_ctx(spec, resolve_gpu(gpu_name), tp=ranks, weights_dtype=weights, cal=cal, eager=True,
                             ep=ep > 1)  # fmt: skip
     return latency._moe_s(ctx, tokens, tokens).grouped
 
 
-def compare(tables: list[dict], *, dtypes: tuple[str, ...] | None = None, cal_for=None) -> list[dict]:  # noqa: ANN001
-    """One row per measured point: the table's keys, the point, aiconfigurator's and kvplan's seconds, ln ratio.
-    ``dtypes``: only those points; ``cal_for``: as :func:`grouped_seconds`."""
+def compare(tables: list[dict]) -> list[dict]:
+    """One row per measured point: the table's keys, the point, aiconfigurator's and kvplan's seconds, ln ratio."""
     rows = []
     for t in tables:
         whole = {(p[0], p[1], p[4]): p[5] for p in t["points"] if (p[2], p[3]) == (1, 1)}
         for d, m, tp, ep, tokens, us, kernel in t["points"]:
             dtype, model = t["dtypes"][d], list(SHAPES)[m]
-            if dtypes is not None and dtype not in dtypes:
-                continue
             bound = NOT_PHYSICAL_MARGIN * whole.get((d, m, tokens), math.inf)
-            s = grouped_seconds(
-                t["gpu"], t["engine"], model=model, dtype=dtype, tp=tp, ep=ep, tokens=tokens, cal_for=cal_for
-            )
+            s = grouped_seconds(t["gpu"], t["engine"], model=model, dtype=dtype, tp=tp, ep=ep, tokens=tokens)
             rows.append({"gpu": t["gpu"], "engine": t["engine"], "dtype": dtype, "model": model, "tp": tp, "ep": ep,
                          "tokens": tokens, "kernel": t["kernels"][kernel], "aic_s": us * 1e-6, "kvplan_s": s,
-                         "ln": math.log(s / (us * 1e-6)), "not_physical": ep > 1 and us > bound})  # fmt: skip
+                         "ln": math.log(s / (us * 1e-6)), "not_physical": ep > 1 and us > bound,
+                         "untuned": _untuned(t, dtype, t["kernels"][kernel])})  # fmt: skip
     return rows
+
+
+def _untuned(table: dict, dtype: str, kernel: str) -> bool:
+    """A point of a table in :data:`UNTUNED` (a kernel timed in a state its engine does not serve with)."""
+    return any(table["engine"] == e and table["gpu"] in gpus and dtype == d and part in kernel
+               for e, gpus, d, part in UNTUNED)  # fmt: skip
 
 
 def _band(tokens: int) -> str:
@@ -218,69 +231,25 @@ def render(rows: list[dict], *, markdown: bool) -> str:
                 f"({r['kernel']}), ln {r['ln']:+.3f}{flag}")  # fmt: skip
         out.append(f"- {line}" if markdown else f"  {line}")
     a, b = stats(rows), stats([r for r in rows if not r["not_physical"]])
+    c = stats([r for r in rows if not r["not_physical"] and not r["untuned"]])
     out += ["", f"{a['count']} MoE layers against aiconfigurator (balanced routing): median |ln| {a['median']:.3f}, "
                 f"worst {a['worst']:.3f}, median signed {a['signed']:+.3f}",
             f"without the {a['count'] - b['count']} EP points slower than the whole layer on one GPU (not physical): "
             f"{b['count']}, median |ln| {b['median']:.3f}, worst {b['worst']:.3f}, "
-            f"median signed {b['signed']:+.3f}"]  # fmt: skip
+            f"median signed {b['signed']:+.3f}",
+            f"and without the {b['count'] - c['count']} vLLM per-tensor fp8 points on Hopper (FlashInfer CUTLASS timed "
+            f"untuned; UNTUNED): {c['count']}, median |ln| {c['median']:.3f}, worst {c['worst']:.3f}, "
+            f"median signed {c['signed']:+.3f}"]  # fmt: skip
     return "\n".join(out)
-
-
-def expert_field(gpu: str) -> str:
-    """The calibration field ``--fit-expert`` fits on ``gpu``: the block-fp8 per-expert cost of its architecture."""
-    from kvplan.hardware import resolve_gpu
-
-    arch = resolve_gpu(gpu).architecture
-    return {"hopper": "hopper_fp8_block_moe_expert_s", "blackwell": "blackwell_fp8_block_moe_expert_s"}[arch]
-
-
-def fit_expert(tables: list[dict], engine: str, gpu: str) -> tuple[float, float, float]:
-    """The block-fp8 fixed cost per local expert (seconds; ``hopper_`` or ``blackwell_fp8_block_moe_expert_s`` by
-    ``gpu``'s architecture) that minimises the squared ln ratios of ``engine``'s ``gpu`` fp8_block points (every token
-    count and split), every other constant held; with the median |ln| of those points without it (0) and with it.
-    Golden-section search over 0-2 us (the squared ln ratio is unimodal in one added fixed cost)."""
-    from dataclasses import replace
-
-    from kvplan.latency import calibration
-
-    field = expert_field(gpu)
-    sel = [t for t in tables if t["gpu"] == gpu and t["engine"] == engine and t["version"] == ENGINES[engine]]
-
-    def rows(value: float) -> list[dict]:
-        return compare(sel, dtypes=("fp8_block",), cal_for=lambda e: replace(calibration(e), **{field: value}))
-
-    def cost(value: float) -> float:
-        return sum(r["ln"] ** 2 for r in rows(value))
-
-    lo, hi = 0.0, 2e-6
-    g = (math.sqrt(5) - 1) / 2
-    for _ in range(30):
-        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
-        if cost(a) < cost(b):
-            hi = b
-        else:
-            lo = a
-    best = (lo + hi) / 2
-    return best, stats(rows(0.0))["median"], stats(rows(best))["median"]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--collect", action="store_true", help="write the sample of aiconfigurator's MoE tables")
     p.add_argument("--markdown", action="store_true", help="tables for docs/cost.md")
-    p.add_argument("--fit-expert", action="store_true", help="fit the block-fp8 cost per local expert on --gpu")
-    p.add_argument("--engine", choices=sorted(ENGINES), default="trtllm")
-    p.add_argument("--gpu", choices=sorted(SYSTEMS), default="b200", help="--fit-expert: the GPU whose table is fitted")
     args = p.parse_args(argv)
     if args.collect:
         return collect(DATA)
-    if args.fit_expert:
-        best, before, after = fit_expert(load(), args.engine, args.gpu)
-        print(
-            f"{args.engine} on {args.gpu}: {expert_field(args.gpu)}={best:.4g}  "
-            f"(fp8_block median |ln| {before:.3f} -> {after:.3f})"
-        )
-        return 0
     print(render(compare(load()), markdown=args.markdown))
     return 0
 

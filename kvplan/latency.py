@@ -17,7 +17,9 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
   x the mean routed tokens (the expected maximum of ``R`` loads whose relative spread is
   ``moe_ep_imbalance``; routing is skewed: aiconfigurator times its MoE kernels under power-law
   expert loads, alpha 1.2, DeepSeek 1.01, ``aiconfigurator_core/sdk/models/moe.py``, ``deepseek.py``)
-  and reads at least one whole expert where any is touched (not the mean rank's fraction of one);
+  and reads at least one whole expert where any is touched (not the mean rank's fraction of one); TensorRT-LLM's
+  block-scaled fp8 experts also pay a walk over every expert on the rank (:func:`_moe_expert_s`), and its W4A16 MXFP4
+  experts on Blackwell dequantize their weights once per token tile (:func:`_moe_dequant_s`);
 * **attention**: prefill as FLOPs at ``attn_prefill_eff * L / (L + attn_prefill_half_len)`` of
   the 16-bit peak; decode as the held cache read at ``attn_decode_mem_eff`` of bandwidth (MLA's
   absorbed decode at ``mla_decode_mem_eff``, or its FLOPs at ``mla_decode_flops_eff`` of peak,
@@ -203,12 +205,14 @@ class _Ctx:
     moe_peak: float | None = None  # FLOP/s of the grouped expert GEMMs where they differ from ``peak`` (NVFP4)
     fp4_k_s: float = 0.0  # NVFP4 GEMMs (FP4 tensor cores): seconds per element of K of one tile's K loop; 0 elsewhere
     moe_layer_s: float | None = None  # fixed seconds of one grouped-expert layer where not cal.moe_layer_s (NVFP4)
-    moe_expert_s: float = 0.0  # fixed seconds per expert on the rank of one grouped-expert layer (block-scaled fp8)
     head_16bit: bool = False  # the LM head stays 16-bit (NVFP4 checkpoints exclude it from quantization)
     wave_sms: int = 0  # fp8 GEMMs: SMs their output tiles run in waves over (:func:`wave_efficiency`); 0: not modelled
     gather_unpadded: bool = False  # the DP all-gather moves each rank's own tokens (Overlap.moe_allgather_unpadded)
     gather_bytes: float = 2.0  # bytes per element the DP all-gather moves (dispatch_bytes, or NVFP4's 9/16)
     fmha_gain: float = 1.0  # prefill attention's compute runs this much faster (FP8 attention: fp8_attention_gain)
+    moe_expert_s: float = 0.0  # block-scaled fp8 grouped experts: seconds per expert on the rank (_moe_expert_s)
+    moe_expert_added: bool = False  # that cost adds to the grouped GEMMs (Blackwell) rather than floors them (Hopper)
+    moe_dequant_s: float = 0.0  # W4A16 MXFP4 experts: seconds per weight one token tile dequantizes (_moe_dequant_s)
     # Terms every step of this context repeats, taken once on first use (:func:`lm_head_s`, :func:`allreduce_s`,
     # :func:`_decode_attention_stages` by KV dtype); a copy (dataclasses.replace) starts empty
     terms: dict = field(default_factory=dict, init=False, compare=False, repr=False)
@@ -369,8 +373,8 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
         # moe_perf table, Llama 4 Scout bf16, one token (top-1 of 16): EP 4 87.8 us, the whole layer on one GPU
         # 85.8 us (benchmarks/moe_compare.py).
         touched = min(local, max(touched, min(touched * ranks, 1.0)))
-    # Block-scaled fp8 experts: a fixed cost per expert the rank holds, touched or not (_moe_expert_s)
-    fixed = (c.cal.moe_layer_s if c.moe_layer_s is None else c.moe_layer_s) + c.moe_expert_s * local
+    fixed = c.cal.moe_layer_s if c.moe_layer_s is None else c.moe_layer_s
+    walk = local * c.moe_expert_s  # the kernels' per-expert walk (block-scaled fp8; 0 elsewhere): _moe_expert_s
     if touched > 0:
         per_touched = routed / touched
         eff = c.cal.moe_peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
@@ -378,9 +382,10 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
         compute = 2 * routed * per_expert / ((c.moe_peak or c.peak) * eff)
         moved = touched * per_expert * c.w_bytes + routed * (2 * h + 3 * inter_rank) * c.act_bytes
         grouped_mem = moved / (c.bw * c.cal.moe_mem_eff * c.mem_scale)
-        grouped = max(compute, grouped_mem) + fixed
-    else:  # a vanishing share of a token (serving's fixed point near rate 0): only the kernels' fixed cost
-        grouped, grouped_mem = fixed, 0.0
+        body = max(compute, grouped_mem, _dequant_s(c, touched, per_touched, per_expert))
+        grouped = (body + walk if c.moe_expert_added else max(body, walk)) + fixed
+    else:  # a vanishing share of a token (serving's fixed point near rate 0): only the kernels' fixed costs
+        grouped, grouped_mem = fixed + walk, 0.0
     router = _gemm_s(c, tokens, h * moe.num_experts, h + moe.num_experts, k=h)  # 16-bit; small
     router_mem = _gemm_mem_s(c, tokens, h * moe.num_experts, h + moe.num_experts)
     shared = shared_mem = 0.0
@@ -755,7 +760,8 @@ def _mla_decode_layer_s(c: _Ctx, kv_dtype: str) -> float:
     vLLM's backend order, ``vllm/platforms/cuda.py`` ``_get_backend_priorities``, puts ``FLASHINFER_MLA`` first on
     compute capability 10 where it takes the model, ``FLASH_ATTN_MLA`` / ``FLASHMLA`` first below it; aiconfigurator
     0.12.0's vLLM 0.24.0 MLA module tables name those kernels on B200 and H200; the rule per vLLM release is
-    :func:`kvplan.engines.vllm.mla_choice`; ``blackwell_mla_families``: the models SGLang runs trtllm_mla for),
+    :func:`kvplan.engines.vllm.mla_choice`; ``blackwell_mla_families``: the models SGLang runs trtllm_mla for;
+    ``blackwell_mla_dense_only``: sparse-attention models run another backend),
     ``hopper_mla_layer_s`` on Hopper where the engine has one (SGLang's fa3 module), else ``mla_layer_s``. A
     --block-size that moves vLLM to another backend is not seen here (the step model takes no block size)."""
     cal = c.cal
@@ -766,6 +772,8 @@ def _mla_decode_layer_s(c: _Ctx, kv_dtype: str) -> float:
     if cal.blackwell_mla_kv_dtypes is not None and kv_dtype not in cal.blackwell_mla_kv_dtypes:
         return cal.mla_layer_s
     if cal.blackwell_mla_families is not None and c.spec.family not in cal.blackwell_mla_families:
+        return cal.mla_layer_s
+    if cal.blackwell_mla_dense_only and any(k.index_head_dim for k in c.spec.layers.kinds.values()):
         return cal.mla_layer_s
     nope = {k.qk_nope_head_dim for k in c.spec.layers.kinds.values() if k.type == "mla"}
     if cal.blackwell_mla_nope_dims is not None and not nope <= set(cal.blackwell_mla_nope_dims):
@@ -813,10 +821,14 @@ def _fmha_gain(
     return fp8_attention_gain(gpu, cal, head_dim=spec.head_dim)
 
 
+def _block_fp8(spec: ModelSpec) -> bool:
+    """The checkpoint ships fp8 weights with block scales (DeepSeek-V3's 128 x 128)."""
+    return spec.weights is not None and spec.weights.dtype == "fp8" and spec.weights.block is not None
+
+
 def _fp8_scale(spec: ModelSpec, cal: Calibration) -> float:
     """Block-scaled fp8 checkpoints (DeepSeek-V3's 128 x 128 scales) run slower GEMMs than per-tensor fp8."""
-    block = spec.weights is not None and spec.weights.dtype == "fp8" and spec.weights.block is not None
-    return cal.fp8_block_eff_scale if block else cal.fp8_eff_scale
+    return cal.fp8_block_eff_scale if _block_fp8(spec) else cal.fp8_eff_scale
 
 
 def gemm_peak(spec: ModelSpec | None, gpu: GPU, cal: Calibration, weights_dtype: str) -> tuple[float, float]:
@@ -902,13 +914,71 @@ def _make_ctx(
         moe_peak=_fp4_moe_peak(gpu, cal, weights_dtype),
         fp4_k_s=_fp4_k_s(gpu, cal, weights_dtype),
         moe_layer_s=_fp4_moe_layer_s(gpu, cal, weights_dtype),
-        moe_expert_s=_moe_expert_s(spec, gpu, cal, weights_dtype),
         head_16bit=weights_dtype == "nvfp4",
         wave_sms=_wave_sms(gpu, weights_dtype),
         gather_unpadded=(rules or Overlap()).moe_allgather_unpadded,
         gather_bytes=_gather_bytes(gpu, rules or Overlap(), weights_dtype, dispatch=1.0 if fp8 else 2.0),
         fmha_gain=fmha_gain,
+        moe_expert_s=_moe_expert_s(spec, gpu, cal, weights_dtype),
+        moe_expert_added=gpu.architecture == "blackwell",
+        moe_dequant_s=_moe_dequant_s(gpu, cal, weights_dtype),
     )
+
+
+def _moe_dequant_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float:
+    """Seconds per expert weight that one token tile of W4A16 MXFP4 grouped experts spends dequantizing it on Blackwell,
+    the whole GPU's SMs at work (``mxfp4_moe_dequant_s / sm_count``); 0 for other weights or GPUs, engines without the
+    fit, or a GPU whose SM count the catalog lacks.
+
+    TensorRT-LLM 1.3.0rc20 runs gpt-oss's MXFP4 experts with 16-bit activations (W4A16) through ``TRTLLMGenFusedMoE``
+    with ``moe_backend: TRTLLM`` (tensorrt_llm/_torch/modules/fused_moe/create_moe.py ``get_moe_cls``; the default
+    CUTLASS backend runs ``CutlassFusedMoE``, which this term does not describe). In TensorRT-LLM-Gen's Blackwell
+    kernels each CTA holds one tile of up to ``mxfp4_moe_tile_tokens`` tokens of one expert and converts its slab of the
+    expert's 4-bit weights to 16 bits before the tensor cores use them, so every tile of an expert dequantizes its
+    weights again (the runners tile each expert's tokens by ``calculate_tile_tokens_dim``, a power of 2 from 8, capped
+    at 64 in the kernels' supported range or 128 in later releases; aiconfigurator 0.12.0's tables fit 64:
+    benchmarks/fit_moe_ops.py). The conversion runs on the SMs' integer / FP32 pipes, not the tensor cores: at one to
+    2,048 tokens the B200 table for gpt-oss-120b (TP 1, 128 experts) takes 1,183-1,352 us once every expert is touched
+    (128 tiles), four times one token's 4 experts and flat in the tokens until a second tile per expert, then doubles
+    with the tiles (4,096 tokens 2,652 us, 16,384 tokens 10,460 us). Hopper runs other kernels (its tables: about 70 us
+    at one token whatever the experts, faster per tile): not modelled.
+    """
+    if weights_dtype != "mxfp4" or not cal.mxfp4_moe_dequant_s or not gpu.sm_count or gpu.architecture != "blackwell":
+        return 0.0
+    return cal.mxfp4_moe_dequant_s / gpu.sm_count
+
+
+def _dequant_s(c: _Ctx, touched: float, per_touched: float, per_expert: int) -> float:
+    """The dequantization roof of W4A16 MXFP4 grouped experts (:func:`_moe_dequant_s`): every touched expert's
+    weights once per tile of ``mxfp4_moe_tile_tokens`` of its tokens (``per_touched`` on average); 0 elsewhere."""
+    if not c.moe_dequant_s:
+        return 0.0
+    tiles = max(1, math.ceil(per_touched / c.cal.mxfp4_moe_tile_tokens - 1e-9))  # 1e-9: 64.0000001 tokens is one tile
+    return touched * tiles * per_expert * c.moe_dequant_s
+
+
+def _moe_expert_s(spec: ModelSpec, gpu: GPU, cal: Calibration, weights_dtype: str) -> float:
+    """Seconds per expert held on the rank that block-scaled fp8 grouped experts cost whatever the tokens; 0 for any
+    other weights (and on a GPU without fp8 tensor cores, where they do not run as fp8).
+
+    TensorRT-LLM 1.3.0rc20 runs DeepSeek-V3's block-scaled fp8 experts through DeepGEMM grouped GEMMs whose scheduler
+    finds each block by walking the rank's experts one by one, two dependent loads of the expert offsets per expert
+    (``GroupedWithOffsetScheduler::get_next_block`` / ``GroupedMaskedScheduler::get_next_block``,
+    cpp/include/tensorrt_llm/deep_gemm/scheduler.cuh): on Hopper ``fp8_grouped_gemm_run`` -> ``grouped_gemm_dispatch``
+    (cpp/tensorrt_llm/kernels/cutlass_kernels/fp8_blockscale_gemm/fp8_blockscale_gemm_kernel.cuh), a persistent
+    kernel whose producer walks ahead of the math: a floor under the GEMMs (``hopper_moe_block_expert_s``). On
+    Blackwell the ``DeepGemmFusedMoE`` backend (``moe_backend: DEEPGEMM``, create_moe.py ``get_moe_cls``; the kernel
+    aiconfigurator's B200 and GB200 tables time, ``deepgemm``; fused_moe_deepgemm.py ``forward_chunk`` in
+    tensorrt_llm/_torch/modules/fused_moe/) lays the tokens out per local expert, ``[experts, m_max, hidden]`` with
+    ``m_max`` the tokens rounded up to 128, transforms both GEMMs' scale factors for every expert
+    (``transform_sf_into_required_layout(..., num_groups=...)``) and runs the masked grouped GEMMs and the masked
+    SwiGLU + quantize over every expert: added to the GEMMs (``blackwell_moe_block_expert_s``). aiconfigurator 0.12.0's
+    TensorRT-LLM MoE tables show it (benchmarks/moe_compare.py): DeepSeek-V3 (256 experts) at one token takes 114.7 us
+    at TP 8 on H200 and 105.5 us on B200, where the same expert bytes on 32 experts a rank (EP 8) take 40.1 and 46.5.
+    """
+    if not _block_fp8(spec) or gpu.fp8_dense_tflops is None or not weights_dtype.startswith("fp8"):
+        return 0.0
+    return cal.blackwell_moe_block_expert_s if gpu.architecture == "blackwell" else cal.hopper_moe_block_expert_s
 
 
 def _gather_bytes(gpu: GPU, rules: Overlap, weights_dtype: str, *, dispatch: float) -> float:
@@ -996,19 +1066,6 @@ def _fp4_moe_layer_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float | 
     if gpu.fp4_dense_tflops is None or weights_dtype != "nvfp4" or cal.fp4_moe_layer_s is None:
         return None
     return cal.fp4_moe_layer_s
-
-
-def _moe_expert_s(spec: ModelSpec, gpu: GPU, cal: Calibration, weights_dtype: str) -> float:
-    """Fixed seconds per expert held on the rank of one grouped-expert layer: block-scaled fp8 experts run as such on
-    fp8 tensor cores, ``hopper_fp8_block_moe_expert_s`` or ``blackwell_fp8_block_moe_expert_s`` by the GPU's
-    architecture (:class:`kvplan.engines.base.Calibration`); 0 elsewhere."""
-    fp8 = gpu.fp8_dense_tflops is not None and weights_dtype.startswith("fp8")
-    block = spec.weights is not None and spec.weights.dtype == "fp8" and spec.weights.block is not None
-    if not (fp8 and block):
-        return 0.0
-    if gpu.architecture == "blackwell":
-        return cal.blackwell_fp8_block_moe_expert_s
-    return cal.hopper_fp8_block_moe_expert_s if gpu.architecture == "hopper" else 0.0
 
 
 def lm_head_s(c: _Ctx, rows: float) -> float:

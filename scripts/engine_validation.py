@@ -88,6 +88,16 @@ def first_float(v) -> float | None:  # noqa: ANN001
     return float(m.group(1)) if m else None
 
 
+def vllm_rules(entry: dict) -> str:
+    """The kvplan rule set for the vLLM release a log ran: kvplan.engines.vllm.release_for on the first version its
+    ``engine_version`` names ("~v0.9.2/0.10.0" -> 0.9 -> vllm@0.8, "0.19.0 (V1)" -> vllm@0.19); where it names none
+    ("main July 2025"), the rule set check-log takes for a log without a version (LOG_DEFAULT, vllm@0.19)."""
+    from kvplan.engines.vllm import LOG_DEFAULT, release_for
+
+    m = re.search(r"(\d+\.\d+)", entry["engine_version"])
+    return (release_for(m.group(1)) if m else LOG_DEFAULT).key
+
+
 def run_vllm(entry: dict, spec, gpu) -> Case:  # noqa: ANN001
     from kvplan.capacity import capacity, pool_tokens, reported_concurrency, setup, with_kv_memory
     from kvplan.engines import Overrides, Settings
@@ -115,8 +125,10 @@ def run_vllm(entry: dict, spec, gpu) -> Case:  # noqa: ANN001
     )
     tp = first_int(entry.get("tensor_parallel_size")) or 1
     pp = first_int(entry.get("pipeline_parallel_size")) or 1
-    # Every vLLM log here is from 0.19 or older: the vllm@0.19 rule set (utilization 0.9, graphs after sizing).
-    s = setup(spec, gpu, engine="vllm@0.19", tp=tp, pp=pp, weights_dtype=weights_dtype(entry), settings=settings)
+    # Each log under the rules of the release it ran (vllm_rules): vllm@0.8 up to 0.15, vllm@0.16 for 0.16-0.18,
+    # vllm@0.19 for 0.19-0.20; every one of them sizes the budget at the utilization with graphs after sizing.
+    s = setup(spec, gpu, engine=vllm_rules(entry), tp=tp, pp=pp, weights_dtype=weights_dtype(entry),
+              settings=settings)  # fmt: skip
     kv_logged = fig.get("available_kv") or first_float(logged.get("available_kv_cache_memory_GiB"))
     blocks_logged = fig.get("blocks") or logged.get("num_gpu_blocks") or logged.get("gpu_blocks")
     tokens_logged = fig.get("tokens") or logged.get("gpu_kv_cache_tokens") or logged.get("max_tokens_in_kv")

@@ -30,14 +30,14 @@ def test_plain_name_is_the_newest_release_and_name_at_version_an_older_one():
     assert get_engine("vllm") is ENGINES["vllm"] is RELEASES["vllm"]["0.21"]
     assert get_engine("vLLM@0.19").release == "0.19"
     assert get_engine("llama.cpp@b6699").release == "b6699"
-    assert list(RELEASES["vllm"]) == ["0.8", "0.19", "0.21"]  # oldest first
+    assert list(RELEASES["vllm"]) == ["0.8", "0.16", "0.19", "0.21"]  # oldest first
     for name, releases in RELEASES.items():
         assert ENGINES[name] is list(releases.values())[-1], name
         assert all(e.key == f"{name}@{r}" for r, e in releases.items())
 
 
 def test_unknown_version_is_refused_with_the_known_ones():
-    with pytest.raises(InvalidInput, match=r"unknown vllm version '0.18'; kvplan knows 0.8, 0.19, 0.21"):
+    with pytest.raises(InvalidInput, match=r"unknown vllm version '0.18'; kvplan knows 0.8, 0.16, 0.19, 0.21"):
         get_engine("vllm@0.18")
     with pytest.raises(InvalidInput, match="unknown engine 'vlm'"):
         get_engine("vlm@0.19")

@@ -141,9 +141,14 @@ def test_each_engine_module_carries_its_own_calibration():
 
     # The constants live on the engines: every vLLM rule set carries vllm.CALIBRATION, TensorRT-LLM its own. Was: all
     # three vLLM rule sets the same object; vLLM 0.8 now drops the Blackwell MLA constant (it ran Triton MLA there,
-    # not the FLASHINFER_MLA that constant was fitted on; kvplan.engines.vllm.mla_choice) and keeps every other one.
-    assert all(e.calibration is vllm.CALIBRATION for r, e in RELEASES["vllm"].items() if r != "0.8")
+    # not the FLASHINFER_MLA that constant was fitted on; kvplan.engines.vllm.mla_choice) and keeps every other one;
+    # vLLM 0.16 applies it to dense qk_nope_head_dim-128 models only (vllm/platforms/cuda.py 0.16.0, the releases'
+    # FLASHINFER_MLA rule), every fitted figure the same.
+    assert all(e.calibration is vllm.CALIBRATION for r, e in RELEASES["vllm"].items() if r not in ("0.8", "0.16"))
     assert RELEASES["vllm"]["0.8"].calibration == replace(vllm.CALIBRATION, blackwell_mla_layer_s=None)
+    assert RELEASES["vllm"]["0.16"].calibration == replace(
+        vllm.CALIBRATION, blackwell_mla_nope_dims=(128,), blackwell_mla_dense_only=True
+    )
     assert get_engine("trtllm").calibration is trtllm.CALIBRATION
     for cal in (vllm.CALIBRATION, trtllm.CALIBRATION):
         assert cal.version and "fit_latency.py" in cal.source

@@ -45,9 +45,7 @@ def test_sample_covers_the_gpus_engines_and_kernels(tables: list[dict]) -> None:
 
 def test_blackwell_constant_replaces_the_layer_fixed_cost_at_decode_only() -> None:
     # vLLM on B200: one decode layer costs mla_layer_s - blackwell_mla_layer_s less than with the Hopper constant
-    # (85.56 - 13.23 = 72.33 us), on H200 nothing changes. TensorRT-LLM has its own Blackwell constant since its
-    # block-fp8 MoE's per-expert cost is priced (was None, its mla_layer_s 26.68 us; now 13.57 us:
-    # test_trtllm_blackwell_fit_applied).
+    # (85.56 - 13.23 = 72.33 us), on H200 nothing changes, and TensorRT-LLM has no Blackwell constant.
     vllm = calibration("vllm")
     hopper_rule = replace(vllm, blackwell_mla_layer_s=None)
     kw = dict(heads=16, batch=8, context=4096, kv="fp8")
@@ -59,7 +57,7 @@ def test_blackwell_constant_replaces_the_layer_fixed_cost_at_decode_only() -> No
     assert mla_compare.layer_seconds("h200", "vllm", cal=hopper_rule, **kw) == mla_compare.layer_seconds(
         "h200", "vllm", **kw
     )
-    assert calibration("trtllm").blackwell_mla_layer_s == pytest.approx(13.57e-6)
+    assert calibration("trtllm").blackwell_mla_layer_s is None
 
 
 def test_prefill_keeps_the_fitted_constant() -> None:
@@ -186,6 +184,7 @@ def test_sglang_blackwell_constant_only_where_trtllm_mla_runs() -> None:
     [
         ("vllm", "h200", 46.73e-6, 0.236, 0.122),
         ("trtllm", "h200", 12.15e-6, 0.147, 0.055),
+        ("trtllm", "b200", 13.57e-6, 0.203, 0.097),
     ],
 )
 def test_module_fits_reported_but_not_applied(tables, engine, gpu, best, before, after) -> None:  # noqa: ANN001
@@ -205,17 +204,3 @@ def test_module_fits_reported_but_not_applied(tables, engine, gpu, best, before,
     assert sq(best) <= min(sq(best - 0.2e-6), sq(best + 0.2e-6))
     assert mla_compare.stats(rows(None))["median"] == pytest.approx(before, abs=1e-3)
     assert mla_compare.stats(rows(best))["median"] == pytest.approx(after, abs=1e-3)
-
-
-def test_trtllm_blackwell_fit_applied(tables) -> None:  # noqa: ANN001
-    # TensorRT-LLM 1.3.0rc20 on B200: --fit's least-squares minimum is 13.57 us (was reported, not applied; applied now
-    # with the block-fp8 MoE's per-expert cost, kvplan.engines.trtllm CALIBRATION). B200 table median |ln| 0.203 under
-    # mla_layer_s (26.68 us) -> 0.097; GB200, held out (not fitted), 0.213 -> 0.113 with the B200 figure.
-    best, before, after = mla_compare.fit(tables, "trtllm", "b200")
-    assert best == pytest.approx(13.57e-6, abs=0.01e-6)
-    assert (before, after) == (pytest.approx(0.203, abs=1e-3), pytest.approx(0.097, abs=1e-3))
-    assert calibration("trtllm").blackwell_mla_layer_s == pytest.approx(13.57e-6)
-    gb200 = [t for t in tables if (t["gpu"], t["engine"]) == ("gb200", "trtllm")]
-    held = mla_compare.compare(gb200, cal_for=lambda e: replace(calibration(e), blackwell_mla_layer_s=None))
-    assert mla_compare.stats(held)["median"] == pytest.approx(0.213, abs=1e-3)
-    assert mla_compare.stats(mla_compare.compare(gb200))["median"] == pytest.approx(0.113, abs=1e-3)

@@ -1,7 +1,5 @@
 """``kvplan capacity``: one configuration's KV pool, sequences, longest context and launch line."""
 
-from __future__ import annotations
-
 from typing import Annotated, Optional
 
 import typer

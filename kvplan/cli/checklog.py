@@ -1,7 +1,5 @@
 """``kvplan check-log``: a failed start explained and fixed, or a startup log beside kvplan's figures."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Optional
 

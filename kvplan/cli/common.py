@@ -5,8 +5,6 @@ Errors from the library (:class:`KvplanError`, pydantic's ``ValidationError``) a
 1 (runtime failure).
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Optional
@@ -74,13 +72,16 @@ ModelArg = Annotated[
         "or a Hugging Face repo org/name[@revision]"
     ),
 ]
+# The older releases --engine NAME@VERSION selects (kvplan.engines.RELEASES less each engine's newest), spelled out here
+# so that --help needs no engine module imported; tests/test_vllm_v016.py checks it against RELEASES.
+OLDER_RELEASES = "vllm@0.8, vllm@0.16, vllm@0.19, trtllm@0.17, llamacpp@b6699"
 EngineOpt = Annotated[
     str,
     typer.Option(
         "--engine",
         "-e",
         help="ideal | vllm | sglang | trtllm | llamacpp | transformers; the newest release kvplan knows, "
-        "or NAME@VERSION (vllm@0.19) for an older rule set",
+        f"or NAME@VERSION for an older rule set: {OLDER_RELEASES}",
     ),
 ]
 SizeOpt = Optional[str]

@@ -1,7 +1,5 @@
 """``kvplan cost``: FLOPs, bytes, roofline latency; S2-Attn training."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -77,7 +75,8 @@ def cost(
     engine: Annotated[
         str,
         typer.Option(
-            help="whose kernel efficiencies the latency uses: vllm | trtllm | trtllm@0.17 (NAME@VERSION: a release)"
+            help="whose kernel efficiencies the latency uses: vllm | vllm@0.16 | trtllm | trtllm@0.17 (NAME@VERSION: a "
+            "release)"
         ),
     ] = "vllm",
     swa_full: SwaFullOpt = False,

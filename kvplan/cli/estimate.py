@@ -1,7 +1,5 @@
 """``kvplan estimate``: KV cache, weights and total per GPU at each context length (ideal layout)."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any, Optional
 

@@ -1,7 +1,5 @@
 """``kvplan models``, ``show``, ``gpus`` and ``import``: the model and GPU catalogs."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Optional
 

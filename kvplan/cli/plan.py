@@ -1,7 +1,5 @@
 """``kvplan plan``: the configurations that serve N users at L tokens, fewest GPUs first."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Optional
 

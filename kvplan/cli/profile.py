@@ -1,7 +1,5 @@
 """``kvplan profile``: build the model in torch, allocate its caches, run it, compare with the estimate."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any, Optional
 

@@ -1,7 +1,5 @@
 """``kvplan rope``: RoPE scaling methods, their frequencies, new length, memory and cost."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Optional
 
 import typer

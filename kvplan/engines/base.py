@@ -354,16 +354,13 @@ class Calibration:
     # ... and the model families (ModelSpec.family) it runs that kernel for; None: every family (SGLang: trtllm_mla
     # for DeepseekV3ForCausalLM models only, flashinfer for the other MLA models).
     blackwell_mla_families: frozenset[str] | None = None
+    # ... and only for dense MLA: True where the engine runs sparse (DSA indexer) models on another backend (vLLM 0.16:
+    # "Blackwell => Force FlashInfer MLA (unless sparse, i.e. DSv3.2)", vllm/platforms/cuda.py
+    # check_and_update_config); those take mla_layer_s.
+    blackwell_mla_dense_only: bool = False
     # The MLA attention block's fixed seconds per layer at decode on Hopper where the engine's own module was fitted
     # there (benchmarks/mla_compare.py --fit on an H200 MLA module table); None: mla_layer_s.
     hopper_mla_layer_s: float | None = None
-    # Block-scaled fp8 experts (DeepSeek-V3's 128 x 128 scales) on fp8 tensor cores: fixed seconds per expert held on
-    # the rank, touched or not, per MoE layer, on a Hopper and a Blackwell GPU (kvplan.latency _moe_expert_s).
-    # TensorRT-LLM's block-fp8 MoE on SM100 sizes its buffers and grouped GEMMs by every local expert (the source is
-    # cited beside kvplan.engines.trtllm CALIBRATION); fitted by benchmarks/moe_compare.py --fit-expert to
-    # aiconfigurator's block-fp8 MoE tables; 0: no such cost (no fit, or a fit not applied).
-    hopper_fp8_block_moe_expert_s: float = 0.0
-    blackwell_fp8_block_moe_expert_s: float = 0.0
     # NVFP4 GEMMs that read a normalised input (the QKV and gate/up projections) get it already in FP4 from the norm
     # kernel: no quantization kernel of their own (kvplan.latency _gemm_s ``normed_input``). TensorRT-LLM's TensorRT
     # engines built with ``norm_quant_fusion`` run the residual add, the RMSNorm and the NVFP4 quantization as one
@@ -373,6 +370,18 @@ class Calibration:
     # engine release kvplan offers sets it: benchmarks/published_compare.py turns it on for the MLPerf runs whose
     # config builds with that flag.
     fp4_norm_quant_fused: bool = False
+    # Block-scaled fp8 grouped experts (DeepSeek-V3's 128 x 128 scales): seconds per expert held on the rank that the
+    # engine's grouped kernels walk whatever the tokens (kvplan.latency _moe_s). Hopper (hopper_moe_block_expert_s): a
+    # floor under the grouped GEMMs, the persistent kernel's scheduler walking the experts one by one; Blackwell
+    # (blackwell_moe_block_expert_s): added, the masked per-expert layout's own kernels. Fitted by
+    # benchmarks/fit_moe_ops.py to aiconfigurator's MoE tables; 0 (none) without a fit.
+    hopper_moe_block_expert_s: float = 0.0
+    blackwell_moe_block_expert_s: float = 0.0
+    # W4A16 MXFP4 grouped experts (gpt-oss) on Blackwell: seconds one SM takes to dequantize one 4-bit expert weight to
+    # 16 bits, and the tokens of one expert a CTA's tile holds; every tile dequantizes its expert's weights on the rank
+    # again (kvplan.latency _moe_dequant_s). Fitted by benchmarks/fit_moe_ops.py; 0 (none) without a fit.
+    mxfp4_moe_dequant_s: float = 0.0
+    mxfp4_moe_tile_tokens: int = 64
 
 
 @dataclass(frozen=True)

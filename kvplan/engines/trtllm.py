@@ -733,30 +733,15 @@ CALIBRATION = Calibration(
     fp4_moe_eff_scale=0.2539,
     fp4_k_s=1.437e-09,
     fp4_moe_layer_s=5.592e-06,
-    # Block-fp8 experts on Blackwell, a fixed cost per expert held on the rank (kvplan.latency _moe_expert_s).
-    # TensorRT-LLM runs DeepSeek's block-fp8 MoE on SM100 as DeepGemmFusedMoE (aiconfigurator's collector,
-    # collector/trtllm/collect_moe.py: "fp8_block ... sm_version >= 100: moe_backend = deepgemm", kernel_source
-    # deepgemm), whose forward_chunk (tensorrt_llm/_torch/modules/fused_moe/fused_moe_deepgemm.py @01738366) sizes
-    # its work by every local expert, touched or not: the quantized input is scattered into a
-    # (expert_size_per_partition, m_max, hidden) buffer with m_max the tokens rounded up to 128, its scales are
-    # transformed into DeepGEMM's layout for all those groups (fp8_utils.transform_sf_into_required_layout,
-    # num_groups = local experts) before each of the two grouped GEMMs, and deep_gemm.fp8_m_grouped_gemm_nt_masked
-    # runs over all of them with a per-group mask. aiconfigurator 0.12.0's B200 block-fp8 MoE table shows it: one
-    # token, DeepSeek-V3's experts, TP 8 (256 experts on the rank) 106 us against EP 8 (32 experts, the same weight
-    # bytes read) 46 us. Fitted by benchmarks/moe_compare.py --fit-expert --gpu b200 (every B200 fp8_block point of
-    # TensorRT-LLM 1.3.0rc20, every other constant held): 0.333 us, fp8_block median |ln| 0.177 -> 0.114; held out,
-    # GB200's table fits 0.343 us on its own. Hopper: TensorRT-LLM runs the CUTLASS block-scale MoE there (kernel
-    # not read); its H200 fit (0.119 us) moves the fp8_block median 0.147 -> 0.150, so it is not applied (0).
-    blackwell_fp8_block_moe_expert_s=3.33e-07,
-    # MLA decode on Blackwell (trtllm-gen kernels): benchmarks/mla_compare.py --fit --engine trtllm --gpu b200 on
-    # aiconfigurator 0.12.0's TensorRT-LLM 1.3.0rc20 B200 MLA module table, every other constant held: median |ln|
-    # 0.203 -> 0.097, held-out GB200 0.213 -> 0.113 (mla_layer_s 26.68 us applied there before). Applied with the
-    # per-expert cost above: alone it moved the grid's DeepSeek-V3 B200 decode steps further under aiconfigurator's
-    # (batch 64 ln -0.068 -> -0.098), the MoE the grid-fitted MLA constant had stood in for
-    # (benchmarks/moe_bucket_compare.py). The Hopper fit (hopper_mla_layer_s 12.15 us: H200 0.147 -> 0.055, H100 held
-    # out 0.168 -> 0.053) is not applied: the grid's H200 batch-1 step would go ln -0.208 -> -0.315, past the grid's
-    # worst (0.280), its MoE priced under aiconfigurator's (the CUTLASS per-expert cost above is not applied on Hopper).
-    blackwell_mla_layer_s=1.357e-05,
+    # Block-scaled fp8 grouped experts' walk over the rank's experts (kvplan.latency._moe_expert_s, which names the
+    # kernels): benchmarks/fit_moe_ops.py on aiconfigurator 0.12.0's TensorRT-LLM MoE tables (fp8_block points of
+    # benchmarks/data/aiconfigurator_moe.json: 960 Hopper, 960 Blackwell), every constant above held.
+    hopper_moe_block_expert_s=3.8e-07,
+    blackwell_moe_block_expert_s=3e-07,
+    # W4A16 MXFP4 experts' dequantization on Blackwell (kvplan.latency._moe_dequant_s): benchmarks/fit_moe_ops.py on
+    # the 180 B200 / GB200 w4a16_mxfp4 points (gpt-oss) of the same tables, every constant above held: 1 / 6.3e-11 =
+    # 15.9e9 weights a second per SM; the tile is TensorRT-LLM-Gen's token tile, not fitted (mxfp4_moe_tile_tokens 64).
+    mxfp4_moe_dequant_s=6.3e-11,
 )
 
 
@@ -992,8 +977,6 @@ V0_17_CALIBRATION = replace(
     CALIBRATION,
     version="TensorRT-LLM 1.3.0rc20, fp8 weights streamed at the 16-bit share (v0.17 TensorRT engines' static fp8)",
     fp8_mem_eff_scale=V0_17_FP8_MEM_EFF_SCALE,
-    # no DeepGemmFusedMoE in the TensorRT-engine runtime (a 1.x PyTorch-backend module): no per-expert cost
-    blackwell_fp8_block_moe_expert_s=0.0,
 )
 V0_17 = replace(
     ENGINE,

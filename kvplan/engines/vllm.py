@@ -4,8 +4,8 @@ Rules read in vllm/v1/kv_cache_interface.py, vllm/v1/core/kv_cache_utils.py,
 vllm/v1/core/block_pool.py, vllm/engine/arg_utils.py and vllm/v1/worker/gpu_worker.py
 (@001cabc, main 2026); non-KV terms calibrated on vLLM 0.19 logs (engine_logs.json).
 
-Two rule sets: ``vllm@0.19`` (the release the logs in docs/validation.md come from) and
-``vllm@0.21``, the newest, whose defaults differ: gpu_memory_utilization 0.92
+Rule sets: ``vllm@0.8``, ``vllm@0.16`` (read in vLLM 0.16.0's own files: V0_16), ``vllm@0.19`` (the release the
+logs in docs/validation.md come from) and ``vllm@0.21``, the newest, whose defaults differ: gpu_memory_utilization 0.92
 (vllm/config/cache.py CacheConfig @002f10e), the CUDA-graph estimate subtracted from the budget
 (vllm/envs.py VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS "Enabled by default as of v0.21.0") and,
 with prefix caching on (the default), Mamba state in 'align' mode: two pages per request
@@ -15,7 +15,11 @@ with prefix caching on (the default), Mamba state in 'align' mode: two pages per
 from __future__ import annotations
 
 import ast
+import bisect
+import contextlib
+import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -225,6 +229,10 @@ def mla_choice(spec: ModelSpec, plan: CachePlan, *, gpu: GPU, block: int | None,
       --block-size is overridden there. Elsewhere (Blackwell too: CUTLASS MLA became the SM100 default in
       vllm-project/vllm#22738, Aug 2025) get_attn_backend_cls falls to "Using Triton MLA backend on V1 engine" and
       the block size stays 16 or --block-size.
+    * ``"block_forced"`` (vLLM 0.16): the block size is forced for the backend the platform expects before any is
+      validated (:func:`_mla_choice_block_forced`, vllm/platforms/cuda.py 0.16.0): FLASHINFER_MLA 64 on B200 /
+      GB200 for qk_nope_head_dim 128, CUTLASS_MLA 128 for others, 64 on Hopper (FLASH_ATTN_MLA for bf16 KV, FLASHMLA
+      for fp8), 64 for sparse models; a --block-size that fits the forced one is kept.
     * ``"backend_preferred"`` (vLLM 0.19, 0.21): since vllm-project/vllm#35122 (Feb 2026) the backend is chosen
       first (the first of MLA_PRIORITIES that accepts the GPU, KV dtype, qk_nope_head_dim and a --block-size if one
       is given) and Platform.update_block_size_for_backend (vllm/platforms/interface.py) sets the block size to the
@@ -245,6 +253,8 @@ def mla_choice(spec: ModelSpec, plan: CachePlan, *, gpu: GPU, block: int | None,
         if major == 9:
             return MlaChoice("FLASHMLA", 64)
         return MlaChoice("TRITON_MLA", block or DEFAULT_BLOCK)
+    if selection == "block_forced":
+        return _mla_choice_block_forced(kinds, plan.kv_dtype, major=major, block=block)
     if any(k.index_head_dim for k in kinds):
         return MlaChoice("sparse MLA", block or 64)
     nope = kinds[0].qk_nope_head_dim
@@ -255,6 +265,37 @@ def mla_choice(spec: ModelSpec, plan: CachePlan, *, gpu: GPU, block: int | None,
     return MlaChoice(TRITON_MLA.name, block or DEFAULT_BLOCK)
 
 
+# vLLM 0.16.0 (the PyPI wheel, vllm/_version.py commit g89a77b108), vllm/platforms/cuda.py
+# CudaPlatformBase.check_and_update_config: with MLA and no --attention-config.backend the block size is forced for the
+# backend the platform expects, before any backend is validated: FLASHINFER_MLA on the compute capability 10 family for
+# a dense model with qk_nope_head_dim == 128 (it also sets attention_config.backend to it), "block_size != 32 and
+# block_size % 64 != 0" -> 64; CUTLASS_MLA on that family otherwise (not sparse), block_size % 128 != 0 -> 128;
+# FlashMLA where is_flashmla_dense_supported() (vllm/v1/attention/ops/flashmla.py: capability family 90 only),
+# block_size % 64 != 0 -> 64; a sparse model (hf_config has index_topk) -> 64 whatever was given ("Forcing kv cache
+# block size to 64 for FlashMLASparse backend"). A --block-size that already fits the forced one is kept.
+BLOCK_FORCED_FLASHINFER_NOPE = 128  # "only if qk_nope_head_dim == 128 (kernel constraint)", cuda.py 0.16.0
+
+
+def _mla_choice_block_forced(kinds: list, kv_dtype: str, *, major: int | None, block: int | None) -> MlaChoice:
+    """:func:`mla_choice` under vLLM 0.16's rule (``selection == "block_forced"``, the source above). On Hopper the
+    block is forced for FlashMLA but the backend is then picked by priority (the forcing does not set it):
+    FLASH_ATTN_MLA for a 16-bit KV cache (64 is a multiple of its 16), FLASHMLA for fp8."""
+    given = block or DEFAULT_BLOCK
+    if any(k.index_head_dim for k in kinds):
+        return MlaChoice("sparse MLA", 64)
+    if major == 10 and kinds[0].qk_nope_head_dim == BLOCK_FORCED_FLASHINFER_NOPE:
+        return MlaChoice(FLASHINFER_MLA.name, given if given == 32 or given % 64 == 0 else 64)
+    if major == 10:
+        return MlaChoice(CUTLASS_MLA.name, given if given % 128 == 0 else 128)
+    if major == 9:
+        forced = given if given % 64 == 0 else 64
+        for backend in MLA_PRIORITIES[9]:
+            if backend.accepts(major=major, kv_dtype=kv_dtype, nope=kinds[0].qk_nope_head_dim, block=forced):
+                return MlaChoice(backend.name, forced)
+        return MlaChoice(TRITON_MLA.name, forced)
+    return MlaChoice(TRITON_MLA.name, given)
+
+
 def block_size(spec: ModelSpec, plan: CachePlan, given: int | None, *, gpu: GPU, selection: str) -> int:
     """The block size vLLM runs with: ``given`` (--block-size) or 16 (vllm/config/cache.py), and for MLA models what
     :func:`mla_choice` says (the backend's preferred size; vLLM 0.8 forces 64 on Hopper over --block-size)."""
@@ -263,7 +304,7 @@ def block_size(spec: ModelSpec, plan: CachePlan, given: int | None, *, gpu: GPU,
 
 
 def kv_cache_groups(
-    spec: ModelSpec, plan: CachePlan, *, block: int, stage_index: int
+    spec: ModelSpec, plan: CachePlan, *, block: int, stage_index: int, hybrid: HybridBlock | None = None
 ) -> tuple[tuple[VllmGroup, ...], int]:
     """KV-cache groups of the whole model projected on one stage, and the unified page size per layer.
 
@@ -280,7 +321,7 @@ def kv_cache_groups(
     storing = [i for i, c in enumerate(caches) if c.bytes_per_token or c.state_bytes]
     attn = [caches[i] for i in storing if caches[i].type != "recurrent"]
     recurrent = [caches[i] for i in storing if caches[i].type == "recurrent"]
-    block = _hybrid_block_size(attn, recurrent, block)
+    block = hybrid.block(attn, recurrent, block) if hybrid else _hybrid_block_size(attn, recurrent, block)
     keys: dict[tuple, list[int]] = {}
     for i in storing:
         c = caches[i]
@@ -337,6 +378,40 @@ def _page_ratio(page: int, unit: int) -> int:
         # kv_cache_utils.unify_kv_cache_spec_page_size raises NotImplementedError here.
         raise InvalidInput("vLLM cannot unify this model's page sizes (a page size does not divide the largest)")
     return unit // page
+
+
+@dataclass(frozen=True)
+class HybridBlock:
+    """vLLM 0.16.0's attention block for hybrid (attention + Mamba) models, vllm/model_executor/models/config.py
+    HybridAttentionMambaModelConfig.verify_and_update_config with mamba_cache_mode "none" (prefix caching off, the
+    default for hybrid models there): the smallest multiple of the kernel alignment whose attention page holds one
+    Mamba state page, ``kernel_align x cdiv(mamba_page, kernel_align x attn_page_1_token)``; a --block-size is kept
+    when it is at least that ("if cache_config.block_size is None or cache_config.block_size < attn_block_size").
+    The alignment is 16 (FlashAttention), 32 on the compute capability 10 family for head size 256 with FlashInfer,
+    the default backend there ("head size 256 and block size 16 is not supported on blackwell", flashinfer#1993)."""
+
+    given: int | None
+    kernel_align: int
+
+    def block(self, attn: list[LayerCache], recurrent: list[LayerCache], block: int) -> int:
+        """The hybrid model's attention block; ``block`` (:func:`block_size`'s) for any other model."""
+        if not recurrent or not attn:
+            return block
+        state = max(c.state_bytes for c in recurrent)
+        needed = self.kernel_align * ceil_div(state, self.kernel_align * attn[0].bytes_per_token)
+        return self.given if self.given is not None and self.given >= needed else needed
+
+
+HYBRID_ALIGN = 16  # config.py 0.16.0: "FlashAttention (FA) requires block size to be multiple of 16"
+HYBRID_ALIGN_BLACKWELL_HEAD_256 = 32  # config.py 0.16.0, is_device_capability_family(100) and head size 256
+
+
+def hybrid_kernel_align(spec: ModelSpec, gpu: GPU) -> int:
+    """The kernel alignment of :class:`HybridBlock` for ``spec`` on ``gpu`` (ModelConfig.get_head_size: the model's
+    attention head size; kvplan takes the attention kinds' largest)."""
+    heads = {k.head_dim or spec.head_dim or 0 for k in spec.layers.kinds.values() if k.type != "recurrent"}
+    blackwell = COMPUTE_MAJOR.get(gpu.architecture or "") == 10
+    return HYBRID_ALIGN_BLACKWELL_HEAD_256 if blackwell and max(heads, default=0) == 256 else HYBRID_ALIGN
 
 
 def _hybrid_block_size(attn: list[LayerCache], recurrent: list[LayerCache], block: int) -> int:
@@ -476,6 +551,25 @@ def cuda_graph(spec: ModelSpec) -> int:
     return GRAPH_BASE + GRAPH_PER_LAYER * spec.num_layers + extra
 
 
+# vllm/config/vllm.py VllmConfig._set_cudagraph_sizes (0.16.0): max_cudagraph_capture_size defaults to
+# min(max_num_seqs x 2, 512) (decode query length 1), then at most max_num_batched_tokens; the sizes are [1, 2, 4],
+# every 8 from 8 below 256, every 16 from 256 up to the max (compilation_config.cudagraph_capture_sizes replaces them;
+# a model may raise the max, e.g. gpt-oss to 1024 in models/config.py, not modelled).
+GRAPH_CAPTURE_MAX = 512
+
+
+def capture_sizes(settings: Settings) -> list[int]:
+    """The CUDA-graph batch sizes vLLM 0.16 captures (the source above). Unset max_num_seqs: the defaults (1024 or
+    256, get_batch_defaults) both give 512; unset max_num_batched_tokens: the defaults (8192, 2048) do not cap it."""
+    if settings.cuda_graph_batch_sizes:
+        return sorted(settings.cuda_graph_batch_sizes)
+    top = min(2 * settings.max_num_seqs, GRAPH_CAPTURE_MAX) if settings.max_num_seqs else GRAPH_CAPTURE_MAX
+    top = min(top, settings.max_num_batched_tokens or top)
+    sizes = [i for i in (1, 2, 4) if i <= top]
+    sizes += list(range(8, min(top + 1, 256), 8)) + list(range(256, top + 1, 16))
+    return sizes
+
+
 # --data-parallel-rpc-port default (vllm/config/parallel.py ParallelConfig.data_parallel_rpc_port).
 DP_RPC_PORT = 29550
 
@@ -499,6 +593,26 @@ class Vllm(Engine):
     mamba_align: bool = False  # prefix caching keeps Mamba state in 'align' mode (2 pages per request)
     a100_exception: bool = True  # get_batch_defaults gives A100 the small batches (PR #17885, from v0.9.0)
     mla_selection: str = "backend_preferred"  # how the MLA backend and its block size are picked (mla_choice)
+    hybrid_min_block: bool = False  # hybrid models' attention block by vLLM 0.16's rule (HybridBlock)
+    graph_padding: bool = False  # decode steps padded up to a captured CUDA-graph size (graph_rows; read for 0.16)
+
+    def check_kv_dtype(self, kv_dtype_name: str) -> str:
+        with self._naming_the_release():
+            return super().check_kv_dtype(kv_dtype_name)
+
+    def check_settings(self, settings: Settings) -> None:
+        with self._naming_the_release():
+            super().check_settings(settings)
+
+    @contextlib.contextmanager
+    def _naming_the_release(self) -> Iterator[None]:
+        """A refusal by an older rule set names it (``engine 'vllm@0.16'``): what it refuses the newest may take."""
+        try:
+            yield
+        except InvalidInput as e:
+            if self is ENGINE:
+                raise
+            raise InvalidInput(str(e).replace(f"engine {self.name!r}", f"engine {self.key!r}", 1)) from None
 
     def check_block_size(self, tokens: int) -> None:
         super().check_block_size(tokens)
@@ -560,6 +674,21 @@ class Vllm(Engine):
         mnbt, seqs = batch_defaults(total, gpu, a100_exception=self.a100_exception)
         return settings.max_num_batched_tokens or mnbt, settings.max_num_seqs or seqs
 
+    def graph_rows(self, settings: Settings, rank_seqs: float) -> float | None:
+        """vLLM 0.16.0 pads a step of ``n`` tokens up to the next captured CUDA-graph size
+        (vllm/v1/cudagraph_dispatcher.py CudagraphDispatcher.dispatch -> _create_padded_batch_descriptor,
+        ``_bs_to_padded_graph_size``; a uniform decode batch replays a FULL graph of that size under the default
+        FULL_AND_PIECEWISE mode) and runs none past the largest (``num_tokens > max_cudagraph_capture_size``: eager,
+        not modelled, None). Sizes: :func:`capture_sizes`. None for the releases whose padding kvplan has not read."""
+        if not self.graph_padding:
+            return None
+        sizes = capture_sizes(settings)
+        busiest = math.ceil(rank_seqs - 1e-9)
+        if settings.max_num_seqs:  # the scheduler runs at most max_num_seqs: a mean above it pads no further
+            busiest = min(busiest, settings.max_num_seqs)
+        idx = bisect.bisect_left(sizes, busiest)
+        return float(sizes[idx]) if idx < len(sizes) else None
+
     def mamba_pages(self, settings: Settings) -> int:
         prefix_caching = settings.prefix_caching if settings.prefix_caching is not None else True
         return 2 if self.mamba_align and prefix_caching else 1
@@ -568,7 +697,8 @@ class Vllm(Engine):
         self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
     ) -> VllmLayout:
         block = block_size(spec, plan, settings.block_size, gpu=gpu, selection=self.mla_selection)
-        groups, unit = kv_cache_groups(spec, plan, block=block, stage_index=stage_index)
+        hybrid = HybridBlock(settings.block_size, hybrid_kernel_align(spec, gpu)) if self.hybrid_min_block else None
+        groups, unit = kv_cache_groups(spec, plan, block=block, stage_index=stage_index, hybrid=hybrid)
         mnbt, _ = self.batch_limits(settings, total, gpu)
         # vllm/v1/core/block_pool.py: block 0 is the null block, never handed to a request.
         return VllmLayout(plan.stages[stage_index], unit, block, 1, groups, mnbt, self.mamba_pages(settings))
@@ -921,7 +1051,7 @@ FAILURE_FLAGS = {
 # Kernel efficiencies for kvplan.latency, fitted by benchmarks/fit_latency.py (it prints this block) to
 # aiconfigurator 0.12.0's per-operation latencies for vLLM 0.24.0: its perf-database version, the "current"
 # vllm slot of aiconfigurator_core/systems/query_versions.yaml (kernel timings on H100/H200/B200 SXM).
-# Every rule set below (0.8, 0.19, 0.21) carries these: no older kernel timings were fitted.
+# Every rule set below (0.8, 0.16, 0.19, 0.21) carries these: no older kernel timings were fitted.
 CALIBRATION = Calibration(
     engine="vllm",
     version="vLLM 0.24.0",
@@ -1119,7 +1249,62 @@ V0_21 = replace(
     # (enable_prefix_caching default True); MambaSpec.max_memory_usage_bytes: 2 pages per request.
     mamba_align=True,
 )
-VERSIONS = (V0_8, V0_19, V0_21)
+# vLLM 0.16.0 (read in the PyPI wheel vllm-0.16.0-cp38-abi3-manylinux_2_31_x86_64.whl, vllm/_version.py commit
+# g89a77b108; the release the Vultr B200 tables ran, benchmarks/data/published_throughput.json). What it shares with
+# the 0.19 rules, each read there:
+# * the budget: vllm/v1/worker/gpu_worker.py Worker.determine_available_memory: requested_memory (total x
+#   gpu_memory_utilization) - profile_result.non_kv_cache_memory (weights + torch peak of profile_run + non-torch);
+#   CUDA graphs are captured after (compile_or_warm_up_model -> capture_model) and only reported ("memory_profiling
+#   does not consider CUDAGraph memory size"): no VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS in vllm/envs.py, so
+#   --cuda-graph-estimate has nothing to turn on (left out of settings_read). gpu_memory_utilization
+#   Field(default=0.9) (vllm/config/cache.py CacheConfig);
+# * the profile run: gpu_model_runner.py profile_run -> _dummy_run(max_num_tokens, is_profile=True) over
+#   min(max_num_seqs, tokens) requests, then _dummy_sampler_run (profile_by_seqs, the calibrated terms);
+# * batch defaults: vllm/engine/arg_utils.py EngineArgs.get_batch_defaults, >= 70 GiB and "a100" not in the device
+#   name: OPENAI_API_SERVER 8192 tokens / 1024 seqs, else 2048 / 256 (the A100 exception, a100_exception);
+# * chunked prefill and prefix caching: _set_default_chunked_prefill_and_prefix_caching_args takes
+#   ModelConfig.is_chunked_prefill_supported / is_prefix_caching_supported (vllm/config/model.py): prefix caching
+#   is off by default for hybrid models ("Hybrid models do not support prefix caching since the feature is still
+#   experimental"), so MambaModelConfig.verify_and_update_config leaves mamba_cache_mode "none" and
+#   MambaSpec.max_memory_usage_bytes is one page per request (mamba_align False). An explicit
+#   --enable-prefix-caching on a hybrid model ('all' mode for models with SupportsMambaPrefixCaching:
+#   cdiv(max_model_len, block) pages) is not modelled;
+# * async scheduling: vllm/config/vllm.py VllmConfig.__post_init__ resolves async_scheduling None to True unless a
+#   non-EAGLE speculative method, an executor other than mp/uni/external_launcher, or mamba_cache_mode != "none"
+#   (HOST_LOOP);
+# * the step: VLLM_SHARED_EXPERTS_STREAM_TOKEN_THRESHOLD 256 (envs.py), ParallelConfig.all2all_backend
+#   "allgather_reducescatter", enable_dbo False with thresholds 32 / 512 (vllm/config/parallel.py): OVERLAP;
+# * sliding-window / chunked / full max_memory_usage_bytes (vllm/v1/kv_cache_interface.py): group_blocks.
+# What differs:
+# * --kv-cache-dtype: CacheDType is auto, bfloat16, fp8, fp8_e4m3, fp8_e5m2, fp8_inc (Gaudi), fp8_ds_mla (set by
+#   DeepseekV32ForCausalLM itself): no per-token-head modes and no nvfp4;
+# * the MLA block size is forced for the expected backend (mla_choice "block_forced", _mla_choice_block_forced):
+#   FLASHINFER_MLA 64-token blocks on B200 / GB200 (32 in 0.19), CUTLASS_MLA 128 for other qk_nope_head_dim there,
+#   64 on Hopper;
+# * FLASHINFER_MLA only for qk_nope_head_dim 128 (cuda.py: "only if qk_nope_head_dim == 128 (kernel constraint)"),
+#   and never for a sparse (DSA) model ("unless sparse, i.e. DSv3.2"), so the Blackwell MLA constant describes those
+#   models only (blackwell_mla_nope_dims, blackwell_mla_dense_only; elsewhere mla_layer_s);
+# * hybrid (attention + Mamba) models: the attention block is the smallest multiple of 16 (32 on B200 / GB200 for
+#   head size 256) whose page holds a Mamba state, and a larger --block-size is kept as given (HybridBlock); kvplan's
+#   rule for the other releases grows a multiple of max(16, --block-size) (_hybrid_block_size);
+# * decode steps padded to the next captured CUDA-graph size (graph_rows, capture_sizes; cudagraph_mode
+#   FULL_AND_PIECEWISE by default, vllm/config/vllm.py optimization-level defaults). The same padding very likely
+#   runs in 0.19 and 0.21, whose copies were not re-read: their steps stay unpadded.
+V0_16 = replace(
+    V0_19,
+    release="0.16",
+    version="0.16 (V1 engine)",
+    kv_dtypes=("bf16", "fp16", "fp8", "fp8_e4m3", "fp8_e5m2"),
+    kv_dtype_flags={k: v for k, v in V0_19.kv_dtype_flags.items() if k not in PER_TOKEN_HEAD},
+    mla_selection="block_forced",
+    hybrid_min_block=True,
+    graph_padding=True,
+    calibration=replace(
+        CALIBRATION, blackwell_mla_nope_dims=(BLOCK_FORCED_FLASHINFER_NOPE,), blackwell_mla_dense_only=True
+    ),
+    settings_read=tuple(n for n in V0_19.settings_read if n != "cuda_graph_estimate"),
+)
+VERSIONS = (V0_8, V0_16, V0_19, V0_21)
 ENGINE = VERSIONS[-1]  # `--engine vllm`: the newest rule set
 LOG_DEFAULT = V0_19  # logs that state no version: the release the reference logs (engine_logs.json) come from
 

@@ -1,0 +1,105 @@
+"""Fit kvplan's per-operation MoE constants to aiconfigurator 0.12.0's measured MoE tables (benchmarks/moe_compare.py's
+sample, ``benchmarks/data/aiconfigurator_moe.json``); never to published throughput rows.
+
+Each constant is fitted alone, every other one held at the engine's value, on the table points whose kernel it
+describes, by a grid search for the least median ``|ln(kvplan / aiconfigurator)|`` (the mean breaks ties):
+
+* ``hopper_moe_block_expert_s`` / ``blackwell_moe_block_expert_s`` (TensorRT-LLM): seconds per expert on the rank that
+  the block-scaled fp8 grouped GEMMs cost whatever the tokens (:func:`kvplan.latency._moe_expert_s`), on the
+  TensorRT-LLM ``fp8_block`` points of H100/H200 and of B200/GB200;
+* ``mxfp4_moe_dequant_s`` (TensorRT-LLM): seconds one SM takes to dequantize one MXFP4 expert weight, every token tile
+  of an expert again (:func:`kvplan.latency._moe_dequant_s`), on the TensorRT-LLM ``w4a16_mxfp4`` points (gpt-oss) of
+  B200 and GB200 (TensorRT-LLM-Gen's Blackwell kernels; Hopper runs others).
+
+It prints, per constant, the value, the points, and the median / worst |ln| before (the constant at 0) and after;
+paste the values into the engine's ``CALIBRATION``::
+
+    .venv/bin/python benchmarks/fit_moe_ops.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import moe_compare  # noqa: E402 - the sample and kvplan's pricing of one table point
+
+HOPPER = ("h100-sxm", "h200")
+BLACKWELL = ("b200", "gb200")
+# constant -> (engine, aiconfigurator dtype, GPUs, unit of the grid's values, the grid)
+US_GRID = tuple(i / 100 for i in range(0, 101))  # 0 to 1 us a local expert, 0.01 us steps
+# seconds per weight per SM, in 1e-12 s: 5 to 200 (5e9 to 200e9 weights a second per SM), 0.5 steps
+PS_GRID = tuple(i / 2 for i in range(10, 401))
+FITS = {
+    "hopper_moe_block_expert_s": ("trtllm", "fp8_block", HOPPER, 1e-6, US_GRID),
+    "blackwell_moe_block_expert_s": ("trtllm", "fp8_block", BLACKWELL, 1e-6, US_GRID),
+    "mxfp4_moe_dequant_s": ("trtllm", "w4a16_mxfp4", BLACKWELL, 1e-12, PS_GRID),
+}
+
+
+def points(tables: list[dict], engine: str, dtype: str, gpus: tuple[str, ...]) -> list[tuple[dict, list]]:
+    """(table, point) pairs of ``engine``'s tables on ``gpus`` for ``dtype``."""
+    out = []
+    for t in tables:
+        if t["engine"] != engine or t["gpu"] not in gpus or dtype not in t["dtypes"]:
+            continue
+        d = t["dtypes"].index(dtype)
+        out += [(t, p) for p in t["points"] if p[0] == d]
+    return out
+
+
+def log_ratios(pairs: list[tuple[dict, list]], overrides: dict) -> list[float]:
+    """ln(kvplan / aiconfigurator) of each point, priced with ``overrides``."""
+    lns = []
+    for t, (d, m, tp, ep, tokens, us, _kernel) in pairs:
+        model, dtype = list(moe_compare.SHAPES)[m], t["dtypes"][d]
+        s = moe_compare.grouped_seconds(
+            t["gpu"], t["engine"], model=model, dtype=dtype, tp=tp, ep=ep, tokens=tokens, overrides=overrides
+        )
+        lns.append(math.log(s / (us * 1e-6)))
+    return lns
+
+
+def score(lns: list[float]) -> tuple[float, float]:
+    """(median |ln|, mean |ln|): what the grid search minimises, in that order."""
+    a = [abs(x) for x in lns]
+    return statistics.median(a), sum(a) / len(a)
+
+
+def fit(tables: list[dict], name: str, grid: tuple[float, ...] | None = None) -> dict:
+    """The best value of ``name`` on its points (``grid``: the values to try, in the constant's unit; default its
+    own): value (seconds), points, before / after median and worst |ln|."""
+    engine, dtype, gpus, unit, own = FITS[name]
+    pairs = points(tables, engine, dtype, gpus)
+    best = None
+    for value in grid or own:
+        lns = log_ratios(pairs, {name: value * unit})
+        key = score(lns)
+        if best is None or key < best[0]:
+            best = (key, value, lns)
+    before = log_ratios(pairs, {name: 0.0})
+    _, value, after = best
+    return {"name": name, "value_s": value * unit, "points": len(pairs),
+            "before": (score(before)[0], max(abs(x) for x in before)),
+            "after": (score(after)[0], max(abs(x) for x in after))}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", help="comma-separated constants to fit (default: all)")
+    args = p.parse_args(argv)
+    names = args.only.split(",") if args.only else list(FITS)
+    tables = moe_compare.load()
+    for name in names:
+        r = fit(tables, name)
+        print(f"{name}={r['value_s']:.4g}  ({r['points']} points; median |ln| {r['before'][0]:.3f} -> "
+              f"{r['after'][0]:.3f}, worst {r['before'][1]:.3f} -> {r['after'][1]:.3f})")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
