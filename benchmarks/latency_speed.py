@@ -12,9 +12,9 @@ Prints, for the machine as it is (CPU count and load average first and last, sin
     prompt queue), for DeepSeek-V3 on H200 (also TP-EP and DP attention + EP) and
     for Llama 3.1 8B on H200 with disaggregated pools;
 (b) CLI wall and CPU time (median of runs) of the same commands, the README's `plan --rate` examples, and of
-    `python -c pass` and of importing kvplan's third-party dependencies (typer, pydantic, yaml, tabulate), and of
-    what `cost` and `plan` load of them (FLOOR: no PyYAML, pydantic's modules that typer's option adapters and
-    kvplan's schema use, the collector as the CLI sets it): what any command pays before kvplan runs. kvplan is
+    `python -c pass` and of importing kvplan's third-party dependencies (typer, pydantic, yaml, tabulate), and of a
+    bare typer app that loads what `cost` and `plan` load of them (FLOOR_APP: no PyYAML, typer's pydantic option
+    adapters, tabulate, the collector as the CLI sets it): what any command pays before kvplan runs. kvplan is
     byte-compiled first and the children run with byte-code caching on, as an installed package does
     (benchmarks/speed.py does the same; the bundled YAML's parse cache, kvplan.files.read_bundled_yaml, likewise);
 (c) what the CLI start costs: `python -X importtime` of the `cost` command, the largest cumulative imports
@@ -30,6 +30,11 @@ TP/PP/DP/EP splits x batch shapes, serving at three rates, plans against targets
 the last bit) and the output and exit code of CLI commands (the ones timed here, their JSON and CSV forms, and
 engine errors). Run it in two checkouts and compare the files byte for byte: the speed work's identity check (every
 figure must stay the same).
+
+    python benchmarks/latency_speed.py --against TREE [--runs 15]
+
+times instead the floor and the `cost`, `plan --rate` and `plan --rate --engine trtllm` commands from another
+checkout TREE and from this one in alternation (before and after a change, under the same load), CPU seconds.
 """
 
 from __future__ import annotations
@@ -57,13 +62,24 @@ README_PLANS = [
      "--top", "4"],
 ]  # fmt: skip
 DEPS = "import typer, pydantic, yaml, tabulate"
-# What cost and plan load from outside kvplan since stop 23 (no PyYAML: kvplan.files.read_bundled_yaml), with the
-# collector set as the CLI sets it (kvplan.__main__.cli_gc): typer; pydantic's models, types and TypeAdapter, which
-# typer's option parsing (typer._adapters) and kvplan's schema both use; tabulate for the table.
-FLOOR = (
-    "import gc; gc.set_threshold(100_000, 10, 10); "
-    "import typer, pydantic.main, pydantic.types, pydantic.type_adapter, tabulate"
-)
+# The floor under cost and plan since stop 23: a bare two-command typer app parsing one int option and drawing a
+# one-cell table, with the collector set as the CLI sets it (kvplan.__main__.cli_gc) and tabulate imported without
+# wcwidth as kvplan.report does. It loads what those commands load from outside kvplan (no PyYAML since
+# kvplan.files.read_bundled_yaml): typer, and the pydantic modules its option adapters use (typer 0.29 builds a
+# pydantic TypeAdapter per option when it parses them; kvplan's schema uses the same modules), and tabulate.
+FLOOR_APP = """import gc, sys
+gc.set_threshold(100_000, 10, 10)
+sys.modules["wcwidth"] = None
+import tabulate, typer
+app = typer.Typer(add_completion=False)
+@app.command()
+def one(n: int = 1) -> None:
+    tabulate.tabulate([[n]])
+@app.command()
+def two() -> None:
+    pass
+app(["one", "--n", "2"], standalone_mode=False)
+"""
 # Children run with byte-code caching on, as an installed package does (benchmarks/speed.py, benchmarks/startup.py).
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
@@ -83,6 +99,40 @@ def _wall(cmd: list[str], runs: int) -> str:
 
 def _kvplan(args: list[str]) -> list[str]:
     return [sys.executable, "-m", "kvplan", *args]
+
+
+def _cpu_s(cmd: list[str], *, cwd: str, env: dict[str, str]) -> float:
+    """CPU seconds (user + system) of one run of ``cmd`` as a child."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=cwd)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+
+
+def against(other: str, runs: int) -> int:
+    """--against TREE: the floor and the timed CLI commands, each run from TREE (another checkout: main, a branch
+    before a change) and from this one in turn, ``runs`` rounds; the minimum and median CPU seconds of each. On a
+    shared machine the load moves between two runs of this script; taken in alternation, both trees see the same."""
+    import compileall
+
+    trees = {"other": os.path.abspath(other), "this": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    for root in trees.values():  # as pip does when it installs the wheel
+        compileall.compile_dir(os.path.join(root, "kvplan"), quiet=1)
+    cases = [("floor (FLOOR_APP)", [sys.executable, "-c", FLOOR_APP])]
+    cases += [(f"kvplan {' '.join(cmd)}", _kvplan(cmd)) for cmd in (COST, PLAN, PLAN_TRTLLM)]
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"machine: {os.cpu_count()} CPUs, load average {load} (1, 5, 15 min)")
+    print(f"CPU s, {runs} rounds in alternation: other = {trees['other']}, this = {trees['this']}")
+    for label, cmd in cases:
+        cpus: dict[str, list[float]] = {name: [] for name in trees}
+        for _ in range(runs):
+            for name, root in trees.items():
+                cpus[name].append(_cpu_s(cmd, cwd=root, env={**ENV, "PYTHONPATH": root}))
+        shown = "; ".join(f"{n} min {min(c):.3f} median {statistics.median(c):.3f}" for n, c in cpus.items())
+        print(f"    {label}: {shown}")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"machine after the runs: load average {load} (1, 5, 15 min)")
+    return 0
 
 
 def _timed(fn, runs: int) -> tuple[float, float]:  # noqa: ANN001
@@ -289,9 +339,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--no-importtime", action="store_true", help="skip the -X importtime breakdown")
     ap.add_argument("--figures", metavar="FILE", help="write the figures of a fixed set of calls to FILE; no timing")
+    ap.add_argument("--against", metavar="TREE", help="time the CLI from another checkout and this one in turn")
     args = ap.parse_args(argv)
     if args.figures:
         return write_figures(args.figures)
+    if args.against:
+        return against(args.against, args.runs)
     import compileall
 
     import kvplan
@@ -305,7 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     print("(b) CLI wall time, median of runs:")
     print(f"    python -c pass: {_wall([sys.executable, '-c', 'pass'], args.runs)}")
     print(f"    python -c '{DEPS}': {_wall([sys.executable, '-c', DEPS], args.runs)}")
-    print(f"    python -c '{FLOOR}': {_wall([sys.executable, '-c', FLOOR], args.runs)}")
+    floor = _wall([sys.executable, "-c", FLOOR_APP], args.runs)
+    print(f"    floor: a bare typer app, one option parsed, one table (FLOOR_APP): {floor}")
     for cmd in (COST, PLAN, PLAN_TRTLLM, PLAN_MOE, *README_PLANS):
         print(f"    kvplan {' '.join(cmd)}: {_wall(_kvplan(cmd), args.runs)}")
     if not args.no_importtime:

@@ -11,10 +11,10 @@ import gc
 # The cyclic collector's first threshold for the CLI process (CPython's default: 700 container allocations net of
 # frees). One command is a short process whose objects are either kept to the end (classes, pydantic's schemas,
 # the latency memos) or freed by reference counting (a step's figures): under the default, `plan llama-3.1-70b
-# --rate 10 ...` ran 129 gen-0, 11 gen-1 and one full collection (over ~49,000 live objects) that together found
-# 624 objects, most of them during the interpreter's own start, and took ~27 ms of a ~450 ms command (measured
-# with gc.callbacks; benchmarks/latency_speed.py). At 100,000 that command and `cost` run none; a longer one still
-# collects every 100,000 net allocations, so cyclic garbage stays bounded (a few MB at most).
+# --rate 10 ...` ran 107 gen-0, 9 gen-1 and one full collection (over ~49,000 tracked objects) that together found
+# 487 objects and took ~31 ms of a ~0.5 s command; `cost deepseek-v3 --tp 8` 61 and 5, ~12 ms, 477 objects
+# (gc.callbacks; docs/speed.md). At 100,000 neither runs one, and the peak memory does not grow (36.6 against
+# 37.6 MB); a longer command still collects every 100,000 net allocations, so cyclic garbage stays bounded.
 CLI_GC_THRESHOLD = 100_000
 
 

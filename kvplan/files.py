@@ -45,22 +45,31 @@ def _parse_yaml(text: str, path: Path) -> Any:
         raise InvalidInput(f"malformed YAML in {str(path)!r}{line}: {getattr(exc, 'problem', exc)}") from None
 
 
-# read_bundled_yaml's cache: beside each file, in __pycache__/ as CPython keeps byte code, one per interpreter
-# (marshal's format is the interpreter's), e.g. model_specs/__pycache__/llama-3.1-70b.yaml.cpython-311.parsed
-_PARSED = f".{sys.implementation.cache_tag}.parsed"
+def parsed_cache(path: Path) -> Path | None:
+    """Where :func:`read_bundled_yaml` keeps ``path``'s parse: where CPython would keep the byte code of a module
+    named like the file (``importlib.util.cache_from_source``: ``__pycache__/`` beside it, or under
+    ``PYTHONPYCACHEPREFIX``), one per interpreter as marshal's format is the interpreter's, with its own suffix:
+    ``model_specs/__pycache__/llama-3.1-70b.yaml.cpython-311.parsed``. None where the interpreter keeps no byte code."""
+    from importlib.util import cache_from_source
+
+    try:
+        return Path(cache_from_source(f"{path}.py", optimization="")).with_suffix(".parsed")
+    except NotImplementedError:  # sys.implementation.cache_tag is None
+        return None
 
 
 def read_bundled_yaml(path: Path) -> Any:
     """:func:`read_yaml` for the files kvplan ships (``model_specs/*.yaml``, ``data/gpus.yaml``), through a cache
-    of the parse: the file's whole text, the parser's identity (:func:`_parser_id`) and the parsed data, marshalled.
-    The cache answers only when the text read now and the parser are the very ones it was made from, so an edited
-    file or another PyYAML is parsed afresh (never stale); a hit costs reading two small files, where parsing
-    costs importing PyYAML (~14 ms on the 2-core development machine) and ~2 ms a file. The cache is written as
-    byte code is (not under ``PYTHONDONTWRITEBYTECODE``; nothing where the folder is read-only) and replaced
-    atomically, so concurrent runs never read half a file."""
+    of the parse (:func:`parsed_cache`): the file's whole text, the parser's identity (:func:`_parser_id`) and the
+    parsed data, marshalled. The cache answers only when the text read now and the parser are the very ones it was
+    made from, so an edited file or another PyYAML is parsed afresh (never stale); a hit costs reading two small
+    files, where parsing costs importing PyYAML (~14 ms on the 2-core development machine) and ~2 ms a file. The
+    cache is written as byte code is (not under ``PYTHONDONTWRITEBYTECODE``; nothing where the folder is read-only)
+    and replaced atomically, so concurrent runs never read half a file."""
     text = read_text(path)
-    cache = path.parent / "__pycache__" / (path.name + _PARSED)
-    parser = _parser_id()
+    cache, parser = parsed_cache(path), _parser_id()
+    if cache is None or parser is None:
+        return _parse_yaml(text, path)
     try:
         kept_text, kept_parser, data = marshal.loads(cache.read_bytes())
         if kept_text == text and kept_parser == parser:
@@ -68,7 +77,7 @@ def read_bundled_yaml(path: Path) -> Any:
     except (OSError, EOFError, ValueError, TypeError):  # none yet, unreadable, or not one of ours
         pass
     data = _parse_yaml(text, path)
-    if not sys.dont_write_bytecode and parser is not None:
+    if not sys.dont_write_bytecode:
         _write_parsed(cache, (text, parser, data))
     return data
 
@@ -94,7 +103,7 @@ def _write_parsed(cache: Path, entry: tuple) -> None:
     tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
     try:
         blob = marshal.dumps(entry)
-        cache.parent.mkdir(exist_ok=True)
+        cache.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_bytes(blob)
         os.replace(tmp, cache)
     except (OSError, ValueError):

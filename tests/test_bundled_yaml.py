@@ -22,7 +22,17 @@ def writes_caches(monkeypatch):
 
 
 def _cache(path: Path) -> Path:
-    return path.parent / "__pycache__" / (path.name + files._PARSED)
+    return path.parent / "__pycache__" / f"{path.name}.{sys.implementation.cache_tag}.parsed"
+
+
+def test_the_cache_sits_where_byte_code_would(tmp_path, monkeypatch):
+    path = tmp_path / "toy.yaml"
+    path.write_text(SPEC)
+    assert files.parsed_cache(path) == _cache(path)
+    monkeypatch.setattr(sys, "pycache_prefix", str(tmp_path / "prefix"))  # PYTHONPYCACHEPREFIX
+    kept = files.parsed_cache(path)
+    assert kept.is_relative_to(tmp_path / "prefix") and kept.name == _cache(path).name
+    assert read_bundled_yaml(path) == read_yaml(path) and kept.is_file() and not _cache(path).exists()
 
 
 def test_the_cache_answers_with_the_parse_itself(tmp_path):

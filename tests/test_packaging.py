@@ -16,7 +16,9 @@ def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("wheel")
     # a parse cache in the checkout (kvplan.files.read_bundled_yaml), which the wheel must not carry
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run([sys.executable, "-c", "import kvplan; kvplan.load_bundled('llama-3.1-8b')"], check=True, env=env)
+    env["PYTHONPATH"] = str(ROOT)  # this checkout's kvplan, whose specs_dir() is ROOT / "model_specs"
+    code = "import kvplan; kvplan.load_bundled('llama-3.1-8b')"
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=ROOT)
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q", "-w", str(out)],
         capture_output=True,
