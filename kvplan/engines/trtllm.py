@@ -742,6 +742,10 @@ CALIBRATION = Calibration(
     # the 180 B200 / GB200 w4a16_mxfp4 points (gpt-oss) of the same tables, every constant above held: 1 / 6.3e-11 =
     # 15.9e9 weights a second per SM; the tile is TensorRT-LLM-Gen's token tile, not fitted (mxfp4_moe_tile_tokens 64).
     mxfp4_moe_dequant_s=6.3e-11,
+    # ... and on Hopper, where it runs its Triton backend: fit_moe_ops.py on the 165 H100 / H200 w4a16_mxfp4 points, the
+    # two fitted in turn (1 / 3.75e-11 = 26.7e9 weights a second per SM; 74 us a layer).
+    hopper_mxfp4_moe_dequant_s=3.75e-11,
+    hopper_mxfp4_moe_layer_s=7.4e-05,
     # MLA decode fixed cost per layer on Hopper and on Blackwell (kvplan.latency _mla_decode_layer_s), each fitted by
     # benchmarks/mla_compare.py --fit --engine trtllm --gpu h200|b200 on aiconfigurator 0.12.0's TensorRT-LLM
     # 1.3.0rc20 MLA module tables (least squares, every other constant held); mla_layer_s (26.68 us, fitted on whole
