@@ -644,6 +644,27 @@ _VIEWS: dict[tuple, tuple[ModelSpec, ModelSpec]] = {}
 _NO_SETTINGS = Settings()
 
 
+def past_graph_cap(
+    spec: ModelSpec,
+    engine: Engine | str | None,
+    settings: Settings | None = None,
+    *,
+    decode_seqs: float,
+    dp: int = 1,
+    pp: int = 1,
+) -> bool:
+    """Whether a decode step of ``decode_seqs`` sequences is larger, on its busiest rank and micro-batch (``dp``
+    ranks, then ``m = min(pp, per rank)`` micro-batches, as :func:`step_latency` splits it), than the engine's largest
+    captured CUDA graph (:meth:`kvplan.engines.base.Engine.graph_token_cap`): such a step runs without one and pays
+    ``eager_kernel_s`` per launch. None for ``engine``: vLLM, as :func:`calibration`."""
+    profile = engine if isinstance(engine, Engine) else get_engine(engine or "vllm")
+    cap = profile.graph_token_cap(spec, settings or _NO_SETTINGS)
+    if cap is None:
+        return False
+    rank = decode_seqs / dp
+    return math.ceil(rank / min(float(pp), max(1.0, rank)) - 1e-9) > cap
+
+
 def kernel_spec(spec: ModelSpec, engine: Engine | str | None, settings: Settings | None = None) -> ModelSpec:
     """``spec`` as ``engine``'s attention kernels see it: each windowed layer kind (sliding or chunked) with the
     span the engine's kernels read and compute (:meth:`kvplan.engines.base.Engine.attention_spans`): a sliding
@@ -1338,7 +1359,8 @@ def step_latency(
     if view is not spec and phase == "prefill":  # the engine's kernels compute other spans than the checkpoint's
         attention_flops = _stage_flops(view, range(spec.num_layers), context=context, prefix=0, prompts=batch, tp=tp)
     spec = view
-    c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=phase == "prefill",
+    eager = phase == "prefill" or past_graph_cap(spec, engine, settings, decode_seqs=batch, dp=dp, pp=pp)
+    c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=eager,
                     ep=expert_parallel, dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine),
                     deepep=deepep, two_batch=two_batch, fmha_gain=gain)  # fmt: skip
     per_seq = context if phase == "prefill" else 1
@@ -1438,6 +1460,7 @@ def mixed_step_latency(
     prompt_chunks: float = 1.0,
     padded_rank_seqs: float | None = None,
     settings: Settings | None = None,
+    eager_decode: bool = False,
 ) -> OpTimes:
     """One in-flight-batching step: ``decode_seqs`` decodes at ``decode_context`` plus a prefill chunk of
     ``prefill_tokens`` tokens after ``prefill_prefix`` already-prefilled tokens of the same prompt.
@@ -1469,10 +1492,12 @@ def mixed_step_latency(
     GEMMs, norms, the MoE layers and their token exchange, not to the attention's cache reads.
 
     ``settings``: the engine's flags where they change what its attention kernels read (:func:`kernel_spec`).
+    ``eager_decode``: a decode-only step past the engine's largest CUDA graph (:func:`past_graph_cap`), run without one.
     """
     chunk = int(round(prefill_tokens))
     spec = kernel_spec(spec, engine, settings)
-    c = _engine_ctx(spec, gpu, engine, tp=tp, weights_dtype=weights_dtype, eager=chunk > 0, ep=expert_parallel,
+    c = _engine_ctx(spec, gpu, engine, tp=tp, weights_dtype=weights_dtype, eager=chunk > 0 or eager_decode,
+                    ep=expert_parallel,
                     dp=dp, pp=pp, gpus_per_node=gpus_per_node, two_batch=two_batch, deepep=deepep,
                     kv_dtype=kv_dtype_name)  # fmt: skip
     if pp == 1 and dp == 1:
