@@ -213,6 +213,7 @@ class _Ctx:
     moe_expert_s: float = 0.0  # block-scaled fp8 grouped experts: seconds per expert on the rank (_moe_expert_s)
     moe_expert_added: bool = False  # that cost adds to the grouped GEMMs (Blackwell) rather than floors them (Hopper)
     moe_dequant_s: float = 0.0  # W4A16 MXFP4 experts: seconds per weight one token tile dequantizes (_moe_dequant_s)
+    view_passes: float = 1.0  # decode attention reads the sequences' cells this many times (Engine.decode_view_passes)
     # Terms every step of this context repeats, taken once on first use (:func:`lm_head_s`, :func:`allreduce_s`,
     # :func:`_decode_attention_stages` by KV dtype); a copy (dataclasses.replace) starts empty
     terms: dict = field(default_factory=dict, init=False, compare=False, repr=False)
@@ -665,6 +666,17 @@ def past_graph_cap(
     return math.ceil(rank / min(float(pp), max(1.0, rank)) - 1e-9) > cap
 
 
+def _with_view_passes(c: _Ctx, spec: ModelSpec, engine: Engine | str | None, settings: Settings | None,
+                      rank_seqs: float) -> _Ctx:  # fmt: skip
+    """``c`` with the engine's decode cache-read multiplier for ``rank_seqs`` decodes on a rank
+    (:meth:`kvplan.engines.base.Engine.decode_view_passes`: llama.cpp's unified cache); ``c`` itself where it is 1."""
+    if settings is None:
+        return c
+    profile = engine if isinstance(engine, Engine) else get_engine(engine or "vllm")
+    passes = profile.decode_view_passes(spec, settings, rank_seqs)
+    return c if passes == 1.0 else replace(c, view_passes=passes)
+
+
 def kernel_spec(spec: ModelSpec, engine: Engine | str | None, settings: Settings | None = None) -> ModelSpec:
     """``spec`` as ``engine``'s attention kernels see it: each windowed layer kind (sliding or chunked) with the
     span the engine's kernels read and compute (:meth:`kvplan.engines.base.Engine.attention_spans`): a sliding
@@ -759,6 +771,7 @@ def _attention_s(
         held = batch * layer.read_at(context)  # a window's last W tokens, a chunk's current tokens (decode_span)
         if kind.kv_shared:  # caches nothing, reads the K/V of the earlier layer it shares over its own span
             held = batch * _shared_bytes(spec, layer.kind, kv_dtype, c.tp) * decode_span(kind, context)
+        held *= c.view_passes
         if kind.type == "mla":
             heads = ceil_div(spec.num_attention_heads, c.tp)
             flops = 2 * batch * heads * (2 * kind.kv_lora_rank + kind.qk_rope_head_dim) * context
@@ -1363,6 +1376,8 @@ def step_latency(
     c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=eager,
                     ep=expert_parallel, dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine),
                     deepep=deepep, two_batch=two_batch, fmha_gain=gain)  # fmt: skip
+    if phase == "decode":
+        c = _with_view_passes(c, spec, engine, settings, batch / dp)
     per_seq = context if phase == "prefill" else 1
     rank_seqs = ceil_div(batch, dp)
     if pp == 1 and rank_seqs >= 2 and _splits_in_two(c, rank_seqs * per_seq, prefill=phase == "prefill"):
@@ -1500,6 +1515,7 @@ def mixed_step_latency(
                     ep=expert_parallel,
                     dp=dp, pp=pp, gpus_per_node=gpus_per_node, two_batch=two_batch, deepep=deepep,
                     kv_dtype=kv_dtype_name)  # fmt: skip
+    c = _with_view_passes(c, spec, engine, settings, decode_seqs / dp)
     if pp == 1 and dp == 1:
         pad = max(0.0, padded_rank_seqs - decode_seqs) if padded_rank_seqs is not None and not chunk else 0.0
         return _micro_step(c, None, decode_seqs, decode_seqs + pad, decode_context, chunk, prefill_prefix,

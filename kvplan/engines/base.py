@@ -741,6 +741,11 @@ class Engine:
         kernel_spec`); memory (capacity) keeps the engine's own cache rules."""
         return None
 
+    def decode_view_passes(self, spec: ModelSpec, settings: Settings, seqs: float) -> float:
+        """How many times a decode step of ``seqs`` sequences reads its sequences' cached K/V, where the engine's
+        attention kernels read more than each sequence's own cells once (llama.cpp's unified cache); 1 elsewhere."""
+        return 1.0
+
     def graph_token_cap(self, spec: ModelSpec, settings: Settings) -> int | None:
         """The most tokens a decode step may put on a rank and still replay a CUDA graph; a step with more runs
         without one (:mod:`kvplan.latency` prices its launches at ``eager_kernel_s``). None: no cap modelled."""
