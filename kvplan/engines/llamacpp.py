@@ -215,8 +215,9 @@ class LlamaCpp(Engine):
         large independent sequences ... we have to view this buffer continuously"), which added the split streams
         (``kv_unified`` false: each sequence its own view). The CUDA kernel streams that whole view once per block of
         :func:`fa_query_columns` tokens (fattn.cu @00a2d609; ``flash_attn_mask_to_KV_max`` trims only the all-masked
-        tail, and the sparse gather of ``flash_attn_mask_to_sparse_indices`` runs only where a model passes
-        ``n_kv_max``, with a view of at least 4,096 cells and twice that bound: not the generic attention). So the
+        tail, and the sparse gather of ``flash_attn_mask_to_sparse_indices`` runs only under a per-query key bound
+        the graph sets, ``ggml_flash_attn_ext_set_n_kv_max``, on a view of at least max(4,096, 2 x bound) cells: a
+        unified cache's mask sets none). So the
         step reads ``ceil(n / columns)`` x what the sequences' own cells hold (1 while the batch fits one block, as
         the server's own 4 unified slots always do, :data:`SERVER_AUTO_SLOTS`: 4 tokens fit one block at every GQA
         ratio). MLA models (the 576-wide kernel path) are not modelled: 1."""
