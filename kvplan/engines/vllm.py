@@ -556,7 +556,7 @@ def cuda_graph(spec: ModelSpec) -> int:
 # every 8 from 8 below 256, every 16 from 256 up to the max (compilation_config.cudagraph_capture_sizes replaces them;
 # a model may raise the max: gpt-oss, below).
 GRAPH_CAPTURE_MAX = 512
-# vllm/model_executor/models/config.py GptOssForCausalLMConfig.verify_and_update_config (0.16.0 and 0.19.0 wheels):
+# vllm/model_executor/models/config.py GptOssForCausalLMConfig.verify_and_update_config (0.16.0, 0.19.0, 0.21.0 wheels):
 # "Increase the max capture size from 512 to 1024 for performance", only where the user set neither
 # cudagraph_capture_sizes nor max_cudagraph_capture_size; set before _set_cudagraph_sizes, so not min'ed with
 # 2 x max_num_seqs there (only with max_num_batched_tokens). GptOss came after 0.8 (no such class in 0.8.5).
@@ -567,8 +567,8 @@ GRAPH_CAPTURE_MAX_0_8 = 512
 
 
 def max_capture_size(settings: Settings, *, spec: ModelSpec | None = None, rule: str = "seqs") -> int:
-    """The largest step (tokens on a rank) vLLM replays as a CUDA graph: ``rule`` "seqs" (0.16, 0.19; the source above
-    :data:`GRAPH_CAPTURE_MAX`): ``min(2 x max_num_seqs, 512)``, gpt-oss 1024 (:data:`GRAPH_CAPTURE_MAX_FAMILIES`);
+    """The largest step (tokens on a rank) vLLM replays as a CUDA graph: ``rule`` "seqs" (0.16, 0.19, 0.21; the source
+    above :data:`GRAPH_CAPTURE_MAX`): ``min(2 x max_num_seqs, 512)``, gpt-oss 1024 (:data:`GRAPH_CAPTURE_MAX_FAMILIES`);
     "fixed" (0.8.5): 512. Both at most ``max_num_batched_tokens``; the largest of ``--cuda-graph-batch-sizes`` where
     given (compilation_config.cudagraph_capture_sizes, kept up to max_num_batched_tokens in both)."""
     budget = settings.max_num_batched_tokens
@@ -719,11 +719,11 @@ class Vllm(Engine):
 
     def graph_token_cap(self, spec: ModelSpec, settings: Settings) -> int | None:
         """The most tokens a step on a rank replays as a CUDA graph (:func:`max_capture_size`); past it vLLM runs the
-        step without one: 0.16.0 and 0.19.0 vllm/v1/cudagraph_dispatcher.py CudagraphDispatcher.dispatch returns
+        step without one: 0.16.0, 0.19.0 and 0.21.0 vllm/v1/cudagraph_dispatcher.py CudagraphDispatcher.dispatch returns
         ``CUDAGraphMode.NONE`` when ``num_tokens > max_cudagraph_capture_size`` (the torch.compile'd model, eager
         launches); 0.8.5 vllm/v1/worker/gpu_model_runner.py execute_model: ``num_scheduled_tokens <=
-        self.cudagraph_batch_sizes[-1]`` pads to a piecewise graph, else "Eager mode". 0.21 keeps 0.19's rule (its
-        copy was not read)."""
+        self.cudagraph_batch_sizes[-1]`` pads to a piecewise graph, else "Eager mode" (each read in that release's
+        PyPI wheel; config/vllm.py _set_cudagraph_sizes and the gpt-oss override read the same in 0.16.0-0.21.0)."""
         return max_capture_size(settings, spec=spec, rule=self.graph_cap)
 
     def mamba_pages(self, settings: Settings) -> int:
