@@ -730,6 +730,8 @@ def _attention_s(
         gain = 1.0 if any_mla else c.fmha_gain
         compute = attention_flops / (c.peak16 * (c.cal.mla_prefill_eff if any_mla else c.cal.attn_prefill_eff))
         fixed = mixers * (c.cal.attn_layer_s + c.kernel_s) + mla * c.cal.mla_layer_s
+        if _sparse_mla(spec):  # DSA: FlashMLA's sparse kernel on the padded heads, at its published efficiency
+            return attention_flops * _sparse_head_pad(c) / (c.peak16 * c.cal.sparse_mla_prefill_eff) + fixed
         return compute / gain + compute * c.cal.attn_prefill_half_len / context + fixed
     plan = _plan(spec, kv_dtype, c.tp, c.pp)
     total = 0.0
@@ -746,6 +748,24 @@ def _attention_s(
             t = held / (c.bw * c.cal.attn_decode_mem_eff)
         total += count * (t + c.cal.attn_layer_s + batch * c.cal.attn_seq_s)
     return total + mla * _mla_decode_layer_s(c, kv_dtype)
+
+
+def _sparse_mla(spec: ModelSpec) -> bool:
+    """Every attention layer runs DeepSeek Sparse Attention (an MLA layer with ``index_topk``; DeepSeek-V3.2). Its
+    prompt attention is then FlashMLA's sparse kernel over the selected keys in the absorbed form
+    (:func:`kvplan.attention.prefill_pairs`, :func:`kvplan.attention.attention_dims`)."""
+    return _fact(spec, ("sparse_mla",), lambda: all(
+        spec.kind(n).index_topk for n in spec.kind_counts if spec.kind(n).type == "mla") and any(
+        spec.kind(n).index_topk for n in spec.kind_counts))  # fmt: skip
+
+
+def _sparse_head_pad(c: _Ctx) -> float:
+    """The sparse prefill kernel's query heads over the rank's own: the engine pads them up to its multiple
+    (``sparse_mla_heads_multiple``, Blackwell ``blackwell_sparse_mla_heads_multiple``; 0: none)."""
+    multiple = (c.cal.blackwell_sparse_mla_heads_multiple if c.gpu.architecture == "blackwell"
+                else c.cal.sparse_mla_heads_multiple)  # fmt: skip
+    heads = ceil_div(c.spec.num_attention_heads, c.tp)
+    return ceil_div(heads, multiple) * multiple / heads if multiple else 1.0
 
 
 def _shared_bytes(spec: ModelSpec, name: str, kv_dtype: str, tp: int) -> int:
