@@ -1281,8 +1281,7 @@ def indexer_prefill_s(c: _Ctx, layers: range, *, context: int, prefix: int, prom
     every pair. Priced as the FLOPs, ``2 x index_n_heads x index_head_dim`` per pair, at the GPU's fp8 tensor-core
     peak (16-bit where it has none) times ``attn_prefill_eff`` (the engine's fitted prefill attention efficiency: no
     table times the indexer alone), plus the logits' bytes, 4 written and 4 read per pair, at ``gemm_mem_eff`` of
-    the bandwidth. The main attention's top-k cap (each query reads at most 2,048 selected keys past 2,048 tokens)
-    and FlashMLA's sparse kernels are not modelled: kvplan prices the main attention as dense MLA.
+    the bandwidth. The main attention over the keys it selects is :func:`_attention_s`'s (:func:`_sparse_mla`).
     """
     if not any(c.spec.kind(name).index_n_heads for name in c.spec.kind_counts):
         return 0.0
