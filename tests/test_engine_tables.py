@@ -168,10 +168,9 @@ def test_sglang_max_running_requests_caps_the_batch() -> None:
     assert capped.max_num_seqs == 4 and free.max_num_seqs is None
 
 
-def test_closed_loop_run_by_hand() -> None:
-    # One request, one output token: one prefill step of the whole prompt (no decodes, no prefix): 1 token / step.
-    # Two output tokens: that step, then one decode step at the prompt's context (1 generated token rounds to 0
-    # in 64-token buckets): 2 tokens / (prefill + decode).
+def _one_slot_8b():  # noqa: ANN202
+    """published_compare, Llama 3.1 8B bf16 on one H100 under vLLM with one sequence slot, and its two steps at a
+    1,024-token prompt: the prefill of the whole prompt and one decode at that context."""
     from kvplan.serving import _step
 
     pub, _ = published()
@@ -179,6 +178,16 @@ def test_closed_loop_run_by_hand() -> None:
               settings=Settings(max_num_seqs=1))  # fmt: skip
     prefill = _step(s, n=0.0, p=1024.0, context=1024, prefix=0)
     decode = _step(s, n=1.0, p=0.0, context=1024, prefix=0)
+    return pub, s, prefill, decode
+
+
+def test_closed_loop_run_by_hand() -> None:
+    # One request, one output token: one prefill step of the whole prompt (no decodes, no prefix): 1 token / step.
+    # Two output tokens: that step, then one decode step at the prompt's context (1 generated token rounds to 0
+    # in 64-token buckets): 2 tokens / (prefill + decode).
+    from kvplan.serving import _step
+
+    pub, s, prefill, decode = _one_slot_8b()
     one = pub.closed_loop_run(s, isl=1024, osl=1, concurrency=1, prompts=1)
     two = pub.closed_loop_run(s, isl=1024, osl=2, concurrency=1, prompts=1)
     assert one == pytest.approx(1 / prefill) and two == pytest.approx(2 / (prefill + decode))
@@ -246,13 +255,7 @@ def test_closed_loop_trace_times_by_hand() -> None:
     # at the step's end, TTFT = the prefill step from its send), then two decode steps at its prompt's context (1 and
     # 2 generated tokens round to 0 in 64-token buckets): TPOT = (2 decode steps) / (3 - 1). The second request is
     # sent when the first finishes, so its TTFT is again one prefill step; the run is 2 x (prefill + 2 decodes).
-    from kvplan.serving import _step
-
-    pub, _ = published()
-    s = setup("llama-3.1-8b", "h100-sxm", engine="vllm", weights_dtype="bf16", kv_dtype_name="bf16",
-              settings=Settings(max_num_seqs=1))  # fmt: skip
-    prefill = _step(s, n=0.0, p=1024.0, context=1024, prefix=0)
-    decode = _step(s, n=1.0, p=0.0, context=1024, prefix=0)
+    pub, s, prefill, decode = _one_slot_8b()
     tr = pub.closed_loop_trace(s, isl=1024, osl=3, concurrency=1, prompts=2)
     assert tr["mean_ttft_s"] == pytest.approx(prefill) and tr["mean_tpot_s"] == pytest.approx(decode)
     assert tr["duration_s"] == pytest.approx(2 * (prefill + 2 * decode))
