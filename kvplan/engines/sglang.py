@@ -686,6 +686,7 @@ ENGINE = Sglang(
         "swa_full_tokens_ratio",
         "two_batch_overlap",
         "deepep",  # --moe-a2a-backend deepep
+        "mixed_chunk",  # --enable-mixed-chunk (Engine.mixes_steps)
     ),
     overlap=OVERLAP,
     lent_fits=MLA_FITS,
