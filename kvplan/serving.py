@@ -1,10 +1,14 @@
 """In-flight (continuous) batching at a request rate: steady-state batch, TTFT, TPOT and throughput.
 
-Every engine here schedules prefills and decodes into the same steps: each step runs one token for
+vLLM and TensorRT-LLM schedule prefills and decodes into the same steps: each step runs one token for
 every running sequence plus prefill tokens up to a budget of ``max_num_batched_tokens`` tokens per
 step, decodes first (vLLM V1 ``vllm/v1/core/sched/scheduler.py`` ``Scheduler.schedule``, v0.19:
 running requests are scheduled before waiting ones, and a long prompt is split into chunks that
-fit the token budget). The steady state at a request rate ``lambda`` (Poisson arrivals), mean prompt
+fit the token budget). SGLang (without ``--enable-mixed-chunk``) runs prompt batches and decode batches as
+separate steps, prompts first (:meth:`Engine.mixes_steps`): a step is then the cycle between two decode steps,
+one decode step plus the prompt-only steps run before it (:func:`_alternating_cycle`; its TPOT carries the prompt
+steps, its TTFT queues behind whole prompt steps of up to the budget, :func:`_prompt_load`), and the token budget
+bounds each prompt step, not the cycle. The steady state at a request rate ``lambda`` (Poisson arrivals), mean prompt
 ``I`` and mean output ``O`` tokens is the mean step time ``t`` that solves
 
     t = step(n, p),    n = lambda * O * t  (sequences decoding: Little's law),
@@ -294,6 +298,8 @@ def _mean_step(s: Setup, *, n: float, p: float, prompt: int, budget: int, contex
     ``(1 - f) step(n, 0) + f step(n, chunk)``; when every step carries at least one chunk, ``step(n, p)``.
     With data-parallel ranks each rank admits its own chunks (:func:`_dp_mean_step`).
     """
+    if p > 0 and not s.engine.mixes_steps(s.settings):  # prompt and decode batches as separate steps (SGLang)
+        return _alternating_cycle(s, n=n, p=p, prompt=prompt, budget=budget, context=context, ep=ep)
     chunk = max(1.0, min(float(prompt), _room(s, budget, n)))
     if p <= 0:
         return _step(s, n=n, p=0, context=context, ep=ep)
@@ -309,6 +315,82 @@ def _mean_step(s: Setup, *, n: float, p: float, prompt: int, budget: int, contex
     share = p / chunk
     busy = _step(s, n=n, p=chunk, context=context, prefix=prefix, ep=ep)
     return (1 - share) * _step(s, n=n, p=0, context=context, ep=ep) + share * busy
+
+
+def _alternating_cycle(s: Setup, *, n: float, p: float, prompt: int, budget: int, context: int, ep: bool) -> float:
+    """The mean time between two decode steps where the engine runs prompt batches and decode batches as separate
+    steps (:meth:`Engine.mixes_steps` False: SGLang without ``--enable-mixed-chunk``), ``p`` prompt tokens arriving
+    per such cycle: :func:`_alternating_parts`' first figure."""
+    return _alternating_parts(s, n=n, p=p, prompt=prompt, budget=budget, context=context, ep=ep)[0]
+
+
+def _alternating_parts(s: Setup, *, n: float, p: float, prompt: int, budget: int, context: int,
+                       ep: bool) -> tuple[float, float]:  # fmt: skip
+    """(the mean cycle between two decode steps, the share of a rank's time in prompt steps) where prompt batches and
+    decode batches are separate steps, ``p`` prompt tokens of ``prompt``-token prompts arriving per cycle.
+
+    SGLang's scheduler builds a prompt batch whenever prompts wait and runs it before the running requests' decode
+    ("Run prefill first if possible": python/sglang/srt/managers/scheduler.py ``Scheduler.get_next_batch_to_run``, a
+    new batch from ``get_new_batch_prefill`` else ``update_running_batch``; sgl-project/sglang @d51c1c21, read
+    through the code index, the same in the 0.4 / 0.5 copies kvplan's engine rules cite), and a prompt batch holds
+    no decode (the running batch joins it only under ``is_mixed_chunk``). Its prompt budget is the whole
+    ``chunked_prefill_size`` (``PrefillAdder``'s ``rem_chunk_tokens``, less the running requests only when mixed:
+    python/sglang/srt/managers/schedule_policy.py ``PrefillAdder.__init__`` @00550cd1; ``budget`` here): the
+    waiting prompts fill it in arrival order, the one that does not fit entering as a chunk of what is left (the
+    next prompt batch's first, ``add_chunked_req``), so ``N`` waiting prompts take ``ceil(N prompt / budget)``
+    prompt steps, one after the other, the decodes waiting. Every decoding request advances one token a cycle: one
+    decode step of the ``n`` running requests, ``d = step(n, 0)``, plus the prompt steps run since the last one.
+    Prompts arrive at random (Poisson) with ``m = p / prompt`` a cycle on average, so a cycle runs ``k = E[ceil(N
+    prompt / budget)]`` prompt steps (:func:`_prompt_steps`; ``m`` where ``m`` is small and a prompt fits the budget,
+    ``m prompt / budget`` and a half when many wait) of ``p / k`` tokens each, a long prompt's chunks half-way into
+    it (as :func:`_mean_step` places them). The cycle is ``d + k step(0, p / k)``: the prompt steps' time spread
+    over the decode tokens, which is what a decoding request's TPOT carries; the prompt steps' share of the time,
+    ``k step(0, p / k) / cycle``, is the load of the prompts' queue (:func:`_prompt_load`).
+
+    With ``dp`` data-parallel ranks each rank's scheduler alternates on its own and the ranks run each iteration
+    together (python/sglang/srt/managers/scheduler.py ``prepare_mlp_sync_batch`` gathers every rank's batch for the
+    MoE layers, an idle one where a rank has none; ``get_next_batch_to_run`` keeps prompt and decode batches apart
+    across ranks only with speculative decoding, "This branch makes sure prefill and decode batches will not be
+    mixed when spec and dp-attn is enabled"). A rank's cycle is then ``1 + k`` iterations (``k`` from its share
+    ``p / dp``), a share ``q = k / (1 + k)`` of its iterations prompt steps; taking the ranks as independent, an
+    iteration holds at least one prompt step in a share ``b = 1 - (1 - q)^dp``, and then ``dp q / b`` ranks run a
+    prompt step each while the others decode their ``n / dp`` (``n (1 - q / b)`` decodes in all; the same
+    independence :func:`_dp_mean_step` takes for mixed steps, stated). The cycle is ``(1 + k)`` mean iterations;
+    with one rank it is ``d + k step(0, p / k)`` exactly."""
+    per_rank = p / s.dp
+    decode = _step(s, n=n, p=0, context=context, ep=ep)
+    if per_rank <= 0:
+        return decode, 0.0
+    steps = _prompt_steps(per_rank / prompt, prompt=prompt, budget=budget)
+    tokens = per_rank / steps
+    prefix = max(0, (prompt - budget) // 2)  # a long prompt's chunks sit, on average, half-way in
+    if s.dp == 1:
+        prompts = steps * _step(s, n=0.0, p=tokens, context=context, prefix=prefix, ep=ep)
+        return decode + prompts, prompts / (decode + prompts)
+    share = steps / (1 + steps)  # a rank's iterations that are its prompt steps
+    busy_share = -math.expm1(s.dp * math.log1p(-share))  # 1 - (1 - q)^dp, exact for tiny q
+    prefilling = s.dp * share / busy_share  # ranks in a prompt step, in an iteration that holds one
+    busy = _step(s, n=n * (1 - share / busy_share), p=tokens, context=context, prefix=prefix, ep=ep,
+                 p_all=tokens * prefilling)  # fmt: skip
+    cycle = (1 + steps) * ((1 - busy_share) * decode + busy_share * busy)
+    return cycle, steps * busy / cycle
+
+
+def _prompt_steps(mean_prompts: float, *, prompt: int, budget: int) -> float:
+    """``E[ceil(N prompt / budget)]``, ``N`` Poisson with mean ``mean_prompts``: the prompt steps that a cycle's
+    arrivals take when the waiting prompts pack each step's ``budget`` tokens (:func:`_alternating_parts`). Summed
+    over ``N`` within 12 standard deviations of the mean (the rest weighs below 1e-30); from a mean of 200 prompts
+    on, ``mean x prompt / budget + 1/2`` (the ceiling's mean excess over a spread of many steps)."""
+    per = prompt / budget
+    if mean_prompts > 200:
+        return mean_prompts * per + 0.5
+    top = int(mean_prompts + 12 * math.sqrt(mean_prompts) + 30)
+    log_m = math.log(mean_prompts)
+    total = 0.0
+    for count in range(1, top + 1):
+        weight = math.exp(count * log_m - mean_prompts - math.lgamma(count + 1))
+        total += weight * math.ceil(count * per - 1e-9)  # 1e-9: a whole count of budgets is that many steps
+    return total
 
 
 def _slots_mean_step(s: Setup, *, n: float, p: float, chunk: float, prefix: int, context: int, ep: bool) -> float:
@@ -500,16 +582,20 @@ def _solve(load: _Load) -> tuple[float | None, str]:
     if lam <= 0:
         return 0.0, "compute"
     t_seq = load.seq_limit / (lam * out.mean)  # n reaches the sequence limit
-    # n + p reach every DP rank's budget; under the balancer's batching wait, (W + 1) p (:func:`_release_every`)
+    # n + p reach every DP rank's budget; under the balancer's batching wait, (W + 1) p (:func:`_release_every`).
+    # Where prompt and decode batches are separate steps the budget bounds each prompt step, not the cycle: a cycle
+    # runs as many prompt steps as its prompts need (:func:`_alternating_cycle`), and only the sequences bound.
+    mixed = load.setup.engine.mixes_steps(load.setup.settings)
     every = _release_every(load.setup, seqs=load.seq_limit)  # at the bound n is far above the ranks
-    t_tok = load.budget * load.setup.dp / (lam * (every * comp + out.mean))
+    t_tok = load.budget * load.setup.dp / (lam * (every * comp + out.mean)) if mixed else math.inf
     t_hi = min(t_seq, t_tok)
     bound = load.seq_limit_name if t_seq <= t_tok else "token_budget"
+    p_cap = load.budget * load.setup.dp if mixed else math.inf
 
     def g(t: float) -> float:
         n, p = lam * out.mean * t, lam * comp * t
-        step = _mean_step(load.setup, n=n, p=min(p, load.budget * load.setup.dp), prompt=inp.mean,
-                          budget=load.budget, context=ctx, ep=load.ep)  # fmt: skip
+        step = _mean_step(load.setup, n=n, p=min(p, p_cap), prompt=inp.mean, budget=load.budget, context=ctx,
+                          ep=load.ep)  # fmt: skip
         return step - t
 
     g_hi = g(t_hi)
@@ -613,6 +699,24 @@ def queue_wait_s(
     return (mean_wait / waits) * math.log(waits / tail) if waits > tail else 0.0
 
 
+def _beside(s: Setup, n: float) -> float:
+    """The decodes a prompt's steps carry beside it: the ``n`` running requests where the engine mixes them into
+    one step (:meth:`Engine.mixes_steps`), none where its prompt steps are prompt-only (SGLang's default)."""
+    return n if s.engine.mixes_steps(s.settings) else 0.0
+
+
+def _prompt_load(s: Setup, *, n: float, p: float, prompt: int, budget: int, context: int, ep: bool) -> float:
+    """The load of the prompts' queue (:func:`queue_wait_s`'s ``rho``, held below 1): with mixed steps the share of
+    the prefill slots' room the ``p`` prompt tokens per step take (``p / (dp m (budget - n))``); with separate
+    prompt steps the share of a rank's time spent in them (:func:`_alternating_parts`): an arriving prompt waits for
+    the prompt steps under way and queued before it, whole (at a low rate ``rate x`` the mean prompt's prompt-only
+    prefill; the residual of a decode step under way is not counted, as the mixed steps' is not)."""
+    if s.engine.mixes_steps(s.settings):
+        return min(p / max(1.0, s.dp * _micro_batches(s) * _room(s, budget, n)), 0.999)
+    share = _alternating_parts(s, n=n, p=p, prompt=prompt, budget=budget, context=context, ep=ep)[1]
+    return min(share, 0.999)
+
+
 def _prefill_service(s: Setup, *, prompt: int, n: float, context: int, budget: int, ep: bool) -> float:
     """One prompt's prefill in chunks of what the budget leaves after ``n`` decodes (each chunk attends to the
     chunks before it)."""
@@ -682,7 +786,8 @@ class _Tail:
             ttft_q = _mean_step(s, n=1 + n_q, p=self.p, prompt=inp.at(q), budget=self.budget, context=inp.at(q),
                                 ep=self.ep)  # fmt: skip
         else:
-            ttft_q = _ttft(s, prompt=inp.at(q), n=n, context=_decode_context(inp, self.out), budget=self.budget,
+            ttft_q = _ttft(s, prompt=inp.at(q), n=_beside(s, n), context=_decode_context(inp, self.out),
+                           budget=self.budget,
                            rho=self.rho, quantile=q, ep=self.ep, ahead_s=self.ahead_s, scv=inp.scv)  # fmt: skip
             if self.hold is not None:  # the hold at the same quantile, added (a comonotone bound of the sum's)
                 ttft_q += self.hold.at(q) * self.step_s
@@ -760,13 +865,13 @@ def serve(
             _batch_cap(s, input_len, output_len), gpus, label,
         )  # fmt: skip
     n, p = rate_rps * output_len.mean * t, rate_rps * load.prompt_computed * t
-    rho = min(p / max(1.0, s.dp * _micro_batches(s) * _room(s, budget, n)), 0.999)
+    rho = _prompt_load(s, n=n, p=p, prompt=input_len.mean, budget=budget, context=ctx, ep=ep)
     tpot = _mean_step(s, n=1 + n, p=p, prompt=input_len.mean, budget=budget, context=ctx, ep=ep)
     ahead = hold = None
     if prefilled:  # the first step: a decode step at the prompt's length (prompt_computed)
         ttft = _mean_step(s, n=1 + n, p=p, prompt=input_len.mean, budget=budget, context=input_len.mean, ep=ep)
     else:
-        ahead = _prefill_service(s, prompt=input_len.mean, n=n, context=ctx, budget=budget, ep=ep)
+        ahead = _prefill_service(s, prompt=input_len.mean, n=_beside(s, n), context=ctx, budget=budget, ep=ep)
         ttft = ahead + queue_wait_s(ahead, rho, servers=_micro_batches(s), scv=input_len.scv)
         hold = _balance_hold(s, rate_rps=rate_rps, step_s=t, n=n)
         ttft += hold.mean_iters * t if hold is not None else 0.0
