@@ -70,7 +70,9 @@ def test_alternating_steps_by_hand(sglang8b):
     The figures: t = 8.942 ms, n = 9.157, d(n) = 7.270 ms, m = 0.03577, k = 1 - e^-m = 0.03514 (a second step from
     5 prompts on: 2e-9), p / k = 2085 tokens, P = 47.58 ms: 7.270 + 0.03514 x 47.58 = 8.942 ms. TPOT = d(1 + n) +
     k P; TTFT = the request's own prompt step P(2048) = 46.79 ms plus the M/D/1 wait behind prompt steps at their
-    share of the time, rho = k P / t = 0.187: 46.79 x rho / (2 (1 - rho)) = 5.4 ms."""
+    share of the time, rho = k P / t = 0.187: 46.79 x rho / (2 (1 - rho)) = 5.38 ms, plus the decode step under way:
+    found in a share (1 - e^-n) (1 - rho) = 0.813 of the time, half of it left, over 1 - rho: 0.813 x 7.270 / 2 /
+    0.813 = 3.64 ms; 55.81 ms in all."""
     s, lam = sglang8b, 4.0
     r = serve(s, rate_rps=lam, input_len=Lengths.of(2048), output_len=Lengths.of(256))
     t, n, ctx = r.step_s, r.batch, 2048 + 128
@@ -85,7 +87,10 @@ def test_alternating_steps_by_hand(sglang8b):
     assert t == pytest.approx(d + k * batch_step, rel=1e-4)
     assert r.tpot_mean_s == pytest.approx(d1 + k * batch_step, rel=1e-4)
     rho = k * batch_step / t
-    assert r.ttft_mean_s == pytest.approx(own + own * rho / (2 * (1 - rho)), rel=1e-4)
+    share = (1 - math.exp(-n)) * (1 - rho)
+    residual = share * d / 2 / (1 - rho)
+    assert r.ttft_mean_s == pytest.approx(own + own * rho / (2 * (1 - rho)) + residual, rel=1e-4)
+    assert 55.7e-3 < r.ttft_mean_s < 55.9e-3
     assert 8.9e-3 < t < 9.0e-3 and 0.18 < rho < 0.19 and 2080 < 2048 * m / k < 2090  # the figures above
 
 
@@ -146,3 +151,34 @@ def test_plan_takes_enable_mixed_chunk():
     no_rate = runner.invoke(app, ["plan", "llama-3.1-8b", "--users", "4", "-c", "2k", "-e", "sglang",
                                   "--enable-mixed-chunk"])  # fmt: skip
     assert no_rate.exit_code == 2 and "change latency only" in no_rate.output, no_rate.output
+
+
+def test_steady_state_agrees_with_a_step_by_step_simulation(sglang8b):
+    """benchmarks/serving_sim.py runs SGLang's scheduler step by step on kvplan's step times under Poisson arrivals;
+    at 0.6 of the sustainable rate (512 in / 256 out, 3,000 requests, seed 1) it gives batch 73.1, TPOT 13.09 ms and
+    TTFT 24.2 ms against kvplan.serving's 74.1, 13.10 ms and 23.5 ms (the TTFT with the wait for the decode step
+    under way; without it 19.1 ms)."""
+    from kvplan.serving import _limits
+    from tests.benchmods import bench_module
+
+    sim_mod = bench_module("serving_sim")
+    inp, out = Lengths.of(512), Lengths.of(256)
+    rate = 0.6 * max_rate(sglang8b, input_len=inp, output_len=out)
+    r = serve(sglang8b, rate_rps=rate, input_len=inp, output_len=out, with_max_rate=False)
+    sim = sim_mod.simulate(sglang8b, rate_rps=rate, isl=512, osl=256, requests=3000, budget=8192,
+                           seq_cap=_limits(sglang8b, inp, out)[0], warmup=100)  # fmt: skip
+    assert sim.batch == pytest.approx(r.batch, rel=0.05)
+    assert sim.tpot_s == pytest.approx(r.tpot_mean_s, rel=0.05)
+    assert sim.ttft_s == pytest.approx(r.ttft_mean_s, rel=0.05)
+    assert sim.output_tokens_per_s == pytest.approx(rate * 256, rel=0.05)
+
+
+def test_decode_residual_by_hand():
+    from kvplan.serving import decode_residual_s
+
+    # decode steps of 10 ms half the time, prompts' load 0.2: 0.5 x 10 / 2 / 0.8 = 3.125 ms on average; the 90th
+    # percentile of the residual is 10 (1 - 0.1 / 0.5) = 8 ms, over 0.8: 10 ms; below a share of 0.1 it is 0
+    assert decode_residual_s(0.5, 10e-3, rho=0.2) == pytest.approx(3.125e-3)
+    assert decode_residual_s(0.5, 10e-3, rho=0.2, quantile=0.9) == pytest.approx(10e-3)
+    assert decode_residual_s(0.05, 10e-3, rho=0.2, quantile=0.9) == 0.0
+    assert decode_residual_s(0.0, 10e-3, rho=0.2) == 0.0
