@@ -379,17 +379,20 @@ def _alternating_parts(s: Setup, *, n: float, p: float, prompt: int, budget: int
 def _prompt_steps(mean_prompts: float, *, prompt: int, budget: int) -> float:
     """``E[ceil(N prompt / budget)]``, ``N`` Poisson with mean ``mean_prompts``: the prompt steps that a cycle's
     arrivals take when the waiting prompts pack each step's ``budget`` tokens (:func:`_alternating_parts`). Summed
-    over ``N`` within 12 standard deviations of the mean (the rest weighs below 1e-30); from a mean of 200 prompts
-    on, ``mean x prompt / budget + 1/2`` (the ceiling's mean excess over a spread of many steps)."""
+    over ``N`` within 12 standard deviations of the mean (the rest weighs below 1e-30), or until a term falls below
+    the sum's precision; from a mean of 200 prompts on, ``mean x prompt / budget + 1/2`` (the ceiling's mean excess
+    over a spread of many steps; none where a prompt is a whole number of budgets)."""
     per = prompt / budget
     if mean_prompts > 200:
-        return mean_prompts * per + 0.5
+        return mean_prompts * per + (0.0 if per == int(per) else 0.5)
     top = int(mean_prompts + 12 * math.sqrt(mean_prompts) + 30)
-    log_m = math.log(mean_prompts)
-    total = 0.0
+    weight, total = math.exp(-mean_prompts), 0.0  # P(N = 0); e^-200 is far above the smallest double
     for count in range(1, top + 1):
-        weight = math.exp(count * log_m - mean_prompts - math.lgamma(count + 1))
-        total += weight * math.ceil(count * per - 1e-9)  # 1e-9: a whole count of budgets is that many steps
+        weight *= mean_prompts / count  # P(N = count), by the recurrence
+        term = weight * math.ceil(count * per - 1e-9)  # 1e-9: a whole count of budgets is that many steps
+        total += term
+        if count > mean_prompts and term < 1e-17 * total:  # past the mode and below the sum's precision
+            break
     return total
 
 
