@@ -73,9 +73,9 @@ from kvplan.latency import calibration, mixed_step_latency, past_graph_cap, pp_c
 
 Z90 = 1.2816  # standard normal 90th percentile
 Z99 = 2.3263  # standard normal 99th percentile (Python's statistics.NormalDist().inv_cdf(0.99) = 2.32635)
-# Token budget per step where the engine rules give none (kvplan.engines' TensorRT-LLM, SGLang): TensorRT-LLM's
-# LLM API max_num_tokens defaults to 8192 (tensorrt_llm/llmapi/llm_args.py, the figure kvplan's TRT-LLM budget
-# rule used before the engines package), SGLang's chunked_prefill_size is 8192 on large GPUs.
+# Token budget per step where the engine rules give none (kvplan.engines' TensorRT-LLM): TensorRT-LLM's LLM API
+# max_num_tokens defaults to 8192 (tensorrt_llm/llmapi/llm_args.py, the figure kvplan's TRT-LLM budget rule used
+# before the engines package). SGLang's rules give its chunked_prefill_size by GPU memory (Sglang.batch_limits).
 DEFAULT_TOKEN_BUDGET = 8192
 _BISECT = 60
 _REL_TOL = 1e-4  # step time to 0.01 %; the sustainable rate to 0.5 %

@@ -182,3 +182,19 @@ def test_decode_residual_by_hand():
     assert decode_residual_s(0.5, 10e-3, rho=0.2, quantile=0.9) == pytest.approx(10e-3)
     assert decode_residual_s(0.05, 10e-3, rho=0.2, quantile=0.9) == 0.0
     assert decode_residual_s(0.0, 10e-3, rho=0.2) == 0.0
+
+
+def test_sglang_prompt_budget_follows_the_gpu_memory():
+    """SGLang's chunked_prefill_size default by GPU memory (server_args.py _handle_gpu_memory_settings): 8,192 on the
+    80-141 GB H100 / H200, 16,384 on B200 (180 GB), 4,096 on a 40 GB A100, 2,048 on a 24 GB L4; the flag wins."""
+    spec = load_bundled("llama-3.1-8b")
+    budgets = {g: setup(spec, resolve_gpu(g), engine="sglang").max_num_batched_tokens
+               for g in ("h100-sxm", "h200", "b200", "a100-40gb", "l4")}  # fmt: skip
+    assert budgets == {"h100-sxm": 8192, "h200": 8192, "b200": 16384, "a100-40gb": 4096, "l4": 2048}
+    given = setup(spec, resolve_gpu("b200"), engine="sglang", settings=Settings(max_num_batched_tokens=4096))
+    assert given.max_num_batched_tokens == 4096
+    # one 12,000-token prompt alone: one prompt step on B200, two chunks (8,192 + 3,808) on H100
+    b200 = serve(setup(spec, resolve_gpu("b200"), engine="sglang"), rate_rps=0.0, input_len=Lengths.of(12000),
+                 output_len=Lengths.of(8))  # fmt: skip
+    assert b200.ttft_mean_s == pytest.approx(phase_cost(spec, resolve_gpu("b200"), 12000, phase="prefill",
+                                                        engine="sglang").time_s)  # fmt: skip
