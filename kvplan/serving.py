@@ -325,9 +325,12 @@ def _alternating_cycle(s: Setup, *, n: float, p: float, prompt: int, budget: int
 
 
 def _alternating_parts(s: Setup, *, n: float, p: float, prompt: int, budget: int, context: int,
-                       ep: bool) -> tuple[float, float]:  # fmt: skip
-    """(the mean cycle between two decode steps, the share of a rank's time in prompt steps) where prompt batches and
-    decode batches are separate steps, ``p`` prompt tokens of ``prompt``-token prompts arriving per cycle.
+                       ep: bool) -> tuple[float, float, float]:  # fmt: skip
+    """(the mean cycle between two decode steps, the share of a rank's time in prompt steps, the length-biased mean
+    of the rank's decode iterations) where prompt batches and decode batches are separate steps, ``p`` prompt tokens
+    of ``prompt``-token prompts arriving per cycle. The third is what a prompt arriving during one of them waits out,
+    twice over (:func:`_decode_steps_behind`): the decode step ``d`` with one rank; with several, the rank's decode
+    iteration lasts ``d`` or, where another rank runs a prompt step in it, the prompt iteration, ``E[L^2] / E[L]``.
 
     SGLang's scheduler builds a prompt batch whenever prompts wait and runs it before the running requests' decode
     ("Run prefill first if possible": python/sglang/srt/managers/scheduler.py ``Scheduler.get_next_batch_to_run``, a
@@ -360,20 +363,23 @@ def _alternating_parts(s: Setup, *, n: float, p: float, prompt: int, budget: int
     per_rank = p / s.dp
     decode = _step(s, n=n, p=0, context=context, ep=ep)
     if per_rank <= 0:
-        return decode, 0.0
+        return decode, 0.0, decode
     steps = _prompt_steps(per_rank / prompt, prompt=prompt, budget=budget)
     tokens = per_rank / steps
     prefix = max(0, (prompt - budget) // 2)  # a long prompt's chunks sit, on average, half-way in
     if s.dp == 1:
         prompts = steps * _step(s, n=0.0, p=tokens, context=context, prefix=prefix, ep=ep)
-        return decode + prompts, prompts / (decode + prompts)
+        return decode + prompts, prompts / (decode + prompts), decode
     share = steps / (1 + steps)  # a rank's iterations that are its prompt steps
     busy_share = -math.expm1(s.dp * math.log1p(-share))  # 1 - (1 - q)^dp, exact for tiny q
     prefilling = s.dp * share / busy_share  # ranks in a prompt step, in an iteration that holds one
     busy = _step(s, n=n * (1 - share / busy_share), p=tokens, context=context, prefix=prefix, ep=ep,
                  p_all=tokens * prefilling)  # fmt: skip
     cycle = (1 + steps) * ((1 - busy_share) * decode + busy_share * busy)
-    return cycle, steps * busy / cycle
+    own_decode = cycle - steps * busy  # the rank's one decode iteration a cycle: d, or busy where another prefills
+    plain = min(1.0, max(0.0, (busy - own_decode) / (busy - decode))) if busy > decode else 1.0
+    biased = (plain * decode**2 + (1 - plain) * busy**2) / own_decode
+    return cycle, steps * busy / cycle, biased
 
 
 def _prompt_steps(mean_prompts: float, *, prompt: int, budget: int) -> float:
@@ -702,18 +708,12 @@ def queue_wait_s(
     return (mean_wait / waits) * math.log(waits / tail) if waits > tail else 0.0
 
 
-def _beside(s: Setup, n: float) -> float:
-    """The decodes a prompt's steps carry beside it: the ``n`` running requests where the engine mixes them into
-    one step (:meth:`Engine.mixes_steps`), none where its prompt steps are prompt-only (SGLang's default)."""
-    return n if s.engine.mixes_steps(s.settings) else 0.0
-
-
 def _prompt_load(s: Setup, *, n: float, p: float, prompt: int, budget: int, context: int, ep: bool) -> float:
     """The load of the prompts' queue (:func:`queue_wait_s`'s ``rho``, held below 1): with mixed steps the share of
     the prefill slots' room the ``p`` prompt tokens per step take (``p / (dp m (budget - n))``); with separate
     prompt steps the share of a rank's time spent in them (:func:`_alternating_parts`): an arriving prompt waits for
     the prompt steps under way and queued before it, whole (at a low rate ``rate x`` the mean prompt's prompt-only
-    prefill; the residual of a decode step under way is not counted, as the mixed steps' is not)."""
+    prefill); the decode step under way is waited out apart (:func:`decode_residual_s`)."""
     if s.engine.mixes_steps(s.settings):
         return min(p / max(1.0, s.dp * _micro_batches(s) * _room(s, budget, n)), 0.999)
     share = _alternating_parts(s, n=n, p=p, prompt=prompt, budget=budget, context=context, ep=ep)[1]
@@ -723,16 +723,16 @@ def _prompt_load(s: Setup, *, n: float, p: float, prompt: int, budget: int, cont
 def _decode_steps_behind(s: Setup, *, n: float, p: float, prompt: int, budget: int, context: int,
                          ep: bool) -> tuple[float, float]:  # fmt: skip
     """Where prompt steps are apart (:meth:`Engine.mixes_steps` False): (the share of a rank's time in decode steps,
-    one decode step's seconds), what an arriving prompt may find under way and wait out (:func:`decode_residual_s`);
+    the decode iterations' length-biased mean, ``d`` with one rank), what an arriving prompt may find under way and
+    wait out (:func:`decode_residual_s`);
     (0, 0) with mixed steps, whose step under way kvplan does not count (an arrival joins the next step, stated).
     The share: the rank is decoding in a share ``1 - exp(-n / dp)`` of the time (the Poisson count of its running
     requests above 0), and then in decode steps for the share of its cycle the prompt steps leave
     (:func:`_alternating_parts`)."""
     if s.engine.mixes_steps(s.settings) or n <= 0:
         return 0.0, 0.0
-    prompt_share = _alternating_parts(s, n=n, p=p, prompt=prompt, budget=budget, context=context, ep=ep)[1]
-    decode = _step(s, n=n, p=0, context=context, ep=ep)
-    return -math.expm1(-n / s.dp) * (1 - prompt_share), decode
+    _, prompt_share, biased = _alternating_parts(s, n=n, p=p, prompt=prompt, budget=budget, context=context, ep=ep)
+    return -math.expm1(-n / s.dp) * (1 - prompt_share), biased
 
 
 def decode_residual_s(share: float, step_s: float, *, rho: float, quantile: float | None = None) -> float:
@@ -754,13 +754,17 @@ def decode_residual_s(share: float, step_s: float, *, rho: float, quantile: floa
 
 
 def _prefill_service(s: Setup, *, prompt: int, n: float, context: int, budget: int, ep: bool) -> float:
-    """One prompt's prefill in chunks of what the budget leaves after ``n`` decodes (each chunk attends to the
-    chunks before it)."""
-    room = max(1, int(_room(s, budget, n)))
+    """One prompt's prefill in chunks of what the budget leaves after the replica's ``n`` decodes (each chunk attends
+    to the chunks before it). Where prompt steps are apart (:meth:`Engine.mixes_steps` False) a chunk takes the whole
+    budget and its step holds no decode of its own rank, but the other attention-DP ranks' decodes run in the same
+    iteration (:func:`_alternating_parts`): ``n (dp - 1) / dp`` beside it, none with one rank."""
+    mixed = s.engine.mixes_steps(s.settings)
+    room = max(1, int(_room(s, budget, n if mixed else 0.0)))
+    beside = n if mixed else n * (s.dp - 1) / s.dp
     service, done = 0.0, 0
     while done < prompt:
         chunk = min(room, prompt - done)
-        service += _step(s, n=n, p=chunk, context=context, prefix=done, ep=ep)
+        service += _step(s, n=beside, p=chunk, context=context, prefix=done, ep=ep)
         done += chunk
     return service
 
@@ -823,7 +827,7 @@ class _Tail:
             ttft_q = _mean_step(s, n=1 + n_q, p=self.p, prompt=inp.at(q), budget=self.budget, context=inp.at(q),
                                 ep=self.ep)  # fmt: skip
         else:
-            ttft_q = _ttft(s, prompt=inp.at(q), n=_beside(s, n), context=_decode_context(inp, self.out),
+            ttft_q = _ttft(s, prompt=inp.at(q), n=n, context=_decode_context(inp, self.out),
                            budget=self.budget,
                            rho=self.rho, quantile=q, ep=self.ep, ahead_s=self.ahead_s, scv=inp.scv)  # fmt: skip
             if self.hold is not None:  # the hold at the same quantile, added (a comonotone bound of the sum's)
@@ -910,7 +914,7 @@ def serve(
     if prefilled:  # the first step: a decode step at the prompt's length (prompt_computed)
         ttft = _mean_step(s, n=1 + n, p=p, prompt=input_len.mean, budget=budget, context=input_len.mean, ep=ep)
     else:
-        ahead = _prefill_service(s, prompt=input_len.mean, n=_beside(s, n), context=ctx, budget=budget, ep=ep)
+        ahead = _prefill_service(s, prompt=input_len.mean, n=n, context=ctx, budget=budget, ep=ep)
         ttft = ahead + queue_wait_s(ahead, rho, servers=_micro_batches(s), scv=input_len.scv)
         behind = _decode_steps_behind(s, n=n, p=p, prompt=input_len.mean, budget=budget, context=ctx, ep=ep)
         ttft += decode_residual_s(*behind, rho=rho)

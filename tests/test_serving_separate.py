@@ -127,13 +127,18 @@ def test_data_parallel_ranks_alternate_on_their_own():
     (1 - q)^2 of them holding a prompt step (q = k / (1 + k)); one rank reduces to d + k P."""
     s = setup(load_bundled("qwen3-30b-a3b"), H100, engine="sglang", dp=2, ep=True)
     n, p, ctx = 40.0, 400.0, 1100
-    cycle, share = _alternating_parts(s, n=n, p=p, prompt=1000, budget=8192, context=ctx, ep=False)
+    cycle, share, biased = _alternating_parts(s, n=n, p=p, prompt=1000, budget=8192, context=ctx, ep=False)
     k = _prompt_steps(0.2, prompt=1000, budget=8192)  # 400 / 2 ranks / 1000 tokens = 0.2 prompts a rank a cycle
     q = k / (1 + k)
     b = 1 - (1 - q) ** 2
     busy = _step(s, n=n * (1 - q / b), p=200 / k, context=ctx, p_all=200 / k * 2 * q / b)
     want = (1 + k) * ((1 - b) * _step(s, n=n, p=0, context=ctx) + b * busy)
     assert cycle == pytest.approx(want, rel=1e-12) and share == pytest.approx(k * busy / want, rel=1e-12)
+    # the rank's own decode iteration (want - k busy on average) lasts d or busy: E[L^2] / E[L] over those two
+    d = _step(s, n=n, p=0, context=ctx)
+    own = want - k * busy
+    plain = (busy - own) / (busy - d)
+    assert 0 < plain < 1 and biased == pytest.approx((plain * d**2 + (1 - plain) * busy**2) / own, rel=1e-12)
     r = serve(s, rate_rps=0.0, input_len=Lengths.of(1000), output_len=Lengths.of(200))
     assert r.ttft_mean_s == pytest.approx(_step(s, n=0.0, p=1000, context=1100))
 
