@@ -81,6 +81,7 @@ NAMES += ("hopper_moe_block_expert_s", "blackwell_moe_block_expert_s", "mxfp4_mo
 # kernels per architecture; kvplan.latency _gqa_decode_s): held here. attn_layer_s / attn_seq_s / attn_decode_mem_eff
 # still price prefill's fixed cost, MLA and recurrent layers, and GPUs of other architectures.
 NAMES += ("hopper_gqa_decode", "blackwell_gqa_decode")
+NAMES += ("hopper_mxfp4_moe_dequant_s", "hopper_mxfp4_moe_layer_s")
 MAX_EFF = 0.95
 CLASS_WEIGHT = 0.3  # per-class residuals: enough to pin each class, the step totals still lead
 

@@ -744,12 +744,16 @@ CALIBRATION = Calibration(
     # the 180 B200 / GB200 w4a16_mxfp4 points (gpt-oss) of the same tables, every constant above held: 1 / 6.3e-11 =
     # 15.9e9 weights a second per SM; the tile is TensorRT-LLM-Gen's token tile, not fitted (mxfp4_moe_tile_tokens 64).
     mxfp4_moe_dequant_s=6.3e-11,
+    # ... and on Hopper, where it runs its Triton backend: fit_moe_ops.py on the 165 H100 / H200 w4a16_mxfp4 points, the
+    # two fitted in turn (1 / 3.75e-11 = 26.7e9 weights a second per SM; 74 us a layer).
+    hopper_mxfp4_moe_dequant_s=3.75e-11,
+    hopper_mxfp4_moe_layer_s=7.4e-05,
     # GQA/MHA decode attention on Blackwell (kvplan.latency _gqa_decode_s): benchmarks/gqa_decode_compare.py --fit on
     # aiconfigurator 0.12.0's TensorRT-LLM 1.3.0rc20 generation-attention tables (aiconfigurator_core/systems/data/
     # b200_sxm/attention/trtllm/1.3.0rc20/generation_attention_perf.parquet, kernel_source torch_flow; head_dim 128,
     # fp8 and bf16 KV, 4 and 8 query heads a KV head, 1-8 KV heads on the rank: benchmarks/data/
     # aiconfigurator_gqa_decode.json), every other constant held: 2,590 rows, median |ln| 0.036, worst 0.736 (the
-    # older sum below, attn_layer_s 12.5 us + read + batch x attn_seq_s 76.4 ns fitted on whole steps, 0.192 and 1.84:
+    # older sum, attn_layer_s 12.5 us + read + batch x attn_seq_s 76.4 ns fitted on whole steps, 0.192 and 1.84:
     # it did not shrink with the KV heads a rank holds). A 10.8 us floor; ~9.2 ns a sequence and KV head; the read and
     # that work overlap (p 6.75: the slower hides the other).
     # Hopper is fitted by the same script (5,180 H100/H200 rows: floor 6.18 / 9.69 us fp8 / 16-bit KV, cache at
