@@ -207,7 +207,7 @@ def render(rows: list[dict]) -> str:
 
 
 FIT_FIELDS = ("floor_s", "floor_16bit_s", "mem_eff", "seq_kvhead_s", "seq_kvhead_16bit_s", "overlap_p")
-FIT_ENGINES = ("trtllm", "vllm")  # the engines with a calibration of their own (SGLang borrows vLLM's)
+FIT_ENGINES = ("trtllm", "vllm", "sglang")  # SGLang: its own decode kernels, set on the constants it borrows (LentFits)
 
 
 def fit_arch(tables: list[dict], engine: str, arch: str) -> dict:

@@ -156,12 +156,13 @@ def test_each_engine_module_carries_its_own_calibration():
     # An engine without a fit borrows vLLM's figures under a label that says so; the engine object works too.
     lent = latency_calibration(ENGINES["sglang"])
     assert lent.gemm_peak_eff == vllm.CALIBRATION.gemm_peak_eff and lent.engine == "sglang"
-    # (was "vLLM 0.24.0 (no sglang fit: vLLM's constants)": SGLang now sets its own MLA decode fits on the lent ones,
-    # kvplan.engines.sglang.MLA_FITS, and the label names them)
-    own = "MLA decode: SGLang 0.5.10's own, mla_compare.py --fit"
+    # (was "vLLM 0.24.0 (no sglang fit: vLLM's constants)": SGLang now sets its own MLA and GQA decode fits on the lent
+    # ones, kvplan.engines.sglang.MLA_FITS, and the label names them)
+    own = ("MLA decode: SGLang 0.5.10's own, mla_compare.py --fit; GQA decode: SGLang 0.5.14's own, "
+           "gqa_decode_compare.py --fit")  # fmt: skip
     assert lent.version == f"vLLM 0.24.0 (no sglang fit: vLLM's constants; {own})"
     mla = ("hopper_mla_layer_s", "blackwell_mla_layer_s", "blackwell_mla_nope_dims", "blackwell_mla_kv_dtypes",
-           "blackwell_mla_families")  # fmt: skip
+           "blackwell_mla_families", "hopper_gqa_decode", "blackwell_gqa_decode")  # fmt: skip
     none = dict.fromkeys(mla)
     assert replace(lent, **none) == replace(vllm.CALIBRATION, engine="sglang", version=lent.version, **none)
     assert latency_calibration(None) is vllm.CALIBRATION is calibration("vllm@0.19")

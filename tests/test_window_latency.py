@@ -25,14 +25,15 @@ MISTRAL, GPT_OSS, SCOUT = (load_bundled(n) for n in ("mistral-7b-v0.1", "gpt-oss
 
 @pytest.fixture(scope="module")
 def cal():
-    """vLLM's constants, lent to SGLang and llama.cpp; the figures the goldens below use."""
+    """vLLM's constants, lent to SGLang (which sets its own decode fits on them) and llama.cpp; the figures the goldens
+    below use."""
     c = calibration("vllm")
     assert (c.attn_decode_mem_eff, c.attn_layer_s, c.attn_seq_s) == (0.8422, 1.254e-05, 2.739e-08)
     assert (c.attn_prefill_eff, c.attn_prefill_half_len, c.eager_kernel_s) == (0.6255, 1369, 4.017e-06)
     assert (H100.bandwidth_gbps, H100.bf16_dense_tflops) == (3350, 989)
     for engine in ("sglang", "llamacpp"):
         assert calibration(engine).attn_decode_mem_eff == c.attn_decode_mem_eff
-        assert calibration(engine).hopper_gqa_decode == c.hopper_gqa_decode
+    assert calibration("llamacpp").hopper_gqa_decode == c.hopper_gqa_decode  # SGLang sets its own (_sglang_layer)
     fit = c.hopper_gqa_decode  # GQA decode on Hopper (kvplan.engines.vllm): the figures _vllm_layer uses
     assert (fit.floor_16bit_s, fit.mem_eff, fit.seq_kvhead_16bit_s, fit.overlap_p) == (
         1.139e-05,
@@ -48,6 +49,20 @@ def _vllm_layer(held: float, *, batch: int = 1, kv_heads: int = 8) -> float:
     read = held / (3350e9 x 0.7894 = 2.644490e12 B/s), work = batch x KV heads x 25.67 ns, p = 1.276."""
     read, work = held / (3350e9 * 0.7894), batch * kv_heads * 25.67e-9
     return 11.39e-6 + (read**1.276 + work**1.276) ** (1 / 1.276)
+
+
+def _sglang_layer(held: float, *, batch: int = 1, kv_heads: int = 8) -> float:
+    """The same with SGLang's own Hopper fit (kvplan.engines.sglang SGLANG_GQA_DECODE), 16-bit KV: 8.893 us + (read^p +
+    work^p)^(1/p), read = held / (3350e9 x 0.7375 = 2.470625e12 B/s), work = batch x KV heads x 21.43 ns, p = 1.368."""
+    fit = calibration("sglang").hopper_gqa_decode
+    assert (fit.floor_16bit_s, fit.mem_eff, fit.seq_kvhead_16bit_s, fit.overlap_p) == (
+        8.893e-06,
+        0.7375,
+        2.143e-08,
+        1.368,
+    )
+    read, work = held / (3350e9 * 0.7375), batch * kv_heads * 21.43e-9
+    return 8.893e-6 + (read**1.368 + work**1.368) ** (1 / 1.368)
 
 
 def _decode_attention(engine: str, spec, context: int, settings: Settings | None = None) -> float:
@@ -69,8 +84,10 @@ def test_mistral_decode_at_32k_reads_the_window_or_the_whole_context(cal) -> Non
     * vLLM (the window's 4,096 tokens): 16,777,216 B / 2.644490e12 = 6.344216 us;
       11.39 + (6.344216^1.276 + 0.20536^1.276)^(1 / 1.276) = 17.79657 us per layer, 0.5694903 ms for 32 (0.592444 ms
       with the older sum, 12.54 us + read at 0.8422 of bandwidth + 0.02739 us);
-    * SGLang (llama.py passes no window: the whole 32,768): 134,217,728 B -> 50.75373 us -> 62.17890 us, 1.989725 ms;
-      llama.cpp the same (its LLaMA architecture has no window for Mistral), with or without --swa-full;
+    * llama.cpp (its LLaMA architecture has no window for Mistral: the whole 32,768, with or without --swa-full):
+      134,217,728 B -> 50.75373 us -> 62.17890 us, 1.989725 ms;
+    * SGLang (llama.py passes no window either), its own Hopper fit (_sglang_layer): 134,217,728 B / 2.470625e12 =
+      54.32541 us; 8.893 + (54.32541^1.368 + 0.17144^1.368)^(1 / 1.368) = 63.23347 us, 2.023471 ms;
     * TensorRT-LLM before PR #12597 (MistralAttention passed no window), its own constants (0.8451, 12.53 us,
       0.07637 us; its Hopper decode keeps the older sum, kvplan.engines.trtllm hopper_gqa_decode None):
       134,217,728 B / 2.831085e12 = 47.40858 us -> 60.01495 us, 1.920478 ms."""
@@ -83,12 +100,15 @@ def test_mistral_decode_at_32k_reads_the_window_or_the_whole_context(cal) -> Non
     assert (trt.attn_decode_mem_eff, trt.attn_layer_s, trt.attn_seq_s) == (0.8451, 1.253e-05, 7.637e-08)
     assert _decode_attention("trtllm", MISTRAL, 32768) == pytest.approx(1.920478e-3, rel=1e-6)
     sglang = _decode_attention("sglang", MISTRAL, 32768)
-    assert sglang == pytest.approx(1.989725e-3, rel=1e-6)
-    assert sglang == pytest.approx(32 * _vllm_layer(134_217_728), rel=1e-9)
-    assert _decode_attention("llamacpp", MISTRAL, 32768) == pytest.approx(sglang, rel=1e-9)
-    assert _decode_attention("llamacpp", MISTRAL, 32768, Settings(swa_full=True)) == pytest.approx(sglang, rel=1e-9)
-    # below the window every engine reads the same
-    assert _decode_attention("sglang", MISTRAL, 4096) == pytest.approx(_decode_attention("vllm", MISTRAL, 4096))
+    assert sglang == pytest.approx(2.023471e-3, rel=1e-6)
+    assert sglang == pytest.approx(32 * _sglang_layer(134_217_728), rel=1e-9)
+    llamacpp = _decode_attention("llamacpp", MISTRAL, 32768)
+    assert llamacpp == pytest.approx(1.989725e-3, rel=1e-6)
+    assert llamacpp == pytest.approx(32 * _vllm_layer(134_217_728), rel=1e-9)
+    assert _decode_attention("llamacpp", MISTRAL, 32768, Settings(swa_full=True)) == pytest.approx(llamacpp, rel=1e-9)
+    # below the window SGLang and vLLM read the same bytes, each on its own kernel
+    assert _decode_attention("sglang", MISTRAL, 4096) == pytest.approx(32 * _sglang_layer(16_777_216), rel=1e-9)
+    assert _decode_attention("vllm", MISTRAL, 4096) == pytest.approx(32 * _vllm_layer(16_777_216), rel=1e-9)
 
 
 def test_gpt_oss_prefill_at_32k_by_engine(cal) -> None:
@@ -219,7 +239,7 @@ def test_in_flight_batching_prices_the_engines_spans() -> None:
         r = serve(s, rate_rps=0.0, input_len=inp, output_len=out, with_max_rate=False)
         assert r.tpot_mean_s == pytest.approx(phase_cost(MISTRAL, H100, 33024, phase="decode", engine=engine).time_s)
         by_engine[engine] = r.tpot_mean_s
-    # 32 x (_vllm_layer(33,024 x 4,096 B) - _vllm_layer(4,096 x 4,096 B)) = 32 x (62.54 - 17.80) us = 1.43 ms
+    # 32 x (_sglang_layer(33,024 x 4,096 B) - _vllm_layer(4,096 x 4,096 B)) = 32 x (63.66 - 17.80) us = 1.47 ms
     assert by_engine["sglang"] - by_engine["vllm"] > 1.4e-3
     step = {}
     for full in (False, True):
