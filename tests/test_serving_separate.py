@@ -67,12 +67,12 @@ def test_alternating_steps_by_hand(sglang8b):
     n = 4 x 256 x t decoding, d(n) their decode step at the mean context 2048 + 128 = 2176, m = 4 t prompts arriving
     a cycle, k = E[ceil(N 2048 / 8192)] prompt steps a cycle for N ~ Poisson(m) = P(N >= 1) + P(N >= 5) + ..., each
     of p / k = 2048 m / k tokens (a step holds all the prompts that arrived), P(x) the prompt-only step of x tokens.
-    The figures: t = 8.942 ms, n = 9.157, d(n) = 7.270 ms, m = 0.03577, k = 1 - e^-m = 0.03514 (a second step from
-    5 prompts on: 2e-9), p / k = 2085 tokens, P = 47.58 ms: 7.270 + 0.03514 x 47.58 = 8.942 ms. TPOT = d(1 + n) +
+    The figures: t = 8.969 ms, n = 9.184, d(n) = 7.292 ms, m = 0.03588, k = 1 - e^-m = 0.03524 (a second step from
+    5 prompts on: 2e-9), p / k = 2085 tokens, P = 47.58 ms: 7.292 + 0.03524 x 47.58 = 8.969 ms. TPOT = d(1 + n) +
     k P; TTFT = the request's own prompt step P(2048) = 46.79 ms plus the M/D/1 wait behind prompt steps at their
     share of the time, rho = k P / t = 0.187: 46.79 x rho / (2 (1 - rho)) = 5.38 ms, plus the decode step under way:
-    found in a share (1 - e^-n) (1 - rho) = 0.813 of the time, half of it left, over 1 - rho: 0.813 x 7.270 / 2 /
-    0.813 = 3.64 ms; 55.81 ms in all."""
+    found in a share (1 - e^-n) (1 - rho) = 0.813 of the time, half of it left, over 1 - rho: 0.813 x 7.292 / 2 /
+    0.813 = 3.65 ms; 55.82 ms in all."""
     s, lam = sglang8b, 4.0
     r = serve(s, rate_rps=lam, input_len=Lengths.of(2048), output_len=Lengths.of(256))
     t, n, ctx = r.step_s, r.batch, 2048 + 128
@@ -160,9 +160,9 @@ def test_plan_takes_enable_mixed_chunk():
 
 def test_steady_state_agrees_with_a_step_by_step_simulation(sglang8b):
     """benchmarks/serving_sim.py runs SGLang's scheduler step by step on kvplan's step times under Poisson arrivals;
-    at 0.6 of the sustainable rate (512 in / 256 out, 3,000 requests, seed 1) it gives batch 73.1, TPOT 13.09 ms and
-    TTFT 24.2 ms against kvplan.serving's 74.1, 13.10 ms and 23.5 ms (the TTFT with the wait for the decode step
-    under way; without it 19.1 ms)."""
+    at 0.6 of the sustainable rate (512 in / 256 out, 3,000 requests, seed 1) it gives batch 69.3, TPOT 13.00 ms and
+    TTFT 23.9 ms against kvplan.serving's 70.2, 13.02 ms and 23.3 ms (the TTFT with the wait for the decode step
+    under way)."""
     from kvplan.serving import _limits
     from tests.benchmods import bench_module
 
