@@ -1,0 +1,94 @@
+"""The TensorRT-LLM tables scored as the page ran them: a finite run of the table's $num_requests equal requests,
+all queued at once, each rank's share served in request lifetimes of kvplan's steady-state batch
+(benchmarks/published_compare.py ``finite_run_tokens_s``, ``run_tokens_s``, ``TRTLLM_NUM_REQUESTS``)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tests.benchmods import published
+
+
+def _step_s(batch: int) -> float:
+    """A toy step: 20 ms + 0.1 ms a sequence on the rank."""
+    return 0.020 + 0.0001 * batch
+
+
+def test_finite_run_by_hand_whole_and_partial_lifetimes() -> None:
+    """Three runs by hand.
+
+    - 1,500 requests on 4 ranks of 98 places, T(b) = 1,000 b tok/s (every lifetime lasts as long): 375 a rank are
+      ceil(375 / 98) = 4 lifetimes, the last with 375 - 3 x 98 = 81; each lasts 4 x b / (1,000 b) = 4 ms per output
+      token, so 1,500 / (4 x 4 ms) = 93,750 tok/s, 3.83 / 4 of the steady 98,000.
+    - 1,500 requests on 8 ranks of 368 places, T(b) = 8 b / (20 ms + 0.1 ms b): 187.5 a rank, one lifetime held by the
+      busiest rank's 188: 8 x 188 / T(188) = 20 + 18.8 = 38.8 ms, 1,500 / 38.8 ms = 38,659.79 tok/s (the steady state
+      8 x 368 / 56.8 ms = 51,830.99).
+    - 1,500 requests on 4 ranks of 97.6 places (a fractional steady-state batch), the same step with 4 ranks: 375 a
+      rank are ceil(3.842) = 4 lifetimes; a full one 4 x 97.6 / T(98) = 97.6 x 29.8 / 98 = 29.678367 ms, the last
+      375 - 3 x 97.6 = 82.2, held by 83: 28.3 ms; 1,500 / (3 x 29.678367 + 28.3) ms = 1,500 / 117.335102 ms
+      = 12,783.898 tok/s."""
+    pub, _ = published()
+    linear = pub.finite_run_tokens_s(requests=1500, ranks=4, slots=98, tokens_s_at=lambda b: 1000.0 * b)
+    assert linear == pytest.approx(93_750.0, rel=1e-12)
+    one = pub.finite_run_tokens_s(requests=1500, ranks=8, slots=368, tokens_s_at=lambda b: 8 * b / _step_s(b))
+    assert one == pytest.approx(38_659.79381, rel=1e-9)
+    assert 8 * 368 / _step_s(368) == pytest.approx(51_830.98592, rel=1e-9)
+    calls: list[int] = []
+
+    def at(b: int) -> float:
+        calls.append(b)
+        return 4 * b / _step_s(b)
+
+    four = pub.finite_run_tokens_s(requests=1500, ranks=4, slots=97.6, tokens_s_at=at)
+    assert four == pytest.approx(12_783.8982, rel=1e-8)
+    assert sorted(set(calls)) == [83, 98]  # whole requests: the busiest rank of the last lifetime, ceil(97.6)
+
+
+def test_finite_run_tends_to_the_steady_state() -> None:
+    """Many more requests than places: the partial last lifetime fades and the run's figure tends to the steady
+    state's, 4 x 98 / 29.8 ms = 13,154.362 tok/s. At 10^6 requests over 4 x 98 places: 250,000 a rank are 2,552
+    lifetimes, the last with 250,000 - 2,551 x 98 = 2 a rank; 10^6 / (2,551 x 29.8 ms + 20.2 ms) = 10^6 / 76.04 s
+    = 13,150.973 tok/s, 0.03 % under it. As many requests as places: one whole lifetime, exactly it."""
+    pub, _ = published()
+
+    def at(b: int) -> float:
+        return 4 * b / _step_s(b)
+
+    steady = at(98)
+    assert steady == pytest.approx(13_154.3624, rel=1e-8)
+    many = pub.finite_run_tokens_s(requests=1_000_000, ranks=4, slots=98, tokens_s_at=at)
+    assert many == pytest.approx(13_150.9732, rel=1e-8)
+    assert pub.finite_run_tokens_s(requests=392, ranks=4, slots=98, tokens_s_at=at) == pytest.approx(steady, rel=1e-12)
+    assert pub.finite_run_tokens_s(requests=391, ranks=4, slots=98, tokens_s_at=at) < steady
+
+
+def test_every_trtllm_table_row_has_the_pages_request_count() -> None:
+    """The perf-overview pages' $num_requests table (v1.0 @00f37686 and v0.17 @258c7540, "Preparing a Dataset"; the
+    same figures, 1000/2000 on the v1.0 page only) covers the lengths of every v1.0 and v0.17 row."""
+    pub, data = published()
+    lengths = {(r["isl"], r["osl"]) for r in data["runs"] if r["source"] in ("trtllm-1.0", "trtllm-0.17")}
+    assert lengths <= set(pub.TRTLLM_NUM_REQUESTS)
+    assert pub.TRTLLM_NUM_REQUESTS[(128, 128)] == 30000 and pub.TRTLLM_NUM_REQUESTS[(20000, 2000)] == 1000
+
+
+def test_scout_h100_row_runs_four_lifetimes() -> None:
+    """Llama 4 Scout 4 x H100 128/4096 (attention DP + EP): 1,500 requests are 375 a rank; the steady state runs
+    98.48 a rank (step_residual's rank_batch, the KV pool's bound), so ceil(375 / 98.48) = 4 lifetimes, the last with
+    375 - 3 x 98.48 = 79.5 a rank, held by 80: kvplan's figure is 1,500 / (3 x 4 x 98.48 / T + 4 x 80 / T(80)), T
+    the steady state and T(80) the steady state at most 80 a rank: x1.67 -> x1.63 (measured: the partial lifetime
+    costs little where the requests fill the places several times over)."""
+    pub, data = published()
+    row = next(r for r in data["runs"] if r["model"] == "llama-4-scout-17b-16e" and r["gpu"] == "h100-sxm"
+               and (r["isl"], r["osl"]) == (128, 4096) and "launch" in r)  # fmt: skip
+    scored = pub.compare_runs([row])[0]
+    steady = scored["kvplan_steady_tok_s"]
+    slots = pub.step_residual(row)["rank_batch"]
+    assert slots == pytest.approx(98.48, abs=0.01)
+    per_rank = 1500 / 4
+    assert (math.ceil(per_rank / slots), math.ceil(per_rank - 3 * slots)) == (4, 80)
+    last = pub.replica_tokens_s(pub._setup_with(row, max_batch=80), 128, 4096)
+    by_hand = 1500 / (3 * 4 * slots / steady + 4 * 80 / last)
+    assert scored["kvplan_tok_s"] == pytest.approx(by_hand, rel=1e-9)
+    assert (round(scored["ratio_steady"], 2), round(scored["ratio"], 2)) == (1.67, 1.63)
