@@ -800,14 +800,36 @@ def finite_run_tokens_s(*, requests: int, ranks: int, slots: float, tokens_s_at:
     return requests / ((lifetimes - 1) * full + ranks * busiest / tokens_s_at(busiest))
 
 
+def run_setup(r: dict, *, ep: bool = True, max_batch: int | None = None):  # noqa: ANN201
+    """The setup of a TensorRT-LLM table row's run (:func:`run_tokens_s`): :func:`row_setup`'s, at most ``max_batch``
+    sequences a rank, and on an attention-DP row every rank's prompts admitted in the same steps.
+
+    Nothing in the engine aligns the ranks by default (each schedules its own requests; ``attention_dp_config``'s
+    balancer is off), and kvplan's serving model takes them as independent (:func:`kvplan.serving._dp_mean_step`),
+    right for requests arriving at random. The page's runs are not that: every request has the same prompt and output
+    length, all are queued at the start, the request queue hands every rank the same number
+    (``_balance_requests_across_ranks``: by active tokens, then requests), and every rank has the same KV pool and
+    token budget, so every rank admits its prompts in the same steps and, its requests ending together, its next ones
+    too, for the whole run. That is the arithmetic of kvplan's aligned ranks (``Engine.aligns_dp_prefill``, which
+    TensorRT-LLM's engine gives for ``Settings.attention_dp_balance``), taken here without the balancer's holds
+    (``timeout_iters`` and ``batching_wait_iters`` 0: no balancer runs, nothing is held)."""
+    aligned = {"balance": True, "timeout_iters": 0, "batching_wait_iters": 0}
+    dp = (r.get("launch") or {}).get("enable_attention_dp")
+    engine, tuning = row_engine(r)
+    return _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, max_batch=max_batch,
+                  graph_sizes=row_graph_sizes(r), engine=engine, batch_tuning=tuning, **(aligned if dp else {}),
+                  **run_split(r, ep=ep))  # fmt: skip
+
+
 def run_tokens_s(r: dict, *, ep: bool = True) -> float:
     """kvplan's output tokens/s for a TensorRT-LLM table row as the page ran it: the row's ``$num_requests``
     (:data:`TRTLLM_NUM_REQUESTS`) through :func:`finite_run_tokens_s`, the places a rank's steady-state batch at its
-    highest sustainable rate and ``T(b)`` the steady state with at most ``b`` sequences a rank (``max_batch_size``);
-    the steady state where the page gives no count for the row's lengths."""
+    highest sustainable rate and ``T(b)`` the steady state with at most ``b`` sequences a rank (``max_batch_size``),
+    both of the run's setup (:func:`run_setup`: an attention-DP row's ranks aligned); the steady state where the page
+    gives no count for the row's lengths."""
     from kvplan.serving import Lengths, max_rate, serve
 
-    s = row_setup(r, ep=ep)
+    s = run_setup(r, ep=ep)
     steady = replica_tokens_s(s, r["isl"], r["osl"])
     requests = TRTLLM_NUM_REQUESTS.get((r["isl"], r["osl"]))
     if requests is None:
@@ -821,8 +843,7 @@ def run_tokens_s(r: dict, *, ep: bool = True) -> float:
     def tokens_s_at(batch: int) -> float:
         if batch >= slots:
             return steady
-        split = run_split(r, ep=ep)
-        return replica_tokens_s(_setup_with(r, max_batch=batch, **split), r["isl"], r["osl"])
+        return replica_tokens_s(run_setup(r, ep=ep, max_batch=batch), r["isl"], r["osl"])
 
     return finite_run_tokens_s(requests=requests, ranks=s.dp, slots=slots, tokens_s_at=tokens_s_at)
 

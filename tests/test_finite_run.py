@@ -74,21 +74,40 @@ def test_every_trtllm_table_row_has_the_pages_request_count() -> None:
 
 
 def test_scout_h100_row_runs_four_lifetimes() -> None:
-    """Llama 4 Scout 4 x H100 128/4096 (attention DP + EP): 1,500 requests are 375 a rank; the steady state runs
-    98.48 a rank (step_residual's rank_batch, the KV pool's bound), so ceil(375 / 98.48) = 4 lifetimes, the last with
-    375 - 3 x 98.48 = 79.5 a rank, held by 80: kvplan's figure is 1,500 / (3 x 4 x 98.48 / T + 4 x 80 / T(80)), T
-    the steady state and T(80) the steady state at most 80 a rank: x1.67 -> x1.63 (measured: the partial lifetime
-    costs little where the requests fill the places several times over)."""
+    """Llama 4 Scout 4 x H100 128/4096 (attention DP + EP): 1,500 requests are 375 a rank; the run's steady state
+    (every rank's prompts in the same steps, published_compare.run_setup) runs 98.24 a rank (the KV pool's bound), so
+    ceil(375 / 98.24) = 4 lifetimes, the last with 375 - 3 x 98.24 = 80.3 a rank, held by 81: kvplan's figure is
+    1,500 / (3 x 4 x 98.24 / T + 4 x 81 / T(81)), T the run's steady state and T(81) the same at most 81 a rank:
+    x1.67 steady (independent ranks), x1.66 as run (measured: the partial lifetime costs little where the requests
+    fill the places several times over, and aligned ranks change little where the prompts are short)."""
+    from kvplan.serving import Lengths, max_rate, serve
+
     pub, data = published()
     row = next(r for r in data["runs"] if r["model"] == "llama-4-scout-17b-16e" and r["gpu"] == "h100-sxm"
                and (r["isl"], r["osl"]) == (128, 4096) and "launch" in r)  # fmt: skip
     scored = pub.compare_runs([row])[0]
-    steady = scored["kvplan_steady_tok_s"]
-    slots = pub.step_residual(row)["rank_batch"]
-    assert slots == pytest.approx(98.48, abs=0.01)
+    s = pub.run_setup(row)
+    inp, out = Lengths.of(128), Lengths.of(4096)
+    top = max_rate(s, input_len=inp, output_len=out)
+    slots = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
+                  with_p99=False).batch / 4  # fmt: skip
+    assert slots == pytest.approx(98.24, abs=0.01)
     per_rank = 1500 / 4
-    assert (math.ceil(per_rank / slots), math.ceil(per_rank - 3 * slots)) == (4, 80)
-    last = pub.replica_tokens_s(pub._setup_with(row, max_batch=80), 128, 4096)
-    by_hand = 1500 / (3 * 4 * slots / steady + 4 * 80 / last)
+    assert (math.ceil(per_rank / slots), math.ceil(per_rank - 3 * slots)) == (4, 81)
+    steady = top * 4096
+    last = pub.replica_tokens_s(pub.run_setup(row, max_batch=81), 128, 4096)
+    by_hand = 1500 / (3 * 4 * slots / steady + 4 * 81 / last)
     assert scored["kvplan_tok_s"] == pytest.approx(by_hand, rel=1e-9)
-    assert (round(scored["ratio_steady"], 2), round(scored["ratio"], 2)) == (1.67, 1.63)
+    assert (round(scored["ratio_steady"], 2), round(scored["ratio"], 2)) == (1.67, 1.66)
+
+
+def test_run_setup_aligns_only_the_attention_dp_rows() -> None:
+    """published_compare.run_setup: an attention-DP row's run admits every rank's prompts in the same steps (the
+    engine's aligned-ranks rule, no balancer hold: timeout and batching wait 0); a TP row's setup is row_setup's."""
+    pub, data = published()
+    adp = next(r for r in data["runs"] if (r.get("launch") or {}).get("enable_attention_dp"))
+    tp = next(r for r in data["runs"] if r["source"] == "trtllm-1.0" and "launch" not in r)
+    s = pub.run_setup(adp)
+    assert s.engine.aligns_dp_prefill(s.settings) and s.engine.dp_balance_iters(s.settings) == (0, 0)
+    assert not pub.row_setup(adp).settings.attention_dp_balance
+    assert pub.run_setup(tp).settings == pub.row_setup(tp).settings

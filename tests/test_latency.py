@@ -378,12 +378,15 @@ def test_published_trtllm_v1_nvfp4_b200_and_gb200_points():
     -0.027 -> -0.208; asserted at least 9, was 12): 3,000 or 1,500 requests over 8 ranks are 375 or 187.5 a rank,
     about half of the 650-780 and 340-520 a rank the B200 KV pool holds, so the whole run holds that many, and
     kvplan's step at that batch is dearer than the published run's (Qwen3-235B-A22B 128/2048 x0.93 -> x0.78: a miss
-    the steady state's larger batch had hidden)."""
+    the steady state's larger batch had hidden). Then with every rank's prompts in the same steps, as equal requests
+    on equal ranks run (published_compare.run_setup), 9 -> 17 of 18 (median |ln| 0.071, median signed +0.021;
+    asserted at least 15): the steady state's independent ranks had made most steps carry some rank's prompt chunk,
+    eager and stalling the others (the 20000/2000 rows x0.56 / x0.50 -> x1.18 / x0.98)."""
     pub, data = _published()
     nvfp4 = [r for r in data["runs"] if r["source"] == "trtllm-1.0" and r["weights"] == "nvfp4"]
     assert len(nvfp4) == 98 and sum("not_modelled" not in r for r in nvfp4) == 98
     rows = pub.compare_runs([r for r in nvfp4 if "not_modelled" not in r])
-    for gpu, dp, n, least in (("b200", False, 40, 35), ("gb200", False, 40, 27), ("b200", True, 18, 9)):
+    for gpu, dp, n, least in (("b200", False, 40, 35), ("gb200", False, 40, 27), ("b200", True, 18, 15)):
         part = [r for r in rows if r["gpu"] == gpu and ("launch" in r) == dp]
         assert len(part) == n and sum(abs(r["ratio"] - 1) <= 0.20 for r in part) >= least, (gpu, dp)
     dense = [r for r in rows if r["model"] in ("llama-3.1-70b", "llama-3.1-405b")]
