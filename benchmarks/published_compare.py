@@ -848,6 +848,46 @@ def run_tokens_s(r: dict, *, ep: bool = True) -> float:
     return finite_run_tokens_s(requests=requests, ranks=s.dp, slots=slots, tokens_s_at=tokens_s_at)
 
 
+def run_decode_terms(r: dict) -> dict:
+    """For an attention-DP row as the page ran it (:func:`run_tokens_s`): the run's ratio, the decode step at the run's
+    batch a rank (the steady state's places, or ``$num_requests / ranks`` where fewer; CUDA-graph padded, the mean
+    context ``ISL + OSL / 2``) by operation class, and the time a step would need added for kvplan to meet the published
+    figure at that batch, ``step x (ratio - 1)`` (a decode-heavy row's run is almost all such steps)."""
+    from kvplan.latency import mixed_step_latency
+    from kvplan.serving import Lengths, max_rate, serve
+
+    ratio = run_tokens_s(r) / r["published_tok_s"]
+    s = run_setup(r)
+    inp, out = Lengths.of(r["isl"]), Lengths.of(r["osl"])
+    top = max_rate(s, input_len=inp, output_len=out)
+    at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
+               with_p99=False)  # fmt: skip
+    batch = min(at.batch / s.dp, TRTLLM_NUM_REQUESTS[(r["isl"], r["osl"])] / s.dp)
+    t = mixed_step_latency(s.spec, s.gpu, decode_seqs=batch * s.dp, decode_context=r["isl"] + r["osl"] // 2,
+                           prefill_tokens=0, tp=s.tp, dp=s.dp, kv_dtype_name=s.kv_dtype,
+                           weights_dtype=s.weights_dtype, engine=s.engine.key, expert_parallel=s.ep,
+                           padded_rank_seqs=s.engine.graph_rows(s.settings, batch), settings=s.settings)  # fmt: skip
+    return {"ratio": ratio, "batch": batch, "times": t, "needed_s": t.total * (ratio - 1)}
+
+
+def run_residual_lines(rows: list[dict]) -> list[str]:
+    """The decode-heavy attention-DP rows (:func:`decode_heavy`) as the page ran them (:func:`run_decode_terms`): the
+    step time each needs added, beside kvplan's MoE, attention and GEMM times, and that need as a share of each. One
+    operation class that kvplan prices too fast by one factor would show one share per GPU across the rows."""
+    out = []
+    for r in rows:
+        if not ((r.get("launch") or {}).get("enable_attention_dp") and decode_heavy(r)):
+            continue
+        x = run_decode_terms(r)
+        t, need = x["times"], x["needed_s"]
+        out.append(f"run residual {r['label']:16} {r['gpu']:9} {r['isl']:>5}/{r['osl']:<5} {x['batch']:6.1f} a rank "
+                   f"x{x['ratio']:.2f}: step {t.total * 1e3:5.1f} ms needs {need * 1e3:+5.1f} ms; moe "
+                   f"{t.moe * 1e3:4.1f} attention {t.attention * 1e3:4.1f} gemm {t.gemm * 1e3:4.1f} ms; need / moe "
+                   f"{need / t.moe:+.2f}, / attention {need / t.attention:+.2f}, "
+                   f"/ gemm {need / t.gemm:+.2f}")  # fmt: skip
+    return out
+
+
 def steady_ratio(r: dict) -> float:
     """A scored row's steady-state kvplan / published (``ratio_steady``): what the diagnostics that rescore a row under
     another reading (:func:`dp_candidate_lines`, :func:`balance_lines`, :func:`host_floor_rows`) set their own
@@ -1626,6 +1666,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="the attention-DP rows under each unsourced reading: eager steps, attention TP, the "
                          "exchange's per-root NCCL ops at a latency each, the batch that would explain "
                          "them")  # fmt: skip
+    ap.add_argument("--run-residual", action="store_true",
+                    help="the decode-heavy attention-DP rows as the page ran them: the step time each needs added, "
+                         "beside kvplan's MoE, attention and GEMM times")  # fmt: skip
     ap.add_argument(
         "--prompt-phase",
         action="store_true",
@@ -1714,6 +1757,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         print("\n".join(per_root_mlperf_lines(mlperf, datasets)))
         print("\n".join(grouped_launch_lines()))
+    if args.run_residual:
+        print()
+        print("\n".join(run_residual_lines(data["runs"])))
     if args.prompt_phase:
         print()
         print("\n".join(prompt_phase_lines(prompt_phase_rows(data.get("engine_benchmarks", [])))))

@@ -111,3 +111,20 @@ def test_run_setup_aligns_only_the_attention_dp_rows() -> None:
     assert s.engine.aligns_dp_prefill(s.settings) and s.engine.dp_balance_iters(s.settings) == (0, 0)
     assert not pub.row_setup(adp).settings.attention_dp_balance
     assert pub.run_setup(tp).settings == pub.row_setup(tp).settings
+
+
+def test_run_residual_lines_by_hand() -> None:
+    """published_compare.py --run-residual: for a decode-heavy attention-DP row as the page ran it, the step at the
+    run's batch a rank and the time it needs added, step x (ratio - 1), beside kvplan's MoE, attention and GEMM times.
+    Llama 4 Scout 4 x H100 128/4096 (measured): x1.66 at 98.2 a rank, a 26.6 ms step that needs +17.6 ms."""
+    pub, data = published()
+    row = next(r for r in data["runs"] if r["model"] == "llama-4-scout-17b-16e" and r["gpu"] == "h100-sxm"
+               and (r["isl"], r["osl"]) == (128, 4096) and "launch" in r)  # fmt: skip
+    x = pub.run_decode_terms(row)
+    assert x["ratio"] == pytest.approx(pub.compare_runs([row])[0]["ratio"], rel=1e-12)
+    assert x["needed_s"] == pytest.approx(x["times"].total * (x["ratio"] - 1), rel=1e-12)
+    assert (round(x["batch"], 1), round(x["times"].total * 1e3, 1), round(x["needed_s"] * 1e3, 1)) == (98.2, 26.6, 17.6)
+    (line,) = pub.run_residual_lines([row])
+    assert line.startswith("run residual Llama 4 Scout    h100-sxm    128/4096    98.2 a rank x1.66: step  26.6 ms")
+    dense = next(r for r in data["runs"] if r["source"] == "trtllm-1.0" and "launch" not in r)
+    assert pub.run_residual_lines([dense]) == []  # attention-DP rows only
