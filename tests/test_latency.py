@@ -158,7 +158,7 @@ def test_each_engine_module_carries_its_own_calibration():
     assert lent.gemm_peak_eff == vllm.CALIBRATION.gemm_peak_eff and lent.engine == "sglang"
     # (was "vLLM 0.24.0 (no sglang fit: vLLM's constants)": SGLang now sets its own MLA decode fits on the lent ones,
     # kvplan.engines.sglang.MLA_FITS, and the label names them)
-    own = "MLA decode: SGLang 0.5.10's own, mla_compare.py --fit"
+    own = "MLA decode: SGLang 0.5.10's own, mla_compare.py --fit; GDN prefill: gdn_compare.py --fit"
     assert lent.version == f"vLLM 0.24.0 (no sglang fit: vLLM's constants; {own})"
     mla = ("hopper_mla_layer_s", "blackwell_mla_layer_s", "blackwell_mla_nope_dims", "blackwell_mla_kv_dtypes",
            "blackwell_mla_families")  # fmt: skip

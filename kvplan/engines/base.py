@@ -289,6 +289,12 @@ class ExactLayout(Layout):
 # vLLM's constants, so every engine takes this one figure. On Blackwell it is applied to the peak times
 # blackwell_compute_eff, as every kernel here; no Blackwell timing of the scan was found to check that.
 SSD_SCAN_EFF = 0.1016
+# The SSD scan call's floor: the same table's two shortest rows take the same time, 1,024 tokens at 3,452,741 tokens/s
+# (0.2966 ms) and 2,048 at 7,044,192 tokens/s (0.2907 ms), where FLOPs at SSD_SCAN_EFF give 0.10 and 0.19 ms: a
+# per-call time no FLOP count explains (its five Triton kernels' launches and the state passing over few chunks). The
+# lower of the two, as kvplan.latency prices a call as max(floor, FLOPs + launches). Measured on H100 only; taken for
+# every GPU and engine that runs these Triton kernels (TensorRT-LLM's SSD is the same mamba_ssm code).
+SSD_SCAN_FLOOR_S = 2.907e-04
 
 
 @dataclass(frozen=True)
@@ -406,6 +412,14 @@ class Calibration:
     # The Mamba2 SSD chunked scan's share of the 16-bit tensor-core peak at prefill (kvplan.latency _mamba2_prefill_s,
     # FLOPs by kvplan.recurrent): SSD_SCAN_EFF, one figure for every engine (see there).
     ssd_scan_eff: float = SSD_SCAN_EFF
+    # The SSD scan call's short-prompt floor in seconds (SSD_SCAN_FLOOR_S, see there).
+    ssd_scan_floor_s: float = SSD_SCAN_FLOOR_S
+    # The chunked gated delta rule's share of the 16-bit peak (Gated DeltaNet prefill, FLOPs by
+    # kvplan.recurrent.deltanet_flops_per_token). Default SSD_SCAN_EFF: the fla Triton chunk kernels (vLLM
+    # fla/ops/chunk.py, called by TensorRT-LLM and SGLang as chunk_gated_delta_rule) are chunked Triton kernels of the
+    # SSD's kind; benchmarks/gdn_compare.py sets them against aiconfigurator's measured gdn tables. An engine running
+    # another kernel sets its own (vLLM 0.24's FlashInfer GDN prefill kernel).
+    gdn_scan_eff: float = SSD_SCAN_EFF
 
 
 @dataclass(frozen=True)
