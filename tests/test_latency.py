@@ -160,9 +160,11 @@ def test_each_engine_module_carries_its_own_calibration():
     # kvplan.engines.sglang.MLA_FITS, and the label names them)
     own = "MLA decode: SGLang 0.5.10's own, mla_compare.py --fit; GDN prefill: gdn_compare.py --fit"
     assert lent.version == f"vLLM 0.24.0 (no sglang fit: vLLM's constants; {own})"
-    mla = ("hopper_mla_layer_s", "blackwell_mla_layer_s", "blackwell_mla_nope_dims", "blackwell_mla_kv_dtypes",
-           "blackwell_mla_families")  # fmt: skip
-    none = dict.fromkeys(mla)
+    # SGLang's own: its MLA decode fits and its Gated DeltaNet prefill fit (gdn_compare.py --fit: the fla kernels)
+    own_fields = ("hopper_mla_layer_s", "blackwell_mla_layer_s", "blackwell_mla_nope_dims", "blackwell_mla_kv_dtypes",
+                  "blackwell_mla_families", "gdn_scan_eff")  # fmt: skip
+    assert lent.gdn_scan_eff == 0.0523 != vllm.CALIBRATION.gdn_scan_eff
+    none = dict.fromkeys(own_fields)
     assert replace(lent, **none) == replace(vllm.CALIBRATION, engine="sglang", version=lent.version, **none)
     assert latency_calibration(None) is vllm.CALIBRATION is calibration("vllm@0.19")
 
