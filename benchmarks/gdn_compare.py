@@ -173,8 +173,9 @@ def chunk_kernel(row: dict) -> bool:
     return row["kernel_source"].startswith("chunk_gated_delta_rule")
 
 
-def fit_effs(tables: list[dict]) -> dict[tuple[str, str], float]:
-    """(engine, GPU) -> the delta rule's share of the GPU's 16-bit peak (module docstring, step 3)."""
+def fit_effs(tables: list[dict], *, occupancy: bool = True) -> dict[tuple[str, str], float]:
+    """(engine, GPU) -> the delta rule's share of the GPU's 16-bit peak (module docstring, step 3), on the SMs the
+    engine's kernel keeps busy (:func:`kvplan.latency.scan_occupancy`; ``occupancy`` False: on all of them)."""
     from kvplan import latency
     from kvplan.hardware import resolve_gpu
     from kvplan.recurrent import DELTANET_SCAN_KERNELS, deltanet_flops_per_token
@@ -190,7 +191,8 @@ def fit_effs(tables: list[dict]) -> dict[tuple[str, str], float]:
                 continue
             kind = layer_spec(r).kind("gdn")
             busy = r["latency"] / 1e3 - DELTANET_SCAN_KERNELS * cal.eager_kernel_s
-            effs.append(deltanet_flops_per_token(kind) * tokens / (peak * busy))
+            share = latency.scan_occupancy(gpu, cal, prompts=r["batch_size"], heads=kind.n_heads) if occupancy else 1
+            effs.append(deltanet_flops_per_token(kind) * tokens / (peak * share * busy))
         out[(t["engine"], t["gpu"])] = statistics.median(effs)
     return out
 
@@ -198,15 +200,20 @@ def fit_effs(tables: list[dict]) -> dict[tuple[str, str], float]:
 def render_fit(tables: list[dict]) -> str:
     from kvplan import latency
 
-    effs = fit_effs(tables)
     lines = ["chunked gated delta rule: share of the 16-bit peak (Blackwell: of peak x blackwell_compute_eff), median "
              f"over context rows of >= {FIT_TOKENS} tokens:"]  # fmt: skip
-    for engine in ENGINES:
-        mine = {g: e for (eng, g), e in effs.items() if eng == engine}
-        hopper = statistics.median(e for g, e in mine.items() if g != "b200")
-        cells = ", ".join(f"{g} {e:.4f}" for g, e in mine.items())
-        lines.append(f"  {engine}: {cells}; Hopper {hopper:.4f} (calibrated gdn_scan_eff "
-                     f"{latency.calibration(engine).gdn_scan_eff:.4f})")  # fmt: skip
+    for occupancy in (True, False):
+        effs = fit_effs(tables, occupancy=occupancy)
+        for engine in ENGINES:
+            cal = latency.calibration(engine)
+            if not occupancy and not cal.gdn_head_blocks:
+                continue  # the same figures as above
+            mine = {g: e for (eng, g), e in effs.items() if eng == engine}
+            hopper = statistics.median(e for g, e in mine.items() if g != "b200")
+            cells = ", ".join(f"{g} {e:.4f}" for g, e in mine.items())
+            how = "all SMs, not calibrated" if not occupancy else "busy SMs" if cal.gdn_head_blocks else "all SMs"
+            lines.append(f"  {engine} ({how}): {cells}; Hopper {hopper:.4f} (calibrated gdn_scan_eff "
+                         f"{cal.gdn_scan_eff:.4f})")  # fmt: skip
     return "\n".join(lines)
 
 

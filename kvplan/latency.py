@@ -859,6 +859,15 @@ def _scan_eff(c: _Ctx, variant: str) -> float:
     return c.cal.gdn_scan_eff if variant == "gated_deltanet" else c.cal.ssd_scan_eff
 
 
+def scan_occupancy(gpu: GPU, cal: Calibration, *, prompts: float, heads: int) -> float:
+    """The share of the GPU's SMs a delta-rule prefill call keeps busy: ``prompts x heads / sm_count`` (at most 1)
+    where the engine's kernel runs one thread block per sequence and head (``Calibration.gdn_head_blocks``), else 1
+    (also where the catalog gives no SM count)."""
+    if not cal.gdn_head_blocks or not gpu.sm_count or not heads:
+        return 1.0
+    return min(1.0, max(1.0, prompts) * heads / gpu.sm_count)
+
+
 def _recurrent_prefill_s(c: _Ctx, terms: _RecurrentTerms, tokens: float, *, prompts: float = 1) -> float:
     """Seconds of the recurrent mixers' prefill kernels over ``tokens`` new prompt tokens of ``prompts`` prompts: the
     memory-bound kernels (conv1d, Mamba v1's selective scan) by their bytes at ``elementwise_mem_eff`` of bandwidth, a
@@ -871,6 +880,8 @@ def _recurrent_prefill_s(c: _Ctx, terms: _RecurrentTerms, tokens: float, *, prom
         w, calls = group.work, (prompts if group.work.per_prompt else 1)
         moved = (w.token_bytes * tokens + w.call_bytes * calls) / (c.bw * c.cal.elementwise_mem_eff)
         scan = w.scan_flops_per_token * tokens / (c.peak16 * _scan_eff(c, group.variant))
+        if group.variant == "gated_deltanet":
+            scan /= scan_occupancy(c.gpu, c.cal, prompts=prompts, heads=w.heads)
         launches = w.kernels * calls * c.kernel_s
         if group.variant == "mamba2":  # the SSD call (its five kernels) takes at least the floor, the conv1d apart
             ssd = scan + SSD_SCAN_KERNELS * c.kernel_s

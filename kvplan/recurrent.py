@@ -134,6 +134,7 @@ class MixerWork(NamedTuple):
     call_bytes: int
     kernels: int
     per_prompt: bool = False
+    heads: int = 0  # the rank's heads a chunked kernel can spread over (Gated DeltaNet's value heads; 0: not counted)
 
 
 def recurrent_kinds(kind: LayerKind) -> list[LayerKind]:
@@ -188,7 +189,8 @@ def deltanet_flops_per_token(kind: LayerKind, *, tp: int = 1) -> int:
 def _deltanet_work(kind: LayerKind, tp: int) -> MixerWork:
     channels = deltanet_conv_channels(kind, tp=tp)
     return MixerWork(deltanet_flops_per_token(kind, tp=tp), 2 * CONV_ELEMENT_BYTES * channels,
-                     CONV_ELEMENT_BYTES * channels * kind.d_conv, CONV1D_KERNELS + DELTANET_SCAN_KERNELS)  # fmt: skip
+                     CONV_ELEMENT_BYTES * channels * kind.d_conv, CONV1D_KERNELS + DELTANET_SCAN_KERNELS,
+                     heads=ceil_div(kind.n_heads, tp))  # fmt: skip
 
 
 def lightning_flops_per_token(kind: LayerKind, *, tp: int = 1) -> int:

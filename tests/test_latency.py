@@ -162,7 +162,7 @@ def test_each_engine_module_carries_its_own_calibration():
     assert lent.version == f"vLLM 0.24.0 (no sglang fit: vLLM's constants; {own})"
     # SGLang's own: its MLA decode fits and its Gated DeltaNet prefill fit (gdn_compare.py --fit: the fla kernels)
     own_fields = ("hopper_mla_layer_s", "blackwell_mla_layer_s", "blackwell_mla_nope_dims", "blackwell_mla_kv_dtypes",
-                  "blackwell_mla_families", "gdn_scan_eff")  # fmt: skip
+                  "blackwell_mla_families", "gdn_scan_eff", "gdn_head_blocks")  # fmt: skip
     assert lent.gdn_scan_eff == 0.0523 != vllm.CALIBRATION.gdn_scan_eff
     none = dict.fromkeys(own_fields)
     assert replace(lent, **none) == replace(vllm.CALIBRATION, engine="sglang", version=lent.version, **none)

@@ -56,8 +56,8 @@ def test_deltanet_work_by_hand() -> None:
     # conv channels q, k, v = 2 x 16 x 128 + 32 x 128 = 8,192: 2 x 2 B x 8,192 = 32,768 bytes a token, taps
     # 2 x 8,192 x 4 = 65,536 bytes a call; one conv1d kernel + the six chunk kernels
     w = mixer_work(kind)
-    assert (w.scan_flops_per_token, w.token_bytes, w.call_bytes, w.kernels, w.per_prompt) == (
-        5_767_168, 32_768, 65_536, 7, False)  # fmt: skip
+    assert (w.scan_flops_per_token, w.token_bytes, w.call_bytes, w.kernels, w.per_prompt, w.heads) == (
+        5_767_168, 32_768, 65_536, 7, False, 32)  # fmt: skip
 
 
 def test_lightning_work_by_hand() -> None:
@@ -68,7 +68,7 @@ def test_lightning_work_by_hand() -> None:
     assert lightning_flops_per_token(kind) == 8_912_896
     assert lightning_flops_per_token(kind, tp=8) == 1_114_112
     # no conv; four kernels per call, one call per prompt (vLLM loops over the prefills)
-    assert mixer_work(kind, tp=8) == (1_114_112, 0, 0, 4, True)
+    assert mixer_work(kind, tp=8) == (1_114_112, 0, 0, 4, True, 0)
 
 
 def test_mamba_v1_work_by_hand() -> None:
@@ -76,18 +76,36 @@ def test_mamba_v1_work_by_hand() -> None:
     # selective scan reads x, dt, z (8,192 each), B and C (16 each) and writes y: 2 x (4 x 8,192 + 2 x 16) = 65,600;
     # 98,368 in all. Taps 2 x 8,192 x 4 = 65,536. No tensor-core FLOPs (memory-bound, Gu & Dao s3.3.2). Two kernels.
     kind = _spec("jamba-v0.1").kind("mamba")
-    assert mixer_work(kind) == (0, 98_368, 65_536, 2, False)
+    assert mixer_work(kind) == (0, 98_368, 65_536, 2, False, 0)
     # TP 2: 4,096 channels a rank, B and C whole: 16,384 + 2 x (16,384 + 32) = 49,216; taps 32,768
-    assert mixer_work(kind, tp=2) == (0, 49_216, 32_768, 2, False)
+    assert mixer_work(kind, tp=2) == (0, 49_216, 32_768, 2, False, 0)
 
 
 def test_deltanet_prefill_golden_h200() -> None:
-    # Qwen3-Next's layer alone, one 32,768-token prompt, TP 1, H200 (989 TFLOPS bf16, 4,800 GB/s), vLLM constants:
-    # delta rule 5,767,168 x 32,768 = 188,978,561,024 FLOPs / (989e12 x gdn_scan_eff 0.3363 = 3.326007e14)
-    # = 568.184 us; conv (32,768 x 32,768 + 65,536 = 1,073,807,360 B) / (4.8e12 x 0.8098 = 3.887040e12) = 276.253 us;
-    # 7 launches x 4.017 us = 28.119 us -> 872.557 us
+    # Qwen3-Next's layer alone, one 32,768-token prompt, TP 1, H200 (989 TFLOPS bf16, 4,800 GB/s, 132 SMs), vLLM
+    # constants: FlashInfer's kernel runs one block per sequence and value head (gdn_head_blocks), 1 x 32 heads fill
+    # 32 / 132 of the SMs; delta rule 5,767,168 x 32,768 = 188,978,561,024 FLOPs / (989e12 x gdn_scan_eff 0.5161 x
+    # 32 / 132 = 1.237389e14) = 1,527.237 us; conv (32,768 x 32,768 + 65,536 = 1,073,807,360 B) / (4.8e12 x 0.8098
+    # = 3.887040e12) = 276.253 us; 7 launches x 4.017 us = 28.119 us -> 1,831.609 us
     c = _ctx(_mixer_only(_spec("qwen3-next-80b-a3b").kind("linear")))
-    assert _prefill(c, 32768) == pytest.approx(872.557e-6, rel=1e-5)
+    assert _prefill(c, 32768) == pytest.approx(1831.609e-6, rel=1e-5)
+    # 16 prompts of 2,048 (the same tokens, one call) fill every SM (16 x 32 > 132): 370.239 us of delta rule, the
+    # same conv and launches: 674.611 us, a third of the one prompt's
+    assert _prefill(c, 2048, prompts=16) == pytest.approx(674.611e-6, rel=1e-5)
+
+
+def test_head_blocks_only_where_the_engine_runs_them() -> None:
+    # TensorRT-LLM and SGLang run the fla Triton kernels (no per-(sequence, head) block limit): one prompt of 32,768
+    # tokens and 16 prompts of 2,048 cost the same delta rule there (the launches and the taps aside)
+    from kvplan.latency import scan_occupancy
+
+    for engine in ("trtllm", "sglang"):
+        cal = latency.calibration(engine)
+        assert not cal.gdn_head_blocks and scan_occupancy(resolve_gpu("h200"), cal, prompts=1, heads=32) == 1.0
+    vllm = latency.calibration("vllm")
+    assert scan_occupancy(resolve_gpu("h200"), vllm, prompts=1, heads=32) == pytest.approx(32 / 132)
+    assert scan_occupancy(resolve_gpu("b200"), vllm, prompts=2, heads=48) == pytest.approx(96 / 148)
+    assert scan_occupancy(resolve_gpu("h200"), vllm, prompts=16, heads=32) == 1.0
 
 
 def test_lightning_prefill_golden_and_per_prompt_calls() -> None:

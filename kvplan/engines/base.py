@@ -420,6 +420,13 @@ class Calibration:
     # SSD's kind; benchmarks/gdn_compare.py sets them against aiconfigurator's measured gdn tables. An engine running
     # another kernel sets its own (vLLM 0.24's FlashInfer GDN prefill kernel).
     gdn_scan_eff: float = SSD_SCAN_EFF
+    # Whether the engine's delta-rule prefill kernel runs one thread block per (sequence, value head), so a step with
+    # fewer of them than the GPU has SMs leaves the rest idle: the kernel then runs at prompts x heads / sm_count of
+    # gdn_scan_eff (kvplan.latency._scan_occupancy). Read off aiconfigurator's vLLM 0.24.0 gdn tables (FlashInfer's
+    # kernel: one 32,768-token prompt of 48 heads takes 2.5x the time of 16 prompts of 2,048 on H200, 132 SMs, the
+    # same FLOPs; benchmarks/gdn_compare.py --fit fits with and without it); the fla Triton kernels split each head's
+    # state over several blocks and show no such step (their fit is worse with it): False.
+    gdn_head_blocks: bool = False
 
 
 @dataclass(frozen=True)

@@ -629,11 +629,13 @@ HOST_LOOP = HostLoop(overlaps_gpu=True, switch="--disable-overlap-schedule")
 # * Gated DeltaNet prefill: SGLang 0.5.14 runs the fla Triton chunk kernels (chunk_gated_delta_rule in
 #   aiconfigurator 0.12.0's SGLang gdn_perf tables), not vLLM 0.24's FlashInfer kernel: benchmarks/gdn_compare.py
 #   --fit on those tables, the median share of the 16-bit peak over the Hopper context rows of >= 4,096 tokens (H100 SXM
-#   0.0609, H200 0.0437; B200 0.0548 of peak x blackwell_compute_eff).
+#   0.0609, H200 0.0437; B200 0.0548 of peak x blackwell_compute_eff), on all SMs: the fla kernels split each head's
+#   state over several thread blocks (not vLLM's gdn_head_blocks; the fit is worse with it, 0.564-0.873 median |ln|).
 MLA_FITS = LentFits(
     label="MLA decode: SGLang 0.5.10's own, mla_compare.py --fit; GDN prefill: gdn_compare.py --fit",
     fields=(
         ("gdn_scan_eff", 0.0523),
+        ("gdn_head_blocks", False),
         ("hopper_mla_layer_s", 0.0),
         ("blackwell_mla_layer_s", 1.714e-05),
         ("blackwell_mla_nope_dims", None),

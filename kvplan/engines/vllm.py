@@ -1128,10 +1128,13 @@ CALIBRATION = Calibration(
     elementwise_mem_eff=0.8098,
     # Gated DeltaNet prefill: vLLM 0.24.0 runs FlashInfer's GDN prefill kernel (aiconfigurator 0.12.0's vLLM 0.24.0
     # gdn_perf tables name it chunk_gated_delta_rule_flashinfer on H100, H200 and B200), not the fla Triton chunk
-    # kernels (SSD_SCAN_EFF's kind). benchmarks/gdn_compare.py --fit: the median share of the 16-bit peak over the
-    # Hopper context rows of >= 4,096 tokens (H100 SXM 0.3302, H200 0.3423); B200's rows give 0.1911 of peak x
-    # blackwell_compute_eff, so B200 is priced about 1.8x under its table (not fitted apart).
-    gdn_scan_eff=0.3363,
+    # kernels (SSD_SCAN_EFF's kind), with one thread block per sequence and value head (gdn_head_blocks: its time on
+    # few prompts x heads follows the SMs they fill). benchmarks/gdn_compare.py --fit: the median share of the 16-bit
+    # peak on the busy SMs over the Hopper context rows of >= 4,096 tokens (H100 SXM 0.5218, H200 0.5104; 0.3302 /
+    # 0.3423 on all SMs); B200's rows give 0.3910 of peak x blackwell_compute_eff, so B200 is priced about 1.3x under
+    # its table (not fitted apart).
+    gdn_scan_eff=0.5161,
+    gdn_head_blocks=True,
     allreduce_base_s=5.453e-06,
     allreduce_rank_s=2.815e-07,
     allreduce_bw_eff=0.3395,
