@@ -852,18 +852,26 @@ def _recurrent_terms(spec: ModelSpec, layers: range, tp: int) -> _RecurrentTerms
     return _fact(spec, ("recurrent", layers.start, layers.stop, tp), make)
 
 
+def _engine_gdn_kernel(gpu: GPU, cal: Calibration) -> bool:
+    """Whether the engine runs its own delta-rule prefill kernel on ``gpu`` (``gdn_kernel_archs``), not fla's."""
+    return cal.gdn_kernel_archs is None or gpu.architecture in cal.gdn_kernel_archs
+
+
 def _scan_eff(c: _Ctx, variant: str) -> float:
-    """The chunked scan's share of the 16-bit peak: ``gdn_scan_eff`` for Gated DeltaNet's chunked delta rule,
-    ``ssd_scan_eff`` for Mamba2's SSD and lightning attention's blocks (Triton chunked kernels of the same kind as the
-    SSD's; no timing of vLLM's lightning kernels was found to check that)."""
-    return c.cal.gdn_scan_eff if variant == "gated_deltanet" else c.cal.ssd_scan_eff
+    """The chunked scan's share of the 16-bit peak: ``gdn_scan_eff`` for Gated DeltaNet's chunked delta rule where the
+    engine runs its own kernel (else the fla Triton kernels at ``ssd_scan_eff``), ``ssd_scan_eff`` for Mamba2's SSD
+    and lightning attention's blocks (Triton chunked kernels of the same kind as the SSD's; no timing of vLLM's
+    lightning kernels was found to check that)."""
+    if variant == "gated_deltanet" and _engine_gdn_kernel(c.gpu, c.cal):
+        return c.cal.gdn_scan_eff
+    return c.cal.ssd_scan_eff
 
 
 def scan_occupancy(gpu: GPU, cal: Calibration, *, prompts: float, heads: int) -> float:
     """The share of the GPU's SMs a delta-rule prefill call keeps busy: ``prompts x heads / sm_count`` (at most 1)
     where the engine's kernel runs one thread block per sequence and head (``Calibration.gdn_head_blocks``), else 1
     (also where the catalog gives no SM count)."""
-    if not cal.gdn_head_blocks or not gpu.sm_count or not heads:
+    if not cal.gdn_head_blocks or not _engine_gdn_kernel(gpu, cal) or not gpu.sm_count or not heads:
         return 1.0
     return min(1.0, max(1.0, prompts) * heads / gpu.sm_count)
 

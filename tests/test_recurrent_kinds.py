@@ -104,8 +104,17 @@ def test_head_blocks_only_where_the_engine_runs_them() -> None:
         assert not cal.gdn_head_blocks and scan_occupancy(resolve_gpu("h200"), cal, prompts=1, heads=32) == 1.0
     vllm = latency.calibration("vllm")
     assert scan_occupancy(resolve_gpu("h200"), vllm, prompts=1, heads=32) == pytest.approx(32 / 132)
-    assert scan_occupancy(resolve_gpu("b200"), vllm, prompts=2, heads=48) == pytest.approx(96 / 148)
+    assert scan_occupancy(resolve_gpu("h100-sxm"), vllm, prompts=2, heads=48) == pytest.approx(96 / 132)
     assert scan_occupancy(resolve_gpu("h200"), vllm, prompts=16, heads=32) == 1.0
+    # vLLM runs FlashInfer's kernel on Hopper only (0.19 / 0.21: is_device_capability(90)); on B200 the fla kernels,
+    # all SMs at ssd_scan_eff; vllm@0.16 runs fla everywhere
+    assert scan_occupancy(resolve_gpu("b200"), vllm, prompts=1, heads=48) == 1.0
+    old = latency.calibration("vllm@0.16")
+    assert old.gdn_kernel_archs == () and scan_occupancy(resolve_gpu("h200"), old, prompts=1, heads=32) == 1.0
+    kind = _spec("qwen3-next-80b-a3b").kind("linear")
+    for gpu, engine, eff in (("b200", "vllm", 0.1016), ("h200", "vllm@0.16", 0.1016), ("h200", "vllm", 0.5161)):
+        c = _ctx(_mixer_only(kind), gpu, engine=engine)
+        assert latency._scan_eff(c, "gated_deltanet") == eff
 
 
 def test_lightning_prefill_golden_and_per_prompt_calls() -> None:

@@ -427,6 +427,9 @@ class Calibration:
     # same FLOPs; benchmarks/gdn_compare.py --fit fits with and without it); the fla Triton kernels split each head's
     # state over several blocks and show no such step (their fit is worse with it): False.
     gdn_head_blocks: bool = False
+    # The GPU architectures (catalog `architecture`) where the engine runs that kernel (gdn_scan_eff, gdn_head_blocks);
+    # elsewhere it runs the fla Triton kernels, priced at SSD_SCAN_EFF on all SMs. None: everywhere.
+    gdn_kernel_archs: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

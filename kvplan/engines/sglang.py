@@ -636,6 +636,7 @@ MLA_FITS = LentFits(
     fields=(
         ("gdn_scan_eff", 0.0523),
         ("gdn_head_blocks", False),
+        ("gdn_kernel_archs", None),  # the fla kernels on every GPU (its tables: chunk_gated_delta_rule on H100-B200)
         ("hopper_mla_layer_s", 0.0),
         ("blackwell_mla_layer_s", 1.714e-05),
         ("blackwell_mla_nope_dims", None),
