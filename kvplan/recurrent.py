@@ -98,21 +98,23 @@ def conv1d_bytes(kind: LayerKind, tokens: float, *, tp: int = 1) -> float:
 
 
 # ---- every recurrent mixer kind: the work of one layer on one TP rank, prefill and decode ----------------------------
-# Gated DeltaNet's chunk (vLLM vllm/model_executor/layers/fla/ops/chunk.py chunk_gated_delta_rule_fwd:
-# chunk_local_cumsum(g, chunk_size=64), the WY representation and chunk_fwd_o all on 64-token chunks; the same fla code
-# TensorRT-LLM and SGLang call as chunk_gated_delta_rule).
+# Gated DeltaNet's chunk (vLLM vllm/model_executor/layers/fla/ops/chunk.py chunk_gated_delta_rule_fwd, read in the
+# 0.16.0 wheel: chunk_local_cumsum(g, chunk_size=64), the WY representation and chunk_fwd_o all on 64-token chunks; the
+# same fla code TensorRT-LLM and SGLang call as chunk_gated_delta_rule).
 DELTANET_CHUNK = 64
 # The fla chunked delta rule's kernels per call (same chunk.py): chunk_local_cumsum, chunk_scaled_dot_kkt_fwd,
 # solve_tril, recompute_w_u_fwd, chunk_gated_delta_rule_fwd_h, chunk_fwd_o.
 DELTANET_SCAN_KERNELS = 6
-# Lightning attention's blocks (vLLM vllm/model_executor/layers/lightning_attn.py @030ea52e _attention.forward:
-# BLOCK = 256, the diagonal kernel on CBLOCK = 32 row sub-blocks) and its kernels per call (_fwd_diag_kernel,
-# _fwd_kv_parallel, _fwd_kv_reduce, _fwd_none_diag_kernel).
+# Lightning attention's blocks (vLLM vllm/model_executor/layers/lightning_attn.py @030ea52e and the 0.16.0 wheel,
+# _attention.forward: BLOCK = 256, the diagonal kernel on CBLOCK = 32 row sub-blocks) and its kernels per call
+# (_fwd_diag_kernel, _fwd_kv_parallel, _fwd_kv_reduce, _fwd_none_diag_kernel); called once per prompt
+# (0.16.0 vllm/model_executor/layers/mamba/linear_attn.py _prefill_and_mix_infer: "for _prefill_idx in range(...)").
 LIGHTNING_BLOCK = 256
 LIGHTNING_SUB_BLOCK = 32
 LIGHTNING_KERNELS = 4
-# Mamba (v1): one selective-scan kernel per call besides the conv1d (vLLM mamba_mixer.py MambaMixer:
-# causal_conv1d_fn then selective_scan_fn, csrc/mamba/mamba_ssm/selective_scan_fwd.cu).
+# Mamba (v1): one selective-scan kernel per call besides the conv1d (vLLM 0.16.0 wheel,
+# vllm/model_executor/layers/mamba/mamba_mixer.py MambaMixer: causal_conv1d_fn then selective_scan_fn; at decode
+# causal_conv1d_update and selective_state_update).
 SELECTIVE_SCAN_KERNELS = 1
 # Decode: one conv-state update and one state-update kernel per layer (vLLM causal_conv1d_update +
 # selective_state_update for Mamba and Mamba2; causal_conv1d_update + fused_recurrent_gated_delta_rule for Gated
