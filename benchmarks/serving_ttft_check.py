@@ -9,7 +9,8 @@ wait for the prompts ahead of it. ``kvplan.serving.MIXED_QUEUE_RULE`` selects th
   a prompt's tokens at that rate, and the decode step under way is waited out (Cobham's residual).
 
 It prints (1) both rules beside benchmarks/serving_sim.py's step-by-step simulation (mixed layout, FCFS packing of
-several prompts per step, kvplan's own step times; 3,000 requests, seed 1), (2) both rules at the MLPerf Server
+several prompts per step, kvplan's own step times; 3,000 requests, seed 1, the first 200 left out; the attention-DP
+cases 6,000, the first 1,500 left out), (2) both rules at the MLPerf Server
 logs' own rates against the logs' measured mean and p99 TTFT (the rows of benchmarks/data/published_throughput.json
 with ``measured``), and (3) the MLPerf Server / Interactive scores under both rules.
 
@@ -61,8 +62,11 @@ def sim_lines(requests: int) -> list[str]:
     lines = ["| case | rate (x max) | TTFT ms sim | step rule | time rule | TTFT p90 ms sim | step rule | time rule |",
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     errs = {rule: [] for rule in RULES}
-    for model, gpu, tp, _dp, weights, isl, osl in serving_sim.CASES:
-        s = setup(model, gpu, engine="sglang", tp=tp, weights_dtype=weights, settings=Settings(mixed_chunk=True))
+    cases = [(c, requests, 200) for c in serving_sim.CASES]
+    cases += [(c, 2 * requests, requests // 2) for c in serving_sim.DP_CASES]  # the DP ranks' batches run larger
+    for (model, gpu, tp, dp, weights, isl, osl), count, warmup in cases:
+        s = setup(model, gpu, engine="sglang", tp=tp, dp=dp, ep=dp > 1, weights_dtype=weights,
+                  settings=Settings(mixed_chunk=True))  # fmt: skip
         inp, out = Lengths.of(isl), Lengths.of(osl)
         top = max_rate(s, input_len=inp, output_len=out)
         budget = s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
@@ -73,11 +77,12 @@ def sim_lines(requests: int) -> list[str]:
             for rule in RULES:
                 with queue_rule(rule):
                     got[rule] = serve(s, rate_rps=rate, input_len=inp, output_len=out, with_max_rate=False)
-            sim = serving_sim.simulate(s, rate_rps=rate, isl=isl, osl=osl, requests=requests, budget=budget,
-                                       seq_cap=cap)  # fmt: skip
+            sim = serving_sim.simulate(s, rate_rps=rate, isl=isl, osl=osl, requests=count, budget=budget,
+                                       seq_cap=cap, warmup=warmup)  # fmt: skip
             for rule in RULES:
                 errs[rule].append(abs(math.log(got[rule].ttft_mean_s / sim.ttft_s)))
-            lines.append(f"| {model} {gpu} TP{tp} {isl}/{osl} | {rate:.2f} (x{frac}) | {_ms(sim.ttft_s)} | "
+            split = f"TP{tp}" if dp == 1 else f"DP{dp} EP{dp}"
+            lines.append(f"| {model} {gpu} {split} {isl}/{osl} | {rate:.2f} (x{frac}) | {_ms(sim.ttft_s)} | "
                          f"{_ms(got['step'].ttft_mean_s)} | {_ms(got['time'].ttft_mean_s)} | {_ms(sim.ttft_p90_s)} | "
                          f"{_ms(got['step'].ttft_p90_s)} | {_ms(got['time'].ttft_p90_s)} |")  # fmt: skip
     for rule in RULES:

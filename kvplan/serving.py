@@ -748,6 +748,22 @@ def _prompt_load(s: Setup, *, n: float, p: float, prompt: int, budget: int, cont
     return min(share, 0.999)
 
 
+def _mixed_iteration_biased(s: Setup, *, n: float, p: float, prompt: int, budget: int, context: int,
+                            ep: bool) -> float:  # fmt: skip
+    """The length-biased mean ``E[L^2] / E[L]`` of the mixed steps a rank's prompt may find under way outside its own
+    prefill (``MIXED_QUEUE_RULE`` "time"): the decode-only step ``d`` with one rank; with ``dp`` ranks the iteration
+    lasts ``busy`` (a chunk beside the decodes) where another rank carries a chunk, a share ``1 - (1 - f)^(dp - 1)``
+    of the iterations (``f = p / (dp chunk)``, the ranks independent as in :func:`_dp_mean_step`), else ``d``."""
+    decode = _step(s, n=n, p=0, context=context, ep=ep)
+    if s.dp == 1 or p <= 0:
+        return decode
+    chunk = max(1.0, min(float(prompt), _room(s, budget, n)))
+    share = min(1.0, p / s.dp / chunk)
+    others = 1.0 if share >= 1 else -math.expm1((s.dp - 1) * math.log1p(-share))
+    busy = _step(s, n=n, p=chunk, context=context, prefix=max(0, (prompt - int(chunk)) // 2), ep=ep)
+    return (others * busy**2 + (1 - others) * decode**2) / (others * busy + (1 - others) * decode)
+
+
 def _decode_steps_behind(s: Setup, *, n: float, p: float, prompt: int, budget: int, context: int,
                          ep: bool) -> tuple[float, float]:  # fmt: skip
     """Where prompt steps are apart (:meth:`Engine.mixes_steps` False): (the share of a rank's time in decode steps,
@@ -765,7 +781,8 @@ def _decode_steps_behind(s: Setup, *, n: float, p: float, prompt: int, budget: i
         if MIXED_QUEUE_RULE == "step":
             return 0.0, 0.0
         rho = _prompt_load(s, n=n, p=p, prompt=prompt, budget=budget, context=context, ep=ep)
-        return -math.expm1(-n / s.dp) * (1 - rho), _step(s, n=n, p=0, context=context, ep=ep)
+        return -math.expm1(-n / s.dp) * (1 - rho), _mixed_iteration_biased(s, n=n, p=p, prompt=prompt, budget=budget,
+                                                                          context=context, ep=ep)  # fmt: skip
     _, prompt_share, biased = _alternating_parts(s, n=n, p=p, prompt=prompt, budget=budget, context=context, ep=ep)
     return -math.expm1(-n / s.dp) * (1 - prompt_share), biased
 
