@@ -97,3 +97,24 @@ def test_time_rule_agrees_with_the_simulation():
             got[name] = serve(s, rate_rps=rate, input_len=inp, output_len=out, with_max_rate=False)
     assert got["time"].ttft_mean_s == pytest.approx(sim.ttft_s, rel=0.15)
     assert got["step"].ttft_mean_s < 0.75 * sim.ttft_s
+
+
+def test_time_rule_dp_iteration_under_way_by_hand():
+    """With attention-DP ranks the iteration a prompt finds under way lasts a chunk step where another rank carries
+    a chunk: L = busy in a share b = 1 - (1 - f)^(dp - 1) (f = p / (dp chunk)), else d; the residual is half of
+    E[L^2] / E[L]. One rank: d."""
+    from kvplan.serving import _mixed_iteration_biased, _step
+
+    spec, gpu = load_bundled("qwen3-30b-a3b"), H100
+    one = setup(spec, gpu, engine="vllm")
+    assert _mixed_iteration_biased(one, n=20.0, p=100.0, prompt=2048, budget=8192, context=2176, ep=False) == (
+        pytest.approx(_step(one, n=20.0, p=0, context=2176))
+    )
+    dp4 = setup(spec, gpu, engine="vllm", dp=4, ep=True)
+    d = _step(dp4, n=20.0, p=0, context=2176)
+    busy = _step(dp4, n=20.0, p=2048, context=2176)  # the 2,048-token prompt fits the room: one chunk, no prefix
+    f = 400.0 / 4 / 2048  # 400 prompt tokens a step over 4 ranks, in 2,048-token chunks
+    b = 1 - (1 - f) ** 3
+    expected = (b * busy**2 + (1 - b) * d**2) / (b * busy + (1 - b) * d)
+    got = _mixed_iteration_biased(dp4, n=20.0, p=400.0, prompt=2048, budget=8192, context=2176, ep=False)
+    assert got == pytest.approx(expected) and d < got < busy
