@@ -3,8 +3,11 @@
 aiconfigurator 0.12.0 times DeepSeek-V3.2's whole attention block at decode as one operation per engine, version and
 GPU (``aiconfigurator_core/systems/data/<gpu>/sparse_attention/vllm/0.24.0/dsa_generation_module_perf.parquet``:
 the projections, the lightning indexer with its top-k, the sparse MLA kernel and the output projection of one layer;
-columns ``kernel_source`` (``FLASHMLA_SPARSE`` on H200, B200 and GB200), ``kv_cache_dtype``, ``gemm_type``,
-``num_heads`` (the rank's heads), ``batch_size``, ``isl`` (1), ``step`` (the cached tokens), ``latency`` in ms).
+columns ``kernel_source``, ``kv_cache_dtype``, ``gemm_type``, ``num_heads`` (the rank's heads), ``batch_size``,
+``isl`` (1), ``step`` (the cached tokens), ``latency`` in ms). The kernel is the one vLLM picked: ``FLASHMLA_SPARSE``
+on H200; on B200 and GB200 ``FLASHINFER_MLA_SPARSE`` with fp8 KV and with bf16 KV at 16 heads a rank,
+``FLASHMLA_SPARSE`` with bf16 KV at 32-128 heads. kvplan prices FlashMLA's kernels for both (FlashInfer's sparse MLA
+was not read).
 Reported, not fitted: kvplan's DSA decode (:func:`kvplan.latency._dsa_decode_s`) is built from the engines' source
 and published kernel figures only.
 
@@ -20,8 +23,8 @@ Two steps, as ``mla_compare.py``:
 2. default (needs kvplan only): prices every point with kvplan's decode layer of deepseek-v3.2-exp (its attention at
    ``isl + step`` tokens over the model, divided by its layers, plus the layer's projection GEMMs, indexer's included;
    CUDA-graph replay) at ``TP = 128 / num_heads`` and prints the median and worst ``|ln(kvplan / aiconfigurator)|``
-   per GPU and KV dtype, by batch and by length (up to ``index_topk`` keys, where the sparse kernel still grows, and
-   past it, where only the indexer does). ``--markdown`` prints the tables for docs/cost.md.
+   per GPU, KV dtype and kernel, by batch and by length (up to ``index_topk`` keys, where the sparse kernel still
+   grows, and past it, where only the indexer does). ``--markdown`` prints the tables for docs/cost.md.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ HEADS = (16, 32, 64, 128)  # DeepSeek-V3.2's 128 heads over TP 8, 4, 2, 1
 KV_DTYPES = {"bfloat16": "bf16", "fp8": "fp8"}  # aiconfigurator kv_cache_dtype -> kvplan KV dtype
 GEMM_TYPE = "fp8_block"  # the released checkpoint's 128 x 128 block-scaled fp8
 MODEL = "deepseek-v3.2-exp"
-COLUMNS = ("kv_cache_dtype", "num_heads", "batch_size", "isl", "step", "latency_us")
+COLUMNS = ("kernel_source", "kv_cache_dtype", "num_heads", "batch_size", "isl", "step", "latency_us")
 BATCH_BANDS = ((1, 8), (9, 64), (65, None))
 
 
@@ -103,7 +106,8 @@ def compare(tables: list[dict]) -> list[dict]:
             s = layer_seconds(t["gpu"], t["engine"], heads=p["num_heads"], batch=p["batch_size"], context=context,
                               kv=kv)  # fmt: skip
             aic = p["latency_us"] * 1e-6
-            rows.append({"gpu": t["gpu"], "engine": t["engine"], "kv": kv, "heads": p["num_heads"],
+            rows.append({"gpu": t["gpu"], "engine": t["engine"], "kernel": p["kernel_source"], "kv": kv,
+                         "heads": p["num_heads"],
                          "batch": p["batch_size"], "context": context, "aic_s": aic, "kvplan_s": s,
                          "ln": math.log(s / aic)})  # fmt: skip
     return rows
@@ -122,7 +126,9 @@ def _reach(context: int, topk: int = 2048) -> str:
 
 def summaries(rows: list[dict]) -> dict[str, list[tuple[str, dict]]]:
     return {
-        "per GPU / KV dtype": grouped_stats(rows, lambda r: f"{r['gpu']} {r['engine']} {r['kv']}"),
+        "per GPU / KV dtype / kernel": grouped_stats(
+            rows, lambda r: f"{r['gpu']} {r['engine']} {r['kv']} {r['kernel']}"
+        ),
         "per GPU, by batch": grouped_stats(rows, lambda r: f"{r['gpu']} {r['engine']} {_band(r['batch'])}"),
         "per GPU, by length": grouped_stats(rows, lambda r: f"{r['gpu']} {r['engine']} {_reach(r['context'])}"),
         "per GPU, by heads a rank": grouped_stats(rows, lambda r: f"{r['gpu']} {r['engine']} {r['heads']} heads"),

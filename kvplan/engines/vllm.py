@@ -1151,9 +1151,9 @@ CALIBRATION = Calibration(
     # CUTLASS_MLA / FLASHMLA / TRITON_MLA, which that fit does not describe.
     blackwell_mla_nope_dims=FLASHINFER_MLA_NOPE,
     blackwell_mla_kv_dtypes=FLASHINFER_MLA_KV,
-    # ... and not for sparse (DSA) models, which run FLASHMLA_SPARSE on Blackwell too (mla_choice "sparse MLA";
+    # ... and not for sparse (DSA) models, which run a sparse backend on Blackwell (mla_choice "sparse MLA";
     # aiconfigurator 0.12.0's B200 and GB200 vLLM 0.24.0 dsa_generation_module tables name kernel_source
-    # FLASHMLA_SPARSE): mla_layer_s there, as in 0.16.
+    # FLASHINFER_MLA_SPARSE or FLASHMLA_SPARSE, never FLASHINFER_MLA): mla_layer_s there, as in 0.16.
     blackwell_mla_dense_only=True,
 )
 
