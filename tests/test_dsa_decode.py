@@ -109,3 +109,20 @@ def test_dsa_decode_cheaper_than_reading_the_whole_cache_at_long_context():
     long_sparse = _attention_s(c, phase="decode", context=65536, batch=64, attention_flops=0, kv_dtype="bf16")
     long_dense = _attention_s(d, phase="decode", context=65536, batch=64, attention_flops=0, kv_dtype="bf16")
     assert long_dense > 3 * long_sparse
+
+
+def test_roofline_decode_reads_the_index_keys_and_topk_rows():
+    # kvplan.cost (the roofline's work and traffic) in the ideal layout, bf16: a 65,536-token sequence's decode step
+    # reads per layer 2,048 latent rows of 1,152 B + 65,536 index keys of 256 B = 2,359,296 + 16,777,216 =
+    # 19,136,512 B, x 61 layers = 1,167,327,232 B (the whole cache, 65,536 x 1,408 x 61 = 5,628,755,968 B, before);
+    # at 1,000 tokens every row is read, as for dense MLA. Scores: 2 x 16 heads (TP 8) x 576 x 2,048 keys x 61.
+    from kvplan.attention import decode_span
+    from kvplan.cost import step_bytes, step_flops
+
+    assert decode_span(KIND, 65536) == 2048 and decode_span(KIND, 1000) == 1000
+    read = step_bytes(V32, 65536, phase="decode", tp=8, kv_dtype_name="bf16", weights_dtype="fp8").kv_read
+    assert read == 61 * (1_152 * 2_048 + 256 * 65_536) == 1_167_327_232
+    short = step_bytes(V32, 1000, phase="decode", tp=8, kv_dtype_name="bf16", weights_dtype="fp8").kv_read
+    assert short == 61 * 1_408 * 1_000
+    flops = step_flops(V32, 65536, phase="decode", tp=8)
+    assert flops.attention_scores == 2 * 16 * 576 * 2_048 * 61
