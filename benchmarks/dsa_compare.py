@@ -15,7 +15,10 @@ Two steps, as ``mla_compare.py``:
 
 1. ``--collect`` (needs aiconfigurator; does not import kvplan) writes a sample of those tables to
    ``benchmarks/data/aiconfigurator_dsa.json``: vLLM 0.24.0 on H200, B200 and GB200, DeepSeek-V3.2's block-fp8
-   projections, bf16 and fp8 KV, 16-128 heads a rank (TP 8 to 1), every batch and length measured. Where
+   projections, bf16 and fp8 KV, 16-128 heads a rank (TP 8 to 1), every batch and length measured; the same for
+   TensorRT-LLM 1.3.0rc20 (kernel ``default``) and SGLang 0.5.14 (its NSA backends: ``fa3`` / ``flashmla_kv`` on
+   H200, ``trtllm`` on Blackwell), whose kernels kvplan has not read: it prices them with vLLM's DSA rules and each
+   engine's constants (SGLang: vLLM's), so their rows are a check of those constants, not of the engines. Where
    aiconfigurator is not installed it says so and exits 0::
 
        /work/aic-venv/bin/python benchmarks/dsa_compare.py --collect
@@ -48,7 +51,9 @@ from aic_tables import (  # noqa: E402 - where aiconfigurator's tables lie
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_dsa.json"
 SYSTEMS = {"h200": "h200_sxm", "b200": "b200_sxm", "gb200": "gb200"}  # kvplan GPU -> aiconfigurator system
-ENGINES = {"vllm": "0.24.0"}  # the release kvplan's vLLM constants describe; the only engine kvplan prices V3.2 for
+# the releases kvplan's constants describe (vLLM, TensorRT-LLM) and SGLang's newest DSA table; kvplan's KV layouts
+# for V3.2 are vLLM's (SGLang and TensorRT-LLM refuse it in capacity), its step prices every engine with its constants
+ENGINES = {"vllm": "0.24.0", "trtllm": "1.3.0rc20", "sglang": "0.5.14"}
 TABLE = "dsa_generation_module_perf.parquet"
 AIC_MODEL = "deepseek-ai/DeepSeek-V3.2"
 HEADS = (16, 32, 64, 128)  # DeepSeek-V3.2's 128 heads over TP 8, 4, 2, 1
@@ -148,9 +153,10 @@ def render(rows: list[dict], *, markdown: bool) -> str:
             out += [f"  {name:<40} {s['count']:>5}  median |ln| {s['median']:.3f}  worst {s['worst']:.3f}  "
                     f"signed {s['signed']:+.3f}" for name, s in groups]  # fmt: skip
         out.append("")
-    a = stats(rows)
-    out.append(f"{a['count']} DSA decode layers against aiconfigurator (module timings): "
-               f"median |ln| {a['median']:.3f}, worst {a['worst']:.3f}, median signed {a['signed']:+.3f}")  # fmt: skip
+    for engine in ENGINES:
+        a = stats([r for r in rows if r["engine"] == engine])
+        head = f"{engine}: {a['count']} DSA decode layers against aiconfigurator (module timings)"
+        out.append(f"{head}: median |ln| {a['median']:.3f}, worst {a['worst']:.3f}, median signed {a['signed']:+.3f}")
     return "\n".join(out)
 
 
