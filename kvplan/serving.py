@@ -306,7 +306,7 @@ def _mean_step(s: Setup, *, n: float, p: float, prompt: int, budget: int, contex
     prefix = max(0, (prompt - int(chunk)) // 2)  # a long prompt's chunks sit, on average, half-way in
     if s.dp > 1:
         return _dp_mean_step(s, n=n, p=p, chunk=chunk, prefix=prefix, context=context, ep=ep,
-                             room=max(chunk, _room(s, budget, n)))  # fmt: skip
+                             room=max(chunk, _room(s, budget, n)), whole=chunk >= prompt)  # fmt: skip
     if _micro_batches(s) > 1:
         return _slots_mean_step(s, n=n, p=p, chunk=chunk, prefix=prefix, context=context, ep=ep)
     if p >= chunk:
@@ -546,7 +546,7 @@ def _chunk_cycles(s: Setup, *, n: float, chunk: float, context: int, prefix: int
 
 
 def _dp_mean_step(s: Setup, *, n: float, p: float, chunk: float, prefix: int, context: int, ep: bool,
-                  room: float) -> float:  # fmt: skip
+                  room: float, whole: bool = True) -> float:  # fmt: skip
     """The mean step time over ``s.dp`` data-parallel ranks that run each step together, each admitting its own
     prompt chunks.
 
@@ -580,11 +580,14 @@ def _dp_mean_step(s: Setup, *, n: float, p: float, chunk: float, prefix: int, co
     if s.engine.aligns_dp_prefill(s.settings):  # every rank carries a chunk in the same steps (Engine rule)
         busy_share = per_rank / chunk
         busy = _step(s, n=n, p=chunk, context=context, prefix=prefix, ep=ep, p_all=chunk * s.dp)
-    else:
+    elif whole:  # each prompt enters in one step, dealt with the others that landed beside it
         decode = _step(s, n=n, p=0, context=context, ep=ep)
         busy_share, busy = _landed_together(s, n=n, p=p, chunk=chunk, prefix=prefix, context=context, ep=ep,
                                             room=room, decode=decode)  # fmt: skip
         return (1 - busy_share) * decode + busy_share * busy
+    else:  # a long prompt's later chunks follow on its own rank, step after step: the ranks taken as independent
+        busy_share = -math.expm1(s.dp * math.log1p(-per_rank / chunk))  # 1 - (1 - f)^dp, exact for tiny f
+        busy = _step(s, n=n, p=chunk, context=context, prefix=prefix, ep=ep, p_all=p / busy_share)
     return (1 - busy_share) * _step(s, n=n, p=0, context=context, ep=ep) + busy_share * busy
 
 
