@@ -305,8 +305,7 @@ def _mean_step(s: Setup, *, n: float, p: float, prompt: int, budget: int, contex
         return _step(s, n=n, p=0, context=context, ep=ep)
     prefix = max(0, (prompt - int(chunk)) // 2)  # a long prompt's chunks sit, on average, half-way in
     if s.dp > 1:
-        return _dp_mean_step(s, n=n, p=p, chunk=chunk, prefix=prefix, context=context, ep=ep,
-                             room=max(chunk, _room(s, budget, n)), whole=chunk >= prompt)  # fmt: skip
+        return _dp_mean_step(s, n=n, p=p, chunk=chunk, prefix=prefix, context=context, ep=ep)
     if _micro_batches(s) > 1:
         return _slots_mean_step(s, n=n, p=p, chunk=chunk, prefix=prefix, context=context, ep=ep)
     if p >= chunk:
@@ -357,10 +356,17 @@ def _alternating_parts(s: Setup, *, n: float, p: float, prompt: int, budget: int
     across ranks only with speculative decoding, "This branch makes sure prefill and decode batches will not be
     mixed when spec and dp-attn is enabled"). A rank's cycle is then ``1 + k`` iterations (``k`` from its share
     ``p / dp``), a share ``q = k / (1 + k)`` of its iterations prompt steps, ``dp q`` prompt steps per iteration
-    over the replica. The requests that reach the replica during one iteration all wait for the next (as in
-    :func:`_dp_mean_step`), so an iteration holds at least one prompt step in a share ``b = 1 - exp(-dp q)`` (before:
-    the ranks independent, ``1 - (1 - q)^dp``), and then ``dp q / b`` ranks run a prompt step each while the others
-    decode their ``n / dp`` (``n (1 - q / b)`` decodes in all). The cycle is ``(1 + k)`` mean iterations; with one
+    over the replica. The requests that reach the replica during one iteration all wait for the next, whichever rank
+    they are dealt to (SGLang deals in turn: python/sglang/srt/server_args.py ``load_balance_method =
+    "round_robin"``), so the ranks' prompt steps fall into the same iterations, the more so after a long one: an
+    iteration holds a prompt step when one arrived during the iteration before, ``a = 1 - exp(-r d)`` after a
+    decode-only iteration and ``c = 1 - exp(-r B)`` after a prompt iteration of ``B``, at ``r`` prompt steps a second
+    over the replica; a two-state chain whose prompt iterations are a share ``b = a / (1 - c + a)`` (at least
+    ``q``). ``r`` and ``B`` come from one pass at the chain-free ``b0 = 1 - exp(-dp q)``: ``r = dp q / ((1 - b0) d +
+    b0 B(b0))``, then ``B`` again at ``b``. In a prompt iteration ``dp q / b`` ranks run a prompt step each while
+    the others decode their ``n / dp`` (``n (1 - q / b)`` decodes in all). Before (stop 24), the ranks were taken
+    as independent, ``b = 1 - (1 - q)^dp``; benchmarks/serving_sim.py ``--dp`` ran 25-48 % below that TPOT at
+    0.6-0.85 of the rate, and within -12 .. +4 % of this one. The cycle is ``(1 + k)`` mean iterations; with one
     rank it is ``d + k step(0, p / k)`` exactly."""
     per_rank = p / s.dp
     decode = _step(s, n=n, p=0, context=context, ep=ep)
@@ -382,7 +388,7 @@ def _alternating_parts(s: Setup, *, n: float, p: float, prompt: int, budget: int
     busy = busy_at(busy_share)
     rate = s.dp * share / ((1 - busy_share) * decode + busy_share * busy)  # prompt steps a second, replica-wide
     after_decode, after_busy = -math.expm1(-rate * decode), -math.expm1(-rate * busy)
-    busy_share = max(share, after_decode / (1 - after_busy + after_decode))  # the two-state chain (_landed_together)
+    busy_share = max(share, after_decode / (1 - after_busy + after_decode))  # the two-state chain
     busy = busy_at(busy_share)
     cycle = (1 + steps) * ((1 - busy_share) * decode + busy_share * busy)
     own_decode = cycle - steps * busy  # the rank's one decode iteration a cycle: d, or busy where another prefills
@@ -407,47 +413,6 @@ def _prompt_steps(mean_prompts: float, *, prompt: int, budget: int) -> float:
         term = weight * math.ceil(count * per - 1e-9)  # 1e-9: a whole count of budgets is that many steps
         total += term
         if count > mean_prompts and term < 1e-17 * total:  # past the mode and below the sum's precision
-            break
-    return total
-
-
-def _landed_together(s: Setup, *, n: float, p: float, chunk: float, prefix: int, context: int, ep: bool,
-                     room: float, decode: float) -> tuple[float, float]:  # fmt: skip
-    """(the share of the steps that hold prompt chunks, their mean time) where every chunk that reaches the
-    replica during a step enters the next one, dealt in turn over the ranks (:func:`_dp_mean_step`), ``p / chunk``
-    chunks arriving per mean step. A step follows a decode-only step of ``d`` or a prompt step of ``B``, and holds a
-    chunk with the chance that one arrived in it, ``a = 1 - exp(-r d)`` or ``c = 1 - exp(-r B)`` at ``r`` chunks a
-    second: a two-state chain whose prompt steps are a share ``b = a / (1 - c + a)`` of the steps. The busiest rank
-    carries ``ceil(K / dp)`` of the ``K`` chunks (:func:`busiest_share`), ``K`` Poisson at ``r d`` or ``r B`` by the
-    step before. ``r`` and ``B`` come from one pass from the chain-free share ``1 - exp(-p / chunk)`` (the step's
-    time at that share), then ``B`` again at the chain's share."""
-    arrivals = p / chunk  # chunks per mean step
-    share = -math.expm1(-arrivals)
-    heaviest = min(room, chunk * busiest_share(arrivals, ranks=s.dp) / share)
-    busy = _step(s, n=n, p=heaviest, context=context, prefix=prefix, ep=ep, p_all=p / share)
-    rate = arrivals / ((1 - share) * decode + share * busy)  # chunks a second
-    after_decode, after_busy = -math.expm1(-rate * decode), -math.expm1(-rate * busy)
-    share = after_decode / (1 - after_busy + after_decode)
-    carried = ((1 - share) * busiest_share(rate * decode, ranks=s.dp)
-               + share * busiest_share(rate * busy, ranks=s.dp))  # fmt: skip  # busiest rank's chunks per step
-    heaviest = min(room, chunk * carried / share)
-    return share, _step(s, n=n, p=heaviest, context=context, prefix=prefix, ep=ep, p_all=p / share)
-
-
-def busiest_share(mean_arrivals: float, *, ranks: int) -> float:
-    """``E[ceil(K / ranks)]``, ``K`` Poisson with mean ``mean_arrivals``: the prompts the busiest of ``ranks``
-    data-parallel ranks takes when ``K`` arrive together and are dealt in turn (:func:`_dp_mean_step`). Summed as
-    :func:`_prompt_steps` sums; from a mean of 200 on, ``mean / ranks + (ranks - 1) / (2 ranks)`` (the ceiling's
-    mean excess over a spread of many ranks' worth)."""
-    if mean_arrivals > 200:
-        return mean_arrivals / ranks + (ranks - 1) / (2 * ranks)
-    top = int(mean_arrivals + 12 * math.sqrt(mean_arrivals) + 30)
-    weight, total = math.exp(-mean_arrivals), 0.0  # P(K = 0)
-    for count in range(1, top + 1):
-        weight *= mean_arrivals / count  # P(K = count), by the recurrence
-        term = weight * math.ceil(count / ranks)
-        total += term
-        if count > mean_arrivals and term < 1e-17 * total:
             break
     return total
 
@@ -545,28 +510,20 @@ def _chunk_cycles(s: Setup, *, n: float, chunk: float, context: int, prefix: int
     return value
 
 
-def _dp_mean_step(s: Setup, *, n: float, p: float, chunk: float, prefix: int, context: int, ep: bool,
-                  room: float, whole: bool = True) -> float:  # fmt: skip
+def _dp_mean_step(s: Setup, *, n: float, p: float, chunk: float, prefix: int, context: int, ep: bool) -> float:
     """The mean step time over ``s.dp`` data-parallel ranks that run each step together, each admitting its own
     prompt chunks.
 
     The engines spread new requests evenly over the ranks (TensorRT-LLM: tensorrt_llm/_torch/pyexecutor/
     executor_request_queue.py ``ExecutorRequestQueue._balance_requests_across_ranks``, v1.0: a heap on each rank's
     active tokens, capped at ``expected_num_active_requests``, the ceiling of all active + new requests over the
-    ranks; SGLang deals in turn, python/sglang/srt/server_args.py ``load_balance_method = "round_robin"``), so each
-    rank receives ``p / dp`` prompt tokens per step, and each rank's own scheduler admits them as chunks of up to
-    ``chunk``. Nothing aligns the ranks' chunks by default (py_executor.py ``_schedule`` holds context requests back
-    until every rank has one only with ``attention_dp_config.enable_balance``, off by default), but the requests
-    that reach the replica during one step all wait for the next, whichever rank they are dealt to: the ranks'
-    arrivals land together. So a step holds prompt work when any chunk arrived during the step before, a share
-    ``b = 1 - exp(-m)`` of the steps at ``m = p / chunk`` chunks per step (Poisson arrivals at the whole replica's
-    rate), and the ``K`` chunks then dealt in turn put ``ceil(K / dp)`` on the busiest rank
-    (:func:`busiest_share`): ``E[ceil(K / dp)] / b`` chunks on it in a prefill step (at most the rank's ``room``),
-    ``p / b`` prompt tokens over all ranks (their expert layers). With one request in flight this is one chunk on
-    one rank, as without DP. Before, the ranks were taken as independent, ``1 - (1 - m / dp)^dp`` of the steps with
-    one chunk on the busiest rank; benchmarks/serving_sim.py ``--dp`` (requests dealt in turn) ran 25-48 % below
-    that TPOT when loaded. Where a rank's share reaches a chunk per step, every step holds ``p / dp`` prompt tokens
-    on every rank.
+    ranks), so each rank receives ``p / dp`` prompt tokens per step, and each rank's own scheduler admits them as
+    chunks of up to ``chunk``. Nothing aligns the ranks' chunks by default (py_executor.py ``_schedule`` holds
+    context requests back until every rank has one only with ``attention_dp_config.enable_balance``, off by
+    default), so a rank carries a chunk in a share ``f = p / (dp chunk)`` of the steps, independently of the others.
+    A step is a prefill step when any rank carries a chunk, a share ``1 - (1 - f)^dp`` of the steps, and it then
+    holds ``p / that share`` prompt tokens over all ranks (their expert layers) with one chunk on the busiest rank.
+    Where a rank's share reaches a chunk per step, every step holds ``p / dp`` prompt tokens on every rank.
 
     The rule is kvplan's for every engine's DP ranks (vLLM and SGLang also run one scheduler per rank,
     :func:`_limits`); only TensorRT-LLM's request spreading was read for it, and an offline run's ranks, alike,
@@ -580,12 +537,7 @@ def _dp_mean_step(s: Setup, *, n: float, p: float, chunk: float, prefix: int, co
     if s.engine.aligns_dp_prefill(s.settings):  # every rank carries a chunk in the same steps (Engine rule)
         busy_share = per_rank / chunk
         busy = _step(s, n=n, p=chunk, context=context, prefix=prefix, ep=ep, p_all=chunk * s.dp)
-    elif whole:  # each prompt enters in one step, dealt with the others that landed beside it
-        decode = _step(s, n=n, p=0, context=context, ep=ep)
-        busy_share, busy = _landed_together(s, n=n, p=p, chunk=chunk, prefix=prefix, context=context, ep=ep,
-                                            room=room, decode=decode)  # fmt: skip
-        return (1 - busy_share) * decode + busy_share * busy
-    else:  # a long prompt's later chunks follow on its own rank, step after step: the ranks taken as independent
+    else:
         busy_share = -math.expm1(s.dp * math.log1p(-per_rank / chunk))  # 1 - (1 - f)^dp, exact for tiny f
         busy = _step(s, n=n, p=chunk, context=context, prefix=prefix, ep=ep, p_all=p / busy_share)
     return (1 - busy_share) * _step(s, n=n, p=0, context=context, ep=ep) + busy_share * busy

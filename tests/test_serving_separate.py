@@ -14,17 +14,7 @@ from kvplan.cost import phase_cost
 from kvplan.engines import Settings
 from kvplan.errors import InvalidInput
 from kvplan.hardware import resolve_gpu
-from kvplan.serving import (
-    Lengths,
-    _alternating_parts,
-    _dp_mean_step,
-    _mean_step,
-    _prompt_steps,
-    _step,
-    busiest_share,
-    max_rate,
-    serve,
-)
+from kvplan.serving import Lengths, _alternating_parts, _mean_step, _prompt_steps, _step, max_rate, serve
 
 H100 = resolve_gpu("h100-sxm")
 
@@ -162,38 +152,6 @@ def test_data_parallel_ranks_alternate_on_their_own():
     assert 0 < plain < 1 and biased == pytest.approx((plain * d**2 + (1 - plain) * busy**2) / own, rel=1e-12)
     r = serve(s, rate_rps=0.0, input_len=Lengths.of(1000), output_len=Lengths.of(200))
     assert r.ttft_mean_s == pytest.approx(_step(s, n=0.0, p=1000, context=1100))
-
-
-def test_busiest_rank_takes_the_ceiling_of_its_share_of_what_landed_together():
-    """E[ceil(K / ranks)], K Poisson: at a mean of 0.5 over 2 ranks, by hand, e^-0.5 = 0.606531 times
-    (0.5 x 1 + 0.125 x 1 + 0.0208333 x 2 + 0.0026042 x 2 + 0.00026042 x 3 + 0.0000217 x 3 + ...) = 0.40803;
-    rate to zero it is the mean (one request, one rank); past a mean of 200, mean / ranks + (ranks - 1) / (2 ranks):
-    300 / 8 + 7 / 16 = 37.9375."""
-    assert busiest_share(0.5, ranks=2) == pytest.approx(0.40803, abs=1e-5)
-    assert busiest_share(1e-6, ranks=8) == pytest.approx(1e-6, rel=1e-5)
-    assert busiest_share(300, ranks=8) == 37.9375
-
-
-def test_mixed_dp_steps_follow_arrivals_that_land_together():
-    """Mixed steps over 4 attention-DP ranks (Qwen3-30B-A3B, SGLang --enable-mixed-chunk), 200 decodes, 1,024 prompt
-    tokens a step in 2,048-token chunks (m = 0.5 chunks a step): by hand, b0 = 1 - e^-0.5, the busiest rank's
-    E[ceil(K / 4)] / b0 chunks, B0 the step with them, r = m / ((1 - b0) d + b0 B0) chunks a second; the chain's
-    share b = a / (1 - c + a) at a = 1 - e^(-r d), c = 1 - e^(-r B0); the busiest rank's chunks ((1 - b)
-    E[ceil(K_d / 4)] + b E[ceil(K_B / 4)]) / b; the mean step (1 - b) d + b B."""
-    s = setup(load_bundled("qwen3-30b-a3b"), H100, engine="sglang", dp=4, ep=True,
-              settings=Settings(mixed_chunk=True))  # fmt: skip
-    n, p, chunk, ctx, room = 200.0, 1024.0, 2048.0, 2100, 8192 - 50.0
-    d = _step(s, n=n, p=0, context=ctx)
-    b0 = 1 - math.exp(-0.5)
-    busy0 = _step(s, n=n, p=chunk * busiest_share(0.5, ranks=4) / b0, context=ctx, p_all=p / b0)
-    r = 0.5 / ((1 - b0) * d + b0 * busy0)
-    a, c = 1 - math.exp(-r * d), 1 - math.exp(-r * busy0)
-    b = a / (1 - c + a)
-    carried = ((1 - b) * busiest_share(r * d, ranks=4) + b * busiest_share(r * busy0, ranks=4)) / b
-    busy = _step(s, n=n, p=chunk * carried, context=ctx, p_all=p / b)
-    got = _dp_mean_step(s, n=n, p=p, chunk=chunk, prefix=0, context=ctx, ep=False, room=room)
-    assert got == pytest.approx((1 - b) * d + b * busy, rel=1e-12)
-    assert b < b0 < 1 - (1 - 0.5 / 4) ** 4  # fewer prefill steps than independent ranks give
 
 
 def test_plan_takes_enable_mixed_chunk():
