@@ -1205,7 +1205,9 @@ def engine_row_setup(r: dict):  # noqa: ANN202
     """kvplan's setup for a closed-loop row: the row's engine release, split and dtypes, its memory fraction
     (``gpu_memory_utilization`` or ``mem_fraction_static`` where the row states one), with at most ``concurrency``
     sequences (``max_num_seqs = min(concurrency, the engine's cap)``, the cap being the row's
-    ``max_running_requests`` where its launch sets one, else the engine's default)."""
+    ``max_running_requests`` (SGLang) or ``max_num_seqs`` (vLLM) where the row states one, else the engine's default).
+    A row's ``max_num_seqs`` may be the default of the engine version it ran where kvplan's rule set for it predates
+    that default (the vLLM 0.9+ A100 batch defaults under the ``vllm@0.8`` rules)."""
     from kvplan.capacity import setup
     from kvplan.engines import Settings
 
@@ -1215,7 +1217,7 @@ def engine_row_setup(r: dict):  # noqa: ANN202
         return setup(r["model"], r["gpu"], engine=r["engine"], tp=r["tp"], weights_dtype=r["weights"],
                      kv_dtype_name=r["kv"], settings=settings)  # fmt: skip
 
-    cap = r.get("max_running_requests") or build(None).max_num_seqs
+    cap = r.get("max_running_requests") or r.get("max_num_seqs") or build(None).max_num_seqs
     return build(r["concurrency"] if cap is None else min(r["concurrency"], cap))
 
 
@@ -1278,41 +1280,102 @@ def closed_loop_run(  # noqa: ANN201
     request is not modelled. ``kv_seqs``: the most requests the KV pool holds (:func:`kv_sequences`), a second cap on
     the running requests.
     """
+    return closed_loop_trace(s, isl=isl, osl=osl, concurrency=concurrency, prompts=prompts, budget=budget,
+                             kv_seqs=kv_seqs)["tok_s"]  # fmt: skip
+
+
+def closed_loop_trace(  # noqa: ANN201
+    s,  # noqa: ANN001
+    *,
+    isl: int,
+    osl: int,
+    concurrency: int,
+    prompts: int,
+    budget: int | None = None,
+    kv_seqs: int | None = None,
+):
+    """:func:`closed_loop_run`'s run with its requests' times: ``tok_s`` (output tokens over the run's duration),
+    ``duration_s``, and the client's per-request means as ``vllm bench serve`` prints them: ``mean_ttft_s`` (a
+    request's send to its first token, the end of the step its prompt completes in; a request is sent when the
+    previous one in its slot finishes, at that step's end) and ``mean_tpot_s`` (its first to its last token over
+    ``osl - 1``). Where the engine runs prompt and decode batches as separate steps
+    (``Engine.mixes_prefill_with_decode`` False: SGLang), a step with prompt tokens to admit is a prompt-only step
+    with the whole budget (its decodes wait), else a decode-only step."""
     from collections import deque
 
     from kvplan.serving import DEFAULT_TOKEN_BUDGET, _step
 
     budget = budget or s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
     running_cap = min(s.max_num_seqs or concurrency, kv_seqs or concurrency)
-    waiting = deque([isl] * min(concurrency, prompts))  # tokens left to prefill, per request, in arrival order
+    # per request: [tokens left to prefill, send time], in arrival order
+    waiting = deque([isl, 0.0] for _ in range(min(concurrency, prompts)))
     issued, done, clock = len(waiting), 0, 0.0
-    decoding: list[int] = []  # tokens generated so far, per decoding request
+    decoding: list[list] = []  # per decoding request: [tokens generated so far, first-token time]
+    ttfts: list[float] = []
+    tpots: list[float] = []
+    mixed = s.engine.mixes_prefill_with_decode
     while done < prompts:
         n = len(decoding)
-        room, chunk, first_prefix = budget - n, 0, 0
+        room, chunk, first_prefix = budget - n if mixed else budget, 0, 0
         finished_prefill = 0
-        for i, left in enumerate(waiting):
+        for i, req in enumerate(waiting):
+            left = req[0]
             if room <= 0 or n + i >= running_cap:
                 break
             take = min(room, left)
             if i == 0:
                 first_prefix = isl - left
             chunk, room = chunk + take, room - take
-            waiting[i] = left - take
-            finished_prefill += waiting[i] == 0
-        context = isl + round((sum(decoding) / n if n else 0) / CONTEXT_BUCKET) * CONTEXT_BUCKET
-        clock += _step(s, n=float(n), p=float(chunk), context=context, prefix=first_prefix)
-        decoding = [g + 1 for g in decoding]
+            req[0] = left - take
+            finished_prefill += req[0] == 0
+        context = isl + round((sum(d[0] for d in decoding) / n if n else 0) / CONTEXT_BUCKET) * CONTEXT_BUCKET
+        decodes = n if mixed or not chunk else 0  # a prompt-only step advances no decode
+        clock += _step(s, n=float(decodes), p=float(chunk), context=context, prefix=first_prefix)
+        for d in decoding[:decodes]:
+            d[0] += 1
         for _ in range(finished_prefill):
-            waiting.popleft()
-            decoding.append(1)
-        finished = sum(g >= osl for g in decoding)
-        decoding = [g for g in decoding if g < osl]
-        done += finished
-        new = min(finished, prompts - issued)
-        waiting.extend([isl] * new)
+            sent = waiting.popleft()[1]
+            ttfts.append(clock - sent)
+            decoding.append([1, clock])
+        finished = [d for d in decoding if d[0] >= osl]
+        tpots += [(clock - d[1]) / (osl - 1) for d in finished if osl > 1]
+        decoding = [d for d in decoding if d[0] < osl]
+        done += len(finished)
+        new = min(len(finished), prompts - issued)
+        waiting.extend([isl, clock] for _ in range(new))
         issued += new
-    return prompts * osl / clock
+    return {"tok_s": prompts * osl / clock, "duration_s": clock, "mean_ttft_s": statistics.fmean(ttfts),
+            "mean_tpot_s": statistics.fmean(tpots) if tpots else None}  # fmt: skip
+
+
+def engine_row_trace(r: dict) -> dict:
+    """:func:`closed_loop_trace` for a row, set up as :func:`score_engine_row` scores it."""
+    s = engine_row_setup(r)
+    inp, out = engine_row_lengths(r)
+    return closed_loop_trace(s, isl=inp.mean, osl=out.mean, concurrency=r["concurrency"], prompts=r["num_prompts"],
+                             budget=r.get("max_num_batched_tokens"), kv_seqs=kv_sequences(s, inp, out))  # fmt: skip
+
+
+def phase_lines(rows: list[dict], *, markdown: bool = False) -> list[str]:
+    """Where a row's printout gives the client's mean TTFT and TPOT (``printed``): kvplan's run's means beside them
+    (:func:`engine_row_trace`), kvplan / published, to tell a prompt-phase miss from a decode-phase one. Diagnostic
+    only: nothing is scored on it."""
+    head = ("model", "engine", "GPU", "TP", "ISL/OSL", "concurrency / prompts", "mean TTFT published / kvplan (ms)",
+            "TTFT ratio", "mean TPOT published / kvplan (ms)", "TPOT ratio", "throughput ratio")  # fmt: skip
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] if markdown else ["  ".join(head)]
+    for r in rows:
+        p = r.get("printed", {})
+        if "mean_ttft_ms" not in p or "ratio" not in r:
+            continue
+        tr = engine_row_trace(r)
+        ttft, tpot = tr["mean_ttft_s"] * 1e3, (tr["mean_tpot_s"] or 0.0) * 1e3
+        tpot_ratio = f"x{tpot / p['mean_tpot_ms']:.2f}" if tr["mean_tpot_s"] else "-"
+        cells = (r["label"], f"{r['engine_version']} / {r['engine']}", r["gpu"], str(r["tp"]), f"{r['isl']}/{r['osl']}",
+                 f"{r['concurrency']} / {r['num_prompts']}", f"{p['mean_ttft_ms']:.0f} / {ttft:.0f}",
+                 f"x{ttft / p['mean_ttft_ms']:.2f}", f"{p['mean_tpot_ms']:.1f} / {tpot:.1f}", tpot_ratio,
+                 f"x{r['ratio']:.2f}")  # fmt: skip
+        out.append("| " + " | ".join(cells) + " |" if markdown else "  ".join(cells))
+    return out
 
 
 def compare_engine_rows(rows: list[dict]) -> list[dict]:
@@ -1376,6 +1439,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mlperf-balance", action="store_true",
                     help="the MLPerf rows with the attention-DP balancer: off and as configured, the Server limits "
                          "with its holds, and the Offline step residual added to every step")  # fmt: skip
+    ap.add_argument("--phases", action="store_true",
+                    help="vLLM / SGLang rows with a printout: kvplan's mean TTFT and TPOT beside its")  # fmt: skip
     ap.add_argument("--dp-candidates", action="store_true",
                     help="the attention-DP rows under each unsourced reading: eager steps, attention TP, the "
                          "exchange's per-root NCCL ops at a latency each, the batch that would explain "
@@ -1448,6 +1513,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.mlperf_balance:
         print()
         print("\n".join(mlperf_balance_lines(mlperf, datasets)))
+    if args.phases:
+        print()
+        print("\n".join(phase_lines(engine_rows, markdown=args.markdown)))
     if args.dp_candidates:
         print()
         print("\n".join(dp_candidate_lines(dp_candidate_rows(rows), markdown=args.markdown)))

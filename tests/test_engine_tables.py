@@ -23,16 +23,22 @@ def test_engine_table_rows_and_sources() -> None:
     by_source = {name: [r for r in rows if r["source"] == name] for name in sources}
     # 9 Nemotron Nano + 2 Nemotron Super 49B concurrency points and 2 sweep peaks (Nemotron Nano NVFP4, DeepSeek V3.2;
     # vLLM 0.16.0, B200); 3 DeepSeek-R1 points (SGLang 0.5.7, H200)
-    # GPUStack's Performance Lab (vLLM 0.10.2-0.13.0, SGLang 0.5.3-0.5.5.post1; H100, A100, H200): 29 random-dataset
+    # GPUStack's Performance Lab (vLLM 0.10.2-0.13.0, SGLang 0.5.3-0.5.5.post1; H100, A100, H200): 35 random-dataset
     # runs and 5 ShareGPT runs at 1-8 concurrent requests
+    # and the vLLM recipe's sample run of Nemotron Nano FP8 on one H200 (vLLM 0.12.0 image)
     assert {k: len(v) for k, v in by_source.items()} == {"vultr-b200-vllm": 13, "inferencex-sglang-h200": 3,
-                                                         "gpustack-perf-lab": 34}  # fmt: skip
+                                                         "gpustack-perf-lab": 40, "vllm-recipes-h200": 1}  # fmt: skip
     assert sum(map(len, by_source.values())) == len(rows)
     for meta in sources.values():
         assert meta["url"].startswith("https://") and meta["engine"] and meta["method"] and meta["metric"]
         assert meta["kvplan_engine"]
     for r in rows:
         assert all(k in r for k in SETUP_KEYS), r
+        # every row names its source, the engine version that ran, its prompts, and (where the source has several
+        # pages) the page and line it was read at
+        assert r["source"] in sources and r["engine_version"][0].isdigit() and r["num_prompts"] >= 1
+        assert r["engine"].split("@")[0] in ("vllm", "sglang") and r["published_tok_s"] > 0
+        assert "page" in r or r["source"] in ("vultr-b200-vllm", "inferencex-sglang-h200")
     assert {r["engine"] for r in by_source["vultr-b200-vllm"]} == {"vllm@0.16"}  # the release the page ran
     assert {r["engine"] for r in by_source["inferencex-sglang-h200"]} == {"sglang"}
     # vLLM 0.10.2, 0.11.0 and 0.13.0 all take kvplan's 0.8 rules (the newest release not newer than each)
@@ -63,7 +69,9 @@ def test_engine_table_scores_recompute_from_the_data_file() -> None:
         assert score["ratio"] == pytest.approx(r["ratio"], rel=STALE_TOLERANCE)
         assert score["ratio_steady"] == pytest.approx(r["ratio_steady"], rel=STALE_TOLERANCE)
         assert r["verdict"] == ("within 20%" if abs(r["ratio"] - 1) <= pub.TARGET else "missed")
-        assert r["kvplan_max_num_seqs"] == r["concurrency"]  # every published concurrency is within the cap
+        # every published concurrency is within the cap, but where the row states the cap its engine version had (the
+        # GPUStack A100 rows: vLLM 0.11's 256-sequence A100 default, which kvplan's vllm@0.8 rules predate)
+        assert r["kvplan_max_num_seqs"] == min(r["concurrency"], r.get("max_num_seqs") or r["concurrency"])
 
 
 def test_engine_table_statistics_shape() -> None:
@@ -71,17 +79,17 @@ def test_engine_table_statistics_shape() -> None:
     rows = data["engine_benchmarks"]
     lines = pub.engine_rows_summary(rows, data["engine_benchmark_sources"])
     assert [line.split(" ", 1)[0] for line in lines] == ["vultr-b200-vllm", "inferencex-sglang-h200",
-                                                          "gpustack-perf-lab", "vLLM"]  # fmt: skip
+                                                          "gpustack-perf-lab", "vllm-recipes-h200", "vLLM"]  # fmt: skip
     assert lines[0].startswith("vultr-b200-vllm (vLLM 0.16.0): 13 points compared, 0 not scored; median |ln ratio| ")
     assert lines[1].startswith("inferencex-sglang-h200 (SGLang v0.5.7): 2 points compared, 0 not scored, 1 scored but "
                                "kept out (reason on the row);")  # fmt: skip
-    assert lines[-1].startswith("vLLM + SGLang tables: 49 points compared, 0 not scored, 1 scored but kept out")
+    assert lines[-1].startswith("vLLM + SGLang tables: 56 points compared, 0 not scored, 1 scored but kept out")
     counted = [r for r in rows if "not_in_statistics" not in r]
     s = pub.stats(counted)
     errs = sorted(abs(math.log(r["ratio"])) for r in counted)
-    assert s["compared"] == 49 and s["worst_abs_ln"] == pytest.approx(errs[-1])
+    assert s["compared"] == 56 and s["worst_abs_ln"] == pytest.approx(errs[-1])
     assert s["within_20pct"] == sum(r["verdict"] == "within 20%" for r in counted)
-    assert f"within 20%: {s['within_20pct']}/49" in lines[-1] and f"worst {s['worst_abs_ln']:.3f}" in lines[-1]
+    assert f"within 20%: {s['within_20pct']}/56" in lines[-1] and f"worst {s['worst_abs_ln']:.3f}" in lines[-1]
 
 
 def test_unreliable_sglang_r1_run_is_scored_but_kept_out_with_its_reason() -> None:
@@ -195,6 +203,97 @@ def test_closed_loop_run_saturates_at_the_prompt_count() -> None:
 def test_engine_results_not_scored_carry_their_reason() -> None:
     _, data = published()
     rows = data["engine_benchmarks_not_scored"]
-    assert len(rows) == 18  # 8 from the Vultr / InferenceX / blog sources, 10 from GPUStack's pages
+    # 8 from the Vultr / InferenceX / blog sources, 12 from GPUStack's pages, the other vLLM recipes, AccelMark, two
+    # blogs and InferenceBench's recipe
+    assert len(rows) == 25
     for r in rows:
         assert r["url"].startswith("https://") and r["engine"] and r["published"] and r["not_scored"]
+
+
+def test_a100_rows_take_the_batch_defaults_of_the_vllm_they_ran() -> None:
+    # vLLM 0.11.0 on an A100: 2,048 batched tokens and 256 sequences (EngineArgs.get_batch_defaults, PR #17885, from
+    # v0.9.0); kvplan's vllm@0.8 rules predate them (8,192 / 1,024), so the rows state them and the setup takes them.
+    pub, data = published()
+    rows = [r for r in data["engine_benchmarks"] if r["source"] == "gpustack-perf-lab" and r["gpu"] == "a100-80gb"]
+    assert len(rows) == 7  # Qwen3-32B x 3, Qwen3-235B-A22B x 4
+    for r in rows:
+        assert (r["max_num_seqs"], r["max_num_batched_tokens"]) == (256, 2048) and "PR #17885" in r["batch_defaults"]
+        s = pub.engine_row_setup(r)
+        assert s.max_num_seqs == min(256, r["concurrency"])
+        assert s.engine.batch_limits(s.settings, 80 * 2**30, s.gpu) == (8192, s.max_num_seqs)  # 0.8's own default
+
+
+def test_every_printed_row_reproduces_its_figure() -> None:
+    # The rows that keep the client's printout (GPUStack, the vLLM recipe): output tok/s = generated tokens / duration
+    # to the printout's rounding, and the prompts are its requests. The recipe's Nemotron run: 2,097,152 / 132.49 s =
+    # 15,828.6 tok/s against the printed 15,828.30.
+    _, data = published()
+    printed = [r for r in data["engine_benchmarks"] if "printed" in r]
+    assert len(printed) == 41
+    for r in printed:
+        p = r["printed"]
+        assert r["published_tok_s"] == pytest.approx(p["generated_tokens"] / p["duration_s"], rel=0.005), r["label"]
+        assert r["num_prompts"] == p["requests"] and r["page"]
+
+
+def test_closed_loop_trace_times_by_hand() -> None:
+    # One slot, two prompts of 1,024 tokens, 3 output tokens each: each request is one prefill step (its first token
+    # at the step's end, TTFT = the prefill step from its send), then two decode steps at its prompt's context (1 and
+    # 2 generated tokens round to 0 in 64-token buckets): TPOT = (2 decode steps) / (3 - 1). The second request is
+    # sent when the first finishes, so its TTFT is again one prefill step; the run is 2 x (prefill + 2 decodes).
+    from kvplan.serving import _step
+
+    pub, _ = published()
+    s = setup("llama-3.1-8b", "h100-sxm", engine="vllm", weights_dtype="bf16", kv_dtype_name="bf16",
+              settings=Settings(max_num_seqs=1))  # fmt: skip
+    prefill = _step(s, n=0.0, p=1024.0, context=1024, prefix=0)
+    decode = _step(s, n=1.0, p=0.0, context=1024, prefix=0)
+    tr = pub.closed_loop_trace(s, isl=1024, osl=3, concurrency=1, prompts=2)
+    assert tr["mean_ttft_s"] == pytest.approx(prefill) and tr["mean_tpot_s"] == pytest.approx(decode)
+    assert tr["duration_s"] == pytest.approx(2 * (prefill + 2 * decode))
+    assert tr["tok_s"] == pytest.approx(6 / tr["duration_s"])
+    assert pub.closed_loop_run(s, isl=1024, osl=3, concurrency=1, prompts=2) == tr["tok_s"]
+
+
+def test_phase_lines_put_kvplan_beside_the_printed_means() -> None:
+    # The Qwen3-8B ShareGPT run at one request (H100, vLLM 0.11): printed mean TTFT 59.01 ms and TPOT 7.28 ms.
+    pub, data = published()
+    row = next(r for r in data["engine_benchmarks"] if r["model"] == "qwen3-8b" and r["concurrency"] == 1)
+    lines = pub.phase_lines([row])
+    assert len(lines) == 2 and lines[0].startswith("model  engine  GPU")
+    cells = lines[1].split("  ")
+    assert cells[6].startswith("59 / ") and cells[8].startswith("7.3 / ") and cells[-1] == f"x{row['ratio']:.2f}"
+    tr = pub.engine_row_trace(row)
+    assert cells[7] == f"x{tr['mean_ttft_s'] * 1e3 / 59.01:.2f}"
+    assert cells[9] == f"x{tr['mean_tpot_s'] * 1e3 / 7.28:.2f}"
+    assert pub.phase_lines([{**row, "printed": {}}]) == lines[:1]  # no printout, no line
+
+
+def test_sglang_runs_prompt_and_decode_batches_as_separate_steps() -> None:
+    # SGLang (no --enable-mixed-chunk): a step with a prompt to admit is a prompt batch and the running decodes wait
+    # (scheduler.py get_next_batch_to_run, prefill first); vLLM V1 mixes them in one step. Two prompts of 1,024
+    # tokens, 2 output tokens, at concurrency 2 with a 1,024-token budget: SGLang runs prompt 1 (step 1), prompt 2
+    # while request 1 waits (step 2), then one decode step of both (step 3): 3 steps, 4 tokens.
+    # vLLM: prompt 1 (step 1), request 1's decode + prompt 2's 1,023 tokens (step 2, budget 1,024 - 1 decode),
+    # request 2's last prompt token with no decode left for request 1 (done) (step 3), request 2's decode (step 4).
+    from kvplan.serving import _step
+
+    pub, _ = published()
+    settings = Settings(max_num_seqs=2, max_num_batched_tokens=1024)
+    sg = setup("llama-3.1-8b", "h100-sxm", engine="sglang", weights_dtype="bf16", kv_dtype_name="bf16",
+               settings=settings)  # fmt: skip
+    assert sg.engine.mixes_prefill_with_decode is False
+    prompt = _step(sg, n=0.0, p=1024.0, context=1024, prefix=0)
+    both = _step(sg, n=2.0, p=0.0, context=1024, prefix=0)
+    tr = pub.closed_loop_trace(sg, isl=1024, osl=2, concurrency=2, prompts=2, budget=1024)
+    assert tr["duration_s"] == pytest.approx(2 * prompt + both)
+    # request 1: first token after step 1, sent at 0; request 2: after step 2; both finish after step 3
+    assert tr["mean_ttft_s"] == pytest.approx((prompt + 2 * prompt) / 2)
+    assert tr["mean_tpot_s"] == pytest.approx(((2 * prompt + both - prompt) + both) / 2)
+    vl = setup("llama-3.1-8b", "h100-sxm", engine="vllm", weights_dtype="bf16", kv_dtype_name="bf16",
+               settings=settings)  # fmt: skip
+    assert vl.engine.mixes_prefill_with_decode is True
+    layout = ((0, 1024, 0), (1, 1023, 0), (0, 1, 1023), (1, 0, 0))  # (decodes, prompt tokens, prefix) per step
+    steps = [_step(vl, n=float(n), p=float(p), context=1024, prefix=pre) for n, p, pre in layout]
+    run = pub.closed_loop_trace(vl, isl=1024, osl=2, concurrency=2, prompts=2, budget=1024)
+    assert run["duration_s"] == pytest.approx(sum(steps))

@@ -501,6 +501,12 @@ class Engine:
     # running sequence holds a reservation of I + O tokens; False where blocks are taken as tokens are
     # written (vLLM, SGLang: preempt or retract on a shortfall), so a sequence holds I + O/2 on average.
     reserves_to_completion: bool = False
+    # Step layout: True where one step carries the running requests' decodes and the waiting prompts' chunks together
+    # (vLLM V1: the running requests, then the waiting ones, draw on one step's token budget, v1/core/sched/scheduler.py
+    # Scheduler.schedule); False where a step is either a prompt batch or a decode batch, prompts first (SGLang without
+    # --enable-mixed-chunk, below). Read by benchmarks/published_compare.py's closed-loop run; kvplan.serving's steady
+    # state prices every engine's steps mixed.
+    mixes_prefill_with_decode: bool = True
     # Disaggregated prefill/decode (kvplan.disagg), as read in each engine's source. ``disagg_first_token``: which
     # instance samples the first output token: "decode" (the decode instance computes the last prompt token once the
     # KV has arrived: one decode-pool step in TTFT) or "prefill" (sent along with the KV: no decode step before it).

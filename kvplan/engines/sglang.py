@@ -646,6 +646,12 @@ ENGINE = Sglang(
     paging="token slots (page 1; 64 where trtllm_mla runs: DeepSeek-V3 / Kimi-K2 on SM100); pool = rest / cell_size "
     "over all layers",
     budget_rule="free memory at start x mem_fraction_static - weights",
+    # python/sglang/srt/managers/scheduler.py Scheduler.get_next_batch_to_run ("Run prefill first if possible": a new
+    # prefill batch from get_new_batch_prefill, else the running batch's decode; v0.5.9 and earlier 0.4 / 0.5 copies,
+    # read through the code index) and server_args.py ServerArgs.enable_mixed_chunk = False (the decodes join a
+    # prefill batch only with --enable-mixed-chunk, get_new_batch_prefill mix_with_running): prompt and decode
+    # batches are separate steps.
+    mixes_prefill_with_decode=False,
     kv_dtypes=("bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "fp8", "fp4_e2m1"),
     # server_args.py --kv-cache-dtype choices: auto, fp8_e5m2, fp8_e4m3; fp4_e2m1 (quantized_kv_cache.md @03cd2ec,
     # "experimental"; _fp4_token_bytes).
