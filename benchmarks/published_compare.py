@@ -57,6 +57,7 @@ import json
 import math
 import statistics
 import sys
+from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -1246,9 +1247,9 @@ def kv_sequences(s, inp, out) -> int:  # noqa: ANN001
     """Requests the replica's KV pool holds at once for these lengths: the bound :mod:`kvplan.serving` puts on its own
     batch (``serving._limits``: the binding pool over the tokens one running request holds, its prompt plus half its
     output on vLLM / SGLang, whole prompt + output where the engine reserves to completion), at least one.
-    :func:`closed_loop_run` runs no more requests than this (a vLLM V1 request is scheduled only while the KV cache
-    manager can allocate its blocks, ``Scheduler.schedule``; kvplan does not model the preemptions the engine makes
-    when running requests outgrow the pool)."""
+    :func:`closed_loop_run` runs no more requests than this where the engine has no step-by-step KV rule
+    (:attr:`Engine.kv_preemption` None: SGLang, whose retraction is not modelled); on vLLM :class:`BlockRun` holds
+    the requests block by block instead (admission, decode growth, preemption and recompute)."""
     from kvplan.serving import _limits
 
     return max(1, math.floor(_limits(s, inp, out)[0]))
@@ -1278,7 +1279,8 @@ def closed_loop_run(  # noqa: ANN201
     :func:`kvplan.serving._step` (the decodes at their mean context, rounded to :data:`CONTEXT_BUCKET` tokens, and the
     chunk after the first chunked prompt's computed tokens). The client's own time between a response and the next
     request is not modelled. ``kv_seqs``: the most requests the KV pool holds (:func:`kv_sequences`), a second cap on
-    the running requests.
+    the running requests, where the engine has no step-by-step KV rule; where it has one (vLLM V1's preemption,
+    :attr:`Engine.kv_preemption`) the run is :class:`BlockRun`'s, block by block, and ``kv_seqs`` is not read.
     """
     return closed_loop_trace(s, isl=isl, osl=osl, concurrency=concurrency, prompts=prompts, budget=budget,
                              kv_seqs=kv_seqs)["tok_s"]  # fmt: skip
@@ -1306,6 +1308,8 @@ def closed_loop_trace(  # noqa: ANN201
     from kvplan.serving import DEFAULT_TOKEN_BUDGET, _step
 
     budget = budget or s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
+    if s.engine.kv_preemption == "recompute_newest" and s.engine.mixes_prefill_with_decode:
+        return BlockRun(s, isl=isl, osl=osl, budget=budget).run(concurrency=concurrency, prompts=prompts)
     running_cap = min(s.max_num_seqs or concurrency, kv_seqs or concurrency)
     # per request: [tokens left to prefill, send time], in arrival order
     waiting = deque([isl, 0.0] for _ in range(min(concurrency, prompts)))
@@ -1346,6 +1350,200 @@ def closed_loop_trace(  # noqa: ANN201
         issued += new
     return {"tok_s": prompts * osl / clock, "duration_s": clock, "mean_ttft_s": statistics.fmean(ttfts),
             "mean_tpot_s": statistics.fmean(tpots) if tpots else None}  # fmt: skip
+
+
+@dataclasses.dataclass(eq=False)
+class Request:
+    """One request of :class:`BlockRun`: its tokens computed (``computed``), generated (``generated``), blocks held
+    (``blocks``), send and first-token times, preemptions, and its freed blocks' place in the free queue (``freed``)."""
+
+    sent_s: float
+    computed: int = 0
+    generated: int = 0
+    blocks: int = 0
+    first_s: float | None = None
+    preemptions: int = 0
+    freed: list | None = None
+    cached_blocks: int = 0  # full blocks of its computed tokens when last preempted (the ones a prefix cache keeps)
+
+
+class BlockRun:
+    """The closed-loop run block by block, as vLLM V1 schedules it (the rule: :attr:`Engine.kv_preemption`, its source
+    in kvplan/engines/vllm.py beside ``Vllm.kv_preemption``).
+
+    The pool: the busiest stage's units less the engine's own (:meth:`Layout.pool_units`, ``reserved_units``), a
+    request's holding :meth:`Layout.step_units`. Each step: the running requests in order, each ``min(its uncomputed
+    tokens, the budget left)`` (one for a decode); one whose blocks do not fit preempts the newest running request
+    (blocks freed, computed tokens 0, to the head of the waiting queue) until they fit or it preempted itself, which
+    ends the running pass. Without a preemption in the step, the waiting requests in order, while the budget lasts and
+    fewer than ``max_num_seqs`` run, each with blocks for ``min(its uncomputed tokens, the budget left)``, its
+    surviving cached blocks first (:meth:`Engine.keeps_freed_blocks`: the free queue hands out its head first and
+    takes freed blocks at its tail, a request's last block first, so the prefix of a preempted request's blocks not
+    yet handed out is found again, at most ``tokens - 1`` tokens); the first that does not fit stops the admission. A
+    request whose tokens are all computed samples one (its first, or the next after a recompute). A step costs
+    :func:`kvplan.serving._step` for its decodes and prompt tokens, as :func:`closed_loop_trace`."""
+
+    def __init__(self, s, *, isl: int, osl: int, budget: int) -> None:  # noqa: ANN001
+        st = min(s.stages, key=lambda st: st.layout.pool_units(st.available))
+        self.s, self.isl, self.osl, self.budget, self.layout = s, isl, osl, budget, st.layout
+        self.free = (st.layout.pool_units(st.available) - st.layout.reserved_units) * s.dp * s.settings.attention_dp
+        self.queue: deque = deque([[None, self.free]])  # free queue segments: [preempted request or None, blocks]
+        self.caches = s.engine.keeps_freed_blocks(s.settings)
+        self.max_seqs = s.max_num_seqs
+        self.preemptions = 0
+        self._units: dict[tuple[int, int], int] = {}
+        self.recomputed_tokens = 0  # tokens computed again after a preemption (those not found cached)
+
+    def units(self, tokens: int, chunk: int) -> int:
+        """:meth:`Layout.step_units`, memoized (a decode step asks it once per running request)."""
+        key = (tokens, chunk)
+        got = self._units.get(key)
+        if got is None:
+            got = self._units[key] = self.layout.step_units(tokens, chunk=chunk)
+        return got
+
+    def tokens(self, q: Request) -> int:
+        return self.isl + q.generated
+
+    def _take(self, blocks: int) -> None:
+        """Hand ``blocks`` out from the free queue's head (block_pool.py get_new_blocks, popleft)."""
+        self.free -= blocks
+        while blocks:
+            seg = self.queue[0]
+            used = min(blocks, seg[1])
+            seg[1] -= used
+            blocks -= used
+            if not seg[1]:
+                self.queue.popleft()
+
+    def _release(self, q: Request, *, cached: bool) -> None:
+        self.free += q.blocks
+        seg = [q if cached else None, q.blocks]
+        if q.blocks:
+            self.queue.append(seg)
+        q.freed, q.blocks = (seg if cached else None), 0
+
+    def _cached(self, q: Request) -> int:
+        """Blocks a waiting request finds cached (kv_cache_manager.get_computed_blocks): the prefix of its freed blocks
+        the free queue has not handed out, at most the full blocks of the tokens it had computed and of its ``tokens -
+        1``. Where the engine keeps several groups (a sliding window beside full attention), the blocks handed out
+        first are taken to be the ones no hit needs (its partial and window blocks): an upper bound on the hit."""
+        seg = q.freed
+        if not self.caches or seg is None or seg[0] is not q:
+            return 0
+        return min(seg[1], q.cached_blocks, (self.tokens(q) - 1) // self.layout.block_tokens)
+
+    def _admit(self, q: Request, room: int) -> int:
+        """Blocks for a waiting request's next ``min(uncomputed, room)`` tokens, its cached ones first; 0 (nothing
+        taken) where they do not fit, else the tokens scheduled."""
+        hit = self._cached(q)
+        computed = hit * self.layout.block_tokens
+        new = min(self.tokens(q) - computed, room)
+        need = self.units(computed + new, new)
+        if need > self.free:
+            return 0
+        seg, q.freed = q.freed, None
+        if seg is not None and seg[0] is q:
+            seg[0], seg[1] = None, seg[1] - hit  # the blocks past the hit stay free, found no more
+            self.free -= hit
+            if hit and not seg[1]:
+                del self.queue[next(i for i, x in enumerate(self.queue) if x is seg)]
+        self._take(need - hit)
+        q.blocks, q.computed = need, computed
+        self.recomputed_tokens -= computed
+        return new
+
+    def _preempt(self, running: list, waiting: deque) -> Request:
+        victim = running.pop()
+        self._release(victim, cached=self.caches)
+        self.recomputed_tokens += victim.computed  # less what _admit finds cached
+        victim.cached_blocks = victim.computed // self.layout.block_tokens
+        victim.computed = 0
+        victim.preemptions += 1
+        self.preemptions += 1
+        waiting.appendleft(victim)
+        return victim
+
+    def _schedule(self, running: list, waiting: deque) -> list[tuple[Request, int]]:
+        """One step's (request, tokens) pairs, running ones first, as Scheduler.schedule picks them (the newest running
+        request, the one preempted, is never one already picked: those come before it)."""
+        room, picked, preempted, isl = self.budget, [], False, self.isl
+        i = 0
+        while i < len(running) and room > 0:
+            q = running[i]
+            new = min(isl + q.generated - q.computed, room)
+            need = self.units(q.computed + new, new) - q.blocks
+            if need > 0:  # else its blocks cover the step already
+                while need > self.free:
+                    preempted = True
+                    if self._preempt(running, waiting) is q:
+                        return picked
+                self._take(need)
+                q.blocks += need
+            picked.append((q, new))
+            room -= new
+            i += 1
+        if preempted:
+            return picked
+        while waiting and room > 0 and (self.max_seqs is None or len(running) < self.max_seqs):
+            q = waiting[0]
+            new = self._admit(q, room)
+            if not new:
+                break
+            waiting.popleft()
+            running.append(q)
+            picked.append((q, new))
+            room -= new
+        return picked
+
+    def _price(self, picked: list[tuple[Request, int]]) -> float:
+        """The step's time: its decodes (a request with every token but its newest computed, one scheduled) at their
+        mean context, its other tokens as prompt chunks after the first chunk's computed tokens."""
+        from kvplan.serving import _step
+
+        isl, decodes, generated, chunk, first_prefix = self.isl, 0, 0, 0, None
+        for q, n in picked:
+            if n == 1 and q.generated and q.computed == isl + q.generated - 1:
+                decodes, generated = decodes + 1, generated + q.generated
+            else:
+                chunk += n
+                first_prefix = q.computed if first_prefix is None else first_prefix
+        context = isl + round((generated / decodes if decodes else 0) / CONTEXT_BUCKET) * CONTEXT_BUCKET
+        return _step(self.s, n=float(decodes), p=float(chunk), context=context, prefix=first_prefix or 0)
+
+    def run(self, *, concurrency: int, prompts: int) -> dict:
+        """The client's run (as :func:`closed_loop_trace`): its throughput, duration, mean TTFT and TPOT, the
+        preemptions and recomputed tokens on the way, and the running requests' time-weighted mean."""
+        waiting = deque(Request(0.0) for _ in range(min(concurrency, prompts)))
+        issued, running, clock = len(waiting), [], 0.0
+        ttfts, tpots, done, isl, osl, held_s = [], [], 0, self.isl, self.osl, 0.0
+        while done < prompts:
+            picked = self._schedule(running, waiting)
+            step_s = self._price(picked)
+            clock += step_s
+            held_s += len(running) * step_s
+            finished = 0
+            for q, n in picked:
+                q.computed += n
+                if q.computed < isl + q.generated:
+                    continue
+                q.generated += 1
+                if q.first_s is None:
+                    q.first_s = clock
+                    ttfts.append(clock - q.sent_s)
+                if q.generated >= osl:
+                    finished += 1
+                    self._release(q, cached=False)  # random prompts: never found again
+                    tpots += [(clock - q.first_s) / (osl - 1)] if osl > 1 else []
+            if finished:
+                running[:] = [q for q in running if q.generated < osl]
+            done += finished
+            new = min(finished, prompts - issued)
+            waiting.extend(Request(clock) for _ in range(new))
+            issued += new
+        return {"tok_s": prompts * osl / clock, "duration_s": clock, "mean_ttft_s": statistics.fmean(ttfts),
+                "mean_tpot_s": statistics.fmean(tpots) if tpots else None, "preemptions": self.preemptions,
+                "recomputed_tokens": self.recomputed_tokens, "mean_running": held_s / clock}  # fmt: skip
 
 
 def engine_row_trace(r: dict) -> dict:

@@ -226,6 +226,11 @@ class Layout:
         nothing while a request runs, the same as :meth:`max_sequences`."""
         return self.max_sequences(available, length)
 
+    def step_units(self, tokens: int, *, chunk: int) -> int:
+        """Units one request holds once ``tokens`` of its tokens are computed or scheduled, the last ``chunk`` of them
+        in this step; where the engine frees nothing while a request runs, its tokens' units."""
+        return self.units_for(1, tokens)
+
     def pool_tokens(self, available: int) -> int:
         """The pool in tokens, as the engine reports it."""
         per_token = self.stage.bytes_per_token
@@ -507,6 +512,13 @@ class Engine:
     # --enable-mixed-chunk, below). Read by benchmarks/published_compare.py's closed-loop run; kvplan.serving's steady
     # state prices every engine's steps mixed.
     mixes_prefill_with_decode: bool = True
+    # KV shortfall of a running request, step by step (read by benchmarks/published_compare.py's closed-loop run):
+    # "recompute_newest" where the scheduler, when a running request cannot get the blocks for its next tokens,
+    # preempts the newest running request (its blocks freed, its prompt and generated tokens computed again once it
+    # is admitted anew, at the head of the waiting queue) and admits no waiting request in a step that preempted
+    # (vLLM V1, engines/vllm.py); None: not modelled step by step (the run caps its requests at the pool's mean
+    # holding, :func:`kvplan.serving._limits`).
+    kv_preemption: Literal["recompute_newest"] | None = None
     # Disaggregated prefill/decode (kvplan.disagg), as read in each engine's source. ``disagg_first_token``: which
     # instance samples the first output token: "decode" (the decode instance computes the last prompt token once the
     # KV has arrived: one decode-pool step in TTFT) or "prefill" (sent along with the KV: no decode step before it).
@@ -735,6 +747,11 @@ class Engine:
         kvplan.latency prices prefill FLOPs and decode reads on the spans this gives (:func:`kvplan.latency.
         kernel_spec`); memory (capacity) keeps the engine's own cache rules."""
         return None
+
+    def keeps_freed_blocks(self, settings: Settings) -> bool:
+        """Whether a preempted request's freed full blocks stay in a prefix cache (found again when it is scheduled
+        anew, until the allocator hands them to another request); False where that is not modelled."""
+        return False
 
     def graph_rows(self, settings: Settings, rank_seqs: float) -> float | None:
         """The rows a decode-only step runs on every rank when the engine pads the batch up to a captured CUDA graph,

@@ -21,7 +21,7 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from kvplan.engines.base import (
     FIT_SOURCE,
@@ -114,6 +114,14 @@ class VllmLayout(Layout):
         used = sequences * hold + (admit - hold) + self.reserved_units
         return (self.pool_units(available) - used) * self.unit_bytes
 
+    def step_units(self, tokens: int, *, chunk: int) -> int:
+        """Blocks a request holds once ``tokens`` are computed or scheduled, ``chunk`` of them in this step
+        (KVCacheManager.allocate_slots -> single_type_kv_cache_manager.py get_num_blocks_to_allocate after
+        remove_skipped_blocks, V1 0.10-0.13): every token's block in a full-attention group, the window's last W - 1
+        tokens plus the chunk (+1 block when misaligned) in a sliding one, the current chunk's blocks plus this step's
+        in a chunked-local one, the state pages in a recurrent one."""
+        return sum(_step_blocks(g, tokens, chunk=chunk, mamba_pages=self.mamba_pages) for g in self.groups)
+
     def pool_tokens(self, available: int) -> int:
         # kv_cache_utils._report_kv_cache_config: num_blocks // num_groups * min_block_size.
         blocks = self.pool_units(available)
@@ -137,6 +145,18 @@ def group_blocks(g: VllmGroup, length: int, *, mnbt: int, mamba_pages: int = 1) 
     if g.type == "chunked":
         return ceil_div(min(g.cap + mnbt, length), b)  # ChunkedLocalAttentionSpec
     return ceil_div(length, b)  # FullAttentionSpec / MLAAttentionSpec
+
+
+def _step_blocks(g: VllmGroup, tokens: int, *, chunk: int, mamba_pages: int) -> int:
+    """One group's blocks for :meth:`VllmLayout.step_units`."""
+    b, whole = g.block_tokens, ceil_div(tokens, g.block_tokens)
+    if g.type == "recurrent":
+        return mamba_pages
+    if g.type == "sliding":
+        return min(ceil_div(g.cap - 1 + chunk, b) + 1, whole)
+    if g.type == "chunked":
+        return min(ceil_div(g.cap + chunk, b), whole)
+    return whole
 
 
 def decode_blocks(g: VllmGroup, length: int, *, mamba_pages: int = 1) -> int:
@@ -595,6 +615,22 @@ class Vllm(Engine):
     mla_selection: str = "backend_preferred"  # how the MLA backend and its block size are picked (mla_choice)
     hybrid_min_block: bool = False  # hybrid models' attention block by vLLM 0.16's rule (HybridBlock)
     graph_padding: bool = False  # decode steps padded up to a captured CUDA-graph size (graph_rows; read for 0.16)
+    # KV shortfall (V1 scheduler, vllm/v1/core/sched/scheduler.py Scheduler.schedule, read at v0.10.2 / v0.11.0 /
+    # v0.13.0 through stored copies; the same since 0.8's V1): the running requests are scheduled first, in order;
+    # when kv_cache_manager.allocate_slots returns None for one (its blocks exceed block_pool.get_num_free_blocks(),
+    # no watermark in V1), the FCFS policy preempts ``self.running.pop()``, the newest running request
+    # (kv_cache_manager.free, num_computed_tokens = 0, waiting.prepend_request), and retries until it fits or the
+    # request itself was popped; the waiting requests are admitted only ``if not preempted_reqs``, in order, each
+    # with blocks for min(its uncomputed tokens, the token budget left) (its whole prompt + generated tokens after
+    # a preemption: recompute), stopping at the first that does not get them or at max_num_seqs running.
+    kv_preemption: Literal["recompute_newest"] | None = "recompute_newest"
+
+    def keeps_freed_blocks(self, settings: Settings) -> bool:
+        """Automatic prefix caching (CacheConfig.enable_prefix_caching, on by default in V1): kv_cache_manager.free
+        returns a request's blocks to the free queue's tail, last block first (block_pool.py free_blocks of the
+        reversed list), their hashes kept; get_computed_blocks finds the full ones again, up to num_tokens - 1
+        tokens, until get_new_blocks takes them from the queue's head."""
+        return settings.prefix_caching if settings.prefix_caching is not None else True
 
     def check_kv_dtype(self, kv_dtype_name: str) -> str:
         with self._naming_the_release():
