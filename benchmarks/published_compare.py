@@ -1473,7 +1473,11 @@ class BlockRun:
             q = running[i]
             new = min(isl + q.generated - q.computed, room)
             need = self.units(q.computed + new, new) - q.blocks
-            if need > 0:  # else its blocks cover the step already
+            if need < 0:  # blocks that left a window or a finished chunk (remove_skipped_blocks): freed, not cached
+                self.free -= need
+                self.queue.append([None, -need])
+                q.blocks += need
+            elif need > 0:  # else its blocks cover the step already
                 while need > self.free:
                     preempted = True
                     if self._preempt(running, waiting) is q:
