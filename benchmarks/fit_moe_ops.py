@@ -9,7 +9,9 @@ describes, by a grid search for the least median ``|ln(kvplan / aiconfigurator)|
   TensorRT-LLM ``fp8_block`` points of H100/H200 and of B200/GB200;
 * ``mxfp4_moe_dequant_s`` (TensorRT-LLM): seconds one SM takes to dequantize one MXFP4 expert weight, every token tile
   of an expert again (:func:`kvplan.latency._moe_dequant_s`), on the TensorRT-LLM ``w4a16_mxfp4`` points (gpt-oss) of
-  B200 and GB200 (TensorRT-LLM-Gen's Blackwell kernels; Hopper runs others).
+  B200 and GB200 (TensorRT-LLM-Gen's Blackwell kernels);
+* ``hopper_mxfp4_moe_dequant_s`` / ``hopper_mxfp4_moe_layer_s`` (TensorRT-LLM): the same on H100 / H200, where its
+  Triton backend runs them, with that backend's fixed seconds per layer; fitted in turn (:data:`JOINT`).
 
 It prints, per constant, the value, the points, and the median / worst |ln| before (the constant at 0) and after;
 paste the values into the engine's ``CALIBRATION``::
@@ -38,7 +40,13 @@ FITS = {
     "hopper_moe_block_expert_s": ("trtllm", "fp8_block", HOPPER, 1e-6, US_GRID),
     "blackwell_moe_block_expert_s": ("trtllm", "fp8_block", BLACKWELL, 1e-6, US_GRID),
     "mxfp4_moe_dequant_s": ("trtllm", "w4a16_mxfp4", BLACKWELL, 1e-12, PS_GRID),
+    "hopper_mxfp4_moe_dequant_s": ("trtllm", "w4a16_mxfp4", HOPPER, 1e-12, PS_GRID),
+    # 10 to 150 us a layer, 0.5 us steps
+    "hopper_mxfp4_moe_layer_s": ("trtllm", "w4a16_mxfp4", HOPPER, 1e-6, tuple(i / 2 for i in range(20, 301))),
 }
+# Constants that share their points, fitted in turn (each with the others' latest values held), ROUNDS times over
+JOINT = (("hopper_mxfp4_moe_dequant_s", "hopper_mxfp4_moe_layer_s"),)
+ROUNDS = 2
 
 
 def points(tables: list[dict], engine: str, dtype: str, gpus: tuple[str, ...]) -> list[tuple[dict, list]]:
@@ -70,18 +78,20 @@ def score(lns: list[float]) -> tuple[float, float]:
     return statistics.median(a), sum(a) / len(a)
 
 
-def fit(tables: list[dict], name: str, grid: tuple[float, ...] | None = None) -> dict:
+def fit(tables: list[dict], name: str, grid: tuple[float, ...] | None = None, *, held: dict | None = None) -> dict:
     """The best value of ``name`` on its points (``grid``: the values to try, in the constant's unit; default its
-    own): value (seconds), points, before / after median and worst |ln|."""
+    own; ``held``: other constants to price with): value (seconds), points, before / after median and worst |ln|
+    (before: ``name`` at 0 with ``held``)."""
     engine, dtype, gpus, unit, own = FITS[name]
     pairs = points(tables, engine, dtype, gpus)
+    held = held or {}
     best = None
     for value in grid or own:
-        lns = log_ratios(pairs, {name: value * unit})
+        lns = log_ratios(pairs, {**held, name: value * unit})
         key = score(lns)
         if best is None or key < best[0]:
             best = (key, value, lns)
-    before = log_ratios(pairs, {name: 0.0})
+    before = log_ratios(pairs, {**held, name: _neutral(name)})
     _, value, after = best
     return {"name": name, "value_s": value * unit, "points": len(pairs),
             "before": (score(before)[0], max(abs(x) for x in before)),
@@ -94,11 +104,40 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     names = args.only.split(",") if args.only else list(FITS)
     tables = moe_compare.load()
-    for name in names:
-        r = fit(tables, name)
-        print(f"{name}={r['value_s']:.4g}  ({r['points']} points; median |ln| {r['before'][0]:.3f} -> "
+    for r in fit_all(tables, names):
+        print(f"{r['name']}={r['value_s']:.4g}  ({r['points']} points; median |ln| {r['before'][0]:.3f} -> "
               f"{r['after'][0]:.3f}, worst {r['before'][1]:.3f} -> {r['after'][1]:.3f})")  # fmt: skip
     return 0
+
+
+def _neutral(name: str) -> float | None:
+    """The value that turns ``name``'s term off (a layer's own fixed seconds: None, the calibration's moe_layer_s)."""
+    return None if name.endswith("layer_s") else 0.0
+
+
+def fit_all(tables: list[dict], names: list[str]) -> list[dict]:
+    """Each constant of ``names`` fitted alone, those of a :data:`JOINT` group in turn :data:`ROUNDS` times (the last
+    round's results reported)."""
+    out, done = [], set()
+    for name in names:
+        group = next((g for g in JOINT if name in g), (name,))
+        if name in done:
+            continue
+        held: dict = {}
+        for _ in range(ROUNDS if len(group) > 1 else 1):
+            results = []
+            for member in (m for m in group if m in names):
+                r = fit(tables, member, held={k: v for k, v in held.items() if k != member})
+                held[member] = r["value_s"]
+                results.append(r)
+        if len(group) > 1:  # before: every constant of the group off
+            engine, dtype, gpus, _, _ = FITS[group[0]]
+            before = log_ratios(points(tables, engine, dtype, gpus), {m: _neutral(m) for m in group})
+            for r in results:
+                r["before"] = (score(before)[0], max(abs(x) for x in before))
+        out += results
+        done.update(group)
+    return out
 
 
 if __name__ == "__main__":

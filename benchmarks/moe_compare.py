@@ -80,10 +80,12 @@ NOT_PHYSICAL_MARGIN = 1.1
 # oracle/fp8.py), whose tactic vLLM autotunes at start-up (vllm/model_executor/warmup/kernel_warmup.py
 # flashinfer_autotune: "Without autotuning, FlashInfer will rely on heuristics, which may be significantly slower");
 # aiconfigurator's vLLM MoE collector (collector/vllm/collect_moe.py, ai-dynamo/aiconfigurator) times the kernels with
-# warm-up runs and no autotuning. The same CUTLASS MoE kernels, autotuned, are TensorRT-LLM's fp8 table, which kvplan
-# matches (H200 median |ln| 0.115) where this one runs 3-4x slower; it is flat in the tokens up to 128 rows per expert
-# and 2.3-2.6x faster at exactly 128 (Mixtral 8x7B TP 1, H200: 2,162 us at 256 tokens, 960 us at 512), and as slow
-# on H100 as on H200 (2,231 / 2,676 us at 16 tokens): a heuristic tactic, not the bandwidth or the tensor cores.
+# warm-up runs and no autotuning, where its TensorRT-LLM collector (collector/trtllm/collect_moe.py) runs each shape
+# under TensorRT-LLM's ``autotune()`` first. The same CUTLASS MoE kernels, autotuned, are TensorRT-LLM's fp8 table,
+# which kvplan matches (H200 median |ln| 0.115) where this one runs 3-4x slower; it is flat in the tokens up to 128
+# rows per expert and 2.3-2.6x faster at exactly 128 (Mixtral 8x7B TP 1, H200: 2,162 us at 256 tokens, 960 us at
+# 512), and as slow on H100 as on H200 (2,231 / 2,676 us at 16 tokens): a heuristic tactic, not the bandwidth or the
+# tensor cores.
 UNTUNED = (("vllm", ("h100-sxm", "h200"), "fp8", "flashinfer_cutlass"),)
 WORST = 12  # worst points printed
 

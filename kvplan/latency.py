@@ -913,7 +913,7 @@ def _make_ctx(
         two_batch=two_batch,
         moe_peak=_fp4_moe_peak(gpu, cal, weights_dtype),
         fp4_k_s=_fp4_k_s(gpu, cal, weights_dtype),
-        moe_layer_s=_fp4_moe_layer_s(gpu, cal, weights_dtype),
+        moe_layer_s=_moe_layer_s(gpu, cal, weights_dtype),
         head_16bit=weights_dtype == "nvfp4",
         wave_sms=_wave_sms(gpu, weights_dtype),
         gather_unpadded=(rules or Overlap()).moe_allgather_unpadded,
@@ -926,13 +926,14 @@ def _make_ctx(
 
 
 def _moe_dequant_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float:
-    """Seconds per expert weight that one token tile of W4A16 MXFP4 grouped experts spends dequantizing it on Blackwell,
-    the whole GPU's SMs at work (``mxfp4_moe_dequant_s / sm_count``); 0 for other weights or GPUs, engines without the
-    fit, or a GPU whose SM count the catalog lacks.
+    """Seconds per expert weight that one token tile of W4A16 MXFP4 grouped experts spends dequantizing it, the whole
+    GPU's SMs at work (``mxfp4_moe_dequant_s / sm_count`` on Blackwell, ``hopper_mxfp4_moe_dequant_s / sm_count`` on
+    Hopper); 0 for other weights or GPUs, engines without the fit, or a GPU whose SM count the catalog lacks.
 
-    TensorRT-LLM 1.3.0rc20 runs gpt-oss's MXFP4 experts with 16-bit activations (W4A16) through ``TRTLLMGenFusedMoE``
-    with ``moe_backend: TRTLLM`` (tensorrt_llm/_torch/modules/fused_moe/create_moe.py ``get_moe_cls``; the default
-    CUTLASS backend runs ``CutlassFusedMoE``, which this term does not describe). In TensorRT-LLM-Gen's Blackwell
+    TensorRT-LLM 1.3.0rc20 runs gpt-oss's MXFP4 experts with 16-bit activations (W4A16) on Blackwell through
+    ``TRTLLMGenFusedMoE``, ``moe_backend: TRTLLM`` (tensorrt_llm/_torch/modules/fused_moe/create_moe.py ``get_moe_cls``;
+    aiconfigurator's collector, collector/trtllm/collect_moe.py: "Blackwell: production uses TRTLLMGenFusedMoE
+    (Bf16MxE2m1BlockScaleMoeRunner)", "CUTLASS rejects WFP4A16 on SM100"). In TensorRT-LLM-Gen's Blackwell
     kernels each CTA holds one tile of up to ``mxfp4_moe_tile_tokens`` tokens of one expert and converts its slab of the
     expert's 4-bit weights to 16 bits before the tensor cores use them, so every tile of an expert dequantizes its
     weights again (the runners tile each expert's tokens by ``calculate_tile_tokens_dim``, a power of 2 from 8, capped
@@ -940,12 +941,36 @@ def _moe_dequant_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float:
     benchmarks/fit_moe_ops.py). The conversion runs on the SMs' integer / FP32 pipes, not the tensor cores: at one to
     2,048 tokens the B200 table for gpt-oss-120b (TP 1, 128 experts) takes 1,183-1,352 us once every expert is touched
     (128 tiles), four times one token's 4 experts and flat in the tokens until a second tile per expert, then doubles
-    with the tiles (4,096 tokens 2,652 us, 16,384 tokens 10,460 us). Hopper runs other kernels (its tables: about 70 us
-    at one token whatever the experts, faster per tile): not modelled.
+    with the tiles (4,096 tokens 2,652 us, 16,384 tokens 10,460 us).
+
+    Hopper runs the Triton backend (``TritonFusedMoE``, the same collector: "Hopper: use triton backend for best
+    performance"; tensorrt_llm/_torch/modules/fused_moe/fused_moe_triton.py: OpenAI triton_kernels' ``matmul_ogs`` for
+    the gate/up GEMM with the SwiGLU fused and for the down GEMM, the MXFP4 weights upcast in the kernel), with its own
+    rate (``hopper_mxfp4_moe_dequant_s``, the same 64-token tile) and a larger fixed cost per layer
+    (``hopper_mxfp4_moe_layer_s``: its H200 table takes 72.5-78.7 us at one token whether 1 or 4 experts are touched).
     """
-    if weights_dtype != "mxfp4" or not cal.mxfp4_moe_dequant_s or not gpu.sm_count or gpu.architecture != "blackwell":
+    if weights_dtype != "mxfp4" or not gpu.sm_count:
         return 0.0
-    return cal.mxfp4_moe_dequant_s / gpu.sm_count
+    if gpu.architecture == "blackwell":
+        return cal.mxfp4_moe_dequant_s / gpu.sm_count
+    if gpu.architecture == "hopper":
+        return cal.hopper_mxfp4_moe_dequant_s / gpu.sm_count
+    return 0.0
+
+
+def _moe_layer_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float | None:
+    """The grouped-expert layer's own fixed seconds where its kernels differ (NVFP4 on FP4 tensor cores, MXFP4 on
+    Hopper); None: the calibration's ``moe_layer_s``."""
+    nvfp4 = _fp4_moe_layer_s(gpu, cal, weights_dtype)
+    return nvfp4 if nvfp4 is not None else _mxfp4_moe_layer_s(gpu, cal, weights_dtype)
+
+
+def _mxfp4_moe_layer_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float | None:
+    """Fixed seconds of one W4A16 MXFP4 grouped-expert layer on Hopper where the engine's kernels there have their own
+    (``hopper_mxfp4_moe_layer_s``, TensorRT-LLM's Triton backend: :func:`_moe_dequant_s`); None elsewhere."""
+    if weights_dtype != "mxfp4" or gpu.architecture != "hopper":
+        return None
+    return cal.hopper_mxfp4_moe_layer_s
 
 
 def _dequant_s(c: _Ctx, touched: float, per_touched: float, per_expert: int) -> float:
@@ -966,7 +991,9 @@ def _moe_expert_s(spec: ModelSpec, gpu: GPU, cal: Calibration, weights_dtype: st
     (``GroupedWithOffsetScheduler::get_next_block`` / ``GroupedMaskedScheduler::get_next_block``,
     cpp/include/tensorrt_llm/deep_gemm/scheduler.cuh): on Hopper ``fp8_grouped_gemm_run`` -> ``grouped_gemm_dispatch``
     (cpp/tensorrt_llm/kernels/cutlass_kernels/fp8_blockscale_gemm/fp8_blockscale_gemm_kernel.cuh), a persistent
-    kernel whose producer walks ahead of the math: a floor under the GEMMs (``hopper_moe_block_expert_s``). On
+    kernel whose producer walks ahead of the math, reached through the CUTLASS backend (``CutlassFusedMoE``, FP32
+    block scales; aiconfigurator's collector times that backend on Hopper): a floor under the GEMMs
+    (``hopper_moe_block_expert_s``). On
     Blackwell the ``DeepGemmFusedMoE`` backend (``moe_backend: DEEPGEMM``, create_moe.py ``get_moe_cls``; the kernel
     aiconfigurator's B200 and GB200 tables time, ``deepgemm``; fused_moe_deepgemm.py ``forward_chunk`` in
     tensorrt_llm/_torch/modules/fused_moe/) lays the tokens out per local expert, ``[experts, m_max, hidden]`` with

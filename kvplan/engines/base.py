@@ -387,6 +387,11 @@ class Calibration:
     # again (kvplan.latency _moe_dequant_s). Fitted by benchmarks/fit_moe_ops.py; 0 (none) without a fit.
     mxfp4_moe_dequant_s: float = 0.0
     mxfp4_moe_tile_tokens: int = 64
+    # The same on Hopper, where the engine runs other MXFP4 kernels (TensorRT-LLM: its Triton backend): their
+    # dequantization per SM and their fixed seconds per MoE layer (instead of moe_layer_s). Fitted by
+    # benchmarks/fit_moe_ops.py; 0 and None (none) without a fit.
+    hopper_mxfp4_moe_dequant_s: float = 0.0
+    hopper_mxfp4_moe_layer_s: float | None = None
 
 
 @dataclass(frozen=True)

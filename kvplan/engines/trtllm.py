@@ -742,6 +742,10 @@ CALIBRATION = Calibration(
     # the 180 B200 / GB200 w4a16_mxfp4 points (gpt-oss) of the same tables, every constant above held: 1 / 6.3e-11 =
     # 15.9e9 weights a second per SM; the tile is TensorRT-LLM-Gen's token tile, not fitted (mxfp4_moe_tile_tokens 64).
     mxfp4_moe_dequant_s=6.3e-11,
+    # ... and on Hopper, where it runs its Triton backend: fit_moe_ops.py on the 165 H100 / H200 w4a16_mxfp4 points, the
+    # two fitted in turn (1 / 3.75e-11 = 26.7e9 weights a second per SM; 74 us a layer).
+    hopper_mxfp4_moe_dequant_s=3.75e-11,
+    hopper_mxfp4_moe_layer_s=7.4e-05,
 )
 
 
