@@ -1560,10 +1560,11 @@ def engine_row_trace(r: dict) -> dict:
 
 def phase_lines(rows: list[dict], *, markdown: bool = False) -> list[str]:
     """Where a row's printout gives the client's mean TTFT and TPOT (``printed``): kvplan's run's means beside them
-    (:func:`engine_row_trace`), kvplan / published, to tell a prompt-phase miss from a decode-phase one. Diagnostic
-    only: nothing is scored on it."""
+    (:func:`engine_row_trace`), kvplan / published, to tell a prompt-phase miss from a decode-phase one, and on vLLM
+    the run's preemptions and recomputed tokens (:class:`BlockRun`). Diagnostic only: nothing is scored on it."""
     head = ("model", "engine", "GPU", "TP", "ISL/OSL", "concurrency / prompts", "mean TTFT published / kvplan (ms)",
-            "TTFT ratio", "mean TPOT published / kvplan (ms)", "TPOT ratio", "throughput ratio")  # fmt: skip
+            "TTFT ratio", "mean TPOT published / kvplan (ms)", "TPOT ratio", "kvplan preemptions (recomputed tokens)",
+            "throughput ratio")  # fmt: skip
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] if markdown else ["  ".join(head)]
     for r in rows:
         p = r.get("printed", {})
@@ -1572,9 +1573,10 @@ def phase_lines(rows: list[dict], *, markdown: bool = False) -> list[str]:
         tr = engine_row_trace(r)
         ttft, tpot = tr["mean_ttft_s"] * 1e3, (tr["mean_tpot_s"] or 0.0) * 1e3
         tpot_ratio = f"x{tpot / p['mean_tpot_ms']:.2f}" if tr["mean_tpot_s"] else "-"
+        preempted = f"{tr['preemptions']} ({tr['recomputed_tokens']})" if "preemptions" in tr else "-"  # BlockRun's
         cells = (r["label"], f"{r['engine_version']} / {r['engine']}", r["gpu"], str(r["tp"]), f"{r['isl']}/{r['osl']}",
                  f"{r['concurrency']} / {r['num_prompts']}", f"{p['mean_ttft_ms']:.0f} / {ttft:.0f}",
-                 f"x{ttft / p['mean_ttft_ms']:.2f}", f"{p['mean_tpot_ms']:.1f} / {tpot:.1f}", tpot_ratio,
+                 f"x{ttft / p['mean_ttft_ms']:.2f}", f"{p['mean_tpot_ms']:.1f} / {tpot:.1f}", tpot_ratio, preempted,
                  f"x{r['ratio']:.2f}")  # fmt: skip
         out.append("| " + " | ".join(cells) + " |" if markdown else "  ".join(cells))
     return out

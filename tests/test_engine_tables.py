@@ -348,6 +348,7 @@ def test_phase_lines_put_kvplan_beside_the_printed_means() -> None:
     tr = pub.engine_row_trace(row)
     assert cells[7] == f"x{tr['mean_ttft_s'] * 1e3 / 59.01:.2f}"
     assert cells[9] == f"x{tr['mean_tpot_s'] * 1e3 / 7.28:.2f}"
+    assert cells[10] == "0 (0)"  # one request at a time: no preemption
     assert pub.phase_lines([{**row, "printed": {}}]) == lines[:1]  # no printout, no line
 
 
