@@ -1392,6 +1392,7 @@ class BlockRun:
         self.max_seqs = s.max_num_seqs
         self.preemptions = 0
         self._units: dict[tuple[int, int], int] = {}
+        self._decode_units: dict[int, int] = {}
         self.recomputed_tokens = 0  # tokens computed again after a preemption (those not found cached)
 
     def units(self, tokens: int, chunk: int) -> int:
@@ -1468,11 +1469,19 @@ class BlockRun:
         """One step's (request, tokens) pairs, running ones first, as Scheduler.schedule picks them (the newest running
         request, the one preempted, is never one already picked: those come before it)."""
         room, picked, preempted, isl = self.budget, [], False, self.isl
+        decode_units, units = self._decode_units, self.units  # the hot path: a decode's blocks by its tokens
         i = 0
         while i < len(running) and room > 0:
             q = running[i]
-            new = min(isl + q.generated - q.computed, room)
-            need = self.units(q.computed + new, new) - q.blocks
+            new = isl + q.generated - q.computed
+            if new == 1:
+                held = decode_units.get(q.computed + 1)
+                if held is None:
+                    held = decode_units[q.computed + 1] = units(q.computed + 1, 1)
+            else:
+                new = new if new < room else room
+                held = units(q.computed + new, new)
+            need = held - q.blocks
             if need < 0:  # blocks that left a window or a finished chunk (remove_skipped_blocks): freed, not cached
                 self.free -= need
                 self.queue.append([None, -need])
