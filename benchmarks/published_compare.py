@@ -1280,7 +1280,9 @@ def closed_loop_run(  # noqa: ANN201
     chunk after the first chunked prompt's computed tokens). The client's own time between a response and the next
     request is not modelled. ``kv_seqs``: the most requests the KV pool holds (:func:`kv_sequences`), a second cap on
     the running requests, where the engine has no step-by-step KV rule; where it has one (vLLM V1's preemption,
-    :attr:`Engine.kv_preemption`) the run is :class:`BlockRun`'s, block by block, and ``kv_seqs`` is not read.
+    :attr:`Engine.kv_preemption`) the run is :class:`BlockRun`'s, block by block, and ``kv_seqs`` is not read (where
+    the pool holds every request at its longest, :meth:`BlockRun.always_fits`, the plain loop below schedules the
+    same steps and is taken, with no preemption).
     """
     return closed_loop_trace(s, isl=isl, osl=osl, concurrency=concurrency, prompts=prompts, budget=budget,
                              kv_seqs=kv_seqs)["tok_s"]  # fmt: skip
@@ -1308,9 +1310,13 @@ def closed_loop_trace(  # noqa: ANN201
     from kvplan.serving import DEFAULT_TOKEN_BUDGET, _step
 
     budget = budget or s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
-    if s.engine.kv_preemption == "recompute_newest" and s.engine.mixes_prefill_with_decode:
-        return BlockRun(s, isl=isl, osl=osl, budget=budget).run(concurrency=concurrency, prompts=prompts)
     running_cap = min(s.max_num_seqs or concurrency, kv_seqs or concurrency)
+    if s.engine.kv_preemption == "recompute_newest" and s.engine.mixes_prefill_with_decode:
+        blocks = BlockRun(s, isl=isl, osl=osl, budget=budget)
+        running_cap = min(s.max_num_seqs or concurrency, concurrency, prompts)
+        if not blocks.always_fits(running_cap):
+            return blocks.run(concurrency=concurrency, prompts=prompts)
+        # else the pool never runs short: BlockRun would schedule exactly these steps (the same tests), only slower
     # per request: [tokens left to prefill, send time], in arrival order
     waiting = deque([isl, 0.0] for _ in range(min(concurrency, prompts)))
     issued, done, clock = len(waiting), 0, 0.0
@@ -1348,8 +1354,11 @@ def closed_loop_trace(  # noqa: ANN201
         new = min(len(finished), prompts - issued)
         waiting.extend([isl, clock] for _ in range(new))
         issued += new
-    return {"tok_s": prompts * osl / clock, "duration_s": clock, "mean_ttft_s": statistics.fmean(ttfts),
-            "mean_tpot_s": statistics.fmean(tpots) if tpots else None}  # fmt: skip
+    out = {"tok_s": prompts * osl / clock, "duration_s": clock, "mean_ttft_s": statistics.fmean(ttfts),
+           "mean_tpot_s": statistics.fmean(tpots) if tpots else None}  # fmt: skip
+    if s.engine.kv_preemption == "recompute_newest" and s.engine.mixes_prefill_with_decode:
+        out |= {"preemptions": 0, "recomputed_tokens": 0}  # the pool never ran short (above)
+    return out
 
 
 @dataclasses.dataclass(eq=False)
@@ -1402,6 +1411,12 @@ class BlockRun:
         if got is None:
             got = self._units[key] = self.layout.step_units(tokens, chunk=chunk)
         return got
+
+    def always_fits(self, requests: int) -> bool:
+        """Whether ``requests`` requests each holding their most (all ``isl + osl`` tokens, a budget-sized chunk in a
+        window) fit the pool at once: then no allocation fails and no request is preempted."""
+        longest = self.isl + self.osl
+        return requests * self.units(longest, min(self.budget, longest)) <= self.free
 
     def tokens(self, q: Request) -> int:
         return self.isl + q.generated

@@ -382,6 +382,20 @@ def test_sglang_runs_prompt_and_decode_batches_as_separate_steps() -> None:
     assert run["duration_s"] == pytest.approx(sum(steps))
 
 
+def test_block_run_where_the_pool_never_runs_short_is_the_plain_run() -> None:
+    # Llama 3.1 8B BF16 on one H100 holds 3 requests of 1,024 + 64 tokens many times over: no allocation can fail, so
+    # closed_loop_trace takes the plain loop, and BlockRun gives the same steps to the last bit (and no preemption).
+    pub, _ = published()
+    s = setup("llama-3.1-8b", "h100-sxm", engine="vllm", weights_dtype="bf16", kv_dtype_name="bf16",
+              settings=Settings(max_num_seqs=3, max_num_batched_tokens=2048))  # fmt: skip
+    blocks = pub.BlockRun(s, isl=1024, osl=64, budget=2048)
+    assert blocks.always_fits(3)
+    run = blocks.run(concurrency=3, prompts=7)
+    plain = pub.closed_loop_trace(s, isl=1024, osl=64, concurrency=3, prompts=7)
+    assert all(run[k] == plain[k] for k in ("tok_s", "duration_s", "mean_ttft_s", "mean_tpot_s", "preemptions"))
+    assert plain["preemptions"] == 0 and plain["recomputed_tokens"] == 0
+
+
 def test_steady_state_past_the_kv_pool_reports_saturation_as_the_block_run_holds() -> None:
     # Qwen3-32B BF16, one H100, 3,996 / 200: kvplan.serving's KV limit is 35,584 / (3,996 + 100) = 8.6875 requests;
     # past its max_rate the steady state is saturated with the KV cache binding. The block-by-block run of the
