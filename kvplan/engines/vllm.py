@@ -615,8 +615,10 @@ class Vllm(Engine):
     mla_selection: str = "backend_preferred"  # how the MLA backend and its block size are picked (mla_choice)
     hybrid_min_block: bool = False  # hybrid models' attention block by vLLM 0.16's rule (HybridBlock)
     graph_padding: bool = False  # decode steps padded up to a captured CUDA-graph size (graph_rows; read for 0.16)
-    # KV shortfall (V1 scheduler, vllm/v1/core/sched/scheduler.py Scheduler.schedule, read at v0.10.2 / v0.11.0 /
-    # v0.13.0 through stored copies; the same since 0.8's V1): the running requests are scheduled first, in order;
+    # KV shortfall (V1 scheduler, vllm/v1/core/sched/scheduler.py Scheduler.schedule, for the rows' v0.10.2 / v0.11.0
+    # / v0.13.0; read through stored copies whose tags are not pinned: one with waiting.prepend_request as in the
+    # 0.10-0.11 line, a later one with _preempt_request, the FCFS rule the same in both): the running requests are
+    # scheduled first, in order;
     # when kv_cache_manager.allocate_slots returns None for one (its blocks exceed block_pool.get_num_free_blocks(),
     # no watermark in V1), the FCFS policy preempts ``self.running.pop()``, the newest running request
     # (kv_cache_manager.free, num_computed_tokens = 0, waiting.prepend_request), and retries until it fits or the
