@@ -47,6 +47,8 @@ DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_mamba2.json"
 # kvplan GPU name -> aiconfigurator system directory
 SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm", "gb200": "gb200"}
 ENGINES = {"trtllm": "1.3.0rc20"}  # the only engine aiconfigurator 0.12.0 measured Mamba2 for
+SCAN_DATA = Path(__file__).resolve().parent / "data" / "ssd_scan_measured.json"
+LINEAR_REGIME = 1.25  # scan rows fitted: seconds per token within 1.25x of the table's best (past the short floor)
 COLUMNS = ("kernel_source", "phase", "batch_size", "seq_len", "d_model", "d_state", "d_conv", "nheads", "head_dim",
            "n_groups", "chunk_size", "model_name", "latency")  # fmt: skip
 
@@ -90,7 +92,8 @@ def mixer_spec(row: dict):  # noqa: ANN201
         "dtype": "bf16", "max_position_embeddings": 1 << 20, "rope": None,
         "layers": {"kinds": {"mamba2": {"type": "recurrent", "variant": "mamba2", "d_inner": d_inner,
                                         "d_state": row["d_state"], "d_conv": row["d_conv"],
-                                        "n_groups": row["n_groups"], "n_heads": row["nheads"], "mlp": False}},
+                                        "n_groups": row["n_groups"], "n_heads": row["nheads"],
+                                        "scan_chunk": row.get("chunk_size") or None, "mlp": False}},
                    "pattern": ["mamba2"]},
     })  # fmt: skip
 
@@ -119,17 +122,90 @@ def conv1d_bytes_seconds(row: dict, gpu_name: str, *, cal=None) -> float:  # noq
     ``d_conv - 1`` conv state and reads and writes one token's channels."""
     from kvplan import latency
     from kvplan.hardware import resolve_gpu
+    from kvplan.recurrent import CONV_ELEMENT_BYTES, conv1d_bytes, conv_channels
 
     cal = cal or latency.calibration("trtllm")
-    channels = row["nheads"] * row["head_dim"] + 2 * row["n_groups"] * row["d_state"]
-    element = 2  # bf16
-    if row["phase"] == "context":
-        moved = element * channels * (2 * row["batch_size"] * row["seq_len"] + row["d_conv"])
+    kind = mixer_spec(row).kind("mamba2")
+    if row["phase"] == "context":  # what kvplan.latency prices at prefill (kvplan.recurrent.conv1d_bytes)
+        moved = conv1d_bytes(kind, row["batch_size"] * row["seq_len"])
         fixed = cal.eager_kernel_s
     else:
-        moved = element * channels * row["batch_size"] * (2 * (row["d_conv"] - 1) + 2)
+        moved = CONV_ELEMENT_BYTES * conv_channels(kind) * row["batch_size"] * (2 * (row["d_conv"] - 1) + 2)
         fixed = cal.graph_kernel_s
     return fixed + moved / (resolve_gpu(gpu_name).bandwidth_gbps * 1e9 * cal.elementwise_mem_eff)
+
+
+def scan_table(path: Path = SCAN_DATA) -> dict:
+    """The measured SSD scan table (``benchmarks/data/ssd_scan_measured.json``): its source, layer and rows."""
+    return json.loads(path.read_text())
+
+
+def scan_kind(layer: dict):  # noqa: ANN201
+    """The table's Mamba2 layer as a kvplan layer kind (d_inner = heads x head dim)."""
+    from kvplan.spec import LayerKind
+
+    return LayerKind.model_validate({
+        "type": "recurrent", "variant": "mamba2", "d_inner": layer["n_heads"] * layer["head_dim"],
+        "d_state": layer["d_state"], "d_conv": layer["d_conv"], "n_groups": layer["n_groups"],
+        "n_heads": layer["n_heads"], "scan_chunk": layer["scan_chunk"], "mlp": False,
+    })  # fmt: skip
+
+
+def scan_seconds(kind, tokens: int, gpu_name: str, *, eff: float | None = None, cal=None) -> float:  # noqa: ANN001
+    """kvplan's SSD scan alone over one prompt of ``tokens`` (as :func:`kvplan.latency._mamba2_prefill_s` prices it):
+    its FLOPs (:func:`kvplan.recurrent.scan_flops`) at ``eff`` (default the calibration's ``ssd_scan_eff``) of the
+    16-bit peak, plus ``SSD_SCAN_KERNELS`` eager kernels, TP 1, vLLM's calibration (the table times vLLM's kernels)."""
+    from kvplan import latency
+    from kvplan.hardware import resolve_gpu
+    from kvplan.recurrent import SSD_SCAN_KERNELS, scan_flops
+
+    cal = cal or latency.calibration("vllm")
+    gpu = resolve_gpu(gpu_name)
+    peak16 = gpu.bf16_dense_tflops * 1e12 * (cal.blackwell_compute_eff if gpu.architecture == "blackwell" else 1.0)
+    return scan_flops(kind, tokens) / (peak16 * (eff or cal.ssd_scan_eff)) + SSD_SCAN_KERNELS * cal.eager_kernel_s
+
+
+def linear_rows(rows: list[list[float]]) -> list[list[float]]:
+    """The rows past the table's floor: seconds per token within :data:`LINEAR_REGIME` of the table's lowest (the
+    shortest prompts take the same time at 1,024 and 2,048 tokens, a floor no FLOP count explains)."""
+    best = min(1 / rate for _, rate in rows)
+    return [[tokens, rate] for tokens, rate in rows if 1 / rate <= LINEAR_REGIME * best]
+
+
+def fit_scan_eff(table: dict) -> float:
+    """The SSD scan's share of the 16-bit peak: the median over :func:`linear_rows` of FLOPs / (peak x (measured
+    seconds - the kernels' launches)), on the table's GPU with vLLM's ``eager_kernel_s``."""
+    from kvplan import latency
+    from kvplan.hardware import resolve_gpu
+    from kvplan.recurrent import SSD_SCAN_KERNELS, scan_flops
+
+    cal, gpu = latency.calibration("vllm"), resolve_gpu(table["source"]["gpu"])
+    kind = scan_kind(table["layer"])
+    effs = [scan_flops(kind, tokens) / (gpu.bf16_dense_tflops * 1e12 * (tokens / rate - SSD_SCAN_KERNELS *
+                                                                        cal.eager_kernel_s))
+            for tokens, rate in linear_rows(table["rows"])]  # fmt: skip
+    return statistics.median(effs)
+
+
+def render_scan(table: dict) -> str:
+    """Each measured row against kvplan's scan at the calibrated ``ssd_scan_eff``, and the fit."""
+    from kvplan import latency
+
+    kind, gpu = scan_kind(table["layer"]), table["source"]["gpu"]
+    linear = {tokens for tokens, _ in linear_rows(table["rows"])}
+    lines = [f"SSD scan, {gpu}, {table['layer']['n_heads']} heads x {table['layer']['head_dim']}, "
+             f"{table['layer']['n_groups']} group(s), d_state {table['layer']['d_state']}, chunk "
+             f"{table['layer']['scan_chunk']} ({table['source']['url']}):"]  # fmt: skip
+    for tokens, rate in table["rows"]:
+        measured, mine = tokens / rate, scan_seconds(kind, tokens, gpu)
+        note = "" if tokens in linear else " (floor, not fitted)"
+        lines.append(f"  {tokens:>7} tokens: measured {measured * 1e3:7.3f} ms, kvplan {mine * 1e3:7.3f} ms, "
+                     f"ln {math.log(mine / measured):+.3f}{note}")  # fmt: skip
+    lns = [abs(math.log(scan_seconds(kind, t, gpu) / (t / r))) for t, r in table["rows"] if t in linear]
+    lines.append(f"  fit: ssd_scan_eff {fit_scan_eff(table):.4f} over {len(lns)} rows (calibrated "
+                 f"{latency.calibration('vllm').ssd_scan_eff:.4f}); median |ln| {statistics.median(lns):.3f}, "
+                 f"worst {max(lns):.3f} there")  # fmt: skip
+    return "\n".join(lines)
 
 
 def compare(tables: list[dict]) -> list[dict]:
@@ -181,9 +257,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--collect", action="store_true", help="sample aiconfigurator's tables (its own venv)")
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--scan", action="store_true", help="the SSD scan against its measured table, and the fit")
     args = parser.parse_args(argv)
     if args.collect:
         return collect(args.data)
+    if args.scan:
+        print(render_scan(scan_table()))
+        return 0
     print("kvplan's Mamba2 mixer kernels (conv1d + scan) / aiconfigurator's measured conv1d kernel alone "
           "(TensorRT-LLM 1.3.0rc20; the tables hold no scan kernel):")  # fmt: skip
     print(render(compare(load(args.data))))

@@ -1320,9 +1320,10 @@ def closed_loop_trace(  # noqa: ANN201
     # per request: [tokens left to prefill, send time], in arrival order
     waiting = deque([isl, 0.0] for _ in range(min(concurrency, prompts)))
     issued, done, clock = len(waiting), 0, 0.0
-    decoding: list[list] = []  # per decoding request: [tokens generated so far, first-token time]
+    decoding: list[list] = []  # per decoding request: [tokens generated so far, first-token time, last-token time]
     ttfts: list[float] = []
     tpots: list[float] = []
+    itls: list[float] = []  # every token's wait after the request's previous one (inter-token latencies)
     mixed = s.engine.mixes_prefill_with_decode
     while done < prompts:
         n = len(decoding)
@@ -1343,10 +1344,12 @@ def closed_loop_trace(  # noqa: ANN201
         clock += _step(s, n=float(decodes), p=float(chunk), context=context, prefix=first_prefix)
         for d in decoding[:decodes]:
             d[0] += 1
+            itls.append(clock - d[2])
+            d[2] = clock
         for _ in range(finished_prefill):
             sent = waiting.popleft()[1]
             ttfts.append(clock - sent)
-            decoding.append([1, clock])
+            decoding.append([1, clock, clock])
         finished = [d for d in decoding if d[0] >= osl]
         tpots += [(clock - d[1]) / (osl - 1) for d in finished if osl > 1]
         decoding = [d for d in decoding if d[0] < osl]
@@ -1355,10 +1358,19 @@ def closed_loop_trace(  # noqa: ANN201
         waiting.extend([isl, clock] for _ in range(new))
         issued += new
     out = {"tok_s": prompts * osl / clock, "duration_s": clock, "mean_ttft_s": statistics.fmean(ttfts),
-           "mean_tpot_s": statistics.fmean(tpots) if tpots else None}  # fmt: skip
+           "mean_tpot_s": statistics.fmean(tpots) if tpots else None, "p99_itl_s": p99(itls)}  # fmt: skip
     if s.engine.kv_preemption == "recompute_newest" and s.engine.mixes_prefill_with_decode:
         out |= {"preemptions": 0, "recomputed_tokens": 0}  # the pool never ran short (above)
     return out
+
+
+def p99(samples: list[float]) -> float:
+    """The 99th percentile of ``samples`` by nearest rank (0 for none): ``vllm bench serve``'s ITL p99 over every
+    inter-token gap of the run."""
+    if not samples:
+        return 0.0
+    ordered = sorted(samples)
+    return ordered[math.ceil(0.99 * len(ordered)) - 1]
 
 
 @dataclasses.dataclass(eq=False)
@@ -1371,6 +1383,7 @@ class Request:
     generated: int = 0
     blocks: int = 0
     first_s: float | None = None
+    last_s: float = 0.0  # its latest token's time
     preemptions: int = 0
     freed: list | None = None
     cached_blocks: int = 0  # full blocks of its computed tokens when last preempted (the ones a prefix cache keeps)
@@ -1540,11 +1553,11 @@ class BlockRun:
         return _step(self.s, n=float(decodes), p=float(chunk), context=context, prefix=first_prefix or 0)
 
     def run(self, *, concurrency: int, prompts: int) -> dict:
-        """The client's run (as :func:`closed_loop_trace`): its throughput, duration, mean TTFT and TPOT, the
+        """The client's run (as :func:`closed_loop_trace`): its throughput, duration, mean TTFT and TPOT, ITL p99, the
         preemptions and recomputed tokens on the way, and the running requests' time-weighted mean."""
         waiting = deque(Request(0.0) for _ in range(min(concurrency, prompts)))
         issued, running, clock = len(waiting), [], 0.0
-        ttfts, tpots, done, isl, osl, held_s = [], [], 0, self.isl, self.osl, 0.0
+        ttfts, tpots, itls, done, isl, osl, held_s = [], [], [], 0, self.isl, self.osl, 0.0
         while done < prompts:
             picked = self._schedule(running, waiting)
             step_s = self._price(picked)
@@ -1559,6 +1572,9 @@ class BlockRun:
                 if q.first_s is None:
                     q.first_s = clock
                     ttfts.append(clock - q.sent_s)
+                else:
+                    itls.append(clock - q.last_s)
+                q.last_s = clock
                 if q.generated >= osl:
                     finished += 1
                     self._release(q, cached=False)  # random prompts: never found again
@@ -1570,7 +1586,8 @@ class BlockRun:
             waiting.extend(Request(clock) for _ in range(new))
             issued += new
         return {"tok_s": prompts * osl / clock, "duration_s": clock, "mean_ttft_s": statistics.fmean(ttfts),
-                "mean_tpot_s": statistics.fmean(tpots) if tpots else None, "preemptions": self.preemptions,
+                "mean_tpot_s": statistics.fmean(tpots) if tpots else None, "p99_itl_s": p99(itls),
+                "preemptions": self.preemptions,
                 "recomputed_tokens": self.recomputed_tokens, "mean_running": held_s / clock}  # fmt: skip
 
 
@@ -1604,6 +1621,26 @@ def phase_lines(rows: list[dict], *, markdown: bool = False) -> list[str]:
                  f"x{r['ratio']:.2f}")  # fmt: skip
         out.append("| " + " | ".join(cells) + " |" if markdown else "  ".join(cells))
     return out
+
+
+def prompt_phase_rows(rows: list[dict]) -> list[dict]:
+    """The engine rows that carry the page's latency columns (``published_ttft_ms`` ...), each with kvplan's figures
+    for the same finite run (:func:`engine_row_trace`)."""
+    return [{"label": r["label"], "concurrency": r["concurrency"], "published": r, **engine_row_trace(r)}
+            for r in rows if "published_ttft_ms" in r]  # fmt: skip
+
+
+def prompt_phase_lines(rows: list[dict]) -> list[str]:
+    """One line per row: the page's mean TTFT, mean TPOT and ITL p99 against kvplan's run (``page / kvplan``)."""
+    lines = ["prompt phase (the page's latency columns / kvplan's run of the same client, ms):"]
+    for x in rows:
+        p = x["published"]
+        lines.append(f"  {x['label']} c={x['concurrency']}: TTFT {p['published_ttft_ms']:g} / "
+                     f"{x['mean_ttft_s'] * 1e3:.1f} (x{p['published_ttft_ms'] / (x['mean_ttft_s'] * 1e3):.1f}), "
+                     f"TPOT {p['published_tpot_ms']:g} / {x['mean_tpot_s'] * 1e3:.2f}, ITL p99 "
+                     f"{p['published_itl_p99_ms']:g} / {x['p99_itl_s'] * 1e3:.2f} "
+                     f"(x{p['published_itl_p99_ms'] / (x['p99_itl_s'] * 1e3):.1f})")  # fmt: skip
+    return lines
 
 
 def compare_engine_rows(rows: list[dict]) -> list[dict]:
@@ -1673,6 +1710,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="the attention-DP rows under each unsourced reading: eager steps, attention TP, the "
                          "exchange's per-root NCCL ops at a latency each, the batch that would explain "
                          "them")  # fmt: skip
+    ap.add_argument(
+        "--prompt-phase",
+        action="store_true",
+        help="the engine rows' published TTFT, TPOT and ITL p99 against kvplan's run of the same client",
+    )
     args = ap.parse_args(argv)
     data = json.loads(args.data.read_text())
     rows = compare_runs(data["runs"])
@@ -1756,6 +1798,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         print("\n".join(per_root_mlperf_lines(mlperf, datasets)))
         print("\n".join(grouped_launch_lines()))
+    if args.prompt_phase:
+        print()
+        print("\n".join(prompt_phase_lines(prompt_phase_rows(data.get("engine_benchmarks", [])))))
     return 0
 
 

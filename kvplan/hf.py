@@ -1291,6 +1291,9 @@ def _mamba2_kind(f: _Fields) -> dict[str, Any]:
     else:
         head_dim = f.integer("mamba_head_dim") or f.need("mamba_d_head")
     norm = {} if f.dialect != "falcon_h1" or f.flag("mamba_rms_norm") else {"ssm_norm": False}
+    # the SSD scan's chunk (NemotronHConfig.chunk_size, GraniteMoeHybrid/Bamba/FalconH1 mamba_chunk_size)
+    chunk = f.integer("chunk_size") or f.integer("mamba_chunk_size")
+    norm |= {"scan_chunk": chunk} if chunk else {}
     return norm | {
         "type": "recurrent",
         "variant": "mamba2",

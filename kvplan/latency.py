@@ -24,6 +24,10 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
   the 16-bit peak; decode as the held cache read at ``attn_decode_mem_eff`` of bandwidth (MLA's
   absorbed decode at ``mla_decode_mem_eff``, or its FLOPs at ``mla_decode_flops_eff`` of peak,
   whichever is slower), plus ``attn_layer_s`` per layer and ``attn_seq_s`` per sequence;
+* **Mamba2 mixers at prefill** (:mod:`kvplan.recurrent`): the causal conv1d by the bytes it moves at
+  ``elementwise_mem_eff`` of bandwidth, the SSD chunked scan by its FLOPs at ``ssd_scan_eff`` of the 16-bit peak,
+  plus ``kernel_s`` per kernel (one conv1d, five scan kernels), in place of the attention layer's fixed cost; a prompt
+  read in chunks pays each chunk's tokens (their sum is the whole prompt's work, plus each chunk's launches);
 * **Blackwell**: every compute peak above times ``blackwell_compute_eff`` on a GPU whose catalog
   ``architecture`` is ``blackwell`` (the engines' kernels reach a smaller share of its peak);
 * **fp8 GEMMs** at the fp8 peak times ``fp8_eff_scale`` (per-tensor scales) or
@@ -84,6 +88,14 @@ from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import attended_token_bytes, cache_plan, element_size
 from kvplan.params import attention_parts
+from kvplan.recurrent import (
+    CONV1D_KERNELS,
+    SSD_SCAN_KERNELS,
+    conv1d_tap_bytes,
+    conv1d_token_bytes,
+    mamba2_kinds,
+    scan_flops_per_token,
+)
 from kvplan.spec import LayerKind, ModelSpec, ceil_div, pipeline_stages
 from kvplan.units import weight_dtype
 
@@ -716,8 +728,12 @@ def _attention_s(
     attention_flops: float,
     kv_dtype: str,
     stage: _Stage | None = None,
+    prefix: int = 0,
 ) -> float:
-    """Attention kernels of one stage (all layers with attention or recurrent state when ``stage`` is None)."""
+    """Attention kernels of one stage (all layers with attention or recurrent state when ``stage`` is None).
+
+    At prefill the ``batch`` prompts each read ``context - prefix`` new tokens after ``prefix`` cached ones (a
+    chunk of a longer prompt: ``batch`` 1); the Mamba2 mixers' kernels scale with those new tokens."""
     spec = c.spec
     layers = stage.layers if stage is not None else range(spec.num_layers)
     mixers = len(layers)
@@ -729,8 +745,11 @@ def _attention_s(
         # cores where the engine runs them (fmha_gain; MLA's context kernels keep mla_prefill_eff's figure).
         gain = 1.0 if any_mla else c.fmha_gain
         compute = attention_flops / (c.peak16 * (c.cal.mla_prefill_eff if any_mla else c.cal.attn_prefill_eff))
-        fixed = mixers * (c.cal.attn_layer_s + c.kernel_s) + mla * c.cal.mla_layer_s
-        return compute / gain + compute * c.cal.attn_prefill_half_len / context + fixed
+        ssm = _mamba2_terms(spec, layers, c.tp)
+        # a Mamba2-only layer pays its conv1d and scan kernels (_mamba2_prefill_s), not the attention's fixed cost
+        fixed = (mixers - ssm.own_layers) * (c.cal.attn_layer_s + c.kernel_s) + mla * c.cal.mla_layer_s
+        mamba = _mamba2_prefill_s(c, ssm, batch * (context - prefix)) if ssm.layers else 0.0
+        return compute / gain + compute * c.cal.attn_prefill_half_len / context + fixed + mamba
     plan = _plan(spec, kv_dtype, c.tp, c.pp)
     total = 0.0
     for count, layer in plan.stages[stage.index if stage is not None else 0].groups:  # (layers, cache) per kind
@@ -746,6 +765,44 @@ def _attention_s(
             t = held / (c.bw * c.cal.attn_decode_mem_eff)
         total += count * (t + c.cal.attn_layer_s + batch * c.cal.attn_seq_s)
     return total + mla * _mla_decode_layer_s(c, kv_dtype)
+
+
+class _Mamba2Terms(NamedTuple):
+    """The Mamba2 mixers of a run of layers on one TP rank, summed (:mod:`kvplan.recurrent`)."""
+
+    layers: int  # Mamba2 mixers (a Falcon-H1 layer's parallel one included)
+    own_layers: int  # layers that are a Mamba2 mixer alone (no attention beside it)
+    scan_flops_per_token: int  # the SSD scan's FLOPs per prompt token over all of them
+    conv_bytes_per_token: int  # the conv1d's bytes per prompt token over all of them
+    conv_fixed_bytes: int  # the conv1d's taps read once per call, over all of them
+
+
+# Kernels of one Mamba2 mixer at prefill, each paying kernel_s (kvplan.recurrent: the conv1d's and the scan's).
+MAMBA2_PREFILL_KERNELS = CONV1D_KERNELS + SSD_SCAN_KERNELS
+
+
+def _mamba2_terms(spec: ModelSpec, layers: range, tp: int) -> _Mamba2Terms:
+    def make() -> _Mamba2Terms:
+        names = spec.layer_kind_names
+        mixers = [(spec.kind(names[i]), k) for i in layers for k in mamba2_kinds(spec.kind(names[i]))]
+        return _Mamba2Terms(
+            layers=len(mixers),
+            own_layers=sum(1 for kind, k in mixers if kind is k),  # the layer is the mixer, no attention beside it
+            scan_flops_per_token=sum(scan_flops_per_token(k, tp=tp) for _, k in mixers),
+            conv_bytes_per_token=sum(conv1d_token_bytes(k, tp=tp) for _, k in mixers),
+            conv_fixed_bytes=sum(conv1d_tap_bytes(k, tp=tp) for _, k in mixers),
+        )
+
+    return _fact(spec, ("mamba2", layers.start, layers.stop, tp), make)
+
+
+def _mamba2_prefill_s(c: _Ctx, terms: _Mamba2Terms, tokens: float) -> float:
+    """Seconds of the Mamba2 mixers' prefill kernels over ``tokens`` new prompt tokens: the conv1d by its bytes at
+    ``elementwise_mem_eff`` of bandwidth, the SSD scan by its FLOPs at ``ssd_scan_eff`` of the 16-bit peak
+    (Blackwell's ``blackwell_compute_eff`` included), plus ``kernel_s`` per kernel."""
+    conv = (terms.conv_bytes_per_token * tokens + terms.conv_fixed_bytes) / (c.bw * c.cal.elementwise_mem_eff)
+    scan = terms.scan_flops_per_token * tokens / (c.peak16 * c.cal.ssd_scan_eff)
+    return conv + scan + terms.layers * MAMBA2_PREFILL_KERNELS * c.kernel_s
 
 
 def _shared_bytes(spec: ModelSpec, name: str, kv_dtype: str, tp: int) -> int:
@@ -1710,7 +1767,7 @@ def _chunk_attention_s(c: _Ctx, stage: _Stage | None, chunk: int, prefill_prefix
     layers = stage.layers if stage is not None else range(c.spec.num_layers)
     flops = _stage_flops(c.spec, layers, context=chunk, prefix=prefill_prefix, prompts=1, tp=c.tp)
     return _attention_s(c, phase="prefill", context=prefill_prefix + chunk, batch=1, attention_flops=flops,
-                        kv_dtype=kv_dtype_name, stage=stage)  # fmt: skip
+                        kv_dtype=kv_dtype_name, stage=stage, prefix=prefill_prefix)  # fmt: skip
 
 
 def _layer_s(

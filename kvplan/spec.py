@@ -62,6 +62,7 @@ class LayerKind(_Strict):
     head_k_dim: Size | None = None
     head_v_dim: Size | None = None
     state_dtype: str | None = Field(None, description="dtype of the recurrent state; default the model's")
+    scan_chunk: Size | None = Field(None, description="mamba2: SSD scan chunk size (config chunk_size); default 256")
     # DeepSeek-V3.2 / GLM-5 sparse attention (DSA): a lightning indexer keeps one key of
     # index_head_dim per token per layer besides the MLA latent (transformers cache_utils.DynamicIndexedLayer).
     index_head_dim: Size | None = Field(None, description="indexer key cache per token (DSA)")
@@ -110,6 +111,8 @@ class LayerKind(_Strict):
             raise ValueError(f"'kv_shared' only applies to attention layers, not {self.type!r}")
         if self.parallel is not None:
             self._check_parallel(self.parallel)
+        if self.scan_chunk is not None and self.variant != "mamba2":
+            raise ValueError("'scan_chunk' only applies to recurrent mamba2 layers")
         if not self.ssm_norm and self.variant != "mamba2":
             raise ValueError("'ssm_norm' only applies to recurrent mamba2 layers")
         if self.type != "cross" and self.cross_tokens is not None:

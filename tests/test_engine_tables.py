@@ -392,7 +392,9 @@ def test_block_run_where_the_pool_never_runs_short_is_the_plain_run() -> None:
     assert blocks.always_fits(3)
     run = blocks.run(concurrency=3, prompts=7)
     plain = pub.closed_loop_trace(s, isl=1024, osl=64, concurrency=3, prompts=7)
-    assert all(run[k] == plain[k] for k in ("tok_s", "duration_s", "mean_ttft_s", "mean_tpot_s", "preemptions"))
+    assert all(
+        run[k] == plain[k] for k in ("tok_s", "duration_s", "mean_ttft_s", "mean_tpot_s", "p99_itl_s", "preemptions")
+    )
     assert plain["preemptions"] == 0 and plain["recomputed_tokens"] == 0
 
 
@@ -416,3 +418,33 @@ def test_steady_state_past_the_kv_pool_reports_saturation_as_the_block_run_holds
     tr = pub.closed_loop_trace(s, isl=3996, osl=200, concurrency=500, prompts=500)
     assert 7 <= tr["mean_running"] <= 35584 / 4096 and tr["preemptions"] > 0
     assert 500 / tr["duration_s"] < top
+
+
+def test_closed_loop_trace_itl_p99_by_hand() -> None:
+    # Three prompts of 1,024 tokens at concurrency 3, 2,048-token budget, two output tokens each (test above): prompts
+    # 1 and 2 get their first token at the end of step 1, prompt 3 at the end of step 2; their second tokens come one
+    # step later: inter-token gaps second, second (step 2) and third (step 3); p99 by nearest rank is the largest.
+    from kvplan.serving import _step
+
+    pub, _ = published()
+    s3 = setup("llama-3.1-8b", "h100-sxm", engine="vllm", weights_dtype="bf16", kv_dtype_name="bf16",
+               settings=Settings(max_num_seqs=3, max_num_batched_tokens=2048))  # fmt: skip
+    second = _step(s3, n=2.0, p=1024.0, context=1024, prefix=0)
+    third = _step(s3, n=1.0, p=0.0, context=1024, prefix=0)
+    tr = pub.closed_loop_trace(s3, isl=1024, osl=2, concurrency=3, prompts=3)
+    assert tr["p99_itl_s"] == pytest.approx(max(second, third))
+    assert pub.p99([1.0] * 99 + [5.0]) == 1.0 and pub.p99([1.0] * 98 + [5.0, 6.0]) == 5.0 and pub.p99([]) == 0.0
+
+
+def test_prompt_phase_rows_carry_the_page_latency_columns() -> None:
+    # the Vultr page's table: TTFT, TPOT and ITL p99 for the 9 Nemotron Nano FP8 rows and the 2 Nemotron Super rows;
+    # at concurrency 1 kvplan's TTFT is one prefill step of the 2,048-token prompt, and the page's is 362 ms
+    pub, data = published()
+    rows = [r for r in data["engine_benchmarks"] if "published_ttft_ms" in r]
+    assert len(rows) == 11
+    nano1 = next(r for r in rows if r["concurrency"] == 1 and r["label"].startswith("Nemotron Nano"))
+    assert (nano1["published_ttft_ms"], nano1["published_tpot_ms"], nano1["published_itl_p99_ms"]) == (362, 2.91, 3.14)
+    [x] = pub.prompt_phase_rows([nano1])
+    assert 0.010 < x["mean_ttft_s"] < 0.015 and x["p99_itl_s"] == pytest.approx(x["mean_tpot_s"], rel=0.05)
+    [line] = pub.prompt_phase_lines([x])[1:]
+    assert line.startswith("  Nemotron Nano 30B (FP8, TP=2) c=1: TTFT 362 / ")

@@ -1,5 +1,6 @@
 """benchmarks/mamba_compare.py: kvplan's Mamba2 mixer kernels against aiconfigurator's measured Mamba2 tables."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -37,23 +38,57 @@ def test_decode_mixer_golden_b200() -> None:
     assert mamba_compare.mixer_seconds(row, "b200") == pytest.approx(14.475398e-6, rel=1e-6)
 
 
-def test_prefill_mixer_is_a_fixed_charge() -> None:
-    # kvplan prices no Mamba2 prefill work: attention_flops is 0 for a recurrent layer, so the mixer costs
-    # attn_layer_s + eager_kernel_s = 12.53 + 10.95 = 23.48 us at any prompt length (the defect this script shows).
-    for seq_len in (1, 2048, 32768):
-        row = {**NANO, "phase": "context", "batch_size": 1, "seq_len": seq_len}
-        assert mamba_compare.mixer_seconds(row, "b200") == pytest.approx(23.48e-6, rel=1e-9)
+def test_prefill_mixer_golden_b200() -> None:
+    # Nano's mixer, one prompt of 2,048 tokens, TensorRT-LLM calibration on B200 (kvplan/engines/trtllm.py:
+    # blackwell_compute_eff 0.8329, elementwise_mem_eff 0.7305, eager_kernel_s 10.95 us; B200 2,250 dense bf16
+    # TFLOPS and 7,700 GB/s, kvplan/data/gpus.yaml; ssd_scan_eff 0.1016, kvplan/engines/base.py):
+    # scan 6,979,321,856 FLOPs (tests/test_recurrent.py) / (2.25e15 x 0.8329 x 0.1016 = 1.904009e14) = 36.655921 us
+    # conv 50,380,800 B / (7.7e12 x 0.7305) = 8.956826 us; 6 kernels x 10.95 us = 65.7 us -> 111.312747 us
+    row = {**NANO, "phase": "context", "batch_size": 1, "seq_len": 2048}
+    assert mamba_compare.mixer_seconds(row, "b200") == pytest.approx(111.312747e-6, rel=1e-6)
 
 
-def test_long_prompts_are_priced_under_the_conv1d_alone(tables: list[dict]) -> None:
-    # the measured conv1d grows with the tokens, kvplan's charge does not: over 8,192 tokens every row is under it
+def test_prefill_mixer_grows_with_the_prompt() -> None:
+    # it was a fixed 23.48 us (attn_layer_s + eager_kernel_s) at 1, 2,048 and 32,768 tokens before the scan and the
+    # conv1d were priced; now strictly increasing in the tokens, and linear past the launches
+    times = [mamba_compare.mixer_seconds({**NANO, "phase": "context", "batch_size": 1, "seq_len": n}, "b200")
+             for n in (1, 16, 512, 2048, 8192, 32768)]  # fmt: skip
+    assert times == sorted(times) and len(set(times)) == len(times)
+    fixed = 6 * 10.95e-6
+    assert (times[-1] - fixed) / (times[3] - fixed) == pytest.approx(16, rel=1e-3)  # 32,768 / 2,048
+
+
+def test_long_prompts_are_priced_over_the_conv1d_alone(tables: list[dict]) -> None:
+    # kvplan's whole mixer (conv1d + scan) over 8,192 tokens is above the measured conv1d alone on every row (before
+    # the scan was priced every one of them was under it), and its conv1d part is kvplan.recurrent's byte count
     rows = mamba_compare.compare(tables)
     long = [r for r in rows if r["phase"] == "context" and r["tokens"] > 8192]
-    assert long and mamba_compare.stats(long)["under"] == len(long)
+    assert long and mamba_compare.stats(long)["under"] == 0
     b200 = next(t for t in tables if t["gpu"] == "b200")
     hit = next(r for r in b200["rows"] if r["phase"] == "context" and r["batch_size"] * r["seq_len"] == 2048)
     [mine] = mamba_compare.compare([{**b200, "rows": [hit]}])
     assert mine["measured_s"] == pytest.approx(hit["latency"] / 1e3)
+
+
+def test_scan_table_and_fit() -> None:
+    # vllm-project/vllm PR #27299 (H100, granite-4.0-h-small's mixer): 9 rows, 1,024-262,144 tokens. The rows past the
+    # floor are 4,096 and up (seconds per token within 1.25x of the best, 16,384 tokens: 1 / 1.292440e7 s); the
+    # calibrated ssd_scan_eff is their fit, and kvplan's scan is within 12 % of each of them.
+    table = mamba_compare.scan_table()
+    assert table["source"]["url"] == "https://github.com/vllm-project/vllm/pull/27299" and len(table["rows"]) == 9
+    assert [t for t, _ in mamba_compare.linear_rows(table["rows"])] == [4096 << i for i in range(7)]
+    from kvplan import latency
+
+    assert mamba_compare.fit_scan_eff(table) == pytest.approx(latency.calibration("vllm").ssd_scan_eff, abs=5e-5)
+    kind = mamba_compare.scan_kind(table["layer"])
+    for tokens, rate in mamba_compare.linear_rows(table["rows"]):
+        assert abs(math.log(mamba_compare.scan_seconds(kind, tokens, "h100-sxm") * rate / tokens)) < 0.12
+    # by hand at 262,144 tokens: 8,454,144 FLOPs per token (tests/test_recurrent.py) x 262,144 = 2.216209e12 FLOPs /
+    # (H100 989e12 x 0.1016) = 22.0556 ms, + 5 kernels x vLLM's eager 4.017 us = 22.0757 ms (measured: 24.238 ms)
+    assert mamba_compare.scan_seconds(kind, 262144, "h100-sxm") == pytest.approx(
+        8454144 * 262144 / (989e12 * 0.1016) + 5 * 4.017e-6, rel=1e-9
+    )
+    assert "fit: ssd_scan_eff 0.1016 over 7 rows" in mamba_compare.render_scan(table)
 
 
 def test_render_names_every_gpu_and_phase(tables: list[dict]) -> None:
@@ -80,3 +115,9 @@ def test_docs_block_is_what_the_script_prints(tables: list[dict]) -> None:
     doc = (Path(__file__).resolve().parents[1] / "docs" / "cost.md").read_text(encoding="utf-8")
     block = doc.split("<!-- mamba_compare:begin -->\n", 1)[1].split("\n<!-- mamba_compare:end -->", 1)[0]
     assert block == "```text\n" + mamba_compare.render(mamba_compare.compare(tables)) + "\n```"
+
+
+def test_scan_docs_block_is_what_the_script_prints() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "cost.md").read_text(encoding="utf-8")
+    block = doc.split("<!-- mamba_scan:begin -->\n", 1)[1].split("\n<!-- mamba_scan:end -->", 1)[0]
+    assert block == "```text\n" + mamba_compare.render_scan(mamba_compare.scan_table()) + "\n```"

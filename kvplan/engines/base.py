@@ -287,6 +287,15 @@ class ExactLayout(Layout):
 # ---- latency calibration (kvplan.latency) ------------------------------------------------------
 
 
+# The SSD scan's efficiency: benchmarks/mamba_compare.py --scan fits it (the median over the rows past the launch-bound
+# floor) to vLLM's Triton SSD prefill kernels timed on one H100 at 1K-256K tokens (vllm-project/vllm PR #27299, comment
+# of 2025-10-25, 'Original' column; benchmarks/data/ssd_scan_measured.json). TensorRT-LLM runs the same mamba_ssm
+# Triton SSD kernels (NVIDIA/TensorRT-LLM PR #4494, "SSM kernels (based on state-spaces/mamba)"), and SGLang prices with
+# vLLM's constants, so every engine takes this one figure. On Blackwell it is applied to the peak times
+# blackwell_compute_eff, as every kernel here; no Blackwell timing of the scan was found to check that.
+SSD_SCAN_EFF = 0.1016
+
+
 @dataclass(frozen=True)
 class Calibration:
     """Kernel efficiencies and fixed costs of one engine's kernels, for :mod:`kvplan.latency`.
@@ -392,6 +401,9 @@ class Calibration:
     # benchmarks/fit_moe_ops.py; 0 and None (none) without a fit.
     hopper_mxfp4_moe_dequant_s: float = 0.0
     hopper_mxfp4_moe_layer_s: float | None = None
+    # The Mamba2 SSD chunked scan's share of the 16-bit tensor-core peak at prefill (kvplan.latency _mamba2_prefill_s,
+    # FLOPs by kvplan.recurrent): SSD_SCAN_EFF, one figure for every engine (see there).
+    ssd_scan_eff: float = SSD_SCAN_EFF
 
 
 @dataclass(frozen=True)
