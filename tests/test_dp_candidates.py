@@ -91,14 +91,15 @@ def test_dp_candidate_lines_one_per_row_and_a_summary_per_weight_dtype() -> None
 
 def test_known_batch_line_compares_the_step_at_the_published_concurrency_by_hand() -> None:
     """TensorRT-LLM#3439's DeepSeek-R1-FP8 8 x H200 run: 159 sequences a rank x 8 ranks / 10,036.3364 output tokens/s
-    = 126.74 ms a step (by hand). kvplan, capped at 159 a rank, runs 158 a rank at 111.0 ms (x1.14, +15.8 ms);
-    with its own KV-bound batch, 300 a rank, x1.39."""
+    = 126.74 ms a step (by hand). kvplan, capped at 159 a rank, runs 158 a rank at 110.2 ms (x1.15, +16.6 ms);
+    with its own KV-bound batch, 301 a rank, x1.39. (111.0 ms, x1.14, +15.8 ms and 300 a rank before TensorRT-LLM's
+    Hopper MLA decode constant, 12.15 us where mla_layer_s 26.68 us applied, shortened kvplan's step.)"""
     pub, _ = published()
     line = pub.known_batch_line()
     assert line.startswith("dp-candidates known batch: deepseek-v3 h200 DP8 EP8 1024/2048 at 159 a rank")
     assert round(159 * 8 / 10036.3364 * 1e3, 1) == 126.7
     assert "published step 126.7 ms" in line
-    assert "kvplan 111.0 ms at 158 a rank, x1.14, residual +15.8 ms; kvplan's own batch 300 a rank: x1.39" in line
+    assert "kvplan 110.2 ms at 158 a rank, x1.15, residual +16.6 ms; kvplan's own batch 301 a rank: x1.39" in line
 
 
 def test_later_page_rows_are_scored_apart_per_gpu() -> None:
@@ -204,17 +205,18 @@ def test_grouped_launch_lines_read_the_committed_nccl_sample() -> None:
 
 def test_per_root_mlperf_lines_score_the_r1_runs_both_ways() -> None:
     """DeepSeek-R1 on 8 x B200, NVFP4 (WIDEEP's all-gather of x, x_sf, slots, scales): (4 + 1) x 8 = 40 ops x 58 MoE
-    layers, 38 beyond kvplan's two at 16.659 us = 36.7 ms a step. Offline x1.28 -> x0.93 (its residual, +27.1 ms, is
-    27.1 ms / (58 x 38) = 12.3 us an op), Server x2.09 -> x0.66."""
+    layers, 38 beyond kvplan's two at 16.659 us = 36.7 ms a step. Offline x1.29 -> x0.93 (its residual, +27.7 ms, is
+    27.7 ms / (58 x 38) = 12.6 us an op), Server x2.10 -> x0.66. (Before TensorRT-LLM's Blackwell MLA decode constant,
+    13.57 us where mla_layer_s 26.68 us applied, shortened kvplan's B200 step: x1.28, +27.1 ms = 12.3 us, x2.09.)"""
     pub, data = published()
     rows = [r for r in data["mlperf"] if r.get("attention_dp")]
     lines = pub.per_root_mlperf_lines(rows, data["mlperf_datasets"])
     assert len(lines) == 2
-    assert round(58 * 38 * BLACKWELL_FLOOR_8 * 1e3, 1) == 36.7 and round(27.1e3 / (58 * 38), 1) == 12.3
+    assert round(58 * 38 * BLACKWELL_FLOOR_8 * 1e3, 1) == 36.7 and round(27.7e3 / (58 * 38), 1) == 12.6
     assert (
-        "Offline: 40 ops x 58 MoE layers, floor 16.7 us: +36.7 ms a step; x1.28 -> x0.93; residual +27.1 ms" in lines[0]
+        "Offline: 40 ops x 58 MoE layers, floor 16.7 us: +36.7 ms a step; x1.29 -> x0.93; residual +27.7 ms" in lines[0]
     )
-    assert lines[1].endswith("Server: 40 ops x 58 MoE layers, floor 16.7 us: +36.7 ms a step; x2.09 -> x0.66")
+    assert lines[1].endswith("Server: 40 ops x 58 MoE layers, floor 16.7 us: +36.7 ms a step; x2.10 -> x0.66")
 
 
 def test_docs_cost_md_carries_the_grouped_launch_lines_as_the_script_prints_them() -> None:

@@ -746,6 +746,16 @@ CALIBRATION = Calibration(
     # two fitted in turn (1 / 3.75e-11 = 26.7e9 weights a second per SM; 74 us a layer).
     hopper_mxfp4_moe_dequant_s=3.75e-11,
     hopper_mxfp4_moe_layer_s=7.4e-05,
+    # MLA decode fixed cost per layer on Hopper and on Blackwell (kvplan.latency _mla_decode_layer_s), each fitted by
+    # benchmarks/mla_compare.py --fit --engine trtllm --gpu h200|b200 on aiconfigurator 0.12.0's TensorRT-LLM
+    # 1.3.0rc20 MLA module tables (least squares, every other constant held); mla_layer_s (26.68 us, fitted on whole
+    # steps) applied on both before. H200 0.147 -> 0.055 (median |ln|), H100 held out 0.168 -> 0.053; B200 0.203 ->
+    # 0.097, GB200 held out 0.213 -> 0.113. Applied once the block-fp8 MoE's per-expert walk above was priced: before
+    # it, the grid-fitted mla_layer_s stood in for that MoE time, and these fits moved the grid's DeepSeek-V3 steps
+    # further under aiconfigurator's (its worst TPOT 0.280 -> 0.315, H200 batch 1); with it the grid's TPOT median goes
+    # 0.066 -> 0.065 and its worst 0.280 -> 0.262 (benchmarks/moe_bucket_compare.py shows the step op by op).
+    hopper_mla_layer_s=1.215e-05,
+    blackwell_mla_layer_s=1.357e-05,
 )
 
 
