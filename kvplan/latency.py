@@ -225,6 +225,7 @@ class _Ctx:
     moe_expert_s: float = 0.0  # block-scaled fp8 grouped experts: seconds per expert on the rank (_moe_expert_s)
     moe_expert_added: bool = False  # that cost adds to the grouped GEMMs (Blackwell) rather than floors them (Hopper)
     moe_dequant_s: float = 0.0  # W4A16 MXFP4 experts: seconds per weight one token tile dequantizes (_moe_dequant_s)
+    view_passes: float = 1.0  # decode attention reads the sequences' cells this many times (Engine.decode_view_passes)
     # Terms every step of this context repeats, taken once on first use (:func:`lm_head_s`, :func:`allreduce_s`,
     # :func:`_decode_attention_stages` by KV dtype); a copy (dataclasses.replace) starts empty
     terms: dict = field(default_factory=dict, init=False, compare=False, repr=False)
@@ -656,6 +657,38 @@ _VIEWS: dict[tuple, tuple[ModelSpec, ModelSpec]] = {}
 _NO_SETTINGS = Settings()
 
 
+def past_graph_cap(
+    spec: ModelSpec,
+    engine: Engine | str | None,
+    settings: Settings | None = None,
+    *,
+    decode_seqs: float,
+    dp: int = 1,
+    pp: int = 1,
+) -> bool:
+    """Whether a decode step of ``decode_seqs`` sequences is larger, on its busiest rank and micro-batch (``dp``
+    ranks, then ``m = min(pp, per rank)`` micro-batches, as :func:`step_latency` splits it), than the engine's largest
+    captured CUDA graph (:meth:`kvplan.engines.base.Engine.graph_token_cap`): such a step runs without one and pays
+    ``eager_kernel_s`` per launch. None for ``engine``: vLLM, as :func:`calibration`."""
+    profile = engine if isinstance(engine, Engine) else get_engine(engine or "vllm")
+    cap = profile.graph_token_cap(spec, settings or _NO_SETTINGS)
+    if cap is None:
+        return False
+    rank = decode_seqs / dp
+    return math.ceil(rank / min(float(pp), max(1.0, rank)) - 1e-9) > cap
+
+
+def _with_view_passes(c: _Ctx, spec: ModelSpec, engine: Engine | str | None, settings: Settings | None,
+                      rank_seqs: float) -> _Ctx:  # fmt: skip
+    """``c`` with the engine's decode cache-read multiplier for ``rank_seqs`` decodes on a rank
+    (:meth:`kvplan.engines.base.Engine.decode_view_passes`: llama.cpp's unified cache); ``c`` itself where it is 1."""
+    if settings is None:
+        return c
+    profile = engine if isinstance(engine, Engine) else get_engine(engine or "vllm")
+    passes = profile.decode_view_passes(spec, settings, rank_seqs)
+    return c if passes == 1.0 else replace(c, view_passes=passes)
+
+
 def kernel_spec(spec: ModelSpec, engine: Engine | str | None, settings: Settings | None = None) -> ModelSpec:
     """``spec`` as ``engine``'s attention kernels see it: each windowed layer kind (sliding or chunked) with the
     span the engine's kernels read and compute (:meth:`kvplan.engines.base.Engine.attention_spans`): a sliding
@@ -757,6 +790,7 @@ def _attention_s(
         held = batch * layer.read_at(context)  # a window's last W tokens, a chunk's current tokens (decode_span)
         if kind.kv_shared:  # caches nothing, reads the K/V of the earlier layer it shares over its own span
             held = batch * _shared_bytes(spec, layer.kind, kv_dtype, c.tp) * decode_span(kind, context)
+        held *= c.view_passes
         if kind.type == "mla":
             heads = ceil_div(spec.num_attention_heads, c.tp)
             flops = 2 * batch * heads * (2 * kind.kv_lora_rank + kind.qk_rope_head_dim) * context
@@ -1395,9 +1429,12 @@ def step_latency(
     if view is not spec and phase == "prefill":  # the engine's kernels compute other spans than the checkpoint's
         attention_flops = _stage_flops(view, range(spec.num_layers), context=context, prefix=0, prompts=batch, tp=tp)
     spec = view
-    c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=phase == "prefill",
+    eager = phase == "prefill" or past_graph_cap(spec, engine, settings, decode_seqs=batch, dp=dp, pp=pp)
+    c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=eager,
                     ep=expert_parallel, dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine),
                     deepep=deepep, two_batch=two_batch, fmha_gain=gain)  # fmt: skip
+    if phase == "decode":
+        c = _with_view_passes(c, spec, engine, settings, batch / dp)
     per_seq = context if phase == "prefill" else 1
     rank_seqs = ceil_div(batch, dp)
     if pp == 1 and rank_seqs >= 2 and _splits_in_two(c, rank_seqs * per_seq, prefill=phase == "prefill"):
@@ -1495,6 +1532,7 @@ def mixed_step_latency(
     prompt_chunks: float = 1.0,
     padded_rank_seqs: float | None = None,
     settings: Settings | None = None,
+    eager_decode: bool = False,
 ) -> OpTimes:
     """One in-flight-batching step: ``decode_seqs`` decodes at ``decode_context`` plus a prefill chunk of
     ``prefill_tokens`` tokens after ``prefill_prefix`` already-prefilled tokens of the same prompt.
@@ -1526,12 +1564,15 @@ def mixed_step_latency(
     GEMMs, norms, the MoE layers and their token exchange, not to the attention's cache reads.
 
     ``settings``: the engine's flags where they change what its attention kernels read (:func:`kernel_spec`).
+    ``eager_decode``: a decode-only step past the engine's largest CUDA graph (:func:`past_graph_cap`), run without one.
     """
     chunk = int(round(prefill_tokens))
     spec = kernel_spec(spec, engine, settings)
-    c = _engine_ctx(spec, gpu, engine, tp=tp, weights_dtype=weights_dtype, eager=chunk > 0, ep=expert_parallel,
+    c = _engine_ctx(spec, gpu, engine, tp=tp, weights_dtype=weights_dtype, eager=chunk > 0 or eager_decode,
+                    ep=expert_parallel,
                     dp=dp, pp=pp, gpus_per_node=gpus_per_node, two_batch=two_batch, deepep=deepep,
                     kv_dtype=kv_dtype_name)  # fmt: skip
+    c = _with_view_passes(c, spec, engine, settings, decode_seqs / dp)
     if pp == 1 and dp == 1:
         pad = max(0.0, padded_rank_seqs - decode_seqs) if padded_rank_seqs is not None and not chunk else 0.0
         return _micro_step(c, None, decode_seqs, decode_seqs + pad, decode_context, chunk, prefill_prefix,

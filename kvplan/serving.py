@@ -65,7 +65,7 @@ from kvplan.capacity import Setup, binding_pool, pool_tokens
 from kvplan.dp_balance import BalanceHold, balance_hold
 from kvplan.errors import InvalidInput
 from kvplan.host import step_with_host_s
-from kvplan.latency import calibration, mixed_step_latency, pp_chunk_cycles
+from kvplan.latency import calibration, mixed_step_latency, past_graph_cap, pp_chunk_cycles
 
 Z90 = 1.2816  # standard normal 90th percentile
 Z99 = 2.3263  # standard normal 99th percentile (Python's statistics.NormalDist().inv_cdf(0.99) = 2.32635)
@@ -239,6 +239,7 @@ def _step(
     measured host time per request (``Settings.host_request_s``) the engine's host loop rule applies
     (:func:`kvplan.host.step_with_host_s`); without one the step is the GPU's."""
     padded = s.engine.graph_rows(s.settings, n / s.dp) if p <= 0 and s.pp == 1 else None
+    eager = p <= 0 and past_graph_cap(s.spec, s.engine, s.settings, decode_seqs=n, dp=s.dp, pp=s.pp)
     gpu_s = mixed_step_latency(
         s.spec,
         s.gpu,
@@ -260,6 +261,7 @@ def _step(
         prompt_chunks=chunks,
         padded_rank_seqs=padded,
         settings=s.settings,
+        eager_decode=eager,
     ).total
     # The host loop's work over the busiest rank's requests (its decodes, and the prompts with a chunk in the step).
     requests = n / s.dp + (chunks if p > 0 else 0.0)

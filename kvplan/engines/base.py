@@ -770,6 +770,16 @@ class Engine:
         anew, until the allocator hands them to another request); False where that is not modelled."""
         return False
 
+    def decode_view_passes(self, spec: ModelSpec, settings: Settings, seqs: float) -> float:
+        """How many times a decode step of ``seqs`` sequences reads its sequences' cached K/V, where the engine's
+        attention kernels read more than each sequence's own cells once (llama.cpp's unified cache); 1 elsewhere."""
+        return 1.0
+
+    def graph_token_cap(self, spec: ModelSpec, settings: Settings) -> int | None:
+        """The most tokens a decode step may put on a rank and still replay a CUDA graph; a step with more runs
+        without one (:mod:`kvplan.latency` prices its launches at ``eager_kernel_s``). None: no cap modelled."""
+        return None
+
     def graph_rows(self, settings: Settings, rank_seqs: float) -> float | None:
         """The rows a decode-only step runs on every rank when the engine pads the batch up to a captured CUDA graph,
         ``rank_seqs`` being the busiest rank's sequences; None where it does not pad (or that is not modelled)."""

@@ -6,6 +6,7 @@ src/llama-context.cpp and common/arg.cpp (builds b6699..b8198).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,25 @@ PAD = 256
 # attends to the whole context.
 NO_SWA_FAMILIES = frozenset({"mistral"})
 SERVER_AUTO_SLOTS = 4  # tools/server/server.cpp main: params.n_parallel = 4 when -np is left at 1
+# ggml/src/ggml-cuda/fattn.cu (ggml-org/llama.cpp @00a2d609) ggml_cuda_flash_attn_ext_mma_f16_switch_ncols2 /
+# _switch_ncols1, the tensor-core FlashAttention kernel every GPU kvplan models takes for a decode batch of 2+ tokens
+# (ggml_cuda_get_best_fattn_kernel: turing_mma_available): one CUDA block runs ncols1 query tokens x ncols2 query heads
+# of one KV head, ncols2 = 8, 4, 2 or 1 for a GQA ratio above 4, 2, 1 or none (the masked, padded cache the server
+# builds); ncols1 = the first of 8, 16, 32 (/ ncols2) that holds the batch's tokens, else 64 / ncols2.
+FA_BLOCK_WIDTHS = (8, 16, 32)
+FA_BLOCK_WIDTH_MAX = 64
+
+
+def fa_query_columns(gqa_ratio: int, tokens: int) -> int:
+    """The query tokens one FlashAttention CUDA block takes (:data:`FA_BLOCK_WIDTHS`' source): each such block streams
+    the K/V view of its KV head once."""
+    ncols2 = 8 if gqa_ratio > 4 else 4 if gqa_ratio > 2 else 2 if gqa_ratio > 1 else 1
+    for width in FA_BLOCK_WIDTHS:
+        if tokens <= width // ncols2:
+            return max(1, width // ncols2)
+    return FA_BLOCK_WIDTH_MAX // ncols2
+
+
 CONTEXT = round(0.3 * GIB)  # CUDA context (gpus.md: ~300 MiB with lazy loading)
 
 
@@ -173,8 +193,8 @@ class LlamaCpp(Engine):
           cyclically as the sequence grows, so a query reaches ``min(L, cells)`` cells.
         * ``--swa-full``: the windowed layers keep every token, and the view, read in full, is the whole context.
 
-        With ``--kv-unified`` one view spans every sequence's cells and each query tile reads all of them; that
-        cross-sequence read is not modelled for any layer kind here, and the per-sequence figure above is used.
+        With ``--kv-unified`` one view spans every sequence's cells and each query tile reads all of them: the spans
+        here stay per sequence, and :meth:`decode_view_passes` prices the cross-sequence reads of a decode step.
 
         A family whose window llama.cpp does not apply at all (:data:`NO_SWA_FAMILIES`: Mistral) reads the whole
         context on every layer."""
@@ -187,6 +207,24 @@ class LlamaCpp(Engine):
             if cap is not None:
                 spans[name] = None if settings.swa_full else ceil_div(cap + settings.n_ubatch, PAD) * PAD
         return spans or None
+
+    def decode_view_passes(self, spec: ModelSpec, settings: Settings, seqs: float) -> float:
+        """With one unified cache (``--kv-unified``) a decode step's attention sees one K/V view over every
+        sequence's cells, masked per sequence: ggml-org/llama.cpp PR #14363 ("the unified KV cache ... leads to
+        performing a lot of unnecessary computation in the attention when the unified buffer is shared between many
+        large independent sequences ... we have to view this buffer continuously"), which added the split streams
+        (``kv_unified`` false: each sequence its own view). The CUDA kernel streams that whole view once per block of
+        :func:`fa_query_columns` tokens (fattn.cu @00a2d609; ``flash_attn_mask_to_KV_max`` trims only the all-masked
+        tail, and the sparse gather of ``flash_attn_mask_to_sparse_indices`` runs only under a per-query key bound
+        the graph sets, ``ggml_flash_attn_ext_set_n_kv_max``, on a view of at least max(4,096, 2 x bound) cells: a
+        unified cache's mask sets none). So the
+        step reads ``ceil(n / columns)`` x what the sequences' own cells hold (1 while the batch fits one block, as
+        the server's own 4 unified slots always do, :data:`SERVER_AUTO_SLOTS`: 4 tokens fit one block at every GQA
+        ratio). MLA models (the 576-wide kernel path) are not modelled: 1."""
+        if not settings.kv_unified or seqs <= 1 or any(k.type == "mla" for k in spec.layers.kinds.values()):
+            return 1.0
+        tokens = math.ceil(seqs - 1e-9)
+        return float(math.ceil(tokens / fa_query_columns(spec.num_attention_heads // spec.num_kv_heads, tokens)))
 
     def layout(
         self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int

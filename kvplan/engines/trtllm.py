@@ -48,7 +48,7 @@ FREE_FRACTION = 0.9  # llmapi KvCacheConfig.free_gpu_memory_fraction default (la
 CONTEXT = round(0.5 * GIB)  # CUDA context + cuBLAS workspace; gpus.md: ~300-600 MiB per process
 MAX_NUM_TOKENS = 8192  # llmapi max_num_tokens default
 # Families whose PyTorch-backend attention got no sliding window before NVIDIA/TensorRT-LLM PR #12597 (merged
-# 2026-03-30): full attention on their windowed layers (Trtllm.attention_spans).
+# 2026-03-30, released in v1.3.0rc11): full attention on their windowed layers (Trtllm.attention_spans).
 NO_WINDOW_FAMILIES = frozenset({"mistral", "mixtral"})
 # tensorrt_llm/llmapi/llm_args.py AttentionDpConfig (NVIDIA/TensorRT-LLM, the same in every stored version read):
 ADP_TIMEOUT_ITERS = 50  # timeout_iters: Field(default=50, description="The number of iterations to timeout.")
@@ -480,9 +480,12 @@ class Trtllm(Engine):
         ``MixtralAttention`` did not pass ``attention_window_size``, "causing full O(N^2) attention during prefill
         instead of O(N x W)", and adds it (modeling_mistral.py @002f3cc3 has it: "Mistral (without layer_types)
         applies SWA uniformly to all layers"). So their windowed layers read and compute the whole context here
-        (:data:`NO_WINDOW_FAMILIES`); a release with that PR would follow the checkpoint. Not read: whether the context
-        FMHA skips the key tiles before a window (the priced FLOPs assume it does, as FlashAttention's), and the span
-        of a window declared on a model without sliding layers."""
+        (:data:`NO_WINDOW_FAMILIES`); the releases with that PR (from v1.3.0rc11, whose release notes list it) follow
+        the checkpoint, a rule set not added. The context FMHA skips the key tiles before a window on Hopper
+        (cpp/kernels/fmha_v2/src/fmha/warpspec/dma.h ``DMA::Device::compute_kv_tile_idx`` @1b7ec816: the key loop
+        starts at tile ``max(0, q + 1 - W) / STEP_KV``), so the windowed FLOPs priced stand, less the masked keys of
+        the edge tiles; Blackwell's trtllm-gen kernels are cubins (not read, assumed alike). Not read: the span of a
+        window declared on a model without sliding layers."""
         if spec.family not in NO_WINDOW_FAMILIES:
             return None
         spans: dict[str, int | None] = {n: None for n, k in spec.layers.kinds.items() if k.type == "sliding"}

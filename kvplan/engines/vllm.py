@@ -574,8 +574,35 @@ def cuda_graph(spec: ModelSpec) -> int:
 # vllm/config/vllm.py VllmConfig._set_cudagraph_sizes (0.16.0): max_cudagraph_capture_size defaults to
 # min(max_num_seqs x 2, 512) (decode query length 1), then at most max_num_batched_tokens; the sizes are [1, 2, 4],
 # every 8 from 8 below 256, every 16 from 256 up to the max (compilation_config.cudagraph_capture_sizes replaces them;
-# a model may raise the max, e.g. gpt-oss to 1024 in models/config.py, not modelled).
+# a model may raise the max: gpt-oss, below).
 GRAPH_CAPTURE_MAX = 512
+# vllm/model_executor/models/config.py GptOssForCausalLMConfig.verify_and_update_config (0.16.0, 0.19.0, 0.21.0 wheels):
+# "Increase the max capture size from 512 to 1024 for performance", only where the user set neither
+# cudagraph_capture_sizes nor max_cudagraph_capture_size; set before _set_cudagraph_sizes, so not min'ed with
+# 2 x max_num_seqs there (only with max_num_batched_tokens). GptOss came after 0.8 (no such class in 0.8.5).
+GRAPH_CAPTURE_MAX_FAMILIES = {"gpt_oss": 1024}
+# vllm/config.py VllmConfig._set_cudagraph_sizes (0.8.5 wheel, V1 branch): [1, 2, 4] + range(8, 513, 8), filtered to
+# <= max_num_batched_tokens; max_num_seqs does not bound it there.
+GRAPH_CAPTURE_MAX_0_8 = 512
+
+
+def max_capture_size(settings: Settings, *, spec: ModelSpec | None = None, rule: str = "seqs") -> int:
+    """The largest step (tokens on a rank) vLLM replays as a CUDA graph: ``rule`` "seqs" (0.16, 0.19, 0.21; the source
+    above :data:`GRAPH_CAPTURE_MAX`): ``min(2 x max_num_seqs, 512)``, gpt-oss 1024 (:data:`GRAPH_CAPTURE_MAX_FAMILIES`);
+    "fixed" (0.8.5): 512. Both at most ``max_num_batched_tokens``; the largest of ``--cuda-graph-batch-sizes`` where
+    given (compilation_config.cudagraph_capture_sizes, kept up to max_num_batched_tokens in both)."""
+    budget = settings.max_num_batched_tokens
+    if settings.cuda_graph_batch_sizes:
+        kept = [n for n in settings.cuda_graph_batch_sizes if budget is None or n <= budget]
+        return max(kept, default=0)
+    family = GRAPH_CAPTURE_MAX_FAMILIES.get(spec.family or "") if spec is not None and rule == "seqs" else None
+    if rule == "fixed":
+        top = GRAPH_CAPTURE_MAX_0_8
+    elif family is not None:
+        top = family
+    else:
+        top = min(2 * settings.max_num_seqs, GRAPH_CAPTURE_MAX) if settings.max_num_seqs else GRAPH_CAPTURE_MAX
+    return min(top, budget or top)
 
 
 def capture_sizes(settings: Settings) -> list[int]:
@@ -615,6 +642,7 @@ class Vllm(Engine):
     mla_selection: str = "backend_preferred"  # how the MLA backend and its block size are picked (mla_choice)
     hybrid_min_block: bool = False  # hybrid models' attention block by vLLM 0.16's rule (HybridBlock)
     graph_padding: bool = False  # decode steps padded up to a captured CUDA-graph size (graph_rows; read for 0.16)
+    graph_cap: str = "seqs"  # max_capture_size's rule: past it a step runs without a CUDA graph (graph_token_cap)
     # KV shortfall (V1 scheduler, vllm/v1/core/sched/scheduler.py Scheduler.schedule, for the rows' v0.10.2 / v0.11.0
     # / v0.13.0; read through stored copies whose tags are not pinned: one with waiting.prepend_request as in the
     # 0.10-0.11 line, a later one with _preempt_request, the FCFS rule the same in both): the running requests are
@@ -726,6 +754,15 @@ class Vllm(Engine):
             busiest = min(busiest, settings.max_num_seqs)
         idx = bisect.bisect_left(sizes, busiest)
         return float(sizes[idx]) if idx < len(sizes) else None
+
+    def graph_token_cap(self, spec: ModelSpec, settings: Settings) -> int | None:
+        """The most tokens a step on a rank replays as a CUDA graph (:func:`max_capture_size`); past it vLLM runs the
+        step without one: 0.16.0, 0.19.0 and 0.21.0 vllm/v1/cudagraph_dispatcher.py CudagraphDispatcher.dispatch returns
+        ``CUDAGraphMode.NONE`` when ``num_tokens > max_cudagraph_capture_size`` (the torch.compile'd model, eager
+        launches); 0.8.5 vllm/v1/worker/gpu_model_runner.py execute_model: ``num_scheduled_tokens <=
+        self.cudagraph_batch_sizes[-1]`` pads to a piecewise graph, else "Eager mode" (each read in that release's
+        PyPI wheel; config/vllm.py _set_cudagraph_sizes and the gpt-oss override read the same in 0.16.0-0.21.0)."""
+        return max_capture_size(settings, spec=spec, rule=self.graph_cap)
 
     def mamba_pages(self, settings: Settings) -> int:
         prefix_caching = settings.prefix_caching if settings.prefix_caching is not None else True
@@ -1269,6 +1306,7 @@ V0_8 = replace(V0_19, release="0.8", version="0.8 (V1 engine, before the A100 ba
                calibration=replace(CALIBRATION, blackwell_mla_layer_s=None),
                overlap=Overlap(moe_allgather=True),
                host_loop=HOST_LOOP_0_8,
+               graph_cap="fixed",  # max_capture_size: 512 whatever max_num_seqs (0.8.5 _set_cudagraph_sizes)
                disagg_kv_entries=None,  # the V1 MooncakeConnector read above was not read at 0.8: no entry cost
                settings_read=tuple(n for n in V0_19.settings_read if n not in _NEWER_FLAGS))  # fmt: skip
 V0_21 = replace(

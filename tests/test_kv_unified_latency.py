@@ -1,0 +1,55 @@
+"""llama.cpp ``--kv-unified``: a decode step's attention reads one K/V view over every sequence's cells, once per
+FlashAttention CUDA block of query tokens (kvplan.engines.llamacpp ``decode_view_passes``), by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from kvplan.capacity import setup
+from kvplan.catalog import load_bundled
+from kvplan.engines import Settings, get_engine
+from kvplan.engines.llamacpp import fa_query_columns
+from kvplan.latency import calibration, mixed_step_latency
+
+UNIFIED = Settings(kv_unified=True)
+
+
+def test_query_columns_follow_the_kernel_switch_by_hand() -> None:
+    """fattn.cu @00a2d609: ncols2 = 8 / 4 / 2 / 1 for a GQA ratio above 4 / 2 / 1 / none; ncols1 the first of 8, 16,
+    32 over ncols2 holding the tokens, else 64 / ncols2. GQA 4 (Llama-3.1-8B): 2, 4, 8, then 16 tokens a block;
+    GQA 8 (Llama-3.1-70B): 1, 2, 4, then 8; no GQA: 8, 16, 32, 64."""
+    assert [fa_query_columns(4, n) for n in (1, 2, 3, 4, 5, 8, 9, 64, 512)] == [2, 2, 4, 4, 8, 8, 16, 16, 16]
+    assert [fa_query_columns(8, n) for n in (1, 2, 3, 4, 5, 64)] == [1, 2, 4, 4, 8, 8]
+    assert [fa_query_columns(1, n) for n in (1, 8, 9, 16, 17, 32, 33, 1000)] == [8, 8, 16, 16, 32, 32, 64, 64]
+
+
+def test_view_passes_by_hand() -> None:
+    """Llama-3.1-8B unified: 64 decodes take 16 a block -> 4 passes over the view; 65 -> 5; 4 (the server's own slots)
+    -> 1; split streams (the default) and a lone sequence -> 1; other engines -> 1. Llama-3.1-70B (GQA 8): 64 / 8 = 8
+    passes."""
+    cpp = get_engine("llamacpp")
+    llama = load_bundled("llama-3.1-8b")
+    assert cpp.decode_view_passes(llama, UNIFIED, 64) == 4.0
+    assert cpp.decode_view_passes(llama, UNIFIED, 64.3) == 5.0
+    assert cpp.decode_view_passes(llama, UNIFIED, 4) == 1.0
+    assert cpp.decode_view_passes(llama, Settings(), 64) == 1.0
+    assert cpp.decode_view_passes(llama, UNIFIED, 1) == 1.0
+    assert get_engine("vllm").decode_view_passes(llama, UNIFIED, 64) == 1.0
+    assert cpp.decode_view_passes(load_bundled("llama-3.1-70b"), UNIFIED, 64) == 8.0
+
+
+def test_unified_decode_reads_the_view_once_per_block_by_hand() -> None:
+    """64 decodes at 4,096 on one H100: the cache-read part of the attention (total less the per-layer and per-sequence
+    fixed terms, 32 x (attn_layer_s + 64 x attn_seq_s)) is 4 x that of split streams; GEMMs and the rest unchanged."""
+    s = setup("llama-3.1-8b", "h100-sxm", engine="llamacpp", kv_dtype_name="fp16", weights_dtype="bf16")
+    cal = calibration("llamacpp")
+
+    def step(settings: Settings):  # noqa: ANN202
+        return mixed_step_latency(s.spec, s.gpu, decode_seqs=64, decode_context=4096, prefill_tokens=0,
+                                  kv_dtype_name="fp16", weights_dtype="bf16", engine="llamacpp",
+                                  settings=settings)  # fmt: skip
+
+    split, unified = step(Settings()), step(UNIFIED)
+    fixed = 32 * (cal.attn_layer_s + 64 * cal.attn_seq_s)
+    assert unified.attention - fixed == pytest.approx(4 * (split.attention - fixed), rel=1e-9)
+    assert unified.gemm == split.gemm and unified.elementwise == split.elementwise
