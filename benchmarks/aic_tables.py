@@ -4,6 +4,7 @@ docstring says how), never a kvplan dependency: without it these scripts skip th
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,23 @@ def each_table(root: Path, systems: dict[str, str], engines: dict[str, str], ope
             path = root / system / operation / engine / version / filename
             if path.exists():
                 yield gpu, engine, version, path, f"aiconfigurator_core/systems/data/{path.relative_to(root)}"
+
+
+def frame_rows(frame, columns: tuple[str, ...]) -> list[list]:  # noqa: ANN001 - a pandas DataFrame
+    """``frame``'s rows as lists of plain Python values (numpy scalars unwrapped), in ``columns``' order."""
+    return [[r[c].item() if hasattr(r[c], "item") else r[c] for c in columns] for _, r in frame.iterrows()]
+
+
+def write_row_tables(out: Path, tables: list[dict]) -> None:
+    """Write collected row tables (each with ``columns`` and ``rows``) to ``out`` as one compact JSON line."""
+    out.write_text(json.dumps({"tables": tables}, separators=(",", ":")) + "\n")
+    print(f"wrote {sum(len(t['rows']) for t in tables)} rows of {len(tables)} tables to {out}")
+
+
+def load_row_tables(path: Path) -> list[dict]:
+    """The tables :func:`write_row_tables` wrote, each row a dict of its table's columns."""
+    tables = json.loads(path.read_text())["tables"]
+    return [{**t, "rows": [dict(zip(t["columns"], r, strict=True)) for r in t["rows"]]} for t in tables]
 
 
 def stats(rows: list[dict]) -> dict:

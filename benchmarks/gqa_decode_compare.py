@@ -34,14 +34,13 @@ Two steps, as ``mamba_compare.py``:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import SKIPPED, each_table, tables_root  # noqa: E402 - where aiconfigurator's tables lie, shared
+from aic_tables import SKIPPED, each_table, frame_rows, load_row_tables, tables_root, write_row_tables  # noqa: E402 - where aiconfigurator's tables lie, shared
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_gqa_decode.json"
 SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm"}
@@ -68,18 +67,16 @@ def collect(out: Path) -> int:
         keep = (frame.window_size == 0) & (frame.beam_width == 1) & (frame.head_dim == HEAD_DIM)
         keep &= frame.kv_cache_dtype == "fp8"
         keep &= frame[["num_heads", "num_key_value_heads"]].apply(tuple, axis=1).isin(SHAPES)
-        rows = [[r[c].item() if hasattr(r[c], "item") else r[c] for c in COLUMNS] for _, r in frame[keep].iterrows()]
+        rows = frame_rows(frame[keep], COLUMNS)
         tables.append({"gpu": gpu, "engine": engine, "version": version, "source": source, "head_dim": HEAD_DIM,
                        "kv_cache_dtype": "fp8", "columns": list(COLUMNS), "rows": rows})  # fmt: skip
-    out.write_text(json.dumps({"tables": tables}, separators=(",", ":")) + "\n")
-    print(f"wrote {sum(len(t['rows']) for t in tables)} rows of {len(tables)} tables to {out}")
+    write_row_tables(out, tables)
     return 0
 
 
 def load(path: Path = DATA) -> list[dict]:
     """Each table's rows as dicts of the collected columns."""
-    tables = json.loads(path.read_text())["tables"]
-    return [{**t, "rows": [dict(zip(t["columns"], r, strict=True)) for r in t["rows"]]} for t in tables]
+    return load_row_tables(path)
 
 
 def layer_spec(heads: int, kv_heads: int):  # noqa: ANN201

@@ -41,7 +41,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import SKIPPED, each_table, tables_root  # noqa: E402 - where aiconfigurator's tables lie, shared
+from aic_tables import SKIPPED, each_table, frame_rows, load_row_tables, tables_root, write_row_tables  # noqa: E402 - where aiconfigurator's tables lie, shared
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_mamba2.json"
 # kvplan GPU name -> aiconfigurator system directory
@@ -64,18 +64,16 @@ def collect(out: Path) -> int:
     for gpu, engine, version, path, source in each_table(root, SYSTEMS, ENGINES, "linear_attention",
                                                          "mamba2_perf.parquet"):  # fmt: skip
         frame = pd.read_parquet(path)
-        rows = [[r[c].item() if hasattr(r[c], "item") else r[c] for c in COLUMNS] for _, r in frame.iterrows()]
+        rows = frame_rows(frame, COLUMNS)
         tables.append({"gpu": gpu, "engine": engine, "version": version, "source": source, "columns": list(COLUMNS),
                        "rows": rows})  # fmt: skip
-    out.write_text(json.dumps({"tables": tables}, separators=(",", ":")) + "\n")
-    print(f"wrote {sum(len(t['rows']) for t in tables)} rows of {len(tables)} tables to {out}")
+    write_row_tables(out, tables)
     return 0
 
 
 def load(path: Path = DATA) -> list[dict]:
     """Each table's rows as dicts of the collected columns."""
-    tables = json.loads(path.read_text())["tables"]
-    return [{**t, "rows": [dict(zip(t["columns"], r, strict=True)) for r in t["rows"]]} for t in tables]
+    return load_row_tables(path)
 
 
 def mixer_spec(row: dict):  # noqa: ANN201

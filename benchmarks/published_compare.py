@@ -1288,6 +1288,45 @@ def closed_loop_run(  # noqa: ANN201
                              kv_seqs=kv_seqs)["tok_s"]  # fmt: skip
 
 
+def prompt_attention_fix_s(s, segments: tuple[tuple[int, int], ...], kept: dict) -> float:  # noqa: ANN001
+    """Seconds to add to a step whose prompt tokens come from several prompts (``segments``: each prompt's
+    (tokens, prefix) in the step): kvplan's step (:func:`kvplan.latency.mixed_step_latency`) prices its chunk as one
+    prompt's, after the first prompt's prefix, so its attention (and DeepSeek-V3.2's indexer) scores every token of
+    the chunk against the chunk's earlier tokens; each prompt attends to its own tokens only (kvplan.serving prices
+    whole prompts, its chunks never longer than one). The fix: the prompts' attention FLOPs summed, each over its
+    own causal past, at their token-weighted mean length, plus each prompt's indexer, with the kernels' fixed costs
+    once (one variable-length launch per layer holds every prompt), minus the one-prompt figure. 0 with one prompt
+    in the step, and with PP or DP (their steps are not additive in the attention): there the one-prompt figure
+    stands. ``kept``: the run's cache by ``segments``."""
+    if len(segments) < 2 or s.pp > 1 or s.dp > 1:
+        return 0.0
+    hit = kept.get(segments)
+    if hit is None:
+        from kvplan.latency import (
+            _attention_s,
+            _chunk_attention_s,
+            _engine_ctx,
+            _stage_flops,
+            indexer_prefill_s,
+            kernel_spec,
+        )
+
+        spec = kernel_spec(s.spec, s.engine.key, s.settings)
+        c = _engine_ctx(spec, s.gpu, s.engine.key, kv_dtype=s.kv_dtype, tp=s.tp, weights_dtype=s.weights_dtype,
+                        eager=True, ep=s.ep, dp=1, pp=1, gpus_per_node=s.gpus_per_node,
+                        two_batch=s.settings.two_batch_overlap, deepep=s.settings.deepep)  # fmt: skip
+        chunk, first_prefix = sum(t for t, _ in segments), segments[0][1]
+        layers = range(spec.num_layers)
+        flops = sum(_stage_flops(spec, layers, context=t, prefix=q, prompts=1, tp=s.tp) for t, q in segments)
+        reach = round(sum(t * (q + t) for t, q in segments) / chunk)  # the prompts' mean length so far, by token
+        # prefix: the Mamba2 kernels (hybrid models) run once over the chunk's tokens, on both sides alike
+        each = _attention_s(c, phase="prefill", context=reach, batch=1, attention_flops=flops, kv_dtype=s.kv_dtype,
+                            prefix=reach - chunk)  # fmt: skip
+        each += sum(indexer_prefill_s(c, layers, context=t, prefix=q, prompts=1) for t, q in segments)
+        hit = kept[segments] = each - _chunk_attention_s(c, None, chunk, first_prefix, s.kv_dtype)
+    return hit
+
+
 def closed_loop_trace(  # noqa: ANN201
     s,  # noqa: ANN001
     *,
@@ -1325,9 +1364,11 @@ def closed_loop_trace(  # noqa: ANN201
     tpots: list[float] = []
     itls: list[float] = []  # every token's wait after the request's previous one (inter-token latencies)
     mixed = s.engine.mixes_prefill_with_decode
+    fixes: dict = {}
     while done < prompts:
         n = len(decoding)
         room, chunk, first_prefix = budget - n if mixed else budget, 0, 0
+        segments: list[tuple[int, int]] = []  # (tokens, prefix) of each prompt with a chunk in the step
         finished_prefill = 0
         for i, req in enumerate(waiting):
             left = req[0]
@@ -1336,12 +1377,14 @@ def closed_loop_trace(  # noqa: ANN201
             take = min(room, left)
             if i == 0:
                 first_prefix = isl - left
+            segments.append((take, isl - left))
             chunk, room = chunk + take, room - take
             req[0] = left - take
             finished_prefill += req[0] == 0
         context = isl + round((sum(d[0] for d in decoding) / n if n else 0) / CONTEXT_BUCKET) * CONTEXT_BUCKET
         decodes = n if mixed or not chunk else 0  # a prompt-only step advances no decode
         clock += _step(s, n=float(decodes), p=float(chunk), context=context, prefix=first_prefix)
+        clock += prompt_attention_fix_s(s, tuple(segments), fixes)
         for d in decoding[:decodes]:
             d[0] += 1
             itls.append(clock - d[2])

@@ -32,6 +32,8 @@ def prefill_pairs(kind: LayerKind, length: int) -> int:
         return length * kind.cross_tokens  # every text token attends to every vision token
     if kind.type == "sliding":
         return causal_pairs(length, kind.window)
+    if kind.index_topk:  # DeepSeek Sparse Attention: each query attends to the index_topk keys its indexer selects
+        return causal_pairs(length, kind.index_topk)
     if kind.type == "chunked":
         return chunked_pairs(length, kind.chunk)
     return causal_pairs(length)
@@ -57,7 +59,10 @@ def decode_span(kind: LayerKind, context: int) -> int:
 def attention_dims(spec: ModelSpec, kind: LayerKind, phase: Phase) -> tuple[int, int]:
     """``(d_qk, d_v)`` per head that the attention kernel multiplies with, per phase."""
     if kind.type == "mla":
-        if phase == "decode":  # absorbed: q and the output live in the latent space
+        # absorbed: q and the output live in the latent space; DSA's sparse kernels run that form in the prompt too
+        # (vLLM vllm/v1/attention/backends/mla/flashmla_sparse.py FlashMLASparseImpl.forward: "the kernels want to use
+        # MQA 576/512 approach for both prefill and decode")
+        if phase == "decode" or kind.index_topk:
             return kind.kv_lora_rank + kind.qk_rope_head_dim, kind.kv_lora_rank
         vd = kind.v_head_dim or spec.v_head_dim or kind.qk_nope_head_dim
         return kind.qk_nope_head_dim + kind.qk_rope_head_dim, vd

@@ -1157,6 +1157,8 @@ def _kind(f: _Fields, layer_type: str, *, window: int | None) -> tuple[str, dict
         name, kind = f"{name}_indexed", {**kind, "index_head_dim": f.need("index_head_dim")}
         if f.known("index_n_heads"):  # sizes the indexer's weights (kvplan.params._indexer_parts)
             kind["index_n_heads"] = f.need("index_n_heads")
+        if f.known("index_topk"):  # the keys each query attends to (kvplan.latency.dsa_prefill_s)
+            kind["index_topk"] = f.need("index_topk")
     if "shared" in extras:
         name, kind = f"{name}_shared", {**kind, "kv_shared": True}
     if "mamba2" in extras:

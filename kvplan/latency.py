@@ -782,6 +782,8 @@ def _attention_s(
         # a Mamba2-only layer pays its conv1d and scan kernels (_mamba2_prefill_s), not the attention's fixed cost
         fixed = (mixers - ssm.own_layers) * (c.cal.attn_layer_s + c.kernel_s) + mla * c.cal.mla_layer_s
         mamba = _mamba2_prefill_s(c, ssm, batch * (context - prefix)) if ssm.layers else 0.0
+        if _sparse_mla(spec):  # DSA: FlashMLA's sparse kernel on the padded heads, at its published efficiency
+            return attention_flops * _sparse_head_pad(c) / (c.peak16 * c.cal.sparse_mla_prefill_eff) + fixed + mamba
         return compute / gain + compute * c.cal.attn_prefill_half_len / context + fixed + mamba
     plan = _plan(spec, kv_dtype, c.tp, c.pp)
     total = 0.0
@@ -799,6 +801,24 @@ def _attention_s(
             t = held / (c.bw * c.cal.attn_decode_mem_eff)
         total += count * (t + c.cal.attn_layer_s + batch * c.cal.attn_seq_s)
     return total + mla * _mla_decode_layer_s(c, kv_dtype)
+
+
+def _sparse_mla(spec: ModelSpec) -> bool:
+    """Every attention layer runs DeepSeek Sparse Attention (an MLA layer with ``index_topk``; DeepSeek-V3.2). Its
+    prompt attention is then FlashMLA's sparse kernel over the selected keys in the absorbed form
+    (:func:`kvplan.attention.prefill_pairs`, :func:`kvplan.attention.attention_dims`)."""
+    return _fact(spec, ("sparse_mla",), lambda: all(
+        spec.kind(n).index_topk for n in spec.kind_counts if spec.kind(n).type == "mla") and any(
+        spec.kind(n).index_topk for n in spec.kind_counts))  # fmt: skip
+
+
+def _sparse_head_pad(c: _Ctx) -> float:
+    """The sparse prefill kernel's query heads over the rank's own: the engine pads them up to its multiple
+    (``sparse_mla_heads_multiple``, Blackwell ``blackwell_sparse_mla_heads_multiple``; 0: none)."""
+    multiple = (c.cal.blackwell_sparse_mla_heads_multiple if c.gpu.architecture == "blackwell"
+                else c.cal.sparse_mla_heads_multiple)  # fmt: skip
+    heads = ceil_div(c.spec.num_attention_heads, c.tp)
+    return ceil_div(heads, multiple) * multiple / heads if multiple else 1.0
 
 
 class _Mamba2Terms(NamedTuple):
@@ -1321,6 +1341,51 @@ def _count_flops(spec: ModelSpec, layers: range, *, context: int, prefix: int, p
     return flops
 
 
+def _indexer_pairs(spec: ModelSpec, layers: range, *, context: int, prefix: int) -> int:
+    """(query, key) pairs the DSA lightning indexers of ``layers`` score for one prompt chunk of ``context`` tokens
+    after ``prefix`` cached ones, summed over the layers that have one (``index_n_heads``; 0 for every other model)."""
+
+    def make() -> int:
+        from kvplan.attention import causal_pairs
+
+        names = spec.layer_kind_names
+        indexed = sum(1 for i in layers if spec.kind(names[i]).index_n_heads)
+        return indexed * (causal_pairs(prefix + context) - causal_pairs(prefix)) if indexed else 0
+
+    return _fact(spec, ("indexer_pairs", layers.start, layers.stop, context, prefix), make)
+
+
+def indexer_prefill_s(c: _Ctx, layers: range, *, context: int, prefix: int, prompts: float) -> float:
+    """DeepSeek-V3.2's lightning indexer in a prompt (DeepSeek Sparse Attention), ``prompts`` chunks of ``context``
+    tokens after ``prefix`` cached ones on one rank: every query token scores every earlier key of its prompt
+    (causal) with the indexer's ``index_n_heads`` heads of ``index_head_dim`` in fp8, then the engine keeps the top
+    2,048 of those scores for the main attention; 0 for a model without the indexer.
+
+    What runs (vLLM 0.11-0.13, ``sparse_attn_indexer``, read through the code index): the prompt's logits come from
+    DeepGEMM's ``fp8_mqa_logits(q, (k_fp8, k_scale), weights, cu_seqlen_ks, cu_seqlen_ke)``, which computes
+    ``relu(q[i, h, :] . k[j, :]) x weights[i, h]`` summed over the heads for every key j in ``[ks_i, ke_i)`` (the
+    causal past of query i) and writes a float32 ``[tokens, keys]`` logits tensor (deepseek-ai/DeepGEMM README,
+    "MQA Scoring Kernels (Lightning Indexer)": "Non-paged version (for prefilling)", output ``[seq_len,
+    seq_len_kv]``); a top-k kernel then reads those logits. The indexer's projections (wq_b, wk) are plain
+    replicated linears (deepseek-ai/DeepSeek-V3.2-Exp inference/model.py class Indexer), already priced with the
+    layer's GEMMs (kvplan.params._indexer_parts); its heads are not split by tensor parallelism, so every rank scores
+    every pair. Priced as the FLOPs, ``2 x index_n_heads x index_head_dim`` per pair, at the GPU's fp8 tensor-core
+    peak (16-bit where it has none) times ``attn_prefill_eff`` (the engine's fitted prefill attention efficiency: no
+    table times the indexer alone), plus the logits' bytes, 4 written and 4 read per pair, at ``gemm_mem_eff`` of
+    the bandwidth. The main attention over the keys it selects is :func:`_attention_s`'s (:func:`_sparse_mla`).
+    """
+    if not any(c.spec.kind(name).index_n_heads for name in c.spec.kind_counts):
+        return 0.0
+    pairs = _indexer_pairs(c.spec, layers, context=context, prefix=prefix) * prompts
+    if not pairs:
+        return 0.0
+    kind = next(c.spec.kind(name) for name in c.spec.kind_counts if c.spec.kind(name).index_n_heads)
+    flops = 2 * kind.index_n_heads * kind.index_head_dim * pairs
+    arch = c.cal.blackwell_compute_eff if c.gpu.architecture == "blackwell" else 1.0
+    fp8_peak = c.gpu.fp8_dense_tflops * 1e12 * arch if c.gpu.fp8_dense_tflops else c.peak16
+    return flops / (fp8_peak * c.cal.attn_prefill_eff) + 8 * pairs / (c.bw * c.cal.gemm_mem_eff)
+
+
 def _send_bytes(c: _Ctx, tokens: float) -> float:
     return tokens * c.spec.hidden_size * c.act_bytes * PP_SEND_TENSORS
 
@@ -1446,6 +1511,8 @@ def step_latency(
         attention = _attention_s(
             c, phase=phase, context=context, batch=batch, attention_flops=attention_flops, kv_dtype=kv_dtype_name
         )
+        if phase == "prefill":
+            attention += indexer_prefill_s(c, range(spec.num_layers), context=context, prefix=0, prompts=batch)
         return OpTimes(gemm=gemm, moe=moe, attention=attention, elementwise=elementwise, allreduce=reduce,
                        overlap=hidden)  # fmt: skip
     stages = _stage_times(c, context, phase=phase, batch=batch, kv_dtype_name=kv_dtype_name)
@@ -1505,6 +1572,8 @@ def _stage_times(c: _Ctx, context: int, *, phase: str, batch: int, kv_dtype_name
         )
         attention = _attention_s(c, phase=phase, context=context, batch=seqs, attention_flops=flops,
                                  kv_dtype=kv_dtype_name, stage=st)  # fmt: skip
+        if phase == "prefill":
+            attention += indexer_prefill_s(c, st.layers, context=context, prefix=0, prompts=seqs)
         times.append(OpTimes(gemm, moe, attention, elementwise, reduce, a2a, overlap=hidden))
         sends.append(0.0 if st.last else send_s(c, _send_bytes(c, seqs * per_seq), crosses_nodes=_crosses(c, st)))
     return StageTimes(times, sends, micro, seqs)
@@ -1807,8 +1876,9 @@ def _chunk_attention_s(c: _Ctx, stage: _Stage | None, chunk: int, prefill_prefix
     tokens of the same prompt."""
     layers = stage.layers if stage is not None else range(c.spec.num_layers)
     flops = _stage_flops(c.spec, layers, context=chunk, prefix=prefill_prefix, prompts=1, tp=c.tp)
-    return _attention_s(c, phase="prefill", context=prefill_prefix + chunk, batch=1, attention_flops=flops,
-                        kv_dtype=kv_dtype_name, stage=stage, prefix=prefill_prefix)  # fmt: skip
+    attention = _attention_s(c, phase="prefill", context=prefill_prefix + chunk, batch=1, attention_flops=flops,
+                             kv_dtype=kv_dtype_name, stage=stage, prefix=prefill_prefix)  # fmt: skip
+    return attention + indexer_prefill_s(c, layers, context=chunk, prefix=prefill_prefix, prompts=1)
 
 
 def _layer_s(

@@ -67,6 +67,7 @@ class LayerKind(_Strict):
     # index_head_dim per token per layer besides the MLA latent (transformers cache_utils.DynamicIndexedLayer).
     index_head_dim: Size | None = Field(None, description="indexer key cache per token (DSA)")
     index_n_heads: Size | None = Field(None, description="indexer query heads (DSA): size its weights, cache nothing")
+    index_topk: Size | None = Field(None, description="keys the indexer selects for each query's attention (DSA)")
     # Gemma 3n / Gemma 4 style KV sharing: the layer attends with the K/V of an earlier layer of
     # the same kind and stores none of its own (transformers kv_sharing_modes "reuse").
     kv_shared: bool = Field(False, description="attends with an earlier layer's K/V; caches nothing itself")
@@ -107,6 +108,8 @@ class LayerKind(_Strict):
             raise ValueError(f"'index_head_dim' only applies to full or mla layers, not {self.type!r}")
         if self.index_n_heads is not None and self.index_head_dim is None:
             raise ValueError("'index_n_heads' needs the indexer's 'index_head_dim'")
+        if self.index_topk is not None and self.index_head_dim is None:
+            raise ValueError("'index_topk' needs the indexer's 'index_head_dim'")
         if self.kv_shared and self.type not in ("full", "sliding", "chunked", "mla"):
             raise ValueError(f"'kv_shared' only applies to attention layers, not {self.type!r}")
         if self.parallel is not None:

@@ -103,7 +103,9 @@ def test_unreliable_sglang_r1_run_is_scored_but_kept_out_with_its_reason() -> No
     assert "22.73 ms" in out[0]["not_in_statistics"] and "h200-nv_0" in out[0]["not_in_statistics"]
     assert out[0]["ratio"] > 2  # the x2.15 miss
     lines = pub.engine_rows_summary(rows, data["engine_benchmark_sources"])
-    assert "worst 1.188" in lines[-1] and "worst 0.011" in lines[1]  # its |ln 2.15| = 0.765 counts nowhere
+    # its |ln 2.15| = 0.765 counts nowhere. Worst 1.188 and 0.011 before published_compare.prompt_attention_fix_s
+    # (each prompt of a multi-prompt chunk attending to its own tokens): now 1.239 (R1 127/4, x3.45) and 0.019.
+    assert "worst 1.239" in lines[-1] and "worst 0.019" in lines[1]
 
 
 def test_gpustack_rows_match_their_printed_results() -> None:
@@ -248,10 +250,9 @@ def test_sglang_max_running_requests_caps_the_batch() -> None:
     assert capped.max_num_seqs == 4 and free.max_num_seqs is None
 
 
-def test_closed_loop_run_by_hand() -> None:
-    # One request, one output token: one prefill step of the whole prompt (no decodes, no prefix): 1 token / step.
-    # Two output tokens: that step, then one decode step at the prompt's context (1 generated token rounds to 0
-    # in 64-token buckets): 2 tokens / (prefill + decode).
+def _one_slot_8b():  # noqa: ANN202
+    """published_compare, Llama 3.1 8B bf16 on one H100 under vLLM with one sequence slot, and its two steps at a
+    1,024-token prompt: the prefill of the whole prompt and one decode at that context."""
     from kvplan.serving import _step
 
     pub, _ = published()
@@ -259,15 +260,28 @@ def test_closed_loop_run_by_hand() -> None:
               settings=Settings(max_num_seqs=1))  # fmt: skip
     prefill = _step(s, n=0.0, p=1024.0, context=1024, prefix=0)
     decode = _step(s, n=1.0, p=0.0, context=1024, prefix=0)
+    return pub, s, prefill, decode
+
+
+def test_closed_loop_run_by_hand() -> None:
+    # One request, one output token: one prefill step of the whole prompt (no decodes, no prefix): 1 token / step.
+    # Two output tokens: that step, then one decode step at the prompt's context (1 generated token rounds to 0
+    # in 64-token buckets): 2 tokens / (prefill + decode).
+    from kvplan.serving import _step
+
+    pub, s, prefill, decode = _one_slot_8b()
     one = pub.closed_loop_run(s, isl=1024, osl=1, concurrency=1, prompts=1)
     two = pub.closed_loop_run(s, isl=1024, osl=2, concurrency=1, prompts=1)
     assert one == pytest.approx(1 / prefill) and two == pytest.approx(2 / (prefill + decode))
     # Three prompts of 1,024 tokens at concurrency 3 with a 2,048-token budget: the first step prefills two prompts,
     # the second has their two decodes (their second and last tokens) and the third prompt (2 + 1,024 <= 2,048
-    # tokens), the third its one decode: 3 x 2 tokens over the three steps.
+    # tokens), the third its one decode: 3 x 2 tokens over the three steps. The first step's two prompts attend
+    # each to its own tokens (prompt_attention_fix_s, tested by hand below; before it, the step as one prompt).
     s3 = setup("llama-3.1-8b", "h100-sxm", engine="vllm", weights_dtype="bf16", kv_dtype_name="bf16",
                settings=Settings(max_num_seqs=3, max_num_batched_tokens=2048))  # fmt: skip
     first = _step(s3, n=0.0, p=2048.0, context=1024, prefix=0)
+    first += pub.prompt_attention_fix_s(s3, ((1024, 0), (1024, 0)), {})
+    assert first < _step(s3, n=0.0, p=2048.0, context=1024, prefix=0)
     second = _step(s3, n=2.0, p=1024.0, context=1024, prefix=0)
     run = pub.closed_loop_run(s3, isl=1024, osl=2, concurrency=3, prompts=3)
     third = _step(s3, n=1.0, p=0.0, context=1024, prefix=0)
@@ -323,18 +337,25 @@ def test_closed_loop_trace_times_by_hand() -> None:
     # at the step's end, TTFT = the prefill step from its send), then two decode steps at its prompt's context (1 and
     # 2 generated tokens round to 0 in 64-token buckets): TPOT = (2 decode steps) / (3 - 1). The second request is
     # sent when the first finishes, so its TTFT is again one prefill step; the run is 2 x (prefill + 2 decodes).
-    from kvplan.serving import _step
-
-    pub, _ = published()
-    s = setup("llama-3.1-8b", "h100-sxm", engine="vllm", weights_dtype="bf16", kv_dtype_name="bf16",
-              settings=Settings(max_num_seqs=1))  # fmt: skip
-    prefill = _step(s, n=0.0, p=1024.0, context=1024, prefix=0)
-    decode = _step(s, n=1.0, p=0.0, context=1024, prefix=0)
+    pub, s, prefill, decode = _one_slot_8b()
     tr = pub.closed_loop_trace(s, isl=1024, osl=3, concurrency=1, prompts=2)
     assert tr["mean_ttft_s"] == pytest.approx(prefill) and tr["mean_tpot_s"] == pytest.approx(decode)
     assert tr["duration_s"] == pytest.approx(2 * (prefill + 2 * decode))
     assert tr["tok_s"] == pytest.approx(6 / tr["duration_s"])
     assert pub.closed_loop_run(s, isl=1024, osl=3, concurrency=1, prompts=2) == tr["tok_s"]
+
+
+def test_prompt_attention_fix_by_hand() -> None:
+    # Two 1,000-token prompts in one step (llama-3.1-8b, H100, vLLM, bf16): kvplan's step prices them as one 2,000-token
+    # prompt. Per layer and prompt: 2 x 32 heads x (128 + 128) dims = 16,384 FLOPs a pair. Each prompt alone:
+    # 1000 x 1001 / 2 = 500,500 pairs, x 16,384 x 32 layers x 2 prompts = 524,812,288,000 FLOPs; as one prompt:
+    # 2000 x 2001 / 2 = 2,001,000 pairs -> 1,049,100,288,000. At 989e12 x attn_prefill_eff 0.6255: 0.848360 ms and
+    # 1.695873 ms; with the per-row term (x (1 + 1369 / length)) and the same fixed costs on both sides:
+    # 0.848360 x 2.369 - 1.695873 x 1.6845 = -0.846933 ms. One prompt in the step: nothing to fix.
+    pub, _ = published()
+    s = setup("llama-3.1-8b", "h100-sxm", engine="vllm", weights_dtype="bf16", kv_dtype_name="bf16")
+    assert pub.prompt_attention_fix_s(s, ((1000, 0), (1000, 0)), {}) == pytest.approx(-0.846933e-3, rel=1e-5)
+    assert pub.prompt_attention_fix_s(s, ((2000, 0),), {}) == 0.0
 
 
 def test_phase_lines_put_kvplan_beside_the_printed_means() -> None:

@@ -401,6 +401,13 @@ class Calibration:
     # benchmarks/fit_moe_ops.py; 0 and None (none) without a fit.
     hopper_mxfp4_moe_dequant_s: float = 0.0
     hopper_mxfp4_moe_layer_s: float | None = None
+    # DeepSeek Sparse Attention's main attention in a prompt (kvplan.latency._attention_s): the sparse prefill kernel's
+    # share of the 16-bit peak (deepseek-ai/FlashMLA README, 2025.09.29: the sparse kernels "achieve up to 640 TFlops
+    # during prefilling" on H800, whose dense BF16 peak is 989 TFLOPS: 0.647; a published figure, not fitted), and the
+    # multiple the engine pads a rank's query heads to for that kernel on Hopper / Blackwell (0: no padding).
+    sparse_mla_prefill_eff: float = 0.647
+    sparse_mla_heads_multiple: int = 0
+    blackwell_sparse_mla_heads_multiple: int = 0
     # The Mamba2 SSD chunked scan's share of the 16-bit tensor-core peak at prefill (kvplan.latency _mamba2_prefill_s,
     # FLOPs by kvplan.recurrent): SSD_SCAN_EFF, one figure for every engine (see there).
     ssd_scan_eff: float = SSD_SCAN_EFF

@@ -223,7 +223,7 @@ class LlamaCpp(Engine):
         ratio). MLA models (the 576-wide kernel path) are not modelled: 1."""
         if not settings.kv_unified or seqs <= 1 or any(k.type == "mla" for k in spec.layers.kinds.values()):
             return 1.0
-        tokens = math.ceil(seqs - 1e-9)
+        tokens = math.ceil(seqs - 1e-9)  # a mean batch from float arithmetic: 8.000000001 sequences is 8 tokens
         return float(math.ceil(tokens / fa_query_columns(spec.num_attention_heads // spec.num_kv_heads, tokens)))
 
     def layout(

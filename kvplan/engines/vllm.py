@@ -1151,6 +1151,12 @@ CALIBRATION = Calibration(
     mla_decode_flops_eff=0.7821,
     mla_prefill_eff=0.95,
     mla_layer_s=8.556e-05,
+    # DSA's sparse prefill pads each rank's query heads to 64 on Hopper, 128 on Blackwell (vLLM 0.11-0.13
+    # vllm/v1/attention/backends/mla/flashmla_sparse.py FlashMLASparseImpl: "kernel requires num_local_head to be a
+    # multiple of 64 on hopper and 128 on blackwell", self.padding = 128 if capability 100 else 64; read through the
+    # code index): DeepSeek-V3.2 at TP 8 (16 heads a rank) computes 64 heads' worth.
+    sparse_mla_heads_multiple=64,
+    blackwell_sparse_mla_heads_multiple=128,
     # fp8 scales refitted with the fp8 GEMMs' partial last wave (kvplan.latency.wave_efficiency):
     # fit_latency.py --only fp8_eff_scale,fp8_block_eff_scale, every other constant held.
     fp8_eff_scale=0.7526,
