@@ -1446,7 +1446,8 @@ class BlockRun:
     takes freed blocks at its tail, a request's last block first, so the prefix of a preempted request's blocks not
     yet handed out is found again, at most ``tokens - 1`` tokens); the first that does not fit stops the admission. A
     request whose tokens are all computed samples one (its first, or the next after a recompute). A step costs
-    :func:`kvplan.serving._step` for its decodes and prompt tokens, as :func:`closed_loop_trace`."""
+    :func:`kvplan.serving._step` for its decodes and prompt tokens plus :func:`prompt_attention_fix_s` for its
+    prompts' own attention, as :func:`closed_loop_trace`."""
 
     def __init__(self, s, *, isl: int, osl: int, budget: int) -> None:  # noqa: ANN001
         st = min(s.stages, key=lambda st: st.layout.pool_units(st.available))
@@ -1459,6 +1460,7 @@ class BlockRun:
         self._units: dict[tuple[int, int], int] = {}
         self._decode_units: dict[int, int] = {}
         self.recomputed_tokens = 0  # tokens computed again after a preemption (those not found cached)
+        self._fixes: dict = {}  # prompt_attention_fix_s's cache by the step's prompt segments
 
     def units(self, tokens: int, chunk: int) -> int:
         """:meth:`Layout.step_units`, memoized (a decode step asks it once per running request)."""
@@ -1586,14 +1588,17 @@ class BlockRun:
         from kvplan.serving import _step
 
         isl, decodes, generated, chunk, first_prefix = self.isl, 0, 0, 0, None
+        segments: list[tuple[int, int]] = []  # (tokens, prefix) of each prompt with a chunk in the step
         for q, n in picked:
             if n == 1 and q.generated and q.computed == isl + q.generated - 1:
                 decodes, generated = decodes + 1, generated + q.generated
             else:
                 chunk += n
+                segments.append((n, q.computed))
                 first_prefix = q.computed if first_prefix is None else first_prefix
         context = isl + round((generated / decodes if decodes else 0) / CONTEXT_BUCKET) * CONTEXT_BUCKET
-        return _step(self.s, n=float(decodes), p=float(chunk), context=context, prefix=first_prefix or 0)
+        step_s = _step(self.s, n=float(decodes), p=float(chunk), context=context, prefix=first_prefix or 0)
+        return step_s + prompt_attention_fix_s(self.s, tuple(segments), self._fixes)
 
     def run(self, *, concurrency: int, prompts: int) -> dict:
         """The client's run (as :func:`closed_loop_trace`): its throughput, duration, mean TTFT and TPOT, ITL p99, the

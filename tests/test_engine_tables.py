@@ -422,8 +422,8 @@ def test_block_run_where_the_pool_never_runs_short_is_the_plain_run() -> None:
 def test_steady_state_past_the_kv_pool_reports_saturation_as_the_block_run_holds() -> None:
     # Qwen3-32B BF16, one H100, 3,996 / 200: kvplan.serving's KV limit is 35,584 / (3,996 + 100) = 8.6875 requests;
     # past its max_rate the steady state is saturated with the KV cache binding. The block-by-block run of the
-    # GPUStack row (500 prompts at once) holds 8.34 requests on average (preemptions keep it under the pool) and
-    # finishes 0.886 requests/s, below max_rate (0.992).
+    # GPUStack row (500 prompts at once) holds 8.30 requests on average (preemptions keep it under the pool) and
+    # finishes 0.935 requests/s, below max_rate (0.992).
     from kvplan.serving import _limits, max_rate, serve
 
     pub, _ = published()
