@@ -406,6 +406,7 @@ def test_sglang_runs_prompt_and_decode_batches_as_separate_steps() -> None:
 def test_block_run_where_the_pool_never_runs_short_is_the_plain_run() -> None:
     # Llama 3.1 8B BF16 on one H100 holds 3 requests of 1,024 + 64 tokens many times over: no allocation can fail, so
     # closed_loop_trace takes the plain loop, and BlockRun gives the same steps to the last bit (and no preemption).
+    # The first step holds two 1,024-token prompts, so both runs add the same per-prompt attention fix to it.
     pub, _ = published()
     s = setup("llama-3.1-8b", "h100-sxm", engine="vllm", weights_dtype="bf16", kv_dtype_name="bf16",
               settings=Settings(max_num_seqs=3, max_num_batched_tokens=2048))  # fmt: skip
@@ -417,6 +418,7 @@ def test_block_run_where_the_pool_never_runs_short_is_the_plain_run() -> None:
         run[k] == plain[k] for k in ("tok_s", "duration_s", "mean_ttft_s", "mean_tpot_s", "p99_itl_s", "preemptions")
     )
     assert plain["preemptions"] == 0 and plain["recomputed_tokens"] == 0
+    assert pub.prompt_attention_fix_s(s, ((1024, 0), (1024, 0)), {}) < 0  # one 2,048-token chunk's pairs over-price it
 
 
 def test_steady_state_past_the_kv_pool_reports_saturation_as_the_block_run_holds() -> None:
