@@ -772,6 +772,12 @@ class Engine:
         kernel_spec`); memory (capacity) keeps the engine's own cache rules."""
         return None
 
+    def expert_dims_as_loaded(self, *, weights_dtype: str, gpu: GPU, hidden: int, inter_rank: int) -> tuple[int, int]:
+        """(hidden, intermediate width on the rank) of one routed expert as the engine holds it after loading, where
+        its MoE kernels store the experts padded (kvplan.capacity.setup adds the padding's bytes to the weights); the
+        checkpoint's own dims by default."""
+        return hidden, inter_rank
+
     def keeps_freed_blocks(self, settings: Settings) -> bool:
         """Whether a preempted request's freed full blocks stay in a prefix cache (found again when it is scheduled
         anew, until the allocator hands them to another request); False where that is not modelled."""

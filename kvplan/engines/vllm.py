@@ -654,6 +654,32 @@ class Vllm(Engine):
     # with blocks for min(its uncomputed tokens, the token budget left) (its whole prompt + generated tokens after
     # a preemption: recompute), stopping at the first that does not get them or at max_num_seqs running.
     kv_preemption: Literal["recompute_newest"] | None = "recompute_newest"
+    # MXFP4 experts on Hopper through Marlin (expert_dims_as_loaded): True where the release's wheel does not ship
+    # OpenAI's triton_kernels (the 0.8-0.15 rules; the 0.16.0 wheel vendors it as vllm/third_party/triton_kernels).
+    mxfp4_hopper_marlin: bool = False
+
+    def expert_dims_as_loaded(self, *, weights_dtype: str, gpu: GPU, hidden: int, inter_rank: int) -> tuple[int, int]:
+        """MXFP4 routed experts (gpt-oss) as vLLM allocates them, padded for the MoE backend it picks. Read in the
+        0.16.0 wheel, vllm/model_executor/layers/quantization/mxfp4.py (the same in a stored copy @007d500):
+        ``get_mxfp4_backend`` takes FlashInfer on SM100 (and on SM90 only with VLLM_USE_FLASHINFER_MOE_MXFP4_BF16),
+        else Triton (OpenAI's triton_kernels ``matmul_ogs``) where ``has_triton_kernels()`` and the capability is
+        within [9.0, 11.0), else Marlin; ``Mxfp4MoEMethod.create_weights`` then allocates w13 [E, 2 x I', H' / 2],
+        w2 [E, H', I' / 2], their e8m0 scales per 32 and bf16 biases at the padded I' and H': Marlin
+        I' = round_up(I, 128), H' = round_up(H, 256) ("the moe marlin kernel requires that for each linear n % 256
+        == 0 and k % 128 == 0"), Triton I' = round_up(I, 64); ``prepare_moe_fp4_layer_for_marlin``
+        (utils/marlin_utils_fp4.py) repacks them at the same bytes (4-bit values, e8m0 scales, bf16 biases).
+        Marlin: every GPU before Hopper, and Hopper under the rules whose wheel lacks triton_kernels
+        (``mxfp4_hopper_marlin``): vllm-project/vllm issue #23278 (vLLM ~0.10.1, gpt-oss-120b on one H100) logs
+        "Model loading took 65.9651 GiB", the padded Marlin layout's 65.90 GiB where the checkpoint's dims give
+        60.77 GiB. Not modelled: Blackwell's FlashInfer padding (I and H to 256), the Triton layout's own swizzle
+        padding on Hopper (triton_kernels HopperMXValueLayout / HopperMXScaleLayout) and its float32 biases."""
+        if weights_dtype != "mxfp4":
+            return hidden, inter_rank
+        if gpu.architecture in ("ampere", "ada") or (gpu.architecture == "hopper" and self.mxfp4_hopper_marlin):
+            return round_up(hidden, 256), round_up(inter_rank, 128)
+        if gpu.architecture == "hopper":
+            return hidden, round_up(inter_rank, 64)
+        return hidden, inter_rank
 
     def keeps_freed_blocks(self, settings: Settings) -> bool:
         """Automatic prefix caching (CacheConfig.enable_prefix_caching, on by default in V1): kv_cache_manager.free
@@ -1222,6 +1248,11 @@ OVERLAP = Overlap(
 # supports_async_scheduling); default since vllm-project/vllm#27614 (named by vllm-project/vllm-gaudi#768), before
 # 0.19 (#31998, 2026-01, extends the default to EAGLE/MTP). Read through copies of vllm/config/vllm.py (0.26-0.30
 # line numbers); the release that flipped it was not read.
+def round_up(n: int, multiple: int) -> int:
+    """``n`` up to a multiple of ``multiple`` (vllm/utils/math_utils.py round_up)."""
+    return ceil_div(n, multiple) * multiple
+
+
 HOST_LOOP = HostLoop(overlaps_gpu=True, switch="--no-async-scheduling")
 # vLLM 0.8 had no async scheduler: #19970 (2025-06-23) is later than #17885 (v0.9.0), which 0.8 predates (V0_8).
 # EngineCore.step: host and GPU in turn.
@@ -1313,6 +1344,7 @@ V0_8 = replace(V0_19, release="0.8", version="0.8 (V1 engine, before the A100 ba
                overlap=Overlap(moe_allgather=True),
                host_loop=HOST_LOOP_0_8,
                graph_cap="fixed",  # max_capture_size: 512 whatever max_num_seqs (0.8.5 _set_cudagraph_sizes)
+               mxfp4_hopper_marlin=True,  # no triton_kernels in the wheel (Vllm.expert_dims_as_loaded)
                disagg_kv_entries=None,  # the V1 MooncakeConnector read above was not read at 0.8: no entry cost
                settings_read=tuple(n for n in V0_19.settings_read if n not in _NEWER_FLAGS))  # fmt: skip
 V0_21 = replace(
