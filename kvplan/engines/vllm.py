@@ -632,6 +632,11 @@ def non_torch(*, tp: int, pp: int) -> int:
 BLOCK_SIZES = (1, 8, 16, 32, 64, 128, 256)
 
 
+def round_up(n: int, multiple: int) -> int:
+    """``n`` up to a multiple of ``multiple`` (vllm/utils/math_utils.py round_up)."""
+    return ceil_div(n, multiple) * multiple
+
+
 @dataclass(frozen=True)
 class Vllm(Engine):
     image: str = "vllm/vllm-openai:latest"  # docs/deployment/docker.md
@@ -1248,11 +1253,6 @@ OVERLAP = Overlap(
 # supports_async_scheduling); default since vllm-project/vllm#27614 (named by vllm-project/vllm-gaudi#768), before
 # 0.19 (#31998, 2026-01, extends the default to EAGLE/MTP). Read through copies of vllm/config/vllm.py (0.26-0.30
 # line numbers); the release that flipped it was not read.
-def round_up(n: int, multiple: int) -> int:
-    """``n`` up to a multiple of ``multiple`` (vllm/utils/math_utils.py round_up)."""
-    return ceil_div(n, multiple) * multiple
-
-
 HOST_LOOP = HostLoop(overlaps_gpu=True, switch="--no-async-scheduling")
 # vLLM 0.8 had no async scheduler: #19970 (2025-06-23) is later than #17885 (v0.9.0), which 0.8 predates (V0_8).
 # EngineCore.step: host and GPU in turn.
