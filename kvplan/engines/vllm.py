@@ -662,6 +662,9 @@ class Vllm(Engine):
     # MXFP4 experts on Hopper through Marlin (expert_dims_as_loaded): True where the release's wheel does not ship
     # OpenAI's triton_kernels (the 0.8-0.15 rules; the 0.16.0 wheel vendors it as vllm/third_party/triton_kernels).
     mxfp4_hopper_marlin: bool = False
+    # ... and on SM100 through FlashInfer where flashinfer-python is a dependency of the wheel (0.16.0: ==0.6.3; 0.19.0:
+    # ==0.6.6, read in their METADATA); the 0.8-0.15 rules leave Blackwell at the checkpoint's dims (not read).
+    mxfp4_blackwell_flashinfer: bool = True
 
     def expert_dims_as_loaded(self, *, weights_dtype: str, gpu: GPU, hidden: int, inter_rank: int) -> tuple[int, int]:
         """MXFP4 routed experts (gpt-oss) as vLLM allocates them, padded for the MoE backend it picks. Read in the
@@ -676,14 +679,20 @@ class Vllm(Engine):
         Marlin: every GPU before Hopper, and Hopper under the rules whose wheel lacks triton_kernels
         (``mxfp4_hopper_marlin``): vllm-project/vllm issue #23278 (vLLM ~0.10.1, gpt-oss-120b on one H100) logs
         "Model loading took 65.9651 GiB", the padded Marlin layout's 65.90 GiB where the checkpoint's dims give
-        60.77 GiB. Not modelled: Blackwell's FlashInfer padding (I and H to 256), the Triton layout's own swizzle
-        padding on Hopper (triton_kernels HopperMXValueLayout / HopperMXScaleLayout) and its float32 biases."""
+        60.77 GiB. Blackwell (SM100) with FlashInfer (``mxfp4_blackwell_flashinfer``): I' and H' = round_up(.., 256)
+        (0.16.0 SM100_FI_MXFP4_BF16; 0.19.0 fused_moe/oracle/mxfp4.py puts FLASHINFER_TRTLLM_MXFP4_BF16 first and
+        ``mxfp4_round_up_hidden_size_and_intermediate_size`` pads the TRTLLM backends alike); no log checks it. Not
+        modelled: the Triton layout's own swizzle padding on Hopper (triton_kernels HopperMXValueLayout /
+        HopperMXScaleLayout) and its float32 biases."""
         if weights_dtype != "mxfp4":
             return hidden, inter_rank
-        if gpu.architecture in ("ampere", "ada") or (gpu.architecture == "hopper" and self.mxfp4_hopper_marlin):
+        arch = gpu.architecture
+        if arch in ("ampere", "ada") or (arch == "hopper" and self.mxfp4_hopper_marlin):
             return round_up(hidden, 256), round_up(inter_rank, 128)
-        if gpu.architecture == "hopper":
+        if arch == "hopper":
             return hidden, round_up(inter_rank, 64)
+        if arch == "blackwell" and self.mxfp4_blackwell_flashinfer:
+            return round_up(hidden, 256), round_up(inter_rank, 256)
         return hidden, inter_rank
 
     def keeps_freed_blocks(self, settings: Settings) -> bool:
@@ -1345,6 +1354,7 @@ V0_8 = replace(V0_19, release="0.8", version="0.8 (V1 engine, before the A100 ba
                host_loop=HOST_LOOP_0_8,
                graph_cap="fixed",  # max_capture_size: 512 whatever max_num_seqs (0.8.5 _set_cudagraph_sizes)
                mxfp4_hopper_marlin=True,  # no triton_kernels in the wheel (Vllm.expert_dims_as_loaded)
+               mxfp4_blackwell_flashinfer=False,  # FlashInfer not read as a dependency of those wheels
                disagg_kv_entries=None,  # the V1 MooncakeConnector read above was not read at 0.8: no entry cost
                settings_read=tuple(n for n in V0_19.settings_read if n not in _NEWER_FLAGS))  # fmt: skip
 V0_21 = replace(
