@@ -659,8 +659,9 @@ class Vllm(Engine):
     # with blocks for min(its uncomputed tokens, the token budget left) (its whole prompt + generated tokens after
     # a preemption: recompute), stopping at the first that does not get them or at max_num_seqs running.
     kv_preemption: Literal["recompute_newest"] | None = "recompute_newest"
-    # MXFP4 experts on Hopper through Marlin (expert_dims_as_loaded): True where the release's wheel does not ship
-    # OpenAI's triton_kernels (the 0.8-0.15 rules; the 0.16.0 wheel vendors it as vllm/third_party/triton_kernels).
+    # MXFP4 experts on Hopper through Marlin (expert_dims_as_loaded): True for the 0.8-0.15 rules, whose wheels were
+    # not read but whose ~0.10.1 log (issue #23278) holds Marlin's padded bytes, i.e. no OpenAI triton_kernels
+    # installed; the 0.16.0 wheel vendors it as vllm/third_party/triton_kernels.
     mxfp4_hopper_marlin: bool = False
     # ... and on SM100 through FlashInfer where flashinfer-python is a dependency of the wheel (0.16.0: ==0.6.3; 0.19.0:
     # ==0.6.6, read in their METADATA); the 0.8-0.15 rules leave Blackwell at the checkpoint's dims (not read).
@@ -676,7 +677,7 @@ class Vllm(Engine):
         I' = round_up(I, 128), H' = round_up(H, 256) ("the moe marlin kernel requires that for each linear n % 256
         == 0 and k % 128 == 0"), Triton I' = round_up(I, 64); ``prepare_moe_fp4_layer_for_marlin``
         (utils/marlin_utils_fp4.py) repacks them at the same bytes (4-bit values, e8m0 scales, bf16 biases).
-        Marlin: every GPU before Hopper, and Hopper under the rules whose wheel lacks triton_kernels
+        Marlin: every GPU before Hopper, and Hopper under the rules that run without triton_kernels
         (``mxfp4_hopper_marlin``): vllm-project/vllm issue #23278 (vLLM ~0.10.1, gpt-oss-120b on one H100) logs
         "Model loading took 65.9651 GiB", the padded Marlin layout's 65.90 GiB where the checkpoint's dims give
         60.77 GiB. Blackwell (SM100) with FlashInfer (``mxfp4_blackwell_flashinfer``): I' and H' = round_up(.., 256)
@@ -1353,7 +1354,7 @@ V0_8 = replace(V0_19, release="0.8", version="0.8 (V1 engine, before the A100 ba
                overlap=Overlap(moe_allgather=True),
                host_loop=HOST_LOOP_0_8,
                graph_cap="fixed",  # max_capture_size: 512 whatever max_num_seqs (0.8.5 _set_cudagraph_sizes)
-               mxfp4_hopper_marlin=True,  # no triton_kernels in the wheel (Vllm.expert_dims_as_loaded)
+               mxfp4_hopper_marlin=True,  # no triton_kernels installed (Vllm.expert_dims_as_loaded)
                mxfp4_blackwell_flashinfer=False,  # FlashInfer not read as a dependency of those wheels
                disagg_kv_entries=None,  # the V1 MooncakeConnector read above was not read at 0.8: no entry cost
                settings_read=tuple(n for n in V0_19.settings_read if n not in _NEWER_FLAGS))  # fmt: skip
