@@ -1383,8 +1383,10 @@ def closed_loop_trace(  # noqa: ANN201
             finished_prefill += req[0] == 0
         context = isl + round((sum(d[0] for d in decoding) / n if n else 0) / CONTEXT_BUCKET) * CONTEXT_BUCKET
         decodes = n if mixed or not chunk else 0  # a prompt-only step advances no decode
-        clock += _step(s, n=float(decodes), p=float(chunk), context=context, prefix=first_prefix)
-        clock += prompt_attention_fix_s(s, tuple(segments), fixes)
+        # one sum per step, as BlockRun._price gives it (the same float rounding both ways)
+        clock += _step(
+            s, n=float(decodes), p=float(chunk), context=context, prefix=first_prefix
+        ) + prompt_attention_fix_s(s, tuple(segments), fixes)
         for d in decoding[:decodes]:
             d[0] += 1
             itls.append(clock - d[2])
