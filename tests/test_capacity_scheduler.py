@@ -66,7 +66,9 @@ def test_plan_rate_flag(cli):
 def test_mlperf_rows_take_the_harness_policy():
     pub, data = published()
     # every TensorRT-engine row (NVIDIA's harness defaults to max_util; the v5.1 files and the v5.0 405B bases set it),
-    # each saying on its stack whether its own file sets it or it is inferred; the R1 rows (PyTorch backend) do not
+    # each saying on its stack whether its own file sets it or it is inferred. The two DeepSeek-R1 rows (PyTorch
+    # backend) carry it too, citing the harness code that writes it into their trtllm-serve options YAML (it was
+    # "the R1 rows do not" before: that code, llmlib/config.py @e9ccad4d, had not been read for the policy)
     engine_rows = [r for r in data["mlperf"] if r.get("tensorrt_engine")]
     assert len(engine_rows) == 18
     assert all(r["capacity_scheduler_policy"] == "max_utilization" for r in engine_rows)
@@ -77,7 +79,14 @@ def test_mlperf_rows_take_the_harness_policy():
         ("mlperf-5.0", "llama-2-70b", "h100-sxm"), ("mlperf-4.1", "llama-2-70b", "b200"),
         ("mlperf-4.1", "mixtral-8x7b", "h200"), ("mlperf-4.1", "mixtral-8x7b", "h100-sxm"),
     } and len(inferred) == 8  # fmt: skip
-    assert not any(r.get("capacity_scheduler_policy") for r in data["mlperf"] if not r.get("tensorrt_engine"))
+    pytorch_rows = [r for r in data["mlperf"] if not r.get("tensorrt_engine")]
+    assert sorted((r["model"], r["scenario"]) for r in pytorch_rows) == [("deepseek-v3", "Offline"),
+                                                                         ("deepseek-v3", "Server")]  # fmt: skip
+    for r in pytorch_rows:
+        assert r["capacity_scheduler_policy"] == "max_utilization"
+        assert "scheduler_config" in r["capacity_scheduler_policy_source"]
+        assert "e9ccad4d" in r["capacity_scheduler_policy_source"]
+        assert pub._mlperf_setup(r).settings.capacity_scheduler_policy == "max_utilization"
     for r in engine_rows:
         assert pub._mlperf_setup(r).settings.capacity_scheduler_policy == "max_utilization"
 
