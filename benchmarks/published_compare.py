@@ -53,6 +53,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import itertools
 import json
 import math
 import statistics
@@ -773,11 +774,25 @@ def _mlperf_isl(r: dict, datasets: dict) -> int:
     return round(datasets[r["dataset"]]["input_mean"])
 
 
+def output_cv_from_latency(log: dict) -> float:
+    """The outputs' coefficient of variation a Server log implies: its latency percentiles (``latency_s``, quantile ->
+    seconds, the min at 0 and the max at 1) with the quantile function linear between them, its mean and second
+    moment integrated piece by piece (``(a + b) / 2`` and ``(a^2 + ab + b^2) / 3`` over each piece), and ``cv = sd /
+    (mean - ttft_mean_s)``: a request's latency is its TTFT plus its output times a TPOT that varies little, so the
+    latency's spread less the TTFT is the outputs'."""
+    points = sorted((float(q), s) for q, s in log["latency_s"].items())
+    m1 = m2 = 0.0
+    for (u0, a), (u1, b) in itertools.pairwise(points):
+        m1 += (u1 - u0) * (a + b) / 2
+        m2 += (u1 - u0) * (a * a + a * b + b * b) / 3
+    return math.sqrt(m2 - m1 * m1) / (m1 - log["ttft_mean_s"])
+
+
 def mlperf_output(dataset: dict, osl: int):  # noqa: ANN201
-    """The run's outputs as kvplan serves them: the log's mean ``osl``, and where the set's own reference outputs
-    are the model's (``output_cv`` on the set, its source beside it) their spread, the standard deviation ``cv x
-    osl`` (the submitted model's lengths taken to vary as the reference's do). The sequences in flight are then
-    the longer ones (:func:`kvplan.serving._in_flight_output`). The Llama-2 set has none (``output_cv_not_used``)."""
+    """The run's outputs as kvplan serves them: the log's mean ``osl``, and where the set's outputs' spread is known
+    (``output_cv`` on the set, its source beside it: the reference model's own outputs, or for Llama-2 NVIDIA's
+    Server logs, :func:`output_cv_from_latency`) the standard deviation ``cv x osl`` (the submitted model's lengths
+    taken to vary so). The sequences in flight are then the longer ones (:func:`kvplan.serving._in_flight_output`)."""
     from kvplan.serving import Lengths
 
     cv = dataset.get("output_cv")
