@@ -44,6 +44,7 @@ from aic_tables import (  # noqa: E402 - where aiconfigurator's tables lie
     frame_rows,
     grouped_stats,
     load_row_tables,
+    render_summaries,
     stats,
     tables_root,
     write_row_tables,
@@ -141,18 +142,7 @@ def summaries(rows: list[dict]) -> dict[str, list[tuple[str, dict]]]:
 
 
 def render(rows: list[dict], *, markdown: bool) -> str:
-    out = []
-    for title, groups in summaries(rows).items():
-        if markdown:
-            head = "| DSA decode layers | points | median \\|ln\\| | worst \\|ln\\| | median signed |"
-            out += [f"**{title}**", "", head, "|---|---:|---:|---:|---:|"]
-            out += [f"| {name} | {s['count']} | {s['median']:.3f} | {s['worst']:.3f} | {s['signed']:+.3f} |"
-                    for name, s in groups]  # fmt: skip
-        else:
-            out.append(f"{title}:")
-            out += [f"  {name:<40} {s['count']:>5}  median |ln| {s['median']:.3f}  worst {s['worst']:.3f}  "
-                    f"signed {s['signed']:+.3f}" for name, s in groups]  # fmt: skip
-        out.append("")
+    out = render_summaries(summaries(rows), label="DSA decode layers", name_width=40, markdown=markdown)
     for engine in ENGINES:
         a = stats([r for r in rows if r["engine"] == engine])
         head = f"{engine}: {a['count']} DSA decode layers against aiconfigurator (module timings)"
