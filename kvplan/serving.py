@@ -65,7 +65,9 @@ With one request (rate -> 0) the figures equal :mod:`kvplan.cost`'s static ones 
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 from kvplan.capacity import Setup, binding_pool, pool_tokens
@@ -756,6 +758,21 @@ def queue_wait_s(
 # full-budget step would take to clear them, adds the decode step under way, and queues behind the mean prompt's
 # work at that rate. The evidence is split (docs), so the default stays.
 MIXED_QUEUE_RULE = "step"
+
+
+@contextlib.contextmanager
+def mixed_queue_rule(rule: str) -> Iterator[None]:
+    """``MIXED_QUEUE_RULE`` set to ``rule`` ("step" or "time") inside the block, the memos cleared on the way in and
+    out (for the diagnostic and its tests; the CLI never switches it)."""
+    global MIXED_QUEUE_RULE
+    kept = MIXED_QUEUE_RULE
+    MIXED_QUEUE_RULE = rule
+    forget_memos(facts=False)
+    try:
+        yield
+    finally:
+        MIXED_QUEUE_RULE = kept
+        forget_memos(facts=False)
 
 
 def _full_step_s(s: Setup, *, n: float, budget: int, context: int, ep: bool) -> float:
