@@ -84,7 +84,11 @@ def test_static_fp8_streams_fp8_weights_at_the_16_bit_share_golden():
     the newest release (dynamic fp8, 0.7315 of the share): 67,141,632 / (3350e9 x 0.7241 x 0.7315) = 37.8385 us
     + 2.724 = 40.563 us. bf16 weights stream at the 16-bit share in both: the same time."""
     new, old = calibration("trtllm"), calibration("trtllm@0.17")
-    assert old == replace(new, fp8_mem_eff_scale=1.0, version=old.version)  # one constant differs, no refit
+    # one fitted constant differs, no refit; the PyTorch backend's per-op MoE terms are off (the MoE plugin has none of
+    # those kernels: test_v0_17_moe_plugin_has_no_per_expert_terms)
+    moe_off = dict(hopper_moe_block_expert_s=0.0, blackwell_moe_block_expert_s=0.0, mxfp4_moe_dequant_s=0.0,
+                   hopper_mxfp4_moe_dequant_s=0.0, hopper_mxfp4_moe_layer_s=None)  # fmt: skip
+    assert old == replace(new, fp8_mem_eff_scale=1.0, version=old.version, **moe_off)
     assert (new.gemm_mem_eff, new.fp8_mem_eff_scale, new.graph_kernel_s) == (0.7241, 0.7315, 2.724e-06)
     moved = 8192 * 8192 * 1 + (8192 + 8192) * 2
     assert moved == 67_141_632
@@ -109,6 +113,36 @@ def test_cost_decode_differs_for_fp8_weights_only():
     assert fp8["trtllm"] == pytest.approx(0.0418, abs=5e-4) and fp8["trtllm@0.17"] == pytest.approx(0.0313, abs=5e-4)
     bf16 = {e: cost(spec, H100, [2048], tp=2, engine=e)[0].decode.time_s for e in engines}
     assert bf16["trtllm"] == bf16["trtllm@0.17"]
+
+
+def test_v0_17_moe_plugin_has_no_per_expert_terms():
+    """DeepSeek-V3's block-fp8 experts, TP 8 on an H200 (4,800 GB/s, fp8 1,979 TFLOPS), one token: v0.17's
+    MixtureOfExperts plugin (CutlassMoeFCRunner) has no DeepGEMM walk over the 256 local experts, the newest release's
+    CutlassFusedMoE does (hopper_moe_block_expert_s 0.38 us, a floor under the GEMMs).
+    Touched experts 256 x (1 - (1 - 8/256)^1) = 8, each 3 x 7168 x 256 = 5,505,024 fp8 weights on the rank.
+    Compute: eff = 0.7474 x 1/(1 + 57.52) x 256/(256 + 463.8) = 0.0045419; peak 1979e12 x 0.4683 = 926.77e12;
+    2 x 8 x 5,505,024 / (926.77e12 x 0.0045419) = 20.924 us. Memory: 8 x 5,505,024 x 1 B + 8 x (2 x 7168 + 3 x 256)
+    x 2 B = 44,281,856 B / (4800e9 x 0.95 x 1.0 (v0.17's static fp8 streams at the 16-bit share)) = 9.711 us.
+    v0.17: 20.924 + 25.3 (moe_layer_s) = 46.22 us; the newest: max(20.924, 256 x 0.38 = 97.28) + 25.3 = 122.58 us.
+    gpt-oss-120b's MXFP4 experts on an H200 lose the Triton backend's 74 us layer and dequantization: 25.3 us fixed."""
+    from kvplan import latency
+
+    spec, h200 = load_bundled("deepseek-v3"), resolve_gpu("h200")
+
+    def grouped(engine: str, model=spec, dtype: str = "fp8") -> float:  # noqa: ANN001
+        c = latency._make_ctx(model, h200, tp=8, weights_dtype=dtype, cal=calibration(engine), eager=False)
+        return latency._moe_s(c, 1, 1).grouped
+
+    eff = 0.7474 * 1 / (1 + 57.52) * 256 / (256 + 463.8)
+    compute = 2 * 8 * 5_505_024 / (1979e12 * 0.4683 * eff)
+    assert compute == pytest.approx(20.924e-6, rel=1e-4)
+    assert compute > 44_281_856 / (4800e9 * 0.95)  # compute-bound
+    assert grouped("trtllm@0.17") == pytest.approx(compute + 25.3e-6, rel=1e-9) == pytest.approx(46.22e-6, rel=1e-4)
+    assert grouped("trtllm") == pytest.approx(256 * 0.38e-6 + 25.3e-6, rel=1e-9) == pytest.approx(122.58e-6, rel=1e-6)
+    oss = load_bundled("gpt-oss-120b")
+    c = latency._make_ctx(oss, h200, tp=8, weights_dtype="mxfp4", cal=calibration("trtllm@0.17"), eager=False)
+    assert (c.moe_dequant_s, c.moe_layer_s, c.moe_expert_s) == (0.0, None, 0.0)  # moe_layer_s None: 25.3 us applies
+    assert grouped("trtllm", oss, "mxfp4") > grouped("trtllm@0.17", oss, "mxfp4") + 40e-6  # the 74 us Triton layer
 
 
 # ---- memory rules: where v0.17 and the newest release differ ------------------------------------------------

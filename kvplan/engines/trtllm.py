@@ -1024,6 +1024,22 @@ def dynamic_batch_size(capacity: int) -> int:
     return rounded if capacity < rounded + threshold else capacity
 
 
+# MoE: v0.17's TensorRT engines run every MoE layer through the MixtureOfExperts plugin
+# (cpp/tensorrt_llm/plugins/mixtureOfExperts/mixtureOfExpertsPlugin.cpp, MixtureOfExpertsPlugin::init, read in a later
+# stored copy @085ba03c): one CutlassMoeFCRunner (cpp/tensorrt_llm/kernels/cutlass_kernels/moe_gemm, CUTLASS grouped
+# GEMMs) for 16-bit, INT8/INT4 weight-only, per-tensor FP8 (activation and weight kFP8) or NVFP4 (kFP4, SM100) experts;
+# any other combination throws ("Could not construct the mixture of experts plugin"). None of the three per-op MoE
+# terms the newest release's constants add belongs to those kernels: the block-scaled fp8 walk over every local expert
+# (hopper_ / blackwell_moe_block_expert_s) is DeepGEMM's scheduler, reached through the 1.x PyTorch backend's
+# CutlassFusedMoE (FP32 block scales) and DeepGemmFusedMoE, and the W4A16 MXFP4 dequantization and fixed cost
+# (mxfp4_moe_dequant_s, hopper_mxfp4_*) are its TRTLLMGenFusedMoE and Triton backends (kvplan.latency _moe_expert_s,
+# _moe_dequant_s name the files); the plugin has no block-scaled and no MXFP4 runner. So here they are off (0, None),
+# and a block-scaled or MXFP4 checkpoint's experts are priced by the grouped-GEMM curve alone, the one the per-tensor
+# fp8 CUTLASS MoE tables fit without a per-expert term (benchmarks/moe_compare.py: TensorRT-LLM h200 fp8, median |ln|
+# 0.115). DeepSeek-V3 on the TensorRT-engine flow of that time ran "BF16 inference and INT4/8 quantization, with FP8
+# support coming soon" (huggingface.co/deepseek-ai/DeepSeek-V3-Base README, commit b3480c8, January 2025); v0.17's
+# PyTorch backend (tensorrt_llm._torch, "available in version 0.17 and later", nvidia.github.io/TensorRT-LLM
+# torch.md) is not what this release entry models.
 V0_17_CALIBRATION = replace(
     CALIBRATION,
     version="TensorRT-LLM 1.3.0rc20, fp8 weights streamed at the 16-bit share (v0.17 TensorRT engines' static fp8)",
@@ -1035,6 +1051,11 @@ V0_17_CALIBRATION = replace(
     # figure their rows were scored with (0.9492 with it and no kernel: v0.17 196 -> 185 of 205 within 20 %)
     fp8_eff_scale=V0_17_FP8_EFF_SCALE,
     fp8_absorbed_mem_eff_scale=None,  # every fp8 weight, grouped experts included, at the 16-bit share (above)
+    hopper_moe_block_expert_s=0.0,
+    blackwell_moe_block_expert_s=0.0,
+    mxfp4_moe_dequant_s=0.0,
+    hopper_mxfp4_moe_dequant_s=0.0,
+    hopper_mxfp4_moe_layer_s=None,
 )
 V0_17 = replace(
     ENGINE,
