@@ -353,5 +353,6 @@ def test_expert_imbalance_cannot_explain_the_decode_heavy_misses() -> None:
         skewed = [pub._row_tokens_s(r) / r["published_tok_s"] for r in (scout, q3)]
     assert latency.calibration is before
     assert [pub._row_tokens_s(r) / r["published_tok_s"] for r in (scout, q3)] == base  # nothing kept
-    assert base[0] == pytest.approx(1.67, abs=0.01) and skewed[0] == pytest.approx(1.64, abs=0.01)
-    assert base[1] == pytest.approx(1.02, abs=0.01) and skewed[1] == pytest.approx(0.65, abs=0.01)
+    # 1.67 / 1.64 and 1.02 / 0.65 before the per-tensor fp8 activation quantization and its refit of the fp8 scales
+    assert base[0] == pytest.approx(1.65, abs=0.01) and skewed[0] == pytest.approx(1.62, abs=0.01)
+    assert base[1] == pytest.approx(1.04, abs=0.01) and skewed[1] == pytest.approx(0.69, abs=0.01)

@@ -166,7 +166,8 @@ def test_long_prompt_attention_dp_rows_lie_between_independent_and_aligned_ranks
     want = "attention DP rows: 12; the published figure lies between the independent and the aligned ranks' figures"
     assert lines[-1] == want + " for 9"  # 9, 8 with the batching wait's bound, 9 with the chunk reads (the docstring)
     qwen = next(r for r in rows if "Qwen3" in r["label"] and r["gpu"] == "h200" and r["isl"] == 5000)
-    assert qwen["ratio"] == pytest.approx(1.21, abs=0.01)
+    # x1.21 before the per-tensor fp8 activation quantization and its refit of the fp8 scales (x1.24 since)
+    assert qwen["ratio"] == pytest.approx(1.24, abs=0.01)
     mav = next(r for r in rows if "Maverick" in r["label"] and r["gpu"] == "b200")
     assert mav["ratio"] == pytest.approx(0.50, abs=0.01)
     assert pub._row_tokens_s(mav, balance=True) / mav["published_tok_s"] == pytest.approx(1.09, abs=0.01)
