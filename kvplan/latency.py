@@ -93,7 +93,13 @@ from kvplan.engines import (
 from kvplan.engines.base import spans_view
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
-from kvplan.memory import attended_token_bytes, cache_plan, element_size
+from kvplan.memory import (
+    attended_token_bytes,
+    cache_plan,
+    dsa_index_key_bytes,
+    dsa_latent_row_bytes,
+    element_size,
+)
 from kvplan.params import attention_parts
 from kvplan.recurrent import DECODE_KERNELS, SSD_SCAN_KERNELS, MixerWork, mixer_work, recurrent_kinds
 from kvplan.spec import LayerKind, ModelSpec, ceil_div, pipeline_stages
@@ -816,7 +822,9 @@ def _attention_s(
             total += count * (_gqa_decode_s(fit, c.bw, held=held, batch=batch, kv_heads=kv_heads,
                                             kv_8bit=element_size(kv_dtype).bytes_per_element < 2) + mixer)  # fmt: skip
             continue
-        if kind.type == "mla":
+        if kind.type == "mla" and kind.index_topk:  # DeepSeek Sparse Attention: indexer + sparse kernel
+            t = _dsa_decode_s(c, kind, context=context, batch=batch, kv_dtype=kv_dtype)
+        elif kind.type == "mla":
             heads = ceil_div(spec.num_attention_heads, c.tp)
             flops = 2 * batch * heads * (2 * kind.kv_lora_rank + kind.qk_rope_head_dim) * context
             t = max(held / (c.bw * c.cal.mla_decode_mem_eff), flops / (c.peak16 * c.cal.mla_decode_flops_eff))
@@ -824,6 +832,100 @@ def _attention_s(
             t = held / (c.bw * c.cal.attn_decode_mem_eff)
         total += count * (t + c.cal.attn_layer_s + batch * c.cal.attn_seq_s + mixer)
     return total + mla * _mla_decode_layer_s(c, kv_dtype)
+
+
+# Kernels DSA adds to each layer of a decode step, each paying kernel_s. vLLM, read through the code index:
+# vllm/model_executor/models/deepseek_v2.py Indexer.forward (the 0.11 copy) runs, beside its GEMMs (wq_b, wk,
+# weights_proj: the layer's GEMMs, kvplan.params._indexer_parts), the key's LayerNorm (k_norm), one rotary_emb for the
+# query and key, per_token_group_quant_fp8 for the query ("k quant is fused with cache insertion") and the weights'
+# scaling by q_scale; vllm/model_executor/layers/sparse_attn_indexer.py sparse_attn_indexer, decode branch:
+# ops.indexer_k_quant_and_cache, DeepGEMM fp8_paged_mqa_logits, top_k_per_row_decode (persistent_topk in later
+# copies); vllm/v1/attention/backends/mla/flashmla_sparse.py FlashMLASparseImpl.forward:
+# triton_convert_req_index_to_global_index. Eight; the concatenations of the RoPE and plain halves are taken as
+# fused into their neighbours (torch.compile), not counted.
+DSA_DECODE_KERNELS = 8
+# Bytes a decode token's index list moves per selected key: int32 indices written by the top-k kernel, then read and
+# written again by the slot conversion (the same three kernels).
+DSA_INDEX_BYTES_PER_KEY = 3 * 4
+# Bytes per cached key the indexer's logits move: a float32 score written by fp8_paged_mqa_logits (its output is
+# [tokens, max_model_len] float32, filled up to each sequence's length) and read back by the top-k kernel.
+DSA_LOGIT_BYTES_PER_KEY = 2 * 4
+# FlashMLA's decode kernel runs the query heads of a rank in tiles of 64 (vLLM's FlashMLASparseMetadataBuilder sizes
+# its scheduler "from FlashMLA/csrc/pybind.cpp": cdiv(h_q // h_k, 2 * 64) head blocks per split).
+FLASHMLA_DECODE_HEAD_TILE = 64
+
+
+def _dsa_decode_s(c: _Ctx, kind: LayerKind, *, context: int, batch: float, kv_dtype: str) -> float:
+    """Seconds of one DeepSeek Sparse Attention layer's kernels at decode, ``batch`` sequences at ``context`` tokens
+    (the layer's fixed ``attn_layer_s`` / ``attn_seq_s`` and the MLA block's are the caller's).
+
+    * **Indexer** (every rank, its 64 heads are not split by TP): the token's query scores every cached index key,
+      DeepGEMM's ``fp8_paged_mqa_logits`` (deepseek-ai/DeepGEMM README, "MQA Scoring Kernels (Lightning Indexer)":
+      "Paged version (for decoding)"): ``context`` keys of :func:`kvplan.memory.dsa_index_key_bytes` (fp8 + scales)
+      plus their float32 logits written and read by the top-k kernel, at ``attn_decode_mem_eff`` of the bandwidth,
+      against ``2 x index_n_heads x index_head_dim`` FLOPs a key at the fp8 peak x ``attn_prefill_eff`` (as the
+      prompt's indexer, :func:`indexer_prefill_s`); the slower of the two. It grows with the context.
+    * **Sparse MLA** over the ``index_topk`` keys it selects, in the absorbed 576/512 form
+      (``2 x heads x (2 x kv_lora_rank + qk_rope_head_dim)`` FLOPs a key): ``min(context, index_topk)`` rows of
+      :func:`kvplan.memory.dsa_latent_row_bytes` at ``mla_decode_mem_eff``, or the FLOPs, the slower. What runs
+      (vLLM ``FlashMLASparseImpl.forward``): a 16-bit cache takes ``_forward_bf16_kv``, FlashMLA's sparse prefill
+      kernel with the rank's heads padded to the engine's multiple (:func:`_sparse_head_pad`) at
+      ``sparse_mla_prefill_eff``; an fp8 cache (``fp8_ds_mla``) takes ``_forward_fp8_kv_decode``,
+      ``flash_mla_with_kvcache(..., is_fp8_kvcache=True, indices=...)``, whose scheduler is given ``index_topk`` keys
+      for every query (``get_mla_metadata(cache_seqlens=topk_tokens, topk=topk_tokens)``): its FLOPs run over all
+      ``index_topk`` slots at any context (unused ones hold -1), its heads in tiles of 64, at
+      ``sparse_mla_decode_eff``. It stops growing at ``index_topk`` keys.
+    * **Top-k selection**: the indices, written and converted to cache slots (:data:`DSA_INDEX_BYTES_PER_KEY`).
+    * :data:`DSA_DECODE_KERNELS` launches at ``kernel_s``.
+    """
+    cal, seqs = c.cal, batch * c.view_passes
+    index_flops = 2 * kind.index_n_heads * kind.index_head_dim * context * seqs
+    index_bytes = (dsa_index_key_bytes(kind) + DSA_LOGIT_BYTES_PER_KEY) * context * seqs
+    arch = cal.blackwell_compute_eff if c.gpu.architecture == "blackwell" else 1.0
+    fp8_peak = c.gpu.fp8_dense_tflops * 1e12 * arch if c.gpu.fp8_dense_tflops else c.peak16
+    indexer = max(index_bytes / (c.bw * cal.attn_decode_mem_eff), index_flops / (fp8_peak * cal.attn_prefill_eff))
+    select = DSA_INDEX_BYTES_PER_KEY * kind.index_topk * seqs / (c.bw * cal.attn_decode_mem_eff)
+    return (
+        indexer
+        + _sparse_decode_s(c, kind, context=context, seqs=seqs, kv_dtype=kv_dtype)
+        + select
+        + (DSA_DECODE_KERNELS * c.kernel_s)
+    )
+
+
+def _sparse_decode_s(c: _Ctx, kind: LayerKind, *, context: int, seqs: float, kv_dtype: str) -> float:
+    """The sparse MLA kernel of one DSA layer at decode (:func:`_dsa_decode_s`): its row reads or its FLOPs."""
+    dtype, rows = element_size(kv_dtype), min(context, kind.index_topk)
+    heads = ceil_div(c.spec.num_attention_heads, c.tp)
+    per_key = 2 * (2 * kind.kv_lora_rank + kind.qk_rope_head_dim)
+    reads = dsa_latent_row_bytes(kind, dtype) * rows * seqs / (c.bw * c.cal.mla_decode_mem_eff)
+    if dtype.bytes_per_element == 1 and kv_dtype.startswith("fp8"):  # fp8_ds_mla: FlashMLA's fp8 decode kernel
+        padded = ceil_div(heads, FLASHMLA_DECODE_HEAD_TILE) * FLASHMLA_DECODE_HEAD_TILE
+        return max(reads, per_key * padded * kind.index_topk * seqs / (c.peak16 * c.cal.sparse_mla_decode_eff))
+    padded = heads * _sparse_head_pad(c)  # the sparse prefill kernel, its CTAs over the SMs (Hopper)
+    rate = c.peak16 * c.cal.sparse_mla_prefill_eff * _sparse_prefill_waves(c, padded, seqs)
+    return max(reads, per_key * padded * rows * seqs / rate)
+
+
+# FlashMLA's Hopper sparse prefill kernel: one CTA per 64 query heads of one query token, walking its selected keys in
+# blocks of 64 itself (deepseek-ai/FlashMLA csrc/sm90/prefill/sparse/config.h @13d173ac KernelTemplate: B_H = 64,
+# B_TOPK = 64; no split over the keys).
+FLASHMLA_SPARSE_PREFILL_HEAD_TILE = 64
+
+
+def _sparse_prefill_waves(c: _Ctx, padded_heads: float, seqs: float) -> float:
+    """Share of the SMs FlashMLA's sparse prefill kernel keeps busy over its waves when it decodes ``seqs`` tokens of
+    ``padded_heads`` heads each (a 16-bit DSA cache): ``ctas / (ceil(ctas / SMs) x SMs)``, one CTA per 64 heads of a
+    token (:data:`FLASHMLA_SPARSE_PREFILL_HEAD_TILE`). A decode batch of fewer tokens than SMs leaves SMs idle: one
+    token's 2,048 keys take one SM's time, whatever the batch up to the SM count (aiconfigurator 0.12.0's H200 vLLM
+    0.24.0 dsa_generation_module table, 16-bit KV: +52 us a layer from 3 to 2,049 keys at batch 1, 16 and 128 heads
+    alike). Hopper only, the kernel read; 1.0 elsewhere (the Blackwell kernel was not read, and that GPU's table shows
+    no such step)."""
+    sms = c.gpu.sm_count
+    if c.gpu.architecture != "hopper" or not sms:
+        return 1.0
+    ctas = math.ceil(seqs - 1e-9) * ceil_div(int(padded_heads), FLASHMLA_SPARSE_PREFILL_HEAD_TILE)
+    return ctas / (ceil_div(ctas, sms) * sms)
 
 
 GQA_DECODE_TYPES = frozenset({"full", "sliding", "chunked"})  # KV-head attention kinds (not MLA, not recurrent)

@@ -203,3 +203,18 @@ def test_sglang_prompt_budget_follows_the_gpu_memory():
                  output_len=Lengths.of(8))  # fmt: skip
     assert b200.ttft_mean_s == pytest.approx(phase_cost(spec, resolve_gpu("b200"), 12000, phase="prefill",
                                                         engine="sglang").time_s)  # fmt: skip
+
+
+def test_serving_sim_deals_requests_as_each_engine_does() -> None:
+    """--dp dealing: SGLang's round_robin in turn; vLLM's lowest waiting * 4 + running over the last snapshot, the
+    chosen rank's waiting raised at once. By hand: counts [[1, 0], [0, 3], [0, 2]] score 4, 3, 2 -> rank 2, which
+    becomes [1, 2] (score 6); next scores 4, 3, 6 -> rank 1, now [1, 3]; then scores 4, 7, 6 -> rank 0."""
+    from tests.benchmods import bench_module
+
+    sim_mod = bench_module("serving_sim")
+    assert [sim_mod._deal("round_robin", index=i, counts=[[0, 0]] * 3) for i in range(5)] == [0, 1, 2, 0, 1]
+    counts = [[1, 0], [0, 3], [0, 2]]
+    assert [sim_mod._deal("vllm", index=i, counts=counts) for i in range(3)] == [2, 1, 0]
+    assert counts == [[2, 0], [1, 3], [1, 2]]
+    with pytest.raises(ValueError, match="round_robin or vllm"):
+        sim_mod._deal("random", index=0, counts=counts)

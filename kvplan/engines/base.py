@@ -446,6 +446,10 @@ class Calibration:
     # during prefilling" on H800, whose dense BF16 peak is 989 TFLOPS: 0.647; a published figure, not fitted), and the
     # multiple the engine pads a rank's query heads to for that kernel on Hopper / Blackwell (0: no padding).
     sparse_mla_prefill_eff: float = 0.647
+    # ... and the sparse FP8 decode kernel's (an fp8 cache: FlashMLA's flash_mla_with_kvcache with indices; the same
+    # README line: "410 TFlops during decoding" on H800, of its 989: 0.415; published, not fitted). A 16-bit cache
+    # decodes with the prefill kernel at sparse_mla_prefill_eff (kvplan.latency._dsa_decode_s).
+    sparse_mla_decode_eff: float = 0.415
     sparse_mla_heads_multiple: int = 0
     blackwell_sparse_mla_heads_multiple: int = 0
     # The Mamba2 SSD chunked scan's share of the 16-bit tensor-core peak at prefill (kvplan.latency _mamba2_prefill_s,

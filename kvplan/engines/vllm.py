@@ -55,6 +55,8 @@ from kvplan.memory import (
     LayerCache,
     StagePlan,
     cache_plan,
+    dsa_index_key_bytes,
+    dsa_latent_row_bytes,
     element_size,
     head_layout,
     indexer_token_bytes,
@@ -470,25 +472,25 @@ def _with_head_scales(spec: ModelSpec, plan: CachePlan, *, tp: int) -> CachePlan
 # vllm/model_executor/models/deepseek_v2.py (DeepseekV32IndexerCache, Indexer.__init__): the indexer
 # key cache is a separate one-head MLAAttentionSpec layer of uint8, head_size = index_head_dim +
 # index_head_dim // quant_block_size * 4: fp8 values plus one float32 scale per 128 (quant_block_size)
-# values, whatever --kv-cache-dtype says; 132 bytes per token for DeepSeek-V3.2 (index_head_dim 128).
+# values, whatever --kv-cache-dtype says; 132 bytes per token for DeepSeek-V3.2 (kvplan.memory.dsa_index_key_bytes).
 # Simplification: kvplan adds it to its MLA layer's bytes per token instead of a page group of its own.
-INDEXER_QUANT_BLOCK = 128
-
-
-def indexer_bytes(index_head_dim: int) -> int:
-    return index_head_dim + index_head_dim // INDEXER_QUANT_BLOCK * SCALE_BYTES
-
-
-def _with_indexer(spec: ModelSpec, plan: CachePlan) -> CachePlan:
+# An fp8 --kv-cache-dtype becomes fp8_ds_mla for DeepSeek-V3.2 (vllm/model_executor/models/config.py
+# DeepseekV32ForCausalLM.verify_and_update_config: cache_dtype.startswith("fp8") -> "fp8_ds_mla"), FlashMLA's 656-byte
+# latent row (kvplan.memory.dsa_latent_row_bytes; FlashMLASparseBackend.get_kv_cache_shape), not 576 plain fp8 bytes.
+def _with_indexer(spec: ModelSpec, plan: CachePlan, *, mla: str = "latent") -> CachePlan:
     if not any(k.index_head_dim for k in spec.layers.kinds.values()):
         return plan
+    dtype = element_size(plan.kv_dtype)
 
     def stored(c: LayerCache) -> LayerCache:
         kind = spec.kind(c.kind)
         if not kind.index_head_dim:
             return c
-        ideal = indexer_token_bytes(kind, element_size(plan.kv_dtype))
-        return replace(c, bytes_per_token=c.bytes_per_token - ideal + indexer_bytes(kind.index_head_dim))
+        ideal = indexer_token_bytes(kind, dtype)
+        row = 0
+        if kind.type == "mla" and mla == "latent":  # fp8_ds_mla: the sparse kernels' own fp8 row
+            row = dsa_latent_row_bytes(kind, dtype) - dtype.nbytes(kind.kv_lora_rank + kind.qk_rope_head_dim)
+        return replace(c, bytes_per_token=c.bytes_per_token - ideal + dsa_index_key_bytes(kind) + row)
 
     stages = tuple(StagePlan(tuple((n, stored(c)) for n, c in st.groups)) for st in plan.stages)
     return replace(plan, layers=tuple(stored(c) for c in plan.layers), stages=stages)
@@ -654,12 +656,12 @@ class Vllm(Engine):
         self.check_layer_kinds(spec)
         if kv_dtype_name in PER_TOKEN_HEAD:
             plan = cache_plan(spec, PER_TOKEN_HEAD[kv_dtype_name], tp=tp, pp=pp, mla=mla)
-            return _with_indexer(spec, _with_head_scales(spec, plan, tp=tp))
+            return _with_indexer(spec, _with_head_scales(spec, plan, tp=tp), mla=mla)
         if kv_dtype_name == "nvfp4":
             refuse_fp4_kv_mla(self.name, spec, kv_dtype_name)
             plan = cache_plan(spec, kv_dtype_name, tp=tp, pp=pp, mla=mla)
             return with_token_bytes(plan, lambda c: _nvfp4_token_bytes(spec, c, tp=tp))
-        return _with_indexer(spec, cache_plan(spec, kv_dtype_name, tp=tp, pp=pp, mla=mla))
+        return _with_indexer(spec, cache_plan(spec, kv_dtype_name, tp=tp, pp=pp, mla=mla), mla=mla)
 
     def check_kv_on_gpu(self, kv_dtype_name: str, gpu: GPU) -> None:
         """vLLM's nvfp4 KV cache runs on the FlashInfer backend on SM100-family GPUs only:
@@ -1172,6 +1174,10 @@ CALIBRATION = Calibration(
     # CUTLASS_MLA / FLASHMLA / TRITON_MLA, which that fit does not describe.
     blackwell_mla_nope_dims=FLASHINFER_MLA_NOPE,
     blackwell_mla_kv_dtypes=FLASHINFER_MLA_KV,
+    # ... and not for sparse (DSA) models, which run a sparse backend on Blackwell (mla_choice "sparse MLA";
+    # aiconfigurator 0.12.0's B200 and GB200 vLLM 0.24.0 dsa_generation_module tables name kernel_source
+    # FLASHINFER_MLA_SPARSE or FLASHMLA_SPARSE, never FLASHINFER_MLA): mla_layer_s there, as in 0.16.
+    blackwell_mla_dense_only=True,
     # GQA/MHA decode attention per architecture (kvplan.latency _gqa_decode_s): benchmarks/gqa_decode_compare.py --fit
     # on aiconfigurator 0.12.0's vLLM 0.24.0 generation-attention tables (aiconfigurator_core/systems/data/
     # {h100_sxm,h200_sxm,b200_sxm}/attention/vllm/0.24.0/generation_attention_perf.parquet; kernel_source
