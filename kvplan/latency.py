@@ -770,6 +770,18 @@ def _mla_layers(spec: ModelSpec, layers: range) -> int:
     return _fact(spec, ("mla", layers.start, layers.stop), make)
 
 
+def _mixerless_layers(spec: ModelSpec, layers: range) -> int:
+    """Layers of kind type ``none`` in ``layers``: no attention and no recurrent mixer (Nemotron-H's MLP/MoE-only
+    layers, NemotronHBlock with an ``mlp``/``moe`` block_type; Deci's no-op or linear-replacement attention). They
+    launch no attention kernel, so they pay none of its fixed charges."""
+
+    def make() -> int:
+        names = spec.layer_kind_names
+        return sum(1 for i in layers if spec.kind(names[i]).type == "none")
+
+    return _fact(spec, ("mixerless", layers.start, layers.stop), make)
+
+
 def _attention_s(
     c: _Ctx,
     *,
@@ -787,7 +799,7 @@ def _attention_s(
     chunk of a longer prompt: ``batch`` 1); the Mamba2 mixers' kernels scale with those new tokens."""
     spec = c.spec
     layers = stage.layers if stage is not None else range(spec.num_layers)
-    mixers = len(layers)
+    mixers = len(layers) - _mixerless_layers(spec, layers)  # layers that run an attention or a recurrent mixer
     mla = _mla_layers(spec, layers)
     if phase == "prefill":
         any_mla = mla if stage is None else _mla_layers(spec, range(spec.num_layers))
@@ -807,6 +819,8 @@ def _attention_s(
     total = 0.0
     for count, layer in plan.stages[stage.index if stage is not None else 0].groups:  # (layers, cache) per kind
         kind = spec.kind(layer.kind)
+        if kind.type == "none":  # no attention, no mixer (an MLP-only layer): no attention charges
+            continue
         mixer = _recurrent_decode_s(c, kind, batch * layer.state_bytes)  # a recurrent mixer's state (0.0: none)
         if kind.type == "recurrent":
             total += count * mixer
