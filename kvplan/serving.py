@@ -355,11 +355,19 @@ def _alternating_parts(s: Setup, *, n: float, p: float, prompt: int, budget: int
     MoE layers, an idle one where a rank has none; ``get_next_batch_to_run`` keeps prompt and decode batches apart
     across ranks only with speculative decoding, "This branch makes sure prefill and decode batches will not be
     mixed when spec and dp-attn is enabled"). A rank's cycle is then ``1 + k`` iterations (``k`` from its share
-    ``p / dp``), a share ``q = k / (1 + k)`` of its iterations prompt steps; taking the ranks as independent, an
-    iteration holds at least one prompt step in a share ``b = 1 - (1 - q)^dp``, and then ``dp q / b`` ranks run a
-    prompt step each while the others decode their ``n / dp`` (``n (1 - q / b)`` decodes in all; the same
-    independence :func:`_dp_mean_step` takes for mixed steps, stated). The cycle is ``(1 + k)`` mean iterations;
-    with one rank it is ``d + k step(0, p / k)`` exactly."""
+    ``p / dp``), a share ``q = k / (1 + k)`` of its iterations prompt steps, ``dp q`` prompt steps per iteration
+    over the replica. The requests that reach the replica during one iteration all wait for the next, whichever rank
+    they are dealt to (SGLang deals in turn: python/sglang/srt/server_args.py ``load_balance_method =
+    "round_robin"``), so the ranks' prompt steps fall into the same iterations, the more so after a long one: an
+    iteration holds a prompt step when one arrived during the iteration before, ``a = 1 - exp(-r d)`` after a
+    decode-only iteration and ``c = 1 - exp(-r B)`` after a prompt iteration of ``B``, at ``r`` prompt steps a second
+    over the replica; a two-state chain whose prompt iterations are a share ``b = a / (1 - c + a)`` (at least
+    ``q``). ``r`` and ``B`` come from one pass at the chain-free ``b0 = 1 - exp(-dp q)``: ``r = dp q / ((1 - b0) d +
+    b0 B(b0))``, then ``B`` again at ``b``. In a prompt iteration ``dp q / b`` ranks run a prompt step each while
+    the others decode their ``n / dp`` (``n (1 - q / b)`` decodes in all). Before (stop 24), the ranks were taken
+    as independent, ``b = 1 - (1 - q)^dp``; benchmarks/serving_sim.py ``--dp`` ran 25-48 % below that TPOT at
+    0.6-0.85 of the rate, and within -12 .. +4 % of this one. The cycle is ``(1 + k)`` mean iterations; with one
+    rank it is ``d + k step(0, p / k)`` exactly."""
     per_rank = p / s.dp
     decode = _step(s, n=n, p=0, context=context, ep=ep)
     if per_rank <= 0:
@@ -371,10 +379,17 @@ def _alternating_parts(s: Setup, *, n: float, p: float, prompt: int, budget: int
         prompts = steps * _step(s, n=0.0, p=tokens, context=context, prefix=prefix, ep=ep)
         return decode + prompts, prompts / (decode + prompts), decode
     share = steps / (1 + steps)  # a rank's iterations that are its prompt steps
-    busy_share = -math.expm1(s.dp * math.log1p(-share))  # 1 - (1 - q)^dp, exact for tiny q
-    prefilling = s.dp * share / busy_share  # ranks in a prompt step, in an iteration that holds one
-    busy = _step(s, n=n * (1 - share / busy_share), p=tokens, context=context, prefix=prefix, ep=ep,
-                 p_all=tokens * prefilling)  # fmt: skip
+
+    def busy_at(busy_share: float) -> float:  # the iteration that holds ``dp q / busy_share`` ranks' prompt steps
+        return _step(s, n=n * (1 - share / busy_share), p=tokens, context=context, prefix=prefix, ep=ep,
+                     p_all=tokens * s.dp * share / busy_share)  # fmt: skip
+
+    busy_share = -math.expm1(-s.dp * share)  # 1 - exp(-dp q): the chain-free share, for the chain's rate
+    busy = busy_at(busy_share)
+    rate = s.dp * share / ((1 - busy_share) * decode + busy_share * busy)  # prompt steps a second, replica-wide
+    after_decode, after_busy = -math.expm1(-rate * decode), -math.expm1(-rate * busy)
+    busy_share = max(share, after_decode / (1 - after_busy + after_decode))  # the two-state chain
+    busy = busy_at(busy_share)
     cycle = (1 + steps) * ((1 - busy_share) * decode + busy_share * busy)
     own_decode = cycle - steps * busy  # the rank's one decode iteration a cycle: d, or busy where another prefills
     plain = min(1.0, max(0.0, (busy - own_decode) / (busy - decode))) if busy > decode else 1.0

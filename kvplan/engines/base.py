@@ -230,6 +230,11 @@ class Layout:
         nothing while a request runs, the same as :meth:`max_sequences`."""
         return self.max_sequences(available, length)
 
+    def step_units(self, tokens: int, *, chunk: int) -> int:
+        """Units one request holds once ``tokens`` of its tokens are computed or scheduled, the last ``chunk`` of them
+        in this step; where the engine frees nothing while a request runs, its tokens' units."""
+        return self.units_for(1, tokens)
+
     def pool_tokens(self, available: int) -> int:
         """The pool in tokens, as the engine reports it."""
         per_token = self.stage.bytes_per_token
@@ -598,6 +603,13 @@ class Engine:
     # --enable-mixed-chunk, below; Engine.mixes_steps reads the flag). Read by kvplan.serving's steady state and
     # benchmarks/published_compare.py's closed-loop run.
     mixes_prefill_with_decode: bool = True
+    # KV shortfall of a running request, step by step (read by benchmarks/published_compare.py's closed-loop run):
+    # "recompute_newest" where the scheduler, when a running request cannot get the blocks for its next tokens,
+    # preempts the newest running request (its blocks freed, its prompt and generated tokens computed again once it
+    # is admitted anew, at the head of the waiting queue) and admits no waiting request in a step that preempted
+    # (vLLM V1, engines/vllm.py); None: not modelled step by step (the run caps its requests at the pool's mean
+    # holding, :func:`kvplan.serving._limits`).
+    kv_preemption: Literal["recompute_newest"] | None = None
     # Disaggregated prefill/decode (kvplan.disagg), as read in each engine's source. ``disagg_first_token``: which
     # instance samples the first output token: "decode" (the decode instance computes the last prompt token once the
     # KV has arrived: one decode-pool step in TTFT) or "prefill" (sent along with the KV: no decode step before it).
@@ -834,6 +846,17 @@ class Engine:
         kvplan.latency prices prefill FLOPs and decode reads on the spans this gives (:func:`kvplan.latency.
         kernel_spec`); memory (capacity) keeps the engine's own cache rules."""
         return None
+
+    def expert_dims_as_loaded(self, *, weights_dtype: str, gpu: GPU, hidden: int, inter_rank: int) -> tuple[int, int]:
+        """(hidden, intermediate width on the rank) of one routed expert as the engine holds it after loading, where
+        its MoE kernels store the experts padded (kvplan.capacity.setup adds the padding's bytes to the weights); the
+        checkpoint's own dims by default."""
+        return hidden, inter_rank
+
+    def keeps_freed_blocks(self, settings: Settings) -> bool:
+        """Whether a preempted request's freed full blocks stay in a prefix cache (found again when it is scheduled
+        anew, until the allocator hands them to another request); False where that is not modelled."""
+        return False
 
     def decode_view_passes(self, spec: ModelSpec, settings: Settings, seqs: float) -> float:
         """How many times a decode step of ``seqs`` sequences reads its sequences' cached K/V, where the engine's
