@@ -57,6 +57,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import itertools
 import json
 import math
 import statistics
@@ -755,11 +756,12 @@ def later_page_lines() -> list[str]:
     return out
 
 
-def replica_tokens_s(s, isl: int, osl: int) -> float:  # noqa: ANN001
-    """Output tokens/s of one replica at its highest sustainable rate."""
+def replica_tokens_s(s, isl: int, osl: int, *, output_len=None) -> float:  # noqa: ANN001
+    """Output tokens/s of one replica at its highest sustainable rate; ``output_len`` (a :class:`Lengths` of mean
+    ``osl``): the outputs' spread where one is known (:func:`mlperf_output`), else every output ``osl`` long."""
     from kvplan.serving import Lengths, max_rate
 
-    return max_rate(s, input_len=Lengths.of(isl), output_len=Lengths.of(osl)) * osl
+    return max_rate(s, input_len=Lengths.of(isl), output_len=output_len or Lengths.of(osl)) * osl
 
 
 # The TensorRT-LLM tables' runs are finite. Each is `prepare_dataset.py token-norm-dist --num-requests=$num_requests
@@ -919,6 +921,31 @@ def _mlperf_isl(r: dict, datasets: dict) -> int:
     return round(datasets[r["dataset"]]["input_mean"])
 
 
+def output_cv_from_latency(log: dict) -> float:
+    """The outputs' coefficient of variation a Server log implies: its latency percentiles (``latency_s``, quantile ->
+    seconds, the min at 0 and the max at 1) with the quantile function linear between them, its mean and second
+    moment integrated piece by piece (``(a + b) / 2`` and ``(a^2 + ab + b^2) / 3`` over each piece), and ``cv = sd /
+    (mean - ttft_mean_s)``: a request's latency is its TTFT plus its output times a TPOT that varies little, so the
+    latency's spread less the TTFT is the outputs'."""
+    points = sorted((float(q), s) for q, s in log["latency_s"].items())
+    m1 = m2 = 0.0
+    for (u0, a), (u1, b) in itertools.pairwise(points):
+        m1 += (u1 - u0) * (a + b) / 2
+        m2 += (u1 - u0) * (a * a + a * b + b * b) / 3
+    return math.sqrt(m2 - m1 * m1) / (m1 - log["ttft_mean_s"])
+
+
+def mlperf_output(dataset: dict, osl: int):  # noqa: ANN201
+    """The run's outputs as kvplan serves them: the log's mean ``osl``, and where the set's outputs' spread is known
+    (``output_cv`` on the set, its source beside it: the reference model's own outputs, or for Llama-2 NVIDIA's
+    Server logs, :func:`output_cv_from_latency`) the standard deviation ``cv x osl`` (the submitted model's lengths
+    taken to vary so). The sequences in flight are then the longer ones (:func:`kvplan.serving._in_flight_output`)."""
+    from kvplan.serving import Lengths
+
+    cv = dataset.get("output_cv")
+    return Lengths.of(osl) if cv is None else Lengths.of(osl, sd=cv * osl)
+
+
 def _server_tokens_s(s, r: dict, dataset: dict, isl: int, osl: int) -> float:  # noqa: ANN001
     """One replica's output tokens/s at the highest rate within the Server run's TTFT/TPOT limits (kvplan's p99)."""
     from kvplan.serving import Lengths
@@ -926,7 +953,7 @@ def _server_tokens_s(s, r: dict, dataset: dict, isl: int, osl: int) -> float:  #
 
     p90 = max(isl, round(dataset["input_p90"]))
     inp = Lengths.of(isl, p90, max(p90, round(dataset["input_p99"])), sd=dataset.get("input_sd"))
-    targets = Targets(rate_rps=1.0, input_len=inp, output_len=Lengths.of(osl), ttft_s=r["ttft_p99_s"],
+    targets = Targets(rate_rps=1.0, input_len=inp, output_len=mlperf_output(dataset, osl), ttft_s=r["ttft_p99_s"],
                       tpot_s=r["tpot_p99_s"], percentile="p99")  # fmt: skip
     return rate_within_targets(s, targets) * osl
 
@@ -1003,7 +1030,7 @@ def score_mlperf(r: dict, datasets: dict) -> dict:
     isl, osl = _mlperf_isl(r, datasets), round(r["osl"])
     with mlperf_engine(r):
         if r["scenario"] == "Offline":
-            per_replica = replica_tokens_s(s, isl, osl)
+            per_replica = replica_tokens_s(s, isl, osl, output_len=mlperf_output(datasets[r["dataset"]], osl))
         else:
             per_replica = _server_tokens_s(s, r, datasets[r["dataset"]], isl, osl)
     tok_s = per_replica * r["replicas"]
@@ -1018,21 +1045,24 @@ def operating_point(r: dict, datasets: dict) -> dict:
     The log (``measured``: the summary's mean latency, mean first-token latency and mean time per output token)
     fixes the operating point of one replica at the run's completed rate ``lambda``: ``n = lambda x (latency -
     TTFT)`` sequences decoding (Little's law) and ``p = lambda x ISL x TPOT`` prompt tokens entering each step.
-    kvplan's step there (:func:`kvplan.latency.mixed_step_latency`, the decodes at the mean context
-    ``ISL + OSL/2``, the prompts as one chunk) against the measured mean TPOT is a check of the step model at the
-    run's batch, independent of queueing: at a load near saturation the step time (and so TPOT) grows as
+    kvplan's step there (:func:`kvplan.latency.mixed_step_latency`, the decodes at the mean in-flight context
+    ``ISL + OSL (1 + cv^2) / 2``, :func:`kvplan.serving._context_at`, the prompts as one chunk) against the
+    measured mean TPOT is a check of the step model at the run's batch, independent of queueing: at a load near
+    saturation the step time (and so TPOT) grows as
     ``1 / (1 - rho)``, so a small error in the step moves kvplan's rate within the TPOT limit a long way.
     """
     from kvplan.latency import mixed_step_latency
+    from kvplan.serving import Lengths, _context_at
 
     s = _mlperf_setup(r)
     m = r["measured"]
     isl, osl = _mlperf_isl(r, datasets), round(r["osl"])
+    context = _context_at(Lengths.of(isl), mlperf_output(datasets[r["dataset"]], osl))
     rate = r["samples_per_s"] / r["replicas"]
     n = rate * (m["latency_mean_s"] - m["ttft_mean_s"])
     p = rate * isl * m["tpot_mean_s"]
     with mlperf_engine(r):
-        step = mixed_step_latency(s.spec, s.gpu, decode_seqs=n, decode_context=isl + osl // 2, prefill_tokens=p,
+        step = mixed_step_latency(s.spec, s.gpu, decode_seqs=n, decode_context=context, prefill_tokens=p,
                                   tp=s.tp, pp=s.pp, dp=s.dp, expert_parallel=s.ep, kv_dtype_name=s.kv_dtype,
                                   weights_dtype=s.weights_dtype, engine=s.engine.key).total  # fmt: skip
     return {"decoding": n, "prompt_tokens_per_step": p, "kvplan_step_s": step, "measured_tpot_s": m["tpot_mean_s"],
@@ -1060,7 +1090,7 @@ def _server_point(r: dict, datasets: dict, rate_rps: float) -> dict:
     p90 = max(isl, round(dataset["input_p90"]))
     inp = Lengths.of(isl, p90, max(p90, round(dataset["input_p99"])), sd=dataset.get("input_sd"))
     with mlperf_engine(r):
-        x = serve(s, rate_rps=rate_rps, input_len=inp, output_len=Lengths.of(osl), with_max_rate=False,
+        x = serve(s, rate_rps=rate_rps, input_len=inp, output_len=mlperf_output(dataset, osl), with_max_rate=False,
                   with_p90=False)  # fmt: skip
         hold = _balance_hold(s, rate_rps=rate_rps, step_s=x.step_s, n=x.batch)
     return {"rate": rate_rps, "ttft_p99_s": x.ttft_p99_s, "tpot_p99_s": x.tpot_p99_s, "step_s": x.step_s,
@@ -1093,7 +1123,7 @@ def offline_step_residual_s(r: dict, datasets: dict) -> tuple[float, float]:
     from kvplan.serving import Lengths, max_rate, serve
 
     s = _mlperf_setup(r)
-    inp, out = Lengths.of(_mlperf_isl(r, datasets)), Lengths.of(round(r["osl"]))
+    inp, out = Lengths.of(_mlperf_isl(r, datasets)), mlperf_output(datasets[r["dataset"]], round(r["osl"]))
     with mlperf_engine(r):
         top = max_rate(s, input_len=inp, output_len=out)
         at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,

@@ -17,9 +17,12 @@ bounds each prompt step, not the cycle. The steady state at a request rate ``lam
 where ``step`` is the mean of :func:`kvplan.latency.mixed_step_latency` over steps with and
 without a prompt chunk (a prompt enters as a chunk of up to ``budget - n`` tokens in a share
 ``p / chunk`` of the steps; the others are decode-only), with the decodes at the mean context
-``I + O/2``. The rate is past saturation when no ``t`` solves it within the limits: ``n`` beyond
-``max_num_seqs`` or beyond the sequences the KV pool holds at ``I + O/2`` tokens each
-(:func:`kvplan.capacity.pool_tokens`; ``I + O`` each where the engine reserves a request's blocks to
+``I + O/2``; where the outputs' standard deviation is given (:attr:`Lengths.sd` of the output lengths) the batch
+holds long outputs in proportion to their length, and the mean context is ``I + O (1 + scv) / 2``
+(:func:`_in_flight_output`, length-biased sampling; ``scv`` the outputs' squared coefficient of variation). The
+rate is past saturation when no ``t`` solves it within the limits: ``n`` beyond
+``max_num_seqs`` or beyond the sequences the KV pool holds at that context each
+(:func:`kvplan.capacity.pool_tokens`; ``I + O (1 + scv)`` each where the engine reserves a request's blocks to
 completion at admission, ``Engine.holds_to_completion``: TensorRT-LLM's default policy; with its per-window pools,
 ``max_attention_window``, the pool that admits the fewest, :func:`kvplan.capacity.binding_pool`), or ``n + p``
 beyond the token budget (``(W + 1) p`` under an attention-DP balancer's batching wait of ``W`` iterations,
@@ -543,15 +546,39 @@ def _dp_mean_step(s: Setup, *, n: float, p: float, chunk: float, prefix: int, co
     return (1 - busy_share) * _step(s, n=n, p=0, context=context, ep=ep) + busy_share * busy
 
 
+def _in_flight_output(out: Lengths, length: int) -> float:
+    """The mean output length of the sequences in flight, ``length`` being the outputs' mean (or a quantile's
+    length): ``E[O^2] / E[O] = E[O] (1 + scv)`` where the outputs' standard deviation is given
+    (:attr:`Lengths.scv`), ``length`` itself without it.
+
+    A sequence stays in the batch for as many steps as it has output tokens, so the batch holds each request in
+    proportion to its output length: the length-biased sampling of renewal theory (the inspection paradox; S. M.
+    Ross, Introduction to Probability Models, 10th ed., s. 7.7; L. Kleinrock, Queueing Systems I, s. 5.2, the
+    residual life ``E[X^2] / (2 E[X])``). Little's law still gives the number decoding, ``rate x E[O] x step``;
+    what the lengths' spread changes is how long the sequences in the batch are. Prompt and output lengths are
+    taken as independent (the in-flight prompt mean stays ``E[I]``)."""
+    return length * (1 + out.scv)
+
+
+def _context_at(inp: Lengths, out: Lengths, q: float | None = None) -> int:
+    """The mean context (tokens) of the sequences decoding, lengths at quantile ``q`` (None: the means): the prompt
+    plus half the in-flight output (a sequence in flight is uniformly far through its output;
+    :func:`_in_flight_output`). Without an output standard deviation ``I + O // 2``."""
+    return inp.at(q) + int(_in_flight_output(out, out.at(q)) // 2)
+
+
 def _decode_context(inp: Lengths, out: Lengths) -> int:
-    return inp.mean + out.mean // 2
+    return _context_at(inp, out)
 
 
 def _reserved_tokens(s: Setup, inp: Lengths, out: Lengths) -> int:
     """KV tokens one running sequence holds against the pool: its whole prompt + output where the engine's
     scheduler reserves to completion under the setup's flags (``Engine.holds_to_completion``: TensorRT-LLM's
-    GUARANTEED_NO_EVICT, not its MAX_UTILIZATION), else its mean context."""
-    return inp.mean + out.mean if s.engine.holds_to_completion(s.settings) else _decode_context(inp, out)
+    GUARANTEED_NO_EVICT, not its MAX_UTILIZATION), else its mean context. The output is the in-flight one
+    (:func:`_in_flight_output`: the batch holds long outputs in proportion to their length)."""
+    if s.engine.holds_to_completion(s.settings):
+        return inp.mean + int(_in_flight_output(out, out.mean))
+    return _decode_context(inp, out)
 
 
 def _limits(s: Setup, inp: Lengths, out: Lengths) -> tuple[float, str]:
@@ -888,7 +915,7 @@ class _Tail:
         the same quantile (:meth:`Lengths.at`: the p99 held at the p90 where none was given)."""
         s, n, inp = self.s, self.n, self.inp
         n_q = n + z * math.sqrt(n)  # the Poisson count of others, normal approximation
-        ctx_q = inp.at(q) + self.out.at(q) // 2
+        ctx_q = _context_at(inp, self.out, q)
         tpot_q = _mean_step(s, n=1 + n_q, p=self.p, prompt=inp.at(q), budget=self.budget, context=ctx_q, ep=self.ep)
         if self.prefilled:  # the first step: a decode step at the prompt's length (prompt_computed)
             ttft_q = _mean_step(s, n=1 + n_q, p=self.p, prompt=inp.at(q), budget=self.budget, context=inp.at(q),
