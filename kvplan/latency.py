@@ -232,6 +232,8 @@ class _Ctx:
     moe_expert_added: bool = False  # that cost adds to the grouped GEMMs (Blackwell) rather than floors them (Hopper)
     moe_dequant_s: float = 0.0  # W4A16 MXFP4 experts: seconds per weight one token tile dequantizes (_moe_dequant_s)
     view_passes: float = 1.0  # decode attention reads the sequences' cells this many times (Engine.decode_view_passes)
+    fp8_quant_s: float = 0.0  # per-tensor fp8 GEMMs: fixed seconds of the activations' quantization (_fp8_quant_s)
+    moe_mem_scale: float = 1.0  # grouped experts' share of the 16-bit streaming efficiency (fp8_absorbed_mem_eff_scale)
     # Terms every step of this context repeats, taken once on first use (:func:`lm_head_s`, :func:`allreduce_s`,
     # :func:`_decode_attention_stages` by KV dtype); a copy (dataclasses.replace) starts empty
     terms: dict = field(default_factory=dict, init=False, compare=False, repr=False)
@@ -242,13 +244,21 @@ class _Ctx:
         return self.tp * self.dp
 
 
-def _gemm_s(c: _Ctx, m: int, params: int, n_plus_k: int, *, k: int, normed_input: bool = False) -> float:
+def _gemm_s(
+    c: _Ctx, m: int, params: int, n_plus_k: int, *, k: int, normed_input: bool = False, act_quant: bool = True
+) -> float:
     """One GEMM of ``params`` weights (K x N, ``k`` = K) over ``m`` rows.
 
     NVFP4 on FP4 tensor cores (``c.fp4_k_s`` > 0) adds a third roof, the K loop of one output tile, and a second
     kernel, the activations' FP4 quantization: see :func:`_fp4_gemm_terms`. ``normed_input``: the GEMM reads a norm's
     output, which the engine's norm kernel already writes in FP4 where ``fp4_norm_quant_fused`` says so
     (:class:`kvplan.engines.base.Calibration`): then there is no quantization kernel.
+
+    Per-tensor fp8 weights (``c.fp8_quant_s`` > 0) add the activations' dynamic quantization before the GEMM: a
+    fixed cost plus the 16-bit input read at ``fp8_quant_read_eff`` of the bandwidth (TensorRT-LLM
+    ``FP8QDQLinearMethod.apply``: ``quantize_e4m3_per_tensor``, then ``cublas_scaled_mm``; fitted to aiconfigurator's
+    computescale + scale_matrix tables by benchmarks/fp8_quant_compare.py). ``act_quant`` False: a GEMM the engine
+    runs in 16 bits (the MoE router).
     """
     if params <= 0 or m <= 0:
         return 0.0
@@ -258,6 +268,8 @@ def _gemm_s(c: _Ctx, m: int, params: int, n_plus_k: int, *, k: int, normed_input
     compute = 2 * m * params / (c.peak * eff)
     moved = params * c.w_bytes + m * n_plus_k * c.act_bytes
     t = max(compute, moved / (c.bw * c.cal.gemm_mem_eff * c.mem_scale))
+    if c.fp8_quant_s > 0 and act_quant:  # the activations' dynamic fp8 quantization, kernels before the GEMM
+        t += c.fp8_quant_s + m * k * c.act_bytes / (c.bw * c.cal.fp8_quant_read_eff)
     if c.fp4_k_s > 0:
         k_loop, quantize = _fp4_gemm_terms(c, m, k)
         if normed_input and c.cal.fp4_norm_quant_fused:
@@ -400,12 +412,12 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
         eff *= inter_rank / (inter_rank + c.cal.moe_half_width)  # thin expert slices (high TP) run below peak
         compute = 2 * routed * per_expert / ((c.moe_peak or c.peak) * eff)
         moved = touched * per_expert * c.w_bytes + routed * (2 * h + 3 * inter_rank) * c.act_bytes
-        grouped_mem = moved / (c.bw * c.cal.moe_mem_eff * c.mem_scale)
+        grouped_mem = moved / (c.bw * c.cal.moe_mem_eff * c.moe_mem_scale)
         body = max(compute, grouped_mem, _dequant_s(c, touched, per_touched, per_expert))
         grouped = (body + walk if c.moe_expert_added else max(body, walk)) + fixed
     else:  # a vanishing share of a token (serving's fixed point near rate 0): only the kernels' fixed costs
         grouped, grouped_mem = fixed + walk, 0.0
-    router = _gemm_s(c, tokens, h * moe.num_experts, h + moe.num_experts, k=h)  # 16-bit; small
+    router = _gemm_s(c, tokens, h * moe.num_experts, h + moe.num_experts, k=h, act_quant=False)  # 16-bit; small
     router_mem = _gemm_mem_s(c, tokens, h * moe.num_experts, h + moe.num_experts)
     shared = shared_mem = 0.0
     if moe.shared_size:
@@ -1138,9 +1150,10 @@ def _block_fp8(spec: ModelSpec) -> bool:
     return spec.weights is not None and spec.weights.dtype == "fp8" and spec.weights.block is not None
 
 
-def _fp8_scale(spec: ModelSpec, cal: Calibration) -> float:
-    """Block-scaled fp8 checkpoints (DeepSeek-V3's 128 x 128 scales) run slower GEMMs than per-tensor fp8."""
-    return cal.fp8_block_eff_scale if _block_fp8(spec) else cal.fp8_eff_scale
+def _fp8_absorbed(cal: Calibration) -> float:
+    """The fp8 weight-streaming share where the activations' quantization is not priced apart (block-scaled
+    checkpoints, grouped experts): ``fp8_absorbed_mem_eff_scale``, else ``fp8_mem_eff_scale``."""
+    return cal.fp8_mem_eff_scale if cal.fp8_absorbed_mem_eff_scale is None else cal.fp8_absorbed_mem_eff_scale
 
 
 def gemm_peak(spec: ModelSpec | None, gpu: GPU, cal: Calibration, weights_dtype: str) -> tuple[float, float]:
@@ -1152,8 +1165,9 @@ def gemm_peak(spec: ModelSpec | None, gpu: GPU, cal: Calibration, weights_dtype:
     """
     arch = cal.blackwell_compute_eff if gpu.architecture == "blackwell" else 1.0
     if gpu.fp8_dense_tflops is not None and weights_dtype.startswith("fp8"):
-        scale = _fp8_scale(spec, cal) if spec is not None else cal.fp8_eff_scale
-        return gpu.fp8_dense_tflops * 1e12 * scale * arch, cal.fp8_mem_eff_scale
+        block = spec is not None and _block_fp8(spec)
+        scale = cal.fp8_block_eff_scale if block else cal.fp8_eff_scale
+        return gpu.fp8_dense_tflops * 1e12 * scale * arch, _fp8_absorbed(cal) if block else cal.fp8_mem_eff_scale
     if gpu.fp4_dense_tflops is not None and weights_dtype == "nvfp4":
         return gpu.fp4_dense_tflops * 1e12 * cal.fp4_eff_scale * arch, cal.fp4_mem_eff_scale
     return gpu.bf16_dense_tflops * 1e12 * arch, 1.0
@@ -1168,11 +1182,17 @@ def gemm_seconds(
     peak, mem_scale = gemm_peak(None, gpu, cal, weights_dtype)
     if block and gpu.fp8_dense_tflops is not None and weights_dtype.startswith("fp8"):
         peak *= cal.fp8_block_eff_scale / cal.fp8_eff_scale
+        mem_scale = _fp8_absorbed(cal)
     w = weight_dtype(weights_dtype)
     c = _Ctx(spec=None, gpu=gpu, cal=cal, tp=1, w_bytes=float(w.bytes_per_element), act_bytes=2.0,  # type: ignore[arg-type]
              peak=peak, peak16=peak, bw=gpu.bandwidth_gbps * 1e9,
              kernel_s=cal.eager_kernel_s if eager else cal.graph_kernel_s, mem_scale=mem_scale)  # fmt: skip
-    c = replace(c, fp4_k_s=_fp4_k_s(gpu, cal, weights_dtype), wave_sms=_wave_sms(gpu, weights_dtype))
+    c = replace(
+        c,
+        fp4_k_s=_fp4_k_s(gpu, cal, weights_dtype),
+        wave_sms=_wave_sms(gpu, weights_dtype),
+        fp8_quant_s=0.0 if block else _fp8_quant_s(None, gpu, cal, weights_dtype),
+    )
     return _gemm_s(c, m, n * k, n + k, k=k)
 
 
@@ -1234,7 +1254,18 @@ def _make_ctx(
         moe_expert_s=_moe_expert_s(spec, gpu, cal, weights_dtype),
         moe_expert_added=gpu.architecture == "blackwell",
         moe_dequant_s=_moe_dequant_s(gpu, cal, weights_dtype),
+        fp8_quant_s=_fp8_quant_s(spec, gpu, cal, weights_dtype),
+        moe_mem_scale=_fp8_absorbed(cal) if fp8 else mem_scale,
     )
+
+
+def _fp8_quant_s(spec: ModelSpec | None, gpu: GPU, cal: Calibration, weights_dtype: str) -> float:
+    """Fixed seconds of the activations' dynamic quantization before each per-tensor fp8 GEMM on a GPU with fp8
+    tensor cores (``fp8_quant_s``, ``blackwell_fp8_quant_s`` on Blackwell); 0 for block-scaled fp8 checkpoints, other
+    weights or GPUs, and engines without the fit."""
+    if gpu.fp8_dense_tflops is None or not weights_dtype.startswith("fp8") or (spec is not None and _block_fp8(spec)):
+        return 0.0
+    return cal.blackwell_fp8_quant_s if gpu.architecture == "blackwell" else cal.fp8_quant_s
 
 
 def _moe_dequant_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float:

@@ -72,8 +72,10 @@ def test_summary_figures(rows: list[dict]) -> None:
     # the busiest EP rank read one whole expert at least, kvplan.latency._moe_s)
     s = moe_compare.stats(rows)
     assert s["count"] == 15113
-    assert s["median"] == pytest.approx(0.182, abs=5e-4)
-    assert s["signed"] == pytest.approx(0.013, abs=5e-4)
+    # 0.182 before the per-tensor fp8 refit (fp8_eff_scale / fp8_mem_eff_scale with the activation quantization
+    # priced): the MoE router, a GEMM in the fp8 context, moves; the grouped experts keep the absorbed share
+    assert s["median"] == pytest.approx(0.181, abs=5e-4)
+    assert s["signed"] == pytest.approx(0.008, abs=5e-4)  # +0.013 before the per-tensor fp8 refit
     text = moe_compare.render(rows, markdown=True)
     assert "| vllm fp8_block | 1920 |" in text and text.count("\n- ") == moe_compare.WORST
 
@@ -190,4 +192,5 @@ def test_untuned_vllm_fp8_hopper_points_are_flagged(rows: list[dict]) -> None:
                if (r["gpu"], r["model"], r["tp"], r["ep"]) == ("h200", "mixtral-8x7b", 1, 1)}  # fmt: skip
     assert mixtral[256] == pytest.approx(2162e-6) and mixtral[512] == pytest.approx(959.7e-6)
     kept = [r for r in rows if not r["not_physical"] and not r["untuned"]]
-    assert len(kept) == 14223 and moe_compare.stats(kept)["median"] == pytest.approx(0.168, abs=5e-4)  # was 0.170
+    # was 0.170; 0.168 before the per-tensor fp8 refit (the router)
+    assert len(kept) == 14223 and moe_compare.stats(kept)["median"] == pytest.approx(0.167, abs=5e-4)

@@ -406,6 +406,18 @@ class Calibration:
     # GQA/MHA decode attention (every attention layer but MLA's) on Hopper and on Blackwell GPUs, in the form the
     # engines' kernel tables take (DecodeAttention); None: the older form every architecture without a fit keeps,
     # held / (bandwidth x attn_decode_mem_eff) + attn_layer_s + batch x attn_seq_s.
+    # Per-tensor fp8 GEMMs (not block-scaled): the activations' dynamic quantization the engine runs before each, a
+    # scale computed over the 16-bit input and the input quantized with it: ``fp8_quant_s`` fixed seconds
+    # (``blackwell_fp8_quant_s`` on Blackwell) plus the 16-bit input read at ``fp8_quant_read_eff`` of the
+    # bandwidth (kvplan.latency._fp8_quant_s). Fitted by benchmarks/fp8_quant_compare.py --fit to aiconfigurator's
+    # quantize tables (computescale + scale_matrix), never to the step grid; 0: not priced.
+    fp8_quant_s: float = 0.0
+    blackwell_fp8_quant_s: float = 0.0
+    fp8_quant_read_eff: float = 1.0
+    # fp8 weight streaming where the activations' quantization is not priced apart, block-scaled checkpoints (a
+    # per-token-group quantization before each GEMM) and grouped experts (quantized inside the MoE layer): the share
+    # fitted before fp8_quant_s was, which absorbs that kernel; None: fp8_mem_eff_scale.
+    fp8_absorbed_mem_eff_scale: float | None = None
     hopper_gqa_decode: DecodeAttention | None = None
     blackwell_gqa_decode: DecodeAttention | None = None
     # NVFP4 GEMMs that read a normalised input (the QKV and gate/up projections) get it already in FP4 from the norm
