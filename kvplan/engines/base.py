@@ -788,13 +788,14 @@ class Engine:
         self.check_layer_kinds(spec)
         return cache_plan(spec, kv_dtype_name, tp=tp, pp=pp, mla=mla)
 
-    def check_layer_kinds(self, spec: ModelSpec) -> None:
+    def check_layer_kinds(self, spec: ModelSpec, *, indexer_read: bool = False) -> None:
         """Layer kinds issue 9 added (DSA indexer caches, KV-shared and attention-free layers): refused by
-        the engines whose source kvplan has not read for them; those that have override this."""
+        the engines whose source kvplan has not read for them; those that have override this (``indexer_read``:
+        the engine's DSA indexer cache has been read, the other kinds not)."""
         refuse_unread_states(self.name, spec)
         kinds = spec.layers.kinds.values()
         readers = "ideal, vllm or transformers"
-        if any(k.index_head_dim for k in kinds):
+        if not indexer_read and any(k.index_head_dim for k in kinds):
             raise InvalidInput(
                 f"{spec.name} keeps a sparse-attention indexer key cache (index_head_dim); kvplan has no "
                 f"{self.name} layout for it yet; use --engine {readers}"
