@@ -133,3 +133,84 @@ def test_sglang_v32_startup_log_pool_size():
     said = text + "Setting KV cache dtype to fp8_e4m3 for DeepSeek DSA on SM90 device.\n"
     rows = {r["term"]: r for r in check_text(said, engine="sglang", model="deepseek-v3.2-exp", gpu="h200").rows}
     assert rows["cell size (bytes per token, per GPU)"]["predicted_value"] == 43_188
+
+
+# ---- TensorRT-LLM: DSACacheManager -----------------------------------------------------------------
+
+
+def test_trtllm_dsa_bytes_per_token():
+    trtllm = ENGINES["trtllm"]
+    # the latent at the KV dtype + the UINT8 indexer key, 128 fp8 + 4 B scale = 132: bf16 61 x (1,152 + 132) = 78,324;
+    # per-tensor fp8 61 x (576 + 132) = 43,188 (no FlashMLA 656-byte row: that is SGLang's and vLLM's fp8 format)
+    assert trtllm.cache_plan(V32, kv_dtype_name="bf16", tp=8, pp=1).bytes_per_token == 8 * 78_324
+    assert trtllm.cache_plan(V32, kv_dtype_name="fp8", tp=1, pp=1).bytes_per_token == 61 * 708 == 43_188
+
+
+@pytest.mark.parametrize("gpu", ["h200", "b200"])
+def test_trtllm_dsa_blocks_are_64_tokens(gpu):
+    # Hopper: FlashMLA's 64 anyway; Blackwell: 64 where another MLA model gets the default 32
+    lay = setup(V32, resolve_gpu(gpu), engine="trtllm", tp=8, kv_dtype_name="fp8").stages[0].layout
+    assert lay.block_tokens == 64 and lay.settings() == {"tokens_per_block": 64}
+    v3 = setup(load_bundled("deepseek-v3"), resolve_gpu(gpu), engine="trtllm", tp=8, kv_dtype_name="fp8")
+    assert v3.stages[0].layout.block_tokens == (64 if gpu == "h200" else 32)
+    with pytest.raises(InvalidInput, match="KV blocks of 64 tokens only") as exc:
+        setup(V32, resolve_gpu(gpu), engine="trtllm", tp=8, settings=Settings(block_size=32))
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("kv", ["fp16", "int8"])
+def test_trtllm_refuses_kv_dtypes_dsa_does_not_run(kv):
+    with pytest.raises(InvalidInput, match="BF16 or per-tensor FP8 KV cache"):
+        ENGINES["trtllm"].cache_plan(V32, kv_dtype_name=kv, tp=1, pp=1)
+
+
+def test_trtllm_v017_still_refuses_v32():
+    from kvplan.engines import get_engine
+
+    with pytest.raises(InvalidInput, match="indexer key cache"):
+        get_engine("trtllm@0.17").cache_plan(V32, kv_dtype_name="bf16", tp=1, pp=1)
+
+
+def test_trtllm_capacity_h200_tp8():
+    # H200 TP 8, 32K context. Before: refused. After: available 54,143,528,469 B ((139.94 GiB - 80.11 weights - 1.23
+    # activation - 2.57 non-torch) x 0.9); bf16 blocks of 64 x 78,324 = 5,012,736 B: 10,801 -> 691,264 tokens, 21
+    # sequences of 512 blocks; fp8 blocks of 64 x 43,188 = 2,764,032 B: 19,588 -> 1,253,632 tokens, 38 sequences
+    bf16 = capacity(setup(V32, H200, engine="trtllm", tp=8, kv_dtype_name="bf16"), 32_768)
+    fp8 = capacity(setup(V32, H200, engine="trtllm", tp=8, kv_dtype_name="fp8"), 32_768)
+    assert bf16.available_kv_bytes == fp8.available_kv_bytes == 54_143_528_469
+    assert (bf16.kv_pool_tokens, bf16.max_concurrent_sequences) == (691_264, 21)
+    assert (fp8.kv_pool_tokens, fp8.max_concurrent_sequences) == (1_253_632, 38)
+    out = runner.invoke(app, ["capacity", "deepseek-v3.2-exp", "--engine", "trtllm", "--gpu", "h200", "--tp", "8",
+                              "-c", "32k", "--kv-dtype", "fp8"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "`kv_cache_config: {tokens_per_block: 64}`" in out.output and "1,253,632" in out.output
+    bad = runner.invoke(app, ["capacity", "deepseek-v3.2-exp", "--engine", "trtllm", "--gpu", "h200", "-c", "4k",
+                              "--tp", "8", "--kv-dtype", "int8"])  # fmt: skip
+    assert bad.exit_code == 2 and "per-tensor FP8" in bad.output and "Traceback" not in bad.output
+
+
+def test_trtllm_v32_plan_accepts_it():
+    out = runner.invoke(app, ["plan", "deepseek-v3.2-exp", "--engine", "trtllm", "--users", "64", "-c", "32k",
+                              "--gpus", "h200,b200"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "trtllm-serve" in out.output
+
+
+# ---- the decode reads each engine's rows -----------------------------------------------------------
+
+
+def test_sparse_decode_reads_each_engines_fp8_row():
+    # FLOPs outweigh the reads at these shapes, so the kernel efficiency is raised until the reads bind: 2,048 selected
+    # rows x 64 sequences of 656 B (vLLM's and SGLang's FlashMLA row) or 576 B (TensorRT-LLM's per-tensor fp8 row) at
+    # 4.8e12 B/s x mla_decode_mem_eff
+    from dataclasses import replace
+
+    from kvplan.latency import _engine_ctx, _sparse_decode_s
+
+    kind = V32.kind("mla_indexed")
+    for engine, row in (("vllm", 656), ("sglang", 656), ("trtllm", 576)):
+        c = _engine_ctx(V32, H200, engine, kv_dtype="fp8", tp=8, weights_dtype="fp8", eager=False, ep=False, dp=1,
+                        pp=1, gpus_per_node=None, two_batch=False, deepep=False)  # fmt: skip
+        fast = replace(c, cal=replace(c.cal, sparse_mla_decode_eff=1e6))
+        want = row * 2_048 * 64 / (4.8e12 * c.cal.mla_decode_mem_eff)
+        assert _sparse_decode_s(fast, kind, context=4_096, seqs=64, kv_dtype="fp8") == pytest.approx(want, rel=1e-9)

@@ -455,6 +455,11 @@ class Calibration:
     # README line: "410 TFlops during decoding" on H800, of its 989: 0.415; published, not fitted). A 16-bit cache
     # decodes with the prefill kernel at sparse_mla_prefill_eff (kvplan.latency._dsa_decode_s).
     sparse_mla_decode_eff: float = 0.415
+    # The row an fp8 DSA cache holds, which that decode reads (kvplan.latency._sparse_decode_s): "flashmla", FlashMLA's
+    # 656-byte row with its scales and bf16 RoPE part (vLLM's fp8_ds_mla; SGLang's NSA pool, whose fp8 decode default
+    # flashmla_kv is the same FlashMLA kernel, kvplan.engines.sglang); "per_tensor", the plain 576-byte latent at one
+    # scale per tensor (TensorRT-LLM's DSACacheManager, kvplan.engines.trtllm DSA_TOKENS_PER_BLOCK).
+    dsa_fp8_row: str = "flashmla"
     sparse_mla_heads_multiple: int = 0
     blackwell_sparse_mla_heads_multiple: int = 0
     # The Mamba2 SSD chunked scan's share of the 16-bit tensor-core peak at prefill (kvplan.latency _mamba2_prefill_s,

@@ -814,8 +814,8 @@ ENGINE = Sglang(
     release="0.5",
     version="0.4.3 budget / 0.5.x mem_fraction_static heuristic",
     # python/sglang/srt/model_executor/model_runner.py profile_max_num_token; page_size 1 default.
-    paging="token slots (page 1; 64 where trtllm_mla runs: DeepSeek-V3 / Kimi-K2 on SM100); pool = rest / cell_size "
-    "over all layers",
+    paging="token slots (page 1; 64 where trtllm_mla runs: DeepSeek-V3 / Kimi-K2 on SM100, and for NSA: "
+    "DeepSeek-V3.2); pool = rest / cell_size over all layers",
     budget_rule="free memory at start x mem_fraction_static - weights",
     # python/sglang/srt/managers/scheduler.py Scheduler.get_next_batch_to_run ("Run prefill first if possible": a new
     # prefill batch from get_new_batch_prefill, else the running batch's decode; v0.5.9 and earlier 0.4 / 0.5 copies,
