@@ -214,3 +214,8 @@ def test_sparse_decode_reads_each_engines_fp8_row():
         fast = replace(c, cal=replace(c.cal, sparse_mla_decode_eff=1e6))
         want = row * 2_048 * 64 / (4.8e12 * c.cal.mla_decode_mem_eff)
         assert _sparse_decode_s(fast, kind, context=4_096, seqs=64, kv_dtype="fp8") == pytest.approx(want, rel=1e-9)
+
+
+def test_trtllm_dsa_refuses_attention_windows():
+    with pytest.raises(InvalidInput, match="indexer cache: kvplan has not read how TensorRT-LLM windows it"):
+        setup(V32, H200, engine="trtllm", tp=8, settings=Settings(max_attention_window=(4096,)))

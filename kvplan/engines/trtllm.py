@@ -302,8 +302,13 @@ def tokens_per_block(spec: ModelSpec, *, gpu: GPU, given: int | None, default: i
 def window_layout(spec: ModelSpec, plan: CachePlan, *, stage_index: int, settings: Settings, gpu: GPU) -> WindowLayout:
     """The stage's layers under the declared windows. Layer kinds whose windowed layout was not read are refused:
     recurrent state (hybrid models: TensorRT-LLM's Mamba cache manager) and Llama 4's chunked attention (how its
-    attention_chunk_size meets a declared window)."""
+    attention_chunk_size meets a declared window), and DSA models' indexer cache."""
     windows = settings.max_attention_window or ()
+    if is_dsa(spec):  # DSACacheManager's indexer pool under windows was not read
+        raise InvalidInput(
+            f"--max-attention-window with {spec.name}'s sparse-attention indexer cache: kvplan has not read how "
+            "TensorRT-LLM windows it; drop the flag"
+        )
     kinds = {c.type for c in plan.layers}
     if kinds & {"recurrent", "chunked"}:
         raise InvalidInput(
