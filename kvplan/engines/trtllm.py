@@ -780,8 +780,8 @@ CALIBRATION = Calibration(
     version="TensorRT-LLM 1.3.0rc20",
     source=FIT_SOURCE,
     # DeepSeek-V3.2's fp8 cache: per-tensor FP8 576-byte rows (DSA_TOKENS_PER_BLOCK above), which the decode reads. Its
-    # sparse MLA kernels (FlashMLA's on Hopper, the trtllm-gen FP8 kernel on Blackwell, blog15) were not read: their
-    # FLOPs are priced with vLLM's FlashMLA rules (kvplan.latency._sparse_decode_s).
+    # sparse MLA kernels (FlashMLA's on Hopper, its own FP8 kernel on Blackwell, blog15 "Sparse MLA Kernel") were not
+    # read: their FLOPs are priced with vLLM's FlashMLA rules (kvplan.latency._sparse_decode_s).
     dsa_fp8_row="per_tensor",
     gemm_peak_eff=0.7886,
     gemm_half_m=64.29,
