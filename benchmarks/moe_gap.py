@@ -40,6 +40,7 @@ import argparse
 import json
 import math
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_moe_gap.json"
@@ -78,6 +79,16 @@ def _aic():  # noqa: ANN202 - cli_estimate and the captured call's breakdown, or
     return cli_estimate, seen
 
 
+def _shape_tables(tables: dict) -> dict:
+    """{"<kernel> <distribution>": [[tokens, ms], ...]} of one GPU's table for the shape, every token count."""
+    out: dict[str, list] = {}
+    for (source, d, tokens), ms in sorted(tables.items()):
+        name = next((n for n, s in KERNELS.items() if s == source), None)
+        if name is not None and d in DISTRIBUTIONS:
+            out.setdefault(f"{name} {d}", []).append([tokens, ms])
+    return out
+
+
 def _kernel_tables(system: str) -> dict:
     """{(kernel, distribution, tokens): ms} of the shape's NVFP4 TP 1 / EP 1 rows of the TensorRT-LLM MoE table."""
     from importlib.resources import files
@@ -99,13 +110,14 @@ def collect(out: Path) -> int:
     import aiconfigurator
 
     cli_estimate, seen = found
-    rows = []
+    rows, shape_tables = [], {}
     for case in CASES:
         system = SYSTEMS[case["gpu"]]
         r = cli_estimate(HF, system, mode="static_gen", backend_name="trtllm", batch_size=case["batch"], tp_size=1,
                          moe_tp_size=1, moe_ep_size=1, isl=case["isl"], osl=2, gemm_quant_mode="nvfp4",
                          kvcache_quant_mode="fp8", moe_quant_mode="nvfp4")  # fmt: skip
         tables = _kernel_tables(system)
+        shape_tables[case["gpu"]] = _shape_tables(tables)
         kernel_ms = {f"{name} {d}": tables[(source, d, case["batch"])] for name, source in KERNELS.items()
                      for d in DISTRIBUTIONS}  # fmt: skip
         rows.append({**case, "aic_tpot_ms": float(r.tpot), "aic_backend_version": r.backend_version,
@@ -117,13 +129,100 @@ def collect(out: Path) -> int:
             "moe_kernel_ms: one layer of the TensorRT-LLM MoE table at the case's token count",
             "moe_table": f"systems/data/<gpu>/moe/trtllm/{VERSION}/moe_perf.parquet, hidden/width/experts/top-k "
             f"{SHAPE}, nvfp4, TP 1, EP 1"}  # fmt: skip
-    out.write_text(json.dumps({"meta": meta, "cases": rows}, indent=1) + "\n")
+    body = json.dumps({"meta": meta, "cases": rows, "tables": shape_tables}, indent=1)
+    out.write_text(body + "\n")
     print(f"wrote {len(rows)} cases to {out}")
     return 0
 
 
 def load(path: Path = DATA) -> list[dict]:
     return json.loads(path.read_text())["cases"]
+
+
+def load_tables(path: Path = DATA) -> dict:
+    """{gpu: {"<kernel> <distribution>": [[tokens, ms], ...]}}: the shape's rows of both kernel tables."""
+    return json.loads(path.read_text())["tables"]
+
+
+def table_layer_s(points: list, tokens: float) -> float:
+    """One MoE layer's seconds at ``tokens`` from a table's ``[[tokens, ms], ...]``: log-log between the two nearest
+    counts, the first row below the table, and in proportion to the tokens past its last row."""
+    lo = points[0]
+    if tokens <= lo[0]:
+        return lo[1] * 1e-3
+    for hi in points[1:]:
+        if tokens <= hi[0]:
+            f = math.log(tokens / lo[0]) / math.log(hi[0] / lo[0])
+            return math.exp(math.log(lo[1]) + f * math.log(hi[1] / lo[1])) * 1e-3
+        lo = hi
+    return lo[1] * tokens / lo[0] * 1e-3
+
+
+@contextmanager
+def experts_from_table(tables: dict, name: str):  # noqa: ANN201
+    """For the ``with`` block, the grouped experts of every TensorRT-LLM NVFP4 MoE layer of this shape on one
+    Blackwell GPU (no expert split) priced from kernel table ``name`` (``"cutlass balanced"``, ...) at the layer's
+    tokens instead of by :func:`kvplan.latency._moe_s`'s formula; the latency and serving memos are emptied on the
+    way in and out. A reading of what the kernel TensorRT-LLM runs would do to the published rows: nothing here is
+    kept in kvplan."""
+    from kvplan import latency
+    from kvplan.serving import forget_memos
+
+    priced = latency._moe_s
+    h, width, experts, top = SHAPE
+
+    def from_table(c, tokens: float, moe_tokens: float):  # noqa: ANN001, ANN202
+        parts = priced(c, tokens, moe_tokens)
+        moe = c.spec.moe
+        ours = (moe is not None and (c.spec.hidden_size, moe.expert_intermediate_size, moe.num_experts,
+                                     moe.experts_per_token) == SHAPE)  # fmt: skip
+        if not ours or c.cal.engine != "trtllm" or c.moe_layer_s is None or c.moe_ranks != 1 or moe_tokens <= 0:
+            return parts
+        return parts._replace(grouped=table_layer_s(tables[c.gpu.name][name], moe_tokens))
+
+    latency._moe_s = from_table
+    forget_memos(facts=False)
+    try:
+        yield
+    finally:
+        latency._moe_s = priced
+        forget_memos(facts=False)
+
+
+READINGS = ("cutlass balanced", "cutlass power_law_1.2", "min_latency balanced")
+TARGET = 0.20  # published_compare.TARGET: within 20 % of the published figure
+
+
+def published_rows(tables: dict) -> list[dict]:
+    """The TensorRT-LLM v1.0 Qwen3-30B-A3B NVFP4 rows (benchmarks/data/published_throughput.json) as
+    ``published_compare.py`` scores them (each the finite run the page made) and under each of :data:`READINGS`."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import published_compare as pc
+
+    runs = [r for r in json.loads(pc.DATA.read_text())["runs"] if r["source"] == "trtllm-1.0" and r["model"] == MODEL]
+    out = [{k: r[k] for k in ("gpu", "isl", "osl", "published_tok_s")} | {"as scored": pc.run_tokens_s(r)}
+           for r in runs]  # fmt: skip
+    for name in READINGS:
+        with experts_from_table(tables, name):
+            for row, r in zip(out, runs, strict=True):
+                row[name] = pc.run_tokens_s(r)
+    return out
+
+
+def published_lines(rows: list[dict]) -> list[str]:
+    """One line per row (published tok/s, kvplan's ratio as scored and under each reading), then per GPU and column
+    the rows within 20 %."""
+    cols = ("as scored", *READINGS)
+    lines = [f"{'GPU':<6} {'ISL/OSL':>10} {'published':>10}  " + "  ".join(f"{c:>21}" for c in cols)]
+    for r in rows:
+        ratios = "  ".join(f"{'x%.2f' % (r[c] / r['published_tok_s']):>21}" for c in cols)
+        lines.append(f"{r['gpu']:<6} {str(r['isl']) + '/' + str(r['osl']):>10} {r['published_tok_s']:>10,}  {ratios}")
+    for gpu in sorted({r["gpu"] for r in rows}):
+        mine = [r for r in rows if r["gpu"] == gpu]
+        within = "; ".join(f"{c} {sum(abs(r[c] / r['published_tok_s'] - 1) <= TARGET for r in mine)}"
+                           for c in cols)  # fmt: skip
+        lines.append(f"{gpu}: within 20 % of {len(mine)}: {within}")
+    return lines
 
 
 def kvplan_ops(gpu_name: str, *, batch: int, isl: int, cal=None) -> dict[str, float]:  # noqa: ANN001
@@ -238,13 +337,57 @@ def render(results: list[dict], *, markdown: bool) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+# kvplan's two NVFP4 MoE constants fitted to the CUTLASS rows alone (a reading, not kvplan's constants): the grid of
+# fit_moe_ops.py over benchmarks/data/aiconfigurator_moe.json's TensorRT-LLM nvfp4 points (B200, GB200; moe_compare
+# leaves the min-latency rows out for TensorRT-LLM), the share of the FP4 peak 0.05-1.5 in 0.01 steps and the fixed
+# seconds 1-100 us in 0.5 us steps, fitted in turn.
+KERNEL_FIT = {
+    "fp4_moe_eff_scale": ("trtllm", "nvfp4", ("b200", "gb200"), 1.0, tuple(i / 100 for i in range(5, 151))),
+    "fp4_moe_layer_s": ("trtllm", "nvfp4", ("b200", "gb200"), 1e-6, tuple(i / 2 for i in range(2, 201))),
+}
+
+
+def kernel_fit_lines() -> list[str]:
+    """:data:`KERNEL_FIT` through ``fit_moe_ops.fit_all`` (about two minutes), then the CUTLASS points at or past 513
+    tokens by model, signed median ln, at the fitted values."""
+    import statistics
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import fit_moe_ops
+    import moe_compare
+
+    fit_moe_ops.FITS.update(KERNEL_FIT)
+    fit_moe_ops.JOINT = (*fit_moe_ops.JOINT, tuple(KERNEL_FIT))
+    tables = moe_compare.load()
+    results = fit_moe_ops.fit_all(tables, list(KERNEL_FIT))
+    lines = [f"{r['name']}={r['value_s']:.4g}  ({r['points']} points; median |ln| {r['before'][0]:.3f} -> "
+             f"{r['after'][0]:.3f}, worst {r['before'][1]:.3f} -> {r['after'][1]:.3f})" for r in results]  # fmt: skip
+    pairs = fit_moe_ops.points(tables, "trtllm", "nvfp4", ("b200", "gb200"))
+    lns = fit_moe_ops.log_ratios(pairs, {r["name"]: r["value_s"] for r in results})
+    by_model: dict[str, list[float]] = {}
+    for (_, point), ln in zip(pairs, lns, strict=True):
+        if point[4] >= 513:
+            by_model.setdefault(list(moe_compare.SHAPES)[point[1]], []).append(ln)
+    lines.append("at 513 tokens and over, median signed ln by model: "
+                 + ", ".join(f"{m} {statistics.median(v):+.2f}" for m, v in by_model.items()))  # fmt: skip
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--collect", action="store_true", help="run the cases through aiconfigurator into the data file")
     p.add_argument("--markdown", action="store_true", help="tables for docs/cost.md")
+    p.add_argument("--published", action="store_true", help="the published v1.0 rows with the experts from the tables")
+    p.add_argument("--kernel-fit", action="store_true", help="the NVFP4 MoE constants fitted to the CUTLASS rows")
     args = p.parse_args(argv)
+    if args.kernel_fit:
+        print("\n".join(kernel_fit_lines()))
+        return 0
     if args.collect:
         return collect(DATA)
+    if args.published:
+        print("\n".join(published_lines(published_rows(load_tables()))))
+        return 0
     print(render(compare(load()), markdown=args.markdown), end="")
     return 0
 

@@ -62,6 +62,37 @@ def test_docs_block_is_the_scripts_output(results: list[dict]) -> None:
     assert block == gap.render(results, markdown=True).rstrip("\n")
 
 
+def test_table_interpolation_by_hand() -> None:
+    # log-log between the two nearest counts: 100 tokens between 64 (160 us) and 128 (170 us): f = ln(100/64) /
+    # ln(2) = 0.64386, exp(ln 160 + f ln(170/160)) = 160 x 1.0625^0.64386 = 166.37 us; below the first row its
+    # figure; past the last in proportion (256 tokens, last 128 at 170 us: 340 us)
+    pts = [[1, 0.020], [64, 0.160], [128, 0.170]]  # [tokens, ms], as the stored tables
+    assert gap.table_layer_s(pts, 100) == pytest.approx(166.37e-6, rel=1e-4)
+    assert gap.table_layer_s(pts, 0.5) == pytest.approx(20e-6)
+    assert gap.table_layer_s(pts, 64) == pytest.approx(160e-6)
+    assert gap.table_layer_s(pts, 256) == pytest.approx(340e-6)
+
+
+def test_published_reading(cases: list[dict]) -> None:
+    # The Qwen3-30B-A3B v1.0 rows with the experts from each kernel table; the reading leaves kvplan as it was
+    from kvplan import latency
+
+    priced = latency._moe_s
+    rows = gap.published_rows(gap.load_tables())
+    assert latency._moe_s is priced
+    assert len(rows) == 20 and {r["gpu"] for r in rows} == {"b200", "gb200"}
+    b200 = {(r["isl"], r["osl"]): r for r in rows if r["gpu"] == "b200"}
+    r = b200[(128, 128)]
+    # slower experts, fewer tokens/s: CUTLASS below kvplan's formula, min-latency above it
+    assert r["cutlass balanced"] < r["as scored"] < r["min_latency balanced"]
+    lines = gap.published_lines(rows)
+    assert lines[-2] == ("b200: within 20 % of 10: as scored 3; cutlass balanced 8; cutlass power_law_1.2 9; "
+                         "min_latency balanced 0")  # fmt: skip
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "cost.md").read_text(encoding="utf-8")
+    block = doc.split("<!-- moe_gap_published:begin -->\n```\n", 1)[1].split("\n```\n<!-- moe_gap_published:end", 1)[0]
+    assert block == "\n".join(lines)
+
+
 def test_collect_skips_cleanly_without_aiconfigurator(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     try:
         import aiconfigurator  # noqa: F401
