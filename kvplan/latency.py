@@ -1430,11 +1430,14 @@ def _fp4_k_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float:
 def _fp4_moe_layer_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float | None:
     """Fixed seconds of one NVFP4 grouped-expert layer on FP4 tensor cores (``fp4_moe_layer_s``); None elsewhere.
 
-    Both engines run NVFP4 experts on Blackwell through TensorRT-LLM-Gen's fused MoE kernels, not the CUTLASS
-    grouped GEMMs the 16-bit and fp8 fits describe: aiconfigurator 0.12.0 times TensorRT-LLM's NVFP4 MoE as
-    ``moe_torch_flow_min_latency`` and vLLM's as ``..._flashinfer_trtllm_trtllmnvfp4expertsmonolithic``
-    (systems/data/b200_sxm/moe/*/moe_perf.parquet). At one token (Qwen3-30B-A3B's shape, 128 experts, top 8) they
-    take 16.6 and 15.3 us against 30.7 (TensorRT-LLM CUTLASS, bf16) and 19.0 (vLLM, bf16): a smaller fixed cost.
+    Fitted with the other NVFP4 constants on aiconfigurator 0.12.0's NVFP4 steps (benchmarks/fit_fp4.py). vLLM runs
+    NVFP4 experts on Blackwell through TensorRT-LLM-Gen's fused MoE kernels (aiconfigurator's
+    ``..._flashinfer_trtllm_trtllmnvfp4expertsmonolithic``, systems/data/b200_sxm/moe/vllm/*/moe_perf.parquet: 15.3 us
+    at one token of Qwen3-30B-A3B's shape against 19.0 for bf16). aiconfigurator's TensorRT-LLM steps take
+    TensorRT-LLM-Gen's min-latency kernel up to 128 tokens and CUTLASS above (``moe_torch_flow_min_latency`` 16.6 us,
+    ``moe_torch_flow_cutlass`` 54.9 us at one token), so TensorRT-LLM's figure describes that mixture, where
+    TensorRT-LLM runs CUTLASS for NVFP4 checkpoints at every count (``ModelConfig.resolve_moe_backend``,
+    tensorrt_llm/_torch/model_config.py; docs/cost.md "The MoE rows' per-step gap", benchmarks/moe_gap.py).
     """
     if gpu.fp4_dense_tflops is None or weights_dtype != "nvfp4" or cal.fp4_moe_layer_s is None:
         return None
