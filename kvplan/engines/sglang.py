@@ -29,6 +29,7 @@ from kvplan.engines.base import (
     Layout,
     LentFits,
     LogFacts,
+    OutputReserve,
     Overlap,
     Settings,
     check_moe_parallel,
@@ -785,6 +786,43 @@ HOST_LOOP = HostLoop(overlaps_gpu=True, switch="--disable-overlap-schedule")
 # 4 and 8 query heads a KV head: benchmarks/data/aiconfigurator_gqa_decode.json), every other constant held. Hopper
 # 5,180 rows, median |ln| 0.095, worst 0.496 (with vLLM's FA3 fit 0.134-0.194); B200 2,590 rows, 0.063, worst 0.684
 # (with vLLM's FlashInfer fit: fp8 KV 0.342, its trtllm_mha fp8 kernel's floor 15.8 us against FlashInfer's 9.4).
+# Admission and retraction (Engine.output_reserve / kv_preemption), read in the sglang 0.5.7 wheel (PyPI; the release of
+# the DeepSeek-R1 rows) and compared with the 0.5.3 wheel (the GLM-4.6 and Qwen3-8B rows):
+# * python/sglang/srt/managers/schedule_policy.py PrefillAdder: rem_total_tokens = allocator available_size() + tree
+#   cache evictable_size() - rem_total_token_offset, the offset summing _get_running_request_total_token_offset over the
+#   running batch, min(max_new_tokens - len(output_ids), CLIP_MAX_NEW_TOKENS) x new_token_ratio; add_one_req refuses a
+#   request (NO_TOKEN, and the scheduler sets batch_is_full) when extend_input_len + min(max_new_tokens,
+#   CLIP_MAX_NEW_TOKENS) >= rem_total_tokens, and on admission _update_prefill_budget adds its input +
+#   min(max_new_tokens, CLIP) to the offset. 0.5.7 reserves max(max_new_tokens - len(output_ids), 0) for a request
+#   admitted again after a retraction, 0.5.3 its whole max_new_tokens (readmit_remaining; kvplan follows 0.5.7).
+#   CLIP_MAX_NEW_TOKENS: env SGLANG_CLIP_MAX_NEW_TOKENS_ESTIMATION, default 4096. add_one_req also stops the step at a
+#   request whose input tokens reach rem_input_tokens (server_args max_prefill_tokens, default 16,384, less the step's
+#   inputs so far) once the step holds one (prompt_step_tokens). The ignore_eos path (add_one_req_ignore_eos) runs only
+#   with the radix cache disabled (getattr(self.tree_cache, "disable", True)); kvplan takes the radix cache on, SGLang's
+#   default.
+# * managers/scheduler.py Scheduler.__init__: init_new_token_ratio = min(SGLANG_INIT_NEW_TOKEN_RATIO (0.7) x
+#   --schedule-conservativeness (server_args default 1.0), 1); min_new_token_ratio = min(init x
+#   SGLANG_MIN_NEW_TOKEN_RATIO_FACTOR (0.14), 1); new_token_ratio_decay = (init - min) /
+#   SGLANG_NEW_TOKEN_RATIO_DECAY_STEPS (600) (0.5.7 srt/environ.py; 0.5.3 global_config.py, the same defaults).
+#   update_running_batch: when batch.check_decode_mem() fails (one token a running request, page 1, after evicting the
+#   tree cache), retract_decode and new_token_ratio = what it returns; else new_token_ratio = max(ratio - decay, min).
+#   self_check_during_idle sets it back to init_new_token_ratio (an idle server; a closed-loop run is never idle).
+# * managers/schedule_batch.py ScheduleBatch.retract_decode: the running requests sorted by (len(output_ids),
+#   -len(origin_input_ids)) descending, popped from the end (fewest outputs, then the longest prompt, then the latest in
+#   the batch), at least one and until check_decode_mem holds for the others (always keeping one); release_req frees the
+#   request's tokens past its cached prefix (0.5.7 release_kv_cache(is_insert=False) -> cache_finished_req frees
+#   kv_indices[cache_protected_len:]; 0.5.3 frees from len(prefix_indices)) and unlocks the prefix node (its prompt,
+#   inserted by cache_unfinished_req after the prefill, becomes evictable), then evicts the tree cache when fewer than
+#   remaining x SGLANG_RETRACT_DECODE_STEPS (20) tokens are free; the new ratio is (sum of len(output_ids) + 20 x
+#   requests) / (sum of max_new_tokens (+1 in 0.5.7)), at most 1, over the requests left. Scheduler
+#   _add_request_to_queue appends the retracted request to the waiting queue (FCFS, server_args schedule_policy default
+#   "fcfs": no reordering); admitted again, it computes its prompt and outputs past the prefix the radix cache still
+#   holds (mem_cache/radix_cache.py evict: whole leaves, least recently accessed first).
+OUTPUT_RESERVE = OutputReserve(
+    init_ratio=0.7, min_ratio_factor=0.14, decay_steps=600, retract_steps=20, clip_tokens=4096,
+    readmit_remaining=True, prompt_step_tokens=16384,
+)  # fmt: skip
+
 SGLANG_GQA_DECODE = (
     ("hopper_gqa_decode", DecodeAttention(floor_s=1.308e-05, floor_16bit_s=8.893e-06, mem_eff=0.7375,
                                           seq_kvhead_s=2.429e-08, seq_kvhead_16bit_s=2.143e-08, overlap_p=1.368)),
@@ -823,6 +861,8 @@ ENGINE = Sglang(
     # prefill batch only with --enable-mixed-chunk, get_new_batch_prefill mix_with_running): prompt and decode
     # batches are separate steps.
     mixes_prefill_with_decode=False,
+    kv_preemption="retract_fewest_outputs",  # ScheduleBatch.retract_decode (OUTPUT_RESERVE's comment)
+    output_reserve=OUTPUT_RESERVE,
     kv_dtypes=("bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "fp8", "fp4_e2m1"),
     # server_args.py --kv-cache-dtype choices: auto, fp8_e5m2, fp8_e4m3; fp4_e2m1 (quantized_kv_cache.md @03cd2ec,
     # "experimental"; _fp4_token_bytes).
