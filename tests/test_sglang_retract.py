@@ -55,6 +55,16 @@ def test_kv_bound_with_the_reserve_by_hand(qwen32b):
     assert _reserved_tokens(vllm, inp, out) == 2304  # vLLM: no reserve, the mean holding as before
 
 
+def test_kv_bound_on_a_disaggregated_decode_instance_by_hand(qwen32b):
+    """SGLang's decode instance (DecodePreallocQueue) keeps 512 tokens free for every request it holds and admits one
+    whose prompt + 512 fit the rest: the same pool of 18,511 tokens, 2,048 in / 512 out: held 2,048 + 256 + 512 =
+    2,816, E = 2,048 + 512 = 2,560, N = floor(15,951 / 2,816) + 1 = floor(5.66) + 1 = 6 (the prefill-side rule's 7
+    before)."""
+    inp, out = Lengths.of(2048), Lengths.of(512)
+    assert _reserved_tokens(qwen32b, inp, out, prefilled=True) == 2816
+    assert _limits(qwen32b, inp, out, prefilled=True) == (6, "kv_cache")
+
+
 def _run(pool: int, *, budget: int):
     """A RetractRun on a real SGLang setup whose pool is set to ``pool`` tokens (the rules only; no step is priced)."""
     pub = bench_module("published_compare")

@@ -567,6 +567,10 @@ class OutputReserve:
     # A prompt step's input-token cap beside the token budget: a request whose uncomputed prompt tokens reach what is
     # left of it is not started in a step that already holds a request (None: no such cap).
     prompt_step_tokens: int | None = None
+    # A disaggregated decode instance's own rule (prompts arriving with their KV, kvplan.serving ``prefilled``): each
+    # request it holds keeps this many tokens free beside its own, and a request is admitted while its prompt plus
+    # this many fit what is left (None: the reserve above applies there too).
+    prefilled_reserve_tokens: int | None = None
 
     def start_ratio(self, conservativeness: float = 1.0) -> float:
         return min(self.init_ratio * conservativeness, 1.0)
