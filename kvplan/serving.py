@@ -592,7 +592,8 @@ def _reserved_tokens(s: Setup, inp: Lengths, out: Lengths, *, prefilled: bool = 
         return held
     if prefilled and reserve.prefilled_reserve_tokens is not None:
         return held + reserve.prefilled_reserve_tokens
-    return held + int(reserve.floor_ratio() * _output_left(out, clip=reserve.clip_tokens))
+    floor = reserve.floor_ratio(reserve.conservativeness(s.settings))
+    return held + int(floor * _output_left(out, clip=reserve.clip_tokens))
 
 
 def _output_left(out: Lengths, *, clip: int) -> float:

@@ -764,6 +764,7 @@ ENGINE = Sglang(
         "two_batch_overlap",
         "deepep",  # --moe-a2a-backend deepep
         "mixed_chunk",  # --enable-mixed-chunk (Engine.mixes_steps)
+        "schedule_conservativeness",  # --schedule-conservativeness (OUTPUT_RESERVE's ratio)
     ),
     overlap=OVERLAP,
     lent_fits=MLA_FITS,
