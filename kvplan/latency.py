@@ -912,7 +912,10 @@ def _sparse_decode_s(c: _Ctx, kind: LayerKind, *, context: int, seqs: float, kv_
     dtype, rows = element_size(kv_dtype), min(context, kind.index_topk)
     heads = ceil_div(c.spec.num_attention_heads, c.tp)
     per_key = 2 * (2 * kind.kv_lora_rank + kind.qk_rope_head_dim)
-    reads = dsa_latent_row_bytes(kind, dtype) * rows * seqs / (c.bw * c.cal.mla_decode_mem_eff)
+    # the engine's row (Calibration.dsa_fp8_row): FlashMLA's fp8 row, or TensorRT-LLM's plain per-tensor fp8 latent
+    flashmla = c.cal.dsa_fp8_row == "flashmla"
+    row = dsa_latent_row_bytes(kind, dtype) if flashmla else dtype.nbytes(kind.kv_lora_rank + kind.qk_rope_head_dim)
+    reads = row * rows * seqs / (c.bw * c.cal.mla_decode_mem_eff)
     if dtype.bytes_per_element == 1 and kv_dtype.startswith("fp8"):  # fp8_ds_mla: FlashMLA's fp8 decode kernel
         padded = ceil_div(heads, FLASHMLA_DECODE_HEAD_TILE) * FLASHMLA_DECODE_HEAD_TILE
         return max(reads, per_key * padded * kind.index_topk * seqs / (c.peak16 * c.cal.sparse_mla_decode_eff))
