@@ -519,6 +519,8 @@ class Overlap:
     protocols (:func:`kvplan.latency.nccl_collective_s`) instead of the engine's fitted all-reduce constants.
     ``moe_allgather_fp4``: with NVFP4 weights on FP4 tensor cores the all-gather moves the activations already
     quantized to NVFP4 (9/16 byte per value with their block scales) instead of 16-bit ones.
+    ``moe_allgather_block_fp8_16bit``: with block-scaled fp8 weights the all-gather moves 16-bit activations (the
+    grouped GEMMs quantize them per block after the gather), not the fp8 ones per-tensor fp8 weights gather.
     """
 
     shared_experts_tokens: int = 0
@@ -527,6 +529,7 @@ class Overlap:
     moe_allgather_unpadded: bool = False
     moe_allgather_nccl: bool = False
     moe_allgather_fp4: bool = False
+    moe_allgather_block_fp8_16bit: bool = False
     # Two-micro-batch overlap (Settings.two_batch_overlap; vLLM --enable-dbo, SGLang --enable-two-batch-overlap):
     # a step with DP attention + EP whose tokens on the rank exceed the threshold (decode-only steps, steps with a
     # prompt chunk) runs as two halves, one half's token exchange beside the other's compute. Both engines need
