@@ -459,6 +459,11 @@ class Calibration:
     # README line: "410 TFlops during decoding" on H800, of its 989: 0.415; published, not fitted). A 16-bit cache
     # decodes with the prefill kernel at sparse_mla_prefill_eff (kvplan.latency._dsa_decode_s).
     sparse_mla_decode_eff: float = 0.415
+    # The row an fp8 DSA cache holds, which that decode reads (kvplan.latency._sparse_decode_s): "flashmla", FlashMLA's
+    # 656-byte row with its scales and bf16 RoPE part (vLLM's fp8_ds_mla; SGLang's NSA pool, whose fp8 decode default
+    # flashmla_kv is the same FlashMLA kernel, kvplan.engines.sglang); "per_tensor", the plain 576-byte latent at one
+    # scale per tensor (TensorRT-LLM's DSACacheManager, kvplan.engines.trtllm DSA_TOKENS_PER_BLOCK).
+    dsa_fp8_row: str = "flashmla"
     sparse_mla_heads_multiple: int = 0
     blackwell_sparse_mla_heads_multiple: int = 0
     # The Mamba2 SSD chunked scan's share of the 16-bit tensor-core peak at prefill (kvplan.latency _mamba2_prefill_s,
@@ -850,13 +855,14 @@ class Engine:
         self.check_layer_kinds(spec)
         return cache_plan(spec, kv_dtype_name, tp=tp, pp=pp, mla=mla)
 
-    def check_layer_kinds(self, spec: ModelSpec) -> None:
+    def check_layer_kinds(self, spec: ModelSpec, *, indexer_read: bool = False) -> None:
         """Layer kinds issue 9 added (DSA indexer caches, KV-shared and attention-free layers): refused by
-        the engines whose source kvplan has not read for them; those that have override this."""
+        the engines whose source kvplan has not read for them; those that have override this (``indexer_read``:
+        the engine's DSA indexer cache has been read, the other kinds not)."""
         refuse_unread_states(self.name, spec)
         kinds = spec.layers.kinds.values()
         readers = "ideal, vllm or transformers"
-        if any(k.index_head_dim for k in kinds):
+        if not indexer_read and any(k.index_head_dim for k in kinds):
             raise InvalidInput(
                 f"{spec.name} keeps a sparse-attention indexer key cache (index_head_dim); kvplan has no "
                 f"{self.name} layout for it yet; use --engine {readers}"
