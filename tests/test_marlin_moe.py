@@ -10,6 +10,7 @@ from kvplan.catalog import resolve_model
 from kvplan.engines import get_engine
 from kvplan.engines.vllm import MARLIN_MOE
 from kvplan.hardware import resolve_gpu
+from tests.benchmods import bench_module
 
 
 def _ctx(engine: str, gpu: str = "h100-sxm", weights: str = "mxfp4"):
@@ -78,3 +79,12 @@ def test_other_weights_and_engines_unchanged() -> None:
     assert c.marlin_peak == 0.0 and c.expert_pad == (1, 1)
     assert _ctx("vllm").marlin_peak == 0.0
     assert _ctx("trtllm").marlin_peak == 0.0
+
+
+def test_peak_share_reproduces_from_the_committed_tables() -> None:
+    # benchmarks/marlin_moe_compare.py measures marlin_moe_peak_eff on the committed sample of aiconfigurator's
+    # Marlin MoE tables: 28 whole-layer points from 2,048 tokens, shares 0.244-0.289, median 0.272
+    marlin_moe_compare = bench_module("marlin_moe_compare")
+    share, lines = marlin_moe_compare.measure(marlin_moe_compare.load_row_tables(marlin_moe_compare.DATA))
+    assert len(lines) == 28
+    assert round(share, 3) == latency.calibration("vllm").marlin_moe_peak_eff == 0.272
