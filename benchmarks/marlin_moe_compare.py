@@ -1,5 +1,6 @@
 """vLLM's Marlin MoE kernel (W4A16: 4-bit experts dequantized in registers, 16-bit activations) against
-aiconfigurator's measured Marlin MoE tables, and the one figure kvplan takes from them (``marlin_moe_peak_eff``).
+aiconfigurator's measured Marlin MoE tables, and the two figures kvplan takes from them (``marlin_moe_peak_eff``,
+``marlin_moe_dequant_s``).
 
 vLLM runs gpt-oss's MXFP4 experts through ``fused_marlin_moe`` where it has no other MXFP4 kernel (Hopper under the
 0.8-0.15 rules, every GPU before Hopper: :meth:`kvplan.engines.vllm.Vllm.moe_kernel`). kvplan prices that kernel by
@@ -21,9 +22,11 @@ experts, top 16), the same ``moe_wna16_marlin_gemm`` with a 4-bit weight type.
 2. default (kvplan only): (a) the rate Marlin reaches on the rows it computes, ``2 x padded rows x 3 h w / latency``
    over the dense 16-bit peak, at the whole-layer points (TP 1, EP 1) from ``MEASURE_TOKENS`` tokens on (there the
    GEMMs are compute-bound: the touched experts' 4-bit weights take a fraction of the time), its median the figure
-   ``marlin_moe_peak_eff`` holds (kvplan.engines.vllm CALIBRATION); (b) every point priced by kvplan as vLLM's Marlin
-   MoE and as the fitted grouped GEMMs vLLM's other kernels are priced with (what kvplan gave the Marlin path before),
-   median and worst ``|ln(kvplan / aiconfigurator)|`` by kernel, GPU and token band. The tables' expert dims are
+   ``marlin_moe_peak_eff`` holds (kvplan.engines.vllm CALIBRATION); the seconds one SM spends dequantizing an expert
+   weight in one token block, past ``moe_layer_s``, at the whole-layer points up to ``DEQUANT_TOKENS`` tokens (there
+   the conversion sets the time), their median ``marlin_moe_dequant_s``; (b) every point priced by kvplan as vLLM's
+   Marlin MoE and as the fitted grouped GEMMs vLLM's other kernels are priced with (what kvplan gave the Marlin path
+   before), median and worst ``|ln(kvplan / aiconfigurator)|`` by kernel, GPU and token band. The tables' expert dims are
    taken as they are (no padding: both shapes' dims are multiples of Marlin's 256 / 128 at TP 1).
 """
 
@@ -47,6 +50,9 @@ COLUMNS = ("kernel_source", "num_tokens", "hidden_size", "inter_size", "topk", "
 # From here the whole-layer points are compute-bound: 2,048 tokens x top 8 over 384 experts is 43 tokens an expert
 # (one block of 48), whose GEMMs take 3.9x the 4-bit weights' streaming time on H100 (7168 x 2048 experts).
 MEASURE_TOKENS = 2048
+# Up to here the whole-layer points are bound by the SMs' dequantization: at 16 tokens of the MXFP4 shape (top 16 of
+# 896 experts, one block of 8 rows an expert) the tensor cores need 0.28 of the conversion's time (H100).
+DEQUANT_TOKENS = 16
 TOKEN_BANDS = ((1, 16), (32, 512), (768, 1536), (2048, None))
 
 
@@ -123,6 +129,34 @@ def measure(tables: list[dict]) -> tuple[float, list[str]]:
     return statistics.median(shares), lines
 
 
+def dequant_seconds(gpu_name: str, row: dict) -> float:
+    """Seconds one SM took per expert weight per token block at one whole-layer point: the time past kvplan's
+    ``moe_layer_s``, times the SMs, over the touched experts' weights times their blocks."""
+    from kvplan import latency
+    from kvplan.hardware import resolve_gpu
+
+    tokens, topk, experts = row["num_tokens"], row["topk"], row["num_experts"]
+    touched = experts * (1 - (1 - topk / experts) ** tokens)
+    block = latency.marlin_block_m(tokens * topk / experts)
+    blocks = latency._marlin_rows(touched, tokens * topk / touched, block) / block
+    body = row["latency"] * 1e-3 - latency.calibration("vllm").moe_layer_s
+    return body * resolve_gpu(gpu_name).sm_count / (blocks * 3 * row["hidden_size"] * row["inter_size"])
+
+
+def measure_dequant(tables: list[dict]) -> tuple[float, list[str]]:
+    """``marlin_moe_dequant_s``: the median over the whole-layer points up to ``DEQUANT_TOKENS`` tokens (there the
+    conversion, not the tensor cores or the memory bus, sets the time), and their lines."""
+    values, lines = [], []
+    for t in tables:
+        for r in t["rows"]:
+            if r["moe_tp_size"] == 1 and r["moe_ep_size"] == 1 and r["num_tokens"] <= DEQUANT_TOKENS:
+                s = dequant_seconds(t["gpu"], r)
+                values.append(s)
+                lines.append(f"  {t['gpu']:<9} {r['kernel_source'][:44]:<44} {r['num_tokens']:>3} tok  "
+                             f"{r['latency'] * 1e3:8.1f} us  {s:.3e} s a weight a block on one SM")  # fmt: skip
+    return statistics.median(values), lines
+
+
 def compare(tables: list[dict]) -> list[dict]:
     out = []
     for t in tables:
@@ -172,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Marlin MoE on its padded rows, whole layer, >= {MEASURE_TOKENS} tokens (share of the dense 16-bit peak):")
     print("\n".join(lines))
     print(f"median share {share:.3f}; vLLM CALIBRATION marlin_moe_peak_eff {held}")
+    dequant, lines = measure_dequant(tables)
+    print(f"Marlin MoE dequantization, whole layer, <= {DEQUANT_TOKENS} tokens (past moe_layer_s):")
+    print("\n".join(lines))
+    held = latency.calibration("vllm").marlin_moe_dequant_s
+    print(f"median {dequant:.3e} s; vLLM CALIBRATION marlin_moe_dequant_s {held}")
     print("\n".join(report(compare(tables))))
     return 0
 

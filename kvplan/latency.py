@@ -22,7 +22,8 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
   experts on Blackwell dequantize their weights once per token tile (:func:`_moe_dequant_s`); where the engine runs
   vLLM's Marlin MoE kernel (:meth:`kvplan.engines.base.Engine.moe_kernel`) the experts are padded to its multiples and
   its compute is each expert's tokens padded to its token block (:func:`marlin_block_m`) at ``marlin_moe_peak_eff`` of
-  the 16-bit peak, never less than the curve above;
+  the 16-bit peak, or each block's dequantization of its expert (:func:`_marlin_dequant_s`), never less than the
+  curve above;
 * **attention**: prefill as FLOPs at ``attn_prefill_eff * L / (L + attn_prefill_half_len)`` of
   the 16-bit peak; decode as the held cache read at ``attn_decode_mem_eff`` of bandwidth (MLA's
   absorbed decode at ``mla_decode_mem_eff``, or its FLOPs at ``mla_decode_flops_eff`` of peak,
@@ -239,6 +240,7 @@ class _Ctx:
     moe_mem_scale: float = 1.0  # grouped experts' share of the 16-bit streaming efficiency (fp8_absorbed_mem_eff_scale)
     marlin_peak: float = 0.0  # Marlin MoE: FLOP/s on the rows it computes (marlin_moe_peak_eff); 0: not Marlin
     expert_pad: tuple[int, int] = (1, 1)  # Marlin MoE: multiples it pads an expert's (hidden, width on the rank) to
+    marlin_dequant_s: float = 0.0  # Marlin MoE: seconds per expert weight one token block dequantizes, all SMs at work
     # Terms every step of this context repeats, taken once on first use (:func:`lm_head_s`, :func:`allreduce_s`,
     # :func:`_decode_attention_stages` by KV dtype); a copy (dataclasses.replace) starts empty
     terms: dict = field(default_factory=dict, init=False, compare=False, repr=False)
@@ -420,9 +422,11 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
         eff = c.cal.moe_peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
         eff *= w_k / (w_k + c.cal.moe_half_width)  # thin expert slices (high TP) run below peak
         compute = 2 * routed * per_expert / ((c.moe_peak or c.peak) * eff)
-        if c.marlin_peak:  # the Marlin MoE kernel: no faster than that, and its padded token blocks at its own rate
-            rows = _marlin_rows(touched, per_touched, marlin_block_m(moe_tokens * moe.experts_per_token / local))
-            compute = max(compute, 2 * rows * per_expert / c.marlin_peak)
+        if c.marlin_peak:  # Marlin MoE: at least that; its padded token blocks at its rate, each dequantizing anew
+            block = marlin_block_m(moe_tokens * moe.experts_per_token / local)
+            blocks = touched * _marlin_rows(1, per_touched, block) / block
+            mma = 2 * blocks * block * per_expert / c.marlin_peak
+            compute = max(compute, mma, blocks * per_expert * c.marlin_dequant_s)
         moved = touched * per_expert * c.w_bytes + routed * (2 * h_k + 3 * w_k) * c.act_bytes
         grouped_mem = moved / (c.bw * c.cal.moe_mem_eff * c.moe_mem_scale)
         body = max(compute, grouped_mem, _dequant_s(c, touched, per_touched, per_expert))
@@ -467,6 +471,17 @@ def _marlin_peak(gpu: GPU, cal: Calibration, kernel: MoeKernel | None) -> float:
     if kernel is None or kernel.name != "marlin" or cal.marlin_moe_peak_eff is None:
         return 0.0
     return gpu.bf16_dense_tflops * 1e12 * cal.marlin_moe_peak_eff
+
+
+def _marlin_dequant_s(gpu: GPU, cal: Calibration, kernel: MoeKernel | None) -> float:
+    """Seconds per expert weight one Marlin MoE token block spends dequantizing it, the GPU's SMs all at work
+    (``marlin_moe_dequant_s / sm_count``); 0 where the engine runs another kernel, its constants have no Marlin
+    figure, or the catalog lacks the SM count. Every block of an expert's tokens converts the expert's 4-bit weights
+    to 16 bits again in registers, so at a few tokens an expert the SMs' conversion, not the memory bus, sets the
+    time: benchmarks/marlin_moe_compare.py measures it on aiconfigurator's Marlin MoE tables."""
+    if kernel is None or kernel.name != "marlin" or not cal.marlin_moe_dequant_s or not gpu.sm_count:
+        return 0.0
+    return cal.marlin_moe_dequant_s / gpu.sm_count
 
 
 def engine_moe_kernel(engine: Engine | str | None, gpu: GPU, weights_dtype: str) -> MoeKernel | None:
@@ -1314,6 +1329,7 @@ def _make_ctx(
         moe_mem_scale=_fp8_absorbed(cal) if fp8 else mem_scale,
         marlin_peak=_marlin_peak(gpu, cal, moe_kernel),
         expert_pad=(moe_kernel.hidden_multiple, moe_kernel.inter_multiple) if moe_kernel else (1, 1),
+        marlin_dequant_s=_marlin_dequant_s(gpu, cal, moe_kernel),
     )
 
 

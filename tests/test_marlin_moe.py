@@ -66,12 +66,16 @@ def test_prompt_priced_by_marlin_rows_at_its_rate() -> None:
     assert latency._moe_s(_ctx("vllm"), 8192, 8192).grouped == pytest.approx(4.6964e-3, rel=1e-4)
 
 
-def test_decode_keeps_the_fitted_curve_on_the_padded_experts() -> None:
-    # One token: 4 experts, one block of 8 rows each (32 rows: 6.4 us at Marlin's rate) below the fitted curve's
-    # 0.4172 x 1 / (1 + 39.38) x 2,944 / (2,944 + 64.35) = 0.010111 of peak: 2 x 4 x 27,131,904 / (989e12 x 0.010111)
-    # = 21.706 us (the weights, 4 x 27,131,904 x 0.532 B + activations = 57.86 MB at 3,350 GB/s x 0.9347 = 18.48 us,
-    # take less) + 34.27 us = 55.976 us
-    assert latency._moe_s(_ctx("vllm@0.8"), 1, 1).grouped == pytest.approx(55.976e-6, rel=1e-4)
+def test_decode_bound_by_the_blocks_dequantization() -> None:
+    # One token: 4 experts, one block of 8 rows each (32 rows: 6.4 us at Marlin's tensor-core rate). Each block
+    # dequantizes its expert: 4 x 27,131,904 weights x 2.79e-11 s / 132 SMs = 22.939 us, above the fitted curve's
+    # 0.4172 x 1 / (1 + 39.38) x 2,944 / (2,944 + 64.35) = 0.010111 of peak (2 x 4 x 27,131,904 / (989e12 x 0.010111)
+    # = 21.706 us) and the weights' streaming (4 x 27,131,904 x 0.532 B + activations = 57.86 MB at 3,350 GB/s x
+    # 0.9347 = 18.48 us); + moe_layer_s 34.27 us = 57.209 us
+    assert latency._moe_s(_ctx("vllm@0.8"), 1, 1).grouped == pytest.approx(57.209e-6, rel=1e-4)
+    # H200 has the same 132 SMs: the same time though it streams 43 % faster (aiconfigurator's tables: 97-163 us
+    # against H100's 109-166 us at one token)
+    assert latency._moe_s(_ctx("vllm@0.8", gpu="h200"), 1, 1).grouped == pytest.approx(57.209e-6, rel=1e-4)
 
 
 def test_other_weights_and_engines_unchanged() -> None:
@@ -88,3 +92,7 @@ def test_peak_share_reproduces_from_the_committed_tables() -> None:
     share, lines = marlin_moe_compare.measure(marlin_moe_compare.load_row_tables(marlin_moe_compare.DATA))
     assert len(lines) == 28
     assert round(share, 3) == latency.calibration("vllm").marlin_moe_peak_eff == 0.272
+    # and marlin_moe_dequant_s on its 20 whole-layer points up to 16 tokens: 2.28e-11 to 3.28e-11, median 2.79e-11
+    dequant, lines = marlin_moe_compare.measure_dequant(marlin_moe_compare.load_row_tables(marlin_moe_compare.DATA))
+    assert len(lines) == 20
+    assert float(f"{dequant:.3g}") == latency.calibration("vllm").marlin_moe_dequant_s == 2.79e-11

@@ -455,6 +455,9 @@ class Calibration:
     # expert's tokens padded to the kernel's block). Measured by benchmarks/marlin_moe_compare.py on aiconfigurator's
     # Marlin MoE tables; None: no Marlin MoE figure (the engine's grouped GEMMs are priced as fitted).
     marlin_moe_peak_eff: float | None = None
+    # ... and the seconds one SM takes to dequantize one 4-bit expert weight in one token block (every block of an
+    # expert's tokens converts its weights again: kvplan.latency _marlin_dequant_s); measured by the same script.
+    marlin_moe_dequant_s: float = 0.0
     # DeepSeek Sparse Attention's main attention in a prompt (kvplan.latency._attention_s): the sparse prefill kernel's
     # share of the 16-bit peak (deepseek-ai/FlashMLA README, 2025.09.29: the sparse kernels "achieve up to 640 TFlops
     # during prefilling" on H800, whose dense BF16 peak is 989 TFLOPS: 0.647; a published figure, not fitted), and the

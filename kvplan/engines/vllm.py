@@ -1273,6 +1273,12 @@ CALIBRATION = Calibration(
     # Far below the fitted grouped GEMMs' moe_peak_eff: Marlin issues mma.sync (no wgmma on Hopper) and dequantizes
     # every weight tile in registers. The tables are 0.24.0's kernel; the 0.8-0.15 rules that run it were not timed.
     marlin_moe_peak_eff=0.272,
+    # ... and its dequantization: every token block of an expert converts the expert's 4-bit weights to 16 bits again
+    # in registers; at few tokens an expert that, not the memory bus, sets Marlin's time (H100 and H200, 132 SMs each,
+    # take nearly the same time though H200 streams 43 % faster). Measured by the same script at the tables' whole-layer
+    # points up to 16 tokens, moe_layer_s held: 20 points, 2.28e-11-3.28e-11 s a weight a block on one SM, median
+    # 2.79e-11 (kvplan.latency _marlin_dequant_s).
+    marlin_moe_dequant_s=2.79e-11,
     # The MLA block's fixed cost per decode layer on Blackwell, where vLLM runs FLASHINFER_MLA (vllm/platforms/cuda.py
     # _get_backend_priorities @ vLLM main 2026: MLA on compute capability 10 tries FLASHINFER_MLA first, on Hopper
     # FLASH_ATTN_MLA / FLASHMLA). benchmarks/mla_compare.py --fit on aiconfigurator 0.12.0's B200 vLLM 0.24.0 MLA
