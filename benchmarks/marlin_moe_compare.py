@@ -26,8 +26,8 @@ experts, top 16), the same ``moe_wna16_marlin_gemm`` with a 4-bit weight type.
    weight in one token block, past ``moe_layer_s``, at the whole-layer points up to ``DEQUANT_TOKENS`` tokens (there
    the conversion sets the time), their median ``marlin_moe_dequant_s``; (b) every point priced by kvplan as vLLM's
    Marlin MoE and as the fitted grouped GEMMs vLLM's other kernels are priced with (what kvplan gave the Marlin path
-   before), median and worst ``|ln(kvplan / aiconfigurator)|`` by kernel, GPU and token band. The tables' expert dims are
-   taken as they are (no padding: both shapes' dims are multiples of Marlin's 256 / 128 at TP 1).
+   before), median and worst ``|ln(kvplan / aiconfigurator)|`` by kernel, GPU and token band. The tables' expert
+   dims are taken as they are (no padding: both shapes' dims are multiples of Marlin's 256 / 128 at TP 1).
 """
 
 from __future__ import annotations
