@@ -810,6 +810,12 @@ HOST_LOOP = HostLoop(overlaps_gpu=True, switch="--disable-overlap-schedule")
 #   --fit on those tables, the median share of the 16-bit peak over the Hopper context rows of >= 4,096 tokens (H100 SXM
 #   0.0609, H200 0.0437; B200 0.0548 of peak x blackwell_compute_eff), on all SMs: the fla kernels split each head's
 #   state over several thread blocks (not vLLM's gdn_head_blocks; the fit is worse with it, 0.564-0.873 median |ln|).
+# * The prefill causal conv1d's per-SM ceiling (Calibration.conv1d_sm_bytes_s): benchmarks/gdn_compare.py --fit on the
+#   same tables, causal_conv1d_fn context rows of >= 8,192 tokens: 17.79 / 18.98 / 19.84 GB/s per SM on H100 SXM / H200
+#   / B200, the median over the H200 and B200 rows taken (H100 held out); the same ceiling as vLLM's Triton kernel
+#   (18.49), whose copy SGLang's hybrid_linear_attn_backend.py imports (layers/attention/mamba/causal_conv1d_triton.py);
+#   a later gdn_backend.py swaps in the CUDA causal_conv1d_fn on CUDA (both read through the code index, undated):
+#   which one the 0.5.14 tables timed was not read, the tables show the ceiling.
 # SGLang's own GQA/MHA decode kernels (kvplan.latency _gqa_decode_s), where vLLM's fits describe other kernels:
 # benchmarks/gqa_decode_compare.py --fit on aiconfigurator 0.12.0's SGLang 0.5.14 generation-attention tables
 # (aiconfigurator_core/systems/data/{h100_sxm,h200_sxm,b200_sxm}/attention/sglang/0.5.14/
@@ -875,6 +881,7 @@ MLA_FITS = LentFits(
         ("gdn_scan_eff", 0.0523),
         ("gdn_head_blocks", False),
         ("gdn_kernel_archs", None),  # the fla kernels on every GPU (its tables: chunk_gated_delta_rule on H100-B200)
+        ("conv1d_sm_bytes_s", 1.959e10),
         ("hopper_mla_layer_s", 0.0),
         ("blackwell_mla_layer_s", 1.714e-05),
         ("blackwell_mla_nope_dims", None),
