@@ -1,7 +1,8 @@
 """Each MLPerf row is scored with the TensorRT-LLM release its stack had (benchmarks/published_compare.py
 ``mlperf_release``): the Llama-2-70B, Mixtral-8x7B and Llama-3.1-405B runs built TensorRT engines (``trtllm@0.17``,
-the TensorRT-engine release), the DeepSeek-R1 runs ran the PyTorch backend (the newest ``trtllm``). Each engine row
-names the files that show its stack (``stack``) and the build's ``tokens_per_block`` where the run's own file sets it.
+the TensorRT-engine release), the DeepSeek-R1 runs ran the PyTorch backend (``trtllm@0.20``, before PR #12597). Each
+engine row names the files that show its stack (``stack``) and the build's ``tokens_per_block`` where the run's own
+file sets it.
 """
 
 from __future__ import annotations
