@@ -1044,8 +1044,19 @@ V0_20 = Trtllm(
 #   enable_attention_dp False, attention_dp_config None (AttentionDpConfig as ADP_* above), disable_overlap_scheduler
 #   False (HOST_LOOP), cuda_graph_config CudaGraphConfig() (BaseCudaGraphConfig: max_batch_size 128 when neither it
 #   nor batch_sizes is given, enable_padding False; kvplan pads only to the sizes a launch names, graph_rows),
-#   attn_backend "TRTLLM", MoeConfig.backend "AUTO" (the kernels' time is the calibration's, fitted on 1.3.0rc20
-#   tables): unchanged.
+#   attn_backend "TRTLLM": unchanged.
+# * MoeConfig.backend: "AUTO" (was "CUTLASS"; NVIDIA/TensorRT-LLM PR #11074, merged 2026-01-28, "Make TRTLLM MOE the
+#   default one for GPTOSS on Blackwell"), resolved by tensorrt_llm/_torch/model_config.py ModelConfig.
+#   resolve_moe_backend: GptOssForCausalLM -> "TRTLLM" on SM100-119, "TRITON" on SM90, "CUTLASS" elsewhere; every other
+#   architecture "CUTLASS" (a later copy adds DeepSeek-V4 -> "TRTLLM" on Blackwell). kvplan's MoE time is the
+#   calibration's in both rule sets: gpt-oss's MXFP4 experts priced on TRTLLM-Gen (Blackwell) and Triton (Hopper), the
+#   kernels AUTO picks here and the ones the gpt-oss deployment guide had 0.20-era launches set by hand
+#   (docs/source/blogs/tech_blog/blog9_Deploying_GPT_OSS_on_TRTLLM.md, "Please enable TRITON backend" on Hopper, PR
+#   #7101); a 0.20 launch left at CUTLASS is not priced (no CUTLASS MXFP4 table), and no published row runs one.
+# * the budget (tensorrt_llm/_torch/pyexecutor/_util.py KvCacheCreator._cal_max_memory, the same later copy):
+#   ``(total - peak of the profiling run + the KV allocated for it) x free_gpu_memory_fraction``, the profiling run a
+#   forward of max_num_tokens dummy context tokens (x tp_size requests under attention DP,
+#   _create_dummy_context_requests): the rule Trtllm.budget prices (free after load and activations x fraction).
 # * the KV cache manager's creation (tensorrt_llm/_torch/pyexecutor/_util.py, the copy with the Gemma4 and Inkling
 #   branches): a window is set on the cache by itself only for Gemma4 hybrids (``is_gemma4_hybrid``:
 #   max_attention_window from ``layer_types`` when unset); every other model, Mistral included, gets one pool of every
