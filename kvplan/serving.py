@@ -534,9 +534,10 @@ def _dp_mean_step(s: Setup, *, n: float, p: float, prompt: int, chunk: float, pr
     ``chunk`` holds its rank for ``ceil(prompt / chunk)`` steps in a row), and it then holds ``p / that share``
     prompt tokens over all ranks (their expert layers). Where a rank's share reaches a chunk per step, every step
     holds ``p / dp`` prompt tokens on every rank. Before (stop 25) the ranks were taken as independent, a share
-    ``1 - (1 - f)^dp`` of the steps at ``f = p / (dp chunk)`` with one chunk on the busiest rank;
-    benchmarks/serving_sim.py ``--dp`` ran 8-40 % below that TPOT when loaded (``--dp --long``, 20,000-token prompts,
-    up to 63 % below and 15 % above at 0.3 of the rate).
+    ``1 - (1 - f)^dp`` of the steps at ``f = p / (dp chunk)`` with one chunk on the busiest rank. Against
+    benchmarks/serving_sim.py ``--dp`` (each engine's dealing, 0.3-0.85 of the rate) kvplan's TPOT went from -4 ..
+    +40 % to -13 .. +9 % of the simulation's (one TensorRT-LLM row at its KV bound aside, -35 -> -40 %); with
+    20,000-token prompts (``--dp --long``) from -15 .. +168 % to -21 .. 0 %.
 
     Where the engine aligns the ranks (:meth:`Engine.aligns_dp_prefill`: TensorRT-LLM's
     ``attention_dp_config.enable_balance``), every rank carries a chunk in a share ``f`` of the steps, all in the
@@ -572,14 +573,18 @@ def _landed_together(arrivals: float, *, run: int, ranks: int, prompt: int, chun
     The requests that reach the replica during one step all wait for the next, whichever rank they are dealt to (an
     engine's dealing runs between steps: SGLang's controller and vLLM's client hand a request to a rank's queue, which
     the rank's scheduler reads before its next step; TensorRT-LLM's executor fetches and deals the queued requests at
-    the start of each iteration, ``_fetch_new_requests_attention_dp``), so the ranks' chunks fall into the same steps.
-    A prompt's later chunks stay on its rank, one a step (SGLang ``Scheduler.chunked_req``, vLLM V1's running
-    partial prefill, TensorRT-LLM's context chunks of a request in flight), so a step holds prompt work while the
+    the start of each iteration, tensorrt_llm/_torch/pyexecutor/executor_request_queue.py
+    ``_fetch_new_requests_attention_dp``, read through the code index, release not named), so the ranks' chunks fall
+    into the same steps. A prompt's later chunks stay on its rank, one a step (SGLang's chunked request goes first
+    into the rank's next prompt batch, schedule_policy.py ``PrefillAdder.add_chunked_req``, as
+    :func:`_alternating_parts` cites; vLLM V1 keeps a partially prefilled request in ``running`` and schedules it
+    before the waiting ones, vllm/v1/core/sched/scheduler.py ``Scheduler.schedule``; TensorRT-LLM's context chunks
+    belong to a request that lives on one rank), so a step holds prompt work while the
     last prompts to arrive still have chunks left: the chain of ``j``, the steps left of the latest run, restarts at
     ``run`` after a step in which some prompt arrived, with the chance ``a = 1 - exp(-r d)`` after a decode-only step
     and ``c = 1 - exp(-r B)`` after a prefill step (``r`` prompts a second), and otherwise counts down. Its stationary
     share of prefill steps ``b`` solves ``b / (1 - b) = a (1 - (1 - c)^L) / (c (1 - c)^L)`` (``L = run``; with ``L =
-    1``, ``b = a / (1 - c + a)``), ``r = m / ((1 - b) d + b B)`` at ``m`` prompts a mean step: a bisection in ``b``
+    1``, ``b = a / (1 - c + a)``), ``r = m / ((1 - b) d + b B)`` at ``m`` prompts a mean step: the root in ``b`` (:func:`_share_root`)
     between the per-rank bound ``m L / ranks`` (no more than every rank's runs side by side) and ``min(1, m L)``
     (runs that never meet). With equal steps (``d = B``) it is the chain-free ``1 - exp(-m L)`` (runs of ``L``
     steps started at random: no step in any of them).
