@@ -579,14 +579,14 @@ def _landed_together(arrivals: float, *, run: int, ranks: int, prompt: int, chun
     into the rank's next prompt batch, schedule_policy.py ``PrefillAdder.add_chunked_req``, as
     :func:`_alternating_parts` cites; vLLM V1 keeps a partially prefilled request in ``running`` and schedules it
     before the waiting ones, vllm/v1/core/sched/scheduler.py ``Scheduler.schedule``; TensorRT-LLM's context chunks
-    belong to a request that lives on one rank), so a step holds prompt work while the
-    last prompts to arrive still have chunks left: the chain of ``j``, the steps left of the latest run, restarts at
-    ``run`` after a step in which some prompt arrived, with the chance ``a = 1 - exp(-r d)`` after a decode-only step
-    and ``c = 1 - exp(-r B)`` after a prefill step (``r`` prompts a second), and otherwise counts down. Its stationary
-    share of prefill steps ``b`` solves ``b / (1 - b) = a (1 - (1 - c)^L) / (c (1 - c)^L)`` (``L = run``; with ``L =
-    1``, ``b = a / (1 - c + a)``), ``r = m / ((1 - b) d + b B)`` at ``m`` prompts a mean step: the root in ``b`` (:func:`_share_root`)
-    between the per-rank bound ``m L / ranks`` (no more than every rank's runs side by side) and ``min(1, m L)``
-    (runs that never meet). With equal steps (``d = B``) it is the chain-free ``1 - exp(-m L)`` (runs of ``L``
+    belong to a request that lives on one rank), so a step holds prompt work while the last prompts to arrive still
+    have chunks left: the chain of ``j``, the steps left of the latest run, restarts at ``run`` after a step in which
+    some prompt arrived, with the chance ``a = 1 - exp(-r d)`` after a decode-only step and ``c = 1 - exp(-r B)``
+    after a prefill step (``r`` prompts a second), and otherwise counts down. Its stationary share of prefill steps
+    ``b`` solves ``b / (1 - b) = a (1 - (1 - c)^L) / (c (1 - c)^L)`` (``L = run``; with ``L = 1``, ``b = a / (1 - c +
+    a)``), ``r = m / ((1 - b) d + b B)`` at ``m`` prompts a mean step: the root in ``b`` (:func:`_share_root`) between
+    the per-rank bound ``m L / ranks`` (no more than every rank's runs side by side) and ``min(1, m L)`` (runs that
+    never meet). With equal steps (``d = B``) it is the chain-free ``1 - exp(-m L)`` (runs of ``L``
     steps started at random: no step in any of them).
 
     The busiest rank: with ``L = 1`` the ``K`` prompts that arrived during the step before are dealt in turn, so it
