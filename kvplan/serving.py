@@ -24,7 +24,9 @@ rate is past saturation when no ``t`` solves it within the limits: ``n`` beyond
 ``max_num_seqs`` or beyond the sequences the KV pool holds at that context each
 (:func:`kvplan.capacity.pool_tokens`; ``I + O (1 + scv)`` each where the engine reserves a request's blocks to
 completion at admission, ``Engine.holds_to_completion``: TensorRT-LLM's default policy; with its per-window pools,
-``max_attention_window``, the pool that admits the fewest, :func:`kvplan.capacity.binding_pool`), or ``n + p``
+``max_attention_window``, the pool that admits the fewest, :func:`kvplan.capacity.binding_pool`; where the engine
+admits against a reserve for the running requests' outputs to come, SGLang's, the requests that admission leaves
+room for, :func:`_limits`), or ``n + p``
 beyond the token budget (``(W + 1) p`` under an attention-DP balancer's batching wait of ``W`` iterations,
 :func:`_release_every`). With PP a step is the pipeline's cycle: where the engine schedules each of its ``pp``
 micro-batches against the limits (``Engine.limits_per_micro_batch``: TensorRT-LLM) a cycle holds ``pp`` x
@@ -376,7 +378,7 @@ def _alternating_parts(s: Setup, *, n: float, p: float, prompt: int, budget: int
     ``add_chunked_req``), so there the prompt iterations come in runs: ``b`` is the run chain of
     :func:`_landed_together` at ``dp m / (1 + k)`` prompts an iteration (``m`` a rank's prompts a cycle), at least
     ``q`` (stop 25; benchmarks/serving_sim.py ``--dp --long``, 20,000-token prompts on 4 ranks: TPOT -21 / -37 / -48 %
-    of the simulation's at 0.3 / 0.6 / 0.85 of the rate with each prompt step an arrival of its own, -23 / -27 / -22 %
+    of the simulation's at 0.3 / 0.6 / 0.85 of the rate with each prompt step an arrival of its own, -23 / -28 / -23 %
     with the runs; Llama 3.1 8B on one H100 at 20000/256, the one-rank rule, is -17 / -35 / -40 %: a gap of long
     prompts that this rule does not close).
     The cycle is ``(1 + k)`` mean iterations; with one rank it is ``d + k step(0, p / k)`` exactly."""
@@ -552,8 +554,8 @@ def _dp_mean_step(s: Setup, *, n: float, p: float, prompt: int, chunk: float, pr
     holds ``p / dp`` prompt tokens on every rank. Before (stop 25) the ranks were taken as independent, a share
     ``1 - (1 - f)^dp`` of the steps at ``f = p / (dp chunk)`` with one chunk on the busiest rank. Against
     benchmarks/serving_sim.py ``--dp`` (each engine's dealing, 0.3-0.85 of the rate) kvplan's TPOT went from -4 ..
-    +40 % to -13 .. +9 % of the simulation's (one TensorRT-LLM row at its KV bound aside, -35 -> -40 %); with
-    20,000-token prompts (``--dp --long``) from -15 .. +168 % to -21 .. 0 %.
+    +39 % to -13 .. +8 % of the simulation's (one TensorRT-LLM row at its KV bound aside, -35 -> -40 %); with
+    20,000-token prompts (``--dp --long``) from -15 .. +166 % to -21 .. +1 %.
 
     Where the engine aligns the ranks (:meth:`Engine.aligns_dp_prefill`: TensorRT-LLM's
     ``attention_dp_config.enable_balance``), every rank carries a chunk in a share ``f`` of the steps, all in the
@@ -718,19 +720,54 @@ def _decode_context(inp: Lengths, out: Lengths) -> int:
 def _reserved_tokens(s: Setup, inp: Lengths, out: Lengths) -> int:
     """KV tokens one running sequence holds against the pool: its whole prompt + output where the engine's
     scheduler reserves to completion under the setup's flags (``Engine.holds_to_completion``: TensorRT-LLM's
-    GUARANTEED_NO_EVICT, not its MAX_UTILIZATION), else its mean context. The output is the in-flight one
-    (:func:`_in_flight_output`: the batch holds long outputs in proportion to their length)."""
+    GUARANTEED_NO_EVICT, not its MAX_UTILIZATION), else its mean context, plus, where the engine admits against a
+    reserve for the outputs to come (``Engine.output_reserve``: SGLang), the reserve's floor ratio of its output
+    tokens to come (:func:`_output_left`). The output is the in-flight one (:func:`_in_flight_output`: the batch
+    holds long outputs in proportion to their length)."""
     if s.engine.holds_to_completion(s.settings):
         return inp.mean + int(_in_flight_output(out, out.mean))
-    return _decode_context(inp, out)
+    held = _decode_context(inp, out)
+    reserve = s.engine.output_reserve
+    if reserve is None:
+        return held
+    return held + int(reserve.floor_ratio() * _output_left(out, clip=reserve.clip_tokens))
+
+
+def _output_left(out: Lengths, *, clip: int) -> float:
+    """The mean of ``min(output tokens still to come, clip)`` over the sequences in flight: a sequence in flight is
+    uniformly far through its (in-flight, :func:`_in_flight_output`) output ``L``, so its tokens to come are uniform on
+    ``[0, L]``: ``L / 2`` where ``L <= clip``, else ``clip - clip^2 / (2 L)``."""
+    length = _in_flight_output(out, out.mean)
+    return length / 2 if length <= clip else clip - clip * clip / (2 * length)
+
+
+def _entering_tokens(s: Setup, inp: Lengths, out: Lengths) -> int:
+    """What a request must find free beyond the running requests' reserves to be admitted where the engine admits
+    against a reserve for the outputs to come (:class:`kvplan.engines.base.OutputReserve`): its prompt plus its whole
+    output, clipped; 0 elsewhere (no such check)."""
+    reserve = s.engine.output_reserve
+    return 0 if reserve is None else inp.mean + min(out.mean, reserve.clip_tokens)
 
 
 def _limits(s: Setup, inp: Lengths, out: Lengths) -> tuple[float, str]:
     """Sequences a replica holds at once: each data-parallel rank has its own KV pool and its own engine core
-    (vLLM runs one EngineCore per DP rank; SGLang one scheduler per DP attention rank), so both limits scale."""
+    (vLLM runs one EngineCore per DP rank; SGLang one scheduler per DP attention rank), so both limits scale.
+
+    Where the engine admits against a reserve for the running requests' outputs to come
+    (:attr:`Engine.output_reserve`: SGLang's PrefillAdder, engines/sglang.py OUTPUT_RESERVE), a running request
+    counts its held tokens plus the reserve at the ratio's floor (:func:`_reserved_tokens`: in a steady state few
+    decode steps run short, so the ratio sits at its floor most of the time), and the last request admitted found
+    its prompt + output (``E``, :func:`_entering_tokens`) free beyond the others' ``(N - 1) x held``: ``N =
+    floor((pool - E) / held) + 1`` whole requests a rank (below one where the pool is smaller than ``E``: ``pool /
+    E``). ``benchmarks/serving_sim.py --retract`` checks it against the scheduler run step by step (docs/cost.md,
+    "SGLang's admission reserve and retraction")."""
     ranks = s.dp * s.settings.attention_dp
     pool, held = binding_pool(s, _reserved_tokens(s, inp, out))
-    kv = pool * ranks / held
+    entering = _entering_tokens(s, inp, out)
+    if not entering:
+        kv = pool * ranks / held
+    else:
+        kv = ranks * (math.floor((pool - entering) / held) + 1 if pool >= entering else pool / entering)
     seqs = _batch_cap(s, inp, out)
     cap = seqs * s.dp * _micro_batches(s) if seqs is not None else None
     if cap is None or kv < cap:
