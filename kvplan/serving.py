@@ -640,8 +640,9 @@ def _landed_together(arrivals: float, *, run: int, ranks: int, prompt: int, chun
         after_busy = busiest_share(rate * busy, ranks=ranks)
         carried = (1 - share) * after_decode + share * after_busy
         return share, min(chunk, prompt * carried / share)
-    after_busy = -math.expm1(-rate * busy)
-    last = share * after_busy * (1 - after_busy) ** (run - 1) / (1 - (1 - after_busy) ** run)  # the chain's state 1
+    x = rate * busy  # the mean arrivals in a prefill step: c = 1 - exp(-x)
+    # the chain's state 1, b c (1 - c)^(L - 1) / (1 - (1 - c)^L), in forms exact for tiny x (b / L as x -> 0)
+    last = share * math.exp(-x * (run - 1)) * (math.expm1(-x) / math.expm1(-x * run) if x > 0 else 1 / run)
     tail = prompt - (run - 1) * chunk
     tail += lo * (chunk - tail)  # where the rank has its next prompt waiting (a share lo of its steps) it fills up
     return share, (last * tail + (share - last) * chunk) / share

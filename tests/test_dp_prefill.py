@@ -68,6 +68,21 @@ def test_dp_prefill_share_by_hand() -> None:
     assert decode < got < old
 
 
+def test_dp_prefill_tiny_share_of_long_prompts_is_the_decode_step() -> None:
+    """A vanishing load of prompts past the room (20,000 tokens, runs of 3 steps): the runs' last-step share
+    b c (1 - c)^2 / (1 - (1 - c)^3) is taken in expm1 forms (b / 3 as c -> 0), where 1 - c rounds to 1 and the plain
+    form divides 0 by 0; the mean step is the decode step. (That division raised ZeroDivisionError in `plan
+    qwen3-30b-a3b --rate 1 --input 20k --output 256 --gpus h100-sxm -e sglang`, where such a load reached it.)"""
+    s = _qwen3_dp8()
+    got = serving._mean_step(s, n=80.0, p=8 * 20000 * 1e-18, prompt=20000, budget=8192, context=21000, ep=True)
+    assert got == pytest.approx(serving._step(s, n=80.0, p=0, context=21000, ep=True), rel=1e-9)
+    share, heaviest = serving._landed_together(1e-17, run=3, ranks=8, prompt=20000, chunk=8182.0, decode=0.02,
+                                               busy=0.5)  # fmt: skip
+    assert share == pytest.approx(3e-17, rel=1e-6)
+    tail = 3636 + 3e-17 / 8 * (8182 - 3636)  # a third of the steps are the runs' last, carrying the tail
+    assert heaviest == pytest.approx((tail + 2 * 8182) / 3, rel=1e-9)
+
+
 def test_dp_prefill_long_prompt_run_by_hand() -> None:
     """A prompt longer than a rank's room holds its rank for ceil(prompt / chunk) steps in a row (its later chunks
     stay on it). 8 ranks, 80 decodes, 20,000-token prompts: room 8,182, a run of L = 3 steps (8,182, 8,182 and
