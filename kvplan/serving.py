@@ -373,15 +373,8 @@ def _alternating_parts(s: Setup, *, n: float, p: float, prompt: int, budget: int
     b0 B(b0))``, then ``B`` again at ``b``. In a prompt iteration ``dp q / b`` ranks run a prompt step each while
     the others decode their ``n / dp`` (``n (1 - q / b)`` decodes in all). Before (stop 24), the ranks were taken
     as independent, ``b = 1 - (1 - q)^dp``; benchmarks/serving_sim.py ``--dp`` ran 25-48 % below that TPOT at
-    0.6-0.85 of the rate, and within -12 .. +4 % of this one. A prompt past the budget takes its rank's next ``L =
-    ceil(prompt / budget)`` iterations in a row (its chunked request goes first into the rank's next prompt batch,
-    ``add_chunked_req``), so there the prompt iterations come in runs: ``b`` is the run chain of
-    :func:`_landed_together` at ``dp m / (1 + k)`` prompts an iteration (``m`` a rank's prompts a cycle), at least
-    ``q`` (stop 25; benchmarks/serving_sim.py ``--dp --long``, 20,000-token prompts on 4 ranks: TPOT -21 / -37 / -48 %
-    of the simulation's at 0.3 / 0.6 / 0.85 of the rate with each prompt step an arrival of its own, -23 / -28 / -23 %
-    with the runs; Llama 3.1 8B on one H100 at 20000/256, the one-rank rule, is -17 / -35 / -40 %: a gap of long
-    prompts that this rule does not close).
-    The cycle is ``(1 + k)`` mean iterations; with one rank it is ``d + k step(0, p / k)`` exactly."""
+    0.6-0.85 of the rate, and within -12 .. +4 % of this one. The cycle is ``(1 + k)`` mean iterations; with one
+    rank it is ``d + k step(0, p / k)`` exactly."""
     per_rank = p / s.dp
     decode = _step(s, n=n, p=0, context=context, ep=ep)
     if per_rank <= 0:
@@ -398,20 +391,11 @@ def _alternating_parts(s: Setup, *, n: float, p: float, prompt: int, budget: int
         return _step(s, n=n * (1 - share / busy_share), p=tokens, context=context, prefix=prefix, ep=ep,
                      p_all=tokens * s.dp * share / busy_share)  # fmt: skip
 
-    if prompt > budget:  # a long prompt's steps run back to back on its rank: runs of L iterations (stop 25)
-        run = math.ceil(prompt / budget - 1e-9)
-        arrivals = s.dp * share * (per_rank / prompt) / steps  # prompts an iteration over the replica
-        first = _landed_together(arrivals, run=run, ranks=s.dp, prompt=prompt, chunk=budget, decode=1.0, busy=1.0)[0]
-        busy = busy_at(max(share, first))
-        chained = _landed_together(arrivals, run=run, ranks=s.dp, prompt=prompt, chunk=budget, decode=decode,
-                                   busy=busy)[0]  # fmt: skip
-        busy_share = max(share, chained)
-    else:
-        busy_share = -math.expm1(-s.dp * share)  # 1 - exp(-dp q): the chain-free share, for the chain's rate
-        busy = busy_at(busy_share)
-        rate = s.dp * share / ((1 - busy_share) * decode + busy_share * busy)  # prompt steps a second, replica-wide
-        after_decode, after_busy = -math.expm1(-rate * decode), -math.expm1(-rate * busy)
-        busy_share = max(share, after_decode / (1 - after_busy + after_decode))  # the two-state chain
+    busy_share = -math.expm1(-s.dp * share)  # 1 - exp(-dp q): the chain-free share, for the chain's rate
+    busy = busy_at(busy_share)
+    rate = s.dp * share / ((1 - busy_share) * decode + busy_share * busy)  # prompt steps a second, replica-wide
+    after_decode, after_busy = -math.expm1(-rate * decode), -math.expm1(-rate * busy)
+    busy_share = max(share, after_decode / (1 - after_busy + after_decode))  # the two-state chain
     busy = busy_at(busy_share)
     cycle = (1 + steps) * ((1 - busy_share) * decode + busy_share * busy)
     own_decode = cycle - steps * busy  # the rank's one decode iteration a cycle: d, or busy where another prefills
@@ -554,8 +538,8 @@ def _dp_mean_step(s: Setup, *, n: float, p: float, prompt: int, chunk: float, pr
     holds ``p / dp`` prompt tokens on every rank. Before (stop 25) the ranks were taken as independent, a share
     ``1 - (1 - f)^dp`` of the steps at ``f = p / (dp chunk)`` with one chunk on the busiest rank. Against
     benchmarks/serving_sim.py ``--dp`` (each engine's dealing, 0.3-0.85 of the rate) kvplan's TPOT went from -4 ..
-    +39 % to -13 .. +8 % of the simulation's (one TensorRT-LLM row at its KV bound aside, -35 -> -40 %); with
-    20,000-token prompts (``--dp --long``) from -15 .. +166 % to -21 .. +1 %.
+    +36 % to -13 .. +14 % of the simulation's (one TensorRT-LLM row at its KV bound aside, -35 -> -40 %); with
+    20,000-token prompts (``--dp --long``) from -15 .. +164 % to -22 .. -2 %.
 
     Where the engine aligns the ranks (:meth:`Engine.aligns_dp_prefill`: TensorRT-LLM's
     ``attention_dp_config.enable_balance``), every rank carries a chunk in a share ``f`` of the steps, all in the

@@ -17,7 +17,6 @@ from kvplan.hardware import resolve_gpu
 from kvplan.serving import (
     Lengths,
     _alternating_parts,
-    _landed_together,
     _mean_step,
     _prompt_steps,
     _step,
@@ -161,35 +160,6 @@ def test_data_parallel_ranks_alternate_on_their_own():
     assert 0 < plain < 1 and biased == pytest.approx((plain * d**2 + (1 - plain) * busy**2) / own, rel=1e-12)
     r = serve(s, rate_rps=0.0, input_len=Lengths.of(1000), output_len=Lengths.of(200))
     assert r.ttft_mean_s == pytest.approx(_step(s, n=0.0, p=1000, context=1100))
-
-
-def test_data_parallel_long_prompts_run_back_to_back_on_their_rank():
-    """A prompt past the budget (20,000 tokens, 8,192-token prompt steps) takes its rank's next L = ceil(20,000 /
-    8,192) = 3 iterations in a row (SGLang continues its chunked request first, PrefillAdder.add_chunked_req), so the
-    replica's prompt iterations come in runs: the share b is the run chain's (serving._landed_together with run 3, m
-    = 2 q (400 / 2 / 20,000) / k prompts an iteration, b / (1 - b) = a (1 - (1 - c)^3) / (c (1 - c)^3)), at least
-    q, where the prompt steps' own chain (each step an arrival, the short-prompt rule above) gave fewer busy
-    iterations: runs that start together end together, but a run is never split."""
-    s = setup(load_bundled("qwen3-30b-a3b"), H100, engine="sglang", dp=2, ep=True)
-    n, p, ctx = 40.0, 400.0, 20100
-    cycle, _, _ = _alternating_parts(s, n=n, p=p, prompt=20000, budget=8192, context=ctx, ep=False)
-    m = 400 / 2 / 20000  # prompts a rank a cycle
-    k = _prompt_steps(m, prompt=20000, budget=8192)
-    assert k == pytest.approx(m * 3, rel=0.02)  # one prompt is three steps; two in one cycle would be five
-    q = k / (1 + k)
-    d = _step(s, n=n, p=0, context=ctx)
-    prefix = (20000 - 8192) // 2
-
-    def busy_at(b: float) -> float:
-        return _step(s, n=n * (1 - q / b), p=200 / k, context=ctx, prefix=prefix, p_all=200 / k * 2 * q / b)
-
-    arrivals = 2 * q * m / k  # prompts an iteration over the replica
-    first = _landed_together(arrivals, run=3, ranks=2, prompt=20000, chunk=8192, decode=1.0, busy=1.0)[0]
-    assert first == pytest.approx(-math.expm1(-3 * arrivals), rel=1e-9)  # runs started at random
-    b = max(q, _landed_together(arrivals, run=3, ranks=2, prompt=20000, chunk=8192, decode=d,
-                                busy=busy_at(max(q, first)))[0])  # fmt: skip
-    assert q < b < first
-    assert cycle == pytest.approx((1 + k) * ((1 - b) * d + b * busy_at(b)), rel=1e-12)
 
 
 def test_plan_takes_enable_mixed_chunk():
