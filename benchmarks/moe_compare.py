@@ -38,7 +38,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import SKIPPED, each_table, grouped_stats, stats, tables_root  # noqa: E402 - where aiconfigurator's tables lie
+from aic_tables import grouped_stats, read_tables, stats  # noqa: E402 - where aiconfigurator's tables lie
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_moe.json"
 
@@ -92,17 +92,14 @@ WORST = 12  # worst points printed
 
 def collect(out: Path) -> int:
     """Write the sample of aiconfigurator's MoE tables (latency in us, 4 significant digits) to ``out``."""
-    root = tables_root()
-    if root is None:
-        print(SKIPPED)
+    read = read_tables(SYSTEMS, ENGINES, "moe", "moe_perf.parquet")
+    if read is None:
         return 0
     import aiconfigurator
-    import pandas as pd
 
     shapes = {v: k for k, v in SHAPES.items()}
     tables = []
-    for gpu, engine, version, path, source in each_table(root, SYSTEMS, ENGINES, "moe", "moe_perf.parquet"):
-        df = pd.read_parquet(path)
+    for gpu, engine, version, _, source, df in read:
         df = df[(df.distribution == DISTRIBUTION) & df.num_tokens.isin(TOKENS) & df.moe_dtype.isin(DTYPES)
                 & ~df.kernel_source.isin(SKIP_KERNELS)]  # fmt: skip
         best: dict[tuple, tuple[float, str]] = {}
