@@ -50,8 +50,8 @@ from aic_tables import (  # noqa: E402 - where aiconfigurator's tables lie
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_dsa.json"
 SYSTEMS = {"h200": "h200_sxm", "b200": "b200_sxm", "gb200": "gb200"}  # kvplan GPU -> aiconfigurator system
-# the releases kvplan's constants describe (vLLM, TensorRT-LLM) and SGLang's newest DSA table; kvplan's KV layouts
-# for V3.2 are vLLM's (SGLang and TensorRT-LLM refuse it in capacity), its step prices every engine with its constants
+# the releases kvplan's constants describe (vLLM, TensorRT-LLM) and SGLang's newest DSA table; kvplan's decode layer
+# reads each engine's V3.2 cache rows (Calibration.dsa_fp8_row) and prices every engine's kernels with vLLM's DSA rules
 ENGINES = {"vllm": "0.24.0", "trtllm": "1.3.0rc20", "sglang": "0.5.14"}
 TABLE = "dsa_generation_module_perf.parquet"
 AIC_MODEL = "deepseek-ai/DeepSeek-V3.2"
