@@ -238,3 +238,29 @@ def test_transformers_cache_keeps_a_float32_state_whatever_the_config_says() -> 
     # 96 x 4 x 2 B + 512 x 4 B = 768 + 2,048 = 2,816 B: exactly the tensors above
     assert transformers_cache_plan(spec, "bf16").layers[0].state_bytes == 2_816
     assert conv.numel() * conv.element_size() + ssm.numel() * ssm.element_size() == 2_816
+
+
+# ---- decode: the state each step reads and writes -----------------------------------------------------------------
+
+
+def test_decode_reads_the_state_the_engine_keeps() -> None:
+    """A decode step reads and writes every recurrent layer's state once (kvplan.latency._recurrent_decode_s:
+    2 x state bytes / (bandwidth x attn_decode_mem_eff) + launches). Qwen3.5 27B on one H200 under vllm@0.19, one
+    sequence: the fp32 SSM state its config asks for is 48 x 786,432 x 2 B = 75,497,472 B more than a bf16 one, so the
+    step is 2 x 75,497,472 / (4,800 GB/s x 0.8422) = 37.35 us longer; nothing else in the step moves."""
+    from kvplan.cost import phase_cost
+    from kvplan.engines.vllm import CALIBRATION
+
+    gpu = resolve_gpu("h200")
+    fp32 = load_bundled("qwen3.5-27b")
+    data = fp32.model_dump(exclude_none=True)
+    data["layers"]["kinds"]["linear"].pop("ssm_state_dtype")
+    bf16 = type(fp32).model_validate(data)
+
+    def step_s(spec) -> float:  # noqa: ANN001
+        return phase_cost(spec, gpu, 2048, phase="decode", engine="vllm@0.19").time_s
+
+    extra = 2 * 48 * 786_432 * 2 / (gpu.bandwidth_gbps * 1e9 * CALIBRATION.attn_decode_mem_eff)
+    assert gpu.bandwidth_gbps == 4800 and CALIBRATION.attn_decode_mem_eff == 0.8422
+    assert step_s(fp32) - step_s(bf16) == pytest.approx(extra, rel=1e-9)
+    assert extra == pytest.approx(37.35e-6, abs=0.01e-6)

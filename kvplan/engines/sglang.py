@@ -81,7 +81,8 @@ MAMBA_FULL_MEMORY_RATIO = 0.9
 # running requests <= Mamba slots // 3.
 MAMBA_SLOTS_PER_RUNNING_REQUEST = 3
 # The SSM (temporal) state's dtype: python/sglang/srt/configs/mamba_utils.py mamba2_state_dtype(config) @02e208de
-# (read through the code index): SGLANG_MAMBA_SSM_DTYPE (the server's --mamba-ssm-dtype; not modelled), else the
+# (read through the code index): SGLANG_MAMBA_SSM_DTYPE (set from ServerArgs.mamba_ssm_dtype, --mamba-ssm-dtype, only
+# when given: handle_environment_variables; not modelled), else the
 # config's mamba_ssm_dtype (config.text_config's for VL configs), else "float32"; the conv state is
 # SGLANG_MAMBA_CONV_DTYPE, default bfloat16 (kvplan: the model's dtype, bf16 for every bundled hybrid). kvplan imports
 # mamba_ssm_dtype for the Qwen3.5 families (kvplan.hf._SSM_DTYPE_KEYS); Nemotron-H's config key,
