@@ -206,7 +206,8 @@ def setup(
     if settings.mla not in ("latent", "expanded"):
         raise InvalidInput(f"invalid MLA layout {settings.mla!r}; expected 'latent' or 'expanded'")
     attn_tp = profile.attention_tp(tp, settings)  # the KV cell's TP split (tp / attention DP)
-    plan_key = ("plan", profile.key, kv_name, attn_tp, pp, settings.mla, settings.mamba_ssm_cache_dtype)
+    states = (settings.mamba_cache_dtype, settings.mamba_ssm_cache_dtype)  # vLLM's state dtypes (Engine.model_as_run)
+    plan_key = ("plan", profile.key, kv_name, attn_tp, pp, settings.mla, states)
     if plan_key not in memo:
         memo[plan_key] = profile.cache_plan(spec, kv_dtype_name=kv_name, tp=attn_tp, pp=pp, mla=settings.mla)
     plan = memo[plan_key]
@@ -651,8 +652,9 @@ def _settings_dict(s: Setup, b: Budget) -> dict[str, Any]:
     if b.fraction_name:
         out[b.fraction_name] = b.fraction
     out.update(s.stages[0].layout.settings())
-    if s.settings.mamba_ssm_cache_dtype is not None:  # vLLM --mamba-ssm-cache-dtype, repeated on the launch line
-        out["mamba_ssm_cache_dtype"] = s.settings.mamba_ssm_cache_dtype
+    for name in ("mamba_cache_dtype", "mamba_ssm_cache_dtype"):  # vLLM's state dtype flags, repeated on its line
+        if getattr(s.settings, name) is not None:
+            out[name] = getattr(s.settings, name)
     return out
 
 

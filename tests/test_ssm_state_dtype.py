@@ -264,3 +264,29 @@ def test_decode_reads_the_state_the_engine_keeps() -> None:
     assert gpu.bandwidth_gbps == 4800 and CALIBRATION.attn_decode_mem_eff == 0.8422
     assert step_s(fp32) - step_s(bf16) == pytest.approx(extra, rel=1e-9)
     assert extra == pytest.approx(37.35e-6, abs=0.01e-6)
+
+
+# ---- the conv state: vLLM --mamba-cache-dtype, llama.cpp's F32 ---------------------------------------------------
+
+
+def test_vllm_mamba_cache_dtype_sets_the_conv_state_and_an_auto_ssm_state() -> None:
+    """--mamba-cache-dtype float32 (MambaStateDtypeCalculator: conv state in it; the SSM state too where its own flag
+    and the model's rule leave "auto"). Qwen3-Next under 0.16: both states fp32, 36 x (24,576 x 4 + 524,288 x 4) =
+    36 x 2,195,456 = 79,036,416. Nemotron-H 8B under 0.19: conv fp32, SSM still float16 (NemotronHForCausalLMConfig
+    sets it while the SSM flag is auto): 24 x (30,720 x 4 + 1,048,576 x 2) = 24 x 2,220,032 = 53,280,768."""
+    full = Settings(mamba_cache_dtype="float32")
+    assert state_bytes("vllm@0.16", "qwen3-next-80b-a3b", full) == 79_036_416
+    assert state_bytes("vllm@0.19", "nemotron-h-8b-base-8k", full) == 53_280_768
+    with pytest.raises(InvalidInput, match="invalid --mamba-cache-dtype 'fp8'; vLLM accepts auto, float32, float16"):
+        setup(load_bundled("llama-3.1-8b"), H100, engine="vllm", settings=Settings(mamba_cache_dtype="fp8"))
+
+
+def test_llamacpp_keeps_both_states_in_f32() -> None:
+    """type_r = type_s = GGML_TYPE_F32: Qwen3-Next 36 x 2,195,456 = 79,036,416 (the figure its capacity layout sizes
+    too, kvplan.engines.llamacpp._stage: 4 B x (conv + state) elements)."""
+    assert state_bytes("llamacpp", "qwen3-next-80b-a3b") == 79_036_416
+    from kvplan.engines.llamacpp import _stage
+
+    spec = load_bundled("qwen3-next-80b-a3b")
+    stage = _stage(spec, cache_plan(spec, "bf16"))
+    assert sum(n * c.state_bytes for n, c in stage.groups) == 79_036_416

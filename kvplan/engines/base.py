@@ -103,6 +103,9 @@ class Settings:
     # "float32", "float16"; 0.16.0 / 0.19.0 / 0.21.0): the SSM state's dtype, over the model's own rule
     # (kvplan.engines.vllm Vllm.ssm_state_dtype). None: "auto".
     mamba_ssm_cache_dtype: str | None = None
+    # vLLM --mamba-cache-dtype (CacheConfig.mamba_cache_dtype, MambaDType, default "auto": the model's dtype): the conv
+    # state's dtype, and the SSM state's where --mamba-ssm-cache-dtype and the model's rule leave it "auto".
+    mamba_cache_dtype: str | None = None
     overrides: Overrides = field(default_factory=Overrides)
 
 
@@ -129,6 +132,7 @@ SETTING_FLAGS = {
     "capacity_scheduler_policy": "--capacity-scheduler-policy",
     "mixed_chunk": "--enable-mixed-chunk",
     "mamba_ssm_cache_dtype": "--mamba-ssm-cache-dtype",
+    "mamba_cache_dtype": "--mamba-cache-dtype",
     "overrides.cuda_graph_bytes": "--cuda-graph",
 }
 
@@ -882,12 +886,19 @@ class Engine:
         it keeps each recurrent layer's SSM state in (:meth:`ssm_state_dtype`; engines override for a window they do
         not apply); the spec itself where nothing differs. kvplan.capacity.setup and kvplan.cost take it."""
         given = settings or Settings()
-        return with_ssm_state_dtypes(spec, lambda kind: self.ssm_state_dtype(spec, kind, given))
+        return with_state_dtypes(
+            spec, lambda kind: (self.conv_state_dtype(spec, kind, given), self.ssm_state_dtype(spec, kind, given))
+        )
+
+    def conv_state_dtype(self, spec: ModelSpec, kind: LayerKind, settings: Settings) -> str | None:
+        """The dtype the engine keeps a recurrent ``kind``'s conv state in; None: the model's dtype. Here, the spec's
+        ``state_dtype`` (kvplan.memory); vLLM (``--mamba-cache-dtype``) and llama.cpp override it."""
+        return kind.state_dtype
 
     def ssm_state_dtype(self, spec: ModelSpec, kind: LayerKind, settings: Settings) -> str | None:
-        """The dtype the engine keeps a recurrent ``kind``'s SSM (temporal) state in; None: its conv state's, the
-        model's dtype (kvplan.memory.recurrent_state_bytes). Here, the ideal layout's rule: what the checkpoint's
-        config states (``kind.ssm_state_dtype``, kvplan.hf); the serving engines override it with their own."""
+        """The dtype the engine keeps a recurrent ``kind``'s SSM (temporal) state in; None: its conv state's
+        (:meth:`conv_state_dtype`; kvplan.memory.recurrent_state_bytes). Here, the ideal layout's rule: what the
+        checkpoint's config states (``kind.ssm_state_dtype``, kvplan.hf); the serving engines override it."""
         return kind.ssm_state_dtype
 
     def runtime_batch_size(self, settings: Settings, capacity: int) -> int | None:
@@ -1035,17 +1046,17 @@ def spans_view(spec: ModelSpec, spans: dict[str, int | None]) -> ModelSpec:
 _STATES_KEPT: dict[tuple[Any, ...], tuple[ModelSpec, ModelSpec]] = {}  # (id of a spec, dtypes) -> (it, its copy)
 
 
-def with_ssm_state_dtypes(spec: ModelSpec, resolve: Callable[[LayerKind], str | None]) -> ModelSpec:
-    """``spec`` with each recurrent kind's SSM state dtype (a Falcon-H1 attention kind's parallel mixer's included) set
-    to ``resolve(kind)``; the spec itself where none changes. One copy per spec object and dtypes, so the latency
-    paths' per-spec memos (keyed on identity) see one model."""
-    dtypes: dict[str, str | None] = {}
+def with_state_dtypes(spec: ModelSpec, resolve: Callable[[LayerKind], tuple[str | None, str | None]]) -> ModelSpec:
+    """``spec`` with each recurrent kind's (a Falcon-H1 attention kind's parallel mixer's included) conv and SSM state
+    dtypes set to ``resolve(kind)`` = ``(state_dtype, ssm_state_dtype)``; the spec itself where none changes. One copy
+    per spec object and dtypes, so the latency paths' per-spec memos (keyed on identity) see one model."""
+    dtypes: dict[str, tuple[str | None, str | None]] = {}
     for name, kind in spec.layers.kinds.items():
         mixer = kind.parallel if kind.parallel is not None else kind
         if mixer.variant in SSM_STATE_VARIANTS:
-            wanted = resolve(mixer)
-            if (canonical_dtype(wanted) if wanted else None) != mixer.ssm_state_dtype:
-                dtypes[name] = canonical_dtype(wanted) if wanted else None
+            wanted = tuple(canonical_dtype(d) if d else None for d in resolve(mixer))
+            if wanted != (mixer.state_dtype, mixer.ssm_state_dtype):
+                dtypes[name] = wanted  # type: ignore[assignment]
     if not dtypes:
         return spec
     key = (id(spec), *sorted(dtypes.items(), key=lambda item: item[0]))
@@ -1057,16 +1068,15 @@ def with_ssm_state_dtypes(spec: ModelSpec, resolve: Callable[[LayerKind], str | 
     return hit[1]
 
 
-def _with_dtypes(spec: ModelSpec, dtypes: dict[str, str | None]) -> ModelSpec:
+def _with_dtypes(spec: ModelSpec, dtypes: dict[str, tuple[str | None, str | None]]) -> ModelSpec:
     kinds = dict(spec.layers.kinds)
-    for name, dtype in dtypes.items():
+    for name, (conv, ssm) in dtypes.items():
         kind = kinds[name]
+        update = {"state_dtype": conv, "ssm_state_dtype": ssm}
         if kind.parallel is not None:
-            kinds[name] = kind.model_copy(
-                update={"parallel": kind.parallel.model_copy(update={"ssm_state_dtype": dtype})}
-            )
+            kinds[name] = kind.model_copy(update={"parallel": kind.parallel.model_copy(update=update)})
         else:
-            kinds[name] = kind.model_copy(update={"ssm_state_dtype": dtype})
+            kinds[name] = kind.model_copy(update=update)
     return spec.model_copy(update={"layers": spec.layers.model_copy(update={"kinds": kinds})})
 
 

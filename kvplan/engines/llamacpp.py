@@ -164,8 +164,12 @@ class LlamaCpp(Engine):
     def ssm_state_dtype(self, spec: ModelSpec, kind: LayerKind, settings: Settings) -> str | None:
         """F32: src/llama-model.cpp llama_model::create_memory builds llama_memory_recurrent (recurrent models) and
         llama_memory_hybrid (hybrids) with type_r = type_s = GGML_TYPE_F32 (read in stored copies through the code
-        index), whatever the GGUF's metadata; :func:`_stage` sizes both states so for capacity. This sets the SSM
-        state the decode steps read (kvplan.latency); the conv state (r) stays at the model's dtype there."""
+        index), whatever the GGUF's metadata; :func:`_stage` sizes both states so for capacity, and these two rules set
+        the states the decode steps read (kvplan.latency)."""
+        return "fp32"
+
+    def conv_state_dtype(self, spec: ModelSpec, kind: LayerKind, settings: Settings) -> str | None:
+        """F32, as :meth:`ssm_state_dtype` says (type_r, the conv state)."""
         return "fp32"
 
     def weights_in_log(self, text: str) -> str | None:

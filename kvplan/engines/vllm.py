@@ -658,17 +658,24 @@ def round_up(n: int, multiple: int) -> int:
 #   from 0.19.0, not in 0.16.0, whose registry has no Qwen3.5 at all): hf_text_config.mamba_ssm_dtype where present;
 # * no other hybrid (Qwen3-Next, Jamba, Falcon-H1, Granite 4.0-H): the model's dtype.
 # The 0.8 rules: not read (that release predates --mamba-ssm-cache-dtype); they keep 0.16's, the oldest read.
+# --mamba-cache-dtype (Vllm.conv_state_dtype) sets the conv state, and the SSM state where the rules above leave "auto".
 NEMOTRON_H_FAMILIES = frozenset({"nemotron_h"})
 QWEN3_5_FAMILIES = frozenset({"qwen3_5", "qwen3_5_moe"})
 MAMBA_SSM_FLAG = {"auto": None, "float32": "fp32", "float16": "fp16"}  # MambaDType -> kvplan's name (None: auto)
 
 
-def mamba_ssm_flag(value: str | None) -> str | None:
-    """The SSM state dtype ``--mamba-ssm-cache-dtype value`` asks for; None for "auto" (or not given)."""
+def mamba_ssm_flag(value: str | None, flag: str = "--mamba-ssm-cache-dtype") -> str | None:
+    """The state dtype ``flag value`` asks for (``--mamba-ssm-cache-dtype``, ``--mamba-cache-dtype``: the same
+    MambaDType choices); None for "auto" (or not given)."""
     key = "auto" if value is None else str(value).strip().lower()
     if key not in MAMBA_SSM_FLAG:
-        raise InvalidInput(f"invalid --mamba-ssm-cache-dtype {value!r}; vLLM accepts {', '.join(MAMBA_SSM_FLAG)}")
+        raise InvalidInput(f"invalid {flag} {value!r}; vLLM accepts {', '.join(MAMBA_SSM_FLAG)}")
     return MAMBA_SSM_FLAG[key]
+
+
+def mamba_conv_flag(value: str | None) -> str | None:
+    """The conv state dtype ``--mamba-cache-dtype value`` asks for; None for "auto" (the model's dtype)."""
+    return mamba_ssm_flag(value, "--mamba-cache-dtype")
 
 
 @dataclass(frozen=True)
@@ -706,8 +713,12 @@ class Vllm(Engine):
     gdn_reads_ssm_dtype: bool = True
     qwen3_5_ssm_override: bool = True
 
+    def conv_state_dtype(self, spec: ModelSpec, kind: LayerKind, settings: Settings) -> str | None:
+        """``--mamba-cache-dtype`` (get_kv_cache_torch_dtype: "auto" is the model's dtype, None here)."""
+        return mamba_conv_flag(settings.mamba_cache_dtype)
+
     def ssm_state_dtype(self, spec: ModelSpec, kind: LayerKind, settings: Settings) -> str | None:
-        """The release's rule for the SSM state's dtype (the comment above MAMBA_SSM_FLAG): None, the model's."""
+        """The release's rule for the SSM state's dtype (the comment above MAMBA_SSM_FLAG): None, the conv state's."""
         flag = mamba_ssm_flag(settings.mamba_ssm_cache_dtype)
         if kind.variant == "gated_deltanet" and not self.gdn_reads_ssm_dtype:
             return None
@@ -763,6 +774,7 @@ class Vllm(Engine):
         with self._naming_the_release():
             super().check_settings(settings)
         mamba_ssm_flag(settings.mamba_ssm_cache_dtype)  # a value vLLM's CLI refuses, refused here for any model
+        mamba_conv_flag(settings.mamba_cache_dtype)
 
     @contextlib.contextmanager
     def _naming_the_release(self) -> Iterator[None]:
@@ -987,8 +999,12 @@ def serve_args(r: CapacityResult, *, model: str, sequences: int, kv_flag: str, d
         args += ["--enable-expert-parallel"]
     if r.block_tokens != 16:
         args += ["--block-size", str(r.block_tokens)]
-    if "mamba_ssm_cache_dtype" in r.settings:  # the SSM state's dtype sizes each request's Mamba pages
-        args += ["--mamba-ssm-cache-dtype", str(r.settings["mamba_ssm_cache_dtype"])]
+    for name, flag in (
+        ("mamba_cache_dtype", "--mamba-cache-dtype"),
+        ("mamba_ssm_cache_dtype", "--mamba-ssm-cache-dtype"),
+    ):
+        if name in r.settings:  # the state dtypes size each request's Mamba pages
+            args += [flag, str(r.settings[name])]
     default_tokens, _ = batch_defaults(r.breakdown["device_total_bytes"])
     if r.max_num_batched_tokens not in (None, default_tokens):
         # The profile run's size sets the activation term of the budget: the line must repeat it.
@@ -1418,6 +1434,7 @@ V0_19 = Vllm(
         "two_batch_overlap",
         "deepep",
         "mamba_ssm_cache_dtype",
+        "mamba_cache_dtype",
     ),
     # vllm/config/cache.py CacheConfig.gpu_memory_utilization default 0.9 in 0.19.
     gpu_memory_utilization=0.9,
@@ -1449,8 +1466,8 @@ V0_19 = Vllm(
 # vLLM 0.8.x: the same rules, before get_batch_defaults checked the device name for A100 (PR #17885, v0.9.0).
 # 0.8 had neither the shared-experts stream nor dual-batch overlap; its default all2all ("naive", broadcasts from
 # every rank, vllm/distributed/device_communicators/all2all.py) moves what an all-gather moves.
-# --enable-dbo, the DeepEP all2all backends and --mamba-ssm-cache-dtype came after 0.8
-_NEWER_FLAGS = ("two_batch_overlap", "deepep", "mamba_ssm_cache_dtype")
+# --enable-dbo, the DeepEP all2all backends and the Mamba state dtype flags came after 0.8
+_NEWER_FLAGS = ("two_batch_overlap", "deepep", "mamba_ssm_cache_dtype", "mamba_cache_dtype")
 # 0.8 picked MLA backends by the older rule (mla_choice "flashmla_forced"): FlashMLA with 64-token blocks on Hopper,
 # Triton MLA elsewhere, Blackwell included, so vLLM 0.24.0's FLASHINFER_MLA constant (blackwell_mla_layer_s) does not
 # describe its Blackwell decode: mla_layer_s there (fitted on Hopper's kernels; no Triton MLA timing was fitted).
