@@ -7,6 +7,7 @@ skip their collection step (:func:`read_tables` says so once). The scripts that 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -99,6 +100,21 @@ def capture_static_breakdown():  # noqa: ANN201 - (cli_estimate, what its last c
 
     base_backend.BaseBackend._run_static_breakdown = wrapped
     return cli_estimate, seen
+
+
+def table_layer_s(points: list, tokens: float) -> float:
+    """One MoE layer's seconds at ``tokens`` from a kernel table's ``[[tokens, ms], ...]``: log-log between the two
+    nearest counts, the first row below the table, and in proportion to the tokens past its last row (moe_gap.py and
+    dp_ep_gap.py price grouped experts from aiconfigurator's MoE tables with it)."""
+    lo = points[0]
+    if tokens <= lo[0]:
+        return lo[1] * 1e-3
+    for hi in points[1:]:
+        if tokens <= hi[0]:
+            f = math.log(tokens / lo[0]) / math.log(hi[0] / lo[0])
+            return math.exp(math.log(lo[1]) + f * math.log(hi[1] / lo[1])) * 1e-3
+        lo = hi
+    return lo[1] * tokens / lo[0] * 1e-3
 
 
 def frame_rows(frame, columns: tuple[str, ...]) -> list[list]:  # noqa: ANN001 - a pandas DataFrame

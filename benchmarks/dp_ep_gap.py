@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import capture_static_breakdown  # noqa: E402 - aiconfigurator's estimate, shared
+from aic_tables import capture_static_breakdown, table_layer_s  # noqa: E402 - shared with the table scripts
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_dp_ep.json"
 # kvplan model -> (aiconfigurator's bundled config, attention-DP ranks of the page's Hopper rows, MoE shape: hidden,
@@ -171,20 +170,6 @@ def render(results: list[dict]) -> str:
             lines.append(f"{model} {gpu}: aiconfigurator / kvplan, median over {len(mine)} batches: step x{ratio:.2f}, "
                          f"MoE x{moe:.2f}, the rest x{rest:.2f}")  # fmt: skip
     return "\n".join(lines) + "\n"
-
-
-def table_layer_s(points: list, tokens: float) -> float:
-    """One MoE layer's seconds at ``tokens`` from a table's ``[[tokens, ms], ...]`` (log-log between the nearest
-    counts; the first row below the table, in proportion past its last)."""
-    lo = points[0]
-    if tokens <= lo[0]:
-        return lo[1] * 1e-3
-    for hi in points[1:]:
-        if tokens <= hi[0]:
-            f = math.log(tokens / lo[0]) / math.log(hi[0] / lo[0])
-            return math.exp(math.log(lo[1]) + f * math.log(hi[1] / lo[1])) * 1e-3
-        lo = hi
-    return lo[1] * tokens / lo[0] * 1e-3
 
 
 @contextmanager

@@ -44,7 +44,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import capture_static_breakdown  # noqa: E402 - aiconfigurator's estimate, shared
+from aic_tables import capture_static_breakdown, table_layer_s  # noqa: E402 - shared with the table scripts
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_moe_gap.json"
 MODEL = "qwen3-30b-a3b"
@@ -123,20 +123,6 @@ def load(path: Path = DATA) -> list[dict]:
 def load_tables(path: Path = DATA) -> dict:
     """{gpu: {"<kernel> <distribution>": [[tokens, ms], ...]}}: the shape's rows of both kernel tables."""
     return json.loads(path.read_text())["tables"]
-
-
-def table_layer_s(points: list, tokens: float) -> float:
-    """One MoE layer's seconds at ``tokens`` from a table's ``[[tokens, ms], ...]``: log-log between the two nearest
-    counts, the first row below the table, and in proportion to the tokens past its last row."""
-    lo = points[0]
-    if tokens <= lo[0]:
-        return lo[1] * 1e-3
-    for hi in points[1:]:
-        if tokens <= hi[0]:
-            f = math.log(tokens / lo[0]) / math.log(hi[0] / lo[0])
-            return math.exp(math.log(lo[1]) + f * math.log(hi[1] / lo[1])) * 1e-3
-        lo = hi
-    return lo[1] * tokens / lo[0] * 1e-3
 
 
 @contextmanager
