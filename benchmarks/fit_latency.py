@@ -78,6 +78,7 @@ NAMES += ("fp4_norm_quant_fused",)  # a switch (what the engine build runs), not
 # Fitted by benchmarks/fit_moe_ops.py to aiconfigurator's MoE tables (block-scaled fp8 experts): held here.
 NAMES += ("hopper_moe_block_expert_s", "blackwell_moe_block_expert_s", "mxfp4_moe_dequant_s", "mxfp4_moe_tile_tokens")
 NAMES += ("hopper_mxfp4_moe_dequant_s", "hopper_mxfp4_moe_layer_s")
+NAMES += ("hopper_moe_block_tile_eff", "hopper_moe_block_half_width")
 MAX_EFF = 0.95
 CLASS_WEIGHT = 0.3  # per-class residuals: enough to pin each class, the step totals still lead
 

@@ -86,8 +86,9 @@ def test_static_fp8_streams_fp8_weights_at_the_16_bit_share_golden():
     new, old = calibration("trtllm"), calibration("trtllm@0.17")
     # one fitted constant differs, no refit; the PyTorch backend's per-op MoE terms are off (the MoE plugin has none of
     # those kernels: test_v0_17_moe_plugin_has_no_per_expert_terms)
-    moe_off = dict(hopper_moe_block_expert_s=0.0, blackwell_moe_block_expert_s=0.0, mxfp4_moe_dequant_s=0.0,
-                   hopper_mxfp4_moe_dequant_s=0.0, hopper_mxfp4_moe_layer_s=None)  # fmt: skip
+    moe_off = dict(hopper_moe_block_expert_s=0.0, blackwell_moe_block_expert_s=0.0, hopper_moe_block_tile_eff=0.0,
+                   hopper_moe_block_half_width=0.0, mxfp4_moe_dequant_s=0.0, hopper_mxfp4_moe_dequant_s=0.0,
+                   hopper_mxfp4_moe_layer_s=None)  # fmt: skip
     assert old == replace(new, fp8_mem_eff_scale=1.0, version=old.version, **moe_off)
     assert (new.gemm_mem_eff, new.fp8_mem_eff_scale, new.graph_kernel_s) == (0.7241, 0.7315, 2.724e-06)
     moved = 8192 * 8192 * 1 + (8192 + 8192) * 2
@@ -118,7 +119,8 @@ def test_cost_decode_differs_for_fp8_weights_only():
 def test_v0_17_moe_plugin_has_no_per_expert_terms():
     """DeepSeek-V3's block-fp8 experts, TP 8 on an H200 (4,800 GB/s, fp8 1,979 TFLOPS), one token: v0.17's
     MixtureOfExperts plugin (CutlassMoeFCRunner) has no DeepGEMM walk over the 256 local experts, the newest release's
-    CutlassFusedMoE does (hopper_moe_block_expert_s 0.38 us, a floor under the GEMMs).
+    CutlassFusedMoE does (hopper_moe_block_expert_s 0.38 us, a floor under the GEMMs; and its GEMMs priced by
+    DeepGEMM's tiles, under the floor here). v0.17 prices them on the grouped-GEMM curve.
     Touched experts 256 x (1 - (1 - 8/256)^1) = 8, each 3 x 7168 x 256 = 5,505,024 fp8 weights on the rank.
     Compute: eff = 0.7474 x 1/(1 + 57.52) x 256/(256 + 463.8) = 0.0045419; peak 1979e12 x 0.4683 = 926.77e12;
     2 x 8 x 5,505,024 / (926.77e12 x 0.0045419) = 20.924 us. Memory: 8 x 5,505,024 x 1 B + 8 x (2 x 7168 + 3 x 256)
