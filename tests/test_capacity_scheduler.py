@@ -86,13 +86,11 @@ def test_mlperf_before_and_after():
     # The v5.1 B200 Llama-2 Offline run is KV-bound under GUARANTEED_NO_EVICT (222 + 265 tokens reserved a sequence)
     # and token-budget-bound under MAX_UTILIZATION; the H100 Llama-2 Server run, KV-bound at 999 sequences, admits
     # more and reaches the TPOT limit sooner. Every moved row, before -> after (docs/cost.md, "What the capacity
-    # scheduler policy moves"); the other rows do not move. The B200 rows since the MoE router was priced 16-bit and the
-    # FP4 constants refitted on that (Offline 0.7804 -> 0.7843 and Server 0.7945 -> 0.7961 before): Offline 0.7765 ->
-    # 0.7804, Server 0.7920 under either policy.
+    # scheduler policy moves"); the other rows do not move.
     pub, data = published()
     moved = {
-        ("mlperf-5.1", "llama-2-70b", "b200", "Offline"): (0.7765, 0.7804),
-        ("mlperf-5.1", "llama-2-70b", "b200", "Server"): (0.792, 0.792),
+        ("mlperf-5.1", "llama-2-70b", "b200", "Offline"): (0.7804, 0.7843),
+        ("mlperf-5.1", "llama-2-70b", "b200", "Server"): (0.7945, 0.7961),
         ("mlperf-4.1", "llama-2-70b", "h100-sxm", "Server"): (1.2149, 1.2008),
         ("mlperf-4.1", "llama-2-70b", "h200", "Server"): (1.0986, 1.0965),
     }

@@ -168,6 +168,4 @@ def test_long_prompt_attention_dp_rows_lie_between_independent_and_aligned_ranks
     assert qwen["ratio"] == pytest.approx(1.21, abs=0.01)
     mav = next(r for r in rows if "Maverick" in r["label"] and r["gpu"] == "b200")
     assert mav["ratio"] == pytest.approx(0.50, abs=0.01)
-    # aligned x1.09 (x1.07 before the MoE router was priced 16-bit, not as an NVFP4 GEMM with its K loop and
-    # quantization kernel, and the FP4 constants refitted on that: kvplan.latency._router_ctx)
-    assert pub._row_tokens_s(mav, balance=True) / mav["published_tok_s"] == pytest.approx(1.09, abs=0.01)
+    assert pub._row_tokens_s(mav, balance=True) / mav["published_tok_s"] == pytest.approx(1.07, abs=0.01)

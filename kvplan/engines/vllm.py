@@ -1131,13 +1131,12 @@ CALIBRATION = Calibration(
     allreduce_bw_eff=0.3395,
     # NVFP4 (dense GEMMs, their weight streaming, grouped experts, the K loop, the MoE layers' fixed cost):
     # benchmarks/fit_fp4.py on aiconfigurator 0.12.0's
-    # B200 NVFP4 steps (fp4_cases of aiconfigurator_grid.json), every constant above held; refitted once the MoE router
-    # ran 16-bit (kvplan.latency._router_ctx; was 0.7075, 0.7511, 0.5897, 6.483e-10, 1.144e-05).
-    fp4_eff_scale=0.7012,
-    fp4_mem_eff_scale=0.7571,
-    fp4_moe_eff_scale=0.5777,
-    fp4_k_s=8.027e-10,
-    fp4_moe_layer_s=1.355e-05,
+    # B200 NVFP4 steps (fp4_cases of aiconfigurator_grid.json), every constant above held.
+    fp4_eff_scale=0.7075,
+    fp4_mem_eff_scale=0.7511,
+    fp4_moe_eff_scale=0.5897,
+    fp4_k_s=6.483e-10,
+    fp4_moe_layer_s=1.144e-05,
     # The MLA block's fixed cost per decode layer on Blackwell, where vLLM runs FLASHINFER_MLA (vllm/platforms/cuda.py
     # _get_backend_priorities @ vLLM main 2026: MLA on compute capability 10 tries FLASHINFER_MLA first, on Hopper
     # FLASH_ATTN_MLA / FLASHMLA). benchmarks/mla_compare.py --fit on aiconfigurator 0.12.0's B200 vLLM 0.24.0 MLA
