@@ -77,6 +77,10 @@ NAMES += ("hopper_mla_layer_s",)
 NAMES += ("fp4_norm_quant_fused",)  # a switch (what the engine build runs), not a fitted figure
 # Fitted by benchmarks/fit_moe_ops.py to aiconfigurator's MoE tables (block-scaled fp8 experts): held here.
 NAMES += ("hopper_moe_block_expert_s", "blackwell_moe_block_expert_s", "mxfp4_moe_dequant_s", "mxfp4_moe_tile_tokens")
+# Fitted by benchmarks/gqa_decode_compare.py --fit to aiconfigurator's generation-attention tables (GQA/MHA decode
+# kernels per architecture; kvplan.latency _gqa_decode_s): held here. attn_layer_s / attn_seq_s / attn_decode_mem_eff
+# still price prefill's fixed cost, MLA and recurrent layers, and GPUs of other architectures.
+NAMES += ("hopper_gqa_decode", "blackwell_gqa_decode")
 NAMES += ("hopper_mxfp4_moe_dequant_s", "hopper_mxfp4_moe_layer_s")
 NAMES += ("hopper_moe_block_tile_eff", "hopper_moe_block_half_width")
 MAX_EFF = 0.95

@@ -25,7 +25,10 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
 * **attention**: prefill as FLOPs at ``attn_prefill_eff * L / (L + attn_prefill_half_len)`` of
   the 16-bit peak; decode as the held cache read at ``attn_decode_mem_eff`` of bandwidth (MLA's
   absorbed decode at ``mla_decode_mem_eff``, or its FLOPs at ``mla_decode_flops_eff`` of peak,
-  whichever is slower), plus ``attn_layer_s`` per layer and ``attn_seq_s`` per sequence;
+  whichever is slower), plus ``attn_layer_s`` per layer and ``attn_seq_s`` per sequence; GQA/MHA layers on a GPU
+  whose architecture the engine has a decode-kernel fit for (``hopper_gqa_decode``, ``blackwell_gqa_decode``) take
+  that fit instead: a floor plus the read and the per-sequence-and-KV-head work as a smooth maximum
+  (:func:`_gqa_decode_s`);
 * **Mamba2 mixers at prefill** (:mod:`kvplan.recurrent`): the causal conv1d by the bytes it moves at
   ``elementwise_mem_eff`` of bandwidth, the SSD chunked scan by its FLOPs at ``ssd_scan_eff`` of the 16-bit peak,
   plus ``kernel_s`` per kernel (one conv1d, five scan kernels), in place of the attention layer's fixed cost; a prompt
@@ -77,6 +80,7 @@ from kvplan.attention import decode_span
 from kvplan.engines import (
     ENGINES,
     Calibration,
+    DecodeAttention,
     Engine,
     Overlap,
     Settings,
@@ -804,6 +808,12 @@ def _attention_s(
         if kind.kv_shared:  # caches nothing, reads the K/V of the earlier layer it shares over its own span
             held = batch * _shared_bytes(spec, layer.kind, kv_dtype, c.tp) * decode_span(kind, context)
         held *= c.view_passes
+        fit = _gqa_decode_fit(c, kind)
+        if fit is not None:
+            kv_heads = ceil_div(spec.kv_heads_of(kind), c.tp)  # replicated where TP exceeds the KV heads
+            total += count * _gqa_decode_s(fit, c.bw, held=held, batch=batch, kv_heads=kv_heads,
+                                           kv_8bit=element_size(kv_dtype).bytes_per_element < 2)  # fmt: skip
+            continue
         if kind.type == "mla":
             heads = ceil_div(spec.num_attention_heads, c.tp)
             flops = 2 * batch * heads * (2 * kind.kv_lora_rank + kind.qk_rope_head_dim) * context
@@ -812,6 +822,28 @@ def _attention_s(
             t = held / (c.bw * c.cal.attn_decode_mem_eff)
         total += count * (t + c.cal.attn_layer_s + batch * c.cal.attn_seq_s)
     return total + mla * _mla_decode_layer_s(c, kv_dtype)
+
+
+GQA_DECODE_TYPES = frozenset({"full", "sliding", "chunked"})  # KV-head attention kinds (not MLA, not recurrent)
+
+
+def _gqa_decode_fit(c: _Ctx, kind: LayerKind) -> DecodeAttention | None:
+    """The engine's fitted GQA/MHA decode kernel for this GPU's architecture (``hopper_gqa_decode``,
+    ``blackwell_gqa_decode``) where the layer is a KV-head attention layer; None: the older form applies."""
+    if kind.type not in GQA_DECODE_TYPES:
+        return None
+    arch = c.gpu.architecture
+    return c.cal.hopper_gqa_decode if arch == "hopper" else c.cal.blackwell_gqa_decode if arch == "blackwell" else None
+
+
+def _gqa_decode_s(fit: DecodeAttention, bw: float, *, held: float, batch: float, kv_heads: int, kv_8bit: bool) -> float:
+    """One GQA/MHA decode attention layer (:class:`kvplan.engines.base.DecodeAttention`): a floor, plus the cache
+    read and the per-sequence work (counted per KV head on the rank, as the kernel tables scale) combined as a
+    smooth maximum of exponent ``overlap_p``."""
+    read = held / (bw * fit.mem_eff)
+    work = batch * kv_heads * (fit.seq_kvhead_s if kv_8bit else fit.seq_kvhead_16bit_s)
+    both = (read**fit.overlap_p + work**fit.overlap_p) ** (1.0 / fit.overlap_p) if read > 0 else work
+    return (fit.floor_s if kv_8bit else fit.floor_16bit_s) + both
 
 
 def _sparse_mla(spec: ModelSpec) -> bool:

@@ -196,17 +196,30 @@ def test_decode_reads_nine_thirty_seconds_of_the_bf16_bytes():
 
 
 def test_decode_attention_time_falls_with_the_bytes():
-    # kvplan.latency prices decode attention per layer as batch x held bytes / (bandwidth x attn_decode_mem_eff) plus
-    # per-layer and per-sequence fixed terms, which the KV dtype leaves alone. So bf16 - nvfp4 is the bytes term's
-    # drop alone: 64 x 32,768 x (131,072 - 36,864) B / (B200 8,000 GB/s x eff)
+    # kvplan.latency prices TensorRT-LLM's decode attention on B200 per layer as floor + (read^p + work^p)^(1/p)
+    # (kvplan.engines.trtllm blackwell_gqa_decode: the cache at 0.8901 of 7,700 GB/s, p 6.752; a 4-bit cache takes the
+    # 8-bit kernel's floor 10.78 us and 9.239 ns a sequence and KV head, bf16 10.59 us and 11.64 ns). Per layer, 64
+    # sequences of 32,768 tokens, 8 KV heads: bf16 reads 64 x 32,768 x 4,096 B = 8,589,934,592 B -> 1,253.315 us, work
+    # 5.960 us -> 1,263.905 us; nvfp4 64 x 32,768 x 1,152 B -> 352.495 us, work 4.730 us -> 363.275 us. 32 layers:
+    # (1,263.905 - 363.275) x 32 = 28.820 ms (the older sum, the bytes term alone: 30.36 ms)
     from kvplan.latency import calibration
 
     def attention(kv: str) -> float:
         cost = phase_cost(LLAMA, B200, 32_768, phase="decode", batch=64, engine="trtllm", kv_dtype_name=kv)
         return cost.ops_s["attention_s"]
 
-    eff = calibration("trtllm").attn_decode_mem_eff
-    by_hand = 64 * 32_768 * (131_072 - 36_864) / (B200.bandwidth_gbps * 1e9 * eff)
+    fit = calibration("trtllm").blackwell_gqa_decode
+    bw, p = B200.bandwidth_gbps * 1e9 * fit.mem_eff, fit.overlap_p
+
+    def layer(held: float, floor_s: float, seq_s: float) -> float:
+        read, work = held / bw, 64 * 8 * seq_s
+        return floor_s + (read**p + work**p) ** (1 / p)
+
+    bf16 = layer(64 * 32_768 * 4_096, fit.floor_16bit_s, fit.seq_kvhead_16bit_s)
+    fp4 = layer(64 * 32_768 * 1_152, fit.floor_s, fit.seq_kvhead_s)
+    assert (bf16, fp4) == (pytest.approx(1263.905e-6, rel=1e-5), pytest.approx(363.275e-6, rel=1e-5))
+    by_hand = 32 * (bf16 - fp4)
+    assert by_hand == pytest.approx(28.820e-3, rel=1e-4)
     assert attention("bf16") - attention("nvfp4") == pytest.approx(by_hand, rel=1e-9)
 
 

@@ -39,8 +39,10 @@ def test_view_passes_by_hand() -> None:
 
 
 def test_unified_decode_reads_the_view_once_per_block_by_hand() -> None:
-    """64 decodes at 4,096 on one H100: the cache-read part of the attention (total less the per-layer and per-sequence
-    fixed terms, 32 x (attn_layer_s + 64 x attn_seq_s)) is 4 x that of split streams; GEMMs and the rest unchanged."""
+    """64 decodes at 4,096 on one H100: the unified view's cache read is 4 x that of split streams; GEMMs and the rest
+    unchanged. On Hopper the decode kernel is vLLM's fit lent to llama.cpp (kvplan.engines.vllm hopper_gqa_decode,
+    16-bit KV): per layer floor_16bit_s + (read^p + work^p)^(1/p), read = held / (3,350 GB/s x mem_eff), held = 64 x
+    4,096 x 4,096 B (8 KV heads x 128 x K, V x 2 B), work = 64 x 8 x seq_kvhead_16bit_s; 32 layers."""
     s = setup("llama-3.1-8b", "h100-sxm", engine="llamacpp", kv_dtype_name="fp16", weights_dtype="bf16")
     cal = calibration("llamacpp")
 
@@ -50,6 +52,14 @@ def test_unified_decode_reads_the_view_once_per_block_by_hand() -> None:
                                   settings=settings)  # fmt: skip
 
     split, unified = step(Settings()), step(UNIFIED)
-    fixed = 32 * (cal.attn_layer_s + 64 * cal.attn_seq_s)
-    assert unified.attention - fixed == pytest.approx(4 * (split.attention - fixed), rel=1e-9)
+    fit = cal.hopper_gqa_decode
+    p = fit.overlap_p
+
+    def attention(passes: int) -> float:
+        read = passes * 64 * 4096 * 4096 / (3350e9 * fit.mem_eff)
+        work = 64 * 8 * fit.seq_kvhead_16bit_s
+        return 32 * (fit.floor_16bit_s + (read**p + work**p) ** (1 / p))
+
+    assert split.attention == pytest.approx(attention(1), rel=1e-9)
+    assert unified.attention == pytest.approx(attention(4), rel=1e-9)
     assert unified.gemm == split.gemm and unified.elementwise == split.elementwise

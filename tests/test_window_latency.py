@@ -25,14 +25,44 @@ MISTRAL, GPT_OSS, SCOUT = (load_bundled(n) for n in ("mistral-7b-v0.1", "gpt-oss
 
 @pytest.fixture(scope="module")
 def cal():
-    """vLLM's constants, lent to SGLang and llama.cpp; the figures the goldens below use."""
+    """vLLM's constants, lent to SGLang (which sets its own decode fits on them) and llama.cpp; the figures the goldens
+    below use."""
     c = calibration("vllm")
     assert (c.attn_decode_mem_eff, c.attn_layer_s, c.attn_seq_s) == (0.8422, 1.254e-05, 2.739e-08)
     assert (c.attn_prefill_eff, c.attn_prefill_half_len, c.eager_kernel_s) == (0.6255, 1369, 4.017e-06)
     assert (H100.bandwidth_gbps, H100.bf16_dense_tflops) == (3350, 989)
     for engine in ("sglang", "llamacpp"):
         assert calibration(engine).attn_decode_mem_eff == c.attn_decode_mem_eff
+    assert calibration("llamacpp").hopper_gqa_decode == c.hopper_gqa_decode  # SGLang sets its own (_sglang_layer)
+    fit = c.hopper_gqa_decode  # GQA decode on Hopper (kvplan.engines.vllm): the figures _vllm_layer uses
+    assert (fit.floor_16bit_s, fit.mem_eff, fit.seq_kvhead_16bit_s, fit.overlap_p) == (
+        1.139e-05,
+        0.7894,
+        2.567e-08,
+        1.276,
+    )
     return c
+
+
+def _vllm_layer(held: float, *, batch: int = 1, kv_heads: int = 8) -> float:
+    """One GQA decode layer on an H100 with vLLM's Hopper fit, 16-bit KV, by hand: 11.39 us + (read^p + work^p)^(1/p),
+    read = held / (3350e9 x 0.7894 = 2.644490e12 B/s), work = batch x KV heads x 25.67 ns, p = 1.276."""
+    read, work = held / (3350e9 * 0.7894), batch * kv_heads * 25.67e-9
+    return 11.39e-6 + (read**1.276 + work**1.276) ** (1 / 1.276)
+
+
+def _sglang_layer(held: float, *, batch: int = 1, kv_heads: int = 8) -> float:
+    """The same with SGLang's own Hopper fit (kvplan.engines.sglang SGLANG_GQA_DECODE), 16-bit KV: 8.893 us + (read^p +
+    work^p)^(1/p), read = held / (3350e9 x 0.7375 = 2.470625e12 B/s), work = batch x KV heads x 21.43 ns, p = 1.368."""
+    fit = calibration("sglang").hopper_gqa_decode
+    assert (fit.floor_16bit_s, fit.mem_eff, fit.seq_kvhead_16bit_s, fit.overlap_p) == (
+        8.893e-06,
+        0.7375,
+        2.143e-08,
+        1.368,
+    )
+    read, work = held / (3350e9 * 0.7375), batch * kv_heads * 21.43e-9
+    return 8.893e-6 + (read**1.368 + work**1.368) ** (1 / 1.368)
 
 
 def _decode_attention(engine: str, spec, context: int, settings: Settings | None = None) -> float:
@@ -48,30 +78,37 @@ def _prefill_attention(engine: str, spec, context: int, settings: Settings | Non
 
 def test_mistral_decode_at_32k_reads_the_window_or_the_whole_context(cal) -> None:
     """Mistral 7B v0.1 (32 layers, 8 KV heads x 128, window 4096 on every layer), bf16 KV: 2 x 8 x 128 x 2 =
-    4,096 bytes per token per layer. Decode at 32,768 tokens, batch 1, per layer t = bytes / (3350e9 x 0.8422) +
-    12.54 us + 0.02739 us (2.821370e12 bytes/s):
+    4,096 bytes per token per layer. Decode at 32,768 tokens, batch 1, per layer (_vllm_layer, vLLM's Hopper fit):
+    work = 8 KV heads x 25.67 ns = 0.20536 us;
 
-    * vLLM (the window's 4,096 tokens): 16,777,216 B / 2.821370e12 = 5.94648 us -> 18.51387 us per layer,
-      0.592444 ms for 32;
-    * SGLang (llama.py passes no window: the whole 32,768): 134,217,728 B -> 47.57183 us -> 60.13922 us, 1.924455 ms;
-      llama.cpp the same (its LLaMA architecture has no window for Mistral), with or without --swa-full;
+    * vLLM (the window's 4,096 tokens): 16,777,216 B / 2.644490e12 = 6.344216 us;
+      11.39 + (6.344216^1.276 + 0.20536^1.276)^(1 / 1.276) = 17.79657 us per layer, 0.5694903 ms for 32 (0.592444 ms
+      with the older sum, 12.54 us + read at 0.8422 of bandwidth + 0.02739 us);
+    * llama.cpp (its LLaMA architecture has no window for Mistral: the whole 32,768, with or without --swa-full):
+      134,217,728 B -> 50.75373 us -> 62.17890 us, 1.989725 ms;
+    * SGLang (llama.py passes no window either), its own Hopper fit (_sglang_layer): 134,217,728 B / 2.470625e12 =
+      54.32541 us; 8.893 + (54.32541^1.368 + 0.17144^1.368)^(1 / 1.368) = 63.23347 us, 2.023471 ms;
     * TensorRT-LLM before PR #12597 (MistralAttention passed no window), its own constants (0.8451, 12.53 us,
-      0.07637 us): 134,217,728 B / 2.831085e12 = 47.40858 us -> 60.01495 us, 1.920478 ms."""
+      0.07637 us; its Hopper decode keeps the older sum, kvplan.engines.trtllm hopper_gqa_decode None):
+      134,217,728 B / 2.831085e12 = 47.40858 us -> 60.01495 us, 1.920478 ms."""
     assert (MISTRAL.num_layers, MISTRAL.num_kv_heads, MISTRAL.head_dim) == (32, 8, 128)
     assert cache_plan(MISTRAL, "bf16").layers[0].bytes_per_token == 4096
     vllm = _decode_attention("vllm", MISTRAL, 32768)
-    assert vllm == pytest.approx(32 * (16_777_216 / 2.821370e12 + 12.54e-6 + 0.02739e-6), rel=1e-6)
-    assert vllm == pytest.approx(0.592444e-3, rel=1e-6)
+    assert vllm == pytest.approx(32 * _vllm_layer(16_777_216), rel=1e-9)
+    assert vllm == pytest.approx(0.5694903e-3, rel=1e-6)
     trt = calibration("trtllm")
     assert (trt.attn_decode_mem_eff, trt.attn_layer_s, trt.attn_seq_s) == (0.8451, 1.253e-05, 7.637e-08)
     assert _decode_attention("trtllm", MISTRAL, 32768) == pytest.approx(1.920478e-3, rel=1e-6)
     sglang = _decode_attention("sglang", MISTRAL, 32768)
-    assert sglang == pytest.approx(1.924455e-3, rel=1e-6)
-    assert sglang - vllm == pytest.approx(32 * (134_217_728 - 16_777_216) / 2.821370e12, rel=1e-6)
-    assert _decode_attention("llamacpp", MISTRAL, 32768) == pytest.approx(sglang, rel=1e-9)
-    assert _decode_attention("llamacpp", MISTRAL, 32768, Settings(swa_full=True)) == pytest.approx(sglang, rel=1e-9)
-    # below the window every engine reads the same
-    assert _decode_attention("sglang", MISTRAL, 4096) == pytest.approx(_decode_attention("vllm", MISTRAL, 4096))
+    assert sglang == pytest.approx(2.023471e-3, rel=1e-6)
+    assert sglang == pytest.approx(32 * _sglang_layer(134_217_728), rel=1e-9)
+    llamacpp = _decode_attention("llamacpp", MISTRAL, 32768)
+    assert llamacpp == pytest.approx(1.989725e-3, rel=1e-6)
+    assert llamacpp == pytest.approx(32 * _vllm_layer(134_217_728), rel=1e-9)
+    assert _decode_attention("llamacpp", MISTRAL, 32768, Settings(swa_full=True)) == pytest.approx(llamacpp, rel=1e-9)
+    # below the window SGLang and vLLM read the same bytes, each on its own kernel
+    assert _decode_attention("sglang", MISTRAL, 4096) == pytest.approx(32 * _sglang_layer(16_777_216), rel=1e-9)
+    assert _decode_attention("vllm", MISTRAL, 4096) == pytest.approx(32 * _vllm_layer(16_777_216), rel=1e-9)
 
 
 def test_gpt_oss_prefill_at_32k_by_engine(cal) -> None:
@@ -161,15 +198,18 @@ def test_a_chunked_layer_reads_only_its_current_chunk() -> None:
     layer = next(c for c in cache_plan(SCOUT, "bf16").layers if c.type == "chunked")
     assert layer.bytes_at(10000) == 4096 * 8192 and layer.read_at(10000) == 4096 * 1808
     # vLLM decode at 10,000 vs 8,192: the 36 chunked layers read 1,808 tokens instead of 8,192 (4 TP ranks: 1,024
-    # bytes a token each), the 12 global layers 1,808 more
-    seconds_per_byte = 1 / (3350e9 * 0.8422)
+    # bytes a token each, 2 KV heads), the 12 global layers 1,808 more; each layer by hand (_vllm_layer)
 
     def attention(context: int) -> float:
         return step_latency(SCOUT, H100, context, phase="decode", tp=4, kv_dtype_name="bf16", weights_dtype="bf16",
                             attention_flops=0, engine="vllm").attention  # fmt: skip
 
-    expected = (36 * (1808 - 8192) + 12 * (10000 - 8192)) * 1024 * seconds_per_byte
+    def layer(tokens: int) -> float:
+        return _vllm_layer(tokens * 1024, kv_heads=2)
+
+    expected = 36 * (layer(1808) - layer(8192)) + 12 * (layer(10000) - layer(8192))
     assert attention(10000) - attention(8192) == pytest.approx(expected, rel=1e-9)
+    assert expected < 0  # the chunked layers' shorter read outweighs the global layers' longer one
 
 
 def test_a_prompt_chunk_after_a_prefix_counts_each_query_once() -> None:
@@ -199,14 +239,19 @@ def test_in_flight_batching_prices_the_engines_spans() -> None:
         r = serve(s, rate_rps=0.0, input_len=inp, output_len=out, with_max_rate=False)
         assert r.tpot_mean_s == pytest.approx(phase_cost(MISTRAL, H100, 33024, phase="decode", engine=engine).time_s)
         by_engine[engine] = r.tpot_mean_s
-    assert by_engine["sglang"] - by_engine["vllm"] > 1.3e-3  # 32 x (33,024 - 4,096) x 4,096 B / 2.82e12 = 1.34 ms
+    # 32 x (_sglang_layer(33,024 x 4,096 B) - _vllm_layer(4,096 x 4,096 B)) = 32 x (63.66 - 17.80) us = 1.47 ms
+    assert by_engine["sglang"] - by_engine["vllm"] > 1.4e-3
     step = {}
     for full in (False, True):
         step[full] = mixed_step_latency(GPT_OSS, H100, decode_seqs=8, decode_context=16384, prefill_tokens=0,
                                         kv_dtype_name="bf16", weights_dtype="bf16", engine="llamacpp",
                                         settings=Settings(swa_full=full)).attention  # fmt: skip
+
     # 12 sliding layers x 8 sequences read 16,384 tokens instead of 768: 2 x 8 x 64 x 2 = 2,048 bytes a token
-    assert step[True] - step[False] == pytest.approx(12 * 8 * (16384 - 768) * 2048 / (3350e9 * 0.8422), rel=1e-9)
+    def layer(tokens: int) -> float:
+        return _vllm_layer(8 * tokens * 2048, batch=8, kv_heads=8)
+
+    assert step[True] - step[False] == pytest.approx(12 * (layer(16384) - layer(768)), rel=1e-9)
 
 
 def test_cost_and_plan_take_swa_full(cli) -> None:
@@ -249,8 +294,9 @@ def test_kv_sharing_layers_read_the_shared_cache() -> None:
     """Gemma 3n E2B: its last 10 layers (8 sliding of 512, 2 full) cache nothing and attend with an earlier layer's
     K/V (2 KV heads x 256 x K and V x 2 bytes = 2,048 bytes a token). Decode at 32,768 reads, per sequence,
     8 x 512 x 2,048 + 2 x 32,768 x 2,048 = 8,388,608 + 134,217,728 = 142,606,336 bytes more than the 20 caching layers'
-    285,212,672 (the pool figure): 427,819,008 in the roofline's bytes, and 142,606,336 / 2.821370e12 = 50.545 us more
-    attention in the calibrated step than the layers that cache alone."""
+    285,212,672 (the pool figure): 427,819,008 in the roofline's bytes. The calibrated step prices each of the 30
+    layers on what it reads (_vllm_layer, 2 KV heads): 24 sliding layers at 512 x 2,048 bytes, 6 full ones at
+    32,768 x 2,048 (the 10 sharing layers among them, their own span over the shared cache)."""
     from kvplan.cost import step_bytes
 
     gemma = load_bundled("gemma-3n-e2b")
@@ -260,8 +306,10 @@ def test_kv_sharing_layers_read_the_shared_cache() -> None:
     cached = sum(n * c.read_at(32768) for n, c in plan.stages[0].groups)
     assert cached == 285_212_672
     attention = _decode_attention("vllm", gemma, 32768)
-    per_layer = 30 * (12.54e-6 + 0.02739e-6)
-    assert attention == pytest.approx((285_212_672 + 142_606_336) / 2.821370e12 + per_layer, rel=1e-6)
+    kinds = [gemma.kind(n).type for n in gemma.layer_kind_names]
+    assert (kinds.count("sliding"), kinds.count("full")) == (24, 6)
+    by_hand = 24 * _vllm_layer(512 * 2048, kv_heads=2) + 6 * _vllm_layer(32768 * 2048, kv_heads=2)
+    assert attention == pytest.approx(by_hand, rel=1e-6)
 
 
 def test_llamacpp_caches_mistral_in_full() -> None:

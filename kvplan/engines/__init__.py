@@ -19,6 +19,7 @@ from typing import TypeVar
 from kvplan.engines.base import (
     Budget,
     Calibration,
+    DecodeAttention,
     Engine,
     HostLoop,
     Layout,
@@ -187,6 +188,7 @@ __all__ = [
     "LOG_READERS",
     "Budget",
     "Calibration",
+    "DecodeAttention",
     "Engine",
     "HostLoop",
     "Layout",

@@ -292,6 +292,24 @@ SSD_SCAN_EFF = 0.1016
 
 
 @dataclass(frozen=True)
+class DecodeAttention:
+    """One engine's GQA/MHA decode attention kernel on one GPU architecture, per layer (:mod:`kvplan.latency`
+    ``_gqa_decode_s``): ``floor_s + ((read)^p + (work)^p)^(1/p)``, the cache read ``held / (bandwidth x mem_eff)`` and
+    the per-sequence work ``batch x KV heads on the rank x seq_kvhead_s`` overlapping as a smooth maximum of exponent
+    ``overlap_p`` (1: they add; large: the slower hides the other). A KV cache of one byte an element or less (fp8,
+    fp4) takes ``floor_s`` and ``seq_kvhead_s``; a 16-bit one ``floor_16bit_s`` and ``seq_kvhead_16bit_s`` (the
+    engines run other kernels for it). Fitted by ``benchmarks/gqa_decode_compare.py --fit`` to aiconfigurator's
+    generation-attention tables, each engine module naming the tables beside the figures."""
+
+    floor_s: float
+    floor_16bit_s: float
+    mem_eff: float
+    seq_kvhead_s: float
+    seq_kvhead_16bit_s: float
+    overlap_p: float
+
+
+@dataclass(frozen=True)
 class Calibration:
     """Kernel efficiencies and fixed costs of one engine's kernels, for :mod:`kvplan.latency`.
 
@@ -370,6 +388,11 @@ class Calibration:
     # The MLA attention block's fixed seconds per layer at decode on Hopper where the engine's own module was fitted
     # there (benchmarks/mla_compare.py --fit on an H200 MLA module table); None: mla_layer_s.
     hopper_mla_layer_s: float | None = None
+    # GQA/MHA decode attention (every attention layer but MLA's) on Hopper and on Blackwell GPUs, in the form the
+    # engines' kernel tables take (DecodeAttention); None: the older form every architecture without a fit keeps,
+    # held / (bandwidth x attn_decode_mem_eff) + attn_layer_s + batch x attn_seq_s.
+    hopper_gqa_decode: DecodeAttention | None = None
+    blackwell_gqa_decode: DecodeAttention | None = None
     # NVFP4 GEMMs that read a normalised input (the QKV and gate/up projections) get it already in FP4 from the norm
     # kernel: no quantization kernel of their own (kvplan.latency _gemm_s ``normed_input``). TensorRT-LLM's TensorRT
     # engines built with ``norm_quant_fusion`` run the residual add, the RMSNorm and the NVFP4 quantization as one

@@ -23,6 +23,7 @@ from kvplan.engines import vllm
 from kvplan.engines.base import (
     NUM,
     Budget,
+    DecodeAttention,
     Engine,
     HostLoop,
     Layout,
@@ -626,14 +627,30 @@ HOST_LOOP = HostLoop(overlaps_gpu=True, switch="--disable-overlap-schedule")
 #   TRTLLMMLABackend): 17.1 us in place of vLLM's FLASHINFER_MLA figure (13.2). B200 median |ln| 0.126 -> 0.120
 #   (0.685 with mla_layer_s); GB200 held out 0.151 -> 0.136. Other MLA models on SM100 run flashinfer there, not
 #   fitted: mla_layer_s.
+# SGLang's own GQA/MHA decode kernels (kvplan.latency _gqa_decode_s), where vLLM's fits describe other kernels:
+# benchmarks/gqa_decode_compare.py --fit on aiconfigurator 0.12.0's SGLang 0.5.14 generation-attention tables
+# (aiconfigurator_core/systems/data/{h100_sxm,h200_sxm,b200_sxm}/attention/sglang/0.5.14/
+# generation_attention_perf.parquet; kernel_source fa3 on Hopper, trtllm_mha on B200; head_dim 128, fp8 and bf16 KV,
+# 4 and 8 query heads a KV head: benchmarks/data/aiconfigurator_gqa_decode.json), every other constant held. Hopper
+# 5,180 rows, median |ln| 0.095, worst 0.496 (with vLLM's FA3 fit 0.134-0.194); B200 2,590 rows, 0.063, worst 0.684
+# (with vLLM's FlashInfer fit: fp8 KV 0.342, its trtllm_mha fp8 kernel's floor 15.8 us against FlashInfer's 9.4).
+SGLANG_GQA_DECODE = (
+    ("hopper_gqa_decode", DecodeAttention(floor_s=1.308e-05, floor_16bit_s=8.893e-06, mem_eff=0.7375,
+                                          seq_kvhead_s=2.429e-08, seq_kvhead_16bit_s=2.143e-08, overlap_p=1.368)),
+    ("blackwell_gqa_decode", DecodeAttention(floor_s=1.583e-05, floor_16bit_s=8.796e-06, mem_eff=0.9208,
+                                             seq_kvhead_s=8.842e-09, seq_kvhead_16bit_s=9.871e-09, overlap_p=6.67)),
+)  # fmt: skip
+
 MLA_FITS = LentFits(
-    label="MLA decode: SGLang 0.5.10's own, mla_compare.py --fit",
+    label="MLA decode: SGLang 0.5.10's own, mla_compare.py --fit; GQA decode: SGLang 0.5.14's own, "
+    "gqa_decode_compare.py --fit",
     fields=(
         ("hopper_mla_layer_s", 0.0),
         ("blackwell_mla_layer_s", 1.714e-05),
         ("blackwell_mla_nope_dims", None),
         ("blackwell_mla_kv_dtypes", TRTLLM_MLA_KV),
         ("blackwell_mla_families", TRTLLM_MLA_FAMILIES),
+        *SGLANG_GQA_DECODE,
     ),
 )
 

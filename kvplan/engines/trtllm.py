@@ -19,6 +19,7 @@ from kvplan.engines.base import (
     SETTING_FLAGS,
     Budget,
     Calibration,
+    DecodeAttention,
     Engine,
     HostLoop,
     Layout,
@@ -730,12 +731,13 @@ CALIBRATION = Calibration(
     # NVFP4 (dense GEMMs, their weight streaming, grouped experts, the K loop, the MoE layers' fixed cost):
     # benchmarks/fit_fp4.py on aiconfigurator 0.12.0's B200 NVFP4 steps (fp4_cases of aiconfigurator_grid.json), every
     # constant above held; refitted once NVFP4 checkpoints ran FP8 context attention (was 0.6572, 0.5839, 0.257,
-    # 1.438e-09, 5.765e-06).
-    fp4_eff_scale=0.6425,
-    fp4_mem_eff_scale=0.5769,
-    fp4_moe_eff_scale=0.2539,
-    fp4_k_s=1.437e-09,
-    fp4_moe_layer_s=5.592e-06,
+    # 1.438e-09, 5.765e-06), and again with blackwell_gqa_decode below held (was 0.6425, 0.5769, 0.2539, 1.437e-09,
+    # 5.592e-06: those steps' attention had been overpriced on B200).
+    fp4_eff_scale=0.6432,
+    fp4_mem_eff_scale=0.5668,
+    fp4_moe_eff_scale=0.2495,
+    fp4_k_s=1.544e-09,
+    fp4_moe_layer_s=7.183e-06,
     # Block-scaled fp8 grouped experts' walk over the rank's experts (kvplan.latency._moe_expert_s, which names the
     # kernels): benchmarks/fit_moe_ops.py on aiconfigurator 0.12.0's TensorRT-LLM MoE tables (fp8_block points of
     # benchmarks/data/aiconfigurator_moe.json: 960 Hopper, 960 Blackwell), every constant above held.
@@ -755,6 +757,29 @@ CALIBRATION = Calibration(
     # two fitted in turn (1 / 3.75e-11 = 26.7e9 weights a second per SM; 74 us a layer).
     hopper_mxfp4_moe_dequant_s=3.75e-11,
     hopper_mxfp4_moe_layer_s=7.4e-05,
+    # GQA/MHA decode attention on Blackwell (kvplan.latency _gqa_decode_s): benchmarks/gqa_decode_compare.py --fit on
+    # aiconfigurator 0.12.0's TensorRT-LLM 1.3.0rc20 generation-attention tables (aiconfigurator_core/systems/data/
+    # b200_sxm/attention/trtllm/1.3.0rc20/generation_attention_perf.parquet, kernel_source torch_flow; head_dim 128,
+    # fp8 and bf16 KV, 4 and 8 query heads a KV head, 1-8 KV heads on the rank: benchmarks/data/
+    # aiconfigurator_gqa_decode.json), every other constant held: 2,590 rows, median |ln| 0.036, worst 0.736 (the
+    # older sum, attn_layer_s 12.5 us + read + batch x attn_seq_s 76.4 ns fitted on whole steps, 0.192 and 1.84:
+    # it did not shrink with the KV heads a rank holds). A 10.8 us floor; ~9.2 ns a sequence and KV head; the read and
+    # that work overlap (p 6.75: the slower hides the other).
+    # Hopper is fitted by the same script (5,180 H100/H200 rows: floor 6.18 / 9.69 us fp8 / 16-bit KV, cache at
+    # 0.726 of bandwidth, 9.72 / 32.1 ns, p 2.28; median |ln| 0.126 against the older sum's 0.198-0.590) but NOT
+    # adopted: its 16-bit KV rows (timed ~3x slower a sequence than fp8 on Hopper, not on B200) are not described by
+    # this form where the steps need them (the table's H200 16 / 2 heads, batch 64 at 1,024 tokens, Qwen3-32B TP4:
+    # 47.7 us a layer against 29 us), and with it the aiconfigurator grid's TPOT median goes 0.066 -> 0.076 and the
+    # v0.17 engine tables 196 -> 182 of 205 within 20 % (docs/cost.md, "Decode attention refit"). None: the older sum.
+    hopper_gqa_decode=None,
+    blackwell_gqa_decode=DecodeAttention(
+        floor_s=1.078e-05,
+        floor_16bit_s=1.059e-05,
+        mem_eff=0.8901,
+        seq_kvhead_s=9.239e-09,
+        seq_kvhead_16bit_s=1.164e-08,
+        overlap_p=6.752,
+    ),
     # MLA decode fixed cost per layer on Hopper and on Blackwell (kvplan.latency _mla_decode_layer_s), each fitted by
     # benchmarks/mla_compare.py --fit --engine trtllm --gpu h200|b200 on aiconfigurator 0.12.0's TensorRT-LLM
     # 1.3.0rc20 MLA module tables (least squares, every other constant held); mla_layer_s (26.68 us, fitted on whole
@@ -865,7 +890,7 @@ ENGINE = Trtllm(
         "attention_dp_timeout_iters",
         "attention_dp_batching_wait_iters",
         "capacity_scheduler_policy",
-    ),  # fmt: skip
+    ),
     calibration=CALIBRATION,
     # tensorrt_llm/llmapi/llm_args.py SchedulerConfig.capacity_scheduler_policy defaults to GUARANTEED_NO_EVICT;
     # tensorrt_llm/_torch/pyexecutor/scheduler.py GuaranteedNoEvictScheduler.schedule_request admits a request
@@ -1041,7 +1066,7 @@ V0_17 = replace(
         "max_num_seqs",
         "batch_size_tuning",
         "capacity_scheduler_policy",
-    ),  # fmt: skip
+    ),
     calibration=V0_17_CALIBRATION,
     overlap=Overlap(),
     host_loop=HostLoop(),

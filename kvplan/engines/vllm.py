@@ -28,6 +28,7 @@ from kvplan.engines.base import (
     NUM,
     Budget,
     Calibration,
+    DecodeAttention,
     Engine,
     HostLoop,
     Layout,
@@ -1131,12 +1132,13 @@ CALIBRATION = Calibration(
     allreduce_bw_eff=0.3395,
     # NVFP4 (dense GEMMs, their weight streaming, grouped experts, the K loop, the MoE layers' fixed cost):
     # benchmarks/fit_fp4.py on aiconfigurator 0.12.0's
-    # B200 NVFP4 steps (fp4_cases of aiconfigurator_grid.json), every constant above held.
-    fp4_eff_scale=0.7075,
-    fp4_mem_eff_scale=0.7511,
-    fp4_moe_eff_scale=0.5897,
-    fp4_k_s=6.483e-10,
-    fp4_moe_layer_s=1.144e-05,
+    # B200 NVFP4 steps (fp4_cases of aiconfigurator_grid.json), every constant above held; refitted with
+    # blackwell_gqa_decode below held (was 0.7075, 0.7511, 0.5897, 6.483e-10, 1.144e-05).
+    fp4_eff_scale=0.7038,
+    fp4_mem_eff_scale=0.7303,
+    fp4_moe_eff_scale=0.5906,
+    fp4_k_s=7.845e-10,
+    fp4_moe_layer_s=1.251e-05,
     # The MLA block's fixed cost per decode layer on Blackwell, where vLLM runs FLASHINFER_MLA (vllm/platforms/cuda.py
     # _get_backend_priorities @ vLLM main 2026: MLA on compute capability 10 tries FLASHINFER_MLA first, on Hopper
     # FLASH_ATTN_MLA / FLASHMLA). benchmarks/mla_compare.py --fit on aiconfigurator 0.12.0's B200 vLLM 0.24.0 MLA
@@ -1149,6 +1151,29 @@ CALIBRATION = Calibration(
     # CUTLASS_MLA / FLASHMLA / TRITON_MLA, which that fit does not describe.
     blackwell_mla_nope_dims=FLASHINFER_MLA_NOPE,
     blackwell_mla_kv_dtypes=FLASHINFER_MLA_KV,
+    # GQA/MHA decode attention per architecture (kvplan.latency _gqa_decode_s): benchmarks/gqa_decode_compare.py --fit
+    # on aiconfigurator 0.12.0's vLLM 0.24.0 generation-attention tables (aiconfigurator_core/systems/data/
+    # {h100_sxm,h200_sxm,b200_sxm}/attention/vllm/0.24.0/generation_attention_perf.parquet; kernel_source
+    # vllm_flash_attn_fa3 on Hopper, vllm_flashinfer_trtllmdecode on B200; head_dim 128, fp8 and bf16 KV, 4 and 8 query
+    # heads a KV head, 1-8 KV heads on the rank: benchmarks/data/aiconfigurator_gqa_decode.json), every other constant
+    # held. Hopper 5,180 rows, median |ln| 0.073, worst 0.917 (FA3: ~27 ns a sequence and KV head, the read and that
+    # work nearly adding, p 1.28); B200 2,590 rows, 0.049, worst 0.824 (the slower of the two hides the other, p 5.9).
+    hopper_gqa_decode=DecodeAttention(
+        floor_s=1.384e-05,
+        floor_16bit_s=1.139e-05,
+        mem_eff=0.7894,
+        seq_kvhead_s=2.846e-08,
+        seq_kvhead_16bit_s=2.567e-08,
+        overlap_p=1.276,
+    ),
+    blackwell_gqa_decode=DecodeAttention(
+        floor_s=9.443e-06,
+        floor_16bit_s=8.927e-06,
+        mem_eff=0.8807,
+        seq_kvhead_s=9.382e-09,
+        seq_kvhead_16bit_s=1.123e-08,
+        overlap_p=5.883,
+    ),
 )
 
 
