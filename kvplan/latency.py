@@ -414,13 +414,31 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
         grouped = (body + walk if c.moe_expert_added else max(body, walk)) + fixed
     else:  # a vanishing share of a token (serving's fixed point near rate 0): only the kernels' fixed costs
         grouped, grouped_mem = fixed + walk, 0.0
-    router = _gemm_s(c, tokens, h * moe.num_experts, h + moe.num_experts, k=h)  # 16-bit; small
-    router_mem = _gemm_mem_s(c, tokens, h * moe.num_experts, h + moe.num_experts)
+    gate = _router_ctx(c)  # the router stays 16-bit whatever the experts' dtype
+    router = _gemm_s(gate, tokens, h * moe.num_experts, h + moe.num_experts, k=h)
+    router_mem = _gemm_mem_s(gate, tokens, h * moe.num_experts, h + moe.num_experts)
     shared = shared_mem = 0.0
     if moe.shared_size:
         shared = _dense_mlp_s(c, tokens, ceil_div(moe.shared_size, c.tp), gated=gated)
         shared_mem = _dense_mlp_mem_s(c, tokens, ceil_div(moe.shared_size, c.tp), gated=gated)
     return _MoeParts(grouped, router, shared, grouped_mem + router_mem, shared_mem)
+
+
+def _router_ctx(c: _Ctx) -> _Ctx:
+    """The context the MoE router's GEMM runs in: 16-bit weights at the 16-bit peak, whatever the experts' dtype (kept
+    in ``c.terms``). The engines never quantize the router: vLLM builds DeepSeek's gate as
+    ``ReplicatedLinear(hidden_size, n_routed_experts, bias=False, quant_config=None)``
+    (vllm/model_executor/models/deepseek_v2.py ``DeepseekV2MoE.__init__``; NemotronHMoE the same, with fp32 parameters),
+    and TensorRT-LLM's ``DeepseekV3Gate`` holds a plain ``nn.Parameter`` of the model dtype, no quantized Linear
+    (tensorrt_llm/_torch/models/modeling_deepseekv3.py); DeepSeek-V3's fp8 checkpoint ships ``mlp.gate.weight`` in
+    bf16 (no ``weight_scale_inv`` beside it), and :mod:`kvplan.params` counts routers 16-bit (``Part(..., False)``)
+    for every checkpoint format. aiconfigurator prices the router as a bfloat16 GEMM too
+    (aiconfigurator_core/sdk/models/deepseek.py ``generation_router_gemm``, ``GEMMQuantMode.bfloat16``)."""
+    gate = c.terms.get("router")
+    if gate is None:
+        gate = c.terms["router"] = replace(c, w_bytes=c.act_bytes, peak=c.peak16, mem_scale=1.0, fp4_k_s=0.0,
+                                           wave_sms=0)  # fmt: skip
+    return gate
 
 
 def _elementwise_s(c: _Ctx, tokens: float, inter_rank: int) -> float:

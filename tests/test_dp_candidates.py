@@ -69,7 +69,8 @@ def test_implied_rank_batch_is_the_smallest_cap_above_the_published_figure() -> 
 def test_dp_candidate_lines_one_per_row_and_a_summary_per_weight_dtype() -> None:
     """Two rows (FP8 Scout 4 x H100, NVFP4 Qwen3 8 x B200): a line each with the scored, eager, attention-TP and
     per-root-op ratios and the implied batch, then one statistics line per weight dtype; the attention-TP reading is
-    that split (Scout 4 x H100 128/4096 x1.91: attention over TP4, whole experts over the four ranks)."""
+    that split (Scout 4 x H100 128/4096 x1.92: attention over TP4, whole experts over the four ranks; x1.91 before
+    the MoE router priced 16-bit (kvplan.latency._router_ctx) and the NVFP4 constants refitted on that)."""
     pub, data = published()
     picked = [
         _row(data, "llama-4-scout-17b-16e", "h100-sxm", 128, 4096),
@@ -80,7 +81,7 @@ def test_dp_candidate_lines_one_per_row_and_a_summary_per_weight_dtype() -> None
     lines = pub.dp_candidate_lines(rows)
     assert len(lines) == 4
     assert lines[0].startswith(
-        "dp-candidates Llama 4 Scout  h100-sxm  DP4 EP4  128/4096  fp8  1.67  1.37  1.91  1.41  47 (0.48) of 98"
+        "dp-candidates Llama 4 Scout  h100-sxm  DP4 EP4  128/4096  fp8  1.67  1.37  1.92  1.41  47 (0.48) of 98"
     )
     assert "  - of " in lines[1]  # kvplan below the published figure: no implied batch
     assert lines[2].startswith("dp-candidates fp8 attention-DP rows: as scored 0/1 within 20%")
@@ -96,14 +97,15 @@ def test_known_batch_line_compares_the_step_at_the_published_concurrency_by_hand
     by DeepGEMM's tiles (kvplan.latency._block_tile_rows), the busiest EP rank's experts (32 of them, 8 x b x 8 / 8 x
     (1 + 0.3161 x sqrt(2 ln 8)) / 32 = 0.411 b tokens each at b a rank) switch from 64- to 128-row tiles past 64
     tokens, b = 156: the grouped GEMMs take 514 us a layer at 140 a rank and 635 us at 158 (the curve before: 600
-    and 637), so the top rate under the cap is below that switch. (Before: 158 a rank at 110.2 ms, x1.15, +16.6 ms,
+    and 637), so the top rate under the cap is below that switch; the own batch 303 a rank (301 before the router was
+    priced 16-bit, kvplan.latency._router_ctx). (Before: 158 a rank at 110.2 ms, x1.15, +16.6 ms,
     own batch x1.39; 111.0 ms, x1.14, +15.8 ms and 300 a rank before TensorRT-LLM's Hopper MLA decode constant.)"""
     pub, _ = published()
     line = pub.known_batch_line()
     assert line.startswith("dp-candidates known batch: deepseek-v3 h200 DP8 EP8 1024/2048 at 159 a rank")
     assert round(159 * 8 / 10036.3364 * 1e3, 1) == 126.7
     assert "published step 126.7 ms" in line
-    assert "kvplan 79.4 ms at 107 a rank, x1.07, residual +47.3 ms; kvplan's own batch 301 a rank: x1.45" in line
+    assert "kvplan 79.4 ms at 107 a rank, x1.07, residual +47.3 ms; kvplan's own batch 303 a rank: x1.45" in line
 
 
 def test_later_page_rows_are_scored_apart_per_gpu() -> None:
@@ -209,20 +211,21 @@ def test_grouped_launch_lines_read_the_committed_nccl_sample() -> None:
 
 def test_per_root_mlperf_lines_score_the_r1_runs_both_ways() -> None:
     """DeepSeek-R1 on 8 x B200, NVFP4 (WIDEEP's all-gather of x, x_sf, slots, scales): (4 + 1) x 8 = 40 ops x 58 MoE
-    layers, 38 beyond kvplan's two at 16.659 us = 36.7 ms a step. Offline x1.28 -> x0.93 (its residual, +26.6 ms, is
-    26.6 ms / (58 x 38) = 12.1 us an op), Server x2.08 -> x0.66 (x1.29, +27.7 ms, 12.6 us, x2.10 before the NVFP4
-    constants were refitted with the Blackwell GQA decode attention held). (Before TensorRT-LLM's Blackwell MLA
-    decode constant, 13.57 us where mla_layer_s 26.68 us applied, shortened kvplan's B200 step: x1.28, +27.1 ms =
-    12.3 us, x2.09.)"""
+    layers, 38 beyond kvplan's two at 16.659 us = 36.7 ms a step. Offline x1.27 -> x0.92 (its residual, +26.3 ms, is
+    26.3 ms / (58 x 38) = 11.9 us an op), Server x2.07 -> x0.66 (x1.28 -> x0.93, +26.6 ms, 12.1 us, x2.08 before
+    the MoE router priced 16-bit (kvplan.latency._router_ctx) and the NVFP4 constants refitted on that; x1.29, +27.7 ms,
+    12.6 us, x2.10 before the NVFP4 constants were refitted with the Blackwell GQA decode attention held). (Before
+    TensorRT-LLM's Blackwell MLA decode constant, 13.57 us where mla_layer_s 26.68 us applied, shortened kvplan's B200
+    step: x1.28, +27.1 ms = 12.3 us, x2.09.)"""
     pub, data = published()
     rows = [r for r in data["mlperf"] if r.get("attention_dp")]
     lines = pub.per_root_mlperf_lines(rows, data["mlperf_datasets"])
     assert len(lines) == 2
-    assert round(58 * 38 * BLACKWELL_FLOOR_8 * 1e3, 1) == 36.7 and round(26.6e3 / (58 * 38), 1) == 12.1
+    assert round(58 * 38 * BLACKWELL_FLOOR_8 * 1e3, 1) == 36.7 and round(26.3e3 / (58 * 38), 1) == 11.9
     assert (
-        "Offline: 40 ops x 58 MoE layers, floor 16.7 us: +36.7 ms a step; x1.28 -> x0.93; residual +26.6 ms" in lines[0]
+        "Offline: 40 ops x 58 MoE layers, floor 16.7 us: +36.7 ms a step; x1.27 -> x0.92; residual +26.3 ms" in lines[0]
     )
-    assert lines[1].endswith("Server: 40 ops x 58 MoE layers, floor 16.7 us: +36.7 ms a step; x2.08 -> x0.66")
+    assert lines[1].endswith("Server: 40 ops x 58 MoE layers, floor 16.7 us: +36.7 ms a step; x2.07 -> x0.66")
 
 
 def test_docs_cost_md_carries_the_grouped_launch_lines_as_the_script_prints_them() -> None:

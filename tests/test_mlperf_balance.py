@@ -43,11 +43,12 @@ def test_the_r1_rows_carry_their_configs_balancer_and_nothing_else_does():
 
 def test_the_balancer_moves_the_r1_scores_as_stored():
     """Before / after, the figures published_compare.py prints (docs/cost.md): balancer off (TensorRT-LLM's default,
-    the rows' scoring before) Offline x1.11, Server x1.56; as configured x1.28 and x2.08 (x1.12, x1.60, x1.29, x2.10
-    before the NVFP4 constants were refitted with the Blackwell GQA decode attention held). The balancer aligns the
-    ranks' prefills into the same steps, so fewer steps carry a prompt and both figures rise. (Before TensorRT-LLM's
-    Blackwell MLA decode constant, 13.57 us where mla_layer_s 26.68 us applied: off 1.1118 / 1.5693, as configured
-    1.2838 / 2.086; the cheaper MLA layer shortens every B200 decode step, so kvplan's throughput rises.)"""
+    the rows' scoring before) Offline x1.11, Server x1.56; as configured x1.27 and x2.07 (x1.28 and x2.08 before
+    the MoE router priced 16-bit (kvplan.latency._router_ctx) and the NVFP4 constants refitted on that; x1.12, x1.60,
+    x1.29, x2.10 before the NVFP4 constants were refitted with the Blackwell GQA decode attention held). The balancer
+    aligns the ranks' prefills into the same steps, so fewer steps carry a prompt and both figures rise. (Before
+    TensorRT-LLM's Blackwell MLA decode constant, 13.57 us where mla_layer_s 26.68 us applied: off 1.1118 / 1.5693, as
+    configured 1.2838 / 2.086; the cheaper MLA layer shortens every B200 decode step, so kvplan's throughput rises.)"""
     pub, data = published()
     ds = data["mlperf_datasets"]
     rows = {r["scenario"]: r for r in data["mlperf"] if r["model"] == "deepseek-v3"}
@@ -74,12 +75,14 @@ def test_the_server_holds_at_the_published_rate_are_the_timeout_clock():
 
 def test_docs_cost_md_carries_the_balance_block_as_the_script_prints_it():
     """docs/cost.md's ``--mlperf-balance`` block is the script's output: the balancer off (x1.12, x1.60), as configured
-    (x1.28, x2.08), at TensorRT-LLM's default counts (x1.28, x1.15: the p99 hold binds the Server TTFT), the Server
-    limits with the holds, and the Offline step residual (+26.6 ms; +27.7 ms before the NVFP4 refit that followed the
-    Blackwell GQA decode attention, +27.1 ms before TensorRT-LLM's Blackwell MLA decode constant) tried on both rows."""
+    (x1.27, x2.07), at TensorRT-LLM's default counts (x1.27, x1.15: the p99 hold binds the Server TTFT), the Server
+    limits with the holds, and the Offline step residual (+26.3 ms; +26.6 ms before the MoE router priced 16-bit
+    (kvplan.latency._router_ctx) and the NVFP4 constants refitted on that, +27.7 ms before the NVFP4 refit that followed
+    the Blackwell GQA decode attention, +27.1 ms before TensorRT-LLM's Blackwell MLA decode constant) tried on both
+    rows."""
     pub, data = published()
     lines = pub.mlperf_balance_lines(data["mlperf"], data["mlperf_datasets"])
-    assert len(lines) == 5 and "residual +26.6 ms" in lines[-1]
+    assert len(lines) == 5 and "residual +26.3 ms" in lines[-1]
     doc = (BENCH.parent / "docs" / "cost.md").read_text(encoding="utf-8")
     for line in lines:
         assert line in doc
