@@ -1338,7 +1338,8 @@ def closed_loop_trace(  # noqa: ANN201
     request's send to its first token, the end of the step its prompt completes in; a request is sent when the
     previous one in its slot finishes, at that step's end) and ``mean_tpot_s`` (its first to its last token over
     ``osl - 1``). Where the engine runs prompt and decode batches as separate steps
-    (``Engine.mixes_prefill_with_decode`` False: SGLang), a step with prompt tokens to admit is a prompt-only step
+    (``Engine.mixes_steps`` False: SGLang without ``--enable-mixed-chunk``), a step with prompt tokens to admit is a
+    prompt-only step
     with the whole budget (its decodes wait), else a decode-only step."""
     from collections import deque
 
@@ -1353,7 +1354,7 @@ def closed_loop_trace(  # noqa: ANN201
     ttfts: list[float] = []
     tpots: list[float] = []
     itls: list[float] = []  # every token's wait after the request's previous one (inter-token latencies)
-    mixed = s.engine.mixes_prefill_with_decode
+    mixed = s.engine.mixes_steps(s.settings)
     fixes: dict = {}
     while done < prompts:
         n = len(decoding)

@@ -1,10 +1,14 @@
 """In-flight (continuous) batching at a request rate: steady-state batch, TTFT, TPOT and throughput.
 
-Every engine here schedules prefills and decodes into the same steps: each step runs one token for
+vLLM and TensorRT-LLM schedule prefills and decodes into the same steps: each step runs one token for
 every running sequence plus prefill tokens up to a budget of ``max_num_batched_tokens`` tokens per
 step, decodes first (vLLM V1 ``vllm/v1/core/sched/scheduler.py`` ``Scheduler.schedule``, v0.19:
 running requests are scheduled before waiting ones, and a long prompt is split into chunks that
-fit the token budget). The steady state at a request rate ``lambda`` (Poisson arrivals), mean prompt
+fit the token budget). SGLang (without ``--enable-mixed-chunk``) runs prompt batches and decode batches as
+separate steps, prompts first (:meth:`Engine.mixes_steps`): a step is then the cycle between two decode steps,
+one decode step plus the prompt-only steps run before it (:func:`_alternating_cycle`; its TPOT carries the prompt
+steps, its TTFT queues behind whole prompt steps of up to the budget, :func:`_prompt_load`), and the token budget
+bounds each prompt step, not the cycle. The steady state at a request rate ``lambda`` (Poisson arrivals), mean prompt
 ``I`` and mean output ``O`` tokens is the mean step time ``t`` that solves
 
     t = step(n, p),    n = lambda * O * t  (sequences decoding: Little's law),
@@ -69,9 +73,9 @@ from kvplan.latency import calibration, mixed_step_latency, past_graph_cap, pp_c
 
 Z90 = 1.2816  # standard normal 90th percentile
 Z99 = 2.3263  # standard normal 99th percentile (Python's statistics.NormalDist().inv_cdf(0.99) = 2.32635)
-# Token budget per step where the engine rules give none (kvplan.engines' TensorRT-LLM, SGLang): TensorRT-LLM's
-# LLM API max_num_tokens defaults to 8192 (tensorrt_llm/llmapi/llm_args.py, the figure kvplan's TRT-LLM budget
-# rule used before the engines package), SGLang's chunked_prefill_size is 8192 on large GPUs.
+# Token budget per step where the engine rules give none (kvplan.engines' TensorRT-LLM): TensorRT-LLM's LLM API
+# max_num_tokens defaults to 8192 (tensorrt_llm/llmapi/llm_args.py, the figure kvplan's TRT-LLM budget rule used
+# before the engines package). SGLang's rules give its chunked_prefill_size by GPU memory (Sglang.batch_limits).
 DEFAULT_TOKEN_BUDGET = 8192
 _BISECT = 60
 _REL_TOL = 1e-4  # step time to 0.01 %; the sustainable rate to 0.5 %
@@ -294,6 +298,8 @@ def _mean_step(s: Setup, *, n: float, p: float, prompt: int, budget: int, contex
     ``(1 - f) step(n, 0) + f step(n, chunk)``; when every step carries at least one chunk, ``step(n, p)``.
     With data-parallel ranks each rank admits its own chunks (:func:`_dp_mean_step`).
     """
+    if p > 0 and not s.engine.mixes_steps(s.settings):  # prompt and decode batches as separate steps (SGLang)
+        return _alternating_cycle(s, n=n, p=p, prompt=prompt, budget=budget, context=context, ep=ep)
     chunk = max(1.0, min(float(prompt), _room(s, budget, n)))
     if p <= 0:
         return _step(s, n=n, p=0, context=context, ep=ep)
@@ -309,6 +315,91 @@ def _mean_step(s: Setup, *, n: float, p: float, prompt: int, budget: int, contex
     share = p / chunk
     busy = _step(s, n=n, p=chunk, context=context, prefix=prefix, ep=ep)
     return (1 - share) * _step(s, n=n, p=0, context=context, ep=ep) + share * busy
+
+
+def _alternating_cycle(s: Setup, *, n: float, p: float, prompt: int, budget: int, context: int, ep: bool) -> float:
+    """The mean time between two decode steps where the engine runs prompt batches and decode batches as separate
+    steps (:meth:`Engine.mixes_steps` False: SGLang without ``--enable-mixed-chunk``), ``p`` prompt tokens arriving
+    per such cycle: :func:`_alternating_parts`' first figure."""
+    return _alternating_parts(s, n=n, p=p, prompt=prompt, budget=budget, context=context, ep=ep)[0]
+
+
+def _alternating_parts(s: Setup, *, n: float, p: float, prompt: int, budget: int, context: int,
+                       ep: bool) -> tuple[float, float, float]:  # fmt: skip
+    """(the mean cycle between two decode steps, the share of a rank's time in prompt steps, the length-biased mean
+    of the rank's decode iterations) where prompt batches and decode batches are separate steps, ``p`` prompt tokens
+    of ``prompt``-token prompts arriving per cycle. The third is what a prompt arriving during one of them waits out,
+    twice over (:func:`_decode_steps_behind`): the decode step ``d`` with one rank; with several, the rank's decode
+    iteration lasts ``d`` or, where another rank runs a prompt step in it, the prompt iteration, ``E[L^2] / E[L]``.
+
+    SGLang's scheduler builds a prompt batch whenever prompts wait and runs it before the running requests' decode
+    ("Run prefill first if possible": python/sglang/srt/managers/scheduler.py ``Scheduler.get_next_batch_to_run``, a
+    new batch from ``get_new_batch_prefill`` else ``update_running_batch``; sgl-project/sglang @d51c1c21, read
+    through the code index, the same in the 0.4 / 0.5 copies kvplan's engine rules cite), and a prompt batch holds
+    no decode (the running batch joins it only under ``is_mixed_chunk``). Its prompt budget is the whole
+    ``chunked_prefill_size`` (``PrefillAdder``'s ``rem_chunk_tokens``, less the running requests only when mixed:
+    python/sglang/srt/managers/schedule_policy.py ``PrefillAdder.__init__`` @00550cd1; ``budget`` here): the
+    waiting prompts fill it in arrival order, the one that does not fit entering as a chunk of what is left (the
+    next prompt batch's first, ``add_chunked_req``), so ``N`` waiting prompts take ``ceil(N prompt / budget)``
+    prompt steps, one after the other, the decodes waiting. Every decoding request advances one token a cycle: one
+    decode step of the ``n`` running requests, ``d = step(n, 0)``, plus the prompt steps run since the last one.
+    Prompts arrive at random (Poisson) with ``m = p / prompt`` a cycle on average, so a cycle runs ``k = E[ceil(N
+    prompt / budget)]`` prompt steps (:func:`_prompt_steps`; ``m`` where ``m`` is small and a prompt fits the budget,
+    ``m prompt / budget`` and a half when many wait) of ``p / k`` tokens each, a long prompt's chunks half-way into
+    it (as :func:`_mean_step` places them). The cycle is ``d + k step(0, p / k)``: the prompt steps' time spread
+    over the decode tokens, which is what a decoding request's TPOT carries; the prompt steps' share of the time,
+    ``k step(0, p / k) / cycle``, is the load of the prompts' queue (:func:`_prompt_load`).
+
+    With ``dp`` data-parallel ranks each rank's scheduler alternates on its own and the ranks run each iteration
+    together (python/sglang/srt/managers/scheduler.py ``prepare_mlp_sync_batch`` gathers every rank's batch for the
+    MoE layers, an idle one where a rank has none; ``get_next_batch_to_run`` keeps prompt and decode batches apart
+    across ranks only with speculative decoding, "This branch makes sure prefill and decode batches will not be
+    mixed when spec and dp-attn is enabled"). A rank's cycle is then ``1 + k`` iterations (``k`` from its share
+    ``p / dp``), a share ``q = k / (1 + k)`` of its iterations prompt steps; taking the ranks as independent, an
+    iteration holds at least one prompt step in a share ``b = 1 - (1 - q)^dp``, and then ``dp q / b`` ranks run a
+    prompt step each while the others decode their ``n / dp`` (``n (1 - q / b)`` decodes in all; the same
+    independence :func:`_dp_mean_step` takes for mixed steps, stated). The cycle is ``(1 + k)`` mean iterations;
+    with one rank it is ``d + k step(0, p / k)`` exactly."""
+    per_rank = p / s.dp
+    decode = _step(s, n=n, p=0, context=context, ep=ep)
+    if per_rank <= 0:
+        return decode, 0.0, decode
+    steps = _prompt_steps(per_rank / prompt, prompt=prompt, budget=budget)
+    tokens = per_rank / steps
+    prefix = max(0, (prompt - budget) // 2)  # a long prompt's chunks sit, on average, half-way in
+    if s.dp == 1:
+        prompts = steps * _step(s, n=0.0, p=tokens, context=context, prefix=prefix, ep=ep)
+        return decode + prompts, prompts / (decode + prompts), decode
+    share = steps / (1 + steps)  # a rank's iterations that are its prompt steps
+    busy_share = -math.expm1(s.dp * math.log1p(-share))  # 1 - (1 - q)^dp, exact for tiny q
+    prefilling = s.dp * share / busy_share  # ranks in a prompt step, in an iteration that holds one
+    busy = _step(s, n=n * (1 - share / busy_share), p=tokens, context=context, prefix=prefix, ep=ep,
+                 p_all=tokens * prefilling)  # fmt: skip
+    cycle = (1 + steps) * ((1 - busy_share) * decode + busy_share * busy)
+    own_decode = cycle - steps * busy  # the rank's one decode iteration a cycle: d, or busy where another prefills
+    plain = min(1.0, max(0.0, (busy - own_decode) / (busy - decode))) if busy > decode else 1.0
+    biased = (plain * decode**2 + (1 - plain) * busy**2) / own_decode
+    return cycle, steps * busy / cycle, biased
+
+
+def _prompt_steps(mean_prompts: float, *, prompt: int, budget: int) -> float:
+    """``E[ceil(N prompt / budget)]``, ``N`` Poisson with mean ``mean_prompts``: the prompt steps that a cycle's
+    arrivals take when the waiting prompts pack each step's ``budget`` tokens (:func:`_alternating_parts`). Summed
+    over ``N`` within 12 standard deviations of the mean (the rest weighs below 1e-30), or until a term falls below
+    the sum's precision; from a mean of 200 prompts on, ``mean x prompt / budget + 1/2`` (the ceiling's mean excess
+    over a spread of many steps; none where a prompt is a whole number of budgets)."""
+    per = prompt / budget
+    if mean_prompts > 200:
+        return mean_prompts * per + (0.0 if per == int(per) else 0.5)
+    top = int(mean_prompts + 12 * math.sqrt(mean_prompts) + 30)
+    weight, total = math.exp(-mean_prompts), 0.0  # P(N = 0); e^-200 is far above the smallest double
+    for count in range(1, top + 1):
+        weight *= mean_prompts / count  # P(N = count), by the recurrence
+        term = weight * math.ceil(count * per - 1e-9)  # 1e-9: a whole count of budgets is that many steps
+        total += term
+        if count > mean_prompts and term < 1e-17 * total:  # past the mode and below the sum's precision
+            break
+    return total
 
 
 def _slots_mean_step(s: Setup, *, n: float, p: float, chunk: float, prefix: int, context: int, ep: bool) -> float:
@@ -500,16 +591,20 @@ def _solve(load: _Load) -> tuple[float | None, str]:
     if lam <= 0:
         return 0.0, "compute"
     t_seq = load.seq_limit / (lam * out.mean)  # n reaches the sequence limit
-    # n + p reach every DP rank's budget; under the balancer's batching wait, (W + 1) p (:func:`_release_every`)
+    # n + p reach every DP rank's budget; under the balancer's batching wait, (W + 1) p (:func:`_release_every`).
+    # Where prompt and decode batches are separate steps the budget bounds each prompt step, not the cycle: a cycle
+    # runs as many prompt steps as its prompts need (:func:`_alternating_cycle`), and only the sequences bound.
+    mixed = load.setup.engine.mixes_steps(load.setup.settings)
     every = _release_every(load.setup, seqs=load.seq_limit)  # at the bound n is far above the ranks
-    t_tok = load.budget * load.setup.dp / (lam * (every * comp + out.mean))
+    t_tok = load.budget * load.setup.dp / (lam * (every * comp + out.mean)) if mixed else math.inf
     t_hi = min(t_seq, t_tok)
     bound = load.seq_limit_name if t_seq <= t_tok else "token_budget"
+    p_cap = load.budget * load.setup.dp if mixed else math.inf
 
     def g(t: float) -> float:
         n, p = lam * out.mean * t, lam * comp * t
-        step = _mean_step(load.setup, n=n, p=min(p, load.budget * load.setup.dp), prompt=inp.mean,
-                          budget=load.budget, context=ctx, ep=load.ep)  # fmt: skip
+        step = _mean_step(load.setup, n=n, p=min(p, p_cap), prompt=inp.mean, budget=load.budget, context=ctx,
+                          ep=load.ep)  # fmt: skip
         return step - t
 
     g_hi = g(t_hi)
@@ -613,14 +708,63 @@ def queue_wait_s(
     return (mean_wait / waits) * math.log(waits / tail) if waits > tail else 0.0
 
 
+def _prompt_load(s: Setup, *, n: float, p: float, prompt: int, budget: int, context: int, ep: bool) -> float:
+    """The load of the prompts' queue (:func:`queue_wait_s`'s ``rho``, held below 1): with mixed steps the share of
+    the prefill slots' room the ``p`` prompt tokens per step take (``p / (dp m (budget - n))``); with separate
+    prompt steps the share of a rank's time spent in them (:func:`_alternating_parts`): an arriving prompt waits for
+    the prompt steps under way and queued before it, whole (at a low rate ``rate x`` the mean prompt's prompt-only
+    prefill); the decode step under way is waited out apart (:func:`decode_residual_s`)."""
+    if s.engine.mixes_steps(s.settings):
+        return min(p / max(1.0, s.dp * _micro_batches(s) * _room(s, budget, n)), 0.999)
+    share = _alternating_parts(s, n=n, p=p, prompt=prompt, budget=budget, context=context, ep=ep)[1]
+    return min(share, 0.999)
+
+
+def _decode_steps_behind(s: Setup, *, n: float, p: float, prompt: int, budget: int, context: int,
+                         ep: bool) -> tuple[float, float]:  # fmt: skip
+    """Where prompt steps are apart (:meth:`Engine.mixes_steps` False): (the share of a rank's time in decode steps,
+    the decode iterations' length-biased mean, ``d`` with one rank), what an arriving prompt may find under way and
+    wait out (:func:`decode_residual_s`);
+    (0, 0) with mixed steps, whose step under way kvplan does not count (an arrival joins the next step, stated).
+    The share: the rank is decoding in a share ``1 - exp(-n / dp)`` of the time (the Poisson count of its running
+    requests above 0), and then in decode steps for the share of its cycle the prompt steps leave
+    (:func:`_alternating_parts`)."""
+    if s.engine.mixes_steps(s.settings) or n <= 0:
+        return 0.0, 0.0
+    _, prompt_share, biased = _alternating_parts(s, n=n, p=p, prompt=prompt, budget=budget, context=context, ep=ep)
+    return -math.expm1(-n / s.dp) * (1 - prompt_share), biased
+
+
+def decode_residual_s(share: float, step_s: float, *, rho: float, quantile: float | None = None) -> float:
+    """The wait a prompt adds for a decode step under way where the engine runs prompt steps first but never breaks
+    into a step (SGLang: ``get_next_batch_to_run`` picks the next batch when the previous one is done): a
+    non-preemptive priority queue's residual term (A. Cobham, "Priority assignment in waiting line problems", 1954;
+    e.g. L. Kleinrock, Queueing Systems vol. 2, 1976, section 3.6), ``R / (1 - rho)`` with ``R = share x step / 2``
+    (an arrival finds a decode step of ``step_s`` under way in a ``share`` of the time, half of it left on average)
+    and ``rho`` the prompts' own load (the prompts queued in the meantime go first). At quantile ``q``: the
+    residual's own quantile, uniform on ``[0, step]`` within the share, ``step (1 - (1 - q) / share)`` (0 where
+    ``share <= 1 - q``), over the same ``1 - rho`` (added to the queue's quantile: a comonotone bound, stated).
+    Checked against a step-by-step simulation (benchmarks/serving_sim.py)."""
+    if share <= 0 or rho >= 1:
+        return 0.0
+    if quantile is None:
+        return share * step_s / 2 / (1 - rho)
+    tail = 1 - quantile
+    return step_s * (1 - tail / share) / (1 - rho) if share > tail else 0.0
+
+
 def _prefill_service(s: Setup, *, prompt: int, n: float, context: int, budget: int, ep: bool) -> float:
-    """One prompt's prefill in chunks of what the budget leaves after ``n`` decodes (each chunk attends to the
-    chunks before it)."""
-    room = max(1, int(_room(s, budget, n)))
+    """One prompt's prefill in chunks of what the budget leaves after the replica's ``n`` decodes (each chunk attends
+    to the chunks before it). Where prompt steps are apart (:meth:`Engine.mixes_steps` False) a chunk takes the whole
+    budget and its step holds no decode of its own rank, but the other attention-DP ranks' decodes run in the same
+    iteration (:func:`_alternating_parts`): ``n (dp - 1) / dp`` beside it, none with one rank."""
+    mixed = s.engine.mixes_steps(s.settings)
+    room = max(1, int(_room(s, budget, n if mixed else 0.0)))
+    beside = n if mixed else n * (s.dp - 1) / s.dp
     service, done = 0.0, 0
     while done < prompt:
         chunk = min(room, prompt - done)
-        service += _step(s, n=n, p=chunk, context=context, prefix=done, ep=ep)
+        service += _step(s, n=beside, p=chunk, context=context, prefix=done, ep=ep)
         done += chunk
     return service
 
@@ -670,6 +814,7 @@ class _Tail:
     ahead_s: float | None = None  # the mean prompt's prefill service: what a tagged request waits behind
     hold: BalanceHold | None = None  # the attention-DP balancer's hold (:func:`_balance_hold`)
     step_s: float = 0.0  # the mean step: what one held iteration lasts
+    behind: tuple[float, float] = (0.0, 0.0)  # (share of the time, seconds) of decode steps a prompt waits out
 
     def at(self, q: float, z: float, *, ttft: float, tpot: float) -> tuple[float, float]:
         """(TTFT, TPOT) at quantile ``q`` (``z`` its standard normal score), never below the means given; lengths at
@@ -682,10 +827,12 @@ class _Tail:
             ttft_q = _mean_step(s, n=1 + n_q, p=self.p, prompt=inp.at(q), budget=self.budget, context=inp.at(q),
                                 ep=self.ep)  # fmt: skip
         else:
-            ttft_q = _ttft(s, prompt=inp.at(q), n=n, context=_decode_context(inp, self.out), budget=self.budget,
+            ttft_q = _ttft(s, prompt=inp.at(q), n=n, context=_decode_context(inp, self.out),
+                           budget=self.budget,
                            rho=self.rho, quantile=q, ep=self.ep, ahead_s=self.ahead_s, scv=inp.scv)  # fmt: skip
             if self.hold is not None:  # the hold at the same quantile, added (a comonotone bound of the sum's)
                 ttft_q += self.hold.at(q) * self.step_s
+            ttft_q += decode_residual_s(*self.behind, rho=self.rho, quantile=q)  # likewise
         return max(ttft, ttft_q), max(tpot, tpot_q)
 
 
@@ -760,18 +907,21 @@ def serve(
             _batch_cap(s, input_len, output_len), gpus, label,
         )  # fmt: skip
     n, p = rate_rps * output_len.mean * t, rate_rps * load.prompt_computed * t
-    rho = min(p / max(1.0, s.dp * _micro_batches(s) * _room(s, budget, n)), 0.999)
+    rho = _prompt_load(s, n=n, p=p, prompt=input_len.mean, budget=budget, context=ctx, ep=ep)
     tpot = _mean_step(s, n=1 + n, p=p, prompt=input_len.mean, budget=budget, context=ctx, ep=ep)
     ahead = hold = None
+    behind = (0.0, 0.0)
     if prefilled:  # the first step: a decode step at the prompt's length (prompt_computed)
         ttft = _mean_step(s, n=1 + n, p=p, prompt=input_len.mean, budget=budget, context=input_len.mean, ep=ep)
     else:
         ahead = _prefill_service(s, prompt=input_len.mean, n=n, context=ctx, budget=budget, ep=ep)
         ttft = ahead + queue_wait_s(ahead, rho, servers=_micro_batches(s), scv=input_len.scv)
+        behind = _decode_steps_behind(s, n=n, p=p, prompt=input_len.mean, budget=budget, context=ctx, ep=ep)
+        ttft += decode_residual_s(*behind, rho=rho)
         hold = _balance_hold(s, rate_rps=rate_rps, step_s=t, n=n)
         ttft += hold.mean_iters * t if hold is not None else 0.0
     tail = _Tail(s, n=n, p=p, rho=rho, inp=input_len, out=output_len, budget=budget, ep=ep, prefilled=prefilled,
-                 ahead_s=ahead, hold=hold, step_s=t)  # fmt: skip
+                 ahead_s=ahead, hold=hold, step_s=t, behind=behind)  # fmt: skip
     nan = float("nan")
     ttft90, tpot90 = tail.at(0.9, Z90, ttft=ttft, tpot=tpot) if with_p90 else (nan, nan)
     ttft99, tpot99 = tail.at(0.99, Z99, ttft=ttft, tpot=tpot) if with_p99 else (nan, nan)

@@ -92,6 +92,10 @@ def plan(
             "max_utilization (admits by the next step's KV blocks, pauses on a shortfall)"
         ),
     ] = None,
+    enable_mixed_chunk: Annotated[
+        bool,
+        typer.Option(help="with --rate: SGLang --enable-mixed-chunk (decodes join each prompt batch; default: apart)"),
+    ] = False,
     attention_dp_timeout_iters: Annotated[
         Optional[int],
         typer.Option(help="with --attention-dp-balance: its YAML attention_dp_config.timeout_iters (default 50)"),
@@ -148,6 +152,7 @@ def plan(
                                               attention_dp_balance=attention_dp_balance,
                                               batch_size_tuning=batch_size_tuning,
                                               capacity_scheduler_policy=capacity_scheduler_policy,
+                                              mixed_chunk=enable_mixed_chunk,
                                               attention_dp_timeout_iters=attention_dp_timeout_iters,
                                               attention_dp_batching_wait_iters=attention_dp_batching_wait_iters,
                                               host_request_s=parse_duration(host_per_request,
@@ -157,10 +162,11 @@ def plan(
             raise InvalidInput("'kvplan plan' needs --users N --context L, or --rate R with latency targets")
         balance_iters = attention_dp_timeout_iters is not None or attention_dp_batching_wait_iters is not None
         latency_only = two_batch_overlap or deepep or attention_dp_balance or balance_iters or batch_size_tuning
-        if latency_only or host_per_request is not None:
+        if latency_only or enable_mixed_chunk or host_per_request is not None:
             raise InvalidInput(
                 "--two-batch-overlap, --deepep, --attention-dp-balance (and its --attention-dp-*-iters), "
-                "--batch-size-tuning and --host-per-request change latency only; use them with --rate"
+                "--batch-size-tuning, --enable-mixed-chunk and --host-per-request change latency only; use them with "
+                "--rate"
             )
         if capacity_scheduler_policy is not None:
             raise InvalidInput("--capacity-scheduler-policy changes in-flight admission only; use it with --rate")

@@ -92,6 +92,9 @@ class Settings:
     # last started request when they do not, so a running sequence holds its written context, not a reservation to
     # completion (Engine.holds_to_completion). Read by the trtllm releases only.
     capacity_scheduler_policy: Literal["guaranteed_no_evict", "max_utilization"] | None = None
+    # SGLang --enable-mixed-chunk (ServerArgs.enable_mixed_chunk, default False): the running decodes join each prompt
+    # batch (Engine.mixes_steps); without it SGLang runs prompt batches and decode batches as separate steps.
+    mixed_chunk: bool = False
     # Measured host (CPU) seconds per request in a serving step (not an engine flag): switches on kvplan.host's
     # host term in kvplan.serving, which is otherwise not modelled (docs/cost.md, "Host work per step").
     host_request_s: float | None = None
@@ -119,6 +122,7 @@ SETTING_FLAGS = {
     "attention_dp_batching_wait_iters": "--attention-dp-batching-wait-iters",
     "batch_size_tuning": "--batch-size-tuning",
     "capacity_scheduler_policy": "--capacity-scheduler-policy",
+    "mixed_chunk": "--enable-mixed-chunk",
     "overrides.cuda_graph_bytes": "--cuda-graph",
 }
 
@@ -558,8 +562,8 @@ class Engine:
     # Step layout: True where one step carries the running requests' decodes and the waiting prompts' chunks together
     # (vLLM V1: the running requests, then the waiting ones, draw on one step's token budget, v1/core/sched/scheduler.py
     # Scheduler.schedule); False where a step is either a prompt batch or a decode batch, prompts first (SGLang without
-    # --enable-mixed-chunk, below). Read by benchmarks/published_compare.py's closed-loop run; kvplan.serving's steady
-    # state prices every engine's steps mixed.
+    # --enable-mixed-chunk, below; Engine.mixes_steps reads the flag). Read by kvplan.serving's steady state and
+    # benchmarks/published_compare.py's closed-loop run.
     mixes_prefill_with_decode: bool = True
     # Disaggregated prefill/decode (kvplan.disagg), as read in each engine's source. ``disagg_first_token``: which
     # instance samples the first output token: "decode" (the decode instance computes the last prompt token once the
@@ -638,6 +642,14 @@ class Engine:
         (``NoEvictScheduledBlocksManager``); capacityScheduler.h: "Try reserving resources to advance requests by
         one step, may pause previously started requests". Then a sequence holds its mean context, as on vLLM."""
         return self.reserves_to_completion and settings.capacity_scheduler_policy != "max_utilization"
+
+    def mixes_steps(self, settings: Settings) -> bool:
+        """Whether one step carries the running decodes and prompt tokens together under these flags: the engine's
+        layout (``mixes_prefill_with_decode``), or SGLang's ``--enable-mixed-chunk`` (``Settings.mixed_chunk``, read by
+        SGLang only: python/sglang/srt/managers/scheduler.py ``get_new_batch_prefill``, "Mixed-style chunked prefill":
+        ``is_mixed_chunk`` merges the running batch into the prompt batch, ``mix_with_running``, and the prompt budget
+        shrinks by the running requests, ``PrefillAdder(..., running_bs if self.is_mixed_chunk else 0)``)."""
+        return self.mixes_prefill_with_decode or settings.mixed_chunk
 
     def check_settings(self, settings: Settings) -> None:
         """Refuse flags that belong to another engine (they would change nothing and say nothing)."""

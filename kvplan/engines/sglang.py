@@ -309,9 +309,14 @@ class Sglang(Engine):
         """``--max-running-requests`` (``max_num_seqs``) caps the running batch: the scheduler admits no prompt while
         ``len(running_batch.reqs) >= max_running_requests`` (python/sglang/srt/managers/scheduler.py
         Scheduler.get_new_batch_prefill, read through the code index, commit not named). Without it, SGLang derives its
-        cap from the KV pool, which kvplan's KV bound already holds: no cap of its own. The token budget is not
-        modelled from ``chunked_prefill_size`` here (kvplan.serving's default budget, as before)."""
-        return None, settings.max_num_seqs
+        cap from the KV pool, which kvplan's KV bound already holds: no cap of its own.
+
+        The token budget is ``--chunked-prefill-size`` (``max_num_batched_tokens``), else its default by the GPU's
+        memory (server_args.py ``_handle_gpu_memory_settings``, :func:`_tier`: 2,048 below 35 GB, 4,096 below 60 GB,
+        8,192 below 160 GB, 16,384 from there, e.g. B200): a prompt batch's ``rem_chunk_tokens``
+        (schedule_policy.py ``PrefillAdder``, @00550cd1). Its other bound, ``rem_input_tokens`` = ``max_prefill_tokens``
+        (server_args.py default 16,384, read through the code index), is never the smaller with these defaults."""
+        return settings.max_num_batched_tokens or _tier(total // MIB, tp=1)[0], settings.max_num_seqs
 
     def cache_plan(self, spec: ModelSpec, *, kv_dtype_name: str, tp: int, pp: int, mla: str = "latent") -> CachePlan:
         """The neutral plan; fp4_e2m1 at SGLang's cell (``_fp4_token_bytes``). No GPU gate was read for it: the
@@ -703,6 +708,7 @@ ENGINE = Sglang(
         "swa_full_tokens_ratio",
         "two_batch_overlap",
         "deepep",  # --moe-a2a-backend deepep
+        "mixed_chunk",  # --enable-mixed-chunk (Engine.mixes_steps)
     ),
     overlap=OVERLAP,
     lent_fits=MLA_FITS,

@@ -1,0 +1,190 @@
+"""A step-by-step check of kvplan.serving's steady state against a simulated server under Poisson arrivals.
+
+kvplan.serving solves a mean-value fixed point (Little's law, the mean step, an M/D/1 wait for the prompts). This
+script runs the scheduler itself, step by step, on kvplan's own step times (:func:`kvplan.serving._step`): requests
+of fixed lengths arrive at Poisson times (seeded), and each step is laid out as the engine lays it out
+(:meth:`kvplan.engines.base.Engine.mixes_steps`):
+
+* mixed (vLLM V1, SGLang ``--enable-mixed-chunk``): every running request decodes one token and the waiting prompts,
+  in arrival order, fill what the token budget leaves, the last one as a chunk;
+* apart (SGLang's default): a prompt-only step whenever prompts wait, the whole budget packed in arrival order (the
+  prompt that does not fit entering as a chunk, continued first in the next prompt step), else a decode step of
+  every running request.
+
+At most the replica's sequence bound runs (``max_num_seqs`` or the KV pool at the mean context,
+``kvplan.serving._limits``, the bound the fixed point uses). A request's first token comes at the end of the step
+its prompt completes in; its TPOT is its first to last token over ``O - 1``. The first ``warmup`` requests are left
+out of the statistics. Steps price their prompt tokens as one chunk (as kvplan.serving does), the decodes at the
+running requests' mean context rounded to 64 tokens.
+
+It prints, per rate (a fraction of kvplan's ``max_rate``), the simulated mean batch, mean TPOT, mean and p90 TTFT
+and throughput beside :func:`kvplan.serving.serve`'s, for each layout.
+
+``python benchmarks/serving_sim.py [--requests 3000] [--dp]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import statistics
+import sys
+from collections import deque
+from dataclasses import dataclass
+
+CONTEXT_BUCKET = 64  # tokens: decodes priced at their mean context rounded to this (as published_compare's run)
+
+
+@dataclass
+class SimResult:
+    batch: float  # time-average requests decoding
+    tpot_s: float
+    ttft_s: float
+    ttft_p90_s: float
+    output_tokens_per_s: float
+
+
+def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: int, seq_cap: float,  # noqa: ANN001
+             warmup: int = 200, seed: int = 1) -> SimResult:  # fmt: skip
+    """One replica of setup ``s`` serving ``requests`` Poisson arrivals at ``rate_rps`` (module docstring). With
+    ``s.dp`` attention-DP ranks each rank schedules its own requests (dealt to the ranks in turn, an assumption of
+    the simulation) against its share of ``seq_cap``, and an iteration runs every rank's batch together, priced as
+    :func:`kvplan.serving._step` prices a DP step: the decodes over all ranks, the busiest rank's prompt tokens, all
+    ranks' prompt tokens for the shared layers."""
+    from kvplan.serving import _step
+
+    rng = random.Random(seed)
+    mixed = s.engine.mixes_steps(s.settings)
+    arrivals = deque()
+    t = 0.0
+    for _ in range(requests):
+        t += rng.expovariate(rate_rps)
+        arrivals.append(t)
+    ranks = s.dp
+    waiting: list[deque] = [deque() for _ in range(ranks)]  # per rank: [prompt tokens left, arrival time, index]
+    decoding: list[list] = [[] for _ in range(ranks)]  # per rank: [tokens generated, first-token time, index]
+    clock, busy_area, first_clock = 0.0, 0.0, None
+    ttfts: list[float] = []
+    tpots: list[float] = []
+    index = 0
+    done = 0
+    cap = max(1, math.floor(seq_cap / ranks))
+    while done < requests:
+        while arrivals and arrivals[0] <= clock:
+            waiting[index % ranks].append([isl, arrivals.popleft(), index])
+            index += 1
+        if not any(waiting) and not any(decoding):
+            clock = arrivals[0]
+            continue
+        plans = [_rank_plan(waiting[r], len(decoding[r]), isl=isl, budget=budget, cap=cap, mixed=mixed)
+                 for r in range(ranks)]  # fmt: skip
+        n_all = sum(len(d) for d in decoding)
+        decodes = sum(pl[1] for pl in plans)
+        busiest = max(range(ranks), key=lambda r: plans[r][0])
+        chunk, prefix = plans[busiest][0], plans[busiest][2]
+        p_all = sum(pl[0] for pl in plans)
+        mean_generated = sum(d[0] for dec in decoding for d in dec) / n_all if n_all else 0
+        context = isl + round(mean_generated / CONTEXT_BUCKET) * CONTEXT_BUCKET
+        step = _step(s, n=float(decodes), p=float(chunk), context=context, prefix=prefix,
+                     p_all=float(p_all) if ranks > 1 else None)  # fmt: skip
+        if first_clock is None and index > warmup:
+            first_clock = clock
+        if first_clock is not None:
+            busy_area += n_all * step
+        clock += step
+        for r in range(ranks):
+            for d in decoding[r][: plans[r][1]]:
+                d[0] += 1
+            for _ in range(plans[r][3]):
+                _, sent, idx = waiting[r].popleft()
+                if idx >= warmup:
+                    ttfts.append(clock - sent)
+                decoding[r].append([1, clock, idx])
+            finished = [d for d in decoding[r] if d[0] >= osl]
+            tpots += [(clock - d[1]) / (osl - 1) for d in finished if osl > 1 and d[2] >= warmup]
+            decoding[r] = [d for d in decoding[r] if d[0] < osl]
+            done += len(finished)
+    span = clock - (first_clock or 0.0)
+    ordered = sorted(ttfts)
+    return SimResult(busy_area / span, statistics.fmean(tpots), statistics.fmean(ttfts),
+                     ordered[math.ceil(0.9 * len(ordered)) - 1], len(tpots) * osl / span)  # fmt: skip
+
+
+def _rank_plan(waiting: deque, n: int, *, isl: int, budget: int, cap: int, mixed: bool) -> tuple[int, int, int, int]:
+    """One rank's share of an iteration: (prompt tokens, decodes, the first prompt's computed tokens, prompts that
+    complete), taking the tokens from ``waiting`` (module docstring's layouts)."""
+    if not mixed and not waiting:
+        return 0, n, 0, 0
+    room = budget - n if mixed else budget
+    chunk, first_prefix, completed = 0, 0, 0
+    for i, req in enumerate(waiting):
+        if room <= 0 or n + i >= cap:
+            break
+        take = min(room, req[0])
+        if i == 0:
+            first_prefix = isl - req[0]
+        chunk, room = chunk + take, room - take
+        req[0] -= take
+        completed += req[0] == 0
+    return chunk, (n if mixed or not chunk else 0), first_prefix, completed
+
+
+CASES = (  # (model, GPU, TP, attention-DP ranks, weights, prompt, output)
+    ("llama-3.1-8b", "h100-sxm", 1, 1, None, 2048, 256),
+    ("llama-3.1-8b", "h100-sxm", 1, 1, None, 512, 256),
+    ("llama-3.1-70b", "h200", 4, 1, None, 4000, 200),
+)
+DP_CASES = (  # attention-DP ranks with the experts split over them (EP)
+    ("qwen3-30b-a3b", "h100-sxm", 1, 4, None, 2048, 256),
+    ("deepseek-v3", "h200", 1, 8, "fp8", 2048, 512),
+)
+FRACTIONS = (0.3, 0.6, 0.85)
+
+
+def compare(requests: int, *, cases: tuple = CASES, warmup: int = 200) -> list[str]:
+    from kvplan.capacity import setup
+    from kvplan.engines import Settings
+    from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, _limits, max_rate, serve
+
+    head = ("case", "layout", "rate (x max)", "batch sim / kvplan", "TPOT ms sim / kvplan", "TTFT ms sim / kvplan",
+            "TTFT p90 ms sim / kvplan", "tok/s sim")  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for model, gpu, tp, dp, weights, isl, osl in cases:
+        for layout, settings in (("apart", Settings()), ("mixed", Settings(mixed_chunk=True))):
+            s = setup(model, gpu, engine="sglang", tp=tp, dp=dp, ep=dp > 1, weights_dtype=weights, settings=settings)
+            inp, out = Lengths.of(isl), Lengths.of(osl)
+            top = max_rate(s, input_len=inp, output_len=out)
+            budget = s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
+            cap = _limits(s, inp, out)[0]
+            split = f"TP{tp}" if dp == 1 else f"DP{dp} EP{dp}"
+            for frac in FRACTIONS:
+                rate = frac * top
+                r = serve(s, rate_rps=rate, input_len=inp, output_len=out, with_max_rate=False)
+                sim = simulate(s, rate_rps=rate, isl=isl, osl=osl, requests=requests, budget=budget, seq_cap=cap,
+                               warmup=warmup)  # fmt: skip
+                cells = (f"{model} {gpu} {split} {isl}/{osl}", layout, f"{rate:.2f} (x{frac})",
+                         f"{sim.batch:.1f} / {r.batch:.1f}", f"{sim.tpot_s * 1e3:.2f} / {r.tpot_mean_s * 1e3:.2f}",
+                         f"{sim.ttft_s * 1e3:.1f} / {r.ttft_mean_s * 1e3:.1f}",
+                         f"{sim.ttft_p90_s * 1e3:.1f} / {r.ttft_p90_s * 1e3:.1f}",
+                         f"{sim.output_tokens_per_s:.0f}")  # fmt: skip
+                lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=3000)
+    ap.add_argument("--dp", action="store_true",
+                    help="the attention-DP cases instead (12,000 requests, the first 3,000 left out: their batches "
+                    "run to a thousand requests)")  # fmt: skip
+    args = ap.parse_args(argv)
+    if args.dp:
+        print("\n".join(compare(12000, cases=DP_CASES, warmup=3000)))
+    else:
+        print("\n".join(compare(args.requests)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
