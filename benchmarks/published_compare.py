@@ -6,8 +6,12 @@ The data, each run with its source, are in ``benchmarks/data/published_throughpu
   and v0.17 (TensorRT engines): requests at an infinite rate, fixed ISL/OSL, FP8 weights (v1.0: NVFP4 on B200
   and GB200, the ModelOpt FP4 checkpoints) and an FP8 KV cache,
   ``kv_cache_free_gpu_mem_fraction`` 0.95. The metric is the TP group's output tokens/s. kvplan's figure is
-  the highest request rate one replica sustains (:func:`kvplan.serving.max_rate`, TensorRT-LLM constants of
-  :mod:`kvplan.latency`, 8192-token steps, TensorRT-LLM's default ``max_num_tokens``) times OSL.
+  the run the page made (:func:`run_tokens_s`): its ``$num_requests`` equal requests queued at once
+  (:data:`TRTLLM_NUM_REQUESTS`), each rank serving its share in slots of kvplan's steady-state batch, every slot's
+  requests one after another (:func:`finite_run_tokens_s`), each slot-lifetime at the replica's steady state at that
+  batch (the highest request rate one replica sustains, :func:`kvplan.serving.max_rate`, TensorRT-LLM constants of
+  :mod:`kvplan.latency`, 8192-token steps, TensorRT-LLM's default ``max_num_tokens``, times OSL); the steady state
+  alone is kept beside it (``kvplan_steady_tok_s``, ``ratio_steady``).
 * ``large_scale_ep``: published large-scale expert-parallel results (SGLang on 96 H100, DeepSeek's own
   service), each with its source, the configuration it states and why kvplan does not score it.
 * ``engine_benchmarks``: vLLM and SGLang published measurements (closed-loop runs at a fixed client concurrency),
@@ -61,6 +65,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from kvplan.spec import ModelSpec
 
 DATA = Path(__file__).resolve().parent / "data" / "published_throughput.json"
@@ -204,9 +210,10 @@ def balance_lines(rows: list[dict], *, markdown: bool = False) -> list[str]:
     between = 0
     for r in done:
         aligned = _row_tokens_s(r, balance=True) / r["published_tok_s"]
-        between += min(r["ratio"], aligned) <= 1.0 <= max(r["ratio"], aligned)
+        independent = steady_ratio(r)
+        between += min(independent, aligned) <= 1.0 <= max(independent, aligned)
         cells = (r["label"], r["gpu"], split_label(r), f"{r['isl']}/{r['osl']}", r["weights"],
-                 f"{r['published_tok_s']:,.0f}", f"{r['ratio']:.2f}", f"{aligned:.2f}")  # fmt: skip
+                 f"{r['published_tok_s']:,.0f}", f"{independent:.2f}", f"{aligned:.2f}")  # fmt: skip
         out.append("| " + " | ".join(cells) + " |" if markdown else "dp-balance " + "  ".join(cells))
     out.append(f"attention DP rows: {len(done)}; the published figure lies between the independent and the aligned "
                f"ranks' figures for {between}")  # fmt: skip
@@ -362,7 +369,7 @@ def host_floor_rows(rows: list[dict]) -> list[dict]:
     each with the host time per request that would explain its miss (:func:`implied_host_request_s`)."""
     out = []
     for r in rows:
-        if r["source"] == "trtllm-1.0" and r.get("ratio", 0) > 1 + TARGET:
+        if r["source"] == "trtllm-1.0" and "ratio" in r and steady_ratio(r) > 1 + TARGET:
             out.append({**r, "implied_host_us": implied_host_request_s(r) * 1e6})
     return out
 
@@ -377,7 +384,7 @@ def host_floor_lines(rows: list[dict], *, markdown: bool) -> list[str]:
                 "|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         r["all_ranks_us"] = r["implied_host_us"] / run_split(r).get("dp", 1)
-        cells = (r["label"], r["gpu"], split_label(r), f"{r['isl']}/{r['osl']}", f"x{r['ratio']:.2f}",
+        cells = (r["label"], r["gpu"], split_label(r), f"{r['isl']}/{r['osl']}", f"x{steady_ratio(r):.2f}",
                  f"{r['implied_host_us']:.0f}", f"{r['all_ranks_us']:.0f}")  # fmt: skip
         out.append("| " + " | ".join(cells) + " |" if markdown else "host-floor " + "  ".join(cells))
     for key, what in (("implied_host_us", "per request"), ("all_ranks_us", "per request of all ranks")):
@@ -468,26 +475,27 @@ def implied_rank_batch(r: dict) -> tuple[int | None, int]:
 
 def dp_candidate_rows(rows: list[dict]) -> list[dict]:
     """The scored attention-DP rows with each candidate's ratio (:func:`eager_ratio`, :func:`attention_tp_ratio`)
-    and the implied per-rank batch (:func:`implied_rank_batch`)."""
+    and the implied per-rank batch (:func:`implied_rank_batch`), beside the row's steady state (``steady``,
+    :func:`steady_ratio`): every reading is a steady state, the page's finite run (:func:`run_tokens_s`) not applied."""
     out = []
     for r in rows:
         if "ratio" in r and (r.get("launch") or {}).get("enable_attention_dp"):
             batch, capacity = implied_rank_batch(r)
-            out.append({**r, "eager": eager_ratio(r), "attention_tp": attention_tp_ratio(r),
+            out.append({**r, "steady": steady_ratio(r), "eager": eager_ratio(r), "attention_tp": attention_tp_ratio(r),
                         "per_root": per_root_ratio(r), "implied_batch": batch, "capacity": capacity})  # fmt: skip
     return out
 
 
 def dp_candidate_lines(rows: list[dict], *, markdown: bool = False) -> list[str]:
     """One line (or table row) per attention-DP row of :func:`dp_candidate_rows`, then per weight dtype each
-    candidate's statistics beside the scored ones."""
-    cols = ("model", "GPU", "split", "ISL/OSL", "weights", "as scored", "eager DP steps", "attention TP + EP",
+    candidate's statistics beside the steady-state ones."""
+    cols = ("model", "GPU", "split", "ISL/OSL", "weights", "steady state", "eager DP steps", "attention TP + EP",
             "per-root NCCL ops, a latency each", "implied batch a rank (of the KV capacity)")  # fmt: skip
     out = ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"] if markdown else []
     for r in rows:
         batch = r["implied_batch"]
         implied = "-" if batch is None else f"{batch} ({batch / r['capacity']:.2f})"
-        cells = (r["label"], r["gpu"], split_label(r), f"{r['isl']}/{r['osl']}", r["weights"], f"{r['ratio']:.2f}",
+        cells = (r["label"], r["gpu"], split_label(r), f"{r['isl']}/{r['osl']}", r["weights"], f"{r['steady']:.2f}",
                  f"{r['eager']:.2f}", f"{r['attention_tp']:.2f}", f"{r['per_root']:.2f}",
                  f"{implied} of {r['capacity']}")  # fmt: skip
         out.append("| " + " | ".join(cells) + " |" if markdown else "dp-candidates " + "  ".join(cells))
@@ -497,7 +505,7 @@ def dp_candidate_lines(rows: list[dict], *, markdown: bool = False) -> list[str]
         part = [r for r in rows if r["weights"] == weights]
         cells = []
         for key, name in (
-            ("ratio", "as scored"),
+            ("steady", "steady state"),
             ("eager", "eager DP steps"),
             ("attention_tp", "attention TP + EP"),
             ("per_root", "per-root NCCL ops"),
@@ -753,16 +761,154 @@ def replica_tokens_s(s, isl: int, osl: int) -> float:  # noqa: ANN001
     return max_rate(s, input_len=Lengths.of(isl), output_len=Lengths.of(osl)) * osl
 
 
+# The TensorRT-LLM tables' runs are finite. Each is `prepare_dataset.py token-norm-dist --num-requests=$num_requests
+# --input-stdev=0 --output-stdev=0` (every request of the row's ISL and OSL) run by `trtllm-bench throughput`, "an
+# offline maximum throughput scenario such that all requests are queued in rapid succession", and the figure is every
+# output token over the run's total latency, the first request's start to the last one's end
+# (tensorrt_llm/bench/dataclasses/reporting.py StatsKeeper.generate_statistics_summary: total_latency_ns = end_time -
+# start_time; the v0.17 page's example output: 3,000 requests x 128 tokens / 16.4061 s = 23,406 tok/s, its "Token
+# Throughput"). $num_requests by (ISL, OSL): perf-overview.md "Preparing a Dataset", the same table on the v1.0 page
+# (@00f37686, which adds 1000/2000) and the v0.17 one (@258c7540): "for longer input/output sequence lengths, requests
+# remain in the system longer and therefore require less requests to achieve steady state".
+TRTLLM_NUM_REQUESTS = {(128, 128): 30000, (128, 2048): 3000, (128, 4096): 1500, (1000, 2000): 1500,
+                       (2048, 128): 3000, (2048, 2048): 1500, (5000, 500): 1500, (1000, 1000): 3000,
+                       (500, 2000): 3000, (20000, 2000): 1000}  # fmt: skip
+
+
+def finite_run_tokens_s(*, requests: int, ranks: int, slots: float, tokens_s_at: Callable[[int], float]) -> float:
+    """Output tokens/s of a run of ``requests`` equal requests queued at once on ``ranks`` ranks, each running at most
+    ``slots`` of them (its steady-state batch), over the run's whole duration.
+
+    Every rank receives ``n = requests / ranks`` of them: TensorRT-LLM spreads new requests over the attention-DP ranks
+    by active tokens and requests, up to ``expected_num_active_requests``, the ceiling of all active and new requests
+    over the ranks (tensorrt_llm/_torch/pyexecutor/executor_request_queue.py ``_balance_requests_across_ranks``); one
+    rank without DP. Its scheduler admits a request once the KV blocks of its whole prompt and output are free
+    (GUARANTEED_NO_EVICT, kvplan.engines.trtllm) and the next takes the place of one that ends, so each of the
+    ``slots`` places serves its requests one after another, all of the same length: the run lasts ``k = ceil(n /
+    slots)`` request lifetimes, ``k - 1`` with ``slots`` running on every rank and the last with the rest,
+    ``n - (k - 1) slots``. A lifetime with ``b`` running a rank lasts ``ranks x b / T(b)`` per output token,
+    ``T(b)`` the replica's steady-state output tokens/s at ``b`` a rank (``tokens_s_at``, called with whole
+    requests: the busiest rank, ``ceil(b)``, sets every attention-DP step; ``T(slots)`` for a full one), so the run's
+    output tokens/s is ``requests / sum of (ranks x b_i / T(b_i))`` over the lifetimes. It tends to the steady state
+    as the requests outnumber the places; with fewer requests than places (``k = 1``) every rank runs ``n`` for the
+    whole run."""
+    per_rank = requests / ranks
+    lifetimes = max(1, math.ceil(per_rank / slots - 1e-9))
+    last = per_rank - (lifetimes - 1) * slots
+    full = ranks * slots / tokens_s_at(math.ceil(slots - 1e-9)) if lifetimes > 1 else 0.0
+    busiest = math.ceil(last - 1e-9)
+    return requests / ((lifetimes - 1) * full + ranks * busiest / tokens_s_at(busiest))
+
+
+def run_setup(r: dict, *, ep: bool = True, max_batch: int | None = None):  # noqa: ANN201
+    """The setup of a TensorRT-LLM table row's run (:func:`run_tokens_s`): :func:`row_setup`'s, at most ``max_batch``
+    sequences a rank, and on an attention-DP row every rank's prompts admitted in the same steps.
+
+    Nothing in the engine aligns the ranks by default (each schedules its own requests; ``attention_dp_config``'s
+    balancer is off), and kvplan's serving model takes them as independent (:func:`kvplan.serving._dp_mean_step`),
+    right for requests arriving at random. The page's runs are not that: every request has the same prompt and output
+    length, all are queued at the start, the request queue hands every rank the same number
+    (``_balance_requests_across_ranks``: by active tokens, then requests), and every rank has the same KV pool and
+    token budget, so every rank admits its prompts in the same steps and, its requests ending together, its next ones
+    too, for the whole run. That is the arithmetic of kvplan's aligned ranks (``Engine.aligns_dp_prefill``, which
+    TensorRT-LLM's engine gives for ``Settings.attention_dp_balance``), taken here without the balancer's holds
+    (``timeout_iters`` and ``batching_wait_iters`` 0: no balancer runs, nothing is held)."""
+    aligned = {"balance": True, "timeout_iters": 0, "batching_wait_iters": 0}
+    dp = (r.get("launch") or {}).get("enable_attention_dp")
+    engine, tuning = row_engine(r)
+    return _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, max_batch=max_batch,
+                  graph_sizes=row_graph_sizes(r), engine=engine, batch_tuning=tuning, **(aligned if dp else {}),
+                  **run_split(r, ep=ep))  # fmt: skip
+
+
+def run_tokens_s(r: dict, *, ep: bool = True) -> float:
+    """kvplan's output tokens/s for a TensorRT-LLM table row as the page ran it: the row's ``$num_requests``
+    (:data:`TRTLLM_NUM_REQUESTS`) through :func:`finite_run_tokens_s`, the places a rank's steady-state batch at its
+    highest sustainable rate and ``T(b)`` the steady state with at most ``b`` sequences a rank (``max_batch_size``),
+    both of the run's setup (:func:`run_setup`: an attention-DP row's ranks aligned); the steady state where the page
+    gives no count for the row's lengths."""
+    from kvplan.serving import Lengths, max_rate, serve
+
+    s = run_setup(r, ep=ep)
+    steady = replica_tokens_s(s, r["isl"], r["osl"])
+    requests = TRTLLM_NUM_REQUESTS.get((r["isl"], r["osl"]))
+    if requests is None:
+        return steady
+    inp, out = Lengths.of(r["isl"]), Lengths.of(r["osl"])
+    top = max_rate(s, input_len=inp, output_len=out)
+    at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
+               with_p99=False)  # fmt: skip
+    slots = at.batch / s.dp
+
+    def tokens_s_at(batch: int) -> float:
+        if batch >= slots:
+            return steady
+        return replica_tokens_s(run_setup(r, ep=ep, max_batch=batch), r["isl"], r["osl"])
+
+    return finite_run_tokens_s(requests=requests, ranks=s.dp, slots=slots, tokens_s_at=tokens_s_at)
+
+
+def run_decode_terms(r: dict) -> dict:
+    """For an attention-DP row as the page ran it (:func:`run_tokens_s`): the run's ratio, the decode step at the run's
+    batch a rank (the steady state's places, or ``$num_requests / ranks`` where fewer; CUDA-graph padded, the mean
+    context ``ISL + OSL / 2``) by operation class, and the time a step would need added for kvplan to meet the published
+    figure at that batch, ``step x (ratio - 1)`` (a decode-heavy row's run is almost all such steps)."""
+    from kvplan.latency import mixed_step_latency
+    from kvplan.serving import Lengths, max_rate, serve
+
+    ratio = run_tokens_s(r) / r["published_tok_s"]
+    s = run_setup(r)
+    inp, out = Lengths.of(r["isl"]), Lengths.of(r["osl"])
+    top = max_rate(s, input_len=inp, output_len=out)
+    at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
+               with_p99=False)  # fmt: skip
+    batch = min(at.batch / s.dp, TRTLLM_NUM_REQUESTS[(r["isl"], r["osl"])] / s.dp)
+    t = mixed_step_latency(s.spec, s.gpu, decode_seqs=batch * s.dp, decode_context=r["isl"] + r["osl"] // 2,
+                           prefill_tokens=0, tp=s.tp, dp=s.dp, kv_dtype_name=s.kv_dtype,
+                           weights_dtype=s.weights_dtype, engine=s.engine.key, expert_parallel=s.ep,
+                           padded_rank_seqs=s.engine.graph_rows(s.settings, batch), settings=s.settings)  # fmt: skip
+    return {"ratio": ratio, "batch": batch, "times": t, "needed_s": t.total * (ratio - 1)}
+
+
+def run_residual_lines(rows: list[dict]) -> list[str]:
+    """The decode-heavy attention-DP rows (:func:`decode_heavy`) as the page ran them (:func:`run_decode_terms`): the
+    step time each needs added, beside kvplan's MoE, attention and GEMM times, and that need as a share of each. One
+    operation class that kvplan prices too fast by one factor would show one share per GPU across the rows."""
+    out = []
+    for r in rows:
+        if not ((r.get("launch") or {}).get("enable_attention_dp") and decode_heavy(r)):
+            continue
+        x = run_decode_terms(r)
+        t, need = x["times"], x["needed_s"]
+        out.append(f"run residual {r['label']:16} {r['gpu']:9} {r['isl']:>5}/{r['osl']:<5} {x['batch']:6.1f} a rank "
+                   f"x{x['ratio']:.2f}: step {t.total * 1e3:5.1f} ms needs {need * 1e3:+5.1f} ms; moe "
+                   f"{t.moe * 1e3:4.1f} attention {t.attention * 1e3:4.1f} gemm {t.gemm * 1e3:4.1f} ms; need / moe "
+                   f"{need / t.moe:+.2f}, / attention {need / t.attention:+.2f}, "
+                   f"/ gemm {need / t.gemm:+.2f}")  # fmt: skip
+    return out
+
+
+def steady_ratio(r: dict) -> float:
+    """A scored row's steady-state kvplan / published (``ratio_steady``): what the diagnostics that rescore a row under
+    another reading (:func:`dp_candidate_lines`, :func:`balance_lines`, :func:`host_floor_rows`) set their own
+    steady-state figures beside."""
+    return r.get("ratio_steady", r["ratio"])
+
+
 def compare_runs(runs: list[dict]) -> list[dict]:
+    """Each table row scored: ``kvplan_tok_s`` / ``ratio`` as the page ran it (:func:`run_tokens_s`), the steady state
+    beside it (``kvplan_steady_tok_s`` / ``ratio_steady``)."""
     out = []
     for r in runs:
         row = dict(r)
         if "not_modelled" not in r:
-            row["kvplan_tok_s"] = _row_tokens_s(r)
+            row["kvplan_tok_s"] = run_tokens_s(r)
             row["ratio"] = row["kvplan_tok_s"] / r["published_tok_s"]
+            row["kvplan_steady_tok_s"] = _row_tokens_s(r)
+            row["ratio_steady"] = row["kvplan_steady_tok_s"] / r["published_tok_s"]
             if (r.get("launch") or {}).get("enable_attention_dp") and r["launch"].get("ep") is None:
                 # ep_size not stated: the other reading (experts sliced over the ranks) is shown beside it
-                row["ratio_ep1"] = _row_tokens_s(r, ep=False) / r["published_tok_s"]
+                row["ratio_ep1"] = run_tokens_s(r, ep=False) / r["published_tok_s"]
         out.append(row)
     return out
 
@@ -1521,6 +1667,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="the attention-DP rows under each unsourced reading: eager steps, attention TP, the "
                          "exchange's per-root NCCL ops at a latency each, the batch that would explain "
                          "them")  # fmt: skip
+    ap.add_argument("--run-residual", action="store_true",
+                    help="the decode-heavy attention-DP rows as the page ran them: the step time each needs added, "
+                         "beside kvplan's MoE, attention and GEMM times")  # fmt: skip
     ap.add_argument(
         "--prompt-phase",
         action="store_true",
@@ -1609,6 +1758,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         print("\n".join(per_root_mlperf_lines(mlperf, datasets)))
         print("\n".join(grouped_launch_lines()))
+    if args.run_residual:
+        print()
+        print("\n".join(run_residual_lines(data["runs"])))
     if args.prompt_phase:
         print()
         print("\n".join(prompt_phase_lines(prompt_phase_rows(data.get("engine_benchmarks", [])))))

@@ -67,10 +67,11 @@ def test_implied_rank_batch_is_the_smallest_cap_above_the_published_figure() -> 
 
 
 def test_dp_candidate_lines_one_per_row_and_a_summary_per_weight_dtype() -> None:
-    """Two rows (FP8 Scout 4 x H100, NVFP4 Qwen3 8 x B200): a line each with the scored, eager, attention-TP and
+    """Two rows (FP8 Scout 4 x H100, NVFP4 Qwen3 8 x B200): a line each with the steady-state, eager, attention-TP and
     per-root-op ratios and the implied batch, then one statistics line per weight dtype; the attention-TP reading is
-    that split (Scout 4 x H100 128/4096 x1.92: attention over TP4, whole experts over the four ranks; x1.91 before
-    the MoE router priced 16-bit (kvplan.latency._router_ctx) and the NVFP4 constants refitted on that)."""
+    that split (Scout 4 x H100 128/4096 x1.91: attention over TP4, whole experts over the four ranks). Every reading
+    is a steady state, so the first column is the row's steady state (``ratio_steady``), not its finite-run score
+    (x1.63 for that row since stop 24: the column was "as scored", the same 1.67, before the finite run)."""
     pub, data = published()
     picked = [
         _row(data, "llama-4-scout-17b-16e", "h100-sxm", 128, 4096),
@@ -84,8 +85,8 @@ def test_dp_candidate_lines_one_per_row_and_a_summary_per_weight_dtype() -> None
         "dp-candidates Llama 4 Scout  h100-sxm  DP4 EP4  128/4096  fp8  1.67  1.37  1.92  1.41  47 (0.48) of 98"
     )
     assert "  - of " in lines[1]  # kvplan below the published figure: no implied batch
-    assert lines[2].startswith("dp-candidates fp8 attention-DP rows: as scored 0/1 within 20%")
-    assert lines[3].startswith("dp-candidates nvfp4 attention-DP rows: as scored 1/1 within 20%")
+    assert lines[2].startswith("dp-candidates fp8 attention-DP rows: steady state 0/1 within 20%")
+    assert lines[3].startswith("dp-candidates nvfp4 attention-DP rows: steady state 1/1 within 20%")
     table = pub.dp_candidate_lines(rows, markdown=True)
     assert table[0].startswith("| model | GPU | split |") and table[2].startswith("| Llama 4 Scout | h100-sxm |")
 

