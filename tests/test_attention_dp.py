@@ -118,7 +118,9 @@ def test_attention_dp_rows_score_on_the_dp_ep_path() -> None:
     assert scored["ratio_ep1"] == pytest.approx(pub.run_tokens_s(row, ep=False) / 23789, rel=1e-9)
     assert scored["ratio_steady"] == pytest.approx(by_hand(None, ep=True, aligned=False) / 23789, rel=1e-9)
     assert (round(scored["ratio_steady"], 2), round(scored["ratio"], 2)) == (1.15, 1.22)
-    assert round(by_hand(375, ep=True, aligned=False) / 23789, 2) == 1.05
+    # independent ranks at the run's batch: x1.06 (x1.05 before the MoE router was priced 16-bit,
+    # kvplan.latency._router_ctx: Qwen3-235B-A22B's fp8 router had been priced with the experts' fp8 bytes and peak)
+    assert round(by_hand(375, ep=True, aligned=False) / 23789, 2) == 1.06
     assert pub.split_label(row) == "DP8 EP8"
 
 
