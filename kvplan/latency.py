@@ -29,10 +29,13 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
   whose architecture the engine has a decode-kernel fit for (``hopper_gqa_decode``, ``blackwell_gqa_decode``) take
   that fit instead: a floor plus the read and the per-sequence-and-KV-head work as a smooth maximum
   (:func:`_gqa_decode_s`);
-* **Mamba2 mixers at prefill** (:mod:`kvplan.recurrent`): the causal conv1d by the bytes it moves at
-  ``elementwise_mem_eff`` of bandwidth, the SSD chunked scan by its FLOPs at ``ssd_scan_eff`` of the 16-bit peak,
-  plus ``kernel_s`` per kernel (one conv1d, five scan kernels), in place of the attention layer's fixed cost; a prompt
-  read in chunks pays each chunk's tokens (their sum is the whole prompt's work, plus each chunk's launches);
+* **recurrent mixers** (:mod:`kvplan.recurrent`: Mamba, Mamba2, Gated DeltaNet, lightning attention) at prefill: the
+  memory-bound kernels (causal conv1d, Mamba v1's selective scan) by the bytes they move at ``elementwise_mem_eff`` of
+  bandwidth, a chunked scan (Mamba2's SSD, the chunked gated delta rule, lightning attention's blocks) by its FLOPs at
+  ``ssd_scan_eff`` / ``gdn_scan_eff`` of the 16-bit peak (Mamba2's SSD call at least ``ssd_scan_floor_s``), plus
+  ``kernel_s`` per kernel, in place of the attention layer's fixed cost; a prompt read in chunks pays each chunk's
+  tokens (their sum is the whole prompt's work, plus each chunk's launches). At decode each sequence's conv and
+  recurrent state is read and written once (bytes at ``attn_decode_mem_eff``) plus ``kernel_s`` per decode kernel;
 * **Blackwell**: every compute peak above times ``blackwell_compute_eff`` on a GPU whose catalog
   ``architecture`` is ``blackwell`` (the engines' kernels reach a smaller share of its peak);
 * **fp8 GEMMs** at the fp8 peak times ``fp8_eff_scale`` (per-tensor scales) or
@@ -94,14 +97,7 @@ from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import attended_token_bytes, cache_plan, element_size
 from kvplan.params import attention_parts
-from kvplan.recurrent import (
-    CONV1D_KERNELS,
-    SSD_SCAN_KERNELS,
-    conv1d_tap_bytes,
-    conv1d_token_bytes,
-    mamba2_kinds,
-    scan_flops_per_token,
-)
+from kvplan.recurrent import DECODE_KERNELS, SSD_SCAN_KERNELS, MixerWork, mixer_work, recurrent_kinds
 from kvplan.spec import LayerKind, ModelSpec, ceil_div, pipeline_stages
 from kvplan.units import weight_dtype
 
@@ -811,10 +807,10 @@ def _attention_s(
         # cores where the engine runs them (fmha_gain; MLA's context kernels keep mla_prefill_eff's figure).
         gain = 1.0 if any_mla else c.fmha_gain
         compute = attention_flops / (c.peak16 * (c.cal.mla_prefill_eff if any_mla else c.cal.attn_prefill_eff))
-        ssm = _mamba2_terms(spec, layers, c.tp)
-        # a Mamba2-only layer pays its conv1d and scan kernels (_mamba2_prefill_s), not the attention's fixed cost
+        ssm = _recurrent_terms(spec, layers, c.tp)
+        # a recurrent-only layer pays its mixer's kernels (_recurrent_prefill_s), not the attention's fixed cost
         fixed = (mixers - ssm.own_layers) * (c.cal.attn_layer_s + c.kernel_s) + mla * c.cal.mla_layer_s
-        mamba = _mamba2_prefill_s(c, ssm, batch * (context - prefix)) if ssm.layers else 0.0
+        mamba = _recurrent_prefill_s(c, ssm, batch * (context - prefix), prompts=batch) if ssm.groups else 0.0
         if _sparse_mla(spec):  # DSA: FlashMLA's sparse kernel on the padded heads, at its published efficiency
             return attention_flops * _sparse_head_pad(c) / (c.peak16 * c.cal.sparse_mla_prefill_eff) + fixed + mamba
         return compute / gain + compute * c.cal.attn_prefill_half_len / context + fixed + mamba
@@ -822,15 +818,20 @@ def _attention_s(
     total = 0.0
     for count, layer in plan.stages[stage.index if stage is not None else 0].groups:  # (layers, cache) per kind
         kind = spec.kind(layer.kind)
-        held = batch * layer.read_at(context)  # a window's last W tokens, a chunk's current tokens (decode_span)
+        mixer = _recurrent_decode_s(c, kind, batch * layer.state_bytes)  # a recurrent mixer's state (0.0: none)
+        if kind.type == "recurrent":
+            total += count * mixer
+            continue
+        # a window's last W tokens, a chunk's current tokens (decode_span); a parallel mixer's state priced apart
+        held = batch * (layer.read_at(context) - layer.state_bytes)
         if kind.kv_shared:  # caches nothing, reads the K/V of the earlier layer it shares over its own span
             held = batch * _shared_bytes(spec, layer.kind, kv_dtype, c.tp) * decode_span(kind, context)
         held *= c.view_passes
         fit = _gqa_decode_fit(c, kind)
         if fit is not None:
             kv_heads = ceil_div(spec.kv_heads_of(kind), c.tp)  # replicated where TP exceeds the KV heads
-            total += count * _gqa_decode_s(fit, c.bw, held=held, batch=batch, kv_heads=kv_heads,
-                                           kv_8bit=element_size(kv_dtype).bytes_per_element < 2)  # fmt: skip
+            total += count * (_gqa_decode_s(fit, c.bw, held=held, batch=batch, kv_heads=kv_heads,
+                                            kv_8bit=element_size(kv_dtype).bytes_per_element < 2) + mixer)  # fmt: skip
             continue
         if kind.type == "mla":
             heads = ceil_div(spec.num_attention_heads, c.tp)
@@ -838,7 +839,7 @@ def _attention_s(
             t = max(held / (c.bw * c.cal.mla_decode_mem_eff), flops / (c.peak16 * c.cal.mla_decode_flops_eff))
         else:
             t = held / (c.bw * c.cal.attn_decode_mem_eff)
-        total += count * (t + c.cal.attn_layer_s + batch * c.cal.attn_seq_s)
+        total += count * (t + c.cal.attn_layer_s + batch * c.cal.attn_seq_s + mixer)
     return total + mla * _mla_decode_layer_s(c, kv_dtype)
 
 
@@ -882,42 +883,94 @@ def _sparse_head_pad(c: _Ctx) -> float:
     return ceil_div(heads, multiple) * multiple / heads if multiple else 1.0
 
 
-class _Mamba2Terms(NamedTuple):
-    """The Mamba2 mixers of a run of layers on one TP rank, summed (:mod:`kvplan.recurrent`)."""
+class _MixerGroup(NamedTuple):
+    """Recurrent mixers of one kind in a run of layers: how many, their variant and one's work on the rank."""
 
-    layers: int  # Mamba2 mixers (a Falcon-H1 layer's parallel one included)
-    own_layers: int  # layers that are a Mamba2 mixer alone (no attention beside it)
-    scan_flops_per_token: int  # the SSD scan's FLOPs per prompt token over all of them
-    conv_bytes_per_token: int  # the conv1d's bytes per prompt token over all of them
-    conv_fixed_bytes: int  # the conv1d's taps read once per call, over all of them
+    count: int
+    variant: str
+    work: MixerWork
 
 
-# Kernels of one Mamba2 mixer at prefill, each paying kernel_s (kvplan.recurrent: the conv1d's and the scan's).
-MAMBA2_PREFILL_KERNELS = CONV1D_KERNELS + SSD_SCAN_KERNELS
+class _RecurrentTerms(NamedTuple):
+    """The recurrent mixers of a run of layers on one TP rank (:mod:`kvplan.recurrent`), grouped by kind."""
+
+    layers: int  # recurrent mixers (a Falcon-H1 layer's parallel one included)
+    own_layers: int  # layers that are a recurrent mixer alone (no attention beside it)
+    groups: tuple[_MixerGroup, ...]
 
 
-def _mamba2_terms(spec: ModelSpec, layers: range, tp: int) -> _Mamba2Terms:
-    def make() -> _Mamba2Terms:
+def _recurrent_terms(spec: ModelSpec, layers: range, tp: int) -> _RecurrentTerms:
+    def make() -> _RecurrentTerms:
         names = spec.layer_kind_names
-        mixers = [(spec.kind(names[i]), k) for i in layers for k in mamba2_kinds(spec.kind(names[i]))]
-        return _Mamba2Terms(
-            layers=len(mixers),
-            own_layers=sum(1 for kind, k in mixers if kind is k),  # the layer is the mixer, no attention beside it
-            scan_flops_per_token=sum(scan_flops_per_token(k, tp=tp) for _, k in mixers),
-            conv_bytes_per_token=sum(conv1d_token_bytes(k, tp=tp) for _, k in mixers),
-            conv_fixed_bytes=sum(conv1d_tap_bytes(k, tp=tp) for _, k in mixers),
-        )
+        mixers = [(spec.kind(names[i]), k) for i in layers for k in recurrent_kinds(spec.kind(names[i]))]
+        counts: dict[int, list] = {}
+        for _, k in mixers:
+            counts.setdefault(id(k), [0, k])[0] += 1
+        groups = tuple(_MixerGroup(n, k.variant, mixer_work(k, tp=tp)) for n, k in counts.values())
+        own = sum(1 for kind, k in mixers if kind is k)  # the layer is the mixer, no attention beside it
+        return _RecurrentTerms(layers=len(mixers), own_layers=own, groups=groups)
 
-    return _fact(spec, ("mamba2", layers.start, layers.stop, tp), make)
+    return _fact(spec, ("recurrent", layers.start, layers.stop, tp), make)
 
 
-def _mamba2_prefill_s(c: _Ctx, terms: _Mamba2Terms, tokens: float) -> float:
-    """Seconds of the Mamba2 mixers' prefill kernels over ``tokens`` new prompt tokens: the conv1d by its bytes at
-    ``elementwise_mem_eff`` of bandwidth, the SSD scan by its FLOPs at ``ssd_scan_eff`` of the 16-bit peak
-    (Blackwell's ``blackwell_compute_eff`` included), plus ``kernel_s`` per kernel."""
-    conv = (terms.conv_bytes_per_token * tokens + terms.conv_fixed_bytes) / (c.bw * c.cal.elementwise_mem_eff)
-    scan = terms.scan_flops_per_token * tokens / (c.peak16 * c.cal.ssd_scan_eff)
-    return conv + scan + terms.layers * MAMBA2_PREFILL_KERNELS * c.kernel_s
+def _engine_gdn_kernel(gpu: GPU, cal: Calibration) -> bool:
+    """Whether the engine runs its own delta-rule prefill kernel on ``gpu`` (``gdn_kernel_archs``), not fla's."""
+    return cal.gdn_kernel_archs is None or gpu.architecture in cal.gdn_kernel_archs
+
+
+def _scan_eff(c: _Ctx, variant: str) -> float:
+    """The chunked scan's share of the 16-bit peak: ``gdn_scan_eff`` for Gated DeltaNet's chunked delta rule where the
+    engine runs its own kernel (else the fla Triton kernels at ``ssd_scan_eff``), ``ssd_scan_eff`` for Mamba2's SSD
+    and lightning attention's blocks (Triton chunked kernels of the same kind as the SSD's; no timing of vLLM's
+    lightning kernels was found to check that)."""
+    if variant == "gated_deltanet" and _engine_gdn_kernel(c.gpu, c.cal):
+        return c.cal.gdn_scan_eff
+    return c.cal.ssd_scan_eff
+
+
+def scan_occupancy(gpu: GPU, cal: Calibration, *, prompts: float, heads: int) -> float:
+    """The share of the GPU's SMs a delta-rule prefill call keeps busy: ``prompts x heads / sm_count`` (at most 1)
+    where the engine's kernel runs one thread block per sequence and head (``Calibration.gdn_head_blocks``), else 1
+    (also where the catalog gives no SM count)."""
+    if not cal.gdn_head_blocks or not _engine_gdn_kernel(gpu, cal) or not gpu.sm_count or not heads:
+        return 1.0
+    return min(1.0, max(1.0, prompts) * heads / gpu.sm_count)
+
+
+def _recurrent_prefill_s(c: _Ctx, terms: _RecurrentTerms, tokens: float, *, prompts: float = 1) -> float:
+    """Seconds of the recurrent mixers' prefill kernels over ``tokens`` new prompt tokens of ``prompts`` prompts: the
+    memory-bound kernels (conv1d, Mamba v1's selective scan) by their bytes at ``elementwise_mem_eff`` of bandwidth, a
+    chunked scan by its FLOPs at :func:`_scan_eff` of the 16-bit peak (Blackwell's ``blackwell_compute_eff``
+    included), plus ``kernel_s`` per kernel, once per step or per prompt (``MixerWork.per_prompt``). Mamba2's SSD
+    call takes at least ``ssd_scan_floor_s`` (the measured short-prompt floor, :data:`kvplan.engines.base.
+    SSD_SCAN_FLOOR_S`)."""
+    total = 0.0
+    for group in terms.groups:
+        w, calls = group.work, (prompts if group.work.per_prompt else 1)
+        moved = (w.token_bytes * tokens + w.call_bytes * calls) / (c.bw * c.cal.elementwise_mem_eff)
+        scan = w.scan_flops_per_token * tokens / (c.peak16 * _scan_eff(c, group.variant))
+        if group.variant == "gated_deltanet":
+            scan /= scan_occupancy(c.gpu, c.cal, prompts=prompts, heads=w.heads)
+        launches = w.kernels * calls * c.kernel_s
+        if group.variant == "mamba2":  # the SSD call (its five kernels) takes at least the floor, the conv1d apart
+            ssd = scan + SSD_SCAN_KERNELS * c.kernel_s
+            scan += max(ssd, c.cal.ssd_scan_floor_s) - ssd
+        total += group.count * (moved + scan + launches)
+    return total
+
+
+def _recurrent_decode_s(c: _Ctx, kind: LayerKind, state_bytes: float) -> float:
+    """One decode step of the recurrent mixers of a layer of ``kind`` over ``state_bytes`` of state (conv and SSM state,
+    all the batch's sequences, :func:`kvplan.memory.recurrent_state_bytes`): each sequence's state is read and
+    written back once (vLLM ``selective_state_update``, ``fused_recurrent_gated_delta_rule``,
+    ``linear_decode_forward_triton`` store the new state in place; ``causal_conv1d_update`` shifts the conv state),
+    bytes at ``attn_decode_mem_eff`` of bandwidth, plus ``kernel_s`` per decode kernel
+    (:data:`kvplan.recurrent.DECODE_KERNELS`). Constant in the context. 0.0 for a layer without a mixer."""
+    mixers = recurrent_kinds(kind)
+    if not mixers:
+        return 0.0
+    launches = sum(DECODE_KERNELS[m.variant] for m in mixers) * c.kernel_s
+    return 2 * state_bytes / (c.bw * c.cal.attn_decode_mem_eff) + launches
 
 
 def _shared_bytes(spec: ModelSpec, name: str, kv_dtype: str, tp: int) -> int:

@@ -32,6 +32,8 @@ at any chunk of 128 tokens or more, and left out).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from kvplan.spec import LayerKind, ceil_div
 
 # The SSD chunk size where a config gives none: transformers 5.24 Mamba2Config.chunk_size and mamba_ssm's
@@ -93,3 +95,116 @@ def conv1d_bytes(kind: LayerKind, tokens: float, *, tp: int = 1) -> float:
     """Bytes the prefill conv1d moves over ``tokens`` prompt tokens in one call (``benchmarks/mamba_compare.py`` sets
     this against aiconfigurator's measured ``causal_conv1d_fn``)."""
     return tokens * conv1d_token_bytes(kind, tp=tp) + conv1d_tap_bytes(kind, tp=tp)
+
+
+# ---- every recurrent mixer kind: the work of one layer on one TP rank, prefill and decode ----------------------------
+# Gated DeltaNet's chunk (vLLM vllm/model_executor/layers/fla/ops/chunk.py chunk_gated_delta_rule_fwd, read in the
+# 0.16.0 wheel: chunk_local_cumsum(g, chunk_size=64), the WY representation and chunk_fwd_o all on 64-token chunks; the
+# same fla code TensorRT-LLM and SGLang call as chunk_gated_delta_rule).
+DELTANET_CHUNK = 64
+# The fla chunked delta rule's kernels per call (same chunk.py): chunk_local_cumsum, chunk_scaled_dot_kkt_fwd,
+# solve_tril, recompute_w_u_fwd, chunk_gated_delta_rule_fwd_h, chunk_fwd_o.
+DELTANET_SCAN_KERNELS = 6
+# Lightning attention's blocks (vLLM vllm/model_executor/layers/lightning_attn.py @030ea52e and the 0.16.0 wheel,
+# _attention.forward: BLOCK = 256, the diagonal kernel on CBLOCK = 32 row sub-blocks) and its kernels per call
+# (_fwd_diag_kernel, _fwd_kv_parallel, _fwd_kv_reduce, _fwd_none_diag_kernel); called once per prompt
+# (0.16.0 vllm/model_executor/layers/mamba/linear_attn.py _prefill_and_mix_infer: "for _prefill_idx in range(...)").
+LIGHTNING_BLOCK = 256
+LIGHTNING_SUB_BLOCK = 32
+LIGHTNING_KERNELS = 4
+# Mamba (v1): one selective-scan kernel per call besides the conv1d (vLLM 0.16.0 wheel,
+# vllm/model_executor/layers/mamba/mamba_mixer.py MambaMixer: causal_conv1d_fn then selective_scan_fn; at decode
+# causal_conv1d_update and selective_state_update).
+SELECTIVE_SCAN_KERNELS = 1
+# Decode: one conv-state update and one state-update kernel per layer (vLLM causal_conv1d_update +
+# selective_state_update for Mamba and Mamba2; causal_conv1d_update + fused_recurrent_gated_delta_rule for Gated
+# DeltaNet; lightning has no conv: linear_decode_forward_triton alone).
+DECODE_KERNELS = {"mamba": 2, "mamba2": 2, "gated_deltanet": 2, "lightning": 1}
+
+
+class MixerWork(NamedTuple):
+    """What one recurrent mixer layer does on one TP rank when it reads prompt tokens.
+
+    ``scan_flops_per_token`` is tensor-core work of a chunked scan (Mamba2's SSD, Gated DeltaNet's chunked delta rule,
+    lightning attention's blocks), priced at a scan efficiency; ``token_bytes`` what its memory-bound kernels move per
+    token (the conv1d; Mamba v1's selective scan), ``call_bytes`` what they read once per call (the conv taps);
+    ``kernels`` the launches of one call; ``per_prompt``: the engine calls the mixer once per prompt, not once for all
+    the step's prompts (vLLM's MiniMax lightning layer loops over the prefills)."""
+
+    scan_flops_per_token: int
+    token_bytes: int
+    call_bytes: int
+    kernels: int
+    per_prompt: bool = False
+    heads: int = 0  # the rank's heads a chunked kernel can spread over (Gated DeltaNet's value heads; 0: not counted)
+
+
+def recurrent_kinds(kind: LayerKind) -> list[LayerKind]:
+    """The recurrent mixers a layer of ``kind`` runs: itself, the one beside its attention (Falcon-H1), or none."""
+    mixers = [kind, kind.parallel] if kind.parallel is not None else [kind]
+    return [k for k in mixers if k.type == "recurrent"]
+
+
+def mixer_work(kind: LayerKind, *, tp: int = 1) -> MixerWork:
+    """The prefill work of one recurrent mixer of ``kind`` on one of ``tp`` ranks (per variant below)."""
+    return {"mamba2": _mamba2_work, "mamba": _mamba_work, "gated_deltanet": _deltanet_work,
+            "lightning": _lightning_work}[kind.variant](kind, tp)  # fmt: skip
+
+
+def _mamba2_work(kind: LayerKind, tp: int) -> MixerWork:
+    return MixerWork(scan_flops_per_token(kind, tp=tp), conv1d_token_bytes(kind, tp=tp), conv1d_tap_bytes(kind, tp=tp),
+                     CONV1D_KERNELS + SSD_SCAN_KERNELS)  # fmt: skip
+
+
+def _mamba_work(kind: LayerKind, tp: int) -> MixerWork:
+    """Mamba (v1), Gu & Dao arXiv 2312.00752 section 3.3.2: the selective scan is fused so that the state never leaves
+    SRAM and it is bound by memory bandwidth ("most operations (except matrix multiplication) are bounded by memory
+    bandwidth"): it reads x (after the conv), dt and the gate z (``d_inner`` each), B and C (``d_state`` each, shared
+    by the channels) and writes y (``d_inner``), 16-bit. Its CUDA-core FLOPs (about ``9 d_inner d_state`` a token) are
+    not priced: the GPU catalog has no CUDA-core peak. The conv1d before it is depthwise over the ``d_inner``
+    channels, as Mamba2's. The channels split over the ranks, B and C are whole on each."""
+    channels = ceil_div(kind.d_inner, tp)
+    conv = 2 * CONV_ELEMENT_BYTES * channels
+    scan = CONV_ELEMENT_BYTES * (4 * channels + 2 * kind.d_state)
+    return MixerWork(0, conv + scan, CONV_ELEMENT_BYTES * channels * kind.d_conv,
+                     CONV1D_KERNELS + SELECTIVE_SCAN_KERNELS)  # fmt: skip
+
+
+def deltanet_conv_channels(kind: LayerKind, *, tp: int = 1) -> int:
+    """Gated DeltaNet's conv1d channels on one rank: q and k (``n_k_heads x head_k_dim`` each) and v
+    (``n_heads x head_v_dim``), as its conv state (:func:`kvplan.memory.recurrent_state_elements`)."""
+    return ceil_div(2 * kind.n_k_heads * kind.head_k_dim + kind.n_heads * kind.head_v_dim, tp)
+
+
+def deltanet_flops_per_token(kind: LayerKind, *, tp: int = 1) -> int:
+    """The chunked gated delta rule's FLOPs per prompt token on one rank (Yang, Kautz & Hatamizadeh, "Gated Delta
+    Networks", arXiv 2412.06464, section 3.3 chunkwise form; vLLM fla/ops/chunk.py), per value head (q and k are
+    repeated to the value heads) with chunk ``C``, key dim ``K`` and value dim ``V``, in multiply-adds per token:
+    ``K K^T`` within the chunk (``C K``), the WY factors ``W = T (beta K)`` and ``U = T (beta V)`` (``C K + C V``),
+    the new values ``U - W S`` and the state update ``S += K^T V_new`` (``2 K V``), the output ``Q S`` (``K V``) and
+    the masked ``(Q K^T) V_new`` (``C K + C V``): ``3 C K + 2 C V + 3 K V``. The triangular solve (``C^2 / 2`` a
+    token, 2 % of the rest at C = 64, K = V = 128) and the per-chunk gates are left out."""
+    c, k, v = DELTANET_CHUNK, kind.head_k_dim, kind.head_v_dim
+    return 2 * ceil_div(kind.n_heads, tp) * (3 * c * k + 2 * c * v + 3 * k * v)
+
+
+def _deltanet_work(kind: LayerKind, tp: int) -> MixerWork:
+    channels = deltanet_conv_channels(kind, tp=tp)
+    return MixerWork(deltanet_flops_per_token(kind, tp=tp), 2 * CONV_ELEMENT_BYTES * channels,
+                     CONV_ELEMENT_BYTES * channels * kind.d_conv, CONV1D_KERNELS + DELTANET_SCAN_KERNELS,
+                     heads=ceil_div(kind.n_heads, tp))  # fmt: skip
+
+
+def lightning_flops_per_token(kind: LayerKind, *, tp: int = 1) -> int:
+    """Lightning attention's FLOPs per prompt token on one rank (Qin et al., "Lightning Attention-2", arXiv 2401.04658,
+    Algorithm 1: intra-block ``[(Q K^T) * M] V`` and inter-block ``Q (K V)`` with the block's ``K^T V`` added to the
+    state; vLLM lightning_attn.py), per head with key dim ``K`` and value dim ``V``, in multiply-adds per token: the
+    diagonal block's causal ``Q K^T`` and ``(.) V`` over ``(BLOCK + CBLOCK) / 2`` keys on average (the diagonal
+    kernel walks the 32-row sub-blocks up to the query's own), ``Q (K V)`` (``K V``) and ``K^T V`` (``K V``)."""
+    keys = (LIGHTNING_BLOCK + LIGHTNING_SUB_BLOCK) // 2
+    k, v = kind.head_k_dim, kind.head_v_dim
+    return 2 * ceil_div(kind.n_heads, tp) * (keys * (k + v) + 2 * k * v)
+
+
+def _lightning_work(kind: LayerKind, tp: int) -> MixerWork:
+    return MixerWork(lightning_flops_per_token(kind, tp=tp), 0, 0, LIGHTNING_KERNELS, per_prompt=True)

@@ -346,6 +346,7 @@ def test_prompt_phase_rows_carry_the_page_latency_columns() -> None:
     nano1 = next(r for r in rows if r["concurrency"] == 1 and r["label"].startswith("Nemotron Nano"))
     assert (nano1["published_ttft_ms"], nano1["published_tpot_ms"], nano1["published_itl_p99_ms"]) == (362, 2.91, 3.14)
     [x] = pub.prompt_phase_rows([nano1])
-    assert 0.010 < x["mean_ttft_s"] < 0.015 and x["p99_itl_s"] == pytest.approx(x["mean_tpot_s"], rel=0.05)
+    # 18.2 ms since the Mamba2 SSD call's floor (0.2907 ms on each of the 23 layers; 12.4 ms before, 10-15 ms bounds)
+    assert 0.016 < x["mean_ttft_s"] < 0.021 and x["p99_itl_s"] == pytest.approx(x["mean_tpot_s"], rel=0.05)
     [line] = pub.prompt_phase_lines([x])[1:]
     assert line.startswith("  Nemotron Nano 30B (FP8, TP=2) c=1: TTFT 362 / ")

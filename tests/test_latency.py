@@ -145,9 +145,11 @@ def test_each_engine_module_carries_its_own_calibration():
     # vLLM 0.16 applies it to dense qk_nope_head_dim-128 models only (vllm/platforms/cuda.py 0.16.0, the releases'
     # FLASHINFER_MLA rule), every fitted figure the same.
     assert all(e.calibration is vllm.CALIBRATION for r, e in RELEASES["vllm"].items() if r not in ("0.8", "0.16"))
-    assert RELEASES["vllm"]["0.8"].calibration == replace(vllm.CALIBRATION, blackwell_mla_layer_s=None)
+    # 0.8 and 0.16 also run the fla Triton delta rule on every GPU (no FlashInfer GDN prefill in 0.16.0's wheel)
+    assert RELEASES["vllm"]["0.8"].calibration == replace(vllm.CALIBRATION, blackwell_mla_layer_s=None,
+                                                          gdn_kernel_archs=())  # fmt: skip
     assert RELEASES["vllm"]["0.16"].calibration == replace(
-        vllm.CALIBRATION, blackwell_mla_nope_dims=(128,), blackwell_mla_dense_only=True
+        vllm.CALIBRATION, blackwell_mla_nope_dims=(128,), blackwell_mla_dense_only=True, gdn_kernel_archs=()
     )
     assert get_engine("trtllm").calibration is trtllm.CALIBRATION
     for cal in (vllm.CALIBRATION, trtllm.CALIBRATION):
@@ -156,14 +158,18 @@ def test_each_engine_module_carries_its_own_calibration():
     # An engine without a fit borrows vLLM's figures under a label that says so; the engine object works too.
     lent = latency_calibration(ENGINES["sglang"])
     assert lent.gemm_peak_eff == vllm.CALIBRATION.gemm_peak_eff and lent.engine == "sglang"
-    # (was "vLLM 0.24.0 (no sglang fit: vLLM's constants)": SGLang now sets its own MLA and GQA decode fits on the lent
-    # ones, kvplan.engines.sglang.MLA_FITS, and the label names them)
+    # (was "vLLM 0.24.0 (no sglang fit: vLLM's constants)": SGLang now sets its own MLA and GQA decode fits and its
+    # Gated DeltaNet prefill fit on the lent ones, kvplan.engines.sglang.MLA_FITS, and the label names them)
     own = ("MLA decode: SGLang 0.5.10's own, mla_compare.py --fit; GQA decode: SGLang 0.5.14's own, "
-           "gqa_decode_compare.py --fit")  # fmt: skip
+           "gqa_decode_compare.py --fit; GDN prefill: gdn_compare.py --fit")  # fmt: skip
     assert lent.version == f"vLLM 0.24.0 (no sglang fit: vLLM's constants; {own})"
-    mla = ("hopper_mla_layer_s", "blackwell_mla_layer_s", "blackwell_mla_nope_dims", "blackwell_mla_kv_dtypes",
-           "blackwell_mla_families", "hopper_gqa_decode", "blackwell_gqa_decode")  # fmt: skip
-    none = dict.fromkeys(mla)
+    # SGLang's own: its MLA and GQA decode fits and its Gated DeltaNet prefill fit (gdn_compare.py --fit: the fla
+    # kernels, on every GPU, all SMs)
+    own_fields = ("hopper_mla_layer_s", "blackwell_mla_layer_s", "blackwell_mla_nope_dims", "blackwell_mla_kv_dtypes",
+                  "blackwell_mla_families", "hopper_gqa_decode", "blackwell_gqa_decode", "gdn_scan_eff",
+                  "gdn_head_blocks", "gdn_kernel_archs")  # fmt: skip
+    assert lent.gdn_scan_eff == 0.0523 != vllm.CALIBRATION.gdn_scan_eff
+    none = dict.fromkeys(own_fields)
     assert replace(lent, **none) == replace(vllm.CALIBRATION, engine="sglang", version=lent.version, **none)
     assert latency_calibration(None) is vllm.CALIBRATION is calibration("vllm@0.19")
 

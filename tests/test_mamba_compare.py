@@ -30,32 +30,37 @@ def test_sample_holds_the_four_gpus_and_only_conv1d_kernels(tables: list[dict]) 
 
 def test_decode_mixer_golden_b200() -> None:
     # Nano's mixer, batch 8, TensorRT-LLM calibration on B200 (kvplan/engines/trtllm.py: attn_decode_mem_eff 0.8451,
-    # attn_layer_s 12.53 us, attn_seq_s 0.07637 us; B200 7,700 GB/s, kvplan/data/gpus.yaml).
+    # graph_kernel_s 2.724 us; B200 7,700 GB/s, kvplan/data/gpus.yaml).
     # state per sequence: conv (4096 + 2 x 8 x 128) x 3 = 18,432 + SSM 4096 x 128 = 524,288 elements, bf16 ->
-    # 1,085,440 bytes; x 8 = 8,683,520 bytes / (7.7e12 x 0.8451 = 6.50727e12) = 1.334438 us
-    # + 12.53 us + 8 x 0.07637 us = 0.61096 us -> 14.475398 us
+    # 1,085,440 bytes; x 8 = 8,683,520 bytes, read and written: 17,367,040 / (7.7e12 x 0.8451 = 6.50727e12)
+    # = 2.668876 us + 2 decode kernels (causal_conv1d_update, selective_state_update) x 2.724 us -> 8.116876 us.
+    # (Was 14.475398 us: the state read once plus attn_layer_s 12.53 us and 8 x attn_seq_s 0.07637 us.)
     row = {**NANO, "phase": "generation", "batch_size": 8, "seq_len": 1}
-    assert mamba_compare.mixer_seconds(row, "b200") == pytest.approx(14.475398e-6, rel=1e-6)
+    assert mamba_compare.mixer_seconds(row, "b200") == pytest.approx(8.116876e-6, rel=1e-5)
 
 
 def test_prefill_mixer_golden_b200() -> None:
     # Nano's mixer, one prompt of 2,048 tokens, TensorRT-LLM calibration on B200 (kvplan/engines/trtllm.py:
     # blackwell_compute_eff 0.8329, elementwise_mem_eff 0.7305, eager_kernel_s 10.95 us; B200 2,250 dense bf16
-    # TFLOPS and 7,700 GB/s, kvplan/data/gpus.yaml; ssd_scan_eff 0.1016, kvplan/engines/base.py):
+    # TFLOPS and 7,700 GB/s, kvplan/data/gpus.yaml; ssd_scan_eff 0.1016, ssd_scan_floor_s 290.7 us,
+    # kvplan/engines/base.py):
     # scan 6,979,321,856 FLOPs (tests/test_recurrent.py) / (2.25e15 x 0.8329 x 0.1016 = 1.904009e14) = 36.655921 us
-    # conv 50,380,800 B / (7.7e12 x 0.7305) = 8.956826 us; 6 kernels x 10.95 us = 65.7 us -> 111.312747 us
+    # + 5 SSD kernels x 10.95 us = 91.405921 us, under the floor: 290.7 us;
+    # conv 50,380,800 B / (7.7e12 x 0.7305) = 8.956826 us + 1 kernel 10.95 us -> 310.606826 us.
+    # (Was 111.312747 us before the floor: 36.655921 + 8.956826 + 6 x 10.95.)
     row = {**NANO, "phase": "context", "batch_size": 1, "seq_len": 2048}
-    assert mamba_compare.mixer_seconds(row, "b200") == pytest.approx(111.312747e-6, rel=1e-6)
+    assert mamba_compare.mixer_seconds(row, "b200") == pytest.approx(310.606826e-6, rel=1e-6)
 
 
 def test_prefill_mixer_grows_with_the_prompt() -> None:
     # it was a fixed 23.48 us (attn_layer_s + eager_kernel_s) at 1, 2,048 and 32,768 tokens before the scan and the
-    # conv1d were priced; now strictly increasing in the tokens, and linear past the launches
+    # conv1d were priced; now strictly increasing in the tokens (the conv1d grows under the SSD call's floor too), and
+    # linear past the floor (32,768 tokens: 36.655921 x 16 = 586.5 us of scan, over it)
     times = [mamba_compare.mixer_seconds({**NANO, "phase": "context", "batch_size": 1, "seq_len": n}, "b200")
-             for n in (1, 16, 512, 2048, 8192, 32768)]  # fmt: skip
+             for n in (1, 16, 512, 2048, 8192, 32768, 131072)]  # fmt: skip
     assert times == sorted(times) and len(set(times)) == len(times)
-    fixed = 6 * 10.95e-6
-    assert (times[-1] - fixed) / (times[3] - fixed) == pytest.approx(16, rel=1e-3)  # 32,768 / 2,048
+    fixed = 6 * 10.95e-6 + 2 * 6144 * 4 / (7.7e12 * 0.7305)  # launches and the conv taps
+    assert (times[-1] - fixed) / (times[-2] - fixed) == pytest.approx(4, rel=1e-3)  # 131,072 / 32,768
 
 
 def test_long_prompts_are_priced_over_the_conv1d_alone(tables: list[dict]) -> None:

@@ -60,7 +60,7 @@ def test_only_mamba2_mixers_count() -> None:
     [hybrid] = falcon.layers.kinds.values()
     assert mamba2_kinds(hybrid) == [hybrid.parallel] and hybrid.parallel.scan_chunk == 128
     # its 44 layers keep their attention's fixed cost and add the mixer beside it
-    terms = latency._mamba2_terms(falcon, range(falcon.num_layers), 1)
+    terms = latency._recurrent_terms(falcon, range(falcon.num_layers), 1)
     assert (terms.layers, terms.own_layers) == (44, 0)
     nano = _spec("nemotron-3-nano-30b-a3b")
     assert mamba2_kinds(nano.kind("full")) == [] and mamba2_kinds(nano.kind("mlp_only")) == []
@@ -85,45 +85,63 @@ def _ctx(spec: ModelSpec, engine: str = "vllm", tp: int = 1) -> latency._Ctx:
 
 
 def test_chunked_prefill_is_the_sum_of_its_chunks() -> None:
-    # a 2,048-token prompt read as 1,024 + 1,024: the scan and the conv1d's tokens add up exactly; each extra call pays
-    # the mixer's 6 kernel launches and the conv taps once more (6 x vLLM's eager 4.017 us + 2 x 6,144 x 4 B / bw)
+    # a 65,536-token prompt read as 32,768 + 32,768: the scan and the conv1d's tokens add up exactly; each extra call
+    # pays the mixer's 6 kernel launches and the conv taps once more (6 x vLLM's eager 4.017 us + 2 x 6,144 x 4 B / bw).
+    # (Was 2,048 = 1,024 + 1,024 before the SSD call's floor: a chunk of 16,384 tokens and more is past it, 3,407,872 x
+    # 16,384 FLOPs / 1.842973e14 = 302.96 us + 5 launches > 290.7 us, so the chunks here are all priced by their work.)
     c = _ctx(_mixer_only(_nano_mixer()))
-    whole = latency._chunk_attention_s(c, None, 2048, 0, "bf16")
-    halves = latency._chunk_attention_s(c, None, 1024, 0, "bf16") + latency._chunk_attention_s(c, None, 1024, 1024,
-                                                                                               "bf16")  # fmt: skip
+    whole = latency._chunk_attention_s(c, None, 65536, 0, "bf16")
+    halves = latency._chunk_attention_s(c, None, 32768, 0, "bf16") + latency._chunk_attention_s(c, None, 32768, 32768,
+                                                                                                "bf16")  # fmt: skip
     taps = 2 * 6144 * 4 / (7.7e12 * c.cal.elementwise_mem_eff)
     assert halves - whole == pytest.approx(6 * c.cal.eager_kernel_s + taps, rel=1e-9)
-    # four chunks of 512: three more calls' worth
-    quarters = sum(latency._chunk_attention_s(c, None, 512, p, "bf16") for p in (0, 512, 1024, 1536))
+    # four chunks of 16,384: three more calls' worth
+    quarters = sum(latency._chunk_attention_s(c, None, 16384, p, "bf16") for p in (0, 16384, 32768, 49152))
     assert quarters - whole == pytest.approx(3 * (6 * c.cal.eager_kernel_s + taps), rel=1e-9)
 
 
 def test_prefill_mixer_is_monotone_and_linear_in_the_prompt() -> None:
     c = _ctx(_mixer_only(_nano_mixer()))
     times = [latency._attention_s(c, phase="prefill", context=n, batch=1, attention_flops=0, kv_dtype="bf16")
-             for n in (1, 128, 2048, 8192, 65536)]  # fmt: skip
-    assert times == sorted(times) and len(set(times)) == len(times)
+             for n in (1, 128, 2048, 8192, 16384, 65536)]  # fmt: skip
+    assert times == sorted(times) and len(set(times)) == len(times)  # the conv1d grows under the scan's floor too
     fixed = 6 * c.cal.eager_kernel_s + 2 * 6144 * 4 / (7.7e12 * c.cal.elementwise_mem_eff)  # launches and taps
-    assert (times[-1] - fixed) / (times[2] - fixed) == pytest.approx(32, rel=1e-9)  # 65,536 / 2,048 tokens
-    # several prompts: batch x tokens, as one prompt of all of them
-    four = latency._attention_s(c, phase="prefill", context=2048, batch=4, attention_flops=0, kv_dtype="bf16")
-    assert four == pytest.approx(latency._attention_s(c, phase="prefill", context=8192, batch=1, attention_flops=0,
-                                                      kv_dtype="bf16"), rel=1e-12)  # fmt: skip
+    # past the floor (16,384 tokens and up, see above) linear: 65,536 / 16,384 tokens
+    assert (times[-1] - fixed) / (times[-2] - fixed) == pytest.approx(4, rel=1e-9)
+    # several prompts: batch x tokens, as one prompt of all of them (one SSD call either way)
+    four = latency._attention_s(c, phase="prefill", context=16384, batch=4, attention_flops=0, kv_dtype="bf16")
+    assert four == pytest.approx(times[-1], rel=1e-12)
+
+
+def test_short_prompts_pay_the_scan_floor() -> None:
+    # vLLM PR #27299's SSD table: 1,024 and 2,048 tokens both take ~0.29 ms (0.2966 / 0.2907 ms); kvplan's SSD call is
+    # max(ssd_scan_floor_s 290.7 us, FLOPs + 5 launches), the conv1d (its bytes + one launch) beside it. Nano's mixer,
+    # TP 1, B200, vLLM: at 1 and 2,048 tokens the SSD part is the floor, so the step is floor + conv1d.
+    c = _ctx(_mixer_only(_nano_mixer()))
+    assert c.cal.ssd_scan_floor_s == pytest.approx(290.7e-6)
+    for tokens in (1, 2048):
+        conv = conv1d_bytes(_nano_mixer(), tokens) / (7.7e12 * c.cal.elementwise_mem_eff) + c.cal.eager_kernel_s
+        t = latency._attention_s(c, phase="prefill", context=tokens, batch=1, attention_flops=0, kv_dtype="bf16")
+        assert t == pytest.approx(290.7e-6 + conv, rel=1e-9)
+    # 2,048 tokens by hand: conv 2 x 6,144 x (2 x 2,048 + 4) x 2 B = 50,380,800 B / (7.7e12 x 0.8098) = 8.079724 us
+    # + 4.017 us -> 302.796724 us (the scan's work, 6,979,321,856 / 1.842973e14 = 37.87 us + 20.09 us, is under it)
+    t = latency._attention_s(c, phase="prefill", context=2048, batch=1, attention_flops=0, kv_dtype="bf16")
+    assert t == pytest.approx(302.796724e-6, rel=1e-6)
 
 
 def test_nano_prefill_mixers_golden() -> None:
-    # Nano on 2 x B200, fp8 weights, vLLM constants, one 2,048-token prompt. The 23 Mamba2 layers no longer pay
-    # attn_layer_s + eager_kernel_s (12.54 + 4.017 us) each; they pay, per TP-2 rank and layer:
+    # Nano on 2 x B200, fp8 weights, vLLM constants, one 2,048-token prompt. Per TP-2 rank and layer:
     # scan 1,703,936 x 2,048 = 3,489,660,928 FLOPs / (2.25e15 x 0.8062 x 0.1016 = 1.842973e14) = 18.934952 us,
-    # conv (25,190,400 B) / (7.7e12 x 0.8098) = 4.039862 us, 6 x 4.017 us = 24.102 us -> 47.076814 us;
-    # 23 x (47.076814 - 16.557) us = 701.956 us more than before.
+    # + 5 SSD launches x 4.017 us = 39.019952 us, under the floor: 290.7 us;
+    # conv (25,190,400 B) / (7.7e12 x 0.8098) = 4.039862 us + 1 launch 4.017 us -> 298.756862 us a layer.
+    # (Was 47.076814 us before the SSD call's floor: 18.934952 + 4.039862 + 6 x 4.017.)
     spec = _spec("nemotron-3-nano-30b-a3b")
     c = latency._make_ctx(spec, resolve_gpu("b200"), tp=2, weights_dtype="fp8", cal=latency.calibration("vllm"),
                           eager=True)  # fmt: skip
-    terms = latency._mamba2_terms(spec, range(spec.num_layers), 2)
+    terms = latency._recurrent_terms(spec, range(spec.num_layers), 2)
     assert (terms.layers, terms.own_layers) == (23, 23)
-    per_layer = latency._mamba2_prefill_s(c, terms, 2048) / 23
-    assert per_layer == pytest.approx(47.076814e-6, rel=1e-6)
+    per_layer = latency._recurrent_prefill_s(c, terms, 2048) / 23
+    assert per_layer == pytest.approx(298.756862e-6, rel=1e-6)
     step = latency.step_latency(spec, resolve_gpu("b200"), 2048, phase="prefill", tp=2, kv_dtype_name="bf16",
                                 weights_dtype="fp8", attention_flops=0, engine="vllm")  # fmt: skip
     assert step.attention > 23 * per_layer

@@ -293,6 +293,12 @@ class ExactLayout(Layout):
 # vLLM's constants, so every engine takes this one figure. On Blackwell it is applied to the peak times
 # blackwell_compute_eff, as every kernel here; no Blackwell timing of the scan was found to check that.
 SSD_SCAN_EFF = 0.1016
+# The SSD scan call's floor: the same table's two shortest rows take the same time, 1,024 tokens at 3,452,741 tokens/s
+# (0.2966 ms) and 2,048 at 7,044,192 tokens/s (0.2907 ms), where FLOPs at SSD_SCAN_EFF give 0.10 and 0.19 ms: a
+# per-call time no FLOP count explains (its five Triton kernels' launches and the state passing over few chunks). The
+# lower of the two, as kvplan.latency prices a call as max(floor, FLOPs + launches). Measured on H100 only; taken for
+# every GPU and engine that runs these Triton kernels (TensorRT-LLM's SSD is the same mamba_ssm code).
+SSD_SCAN_FLOOR_S = 2.907e-04
 
 
 @dataclass(frozen=True)
@@ -440,6 +446,24 @@ class Calibration:
     # The Mamba2 SSD chunked scan's share of the 16-bit tensor-core peak at prefill (kvplan.latency _mamba2_prefill_s,
     # FLOPs by kvplan.recurrent): SSD_SCAN_EFF, one figure for every engine (see there).
     ssd_scan_eff: float = SSD_SCAN_EFF
+    # The SSD scan call's short-prompt floor in seconds (SSD_SCAN_FLOOR_S, see there).
+    ssd_scan_floor_s: float = SSD_SCAN_FLOOR_S
+    # The chunked gated delta rule's share of the 16-bit peak (Gated DeltaNet prefill, FLOPs by
+    # kvplan.recurrent.deltanet_flops_per_token). Default SSD_SCAN_EFF: the fla Triton chunk kernels (vLLM
+    # fla/ops/chunk.py, called by TensorRT-LLM and SGLang as chunk_gated_delta_rule) are chunked Triton kernels of the
+    # SSD's kind; benchmarks/gdn_compare.py sets them against aiconfigurator's measured gdn tables. An engine running
+    # another kernel sets its own (vLLM 0.24's FlashInfer GDN prefill kernel).
+    gdn_scan_eff: float = SSD_SCAN_EFF
+    # Whether the engine's delta-rule prefill kernel runs one thread block per (sequence, value head), so a step with
+    # fewer of them than the GPU has SMs leaves the rest idle: the kernel then runs at prompts x heads / sm_count of
+    # gdn_scan_eff (kvplan.latency._scan_occupancy). Read off aiconfigurator's vLLM 0.24.0 gdn tables (FlashInfer's
+    # kernel: one 32,768-token prompt of 48 heads takes 2.5x the time of 16 prompts of 2,048 on H200, 132 SMs, the
+    # same FLOPs; benchmarks/gdn_compare.py --fit fits with and without it); the fla Triton kernels split each head's
+    # state over several blocks and show no such step (their fit is worse with it): False.
+    gdn_head_blocks: bool = False
+    # The GPU architectures (catalog `architecture`) where the engine runs that kernel (gdn_scan_eff, gdn_head_blocks);
+    # elsewhere it runs the fla Triton kernels, priced at SSD_SCAN_EFF on all SMs. None: everywhere.
+    gdn_kernel_archs: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -632,6 +632,11 @@ HOST_LOOP = HostLoop(overlaps_gpu=True, switch="--disable-overlap-schedule")
 #   TRTLLMMLABackend): 17.1 us in place of vLLM's FLASHINFER_MLA figure (13.2). B200 median |ln| 0.126 -> 0.120
 #   (0.685 with mla_layer_s); GB200 held out 0.151 -> 0.136. Other MLA models on SM100 run flashinfer there, not
 #   fitted: mla_layer_s.
+# * Gated DeltaNet prefill: SGLang 0.5.14 runs the fla Triton chunk kernels (chunk_gated_delta_rule in
+#   aiconfigurator 0.12.0's SGLang gdn_perf tables), not vLLM 0.24's FlashInfer kernel: benchmarks/gdn_compare.py
+#   --fit on those tables, the median share of the 16-bit peak over the Hopper context rows of >= 4,096 tokens (H100 SXM
+#   0.0609, H200 0.0437; B200 0.0548 of peak x blackwell_compute_eff), on all SMs: the fla kernels split each head's
+#   state over several thread blocks (not vLLM's gdn_head_blocks; the fit is worse with it, 0.564-0.873 median |ln|).
 # SGLang's own GQA/MHA decode kernels (kvplan.latency _gqa_decode_s), where vLLM's fits describe other kernels:
 # benchmarks/gqa_decode_compare.py --fit on aiconfigurator 0.12.0's SGLang 0.5.14 generation-attention tables
 # (aiconfigurator_core/systems/data/{h100_sxm,h200_sxm,b200_sxm}/attention/sglang/0.5.14/
@@ -648,8 +653,11 @@ SGLANG_GQA_DECODE = (
 
 MLA_FITS = LentFits(
     label="MLA decode: SGLang 0.5.10's own, mla_compare.py --fit; GQA decode: SGLang 0.5.14's own, "
-    "gqa_decode_compare.py --fit",
+    "gqa_decode_compare.py --fit; GDN prefill: gdn_compare.py --fit",
     fields=(
+        ("gdn_scan_eff", 0.0523),
+        ("gdn_head_blocks", False),
+        ("gdn_kernel_archs", None),  # the fla kernels on every GPU (its tables: chunk_gated_delta_rule on H100-B200)
         ("hopper_mla_layer_s", 0.0),
         ("blackwell_mla_layer_s", 1.714e-05),
         ("blackwell_mla_nope_dims", None),

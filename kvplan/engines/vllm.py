@@ -1127,6 +1127,19 @@ CALIBRATION = Calibration(
     fp8_mem_eff_scale=0.742,
     blackwell_compute_eff=0.8062,
     elementwise_mem_eff=0.8098,
+    # Gated DeltaNet prefill: vLLM 0.24.0 runs FlashInfer's GDN prefill kernel (aiconfigurator 0.12.0's vLLM 0.24.0
+    # gdn_perf tables name it chunk_gated_delta_rule_flashinfer on H100, H200 and B200), not the fla Triton chunk
+    # kernels (SSD_SCAN_EFF's kind), with one thread block per sequence and value head (gdn_head_blocks: its time on
+    # few prompts x heads follows the SMs they fill). benchmarks/gdn_compare.py --fit: the median share of the 16-bit
+    # peak on the busy SMs over the Hopper context rows of >= 4,096 tokens (H100 SXM 0.5218, H200 0.5104; 0.3302 /
+    # 0.3423 on all SMs).
+    gdn_scan_eff=0.5161,
+    gdn_head_blocks=True,
+    # ... on Hopper only: vLLM 0.19.0 and 0.21.0 (read in the wheels) pick FlashInfer's GDN prefill under the default
+    # "auto" backend where current_platform.is_device_capability(90) (vllm/model_executor/layers/mamba/
+    # gdn_linear_attn.py ChunkGatedDeltaRule), the fla Triton kernels elsewhere (Blackwell included; aiconfigurator's
+    # vLLM 0.24.0 B200 rows name the FlashInfer kernel, a later rule kvplan's rule sets do not reach).
+    gdn_kernel_archs=("hopper",),
     allreduce_base_s=5.453e-06,
     allreduce_rank_s=2.815e-07,
     allreduce_bw_eff=0.3395,
@@ -1297,7 +1310,7 @@ _NEWER_FLAGS = ("two_batch_overlap", "deepep")  # --enable-dbo and the DeepEP al
 # describe its Blackwell decode: mla_layer_s there (fitted on Hopper's kernels; no Triton MLA timing was fitted).
 V0_8 = replace(V0_19, release="0.8", version="0.8 (V1 engine, before the A100 batch defaults)", a100_exception=False,
                mla_selection="flashmla_forced",
-               calibration=replace(CALIBRATION, blackwell_mla_layer_s=None),
+               calibration=replace(CALIBRATION, blackwell_mla_layer_s=None, gdn_kernel_archs=()),  # fla only (0.16)
                overlap=Overlap(moe_allgather=True),
                host_loop=HOST_LOOP_0_8,
                graph_cap="fixed",  # max_capture_size: 512 whatever max_num_seqs (0.8.5 _set_cudagraph_sizes)
@@ -1369,8 +1382,13 @@ V0_16 = replace(
     mla_selection="block_forced",
     hybrid_min_block=True,
     graph_padding=True,
+    # Gated DeltaNet prefill: 0.16.0 calls the fla Triton chunk_gated_delta_rule on every GPU (vllm/model_executor/
+    # models/qwen3_next.py imports it from layers/fla/ops; no FlashInfer GDN path in the wheel): gdn_kernel_archs ().
     calibration=replace(
-        CALIBRATION, blackwell_mla_nope_dims=(BLOCK_FORCED_FLASHINFER_NOPE,), blackwell_mla_dense_only=True
+        CALIBRATION,
+        blackwell_mla_nope_dims=(BLOCK_FORCED_FLASHINFER_NOPE,),
+        blackwell_mla_dense_only=True,
+        gdn_kernel_archs=(),
     ),
     settings_read=tuple(n for n in V0_19.settings_read if n != "cuda_graph_estimate"),
 )
