@@ -1200,6 +1200,31 @@ def attention_dp_summary(rows: list[dict]) -> str:
     return line
 
 
+HOPPER = ("h100-sxm", "h200")  # the v1.0 page's FP8 GPUs; its other attention-DP rows are B200 NVFP4
+
+
+def ep_reading_lines(rows: list[dict]) -> list[str]:
+    """The scored attention-DP rows by model and GPU class (Hopper FP8, B200 NVFP4): as run with whole experts over
+    the ranks (``ratio``) and with each expert's width sliced (``ratio_ep1``, the reading where ``--ep`` gave
+    ``moe_tp_size = tp_size``). The page runs every MoE row with one command template, ``--ep $ep_size``, and gives no
+    value, so which reading a GPU's runs had is not stated; a reading that fits one GPU class and breaks the other
+    is shown, not adopted (docs/cost.md, "Hopper FP8 MoE on v1.0")."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        if "ratio_ep1" in r:
+            cls = "hopper fp8" if r["gpu"] in HOPPER else f"{r['gpu']} {r['weights']}"
+            groups.setdefault((r["label"], cls), []).append(r)
+    out = []
+    for (label, cls), part in groups.items():
+        whole = stats(part)
+        sliced = stats([{"ratio": r["ratio_ep1"]} for r in part])
+        out.append(f"ep reading {label:16} {cls:11}: experts whole {whole['within_20pct']}/{whole['compared']} "
+                   f"(median |ln| {whole['median_abs_ln']:.3f}, signed {whole['median_signed_ln']:+.3f}); sliced "
+                   f"{sliced['within_20pct']}/{sliced['compared']} (median |ln| {sliced['median_abs_ln']:.3f}, "
+                   f"signed {sliced['median_signed_ln']:+.3f})")  # fmt: skip
+    return out
+
+
 def _by_source(rows: list[dict], source: str) -> list[dict]:
     return [r for r in rows if r["source"] == source]
 
@@ -1667,6 +1692,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="the attention-DP rows under each unsourced reading: eager steps, attention TP, the "
                          "exchange's per-root NCCL ops at a latency each, the batch that would explain "
                          "them")  # fmt: skip
+    ap.add_argument(
+        "--ep-readings",
+        action="store_true",
+        help="the attention-DP rows by model and GPU class, experts whole against experts sliced",
+    )
     ap.add_argument("--run-residual", action="store_true",
                     help="the decode-heavy attention-DP rows as the page ran them: the step time each needs added, "
                          "beside kvplan's MoE, attention and GEMM times")  # fmt: skip
@@ -1758,6 +1788,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         print("\n".join(per_root_mlperf_lines(mlperf, datasets)))
         print("\n".join(grouped_launch_lines()))
+    if args.ep_readings:
+        print()
+        print("\n".join(ep_reading_lines([r for r in rows if "ratio" in r])))
     if args.run_residual:
         print()
         print("\n".join(run_residual_lines(data["runs"])))

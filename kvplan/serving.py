@@ -708,16 +708,60 @@ def queue_wait_s(
     return (mean_wait / waits) * math.log(waits / tail) if waits > tail else 0.0
 
 
+# The mixed layout's prompt-queue rule (docs/cost.md section 5, "The prompts' queue with mixed steps"): "step" (the
+# default, unchanged) takes the load as the share of the prefill room the prompt tokens fill and leaves the step under
+# way out; "time" (a diagnostic, read only by benchmarks/serving_ttft_check.py) takes it as the share of time a
+# full-budget step would take to clear them, adds the decode step under way, and queues behind the mean prompt's
+# work at that rate. The evidence is split (docs), so the default stays.
+MIXED_QUEUE_RULE = "step"
+
+
+def _full_step_s(s: Setup, *, n: float, budget: int, context: int, ep: bool) -> float:
+    """A step whose prompt chunk fills the room the budget leaves beside ``n`` decodes (``MIXED_QUEUE_RULE`` "time")."""
+    room = max(1.0, _room(s, budget, n))
+    return _step(s, n=n, p=room, context=context, prefix=int(room) // 2, ep=ep)
+
+
+def _queued_service_s(s: Setup, *, prompt: int, n: float, budget: int, context: int, ep: bool) -> float:
+    """A prompt's work in the prompts' queue at the rate full-budget steps clear tokens (``MIXED_QUEUE_RULE``
+    "time"): several short prompts share a step, so a prompt ahead costs its tokens' share of a full step."""
+    room = max(1.0, _room(s, budget, n))
+    return prompt * _full_step_s(s, n=n, budget=budget, context=context, ep=ep) / room
+
+
 def _prompt_load(s: Setup, *, n: float, p: float, prompt: int, budget: int, context: int, ep: bool) -> float:
     """The load of the prompts' queue (:func:`queue_wait_s`'s ``rho``, held below 1): with mixed steps the share of
     the prefill slots' room the ``p`` prompt tokens per step take (``p / (dp m (budget - n))``); with separate
     prompt steps the share of a rank's time spent in them (:func:`_alternating_parts`): an arriving prompt waits for
     the prompt steps under way and queued before it, whole (at a low rate ``rate x`` the mean prompt's prompt-only
-    prefill); the decode step under way is waited out apart (:func:`decode_residual_s`)."""
+    prefill); the decode step under way is waited out apart (:func:`decode_residual_s`). With mixed steps and
+    ``MIXED_QUEUE_RULE`` "time": the share of time full-budget steps would take to clear the ``p`` tokens, ``p x
+    full / (B - n) / t`` per prefill slot (:func:`_full_step_s`, ``t`` the mean step)."""
     if s.engine.mixes_steps(s.settings):
-        return min(p / max(1.0, s.dp * _micro_batches(s) * _room(s, budget, n)), 0.999)
+        steps = min(p / max(1.0, s.dp * _micro_batches(s) * _room(s, budget, n)), 0.999)
+        if MIXED_QUEUE_RULE == "step" or p <= 0:
+            return steps
+        mean = _mean_step(s, n=n, p=p, prompt=prompt, budget=budget, context=context, ep=ep)
+        full = _full_step_s(s, n=n, budget=budget, context=context, ep=ep)
+        return min(p * full / _room(s, budget, n) / mean / (s.dp * _micro_batches(s)), 0.999)
     share = _alternating_parts(s, n=n, p=p, prompt=prompt, budget=budget, context=context, ep=ep)[1]
     return min(share, 0.999)
+
+
+def _mixed_iteration_biased(s: Setup, *, n: float, p: float, prompt: int, budget: int, context: int,
+                            ep: bool) -> float:  # fmt: skip
+    """The length-biased mean ``E[L^2] / E[L]`` of the mixed steps a rank's prompt may find under way outside its own
+    prefill (``MIXED_QUEUE_RULE`` "time"): the decode-only step ``d`` with one rank; with ``dp`` ranks the iteration
+    lasts ``busy`` (a chunk beside the decodes) where another rank carries a chunk, a share ``1 - (1 - f)^(dp - 1)``
+    of the iterations (``f = p / (dp chunk)``, the ranks independent as in :func:`_dp_mean_step`), else ``d``."""
+    decode = _step(s, n=n, p=0, context=context, ep=ep)
+    if s.dp == 1 or p <= 0:
+        return decode
+    chunk = max(1.0, min(float(prompt), _room(s, budget, n)))
+    share = min(1.0, p / s.dp / chunk)
+    others = 1.0 if share >= 1 else -math.expm1((s.dp - 1) * math.log1p(-share))
+    busy = _step(s, n=n, p=chunk, context=context, prefix=max(0, (prompt - int(chunk)) // 2), ep=ep)
+    return (others * busy**2 + (1 - others) * decode**2) / (others * busy + (1 - others) * decode)
 
 
 def _decode_steps_behind(s: Setup, *, n: float, p: float, prompt: int, budget: int, context: int,
@@ -725,12 +769,20 @@ def _decode_steps_behind(s: Setup, *, n: float, p: float, prompt: int, budget: i
     """Where prompt steps are apart (:meth:`Engine.mixes_steps` False): (the share of a rank's time in decode steps,
     the decode iterations' length-biased mean, ``d`` with one rank), what an arriving prompt may find under way and
     wait out (:func:`decode_residual_s`);
-    (0, 0) with mixed steps, whose step under way kvplan does not count (an arrival joins the next step, stated).
+    (0, 0) with mixed steps under ``MIXED_QUEUE_RULE`` "step", whose step under way it does not count (an arrival
+    joins the next step, stated); under "time" the decode-only steps' share ``(1 - exp(-n / dp)) (1 - rho)`` and the
+    decode-only step.
     The share: the rank is decoding in a share ``1 - exp(-n / dp)`` of the time (the Poisson count of its running
     requests above 0), and then in decode steps for the share of its cycle the prompt steps leave
     (:func:`_alternating_parts`)."""
-    if s.engine.mixes_steps(s.settings) or n <= 0:
+    if n <= 0:
         return 0.0, 0.0
+    if s.engine.mixes_steps(s.settings):
+        if MIXED_QUEUE_RULE == "step":
+            return 0.0, 0.0
+        rho = _prompt_load(s, n=n, p=p, prompt=prompt, budget=budget, context=context, ep=ep)
+        return -math.expm1(-n / s.dp) * (1 - rho), _mixed_iteration_biased(s, n=n, p=p, prompt=prompt, budget=budget,
+                                                                          context=context, ep=ep)  # fmt: skip
     _, prompt_share, biased = _alternating_parts(s, n=n, p=p, prompt=prompt, budget=budget, context=context, ep=ep)
     return -math.expm1(-n / s.dp) * (1 - prompt_share), biased
 
@@ -915,7 +967,12 @@ def serve(
         ttft = _mean_step(s, n=1 + n, p=p, prompt=input_len.mean, budget=budget, context=input_len.mean, ep=ep)
     else:
         ahead = _prefill_service(s, prompt=input_len.mean, n=n, context=ctx, budget=budget, ep=ep)
-        ttft = ahead + queue_wait_s(ahead, rho, servers=_micro_batches(s), scv=input_len.scv)
+        if s.engine.mixes_steps(s.settings) and MIXED_QUEUE_RULE == "time":
+            queued = _queued_service_s(s, prompt=input_len.mean, n=n, budget=budget, context=ctx, ep=ep)
+            ttft = ahead + queue_wait_s(queued, rho, servers=_micro_batches(s), scv=input_len.scv)
+            ahead = queued
+        else:
+            ttft = ahead + queue_wait_s(ahead, rho, servers=_micro_batches(s), scv=input_len.scv)
         behind = _decode_steps_behind(s, n=n, p=p, prompt=input_len.mean, budget=budget, context=ctx, ep=ep)
         ttft += decode_residual_s(*behind, rho=rho)
         hold = _balance_hold(s, rate_rps=rate_rps, step_s=t, n=n)
