@@ -91,7 +91,9 @@ def test_scout_h100_row_runs_four_lifetimes() -> None:
     top = max_rate(s, input_len=inp, output_len=out)
     slots = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
                   with_p99=False).batch / 4  # fmt: skip
-    assert slots == pytest.approx(98.24, abs=0.01)
+    # 98.19 a rank since the MoE router is priced 16-bit (kvplan.latency._router_ctx; 98.24 before): the same four
+    # lifetimes, the last with 375 - 3 x 98.19 = 80.4 a rank, held by 81
+    assert slots == pytest.approx(98.19, abs=0.01)
     per_rank = 1500 / 4
     assert (math.ceil(per_rank / slots), math.ceil(per_rank - 3 * slots)) == (4, 81)
     steady = top * 4096
