@@ -66,3 +66,22 @@ def grouped_stats(rows: list[dict], key: Callable[[dict], str]) -> list[tuple[st
     for r in rows:
         groups.setdefault(key(r), []).append(r)
     return [(name, stats(g)) for name, g in groups.items()]
+
+
+def render_summaries(summaries: dict[str, list[tuple[str, dict]]], *, label: str, name_width: int,
+                     markdown: bool) -> list[str]:  # fmt: skip
+    """Lines of the titled :func:`grouped_stats` tables, as markdown tables or as plain aligned text; ``label`` heads
+    the markdown table's first column, ``name_width`` pads the plain text's group names."""
+    out = []
+    for title, groups in summaries.items():
+        if markdown:
+            head = f"| {label} | points | median \\|ln\\| | worst \\|ln\\| | median signed |"
+            out += [f"**{title}**", "", head, "|---|---:|---:|---:|---:|"]
+            out += [f"| {name} | {s['count']} | {s['median']:.3f} | {s['worst']:.3f} | {s['signed']:+.3f} |"
+                    for name, s in groups]  # fmt: skip
+        else:
+            out.append(f"{title}:")
+            out += [f"  {name:<{name_width}} {s['count']:>5}  median |ln| {s['median']:.3f}  worst {s['worst']:.3f}  "
+                    f"signed {s['signed']:+.3f}" for name, s in groups]  # fmt: skip
+        out.append("")
+    return out

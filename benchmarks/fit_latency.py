@@ -83,6 +83,8 @@ NAMES += ("hopper_moe_block_expert_s", "blackwell_moe_block_expert_s", "mxfp4_mo
 NAMES += ("hopper_gqa_decode", "blackwell_gqa_decode")
 NAMES += ("hopper_mxfp4_moe_dequant_s", "hopper_mxfp4_moe_layer_s")
 NAMES += ("hopper_moe_block_tile_eff", "hopper_moe_block_half_width")
+# Fitted by benchmarks/fp8_quant_compare.py --fit to aiconfigurator's quantize tables: held here.
+NAMES += ("fp8_quant_s", "blackwell_fp8_quant_s", "fp8_quant_read_eff")
 MAX_EFF = 0.95
 CLASS_WEIGHT = 0.3  # per-class residuals: enough to pin each class, the step totals still lead
 

@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import SKIPPED, each_table, grouped_stats, stats, tables_root  # noqa: E402 - where aiconfigurator's tables lie
+from aic_tables import SKIPPED, each_table, grouped_stats, render_summaries, stats, tables_root  # noqa: E402 - where aiconfigurator's tables lie
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_mla.json"
 
@@ -197,18 +197,7 @@ def summaries(rows: list[dict]) -> dict[str, list[tuple[str, dict]]]:
 
 
 def render(rows: list[dict], *, markdown: bool) -> str:
-    out = []
-    for title, groups in summaries(rows).items():
-        if markdown:
-            head = "| MLA decode layers | points | median \\|ln\\| | worst \\|ln\\| | median signed |"
-            out += [f"**{title}**", "", head, "|---|---:|---:|---:|---:|"]
-            out += [f"| {name} | {s['count']} | {s['median']:.3f} | {s['worst']:.3f} | {s['signed']:+.3f} |"
-                    for name, s in groups]  # fmt: skip
-        else:
-            out.append(f"{title}:")
-            out += [f"  {name:<52} {s['count']:>5}  median |ln| {s['median']:.3f}  worst {s['worst']:.3f}  "
-                    f"signed {s['signed']:+.3f}" for name, s in groups]  # fmt: skip
-        out.append("")
+    out = render_summaries(summaries(rows), label="MLA decode layers", name_width=52, markdown=markdown)
     a = stats(rows)
     out.append(f"{a['count']} MLA decode layers against aiconfigurator (module timings): "
                f"median |ln| {a['median']:.3f}, worst {a['worst']:.3f}, median signed {a['signed']:+.3f}")  # fmt: skip

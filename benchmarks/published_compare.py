@@ -57,10 +57,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import itertools
 import json
 import math
 import statistics
 import sys
+from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -754,11 +756,12 @@ def later_page_lines() -> list[str]:
     return out
 
 
-def replica_tokens_s(s, isl: int, osl: int) -> float:  # noqa: ANN001
-    """Output tokens/s of one replica at its highest sustainable rate."""
+def replica_tokens_s(s, isl: int, osl: int, *, output_len=None) -> float:  # noqa: ANN001
+    """Output tokens/s of one replica at its highest sustainable rate; ``output_len`` (a :class:`Lengths` of mean
+    ``osl``): the outputs' spread where one is known (:func:`mlperf_output`), else every output ``osl`` long."""
     from kvplan.serving import Lengths, max_rate
 
-    return max_rate(s, input_len=Lengths.of(isl), output_len=Lengths.of(osl)) * osl
+    return max_rate(s, input_len=Lengths.of(isl), output_len=output_len or Lengths.of(osl)) * osl
 
 
 # The TensorRT-LLM tables' runs are finite. Each is `prepare_dataset.py token-norm-dist --num-requests=$num_requests
@@ -918,6 +921,31 @@ def _mlperf_isl(r: dict, datasets: dict) -> int:
     return round(datasets[r["dataset"]]["input_mean"])
 
 
+def output_cv_from_latency(log: dict) -> float:
+    """The outputs' coefficient of variation a Server log implies: its latency percentiles (``latency_s``, quantile ->
+    seconds, the min at 0 and the max at 1) with the quantile function linear between them, its mean and second
+    moment integrated piece by piece (``(a + b) / 2`` and ``(a^2 + ab + b^2) / 3`` over each piece), and ``cv = sd /
+    (mean - ttft_mean_s)``: a request's latency is its TTFT plus its output times a TPOT that varies little, so the
+    latency's spread less the TTFT is the outputs'."""
+    points = sorted((float(q), s) for q, s in log["latency_s"].items())
+    m1 = m2 = 0.0
+    for (u0, a), (u1, b) in itertools.pairwise(points):
+        m1 += (u1 - u0) * (a + b) / 2
+        m2 += (u1 - u0) * (a * a + a * b + b * b) / 3
+    return math.sqrt(m2 - m1 * m1) / (m1 - log["ttft_mean_s"])
+
+
+def mlperf_output(dataset: dict, osl: int):  # noqa: ANN201
+    """The run's outputs as kvplan serves them: the log's mean ``osl``, and where the set's outputs' spread is known
+    (``output_cv`` on the set, its source beside it: the reference model's own outputs, or for Llama-2 NVIDIA's
+    Server logs, :func:`output_cv_from_latency`) the standard deviation ``cv x osl`` (the submitted model's lengths
+    taken to vary so). The sequences in flight are then the longer ones (:func:`kvplan.serving._in_flight_output`)."""
+    from kvplan.serving import Lengths
+
+    cv = dataset.get("output_cv")
+    return Lengths.of(osl) if cv is None else Lengths.of(osl, sd=cv * osl)
+
+
 def _server_tokens_s(s, r: dict, dataset: dict, isl: int, osl: int) -> float:  # noqa: ANN001
     """One replica's output tokens/s at the highest rate within the Server run's TTFT/TPOT limits (kvplan's p99)."""
     from kvplan.serving import Lengths
@@ -925,7 +953,7 @@ def _server_tokens_s(s, r: dict, dataset: dict, isl: int, osl: int) -> float:  #
 
     p90 = max(isl, round(dataset["input_p90"]))
     inp = Lengths.of(isl, p90, max(p90, round(dataset["input_p99"])), sd=dataset.get("input_sd"))
-    targets = Targets(rate_rps=1.0, input_len=inp, output_len=Lengths.of(osl), ttft_s=r["ttft_p99_s"],
+    targets = Targets(rate_rps=1.0, input_len=inp, output_len=mlperf_output(dataset, osl), ttft_s=r["ttft_p99_s"],
                       tpot_s=r["tpot_p99_s"], percentile="p99")  # fmt: skip
     return rate_within_targets(s, targets) * osl
 
@@ -1002,7 +1030,7 @@ def score_mlperf(r: dict, datasets: dict) -> dict:
     isl, osl = _mlperf_isl(r, datasets), round(r["osl"])
     with mlperf_engine(r):
         if r["scenario"] == "Offline":
-            per_replica = replica_tokens_s(s, isl, osl)
+            per_replica = replica_tokens_s(s, isl, osl, output_len=mlperf_output(datasets[r["dataset"]], osl))
         else:
             per_replica = _server_tokens_s(s, r, datasets[r["dataset"]], isl, osl)
     tok_s = per_replica * r["replicas"]
@@ -1017,21 +1045,24 @@ def operating_point(r: dict, datasets: dict) -> dict:
     The log (``measured``: the summary's mean latency, mean first-token latency and mean time per output token)
     fixes the operating point of one replica at the run's completed rate ``lambda``: ``n = lambda x (latency -
     TTFT)`` sequences decoding (Little's law) and ``p = lambda x ISL x TPOT`` prompt tokens entering each step.
-    kvplan's step there (:func:`kvplan.latency.mixed_step_latency`, the decodes at the mean context
-    ``ISL + OSL/2``, the prompts as one chunk) against the measured mean TPOT is a check of the step model at the
-    run's batch, independent of queueing: at a load near saturation the step time (and so TPOT) grows as
+    kvplan's step there (:func:`kvplan.latency.mixed_step_latency`, the decodes at the mean in-flight context
+    ``ISL + OSL (1 + cv^2) / 2``, :func:`kvplan.serving._context_at`, the prompts as one chunk) against the
+    measured mean TPOT is a check of the step model at the run's batch, independent of queueing: at a load near
+    saturation the step time (and so TPOT) grows as
     ``1 / (1 - rho)``, so a small error in the step moves kvplan's rate within the TPOT limit a long way.
     """
     from kvplan.latency import mixed_step_latency
+    from kvplan.serving import Lengths, _context_at
 
     s = _mlperf_setup(r)
     m = r["measured"]
     isl, osl = _mlperf_isl(r, datasets), round(r["osl"])
+    context = _context_at(Lengths.of(isl), mlperf_output(datasets[r["dataset"]], osl))
     rate = r["samples_per_s"] / r["replicas"]
     n = rate * (m["latency_mean_s"] - m["ttft_mean_s"])
     p = rate * isl * m["tpot_mean_s"]
     with mlperf_engine(r):
-        step = mixed_step_latency(s.spec, s.gpu, decode_seqs=n, decode_context=isl + osl // 2, prefill_tokens=p,
+        step = mixed_step_latency(s.spec, s.gpu, decode_seqs=n, decode_context=context, prefill_tokens=p,
                                   tp=s.tp, pp=s.pp, dp=s.dp, expert_parallel=s.ep, kv_dtype_name=s.kv_dtype,
                                   weights_dtype=s.weights_dtype, engine=s.engine.key).total  # fmt: skip
     return {"decoding": n, "prompt_tokens_per_step": p, "kvplan_step_s": step, "measured_tpot_s": m["tpot_mean_s"],
@@ -1059,7 +1090,7 @@ def _server_point(r: dict, datasets: dict, rate_rps: float) -> dict:
     p90 = max(isl, round(dataset["input_p90"]))
     inp = Lengths.of(isl, p90, max(p90, round(dataset["input_p99"])), sd=dataset.get("input_sd"))
     with mlperf_engine(r):
-        x = serve(s, rate_rps=rate_rps, input_len=inp, output_len=Lengths.of(osl), with_max_rate=False,
+        x = serve(s, rate_rps=rate_rps, input_len=inp, output_len=mlperf_output(dataset, osl), with_max_rate=False,
                   with_p90=False)  # fmt: skip
         hold = _balance_hold(s, rate_rps=rate_rps, step_s=x.step_s, n=x.batch)
     return {"rate": rate_rps, "ttft_p99_s": x.ttft_p99_s, "tpot_p99_s": x.tpot_p99_s, "step_s": x.step_s,
@@ -1092,7 +1123,7 @@ def offline_step_residual_s(r: dict, datasets: dict) -> tuple[float, float]:
     from kvplan.serving import Lengths, max_rate, serve
 
     s = _mlperf_setup(r)
-    inp, out = Lengths.of(_mlperf_isl(r, datasets)), Lengths.of(round(r["osl"]))
+    inp, out = Lengths.of(_mlperf_isl(r, datasets)), mlperf_output(datasets[r["dataset"]], round(r["osl"]))
     with mlperf_engine(r):
         top = max_rate(s, input_len=inp, output_len=out)
         at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
@@ -1417,9 +1448,9 @@ def kv_sequences(s, inp, out) -> int:  # noqa: ANN001
     """Requests the replica's KV pool holds at once for these lengths: the bound :mod:`kvplan.serving` puts on its own
     batch (``serving._limits``: the binding pool over the tokens one running request holds, its prompt plus half its
     output on vLLM / SGLang, whole prompt + output where the engine reserves to completion), at least one.
-    :func:`closed_loop_run` runs no more requests than this (a vLLM V1 request is scheduled only while the KV cache
-    manager can allocate its blocks, ``Scheduler.schedule``; kvplan does not model the preemptions the engine makes
-    when running requests outgrow the pool)."""
+    :func:`closed_loop_run` runs no more requests than this where the engine has no step-by-step KV rule
+    (:attr:`Engine.kv_preemption` None: SGLang, whose retraction is not modelled); on vLLM :class:`BlockRun` holds
+    the requests block by block instead (admission, decode growth, preemption and recompute)."""
     from kvplan.serving import _limits
 
     return max(1, math.floor(_limits(s, inp, out)[0]))
@@ -1449,7 +1480,10 @@ def closed_loop_run(  # noqa: ANN201
     :func:`kvplan.serving._step` (the decodes at their mean context, rounded to :data:`CONTEXT_BUCKET` tokens, and the
     chunk after the first chunked prompt's computed tokens). The client's own time between a response and the next
     request is not modelled. ``kv_seqs``: the most requests the KV pool holds (:func:`kv_sequences`), a second cap on
-    the running requests.
+    the running requests, where the engine has no step-by-step KV rule; where it has one (vLLM V1's preemption,
+    :attr:`Engine.kv_preemption`) the run is :class:`BlockRun`'s, block by block, and ``kv_seqs`` is not read (where
+    the pool holds every request at its longest, :meth:`BlockRun.always_fits`, the plain loop below schedules the
+    same steps and is taken, with no preemption).
     """
     return closed_loop_trace(s, isl=isl, osl=osl, concurrency=concurrency, prompts=prompts, budget=budget,
                              kv_seqs=kv_seqs)["tok_s"]  # fmt: skip
@@ -1518,6 +1552,12 @@ def closed_loop_trace(  # noqa: ANN201
 
     budget = budget or s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
     running_cap = min(s.max_num_seqs or concurrency, kv_seqs or concurrency)
+    if s.engine.kv_preemption == "recompute_newest" and s.engine.mixes_prefill_with_decode:
+        blocks = BlockRun(s, isl=isl, osl=osl, budget=budget)
+        running_cap = min(s.max_num_seqs or concurrency, concurrency, prompts)
+        if not blocks.always_fits(running_cap):
+            return blocks.run(concurrency=concurrency, prompts=prompts)
+        # else the pool never runs short: BlockRun would schedule exactly these steps (the same tests), only slower
     # per request: [tokens left to prefill, send time], in arrival order
     waiting = deque([isl, 0.0] for _ in range(min(concurrency, prompts)))
     issued, done, clock = len(waiting), 0, 0.0
@@ -1545,8 +1585,10 @@ def closed_loop_trace(  # noqa: ANN201
             finished_prefill += req[0] == 0
         context = isl + round((sum(d[0] for d in decoding) / n if n else 0) / CONTEXT_BUCKET) * CONTEXT_BUCKET
         decodes = n if mixed or not chunk else 0  # a prompt-only step advances no decode
-        clock += _step(s, n=float(decodes), p=float(chunk), context=context, prefix=first_prefix)
-        clock += prompt_attention_fix_s(s, tuple(segments), fixes)
+        # one sum per step, as BlockRun._price gives it (the same float rounding both ways)
+        clock += _step(
+            s, n=float(decodes), p=float(chunk), context=context, prefix=first_prefix
+        ) + prompt_attention_fix_s(s, tuple(segments), fixes)
         for d in decoding[:decodes]:
             d[0] += 1
             itls.append(clock - d[2])
@@ -1562,8 +1604,11 @@ def closed_loop_trace(  # noqa: ANN201
         new = min(len(finished), prompts - issued)
         waiting.extend([isl, clock] for _ in range(new))
         issued += new
-    return {"tok_s": prompts * osl / clock, "duration_s": clock, "mean_ttft_s": statistics.fmean(ttfts),
-            "mean_tpot_s": statistics.fmean(tpots) if tpots else None, "p99_itl_s": p99(itls)}  # fmt: skip
+    out = {"tok_s": prompts * osl / clock, "duration_s": clock, "mean_ttft_s": statistics.fmean(ttfts),
+           "mean_tpot_s": statistics.fmean(tpots) if tpots else None, "p99_itl_s": p99(itls)}  # fmt: skip
+    if s.engine.kv_preemption == "recompute_newest" and s.engine.mixes_prefill_with_decode:
+        out |= {"preemptions": 0, "recomputed_tokens": 0}  # the pool never ran short (above)
+    return out
 
 
 def p99(samples: list[float]) -> float:
@@ -1573,6 +1618,229 @@ def p99(samples: list[float]) -> float:
         return 0.0
     ordered = sorted(samples)
     return ordered[math.ceil(0.99 * len(ordered)) - 1]
+
+
+@dataclasses.dataclass(eq=False)
+class Request:
+    """One request of :class:`BlockRun`: its tokens computed (``computed``), generated (``generated``), blocks held
+    (``blocks``), send and first-token times, preemptions, and its freed blocks' place in the free queue (``freed``)."""
+
+    sent_s: float
+    computed: int = 0
+    generated: int = 0
+    blocks: int = 0
+    first_s: float | None = None
+    last_s: float = 0.0  # its latest token's time
+    preemptions: int = 0
+    freed: list | None = None
+    cached_blocks: int = 0  # full blocks of its computed tokens when last preempted (the ones a prefix cache keeps)
+
+
+class BlockRun:
+    """The closed-loop run block by block, as vLLM V1 schedules it (the rule: :attr:`Engine.kv_preemption`, its source
+    in kvplan/engines/vllm.py beside ``Vllm.kv_preemption``).
+
+    The pool: the busiest stage's units less the engine's own (:meth:`Layout.pool_units`, ``reserved_units``), a
+    request's holding :meth:`Layout.step_units`. Each step: the running requests in order, each ``min(its uncomputed
+    tokens, the budget left)`` (one for a decode); one whose blocks do not fit preempts the newest running request
+    (blocks freed, computed tokens 0, to the head of the waiting queue) until they fit or it preempted itself, which
+    ends the running pass. Without a preemption in the step, the waiting requests in order, while the budget lasts and
+    fewer than ``max_num_seqs`` run, each with blocks for ``min(its uncomputed tokens, the budget left)``, its
+    surviving cached blocks first (:meth:`Engine.keeps_freed_blocks`: the free queue hands out its head first and
+    takes freed blocks at its tail, a request's last block first, so the prefix of a preempted request's blocks not
+    yet handed out is found again, at most ``tokens - 1`` tokens); the first that does not fit stops the admission. A
+    request whose tokens are all computed samples one (its first, or the next after a recompute). A step costs
+    :func:`kvplan.serving._step` for its decodes and prompt tokens plus :func:`prompt_attention_fix_s` for its
+    prompts' own attention, as :func:`closed_loop_trace`."""
+
+    def __init__(self, s, *, isl: int, osl: int, budget: int) -> None:  # noqa: ANN001
+        st = min(s.stages, key=lambda st: st.layout.pool_units(st.available))
+        self.s, self.isl, self.osl, self.budget, self.layout = s, isl, osl, budget, st.layout
+        self.free = (st.layout.pool_units(st.available) - st.layout.reserved_units) * s.dp * s.settings.attention_dp
+        self.queue: deque = deque([[None, self.free]])  # free queue segments: [preempted request or None, blocks]
+        self.caches = s.engine.keeps_freed_blocks(s.settings)
+        self.max_seqs = s.max_num_seqs
+        self.preemptions = 0
+        self._units: dict[tuple[int, int], int] = {}
+        self._decode_units: dict[int, int] = {}
+        self.recomputed_tokens = 0  # tokens computed again after a preemption (those not found cached)
+        self._fixes: dict = {}  # prompt_attention_fix_s's cache by the step's prompt segments
+
+    def units(self, tokens: int, chunk: int) -> int:
+        """:meth:`Layout.step_units`, memoized (a decode step asks it once per running request)."""
+        key = (tokens, chunk)
+        got = self._units.get(key)
+        if got is None:
+            got = self._units[key] = self.layout.step_units(tokens, chunk=chunk)
+        return got
+
+    def always_fits(self, requests: int) -> bool:
+        """Whether ``requests`` requests each holding their most (all ``isl + osl`` tokens, a budget-sized chunk in a
+        window) fit the pool at once: then no allocation fails and no request is preempted."""
+        longest = self.isl + self.osl
+        return requests * self.units(longest, min(self.budget, longest)) <= self.free
+
+    def tokens(self, q: Request) -> int:
+        return self.isl + q.generated
+
+    def _take(self, blocks: int) -> None:
+        """Hand ``blocks`` out from the free queue's head (block_pool.py get_new_blocks, popleft)."""
+        self.free -= blocks
+        while blocks:
+            seg = self.queue[0]
+            used = min(blocks, seg[1])
+            seg[1] -= used
+            blocks -= used
+            if not seg[1]:
+                self.queue.popleft()
+
+    def _release(self, q: Request, *, cached: bool) -> None:
+        self.free += q.blocks
+        seg = [q if cached else None, q.blocks]
+        if q.blocks:
+            self.queue.append(seg)
+        q.freed, q.blocks = (seg if cached else None), 0
+
+    def _cached(self, q: Request) -> int:
+        """Blocks a waiting request finds cached (kv_cache_manager.get_computed_blocks): the prefix of its freed blocks
+        the free queue has not handed out, at most the full blocks of the tokens it had computed and of its ``tokens -
+        1``. Where the engine keeps several groups (a sliding window beside full attention), the blocks handed out
+        first are taken to be the ones no hit needs (its partial and window blocks): an upper bound on the hit."""
+        seg = q.freed
+        if not self.caches or seg is None or seg[0] is not q:
+            return 0
+        return min(seg[1], q.cached_blocks, (self.tokens(q) - 1) // self.layout.block_tokens)
+
+    def _admit(self, q: Request, room: int) -> int:
+        """Blocks for a waiting request's next ``min(uncomputed, room)`` tokens, its cached ones first; 0 (nothing
+        taken) where they do not fit, else the tokens scheduled."""
+        hit = self._cached(q)
+        computed = hit * self.layout.block_tokens
+        new = min(self.tokens(q) - computed, room)
+        need = self.units(computed + new, new)
+        if need > self.free:
+            return 0
+        seg, q.freed = q.freed, None
+        if seg is not None and seg[0] is q:
+            seg[0], seg[1] = None, seg[1] - hit  # the blocks past the hit stay free, found no more
+            self.free -= hit
+            if hit and not seg[1]:
+                del self.queue[next(i for i, x in enumerate(self.queue) if x is seg)]
+        self._take(need - hit)
+        q.blocks, q.computed = need, computed
+        self.recomputed_tokens -= computed
+        return new
+
+    def _preempt(self, running: list, waiting: deque) -> Request:
+        victim = running.pop()
+        self._release(victim, cached=self.caches)
+        self.recomputed_tokens += victim.computed  # less what _admit finds cached
+        victim.cached_blocks = victim.computed // self.layout.block_tokens
+        victim.computed = 0
+        victim.preemptions += 1
+        self.preemptions += 1
+        waiting.appendleft(victim)
+        return victim
+
+    def _schedule(self, running: list, waiting: deque) -> list[tuple[Request, int]]:
+        """One step's (request, tokens) pairs, running ones first, as Scheduler.schedule picks them (the newest running
+        request, the one preempted, is never one already picked: those come before it)."""
+        room, picked, preempted, isl = self.budget, [], False, self.isl
+        decode_units, units = self._decode_units, self.units  # the hot path: a decode's blocks by its tokens
+        i = 0
+        while i < len(running) and room > 0:
+            q = running[i]
+            new = isl + q.generated - q.computed
+            if new == 1:
+                held = decode_units.get(q.computed + 1)
+                if held is None:
+                    held = decode_units[q.computed + 1] = units(q.computed + 1, 1)
+            else:
+                new = new if new < room else room
+                held = units(q.computed + new, new)
+            need = held - q.blocks
+            if need < 0:  # blocks that left a window or a finished chunk (remove_skipped_blocks): freed, not cached
+                self.free -= need
+                self.queue.append([None, -need])
+                q.blocks += need
+            elif need > 0:  # else its blocks cover the step already
+                while need > self.free:
+                    preempted = True
+                    if self._preempt(running, waiting) is q:
+                        return picked
+                self._take(need)
+                q.blocks += need
+            picked.append((q, new))
+            room -= new
+            i += 1
+        if preempted:
+            return picked
+        while waiting and room > 0 and (self.max_seqs is None or len(running) < self.max_seqs):
+            q = waiting[0]
+            new = self._admit(q, room)
+            if not new:
+                break
+            waiting.popleft()
+            running.append(q)
+            picked.append((q, new))
+            room -= new
+        return picked
+
+    def _price(self, picked: list[tuple[Request, int]]) -> float:
+        """The step's time: its decodes (a request with every token but its newest computed, one scheduled) at their
+        mean context, its other tokens as prompt chunks after the first chunk's computed tokens."""
+        from kvplan.serving import _step
+
+        isl, decodes, generated, chunk, first_prefix = self.isl, 0, 0, 0, None
+        segments: list[tuple[int, int]] = []  # (tokens, prefix) of each prompt with a chunk in the step
+        for q, n in picked:
+            if n == 1 and q.generated and q.computed == isl + q.generated - 1:
+                decodes, generated = decodes + 1, generated + q.generated
+            else:
+                chunk += n
+                segments.append((n, q.computed))
+                first_prefix = q.computed if first_prefix is None else first_prefix
+        context = isl + round((generated / decodes if decodes else 0) / CONTEXT_BUCKET) * CONTEXT_BUCKET
+        step_s = _step(self.s, n=float(decodes), p=float(chunk), context=context, prefix=first_prefix or 0)
+        return step_s + prompt_attention_fix_s(self.s, tuple(segments), self._fixes)
+
+    def run(self, *, concurrency: int, prompts: int) -> dict:
+        """The client's run (as :func:`closed_loop_trace`): its throughput, duration, mean TTFT and TPOT, ITL p99, the
+        preemptions and recomputed tokens on the way, and the running requests' time-weighted mean."""
+        waiting = deque(Request(0.0) for _ in range(min(concurrency, prompts)))
+        issued, running, clock = len(waiting), [], 0.0
+        ttfts, tpots, itls, done, isl, osl, held_s = [], [], [], 0, self.isl, self.osl, 0.0
+        while done < prompts:
+            picked = self._schedule(running, waiting)
+            step_s = self._price(picked)
+            clock += step_s
+            held_s += len(running) * step_s
+            finished = 0
+            for q, n in picked:
+                q.computed += n
+                if q.computed < isl + q.generated:
+                    continue
+                q.generated += 1
+                if q.first_s is None:
+                    q.first_s = clock
+                    ttfts.append(clock - q.sent_s)
+                else:
+                    itls.append(clock - q.last_s)
+                q.last_s = clock
+                if q.generated >= osl:
+                    finished += 1
+                    self._release(q, cached=False)  # random prompts: never found again
+                    tpots += [(clock - q.first_s) / (osl - 1)] if osl > 1 else []
+            if finished:
+                running[:] = [q for q in running if q.generated < osl]
+            done += finished
+            new = min(finished, prompts - issued)
+            waiting.extend(Request(clock) for _ in range(new))
+            issued += new
+        return {"tok_s": prompts * osl / clock, "duration_s": clock, "mean_ttft_s": statistics.fmean(ttfts),
+                "mean_tpot_s": statistics.fmean(tpots) if tpots else None, "p99_itl_s": p99(itls),
+                "preemptions": self.preemptions,
+                "recomputed_tokens": self.recomputed_tokens, "mean_running": held_s / clock}  # fmt: skip
 
 
 def engine_row_trace(r: dict) -> dict:
@@ -1585,10 +1853,11 @@ def engine_row_trace(r: dict) -> dict:
 
 def phase_lines(rows: list[dict], *, markdown: bool = False) -> list[str]:
     """Where a row's printout gives the client's mean TTFT and TPOT (``printed``): kvplan's run's means beside them
-    (:func:`engine_row_trace`), kvplan / published, to tell a prompt-phase miss from a decode-phase one. Diagnostic
-    only: nothing is scored on it."""
+    (:func:`engine_row_trace`), kvplan / published, to tell a prompt-phase miss from a decode-phase one, and on vLLM
+    the run's preemptions and recomputed tokens (:class:`BlockRun`). Diagnostic only: nothing is scored on it."""
     head = ("model", "engine", "GPU", "TP", "ISL/OSL", "concurrency / prompts", "mean TTFT published / kvplan (ms)",
-            "TTFT ratio", "mean TPOT published / kvplan (ms)", "TPOT ratio", "throughput ratio")  # fmt: skip
+            "TTFT ratio", "mean TPOT published / kvplan (ms)", "TPOT ratio", "kvplan preemptions (recomputed tokens)",
+            "throughput ratio")  # fmt: skip
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] if markdown else ["  ".join(head)]
     for r in rows:
         p = r.get("printed", {})
@@ -1597,9 +1866,10 @@ def phase_lines(rows: list[dict], *, markdown: bool = False) -> list[str]:
         tr = engine_row_trace(r)
         ttft, tpot = tr["mean_ttft_s"] * 1e3, (tr["mean_tpot_s"] or 0.0) * 1e3
         tpot_ratio = f"x{tpot / p['mean_tpot_ms']:.2f}" if tr["mean_tpot_s"] else "-"
+        preempted = f"{tr['preemptions']} ({tr['recomputed_tokens']})" if "preemptions" in tr else "-"  # BlockRun's
         cells = (r["label"], f"{r['engine_version']} / {r['engine']}", r["gpu"], str(r["tp"]), f"{r['isl']}/{r['osl']}",
                  f"{r['concurrency']} / {r['num_prompts']}", f"{p['mean_ttft_ms']:.0f} / {ttft:.0f}",
-                 f"x{ttft / p['mean_ttft_ms']:.2f}", f"{p['mean_tpot_ms']:.1f} / {tpot:.1f}", tpot_ratio,
+                 f"x{ttft / p['mean_ttft_ms']:.2f}", f"{p['mean_tpot_ms']:.1f} / {tpot:.1f}", tpot_ratio, preempted,
                  f"x{r['ratio']:.2f}")  # fmt: skip
         out.append("| " + " | ".join(cells) + " |" if markdown else "  ".join(cells))
     return out

@@ -46,10 +46,10 @@ class SimResult:
 
 
 def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: int, seq_cap: float,  # noqa: ANN001
-             warmup: int = 200, seed: int = 1) -> SimResult:  # fmt: skip
+             warmup: int = 200, seed: int = 1, dispatch: str = "round_robin") -> SimResult:  # fmt: skip
     """One replica of setup ``s`` serving ``requests`` Poisson arrivals at ``rate_rps`` (module docstring). With
-    ``s.dp`` attention-DP ranks each rank schedules its own requests (dealt to the ranks in turn, an assumption of
-    the simulation) against its share of ``seq_cap``, and an iteration runs every rank's batch together, priced as
+    ``s.dp`` attention-DP ranks each rank schedules its own requests (dealt by ``dispatch``, :func:`_deal`) against
+    its share of ``seq_cap``, and an iteration runs every rank's batch together, priced as
     :func:`kvplan.serving._step` prices a DP step: the decodes over all ranks, the busiest rank's prompt tokens, all
     ranks' prompt tokens for the shared layers."""
     from kvplan.serving import _step
@@ -70,9 +70,12 @@ def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: i
     index = 0
     done = 0
     cap = max(1, math.floor(seq_cap / ranks))
+    snapshot, snapshot_clock = [[0, 0] for _ in range(ranks)], -1.0
     while done < requests:
+        if clock - snapshot_clock >= VLLM_STATS_INTERVAL_S:
+            snapshot, snapshot_clock = [[len(waiting[r]), len(decoding[r])] for r in range(ranks)], clock
         while arrivals and arrivals[0] <= clock:
-            waiting[index % ranks].append([isl, arrivals.popleft(), index])
+            waiting[_deal(dispatch, index=index, counts=snapshot)].append([isl, arrivals.popleft(), index])
             index += 1
         if not any(waiting) and not any(decoding):
             clock = arrivals[0]
@@ -111,6 +114,26 @@ def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: i
                      ordered[math.ceil(0.9 * len(ordered)) - 1], len(tpots) * osl / span)  # fmt: skip
 
 
+VLLM_STATS_INTERVAL_S = 0.1  # vLLM DPCoordinator publishes each rank's [waiting, running] every 100 ms
+# (vllm/v1/engine/coordinator.py, stats_update_interval_ms default 100)
+
+
+def _deal(dispatch: str, *, index: int, counts: list[list[int]]) -> int:
+    """The attention-DP rank request ``index`` goes to. ``round_robin``: SGLang's default
+    (python/sglang/srt/server_args.py ``load_balance_method: str = "round_robin"``; data_parallel_controller.py
+    deals in turn). ``vllm``: vLLM V1's DPLBAsyncMPClient.get_core_engine_for_request
+    (vllm/v1/engine/core_client.py): the lowest ``waiting * 4 + running`` over the coordinator's last snapshot
+    ``counts``, ties to the first rank scanned, then the chosen rank's waiting count raised by one at once (one
+    client) until the next snapshot."""
+    if dispatch == "round_robin":
+        return index % len(counts)
+    if dispatch != "vllm":
+        raise ValueError(f"dispatch {dispatch!r}: round_robin or vllm")
+    rank = min(range(len(counts)), key=lambda r: (counts[r][0] * 4 + counts[r][1], r))
+    counts[rank][0] += 1
+    return rank
+
+
 def _rank_plan(waiting: deque, n: int, *, isl: int, budget: int, cap: int, mixed: bool) -> tuple[int, int, int, int]:
     """One rank's share of an iteration: (prompt tokens, decodes, the first prompt's computed tokens, prompts that
     complete), taking the tokens from ``waiting`` (module docstring's layouts)."""
@@ -142,7 +165,7 @@ DP_CASES = (  # attention-DP ranks with the experts split over them (EP)
 FRACTIONS = (0.3, 0.6, 0.85)
 
 
-def compare(requests: int, *, cases: tuple = CASES, warmup: int = 200) -> list[str]:
+def compare(requests: int, *, cases: tuple = CASES, warmup: int = 200, dispatch: str = "round_robin") -> list[str]:
     from kvplan.capacity import setup
     from kvplan.engines import Settings
     from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, _limits, max_rate, serve
@@ -162,7 +185,7 @@ def compare(requests: int, *, cases: tuple = CASES, warmup: int = 200) -> list[s
                 rate = frac * top
                 r = serve(s, rate_rps=rate, input_len=inp, output_len=out, with_max_rate=False)
                 sim = simulate(s, rate_rps=rate, isl=isl, osl=osl, requests=requests, budget=budget, seq_cap=cap,
-                               warmup=warmup)  # fmt: skip
+                               warmup=warmup, dispatch=dispatch)  # fmt: skip
                 cells = (f"{model} {gpu} {split} {isl}/{osl}", layout, f"{rate:.2f} (x{frac})",
                          f"{sim.batch:.1f} / {r.batch:.1f}", f"{sim.tpot_s * 1e3:.2f} / {r.tpot_mean_s * 1e3:.2f}",
                          f"{sim.ttft_s * 1e3:.1f} / {r.ttft_mean_s * 1e3:.1f}",
@@ -178,9 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dp", action="store_true",
                     help="the attention-DP cases instead (12,000 requests, the first 3,000 left out: their batches "
                     "run to a thousand requests)")  # fmt: skip
+    ap.add_argument("--dispatch", choices=("round_robin", "vllm"), default="round_robin",
+                    help="how --dp deals requests to the ranks: SGLang's default round_robin, or vLLM V1's "
+                    "waiting * 4 + running on 100 ms snapshots")  # fmt: skip
     args = ap.parse_args(argv)
     if args.dp:
-        print("\n".join(compare(12000, cases=DP_CASES, warmup=3000)))
+        print("\n".join(compare(12000, cases=DP_CASES, warmup=3000, dispatch=args.dispatch)))
     else:
         print("\n".join(compare(args.requests)))
     return 0

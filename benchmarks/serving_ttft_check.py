@@ -20,7 +20,6 @@ with ``measured``), and (3) the MLPerf Server / Interactive scores under both ru
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import sys
@@ -30,21 +29,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 RULES = ("step", "time")
-
-
-@contextlib.contextmanager
-def queue_rule(rule: str):  # noqa: ANN201
-    """kvplan.serving with ``MIXED_QUEUE_RULE`` set to ``rule`` (memos cleared on the way in and out)."""
-    from kvplan import serving
-
-    kept = serving.MIXED_QUEUE_RULE
-    serving.MIXED_QUEUE_RULE = rule
-    serving.forget_memos(facts=False)
-    try:
-        yield
-    finally:
-        serving.MIXED_QUEUE_RULE = kept
-        serving.forget_memos(facts=False)
 
 
 def _ms(x: float) -> str:
@@ -57,7 +41,7 @@ def sim_lines(requests: int) -> list[str]:
 
     from kvplan.capacity import setup
     from kvplan.engines import Settings
-    from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, _limits, max_rate, serve
+    from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, _limits, max_rate, mixed_queue_rule, serve
 
     lines = ["| case | rate (x max) | TTFT ms sim | step rule | time rule | TTFT p90 ms sim | step rule | time rule |",
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -75,7 +59,7 @@ def sim_lines(requests: int) -> list[str]:
             rate = frac * top
             got = {}
             for rule in RULES:
-                with queue_rule(rule):
+                with mixed_queue_rule(rule):
                     got[rule] = serve(s, rate_rps=rate, input_len=inp, output_len=out, with_max_rate=False)
             sim = serving_sim.simulate(s, rate_rps=rate, isl=isl, osl=osl, requests=count, budget=budget,
                                        seq_cap=cap, warmup=warmup)  # fmt: skip
@@ -96,7 +80,7 @@ def mlperf_lines(data: dict) -> list[str]:
     """(2) and (3): each rule at the Server logs' own rates, and the Server / Interactive scores."""
     import published_compare as pc
 
-    from kvplan.serving import Lengths, serve
+    from kvplan.serving import Lengths, mixed_queue_rule, serve
 
     ds = data["mlperf_datasets"]
     lines = ["| run | rate / replica | measured TTFT mean / p99 s | step rule | time rule |", "|---|---|---|---|---|"]
@@ -110,7 +94,7 @@ def mlperf_lines(data: dict) -> list[str]:
         rate = r["samples_per_s"] / r["replicas"]
         cells = []
         for rule in RULES:
-            with queue_rule(rule), pc.mlperf_engine(r):
+            with mixed_queue_rule(rule), pc.mlperf_engine(r):
                 x = serve(s, rate_rps=rate, input_len=inp, output_len=Lengths.of(osl), with_max_rate=False,
                           with_p90=False)  # fmt: skip
             cells.append(f"{x.ttft_mean_s:.2f} / {x.ttft_p99_s:.2f}")
@@ -123,7 +107,7 @@ def mlperf_lines(data: dict) -> list[str]:
             continue
         scores = []
         for rule in RULES:
-            with queue_rule(rule):
+            with mixed_queue_rule(rule):
                 scores.append(pc.score_mlperf(r, ds)["ratio"])
         lines.append(f"| {r['source']} {r['label']} {r['system']} {r['scenario']} | {r['published_tok_s']:g} tok/s | "
                      f"x{scores[0]:.3f} | x{scores[1]:.3f} |")  # fmt: skip

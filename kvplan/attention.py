@@ -46,13 +46,19 @@ def decode_span(kind: LayerKind, context: int) -> int:
     ``C floor((context - 1) / C)`` to ``context - 1``, so ``(context - 1) mod C + 1`` (transformers
     ``chunked_overlay`` in masking_utils: ``kv_idx // chunk_size == q_idx // chunk_size``; vLLM's chunked local
     attention splits every request into such chunks as "virtual batches" before its kernels run,
-    ``make_local_attention_virtual_batches`` in vllm/v1/attention/backends/utils.py)."""
+    ``make_local_attention_virtual_batches`` in vllm/v1/attention/backends/utils.py). DeepSeek Sparse Attention
+    (``index_topk``): the ``min(context, index_topk)`` keys the main attention reads; its indexer scores all of them
+    (not counted here: :func:`kvplan.latency._dsa_decode_s` prices it)."""
     if kind.type == "cross":
         return kind.cross_tokens
     if kind.type == "sliding" and kind.window is not None:
         return min(context, kind.window)
     if kind.type == "chunked" and kind.chunk is not None:
         return (context - 1) % kind.chunk + 1
+    if (
+        kind.index_topk
+    ):  # DeepSeek Sparse Attention: the index_topk keys its indexer selects (kvplan.latency._dsa_decode_s)
+        return min(context, kind.index_topk)
     return context
 
 

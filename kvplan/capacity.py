@@ -37,7 +37,7 @@ from kvplan.engines.base import largest
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import check_parallel
-from kvplan.params import weight_bytes_per_stage
+from kvplan.params import Sharding, expert_padding_bytes_per_stage, weight_bytes_per_stage
 from kvplan.quant import alternatives, default_dtype, storage
 from kvplan.spec import ModelSpec, ceil_div
 from kvplan.units import MAX_CONTEXT, canonical_dtype, weight_dtype
@@ -212,6 +212,9 @@ def setup(
     w_key = ("weights", w_name if headers is None else ("headers", headers.source), tp, pp, sharding)
     if w_key not in memo:
         memo[w_key] = weight_bytes_per_stage(spec, headers or w_name, tp=tp, pp=pp, sharding=sharding)
+    pad_key = ("expert padding", profile.key, gpu.name, w_key)
+    if pad_key not in memo:  # the engine's MoE kernels may hold the experts padded (Engine.expert_dims_as_loaded)
+        memo[pad_key] = _expert_padding(spec, profile, gpu, w_name, memo[w_key], pp=pp, sharding=sharding)
     total = usable_memory_bytes(gpu, settings.overrides.device_memory_bytes)
     mnbt, seqs = profile.batch_limits(settings, total, gpu)
     stages = tuple(
@@ -221,7 +224,7 @@ def setup(
                 spec,
                 settings=settings,
                 total=total,
-                weights=memo[w_key][i],
+                weights=memo[pad_key][i],
                 tp=tp * dp,
                 pp=pp,
                 gpu=gpu,
@@ -237,6 +240,21 @@ def setup(
                  shipped, dp=dp, ep=ep, gpus_per_node=per_node, shared_prefix=shared_prefix,
                  weights_source=headers.describe() if headers is not None else "architecture",
                  checkpoint=checkpoint)  # fmt: skip
+
+
+def _expert_padding(
+    spec: ModelSpec, profile: Engine, gpu: GPU, w_name: str, stage_bytes: list[int], *, pp: int, sharding: Sharding
+) -> list[int]:
+    """``stage_bytes`` (the weights per stage) plus what the engine's padded experts add, where it pads them."""
+    if spec.moe is None:
+        return stage_bytes
+    inter_rank = ceil_div(spec.moe.expert_intermediate_size, sharding.expert_tp)
+    hidden, inter = profile.expert_dims_as_loaded(weights_dtype=w_name, gpu=gpu, hidden=spec.hidden_size,
+                                                  inter_rank=inter_rank)  # fmt: skip
+    if (hidden, inter) == (spec.hidden_size, inter_rank):
+        return stage_bytes
+    extra = expert_padding_bytes_per_stage(spec, w_name, hidden=hidden, inter_rank=inter, pp=pp, sharding=sharding)
+    return [b + e for b, e in zip(stage_bytes, extra, strict=True)]
 
 
 def _checkpoint_dtype(checkpoint: CheckpointWeights, spec: ModelSpec, loads: tuple[str, ...]) -> str:

@@ -50,7 +50,14 @@ from kvplan.attention import (  # noqa: F401 - re-exported: kvplan.cost names th
 )
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
-from kvplan.memory import attended_token_bytes, cache_plan, check_parallel, recurrent_state_elements
+from kvplan.memory import (
+    LayerCache,
+    attended_token_bytes,
+    cache_plan,
+    check_parallel,
+    indexer_token_bytes,
+    recurrent_state_elements,
+)
 from kvplan.params import attention_parts, count_params, mlp_parts, parts_bytes, weight_bytes_per_gpu
 from kvplan.quant import shipped_dtype
 from kvplan.spec import LayerKind, ModelSpec, ceil_div
@@ -336,7 +343,8 @@ def step_bytes(
     weights = max(0, held - untouched_expert_bytes(spec, tokens, weights_dtype=w_name, tp=tp))
     # one sequence, this rank, incl. state; a decode step reads only the current chunk of a chunked layer, and a
     # KV-sharing layer (Gemma 3n) the earlier layer's K/V over its own span
-    held = sum(c.read_at(context) if phase == "decode" else c.bytes_at(context) for c in plan.layers)
+    held = sum(_decode_read(spec, c, context, plan.kv_dtype) if phase == "decode" else c.bytes_at(context)
+               for c in plan.layers)  # fmt: skip
     if phase == "decode":
         held += _shared_reads(spec, plan.kv_dtype, context, tp=tp)
     states = sum(c.state_bytes for c in plan.layers)
@@ -350,6 +358,17 @@ def step_bytes(
         kv_write=batch * (per_token * new_tokens + states),
         activations=act_dtype.nbytes(tokens * act),
     )
+
+
+def _decode_read(spec: ModelSpec, c: LayerCache, context: int, kv_dtype_name: str) -> int:
+    """Bytes one sequence's decode step reads from one layer's cache: :meth:`LayerCache.read_at`, except that a
+    DeepSeek Sparse Attention layer (``index_topk``) reads every cached indexer key but only the latent rows of the
+    ``min(context, index_topk)`` keys its indexer selects (kvplan.latency._dsa_decode_s)."""
+    kind = spec.kind(c.kind)
+    if not kind.index_topk:
+        return c.read_at(context)
+    index = indexer_token_bytes(kind, kv_dtype(kv_dtype_name))
+    return (c.bytes_per_token - index) * decode_span(kind, context) + index * context + c.state_bytes
 
 
 def _shared_reads(spec: ModelSpec, kv_dtype_name: str, context: int, *, tp: int) -> int:

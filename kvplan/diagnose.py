@@ -135,14 +135,17 @@ def diagnose_text(
     weights_dtype: str | None = None,
     tp: int | None = None,
 ) -> Diagnosis:
-    """Recognise a failed start in ``text``, explain it and prescribe the changes that start."""
+    """Recognise a failed start in ``text``, explain it and prescribe the changes that start. ``engine`` may name a
+    release (``vllm@0.8``): its rules then apply, whatever the log states."""
     from kvplan.catalog import resolve_model
     from kvplan.engines import ENGINES, get_engine, log_engine
     from kvplan.logcheck import find_spec
 
     readers = [e for e in ENGINES.values() if e.failure_patterns]
+    release = get_engine(engine).key if engine and "@" in engine else None
     if engine is not None:
         *first, last = [e.name for e in readers]
+        engine = engine.partition("@")[0]
         try:
             eng = get_engine(engine)
         except InvalidInput:
@@ -185,9 +188,9 @@ def diagnose_text(
     ref = ref if ref and "/" in ref and " " not in ref else None  # a repo id or path, not a display name
     weights_dtype = weights_dtype or eng.weights_in_log(text)
     p = _params(engine, spec, gpu_obj, flags, failure, logged, gpu_id, weights_dtype, ref)
-    if facts is not None:  # the rule set of the release the log states (kvplan.engines: rules_for_log)
-        from kvplan.engines import get_engine
-
+    if release is not None:  # the release asked for
+        p = replace(p, rules=release)
+    elif facts is not None:  # the rule set of the release the log states (kvplan.engines: rules_for_log)
         p = replace(p, rules=get_engine(engine).rules_for_log(facts)[0].key)
     try:
         _explain(d, spec, p, failure, logged, have_gpu=gpu_obj is not None)

@@ -95,7 +95,13 @@ from kvplan.engines import (
 from kvplan.engines.base import spans_view
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
-from kvplan.memory import attended_token_bytes, cache_plan, element_size
+from kvplan.memory import (
+    attended_token_bytes,
+    cache_plan,
+    dsa_index_key_bytes,
+    dsa_latent_row_bytes,
+    element_size,
+)
 from kvplan.params import attention_parts
 from kvplan.recurrent import DECODE_KERNELS, SSD_SCAN_KERNELS, MixerWork, mixer_work, recurrent_kinds
 from kvplan.spec import LayerKind, ModelSpec, ceil_div, pipeline_stages
@@ -229,6 +235,8 @@ class _Ctx:
     moe_dequant_s: float = 0.0  # W4A16 MXFP4 experts: seconds per weight one token tile dequantizes (_moe_dequant_s)
     moe_block_tiles: int = 0  # block-fp8 experts on Hopper priced by DeepGEMM's tiles: its swap-AB threshold; 0: not
     view_passes: float = 1.0  # decode attention reads the sequences' cells this many times (Engine.decode_view_passes)
+    fp8_quant_s: float = 0.0  # per-tensor fp8 GEMMs: fixed seconds of the activations' quantization (_fp8_quant_s)
+    moe_mem_scale: float = 1.0  # grouped experts' share of the 16-bit streaming efficiency (fp8_absorbed_mem_eff_scale)
     # Terms every step of this context repeats, taken once on first use (:func:`lm_head_s`, :func:`allreduce_s`,
     # :func:`_decode_attention_stages` by KV dtype); a copy (dataclasses.replace) starts empty
     terms: dict = field(default_factory=dict, init=False, compare=False, repr=False)
@@ -239,13 +247,21 @@ class _Ctx:
         return self.tp * self.dp
 
 
-def _gemm_s(c: _Ctx, m: int, params: int, n_plus_k: int, *, k: int, normed_input: bool = False) -> float:
+def _gemm_s(
+    c: _Ctx, m: int, params: int, n_plus_k: int, *, k: int, normed_input: bool = False, act_quant: bool = True
+) -> float:
     """One GEMM of ``params`` weights (K x N, ``k`` = K) over ``m`` rows.
 
     NVFP4 on FP4 tensor cores (``c.fp4_k_s`` > 0) adds a third roof, the K loop of one output tile, and a second
     kernel, the activations' FP4 quantization: see :func:`_fp4_gemm_terms`. ``normed_input``: the GEMM reads a norm's
     output, which the engine's norm kernel already writes in FP4 where ``fp4_norm_quant_fused`` says so
     (:class:`kvplan.engines.base.Calibration`): then there is no quantization kernel.
+
+    Per-tensor fp8 weights (``c.fp8_quant_s`` > 0) add the activations' dynamic quantization before the GEMM: a
+    fixed cost plus the 16-bit input read at ``fp8_quant_read_eff`` of the bandwidth (TensorRT-LLM
+    ``FP8QDQLinearMethod.apply``: ``quantize_e4m3_per_tensor``, then ``cublas_scaled_mm``; fitted to aiconfigurator's
+    computescale + scale_matrix tables by benchmarks/fp8_quant_compare.py). ``act_quant`` False: a GEMM the engine
+    runs in 16 bits (the MoE router).
     """
     if params <= 0 or m <= 0:
         return 0.0
@@ -255,6 +271,8 @@ def _gemm_s(c: _Ctx, m: int, params: int, n_plus_k: int, *, k: int, normed_input
     compute = 2 * m * params / (c.peak * eff)
     moved = params * c.w_bytes + m * n_plus_k * c.act_bytes
     t = max(compute, moved / (c.bw * c.cal.gemm_mem_eff * c.mem_scale))
+    if c.fp8_quant_s > 0 and act_quant:  # the activations' dynamic fp8 quantization, kernels before the GEMM
+        t += c.fp8_quant_s + m * k * c.act_bytes / (c.bw * c.cal.fp8_quant_read_eff)
     if c.fp4_k_s > 0:
         k_loop, quantize = _fp4_gemm_terms(c, m, k)
         if normed_input and c.cal.fp4_norm_quant_fused:
@@ -394,7 +412,7 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
     if touched > 0:
         per_touched = routed / touched
         moved = touched * per_expert * c.w_bytes + routed * (2 * h + 3 * inter_rank) * c.act_bytes
-        grouped_mem = moved / (c.bw * c.cal.moe_mem_eff * c.mem_scale)
+        grouped_mem = moved / (c.bw * c.cal.moe_mem_eff * c.moe_mem_scale)
         side = 0.0
         if c.moe_block_tiles:  # TensorRT-LLM's block-fp8 grouped GEMMs on Hopper: _block_tile_rows, _block_side_bytes
             rows = touched * _block_tile_rows(per_touched, swap_below=c.moe_block_tiles)
@@ -411,7 +429,7 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
     else:  # a vanishing share of a token (serving's fixed point near rate 0): only the kernels' fixed costs
         grouped, grouped_mem = fixed + walk, 0.0
     gate = _router_ctx(c)  # the router stays 16-bit whatever the experts' dtype
-    router = _gemm_s(gate, tokens, h * moe.num_experts, h + moe.num_experts, k=h)
+    router = _gemm_s(gate, tokens, h * moe.num_experts, h + moe.num_experts, k=h, act_quant=False)
     router_mem = _gemm_mem_s(gate, tokens, h * moe.num_experts, h + moe.num_experts)
     shared = shared_mem = 0.0
     if moe.shared_size:
@@ -433,7 +451,7 @@ def _router_ctx(c: _Ctx) -> _Ctx:
     gate = c.terms.get("router")
     if gate is None:
         gate = c.terms["router"] = replace(c, w_bytes=c.act_bytes, peak=c.peak16, mem_scale=1.0, fp4_k_s=0.0,
-                                           wave_sms=0)  # fmt: skip
+                                           wave_sms=0, fp8_quant_s=0.0)  # fmt: skip
     return gate
 
 
@@ -781,6 +799,18 @@ def _mla_layers(spec: ModelSpec, layers: range) -> int:
     return _fact(spec, ("mla", layers.start, layers.stop), make)
 
 
+def _mixerless_layers(spec: ModelSpec, layers: range) -> int:
+    """Layers of kind type ``none`` in ``layers``: no attention and no recurrent mixer (Nemotron-H's MLP/MoE-only
+    layers, NemotronHBlock with an ``mlp``/``moe`` block_type; Deci's no-op or linear-replacement attention). They
+    launch no attention kernel, so they pay none of its fixed charges."""
+
+    def make() -> int:
+        names = spec.layer_kind_names
+        return sum(1 for i in layers if spec.kind(names[i]).type == "none")
+
+    return _fact(spec, ("mixerless", layers.start, layers.stop), make)
+
+
 def _attention_s(
     c: _Ctx,
     *,
@@ -798,7 +828,7 @@ def _attention_s(
     chunk of a longer prompt: ``batch`` 1); the Mamba2 mixers' kernels scale with those new tokens."""
     spec = c.spec
     layers = stage.layers if stage is not None else range(spec.num_layers)
-    mixers = len(layers)
+    mixers = len(layers) - _mixerless_layers(spec, layers)  # layers that run an attention or a recurrent mixer
     mla = _mla_layers(spec, layers)
     if phase == "prefill":
         any_mla = mla if stage is None else _mla_layers(spec, range(spec.num_layers))
@@ -818,6 +848,8 @@ def _attention_s(
     total = 0.0
     for count, layer in plan.stages[stage.index if stage is not None else 0].groups:  # (layers, cache) per kind
         kind = spec.kind(layer.kind)
+        if kind.type == "none":  # no attention, no mixer (an MLP-only layer): no attention charges
+            continue
         mixer = _recurrent_decode_s(c, kind, batch * layer.state_bytes)  # a recurrent mixer's state (0.0: none)
         if kind.type == "recurrent":
             total += count * mixer
@@ -833,7 +865,9 @@ def _attention_s(
             total += count * (_gqa_decode_s(fit, c.bw, held=held, batch=batch, kv_heads=kv_heads,
                                             kv_8bit=element_size(kv_dtype).bytes_per_element < 2) + mixer)  # fmt: skip
             continue
-        if kind.type == "mla":
+        if kind.type == "mla" and kind.index_topk:  # DeepSeek Sparse Attention: indexer + sparse kernel
+            t = _dsa_decode_s(c, kind, context=context, batch=batch, kv_dtype=kv_dtype)
+        elif kind.type == "mla":
             heads = ceil_div(spec.num_attention_heads, c.tp)
             flops = 2 * batch * heads * (2 * kind.kv_lora_rank + kind.qk_rope_head_dim) * context
             t = max(held / (c.bw * c.cal.mla_decode_mem_eff), flops / (c.peak16 * c.cal.mla_decode_flops_eff))
@@ -841,6 +875,100 @@ def _attention_s(
             t = held / (c.bw * c.cal.attn_decode_mem_eff)
         total += count * (t + c.cal.attn_layer_s + batch * c.cal.attn_seq_s + mixer)
     return total + mla * _mla_decode_layer_s(c, kv_dtype)
+
+
+# Kernels DSA adds to each layer of a decode step, each paying kernel_s. vLLM, read through the code index:
+# vllm/model_executor/models/deepseek_v2.py Indexer.forward (the 0.11 copy) runs, beside its GEMMs (wq_b, wk,
+# weights_proj: the layer's GEMMs, kvplan.params._indexer_parts), the key's LayerNorm (k_norm), one rotary_emb for the
+# query and key, per_token_group_quant_fp8 for the query ("k quant is fused with cache insertion") and the weights'
+# scaling by q_scale; vllm/model_executor/layers/sparse_attn_indexer.py sparse_attn_indexer, decode branch:
+# ops.indexer_k_quant_and_cache, DeepGEMM fp8_paged_mqa_logits, top_k_per_row_decode (persistent_topk in later
+# copies); vllm/v1/attention/backends/mla/flashmla_sparse.py FlashMLASparseImpl.forward:
+# triton_convert_req_index_to_global_index. Eight; the concatenations of the RoPE and plain halves are taken as
+# fused into their neighbours (torch.compile), not counted.
+DSA_DECODE_KERNELS = 8
+# Bytes a decode token's index list moves per selected key: int32 indices written by the top-k kernel, then read and
+# written again by the slot conversion (the same three kernels).
+DSA_INDEX_BYTES_PER_KEY = 3 * 4
+# Bytes per cached key the indexer's logits move: a float32 score written by fp8_paged_mqa_logits (its output is
+# [tokens, max_model_len] float32, filled up to each sequence's length) and read back by the top-k kernel.
+DSA_LOGIT_BYTES_PER_KEY = 2 * 4
+# FlashMLA's decode kernel runs the query heads of a rank in tiles of 64 (vLLM's FlashMLASparseMetadataBuilder sizes
+# its scheduler "from FlashMLA/csrc/pybind.cpp": cdiv(h_q // h_k, 2 * 64) head blocks per split).
+FLASHMLA_DECODE_HEAD_TILE = 64
+
+
+def _dsa_decode_s(c: _Ctx, kind: LayerKind, *, context: int, batch: float, kv_dtype: str) -> float:
+    """Seconds of one DeepSeek Sparse Attention layer's kernels at decode, ``batch`` sequences at ``context`` tokens
+    (the layer's fixed ``attn_layer_s`` / ``attn_seq_s`` and the MLA block's are the caller's).
+
+    * **Indexer** (every rank, its 64 heads are not split by TP): the token's query scores every cached index key,
+      DeepGEMM's ``fp8_paged_mqa_logits`` (deepseek-ai/DeepGEMM README, "MQA Scoring Kernels (Lightning Indexer)":
+      "Paged version (for decoding)"): ``context`` keys of :func:`kvplan.memory.dsa_index_key_bytes` (fp8 + scales)
+      plus their float32 logits written and read by the top-k kernel, at ``attn_decode_mem_eff`` of the bandwidth,
+      against ``2 x index_n_heads x index_head_dim`` FLOPs a key at the fp8 peak x ``attn_prefill_eff`` (as the
+      prompt's indexer, :func:`indexer_prefill_s`); the slower of the two. It grows with the context.
+    * **Sparse MLA** over the ``index_topk`` keys it selects, in the absorbed 576/512 form
+      (``2 x heads x (2 x kv_lora_rank + qk_rope_head_dim)`` FLOPs a key): ``min(context, index_topk)`` rows of
+      :func:`kvplan.memory.dsa_latent_row_bytes` at ``mla_decode_mem_eff``, or the FLOPs, the slower. What runs
+      (vLLM ``FlashMLASparseImpl.forward``): a 16-bit cache takes ``_forward_bf16_kv``, FlashMLA's sparse prefill
+      kernel with the rank's heads padded to the engine's multiple (:func:`_sparse_head_pad`) at
+      ``sparse_mla_prefill_eff``; an fp8 cache (``fp8_ds_mla``) takes ``_forward_fp8_kv_decode``,
+      ``flash_mla_with_kvcache(..., is_fp8_kvcache=True, indices=...)``, whose scheduler is given ``index_topk`` keys
+      for every query (``get_mla_metadata(cache_seqlens=topk_tokens, topk=topk_tokens)``): its FLOPs run over all
+      ``index_topk`` slots at any context (unused ones hold -1), its heads in tiles of 64, at
+      ``sparse_mla_decode_eff``. It stops growing at ``index_topk`` keys.
+    * **Top-k selection**: the indices, written and converted to cache slots (:data:`DSA_INDEX_BYTES_PER_KEY`).
+    * :data:`DSA_DECODE_KERNELS` launches at ``kernel_s``.
+    """
+    cal, seqs = c.cal, batch * c.view_passes
+    index_flops = 2 * kind.index_n_heads * kind.index_head_dim * context * seqs
+    index_bytes = (dsa_index_key_bytes(kind) + DSA_LOGIT_BYTES_PER_KEY) * context * seqs
+    arch = cal.blackwell_compute_eff if c.gpu.architecture == "blackwell" else 1.0
+    fp8_peak = c.gpu.fp8_dense_tflops * 1e12 * arch if c.gpu.fp8_dense_tflops else c.peak16
+    indexer = max(index_bytes / (c.bw * cal.attn_decode_mem_eff), index_flops / (fp8_peak * cal.attn_prefill_eff))
+    select = DSA_INDEX_BYTES_PER_KEY * kind.index_topk * seqs / (c.bw * cal.attn_decode_mem_eff)
+    return (
+        indexer
+        + _sparse_decode_s(c, kind, context=context, seqs=seqs, kv_dtype=kv_dtype)
+        + select
+        + (DSA_DECODE_KERNELS * c.kernel_s)
+    )
+
+
+def _sparse_decode_s(c: _Ctx, kind: LayerKind, *, context: int, seqs: float, kv_dtype: str) -> float:
+    """The sparse MLA kernel of one DSA layer at decode (:func:`_dsa_decode_s`): its row reads or its FLOPs."""
+    dtype, rows = element_size(kv_dtype), min(context, kind.index_topk)
+    heads = ceil_div(c.spec.num_attention_heads, c.tp)
+    per_key = 2 * (2 * kind.kv_lora_rank + kind.qk_rope_head_dim)
+    reads = dsa_latent_row_bytes(kind, dtype) * rows * seqs / (c.bw * c.cal.mla_decode_mem_eff)
+    if dtype.bytes_per_element == 1 and kv_dtype.startswith("fp8"):  # fp8_ds_mla: FlashMLA's fp8 decode kernel
+        padded = ceil_div(heads, FLASHMLA_DECODE_HEAD_TILE) * FLASHMLA_DECODE_HEAD_TILE
+        return max(reads, per_key * padded * kind.index_topk * seqs / (c.peak16 * c.cal.sparse_mla_decode_eff))
+    padded = heads * _sparse_head_pad(c)  # the sparse prefill kernel, its CTAs over the SMs (Hopper)
+    rate = c.peak16 * c.cal.sparse_mla_prefill_eff * _sparse_prefill_waves(c, padded, seqs)
+    return max(reads, per_key * padded * rows * seqs / rate)
+
+
+# FlashMLA's Hopper sparse prefill kernel: one CTA per 64 query heads of one query token, walking its selected keys in
+# blocks of 64 itself (deepseek-ai/FlashMLA csrc/sm90/prefill/sparse/config.h @13d173ac KernelTemplate: B_H = 64,
+# B_TOPK = 64; no split over the keys).
+FLASHMLA_SPARSE_PREFILL_HEAD_TILE = 64
+
+
+def _sparse_prefill_waves(c: _Ctx, padded_heads: float, seqs: float) -> float:
+    """Share of the SMs FlashMLA's sparse prefill kernel keeps busy over its waves when it decodes ``seqs`` tokens of
+    ``padded_heads`` heads each (a 16-bit DSA cache): ``ctas / (ceil(ctas / SMs) x SMs)``, one CTA per 64 heads of a
+    token (:data:`FLASHMLA_SPARSE_PREFILL_HEAD_TILE`). A decode batch of fewer tokens than SMs leaves SMs idle: one
+    token's 2,048 keys take one SM's time, whatever the batch up to the SM count (aiconfigurator 0.12.0's H200 vLLM
+    0.24.0 dsa_generation_module table, 16-bit KV: +52 us a layer from 3 to 2,049 keys at batch 1, 16 and 128 heads
+    alike). Hopper only, the kernel read; 1.0 elsewhere (the Blackwell kernel was not read, and that GPU's table shows
+    no such step)."""
+    sms = c.gpu.sm_count
+    if c.gpu.architecture != "hopper" or not sms:
+        return 1.0
+    ctas = math.ceil(seqs - 1e-9) * ceil_div(int(padded_heads), FLASHMLA_SPARSE_PREFILL_HEAD_TILE)
+    return ctas / (ceil_div(ctas, sms) * sms)
 
 
 GQA_DECODE_TYPES = frozenset({"full", "sliding", "chunked"})  # KV-head attention kinds (not MLA, not recurrent)
@@ -1051,9 +1179,10 @@ def _block_fp8(spec: ModelSpec) -> bool:
     return spec.weights is not None and spec.weights.dtype == "fp8" and spec.weights.block is not None
 
 
-def _fp8_scale(spec: ModelSpec, cal: Calibration) -> float:
-    """Block-scaled fp8 checkpoints (DeepSeek-V3's 128 x 128 scales) run slower GEMMs than per-tensor fp8."""
-    return cal.fp8_block_eff_scale if _block_fp8(spec) else cal.fp8_eff_scale
+def _fp8_absorbed(cal: Calibration) -> float:
+    """The fp8 weight-streaming share where the activations' quantization is not priced apart (block-scaled
+    checkpoints, grouped experts): ``fp8_absorbed_mem_eff_scale``, else ``fp8_mem_eff_scale``."""
+    return cal.fp8_mem_eff_scale if cal.fp8_absorbed_mem_eff_scale is None else cal.fp8_absorbed_mem_eff_scale
 
 
 def gemm_peak(spec: ModelSpec | None, gpu: GPU, cal: Calibration, weights_dtype: str) -> tuple[float, float]:
@@ -1065,8 +1194,9 @@ def gemm_peak(spec: ModelSpec | None, gpu: GPU, cal: Calibration, weights_dtype:
     """
     arch = cal.blackwell_compute_eff if gpu.architecture == "blackwell" else 1.0
     if gpu.fp8_dense_tflops is not None and weights_dtype.startswith("fp8"):
-        scale = _fp8_scale(spec, cal) if spec is not None else cal.fp8_eff_scale
-        return gpu.fp8_dense_tflops * 1e12 * scale * arch, cal.fp8_mem_eff_scale
+        block = spec is not None and _block_fp8(spec)
+        scale = cal.fp8_block_eff_scale if block else cal.fp8_eff_scale
+        return gpu.fp8_dense_tflops * 1e12 * scale * arch, _fp8_absorbed(cal) if block else cal.fp8_mem_eff_scale
     if gpu.fp4_dense_tflops is not None and weights_dtype == "nvfp4":
         return gpu.fp4_dense_tflops * 1e12 * cal.fp4_eff_scale * arch, cal.fp4_mem_eff_scale
     return gpu.bf16_dense_tflops * 1e12 * arch, 1.0
@@ -1081,11 +1211,17 @@ def gemm_seconds(
     peak, mem_scale = gemm_peak(None, gpu, cal, weights_dtype)
     if block and gpu.fp8_dense_tflops is not None and weights_dtype.startswith("fp8"):
         peak *= cal.fp8_block_eff_scale / cal.fp8_eff_scale
+        mem_scale = _fp8_absorbed(cal)
     w = weight_dtype(weights_dtype)
     c = _Ctx(spec=None, gpu=gpu, cal=cal, tp=1, w_bytes=float(w.bytes_per_element), act_bytes=2.0,  # type: ignore[arg-type]
              peak=peak, peak16=peak, bw=gpu.bandwidth_gbps * 1e9,
              kernel_s=cal.eager_kernel_s if eager else cal.graph_kernel_s, mem_scale=mem_scale)  # fmt: skip
-    c = replace(c, fp4_k_s=_fp4_k_s(gpu, cal, weights_dtype), wave_sms=_wave_sms(gpu, weights_dtype))
+    c = replace(
+        c,
+        fp4_k_s=_fp4_k_s(gpu, cal, weights_dtype),
+        wave_sms=_wave_sms(gpu, weights_dtype),
+        fp8_quant_s=0.0 if block else _fp8_quant_s(None, gpu, cal, weights_dtype),
+    )
     return _gemm_s(c, m, n * k, n + k, k=k)
 
 
@@ -1148,7 +1284,18 @@ def _make_ctx(
         moe_expert_added=gpu.architecture == "blackwell",
         moe_dequant_s=_moe_dequant_s(gpu, cal, weights_dtype),
         moe_block_tiles=_moe_block_tiles(spec, gpu, cal, weights_dtype),
+        fp8_quant_s=_fp8_quant_s(spec, gpu, cal, weights_dtype),
+        moe_mem_scale=_fp8_absorbed(cal) if fp8 else mem_scale,
     )
+
+
+def _fp8_quant_s(spec: ModelSpec | None, gpu: GPU, cal: Calibration, weights_dtype: str) -> float:
+    """Fixed seconds of the activations' dynamic quantization before each per-tensor fp8 GEMM on a GPU with fp8
+    tensor cores (``fp8_quant_s``, ``blackwell_fp8_quant_s`` on Blackwell); 0 for block-scaled fp8 checkpoints, other
+    weights or GPUs, and engines without the fit."""
+    if gpu.fp8_dense_tflops is None or not weights_dtype.startswith("fp8") or (spec is not None and _block_fp8(spec)):
+        return 0.0
+    return cal.blackwell_fp8_quant_s if gpu.architecture == "blackwell" else cal.fp8_quant_s
 
 
 def _moe_dequant_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float:

@@ -131,6 +131,37 @@ def indexer_token_bytes(kind: LayerKind, dtype: DType) -> int:
     return dtype.nbytes(kind.index_head_dim) if kind.index_head_dim else 0
 
 
+# DeepSeek Sparse Attention's cache rows as DeepSeek's own kernels store them, which every engine runs for it:
+# * the indexer's key: index_head_dim fp8 values plus one float32 scale per 128 (vLLM
+#   vllm/model_executor/models/deepseek_v2.py DeepseekV32IndexerCache, head_size index_head_dim + index_head_dim //
+#   quant_block_size x 4, uint8 whatever --kv-cache-dtype says; the key DeepGEMM's fp8_paged_mqa_logits reads): 132 B
+#   for DeepSeek-V3.2. SGLang's log agrees: its fp8 NSA pool holds 43.67 GiB for 975,424 tokens = 48,072 B a token
+#   over 61 layers = 788 = 656 + 132 (shared/reference/engine_logs.json entry 16, sgl-project/sglang PR #11309);
+# * the main latent row in fp8: FlashMLA's "FP8 with scale" format, 656 B a token: 512 fp8 latent values, 4 float32
+#   scales (one per 128), the 64 RoPE values kept in bf16 (vLLM vllm/v1/attention/backends/mla/flashmla_sparse.py,
+#   module note and FlashMLASparseBackend.get_kv_cache_shape: "custom storage format is 656 bytes", the copy read
+#   through the code index, id 29353671433). vLLM turns any fp8 --kv-cache-dtype into it for DeepSeek-V3.2
+#   (vllm/model_executor/models/config.py DeepseekV32ForCausalLM.verify_and_update_config: cache_dtype starting
+#   "fp8" -> "fp8_ds_mla"); a 16-bit cache keeps the plain 576-wide row.
+DSA_SCALE_BLOCK = 128  # values per float32 scale, in both rows
+DSA_SCALE_BYTES = 4  # float32
+
+
+def dsa_index_key_bytes(kind: LayerKind) -> int:
+    """Bytes of one token's indexer key in the engines' cache (fp8 values + float32 scales); 0 without an indexer."""
+    d = kind.index_head_dim
+    return d + ceil_div(d, DSA_SCALE_BLOCK) * DSA_SCALE_BYTES if d else 0
+
+
+def dsa_latent_row_bytes(kind: LayerKind, dtype: DType) -> int:
+    """Bytes of one token's MLA row (latent + RoPE key) as the sparse kernels read it: FlashMLA's fp8 format for a
+    1-byte float cache (the latent in fp8 with its scales, the RoPE part in bf16), else the plain row at ``dtype``."""
+    rank, rope = kind.kv_lora_rank, kind.qk_rope_head_dim
+    if dtype.bytes_per_element == 1 and dtype.name.startswith("fp8"):
+        return rank + ceil_div(rank, DSA_SCALE_BLOCK) * DSA_SCALE_BYTES + 2 * rope
+    return dtype.nbytes(rank + rope)
+
+
 def _kv_token_bytes(spec: ModelSpec, kind: LayerKind, dtype: DType, *, tp: int, mla: MlaLayout) -> int:
     if kind.type == "mla":
         if mla == "latent":

@@ -369,6 +369,30 @@ def weight_bytes_per_stage(
     return out
 
 
+def expert_padding_bytes_per_stage(
+    spec: ModelSpec, dtype: str, *, hidden: int, inter_rank: int, pp: int = 1, sharding: Sharding | None = None
+) -> list[int]:
+    """Bytes one GPU of each pipeline stage holds beyond the checkpoint's routed experts where the engine stores each
+    expert at ``hidden`` x ``inter_rank`` (its kernels' padding, :meth:`kvplan.engines.base.Engine.
+    expert_dims_as_loaded`) instead of the model's hidden size and the rank's share of the expert width: the padded
+    expert's bytes less the checkpoint's, in ``dtype``, times the experts on the rank, over the stage's MoE layers."""
+    sh = sharding or Sharding()
+    moe = spec.moe
+    if moe is None:
+        return [0] * pp
+    gated, bias = spec.params.mlp == "gated", moe.expert_bias
+    own = _dense_mlp(spec.hidden_size, moe.expert_intermediate_size, sh.expert_tp, gated=gated, bias=bias)
+    padded = _dense_mlp(hidden, inter_rank, 1, gated=gated, bias=bias)
+
+    def as_experts(parts: list[Part]) -> list[Part]:
+        return [Part(p.params, p.quantizable, expert=True) for p in parts]
+
+    one = parts_bytes(as_experts(padded), dtype, spec.dtype) - parts_bytes(as_experts(own), dtype, spec.dtype)
+    experts = ceil_div(moe.num_experts, sh.expert_ranks)
+    stages = pipeline_stages(spec.num_layers, pp)
+    return [one * experts * len(spec.moe_layers.intersection(layers)) for layers in stages]
+
+
 def weight_bytes_per_gpu(
     spec: ModelSpec | str, dtype: Weights = None, *, tp: int = 1, pp: int = 1, sharding: Sharding | None = None
 ) -> int:

@@ -17,9 +17,12 @@ bounds each prompt step, not the cycle. The steady state at a request rate ``lam
 where ``step`` is the mean of :func:`kvplan.latency.mixed_step_latency` over steps with and
 without a prompt chunk (a prompt enters as a chunk of up to ``budget - n`` tokens in a share
 ``p / chunk`` of the steps; the others are decode-only), with the decodes at the mean context
-``I + O/2``. The rate is past saturation when no ``t`` solves it within the limits: ``n`` beyond
-``max_num_seqs`` or beyond the sequences the KV pool holds at ``I + O/2`` tokens each
-(:func:`kvplan.capacity.pool_tokens`; ``I + O`` each where the engine reserves a request's blocks to
+``I + O/2``; where the outputs' standard deviation is given (:attr:`Lengths.sd` of the output lengths) the batch
+holds long outputs in proportion to their length, and the mean context is ``I + O (1 + scv) / 2``
+(:func:`_in_flight_output`, length-biased sampling; ``scv`` the outputs' squared coefficient of variation). The
+rate is past saturation when no ``t`` solves it within the limits: ``n`` beyond
+``max_num_seqs`` or beyond the sequences the KV pool holds at that context each
+(:func:`kvplan.capacity.pool_tokens`; ``I + O (1 + scv)`` each where the engine reserves a request's blocks to
 completion at admission, ``Engine.holds_to_completion``: TensorRT-LLM's default policy; with its per-window pools,
 ``max_attention_window``, the pool that admits the fewest, :func:`kvplan.capacity.binding_pool`), or ``n + p``
 beyond the token budget (``(W + 1) p`` under an attention-DP balancer's batching wait of ``W`` iterations,
@@ -62,7 +65,9 @@ With one request (rate -> 0) the figures equal :mod:`kvplan.cost`'s static ones 
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 from kvplan.capacity import Setup, binding_pool, pool_tokens
@@ -355,11 +360,19 @@ def _alternating_parts(s: Setup, *, n: float, p: float, prompt: int, budget: int
     MoE layers, an idle one where a rank has none; ``get_next_batch_to_run`` keeps prompt and decode batches apart
     across ranks only with speculative decoding, "This branch makes sure prefill and decode batches will not be
     mixed when spec and dp-attn is enabled"). A rank's cycle is then ``1 + k`` iterations (``k`` from its share
-    ``p / dp``), a share ``q = k / (1 + k)`` of its iterations prompt steps; taking the ranks as independent, an
-    iteration holds at least one prompt step in a share ``b = 1 - (1 - q)^dp``, and then ``dp q / b`` ranks run a
-    prompt step each while the others decode their ``n / dp`` (``n (1 - q / b)`` decodes in all; the same
-    independence :func:`_dp_mean_step` takes for mixed steps, stated). The cycle is ``(1 + k)`` mean iterations;
-    with one rank it is ``d + k step(0, p / k)`` exactly."""
+    ``p / dp``), a share ``q = k / (1 + k)`` of its iterations prompt steps, ``dp q`` prompt steps per iteration
+    over the replica. The requests that reach the replica during one iteration all wait for the next, whichever rank
+    they are dealt to (SGLang deals in turn: python/sglang/srt/server_args.py ``load_balance_method =
+    "round_robin"``), so the ranks' prompt steps fall into the same iterations, the more so after a long one: an
+    iteration holds a prompt step when one arrived during the iteration before, ``a = 1 - exp(-r d)`` after a
+    decode-only iteration and ``c = 1 - exp(-r B)`` after a prompt iteration of ``B``, at ``r`` prompt steps a second
+    over the replica; a two-state chain whose prompt iterations are a share ``b = a / (1 - c + a)`` (at least
+    ``q``). ``r`` and ``B`` come from one pass at the chain-free ``b0 = 1 - exp(-dp q)``: ``r = dp q / ((1 - b0) d +
+    b0 B(b0))``, then ``B`` again at ``b``. In a prompt iteration ``dp q / b`` ranks run a prompt step each while
+    the others decode their ``n / dp`` (``n (1 - q / b)`` decodes in all). Before (stop 24), the ranks were taken
+    as independent, ``b = 1 - (1 - q)^dp``; benchmarks/serving_sim.py ``--dp`` ran 25-48 % below that TPOT at
+    0.6-0.85 of the rate, and within -12 .. +4 % of this one. The cycle is ``(1 + k)`` mean iterations; with one
+    rank it is ``d + k step(0, p / k)`` exactly."""
     per_rank = p / s.dp
     decode = _step(s, n=n, p=0, context=context, ep=ep)
     if per_rank <= 0:
@@ -371,10 +384,17 @@ def _alternating_parts(s: Setup, *, n: float, p: float, prompt: int, budget: int
         prompts = steps * _step(s, n=0.0, p=tokens, context=context, prefix=prefix, ep=ep)
         return decode + prompts, prompts / (decode + prompts), decode
     share = steps / (1 + steps)  # a rank's iterations that are its prompt steps
-    busy_share = -math.expm1(s.dp * math.log1p(-share))  # 1 - (1 - q)^dp, exact for tiny q
-    prefilling = s.dp * share / busy_share  # ranks in a prompt step, in an iteration that holds one
-    busy = _step(s, n=n * (1 - share / busy_share), p=tokens, context=context, prefix=prefix, ep=ep,
-                 p_all=tokens * prefilling)  # fmt: skip
+
+    def busy_at(busy_share: float) -> float:  # the iteration that holds ``dp q / busy_share`` ranks' prompt steps
+        return _step(s, n=n * (1 - share / busy_share), p=tokens, context=context, prefix=prefix, ep=ep,
+                     p_all=tokens * s.dp * share / busy_share)  # fmt: skip
+
+    busy_share = -math.expm1(-s.dp * share)  # 1 - exp(-dp q): the chain-free share, for the chain's rate
+    busy = busy_at(busy_share)
+    rate = s.dp * share / ((1 - busy_share) * decode + busy_share * busy)  # prompt steps a second, replica-wide
+    after_decode, after_busy = -math.expm1(-rate * decode), -math.expm1(-rate * busy)
+    busy_share = max(share, after_decode / (1 - after_busy + after_decode))  # the two-state chain
+    busy = busy_at(busy_share)
     cycle = (1 + steps) * ((1 - busy_share) * decode + busy_share * busy)
     own_decode = cycle - steps * busy  # the rank's one decode iteration a cycle: d, or busy where another prefills
     plain = min(1.0, max(0.0, (busy - own_decode) / (busy - decode))) if busy > decode else 1.0
@@ -528,15 +548,39 @@ def _dp_mean_step(s: Setup, *, n: float, p: float, chunk: float, prefix: int, co
     return (1 - busy_share) * _step(s, n=n, p=0, context=context, ep=ep) + busy_share * busy
 
 
+def _in_flight_output(out: Lengths, length: int) -> float:
+    """The mean output length of the sequences in flight, ``length`` being the outputs' mean (or a quantile's
+    length): ``E[O^2] / E[O] = E[O] (1 + scv)`` where the outputs' standard deviation is given
+    (:attr:`Lengths.scv`), ``length`` itself without it.
+
+    A sequence stays in the batch for as many steps as it has output tokens, so the batch holds each request in
+    proportion to its output length: the length-biased sampling of renewal theory (the inspection paradox; S. M.
+    Ross, Introduction to Probability Models, 10th ed., s. 7.7; L. Kleinrock, Queueing Systems I, s. 5.2, the
+    residual life ``E[X^2] / (2 E[X])``). Little's law still gives the number decoding, ``rate x E[O] x step``;
+    what the lengths' spread changes is how long the sequences in the batch are. Prompt and output lengths are
+    taken as independent (the in-flight prompt mean stays ``E[I]``)."""
+    return length * (1 + out.scv)
+
+
+def _context_at(inp: Lengths, out: Lengths, q: float | None = None) -> int:
+    """The mean context (tokens) of the sequences decoding, lengths at quantile ``q`` (None: the means): the prompt
+    plus half the in-flight output (a sequence in flight is uniformly far through its output;
+    :func:`_in_flight_output`). Without an output standard deviation ``I + O // 2``."""
+    return inp.at(q) + int(_in_flight_output(out, out.at(q)) // 2)
+
+
 def _decode_context(inp: Lengths, out: Lengths) -> int:
-    return inp.mean + out.mean // 2
+    return _context_at(inp, out)
 
 
 def _reserved_tokens(s: Setup, inp: Lengths, out: Lengths) -> int:
     """KV tokens one running sequence holds against the pool: its whole prompt + output where the engine's
     scheduler reserves to completion under the setup's flags (``Engine.holds_to_completion``: TensorRT-LLM's
-    GUARANTEED_NO_EVICT, not its MAX_UTILIZATION), else its mean context."""
-    return inp.mean + out.mean if s.engine.holds_to_completion(s.settings) else _decode_context(inp, out)
+    GUARANTEED_NO_EVICT, not its MAX_UTILIZATION), else its mean context. The output is the in-flight one
+    (:func:`_in_flight_output`: the batch holds long outputs in proportion to their length)."""
+    if s.engine.holds_to_completion(s.settings):
+        return inp.mean + int(_in_flight_output(out, out.mean))
+    return _decode_context(inp, out)
 
 
 def _limits(s: Setup, inp: Lengths, out: Lengths) -> tuple[float, str]:
@@ -716,6 +760,21 @@ def queue_wait_s(
 MIXED_QUEUE_RULE = "step"
 
 
+@contextlib.contextmanager
+def mixed_queue_rule(rule: str) -> Iterator[None]:
+    """``MIXED_QUEUE_RULE`` set to ``rule`` ("step" or "time") inside the block, the memos cleared on the way in and
+    out (for the diagnostic and its tests; the CLI never switches it)."""
+    global MIXED_QUEUE_RULE
+    kept = MIXED_QUEUE_RULE
+    MIXED_QUEUE_RULE = rule
+    forget_memos(facts=False)
+    try:
+        yield
+    finally:
+        MIXED_QUEUE_RULE = kept
+        forget_memos(facts=False)
+
+
 def _full_step_s(s: Setup, *, n: float, budget: int, context: int, ep: bool) -> float:
     """A step whose prompt chunk fills the room the budget leaves beside ``n`` decodes (``MIXED_QUEUE_RULE`` "time")."""
     room = max(1.0, _room(s, budget, n))
@@ -873,7 +932,7 @@ class _Tail:
         the same quantile (:meth:`Lengths.at`: the p99 held at the p90 where none was given)."""
         s, n, inp = self.s, self.n, self.inp
         n_q = n + z * math.sqrt(n)  # the Poisson count of others, normal approximation
-        ctx_q = inp.at(q) + self.out.at(q) // 2
+        ctx_q = _context_at(inp, self.out, q)
         tpot_q = _mean_step(s, n=1 + n_q, p=self.p, prompt=inp.at(q), budget=self.budget, context=ctx_q, ep=self.ep)
         if self.prefilled:  # the first step: a decode step at the prompt's length (prompt_computed)
             ttft_q = _mean_step(s, n=1 + n_q, p=self.p, prompt=inp.at(q), budget=self.budget, context=inp.at(q),

@@ -170,7 +170,8 @@ def test_long_prompt_attention_dp_rows_lie_between_independent_and_aligned_ranks
     # both columns are steady states (balance_lines sets the aligned one beside ``ratio_steady``; the page's finite run,
     # published_compare.run_tokens_s, scores these rows x1.12 and x0.50 since stop 24)
     qwen = next(r for r in rows if "Qwen3" in r["label"] and r["gpu"] == "h200" and r["isl"] == 5000)
-    assert qwen["ratio_steady"] == pytest.approx(1.21, abs=0.01)
+    # x1.21 before the per-tensor fp8 activation quantization and its refit of the fp8 scales
+    assert qwen["ratio_steady"] == pytest.approx(1.24, abs=0.01)
     mav = next(r for r in rows if "Maverick" in r["label"] and r["gpu"] == "b200")
     assert mav["ratio_steady"] == pytest.approx(0.50, abs=0.01)
     assert pub._row_tokens_s(mav, balance=True) / mav["published_tok_s"] == pytest.approx(1.09, abs=0.01)

@@ -3,6 +3,7 @@ every row's setup and source, the stored scores recomputed, and the statistics' 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -141,13 +142,94 @@ def test_closed_loop_run_holds_no_more_requests_than_the_kv_pool() -> None:
     pub, _ = published()
     r = {"model": "qwen3-32b", "gpu": "h100-sxm", "engine": "vllm@0.8", "tp": 1, "weights": "bf16", "kv": "bf16",
          "isl": 3996, "osl": 200, "range_ratio": 0, "concurrency": 500}  # fmt: skip
+    # On vLLM the run holds them block by block (BlockRun: admission while blocks are free, preemption of the newest
+    # on a shortfall): between 7 and 9 running on average, with preemptions; an engine without the rule and without
+    # kv_seqs would run all 40 at once.
     s = pub.engine_row_setup(r)
     inp, out = pub.engine_row_lengths(r)
     seqs = pub.kv_sequences(s, inp, out)
     assert s.max_num_seqs == 500 and 7 <= seqs <= 9
-    capped = pub.closed_loop_run(s, isl=3996, osl=200, concurrency=500, prompts=40, kv_seqs=seqs)
-    free = pub.closed_loop_run(s, isl=3996, osl=200, concurrency=500, prompts=40)
-    assert capped < free  # without the bound, all 40 prompts would decode together
+    assert s.engine.kv_preemption == "recompute_newest"
+    blocks = pub.closed_loop_trace(s, isl=3996, osl=200, concurrency=500, prompts=40, kv_seqs=seqs)
+    assert 7 <= blocks["mean_running"] <= 9 and blocks["preemptions"] > 0
+    unbounded = dataclasses.replace(s, engine=dataclasses.replace(s.engine, kv_preemption=None))
+    free = pub.closed_loop_run(unbounded, isl=3996, osl=200, concurrency=500, prompts=40)
+    assert blocks["tok_s"] < free  # without the bound, all 40 prompts would decode together
+
+
+class _Blocks:
+    """A pool of ``blocks`` blocks of 4 tokens with full attention only (a block per 4 tokens or part)."""
+
+    block_tokens, reserved_units = 4, 0
+
+    def pool_units(self, available: int) -> int:
+        return available
+
+    def step_units(self, tokens: int, *, chunk: int) -> int:
+        return -(-tokens // 4)
+
+
+def _tiny_run(pub, *, blocks: int, isl: int, osl: int, prefix_caching: bool | None = None):  # noqa: ANN001, ANN202
+    """A BlockRun over a hand-sized pool whose steps cost 1 s each and log the tokens they schedule."""
+    from types import SimpleNamespace
+
+    engine = setup("llama-3.1-8b", "h100-sxm", engine="vllm").engine
+    s = SimpleNamespace(stages=[SimpleNamespace(layout=_Blocks(), available=blocks)], dp=1, engine=engine,
+                        settings=Settings(prefix_caching=prefix_caching), max_num_seqs=None)  # fmt: skip
+
+    class Logged(pub.BlockRun):
+        def _price(self, picked):  # noqa: ANN001, ANN202
+            self.log.append([n for _, n in picked])
+            return 1.0
+
+    run = Logged(s, isl=isl, osl=osl, budget=16)
+    run.log = []
+    return run
+
+
+def test_vllm_preempts_the_newest_running_request_by_hand() -> None:
+    # A pool of 3 blocks of 4 tokens. A (older, 8 tokens computed of 9: 2 blocks) needs a third block for its next
+    # token; B (newest, 4 of 5: 1 block) needs a second. No block is free: A, first in the running list, preempts
+    # running.pop() = B (its block back to the free queue, its computed tokens 0, to the waiting queue's head) and
+    # takes that block; nothing is admitted in a step that preempted. B's freed block was handed to A: no cache hit.
+    pub, _ = published()
+    run = _tiny_run(pub, blocks=3, isl=4, osl=10)
+    a = pub.Request(0.0, computed=8, generated=5, blocks=2)
+    b = pub.Request(0.0, computed=4, generated=1, blocks=1)
+    run.free, run.queue = 0, pub.deque()
+    running, waiting = [a, b], pub.deque()
+    assert run._schedule(running, waiting) == [(a, 1)]
+    assert running == [a] and list(waiting) == [b] and (a.blocks, b.blocks, b.computed, run.free) == (3, 0, 0, 0)
+    assert b.preemptions == run.preemptions == 1 and run._cached(b) == 0
+    # The newest request is the one that runs short: it preempts itself and the step goes on without it.
+    run = _tiny_run(pub, blocks=3, isl=4, osl=10)
+    a = pub.Request(0.0, computed=7, generated=4, blocks=2)  # 8 tokens: its 2 blocks hold the next one
+    b = pub.Request(0.0, computed=4, generated=1, blocks=1)  # 5 tokens: a second block
+    run.free, run.queue = 0, pub.deque()
+    running, waiting = [a, b], pub.deque()
+    assert run._schedule(running, waiting) == [(a, 1)] and list(waiting) == [b] and run.free == 1
+
+
+def test_vllm_run_of_two_requests_in_three_blocks_by_hand() -> None:
+    # Pool 3 blocks of 4 tokens, 2 requests of 4 prompt tokens and 3 output tokens, budget 16.
+    # step 1: A and B admitted, 1 block each (1 free); both sample their first token.
+    # step 2: A's 5th token needs a 2nd block (takes the free one); B's too: none free, B preempts itself (newest),
+    #         its block freed to the queue's tail with its hash; no admission in this step. A: 2 tokens.
+    # step 3: A's 6th token fits its 2 blocks; B (waiting head) finds its 1 cached block (4 tokens) but needs 2
+    #         blocks for 5 tokens with 1 free: not admitted. A samples its 3rd token, finishes, frees 2 (3 free).
+    # step 4: B admitted: its cached block + 1 new, computes its 5th token (its sampled one) only: 1 token.
+    # step 5: B's 6th token; B finishes.
+    # Without prefix caching step 4 recomputes all 5 tokens (its prompt and its generated token).
+    pub, _ = published()
+    run = _tiny_run(pub, blocks=3, isl=4, osl=3)
+    tr = run.run(concurrency=2, prompts=2)
+    assert run.log == [[4, 4], [1], [1], [1], [1]]
+    assert (tr["preemptions"], tr["recomputed_tokens"], tr["duration_s"]) == (1, 0, 5.0)
+    # TTFT: A and B both 1 step; TPOT: A (3 - 1) / 2 = 1, B (5 - 1) / 2 = 2 -> mean 1.5; 6 tokens in 5 s
+    assert (tr["mean_ttft_s"], tr["mean_tpot_s"], tr["tok_s"]) == (1.0, 1.5, 6 / 5)
+    cold = _tiny_run(pub, blocks=3, isl=4, osl=3, prefix_caching=False)
+    tr = cold.run(concurrency=2, prompts=2)
+    assert cold.log == [[4, 4], [1], [1], [5], [1]] and tr["recomputed_tokens"] == 4
 
 
 def test_range_ratio_lengths_by_hand() -> None:
@@ -288,6 +370,7 @@ def test_phase_lines_put_kvplan_beside_the_printed_means() -> None:
     tr = pub.engine_row_trace(row)
     assert cells[7] == f"x{tr['mean_ttft_s'] * 1e3 / 59.01:.2f}"
     assert cells[9] == f"x{tr['mean_tpot_s'] * 1e3 / 7.28:.2f}"
+    assert cells[10] == "0 (0)"  # one request at a time: no preemption
     assert pub.phase_lines([{**row, "printed": {}}]) == lines[:1]  # no printout, no line
 
 
@@ -319,6 +402,46 @@ def test_sglang_runs_prompt_and_decode_batches_as_separate_steps() -> None:
     steps = [_step(vl, n=float(n), p=float(p), context=1024, prefix=pre) for n, p, pre in layout]
     run = pub.closed_loop_trace(vl, isl=1024, osl=2, concurrency=2, prompts=2, budget=1024)
     assert run["duration_s"] == pytest.approx(sum(steps))
+
+
+def test_block_run_where_the_pool_never_runs_short_is_the_plain_run() -> None:
+    # Llama 3.1 8B BF16 on one H100 holds 3 requests of 1,024 + 64 tokens many times over: no allocation can fail, so
+    # closed_loop_trace takes the plain loop, and BlockRun gives the same steps to the last bit (and no preemption).
+    # The first step holds two 1,024-token prompts, so both runs add the same per-prompt attention fix to it.
+    pub, _ = published()
+    s = setup("llama-3.1-8b", "h100-sxm", engine="vllm", weights_dtype="bf16", kv_dtype_name="bf16",
+              settings=Settings(max_num_seqs=3, max_num_batched_tokens=2048))  # fmt: skip
+    blocks = pub.BlockRun(s, isl=1024, osl=64, budget=2048)
+    assert blocks.always_fits(3)
+    run = blocks.run(concurrency=3, prompts=7)
+    plain = pub.closed_loop_trace(s, isl=1024, osl=64, concurrency=3, prompts=7)
+    assert all(
+        run[k] == plain[k] for k in ("tok_s", "duration_s", "mean_ttft_s", "mean_tpot_s", "p99_itl_s", "preemptions")
+    )
+    assert plain["preemptions"] == 0 and plain["recomputed_tokens"] == 0
+    assert pub.prompt_attention_fix_s(s, ((1024, 0), (1024, 0)), {}) < 0  # one 2,048-token chunk's pairs over-price it
+
+
+def test_steady_state_past_the_kv_pool_reports_saturation_as_the_block_run_holds() -> None:
+    # Qwen3-32B BF16, one H100, 3,996 / 200: kvplan.serving's KV limit is 35,584 / (3,996 + 100) = 8.6875 requests;
+    # past its max_rate the steady state is saturated with the KV cache binding. The block-by-block run of the
+    # GPUStack row (500 prompts at once) holds 8.30 requests on average (preemptions keep it under the pool) and
+    # finishes 0.935 requests/s, below max_rate (0.992).
+    from kvplan.serving import _limits, max_rate, serve
+
+    pub, _ = published()
+    r = {"model": "qwen3-32b", "gpu": "h100-sxm", "engine": "vllm@0.8", "tp": 1, "weights": "bf16", "kv": "bf16",
+         "isl": 3996, "osl": 200, "range_ratio": 0, "concurrency": 500}  # fmt: skip
+    s = pub.engine_row_setup(r)
+    inp, out = pub.engine_row_lengths(r)
+    assert _limits(s, inp, out) == (35584 / 4096, "kv_cache")
+    top = max_rate(s, input_len=inp, output_len=out)
+    past = serve(s, rate_rps=1.1 * top, input_len=inp, output_len=out, with_max_rate=False)
+    assert past.saturated and past.limit == "kv_cache" and past.batch == 35584 / 4096
+    assert not serve(s, rate_rps=0.9 * top, input_len=inp, output_len=out, with_max_rate=False).saturated
+    tr = pub.closed_loop_trace(s, isl=3996, osl=200, concurrency=500, prompts=500)
+    assert 7 <= tr["mean_running"] <= 35584 / 4096 and tr["preemptions"] > 0
+    assert 500 / tr["duration_s"] < top
 
 
 def test_closed_loop_trace_itl_p99_by_hand() -> None:

@@ -450,9 +450,12 @@ def test_vllm_indexer_cache_is_fp8_with_a_scale_whatever_the_kv_dtype():
     # per layer: latent (512 + 64) x 2 B + indexer 128 fp8 + 128 / 128 x 4 B scale = 1,152 + 132; x 61 layers
     bf16 = ENGINES["vllm"].cache_plan(spec, kv_dtype_name="bf16", tp=1, pp=1)
     assert bf16.bytes_per_token == 61 * (1_152 + 132) == 78_324
-    # fp8 KV: latent 576 x 1 B + the same 132 B indexer entry
+    # fp8 KV: vLLM stores DeepSeek-V3.2's fp8 cache as fp8_ds_mla, FlashMLA's 656-byte row (512 fp8 + 4 float32
+    # scales + 64 bf16 RoPE values), + the same 132 B indexer entry. Was 61 x (576 + 132) = 43,188, a plain fp8 row;
+    # now 48,068 (vllm/model_executor/models/config.py DeepseekV32ForCausalLM.verify_and_update_config,
+    # tests/test_dsa_decode.py)
     fp8 = ENGINES["vllm"].cache_plan(spec, kv_dtype_name="fp8", tp=1, pp=1)
-    assert fp8.bytes_per_token == 61 * (576 + 132) == 43_188
+    assert fp8.bytes_per_token == 61 * (656 + 132) == 48_068
 
 
 def test_cross_attention_layers_only_in_the_ideal_and_transformers_layouts():

@@ -277,7 +277,9 @@ def test_nvfp4_gemm_k_loop_sets_decode_time_whatever_n():
     t = gemm_seconds(B200, cal, m=1, n=16384, k=16384, weights_dtype="nvfp4", eager=False)
     assert t == pytest.approx(151_060_480 / 1925e9 + quantize + 3e-6)
     # no K-loop roof and no quantization kernel where NVFP4 is not W4A4 (H200: weight-only) or for fp8 weights
-    assert gemm_seconds(B200, cal, m=1, n=512, k=16384, weights_dtype="fp8", eager=False) < 10e-6
+    # (fp8 pays its own dynamic fp8 activation quantization instead, kvplan.latency._gemm_s; held out here)
+    fp8 = replace(cal, blackwell_fp8_quant_s=0.0, fp8_quant_read_eff=1e9)
+    assert gemm_seconds(B200, fp8, m=1, n=512, k=16384, weights_dtype="fp8", eager=False) < 10e-6
 
 
 def test_nvfp4_lm_head_stays_16bit():

@@ -98,6 +98,8 @@ def test_step_residual_is_the_missing_step_time_by_hand() -> None:
     x = pub.step_residual(row)
     assert x["ratio"] == pytest.approx(pub.compare_runs([row])[0]["ratio_steady"], rel=1e-9)
     assert x["residual_s"] == pytest.approx(x["step_s"] * (x["ratio"] - 1), rel=1e-12)
-    assert x["step_s"] == pytest.approx(27.4e-3, abs=0.1e-3)
-    assert x["residual_s"] == pytest.approx(18.4e-3, abs=0.2e-3)
+    # 27.4 ms and +18.4 ms (x1.67) before the per-tensor fp8 activation quantization and its refit: x1.65 at 27.8 ms,
+    # +18.0 ms (27.8 x 0.65)
+    assert x["step_s"] == pytest.approx(27.8e-3, abs=0.1e-3)
+    assert x["residual_s"] == pytest.approx(18.0e-3, abs=0.2e-3)
     assert round(x["rank_batch"]) == 98

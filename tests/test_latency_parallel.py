@@ -241,7 +241,9 @@ def test_pp_prompts_ride_in_separate_micro_batches():
                   fmha_gain=gain)  # fmt: skip
     loaded = [_micro_step(c, st, 256, 256, 367, 200, 0, "fp8").total for st in _stages(ll, 2)]
     send = two.pipeline - max(0.0, 2 * max(loaded) - sum(loaded))  # the one send between the two stages
-    assert 0 < send < 1e-3
+    # 0 (to float noise) since the per-tensor fp8 activation quantization: the last stage (with the LM head) is now
+    # the busiest, 39.49 against 39.35 ms, and the first stage's send fits in the gap (it was the busiest with it)
+    assert -1e-12 < send < 1e-3
     assert two.total == pytest.approx(2 * max(loaded) + send, rel=1e-6)
     assert two.total < whole.total
     half = mixed_step_latency(ll, H100, prefill_tokens=200, prompt_chunks=1.5, **kw)
@@ -284,9 +286,10 @@ def test_trtllm_pp_prompts_prefilling_together_share_a_cycle():
     of a queue of prompts and a cycle carries as many chunks as prompts are prefilling (up to pp). Llama-2-70B fp8 on
     H100, TP1 PP2, max_num_tokens 1024 per micro-batch, 8192-token prompts; 100 decodes: each micro-batch has room
     for (2048 - 100) / 2 = 974 prompt tokens, so 512 prompt tokens per cycle are 0.5257 chunks per cycle. The cycles
-    with 0, 1 and 2 prompts in prefill (plain 66.8 ms, 178.8, 178.8) enter kvplan.serving.queue_mean_cycle (Erlang's
-    states in time at the offered load that gives 0.5257 chunks per cycle): 107.8 ms. Before, a share 0.5257 of the
-    cycles carried a lone chunk and none two: 0.4743 x 66.8 + 0.5257 x 178.8 = 125.7 ms. Past one chunk per
+    with 0, 1 and 2 prompts in prefill (plain 59.8 ms, 177.6, 177.6) enter kvplan.serving.queue_mean_cycle (Erlang's
+    states in time at the offered load that gives 0.5257 chunks per cycle): 102.4 ms. Before, a share 0.5257 of the
+    cycles carried a lone chunk and none two: 0.4743 x 59.8 + 0.5257 x 177.6 = 121.7 ms. (66.8 / 178.8 / 178.8,
+    107.8 and 125.7 ms before the per-tensor fp8 activation quantization and its fp8 refit.) Past one chunk per
     micro-batch every micro-batch is loaded alike, as before; the prompts' wait is M/D/2's."""
     from kvplan.engines import Settings
     from kvplan.serving import _mean_step, _step, queue_mean_cycle
@@ -301,12 +304,13 @@ def test_trtllm_pp_prompts_prefilling_together_share_a_cycle():
     plain = _step(s, n=n, p=0, context=ctx)
     one = _step(s, n=n, p=room, context=ctx, prefix=prefix, chunks=1.0)
     two = _step(s, n=n, p=room, context=ctx, prefix=prefix, chunks=2.0)
-    assert (plain, one, two) == pytest.approx((0.06685, 0.17877, 0.17883), abs=5e-5)
+    # 66.85 / 178.77 / 178.83 ms before the per-tensor fp8 activation quantization and its fp8 refit
+    assert (plain, one, two) == pytest.approx((0.05984, 0.17760, 0.17763), abs=5e-5)
     mean = _mean_step(s, n=n, p=p, prompt=prompt, budget=2048, context=ctx, ep=False)
     assert mean == pytest.approx(queue_mean_cycle(a, (plain, one, two)), rel=1e-9)
-    assert mean == pytest.approx(0.1078, abs=2e-4)
+    assert mean == pytest.approx(0.1024, abs=2e-4)  # 107.8 ms before the fp8 refit
     old = (1 - a) * plain + a * one
-    assert old == pytest.approx(0.1257, abs=2e-4) and mean < old / 1.15
+    assert old == pytest.approx(0.1217, abs=2e-4) and mean < old / 1.15  # 125.7 ms before the fp8 refit
     # past one chunk per micro-batch every micro-batch is loaded alike, as before
     full = _mean_step(s, n=n, p=3 * room, prompt=prompt, budget=2048, context=ctx, ep=False)
     assert full == pytest.approx(_step(s, n=n, p=room, context=ctx, chunks=3.0), rel=1e-9)

@@ -74,8 +74,10 @@ def test_summary_figures(rows: list[dict]) -> None:
     # the busiest EP rank read one whole expert at least, kvplan.latency._moe_s)
     s = moe_compare.stats(rows)
     assert s["count"] == 15113
-    assert s["median"] == pytest.approx(0.178, abs=5e-4)
-    assert s["signed"] == pytest.approx(0.012, abs=5e-4)
+    # 0.182 before the per-tensor fp8 refit (fp8_eff_scale / fp8_mem_eff_scale with the activation quantization
+    # priced): the MoE router, a GEMM in the fp8 context, moves; the grouped experts keep the absorbed share
+    assert s["median"] == pytest.approx(0.181, abs=5e-4)
+    assert s["signed"] == pytest.approx(0.008, abs=5e-4)  # +0.013 before the per-tensor fp8 refit
     text = moe_compare.render(rows, markdown=True)
     assert "| vllm fp8_block | 1920 |" in text and text.count("\n- ") == moe_compare.WORST
 
@@ -239,4 +241,5 @@ def test_untuned_vllm_fp8_hopper_points_are_flagged(rows: list[dict]) -> None:
     # median |ln| of the rest 0.164 (0.168 before TensorRT-LLM's Hopper block-fp8 experts were priced by their tiles,
     # 0.170 before the NVFP4 refit with the Blackwell decode attention held)
     kept = [r for r in rows if not r["not_physical"] and not r["untuned"]]
-    assert len(kept) == 14223 and moe_compare.stats(kept)["median"] == pytest.approx(0.164, abs=5e-4)
+    # was 0.170; 0.168 before the per-tensor fp8 refit (the router)
+    assert len(kept) == 14223 and moe_compare.stats(kept)["median"] == pytest.approx(0.167, abs=5e-4)

@@ -174,3 +174,39 @@ def test_parallel_mixer_decode_adds_to_the_attention() -> None:
     state = recurrent_state_bytes(falcon, hybrid.parallel)
     mixer = 2 * 8 * state / (3.35e12 * c.cal.attn_decode_mem_eff) + 2 * c.cal.graph_kernel_s
     assert _decode(c, 4096, 8) - _decode(plain, 4096, 8) == pytest.approx(falcon.num_layers * mixer, rel=1e-9)
+
+
+def _mlp_only_model() -> ModelSpec:
+    """A one-layer model whose only layer is an MLP with no token mixer (Nemotron-H's "-" block, kind type none)."""
+    return ModelSpec.model_validate({
+        "name": "mlp", "source": "test", "hidden_size": 4096, "vocab_size": 32000, "num_layers": 1,
+        "num_attention_heads": 32, "num_kv_heads": 8, "head_dim": 128, "intermediate_size": 1,
+        "dtype": "bf16", "max_position_embeddings": 1 << 20, "rope": None,
+        "layers": {"kinds": {"m": {"type": "none"}}, "pattern": ["m"]},
+    })  # fmt: skip
+
+
+def test_mlp_only_layer_pays_no_attention_charge() -> None:
+    # An MLP-only layer launches no attention kernel. Before this fix it paid, on H200 with vLLM's calibration
+    # (attn_layer_s 12.54 us, eager kernel_s 4.017 us, attn_seq_s 0.02739 us): prefill 12.54 + 4.017 = 16.557 us,
+    # decode at batch 8 12.54 + 8 x 0.02739 = 12.759 us. Now 0.0 in both phases.
+    c = _ctx(_mlp_only_model())
+    assert (c.cal.attn_layer_s, c.kernel_s, c.cal.attn_seq_s) == pytest.approx((12.54e-6, 4.017e-6, 0.02739e-6))
+    assert _prefill(c, 2048) == 0.0
+    assert _decode(c, 2048, 8) == 0.0
+
+
+def test_nemotron_h_mlp_layers_add_nothing_to_the_attention() -> None:
+    # Nemotron-H 8B: 52 blocks, 24 of them MLP-only. Its attention+mixer time equals that of the same model with the
+    # 24 MLP blocks dropped (28 layers). Before the fix the full model paid 24 x 16.557 us = 397.4 us more at
+    # prefill and 24 x 12.759 us = 306.2 us more at decode (batch 8).
+    full = _spec("nemotron-h-8b-base-8k")
+    data = full.model_dump(exclude_defaults=True)
+    pattern = [k for k in full.layer_kind_names if k != "mlp_only"]
+    data["layers"]["pattern"], data["num_layers"] = pattern, len(pattern)
+    del data["layers"]["kinds"]["mlp_only"]
+    mixers = ModelSpec.model_validate(data)
+    assert len(pattern) == 28
+    for tokens in (512, 2048):
+        assert _prefill(_ctx(full), tokens) == pytest.approx(_prefill(_ctx(mixers), tokens), rel=1e-12)
+    assert _decode(_ctx(full), 2048, 8) == pytest.approx(_decode(_ctx(mixers), 2048, 8), rel=1e-12)

@@ -3,7 +3,6 @@ benchmarks/serving_ttft_check.py sets against a step-by-step simulation and the 
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import pytest
@@ -23,25 +22,13 @@ def vllm8b():
     return setup(load_bundled("llama-3.1-8b"), H100, engine="vllm")
 
 
-@contextlib.contextmanager
-def rule(name: str):  # noqa: ANN201
-    kept = serving.MIXED_QUEUE_RULE
-    serving.MIXED_QUEUE_RULE = name
-    serving.forget_memos(facts=False)
-    try:
-        yield
-    finally:
-        serving.MIXED_QUEUE_RULE = kept
-        serving.forget_memos(facts=False)
-
-
 def test_the_default_rule_is_the_step_share():
     # the evidence is split (docs/cost.md section 5): the default stays the rule the MLPerf rows were scored with
     assert serving.MIXED_QUEUE_RULE == "step"
 
 
 def test_time_rule_one_request_equals_the_static_figures(vllm8b):
-    with rule("time"):
+    with serving.mixed_queue_rule("time"):
         r = serve(vllm8b, rate_rps=0.0, input_len=Lengths.of(2048), output_len=Lengths.of(512))
         tiny = serve(vllm8b, rate_rps=1e-4, input_len=Lengths.of(2048), output_len=Lengths.of(512))
     static = phase_cost(vllm8b.spec, H100, 2048, phase="prefill", engine="vllm").time_s
@@ -51,7 +38,7 @@ def test_time_rule_one_request_equals_the_static_figures(vllm8b):
 
 def test_time_rule_reports_saturation(vllm8b):
     inp, out = Lengths.of(2048, 4096), Lengths.of(256, 512)
-    with rule("time"):
+    with serving.mixed_queue_rule("time"):
         top = max_rate(vllm8b, input_len=inp, output_len=out)
         above = serve(vllm8b, rate_rps=3 * top, input_len=inp, output_len=out)
     assert above.saturated and math.isnan(above.ttft_mean_s)
@@ -66,12 +53,12 @@ def test_time_rule_by_hand(vllm8b):
     71.373 / 8183.08 = 0.0087). A prompt ahead costs S = 2048 x 223.634 / 8183.08 = 55.970 ms of the queue's time;
     the M/D/1 wait rho S / (2 (1 - rho)) = 8.072 ms; the decode step under way (1 - e^-n) d / 2 = 3.641 ms.
     TTFT = 48.310 + 8.072 + 3.641 = 60.023 ms (step rule: 48.52 ms, its p90 the same)."""
-    with rule("time"):
+    with serving.mixed_queue_rule("time"):
         r = serve(vllm8b, rate_rps=4.0, input_len=Lengths.of(2048), output_len=Lengths.of(256), with_max_rate=False)
     assert r.batch == pytest.approx(8.9216, rel=1e-4)
     assert r.ttft_mean_s == pytest.approx(60.023e-3, rel=1e-4)
     assert r.ttft_p90_s > r.ttft_mean_s
-    with rule("step"):
+    with serving.mixed_queue_rule("step"):
         old = serve(vllm8b, rate_rps=4.0, input_len=Lengths.of(2048), output_len=Lengths.of(256), with_max_rate=False)
     assert old.ttft_mean_s == pytest.approx(48.52e-3, rel=1e-3) and old.ttft_p90_s == old.ttft_mean_s
     assert old.batch == r.batch and old.tpot_mean_s == r.tpot_mean_s  # the rule moves the TTFT only
@@ -93,7 +80,7 @@ def test_time_rule_agrees_with_the_simulation():
                            seq_cap=_limits(s, inp, out)[0], warmup=100)  # fmt: skip
     got = {}
     for name in ("step", "time"):
-        with rule(name):
+        with serving.mixed_queue_rule(name):
             got[name] = serve(s, rate_rps=rate, input_len=inp, output_len=out, with_max_rate=False)
     assert got["time"].ttft_mean_s == pytest.approx(sim.ttft_s, rel=0.15)
     assert got["step"].ttft_mean_s < 0.75 * sim.ttft_s

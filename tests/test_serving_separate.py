@@ -123,19 +123,30 @@ def test_separate_steps_cost_the_decodes_more_than_mixed_ones(sglang8b):
 
 
 def test_data_parallel_ranks_alternate_on_their_own():
-    """Two attention-DP ranks (Qwen3-30B-A3B, EP over both): a rank's cycle is 1 + k iterations, a share b = 1 -
-    (1 - q)^2 of them holding a prompt step (q = k / (1 + k)); one rank reduces to d + k P."""
+    """Two attention-DP ranks (Qwen3-30B-A3B, EP over both): a rank's cycle is 1 + k iterations, a share b of them
+    holding a prompt step (q = k / (1 + k)): the two-state chain of iterations whose arrivals land together, b = a /
+    (1 - c + a) with a = 1 - exp(-r d), c = 1 - exp(-r B0), r = 2 q / ((1 - b0) d + b0 B0) prompt steps a second
+    at the chain-free b0 = 1 - exp(-2 q) (before: the ranks independent, b = 1 - (1 - q)^2); one rank reduces to
+    d + k P."""
     s = setup(load_bundled("qwen3-30b-a3b"), H100, engine="sglang", dp=2, ep=True)
     n, p, ctx = 40.0, 400.0, 1100
     cycle, share, biased = _alternating_parts(s, n=n, p=p, prompt=1000, budget=8192, context=ctx, ep=False)
     k = _prompt_steps(0.2, prompt=1000, budget=8192)  # 400 / 2 ranks / 1000 tokens = 0.2 prompts a rank a cycle
     q = k / (1 + k)
-    b = 1 - (1 - q) ** 2
-    busy = _step(s, n=n * (1 - q / b), p=200 / k, context=ctx, p_all=200 / k * 2 * q / b)
-    want = (1 + k) * ((1 - b) * _step(s, n=n, p=0, context=ctx) + b * busy)
+    d = _step(s, n=n, p=0, context=ctx)
+
+    def busy_at(b: float) -> float:
+        return _step(s, n=n * (1 - q / b), p=200 / k, context=ctx, p_all=200 / k * 2 * q / b)
+
+    b0 = 1 - math.exp(-2 * q)
+    r = 2 * q / ((1 - b0) * d + b0 * busy_at(b0))
+    a, c = 1 - math.exp(-r * d), 1 - math.exp(-r * busy_at(b0))
+    b = a / (1 - c + a)
+    assert q < b < b0 < 1 - (1 - q) ** 2  # long prompt iterations gather the next prompts: fewer busy iterations
+    busy = busy_at(b)
+    want = (1 + k) * ((1 - b) * d + b * busy)
     assert cycle == pytest.approx(want, rel=1e-12) and share == pytest.approx(k * busy / want, rel=1e-12)
     # the rank's own decode iteration (want - k busy on average) lasts d or busy: E[L^2] / E[L] over those two
-    d = _step(s, n=n, p=0, context=ctx)
     own = want - k * busy
     plain = (busy - own) / (busy - d)
     assert 0 < plain < 1 and biased == pytest.approx((plain * d**2 + (1 - plain) * busy**2) / own, rel=1e-12)
@@ -203,3 +214,18 @@ def test_sglang_prompt_budget_follows_the_gpu_memory():
                  output_len=Lengths.of(8))  # fmt: skip
     assert b200.ttft_mean_s == pytest.approx(phase_cost(spec, resolve_gpu("b200"), 12000, phase="prefill",
                                                         engine="sglang").time_s)  # fmt: skip
+
+
+def test_serving_sim_deals_requests_as_each_engine_does() -> None:
+    """--dp dealing: SGLang's round_robin in turn; vLLM's lowest waiting * 4 + running over the last snapshot, the
+    chosen rank's waiting raised at once. By hand: counts [[1, 0], [0, 3], [0, 2]] score 4, 3, 2 -> rank 2, which
+    becomes [1, 2] (score 6); next scores 4, 3, 6 -> rank 1, now [1, 3]; then scores 4, 7, 6 -> rank 0."""
+    from tests.benchmods import bench_module
+
+    sim_mod = bench_module("serving_sim")
+    assert [sim_mod._deal("round_robin", index=i, counts=[[0, 0]] * 3) for i in range(5)] == [0, 1, 2, 0, 1]
+    counts = [[1, 0], [0, 3], [0, 2]]
+    assert [sim_mod._deal("vllm", index=i, counts=counts) for i in range(3)] == [2, 1, 0]
+    assert counts == [[2, 0], [1, 3], [1, 2]]
+    with pytest.raises(ValueError, match="round_robin or vllm"):
+        sim_mod._deal("random", index=0, counts=counts)

@@ -41,8 +41,7 @@ def check_log(
 
         fmt = check_format(fmt)
         text, name = _read_log(file)
-        log_engine = engine.partition("@")[0] if engine else None  # a release (vllm@0.19) selects rules below
-        d = diagnose_text(text, engine=log_engine, model=model, gpu=gpu, weights_dtype=weights_dtype, tp=tp)
+        d = diagnose_text(text, engine=engine, model=model, gpu=gpu, weights_dtype=weights_dtype, tp=tp)
         if d.failed:
             for note in d.notes:
                 err(f"note: {note}")

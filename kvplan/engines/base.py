@@ -230,6 +230,11 @@ class Layout:
         nothing while a request runs, the same as :meth:`max_sequences`."""
         return self.max_sequences(available, length)
 
+    def step_units(self, tokens: int, *, chunk: int) -> int:
+        """Units one request holds once ``tokens`` of its tokens are computed or scheduled, the last ``chunk`` of them
+        in this step; where the engine frees nothing while a request runs, its tokens' units."""
+        return self.units_for(1, tokens)
+
     def pool_tokens(self, available: int) -> int:
         """The pool in tokens, as the engine reports it."""
         per_token = self.stage.bytes_per_token
@@ -401,6 +406,18 @@ class Calibration:
     # GQA/MHA decode attention (every attention layer but MLA's) on Hopper and on Blackwell GPUs, in the form the
     # engines' kernel tables take (DecodeAttention); None: the older form every architecture without a fit keeps,
     # held / (bandwidth x attn_decode_mem_eff) + attn_layer_s + batch x attn_seq_s.
+    # Per-tensor fp8 GEMMs (not block-scaled): the activations' dynamic quantization the engine runs before each, a
+    # scale computed over the 16-bit input and the input quantized with it: ``fp8_quant_s`` fixed seconds
+    # (``blackwell_fp8_quant_s`` on Blackwell) plus the 16-bit input read at ``fp8_quant_read_eff`` of the
+    # bandwidth (kvplan.latency._fp8_quant_s). Fitted by benchmarks/fp8_quant_compare.py --fit to aiconfigurator's
+    # quantize tables (computescale + scale_matrix), never to the step grid; 0: not priced.
+    fp8_quant_s: float = 0.0
+    blackwell_fp8_quant_s: float = 0.0
+    fp8_quant_read_eff: float = 1.0
+    # fp8 weight streaming where the activations' quantization is not priced apart, block-scaled checkpoints (a
+    # per-token-group quantization before each GEMM) and grouped experts (quantized inside the MoE layer): the share
+    # fitted before fp8_quant_s was, which absorbs that kernel; None: fp8_mem_eff_scale.
+    fp8_absorbed_mem_eff_scale: float | None = None
     hopper_gqa_decode: DecodeAttention | None = None
     blackwell_gqa_decode: DecodeAttention | None = None
     # NVFP4 GEMMs that read a normalised input (the QKV and gate/up projections) get it already in FP4 from the norm
@@ -441,6 +458,10 @@ class Calibration:
     # during prefilling" on H800, whose dense BF16 peak is 989 TFLOPS: 0.647; a published figure, not fitted), and the
     # multiple the engine pads a rank's query heads to for that kernel on Hopper / Blackwell (0: no padding).
     sparse_mla_prefill_eff: float = 0.647
+    # ... and the sparse FP8 decode kernel's (an fp8 cache: FlashMLA's flash_mla_with_kvcache with indices; the same
+    # README line: "410 TFlops during decoding" on H800, of its 989: 0.415; published, not fitted). A 16-bit cache
+    # decodes with the prefill kernel at sparse_mla_prefill_eff (kvplan.latency._dsa_decode_s).
+    sparse_mla_decode_eff: float = 0.415
     sparse_mla_heads_multiple: int = 0
     blackwell_sparse_mla_heads_multiple: int = 0
     # The Mamba2 SSD chunked scan's share of the 16-bit tensor-core peak at prefill (kvplan.latency _mamba2_prefill_s,
@@ -589,6 +610,13 @@ class Engine:
     # --enable-mixed-chunk, below; Engine.mixes_steps reads the flag). Read by kvplan.serving's steady state and
     # benchmarks/published_compare.py's closed-loop run.
     mixes_prefill_with_decode: bool = True
+    # KV shortfall of a running request, step by step (read by benchmarks/published_compare.py's closed-loop run):
+    # "recompute_newest" where the scheduler, when a running request cannot get the blocks for its next tokens,
+    # preempts the newest running request (its blocks freed, its prompt and generated tokens computed again once it
+    # is admitted anew, at the head of the waiting queue) and admits no waiting request in a step that preempted
+    # (vLLM V1, engines/vllm.py); None: not modelled step by step (the run caps its requests at the pool's mean
+    # holding, :func:`kvplan.serving._limits`).
+    kv_preemption: Literal["recompute_newest"] | None = None
     # Disaggregated prefill/decode (kvplan.disagg), as read in each engine's source. ``disagg_first_token``: which
     # instance samples the first output token: "decode" (the decode instance computes the last prompt token once the
     # KV has arrived: one decode-pool step in TTFT) or "prefill" (sent along with the KV: no decode step before it).
@@ -825,6 +853,17 @@ class Engine:
         kvplan.latency prices prefill FLOPs and decode reads on the spans this gives (:func:`kvplan.latency.
         kernel_spec`); memory (capacity) keeps the engine's own cache rules."""
         return None
+
+    def expert_dims_as_loaded(self, *, weights_dtype: str, gpu: GPU, hidden: int, inter_rank: int) -> tuple[int, int]:
+        """(hidden, intermediate width on the rank) of one routed expert as the engine holds it after loading, where
+        its MoE kernels store the experts padded (kvplan.capacity.setup adds the padding's bytes to the weights); the
+        checkpoint's own dims by default."""
+        return hidden, inter_rank
+
+    def keeps_freed_blocks(self, settings: Settings) -> bool:
+        """Whether a preempted request's freed full blocks stay in a prefix cache (found again when it is scheduled
+        anew, until the allocator hands them to another request); False where that is not modelled."""
+        return False
 
     def decode_view_passes(self, spec: ModelSpec, settings: Settings, seqs: float) -> float:
         """How many times a decode step of ``seqs`` sequences reads its sequences' cached K/V, where the engine's

@@ -21,7 +21,7 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from kvplan.engines.base import (
     FIT_SOURCE,
@@ -55,6 +55,8 @@ from kvplan.memory import (
     LayerCache,
     StagePlan,
     cache_plan,
+    dsa_index_key_bytes,
+    dsa_latent_row_bytes,
     element_size,
     head_layout,
     indexer_token_bytes,
@@ -115,6 +117,14 @@ class VllmLayout(Layout):
         used = sequences * hold + (admit - hold) + self.reserved_units
         return (self.pool_units(available) - used) * self.unit_bytes
 
+    def step_units(self, tokens: int, *, chunk: int) -> int:
+        """Blocks a request holds once ``tokens`` are computed or scheduled, ``chunk`` of them in this step
+        (KVCacheManager.allocate_slots -> single_type_kv_cache_manager.py get_num_blocks_to_allocate after
+        remove_skipped_blocks, V1 0.10-0.13): every token's block in a full-attention group, the window's last W - 1
+        tokens plus the chunk (+1 block when misaligned) in a sliding one, the current chunk's blocks plus this step's
+        in a chunked-local one, the state pages in a recurrent one."""
+        return sum(_step_blocks(g, tokens, chunk=chunk, mamba_pages=self.mamba_pages) for g in self.groups)
+
     def pool_tokens(self, available: int) -> int:
         # kv_cache_utils._report_kv_cache_config: num_blocks // num_groups * min_block_size.
         blocks = self.pool_units(available)
@@ -138,6 +148,18 @@ def group_blocks(g: VllmGroup, length: int, *, mnbt: int, mamba_pages: int = 1) 
     if g.type == "chunked":
         return ceil_div(min(g.cap + mnbt, length), b)  # ChunkedLocalAttentionSpec
     return ceil_div(length, b)  # FullAttentionSpec / MLAAttentionSpec
+
+
+def _step_blocks(g: VllmGroup, tokens: int, *, chunk: int, mamba_pages: int) -> int:
+    """One group's blocks for :meth:`VllmLayout.step_units`."""
+    b, whole = g.block_tokens, ceil_div(tokens, g.block_tokens)
+    if g.type == "recurrent":
+        return mamba_pages
+    if g.type == "sliding":
+        return min(ceil_div(g.cap - 1 + chunk, b) + 1, whole)
+    if g.type == "chunked":
+        return min(ceil_div(g.cap + chunk, b), whole)
+    return whole
 
 
 def decode_blocks(g: VllmGroup, length: int, *, mamba_pages: int = 1) -> int:
@@ -470,25 +492,25 @@ def _with_head_scales(spec: ModelSpec, plan: CachePlan, *, tp: int) -> CachePlan
 # vllm/model_executor/models/deepseek_v2.py (DeepseekV32IndexerCache, Indexer.__init__): the indexer
 # key cache is a separate one-head MLAAttentionSpec layer of uint8, head_size = index_head_dim +
 # index_head_dim // quant_block_size * 4: fp8 values plus one float32 scale per 128 (quant_block_size)
-# values, whatever --kv-cache-dtype says; 132 bytes per token for DeepSeek-V3.2 (index_head_dim 128).
+# values, whatever --kv-cache-dtype says; 132 bytes per token for DeepSeek-V3.2 (kvplan.memory.dsa_index_key_bytes).
 # Simplification: kvplan adds it to its MLA layer's bytes per token instead of a page group of its own.
-INDEXER_QUANT_BLOCK = 128
-
-
-def indexer_bytes(index_head_dim: int) -> int:
-    return index_head_dim + index_head_dim // INDEXER_QUANT_BLOCK * SCALE_BYTES
-
-
-def _with_indexer(spec: ModelSpec, plan: CachePlan) -> CachePlan:
+# An fp8 --kv-cache-dtype becomes fp8_ds_mla for DeepSeek-V3.2 (vllm/model_executor/models/config.py
+# DeepseekV32ForCausalLM.verify_and_update_config: cache_dtype.startswith("fp8") -> "fp8_ds_mla"), FlashMLA's 656-byte
+# latent row (kvplan.memory.dsa_latent_row_bytes; FlashMLASparseBackend.get_kv_cache_shape), not 576 plain fp8 bytes.
+def _with_indexer(spec: ModelSpec, plan: CachePlan, *, mla: str = "latent") -> CachePlan:
     if not any(k.index_head_dim for k in spec.layers.kinds.values()):
         return plan
+    dtype = element_size(plan.kv_dtype)
 
     def stored(c: LayerCache) -> LayerCache:
         kind = spec.kind(c.kind)
         if not kind.index_head_dim:
             return c
-        ideal = indexer_token_bytes(kind, element_size(plan.kv_dtype))
-        return replace(c, bytes_per_token=c.bytes_per_token - ideal + indexer_bytes(kind.index_head_dim))
+        ideal = indexer_token_bytes(kind, dtype)
+        row = 0
+        if kind.type == "mla" and mla == "latent":  # fp8_ds_mla: the sparse kernels' own fp8 row
+            row = dsa_latent_row_bytes(kind, dtype) - dtype.nbytes(kind.kv_lora_rank + kind.qk_rope_head_dim)
+        return replace(c, bytes_per_token=c.bytes_per_token - ideal + dsa_index_key_bytes(kind) + row)
 
     stages = tuple(StagePlan(tuple((n, stored(c)) for n, c in st.groups)) for st in plan.stages)
     return replace(plan, layers=tuple(stored(c) for c in plan.layers), stages=stages)
@@ -613,6 +635,11 @@ def non_torch(*, tp: int, pp: int) -> int:
 BLOCK_SIZES = (1, 8, 16, 32, 64, 128, 256)
 
 
+def round_up(n: int, multiple: int) -> int:
+    """``n`` up to a multiple of ``multiple`` (vllm/utils/math_utils.py round_up)."""
+    return ceil_div(n, multiple) * multiple
+
+
 @dataclass(frozen=True)
 class Vllm(Engine):
     image: str = "vllm/vllm-openai:latest"  # docs/deployment/docker.md
@@ -624,6 +651,60 @@ class Vllm(Engine):
     hybrid_min_block: bool = False  # hybrid models' attention block by vLLM 0.16's rule (HybridBlock)
     graph_padding: bool = False  # decode steps padded up to a captured CUDA-graph size (graph_rows; read for 0.16)
     graph_cap: str = "seqs"  # max_capture_size's rule: past it a step runs without a CUDA graph (graph_token_cap)
+    # KV shortfall (V1 scheduler, vllm/v1/core/sched/scheduler.py Scheduler.schedule, for the rows' v0.10.2 / v0.11.0
+    # / v0.13.0; read through stored copies whose tags are not pinned: one with waiting.prepend_request as in the
+    # 0.10-0.11 line, a later one with _preempt_request, the FCFS rule the same in both): the running requests are
+    # scheduled first, in order;
+    # when kv_cache_manager.allocate_slots returns None for one (its blocks exceed block_pool.get_num_free_blocks(),
+    # no watermark in V1), the FCFS policy preempts ``self.running.pop()``, the newest running request
+    # (kv_cache_manager.free, num_computed_tokens = 0, waiting.prepend_request), and retries until it fits or the
+    # request itself was popped; the waiting requests are admitted only ``if not preempted_reqs``, in order, each
+    # with blocks for min(its uncomputed tokens, the token budget left) (its whole prompt + generated tokens after
+    # a preemption: recompute), stopping at the first that does not get them or at max_num_seqs running.
+    kv_preemption: Literal["recompute_newest"] | None = "recompute_newest"
+    # MXFP4 experts on Hopper through Marlin (expert_dims_as_loaded): True for the 0.8-0.15 rules, whose wheels were
+    # not read but whose ~0.10.1 log (issue #23278) holds Marlin's padded bytes, i.e. no OpenAI triton_kernels
+    # installed; the 0.16.0 wheel vendors it as vllm/third_party/triton_kernels.
+    mxfp4_hopper_marlin: bool = False
+    # ... and on SM100 through FlashInfer where flashinfer-python is a dependency of the wheel (0.16.0: ==0.6.3; 0.19.0:
+    # ==0.6.6, read in their METADATA); the 0.8-0.15 rules leave Blackwell at the checkpoint's dims (not read).
+    mxfp4_blackwell_flashinfer: bool = True
+
+    def expert_dims_as_loaded(self, *, weights_dtype: str, gpu: GPU, hidden: int, inter_rank: int) -> tuple[int, int]:
+        """MXFP4 routed experts (gpt-oss) as vLLM allocates them, padded for the MoE backend it picks. Read in the
+        0.16.0 wheel, vllm/model_executor/layers/quantization/mxfp4.py (the same in a stored copy @007d500):
+        ``get_mxfp4_backend`` takes FlashInfer on SM100 (and on SM90 only with VLLM_USE_FLASHINFER_MOE_MXFP4_BF16),
+        else Triton (OpenAI's triton_kernels ``matmul_ogs``) where ``has_triton_kernels()`` and the capability is
+        within [9.0, 11.0), else Marlin; ``Mxfp4MoEMethod.create_weights`` then allocates w13 [E, 2 x I', H' / 2],
+        w2 [E, H', I' / 2], their e8m0 scales per 32 and bf16 biases at the padded I' and H': Marlin
+        I' = round_up(I, 128), H' = round_up(H, 256) ("the moe marlin kernel requires that for each linear n % 256
+        == 0 and k % 128 == 0"), Triton I' = round_up(I, 64); ``prepare_moe_fp4_layer_for_marlin``
+        (utils/marlin_utils_fp4.py) repacks them at the same bytes (4-bit values, e8m0 scales, bf16 biases).
+        Marlin: every GPU before Hopper, and Hopper under the rules that run without triton_kernels
+        (``mxfp4_hopper_marlin``): vllm-project/vllm issue #23278 (vLLM ~0.10.1, gpt-oss-120b on one H100) logs
+        "Model loading took 65.9651 GiB", the padded Marlin layout's 65.90 GiB where the checkpoint's dims give
+        60.77 GiB. Blackwell (SM100) with FlashInfer (``mxfp4_blackwell_flashinfer``): I' and H' = round_up(.., 256)
+        (0.16.0 SM100_FI_MXFP4_BF16; 0.19.0 fused_moe/oracle/mxfp4.py puts FLASHINFER_TRTLLM_MXFP4_BF16 first and
+        ``mxfp4_round_up_hidden_size_and_intermediate_size`` pads the TRTLLM backends alike); no log checks it. Not
+        modelled: the Triton layout's own swizzle padding on Hopper (triton_kernels HopperMXValueLayout /
+        HopperMXScaleLayout) and its float32 biases."""
+        if weights_dtype != "mxfp4":
+            return hidden, inter_rank
+        arch = gpu.architecture
+        if arch in ("ampere", "ada") or (arch == "hopper" and self.mxfp4_hopper_marlin):
+            return round_up(hidden, 256), round_up(inter_rank, 128)
+        if arch == "hopper":
+            return hidden, round_up(inter_rank, 64)
+        if arch == "blackwell" and self.mxfp4_blackwell_flashinfer:
+            return round_up(hidden, 256), round_up(inter_rank, 256)
+        return hidden, inter_rank
+
+    def keeps_freed_blocks(self, settings: Settings) -> bool:
+        """Automatic prefix caching (CacheConfig.enable_prefix_caching, on by default in V1): kv_cache_manager.free
+        returns a request's blocks to the free queue's tail, last block first (block_pool.py free_blocks of the
+        reversed list), their hashes kept; get_computed_blocks finds the full ones again, up to num_tokens - 1
+        tokens, until get_new_blocks takes them from the queue's head."""
+        return settings.prefix_caching if settings.prefix_caching is not None else True
 
     def check_kv_dtype(self, kv_dtype_name: str) -> str:
         with self._naming_the_release():
@@ -654,12 +735,12 @@ class Vllm(Engine):
         self.check_layer_kinds(spec)
         if kv_dtype_name in PER_TOKEN_HEAD:
             plan = cache_plan(spec, PER_TOKEN_HEAD[kv_dtype_name], tp=tp, pp=pp, mla=mla)
-            return _with_indexer(spec, _with_head_scales(spec, plan, tp=tp))
+            return _with_indexer(spec, _with_head_scales(spec, plan, tp=tp), mla=mla)
         if kv_dtype_name == "nvfp4":
             refuse_fp4_kv_mla(self.name, spec, kv_dtype_name)
             plan = cache_plan(spec, kv_dtype_name, tp=tp, pp=pp, mla=mla)
             return with_token_bytes(plan, lambda c: _nvfp4_token_bytes(spec, c, tp=tp))
-        return _with_indexer(spec, cache_plan(spec, kv_dtype_name, tp=tp, pp=pp, mla=mla))
+        return _with_indexer(spec, cache_plan(spec, kv_dtype_name, tp=tp, pp=pp, mla=mla), mla=mla)
 
     def check_kv_on_gpu(self, kv_dtype_name: str, gpu: GPU) -> None:
         """vLLM's nvfp4 KV cache runs on the FlashInfer backend on SM100-family GPUs only:
@@ -1122,9 +1203,17 @@ CALIBRATION = Calibration(
     blackwell_sparse_mla_heads_multiple=128,
     # fp8 scales refitted with the fp8 GEMMs' partial last wave (kvplan.latency.wave_efficiency):
     # fit_latency.py --only fp8_eff_scale,fp8_block_eff_scale, every other constant held.
-    fp8_eff_scale=0.7526,
+    fp8_eff_scale=0.8174,
     fp8_block_eff_scale=0.375,
-    fp8_mem_eff_scale=0.742,
+    fp8_mem_eff_scale=0.7914,
+    # The activations' dynamic fp8 quantization before each per-tensor fp8 GEMM (kvplan.latency._gemm_s), fitted by
+    # benchmarks/fp8_quant_compare.py to aiconfigurator 0.12.0's quantize tables (computescale + scale_matrix).
+    fp8_quant_s=2.845e-06,
+    blackwell_fp8_quant_s=3.416e-06,
+    fp8_quant_read_eff=0.413,
+    # Block-scaled checkpoints keep the streaming share fitted before the quantization was priced (their
+    # per-token-group quantization is not priced apart and stays absorbed in it).
+    fp8_absorbed_mem_eff_scale=0.742,
     blackwell_compute_eff=0.8062,
     elementwise_mem_eff=0.8098,
     # Gated DeltaNet prefill: vLLM 0.24.0 runs FlashInfer's GDN prefill kernel (aiconfigurator 0.12.0's vLLM 0.24.0
@@ -1165,6 +1254,10 @@ CALIBRATION = Calibration(
     # CUTLASS_MLA / FLASHMLA / TRITON_MLA, which that fit does not describe.
     blackwell_mla_nope_dims=FLASHINFER_MLA_NOPE,
     blackwell_mla_kv_dtypes=FLASHINFER_MLA_KV,
+    # ... and not for sparse (DSA) models, which run a sparse backend on Blackwell (mla_choice "sparse MLA";
+    # aiconfigurator 0.12.0's B200 and GB200 vLLM 0.24.0 dsa_generation_module tables name kernel_source
+    # FLASHINFER_MLA_SPARSE or FLASHMLA_SPARSE, never FLASHINFER_MLA): mla_layer_s there, as in 0.16.
+    blackwell_mla_dense_only=True,
     # GQA/MHA decode attention per architecture (kvplan.latency _gqa_decode_s): benchmarks/gqa_decode_compare.py --fit
     # on aiconfigurator 0.12.0's vLLM 0.24.0 generation-attention tables (aiconfigurator_core/systems/data/
     # {h100_sxm,h200_sxm,b200_sxm}/attention/vllm/0.24.0/generation_attention_perf.parquet; kernel_source
@@ -1314,6 +1407,8 @@ V0_8 = replace(V0_19, release="0.8", version="0.8 (V1 engine, before the A100 ba
                overlap=Overlap(moe_allgather=True),
                host_loop=HOST_LOOP_0_8,
                graph_cap="fixed",  # max_capture_size: 512 whatever max_num_seqs (0.8.5 _set_cudagraph_sizes)
+               mxfp4_hopper_marlin=True,  # no triton_kernels installed (Vllm.expert_dims_as_loaded)
+               mxfp4_blackwell_flashinfer=False,  # FlashInfer not read as a dependency of those wheels
                disagg_kv_entries=None,  # the V1 MooncakeConnector read above was not read at 0.8: no entry cost
                settings_read=tuple(n for n in V0_19.settings_read if n not in _NEWER_FLAGS))  # fmt: skip
 V0_21 = replace(
