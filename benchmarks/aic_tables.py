@@ -1,13 +1,15 @@
-"""Where aiconfigurator's measured kernel tables lie on disk, for the scripts that sample them (gemm_compare.py,
-mla_compare.py, fit_fmha.py). aiconfigurator is a reference installed in its own virtual environment (each script's
-docstring says how), never a kvplan dependency: without it these scripts skip their collection step."""
+"""Where aiconfigurator's measured kernel tables lie on disk, and the walk that reads them, for the scripts that sample
+them (gemm_compare.py, mla_compare.py, moe_compare.py, fit_fmha.py, ...). aiconfigurator is a reference installed in
+its own virtual environment (each script's docstring says how), never a kvplan dependency: without it these scripts
+skip their collection step (:func:`read_tables` says so once)."""
 
 from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any, NamedTuple
 
 SKIPPED = "aiconfigurator is not installed here; skipped (see this script's docstring for the separate venv)"
 
@@ -25,15 +27,49 @@ def tables_root() -> Path | None:
         return None
 
 
-def each_table(root: Path, systems: dict[str, str], engines: dict[str, str], operation: str, filename: str):  # noqa: ANN201
+def each_table(root: Path, systems: dict[str, str], engines: dict[str, str], operation: str,
+               filename: str | Mapping[str, str]):  # noqa: ANN201 - a generator of tuples  # fmt: skip
     """``(gpu, engine, version, path, source)`` of each table aiconfigurator holds for ``operation`` (``gemm``,
-    ``mla``, ...), GPU by GPU then engine by engine, skipping the pairs it never collected; ``source`` names the file
-    as the committed samples cite it."""
+    ``mla``, ...), GPU by GPU then engine by engine, skipping the pairs it never collected; ``filename`` is the table's
+    file name, or one per engine; ``source`` names the file as the committed samples cite it."""
     for gpu, system in systems.items():
         for engine, version in engines.items():
-            path = root / system / operation / engine / version / filename
+            name = filename if isinstance(filename, str) else filename[engine]
+            path = root / system / operation / engine / version / name
             if path.exists():
                 yield gpu, engine, version, path, f"aiconfigurator_core/systems/data/{path.relative_to(root)}"
+
+
+class Table(NamedTuple):
+    """One of aiconfigurator's tables, read: where it lies (:func:`each_table`'s fields) and its rows."""
+
+    gpu: str
+    engine: str
+    version: str
+    path: Path
+    source: str
+    frame: Any  # a pandas DataFrame (pandas is imported only where aiconfigurator is installed)
+
+    def sibling(self, filename: str) -> Any:  # noqa: ANN401 - a pandas DataFrame
+        """The table ``filename`` beside this one (same GPU, operation, engine and version), read."""
+        import pandas as pd
+
+        return pd.read_parquet(self.path.with_name(filename))
+
+
+def read_tables(systems: dict[str, str], engines: dict[str, str], operation: str,
+                filename: str | Mapping[str, str]) -> Iterator[Table] | None:  # fmt: skip
+    """The :class:`Table` of each of :func:`each_table`'s tables, read one at a time as the walk reaches it; None,
+    after printing :data:`SKIPPED` once, where aiconfigurator (or pandas) is not installed: a script's ``collect``
+    then writes nothing and exits 0."""
+    root = tables_root()
+    if root is None:
+        print(SKIPPED)
+        return None
+    import pandas as pd
+
+    walk = each_table(root, systems, engines, operation, filename)
+    return (Table(gpu, engine, version, path, src, pd.read_parquet(path)) for gpu, engine, version, path, src in walk)
 
 
 def frame_rows(frame, columns: tuple[str, ...]) -> list[list]:  # noqa: ANN001 - a pandas DataFrame

@@ -39,21 +39,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aic_tables import (  # noqa: E402 - where aiconfigurator's tables lie
-    SKIPPED,
-    each_table,
     frame_rows,
     grouped_stats,
     load_row_tables,
+    read_tables,
     render_summaries,
     stats,
-    tables_root,
     write_row_tables,
 )
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_dsa.json"
 SYSTEMS = {"h200": "h200_sxm", "b200": "b200_sxm", "gb200": "gb200"}  # kvplan GPU -> aiconfigurator system
-# the releases kvplan's constants describe (vLLM, TensorRT-LLM) and SGLang's newest DSA table; kvplan's KV layouts
-# for V3.2 are vLLM's (SGLang and TensorRT-LLM refuse it in capacity), its step prices every engine with its constants
+# the releases kvplan's constants describe (vLLM, TensorRT-LLM) and SGLang's newest DSA table; kvplan's decode layer
+# reads each engine's V3.2 cache rows (Calibration.dsa_fp8_row) and prices every engine's kernels with vLLM's DSA rules
 ENGINES = {"vllm": "0.24.0", "trtllm": "1.3.0rc20", "sglang": "0.5.14"}
 TABLE = "dsa_generation_module_perf.parquet"
 AIC_MODEL = "deepseek-ai/DeepSeek-V3.2"
@@ -67,15 +65,11 @@ BATCH_BANDS = ((1, 8), (9, 64), (65, None))
 
 def collect(out: Path) -> int:
     """Write the sample of aiconfigurator's DSA generation-module tables (latency in us, 4 significant digits)."""
-    root = tables_root()
-    if root is None:
-        print(SKIPPED)
+    read = read_tables(SYSTEMS, ENGINES, "sparse_attention", TABLE)
+    if read is None:
         return 0
-    import pandas as pd
-
     tables = []
-    for gpu, engine, version, path, source in each_table(root, SYSTEMS, ENGINES, "sparse_attention", TABLE):
-        df = pd.read_parquet(path)
+    for gpu, engine, version, _, source, df in read:
         df = df[(df.model == AIC_MODEL) & (df.gemm_type == GEMM_TYPE) & df.num_heads.isin(HEADS)
                 & df.kv_cache_dtype.isin(KV_DTYPES)]  # fmt: skip
         df = df.assign(latency_us=[float(f"{x * 1e3:.4g}") for x in df.latency])

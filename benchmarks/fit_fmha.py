@@ -48,7 +48,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import SKIPPED, tables_root  # noqa: E402 - where aiconfigurator's tables lie, shared
+from aic_tables import read_tables  # noqa: E402 - where aiconfigurator's tables lie, shared
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_fmha.json"
 
@@ -69,27 +69,26 @@ S_RANGE = (0.0, 64.0)  # softmax exponentials per score: 0 (free softmax: gain g
 
 def collect(out: Path) -> int:
     """Write the pairs of aiconfigurator's context-attention rows (latencies in ms, 4 significant digits)."""
-    root = tables_root()
-    if root is None:
-        print(SKIPPED)
+    read = read_tables(SYSTEMS, {engine: version for engine, (version, _) in ENGINES.items()}, "attention",
+                       "context_attention_perf.parquet")  # fmt: skip
+    if read is None:
         return 0
     import pandas as pd
 
     keys = ["kernel_source", "batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim"]
     rows = []
-    for engine, (version, (attn, kv)) in ENGINES.items():
-        for gpu, system in SYSTEMS.items():
-            df = pd.read_parquet(root / system / "attention" / engine / version / "context_attention_perf.parquet")
-            df = df[(df.window_size == 0) & df.head_dim.isin(HEAD_DIMS) & df.num_heads.isin(HEADS)]
-            df = df[(df.num_key_value_heads == df.num_heads) | df.num_key_value_heads.isin((1, 8))]
-            base = df[(df.attn_dtype == "bfloat16") & (df.kv_cache_dtype == "bfloat16")].set_index(keys).latency
-            fp8 = df[(df.attn_dtype == attn) & (df.kv_cache_dtype == kv)].set_index(keys).latency
-            pair = pd.concat([base.rename("bf16"), fp8.rename("fp8")], axis=1, join="inner").reset_index()
-            pair = pair[pair.bf16 >= MIN_MS]
-            for r in pair.itertuples():
-                rows.append([engine, gpu, r.kernel_source, int(r.batch_size), int(r.isl), int(r.num_heads),
-                             int(r.num_key_value_heads), int(r.head_dim), float(f"{r.bf16:.4g}"),
-                             float(f"{r.fp8:.4g}")])  # fmt: skip
+    for gpu, engine, _, _, _, df in sorted(read, key=lambda t: list(ENGINES).index(t.engine)):  # engine by engine
+        attn, kv = ENGINES[engine][1]
+        df = df[(df.window_size == 0) & df.head_dim.isin(HEAD_DIMS) & df.num_heads.isin(HEADS)]
+        df = df[(df.num_key_value_heads == df.num_heads) | df.num_key_value_heads.isin((1, 8))]
+        base = df[(df.attn_dtype == "bfloat16") & (df.kv_cache_dtype == "bfloat16")].set_index(keys).latency
+        fp8 = df[(df.attn_dtype == attn) & (df.kv_cache_dtype == kv)].set_index(keys).latency
+        pair = pd.concat([base.rename("bf16"), fp8.rename("fp8")], axis=1, join="inner").reset_index()
+        pair = pair[pair.bf16 >= MIN_MS]
+        for r in pair.itertuples():
+            rows.append([engine, gpu, r.kernel_source, int(r.batch_size), int(r.isl), int(r.num_heads),
+                         int(r.num_key_value_heads), int(r.head_dim), float(f"{r.bf16:.4g}"),
+                         float(f"{r.fp8:.4g}")])  # fmt: skip
     data = {
         "meta": {
             "tool": "aiconfigurator",

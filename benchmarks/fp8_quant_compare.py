@@ -37,7 +37,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import SKIPPED, each_table, frame_rows, load_row_tables, tables_root, write_row_tables  # noqa: E402 - where aiconfigurator's tables lie, shared
+from aic_tables import frame_rows, load_row_tables, read_tables, write_row_tables  # noqa: E402 - where aiconfigurator's tables lie, shared
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_fp8_quant.json"
 SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm", "gb200": "gb200"}
@@ -51,23 +51,18 @@ ACT_BYTES = 2  # the GEMM's 16-bit input, read by both kernels' passes (the read
 
 
 def collect(out: Path) -> int:
-    root = tables_root()
-    if root is None:
-        print(SKIPPED)
+    read = read_tables(SYSTEMS, ENGINES, "quantize", "computescale_perf.parquet")
+    if read is None:
         return 0
-    import pandas as pd
-
     tables = []
-    for gpu, engine, version, path, source in each_table(root, SYSTEMS, ENGINES, "quantize",
-                                                         "computescale_perf.parquet"):  # fmt: skip
-        scale = pd.read_parquet(path)
-        quant = pd.read_parquet(path.with_name("scale_matrix_perf.parquet"))
+    for t in read:
+        scale, quant = t.frame, t.sibling("scale_matrix_perf.parquet")
         keys = ["m", "k"]
         both = scale[scale.quant_dtype == "fp8"][keys + ["latency"]].merge(
             quant[quant.quant_dtype == "fp8"][keys + ["latency"]], on=keys, suffixes=("_cs", "_sm"))  # fmt: skip
         both = both[both.m.isin(M_SAMPLE) & both.k.isin(K_SAMPLE)].sort_values(keys)
         both = both.rename(columns={"latency_cs": "computescale_ms", "latency_sm": "scale_matrix_ms"})
-        tables.append({"gpu": gpu, "engine": engine, "version": version, "source": source,
+        tables.append({"gpu": t.gpu, "engine": t.engine, "version": t.version, "source": t.source,
                        "columns": list(COLUMNS), "rows": frame_rows(both, COLUMNS)})  # fmt: skip
     write_row_tables(out, tables)
     return 0

@@ -40,7 +40,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import SKIPPED, each_table, frame_rows, load_row_tables, tables_root, write_row_tables  # noqa: E402 - where aiconfigurator's tables lie, shared
+from aic_tables import frame_rows, load_row_tables, read_tables, write_row_tables  # noqa: E402 - where aiconfigurator's tables lie, shared
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_gdn.json"
 SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm"}
@@ -57,16 +57,11 @@ STATE_DTYPE = "fp32"
 
 
 def collect(out: Path) -> int:
-    root = tables_root()
-    if root is None:
-        print(SKIPPED)
+    read = read_tables(SYSTEMS, ENGINES, "linear_attention", "gdn_perf.parquet")
+    if read is None:
         return 0
-    import pandas as pd
-
     tables = []
-    for gpu, engine, version, path, source in each_table(root, SYSTEMS, ENGINES, "linear_attention",
-                                                         "gdn_perf.parquet"):  # fmt: skip
-        frame = pd.read_parquet(path)
+    for gpu, engine, version, _, source, frame in read:
         frame = frame[
             ((frame["phase"] == "generation") | frame["batch_size"].isin(CONTEXT_BATCHES))
             & frame["num_k_heads"].isin(K_HEADS)

@@ -44,7 +44,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import SKIPPED, each_table, grouped_stats, stats, tables_root  # noqa: E402 - where aiconfigurator's tables lie
+from aic_tables import grouped_stats, read_tables, stats, tables_root  # noqa: E402 - where aiconfigurator's tables lie
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_gemm.json"
 
@@ -72,16 +72,13 @@ SCAN_SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm", 
 
 def collect(out: Path) -> int:
     """Write the sample of aiconfigurator's GEMM tables (latencies in us, 4 significant digits) to ``out``."""
-    root = tables_root()
-    if root is None:
-        print(SKIPPED)
+    read = read_tables(SYSTEMS, ENGINES, "gemm", "gemm_perf.parquet")
+    if read is None:
         return 0
     import aiconfigurator
-    import pandas as pd
 
     tables = []
-    for gpu, engine, version, path, source in each_table(root, SYSTEMS, ENGINES, "gemm", "gemm_perf.parquet"):
-        df = pd.read_parquet(path)
+    for gpu, engine, version, _, source, df in read:
         df = df[df.m.isin(M_AXIS) & df.n.isin(N_AXIS) & df.k.isin(K_AXIS)]
         for dtype in DTYPES:
             sel = df[df.gemm_dtype == dtype]

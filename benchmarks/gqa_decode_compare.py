@@ -38,7 +38,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import SKIPPED, each_table, frame_rows, load_row_tables, tables_root, write_row_tables  # noqa: E402 - where aiconfigurator's tables lie, shared
+from aic_tables import frame_rows, load_row_tables, read_tables, write_row_tables  # noqa: E402 - where aiconfigurator's tables lie, shared
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_gqa_decode.json"
 SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm"}
@@ -62,16 +62,11 @@ CONTEXT_BANDS = (256, 2048)  # <= 256, 257-2048, > 2048 tokens
 
 
 def collect(out: Path) -> int:
-    root = tables_root()
-    if root is None:
-        print(SKIPPED)
+    read = read_tables(SYSTEMS, ENGINES, "attention", "generation_attention_perf.parquet")
+    if read is None:
         return 0
-    import pandas as pd
-
     tables = []
-    for gpu, engine, version, path, source in each_table(root, SYSTEMS, ENGINES, "attention",
-                                                         "generation_attention_perf.parquet"):  # fmt: skip
-        frame = pd.read_parquet(path)
+    for gpu, engine, version, _, source, frame in read:
         keep = (frame.window_size == 0) & (frame.beam_width == 1) & (frame.head_dim == HEAD_DIM)
         keep &= frame.kernel_source == KERNELS[engine, ARCH[gpu]]
         keep &= frame[["num_heads", "num_key_value_heads"]].apply(tuple, axis=1).isin(SHAPES + SHAPES_G4)

@@ -41,7 +41,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import SKIPPED, each_table, frame_rows, load_row_tables, tables_root, write_row_tables  # noqa: E402 - where aiconfigurator's tables lie, shared
+from aic_tables import frame_rows, load_row_tables, read_tables, write_row_tables  # noqa: E402 - where aiconfigurator's tables lie, shared
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_mamba2.json"
 # kvplan GPU name -> aiconfigurator system directory
@@ -54,16 +54,11 @@ COLUMNS = ("kernel_source", "phase", "batch_size", "seq_len", "d_model", "d_stat
 
 
 def collect(out: Path) -> int:
-    root = tables_root()
-    if root is None:
-        print(SKIPPED)
+    read = read_tables(SYSTEMS, ENGINES, "linear_attention", "mamba2_perf.parquet")
+    if read is None:
         return 0
-    import pandas as pd
-
     tables = []
-    for gpu, engine, version, path, source in each_table(root, SYSTEMS, ENGINES, "linear_attention",
-                                                         "mamba2_perf.parquet"):  # fmt: skip
-        frame = pd.read_parquet(path)
+    for gpu, engine, version, _, source, frame in read:
         rows = frame_rows(frame, COLUMNS)
         tables.append({"gpu": gpu, "engine": engine, "version": version, "source": source, "columns": list(COLUMNS),
                        "rows": rows})  # fmt: skip

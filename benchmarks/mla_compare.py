@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import SKIPPED, each_table, grouped_stats, render_summaries, stats, tables_root  # noqa: E402 - where aiconfigurator's tables lie
+from aic_tables import grouped_stats, read_tables, render_summaries, stats  # noqa: E402 - where aiconfigurator's tables lie
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_mla.json"
 
@@ -67,22 +67,15 @@ FIT_GPU = "b200"  # --fit: the Blackwell GPU the tables were fitted on (GB200 is
 
 def collect(out: Path) -> int:
     """Write the sample of aiconfigurator's MLA generation-module tables (latency in us, 4 significant digits)."""
-    root = tables_root()
-    if root is None:
-        print(SKIPPED)
+    read = read_tables(SYSTEMS, ENGINES, "mla", TABLE)
+    if read is None:
         return 0
     import aiconfigurator
-    import pandas as pd
 
     tables = []
-    walk = ((gpu, engine, version, path, source) for gpu, system in SYSTEMS.items() for engine in ENGINES
-            for gpu, engine, version, path, source in each_table(root, {gpu: system}, {engine: ENGINES[engine]}, "mla",
-                                                                 TABLE[engine]))  # fmt: skip
-    held = (row for (engine, gpu), version in HELD_OUT.items()
-            for row in each_table(root, {gpu: SYSTEMS[gpu]}, {engine: version}, "mla", TABLE[engine]))  # fmt: skip
-    walk = itertools.chain(walk, held)
-    for gpu, engine, version, path, source in walk:
-        df = pd.read_parquet(path)
+    held = (t for (engine, gpu), version in HELD_OUT.items()
+            for t in read_tables({gpu: SYSTEMS[gpu]}, {engine: version}, "mla", TABLE))  # fmt: skip
+    for gpu, engine, version, path, source, df in itertools.chain(read, held):
         df = df[(df.gemm_type == GEMM_TYPE) & df.num_heads.isin(HEADS) & df.kv_cache_dtype.isin(KV_DTYPES)]
         if (engine, gpu) in KERNEL:
             df = df[df.kernel_source == KERNEL[engine, gpu]]

@@ -15,7 +15,9 @@ Two steps, as ``gemm_compare.py`` and ``mla_compare.py``:
    the ``balanced`` routing distribution (every expert gets the same tokens: kvplan's uniform routing); pure TP or
    pure EP splits (``SPLITS``); ``TOKENS``. Where a table times several kernels for one point (a TensorRT-LLM
    table's cutlass and DeepGEMM paths, vLLM's triton and flashinfer ones), the fastest, the one an engine tuned
-   for the shape would run; its name is kept. Where aiconfigurator is not installed it says so and exits 0::
+   for the shape would run; its name is kept. A kernel the engine runs only when configured for it is left out
+   first (``ENGINE_SKIP_KERNELS``: TensorRT-LLM's NVFP4 min-latency rows). Where aiconfigurator is not installed it
+   says so and exits 0::
 
        /work/aic-venv/bin/python benchmarks/moe_compare.py --collect
 
@@ -38,7 +40,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import SKIPPED, each_table, grouped_stats, stats, tables_root  # noqa: E402 - where aiconfigurator's tables lie
+from aic_tables import grouped_stats, read_tables, stats  # noqa: E402 - where aiconfigurator's tables lie
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_moe.json"
 
@@ -68,6 +70,14 @@ TOKENS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 DISTRIBUTION = "balanced"
 # kernels left out: the non-gated path (Nemotron's squared-ReLU experts; every model here is gated)
 SKIP_KERNELS = ("moe_torch_flow_nongated",)
+# Kernels an engine does not choose by speed, left out for that engine and dtype: (engine, dtype) -> kernels.
+# TensorRT-LLM picks its MoE backend from the configuration, not per shape: v1.0's MoeConfig.backend defaults to
+# 'CUTLASS' (tensorrt_llm/llmapi/llm_args.py) and the later 'AUTO' resolves to 'CUTLASS' for every architecture but
+# gpt-oss, DeepSeek-V4 and block-scaled fp8 on SM100 (ModelConfig.resolve_moe_backend, tensorrt_llm/_torch/
+# model_config.py), so NVFP4 experts run CutlassFusedMoE at every token count. The table's min-latency rows time
+# TRTLLMGenFusedMoE in min_latency_mode with DeepSeek-V3's grouped gate and no finalize (collector/trtllm/
+# collect_moe.py in ai-dynamo/aiconfigurator), which TensorRT-LLM serves only when configured for it.
+ENGINE_SKIP_KERNELS = {("trtllm", "nvfp4"): ("moe_torch_flow_min_latency",)}
 TOKEN_BANDS = ((1, 8), (9, 64), (65, 512), (513, None))
 # An EP rank holds 1/R of the experts and receives 1/R of the routed tokens: it cannot take longer than one GPU running
 # the whole layer (the same table's TP 1 / EP 1 point); a point over that by more than this margin (timing noise)
@@ -92,21 +102,20 @@ WORST = 12  # worst points printed
 
 def collect(out: Path) -> int:
     """Write the sample of aiconfigurator's MoE tables (latency in us, 4 significant digits) to ``out``."""
-    root = tables_root()
-    if root is None:
-        print(SKIPPED)
+    read = read_tables(SYSTEMS, ENGINES, "moe", "moe_perf.parquet")
+    if read is None:
         return 0
     import aiconfigurator
-    import pandas as pd
 
     shapes = {v: k for k, v in SHAPES.items()}
     tables = []
-    for gpu, engine, version, path, source in each_table(root, SYSTEMS, ENGINES, "moe", "moe_perf.parquet"):
-        df = pd.read_parquet(path)
+    for gpu, engine, version, _, source, df in read:
         df = df[(df.distribution == DISTRIBUTION) & df.num_tokens.isin(TOKENS) & df.moe_dtype.isin(DTYPES)
                 & ~df.kernel_source.isin(SKIP_KERNELS)]  # fmt: skip
         best: dict[tuple, tuple[float, str]] = {}
         for r in df.itertuples():
+            if str(r.kernel_source) in ENGINE_SKIP_KERNELS.get((engine, str(r.moe_dtype)), ()):
+                continue
             model = shapes.get((int(r.hidden_size), int(r.inter_size), int(r.num_experts), int(r.topk)))
             split = (int(r.moe_tp_size), int(r.moe_ep_size))
             if model is None or split not in SPLITS:

@@ -57,6 +57,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import heapq
 import itertools
 import json
 import math
@@ -1428,7 +1429,8 @@ def score_engine_row(r: dict) -> dict:
     row's ``num_prompts`` and mean lengths) as ``kvplan_tok_s`` / ``ratio`` / ``verdict``, and the replica's steady
     state at that many sequences (:func:`kvplan.serving.max_rate` x mean OSL) as ``kvplan_steady_tok_s`` /
     ``ratio_steady``. ``max_num_batched_tokens`` on the row: the launch's token budget (SGLang's
-    ``--chunked-prefill-size``), else the engine's."""
+    ``--chunked-prefill-size``), else the engine's; ``max_prefill_tokens``: SGLang's ``--max-prefill-tokens`` (the
+    prompt batch's input cap, :class:`RetractRun`), else its default."""
     from kvplan.serving import max_rate
 
     s = engine_row_setup(r)
@@ -1436,7 +1438,8 @@ def score_engine_row(r: dict) -> dict:
     budget = r.get("max_num_batched_tokens")
     steady = max_rate(s, input_len=inp, output_len=out, max_num_batched_tokens=budget) * out.mean
     run = closed_loop_run(s, isl=inp.mean, osl=out.mean, concurrency=r["concurrency"], prompts=r["num_prompts"],
-                          budget=budget, kv_seqs=kv_sequences(s, inp, out))  # fmt: skip
+                          budget=budget, kv_seqs=kv_sequences(s, inp, out),
+                          prompt_tokens=r.get("max_prefill_tokens"))  # fmt: skip
     ratio = run / r["published_tok_s"]
     verdict = "within 20%" if abs(ratio - 1) <= TARGET else "missed"
     return {"kvplan_max_num_seqs": s.max_num_seqs, "kvplan_tok_s": round(run, 1), "ratio": round(ratio, 4),
@@ -1449,8 +1452,9 @@ def kv_sequences(s, inp, out) -> int:  # noqa: ANN001
     batch (``serving._limits``: the binding pool over the tokens one running request holds, its prompt plus half its
     output on vLLM / SGLang, whole prompt + output where the engine reserves to completion), at least one.
     :func:`closed_loop_run` runs no more requests than this where the engine has no step-by-step KV rule
-    (:attr:`Engine.kv_preemption` None: SGLang, whose retraction is not modelled); on vLLM :class:`BlockRun` holds
-    the requests block by block instead (admission, decode growth, preemption and recompute)."""
+    (:attr:`Engine.kv_preemption` None); on vLLM :class:`BlockRun` holds the requests block by block instead
+    (admission, decode growth, preemption and recompute), on SGLang :class:`RetractRun` token by token (admission
+    against the outputs' reserve, retraction and recompute)."""
     from kvplan.serving import _limits
 
     return max(1, math.floor(_limits(s, inp, out)[0]))
@@ -1468,6 +1472,7 @@ def closed_loop_run(  # noqa: ANN201
     prompts: int,
     budget: int | None = None,
     kv_seqs: int | None = None,
+    prompt_tokens: int | None = None,
 ):
     """Output tokens/s of a finite closed-loop benchmark at fixed lengths, stepped with kvplan's step times.
 
@@ -1483,10 +1488,12 @@ def closed_loop_run(  # noqa: ANN201
     the running requests, where the engine has no step-by-step KV rule; where it has one (vLLM V1's preemption,
     :attr:`Engine.kv_preemption`) the run is :class:`BlockRun`'s, block by block, and ``kv_seqs`` is not read (where
     the pool holds every request at its longest, :meth:`BlockRun.always_fits`, the plain loop below schedules the
-    same steps and is taken, with no preemption).
+    same steps and is taken, with no preemption); on SGLang (its admission reserve and retraction) it is
+    :class:`RetractRun`'s, token by token, likewise (:meth:`RetractRun.always_fits`). ``prompt_tokens``: the launch's
+    cap on a prompt batch's input tokens (SGLang ``--max-prefill-tokens``; None: the engine's default).
     """
     return closed_loop_trace(s, isl=isl, osl=osl, concurrency=concurrency, prompts=prompts, budget=budget,
-                             kv_seqs=kv_seqs)["tok_s"]  # fmt: skip
+                             kv_seqs=kv_seqs, prompt_tokens=prompt_tokens)["tok_s"]  # fmt: skip
 
 
 def prompt_attention_fix_s(s, segments: tuple[tuple[int, int], ...], kept: dict) -> float:  # noqa: ANN001
@@ -1537,6 +1544,7 @@ def closed_loop_trace(  # noqa: ANN201
     prompts: int,
     budget: int | None = None,
     kv_seqs: int | None = None,
+    prompt_tokens: int | None = None,
 ):
     """:func:`closed_loop_run`'s run with its requests' times: ``tok_s`` (output tokens over the run's duration),
     ``duration_s``, and the client's per-request means as ``vllm bench serve`` prints them: ``mean_ttft_s`` (a
@@ -1558,6 +1566,12 @@ def closed_loop_trace(  # noqa: ANN201
         if not blocks.always_fits(running_cap):
             return blocks.run(concurrency=concurrency, prompts=prompts)
         # else the pool never runs short: BlockRun would schedule exactly these steps (the same tests), only slower
+    if _retracts(s):
+        retracting = RetractRun(s, budget=budget, prompt_tokens=prompt_tokens)
+        running_cap = min(s.max_num_seqs or concurrency, concurrency, prompts)
+        if not retracting.always_fits(isl=isl, osl=osl, requests=running_cap):
+            return retracting.run(isl=isl, osl=osl, concurrency=concurrency, prompts=prompts)
+        # else no admission is refused and no request retracted: the plain loop below schedules the same steps
     # per request: [tokens left to prefill, send time], in arrival order
     waiting = deque([isl, 0.0] for _ in range(min(concurrency, prompts)))
     issued, done, clock = len(waiting), 0, 0.0
@@ -1608,7 +1622,17 @@ def closed_loop_trace(  # noqa: ANN201
            "mean_tpot_s": statistics.fmean(tpots) if tpots else None, "p99_itl_s": p99(itls)}  # fmt: skip
     if s.engine.kv_preemption == "recompute_newest" and s.engine.mixes_prefill_with_decode:
         out |= {"preemptions": 0, "recomputed_tokens": 0}  # the pool never ran short (above)
+    if _retracts(s):
+        out |= {"retractions": 0, "recomputed_tokens": 0}  # nothing refused or retracted (above)
     return out
+
+
+def _retracts(s) -> bool:  # noqa: ANN001
+    """Whether the closed-loop run is :class:`RetractRun`'s: an engine that admits against a reserve for the outputs
+    to come and retracts on a shortfall (SGLang), with prompt and decode batches apart (its default)."""
+    e = s.engine
+    reserves = e.output_reserve is not None
+    return e.kv_preemption == "retract_fewest_outputs" and reserves and not e.mixes_steps(s.settings)
 
 
 def p99(samples: list[float]) -> float:
@@ -1843,21 +1867,345 @@ class BlockRun:
                 "recomputed_tokens": self.recomputed_tokens, "mean_running": held_s / clock}  # fmt: skip
 
 
+@dataclasses.dataclass(eq=False)
+class Retractable:
+    """One request of :class:`RetractRun`: its prompt and output lengths, the tokens it holds in the pool
+    (``computed``), its output tokens (``generated``), the tokens of it the prefix cache holds (``cached``: locked while
+    it runs; an evictable entry, ``entry``, once retracted, last accessed at ``cached_s``), its send, first- and
+    last-token times and retractions."""
+
+    sent_s: float
+    isl: int
+    osl: int
+    computed: int = 0
+    generated: int = 0
+    cached: int = 0
+    cached_s: float = 0.0
+    entry: list | None = None  # while retracted: its prompt's evictable cache entry [last access, order, owner, tokens]
+    first_s: float | None = None
+    last_s: float = 0.0
+    retractions: int = 0
+
+    def fill(self) -> int:
+        """Its prompt and output tokens so far: what a prefill of it (again) computes, less a cached prefix."""
+        return self.isl + self.generated
+
+
+class RetractRun:
+    """SGLang's scheduler token by token (:attr:`Engine.kv_preemption` ``"retract_fewest_outputs"`` with
+    :attr:`Engine.output_reserve`; every rule and its source in kvplan/engines/sglang.py beside OUTPUT_RESERVE) on one
+    replica whose prompt and decode batches are separate steps (``Engine.mixes_steps`` False), the scheduler's plain
+    loop (event_loop_normal: the default overlap loop processes a batch's results one batch later, not modelled). A
+    driver (the closed loop, :meth:`run`, or ``benchmarks/serving_sim.py --retract``'s Poisson arrivals) puts requests
+    on ``waiting``, then calls :meth:`step`, :meth:`price` and :meth:`finish`.
+
+    The pool is ``free`` tokens (page 1; over every data-parallel rank, as :class:`BlockRun` takes it) beside the
+    prefix cache's evictable entries (a finished request's tokens, a retracted request's cached prefix), which count as
+    free and are evicted whole, least recently accessed first, when an allocation finds fewer free tokens than it asks
+    (it then evicts as many as it asks). Each iteration:
+
+    * **a prompt batch** (Scheduler.get_new_batch_prefill), unless the batch is marked full (by a refusal or the
+      running cap, until a request leaves the running batch) or nothing waits: the chunked request's next chunk first
+      (add_chunked_req: the token budget, at most what the reserves leave), then the waiting requests in order
+      (PrefillAdder.add_one_req), each refused, marking the batch full, once its uncomputed tokens plus
+      ``min(output asked, clip)`` reach the free and evictable tokens less ``ratio x min(output left, clip)`` for each
+      running request and what this batch already took (its inputs and whole clipped outputs), or stopping the batch
+      where its tokens reach the step's input cap in a batch that holds one; the one that does not fit the token
+      budget goes in as a chunk;
+    * else **a decode batch** of every running request (update_running_batch): where fewer free tokens than requests
+      are left after evicting, running requests are retracted (:meth:`_retract`) and the ratio set from the requests
+      left, else the ratio falls by its decay to its floor; then a token slot each;
+    * else nothing runs (self_check_during_idle): the ratio goes back to its start.
+
+    A request whose prompt (and outputs, after a retraction) is all computed samples a token and joins the running
+    batch, its computed tokens cached (cache_unfinished_req); one with all its output tokens leaves, its tokens an
+    evictable entry. Steps are priced as :class:`BlockRun`'s (:func:`kvplan.serving._step` plus
+    :func:`prompt_attention_fix_s`)."""
+
+    def __init__(self, s, *, budget: int, prompt_tokens: int | None = None) -> None:  # noqa: ANN001
+        st = min(s.stages, key=lambda st: st.layout.pool_tokens(st.available))
+        self.s, self.budget, self.rule = s, budget, s.engine.output_reserve
+        self.prompt_tokens = prompt_tokens or self.rule.prompt_step_tokens  # the launch's --max-prefill-tokens
+        self.free = st.layout.pool_tokens(st.available) * s.dp * s.settings.attention_dp
+        self.evictable: list = []  # heap of [last access, order, owner (a retracted request) or None, tokens]
+        self.evictable_tokens = 0
+        self._order = itertools.count()
+        self.running: list[Retractable] = []
+        self.waiting: deque = deque()
+        self.chunked: Retractable | None = None
+        self.max_seqs = s.max_num_seqs
+        self.ratio = self.rule.start_ratio()
+        self.full = False  # batch_is_full
+        self.shrunk = False  # a request left the running batch since the last decode batch (its filter_batch)
+        self.retractions = 0
+        self.recomputed_tokens = 0  # tokens computed again after a retraction (those the cache no longer held)
+        self.ttfts: list[float] = []
+        self.itls: list[float] = []  # every token's wait after the request's previous one
+        self._fixes: dict = {}
+
+    # -- the prefix cache --
+
+    def _add_entry(self, owner: Retractable | None, tokens: int, when: float) -> list:
+        entry = [when, next(self._order), owner, tokens]
+        heapq.heappush(self.evictable, entry)
+        self.evictable_tokens += tokens
+        return entry
+
+    def _drop_entry(self, entry: list) -> None:
+        """Take ``entry`` out of the evictable tokens (locked by its request again, moved, or evicted)."""
+        self.evictable_tokens -= entry[3]
+        entry[3] = 0  # left in the heap, dead
+        if entry[2] is not None:
+            entry[2].entry = None
+
+    def _evict(self, tokens: int) -> None:
+        """evict_from_tree_cache: where fewer than ``tokens`` are free, radix_cache.evict(tokens), whole entries, least
+        recently accessed first, until ``tokens`` are freed or none is left."""
+        if self.free >= tokens:
+            return
+        freed = 0
+        while freed < tokens and self.evictable:
+            entry = heapq.heappop(self.evictable)
+            if not entry[3]:
+                continue
+            freed += entry[3]
+            self.free += entry[3]
+            owner = entry[2]
+            self._drop_entry(entry)
+            if owner is not None:
+                owner.cached = 0
+
+    def _touch(self, q: Retractable, now: float) -> None:
+        """match_prefix (init_next_round_input) makes the request's cached entry the most recently accessed."""
+        if q.entry is not None and q.entry[0] < now:
+            tokens = q.entry[3]
+            self._drop_entry(q.entry)
+            q.entry = self._add_entry(q, tokens, now)
+
+    # -- admission --
+
+    def _asked(self, q: Retractable) -> int:
+        left = q.osl - q.generated if self.rule.readmit_remaining else q.osl
+        return min(max(left, 0), self.rule.clip_tokens)
+
+    def _prefill(self, now: float) -> list[tuple[Retractable, int, int]]:
+        """get_new_batch_prefill: [(request, tokens computed now, its tokens computed before)], [] for no batch."""
+        if (self.full or not self.waiting) and self.chunked is None:
+            return []
+        if self.max_seqs is not None and len(self.running) >= self.max_seqs and self.chunked is None:
+            self.full = True
+            return []
+        clip = self.rule.clip_tokens
+        offset = sum(min(q.osl - q.generated, clip) * self.ratio for q in self.running)
+        rem_chunk = self.budget
+        rem_input = self.prompt_tokens or math.inf
+        picked: list[tuple[Retractable, int, int]] = []
+        if self.chunked is not None:  # add_chunked_req
+            q = self.chunked
+            left = q.fill() - q.computed
+            take = min(rem_chunk, int(self.free + self.evictable_tokens - offset))
+            take = min(left, rem_chunk if take <= 0 else take)
+            done = take == left
+            offset += take + (min(q.osl, clip) if done else 0)
+            rem_chunk, rem_input = rem_chunk - take, rem_input - take
+            picked.append((q, take, q.computed))
+            self.chunked = None if done else q
+        admitted = 0
+        for q in self.waiting:
+            if self.max_seqs is not None and len(picked) >= self.max_seqs - len(self.running):
+                self.full = True
+                break
+            self._touch(q, now)
+            hit = min(q.cached, q.fill() - 1)
+            new = q.fill() - hit
+            total = new + self._asked(q)
+            locked = q.entry[3] if q.entry is not None else 0  # the lock takes its cached entry out of the evictable
+            if total >= self.free + self.evictable_tokens - offset or (
+                total >= self.free + self.evictable_tokens - locked - offset
+            ):
+                self.full = True
+                break
+            if new >= rem_input and picked:
+                break
+            if new <= rem_chunk:
+                take = new
+                offset += new + min(q.osl, clip)
+            else:
+                if rem_chunk <= 0:
+                    break
+                take = rem_chunk
+                offset += take
+                self.chunked = q
+            if q.entry is not None:
+                self._drop_entry(q.entry)
+            q.cached = q.computed = hit
+            self.recomputed_tokens -= hit
+            picked.append((q, take, hit))
+            admitted += 1
+            rem_chunk, rem_input = rem_chunk - take, rem_input - take
+            if self.free + self.evictable_tokens - offset <= 0:  # budget_state
+                self.full = True
+                break
+            if rem_input <= 0 or rem_chunk <= 0:
+                break
+        for _ in range(admitted):
+            self.waiting.popleft()
+        tokens = sum(n for _, n, _ in picked)
+        self._evict(tokens)  # alloc_token_slots for the batch's extend tokens
+        self.free -= tokens
+        return picked
+
+    # -- decode and retraction --
+
+    def _decode_fits(self, requests: int) -> bool:
+        """check_decode_mem: a token slot a request free, after evicting."""
+        self._evict(requests)
+        return self.free >= requests
+
+    def _retract(self) -> None:
+        """ScheduleBatch.retract_decode: fewest outputs first (ties: the longest prompt, then the latest in the batch),
+        at least one and until the others' tokens fit, always keeping one; each frees its tokens past its cached
+        prefix, which becomes an evictable entry (last accessed when cached), and goes to the waiting queue's tail;
+        after each, the cache is evicted where fewer than ``retract_steps`` tokens a request left are free. The batch
+        keeps the sorted order; the ratio is set from the requests left; the batch is no longer full."""
+        running = self.running
+        order = sorted(range(len(running)), key=lambda i: (running[i].generated, -running[i].isl), reverse=True)
+        first = True
+        while first or not self._decode_fits(len(order)):
+            if len(order) == 1:
+                break
+            first = False
+            q = running[order.pop()]
+            self.free += q.computed - q.cached
+            if q.cached:
+                q.entry = self._add_entry(q, q.cached, q.cached_s)
+            self.recomputed_tokens += q.computed
+            q.computed = 0
+            q.retractions += 1
+            self.retractions += 1
+            self.waiting.append(q)
+            self._evict(len(order) * self.rule.retract_steps)
+        self.running = [running[i] for i in order]
+        self.ratio = self.rule.ratio_after_retraction(decoded=sum(q.generated for q in self.running),
+                                                      asked=sum(q.osl for q in self.running),
+                                                      requests=len(self.running))  # fmt: skip
+        self.full = False
+
+    def always_fits(self, *, isl: int, osl: int, requests: int) -> bool:
+        """Whether ``requests`` requests each reserving and holding at most ``isl + osl`` tokens leave every admission
+        room and every decode its tokens (``requests x (isl + osl)`` below the pool: a running request's tokens and
+        reserve never pass ``isl + osl``, the ratio being at most 1), and no prompt reaches the step's input cap (its
+        tokens below the cap less what the step's other prompts, at most ``requests - 1`` of them and the budget, took):
+        then no request is refused for its reserve or retracted, and the plain closed loop schedules the same steps."""
+        cap = self.prompt_tokens
+        before = min((requests - 1) * isl, self.budget)
+        return requests * (isl + osl) < self.free and (cap is None or isl + before < cap)
+
+    def step(self, now: float) -> tuple[str, list]:
+        """The next batch: ("prefill", [(request, tokens, computed before)]), ("decode", the running requests), or
+        ("idle", []) where nothing can run until a request arrives."""
+        picked = self._prefill(now)
+        if picked:
+            return "prefill", picked
+        if self.shrunk:  # update_running_batch's filter_batch
+            self.full, self.shrunk = False, False
+        if not self.running:
+            self.ratio = self.rule.start_ratio()  # an iteration with no batch: self_check_during_idle
+            picked = self._prefill(now)
+            return ("prefill", picked) if picked else ("idle", [])
+        if self._decode_fits(len(self.running)):
+            self.ratio = max(self.ratio - self.rule.decay(), self.rule.floor_ratio())
+        else:
+            self._retract()
+        self.free -= len(self.running)
+        return "decode", list(self.running)
+
+    def price(self, kind: str, batch: list) -> float:
+        """The step's time, as :meth:`BlockRun._price` prices one (one kind of batch here)."""
+        from kvplan.serving import _step
+
+        if kind == "decode":
+            generated = sum(q.generated for q in batch) / len(batch)
+            context = batch[0].isl + round(generated / CONTEXT_BUCKET) * CONTEXT_BUCKET
+            return _step(self.s, n=float(len(batch)), p=0.0, context=context)
+        segments = tuple((n, prefix) for _, n, prefix in batch)
+        step_s = _step(self.s, n=0.0, p=float(sum(n for n, _ in segments)), context=batch[0][0].isl,
+                       prefix=segments[0][1])  # fmt: skip
+        return step_s + prompt_attention_fix_s(self.s, segments, self._fixes)
+
+    def finish(self, kind: str, batch: list, clock: float) -> list[Retractable]:
+        """The batch's results at ``clock``: tokens sampled, prefixes cached, the finished requests (returned) out."""
+        finished: list[Retractable] = []
+        if kind == "prefill":
+            for q, n, _ in batch:
+                q.computed += n
+                q.cached, q.cached_s = q.computed, clock  # cache_unfinished_req (a chunk too)
+                if q is not self.chunked:
+                    self._sample(q, clock, finished)
+                    if q.generated < q.osl:
+                        self.running.append(q)  # merge_batch
+        elif kind == "decode":
+            for q in batch:
+                q.computed += 1
+                self._sample(q, clock, finished)
+            if finished:
+                self.running = [q for q in self.running if q.generated < q.osl]
+        return finished
+
+    def _sample(self, q: Retractable, clock: float, finished: list) -> None:
+        if q.first_s is None:
+            q.first_s = clock
+            self.ttfts.append(clock - q.sent_s)
+        else:
+            self.itls.append(clock - q.last_s)
+        q.generated += 1
+        q.last_s = clock
+        if q.generated >= q.osl:  # cache_finished_req: all its tokens one evictable entry
+            self._add_entry(None, q.computed, clock)
+            q.cached = 0
+            finished.append(q)
+            self.shrunk = True
+
+    def run(self, *, isl: int, osl: int, concurrency: int, prompts: int) -> dict:
+        """The closed-loop client's run (as :meth:`BlockRun.run`), with the retractions and recomputed tokens."""
+        self.waiting.extend(Retractable(0.0, isl, osl) for _ in range(min(concurrency, prompts)))
+        issued, clock, done, held_s, tpots = len(self.waiting), 0.0, 0, 0.0, []
+        while done < prompts:
+            kind, batch = self.step(clock)
+            if kind == "idle":  # a request asking more than the whole pool: the engine refuses it at its door
+                raise ValueError(f"{isl} + {osl} tokens do not fit SGLang's pool of {self.free} tokens")
+            step_s = self.price(kind, batch)
+            clock += step_s
+            held_s += len(self.running) * step_s
+            finished = self.finish(kind, batch, clock)
+            tpots += [(clock - q.first_s) / (osl - 1) for q in finished if osl > 1]
+            done += len(finished)
+            new = min(len(finished), prompts - issued)
+            self.waiting.extend(Retractable(clock, isl, osl) for _ in range(new))
+            issued += new
+        return {"tok_s": prompts * osl / clock, "duration_s": clock, "mean_ttft_s": statistics.fmean(self.ttfts),
+                "mean_tpot_s": statistics.fmean(tpots) if tpots else None, "p99_itl_s": p99(self.itls),
+                "retractions": self.retractions, "recomputed_tokens": self.recomputed_tokens,
+                "mean_running": held_s / clock}  # fmt: skip
+
+
 def engine_row_trace(r: dict) -> dict:
     """:func:`closed_loop_trace` for a row, set up as :func:`score_engine_row` scores it."""
     s = engine_row_setup(r)
     inp, out = engine_row_lengths(r)
     return closed_loop_trace(s, isl=inp.mean, osl=out.mean, concurrency=r["concurrency"], prompts=r["num_prompts"],
-                             budget=r.get("max_num_batched_tokens"), kv_seqs=kv_sequences(s, inp, out))  # fmt: skip
+                             budget=r.get("max_num_batched_tokens"), kv_seqs=kv_sequences(s, inp, out),
+                             prompt_tokens=r.get("max_prefill_tokens"))  # fmt: skip
 
 
 def phase_lines(rows: list[dict], *, markdown: bool = False) -> list[str]:
     """Where a row's printout gives the client's mean TTFT and TPOT (``printed``): kvplan's run's means beside them
-    (:func:`engine_row_trace`), kvplan / published, to tell a prompt-phase miss from a decode-phase one, and on vLLM
-    the run's preemptions and recomputed tokens (:class:`BlockRun`). Diagnostic only: nothing is scored on it."""
+    (:func:`engine_row_trace`), kvplan / published, to tell a prompt-phase miss from a decode-phase one, and the
+    run's preemptions (vLLM, :class:`BlockRun`) or retractions (SGLang, :class:`RetractRun`) and recomputed tokens.
+    Diagnostic only: nothing is scored on it."""
     head = ("model", "engine", "GPU", "TP", "ISL/OSL", "concurrency / prompts", "mean TTFT published / kvplan (ms)",
-            "TTFT ratio", "mean TPOT published / kvplan (ms)", "TPOT ratio", "kvplan preemptions (recomputed tokens)",
-            "throughput ratio")  # fmt: skip
+            "TTFT ratio", "mean TPOT published / kvplan (ms)", "TPOT ratio",
+            "kvplan preemptions or retractions (recomputed tokens)", "throughput ratio")  # fmt: skip
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] if markdown else ["  ".join(head)]
     for r in rows:
         p = r.get("printed", {})
@@ -1866,7 +2214,8 @@ def phase_lines(rows: list[dict], *, markdown: bool = False) -> list[str]:
         tr = engine_row_trace(r)
         ttft, tpot = tr["mean_ttft_s"] * 1e3, (tr["mean_tpot_s"] or 0.0) * 1e3
         tpot_ratio = f"x{tpot / p['mean_tpot_ms']:.2f}" if tr["mean_tpot_s"] else "-"
-        preempted = f"{tr['preemptions']} ({tr['recomputed_tokens']})" if "preemptions" in tr else "-"  # BlockRun's
+        stopped = tr.get("preemptions", tr.get("retractions"))  # BlockRun's, RetractRun's
+        preempted = "-" if stopped is None else f"{stopped} ({tr['recomputed_tokens']})"
         cells = (r["label"], f"{r['engine_version']} / {r['engine']}", r["gpu"], str(r["tp"]), f"{r['isl']}/{r['osl']}",
                  f"{r['concurrency']} / {r['num_prompts']}", f"{p['mean_ttft_ms']:.0f} / {ttft:.0f}",
                  f"x{ttft / p['mean_ttft_ms']:.2f}", f"{p['mean_tpot_ms']:.1f} / {tpot:.1f}", tpot_ratio, preempted,

@@ -20,7 +20,13 @@ running requests' mean context rounded to 64 tokens.
 It prints, per rate (a fraction of kvplan's ``max_rate``), the simulated mean batch, mean TPOT, mean and p90 TTFT
 and throughput beside :func:`kvplan.serving.serve`'s, for each layout.
 
-``python benchmarks/serving_sim.py [--requests 3000] [--dp]``
+``--retract``: SGLang's own admission and retraction instead of a sequence bound (:func:`simulate_retract`: the
+scheduler of ``published_compare.RetractRun``, token by token, admitting against its reserve for the running
+requests' outputs to come and retracting on a shortfall) on replicas whose KV pool binds, at rates up to past
+saturation: the simulated mean batch, TPOT, retractions and the reserve's ratio beside ``serve()`` and the KV bound
+kvplan.serving puts on the batch (``_limits``), to check that bound (the reserve at its ratio's floor).
+
+``python benchmarks/serving_sim.py [--requests 3000] [--dp | --retract]``
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ import statistics
 import sys
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 CONTEXT_BUCKET = 64  # tokens: decodes priced at their mean context rounded to this (as published_compare's run)
 
@@ -112,6 +121,68 @@ def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: i
     ordered = sorted(ttfts)
     return SimResult(busy_area / span, statistics.fmean(tpots), statistics.fmean(ttfts),
                      ordered[math.ceil(0.9 * len(ordered)) - 1], len(tpots) * osl / span)  # fmt: skip
+
+
+@dataclass
+class RetractResult:
+    batch: float  # time-average requests running (decoding)
+    tpot_s: float
+    ttft_s: float
+    output_tokens_per_s: float
+    retractions: int
+    ratio: float  # the reserve's ratio, time-averaged over the decode steps
+    floor_share: float  # share of decode steps run at the ratio's floor
+
+
+def simulate_retract(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: int,  # noqa: ANN001
+                     warmup: int = 200, seed: int = 1) -> RetractResult:  # fmt: skip
+    """One replica of setup ``s`` (SGLang, steps apart) serving ``requests`` Poisson arrivals at ``rate_rps`` with
+    SGLang's admission and retraction (``published_compare.RetractRun``; no sequence bound beyond ``max_num_seqs``),
+    the same seeded arrivals as :func:`simulate`. Statistics from the ``warmup``-th arrival on; requests still
+    running when the last one finishes are left out."""
+    from published_compare import Retractable, RetractRun
+
+    rng = random.Random(seed)
+    arrivals: deque = deque()
+    t = 0.0
+    for i in range(requests):
+        t += rng.expovariate(rate_rps)
+        arrivals.append((t, i))
+    run = RetractRun(s, budget=budget)
+    index: dict[int, int] = {}
+    clock, area, first_clock, done = 0.0, 0.0, None, 0
+    ttfts: list[float] = []
+    tpots: list[float] = []
+    ratio_area, decode_steps, at_floor = 0.0, 0, 0
+    floor = run.rule.floor_ratio()
+    while done < requests:
+        while arrivals and arrivals[0][0] <= clock:
+            sent, i = arrivals.popleft()
+            q = Retractable(sent, isl, osl)
+            index[id(q)] = i
+            run.waiting.append(q)
+        kind, batch = run.step(clock)
+        if kind == "idle":
+            clock = arrivals[0][0]
+            continue
+        step = run.price(kind, batch)
+        if first_clock is None and arrivals and arrivals[0][1] > warmup:
+            first_clock = clock
+        if first_clock is not None:
+            area += len(run.running) * step
+            if kind == "decode":
+                ratio_area += run.ratio
+                decode_steps += 1
+                at_floor += run.ratio <= floor
+        clock += step
+        for q in run.finish(kind, batch, clock):
+            done += 1
+            if index[id(q)] >= warmup:
+                ttfts.append(q.first_s - q.sent_s)
+                tpots += [(clock - q.first_s) / (osl - 1)] if osl > 1 else []
+    span, steps = clock - (first_clock or 0.0), max(decode_steps, 1)
+    return RetractResult(area / span, statistics.fmean(tpots), statistics.fmean(ttfts), len(tpots) * osl / span,
+                         run.retractions, ratio_area / steps, at_floor / steps)  # fmt: skip
 
 
 VLLM_STATS_INTERVAL_S = 0.1  # vLLM DPCoordinator publishes each rank's [waiting, running] every 100 ms
@@ -195,6 +266,46 @@ def compare(requests: int, *, cases: tuple = CASES, warmup: int = 200, dispatch:
     return lines
 
 
+RETRACT_CASES = (  # (model, GPU, TP, prompt, output): replicas whose KV pool bounds the batch (kvplan.serving's bound)
+    ("qwen3-32b", "h100-sxm", 1, 2048, 512),
+    ("llama-3.1-8b", "l4", 1, 2048, 256),
+    ("llama-3.1-70b", "h200", 4, 4000, 200),
+)
+RETRACT_FRACTIONS = (0.6, 0.85, 1.2, 2.0)
+
+
+def compare_retract(requests: int, *, cases: tuple = RETRACT_CASES, warmup: int = 200) -> list[str]:
+    """The ``--retract`` table: per case and rate (a fraction of kvplan's ``max_rate``; past 1 the queue grows and the
+    batch is the admission's), :func:`simulate_retract` beside ``serve()`` (its batch; past saturation the KV bound
+    ``_limits`` it saturates at) and the pool's mean holding without the reserve (kvplan's bound before it)."""
+    from kvplan.capacity import binding_pool, setup
+    from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, _decode_context, _limits, max_rate, serve
+
+    head = ("case", "rate (x max)", "batch sim / kvplan", "KV bound kvplan / mean holding", "TPOT ms sim / kvplan",
+            "TTFT ms sim", "tok/s sim / kvplan", "retractions", "ratio: mean, share at floor")  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for model, gpu, tp, isl, osl in cases:
+        s = setup(model, gpu, engine="sglang", tp=tp)
+        inp, out = Lengths.of(isl), Lengths.of(osl)
+        top = max_rate(s, input_len=inp, output_len=out)
+        budget = s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
+        cap = _limits(s, inp, out)[0]
+        pool, held = binding_pool(s, _decode_context(inp, out))
+        for frac in RETRACT_FRACTIONS:
+            rate = frac * top
+            r = serve(s, rate_rps=rate, input_len=inp, output_len=out, with_max_rate=False)
+            sim = simulate_retract(s, rate_rps=rate, isl=isl, osl=osl, requests=requests, budget=budget,
+                                   warmup=warmup)  # fmt: skip
+            batch = f"{cap:.1f} (saturated)" if r.saturated else f"{r.batch:.1f}"
+            tpot = "-" if r.saturated else f"{r.tpot_mean_s * 1e3:.2f}"
+            cells = (f"{model} {gpu} TP{tp} {isl}/{osl}", f"{rate:.3f} (x{frac})", f"{sim.batch:.1f} / {batch}",
+                     f"{cap:.1f} / {pool / held:.1f}", f"{sim.tpot_s * 1e3:.2f} / {tpot}", f"{sim.ttft_s * 1e3:.0f}",
+                     f"{sim.output_tokens_per_s:.0f} / {min(rate, top) * osl:.0f}", str(sim.retractions),
+                     f"{sim.ratio:.3f}, {sim.floor_share:.2f}")  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=3000)
@@ -204,8 +315,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dispatch", choices=("round_robin", "vllm"), default="round_robin",
                     help="how --dp deals requests to the ranks: SGLang's default round_robin, or vLLM V1's "
                     "waiting * 4 + running on 100 ms snapshots")  # fmt: skip
+    ap.add_argument("--retract", action="store_true",
+                    help="SGLang's admission reserve and retraction on KV-bound replicas, past saturation")  # fmt: skip
     args = ap.parse_args(argv)
-    if args.dp:
+    if args.retract:
+        print("\n".join(compare_retract(args.requests)))
+    elif args.dp:
         print("\n".join(compare(12000, cases=DP_CASES, warmup=3000, dispatch=args.dispatch)))
     else:
         print("\n".join(compare(args.requests)))

@@ -941,7 +941,10 @@ def _sparse_decode_s(c: _Ctx, kind: LayerKind, *, context: int, seqs: float, kv_
     dtype, rows = element_size(kv_dtype), min(context, kind.index_topk)
     heads = ceil_div(c.spec.num_attention_heads, c.tp)
     per_key = 2 * (2 * kind.kv_lora_rank + kind.qk_rope_head_dim)
-    reads = dsa_latent_row_bytes(kind, dtype) * rows * seqs / (c.bw * c.cal.mla_decode_mem_eff)
+    # the engine's row (Calibration.dsa_fp8_row): FlashMLA's fp8 row, or TensorRT-LLM's plain per-tensor fp8 latent
+    flashmla = c.cal.dsa_fp8_row == "flashmla"
+    row = dsa_latent_row_bytes(kind, dtype) if flashmla else dtype.nbytes(kind.kv_lora_rank + kind.qk_rope_head_dim)
+    reads = row * rows * seqs / (c.bw * c.cal.mla_decode_mem_eff)
     if dtype.bytes_per_element == 1 and kv_dtype.startswith("fp8"):  # fp8_ds_mla: FlashMLA's fp8 decode kernel
         padded = ceil_div(heads, FLASHMLA_DECODE_HEAD_TILE) * FLASHMLA_DECODE_HEAD_TILE
         return max(reads, per_key * padded * kind.index_topk * seqs / (c.peak16 * c.cal.sparse_mla_decode_eff))
@@ -1520,11 +1523,14 @@ def _fp4_k_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float:
 def _fp4_moe_layer_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float | None:
     """Fixed seconds of one NVFP4 grouped-expert layer on FP4 tensor cores (``fp4_moe_layer_s``); None elsewhere.
 
-    Both engines run NVFP4 experts on Blackwell through TensorRT-LLM-Gen's fused MoE kernels, not the CUTLASS
-    grouped GEMMs the 16-bit and fp8 fits describe: aiconfigurator 0.12.0 times TensorRT-LLM's NVFP4 MoE as
-    ``moe_torch_flow_min_latency`` and vLLM's as ``..._flashinfer_trtllm_trtllmnvfp4expertsmonolithic``
-    (systems/data/b200_sxm/moe/*/moe_perf.parquet). At one token (Qwen3-30B-A3B's shape, 128 experts, top 8) they
-    take 16.6 and 15.3 us against 30.7 (TensorRT-LLM CUTLASS, bf16) and 19.0 (vLLM, bf16): a smaller fixed cost.
+    Fitted with the other NVFP4 constants on aiconfigurator 0.12.0's NVFP4 steps (benchmarks/fit_fp4.py). vLLM runs
+    NVFP4 experts on Blackwell through TensorRT-LLM-Gen's fused MoE kernels (aiconfigurator's
+    ``..._flashinfer_trtllm_trtllmnvfp4expertsmonolithic``, systems/data/b200_sxm/moe/vllm/*/moe_perf.parquet: 15.3 us
+    at one token of Qwen3-30B-A3B's shape against 19.0 for bf16). aiconfigurator's TensorRT-LLM steps take
+    TensorRT-LLM-Gen's min-latency kernel up to 128 tokens and CUTLASS above (``moe_torch_flow_min_latency`` 16.6 us,
+    ``moe_torch_flow_cutlass`` 54.9 us at one token), so TensorRT-LLM's figure describes that mixture, where
+    TensorRT-LLM runs CUTLASS for NVFP4 checkpoints at every count (``ModelConfig.resolve_moe_backend``,
+    tensorrt_llm/_torch/model_config.py; docs/cost.md "The MoE rows' per-step gap", benchmarks/moe_gap.py).
     """
     if gpu.fp4_dense_tflops is None or weights_dtype != "nvfp4" or cal.fp4_moe_layer_s is None:
         return None

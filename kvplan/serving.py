@@ -24,7 +24,9 @@ rate is past saturation when no ``t`` solves it within the limits: ``n`` beyond
 ``max_num_seqs`` or beyond the sequences the KV pool holds at that context each
 (:func:`kvplan.capacity.pool_tokens`; ``I + O (1 + scv)`` each where the engine reserves a request's blocks to
 completion at admission, ``Engine.holds_to_completion``: TensorRT-LLM's default policy; with its per-window pools,
-``max_attention_window``, the pool that admits the fewest, :func:`kvplan.capacity.binding_pool`), or ``n + p``
+``max_attention_window``, the pool that admits the fewest, :func:`kvplan.capacity.binding_pool`; where the engine
+admits against a reserve for the running requests' outputs to come, SGLang's, the requests that admission leaves
+room for, :func:`_limits`), or ``n + p``
 beyond the token budget (``(W + 1) p`` under an attention-DP balancer's batching wait of ``W`` iterations,
 :func:`_release_every`). With PP a step is the pipeline's cycle: where the engine schedules each of its ``pp``
 micro-batches against the limits (``Engine.limits_per_micro_batch``: TensorRT-LLM) a cycle holds ``pp`` x
@@ -576,19 +578,54 @@ def _decode_context(inp: Lengths, out: Lengths) -> int:
 def _reserved_tokens(s: Setup, inp: Lengths, out: Lengths) -> int:
     """KV tokens one running sequence holds against the pool: its whole prompt + output where the engine's
     scheduler reserves to completion under the setup's flags (``Engine.holds_to_completion``: TensorRT-LLM's
-    GUARANTEED_NO_EVICT, not its MAX_UTILIZATION), else its mean context. The output is the in-flight one
-    (:func:`_in_flight_output`: the batch holds long outputs in proportion to their length)."""
+    GUARANTEED_NO_EVICT, not its MAX_UTILIZATION), else its mean context, plus, where the engine admits against a
+    reserve for the outputs to come (``Engine.output_reserve``: SGLang), the reserve's floor ratio of its output
+    tokens to come (:func:`_output_left`). The output is the in-flight one (:func:`_in_flight_output`: the batch
+    holds long outputs in proportion to their length)."""
     if s.engine.holds_to_completion(s.settings):
         return inp.mean + int(_in_flight_output(out, out.mean))
-    return _decode_context(inp, out)
+    held = _decode_context(inp, out)
+    reserve = s.engine.output_reserve
+    if reserve is None:
+        return held
+    return held + int(reserve.floor_ratio() * _output_left(out, clip=reserve.clip_tokens))
+
+
+def _output_left(out: Lengths, *, clip: int) -> float:
+    """The mean of ``min(output tokens still to come, clip)`` over the sequences in flight: a sequence in flight is
+    uniformly far through its (in-flight, :func:`_in_flight_output`) output ``L``, so its tokens to come are uniform on
+    ``[0, L]``: ``L / 2`` where ``L <= clip``, else ``clip - clip^2 / (2 L)``."""
+    length = _in_flight_output(out, out.mean)
+    return length / 2 if length <= clip else clip - clip * clip / (2 * length)
+
+
+def _entering_tokens(s: Setup, inp: Lengths, out: Lengths) -> int:
+    """What a request must find free beyond the running requests' reserves to be admitted where the engine admits
+    against a reserve for the outputs to come (:class:`kvplan.engines.base.OutputReserve`): its prompt plus its whole
+    output, clipped; 0 elsewhere (no such check)."""
+    reserve = s.engine.output_reserve
+    return 0 if reserve is None else inp.mean + min(out.mean, reserve.clip_tokens)
 
 
 def _limits(s: Setup, inp: Lengths, out: Lengths) -> tuple[float, str]:
     """Sequences a replica holds at once: each data-parallel rank has its own KV pool and its own engine core
-    (vLLM runs one EngineCore per DP rank; SGLang one scheduler per DP attention rank), so both limits scale."""
+    (vLLM runs one EngineCore per DP rank; SGLang one scheduler per DP attention rank), so both limits scale.
+
+    Where the engine admits against a reserve for the running requests' outputs to come
+    (:attr:`Engine.output_reserve`: SGLang's PrefillAdder, engines/sglang.py OUTPUT_RESERVE), a running request
+    counts its held tokens plus the reserve at the ratio's floor (:func:`_reserved_tokens`: in a steady state few
+    decode steps run short, so the ratio sits at its floor most of the time), and the last request admitted found
+    its prompt + output (``E``, :func:`_entering_tokens`) free beyond the others' ``(N - 1) x held``: ``N =
+    floor((pool - E) / held) + 1`` whole requests a rank (below one where the pool is smaller than ``E``: ``pool /
+    E``). ``benchmarks/serving_sim.py --retract`` checks it against the scheduler run step by step (docs/cost.md,
+    "SGLang's admission reserve and retraction")."""
     ranks = s.dp * s.settings.attention_dp
     pool, held = binding_pool(s, _reserved_tokens(s, inp, out))
-    kv = pool * ranks / held
+    entering = _entering_tokens(s, inp, out)
+    if not entering:
+        kv = pool * ranks / held
+    else:
+        kv = ranks * (math.floor((pool - entering) / held) + 1 if pool >= entering else pool / entering)
     seqs = _batch_cap(s, inp, out)
     cap = seqs * s.dp * _micro_batches(s) if seqs is not None else None
     if cap is None or kv < cap:

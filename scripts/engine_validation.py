@@ -213,7 +213,12 @@ def run_sglang(entry: dict, spec, gpu) -> Case:  # noqa: ANN001
     note = "SGLang 0.4.x rule on the logged free memory (free_after_load - free_before x (1 - fraction)) / cell"
     logged_kv = predicted = err = None
     fig = r.logged
-    if gpu is not None and ("k_size" in fig or "kv_size" in fig):
+    # a run at SGLang's automatic fraction of a later release (sglang-05, main 2025-10 under DP attention) has a
+    # budget the excerpt does not print (no free-memory line): (b) is not computed for it
+    auto = str(entry["flags"].get("mem_fraction_static") or "").startswith("auto")
+    if auto:
+        note += "; (b) not computed: the run's mem_fraction_static was SGLang's automatic value, not printed"
+    if gpu is not None and ("k_size" in fig or "kv_size" in fig) and not auto:
         # (b): kvplan's own SGLang budget with the release's default fraction for this TP size.
         from kvplan.capacity import setup
         from kvplan.engines import Settings

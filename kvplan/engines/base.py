@@ -462,6 +462,11 @@ class Calibration:
     # README line: "410 TFlops during decoding" on H800, of its 989: 0.415; published, not fitted). A 16-bit cache
     # decodes with the prefill kernel at sparse_mla_prefill_eff (kvplan.latency._dsa_decode_s).
     sparse_mla_decode_eff: float = 0.415
+    # The row an fp8 DSA cache holds, which that decode reads (kvplan.latency._sparse_decode_s): "flashmla", FlashMLA's
+    # 656-byte row with its scales and bf16 RoPE part (vLLM's fp8_ds_mla; SGLang's NSA pool, whose fp8 decode default
+    # flashmla_kv is the same FlashMLA kernel, kvplan.engines.sglang); "per_tensor", the plain 576-byte latent at one
+    # scale per tensor (TensorRT-LLM's DSACacheManager, kvplan.engines.trtllm DSA_TOKENS_PER_BLOCK).
+    dsa_fp8_row: str = "flashmla"
     sparse_mla_heads_multiple: int = 0
     blackwell_sparse_mla_heads_multiple: int = 0
     # The Mamba2 SSD chunked scan's share of the 16-bit tensor-core peak at prefill (kvplan.latency _mamba2_prefill_s,
@@ -550,6 +555,44 @@ class HostLoop:
     switch: str = ""
 
 
+@dataclass(frozen=True)
+class OutputReserve:
+    """Admission against a reserve for the running requests' outputs still to come (read by :mod:`kvplan.serving`'s
+    KV bound and the benchmarks' step-by-step run, ``published_compare.RetractRun``); the engine module that sets it
+    cites where it read each figure.
+
+    A waiting request is admitted only while the pool's free tokens (evictable prefix-cache tokens counted as free)
+    less ``ratio x min(output tokens left, clip_tokens)`` for every running request exceed its own prompt tokens plus
+    ``min(output tokens asked, clip_tokens)`` (each request admitted in the same step reserving those in full). The
+    ratio starts at :meth:`start_ratio`, falls by :meth:`decay` each decode step that finds room for its tokens, down
+    to :meth:`floor_ratio`, and after a decode step that did not (the engine retracts running requests, then) is set
+    to ``(output tokens decoded + retract_steps x requests) / (output tokens asked + 1)`` over the requests left, at
+    most 1. ``readmit_remaining``: a retracted request, admitted again, reserves only the output it has left (True)
+    or its whole output again (False)."""
+
+    init_ratio: float
+    min_ratio_factor: float
+    decay_steps: int
+    retract_steps: int
+    clip_tokens: int
+    readmit_remaining: bool = True
+    # A prompt step's input-token cap beside the token budget: a request whose uncomputed prompt tokens reach what is
+    # left of it is not started in a step that already holds a request (None: no such cap).
+    prompt_step_tokens: int | None = None
+
+    def start_ratio(self, conservativeness: float = 1.0) -> float:
+        return min(self.init_ratio * conservativeness, 1.0)
+
+    def floor_ratio(self, conservativeness: float = 1.0) -> float:
+        return min(self.start_ratio(conservativeness) * self.min_ratio_factor, 1.0)
+
+    def decay(self, conservativeness: float = 1.0) -> float:
+        return (self.start_ratio(conservativeness) - self.floor_ratio(conservativeness)) / self.decay_steps
+
+    def ratio_after_retraction(self, *, decoded: int, asked: int, requests: int) -> float:
+        return min(1.0, (decoded + self.retract_steps * requests) / (asked + 1))
+
+
 # Where the fitted constants come from (benchmarks/fit_latency.py prints the blocks the engine modules carry).
 FIT_SOURCE = "benchmarks/fit_latency.py on benchmarks/data/aiconfigurator_grid.json (aiconfigurator 0.12.0, SILICON)"
 
@@ -614,9 +657,16 @@ class Engine:
     # "recompute_newest" where the scheduler, when a running request cannot get the blocks for its next tokens,
     # preempts the newest running request (its blocks freed, its prompt and generated tokens computed again once it
     # is admitted anew, at the head of the waiting queue) and admits no waiting request in a step that preempted
-    # (vLLM V1, engines/vllm.py); None: not modelled step by step (the run caps its requests at the pool's mean
-    # holding, :func:`kvplan.serving._limits`).
-    kv_preemption: Literal["recompute_newest"] | None = None
+    # (vLLM V1, engines/vllm.py); "retract_fewest_outputs" where a decode step that finds no room for one token per
+    # running request retracts running requests, fewest output tokens first (ties: the longest prompt, then the
+    # latest in the batch), until the others' tokens fit: each one's decoded tokens freed, its prompt left in the
+    # prefix cache as evictable (found again on readmission unless evicted, least recently used first), the request
+    # put at the waiting queue's tail (SGLang, engines/sglang.py, with ``output_reserve``); None: not modelled step
+    # by step (the run caps its requests at the pool's mean holding, :func:`kvplan.serving._limits`).
+    kv_preemption: Literal["recompute_newest", "retract_fewest_outputs"] | None = None
+    # Admission against a reserve for the running requests' remaining outputs (OutputReserve); None: a request is
+    # admitted once its prompt's blocks fit (vLLM) or reserves its whole output (TensorRT-LLM, reserves_to_completion).
+    output_reserve: OutputReserve | None = None
     # Disaggregated prefill/decode (kvplan.disagg), as read in each engine's source. ``disagg_first_token``: which
     # instance samples the first output token: "decode" (the decode instance computes the last prompt token once the
     # KV has arrived: one decode-pool step in TTFT) or "prefill" (sent along with the KV: no decode step before it).
@@ -795,13 +845,14 @@ class Engine:
         self.check_layer_kinds(spec)
         return cache_plan(spec, kv_dtype_name, tp=tp, pp=pp, mla=mla)
 
-    def check_layer_kinds(self, spec: ModelSpec) -> None:
+    def check_layer_kinds(self, spec: ModelSpec, *, indexer_read: bool = False) -> None:
         """Layer kinds issue 9 added (DSA indexer caches, KV-shared and attention-free layers): refused by
-        the engines whose source kvplan has not read for them; those that have override this."""
+        the engines whose source kvplan has not read for them; those that have override this (``indexer_read``:
+        the engine's DSA indexer cache has been read, the other kinds not)."""
         refuse_unread_states(self.name, spec)
         kinds = spec.layers.kinds.values()
         readers = "ideal, vllm or transformers"
-        if any(k.index_head_dim for k in kinds):
+        if not indexer_read and any(k.index_head_dim for k in kinds):
             raise InvalidInput(
                 f"{spec.name} keeps a sparse-attention indexer key cache (index_head_dim); kvplan has no "
                 f"{self.name} layout for it yet; use --engine {readers}"

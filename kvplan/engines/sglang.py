@@ -29,6 +29,7 @@ from kvplan.engines.base import (
     Layout,
     LentFits,
     LogFacts,
+    OutputReserve,
     Overlap,
     Settings,
     check_moe_parallel,
@@ -42,7 +43,17 @@ from kvplan.engines.base import (
 from kvplan.errors import InvalidInput
 from kvplan.failures import CUDA_ERROR_OOM, NO_KV_MEMORY, NUMBER, TORCH_OOM, Pattern
 from kvplan.hardware import GPU
-from kvplan.memory import CachePlan, LayerCache, StagePlan, head_layout, recurrent_state_elements, with_token_bytes
+from kvplan.memory import (
+    CachePlan,
+    LayerCache,
+    StagePlan,
+    dsa_index_key_bytes,
+    dsa_latent_row_bytes,
+    element_size,
+    head_layout,
+    recurrent_state_elements,
+    with_token_bytes,
+)
 from kvplan.params import Sharding
 from kvplan.spec import ModelSpec, ceil_div
 from kvplan.units import GIB, KV_DTYPES, MIB
@@ -214,6 +225,89 @@ TRTLLM_MLA_PAGE = 64  # what it sets any other page_size to
 TRTLLM_MLA_KV = frozenset({"bf16", "fp16", "fp8", "fp8_e4m3", "fp4_e2m1"})  # kvplan names of the flags it takes
 
 
+# DeepSeek Sparse Attention (DeepSeek-V3.2; SGLang calls these models "NSA"), SGLang main 2025-26 read through the code
+# index (the copies' commits are named where the index gave them):
+# * python/sglang/srt/configs/model_config.py is_deepseek_nsa: architecture DeepseekV3ForCausalLM,
+#   DeepseekV32ForCausalLM or its NextN draft, with index_topk in the config;
+# * server_args.py _handle_model_specific_adjustments (copy id 271536807): attention_backend "nsa"; on CUDA
+#   page_size = 64 whatever --page-size says ("Setting page size to 64 for DeepSeek DSA"; 1 on ROCm, not modelled);
+#   _set_default_nsa_kv_cache_dtype: --kv-cache-dtype auto -> fp8_e4m3 on SM >= 10, bfloat16 below, and only
+#   "bfloat16"/"bf16" or "fp8_e4m3" are accepted ("DeepSeek DSA only supports bf16/bfloat16 or fp8_e4m3
+#   kv_cache_dtype"); _set_default_nsa_backends: fp8 -> prefill flashmla_auto, decode flashmla_kv; bf16 -> prefill
+#   flashmla_sparse, decode fa3 (Hopper) or trtllm (SM >= 10). DP attention is not forced in that copy ("DSA with TP
+#   mode is active" is only a warning; an older copy forced dp = tp): kvplan takes --attention-dp as given;
+# * mem_cache/memory_pool.py NSATokenToKVPool (@14c3feee and a later copy): an MLATokenToKVPool whose row is
+#   kv_cache_dim wide, plus one index_k_with_scale_buffer per layer of uint8 [pages, 64 x (128 + 128 // 128 x 4)]:
+#   the indexer key in fp8 with one float32 scale per 128 values, 132 B a token (index_head_dim must be 128), under
+#   either KV dtype; the RoPE part "is always stored in bf16";
+# * model_executor/model_runner_kv_cache_mixin.py calculate_mla_kv_cache_dim (@001ccef): for an fp8_e4m3 cache
+#   (backends other than trtllm, i.e. the fp8 defaults) kv_cache_dim = 512 + 512 // 128 x 4 + 64 x 2 = 656 one-byte
+#   elements, FlashMLA's fp8 row (kvplan.memory.dsa_latent_row_bytes); bf16 keeps 576 two-byte elements;
+# * the same file's get_cell_size_per_token (@001ccef; mem_cache pool_configurator.py
+#   DefaultPoolConfigurator._compute_cell_size in a 2026 copy, the same sum) divides the memory by
+#   (kv_lora_rank + qk_rope_head_dim) x element size + 132 per layer, not by what the pool then allocates: an fp8
+#   cache is counted at 576 + 132 = 708 B a layer (43,188 B a token for DeepSeek-V3.2) and allocated at 656 + 132 =
+#   788 (48,068 B), so the pool holds 11% more bytes than the budget it was sized from (NsaLayout). The logged
+#   pool agrees with the allocation: 975,424 tokens, "KV size: 43.67 GB" = 975,424 x 48,068 B (engine_logs.json
+#   sglang-05, B200, fp8).
+NSA_PAGE = 64
+NSA_INDEX_HEAD_DIM = 128  # NSATokenToKVPool: "assert index_head_dim == 128"
+NSA_KV_FLAGS = {"bf16": "bf16", "fp8": "fp8_e4m3", "fp8_e4m3": "fp8_e4m3"}  # kvplan name -> --kv-cache-dtype
+
+
+def is_nsa(spec: ModelSpec) -> bool:
+    """Whether SGLang runs ``spec`` on its NSA backend and pool (MLA layers with a DSA indexer)."""
+    return any(k.type == "mla" and k.index_head_dim for k in spec.layers.kinds.values())
+
+
+def _check_nsa(spec: ModelSpec, *, kv_dtype_name: str, mla: str) -> None:
+    kinds = spec.layers.kinds.values()
+    if any(k.index_head_dim and (k.type != "mla" or k.index_head_dim != NSA_INDEX_HEAD_DIM) for k in kinds):
+        raise InvalidInput(
+            f"SGLang's NSA pool holds indexer keys of {NSA_INDEX_HEAD_DIM} values beside MLA layers only; "
+            f"{spec.name} has another indexer layout"
+        )
+    if kv_dtype_name not in NSA_KV_FLAGS:
+        raise InvalidInput(
+            f"SGLang runs {spec.name} (DeepSeek Sparse Attention) with --kv-cache-dtype bf16 or fp8_e4m3 only, "
+            f"not {kv_dtype_name}; use --kv-dtype bf16 or fp8"
+        )
+    if mla != "latent":
+        raise InvalidInput(f"SGLang's NSA pool holds the MLA latent for {spec.name}; use --mla latent")
+
+
+def _nsa_token_bytes(spec: ModelSpec, c: LayerCache, *, kv_dtype: str, counted: bool) -> int:
+    """One layer's bytes a token in SGLang's NSA pool: as allocated (``counted`` False: the latent row at
+    kv_cache_dim + the 132-byte indexer key) or as get_cell_size_per_token counts it (the plain latent row)."""
+    kind = spec.kind(c.kind)
+    if not (c.type == "mla" and kind.index_head_dim):
+        return c.bytes_per_token
+    dtype = element_size(kv_dtype)
+    row = dtype.nbytes(kind.kv_lora_rank + kind.qk_rope_head_dim) if counted else dsa_latent_row_bytes(kind, dtype)
+    return row + dsa_index_key_bytes(kind)
+
+
+@dataclass(frozen=True)
+class NsaLayout(Layout):
+    """SGLang's NSA pool (DeepSeek-V3.2): page 64, one token slot holding the latent row and the indexer key of
+    every layer. profile_max_num_token sizes it at ``counted_bytes_per_token`` (get_cell_size_per_token's sum) while
+    each token takes ``stage.bytes_per_token``; units are the bytes the allocated pool holds."""
+
+    counted_bytes_per_token: int = 0
+    kv_cache_dtype: str = "bf16"  # the --kv-cache-dtype value (auto would be fp8_e4m3 on SM >= 10)
+
+    def pool_tokens(self, available: int) -> int:
+        if not self.counted_bytes_per_token:
+            return 0
+        return max(0, available) // self.counted_bytes_per_token // self.block_tokens * self.block_tokens
+
+    def pool_units(self, available: int) -> int:
+        return self.pool_tokens(available) * self.stage.bytes_per_token
+
+    def settings(self) -> dict[str, Any]:
+        return {"kv_cache_dtype": self.kv_cache_dtype}
+
+
 def runs_trtllm_mla(spec: ModelSpec, *, gpu: GPU) -> bool:
     """Whether SGLang picks the trtllm_mla backend for ``spec`` on ``gpu`` by default (see TRTLLM_MLA_FAMILIES)."""
     kinds = [k for k in spec.layers.kinds.values() if k.type == "mla"]
@@ -223,7 +317,10 @@ def runs_trtllm_mla(spec: ModelSpec, *, gpu: GPU) -> bool:
 
 def page_size(spec: ModelSpec, *, gpu: GPU, given: int | None, kv_dtype: str) -> int:
     """The page size SGLang runs with: ``given`` (--page-size) or 1, except where trtllm_mla runs (32 or 64 kept,
-    anything else 64). A KV dtype trtllm_mla refuses is refused here as SGLang does at startup."""
+    anything else 64), and 64 for the NSA models (:data:`NSA_PAGE`). A KV dtype trtllm_mla refuses is refused here
+    as SGLang does at startup."""
+    if is_nsa(spec):
+        return NSA_PAGE
     if not runs_trtllm_mla(spec, gpu=gpu):
         return given or 1
     if kv_dtype not in TRTLLM_MLA_KV:
@@ -322,12 +419,20 @@ class Sglang(Engine):
         """The neutral plan; fp4_e2m1 at SGLang's cell (``_fp4_token_bytes``). No GPU gate was read for it: the
         pool quantizes and dequantizes with torch code (memory_pool.py MHATokenToKVPoolFP4.set_kv_buffer /
         _get_key_buffer, KVFP4QuantizeUtil)."""
+        if is_nsa(spec):
+            _check_nsa(spec, kv_dtype_name=kv_dtype_name, mla=mla)
+            plan = super().cache_plan(spec, kv_dtype_name=kv_dtype_name, tp=tp, pp=pp, mla=mla)
+            return with_token_bytes(plan, lambda c: _nsa_token_bytes(spec, c, kv_dtype=kv_dtype_name, counted=False))
         plan = super().cache_plan(spec, kv_dtype_name=kv_dtype_name, tp=tp, pp=pp, mla=mla)
         if kv_dtype_name != "fp4_e2m1":
             return plan
         if mla != "latent" and any(k.type == "mla" for k in spec.layers.kinds.values()):
             raise InvalidInput("SGLang's fp4_e2m1 pool holds the MLA latent (MLATokenToKVPoolFP4); use --mla latent")
         return with_token_bytes(plan, lambda c: _fp4_token_bytes(spec, c, tp=tp))
+
+    def check_layer_kinds(self, spec: ModelSpec, *, indexer_read: bool = False) -> None:
+        """The DSA indexer cache is read (NSATokenToKVPool, see NSA_PAGE); the other issue-9 kinds are not."""
+        super().check_layer_kinds(spec, indexer_read=True)
 
     def fp8_context_attention(self, *, weights_dtype: str, kv_dtype: str) -> bool:
         """An FP8 KV cache runs FP8 extend (prefill) attention on the FlashAttention-3 backend:
@@ -384,6 +489,10 @@ class Sglang(Engine):
     ) -> Layout:
         stage = plan.stages[stage_index]
         block = page_size(spec, gpu=gpu, given=settings.block_size, kv_dtype=plan.kv_dtype)
+        if is_nsa(spec):
+            counted = sum(n * _nsa_token_bytes(spec, c, kv_dtype=plan.kv_dtype, counted=True) for n, c in stage.groups)
+            return NsaLayout(_one_pool(stage), 1, block, counted_bytes_per_token=counted,
+                             kv_cache_dtype=NSA_KV_FLAGS[plan.kv_dtype])  # fmt: skip
         kinds = {c.type for _, c in stage.groups}
         if "recurrent" in kinds:
             return self._mamba_layout(spec, stage, settings=settings, block=block, tp=plan.tp)
@@ -439,7 +548,9 @@ class Sglang(Engine):
         args = ["python", "-m", "sglang.launch_server", "--model-path", model, "--context-length", str(r.context)]
         if frac is not None:
             args += ["--mem-fraction-static", f"{frac:g}"]
-        args += ["--max-running-requests", str(sequences), "--kv-cache-dtype", self.kv_flag(r.kv_dtype)]
+        # NSA models: "auto" is fp8_e4m3 on SM >= 10, so the dtype is spelled out (NsaLayout.settings)
+        kv_flag = r.settings.get("kv_cache_dtype") or self.kv_flag(r.kv_dtype)
+        args += ["--max-running-requests", str(sequences), "--kv-cache-dtype", kv_flag]
         args += quantization_flag(r)
         if r.settings.get("swa_full_tokens_ratio") is not None:
             args += ["--swa-full-tokens-ratio", f"{r.settings['swa_full_tokens_ratio']:g}"]
@@ -486,7 +597,7 @@ class Sglang(Engine):
         return parse_log(text)
 
     def compare_log(self, facts: LogFacts, spec: ModelSpec, gpu: GPU | None, result: Any, *, calc: Any) -> None:
-        compare_log(facts, spec, result)
+        compare_log(facts, spec, result, kv=facts.flags.get("nsa_kv_dtype") or nsa_log_kv_dtype("", gpu))
 
 
 # ---- startup log ------------------------------------------------------------------------------------
@@ -523,16 +634,43 @@ def parse_log(text: str) -> LogFacts:
     m = re.search(r"--tp(?:-size)?[ =](\d+)", text)
     if m:
         facts.flags["tp"] = int(m.group(1))
+    kv = nsa_log_kv_dtype(text, None)  # what the log itself says; the GPU's default is taken in compare_log
+    if kv:
+        facts.flags["nsa_kv_dtype"] = kv
     return facts
 
 
-def compare_log(facts: LogFacts, spec: ModelSpec, result: Any) -> None:
+def nsa_log_kv_dtype(text: str, gpu: GPU | None) -> str | None:
+    """The KV dtype an NSA model's log ran with: the one _set_default_nsa_kv_cache_dtype logs ("Setting KV cache dtype
+    to fp8_e4m3 for DeepSeek DSA on SM100 device."), else --kv-cache-dtype on the launch line, else its auto rule for
+    the GPU (fp8_e4m3 on SM >= 10, bf16 below); None where none of them is known."""
+    m = re.search(r"Setting KV cache dtype to (\w+) for DeepSeek DSA", text) or re.search(
+        r"--kv[-_]cache[-_]dtype[ =](\w+)", text
+    )
+    if m and m.group(1) != "auto":
+        return "fp8" if m.group(1).startswith("fp8") else "bf16"
+    major = vllm.COMPUTE_MAJOR.get(gpu.architecture or "") if gpu is not None else None
+    return None if major is None else "fp8" if major >= 10 else "bf16"
+
+
+def _log_cells(spec: ModelSpec, *, tp: int, kv: str | None) -> tuple[int, int]:
+    """``(bytes a token SGLang divides the memory by, bytes a token it allocates)`` on one rank (get_cell_size_per_token
+    and the pool: equal except an NSA model's fp8 cache, see NsaLayout)."""
     from kvplan.memory import cache_plan
 
+    if not is_nsa(spec):
+        cell = cache_plan(spec, None, tp=tp).stages[0].bytes_per_token  # all layers, heads per rank, K and V
+        return cell, cell
+    plan = ENGINE.cache_plan(spec, kv_dtype_name=kv or spec.dtype, tp=tp, pp=1)
+    groups = plan.stages[0].groups
+    counted = sum(n * _nsa_token_bytes(spec, c, kv_dtype=plan.kv_dtype, counted=True) for n, c in groups)
+    return counted, plan.stages[0].bytes_per_token
+
+
+def compare_log(facts: LogFacts, spec: ModelSpec, result: Any, *, kv: str | None = None) -> None:
     fig = facts.figures
     tp = facts.flags.get("tp") or facts.flags.get("tp_seen") or 1
-    plan = cache_plan(spec, None, tp=tp)
-    cell = plan.stages[0].bytes_per_token  # SGLang cell_size: all layers, heads per rank, K and V
+    cell, allocated = _log_cells(spec, tp=tp, kv=kv)
     rows = []
     tokens_logged = fig.get("tokens") or fig.get("max_total_num_tokens")
     if "free_after_load" in fig and ("free_before_load" in fig or "weights" in fig):
@@ -546,10 +684,14 @@ def compare_log(facts: LogFacts, spec: ModelSpec, result: Any) -> None:
         pool = (fig["free_after_load"] - fig["pool_end_free"]) * GIB
         reqs, ctx = facts.flags.get("max_running_requests"), facts.flags.get("context_length")
         req_to_token = 4 * (reqs + 1) * (ctx + 4) if reqs and ctx else 0
-        rows.append(row("KV tokens from the logged pool size", tokens_logged, int((pool - req_to_token) // cell)))
+        rows.append(row("KV tokens from the logged pool size", tokens_logged, int((pool - req_to_token) // allocated)))
     if tokens_logged and "k_size" in fig:
         rows.append(row("K size for the logged tokens", fig["k_size"], tokens_logged * cell / 2 / GIB, "GiB"))
+    if tokens_logged and "kv_size" in fig and "k_size" not in fig:  # the MLA / NSA pools log one "KV size"
+        rows.append(row("KV pool size for the logged tokens", fig["kv_size"], tokens_logged * allocated / GIB, "GiB"))
     rows.append(row("cell size (bytes per token, per GPU)", None, cell))
+    if allocated != cell:
+        rows.append(row("bytes per token the pool allocates (NSA fp8 rows)", None, allocated))
     result.rows = rows
 
 
@@ -644,6 +786,43 @@ HOST_LOOP = HostLoop(overlaps_gpu=True, switch="--disable-overlap-schedule")
 # 4 and 8 query heads a KV head: benchmarks/data/aiconfigurator_gqa_decode.json), every other constant held. Hopper
 # 5,180 rows, median |ln| 0.095, worst 0.496 (with vLLM's FA3 fit 0.134-0.194); B200 2,590 rows, 0.063, worst 0.684
 # (with vLLM's FlashInfer fit: fp8 KV 0.342, its trtllm_mha fp8 kernel's floor 15.8 us against FlashInfer's 9.4).
+# Admission and retraction (Engine.output_reserve / kv_preemption), read in the sglang 0.5.7 wheel (PyPI; the release of
+# the DeepSeek-R1 rows) and compared with the 0.5.3 wheel (the GLM-4.6 and Qwen3-8B rows):
+# * python/sglang/srt/managers/schedule_policy.py PrefillAdder: rem_total_tokens = allocator available_size() + tree
+#   cache evictable_size() - rem_total_token_offset, the offset summing _get_running_request_total_token_offset over the
+#   running batch, min(max_new_tokens - len(output_ids), CLIP_MAX_NEW_TOKENS) x new_token_ratio; add_one_req refuses a
+#   request (NO_TOKEN, and the scheduler sets batch_is_full) when extend_input_len + min(max_new_tokens,
+#   CLIP_MAX_NEW_TOKENS) >= rem_total_tokens, and on admission _update_prefill_budget adds its input +
+#   min(max_new_tokens, CLIP) to the offset. 0.5.7 reserves max(max_new_tokens - len(output_ids), 0) for a request
+#   admitted again after a retraction, 0.5.3 its whole max_new_tokens (readmit_remaining; kvplan follows 0.5.7).
+#   CLIP_MAX_NEW_TOKENS: env SGLANG_CLIP_MAX_NEW_TOKENS_ESTIMATION, default 4096. add_one_req also stops the step at a
+#   request whose input tokens reach rem_input_tokens (server_args max_prefill_tokens, default 16,384, less the step's
+#   inputs so far) once the step holds one (prompt_step_tokens). The ignore_eos path (add_one_req_ignore_eos) runs only
+#   with the radix cache disabled (getattr(self.tree_cache, "disable", True)); kvplan takes the radix cache on, SGLang's
+#   default.
+# * managers/scheduler.py Scheduler.__init__: init_new_token_ratio = min(SGLANG_INIT_NEW_TOKEN_RATIO (0.7) x
+#   --schedule-conservativeness (server_args default 1.0), 1); min_new_token_ratio = min(init x
+#   SGLANG_MIN_NEW_TOKEN_RATIO_FACTOR (0.14), 1); new_token_ratio_decay = (init - min) /
+#   SGLANG_NEW_TOKEN_RATIO_DECAY_STEPS (600) (0.5.7 srt/environ.py; 0.5.3 global_config.py, the same defaults).
+#   update_running_batch: when batch.check_decode_mem() fails (one token a running request, page 1, after evicting the
+#   tree cache), retract_decode and new_token_ratio = what it returns; else new_token_ratio = max(ratio - decay, min).
+#   self_check_during_idle sets it back to init_new_token_ratio (an idle server; a closed-loop run is never idle).
+# * managers/schedule_batch.py ScheduleBatch.retract_decode: the running requests sorted by (len(output_ids),
+#   -len(origin_input_ids)) descending, popped from the end (fewest outputs, then the longest prompt, then the latest in
+#   the batch), at least one and until check_decode_mem holds for the others (always keeping one); release_req frees the
+#   request's tokens past its cached prefix (0.5.7 release_kv_cache(is_insert=False) -> cache_finished_req frees
+#   kv_indices[cache_protected_len:]; 0.5.3 frees from len(prefix_indices)) and unlocks the prefix node (its prompt,
+#   inserted by cache_unfinished_req after the prefill, becomes evictable), then evicts the tree cache when fewer than
+#   remaining x SGLANG_RETRACT_DECODE_STEPS (20) tokens are free; the new ratio is (sum of len(output_ids) + 20 x
+#   requests) / (sum of max_new_tokens (+1 in 0.5.7)), at most 1, over the requests left. Scheduler
+#   _add_request_to_queue appends the retracted request to the waiting queue (FCFS, server_args schedule_policy default
+#   "fcfs": no reordering); admitted again, it computes its prompt and outputs past the prefix the radix cache still
+#   holds (mem_cache/radix_cache.py evict: whole leaves, least recently accessed first).
+OUTPUT_RESERVE = OutputReserve(
+    init_ratio=0.7, min_ratio_factor=0.14, decay_steps=600, retract_steps=20, clip_tokens=4096,
+    readmit_remaining=True, prompt_step_tokens=16384,
+)  # fmt: skip
+
 SGLANG_GQA_DECODE = (
     ("hopper_gqa_decode", DecodeAttention(floor_s=1.308e-05, floor_16bit_s=8.893e-06, mem_eff=0.7375,
                                           seq_kvhead_s=2.429e-08, seq_kvhead_16bit_s=2.143e-08, overlap_p=1.368)),
@@ -673,8 +852,8 @@ ENGINE = Sglang(
     release="0.5",
     version="0.4.3 budget / 0.5.x mem_fraction_static heuristic",
     # python/sglang/srt/model_executor/model_runner.py profile_max_num_token; page_size 1 default.
-    paging="token slots (page 1; 64 where trtllm_mla runs: DeepSeek-V3 / Kimi-K2 on SM100); pool = rest / cell_size "
-    "over all layers",
+    paging="token slots (page 1; 64 where trtllm_mla runs: DeepSeek-V3 / Kimi-K2 on SM100, and for NSA: "
+    "DeepSeek-V3.2); pool = rest / cell_size over all layers",
     budget_rule="free memory at start x mem_fraction_static - weights",
     # python/sglang/srt/managers/scheduler.py Scheduler.get_next_batch_to_run ("Run prefill first if possible": a new
     # prefill batch from get_new_batch_prefill, else the running batch's decode; v0.5.9 and earlier 0.4 / 0.5 copies,
@@ -682,6 +861,8 @@ ENGINE = Sglang(
     # prefill batch only with --enable-mixed-chunk, get_new_batch_prefill mix_with_running): prompt and decode
     # batches are separate steps.
     mixes_prefill_with_decode=False,
+    kv_preemption="retract_fewest_outputs",  # ScheduleBatch.retract_decode (OUTPUT_RESERVE's comment)
+    output_reserve=OUTPUT_RESERVE,
     kv_dtypes=("bf16", "fp16", "fp8_e4m3", "fp8_e5m2", "fp8", "fp4_e2m1"),
     # server_args.py --kv-cache-dtype choices: auto, fp8_e5m2, fp8_e4m3; fp4_e2m1 (quantized_kv_cache.md @03cd2ec,
     # "experimental"; _fp4_token_bytes).

@@ -35,7 +35,15 @@ from kvplan.engines.base import (
 from kvplan.errors import InvalidInput
 from kvplan.failures import CUDA_ERROR_OOM, KV_SHORT, NUMBER, TORCH_OOM, Pattern
 from kvplan.hardware import GPU
-from kvplan.memory import CachePlan, LayerCache, StagePlan, head_layout, with_token_bytes
+from kvplan.memory import (
+    CachePlan,
+    LayerCache,
+    StagePlan,
+    dsa_index_key_bytes,
+    element_size,
+    head_layout,
+    with_token_bytes,
+)
 from kvplan.params import Sharding
 from kvplan.spec import ModelSpec, ceil_div, pipeline_stages
 from kvplan.units import GIB
@@ -228,10 +236,62 @@ FLASH_MLA_HEAD_DIM = 576
 FLASH_MLA_TOKENS_PER_BLOCK = 64
 
 
+# DeepSeek Sparse Attention (DeepSeek-V3.2), PyTorch backend, read through the code index:
+# * tensorrt_llm/_torch/attention_backend/sparse/dsa/cache_manager.py DSACacheManager (2026 copy;
+#   get_cache_bytes_per_token / get_cache_size_per_token): the MLA latent is the usual K-only head of kv_lora_rank +
+#   qk_rope_head_dim values at the KV dtype (BF16: 1,152 B; FP8: 576 B, one per-tensor scale), and beside it each
+#   layer keeps an indexer K-cache pool in the same blocks (enable_indexer_k_cache; C++ WindowBlockManager
+#   createIndexerKCachePools, raw UINT8): index_head_dim fp8 values + one float32 scale per 128 = 132 B a token and
+#   layer, whatever the KV dtype (64 + 4 = 68 B with the opt-in FP4 indexer, indexer_k_dtype "fp4": not modelled).
+#   Sizing counts exactly that (NVIDIA/TensorRT-LLM PR #15088, 2026-06: "Count DSA indexer K-cache correctly as UINT8
+#   in KV cache size estimate"; before it a BF16 cache's estimate counted the indexer at 2 B an element, 1,416 B a
+#   layer for 1,284 allocated). The earlier dsa.py DSACacheManager (PR #8405, 2025-10) kept the indexer keys in a
+#   BlockManager of its own with a fixed 64 tokens a block, one such block per KV block: the same bytes at 64-token
+#   KV blocks. The FP8 cache is per-tensor FP8 (docs/source/blogs/tech_blog/blog15_Optimizing_DeepSeek_V32_on_NVIDIA_
+#   Blackwell_GPUs.md, "Precision Strategy": "Sparse MLA - KV cache: Per-tensor FP8"; "TensorRT-LLM also supports
+#   ... both BF16 and per-tensor FP8 KV caches"), not FlashMLA's 656-byte row (sparse/inline_scale_kv.py keeps that
+#   row for the SM120 FlashInfer path only, a GPU kvplan's catalog lacks);
+# * the block: "Please include `--tokens_per_block 64` when running DeepSeek-V3.2-Exp, as this model requires a KV
+#   cache block size of 64" (examples/models/core/deepseek_v3/README.md, PR #9141, 2025-11: the indexer's DeepGEMM
+#   kernel's block), so kvplan runs 64 and refuses another; on Hopper FlashMLA sets 64 anyway (above).
+DSA_TOKENS_PER_BLOCK = 64
+DSA_KV = ("bf16", "fp8")  # the KV dtypes the blog names for DeepSeek-V3.2
+
+
+def is_dsa(spec: ModelSpec) -> bool:
+    """Whether ``spec`` has MLA layers with a DSA indexer (DeepSeek-V3.2): TensorRT-LLM's DSACacheManager."""
+    return any(k.type == "mla" and k.index_head_dim for k in spec.layers.kinds.values())
+
+
+def _dsa_token_bytes(spec: ModelSpec, c: LayerCache, *, kv_dtype: str) -> int:
+    """One layer's bytes a token in DSACacheManager: the latent at the KV dtype + the 132-byte indexer key."""
+    kind = spec.kind(c.kind)
+    if not (c.type == "mla" and kind.index_head_dim):
+        return c.bytes_per_token
+    return element_size(kv_dtype).nbytes(kind.kv_lora_rank + kind.qk_rope_head_dim) + dsa_index_key_bytes(kind)
+
+
+@dataclass(frozen=True)
+class DsaLayout(Layout):
+    """TensorRT-LLM's KV blocks for a DSA model: 64 tokens, each block's indexer keys beside its latent rows (the
+    stage's bytes a token hold both). Echoes the block, which the launch YAML must carry."""
+
+    def settings(self) -> dict[str, Any]:
+        return {"tokens_per_block": self.block_tokens}
+
+
 def tokens_per_block(spec: ModelSpec, *, gpu: GPU, given: int | None, default: int = TOKENS_PER_BLOCK,
                      flash_mla: bool = True) -> int:  # fmt: skip
     """The block TensorRT-LLM runs with: 64 for FlashMLA (see FLASH_MLA_HEAD_DIM; the PyTorch backend's rule,
-    ``flash_mla``), else ``given`` or the release's ``default`` (32; 64 in the TensorRT-engine releases)."""
+    ``flash_mla``) and for DSA models (:data:`DSA_TOKENS_PER_BLOCK`, another ``given`` refused), else ``given`` or the
+    release's ``default`` (32; 64 in the TensorRT-engine releases)."""
+    if is_dsa(spec):
+        if given not in (None, DSA_TOKENS_PER_BLOCK):
+            raise InvalidInput(
+                f"TensorRT-LLM runs {spec.name} (DeepSeek Sparse Attention) in KV blocks of {DSA_TOKENS_PER_BLOCK} "
+                f"tokens only (its indexer's kernel); got --block-size {given}; use {DSA_TOKENS_PER_BLOCK}"
+            )
+        return DSA_TOKENS_PER_BLOCK
     mla = [k for k in spec.layers.kinds.values() if k.type == "mla"]
     heads = {(k.kv_lora_rank or 0) + (k.qk_rope_head_dim or 0) for k in mla}
     if flash_mla and heads == {FLASH_MLA_HEAD_DIM} and vllm.COMPUTE_MAJOR.get(gpu.architecture or "") == 9:
@@ -242,8 +302,13 @@ def tokens_per_block(spec: ModelSpec, *, gpu: GPU, given: int | None, default: i
 def window_layout(spec: ModelSpec, plan: CachePlan, *, stage_index: int, settings: Settings, gpu: GPU) -> WindowLayout:
     """The stage's layers under the declared windows. Layer kinds whose windowed layout was not read are refused:
     recurrent state (hybrid models: TensorRT-LLM's Mamba cache manager) and Llama 4's chunked attention (how its
-    attention_chunk_size meets a declared window)."""
+    attention_chunk_size meets a declared window), and DSA models' indexer cache."""
     windows = settings.max_attention_window or ()
+    if is_dsa(spec):  # DSACacheManager's indexer pool under windows was not read
+        raise InvalidInput(
+            f"--max-attention-window with {spec.name}'s sparse-attention indexer cache: kvplan has not read how "
+            "TensorRT-LLM windows it; drop the flag"
+        )
     kinds = {c.type for c in plan.layers}
     if kinds & {"recurrent", "chunked"}:
         raise InvalidInput(
@@ -312,11 +377,26 @@ class Trtllm(Engine):
         """The neutral plan; an NVFP4 cache at TensorRT-LLM's per-layer rounding (``nvfp4_layer_bytes``). MLA in
         NVFP4 is refused: TensorRT-LLM has two NVFP4 MLA layouts (the estimate above at kv_factor 1 and
         Fp4MlaKVCacheManagerV2 with its residual and V-scale pages) and which one a run takes was not read."""
+        if is_dsa(spec) and not self.tensorrt_engine:
+            if kv_dtype_name not in DSA_KV:
+                raise InvalidInput(
+                    f"TensorRT-LLM runs {spec.name} (DeepSeek Sparse Attention) with a BF16 or per-tensor FP8 KV "
+                    f"cache, not {kv_dtype_name}; use --kv-dtype bf16 or fp8"
+                )
+            if mla != "latent":
+                raise InvalidInput(f"TensorRT-LLM's DSA cache holds the MLA latent for {spec.name}; use --mla latent")
+            plan = super().cache_plan(spec, kv_dtype_name=kv_dtype_name, tp=tp, pp=pp, mla=mla)
+            return with_token_bytes(plan, lambda c: _dsa_token_bytes(spec, c, kv_dtype=kv_dtype_name))
         plan = super().cache_plan(spec, kv_dtype_name=kv_dtype_name, tp=tp, pp=pp, mla=mla)
         if kv_dtype_name != "nvfp4":
             return plan
         refuse_fp4_kv_mla(self.name, spec, kv_dtype_name)
         return with_token_bytes(plan, lambda c: _nvfp4_token_bytes(spec, c, tp=tp))
+
+    def check_layer_kinds(self, spec: ModelSpec, *, indexer_read: bool = False) -> None:
+        """The PyTorch backend's DSA cache (DSACacheManager, see DSA_TOKENS_PER_BLOCK) is read; the TensorRT-engine
+        releases (v0.17) predate DeepSeek-V3.2 and keep the refusal, as do the other issue-9 kinds."""
+        super().check_layer_kinds(spec, indexer_read=not self.tensorrt_engine)
 
     def check_kv_on_gpu(self, kv_dtype_name: str, gpu: GPU) -> None:
         """NVFP4 KV on Blackwell: NVIDIA's blog introducing it (developer.nvidia.com/blog/optimizing-inference-for-long-
@@ -396,6 +476,8 @@ class Trtllm(Engine):
             return window_layout(spec, plan, stage_index=stage_index, settings=settings, gpu=gpu)
         block = tokens_per_block(spec, gpu=gpu, given=settings.block_size, default=self.default_block_tokens,
                                  flash_mla=not self.tensorrt_engine)  # fmt: skip
+        if is_dsa(spec):
+            return DsaLayout(plan.stages[stage_index], 1, block)
         return Layout(_whole_sliding(plan.stages[stage_index]), 1, block)
 
     def check_dp_ep(self, spec: ModelSpec, *, tp: int, pp: int, dp: int, ep: bool) -> None:
@@ -577,6 +659,9 @@ class Trtllm(Engine):
         if flag != "auto":
             notes.append(f"KV cache in {r.kv_dtype}: `kv_cache_config: {{dtype: {flag}}}` in the "
                          "--extra_llm_api_options YAML")  # fmt: skip
+        if r.settings.get("tokens_per_block"):  # DsaLayout: KvCacheConfig.tokens_per_block, no trtllm-serve flag
+            notes.append(f"DeepSeek Sparse Attention: `kv_cache_config: {{tokens_per_block: "
+                         f"{r.settings['tokens_per_block']}}}` in the --extra_llm_api_options YAML")  # fmt: skip
         windows = r.settings.get("max_attention_window")
         if windows:  # KvCacheConfig.max_attention_window: no trtllm-serve flag (commands/serve.py) sets it
             listed = ", ".join(str(w) for w in windows)
@@ -694,6 +779,10 @@ CALIBRATION = Calibration(
     engine="trtllm",
     version="TensorRT-LLM 1.3.0rc20",
     source=FIT_SOURCE,
+    # DeepSeek-V3.2's fp8 cache: per-tensor FP8 576-byte rows (DSA_TOKENS_PER_BLOCK above), which the decode reads. Its
+    # sparse MLA kernels (FlashMLA's on Hopper, its own FP8 kernel on Blackwell, blog15 "Sparse MLA Kernel") were not
+    # read: their FLOPs are priced with vLLM's FlashMLA rules (kvplan.latency._sparse_decode_s).
+    dsa_fp8_row="per_tensor",
     gemm_peak_eff=0.7886,
     gemm_half_m=64.29,
     gemm_mem_eff=0.7241,
@@ -872,7 +961,8 @@ ENGINE = Trtllm(
     release="0.20",
     version="0.20+ (LLM API, PyTorch backend)",
     # docs/source/reference/memory.md; KvCacheConfig.free_gpu_memory_fraction default 0.9.
-    paging="blocks of tokens_per_block (32; 64 for a 576-wide MLA latent on Hopper, FlashMLA) per request; every layer "
+    paging="blocks of tokens_per_block (32; 64 for a 576-wide MLA latent on Hopper, FlashMLA, and for DSA models) per "
+    "request; every layer "
     "keeps every token unless max_attention_window "
     "sets windows (a pool per window)",
     budget_rule="free memory after load and activations x free_gpu_memory_fraction (0.9)",

@@ -1,0 +1,221 @@
+"""DeepSeek-V3.2 (DSA: MLA latent + the lightning indexer's key cache) in each serving engine's KV pool:
+SGLang's NSA pool (kvplan.engines.sglang NsaLayout). vLLM's layout is tested in tests/test_dsa_decode.py."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from kvplan.capacity import capacity, setup
+from kvplan.catalog import load_bundled
+from kvplan.cli import app
+from kvplan.engines import ENGINES, Settings
+from kvplan.engines.sglang import NsaLayout
+from kvplan.errors import InvalidInput
+from kvplan.hardware import resolve_gpu
+
+H200 = resolve_gpu("h200")
+V32 = load_bundled("deepseek-v3.2-exp")
+runner = CliRunner()
+
+
+# ---- SGLang: NSATokenToKVPool ----------------------------------------------------------------------
+
+
+def test_sglang_nsa_bytes_per_token_allocated():
+    sglang = ENGINES["sglang"]
+    # bf16: latent row (512 + 64) x 2 B = 1,152 + indexer key 128 fp8 + 128 / 128 x 4 B scale = 132; x 61 layers
+    assert sglang.cache_plan(V32, kv_dtype_name="bf16", tp=8, pp=1).bytes_per_token == 8 * 61 * 1_284
+    # fp8_e4m3: kv_cache_dim 512 + 512 / 128 x 4 + 64 x 2 = 656 one-byte elements + 132; x 61 = 48,068 (vLLM's too)
+    fp8 = sglang.cache_plan(V32, kv_dtype_name="fp8", tp=1, pp=1)
+    assert fp8.bytes_per_token == 61 * 788 == 48_068
+    assert fp8.bytes_per_token == ENGINES["vllm"].cache_plan(V32, kv_dtype_name="fp8", tp=1, pp=1).bytes_per_token
+    # the ideal (transformers) layout is unchanged: 61 x (576 + 128) x 2 B at bf16
+    assert ENGINES["ideal"].cache_plan(V32, kv_dtype_name="bf16", tp=1, pp=1).bytes_per_token == 61 * 704 * 2
+
+
+def _layout(kv: str, **kw) -> NsaLayout:  # noqa: ANN003
+    lay = setup(V32, H200, engine="sglang", tp=8, kv_dtype_name=kv, **kw).stages[0].layout
+    assert isinstance(lay, NsaLayout)
+    return lay
+
+
+def test_sglang_counts_the_plain_latent_row_and_allocates_the_fp8_row():
+    # get_cell_size_per_token: (512 + 64) x element size + 132 per layer. bf16: 61 x 1,284 = 78,324, what is
+    # allocated; fp8: 61 x (576 + 132) = 43,188, while each token takes 61 x 788 = 48,068 B.
+    bf16, fp8 = _layout("bf16"), _layout("fp8")
+    assert (bf16.counted_bytes_per_token, bf16.stage.bytes_per_token) == (78_324, 78_324)
+    assert (fp8.counted_bytes_per_token, fp8.stage.bytes_per_token) == (43_188, 48_068)
+    # 1 GiB: 1,073,741,824 // 43,188 = 24,862 tokens -> 24,832 in pages of 64; the pool then holds
+    # 24,832 x 48,068 = 1,193,624,576 B, 11% over the budget it was sized from
+    assert fp8.pool_tokens(2**30) == 24_832
+    assert fp8.pool_bytes(2**30, sequences=1, length=1) == 24_832 * 48_068 == 1_193_624_576
+    # a sequence takes whole pages: 4,097 tokens -> 65 pages x 64 x 48,068 B; the pool holds 24,832 // 4,160 = 5
+    assert fp8.units_for(1, 4_097) == 65 * 64 * 48_068
+    assert fp8.max_sequences(2**30, 4_097) == 5
+
+
+def test_sglang_nsa_page_is_64_whatever_is_given():
+    # server_args.py _handle_model_specific_adjustments: page_size = 64 for DeepSeek DSA on CUDA
+    assert _layout("bf16").block_tokens == 64
+    assert _layout("fp8", settings=Settings(block_size=1)).block_tokens == 64
+    assert _layout("fp8", settings=Settings(block_size=32)).block_tokens == 64
+
+
+@pytest.mark.parametrize("kv", ["fp16", "fp8_e5m2", "fp4_e2m1"])
+def test_sglang_refuses_kv_dtypes_its_nsa_backend_refuses(kv):
+    with pytest.raises(InvalidInput, match="bf16 or fp8_e4m3 only") as exc:
+        ENGINES["sglang"].cache_plan(V32, kv_dtype_name=kv, tp=1, pp=1)
+    assert "\n" not in str(exc.value)
+
+
+def test_sglang_nsa_refuses_the_expanded_mla_layout():
+    with pytest.raises(InvalidInput, match="holds the MLA latent"):
+        ENGINES["sglang"].cache_plan(V32, kv_dtype_name="bf16", tp=1, pp=1, mla="expanded")
+
+
+def test_sglang_capacity_h200_tp8():
+    # H200 TP 8, 32K context. Before: refused ("no sglang layout for it yet"). After:
+    # available 47,644,168,876 B (free at start 139.94 GiB - 1.01 GiB context, x 0.896 - 80.11 GiB weights)
+    # bf16: // 78,324 = 608,296.5 -> 608,256 tokens (pages of 64); 608,256 / 32,768 = 18.56 -> 18 sequences
+    # fp8: // 43,188 = 1,103,180.7 -> 1,103,168 tokens; a 32,768-token request = 512 pages, 33.67 -> 33 sequences
+    bf16 = capacity(setup(V32, H200, engine="sglang", tp=8, kv_dtype_name="bf16"), 32_768)
+    fp8 = capacity(setup(V32, H200, engine="sglang", tp=8, kv_dtype_name="fp8"), 32_768)
+    assert bf16.available_kv_bytes == fp8.available_kv_bytes == 47_644_168_876
+    assert (bf16.kv_pool_tokens, bf16.max_concurrent_sequences) == (608_256, 18)
+    assert (fp8.kv_pool_tokens, fp8.max_concurrent_sequences) == (1_103_168, 33)
+    assert fp8.kv_pool_bytes == 1_103_168 * 48_068 > fp8.available_kv_bytes
+    assert fp8.block_tokens == 64
+
+
+def test_sglang_v32_cli_capacity_and_launch_line():
+    base = ["capacity", "deepseek-v3.2-exp", "--engine", "sglang", "--gpu", "h200", "--tp", "8", "-c", "32k"]
+    out = runner.invoke(app, [*base, "--kv-dtype", "bf16"])
+    assert out.exit_code == 0, out.output
+    # "auto" would be fp8_e4m3 on SM100 for DSA: the launch spells the dtype out; the page is forced to 64
+    assert "--kv-cache-dtype bf16 --page-size 64 --tp 8" in out.output
+    assert "608,256" in out.output
+    out = runner.invoke(app, [*base, "--kv-dtype", "fp8"])
+    assert out.exit_code == 0 and "--kv-cache-dtype fp8_e4m3" in out.output and "1,103,168" in out.output
+    bad = runner.invoke(app, [*base, "--kv-dtype", "fp8_e5m2"])
+    assert bad.exit_code == 2
+    assert "bf16 or fp8_e4m3 only" in bad.output and "Traceback" not in bad.output
+
+
+def test_sglang_v32_plan_accepts_it():
+    out = runner.invoke(app, ["plan", "deepseek-v3.2-exp", "--engine", "sglang", "--users", "64", "-c", "32k",
+                              "--gpus", "h200"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "--kv-cache-dtype" in out.output and "--page-size 64" in out.output
+
+
+def test_sglang_v32_startup_log_pool_size():
+    # engine_logs.json sglang-05 (SGLang main 2025-10-07, PR #11309; B200, --tp 8 --dp 8, fp8 by the NSA default on
+    # SM100): "KV Cache is allocated. #tokens: 975424, KV size: 43.67 GB" = 975,424 x 48,068 B / 2^30 = 43.667 GiB,
+    # the allocated 656 + 132 B rows; sizing counts 43,188 B a token. The log names no free memory, so the token
+    # count itself is not predicted.
+    from kvplan.logcheck import check_text
+
+    text = (  # the entry's excerpt, its first three lines
+        "$ python -m sglang.launch_server --model deepseek-ai/DeepSeek-V3.2-Exp --tp 8 --dp 8 --enable-dp-attention\n"
+        "[2025-10-07 23:17:19 DP0 TP0] KV Cache is allocated. #tokens: 975424, KV size: 43.67 GB\n"
+        "[2025-10-07 23:17:19 DP0 TP0] Memory pool end. avail mem=37.71 GB\n"
+    )
+    rows = {r["term"]: r for r in check_text(text, engine="sglang", model="deepseek-v3.2-exp", gpu="b200").rows}
+    pool = rows["KV pool size for the logged tokens"]
+    assert pool["logged_value"] == 43.67
+    assert pool["predicted_value"] == pytest.approx(975_424 * 48_068 / 2**30) == pytest.approx(43.6666, abs=1e-4)
+    assert rows["cell size (bytes per token, per GPU)"]["predicted_value"] == 43_188
+    # on a Hopper GPU SGLang's auto dtype is bf16: 78,324 B counted and allocated
+    hopper = {r["term"]: r for r in check_text(text, engine="sglang", model="deepseek-v3.2-exp", gpu="h200").rows}
+    assert hopper["cell size (bytes per token, per GPU)"]["predicted_value"] == 78_324
+    # the log's own "Setting KV cache dtype" line wins over the GPU's default
+    said = text + "Setting KV cache dtype to fp8_e4m3 for DeepSeek DSA on SM90 device.\n"
+    rows = {r["term"]: r for r in check_text(said, engine="sglang", model="deepseek-v3.2-exp", gpu="h200").rows}
+    assert rows["cell size (bytes per token, per GPU)"]["predicted_value"] == 43_188
+
+
+# ---- TensorRT-LLM: DSACacheManager -----------------------------------------------------------------
+
+
+def test_trtllm_dsa_bytes_per_token():
+    trtllm = ENGINES["trtllm"]
+    # the latent at the KV dtype + the UINT8 indexer key, 128 fp8 + 4 B scale = 132: bf16 61 x (1,152 + 132) = 78,324;
+    # per-tensor fp8 61 x (576 + 132) = 43,188 (no FlashMLA 656-byte row: that is SGLang's and vLLM's fp8 format)
+    assert trtllm.cache_plan(V32, kv_dtype_name="bf16", tp=8, pp=1).bytes_per_token == 8 * 78_324
+    assert trtllm.cache_plan(V32, kv_dtype_name="fp8", tp=1, pp=1).bytes_per_token == 61 * 708 == 43_188
+
+
+@pytest.mark.parametrize("gpu", ["h200", "b200"])
+def test_trtllm_dsa_blocks_are_64_tokens(gpu):
+    # Hopper: FlashMLA's 64 anyway; Blackwell: 64 where another MLA model gets the default 32
+    lay = setup(V32, resolve_gpu(gpu), engine="trtllm", tp=8, kv_dtype_name="fp8").stages[0].layout
+    assert lay.block_tokens == 64 and lay.settings() == {"tokens_per_block": 64}
+    v3 = setup(load_bundled("deepseek-v3"), resolve_gpu(gpu), engine="trtllm", tp=8, kv_dtype_name="fp8")
+    assert v3.stages[0].layout.block_tokens == (64 if gpu == "h200" else 32)
+    with pytest.raises(InvalidInput, match="KV blocks of 64 tokens only") as exc:
+        setup(V32, resolve_gpu(gpu), engine="trtllm", tp=8, settings=Settings(block_size=32))
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("kv", ["fp16", "int8"])
+def test_trtllm_refuses_kv_dtypes_dsa_does_not_run(kv):
+    with pytest.raises(InvalidInput, match="BF16 or per-tensor FP8 KV cache"):
+        ENGINES["trtllm"].cache_plan(V32, kv_dtype_name=kv, tp=1, pp=1)
+
+
+def test_trtllm_v017_still_refuses_v32():
+    from kvplan.engines import get_engine
+
+    with pytest.raises(InvalidInput, match="indexer key cache"):
+        get_engine("trtllm@0.17").cache_plan(V32, kv_dtype_name="bf16", tp=1, pp=1)
+
+
+def test_trtllm_capacity_h200_tp8():
+    # H200 TP 8, 32K context. Before: refused. After: available 54,143,528,469 B ((139.94 GiB - 80.11 weights - 1.23
+    # activation - 2.57 non-torch) x 0.9); bf16 blocks of 64 x 78,324 = 5,012,736 B: 10,801 -> 691,264 tokens, 21
+    # sequences of 512 blocks; fp8 blocks of 64 x 43,188 = 2,764,032 B: 19,588 -> 1,253,632 tokens, 38 sequences
+    bf16 = capacity(setup(V32, H200, engine="trtllm", tp=8, kv_dtype_name="bf16"), 32_768)
+    fp8 = capacity(setup(V32, H200, engine="trtllm", tp=8, kv_dtype_name="fp8"), 32_768)
+    assert bf16.available_kv_bytes == fp8.available_kv_bytes == 54_143_528_469
+    assert (bf16.kv_pool_tokens, bf16.max_concurrent_sequences) == (691_264, 21)
+    assert (fp8.kv_pool_tokens, fp8.max_concurrent_sequences) == (1_253_632, 38)
+    out = runner.invoke(app, ["capacity", "deepseek-v3.2-exp", "--engine", "trtllm", "--gpu", "h200", "--tp", "8",
+                              "-c", "32k", "--kv-dtype", "fp8"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "`kv_cache_config: {tokens_per_block: 64}`" in out.output and "1,253,632" in out.output
+    bad = runner.invoke(app, ["capacity", "deepseek-v3.2-exp", "--engine", "trtllm", "--gpu", "h200", "-c", "4k",
+                              "--tp", "8", "--kv-dtype", "int8"])  # fmt: skip
+    assert bad.exit_code == 2 and "per-tensor FP8" in bad.output and "Traceback" not in bad.output
+
+
+def test_trtllm_v32_plan_accepts_it():
+    out = runner.invoke(app, ["plan", "deepseek-v3.2-exp", "--engine", "trtllm", "--users", "64", "-c", "32k",
+                              "--gpus", "h200,b200"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "trtllm-serve" in out.output
+
+
+# ---- the decode reads each engine's rows -----------------------------------------------------------
+
+
+def test_sparse_decode_reads_each_engines_fp8_row():
+    # FLOPs outweigh the reads at these shapes, so the kernel efficiency is raised until the reads bind: 2,048 selected
+    # rows x 64 sequences of 656 B (vLLM's and SGLang's FlashMLA row) or 576 B (TensorRT-LLM's per-tensor fp8 row) at
+    # 4.8e12 B/s x mla_decode_mem_eff
+    from dataclasses import replace
+
+    from kvplan.latency import _engine_ctx, _sparse_decode_s
+
+    kind = V32.kind("mla_indexed")
+    for engine, row in (("vllm", 656), ("sglang", 656), ("trtllm", 576)):
+        c = _engine_ctx(V32, H200, engine, kv_dtype="fp8", tp=8, weights_dtype="fp8", eager=False, ep=False, dp=1,
+                        pp=1, gpus_per_node=None, two_batch=False, deepep=False)  # fmt: skip
+        fast = replace(c, cal=replace(c.cal, sparse_mla_decode_eff=1e6))
+        want = row * 2_048 * 64 / (4.8e12 * c.cal.mla_decode_mem_eff)
+        assert _sparse_decode_s(fast, kind, context=4_096, seqs=64, kv_dtype="fp8") == pytest.approx(want, rel=1e-9)
+
+
+def test_trtllm_dsa_refuses_attention_windows():
+    with pytest.raises(InvalidInput, match="indexer cache: kvplan has not read how TensorRT-LLM windows it"):
+        setup(V32, H200, engine="trtllm", tp=8, settings=Settings(max_attention_window=(4096,)))
