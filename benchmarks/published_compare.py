@@ -1934,7 +1934,9 @@ class RetractRun:
         self.waiting: deque = deque()
         self.chunked: Retractable | None = None
         self.max_seqs = s.max_num_seqs
-        self.ratio = self.rule.start_ratio()
+        c = self.rule.conservativeness(s.settings)
+        self.start, self.floor, self.decay = self.rule.start_ratio(c), self.rule.floor_ratio(c), self.rule.decay(c)
+        self.ratio = self.start
         self.full = False  # batch_is_full
         self.shrunk = False  # a request left the running batch since the last decode batch (its filter_batch)
         self.retractions = 0
@@ -2110,11 +2112,11 @@ class RetractRun:
         if self.shrunk:  # update_running_batch's filter_batch
             self.full, self.shrunk = False, False
         if not self.running:
-            self.ratio = self.rule.start_ratio()  # an iteration with no batch: self_check_during_idle
+            self.ratio = self.start  # an iteration with no batch: self_check_during_idle
             picked = self._prefill(now)
             return ("prefill", picked) if picked else ("idle", [])
         if self._decode_fits(len(self.running)):
-            self.ratio = max(self.ratio - self.rule.decay(), self.rule.floor_ratio())
+            self.ratio = max(self.ratio - self.decay, self.floor)
         else:
             self._retract()
         self.free -= len(self.running)

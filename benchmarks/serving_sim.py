@@ -154,7 +154,7 @@ def simulate_retract(s, *, rate_rps: float, isl: int, osl: int, requests: int, b
     ttfts: list[float] = []
     tpots: list[float] = []
     ratio_area, decode_steps, at_floor = 0.0, 0, 0
-    floor = run.rule.floor_ratio()
+    floor = run.floor
     while done < requests:
         while arrivals and arrivals[0][0] <= clock:
             sent, i = arrivals.popleft()

@@ -1281,7 +1281,9 @@ def _make_ctx(
         head_16bit=weights_dtype == "nvfp4",
         wave_sms=_wave_sms(gpu, weights_dtype),
         gather_unpadded=(rules or Overlap()).moe_allgather_unpadded,
-        gather_bytes=_gather_bytes(gpu, rules or Overlap(), weights_dtype, dispatch=1.0 if fp8 else 2.0),
+        gather_bytes=_gather_bytes(
+            gpu, rules or Overlap(), weights_dtype, dispatch=1.0 if fp8 else 2.0, block_fp8=_block_fp8(spec)
+        ),
         fmha_gain=fmha_gain,
         moe_expert_s=_moe_expert_s(spec, gpu, cal, weights_dtype),
         moe_expert_added=gpu.architecture == "blackwell",
@@ -1447,12 +1449,16 @@ def _block_side_bytes(hidden: int, inter_rank: int, *, gated: bool) -> int:
     return (2 + 2 + 2 + 1 + 2) * hidden + (act + 2 + 1) * inter_rank
 
 
-def _gather_bytes(gpu: GPU, rules: Overlap, weights_dtype: str, *, dispatch: float) -> float:
+def _gather_bytes(gpu: GPU, rules: Overlap, weights_dtype: str, *, dispatch: float, block_fp8: bool = False) -> float:
     """Bytes per element of the DP all-gather: NVFP4 activations and their block scales (9/16 byte, the NVFP4
     format of kvplan.units) where the engine quantizes before gathering (``Overlap.moe_allgather_fp4``) and the GPU
-    runs NVFP4 on FP4 tensor cores; else the dispatch's bytes (fp8 weights: fp8; else 16-bit)."""
+    runs NVFP4 on FP4 tensor cores; 16-bit ones for a block-scaled fp8 checkpoint (``block_fp8``) where the engine
+    gathers before quantizing them (``Overlap.moe_allgather_block_fp8_16bit``); else the dispatch's bytes (fp8
+    weights: fp8; else 16-bit)."""
     if rules.moe_allgather_fp4 and weights_dtype == "nvfp4" and gpu.fp4_dense_tflops is not None:
         return float(weight_dtype("nvfp4").bytes_per_element)
+    if rules.moe_allgather_block_fp8_16bit and block_fp8 and weights_dtype.startswith("fp8"):
+        return 2.0
     return dispatch
 
 

@@ -575,20 +575,25 @@ def _decode_context(inp: Lengths, out: Lengths) -> int:
     return _context_at(inp, out)
 
 
-def _reserved_tokens(s: Setup, inp: Lengths, out: Lengths) -> int:
+def _reserved_tokens(s: Setup, inp: Lengths, out: Lengths, *, prefilled: bool = False) -> int:
     """KV tokens one running sequence holds against the pool: its whole prompt + output where the engine's
     scheduler reserves to completion under the setup's flags (``Engine.holds_to_completion``: TensorRT-LLM's
     GUARANTEED_NO_EVICT, not its MAX_UTILIZATION), else its mean context, plus, where the engine admits against a
     reserve for the outputs to come (``Engine.output_reserve``: SGLang), the reserve's floor ratio of its output
-    tokens to come (:func:`_output_left`). The output is the in-flight one (:func:`_in_flight_output`: the batch
-    holds long outputs in proportion to their length)."""
+    tokens to come (:func:`_output_left`), or on a disaggregated decode replica (``prefilled``) the reserve's tokens
+    kept free for each request there (``OutputReserve.prefilled_reserve_tokens``), where the engine has such a rule.
+    The output is the in-flight one (:func:`_in_flight_output`: the batch holds long outputs in proportion to their
+    length)."""
     if s.engine.holds_to_completion(s.settings):
         return inp.mean + int(_in_flight_output(out, out.mean))
     held = _decode_context(inp, out)
     reserve = s.engine.output_reserve
     if reserve is None:
         return held
-    return held + int(reserve.floor_ratio() * _output_left(out, clip=reserve.clip_tokens))
+    if prefilled and reserve.prefilled_reserve_tokens is not None:
+        return held + reserve.prefilled_reserve_tokens
+    floor = reserve.floor_ratio(reserve.conservativeness(s.settings))
+    return held + int(floor * _output_left(out, clip=reserve.clip_tokens))
 
 
 def _output_left(out: Lengths, *, clip: int) -> float:
@@ -599,15 +604,20 @@ def _output_left(out: Lengths, *, clip: int) -> float:
     return length / 2 if length <= clip else clip - clip * clip / (2 * length)
 
 
-def _entering_tokens(s: Setup, inp: Lengths, out: Lengths) -> int:
+def _entering_tokens(s: Setup, inp: Lengths, out: Lengths, *, prefilled: bool = False) -> int:
     """What a request must find free beyond the running requests' reserves to be admitted where the engine admits
     against a reserve for the outputs to come (:class:`kvplan.engines.base.OutputReserve`): its prompt plus its whole
-    output, clipped; 0 elsewhere (no such check)."""
+    output, clipped (on a disaggregated decode replica, ``prefilled``, its prompt plus the reserve's tokens there,
+    where the engine has that rule); 0 elsewhere (no such check)."""
     reserve = s.engine.output_reserve
-    return 0 if reserve is None else inp.mean + min(out.mean, reserve.clip_tokens)
+    if reserve is None:
+        return 0
+    if prefilled and reserve.prefilled_reserve_tokens is not None:
+        return inp.mean + reserve.prefilled_reserve_tokens
+    return inp.mean + min(out.mean, reserve.clip_tokens)
 
 
-def _limits(s: Setup, inp: Lengths, out: Lengths) -> tuple[float, str]:
+def _limits(s: Setup, inp: Lengths, out: Lengths, *, prefilled: bool = False) -> tuple[float, str]:
     """Sequences a replica holds at once: each data-parallel rank has its own KV pool and its own engine core
     (vLLM runs one EngineCore per DP rank; SGLang one scheduler per DP attention rank), so both limits scale.
 
@@ -618,10 +628,12 @@ def _limits(s: Setup, inp: Lengths, out: Lengths) -> tuple[float, str]:
     its prompt + output (``E``, :func:`_entering_tokens`) free beyond the others' ``(N - 1) x held``: ``N =
     floor((pool - E) / held) + 1`` whole requests a rank (below one where the pool is smaller than ``E``: ``pool /
     E``). ``benchmarks/serving_sim.py --retract`` checks it against the scheduler run step by step (docs/cost.md,
-    "SGLang's admission reserve and retraction")."""
+    "SGLang's admission reserve and retraction"). On a disaggregated decode replica (``prefilled``) the engine's rule
+    there where it has one (SGLang's decode instance: ``held`` = the mean context + 512, ``E`` = the prompt + 512,
+    ``OutputReserve.prefilled_reserve_tokens``)."""
     ranks = s.dp * s.settings.attention_dp
-    pool, held = binding_pool(s, _reserved_tokens(s, inp, out))
-    entering = _entering_tokens(s, inp, out)
+    pool, held = binding_pool(s, _reserved_tokens(s, inp, out, prefilled=prefilled))
+    entering = _entering_tokens(s, inp, out, prefilled=prefilled)
     if not entering:
         kv = pool * ranks / held
     else:
@@ -1027,7 +1039,7 @@ def serve(
     if per_batch < 1:
         raise InvalidInput(f"invalid max_num_batched_tokens {per_batch!r}; expected a whole number >= 1")
     budget = _budget(s, per_batch)
-    seq_limit, seq_name = _limits(s, input_len, output_len)
+    seq_limit, seq_name = _limits(s, input_len, output_len, prefilled=prefilled)
     ep = expert_parallel
     load = _Load(s, rate_rps, input_len, output_len, budget, seq_limit, seq_name, ep, prefilled)
     t, limit = _solve(load)
@@ -1116,7 +1128,7 @@ def max_rate(
 ) -> float:
     """The highest request rate one replica sustains (bisection on :func:`serve`'s fixed point)."""
     budget = _budget(s, max_num_batched_tokens)
-    seq_limit, seq_name = _limits(s, input_len, output_len)
+    seq_limit, seq_name = _limits(s, input_len, output_len, prefilled=prefilled)
 
     def ok(rate: float) -> bool:
         load = _Load(s, rate, input_len, output_len, budget, seq_limit, seq_name, expert_parallel, prefilled)

@@ -95,20 +95,17 @@ def test_dp_candidate_lines_one_per_row_and_a_summary_per_weight_dtype() -> None
 
 def test_known_batch_line_compares_the_step_at_the_published_concurrency_by_hand() -> None:
     """TensorRT-LLM#3439's DeepSeek-R1-FP8 8 x H200 run: 159 sequences a rank x 8 ranks / 10,036.3364 output tokens/s
-    = 126.74 ms a step (by hand). kvplan, capped at 159 a rank, settles at 107 a rank, 79.4 ms a step (x1.07,
-    +47.3 ms); with its own KV-bound batch, 301 a rank, x1.45. Since TensorRT-LLM's Hopper block-fp8 experts are priced
-    by DeepGEMM's tiles (kvplan.latency._block_tile_rows), the busiest EP rank's experts (32 of them, 8 x b x 8 / 8 x
-    (1 + 0.3161 x sqrt(2 ln 8)) / 32 = 0.411 b tokens each at b a rank) switch from 64- to 128-row tiles past 64
-    tokens, b = 156: the grouped GEMMs take 514 us a layer at 140 a rank and 635 us at 158 (the curve before: 600
-    and 637), so the top rate under the cap is below that switch; the own batch 303 a rank (301 before the router was
-    priced 16-bit, kvplan.latency._router_ctx). (Before: 158 a rank at 110.2 ms, x1.15, +16.6 ms,
-    own batch x1.39; 111.0 ms, x1.14, +15.8 ms and 300 a rank before TensorRT-LLM's Hopper MLA decode constant.)"""
+    = 126.74 ms a step (by hand). kvplan, capped at 159 a rank, runs 158 a rank at 112.6 ms (x1.12, +14.1 ms);
+    with its own KV-bound batch, 299 a rank, x1.36. (110.2 ms, x1.15, +16.6 ms and 301 a rank before the block-fp8
+    checkpoint's all-gather moved 16-bit activations, Overlap.moe_allgather_block_fp8_16bit; 111.0 ms, x1.14, +15.8 ms
+    and 300 a rank before TensorRT-LLM's Hopper MLA decode constant, 12.15 us where mla_layer_s 26.68 us applied,
+    shortened kvplan's step.)"""
     pub, _ = published()
     line = pub.known_batch_line()
     assert line.startswith("dp-candidates known batch: deepseek-v3 h200 DP8 EP8 1024/2048 at 159 a rank")
     assert round(159 * 8 / 10036.3364 * 1e3, 1) == 126.7
     assert "published step 126.7 ms" in line
-    assert "kvplan 79.4 ms at 107 a rank, x1.07, residual +47.3 ms; kvplan's own batch 303 a rank: x1.45" in line
+    assert "kvplan 112.6 ms at 158 a rank, x1.12, residual +14.1 ms; kvplan's own batch 299 a rank: x1.36" in line
 
 
 def test_later_page_rows_are_scored_apart_per_gpu() -> None:

@@ -55,6 +55,40 @@ def test_kv_bound_with_the_reserve_by_hand(qwen32b):
     assert _reserved_tokens(vllm, inp, out) == 2304  # vLLM: no reserve, the mean holding as before
 
 
+def test_kv_bound_on_a_disaggregated_decode_instance_by_hand(qwen32b):
+    """SGLang's decode instance (DecodePreallocQueue) keeps 512 tokens free for every request it holds and admits one
+    whose prompt + 512 fit the rest: the same pool of 18,511 tokens, 2,048 in / 512 out: held 2,048 + 256 + 512 =
+    2,816, E = 2,048 + 512 = 2,560, N = floor(15,951 / 2,816) + 1 = floor(5.66) + 1 = 6 (the prefill-side rule's 7
+    before)."""
+    inp, out = Lengths.of(2048), Lengths.of(512)
+    assert _reserved_tokens(qwen32b, inp, out, prefilled=True) == 2816
+    assert _limits(qwen32b, inp, out, prefilled=True) == (6, "kv_cache")
+
+
+def test_schedule_conservativeness_scales_the_reserve(qwen32b):
+    """``--schedule-conservativeness`` c (SGLang's flag, plan --rate): start min(0.7 c, 1), floor 0.14 x that. The
+    Qwen3-32B pool of 18,511 tokens at 2,048 / 4,096 (4,096 not clipped: 2,048 to come on average): c = 1: held
+    2,048 + 2,048 + int(0.098 x 2,048 = 200.7) = 4,296, E = 6,144, N = floor(12,367 / 4,296) + 1 = 3; c = 0 (no
+    reserve): held 4,096, N = floor(12,367 / 4,096) + 1 = 4."""
+    import dataclasses
+
+    from kvplan.engines import Settings
+    from kvplan.errors import InvalidInput
+
+    inp, out = Lengths.of(2048), Lengths.of(4096)
+    assert _limits(qwen32b, inp, out) == (3, "kv_cache")
+    none = dataclasses.replace(qwen32b, settings=Settings(schedule_conservativeness=0.0))
+    assert _reserved_tokens(none, inp, out) == 4096 and _limits(none, inp, out) == (4, "kv_cache")
+    pub = bench_module("published_compare")
+    run = pub.RetractRun(dataclasses.replace(qwen32b, settings=Settings(schedule_conservativeness=0.3)), budget=8192)
+    assert run.ratio == pytest.approx(0.21) and run.floor == pytest.approx(0.0294)
+    assert run.decay == pytest.approx((0.21 - 0.0294) / 600)
+    with pytest.raises(InvalidInput, match="does not apply to engine 'vllm'"):
+        setup(load_bundled("qwen3-32b"), H100, engine="vllm", settings=Settings(schedule_conservativeness=0.3))
+    with pytest.raises(InvalidInput, match="expected a number >= 0"):
+        setup(load_bundled("qwen3-32b"), H100, engine="sglang", settings=Settings(schedule_conservativeness=-1.0))
+
+
 def _run(pool: int, *, budget: int):
     """A RetractRun on a real SGLang setup whose pool is set to ``pool`` tokens (the rules only; no step is priced)."""
     pub = bench_module("published_compare")

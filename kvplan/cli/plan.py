@@ -96,6 +96,10 @@ def plan(
         bool,
         typer.Option(help="with --rate: SGLang --enable-mixed-chunk (decodes join each prompt batch; default: apart)"),
     ] = False,
+    schedule_conservativeness: Annotated[
+        Optional[float],
+        typer.Option(help="with --rate: SGLang --schedule-conservativeness, its reserve for outputs to come (1.0)"),
+    ] = None,
     attention_dp_timeout_iters: Annotated[
         Optional[int],
         typer.Option(help="with --attention-dp-balance: its YAML attention_dp_config.timeout_iters (default 50)"),
@@ -153,6 +157,7 @@ def plan(
                                               batch_size_tuning=batch_size_tuning,
                                               capacity_scheduler_policy=capacity_scheduler_policy,
                                               mixed_chunk=enable_mixed_chunk,
+                                              schedule_conservativeness=schedule_conservativeness,
                                               attention_dp_timeout_iters=attention_dp_timeout_iters,
                                               attention_dp_batching_wait_iters=attention_dp_batching_wait_iters,
                                               host_request_s=parse_duration(host_per_request,
@@ -168,6 +173,8 @@ def plan(
                 "--batch-size-tuning, --enable-mixed-chunk and --host-per-request change latency only; use them with "
                 "--rate"
             )
+        if schedule_conservativeness is not None:
+            raise InvalidInput("--schedule-conservativeness changes in-flight admission only; use it with --rate")
         if capacity_scheduler_policy is not None:
             raise InvalidInput("--capacity-scheduler-policy changes in-flight admission only; use it with --rate")
         # Only the --users path needs the capacity planner and the launch lines (plan --rate stays light).

@@ -95,6 +95,9 @@ class Settings:
     # SGLang --enable-mixed-chunk (ServerArgs.enable_mixed_chunk, default False): the running decodes join each prompt
     # batch (Engine.mixes_steps); without it SGLang runs prompt batches and decode batches as separate steps.
     mixed_chunk: bool = False
+    # SGLang --schedule-conservativeness (ServerArgs default 1.0): scales the reserve ratio for the running requests'
+    # outputs to come (Engine.output_reserve; OutputReserve.start_ratio). None: the engine's default.
+    schedule_conservativeness: float | None = None
     # Measured host (CPU) seconds per request in a serving step (not an engine flag): switches on kvplan.host's
     # host term in kvplan.serving, which is otherwise not modelled (docs/cost.md, "Host work per step").
     host_request_s: float | None = None
@@ -123,6 +126,7 @@ SETTING_FLAGS = {
     "batch_size_tuning": "--batch-size-tuning",
     "capacity_scheduler_policy": "--capacity-scheduler-policy",
     "mixed_chunk": "--enable-mixed-chunk",
+    "schedule_conservativeness": "--schedule-conservativeness",
     "overrides.cuda_graph_bytes": "--cuda-graph",
 }
 
@@ -522,6 +526,8 @@ class Overlap:
     protocols (:func:`kvplan.latency.nccl_collective_s`) instead of the engine's fitted all-reduce constants.
     ``moe_allgather_fp4``: with NVFP4 weights on FP4 tensor cores the all-gather moves the activations already
     quantized to NVFP4 (9/16 byte per value with their block scales) instead of 16-bit ones.
+    ``moe_allgather_block_fp8_16bit``: with block-scaled fp8 weights the all-gather moves 16-bit activations (the
+    grouped GEMMs quantize them per block after the gather), not the fp8 ones per-tensor fp8 weights gather.
     """
 
     shared_experts_tokens: int = 0
@@ -530,6 +536,7 @@ class Overlap:
     moe_allgather_unpadded: bool = False
     moe_allgather_nccl: bool = False
     moe_allgather_fp4: bool = False
+    moe_allgather_block_fp8_16bit: bool = False
     # Two-micro-batch overlap (Settings.two_batch_overlap; vLLM --enable-dbo, SGLang --enable-two-batch-overlap):
     # a step with DP attention + EP whose tokens on the rank exceed the threshold (decode-only steps, steps with a
     # prompt chunk) runs as two halves, one half's token exchange beside the other's compute. Both engines need
@@ -579,6 +586,10 @@ class OutputReserve:
     # A prompt step's input-token cap beside the token budget: a request whose uncomputed prompt tokens reach what is
     # left of it is not started in a step that already holds a request (None: no such cap).
     prompt_step_tokens: int | None = None
+    # A disaggregated decode instance's own rule (prompts arriving with their KV, kvplan.serving ``prefilled``): each
+    # request it holds keeps this many tokens free beside its own, and a request is admitted while its prompt plus
+    # this many fit what is left (None: the reserve above applies there too).
+    prefilled_reserve_tokens: int | None = None
 
     def start_ratio(self, conservativeness: float = 1.0) -> float:
         return min(self.init_ratio * conservativeness, 1.0)
@@ -588,6 +599,12 @@ class OutputReserve:
 
     def decay(self, conservativeness: float = 1.0) -> float:
         return (self.start_ratio(conservativeness) - self.floor_ratio(conservativeness)) / self.decay_steps
+
+    @staticmethod
+    def conservativeness(settings: Settings) -> float:
+        """``--schedule-conservativeness`` as set, else its default 1.0."""
+        given = settings.schedule_conservativeness
+        return 1.0 if given is None else given
 
     def ratio_after_retraction(self, *, decoded: int, asked: int, requests: int) -> float:
         return min(1.0, (decoded + self.retract_steps * requests) / (asked + 1))
@@ -755,6 +772,9 @@ class Engine:
 
     def check_settings(self, settings: Settings) -> None:
         """Refuse flags that belong to another engine (they would change nothing and say nothing)."""
+        given = settings.schedule_conservativeness  # SGLang scheduler.py asserts it >= 0
+        if given is not None and not given >= 0:
+            raise InvalidInput(f"invalid --schedule-conservativeness {given!r}; expected a number >= 0, e.g. 0.3")
         policy = settings.capacity_scheduler_policy
         if policy not in (None, "guaranteed_no_evict", "max_utilization"):
             raise InvalidInput(f"invalid --capacity-scheduler-policy {policy!r}; expected guaranteed_no_evict or "

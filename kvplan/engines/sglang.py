@@ -818,9 +818,16 @@ HOST_LOOP = HostLoop(overlaps_gpu=True, switch="--disable-overlap-schedule")
 #   _add_request_to_queue appends the retracted request to the waiting queue (FCFS, server_args schedule_policy default
 #   "fcfs": no reordering); admitted again, it computes its prompt and outputs past the prefix the radix cache still
 #   holds (mem_cache/radix_cache.py evict: whole leaves, least recently accessed first).
+# * A disaggregated decode instance (--disaggregation-mode decode) admits by another rule
+#   (prefilled_reserve_tokens): disaggregation/decode.py DecodePreallocQueue.pop_preallocated preallocates a request
+#   whose prompt's KV is coming only while len(origin_input_ids) + num_reserved_decode_tokens fits _allocatable_tokens,
+#   the free tokens less num_reserved_decode_tokens for every request running, in transfer or waiting ("preserve some
+#   space for future decode"; its second term, the largest running request's prompt + clipped output less every
+#   running request's tokens, is below that with more than a few running); server_args num_reserved_decode_tokens
+#   default 512 (0.5.7 and 0.5.3 alike, "TODO: add new_token ratio").
 OUTPUT_RESERVE = OutputReserve(
     init_ratio=0.7, min_ratio_factor=0.14, decay_steps=600, retract_steps=20, clip_tokens=4096,
-    readmit_remaining=True, prompt_step_tokens=16384,
+    readmit_remaining=True, prompt_step_tokens=16384, prefilled_reserve_tokens=512,
 )  # fmt: skip
 
 SGLANG_GQA_DECODE = (
@@ -898,6 +905,7 @@ ENGINE = Sglang(
         "two_batch_overlap",
         "deepep",  # --moe-a2a-backend deepep
         "mixed_chunk",  # --enable-mixed-chunk (Engine.mixes_steps)
+        "schedule_conservativeness",  # --schedule-conservativeness (OUTPUT_RESERVE's ratio)
     ),
     overlap=OVERLAP,
     lent_fits=MLA_FITS,

@@ -934,7 +934,15 @@ CALIBRATION = Calibration(
 #   use_dp_padding): 9/16 byte per value, where kvplan had gathered 16-bit values. FP8 per-tensor weights gather
 #   static_quantize_e4m3_per_tensor()'d fp8 (1 byte, the dispatch_bytes kvplan already used); the outputs are
 #   reduce-scattered in the output dtype (16-bit). The routing ids and weights (int32 and fp32 x top-k per token,
-#   1.6 % of a Qwen3 FP8 row) are not counted.
+#   1.6 % of a Qwen3 FP8 row) are not counted;
+# * with block-scaled fp8 weights (DeepSeek-V3's 128 x 128) the all-gather moves 16-bit activations
+#   (moe_allgather_block_fp8_16bit): the same forward_chunk quantizes before the gather only for has_fp8_qdq
+#   (static_quantize_e4m3_per_tensor) and has_nvfp4 (fp4_quantize); for has_deepseek_fp8_block_scales it only sets
+#   use_deepseek_fp8_block_scale = True and gathers x as it came (the model's 16-bit hidden state), the grouped GEMM
+#   quantizing it per 1 x 128 group after the gather. Read in fused_moe_cutlass.py
+#   @000a01de66f0eab4ab05640711f0253f50f5209c (forward_chunk with use_dp_padding and tune_max_num_tokens; its date not
+#   read), in later copies with the W4A8 MXFP4 and int8 weight-only branches, and in an earlier fused_moe.py whose
+#   gather sat behind disable_fp4_allgather(): the same in each.
 OVERLAP = Overlap(
     shared_experts_tokens=1 << 30,  # no token limit: Llama4MoE.forward streams at any count (above)
     shared_experts_graph_only=True,
@@ -942,6 +950,7 @@ OVERLAP = Overlap(
     moe_allgather_unpadded=True,
     moe_allgather_nccl=True,
     moe_allgather_fp4=True,
+    moe_allgather_block_fp8_16bit=True,
 )
 
 # The host loop (kvplan.host). tensorrt_llm/_torch/pyexecutor/py_executor.py PyExecutor._executor_loop_overlap (the
