@@ -99,13 +99,18 @@ def test_known_batch_line_compares_the_step_at_the_published_concurrency_by_hand
     with its own KV-bound batch, 299 a rank, x1.36. (110.2 ms, x1.15, +16.6 ms and 301 a rank before the block-fp8
     checkpoint's all-gather moved 16-bit activations, Overlap.moe_allgather_block_fp8_16bit; 111.0 ms, x1.14, +15.8 ms
     and 300 a rank before TensorRT-LLM's Hopper MLA decode constant, 12.15 us where mla_layer_s 26.68 us applied,
-    shortened kvplan's step.)"""
+    shortened kvplan's step.) With TensorRT-LLM's Hopper block-fp8 experts priced by DeepGEMM's tiles and the router
+    16-bit (r25e; kvplan.latency._block_tile_rows, _router_ctx): the busiest EP rank's experts (32 of them, 8 x b x 8 /
+    8 x (1 + 0.3161 x sqrt(2 ln 8)) / 32 = 0.411 b tokens each at b a rank) switch from 64- to 128-row tiles past 64
+    tokens, b = 156, so the top rate under the cap lies below that switch: 106 a rank at 80.8 ms (x1.05, +46.0 ms),
+    own batch 303 a rank, x1.41 (on r25e's base before the 16-bit gather: 107 a rank, 79.4 ms, x1.07, +47.3 ms,
+    x1.45)."""
     pub, _ = published()
     line = pub.known_batch_line()
     assert line.startswith("dp-candidates known batch: deepseek-v3 h200 DP8 EP8 1024/2048 at 159 a rank")
     assert round(159 * 8 / 10036.3364 * 1e3, 1) == 126.7
     assert "published step 126.7 ms" in line
-    assert "kvplan 112.6 ms at 158 a rank, x1.12, residual +14.1 ms; kvplan's own batch 299 a rank: x1.36" in line
+    assert "kvplan 80.8 ms at 106 a rank, x1.05, residual +46.0 ms; kvplan's own batch 303 a rank: x1.41" in line
 
 
 def test_later_page_rows_are_scored_apart_per_gpu() -> None:
