@@ -28,7 +28,11 @@ bundled Qwen3.5 config pins ``mamba_ssm_dtype`` "float32", SGLang's ``mamba2_sta
 3. ``--fit``: the chunked delta rule's share of the 16-bit peak per engine, the median over the context rows of at
    least :data:`FIT_TOKENS` tokens (past the kernels' short-prompt floor) of FLOPs / (peak x (measured - launches)),
    GPU by GPU and over the Hopper rows (the figure a calibration takes; Blackwell is priced as Hopper times
-   ``blackwell_compute_eff``, as every kernel).
+   ``blackwell_compute_eff``, as every kernel); then the conv1d's bytes per second per SM (``conv1d_sm_bytes_s``,
+   :func:`fit_conv1d`: vLLM's and SGLang's ``causal_conv1d_fn`` rows of at least :data:`FIT_CONV_TOKENS` tokens, fitted
+   on :data:`FIT_CONV_GPUS`, H100 SXM held out).
+4. ``--conv1d``: the conv1d kernel alone against its measured rows, by engine, GPU and token band, with the per-SM
+   ceiling (:func:`kvplan.latency._conv1d_bandwidth`) and by the bytes at ``elementwise_mem_eff`` alone.
 """
 
 from __future__ import annotations
@@ -54,6 +58,14 @@ CONTEXT_BATCHES = (1, 16)
 K_HEADS = (2, 16)
 FIT_TOKENS = 4096  # the fitted rows: the chunk kernels' time is flat below about 64 tokens and linear past ~1K
 STATE_DTYPE = "fp32"
+# The conv1d's per-SM ceiling (Calibration.conv1d_sm_bytes_s): fitted on the context rows of at least 8,192 tokens
+# (past the launch-bound short prompts: 2-5 us flat up to ~256 tokens) on H200 and B200, whose HBM gives an SM 36 and
+# 52 GB/s (bandwidth / sm_count), twice the ceiling and more; H100 SXM (25 GB/s an SM, 20 at elementwise_mem_eff) is
+# held out, its rows near both limits. The engines whose tables time the Triton kernel's behaviour: vLLM 0.24.0 and
+# SGLang 0.5.14; TensorRT-LLM's conv1d rows are faster than their bytes allow (docs/cost.md), not fitted.
+FIT_CONV_TOKENS = 8192
+FIT_CONV_GPUS = ("h200", "b200")
+CONV_ENGINES = ("vllm", "sglang")
 
 
 def collect(out: Path) -> int:
@@ -192,6 +204,40 @@ def fit_effs(tables: list[dict], *, occupancy: bool = True) -> dict[tuple[str, s
     return out
 
 
+def conv1d_bytes(row: dict) -> float:
+    """Bytes the row's prefill conv1d moves (:func:`kvplan.recurrent.conv_token_bytes` a token, the taps once)."""
+    from kvplan.recurrent import conv_token_bytes, mixer_work
+
+    kind = layer_spec(row).kind("gdn")
+    return conv_token_bytes(kind) * row["batch_size"] * row["seq_len"] + mixer_work(kind).call_bytes
+
+
+def conv1d_rows(tables: list[dict], engine: str, gpus: tuple[str, ...]) -> list[tuple[str, dict]]:
+    """(GPU, row) of the engine's context ``causal_conv1d_fn`` rows of at least :data:`FIT_CONV_TOKENS` tokens."""
+    return [(t["gpu"], r) for t in tables if t["engine"] == engine and t["gpu"] in gpus for r in t["rows"]
+            if conv1d_row(r) and r["batch_size"] * r["seq_len"] >= FIT_CONV_TOKENS]  # fmt: skip
+
+
+def conv1d_row(row: dict) -> bool:
+    return row["kernel_source"] == "causal_conv1d_fn"
+
+
+def sm_rates(tables: list[dict], engine: str, gpus: tuple[str, ...]) -> list[float]:
+    """Bytes per second per SM of each of :func:`conv1d_rows`: conv bytes / ((measured - one eager launch) x
+    sm_count), the engine's ``eager_kernel_s``."""
+    from kvplan import latency
+    from kvplan.hardware import resolve_gpu
+
+    launch = latency.calibration(engine).eager_kernel_s
+    return [conv1d_bytes(r) / ((r["latency"] / 1e3 - launch) * resolve_gpu(g).sm_count)
+            for g, r in conv1d_rows(tables, engine, gpus)]  # fmt: skip
+
+
+def fit_conv1d(tables: list[dict], engine: str) -> float:
+    """``conv1d_sm_bytes_s`` of ``engine``: the median of :func:`sm_rates` over the :data:`FIT_CONV_GPUS` rows."""
+    return statistics.median(sm_rates(tables, engine, FIT_CONV_GPUS))
+
+
 def render_fit(tables: list[dict]) -> str:
     from kvplan import latency
 
@@ -209,6 +255,49 @@ def render_fit(tables: list[dict]) -> str:
             how = "all SMs, not calibrated" if not occupancy else "busy SMs" if cal.gdn_head_blocks else "all SMs"
             lines.append(f"  {engine} ({how}): {cells}; Hopper {hopper:.4f} (calibrated gdn_scan_eff "
                          f"{cal.gdn_scan_eff:.4f})")  # fmt: skip
+    lines.append(f"causal conv1d: GB/s per SM (conv bytes / ((measured - one launch) x SMs)), median over context rows "
+                 f"of >= {FIT_CONV_TOKENS} tokens; fit on {' + '.join(FIT_CONV_GPUS)}:")  # fmt: skip
+    gpus = tuple(dict.fromkeys(t["gpu"] for t in tables))
+    for engine in CONV_ENGINES:
+        cells = ", ".join(f"{g} {statistics.median(sm_rates(tables, engine, (g,))) / 1e9:.2f}" for g in gpus)
+        lines.append(f"  {engine}: {cells}; fit {fit_conv1d(tables, engine) / 1e9:.2f} (calibrated conv1d_sm_bytes_s "
+                     f"{latency.calibration(engine).conv1d_sm_bytes_s / 1e9:.2f})")  # fmt: skip
+    return "\n".join(lines)
+
+
+def conv1d_seconds(row: dict, gpu_name: str, engine: str, *, ceiling: bool = True) -> float:
+    """kvplan's prefill conv1d of the row alone: one eager launch plus its bytes at
+    :func:`kvplan.latency._conv1d_bandwidth` (``ceiling`` False: at ``elementwise_mem_eff`` of bandwidth alone, as
+    before the per-SM ceiling)."""
+    from kvplan import latency
+
+    c = _ctx(row, gpu_name, engine)
+    bandwidth = latency._conv1d_bandwidth(c) if ceiling else c.bw * c.cal.elementwise_mem_eff
+    return c.kernel_s + conv1d_bytes(row) / bandwidth
+
+
+def conv1d_lns(row: dict, gpu_name: str, engine: str) -> tuple[float, float]:
+    """ln(kvplan / measured) of the row's conv1d with the per-SM ceiling, and by bandwidth alone."""
+    measured = row["latency"] / 1e3
+    return tuple(math.log(conv1d_seconds(row, gpu_name, engine, ceiling=x) / measured) for x in (True, False))
+
+
+def _cell(lns: tuple[float, ...]) -> str:
+    return f"{statistics.median(abs(x) for x in lns):.3f}, {statistics.median(lns):+.3f}"
+
+
+def render_conv1d(tables: list[dict]) -> str:
+    """The conv1d kernel alone, kvplan against the measured ``causal_conv1d_fn`` rows, by engine, GPU and token band:
+    median |ln| and median signed ln with the per-SM ceiling, then by the bytes at ``elementwise_mem_eff`` alone."""
+    lines = ["conv1d alone, kvplan / measured: median |ln|, signed; with the per-SM ceiling | by bandwidth alone"]
+    for t in (t for engine in CONV_ENGINES for t in tables if t["engine"] == engine):
+        groups: dict[str, list[tuple[float, float]]] = {}
+        for r in filter(conv1d_row, t["rows"]):
+            name = band({"phase": "context", "tokens": r["batch_size"] * r["seq_len"]})
+            groups.setdefault(name, []).append(conv1d_lns(r, t["gpu"], t["engine"]))
+        for name in sorted(groups, key=lambda b: (b.startswith(">"), int(b.split()[-2]))):  # by token band
+            now, before = zip(*groups[name], strict=True)
+            lines.append(f"  {t['engine']} {t['gpu']} {name}: {len(now)} rows; {_cell(now)} | {_cell(before)}")
     return "\n".join(lines)
 
 
@@ -217,12 +306,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--collect", action="store_true", help="sample aiconfigurator's tables (its own venv)")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--fit", action="store_true", help="the chunked delta rule's efficiency per engine")
+    parser.add_argument("--conv1d", action="store_true", help="the conv1d kernel alone against its measured rows")
     args = parser.parse_args(argv)
     if args.collect:
         return collect(args.data)
     tables = load(args.data)
     if args.fit:
         print(render_fit(tables))
+        return 0
+    if args.conv1d:
+        print(render_conv1d(tables))
         return 0
     print("kvplan's Gated DeltaNet mixer kernels (conv1d + delta rule; decode: conv and state update) / "
           "aiconfigurator's measured ones, one layer on one rank:")  # fmt: skip

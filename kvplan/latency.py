@@ -103,7 +103,7 @@ from kvplan.memory import (
     element_size,
 )
 from kvplan.params import attention_parts
-from kvplan.recurrent import DECODE_KERNELS, SSD_SCAN_KERNELS, MixerWork, mixer_work, recurrent_kinds
+from kvplan.recurrent import DECODE_KERNELS, SSD_SCAN_KERNELS, MixerWork, conv_token_bytes, mixer_work, recurrent_kinds
 from kvplan.spec import LayerKind, ModelSpec, ceil_div, pipeline_stages
 from kvplan.units import weight_dtype
 
@@ -1020,6 +1020,7 @@ class _MixerGroup(NamedTuple):
     count: int
     variant: str
     work: MixerWork
+    conv_token_bytes: int  # the conv1d's part of work.token_bytes (kvplan.recurrent.conv_token_bytes)
 
 
 class _RecurrentTerms(NamedTuple):
@@ -1037,7 +1038,8 @@ def _recurrent_terms(spec: ModelSpec, layers: range, tp: int) -> _RecurrentTerms
         counts: dict[int, list] = {}
         for _, k in mixers:
             counts.setdefault(id(k), [0, k])[0] += 1
-        groups = tuple(_MixerGroup(n, k.variant, mixer_work(k, tp=tp)) for n, k in counts.values())
+        groups = tuple(_MixerGroup(n, k.variant, mixer_work(k, tp=tp), conv_token_bytes(k, tp=tp))
+                       for n, k in counts.values())  # fmt: skip
         own = sum(1 for kind, k in mixers if kind is k)  # the layer is the mixer, no attention beside it
         return _RecurrentTerms(layers=len(mixers), own_layers=own, groups=groups)
 
@@ -1070,15 +1072,16 @@ def scan_occupancy(gpu: GPU, cal: Calibration, *, prompts: float, heads: int) ->
 
 def _recurrent_prefill_s(c: _Ctx, terms: _RecurrentTerms, tokens: float, *, prompts: float = 1) -> float:
     """Seconds of the recurrent mixers' prefill kernels over ``tokens`` new prompt tokens of ``prompts`` prompts: the
-    memory-bound kernels (conv1d, Mamba v1's selective scan) by their bytes at ``elementwise_mem_eff`` of bandwidth, a
-    chunked scan by its FLOPs at :func:`_scan_eff` of the 16-bit peak (Blackwell's ``blackwell_compute_eff``
-    included), plus ``kernel_s`` per kernel, once per step or per prompt (``MixerWork.per_prompt``). Mamba2's SSD
-    call takes at least ``ssd_scan_floor_s`` (the measured short-prompt floor, :data:`kvplan.engines.base.
-    SSD_SCAN_FLOOR_S`)."""
+    memory-bound kernels (conv1d, Mamba v1's selective scan) by their bytes at ``elementwise_mem_eff`` of bandwidth (the
+    conv1d's at most at its kernel's per-SM ceiling, :func:`_conv1d_bandwidth`), a chunked scan by its FLOPs at
+    :func:`_scan_eff` of the 16-bit peak (Blackwell's ``blackwell_compute_eff`` included), plus ``kernel_s`` per
+    kernel, once per step or per prompt (``MixerWork.per_prompt``). Mamba2's SSD call takes at least
+    ``ssd_scan_floor_s`` (the measured short-prompt floor, :data:`kvplan.engines.base.SSD_SCAN_FLOOR_S`)."""
     total = 0.0
     for group in terms.groups:
         w, calls = group.work, (prompts if group.work.per_prompt else 1)
-        moved = (w.token_bytes * tokens + w.call_bytes * calls) / (c.bw * c.cal.elementwise_mem_eff)
+        other = (w.token_bytes - group.conv_token_bytes) * tokens / (c.bw * c.cal.elementwise_mem_eff)
+        moved = other + (group.conv_token_bytes * tokens + w.call_bytes * calls) / _conv1d_bandwidth(c)
         scan = w.scan_flops_per_token * tokens / (c.peak16 * _scan_eff(c, group.variant))
         if group.variant == "gated_deltanet":
             scan /= scan_occupancy(c.gpu, c.cal, prompts=prompts, heads=w.heads)
@@ -1088,6 +1091,16 @@ def _recurrent_prefill_s(c: _Ctx, terms: _RecurrentTerms, tokens: float, *, prom
             scan += max(ssd, c.cal.ssd_scan_floor_s) - ssd
         total += group.count * (moved + scan + launches)
     return total
+
+
+def _conv1d_bandwidth(c: _Ctx) -> float:
+    """Bytes per second of the prefill causal conv1d: ``elementwise_mem_eff`` of the bandwidth, capped at ``sm_count x
+    conv1d_sm_bytes_s`` where the engine's kernel has that per-SM ceiling (:class:`kvplan.engines.base.Calibration`;
+    the catalog's SM count needed, else the bandwidth alone)."""
+    by_hbm = c.bw * c.cal.elementwise_mem_eff
+    if c.cal.conv1d_sm_bytes_s is None or not c.gpu.sm_count:
+        return by_hbm
+    return min(by_hbm, c.gpu.sm_count * c.cal.conv1d_sm_bytes_s)
 
 
 def _recurrent_decode_s(c: _Ctx, kind: LayerKind, state_bytes: float) -> float:

@@ -151,6 +151,20 @@ def mixer_work(kind: LayerKind, *, tp: int = 1) -> MixerWork:
             "lightning": _lightning_work}[kind.variant](kind, tp)  # fmt: skip
 
 
+def conv_token_bytes(kind: LayerKind, *, tp: int = 1) -> int:
+    """The part of :func:`mixer_work`'s ``token_bytes`` the causal conv1d moves per prompt token on one of ``tp`` ranks
+    (its channels read once and written once; 0 for lightning attention, which has no conv): what
+    :func:`kvplan.latency._recurrent_prefill_s` prices at the conv1d kernel's own ceiling where the engine has one."""
+    channels = {"mamba2": conv_channels, "mamba": _mamba_conv_channels, "gated_deltanet": deltanet_conv_channels,
+                "lightning": lambda k, tp: 0}[kind.variant](kind, tp=tp)  # fmt: skip
+    return 2 * CONV_ELEMENT_BYTES * channels
+
+
+def _mamba_conv_channels(kind: LayerKind, *, tp: int = 1) -> int:
+    """Mamba (v1)'s conv1d channels on one rank: depthwise over ``d_inner``."""
+    return ceil_div(kind.d_inner, tp)
+
+
 def _mamba2_work(kind: LayerKind, tp: int) -> MixerWork:
     return MixerWork(scan_flops_per_token(kind, tp=tp), conv1d_token_bytes(kind, tp=tp), conv1d_tap_bytes(kind, tp=tp),
                      CONV1D_KERNELS + SSD_SCAN_KERNELS)  # fmt: skip
@@ -163,7 +177,7 @@ def _mamba_work(kind: LayerKind, tp: int) -> MixerWork:
     by the channels) and writes y (``d_inner``), 16-bit. Its CUDA-core FLOPs (about ``9 d_inner d_state`` a token) are
     not priced: the GPU catalog has no CUDA-core peak. The conv1d before it is depthwise over the ``d_inner``
     channels, as Mamba2's. The channels split over the ranks, B and C are whole on each."""
-    channels = ceil_div(kind.d_inner, tp)
+    channels = _mamba_conv_channels(kind, tp=tp)
     conv = 2 * CONV_ELEMENT_BYTES * channels
     scan = CONV_ELEMENT_BYTES * (4 * channels + 2 * kind.d_state)
     return MixerWork(0, conv + scan, CONV_ELEMENT_BYTES * channels * kind.d_conv,

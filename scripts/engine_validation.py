@@ -213,11 +213,13 @@ def run_sglang(entry: dict, spec, gpu) -> Case:  # noqa: ANN001
     note = "SGLang 0.4.x rule on the logged free memory (free_after_load - free_before x (1 - fraction)) / cell"
     logged_kv = predicted = err = None
     fig = r.logged
-    # a run at SGLang's automatic fraction of a later release (sglang-05, main 2025-10 under DP attention) has a
-    # budget the excerpt does not print (no free-memory line): (b) is not computed for it
+    # a run at SGLang's automatic fraction of a later release (sglang-05, main 2025-10 under DP attention): (b) is
+    # kvplan's prediction with its 0.5.x automatic fraction, and the fraction is checked on its own where the log
+    # holds a second run at a stated fraction (sglang_auto_fraction)
     auto = str(entry["flags"].get("mem_fraction_static") or "").startswith("auto")
-    if auto:
-        note += "; (b) not computed: the run's mem_fraction_static was SGLang's automatic value, not printed"
+    if auto and gpu is not None and "kv_size" in fig:
+        logged_kv, predicted, note = sglang_auto_run(entry, spec, gpu, logged_kv=fig["kv_size"], note=note)
+        err = (predicted - logged_kv) / logged_kv * 100
     if gpu is not None and ("k_size" in fig or "kv_size" in fig) and not auto:
         # (b): kvplan's own SGLang budget with the release's default fraction for this TP size.
         from kvplan.capacity import setup
@@ -232,6 +234,58 @@ def run_sglang(entry: dict, spec, gpu) -> Case:  # noqa: ANN001
         note += f"; (b) with mem_fraction_static {frac:g}; the 0.60 GiB context term was read from this log"
     return Case(entry["id"], "sglang", entry["engine_version"], entry["model"], spec.name, gpu.name if gpu else None,
                 text, ok, logged_kv, predicted, err, note)  # fmt: skip
+
+
+def dp_attention_ranks(excerpt: str) -> int:
+    """``--dp N`` on a launch line that also passes ``--enable-dp-attention`` (SGLang's dp_size), else 1."""
+    m = re.search(r"--dp(?:-size)?[ =](\d+)", excerpt)
+    return int(m.group(1)) if m and "--enable-dp-attention" in excerpt else 1
+
+
+def sglang_auto_run(entry: dict, spec, gpu, *, logged_kv: float, note: str) -> tuple[float, float, str]:  # noqa: ANN001
+    """(b) for a run at SGLang's automatic mem_fraction_static: kvplan's pool (the bytes the pool allocates, as the
+    log's "KV size" counts them) at kvplan's 0.5.x fraction for the launch line's TP / DP attention, and the
+    fraction itself against the one the log's two runs imply (:func:`sglang_auto_fraction`)."""
+    from kvplan.capacity import setup, stage_pool_bytes
+    from kvplan.engines.sglang import nsa_log_kv_dtype
+
+    tp = first_int(entry.get("tensor_parallel_size")) or 1
+    dp = dp_attention_ranks(entry["excerpt"])
+    kv = nsa_log_kv_dtype(entry["excerpt"], gpu)
+    # kvplan's --tp is one DP rank's TP group: SGLang's --tp 8 --dp 8 is kvplan's --tp 1 --dp 8 (launch_args)
+    s = setup(spec, gpu, engine="sglang", tp=tp // dp, dp=dp, kv_dtype_name=kv)
+    stage = s.stages[0]
+    predicted = stage_pool_bytes(stage, sequences=1, length=1) / GIB  # a token pool: the figure holds for any batch
+    tokens = stage.layout.pool_tokens(stage.available)
+    note += (f"; (b) at kvplan's automatic mem_fraction_static {stage.budget.fraction:g} (TP {tp}, DP attention {dp}):"
+             f" {tokens:,} tokens a DP rank")  # fmt: skip
+    implied = sglang_auto_fraction(entry, spec, stage=stage, kv=kv)
+    if implied is not None:
+        note += f"; the fraction the log's two runs imply: {implied:.4f}"
+    return logged_kv, predicted, note
+
+
+def sglang_auto_fraction(entry: dict, spec, *, stage, kv: str | None) -> float | None:  # noqa: ANN001
+    """The automatic fraction a log implies when it holds a second run of the same launch at a stated fraction
+    (sglang-05: PR #11309's run and main's at ``mem-fraction-static=0.8``): both budgets are ``free_at_start x
+    fraction - weights`` with the same weights, so ``auto = stated - (rest_stated - rest_auto) / free_at_start``, each
+    rest being the logged tokens x the bytes a token SGLang divided the memory by. The PR's run counts the NSA
+    indexer (576 + 132 B a layer in fp8, kvplan.engines.sglang._log_cells); main before the PR ("Include indexer kv
+    cache when estimating kv cache size") counted the latent alone, (kv_lora_rank + qk_rope_head_dim) x 1 B a
+    layer. free_at_start is kvplan's (the GPU's usable memory less its CUDA context): the log does not print it."""
+    from kvplan.engines.sglang import _log_cells
+
+    main = (entry.get("logged") or {}).get("main") or {}
+    m = re.search(r"mem-fraction-static=(\d+(?:\.\d+)?)", entry["excerpt"])
+    auto_tokens = ((entry.get("logged") or {}).get("with_pr") or {}).get("kv_tokens")
+    if not (m and main.get("kv_tokens") and auto_tokens):
+        return None
+    counted, _ = _log_cells(spec, tp=1, kv=kv)
+    latent = sum(spec.kind(n).kv_lora_rank + spec.kind(n).qk_rope_head_dim for n in spec.layer_kind_names)
+    b = stage.budget
+    free_at_start = b.device_total - b.non_torch
+    rest_auto, rest_stated = auto_tokens * counted, main["kv_tokens"] * latent
+    return float(m.group(1)) - (rest_stated - rest_auto) / free_at_start
 
 
 def run_llamacpp(entry: dict, spec) -> Case:  # noqa: ANN001

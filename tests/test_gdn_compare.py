@@ -51,6 +51,7 @@ def test_decode_follows_the_state_bytes(tables: list[dict]) -> None:
 def test_docs_block_is_what_the_script_prints(tables: list[dict]) -> None:
     doc = (Path(__file__).resolve().parents[1] / "docs" / "cost.md").read_text(encoding="utf-8")
     for name, text in (("gdn_compare", gdn_compare.render(gdn_compare.compare(tables))),
-                       ("gdn_fit", gdn_compare.render_fit(tables))):  # fmt: skip
+                       ("gdn_fit", gdn_compare.render_fit(tables)),
+                       ("gdn_conv1d", gdn_compare.render_conv1d(tables))):  # fmt: skip
         block = doc.split(f"<!-- {name}:begin -->\n", 1)[1].split(f"\n<!-- {name}:end -->", 1)[0]
         assert block == "```text\n" + text + "\n```"

@@ -145,9 +145,10 @@ def test_each_engine_module_carries_its_own_calibration():
     # vLLM 0.16 applies it to dense qk_nope_head_dim-128 models only (vllm/platforms/cuda.py 0.16.0, the releases'
     # FLASHINFER_MLA rule), every fitted figure the same.
     assert all(e.calibration is vllm.CALIBRATION for r, e in RELEASES["vllm"].items() if r not in ("0.8", "0.16"))
-    # 0.8 and 0.16 also run the fla Triton delta rule on every GPU (no FlashInfer GDN prefill in 0.16.0's wheel)
+    # 0.8 and 0.16 also run the fla Triton delta rule on every GPU (no FlashInfer GDN prefill in 0.16.0's wheel); 0.8
+    # also the CUDA causal conv1d, before vLLM's Triton one (PR #18218): no per-SM conv1d ceiling (since stop 25)
     assert RELEASES["vllm"]["0.8"].calibration == replace(vllm.CALIBRATION, blackwell_mla_layer_s=None,
-                                                          gdn_kernel_archs=())  # fmt: skip
+                                                          gdn_kernel_archs=(), conv1d_sm_bytes_s=None)  # fmt: skip
     assert RELEASES["vllm"]["0.16"].calibration == replace(
         vllm.CALIBRATION, blackwell_mla_nope_dims=(128,), blackwell_mla_dense_only=True, gdn_kernel_archs=()
     )
@@ -167,8 +168,10 @@ def test_each_engine_module_carries_its_own_calibration():
     # kernels, on every GPU, all SMs)
     own_fields = ("hopper_mla_layer_s", "blackwell_mla_layer_s", "blackwell_mla_nope_dims", "blackwell_mla_kv_dtypes",
                   "blackwell_mla_families", "hopper_gqa_decode", "blackwell_gqa_decode", "gdn_scan_eff",
-                  "gdn_head_blocks", "gdn_kernel_archs")  # fmt: skip
+                  "gdn_head_blocks", "gdn_kernel_archs", "conv1d_sm_bytes_s")  # fmt: skip
     assert lent.gdn_scan_eff == 0.0523 != vllm.CALIBRATION.gdn_scan_eff
+    # since stop 25 also its conv1d's per-SM ceiling (gdn_compare.py --fit, the same GDN tables)
+    assert lent.conv1d_sm_bytes_s == 1.959e10 != vllm.CALIBRATION.conv1d_sm_bytes_s
     none = dict.fromkeys(own_fields)
     assert replace(lent, **none) == replace(vllm.CALIBRATION, engine="sglang", version=lent.version, **none)
     assert latency_calibration(None) is vllm.CALIBRATION is calibration("vllm@0.19")

@@ -79,6 +79,12 @@ def _mixer_only(kind: LayerKind) -> ModelSpec:
     })  # fmt: skip
 
 
+# vLLM's prefill conv1d on B200 runs at its Triton kernel's per-SM ceiling (Calibration.conv1d_sm_bytes_s, since stop
+# 25): 148 SMs x 1.849e10 = 2.73652e12 B/s, under the bandwidth's 7.7e12 x elementwise_mem_eff 0.8098 = 6.23546e12 B/s
+# these tests divided by before.
+B200_VLLM_CONV_BPS = 148 * 1.849e10
+
+
 def _ctx(spec: ModelSpec, engine: str = "vllm", tp: int = 1) -> latency._Ctx:
     return latency._make_ctx(spec, resolve_gpu("b200"), tp=tp, weights_dtype="bf16",
                              cal=latency.calibration(engine), eager=True)  # fmt: skip
@@ -93,7 +99,7 @@ def test_chunked_prefill_is_the_sum_of_its_chunks() -> None:
     whole = latency._chunk_attention_s(c, None, 65536, 0, "bf16")
     halves = latency._chunk_attention_s(c, None, 32768, 0, "bf16") + latency._chunk_attention_s(c, None, 32768, 32768,
                                                                                                 "bf16")  # fmt: skip
-    taps = 2 * 6144 * 4 / (7.7e12 * c.cal.elementwise_mem_eff)
+    taps = 2 * 6144 * 4 / B200_VLLM_CONV_BPS
     assert halves - whole == pytest.approx(6 * c.cal.eager_kernel_s + taps, rel=1e-9)
     # four chunks of 16,384: three more calls' worth
     quarters = sum(latency._chunk_attention_s(c, None, 16384, p, "bf16") for p in (0, 16384, 32768, 49152))
@@ -105,7 +111,7 @@ def test_prefill_mixer_is_monotone_and_linear_in_the_prompt() -> None:
     times = [latency._attention_s(c, phase="prefill", context=n, batch=1, attention_flops=0, kv_dtype="bf16")
              for n in (1, 128, 2048, 8192, 16384, 65536)]  # fmt: skip
     assert times == sorted(times) and len(set(times)) == len(times)  # the conv1d grows under the scan's floor too
-    fixed = 6 * c.cal.eager_kernel_s + 2 * 6144 * 4 / (7.7e12 * c.cal.elementwise_mem_eff)  # launches and taps
+    fixed = 6 * c.cal.eager_kernel_s + 2 * 6144 * 4 / B200_VLLM_CONV_BPS  # launches and taps
     # past the floor (16,384 tokens and up, see above) linear: 65,536 / 16,384 tokens
     assert (times[-1] - fixed) / (times[-2] - fixed) == pytest.approx(4, rel=1e-9)
     # several prompts: batch x tokens, as one prompt of all of them (one SSD call either way)
@@ -120,28 +126,30 @@ def test_short_prompts_pay_the_scan_floor() -> None:
     c = _ctx(_mixer_only(_nano_mixer()))
     assert c.cal.ssd_scan_floor_s == pytest.approx(290.7e-6)
     for tokens in (1, 2048):
-        conv = conv1d_bytes(_nano_mixer(), tokens) / (7.7e12 * c.cal.elementwise_mem_eff) + c.cal.eager_kernel_s
+        conv = conv1d_bytes(_nano_mixer(), tokens) / B200_VLLM_CONV_BPS + c.cal.eager_kernel_s
         t = latency._attention_s(c, phase="prefill", context=tokens, batch=1, attention_flops=0, kv_dtype="bf16")
         assert t == pytest.approx(290.7e-6 + conv, rel=1e-9)
-    # 2,048 tokens by hand: conv 2 x 6,144 x (2 x 2,048 + 4) x 2 B = 50,380,800 B / (7.7e12 x 0.8098) = 8.079724 us
-    # + 4.017 us -> 302.796724 us (the scan's work, 6,979,321,856 / 1.842973e14 = 37.87 us + 20.09 us, is under it)
+    # 2,048 tokens by hand: conv 2 x 6,144 x (2 x 2,048 + 4) x 2 B = 50,380,800 B / 2.73652e12 = 18.410536 us
+    # + 4.017 us -> 313.127536 us (the scan's work, 6,979,321,856 / 1.842973e14 = 37.87 us + 20.09 us, is under it).
+    # Before the conv1d's per-SM ceiling (stop 25): / (7.7e12 x 0.8098) = 8.079724 us -> 302.796724 us.
     t = latency._attention_s(c, phase="prefill", context=2048, batch=1, attention_flops=0, kv_dtype="bf16")
-    assert t == pytest.approx(302.796724e-6, rel=1e-6)
+    assert t == pytest.approx(313.127536e-6, rel=1e-6)
 
 
 def test_nano_prefill_mixers_golden() -> None:
     # Nano on 2 x B200, fp8 weights, vLLM constants, one 2,048-token prompt. Per TP-2 rank and layer:
     # scan 1,703,936 x 2,048 = 3,489,660,928 FLOPs / (2.25e15 x 0.8062 x 0.1016 = 1.842973e14) = 18.934952 us,
     # + 5 SSD launches x 4.017 us = 39.019952 us, under the floor: 290.7 us;
-    # conv (25,190,400 B) / (7.7e12 x 0.8098) = 4.039862 us + 1 launch 4.017 us -> 298.756862 us a layer.
-    # (Was 47.076814 us before the SSD call's floor: 18.934952 + 4.039862 + 6 x 4.017.)
+    # conv (25,190,400 B) / (148 SMs x conv1d_sm_bytes_s 1.849e10 = 2.73652e12 B/s) = 9.205268 us + 1 launch 4.017 us
+    # -> 303.922268 us a layer. (Was 298.756862 us before the conv1d's per-SM ceiling, stop 25: the conv at 7.7e12 x
+    # 0.8098 B/s, 4.039862 us; 47.076814 us before the SSD call's floor: 18.934952 + 4.039862 + 6 x 4.017.)
     spec = _spec("nemotron-3-nano-30b-a3b")
     c = latency._make_ctx(spec, resolve_gpu("b200"), tp=2, weights_dtype="fp8", cal=latency.calibration("vllm"),
                           eager=True)  # fmt: skip
     terms = latency._recurrent_terms(spec, range(spec.num_layers), 2)
     assert (terms.layers, terms.own_layers) == (23, 23)
     per_layer = latency._recurrent_prefill_s(c, terms, 2048) / 23
-    assert per_layer == pytest.approx(298.756862e-6, rel=1e-6)
+    assert per_layer == pytest.approx(303.922268e-6, rel=1e-6)
     step = latency.step_latency(spec, resolve_gpu("b200"), 2048, phase="prefill", tp=2, kv_dtype_name="bf16",
                                 weights_dtype="fp8", attention_flops=0, engine="vllm")  # fmt: skip
     assert step.attention > 23 * per_layer

@@ -85,13 +85,15 @@ def test_deltanet_prefill_golden_h200() -> None:
     # Qwen3-Next's layer alone, one 32,768-token prompt, TP 1, H200 (989 TFLOPS bf16, 4,800 GB/s, 132 SMs), vLLM
     # constants: FlashInfer's kernel runs one block per sequence and value head (gdn_head_blocks), 1 x 32 heads fill
     # 32 / 132 of the SMs; delta rule 5,767,168 x 32,768 = 188,978,561,024 FLOPs / (989e12 x gdn_scan_eff 0.5161 x
-    # 32 / 132 = 1.237389e14) = 1,527.237 us; conv (32,768 x 32,768 + 65,536 = 1,073,807,360 B) / (4.8e12 x 0.8098
-    # = 3.887040e12) = 276.253 us; 7 launches x 4.017 us = 28.119 us -> 1,831.609 us
+    # 32 / 132 = 1.237389e14) = 1,527.237 us; conv (32,768 x 32,768 + 65,536 = 1,073,807,360 B) at vLLM's Triton
+    # conv1d ceiling, min(4.8e12 x 0.8098 = 3.887040e12, 132 SMs x conv1d_sm_bytes_s 1.849e10 = 2.440680e12) B/s:
+    # 439.962 us; 7 launches x 4.017 us = 28.119 us -> 1,995.318 us. Before the ceiling (stop 25) the conv ran at
+    # 3.887040e12 B/s: 276.253 us and 1,831.609 us in all.
     c = _ctx(_mixer_only(_spec("qwen3-next-80b-a3b").kind("linear")))
-    assert _prefill(c, 32768) == pytest.approx(1831.609e-6, rel=1e-5)
+    assert _prefill(c, 32768) == pytest.approx(1995.318e-6, rel=1e-5)
     # 16 prompts of 2,048 (the same tokens, one call) fill every SM (16 x 32 > 132): 370.239 us of delta rule, the
-    # same conv and launches: 674.611 us, a third of the one prompt's
-    assert _prefill(c, 2048, prompts=16) == pytest.approx(674.611e-6, rel=1e-5)
+    # same conv and launches: 838.320 us (before the ceiling 674.611), under half the one prompt's
+    assert _prefill(c, 2048, prompts=16) == pytest.approx(838.320e-6, rel=1e-5)
 
 
 def test_head_blocks_only_where_the_engine_runs_them() -> None:
@@ -128,11 +130,13 @@ def test_lightning_prefill_golden_and_per_prompt_calls() -> None:
 
 
 def test_mamba_v1_prefill_golden_h100() -> None:
-    # Jamba's Mamba layer, TP 2 on H100 SXM (3,350 GB/s), vLLM constants, one 4,096-token prompt:
-    # (49,216 x 4,096 + 32,768 = 201,621,504 B) / (3.35e12 x 0.8098 = 2.712830e12) = 74.321 us + 2 x 4.017 us
-    # = 82.355 us
+    # Jamba's Mamba layer, TP 2 on H100 SXM (3,350 GB/s, 132 SMs), vLLM constants, one 4,096-token prompt: the conv1d
+    # (2 x 2 B x 4,096 channels = 16,384 B a token: 16,384 x 4,096 + 32,768 taps = 67,141,632 B) at vLLM's Triton
+    # conv1d ceiling, min(3.35e12 x 0.8098 = 2.712830e12, 132 x 1.849e10 = 2.440680e12) B/s: 27.509 us; the selective
+    # scan (49,216 - 16,384 = 32,832 B a token: 134,479,872 B) at 2.712830e12 B/s: 49.572 us; + 2 x 4.017 us
+    # = 85.115 us. Before the ceiling (stop 25) all 201,621,504 B ran at 2.712830e12 B/s: 82.355 us.
     c = _ctx(_mixer_only(_spec("jamba-v0.1").kind("mamba")), "h100-sxm", tp=2)
-    assert _prefill(c, 4096) == pytest.approx(82.355e-6, rel=1e-5)
+    assert _prefill(c, 4096) == pytest.approx(85.115e-6, rel=1e-5)
 
 
 KINDS = [("jamba-v0.1", "mamba"), ("qwen3-next-80b-a3b", "linear"), ("minimax-m1-80k", "lightning"),

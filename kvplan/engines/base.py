@@ -494,6 +494,16 @@ class Calibration:
     # The GPU architectures (catalog `architecture`) where the engine runs that kernel (gdn_scan_eff, gdn_head_blocks);
     # elsewhere it runs the fla Triton kernels, priced at SSD_SCAN_EFF on all SMs. None: everywhere.
     gdn_kernel_archs: tuple[str, ...] | None = None
+    # The prefill causal conv1d's ceiling in bytes per second per SM (kvplan.latency._conv1d_bandwidth: its bytes at
+    # min(bandwidth x elementwise_mem_eff, sm_count x this)). vLLM's Triton causal_conv1d_fn
+    # (vllm/model_executor/layers/mamba/ops/causal_conv1d.py _causal_conv1d_fwd_kernel, read in the 0.16.0, 0.19.0 and
+    # 0.21.0 wheels: BLOCK_M = 8, BLOCK_N = 256, Triton's default 4 warps) runs one program per 8 tokens of one
+    # sequence x 256 channels, and each program walks its tokens one at a time (`for idx_token in range(segment_len)`:
+    # load that token's 256 channels, 4 taps, SiLU, store), so it holds one 512-byte row in flight and an SM at most
+    # 16 programs (64 warps / 4): what an SM moves is set by those bytes in flight, not by the HBM. Fitted by
+    # benchmarks/gdn_compare.py --fit on aiconfigurator 0.12.0's gdn tables (H200 and B200; H100 SXM held out). None:
+    # the conv1d by its bytes at elementwise_mem_eff alone (TensorRT-LLM's CUDA kernel; vLLM before the Triton kernel).
+    conv1d_sm_bytes_s: float | None = None
 
 
 @dataclass(frozen=True)

@@ -371,7 +371,18 @@ def _one_pool(stage: StagePlan) -> StagePlan:
 def mem_fraction(gpu_total_mib: int, *, tp: int, pp: int, chunked_prefill: int | None, dp_attention: int = 1) -> float:
     """server_args.py _handle_gpu_memory_settings (SGLang 0.5.x): chunked_prefill_size and
     cuda_graph_max_bs by GPU memory tier, then reserved MiB = 512 + 1.5 x max(chunk, 2048)
-    + 2 x cuda_graph_max_bs + 1024 x tp x pp / 8 (at least 10 GiB above 60 GiB)."""
+    + 2 x cuda_graph_max_bs + 1024 x tp x pp / 8 (at least 10 GiB above 60 GiB).
+
+    ``tp`` is SGLang's tp_size (every GPU of the replica, also under DP attention, where it picks the graph tier:
+    ``--tp 8 --dp 8`` is the ``tp >= 4`` tier), ``dp_attention`` its dp_size where ``--enable-dp-attention`` is on
+    (:func:`dp_attention_size`). Then ``cuda_graph_max_bs x dp_size x 3`` more MiB ("DP attention needs more
+    padding"), and as much again x 1.5 / 3 above 300 graph batch sizes. Read in two stored copies of main's
+    server_args.py (2025-10 and 2026; the term is the same in both, and the same under ``reserve_for_graph_mb`` in the
+    2026 refactor): the condition is ``enable_dp_attention``, which _handle_data_parallelism turns off for dp_size 1
+    only after this ran; ``--dp`` without it (replicas) adds nothing. The full chunk counts here: DP attention
+    divides ``chunked_prefill_size`` by dp_size afterwards (_handle_data_parallelism runs later in __post_init__).
+    engine_logs.json sglang-05 (B200, ``--tp 8 --dp 8 --enable-dp-attention``) bears it out: its automatic run and its
+    run at 0.8 imply 0.751 (scripts/engine_validation.py), this rule gives 0.751 (0.852 without the DP term)."""
     chunk, graph_bs = _tier(gpu_total_mib, tp=tp)
     chunk = chunked_prefill or chunk
     reserved = 512 + max(chunk, 2048) * 1.5 + graph_bs * 2 + tp * pp / 8 * 1024
@@ -380,6 +391,17 @@ def mem_fraction(gpu_total_mib: int, *, tp: int, pp: int, chunked_prefill: int |
     if gpu_total_mib > 60 * 1024:
         reserved = max(reserved, 10 * 1024)
     return round((gpu_total_mib - reserved) / gpu_total_mib, 3)
+
+
+def dp_attention_size(settings: Settings, *, tp: int, sharding: Sharding | None) -> int:
+    """SGLang's ``dp_size`` under ``--enable-dp-attention``: the DP ranks of the replica, i.e. ``tp_size //
+    attn_tp_size`` (layers/dp_attention.py compute_dp_attention_world_info). kvplan names them two ways: ``--dp D``
+    (``tp`` here is SGLang's ``tp_size`` = kvplan's tp x D, launched as ``--tp tp*D --dp D --enable-dp-attention``,
+    :meth:`Sglang.launch_args`; the sharding's ``attn_tp`` is kvplan's tp) and the library's
+    ``Settings.attention_dp`` (DP ranks inside one TP group, its sharding left whole). Replicas behind a router
+    (``--dp`` without ``--enable-dp-attention``) never reach here: they are separate servers."""
+    ranks = tp // sharding.attn_tp if sharding is not None and sharding.attn_tp else 1
+    return settings.attention_dp * ranks
 
 
 def _tier(mib: int, *, tp: int) -> tuple[int, int]:
@@ -533,7 +555,7 @@ class Sglang(Engine):
         frac = settings.mem_fraction_static
         if frac is None:
             frac = mem_fraction(total // MIB, tp=tp, pp=pp, chunked_prefill=settings.max_num_batched_tokens,
-                                dp_attention=settings.attention_dp)  # fmt: skip
+                                dp_attention=dp_attention_size(settings, tp=tp, sharding=sharding))  # fmt: skip
         share = int(free_at_start * frac)
         # model_runner.profile_max_num_token: rest = free_after_load - free_at_start x (1 - fraction).
         avail = share - weights - o.overhead_bytes
@@ -779,6 +801,12 @@ HOST_LOOP = HostLoop(overlaps_gpu=True, switch="--disable-overlap-schedule")
 #   --fit on those tables, the median share of the 16-bit peak over the Hopper context rows of >= 4,096 tokens (H100 SXM
 #   0.0609, H200 0.0437; B200 0.0548 of peak x blackwell_compute_eff), on all SMs: the fla kernels split each head's
 #   state over several thread blocks (not vLLM's gdn_head_blocks; the fit is worse with it, 0.564-0.873 median |ln|).
+# * The prefill causal conv1d's per-SM ceiling (Calibration.conv1d_sm_bytes_s): benchmarks/gdn_compare.py --fit on the
+#   same tables, causal_conv1d_fn context rows of >= 8,192 tokens: 17.79 / 18.98 / 19.84 GB/s per SM on H100 SXM / H200
+#   / B200, the median over the H200 and B200 rows taken (H100 held out); the same ceiling as vLLM's Triton kernel
+#   (18.49), whose copy SGLang's hybrid_linear_attn_backend.py imports (layers/attention/mamba/causal_conv1d_triton.py);
+#   a later gdn_backend.py swaps in the CUDA causal_conv1d_fn on CUDA (both read through the code index, undated):
+#   which one the 0.5.14 tables timed was not read, the tables show the ceiling.
 # SGLang's own GQA/MHA decode kernels (kvplan.latency _gqa_decode_s), where vLLM's fits describe other kernels:
 # benchmarks/gqa_decode_compare.py --fit on aiconfigurator 0.12.0's SGLang 0.5.14 generation-attention tables
 # (aiconfigurator_core/systems/data/{h100_sxm,h200_sxm,b200_sxm}/attention/sglang/0.5.14/
@@ -844,6 +872,7 @@ MLA_FITS = LentFits(
         ("gdn_scan_eff", 0.0523),
         ("gdn_head_blocks", False),
         ("gdn_kernel_archs", None),  # the fla kernels on every GPU (its tables: chunk_gated_delta_rule on H100-B200)
+        ("conv1d_sm_bytes_s", 1.959e10),
         ("hopper_mla_layer_s", 0.0),
         ("blackwell_mla_layer_s", 1.714e-05),
         ("blackwell_mla_nope_dims", None),

@@ -1229,6 +1229,12 @@ CALIBRATION = Calibration(
     # gdn_linear_attn.py ChunkGatedDeltaRule), the fla Triton kernels elsewhere (Blackwell included; aiconfigurator's
     # vLLM 0.24.0 B200 rows name the FlashInfer kernel, a later rule kvplan's rule sets do not reach).
     gdn_kernel_archs=("hopper",),
+    # The prefill causal conv1d's per-SM ceiling (Calibration.conv1d_sm_bytes_s: the Triton causal_conv1d_fn walks
+    # each program's 8 tokens one at a time). benchmarks/gdn_compare.py --fit on aiconfigurator 0.12.0's vLLM 0.24.0
+    # gdn tables, causal_conv1d_fn context rows of >= 8,192 tokens: 16.93 / 18.45 / 18.60 GB/s per SM on H100 SXM /
+    # H200 / B200 (HBM 3.35 / 4.8 / 7.7 TB/s), the median over the H200 and B200 rows taken (H100 held out). The
+    # same kernel in the 0.16.0, 0.19.0 and 0.21.0 wheels (BLOCK_M = 8, BLOCK_N = 256).
+    conv1d_sm_bytes_s=1.849e10,
     allreduce_base_s=5.453e-06,
     allreduce_rank_s=2.815e-07,
     allreduce_bw_eff=0.3395,
@@ -1403,7 +1409,10 @@ _NEWER_FLAGS = ("two_batch_overlap", "deepep")  # --enable-dbo and the DeepEP al
 # describe its Blackwell decode: mla_layer_s there (fitted on Hopper's kernels; no Triton MLA timing was fitted).
 V0_8 = replace(V0_19, release="0.8", version="0.8 (V1 engine, before the A100 batch defaults)", a100_exception=False,
                mla_selection="flashmla_forced",
-               calibration=replace(CALIBRATION, blackwell_mla_layer_s=None, gdn_kernel_archs=()),  # fla only (0.16)
+               # fla only (0.16); the CUDA causal conv1d: vLLM's Triton one came later (vllm-project/vllm PR #18218,
+               # opened 2025-05-15 after 0.8.5), so no per-SM ceiling
+               calibration=replace(CALIBRATION, blackwell_mla_layer_s=None, gdn_kernel_archs=(),
+                                   conv1d_sm_bytes_s=None),
                overlap=Overlap(moe_allgather=True),
                host_loop=HOST_LOOP_0_8,
                graph_cap="fixed",  # max_capture_size: 512 whatever max_num_seqs (0.8.5 _set_cudagraph_sizes)
