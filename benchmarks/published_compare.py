@@ -1118,6 +1118,82 @@ def step_cost_added(extra_s: float):  # noqa: ANN201
         serving.forget_memos(facts=False)
 
 
+@contextlib.contextmanager
+def streamed_responses_costed(response_s: float, *, extra_s: float = 0.0):  # noqa: ANN201
+    """Every serving step as the GPU step plus ``extra_s`` (:func:`step_cost_added`'s fixed residual) or rank 0's
+    host work for the step's streamed responses, ``response_s`` seconds for each decoding sequence of the replica,
+    whichever is longer. A streaming run (``streaming`` on the row) returns a response per running request per step
+    (``stream_interval`` 1); with attention DP every rank's responses are gathered to rank 0 each step
+    (TensorRT-LLM ``PyExecutor._enqueue_responses``: ``self.dist.tp_gather(responses)`` under
+    ``enable_attention_dp``), which runs one step ahead of the GPU (the overlap scheduler: max, not sum). A
+    diagnostic, never kept in kvplan: no source gives the host seconds a streamed response costs."""
+    import types
+
+    from kvplan import serving
+
+    priced = serving.mixed_step_latency
+
+    def step(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        return types.SimpleNamespace(total=max(priced(*a, **k).total + extra_s, k["decode_seqs"] * response_s))
+
+    serving.mixed_step_latency = step
+    serving.forget_memos(facts=False)
+    try:
+        yield
+    finally:
+        serving.mixed_step_latency = priced
+        serving.forget_memos(facts=False)
+
+
+def implied_stream_response_s(r: dict, datasets: dict, *, extra_s: float, lo: float = 1e-7, hi: float = 1e-3,
+                              steps: int = 20) -> float | None:  # fmt: skip
+    """The host seconds per streamed response (:func:`streamed_responses_costed`, the fixed residual ``extra_s``
+    held) at which kvplan's figure for the streaming row ``r`` falls to the published one, by bisection on a log
+    scale between ``lo`` and ``hi``; None where kvplan is not above the published figure at ``lo``."""
+
+    def ratio(response_s: float) -> float:
+        with streamed_responses_costed(response_s, extra_s=extra_s):
+            return score_mlperf(r, datasets)["ratio"]
+
+    if ratio(lo) <= 1.0:
+        return None
+    for _ in range(steps):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if ratio(mid) > 1.0 else (lo, mid)
+    return math.sqrt(lo * hi)
+
+
+def streaming_lines(rows: list[dict], datasets: dict, *, steps: int = 20) -> list[str]:
+    """The MLPerf rows whose harness streams every token (``streaming`` on the row): each beside its model's
+    non-streaming Offline row, whose step residual (:func:`offline_step_residual_s`) is held; the host seconds per
+    streamed response that would close the rest (:func:`implied_stream_response_s`) and rank 0's responses and
+    host time a step at kvplan's rate there."""
+    out = []
+    for r in rows:
+        if not (r.get("streaming") or {}).get("streams_tokens") or "not_compared" in r:
+            continue
+        offline = next(x for x in rows if x["model"] == r["model"] and x["source"] == r["source"]
+                       and x["scenario"] == "Offline")  # fmt: skip
+        _, extra = offline_step_residual_s(offline, datasets)
+        with step_cost_added(extra):
+            held = score_mlperf(r, datasets)["ratio"]
+        per = implied_stream_response_s(r, datasets, extra_s=extra, steps=steps)
+        line = (f"streaming {r['label']} {r['system']} {r['scenario']}: stream_interval "
+                f"{r['streaming']['stream_interval']}, x{r['ratio']:.2f}; Offline residual {extra * 1e3:+.1f} ms "
+                f"held: x{held:.2f}")  # fmt: skip
+        if per is None:
+            out.append(line + "; nothing left to explain")
+            continue
+        with streamed_responses_costed(per, extra_s=extra):
+            at = score_mlperf(r, datasets)
+            pt = _server_point(r, datasets, at["kvplan_tok_s"] / round(r["osl"]) / r["replicas"])
+        seqs = pt["rank_seqs"] * _mlperf_setup(r).dp
+        out.append(line + f"; {per * 1e6:.1f} us of rank 0's host time per streamed response would give "
+                   f"x{at['ratio']:.2f} ({seqs:.0f} responses a step at {pt['rate']:.2f} req/s, "
+                   f"host {seqs * per * 1e3:.1f} ms, step {pt['step_s'] * 1e3:.1f} ms)")  # fmt: skip
+    return out
+
+
 def offline_step_residual_s(r: dict, datasets: dict) -> tuple[float, float]:
     """``(step, residual)``: kvplan's mean step at an Offline row's highest sustainable rate, and the step time the
     published figure leaves over it at the same batch, ``step x (ratio - 1)`` (as :func:`step_residual`)."""
@@ -2307,6 +2383,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mlperf-balance", action="store_true",
                     help="the MLPerf rows with the attention-DP balancer: off and as configured, the Server limits "
                          "with its holds, and the Offline step residual added to every step")  # fmt: skip
+    ap.add_argument("--streaming", action="store_true",
+                    help="the MLPerf rows whose harness streams every token: the Offline residual held, and the host "
+                         "time per streamed response that would close the rest (a diagnostic)")  # fmt: skip
     ap.add_argument("--phases", action="store_true",
                     help="vLLM / SGLang rows with a printout: kvplan's mean TTFT and TPOT beside its")  # fmt: skip
     ap.add_argument("--dp-candidates", action="store_true",
@@ -2415,6 +2494,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.run_residual:
         print()
         print("\n".join(run_residual_lines(data["runs"])))
+    if args.streaming:
+        print()
+        print("\n".join(streaming_lines(mlperf, datasets)))
     if args.prompt_phase:
         print()
         print("\n".join(prompt_phase_lines(prompt_phase_rows(data.get("engine_benchmarks", [])))))

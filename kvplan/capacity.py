@@ -216,7 +216,8 @@ def setup(
     if pad_key not in memo:  # the engine's MoE kernels may hold the experts padded (Engine.expert_dims_as_loaded)
         memo[pad_key] = _expert_padding(spec, profile, gpu, w_name, memo[w_key], pp=pp, sharding=sharding)
     total = usable_memory_bytes(gpu, settings.overrides.device_memory_bytes)
-    mnbt, seqs = profile.batch_limits(settings, total, gpu)
+    # each attention-DP rank's own budget (SGLang divides its chunk by the ranks; Engine.batch_limits)
+    mnbt, seqs = profile.batch_limits(settings, total, gpu, dp_ranks=dp * settings.attention_dp)
     stages = tuple(
         Stage(
             # The rank's communicator spans tp x dp GPUs (MoE layers run over all of them).

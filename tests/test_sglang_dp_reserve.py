@@ -68,3 +68,23 @@ def test_b200_fraction_matches_the_one_sglang_05_implies() -> None:
     assert implied == pytest.approx(0.75139, abs=1e-5)
     assert b.fraction == round((182889 - 45568) / 182889, 3) == 0.751
     assert abs(b.fraction - implied) < 0.001
+
+
+def test_each_dp_rank_prompts_the_chunk_over_dp_size() -> None:
+    # server_args.py _handle_data_parallelism: chunked_prefill_size //= dp_size under DP attention, after the memory
+    # settings took the whole chunk. H200 tier chunk 8,192: 8,192 // 8 = 1,024 a rank (was 8,192)
+    s = setup("deepseek-v3", "h200", engine="sglang", tp=1, dp=8, ep=True)
+    assert s.max_num_batched_tokens == 8192 // 8 == 1024
+    assert setup("deepseek-v3", "h200", engine="sglang", tp=8).max_num_batched_tokens == 8192  # plain TP: whole
+    # the library's attention_dp inside one TP group divides it the same way
+    lib = setup("deepseek-v3", "h200", engine="sglang", tp=8, settings=Settings(attention_dp=8))
+    assert lib.max_num_batched_tokens == 1024
+    # a given --chunked-prefill-size is the replica's: 16,384 // 8 = 2,048 a rank; the reserve still counts 16,384:
+    # 512 + 1.5 x 16,384 + 2 x 512 + 1,024 + 512 x 8 x 4.5 = 45,568 MiB -> (143,302 - 45,568) / 143,302 = 0.682
+    given = setup("deepseek-v3", "h200", engine="sglang", tp=1, dp=8, ep=True,
+                  settings=Settings(max_num_batched_tokens=16384))  # fmt: skip
+    assert given.max_num_batched_tokens == 2048
+    assert given.stages[0].budget.fraction == round((143302 - 45568) / 143302, 3) == 0.682
+    # vLLM's data-parallel engine cores each keep the whole budget
+    v = setup("deepseek-v3", "h200", engine="vllm", tp=1, dp=8, ep=True)
+    assert v.max_num_batched_tokens == setup("deepseek-v3", "h200", engine="vllm", tp=8).max_num_batched_tokens

@@ -894,8 +894,11 @@ class Engine:
             )
         refuse_cross_attention(spec, self.name)
 
-    def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int | None, int | None]:
-        """``(max_num_batched_tokens, max_num_seqs)`` the engine runs with, where it has them."""
+    def batch_limits(
+        self, settings: Settings, total: int, gpu: GPU, *, dp_ranks: int = 1
+    ) -> tuple[int | None, int | None]:
+        """``(max_num_batched_tokens, max_num_seqs)`` the engine runs with, where it has them; the token budget is one
+        attention-DP rank's where the replica has ``dp_ranks`` of them (each schedules its own steps)."""
         return None, None
 
     def aligns_dp_prefill(self, settings: Settings) -> bool:

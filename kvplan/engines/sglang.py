@@ -424,7 +424,9 @@ def mem_fraction_04(tp: int) -> float:
 
 @dataclass(frozen=True)
 class Sglang(Engine):
-    def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int | None, int | None]:
+    def batch_limits(
+        self, settings: Settings, total: int, gpu: GPU, *, dp_ranks: int = 1
+    ) -> tuple[int | None, int | None]:
         """``--max-running-requests`` (``max_num_seqs``) caps the running batch: the scheduler admits no prompt while
         ``len(running_batch.reqs) >= max_running_requests`` (python/sglang/srt/managers/scheduler.py
         Scheduler.get_new_batch_prefill, read through the code index, commit not named). Without it, SGLang derives its
@@ -434,8 +436,15 @@ class Sglang(Engine):
         memory (server_args.py ``_handle_gpu_memory_settings``, :func:`_tier`: 2,048 below 35 GB, 4,096 below 60 GB,
         8,192 below 160 GB, 16,384 from there, e.g. B200): a prompt batch's ``rem_chunk_tokens``
         (schedule_policy.py ``PrefillAdder``, @00550cd1). Its other bound, ``rem_input_tokens`` = ``max_prefill_tokens``
-        (server_args.py default 16,384, read through the code index), is never the smaller with these defaults."""
-        return settings.max_num_batched_tokens or _tier(total // MIB, tp=1)[0], settings.max_num_seqs
+        (server_args.py default 16,384, read through the code index), is never the smaller with these defaults.
+
+        Under DP attention each rank's scheduler gets ``chunked_prefill_size // dp_size`` (server_args.py
+        ``_handle_data_parallelism``: "DP attention is enabled. The chunked prefill size is adjusted to ... to avoid
+        MoE kernel issues", in every 0.5.x copy read and main 2025-10 / 2026; 0.4.x halved it instead). It runs after
+        ``_handle_gpu_memory_settings``, so :func:`mem_fraction` still reserves for the whole chunk; the flag (given
+        or by tier) is the replica's and each rank prompts ``dp_size`` times fewer tokens a step."""
+        chunk = settings.max_num_batched_tokens or _tier(total // MIB, tp=1)[0]
+        return max(1, chunk // dp_ranks), settings.max_num_seqs
 
     def cache_plan(self, spec: ModelSpec, *, kv_dtype_name: str, tp: int, pp: int, mla: str = "latent") -> CachePlan:
         """The neutral plan; fp4_e2m1 at SGLang's cell (``_fp4_token_bytes``). No GPU gate was read for it: the

@@ -512,7 +512,9 @@ class Trtllm(Engine):
         return Sharding(attn_tp=keep, mlp_tp=keep, expert_tp=1 if ep else ranks, expert_ranks=ranks if ep else 1,
                         vocab_tp=keep)  # fmt: skip
 
-    def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int | None, int | None]:
+    def batch_limits(
+        self, settings: Settings, total: int, gpu: GPU, *, dp_ranks: int = 1
+    ) -> tuple[int | None, int | None]:
         """``(max_num_tokens, max_batch_size)`` where the launch sets them; unset: kvplan.serving keeps its
         8192-token default (MAX_NUM_TOKENS, llmapi's default) and bounds the batch by the KV pool only.
 

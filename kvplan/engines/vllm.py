@@ -780,7 +780,8 @@ class Vllm(Engine):
         release (the hybrid allocator frees the blocks a window leaves, :func:`decode_blocks`); the reads do not."""
         return None
 
-    def batch_limits(self, settings: Settings, total: int, gpu: GPU) -> tuple[int, int]:
+    def batch_limits(self, settings: Settings, total: int, gpu: GPU, *, dp_ranks: int = 1) -> tuple[int, int]:
+        """Every data-parallel engine core runs the whole ``max_num_batched_tokens`` (``dp_ranks`` changes nothing)."""
         mnbt, seqs = batch_defaults(total, gpu, a100_exception=self.a100_exception)
         return settings.max_num_batched_tokens or mnbt, settings.max_num_seqs or seqs
 
