@@ -81,6 +81,11 @@ V10_GRAPH_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 384, 512, 1024, 2048,
 TARGET = 0.20  # the issue's target: throughput within 20 % of the published measurement
 
 
+# The v1.0 rows and the MLPerf PyTorch-backend runs ran before NVIDIA/TensorRT-LLM PR #12597 (shipped from v1.3.0rc11):
+# kvplan's ``trtllm@0.20`` (kvplan/engines/trtllm.py V0_20), not the default 1.3 rule set.
+V020_ENGINE = "trtllm@0.20"
+
+
 def _setup(
     model: str | ModelSpec,
     gpu: str,
@@ -98,7 +103,7 @@ def _setup(
     balance: bool = False,
     timeout_iters: int | None = None,
     batching_wait_iters: int | None = None,
-    engine: str = "trtllm",
+    engine: str = V020_ENGINE,
     batch_tuning: bool = False,
     block_tokens: int | None = None,
     scheduler_policy: str | None = None,
@@ -143,8 +148,8 @@ V017_ENGINE = "trtllm@0.17"
 
 def row_engine(r: dict) -> tuple[str, bool]:
     """``(engine, batch_size_tuning)`` the row's run had: ``trtllm@0.17`` with the tuner on for the v0.17 rows,
-    the newest ``trtllm`` without it for the others."""
-    return (V017_ENGINE, True) if r["source"] == "trtllm-0.17" else ("trtllm", False)
+    ``trtllm@0.20`` (the PyTorch backend before PR #12597) without it for the others."""
+    return (V017_ENGINE, True) if r["source"] == "trtllm-0.17" else (V020_ENGINE, False)
 
 
 # TensorRT-engine NVFP4 runs built with norm_quant_fusion (the MLPerf rows whose config sets it: ``norm_quant_fusion``
@@ -980,11 +985,11 @@ def mlperf_split(r: dict) -> dict:
 # config.py ``TrtllmHarnessConfig.DEFAULT_RUNTIME_FLAGS``, passed to ``DynamicBatchConfig`` by cores/
 # trtllm_executor_core.py @e9ccad4d); no config read sets it. What the runs had that the release does not share is kept
 # on the row's ``stack`` (MAX_UTILIZATION scheduling, fused plugins), unpriced. The DeepSeek-R1 runs ran the PyTorch
-# backend (their config's ``trtllm_backend``): the newest ``trtllm``.
+# backend (their config's ``trtllm_backend``), before PR #12597: ``trtllm@0.20``.
 def mlperf_release(r: dict) -> str:
     """The kvplan engine release an MLPerf run is scored with: ``trtllm@0.17`` for a TensorRT-engine run (the row's
-    ``tensorrt_engine``), the newest ``trtllm`` (PyTorch backend) otherwise."""
-    return V017_ENGINE if r.get("tensorrt_engine") else "trtllm"
+    ``tensorrt_engine``), ``trtllm@0.20`` (PyTorch backend, before PR #12597) otherwise."""
+    return V017_ENGINE if r.get("tensorrt_engine") else V020_ENGINE
 
 
 # NVIDIA's MLPerf harness runs TensorRT-LLM's executor with CapacitySchedulerPolicy.MAX_UTILIZATION: v5.1's

@@ -21,7 +21,11 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
   block-scaled fp8 experts also pay a walk over every expert on the rank (:func:`_moe_expert_s`), on Hopper are priced
   by DeepGEMM's token tiles and their side kernels' bytes instead of the curve (:func:`_block_tile_rows`,
   :func:`_block_side_bytes`), and its W4A16 MXFP4 experts on Blackwell dequantize their weights once per token tile
-  (:func:`_moe_dequant_s`);
+  (:func:`_moe_dequant_s`); where the engine runs
+  vLLM's Marlin MoE kernel (:meth:`kvplan.engines.base.Engine.moe_kernel`) the experts are padded to its multiples and
+  its compute is each expert's tokens padded to its token block (:func:`marlin_block_m`) at ``marlin_moe_peak_eff`` of
+  the 16-bit peak, or each block's dequantization of its expert (:func:`_marlin_dequant_s`), never less than the
+  curve above;
 * **attention**: prefill as FLOPs at ``attn_prefill_eff * L / (L + attn_prefill_half_len)`` of
   the 16-bit peak; decode as the held cache read at ``attn_decode_mem_eff`` of bandwidth (MLA's
   absorbed decode at ``mla_decode_mem_eff``, or its FLOPs at ``mla_decode_flops_eff`` of peak,
@@ -92,7 +96,7 @@ from kvplan.engines import (
     get_engine,
     latency_calibration,
 )
-from kvplan.engines.base import spans_view
+from kvplan.engines.base import MoeKernel, spans_view
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import (
@@ -237,6 +241,9 @@ class _Ctx:
     view_passes: float = 1.0  # decode attention reads the sequences' cells this many times (Engine.decode_view_passes)
     fp8_quant_s: float = 0.0  # per-tensor fp8 GEMMs: fixed seconds of the activations' quantization (_fp8_quant_s)
     moe_mem_scale: float = 1.0  # grouped experts' share of the 16-bit streaming efficiency (fp8_absorbed_mem_eff_scale)
+    marlin_peak: float = 0.0  # Marlin MoE: FLOP/s on the rows it computes (marlin_moe_peak_eff); 0: not Marlin
+    expert_pad: tuple[int, int] = (1, 1)  # Marlin MoE: multiples it pads an expert's (hidden, width on the rank) to
+    marlin_dequant_s: float = 0.0  # Marlin MoE: seconds per expert weight one token block dequantizes, all SMs at work
     # Terms every step of this context repeats, taken once on first use (:func:`lm_head_s`, :func:`allreduce_s`,
     # :func:`_decode_attention_stages` by KV dtype); a copy (dataclasses.replace) starts empty
     terms: dict = field(default_factory=dict, init=False, compare=False, repr=False)
@@ -411,7 +418,11 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
     walk = local * c.moe_expert_s  # the kernels' per-expert walk (block-scaled fp8; 0 elsewhere): _moe_expert_s
     if touched > 0:
         per_touched = routed / touched
-        moved = touched * per_expert * c.w_bytes + routed * (2 * h + 3 * inter_rank) * c.act_bytes
+        h_k, w_k = h, inter_rank  # the expert's dims as its kernel holds them
+        if c.marlin_peak:
+            h_k, w_k = (ceil_div(d, m) * m for d, m in zip((h, inter_rank), c.expert_pad, strict=True))
+            per_expert = (3 if gated else 2) * h_k * w_k
+        moved = touched * per_expert * c.w_bytes + routed * (2 * h_k + 3 * w_k) * c.act_bytes
         grouped_mem = moved / (c.bw * c.cal.moe_mem_eff * c.moe_mem_scale)
         side = 0.0
         if c.moe_block_tiles:  # TensorRT-LLM's block-fp8 grouped GEMMs on Hopper: _block_tile_rows, _block_side_bytes
@@ -421,8 +432,13 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
             side = routed * _block_side_bytes(h, inter_rank, gated=gated) / (c.bw * c.cal.elementwise_mem_eff)
         else:
             eff = c.cal.moe_peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
-            eff *= inter_rank / (inter_rank + c.cal.moe_half_width)  # thin expert slices (high TP) run below peak
+            eff *= w_k / (w_k + c.cal.moe_half_width)  # thin expert slices (high TP) run below peak
             compute = 2 * routed * per_expert / ((c.moe_peak or c.peak) * eff)
+            if c.marlin_peak:  # Marlin MoE: at least that; its padded token blocks at its rate, each dequantizing anew
+                block = marlin_block_m(moe_tokens * moe.experts_per_token / local)
+                blocks = touched * _marlin_rows(1, per_touched, block) / block
+                mma = 2 * blocks * block * per_expert / c.marlin_peak
+                compute = max(compute, mma, blocks * per_expert * c.marlin_dequant_s)
         body = max(compute, grouped_mem, _dequant_s(c, touched, per_touched, per_expert)) + side
         grouped_mem += side
         grouped = (body + walk if c.moe_expert_added else max(body, walk)) + fixed
@@ -453,6 +469,55 @@ def _router_ctx(c: _Ctx) -> _Ctx:
         gate = c.terms["router"] = replace(c, w_bytes=c.act_bytes, peak=c.peak16, mem_scale=1.0, fp4_k_s=0.0,
                                            wave_sms=0, fp8_quant_s=0.0)  # fmt: skip
     return gate
+
+
+# vLLM's fused_marlin_moe (vllm/model_executor/layers/fused_moe/fused_marlin_moe.py, read in the 0.19.0 wheel) picks
+# the token block of its Marlin MoE GEMMs by "for block_size_m in [8, 16, 32, 48, 64]: if M * topk / E /
+# block_size_m < 0.9: break" (M the tokens, E the experts on the rank), then moe_align_block_size pads each expert's
+# tokens up to a multiple of that block: the kernel computes the padded rows.
+MARLIN_BLOCKS_M = (8, 16, 32, 48, 64)
+MARLIN_BLOCK_FILL = 0.9
+
+
+def marlin_block_m(tokens_per_expert: float) -> int:
+    """The token block fused_marlin_moe picks for ``M * topk / E`` tokens per expert (64 past them all)."""
+    for block in MARLIN_BLOCKS_M:
+        if tokens_per_expert / block < MARLIN_BLOCK_FILL:
+            return block
+    return MARLIN_BLOCKS_M[-1]
+
+
+def _marlin_rows(touched: float, per_touched: float, block: int) -> float:
+    """Rows the Marlin MoE GEMMs compute: each of the ``touched`` experts' ``per_touched`` tokens (uniform routing's
+    mean) padded up to whole ``block``s (moe_align_block_size)."""
+    return touched * math.ceil(per_touched / block - 1e-9) * block  # 1e-9: 64.0000001 tokens is one block
+
+
+def _marlin_peak(gpu: GPU, cal: Calibration, kernel: MoeKernel | None) -> float:
+    """FLOP/s of the Marlin MoE GEMMs on their padded rows (``marlin_moe_peak_eff`` of the dense 16-bit peak: they
+    multiply 16-bit activations by weights dequantized to 16 bits); 0 where the engine runs another kernel or its
+    constants have no Marlin figure."""
+    if kernel is None or kernel.name != "marlin" or cal.marlin_moe_peak_eff is None:
+        return 0.0
+    return gpu.bf16_dense_tflops * 1e12 * cal.marlin_moe_peak_eff
+
+
+def _marlin_dequant_s(gpu: GPU, cal: Calibration, kernel: MoeKernel | None) -> float:
+    """Seconds per expert weight one Marlin MoE token block spends dequantizing it, the GPU's SMs all at work
+    (``marlin_moe_dequant_s / sm_count``); 0 where the engine runs another kernel, its constants have no Marlin
+    figure, or the catalog lacks the SM count. Every block of an expert's tokens converts the expert's 4-bit weights
+    to 16 bits again in registers, so at a few tokens an expert the SMs' conversion, not the memory bus, sets the
+    time: benchmarks/marlin_moe_compare.py measures it on aiconfigurator's Marlin MoE tables."""
+    if kernel is None or kernel.name != "marlin" or not cal.marlin_moe_dequant_s or not gpu.sm_count:
+        return 0.0
+    return cal.marlin_moe_dequant_s / gpu.sm_count
+
+
+def engine_moe_kernel(engine: Engine | str | None, gpu: GPU, weights_dtype: str) -> MoeKernel | None:
+    """The grouped-expert kernel ``engine`` (an Engine, a name, or None for vLLM) runs for these experts where it is
+    priced apart (:meth:`kvplan.engines.base.Engine.moe_kernel`); None: the fitted grouped GEMMs."""
+    profile = engine if isinstance(engine, Engine) else get_engine(engine or "vllm")
+    return profile.moe_kernel(weights_dtype=weights_dtype, gpu=gpu)
 
 
 def _elementwise_s(c: _Ctx, tokens: float, inter_rank: int) -> float:
@@ -1257,6 +1322,7 @@ def _make_ctx(
     two_batch: bool = False,
     deepep: bool = False,
     fmha_gain: float = 1.0,
+    moe_kernel: MoeKernel | None = None,
 ) -> _Ctx:
     w = weight_dtype(weights_dtype)
     fp8 = gpu.fp8_dense_tflops is not None and weights_dtype.startswith("fp8")
@@ -1304,6 +1370,9 @@ def _make_ctx(
         moe_block_tiles=_moe_block_tiles(spec, gpu, cal, weights_dtype),
         fp8_quant_s=_fp8_quant_s(spec, gpu, cal, weights_dtype),
         moe_mem_scale=_fp8_absorbed(cal) if fp8 else mem_scale,
+        marlin_peak=_marlin_peak(gpu, cal, moe_kernel),
+        expert_pad=(moe_kernel.hidden_multiple, moe_kernel.inter_multiple) if moe_kernel else (1, 1),
+        marlin_dequant_s=_marlin_dequant_s(gpu, cal, moe_kernel),
     )
 
 
@@ -1527,7 +1596,8 @@ def _engine_ctx(
         gain = _fmha_gain(engine, spec, gpu, cal, weights_dtype=weights_dtype, kv_dtype=kv_dtype)
         c = _shared_ctx(spec, gpu, cal=cal, rules=engine_overlap(engine), fmha_gain=gain, tp=tp,
                         weights_dtype=weights_dtype, eager=eager, ep=ep, dp=dp, pp=pp, gpus_per_node=gpus_per_node,
-                        two_batch=two_batch, deepep=deepep)  # fmt: skip
+                        two_batch=two_batch, deepep=deepep,
+                        moe_kernel=engine_moe_kernel(engine, gpu, weights_dtype))  # fmt: skip
         if engine is not None and not isinstance(engine, str):
             return c
         hit = _ENGINE_CTXS[key] = (spec, gpu, c)
@@ -1847,7 +1917,8 @@ def step_latency(
     eager = phase == "prefill" or past_graph_cap(spec, engine, settings, decode_seqs=batch, dp=dp, pp=pp)
     c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=eager,
                     ep=expert_parallel, dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine),
-                    deepep=deepep, two_batch=two_batch, fmha_gain=gain)  # fmt: skip
+                    deepep=deepep, two_batch=two_batch, fmha_gain=gain,
+                    moe_kernel=engine_moe_kernel(engine, gpu, weights_dtype))  # fmt: skip
     if phase == "decode":
         c = _with_view_passes(c, spec, engine, settings, batch / dp)
     per_seq = context if phase == "prefill" else 1
@@ -1902,7 +1973,7 @@ def stage_latencies(
     spec = kernel_spec(spec, engine, settings)
     c = _shared_ctx(spec, gpu, tp=tp, weights_dtype=weights_dtype, cal=cal, eager=phase == "prefill",
                     ep=expert_parallel, dp=dp, pp=pp, gpus_per_node=gpus_per_node, rules=engine_overlap(engine),
-                    fmha_gain=gain)  # fmt: skip
+                    fmha_gain=gain, moe_kernel=engine_moe_kernel(engine, gpu, weights_dtype))  # fmt: skip
     return _stage_times(c, context, phase=phase, batch=batch, kv_dtype_name=kv_dtype_name)
 
 

@@ -422,7 +422,9 @@ def test_published_trtllm_v017_fp8_gemms_stream_at_the_16_bit_share():
     rows = [r for r in data["runs"] if r["source"] == "trtllm-0.17" and r["model"] == "llama-3.1-70b"
             and r["gpu"] == "h100-sxm" and r["tp"] == 1]  # fmt: skip
     assert len(rows) == 7
-    assert pub.row_engine(rows[0]) == ("trtllm@0.17", True) and pub.row_engine({"source": "trtllm-1.0"})[0] == "trtllm"
+    # the v1.0 rows: trtllm@0.20 (was the default "trtllm" before trtllm@1.3 was added; the same rules for them)
+    assert pub.row_engine(rows[0]) == ("trtllm@0.17", True)
+    assert pub.row_engine({"source": "trtllm-1.0"})[0] == "trtllm@0.20"
     cal = calibration("trtllm@0.17")
     assert cal.fp8_mem_eff_scale == 1.0 and cal.gemm_mem_eff == calibration("trtllm").gemm_mem_eff
     # the newest release prices its dynamic-fp8 quantization per GEMM (fp8_quant_s) and streams at the refitted share

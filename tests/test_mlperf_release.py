@@ -1,7 +1,8 @@
 """Each MLPerf row is scored with the TensorRT-LLM release its stack had (benchmarks/published_compare.py
 ``mlperf_release``): the Llama-2-70B, Mixtral-8x7B and Llama-3.1-405B runs built TensorRT engines (``trtllm@0.17``,
-the TensorRT-engine release), the DeepSeek-R1 runs ran the PyTorch backend (the newest ``trtllm``). Each engine row
-names the files that show its stack (``stack``) and the build's ``tokens_per_block`` where the run's own file sets it.
+the TensorRT-engine release), the DeepSeek-R1 runs ran the PyTorch backend (``trtllm@0.20``, before PR #12597). Each
+engine row names the files that show its stack (``stack``) and the build's ``tokens_per_block`` where the run's own
+file sets it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ def _key(r: dict) -> tuple[str, str, str, str]:
     return r["source"], r["model"], r["gpu"], r["scenario"]
 
 
-# (round, model, GPU, scenario) -> (release, tokens_per_block the build sets, None: the release's default 64)
+# (round, model, GPU, scenario) -> (release, tokens_per_block the build sets, None: the release's default 64). The
+# PyTorch-backend DeepSeek runs (v5.1, 2025) predate NVIDIA/TensorRT-LLM PR #12597 (v1.3.0rc11, 2026): trtllm@0.20
+# (was the default "trtllm" before trtllm@1.3 was added; the two differ only on Mistral / Mixtral windows).
 RELEASES = {
     ("mlperf-4.1", "llama-2-70b", "h200", "Offline"): ("trtllm@0.17", None),
     ("mlperf-4.1", "llama-2-70b", "h200", "Server"): ("trtllm@0.17", None),
@@ -35,8 +38,8 @@ RELEASES = {
     ("mlperf-5.1", "llama-3.1-405b", "b200", "Offline"): ("trtllm@0.17", 32),
     ("mlperf-5.1", "llama-3.1-405b", "b200", "Server"): ("trtllm@0.17", 32),
     ("mlperf-5.1", "llama-3.1-405b", "b200", "Interactive"): ("trtllm@0.17", 32),
-    ("mlperf-5.1", "deepseek-v3", "b200", "Offline"): ("trtllm", None),
-    ("mlperf-5.1", "deepseek-v3", "b200", "Server"): ("trtllm", None),
+    ("mlperf-5.1", "deepseek-v3", "b200", "Offline"): ("trtllm@0.20", None),
+    ("mlperf-5.1", "deepseek-v3", "b200", "Server"): ("trtllm@0.20", None),
     ("mlperf-5.0", "llama-3.1-405b", "h200", "Offline"): ("trtllm@0.17", None),
     ("mlperf-5.0", "llama-3.1-405b", "h200", "Server"): ("trtllm@0.17", None),
     ("mlperf-5.0", "llama-3.1-405b", "b200", "Offline"): ("trtllm@0.17", None),

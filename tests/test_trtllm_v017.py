@@ -34,7 +34,8 @@ def _setup(engine: str, model: str = "llama-3.1-8b", gpu=H100, **kw):  # noqa: A
 
 
 def test_trtllm_at_0_17_is_an_older_release_and_plain_trtllm_the_newest():
-    assert list(RELEASES["trtllm"]) == ["0.17", "0.20"]  # oldest first
+    # oldest first; was ["0.17", "0.20"] before trtllm@1.3 (tests/test_trtllm_v13.py) was added as the newest
+    assert list(RELEASES["trtllm"]) == ["0.17", "0.20", "1.3"]
     old = get_engine("trtllm@0.17")
     assert old is RELEASES["trtllm"]["0.17"] is trtllm.V0_17 and old.key == "trtllm@0.17"
     assert get_engine("TensorRT-LLM@0.17") is old  # the engine name's spellings hold for a release too
@@ -43,7 +44,7 @@ def test_trtllm_at_0_17_is_an_older_release_and_plain_trtllm_the_newest():
 
 
 def test_unknown_trtllm_release_is_refused_with_the_known_ones(cli):
-    with pytest.raises(InvalidInput, match=r"unknown trtllm version '0.18'; kvplan knows 0.17, 0.20"):
+    with pytest.raises(InvalidInput, match=r"unknown trtllm version '0.18'; kvplan knows 0.17, 0.20, 1.3"):
         get_engine("trtllm@0.18")
     for args in (["capacity", "llama-3.1-8b", "--gpu", "h100-sxm", "-c", "8k"],
                  ["cost", "llama-3.1-8b", "--gpu", "h100-sxm", "-c", "2k"],
@@ -51,7 +52,8 @@ def test_unknown_trtllm_release_is_refused_with_the_known_ones(cli):
                  ["plan", "llama-3.1-8b", "--rate", "1", "--gpus", "h100-sxm"]):  # fmt: skip
         out = cli(*args, "--engine", "trtllm@0.18")
         assert out.exit_code == 2, (args, out.output)
-        assert "unknown trtllm version '0.18'; kvplan knows 0.17, 0.20" in out.output
+        # the list gained 1.3 (was "kvplan knows 0.17, 0.20")
+        assert "unknown trtllm version '0.18'; kvplan knows 0.17, 0.20, 1.3" in out.output
         assert "Traceback" not in out.output
 
 
@@ -259,25 +261,29 @@ def test_published_v017_rows_run_the_release():
     assert s.engine is get_engine("trtllm@0.17") and s.settings.batch_size_tuning
     v1 = next(r for r in data["runs"] if r["source"] == "trtllm-1.0")
     s1 = pub.row_setup(v1)
-    assert s1.engine is get_engine("trtllm") and not s1.settings.batch_size_tuning
+    # the v1.0 rows keep the release they ran: trtllm@0.20 (was the default "trtllm" before trtllm@1.3 was added)
+    assert s1.engine is get_engine("trtllm@0.20") and not s1.settings.batch_size_tuning
 
 
 def test_sliding_window_attends_the_whole_sequence_on_v0_17():
     """Mistral 7B v0.1 (4,096-token window) at 32K, one decode step, cost's attention FLOPs: the TensorRT engine attends
-    to every token (no max_attention_window given: Trtllm.model_as_run), the newest release over the window.
+    to every token (no max_attention_window given: Trtllm.model_as_run), the PyTorch backend over the window.
     Per layer and token 4 x heads x head_dim x span = 4 x 32 x 128 x span; 32 layers: v0.17 span 32,768 ->
-    4 x 32 x 128 x 32,768 x 32 = 17,179,869,184; the window 4,096 -> 2,147,483,648 (1/8). The time: the newest
-    release's attention also reads the whole context on Mistral (its PyTorch MistralAttention passed no window before
-    NVIDIA/TensorRT-LLM PR #12597: Trtllm.attention_spans), so the two steps cost the same (before stop 22 the newest
-    one was priced over the window, faster); its FLOPs column stays the checkpoint's (the model's, not the kernel's)."""
+    4 x 32 x 128 x 32,768 x 32 = 17,179,869,184; the window 4,096 -> 2,147,483,648 (1/8). The time: 0.20's
+    attention also reads the whole context on Mistral (its PyTorch MistralAttention passed no window before
+    NVIDIA/TensorRT-LLM PR #12597: Trtllm.attention_spans), so the two steps cost the same (before stop 22 it
+    was priced over the window, faster; 1.3, with the PR, is); its FLOPs column stays the checkpoint's (the model's,
+    not the kernel's)."""
     from kvplan.cost import cost
 
     spec = load_bundled("mistral-7b-v0.1")
     old = cost(spec, H100, [32768], engine="trtllm@0.17")[0].decode
-    new = cost(spec, H100, [32768], engine="trtllm")[0].decode
+    # trtllm@0.20 (was the default "trtllm" before trtllm@1.3, which prices the window: tests/test_trtllm_v13.py)
+    new = cost(spec, H100, [32768], engine="trtllm@0.20")[0].decode
     assert old.flops.attention == 4 * 32 * 128 * 32768 * 32 == 17_179_869_184
     assert new.flops.attention == 4 * 32 * 128 * 4096 * 32 == 2_147_483_648
     assert old.time_s == pytest.approx(new.time_s, rel=1e-12)
+    assert cost(spec, H100, [32768], engine="trtllm")[0].decode.time_s < new.time_s  # 1.3: the window
 
 
 def test_plan_rate_refuses_what_was_not_read_for_v0_17(cli):

@@ -98,7 +98,8 @@ def test_mistral_decode_at_32k_reads_the_window_or_the_whole_context(cal) -> Non
     assert vllm == pytest.approx(0.5694903e-3, rel=1e-6)
     trt = calibration("trtllm")
     assert (trt.attn_decode_mem_eff, trt.attn_layer_s, trt.attn_seq_s) == (0.8451, 1.253e-05, 7.637e-08)
-    assert _decode_attention("trtllm", MISTRAL, 32768) == pytest.approx(1.920478e-3, rel=1e-6)
+    # trtllm@0.20 (was the default "trtllm" before trtllm@1.3, which reads the window: tests/test_trtllm_v13.py)
+    assert _decode_attention("trtllm@0.20", MISTRAL, 32768) == pytest.approx(1.920478e-3, rel=1e-6)
     sglang = _decode_attention("sglang", MISTRAL, 32768)
     assert sglang == pytest.approx(2.023471e-3, rel=1e-6)
     assert sglang == pytest.approx(32 * _sglang_layer(134_217_728), rel=1e-9)
@@ -161,11 +162,12 @@ def test_the_cost_command_prices_the_engines_spans() -> None:
 def test_each_engine_says_which_spans_its_kernels_read() -> None:
     # vLLM (FlashAttention window_size, cache_config.sliding_window) and TensorRT-LLM (attention_window_size,
     # kv_loop_length = min(tlength, cyclic window)) follow the checkpoint: no view
-    for engine in ("vllm", "vllm@0.8", "trtllm"):
+    for engine in ("vllm", "vllm@0.8", "trtllm", "trtllm@0.20"):
         for spec in (MISTRAL, GPT_OSS, SCOUT):
-            assert (kernel_spec(spec, engine) is spec) is not (engine == "trtllm" and spec is MISTRAL)
-    # TensorRT-LLM before PR #12597: MistralAttention passed no window
-    assert get_engine("trtllm").attention_spans(MISTRAL, Settings()) == {"sliding": None}
+            assert (kernel_spec(spec, engine) is spec) is not (engine == "trtllm@0.20" and spec is MISTRAL)
+    # TensorRT-LLM before PR #12597 (trtllm@0.20; the default "trtllm" before 1.3 was added): MistralAttention passed
+    # no window
+    assert get_engine("trtllm@0.20").attention_spans(MISTRAL, Settings()) == {"sliding": None}
     # transformers: sliding layers keep only their window; a chunked layer's cache (a sliding layer of the chunk)
     # hands back min(L, C) keys and the chunk is only a mask
     assert kernel_spec(MISTRAL, "transformers") is MISTRAL and kernel_spec(GPT_OSS, "transformers") is GPT_OSS

@@ -75,8 +75,8 @@ def cost(
     engine: Annotated[
         str,
         typer.Option(
-            help="whose kernel efficiencies the latency uses: vllm | vllm@0.16 | trtllm | trtllm@0.17 (NAME@VERSION: a "
-            "release)"
+            help="whose kernel efficiencies the latency uses: vllm | vllm@0.16 | trtllm | trtllm@0.20 | trtllm@0.17 "
+            "(NAME@VERSION: a release)"
         ),
     ] = "vllm",
     swa_full: SwaFullOpt = False,

@@ -457,6 +457,14 @@ class Calibration:
     # benchmarks/fit_moe_ops.py; 0 and None (none) without a fit.
     hopper_mxfp4_moe_dequant_s: float = 0.0
     hopper_mxfp4_moe_layer_s: float | None = None
+    # Grouped experts the engine runs through a Marlin MoE kernel (Engine.moe_kernel, kvplan.latency _marlin_rows):
+    # the share of the GPU's dense 16-bit peak its mma.sync tensor-core loop reaches on the rows it computes (each
+    # expert's tokens padded to the kernel's block). Measured by benchmarks/marlin_moe_compare.py on aiconfigurator's
+    # Marlin MoE tables; None: no Marlin MoE figure (the engine's grouped GEMMs are priced as fitted).
+    marlin_moe_peak_eff: float | None = None
+    # ... and the seconds one SM takes to dequantize one 4-bit expert weight in one token block (every block of an
+    # expert's tokens converts its weights again: kvplan.latency _marlin_dequant_s); measured by the same script.
+    marlin_moe_dequant_s: float = 0.0
     # DeepSeek Sparse Attention's main attention in a prompt (kvplan.latency._attention_s): the sparse prefill kernel's
     # share of the 16-bit peak (deepseek-ai/FlashMLA README, 2025.09.29: the sparse kernels "achieve up to 640 TFlops
     # during prefilling" on H800, whose dense BF16 peak is 989 TFLOPS: 0.647; a published figure, not fitted), and the
@@ -504,6 +512,17 @@ class Calibration:
     # benchmarks/gdn_compare.py --fit on aiconfigurator 0.12.0's gdn tables (H200 and B200; H100 SXM held out). None:
     # the conv1d by its bytes at elementwise_mem_eff alone (TensorRT-LLM's CUDA kernel; vLLM before the Triton kernel).
     conv1d_sm_bytes_s: float | None = None
+
+
+@dataclass(frozen=True)
+class MoeKernel:
+    """A grouped-expert kernel the engine runs in place of the one its constants were fitted on
+    (:meth:`Engine.moe_kernel`): its name and the multiples it pads an expert's hidden size and intermediate width
+    on the rank to (the padded matrices are what it stores, reads and multiplies)."""
+
+    name: str
+    hidden_multiple: int = 1
+    inter_multiple: int = 1
 
 
 @dataclass(frozen=True)
@@ -943,6 +962,12 @@ class Engine:
         its MoE kernels store the experts padded (kvplan.capacity.setup adds the padding's bytes to the weights); the
         checkpoint's own dims by default."""
         return hidden, inter_rank
+
+    def moe_kernel(self, *, weights_dtype: str, gpu: GPU) -> MoeKernel | None:
+        """The grouped-expert kernel the engine runs for ``weights_dtype`` experts on ``gpu`` where kvplan.latency
+        prices it apart from the fitted grouped GEMMs (:class:`MoeKernel`: "marlin", vLLM's Marlin MoE); None: the
+        fitted grouped GEMMs."""
+        return None
 
     def keeps_freed_blocks(self, settings: Settings) -> bool:
         """Whether a preempted request's freed full blocks stay in a prefix cache (found again when it is scheduled

@@ -372,6 +372,7 @@ class Trtllm(Engine):
 
     tensorrt_engine: bool = False
     default_block_tokens: int = TOKENS_PER_BLOCK
+    no_window_families: frozenset[str] = NO_WINDOW_FAMILIES
 
     def cache_plan(self, spec: ModelSpec, *, kv_dtype_name: str, tp: int, pp: int, mla: str = "latent") -> CachePlan:
         """The neutral plan; an NVFP4 cache at TensorRT-LLM's per-layer rounding (``nvfp4_layer_bytes``). MLA in
@@ -560,18 +561,19 @@ class Trtllm(Engine):
         ``kv_loop_length = min(tlength, cyclic_kv_cache_len)``). So those reads follow the checkpoint, with or without
         ``max_attention_window``, which sizes the pools (:class:`WindowLayout`).
 
-        Mistral and Mixtral did not, in the releases these rules describe: NVIDIA/TensorRT-LLM PR #12597 (merged
-        2026-03-30, "Enable sliding window attention for Mistral/Mixtral") states that ``MistralAttention`` and
-        ``MixtralAttention`` did not pass ``attention_window_size``, "causing full O(N^2) attention during prefill
-        instead of O(N x W)", and adds it (modeling_mistral.py @002f3cc3 has it: "Mistral (without layer_types)
-        applies SWA uniformly to all layers"). So their windowed layers read and compute the whole context here
-        (:data:`NO_WINDOW_FAMILIES`); the releases with that PR (from v1.3.0rc11, whose release notes list it) follow
-        the checkpoint, a rule set not added. The context FMHA skips the key tiles before a window on Hopper
-        (cpp/kernels/fmha_v2/src/fmha/warpspec/dma.h ``DMA::Device::compute_kv_tile_idx`` @1b7ec816: the key loop
-        starts at tile ``max(0, q + 1 - W) / STEP_KV``), so the windowed FLOPs priced stand, less the masked keys of
-        the edge tiles; Blackwell's trtllm-gen kernels are cubins (not read, assumed alike). Not read: the span of a
+        Mistral and Mixtral did not in the releases before v1.3.0rc11 (``trtllm@0.20``, ``trtllm@0.17``): NVIDIA/
+        TensorRT-LLM PR #12597 (merged 2026-03-30, "Enable sliding window attention for Mistral/Mixtral") states that
+        ``MistralAttention`` and ``MixtralAttention`` did not pass ``attention_window_size``, "causing full O(N^2)
+        attention during prefill instead of O(N x W)", and adds it (modeling_mistral.py @002f3cc3 has it: "Mistral
+        (without layer_types) applies SWA uniformly to all layers"). So there their windowed layers read and compute
+        the whole context (``no_window_families``, :data:`NO_WINDOW_FAMILIES`); the releases with that PR (from
+        v1.3.0rc11, whose release notes list it; ``trtllm@1.3``, the default) follow the checkpoint. The context FMHA
+        skips the key tiles before a window on Hopper (cpp/kernels/fmha_v2/src/fmha/warpspec/dma.h
+        ``DMA::Device::compute_kv_tile_idx`` @1b7ec816: the key loop starts at tile ``max(0, q + 1 - W) / STEP_KV``),
+        so the windowed FLOPs priced stand, less the masked keys of the edge tiles; Blackwell's trtllm-gen kernels are
+        cubins (not read, assumed alike). Not read: the span of a
         window declared on a model without sliding layers."""
-        if spec.family not in NO_WINDOW_FAMILIES:
+        if spec.family not in self.no_window_families:
             return None
         spans: dict[str, int | None] = {n: None for n, k in spec.layers.kinds.items() if k.type == "sliding"}
         return spans or None
@@ -966,11 +968,11 @@ OVERLAP = Overlap(
 # _enqueue_responses tp_gathers every rank's responses to rank 0 (streamed tokens, else the finished requests).
 HOST_LOOP = HostLoop(overlaps_gpu=True, switch="disable_overlap_scheduler: true")
 
-ENGINE = Trtllm(
+V0_20 = Trtllm(
     image="nvcr.io/nvidia/tensorrt-llm/release:latest",  # NGC container named in the TensorRT-LLM README
     name="trtllm",
     release="0.20",
-    version="0.20+ (LLM API, PyTorch backend)",
+    version="0.20-1.3.0rc10 (LLM API, PyTorch backend, before PR #12597)",
     # docs/source/reference/memory.md; KvCacheConfig.free_gpu_memory_fraction default 0.9.
     paging="blocks of tokens_per_block (32; 64 for a 576-wide MLA latent on Hopper, FlashMLA, and for DSA models) per "
     "request; every layer "
@@ -1033,6 +1035,54 @@ ENGINE = Trtllm(
     # CapacityScheduler(getMaxBatchSize() * mNumMicroBatches, ...), one MicroBatchScheduler call per micro-batch).
     limits_per_micro_batch=True,
 )
+
+# ---- 1.3: the current line (trtllm@1.3, the default) ------------------------------------------------------------
+# TensorRT-LLM from v1.3.0rc11 on: NVIDIA/TensorRT-LLM PR #12597 (merged 2026-03-30, "[#11538][fix] Enable sliding
+# window attention for Mistral/Mixtral", shipped from v1.3.0rc11) makes MistralAttention and MixtralAttention read
+# ``config.sliding_window`` and pass it to the FMHA kernel as ``attention_window_size``
+# (tensorrt_llm/_torch/models/modeling_mistral.py @002f3cc3: "Mistral (without layer_types) applies SWA uniformly to
+# all layers"), as the other windowed models already did: their windowed layers read and compute the window only
+# (:meth:`Trtllm.attention_spans` with ``no_window_families`` empty). What else kvplan models, read again in the 1.3-era
+# files (the code index's copies, 2026; their commits are not returned by the index, named by what they carry):
+# * tensorrt_llm/llmapi/llm_args.py KvCacheConfig (the copy with SkipSoftmaxAttentionConfig and PARDDecodingConfig):
+#   free_gpu_memory_fraction default 0.9 (now ``ge=0, le=1``; older copies default None, "Default is 90%"),
+#   tokens_per_block 32, enable_block_reuse True, max_tokens None, host_cache_size None, max_attention_window None
+#   (windowed layers keep every token unless it is set): unchanged. ``use_kv_cache_manager_v2`` default False,
+#   status "prototype" ("Whether to use the KV cache manager v2 (experimental)"): the V1 manager, whose pools kvplan
+#   models (WindowLayout), stays the default; V2 is not modelled.
+# * the same file, BaseLlmArgs / TorchLlmArgs: max_batch_size 2048, max_num_tokens 8192, enable_chunked_prefill False,
+#   enable_attention_dp False, attention_dp_config None (AttentionDpConfig as ADP_* above), disable_overlap_scheduler
+#   False (HOST_LOOP), cuda_graph_config CudaGraphConfig() (BaseCudaGraphConfig: max_batch_size 128 when neither it
+#   nor batch_sizes is given, enable_padding False; kvplan pads only to the sizes a launch names, graph_rows),
+#   attn_backend "TRTLLM": unchanged.
+# * MoeConfig.backend: "AUTO" (was "CUTLASS"; NVIDIA/TensorRT-LLM PR #11074, merged 2026-01-28, "Make TRTLLM MOE the
+#   default one for GPTOSS on Blackwell"), resolved by tensorrt_llm/_torch/model_config.py ModelConfig.
+#   resolve_moe_backend: GptOssForCausalLM -> "TRTLLM" on SM100-119, "TRITON" on SM90, "CUTLASS" elsewhere; every other
+#   architecture "CUTLASS" (a later copy adds DeepSeek-V4 -> "TRTLLM" on Blackwell). kvplan's MoE time is the
+#   calibration's in both rule sets: gpt-oss's MXFP4 experts priced on TRTLLM-Gen (Blackwell) and Triton (Hopper), the
+#   kernels AUTO picks here and the ones the gpt-oss deployment guide had 0.20-era launches set by hand
+#   (docs/source/blogs/tech_blog/blog9_Deploying_GPT_OSS_on_TRTLLM.md, "Please enable TRITON backend" on Hopper, PR
+#   #7101); a 0.20 launch left at CUTLASS is not priced (no CUTLASS MXFP4 table), and no published row runs one.
+# * the budget (tensorrt_llm/_torch/pyexecutor/_util.py KvCacheCreator._cal_max_memory, the same later copy):
+#   ``(total - peak of the profiling run + the KV allocated for it) x free_gpu_memory_fraction``, the profiling run a
+#   forward of max_num_tokens dummy context tokens (x tp_size requests under attention DP,
+#   _create_dummy_context_requests): the rule Trtllm.budget prices (free after load and activations x fraction).
+# * the KV cache manager's creation (tensorrt_llm/_torch/pyexecutor/_util.py, the copy with the Gemma4 and Inkling
+#   branches): a window is set on the cache by itself only for Gemma4 hybrids (``is_gemma4_hybrid``:
+#   max_attention_window from ``layer_types`` when unset); every other model, Mistral included, gets one pool of every
+#   token unless the launch sets max_attention_window. So the capacity of Mistral 7B v0.1 is the same as under 0.20;
+#   only its attention's cost moves. Gemma4 is not in kvplan's catalog: not modelled.
+# Default: kvplan's TensorRT-LLM kernel constants (CALIBRATION) are fitted to aiconfigurator 0.12.0's TensorRT-LLM
+# 1.3.0rc20 tables (aiconfigurator_core/systems/query_versions.yaml: trtllm current "1.3.0rc20"), a release with
+# PR #12597, so the rule set that matches them is this one. The published v1.0 and MLPerf PyTorch-backend runs predate
+# the PR and keep ``trtllm@0.20`` (benchmarks/published_compare.py).
+ENGINE = replace(
+    V0_20,
+    release="1.3",
+    version="1.3 (v1.3.0rc11+: LLM API, PyTorch backend)",
+    no_window_families=frozenset(),  # PR #12597: Mistral and Mixtral attend to their window
+)
+
 
 # ---- v0.17: the TensorRT-engine runtime (trtllm@0.17) ---------------------------------------------------------------
 # The release behind TensorRT-LLM's v0.17 performance tables (docs/source/performance/perf-overview.md @258c7540c035,
@@ -1170,7 +1220,7 @@ V0_17_CALIBRATION = replace(
     hopper_mxfp4_moe_layer_s=None,
 )
 V0_17 = replace(
-    ENGINE,
+    V0_20,
     release="0.17",
     version="0.17 (TensorRT engines: trtllm-build / LLM API build, C++ executor)",
     tensorrt_engine=True,
@@ -1192,4 +1242,4 @@ V0_17 = replace(
     disagg_first_token=None,
     disagg_kv_send=None,
 )
-VERSIONS = (V0_17, ENGINE)
+VERSIONS = (V0_17, V0_20, ENGINE)

@@ -33,6 +33,7 @@ from kvplan.engines.base import (
     HostLoop,
     Layout,
     LogFacts,
+    MoeKernel,
     Overlap,
     Overrides,
     Settings,
@@ -640,6 +641,13 @@ def round_up(n: int, multiple: int) -> int:
     return ceil_div(n, multiple) * multiple
 
 
+# vLLM's Marlin MoE kernel (ops.moe_wna16_marlin_gemm, csrc/moe/marlin_moe_wna16/), as its MXFP4 path holds and runs
+# the experts: every linear padded to n % 256 == 0 and k % 128 == 0 ("the moe marlin kernel requires that for each
+# linear n % 256 == 0 and k % 128 == 0", quantization/mxfp4.py create_weights, read in the 0.16.0 wheel): hidden to
+# 256, the intermediate width on the rank to 128 (Vllm.expert_dims_as_loaded). Its time: kvplan.latency _marlin_rows.
+MARLIN_MOE = MoeKernel(name="marlin", hidden_multiple=256, inter_multiple=128)
+
+
 @dataclass(frozen=True)
 class Vllm(Engine):
     image: str = "vllm/vllm-openai:latest"  # docs/deployment/docker.md
@@ -691,13 +699,29 @@ class Vllm(Engine):
         if weights_dtype != "mxfp4":
             return hidden, inter_rank
         arch = gpu.architecture
-        if arch in ("ampere", "ada") or (arch == "hopper" and self.mxfp4_hopper_marlin):
-            return round_up(hidden, 256), round_up(inter_rank, 128)
+        marlin = self.moe_kernel(weights_dtype=weights_dtype, gpu=gpu)
+        if marlin is not None:
+            return round_up(hidden, marlin.hidden_multiple), round_up(inter_rank, marlin.inter_multiple)
         if arch == "hopper":
             return hidden, round_up(inter_rank, 64)
         if arch == "blackwell" and self.mxfp4_blackwell_flashinfer:
             return round_up(hidden, 256), round_up(inter_rank, 256)
         return hidden, inter_rank
+
+    def moe_kernel(self, *, weights_dtype: str, gpu: GPU) -> MoeKernel | None:
+        """MXFP4 routed experts through Marlin (``get_mxfp4_backend`` as read in expert_dims_as_loaded: every GPU
+        before Hopper, and Hopper under the rules without triton_kernels, ``mxfp4_hopper_marlin``). Read in the 0.19.0
+        wheel: fused_moe/oracle/mxfp4.py gives the MARLIN backend ``MarlinExperts``, whose ``apply`` calls
+        ``fused_marlin_moe`` (fused_moe/fused_marlin_moe.py): two ``ops.moe_wna16_marlin_gemm`` calls (gate/up, then
+        down over M x top-k rows) that dequantize the 4-bit weights to 16 bits in registers and multiply them with the
+        16-bit activations (W4A16). The 0.8-0.15 rules' wheels were not read (their Marlin path is the ~0.10.1 log's,
+        issue #23278). None elsewhere."""
+        if weights_dtype != "mxfp4":
+            return None
+        arch = gpu.architecture
+        if arch in ("ampere", "ada") or (arch == "hopper" and self.mxfp4_hopper_marlin):
+            return MARLIN_MOE
+        return None
 
     def keeps_freed_blocks(self, settings: Settings) -> bool:
         """Automatic prefix caching (CacheConfig.enable_prefix_caching, on by default in V1): kv_cache_manager.free
@@ -1249,6 +1273,20 @@ CALIBRATION = Calibration(
     fp4_moe_eff_scale=0.5783,
     fp4_k_s=9.174e-10,
     fp4_moe_layer_s=1.502e-05,
+    # The Marlin MoE kernel (moe_kernel: MXFP4 experts where vLLM has no other kernel for them) on the rows it computes,
+    # each expert's tokens padded to fused_marlin_moe's block (kvplan.latency marlin_block_m): the share of the dense
+    # 16-bit peak it reaches, measured by benchmarks/marlin_moe_compare.py on aiconfigurator 0.12.0's two vLLM 0.24.0
+    # Marlin MoE tables (H100 SXM and H200; int4 7168 x 2048 E384 top 8 and MXFP4 3584 x 3072 E896 top 16, balanced,
+    # whole layer, 2,048-16,384 tokens: 28 points, shares 0.244-0.289, median 0.272; no other constant involved).
+    # Far below the fitted grouped GEMMs' moe_peak_eff: Marlin issues mma.sync (no wgmma on Hopper) and dequantizes
+    # every weight tile in registers. The tables are 0.24.0's kernel; the 0.8-0.15 rules that run it were not timed.
+    marlin_moe_peak_eff=0.272,
+    # ... and its dequantization: every token block of an expert converts the expert's 4-bit weights to 16 bits again
+    # in registers; at few tokens an expert that, not the memory bus, sets Marlin's time (H100 and H200, 132 SMs each,
+    # take nearly the same time though H200 streams 43 % faster). Measured by the same script at the tables' whole-layer
+    # points up to 16 tokens, moe_layer_s held: 20 points, 2.28e-11-3.28e-11 s a weight a block on one SM, median
+    # 2.79e-11 (kvplan.latency _marlin_dequant_s).
+    marlin_moe_dequant_s=2.79e-11,
     # The MLA block's fixed cost per decode layer on Blackwell, where vLLM runs FLASHINFER_MLA (vllm/platforms/cuda.py
     # _get_backend_priorities @ vLLM main 2026: MLA on compute capability 10 tries FLASHINFER_MLA first, on Hopper
     # FLASH_ATTN_MLA / FLASHMLA). benchmarks/mla_compare.py --fit on aiconfigurator 0.12.0's B200 vLLM 0.24.0 MLA
