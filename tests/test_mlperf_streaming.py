@@ -57,7 +57,8 @@ def test_the_streamed_cost_is_the_longer_of_gpu_plus_residual_and_rank_0s_respon
 
 def test_the_host_time_that_would_close_the_server_gap_and_the_docs_line():
     """With the Offline step residual (+11.8 ms; +12.3 ms before r25e's 16-bit router and NVFP4 refit were merged) held
-    the Server run scores x1.34 (x1.33 before; docs' --mlperf-balance block); the script's bisection (20 steps over 0.1 us - 1 ms) puts the host time per streamed response that brings it to
+    the Server run scores x1.34 (x1.33 before; docs' --mlperf-balance block); the script's bisection (20 steps over
+    0.1 us - 1 ms) puts the host time per streamed response that brings it to
     x1.00 at 51.1 us. Here a narrow bracket (30-100 us, 4 steps, within 7.8 % of the point) finds it again, and
     twice that cost scores under the published figure. docs/cost.md carries the script's line; its figure is checked
     against the bisection here (the last digit moves with the Server scoring's step sizes, not the reading)."""
