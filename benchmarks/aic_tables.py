@@ -1,7 +1,8 @@
 """Where aiconfigurator's measured kernel tables lie on disk, and the walk that reads them, for the scripts that sample
 them (gemm_compare.py, mla_compare.py, moe_compare.py, fit_fmha.py, ...). aiconfigurator is a reference installed in
 its own virtual environment (each script's docstring says how), never a kvplan dependency: without it these scripts
-skip their collection step (:func:`read_tables` says so once)."""
+skip their collection step (:func:`read_tables` says so once). The scripts that run aiconfigurator's own estimate
+(dp_ep_gap.py, moe_gap.py, moe_bucket_compare.py) call it through :func:`capture_static_breakdown`."""
 
 from __future__ import annotations
 
@@ -70,6 +71,34 @@ def read_tables(systems: dict[str, str], engines: dict[str, str], operation: str
 
     walk = each_table(root, systems, engines, operation, filename)
     return (Table(gpu, engine, version, path, src, pd.read_parquet(path)) for gpu, engine, version, path, src in walk)
+
+
+def capture_static_breakdown():  # noqa: ANN201 - (cli_estimate, what its last call saw) or None
+    """aiconfigurator's ``cli_estimate``, with ``BaseBackend._run_static_breakdown`` (``aiconfigurator_core/sdk/
+    backends/base_backend.py``) wrapped to keep what each call saw in the returned dict: ``model`` and ``database``
+    (the call's arguments) and ``generation`` (the decode step's per-operation breakdown it returned, ms), the last
+    call's; aiconfigurator's warnings are silenced. None, after printing :data:`SKIPPED` once, where aiconfigurator is
+    not installed: a script's ``collect`` then writes nothing and exits 0."""
+    try:
+        import logging
+
+        from aiconfigurator.cli.api import cli_estimate
+        from aiconfigurator_core.sdk.backends import base_backend
+    except ImportError:
+        print(SKIPPED)
+        return None
+    logging.disable(logging.WARNING)
+    seen: dict = {}
+    original = base_backend.BaseBackend._run_static_breakdown
+
+    def wrapped(self, model, database, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        seen["model"], seen["database"] = model, database
+        result = original(self, model, database, *args, **kwargs)
+        seen["generation"] = {k: float(v) for k, v in result[2].items()}  # the third of its seven dicts
+        return result
+
+    base_backend.BaseBackend._run_static_breakdown = wrapped
+    return cli_estimate, seen
 
 
 def frame_rows(frame, columns: tuple[str, ...]) -> list[list]:  # noqa: ANN001 - a pandas DataFrame

@@ -36,6 +36,9 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from aic_tables import capture_static_breakdown  # noqa: E402 - aiconfigurator's estimate, shared
+
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_dp_ep.json"
 # kvplan model -> (aiconfigurator's bundled config, attention-DP ranks of the page's Hopper rows, MoE shape: hidden,
 # expert width, experts, top-k)
@@ -52,28 +55,6 @@ DISTRIBUTIONS = ("balanced", "power_law_1.2")
 VERSION = "1.3.0rc20"
 KERNEL = "moe_torch_flow_cutlass"
 TARGET = 0.20  # published_compare.TARGET
-
-
-def _aic():  # noqa: ANN202 - cli_estimate and the captured breakdown, or None
-    try:
-        import logging
-
-        from aiconfigurator.cli.api import cli_estimate
-        from aiconfigurator_core.sdk.backends import base_backend
-    except ImportError:
-        print("aiconfigurator is not installed here; skipped (see this script's docstring for the separate venv)")
-        return None
-    logging.disable(logging.WARNING)
-    seen: dict = {}
-    original = base_backend.BaseBackend._run_static_breakdown
-
-    def wrapped(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        result = original(self, *args, **kwargs)
-        seen["generation"] = {k: float(v) for k, v in result[2].items()}
-        return result
-
-    base_backend.BaseBackend._run_static_breakdown = wrapped
-    return cli_estimate, seen
 
 
 def _ep_tables(system: str) -> dict:
@@ -96,7 +77,7 @@ def _ep_tables(system: str) -> dict:
 
 
 def collect(out: Path) -> int:
-    found = _aic()
+    found = capture_static_breakdown()
     if found is None:
         return 0
     import aiconfigurator

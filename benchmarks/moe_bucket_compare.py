@@ -32,6 +32,9 @@ import math
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from aic_tables import capture_static_breakdown  # noqa: E402 - aiconfigurator's estimate, shared
+
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_moe_bucket.json"
 HF = "deepseek-ai/DeepSeek-V3"
 SYSTEMS = {"h200": "h200_sxm", "b200": "b200_sxm"}
@@ -39,27 +42,6 @@ TP = 8
 ISL = 4096
 BATCHES = (1, 8, 64)
 CASES = [dict(gpu=g, batch=b, isl=ISL) for g in SYSTEMS for b in BATCHES]
-
-
-def _aic():  # noqa: ANN202 - (cli_estimate, the captured call's state) or None
-    try:
-        import logging
-
-        from aiconfigurator.cli.api import cli_estimate
-        from aiconfigurator_core.sdk.backends import base_backend
-    except ImportError:
-        print("aiconfigurator is not installed here; skipped (see this script's docstring for the separate venv)")
-        return None
-    logging.disable(logging.WARNING)
-    seen: dict = {}
-    original = base_backend.BaseBackend._run_static_breakdown
-
-    def wrapped(self, model, database, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        seen["model"], seen["database"] = model, database
-        return original(self, model, database, *args, **kwargs)
-
-    base_backend.BaseBackend._run_static_breakdown = wrapped
-    return cli_estimate, seen
 
 
 def _alone_ms(database, op, *, batch: int, isl: int) -> float:  # noqa: ANN001
@@ -74,7 +56,7 @@ def _alone_ms(database, op, *, batch: int, isl: int) -> float:  # noqa: ANN001
 
 
 def collect(out: Path) -> int:
-    found = _aic()
+    found = capture_static_breakdown()
     if found is None:
         return 0
     import aiconfigurator

@@ -43,6 +43,9 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from aic_tables import capture_static_breakdown  # noqa: E402 - aiconfigurator's estimate, shared
+
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_moe_gap.json"
 MODEL = "qwen3-30b-a3b"
 HF = "Qwen/Qwen3-30B-A3B"
@@ -55,28 +58,6 @@ SHAPE = (2048, 768, 128, 8)
 KERNELS = {"cutlass": "moe_torch_flow_cutlass", "min_latency": "moe_torch_flow_min_latency"}
 DISTRIBUTIONS = ("balanced", "power_law_1.2")  # the tables' uniform routing; the power law aiconfigurator's steps use
 VERSION = "1.3.0rc20"  # aiconfigurator 0.12.0's TensorRT-LLM database (query_versions.yaml "current")
-
-
-def _aic():  # noqa: ANN202 - cli_estimate and the captured call's breakdown, or None
-    try:
-        import logging
-
-        from aiconfigurator.cli.api import cli_estimate
-        from aiconfigurator_core.sdk.backends import base_backend
-    except ImportError:
-        print("aiconfigurator is not installed here; skipped (see this script's docstring for the separate venv)")
-        return None
-    logging.disable(logging.WARNING)
-    seen: dict = {}
-    original = base_backend.BaseBackend._run_static_breakdown
-
-    def wrapped(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        result = original(self, *args, **kwargs)
-        seen["generation"] = {k: float(v) for k, v in result[2].items()}
-        return result
-
-    base_backend.BaseBackend._run_static_breakdown = wrapped
-    return cli_estimate, seen
 
 
 def _shape_tables(tables: dict) -> dict:
@@ -104,7 +85,7 @@ def _kernel_tables(system: str) -> dict:
 
 
 def collect(out: Path) -> int:
-    found = _aic()
+    found = capture_static_breakdown()
     if found is None:
         return 0
     import aiconfigurator

@@ -81,7 +81,9 @@ def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: i
     cap = max(1, math.floor(seq_cap / ranks))
     snapshot, snapshot_clock = [[0, 0] for _ in range(ranks)], -1.0
     while done < requests:
-        if clock - snapshot_clock >= VLLM_STATS_INTERVAL_S:
+        if dispatch == "trtllm":  # the executor gathers every rank's live counts each iteration
+            snapshot = [[len(waiting[r]), len(decoding[r])] for r in range(ranks)]
+        elif clock - snapshot_clock >= VLLM_STATS_INTERVAL_S:
             snapshot, snapshot_clock = [[len(waiting[r]), len(decoding[r])] for r in range(ranks)], clock
         while arrivals and arrivals[0] <= clock:
             waiting[_deal(dispatch, index=index, counts=snapshot)].append([isl, arrivals.popleft(), index])
@@ -195,12 +197,21 @@ def _deal(dispatch: str, *, index: int, counts: list[list[int]]) -> int:
     deals in turn). ``vllm``: vLLM V1's DPLBAsyncMPClient.get_core_engine_for_request
     (vllm/v1/engine/core_client.py): the lowest ``waiting * 4 + running`` over the coordinator's last snapshot
     ``counts``, ties to the first rank scanned, then the chosen rank's waiting count raised by one at once (one
-    client) until the next snapshot."""
+    client) until the next snapshot. ``trtllm``: TensorRT-LLM's attention-DP request queue
+    (tensorrt_llm/_torch/pyexecutor/executor_request_queue.py ``_fetch_new_requests_attention_dp`` and
+    ``_balance_requests_across_ranks``, read through the code index in the copy that has both, its release not named):
+    each iteration the new requests go one by one to the rank at the top of a heap keyed on (the rank's active
+    requests' prompt tokens, ``py_orig_prompt_len`` summed; its active requests; its rank), capped at the ceiling of
+    all active + new requests over the ranks; with every prompt of one length that is the rank with the fewest
+    active requests (waiting + running), ``counts`` live, not a snapshot."""
     if dispatch == "round_robin":
         return index % len(counts)
-    if dispatch != "vllm":
-        raise ValueError(f"dispatch {dispatch!r}: round_robin or vllm")
-    rank = min(range(len(counts)), key=lambda r: (counts[r][0] * 4 + counts[r][1], r))
+    if dispatch == "trtllm":
+        rank = min(range(len(counts)), key=lambda r: (counts[r][0] + counts[r][1], r))
+    elif dispatch == "vllm":
+        rank = min(range(len(counts)), key=lambda r: (counts[r][0] * 4 + counts[r][1], r))
+    else:
+        raise ValueError(f"dispatch {dispatch!r}: round_robin, vllm or trtllm")
     counts[rank][0] += 1
     return rank
 
@@ -233,10 +244,23 @@ DP_CASES = (  # attention-DP ranks with the experts split over them (EP)
     ("qwen3-30b-a3b", "h100-sxm", 1, 4, None, 2048, 256),
     ("deepseek-v3", "h200", 1, 8, "fp8", 2048, 512),
 )
+# prompts past a rank's token budget: a prompt's later chunks stay on its rank, in the steps that follow
+DP_LONG_CASES = (("qwen3-30b-a3b", "h100-sxm", 1, 4, None, 20000, 256),)
 FRACTIONS = (0.3, 0.6, 0.85)
 
 
-def compare(requests: int, *, cases: tuple = CASES, warmup: int = 200, dispatch: str = "round_robin") -> list[str]:
+def _layouts(dp: int) -> tuple:
+    """(label, engine, settings keywords, dispatch) per layout: SGLang apart and mixed (dealt in turn); with
+    attention-DP ranks vLLM and TensorRT-LLM too (both mix prompts and decodes in a step), each dealt as it deals."""
+    sglang = (("apart", "sglang", {}, "round_robin"), ("mixed", "sglang", {"mixed_chunk": True}, "round_robin"))
+    if dp == 1:
+        return sglang
+    return (*sglang, ("vllm", "vllm", {}, "vllm"), ("trtllm", "trtllm", {}, "trtllm"))
+
+
+def compare(requests: int, *, cases: tuple = CASES, warmup: int = 200, dispatch: str | None = None) -> list[str]:
+    """The table: each case's layouts (:func:`_layouts`) at each of :data:`FRACTIONS` of kvplan's sustainable rate,
+    the requests dealt as each layout's engine deals them unless ``dispatch`` names one rule for all."""
     from kvplan.capacity import setup
     from kvplan.engines import Settings
     from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, _limits, max_rate, serve
@@ -245,8 +269,9 @@ def compare(requests: int, *, cases: tuple = CASES, warmup: int = 200, dispatch:
             "TTFT p90 ms sim / kvplan", "tok/s sim")  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for model, gpu, tp, dp, weights, isl, osl in cases:
-        for layout, settings in (("apart", Settings()), ("mixed", Settings(mixed_chunk=True))):
-            s = setup(model, gpu, engine="sglang", tp=tp, dp=dp, ep=dp > 1, weights_dtype=weights, settings=settings)
+        for layout, engine, keywords, dealt in _layouts(dp):
+            s = setup(model, gpu, engine=engine, tp=tp, dp=dp, ep=dp > 1, weights_dtype=weights,
+                      settings=Settings(**keywords))  # fmt: skip
             inp, out = Lengths.of(isl), Lengths.of(osl)
             top = max_rate(s, input_len=inp, output_len=out)
             budget = s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
@@ -256,7 +281,7 @@ def compare(requests: int, *, cases: tuple = CASES, warmup: int = 200, dispatch:
                 rate = frac * top
                 r = serve(s, rate_rps=rate, input_len=inp, output_len=out, with_max_rate=False)
                 sim = simulate(s, rate_rps=rate, isl=isl, osl=osl, requests=requests, budget=budget, seq_cap=cap,
-                               warmup=warmup, dispatch=dispatch)  # fmt: skip
+                               warmup=warmup, dispatch=dispatch or dealt)  # fmt: skip
                 cells = (f"{model} {gpu} {split} {isl}/{osl}", layout, f"{rate:.2f} (x{frac})",
                          f"{sim.batch:.1f} / {r.batch:.1f}", f"{sim.tpot_s * 1e3:.2f} / {r.tpot_mean_s * 1e3:.2f}",
                          f"{sim.ttft_s * 1e3:.1f} / {r.ttft_mean_s * 1e3:.1f}",
@@ -312,14 +337,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dp", action="store_true",
                     help="the attention-DP cases instead (12,000 requests, the first 3,000 left out: their batches "
                     "run to a thousand requests)")  # fmt: skip
-    ap.add_argument("--dispatch", choices=("round_robin", "vllm"), default="round_robin",
-                    help="how --dp deals requests to the ranks: SGLang's default round_robin, or vLLM V1's "
-                    "waiting * 4 + running on 100 ms snapshots")  # fmt: skip
+    ap.add_argument("--dispatch", choices=("round_robin", "vllm", "trtllm"), default=None,
+                    help="how --dp deals requests to the ranks, for every layout (default: as each engine deals: "
+                    "SGLang round_robin, vLLM V1's waiting * 4 + running on 100 ms snapshots, TensorRT-LLM's fewest "
+                    "active requests)")  # fmt: skip
+    ap.add_argument("--long", action="store_true",
+                    help="with --dp, the prompts past a rank's token budget instead (4,000 requests, the first 1,000 "
+                    "left out)")  # fmt: skip
     ap.add_argument("--retract", action="store_true",
                     help="SGLang's admission reserve and retraction on KV-bound replicas, past saturation")  # fmt: skip
     args = ap.parse_args(argv)
     if args.retract:
         print("\n".join(compare_retract(args.requests)))
+    elif args.dp and args.long:
+        print("\n".join(compare(4000, cases=DP_LONG_CASES, warmup=1000, dispatch=args.dispatch)))
     elif args.dp:
         print("\n".join(compare(12000, cases=DP_CASES, warmup=3000, dispatch=args.dispatch)))
     else:

@@ -1,5 +1,8 @@
 """benchmarks/aic_tables.py: the walk over aiconfigurator's tables that every ``--collect`` step shares."""
 
+import logging
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -33,3 +36,43 @@ def test_each_table_walks_gpu_by_gpu_then_engine_by_engine_and_skips_tables_neve
         ("b200", "vllm", "0.24.0", "aiconfigurator_core/systems/data/b200_sxm/mla/vllm/0.24.0/" + names["vllm"]),
         ("b200", "sglang", "0.5.10", "aiconfigurator_core/systems/data/b200_sxm/mla/sglang/0.5.10/" + names["sglang"]),
     ]
+
+
+def test_capture_static_breakdown_without_aiconfigurator_says_so_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "aiconfigurator", None)  # None in sys.modules: its import raises ImportError
+    assert aic_tables.capture_static_breakdown() is None
+    assert capsys.readouterr().out == aic_tables.SKIPPED + "\n"
+
+
+def test_capture_static_breakdown_keeps_what_the_last_call_saw(monkeypatch: pytest.MonkeyPatch) -> None:
+    # stand-ins for the two aiconfigurator modules it imports; the backend's method returns seven dicts as
+    # aiconfigurator_core/sdk/backends/base_backend.py's does, the generation latencies third
+    class BaseBackend:
+        def _run_static_breakdown(self, model, database, runtime_config, mode):  # noqa: ANN001, ANN202
+            return ({}, {}, {"generation_gemm": 2, "generation_attention": 0.5}, {}, {}, {}, ())
+
+    def cli_estimate(model, database) -> tuple:  # noqa: ANN001 - as the real one, it reaches the backend's method
+        return BaseBackend()._run_static_breakdown(model, database, "runtime", mode="static_gen")
+
+    api, base_backend = types.ModuleType("api"), types.ModuleType("base_backend")
+    api.cli_estimate, base_backend.BaseBackend = cli_estimate, BaseBackend
+    backends = types.ModuleType("backends")
+    backends.base_backend = base_backend
+    for name, module in {"aiconfigurator": types.ModuleType("aiconfigurator"), "aiconfigurator.cli": types.ModuleType(
+            "cli"), "aiconfigurator.cli.api": api, "aiconfigurator_core": types.ModuleType("aiconfigurator_core"),
+            "aiconfigurator_core.sdk": types.ModuleType("sdk"), "aiconfigurator_core.sdk.backends": backends,
+            "aiconfigurator_core.sdk.backends.base_backend": base_backend}.items():  # fmt: skip
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(sys.modules["aiconfigurator.cli"], "api", api, raising=False)
+    try:
+        estimate, seen = aic_tables.capture_static_breakdown()
+        result = estimate("the model", "the database")
+        assert logging.root.manager.disable == logging.WARNING  # aiconfigurator's warnings silenced
+    finally:
+        logging.disable(logging.NOTSET)
+    assert result[2] == {"generation_gemm": 2, "generation_attention": 0.5}  # passed through untouched
+    assert seen == {"model": "the model", "database": "the database",
+                    "generation": {"generation_gemm": 2.0, "generation_attention": 0.5}}  # fmt: skip
+    assert all(type(v) is float for v in seen["generation"].values())

@@ -99,31 +99,36 @@ def test_known_batch_line_compares_the_step_at_the_published_concurrency_by_hand
     with its own KV-bound batch, 299 a rank, x1.36. (110.2 ms, x1.15, +16.6 ms and 301 a rank before the block-fp8
     checkpoint's all-gather moved 16-bit activations, Overlap.moe_allgather_block_fp8_16bit; 111.0 ms, x1.14, +15.8 ms
     and 300 a rank before TensorRT-LLM's Hopper MLA decode constant, 12.15 us where mla_layer_s 26.68 us applied,
-    shortened kvplan's step.) With TensorRT-LLM's Hopper block-fp8 experts priced by DeepGEMM's tiles and the router
+    shortened kvplan's step.) Since stop 25 the independent ranks' arrivals land together
+    (kvplan.serving._landed_together: fewer, fuller prefill steps): 110.3 ms at 158 a rank (x1.15, +16.5 ms), its own
+    batch 302 a rank, x1.39 (112.6 ms, x1.12, +14.1 ms, 299 a rank and x1.36 before).
+    With TensorRT-LLM's Hopper block-fp8 experts priced by DeepGEMM's tiles and the router
     16-bit (r25e; kvplan.latency._block_tile_rows, _router_ctx): the busiest EP rank's experts (32 of them, 8 x b x 8 /
     8 x (1 + 0.3161 x sqrt(2 ln 8)) / 32 = 0.411 b tokens each at b a rank) switch from 64- to 128-row tiles past 64
     tokens, b = 156, so the top rate under the cap lies below that switch: 106 a rank at 80.8 ms (x1.05, +46.0 ms),
     own batch 303 a rank, x1.41 (on r25e's base before the 16-bit gather: 107 a rank, 79.4 ms, x1.07, +47.3 ms,
-    x1.45)."""
+    x1.45). Both merged with the arrivals landing together: 116.1 ms at 158 a rank (x1.09, +10.6 ms), own batch 301 a
+    rank, x1.46."""
     pub, _ = published()
     line = pub.known_batch_line()
     assert line.startswith("dp-candidates known batch: deepseek-v3 h200 DP8 EP8 1024/2048 at 159 a rank")
     assert round(159 * 8 / 10036.3364 * 1e3, 1) == 126.7
     assert "published step 126.7 ms" in line
-    assert "kvplan 80.8 ms at 106 a rank, x1.05, residual +46.0 ms; kvplan's own batch 303 a rank: x1.41" in line
+    assert "kvplan 116.1 ms at 158 a rank, x1.09, residual +10.6 ms; kvplan's own batch 301 a rank: x1.46" in line
 
 
 def test_later_page_rows_are_scored_apart_per_gpu() -> None:
     """The later page's FP8 attention-DP rows (per-GPU output tokens/s) are scored with the v1.0 setup, one line per
     model and GPU, and stay out of the v1.0 statistics. Measured: Qwen3-235B-A22B 8 x H100 1024/8192 x1.23 (kvplan
     1,072 tokens/s a GPU against 873), Maverick 8 x H200 8192/1024 x0.45 (x0.42 before stop 22: its chunked layers now
-    read only the current chunk at decode, (8,704 - 1) mod 8,192 + 1 = 512 keys at the mean context, not 8,192)."""
+    read only the current chunk at decode, (8,704 - 1) mod 8,192 + 1 = 512 keys at the mean context, not 8,192); x0.49
+    since stop 25, the independent ranks' arrivals landing together (kvplan.serving._landed_together)."""
     pub, data = published()
     lines = pub.later_page_lines()
     assert len(lines) == len(pub.LATER_PAGE_DEP_ROWS) == 3
     assert lines[0].startswith("dp-candidates later page: qwen3-235b-a22b h100-sxm DEP8: 1000/1000 x")
     # 1024/8192 x1.23 before the per-tensor fp8 activation quantization and its refit of the fp8 scales
-    assert "1024/8192 x1.20" in lines[0] and "8192/1024 x0.45" in lines[2]
+    assert "1024/8192 x1.20" in lines[0] and "8192/1024 x0.49" in lines[2]  # x0.45 before stop 25 (the docstring)
     assert not any(r["source"] not in ("trtllm-1.0", "trtllm-0.17") for r in data["runs"])  # not stored as runs
 
 
@@ -189,15 +194,16 @@ def test_per_root_lines_imply_no_one_cost_per_op() -> None:
     pub, data = published()
     scout = _row(data, "llama-4-scout-17b-16e", "h100-sxm", 128, 4096)
     qwen = _row(data, "qwen3-235b-a22b", "h100-sxm", 128, 4096)
-    # x1.41, +18.4 ms = 27.4 us and +15.2 ms = 5.4 us before the per-tensor fp8 activation quantization and its refit
+    # x1.41, +18.4 ms = 27.4 us and +15.2 ms = 5.4 us before the per-tensor fp8 activation quantization and its refit;
+    # 26.8 us and +14.5 ms = 5.1 us before stop 25's arrivals landing together (kvplan.serving._landed_together)
     assert pub.per_root_ratio(scout) == pytest.approx(1.39, abs=0.01)
     lines = pub.per_root_lines([scout, qwen])
     assert len(lines) == 4
-    assert lines[0].endswith("16 ops x 48 MoE layers, floor 7.6 us: +5.1 ms a step; residual +18.0 ms = 26.8 us an op")
-    assert lines[1].endswith("32 ops x 94 MoE layers, floor 11.1 us: +31.3 ms a step; residual +14.5 ms = 5.1 us an op")
-    assert round(14.5e3 / (94 * 30), 1) == 5.1
+    assert lines[0].endswith("16 ops x 48 MoE layers, floor 7.6 us: +5.1 ms a step; residual +18.0 ms = 26.7 us an op")
+    assert lines[1].endswith("32 ops x 94 MoE layers, floor 11.1 us: +31.3 ms a step; residual +14.6 ms = 5.2 us an op")
+    assert round(14.6e3 / (94 * 30), 1) == 5.2
     assert lines[2] == (
-        "dp-candidates per-root ops, decode-heavy Llama 4 Scout h100-sxm DP4 EP4: 1 rows imply 26.8-26.8 us an op "
+        "dp-candidates per-root ops, decode-heavy Llama 4 Scout h100-sxm DP4 EP4: 1 rows imply 26.7-26.7 us an op "
         "(floor 7.6 us)"
     )
 

@@ -14,7 +14,15 @@ from kvplan.cost import phase_cost
 from kvplan.engines import Settings
 from kvplan.errors import InvalidInput
 from kvplan.hardware import resolve_gpu
-from kvplan.serving import Lengths, _alternating_parts, _mean_step, _prompt_steps, _step, max_rate, serve
+from kvplan.serving import (
+    Lengths,
+    _alternating_parts,
+    _mean_step,
+    _prompt_steps,
+    _step,
+    max_rate,
+    serve,
+)
 
 H100 = resolve_gpu("h100-sxm")
 
@@ -221,7 +229,10 @@ def test_sglang_prompt_budget_follows_the_gpu_memory():
 def test_serving_sim_deals_requests_as_each_engine_does() -> None:
     """--dp dealing: SGLang's round_robin in turn; vLLM's lowest waiting * 4 + running over the last snapshot, the
     chosen rank's waiting raised at once. By hand: counts [[1, 0], [0, 3], [0, 2]] score 4, 3, 2 -> rank 2, which
-    becomes [1, 2] (score 6); next scores 4, 3, 6 -> rank 1, now [1, 3]; then scores 4, 7, 6 -> rank 0."""
+    becomes [1, 2] (score 6); next scores 4, 3, 6 -> rank 1, now [1, 3]; then scores 4, 7, 6 -> rank 0.
+    TensorRT-LLM's fewest active requests (waiting + running; its heap on prompt tokens is that with equal prompts),
+    ties to the lower rank: counts [[1, 2], [0, 1], [2, 0]] hold 3, 1, 2 -> rank 1 (now 2); then 3, 2, 2 -> rank 1
+    (now 3); then 3, 3, 2 -> rank 2."""
     from tests.benchmods import bench_module
 
     sim_mod = bench_module("serving_sim")
@@ -229,5 +240,8 @@ def test_serving_sim_deals_requests_as_each_engine_does() -> None:
     counts = [[1, 0], [0, 3], [0, 2]]
     assert [sim_mod._deal("vllm", index=i, counts=counts) for i in range(3)] == [2, 1, 0]
     assert counts == [[2, 0], [1, 3], [1, 2]]
-    with pytest.raises(ValueError, match="round_robin or vllm"):
+    counts = [[1, 2], [0, 1], [2, 0]]
+    assert [sim_mod._deal("trtllm", index=i, counts=counts) for i in range(3)] == [1, 1, 2]
+    assert counts == [[1, 2], [2, 1], [3, 0]]
+    with pytest.raises(ValueError, match="round_robin, vllm or trtllm"):
         sim_mod._deal("random", index=0, counts=counts)
