@@ -201,7 +201,9 @@ def document(specs: list[ModelSpec], rows: list[Row]) -> str:
         "- Sliding-window and chunked layers: transformers' cache tensors keep `window - 1` tokens "
         "(the incoming token completes the window); the ideal keeps `window`. One token per such layer.",
         "- Recurrent layers (Jamba's Mamba, Qwen3-Next's Gated DeltaNet): transformers keeps `d_conv` "
-        "conv columns (not `d_conv - 1`) and the SSM / delta-rule state in float32, not the model dtype.",
+        "conv columns (not `d_conv - 1`) and the SSM / delta-rule state in float32; the ideal keeps the SSM state "
+        "in the dtype the checkpoint's config states (Nemotron 3 Nano's `mamba_ssm_cache_dtype`, Qwen3.5's "
+        "`mamba_ssm_dtype`: float32, so only the conv column differs there), else in the model dtype.",
         "- MLA (DeepSeek): transformers 5.24 caches the compressed latent (`kv_lora_rank` + "
         "`qk_rope_head_dim`, one head), exactly kvplan's latent layout.",
         "",

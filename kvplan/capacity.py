@@ -170,13 +170,15 @@ def setup(
     spec = as_spec(spec)
     gpu = as_gpu(gpu)
     profile = get_engine(engine)
-    spec = profile.model_as_run(spec)  # TensorRT-LLM v0.17: sliding windows not applied (Engine.model_as_run)
     settings = settings or Settings()
     check_fraction(settings.gpu_memory_utilization, "gpu_memory_utilization")
     check_fraction(settings.mem_fraction_static, "mem_fraction_static")
     check_fraction(settings.free_gpu_memory_fraction, "free_gpu_memory_fraction")
     check_fraction(settings.swa_full_tokens_ratio, "swa_full_tokens_ratio")
     profile.check_settings(settings)  # flags of another engine, block sizes the engine has no such size of
+    # The model as the engine runs it (Engine.model_as_run): the SSM state dtype it keeps; TensorRT-LLM v0.17's
+    # sliding windows not applied.
+    spec = profile.model_as_run(spec, settings)
     check_degrees(tp=tp, pp=pp)
     if isinstance(dp, bool) or not isinstance(dp, int) or dp < 1:
         raise InvalidInput(f"invalid data-parallel size {dp!r}; expected a whole number of at least 1")
@@ -204,7 +206,8 @@ def setup(
     if settings.mla not in ("latent", "expanded"):
         raise InvalidInput(f"invalid MLA layout {settings.mla!r}; expected 'latent' or 'expanded'")
     attn_tp = profile.attention_tp(tp, settings)  # the KV cell's TP split (tp / attention DP)
-    plan_key = ("plan", profile.key, kv_name, attn_tp, pp, settings.mla)
+    states = (settings.mamba_cache_dtype, settings.mamba_ssm_cache_dtype)  # vLLM's state dtypes (Engine.model_as_run)
+    plan_key = ("plan", profile.key, kv_name, attn_tp, pp, settings.mla, states)
     if plan_key not in memo:
         memo[plan_key] = profile.cache_plan(spec, kv_dtype_name=kv_name, tp=attn_tp, pp=pp, mla=settings.mla)
     plan = memo[plan_key]
@@ -650,6 +653,9 @@ def _settings_dict(s: Setup, b: Budget) -> dict[str, Any]:
     if b.fraction_name:
         out[b.fraction_name] = b.fraction
     out.update(s.stages[0].layout.settings())
+    for name in ("mamba_cache_dtype", "mamba_ssm_cache_dtype"):  # vLLM's state dtype flags, repeated on its line
+        if getattr(s.settings, name) is not None:
+            out[name] = getattr(s.settings, name)
     return out
 
 

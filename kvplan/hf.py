@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from kvplan.errors import InvalidInput
 from kvplan.files import format_validation_error, read_json
 from kvplan.quant import format_from_config
-from kvplan.spec import ModelSpec
+from kvplan.spec import SSM_STATE_DTYPES, ModelSpec
 from kvplan.units import canonical_dtype
 
 # ---- facts: transformers 5.24.0 config-class defaults ----------------------------------------
@@ -1266,11 +1266,11 @@ def _linear_kind(f: _Fields) -> tuple[str, dict[str, Any]]:
     model_type = f.raw.get("model_type")
     family = f.dialect or (model_type if isinstance(model_type, str) else None)
     if f.known("linear_num_value_heads") and family in _DELTANET_DIALECTS:
-        return "deltanet", _deltanet_kind(f)
+        return "deltanet", _with_ssm_dtype(f, _deltanet_kind(f))
     if f.dialect == "minimax":
         return "lightning", _lightning_kind(f)
     if f.known("mamba_num_heads") or f.known("mamba_n_heads"):
-        return "mamba2", _mamba2_kind(f)
+        return "mamba2", _with_ssm_dtype(f, _mamba2_kind(f))
     raise InvalidInput(
         f"{f.origin}: linear_attention layers of model_type {f.raw.get('model_type')!r} keep a state kvplan "
         "cannot read (it knows Mamba, Mamba2 and Qwen3-Next Gated DeltaNet fields)"
@@ -1280,6 +1280,30 @@ def _linear_kind(f: _Fields) -> tuple[str, dict[str, Any]]:
 # Dialects whose linear_attention layers are Qwen3-Next's Gated DeltaNet (modeling_qwen3_next.py,
 # modeling_qwen3_5.py: conv over q,k,v and a [v_heads, k_dim, v_dim] delta-rule state).
 _DELTANET_DIALECTS = {"qwen3_next", "qwen3_5", "qwen3_5_moe", "qwen3_5_text", "qwen3_5_moe_text"}
+
+
+# The SSM (temporal) state dtype a checkpoint's config asks for, under the key its family's engines read: vLLM's
+# NemotronHForCausalLMConfig.update_mamba_ssm_cache_dtype reads hf_config.mamba_ssm_cache_dtype (0.16.0, 0.19.0,
+# 0.21.0 wheels) and Qwen3_5ForConditionalGenerationConfig.verify_and_update_config hf_text_config.mamba_ssm_dtype
+# (0.19.0, 0.21.0), both in vllm/model_executor/models/config.py. The file's value only, never a class default:
+# transformers 5.24.0's NemotronHConfig defaults mamba_ssm_cache_dtype to "float32", but vLLM 0.16 / 0.19 (transformers
+# < 5, which has no nemotron_h: 4.57.6's configuration_auto.py) load the Hub's remote-code configuration_nemotron_h.py,
+# whose class has no such field, so a config without it reads differently per release (kvplan.engines.vllm).
+# transformers' own cache reads neither key. "auto" is no statement (TensorRT-LLM config_utils _coerce_torch_dtype).
+_SSM_DTYPE_KEYS = {"nemotron_h": "mamba_ssm_cache_dtype", "qwen3_5_text": "mamba_ssm_dtype",
+                   "qwen3_5_moe_text": "mamba_ssm_dtype"}  # fmt: skip
+
+
+def _with_ssm_dtype(f: _Fields, kind: dict[str, Any]) -> dict[str, Any]:
+    """``kind`` with the SSM state dtype the config states (:data:`_SSM_DTYPE_KEYS`), where it states one."""
+    key = _SSM_DTYPE_KEYS.get(f.dialect or "")
+    value = f.raw.get(key) if key else None
+    if value is None or value == "auto":
+        return kind
+    name = canonical_dtype(value) if isinstance(value, str) else None
+    if name not in SSM_STATE_DTYPES:
+        raise InvalidInput(f"{f.origin}: {key}: expected float32, bfloat16 or float16, got {value!r}")
+    return {**kind, "ssm_state_dtype": name}
 
 
 def _mamba2_kind(f: _Fields) -> dict[str, Any]:

@@ -195,14 +195,21 @@ def recurrent_state_elements(kind: LayerKind) -> tuple[int, int]:
 
 
 def recurrent_state_bytes(spec: ModelSpec, kind: LayerKind, *, tp: int = 1) -> int:
+    """One sequence's state in one recurrent layer on one rank: the conv state at :func:`_state_dtype`, the SSM
+    (temporal) state at :func:`_ssm_state_dtype` (the checkpoint's ``ssm_state_dtype`` where it states one)."""
     conv, ssm = recurrent_state_elements(kind)
-    dtype = KV_DTYPES[_state_dtype(spec, kind)]
-    return dtype.nbytes(ceil_div(conv, tp)) + dtype.nbytes(ceil_div(ssm, tp))
+    conv_dtype, ssm_dtype = KV_DTYPES[_state_dtype(spec, kind)], KV_DTYPES[_ssm_state_dtype(spec, kind)]
+    return conv_dtype.nbytes(ceil_div(conv, tp)) + ssm_dtype.nbytes(ceil_div(ssm, tp))
 
 
 def _state_dtype(spec: ModelSpec, kind: LayerKind) -> str:
     name = canonical_dtype(kind.state_dtype or spec.dtype)
     return name if name in KV_DTYPES else "bf16"
+
+
+def _ssm_state_dtype(spec: ModelSpec, kind: LayerKind) -> str:
+    """The SSM state's dtype: the kind's ``ssm_state_dtype`` (validated by the spec), else the conv state's."""
+    return canonical_dtype(kind.ssm_state_dtype) if kind.ssm_state_dtype else _state_dtype(spec, kind)
 
 
 def check_parallel(spec: ModelSpec, *, tp: int, pp: int) -> None:

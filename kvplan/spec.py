@@ -32,6 +32,10 @@ class _Strict(BaseModel):
 
 LayerType = Literal["full", "sliding", "chunked", "mla", "recurrent", "none", "cross"]
 RecurrentVariant = Literal["mamba", "mamba2", "gated_deltanet", "lightning"]
+# Variants with a separate SSM (temporal) state beside a conv state, and the dtypes engines keep it in (vLLM
+# vllm/config/cache.py MambaDType "float32" / "float16" and the model's bf16; SGLang configs/mamba_utils.py dtype_map).
+SSM_STATE_VARIANTS = ("mamba", "mamba2", "gated_deltanet")
+SSM_STATE_DTYPES = ("fp32", "bf16", "fp16")
 
 
 class LayerKind(_Strict):
@@ -62,6 +66,13 @@ class LayerKind(_Strict):
     head_k_dim: Size | None = None
     head_v_dim: Size | None = None
     state_dtype: str | None = Field(None, description="dtype of the recurrent state; default the model's")
+    # The SSM (temporal) state alone, as the checkpoint's config states it: Nemotron-H's mamba_ssm_cache_dtype,
+    # Qwen3.5's text_config mamba_ssm_dtype (kvplan.hf). None: the config states none. The conv state keeps
+    # state_dtype (else the model's). Whether an engine honours it is the engine's rule (kvplan.engines,
+    # Engine.model_as_run); the ideal layout (kvplan.memory) does.
+    ssm_state_dtype: str | None = Field(
+        None, description="SSM state only (mamba, mamba2, gated_deltanet): fp32/bf16/fp16"
+    )
     scan_chunk: Size | None = Field(None, description="mamba2: SSD scan chunk size (config chunk_size); default 256")
     # DeepSeek-V3.2 / GLM-5 sparse attention (DSA): a lightning indexer keeps one key of
     # index_head_dim per token per layer besides the MLA latent (transformers cache_utils.DynamicIndexedLayer).
@@ -104,6 +115,8 @@ class LayerKind(_Strict):
             raise ValueError(f"'chunk' only applies to chunked layers, not {self.type!r}")
         if self.type == "recurrent":
             self._check_recurrent()
+        if self.ssm_state_dtype is not None:
+            self._check_ssm_state_dtype()
         if self.index_head_dim is not None and self.type not in ("full", "mla"):
             raise ValueError(f"'index_head_dim' only applies to full or mla layers, not {self.type!r}")
         if self.index_n_heads is not None and self.index_head_dim is None:
@@ -131,6 +144,14 @@ class LayerKind(_Strict):
             raise ValueError("'parallel' must be a recurrent kind (type: recurrent, with its variant and sizes)")
         if not other.mlp:
             raise ValueError("'mlp' belongs on the attention kind, not on its parallel mixer")
+
+    def _check_ssm_state_dtype(self) -> None:
+        if self.variant not in SSM_STATE_VARIANTS:
+            raise ValueError("'ssm_state_dtype' only applies to recurrent mamba, mamba2 and gated_deltanet layers")
+        if canonical_dtype(self.ssm_state_dtype) not in SSM_STATE_DTYPES:
+            raise ValueError(
+                f"invalid ssm_state_dtype {self.ssm_state_dtype!r}; expected one of {', '.join(SSM_STATE_DTYPES)}"
+            )
 
     def _check_recurrent(self) -> None:
         need = {

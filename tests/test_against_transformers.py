@@ -632,12 +632,15 @@ RECURRENT_MINUS_TRANSFORMERS: dict[str, int] = {
     # Falcon-H1 7B, 44 layers (each beside its attention): conv 3,584, state 3,072 x 256 = 786,432: ideal
     # 3,584x3x2 + 786,432x2 = 1,594,368 B; transformers 3,584x4x2 + 786,432x4 = 3,174,400 B; 44 x (-1,580,032).
     "falcon_h1": -69_521_408,
-    # Qwen3.5 27B, 48 Gated DeltaNet layers: conv channels 2x16x128 + 48x128 = 10,240, state 48x128x128 = 786,432:
-    # ideal 10,240x3x2 + 786,432x2 = 1,634,304 B; transformers 10,240x4x2 + 786,432x4 = 3,227,648 B;
-    # 48 x (-1,593,344) = -76,480,512.
-    "qwen3_5": -76_480_512,
-    # Qwen3.5 35B-A3B, 30 layers of Qwen3-Next's DeltaNet sizes: 30 x (-1,064,960) = -31,948,800.
-    "qwen3_5_moe": -31_948_800,
+    # Qwen3.5 27B, 48 Gated DeltaNet layers: conv channels 2x16x128 + 48x128 = 10,240, state 48x128x128 = 786,432.
+    # Its config states mamba_ssm_dtype "float32" (ssm_state_dtype fp32), which the ideal layout keeps: ideal
+    # 10,240x3x2 + 786,432x4 = 3,207,168 B; transformers 10,240x4x2 + 786,432x4 = 3,227,648 B (its cache reads no
+    # such field; the state is float32 anyway); 48 x (-20,480) = -983,040: only the conv column remains. (Was
+    # -76,480,512 with the ideal's state at bf16, 1,634,304 B a layer, before kvplan read the field.)
+    "qwen3_5": -983_040,
+    # Qwen3.5 35B-A3B, 30 layers of Qwen3-Next's DeltaNet sizes, state fp32 as the 27B's: conv 8,192 channels,
+    # 8,192x3x2 - 8,192x4x2 = -16,384 a layer; 30 x (-16,384) = -491,520 (was 30 x (-1,064,960) = -31,948,800).
+    "qwen3_5_moe": -491_520,
 }
 
 # ideal (kvplan.memory.cache_plan) minus what transformers' cache tensors hold, in bytes, after a

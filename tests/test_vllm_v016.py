@@ -222,16 +222,20 @@ def test_hybrid_block_is_the_smallest_aligned_one_that_holds_a_mamba_page():
     assert _hybrid_block("vllm@0.16", "qwen3-next-80b-a3b", H100, tp=4) == 272
     assert _hybrid_block("vllm@0.16", "qwen3-next-80b-a3b", B200, tp=4) == 288
     assert _hybrid_block("vllm@0.19", "qwen3-next-80b-a3b", B200, tp=4) == 272  # 0.19's rule, not re-read: 16
-    # Nemotron Nano (head size 128) TP2: 542,720 B against 512 B a token: 16 x cdiv(66.25) = 1,072 on both GPUs.
-    assert _hybrid_block("vllm@0.16", "nemotron-3-nano-30b-a3b", B200, tp=2) == 1072
+    # Nemotron Nano (head size 128) TP2: its Mamba page is conv 9,216 x 2 B + SSM 262,144 x 4 B (fp32: the config's
+    # mamba_ssm_cache_dtype, which NemotronHForCausalLMConfig sets before HybridAttentionMambaModelConfig sizes the
+    # page, config/vllm.py try_verify_and_update_config) = 1,067,008 B against 512 B a token: 16 x cdiv(130.25) =
+    # 2,096 on both GPUs. (Was 1,072 from a bf16 SSM state's 542,720 B, before kvplan read the field.)
+    assert _hybrid_block("vllm@0.16", "nemotron-3-nano-30b-a3b", B200, tp=2) == 2096
 
 
 def test_hybrid_block_keeps_a_block_size_that_already_holds_the_page():
     # "if cache_config.block_size is None or cache_config.block_size < attn_block_size": --block-size 64 is below
-    # Nemotron Nano's 1,072 -> 1,072 (kvplan's rule for 0.19 grows multiples of 64: 64 x cdiv(16.56) = 1,088);
+    # Nemotron Nano's 2,096 -> 2,096 (kvplan's rule for 0.19 grows multiples of 64: 64 x cdiv(2,084 / 64 = 32.56) =
+    # 2,112; with the fp32 SSM state, see above: were 1,072 and 1,088 with a bf16 one);
     # Qwen3-Next TP8 needs 144 (Mamba page 137,216 B, still 1,024 B a token: 16 x cdiv(8.375)), so 256 is kept.
-    assert _hybrid_block("vllm@0.16", "nemotron-3-nano-30b-a3b", H100, tp=2, block=64) == 1072
-    assert _hybrid_block("vllm@0.19", "nemotron-3-nano-30b-a3b", H100, tp=2, block=64) == 1088
+    assert _hybrid_block("vllm@0.16", "nemotron-3-nano-30b-a3b", H100, tp=2, block=64) == 2096
+    assert _hybrid_block("vllm@0.19", "nemotron-3-nano-30b-a3b", H100, tp=2, block=64) == 2112
     assert _hybrid_block("vllm@0.16", "qwen3-next-80b-a3b", H100, tp=8) == 144
     assert _hybrid_block("vllm@0.16", "qwen3-next-80b-a3b", H100, tp=8, block=256) == 256
 

@@ -48,6 +48,8 @@ def _settings(
     swa_ratio: Optional[float] = None,
     windows: Optional[tuple[int, ...]] = None,
     swa_full: bool = False,
+    mamba_ssm_cache_dtype: Optional[str] = None,
+    mamba_cache_dtype: Optional[str] = None,
 ):
     from kvplan.engines import Overrides, Settings
     from kvplan.units import parse_size
@@ -71,6 +73,8 @@ def _settings(
         swa_full_tokens_ratio=swa_ratio,
         max_attention_window=windows,
         swa_full=swa_full,
+        mamba_ssm_cache_dtype=mamba_ssm_cache_dtype,
+        mamba_cache_dtype=mamba_cache_dtype,
         overrides=Overrides(
             device_memory_bytes=size(device_memory),
             activation_bytes=size(activation),
@@ -130,6 +134,19 @@ def capacity(
     swa_full_tokens_ratio: Annotated[Optional[float], typer.Option(help="SGLang SWA pool ratio (0, 1]")] = None,
     max_attention_window: WindowOpt = None,
     swa_full: SwaFullOpt = False,
+    mamba_ssm_cache_dtype: Annotated[
+        Optional[str],
+        typer.Option(
+            "--mamba-ssm-cache-dtype",
+            help="vLLM: hybrid models' SSM state dtype: auto, float32, float16 (default auto)",
+        ),
+    ] = None,
+    mamba_cache_dtype: Annotated[
+        Optional[str],
+        typer.Option(
+            "--mamba-cache-dtype", help="vLLM: hybrid models' conv state dtype: auto, float32, float16 (default auto)"
+        ),
+    ] = None,
     dp: Annotated[int, typer.Option("--dp", help="data-parallel attention ranks per replica (MoE)")] = 1,
     ep: Annotated[bool, typer.Option("--ep", help="expert parallelism over the tp x dp ranks (MoE)")] = False,
     gpus_per_node: Annotated[Optional[int], typer.Option(help="GPUs per node (catalog default)")] = None,
@@ -155,6 +172,7 @@ def capacity(
             non_torch=non_torch, cuda_graph=cuda_graph, device_memory=device_memory, overhead=overhead,
             graph_estimate=cuda_graph_estimate, n_ubatch=ubatch, mla=mla,
             swa_ratio=swa_full_tokens_ratio, windows=parse_windows(max_attention_window), swa_full=swa_full,
+            mamba_ssm_cache_dtype=mamba_ssm_cache_dtype, mamba_cache_dtype=mamba_cache_dtype,
         )  # fmt: skip
         if batch is not None:
             positive(batch, "batch")

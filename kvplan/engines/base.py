@@ -11,6 +11,7 @@ units (:meth:`Engine.layout`, a :class:`Layout`), how many bytes per GPU it give
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,7 +19,7 @@ from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan, StagePlan, cache_plan
 from kvplan.params import Sharding
-from kvplan.spec import ModelSpec, ceil_div
+from kvplan.spec import SSM_STATE_VARIANTS, LayerKind, ModelSpec, ceil_div
 from kvplan.units import MAX_CONTEXT, canonical_dtype
 
 if TYPE_CHECKING:  # types only: capacity imports the engines, never the reverse
@@ -101,6 +102,13 @@ class Settings:
     # Measured host (CPU) seconds per request in a serving step (not an engine flag): switches on kvplan.host's
     # host term in kvplan.serving, which is otherwise not modelled (docs/cost.md, "Host work per step").
     host_request_s: float | None = None
+    # vLLM --mamba-ssm-cache-dtype (vllm/config/cache.py CacheConfig.mamba_ssm_cache_dtype, MambaDType "auto",
+    # "float32", "float16"; 0.16.0 / 0.19.0 / 0.21.0): the SSM state's dtype, over the model's own rule
+    # (kvplan.engines.vllm Vllm.ssm_state_dtype). None: "auto".
+    mamba_ssm_cache_dtype: str | None = None
+    # vLLM --mamba-cache-dtype (CacheConfig.mamba_cache_dtype, MambaDType, default "auto": the model's dtype): the conv
+    # state's dtype, and the SSM state's where --mamba-ssm-cache-dtype and the model's rule leave it "auto".
+    mamba_cache_dtype: str | None = None
     overrides: Overrides = field(default_factory=Overrides)
 
 
@@ -127,6 +135,8 @@ SETTING_FLAGS = {
     "capacity_scheduler_policy": "--capacity-scheduler-policy",
     "mixed_chunk": "--enable-mixed-chunk",
     "schedule_conservativeness": "--schedule-conservativeness",
+    "mamba_ssm_cache_dtype": "--mamba-ssm-cache-dtype",
+    "mamba_cache_dtype": "--mamba-cache-dtype",
     "overrides.cuda_graph_bytes": "--cuda-graph",
 }
 
@@ -930,10 +940,25 @@ class Engine:
         until every rank has one (kvplan.dp_balance prices the hold in the TTFT); None where it holds none."""
         return None
 
-    def model_as_run(self, spec: ModelSpec) -> ModelSpec:
-        """The model as the engine computes and caches it, where that differs from the checkpoint's config (a window
-        the engine does not apply); the spec itself by default. kvplan.capacity.setup and kvplan.cost take it."""
-        return spec
+    def model_as_run(self, spec: ModelSpec, settings: Settings | None = None) -> ModelSpec:
+        """The model as the engine computes and caches it, where that differs from the checkpoint's config: the dtype
+        it keeps each recurrent layer's SSM state in (:meth:`ssm_state_dtype`; engines override for a window they do
+        not apply); the spec itself where nothing differs. kvplan.capacity.setup and kvplan.cost take it."""
+        given = settings or Settings()
+        return with_state_dtypes(
+            spec, lambda kind: (self.conv_state_dtype(spec, kind, given), self.ssm_state_dtype(spec, kind, given))
+        )
+
+    def conv_state_dtype(self, spec: ModelSpec, kind: LayerKind, settings: Settings) -> str | None:
+        """The dtype the engine keeps a recurrent ``kind``'s conv state in; None: the model's dtype. Here, the spec's
+        ``state_dtype`` (kvplan.memory); vLLM (``--mamba-cache-dtype``) and llama.cpp override it."""
+        return kind.state_dtype
+
+    def ssm_state_dtype(self, spec: ModelSpec, kind: LayerKind, settings: Settings) -> str | None:
+        """The dtype the engine keeps a recurrent ``kind``'s SSM (temporal) state in; None: its conv state's
+        (:meth:`conv_state_dtype`; kvplan.memory.recurrent_state_bytes). Here, the ideal layout's rule: what the
+        checkpoint's config states (``kind.ssm_state_dtype``, kvplan.hf); the serving engines override it."""
+        return kind.ssm_state_dtype
 
     def runtime_batch_size(self, settings: Settings, capacity: int) -> int | None:
         """The batch the engine's runtime caps a step at when its KV pool holds ``capacity`` requests of the running
@@ -1080,6 +1105,43 @@ def spans_view(spec: ModelSpec, spans: dict[str, int | None]) -> ModelSpec:
     for name, span in spans.items():
         shape = {"type": "full", "window": None} if span is None else {"type": "sliding", "window": span}
         kinds[name] = kinds[name].model_copy(update={**shape, "chunk": None})
+    return spec.model_copy(update={"layers": spec.layers.model_copy(update={"kinds": kinds})})
+
+
+_STATES_KEPT: dict[tuple[Any, ...], tuple[ModelSpec, ModelSpec]] = {}  # (id of a spec, dtypes) -> (it, its copy)
+
+
+def with_state_dtypes(spec: ModelSpec, resolve: Callable[[LayerKind], tuple[str | None, str | None]]) -> ModelSpec:
+    """``spec`` with each recurrent kind's (a Falcon-H1 attention kind's parallel mixer's included) conv and SSM state
+    dtypes set to ``resolve(kind)`` = ``(state_dtype, ssm_state_dtype)``; the spec itself where none changes. One copy
+    per spec object and dtypes, so the latency paths' per-spec memos (keyed on identity) see one model."""
+    dtypes: dict[str, tuple[str | None, str | None]] = {}
+    for name, kind in spec.layers.kinds.items():
+        mixer = kind.parallel if kind.parallel is not None else kind
+        if mixer.variant in SSM_STATE_VARIANTS:
+            wanted = tuple(canonical_dtype(d) if d else None for d in resolve(mixer))
+            if wanted != (mixer.state_dtype, mixer.ssm_state_dtype):
+                dtypes[name] = wanted  # type: ignore[assignment]
+    if not dtypes:
+        return spec
+    key = (id(spec), *sorted(dtypes.items(), key=lambda item: item[0]))
+    hit = _STATES_KEPT.get(key)
+    if hit is None or hit[0] is not spec:
+        if len(_STATES_KEPT) > 256:
+            _STATES_KEPT.clear()
+        hit = _STATES_KEPT[key] = (spec, _with_dtypes(spec, dtypes))
+    return hit[1]
+
+
+def _with_dtypes(spec: ModelSpec, dtypes: dict[str, tuple[str | None, str | None]]) -> ModelSpec:
+    kinds = dict(spec.layers.kinds)
+    for name, (conv, ssm) in dtypes.items():
+        kind = kinds[name]
+        update = {"state_dtype": conv, "ssm_state_dtype": ssm}
+        if kind.parallel is not None:
+            kinds[name] = kind.model_copy(update={"parallel": kind.parallel.model_copy(update=update)})
+        else:
+            kinds[name] = kind.model_copy(update=update)
     return spec.model_copy(update={"layers": spec.layers.model_copy(update={"kinds": kinds})})
 
 

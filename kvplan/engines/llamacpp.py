@@ -16,7 +16,7 @@ from kvplan.failures import COMPUTE_ALLOC, CTX_OVER_TRAIN, KV_ALLOC, WEIGHTS_ALL
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan, LayerCache, StagePlan, recurrent_state_elements
 from kvplan.params import Sharding
-from kvplan.spec import ModelSpec, ceil_div
+from kvplan.spec import LayerKind, ModelSpec, ceil_div
 from kvplan.units import GIB, MAX_CONTEXT, MIB
 
 if TYPE_CHECKING:
@@ -161,6 +161,17 @@ def compute_buffer(spec: ModelSpec, settings: Settings) -> int:
 
 @dataclass(frozen=True)
 class LlamaCpp(Engine):
+    def ssm_state_dtype(self, spec: ModelSpec, kind: LayerKind, settings: Settings) -> str | None:
+        """F32: src/llama-model.cpp llama_model::create_memory builds llama_memory_recurrent (recurrent models) and
+        llama_memory_hybrid (hybrids) with type_r = type_s = GGML_TYPE_F32 (read in stored copies through the code
+        index), whatever the GGUF's metadata; :func:`_stage` sizes both states so for capacity, and these two rules set
+        the states the decode steps read (kvplan.latency)."""
+        return "fp32"
+
+    def conv_state_dtype(self, spec: ModelSpec, kind: LayerKind, settings: Settings) -> str | None:
+        """F32, as :meth:`ssm_state_dtype` says (type_r, the conv state)."""
+        return "fp32"
+
     def weights_in_log(self, text: str) -> str | None:
         m = re.search(r"file type\s*=\s*([A-Za-z0-9_]+)", text)
         return GGUF_FILE_TYPES.get(m.group(1).lower()) if m else None

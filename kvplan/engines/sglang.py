@@ -55,7 +55,7 @@ from kvplan.memory import (
     with_token_bytes,
 )
 from kvplan.params import Sharding
-from kvplan.spec import ModelSpec, ceil_div
+from kvplan.spec import LayerKind, ModelSpec, ceil_div
 from kvplan.units import GIB, KV_DTYPES, MIB
 
 if TYPE_CHECKING:
@@ -80,8 +80,24 @@ MAMBA_FULL_MEMORY_RATIO = 0.9
 # KV-cache configurator MAMBA_CACHE_SIZE_MAX_RUNNING_REQUESTS_RATIO = 3 (radix cache on, no extra buffer):
 # running requests <= Mamba slots // 3.
 MAMBA_SLOTS_PER_RUNNING_REQUEST = 3
-# server_args.py mamba_ssm_dtype: the SSM (temporal) state is float32 unless set; conv state in the model dtype.
+# The SSM (temporal) state's dtype: python/sglang/srt/configs/mamba_utils.py mamba2_state_dtype(config) @02e208de
+# (read through the code index): SGLANG_MAMBA_SSM_DTYPE (set from ServerArgs.mamba_ssm_dtype, --mamba-ssm-dtype, only
+# when given: handle_environment_variables; not modelled), else the
+# config's mamba_ssm_dtype (config.text_config's for VL configs), else "float32"; the conv state is
+# SGLANG_MAMBA_CONV_DTYPE, default bfloat16 (kvplan: the model's dtype, bf16 for every bundled hybrid). kvplan imports
+# mamba_ssm_dtype for the Qwen3.5 families (kvplan.hf._SSM_DTYPE_KEYS); Nemotron-H's config key,
+# mamba_ssm_cache_dtype, is not the one SGLang reads.
 MAMBA_SSM_DTYPE = "fp32"
+SSM_DTYPE_KEY_FAMILIES = frozenset({"qwen3_5", "qwen3_5_moe"})  # whose ssm_state_dtype came from mamba_ssm_dtype
+
+
+def ssm_state_dtype_kept(spec: ModelSpec, kind: LayerKind) -> str:
+    """The dtype SGLang keeps ``kind``'s SSM state in (the comment above MAMBA_SSM_DTYPE)."""
+    if spec.family in SSM_DTYPE_KEY_FAMILIES and kind.ssm_state_dtype:
+        return kind.ssm_state_dtype
+    return MAMBA_SSM_DTYPE
+
+
 # _resolve_max_num_reqs: estimated = token_capacity / context_len x 512, clamped to [2048, 4096].
 MAX_RUNNING_REQUESTS_FLOOR, MAX_RUNNING_REQUESTS_CEILING = 2048, 4096
 
@@ -355,11 +371,12 @@ def _fp4_token_bytes(spec: ModelSpec, c: LayerCache, *, tp: int) -> int:
 
 
 def mamba_state_bytes(spec: ModelSpec, kind_name: str, *, tp: int) -> int:
-    """One request's state in one recurrent layer on one rank: conv state in the model dtype, SSM state
-    in float32 (server_args mamba_ssm_dtype default; mamba_utils Mamba2StateDType)."""
-    conv, ssm = recurrent_state_elements(spec.kind(kind_name))
+    """One request's state in one recurrent layer on one rank: conv state in the model dtype, SSM state in the
+    dtype :func:`ssm_state_dtype_kept` gives (float32 unless the config's mamba_ssm_dtype says otherwise)."""
+    kind = spec.kind(kind_name)
+    conv, ssm = recurrent_state_elements(kind)
     model = KV_DTYPES[spec.dtype] if spec.dtype in KV_DTYPES else KV_DTYPES["bf16"]
-    return model.nbytes(ceil_div(conv, tp)) + KV_DTYPES[MAMBA_SSM_DTYPE].nbytes(ceil_div(ssm, tp))
+    return model.nbytes(ceil_div(conv, tp)) + KV_DTYPES[ssm_state_dtype_kept(spec, kind)].nbytes(ceil_div(ssm, tp))
 
 
 def _one_pool(stage: StagePlan) -> StagePlan:
@@ -424,6 +441,10 @@ def mem_fraction_04(tp: int) -> float:
 
 @dataclass(frozen=True)
 class Sglang(Engine):
+    def ssm_state_dtype(self, spec: ModelSpec, kind: LayerKind, settings: Settings) -> str | None:
+        """SGLang's SSM state dtype (:func:`ssm_state_dtype_kept`): the decode steps read the state it keeps."""
+        return ssm_state_dtype_kept(spec, kind)
+
     def batch_limits(
         self, settings: Settings, total: int, gpu: GPU, *, dp_ranks: int = 1
     ) -> tuple[int | None, int | None]:

@@ -132,6 +132,12 @@ def forward_activation(spec: ModelSpec, tokens: int) -> int:
 
 @dataclass(frozen=True)
 class Transformers(Engine):
+    def ssm_state_dtype(self, spec: ModelSpec, kind: LayerKind, settings: Settings) -> str | None:
+        """:data:`RECURRENT_STATE_DTYPE`: transformers' cache holds the state its mixer returns, float32 whatever the
+        config's mamba_ssm_cache_dtype / mamba_ssm_dtype say (no modeling file reads either key in 5.24.0;
+        tests/test_against_transformers.py pins the dtype its skeletons' caches hold)."""
+        return RECURRENT_STATE_DTYPE
+
     def attention_spans(self, spec: ModelSpec, settings: Settings) -> dict[str, int | None] | None:
         """A chunked layer attends over all its cache hands back, the chunk masked: transformers 5.24.0 caches it in
         a ``DynamicSlidingWindowLayer`` with ``sliding_window = attention_chunk_size`` (cache_utils.py

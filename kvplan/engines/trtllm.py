@@ -45,7 +45,7 @@ from kvplan.memory import (
     with_token_bytes,
 )
 from kvplan.params import Sharding
-from kvplan.spec import ModelSpec, ceil_div, pipeline_stages
+from kvplan.spec import LayerKind, ModelSpec, ceil_div, pipeline_stages
 from kvplan.units import GIB
 
 if TYPE_CHECKING:
@@ -364,6 +364,19 @@ def _nvfp4_token_bytes(spec: ModelSpec, c: LayerCache, *, tp: int) -> int:
     return nvfp4_layer_bytes(heads * (k_dim + v_dim))
 
 
+# The SSM (temporal) state's dtype, PyTorch backend (tensorrt_llm/_torch/pyexecutor/config_utils.py
+# resolve_ssm_cache_dtype and extract_mamba_kv_cache_params, main 2026 as stored in the code index): the LLM API's
+# kv_cache_config.mamba_ssm_cache_dtype (Literal "auto", "float16", "bfloat16", "float32"; default "auto"; kvplan has
+# no flag for it), else the config's own mamba_ssm_cache_dtype (top level or text_config; "auto" counts as none), else
+# the model's dtype; the conv state in the model's dtype (MambaKVCacheParams.get_states_bytes_per_layer). The
+# config's mamba_ssm_dtype (Qwen3.5) is left unread on purpose ("expresses the SSM *compute* dtype intent, not the
+# cache dtype", its docstring), so Qwen3.5's state is the model's bf16. kvplan imports mamba_ssm_cache_dtype for the
+# Nemotron-H family (kvplan.hf._SSM_DTYPE_KEYS). An older model_loader.py (@004b733e, as stored) took the model's
+# dtype for "auto" without reading the config; when the config began to be read was not found, so these rules (the
+# newest release) carry main's. v0.17's TensorRT engines: not read; the model's dtype, as before.
+SSM_CACHE_KEY_FAMILIES = frozenset({"nemotron_h"})  # whose ssm_state_dtype came from mamba_ssm_cache_dtype
+
+
 @dataclass(frozen=True)
 class Trtllm(Engine):
     """TensorRT-LLM. ``tensorrt_engine``: the release runs TensorRT engines built ahead (v0.17: trtllm-build or the
@@ -527,7 +540,13 @@ class Trtllm(Engine):
         """
         return settings.max_num_batched_tokens, settings.max_num_seqs
 
-    def model_as_run(self, spec: ModelSpec) -> ModelSpec:
+    def ssm_state_dtype(self, spec: ModelSpec, kind: LayerKind, settings: Settings) -> str | None:
+        """The SSM state dtype (the comment above SSM_CACHE_KEY_FAMILIES); None: the model's."""
+        if self.tensorrt_engine or spec.family not in SSM_CACHE_KEY_FAMILIES:
+            return None
+        return kind.ssm_state_dtype
+
+    def model_as_run(self, spec: ModelSpec, settings: Settings | None = None) -> ModelSpec:
         """The TensorRT-engine releases attend to the whole sequence on sliding-window layers: the runtime keeps and
         attends to the last N tokens only where it is given ``max_attention_window_size`` (docs/source/advanced/
         gpt-attention.md, "Sliding Window Attention, Cyclic (Rolling Buffer) KV Cache"), which a launch without
@@ -537,6 +556,7 @@ class Trtllm(Engine):
         (:func:`whole_sequence_attention`). The newest release's PyTorch models pass their config's window to the
         attention (the comment above WindowLayout): the spec as given, its attention's spans per
         :meth:`attention_spans` (Mistral's and Mixtral's attention took no window before PR #12597)."""
+        spec = super().model_as_run(spec, settings)  # the SSM state dtype (ssm_state_dtype)
         return whole_sequence_attention(spec) if self.tensorrt_engine else spec
 
     def runtime_batch_size(self, settings: Settings, capacity: int) -> int | None:

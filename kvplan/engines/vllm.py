@@ -64,7 +64,7 @@ from kvplan.memory import (
     with_token_bytes,
 )
 from kvplan.params import Sharding, pipeline_stages
-from kvplan.spec import ModelSpec, ceil_div
+from kvplan.spec import LayerKind, ModelSpec, ceil_div
 from kvplan.units import GIB
 
 if TYPE_CHECKING:
@@ -641,6 +641,44 @@ def round_up(n: int, multiple: int) -> int:
     return ceil_div(n, multiple) * multiple
 
 
+# ---- the recurrent SSM state's dtype, per release ---------------------------------------------------------------
+# Read in the PyPI wheels 0.16.0, 0.19.0 and 0.21.0. vllm/model_executor/layers/mamba/mamba_utils.py
+# MambaStateDtypeCalculator._mamba_state_dtype: the conv state in --mamba-cache-dtype ("auto": the model's dtype,
+# utils/torch_utils.py get_kv_cache_torch_dtype), the SSM (temporal) state in --mamba-ssm-cache-dtype, whose "auto"
+# takes the conv state's; mamba1/mamba2_state_dtype (Jamba, Falcon-H1, Granite 4.0-H, Nemotron-H) pass both, and
+# gated_delta_net_state_dtype (Qwen3-Next, Qwen3.5) passes the SSM one from 0.19.0 only: 0.16.0's takes
+# mamba_cache_dtype alone (both states in it). vllm/config/cache.py: both flags default "auto", MambaDType = "auto",
+# "float32", "float16". Then vllm/model_executor/models/config.py MODELS_CONFIG_MAP, only while the flag is "auto":
+# * NemotronHForCausalLMConfig.update_mamba_ssm_cache_dtype (NemotronHForCausalLM, NemotronHPuzzleForCausalLM):
+#   getattr(hf_config, "mamba_ssm_cache_dtype", "float16") in 0.16.0 and 0.19.0; the fallback is
+#   DEFAULT_MAMBA_SSM_CACHE_DTYPE = "float32" in 0.21.0. Those wheels need transformers < 5 (METADATA), which has no
+#   nemotron_h class (4.57.6 configuration_auto.py), so the config loads through the Hub's remote code, whose
+#   NemotronHConfig has no such field: a config without it is float16 there (transformers 5's class default
+#   "float32" agrees with 0.21's fallback);
+# * Qwen3_5ForConditionalGenerationConfig (Qwen3_5ForConditionalGeneration, Qwen3_5MoeForConditionalGeneration;
+#   from 0.19.0, not in 0.16.0, whose registry has no Qwen3.5 at all): hf_text_config.mamba_ssm_dtype where present;
+# * no other hybrid (Qwen3-Next, Jamba, Falcon-H1, Granite 4.0-H): the model's dtype.
+# The 0.8 rules: not read (that release predates --mamba-ssm-cache-dtype); they keep 0.16's, the oldest read.
+# --mamba-cache-dtype (Vllm.conv_state_dtype) sets the conv state, and the SSM state where the rules above leave "auto".
+NEMOTRON_H_FAMILIES = frozenset({"nemotron_h"})
+QWEN3_5_FAMILIES = frozenset({"qwen3_5", "qwen3_5_moe"})
+MAMBA_SSM_FLAG = {"auto": None, "float32": "fp32", "float16": "fp16"}  # MambaDType -> kvplan's name (None: auto)
+
+
+def mamba_ssm_flag(value: str | None, flag: str = "--mamba-ssm-cache-dtype") -> str | None:
+    """The state dtype ``flag value`` asks for (``--mamba-ssm-cache-dtype``, ``--mamba-cache-dtype``: the same
+    MambaDType choices); None for "auto" (or not given)."""
+    key = "auto" if value is None else str(value).strip().lower()
+    if key not in MAMBA_SSM_FLAG:
+        raise InvalidInput(f"invalid {flag} {value!r}; vLLM accepts {', '.join(MAMBA_SSM_FLAG)}")
+    return MAMBA_SSM_FLAG[key]
+
+
+def mamba_conv_flag(value: str | None) -> str | None:
+    """The conv state dtype ``--mamba-cache-dtype value`` asks for; None for "auto" (the model's dtype)."""
+    return mamba_ssm_flag(value, "--mamba-cache-dtype")
+
+
 # vLLM's Marlin MoE kernel (ops.moe_wna16_marlin_gemm, csrc/moe/marlin_moe_wna16/), as its MXFP4 path holds and runs
 # the experts: every linear padded to n % 256 == 0 and k % 128 == 0 ("the moe marlin kernel requires that for each
 # linear n % 256 == 0 and k % 128 == 0", quantization/mxfp4.py create_weights, read in the 0.16.0 wheel): hidden to
@@ -677,6 +715,28 @@ class Vllm(Engine):
     # ... and on SM100 through FlashInfer where flashinfer-python is a dependency of the wheel (0.16.0: ==0.6.3; 0.19.0:
     # ==0.6.6, read in their METADATA); the 0.8-0.15 rules leave Blackwell at the checkpoint's dims (not read).
     mxfp4_blackwell_flashinfer: bool = True
+    # The SSM state dtype (see MambaStateDtypeCalculator above): Nemotron-H's when its config states none, whether
+    # gated_delta_net_state_dtype takes --mamba-ssm-cache-dtype, whether Qwen3.5's config override exists.
+    nemotron_h_ssm_default: str = "fp16"
+    gdn_reads_ssm_dtype: bool = True
+    qwen3_5_ssm_override: bool = True
+
+    def conv_state_dtype(self, spec: ModelSpec, kind: LayerKind, settings: Settings) -> str | None:
+        """``--mamba-cache-dtype`` (get_kv_cache_torch_dtype: "auto" is the model's dtype, None here)."""
+        return mamba_conv_flag(settings.mamba_cache_dtype)
+
+    def ssm_state_dtype(self, spec: ModelSpec, kind: LayerKind, settings: Settings) -> str | None:
+        """The release's rule for the SSM state's dtype (the comment above MAMBA_SSM_FLAG): None, the conv state's."""
+        flag = mamba_ssm_flag(settings.mamba_ssm_cache_dtype)
+        if kind.variant == "gated_deltanet" and not self.gdn_reads_ssm_dtype:
+            return None
+        if flag is not None:
+            return flag
+        if spec.family in NEMOTRON_H_FAMILIES:
+            return kind.ssm_state_dtype or self.nemotron_h_ssm_default
+        if spec.family in QWEN3_5_FAMILIES and self.qwen3_5_ssm_override:
+            return kind.ssm_state_dtype
+        return None
 
     def expert_dims_as_loaded(self, *, weights_dtype: str, gpu: GPU, hidden: int, inter_rank: int) -> tuple[int, int]:
         """MXFP4 routed experts (gpt-oss) as vLLM allocates them, padded for the MoE backend it picks. Read in the
@@ -737,6 +797,8 @@ class Vllm(Engine):
     def check_settings(self, settings: Settings) -> None:
         with self._naming_the_release():
             super().check_settings(settings)
+        mamba_ssm_flag(settings.mamba_ssm_cache_dtype)  # a value vLLM's CLI refuses, refused here for any model
+        mamba_conv_flag(settings.mamba_cache_dtype)
 
     @contextlib.contextmanager
     def _naming_the_release(self) -> Iterator[None]:
@@ -962,6 +1024,12 @@ def serve_args(r: CapacityResult, *, model: str, sequences: int, kv_flag: str, d
         args += ["--enable-expert-parallel"]
     if r.block_tokens != 16:
         args += ["--block-size", str(r.block_tokens)]
+    for name, flag in (
+        ("mamba_cache_dtype", "--mamba-cache-dtype"),
+        ("mamba_ssm_cache_dtype", "--mamba-ssm-cache-dtype"),
+    ):
+        if name in r.settings:  # the state dtypes size each request's Mamba pages
+            args += [flag, str(r.settings[name])]
     default_tokens, _ = batch_defaults(r.breakdown["device_total_bytes"])
     if r.max_num_batched_tokens not in (None, default_tokens):
         # The profile run's size sets the activation term of the budget: the line must repeat it.
@@ -1411,6 +1479,8 @@ V0_19 = Vllm(
         "overrides.cuda_graph_bytes",
         "two_batch_overlap",
         "deepep",
+        "mamba_ssm_cache_dtype",
+        "mamba_cache_dtype",
     ),
     # vllm/config/cache.py CacheConfig.gpu_memory_utilization default 0.9 in 0.19.
     gpu_memory_utilization=0.9,
@@ -1442,7 +1512,8 @@ V0_19 = Vllm(
 # vLLM 0.8.x: the same rules, before get_batch_defaults checked the device name for A100 (PR #17885, v0.9.0).
 # 0.8 had neither the shared-experts stream nor dual-batch overlap; its default all2all ("naive", broadcasts from
 # every rank, vllm/distributed/device_communicators/all2all.py) moves what an all-gather moves.
-_NEWER_FLAGS = ("two_batch_overlap", "deepep")  # --enable-dbo and the DeepEP all2all backends came after 0.8
+# --enable-dbo, the DeepEP all2all backends and the Mamba state dtype flags came after 0.8
+_NEWER_FLAGS = ("two_batch_overlap", "deepep", "mamba_ssm_cache_dtype", "mamba_cache_dtype")
 # 0.8 picked MLA backends by the older rule (mla_choice "flashmla_forced"): FlashMLA with 64-token blocks on Hopper,
 # Triton MLA elsewhere, Blackwell included, so vLLM 0.24.0's FLASHINFER_MLA constant (blackwell_mla_layer_s) does not
 # describe its Blackwell decode: mla_layer_s there (fitted on Hopper's kernels; no Triton MLA timing was fitted).
@@ -1458,6 +1529,7 @@ V0_8 = replace(V0_19, release="0.8", version="0.8 (V1 engine, before the A100 ba
                mxfp4_hopper_marlin=True,  # no triton_kernels installed (Vllm.expert_dims_as_loaded)
                mxfp4_blackwell_flashinfer=False,  # FlashInfer not read as a dependency of those wheels
                disagg_kv_entries=None,  # the V1 MooncakeConnector read above was not read at 0.8: no entry cost
+               gdn_reads_ssm_dtype=False, qwen3_5_ssm_override=False,  # 0.16's SSM-state rule (the oldest read)
                settings_read=tuple(n for n in V0_19.settings_read if n not in _NEWER_FLAGS))  # fmt: skip
 V0_21 = replace(
     V0_19,
@@ -1474,6 +1546,8 @@ V0_21 = replace(
     # vllm/config/cache.py mamba_cache_mode: "align" is the default when prefix caching is enabled
     # (enable_prefix_caching default True); MambaSpec.max_memory_usage_bytes: 2 pages per request.
     mamba_align=True,
+    # models/config.py NemotronHForCausalLMConfig.DEFAULT_MAMBA_SSM_CACHE_DTYPE = "float32" (0.21.0 wheel).
+    nemotron_h_ssm_default="fp32",
 )
 # vLLM 0.16.0 (read in the PyPI wheel vllm-0.16.0-cp38-abi3-manylinux_2_31_x86_64.whl, vllm/_version.py commit
 # g89a77b108; the release the Vultr B200 tables ran, benchmarks/data/published_throughput.json). What it shares with
@@ -1534,6 +1608,10 @@ V0_16 = replace(
         gdn_kernel_archs=(),
     ),
     settings_read=tuple(n for n in V0_19.settings_read if n != "cuda_graph_estimate"),
+    # The SSM state (MambaStateDtypeCalculator above): 0.16.0's gated_delta_net_state_dtype takes no
+    # --mamba-ssm-cache-dtype, and its models/config.py has no Qwen3_5ForConditionalGenerationConfig.
+    gdn_reads_ssm_dtype=False,
+    qwen3_5_ssm_override=False,
 )
 VERSIONS = (V0_8, V0_16, V0_19, V0_21)
 ENGINE = VERSIONS[-1]  # `--engine vllm`: the newest rule set

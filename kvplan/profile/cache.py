@@ -16,12 +16,13 @@ only ``--device meta`` accepts them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from kvplan.errors import InvalidInput
-from kvplan.memory import _state_dtype, recurrent_state_elements
+from kvplan.memory import _ssm_state_dtype, _state_dtype, recurrent_state_elements
 from kvplan.spec import LayerKind, ModelSpec
 from kvplan.units import KV_DTYPES
 
@@ -138,14 +139,18 @@ def state_shapes(kind: LayerKind) -> tuple[tuple[int, int], tuple[int, int, int]
 
 
 def state_cache(spec: ModelSpec, kind: LayerKind, *, batch: int, device: torch.device) -> StateCache:
-    name = _state_dtype(spec, kind)  # the same rule the estimator uses
+    # the same rules the estimator uses: conv state at state_dtype, SSM state at ssm_state_dtype where given
     conv, ssm = state_shapes(kind)
+    return StateCache(
+        _state_tensor(conv, _state_dtype(spec, kind), batch=batch, device=device),
+        _state_tensor(ssm, _ssm_state_dtype(spec, kind), batch=batch, device=device),
+    )
+
+
+def _state_tensor(shape: tuple[int, ...], name: str, *, batch: int, device: torch.device) -> torch.Tensor:
     if name in PACKED_DTYPES:
-        return StateCache(
-            _empty((batch, _packed_row(conv[0] * conv[1], name)), name, device=device),
-            _empty((batch, _packed_row(ssm[0] * ssm[1] * ssm[2], name)), name, device=device),
-        )
-    return StateCache(_empty((batch, *conv), name, device=device), _empty((batch, *ssm), name, device=device))
+        return _empty((batch, _packed_row(math.prod(shape), name)), name, device=device)
+    return _empty((batch, *shape), name, device=device)
 
 
 def layer_cache(
