@@ -11,7 +11,11 @@ describes, by a grid search for the least median ``|ln(kvplan / aiconfigurator)|
   of an expert again (:func:`kvplan.latency._moe_dequant_s`), on the TensorRT-LLM ``w4a16_mxfp4`` points (gpt-oss) of
   B200 and GB200 (TensorRT-LLM-Gen's Blackwell kernels);
 * ``hopper_mxfp4_moe_dequant_s`` / ``hopper_mxfp4_moe_layer_s`` (TensorRT-LLM): the same on H100 / H200, where its
-  Triton backend runs them, with that backend's fixed seconds per layer; fitted in turn (:data:`JOINT`).
+  Triton backend runs them, with that backend's fixed seconds per layer; fitted in turn (:data:`JOINT`);
+* ``hopper_moe_block_tile_eff`` / ``hopper_moe_block_half_width`` (TensorRT-LLM): the block-scaled fp8 experts on
+  H100 / H200 priced by DeepGEMM's token tiles (:func:`kvplan.latency._block_tile_rows`), the tiles' share of the
+  block-fp8 GEMM peak and the intermediate width at which thin slices reach half of it, on the 960 Hopper ``fp8_block``
+  points; fitted in turn, :data:`GROUP_ROUNDS` rounds (about 3 minutes).
 
 It prints, per constant, the value, the points, and the median / worst |ln| before (the constant at 0) and after;
 paste the values into the engine's ``CALIBRATION``::
@@ -43,10 +47,19 @@ FITS = {
     "hopper_mxfp4_moe_dequant_s": ("trtllm", "w4a16_mxfp4", HOPPER, 1e-12, PS_GRID),
     # 10 to 150 us a layer, 0.5 us steps
     "hopper_mxfp4_moe_layer_s": ("trtllm", "w4a16_mxfp4", HOPPER, 1e-6, tuple(i / 2 for i in range(20, 301))),
+    # the block-fp8 Hopper tiles' share of the block-fp8 GEMM peak: 0.5 to 1.6, 0.025 steps
+    "hopper_moe_block_tile_eff": ("trtllm", "fp8_block", HOPPER, 1.0, tuple(i / 40 for i in range(20, 65))),
+    # ... and the intermediate width on the rank at which thin slices run at half of it: 0 to 3,000, steps of 50
+    "hopper_moe_block_half_width": ("trtllm", "fp8_block", HOPPER, 1.0, tuple(float(i) for i in range(0, 3001, 50))),
 }
 # Constants that share their points, fitted in turn (each with the others' latest values held), ROUNDS times over
-JOINT = (("hopper_mxfp4_moe_dequant_s", "hopper_mxfp4_moe_layer_s"),)
+JOINT = (
+    ("hopper_mxfp4_moe_dequant_s", "hopper_mxfp4_moe_layer_s"),
+    ("hopper_moe_block_tile_eff", "hopper_moe_block_half_width"),
+)
 ROUNDS = 2
+# ... where a group needs more rounds to settle (the tile pair: each round moves the other's best value)
+GROUP_ROUNDS = {"hopper_moe_block_tile_eff": 5}
 
 
 def points(tables: list[dict], engine: str, dtype: str, gpus: tuple[str, ...]) -> list[tuple[dict, list]]:
@@ -124,7 +137,7 @@ def fit_all(tables: list[dict], names: list[str]) -> list[dict]:
         if name in done:
             continue
         held: dict = {}
-        for _ in range(ROUNDS if len(group) > 1 else 1):
+        for _ in range(GROUP_ROUNDS.get(group[0], ROUNDS) if len(group) > 1 else 1):
             results = []
             for member in (m for m in group if m in names):
                 r = fit(tables, member, held={k: v for k, v in held.items() if k != member})

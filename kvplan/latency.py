@@ -18,8 +18,10 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
   ``moe_ep_imbalance``; routing is skewed: aiconfigurator times its MoE kernels under power-law
   expert loads, alpha 1.2, DeepSeek 1.01, ``aiconfigurator_core/sdk/models/moe.py``, ``deepseek.py``)
   and reads at least one whole expert where any is touched (not the mean rank's fraction of one); TensorRT-LLM's
-  block-scaled fp8 experts also pay a walk over every expert on the rank (:func:`_moe_expert_s`), and its W4A16 MXFP4
-  experts on Blackwell dequantize their weights once per token tile (:func:`_moe_dequant_s`); where the engine runs
+  block-scaled fp8 experts also pay a walk over every expert on the rank (:func:`_moe_expert_s`), on Hopper are priced
+  by DeepGEMM's token tiles and their side kernels' bytes instead of the curve (:func:`_block_tile_rows`,
+  :func:`_block_side_bytes`), and its W4A16 MXFP4 experts on Blackwell dequantize their weights once per token tile
+  (:func:`_moe_dequant_s`); where the engine runs
   vLLM's Marlin MoE kernel (:meth:`kvplan.engines.base.Engine.moe_kernel`) the experts are padded to its multiples and
   its compute is each expert's tokens padded to its token block (:func:`marlin_block_m`) at ``marlin_moe_peak_eff`` of
   the 16-bit peak, or each block's dequantization of its expert (:func:`_marlin_dequant_s`), never less than the
@@ -235,6 +237,7 @@ class _Ctx:
     moe_expert_s: float = 0.0  # block-scaled fp8 grouped experts: seconds per expert on the rank (_moe_expert_s)
     moe_expert_added: bool = False  # that cost adds to the grouped GEMMs (Blackwell) rather than floors them (Hopper)
     moe_dequant_s: float = 0.0  # W4A16 MXFP4 experts: seconds per weight one token tile dequantizes (_moe_dequant_s)
+    moe_block_tiles: int = 0  # block-fp8 experts on Hopper priced by DeepGEMM's tiles: its swap-AB threshold; 0: not
     view_passes: float = 1.0  # decode attention reads the sequences' cells this many times (Engine.decode_view_passes)
     fp8_quant_s: float = 0.0  # per-tensor fp8 GEMMs: fixed seconds of the activations' quantization (_fp8_quant_s)
     moe_mem_scale: float = 1.0  # grouped experts' share of the 16-bit streaming efficiency (fp8_absorbed_mem_eff_scale)
@@ -419,27 +422,53 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
         if c.marlin_peak:
             h_k, w_k = (ceil_div(d, m) * m for d, m in zip((h, inter_rank), c.expert_pad, strict=True))
             per_expert = (3 if gated else 2) * h_k * w_k
-        eff = c.cal.moe_peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
-        eff *= w_k / (w_k + c.cal.moe_half_width)  # thin expert slices (high TP) run below peak
-        compute = 2 * routed * per_expert / ((c.moe_peak or c.peak) * eff)
-        if c.marlin_peak:  # Marlin MoE: at least that; its padded token blocks at its rate, each dequantizing anew
-            block = marlin_block_m(moe_tokens * moe.experts_per_token / local)
-            blocks = touched * _marlin_rows(1, per_touched, block) / block
-            mma = 2 * blocks * block * per_expert / c.marlin_peak
-            compute = max(compute, mma, blocks * per_expert * c.marlin_dequant_s)
         moved = touched * per_expert * c.w_bytes + routed * (2 * h_k + 3 * w_k) * c.act_bytes
         grouped_mem = moved / (c.bw * c.cal.moe_mem_eff * c.moe_mem_scale)
-        body = max(compute, grouped_mem, _dequant_s(c, touched, per_touched, per_expert))
+        side = 0.0
+        if c.moe_block_tiles:  # TensorRT-LLM's block-fp8 grouped GEMMs on Hopper: _block_tile_rows, _block_side_bytes
+            rows = touched * _block_tile_rows(per_touched, swap_below=c.moe_block_tiles)
+            eff = c.cal.hopper_moe_block_tile_eff * inter_rank / (inter_rank + c.cal.hopper_moe_block_half_width)
+            compute = 2 * rows * per_expert / (c.peak * eff)
+            side = routed * _block_side_bytes(h, inter_rank, gated=gated) / (c.bw * c.cal.elementwise_mem_eff)
+        else:
+            eff = c.cal.moe_peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
+            eff *= w_k / (w_k + c.cal.moe_half_width)  # thin expert slices (high TP) run below peak
+            compute = 2 * routed * per_expert / ((c.moe_peak or c.peak) * eff)
+            if c.marlin_peak:  # Marlin MoE: at least that; its padded token blocks at its rate, each dequantizing anew
+                block = marlin_block_m(moe_tokens * moe.experts_per_token / local)
+                blocks = touched * _marlin_rows(1, per_touched, block) / block
+                mma = 2 * blocks * block * per_expert / c.marlin_peak
+                compute = max(compute, mma, blocks * per_expert * c.marlin_dequant_s)
+        body = max(compute, grouped_mem, _dequant_s(c, touched, per_touched, per_expert)) + side
+        grouped_mem += side
         grouped = (body + walk if c.moe_expert_added else max(body, walk)) + fixed
     else:  # a vanishing share of a token (serving's fixed point near rate 0): only the kernels' fixed costs
         grouped, grouped_mem = fixed + walk, 0.0
-    router = _gemm_s(c, tokens, h * moe.num_experts, h + moe.num_experts, k=h, act_quant=False)  # 16-bit; small
-    router_mem = _gemm_mem_s(c, tokens, h * moe.num_experts, h + moe.num_experts)
+    gate = _router_ctx(c)  # the router stays 16-bit whatever the experts' dtype
+    router = _gemm_s(gate, tokens, h * moe.num_experts, h + moe.num_experts, k=h, act_quant=False)
+    router_mem = _gemm_mem_s(gate, tokens, h * moe.num_experts, h + moe.num_experts)
     shared = shared_mem = 0.0
     if moe.shared_size:
         shared = _dense_mlp_s(c, tokens, ceil_div(moe.shared_size, c.tp), gated=gated)
         shared_mem = _dense_mlp_mem_s(c, tokens, ceil_div(moe.shared_size, c.tp), gated=gated)
     return _MoeParts(grouped, router, shared, grouped_mem + router_mem, shared_mem)
+
+
+def _router_ctx(c: _Ctx) -> _Ctx:
+    """The context the MoE router's GEMM runs in: 16-bit weights at the 16-bit peak, whatever the experts' dtype (kept
+    in ``c.terms``). The engines never quantize the router: vLLM builds DeepSeek's gate as
+    ``ReplicatedLinear(hidden_size, n_routed_experts, bias=False, quant_config=None)``
+    (vllm/model_executor/models/deepseek_v2.py ``DeepseekV2MoE.__init__``; NemotronHMoE the same, with fp32 parameters),
+    and TensorRT-LLM's ``DeepseekV3Gate`` holds a plain ``nn.Parameter`` of the model dtype, no quantized Linear
+    (tensorrt_llm/_torch/models/modeling_deepseekv3.py); DeepSeek-V3's fp8 checkpoint ships ``mlp.gate.weight`` in
+    bf16 (no ``weight_scale_inv`` beside it), and :mod:`kvplan.params` counts routers 16-bit (``Part(..., False)``)
+    for every checkpoint format. aiconfigurator prices the router as a bfloat16 GEMM too
+    (aiconfigurator_core/sdk/models/deepseek.py ``generation_router_gemm``, ``GEMMQuantMode.bfloat16``)."""
+    gate = c.terms.get("router")
+    if gate is None:
+        gate = c.terms["router"] = replace(c, w_bytes=c.act_bytes, peak=c.peak16, mem_scale=1.0, fp4_k_s=0.0,
+                                           wave_sms=0, fp8_quant_s=0.0)  # fmt: skip
+    return gate
 
 
 # vLLM's fused_marlin_moe (vllm/model_executor/layers/fused_moe/fused_marlin_moe.py, read in the 0.19.0 wheel) picks
@@ -1338,6 +1367,7 @@ def _make_ctx(
         moe_expert_s=_moe_expert_s(spec, gpu, cal, weights_dtype),
         moe_expert_added=gpu.architecture == "blackwell",
         moe_dequant_s=_moe_dequant_s(gpu, cal, weights_dtype),
+        moe_block_tiles=_moe_block_tiles(spec, gpu, cal, weights_dtype),
         fp8_quant_s=_fp8_quant_s(spec, gpu, cal, weights_dtype),
         moe_mem_scale=_fp8_absorbed(cal) if fp8 else mem_scale,
         marlin_peak=_marlin_peak(gpu, cal, moe_kernel),
@@ -1412,6 +1442,11 @@ def _dequant_s(c: _Ctx, touched: float, per_touched: float, per_expert: int) -> 
     return touched * tiles * per_expert * c.moe_dequant_s
 
 
+def _block_fp8_run(spec: ModelSpec, gpu: GPU, weights_dtype: str) -> bool:
+    """Block-scaled fp8 experts run as fp8 (a block-fp8 checkpoint, fp8 weights, a GPU with fp8 tensor cores)."""
+    return _block_fp8(spec) and gpu.fp8_dense_tflops is not None and weights_dtype.startswith("fp8")
+
+
 def _moe_expert_s(spec: ModelSpec, gpu: GPU, cal: Calibration, weights_dtype: str) -> float:
     """Seconds per expert held on the rank that block-scaled fp8 grouped experts cost whatever the tokens; 0 for any
     other weights (and on a GPU without fp8 tensor cores, where they do not run as fp8).
@@ -1433,9 +1468,67 @@ def _moe_expert_s(spec: ModelSpec, gpu: GPU, cal: Calibration, weights_dtype: st
     TensorRT-LLM MoE tables show it (benchmarks/moe_compare.py): DeepSeek-V3 (256 experts) at one token takes 114.7 us
     at TP 8 on H200 and 105.5 us on B200, where the same expert bytes on 32 experts a rank (EP 8) take 40.1 and 46.5.
     """
-    if not _block_fp8(spec) or gpu.fp8_dense_tflops is None or not weights_dtype.startswith("fp8"):
+    if not _block_fp8_run(spec, gpu, weights_dtype):
         return 0.0
     return cal.blackwell_moe_block_expert_s if gpu.architecture == "blackwell" else cal.hopper_moe_block_expert_s
+
+
+def _moe_block_tiles(spec: ModelSpec, gpu: GPU, cal: Calibration, weights_dtype: str) -> int:
+    """Where block-scaled fp8 grouped experts run on Hopper and the engine's calibration prices them by their kernel's
+    tiles (``hopper_moe_block_tile_eff`` > 0, TensorRT-LLM): the tokens per expert below which that kernel swaps its
+    operands (:func:`_block_tile_rows`); 0 elsewhere (the grouped-GEMM curve). TensorRT-LLM 1.3.0rc20's Hopper path
+    (``CutlassFusedMoE``, FP32 block scales; the kernel aiconfigurator's H100 / H200 ``fp8_block`` MoE tables time)
+    runs both expert GEMMs through ``fp8_grouped_gemm_run`` -> ``grouped_gemm_dispatch``
+    (cpp/tensorrt_llm/kernels/cutlass_kernels/fp8_blockscale_gemm/fp8_blockscale_gemm_kernel.cuh):
+    ``m_per_expert_threshold = num_device_sms == 78 ? 64 : 32`` ("64 for H20(sms=78), 32 for H100/H200")."""
+    if (
+        not cal.hopper_moe_block_tile_eff
+        or gpu.architecture != "hopper"
+        or not _block_fp8_run(spec, gpu, weights_dtype)
+    ):
+        return 0
+    return BLOCK_SWAP_TOKENS_H20 if gpu.sm_count == H20_SMS else BLOCK_SWAP_TOKENS
+
+
+# DeepGEMM's tiles as TensorRT-LLM's grouped_gemm_dispatch picks them (fp8_blockscale_gemm_kernel.cuh, above) through
+# deep_gemm::jit::get_best_gemm_config (the copy read: deep_gemm/jit compiler, the function of that name): block_m is
+# 64 where the tokens per expert are at most 64, else 128 (``shape_m <= 64 ? 64 : 128``); with the operands swapped
+# (fewer tokens per expert than the threshold) the weights' rows take block_m and the tokens block_n, whose candidates
+# run from 16 to 128 in steps of 8, the fewest waves winning and, among equals, the smallest.
+BLOCK_SWAP_TOKENS = 32  # H100 / H200
+BLOCK_SWAP_TOKENS_H20 = 64
+H20_SMS = 78
+BLOCK_TILE_M = (64, 128)  # block_m: up to 64 tokens per expert, past it
+BLOCK_SWAP_N_MIN, BLOCK_SWAP_N_STEP = 16, 8  # block_n candidates 16, 24, ..., 128
+
+
+def _block_tile_rows(tokens: float, *, swap_below: int) -> float:
+    """Token rows the block-fp8 grouped GEMMs compute for an expert that receives ``tokens`` tokens: its tokens
+    rounded up to the kernel's token tile (see :data:`BLOCK_TILE_M`). Below ``swap_below`` the token tile is block_n,
+    the smallest candidate that holds them (one tile in N: fewest waves), at least 16; from it on, whole block_m
+    tiles of 64 or 128 rows. E.g. 4 tokens -> 16, 20 -> 24, 40 -> 64, 100 -> 128, 300 -> 384."""
+    if tokens < swap_below:
+        return max(BLOCK_SWAP_N_MIN, math.ceil(tokens / BLOCK_SWAP_N_STEP - 1e-9) * BLOCK_SWAP_N_STEP)
+    tile = BLOCK_TILE_M[0] if tokens <= BLOCK_TILE_M[0] else BLOCK_TILE_M[1]
+    return math.ceil(tokens / tile - 1e-9) * tile  # 1e-9: 128.0000001 tokens (float noise) is one tile
+
+
+def _block_side_bytes(hidden: int, inter_rank: int, *, gated: bool) -> int:
+    """Bytes per routed token row that TensorRT-LLM's block-fp8 MoE moves in kernels of their own, beside the two
+    grouped GEMMs (which read their fp8 operands and write their 16-bit outputs, the GEMMs' own traffic):
+
+    * the permute (``expandInputRowsKernel``, cpp/tensorrt_llm/kernels/cutlass_kernels/moe_gemm/moe_kernels.cu) copies
+      each routed row's 16-bit hidden vector: 2 + 2 bytes an element;
+    * the first GEMM's input quantized to fp8 with 1 x 128 scales (``fp8_grouped_gemm_run``'s ``scale_1x128_kernel``,
+      fp8_blockscale_gemm_kernel.cuh, ``internal_quantize_a``): read 2, write 1;
+    * the finalize (``finalizeMoeRoutingKernel``, moe_kernels.cu) reads the second GEMM's 16-bit output rows: 2;
+    * the gated activation reads the first GEMM's 2 x inter outputs and writes inter (2 + 2 + 2 bytes an inter element;
+      1 + 1 without a gate), and the second GEMM's input is quantized the same way: read 2, write 1.
+
+    So 9 bytes per hidden element and 9 (gated) per intermediate element on the rank; the finalize's write of each
+    token's reduced row (once per token, not per routed row) is left out."""
+    act = (3 if gated else 2) * 2  # read gate and up (or up), write the product, 16-bit
+    return (2 + 2 + 2 + 1 + 2) * hidden + (act + 2 + 1) * inter_rank
 
 
 def _gather_bytes(gpu: GPU, rules: Overlap, weights_dtype: str, *, dispatch: float, block_fp8: bool = False) -> float:

@@ -101,13 +101,20 @@ def test_known_batch_line_compares_the_step_at_the_published_concurrency_by_hand
     and 300 a rank before TensorRT-LLM's Hopper MLA decode constant, 12.15 us where mla_layer_s 26.68 us applied,
     shortened kvplan's step.) Since stop 25 the independent ranks' arrivals land together
     (kvplan.serving._landed_together: fewer, fuller prefill steps): 110.3 ms at 158 a rank (x1.15, +16.5 ms), its own
-    batch 302 a rank, x1.39 (112.6 ms, x1.12, +14.1 ms, 299 a rank and x1.36 before)."""
+    batch 302 a rank, x1.39 (112.6 ms, x1.12, +14.1 ms, 299 a rank and x1.36 before).
+    With TensorRT-LLM's Hopper block-fp8 experts priced by DeepGEMM's tiles and the router
+    16-bit (r25e; kvplan.latency._block_tile_rows, _router_ctx): the busiest EP rank's experts (32 of them, 8 x b x 8 /
+    8 x (1 + 0.3161 x sqrt(2 ln 8)) / 32 = 0.411 b tokens each at b a rank) switch from 64- to 128-row tiles past 64
+    tokens, b = 156, so the top rate under the cap lies below that switch: 106 a rank at 80.8 ms (x1.05, +46.0 ms),
+    own batch 303 a rank, x1.41 (on r25e's base before the 16-bit gather: 107 a rank, 79.4 ms, x1.07, +47.3 ms,
+    x1.45). Both merged with the arrivals landing together: 116.1 ms at 158 a rank (x1.09, +10.6 ms), own batch 301 a
+    rank, x1.46."""
     pub, _ = published()
     line = pub.known_batch_line()
     assert line.startswith("dp-candidates known batch: deepseek-v3 h200 DP8 EP8 1024/2048 at 159 a rank")
     assert round(159 * 8 / 10036.3364 * 1e3, 1) == 126.7
     assert "published step 126.7 ms" in line
-    assert "kvplan 110.3 ms at 158 a rank, x1.15, residual +16.5 ms; kvplan's own batch 302 a rank: x1.39" in line
+    assert "kvplan 116.1 ms at 158 a rank, x1.09, residual +10.6 ms; kvplan's own batch 301 a rank: x1.46" in line
 
 
 def test_later_page_rows_are_scored_apart_per_gpu() -> None:
@@ -193,8 +200,9 @@ def test_per_root_lines_imply_no_one_cost_per_op() -> None:
     lines = pub.per_root_lines([scout, qwen])
     assert len(lines) == 4
     assert lines[0].endswith("16 ops x 48 MoE layers, floor 7.6 us: +5.1 ms a step; residual +18.0 ms = 26.7 us an op")
-    assert lines[1].endswith("32 ops x 94 MoE layers, floor 11.1 us: +31.3 ms a step; residual +14.6 ms = 5.2 us an op")
-    assert round(14.6e3 / (94 * 30), 1) == 5.2
+    # +14.6 ms = 5.2 us before r25e's 16-bit router was merged (kvplan.latency._router_ctx)
+    assert lines[1].endswith("32 ops x 94 MoE layers, floor 11.1 us: +31.3 ms a step; residual +14.5 ms = 5.1 us an op")
+    assert round(14.5e3 / (94 * 30), 1) == 5.1
     assert lines[2] == (
         "dp-candidates per-root ops, decode-heavy Llama 4 Scout h100-sxm DP4 EP4: 1 rows imply 26.7-26.7 us an op "
         "(floor 7.6 us)"
@@ -223,14 +231,17 @@ def test_per_root_mlperf_lines_score_the_r1_runs_both_ways() -> None:
     Since the in-flight outputs take the set's spread (published_compare.mlperf_output) and the rows NVIDIA's
     MAX_UTILIZATION: Offline x1.11 -> x0.83, residual +12.3 ms = 12.3 ms / (58 x 38) = 5.6 us an op; Server
     x1.56 -> x0.58 (was x1.28 -> x0.93, +26.6 ms = 12.1 us, x2.08 -> x0.66, after the NVFP4 refit with the Blackwell
-    GQA decode attention; x1.29, +27.7 ms, 12.6 us, x2.10 before it)."""
+    GQA decode attention; x1.29, +27.7 ms, 12.6 us, x2.10 before it). Since the MoE router is priced 16-bit and the
+    NVFP4 constants refitted on that (kvplan.latency._router_ctx; r25e): the Offline residual +12.3 ms -> +11.75 ms
+    (a 110.0 ms step), 11.75 ms / (58 x 38) = 5.33 us an op (5.6 before); the ratios unchanged."""
     pub, data = published()
     rows = [r for r in data["mlperf"] if r.get("attention_dp")]
     lines = pub.per_root_mlperf_lines(rows, data["mlperf_datasets"])
     assert len(lines) == 2
-    assert round(58 * 38 * BLACKWELL_FLOOR_8 * 1e3, 1) == 36.7 and round(12.3e3 / (58 * 38), 1) == 5.6
+    assert round(58 * 38 * BLACKWELL_FLOOR_8 * 1e3, 1) == 36.7 and round(11.75e3 / (58 * 38), 1) == 5.3
     assert (
-        "Offline: 40 ops x 58 MoE layers, floor 16.7 us: +36.7 ms a step; x1.11 -> x0.83; residual +12.3 ms" in lines[0]
+        "Offline: 40 ops x 58 MoE layers, floor 16.7 us: +36.7 ms a step; x1.11 -> x0.83; residual +11.8 ms = 5.3 us"
+        in lines[0]
     )
     assert lines[1].endswith("Server: 40 ops x 58 MoE layers, floor 16.7 us: +36.7 ms a step; x1.56 -> x0.58")
 

@@ -105,7 +105,10 @@ def test_mlperf_rows_before_and_after():
     # every moved MLPerf row, (no output spread, R1 without a policy) -> (as stored); docs/cost.md's before/after.
     # The H100 Llama-2 Server run comes within 20 % (x1.2008 -> x1.1851) and DeepSeek-R1 Offline (x1.28 -> x1.11);
     # the v5.1 B200 Llama-2 runs, pessimistic, move further (x0.84 -> x0.82, x0.85 -> x0.84; on the constants before
-    # the Blackwell GQA decode refit x0.78 -> x0.77, x0.80 -> x0.78)
+    # the Blackwell GQA decode refit x0.78 -> x0.77, x0.80 -> x0.78). Since the NVFP4 constants were refitted with the
+    # MoE router priced 16-bit (kvplan.latency._router_ctx; r25e) every B200 row moves a little, before -> after pairs
+    # were: 4.1 Llama-2 Offline (0.9365, 0.9228), 5.1 Offline (0.8392, 0.8235), Server (0.8521, 0.8399), Interactive
+    # (0.9419, 0.9286), DeepSeek-R1 Offline (1.2788, 1.1118), Server (2.0756, 1.5626)
     pub, data = published()
     ds = data["mlperf_datasets"]
     moved = {
@@ -114,14 +117,14 @@ def test_mlperf_rows_before_and_after():
         ("mlperf-4.1", "llama-2-70b", "h100-sxm", "Offline"): (1.0406, 1.0273),
         ("mlperf-4.1", "llama-2-70b", "h100-sxm", "Server"): (1.2008, 1.1851),
         ("mlperf-5.0", "llama-2-70b", "h100-sxm", "Offline"): (0.9607, 0.9467),
-        ("mlperf-4.1", "llama-2-70b", "b200", "Offline"): (0.9365, 0.9228),
-        ("mlperf-5.1", "llama-2-70b", "b200", "Offline"): (0.8392, 0.8235),
-        ("mlperf-5.1", "llama-2-70b", "b200", "Server"): (0.8521, 0.8399),
-        ("mlperf-5.1", "llama-2-70b", "b200", "Interactive"): (0.9419, 0.9286),
+        ("mlperf-4.1", "llama-2-70b", "b200", "Offline"): (0.9319, 0.9182),
+        ("mlperf-5.1", "llama-2-70b", "b200", "Offline"): (0.8352, 0.8196),
+        ("mlperf-5.1", "llama-2-70b", "b200", "Server"): (0.8488, 0.8358),
+        ("mlperf-5.1", "llama-2-70b", "b200", "Interactive"): (0.9383, 0.9250),
         ("mlperf-4.1", "mixtral-8x7b", "h200", "Offline"): (1.1886, 1.1849),
         ("mlperf-4.1", "mixtral-8x7b", "h100-sxm", "Offline"): (1.2423, 1.2339),
-        ("mlperf-5.1", "deepseek-v3", "b200", "Offline"): (1.2788, 1.1118),
-        ("mlperf-5.1", "deepseek-v3", "b200", "Server"): (2.0756, 1.5626),
+        ("mlperf-5.1", "deepseek-v3", "b200", "Offline"): (1.2739, 1.1069),
+        ("mlperf-5.1", "deepseek-v3", "b200", "Server"): (2.068, 1.5572),
     }
     flat = {k: {**d, "output_cv": None} for k, d in ds.items()}
     for r in data["mlperf"]:

@@ -56,21 +56,22 @@ def test_the_streamed_cost_is_the_longer_of_gpu_plus_residual_and_rank_0s_respon
 
 
 def test_the_host_time_that_would_close_the_server_gap_and_the_docs_line():
-    """With the Offline step residual (+12.3 ms) held the Server run scores x1.33 (docs' --mlperf-balance block); the
-    script's bisection (20 steps over 0.1 us - 1 ms) puts the host time per streamed response that brings it to
+    """With the Offline step residual (+11.8 ms; +12.3 ms before r25e's 16-bit router and NVFP4 refit were merged) held
+    the Server run scores x1.34 (x1.33 before; docs' --mlperf-balance block); the script's bisection (20 steps over
+    0.1 us - 1 ms) puts the host time per streamed response that brings it to
     x1.00 at 51.1 us. Here a narrow bracket (30-100 us, 4 steps, within 7.8 % of the point) finds it again, and
     twice that cost scores under the published figure. docs/cost.md carries the script's line; its figure is checked
     against the bisection here (the last digit moves with the Server scoring's step sizes, not the reading)."""
     pub, data = published()
     ds = data["mlperf_datasets"]
     _, extra = pub.offline_step_residual_s(_r1(data, "Offline"), ds)
-    assert extra == pytest.approx(0.0123, abs=0.0002)
+    assert extra == pytest.approx(0.0118, abs=0.0002)
     per = pub.implied_stream_response_s(_r1(data, "Server"), ds, extra_s=extra, lo=30e-6, hi=100e-6, steps=4)
     assert per == pytest.approx(51.1e-6, rel=0.08)
     with pub.streamed_responses_costed(2 * per, extra_s=extra):
         assert pub.score_mlperf(_r1(data, "Server"), ds)["ratio"] < 0.9
     head = ("streaming DeepSeek-R1 (DeepSeek-V3 architecture) B200-SXM-180GBx8_TRT Server: stream_interval 1, x1.56; "
-            "Offline residual +12.3 ms held: x1.33; ")  # fmt: skip
+            "Offline residual +11.8 ms held: x1.34; ")  # fmt: skip
     line = next(x for x in DOC.read_text(encoding="utf-8").splitlines() if x.startswith(head))
     documented = float(re.search(r"; ([0-9.]+) us of rank 0's host time per streamed response", line)[1])
     assert documented * 1e-6 == pytest.approx(per, rel=0.08)

@@ -64,7 +64,9 @@ def test_ep_points_price_uniform_routing() -> None:
 
 
 def test_summary_figures(rows: list[dict]) -> None:
-    # as the script prints them (docs/cost.md): 15113 points, median |ln| 0.182, median signed +0.013 (0.183 and
+    # as the script prints them (docs/cost.md): 15113 points, median |ln| 0.178, median signed +0.012 (+0.010 before the
+    # NVFP4 refit that followed the router's 16-bit pricing, kvplan.latency._router_ctx; 0.182 and +0.013
+    # before TensorRT-LLM's Hopper block-fp8 experts were priced by DeepGEMM's tiles; 0.183 and
     # +0.008 before the NVFP4 constants were refitted with the Blackwell decode attention held, fit_fp4.py; 0.185 and
     # +0.004 before Hopper's MXFP4 Triton experts were priced; 0.189 and +0.002 before MXFP4 experts dequantized per
     # token tile, kvplan.latency._moe_dequant_s; 0.193 and -0.008 before
@@ -76,8 +78,10 @@ def test_summary_figures(rows: list[dict]) -> None:
     # priced): the MoE router, a GEMM in the fp8 context, moves; the grouped experts keep the absorbed share
     # 0.181 and +0.008 before TensorRT-LLM's NVFP4 points were taken from the CUTLASS kernel it runs instead of the
     # faster min-latency one (moe_compare.ENGINE_SKIP_KERNELS; kvplan's constants unchanged)
-    assert s["median"] == pytest.approx(0.183, abs=5e-4)
-    assert s["signed"] == pytest.approx(-0.012, abs=5e-4)  # +0.013 before the per-tensor fp8 refit
+    # 0.183 and -0.012 on main before r25e's Hopper block-fp8 tiles and 16-bit router were merged (the router then in
+    # the fp8 context); with them 0.179 and -0.010
+    assert s["median"] == pytest.approx(0.179, abs=5e-4)
+    assert s["signed"] == pytest.approx(-0.010, abs=5e-4)  # +0.013 before the per-tensor fp8 refit
     text = moe_compare.render(rows, markdown=True)
     assert "| vllm fp8_block | 1920 |" in text and text.count("\n- ") == moe_compare.WORST
 
@@ -118,7 +122,9 @@ def test_busiest_ep_rank_reads_one_whole_expert() -> None:
 
 def test_block_fp8_experts_walk_every_expert_on_the_rank() -> None:
     # TensorRT-LLM, DeepSeek-V3 block-fp8 experts, one token, TP 8: 256 experts on the rank. Hopper: the walk is a
-    # floor, 256 x hopper_moe_block_expert_s 0.38 us = 97.28 us over the GEMMs' 46.22 - 25.3 = 20.92 us, plus
+    # floor, 256 x hopper_moe_block_expert_s 0.38 us = 97.28 us over the GEMMs' 38.73 - 25.3 = 13.43 us (priced by
+    # DeepGEMM's tiles, test_block_fp8_hopper_tiles_by_hand; 46.22 - 25.3 = 20.92 us on the grouped-GEMM curve
+    # before), plus
     # moe_layer_s 25.3 us = 122.58 us on H200 and on H100 alike (aiconfigurator: 114.7 and 114.6 us; kvplan before:
     # 46.2 us, the bytes of 8 thin experts). EP 8 holds 32 experts: 32 x 0.38 = 12.16 us under the GEMMs, unchanged
     # (test_busiest_ep_rank_reads_one_whole_expert). Blackwell: added, 256 x 0.30 us = 76.8 us more than without it.
@@ -127,7 +133,7 @@ def test_block_fp8_experts_walk_every_expert_on_the_rank() -> None:
         assert moe_compare.grouped_seconds(gpu, "trtllm", tp=8, ep=1, **kw) == pytest.approx(122.58e-6, rel=1e-4)
     off = {"hopper_moe_block_expert_s": 0.0, "blackwell_moe_block_expert_s": 0.0}
     without = moe_compare.grouped_seconds("h200", "trtllm", tp=8, ep=1, overrides=off, **kw)
-    assert without == pytest.approx(46.22e-6, rel=1e-3)
+    assert without == pytest.approx(38.73e-6, rel=1e-3)
     b200 = moe_compare.grouped_seconds("b200", "trtllm", tp=8, ep=1, **kw)
     assert b200 - moe_compare.grouped_seconds("b200", "trtllm", tp=8, ep=1, overrides=off, **kw) == pytest.approx(
         76.8e-6, rel=1e-9
@@ -141,6 +147,49 @@ def test_block_fp8_experts_walk_every_expert_on_the_rank() -> None:
         walked = {"hopper_moe_block_expert_s": 1e-3}
         plain = moe_compare.grouped_seconds("h200", "trtllm", **point)
         assert plain == moe_compare.grouped_seconds("h200", "trtllm", overrides=walked, **point)
+
+
+def test_block_fp8_hopper_tiles_by_hand() -> None:
+    # TensorRT-LLM's block-fp8 grouped GEMMs on Hopper (grouped_gemm_dispatch): below 32 tokens an expert the tokens
+    # are the swapped GEMM's block_n (16, 24, ..., the smallest that holds them, 16 at least), from 32 on whole
+    # block_m tiles of 64 (up to 64 tokens) or 128; H20 (78 SMs) swaps below 64.
+    from kvplan import latency
+    from kvplan.catalog import resolve_model
+    from kvplan.hardware import resolve_gpu
+
+    rows = latency._block_tile_rows
+    got = [rows(t, swap_below=32) for t in (0.5, 1, 4, 16, 17, 20, 24.5, 31.9, 32, 64, 65, 128, 300)]
+    assert got == [16, 16, 16, 16, 24, 24, 32, 32, 64, 64, 128, 128, 384]
+    assert rows(40, swap_below=64) == 40  # H20: still swapped, 40 is a block_n
+    assert rows(128.0000001, swap_below=32) == 128
+    # side kernels per routed row: permute 2 + 2, quantize 2 + 1, finalize read 2 = 9 B a hidden element; SwiGLU
+    # 2 x 2 + 2 and quantize 2 + 1 = 9 B an intermediate one (7 without a gate). DeepSeek-V3 TP 8: 9 x 7168 + 9 x 256
+    assert latency._block_side_bytes(7168, 256, gated=True) == 66_816
+    assert latency._block_side_bytes(7168, 256, gated=False) == 9 * 7168 + 7 * 256
+    # DeepSeek-V3 TP 8 on an H200, 128 tokens (the grid's worst TPOT case: a batch of 128 decoding): touched experts
+    # 256 x (1 - (31/32)^128) = 251.60, 1,024 routed rows, 4.07 an expert -> 16-row tiles. Compute 2 x 251.60 x 16 x
+    # 5,505,024 FLOP / (1979e12 x 0.4683 x 1.05 x 256 / (256 + 1050)) = 232.36 us; memory (251.60 x 5,505,024 x 1 B +
+    # 1,024 x (2 x 7168 + 3 x 256) x 2 B) = 1,416,003,339 B / (4800e9 x 0.95 x 0.7315) = 424.51 us, the larger; side
+    # kernels 1,024 x 66,816 B / (4800e9 x elementwise_mem_eff 0.7305) = 19.51 us; + moe_layer_s 25.3 us = 469.32 us
+    # (aiconfigurator's balanced table: 532.3 us; on the grouped-GEMM curve kvplan took 717.9 us, compute-bound at
+    # 0.7474 x 4.07 / (4.07 + 57.52) x 256 / (256 + 463.8) of the peak).
+    at = dict(model="deepseek-v3", dtype="fp8_block", tp=8, ep=1)
+    assert moe_compare.grouped_seconds("h200", "trtllm", tokens=128, **at) == pytest.approx(469.32e-6, rel=1e-4)
+    curve = {"hopper_moe_block_tile_eff": 0.0}
+    assert moe_compare.grouped_seconds("h200", "trtllm", tokens=128, overrides=curve, **at) == pytest.approx(
+        717.9e-6, rel=1e-3
+    )
+    # 4,096 tokens: 128 an expert, one 128-row tile each: 2 x 256 x 128 x 5,505,024 / 190.75e12 = 1,891.40 us
+    # (compute-bound) + 32,768 x 66,816 / (4800e9 x 0.7305) = 624.41 us + 25.3 = 2,541.11 us (aiconfigurator 2,551)
+    assert moe_compare.grouped_seconds("h200", "trtllm", tokens=4096, **at) == pytest.approx(2541.11e-6, rel=1e-4)
+    # only where the engine has the fit (TensorRT-LLM), on Hopper, for block-scaled fp8 run as fp8
+    spec, h200 = resolve_model("deepseek-v3"), resolve_gpu("h200")
+    cases = (("trtllm", h200, "fp8", 32), ("vllm", h200, "fp8", 0), ("trtllm", resolve_gpu("b200"), "fp8", 0),
+             ("trtllm", h200, "bf16", 0))  # fmt: skip
+    for engine, gpu, dtype, expected in cases:
+        assert latency._moe_block_tiles(spec, gpu, latency.calibration(engine), dtype) == expected
+    plain = resolve_model("qwen3-235b-a22b")  # its catalog checkpoint has no block scales
+    assert latency._moe_block_tiles(plain, h200, latency.calibration("trtllm"), "fp8") == 0
 
 
 def test_fit_moe_ops_picks_the_calibrated_walk(tables: list[dict]) -> None:
@@ -195,8 +244,10 @@ def test_untuned_vllm_fp8_hopper_points_are_flagged(rows: list[dict]) -> None:
     mixtral = {r["tokens"]: r["aic_s"] for r in flagged
                if (r["gpu"], r["model"], r["tp"], r["ep"]) == ("h200", "mixtral-8x7b", 1, 1)}  # fmt: skip
     assert mixtral[256] == pytest.approx(2162e-6) and mixtral[512] == pytest.approx(959.7e-6)
+    # median |ln| of the rest, on r25e's own base: 0.164 (0.168 before TensorRT-LLM's Hopper block-fp8 experts were
+    # priced by their tiles, 0.170 before the NVFP4 refit with the Blackwell decode attention held)
     kept = [r for r in rows if not r["not_physical"] and not r["untuned"]]
     # was 0.170; 0.168 before the per-tensor fp8 refit (the router)
     # 14,219 and 0.169: 14,223 and 0.167 before TensorRT-LLM's NVFP4 points were its CUTLASS kernel's (four more EP
-    # points not physical, test_not_physical_ep_points)
-    assert len(kept) == 14219 and moe_compare.stats(kept)["median"] == pytest.approx(0.169, abs=5e-4)
+    # points not physical, test_not_physical_ep_points); 0.165 with r25e's tiles and 16-bit router merged
+    assert len(kept) == 14219 and moe_compare.stats(kept)["median"] == pytest.approx(0.165, abs=5e-4)

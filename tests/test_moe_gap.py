@@ -86,7 +86,9 @@ def test_published_reading(cases: list[dict]) -> None:
     # slower experts, fewer tokens/s: CUTLASS below kvplan's formula, min-latency above it
     assert r["cutlass balanced"] < r["as scored"] < r["min_latency balanced"]
     lines = gap.published_lines(rows)
-    assert lines[-2] == ("b200: within 20 % of 10: as scored 3; cutlass balanced 8; cutlass power_law_1.2 9; "
+    # cutlass balanced 8 before r25e's 16-bit router and the NVFP4 refit on it were merged (one B200 row's step is
+    # longer by its router, the FP4 constants move with it)
+    assert lines[-2] == ("b200: within 20 % of 10: as scored 3; cutlass balanced 7; cutlass power_law_1.2 9; "
                          "min_latency balanced 0")  # fmt: skip
     doc = (Path(__file__).resolve().parents[1] / "docs" / "cost.md").read_text(encoding="utf-8")
     block = doc.split("<!-- moe_gap_published:begin -->\n```\n", 1)[1].split("\n```\n<!-- moe_gap_published:end", 1)[0]

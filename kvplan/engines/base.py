@@ -450,6 +450,13 @@ class Calibration:
     # benchmarks/fit_moe_ops.py to aiconfigurator's MoE tables; 0 (none) without a fit.
     hopper_moe_block_expert_s: float = 0.0
     blackwell_moe_block_expert_s: float = 0.0
+    # ... and on Hopper, priced by the engine's kernel tiles instead of the grouped-GEMM curve (kvplan.latency
+    # _block_tile_rows, _block_side_bytes): the token rows of each touched expert rounded up to the kernel's token tile,
+    # at hopper_moe_block_tile_eff of the block-fp8 GEMM peak times w / (w + hopper_moe_block_half_width) (w the
+    # expert's intermediate width on the rank), plus the permute / quantize / activation / finalize kernels' bytes.
+    # Fitted by benchmarks/fit_moe_ops.py to aiconfigurator's MoE tables; 0 (the grouped-GEMM curve) without a fit.
+    hopper_moe_block_tile_eff: float = 0.0
+    hopper_moe_block_half_width: float = 0.0
     # W4A16 MXFP4 grouped experts (gpt-oss) on Blackwell: seconds one SM takes to dequantize one 4-bit expert weight to
     # 16 bits, and the tokens of one expert a CTA's tile holds; every tile dequantizes its expert's weights on the rank
     # again (kvplan.latency _moe_dequant_s). Fitted by benchmarks/fit_moe_ops.py; 0 (none) without a fit.

@@ -853,17 +853,25 @@ CALIBRATION = Calibration(
     # benchmarks/fit_fp4.py on aiconfigurator 0.12.0's B200 NVFP4 steps (fp4_cases of aiconfigurator_grid.json), every
     # constant above held; refitted once NVFP4 checkpoints ran FP8 context attention (was 0.6572, 0.5839, 0.257,
     # 1.438e-09, 5.765e-06), and again with blackwell_gqa_decode below held (was 0.6425, 0.5769, 0.2539, 1.437e-09,
-    # 5.592e-06: those steps' attention had been overpriced on B200).
-    fp4_eff_scale=0.6432,
-    fp4_mem_eff_scale=0.5668,
-    fp4_moe_eff_scale=0.2495,
-    fp4_k_s=1.544e-09,
-    fp4_moe_layer_s=7.183e-06,
+    # 5.592e-06: those steps' attention had been overpriced on B200), and again once the MoE router ran 16-bit
+    # (kvplan.latency._router_ctx: it had been priced as an NVFP4 GEMM with the FP4 K loop and a quantization kernel;
+    # was 0.6432, 0.5668, 0.2495, 1.544e-09, 7.183e-06).
+    fp4_eff_scale=0.6388,
+    fp4_mem_eff_scale=0.6138,
+    fp4_moe_eff_scale=0.2459,
+    fp4_k_s=1.887e-09,
+    fp4_moe_layer_s=7.041e-06,
     # Block-scaled fp8 grouped experts' walk over the rank's experts (kvplan.latency._moe_expert_s, which names the
     # kernels): benchmarks/fit_moe_ops.py on aiconfigurator 0.12.0's TensorRT-LLM MoE tables (fp8_block points of
     # benchmarks/data/aiconfigurator_moe.json: 960 Hopper, 960 Blackwell), every constant above held.
     hopper_moe_block_expert_s=3.8e-07,
     blackwell_moe_block_expert_s=3e-07,
+    # ... and on Hopper those experts priced by DeepGEMM's tiles (kvplan.latency _block_tile_rows, _block_side_bytes)
+    # instead of the grouped-GEMM curve: benchmarks/fit_moe_ops.py on the 960 H100 / H200 fp8_block points, the two
+    # fitted in turn (5 rounds), every other constant held: the tiles at 1.05 of the block-fp8 GEMM peak (0.49 of the
+    # fp8 peak), thin slices at w / (w + 1050). Median |ln| 0.145 -> 0.110, worst 0.520 -> 0.482.
+    hopper_moe_block_tile_eff=1.05,
+    hopper_moe_block_half_width=1050.0,
     # W4A16 MXFP4 experts' dequantization on Blackwell (kvplan.latency._moe_dequant_s): benchmarks/fit_moe_ops.py on
     # the 180 B200 / GB200 w4a16_mxfp4 points (gpt-oss) of the same tables, every constant above held: 1 / 6.3e-11 =
     # 15.9e9 weights a second per SM; the tile is TensorRT-LLM-Gen's token tile, not fitted (mxfp4_moe_tile_tokens 64).
@@ -1201,8 +1209,9 @@ def dynamic_batch_size(capacity: int) -> int:
 # GEMMs) for 16-bit, INT8/INT4 weight-only, per-tensor FP8 (activation and weight kFP8) or NVFP4 (kFP4, SM100) experts;
 # any other combination throws ("Could not construct the mixture of experts plugin"). None of the three per-op MoE
 # terms the newest release's constants add belongs to those kernels: the block-scaled fp8 walk over every local expert
-# (hopper_ / blackwell_moe_block_expert_s) is DeepGEMM's scheduler, reached through the 1.x PyTorch backend's
-# CutlassFusedMoE (FP32 block scales) and DeepGemmFusedMoE, and the W4A16 MXFP4 dequantization and fixed cost
+# (hopper_ / blackwell_moe_block_expert_s) and the Hopper pricing by DeepGEMM's tiles (hopper_moe_block_tile_eff,
+# _half_width) are DeepGEMM's kernels, reached through the 1.x PyTorch backend's CutlassFusedMoE (FP32 block scales)
+# and DeepGemmFusedMoE, and the W4A16 MXFP4 dequantization and fixed cost
 # (mxfp4_moe_dequant_s, hopper_mxfp4_*) are its TRTLLMGenFusedMoE and Triton backends (kvplan.latency _moe_expert_s,
 # _moe_dequant_s name the files); the plugin has no block-scaled and no MXFP4 runner. So here they are off (0, None),
 # and a block-scaled or MXFP4 checkpoint's experts are priced by the grouped-GEMM curve alone, the one the per-tensor
@@ -1224,6 +1233,8 @@ V0_17_CALIBRATION = replace(
     fp8_absorbed_mem_eff_scale=None,  # every fp8 weight, grouped experts included, at the 16-bit share (above)
     hopper_moe_block_expert_s=0.0,
     blackwell_moe_block_expert_s=0.0,
+    hopper_moe_block_tile_eff=0.0,
+    hopper_moe_block_half_width=0.0,
     mxfp4_moe_dequant_s=0.0,
     hopper_mxfp4_moe_dequant_s=0.0,
     hopper_mxfp4_moe_layer_s=None,
