@@ -35,6 +35,7 @@ from kvplan.errors import InvalidInput
 from kvplan.hf import spec_from_hf_config
 from kvplan.memory import cache_plan
 from kvplan.spec import ModelSpec
+from tests.skeleton import build
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -95,19 +96,6 @@ def layer_bytes(cache: Any) -> list[LayerBytes]:
 
 def allocated_total(rows: list[LayerBytes]) -> int:
     return sum(nbytes for _, nbytes in frozenset().union(*(r.allocated for r in rows)))
-
-
-def build(config: Any) -> Any:
-    """Random weights: transformers' own init is skipped, every parameter drawn from N(0, 0.02)."""
-    from transformers.initialization import no_init_weights
-
-    torch.manual_seed(0)
-    with no_init_weights():
-        model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.normal_(0.0, 0.02)
-    return model.eval()
 
 
 def prefill(model: Any, length: int) -> Any:

@@ -209,7 +209,7 @@ def test_transformers_cache_keeps_a_float32_state_whatever_the_config_says() -> 
     kvplan.engines.transformers (RECURRENT_STATE_DTYPE) and its ssm_state_dtype rule say."""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    from transformers.initialization import no_init_weights
+    from tests.skeleton import build
 
     config = transformers.NemotronHConfig(
         hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16, intermediate_size=64,
@@ -217,13 +217,9 @@ def test_transformers_cache_keeps_a_float32_state_whatever_the_config_says() -> 
         ssm_state_size=8, conv_kernel=4, chunk_size=8, vocab_size=128, mamba_ssm_cache_dtype="float16",
         use_mamba_kernels=False, pad_token_id=None, bos_token_id=None, eos_token_id=None,
     )  # fmt: skip
-    torch.manual_seed(0)
-    with no_init_weights():
-        model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model = build(config)
     with torch.no_grad():
-        for param in model.parameters():
-            param.normal_(0.0, 0.02)
-        cache = model.eval()(input_ids=torch.randint(0, 128, (1, 8)), use_cache=True).cache
+        cache = model(input_ids=torch.randint(0, 128, (1, 8)), use_cache=True).cache
     layer = cache.layers[0]
     conv, ssm = layer.conv_states[0], layer.recurrent_states[0]
     # conv over d_inner + 2 x groups x d_state = 64 + 2 x 2 x 8 = 96 channels, d_conv columns; SSM [4, 16, 8]
