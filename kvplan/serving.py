@@ -633,30 +633,10 @@ def _landed_together(arrivals: float, *, run: int, ranks: int, prompt: int, chun
 
 
 def _share_root(g, lo: float, g_lo: float, hi: float, g_hi: float) -> float:  # noqa: ANN001
-    """The root of the falling ``g`` in [lo, hi] (``g(lo) > 0 > g(hi)``) to 1e-12: regula falsi with the Illinois
-    modification, as :func:`_root` (whose tolerance is relative to a step time), a bisection step where the
-    interval fails to halve."""
-    side = 0
-    for _ in range(_BISECT):
-        if hi - lo < 1e-12:
-            break
-        x = (lo * g_hi - hi * g_lo) / (g_hi - g_lo)
-        if not lo < x < hi or abs(side) == 2:
-            x, side = (lo + hi) / 2, 0
-        gx = g(x)
-        if gx == 0:
-            return x
-        if gx > 0:
-            lo, g_lo = x, gx
-            side = side - 1 if side < 0 else -1
-            if side == -2:
-                g_hi /= 2
-        else:
-            hi, g_hi = x, gx
-            side = side + 1 if side > 0 else 1
-            if side == 2:
-                g_lo /= 2
-    return (lo + hi) / 2
+    """The root of the falling ``g`` in [lo, hi] (``g(lo) > 0 > g(hi)``) to 1e-12: :func:`_illinois` until the
+    interval is that narrow (its midpoint) or ``g`` is exactly 0 (that point)."""
+    hit, lo, hi = _illinois(g, lo, g_lo, hi, g_hi, narrow=lambda lo, hi: hi - lo < 1e-12, on_root=lambda x, gx: gx == 0)
+    return (lo + hi) / 2 if hit is None else hit
 
 
 def busiest_share(mean_arrivals: float, *, ranks: int) -> float:
@@ -840,20 +820,32 @@ def _solve(load: _Load) -> tuple[float | None, str]:
 
 def _root(g, lo: float, g_lo: float, hi: float, g_hi: float) -> float:  # noqa: ANN001
     """The root of ``g`` in [lo, hi] (``g(lo) > 0 >= g(hi)``) to ``_REL_TOL``: the smallest bracketed t with
-    ``g(t) <= 0``. Regula falsi with the Illinois modification (the kept end's value halved when the same end is
-    kept twice), a bisection step whenever the interval fails to halve: a few step evaluations instead of the
-    dozen or more of plain bisection, and never outside the bracket."""
+    ``g(t) <= 0`` (:func:`_illinois` until the interval is narrower than ``_REL_TOL`` of its top, or a point on the
+    root to far better than the tolerance)."""
+    hit, _, hi = _illinois(
+        g, lo, g_lo, hi, g_hi,
+        narrow=lambda lo, hi: hi - lo < _REL_TOL * hi,
+        on_root=lambda t, gt: abs(gt) <= 0.01 * _REL_TOL * t,
+    )  # fmt: skip
+    return hi if hit is None else hit
+
+
+def _illinois(g, lo: float, g_lo: float, hi: float, g_hi: float, *, narrow, on_root) -> tuple:  # noqa: ANN001
+    """Regula falsi on a falling ``g`` bracketed by [lo, hi] with the Illinois modification (the kept end's value
+    halved when the same end is kept twice), a bisection step whenever the interval fails to halve: a few
+    evaluations instead of the dozen or more of plain bisection, and never outside the bracket. Stops when
+    ``narrow(lo, hi)`` or after ``_BISECT`` steps: (None, lo, hi); or at a point with ``on_root(t, g(t))``:
+    (t, lo, hi)."""
     side = 0
     for _ in range(_BISECT):
-        width = hi - lo
-        if width < _REL_TOL * hi:
+        if narrow(lo, hi):
             break
         t = (lo * g_hi - hi * g_lo) / (g_hi - g_lo) if g_lo != g_hi else (lo + hi) / 2
-        if not lo < t < hi or side == 2 or side == -2:
+        if not lo < t < hi or abs(side) == 2:
             t, side = (lo + hi) / 2, 0
         gt = g(t)
-        if abs(gt) <= 0.01 * _REL_TOL * t:  # on the root to far better than the tolerance
-            return t
+        if on_root(t, gt):
+            return t, lo, hi
         if gt > 0:
             lo, g_lo = t, gt
             side = side - 1 if side < 0 else -1
@@ -864,7 +856,7 @@ def _root(g, lo: float, g_lo: float, hi: float, g_hi: float) -> float:  # noqa: 
             side = side + 1 if side > 0 else 1
             if side == 2:
                 g_lo /= 2
-    return hi
+    return None, lo, hi
 
 
 def erlang_states(offered: float, servers: int) -> list[float]:
