@@ -117,6 +117,19 @@ def table_layer_s(points: list, tokens: float) -> float:
     return lo[1] * tokens / lo[0] * 1e-3
 
 
+def score_readings(runs: list[dict], *, keys: tuple[str, ...], readings: tuple[str, ...], reading: Callable,
+                   score: Callable[[dict], float]) -> list[dict]:  # fmt: skip
+    """Each published run's ``keys``, its ``score`` as scored ("as scored") and under each of ``readings``: the run
+    scored again inside ``reading(name)``, a context manager that swaps a priced op for a table's (moe_gap.py,
+    dp_ep_gap.py)."""
+    out = [{k: r[k] for k in keys} | {"as scored": score(r)} for r in runs]
+    for name in readings:
+        with reading(name):
+            for row, r in zip(out, runs, strict=True):
+                row[name] = score(r)
+    return out
+
+
 def frame_rows(frame, columns: tuple[str, ...]) -> list[list]:  # noqa: ANN001 - a pandas DataFrame
     """``frame``'s rows as lists of plain Python values (numpy scalars unwrapped), in ``columns``' order."""
     return [[r[c].item() if hasattr(r[c], "item") else r[c] for c in columns] for _, r in frame.iterrows()]

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import capture_static_breakdown, table_layer_s  # noqa: E402 - shared with the table scripts
+from aic_tables import capture_static_breakdown, score_readings, table_layer_s  # noqa: E402 - shared with the table scripts
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_dp_ep.json"
 # kvplan model -> (aiconfigurator's bundled config, attention-DP ranks of the page's Hopper rows, MoE shape: hidden,
@@ -210,13 +210,9 @@ def published_rows(tables: dict) -> list[dict]:
 
     runs = [r for r in json.loads(pc.DATA.read_text())["runs"] if r["source"] == "trtllm-1.0"
             and r["gpu"] in SYSTEMS and (r.get("launch") or {}).get("enable_attention_dp")]  # fmt: skip
-    keys = ("model", "label", "gpu", "isl", "osl", "published_tok_s")
-    out = [{k: r[k] for k in keys} | {"as scored": pc.run_tokens_s(r)} for r in runs]
-    for d in DISTRIBUTIONS:
-        with experts_from_table(tables, d):
-            for row, r in zip(out, runs, strict=True):
-                row[d] = pc.run_tokens_s(r)
-    return out
+    return score_readings(runs, keys=("model", "label", "gpu", "isl", "osl", "published_tok_s"),
+                          readings=DISTRIBUTIONS, reading=lambda d: experts_from_table(tables, d),
+                          score=pc.run_tokens_s)  # fmt: skip
 
 
 def published_lines(rows: list[dict]) -> list[str]:

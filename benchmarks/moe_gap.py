@@ -44,7 +44,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import capture_static_breakdown, table_layer_s  # noqa: E402 - shared with the table scripts
+from aic_tables import capture_static_breakdown, score_readings, table_layer_s  # noqa: E402 - shared with the table scripts
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_moe_gap.json"
 MODEL = "qwen3-30b-a3b"
@@ -167,13 +167,8 @@ def published_rows(tables: dict) -> list[dict]:
     import published_compare as pc
 
     runs = [r for r in json.loads(pc.DATA.read_text())["runs"] if r["source"] == "trtllm-1.0" and r["model"] == MODEL]
-    out = [{k: r[k] for k in ("gpu", "isl", "osl", "published_tok_s")} | {"as scored": pc.run_tokens_s(r)}
-           for r in runs]  # fmt: skip
-    for name in READINGS:
-        with experts_from_table(tables, name):
-            for row, r in zip(out, runs, strict=True):
-                row[name] = pc.run_tokens_s(r)
-    return out
+    return score_readings(runs, keys=("gpu", "isl", "osl", "published_tok_s"), readings=READINGS,
+                          reading=lambda name: experts_from_table(tables, name), score=pc.run_tokens_s)  # fmt: skip
 
 
 def published_lines(rows: list[dict]) -> list[str]:
