@@ -1004,6 +1004,11 @@ class Engine:
         kernel_spec`); memory (capacity) keeps the engine's own cache rules."""
         return None
 
+    def weights_added(self, spec: ModelSpec, *, weights_dtype: str, pp: int, sharding: Sharding) -> list[int]:
+        """Bytes one GPU of each pipeline stage holds after loading beyond the checkpoint's tensors as the engine cuts
+        them (copies its kernels make and keep, kvplan.capacity.setup adds them to the weights); none by default."""
+        return [0] * pp
+
     def expert_dims_as_loaded(self, *, weights_dtype: str, gpu: GPU, hidden: int, inter_rank: int) -> tuple[int, int]:
         """(hidden, intermediate width on the rank) of one routed expert as the engine holds it after loading, where
         its MoE kernels store the experts padded (kvplan.capacity.setup adds the padding's bytes to the weights); the
