@@ -559,16 +559,26 @@ def _dp_mean_step(s: Setup, *, n: float, p: float, prompt: int, chunk: float, pr
     Where the engine aligns the ranks (:meth:`Engine.aligns_dp_prefill`: TensorRT-LLM's
     ``attention_dp_config.enable_balance``), every rank carries a chunk in a share ``f`` of the steps, all in the
     same ones: ``(1 - f) step(n, 0) + f step(n, chunk on every rank)``."""
+    decode, share, busy = _dp_parts(s, n=n, p=p, prompt=prompt, chunk=chunk, prefix=prefix, context=context, ep=ep,
+                                    room=room)  # fmt: skip
+    return (1 - share) * decode + share * busy
+
+
+def _dp_parts(s: Setup, *, n: float, p: float, prompt: int, chunk: float, prefix: int, context: int, ep: bool,
+              room: float | None = None) -> tuple[float, float, float]:  # fmt: skip
+    """(the decode-only step, the share of the steps that hold prompt work, such a step's length) over ``s.dp``
+    data-parallel ranks (:func:`_dp_mean_step`, which weighs the two; :func:`_mixed_iteration_biased`, which takes
+    the same steps' length-biased mean). Where every step holds prompt work, the share is 1 and both steps are it."""
     per_rank = p / s.dp
     room = chunk if room is None else room
     aligned = s.engine.aligns_dp_prefill(s.settings)
     if per_rank >= (chunk if aligned else room):
-        return _step(s, n=n, p=per_rank, context=context, ep=ep, p_all=p)
+        full = _step(s, n=n, p=per_rank, context=context, ep=ep, p_all=p)
+        return full, 1.0, full
     decode = _step(s, n=n, p=0, context=context, ep=ep)
     if aligned:  # every rank carries a chunk in the same steps (Engine rule)
-        busy_share = per_rank / chunk
         busy = _step(s, n=n, p=chunk, context=context, prefix=prefix, ep=ep, p_all=chunk * s.dp)
-        return (1 - busy_share) * decode + busy_share * busy
+        return decode, per_rank / chunk, busy
 
     def busy_at(share: float, heaviest: float) -> float:  # a prefill step: the busiest rank's tokens, p / share in all
         return _step(s, n=n, p=heaviest, context=context, prefix=prefix, ep=ep, p_all=p / share)
@@ -580,7 +590,7 @@ def _dp_mean_step(s: Setup, *, n: float, p: float, prompt: int, chunk: float, pr
     busy = busy_at(share, heaviest)  # the first pass: steps of equal length, the chain-free figures
     share, heaviest = _landed_together(arrivals, run=run, ranks=s.dp, prompt=prompt, chunk=chunk, decode=decode,
                                        busy=busy, room=room)  # fmt: skip
-    return (1 - share) * decode + share * busy_at(share, heaviest)
+    return decode, share, busy_at(share, heaviest)
 
 
 def _landed_together(arrivals: float, *, run: int, ranks: int, prompt: int, chunk: float, decode: float,
@@ -997,17 +1007,23 @@ def _prompt_load(s: Setup, *, n: float, p: float, prompt: int, budget: int, cont
 def _mixed_iteration_biased(s: Setup, *, n: float, p: float, prompt: int, budget: int, context: int,
                             ep: bool) -> float:  # fmt: skip
     """The length-biased mean ``E[L^2] / E[L]`` of the mixed steps a rank's prompt may find under way outside its own
-    prefill (``MIXED_QUEUE_RULE`` "time"): the decode-only step ``d`` with one rank; with ``dp`` ranks the iteration
-    lasts ``busy`` (a chunk beside the decodes) where another rank carries a chunk, a share ``1 - (1 - f)^(dp - 1)``
-    of the iterations (``f = p / (dp chunk)``, the ranks independent as in :func:`_dp_mean_step`), else ``d``."""
+    prefill (``MIXED_QUEUE_RULE`` "time"): the decode-only step ``d`` with one rank; with ``dp`` ranks the steps of
+    :func:`_dp_mean_step`, which share one arrival stream: a share ``b`` of them hold prompt work (the requests that
+    reach the replica during a step all enter the next, whichever rank they are dealt to, :func:`_landed_together`)
+    and last ``B`` (the busiest rank's prompt tokens beside the decodes), the rest ``d``:
+    ``(b B^2 + (1 - b) d^2) / (b B + (1 - b) d)``. Until stop 26 the ranks were taken as independent here: a share
+    ``1 - (1 - f)^(dp - 1)`` of the steps (``f = p / (dp chunk)``) holding one chunk of another rank, although
+    :func:`_dp_mean_step` had left that rule at stop 25. The steps under way of the arriving prompt's own rank are
+    among the ``b``: an arrival finds the step under way, whichever rank's work it holds, and waits it out."""
     decode = _step(s, n=n, p=0, context=context, ep=ep)
     if s.dp == 1 or p <= 0:
         return decode
     chunk = max(1.0, min(float(prompt), _room(s, budget, n)))
-    share = min(1.0, p / s.dp / chunk)
-    others = 1.0 if share >= 1 else -math.expm1((s.dp - 1) * math.log1p(-share))
-    busy = _step(s, n=n, p=chunk, context=context, prefix=max(0, (prompt - int(chunk)) // 2), ep=ep)
-    return (others * busy**2 + (1 - others) * decode**2) / (others * busy + (1 - others) * decode)
+    room = max(chunk, _room(s, budget, n))
+    prefix = max(0, (prompt - int(chunk)) // 2)  # as _mean_step places a long prompt's chunks
+    decode, share, busy = _dp_parts(s, n=n, p=p, prompt=prompt, chunk=chunk, prefix=prefix, context=context, ep=ep,
+                                    room=room)  # fmt: skip
+    return (share * busy**2 + (1 - share) * decode**2) / (share * busy + (1 - share) * decode)
 
 
 def _decode_steps_behind(s: Setup, *, n: float, p: float, prompt: int, budget: int, context: int,
