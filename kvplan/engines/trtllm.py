@@ -972,13 +972,13 @@ CALIBRATION = Calibration(
     hopper_gqa_decode=None,
     # MMHA, the decode kernel of Llama 4's chunked layers on Hopper (XQA refuses a chunk; latency._mmha_decode_s):
     # seconds per (query head x key) and per (query head x sequence), fitted by benchmarks/fit_mmha.py (each in turn,
-    # least median |ln|) to the 6,672 MHA rows of aiconfigurator 0.12.0's TensorRT-LLM 1.3.0rc20 H100 SXM / H200
-    # generation-attention tables (MMHA: XQA is not used for as many KV heads as query heads), fp8 and bf16 KV,
-    # benchmarks/data/aiconfigurator_mmha.json: median |ln| 0.140-0.184 over all rows, 0.075-0.135 (signed +0.017 to
-    # +0.104) over the 1,384 of 2^20 head-keys or more, where the kernel's rate shows (98 ps a head-key, against
-    # 12.8-17.6 ps for XQA at Llama 4's 40 / 8 heads in the same tables).
-    hopper_mmha_head_token_s=9.8e-11,
-    hopper_mmha_head_s=9.3e-09,
+    # least median |ln|) to the 2,608 rows of aiconfigurator 0.12.0's TensorRT-LLM 1.3.0rc20 H100 SXM / H200
+    # generation-attention tables where MMHA runs with a KV head shared by a group (64 / 1: XQA refuses groups over
+    # 32), as in Llama 4's 40 / 8, fp8 and bf16 KV, benchmarks/data/aiconfigurator_mmha.json: median |ln| 0.067-0.073
+    # (signed -0.016 to -0.006) over the 904 of 2^20 head-keys or more, 0.129-0.136 over all; the MHA rows (each query
+    # head its own keys) held out, 0.078-0.188 there (71 ps a head-key, against 12.8-17.6 ps for XQA at 40 / 8).
+    hopper_mmha_head_token_s=7.1e-11,
+    hopper_mmha_head_s=8.7e-09,
     blackwell_gqa_decode=DecodeAttention(
         floor_s=1.078e-05,
         floor_16bit_s=1.059e-05,
