@@ -292,3 +292,37 @@ def test_apart_tpot_carries_the_prompts_a_request_meets() -> None:
         sim = sim_mod.simulate(s, rate_rps=frac * top, isl=4000, osl=200, requests=3000, budget=8192,
                                seq_cap=_limits(s, inp, out)[0])  # fmt: skip
         assert r.tpot_mean_s == pytest.approx(sim.tpot_s, rel=rel) and r.tpot_mean_s < sim.tpot_s
+
+
+def test_apart_first_stall_meets_the_simulation_and_stops_at_the_free_slots() -> None:
+    """Llama 3.1 8B on one H100 (SGLang, steps apart), 20,000-token prompts and 2 output tokens: the one decode
+    interval waits for every prompt that arrived during the request's TTFT and for those arriving meanwhile. At 0.5
+    of the rate benchmarks/serving_sim.py gives 1.00 s, kvplan 0.85 s (0.012 s, the mean cycle, before). At 0.9
+    that first stall is capped at the prefill of the prompts the replica can still admit (its 20-sequence bound less
+    the running ones): with the batch full SGLang builds no prompt batch and decodes."""
+    from kvplan import serving
+    from tests.benchmods import bench_module
+
+    sim_mod = bench_module("serving_sim")
+    s = setup(load_bundled("llama-3.1-8b"), H100, engine="sglang")
+    inp, out = Lengths.of(20000), Lengths.of(2)
+    top = max_rate(s, input_len=inp, output_len=out)
+    cap = serving._limits(s, inp, out)[0]
+    r = serve(s, rate_rps=0.5 * top, input_len=inp, output_len=out, with_max_rate=False)
+    sim = sim_mod.simulate(s, rate_rps=0.5 * top, isl=20000, osl=2, requests=3000, budget=8192, seq_cap=cap,
+                           warmup=750)  # fmt: skip
+    assert r.tpot_mean_s == pytest.approx(sim.tpot_s, rel=0.2) and r.tpot_mean_s > 50 * r.step_s
+    high = serve(s, rate_rps=0.9 * top, input_len=inp, output_len=out, with_max_rate=False)
+    ctx, budget = serving._decode_context(inp, out), 8192
+    service = serving._prefill_service(s, prompt=20000, n=high.batch, context=ctx, budget=budget, ep=False)
+    rho = serving._prompt_load(s, n=high.batch, p=high.prefill_tokens_per_step, prompt=20000, budget=budget,
+                               context=ctx, ep=False)  # fmt: skip
+    assert 0.9 * top * high.ttft_mean_s * service / (1 - rho) > (cap - 1 - high.batch) * service  # the cap binds
+    stall = serving._apart_stalls_s(s, n=high.batch, rho=rho, arrivals_s=0.9 * top * high.ttft_mean_s,
+                                    service_s=service, outputs=2, context=ctx, ep=False)  # fmt: skip
+    capped = serving._apart_stalls_s(s, n=high.batch, rho=rho, arrivals_s=0.9 * top * high.ttft_mean_s,
+                                     service_s=service, outputs=2, context=ctx, ep=False,
+                                     free=cap - 1 - high.batch)  # fmt: skip
+    assert capped < stall and high.tpot_mean_s - capped == pytest.approx(
+        serving._mean_step(s, n=1 + high.batch, p=high.prefill_tokens_per_step, prompt=20000, budget=budget,
+                           context=ctx, ep=False), rel=1e-9)  # fmt: skip
