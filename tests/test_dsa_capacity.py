@@ -304,3 +304,26 @@ def test_plan_takes_the_fp4_indexer():
     assert (fp8["gpus"], fp8["dp"], fp4["gpus"], fp4["dp"]) == (8, 8, 8, 8)
     assert (fp8["sequences_per_replica"], fp4["sequences_per_replica"]) == (376, 416)
     assert "indexer_k_dtype: fp4" in " ".join(fp4["launch_notes"])
+
+
+def test_cost_reads_the_fp4_indexer_keys():
+    # 8 x B200 TP8, 64 sequences at 32K, decode: the indexer reads every cached key, 132 -> 68 B a key, so the step
+    # is shorter (the calibrated DSA decode, kvplan.latency); refused on Hopper, by vLLM, and with --training
+    from kvplan.cost import phase_cost
+
+    b200 = resolve_gpu("b200")
+
+    def step(**kw) -> float:  # noqa: ANN003
+        return phase_cost(V32, b200, 32_768, phase="decode", batch=64, tp=8, kv_dtype_name="fp8", engine="trtllm",
+                          **kw).time_s  # fmt: skip
+
+    assert step(indexer_k_dtype="fp4") < step()
+    assert step(indexer_k_dtype="fp8") == step()
+    base = ["cost", "deepseek-v3.2-exp", "--tp", "8", "-c", "32k", "--indexer-k-dtype", "fp4"]
+    for more, message in (
+        (["--gpu", "h200", "--engine", "trtllm"], "needs Blackwell"),
+        (["--gpu", "b200"], "does not apply to engine 'vllm'"),
+        (["--training"], "a --training step holds none"),
+    ):
+        out = runner.invoke(app, [*base, *more])
+        assert out.exit_code == 2 and message in out.output and len(out.output.strip().splitlines()) == 1

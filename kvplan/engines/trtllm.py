@@ -529,6 +529,14 @@ class Trtllm(Engine):
             accepted = ", ".join(INDEXER_K_DTYPES)
             raise InvalidInput(f"invalid --indexer-k-dtype {given!r}; TensorRT-LLM accepts {accepted}")
 
+    def check_settings_on_gpu(self, settings: Settings, gpu: GPU) -> None:
+        """The FP4 indexer keys need Blackwell (``_validate_indexer_k_dtype``: SM >= 100, DeepGEMM's FP4 kernels)."""
+        if settings.indexer_k_dtype == "fp4" and vllm.COMPUTE_MAJOR.get(gpu.architecture or "", 0) < 10:
+            raise InvalidInput(
+                f"--indexer-k-dtype fp4 needs Blackwell (SM >= 100; TensorRT-LLM's FP4 indexer kernels); "
+                f"{gpu.name} is {gpu.architecture or 'older'}; use fp8"
+            )
+
     def layout(
         self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
     ) -> Layout:
@@ -539,12 +547,8 @@ class Trtllm(Engine):
         block = tokens_per_block(spec, gpu=gpu, given=settings.block_size, default=self.default_block_tokens,
                                  flash_mla=not self.tensorrt_engine)  # fmt: skip
         if is_dsa(spec):
+            self.check_settings_on_gpu(settings, gpu)
             fp4 = settings.indexer_k_dtype == "fp4"
-            if fp4 and vllm.COMPUTE_MAJOR.get(gpu.architecture or "", 0) < 10:
-                raise InvalidInput(
-                    f"--indexer-k-dtype fp4 needs Blackwell (SM >= 100; TensorRT-LLM's FP4 indexer kernels); "
-                    f"{gpu.name} is {gpu.architecture or 'older'}; use fp8"
-                )
             return DsaLayout(plan.stages[stage_index], 1, block, indexer_k_dtype="fp4" if fp4 else None)
         return Layout(_whole_sliding(plan.stages[stage_index]), 1, block)
 
