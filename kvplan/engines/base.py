@@ -93,6 +93,10 @@ class Settings:
     # last started request when they do not, so a running sequence holds its written context, not a reservation to
     # completion (Engine.holds_to_completion). Read by the trtllm releases only.
     capacity_scheduler_policy: Literal["guaranteed_no_evict", "max_utilization"] | None = None
+    # TensorRT-LLM's max_seq_len (LLM API; trtllm-bench throughput passes the dataset's longest ISL + OSL): where it is
+    # below a chunked-attention layer's chunk, Llama 4 runs that layer as full attention (Trtllm.attention_spans).
+    # None: the model's own limit (max_position_embeddings), the LLM API's default.
+    max_seq_len: int | None = None
     # SGLang --enable-mixed-chunk (ServerArgs.enable_mixed_chunk, default False): the running decodes join each prompt
     # batch (Engine.mixes_steps); without it SGLang runs prompt batches and decode batches as separate steps.
     mixed_chunk: bool = False
@@ -458,6 +462,12 @@ class Calibration:
     fp8_absorbed_mem_eff_scale: float | None = None
     hopper_gqa_decode: DecodeAttention | None = None
     blackwell_gqa_decode: DecodeAttention | None = None
+    # Decode attention of a chunked-attention layer on Hopper where the engine's GQA kernel refuses chunked attention
+    # and its per-head kernel runs it (TensorRT-LLM: XQA -> masked multi-head attention, kvplan.latency _mmha_decode_s):
+    # seconds per (query head x cached key) and per (query head x sequence) of that kernel; None: the layer is priced
+    # as any GQA layer. Fitted by benchmarks/fit_mmha.py.
+    hopper_mmha_head_token_s: float | None = None
+    hopper_mmha_head_s: float = 0.0
     # NVFP4 GEMMs that read a normalised input (the QKV and gate/up projections) get it already in FP4 from the norm
     # kernel: no quantization kernel of their own (kvplan.latency _gemm_s ``normed_input``). TensorRT-LLM's TensorRT
     # engines built with ``norm_quant_fusion`` run the residual add, the RMSNorm and the NVFP4 quantization as one
@@ -481,6 +491,10 @@ class Calibration:
     # Fitted by benchmarks/fit_moe_ops.py to aiconfigurator's MoE tables; 0 (the grouped-GEMM curve) without a fit.
     hopper_moe_block_tile_eff: float = 0.0
     hopper_moe_block_half_width: float = 0.0
+    # ... and their weights streamed at this share of the bandwidth (the GEMMs' own reads; the side kernels' bytes are
+    # priced apart at elementwise_mem_eff). Fitted by benchmarks/fit_moe_ops.py; None: moe_mem_eff times the fp8
+    # streaming share (fp8_absorbed_mem_eff_scale), as every other fp8 grouped expert.
+    hopper_moe_block_mem_eff: float | None = None
     # W4A16 MXFP4 grouped experts (gpt-oss) on Blackwell: seconds one SM takes to dequantize one 4-bit expert weight to
     # 16 bits, and the tokens of one expert a CTA's tile holds; every tile dequantizes its expert's weights on the rank
     # again (kvplan.latency _moe_dequant_s). Fitted by benchmarks/fit_moe_ops.py; 0 (none) without a fit.
@@ -623,6 +637,28 @@ class HostLoop:
 
     overlaps_gpu: bool | None = None
     switch: str = ""
+
+
+@dataclass(frozen=True)
+class FrontEnd:
+    """The engine's API server: the process between the HTTP clients and the engine's scheduler, one serial worker
+    (a Python event loop) beside the process that runs the steps, so its work does not lengthen a step but bounds
+    the requests a replica takes per second (:mod:`kvplan.serving`, limit ``"api_server"``). Per request it parses
+    the HTTP request, renders the chat template, tokenizes and hands the request over; per output token it turns the
+    sampled id into text and streams it. Each engine module that sets one cites the process split it read and where
+    the two costs were measured.
+
+    ``request_s``: seconds of the worker's time per request, its streamed tokens included where ``token_s`` is 0
+    (a cost measured on runs of one output length covers that many tokens); ``token_s``: seconds per streamed output
+    token beyond it. ``measured``: where, in words."""
+
+    request_s: float
+    token_s: float = 0.0
+    measured: str = ""
+
+    def ceiling_rps(self, output_tokens: float) -> float:
+        """The most requests per second one API server takes at ``output_tokens`` streamed tokens a request."""
+        return 1.0 / (self.request_s + output_tokens * self.token_s)
 
 
 @dataclass(frozen=True)
@@ -774,6 +810,9 @@ class Engine:
     overlap: Overlap = field(default_factory=Overlap)
     # Whether the serving loop's host work per step runs beside the GPU's (kvplan.host); see HostLoop.
     host_loop: HostLoop = field(default_factory=HostLoop)
+    # The API server's own work per request and per streamed token (kvplan.serving's "api_server" limit); see
+    # FrontEnd. None: not measured for this release (no ceiling).
+    front_end: FrontEnd | None = None
 
     @property
     def key(self) -> str:
