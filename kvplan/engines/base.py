@@ -849,6 +849,9 @@ class Engine:
     def check_kv_on_gpu(self, kv_dtype_name: str, gpu: GPU) -> None:
         """Refuse a KV format this engine cannot store on ``gpu`` (default: every accepted format runs)."""
 
+    def check_settings_on_gpu(self, settings: Settings, gpu: GPU) -> None:
+        """Refuse a flag this engine cannot run on ``gpu`` (default: every accepted flag runs everywhere)."""
+
     def check_kv_latency(self, kv_dtype_name: str) -> None:
         """Refuse a KV format whose reads kvplan.latency cannot price for this engine (default: the held bytes at the
         attention's bandwidth, dequantization fused in the kernel)."""
