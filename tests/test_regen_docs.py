@@ -1,0 +1,204 @@
+"""benchmarks/regen_docs.py: the markers, the registry, --check and the regeneration of a block."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("regen_docs", ROOT / "benchmarks" / "regen_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["regen_docs"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+regen = _load()
+
+
+def test_registry_and_files_agree_both_ways() -> None:
+    # every marked block is registered with the same file and command, and every registered one is marked
+    assert regen.agreement() == []
+
+
+def test_registry_names_are_unique_and_files_exist() -> None:
+    names = [e.name for e in (*regen.PRODUCTS, *regen.BLOCKS)]
+    assert len(names) == len(set(names))
+    for entry in (*regen.PRODUCTS, *regen.BLOCKS):
+        assert (ROOT / entry.file).is_file(), entry
+
+
+def test_markers_are_well_formed_in_every_file() -> None:
+    for file in regen.marked_files():
+        found = regen.markers((ROOT / file).read_text(encoding="utf-8"), file)
+        for m in found.values():
+            assert m.command_line + 1 == m.begin < m.end
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("<!-- a:command x -->\n<!-- a:begin -->\nbody\n", "has no <!-- a:end -->"),
+        ("<!-- a:begin -->\nbody\n<!-- a:end -->\n", "without its command line"),
+        ("<!-- a:command x -->\nprose\n<!-- a:begin -->\n<!-- a:end -->\n", "is not followed by"),
+        ("<!-- a:command x -->\n<!-- a:begin -->\n<!-- a:end -->\n" * 2, "used twice"),
+        ("<!-- a:command x -->\n<!-- a:begin -->\n<!-- b:end -->\n", "<!-- b:end --> without its begin"),
+        ("<!-- a:command x -->\n<!-- a:begin -->\n<!-- b:command y -->\n", "starts inside block 'a'"),
+    ],
+)
+def test_malformed_markers_are_refused(text: str, message: str) -> None:
+    with pytest.raises(regen.RegenError, match=message):
+        regen.markers(text, "x.md")
+
+
+def test_select_takes_the_part_between_start_and_stop() -> None:
+    out = "head\n\n| a |\n|---|\n| 1 |\n\ntail 1\ntail 2\n"
+    assert regen.select(out, None, None, name="n") == out.rstrip("\n")
+    assert regen.select(out, r"^\| a", regen.PARAGRAPH, name="n") == "| a |\n|---|\n| 1 |"
+    assert regen.select(out, r"^tail", None, name="n") == "tail 1\ntail 2"
+    assert regen.select(out, None, r"^tail", name="n") == "head\n\n| a |\n|---|\n| 1 |"  # trailing blank dropped
+    with pytest.raises(regen.RegenError, match="no line of the output matches"):
+        regen.select(out, r"^nothing", None, name="n")
+
+
+def test_render_fences_and_transcripts() -> None:
+    block = regen.Block("b", "x.md", "kvplan a ; kvplan b", fence="console", transcript=True)
+    assert block.render(["one\n", "two\n"]) == "```console\n$ kvplan a\none\n$ kvplan b\ntwo\n```"
+    plain = regen.Block("p", "x.md", "python s.py", start=r"^x", fence="")
+    assert plain.render(["w\nx 1\nx 2\n"]) == "```\nx 1\nx 2\n```"
+
+
+def test_fast_blocks_are_what_their_commands_print() -> None:
+    # three blocks that run in about a second each: a script's markdown, a fenced script output, a CLI transcript
+    assert regen.regenerate(["moe_gap", "fp8_quant_compare", "cli_gpus"], check=True) == []
+
+
+def test_check_names_a_stale_block_and_regeneration_mends_it(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    marked = regen.markers(readme, "README.md")["cli_gpus"]
+    lines = readme.split("\n")
+    lines[marked.begin + 3] = lines[marked.begin + 3] + " (edited by hand)"
+    (tmp_path / "README.md").write_text("\n".join(lines), encoding="utf-8")
+    stale = regen.regenerate(["cli_gpus"], root=tmp_path, check=True)
+    assert len(stale) == 1 and stale[0].startswith("cli_gpus (README.md) is stale") and "edited by hand" in stale[0]
+    assert (tmp_path / "README.md").read_text(encoding="utf-8") == "\n".join(lines)  # --check writes nothing
+    regen.regenerate(["cli_gpus"], root=tmp_path)
+    assert (tmp_path / "README.md").read_text(encoding="utf-8") == readme
+    assert regen.regenerate(["cli_gpus"], root=tmp_path, check=True) == []  # a second run changes nothing
+
+
+def test_unknown_name_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert regen.main(["--only", "no_such_block"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "regen_docs: unknown block 'no_such_block'; see --list"
+
+
+def test_list_names_every_block_with_its_file_and_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert regen.main(["--list"]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == len(regen.PRODUCTS) + len(regen.BLOCKS)
+    assert ["mla_compare", "docs/cost.md", "python benchmarks/mla_compare.py --markdown"] in rows
+
+
+def _git(root: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=root, capture_output=True, text=True
+    )
+    return done.stdout
+
+
+def _conflicted_repo(root: Path, line_of: Callable[[list[str]], int]) -> tuple[str, Path]:
+    """A repository whose branch ``side`` merging ``main`` conflicts on README line ``line_of(lines)``: the true
+    README (prose around the ``cli_gpus`` block), and the README path."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    m = regen.markers(readme, "README.md")["cli_gpus"]
+    lines = ["# t", "", "prose before", "", *readme.split("\n")[m.command_line : m.end + 1], "", "prose after", ""]
+    path = root / "README.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    _git(root, "init", "-q", "-b", "main")
+    _git(root, "add", "README.md")
+    _git(root, "commit", "-q", "-m", "base")
+    at = line_of(lines)
+    for branch, edit in (("side", " (side)"), ("main", " (main)")):
+        if branch == "side":
+            _git(root, "checkout", "-q", "-b", "side")
+        else:
+            _git(root, "checkout", "-q", "main")
+        changed = list(lines)
+        changed[at] += edit
+        path.write_text("\n".join(changed), encoding="utf-8")
+        _git(root, "commit", "-q", "-am", branch)
+    _git(root, "checkout", "-q", "side")
+    _git(root, "merge", "main")
+    assert "<<<<<<< " in path.read_text(encoding="utf-8")
+    return "\n".join(lines), path
+
+
+def test_resolve_takes_a_side_of_a_generated_conflict_and_regenerates(tmp_path: Path) -> None:
+    # both branches edited the same output line of the cli_gpus block: resolved, regenerated, added
+    truth, path = _conflicted_repo(tmp_path, lambda lines: lines.index("$ kvplan gpus") + 1)
+    assert regen.resolve_merge(tmp_path, regenerate_all=False) == 0
+    assert path.read_text(encoding="utf-8") == truth
+    assert _git(tmp_path, "diff", "--name-only", "--diff-filter=U") == ""
+    assert _git(tmp_path, "diff", "--cached", "--name-only") == "README.md\n"
+
+
+def test_resolve_refuses_a_conflict_in_prose(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # both branches edited the prose line before the block: exit 2, one line naming file and hunk, nothing written
+    _, path = _conflicted_repo(tmp_path, lambda lines: lines.index("prose before"))
+    before = path.read_text(encoding="utf-8")
+    assert regen.resolve_merge(tmp_path, regenerate_all=False) == 2
+    assert capsys.readouterr().err.strip() == (
+        "README.md:3: conflict outside generated blocks (ours side): resolve by hand"
+    )
+    assert path.read_text(encoding="utf-8") == before
+
+
+def test_resolve_outside_a_merge_is_refused(tmp_path: Path) -> None:
+    _git(tmp_path, "init", "-q")
+    with pytest.raises(regen.RegenError, match="no merge in progress"):
+        regen.resolve_merge(tmp_path)
+
+
+def test_data_rows_merge_with_their_computed_values_blanked(tmp_path: Path) -> None:
+    # both sides re-scored row 1 (a computed value) and one side added a field by hand to row 2: the merge is
+    # clean once the computed values are blanked in place, ready for the product's command to fill them
+    product = next(p for p in regen.PRODUCTS if p.name == "published_throughput")
+    rows = [{"model": "a", "published_tok_s": 10, "ratio": 1.0, "verdict": "within 20%"}, {"model": "b", "x": 1}]
+
+    def dump(rows: list[dict]) -> str:
+        return '{\n "rows": [\n' + ",\n".join("  " + json.dumps(r) for r in rows) + "\n ]\n}\n"
+
+    file = tmp_path / product.file
+    file.parent.mkdir(parents=True)
+    file.write_text(dump(rows))
+    _git(tmp_path, "init", "-q", "-b", "main")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-q", "-m", "base")
+    _git(tmp_path, "checkout", "-q", "-b", "side")
+    file.write_text(dump([{**rows[0], "ratio": 1.1}, {**rows[1], "y": 2}]))
+    _git(tmp_path, "commit", "-q", "-am", "side")
+    _git(tmp_path, "checkout", "-q", "main")
+    file.write_text(dump([{**rows[0], "ratio": 0.9}, rows[1]]))
+    _git(tmp_path, "commit", "-q", "-am", "main")
+    _git(tmp_path, "checkout", "-q", "side")
+    _git(tmp_path, "merge", "main")
+    merged = regen.merge_data(tmp_path, product)
+    assert merged == dump([{**rows[0], "ratio": None, "verdict": None}, {**rows[1], "y": 2}])
+    # a hand-written value changed on both sides still conflicts
+    _git(tmp_path, "merge", "--abort")
+    file.write_text(dump([{**rows[0], "published_tok_s": 11}, rows[1]]))
+    _git(tmp_path, "commit", "-q", "-am", "side 2")
+    _git(tmp_path, "checkout", "-q", "main")
+    file.write_text(dump([{**rows[0], "published_tok_s": 12}, rows[1]]))
+    _git(tmp_path, "commit", "-q", "-am", "main 2")
+    _git(tmp_path, "checkout", "-q", "side")
+    _git(tmp_path, "merge", "main")
+    assert regen.merge_data(tmp_path, product) is None
