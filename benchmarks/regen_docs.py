@@ -351,10 +351,30 @@ def side(parts: list[str | Hunk], which: str) -> tuple[str, dict[int, tuple[int,
     return "\n".join(out), spans
 
 
-def _inside_generated(text: str, file: str, span: tuple[int, int]) -> bool:
-    """Whether lines [a, b) of ``text`` (an insertion point when a == b) lie within one marked block's body."""
+def _within_block(found: dict[str, Marked], span: tuple[int, int]) -> bool:
+    """Whether lines [a, b) lie within one block, its marker lines included (an insertion, a == b: within its
+    body)."""
     a, b = span
-    return any(m.begin < a and b <= m.end for m in markers(text, file).values())
+    if a == b:
+        return any(m.begin < a <= m.end for m in found.values())
+    return any(m.command_line <= a and b - 1 <= m.end for m in found.values())
+
+
+def _hunk_side_at_fault(parts: list[str | Hunk], hunk: Hunk, file: str) -> str | None:
+    """None when ``hunk`` lies in generated text on both sides, else the side that leaves it. Main's side (theirs)
+    is read with every hunk taken from it; ours with this hunk from ours and the others from main. Where only main
+    has a block's markers (a branch from before they were added), ours may lack them: its side must then hold no
+    marker line, and main's side, read with them, says where the hunk lies."""
+    theirs, spans = side(parts, "theirs")
+    if not _within_block(markers(theirs, file), spans[hunk.line]):
+        return "main's"
+    mixed = [p if p is hunk else (p if isinstance(p, str) else Hunk(p.line, p.theirs, p.theirs)) for p in parts]
+    ours, spans = side(mixed, "ours")
+    try:
+        found = markers(ours, file)
+    except RegenError:
+        return "this branch's" if any(MARKER.match(line) for line in hunk.ours) else None
+    return None if _within_block(found, spans[hunk.line]) else "this branch's"
 
 
 def markdown_refusals(file: str, text: str) -> list[str]:
@@ -363,14 +383,10 @@ def markdown_refusals(file: str, text: str) -> list[str]:
     if any(p.file == file and p.section is None for p in PRODUCTS):
         return []  # the whole file is a command's
     refusals = []
-    versions = {which: side(parts, which) for which in ("ours", "theirs")}
     for hunk in hunks:
-        for which, (version, spans) in versions.items():
-            if not _inside_generated(version, file, spans[hunk.line]):
-                refusals.append(
-                    f"{file}:{hunk.line}: conflict outside generated blocks ({which} side): resolve by hand"
-                )
-                break
+        fault = _hunk_side_at_fault(parts, hunk, file)
+        if fault is not None:
+            refusals.append(f"{file}:{hunk.line}: conflict outside generated blocks ({fault} side): resolve by hand")
     return refusals
 
 

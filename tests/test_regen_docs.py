@@ -4,7 +4,6 @@ import importlib.util
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -114,51 +113,81 @@ def _git(root: Path, *args: str) -> str:
     return done.stdout
 
 
-def _conflicted_repo(root: Path, line_of: Callable[[list[str]], int]) -> tuple[str, Path]:
-    """A repository whose branch ``side`` merging ``main`` conflicts on README line ``line_of(lines)``: the true
-    README (prose around the ``cli_gpus`` block), and the README path."""
+def _readme_lines() -> list[str]:
+    """A README of prose around the ``cli_gpus`` block as the real one holds it (markers included)."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     m = regen.markers(readme, "README.md")["cli_gpus"]
-    lines = ["# t", "", "prose before", "", *readme.split("\n")[m.command_line : m.end + 1], "", "prose after", ""]
+    return ["# t", "", "prose before", "", *readme.split("\n")[m.command_line : m.end + 1], "", "prose after", ""]
+
+
+def _merge(root: Path, base: list[str], main: list[str], branch: list[str]) -> Path:
+    """A repository whose branch ``side`` (README ``branch``) merging ``main`` stopped on conflicts."""
     path = root / "README.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
+    path.write_text("\n".join(base), encoding="utf-8")
     _git(root, "init", "-q", "-b", "main")
     _git(root, "add", "README.md")
     _git(root, "commit", "-q", "-m", "base")
-    at = line_of(lines)
-    for branch, edit in (("side", " (side)"), ("main", " (main)")):
-        if branch == "side":
-            _git(root, "checkout", "-q", "-b", "side")
-        else:
-            _git(root, "checkout", "-q", "main")
-        changed = list(lines)
-        changed[at] += edit
-        path.write_text("\n".join(changed), encoding="utf-8")
-        _git(root, "commit", "-q", "-am", branch)
+    _git(root, "checkout", "-q", "-b", "side")
+    path.write_text("\n".join(branch), encoding="utf-8")
+    _git(root, "commit", "-q", "-am", "side")
+    _git(root, "checkout", "-q", "main")
+    path.write_text("\n".join(main), encoding="utf-8")
+    _git(root, "commit", "-q", "-am", "main")
     _git(root, "checkout", "-q", "side")
     _git(root, "merge", "main")
     assert "<<<<<<< " in path.read_text(encoding="utf-8")
-    return "\n".join(lines), path
+    return path
+
+
+def _edited(lines: list[str], at: int, edit: str) -> list[str]:
+    return [line + edit if i == at else line for i, line in enumerate(lines)]
 
 
 def test_resolve_takes_a_side_of_a_generated_conflict_and_regenerates(tmp_path: Path) -> None:
     # both branches edited the same output line of the cli_gpus block: resolved, regenerated, added
-    truth, path = _conflicted_repo(tmp_path, lambda lines: lines.index("$ kvplan gpus") + 1)
+    lines = _readme_lines()
+    at = lines.index("$ kvplan gpus") + 1
+    path = _merge(tmp_path, lines, _edited(lines, at, " (main)"), _edited(lines, at, " (side)"))
     assert regen.resolve_merge(tmp_path, regenerate_all=False) == 0
-    assert path.read_text(encoding="utf-8") == truth
+    assert path.read_text(encoding="utf-8") == "\n".join(lines)
     assert _git(tmp_path, "diff", "--name-only", "--diff-filter=U") == ""
     assert _git(tmp_path, "diff", "--cached", "--name-only") == "README.md\n"
 
 
+def test_resolve_a_branch_from_before_the_markers(tmp_path: Path) -> None:
+    # main added the block's markers; the branch, without them, edited the block's first line (next to them)
+    lines = _readme_lines()
+    bare = [line for line in lines if not regen.MARKER.match(line)]
+    fence = bare.index("```console")
+    path = _merge(tmp_path, bare, lines, _edited(bare, fence, " (side)"))
+    assert regen.resolve_merge(tmp_path, regenerate_all=False) == 0
+    assert path.read_text(encoding="utf-8") == "\n".join(lines)
+
+
 def test_resolve_refuses_a_conflict_in_prose(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # both branches edited the prose line before the block: exit 2, one line naming file and hunk, nothing written
-    _, path = _conflicted_repo(tmp_path, lambda lines: lines.index("prose before"))
+    lines = _readme_lines()
+    at = lines.index("prose before")
+    path = _merge(tmp_path, lines, _edited(lines, at, " (main)"), _edited(lines, at, " (side)"))
     before = path.read_text(encoding="utf-8")
     assert regen.resolve_merge(tmp_path, regenerate_all=False) == 2
     assert capsys.readouterr().err.strip() == (
-        "README.md:3: conflict outside generated blocks (ours side): resolve by hand"
+        "README.md:3: conflict outside generated blocks (main's side): resolve by hand"
     )
     assert path.read_text(encoding="utf-8") == before
+
+
+def test_resolve_refuses_prose_next_to_new_markers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # main added the markers; the branch edited the prose line right before where they go: that is hand-written
+    lines = _readme_lines()
+    bare = [line for line in lines if not regen.MARKER.match(line)]
+    at = bare.index("```console") - 1
+    bare[at] = "prose just before"
+    main = list(lines)
+    main[main.index("<!-- cli_gpus:command kvplan gpus -->") - 1] = "prose just before"
+    _merge(tmp_path, bare, main, _edited(bare, at, " (side)"))
+    assert regen.resolve_merge(tmp_path, regenerate_all=False) == 2
+    assert "conflict outside generated blocks" in capsys.readouterr().err
 
 
 def test_resolve_outside_a_merge_is_refused(tmp_path: Path) -> None:
