@@ -119,47 +119,52 @@ class Marked:
     """Where a named block sits in a file: the lines of its command, begin and end markers (0-based)."""
 
     name: str
-    command: str
+    command: str | None  # None: marked without a command line
     command_line: int
     begin: int
     end: int
 
 
 def markers(text: str, file: str) -> dict[str, Marked]:
-    """Every marked block of ``text``: a command line, its begin right after it, then its end; names unique."""
+    """Every marked block of ``text``: its command line, its begin right after it, then its end; names unique. A
+    begin without a command line before it (a block marked the older way) is read with ``command`` None, which
+    :func:`agreement` reports."""
     found: dict[str, Marked] = {}
     lines = text.split("\n")
-    open_: tuple[str, str, int, int] | None = None
+    open_: Marked | None = None  # the block being read, its end still unknown
     for i, line in enumerate(lines):
         m = MARKER.match(line)
         if not m:
             continue
         name, kind = m["name"], m["kind"]
         where = f"{file}:{i + 1}"
+        if kind == "end":
+            if open_ is None or open_.name != name or open_.begin < 0:
+                raise RegenError(f"{where}: <!-- {name}:end --> without its begin")
+            found[name] = dataclasses.replace(open_, end=i)
+            open_ = None
+            continue
+        if kind == "begin" and open_ is not None and open_.name == name and open_.begin < 0:
+            open_ = dataclasses.replace(open_, begin=i)
+            continue
+        if open_ is not None:
+            raise RegenError(f"{where}: {name!r} starts inside block {open_.name!r}")
+        if name in found:
+            raise RegenError(f"{where}: block name {name!r} used twice")
         if kind == "command":
-            if open_ is not None:
-                raise RegenError(f"{where}: {name!r} starts inside block {open_[0]!r}")
             if i + 1 >= len(lines) or lines[i + 1] != f"<!-- {name}:begin -->":
                 raise RegenError(f"{where}: {name!r}'s command line is not followed by <!-- {name}:begin -->")
-            if name in found:
-                raise RegenError(f"{where}: block name {name!r} used twice")
-            open_ = (name, m["command"] or "", i, i + 1)
-        elif kind == "begin":
-            if open_ is None or open_[0] != name or open_[3] != i:
-                raise RegenError(f"{where}: <!-- {name}:begin --> without its command line before it")
+            open_ = Marked(name, m["command"] or "", i, -1, -1)
         else:
-            if open_ is None or open_[0] != name:
-                raise RegenError(f"{where}: <!-- {name}:end --> without its begin")
-            found[name] = Marked(name, open_[1], open_[2], open_[3], i)
-            open_ = None
+            open_ = Marked(name, None, i, i, -1)
     if open_ is not None:
-        raise RegenError(f"{file}: block {open_[0]!r} has no <!-- {open_[0]}:end -->")
+        raise RegenError(f"{file}: block {open_.name!r} has no <!-- {open_.name}:end -->")
     return found
 
 
-def marked_files() -> list[str]:
+def marked_files(root: Path = ROOT) -> list[str]:
     """README.md and docs/*.md, relative to the root."""
-    return ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
+    return ["README.md", *sorted(str(p.relative_to(root)) for p in (root / "docs").glob("*.md"))]
 
 
 def agreement(root: Path = ROOT) -> list[str]:
@@ -167,14 +172,19 @@ def agreement(root: Path = ROOT) -> list[str]:
     or with another command, or a marked block the registry lacks. Empty when they agree both ways."""
     registry = {b.name: b for b in (*PRODUCTS, *BLOCKS)}
     problems, seen = [], set()
-    for file in marked_files():
+    for file in marked_files(root):
         path = root / file
         if not path.exists():
             continue
         for name, m in markers(path.read_text(encoding="utf-8"), file).items():
             seen.add(name)
             entry = registry.get(name)
-            if entry is None:
+            if m.command is None:
+                problems.append(
+                    f"{file}:{m.begin + 1}: block {name!r} has no command line: put <!-- {name}:command COMMAND --> "
+                    "right before its begin (and register it in benchmarks/regen_docs.py)"
+                )
+            elif entry is None:
                 problems.append(f"{file}:{m.begin + 1}: block {name!r} is not in regen_docs.py's registry")
             elif entry.file != file:
                 problems.append(f"{file}:{m.begin + 1}: block {name!r} is registered in {entry.file}")
@@ -463,7 +473,7 @@ def resolve_merge(root: Path = ROOT, *, regenerate_all: bool = True) -> int:
                 refusals.append(f"{file}: rows written by hand conflict, not only computed values: resolve by hand")
             else:
                 resolved[file] = merged
-        elif file in marked_files() or file.endswith(".md") and any(e.file == file for e in PRODUCTS):
+        elif file in marked_files(root) or file.endswith(".md") and any(e.file == file for e in PRODUCTS):
             found = markdown_refusals(file, text)
             refusals.extend(found)
             if not found:
@@ -487,6 +497,8 @@ def resolve_merge(root: Path = ROOT, *, regenerate_all: bool = True) -> int:
     print(f"resolved (main's side, regenerated) and added: {', '.join(resolved)}")
     if changed:
         print(f"also regenerated, not added (check, then git add): {', '.join(changed)}")
+    for problem in agreement(root):  # a block the branch marked the older way, say
+        print(f"to do before --check passes: {problem}")
     return 0
 
 
