@@ -36,6 +36,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -226,6 +227,13 @@ class Runner:
             self.outputs[key] = done.stdout
         return self.outputs[key]
 
+    def prefetch(self, blocks: list[Block], jobs: int) -> None:
+        """Run the blocks' commands, ``jobs`` at a time (they read the products and write nothing they share)."""
+        wanted = list(dict.fromkeys((c, b.transcript) for b in blocks for c in b.commands))
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for _ in pool.map(lambda job: self(job[0], transcript=job[1]), wanted):
+                pass
+
 
 def render_block(block: Block, run: Runner) -> str:
     return block.render([run(c, transcript=block.transcript) for c in block.commands])
@@ -260,9 +268,10 @@ def chosen(only: list[str] | None) -> tuple[list[Product], list[Block]]:
     ]
 
 
-def regenerate(only: list[str] | None = None, *, root: Path = ROOT, check: bool = False) -> list[str]:
-    """Rerun the products' commands, then rewrite the blocks; ``check``: write nothing, return each stale one's
-    name with a short diff (for a product: its file is put back as it was after its command ran)."""
+def regenerate(only: list[str] | None = None, *, root: Path = ROOT, check: bool = False, jobs: int = 1) -> list[str]:
+    """Rerun the products' commands, then the blocks' (``jobs`` at a time), and rewrite the blocks; ``check``:
+    write nothing, return each stale one's name with a short diff (a product's file is put back as it was after
+    its command ran)."""
     products, blocks = chosen(only)
     run = Runner(root)
     stale: list[str] = []
@@ -277,6 +286,7 @@ def regenerate(only: list[str] | None = None, *, root: Path = ROOT, check: bool 
                 path.write_bytes(before)
         if after != before:
             stale.append(_stale(product.name, product.file, before.decode(), after.decode()))
+    run.prefetch(blocks, jobs)
     for file in dict.fromkeys(b.file for b in blocks):
         path = root / file
         old = path.read_text(encoding="utf-8")
@@ -452,7 +462,7 @@ def _git(root: Path, *args: str, check: bool = True) -> str:
     return done.stdout
 
 
-def resolve_merge(root: Path = ROOT, *, regenerate_all: bool = True) -> int:
+def resolve_merge(root: Path = ROOT, *, regenerate_all: bool = True, jobs: int = 1) -> int:
     """After ``git merge`` stopped on conflicts: where every conflict of a file lies in generated blocks (or is a
     product's computed values), take main's side (theirs), regenerate, ``git add``; else name each hand-written
     conflict, one line each, change nothing and return 2."""
@@ -487,11 +497,11 @@ def resolve_merge(root: Path = ROOT, *, regenerate_all: bool = True) -> int:
     for file, text in resolved.items():
         (root / file).write_text(text, encoding="utf-8")
     if regenerate_all:
-        regenerate(root=root)
+        regenerate(root=root, jobs=jobs)
     else:  # the resolved files' own blocks and products only
         names = {name for file, text in resolved.items() if file.endswith(".md") for name in markers(text, file)}
         names |= {p.name for p in PRODUCTS if p.file in resolved and p.absent is None}
-        regenerate(sorted(names), root=root)
+        regenerate(sorted(names), root=root, jobs=jobs)
     _git(root, "add", "--", *resolved)
     changed = [f for f in _git(root, "diff", "--name-only").splitlines() if f]
     print(f"resolved (main's side, regenerated) and added: {', '.join(resolved)}")
@@ -789,6 +799,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true", help="name, file and command of every block and product")
     ap.add_argument("--check", action="store_true", help="exit 1 naming the stale blocks; write nothing")
     ap.add_argument("--resolve", action="store_true", help="resolve a stopped merge's conflicts in generated content")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="commands run at once (default: CPUs)")
     args = ap.parse_args(argv)
     # a product's file is put back when --check is stopped too (SIGTERM, as for SIGINT, unwinds the finally)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -799,12 +810,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{e.name}\t{e.file}\t{e.command}{note}")
             return 0
         if args.resolve:
-            return resolve_merge()
+            return resolve_merge(jobs=args.jobs)
         problems = agreement()
         if problems:
             print("\n".join(problems), file=sys.stderr)
             return 1
-        stale = regenerate(args.only, check=args.check)
+        stale = regenerate(args.only, check=args.check, jobs=args.jobs)
     except RegenError as e:
         print(f"regen_docs: {e}", file=sys.stderr)
         return 2

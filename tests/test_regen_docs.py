@@ -84,7 +84,7 @@ def test_render_fences_and_transcripts() -> None:
 
 def test_fast_blocks_are_what_their_commands_print() -> None:
     # three blocks that run in about a second each: a script's markdown, a fenced script output, a CLI transcript
-    assert regen.regenerate(["moe_gap", "fp8_quant_compare", "cli_gpus"], check=True) == []
+    assert regen.regenerate(["moe_gap", "fp8_quant_compare", "cli_gpus"], check=True, jobs=2) == []
 
 
 def test_check_names_a_stale_block_and_regeneration_mends_it(tmp_path: Path) -> None:
