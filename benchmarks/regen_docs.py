@@ -84,6 +84,7 @@ class Product:
     computed: str | None = None
     section: tuple[str, str] | None = None
     absent: str | None = None  # as Block.absent
+    requires: str | None = None  # a file the command reads, relative to the root; where it is missing, not run
 
 
 class RegenError(Exception):
@@ -256,15 +257,23 @@ def rewrite(text: str, file: str, blocks: list[Block], run: Runner) -> str:
     return "\n".join(lines)
 
 
+def not_run(entry: Block | Product, root: Path = ROOT) -> str | None:
+    """Why ``entry``'s command is not run here (what it needs), or None."""
+    requires = getattr(entry, "requires", None)
+    if entry.absent is None and requires is not None and not (root / requires).is_file():
+        return f"{requires}, missing here"
+    return entry.absent
+
+
 def chosen(only: list[str] | None) -> tuple[list[Product], list[Block]]:
     if not only:
-        return [p for p in PRODUCTS if p.absent is None], [b for b in BLOCKS if b.absent is None]
+        return [p for p in PRODUCTS if not not_run(p)], [b for b in BLOCKS if not not_run(b)]
     names = {e.name for e in (*PRODUCTS, *BLOCKS)}
     unknown = [n for n in only if n not in names]
     if unknown:
         raise RegenError(f"unknown block {unknown[0]!r}; see --list")
-    return [p for p in PRODUCTS if p.name in only and p.absent is None], [
-        b for b in BLOCKS if b.name in only and b.absent is None
+    return [p for p in PRODUCTS if p.name in only and not not_run(p)], [
+        b for b in BLOCKS if b.name in only and not not_run(b)
     ]
 
 
@@ -500,7 +509,7 @@ def resolve_merge(root: Path = ROOT, *, regenerate_all: bool = True, jobs: int =
         regenerate(root=root, jobs=jobs)
     else:  # the resolved files' own blocks and products only
         names = {name for file, text in resolved.items() if file.endswith(".md") for name in markers(text, file)}
-        names |= {p.name for p in PRODUCTS if p.file in resolved and p.absent is None}
+        names |= {p.name for p in PRODUCTS if p.file in resolved and not not_run(p, root)}
         regenerate(sorted(names), root=root, jobs=jobs)
     _git(root, "add", "--", *resolved)
     changed = [f for f in _git(root, "diff", "--name-only").splitlines() if f]
@@ -542,6 +551,14 @@ PRODUCTS: tuple[Product, ...] = (
         "docs/accuracy.md",
         "python benchmarks/registry_sweep.py --write docs/accuracy.md",
         section=("<!-- registry-sweep:begin -->", "<!-- registry-sweep:end -->"),
+    ),
+    # docs/validation.md's engine-log section, from the published logs kept beside the checkout (/work/shared)
+    Product(
+        "engine-logs",
+        "docs/validation.md",
+        "python scripts/engine_validation.py --write docs/validation.md",
+        section=("<!-- engine-logs:begin -->", "<!-- engine-logs:end -->"),
+        requires="../shared/reference/engine_logs.json",
     ),
 )
 
@@ -806,7 +823,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.list:
             for e in (*PRODUCTS, *BLOCKS):
-                note = f"  [not run: needs {e.absent}]" if e.absent else ""
+                need = not_run(e)
+                note = f"  [not run: needs {need}]" if need else ""
                 print(f"{e.name}\t{e.file}\t{e.command}{note}")
             return 0
         if args.resolve:

@@ -239,3 +239,14 @@ def test_data_rows_merge_with_their_computed_values_blanked(tmp_path: Path) -> N
     _git(tmp_path, "checkout", "-q", "side")
     _git(tmp_path, "merge", "main")
     assert regen.merge_data(tmp_path, product) is None
+
+
+def test_a_product_section_is_what_its_command_writes() -> None:
+    # docs/validation.md's engine-log section (the logs are kept beside the checkout, in shared/); --check puts
+    # the file back as it was
+    product = next(p for p in regen.PRODUCTS if p.name == "engine-logs")
+    if regen.not_run(product):
+        pytest.skip(regen.not_run(product))
+    before = (ROOT / product.file).read_bytes()
+    assert regen.regenerate(["engine-logs"], check=True) == []
+    assert (ROOT / product.file).read_bytes() == before
