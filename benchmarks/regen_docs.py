@@ -10,15 +10,16 @@ command named on the line before them::
 
 ``BLOCKS`` below is the registry: name, file, command, which lines of the output, which fence. ``PRODUCTS`` are the
 files a command rewrites itself: stored data (``published_compare.py --update-data``) and the markdown sections a
-script keeps on its own (``registry_sweep.py --write``). A command that needs what is absent here (aiconfigurator's
-``--collect``, network, a GPU) is never run: its blocks carry ``absent`` and are produced from checked-in data only
-by the commands that read it.
+script keeps on its own (``registry_sweep.py --write``, ``engine_validation.py --write``). A command that needs what
+is absent here (aiconfigurator's ``--collect``, network, a GPU) is never run: its entry carries ``absent`` (and
+``--list`` says so); every other block is produced from checked-in data by the command that reads it.
 
     python benchmarks/regen_docs.py               # regenerate all: the stored data first, then the blocks
     python benchmarks/regen_docs.py --only NAME   # those blocks or products only
     python benchmarks/regen_docs.py --list        # name, file, command
     python benchmarks/regen_docs.py --check       # exit 1 naming each stale block with a short diff; writes nothing
     python benchmarks/regen_docs.py --resolve     # after `git merge` stopped on conflicts in generated content
+    python benchmarks/regen_docs.py --jobs N      # the blocks' commands N at a time (default: the CPUs)
 
 A second run changes nothing. Commands run from the repository root with this interpreter's directory first on
 PATH (so ``python`` and ``kvplan`` are the ones of the environment the tool runs in).
