@@ -105,7 +105,7 @@ def select(output: str, start: str | None, stop: str | None, *, name: str) -> st
     end = len(lines)
     if stop is not None:
         end = next((i for i in range(first + 1, len(lines)) if re.search(stop, lines[i])), -1)
-        if end < 0 and stop != PARAGRAPH:
+        if end < 0 and stop not in (PARAGRAPH, TABLE):
             raise RegenError(f"{name}: no line of the output after {start!r} matches {stop!r}")
         end = len(lines) if end < 0 else end
     while end > first + 1 and not lines[end - 1].strip():

@@ -70,6 +70,7 @@ def test_select_takes_the_part_between_start_and_stop() -> None:
     assert regen.select(out, None, None, name="n") == out.rstrip("\n")
     assert regen.select(out, r"^\| a", regen.PARAGRAPH, name="n") == "| a |\n|---|\n| 1 |"
     assert regen.select(out, r"^tail", None, name="n") == "tail 1\ntail 2"
+    assert regen.select("x\n| a |\n| 1 |\n", r"^\| a", regen.TABLE, name="n") == "| a |\n| 1 |"  # to the end
     assert regen.select(out, None, r"^tail", name="n") == "head\n\n| a |\n|---|\n| 1 |"  # trailing blank dropped
     with pytest.raises(regen.RegenError, match="no line of the output matches"):
         regen.select(out, r"^nothing", None, name="n")
