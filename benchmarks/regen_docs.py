@@ -390,21 +390,42 @@ def _within_block(found: dict[str, Marked], span: tuple[int, int]) -> bool:
     return any(m.command_line <= a and b - 1 <= m.end for m in found.values())
 
 
-def _hunk_side_at_fault(parts: list[str | Hunk], hunk: Hunk, file: str) -> str | None:
-    """None when ``hunk`` lies in generated text on both sides, else the side that leaves it. Main's side (theirs)
-    is read with every hunk taken from it; ours with this hunk from ours and the others from main. Where only main
-    has a block's markers (a branch from before they were added), ours may lack them: its side must then hold no
-    marker line, and main's side, read with them, says where the hunk lies."""
-    theirs, spans = side(parts, "theirs")
-    if not _within_block(markers(theirs, file), spans[hunk.line]):
-        return "main's"
-    mixed = [p if p is hunk else (p if isinstance(p, str) else Hunk(p.line, p.theirs, p.theirs)) for p in parts]
-    ours, spans = side(mixed, "ours")
+def _marker_count(lines: list[str]) -> int:
+    return sum(bool(MARKER.match(line)) for line in lines)
+
+
+def _kept(hunk: Hunk) -> list[str]:
+    """The side a resolution keeps: main's, unless only this branch's holds marker lines (a branch adding a block's
+    markers that main lacks); the text between them is regenerated either way."""
+    return hunk.ours if _marker_count(hunk.ours) > _marker_count(hunk.theirs) else hunk.theirs
+
+
+def resolved_text(parts: list[str | Hunk]) -> str:
+    return "\n".join(line for p in parts for line in ([p] if isinstance(p, str) else _kept(p)))
+
+
+def _located(parts: list[str | Hunk], hunk: Hunk, which: str, file: str) -> bool | None:
+    """Whether ``which`` side of ``hunk`` lies within a block, read with the other hunks as a resolution keeps
+    them; None where that side lacks markers the other has (the block's markers cannot be read from it)."""
+    mixed = [p if p is hunk or isinstance(p, str) else Hunk(p.line, _kept(p), _kept(p)) for p in parts]
+    version, spans = side(mixed, which)
     try:
-        found = markers(ours, file)
+        found = markers(version, file)
     except RegenError:
-        return "this branch's" if any(MARKER.match(line) for line in hunk.ours) else None
-    return None if _within_block(found, spans[hunk.line]) else "this branch's"
+        return None
+    return _within_block(found, spans[hunk.line])
+
+
+def _hunk_side_at_fault(parts: list[str | Hunk], hunk: Hunk, file: str) -> str | None:
+    """None when ``hunk`` lies in generated text on both sides, else the side that leaves it. A side read without
+    markers (only the other side has them: a branch from before a block was marked, or a branch marking it) holds
+    no marker line and is placed by the other side."""
+    where = {"main's": _located(parts, hunk, "theirs", file), "this branch's": _located(parts, hunk, "ours", file)}
+    lines = {"main's": hunk.theirs, "this branch's": hunk.ours}
+    for name, inside in where.items():
+        if inside is False or inside is None and _marker_count(lines[name]):
+            return name
+    return None if any(where.values()) else "main's"
 
 
 def markdown_refusals(file: str, text: str) -> list[str]:
@@ -497,7 +518,7 @@ def resolve_merge(root: Path = ROOT, *, regenerate_all: bool = True, jobs: int =
             found = markdown_refusals(file, text)
             refusals.extend(found)
             if not found:
-                resolved[file] = side(conflict_hunks(text)[0], "theirs")[0]
+                resolved[file] = resolved_text(conflict_hunks(text)[0])
         else:
             line = next((h.line for h in conflict_hunks(text)[1]), 1)
             refusals.append(f"{file}:{line}: not a generated file: resolve by hand, git add it, then --resolve again")
@@ -506,6 +527,8 @@ def resolve_merge(root: Path = ROOT, *, regenerate_all: bool = True, jobs: int =
         return 2
     for file, text in resolved.items():
         (root / file).write_text(text, encoding="utf-8")
+    generated = {e.file for e in (*PRODUCTS, *BLOCKS) if (root / e.file).is_file()} - set(resolved)
+    before = {f: (root / f).read_bytes() for f in generated}
     if regenerate_all:
         regenerate(root=root, jobs=jobs)
     else:  # the resolved files' own blocks and products only
@@ -513,7 +536,7 @@ def resolve_merge(root: Path = ROOT, *, regenerate_all: bool = True, jobs: int =
         names |= {p.name for p in PRODUCTS if p.file in resolved and not not_run(p, root)}
         regenerate(sorted(names), root=root, jobs=jobs)
     _git(root, "add", "--", *resolved)
-    changed = [f for f in _git(root, "diff", "--name-only").splitlines() if f]
+    changed = sorted(f for f in generated if (root / f).read_bytes() != before[f])
     print(f"resolved (main's side, regenerated) and added: {', '.join(resolved)}")
     if changed:
         print(f"also regenerated, not added (check, then git add): {', '.join(changed)}")
@@ -679,6 +702,7 @@ BLOCKS: tuple[Block, ...] = (
     Block("run_residual", _COST, f"{_PC} --run-residual", start=r"^run residual ", fence=""),
     Block("dp_ep_gap", _COST, "python benchmarks/dp_ep_gap.py", fence=""),
     Block("dp_ep_gap_published", _COST, "python benchmarks/dp_ep_gap.py --published", fence=""),
+    Block("moe_release_gap", _COST, "python benchmarks/moe_release_gap.py --published", fence=""),
     Block("ep_readings", _COST, f"{_PC} --ep-readings", start=r"^ep reading ", fence=""),
     Block(
         "dp_balance",

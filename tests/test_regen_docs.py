@@ -173,6 +173,16 @@ def test_resolve_a_branch_from_before_the_markers(tmp_path: Path) -> None:
     assert path.read_text(encoding="utf-8") == "\n".join(lines)
 
 
+def test_resolve_a_branch_adding_the_markers(tmp_path: Path) -> None:
+    # the branch marked the block; main, without the markers, edited its first line: the markers are kept
+    lines = _readme_lines()
+    bare = [line for line in lines if not regen.MARKER.match(line)]
+    fence = bare.index("```console")
+    path = _merge(tmp_path, bare, _edited(bare, fence, " (main)"), lines)
+    assert regen.resolve_merge(tmp_path, regenerate_all=False) == 0
+    assert path.read_text(encoding="utf-8") == "\n".join(lines)
+
+
 def test_resolve_refuses_a_conflict_in_prose(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # both branches edited the prose line before the block: exit 2, one line naming file and hunk, nothing written
     lines = _readme_lines()
