@@ -404,6 +404,13 @@ def resolved_text(parts: list[str | Hunk]) -> str:
     return "\n".join(line for p in parts for line in ([p] if isinstance(p, str) else _kept(p)))
 
 
+def conflicted_blocks(parts: list[str | Hunk], file: str) -> set[str]:
+    """The blocks that hold a hunk of ``parts`` once resolved (their markers included)."""
+    text, spans = side([p if isinstance(p, str) else Hunk(p.line, _kept(p), _kept(p)) for p in parts], "ours")
+    found = markers(text, file).values()
+    return {m.name for a, b in spans.values() for m in found if m.command_line <= max(a, b - 1) and a <= m.end}
+
+
 def _located(parts: list[str | Hunk], hunk: Hunk, which: str, file: str) -> bool | None:
     """Whether ``which`` side of ``hunk`` lies within a block, read with the other hunks as a resolution keeps
     them; None where that side lacks markers the other has (the block's markers cannot be read from it)."""
@@ -493,10 +500,11 @@ def _git(root: Path, *args: str, check: bool = True) -> str:
     return done.stdout
 
 
-def resolve_merge(root: Path = ROOT, *, regenerate_all: bool = True, jobs: int = 1) -> int:
+def resolve_merge(root: Path = ROOT, *, full: bool = False, jobs: int = 1) -> int:
     """After ``git merge`` stopped on conflicts: where every conflict of a file lies in generated blocks (or is a
-    product's computed values), take main's side (theirs), regenerate, ``git add``; else name each hand-written
-    conflict, one line each, change nothing and return 2."""
+    product's computed values), keep main's side (theirs), regenerate the conflicted blocks (everything when a data
+    product conflicted, or ``full``), ``git add``; else name each hand-written conflict, one line each, change
+    nothing and return 2. ``--check`` afterwards finds the blocks the merged code moved elsewhere."""
     if not _git(root, "rev-parse", "-q", "--verify", "MERGE_HEAD", check=False).strip():
         raise RegenError("no merge in progress (git merge main stopped on conflicts is when --resolve applies)")
     conflicted = [f for f in _git(root, "diff", "--name-only", "--diff-filter=U").splitlines() if f]
@@ -505,6 +513,7 @@ def resolve_merge(root: Path = ROOT, *, regenerate_all: bool = True, jobs: int =
         return 0
     data = {p.file: p for p in PRODUCTS if p.computed is not None}
     resolved: dict[str, str] = {}
+    blocks: set[str] = set()
     refusals: list[str] = []
     for file in conflicted:
         text = (root / file).read_text(encoding="utf-8")
@@ -518,7 +527,9 @@ def resolve_merge(root: Path = ROOT, *, regenerate_all: bool = True, jobs: int =
             found = markdown_refusals(file, text)
             refusals.extend(found)
             if not found:
-                resolved[file] = resolved_text(conflict_hunks(text)[0])
+                parts = conflict_hunks(text)[0]
+                resolved[file] = resolved_text(parts)
+                blocks |= conflicted_blocks(parts, file)
         else:
             line = next((h.line for h in conflict_hunks(text)[1]), 1)
             refusals.append(f"{file}:{line}: not a generated file: resolve by hand, git add it, then --resolve again")
@@ -529,12 +540,11 @@ def resolve_merge(root: Path = ROOT, *, regenerate_all: bool = True, jobs: int =
         (root / file).write_text(text, encoding="utf-8")
     generated = {e.file for e in (*PRODUCTS, *BLOCKS) if (root / e.file).is_file()} - set(resolved)
     before = {f: (root / f).read_bytes() for f in generated}
-    if regenerate_all:
+    registered = {e.name for e in (*PRODUCTS, *BLOCKS)}
+    if full or any(file in data for file in resolved):
         regenerate(root=root, jobs=jobs)
-    else:  # the resolved files' own blocks and products only
-        names = {name for file, text in resolved.items() if file.endswith(".md") for name in markers(text, file)}
-        names |= {p.name for p in PRODUCTS if p.file in resolved and not not_run(p, root)}
-        regenerate(sorted(names), root=root, jobs=jobs)
+    elif blocks & registered:
+        regenerate(sorted(blocks & registered), root=root, jobs=jobs)
     _git(root, "add", "--", *resolved)
     changed = sorted(f for f in generated if (root / f).read_bytes() != before[f])
     print(f"resolved (main's side, regenerated) and added: {', '.join(resolved)}")
@@ -841,6 +851,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true", help="name, file and command of every block and product")
     ap.add_argument("--check", action="store_true", help="exit 1 naming the stale blocks; write nothing")
     ap.add_argument("--resolve", action="store_true", help="resolve a stopped merge's conflicts in generated content")
+    ap.add_argument("--full", action="store_true", help="with --resolve: regenerate everything, not the conflicts")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="commands run at once (default: CPUs)")
     args = ap.parse_args(argv)
     # a product's file is put back when --check is stopped too (SIGTERM, as for SIGINT, unwinds the finally)
@@ -853,7 +864,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{e.name}\t{e.file}\t{e.command}{note}")
             return 0
         if args.resolve:
-            return resolve_merge(jobs=args.jobs)
+            return resolve_merge(full=args.full, jobs=args.jobs)
         problems = agreement()
         if problems:
             print("\n".join(problems), file=sys.stderr)

@@ -157,7 +157,7 @@ def test_resolve_takes_a_side_of_a_generated_conflict_and_regenerates(tmp_path: 
     lines = _readme_lines()
     at = lines.index("$ kvplan gpus") + 1
     path = _merge(tmp_path, lines, _edited(lines, at, " (main)"), _edited(lines, at, " (side)"))
-    assert regen.resolve_merge(tmp_path, regenerate_all=False) == 0
+    assert regen.resolve_merge(tmp_path) == 0
     assert path.read_text(encoding="utf-8") == "\n".join(lines)
     assert _git(tmp_path, "diff", "--name-only", "--diff-filter=U") == ""
     assert _git(tmp_path, "diff", "--cached", "--name-only") == "README.md\n"
@@ -169,7 +169,7 @@ def test_resolve_a_branch_from_before_the_markers(tmp_path: Path) -> None:
     bare = [line for line in lines if not regen.MARKER.match(line)]
     fence = bare.index("```console")
     path = _merge(tmp_path, bare, lines, _edited(bare, fence, " (side)"))
-    assert regen.resolve_merge(tmp_path, regenerate_all=False) == 0
+    assert regen.resolve_merge(tmp_path) == 0
     assert path.read_text(encoding="utf-8") == "\n".join(lines)
 
 
@@ -179,7 +179,7 @@ def test_resolve_a_branch_adding_the_markers(tmp_path: Path) -> None:
     bare = [line for line in lines if not regen.MARKER.match(line)]
     fence = bare.index("```console")
     path = _merge(tmp_path, bare, _edited(bare, fence, " (main)"), lines)
-    assert regen.resolve_merge(tmp_path, regenerate_all=False) == 0
+    assert regen.resolve_merge(tmp_path) == 0
     assert path.read_text(encoding="utf-8") == "\n".join(lines)
 
 
@@ -189,7 +189,7 @@ def test_resolve_refuses_a_conflict_in_prose(tmp_path: Path, capsys: pytest.Capt
     at = lines.index("prose before")
     path = _merge(tmp_path, lines, _edited(lines, at, " (main)"), _edited(lines, at, " (side)"))
     before = path.read_text(encoding="utf-8")
-    assert regen.resolve_merge(tmp_path, regenerate_all=False) == 2
+    assert regen.resolve_merge(tmp_path) == 2
     assert capsys.readouterr().err.strip() == (
         "README.md:3: conflict outside generated blocks (main's side): resolve by hand"
     )
@@ -205,7 +205,7 @@ def test_resolve_refuses_prose_next_to_new_markers(tmp_path: Path, capsys: pytes
     main = list(lines)
     main[main.index("<!-- cli_gpus:command kvplan gpus -->") - 1] = "prose just before"
     _merge(tmp_path, bare, main, _edited(bare, at, " (side)"))
-    assert regen.resolve_merge(tmp_path, regenerate_all=False) == 2
+    assert regen.resolve_merge(tmp_path) == 2
     assert "conflict outside generated blocks" in capsys.readouterr().err
 
 
