@@ -57,6 +57,7 @@ class Block:
     stop: str | None = None
     fence: str | None = None  # the block is fenced with this info string ("" for a bare fence)
     transcript: bool = False  # each command shown after ``$ `` before what it prints (`` ; `` between commands)
+    stderr: bool = True  # a transcript shows stderr too (False: stdout only, as tests/test_diagnose.py reads them)
     absent: str | None = None  # what the command needs that is absent here: never run, never checked
 
     def render(self, outputs: list[str]) -> str:
@@ -208,18 +209,18 @@ class Runner:
 
     def __init__(self, root: Path = ROOT) -> None:
         self.root = root
-        self.outputs: dict[tuple[str, bool], str] = {}
+        self.outputs: dict[tuple[str, bool, bool], str] = {}
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
         # unbuffered, so that a transcript's stderr lines (notes, "wrote FILE") fall where a terminal shows them;
         # 200 columns, as tests/test_readme_blocks.py runs the README's commands
         self.env = {**os.environ, "PATH": path, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
 
-    def __call__(self, command: str, *, transcript: bool = False) -> str:
-        """What ``command`` prints to stdout; a transcript's: stdout and stderr as a terminal shows them, whatever
+    def __call__(self, command: str, *, transcript: bool = False, stderr: bool = True) -> str:
+        """What ``command`` prints to stdout; a transcript's: stdout (and stderr) as a terminal shows them, whatever
         the exit status (a script's must be 0)."""
-        key = (command, transcript)
+        key = (command, transcript, stderr)
         if key not in self.outputs:
-            shell = f"{{ {command} ; }} 2>&1" if transcript else command
+            shell = f"{{ {command} ; }} {'2>&1' if stderr else '2>/dev/null'}" if transcript else command
             done = subprocess.run(
                 ["bash", "-c", shell], cwd=self.root, env=self.env, capture_output=True, text=True, check=False
             )
@@ -231,14 +232,14 @@ class Runner:
 
     def prefetch(self, blocks: list[Block], jobs: int) -> None:
         """Run the blocks' commands, ``jobs`` at a time (they read the products and write nothing they share)."""
-        wanted = list(dict.fromkeys((c, b.transcript) for b in blocks for c in b.commands))
+        wanted = list(dict.fromkeys((c, b.transcript, b.stderr) for b in blocks for c in b.commands))
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            for _ in pool.map(lambda job: self(job[0], transcript=job[1]), wanted):
+            for _ in pool.map(lambda job: self(job[0], transcript=job[1], stderr=job[2]), wanted):
                 pass
 
 
 def render_block(block: Block, run: Runner) -> str:
-    return block.render([run(c, transcript=block.transcript) for c in block.commands])
+    return block.render([run(c, transcript=block.transcript, stderr=block.stderr) for c in block.commands])
 
 
 def rewrite(text: str, file: str, blocks: list[Block], run: Runner) -> str:
@@ -601,9 +602,11 @@ _PC = "python benchmarks/published_compare.py"
 _AIC = "python benchmarks/aiconfigurator_compare.py"
 
 
-def _console(name: str, command: str, *, file: str = "README.md", absent: str | None = None) -> Block:
-    """A transcript: each command after ``$ `` and what it prints to stdout (any exit status)."""
-    return Block(name, file, command, fence="console", transcript=True, absent=absent)
+def _console(
+    name: str, command: str, *, file: str = "README.md", absent: str | None = None, stderr: bool = True
+) -> Block:
+    """A transcript: each command after ``$ `` and what it prints (any exit status)."""
+    return Block(name, file, command, fence="console", transcript=True, stderr=stderr, absent=absent)
 
 
 BLOCKS: tuple[Block, ...] = (
@@ -669,11 +672,15 @@ BLOCKS: tuple[Block, ...] = (
         "kvplan capacity deepseek-v3 --gpu h200 --dp 8 --ep -c 32k --kv-offload 1TiB | tail -6",
     ),
     _console("cli_plan_deepseek_users", "kvplan plan deepseek-v3 --users 256 --context 32k --gpus h200 --top 4"),
-    _console("cli_check_log", "kvplan check-log examples/logs/vllm-deepseek-v2-lite-h100.log"),
+    _console("cli_check_log", "kvplan check-log examples/logs/vllm-deepseek-v2-lite-h100.log", stderr=False),
     _console(
-        "cli_check_log_stdin", "kvplan check-log - --gpu a100-80gb < examples/logs/vllm-qwen3-8b-no-kv-memory.log"
+        "cli_check_log_stdin",
+        "kvplan check-log - --gpu a100-80gb < examples/logs/vllm-qwen3-8b-no-kv-memory.log",
+        stderr=False,
     ),
-    _console("cli_check_log_max_seq_len", "kvplan check-log examples/logs/vllm-llama-3.1-8b-max-seq-len.log"),
+    _console(
+        "cli_check_log_max_seq_len", "kvplan check-log examples/logs/vllm-llama-3.1-8b-max-seq-len.log", stderr=False
+    ),
     _console("cli_cost", "kvplan cost llama-3.1-8b --gpu h100-sxm --context 4k,32k,128k"),
     _console("cli_cost_training", "kvplan cost llama-2-7b --training --attention s2 --context 2k,8k"),
     _console("cli_rope", "kvplan rope llama-2-7b --method yarn --factor 8 --gpu h100-sxm"),
