@@ -132,3 +132,4 @@ def test_norm_quant_fusion_applies_on_top_of_the_release_constants():
     fused = pub._norm_quant_calibration("trtllm@0.17")
     assert fused.fp4_norm_quant_fused and fused.fp8_mem_eff_scale == 1.0
     assert latency_calibration("trtllm").fp8_mem_eff_scale != 1.0
+
