@@ -113,6 +113,10 @@ class Settings:
     # vLLM --mamba-cache-dtype (CacheConfig.mamba_cache_dtype, MambaDType, default "auto": the model's dtype): the conv
     # state's dtype, and the SSM state's where --mamba-ssm-cache-dtype and the model's rule leave it "auto".
     mamba_cache_dtype: str | None = None
+    # TensorRT-LLM sparse_attention_config.indexer_k_dtype (tensorrt_llm/llmapi/llm_args.py
+    # DeepSeekSparseAttentionConfig, Literal "fp8", "fp4", default "fp8"; PR #13340): the DSA indexer key cache's format
+    # (kvplan.engines.trtllm Trtllm.model_as_run). None: the engine's default.
+    indexer_k_dtype: str | None = None
     overrides: Overrides = field(default_factory=Overrides)
 
 
@@ -141,6 +145,7 @@ SETTING_FLAGS = {
     "schedule_conservativeness": "--schedule-conservativeness",
     "mamba_ssm_cache_dtype": "--mamba-ssm-cache-dtype",
     "mamba_cache_dtype": "--mamba-cache-dtype",
+    "indexer_k_dtype": "--indexer-k-dtype",
     "overrides.cuda_graph_bytes": "--cuda-graph",
 }
 
