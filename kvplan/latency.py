@@ -211,7 +211,7 @@ class _Ctx:
     gpu: GPU
     cal: Calibration
     tp: int
-    w_bytes: float  # bytes per quantizable weight
+    w_bytes: float  # bytes per quantizable weight of the dense layers (attention, dense MLP, shared experts, LM head)
     act_bytes: float  # bytes per activation element (16-bit)
     peak: float  # FLOP/s of the GEMMs (fp8 peak x fp8_[block_]eff_scale for fp8 weights where the GPU has it)
     peak16: float  # FLOP/s at 16 bit (attention)
@@ -244,6 +244,7 @@ class _Ctx:
     marlin_peak: float = 0.0  # Marlin MoE: FLOP/s on the rows it computes (marlin_moe_peak_eff); 0: not Marlin
     expert_pad: tuple[int, int] = (1, 1)  # Marlin MoE: multiples it pads an expert's (hidden, width on the rank) to
     marlin_dequant_s: float = 0.0  # Marlin MoE: seconds per expert weight one token block dequantizes, all SMs at work
+    moe_w_bytes: float | None = None  # bytes per routed-expert weight where they differ from w_bytes (dense_dtype)
     # Terms every step of this context repeats, taken once on first use (:func:`lm_head_s`, :func:`allreduce_s`,
     # :func:`_decode_attention_stages` by KV dtype); a copy (dataclasses.replace) starts empty
     terms: dict = field(default_factory=dict, init=False, compare=False, repr=False)
@@ -422,7 +423,8 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
         if c.marlin_peak:
             h_k, w_k = (ceil_div(d, m) * m for d, m in zip((h, inter_rank), c.expert_pad, strict=True))
             per_expert = (3 if gated else 2) * h_k * w_k
-        moved = touched * per_expert * c.w_bytes + routed * (2 * h_k + 3 * w_k) * c.act_bytes
+        w_bytes = c.w_bytes if c.moe_w_bytes is None else c.moe_w_bytes
+        moved = touched * per_expert * w_bytes + routed * (2 * h_k + 3 * w_k) * c.act_bytes
         grouped_mem = moved / (c.bw * c.cal.moe_mem_eff * c.moe_mem_scale)
         side = 0.0
         if c.moe_block_tiles:  # TensorRT-LLM's block-fp8 grouped GEMMs on Hopper: _block_tile_rows, _block_side_bytes
@@ -1249,8 +1251,9 @@ def fp8_attention_gain(gpu: GPU, cal: Calibration, *, head_dim: int) -> float:
 def _fmha_gain(
     engine: str | None, spec: ModelSpec, gpu: GPU, cal: Calibration, *, weights_dtype: str, kv_dtype: str
 ) -> float:
-    """The prefill attention speed-up of ``engine`` for these dtypes: :func:`fp8_attention_gain` where it runs FP8."""
-    if not engine_fp8_context_attention(engine, weights_dtype=weights_dtype, kv_dtype=kv_dtype):
+    """The prefill attention speed-up of ``engine`` for these dtypes: :func:`fp8_attention_gain` where it runs FP8
+    (by the dense layers' dtype, :func:`dense_dtype`: the attention's projections are theirs)."""
+    if not engine_fp8_context_attention(engine, weights_dtype=dense_dtype(spec, weights_dtype), kv_dtype=kv_dtype):
         return 1.0
     return fp8_attention_gain(gpu, cal, head_dim=spec.head_dim)
 
@@ -1324,13 +1327,17 @@ def _make_ctx(
     fmha_gain: float = 1.0,
     moe_kernel: MoeKernel | None = None,
 ) -> _Ctx:
-    w = weight_dtype(weights_dtype)
+    # ``weights_dtype`` is the routed experts'; the dense layers run in it too unless it is the spec's own format on
+    # its experts alone (gpt-oss's MXFP4): then they stay at the spec's dtype (dense_dtype)
+    dense = dense_dtype(spec, weights_dtype)
+    w, w_moe = weight_dtype(dense), weight_dtype(weights_dtype)
     fp8 = gpu.fp8_dense_tflops is not None and weights_dtype.startswith("fp8")
     # The engines' kernels reach a smaller share of Blackwell's (doubled) tensor-core peak than of Hopper's, on
     # which the efficiency curves are fitted: GEMMs, grouped experts and attention all scale by it there.
     arch = cal.blackwell_compute_eff if gpu.architecture == "blackwell" else 1.0
     peak16 = gpu.bf16_dense_tflops * 1e12 * arch
-    peak, mem_scale = gemm_peak(spec, gpu, cal, weights_dtype)
+    peak, mem_scale = gemm_peak(spec, gpu, cal, dense)
+    moe_peak, moe_mem_scale = gemm_peak(spec, gpu, cal, weights_dtype)
     for name, value in (("data-parallel size", dp), ("pipeline-parallel size", pp)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidInput(f"invalid {name} {value!r}; expected a whole number of at least 1")
@@ -1340,6 +1347,7 @@ def _make_ctx(
         cal=cal,
         tp=tp,
         w_bytes=float(w.nbytes(1000)) / 1000,
+        moe_w_bytes=None if dense == weights_dtype else float(w_moe.nbytes(1000)) / 1000,
         act_bytes=2.0,
         peak=peak,
         peak16=peak16,
@@ -1354,11 +1362,11 @@ def _make_ctx(
         rules=_exchange_rules(rules or Overlap(), two_batch=two_batch, deepep=deepep),
         graph=not eager,
         two_batch=two_batch,
-        moe_peak=_fp4_moe_peak(gpu, cal, weights_dtype),
-        fp4_k_s=_fp4_k_s(gpu, cal, weights_dtype),
+        moe_peak=_fp4_moe_peak(gpu, cal, weights_dtype) or (moe_peak if moe_peak != peak else None),
+        fp4_k_s=_fp4_k_s(gpu, cal, dense),
         moe_layer_s=_moe_layer_s(gpu, cal, weights_dtype),
-        head_16bit=weights_dtype == "nvfp4",
-        wave_sms=_wave_sms(gpu, weights_dtype),
+        head_16bit=dense == "nvfp4",
+        wave_sms=_wave_sms(gpu, dense),
         gather_unpadded=(rules or Overlap()).moe_allgather_unpadded,
         gather_bytes=_gather_bytes(
             gpu, rules or Overlap(), weights_dtype, dispatch=1.0 if fp8 else 2.0, block_fp8=_block_fp8(spec)
@@ -1368,12 +1376,27 @@ def _make_ctx(
         moe_expert_added=gpu.architecture == "blackwell",
         moe_dequant_s=_moe_dequant_s(gpu, cal, weights_dtype),
         moe_block_tiles=_moe_block_tiles(spec, gpu, cal, weights_dtype),
-        fp8_quant_s=_fp8_quant_s(spec, gpu, cal, weights_dtype),
-        moe_mem_scale=_fp8_absorbed(cal) if fp8 else mem_scale,
+        fp8_quant_s=_fp8_quant_s(spec, gpu, cal, dense),
+        moe_mem_scale=_fp8_absorbed(cal) if fp8 else moe_mem_scale,
         marlin_peak=_marlin_peak(gpu, cal, moe_kernel),
         expert_pad=(moe_kernel.hidden_multiple, moe_kernel.inter_multiple) if moe_kernel else (1, 1),
         marlin_dequant_s=_marlin_dequant_s(gpu, cal, moe_kernel),
     )
+
+
+def dense_dtype(spec: ModelSpec, weights_dtype: str) -> str:
+    """The dtype the dense layers' weights run in when the routed experts' are ``weights_dtype``: the spec's own
+    dtype where ``weights_dtype`` is the checkpoint's format and that format covers the routed experts alone
+    (:attr:`kvplan.quant.Storage.experts_only`: gpt-oss ships MXFP4 experts beside 16-bit attention, router and LM
+    head, ``modules_to_not_convert``), else ``weights_dtype`` itself: the same rule :mod:`kvplan.params` counts the
+    weights' bytes by, so ``--weights-dtype mxfp4`` on gpt-oss and its checkpoint's own format price the same
+    tensors. vLLM runs the rest unquantized: vllm/model_executor/layers/quantization/mxfp4.py
+    ``Mxfp4Config.get_quant_method`` gives a ``LinearBase`` in the checkpoint's ignored layers
+    ``UnquantizedLinearMethod`` and only ``FusedMoE`` layers ``Mxfp4MoEMethod`` (read in a stored copy of the
+    ``get_mxfp4_backend(with_lora_support)`` line, late 2025)."""
+    from kvplan.quant import storage
+
+    return spec.dtype if storage(spec, weights_dtype).experts_only else weights_dtype
 
 
 def _fp8_quant_s(spec: ModelSpec | None, gpu: GPU, cal: Calibration, weights_dtype: str) -> float:
