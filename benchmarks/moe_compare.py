@@ -166,8 +166,10 @@ def grouped_seconds(
         spec = spec.model_copy(update={"weights": None})
     cal = replace(latency.calibration(engine), moe_ep_imbalance=0.0, **(overrides or {}))
     ranks = max(tp, ep)
-    ctx = latency._make_ctx(spec, resolve_gpu(gpu_name), tp=ranks, weights_dtype=weights, cal=cal, eager=True,
-                            ep=ep > 1)  # fmt: skip
+    gpu = resolve_gpu(gpu_name)
+    ctx = latency._make_ctx(spec, gpu, tp=ranks, weights_dtype=weights, cal=cal, eager=True, ep=ep > 1,
+                            moe_kernel=latency.engine_moe_kernel(engine, gpu, weights))  # fmt: skip
+    ctx = replace(ctx, balanced_routing=True)  # the tables' rows: equal shares (kernels that count tiles by them)
     return latency._moe_s(ctx, tokens, tokens).grouped
 
 

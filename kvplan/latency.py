@@ -81,6 +81,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import NamedTuple
 
 from kvplan.attention import decode_span
@@ -245,6 +246,9 @@ class _Ctx:
     expert_pad: tuple[int, int] = (1, 1)  # Marlin MoE: multiples it pads an expert's (hidden, width on the rank) to
     marlin_dequant_s: float = 0.0  # Marlin MoE: seconds per expert weight one token block dequantizes, all SMs at work
     moe_w_bytes: float | None = None  # bytes per routed-expert weight where they differ from w_bytes (dense_dtype)
+    triton_peak: float = 0.0  # OpenAI Triton MXFP4 experts: FLOP/s on their tiles' rows (_triton_mxfp4_s); 0: not them
+    triton_dequant_s: float = 0.0  # ... seconds per expert weight one tile dequantizes, all SMs at work
+    balanced_routing: bool = False  # every expert gets the mean rows (aiconfigurator's tables); False: random routing
     # Terms every step of this context repeats, taken once on first use (:func:`lm_head_s`, :func:`allreduce_s`,
     # :func:`_decode_attention_stages` by KV dtype); a copy (dataclasses.replace) starts empty
     terms: dict = field(default_factory=dict, init=False, compare=False, repr=False)
@@ -420,7 +424,7 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
     if touched > 0:
         per_touched = routed / touched
         h_k, w_k = h, inter_rank  # the expert's dims as its kernel holds them
-        if c.marlin_peak:
+        if c.expert_pad != (1, 1):
             h_k, w_k = (ceil_div(d, m) * m for d, m in zip((h, inter_rank), c.expert_pad, strict=True))
             per_expert = (3 if gated else 2) * h_k * w_k
         w_bytes = c.w_bytes if c.moe_w_bytes is None else c.moe_w_bytes
@@ -432,6 +436,8 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
             eff = c.cal.hopper_moe_block_tile_eff * inter_rank / (inter_rank + c.cal.hopper_moe_block_half_width)
             compute = 2 * rows * per_expert / (c.peak * eff)
             side = routed * _block_side_bytes(h, inter_rank, gated=gated) / (c.bw * c.cal.elementwise_mem_eff)
+        elif c.triton_peak:  # OpenAI Triton MXFP4 experts: whole token tiles, each dequantizing its expert anew
+            compute = _triton_mxfp4_s(c, local, touched, per_expert, rows_per_expert=routed / local)
         else:
             eff = c.cal.moe_peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
             eff *= w_k / (w_k + c.cal.moe_half_width)  # thin expert slices (high TP) run below peak
@@ -493,6 +499,78 @@ def _marlin_rows(touched: float, per_touched: float, block: int) -> float:
     """Rows the Marlin MoE GEMMs compute: each of the ``touched`` experts' ``per_touched`` tokens (uniform routing's
     mean) padded up to whole ``block``s (moe_align_block_size)."""
     return touched * math.ceil(per_touched / block - 1e-9) * block  # 1e-9: 64.0000001 tokens is one block
+
+
+def triton_block_m(rows_per_expert: float) -> int:
+    """The token tile OpenAI's triton_kernels ``matmul_ogs`` takes on NVIDIA GPUs for ``rows_per_expert`` routed rows
+    an expert (the rank's gathered rows over its experts): ``max(16, min(next_power_of_2(tokens_per_expt), 128))``
+    with ``tokens_per_expt = max(1, m // n_expts_tot)`` (triton_kernels matmul_ogs_details/opt_flags.py
+    ``make_default_opt_flags_nvidia``, read in a stored copy). aiconfigurator 0.12.0's vLLM 0.24.0 gpt-oss tables step
+    where it does: gpt-oss-120b on one H100, 512 tokens (16 rows an expert) 716 us, 768 (24) 846 us, 2,048 (64)
+    1,041 us, 3,072 (96) 1,491 us, 6,144 (192, two tiles of 128) 2,877 us."""
+    per = max(1, int(rows_per_expert))
+    return max(16, min(1 << (per - 1).bit_length(), 128))
+
+
+def _triton_mxfp4_s(c: _Ctx, local: float, touched: float, per_expert: int, *, rows_per_expert: float) -> float:
+    """The tiles of vLLM's OpenAI Triton MXFP4 experts (``OAITritonMxfp4ExpertsMonolithic``, Engine.moe_kernel
+    "triton_mxfp4"): each of the ``local`` experts' rows in whole tiles of :func:`triton_block_m` (``touched`` of them
+    get any), every tile computing its whole block of rows at ``triton_mxfp4_mma_eff`` of the 16-bit peak and
+    converting its expert's 4-bit weights to 16 bits again (``triton_mxfp4_dequant_s`` a weight a tile on one SM); the
+    two add: one H100 tile of a gpt-oss-120b expert takes about 4.3 us plus 0.055 us a row of its block in the tables
+    (benchmarks/fit_moe_ops.py fits both). The tiles are those of random routing (:func:`expected_tiles`), the routing
+    the touched experts already follow, unless ``c.balanced_routing`` (the tables' rows: ``min(experts, rows)``
+    experts touched, equal rows each)."""
+    block = triton_block_m(rows_per_expert)
+    if c.balanced_routing:  # min(experts, rows) experts touched, equal rows each (aiconfigurator's balanced_logits)
+        shares = min(local, rows_per_expert * local)
+        tiles = shares * math.ceil(rows_per_expert * local / shares / block - 1e-6)  # 1e-6: 16.00001 rows are one
+    else:
+        tiles = touched + local * expected_tiles(rows_per_expert, block, first=False)
+    return tiles * per_expert * (2 * block / c.triton_peak + c.triton_dequant_s)
+
+
+# Past this mean the rows an expert gets are counted as normal (continuity-corrected); below it, exactly
+_POISSON_NORMAL_MEAN = 20.0
+
+
+@lru_cache(maxsize=8192)
+def expected_tiles(mean_rows: float, block: int, *, first: bool = True) -> float:
+    """``E[ceil(n / block)]`` for the rows ``n`` one expert gets when every routed row picks its expert at random with
+    ``mean_rows`` on average (Poisson): ``sum over j >= 0 of P(n > j x block)``, up to ten standard deviations past the
+    mean; ``first`` False leaves out the ``j = 0`` term (the expert gets any row at all, which the caller counts as its
+    touched experts). Random routing gives some experts more than the mean and needs more tiles than equal shares: at
+    64 rows on average and 64-row tiles, 1.475 tiles an expert, not 1. Kept per arguments (a serving fixed point asks
+    for the same steps again)."""
+    if mean_rows <= 0:
+        return 0.0
+    total = (1.0 - math.exp(-mean_rows)) if first else 0.0
+    top = mean_rows + 10.0 * math.sqrt(mean_rows) + 1.0
+    edge = block
+    if mean_rows > _POISSON_NORMAL_MEAN:
+        spread = math.sqrt(2.0 * mean_rows)
+        while edge < top:
+            total += 0.5 * math.erfc((edge + 0.5 - mean_rows) / spread)
+            edge += block
+        return total
+    term = cdf = math.exp(-mean_rows)  # P(n = 0), then P(n <= i) term by term
+    i = 0
+    while edge < top:
+        while i < edge:
+            i += 1
+            term *= mean_rows / i
+            cdf += term
+        total += max(0.0, 1.0 - cdf)
+        edge += block
+    return total
+
+
+def _triton_mxfp4(gpu: GPU, cal: Calibration, kernel: MoeKernel | None) -> tuple[float, float]:
+    """(FLOP/s on the tiles' rows, seconds per weight a tile dequantizes with every SM at work) of the OpenAI Triton
+    MXFP4 experts; (0, 0) where the engine runs another kernel or its constants have no fit for it."""
+    if kernel is None or kernel.name != "triton_mxfp4" or cal.triton_mxfp4_mma_eff is None or not gpu.sm_count:
+        return 0.0, 0.0
+    return gpu.bf16_dense_tflops * 1e12 * cal.triton_mxfp4_mma_eff, cal.triton_mxfp4_dequant_s / gpu.sm_count
 
 
 def _marlin_peak(gpu: GPU, cal: Calibration, kernel: MoeKernel | None) -> float:
@@ -1381,6 +1459,8 @@ def _make_ctx(
         marlin_peak=_marlin_peak(gpu, cal, moe_kernel),
         expert_pad=(moe_kernel.hidden_multiple, moe_kernel.inter_multiple) if moe_kernel else (1, 1),
         marlin_dequant_s=_marlin_dequant_s(gpu, cal, moe_kernel),
+        triton_peak=_triton_mxfp4(gpu, cal, moe_kernel)[0],
+        triton_dequant_s=_triton_mxfp4(gpu, cal, moe_kernel)[1],
     )
 
 
