@@ -25,7 +25,10 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
   vLLM's Marlin MoE kernel (:meth:`kvplan.engines.base.Engine.moe_kernel`) the experts are padded to its multiples and
   its compute is each expert's tokens padded to its token block (:func:`marlin_block_m`) at ``marlin_moe_peak_eff`` of
   the 16-bit peak, or each block's dequantization of its expert (:func:`_marlin_dequant_s`), never less than the
-  curve above;
+  curve above; where it runs vLLM's OpenAI Triton MXFP4 experts (Hopper) their time is whole token tiles
+  (:func:`triton_block_m`), random routing's (:func:`expected_tiles`), each at ``triton_mxfp4_mma_eff`` of the 16-bit
+  peak plus its expert's dequantization (:func:`_triton_mxfp4_s`) instead of the curve; the experts' bytes are their
+  own dtype's and the dense layers' the spec's where the checkpoint quantizes the experts alone (:func:`dense_dtype`);
 * **attention**: prefill as FLOPs at ``attn_prefill_eff * L / (L + attn_prefill_half_len)`` of
   the 16-bit peak; decode as the held cache read at ``attn_decode_mem_eff`` of bandwidth (MLA's
   absorbed decode at ``mla_decode_mem_eff``, or its FLOPs at ``mla_decode_flops_eff`` of peak,
