@@ -1366,7 +1366,7 @@ CALIBRATION = Calibration(
     # benchmarks/fit_moe_ops.py on aiconfigurator 0.12.0's vLLM 0.24.0 gpt-oss tables (kernel_source
     # vllm_gptossmxfp4moe_triton_oaitritonmxfp4expertsmonolithic, H100 SXM and H200, gpt-oss-20b and -120b, TP 1/4/8
     # and EP 4/8, 1-16,384 tokens, balanced and priced so: 300 points), the two in turn, 4 rounds: 0.825 and 2.3e-11 s
-    # a weight a tile on one SM (1 / 2.3e-11 = 43e9 weights a second per SM); median |ln| 0.257 (the fitted grouped
+    # a weight a tile on one SM (1 / 2.3e-11 = 43e9 weights a second per SM); median |ln| 0.220 (the fitted grouped
     # GEMMs) -> 0.085, worst 0.746 -> 0.773 (the EP points: their tables take ~67 us at one token where TP 1 takes
     # 61-63 us).
     triton_mxfp4_mma_eff=0.825,
