@@ -429,6 +429,7 @@ def phase_cost(
     swa_full: bool = False,
     mamba_ssm_cache_dtype: str | None = None,
     mamba_cache_dtype: str | None = None,
+    max_seq_len: int | None = None,
 ) -> PhaseCost:
     """FLOPs, bytes, roofline and calibrated time of one step on one GPU of a TP group.
 
@@ -445,12 +446,17 @@ def phase_cost(
     ``--mamba-ssm-cache-dtype`` / ``--mamba-cache-dtype``, "auto", "float32" or "float16"): the recurrent states'
     dtypes, which the step's bytes and the calibrated recurrent kernels read (:meth:`Engine.model_as_run`, as
     ``kvplan capacity`` sizes them); checked by ``engine``'s rules (vLLM where none is named), another engine's
-    refusing them.
+    refusing them. ``max_seq_len`` (calibrated only; TensorRT-LLM's launch ``max_seq_len``, None its default, the
+    model's limit): below a Llama 4 chunk its chunked layers run as full attention, decoded by XQA rather than MMHA on
+    Hopper (:meth:`kvplan.engines.trtllm.Trtllm.attention_spans`); other engines refuse it.
     """
     if model not in ("calibrated", "roofline"):
         raise InvalidInput(f"unknown latency model {model!r}; expected calibrated or roofline")
     if model == "roofline" and (pp > 1 or dp > 1):
         raise InvalidInput("the roofline latency models one TP group; use --latency calibrated with --pp or --dp")
+    if model == "roofline" and max_seq_len is not None:
+        raise InvalidInput("--max-seq-len is an engine flag: the roofline reads no engine's kernels; use --latency "
+                           "calibrated")  # fmt: skip
     if model == "roofline" and swa_full:
         raise InvalidInput(
             "--swa-full is an engine flag: the roofline counts the model's windows; use --latency calibrated"
@@ -492,7 +498,8 @@ def phase_cost(
         from kvplan.engines import Settings, get_engine
         from kvplan.latency import calibration, step_latency
 
-        settings = Settings(swa_full=swa_full) if swa_full else None
+        flags = Settings(swa_full=swa_full, max_seq_len=max_seq_len)
+        settings = flags if flags != Settings() else None
         if settings is not None:  # an engine without the flag says so (vLLM, TensorRT-LLM; None is vLLM)
             get_engine(engine or "vllm").check_settings(settings)
         if engine is not None:  # an engine that cannot run these weights on this GPU says so (trtllm: nvfp4 on Hopper)
@@ -574,11 +581,13 @@ def cost(
     swa_full: bool = False,
     mamba_ssm_cache_dtype: str | None = None,
     mamba_cache_dtype: str | None = None,
+    max_seq_len: int | None = None,
 ) -> list[CostRow]:
     """Prefill and decode cost at each context length. ``spec`` and ``gpu`` may be names; lengths
     and the batch follow the CLI's rules (:mod:`kvplan.checks`). ``checkpoint`` (the model's headers)
     gives the weights read per step, in its own dtype, unless ``weights_dtype`` names a conversion;
-    ``mamba_ssm_cache_dtype`` / ``mamba_cache_dtype``: vLLM's recurrent state dtypes (:func:`phase_cost`)."""
+    ``mamba_ssm_cache_dtype`` / ``mamba_cache_dtype``: vLLM's recurrent state dtypes; ``max_seq_len``: TensorRT-LLM's
+    (:func:`phase_cost`)."""
     from kvplan.checks import as_gpu, as_spec, check_batch, check_lengths
 
     spec, gpu = as_spec(spec), as_gpu(gpu)
@@ -614,6 +623,7 @@ def cost(
                 swa_full=swa_full,
                 mamba_ssm_cache_dtype=mamba_ssm_cache_dtype,
                 mamba_cache_dtype=mamba_cache_dtype,
+                max_seq_len=max_seq_len,
             )
             for phase in ("prefill", "decode")
         }
