@@ -11,6 +11,7 @@ from kvplan.cli.common import (
     CheckpointOpt,
     FormatOpt,
     GpuOpt,
+    IndexerKDtypeOpt,
     KvDtypeOpt,
     MambaCacheDtypeOpt,
     MambaSsmCacheDtypeOpt,
@@ -86,6 +87,7 @@ def cost(
     max_seq_len: MaxSeqLenOpt = None,
     mamba_ssm_cache_dtype: MambaSsmCacheDtypeOpt = None,
     mamba_cache_dtype: MambaCacheDtypeOpt = None,
+    indexer_k_dtype: IndexerKDtypeOpt = None,
     expert_parallel: Annotated[
         bool, typer.Option("--expert-parallel", help="MoE experts split whole across the tp x dp ranks (calibrated)")
     ] = False,
@@ -109,10 +111,10 @@ def cost(
         contexts = parse_lengths(context)
         positive(batch, "batch")
         if training:
-            if mamba_ssm_cache_dtype is not None or mamba_cache_dtype is not None:
+            if mamba_ssm_cache_dtype is not None or mamba_cache_dtype is not None or indexer_k_dtype is not None:
                 raise InvalidInput(
-                    "--mamba-ssm-cache-dtype and --mamba-cache-dtype set the recurrent state a serving engine keeps; "
-                    "a --training step holds none"
+                    "--mamba-ssm-cache-dtype, --mamba-cache-dtype and --indexer-k-dtype set what a serving engine "
+                    "caches; a --training step holds none"
                 )
             _training(spec, contexts, batch=batch, attention=attention, fmt=fmt)
             return
@@ -133,7 +135,7 @@ def cost(
             engine=engine,
             swa_full=swa_full,
             max_seq_len=max_seq_len,
-            states=(mamba_ssm_cache_dtype, mamba_cache_dtype),
+            states=(mamba_ssm_cache_dtype, mamba_cache_dtype, indexer_k_dtype),
             latency=latency,
             expert_parallel=expert_parallel,
             plot=plot,
@@ -173,6 +175,7 @@ def _inference(
         max_seq_len=kw["max_seq_len"],
         mamba_ssm_cache_dtype=kw["states"][0],
         mamba_cache_dtype=kw["states"][1],
+        indexer_k_dtype=kw["states"][2],
         model=kw["latency"],
         expert_parallel=kw["expert_parallel"],
         pp=kw["pp"],
