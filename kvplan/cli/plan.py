@@ -13,6 +13,7 @@ from kvplan.cli.common import (
     IndexerKDtypeOpt,
     MambaCacheDtypeOpt,
     MambaSsmCacheDtypeOpt,
+    MaxSeqLenOpt,
     ModelArg,
     SwaFullOpt,
     WindowOpt,
@@ -68,6 +69,7 @@ def plan(
     gpu_memory_utilization: Annotated[Optional[float], typer.Option(help="vLLM fraction (0, 1]")] = None,
     max_attention_window: WindowOpt = None,
     swa_full: SwaFullOpt = False,
+    max_seq_len: MaxSeqLenOpt = None,
     mamba_ssm_cache_dtype: MambaSsmCacheDtypeOpt = None,
     mamba_cache_dtype: MambaCacheDtypeOpt = None,
     indexer_k_dtype: IndexerKDtypeOpt = None,
@@ -169,6 +171,7 @@ def plan(
                                               schedule_conservativeness=schedule_conservativeness,
                                               attention_dp_timeout_iters=attention_dp_timeout_iters,
                                               attention_dp_batching_wait_iters=attention_dp_batching_wait_iters,
+                                              max_seq_len=max_seq_len,
                                               host_request_s=parse_duration(host_per_request,
                                                                             "host-per-request"))))  # fmt: skip
             return
@@ -186,6 +189,8 @@ def plan(
             raise InvalidInput("--schedule-conservativeness changes in-flight admission only; use it with --rate")
         if capacity_scheduler_policy is not None:
             raise InvalidInput("--capacity-scheduler-policy changes in-flight admission only; use it with --rate")
+        if max_seq_len is not None:
+            raise InvalidInput("--max-seq-len changes TensorRT-LLM's decode kernels only; use it with --rate")
         # Only the --users path needs the capacity planner and the launch lines (plan --rate stays light).
         from kvplan.capacity import capacity as run
         from kvplan.capacity import setup
