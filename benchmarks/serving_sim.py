@@ -26,7 +26,11 @@ requests' outputs to come and retracting on a shortfall) on replicas whose KV po
 saturation: the simulated mean batch, TPOT, retractions and the reserve's ratio beside ``serve()`` and the KV bound
 kvplan.serving puts on the batch (``_limits``), to check that bound (the reserve at its ratio's floor).
 
-``python benchmarks/serving_sim.py [--requests 3000] [--dp | --retract]``
+``--tpot``: each request's own TPOT (first to last token over ``O - 1``) at the mean, p90 and p99 over the requests
+beside ``serve()``'s (:mod:`kvplan.tpot_tail`), at :data:`TPOT_FRACTIONS` of the rate, and the median and worst
+|ln(kvplan / sim)| of the p90 and p99 over the rows.
+
+``python benchmarks/serving_sim.py [--requests 3000] [--dp | --retract | --tpot [--dp]]``
 """
 
 from __future__ import annotations
@@ -52,6 +56,14 @@ class SimResult:
     ttft_s: float
     ttft_p90_s: float
     output_tokens_per_s: float
+    tpot_p90_s: float = 0.0  # over the requests, each its own first to last token over O - 1
+    tpot_p99_s: float = 0.0
+
+
+def quantile(samples: list[float], q: float) -> float:
+    """The ``q`` quantile of ``samples`` by nearest rank (the sim's TTFT p90 rule)."""
+    ordered = sorted(samples)
+    return ordered[math.ceil(q * len(ordered)) - 1]
 
 
 def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: int, seq_cap: float,  # noqa: ANN001
@@ -120,9 +132,8 @@ def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: i
             decoding[r] = [d for d in decoding[r] if d[0] < osl]
             done += len(finished)
     span = clock - (first_clock or 0.0)
-    ordered = sorted(ttfts)
-    return SimResult(busy_area / span, statistics.fmean(tpots), statistics.fmean(ttfts),
-                     ordered[math.ceil(0.9 * len(ordered)) - 1], len(tpots) * osl / span)  # fmt: skip
+    return SimResult(busy_area / span, statistics.fmean(tpots), statistics.fmean(ttfts), quantile(ttfts, 0.9),
+                     len(tpots) * osl / span, quantile(tpots, 0.9), quantile(tpots, 0.99))  # fmt: skip
 
 
 @dataclass
@@ -291,6 +302,53 @@ def compare(requests: int, *, cases: tuple = CASES, warmup: int = 200, dispatch:
     return lines
 
 
+TPOT_FRACTIONS = (0.05, 0.2, 0.4, 0.6, 0.8, 0.9)
+
+
+def compare_tpot(requests: int, *, cases: tuple = CASES, fractions: tuple = TPOT_FRACTIONS, warmup: int = 200,
+                 dispatch: str | None = None) -> tuple[list[str], dict[str, list[float]]]:  # fmt: skip
+    """The ``--tpot`` table: each case's layouts at each of ``fractions`` of kvplan's sustainable rate, the simulated
+    requests' own TPOT (first to last token over ``O - 1``) at the mean, p90 and p99 beside ``serve()``'s, and the
+    |ln(kvplan / sim)| of each row's p90 and p99 (returned by name for the summary)."""
+    from kvplan.capacity import setup
+    from kvplan.engines import Settings
+    from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, _limits, max_rate, serve
+
+    head = ("case", "layout", "rate (x max)", "batch sim / kvplan", "TPOT ms sim / kvplan", "p90 sim / kvplan",
+            "p99 sim / kvplan", "|ln| p90, p99")  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    errors: dict[str, list[float]] = {"p90": [], "p99": []}
+    for model, gpu, tp, dp, weights, isl, osl in cases:
+        for layout, engine, keywords, dealt in _layouts(dp):
+            s = setup(model, gpu, engine=engine, tp=tp, dp=dp, ep=dp > 1, weights_dtype=weights,
+                      settings=Settings(**keywords))  # fmt: skip
+            inp, out = Lengths.of(isl), Lengths.of(osl)
+            top = max_rate(s, input_len=inp, output_len=out)
+            budget = s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
+            cap = _limits(s, inp, out)[0]
+            split = f"TP{tp}" if dp == 1 else f"DP{dp} EP{dp}"
+            for frac in fractions:
+                rate = frac * top
+                r = serve(s, rate_rps=rate, input_len=inp, output_len=out, with_max_rate=False)
+                sim = simulate(s, rate_rps=rate, isl=isl, osl=osl, requests=requests, budget=budget, seq_cap=cap,
+                               warmup=warmup, dispatch=dispatch or dealt)  # fmt: skip
+                e90, e99 = abs(math.log(r.tpot_p90_s / sim.tpot_p90_s)), abs(math.log(r.tpot_p99_s / sim.tpot_p99_s))
+                errors["p90"].append(e90)
+                errors["p99"].append(e99)
+                cells = (f"{model} {gpu} {split} {isl}/{osl}", layout, f"{rate:.2f} (x{frac})",
+                         f"{sim.batch:.1f} / {r.batch:.1f}", f"{sim.tpot_s * 1e3:.2f} / {r.tpot_mean_s * 1e3:.2f}",
+                         f"{sim.tpot_p90_s * 1e3:.2f} / {r.tpot_p90_s * 1e3:.2f}",
+                         f"{sim.tpot_p99_s * 1e3:.2f} / {r.tpot_p99_s * 1e3:.2f}", f"{e90:.3f}, {e99:.3f}")  # fmt: skip
+                lines.append("| " + " | ".join(cells) + " |")
+    return lines, errors
+
+
+def tpot_summary(errors: dict[str, list[float]]) -> str:
+    """One line: the median and worst |ln(kvplan / sim)| of the per-request TPOT p90 and p99 over the rows."""
+    parts = [f"{name} median / worst |ln| {statistics.median(v):.3f} / {max(v):.3f}" for name, v in errors.items()]
+    return f"per-request TPOT over {len(errors['p90'])} rows: " + "; ".join(parts)
+
+
 RETRACT_CASES = (  # (model, GPU, TP, prompt, output): replicas whose KV pool bounds the batch (kvplan.serving's bound)
     ("qwen3-32b", "h100-sxm", 1, 2048, 512),
     ("llama-3.1-8b", "l4", 1, 2048, 256),
@@ -346,8 +404,19 @@ def main(argv: list[str] | None = None) -> int:
                     "left out)")  # fmt: skip
     ap.add_argument("--retract", action="store_true",
                     help="SGLang's admission reserve and retraction on KV-bound replicas, past saturation")  # fmt: skip
+    ap.add_argument("--tpot", action="store_true",
+                    help="the requests' own TPOT at the mean, p90 and p99 against serve()'s (10,000 requests; with "
+                    "--dp the attention-DP cases, 12,000, the first 3,000 left out)")  # fmt: skip
     args = ap.parse_args(argv)
-    if args.retract:
+    if args.tpot:
+        if args.dp:
+            lines, errors = compare_tpot(12000, cases=DP_CASES, fractions=FRACTIONS, warmup=3000,
+                                         dispatch=args.dispatch)  # fmt: skip
+        else:
+            lines, errors = compare_tpot(max(args.requests, 10000))
+        print("\n".join(lines))
+        print(tpot_summary(errors))
+    elif args.retract:
         print("\n".join(compare_retract(args.requests)))
     elif args.dp and args.long:
         print("\n".join(compare(4000, cases=DP_LONG_CASES, warmup=1000, dispatch=args.dispatch)))
