@@ -405,6 +405,8 @@ def _alternating_parts(s: Setup, *, n: float, p: float, prompt: int, budget: int
     busy = busy_at(busy_share)
     cycle = (1 + steps) * ((1 - busy_share) * decode + busy_share * busy)
     own_decode = cycle - steps * busy  # the rank's one decode iteration a cycle: d, or busy where another prefills
+    if own_decode <= 0:  # nothing decodes (n = 0, d = 0): the chain puts every iteration in prompt steps, no decode
+        return cycle, 1.0, decode  # iteration is left to wait out; the limit of E[L^2] / E[L] as the share of d -> 1
     plain = min(1.0, max(0.0, (busy - own_decode) / (busy - decode))) if busy > decode else 1.0
     biased = (plain * decode**2 + (1 - plain) * busy**2) / own_decode
     return cycle, steps * busy / cycle, biased

@@ -162,6 +162,28 @@ def test_data_parallel_ranks_alternate_on_their_own():
     assert r.ttft_mean_s == pytest.approx(_step(s, n=0.0, p=1000, context=1100))
 
 
+@pytest.mark.parametrize("dp", [1, 4])
+def test_alternating_parts_with_nothing_decoding(dp):
+    """n = 0 with prompts arriving (p > 0): every iteration is a prompt step and no decode iteration is left to wait
+    out, the limit of the figures as the decode step d -> 0 (the chain's busy share falls to q = k / (1 + k), a rank's
+    prompt steps, the cycle to k busy, the prompt share to 1, E[L^2] / E[L] to d). It divided by zero before (the
+    rank's own decode iteration, cycle - k busy, is 0 there) for most p with several ranks."""
+    s = setup(load_bundled("qwen3-30b-a3b"), H100, engine="sglang", dp=dp, ep=dp > 1)
+    ctx, prompt, budget = 2176, 2048, 2048
+    assert _step(s, n=0.0, p=0, context=ctx) == 0.0  # no decode step where nothing decodes
+    for p in (1.0, 100.0, 1000.0, 2048.0, 9000.0, 20000.0):
+        cycle, share, biased = _alternating_parts(s, n=0.0, p=p, prompt=prompt, budget=budget, context=ctx, ep=False)
+        k = _prompt_steps(p / dp / prompt, prompt=prompt, budget=budget)
+        prefix = max(0, (prompt - budget) // 2)
+        busy = _step(s, n=0.0, p=p / dp / k, context=ctx, prefix=prefix, p_all=p / k if dp > 1 else None)
+        assert cycle == pytest.approx(k * busy, rel=1e-12)
+        assert share == pytest.approx(1.0, rel=1e-12) and biased == 0.0
+    # with a few sequences decoding the decode iteration is back: a share of the time, at least the decode step long
+    cycle, share, biased = _alternating_parts(s, n=0.5, p=1000.0, prompt=prompt, budget=budget, context=ctx, ep=False)
+    d = _step(s, n=0.5, p=0, context=ctx)
+    assert 0 < share < 1 and d <= biased < math.inf and cycle > d
+
+
 def test_plan_takes_enable_mixed_chunk():
     runner = CliRunner()
     base = ["plan", "llama-3.1-8b", "--rate", "6", "--input", "2k", "--output", "256", "--gpus", "h100-sxm",
