@@ -1258,8 +1258,12 @@ def serve(
         ttft += decode_residual_s(*behind, rho=rho)
         hold = _balance_hold(s, rate_rps=rate_rps, step_s=t, n=n)
         ttft += hold.mean_iters * t if hold is not None else 0.0
-    life = _life(s, rate_rps=rate_rps, n=n, p=p, tpot=tpot, inp=input_len, out=output_len, budget=budget,
-                 context=ctx, ep=ep, prompt=load.prompt_computed)  # fmt: skip
+    life = (
+        _life(s, rate_rps=rate_rps, n=n, p=p, tpot=tpot, inp=input_len, out=output_len, budget=budget, context=ctx,
+              ep=ep, prompt=load.prompt_computed)
+        if with_p90 or with_p99
+        else None
+    )  # fmt: skip
     tail = _Tail(s, n=n, p=p, rho=rho, inp=input_len, out=output_len, budget=budget, ep=ep, prefilled=prefilled,
                  ahead_s=ahead, hold=hold, step_s=t, behind=behind, life=life)  # fmt: skip
     nan = float("nan")
