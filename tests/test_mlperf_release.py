@@ -82,8 +82,9 @@ def test_every_tensorrt_engine_row_cites_the_files_that_show_its_stack():
 def test_the_releases_differ_only_where_the_static_fp8_scale_reaches():
     """trtllm@0.17 and the newest trtllm price a run alike except fp8 weights, which stream at the 16-bit share under
     the engine's static fp8 activation scale (V0_17_CALIBRATION): the NVFP4 rows score the same under both releases,
-    and the fp8 405B H200 Server run (TP8, at most 64 sequences, decode mostly streams weights) is faster: x1.163
-    under the newest release, x1.220 under trtllm@0.17, out of 20 %."""
+    and the fp8 405B H200 Server run (TP8, at most 64 sequences, decode mostly streams weights) is faster: x1.054
+    under the newest release, x1.092 under trtllm@0.17 (x1.163 and x1.220, out of 20 %, before the Server rows were
+    scored at the requests' own p99 TPOT, kvplan.tpot_tail)."""
     pub, data = published()
     ds = data["mlperf_datasets"]
     for r in data["mlperf"]:
@@ -93,8 +94,8 @@ def test_the_releases_differ_only_where_the_static_fp8_scale_reaches():
         assert pub.score_mlperf(as_newest, ds)["ratio"] == pytest.approx(r["ratio"], rel=1e-3)
     h200 = next(r for r in data["mlperf"] if _key(r) == ("mlperf-5.0", "llama-3.1-405b", "h200", "Server"))
     as_newest = pub.score_mlperf({k: v for k, v in h200.items() if k != "tensorrt_engine"}, ds)
-    assert as_newest["ratio"] == pytest.approx(1.163, abs=0.005)
-    assert h200["ratio"] == pytest.approx(1.220, abs=0.005) and h200["verdict"] == "missed"
+    assert as_newest["ratio"] == pytest.approx(1.054, abs=0.005)
+    assert h200["ratio"] == pytest.approx(1.092, abs=0.005) and h200["verdict"] == "within 20%"
 
 
 def test_norm_quant_fusion_applies_on_top_of_the_release_constants():
