@@ -76,15 +76,17 @@ def test_sglang_nsa_refuses_the_expanded_mla_layout():
 
 def test_sglang_capacity_h200_tp8():
     # H200 TP 8, 32K context. Before: refused ("no sglang layout for it yet"). After:
-    # available 47,644,168,876 B (free at start 139.94 GiB - 1.01 GiB context, x 0.896 - 80.11 GiB weights)
-    # bf16: // 78,324 = 608,296.5 -> 608,256 tokens (pages of 64); 608,256 / 32,768 = 18.56 -> 18 sequences
-    # fp8: // 43,188 = 1,103,180.7 -> 1,103,168 tokens; a 32,768-token request = 512 pages, 33.67 -> 33 sequences
+    # available 47,644,168,876 B (free at start 139.94 GiB - 1.01 GiB context, x 0.896 - 80.11 GiB weights), less the
+    # w_kc / w_vc bf16 copies SGLang keeps beside kv_b_proj (kvplan.engines.sglang.mla_kv_b_copy_bytes): 61 layers x
+    # 16 heads on the rank x (128 + 128) x 512 x 2 B = 255,852,544 B -> 47,388,316,332 B
+    # bf16: // 78,324 = 605,029.3 -> 604,992 tokens (pages of 64); 604,992 / 32,768 = 18.46 -> 18 sequences
+    # fp8: // 43,188 = 1,097,256.6 -> 1,097,216 tokens; a 32,768-token request = 512 pages, 33.48 -> 33 sequences
     bf16 = capacity(setup(V32, H200, engine="sglang", tp=8, kv_dtype_name="bf16"), 32_768)
     fp8 = capacity(setup(V32, H200, engine="sglang", tp=8, kv_dtype_name="fp8"), 32_768)
-    assert bf16.available_kv_bytes == fp8.available_kv_bytes == 47_644_168_876
-    assert (bf16.kv_pool_tokens, bf16.max_concurrent_sequences) == (608_256, 18)
-    assert (fp8.kv_pool_tokens, fp8.max_concurrent_sequences) == (1_103_168, 33)
-    assert fp8.kv_pool_bytes == 1_103_168 * 48_068 > fp8.available_kv_bytes
+    assert bf16.available_kv_bytes == fp8.available_kv_bytes == 47_644_168_876 - 255_852_544 == 47_388_316_332
+    assert (bf16.kv_pool_tokens, bf16.max_concurrent_sequences) == (604_992, 18)
+    assert (fp8.kv_pool_tokens, fp8.max_concurrent_sequences) == (1_097_216, 33)
+    assert fp8.kv_pool_bytes == 1_097_216 * 48_068 > fp8.available_kv_bytes
     assert fp8.block_tokens == 64
 
 
@@ -94,9 +96,9 @@ def test_sglang_v32_cli_capacity_and_launch_line():
     assert out.exit_code == 0, out.output
     # "auto" would be fp8_e4m3 on SM100 for DSA: the launch spells the dtype out; the page is forced to 64
     assert "--kv-cache-dtype bf16 --page-size 64 --tp 8" in out.output
-    assert "608,256" in out.output
+    assert "604,992" in out.output
     out = runner.invoke(app, [*base, "--kv-dtype", "fp8"])
-    assert out.exit_code == 0 and "--kv-cache-dtype fp8_e4m3" in out.output and "1,103,168" in out.output
+    assert out.exit_code == 0 and "--kv-cache-dtype fp8_e4m3" in out.output and "1,097,216" in out.output
     bad = runner.invoke(app, [*base, "--kv-dtype", "fp8_e5m2"])
     assert bad.exit_code == 2
     assert "bf16 or fp8_e4m3 only" in bad.output and "Traceback" not in bad.output

@@ -10,6 +10,8 @@ from kvplan.cli.common import (
     EngineOpt,
     FormatOpt,
     KvDtypeOpt,
+    MambaCacheDtypeOpt,
+    MambaSsmCacheDtypeOpt,
     ModelArg,
     PpOpt,
     SizeOpt,
@@ -134,19 +136,8 @@ def capacity(
     swa_full_tokens_ratio: Annotated[Optional[float], typer.Option(help="SGLang SWA pool ratio (0, 1]")] = None,
     max_attention_window: WindowOpt = None,
     swa_full: SwaFullOpt = False,
-    mamba_ssm_cache_dtype: Annotated[
-        Optional[str],
-        typer.Option(
-            "--mamba-ssm-cache-dtype",
-            help="vLLM: hybrid models' SSM state dtype: auto, float32, float16 (default auto)",
-        ),
-    ] = None,
-    mamba_cache_dtype: Annotated[
-        Optional[str],
-        typer.Option(
-            "--mamba-cache-dtype", help="vLLM: hybrid models' conv state dtype: auto, float32, float16 (default auto)"
-        ),
-    ] = None,
+    mamba_ssm_cache_dtype: MambaSsmCacheDtypeOpt = None,
+    mamba_cache_dtype: MambaCacheDtypeOpt = None,
     dp: Annotated[int, typer.Option("--dp", help="data-parallel attention ranks per replica (MoE)")] = 1,
     ep: Annotated[bool, typer.Option("--ep", help="expert parallelism over the tp x dp ranks (MoE)")] = False,
     gpus_per_node: Annotated[Optional[int], typer.Option(help="GPUs per node (catalog default)")] = None,

@@ -99,6 +99,22 @@ WindowOpt = Annotated[
     ),
 ]
 
+# vLLM --mamba-ssm-cache-dtype / --mamba-cache-dtype (Settings.mamba_ssm_cache_dtype / mamba_cache_dtype): the hybrid
+# models' recurrent state dtypes, for every command that sizes or reads that state (capacity, plan, cost, estimate).
+# The values are checked where the engine reads them (kvplan.engines.vllm mamba_ssm_flag), the same for each command.
+MambaSsmCacheDtypeOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--mamba-ssm-cache-dtype", help="vLLM: hybrid models' SSM state dtype: auto, float32, float16 (default auto)"
+    ),
+]
+MambaCacheDtypeOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--mamba-cache-dtype", help="vLLM: hybrid models' conv state dtype: auto, float32, float16 (default auto)"
+    ),
+]
+
 
 def err(message: str) -> None:
     """Diagnostics go to stderr, one line each."""

@@ -140,6 +140,25 @@ SETTING_FLAGS = {
     "overrides.cuda_graph_bytes": "--cuda-graph",
 }
 
+# vLLM's MambaDType (vllm/config/cache.py, 0.16.0 / 0.19.0 / 0.21.0: "auto", "float32", "float16"), the values of
+# --mamba-ssm-cache-dtype and --mamba-cache-dtype -> kvplan's dtype name (None: "auto"). Checked by
+# Engine.check_settings for every rule set that reads the flags (vLLM from 0.16, the ideal layout).
+MAMBA_SSM_FLAG = {"auto": None, "float32": "fp32", "float16": "fp16"}
+
+
+def mamba_ssm_flag(value: str | None, flag: str = "--mamba-ssm-cache-dtype") -> str | None:
+    """The state dtype ``flag value`` asks for (``--mamba-ssm-cache-dtype``, ``--mamba-cache-dtype``: the same
+    MambaDType choices); None for "auto" (or not given)."""
+    key = "auto" if value is None else str(value).strip().lower()
+    if key not in MAMBA_SSM_FLAG:
+        raise InvalidInput(f"invalid {flag} {value!r}; vLLM accepts {', '.join(MAMBA_SSM_FLAG)}")
+    return MAMBA_SSM_FLAG[key]
+
+
+def mamba_conv_flag(value: str | None) -> str | None:
+    """The conv state dtype ``--mamba-cache-dtype value`` asks for; None for "auto" (the model's dtype)."""
+    return mamba_ssm_flag(value, "--mamba-cache-dtype")
+
 
 def _setting(settings: Settings, name: str) -> object:
     obj: object = settings
@@ -826,6 +845,9 @@ class Engine:
                 raise InvalidInput(f"{flag} does not apply to engine {self.name!r}; it reads {own}")
         if settings.block_size is not None:
             self.check_block_size(settings.block_size)
+        # a value vLLM's CLI refuses, refused for any model (checked after the flag's owner, which names the engine)
+        mamba_ssm_flag(settings.mamba_ssm_cache_dtype)
+        mamba_conv_flag(settings.mamba_cache_dtype)
 
     def check_block_size(self, tokens: int) -> None:
         """Block (page) sizes the engine accepts; any whole number of tokens by default."""
@@ -981,6 +1003,11 @@ class Engine:
         kvplan.latency prices prefill FLOPs and decode reads on the spans this gives (:func:`kvplan.latency.
         kernel_spec`); memory (capacity) keeps the engine's own cache rules."""
         return None
+
+    def weights_added(self, spec: ModelSpec, *, weights_dtype: str, pp: int, sharding: Sharding) -> list[int]:
+        """Bytes one GPU of each pipeline stage holds after loading beyond the checkpoint's tensors as the engine cuts
+        them (copies its kernels make and keep, kvplan.capacity.setup adds them to the weights); none by default."""
+        return [0] * pp
 
     def expert_dims_as_loaded(self, *, weights_dtype: str, gpu: GPU, hidden: int, inter_rank: int) -> tuple[int, int]:
         """(hidden, intermediate width on the rank) of one routed expert as the engine holds it after loading, where

@@ -55,7 +55,7 @@ from kvplan.memory import (
     with_token_bytes,
 )
 from kvplan.params import Sharding
-from kvplan.spec import LayerKind, ModelSpec, ceil_div
+from kvplan.spec import LayerKind, ModelSpec, ceil_div, pipeline_stages
 from kvplan.units import GIB, KV_DTYPES, MIB
 
 if TYPE_CHECKING:
@@ -421,6 +421,46 @@ def dp_attention_size(settings: Settings, *, tp: int, sharding: Sharding | None)
     return settings.attention_dp * ranks
 
 
+# Read in the sglang 0.5.7 wheel (PyPI), python/sglang/srt/models/: the model files whose input embedding is
+# VocabParallelEmbedding(..., enable_tp=not is_dp_attention_enabled()), i.e. whole on every rank under
+# --enable-dp-attention (the LM head stays cut over the whole tp_size unless --enable-dp-lm-head): deepseek_v2.py
+# (DeepSeek V2/V3/V3.2, Kimi K2 through DeepseekV3ForCausalLM), qwen2_moe.py (Qwen3MoeModel extends Qwen2MoeModel),
+# qwen3_next.py, glm4_moe.py, gpt_oss.py, llama4.py; qwen3_5.py in the 0.5.23 wheel (0.5.7 has no Qwen3.5). Mixtral,
+# MiniMax M2 and the others keep the default enable_tp=True.
+DP_WHOLE_EMBEDDING_FAMILIES = frozenset({
+    "deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2", "qwen3_moe", "qwen3_next", "qwen3_5_moe", "glm4_moe",
+    "gpt_oss", "llama4",
+})  # fmt: skip
+# deepseek_v2.py DeepseekV2ForCausalLM.post_load_weights (0.5.7 wheel; the same in 0.5.23): every MLA layer's kv_b_proj
+# is split into w_kc and w_vc, new tensors (``.contiguous()``) kept beside kv_b_proj, which the prefill path still
+# runs: a second copy of (heads on the rank) x (qk_nope_head_dim + v_head_dim) x kv_lora_rank elements. In bf16 where
+# kv_b_proj is 16-bit, or fp8 in 128 x 128 blocks on CUDA (block_quant_dequant to torch.bfloat16, unless
+# SGL_USE_DEEPGEMM_BMM on Hopper, default off), or int8; 1 byte where it is fp8 with per-tensor or per-channel scales
+# (channel_quant_to_tensor_quant / block_quant_to_tensor_quant keep fp8).
+MLA_KV_B_COPY_FAMILIES = frozenset({"deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2"})
+
+
+def mla_kv_b_copy_bytes(spec: ModelSpec, *, weights_dtype: str, attn_tp: int, pp: int) -> list[int]:
+    """The w_kc / w_vc copies (:data:`MLA_KV_B_COPY_FAMILIES`) one GPU of each pipeline stage holds."""
+    if spec.family not in MLA_KV_B_COPY_FAMILIES:
+        return [0] * pp
+    from kvplan.quant import storage
+
+    store = storage(spec, weights_dtype)
+    one_byte = store.dtype.name == "fp8" and "block 128x128" not in store.dtype.note
+    size = 1 if one_byte else 2
+    heads = ceil_div(spec.num_attention_heads, attn_tp)
+    out = []
+    for layers in pipeline_stages(spec.num_layers, pp):
+        total = 0
+        for i in layers:
+            kind = spec.kind(spec.layer_kind_names[i])
+            if kind.type == "mla":
+                total += heads * (kind.qk_nope_head_dim + spec.v_head_dim_of(kind)) * kind.kv_lora_rank * size
+        out.append(total)
+    return out
+
+
 def _tier(mib: int, *, tp: int) -> tuple[int, int]:
     if mib < 20 * 1024:
         return 2048, 8  # T4, 4080
@@ -631,10 +671,17 @@ class Sglang(Engine):
         """server_args.py (SGLang 0.5.x): with --enable-dp-attention the attention TP group is
         tp_size / dp_size; dense MLPs and shared experts stay on --moe-dense-tp-size (default: the whole
         tp_size) and the vocabulary on the whole tp_size unless --enable-dp-lm-head; --ep-size splits
-        the routed experts whole, the rest of tp_size cutting each expert (moe_tp = tp_size / ep_size)."""
+        the routed experts whole, the rest of tp_size cutting each expert (moe_tp = tp_size / ep_size). The input
+        embedding is whole on every rank under DP attention for the models :data:`DP_WHOLE_EMBEDDING_FAMILIES` names.
+        """
         ranks = tp * dp
+        whole = dp > 1 and spec.family in DP_WHOLE_EMBEDDING_FAMILIES  # the input embedding under DP attention
         return Sharding(attn_tp=tp, mlp_tp=ranks, expert_tp=1 if ep else ranks, expert_ranks=ranks if ep else 1,
-                        vocab_tp=ranks)  # fmt: skip
+                        vocab_tp=ranks, embed_tp=1 if whole else 0)  # fmt: skip
+
+    def weights_added(self, spec: ModelSpec, *, weights_dtype: str, pp: int, sharding: Sharding) -> list[int]:
+        """The MLA models' w_kc / w_vc copies of kv_b_proj (:func:`mla_kv_b_copy_bytes`), over the attention TP."""
+        return mla_kv_b_copy_bytes(spec, weights_dtype=weights_dtype, attn_tp=sharding.attn_tp, pp=pp)
 
     def node_args(self, r: CapacityResult, *, node: int | str, nodes: int, leader: str) -> list[str]:
         """server_args.py --nnodes / --node-rank / --dist-init-addr: every node runs the same command."""

@@ -40,6 +40,8 @@ from kvplan.engines.base import (
     as_float,
     as_int,
     check_moe_parallel,
+    mamba_conv_flag,
+    mamba_ssm_flag,
     number,
     quantization_flag,
     refuse_cross_attention,
@@ -662,21 +664,8 @@ def round_up(n: int, multiple: int) -> int:
 # --mamba-cache-dtype (Vllm.conv_state_dtype) sets the conv state, and the SSM state where the rules above leave "auto".
 NEMOTRON_H_FAMILIES = frozenset({"nemotron_h"})
 QWEN3_5_FAMILIES = frozenset({"qwen3_5", "qwen3_5_moe"})
-MAMBA_SSM_FLAG = {"auto": None, "float32": "fp32", "float16": "fp16"}  # MambaDType -> kvplan's name (None: auto)
-
-
-def mamba_ssm_flag(value: str | None, flag: str = "--mamba-ssm-cache-dtype") -> str | None:
-    """The state dtype ``flag value`` asks for (``--mamba-ssm-cache-dtype``, ``--mamba-cache-dtype``: the same
-    MambaDType choices); None for "auto" (or not given)."""
-    key = "auto" if value is None else str(value).strip().lower()
-    if key not in MAMBA_SSM_FLAG:
-        raise InvalidInput(f"invalid {flag} {value!r}; vLLM accepts {', '.join(MAMBA_SSM_FLAG)}")
-    return MAMBA_SSM_FLAG[key]
-
-
-def mamba_conv_flag(value: str | None) -> str | None:
-    """The conv state dtype ``--mamba-cache-dtype value`` asks for; None for "auto" (the model's dtype)."""
-    return mamba_ssm_flag(value, "--mamba-cache-dtype")
+# The flags' values (MambaDType) are read by kvplan.engines.base mamba_ssm_flag / mamba_conv_flag, which
+# Engine.check_settings applies for every rule set that reads them (the ideal layout's too).
 
 
 # vLLM's Marlin MoE kernel (ops.moe_wna16_marlin_gemm, csrc/moe/marlin_moe_wna16/), as its MXFP4 path holds and runs
@@ -797,8 +786,6 @@ class Vllm(Engine):
     def check_settings(self, settings: Settings) -> None:
         with self._naming_the_release():
             super().check_settings(settings)
-        mamba_ssm_flag(settings.mamba_ssm_cache_dtype)  # a value vLLM's CLI refuses, refused here for any model
-        mamba_conv_flag(settings.mamba_cache_dtype)
 
     @contextlib.contextmanager
     def _naming_the_release(self) -> Iterator[None]:
