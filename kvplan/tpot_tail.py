@@ -43,7 +43,9 @@ life. The count's distribution is summed term by term (it is discrete where few 
 where the tail's shape matters: at a low rate most requests meet no prompt and a few meet one); where the sum
 would run past :data:`SUM_TERMS` terms the count is near-continuous and its quantile is the Pearson type III one
 with the generalized Poisson's skewness ``(1 + 2 r) / sqrt(theta (1 - r))`` (the Wilson-Hilferty frequency factor;
-e.g. V. T. Chow, Handbook of Applied Hydrology, 1964, s. 8-I).
+e.g. V. T. Chow, Handbook of Applied Hydrology, 1964, s. 8-I), or where the skewness is past that form's reach
+(:data:`MAX_SKEW`; ``r`` near 1, a life at the edge of saturation) Cantelli's one-sided bound ``mean + sd sqrt(q / (1
+- q))``, which holds for any distribution.
 
 Limits: no arrivals (rate 0) give every request the plain step ``t``; the quantiles rise with ``q``. Not modelled,
 stated: the prompts queued before a request's first token and prefilled in its life (part of the mean, not of the
@@ -60,6 +62,9 @@ from statistics import NormalDist
 # with a standard deviation of ~250 arrivals its distribution is near-continuous, and the Pearson III quantile is
 # used instead (module docstring). Chosen for speed (a sum of 3,000 terms is about a millisecond in CPython).
 SUM_TERMS = 3000
+# The Wilson-Hilferty factor ``(2 / g) ((1 + g z / 6 - g^2 / 36)^3 - 1)`` needs its base above 0, which at the median
+# (z = 0) holds for a skewness ``g`` below 6: past it (a life at the edge of saturation) Cantelli's bound is used.
+MAX_SKEW = 6.0
 
 
 @dataclass(frozen=True)
@@ -115,9 +120,11 @@ def count_quantile(theta: float, r: float, q: float) -> float:
     sd = math.sqrt(theta / (1 - r) ** 3)
     if mean + 12 * sd > SUM_TERMS:
         skew = (1 + 2 * r) / math.sqrt(theta * (1 - r))
+        if skew > MAX_SKEW:  # past the Wilson-Hilferty form's reach: Cantelli's bound, for any distribution
+            return mean + sd * math.sqrt(q / (1 - q))
         z = NormalDist().inv_cdf(q)
-        factor = (2 / skew) * ((1 + skew * z / 6 - skew * skew / 36) ** 3 - 1)
-        return max(0.0, mean + sd * factor)
+        base = max(0.0, 1 + skew * z / 6 - skew * skew / 36)
+        return max(0.0, mean + sd * (2 / skew) * (base**3 - 1))
     total, k = 0.0, 0
     log_theta = math.log(theta)
     while True:

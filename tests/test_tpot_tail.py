@@ -199,3 +199,22 @@ def test_the_pipeline_tail_agrees_with_the_cycle_simulation():
         sim = [float(x) for x in line.split("simulated ")[1].split(" ms")[0].split(" / ")]
         ours = [float(x) for x in line.split("kvplan ")[1].split(" ms")[0].split(" / ")]
         assert ours[1:] == pytest.approx(sim[1:], rel=0.04) and ours[2] > ours[1] > ours[0]
+
+
+def test_count_quantiles_rise_with_q_everywhere():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.floats(1e-3, 5e3), st.floats(0.0, 0.9999))
+    def law(theta: float, r: float) -> None:
+        qs = [count_quantile(theta, r, q) for q in (0.5, 0.9, 0.99)]
+        assert all(math.isfinite(x) and x >= 0 for x in qs) and qs[0] <= qs[1] <= qs[2]
+        if theta / (1 - r) > 50:  # well past a handful of arrivals: the p99 is above the mean count
+            assert qs[2] > theta / (1 - r)
+
+    law()
+    # a skewness past the Wilson-Hilferty form's reach (theta 0.2, r 0.995: 41): Cantelli's bound, rising with q
+    qs = [count_quantile(0.2, 0.995, q) for q in (0.5, 0.9, 0.99)]
+    mean, sd = 0.2 / 0.005, math.sqrt(0.2 / 0.005**3)
+    assert qs == pytest.approx([mean + sd, mean + 3 * sd, mean + math.sqrt(99) * sd])
