@@ -6,6 +6,7 @@ skip their collection step (:func:`read_tables` says so once). The scripts that 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import statistics
@@ -100,6 +101,42 @@ def capture_static_breakdown():  # noqa: ANN201 - (cli_estimate, what its last c
 
     base_backend.BaseBackend._run_static_breakdown = wrapped
     return cli_estimate, seen
+
+
+@functools.cache
+def balanced_loads(tokens: int, experts: int, topk: int, ep: int = 1, *,
+                   remote_rows_to_first: bool = False) -> tuple[tuple[int, int], ...]:  # fmt: skip
+    """The routed rows each touched expert of EP rank 0 receives under aiconfigurator's ``balanced`` routing, as
+    ``(rows an expert, experts)`` pairs (fewest rows first), for :func:`kvplan.latency._moe_s`'s ``loads``.
+
+    aiconfigurator 0.12.0's MoE collectors build the router logits with ``balanced_logits`` (``collector/helper.py``
+    in ai-dynamo/aiconfigurator; the collector is not in the wheel): with ``stride = ceil(E / k)``, token ``i``'s
+    ``j``-th choice is expert ``(i + j * stride) % E`` where ``T >= stride``, else ``(i * stride / T + j * stride)
+    % E`` truncated, and the engine's top-k over those logits picks exactly them (TensorRT-LLM
+    ``RenormalizeMoeRoutingMethod``, vLLM ``torch.topk``, SGLang ``select_experts``; ``collector/trtllm/
+    collect_moe.py`` ``run_moe_torch``, ``collector/vllm/collect_moe.py``, ``collector/sglang/collect_moe.py``). So
+    min(E, T k) experts are touched, each by the same rows to within one (DeepSeek-V3, 32 tokens: all 256, one row
+    each), where uniform routing touches ``E (1 - (1 - k/E)^T)`` (163). Every collector times EP rank 0, which holds
+    experts ``[0, E / ep)`` (TensorRT-LLM's default ``Mapping()``, vLLM ``determine_expert_map(ep, 0, E)``, SGLang
+    ``build_rank0_workloads``). ``remote_rows_to_first``: SGLang's EP rows (``build_rank0_workloads`` keeps every
+    token with a local choice and sets its remote choices to expert -1 with weight 0, which ``benchmark_config``
+    clamps to expert 0 for its Triton kernel): rank 0's first expert also computes those rows."""
+    stride = math.ceil(experts / topk)
+    rows = [0] * experts
+    local = experts // ep
+    for i in range(tokens):
+        base = i if tokens >= stride else i * stride // tokens  # exact: the collector's float quotient, truncated
+        picks = [(base + j * stride) % experts for j in range(topk)]
+        rows_here = [e for e in picks if e < local]
+        for e in rows_here:
+            rows[e] += 1
+        if remote_rows_to_first and rows_here:
+            rows[0] += topk - len(rows_here)
+    counts: dict[int, int] = {}
+    for r in rows[:local]:
+        if r:
+            counts[r] = counts.get(r, 0) + 1
+    return tuple(sorted(counts.items()))
 
 
 def table_layer_s(points: list, tokens: float) -> float:

@@ -82,7 +82,7 @@ NAMES += ("hopper_moe_block_expert_s", "blackwell_moe_block_expert_s", "mxfp4_mo
 # still price prefill's fixed cost, MLA and recurrent layers, and GPUs of other architectures.
 NAMES += ("hopper_gqa_decode", "blackwell_gqa_decode")
 NAMES += ("hopper_mxfp4_moe_dequant_s", "hopper_mxfp4_moe_layer_s")
-NAMES += ("hopper_moe_block_tile_eff", "hopper_moe_block_half_width")
+NAMES += ("hopper_moe_block_tile_eff", "hopper_moe_block_half_width", "hopper_moe_block_mem_eff")
 # Fitted by benchmarks/fp8_quant_compare.py --fit to aiconfigurator's quantize tables: held here.
 NAMES += ("fp8_quant_s", "blackwell_fp8_quant_s", "fp8_quant_read_eff")
 MAX_EFF = 0.95

@@ -12,10 +12,14 @@ describes, by a grid search for the least median ``|ln(kvplan / aiconfigurator)|
   B200 and GB200 (TensorRT-LLM-Gen's Blackwell kernels);
 * ``hopper_mxfp4_moe_dequant_s`` / ``hopper_mxfp4_moe_layer_s`` (TensorRT-LLM): the same on H100 / H200, where its
   Triton backend runs them, with that backend's fixed seconds per layer; fitted in turn (:data:`JOINT`);
-* ``hopper_moe_block_tile_eff`` / ``hopper_moe_block_half_width`` (TensorRT-LLM): the block-scaled fp8 experts on
-  H100 / H200 priced by DeepGEMM's token tiles (:func:`kvplan.latency._block_tile_rows`), the tiles' share of the
-  block-fp8 GEMM peak and the intermediate width at which thin slices reach half of it, on the 960 Hopper ``fp8_block``
-  points; fitted in turn, :data:`GROUP_ROUNDS` rounds (about 3 minutes).
+* ``hopper_moe_block_tile_eff`` / ``hopper_moe_block_half_width`` / ``hopper_moe_block_mem_eff`` (TensorRT-LLM): the
+  block-scaled fp8 experts on H100 / H200 priced by DeepGEMM's token tiles (:func:`kvplan.latency._block_tile_rows`),
+  the tiles' share of the block-fp8 GEMM peak, the intermediate width at which thin slices reach half of it and the
+  share of the bandwidth the GEMMs stream their weights at, on the 960 Hopper ``fp8_block`` points; fitted in turn
+  with ``hopper_moe_block_expert_s`` (the walk, on the same points), :data:`GROUP_ROUNDS` rounds.
+
+Every point is priced as the table routes it (:func:`moe_compare.grouped_seconds`: aiconfigurator's balanced logits,
+:func:`aic_tables.balanced_loads`), not with serving's uniform routing, which touches fewer experts at a few tokens.
 
 It prints, per constant, the value, the points, and the median / worst |ln| before (the constant at 0) and after;
 paste the values into the engine's ``CALIBRATION``::
@@ -51,11 +55,18 @@ FITS = {
     "hopper_moe_block_tile_eff": ("trtllm", "fp8_block", HOPPER, 1.0, tuple(i / 40 for i in range(20, 65))),
     # ... and the intermediate width on the rank at which thin slices run at half of it: 0 to 3,000, steps of 50
     "hopper_moe_block_half_width": ("trtllm", "fp8_block", HOPPER, 1.0, tuple(float(i) for i in range(0, 3001, 50))),
+    # ... and the share of the bandwidth their weights stream at: 0.70 to 1.0, 0.005 steps
+    "hopper_moe_block_mem_eff": ("trtllm", "fp8_block", HOPPER, 1.0, tuple(i / 200 for i in range(140, 201))),
 }
 # Constants that share their points, fitted in turn (each with the others' latest values held), ROUNDS times over
 JOINT = (
     ("hopper_mxfp4_moe_dequant_s", "hopper_mxfp4_moe_layer_s"),
-    ("hopper_moe_block_tile_eff", "hopper_moe_block_half_width"),
+    (
+        "hopper_moe_block_tile_eff",
+        "hopper_moe_block_half_width",
+        "hopper_moe_block_mem_eff",
+        "hopper_moe_block_expert_s",
+    ),
 )
 ROUNDS = 2
 # ... where a group needs more rounds to settle (the tile pair: each round moves the other's best value)
@@ -124,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _neutral(name: str) -> float | None:
-    """The value that turns ``name``'s term off (a layer's own fixed seconds: None, the calibration's moe_layer_s)."""
-    return None if name.endswith("layer_s") else 0.0
+    """The value that turns ``name``'s term off (a layer's own fixed seconds: None, the calibration's moe_layer_s; a
+    streaming share: None, the grouped experts' own)."""
+    return None if name.endswith(("layer_s", "mem_eff")) else 0.0
 
 
 def fit_all(tables: list[dict], names: list[str]) -> list[dict]:

@@ -40,7 +40,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import grouped_stats, read_tables, stats  # noqa: E402 - where aiconfigurator's tables lie
+from aic_tables import balanced_loads, grouped_stats, read_tables, stats  # noqa: E402 - where aiconfigurator's tables lie
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_moe.json"
 
@@ -68,6 +68,11 @@ DTYPES = {"bfloat16": ("bf16", False), "fp8": ("fp8", False), "fp8_block": ("fp8
 SPLITS = ((1, 1), (4, 1), (8, 1), (1, 4), (1, 8))
 TOKENS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 DISTRIBUTION = "balanced"
+# Engines whose collector computes EP rank 0's remote rows on its first expert (aic_tables.balanced_loads): SGLang's
+# (collector/sglang/collect_moe.py build_rank0_workloads: remote choices as expert -1, weight 0; benchmark_config
+# clamps them to expert 0 for the Triton kernel). Its EP tables show it: DeepSeek-V3 bf16 on H100 at 16,384 tokens
+# takes 49,910 us at EP 8 and 51,380 on one GPU with every expert (the same rows, an eighth of the weights).
+REMOTE_ROWS_TO_FIRST = ("sglang",)
 # kernels left out: the non-gated path (Nemotron's squared-ReLU experts; every model here is gated)
 SKIP_KERNELS = ("moe_torch_flow_nongated",)
 # Kernels an engine does not choose by speed, left out for that engine and dtype: (engine, dtype) -> kernels.
@@ -146,12 +151,23 @@ def load(path: Path = DATA) -> list[dict]:
 
 
 def grouped_seconds(
-    gpu_name: str, engine: str, *, model: str, dtype: str, tp: int, ep: int, tokens: int, overrides: dict | None = None
+    gpu_name: str,
+    engine: str,
+    *,
+    model: str,
+    dtype: str,
+    tp: int,
+    ep: int,
+    tokens: int,
+    overrides: dict | None = None,
+    balanced: bool = True,
 ) -> float:
     """kvplan's grouped expert GEMMs of one MoE layer of ``model`` (:func:`kvplan.latency._moe_s`, its ``grouped``
     part) over ``tokens`` tokens, the experts sliced over ``tp`` ranks or spread whole over ``ep`` ranks (one of the
-    two is 1), weights in aiconfigurator's ``dtype``; uniform routing (``moe_ep_imbalance`` 0, the tables' balanced
-    distribution). ``overrides``: calibration fields to price with instead of the engine's (``fit_moe_ops.py``)."""
+    two is 1), weights in aiconfigurator's ``dtype``; routed as the table routes them (``balanced``: EP rank 0's
+    experts and rows under the collector's balanced logits, :func:`aic_tables.balanced_loads`, SGLang's EP rows as
+    its collector runs them), else uniformly (``moe_ep_imbalance`` 0: serving's routing without the busiest rank's
+    excess). ``overrides``: calibration fields to price with instead of the engine's (``fit_moe_ops.py``)."""
     from dataclasses import replace
 
     from kvplan import latency
@@ -168,7 +184,10 @@ def grouped_seconds(
     ranks = max(tp, ep)
     ctx = latency._make_ctx(spec, resolve_gpu(gpu_name), tp=ranks, weights_dtype=weights, cal=cal, eager=True,
                             ep=ep > 1)  # fmt: skip
-    return latency._moe_s(ctx, tokens, tokens).grouped
+    moe = spec.moe
+    first = engine in REMOTE_ROWS_TO_FIRST and ep > 1
+    loads = balanced_loads(tokens, moe.num_experts, moe.experts_per_token, ep, remote_rows_to_first=first)
+    return latency._moe_s(ctx, tokens, tokens, loads if balanced else None).grouped
 
 
 def compare(tables: list[dict]) -> list[dict]:

@@ -107,6 +107,7 @@ def _setup(
     batch_tuning: bool = False,
     block_tokens: int | None = None,
     scheduler_policy: str | None = None,
+    max_seq_len: int | None = None,
 ):  # noqa: ANN202
     from kvplan.capacity import setup
     from kvplan.engines import Settings
@@ -116,7 +117,7 @@ def _setup(
                         attention_dp_timeout_iters=timeout_iters,
                         attention_dp_batching_wait_iters=batching_wait_iters,
                         batch_size_tuning=batch_tuning, block_size=block_tokens,
-                        capacity_scheduler_policy=scheduler_policy)  # fmt: skip
+                        capacity_scheduler_policy=scheduler_policy, max_seq_len=max_seq_len)  # fmt: skip
     return setup(model, gpu, engine=engine, tp=tp, dp=dp, ep=ep, pp=pp, weights_dtype=weights,
                  kv_dtype_name=kv, settings=settings)  # fmt: skip
 
@@ -130,6 +131,14 @@ def run_split(r: dict, *, ep: bool = True) -> dict:
     if launch and launch.get("enable_attention_dp"):
         return {"tp": 1, "dp": launch["tp"], "ep": ep}
     return {"tp": r["tp"]}
+
+
+def row_max_seq_len(r: dict) -> int:
+    """The launch's ``max_seq_len``: ``trtllm-bench`` sets it to the dataset's longest ISL + OSL, here the row's
+    (tensorrt_llm/bench/benchmark/throughput.py @000a01de, ``kwargs["max_seq_len"] = max_seq_len or
+    metadata.max_sequence_length``; ``trtllm-bench build`` takes the same for an engine). Llama 4's chunked layers run
+    as full attention below their chunk (``Settings.max_seq_len``, kvplan.engines.trtllm ``attention_spans``)."""
+    return r["isl"] + r["osl"]
 
 
 def row_graph_sizes(r: dict) -> tuple[int, ...] | None:
@@ -200,7 +209,7 @@ def row_setup(r: dict, *, ep: bool = True, heuristic: bool = False, balance: boo
     engine, tuning = row_engine(r)
     return _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, **caps,
                   graph_sizes=row_graph_sizes(r), balance=balance, engine=engine, batch_tuning=tuning,
-                  **run_split(r, ep=ep))  # fmt: skip
+                  max_seq_len=row_max_seq_len(r), **run_split(r, ep=ep))  # fmt: skip
 
 
 def _row_tokens_s(r: dict, *, ep: bool = True, heuristic: bool = False, balance: bool = False) -> float:
@@ -360,7 +369,7 @@ def implied_host_request_s(r: dict, *, lo: float = 1e-6, hi: float = 1e-2, steps
 
     def tokens(host_s: float) -> float:
         s = _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION,
-                   graph_sizes=row_graph_sizes(r), **run_split(r))  # fmt: skip
+                   graph_sizes=row_graph_sizes(r), max_seq_len=row_max_seq_len(r), **run_split(r))  # fmt: skip
         s = dataclasses.replace(s, settings=dataclasses.replace(s.settings, host_request_s=host_s))
         return replica_tokens_s(s, r["isl"], r["osl"])
 
@@ -443,7 +452,7 @@ def _setup_with(r: dict, *, max_batch: int | None = None, graph: bool = True, **
     engine, tuning = row_engine(r)
     return _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, max_batch=max_batch,
                   graph_sizes=row_graph_sizes(r) if graph else None, engine=engine, batch_tuning=tuning,
-                  **(split or run_split(r)))  # fmt: skip
+                  max_seq_len=row_max_seq_len(r), **(split or run_split(r)))  # fmt: skip
 
 
 def eager_ratio(r: dict) -> float:
@@ -755,9 +764,11 @@ def later_page_lines() -> list[str]:
     rows optimistic, long prompts pessimistic) outlives v1.0."""
     out = []
     for model, gpu, dp, points in LATER_PAGE_DEP_ROWS:
-        s = _setup(model, gpu, 1, weights="fp8", kv="fp8", fraction=KV_FRACTION, dp=dp, ep=True,
-                   graph_sizes=V10_GRAPH_BATCH_SIZES)  # fmt: skip
-        cells = [f"{isl}/{osl} x{replica_tokens_s(s, isl, osl) / dp / per_gpu:.2f}" for isl, osl, per_gpu in points]
+        cells = []
+        for isl, osl, per_gpu in points:  # each point a trtllm-bench run: max_seq_len its ISL + OSL (row_max_seq_len)
+            s = _setup(model, gpu, 1, weights="fp8", kv="fp8", fraction=KV_FRACTION, dp=dp, ep=True,
+                       graph_sizes=V10_GRAPH_BATCH_SIZES, max_seq_len=isl + osl)  # fmt: skip
+            cells.append(f"{isl}/{osl} x{replica_tokens_s(s, isl, osl) / dp / per_gpu:.2f}")
         out.append(f"dp-candidates later page: {model} {gpu} DEP{dp}: " + "; ".join(cells))
     return out
 
@@ -827,7 +838,7 @@ def run_setup(r: dict, *, ep: bool = True, max_batch: int | None = None):  # noq
     engine, tuning = row_engine(r)
     return _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, max_batch=max_batch,
                   graph_sizes=row_graph_sizes(r), engine=engine, batch_tuning=tuning, **(aligned if dp else {}),
-                  **run_split(r, ep=ep))  # fmt: skip
+                  max_seq_len=row_max_seq_len(r), **run_split(r, ep=ep))  # fmt: skip
 
 
 def run_tokens_s(r: dict, *, ep: bool = True) -> float:

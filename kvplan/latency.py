@@ -389,11 +389,17 @@ def concurrent_s(a: float, b: float, *, memory_a: float, memory_b: float) -> flo
     return max(a, b, memory_a + memory_b)
 
 
-def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
+def _moe_s(
+    c: _Ctx, tokens: float, moe_tokens: float, loads: tuple[tuple[float, float], ...] | None = None
+) -> _MoeParts:
     """The grouped expert GEMMs, the router and the shared-expert GEMMs of one MoE layer (:class:`_MoeParts`).
 
     ``tokens``: the rank's own tokens (router, shared experts); ``moe_tokens``: every token routed into this
     layer's experts across the ``moe_ranks`` (with DP attention, all DP ranks' tokens; else the same).
+    ``loads``: the routed rows each touched expert of the rank receives, as ``(rows an expert, experts)`` pairs, for
+    a routing other than serving's (the comparison scripts price aiconfigurator's tables, whose synthetic routing is
+    not uniform, with it: ``benchmarks/aic_tables.py`` ``balanced_loads``); None: uniform routing, the busiest
+    rank's excess included (what serving sees).
     """
     moe, h = c.spec.moe, c.spec.hidden_size
     gated = c.spec.params.mlp == "gated"
@@ -406,7 +412,9 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
     local = moe.num_experts / (ranks if c.ep else 1)
     touched = local * (1 - (1 - moe.experts_per_token / moe.num_experts) ** moe_tokens)
     routed = moe_tokens * moe.experts_per_token / (ranks if c.ep else 1)
-    if c.ep:  # the busiest of the ranks sets the step; its excess over the mean grows like sqrt(2 ln ranks)
+    if loads is not None:
+        touched, routed = sum(n for _, n in loads), sum(t * n for t, n in loads)
+    elif c.ep:  # the busiest of the ranks sets the step; its excess over the mean grows like sqrt(2 ln ranks)
         busiest = 1 + c.cal.moe_ep_imbalance * math.sqrt(2 * math.log(ranks))
         routed = min(routed * busiest, moe_tokens * min(moe.experts_per_token, local))
         # A rank that receives a token reads its expert's weights whole: with fewer experts touched than ranks the
@@ -418,15 +426,20 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
     walk = local * c.moe_expert_s  # the kernels' per-expert walk (block-scaled fp8; 0 elsewhere): _moe_expert_s
     if touched > 0:
         per_touched = routed / touched
+        if loads is None:  # every touched expert takes the mean
+            loads = ((per_touched, touched),)
         h_k, w_k = h, inter_rank  # the expert's dims as its kernel holds them
         if c.marlin_peak:
             h_k, w_k = (ceil_div(d, m) * m for d, m in zip((h, inter_rank), c.expert_pad, strict=True))
             per_expert = (3 if gated else 2) * h_k * w_k
         moved = touched * per_expert * c.w_bytes + routed * (2 * h_k + 3 * w_k) * c.act_bytes
-        grouped_mem = moved / (c.bw * c.cal.moe_mem_eff * c.moe_mem_scale)
+        mem_eff = c.cal.moe_mem_eff * c.moe_mem_scale
+        if c.moe_block_tiles and c.cal.hopper_moe_block_mem_eff:  # their own streaming share (fit_moe_ops.py)
+            mem_eff = c.cal.hopper_moe_block_mem_eff
+        grouped_mem = moved / (c.bw * mem_eff)
         side = 0.0
         if c.moe_block_tiles:  # TensorRT-LLM's block-fp8 grouped GEMMs on Hopper: _block_tile_rows, _block_side_bytes
-            rows = touched * _block_tile_rows(per_touched, swap_below=c.moe_block_tiles)
+            rows = sum(n * _block_tile_rows(t, swap_below=c.moe_block_tiles) for t, n in loads)
             eff = c.cal.hopper_moe_block_tile_eff * inter_rank / (inter_rank + c.cal.hopper_moe_block_half_width)
             compute = 2 * rows * per_expert / (c.peak * eff)
             side = routed * _block_side_bytes(h, inter_rank, gated=gated) / (c.bw * c.cal.elementwise_mem_eff)
@@ -436,10 +449,10 @@ def _moe_s(c: _Ctx, tokens: float, moe_tokens: float) -> _MoeParts:
             compute = 2 * routed * per_expert / ((c.moe_peak or c.peak) * eff)
             if c.marlin_peak:  # Marlin MoE: at least that; its padded token blocks at its rate, each dequantizing anew
                 block = marlin_block_m(moe_tokens * moe.experts_per_token / local)
-                blocks = touched * _marlin_rows(1, per_touched, block) / block
+                blocks = sum(n * _marlin_rows(1, t, block) for t, n in loads) / block
                 mma = 2 * blocks * block * per_expert / c.marlin_peak
                 compute = max(compute, mma, blocks * per_expert * c.marlin_dequant_s)
-        body = max(compute, grouped_mem, _dequant_s(c, touched, per_touched, per_expert)) + side
+        body = max(compute, grouped_mem, _dequant_s(c, loads, per_expert)) + side
         grouped_mem += side
         grouped = (body + walk if c.moe_expert_added else max(body, walk)) + fixed
     else:  # a vanishing share of a token (serving's fixed point near rate 0): only the kernels' fixed costs
@@ -924,6 +937,9 @@ def _attention_s(
         if kind.kv_shared:  # caches nothing, reads the K/V of the earlier layer it shares over its own span
             held = batch * _shared_bytes(spec, layer.kind, kv_dtype, c.tp) * decode_span(kind, context)
         held *= c.view_passes
+        if _runs_mmha(c, kind):
+            total += count * (_mmha_decode_s(c, held=held, batch=batch, span=decode_span(kind, context)) + mixer)
+            continue
         fit = _gqa_decode_fit(c, kind)
         if fit is not None:
             kv_heads = ceil_div(spec.kv_heads_of(kind), c.tp)  # replicated where TP exceeds the KV heads
@@ -1049,6 +1065,34 @@ def _gqa_decode_fit(c: _Ctx, kind: LayerKind) -> DecodeAttention | None:
         return None
     arch = c.gpu.architecture
     return c.cal.hopper_gqa_decode if arch == "hopper" else c.cal.blackwell_gqa_decode if arch == "blackwell" else None
+
+
+def _runs_mmha(c: _Ctx, kind: LayerKind) -> bool:
+    """Whether this chunked-attention layer decodes with the engine's per-head kernel on Hopper (its calibration has
+    ``hopper_mmha_head_token_s``; :func:`_mmha_decode_s`). A layer the engine runs as full attention is no longer
+    ``chunked`` in the kernel view (:meth:`kvplan.engines.trtllm.Trtllm.attention_spans`)."""
+    return kind.type == "chunked" and c.gpu.architecture == "hopper" and c.cal.hopper_mmha_head_token_s is not None
+
+
+def _mmha_decode_s(c: _Ctx, *, held: float, batch: float, span: int) -> float:
+    """One chunked-attention layer's decode on Hopper under TensorRT-LLM: the masked multi-head attention kernel
+    (MMHA), not XQA. The attention op hands XQA the layer's chunk (cpp/tensorrt_llm/thop/attentionOp.cpp, the copy
+    with ``getEnvDisableChunkedAttentionInGenPhase``: ``xqaParams.chunked_attention_size = mAttentionChunkSize && ...
+    ? *mAttentionChunkSize : INT_MAX``), XQA's support check refuses it (cpp/tensorrt_llm/kernels/
+    decoderMaskedMultiheadAttention/decoderXQAImplJIT/kernelUtils.cpp ``supportConfigCommon``: ``if
+    (xqaParams.chunked_attention_size != INT_MAX) { // TODO: chunked attention is not supported yet. return false;
+    }``, in the 2025 copy and still in the 2026 one with Gemma4's head size 512), and the dispatcher falls back to MMHA
+    where it does not run TRTLLM-Gen (Blackwell) kernels (``XqaDispatcher::shouldUse``). MMHA runs a thread block per
+    query head and sequence (each query head reads its KV head's keys; the group's blocks run side by side, so the
+    cache is taken as read once from memory, through L2): ``attn_layer_s`` + the slower of that read at
+    ``attn_decode_mem_eff`` and ``batch x query heads on the rank x (hopper_mmha_head_s + span x
+    hopper_mmha_head_token_s)``, the two measured on the kernel where TensorRT-LLM runs it for every query head, the
+    MHA rows of aiconfigurator's tables (``supportConfigCommon``: "Do not use XQA kernel for vanilla MHA case";
+    benchmarks/fit_mmha.py)."""
+    heads = ceil_div(c.spec.num_attention_heads, c.tp)
+    read = held / (c.bw * c.cal.attn_decode_mem_eff)
+    work = batch * heads * (c.cal.hopper_mmha_head_s + span * c.cal.hopper_mmha_head_token_s)
+    return c.cal.attn_layer_s + max(read, work)
 
 
 def _gqa_decode_s(fit: DecodeAttention, bw: float, *, held: float, batch: float, kv_heads: int, kv_8bit: bool) -> float:
@@ -1433,13 +1477,14 @@ def _mxfp4_moe_layer_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float 
     return cal.hopper_mxfp4_moe_layer_s
 
 
-def _dequant_s(c: _Ctx, touched: float, per_touched: float, per_expert: int) -> float:
+def _dequant_s(c: _Ctx, loads: tuple[tuple[float, float], ...], per_expert: int) -> float:
     """The dequantization roof of W4A16 MXFP4 grouped experts (:func:`_moe_dequant_s`): every touched expert's
-    weights once per tile of ``mxfp4_moe_tile_tokens`` of its tokens (``per_touched`` on average); 0 elsewhere."""
+    weights once per tile of ``mxfp4_moe_tile_tokens`` of its tokens (``loads``: :func:`_moe_s`'s); 0 elsewhere."""
     if not c.moe_dequant_s:
         return 0.0
-    tiles = max(1, math.ceil(per_touched / c.cal.mxfp4_moe_tile_tokens - 1e-9))  # 1e-9: 64.0000001 tokens is one tile
-    return touched * tiles * per_expert * c.moe_dequant_s
+    tile = c.cal.mxfp4_moe_tile_tokens
+    tiles = sum(n * max(1, math.ceil(t / tile - 1e-9)) for t, n in loads)  # 1e-9: 64.0000001 tokens is one tile
+    return tiles * per_expert * c.moe_dequant_s
 
 
 def _block_fp8_run(spec: ModelSpec, gpu: GPU, weights_dtype: str) -> bool:

@@ -46,9 +46,9 @@ def test_deepseek_v3_decode_layer_by_hand(rows: list[dict]) -> None:
     assert abs(r["ln"]) < 0.15
 
 
-def test_ep_points_price_uniform_routing() -> None:
+def test_ep_points_price_the_tables_routing() -> None:
     # The tables' routing is balanced: kvplan's busiest-rank excess (moe_ep_imbalance, fitted to aiconfigurator's
-    # power-law routing) is set to 0 for them, so an EP point costs less than the engine's own pricing of it.
+    # power-law routing) is not priced for them, so an EP point costs less than the engine's own pricing of it.
     from kvplan import latency
     from kvplan.catalog import resolve_model
     from kvplan.hardware import resolve_gpu
@@ -80,8 +80,11 @@ def test_summary_figures(rows: list[dict]) -> None:
     # faster min-latency one (moe_compare.ENGINE_SKIP_KERNELS; kvplan's constants unchanged)
     # 0.183 and -0.012 on main before r25e's Hopper block-fp8 tiles and 16-bit router were merged (the router then in
     # the fp8 context); with them 0.179 and -0.010
-    assert s["median"] == pytest.approx(0.179, abs=5e-4)
-    assert s["signed"] == pytest.approx(-0.010, abs=5e-4)  # +0.013 before the per-tensor fp8 refit
+    # 0.183 and +0.043 with each point priced under the table's own routing (aic_tables.balanced_loads: min(E, T k)
+    # experts touched, SGLang's EP rows as its collector runs them) instead of uniform routing's; kvplan's constants
+    # unchanged: they were fitted under uniform routing, which undercounts the experts the tables' kernels read
+    assert s["median"] == pytest.approx(0.183, abs=5e-4)
+    assert s["signed"] == pytest.approx(0.043, abs=5e-4)  # +0.013 before the per-tensor fp8 refit, -0.010 uniform
     text = moe_compare.render(rows, markdown=True)
     assert "| vllm fp8_block | 1920 |" in text and text.count("\n- ") == moe_compare.WORST
 
@@ -166,22 +169,32 @@ def test_block_fp8_hopper_tiles_by_hand() -> None:
     # 2 x 2 + 2 and quantize 2 + 1 = 9 B an intermediate one (7 without a gate). DeepSeek-V3 TP 8: 9 x 7168 + 9 x 256
     assert latency._block_side_bytes(7168, 256, gated=True) == 66_816
     assert latency._block_side_bytes(7168, 256, gated=False) == 9 * 7168 + 7 * 256
-    # DeepSeek-V3 TP 8 on an H200, 128 tokens (the grid's worst TPOT case: a batch of 128 decoding): touched experts
-    # 256 x (1 - (31/32)^128) = 251.60, 1,024 routed rows, 4.07 an expert -> 16-row tiles. Compute 2 x 251.60 x 16 x
-    # 5,505,024 FLOP / (1979e12 x 0.4683 x 1.05 x 256 / (256 + 1050)) = 232.36 us; memory (251.60 x 5,505,024 x 1 B +
-    # 1,024 x (2 x 7168 + 3 x 256) x 2 B) = 1,416,003,339 B / (4800e9 x 0.95 x 0.7315) = 424.51 us, the larger; side
-    # kernels 1,024 x 66,816 B / (4800e9 x elementwise_mem_eff 0.7305) = 19.51 us; + moe_layer_s 25.3 us = 469.32 us
-    # (aiconfigurator's balanced table: 532.3 us; on the grouped-GEMM curve kvplan took 717.9 us, compute-bound at
-    # 0.7474 x 4.07 / (4.07 + 57.52) x 256 / (256 + 463.8) of the peak).
+    # DeepSeek-V3 TP 8 on an H200, 128 tokens (the grid's worst TPOT case: a batch of 128 decoding), uniform routing
+    # (serving's): touched experts 256 x (1 - (31/32)^128) = 251.60, 1,024 routed rows, 4.07 an expert -> 16-row
+    # tiles. Compute 2 x 251.60 x 16 x 5,505,024 FLOP / (1979e12 x 0.4683 x 1.05 x 256 / (256 + 1050)) = 232.36 us;
+    # memory (251.60 x 5,505,024 x 1 B + 1,024 x (2 x 7168 + 3 x 256) x 2 B) = 1,416,003,339 B / (4800e9 x 0.95 x
+    # 0.7315) = 424.51 us, the larger; side kernels 1,024 x 66,816 B / (4800e9 x elementwise_mem_eff 0.7305) = 19.51
+    # us; + moe_layer_s 25.3 us = 469.32 us (on the grouped-GEMM curve kvplan took 717.9 us, compute-bound at 0.7474 x
+    # 4.07 / (4.07 + 57.52) x 256 / (256 + 463.8) of the peak).
     at = dict(model="deepseek-v3", dtype="fp8_block", tp=8, ep=1)
-    assert moe_compare.grouped_seconds("h200", "trtllm", tokens=128, **at) == pytest.approx(469.32e-6, rel=1e-4)
-    curve = {"hopper_moe_block_tile_eff": 0.0}
-    assert moe_compare.grouped_seconds("h200", "trtllm", tokens=128, overrides=curve, **at) == pytest.approx(
-        717.9e-6, rel=1e-3
+    assert moe_compare.grouped_seconds("h200", "trtllm", tokens=128, balanced=False, **at) == pytest.approx(
+        469.32e-6, rel=1e-4
     )
+    curve = {"hopper_moe_block_tile_eff": 0.0}
+    assert moe_compare.grouped_seconds("h200", "trtllm", tokens=128, overrides=curve, balanced=False, **at) == (
+        pytest.approx(717.9e-6, rel=1e-3)
+    )
+    # The table's balanced routing (aiconfigurator's collector, aic_tables.balanced_loads) gives all 256 experts 4
+    # rows each: compute 2 x 256 x 16 x 5,505,024 / 190.75e12 = 236.42 us; memory (256 x 5,505,024 + 1,024 x 15,104 x
+    # 2) = 1,440,219,136 B / 3.3356e12 = 431.77 us; + 19.51 + 25.3 = 476.58 us (aiconfigurator's table: 532.3 us)
+    assert moe_compare.grouped_seconds("h200", "trtllm", tokens=128, **at) == pytest.approx(476.58e-6, rel=1e-4)
     # 4,096 tokens: 128 an expert, one 128-row tile each: 2 x 256 x 128 x 5,505,024 / 190.75e12 = 1,891.40 us
-    # (compute-bound) + 32,768 x 66,816 / (4800e9 x 0.7305) = 624.41 us + 25.3 = 2,541.11 us (aiconfigurator 2,551)
+    # (compute-bound) + 32,768 x 66,816 / (4800e9 x 0.7305) = 624.41 us + 25.3 = 2,541.11 us (aiconfigurator 2,551);
+    # every expert touched by 128 rows under either routing
     assert moe_compare.grouped_seconds("h200", "trtllm", tokens=4096, **at) == pytest.approx(2541.11e-6, rel=1e-4)
+    assert moe_compare.grouped_seconds("h200", "trtllm", tokens=4096, balanced=False, **at) == pytest.approx(
+        2541.11e-6, rel=1e-4
+    )
     # only where the engine has the fit (TensorRT-LLM), on Hopper, for block-scaled fp8 run as fp8
     spec, h200 = resolve_model("deepseek-v3"), resolve_gpu("h200")
     cases = (("trtllm", h200, "fp8", 32), ("vllm", h200, "fp8", 0), ("trtllm", resolve_gpu("b200"), "fp8", 0),
@@ -194,7 +207,7 @@ def test_block_fp8_hopper_tiles_by_hand() -> None:
 
 def test_fit_moe_ops_picks_the_calibrated_walk(tables: list[dict]) -> None:
     # benchmarks/fit_moe_ops.py: the calibrated 0.38 us beats 0 and 1 us on the 960 Hopper TensorRT-LLM fp8_block
-    # points (the full 0.01 us grid lands on it too; it takes half a minute)
+    # points (priced under the tables' balanced routing; the other constants of its group held at the engine's)
     fit_moe_ops = bench_module("fit_moe_ops")
     r = fit_moe_ops.fit(tables, "hopper_moe_block_expert_s", grid=(0.0, 0.38, 1.0))
     assert r["points"] == 960 and r["value_s"] == pytest.approx(0.38e-6)
@@ -203,7 +216,7 @@ def test_fit_moe_ops_picks_the_calibrated_walk(tables: list[dict]) -> None:
     r = fit_moe_ops.fit(tables, "mxfp4_moe_dequant_s", grid=(0.0, 63.0, 200.0))
     assert r["points"] == 180 and r["value_s"] == pytest.approx(6.3e-11)
     assert r["after"] == pytest.approx((0.096, 0.416), abs=5e-4)
-    assert r["before"] == pytest.approx((1.021, 1.673), abs=5e-4)
+    assert r["before"] == pytest.approx((1.000, 1.413), abs=5e-4)  # (1.021, 1.673) under uniform routing
 
 
 def test_mxfp4_experts_dequantize_per_token_tile() -> None:
@@ -249,5 +262,53 @@ def test_untuned_vllm_fp8_hopper_points_are_flagged(rows: list[dict]) -> None:
     kept = [r for r in rows if not r["not_physical"] and not r["untuned"]]
     # was 0.170; 0.168 before the per-tensor fp8 refit (the router)
     # 14,219 and 0.169: 14,223 and 0.167 before TensorRT-LLM's NVFP4 points were its CUTLASS kernel's (four more EP
-    # points not physical, test_not_physical_ep_points); 0.165 with r25e's tiles and 16-bit router merged
-    assert len(kept) == 14219 and moe_compare.stats(kept)["median"] == pytest.approx(0.165, abs=5e-4)
+    # points not physical, test_not_physical_ep_points); 0.165 with r25e's tiles and 16-bit router merged; 0.168
+    # priced under the tables' balanced routing, kvplan's constants as they were fitted under uniform routing
+    assert len(kept) == 14219 and moe_compare.stats(kept)["median"] == pytest.approx(0.168, abs=5e-4)
+
+
+def test_balanced_loads_route_as_the_collector() -> None:
+    # aiconfigurator's balanced_logits (collector/helper.py): stride ceil(E / k); token i's j-th expert is
+    # (i + j stride) % E from T >= stride on, else (i stride / T + j stride) % E truncated. DeepSeek-V3 (256 experts,
+    # top 8, stride 32): 32 tokens touch every expert once, where uniform routing touches 256 (1 - (31/32)^32) = 162.6
+    loads = bench_module("aic_tables").balanced_loads
+    assert loads(32, 256, 8) == ((1, 256),)
+    # 40 tokens: tokens 32-39 land again on residues 0-7 of every group of 32: 8 x 8 experts take two rows
+    assert loads(40, 256, 8) == ((1, 192), (2, 64))
+    assert sum(t * n for t, n in loads(1000, 128, 4)) == 4000  # every routed row counted once on one GPU
+    # EP rank 0 holds experts 0-31 (EP 8): 8 tokens pick 0, 4, ..., 28 there (each token's first choice)
+    assert loads(8, 256, 8, 8) == ((1, 8),)
+    # SGLang's collector also computes each of those tokens' 7 remote rows on expert 0 (clamped from -1)
+    assert loads(8, 256, 8, 8, remote_rows_to_first=True) == ((1, 7), (57, 1))
+    # gpt-oss-120b (128 experts, top 4, stride 32), EP 8 (experts 0-15), 3 tokens: first choices 0, 10, 21
+    assert loads(3, 128, 4, 8) == ((1, 2),)
+
+
+def test_moe_loads_default_to_uniform_routing() -> None:
+    # kvplan.latency._moe_s with explicit loads equal to uniform routing's mean prices the same layer as without them
+    # (serving's path is unchanged); DeepSeek-V3, TensorRT-LLM block fp8 on an H200, TP 8, 128 tokens
+    from kvplan import latency
+    from kvplan.catalog import resolve_model
+    from kvplan.hardware import resolve_gpu
+
+    ctx = latency._make_ctx(resolve_model("deepseek-v3"), resolve_gpu("h200"), tp=8, weights_dtype="fp8",
+                            cal=latency.calibration("trtllm"), eager=True)  # fmt: skip
+    touched = 256 * (1 - (1 - 8 / 256) ** 128)
+    mean = latency._moe_s(ctx, 128, 128, ((1024 / touched, touched),))
+    assert mean == latency._moe_s(ctx, 128, 128)
+    # the table's routing: all 256 experts, 4 rows each (test_block_fp8_hopper_tiles_by_hand)
+    assert latency._moe_s(ctx, 128, 128, ((4, 256),)).grouped == pytest.approx(476.58e-6, rel=1e-4)
+
+
+def test_sglang_ep_points_compute_the_remote_rows(rows: list[dict]) -> None:
+    # SGLang's collector (build_rank0_workloads) keeps every token with a choice on EP rank 0 and sends its remote
+    # choices to expert 0 with weight 0: at 16,384 tokens DeepSeek-V3 bf16 EP 8 on H100 computes all 131,072 rows
+    # (49,910 us, the whole layer on one GPU 51,380 us). Priced so, kvplan takes 29,171 us, near its own whole layer
+    # (31,113 us; ln -0.50 there, SGLang's bf16 kernel past 512 tokens) and no longer 3,919 us (ln -2.544, rank 0
+    # priced with its own 16,384 rows)
+    (r,) = [r for r in rows if (r["engine"], r["gpu"], r["dtype"], r["model"], r["ep"], r["tokens"])
+            == ("sglang", "h100-sxm", "bfloat16", "deepseek-v3", 8, 16384)]  # fmt: skip
+    assert r["aic_s"] == pytest.approx(49910e-6) and r["kvplan_s"] == pytest.approx(29171e-6, rel=1e-3)
+    whole = moe_compare.grouped_seconds("h100-sxm", "sglang", model="deepseek-v3", dtype="bfloat16", tp=1, ep=1,
+                                        tokens=16384)  # fmt: skip
+    assert whole == pytest.approx(31113e-6, rel=1e-3)

@@ -93,6 +93,10 @@ class Settings:
     # last started request when they do not, so a running sequence holds its written context, not a reservation to
     # completion (Engine.holds_to_completion). Read by the trtllm releases only.
     capacity_scheduler_policy: Literal["guaranteed_no_evict", "max_utilization"] | None = None
+    # TensorRT-LLM's max_seq_len (LLM API; trtllm-bench throughput passes the dataset's longest ISL + OSL): where it is
+    # below a chunked-attention layer's chunk, Llama 4 runs that layer as full attention (Trtllm.attention_spans).
+    # None: the model's own limit (max_position_embeddings), the LLM API's default.
+    max_seq_len: int | None = None
     # SGLang --enable-mixed-chunk (ServerArgs.enable_mixed_chunk, default False): the running decodes join each prompt
     # batch (Engine.mixes_steps); without it SGLang runs prompt batches and decode batches as separate steps.
     mixed_chunk: bool = False
@@ -453,6 +457,12 @@ class Calibration:
     fp8_absorbed_mem_eff_scale: float | None = None
     hopper_gqa_decode: DecodeAttention | None = None
     blackwell_gqa_decode: DecodeAttention | None = None
+    # Decode attention of a chunked-attention layer on Hopper where the engine's GQA kernel refuses chunked attention
+    # and its per-head kernel runs it (TensorRT-LLM: XQA -> masked multi-head attention, kvplan.latency _mmha_decode_s):
+    # seconds per (query head x cached key) and per (query head x sequence) of that kernel; None: the layer is priced
+    # as any GQA layer. Fitted by benchmarks/fit_mmha.py.
+    hopper_mmha_head_token_s: float | None = None
+    hopper_mmha_head_s: float = 0.0
     # NVFP4 GEMMs that read a normalised input (the QKV and gate/up projections) get it already in FP4 from the norm
     # kernel: no quantization kernel of their own (kvplan.latency _gemm_s ``normed_input``). TensorRT-LLM's TensorRT
     # engines built with ``norm_quant_fusion`` run the residual add, the RMSNorm and the NVFP4 quantization as one
@@ -476,6 +486,10 @@ class Calibration:
     # Fitted by benchmarks/fit_moe_ops.py to aiconfigurator's MoE tables; 0 (the grouped-GEMM curve) without a fit.
     hopper_moe_block_tile_eff: float = 0.0
     hopper_moe_block_half_width: float = 0.0
+    # ... and their weights streamed at this share of the bandwidth (the GEMMs' own reads; the side kernels' bytes are
+    # priced apart at elementwise_mem_eff). Fitted by benchmarks/fit_moe_ops.py; None: moe_mem_eff times the fp8
+    # streaming share (fp8_absorbed_mem_eff_scale), as every other fp8 grouped expert.
+    hopper_moe_block_mem_eff: float | None = None
     # W4A16 MXFP4 grouped experts (gpt-oss) on Blackwell: seconds one SM takes to dequantize one 4-bit expert weight to
     # 16 bits, and the tokens of one expert a CTA's tile holds; every tile dequantizes its expert's weights on the rank
     # again (kvplan.latency _moe_dequant_s). Fitted by benchmarks/fit_moe_ops.py; 0 (none) without a fit.

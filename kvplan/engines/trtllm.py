@@ -592,10 +592,24 @@ class Trtllm(Engine):
         ``DMA::Device::compute_kv_tile_idx`` @1b7ec816: the key loop starts at tile ``max(0, q + 1 - W) / STEP_KV``),
         so the windowed FLOPs priced stand, less the masked keys of the edge tiles; Blackwell's trtllm-gen kernels are
         cubins (not read, assumed alike). Not read: the span of a
-        window declared on a model without sliding layers."""
-        if spec.family not in self.no_window_families:
-            return None
-        spans: dict[str, int | None] = {n: None for n, k in spec.layers.kinds.items() if k.type == "sliding"}
+        window declared on a model without sliding layers.
+
+        Llama 4's chunked layers run as full attention where the launch's ``max_seq_len`` (``Settings.max_seq_len``)
+        is below the chunk: ``Llama4Attention.__init__`` (tensorrt_llm/_torch/models/modeling_llama.py, the copies
+        read through the code index: the one with #6064's ``use_dp_padding=False`` in ``Llama4MoE`` and the later
+        TRTLLM-7809 one) drops ``attention_chunk_size`` for the TRTLLM backend when ``max_seq_len <
+        attention_chunk_size`` ("TODO: Remove this after all attention kernels in TRTLLM backend support chunked
+        attention"); every token is then in the first chunk, so the keys read are the same, but the decode kernel is
+        not (:func:`kvplan.latency._mmha_decode_s`). ``trtllm-bench throughput`` sets ``max_seq_len`` to the dataset's
+        longest ISL + OSL (tensorrt_llm/bench/benchmark/throughput.py @000a01de: ``kwargs["max_seq_len"] = max_seq_len
+        or metadata.max_sequence_length``); the LLM API's default is the model's limit (chunked attention kept)."""
+        spans: dict[str, int | None] = {}
+        if spec.family in self.no_window_families:
+            spans = {n: None for n, k in spec.layers.kinds.items() if k.type == "sliding"}
+        cap = settings.max_seq_len
+        if cap is not None and spec.family == "llama4":  # the rule is Llama4Attention's
+            below = [n for n, k in spec.layers.kinds.items() if k.type == "chunked" and k.chunk and cap < k.chunk]
+            spans |= dict.fromkeys(below)
         return spans or None
 
     def dp_balance_iters(self, settings: Settings) -> tuple[int, int] | None:
@@ -895,6 +909,15 @@ CALIBRATION = Calibration(
     # 47.7 us a layer against 29 us), and with it the aiconfigurator grid's TPOT median goes 0.066 -> 0.076 and the
     # v0.17 engine tables 196 -> 182 of 205 within 20 % (docs/cost.md, "Decode attention refit"). None: the older sum.
     hopper_gqa_decode=None,
+    # MMHA, the decode kernel of Llama 4's chunked layers on Hopper (XQA refuses a chunk; latency._mmha_decode_s):
+    # seconds per (query head x key) and per (query head x sequence), fitted by benchmarks/fit_mmha.py (each in turn,
+    # least median |ln|) to the 6,672 MHA rows of aiconfigurator 0.12.0's TensorRT-LLM 1.3.0rc20 H100 SXM / H200
+    # generation-attention tables (MMHA: XQA is not used for as many KV heads as query heads), fp8 and bf16 KV,
+    # benchmarks/data/aiconfigurator_mmha.json: median |ln| 0.140-0.184 over all rows, 0.075-0.135 (signed +0.017 to
+    # +0.104) over the 1,384 of 2^20 head-keys or more, where the kernel's rate shows (98 ps a head-key, against
+    # 12.8-17.6 ps for XQA at Llama 4's 40 / 8 heads in the same tables).
+    hopper_mmha_head_token_s=9.8e-11,
+    hopper_mmha_head_s=9.3e-09,
     blackwell_gqa_decode=DecodeAttention(
         floor_s=1.078e-05,
         floor_16bit_s=1.059e-05,
