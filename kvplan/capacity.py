@@ -206,7 +206,8 @@ def setup(
     if settings.mla not in ("latent", "expanded"):
         raise InvalidInput(f"invalid MLA layout {settings.mla!r}; expected 'latent' or 'expanded'")
     attn_tp = profile.attention_tp(tp, settings)  # the KV cell's TP split (tp / attention DP)
-    states = (settings.mamba_cache_dtype, settings.mamba_ssm_cache_dtype)  # vLLM's state dtypes (Engine.model_as_run)
+    # what Engine.model_as_run changes in the cache: vLLM's state dtypes, TensorRT-LLM's indexer keys
+    states = (settings.mamba_cache_dtype, settings.mamba_ssm_cache_dtype, settings.indexer_k_dtype)
     plan_key = ("plan", profile.key, kv_name, attn_tp, pp, settings.mla, states)
     if plan_key not in memo:
         memo[plan_key] = profile.cache_plan(spec, kv_dtype_name=kv_name, tp=attn_tp, pp=pp, mla=settings.mla)

@@ -28,8 +28,10 @@ completion at admission, ``Engine.holds_to_completion``: TensorRT-LLM's default 
 admits against a reserve for the running requests' outputs to come, SGLang's, the requests that admission leaves
 room for, :func:`_limits`), or ``n + p``
 beyond the token budget (``(W + 1) p`` under an attention-DP balancer's batching wait of ``W`` iterations,
-:func:`_release_every`). With PP a step is the pipeline's cycle: where the engine schedules each of its ``pp``
-micro-batches against the limits (``Engine.limits_per_micro_batch``: TensorRT-LLM) a cycle holds ``pp`` x
+:func:`_release_every`), or ``lambda`` beyond what the replica's API server takes (:func:`api_server_ceiling_rps`:
+the engine's measured cost per request and per streamed token, :attr:`Engine.front_end`, where its release has one).
+With PP a step is the pipeline's cycle: where the engine schedules each of its ``pp`` micro-batches against the
+limits (``Engine.limits_per_micro_batch``: TensorRT-LLM) a cycle holds ``pp`` x
 ``max_num_seqs`` and ``pp`` x the token budget, and a cycle's prompts spread over its micro-batches: each
 micro-batch is a server of the queue of prompts (one prompt's chunk per cycle, a prompt in flight being skipped by
 the other micro-batches), so a cycle carries as many chunks as prompts are prefilling, with Erlang's state
@@ -62,12 +64,15 @@ Per request (a tagged arrival sees, on average, the steady state):
   prompt's service is the mean's (M/D/1). Stated approximations. Where the engine's attention-DP balancer holds
   prompts back until every rank has one (:meth:`Engine.dp_balance_iters`: TensorRT-LLM's ``enable_balance``), the
   TTFT adds that hold, in iterations at the mean step (:mod:`kvplan.dp_balance`; its quantile at a percentile).
+  Where the engine's release has a measured API server (:attr:`Engine.front_end`) the TTFT adds the request's time
+  there, its cost and the M/D/1 wait behind the server's other work (:func:`api_server_wait_s`).
 
 ``prefilled=True`` models a disaggregated decode replica (:mod:`kvplan.disagg`): each request arrives with its
 prompt's KV, so it holds and attends to the whole prompt but computes none of it (:func:`prompt_computed`), and
 its TTFT is its first step, a decode step at the prompt's length beside the ``n`` others.
 
-With one request (rate -> 0) the figures equal :mod:`kvplan.cost`'s static ones for batch 1.
+With one request (rate -> 0) the figures equal :mod:`kvplan.cost`'s static ones for batch 1 (the TTFT plus the
+API server's cost per request where the release has one).
 """
 
 from __future__ import annotations
@@ -147,7 +152,7 @@ class Lengths:
 class ServingResult:
     rate_rps: float
     saturated: bool
-    limit: str  # what bounds the rate: "compute" (step time), "kv_cache", "max_num_seqs", "token_budget"
+    limit: str  # what bounds the rate: "compute" (step time), "kv_cache", "max_num_seqs", "token_budget", "api_server"
     max_rate_rps: float
     batch: float  # mean sequences decoding per step
     prefill_tokens_per_step: float
@@ -819,12 +824,34 @@ def _release_every(s: Setup, *, seqs: float) -> int:
     return iters[1] + 1
 
 
+def api_server_ceiling_rps(s: Setup, out: Lengths) -> float:
+    """The most requests per second the replica's API server takes (:attr:`Engine.front_end`: one server a replica,
+    its cost per request and per streamed token at the mean output), inf where the engine's release has no measured
+    one. vLLM's ``--api-server-count`` (more API server processes) is not read: one server."""
+    fe = s.engine.front_end
+    return math.inf if fe is None else fe.ceiling_rps(out.mean)
+
+
+def api_server_wait_s(s: Setup, rate_rps: float, out: Lengths, *, quantile: float | None = None) -> float:
+    """A request's time in the replica's API server before the engine sees it (:attr:`Engine.front_end`): its own
+    cost per request, after the server's other work at ``rate_rps`` (one server, Poisson arrivals, each request's
+    work its cost plus its streamed tokens': :func:`queue_wait_s`'s M/D/1 wait, its mean or ``quantile``); 0 where
+    the release has no measured one."""
+    fe = s.engine.front_end
+    if fe is None:
+        return 0.0
+    work = fe.request_s + out.mean * fe.token_s
+    return fe.request_s + queue_wait_s(work, rate_rps * work, quantile=quantile)
+
+
 def _solve(load: _Load) -> tuple[float | None, str]:
     """Smallest step time t with t = step(n(t), p(t)), or (None, what binds) past saturation."""
     lam, inp, out, comp = load.rate, load.inp, load.out, load.prompt_computed
     ctx = _decode_context(inp, out)
     if lam <= 0:
         return 0.0, "compute"
+    if lam > api_server_ceiling_rps(load.setup, out):  # the replica's API server takes no more requests a second
+        return None, "api_server"
     t_seq = load.seq_limit / (lam * out.mean)  # n reaches the sequence limit
     # n + p reach every DP rank's budget; under the balancer's batching wait, (W + 1) p (:func:`_release_every`).
     # Where prompt and decode batches are separate steps the budget bounds each prompt step, not the cycle: a cycle
@@ -1302,6 +1329,10 @@ def serve(
     nan = float("nan")
     ttft90, tpot90 = tail.at(0.9, Z90, ttft=ttft, tpot=tpot) if with_p90 else (nan, nan)
     ttft99, tpot99 = tail.at(0.99, Z99, ttft=ttft, tpot=tpot) if with_p99 else (nan, nan)
+    if not prefilled:  # the API server takes each request before the engine sees it
+        ttft += api_server_wait_s(s, rate_rps, output_len)
+        ttft90 += api_server_wait_s(s, rate_rps, output_len, quantile=0.9)
+        ttft99 += api_server_wait_s(s, rate_rps, output_len, quantile=0.99)
     out_tps = rate_rps * output_len.mean
     return ServingResult(
         rate_rps=rate_rps,

@@ -9,6 +9,7 @@ from kvplan.cli.common import (
     CheckpointOpt,
     EngineOpt,
     FormatOpt,
+    IndexerKDtypeOpt,
     KvDtypeOpt,
     MambaCacheDtypeOpt,
     MambaSsmCacheDtypeOpt,
@@ -52,6 +53,7 @@ def _settings(
     swa_full: bool = False,
     mamba_ssm_cache_dtype: Optional[str] = None,
     mamba_cache_dtype: Optional[str] = None,
+    indexer_k_dtype: Optional[str] = None,
 ):
     from kvplan.engines import Overrides, Settings
     from kvplan.units import parse_size
@@ -77,6 +79,7 @@ def _settings(
         swa_full=swa_full,
         mamba_ssm_cache_dtype=mamba_ssm_cache_dtype,
         mamba_cache_dtype=mamba_cache_dtype,
+        indexer_k_dtype=indexer_k_dtype,
         overrides=Overrides(
             device_memory_bytes=size(device_memory),
             activation_bytes=size(activation),
@@ -138,6 +141,7 @@ def capacity(
     swa_full: SwaFullOpt = False,
     mamba_ssm_cache_dtype: MambaSsmCacheDtypeOpt = None,
     mamba_cache_dtype: MambaCacheDtypeOpt = None,
+    indexer_k_dtype: IndexerKDtypeOpt = None,
     dp: Annotated[int, typer.Option("--dp", help="data-parallel attention ranks per replica (MoE)")] = 1,
     ep: Annotated[bool, typer.Option("--ep", help="expert parallelism over the tp x dp ranks (MoE)")] = False,
     gpus_per_node: Annotated[Optional[int], typer.Option(help="GPUs per node (catalog default)")] = None,
@@ -164,6 +168,7 @@ def capacity(
             graph_estimate=cuda_graph_estimate, n_ubatch=ubatch, mla=mla,
             swa_ratio=swa_full_tokens_ratio, windows=parse_windows(max_attention_window), swa_full=swa_full,
             mamba_ssm_cache_dtype=mamba_ssm_cache_dtype, mamba_cache_dtype=mamba_cache_dtype,
+            indexer_k_dtype=indexer_k_dtype,
         )  # fmt: skip
         if batch is not None:
             positive(batch, "batch")

@@ -114,6 +114,15 @@ MambaCacheDtypeOpt = Annotated[
         "--mamba-cache-dtype", help="vLLM: hybrid models' conv state dtype: auto, float32, float16 (default auto)"
     ),
 ]
+# TensorRT-LLM sparse_attention_config.indexer_k_dtype (Settings.indexer_k_dtype): DeepSeek-V3.2's indexer key cache,
+# fp8 (132 B a token and layer) or fp4 (68 B, Blackwell); checked by the engine (kvplan.engines.trtllm).
+IndexerKDtypeOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--indexer-k-dtype",
+        help="TensorRT-LLM: DeepSeek Sparse Attention indexer key cache, fp8 or fp4 (Blackwell) (default fp8)",
+    ),
+]
 
 
 def err(message: str) -> None:

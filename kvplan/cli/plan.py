@@ -10,6 +10,7 @@ from kvplan.cli.common import (
     CheckpointOpt,
     EngineOpt,
     FormatOpt,
+    IndexerKDtypeOpt,
     MambaCacheDtypeOpt,
     MambaSsmCacheDtypeOpt,
     ModelArg,
@@ -75,6 +76,7 @@ def plan(
     swa_full: SwaFullOpt = False,
     mamba_ssm_cache_dtype: MambaSsmCacheDtypeOpt = None,
     mamba_cache_dtype: MambaCacheDtypeOpt = None,
+    indexer_k_dtype: IndexerKDtypeOpt = None,
     two_batch_overlap: Annotated[
         bool, typer.Option(help="with --rate: vLLM --enable-dbo / SGLang --enable-two-batch-overlap (DP + EP)")
     ] = False,
@@ -165,6 +167,7 @@ def plan(
                                               swa_full=swa_full, two_batch_overlap=two_batch_overlap, deepep=deepep,
                                               mamba_ssm_cache_dtype=mamba_ssm_cache_dtype,
                                               mamba_cache_dtype=mamba_cache_dtype,
+                                              indexer_k_dtype=indexer_k_dtype,
                                               attention_dp_balance=attention_dp_balance,
                                               batch_size_tuning=batch_size_tuning,
                                               capacity_scheduler_policy=capacity_scheduler_policy,
@@ -208,8 +211,8 @@ def plan(
         )
         settings = Settings(gpu_memory_utilization=gpu_memory_utilization,
                             max_attention_window=parse_windows(max_attention_window), swa_full=swa_full,
-                            mamba_ssm_cache_dtype=mamba_ssm_cache_dtype,
-                            mamba_cache_dtype=mamba_cache_dtype)  # fmt: skip
+                            mamba_ssm_cache_dtype=mamba_ssm_cache_dtype, mamba_cache_dtype=mamba_cache_dtype,
+                            indexer_k_dtype=indexer_k_dtype)  # fmt: skip
         memo: dict = {}
         split = lambda v: split_list(v, "dtype list", example="bf16,fp8") if v is not None else None  # noqa: E731
         dropped: list[str] = []

@@ -113,6 +113,10 @@ class Settings:
     # vLLM --mamba-cache-dtype (CacheConfig.mamba_cache_dtype, MambaDType, default "auto": the model's dtype): the conv
     # state's dtype, and the SSM state's where --mamba-ssm-cache-dtype and the model's rule leave it "auto".
     mamba_cache_dtype: str | None = None
+    # TensorRT-LLM sparse_attention_config.indexer_k_dtype (tensorrt_llm/llmapi/llm_args.py
+    # DeepSeekSparseAttentionConfig, Literal "fp8", "fp4", default "fp8"; PR #13340): the DSA indexer key cache's format
+    # (kvplan.engines.trtllm Trtllm.model_as_run). None: the engine's default.
+    indexer_k_dtype: str | None = None
     overrides: Overrides = field(default_factory=Overrides)
 
 
@@ -141,6 +145,7 @@ SETTING_FLAGS = {
     "schedule_conservativeness": "--schedule-conservativeness",
     "mamba_ssm_cache_dtype": "--mamba-ssm-cache-dtype",
     "mamba_cache_dtype": "--mamba-cache-dtype",
+    "indexer_k_dtype": "--indexer-k-dtype",
     "overrides.cuda_graph_bytes": "--cuda-graph",
 }
 
@@ -635,6 +640,28 @@ class HostLoop:
 
 
 @dataclass(frozen=True)
+class FrontEnd:
+    """The engine's API server: the process between the HTTP clients and the engine's scheduler, one serial worker
+    (a Python event loop) beside the process that runs the steps, so its work does not lengthen a step but bounds
+    the requests a replica takes per second (:mod:`kvplan.serving`, limit ``"api_server"``). Per request it parses
+    the HTTP request, renders the chat template, tokenizes and hands the request over; per output token it turns the
+    sampled id into text and streams it. Each engine module that sets one cites the process split it read and where
+    the two costs were measured.
+
+    ``request_s``: seconds of the worker's time per request, its streamed tokens included where ``token_s`` is 0
+    (a cost measured on runs of one output length covers that many tokens); ``token_s``: seconds per streamed output
+    token beyond it. ``measured``: where, in words."""
+
+    request_s: float
+    token_s: float = 0.0
+    measured: str = ""
+
+    def ceiling_rps(self, output_tokens: float) -> float:
+        """The most requests per second one API server takes at ``output_tokens`` streamed tokens a request."""
+        return 1.0 / (self.request_s + output_tokens * self.token_s)
+
+
+@dataclass(frozen=True)
 class OutputReserve:
     """Admission against a reserve for the running requests' outputs still to come (read by :mod:`kvplan.serving`'s
     KV bound and the benchmarks' step-by-step run, ``published_compare.RetractRun``); the engine module that sets it
@@ -783,6 +810,9 @@ class Engine:
     overlap: Overlap = field(default_factory=Overlap)
     # Whether the serving loop's host work per step runs beside the GPU's (kvplan.host); see HostLoop.
     host_loop: HostLoop = field(default_factory=HostLoop)
+    # The API server's own work per request and per streamed token (kvplan.serving's "api_server" limit); see
+    # FrontEnd. None: not measured for this release (no ceiling).
+    front_end: FrontEnd | None = None
 
     @property
     def key(self) -> str:

@@ -25,6 +25,7 @@ from kvplan.engines.base import (
     Budget,
     DecodeAttention,
     Engine,
+    FrontEnd,
     HostLoop,
     Layout,
     LentFits,
@@ -859,6 +860,22 @@ OVERLAP = Overlap(moe_allgather=True, two_batch_decode_tokens=1, two_batch_prefi
 # (sgl-project/sglang#32219).
 HOST_LOOP = HostLoop(overlaps_gpu=True, switch="--disable-overlap-schedule")
 
+# The API server (kvplan.serving's "api_server" limit; FrontEnd). SGLang runs three processes
+# (python/sglang/srt/entrypoints/http_server.py launch_server, 0.5.x): the HTTP server's process holds the
+# TokenizerManager (python/sglang/srt/managers/tokenizer_manager.py: generate_request -> _tokenize_one_request, the
+# chat template rendered before it by serving_chat, then _send_one_request over ZMQ to the Scheduler process;
+# handle_loop -> _handle_batch_output fills each request's state from the detokenizer's batches, and the request's
+# generator streams each chunk), the Scheduler process runs the steps, and the DetokenizerManager process
+# (detokenizer_manager.py DetokenizerManager.event_loop) turns ids into text, off the API server's loop. The cost per
+# request was measured on the one short-output SGLang run published: GPUStack's GLM-4.6-FP8 TP4 on 8 x H200, SGLang
+# 0.5.3 (--tool-call-parser glm --reasoning-parser glm45), random 128 in / 4 out, 1,000 requests at once:
+# 644.06 output tok/s (gpustack/gpustack docs/performance-lab/glm-4.x/h200.md @47277d79, line 514). Fitted by
+# benchmarks/fit_frontend.py: the cost a request at which kvplan's run of that row, with the server as a serial
+# worker before the scheduler, falls to the published figure (x1.25 without it); SGLang's other scored runs (longer
+# outputs, fewer requests) give larger figures, so none contradicts it. It covers a request and its 4 streamed
+# tokens; a cost per token is not separable on these runs (token_s 0). The host CPU is not stated.
+FRONT_END = FrontEnd(request_s=5.90e-3, measured="GPUStack GLM-4.6-FP8 TP4 H200, SGLang 0.5.3, random 128/4")
+
 # SGLang's own MLA decode module, fitted where vLLM's constants describe another kernel (benchmarks/mla_compare.py
 # --fit --engine sglang --gpu h200 / b200, every other constant held) on aiconfigurator 0.12.0's SGLang 0.5.10 tables
 # (aiconfigurator_core/systems/data/<gpu>/mla/sglang/0.5.10/wideep_generation_mla_perf.parquet: DeepSeek-V3, block-fp8
@@ -1016,6 +1033,7 @@ ENGINE = Sglang(
     overlap=OVERLAP,
     lent_fits=MLA_FITS,
     host_loop=HOST_LOOP,
+    front_end=FRONT_END,
     # Disaggregated serving (--disaggregation-mode prefill / decode), SGLang main 2025-26 read through the code
     # index: python/sglang/srt/disaggregation/prefill.py SchedulerDisaggregationPrefillMixin.send_kv_chunk
     # (@0bd3524) sends each prefilled chunk's KV to the decode server as soon as the chunk is computed (the last
