@@ -47,7 +47,7 @@ Per request (a tagged arrival sees, on average, the steady state):
   length tail at the p90 (:meth:`Lengths.at`; it understates the p99 where lengths vary, and ``plan`` says so in a
   note). Before (stop 25) the p90 was ``step(1 + n + 1.28 sqrt(n), p)`` at the p90 lengths (the count of others'
   normal 90th percentile), the p99 the same at ``2.33``: against the simulated requests' own p90 / p99 median |ln|
-  0.151 / 0.230 (worst 1.244 / 1.468) over 36 single-rank rows, now 0.053 / 0.032 (worst 0.697 / 0.359, the 70B row
+  0.151 / 0.230 (worst 1.244 / 1.468) over 36 single-rank rows, now 0.033 / 0.025 (worst 0.697 / 0.359, the 70B row
   at 0.9 of the rate, where the mean step itself is 0.56 of the simulation's).
 * **TTFT** = its prefill, ``ceil(I / (B - n))`` steps of up to ``B - n`` prompt tokens (``B`` the
   budget) alongside ``n`` decodes, plus the wait for the prefill slots: an M/D/1 queue with load
