@@ -62,6 +62,12 @@ def plan(
     ttft: Annotated[Optional[str], typer.Option(help="with --rate: time to first token target, e.g. 1s")] = None,
     tpot: Annotated[Optional[str], typer.Option(help="with --rate: time per output token target, e.g. 50ms")] = None,
     percentile: Annotated[str, typer.Option(help="with --rate: targets hold for the mean | p90 | p99")] = "mean",
+    tpot_p90: Annotated[
+        Optional[str], typer.Option("--tpot-p90", help="with --rate: a request's own TPOT at the p90, e.g. 60ms")
+    ] = None,
+    tpot_p99: Annotated[
+        Optional[str], typer.Option("--tpot-p99", help="with --rate: a request's own TPOT at the p99, e.g. 80ms")
+    ] = None,
     disaggregated: Annotated[bool, typer.Option(help="with --rate: also size prefill/decode pools")] = False,
     engine: EngineOpt = "vllm",
     weights_dtype: Annotated[Optional[str], typer.Option(help="weight dtypes to try, e.g. bf16,fp8")] = None,
@@ -154,7 +160,7 @@ def plan(
             names = split_list(gpus, "--gpus", example="h100-sxm,h200") if gpus is not None else None
             names = names or ["h100-sxm", "h200", "b200"]  # the GPUs the latency fit covers
             opts = dict(rate=rate, input=input_len, output=output_len, ttft=ttft, tpot=tpot, percentile=percentile,
-                        disaggregated=disaggregated)  # fmt: skip
+                        disaggregated=disaggregated, tpot_p90=tpot_p90, tpot_p99=tpot_p99)  # fmt: skip
             out(run_targets(spec, [resolve_gpu(g) for g in names], engine=engine, weights=split(weights_dtype),
                             kv=split(kv_dtype), opts=opts, max_gpus=max_gpus, top=top, fmt=fmt,
                             gpus_per_node=gpus_per_node, checkpoint=stored,
@@ -177,6 +183,8 @@ def plan(
             return
         if users is None or context is None:
             raise InvalidInput("'kvplan plan' needs --users N --context L, or --rate R with latency targets")
+        if tpot_p90 is not None or tpot_p99 is not None:
+            raise InvalidInput("--tpot-p90 and --tpot-p99 are latency targets; use them with --rate")
         balance_iters = attention_dp_timeout_iters is not None or attention_dp_batching_wait_iters is not None
         latency_only = two_batch_overlap or deepep or attention_dp_balance or balance_iters or batch_size_tuning
         if latency_only or enable_mixed_chunk or host_per_request is not None:
