@@ -677,8 +677,8 @@ MARLIN_MOE = MoeKernel(name="marlin", hidden_multiple=256, inter_multiple=128)
 
 
 # The MLA up-projection vLLM keeps after loading. MLAAttention.process_weights_after_loading
-# (vllm/model_executor/layers/attention/mla_attention.py; MLACommonImpl / MLACommonBaseImpl.process_weights_after_loading
-# in vllm/v1/attention/backends/mla/common.py before the move; sparse MLA (V3.2) goes through the same code) takes
+# (vllm/model_executor/layers/attention/mla_attention.py; MLACommonBaseImpl.process_weights_after_loading in
+# vllm/v1/attention/backends/mla/common.py before the move; sparse MLA (V3.2) goes through the same code) takes
 # get_and_maybe_dequant_weights(kv_b_proj, out_dtype=act_dtype) (layers/quantization/utils/quant_utils.py) and keeps
 # W_UV = W_UV.transpose(0, 1) and W_UK_T = W_UK.permute(1, 2, 0) on CUDA: views, no .contiguous(), so what stays alive
 # is that one tensor. Unquantized kv_b_proj: `weight.to(out_dtype)` is the layer's own weight (nothing added).
