@@ -713,7 +713,10 @@ class Trtllm(Engine):
         the same batch size). The dummy (``kv_cache_manager.add_dummy_requests(is_gen=True)``, one short sequence,
         reused) adds rows to every GEMM, norm and MoE layer, not to the attention's cache reads. No padding past the
         largest captured size or past ``max_batch_size`` (``padding_size + batch_size > self.batch_size``); the step
-        then runs eagerly there, which kvplan does not model (None: unpadded)."""
+        then runs eagerly there, which kvplan does not model (None: unpadded). No graphs at all
+        (``Settings.cuda_graphs`` False): nothing to pad to."""
+        if settings.cuda_graphs is False:
+            return None
         sizes = sorted(settings.cuda_graph_batch_sizes or ())
         busiest = math.ceil(rank_seqs - 1e-9)  # a mean of 98.25 sequences: the busiest rank holds 99
         idx = bisect.bisect_left(sizes, busiest)
