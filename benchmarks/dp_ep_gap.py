@@ -129,12 +129,14 @@ def aic_classes(ops: dict) -> dict[str, float]:
 def kvplan_classes(model: str, gpu_name: str, *, ranks: int, batch: int, ctx: int) -> dict[str, float]:
     """kvplan's TensorRT-LLM decode step (fp8 weights and KV, attention DP over ``ranks`` with EP) by class, ms."""
     from kvplan.catalog import resolve_model
+    from kvplan.engines import Settings
     from kvplan.hardware import resolve_gpu
     from kvplan.latency import mixed_step_latency
 
+    # the launch aiconfigurator's static_gen run stands for: max_seq_len its ISL + OSL (ctx + 2), below Llama 4's chunk
     t = mixed_step_latency(resolve_model(model), resolve_gpu(gpu_name), decode_seqs=batch * ranks, decode_context=ctx,
                            prefill_tokens=0, tp=1, dp=ranks, kv_dtype_name="fp8", weights_dtype="fp8",
-                           engine="trtllm", expert_parallel=True)  # fmt: skip
+                           engine="trtllm", expert_parallel=True, settings=Settings(max_seq_len=ctx + 2))  # fmt: skip
     return {"gemm": t.gemm * 1e3, "attention": t.attention * 1e3, "moe": t.moe * 1e3, "exchange": t.alltoall * 1e3,
             "elementwise": t.elementwise * 1e3, "other": (t.allreduce + t.pipeline + t.overlap) * 1e3,
             "total": t.total * 1e3}  # fmt: skip

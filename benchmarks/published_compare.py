@@ -107,6 +107,7 @@ def _setup(
     batch_tuning: bool = False,
     block_tokens: int | None = None,
     scheduler_policy: str | None = None,
+    max_seq_len: int | None = None,
 ):  # noqa: ANN202
     from kvplan.capacity import setup
     from kvplan.engines import Settings
@@ -116,7 +117,7 @@ def _setup(
                         attention_dp_timeout_iters=timeout_iters,
                         attention_dp_batching_wait_iters=batching_wait_iters,
                         batch_size_tuning=batch_tuning, block_size=block_tokens,
-                        capacity_scheduler_policy=scheduler_policy)  # fmt: skip
+                        capacity_scheduler_policy=scheduler_policy, max_seq_len=max_seq_len)  # fmt: skip
     return setup(model, gpu, engine=engine, tp=tp, dp=dp, ep=ep, pp=pp, weights_dtype=weights,
                  kv_dtype_name=kv, settings=settings)  # fmt: skip
 
@@ -130,6 +131,14 @@ def run_split(r: dict, *, ep: bool = True) -> dict:
     if launch and launch.get("enable_attention_dp"):
         return {"tp": 1, "dp": launch["tp"], "ep": ep}
     return {"tp": r["tp"]}
+
+
+def row_max_seq_len(r: dict) -> int:
+    """The launch's ``max_seq_len``: ``trtllm-bench`` sets it to the dataset's longest ISL + OSL, here the row's
+    (tensorrt_llm/bench/benchmark/throughput.py @000a01de, ``kwargs["max_seq_len"] = max_seq_len or
+    metadata.max_sequence_length``; ``trtllm-bench build`` takes the same for an engine). Llama 4's chunked layers run
+    as full attention below their chunk (``Settings.max_seq_len``, kvplan.engines.trtllm ``attention_spans``)."""
+    return r["isl"] + r["osl"]
 
 
 def row_graph_sizes(r: dict) -> tuple[int, ...] | None:
@@ -200,7 +209,7 @@ def row_setup(r: dict, *, ep: bool = True, heuristic: bool = False, balance: boo
     engine, tuning = row_engine(r)
     return _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, **caps,
                   graph_sizes=row_graph_sizes(r), balance=balance, engine=engine, batch_tuning=tuning,
-                  **run_split(r, ep=ep))  # fmt: skip
+                  max_seq_len=row_max_seq_len(r), **run_split(r, ep=ep))  # fmt: skip
 
 
 def _row_tokens_s(r: dict, *, ep: bool = True, heuristic: bool = False, balance: bool = False) -> float:
@@ -360,7 +369,7 @@ def implied_host_request_s(r: dict, *, lo: float = 1e-6, hi: float = 1e-2, steps
 
     def tokens(host_s: float) -> float:
         s = _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION,
-                   graph_sizes=row_graph_sizes(r), **run_split(r))  # fmt: skip
+                   graph_sizes=row_graph_sizes(r), max_seq_len=row_max_seq_len(r), **run_split(r))  # fmt: skip
         s = dataclasses.replace(s, settings=dataclasses.replace(s.settings, host_request_s=host_s))
         return replica_tokens_s(s, r["isl"], r["osl"])
 
@@ -443,7 +452,7 @@ def _setup_with(r: dict, *, max_batch: int | None = None, graph: bool = True, **
     engine, tuning = row_engine(r)
     return _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, max_batch=max_batch,
                   graph_sizes=row_graph_sizes(r) if graph else None, engine=engine, batch_tuning=tuning,
-                  **(split or run_split(r)))  # fmt: skip
+                  max_seq_len=row_max_seq_len(r), **(split or run_split(r)))  # fmt: skip
 
 
 def eager_ratio(r: dict) -> float:
@@ -755,9 +764,11 @@ def later_page_lines() -> list[str]:
     rows optimistic, long prompts pessimistic) outlives v1.0."""
     out = []
     for model, gpu, dp, points in LATER_PAGE_DEP_ROWS:
-        s = _setup(model, gpu, 1, weights="fp8", kv="fp8", fraction=KV_FRACTION, dp=dp, ep=True,
-                   graph_sizes=V10_GRAPH_BATCH_SIZES)  # fmt: skip
-        cells = [f"{isl}/{osl} x{replica_tokens_s(s, isl, osl) / dp / per_gpu:.2f}" for isl, osl, per_gpu in points]
+        cells = []
+        for isl, osl, per_gpu in points:  # each point a trtllm-bench run: max_seq_len its ISL + OSL (row_max_seq_len)
+            s = _setup(model, gpu, 1, weights="fp8", kv="fp8", fraction=KV_FRACTION, dp=dp, ep=True,
+                       graph_sizes=V10_GRAPH_BATCH_SIZES, max_seq_len=isl + osl)  # fmt: skip
+            cells.append(f"{isl}/{osl} x{replica_tokens_s(s, isl, osl) / dp / per_gpu:.2f}")
         out.append(f"dp-candidates later page: {model} {gpu} DEP{dp}: " + "; ".join(cells))
     return out
 
@@ -827,7 +838,7 @@ def run_setup(r: dict, *, ep: bool = True, max_batch: int | None = None):  # noq
     engine, tuning = row_engine(r)
     return _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, max_batch=max_batch,
                   graph_sizes=row_graph_sizes(r), engine=engine, batch_tuning=tuning, **(aligned if dp else {}),
-                  **run_split(r, ep=ep))  # fmt: skip
+                  max_seq_len=row_max_seq_len(r), **run_split(r, ep=ep))  # fmt: skip
 
 
 def run_tokens_s(r: dict, *, ep: bool = True) -> float:
@@ -1511,16 +1522,16 @@ def score_engine_row(r: dict) -> dict:
     state at that many sequences (:func:`kvplan.serving.max_rate` x mean OSL) as ``kvplan_steady_tok_s`` /
     ``ratio_steady``. ``max_num_batched_tokens`` on the row: the launch's token budget (SGLang's
     ``--chunked-prefill-size``), else the engine's; ``max_prefill_tokens``: SGLang's ``--max-prefill-tokens`` (the
-    prompt batch's input cap, :class:`RetractRun`), else its default."""
+    prompt batch's input cap, :class:`RetractRun`), else its default. The engine's API server
+    (:attr:`Engine.front_end`, where its release has one) stands between the client and the engine in both: the run's
+    requests pass its worker (:func:`front_end_worker`), the steady state is capped at its ceiling."""
     from kvplan.serving import max_rate
 
     s = engine_row_setup(r)
     inp, out = engine_row_lengths(r)
     budget = r.get("max_num_batched_tokens")
     steady = max_rate(s, input_len=inp, output_len=out, max_num_batched_tokens=budget) * out.mean
-    run = closed_loop_run(s, isl=inp.mean, osl=out.mean, concurrency=r["concurrency"], prompts=r["num_prompts"],
-                          budget=budget, kv_seqs=kv_sequences(s, inp, out),
-                          prompt_tokens=r.get("max_prefill_tokens"))  # fmt: skip
+    run = engine_row_trace(r)["tok_s"]
     ratio = run / r["published_tok_s"]
     verdict = "within 20%" if abs(ratio - 1) <= TARGET else "missed"
     return {"kvplan_max_num_seqs": s.max_num_seqs, "kvplan_tok_s": round(run, 1), "ratio": round(ratio, 4),
@@ -1541,6 +1552,39 @@ def kv_sequences(s, inp, out) -> int:  # noqa: ANN001
     return max(1, math.floor(_limits(s, inp, out)[0]))
 
 
+@dataclasses.dataclass
+class FrontEndWorker:
+    """The API server's own work in a closed-loop run: one serial worker (the front-end process's event loop: vLLM's
+    API server beside its engine-core process, SGLang's tokenizer manager beside its scheduler) that takes each request
+    in turn, ``request_s`` seconds, before the engine sees it, and spends ``token_s`` seconds on each output token the
+    engine returns (detokenizing, streaming it). Work is taken in the order it arrives: a request's when the client
+    sends it, a step's tokens when the step ends. The client's last token arrives once the front end has handled it,
+    so a run lasts until the later of the engine's last step and the front end's last work."""
+
+    request_s: float
+    token_s: float = 0.0
+    free_s: float = 0.0  # when the worker is next free
+
+    def admit(self, sent_s: float) -> float:
+        """The time the engine sees a request the client sent at ``sent_s``."""
+        self.free_s = max(self.free_s, sent_s) + self.request_s
+        return self.free_s
+
+    def emit(self, clock: float, tokens: int) -> None:
+        """A step ending at ``clock`` returned ``tokens`` output tokens."""
+        if self.token_s and tokens:
+            self.free_s = max(self.free_s, clock) + tokens * self.token_s
+
+
+def _released(pending: deque, clock: float) -> list:
+    """The requests of ``pending`` (``[time the engine sees it, request]``, in that order) the engine sees by ``clock``,
+    taken off it."""
+    out = []
+    while pending and pending[0][0] <= clock:
+        out.append(pending.popleft()[1])
+    return out
+
+
 CONTEXT_BUCKET = 64  # tokens: closed_loop_run prices decodes at their mean context rounded to this (step memo reuse)
 
 
@@ -1554,6 +1598,7 @@ def closed_loop_run(  # noqa: ANN201
     budget: int | None = None,
     kv_seqs: int | None = None,
     prompt_tokens: int | None = None,
+    front_end: FrontEndWorker | None = None,
 ):
     """Output tokens/s of a finite closed-loop benchmark at fixed lengths, stepped with kvplan's step times.
 
@@ -1572,9 +1617,10 @@ def closed_loop_run(  # noqa: ANN201
     same steps and is taken, with no preemption); on SGLang (its admission reserve and retraction) it is
     :class:`RetractRun`'s, token by token, likewise (:meth:`RetractRun.always_fits`). ``prompt_tokens``: the launch's
     cap on a prompt batch's input tokens (SGLang ``--max-prefill-tokens``; None: the engine's default).
+    ``front_end``: the API server's work (:class:`FrontEndWorker`) between the client and the engine (None: none).
     """
     return closed_loop_trace(s, isl=isl, osl=osl, concurrency=concurrency, prompts=prompts, budget=budget,
-                             kv_seqs=kv_seqs, prompt_tokens=prompt_tokens)["tok_s"]  # fmt: skip
+                             kv_seqs=kv_seqs, prompt_tokens=prompt_tokens, front_end=front_end)["tok_s"]  # fmt: skip
 
 
 def prompt_attention_fix_s(s, segments: tuple[tuple[int, int], ...], kept: dict) -> float:  # noqa: ANN001
@@ -1626,6 +1672,7 @@ def closed_loop_trace(  # noqa: ANN201
     budget: int | None = None,
     kv_seqs: int | None = None,
     prompt_tokens: int | None = None,
+    front_end: FrontEndWorker | None = None,
 ):
     """:func:`closed_loop_run`'s run with its requests' times: ``tok_s`` (output tokens over the run's duration),
     ``duration_s``, and the client's per-request means as ``vllm bench serve`` prints them: ``mean_ttft_s`` (a
@@ -1645,17 +1692,20 @@ def closed_loop_trace(  # noqa: ANN201
         blocks = BlockRun(s, isl=isl, osl=osl, budget=budget)
         running_cap = min(s.max_num_seqs or concurrency, concurrency, prompts)
         if not blocks.always_fits(running_cap):
-            return blocks.run(concurrency=concurrency, prompts=prompts)
+            return blocks.run(concurrency=concurrency, prompts=prompts, front_end=front_end)
         # else the pool never runs short: BlockRun would schedule exactly these steps (the same tests), only slower
     if _retracts(s):
         retracting = RetractRun(s, budget=budget, prompt_tokens=prompt_tokens)
         running_cap = min(s.max_num_seqs or concurrency, concurrency, prompts)
         if not retracting.always_fits(isl=isl, osl=osl, requests=running_cap):
-            return retracting.run(isl=isl, osl=osl, concurrency=concurrency, prompts=prompts)
+            return retracting.run(isl=isl, osl=osl, concurrency=concurrency, prompts=prompts, front_end=front_end)
         # else no admission is refused and no request retracted: the plain loop below schedules the same steps
-    # per request: [tokens left to prefill, send time], in arrival order
-    waiting = deque([isl, 0.0] for _ in range(min(concurrency, prompts)))
-    issued, done, clock = len(waiting), 0, 0.0
+    # per request: [tokens left to prefill, send time], in arrival order; with a front end, each first on ``pending``
+    # until the engine sees it
+    first = min(concurrency, prompts)
+    pending: deque = deque([front_end.admit(0.0), [isl, 0.0]] for _ in range(first)) if front_end else deque()
+    waiting = deque() if front_end else deque([isl, 0.0] for _ in range(first))
+    issued, done, clock = first, 0, 0.0
     decoding: list[list] = []  # per decoding request: [tokens generated so far, first-token time, last-token time]
     ttfts: list[float] = []
     tpots: list[float] = []
@@ -1663,6 +1713,10 @@ def closed_loop_trace(  # noqa: ANN201
     mixed = s.engine.mixes_steps(s.settings)
     fixes: dict = {}
     while done < prompts:
+        if pending:
+            if not decoding and not waiting:  # the engine idles until the front end hands it a request
+                clock = max(clock, pending[0][0])
+            waiting.extend(_released(pending, clock))
         n = len(decoding)
         room, chunk, first_prefix = budget - n if mixed else budget, 0, 0
         segments: list[tuple[int, int]] = []  # (tokens, prefix) of each prompt with a chunk in the step
@@ -1697,8 +1751,13 @@ def closed_loop_trace(  # noqa: ANN201
         decoding = [d for d in decoding if d[0] < osl]
         done += len(finished)
         new = min(len(finished), prompts - issued)
-        waiting.extend([isl, clock] for _ in range(new))
+        if front_end:
+            front_end.emit(clock, decodes + finished_prefill)
+            pending.extend([front_end.admit(clock), [isl, clock]] for _ in range(new))
+        else:
+            waiting.extend([isl, clock] for _ in range(new))
         issued += new
+    clock = max(clock, front_end.free_s) if front_end else clock
     out = {"tok_s": prompts * osl / clock, "duration_s": clock, "mean_ttft_s": statistics.fmean(ttfts),
            "mean_tpot_s": statistics.fmean(tpots) if tpots else None, "p99_itl_s": p99(itls)}  # fmt: skip
     if s.engine.kv_preemption == "recompute_newest" and s.engine.mixes_prefill_with_decode:
@@ -1909,23 +1968,31 @@ class BlockRun:
         step_s = _step(self.s, n=float(decodes), p=float(chunk), context=context, prefix=first_prefix or 0)
         return step_s + prompt_attention_fix_s(self.s, tuple(segments), self._fixes)
 
-    def run(self, *, concurrency: int, prompts: int) -> dict:
+    def run(self, *, concurrency: int, prompts: int, front_end: FrontEndWorker | None = None) -> dict:
         """The client's run (as :func:`closed_loop_trace`): its throughput, duration, mean TTFT and TPOT, ITL p99, the
-        preemptions and recomputed tokens on the way, and the running requests' time-weighted mean."""
-        waiting = deque(Request(0.0) for _ in range(min(concurrency, prompts)))
-        issued, running, clock = len(waiting), [], 0.0
+        preemptions and recomputed tokens on the way, and the running requests' time-weighted mean. ``front_end``:
+        the API server's work before the engine sees each request and after each step (:class:`FrontEndWorker`)."""
+        first = min(concurrency, prompts)
+        pending: deque = deque([front_end.admit(0.0), Request(0.0)] for _ in range(first)) if front_end else deque()
+        waiting = deque() if front_end else deque(Request(0.0) for _ in range(first))
+        issued, running, clock = first, [], 0.0
         ttfts, tpots, itls, done, isl, osl, held_s = [], [], [], 0, self.isl, self.osl, 0.0
         while done < prompts:
+            if pending:
+                if not running and not waiting:  # the engine idles until the front end hands it a request
+                    clock = max(clock, pending[0][0])
+                waiting.extend(_released(pending, clock))
             picked = self._schedule(running, waiting)
             step_s = self._price(picked)
             clock += step_s
             held_s += len(running) * step_s
-            finished = 0
+            finished = sampled = 0
             for q, n in picked:
                 q.computed += n
                 if q.computed < isl + q.generated:
                     continue
                 q.generated += 1
+                sampled += 1
                 if q.first_s is None:
                     q.first_s = clock
                     ttfts.append(clock - q.sent_s)
@@ -1940,8 +2007,13 @@ class BlockRun:
                 running[:] = [q for q in running if q.generated < osl]
             done += finished
             new = min(finished, prompts - issued)
-            waiting.extend(Request(clock) for _ in range(new))
+            if front_end:
+                front_end.emit(clock, sampled)
+                pending.extend([front_end.admit(clock), Request(clock)] for _ in range(new))
+            else:
+                waiting.extend(Request(clock) for _ in range(new))
             issued += new
+        clock = max(clock, front_end.free_s) if front_end else clock
         return {"tok_s": prompts * osl / clock, "duration_s": clock, "mean_ttft_s": statistics.fmean(ttfts),
                 "mean_tpot_s": statistics.fmean(tpots) if tpots else None, "p99_itl_s": p99(itls),
                 "preemptions": self.preemptions,
@@ -2249,36 +2321,65 @@ class RetractRun:
             finished.append(q)
             self.shrunk = True
 
-    def run(self, *, isl: int, osl: int, concurrency: int, prompts: int) -> dict:
+    def run(
+        self, *, isl: int, osl: int, concurrency: int, prompts: int, front_end: FrontEndWorker | None = None
+    ) -> dict:
         """The closed-loop client's run (as :meth:`BlockRun.run`), with the retractions and recomputed tokens."""
-        self.waiting.extend(Retractable(0.0, isl, osl) for _ in range(min(concurrency, prompts)))
-        issued, clock, done, held_s, tpots = len(self.waiting), 0.0, 0, 0.0, []
+        first = min(concurrency, prompts)
+        pending: deque = deque()
+        if front_end:
+            pending.extend([front_end.admit(0.0), Retractable(0.0, isl, osl)] for _ in range(first))
+        else:
+            self.waiting.extend(Retractable(0.0, isl, osl) for _ in range(first))
+        issued, clock, done, held_s, tpots = first, 0.0, 0, 0.0, []
         while done < prompts:
+            self.waiting.extend(_released(pending, clock))
             kind, batch = self.step(clock)
+            if kind == "idle" and pending:  # nothing to run until the front end hands the engine a request
+                clock = max(clock, pending[0][0])
+                continue
             if kind == "idle":  # a request asking more than the whole pool: the engine refuses it at its door
                 raise ValueError(f"{isl} + {osl} tokens do not fit SGLang's pool of {self.free} tokens")
             step_s = self.price(kind, batch)
             clock += step_s
             held_s += len(self.running) * step_s
+            tokens = len(self.ttfts) + len(self.itls)
             finished = self.finish(kind, batch, clock)
             tpots += [(clock - q.first_s) / (osl - 1) for q in finished if osl > 1]
             done += len(finished)
             new = min(len(finished), prompts - issued)
-            self.waiting.extend(Retractable(clock, isl, osl) for _ in range(new))
+            if front_end:
+                front_end.emit(clock, len(self.ttfts) + len(self.itls) - tokens)
+                pending.extend([front_end.admit(clock), Retractable(clock, isl, osl)] for _ in range(new))
+            else:
+                self.waiting.extend(Retractable(clock, isl, osl) for _ in range(new))
             issued += new
+        clock = max(clock, front_end.free_s) if front_end else clock
         return {"tok_s": prompts * osl / clock, "duration_s": clock, "mean_ttft_s": statistics.fmean(self.ttfts),
                 "mean_tpot_s": statistics.fmean(tpots) if tpots else None, "p99_itl_s": p99(self.itls),
                 "retractions": self.retractions, "recomputed_tokens": self.recomputed_tokens,
                 "mean_running": held_s / clock}  # fmt: skip
 
 
-def engine_row_trace(r: dict) -> dict:
-    """:func:`closed_loop_trace` for a row, set up as :func:`score_engine_row` scores it."""
+def front_end_worker(s) -> FrontEndWorker | None:  # noqa: ANN001
+    """A fresh worker for the setup's engine's API server (:attr:`Engine.front_end`), None where its release has
+    none."""
+    fe = s.engine.front_end
+    return FrontEndWorker(fe.request_s, fe.token_s) if fe is not None else None
+
+
+_ENGINE_FRONT_END = object()  # engine_row_trace's default: the engine's own API server
+
+
+def engine_row_trace(r: dict, *, front_end: FrontEndWorker | None | object = _ENGINE_FRONT_END) -> dict:
+    """:func:`closed_loop_trace` for a row, set up as :func:`score_engine_row` scores it; ``front_end``: another API
+    server worker (None: none), else the engine's own (:func:`front_end_worker`)."""
     s = engine_row_setup(r)
     inp, out = engine_row_lengths(r)
+    worker = front_end_worker(s) if front_end is _ENGINE_FRONT_END else front_end
     return closed_loop_trace(s, isl=inp.mean, osl=out.mean, concurrency=r["concurrency"], prompts=r["num_prompts"],
                              budget=r.get("max_num_batched_tokens"), kv_seqs=kv_sequences(s, inp, out),
-                             prompt_tokens=r.get("max_prefill_tokens"))  # fmt: skip
+                             prompt_tokens=r.get("max_prefill_tokens"), front_end=worker)  # fmt: skip
 
 
 def phase_lines(rows: list[dict], *, markdown: bool = False) -> list[str]:

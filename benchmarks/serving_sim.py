@@ -268,6 +268,7 @@ def compare(requests: int, *, cases: tuple = CASES, warmup: int = 200, dispatch:
     head = ("case", "layout", "rate (x max)", "batch sim / kvplan", "TPOT ms sim / kvplan", "TTFT ms sim / kvplan",
             "TTFT p90 ms sim / kvplan", "tok/s sim")  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    pairs: dict[str, list[tuple[float, ...]]] = {}  # layout -> (sim, kvplan) batch, TPOT, TTFT per row
     for model, gpu, tp, dp, weights, isl, osl in cases:
         for layout, engine, keywords, dealt in _layouts(dp):
             s = setup(model, gpu, engine=engine, tp=tp, dp=dp, ep=dp > 1, weights_dtype=weights,
@@ -288,7 +289,24 @@ def compare(requests: int, *, cases: tuple = CASES, warmup: int = 200, dispatch:
                          f"{sim.ttft_p90_s * 1e3:.1f} / {r.ttft_p90_s * 1e3:.1f}",
                          f"{sim.output_tokens_per_s:.0f}")  # fmt: skip
                 lines.append("| " + " | ".join(cells) + " |")
-    return lines
+                pairs.setdefault(layout, []).append((sim.batch, r.batch, sim.tpot_s, r.tpot_mean_s, sim.ttft_s,
+                                                     r.ttft_mean_s))  # fmt: skip
+    return [*lines, "", *ln_summary(pairs)]
+
+
+def ln_summary(pairs: dict[str, list[tuple[float, ...]]]) -> list[str]:
+    """Median and worst ``|ln(kvplan / simulation)|`` of the batch, mean TPOT and mean TTFT, per layout and over all
+    rows (``pairs``: layout -> rows of (sim, kvplan) batch, TPOT, TTFT)."""
+    groups = [*pairs.items(), ("all", [row for rows in pairs.values() for row in rows])]
+    out = ["| layout | rows | batch median / worst \\|ln\\| | TPOT median / worst | TTFT median / worst |",
+           "|---|---|---|---|---|"]  # fmt: skip
+    for layout, rows in groups:
+        cells = []
+        for i in (0, 2, 4):
+            lns = [abs(math.log(row[i + 1] / row[i])) for row in rows]
+            cells.append(f"{statistics.median(lns):.3f} / {max(lns):.3f}")
+        out.append(f"| {layout} | {len(rows)} | " + " | ".join(cells) + " |")
+    return out
 
 
 RETRACT_CASES = (  # (model, GPU, TP, prompt, output): replicas whose KV pool bounds the batch (kvplan.serving's bound)

@@ -206,7 +206,8 @@ def setup(
     if settings.mla not in ("latent", "expanded"):
         raise InvalidInput(f"invalid MLA layout {settings.mla!r}; expected 'latent' or 'expanded'")
     attn_tp = profile.attention_tp(tp, settings)  # the KV cell's TP split (tp / attention DP)
-    states = (settings.mamba_cache_dtype, settings.mamba_ssm_cache_dtype)  # vLLM's state dtypes (Engine.model_as_run)
+    # what Engine.model_as_run changes in the cache: vLLM's state dtypes, TensorRT-LLM's indexer keys
+    states = (settings.mamba_cache_dtype, settings.mamba_ssm_cache_dtype, settings.indexer_k_dtype)
     plan_key = ("plan", profile.key, kv_name, attn_tp, pp, settings.mla, states)
     if plan_key not in memo:
         memo[plan_key] = profile.cache_plan(spec, kv_dtype_name=kv_name, tp=attn_tp, pp=pp, mla=settings.mla)
@@ -217,7 +218,9 @@ def setup(
         memo[w_key] = weight_bytes_per_stage(spec, headers or w_name, tp=tp, pp=pp, sharding=sharding)
     pad_key = ("expert padding", profile.key, gpu.name, w_key)
     if pad_key not in memo:  # the engine's MoE kernels may hold the experts padded (Engine.expert_dims_as_loaded)
-        memo[pad_key] = _expert_padding(spec, profile, gpu, w_name, memo[w_key], pp=pp, sharding=sharding)
+        padded = _expert_padding(spec, profile, gpu, w_name, memo[w_key], pp=pp, sharding=sharding)
+        added = profile.weights_added(spec, weights_dtype=w_name, pp=pp, sharding=sharding)  # copies kept after load
+        memo[pad_key] = [b + a for b, a in zip(padded, added, strict=True)]
     total = usable_memory_bytes(gpu, settings.overrides.device_memory_bytes)
     # each attention-DP rank's own budget (SGLang divides its chunk by the ranks; Engine.batch_limits)
     mnbt, seqs = profile.batch_limits(settings, total, gpu, dp_ranks=dp * settings.attention_dp)

@@ -401,7 +401,8 @@ def sharded_bytes(t: TensorInfo, spec: ModelSpec, *, role: str, sharding: object
     """Bytes of ``t`` on the busiest rank of one pipeline stage, cut as ``sharding``
     (a :class:`kvplan.params.Sharding`) cuts the architecture count:
 
-    - embedding and LM head over ``vocab_tp`` (params.embedding_parts / head_parts);
+    - the LM head over ``vocab_tp``, the input embedding over ``embed_tp`` where given, else ``vocab_tp``
+      (params.embedding_parts / head_parts);
     - norms, routers, MLA a-projections, sinks: whole on every rank;
     - K/V projections over ``attn_tp`` by ``max(1, kv // attn_tp)`` heads (params.attention_parts);
     - routed experts: rank 0 holds experts ``0 .. ceil(E / expert_ranks) - 1`` (vLLM fused_moe/layer.py
@@ -415,7 +416,9 @@ def sharded_bytes(t: TensorInfo, spec: ModelSpec, *, role: str, sharding: object
 
 def _cut_kind(t: TensorInfo, role: str) -> tuple[str, bool, int | None]:
     """(how the tensor is cut, whether it stays whole within its group, its expert index if per-expert)."""
-    if role in ("embedding", "lm_head"):
+    if role == "embedding":
+        return "embed", False, None
+    if role == "lm_head":
         return "vocab", False, None
     if role == "layer":
         match = _EXPERT_RE.search(t.name.lower())
@@ -435,7 +438,7 @@ class _Group:
     sorted expert index of each, for per-expert tensors). Grouping keeps a 90k-tensor checkpoint
     (DeepSeek-V3) to a few hundred sums per configuration."""
 
-    kind: str  # vocab, whole, expert, fused, mlp, kv, attention
+    kind: str  # embed, vocab, whole, expert, fused, mlp, kv, attention
     whole: bool  # within an expert: a per-tensor scale, not cut over expert_tp
     nbytes: int
     count: int
@@ -445,6 +448,8 @@ class _Group:
         n = self.nbytes
         if self.kind == "vocab":
             return self.count * _ceil(n, sh.vocab_tp)  # type: ignore[attr-defined]
+        if self.kind == "embed":
+            return self.count * _ceil(n, getattr(sh, "embed_tp", 0) or sh.vocab_tp)  # type: ignore[attr-defined]
         if self.kind == "whole":
             return self.count * n
         if self.kind in ("expert", "fused"):
@@ -472,7 +477,7 @@ def _tensor_sharding(tp: int) -> object:
     the catalog, which reaches this module (the import graph stays acyclic)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(attn_tp=tp, mlp_tp=tp, expert_tp=tp, expert_ranks=1, vocab_tp=tp)
+    return SimpleNamespace(attn_tp=tp, mlp_tp=tp, expert_tp=tp, expert_ranks=1, vocab_tp=tp, embed_tp=0)
 
 
 # ---- the weights source --------------------------------------------------------------------

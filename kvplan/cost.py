@@ -427,6 +427,8 @@ def phase_cost(
     deepep: bool = False,
     two_batch: bool = False,
     swa_full: bool = False,
+    mamba_ssm_cache_dtype: str | None = None,
+    mamba_cache_dtype: str | None = None,
 ) -> PhaseCost:
     """FLOPs, bytes, roofline and calibrated time of one step on one GPU of a TP group.
 
@@ -439,7 +441,11 @@ def phase_cost(
     (calibrated only): DeepEP's all-to-all and the engine's two-micro-batch overlap
     (:func:`kvplan.latency.step_latency`). ``swa_full`` (calibrated only; llama.cpp ``--swa-full``, SGLang
     ``--disable-hybrid-swa-memory``): the engine's flag, where it changes what its attention kernels read
-    (:meth:`kvplan.engines.base.Engine.attention_spans`).
+    (:meth:`kvplan.engines.base.Engine.attention_spans`). ``mamba_ssm_cache_dtype`` / ``mamba_cache_dtype`` (vLLM
+    ``--mamba-ssm-cache-dtype`` / ``--mamba-cache-dtype``, "auto", "float32" or "float16"): the recurrent states'
+    dtypes, which the step's bytes and the calibrated recurrent kernels read (:meth:`Engine.model_as_run`, as
+    ``kvplan capacity`` sizes them); checked by ``engine``'s rules (vLLM where none is named), another engine's
+    refusing them.
     """
     if model not in ("calibrated", "roofline"):
         raise InvalidInput(f"unknown latency model {model!r}; expected calibrated or roofline")
@@ -456,10 +462,16 @@ def phase_cost(
             "replicas; cost one with --batch per replica); use --dp 1"
         )
     eff = efficiency or Efficiency()
-    if engine is not None:  # the model as the engine runs it (TensorRT-LLM v0.17: no sliding window; the engine's rule)
-        from kvplan.engines import get_engine
+    states = {"mamba_ssm_cache_dtype": mamba_ssm_cache_dtype, "mamba_cache_dtype": mamba_cache_dtype}
+    if engine is not None or any(v is not None for v in states.values()):
+        # the model as the engine runs it (TensorRT-LLM v0.17: no sliding window; the recurrent state dtypes it keeps,
+        # with the state flags given): the flags are vLLM's, so no engine named reads them as vLLM, as below
+        from kvplan.engines import Settings, get_engine
 
-        spec = get_engine(engine).model_as_run(spec)
+        profile, flags = get_engine(engine or "vllm"), Settings(**states)
+        if flags != Settings():
+            profile.check_settings(flags)
+        spec = profile.model_as_run(spec, flags)
     check_parallel(spec, tp=tp, pp=pp)
     if context < 1 or batch < 1:
         raise InvalidInput(f"invalid context {context!r} or batch {batch!r}; both must be at least 1")
@@ -560,10 +572,13 @@ def cost(
     gpus_per_node: int | None = None,
     checkpoint: CheckpointWeights | None = None,
     swa_full: bool = False,
+    mamba_ssm_cache_dtype: str | None = None,
+    mamba_cache_dtype: str | None = None,
 ) -> list[CostRow]:
     """Prefill and decode cost at each context length. ``spec`` and ``gpu`` may be names; lengths
     and the batch follow the CLI's rules (:mod:`kvplan.checks`). ``checkpoint`` (the model's headers)
-    gives the weights read per step, in its own dtype, unless ``weights_dtype`` names a conversion."""
+    gives the weights read per step, in its own dtype, unless ``weights_dtype`` names a conversion;
+    ``mamba_ssm_cache_dtype`` / ``mamba_cache_dtype``: vLLM's recurrent state dtypes (:func:`phase_cost`)."""
     from kvplan.checks import as_gpu, as_spec, check_batch, check_lengths
 
     spec, gpu = as_spec(spec), as_gpu(gpu)
@@ -597,6 +612,8 @@ def cost(
                 gpus_per_node=gpus_per_node,
                 checkpoint=checkpoint,
                 swa_full=swa_full,
+                mamba_ssm_cache_dtype=mamba_ssm_cache_dtype,
+                mamba_cache_dtype=mamba_cache_dtype,
             )
             for phase in ("prefill", "decode")
         }

@@ -60,6 +60,8 @@ def estimate(
     pp: int = 1,
     gpu: GPU | str | None = None,
     overhead_bytes: int = 0,
+    mamba_ssm_cache_dtype: str | None = None,
+    mamba_cache_dtype: str | None = None,
 ) -> list[EstimateRow]:
     """One row per context length: KV per sequence and batch, weights and total per GPU.
 
@@ -70,9 +72,18 @@ def estimate(
     adds nothing of its own; engine budgets come with ``kvplan capacity``). The GPU's memory is
     what CUDA reports (:func:`kvplan.hardware.usable_memory_bytes`), the figure ``capacity``
     budgets from. A length past the trained context never fits: engines refuse it
-    (:func:`kvplan.checks.trained_context`).
+    (:func:`kvplan.checks.trained_context`). ``mamba_ssm_cache_dtype`` / ``mamba_cache_dtype`` (vLLM's flags and
+    values: "auto", "float32", "float16"): the dtypes a hybrid model's recurrent SSM and conv states are sized in
+    (the ideal engine's rule, :meth:`kvplan.engines.ideal.Ideal.ssm_state_dtype`, as ``capacity -e ideal``).
     """
     spec = as_spec(spec)
+    if mamba_ssm_cache_dtype is not None or mamba_cache_dtype is not None:
+        from kvplan.engines import Settings, get_engine  # only then: estimate reads no engine otherwise
+
+        ideal = get_engine("ideal")
+        flags = Settings(mamba_ssm_cache_dtype=mamba_ssm_cache_dtype, mamba_cache_dtype=mamba_cache_dtype)
+        ideal.check_settings(flags)
+        spec = ideal.model_as_run(spec, flags)
     gpu = as_gpu(gpu) if gpu is not None else None
     contexts = check_lengths(contexts)
     batch = check_batch(batch)

@@ -17,6 +17,7 @@ term on for :mod:`kvplan.serving` (``kvplan plan --rate ... --host-per-request 3
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -84,3 +85,19 @@ def host_cpu_notes(gpus: Iterable[GPU], request_s: float | None) -> list[str]:
         "pass --host-per-request"
         for name, cpu in fixed.items()
     ]
+
+
+def front_end_note(engine: Engine, *, rate_rps: float, output_tokens: float) -> str | None:
+    """One line on the engine's API server (:attr:`Engine.front_end`) for a plan at ``rate_rps`` requests of
+    ``output_tokens`` mean output tokens: its cost, the ceiling it puts on a replica and whether the rate reaches it
+    (then each replica serves at most that); None where the release has no measured one."""
+    fe = engine.front_end
+    if fe is None:
+        return None
+    ceiling = fe.ceiling_rps(output_tokens)
+    cost = f"{fe.request_s * 1e3:.3g} ms a request" + (f" + {fe.token_s * 1e6:.3g} us a token" if fe.token_s else "")
+    head = (f"{engine.name} {engine.release}'s API server: {cost} (measured: {fe.measured}); one server a replica "
+            f"takes at most {ceiling:,.0f} req/s")  # fmt: skip
+    if rate_rps <= ceiling:
+        return head + f", above the {rate_rps:g} req/s asked"
+    return head + f": it binds, at least {math.ceil(rate_rps / ceiling)} replicas for {rate_rps:g} req/s"

@@ -937,6 +937,9 @@ def _attention_s(
         if kind.kv_shared:  # caches nothing, reads the K/V of the earlier layer it shares over its own span
             held = batch * _shared_bytes(spec, layer.kind, kv_dtype, c.tp) * decode_span(kind, context)
         held *= c.view_passes
+        if _runs_mmha(c, kind):
+            total += count * (_mmha_decode_s(c, held=held, batch=batch, span=decode_span(kind, context)) + mixer)
+            continue
         fit = _gqa_decode_fit(c, kind)
         if fit is not None:
             kv_heads = ceil_div(spec.kv_heads_of(kind), c.tp)  # replicated where TP exceeds the KV heads
@@ -1062,6 +1065,34 @@ def _gqa_decode_fit(c: _Ctx, kind: LayerKind) -> DecodeAttention | None:
         return None
     arch = c.gpu.architecture
     return c.cal.hopper_gqa_decode if arch == "hopper" else c.cal.blackwell_gqa_decode if arch == "blackwell" else None
+
+
+def _runs_mmha(c: _Ctx, kind: LayerKind) -> bool:
+    """Whether this chunked-attention layer decodes with the engine's per-head kernel on Hopper (its calibration has
+    ``hopper_mmha_head_token_s``; :func:`_mmha_decode_s`). A layer the engine runs as full attention is no longer
+    ``chunked`` in the kernel view (:meth:`kvplan.engines.trtllm.Trtllm.attention_spans`)."""
+    return kind.type == "chunked" and c.gpu.architecture == "hopper" and c.cal.hopper_mmha_head_token_s is not None
+
+
+def _mmha_decode_s(c: _Ctx, *, held: float, batch: float, span: int) -> float:
+    """One chunked-attention layer's decode on Hopper under TensorRT-LLM: the masked multi-head attention kernel
+    (MMHA), not XQA. The attention op hands XQA the layer's chunk (cpp/tensorrt_llm/thop/attentionOp.cpp, the copy
+    with ``getEnvDisableChunkedAttentionInGenPhase``: ``xqaParams.chunked_attention_size = mAttentionChunkSize && ...
+    ? *mAttentionChunkSize : INT_MAX``), XQA's support check refuses it (cpp/tensorrt_llm/kernels/
+    decoderMaskedMultiheadAttention/decoderXQAImplJIT/kernelUtils.cpp ``supportConfigCommon``: ``if
+    (xqaParams.chunked_attention_size != INT_MAX) { // TODO: chunked attention is not supported yet. return false;
+    }``, in the 2025 copy and still in the 2026 one with Gemma4's head size 512), and the dispatcher falls back to MMHA
+    where it does not run TRTLLM-Gen (Blackwell) kernels (``XqaDispatcher::shouldUse``). MMHA runs a thread block per
+    query head and sequence (each query head reads its KV head's keys; the group's blocks run side by side, so the
+    cache is taken as read once from memory, through L2): ``attn_layer_s`` + the slower of that read at
+    ``attn_decode_mem_eff`` and ``batch x query heads on the rank x (hopper_mmha_head_s + span x
+    hopper_mmha_head_token_s)``, the two measured on the kernel where TensorRT-LLM runs it for every query head, the
+    MHA rows of aiconfigurator's tables (``supportConfigCommon``: "Do not use XQA kernel for vanilla MHA case";
+    benchmarks/fit_mmha.py)."""
+    heads = ceil_div(c.spec.num_attention_heads, c.tp)
+    read = held / (c.bw * c.cal.attn_decode_mem_eff)
+    work = batch * heads * (c.cal.hopper_mmha_head_s + span * c.cal.hopper_mmha_head_token_s)
+    return c.cal.attn_layer_s + max(read, work)
 
 
 def _gqa_decode_s(fit: DecodeAttention, bw: float, *, held: float, batch: float, kv_heads: int, kv_8bit: bool) -> float:

@@ -147,10 +147,21 @@ DSA_SCALE_BLOCK = 128  # values per float32 scale, in both rows
 DSA_SCALE_BYTES = 4  # float32
 
 
+# The FP4 indexer key (LayerKind.index_key_dtype "fp4"): index_head_dim E2M1 values two a byte and one UE8M0 exponent
+# byte per 32 (TensorRT-LLM WindowBlockManager::createIndexerKCachePools, PR #13340: data index_head_dim / 2 bytes,
+# scales packed four to an int32, index_head_dim / 128 x 4 bytes): 64 + 4 = 68 B at index_head_dim 128.
+DSA_FP4_SCALE_BLOCK = 32  # values per UE8M0 exponent (one byte each)
+
+
 def dsa_index_key_bytes(kind: LayerKind) -> int:
-    """Bytes of one token's indexer key in the engines' cache (fp8 values + float32 scales); 0 without an indexer."""
+    """Bytes of one token's indexer key in the engines' cache (fp8 values + float32 scales, or the FP4 key where the
+    engine runs it, ``kind.index_key_dtype``); 0 without an indexer."""
     d = kind.index_head_dim
-    return d + ceil_div(d, DSA_SCALE_BLOCK) * DSA_SCALE_BYTES if d else 0
+    if not d:
+        return 0
+    if kind.index_key_dtype == "fp4":
+        return ceil_div(d, 2) + ceil_div(d, DSA_FP4_SCALE_BLOCK)
+    return d + ceil_div(d, DSA_SCALE_BLOCK) * DSA_SCALE_BYTES
 
 
 def dsa_latent_row_bytes(kind: LayerKind, dtype: DType) -> int:

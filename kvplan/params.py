@@ -144,7 +144,8 @@ class Sharding:
     Plain tensor parallelism cuts everything ``tp`` ways. Data-parallel attention keeps attention
     per DP rank (cut over that rank's TP group) while the MoE layers span all ranks: routed experts
     are split whole over ``expert_ranks`` ranks (expert parallelism) and each expert's width over
-    ``expert_tp``; dense MLPs and shared experts over ``mlp_tp``; the vocabulary over ``vocab_tp``.
+    ``expert_tp``; dense MLPs and shared experts over ``mlp_tp``; the vocabulary over ``vocab_tp``, the input
+    embedding over ``embed_tp`` where the engine cuts it otherwise than the LM head (0: over ``vocab_tp``).
     """
 
     attn_tp: int = 1
@@ -152,6 +153,12 @@ class Sharding:
     expert_tp: int = 1
     expert_ranks: int = 1
     vocab_tp: int = 1
+    embed_tp: int = 0
+
+    @property
+    def input_embed_tp(self) -> int:
+        """The ranks the input embedding is cut over (``embed_tp``, else ``vocab_tp``)."""
+        return self.embed_tp or self.vocab_tp
 
     @classmethod
     def tensor(cls, tp: int) -> Sharding:
@@ -359,7 +366,8 @@ def weight_bytes_per_stage(
     for s, layers in enumerate(stages):
         parts: list[Part] = []
         if s == 0:
-            parts += embedding_parts(spec, sh.vocab_tp) + [Part(_shard(spec.params.extra_params, sh.attn_tp), False)]
+            parts += embedding_parts(spec, sh.input_embed_tp)
+            parts += [Part(_shard(spec.params.extra_params, sh.attn_tp), False)]
             parts += gemma3n_model_parts(spec, sh.vocab_tp)
         for i in layers:
             parts += layer_parts(spec, i, sharding=sh)

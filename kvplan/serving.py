@@ -28,8 +28,10 @@ completion at admission, ``Engine.holds_to_completion``: TensorRT-LLM's default 
 admits against a reserve for the running requests' outputs to come, SGLang's, the requests that admission leaves
 room for, :func:`_limits`), or ``n + p``
 beyond the token budget (``(W + 1) p`` under an attention-DP balancer's batching wait of ``W`` iterations,
-:func:`_release_every`). With PP a step is the pipeline's cycle: where the engine schedules each of its ``pp``
-micro-batches against the limits (``Engine.limits_per_micro_batch``: TensorRT-LLM) a cycle holds ``pp`` x
+:func:`_release_every`), or ``lambda`` beyond what the replica's API server takes (:func:`api_server_ceiling_rps`:
+the engine's measured cost per request and per streamed token, :attr:`Engine.front_end`, where its release has one).
+With PP a step is the pipeline's cycle: where the engine schedules each of its ``pp`` micro-batches against the
+limits (``Engine.limits_per_micro_batch``: TensorRT-LLM) a cycle holds ``pp`` x
 ``max_num_seqs`` and ``pp`` x the token budget, and a cycle's prompts spread over its micro-batches: each
 micro-batch is a server of the queue of prompts (one prompt's chunk per cycle, a prompt in flight being skipped by
 the other micro-batches), so a cycle carries as many chunks as prompts are prefilling, with Erlang's state
@@ -57,12 +59,15 @@ Per request (a tagged arrival sees, on average, the steady state):
   prompt's service is the mean's (M/D/1). Stated approximations. Where the engine's attention-DP balancer holds
   prompts back until every rank has one (:meth:`Engine.dp_balance_iters`: TensorRT-LLM's ``enable_balance``), the
   TTFT adds that hold, in iterations at the mean step (:mod:`kvplan.dp_balance`; its quantile at a percentile).
+  Where the engine's release has a measured API server (:attr:`Engine.front_end`) the TTFT adds the request's time
+  there, its cost and the M/D/1 wait behind the server's other work (:func:`api_server_wait_s`).
 
 ``prefilled=True`` models a disaggregated decode replica (:mod:`kvplan.disagg`): each request arrives with its
 prompt's KV, so it holds and attends to the whole prompt but computes none of it (:func:`prompt_computed`), and
 its TTFT is its first step, a decode step at the prompt's length beside the ``n`` others.
 
-With one request (rate -> 0) the figures equal :mod:`kvplan.cost`'s static ones for batch 1.
+With one request (rate -> 0) the figures equal :mod:`kvplan.cost`'s static ones for batch 1 (the TTFT plus the
+API server's cost per request where the release has one).
 """
 
 from __future__ import annotations
@@ -141,7 +146,7 @@ class Lengths:
 class ServingResult:
     rate_rps: float
     saturated: bool
-    limit: str  # what bounds the rate: "compute" (step time), "kv_cache", "max_num_seqs", "token_budget"
+    limit: str  # what bounds the rate: "compute" (step time), "kv_cache", "max_num_seqs", "token_budget", "api_server"
     max_rate_rps: float
     batch: float  # mean sequences decoding per step
     prefill_tokens_per_step: float
@@ -312,7 +317,8 @@ def _mean_step(s: Setup, *, n: float, p: float, prompt: int, budget: int, contex
         return _step(s, n=n, p=0, context=context, ep=ep)
     prefix = max(0, (prompt - int(chunk)) // 2)  # a long prompt's chunks sit, on average, half-way in
     if s.dp > 1:
-        return _dp_mean_step(s, n=n, p=p, prompt=prompt, chunk=chunk, prefix=prefix, context=context, ep=ep)
+        room = max(chunk, _room(s, budget, n))
+        return _dp_mean_step(s, n=n, p=p, prompt=prompt, chunk=chunk, prefix=prefix, context=context, ep=ep, room=room)
     if _micro_batches(s) > 1:
         return _slots_mean_step(s, n=n, p=p, chunk=chunk, prefix=prefix, context=context, ep=ep)
     if p >= chunk:
@@ -520,10 +526,10 @@ def _chunk_cycles(s: Setup, *, n: float, chunk: float, context: int, prefix: int
 
 
 def _dp_mean_step(s: Setup, *, n: float, p: float, prompt: int, chunk: float, prefix: int, context: int,
-                  ep: bool) -> float:  # fmt: skip
+                  ep: bool, room: float | None = None) -> float:  # fmt: skip
     """The mean step time over ``s.dp`` data-parallel ranks that run each step together, each admitting its own
-    prompt chunks, ``p`` prompt tokens of ``prompt``-token prompts arriving per step, ``chunk`` tokens at most a
-    rank's step.
+    prompt chunks, ``p`` prompt tokens of ``prompt``-token prompts arriving per step, ``chunk`` tokens at most one
+    prompt's part of a rank's step and ``room`` (default ``chunk``) the rank's step: its budget less its decodes.
 
     The engines deal new requests over the ranks (TensorRT-LLM: tensorrt_llm/_torch/pyexecutor/
     executor_request_queue.py ``_balance_requests_across_ranks``: a heap on each rank's active requests' prompt
@@ -536,39 +542,64 @@ def _dp_mean_step(s: Setup, *, n: float, p: float, prompt: int, chunk: float, pr
     chunk (:func:`_landed_together` gives the share and the busiest rank's tokens: the requests that reach the
     replica during one step all enter the next, so the ranks' chunks fall together, and a prompt longer than
     ``chunk`` holds its rank for ``ceil(prompt / chunk)`` steps in a row), and it then holds ``p / that share``
-    prompt tokens over all ranks (their expert layers). Where a rank's share reaches a chunk per step, every step
-    holds ``p / dp`` prompt tokens on every rank. Before (stop 25) the ranks were taken as independent, a share
-    ``1 - (1 - f)^dp`` of the steps at ``f = p / (dp chunk)`` with one chunk on the busiest rank. Against
-    benchmarks/serving_sim.py ``--dp`` (each engine's dealing, 0.3-0.85 of the rate) kvplan's TPOT went from -4 ..
-    +36 % to -13 .. +14 % of the simulation's (one TensorRT-LLM row at its KV bound aside, -35 -> -40 %); with
-    20,000-token prompts (``--dp --long``) from -15 .. +164 % to -22 .. -2 %.
+    prompt tokens over all ranks (their expert layers). Where a rank's share fills its room every step, every step
+    holds ``p / dp`` prompt tokens on every rank. The busiest rank takes every prompt dealt to it for the step, up to
+    its room (each engine's scheduler fills the step's budget with waiting prompts: vLLM V1 ``Scheduler.schedule``,
+    TensorRT-LLM's cpp/tensorrt_llm/batch_manager/microBatchScheduler.cpp ``MicroBatchScheduler::operator()`` while
+    the step's tokens stay within ``max_num_tokens``, SGLang's ``PrefillAdder``), not one prompt: until stop 26 it
+    was capped at one prompt's ``chunk``, and a rank's share past one prompt a step put the mean ``p / dp`` on every
+    rank, which took no account of the busiest rank's extra prompts. Near the KV bound, where several prompts arrive
+    a step, that step was short, and the sustainable rate high: a replica of Qwen3-30B-A3B DP4 EP4 on H100 (TensorRT-
+    LLM, 2,048 / 256) went from 49.4 to 46.0 requests/s; benchmarks/serving_sim.py, the requests dealt in turn,
+    saturates at about 0.93 of the old figure and runs to the new one (its batch within 1-5 % of kvplan's up to 0.95
+    of it); with vLLM's dealing 44.9 -> 40.75 requests/s, the simulation within 1-6 % up to 0.95 and saturating at the
+    new figure. Dealt as TensorRT-LLM deals (to the fewest active requests) the simulation still saturates near 0.9
+    of it, 0.85 of the old (fixed lengths: a step's arrivals refill the ranks whose requests finished together, so
+    prompts that arrived together stay together; not modelled). Before (stop 25) the ranks were taken as
+    independent, a share ``1 - (1 - f)^dp`` of the steps at ``f = p / (dp chunk)`` with one chunk on the busiest
+    rank. Against benchmarks/serving_sim.py ``--dp`` (each engine's dealing, 0.3-0.85 of the rate) kvplan's TPOT
+    went from -4 .. +36 % to -13 .. +14 % of the simulation's (one TensorRT-LLM row at its KV bound aside, -35 ->
+    -40 %); with 20,000-token prompts (``--dp --long``) from -15 .. +164 % to -22 .. -2 %.
 
     Where the engine aligns the ranks (:meth:`Engine.aligns_dp_prefill`: TensorRT-LLM's
     ``attention_dp_config.enable_balance``), every rank carries a chunk in a share ``f`` of the steps, all in the
     same ones: ``(1 - f) step(n, 0) + f step(n, chunk on every rank)``."""
+    decode, share, busy = _dp_parts(s, n=n, p=p, prompt=prompt, chunk=chunk, prefix=prefix, context=context, ep=ep,
+                                    room=room)  # fmt: skip
+    return (1 - share) * decode + share * busy
+
+
+def _dp_parts(s: Setup, *, n: float, p: float, prompt: int, chunk: float, prefix: int, context: int, ep: bool,
+              room: float | None = None) -> tuple[float, float, float]:  # fmt: skip
+    """(the decode-only step, the share of the steps that hold prompt work, such a step's length) over ``s.dp``
+    data-parallel ranks (:func:`_dp_mean_step`, which weighs the two; :func:`_mixed_iteration_biased`, which takes
+    the same steps' length-biased mean). Where every step holds prompt work, the share is 1 and both steps are it."""
     per_rank = p / s.dp
-    if per_rank >= chunk:
-        return _step(s, n=n, p=per_rank, context=context, ep=ep, p_all=p)
+    room = chunk if room is None else room
+    aligned = s.engine.aligns_dp_prefill(s.settings)
+    if per_rank >= (chunk if aligned else room):
+        full = _step(s, n=n, p=per_rank, context=context, ep=ep, p_all=p)
+        return full, 1.0, full
     decode = _step(s, n=n, p=0, context=context, ep=ep)
-    if s.engine.aligns_dp_prefill(s.settings):  # every rank carries a chunk in the same steps (Engine rule)
-        busy_share = per_rank / chunk
+    if aligned:  # every rank carries a chunk in the same steps (Engine rule)
         busy = _step(s, n=n, p=chunk, context=context, prefix=prefix, ep=ep, p_all=chunk * s.dp)
-        return (1 - busy_share) * decode + busy_share * busy
+        return decode, per_rank / chunk, busy
 
     def busy_at(share: float, heaviest: float) -> float:  # a prefill step: the busiest rank's tokens, p / share in all
         return _step(s, n=n, p=heaviest, context=context, prefix=prefix, ep=ep, p_all=p / share)
 
     run = max(1, math.ceil(prompt / chunk - 1e-9))  # the steps a prompt holds its rank
     arrivals = p / prompt  # prompts per mean step
-    share, heaviest = _landed_together(arrivals, run=run, ranks=s.dp, prompt=prompt, chunk=chunk, decode=1.0, busy=1.0)
+    share, heaviest = _landed_together(arrivals, run=run, ranks=s.dp, prompt=prompt, chunk=chunk, decode=1.0, busy=1.0,
+                                       room=room)  # fmt: skip
     busy = busy_at(share, heaviest)  # the first pass: steps of equal length, the chain-free figures
     share, heaviest = _landed_together(arrivals, run=run, ranks=s.dp, prompt=prompt, chunk=chunk, decode=decode,
-                                       busy=busy)  # fmt: skip
-    return (1 - share) * decode + share * busy_at(share, heaviest)
+                                       busy=busy, room=room)  # fmt: skip
+    return decode, share, busy_at(share, heaviest)
 
 
 def _landed_together(arrivals: float, *, run: int, ranks: int, prompt: int, chunk: float, decode: float,
-                     busy: float) -> tuple[float, float]:  # fmt: skip
+                     busy: float, room: float | None = None) -> tuple[float, float]:  # fmt: skip
     """(the share of the steps that hold prompt chunks, the busiest rank's prompt tokens in such a step) where
     ``arrivals`` prompts of ``prompt`` tokens reach the replica per mean step at random (Poisson), each holding its
     rank for ``run`` steps of up to ``chunk`` tokens, a decode-only step lasting ``decode`` and a prefill step
@@ -595,7 +626,8 @@ def _landed_together(arrivals: float, *, run: int, ranks: int, prompt: int, chun
 
     The busiest rank: with ``L = 1`` the ``K`` prompts that arrived during the step before are dealt in turn, so it
     takes ``ceil(K / ranks)`` of them (:func:`busiest_share`, ``K`` Poisson at ``r d`` or ``r B`` by the step
-    before), ``prompt`` tokens each, at most ``chunk``; with ``L > 1`` it carries a whole chunk except in the last
+    before), ``prompt`` tokens each, at most ``room`` (the rank's budget less its decodes; ``chunk`` where not
+    given); with ``L > 1`` it carries a whole chunk except in the last
     step of a run, the chain's state 1 (a share ``b c (1 - c)^(L - 1) / (1 - (1 - c)^L)`` of the steps: the runs that
     started together end together), where the prompt's last ``prompt - (L - 1) chunk`` tokens are left, and the
     rank's next waiting prompt, where it has one, fills the rest of the step (the rank's busy share ``m L / ranks``
@@ -625,7 +657,7 @@ def _landed_together(arrivals: float, *, run: int, ranks: int, prompt: int, chun
         after_decode = busiest_share(rate * decode, ranks=ranks)  # the busiest rank's prompts after each kind of step
         after_busy = busiest_share(rate * busy, ranks=ranks)
         carried = (1 - share) * after_decode + share * after_busy
-        return share, min(chunk, prompt * carried / share)
+        return share, min(chunk if room is None else room, prompt * carried / share)
     x = rate * busy  # the mean arrivals in a prefill step: c = 1 - exp(-x)
     # the chain's state 1, b c (1 - c)^(L - 1) / (1 - (1 - c)^L), in forms exact for tiny x (b / L as x -> 0)
     last = share * math.exp(-x * (run - 1)) * (math.expm1(-x) / math.expm1(-x * run) if x > 0 else 1 / run)
@@ -786,12 +818,34 @@ def _release_every(s: Setup, *, seqs: float) -> int:
     return iters[1] + 1
 
 
+def api_server_ceiling_rps(s: Setup, out: Lengths) -> float:
+    """The most requests per second the replica's API server takes (:attr:`Engine.front_end`: one server a replica,
+    its cost per request and per streamed token at the mean output), inf where the engine's release has no measured
+    one. vLLM's ``--api-server-count`` (more API server processes) is not read: one server."""
+    fe = s.engine.front_end
+    return math.inf if fe is None else fe.ceiling_rps(out.mean)
+
+
+def api_server_wait_s(s: Setup, rate_rps: float, out: Lengths, *, quantile: float | None = None) -> float:
+    """A request's time in the replica's API server before the engine sees it (:attr:`Engine.front_end`): its own
+    cost per request, after the server's other work at ``rate_rps`` (one server, Poisson arrivals, each request's
+    work its cost plus its streamed tokens': :func:`queue_wait_s`'s M/D/1 wait, its mean or ``quantile``); 0 where
+    the release has no measured one."""
+    fe = s.engine.front_end
+    if fe is None:
+        return 0.0
+    work = fe.request_s + out.mean * fe.token_s
+    return fe.request_s + queue_wait_s(work, rate_rps * work, quantile=quantile)
+
+
 def _solve(load: _Load) -> tuple[float | None, str]:
     """Smallest step time t with t = step(n(t), p(t)), or (None, what binds) past saturation."""
     lam, inp, out, comp = load.rate, load.inp, load.out, load.prompt_computed
     ctx = _decode_context(inp, out)
     if lam <= 0:
         return 0.0, "compute"
+    if lam > api_server_ceiling_rps(load.setup, out):  # the replica's API server takes no more requests a second
+        return None, "api_server"
     t_seq = load.seq_limit / (lam * out.mean)  # n reaches the sequence limit
     # n + p reach every DP rank's budget; under the balancer's batching wait, (W + 1) p (:func:`_release_every`).
     # Where prompt and decode batches are separate steps the budget bounds each prompt step, not the cycle: a cycle
@@ -980,17 +1034,23 @@ def _prompt_load(s: Setup, *, n: float, p: float, prompt: int, budget: int, cont
 def _mixed_iteration_biased(s: Setup, *, n: float, p: float, prompt: int, budget: int, context: int,
                             ep: bool) -> float:  # fmt: skip
     """The length-biased mean ``E[L^2] / E[L]`` of the mixed steps a rank's prompt may find under way outside its own
-    prefill (``MIXED_QUEUE_RULE`` "time"): the decode-only step ``d`` with one rank; with ``dp`` ranks the iteration
-    lasts ``busy`` (a chunk beside the decodes) where another rank carries a chunk, a share ``1 - (1 - f)^(dp - 1)``
-    of the iterations (``f = p / (dp chunk)``, the ranks independent as in :func:`_dp_mean_step`), else ``d``."""
+    prefill (``MIXED_QUEUE_RULE`` "time"): the decode-only step ``d`` with one rank; with ``dp`` ranks the steps of
+    :func:`_dp_mean_step`, which share one arrival stream: a share ``b`` of them hold prompt work (the requests that
+    reach the replica during a step all enter the next, whichever rank they are dealt to, :func:`_landed_together`)
+    and last ``B`` (the busiest rank's prompt tokens beside the decodes), the rest ``d``:
+    ``(b B^2 + (1 - b) d^2) / (b B + (1 - b) d)``. Until stop 26 the ranks were taken as independent here: a share
+    ``1 - (1 - f)^(dp - 1)`` of the steps (``f = p / (dp chunk)``) holding one chunk of another rank, although
+    :func:`_dp_mean_step` had left that rule at stop 25. The steps under way of the arriving prompt's own rank are
+    among the ``b``: an arrival finds the step under way, whichever rank's work it holds, and waits it out."""
     decode = _step(s, n=n, p=0, context=context, ep=ep)
     if s.dp == 1 or p <= 0:
         return decode
     chunk = max(1.0, min(float(prompt), _room(s, budget, n)))
-    share = min(1.0, p / s.dp / chunk)
-    others = 1.0 if share >= 1 else -math.expm1((s.dp - 1) * math.log1p(-share))
-    busy = _step(s, n=n, p=chunk, context=context, prefix=max(0, (prompt - int(chunk)) // 2), ep=ep)
-    return (others * busy**2 + (1 - others) * decode**2) / (others * busy + (1 - others) * decode)
+    room = max(chunk, _room(s, budget, n))
+    prefix = max(0, (prompt - int(chunk)) // 2)  # as _mean_step places a long prompt's chunks
+    decode, share, busy = _dp_parts(s, n=n, p=p, prompt=prompt, chunk=chunk, prefix=prefix, context=context, ep=ep,
+                                    room=room)  # fmt: skip
+    return (share * busy**2 + (1 - share) * decode**2) / (share * busy + (1 - share) * decode)
 
 
 def _decode_steps_behind(s: Setup, *, n: float, p: float, prompt: int, budget: int, context: int,
@@ -1211,6 +1271,10 @@ def serve(
     nan = float("nan")
     ttft90, tpot90 = tail.at(0.9, Z90, ttft=ttft, tpot=tpot) if with_p90 else (nan, nan)
     ttft99, tpot99 = tail.at(0.99, Z99, ttft=ttft, tpot=tpot) if with_p99 else (nan, nan)
+    if not prefilled:  # the API server takes each request before the engine sees it
+        ttft += api_server_wait_s(s, rate_rps, output_len)
+        ttft90 += api_server_wait_s(s, rate_rps, output_len, quantile=0.9)
+        ttft99 += api_server_wait_s(s, rate_rps, output_len, quantile=0.99)
     out_tps = rate_rps * output_len.mean
     return ServingResult(
         rate_rps=rate_rps,

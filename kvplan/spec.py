@@ -79,6 +79,10 @@ class LayerKind(_Strict):
     index_head_dim: Size | None = Field(None, description="indexer key cache per token (DSA)")
     index_n_heads: Size | None = Field(None, description="indexer query heads (DSA): size its weights, cache nothing")
     index_topk: Size | None = Field(None, description="keys the indexer selects for each query's attention (DSA)")
+    # The indexer key cache's format as the engine keeps it (Engine.model_as_run; not a checkpoint field): None, fp8
+    # values with a float32 scale per 128 (every engine's default); "fp4", E2M1 values two a byte with a UE8M0 scale
+    # per 32 (TensorRT-LLM's opt-in sparse_attention_config.indexer_k_dtype, kvplan.memory.dsa_index_key_bytes).
+    index_key_dtype: Literal["fp4"] | None = Field(None, description="indexer key cache format as run: fp4 (DSA)")
     # Gemma 3n / Gemma 4 style KV sharing: the layer attends with the K/V of an earlier layer of
     # the same kind and stores none of its own (transformers kv_sharing_modes "reuse").
     kv_shared: bool = Field(False, description="attends with an earlier layer's K/V; caches nothing itself")
@@ -123,6 +127,8 @@ class LayerKind(_Strict):
             raise ValueError("'index_n_heads' needs the indexer's 'index_head_dim'")
         if self.index_topk is not None and self.index_head_dim is None:
             raise ValueError("'index_topk' needs the indexer's 'index_head_dim'")
+        if self.index_key_dtype is not None and self.index_head_dim is None:
+            raise ValueError("'index_key_dtype' needs the indexer's 'index_head_dim'")
         if self.kv_shared and self.type not in ("full", "sliding", "chunked", "mla"):
             raise ValueError(f"'kv_shared' only applies to attention layers, not {self.type!r}")
         if self.parallel is not None:

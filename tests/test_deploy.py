@@ -64,9 +64,11 @@ def test_sglang_dp_attention_keeps_dense_layers_and_vocab_over_all_ranks() -> No
     spec = load_bundled("deepseek-v3")
     s = setup(spec, H200, engine="sglang", tp=1, dp=8, ep=True)
     # server_args.py: moe_dense_tp_size defaults to tp_size, the LM head is vocab-parallel over tp_size
-    # unless --enable-dp-lm-head: only attention is per DP rank.
+    # unless --enable-dp-lm-head: attention is per DP rank, and (models/deepseek_v2.py, 0.5.7) the input embedding
+    # whole on every rank (enable_tp=not is_dp_attention_enabled()).
     assert s.engine.sharding(spec, tp=1, dp=8, ep=True) == Sharding(attn_tp=1, mlp_tp=8, expert_tp=1,
-                                                                    expert_ranks=8, vocab_tp=8)  # fmt: skip
+                                                                    expert_ranks=8, vocab_tp=8, embed_tp=1)  # fmt: skip
+    assert s.engine.sharding(spec, tp=8) == Sharding.tensor(8)  # no DP attention: cut over tp_size
     assert s.stages[0].budget.weights < setup(spec, H200, engine=V019, tp=1, dp=8, ep=True).stages[0].budget.weights
     args = launch_args(capacity(s, 32768), model="deepseek-ai/DeepSeek-V3")
     assert args[args.index("--tp") + 1] == "8" and args[args.index("--dp") + 1] == "8"

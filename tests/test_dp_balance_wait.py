@@ -220,8 +220,10 @@ def test_batching_wait_bounds_the_prompt_releases() -> None:
     H200 at 20 req/s of 2k / 512: the step may not pass 8,192 x 2 / (20 x (11 x 2,048 + 512)) = 0.035556 s, below the
     0.0385 s the replica would take, so it is saturated by the token budget with the default wait and not with
     batching_wait_iters 0; sustainable rates (measured) 19.6 req/s against 22.5 (independent ranks: 21.7 before stop
-    25; 22.5 since their arrivals land together, kvplan.serving._landed_together: both then meet the same KV-pool
-    bound, at 22.47 req/s)."""
+    25; 22.5 since their arrivals land together, kvplan.serving._landed_together: both then met the same KV-pool
+    bound, at 22.47 req/s). Stop 26: the plain ranks' busiest rank takes every prompt dealt to it in a step up to its
+    room (E[ceil(K / 2)] of the K that arrived, not at most one), a longer step at the bound: 21.44 req/s (the
+    aligned ranks' 22.47 unchanged; benchmarks/serving_sim.py dealt in turn saturates at about 0.98 of 21.44)."""
     kw = {"tp": 1, "dp": 2, "ep": True, "engine": "trtllm"}
     waits = setup("qwen3-30b-a3b", "h200", settings=Settings(attention_dp_balance=True), **kw)
     none = setup("qwen3-30b-a3b", "h200", settings=Settings(attention_dp_balance=True,
@@ -234,4 +236,5 @@ def test_batching_wait_bounds_the_prompt_releases() -> None:
     rates = [serving.max_rate(s, input_len=Lengths.of(2048), output_len=Lengths.of(512), expert_parallel=True)
              for s in (waits, none, setup("qwen3-30b-a3b", "h200", **kw))]  # fmt: skip
     assert rates[0] < 20.0 < rates[2] <= rates[1]
-    assert rates[2] == rates[1] == pytest.approx(22.47, abs=0.01)  # the KV pool's bound, aligned or not (stop 25)
+    assert rates[1] == pytest.approx(22.47, abs=0.01)  # the KV pool's bound, aligned (stop 25)
+    assert rates[2] == pytest.approx(21.44, abs=0.01)  # 22.47 before stop 26, the busiest rank capped at one prompt

@@ -126,13 +126,17 @@ def test_later_page_rows_are_scored_apart_per_gpu() -> None:
     model and GPU, and stay out of the v1.0 statistics. Measured: Qwen3-235B-A22B 8 x H100 1024/8192 x1.23 (kvplan
     1,072 tokens/s a GPU against 873), Maverick 8 x H200 8192/1024 x0.45 (x0.42 before stop 22: its chunked layers now
     read only the current chunk at decode, (8,704 - 1) mod 8,192 + 1 = 512 keys at the mean context, not 8,192); x0.49
-    since stop 25, the independent ranks' arrivals landing together (kvplan.serving._landed_together)."""
+    since stop 25, the independent ranks' arrivals landing together (kvplan.serving._landed_together); then since
+    each point's launch has its own max_seq_len (ISL + OSL, 9,216) and Llama 4's chunked layers decode with MMHA on
+    Hopper (kvplan.latency._mmha_decode_s): x0.47 (the same row's 1024/8192 x1.97 -> x0.98, 1024/32768 x1.45 ->
+    x1.32)."""
     pub, data = published()
     lines = pub.later_page_lines()
     assert len(lines) == len(pub.LATER_PAGE_DEP_ROWS) == 3
     assert lines[0].startswith("dp-candidates later page: qwen3-235b-a22b h100-sxm DEP8: 1000/1000 x")
     # 1024/8192 x1.23 before the per-tensor fp8 activation quantization and its refit of the fp8 scales
-    assert "1024/8192 x1.20" in lines[0] and "8192/1024 x0.49" in lines[2]  # x0.45 before stop 25 (the docstring)
+    assert "1024/8192 x1.20" in lines[0] and "8192/1024 x0.47" in lines[2]  # x0.45 before stop 25 (the docstring)
+    assert "1000/1000 x1.17" in lines[2] and "1024/8192 x0.98" in lines[2]  # below / above the chunk (MMHA)
     assert not any(r["source"] not in ("trtllm-1.0", "trtllm-0.17") for r in data["runs"])  # not stored as runs
 
 

@@ -45,29 +45,40 @@ def test_dp_prefill_share_by_hand() -> None:
     With r25e's 16-bit router merged (kvplan.latency._router_ctx; d 20.92 -> 20.934 ms, B0 108.05 -> 108.058 ms): at
     b = 0.800411, r = 2 / (0.199589 x 0.020934 + 0.800411 x 0.108058) = 22.058, a = 1 - exp(-0.46177) = 0.36983,
     c = 1 - exp(-2.38357) = 0.90778, a / (1 - c + a) = 0.36983 / 0.46205 = 0.80041; 4,000 / 0.800411 = 4,997.4 tokens,
-    B = 111.35 ms, mean 0.199589 x 20.934 + 0.800411 x 111.354 = 93.31 ms (93.30 before); the old rule 97.89 (97.88)."""
+    B = 111.35 ms, mean 0.199589 x 20.934 + 0.800411 x 111.354 = 93.31 ms (93.30 before); the old rule 97.89 (97.88).
+    Stop 26: a rank takes the prompts dealt to it up to its room (8,182 tokens), not one prompt, so the busiest rank
+    carries E[ceil(K / 8)] / b prompts uncapped: 2,000.55 tokens in the first pass (B0 108.083 ms), and at the chain's
+    b = 0.800395 (r = 22.054, a = 0.36977, c = 0.90779) (1 - b) E[ceil(K / 8) | r d] + b E[ceil(K / 8) | r B0] =
+    0.199605 x 0.36977 + 0.800395 x 0.90861 = 0.80105 prompts a step, 2,001.64 tokens a prefill step: B = 111.41 ms,
+    mean 93.35 ms (93.31 with the one-prompt cap)."""
     s = _qwen3_dp8()
     kw = {"n": 80.0, "context": 3000, "ep": True}
     decode = serving._step(s, p=0, **kw)
     first = -math.expm1(-2.0)
     assert first == pytest.approx(0.864665, abs=1e-6)
     assert serving.busiest_share(2.0, ranks=8) == pytest.approx(0.864902, abs=1e-6)  # P(K >= 1) + P(K >= 9) + ...
-    busy0 = serving._step(s, p=2000, p_all=4000 / first, **kw)
+    heaviest0 = 2000 * serving.busiest_share(2.0, ranks=8) / first  # uncapped: the rank's room is 8,182 tokens
+    assert heaviest0 == pytest.approx(2000.55, abs=0.01)
+    busy0 = serving._step(s, p=heaviest0, p_all=4000 / first, **kw)
     # (20.92, 108.05) before r25e's 16-bit router was merged (Qwen3-235B-A22B's fp8 router had been priced with the
-    # experts' fp8 bytes and peak, kvplan.latency._router_ctx)
-    assert (round(decode * 1e3, 2), round(busy0 * 1e3, 2)) == (20.93, 108.06)
+    # experts' fp8 bytes and peak, kvplan.latency._router_ctx); B0 108.06 ms with the busiest rank capped at 2,000
+    assert (round(decode * 1e3, 2), round(busy0 * 1e3, 3)) == (20.93, 108.083)
     share = first
     for _ in range(200):  # the chain by plain iteration (the code bisects): a fixed point, the same share
         rate = 2.0 / ((1 - share) * decode + share * busy0)
         after_decode, after_busy = -math.expm1(-rate * decode), -math.expm1(-rate * busy0)
         share = after_decode / (1 - after_busy + after_decode)
-    assert share == pytest.approx(0.800411, abs=1e-6)
-    assert (round(rate, 3), round(after_decode, 5), round(after_busy, 5)) == (22.058, 0.36983, 0.90778)
-    busy = serving._step(s, p=2000, p_all=4000 / share, **kw)
-    assert round(busy * 1e3, 2) == 111.35 and 4000 / share == pytest.approx(4997.4, abs=0.1)
+    assert share == pytest.approx(0.800395, abs=1e-6)
+    assert (round(rate, 3), round(after_decode, 5), round(after_busy, 5)) == (22.054, 0.36977, 0.90779)
+    carried = (1 - share) * serving.busiest_share(rate * decode, ranks=8) + share * serving.busiest_share(
+        rate * busy0, ranks=8
+    )
+    assert carried == pytest.approx(0.80105, abs=1e-5)
+    busy = serving._step(s, p=2000 * carried / share, p_all=4000 / share, **kw)
+    assert round(busy * 1e3, 2) == 111.41 and 2000 * carried / share == pytest.approx(2001.64, abs=0.01)
     got = serving._mean_step(s, n=80.0, p=4000.0, prompt=2000, budget=8192, context=3000, ep=True)
     assert got == pytest.approx((1 - share) * decode + share * busy, rel=1e-9)
-    assert round(got * 1e3, 2) == 93.31
+    assert round(got * 1e3, 2) == 93.35
     old_share = 1 - 0.75**8  # the independent ranks (before stop 25)
     old = (1 - old_share) * decode + old_share * serving._step(s, p=2000, p_all=4000 / old_share, **kw)
     assert round(old * 1e3, 2) == 97.89
@@ -115,11 +126,19 @@ def test_dp_prefill_long_prompt_run_by_hand() -> None:
 
 
 def test_dp_prefill_every_rank_every_step_by_hand() -> None:
-    """p = 24,000 prompt tokens per step is 3,000 per rank, past the 2,000-token chunk: every step holds 3,000 prompt
-    tokens on every rank (24,000 over all of them in the expert layers), as before this rule."""
+    """p = 24,000 prompt tokens per step is 3,000 per rank, 1.5 of the 2,000-token prompts: 12 prompts reach the
+    replica a step, every step holds prompt work, and the busiest rank takes E[ceil(K / 8)] of the K dealt (K Poisson
+    at 12: 1.947 prompts, 3,894 tokens) within its 8,182-token room, 24,000 over all of them in the expert layers.
+    Before stop 26 a rank past one prompt a step was taken to carry the mean 3,000 (the ranks' arrivals even):
+    0.3082 s against 0.3356 s now. From a full room a step (p = 8 x 8,182) the rank's room binds: the mean again."""
     s = _qwen3_dp8()
     got = serving._mean_step(s, n=80.0, p=24000.0, prompt=2000, budget=8192, context=3000, ep=True)
-    assert got == pytest.approx(serving._step(s, n=80.0, p=3000, p_all=24000, context=3000, ep=True), rel=1e-12)
+    heaviest = 2000 * serving.busiest_share(12.0, ranks=8)
+    assert heaviest == pytest.approx(3894, abs=1)
+    assert got == pytest.approx(serving._step(s, n=80.0, p=heaviest, p_all=24000, context=3000, ep=True), rel=1e-9)
+    assert round(got, 4) == 0.3356
+    full = serving._mean_step(s, n=80.0, p=8 * 8182.0, prompt=2000, budget=8192, context=3000, ep=True)
+    assert full == pytest.approx(serving._step(s, n=80.0, p=8182, p_all=8 * 8182, context=3000, ep=True), rel=1e-12)
 
 
 def test_dp_prefill_tiny_share_is_the_decode_step() -> None:
@@ -202,8 +221,11 @@ def test_dp_prefill_aligned_with_enable_balance_by_hand() -> None:
     assert got == pytest.approx(0.75 * decode + 0.25 * busy, rel=1e-12)
     independent = serving._mean_step(s, n=80.0, p=4000.0, prompt=2000, budget=8192, context=3000, ep=True)
     assert decode < got < independent
-    # past a chunk per rank per step nothing is left to align: the same figure either way
-    full = {"n": 80.0, "p": 24000.0, "prompt": 2000, "budget": 8192, "context": 3000, "ep": True}
+    # past a chunk per rank per step every aligned rank carries the mean; unaligned, the busiest rank carries more
+    # (the prompts dealt to it in the step, up to its room), until the room binds: the same figure either way
+    some = {"n": 80.0, "p": 24000.0, "prompt": 2000, "budget": 8192, "context": 3000, "ep": True}
+    assert serving._mean_step(aligned, **some) < serving._mean_step(s, **some)
+    full = {**some, "p": 8 * 8182.0}
     assert serving._mean_step(aligned, **full) == serving._mean_step(s, **full)
 
 
@@ -232,7 +254,10 @@ def test_long_prompt_attention_dp_rows_lie_between_independent_and_aligned_ranks
     8 (stop 25): the independent ranks' arrivals land together and a long prompt holds its rank for a run of steps
     (kvplan.serving._landed_together), which lifts the independent figures of the long-prompt rows (Maverick B200
     x0.51 -> x0.59, Qwen3 H200 20000/2000 x0.77 -> x0.97) and takes Scout H200 5000/500 from x0.96 / x1.14 to
-    x1.05 / x1.14, at or above the published figure either way."""
+    x1.05 / x1.14, at or above the published figure either way. Still 8 (stop 26): each row's launch has its
+    max_seq_len (ISL + OSL) and Llama 4's chunked layers, kept at 22,000, decode with MMHA on Hopper
+    (kvplan.latency._mmha_decode_s): Scout H200 20000/2000 x1.36 / x1.97 -> x1.03 / x1.40 (still above), Maverick H200
+    20000/2000 x0.79 / x1.51 -> x0.66 / x1.15 (still between)."""
     pub = bench_module("published_compare")
     data = json.loads(pub.DATA.read_text())
     long = [r for r in data["runs"] if r["source"] == "trtllm-1.0" and "launch" in r and r["isl"] in (5000, 20000)]

@@ -76,15 +76,17 @@ def test_sglang_nsa_refuses_the_expanded_mla_layout():
 
 def test_sglang_capacity_h200_tp8():
     # H200 TP 8, 32K context. Before: refused ("no sglang layout for it yet"). After:
-    # available 47,644,168,876 B (free at start 139.94 GiB - 1.01 GiB context, x 0.896 - 80.11 GiB weights)
-    # bf16: // 78,324 = 608,296.5 -> 608,256 tokens (pages of 64); 608,256 / 32,768 = 18.56 -> 18 sequences
-    # fp8: // 43,188 = 1,103,180.7 -> 1,103,168 tokens; a 32,768-token request = 512 pages, 33.67 -> 33 sequences
+    # available 47,644,168,876 B (free at start 139.94 GiB - 1.01 GiB context, x 0.896 - 80.11 GiB weights), less the
+    # w_kc / w_vc bf16 copies SGLang keeps beside kv_b_proj (kvplan.engines.sglang.mla_kv_b_copy_bytes): 61 layers x
+    # 16 heads on the rank x (128 + 128) x 512 x 2 B = 255,852,544 B -> 47,388,316,332 B
+    # bf16: // 78,324 = 605,029.3 -> 604,992 tokens (pages of 64); 604,992 / 32,768 = 18.46 -> 18 sequences
+    # fp8: // 43,188 = 1,097,256.6 -> 1,097,216 tokens; a 32,768-token request = 512 pages, 33.48 -> 33 sequences
     bf16 = capacity(setup(V32, H200, engine="sglang", tp=8, kv_dtype_name="bf16"), 32_768)
     fp8 = capacity(setup(V32, H200, engine="sglang", tp=8, kv_dtype_name="fp8"), 32_768)
-    assert bf16.available_kv_bytes == fp8.available_kv_bytes == 47_644_168_876
-    assert (bf16.kv_pool_tokens, bf16.max_concurrent_sequences) == (608_256, 18)
-    assert (fp8.kv_pool_tokens, fp8.max_concurrent_sequences) == (1_103_168, 33)
-    assert fp8.kv_pool_bytes == 1_103_168 * 48_068 > fp8.available_kv_bytes
+    assert bf16.available_kv_bytes == fp8.available_kv_bytes == 47_644_168_876 - 255_852_544 == 47_388_316_332
+    assert (bf16.kv_pool_tokens, bf16.max_concurrent_sequences) == (604_992, 18)
+    assert (fp8.kv_pool_tokens, fp8.max_concurrent_sequences) == (1_097_216, 33)
+    assert fp8.kv_pool_bytes == 1_097_216 * 48_068 > fp8.available_kv_bytes
     assert fp8.block_tokens == 64
 
 
@@ -94,9 +96,9 @@ def test_sglang_v32_cli_capacity_and_launch_line():
     assert out.exit_code == 0, out.output
     # "auto" would be fp8_e4m3 on SM100 for DSA: the launch spells the dtype out; the page is forced to 64
     assert "--kv-cache-dtype bf16 --page-size 64 --tp 8" in out.output
-    assert "608,256" in out.output
+    assert "604,992" in out.output
     out = runner.invoke(app, [*base, "--kv-dtype", "fp8"])
-    assert out.exit_code == 0 and "--kv-cache-dtype fp8_e4m3" in out.output and "1,103,168" in out.output
+    assert out.exit_code == 0 and "--kv-cache-dtype fp8_e4m3" in out.output and "1,097,216" in out.output
     bad = runner.invoke(app, [*base, "--kv-dtype", "fp8_e5m2"])
     assert bad.exit_code == 2
     assert "bf16 or fp8_e4m3 only" in bad.output and "Traceback" not in bad.output
@@ -219,3 +221,84 @@ def test_sparse_decode_reads_each_engines_fp8_row():
 def test_trtllm_dsa_refuses_attention_windows():
     with pytest.raises(InvalidInput, match="indexer cache: kvplan has not read how TensorRT-LLM windows it"):
         setup(V32, H200, engine="trtllm", tp=8, settings=Settings(max_attention_window=(4096,)))
+
+
+# ---- TensorRT-LLM's FP4 indexer keys (sparse_attention_config.indexer_k_dtype, PR #13340) --------------------------
+
+
+def test_fp4_indexer_key_is_68_bytes():
+    # 128 E2M1 values two a byte = 64 B, one UE8M0 exponent per 32 = 4 B (createIndexerKCachePools: index_head_dim / 2
+    # data bytes, index_head_dim / 128 x 4 scale bytes); fp8: 128 + one float32 per 128 = 132
+    from kvplan.engines import get_engine
+    from kvplan.memory import dsa_index_key_bytes
+
+    kind = V32.kind("mla_indexed")
+    assert dsa_index_key_bytes(kind) == 132
+    fp4 = get_engine("trtllm").model_as_run(V32, Settings(indexer_k_dtype="fp4"))
+    assert dsa_index_key_bytes(fp4.kind("mla_indexed")) == 68
+    assert get_engine("trtllm").model_as_run(V32, Settings(indexer_k_dtype="fp4")) is fp4  # one copy per spec
+    assert get_engine("trtllm").model_as_run(V32, Settings(indexer_k_dtype="fp8")) is V32
+
+
+def test_trtllm_capacity_b200_tp8_with_the_fp4_indexer():
+    # B200 TP 8, 32K: available 91,503,452,488 B either way. fp8 latent: 61 x (576 + 132) = 43,188 B a token, blocks of
+    # 64 x 43,188 = 2,764,032 B -> 2,118,720 tokens, 64 sequences; FP4 keys: 61 x (576 + 68) = 39,284 B, blocks of
+    # 2,514,176 B -> 2,329,280 tokens, 71 sequences. bf16 latent: 61 x (1,152 + 132) = 78,324 -> 35 sequences;
+    # 61 x (1,152 + 68) = 74,420 -> 37.
+    b200 = resolve_gpu("b200")
+
+    def run(kv: str, settings: Settings):  # noqa: ANN202
+        return capacity(setup(V32, b200, engine="trtllm", tp=8, kv_dtype_name=kv, settings=settings), 32_768)
+
+    fp8, fp4 = run("fp8", Settings()), run("fp8", Settings(indexer_k_dtype="fp4"))
+    assert fp8.available_kv_bytes == fp4.available_kv_bytes == 91_503_452_488
+    assert (fp8.kv_pool_tokens, fp8.max_concurrent_sequences) == (2_118_720, 64)
+    assert (fp4.kv_pool_tokens, fp4.max_concurrent_sequences) == (2_329_280, 71)
+    assert fp4.kv_pool_tokens == 91_503_452_488 // (64 * 39_284) * 64
+    assert run("bf16", Settings()).max_concurrent_sequences == 35
+    assert run("bf16", Settings(indexer_k_dtype="fp4")).max_concurrent_sequences == 37
+    out = runner.invoke(app, ["capacity", "deepseek-v3.2-exp", "--engine", "trtllm", "--gpu", "b200", "--tp", "8",
+                              "-c", "32k", "--kv-dtype", "fp8", "--indexer-k-dtype", "fp4"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert "2,329,280" in out.output
+    assert "`sparse_attention_config: {algorithm: dsa, indexer_k_dtype: fp4}`" in out.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-e", "trtllm", "--gpu", "h200", "--indexer-k-dtype", "fp4"], "needs Blackwell (SM >= 100"),
+        (["-e", "trtllm", "--gpu", "b200", "--indexer-k-dtype", "int4"], "invalid --indexer-k-dtype 'int4'"),
+        (["-e", "sglang", "--gpu", "b200", "--indexer-k-dtype", "fp4"], "does not apply to engine 'sglang'"),
+        (["-e", "trtllm@0.20", "--gpu", "b200", "--indexer-k-dtype", "fp4"], "does not apply to trtllm@0.20"),
+    ],
+)
+def test_fp4_indexer_refusals_in_one_line(args, message):
+    out = runner.invoke(app, ["capacity", "deepseek-v3.2-exp", "--tp", "8", "-c", "32k", *args])
+    assert out.exit_code == 2
+    assert len(out.output.strip().splitlines()) == 1 and message in out.output
+
+
+def test_fp4_indexer_needs_an_indexer():
+    out = runner.invoke(app, ["capacity", "llama-3.1-8b", "-e", "trtllm", "--gpu", "b200", "-c", "4k",
+                              "--indexer-k-dtype", "fp4"])  # fmt: skip
+    assert out.exit_code == 2 and "llama-3.1-8b has none" in out.output
+
+
+def test_plan_takes_the_fp4_indexer():
+    base = ["plan", "deepseek-v3.2-exp", "--engine", "trtllm", "--gpus", "b200", "--kv-dtype", "fp8", "-f", "json"]
+
+    def first(*more: str) -> dict:
+        out = runner.invoke(app, [*base, *more])
+        assert out.exit_code == 0, out.output
+        import json
+
+        return json.loads(out.output)["plans"][0]
+
+    # 8 x B200 as attention DP 8 + EP 8 comes first either way: 376 -> 416 sequences (each rank's pool holds the
+    # latent and the keys of its own requests)
+    users = ("--users", "64", "-c", "32k", "--weights-dtype", "fp8")
+    fp8, fp4 = first(*users), first(*users, "--indexer-k-dtype", "fp4")
+    assert (fp8["gpus"], fp8["dp"], fp4["gpus"], fp4["dp"]) == (8, 8, 8, 8)
+    assert (fp8["sequences_per_replica"], fp4["sequences_per_replica"]) == (376, 416)
+    assert "indexer_k_dtype: fp4" in " ".join(fp4["launch_notes"])

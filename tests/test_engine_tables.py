@@ -105,8 +105,10 @@ def test_unreliable_sglang_r1_run_is_scored_but_kept_out_with_its_reason() -> No
     lines = pub.engine_rows_summary(rows, data["engine_benchmark_sources"])
     # its |ln 2.15| = 0.765 counts nowhere. Worst 1.188 and 0.011 before published_compare.prompt_attention_fix_s
     # (each prompt of a multi-prompt chunk attending to its own tokens): 1.239 (R1 127/4, x3.45) and 0.019; now 1.241
-    # and 0.021 (the MoE router priced 16-bit, not with the experts' fp8 bytes and peak: kvplan.latency._router_ctx).
-    assert "worst 1.241" in lines[-1] and "worst 0.021" in lines[1]
+    # and 0.021 (the MoE router priced 16-bit, not with the experts' fp8 bytes and peak: kvplan.latency._router_ctx);
+    # now 1.217 (x3.38) and 0.016 (the API server before the engine, Engine.front_end: each of SGLang's 40 requests
+    # 5.9 ms in it first, vLLM's 1,000 R1 requests 4.12 ms each; benchmarks/fit_frontend.py).
+    assert "worst 1.217" in lines[-1] and "worst 0.016" in lines[1]
 
 
 def test_gpustack_rows_match_their_printed_results() -> None:
@@ -473,3 +475,22 @@ def test_prompt_phase_rows_carry_the_page_latency_columns() -> None:
     assert 0.016 < x["mean_ttft_s"] < 0.021 and x["p99_itl_s"] == pytest.approx(x["mean_tpot_s"], rel=0.05)
     [line] = pub.prompt_phase_lines([x])[1:]
     assert line.startswith("  Nemotron Nano 30B (FP8, TP=2) c=1: TTFT 362 / ")
+
+
+def test_qwen3_32b_h100_rows_are_scored_on_the_pcie_card_their_decode_steps_read_as() -> None:
+    # The page's runs keep the pool full, so a decode step reads about the whole of HBM: its median ITL (43.30 / 43.38
+    # / 44.80 ms at 32000/100, 4000/200, 2000/100) is 0.85-0.89 of the A100 page's (48.55 / 51.55 / 51.49 ms, 2.04
+    # TB/s); an SXM5 (3.35 TB/s) would give about 0.6. kvplan's batch-1 decode step at 32K, the page's 32K run's own
+    # (43.42 ms mean TPOT, one request at a time), on each card: the PCIe one within 5 %.
+    from kvplan.catalog import load_bundled
+    from kvplan.cost import phase_cost
+    from kvplan.hardware import resolve_gpu
+
+    _, data = published()
+    rows = [r for r in data["engine_benchmarks"] if r["model"] == "qwen3-32b" and "qwen3-32b/h100.md" in r["page"]]
+    assert len(rows) == 3 and {r["gpu"] for r in rows} == {"h100-pcie"}
+    assert all("43.30 / 43.38 / 44.80 ms" in r["gpu_reading"] and "1f37f1b8" in r["gpu_reading"] for r in rows)
+    spec = load_bundled("qwen3-32b")
+    step = {g: phase_cost(spec, resolve_gpu(g), 32768, phase="decode", engine="vllm@0.8").time_s
+            for g in ("h100-sxm", "h100-pcie")}  # fmt: skip
+    assert step["h100-pcie"] == pytest.approx(43.42e-3, rel=0.05) and step["h100-sxm"] < 0.7 * 43.42e-3

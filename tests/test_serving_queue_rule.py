@@ -3,6 +3,7 @@ benchmarks/serving_ttft_check.py sets against a step-by-step simulation and the 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -74,6 +75,7 @@ def test_time_rule_agrees_with_the_simulation():
 
     sim_mod = bench_module("serving_sim")
     s = setup(load_bundled("llama-3.1-8b"), H100, engine="sglang", settings=Settings(mixed_chunk=True))
+    s = dataclasses.replace(s, engine=dataclasses.replace(s.engine, front_end=None))  # the simulation has no API server
     inp, out = Lengths.of(2048), Lengths.of(256)
     rate = 0.6 * max_rate(s, input_len=inp, output_len=out)
     sim = sim_mod.simulate(s, rate_rps=rate, isl=2048, osl=256, requests=1500, budget=8192,
@@ -87,10 +89,14 @@ def test_time_rule_agrees_with_the_simulation():
 
 
 def test_time_rule_dp_iteration_under_way_by_hand():
-    """With attention-DP ranks the iteration a prompt finds under way lasts a chunk step where another rank carries
-    a chunk: L = busy in a share b = 1 - (1 - f)^(dp - 1) (f = p / (dp chunk)), else d; the residual is half of
-    E[L^2] / E[L]. One rank: d."""
-    from kvplan.serving import _mixed_iteration_biased, _step
+    """With attention-DP ranks the iteration a prompt finds under way is one of the replica's steps, which share one
+    arrival stream (kvplan.serving._landed_together, as _dp_mean_step prices them): a share b of them hold prompt work
+    and last B, the rest d; the residual is half of E[L^2] / E[L] = (b B^2 + (1 - b) d^2) / (b B + (1 - b) d). One
+    rank: d. Qwen3-30B-A3B DP4 on H100 (vLLM), 20 decodes, 400 prompt tokens a step of 2,048-token prompts: 0.195
+    prompts a step, b = 0.1679 (below the chain-free 1 - e^-0.195 = 0.1774: a long prefill step gathers the next
+    prompts into the step after it); until stop 26 the ranks were independent here, b = 1 - (1 - f)^3 = 0.1394
+    (f = 400 / 4 / 2,048) with one 2,048-token chunk a step, although the mean step had left that rule at stop 25."""
+    from kvplan.serving import _dp_parts, _mean_step, _mixed_iteration_biased, _step
 
     spec, gpu = load_bundled("qwen3-30b-a3b"), H100
     one = setup(spec, gpu, engine="vllm")
@@ -98,10 +104,13 @@ def test_time_rule_dp_iteration_under_way_by_hand():
         pytest.approx(_step(one, n=20.0, p=0, context=2176))
     )
     dp4 = setup(spec, gpu, engine="vllm", dp=4, ep=True)
-    d = _step(dp4, n=20.0, p=0, context=2176)
-    busy = _step(dp4, n=20.0, p=2048, context=2176)  # the 2,048-token prompt fits the room: one chunk, no prefix
-    f = 400.0 / 4 / 2048  # 400 prompt tokens a step over 4 ranks, in 2,048-token chunks
-    b = 1 - (1 - f) ** 3
+    kw = {"n": 20.0, "p": 400.0, "prompt": 2048, "context": 2176, "ep": False}
+    d, b, busy = _dp_parts(dp4, chunk=2048.0, prefix=0, room=8192 - 5.0, **kw)  # room: the budget less 20 / 4
+    assert d == pytest.approx(_step(dp4, n=20.0, p=0, context=2176)) and d < busy
+    assert (1 - b) * d + b * busy == pytest.approx(_mean_step(dp4, budget=8192, **kw), rel=1e-12)
+    assert round(b, 4) == 0.1679 and round(-math.expm1(-400 / 2048), 4) == 0.1774
     expected = (b * busy**2 + (1 - b) * d**2) / (b * busy + (1 - b) * d)
-    got = _mixed_iteration_biased(dp4, n=20.0, p=400.0, prompt=2048, budget=8192, context=2176, ep=False)
-    assert got == pytest.approx(expected) and d < got < busy
+    got = _mixed_iteration_biased(dp4, budget=8192, **kw)
+    assert got == pytest.approx(expected, rel=1e-12) and d < got < busy
+    old_b = 1 - (1 - 400 / 4 / 2048) ** 3  # the independent ranks (before stop 26)
+    assert round(old_b, 4) == 0.1394

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -27,9 +28,15 @@ from kvplan.serving import (
 H100 = resolve_gpu("h100-sxm")
 
 
+def steps_only(s):  # noqa: ANN001, ANN201
+    """``s`` without its engine's API server (Engine.front_end): the figures by hand and the step-by-step simulation
+    here are the steps', which know no server; its ceiling and TTFT term are tested in test_front_end.py."""
+    return dataclasses.replace(s, engine=dataclasses.replace(s.engine, front_end=None))
+
+
 @pytest.fixture(scope="module")
 def sglang8b():
-    return setup(load_bundled("llama-3.1-8b"), H100, engine="sglang")
+    return steps_only(setup(load_bundled("llama-3.1-8b"), H100, engine="sglang"))
 
 
 def test_sglang_steps_apart_unless_mixed_chunk(sglang8b):
@@ -44,7 +51,8 @@ def test_sglang_steps_apart_unless_mixed_chunk(sglang8b):
 def test_one_request_equals_the_static_figures(sglang8b):
     spec = sglang8b.spec
     r = serve(sglang8b, rate_rps=0.0, input_len=Lengths.of(2048), output_len=Lengths.of(512))
-    # rate 0: one prompt-only step of 2048 tokens (budget 8192), then batch-1 decodes at 2048 + 512/2 = 2304
+    # rate 0: one prompt-only step of 2048 tokens (budget 8192), then batch-1 decodes at 2048 + 512/2 = 2304 (with the
+    # engine's API server the TTFT also holds the request's time there: test_front_end.py)
     assert r.ttft_mean_s == pytest.approx(phase_cost(spec, H100, 2048, phase="prefill", engine="sglang").time_s)
     assert r.tpot_mean_s == pytest.approx(phase_cost(spec, H100, 2304, phase="decode", engine="sglang").time_s)
     assert r.batch == 0 and not r.saturated
@@ -136,7 +144,7 @@ def test_data_parallel_ranks_alternate_on_their_own():
     (1 - c + a) with a = 1 - exp(-r d), c = 1 - exp(-r B0), r = 2 q / ((1 - b0) d + b0 B0) prompt steps a second
     at the chain-free b0 = 1 - exp(-2 q) (before: the ranks independent, b = 1 - (1 - q)^2); one rank reduces to
     d + k P."""
-    s = setup(load_bundled("qwen3-30b-a3b"), H100, engine="sglang", dp=2, ep=True)
+    s = steps_only(setup(load_bundled("qwen3-30b-a3b"), H100, engine="sglang", dp=2, ep=True))
     n, p, ctx = 40.0, 400.0, 1100
     cycle, share, biased = _alternating_parts(s, n=n, p=p, prompt=1000, budget=8192, context=ctx, ep=False)
     k = _prompt_steps(0.2, prompt=1000, budget=8192)  # 400 / 2 ranks / 1000 tokens = 0.2 prompts a rank a cycle
@@ -242,8 +250,8 @@ def test_sglang_prompt_budget_follows_the_gpu_memory():
     given = setup(spec, resolve_gpu("b200"), engine="sglang", settings=Settings(max_num_batched_tokens=4096))
     assert given.max_num_batched_tokens == 4096
     # one 12,000-token prompt alone: one prompt step on B200, two chunks (8,192 + 3,808) on H100
-    b200 = serve(setup(spec, resolve_gpu("b200"), engine="sglang"), rate_rps=0.0, input_len=Lengths.of(12000),
-                 output_len=Lengths.of(8))  # fmt: skip
+    b200 = serve(steps_only(setup(spec, resolve_gpu("b200"), engine="sglang")), rate_rps=0.0,
+                 input_len=Lengths.of(12000), output_len=Lengths.of(8))  # fmt: skip
     assert b200.ttft_mean_s == pytest.approx(phase_cost(spec, resolve_gpu("b200"), 12000, phase="prefill",
                                                         engine="sglang").time_s)  # fmt: skip
 

@@ -40,10 +40,15 @@ def test_deepseek_v3_h200_dp8_pays_the_dp_attention_reserve() -> None:
     b = _budget("deepseek-v3", "h200", tp=1, dp=8, ep=True)
     assert b.device_total // MIB == 143302
     assert b.fraction == round((143302 - 33280) / 143302, 3) == 0.768
-    # share = int(149,178,558,710 free at start x 0.768) = 114,569,133,089; - weights 94,321,045,232 = 20,248,087,857
-    # B; / 61 layers x 576 x 2 B = 70,272 B a token -> 288,138 tokens a DP rank (was 559,866 at 0.896)
-    assert b.available_kv == int((b.device_total - b.non_torch) * 0.768) - b.weights == 20_248_087_857
-    assert b.available_kv // (61 * 576 * 2) == 288_138
+    # share = int(149,178,558,710 free at start x 0.768) = 114,569,133,089; weights 94,321,045,232 B with the input
+    # embedding cut 8 ways, plus what SGLang holds beyond that (0.5.7 models/deepseek_v2.py): the embedding whole under
+    # DP attention, 129,280 x 7,168 x 2 B x 7/8 = 1,621,688,320 more, and the bf16 w_kc / w_vc copies of kv_b_proj,
+    # 61 x 128 heads x (128 + 128) x 512 x 2 B = 2,046,820,352 -> 97,989,553,904 B; available 16,579,579,185 B;
+    # / 61 layers x 576 x 2 B = 70,272 B a token -> 235,934 tokens a DP rank (288,138 before those two terms,
+    # 559,866 at 0.896)
+    assert b.weights == 94_321_045_232 + 1_621_688_320 + 2_046_820_352 == 97_989_553_904
+    assert b.available_kv == int((b.device_total - b.non_torch) * 0.768) - b.weights == 16_579_579_185
+    assert b.available_kv // (61 * 576 * 2) == 235_934
 
 
 def test_plain_tp_and_replicas_pay_no_dp_term() -> None:

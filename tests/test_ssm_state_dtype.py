@@ -286,3 +286,113 @@ def test_llamacpp_keeps_both_states_in_f32() -> None:
     spec = load_bundled("qwen3-next-80b-a3b")
     stage = _stage(spec, cache_plan(spec, "bf16"))
     assert sum(n * c.state_bytes for n, c in stage.groups) == 79_036_416
+
+
+# ---- every command that sizes or reads the state takes the flags (kvplan/cli/common.py) ---------------------------
+
+
+def _json(cli, *args: str):  # noqa: ANN001, ANN202
+    result = cli(*args, "-f", "json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_estimate_sizes_the_state_in_the_flags_dtype(cli) -> None:  # noqa: ANN001
+    """The ideal layout (estimate, capacity -e ideal): Nemotron-H 8B at 4K, 16,384 B a token x 4,096 = 67,108,864 B of
+    KV plus the state. No flag: bf16 conv and SSM, 51,806,208. --mamba-ssm-cache-dtype float32: the SSM state in fp32,
+    102,137,856. --mamba-cache-dtype float32: the conv state in fp32 and the SSM state with it (the config states
+    none), 24 x (30,720 + 1,048,576) x 4 B = 103,612,416. Nano's config states an fp32 SSM state; the flag's float16
+    overrides it (24,965,120)."""
+
+    def seq(model: str, *flags: str) -> int:
+        return _json(cli, "estimate", model, "-c", "4k", *flags)[0]["kv_bytes_per_sequence"]
+
+    kv = 16_384 * 4_096
+    assert seq("nemotron-h-8b-base-8k") == kv + H8B_16
+    assert seq("nemotron-h-8b-base-8k", "--mamba-ssm-cache-dtype", "float32") == kv + H8B_FP32
+    assert seq("nemotron-h-8b-base-8k", "--mamba-cache-dtype", "float32") == kv + 103_612_416
+    nano_kv = 6_144 * 4_096
+    assert seq("nemotron-3-nano-30b-a3b") == nano_kv + NANO_FP32
+    assert seq("nemotron-3-nano-30b-a3b", "--mamba-ssm-cache-dtype", "float16") == nano_kv + NANO_16
+    # capacity -e ideal sizes the same layout
+    assert state_bytes("ideal", "nemotron-h-8b-base-8k", Settings(mamba_cache_dtype="float32")) == 103_612_416
+
+
+def test_cost_reads_the_state_in_the_flags_dtype(cli) -> None:  # noqa: ANN001
+    """A decode step reads and writes one request's state once each (kvplan.cost.step_bytes): Nano at batch 1 with
+    the SSM state in float16 instead of its config's fp32 moves 2 x (49,082,368 - 24,965,120) = 48,234,496 B fewer,
+    and the calibrated step is shorter (vLLM, whose flag it is; the roofline counts the same bytes)."""
+
+    def decode(*flags: str) -> dict:
+        rows = _json(cli, "cost", "nemotron-3-nano-30b-a3b", "--gpu", "h100-sxm", "-c", "4k", *flags)
+        return next(r for r in rows if r["phase"] == "decode")
+
+    base, half = decode(), decode("--mamba-ssm-cache-dtype", "float16")
+    assert base["bytes_total"] - half["bytes_total"] == 2 * (NANO_FP32 - NANO_16)
+    assert half["time_s"] < base["time_s"]
+    roof = decode("--latency", "roofline", "--mamba-ssm-cache-dtype", "float16")
+    assert roof["bytes_total"] == half["bytes_total"]
+    # the conv state: 23 x 18,432 elements x 2 B more each way in fp32
+    conv = decode("--mamba-cache-dtype", "float32")
+    assert conv["bytes_total"] - base["bytes_total"] == 2 * 23 * 18_432 * 2
+
+
+def test_plan_sizes_and_runs_the_state_in_the_flags_dtype(cli) -> None:  # noqa: ANN001
+    """plan --users: one H100, bf16 weights and KV, 32K requests: 33 sequences with Nano's fp32 SSM state, 39 with
+    --mamba-ssm-cache-dtype float16 (the capacity figures above), the launch line repeating the flag. plan --rate: the
+    same configuration's decode steps read the smaller state, so its TPOT is shorter."""
+    args = ("plan", "nemotron-3-nano-30b-a3b", "--gpus", "h100-sxm", "--weights-dtype", "bf16", "--kv-dtype", "bf16")
+
+    def one_gpu(doc: dict) -> dict:
+        return next(p for p in doc["plans"] if p["gpus"] == 1)
+
+    users = (*args, "--users", "16", "-c", "32k")
+    assert one_gpu(_json(cli, *users))["sequences_per_replica"] == 33
+    half = one_gpu(_json(cli, *users, "--mamba-ssm-cache-dtype", "float16"))
+    assert half["sequences_per_replica"] == 39
+    assert "--mamba-ssm-cache-dtype float16" in half["launch_command"]
+    rate = (*args, "--rate", "2", "--input", "4k", "--output", "512", "--tpot", "100ms")
+
+    def tpot(*flags: str) -> float:
+        return next(p for p in _json(cli, *rate, *flags)["plans"] if p["tp"] == 2 and p["dp"] == 1
+                    and not p["ep_ranks"])["tpot_s"]  # fmt: skip
+
+    assert tpot("--mamba-ssm-cache-dtype", "float16") < tpot()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("estimate", "nemotron-3-nano-30b-a3b"),
+        ("cost", "nemotron-3-nano-30b-a3b", "--gpu", "h100-sxm"),
+        ("plan", "nemotron-3-nano-30b-a3b", "--users", "4", "-c", "4k", "--gpus", "h100-sxm"),
+        ("plan", "nemotron-3-nano-30b-a3b", "--rate", "1", "--gpus", "h100-sxm"),
+    ],
+)
+@pytest.mark.parametrize("flag", ["--mamba-ssm-cache-dtype", "--mamba-cache-dtype"])
+def test_every_command_refuses_a_bad_value_in_one_line(cli, command: tuple[str, ...], flag: str) -> None:  # noqa: ANN001
+    bad = cli(*command, flag, "bf16")
+    assert bad.exit_code == 2
+    assert bad.output.strip().splitlines() == [
+        f"kvplan: error: invalid {flag} 'bf16'; vLLM accepts auto, float32, float16"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("command", "engine"),
+    [
+        (("cost", "qwen3.5-27b", "--gpu", "h200", "--engine", "trtllm"), "trtllm"),
+        (("plan", "qwen3.5-27b", "--users", "4", "-c", "4k", "--gpus", "h200", "-e", "sglang"), "sglang"),
+        (("plan", "qwen3.5-27b", "--rate", "1", "--gpus", "h200", "-e", "vllm@0.8"), "vllm@0.8"),
+    ],
+)
+def test_another_engine_refuses_the_flags(cli, command: tuple[str, ...], engine: str) -> None:  # noqa: ANN001
+    other = cli(*command, "--mamba-ssm-cache-dtype", "float32")
+    assert other.exit_code == 2
+    assert f"--mamba-ssm-cache-dtype does not apply to engine '{engine}'" in other.output
+
+
+def test_cost_training_refuses_the_flags(cli) -> None:  # noqa: ANN001
+    result = cli("cost", "nemotron-3-nano-30b-a3b", "--training", "-c", "4k", "--mamba-cache-dtype", "float32")
+    assert result.exit_code == 2
+    assert "a --training step holds none" in result.output

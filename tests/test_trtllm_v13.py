@@ -35,10 +35,11 @@ def test_releases_oldest_first_and_plain_trtllm_is_1_3():
     assert old is trtllm.V0_20 and get_engine("TensorRT-LLM@0.20") is old
     assert (selected_name(new), selected_name(old)) == ("trtllm", "trtllm@0.20")
     assert new.version.startswith("1.3 (v1.3.0rc11+") and "before PR #12597" in old.version
-    # the only rule that differs (the comment above trtllm.ENGINE): the families without a window
+    # the rules that differ (the comment above trtllm.ENGINE): the families without a window, and the FP4 indexer
+    # keys of PR #13340 (merged after PR #12597, so after the rc10 that trtllm@0.20 ends at)
     assert old.no_window_families == frozenset({"mistral", "mixtral"}) and new.no_window_families == frozenset()
     assert new.calibration is old.calibration  # one fit: TensorRT-LLM 1.3.0rc20's tables
-    assert new.settings_read == old.settings_read
+    assert new.settings_read == (*old.settings_read, "indexer_k_dtype")
 
 
 def test_unknown_release_is_one_line_listing_the_known_ones(cli):

@@ -9,7 +9,10 @@ from kvplan.cli.common import (
     CheckpointOpt,
     EngineOpt,
     FormatOpt,
+    IndexerKDtypeOpt,
     KvDtypeOpt,
+    MambaCacheDtypeOpt,
+    MambaSsmCacheDtypeOpt,
     ModelArg,
     PpOpt,
     SizeOpt,
@@ -50,6 +53,7 @@ def _settings(
     swa_full: bool = False,
     mamba_ssm_cache_dtype: Optional[str] = None,
     mamba_cache_dtype: Optional[str] = None,
+    indexer_k_dtype: Optional[str] = None,
 ):
     from kvplan.engines import Overrides, Settings
     from kvplan.units import parse_size
@@ -75,6 +79,7 @@ def _settings(
         swa_full=swa_full,
         mamba_ssm_cache_dtype=mamba_ssm_cache_dtype,
         mamba_cache_dtype=mamba_cache_dtype,
+        indexer_k_dtype=indexer_k_dtype,
         overrides=Overrides(
             device_memory_bytes=size(device_memory),
             activation_bytes=size(activation),
@@ -134,19 +139,9 @@ def capacity(
     swa_full_tokens_ratio: Annotated[Optional[float], typer.Option(help="SGLang SWA pool ratio (0, 1]")] = None,
     max_attention_window: WindowOpt = None,
     swa_full: SwaFullOpt = False,
-    mamba_ssm_cache_dtype: Annotated[
-        Optional[str],
-        typer.Option(
-            "--mamba-ssm-cache-dtype",
-            help="vLLM: hybrid models' SSM state dtype: auto, float32, float16 (default auto)",
-        ),
-    ] = None,
-    mamba_cache_dtype: Annotated[
-        Optional[str],
-        typer.Option(
-            "--mamba-cache-dtype", help="vLLM: hybrid models' conv state dtype: auto, float32, float16 (default auto)"
-        ),
-    ] = None,
+    mamba_ssm_cache_dtype: MambaSsmCacheDtypeOpt = None,
+    mamba_cache_dtype: MambaCacheDtypeOpt = None,
+    indexer_k_dtype: IndexerKDtypeOpt = None,
     dp: Annotated[int, typer.Option("--dp", help="data-parallel attention ranks per replica (MoE)")] = 1,
     ep: Annotated[bool, typer.Option("--ep", help="expert parallelism over the tp x dp ranks (MoE)")] = False,
     gpus_per_node: Annotated[Optional[int], typer.Option(help="GPUs per node (catalog default)")] = None,
@@ -173,6 +168,7 @@ def capacity(
             graph_estimate=cuda_graph_estimate, n_ubatch=ubatch, mla=mla,
             swa_ratio=swa_full_tokens_ratio, windows=parse_windows(max_attention_window), swa_full=swa_full,
             mamba_ssm_cache_dtype=mamba_ssm_cache_dtype, mamba_cache_dtype=mamba_cache_dtype,
+            indexer_k_dtype=indexer_k_dtype,
         )  # fmt: skip
         if batch is not None:
             positive(batch, "batch")

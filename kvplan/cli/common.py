@@ -99,6 +99,31 @@ WindowOpt = Annotated[
     ),
 ]
 
+# vLLM --mamba-ssm-cache-dtype / --mamba-cache-dtype (Settings.mamba_ssm_cache_dtype / mamba_cache_dtype): the hybrid
+# models' recurrent state dtypes, for every command that sizes or reads that state (capacity, plan, cost, estimate).
+# The values are checked where the engine reads them (kvplan.engines.vllm mamba_ssm_flag), the same for each command.
+MambaSsmCacheDtypeOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--mamba-ssm-cache-dtype", help="vLLM: hybrid models' SSM state dtype: auto, float32, float16 (default auto)"
+    ),
+]
+MambaCacheDtypeOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--mamba-cache-dtype", help="vLLM: hybrid models' conv state dtype: auto, float32, float16 (default auto)"
+    ),
+]
+# TensorRT-LLM sparse_attention_config.indexer_k_dtype (Settings.indexer_k_dtype): DeepSeek-V3.2's indexer key cache,
+# fp8 (132 B a token and layer) or fp4 (68 B, Blackwell); checked by the engine (kvplan.engines.trtllm).
+IndexerKDtypeOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--indexer-k-dtype",
+        help="TensorRT-LLM: DeepSeek Sparse Attention indexer key cache, fp8 or fp4 (Blackwell) (default fp8)",
+    ),
+]
+
 
 def err(message: str) -> None:
     """Diagnostics go to stderr, one line each."""

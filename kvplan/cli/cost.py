@@ -12,6 +12,8 @@ from kvplan.cli.common import (
     FormatOpt,
     GpuOpt,
     KvDtypeOpt,
+    MambaCacheDtypeOpt,
+    MambaSsmCacheDtypeOpt,
     ModelArg,
     PpOpt,
     SwaFullOpt,
@@ -80,6 +82,8 @@ def cost(
         ),
     ] = "vllm",
     swa_full: SwaFullOpt = False,
+    mamba_ssm_cache_dtype: MambaSsmCacheDtypeOpt = None,
+    mamba_cache_dtype: MambaCacheDtypeOpt = None,
     expert_parallel: Annotated[
         bool, typer.Option("--expert-parallel", help="MoE experts split whole across the tp x dp ranks (calibrated)")
     ] = False,
@@ -103,6 +107,11 @@ def cost(
         contexts = parse_lengths(context)
         positive(batch, "batch")
         if training:
+            if mamba_ssm_cache_dtype is not None or mamba_cache_dtype is not None:
+                raise InvalidInput(
+                    "--mamba-ssm-cache-dtype and --mamba-cache-dtype set the recurrent state a serving engine keeps; "
+                    "a --training step holds none"
+                )
             _training(spec, contexts, batch=batch, attention=attention, fmt=fmt)
             return
         if gpu is None:
@@ -121,6 +130,7 @@ def cost(
             effs=(compute_eff, memory_eff, interconnect_eff),
             engine=engine,
             swa_full=swa_full,
+            states=(mamba_ssm_cache_dtype, mamba_cache_dtype),
             latency=latency,
             expert_parallel=expert_parallel,
             plot=plot,
@@ -157,6 +167,8 @@ def _inference(
         efficiency=eff,
         engine=kw["engine"],
         swa_full=kw["swa_full"],
+        mamba_ssm_cache_dtype=kw["states"][0],
+        mamba_cache_dtype=kw["states"][1],
         model=kw["latency"],
         expert_parallel=kw["expert_parallel"],
         pp=kw["pp"],

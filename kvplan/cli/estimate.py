@@ -12,6 +12,8 @@ from kvplan.cli.common import (
     FormatOpt,
     GpuOpt,
     KvDtypeOpt,
+    MambaCacheDtypeOpt,
+    MambaSsmCacheDtypeOpt,
     ModelArg,
     PpOpt,
     TpOpt,
@@ -52,6 +54,8 @@ def estimate(
     tp: TpOpt = 1,
     pp: PpOpt = 1,
     overhead: Annotated[str, typer.Option(help="memory reserved per GPU beyond weights and KV, e.g. 2GiB")] = "0",
+    mamba_ssm_cache_dtype: MambaSsmCacheDtypeOpt = None,
+    mamba_cache_dtype: MambaCacheDtypeOpt = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="also draw memory against context to this PNG")] = None,
     force: Annotated[bool, typer.Option(help="overwrite an existing --plot file")] = False,
     checkpoint: CheckpointOpt = None,
@@ -80,6 +84,8 @@ def estimate(
             pp=pp,
             gpu=lookup_gpu(gpu) if gpu else None,
             overhead_bytes=parse_size(overhead),
+            mamba_ssm_cache_dtype=mamba_ssm_cache_dtype,
+            mamba_cache_dtype=mamba_cache_dtype,
         )
         dicts = [r.model_dump() for r in rows]
         for d in dicts:

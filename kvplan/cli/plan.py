@@ -10,6 +10,9 @@ from kvplan.cli.common import (
     CheckpointOpt,
     EngineOpt,
     FormatOpt,
+    IndexerKDtypeOpt,
+    MambaCacheDtypeOpt,
+    MambaSsmCacheDtypeOpt,
     ModelArg,
     SwaFullOpt,
     WindowOpt,
@@ -65,6 +68,9 @@ def plan(
     gpu_memory_utilization: Annotated[Optional[float], typer.Option(help="vLLM fraction (0, 1]")] = None,
     max_attention_window: WindowOpt = None,
     swa_full: SwaFullOpt = False,
+    mamba_ssm_cache_dtype: MambaSsmCacheDtypeOpt = None,
+    mamba_cache_dtype: MambaCacheDtypeOpt = None,
+    indexer_k_dtype: IndexerKDtypeOpt = None,
     two_batch_overlap: Annotated[
         bool, typer.Option(help="with --rate: vLLM --enable-dbo / SGLang --enable-two-batch-overlap (DP + EP)")
     ] = False,
@@ -153,6 +159,9 @@ def plan(
                             settings=Settings(gpu_memory_utilization=gpu_memory_utilization,
                                               max_attention_window=parse_windows(max_attention_window),
                                               swa_full=swa_full, two_batch_overlap=two_batch_overlap, deepep=deepep,
+                                              mamba_ssm_cache_dtype=mamba_ssm_cache_dtype,
+                                              mamba_cache_dtype=mamba_cache_dtype,
+                                              indexer_k_dtype=indexer_k_dtype,
                                               attention_dp_balance=attention_dp_balance,
                                               batch_size_tuning=batch_size_tuning,
                                               capacity_scheduler_policy=capacity_scheduler_policy,
@@ -193,7 +202,9 @@ def plan(
             else list(bundled_gpus().values())
         )
         settings = Settings(gpu_memory_utilization=gpu_memory_utilization,
-                            max_attention_window=parse_windows(max_attention_window), swa_full=swa_full)  # fmt: skip
+                            max_attention_window=parse_windows(max_attention_window), swa_full=swa_full,
+                            mamba_ssm_cache_dtype=mamba_ssm_cache_dtype, mamba_cache_dtype=mamba_cache_dtype,
+                            indexer_k_dtype=indexer_k_dtype)  # fmt: skip
         memo: dict = {}
         split = lambda v: split_list(v, "dtype list", example="bf16,fp8") if v is not None else None  # noqa: E731
         dropped: list[str] = []

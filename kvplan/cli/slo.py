@@ -112,9 +112,12 @@ def run_targets(spec: Any, gpus: list[Any], *, engine: str, weights: list[str] |
         from kvplan.host import host_note
 
         notes.append(host_note(get_engine(engine), settings.host_request_s))
-    if settings is not None:
-        from kvplan.engines import get_engine
+    from kvplan.engines import get_engine
+    from kvplan.host import front_end_note
 
+    api = front_end_note(get_engine(engine), rate_rps=targets.rate_rps, output_tokens=targets.output_len.mean)
+    notes.extend([api] if api else [])
+    if settings is not None:
         notes.extend(get_engine(engine).latency_setting_notes(settings))  # config-file keys of latency settings
     if fmt == "json":
         head = {"model": spec.name, "rate_rps": targets.rate_rps, "input": targets.input_len.to_dict(),

@@ -93,6 +93,10 @@ class Settings:
     # last started request when they do not, so a running sequence holds its written context, not a reservation to
     # completion (Engine.holds_to_completion). Read by the trtllm releases only.
     capacity_scheduler_policy: Literal["guaranteed_no_evict", "max_utilization"] | None = None
+    # TensorRT-LLM's max_seq_len (LLM API; trtllm-bench throughput passes the dataset's longest ISL + OSL): where it is
+    # below a chunked-attention layer's chunk, Llama 4 runs that layer as full attention (Trtllm.attention_spans).
+    # None: the model's own limit (max_position_embeddings), the LLM API's default.
+    max_seq_len: int | None = None
     # SGLang --enable-mixed-chunk (ServerArgs.enable_mixed_chunk, default False): the running decodes join each prompt
     # batch (Engine.mixes_steps); without it SGLang runs prompt batches and decode batches as separate steps.
     mixed_chunk: bool = False
@@ -109,6 +113,10 @@ class Settings:
     # vLLM --mamba-cache-dtype (CacheConfig.mamba_cache_dtype, MambaDType, default "auto": the model's dtype): the conv
     # state's dtype, and the SSM state's where --mamba-ssm-cache-dtype and the model's rule leave it "auto".
     mamba_cache_dtype: str | None = None
+    # TensorRT-LLM sparse_attention_config.indexer_k_dtype (tensorrt_llm/llmapi/llm_args.py
+    # DeepSeekSparseAttentionConfig, Literal "fp8", "fp4", default "fp8"; PR #13340): the DSA indexer key cache's format
+    # (kvplan.engines.trtllm Trtllm.model_as_run). None: the engine's default.
+    indexer_k_dtype: str | None = None
     overrides: Overrides = field(default_factory=Overrides)
 
 
@@ -137,8 +145,28 @@ SETTING_FLAGS = {
     "schedule_conservativeness": "--schedule-conservativeness",
     "mamba_ssm_cache_dtype": "--mamba-ssm-cache-dtype",
     "mamba_cache_dtype": "--mamba-cache-dtype",
+    "indexer_k_dtype": "--indexer-k-dtype",
     "overrides.cuda_graph_bytes": "--cuda-graph",
 }
+
+# vLLM's MambaDType (vllm/config/cache.py, 0.16.0 / 0.19.0 / 0.21.0: "auto", "float32", "float16"), the values of
+# --mamba-ssm-cache-dtype and --mamba-cache-dtype -> kvplan's dtype name (None: "auto"). Checked by
+# Engine.check_settings for every rule set that reads the flags (vLLM from 0.16, the ideal layout).
+MAMBA_SSM_FLAG = {"auto": None, "float32": "fp32", "float16": "fp16"}
+
+
+def mamba_ssm_flag(value: str | None, flag: str = "--mamba-ssm-cache-dtype") -> str | None:
+    """The state dtype ``flag value`` asks for (``--mamba-ssm-cache-dtype``, ``--mamba-cache-dtype``: the same
+    MambaDType choices); None for "auto" (or not given)."""
+    key = "auto" if value is None else str(value).strip().lower()
+    if key not in MAMBA_SSM_FLAG:
+        raise InvalidInput(f"invalid {flag} {value!r}; vLLM accepts {', '.join(MAMBA_SSM_FLAG)}")
+    return MAMBA_SSM_FLAG[key]
+
+
+def mamba_conv_flag(value: str | None) -> str | None:
+    """The conv state dtype ``--mamba-cache-dtype value`` asks for; None for "auto" (the model's dtype)."""
+    return mamba_ssm_flag(value, "--mamba-cache-dtype")
 
 
 def _setting(settings: Settings, name: str) -> object:
@@ -434,6 +462,12 @@ class Calibration:
     fp8_absorbed_mem_eff_scale: float | None = None
     hopper_gqa_decode: DecodeAttention | None = None
     blackwell_gqa_decode: DecodeAttention | None = None
+    # Decode attention of a chunked-attention layer on Hopper where the engine's GQA kernel refuses chunked attention
+    # and its per-head kernel runs it (TensorRT-LLM: XQA -> masked multi-head attention, kvplan.latency _mmha_decode_s):
+    # seconds per (query head x cached key) and per (query head x sequence) of that kernel; None: the layer is priced
+    # as any GQA layer. Fitted by benchmarks/fit_mmha.py.
+    hopper_mmha_head_token_s: float | None = None
+    hopper_mmha_head_s: float = 0.0
     # NVFP4 GEMMs that read a normalised input (the QKV and gate/up projections) get it already in FP4 from the norm
     # kernel: no quantization kernel of their own (kvplan.latency _gemm_s ``normed_input``). TensorRT-LLM's TensorRT
     # engines built with ``norm_quant_fusion`` run the residual add, the RMSNorm and the NVFP4 quantization as one
@@ -609,6 +643,28 @@ class HostLoop:
 
 
 @dataclass(frozen=True)
+class FrontEnd:
+    """The engine's API server: the process between the HTTP clients and the engine's scheduler, one serial worker
+    (a Python event loop) beside the process that runs the steps, so its work does not lengthen a step but bounds
+    the requests a replica takes per second (:mod:`kvplan.serving`, limit ``"api_server"``). Per request it parses
+    the HTTP request, renders the chat template, tokenizes and hands the request over; per output token it turns the
+    sampled id into text and streams it. Each engine module that sets one cites the process split it read and where
+    the two costs were measured.
+
+    ``request_s``: seconds of the worker's time per request, its streamed tokens included where ``token_s`` is 0
+    (a cost measured on runs of one output length covers that many tokens); ``token_s``: seconds per streamed output
+    token beyond it. ``measured``: where, in words."""
+
+    request_s: float
+    token_s: float = 0.0
+    measured: str = ""
+
+    def ceiling_rps(self, output_tokens: float) -> float:
+        """The most requests per second one API server takes at ``output_tokens`` streamed tokens a request."""
+        return 1.0 / (self.request_s + output_tokens * self.token_s)
+
+
+@dataclass(frozen=True)
 class OutputReserve:
     """Admission against a reserve for the running requests' outputs still to come (read by :mod:`kvplan.serving`'s
     KV bound and the benchmarks' step-by-step run, ``published_compare.RetractRun``); the engine module that sets it
@@ -757,6 +813,9 @@ class Engine:
     overlap: Overlap = field(default_factory=Overlap)
     # Whether the serving loop's host work per step runs beside the GPU's (kvplan.host); see HostLoop.
     host_loop: HostLoop = field(default_factory=HostLoop)
+    # The API server's own work per request and per streamed token (kvplan.serving's "api_server" limit); see
+    # FrontEnd. None: not measured for this release (no ceiling).
+    front_end: FrontEnd | None = None
 
     @property
     def key(self) -> str:
@@ -833,6 +892,9 @@ class Engine:
                 raise InvalidInput(f"{flag} does not apply to engine {self.name!r}; it reads {own}")
         if settings.block_size is not None:
             self.check_block_size(settings.block_size)
+        # a value vLLM's CLI refuses, refused for any model (checked after the flag's owner, which names the engine)
+        mamba_ssm_flag(settings.mamba_ssm_cache_dtype)
+        mamba_conv_flag(settings.mamba_cache_dtype)
 
     def check_block_size(self, tokens: int) -> None:
         """Block (page) sizes the engine accepts; any whole number of tokens by default."""
@@ -988,6 +1050,11 @@ class Engine:
         kvplan.latency prices prefill FLOPs and decode reads on the spans this gives (:func:`kvplan.latency.
         kernel_spec`); memory (capacity) keeps the engine's own cache rules."""
         return None
+
+    def weights_added(self, spec: ModelSpec, *, weights_dtype: str, pp: int, sharding: Sharding) -> list[int]:
+        """Bytes one GPU of each pipeline stage holds after loading beyond the checkpoint's tensors as the engine cuts
+        them (copies its kernels make and keep, kvplan.capacity.setup adds them to the weights); none by default."""
+        return [0] * pp
 
     def expert_dims_as_loaded(self, *, weights_dtype: str, gpu: GPU, hidden: int, inter_rank: int) -> tuple[int, int]:
         """(hidden, intermediate width on the rank) of one routed expert as the engine holds it after loading, where

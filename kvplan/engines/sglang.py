@@ -25,6 +25,7 @@ from kvplan.engines.base import (
     Budget,
     DecodeAttention,
     Engine,
+    FrontEnd,
     HostLoop,
     Layout,
     LentFits,
@@ -55,7 +56,7 @@ from kvplan.memory import (
     with_token_bytes,
 )
 from kvplan.params import Sharding
-from kvplan.spec import LayerKind, ModelSpec, ceil_div
+from kvplan.spec import LayerKind, ModelSpec, ceil_div, pipeline_stages
 from kvplan.units import GIB, KV_DTYPES, MIB
 
 if TYPE_CHECKING:
@@ -421,6 +422,46 @@ def dp_attention_size(settings: Settings, *, tp: int, sharding: Sharding | None)
     return settings.attention_dp * ranks
 
 
+# Read in the sglang 0.5.7 wheel (PyPI), python/sglang/srt/models/: the model files whose input embedding is
+# VocabParallelEmbedding(..., enable_tp=not is_dp_attention_enabled()), i.e. whole on every rank under
+# --enable-dp-attention (the LM head stays cut over the whole tp_size unless --enable-dp-lm-head): deepseek_v2.py
+# (DeepSeek V2/V3/V3.2, Kimi K2 through DeepseekV3ForCausalLM), qwen2_moe.py (Qwen3MoeModel extends Qwen2MoeModel),
+# qwen3_next.py, glm4_moe.py, gpt_oss.py, llama4.py; qwen3_5.py in the 0.5.23 wheel (0.5.7 has no Qwen3.5). Mixtral,
+# MiniMax M2 and the others keep the default enable_tp=True.
+DP_WHOLE_EMBEDDING_FAMILIES = frozenset({
+    "deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2", "qwen3_moe", "qwen3_next", "qwen3_5_moe", "glm4_moe",
+    "gpt_oss", "llama4",
+})  # fmt: skip
+# deepseek_v2.py DeepseekV2ForCausalLM.post_load_weights (0.5.7 wheel; the same in 0.5.23): every MLA layer's kv_b_proj
+# is split into w_kc and w_vc, new tensors (``.contiguous()``) kept beside kv_b_proj, which the prefill path still
+# runs: a second copy of (heads on the rank) x (qk_nope_head_dim + v_head_dim) x kv_lora_rank elements. In bf16 where
+# kv_b_proj is 16-bit, or fp8 in 128 x 128 blocks on CUDA (block_quant_dequant to torch.bfloat16, unless
+# SGL_USE_DEEPGEMM_BMM on Hopper, default off), or int8; 1 byte where it is fp8 with per-tensor or per-channel scales
+# (channel_quant_to_tensor_quant / block_quant_to_tensor_quant keep fp8).
+MLA_KV_B_COPY_FAMILIES = frozenset({"deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2"})
+
+
+def mla_kv_b_copy_bytes(spec: ModelSpec, *, weights_dtype: str, attn_tp: int, pp: int) -> list[int]:
+    """The w_kc / w_vc copies (:data:`MLA_KV_B_COPY_FAMILIES`) one GPU of each pipeline stage holds."""
+    if spec.family not in MLA_KV_B_COPY_FAMILIES:
+        return [0] * pp
+    from kvplan.quant import storage
+
+    store = storage(spec, weights_dtype)
+    one_byte = store.dtype.name == "fp8" and "block 128x128" not in store.dtype.note
+    size = 1 if one_byte else 2
+    heads = ceil_div(spec.num_attention_heads, attn_tp)
+    out = []
+    for layers in pipeline_stages(spec.num_layers, pp):
+        total = 0
+        for i in layers:
+            kind = spec.kind(spec.layer_kind_names[i])
+            if kind.type == "mla":
+                total += heads * (kind.qk_nope_head_dim + spec.v_head_dim_of(kind)) * kind.kv_lora_rank * size
+        out.append(total)
+    return out
+
+
 def _tier(mib: int, *, tp: int) -> tuple[int, int]:
     if mib < 20 * 1024:
         return 2048, 8  # T4, 4080
@@ -631,10 +672,17 @@ class Sglang(Engine):
         """server_args.py (SGLang 0.5.x): with --enable-dp-attention the attention TP group is
         tp_size / dp_size; dense MLPs and shared experts stay on --moe-dense-tp-size (default: the whole
         tp_size) and the vocabulary on the whole tp_size unless --enable-dp-lm-head; --ep-size splits
-        the routed experts whole, the rest of tp_size cutting each expert (moe_tp = tp_size / ep_size)."""
+        the routed experts whole, the rest of tp_size cutting each expert (moe_tp = tp_size / ep_size). The input
+        embedding is whole on every rank under DP attention for the models :data:`DP_WHOLE_EMBEDDING_FAMILIES` names.
+        """
         ranks = tp * dp
+        whole = dp > 1 and spec.family in DP_WHOLE_EMBEDDING_FAMILIES  # the input embedding under DP attention
         return Sharding(attn_tp=tp, mlp_tp=ranks, expert_tp=1 if ep else ranks, expert_ranks=ranks if ep else 1,
-                        vocab_tp=ranks)  # fmt: skip
+                        vocab_tp=ranks, embed_tp=1 if whole else 0)  # fmt: skip
+
+    def weights_added(self, spec: ModelSpec, *, weights_dtype: str, pp: int, sharding: Sharding) -> list[int]:
+        """The MLA models' w_kc / w_vc copies of kv_b_proj (:func:`mla_kv_b_copy_bytes`), over the attention TP."""
+        return mla_kv_b_copy_bytes(spec, weights_dtype=weights_dtype, attn_tp=sharding.attn_tp, pp=pp)
 
     def node_args(self, r: CapacityResult, *, node: int | str, nodes: int, leader: str) -> list[str]:
         """server_args.py --nnodes / --node-rank / --dist-init-addr: every node runs the same command."""
@@ -812,6 +860,22 @@ OVERLAP = Overlap(moe_allgather=True, two_batch_decode_tokens=1, two_batch_prefi
 # (sgl-project/sglang#32219).
 HOST_LOOP = HostLoop(overlaps_gpu=True, switch="--disable-overlap-schedule")
 
+# The API server (kvplan.serving's "api_server" limit; FrontEnd). SGLang runs three processes
+# (python/sglang/srt/entrypoints/http_server.py launch_server, 0.5.x): the HTTP server's process holds the
+# TokenizerManager (python/sglang/srt/managers/tokenizer_manager.py: generate_request -> _tokenize_one_request, the
+# chat template rendered before it by serving_chat, then _send_one_request over ZMQ to the Scheduler process;
+# handle_loop -> _handle_batch_output fills each request's state from the detokenizer's batches, and the request's
+# generator streams each chunk), the Scheduler process runs the steps, and the DetokenizerManager process
+# (detokenizer_manager.py DetokenizerManager.event_loop) turns ids into text, off the API server's loop. The cost per
+# request was measured on the one short-output SGLang run published: GPUStack's GLM-4.6-FP8 TP4 on 8 x H200, SGLang
+# 0.5.3 (--tool-call-parser glm --reasoning-parser glm45), random 128 in / 4 out, 1,000 requests at once:
+# 644.06 output tok/s (gpustack/gpustack docs/performance-lab/glm-4.x/h200.md @47277d79, line 514). Fitted by
+# benchmarks/fit_frontend.py: the cost a request at which kvplan's run of that row, with the server as a serial
+# worker before the scheduler, falls to the published figure (x1.25 without it); SGLang's other scored runs (longer
+# outputs, fewer requests) give larger figures, so none contradicts it. It covers a request and its 4 streamed
+# tokens; a cost per token is not separable on these runs (token_s 0). The host CPU is not stated.
+FRONT_END = FrontEnd(request_s=5.90e-3, measured="GPUStack GLM-4.6-FP8 TP4 H200, SGLang 0.5.3, random 128/4")
+
 # SGLang's own MLA decode module, fitted where vLLM's constants describe another kernel (benchmarks/mla_compare.py
 # --fit --engine sglang --gpu h200 / b200, every other constant held) on aiconfigurator 0.12.0's SGLang 0.5.10 tables
 # (aiconfigurator_core/systems/data/<gpu>/mla/sglang/0.5.10/wideep_generation_mla_perf.parquet: DeepSeek-V3, block-fp8
@@ -969,6 +1033,7 @@ ENGINE = Sglang(
     overlap=OVERLAP,
     lent_fits=MLA_FITS,
     host_loop=HOST_LOOP,
+    front_end=FRONT_END,
     # Disaggregated serving (--disaggregation-mode prefill / decode), SGLang main 2025-26 read through the code
     # index: python/sglang/srt/disaggregation/prefill.py SchedulerDisaggregationPrefillMixin.send_kv_chunk
     # (@0bd3524) sends each prefilled chunk's KV to the decode server as soon as the chunk is computed (the last

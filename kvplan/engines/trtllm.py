@@ -242,7 +242,7 @@ FLASH_MLA_TOKENS_PER_BLOCK = 64
 #   qk_rope_head_dim values at the KV dtype (BF16: 1,152 B; FP8: 576 B, one per-tensor scale), and beside it each
 #   layer keeps an indexer K-cache pool in the same blocks (enable_indexer_k_cache; C++ WindowBlockManager
 #   createIndexerKCachePools, raw UINT8): index_head_dim fp8 values + one float32 scale per 128 = 132 B a token and
-#   layer, whatever the KV dtype (64 + 4 = 68 B with the opt-in FP4 indexer, indexer_k_dtype "fp4": not modelled).
+#   layer, whatever the KV dtype; 64 + 4 = 68 B with the opt-in FP4 indexer (below).
 #   Sizing counts exactly that (NVIDIA/TensorRT-LLM PR #15088, 2026-06: "Count DSA indexer K-cache correctly as UINT8
 #   in KV cache size estimate"; before it a BF16 cache's estimate counted the indexer at 2 B an element, 1,416 B a
 #   layer for 1,284 allocated). The earlier dsa.py DSACacheManager (PR #8405, 2025-10) kept the indexer keys in a
@@ -256,6 +256,45 @@ FLASH_MLA_TOKENS_PER_BLOCK = 64
 #   kernel's block), so kvplan runs 64 and refuses another; on Hopper FlashMLA sets 64 anyway (above).
 DSA_TOKENS_PER_BLOCK = 64
 DSA_KV = ("bf16", "fp8")  # the KV dtypes the blog names for DeepSeek-V3.2
+# The FP4 indexer key cache (NVIDIA/TensorRT-LLM PR #13340, "Integrate FP4 indexer for DSA on Blackwell", merged
+# 2026-04/05; main 2026 as stored): tensorrt_llm/llmapi/llm_args.py DeepSeekSparseAttentionConfig.indexer_k_dtype,
+# Literal "fp8", "fp4", default "fp8" ("`fp4` packs two FP4 E2M1 codes per byte with a per-32 UE8M0 exponent, halving
+# the per-token indexer K footprint (132 B to 68 B at index_head_dim=128)"); its validator _validate_indexer_k_dtype
+# refuses fp4 with index_head_dim other than 128 and, where it was asked for, on SM < 100 (DeepGEMM's
+# fp8_fp4_paged_mqa_logits); DeepSeekV4SparseAttentionConfig defaults it to fp4 (PR #14521), a model kvplan lacks.
+# WindowBlockManager::createIndexerKCachePools (cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp, the PR's diff)
+# allocates index_head_dim / 2 data bytes and index_head_dim / 128 x 4 scale bytes (four UE8M0 packed in an int32)
+# a token and layer, and dsa.py's sizing counts the same (kvplan.memory.dsa_index_key_bytes). Set in the
+# --extra_llm_api_options YAML as ``sparse_attention_config: {algorithm: dsa, indexer_k_dtype: fp4}``; kvplan's
+# --indexer-k-dtype (Settings.indexer_k_dtype), read by the newest rule set only. SGLang: not in the 0.5.7 or 0.5.23
+# wheels (DSATokenToKVPool keeps uint8 index_head_dim + index_head_dim // 128 x 4; 0.5.23's
+# --enable-deepseek-v4-fp4-indexer is DeepSeek-V4's), the V3.2 port (sgl-project/sglang PR #30546,
+# --enable-dsa-fp4-indexer) closed unmerged.
+INDEXER_K_DTYPES = ("fp8", "fp4")
+FP4_INDEXER_HEAD_DIM = 128
+_FP4_INDEXER_KEPT: dict[int, tuple[ModelSpec, ModelSpec]] = {}  # id of a spec -> (it, its FP4-indexer copy)
+
+
+def with_fp4_indexer(spec: ModelSpec) -> ModelSpec:
+    """``spec`` with every DSA layer kind's indexer key in FP4 (``index_key_dtype``); one copy per spec object, so the
+    latency paths' per-spec memos see one model. Refuses an index_head_dim other than 128 (the LLM API's validator)."""
+    hit = _FP4_INDEXER_KEPT.get(id(spec))
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    kinds = dict(spec.layers.kinds)
+    for name, kind in kinds.items():
+        if kind.index_head_dim:
+            if kind.index_head_dim != FP4_INDEXER_HEAD_DIM:
+                raise InvalidInput(
+                    f"--indexer-k-dtype fp4 needs index_head_dim {FP4_INDEXER_HEAD_DIM} (TensorRT-LLM "
+                    f"DeepSeekSparseAttentionConfig); {spec.name} has {kind.index_head_dim}; use fp8"
+                )
+            kinds[name] = kind.model_copy(update={"index_key_dtype": "fp4"})
+    copy = spec.model_copy(update={"layers": spec.layers.model_copy(update={"kinds": kinds})})
+    if len(_FP4_INDEXER_KEPT) > 256:
+        _FP4_INDEXER_KEPT.clear()
+    _FP4_INDEXER_KEPT[id(spec)] = (spec, copy)
+    return copy
 
 
 def is_dsa(spec: ModelSpec) -> bool:
@@ -274,10 +313,15 @@ def _dsa_token_bytes(spec: ModelSpec, c: LayerCache, *, kv_dtype: str) -> int:
 @dataclass(frozen=True)
 class DsaLayout(Layout):
     """TensorRT-LLM's KV blocks for a DSA model: 64 tokens, each block's indexer keys beside its latent rows (the
-    stage's bytes a token hold both). Echoes the block, which the launch YAML must carry."""
+    stage's bytes a token hold both). Echoes the block and an FP4 indexer, which the launch YAML must carry."""
+
+    indexer_k_dtype: str | None = None
 
     def settings(self) -> dict[str, Any]:
-        return {"tokens_per_block": self.block_tokens}
+        out: dict[str, Any] = {"tokens_per_block": self.block_tokens}
+        if self.indexer_k_dtype is not None:
+            out["indexer_k_dtype"] = self.indexer_k_dtype
+        return out
 
 
 def tokens_per_block(spec: ModelSpec, *, gpu: GPU, given: int | None, default: int = TOKENS_PER_BLOCK,
@@ -480,6 +524,10 @@ class Trtllm(Engine):
                 )
         super().check_settings(settings)
         check_windows(settings.max_attention_window)
+        given = settings.indexer_k_dtype
+        if given is not None and given not in INDEXER_K_DTYPES:
+            accepted = ", ".join(INDEXER_K_DTYPES)
+            raise InvalidInput(f"invalid --indexer-k-dtype {given!r}; TensorRT-LLM accepts {accepted}")
 
     def layout(
         self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
@@ -491,7 +539,13 @@ class Trtllm(Engine):
         block = tokens_per_block(spec, gpu=gpu, given=settings.block_size, default=self.default_block_tokens,
                                  flash_mla=not self.tensorrt_engine)  # fmt: skip
         if is_dsa(spec):
-            return DsaLayout(plan.stages[stage_index], 1, block)
+            fp4 = settings.indexer_k_dtype == "fp4"
+            if fp4 and vllm.COMPUTE_MAJOR.get(gpu.architecture or "", 0) < 10:
+                raise InvalidInput(
+                    f"--indexer-k-dtype fp4 needs Blackwell (SM >= 100; TensorRT-LLM's FP4 indexer kernels); "
+                    f"{gpu.name} is {gpu.architecture or 'older'}; use fp8"
+                )
+            return DsaLayout(plan.stages[stage_index], 1, block, indexer_k_dtype="fp4" if fp4 else None)
         return Layout(_whole_sliding(plan.stages[stage_index]), 1, block)
 
     def check_dp_ep(self, spec: ModelSpec, *, tp: int, pp: int, dp: int, ep: bool) -> None:
@@ -557,6 +611,10 @@ class Trtllm(Engine):
         attention (the comment above WindowLayout): the spec as given, its attention's spans per
         :meth:`attention_spans` (Mistral's and Mixtral's attention took no window before PR #12597)."""
         spec = super().model_as_run(spec, settings)  # the SSM state dtype (ssm_state_dtype)
+        if settings is not None and settings.indexer_k_dtype == "fp4":  # the FP4 indexer key (INDEXER_K_DTYPES)
+            if not is_dsa(spec):
+                raise InvalidInput(f"--indexer-k-dtype sets a DeepSeek Sparse Attention indexer; {spec.name} has none")
+            spec = with_fp4_indexer(spec)
         return whole_sequence_attention(spec) if self.tensorrt_engine else spec
 
     def runtime_batch_size(self, settings: Settings, capacity: int) -> int | None:
@@ -592,10 +650,24 @@ class Trtllm(Engine):
         ``DMA::Device::compute_kv_tile_idx`` @1b7ec816: the key loop starts at tile ``max(0, q + 1 - W) / STEP_KV``),
         so the windowed FLOPs priced stand, less the masked keys of the edge tiles; Blackwell's trtllm-gen kernels are
         cubins (not read, assumed alike). Not read: the span of a
-        window declared on a model without sliding layers."""
-        if spec.family not in self.no_window_families:
-            return None
-        spans: dict[str, int | None] = {n: None for n, k in spec.layers.kinds.items() if k.type == "sliding"}
+        window declared on a model without sliding layers.
+
+        Llama 4's chunked layers run as full attention where the launch's ``max_seq_len`` (``Settings.max_seq_len``)
+        is below the chunk: ``Llama4Attention.__init__`` (tensorrt_llm/_torch/models/modeling_llama.py, the copies
+        read through the code index: the one with #6064's ``use_dp_padding=False`` in ``Llama4MoE`` and the later
+        TRTLLM-7809 one) drops ``attention_chunk_size`` for the TRTLLM backend when ``max_seq_len <
+        attention_chunk_size`` ("TODO: Remove this after all attention kernels in TRTLLM backend support chunked
+        attention"); every token is then in the first chunk, so the keys read are the same, but the decode kernel is
+        not (:func:`kvplan.latency._mmha_decode_s`). ``trtllm-bench throughput`` sets ``max_seq_len`` to the dataset's
+        longest ISL + OSL (tensorrt_llm/bench/benchmark/throughput.py @000a01de: ``kwargs["max_seq_len"] = max_seq_len
+        or metadata.max_sequence_length``); the LLM API's default is the model's limit (chunked attention kept)."""
+        spans: dict[str, int | None] = {}
+        if spec.family in self.no_window_families:
+            spans = {n: None for n, k in spec.layers.kinds.items() if k.type == "sliding"}
+        cap = settings.max_seq_len
+        if cap is not None and spec.family == "llama4":  # the rule is Llama4Attention's
+            below = [n for n, k in spec.layers.kinds.items() if k.type == "chunked" and k.chunk and cap < k.chunk]
+            spans |= dict.fromkeys(below)
         return spans or None
 
     def dp_balance_iters(self, settings: Settings) -> tuple[int, int] | None:
@@ -686,6 +758,9 @@ class Trtllm(Engine):
         if r.settings.get("tokens_per_block"):  # DsaLayout: KvCacheConfig.tokens_per_block, no trtllm-serve flag
             notes.append(f"DeepSeek Sparse Attention: `kv_cache_config: {{tokens_per_block: "
                          f"{r.settings['tokens_per_block']}}}` in the --extra_llm_api_options YAML")  # fmt: skip
+        if r.settings.get("indexer_k_dtype"):  # DeepSeekSparseAttentionConfig.indexer_k_dtype: an LLM API option
+            notes.append(f"FP4 indexer keys: `sparse_attention_config: {{algorithm: dsa, indexer_k_dtype: "
+                         f"{r.settings['indexer_k_dtype']}}}` in the --extra_llm_api_options YAML")  # fmt: skip
         windows = r.settings.get("max_attention_window")
         if windows:  # KvCacheConfig.max_attention_window: no trtllm-serve flag (commands/serve.py) sets it
             listed = ", ".join(str(w) for w in windows)
@@ -911,6 +986,15 @@ CALIBRATION = Calibration(
     # 47.7 us a layer against 29 us), and with it the aiconfigurator grid's TPOT median goes 0.066 -> 0.076 and the
     # v0.17 engine tables 196 -> 182 of 205 within 20 % (docs/cost.md, "Decode attention refit"). None: the older sum.
     hopper_gqa_decode=None,
+    # MMHA, the decode kernel of Llama 4's chunked layers on Hopper (XQA refuses a chunk; latency._mmha_decode_s):
+    # seconds per (query head x key) and per (query head x sequence), fitted by benchmarks/fit_mmha.py (each in turn,
+    # least median |ln|) to the 2,608 rows of aiconfigurator 0.12.0's TensorRT-LLM 1.3.0rc20 H100 SXM / H200
+    # generation-attention tables where MMHA runs with a KV head shared by a group (64 / 1: XQA refuses groups over
+    # 32), as in Llama 4's 40 / 8, fp8 and bf16 KV, benchmarks/data/aiconfigurator_mmha.json: median |ln| 0.067-0.073
+    # (signed -0.016 to -0.006) over the 904 of 2^20 head-keys or more, 0.129-0.136 over all; the MHA rows (each query
+    # head its own keys) held out, 0.078-0.188 there (71 ps a head-key, against 12.8-17.6 ps for XQA at 40 / 8).
+    hopper_mmha_head_token_s=7.1e-11,
+    hopper_mmha_head_s=8.7e-09,
     blackwell_gqa_decode=DecodeAttention(
         floor_s=1.078e-05,
         floor_16bit_s=1.059e-05,
@@ -1117,6 +1201,8 @@ ENGINE = replace(
     release="1.3",
     version="1.3 (v1.3.0rc11+: LLM API, PyTorch backend)",
     no_window_families=frozenset(),  # PR #12597: Mistral and Mixtral attend to their window
+    # PR #13340's FP4 indexer (INDEXER_K_DTYPES), merged after PR #12597: not in the releases trtllm@0.20 stands for
+    settings_read=(*V0_20.settings_read, "indexer_k_dtype"),
 )
 
 

@@ -30,6 +30,7 @@ from kvplan.engines.base import (
     Calibration,
     DecodeAttention,
     Engine,
+    FrontEnd,
     HostLoop,
     Layout,
     LogFacts,
@@ -40,6 +41,8 @@ from kvplan.engines.base import (
     as_float,
     as_int,
     check_moe_parallel,
+    mamba_conv_flag,
+    mamba_ssm_flag,
     number,
     quantization_flag,
     refuse_cross_attention,
@@ -662,21 +665,8 @@ def round_up(n: int, multiple: int) -> int:
 # --mamba-cache-dtype (Vllm.conv_state_dtype) sets the conv state, and the SSM state where the rules above leave "auto".
 NEMOTRON_H_FAMILIES = frozenset({"nemotron_h"})
 QWEN3_5_FAMILIES = frozenset({"qwen3_5", "qwen3_5_moe"})
-MAMBA_SSM_FLAG = {"auto": None, "float32": "fp32", "float16": "fp16"}  # MambaDType -> kvplan's name (None: auto)
-
-
-def mamba_ssm_flag(value: str | None, flag: str = "--mamba-ssm-cache-dtype") -> str | None:
-    """The state dtype ``flag value`` asks for (``--mamba-ssm-cache-dtype``, ``--mamba-cache-dtype``: the same
-    MambaDType choices); None for "auto" (or not given)."""
-    key = "auto" if value is None else str(value).strip().lower()
-    if key not in MAMBA_SSM_FLAG:
-        raise InvalidInput(f"invalid {flag} {value!r}; vLLM accepts {', '.join(MAMBA_SSM_FLAG)}")
-    return MAMBA_SSM_FLAG[key]
-
-
-def mamba_conv_flag(value: str | None) -> str | None:
-    """The conv state dtype ``--mamba-cache-dtype value`` asks for; None for "auto" (the model's dtype)."""
-    return mamba_ssm_flag(value, "--mamba-cache-dtype")
+# The flags' values (MambaDType) are read by kvplan.engines.base mamba_ssm_flag / mamba_conv_flag, which
+# Engine.check_settings applies for every rule set that reads them (the ideal layout's too).
 
 
 # vLLM's Marlin MoE kernel (ops.moe_wna16_marlin_gemm, csrc/moe/marlin_moe_wna16/), as its MXFP4 path holds and runs
@@ -797,8 +787,6 @@ class Vllm(Engine):
     def check_settings(self, settings: Settings) -> None:
         with self._naming_the_release():
             super().check_settings(settings)
-        mamba_ssm_flag(settings.mamba_ssm_cache_dtype)  # a value vLLM's CLI refuses, refused here for any model
-        mamba_conv_flag(settings.mamba_cache_dtype)
 
     @contextlib.contextmanager
     def _naming_the_release(self) -> Iterator[None]:
@@ -1434,6 +1422,25 @@ HOST_LOOP = HostLoop(overlaps_gpu=True, switch="--no-async-scheduling")
 # EngineCore.step: host and GPU in turn.
 HOST_LOOP_0_8 = HostLoop(overlaps_gpu=False, switch="")
 
+# The API server (kvplan.serving's "api_server" limit; FrontEnd). vLLM's V1 engine splits serving in two processes
+# (vllm/v1/engine/async_llm.py AsyncLLM, the API server's engine client, and vllm/v1/engine/core.py EngineCoreProc,
+# which schedules and runs the steps; ZMQ between them, vllm/v1/engine/core_client.py AsyncMPClient). The API server's
+# one event loop takes each request (vllm/entrypoints/openai/serving_chat.py OpenAIServingChat.create_chat_completion:
+# the chat template and tokenization, then AsyncLLM.add_request -> Processor.process_inputs and add_request_async)
+# and, in AsyncLLM._run_output_handler's output_handler task, every step's outputs (OutputProcessor.process_outputs:
+# incremental detokenization per token into each request's queue; chat_completion_stream_generator streams a chunk
+# each). Read through the code index (0.10-0.11 era copies). The cost per request was measured on GPUStack's runs of
+# vLLM 0.10.2-0.13.0 (gpustack/gpustack docs/performance-lab @47277d79): fitted by benchmarks/fit_frontend.py as the
+# smallest cost a request at which kvplan's run of a published row, the server a serial worker before the engine
+# core, falls to the published figure: the largest cost no published run contradicts. It comes from the random
+# 128 in / 4 out runs, 1,000 requests at once (the smallest: gpt-oss-120b TP2 on H100, vLLM 0.10.2, 956.85 tok/s,
+# gpt-oss-120b/h100.md line 576; gpt-oss-20b TP1, 0.11.0, gives 4.67 ms): it covers a request and its 4 streamed
+# tokens. The other short runs (Qwen3-32B, Qwen3-235B, GLM-4.6, DeepSeek-R1 and V3.2, on H100, A100 and H200 hosts)
+# give 13-49 ms: what makes those runs slow is not this server alone (docs/cost.md, "The API server"). A cost per
+# token is not separable on these runs (token_s 0; the fit prints the bound the longest outputs give). The host CPUs
+# are not stated. Releases after 0.13 (vllm@0.16 and newer) have no short-output run published: no ceiling there.
+FRONT_END_0_8 = FrontEnd(request_s=4.12e-3, measured="GPUStack runs of vLLM 0.10.2-0.13.0, random 128/4")
+
 V0_19 = Vllm(
     name="vllm",
     release="0.19",
@@ -1525,6 +1532,7 @@ V0_8 = replace(V0_19, release="0.8", version="0.8 (V1 engine, before the A100 ba
                                    conv1d_sm_bytes_s=None),
                overlap=Overlap(moe_allgather=True),
                host_loop=HOST_LOOP_0_8,
+               front_end=FRONT_END_0_8,
                graph_cap="fixed",  # max_capture_size: 512 whatever max_num_seqs (0.8.5 _set_cudagraph_sizes)
                mxfp4_hopper_marlin=True,  # no triton_kernels installed (Vllm.expert_dims_as_loaded)
                mxfp4_blackwell_flashinfer=False,  # FlashInfer not read as a dependency of those wheels

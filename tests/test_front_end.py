@@ -1,0 +1,121 @@
+"""The engines' API server (kvplan.engines.base.FrontEnd): its ceiling on a replica's request rate in
+kvplan.serving and plan, its time in the TTFT, and its serial worker in the published runs (published_compare)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from kvplan.capacity import setup
+from kvplan.engines import Settings, get_engine
+from kvplan.engines.base import FrontEnd
+from kvplan.serving import Lengths, api_server_ceiling_rps, api_server_wait_s, max_rate, queue_wait_s, serve
+from tests.benchmods import published
+
+
+def _sglang_8b(front_end: FrontEnd | None | str = "engine"):  # noqa: ANN202
+    """Qwen3-8B bf16 on one H100 under SGLang, with the engine's API server or another (None: none)."""
+    s = setup("qwen3-8b", "h100-sxm", engine="sglang", weights_dtype="bf16", kv_dtype_name="bf16")
+    if front_end == "engine":
+        return s
+    return dataclasses.replace(s, engine=dataclasses.replace(s.engine, front_end=front_end))
+
+
+def test_front_ends_by_release() -> None:
+    # measured where a short-output run of the release is published: vLLM 0.10.2-0.13.0 (the vllm@0.8 rules) and SGLang
+    assert get_engine("vllm@0.8").front_end.request_s == pytest.approx(4.12e-3)
+    assert get_engine("sglang").front_end.request_s == pytest.approx(5.90e-3)
+    for key in ("vllm", "vllm@0.16", "vllm@0.19", "trtllm", "trtllm@0.17", "llamacpp"):
+        assert get_engine(key).front_end is None, key
+    fe = FrontEnd(request_s=4e-3, token_s=50e-6)
+    assert fe.ceiling_rps(200) == pytest.approx(1 / (4e-3 + 200 * 50e-6))  # 71.4 req/s
+
+
+def test_the_api_server_caps_a_replicas_rate() -> None:
+    # 128 in / 4 out on Qwen3-8B: the GPU alone sustains 313 req/s, more than the 169.5 SGLang's server takes
+    inp, out = Lengths.of(128), Lengths.of(4)
+    free = max_rate(_sglang_8b(None), input_len=inp, output_len=out)
+    s = _sglang_8b()
+    ceiling = api_server_ceiling_rps(s, out)
+    assert ceiling == pytest.approx(1 / 5.90e-3) and free > 1.5 * ceiling
+    assert max_rate(s, input_len=inp, output_len=out) == pytest.approx(ceiling, rel=0.01)  # its bisection's step
+    past = serve(s, rate_rps=1.05 * ceiling, input_len=inp, output_len=out, with_max_rate=False)
+    assert past.saturated and past.limit == "api_server"
+    # where the steps bind first (long prompts), the ceiling changes nothing
+    long_in, long_out = Lengths.of(8192), Lengths.of(512)
+    assert max_rate(s, input_len=long_in, output_len=long_out) == pytest.approx(
+        max_rate(_sglang_8b(None), input_len=long_in, output_len=long_out)
+    )
+
+
+def test_the_api_server_time_is_in_the_ttft() -> None:
+    # its cost a request, after the M/D/1 wait behind the server's other requests at the rate; TPOT unchanged
+    inp, out = Lengths.of(1024), Lengths.of(128)
+    rate = 20.0
+    with_fe = serve(_sglang_8b(), rate_rps=rate, input_len=inp, output_len=out, with_max_rate=False)
+    without = serve(_sglang_8b(None), rate_rps=rate, input_len=inp, output_len=out, with_max_rate=False)
+    work = 5.90e-3
+    assert with_fe.ttft_mean_s - without.ttft_mean_s == pytest.approx(work + queue_wait_s(work, rate * work))
+    assert with_fe.ttft_mean_s - without.ttft_mean_s == pytest.approx(api_server_wait_s(_sglang_8b(), rate, out))
+    p99 = api_server_wait_s(_sglang_8b(), rate, out, quantile=0.99)
+    assert with_fe.ttft_p99_s - without.ttft_p99_s == pytest.approx(p99)
+    assert with_fe.tpot_mean_s == pytest.approx(without.tpot_mean_s)
+    # one request (rate -> 0): the static TTFT plus the server's cost a request
+    low = serve(_sglang_8b(), rate_rps=1e-9, input_len=inp, output_len=out, with_max_rate=False)
+    low_free = serve(_sglang_8b(None), rate_rps=1e-9, input_len=inp, output_len=out, with_max_rate=False)
+    assert low.ttft_mean_s - low_free.ttft_mean_s == pytest.approx(work, rel=1e-6)
+
+
+def test_front_end_worker_by_hand() -> None:
+    pub, _ = published()
+    w = pub.FrontEndWorker(request_s=2.0, token_s=0.5)
+    assert [w.admit(0.0), w.admit(0.0), w.admit(1.0)] == [2.0, 4.0, 6.0]  # one at a time, in order
+    w.emit(3.0, 4)  # a step ending at 3 s: its 4 tokens wait for the worker (free at 6 s)
+    assert w.free_s == 8.0
+    w.emit(10.0, 2)  # idle since 8 s
+    assert w.free_s == 11.0 and w.admit(10.5) == 13.0
+
+
+def test_closed_loop_run_with_the_api_server_by_hand() -> None:
+    # Three requests of one output token each, all sent at 0, the server taking 10 s each (far above a step): the
+    # engine sees them at 10, 20 and 30 s and prefills each alone, so the run ends at 30 s + one prefill step.
+    from kvplan.serving import _step
+
+    pub, _ = published()
+    s = setup("llama-3.1-8b", "h100-sxm", engine="vllm", weights_dtype="bf16", kv_dtype_name="bf16",
+              settings=Settings(max_num_seqs=3))  # fmt: skip
+    prefill = _step(s, n=0.0, p=1024.0, context=1024, prefix=0)
+    assert prefill < 10.0
+    tr = pub.closed_loop_trace(s, isl=1024, osl=1, concurrency=3, prompts=3, front_end=pub.FrontEndWorker(10.0))
+    assert tr["duration_s"] == pytest.approx(30.0 + prefill) and tr["tok_s"] == pytest.approx(3 / (30.0 + prefill))
+    assert tr["mean_ttft_s"] == pytest.approx(20.0 + prefill)  # 10, 20 and 30 s of waiting, then its prefill
+    # a cost per token the server takes after the last step: the run ends when it has streamed them
+    tr = pub.closed_loop_trace(s, isl=1024, osl=1, concurrency=1, prompts=1, front_end=pub.FrontEndWorker(1.0, 5.0))
+    assert tr["duration_s"] == pytest.approx(1.0 + prefill + 5.0)
+
+
+@pytest.mark.parametrize(("engine", "gpu", "tp"), [("vllm@0.8", "h100-sxm", 2), ("sglang", "h200", 4)])
+def test_each_fitted_cost_reproduces_the_run_it_comes_from(engine: str, gpu: str, tp: int) -> None:
+    # benchmarks/fit_frontend.py: the smallest cost at which a published run falls to kvplan's figure; the run it comes
+    # from (vllm@0.8: gpt-oss-120b TP2 on H100, vLLM 0.10.2; sglang: GLM-4.6-FP8 TP4 on H200, both 128 in / 4 out) is
+    # then met exactly
+    pub, data = published()
+    key = (engine, gpu, tp, 128, 4)
+    rows = [r for r in data["engine_benchmarks"] if (r["engine"], r["gpu"], r["tp"], r["isl"], r["osl"]) == key]
+    assert len(rows) == 1
+    r = rows[0]
+    assert pub.engine_row_trace(r)["tok_s"] == pytest.approx(r["published_tok_s"], rel=0.005)
+    assert pub.engine_row_trace(r, front_end=None)["tok_s"] > 1.2 * r["published_tok_s"]  # a miss without it
+
+
+def test_plan_says_where_the_api_server_binds() -> None:
+    from kvplan.host import front_end_note
+
+    sg = get_engine("sglang")
+    binds = front_end_note(sg, rate_rps=300, output_tokens=4)
+    assert "169 req/s" in binds and "it binds, at least 2 replicas" in binds
+    assert "above the 100 req/s asked" in front_end_note(sg, rate_rps=100, output_tokens=4)
+    assert front_end_note(get_engine("trtllm"), rate_rps=300, output_tokens=4) is None
+    assert math.ceil(300 / sg.front_end.ceiling_rps(4)) == 2
