@@ -319,3 +319,16 @@ def test_sglang_ep_points_compute_the_remote_rows(rows: list[dict]) -> None:
     whole = moe_compare.grouped_seconds("h100-sxm", "sglang", model="deepseek-v3", dtype="bfloat16", tp=1, ep=1,
                                         tokens=16384)  # fmt: skip
     assert whole == pytest.approx(31113e-6, rel=1e-3)
+
+
+def test_fit_moe_ops_fits_the_block_fp8_streaming_width_on_thin_slices(tables: list[dict]) -> None:
+    # benchmarks/fit_moe_ops.py fits hopper_moe_block_mem_half_width on the 90 Hopper fp8_block points whose experts are
+    # at most 512 wide on the rank (DeepSeek-V3 TP 4 / 8, Qwen3-235B-A22B TP 4), the calibrated 120 beating 0 and 600
+    # there; hopper_moe_block_mem_eff on all 960, the calibrated 0.94 beating 0.695 (moe_mem_eff x the absorbed fp8
+    # share it replaces) and 1.0
+    fit_moe_ops = bench_module("fit_moe_ops")
+    r = fit_moe_ops.fit(tables, "hopper_moe_block_mem_half_width", grid=(0.0, 120.0, 600.0))
+    assert r["points"] == 90 and r["value_s"] == 120.0
+    r = fit_moe_ops.fit(tables, "hopper_moe_block_mem_eff", grid=(0.695, 0.94, 1.0))
+    assert r["points"] == 960 and r["value_s"] == 0.94
+    assert r["after"][0] == pytest.approx(0.043, abs=5e-4)
