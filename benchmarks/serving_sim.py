@@ -263,7 +263,7 @@ def compare(requests: int, *, cases: tuple = CASES, warmup: int = 200, dispatch:
     the requests dealt as each layout's engine deals them unless ``dispatch`` names one rule for all."""
     from kvplan.capacity import setup
     from kvplan.engines import Settings
-    from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, _limits, max_rate, serve
+    from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, _limits, max_rate, serve, steps_only
 
     head = ("case", "layout", "rate (x max)", "batch sim / kvplan", "TPOT ms sim / kvplan", "TTFT ms sim / kvplan",
             "TTFT p90 ms sim / kvplan", "tok/s sim")  # fmt: skip
@@ -271,8 +271,8 @@ def compare(requests: int, *, cases: tuple = CASES, warmup: int = 200, dispatch:
     pairs: dict[str, list[tuple[float, ...]]] = {}  # layout -> (sim, kvplan) batch, TPOT, TTFT per row
     for model, gpu, tp, dp, weights, isl, osl in cases:
         for layout, engine, keywords, dealt in _layouts(dp):
-            s = setup(model, gpu, engine=engine, tp=tp, dp=dp, ep=dp > 1, weights_dtype=weights,
-                      settings=Settings(**keywords))  # fmt: skip
+            s = steps_only(setup(model, gpu, engine=engine, tp=tp, dp=dp, ep=dp > 1, weights_dtype=weights,
+                                 settings=Settings(**keywords)))  # fmt: skip
             inp, out = Lengths.of(isl), Lengths.of(osl)
             top = max_rate(s, input_len=inp, output_len=out)
             budget = s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
@@ -322,13 +322,13 @@ def compare_retract(requests: int, *, cases: tuple = RETRACT_CASES, warmup: int 
     batch is the admission's), :func:`simulate_retract` beside ``serve()`` (its batch; past saturation the KV bound
     ``_limits`` it saturates at) and the pool's mean holding without the reserve (kvplan's bound before it)."""
     from kvplan.capacity import binding_pool, setup
-    from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, _decode_context, _limits, max_rate, serve
+    from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, _decode_context, _limits, max_rate, serve, steps_only
 
     head = ("case", "rate (x max)", "batch sim / kvplan", "KV bound kvplan / mean holding", "TPOT ms sim / kvplan",
             "TTFT ms sim", "tok/s sim / kvplan", "retractions", "ratio: mean, share at floor")  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for model, gpu, tp, isl, osl in cases:
-        s = setup(model, gpu, engine="sglang", tp=tp)
+        s = steps_only(setup(model, gpu, engine="sglang", tp=tp))
         inp, out = Lengths.of(isl), Lengths.of(osl)
         top = max_rate(s, input_len=inp, output_len=out)
         budget = s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET

@@ -41,7 +41,7 @@ def sim_lines(requests: int) -> list[str]:
 
     from kvplan.capacity import setup
     from kvplan.engines import Settings
-    from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, _limits, max_rate, mixed_queue_rule, serve
+    from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, _limits, max_rate, mixed_queue_rule, serve, steps_only
 
     lines = ["| case | rate (x max) | TTFT ms sim | step rule | time rule | TTFT p90 ms sim | step rule | time rule |",
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -49,8 +49,8 @@ def sim_lines(requests: int) -> list[str]:
     cases = [(c, requests, 200) for c in serving_sim.CASES]
     cases += [(c, 2 * requests, requests // 2) for c in serving_sim.DP_CASES]  # the DP ranks' batches run larger
     for (model, gpu, tp, dp, weights, isl, osl), count, warmup in cases:
-        s = setup(model, gpu, engine="sglang", tp=tp, dp=dp, ep=dp > 1, weights_dtype=weights,
-                  settings=Settings(mixed_chunk=True))  # fmt: skip
+        s = steps_only(setup(model, gpu, engine="sglang", tp=tp, dp=dp, ep=dp > 1, weights_dtype=weights,
+                             settings=Settings(mixed_chunk=True)))  # fmt: skip
         inp, out = Lengths.of(isl), Lengths.of(osl)
         top = max_rate(s, input_len=inp, output_len=out)
         budget = s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET

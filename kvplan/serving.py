@@ -75,7 +75,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from kvplan.capacity import Setup, binding_pool, pool_tokens
 from kvplan.dp_balance import BalanceHold, balance_hold
@@ -816,6 +816,14 @@ def _release_every(s: Setup, *, seqs: float) -> int:
     if iters is None or seqs < s.dp:
         return 1
     return iters[1] + 1
+
+
+def steps_only(s: Setup) -> Setup:
+    """``s`` without its engine's API server (:attr:`Engine.front_end`): the replica as its steps alone, for the
+    step-by-step simulations (``benchmarks/serving_sim.py``, ``serving_ttft_check.py``), which know no server."""
+    if s.engine.front_end is None:
+        return s
+    return replace(s, engine=replace(s.engine, front_end=None))
 
 
 def api_server_ceiling_rps(s: Setup, out: Lengths) -> float:

@@ -119,3 +119,14 @@ def test_plan_says_where_the_api_server_binds() -> None:
     assert "above the 100 req/s asked" in front_end_note(sg, rate_rps=100, output_tokens=4)
     assert front_end_note(get_engine("trtllm"), rate_rps=300, output_tokens=4) is None
     assert math.ceil(300 / sg.front_end.ceiling_rps(4)) == 2
+
+
+def test_steps_only_takes_the_server_away_and_nothing_else() -> None:
+    from kvplan.serving import steps_only
+
+    s = _sglang_8b()
+    bare = steps_only(s)
+    assert bare.engine.front_end is None and s.engine.front_end is not None
+    assert dataclasses.replace(bare.engine, front_end=s.engine.front_end) == s.engine
+    vllm = setup("qwen3-8b", "h100-sxm", engine="vllm", weights_dtype="bf16", kv_dtype_name="bf16")
+    assert steps_only(vllm) is vllm  # no server: the same setup

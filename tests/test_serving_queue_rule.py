@@ -3,7 +3,6 @@ benchmarks/serving_ttft_check.py sets against a step-by-step simulation and the 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pytest
@@ -75,7 +74,7 @@ def test_time_rule_agrees_with_the_simulation():
 
     sim_mod = bench_module("serving_sim")
     s = setup(load_bundled("llama-3.1-8b"), H100, engine="sglang", settings=Settings(mixed_chunk=True))
-    s = dataclasses.replace(s, engine=dataclasses.replace(s.engine, front_end=None))  # the simulation has no API server
+    s = serving.steps_only(s)  # the simulation has no API server
     inp, out = Lengths.of(2048), Lengths.of(256)
     rate = 0.6 * max_rate(s, input_len=inp, output_len=out)
     sim = sim_mod.simulate(s, rate_rps=rate, isl=2048, osl=256, requests=1500, budget=8192,

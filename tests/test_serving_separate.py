@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pytest
@@ -23,15 +22,14 @@ from kvplan.serving import (
     _step,
     max_rate,
     serve,
+    steps_only,
 )
 
 H100 = resolve_gpu("h100-sxm")
 
 
-def steps_only(s):  # noqa: ANN001, ANN201
-    """``s`` without its engine's API server (Engine.front_end): the figures by hand and the step-by-step simulation
-    here are the steps', which know no server; its ceiling and TTFT term are tested in test_front_end.py."""
-    return dataclasses.replace(s, engine=dataclasses.replace(s.engine, front_end=None))
+# The figures by hand and the step-by-step simulation here are the steps', which know no API server
+# (Engine.front_end, steps_only); its ceiling and TTFT term are tested in test_front_end.py.
 
 
 @pytest.fixture(scope="module")
