@@ -64,7 +64,21 @@ FITS = {
     "hopper_moe_block_half_width": ("trtllm", "fp8_block", HOPPER, 1.0, tuple(float(i) for i in range(0, 3001, 50))),
     # ... and the share of the bandwidth their weights stream at: 0.70 to 1.0, 0.005 steps
     "hopper_moe_block_mem_eff": ("trtllm", "fp8_block", HOPPER, 1.0, tuple(i / 200 for i in range(140, 201))),
+    # ... and the intermediate width on the rank at which thin slices stream at half of it: 0 to 600, steps of 10
+    "hopper_moe_block_mem_half_width": ("trtllm", "fp8_block", HOPPER, 1.0, tuple(float(i) for i in range(0, 601, 10))),
 }
+# Constants fitted on a subset of their points, by a test of (table, point): the thin slices' streaming width on the
+# points whose experts are thin on the rank (an intermediate width of at most THIN_WIDTH: DeepSeek-V3 at TP 4 / 8,
+# 512 / 256, and Qwen3-235B-A22B at TP 4, 384; the median over all 960 points, nearly all wide, ignores them)
+THIN_WIDTH = 512
+
+
+def _thin(pair: tuple[dict, list]) -> bool:
+    _, (_, m, tp, _, _, _, _) = pair
+    return moe_compare.SHAPES[list(moe_compare.SHAPES)[m]][1] // tp <= THIN_WIDTH
+
+
+SUBSETS = {"hopper_moe_block_mem_half_width": _thin}
 # Constants that share their points, fitted in turn (each with the others' latest values held), ROUNDS times over
 JOINT = (
     ("hopper_mxfp4_moe_dequant_s", "hopper_mxfp4_moe_layer_s"),
@@ -73,6 +87,7 @@ JOINT = (
         "hopper_moe_block_tile_eff",
         "hopper_moe_block_half_width",
         "hopper_moe_block_mem_eff",
+        "hopper_moe_block_mem_half_width",
         "hopper_moe_block_expert_s",
     ),
 )
@@ -115,7 +130,7 @@ def fit(tables: list[dict], name: str, grid: tuple[float, ...] | None = None, *,
     own; ``held``: other constants to price with): value (seconds), points, before / after median and worst |ln|
     (before: ``name`` at 0 with ``held``)."""
     engine, dtype, gpus, unit, own = FITS[name]
-    pairs = points(tables, engine, dtype, gpus)
+    pairs = [p for p in points(tables, engine, dtype, gpus) if SUBSETS.get(name, bool)(p)]
     held = held or {}
     best = None
     for value in grid or own:

@@ -444,7 +444,7 @@ def _moe_s(
         moved = touched * per_expert * w_bytes + routed * (2 * h_k + 3 * w_k) * c.act_bytes
         mem_eff = c.cal.moe_mem_eff * c.moe_mem_scale
         if c.moe_block_tiles and c.cal.hopper_moe_block_mem_eff:  # their own streaming share (fit_moe_ops.py)
-            mem_eff = c.cal.hopper_moe_block_mem_eff
+            mem_eff = c.cal.hopper_moe_block_mem_eff * inter_rank / (inter_rank + c.cal.hopper_moe_block_mem_half_width)
         grouped_mem = moved / (c.bw * mem_eff)
         side = 0.0
         if c.moe_block_tiles:  # TensorRT-LLM's block-fp8 grouped GEMMs on Hopper: _block_tile_rows, _block_side_bytes

@@ -108,13 +108,17 @@ def test_known_batch_line_compares_the_step_at_the_published_concurrency_by_hand
     tokens, b = 156, so the top rate under the cap lies below that switch: 106 a rank at 80.8 ms (x1.05, +46.0 ms),
     own batch 303 a rank, x1.41 (on r25e's base before the 16-bit gather: 107 a rank, 79.4 ms, x1.07, +47.3 ms,
     x1.45). Both merged with the arrivals landing together: 116.1 ms at 158 a rank (x1.09, +10.6 ms), own batch 301 a
-    rank, x1.46."""
+    rank, x1.46. With TensorRT-LLM's MoE constants refitted under aiconfigurator's balanced routing (the Hopper
+    block-fp8 weights streamed at 0.94 x w / (w + 120) of the bandwidth, 0.88 at the EP rank's whole 2,048-wide
+    experts, instead of 0.695; the tiles at 1.125 and 1150; benchmarks/fit_moe_ops.py) the experts are cheaper and the
+    top rate under the cap again lies below a tile switch: 100 a rank at 72.3 ms (x1.10, +54.4 ms), own batch 302 a
+    rank, x1.48."""
     pub, _ = published()
     line = pub.known_batch_line()
     assert line.startswith("dp-candidates known batch: deepseek-v3 h200 DP8 EP8 1024/2048 at 159 a rank")
     assert round(159 * 8 / 10036.3364 * 1e3, 1) == 126.7
     assert "published step 126.7 ms" in line
-    assert "kvplan 116.1 ms at 158 a rank, x1.09, residual +10.6 ms; kvplan's own batch 301 a rank: x1.46" in line
+    assert "kvplan 72.3 ms at 100 a rank, x1.10, residual +54.4 ms; kvplan's own batch 302 a rank: x1.48" in line
 
 
 def test_later_page_rows_are_scored_apart_per_gpu() -> None:

@@ -502,6 +502,9 @@ class Calibration:
     # priced apart at elementwise_mem_eff). Fitted by benchmarks/fit_moe_ops.py; None: moe_mem_eff times the fp8
     # streaming share (fp8_absorbed_mem_eff_scale), as every other fp8 grouped expert.
     hopper_moe_block_mem_eff: float | None = None
+    # ... times w / (w + hopper_moe_block_mem_half_width): thin slices' short K loops (the down GEMM's K is w) stream
+    # below it. Fitted by the same script on the thin slices' points; 0: not applied.
+    hopper_moe_block_mem_half_width: float = 0.0
     # W4A16 MXFP4 grouped experts (gpt-oss) on Blackwell: seconds one SM takes to dequantize one 4-bit expert weight to
     # 16 bits, and the tokens of one expert a CTA's tile holds; every tile dequantizes its expert's weights on the rank
     # again (kvplan.latency _moe_dequant_s). Fitted by benchmarks/fit_moe_ops.py; 0 (none) without a fit.

@@ -945,21 +945,37 @@ CALIBRATION = Calibration(
     fp4_moe_layer_s=7.041e-06,
     # Block-scaled fp8 grouped experts' walk over the rank's experts (kvplan.latency._moe_expert_s, which names the
     # kernels): benchmarks/fit_moe_ops.py on aiconfigurator 0.12.0's TensorRT-LLM MoE tables (fp8_block points of
-    # benchmarks/data/aiconfigurator_moe.json: 960 Hopper, 960 Blackwell), every constant above held.
-    hopper_moe_block_expert_s=3.8e-07,
-    blackwell_moe_block_expert_s=3e-07,
+    # benchmarks/data/aiconfigurator_moe.json: 960 Hopper, 960 Blackwell), every constant above held, each point priced
+    # under the table's balanced routing (aic_tables.balanced_loads; 0.38 and 0.30 us under uniform routing, which
+    # touched fewer experts than the tables' kernels read). Blackwell: median |ln| 0.123 -> 0.096 (the walk at 0).
+    hopper_moe_block_expert_s=3.5e-07,
+    blackwell_moe_block_expert_s=2.6e-07,
     # ... and on Hopper those experts priced by DeepGEMM's tiles (kvplan.latency _block_tile_rows, _block_side_bytes)
-    # instead of the grouped-GEMM curve: benchmarks/fit_moe_ops.py on the 960 H100 / H200 fp8_block points, the two
-    # fitted in turn (5 rounds), every other constant held: the tiles at 1.05 of the block-fp8 GEMM peak (0.49 of the
-    # fp8 peak), thin slices at w / (w + 1050). Median |ln| 0.145 -> 0.110, worst 0.520 -> 0.482.
-    hopper_moe_block_tile_eff=1.05,
-    hopper_moe_block_half_width=1050.0,
+    # instead of the grouped-GEMM curve: benchmarks/fit_moe_ops.py on the 960 H100 / H200 fp8_block points, fitted in
+    # turn with the walk above (5 rounds), every other constant held: the tiles at 1.125 of the block-fp8 GEMM peak
+    # (0.53 of the fp8 peak), thin slices at w / (w + 1150); the GEMMs' weights streamed at 0.94 x w / (w + 120) of the
+    # bandwidth (0.88 at DeepSeek-V3's 2048 on one GPU, 0.64 at its 256 on TP 8: the down GEMM's K loop is w long),
+    # the width fitted on the 90 points of experts at most 512 wide on the rank. Their side kernels' bytes are priced
+    # apart, so not moe_mem_eff x fp8_absorbed_mem_eff_scale = 0.695, whose absorbed quantization those kernels carry;
+    # the tables' points that read every expert with a few rows each run at 0.86-0.89 of the bandwidth. Median |ln|
+    # 0.183 -> 0.043, worst 0.909 -> 0.360 (all five off -> fitted); under uniform routing (1.05, 1050, no streaming
+    # term, 0.38 us) 0.110 / 0.482.
+    hopper_moe_block_tile_eff=1.125,
+    hopper_moe_block_half_width=1150.0,
+    hopper_moe_block_mem_eff=0.94,
+    hopper_moe_block_mem_half_width=120.0,
     # W4A16 MXFP4 experts' dequantization on Blackwell (kvplan.latency._moe_dequant_s): benchmarks/fit_moe_ops.py on
-    # the 180 B200 / GB200 w4a16_mxfp4 points (gpt-oss) of the same tables, every constant above held: 1 / 6.3e-11 =
-    # 15.9e9 weights a second per SM; the tile is TensorRT-LLM-Gen's token tile, not fitted (mxfp4_moe_tile_tokens 64).
-    mxfp4_moe_dequant_s=6.3e-11,
-    # ... and on Hopper, where it runs its Triton backend: fit_moe_ops.py on the 165 H100 / H200 w4a16_mxfp4 points, the
-    # two fitted in turn (1 / 3.75e-11 = 26.7e9 weights a second per SM; 74 us a layer).
+    # the 180 B200 / GB200 w4a16_mxfp4 points (gpt-oss) of the same tables, every constant above held, under their
+    # balanced routing: 1 / 6.25e-11 = 16.0e9 weights a second per SM (6.3e-11 under uniform routing); median |ln|
+    # 1.000 -> 0.093, worst 1.413 -> 0.419. The tile is TensorRT-LLM-Gen's token tile, not fitted
+    # (mxfp4_moe_tile_tokens 64).
+    mxfp4_moe_dequant_s=6.25e-11,
+    # ... and on Hopper, where it runs its Triton backend: fit_moe_ops.py on the 165 H100 / H200 w4a16_mxfp4 points
+    # under uniform routing, the two fitted in turn (1 / 3.75e-11 = 26.7e9 weights a second per SM; 74 us a layer).
+    # Not refitted: under the tables' balanced routing the fit runs the dequantization to its grid's floor (5e-12,
+    # 73.5 us; median |ln| 0.153, worst 0.747 -> 1.031). The per-tile dequantization does not describe that kernel:
+    # it takes 614-623 us for gpt-oss-120b at TP 1 on H200 from 32 to 256 tokens (128 experts, 1-8 rows each), the
+    # 4-bit weights streamed at 0.50-0.57 of the bandwidth, and grows with the rows past 8 an expert (docs/cost.md).
     hopper_mxfp4_moe_dequant_s=3.75e-11,
     hopper_mxfp4_moe_layer_s=7.4e-05,
     # GQA/MHA decode attention on Blackwell (kvplan.latency _gqa_decode_s): benchmarks/gqa_decode_compare.py --fit on
@@ -1340,6 +1356,8 @@ V0_17_CALIBRATION = replace(
     blackwell_moe_block_expert_s=0.0,
     hopper_moe_block_tile_eff=0.0,
     hopper_moe_block_half_width=0.0,
+    hopper_moe_block_mem_eff=None,
+    hopper_moe_block_mem_half_width=0.0,
     mxfp4_moe_dequant_s=0.0,
     hopper_mxfp4_moe_dequant_s=0.0,
     hopper_mxfp4_moe_layer_s=None,
