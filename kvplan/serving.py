@@ -1084,6 +1084,28 @@ def _decode_steps_behind(s: Setup, *, n: float, p: float, prompt: int, budget: i
     return -math.expm1(-n / s.dp) * (1 - prompt_share), biased
 
 
+def _apart_stalls_s(s: Setup, *, n: float, rho: float, arrivals_s: float, service_s: float, outputs: int,
+                    context: int, ep: bool, free: float = math.inf) -> float:  # fmt: skip
+    """What a tagged request's TPOT carries beyond the mean cycle where prompt steps run apart and first (SGLang's
+    default: ``get_next_batch_to_run`` builds a prompt batch whenever prompts wait, :func:`_alternating_parts`): the
+    prompts that reach its rank during each of its token intervals are prefilled before its next decode, so an
+    interval lasts its decode step ``d(1 + n)`` stretched by ``1 / (1 - rho)`` (the prompts' busy period, ``rho``
+    their share of the rank's time), not the mean cycle's ``d(n) + rho d(n) / (1 - rho)``: ``rho (d(1 + n) - d(n)) /
+    (1 - rho)`` more; and the prompts that reached its rank while it waited and prefilled (``arrivals_s``: the rank's
+    rate x its TTFT) are all prefilled before its first decode step, ``arrivals_s x service_s`` of prompt steps (each
+    the mean prompt's prefill) stretched the same way, over its ``outputs - 1`` token intervals. The time average (the
+    cycle) counts neither: a request's decode life starts right after its own prefill, when the queue behind it is
+    at its longest. The backlog its last token leaves is not subtracted: a decode step runs only when no prompt waits
+    that could be admitted. That first stall is at most the prefill of the prompts the rank can still admit, ``free``
+    sequence slots (the replica's sequence bound less the ``1 + n`` running, a rank's share, :func:`_limits`): with
+    the batch full the scheduler has no prompt batch to build (``get_new_batch_prefill`` admits none) and decodes."""
+    if rho >= 1:
+        return 0.0
+    decode, own = _step(s, n=n, p=0, context=context, ep=ep), _step(s, n=1 + n, p=0, context=context, ep=ep)
+    first = min(arrivals_s * service_s / (1 - rho), max(0.0, free) * service_s)
+    return rho * (own - decode) / (1 - rho) + first / (outputs - 1)
+
+
 def decode_residual_s(share: float, step_s: float, *, rho: float, quantile: float | None = None) -> float:
     """The wait a prompt adds for a decode step under way where the engine runs prompt steps first but never breaks
     into a step (SGLang: ``get_next_batch_to_run`` picks the next batch when the previous one is done): a
@@ -1274,6 +1296,10 @@ def serve(
         ttft += decode_residual_s(*behind, rho=rho)
         hold = _balance_hold(s, rate_rps=rate_rps, step_s=t, n=n)
         ttft += hold.mean_iters * t if hold is not None else 0.0
+        if not s.engine.mixes_steps(s.settings) and p > 0 and output_len.mean > 1:
+            tpot += _apart_stalls_s(s, n=n, rho=rho, arrivals_s=rate_rps / s.dp * ttft, service_s=ahead,
+                                    outputs=output_len.mean, context=ctx, ep=ep,
+                                    free=(seq_limit - 1 - n) / s.dp)  # fmt: skip
     tail = _Tail(s, n=n, p=p, rho=rho, inp=input_len, out=output_len, budget=budget, ep=ep, prefilled=prefilled,
                  ahead_s=ahead, hold=hold, step_s=t, behind=behind)  # fmt: skip
     nan = float("nan")

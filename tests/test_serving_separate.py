@@ -86,7 +86,10 @@ def test_alternating_steps_by_hand(sglang8b):
     k P; TTFT = the request's own prompt step P(2048) = 46.79 ms plus the M/D/1 wait behind prompt steps at their
     share of the time, rho = k P / t = 0.187: 46.79 x rho / (2 (1 - rho)) = 5.38 ms, plus the decode step under way:
     found in a share (1 - e^-n) (1 - rho) = 0.813 of the time, half of it left, over 1 - rho: 0.813 x 7.292 / 2 /
-    0.813 = 3.65 ms; 55.82 ms in all."""
+    0.813 = 3.65 ms; 55.82 ms in all. Since stop 26 the tagged request's TPOT also carries what the cycle's time
+    average does not (kvplan.serving._apart_stalls_s): its own token intervals are d(1 + n), not d(n), stretched by
+    the prompts arriving in them, rho (d(1 + n) - d(n)) / (1 - rho), and the prompts that arrived during its TTFT are
+    prefilled before its first decode, 4 x 55.82 ms x 46.79 ms / 255 / (1 - rho): TPOT 9.089 -> 9.167 ms."""
     s, lam = sglang8b, 4.0
     r = serve(s, rate_rps=lam, input_len=Lengths.of(2048), output_len=Lengths.of(256))
     t, n, ctx = r.step_s, r.batch, 2048 + 128
@@ -99,8 +102,10 @@ def test_alternating_steps_by_hand(sglang8b):
     own = _step(s, n=0.0, p=2048, context=ctx)
     assert own == pytest.approx(phase_cost(s.spec, H100, 2048, phase="prefill", engine="sglang").time_s)
     assert t == pytest.approx(d + k * batch_step, rel=1e-4)
-    assert r.tpot_mean_s == pytest.approx(d1 + k * batch_step, rel=1e-4)
     rho = k * batch_step / t
+    stalls = (rho * (d1 - d) + lam * r.ttft_mean_s * own / 255) / (1 - rho)
+    assert r.tpot_mean_s == pytest.approx(d1 + k * batch_step + stalls, rel=1e-4)
+    assert round((d1 + k * batch_step) * 1e3, 3) == 9.089 and round(r.tpot_mean_s * 1e3, 3) == 9.167
     share = (1 - math.exp(-n)) * (1 - rho)
     residual = share * d / 2 / (1 - rho)
     assert r.ttft_mean_s == pytest.approx(own + own * rho / (2 * (1 - rho)) + residual, rel=1e-4)
@@ -273,3 +278,57 @@ def test_serving_sim_deals_requests_as_each_engine_does() -> None:
     assert counts == [[1, 2], [2, 1], [3, 0]]
     with pytest.raises(ValueError, match="round_robin, vllm or trtllm"):
         sim_mod._deal("random", index=0, counts=counts)
+
+
+def test_apart_tpot_carries_the_prompts_a_request_meets() -> None:
+    """Llama 3.1 70B on 4 x H200 (SGLang, steps apart), 4,000 / 200 at 0.6 and 0.85 of the sustainable rate against
+    benchmarks/serving_sim.py (3,000 requests, seed 1, the first 200 left out): TPOT 31.38 / 78.17 ms against 31.59 /
+    87.27 simulated; 29.01 / 68.96 (-8 / -21 %) before the tagged request's stalls (kvplan.serving._apart_stalls_s:
+    its own token intervals stretched by the prompts arriving in them, and the prompts that arrived during its TTFT
+    prefilled before its first decode). The batch and the TTFT do not move."""
+    from kvplan.serving import _limits
+    from tests.benchmods import bench_module
+
+    sim_mod = bench_module("serving_sim")
+    s = setup(load_bundled("llama-3.1-70b"), resolve_gpu("h200"), engine="sglang", tp=4)
+    inp, out = Lengths.of(4000), Lengths.of(200)
+    top = max_rate(s, input_len=inp, output_len=out)
+    for frac, rel in ((0.6, 0.03), (0.85, 0.12)):
+        r = serve(s, rate_rps=frac * top, input_len=inp, output_len=out, with_max_rate=False)
+        sim = sim_mod.simulate(s, rate_rps=frac * top, isl=4000, osl=200, requests=3000, budget=8192,
+                               seq_cap=_limits(s, inp, out)[0])  # fmt: skip
+        assert r.tpot_mean_s == pytest.approx(sim.tpot_s, rel=rel) and r.tpot_mean_s < sim.tpot_s
+
+
+def test_apart_first_stall_meets_the_simulation_and_stops_at_the_free_slots() -> None:
+    """Llama 3.1 8B on one H100 (SGLang, steps apart), 20,000-token prompts and 2 output tokens: the one decode
+    interval waits for every prompt that arrived during the request's TTFT and for those arriving meanwhile. At 0.5
+    of the rate benchmarks/serving_sim.py gives 1.00 s, kvplan 0.85 s (0.012 s, the mean cycle, before). At 0.9
+    that first stall is capped at the prefill of the prompts the replica can still admit (its 20-sequence bound less
+    the running ones): with the batch full SGLang builds no prompt batch and decodes."""
+    from kvplan import serving
+    from tests.benchmods import bench_module
+
+    sim_mod = bench_module("serving_sim")
+    s = setup(load_bundled("llama-3.1-8b"), H100, engine="sglang")
+    inp, out = Lengths.of(20000), Lengths.of(2)
+    top = max_rate(s, input_len=inp, output_len=out)
+    cap = serving._limits(s, inp, out)[0]
+    r = serve(s, rate_rps=0.5 * top, input_len=inp, output_len=out, with_max_rate=False)
+    sim = sim_mod.simulate(s, rate_rps=0.5 * top, isl=20000, osl=2, requests=3000, budget=8192, seq_cap=cap,
+                           warmup=750)  # fmt: skip
+    assert r.tpot_mean_s == pytest.approx(sim.tpot_s, rel=0.2) and r.tpot_mean_s > 50 * r.step_s
+    high = serve(s, rate_rps=0.9 * top, input_len=inp, output_len=out, with_max_rate=False)
+    ctx, budget = serving._decode_context(inp, out), 8192
+    service = serving._prefill_service(s, prompt=20000, n=high.batch, context=ctx, budget=budget, ep=False)
+    rho = serving._prompt_load(s, n=high.batch, p=high.prefill_tokens_per_step, prompt=20000, budget=budget,
+                               context=ctx, ep=False)  # fmt: skip
+    assert 0.9 * top * high.ttft_mean_s * service / (1 - rho) > (cap - 1 - high.batch) * service  # the cap binds
+    stall = serving._apart_stalls_s(s, n=high.batch, rho=rho, arrivals_s=0.9 * top * high.ttft_mean_s,
+                                    service_s=service, outputs=2, context=ctx, ep=False)  # fmt: skip
+    capped = serving._apart_stalls_s(s, n=high.batch, rho=rho, arrivals_s=0.9 * top * high.ttft_mean_s,
+                                     service_s=service, outputs=2, context=ctx, ep=False,
+                                     free=cap - 1 - high.batch)  # fmt: skip
+    assert capped < stall and high.tpot_mean_s - capped == pytest.approx(
+        serving._mean_step(s, n=1 + high.batch, p=high.prefill_tokens_per_step, prompt=20000, budget=budget,
+                           context=ctx, ep=False), rel=1e-9)  # fmt: skip
