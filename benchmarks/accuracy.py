@@ -243,7 +243,7 @@ def main() -> None:
 def _registry_section(path: Path) -> str:
     """The importer-coverage section benchmarks/registry_sweep.py keeps in the same file, carried over."""
     old = path.read_text(encoding="utf-8") if path.exists() else ""
-    start = old.find("<!-- registry-sweep:start -->")
+    start = old.find("<!-- registry-sweep:")  # its first marker: the command line benchmarks/regen_docs.py reads
     return "\n" + old[start:] if start >= 0 else ""
 
 

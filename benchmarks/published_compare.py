@@ -108,6 +108,7 @@ def _setup(
     block_tokens: int | None = None,
     scheduler_policy: str | None = None,
     max_seq_len: int | None = None,
+    cuda_graphs: bool | None = None,
 ):  # noqa: ANN202
     from kvplan.capacity import setup
     from kvplan.engines import Settings
@@ -117,7 +118,8 @@ def _setup(
                         attention_dp_timeout_iters=timeout_iters,
                         attention_dp_batching_wait_iters=batching_wait_iters,
                         batch_size_tuning=batch_tuning, block_size=block_tokens,
-                        capacity_scheduler_policy=scheduler_policy, max_seq_len=max_seq_len)  # fmt: skip
+                        capacity_scheduler_policy=scheduler_policy, max_seq_len=max_seq_len,
+                        cuda_graphs=cuda_graphs)  # fmt: skip
     return setup(model, gpu, engine=engine, tp=tp, dp=dp, ep=ep, pp=pp, weights_dtype=weights,
                  kv_dtype_name=kv, settings=settings)  # fmt: skip
 
@@ -1016,6 +1018,22 @@ def mlperf_release(r: dict) -> str:
 # are left as they were: how its extra YAML carries the Server file's 'max_util' was not read (neither row moves).
 MLPERF_MAX_UTIL = "max_utilization"
 
+# NVIDIA's MLPerf harnesses run TensorRT engines without CUDA graphs: neither sets the executor's
+# ExtendedRuntimePerfKnobConfig, whose cudaGraphMode defaults to false (cpp/include/tensorrt_llm/executor/executor.h
+# ``bool cudaGraphMode = false``). v5.1's TrtllmExecutorCore builds trtllm.ExecutorConfig without
+# extended_runtime_perf_knob_config (ykamiset/inference_results_v5.1 @e9ccad4d closed/NVIDIA/code/llmlib/cores/
+# trtllm_executor_core.py; TrtllmHarnessConfig copies use_graphs into runtime_flags['use_cuda_graphs'], which that
+# core never reads, code/llmlib/config.py @6d54ab5e). The C++ harness_llm takes ``use_graphs`` as a flag marked
+# "TODO: enable cuda graph for the inference." that reaches no config (code/harness/harness_llm/main_llm.cc, the same
+# in mlcommons/inference_results_v4.0 @e81135a6 and ykamiset/inference_results_v5.1 @e9ccad4d), and its LLMCore builds
+# GptManager with TrtGptModelOptionalParams setting only overlap, KV fraction, devices, beam width and scheduler
+# (code/harness/harness_llm/llm_core.cc @e9ccad4d). v4.1's LLAMA2Harness runs that binary (its own copy is not stored:
+# the rounds before and after it are); v5.0's Python harness is not stored and is taken as v5.1's, as for the
+# scheduler policy above. So a decode-only step of every TensorRT-engine run launches its kernels eagerly
+# (Settings.cuda_graphs False, kvplan.latency.past_graph_cap); steps that carry a prompt chunk were eager already.
+# The DeepSeek-R1 rows (PyTorch backend, its own cuda_graph_config) keep their graphs.
+MLPERF_CUDA_GRAPHS = False
+
 
 def mlperf_balance(r: dict) -> dict:
     """The attention-DP balancer as the run's config sets it: ``attention_dp_config`` on the row (TensorRT-LLM's
@@ -1032,12 +1050,14 @@ def _mlperf_setup(r: dict):  # noqa: ANN202
     build's ``tokens_per_block``, the CUDA-graph batch sizes decode steps are padded to where the config sets
     ``cuda_graph_padding_enabled`` (``cuda_graph_batch_sizes`` on the row), the attention-DP balancer where it
     sets one (:func:`mlperf_balance`), and the executor's capacity scheduler policy where the config sets
-    ``batch_scheduler_policy`` (``capacity_scheduler_policy`` on the row: :data:`MLPERF_MAX_UTIL`)."""
+    ``batch_scheduler_policy`` (``capacity_scheduler_policy`` on the row: :data:`MLPERF_MAX_UTIL`); a TensorRT-engine
+    run without CUDA graphs (:data:`MLPERF_CUDA_GRAPHS`)."""
     sizes = r.get("cuda_graph_batch_sizes")
     return _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=r["free_gpu_memory_fraction"],
                   max_batch=r.get("max_batch"), max_tokens=r.get("max_num_tokens"),
                   graph_sizes=tuple(sizes) if sizes else None, engine=mlperf_release(r),
                   block_tokens=r.get("tokens_per_block"), scheduler_policy=r.get("capacity_scheduler_policy"),
+                  cuda_graphs=MLPERF_CUDA_GRAPHS if r.get("tensorrt_engine") else None,
                   **mlperf_split(r), **mlperf_balance(r))  # fmt: skip
 
 

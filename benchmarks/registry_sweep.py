@@ -48,8 +48,9 @@ TINY_EXPERTS = 4
 CPU_PARAMS = 150_000_000  # a CPU skeleton beyond this (sub-configs the sweep cannot shrink) is reported, not run
 TYPE_SECONDS = 60  # a skeleton slower than this on one CPU thread is reported, not waited for
 STATUSES = ("exact", "refused", "wrong", "n.a.")
-START, END = "<!-- registry-sweep:start -->", "<!-- registry-sweep:end -->"
+START, END = "<!-- registry-sweep:begin -->", "<!-- registry-sweep:end -->"
 COMMAND = "python benchmarks/registry_sweep.py --write docs/accuracy.md"
+COMMAND_LINE = f"<!-- registry-sweep:command {COMMAND} -->"  # the marker benchmarks/regen_docs.py reads
 TRUTH = Path(__file__).with_name("registry_truth.json")  # measured bytes per model type (--measure)
 
 _MLP_KEYS = ("intermediate_size", "moe_intermediate_size", "shared_expert_intermediate_size", "ffn_hidden_size",
@@ -373,6 +374,7 @@ def markdown(rows: list[Row]) -> str:
     counts = Counter(r.status for r in rows)
     summary = " / ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES)
     lines = [
+        COMMAND_LINE,
         START,
         "## Importer coverage: transformers' whole generative registry",
         "",
@@ -400,7 +402,7 @@ def markdown(rows: list[Row]) -> str:
 
 def write_section(path: Path, section: str) -> None:
     text = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END) + "\n?", re.S)
+    pattern = re.compile(f"(?:{re.escape(COMMAND_LINE)}\n)?{re.escape(START)}.*?{re.escape(END)}\n?", re.S)
     text = pattern.sub(lambda _: section, text) if START in text else text.rstrip("\n") + "\n\n" + section
     path.write_text(text)
 

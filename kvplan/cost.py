@@ -429,6 +429,7 @@ def phase_cost(
     swa_full: bool = False,
     mamba_ssm_cache_dtype: str | None = None,
     mamba_cache_dtype: str | None = None,
+    indexer_k_dtype: str | None = None,
 ) -> PhaseCost:
     """FLOPs, bytes, roofline and calibrated time of one step on one GPU of a TP group.
 
@@ -445,7 +446,8 @@ def phase_cost(
     ``--mamba-ssm-cache-dtype`` / ``--mamba-cache-dtype``, "auto", "float32" or "float16"): the recurrent states'
     dtypes, which the step's bytes and the calibrated recurrent kernels read (:meth:`Engine.model_as_run`, as
     ``kvplan capacity`` sizes them); checked by ``engine``'s rules (vLLM where none is named), another engine's
-    refusing them.
+    refusing them. ``indexer_k_dtype`` (TensorRT-LLM's DSA indexer keys, "fp8" or "fp4"): the keys the step's
+    indexer reads (:func:`kvplan.memory.dsa_index_key_bytes`), as ``capacity`` holds them.
     """
     if model not in ("calibrated", "roofline"):
         raise InvalidInput(f"unknown latency model {model!r}; expected calibrated or roofline")
@@ -462,15 +464,17 @@ def phase_cost(
             "replicas; cost one with --batch per replica); use --dp 1"
         )
     eff = efficiency or Efficiency()
-    states = {"mamba_ssm_cache_dtype": mamba_ssm_cache_dtype, "mamba_cache_dtype": mamba_cache_dtype}
+    states = {"mamba_ssm_cache_dtype": mamba_ssm_cache_dtype, "mamba_cache_dtype": mamba_cache_dtype,
+              "indexer_k_dtype": indexer_k_dtype}  # fmt: skip
     if engine is not None or any(v is not None for v in states.values()):
-        # the model as the engine runs it (TensorRT-LLM v0.17: no sliding window; the recurrent state dtypes it keeps,
-        # with the state flags given): the flags are vLLM's, so no engine named reads them as vLLM, as below
+        # the model as the engine runs it (TensorRT-LLM v0.17: no sliding window; the recurrent state dtypes and the
+        # indexer keys it keeps, with the flags given): no engine named reads them as vLLM, as below
         from kvplan.engines import Settings, get_engine
 
         profile, flags = get_engine(engine or "vllm"), Settings(**states)
         if flags != Settings():
             profile.check_settings(flags)
+            profile.check_settings_on_gpu(flags, gpu)
         spec = profile.model_as_run(spec, flags)
     check_parallel(spec, tp=tp, pp=pp)
     if context < 1 or batch < 1:
@@ -574,11 +578,13 @@ def cost(
     swa_full: bool = False,
     mamba_ssm_cache_dtype: str | None = None,
     mamba_cache_dtype: str | None = None,
+    indexer_k_dtype: str | None = None,
 ) -> list[CostRow]:
     """Prefill and decode cost at each context length. ``spec`` and ``gpu`` may be names; lengths
     and the batch follow the CLI's rules (:mod:`kvplan.checks`). ``checkpoint`` (the model's headers)
     gives the weights read per step, in its own dtype, unless ``weights_dtype`` names a conversion;
-    ``mamba_ssm_cache_dtype`` / ``mamba_cache_dtype``: vLLM's recurrent state dtypes (:func:`phase_cost`)."""
+    ``mamba_ssm_cache_dtype`` / ``mamba_cache_dtype``: vLLM's recurrent state dtypes; ``indexer_k_dtype``:
+    TensorRT-LLM's DSA indexer keys (:func:`phase_cost`)."""
     from kvplan.checks import as_gpu, as_spec, check_batch, check_lengths
 
     spec, gpu = as_spec(spec), as_gpu(gpu)
@@ -614,6 +620,7 @@ def cost(
                 swa_full=swa_full,
                 mamba_ssm_cache_dtype=mamba_ssm_cache_dtype,
                 mamba_cache_dtype=mamba_cache_dtype,
+                indexer_k_dtype=indexer_k_dtype,
             )
             for phase in ("prefill", "decode")
         }

@@ -794,7 +794,10 @@ def past_graph_cap(
     """Whether a decode step of ``decode_seqs`` sequences is larger, on its busiest rank and micro-batch (``dp``
     ranks, then ``m = min(pp, per rank)`` micro-batches, as :func:`step_latency` splits it), than the engine's largest
     captured CUDA graph (:meth:`kvplan.engines.base.Engine.graph_token_cap`): such a step runs without one and pays
-    ``eager_kernel_s`` per launch. None for ``engine``: vLLM, as :func:`calibration`."""
+    ``eager_kernel_s`` per launch. None for ``engine``: vLLM, as :func:`calibration`. With ``settings.cuda_graphs``
+    False (a runtime that captures no graph) every decode step runs eagerly."""
+    if settings is not None and settings.cuda_graphs is False:
+        return True
     profile = engine if isinstance(engine, Engine) else get_engine(engine or "vllm")
     cap = profile.graph_token_cap(spec, settings or _NO_SETTINGS)
     if cap is None:

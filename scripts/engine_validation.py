@@ -26,6 +26,9 @@ from kvplan.errors import KvplanError  # noqa: E402
 from kvplan.units import GIB  # noqa: E402
 
 DEFAULT_LOGS = ROOT.parent / "shared" / "reference" / "engine_logs.json"
+COMMAND = "python scripts/engine_validation.py --write docs/validation.md"
+# the section's markers, which benchmarks/regen_docs.py reads (its product "engine-logs")
+MARKERS = (f"<!-- engine-logs:command {COMMAND} -->", "<!-- engine-logs:begin -->", "<!-- engine-logs:end -->")
 
 # GPU names in the logs -> catalog names (longest match first).
 GPU_WORDS = [
@@ -403,14 +406,19 @@ def markdown(cases: list[Case]) -> str:
 
 
 def write_section(path: Path, section: str) -> None:
-    """Replace the '## Engine logs' section of ``path`` (up to the next '## '), keeping the rest."""
+    """Replace the marked '## Engine logs' section of ``path`` (before the markers: up to the next '## '), keeping
+    the rest."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Validation\n\n"
-    start = text.find("## Engine logs")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
+    command, begin, end = MARKERS
+    marked = f"{command}\n{begin}\n{section.rstrip(chr(10))}\n{end}\n"
+    if begin in text:
+        pattern = re.compile(f"(?:{re.escape(command)}\n)?{re.escape(begin)}\n.*?{re.escape(end)}\n?", re.S)
+        text = pattern.sub(lambda _: marked, text, count=1)
+    elif (start := text.find("## Engine logs")) == -1:
+        text = text.rstrip("\n") + "\n\n" + marked
     else:
         nxt = text.find("\n## ", start + 3)
-        text = text[:start] + section + (text[nxt + 1 :] if nxt != -1 else "")
+        text = text[:start] + marked + (text[nxt + 1 :] if nxt != -1 else "")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
 

@@ -105,13 +105,18 @@ def test_mlperf_before_and_after():
     # Since the NVFP4 constants were refitted with the MoE router priced 16-bit (kvplan.latency._router_ctx; r25e), the
     # B200 rows: Offline flat (0.8352, 0.8392) -> (0.8313, 0.8352), with the spread (0.8039, 0.8235) -> (0.8000,
     # 0.8196); Server flat (0.8521, 0.8521) -> (0.8482, 0.8488), with the spread (0.8271, 0.8399) -> (0.8228, 0.8358).
+    # Since the TensorRT-engine runs decode without CUDA graphs (published_compare.MLPERF_CUDA_GRAPHS: NVIDIA's
+    # harnesses never set cudaGraphMode), their pure-decode steps launch eagerly and the Server rows move a little:
+    # flat, H200 (1.0986, 1.0965) -> (1.0949, 1.0969), H100 (1.2149, 1.2008) -> (1.2161, 1.2001), v5.1 B200 Server
+    # (0.8482, 0.8488) -> (0.8486, 0.8494); with the spread H200 (1.0793, 1.0619) -> (1.0774, 1.0636), H100 (1.1426,
+    # 1.1851) -> (1.1444, 1.1853); the Offline row does not move (its steps all carry prompt tokens).
     pub, data = published()
     flat = {k: {**d, "output_cv": None} for k, d in data["mlperf_datasets"].items()}
     moved = {
         ("mlperf-5.1", "llama-2-70b", "b200", "Offline"): ((0.8313, 0.8352), (0.8000, 0.8196)),
-        ("mlperf-5.1", "llama-2-70b", "b200", "Server"): ((0.8482, 0.8488), (0.8228, 0.8358)),
-        ("mlperf-4.1", "llama-2-70b", "h100-sxm", "Server"): ((1.2149, 1.2008), (1.1426, 1.1851)),
-        ("mlperf-4.1", "llama-2-70b", "h200", "Server"): ((1.0986, 1.0965), (1.0793, 1.0619)),
+        ("mlperf-5.1", "llama-2-70b", "b200", "Server"): ((0.8486, 0.8494), (0.8228, 0.8358)),
+        ("mlperf-4.1", "llama-2-70b", "h100-sxm", "Server"): ((1.2161, 1.2001), (1.1444, 1.1853)),
+        ("mlperf-4.1", "llama-2-70b", "h200", "Server"): ((1.0949, 1.0969), (1.0774, 1.0636)),
     }
     for r in data["mlperf"]:
         key = (r["source"], r["model"], r["gpu"], r["scenario"])

@@ -78,15 +78,17 @@ def test_sglang_capacity_h200_tp8():
     # H200 TP 8, 32K context. Before: refused ("no sglang layout for it yet"). After:
     # available 47,644,168,876 B (free at start 139.94 GiB - 1.01 GiB context, x 0.896 - 80.11 GiB weights), less the
     # w_kc / w_vc bf16 copies SGLang keeps beside kv_b_proj (kvplan.engines.sglang.mla_kv_b_copy_bytes): 61 layers x
-    # 16 heads on the rank x (128 + 128) x 512 x 2 B = 255,852,544 B -> 47,388,316,332 B
-    # bf16: // 78,324 = 605,029.3 -> 604,992 tokens (pages of 64); 604,992 / 32,768 = 18.46 -> 18 sequences
-    # fp8: // 43,188 = 1,097,256.6 -> 1,097,216 tokens; a 32,768-token request = 512 pages, 33.48 -> 33 sequences
+    # 16 heads on the rank x (128 + 128) x 512 x 2 B = 255,852,544 B, and the indexer's weights_proj in fp32
+    # (indexer_fp32_bytes): 61 x 7,168 x 64 x 2 B = 55,967,744 B more than its 16-bit count -> 47,332,348,588 B
+    # bf16: // 78,324 = 604,314.4 -> 604,288 tokens (pages of 64); 604,288 / 32,768 = 18.44 -> 18 sequences
+    # fp8: // 43,188 = 1,095,960.6 -> 1,095,936 tokens; a 32,768-token request = 512 pages, 33.45 -> 33 sequences
     bf16 = capacity(setup(V32, H200, engine="sglang", tp=8, kv_dtype_name="bf16"), 32_768)
     fp8 = capacity(setup(V32, H200, engine="sglang", tp=8, kv_dtype_name="fp8"), 32_768)
-    assert bf16.available_kv_bytes == fp8.available_kv_bytes == 47_644_168_876 - 255_852_544 == 47_388_316_332
-    assert (bf16.kv_pool_tokens, bf16.max_concurrent_sequences) == (604_992, 18)
-    assert (fp8.kv_pool_tokens, fp8.max_concurrent_sequences) == (1_097_216, 33)
-    assert fp8.kv_pool_bytes == 1_097_216 * 48_068 > fp8.available_kv_bytes
+    assert bf16.available_kv_bytes == fp8.available_kv_bytes == 47_644_168_876 - 255_852_544 - 55_967_744
+    assert fp8.available_kv_bytes == 47_332_348_588
+    assert (bf16.kv_pool_tokens, bf16.max_concurrent_sequences) == (604_288, 18)
+    assert (fp8.kv_pool_tokens, fp8.max_concurrent_sequences) == (1_095_936, 33)
+    assert fp8.kv_pool_bytes == 1_095_936 * 48_068 > fp8.available_kv_bytes
     assert fp8.block_tokens == 64
 
 
@@ -96,9 +98,9 @@ def test_sglang_v32_cli_capacity_and_launch_line():
     assert out.exit_code == 0, out.output
     # "auto" would be fp8_e4m3 on SM100 for DSA: the launch spells the dtype out; the page is forced to 64
     assert "--kv-cache-dtype bf16 --page-size 64 --tp 8" in out.output
-    assert "604,992" in out.output
+    assert "604,288" in out.output
     out = runner.invoke(app, [*base, "--kv-dtype", "fp8"])
-    assert out.exit_code == 0 and "--kv-cache-dtype fp8_e4m3" in out.output and "1,097,216" in out.output
+    assert out.exit_code == 0 and "--kv-cache-dtype fp8_e4m3" in out.output and "1,095,936" in out.output
     bad = runner.invoke(app, [*base, "--kv-dtype", "fp8_e5m2"])
     assert bad.exit_code == 2
     assert "bf16 or fp8_e4m3 only" in bad.output and "Traceback" not in bad.output
@@ -302,3 +304,26 @@ def test_plan_takes_the_fp4_indexer():
     assert (fp8["gpus"], fp8["dp"], fp4["gpus"], fp4["dp"]) == (8, 8, 8, 8)
     assert (fp8["sequences_per_replica"], fp4["sequences_per_replica"]) == (376, 416)
     assert "indexer_k_dtype: fp4" in " ".join(fp4["launch_notes"])
+
+
+def test_cost_reads_the_fp4_indexer_keys():
+    # 8 x B200 TP8, 64 sequences at 32K, decode: the indexer reads every cached key, 132 -> 68 B a key, so the step
+    # is shorter (the calibrated DSA decode, kvplan.latency); refused on Hopper, by vLLM, and with --training
+    from kvplan.cost import phase_cost
+
+    b200 = resolve_gpu("b200")
+
+    def step(**kw) -> float:  # noqa: ANN003
+        return phase_cost(V32, b200, 32_768, phase="decode", batch=64, tp=8, kv_dtype_name="fp8", engine="trtllm",
+                          **kw).time_s  # fmt: skip
+
+    assert step(indexer_k_dtype="fp4") < step()
+    assert step(indexer_k_dtype="fp8") == step()
+    base = ["cost", "deepseek-v3.2-exp", "--tp", "8", "-c", "32k", "--indexer-k-dtype", "fp4"]
+    for more, message in (
+        (["--gpu", "h200", "--engine", "trtllm"], "needs Blackwell"),
+        (["--gpu", "b200"], "does not apply to engine 'vllm'"),
+        (["--training"], "a --training step holds none"),
+    ):
+        out = runner.invoke(app, [*base, *more])
+        assert out.exit_code == 2 and message in out.output and len(out.output.strip().splitlines()) == 1

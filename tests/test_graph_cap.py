@@ -84,3 +84,22 @@ def test_serving_step_and_cost_go_eager_past_the_cap() -> None:
     assert tpot(513, "vllm@0.16") - tpot(512, "vllm@0.16") > 225 * 1.362e-6
     trt = ENGINES["trtllm"]
     assert tpot(513, trt.key) - tpot(512, trt.key) < 225 * 1.362e-6
+
+
+def test_a_runtime_without_cuda_graphs_runs_every_decode_step_eagerly() -> None:
+    """Settings.cuda_graphs False (TensorRT-LLM's C++ executor without ExtendedRuntimePerfKnobConfig.cudaGraphMode,
+    as NVIDIA's MLPerf harnesses run it): a decode step of any size pays ``eager_kernel_s`` per launch, and TensorRT-LLM
+    pads no step up to a captured size, even where batch sizes are named; None keeps each engine's rules."""
+    trt = get_engine("trtllm@0.17")
+    padded = Settings(cuda_graph_batch_sizes=(8, 16, 32))
+    assert trt.graph_rows(padded, 9) == 16.0
+    assert not past_graph_cap(LLAMA, trt, padded, decode_seqs=9)
+    eager = Settings(cuda_graph_batch_sizes=(8, 16, 32), cuda_graphs=False)
+    assert trt.graph_rows(eager, 9) is None
+    for engine in ("trtllm@0.17", "trtllm", "vllm"):
+        assert past_graph_cap(LLAMA, engine, eager, decode_seqs=1)
+        assert not past_graph_cap(LLAMA, engine, Settings(), decode_seqs=1)
+    s = setup(LLAMA, "h100-sxm", engine="trtllm@0.17", settings=Settings(cuda_graphs=False))
+    g = setup(LLAMA, "h100-sxm", engine="trtllm@0.17")
+    assert _step(s, n=16, p=0.0, context=2048) > _step(g, n=16, p=0.0, context=2048)  # a decode-only step
+    assert _step(s, n=16, p=512.0, context=2048) == pytest.approx(_step(g, n=16, p=512.0, context=2048))  # eager anyway

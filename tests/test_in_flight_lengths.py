@@ -108,19 +108,22 @@ def test_mlperf_rows_before_and_after():
     # the Blackwell GQA decode refit x0.78 -> x0.77, x0.80 -> x0.78). Since the NVFP4 constants were refitted with the
     # MoE router priced 16-bit (kvplan.latency._router_ctx; r25e) every B200 row moves a little, before -> after pairs
     # were: 4.1 Llama-2 Offline (0.9365, 0.9228), 5.1 Offline (0.8392, 0.8235), Server (0.8521, 0.8399), Interactive
-    # (0.9419, 0.9286), DeepSeek-R1 Offline (1.2788, 1.1118), Server (2.0756, 1.5626)
+    # (0.9419, 0.9286), DeepSeek-R1 Offline (1.2788, 1.1118), Server (2.0756, 1.5626). Since the TensorRT-engine runs
+    # decode without CUDA graphs (published_compare.MLPERF_CUDA_GRAPHS) the rows with pure-decode steps were: 4.1
+    # H200 Server (1.0965, 1.0619), H100 Server (1.2008, 1.1851), 5.1 B200 Server (0.8488, 0.8358), Interactive
+    # (0.9383, 0.9250)
     pub, data = published()
     ds = data["mlperf_datasets"]
     moved = {
         ("mlperf-4.1", "llama-2-70b", "h200", "Offline"): (1.04, 1.0261),
-        ("mlperf-4.1", "llama-2-70b", "h200", "Server"): (1.0965, 1.0619),
+        ("mlperf-4.1", "llama-2-70b", "h200", "Server"): (1.0969, 1.0636),
         ("mlperf-4.1", "llama-2-70b", "h100-sxm", "Offline"): (1.0406, 1.0273),
-        ("mlperf-4.1", "llama-2-70b", "h100-sxm", "Server"): (1.2008, 1.1851),
+        ("mlperf-4.1", "llama-2-70b", "h100-sxm", "Server"): (1.2001, 1.1853),
         ("mlperf-5.0", "llama-2-70b", "h100-sxm", "Offline"): (0.9607, 0.9467),
         ("mlperf-4.1", "llama-2-70b", "b200", "Offline"): (0.9319, 0.9182),
         ("mlperf-5.1", "llama-2-70b", "b200", "Offline"): (0.8352, 0.8196),
-        ("mlperf-5.1", "llama-2-70b", "b200", "Server"): (0.8488, 0.8358),
-        ("mlperf-5.1", "llama-2-70b", "b200", "Interactive"): (0.9383, 0.9250),
+        ("mlperf-5.1", "llama-2-70b", "b200", "Server"): (0.8494, 0.8358),
+        ("mlperf-5.1", "llama-2-70b", "b200", "Interactive"): (0.8691, 0.8504),
         ("mlperf-4.1", "mixtral-8x7b", "h200", "Offline"): (1.1886, 1.1849),
         ("mlperf-4.1", "mixtral-8x7b", "h100-sxm", "Offline"): (1.2423, 1.2339),
         ("mlperf-5.1", "deepseek-v3", "b200", "Offline"): (1.2739, 1.1069),
@@ -133,5 +136,5 @@ def test_mlperf_rows_before_and_after():
         old = pub.score_mlperf(before, flat)["ratio"]
         if key in moved:
             assert (old, r["ratio"]) == moved[key], key
-        else:  # the 405B runs move by at most 0.04 % (cv 0.38, long prompts)
-            assert r["model"] == "llama-3.1-405b" and old == pytest.approx(r["ratio"], rel=4e-4), key
+        else:  # the 405B runs move by at most 0.05 % (cv 0.38, long prompts)
+            assert r["model"] == "llama-3.1-405b" and old == pytest.approx(r["ratio"], rel=5e-4), key

@@ -79,22 +79,48 @@ def test_every_tensorrt_engine_row_cites_the_files_that_show_its_stack():
             assert "'max_util'" in r["stack"] and "enable_batch_size_tuning False" in r["stack"]
 
 
-def test_the_releases_differ_only_where_the_static_fp8_scale_reaches():
+def test_the_releases_differ_only_where_the_static_fp8_scale_reaches(monkeypatch: pytest.MonkeyPatch):
     """trtllm@0.17 and the newest trtllm price a run alike except fp8 weights, which stream at the 16-bit share under
-    the engine's static fp8 activation scale (V0_17_CALIBRATION): the NVFP4 rows score the same under both releases,
-    and the fp8 405B H200 Server run (TP8, at most 64 sequences, decode mostly streams weights) is faster: x1.163
-    under the newest release, x1.220 under trtllm@0.17, out of 20 %."""
+    the engine's static fp8 activation scale (V0_17_CALIBRATION): the NVFP4 rows score the same under both releases
+    (the harness, and so its eager steps, kept), and the fp8 405B H200 Server run (TP8, at most 64 sequences, decode
+    mostly streams weights) is faster: x1.095 under the newest release, x1.146 under trtllm@0.17."""
+    pub, data = published()
+    ds = data["mlperf_datasets"]
+    h200 = next(r for r in data["mlperf"] if _key(r) == ("mlperf-5.0", "llama-3.1-405b", "h200", "Server"))
+    assert h200["ratio"] == pytest.approx(1.146, abs=0.005) and h200["verdict"] == "within 20%"
+    monkeypatch.setattr(pub, "mlperf_release", lambda r: pub.V020_ENGINE)
+    for r in data["mlperf"]:
+        if r.get("tensorrt_engine") and r["weights"] == "nvfp4":
+            assert pub.score_mlperf(r, ds)["ratio"] == pytest.approx(r["ratio"], rel=1e-3)
+    assert pub.score_mlperf(h200, ds)["ratio"] == pytest.approx(1.095, abs=0.005)
+
+
+def test_the_tensorrt_engine_runs_decode_without_cuda_graphs(monkeypatch: pytest.MonkeyPatch):
+    """NVIDIA's MLPerf harnesses never set the executor's cudaGraphMode (default false), so every TensorRT-engine run
+    is set up with Settings.cuda_graphs False and its decode-only steps launch eagerly; the DeepSeek-R1 runs (PyTorch
+    backend, their own cuda_graph_config) keep graphs. Only runs with pure-decode steps move: the 405B H200 Server run
+    (9,429-token prompts in 2,560-token chunks at 0.45 req/s: most steps carry no prompt) from x1.220, missed, to
+    x1.146; every Offline run, whose steps all carry prompt tokens, scores the same either way."""
+    from kvplan.latency import past_graph_cap
+
     pub, data = published()
     ds = data["mlperf_datasets"]
     for r in data["mlperf"]:
-        if not r.get("tensorrt_engine") or r["weights"] != "nvfp4":
-            continue
-        as_newest = {k: v for k, v in r.items() if k != "tensorrt_engine"}
-        assert pub.score_mlperf(as_newest, ds)["ratio"] == pytest.approx(r["ratio"], rel=1e-3)
-    h200 = next(r for r in data["mlperf"] if _key(r) == ("mlperf-5.0", "llama-3.1-405b", "h200", "Server"))
-    as_newest = pub.score_mlperf({k: v for k, v in h200.items() if k != "tensorrt_engine"}, ds)
-    assert as_newest["ratio"] == pytest.approx(1.163, abs=0.005)
-    assert h200["ratio"] == pytest.approx(1.220, abs=0.005) and h200["verdict"] == "missed"
+        s = pub._mlperf_setup(r)
+        assert s.settings.cuda_graphs is (False if r.get("tensorrt_engine") else None)
+        assert past_graph_cap(s.spec, s.engine, s.settings, decode_seqs=1) is bool(r.get("tensorrt_engine"))
+    rows = [r for r in data["mlperf"] if r.get("tensorrt_engine")]
+    eager = {_key(r): r["ratio"] for r in rows}
+    monkeypatch.setattr(pub, "MLPERF_CUDA_GRAPHS", None)  # the engine's default: decode replays graphs
+    graphs = {_key(r): pub.score_mlperf(r, ds)["ratio"] for r in rows}
+    assert graphs[("mlperf-5.0", "llama-3.1-405b", "h200", "Server")] == pytest.approx(1.220, abs=0.005)
+    assert eager[("mlperf-5.0", "llama-3.1-405b", "h200", "Server")] == pytest.approx(1.146, abs=0.005)
+    for r in rows:
+        if r["scenario"] == "Offline":
+            assert graphs[_key(r)] == pytest.approx(eager[_key(r)], rel=1e-3)
+    # the Blackwell runs with pure-decode steps fall back toward their logs' lower figures, still within 20 %
+    assert graphs[("mlperf-5.1", "llama-3.1-405b", "b200", "Interactive")] == pytest.approx(1.036, abs=0.005)
+    assert eager[("mlperf-5.1", "llama-3.1-405b", "b200", "Interactive")] == pytest.approx(0.918, abs=0.005)
 
 
 def test_norm_quant_fusion_applies_on_top_of_the_release_constants():
@@ -106,3 +132,4 @@ def test_norm_quant_fusion_applies_on_top_of_the_release_constants():
     fused = pub._norm_quant_calibration("trtllm@0.17")
     assert fused.fp4_norm_quant_fused and fused.fp8_mem_eff_scale == 1.0
     assert latency_calibration("trtllm").fp8_mem_eff_scale != 1.0
+

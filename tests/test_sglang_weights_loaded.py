@@ -7,7 +7,7 @@ from __future__ import annotations
 from kvplan.capacity import setup
 from kvplan.catalog import load_bundled
 from kvplan.engines import get_engine
-from kvplan.engines.sglang import mla_kv_b_copy_bytes
+from kvplan.engines.sglang import indexer_fp32_bytes, mla_kv_b_copy_bytes
 from kvplan.hardware import resolve_gpu
 from kvplan.params import Sharding, weight_bytes_per_stage
 
@@ -55,3 +55,12 @@ def test_capacity_adds_the_copies_to_sglang_weights_only() -> None:
     vl = setup(lite, H200, engine="vllm", kv_dtype_name="bf16").stages[0].budget.weights
     assert sg - weight_bytes_per_stage(lite, "bf16")[0] == 113_246_208
     assert vl == weight_bytes_per_stage(lite, "bf16")[0]
+
+
+def test_indexer_weights_proj_in_fp32() -> None:
+    """DeepSeek-V3.2's indexer weights_proj [7,168, 64] held in fp32 (0.5.7 nsa_indexer.py), counted at 16 bits:
+    61 x 7,168 x 64 x 2 B = 55,967,744 B more, on every rank; none for a model without an indexer."""
+    v32 = load_bundled("deepseek-v3.2-exp")
+    assert indexer_fp32_bytes(v32, pp=1) == [55_967_744]
+    assert sum(indexer_fp32_bytes(v32, pp=2)) == 55_967_744
+    assert indexer_fp32_bytes(load_bundled("deepseek-v3"), pp=1) == [0]

@@ -11,6 +11,7 @@ from kvplan.cli.common import (
     CheckpointOpt,
     FormatOpt,
     GpuOpt,
+    IndexerKDtypeOpt,
     KvDtypeOpt,
     MambaCacheDtypeOpt,
     MambaSsmCacheDtypeOpt,
@@ -84,6 +85,7 @@ def cost(
     swa_full: SwaFullOpt = False,
     mamba_ssm_cache_dtype: MambaSsmCacheDtypeOpt = None,
     mamba_cache_dtype: MambaCacheDtypeOpt = None,
+    indexer_k_dtype: IndexerKDtypeOpt = None,
     expert_parallel: Annotated[
         bool, typer.Option("--expert-parallel", help="MoE experts split whole across the tp x dp ranks (calibrated)")
     ] = False,
@@ -107,10 +109,10 @@ def cost(
         contexts = parse_lengths(context)
         positive(batch, "batch")
         if training:
-            if mamba_ssm_cache_dtype is not None or mamba_cache_dtype is not None:
+            if mamba_ssm_cache_dtype is not None or mamba_cache_dtype is not None or indexer_k_dtype is not None:
                 raise InvalidInput(
-                    "--mamba-ssm-cache-dtype and --mamba-cache-dtype set the recurrent state a serving engine keeps; "
-                    "a --training step holds none"
+                    "--mamba-ssm-cache-dtype, --mamba-cache-dtype and --indexer-k-dtype set what a serving engine "
+                    "caches; a --training step holds none"
                 )
             _training(spec, contexts, batch=batch, attention=attention, fmt=fmt)
             return
@@ -130,7 +132,7 @@ def cost(
             effs=(compute_eff, memory_eff, interconnect_eff),
             engine=engine,
             swa_full=swa_full,
-            states=(mamba_ssm_cache_dtype, mamba_cache_dtype),
+            states=(mamba_ssm_cache_dtype, mamba_cache_dtype, indexer_k_dtype),
             latency=latency,
             expert_parallel=expert_parallel,
             plot=plot,
@@ -169,6 +171,7 @@ def _inference(
         swa_full=kw["swa_full"],
         mamba_ssm_cache_dtype=kw["states"][0],
         mamba_cache_dtype=kw["states"][1],
+        indexer_k_dtype=kw["states"][2],
         model=kw["latency"],
         expert_parallel=kw["expert_parallel"],
         pp=kw["pp"],

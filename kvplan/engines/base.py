@@ -76,6 +76,12 @@ class Settings:
     # batch_sizes captured): each decode-only step runs the graph of the next captured size up (Engine.graph_rows).
     # None: padding not modelled (TensorRT-LLM's default is enable_padding false).
     cuda_graph_batch_sizes: tuple[int, ...] | None = None
+    # Whether the runtime replays CUDA graphs for decode-only steps (None: the engine's default as kvplan.latency
+    # prices it, graphs for decode). False: every step launches its kernels eagerly (latency.past_graph_cap), as
+    # TensorRT-LLM's C++ executor runs a TensorRT engine unless ExtendedRuntimePerfKnobConfig's cudaGraphMode is set
+    # (default false: cpp/include/tensorrt_llm/executor/executor.h ``bool cudaGraphMode = false``). Set by
+    # published_compare for NVIDIA's MLPerf TensorRT-engine runs, whose harnesses never set that knob.
+    cuda_graphs: bool | None = None
     # TensorRT-LLM attention_dp_config enable_balance: true (default false): the attention-DP ranks schedule their
     # context requests in the same iterations (Engine.aligns_dp_prefill; kvplan.serving prices every rank's prompt
     # chunk in the same steps). Set by plan --rate --attention-dp-balance (MoE models with attention DP).
@@ -848,6 +854,9 @@ class Engine:
 
     def check_kv_on_gpu(self, kv_dtype_name: str, gpu: GPU) -> None:
         """Refuse a KV format this engine cannot store on ``gpu`` (default: every accepted format runs)."""
+
+    def check_settings_on_gpu(self, settings: Settings, gpu: GPU) -> None:
+        """Refuse a flag this engine cannot run on ``gpu`` (default: every accepted flag runs everywhere)."""
 
     def check_kv_latency(self, kv_dtype_name: str) -> None:
         """Refuse a KV format whose reads kvplan.latency cannot price for this engine (default: the held bytes at the

@@ -441,6 +441,27 @@ DP_WHOLE_EMBEDDING_FAMILIES = frozenset({
 MLA_KV_B_COPY_FAMILIES = frozenset({"deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2"})
 
 
+# layers/attention/nsa/nsa_indexer.py Indexer.__init__ (0.5.7 wheel): weights_proj = ReplicatedLinear(hidden,
+# index_n_heads, params_dtype=torch.float32) ("weights_proj in the checkpoint is stored in bf16, while the parameters
+# here are stored in fp32 for convenience"), whole on every rank, as kvplan.params counts the indexer; kvplan counts it
+# at the model's 16 bits, so SGLang holds hidden x index_n_heads x 2 B more a DSA layer. (0.5.23's
+# layers/attention/dsa/dsa_indexer.py keeps it bf16.)
+FP32_WEIGHTS_PROJ_BYTES = 2  # fp32 over the 16-bit count, a weight
+
+
+def indexer_fp32_bytes(spec: ModelSpec, *, pp: int) -> list[int]:
+    """What the fp32 indexer ``weights_proj`` adds over kvplan's 16-bit count, per pipeline stage."""
+    out = []
+    for layers in pipeline_stages(spec.num_layers, pp):
+        total = 0
+        for i in layers:
+            kind = spec.kind(spec.layer_kind_names[i])
+            if kind.index_n_heads:
+                total += spec.hidden_size * kind.index_n_heads * FP32_WEIGHTS_PROJ_BYTES
+        out.append(total)
+    return out
+
+
 def mla_kv_b_copy_bytes(spec: ModelSpec, *, weights_dtype: str, attn_tp: int, pp: int) -> list[int]:
     """The w_kc / w_vc copies (:data:`MLA_KV_B_COPY_FAMILIES`) one GPU of each pipeline stage holds."""
     if spec.family not in MLA_KV_B_COPY_FAMILIES:
@@ -681,8 +702,10 @@ class Sglang(Engine):
                         vocab_tp=ranks, embed_tp=1 if whole else 0)  # fmt: skip
 
     def weights_added(self, spec: ModelSpec, *, weights_dtype: str, pp: int, sharding: Sharding) -> list[int]:
-        """The MLA models' w_kc / w_vc copies of kv_b_proj (:func:`mla_kv_b_copy_bytes`), over the attention TP."""
-        return mla_kv_b_copy_bytes(spec, weights_dtype=weights_dtype, attn_tp=sharding.attn_tp, pp=pp)
+        """The MLA models' w_kc / w_vc copies of kv_b_proj (:func:`mla_kv_b_copy_bytes`), over the attention TP, and
+        the DSA indexer's fp32 ``weights_proj`` (:func:`indexer_fp32_bytes`)."""
+        copies = mla_kv_b_copy_bytes(spec, weights_dtype=weights_dtype, attn_tp=sharding.attn_tp, pp=pp)
+        return [c + f for c, f in zip(copies, indexer_fp32_bytes(spec, pp=pp), strict=True)]
 
     def node_args(self, r: CapacityResult, *, node: int | str, nodes: int, leader: str) -> list[str]:
         """server_args.py --nnodes / --node-rank / --dist-init-addr: every node runs the same command."""

@@ -529,6 +529,14 @@ class Trtllm(Engine):
             accepted = ", ".join(INDEXER_K_DTYPES)
             raise InvalidInput(f"invalid --indexer-k-dtype {given!r}; TensorRT-LLM accepts {accepted}")
 
+    def check_settings_on_gpu(self, settings: Settings, gpu: GPU) -> None:
+        """The FP4 indexer keys need Blackwell (``_validate_indexer_k_dtype``: SM >= 100, DeepGEMM's FP4 kernels)."""
+        if settings.indexer_k_dtype == "fp4" and vllm.COMPUTE_MAJOR.get(gpu.architecture or "", 0) < 10:
+            raise InvalidInput(
+                f"--indexer-k-dtype fp4 needs Blackwell (SM >= 100; TensorRT-LLM's FP4 indexer kernels); "
+                f"{gpu.name} is {gpu.architecture or 'older'}; use fp8"
+            )
+
     def layout(
         self, spec: ModelSpec, *, plan: CachePlan, settings: Settings, stage_index: int, gpu: GPU, total: int
     ) -> Layout:
@@ -539,12 +547,8 @@ class Trtllm(Engine):
         block = tokens_per_block(spec, gpu=gpu, given=settings.block_size, default=self.default_block_tokens,
                                  flash_mla=not self.tensorrt_engine)  # fmt: skip
         if is_dsa(spec):
+            self.check_settings_on_gpu(settings, gpu)
             fp4 = settings.indexer_k_dtype == "fp4"
-            if fp4 and vllm.COMPUTE_MAJOR.get(gpu.architecture or "", 0) < 10:
-                raise InvalidInput(
-                    f"--indexer-k-dtype fp4 needs Blackwell (SM >= 100; TensorRT-LLM's FP4 indexer kernels); "
-                    f"{gpu.name} is {gpu.architecture or 'older'}; use fp8"
-                )
             return DsaLayout(plan.stages[stage_index], 1, block, indexer_k_dtype="fp4" if fp4 else None)
         return Layout(_whole_sliding(plan.stages[stage_index]), 1, block)
 
@@ -709,7 +713,10 @@ class Trtllm(Engine):
         the same batch size). The dummy (``kv_cache_manager.add_dummy_requests(is_gen=True)``, one short sequence,
         reused) adds rows to every GEMM, norm and MoE layer, not to the attention's cache reads. No padding past the
         largest captured size or past ``max_batch_size`` (``padding_size + batch_size > self.batch_size``); the step
-        then runs eagerly there, which kvplan does not model (None: unpadded)."""
+        then runs eagerly there, which kvplan does not model (None: unpadded). No graphs at all
+        (``Settings.cuda_graphs`` False): nothing to pad to."""
+        if settings.cuda_graphs is False:
+            return None
         sizes = sorted(settings.cuda_graph_batch_sizes or ())
         busiest = math.ceil(rank_seqs - 1e-9)  # a mean of 98.25 sequences: the busiest rank holds 99
         idx = bisect.bisect_left(sizes, busiest)
@@ -1176,6 +1183,17 @@ V0_20 = Trtllm(
 #   max_attention_window from ``layer_types`` when unset); every other model, Mistral included, gets one pool of every
 #   token unless the launch sets max_attention_window. So the capacity of Mistral 7B v0.1 is the same as under 0.20;
 #   only its attention's cost moves. Gemma4 is not in kvplan's catalog: not modelled.
+# * the KV cache manager: V1 (the C++ KVCacheManager) throughout the 1.3 line. KvCacheConfig.use_kv_cache_manager_v2
+#   came with KVCacheManagerV2 (NVIDIA/TensorRT-LLM PR #10659, 2026-01) as ``bool``, default False, status "prototype";
+#   the PRs to turn it on for every model (#12837, 2026-04; #15407, 2026-06) closed unmerged. PR #15823 (2026-06) made
+#   the default the "auto" sentinel, resolved per model class (llm_utils._resolve_kv_cache_manager_v2_auto: the
+#   class's default, else V1; V1 in disaggregated serving unless the route supports V2), and the per-model opt-ins
+#   followed from July 2026 (GPT-OSS #16942, DeepSeek-V3/V3.2 DSA #16060, MiniMax M2 #17360, Gemma 3/4 #17396, Kimi
+#   #17232, Nemotron multimodal #19140): after 1.3.0rc20, the release kvplan's calibration reads. What V2 changes in
+#   sizing, for a later rule set: VSWA models' window and full pools sized independently rather than by the V1 static
+#   split (#16942's description for gpt-oss), hybrid Mamba models' attention and state pools split by kv_cache_config
+#   avg_seq_len / pool_ratio (half max_seq_len when neither is given; MambaHybridCacheManagerV2), and the DSA manager
+#   DSACacheManagerV2. Not modelled: the default rule set runs V1.
 # Default: kvplan's TensorRT-LLM kernel constants (CALIBRATION) are fitted to aiconfigurator 0.12.0's TensorRT-LLM
 # 1.3.0rc20 tables (aiconfigurator_core/systems/query_versions.yaml: trtllm current "1.3.0rc20"), a release with
 # PR #12597, so the rule set that matches them is this one. The published v1.0 and MLPerf PyTorch-backend runs predate
