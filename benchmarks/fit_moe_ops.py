@@ -12,6 +12,10 @@ describes, by a grid search for the least median ``|ln(kvplan / aiconfigurator)|
   B200 and GB200 (TensorRT-LLM-Gen's Blackwell kernels);
 * ``hopper_mxfp4_moe_dequant_s`` / ``hopper_mxfp4_moe_layer_s`` (TensorRT-LLM): the same on H100 / H200, where its
   Triton backend runs them, with that backend's fixed seconds per layer; fitted in turn (:data:`JOINT`);
+* ``triton_mxfp4_mma_eff`` / ``triton_mxfp4_dequant_s`` (vLLM): its OpenAI Triton MXFP4 experts on H100 / H200
+  (:func:`kvplan.latency._triton_mxfp4_s`): the share of the 16-bit peak the tiles' rows reach and the seconds one SM
+  takes to dequantize one expert weight in one tile, on the vLLM ``w4a16_mxfp4`` points (gpt-oss), ``moe_layer_s``
+  held; fitted in turn (:data:`JOINT`, :data:`GROUP_ROUNDS`);
 * ``hopper_moe_block_tile_eff`` / ``hopper_moe_block_half_width`` / ``hopper_moe_block_mem_eff`` (TensorRT-LLM): the
   block-scaled fp8 experts on H100 / H200 priced by DeepGEMM's token tiles (:func:`kvplan.latency._block_tile_rows`),
   the tiles' share of the block-fp8 GEMM peak, the intermediate width at which thin slices reach half of it and the
@@ -51,6 +55,9 @@ FITS = {
     "hopper_mxfp4_moe_dequant_s": ("trtllm", "w4a16_mxfp4", HOPPER, 1e-12, PS_GRID),
     # 10 to 150 us a layer, 0.5 us steps
     "hopper_mxfp4_moe_layer_s": ("trtllm", "w4a16_mxfp4", HOPPER, 1e-6, tuple(i / 2 for i in range(20, 301))),
+    # vLLM's Triton MXFP4 tiles: the share of the 16-bit peak, 0.4 to 1.2 in 0.025 steps; the dequantization per SM
+    "triton_mxfp4_mma_eff": ("vllm", "w4a16_mxfp4", HOPPER, 1.0, tuple(i / 40 for i in range(16, 49))),
+    "triton_mxfp4_dequant_s": ("vllm", "w4a16_mxfp4", HOPPER, 1e-12, PS_GRID),
     # the block-fp8 Hopper tiles' share of the block-fp8 GEMM peak: 0.5 to 1.6, 0.025 steps
     "hopper_moe_block_tile_eff": ("trtllm", "fp8_block", HOPPER, 1.0, tuple(i / 40 for i in range(20, 65))),
     # ... and the intermediate width on the rank at which thin slices run at half of it: 0 to 3,000, steps of 50
@@ -61,6 +68,7 @@ FITS = {
 # Constants that share their points, fitted in turn (each with the others' latest values held), ROUNDS times over
 JOINT = (
     ("hopper_mxfp4_moe_dequant_s", "hopper_mxfp4_moe_layer_s"),
+    ("triton_mxfp4_mma_eff", "triton_mxfp4_dequant_s"),
     (
         "hopper_moe_block_tile_eff",
         "hopper_moe_block_half_width",
@@ -70,7 +78,7 @@ JOINT = (
 )
 ROUNDS = 2
 # ... where a group needs more rounds to settle (the tile pair: each round moves the other's best value)
-GROUP_ROUNDS = {"hopper_moe_block_tile_eff": 5}
+GROUP_ROUNDS = {"hopper_moe_block_tile_eff": 5, "triton_mxfp4_mma_eff": 4}
 
 
 def points(tables: list[dict], engine: str, dtype: str, gpus: tuple[str, ...]) -> list[tuple[dict, list]]:
@@ -136,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _neutral(name: str) -> float | None:
     """The value that turns ``name``'s term off (a layer's own fixed seconds: None, the calibration's moe_layer_s; a
-    streaming share: None, the grouped experts' own)."""
-    return None if name.endswith(("layer_s", "mem_eff")) else 0.0
+    streaming share: None, the grouped experts' own; a kernel's share of the peak: None, the kernel priced as the
+    fitted grouped GEMMs)."""
+    return None if name.endswith(("layer_s", "mem_eff", "mma_eff")) else 0.0
 
 
 def fit_all(tables: list[dict], names: list[str]) -> list[dict]:

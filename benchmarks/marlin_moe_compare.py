@@ -28,6 +28,10 @@ experts, top 16), the same ``moe_wna16_marlin_gemm`` with a 4-bit weight type.
    Marlin MoE and as the fitted grouped GEMMs vLLM's other kernels are priced with (what kvplan gave the Marlin path
    before), median and worst ``|ln(kvplan / aiconfigurator)|`` by kernel, GPU and token band. The tables' expert
    dims are taken as they are (no padding: both shapes' dims are multiples of Marlin's 256 / 128 at TP 1).
+   (c) a hold-out, never fitted: aiconfigurator's SGLang 0.5.10 Marlin MoE tables (``sglang_marlin_moe``, int4
+   weight-only, eight shapes of Qwen3, Mixtral, DeepSeek-V3 and Kimi K2, H100 SXM and H200; the whole-layer balanced
+   points), an older build of the same ``moe_wna16_marlin_gemm`` kernel, priced as vLLM's Marlin MoE by token band:
+   the kernel the ``vllm@0.8`` rules price for gpt-oss on Hopper (vLLM 0.10-0.15), checked on shapes near it.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ from aic_tables import frame_rows, grouped_stats, load_row_tables, read_tables, 
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_marlin_moe.json"
 SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm"}
-ENGINES = {"vllm": "0.24.0"}
+ENGINES = {"vllm": "0.24.0", "sglang": "0.5.10"}  # vLLM's: measured on; SGLang's: the hold-out (whole layer only)
+FITTED = "vllm"  # the engine whose tables the two constants are measured on
 MARLIN = "marlin"  # the part of kernel_source that names a Marlin MoE path in the vLLM tables
 COLUMNS = ("kernel_source", "num_tokens", "hidden_size", "inter_size", "topk", "num_experts", "moe_tp_size",
            "moe_ep_size", "latency")  # fmt: skip
@@ -64,7 +69,9 @@ def collect(out: Path = DATA) -> int:
     for t in tables:
         f = t.frame
         f = f[f.kernel_source.str.contains(MARLIN) & (f.distribution == "balanced")]
-        f = f[(f.moe_tp_size == 1) | (f.moe_ep_size == 1)].sort_values(list(COLUMNS[:-1]))
+        whole = (f.moe_tp_size == 1) & (f.moe_ep_size == 1)
+        f = f[whole if t.engine != FITTED else (f.moe_tp_size == 1) | (f.moe_ep_size == 1)]
+        f = f.sort_values(list(COLUMNS[:-1]))
         kept.append({"gpu": t.gpu, "engine": t.engine, "version": t.version, "source": t.source,
                      "columns": list(COLUMNS), "rows": frame_rows(f, COLUMNS)})  # fmt: skip
     write_row_tables(out, kept)
@@ -115,10 +122,15 @@ def reached_peak_share(gpu_name: str, row: dict) -> float:
     return flops / (row["latency"] * 1e-3) / (resolve_gpu(gpu_name).bf16_dense_tflops * 1e12)
 
 
+def fitted(tables: list[dict]) -> list[dict]:
+    """The tables the two constants are measured on (vLLM's), not the hold-out's."""
+    return [t for t in tables if t["engine"] == FITTED]
+
+
 def measure(tables: list[dict]) -> tuple[float, list[str]]:
     """``marlin_moe_peak_eff``: the median share over the compute-bound whole-layer points, and their lines."""
     shares, lines = [], []
-    for t in tables:
+    for t in fitted(tables):
         for r in t["rows"]:
             if r["moe_tp_size"] == 1 and r["moe_ep_size"] == 1 and r["num_tokens"] >= MEASURE_TOKENS:
                 s = reached_peak_share(t["gpu"], r)
@@ -147,7 +159,7 @@ def measure_dequant(tables: list[dict]) -> tuple[float, list[str]]:
     """``marlin_moe_dequant_s``: the median over the whole-layer points up to ``DEQUANT_TOKENS`` tokens (there the
     conversion, not the tensor cores or the memory bus, sets the time), and their lines."""
     values, lines = [], []
-    for t in tables:
+    for t in fitted(tables):
         for r in t["rows"]:
             if r["moe_tp_size"] == 1 and r["moe_ep_size"] == 1 and r["num_tokens"] <= DEQUANT_TOKENS:
                 s = dequant_seconds(t["gpu"], r)
@@ -157,15 +169,30 @@ def measure_dequant(tables: list[dict]) -> tuple[float, list[str]]:
     return statistics.median(values), lines
 
 
-def compare(tables: list[dict]) -> list[dict]:
+def compare(tables: list[dict], *, kernels: tuple[bool, ...] = (True, False)) -> list[dict]:
+    """Every point of ``tables`` priced by kvplan as Marlin (True) and as the fitted grouped GEMMs (False)."""
     out = []
     for t in tables:
         for r in t["rows"]:
             aic = r["latency"] * 1e-3
-            for marlin in (True, False):
+            for marlin in kernels:
                 s = priced_s(t["gpu"], r, marlin=marlin)
-                out.append({**r, "gpu": t["gpu"], "marlin": marlin, "kvplan_s": s, "ln": math.log(s / aic)})
+                out.append({**r, "gpu": t["gpu"], "engine": t["engine"], "marlin": marlin, "kvplan_s": s,
+                            "ln": math.log(s / aic)})  # fmt: skip
     return out
+
+
+def holdout(tables: list[dict]) -> list[str]:
+    """The hold-out tables' whole-layer points priced as vLLM's Marlin MoE, by GPU and by token band."""
+    rows = compare([t for t in tables if t["engine"] != FITTED], kernels=(True,))
+    names = sorted({f"{t['engine']} {t['version']}" for t in tables if t["engine"] != FITTED})
+    lines = [f"hold-out, never fitted: {', '.join(names)} Marlin MoE (int4 weight-only), whole layer, balanced, "
+             "priced as vLLM's Marlin MoE:"]  # fmt: skip
+    for key, fn in (("GPU", lambda r: r["gpu"]), ("tokens", lambda r: _band(r["num_tokens"]))):
+        for name, st in grouped_stats(rows, fn):
+            lines.append(f"  {key:<15} {name:<20} {st['count']:>4}  median |ln| {st['median']:.3f}  "
+                         f"worst {st['worst']:.3f}  signed {st['signed']:+.3f}")  # fmt: skip
+    return lines
 
 
 def _band(tokens: int) -> str:
@@ -211,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     held = latency.calibration("vllm").marlin_moe_dequant_s
     print(f"median {dequant:.3e} s; vLLM CALIBRATION marlin_moe_dequant_s {held}")
-    print("\n".join(report(compare(tables))))
+    print("\n".join(report(compare(fitted(tables)))))
+    print("\n".join(holdout(tables)))
     return 0
 
 

@@ -182,8 +182,9 @@ def grouped_seconds(
         spec = spec.model_copy(update={"weights": None})
     cal = replace(latency.calibration(engine), moe_ep_imbalance=0.0, **(overrides or {}))
     ranks = max(tp, ep)
-    ctx = latency._make_ctx(spec, resolve_gpu(gpu_name), tp=ranks, weights_dtype=weights, cal=cal, eager=True,
-                            ep=ep > 1)  # fmt: skip
+    gpu = resolve_gpu(gpu_name)
+    ctx = latency._make_ctx(spec, gpu, tp=ranks, weights_dtype=weights, cal=cal, eager=True, ep=ep > 1,
+                            moe_kernel=latency.engine_moe_kernel(engine, gpu, weights))  # fmt: skip
     moe = spec.moe
     first = engine in REMOTE_ROWS_TO_FIRST and ep > 1
     loads = balanced_loads(tokens, moe.num_experts, moe.experts_per_token, ep, remote_rows_to_first=first)

@@ -59,7 +59,7 @@ from kvplan.memory import (
     recurrent_state_elements,
 )
 from kvplan.params import attention_parts, count_params, mlp_parts, parts_bytes, weight_bytes_per_gpu
-from kvplan.quant import shipped_dtype
+from kvplan.quant import default_dtype, shipped_dtype
 from kvplan.spec import LayerKind, ModelSpec, ceil_div
 from kvplan.units import FP4_KV_DTYPES, kv_dtype, weight_dtype
 
@@ -499,9 +499,13 @@ def phase_cost(
         settings = Settings(swa_full=swa_full) if swa_full else None
         if settings is not None:  # an engine without the flag says so (vLLM, TensorRT-LLM; None is vLLM)
             get_engine(engine or "vllm").check_settings(settings)
+        # the weights the engine runs: as asked, else as the checkpoint ships them where the engine loads that format
+        # (the bytes above count the shipped format too; plan takes the same default: kvplan.planner)
+        w_name = (weight_dtype(weights_dtype).name if weights_dtype
+                  else default_dtype(spec, loads=get_engine(engine or "vllm").weight_dtypes))  # fmt: skip
         if engine is not None:  # an engine that cannot run these weights on this GPU says so (trtllm: nvfp4 on Hopper)
             profile = get_engine(engine)
-            profile.check_weights_on_gpu(weight_dtype(weights_dtype or spec.dtype).name, gpu)
+            profile.check_weights_on_gpu(w_name, gpu)
             kv_name = kv_dtype(kv_dtype_name or spec.dtype).name
             if kv_name in FP4_KV_DTYPES:  # a 4-bit float cache only where the engine stores it (as capacity says)
                 profile.check_kv_on_gpu(profile.check_kv_dtype(kv_name), gpu)
@@ -514,7 +518,7 @@ def phase_cost(
             batch=batch,
             tp=tp,
             kv_dtype_name=kv_dtype(kv_dtype_name or spec.dtype).name,
-            weights_dtype=weight_dtype(weights_dtype or spec.dtype).name,
+            weights_dtype=w_name,
             attention_flops=flops.attention,
             engine=engine,
             expert_parallel=expert_parallel,

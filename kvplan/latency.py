@@ -25,7 +25,10 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
   vLLM's Marlin MoE kernel (:meth:`kvplan.engines.base.Engine.moe_kernel`) the experts are padded to its multiples and
   its compute is each expert's tokens padded to its token block (:func:`marlin_block_m`) at ``marlin_moe_peak_eff`` of
   the 16-bit peak, or each block's dequantization of its expert (:func:`_marlin_dequant_s`), never less than the
-  curve above;
+  curve above; where it runs vLLM's OpenAI Triton MXFP4 experts (Hopper) their time is whole token tiles
+  (:func:`triton_block_m`), random routing's (:func:`expected_tiles`), each at ``triton_mxfp4_mma_eff`` of the 16-bit
+  peak plus its expert's dequantization (:func:`_triton_mxfp4_s`) instead of the curve; the experts' bytes are their
+  own dtype's and the dense layers' the spec's where the checkpoint quantizes the experts alone (:func:`dense_dtype`);
 * **attention**: prefill as FLOPs at ``attn_prefill_eff * L / (L + attn_prefill_half_len)`` of
   the 16-bit peak; decode as the held cache read at ``attn_decode_mem_eff`` of bandwidth (MLA's
   absorbed decode at ``mla_decode_mem_eff``, or its FLOPs at ``mla_decode_flops_eff`` of peak,
@@ -81,6 +84,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import NamedTuple
 
 from kvplan.attention import decode_span
@@ -211,7 +215,7 @@ class _Ctx:
     gpu: GPU
     cal: Calibration
     tp: int
-    w_bytes: float  # bytes per quantizable weight
+    w_bytes: float  # bytes per quantizable weight of the dense layers (attention, dense MLP, shared experts, LM head)
     act_bytes: float  # bytes per activation element (16-bit)
     peak: float  # FLOP/s of the GEMMs (fp8 peak x fp8_[block_]eff_scale for fp8 weights where the GPU has it)
     peak16: float  # FLOP/s at 16 bit (attention)
@@ -244,6 +248,9 @@ class _Ctx:
     marlin_peak: float = 0.0  # Marlin MoE: FLOP/s on the rows it computes (marlin_moe_peak_eff); 0: not Marlin
     expert_pad: tuple[int, int] = (1, 1)  # Marlin MoE: multiples it pads an expert's (hidden, width on the rank) to
     marlin_dequant_s: float = 0.0  # Marlin MoE: seconds per expert weight one token block dequantizes, all SMs at work
+    moe_w_bytes: float | None = None  # bytes per routed-expert weight where they differ from w_bytes (dense_dtype)
+    triton_peak: float = 0.0  # OpenAI Triton MXFP4 experts: FLOP/s on their tiles' rows (_triton_mxfp4_s); 0: not them
+    triton_dequant_s: float = 0.0  # ... seconds per expert weight one tile dequantizes, all SMs at work
     # Terms every step of this context repeats, taken once on first use (:func:`lm_head_s`, :func:`allreduce_s`,
     # :func:`_decode_attention_stages` by KV dtype); a copy (dataclasses.replace) starts empty
     terms: dict = field(default_factory=dict, init=False, compare=False, repr=False)
@@ -403,6 +410,7 @@ def _moe_s(
     """
     moe, h = c.spec.moe, c.spec.hidden_size
     gated = c.spec.params.mlp == "gated"
+    given = loads  # a table's own routing (the comparison scripts), or None (serving's uniform random routing)
     # TP slices every expert's intermediate dimension; EP (vLLM --enable-expert-parallel) gives each of the
     # R = tp x dp ranks E/R whole experts and the tokens routed to them (uniform routing).
     ranks = c.moe_ranks
@@ -429,10 +437,11 @@ def _moe_s(
         if loads is None:  # every touched expert takes the mean
             loads = ((per_touched, touched),)
         h_k, w_k = h, inter_rank  # the expert's dims as its kernel holds them
-        if c.marlin_peak:
+        if c.expert_pad != (1, 1):
             h_k, w_k = (ceil_div(d, m) * m for d, m in zip((h, inter_rank), c.expert_pad, strict=True))
             per_expert = (3 if gated else 2) * h_k * w_k
-        moved = touched * per_expert * c.w_bytes + routed * (2 * h_k + 3 * w_k) * c.act_bytes
+        w_bytes = c.w_bytes if c.moe_w_bytes is None else c.moe_w_bytes
+        moved = touched * per_expert * w_bytes + routed * (2 * h_k + 3 * w_k) * c.act_bytes
         mem_eff = c.cal.moe_mem_eff * c.moe_mem_scale
         if c.moe_block_tiles and c.cal.hopper_moe_block_mem_eff:  # their own streaming share (fit_moe_ops.py)
             mem_eff = c.cal.hopper_moe_block_mem_eff
@@ -443,6 +452,8 @@ def _moe_s(
             eff = c.cal.hopper_moe_block_tile_eff * inter_rank / (inter_rank + c.cal.hopper_moe_block_half_width)
             compute = 2 * rows * per_expert / (c.peak * eff)
             side = routed * _block_side_bytes(h, inter_rank, gated=gated) / (c.bw * c.cal.elementwise_mem_eff)
+        elif c.triton_peak:  # OpenAI Triton MXFP4 experts: whole token tiles, each dequantizing its expert anew
+            compute = _triton_mxfp4_s(c, local, touched, per_expert, rows_per_expert=routed / local, loads=given)
         else:
             eff = c.cal.moe_peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
             eff *= w_k / (w_k + c.cal.moe_half_width)  # thin expert slices (high TP) run below peak
@@ -504,6 +515,85 @@ def _marlin_rows(touched: float, per_touched: float, block: int) -> float:
     """Rows the Marlin MoE GEMMs compute: each of the ``touched`` experts' ``per_touched`` tokens (uniform routing's
     mean) padded up to whole ``block``s (moe_align_block_size)."""
     return touched * math.ceil(per_touched / block - 1e-9) * block  # 1e-9: 64.0000001 tokens is one block
+
+
+def triton_block_m(rows_per_expert: float) -> int:
+    """The token tile OpenAI's triton_kernels ``matmul_ogs`` takes on NVIDIA GPUs for ``rows_per_expert`` routed rows
+    an expert (the rank's gathered rows over its experts): ``max(16, min(next_power_of_2(tokens_per_expt), 128))``
+    with ``tokens_per_expt = max(1, m // n_expts_tot)`` (triton_kernels matmul_ogs_details/opt_flags.py
+    ``make_default_opt_flags_nvidia``, read in a stored copy). aiconfigurator 0.12.0's vLLM 0.24.0 gpt-oss tables step
+    where it does: gpt-oss-120b on one H100, 512 tokens (16 rows an expert) 716 us, 768 (24) 846 us, 2,048 (64)
+    1,041 us, 3,072 (96) 1,491 us, 6,144 (192, two tiles of 128) 2,877 us."""
+    per = max(1, int(rows_per_expert))
+    return max(16, min(1 << (per - 1).bit_length(), 128))
+
+
+def _triton_mxfp4_s(
+    c: _Ctx,
+    local: float,
+    touched: float,
+    per_expert: int,
+    *,
+    rows_per_expert: float,
+    loads: tuple[tuple[float, float], ...] | None = None,
+) -> float:
+    """The tiles of vLLM's OpenAI Triton MXFP4 experts (``OAITritonMxfp4ExpertsMonolithic``, Engine.moe_kernel
+    "triton_mxfp4"): each of the ``local`` experts' rows in whole tiles of :func:`triton_block_m` (``touched`` of them
+    get any), every tile computing its whole block of rows at ``triton_mxfp4_mma_eff`` of the 16-bit peak and
+    converting its expert's 4-bit weights to 16 bits again (``triton_mxfp4_dequant_s`` a weight a tile on one SM); the
+    two add: one H100 tile of a gpt-oss-120b expert takes about 4.3 us plus 0.055 us a row of its block in the tables
+    (benchmarks/fit_moe_ops.py fits both). The tiles are those of random routing (:func:`expected_tiles`), the routing
+    the touched experts already follow, unless ``loads`` gives each expert's rows (a table's own routing: each
+    ``(rows, experts)`` pair's whole tiles)."""
+    block = triton_block_m(rows_per_expert)
+    if loads is not None:
+        tiles = sum(n * math.ceil(t / block - 1e-6) for t, n in loads)  # 1e-6: 16.00001 rows are one tile
+    else:
+        tiles = touched + local * expected_tiles(rows_per_expert, block, first=False)
+    return tiles * per_expert * (2 * block / c.triton_peak + c.triton_dequant_s)
+
+
+# Past this mean the rows an expert gets are counted as normal (continuity-corrected); below it, exactly
+_POISSON_NORMAL_MEAN = 20.0
+
+
+@lru_cache(maxsize=8192)
+def expected_tiles(mean_rows: float, block: int, *, first: bool = True) -> float:
+    """``E[ceil(n / block)]`` for the rows ``n`` one expert gets when every routed row picks its expert at random with
+    ``mean_rows`` on average (Poisson): ``sum over j >= 0 of P(n > j x block)``, up to ten standard deviations past the
+    mean; ``first`` False leaves out the ``j = 0`` term (the expert gets any row at all, which the caller counts as its
+    touched experts). Random routing gives some experts more than the mean and needs more tiles than equal shares: at
+    64 rows on average and 64-row tiles, 1.475 tiles an expert, not 1. Kept per arguments (a serving fixed point asks
+    for the same steps again)."""
+    if mean_rows <= 0:
+        return 0.0
+    total = (1.0 - math.exp(-mean_rows)) if first else 0.0
+    top = mean_rows + 10.0 * math.sqrt(mean_rows) + 1.0
+    edge = block
+    if mean_rows > _POISSON_NORMAL_MEAN:
+        spread = math.sqrt(2.0 * mean_rows)
+        while edge < top:
+            total += 0.5 * math.erfc((edge + 0.5 - mean_rows) / spread)
+            edge += block
+        return total
+    term = cdf = math.exp(-mean_rows)  # P(n = 0), then P(n <= i) term by term
+    i = 0
+    while edge < top:
+        while i < edge:
+            i += 1
+            term *= mean_rows / i
+            cdf += term
+        total += max(0.0, 1.0 - cdf)
+        edge += block
+    return total
+
+
+def _triton_mxfp4(gpu: GPU, cal: Calibration, kernel: MoeKernel | None) -> tuple[float, float]:
+    """(FLOP/s on the tiles' rows, seconds per weight a tile dequantizes with every SM at work) of the OpenAI Triton
+    MXFP4 experts; (0, 0) where the engine runs another kernel or its constants have no fit for it."""
+    if kernel is None or kernel.name != "triton_mxfp4" or cal.triton_mxfp4_mma_eff is None or not gpu.sm_count:
+        return 0.0, 0.0
+    return gpu.bf16_dense_tflops * 1e12 * cal.triton_mxfp4_mma_eff, cal.triton_mxfp4_dequant_s / gpu.sm_count
 
 
 def _marlin_peak(gpu: GPU, cal: Calibration, kernel: MoeKernel | None) -> float:
@@ -1296,8 +1386,9 @@ def fp8_attention_gain(gpu: GPU, cal: Calibration, *, head_dim: int) -> float:
 def _fmha_gain(
     engine: str | None, spec: ModelSpec, gpu: GPU, cal: Calibration, *, weights_dtype: str, kv_dtype: str
 ) -> float:
-    """The prefill attention speed-up of ``engine`` for these dtypes: :func:`fp8_attention_gain` where it runs FP8."""
-    if not engine_fp8_context_attention(engine, weights_dtype=weights_dtype, kv_dtype=kv_dtype):
+    """The prefill attention speed-up of ``engine`` for these dtypes: :func:`fp8_attention_gain` where it runs FP8
+    (by the dense layers' dtype, :func:`dense_dtype`: the attention's projections are theirs)."""
+    if not engine_fp8_context_attention(engine, weights_dtype=dense_dtype(spec, weights_dtype), kv_dtype=kv_dtype):
         return 1.0
     return fp8_attention_gain(gpu, cal, head_dim=spec.head_dim)
 
@@ -1371,13 +1462,17 @@ def _make_ctx(
     fmha_gain: float = 1.0,
     moe_kernel: MoeKernel | None = None,
 ) -> _Ctx:
-    w = weight_dtype(weights_dtype)
+    # ``weights_dtype`` is the routed experts'; the dense layers run in it too unless it is the spec's own format on
+    # its experts alone (gpt-oss's MXFP4): then they stay at the spec's dtype (dense_dtype)
+    dense = dense_dtype(spec, weights_dtype)
+    w, w_moe = weight_dtype(dense), weight_dtype(weights_dtype)
     fp8 = gpu.fp8_dense_tflops is not None and weights_dtype.startswith("fp8")
     # The engines' kernels reach a smaller share of Blackwell's (doubled) tensor-core peak than of Hopper's, on
     # which the efficiency curves are fitted: GEMMs, grouped experts and attention all scale by it there.
     arch = cal.blackwell_compute_eff if gpu.architecture == "blackwell" else 1.0
     peak16 = gpu.bf16_dense_tflops * 1e12 * arch
-    peak, mem_scale = gemm_peak(spec, gpu, cal, weights_dtype)
+    peak, mem_scale = gemm_peak(spec, gpu, cal, dense)
+    moe_peak, moe_mem_scale = gemm_peak(spec, gpu, cal, weights_dtype)
     for name, value in (("data-parallel size", dp), ("pipeline-parallel size", pp)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidInput(f"invalid {name} {value!r}; expected a whole number of at least 1")
@@ -1387,6 +1482,7 @@ def _make_ctx(
         cal=cal,
         tp=tp,
         w_bytes=float(w.nbytes(1000)) / 1000,
+        moe_w_bytes=None if dense == weights_dtype else float(w_moe.nbytes(1000)) / 1000,
         act_bytes=2.0,
         peak=peak,
         peak16=peak16,
@@ -1401,11 +1497,11 @@ def _make_ctx(
         rules=_exchange_rules(rules or Overlap(), two_batch=two_batch, deepep=deepep),
         graph=not eager,
         two_batch=two_batch,
-        moe_peak=_fp4_moe_peak(gpu, cal, weights_dtype),
-        fp4_k_s=_fp4_k_s(gpu, cal, weights_dtype),
+        moe_peak=_fp4_moe_peak(gpu, cal, weights_dtype) or (moe_peak if moe_peak != peak else None),
+        fp4_k_s=_fp4_k_s(gpu, cal, dense),
         moe_layer_s=_moe_layer_s(gpu, cal, weights_dtype),
-        head_16bit=weights_dtype == "nvfp4",
-        wave_sms=_wave_sms(gpu, weights_dtype),
+        head_16bit=dense == "nvfp4",
+        wave_sms=_wave_sms(gpu, dense),
         gather_unpadded=(rules or Overlap()).moe_allgather_unpadded,
         gather_bytes=_gather_bytes(
             gpu, rules or Overlap(), weights_dtype, dispatch=1.0 if fp8 else 2.0, block_fp8=_block_fp8(spec)
@@ -1415,12 +1511,29 @@ def _make_ctx(
         moe_expert_added=gpu.architecture == "blackwell",
         moe_dequant_s=_moe_dequant_s(gpu, cal, weights_dtype),
         moe_block_tiles=_moe_block_tiles(spec, gpu, cal, weights_dtype),
-        fp8_quant_s=_fp8_quant_s(spec, gpu, cal, weights_dtype),
-        moe_mem_scale=_fp8_absorbed(cal) if fp8 else mem_scale,
+        fp8_quant_s=_fp8_quant_s(spec, gpu, cal, dense),
+        moe_mem_scale=_fp8_absorbed(cal) if fp8 else moe_mem_scale,
         marlin_peak=_marlin_peak(gpu, cal, moe_kernel),
         expert_pad=(moe_kernel.hidden_multiple, moe_kernel.inter_multiple) if moe_kernel else (1, 1),
         marlin_dequant_s=_marlin_dequant_s(gpu, cal, moe_kernel),
+        triton_peak=_triton_mxfp4(gpu, cal, moe_kernel)[0],
+        triton_dequant_s=_triton_mxfp4(gpu, cal, moe_kernel)[1],
     )
+
+
+def dense_dtype(spec: ModelSpec, weights_dtype: str) -> str:
+    """The dtype the dense layers' weights run in when the routed experts' are ``weights_dtype``: the spec's own
+    dtype where ``weights_dtype`` is the checkpoint's format and that format covers the routed experts alone
+    (:attr:`kvplan.quant.Storage.experts_only`: gpt-oss ships MXFP4 experts beside 16-bit attention, router and LM
+    head, ``modules_to_not_convert``), else ``weights_dtype`` itself: the same rule :mod:`kvplan.params` counts the
+    weights' bytes by, so ``--weights-dtype mxfp4`` on gpt-oss and its checkpoint's own format price the same
+    tensors. vLLM runs the rest unquantized: vllm/model_executor/layers/quantization/mxfp4.py
+    ``Mxfp4Config.get_quant_method`` gives a ``LinearBase`` in the checkpoint's ignored layers
+    ``UnquantizedLinearMethod`` and only ``FusedMoE`` layers ``Mxfp4MoEMethod`` (read in a stored copy of the
+    ``get_mxfp4_backend(with_lora_support)`` line, late 2025)."""
+    from kvplan.quant import storage
+
+    return spec.dtype if storage(spec, weights_dtype).experts_only else weights_dtype
 
 
 def _fp8_quant_s(spec: ModelSpec | None, gpu: GPU, cal: Calibration, weights_dtype: str) -> float:

@@ -519,6 +519,12 @@ class Calibration:
     # ... and the seconds one SM takes to dequantize one 4-bit expert weight in one token block (every block of an
     # expert's tokens converts its weights again: kvplan.latency _marlin_dequant_s); measured by the same script.
     marlin_moe_dequant_s: float = 0.0
+    # Grouped MXFP4 experts the engine runs through OpenAI's triton_kernels ``matmul_ogs`` with its own token tiles
+    # (Engine.moe_kernel "triton_mxfp4", kvplan.latency _triton_mxfp4_s): the share of the dense 16-bit peak the tiles'
+    # rows reach, and the seconds one SM takes to dequantize one expert weight in one tile (every tile of an expert's
+    # tokens converts its weights again). Fitted by benchmarks/fit_moe_ops.py; None and 0: no such kernel.
+    triton_mxfp4_mma_eff: float | None = None
+    triton_mxfp4_dequant_s: float = 0.0
     # DeepSeek Sparse Attention's main attention in a prompt (kvplan.latency._attention_s): the sparse prefill kernel's
     # share of the 16-bit peak (deepseek-ai/FlashMLA README, 2025.09.29: the sparse kernels "achieve up to 640 TFlops
     # during prefilling" on H800, whose dense BF16 peak is 989 TFLOPS: 0.647; a published figure, not fitted), and the
@@ -1070,8 +1076,8 @@ class Engine:
 
     def moe_kernel(self, *, weights_dtype: str, gpu: GPU) -> MoeKernel | None:
         """The grouped-expert kernel the engine runs for ``weights_dtype`` experts on ``gpu`` where kvplan.latency
-        prices it apart from the fitted grouped GEMMs (:class:`MoeKernel`: "marlin", vLLM's Marlin MoE); None: the
-        fitted grouped GEMMs."""
+        prices it apart from the fitted grouped GEMMs (:class:`MoeKernel`: "marlin", vLLM's Marlin MoE;
+        "triton_mxfp4", vLLM's OpenAI Triton MXFP4 experts); None: the fitted grouped GEMMs."""
         return None
 
     def keeps_freed_blocks(self, settings: Settings) -> bool:

@@ -674,6 +674,11 @@ QWEN3_5_FAMILIES = frozenset({"qwen3_5", "qwen3_5_moe"})
 # linear n % 256 == 0 and k % 128 == 0", quantization/mxfp4.py create_weights, read in the 0.16.0 wheel): hidden to
 # 256, the intermediate width on the rank to 128 (Vllm.expert_dims_as_loaded). Its time: kvplan.latency _marlin_rows.
 MARLIN_MOE = MoeKernel(name="marlin", hidden_multiple=256, inter_multiple=128)
+# vLLM's OpenAI Triton MXFP4 experts (Mxfp4MoeBackend.TRITON: OAITritonMxfp4ExpertsMonolithic, the triton_kernels
+# matmul_ogs GEMMs, W4A16), as its MXFP4 path holds them: the intermediate width on the rank padded to 64, the hidden
+# size kept (fused_moe/oracle/mxfp4.py mxfp4_round_up_hidden_size_and_intermediate_size, read @001eda3; 0.16.0
+# create_weights the same). Its time: kvplan.latency _triton_mxfp4_s.
+TRITON_MXFP4_MOE = MoeKernel(name="triton_mxfp4", hidden_multiple=1, inter_multiple=64)
 
 
 @dataclass(frozen=True)
@@ -749,11 +754,9 @@ class Vllm(Engine):
         if weights_dtype != "mxfp4":
             return hidden, inter_rank
         arch = gpu.architecture
-        marlin = self.moe_kernel(weights_dtype=weights_dtype, gpu=gpu)
-        if marlin is not None:
-            return round_up(hidden, marlin.hidden_multiple), round_up(inter_rank, marlin.inter_multiple)
-        if arch == "hopper":
-            return hidden, round_up(inter_rank, 64)
+        kernel = self.moe_kernel(weights_dtype=weights_dtype, gpu=gpu)  # Marlin, or Triton on Hopper
+        if kernel is not None:
+            return round_up(hidden, kernel.hidden_multiple), round_up(inter_rank, kernel.inter_multiple)
         if arch == "blackwell" and self.mxfp4_blackwell_flashinfer:
             return round_up(hidden, 256), round_up(inter_rank, 256)
         return hidden, inter_rank
@@ -765,12 +768,28 @@ class Vllm(Engine):
         ``fused_marlin_moe`` (fused_moe/fused_marlin_moe.py): two ``ops.moe_wna16_marlin_gemm`` calls (gate/up, then
         down over M x top-k rows) that dequantize the 4-bit weights to 16 bits in registers and multiply them with the
         16-bit activations (W4A16). The 0.8-0.15 rules' wheels were not read (their Marlin path is the ~0.10.1 log's,
-        issue #23278). None elsewhere."""
+        issue #23278).
+
+        Hopper under the other rules: OpenAI's Triton kernels. fused_moe/oracle/mxfp4.py ``select_mxfp4_moe_backend``
+        (read @001eda3, vLLM main 2026) walks ``_get_priority_backends`` (FLASHINFER_TRTLLM_MXFP4_BF16, CK, TRITON,
+        FLASHINFER_CUTLASS_MXFP4_BF16, TRITON_UNFUSED, MARLIN, ...) and takes the first whose kernel class supports
+        the device: FlashInfer's TRT-LLM kernels are SM100 only and CK is ROCm, so SM90 gets TRITON
+        (``OAITritonMxfp4ExpertsMonolithic``) wherever triton_kernels imports (``triton_kernels_supported``: SM 9.0
+        to 11.0; the 0.16.0 wheel vendors it as vllm/third_party/triton_kernels). Other choices only by hand:
+        ``--moe-backend`` (marlin, flashinfer_cutlass, ...), ``VLLM_MXFP4_USE_MARLIN=1``, or
+        ``VLLM_USE_FLASHINFER_MOE_MXFP4_BF16=1`` (FlashInfer's CUTLASS MXFP4 x BF16 on SM90); not modelled. The
+        earlier ``get_mxfp4_backend`` (a stored copy of quantization/mxfp4.py, late 2025) made the same choice:
+        Triton on SM90 where ``has_triton_kernels()`` and torch >= 2.8, else Marlin. aiconfigurator 0.12.0 timed
+        this kernel on vLLM 0.24.0 (kernel_source ``vllm_gptossmxfp4moe_triton_oaitritonmxfp4expertsmonolithic``,
+        H100 SXM and H200). None elsewhere (Blackwell: FlashInfer's TRT-LLM MXFP4 kernels, priced by the fitted
+        grouped GEMMs)."""
         if weights_dtype != "mxfp4":
             return None
         arch = gpu.architecture
         if arch in ("ampere", "ada") or (arch == "hopper" and self.mxfp4_hopper_marlin):
             return MARLIN_MOE
+        if arch == "hopper":
+            return TRITON_MXFP4_MOE
         return None
 
     def keeps_freed_blocks(self, settings: Settings) -> bool:
@@ -1343,6 +1362,16 @@ CALIBRATION = Calibration(
     # points up to 16 tokens, moe_layer_s held: 20 points, 2.28e-11-3.28e-11 s a weight a block on one SM, median
     # 2.79e-11 (kvplan.latency _marlin_dequant_s).
     marlin_moe_dequant_s=2.79e-11,
+    # Its OpenAI Triton MXFP4 experts on Hopper (moe_kernel "triton_mxfp4", kvplan.latency _triton_mxfp4_s): each tile
+    # of triton_block_m rows at this share of the dense 16-bit peak plus its expert's dequantization, moe_layer_s held.
+    # benchmarks/fit_moe_ops.py on aiconfigurator 0.12.0's vLLM 0.24.0 gpt-oss tables (kernel_source
+    # vllm_gptossmxfp4moe_triton_oaitritonmxfp4expertsmonolithic, H100 SXM and H200, gpt-oss-20b and -120b, TP 1/4/8
+    # and EP 4/8, 1-16,384 tokens, balanced and priced so: 300 points), the two in turn, 4 rounds: 0.825 and 2.3e-11 s
+    # a weight a tile on one SM (1 / 2.3e-11 = 43e9 weights a second per SM); median |ln| 0.220 (the fitted grouped
+    # GEMMs) -> 0.085, worst 0.746 -> 0.773 (the EP points: their tables take ~67 us at one token where TP 1 takes
+    # 61-63 us).
+    triton_mxfp4_mma_eff=0.825,
+    triton_mxfp4_dequant_s=2.3e-11,
     # The MLA block's fixed cost per decode layer on Blackwell, where vLLM runs FLASHINFER_MLA (vllm/platforms/cuda.py
     # _get_backend_priorities @ vLLM main 2026: MLA on compute capability 10 tries FLASHINFER_MLA first, on Hopper
     # FLASH_ATTN_MLA / FLASHMLA). benchmarks/mla_compare.py --fit on aiconfigurator 0.12.0's B200 vLLM 0.24.0 MLA
