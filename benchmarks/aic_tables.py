@@ -11,6 +11,7 @@ import json
 import math
 import statistics
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -152,6 +153,32 @@ def table_layer_s(points: list, tokens: float) -> float:
             return math.exp(math.log(lo[1]) + f * math.log(hi[1] / lo[1])) * 1e-3
         lo = hi
     return lo[1] * tokens / lo[0] * 1e-3
+
+
+@contextmanager
+def grouped_experts_from(grouped: Callable[[Any, float, Any], float | None]) -> Iterator[None]:
+    """For the ``with`` block, :func:`kvplan.latency._moe_s` with its grouped expert GEMMs replaced by
+    ``grouped(ctx, moe_tokens, parts)`` wherever that returns seconds (None: the layer as kvplan prices it;
+    ``parts`` is kvplan's own :class:`kvplan.latency._MoeParts` for the layer); the latency and serving memos are
+    emptied on the way in and out. The table readings of moe_gap.py, dp_ep_gap.py and moe_release_gap.py: what a
+    measured kernel would do to the published rows, nothing kept in kvplan."""
+    from kvplan import latency
+    from kvplan.serving import forget_memos
+
+    priced = latency._moe_s
+
+    def replaced(c, tokens: float, moe_tokens: float):  # noqa: ANN001, ANN202
+        parts = priced(c, tokens, moe_tokens)
+        seconds = grouped(c, moe_tokens, parts)
+        return parts if seconds is None else parts._replace(grouped=seconds)
+
+    latency._moe_s = replaced
+    forget_memos(facts=False)
+    try:
+        yield
+    finally:
+        latency._moe_s = priced
+        forget_memos(facts=False)
 
 
 def score_readings(runs: list[dict], *, keys: tuple[str, ...], readings: tuple[str, ...], reading: Callable,

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import capture_static_breakdown, score_readings, table_layer_s  # noqa: E402 - shared with the table scripts
+from aic_tables import capture_static_breakdown, grouped_experts_from, score_readings, table_layer_s  # noqa: E402 - shared with the table scripts
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_dp_ep.json"
 # kvplan model -> (aiconfigurator's bundled config, attention-DP ranks of the page's Hopper rows, MoE shape: hidden,
@@ -179,29 +179,19 @@ def experts_from_table(tables: dict, distribution: str):  # noqa: ANN201
     """For the ``with`` block, the grouped experts of these models' TensorRT-LLM fp8 MoE layers under expert
     parallelism over the table's ranks on H100 / H200 from the table at the layer's tokens (all ranks'), in place of
     :func:`kvplan.latency._moe_s`'s formula (its busiest-rank excess included); memos emptied on the way in and out."""
-    from kvplan import latency
-    from kvplan.serving import forget_memos
-
-    priced = latency._moe_s
     shapes = {shape: (model, ranks) for model, (_, ranks, shape) in MODELS.items()}
 
-    def from_table(c, tokens: float, moe_tokens: float):  # noqa: ANN001, ANN202
-        parts = priced(c, tokens, moe_tokens)
+    def from_table(c, moe_tokens: float, parts):  # noqa: ANN001, ANN202
         moe = c.spec.moe
         if moe is None or c.cal.engine != "trtllm" or not c.ep or c.gpu.name not in tables or moe_tokens <= 0:
-            return parts
+            return None
         hit = shapes.get((c.spec.hidden_size, moe.expert_intermediate_size, moe.num_experts, moe.experts_per_token))
         if hit is None or hit[1] != c.moe_ranks:
-            return parts
-        return parts._replace(grouped=table_layer_s(tables[c.gpu.name][hit[0]][distribution], moe_tokens))
+            return None
+        return table_layer_s(tables[c.gpu.name][hit[0]][distribution], moe_tokens)
 
-    latency._moe_s = from_table
-    forget_memos(facts=False)
-    try:
+    with grouped_experts_from(from_table):
         yield
-    finally:
-        latency._moe_s = priced
-        forget_memos(facts=False)
 
 
 def published_rows(tables: dict) -> list[dict]:

@@ -44,7 +44,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import capture_static_breakdown, score_readings, table_layer_s  # noqa: E402 - shared with the table scripts
+from aic_tables import capture_static_breakdown, grouped_experts_from, score_readings, table_layer_s  # noqa: E402 - shared with the table scripts
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_moe_gap.json"
 MODEL = "qwen3-30b-a3b"
@@ -132,28 +132,17 @@ def experts_from_table(tables: dict, name: str):  # noqa: ANN201
     tokens instead of by :func:`kvplan.latency._moe_s`'s formula; the latency and serving memos are emptied on the
     way in and out. A reading of what the kernel TensorRT-LLM runs would do to the published rows: nothing here is
     kept in kvplan."""
-    from kvplan import latency
-    from kvplan.serving import forget_memos
 
-    priced = latency._moe_s
-    h, width, experts, top = SHAPE
-
-    def from_table(c, tokens: float, moe_tokens: float):  # noqa: ANN001, ANN202
-        parts = priced(c, tokens, moe_tokens)
+    def from_table(c, moe_tokens: float, parts):  # noqa: ANN001, ANN202
         moe = c.spec.moe
         ours = (moe is not None and (c.spec.hidden_size, moe.expert_intermediate_size, moe.num_experts,
                                      moe.experts_per_token) == SHAPE)  # fmt: skip
         if not ours or c.cal.engine != "trtllm" or c.moe_layer_s is None or c.moe_ranks != 1 or moe_tokens <= 0:
-            return parts
-        return parts._replace(grouped=table_layer_s(tables[c.gpu.name][name], moe_tokens))
+            return None
+        return table_layer_s(tables[c.gpu.name][name], moe_tokens)
 
-    latency._moe_s = from_table
-    forget_memos(facts=False)
-    try:
+    with grouped_experts_from(from_table):
         yield
-    finally:
-        latency._moe_s = priced
-        forget_memos(facts=False)
 
 
 READINGS = ("cutlass balanced", "cutlass power_law_1.2", "min_latency balanced")

@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import SKIPPED, score_readings, table_layer_s, tables_root  # noqa: E402 - shared
+from aic_tables import SKIPPED, grouped_experts_from, score_readings, table_layer_s, tables_root  # noqa: E402 - shared
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_moe_v10.json"
 SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm"}
@@ -136,31 +136,21 @@ def release_reading(data: dict, reading: str):  # noqa: ANN201
     priced as the older release ran them: kvplan's figure x the GPU's fp8 ratio at the layer's gathered tokens
     (``ratio``), or Qwen3-235B-A22B's from its 1.0.0rc3 table (a distribution of :data:`DISTRIBUTIONS`; other models
     as priced); memos emptied on the way in and out."""
-    from kvplan import latency
-    from kvplan.serving import forget_memos
 
-    priced = latency._moe_s
-
-    def older(c, tokens: float, moe_tokens: float):  # noqa: ANN001, ANN202
-        parts = priced(c, tokens, moe_tokens)
+    def older(c, moe_tokens: float, parts):  # noqa: ANN001, ANN202
         moe = c.spec.moe
         if (moe is None or c.cal.engine != "trtllm" or not c.ep or c.gpu.name not in SYSTEMS or moe_tokens <= 0
                 or c.w_bytes != 1 or c.moe_block_tiles):  # fmt: skip
-            return parts
+            return None
         if reading == "ratio":
-            return parts._replace(grouped=parts.grouped * ratio_at(data["fp8_ratio"][c.gpu.name], moe_tokens))
+            return parts.grouped * ratio_at(data["fp8_ratio"][c.gpu.name], moe_tokens)
         shape = (c.spec.hidden_size, moe.expert_intermediate_size, moe.num_experts, moe.experts_per_token)
         if shape != QWEN3[1] or c.moe_ranks != QWEN3[2]:
-            return parts
-        return parts._replace(grouped=table_layer_s(data["qwen3"][c.gpu.name][reading], moe_tokens))
+            return None
+        return table_layer_s(data["qwen3"][c.gpu.name][reading], moe_tokens)
 
-    latency._moe_s = older
-    forget_memos(facts=False)
-    try:
+    with grouped_experts_from(older):
         yield
-    finally:
-        latency._moe_s = priced
-        forget_memos(facts=False)
 
 
 READINGS = ("ratio", *DISTRIBUTIONS)

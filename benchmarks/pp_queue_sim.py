@@ -13,7 +13,10 @@ at 37 decodes (the log's operating point), computed here, with 1,024 - 18.5 toke
 benchmark set's prompt lengths drawn from a gamma distribution with its mean and standard deviation
 (``mlperf_datasets`` in benchmarks/data/published_throughput.json; the shape is an assumption, stated).
 
-``python benchmarks/pp_queue_sim.py [--seconds 20000]``
+``--tpot``: each request's own TPOT there (the cycles its life spans after its prompt's last chunk, the batch held at
+37 decodes) at the p90 and p99 against :class:`kvplan.tpot_tail.Life` on the same cycles (:func:`tpot_lines`).
+
+``python benchmarks/pp_queue_sim.py [--seconds 20000] [--tpot]``
 """
 
 from __future__ import annotations
@@ -31,14 +34,15 @@ DATA = Path(__file__).resolve().parent / "data" / "published_throughput.json"
 
 
 def simulate(rate: float, lengths: list[int], *, chunk: float, cycles: tuple[float, ...], seconds: float,
-             seed: int = 1) -> tuple[float, float]:  # fmt: skip
+             seed: int = 1, trace: dict | None = None) -> tuple[float, float]:  # fmt: skip
     """(mean cycle, mean busy slots per cycle) of ``len(cycles) - 1`` slots serving Poisson arrivals at ``rate``
-    with prompt lengths drawn from ``lengths``, over ``seconds`` of simulated time."""
+    with prompt lengths drawn from ``lengths``, over ``seconds`` of simulated time. ``trace``: filled with the
+    cycles' ``durations`` and the cycles in which a prompt's last chunk ran (``done``, one entry a prompt)."""
     rng = random.Random(seed)
     slots = [0] * (len(cycles) - 1)
     waiting: deque[int] = deque()
     now, arrival = 0.0, rng.expovariate(rate)
-    durations, busy = [], []
+    durations, busy, done = [], [], []
     while now < seconds:
         while arrival <= now:
             waiting.append(math.ceil(rng.choice(lengths) / chunk))
@@ -47,11 +51,26 @@ def simulate(rate: float, lengths: list[int], *, chunk: float, cycles: tuple[flo
             if left == 0 and waiting:
                 slots[i] = waiting.popleft()
         j = sum(1 for left in slots if left > 0)
+        done += [len(durations)] * sum(1 for left in slots if left == 1)
         durations.append(cycles[j])
         busy.append(j)
         slots = [max(0, left - 1) for left in slots]
         now += cycles[j]
+    if trace is not None:
+        trace.update(durations=durations, done=done)
     return statistics.fmean(durations), statistics.fmean(busy)
+
+
+def lives(trace: dict, steps: int, *, skip: int = 1000) -> list[float]:
+    """Each request's TPOT from a :func:`simulate` trace: the mean of the ``steps`` cycles after its prompt's last
+    chunk (its decodes, one token a cycle; the batch held fixed), the first ``skip`` cycles left out and the lives
+    that run past the trace dropped."""
+    durations = trace["durations"]
+    prefix = [0.0]
+    for d in durations:
+        prefix.append(prefix[-1] + d)
+    return [(prefix[k + 1 + steps] - prefix[k + 1]) / steps for k in trace["done"]
+            if skip <= k and k + 1 + steps <= len(durations)]  # fmt: skip
 
 
 def gamma_lengths(mean: float, sd: float, *, count: int = 20000, seed: int = 7) -> list[int]:
@@ -80,12 +99,50 @@ def b200_case() -> tuple[float, tuple[float, ...], list[int]]:
     return room, cycles, gamma_lengths(ds["input_mean"], ds["input_sd"])
 
 
+def tpot_lines(seconds: float) -> list[str]:
+    """``--tpot``: per rate, the simulated requests' own TPOT (:func:`lives`: the prompt work their lives meet, the
+    batch held at 37 decodes) at the mean, p90 and p99 against :class:`kvplan.tpot_tail.Life` on the same cycles, with
+    no slope (the batch held), kvplan's mean cycle at the simulated chunks per cycle (:func:`queue_mean_cycle`), and
+    the prompt work one more arrival adds, its secant over ``+- 1 / sqrt(N)`` of the chunks (as kvplan.serving
+    ``_life``)."""
+    from kvplan.serving import queue_mean_cycle
+    from kvplan.tpot_tail import Life
+
+    room, cycles, lengths = b200_case()
+    steps = 655  # the row's mean output, 655.7 tokens, less the first
+    chunks = statistics.fmean(math.ceil(x / room) for x in lengths)  # chunks a prompt takes
+    scv = statistics.pvariance(lengths) / statistics.fmean(lengths) ** 2
+    out = []
+    for rate in (0.3, 0.45, 0.55, 0.645):
+        trace: dict = {}
+        mean_sim, busy = simulate(rate, lengths, chunk=room, cycles=cycles, seconds=seconds, trace=trace)
+        tpots = sorted(lives(trace, steps))
+        mean = queue_mean_cycle(busy, cycles)
+        arrivals = rate * steps * mean
+        delta = min(0.5, 1 / math.sqrt(arrivals))
+        margin = chunks * (queue_mean_cycle(busy * (1 + delta), cycles)
+                           - queue_mean_cycle(busy * (1 - delta), cycles)) / (2 * delta * busy)  # fmt: skip
+        life = Life(steps=steps, mean_step_s=mean, decode_step_s=cycles[0], slope_s=0.0, others=0.0, rate_rps=rate,
+                    prompt_scv=scv, prompt_margin_s=margin)  # fmt: skip
+        q = [tpots[math.ceil(p * len(tpots)) - 1] * 1e3 for p in (0.9, 0.99)]
+        out.append(f"rate {rate:.3f} req/s, {len(tpots)} lives: TPOT mean / p90 / p99 simulated {mean_sim * 1e3:.1f} / "
+                   f"{q[0]:.1f} / {q[1]:.1f} ms, kvplan {mean * 1e3:.1f} / {life.tpot_at(0.9) * 1e3:.1f} / "
+                   f"{life.tpot_at(0.99) * 1e3:.1f} ms")  # fmt: skip
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from kvplan.serving import erlang_states, queue_mean_cycle
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=20000.0)
+    ap.add_argument("--tpot", action="store_true",
+                    help="also each request's TPOT (the cycles its life spans, the batch held) at p90 and p99 against "
+                    "kvplan.tpot_tail's on the same cycles")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.tpot:
+        print("\n".join(tpot_lines(args.seconds)))
+        return 0
     room, cycles, lengths = b200_case()
     print("cycles (ms) with 0, 1, 2 prompts in prefill: " + ", ".join(f"{c * 1e3:.1f}" for c in cycles))
     for rate in (0.3, 0.45, 0.55, 0.645):

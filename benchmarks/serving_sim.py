@@ -26,7 +26,14 @@ requests' outputs to come and retracting on a shortfall) on replicas whose KV po
 saturation: the simulated mean batch, TPOT, retractions and the reserve's ratio beside ``serve()`` and the KV bound
 kvplan.serving puts on the batch (``_limits``), to check that bound (the reserve at its ratio's floor).
 
-``python benchmarks/serving_sim.py [--requests 3000] [--dp | --retract]``
+``--tpot``: each request's own TPOT (first to last token over ``O - 1``) at the mean, p90 and p99 over the requests
+beside ``serve()``'s (:mod:`kvplan.tpot_tail`), at :data:`TPOT_FRACTIONS` of the rate, and the median and worst
+|ln(kvplan / sim)| of the p90 and p99 over the rows.
+
+``--tpot --mlperf``: the MLPerf Server runs with a log, at the log's rate: the log's mean and p99 TPOT beside the
+simulation on kvplan's steps (lengths drawn per request, and fixed) and ``serve()`` (:func:`compare_mlperf_tpot`).
+
+``python benchmarks/serving_sim.py [--requests 3000] [--dp | --retract | --tpot [--dp | --mlperf]]``
 """
 
 from __future__ import annotations
@@ -52,15 +59,25 @@ class SimResult:
     ttft_s: float
     ttft_p90_s: float
     output_tokens_per_s: float
+    tpot_p90_s: float = 0.0  # over the requests, each its own first to last token over O - 1
+    tpot_p99_s: float = 0.0
+
+
+def quantile(samples: list[float], q: float) -> float:
+    """The ``q`` quantile of ``samples`` by nearest rank (the sim's TTFT p90 rule)."""
+    ordered = sorted(samples)
+    return ordered[math.ceil(q * len(ordered)) - 1]
 
 
 def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: int, seq_cap: float,  # noqa: ANN001
-             warmup: int = 200, seed: int = 1, dispatch: str = "round_robin") -> SimResult:  # fmt: skip
+             warmup: int = 200, seed: int = 1, dispatch: str = "round_robin", lengths=None) -> SimResult:  # fmt: skip
     """One replica of setup ``s`` serving ``requests`` Poisson arrivals at ``rate_rps`` (module docstring). With
     ``s.dp`` attention-DP ranks each rank schedules its own requests (dealt by ``dispatch``, :func:`_deal`) against
     its share of ``seq_cap``, and an iteration runs every rank's batch together, priced as
     :func:`kvplan.serving._step` prices a DP step: the decodes over all ranks, the busiest rank's prompt tokens, all
-    ranks' prompt tokens for the shared layers."""
+    ranks' prompt tokens for the shared layers. ``lengths``: a function of a ``random.Random`` giving each request's
+    (prompt, output) tokens (drawn from their own generator, seeded ``seed + 1``, so the arrival times stay the
+    fixed-length run's); None: every request ``isl`` / ``osl``."""
     from kvplan.serving import _step
 
     rng = random.Random(seed)
@@ -70,14 +87,18 @@ def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: i
     for _ in range(requests):
         t += rng.expovariate(rate_rps)
         arrivals.append(t)
+    draw = random.Random(seed + 1)
+    sizes = [lengths(draw) if lengths else (isl, osl) for _ in range(requests)]
     ranks = s.dp
-    waiting: list[deque] = [deque() for _ in range(ranks)]  # per rank: [prompt tokens left, arrival time, index]
-    decoding: list[list] = [[] for _ in range(ranks)]  # per rank: [tokens generated, first-token time, index]
+    # per rank: [prompt tokens left, arrival time, index, prompt tokens]
+    waiting: list[deque] = [deque() for _ in range(ranks)]
+    # per rank: [tokens generated, first-token time, index, output tokens, prompt tokens]
+    decoding: list[list] = [[] for _ in range(ranks)]
     clock, busy_area, first_clock = 0.0, 0.0, None
     ttfts: list[float] = []
     tpots: list[float] = []
     index = 0
-    done = 0
+    done = produced = 0
     cap = max(1, math.floor(seq_cap / ranks))
     snapshot, snapshot_clock = [[0, 0] for _ in range(ranks)], -1.0
     while done < requests:
@@ -86,20 +107,21 @@ def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: i
         elif clock - snapshot_clock >= VLLM_STATS_INTERVAL_S:
             snapshot, snapshot_clock = [[len(waiting[r]), len(decoding[r])] for r in range(ranks)], clock
         while arrivals and arrivals[0] <= clock:
-            waiting[_deal(dispatch, index=index, counts=snapshot)].append([isl, arrivals.popleft(), index])
+            prompt = sizes[index][0]
+            waiting[_deal(dispatch, index=index, counts=snapshot)].append([prompt, arrivals.popleft(), index, prompt])
             index += 1
         if not any(waiting) and not any(decoding):
             clock = arrivals[0]
             continue
-        plans = [_rank_plan(waiting[r], len(decoding[r]), isl=isl, budget=budget, cap=cap, mixed=mixed)
-                 for r in range(ranks)]  # fmt: skip
+        plans = [_rank_plan(waiting[r], len(decoding[r]), budget=budget, cap=cap, mixed=mixed) for r in range(ranks)]
         n_all = sum(len(d) for d in decoding)
         decodes = sum(pl[1] for pl in plans)
         busiest = max(range(ranks), key=lambda r: plans[r][0])
         chunk, prefix = plans[busiest][0], plans[busiest][2]
         p_all = sum(pl[0] for pl in plans)
         mean_generated = sum(d[0] for dec in decoding for d in dec) / n_all if n_all else 0
-        context = isl + round(mean_generated / CONTEXT_BUCKET) * CONTEXT_BUCKET
+        mean_prompt = round(sum(d[4] for dec in decoding for d in dec) / n_all) if n_all and lengths else isl
+        context = mean_prompt + round(mean_generated / CONTEXT_BUCKET) * CONTEXT_BUCKET
         step = _step(s, n=float(decodes), p=float(chunk), context=context, prefix=prefix,
                      p_all=float(p_all) if ranks > 1 else None)  # fmt: skip
         if first_clock is None and index > warmup:
@@ -111,18 +133,18 @@ def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: i
             for d in decoding[r][: plans[r][1]]:
                 d[0] += 1
             for _ in range(plans[r][3]):
-                _, sent, idx = waiting[r].popleft()
+                _, sent, idx, prompt = waiting[r].popleft()
                 if idx >= warmup:
                     ttfts.append(clock - sent)
-                decoding[r].append([1, clock, idx])
-            finished = [d for d in decoding[r] if d[0] >= osl]
-            tpots += [(clock - d[1]) / (osl - 1) for d in finished if osl > 1 and d[2] >= warmup]
-            decoding[r] = [d for d in decoding[r] if d[0] < osl]
+                decoding[r].append([1, clock, idx, sizes[idx][1], prompt])
+            finished = [d for d in decoding[r] if d[0] >= d[3]]
+            tpots += [(clock - d[1]) / (d[3] - 1) for d in finished if d[3] > 1 and d[2] >= warmup]
+            produced += sum(d[3] for d in finished if d[3] > 1 and d[2] >= warmup)
+            decoding[r] = [d for d in decoding[r] if d[0] < d[3]]
             done += len(finished)
     span = clock - (first_clock or 0.0)
-    ordered = sorted(ttfts)
-    return SimResult(busy_area / span, statistics.fmean(tpots), statistics.fmean(ttfts),
-                     ordered[math.ceil(0.9 * len(ordered)) - 1], len(tpots) * osl / span)  # fmt: skip
+    return SimResult(busy_area / span, statistics.fmean(tpots), statistics.fmean(ttfts), quantile(ttfts, 0.9),
+                     produced / span, quantile(tpots, 0.9), quantile(tpots, 0.99))  # fmt: skip
 
 
 @dataclass
@@ -216,7 +238,7 @@ def _deal(dispatch: str, *, index: int, counts: list[list[int]]) -> int:
     return rank
 
 
-def _rank_plan(waiting: deque, n: int, *, isl: int, budget: int, cap: int, mixed: bool) -> tuple[int, int, int, int]:
+def _rank_plan(waiting: deque, n: int, *, budget: int, cap: int, mixed: bool) -> tuple[int, int, int, int]:
     """One rank's share of an iteration: (prompt tokens, decodes, the first prompt's computed tokens, prompts that
     complete), taking the tokens from ``waiting`` (module docstring's layouts)."""
     if not mixed and not waiting:
@@ -228,7 +250,7 @@ def _rank_plan(waiting: deque, n: int, *, isl: int, budget: int, cap: int, mixed
             break
         take = min(room, req[0])
         if i == 0:
-            first_prefix = isl - req[0]
+            first_prefix = req[3] - req[0]
         chunk, room = chunk + take, room - take
         req[0] -= take
         completed += req[0] == 0
@@ -309,6 +331,112 @@ def ln_summary(pairs: dict[str, list[tuple[float, ...]]]) -> list[str]:
     return out
 
 
+TPOT_FRACTIONS = (0.05, 0.2, 0.4, 0.6, 0.8, 0.9)
+
+
+def compare_tpot(requests: int, *, cases: tuple = CASES, fractions: tuple = TPOT_FRACTIONS, warmup: int = 200,
+                 dispatch: str | None = None) -> tuple[list[str], dict[str, list[float]]]:  # fmt: skip
+    """The ``--tpot`` table: each case's layouts at each of ``fractions`` of kvplan's sustainable rate, the simulated
+    requests' own TPOT (first to last token over ``O - 1``) at the mean, p90 and p99 beside ``serve()``'s, and the
+    |ln(kvplan / sim)| of each row's p90 and p99 (returned by name for the summary)."""
+    from kvplan.capacity import setup
+    from kvplan.engines import Settings
+    from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, _limits, max_rate, serve
+
+    head = ("case", "layout", "rate (x max)", "batch sim / kvplan", "TPOT ms sim / kvplan", "p90 sim / kvplan",
+            "p99 sim / kvplan", "|ln| p90, p99")  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    errors: dict[str, list[float]] = {"p90": [], "p99": []}
+    for model, gpu, tp, dp, weights, isl, osl in cases:
+        for layout, engine, keywords, dealt in _layouts(dp):
+            s = setup(model, gpu, engine=engine, tp=tp, dp=dp, ep=dp > 1, weights_dtype=weights,
+                      settings=Settings(**keywords))  # fmt: skip
+            inp, out = Lengths.of(isl), Lengths.of(osl)
+            top = max_rate(s, input_len=inp, output_len=out)
+            budget = s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
+            cap = _limits(s, inp, out)[0]
+            split = f"TP{tp}" if dp == 1 else f"DP{dp} EP{dp}"
+            for frac in fractions:
+                rate = frac * top
+                r = serve(s, rate_rps=rate, input_len=inp, output_len=out, with_max_rate=False)
+                sim = simulate(s, rate_rps=rate, isl=isl, osl=osl, requests=requests, budget=budget, seq_cap=cap,
+                               warmup=warmup, dispatch=dispatch or dealt)  # fmt: skip
+                e90, e99 = abs(math.log(r.tpot_p90_s / sim.tpot_p90_s)), abs(math.log(r.tpot_p99_s / sim.tpot_p99_s))
+                errors["p90"].append(e90)
+                errors["p99"].append(e99)
+                cells = (f"{model} {gpu} {split} {isl}/{osl}", layout, f"{rate:.2f} (x{frac})",
+                         f"{sim.batch:.1f} / {r.batch:.1f}", f"{sim.tpot_s * 1e3:.2f} / {r.tpot_mean_s * 1e3:.2f}",
+                         f"{sim.tpot_p90_s * 1e3:.2f} / {r.tpot_p90_s * 1e3:.2f}",
+                         f"{sim.tpot_p99_s * 1e3:.2f} / {r.tpot_p99_s * 1e3:.2f}", f"{e90:.3f}, {e99:.3f}")  # fmt: skip
+                lines.append("| " + " | ".join(cells) + " |")
+    return lines, errors
+
+
+def tpot_summary(errors: dict[str, list[float]]) -> str:
+    """One line: the median and worst |ln(kvplan / sim)| of the per-request TPOT p90 and p99 over the rows."""
+    parts = [f"{name} median / worst |ln| {statistics.median(v):.3f} / {max(v):.3f}" for name, v in errors.items()]
+    return f"per-request TPOT over {len(errors['p90'])} rows: " + "; ".join(parts)
+
+
+def compare_mlperf_tpot(requests: int, *, warmup: int = 300) -> list[str]:
+    """The ``--tpot --mlperf`` table: each MLPerf Server run with a log (``measured`` on the row, benchmarks/data/
+    published_throughput.json) at the log's rate, one replica: the log's mean and p99 TPOT, the simulation on kvplan's
+    own steps with the run's settings and lengths drawn per request (gamma, at the set's input mean and standard
+    deviation and its outputs' mean and ``output_cv``: the sets' per-sample lengths are not in the data file, so a
+    gamma of their moments stands in, stated), the same at fixed lengths, and ``serve()``'s mean, p90 and p99. Where
+    the simulation and ``serve()`` agree and both miss the log, the steps are what differs, not the tail. Runs with
+    pipeline stages are left out: the simulation has no micro-batches."""
+    import json
+
+    import published_compare as pc
+
+    from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, _limits, serve
+
+    data = json.loads(pc.DATA.read_text())
+    head = ("run", "rate / replica", "log mean / p99 ms", "sim drawn lengths mean / p90 / p99",
+            "sim fixed lengths mean / p99", "kvplan mean / p90 / p99")  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in data["mlperf"]:
+        m = r.get("measured")
+        if r["scenario"] == "Offline" or not m or r.get("pp", 1) > 1:  # the simulation runs no micro-batches
+            continue
+        dataset = data["mlperf_datasets"][r["dataset"]]
+        s = pc._mlperf_setup(r)
+        isl, osl = pc._mlperf_isl(r, data["mlperf_datasets"]), round(r["osl"])
+        p90 = max(isl, round(dataset["input_p90"]))
+        inp = Lengths.of(isl, p90, max(p90, round(dataset["input_p99"])), sd=dataset.get("input_sd"))
+        out = pc.mlperf_output(dataset, osl)
+        rate = r["samples_per_s"] / r["replicas"]
+
+        def drawn(rng: random.Random, inp: Lengths = inp, out: Lengths = out) -> tuple[int, int]:
+            return _gamma_tokens(rng, inp.mean, inp.sd or 0.0, 1), _gamma_tokens(rng, out.mean, out.sd or 0.0, 2)
+
+        with pc.mlperf_engine(r):
+            budget = s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
+            x = serve(s, rate_rps=rate, input_len=inp, output_len=out, with_max_rate=False)
+            cap = _limits(s, inp, out)[0]
+            sim = simulate(s, rate_rps=rate, isl=isl, osl=osl, requests=requests, budget=budget, seq_cap=cap,
+                           warmup=warmup, lengths=drawn)  # fmt: skip
+            flat = simulate(s, rate_rps=rate, isl=isl, osl=osl, requests=requests, budget=budget,
+                            seq_cap=_limits(s, Lengths.of(isl), Lengths.of(osl))[0], warmup=warmup)  # fmt: skip
+        cells = (f"{r['source']} {r['label']} {r['gpu']} {r['scenario']}", f"{rate:.3f}",
+                 f"{m['tpot_mean_s'] * 1e3:.1f} / {m['tpot_p99_s'] * 1e3:.1f}",
+                 f"{sim.tpot_s * 1e3:.1f} / {sim.tpot_p90_s * 1e3:.1f} / {sim.tpot_p99_s * 1e3:.1f}",
+                 f"{flat.tpot_s * 1e3:.1f} / {flat.tpot_p99_s * 1e3:.1f}",
+                 f"{x.tpot_mean_s * 1e3:.1f} / {x.tpot_p90_s * 1e3:.1f} / {x.tpot_p99_s * 1e3:.1f}")  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _gamma_tokens(rng: random.Random, mean: float, sd: float, least: int) -> int:
+    """Tokens drawn from a gamma distribution of ``mean`` and ``sd`` (``mean`` itself where ``sd`` is 0), rounded,
+    at least ``least``."""
+    if sd <= 0:
+        return max(least, round(mean))
+    shape = (mean / sd) ** 2
+    return max(least, round(rng.gammavariate(shape, mean / shape)))
+
+
 RETRACT_CASES = (  # (model, GPU, TP, prompt, output): replicas whose KV pool bounds the batch (kvplan.serving's bound)
     ("qwen3-32b", "h100-sxm", 1, 2048, 512),
     ("llama-3.1-8b", "l4", 1, 2048, 256),
@@ -364,8 +492,24 @@ def main(argv: list[str] | None = None) -> int:
                     "left out)")  # fmt: skip
     ap.add_argument("--retract", action="store_true",
                     help="SGLang's admission reserve and retraction on KV-bound replicas, past saturation")  # fmt: skip
+    ap.add_argument("--mlperf", action="store_true",
+                    help="with --tpot, the MLPerf Server runs with a log at the log's rate: the log, the simulation "
+                    "(lengths drawn and fixed) and serve()")  # fmt: skip
+    ap.add_argument("--tpot", action="store_true",
+                    help="the requests' own TPOT at the mean, p90 and p99 against serve()'s (10,000 requests; with "
+                    "--dp the attention-DP cases, 12,000, the first 3,000 left out)")  # fmt: skip
     args = ap.parse_args(argv)
-    if args.retract:
+    if args.tpot and args.mlperf:
+        print("\n".join(compare_mlperf_tpot(args.requests)))
+    elif args.tpot:
+        if args.dp:
+            lines, errors = compare_tpot(12000, cases=DP_CASES, fractions=FRACTIONS, warmup=3000,
+                                         dispatch=args.dispatch)  # fmt: skip
+        else:
+            lines, errors = compare_tpot(max(args.requests, 10000))
+        print("\n".join(lines))
+        print(tpot_summary(errors))
+    elif args.retract:
         print("\n".join(compare_retract(args.requests)))
     elif args.dp and args.long:
         print("\n".join(compare(4000, cases=DP_LONG_CASES, warmup=1000, dispatch=args.dispatch)))

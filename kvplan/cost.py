@@ -430,6 +430,7 @@ def phase_cost(
     mamba_ssm_cache_dtype: str | None = None,
     mamba_cache_dtype: str | None = None,
     indexer_k_dtype: str | None = None,
+    max_seq_len: int | None = None,
 ) -> PhaseCost:
     """FLOPs, bytes, roofline and calibrated time of one step on one GPU of a TP group.
 
@@ -447,12 +448,18 @@ def phase_cost(
     dtypes, which the step's bytes and the calibrated recurrent kernels read (:meth:`Engine.model_as_run`, as
     ``kvplan capacity`` sizes them); checked by ``engine``'s rules (vLLM where none is named), another engine's
     refusing them. ``indexer_k_dtype`` (TensorRT-LLM's DSA indexer keys, "fp8" or "fp4"): the keys the step's
-    indexer reads (:func:`kvplan.memory.dsa_index_key_bytes`), as ``capacity`` holds them.
+    indexer reads (:func:`kvplan.memory.dsa_index_key_bytes`), as ``capacity`` holds them. ``max_seq_len`` (calibrated
+    only; TensorRT-LLM's launch ``max_seq_len``, None its default, the model's limit): below a Llama 4 chunk its
+    chunked layers run as full attention, decoded by XQA rather than MMHA on Hopper
+    (:meth:`kvplan.engines.trtllm.Trtllm.attention_spans`); other engines refuse it.
     """
     if model not in ("calibrated", "roofline"):
         raise InvalidInput(f"unknown latency model {model!r}; expected calibrated or roofline")
     if model == "roofline" and (pp > 1 or dp > 1):
         raise InvalidInput("the roofline latency models one TP group; use --latency calibrated with --pp or --dp")
+    if model == "roofline" and max_seq_len is not None:
+        raise InvalidInput("--max-seq-len is an engine flag: the roofline reads no engine's kernels; use --latency "
+                           "calibrated")  # fmt: skip
     if model == "roofline" and swa_full:
         raise InvalidInput(
             "--swa-full is an engine flag: the roofline counts the model's windows; use --latency calibrated"
@@ -496,7 +503,8 @@ def phase_cost(
         from kvplan.engines import Settings, get_engine
         from kvplan.latency import calibration, step_latency
 
-        settings = Settings(swa_full=swa_full) if swa_full else None
+        flags = Settings(swa_full=swa_full, max_seq_len=max_seq_len)
+        settings = flags if flags != Settings() else None
         if settings is not None:  # an engine without the flag says so (vLLM, TensorRT-LLM; None is vLLM)
             get_engine(engine or "vllm").check_settings(settings)
         # the weights the engine runs: as asked, else as the checkpoint ships them where the engine loads that format
@@ -583,12 +591,13 @@ def cost(
     mamba_ssm_cache_dtype: str | None = None,
     mamba_cache_dtype: str | None = None,
     indexer_k_dtype: str | None = None,
+    max_seq_len: int | None = None,
 ) -> list[CostRow]:
     """Prefill and decode cost at each context length. ``spec`` and ``gpu`` may be names; lengths
     and the batch follow the CLI's rules (:mod:`kvplan.checks`). ``checkpoint`` (the model's headers)
     gives the weights read per step, in its own dtype, unless ``weights_dtype`` names a conversion;
     ``mamba_ssm_cache_dtype`` / ``mamba_cache_dtype``: vLLM's recurrent state dtypes; ``indexer_k_dtype``:
-    TensorRT-LLM's DSA indexer keys (:func:`phase_cost`)."""
+    TensorRT-LLM's DSA indexer keys; ``max_seq_len``: TensorRT-LLM's launch's (:func:`phase_cost`)."""
     from kvplan.checks import as_gpu, as_spec, check_batch, check_lengths
 
     spec, gpu = as_spec(spec), as_gpu(gpu)
@@ -625,6 +634,7 @@ def cost(
                 mamba_ssm_cache_dtype=mamba_ssm_cache_dtype,
                 mamba_cache_dtype=mamba_cache_dtype,
                 indexer_k_dtype=indexer_k_dtype,
+                max_seq_len=max_seq_len,
             )
             for phase in ("prefill", "decode")
         }

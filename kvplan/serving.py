@@ -39,11 +39,16 @@ probabilities (:func:`_slots_mean_step`). Then :func:`max_rate` gives the highes
 
 Per request (a tagged arrival sees, on average, the steady state):
 
-* **TPOT** = ``step(1 + n, p)`` (itself and the others); p90 at ``n + 1.28 sqrt(n)`` others
-  (the Poisson count's normal 90th percentile) and the p90 lengths; p99 the same at ``n + 2.33 sqrt(n)``
-  (the normal 99th percentile) and the p99 lengths where the :class:`Lengths` has them; where only a p90
-  was given the p99 holds the length tail at the p90 (:meth:`Lengths.at`; it understates the p99 where
-  lengths vary, and ``plan`` says so in a note).
+* **TPOT** = ``step(1 + n, p)`` (itself and the others) on average. At the p90 and p99 it is the request's own: the
+  mean of the steps its decoding spans, which the prompts arriving in its life (a request that meets a burst of
+  them is slow, and a slower life meets more: a busy period) and the sequences decoding beside it spread
+  (:mod:`kvplan.tpot_tail`; against benchmarks/serving_sim.py ``--tpot``, each simulated request's own TPOT), plus
+  what its own context at that quantile's lengths adds to its steps; where only a p90 was given the p99 holds the
+  length tail at the p90 (:meth:`Lengths.at`; it understates the p99 where lengths vary, and ``plan`` says so in a
+  note). Before (stop 25) the p90 was ``step(1 + n + 1.28 sqrt(n), p)`` at the p90 lengths (the count of others'
+  normal 90th percentile), the p99 the same at ``2.33``: against the simulated requests' own p90 / p99 median |ln|
+  0.151 / 0.230 (worst 1.244 / 1.468) over 36 single-rank rows, now 0.033 / 0.025 (worst 0.697 / 0.359, the 70B row
+  at 0.9 of the rate, where the mean step itself is 0.56 of the simulation's).
 * **TTFT** = its prefill, ``ceil(I / (B - n))`` steps of up to ``B - n`` prompt tokens (``B`` the
   budget) alongside ``n`` decodes, plus the wait for the prefill slots: an M/D/1 queue with load
   ``rho = p / (B - n)``, mean wait ``rho S / (2 (1 - rho))`` (``S`` the service time of the mean prompt) and the
@@ -82,6 +87,7 @@ from kvplan.dp_balance import BalanceHold, balance_hold
 from kvplan.errors import InvalidInput
 from kvplan.host import step_with_host_s
 from kvplan.latency import calibration, mixed_step_latency, past_graph_cap, pp_chunk_cycles
+from kvplan.tpot_tail import Life
 
 Z90 = 1.2816  # standard normal 90th percentile
 Z99 = 2.3263  # standard normal 99th percentile (Python's statistics.NormalDist().inv_cdf(0.99) = 2.32635)
@@ -1186,14 +1192,30 @@ class _Tail:
     hold: BalanceHold | None = None  # the attention-DP balancer's hold (:func:`_balance_hold`)
     step_s: float = 0.0  # the mean step: what one held iteration lasts
     behind: tuple[float, float] = (0.0, 0.0)  # (share of the time, seconds) of decode steps a prompt waits out
+    life: Life | None = None  # a request's decoding life (:func:`_life`)
+
+    def _own_length_s(self, q: float) -> float:
+        """What the request's own context at quantile ``q`` (its prompt and half its output at that quantile's
+        lengths) adds to a decode step beside the ``n`` others at the batch's mean context; 0 where it is not
+        longer."""
+        ctx = _decode_context(self.inp, self.out)
+        own = self.inp.at(q) + self.out.at(q) // 2
+        shift = round((own - ctx) / (1 + self.n))
+        if shift <= 0:
+            return 0.0
+        plain = _step(self.s, n=1 + self.n, p=0, context=ctx, ep=self.ep)
+        return _step(self.s, n=1 + self.n, p=0, context=ctx + shift, ep=self.ep) - plain
 
     def at(self, q: float, z: float, *, ttft: float, tpot: float) -> tuple[float, float]:
-        """(TTFT, TPOT) at quantile ``q`` (``z`` its standard normal score), never below the means given; lengths at
-        the same quantile (:meth:`Lengths.at`: the p99 held at the p90 where none was given)."""
+        """(TTFT, TPOT) at quantile ``q`` (``z`` its standard normal score), never below the means given; the
+        request's own lengths at the same quantile (:meth:`Lengths.at`: the p99 held at the p90 where none was given).
+
+        TPOT: the request's life at that quantile (:mod:`kvplan.tpot_tail`), plus what its own longer context adds to
+        each step (its attention reads: the batch's mean context raised by the difference over the ``1 + n``
+        sequences)."""
         s, n, inp = self.s, self.n, self.inp
-        n_q = n + z * math.sqrt(n)  # the Poisson count of others, normal approximation
-        ctx_q = _context_at(inp, self.out, q)
-        tpot_q = _mean_step(s, n=1 + n_q, p=self.p, prompt=inp.at(q), budget=self.budget, context=ctx_q, ep=self.ep)
+        n_q = n + z * math.sqrt(n)  # the Poisson count of others, normal approximation (the prefilled TTFT's step)
+        tpot_q = self.life.tpot_at(q) + self._own_length_s(q) if self.life is not None else tpot
         if self.prefilled:  # the first step: a decode step at the prompt's length (prompt_computed)
             ttft_q = _mean_step(s, n=1 + n_q, p=self.p, prompt=inp.at(q), budget=self.budget, context=inp.at(q),
                                 ep=self.ep)  # fmt: skip
@@ -1205,6 +1227,36 @@ class _Tail:
                 ttft_q += self.hold.at(q) * self.step_s
             ttft_q += decode_residual_s(*self.behind, rho=self.rho, quantile=q)  # likewise
         return max(ttft, ttft_q), max(tpot, tpot_q)
+
+
+def _life(s: Setup, *, rate_rps: float, n: float, p: float, tpot: float, inp: Lengths, out: Lengths, budget: int,
+          context: int, ep: bool, prompt: int) -> Life:  # fmt: skip
+    """A request's decoding life (:class:`kvplan.tpot_tail.Life`) at the steady state of ``n`` others decoding, ``p``
+    prompt tokens a step of ``prompt``-token prompts (those this replica computes) and a mean TPOT of ``tpot``: the
+    same step without prompt work; its slope per sequence, the secant over ``n +- 2 sqrt(n)`` sequences (at least one
+    either side: the batch's spread over the lives, wide enough to smooth the jumps of CUDA-graph padding and GEMM
+    tiles, which a life's many batch sizes average out); and the prompt work one
+    more arrival adds, the mean step's secant in ``p`` over ``p (1 +- delta)``, ``delta = 1 / sqrt(N)`` for ``N``
+    arrivals in a mean life (their standard deviation), at most a half: where arrivals share steps (attention-DP
+    ranks' chunks land together and a step lasts as its busiest rank, prompts pack a prompt step) one more adds less
+    than the average, and the spread of the life follows the margin (the delta method)."""
+    plain = _step(s, n=1 + n, p=0, context=context, ep=ep)
+    spread = max(1.0, 2 * math.sqrt(n))
+    low = max(1.0, 1 + n - spread)
+    slope = _step(s, n=1 + n + spread, p=0, context=context, ep=ep) - _step(s, n=low, p=0, context=context, ep=ep)
+    slope /= 1 + n + spread - low
+    steps = max(1.0, out.mean - 1.0)
+    margin = None
+    arrivals = rate_rps * steps * tpot
+    if p > 0 and prompt > 0 and arrivals > 0:
+        delta = min(0.5, 1 / math.sqrt(arrivals))
+
+        def work(x: float) -> float:
+            return _mean_step(s, n=1 + n, p=x, prompt=prompt, budget=budget, context=context, ep=ep)
+
+        margin = max(0.0, prompt * (work(p * (1 + delta)) - work(p * (1 - delta))) / (2 * delta * p))
+    return Life(steps=steps, mean_step_s=tpot, decode_step_s=plain, slope_s=slope, others=n, rate_rps=rate_rps,
+                prompt_scv=inp.scv, prompt_margin_s=margin)  # fmt: skip
 
 
 def _balance_hold(s: Setup, *, rate_rps: float, step_s: float, n: float) -> BalanceHold | None:
@@ -1300,8 +1352,14 @@ def serve(
             tpot += _apart_stalls_s(s, n=n, rho=rho, arrivals_s=rate_rps / s.dp * ttft, service_s=ahead,
                                     outputs=output_len.mean, context=ctx, ep=ep,
                                     free=(seq_limit - 1 - n) / s.dp)  # fmt: skip
+    life = (
+        _life(s, rate_rps=rate_rps, n=n, p=p, tpot=tpot, inp=input_len, out=output_len, budget=budget, context=ctx,
+              ep=ep, prompt=load.prompt_computed)
+        if with_p90 or with_p99
+        else None
+    )  # fmt: skip
     tail = _Tail(s, n=n, p=p, rho=rho, inp=input_len, out=output_len, budget=budget, ep=ep, prefilled=prefilled,
-                 ahead_s=ahead, hold=hold, step_s=t, behind=behind)  # fmt: skip
+                 ahead_s=ahead, hold=hold, step_s=t, behind=behind, life=life)  # fmt: skip
     nan = float("nan")
     ttft90, tpot90 = tail.at(0.9, Z90, ttft=ttft, tpot=tpot) if with_p90 else (nan, nan)
     ttft99, tpot99 = tail.at(0.99, Z99, ttft=ttft, tpot=tpot) if with_p99 else (nan, nan)

@@ -57,11 +57,17 @@ class Targets:
     ttft_s: float | None = None
     tpot_s: float | None = None
     percentile: Percentile = "mean"
+    # TPOT targets at a percentile of their own, whatever ``percentile`` (``plan --tpot-p90 / --tpot-p99``): a
+    # request's own TPOT at that quantile (kvplan.serving, kvplan.tpot_tail)
+    tpot_p90_s: float | None = None
+    tpot_p99_s: float | None = None
 
     def check(self) -> None:
         if not 0 < self.rate_rps < math.inf:  # inf: no replica count serves it (the rate search divides by it)
             raise InvalidInput(f"invalid rate {self.rate_rps!r}; expected a finite number of requests per second > 0")
-        for name, v in (("ttft", self.ttft_s), ("tpot", self.tpot_s)):
+        named = (("ttft", self.ttft_s), ("tpot", self.tpot_s), ("tpot-p90", self.tpot_p90_s),
+                 ("tpot-p99", self.tpot_p99_s))  # fmt: skip
+        for name, v in named:
             if v is not None and not v > 0:
                 raise InvalidInput(f"invalid --{name} {v!r}; expected a time > 0, e.g. 1s or 50ms")
         if self.percentile not in PERCENTILES:
@@ -110,6 +116,8 @@ class TargetRow:
     kv_transfer_bytes: int = 0  # that request's KV bytes the decode ranks receive
     prefill_tp: int = 0  # disaggregated: the prefill replicas' TP
     weights_source: str = "architecture"  # or the checkpoint whose headers gave the weights term
+    tpot_p90_s: float = 0.0  # with a --tpot-p90 target: the request's own TPOT at the p90 (0: not asked)
+    tpot_p99_s: float = 0.0  # with a --tpot-p99 target: the same at the p99
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,31 +132,42 @@ def _at(r: ServingResult, t: Targets) -> tuple[float, float]:
     return r.ttft_mean_s, r.tpot_mean_s
 
 
-def _meets(r: ServingResult, t: Targets) -> bool:
-    if r.saturated:
-        return False
+def _pairs(r: ServingResult, t: Targets) -> list[tuple[float, float]]:
+    """(figure, target) for every target ``t`` sets: TTFT and TPOT at its percentile, and the TPOT percentile
+    targets of their own."""
     ttft, tpot = _at(r, t)
-    return (t.ttft_s is None or ttft <= t.ttft_s) and (t.tpot_s is None or tpot <= t.tpot_s)
+    named = ((ttft, t.ttft_s), (tpot, t.tpot_s), (r.tpot_p90_s, t.tpot_p90_s), (r.tpot_p99_s, t.tpot_p99_s))
+    return [(figure, target) for figure, target in named if target is not None]
+
+
+def _meets(r: ServingResult, t: Targets) -> bool:
+    return not r.saturated and all(figure <= target for figure, target in _pairs(r, t))
+
+
+def _tail_names(t: Targets) -> tuple[str, ...]:
+    """The percentiles ``t`` targets the TPOT at on their own."""
+    return tuple(name for name, v in (("p90", t.tpot_p90_s), ("p99", t.tpot_p99_s)) if v is not None)
+
+
+def _tpot_tails(r: ServingResult, t: Targets) -> dict[str, float]:
+    """A row's TPOT at the percentiles ``t`` targets on their own (:attr:`TargetRow.tpot_p90_s`)."""
+    return {**({"tpot_p90_s": r.tpot_p90_s} if t.tpot_p90_s is not None else {}),
+            **({"tpot_p99_s": r.tpot_p99_s} if t.tpot_p99_s is not None else {})}  # fmt: skip
 
 
 def _run(s: Setup, t: Targets, rate: float, ep: bool = False, prefilled: bool = False) -> ServingResult:
     """One replica at ``rate``, with the percentile the targets ask for (the others NaN); ``prefilled``: a
     disaggregated decode replica (:func:`kvplan.serving.serve`)."""
     return serve(s, rate_rps=rate, input_len=t.input_len, output_len=t.output_len, with_max_rate=False,
-                 expert_parallel=ep, with_p90=t.percentile == "p90", with_p99=t.percentile == "p99",
-                 prefilled=prefilled)  # fmt: skip
+                 expert_parallel=ep, with_p90=t.percentile == "p90" or t.tpot_p90_s is not None,
+                 with_p99=t.percentile == "p99" or t.tpot_p99_s is not None, prefilled=prefilled)  # fmt: skip
 
 
 def _excess(r: ServingResult, t: Targets) -> float:
     """How far ``r`` is past the targets: the largest ln(figure / target), <= 0 when all are met; saturated: inf."""
     if r.saturated:
         return math.inf
-    ttft, tpot = _at(r, t)
-    excess = []
-    if t.ttft_s is not None:
-        excess.append(math.log(ttft / t.ttft_s))
-    if t.tpot_s is not None:
-        excess.append(math.log(tpot / t.tpot_s))
+    excess = [math.log(figure / target) for figure, target in _pairs(r, t)]
     return max(excess, default=-1.0)  # no latency target: only saturation fails
 
 
@@ -260,6 +279,7 @@ def _row(s: Setup, t: Targets, per_replica: float, *, max_gpus: int, ep: bool = 
         dp=s.dp,
         ep_ranks=s.tp * s.dp if (ep or s.ep) else 0,
         nodes=_nodes(gpus, s.gpus_per_replica, s.gpus_per_node),
+        **_tpot_tails(r, t),
     )
 
 
@@ -277,7 +297,8 @@ def _disaggregated(
     transfer_q, _ = _transfer_at(prefill, decode, prompt=prompt_q, crosses_nodes=True, memo=memo)
     if t.ttft_s is not None and service_q + transfer_q > t.ttft_s:
         return None
-    decode_only = Targets(t.rate_rps, t.input_len, t.output_len, None, t.tpot_s, t.percentile)
+    decode_only = Targets(t.rate_rps, t.input_len, t.output_len, None, t.tpot_s, t.percentile, t.tpot_p90_s,
+                          t.tpot_p99_s)  # fmt: skip
     key = ("decode", id(decode), ep)
     if key not in memo:
         memo[key] = rate_within_targets(decode, decode_only, ep=ep, prefilled=True)
@@ -299,7 +320,8 @@ def _disaggregated(
     one_domain = gpus <= nvlink_domain(decode.gpu, decode.gpus_per_node)  # both pools in one NVLink domain
     res = serve_disaggregated(prefill, decode, rate_rps=t.rate_rps, input_len=t.input_len, output_len=t.output_len,
                               prefill_replicas=p_replicas, decode_replicas=d_replicas, expert_parallel=ep,
-                              crosses_nodes=not one_domain, percentiles=(t.percentile,), memo=memo)  # fmt: skip
+                              crosses_nodes=not one_domain, percentiles=(t.percentile, *_tail_names(t)),
+                              memo=memo)  # fmt: skip
     transfer, moved = _transfer_at(prefill, decode, prompt=prompt_q, crosses_nodes=not one_domain, memo=memo)
     ttft, tpot = res.at(t.percentile)
     r = res.decode
@@ -331,6 +353,7 @@ def _disaggregated(
         kv_transfer_s=transfer,
         kv_transfer_bytes=moved,
         prefill_tp=prefill.tp,
+        **_tpot_tails(r, t),
     )
 
 

@@ -37,4 +37,10 @@ def hub(_server, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     for var in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "HF_TOKEN", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
+    # huggingface_hub reads HF_HUB_OFFLINE once, when it is first imported (constants.HF_HUB_OFFLINE, which
+    # is_offline_mode() and its downloads return / check): a test that first imported it with the variable set would
+    # leave the whole process offline. The fake Hub is online whatever ran before.
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     return _server

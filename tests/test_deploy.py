@@ -39,24 +39,27 @@ def test_deepseek_v3_fp8_tp8_against_dp8_ep8_on_eight_h200() -> None:
     #   58 x 32 x 3 x 7168 x 2048 = 81,738,596,352. Quantized: 96,895,434,752 + ceil(x 4 / 16384) =
     #   23,656,112 B of scales; bf16: embedding + head 2 x 129,280 x 7168 = 1,853,358,080, routers
     #   58 x 256 x 7168 = 106,430,464, norms and biases 1,021,440 -> 1,960,809,984 x 2 B.
-    assert tp8.stages[0].budget.weights == 85_140_094_320
-    assert dp8.stages[0].budget.weights == 96_895_434_752 + 23_656_112 + 2 * 1_960_809_984 == 100_840_710_832
+    # Plus the bf16 kv_b_proj vLLM dequantizes for W_UV / W_UK_T (engines/vllm.py mla_dequant_bytes): 61 layers x
+    # heads a rank x (128 + 128) x 512 x 2 B: TP8 16 heads, 255,852,544; DP8 (attention TP 1) 128, 2,046,820,352.
+    assert tp8.stages[0].budget.weights == 85_140_094_320 + 255_852_544 == 85_395_946_864
+    dp8_cut = 96_895_434_752 + 23_656_112 + 2 * 1_960_809_984
+    assert dp8.stages[0].budget.weights == dp8_cut + 2_046_820_352 == 102_887_531_184
     assert dp8.engine.sharding(spec, tp=1, dp=8, ep=True) == Sharding(1, 1, 1, 8, 1)
     # KV: MLA latent (512 + 64) x 2 B x 61 layers = 70,272 B per token on each rank; 16-token blocks
     # of 1,124,352 B. TP8: every rank holds every sequence's latent (8 copies).
-    # TP8:  135,236,734,156 - 85,140,094,320 - 3,138,471,854 - 2,222,645,576 = 44,735,522,406 B
-    #       -> 39,787 blocks - 1 null = 39,786 // 2,048 blocks per 32K sequence = 19.
-    # DP8:  135,236,734,156 - 100,840,710,832 - ... = 29,034,905,894 B -> 25,823 - 1 = 25,822 // 2,048
-    #       = 12 per DP rank, each rank its own sequences: 8 x 12 = 96, 5.05x TP8.
-    assert tp8.stages[0].budget.available_kv == 44_735_522_406
-    assert dp8.stages[0].budget.available_kv == 29_034_905_894
+    # TP8:  135,236,734,156 - 85,395,946,864 - 3,138,471,854 - 2,222,645,576 = 44,479,669,862 B
+    #       -> 39,560 blocks - 1 null = 39,559 // 2,048 blocks per 32K sequence = 19.
+    # DP8:  135,236,734,156 - 102,887,531,184 - ... = 26,988,085,542 B -> 24,003 - 1 = 24,002 // 2,048
+    #       = 11 per DP rank, each rank its own sequences: 8 x 11 = 88, 4.63x TP8.
+    assert tp8.stages[0].budget.available_kv == 44_479_669_862
+    assert dp8.stages[0].budget.available_kv == 26_988_085_542
     r8, rdp = capacity(tp8, 32768), capacity(dp8, 32768)
-    assert (r8.max_concurrent_sequences, rdp.max_concurrent_sequences) == (19, 96)
+    assert (r8.max_concurrent_sequences, rdp.max_concurrent_sequences) == (19, 88)
     assert r8.kv_copies_per_sequence == 8 and rdp.kv_copies_per_sequence == 1
     assert rdp.traffic["all_to_all_ranks"] == 8 and r8.traffic["all_to_all_bytes_per_token"] == 0
     args = launch_args(rdp, model="deepseek-ai/DeepSeek-V3")
-    # --max-num-seqs is per engine core: 96 / 8 ranks = 12.
-    assert args[args.index("--max-num-seqs") + 1] == "12"
+    # --max-num-seqs is per engine core: 88 / 8 ranks = 11.
+    assert args[args.index("--max-num-seqs") + 1] == "11"
     assert "--data-parallel-size" in args and "--enable-expert-parallel" in args and "-tp" not in args
 
 
@@ -214,6 +217,6 @@ def test_cli_capacity_and_plan_json_carry_the_deployment(cli) -> None:  # noqa: 
     )
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
-    assert d["max_concurrent_sequences"] == 96 and d["dp"] == 8 and d["ep"] is True and d["nodes"] == 1
+    assert d["max_concurrent_sequences"] == 88 and d["dp"] == 8 and d["ep"] is True and d["nodes"] == 1
     bad = cli("capacity", "llama-3.1-8b", "--gpu", "h100-sxm", "--dp", "2", "-c", "8k")
     assert bad.exit_code == 2 and "no MoE layers" in bad.output

@@ -368,7 +368,11 @@ def _answers(doc, where=""):
 
 @contextlib.contextmanager
 def _hub_offline():
-    """HF_HUB_OFFLINE=1 for one call (kvplan.hub.offline reads the environment at each call)."""
+    """HF_HUB_OFFLINE=1 for one call (kvplan.hub.offline reads the environment at each call). huggingface_hub is
+    imported first: it reads the variable once, at import (constants.HF_HUB_OFFLINE), and would stay offline for the
+    rest of the process (tests/test_gguf.py's fake-Hub tests failed after this file)."""
+    import huggingface_hub.constants  # noqa: F401  (before the variable is set)
+
     saved = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"
     try:

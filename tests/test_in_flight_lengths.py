@@ -116,18 +116,21 @@ def test_mlperf_rows_before_and_after():
     ds = data["mlperf_datasets"]
     moved = {
         ("mlperf-4.1", "llama-2-70b", "h200", "Offline"): (1.04, 1.0261),
-        ("mlperf-4.1", "llama-2-70b", "h200", "Server"): (1.0969, 1.0636),
+        # the Server / Interactive rows at the requests' own p99 TPOT (kvplan.tpot_tail, stop 26); before it H200
+        # (1.0969, 1.0636), H100 (1.2001, 1.1853), 5.1 Server (0.8494, 0.8358), Interactive (0.8691, 0.8504), R1
+        # Server (2.068, 1.5572)
+        ("mlperf-4.1", "llama-2-70b", "h200", "Server"): (1.0748, 1.0807),
         ("mlperf-4.1", "llama-2-70b", "h100-sxm", "Offline"): (1.0406, 1.0273),
-        ("mlperf-4.1", "llama-2-70b", "h100-sxm", "Server"): (1.2001, 1.1853),
+        ("mlperf-4.1", "llama-2-70b", "h100-sxm", "Server"): (1.1489, 1.183),
         ("mlperf-5.0", "llama-2-70b", "h100-sxm", "Offline"): (0.9607, 0.9467),
         ("mlperf-4.1", "llama-2-70b", "b200", "Offline"): (0.9319, 0.9182),
         ("mlperf-5.1", "llama-2-70b", "b200", "Offline"): (0.8352, 0.8196),
-        ("mlperf-5.1", "llama-2-70b", "b200", "Server"): (0.8494, 0.8358),
-        ("mlperf-5.1", "llama-2-70b", "b200", "Interactive"): (0.8691, 0.8504),
+        ("mlperf-5.1", "llama-2-70b", "b200", "Server"): (0.8491, 0.8358),
+        ("mlperf-5.1", "llama-2-70b", "b200", "Interactive"): (0.9198, 0.9043),
         ("mlperf-4.1", "mixtral-8x7b", "h200", "Offline"): (1.1886, 1.1849),
         ("mlperf-4.1", "mixtral-8x7b", "h100-sxm", "Offline"): (1.2423, 1.2339),
         ("mlperf-5.1", "deepseek-v3", "b200", "Offline"): (1.2739, 1.1069),
-        ("mlperf-5.1", "deepseek-v3", "b200", "Server"): (2.068, 1.5572),
+        ("mlperf-5.1", "deepseek-v3", "b200", "Server"): (2.0693, 1.5618),
     }
     flat = {k: {**d, "output_cv": None} for k, d in ds.items()}
     for r in data["mlperf"]:
@@ -136,5 +139,5 @@ def test_mlperf_rows_before_and_after():
         old = pub.score_mlperf(before, flat)["ratio"]
         if key in moved:
             assert (old, r["ratio"]) == moved[key], key
-        else:  # the 405B runs move by at most 0.05 % (cv 0.38, long prompts)
-            assert r["model"] == "llama-3.1-405b" and old == pytest.approx(r["ratio"], rel=5e-4), key
+        else:  # the 405B runs move by at most 0.06 % (cv 0.38, long prompts; 0.05 % before the requests' own p99)
+            assert r["model"] == "llama-3.1-405b" and old == pytest.approx(r["ratio"], rel=6e-4), key

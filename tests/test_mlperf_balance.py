@@ -67,10 +67,13 @@ def test_the_server_holds_at_the_published_rate_are_the_timeout_clock():
     """At the published 18,592.2 / 3,497.6 = 5.32 req/s kvplan's step is about 38 ms, so 0.2 prompts arrive per
     iteration over 8 ranks: a prompt on every rank within 9 iterations is rare, and the release comes on the timeout
     clock (timeout_iters 9). A prompt arriving in iteration i = 1..9 of the cycle waits 9 - i: by hand 0..8, mean
-    (9 - 1) / 2 = 4.0 iterations, p99 8 (kvplan.dp_balance). Both limits are met there with room (p99 TPOT 42.1 ms of
-    80, 38.7 ms before the in-flight outputs took the set's spread); at kvplan's scored rate the TPOT limit binds
-    at a CUDA-graph size: 230 sequences a rank run padded to 256 at 65.9 ms, and 2 % more rate moves the fixed point
-    past 256, padded to 384, at 82.5 ms over the limit (before the spread: 79.2 ms at 366 a rank, on the limit)."""
+    (9 - 1) / 2 = 4.0 iterations, p99 8 (kvplan.dp_balance). Both limits are met there with room (p99 TPOT 41.5 ms of
+    80; 42.1 ms before the p99 was the requests' own, kvplan.tpot_tail, 38.7 ms before the in-flight outputs took the
+    set's spread). At kvplan's scored rate (8.30 req/s) the fixed point is just past a CUDA-graph size: 286 sequences
+    a rank run padded to 384 at a 78.8 ms step, the requests' own p99 TPOT 80.0 ms, on the limit (a life of 3,498
+    steps averages its arrivals out: 1.5 % over the mean); 2 % less rate stays below 256 a rank (a 62.8 ms step) and 2 %
+    more is over the limit. (Before the requests' own p99 the count of others' p99 crossed 256 first: 230 a rank at
+    65.9 ms bound, 8.28 req/s.)"""
     pub, data = published()
     ds = data["mlperf_datasets"]
     r = next(x for x in data["mlperf"] if x["model"] == "deepseek-v3" and x["scenario"] == "Server")
@@ -78,7 +81,11 @@ def test_the_server_holds_at_the_published_rate_are_the_timeout_clock():
     assert at["hold_mean"] == pytest.approx(4.0, abs=0.02) and at["hold_p99"] == 8
     assert at["ttft_p99_s"] < r["ttft_p99_s"] / 2 and at["tpot_p99_s"] < 0.55 * r["tpot_p99_s"]
     top = pub._server_point(r, ds, r["kvplan_tok_s"] / round(r["osl"]))
-    assert top["tpot_p99_s"] <= r["tpot_p99_s"] and top["ttft_p99_s"] < r["ttft_p99_s"] and top["rank_seqs"] < 256
+    assert top["tpot_p99_s"] <= r["tpot_p99_s"] and top["ttft_p99_s"] < r["ttft_p99_s"] and top["rank_seqs"] > 256
+    assert top["tpot_p99_s"] == pytest.approx(r["tpot_p99_s"], rel=0.005)
+    assert top["tpot_p99_s"] / top["step_s"] == pytest.approx(1.015, abs=0.005)
+    below = pub._server_point(r, ds, 0.98 * r["kvplan_tok_s"] / round(r["osl"]))
+    assert below["rank_seqs"] < 256 and below["tpot_p99_s"] < 0.85 * r["tpot_p99_s"]
     past = pub._server_point(r, ds, 1.02 * r["kvplan_tok_s"] / round(r["osl"]))
     assert past["tpot_p99_s"] > r["tpot_p99_s"] and past["rank_seqs"] > 256
 

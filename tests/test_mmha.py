@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from kvplan import latency
@@ -83,3 +85,28 @@ def test_scout_decode_step_on_hopper_with_and_without_chunked_attention():
     assert chunked.attention > 3 * full.attention
     assert chunked.total - chunked.attention == pytest.approx(full.total - full.attention)
     assert step("b200", 22000).total == pytest.approx(step("b200", 4224).total)
+
+
+COST = ["cost", SCOUT, "--gpu", "h200", "--tp", "4", "--batch", "64", "--context", "4k", "--engine", "trtllm",
+        "--format", "json"]  # fmt: skip
+
+
+def _tpot(cli, *extra: str) -> float:
+    out = cli(*COST, *extra)
+    assert out.exit_code == 0, out.output
+    return next(r["time_s"] for r in json.loads(out.output) if r["phase"] == "decode")
+
+
+def test_cli_max_seq_len(cli) -> None:
+    # TensorRT-LLM's default max_seq_len (the model's limit) keeps chunked attention: MMHA on Hopper; a launch of
+    # 4,096 tokens drops it (XQA); 8,192 (not below the chunk) keeps it
+    default, short, at_chunk = _tpot(cli), _tpot(cli, "--max-seq-len", "4096"), _tpot(cli, "--max-seq-len", "8192")
+    assert default == at_chunk > short
+    refusals = ((["--max-seq-len", "0"], "invalid --max-seq-len 0"),
+                (["--max-seq-len", "4096", "--engine", "vllm"], "--max-seq-len does not apply to engine"),
+                (["--max-seq-len", "4096", "--latency", "roofline"], "--max-seq-len is an engine flag"))  # fmt: skip
+    for extra, said in refusals:
+        out = cli(*COST, *extra)
+        assert out.exit_code == 2 and said in out.output, out.output
+    out = cli("plan", SCOUT, "--users", "10", "--context", "4k", "--engine", "trtllm", "--max-seq-len", "4096")
+    assert out.exit_code == 2 and "use it with --rate" in out.output

@@ -90,6 +90,14 @@ SizeOpt = Optional[str]
 SwaFullOpt = Annotated[
     bool, typer.Option("--swa-full", help="llama.cpp --swa-full / SGLang --disable-hybrid-swa-memory")
 ]
+MaxSeqLenOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--max-seq-len",
+        help="TensorRT-LLM max_seq_len of the launch: below a Llama 4 attention chunk its chunked layers run as full "
+        "attention (XQA, not MMHA on Hopper); default the model's limit",
+    ),
+]
 WindowOpt = Annotated[
     Optional[str],
     typer.Option(

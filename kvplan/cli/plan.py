@@ -13,6 +13,7 @@ from kvplan.cli.common import (
     IndexerKDtypeOpt,
     MambaCacheDtypeOpt,
     MambaSsmCacheDtypeOpt,
+    MaxSeqLenOpt,
     ModelArg,
     SwaFullOpt,
     WindowOpt,
@@ -61,6 +62,12 @@ def plan(
     ttft: Annotated[Optional[str], typer.Option(help="with --rate: time to first token target, e.g. 1s")] = None,
     tpot: Annotated[Optional[str], typer.Option(help="with --rate: time per output token target, e.g. 50ms")] = None,
     percentile: Annotated[str, typer.Option(help="with --rate: targets hold for the mean | p90 | p99")] = "mean",
+    tpot_p90: Annotated[
+        Optional[str], typer.Option("--tpot-p90", help="with --rate: a request's own TPOT at the p90, e.g. 60ms")
+    ] = None,
+    tpot_p99: Annotated[
+        Optional[str], typer.Option("--tpot-p99", help="with --rate: a request's own TPOT at the p99, e.g. 80ms")
+    ] = None,
     disaggregated: Annotated[bool, typer.Option(help="with --rate: also size prefill/decode pools")] = False,
     engine: EngineOpt = "vllm",
     weights_dtype: Annotated[Optional[str], typer.Option(help="weight dtypes to try, e.g. bf16,fp8")] = None,
@@ -68,6 +75,7 @@ def plan(
     gpu_memory_utilization: Annotated[Optional[float], typer.Option(help="vLLM fraction (0, 1]")] = None,
     max_attention_window: WindowOpt = None,
     swa_full: SwaFullOpt = False,
+    max_seq_len: MaxSeqLenOpt = None,
     mamba_ssm_cache_dtype: MambaSsmCacheDtypeOpt = None,
     mamba_cache_dtype: MambaCacheDtypeOpt = None,
     indexer_k_dtype: IndexerKDtypeOpt = None,
@@ -152,7 +160,7 @@ def plan(
             names = split_list(gpus, "--gpus", example="h100-sxm,h200") if gpus is not None else None
             names = names or ["h100-sxm", "h200", "b200"]  # the GPUs the latency fit covers
             opts = dict(rate=rate, input=input_len, output=output_len, ttft=ttft, tpot=tpot, percentile=percentile,
-                        disaggregated=disaggregated)  # fmt: skip
+                        disaggregated=disaggregated, tpot_p90=tpot_p90, tpot_p99=tpot_p99)  # fmt: skip
             out(run_targets(spec, [resolve_gpu(g) for g in names], engine=engine, weights=split(weights_dtype),
                             kv=split(kv_dtype), opts=opts, max_gpus=max_gpus, top=top, fmt=fmt,
                             gpus_per_node=gpus_per_node, checkpoint=stored,
@@ -169,11 +177,14 @@ def plan(
                                               schedule_conservativeness=schedule_conservativeness,
                                               attention_dp_timeout_iters=attention_dp_timeout_iters,
                                               attention_dp_batching_wait_iters=attention_dp_batching_wait_iters,
+                                              max_seq_len=max_seq_len,
                                               host_request_s=parse_duration(host_per_request,
                                                                             "host-per-request"))))  # fmt: skip
             return
         if users is None or context is None:
             raise InvalidInput("'kvplan plan' needs --users N --context L, or --rate R with latency targets")
+        if tpot_p90 is not None or tpot_p99 is not None:
+            raise InvalidInput("--tpot-p90 and --tpot-p99 are latency targets; use them with --rate")
         balance_iters = attention_dp_timeout_iters is not None or attention_dp_batching_wait_iters is not None
         latency_only = two_batch_overlap or deepep or attention_dp_balance or balance_iters or batch_size_tuning
         if latency_only or enable_mixed_chunk or host_per_request is not None:
@@ -186,6 +197,8 @@ def plan(
             raise InvalidInput("--schedule-conservativeness changes in-flight admission only; use it with --rate")
         if capacity_scheduler_policy is not None:
             raise InvalidInput("--capacity-scheduler-policy changes in-flight admission only; use it with --rate")
+        if max_seq_len is not None:
+            raise InvalidInput("--max-seq-len changes TensorRT-LLM's decode kernels only; use it with --rate")
         # Only the --users path needs the capacity planner and the launch lines (plan --rate stays light).
         from kvplan.capacity import capacity as run
         from kvplan.capacity import setup

@@ -25,6 +25,8 @@ SLO_COLUMNS = [
     report.Column("kv_dtype", "KV"),
     report.Column("ttft_s", "TTFT (s)", "float"),
     report.Column("tpot_s", "TPOT (s)", "float"),
+    report.Column("tpot_p90_s", "TPOT p90 (s)", "float"),
+    report.Column("tpot_p99_s", "TPOT p99 (s)", "float"),
     report.Column("batch", "batch", "float"),
     report.Column("output_tokens_per_s_per_gpu", "tok/s/GPU", "float"),
     report.Column("output_tokens_per_s_per_user", "tok/s/user", "float"),
@@ -32,7 +34,8 @@ SLO_COLUMNS = [
 ]
 
 # Columns a table leaves out when every row shown has their plain value (TP-only, aggregated plans read as before).
-OPTIONAL_COLUMNS = {"pp": 1, "dp": 1, "ep_ranks": 0, "prefill_gpus": 0, "decode_gpus": 0, "kv_transfer_s": 0.0}
+OPTIONAL_COLUMNS = {"pp": 1, "dp": 1, "ep_ranks": 0, "prefill_gpus": 0, "decode_gpus": 0, "kv_transfer_s": 0.0,
+                    "tpot_p90_s": 0.0, "tpot_p99_s": 0.0}  # fmt: skip
 
 _UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 
@@ -94,6 +97,8 @@ def run_targets(spec: Any, gpus: list[Any], *, engine: str, weights: list[str] |
         ttft_s=parse_duration(opts["ttft"], "ttft"),
         tpot_s=parse_duration(opts["tpot"], "tpot"),
         percentile=opts["percentile"],
+        tpot_p90_s=parse_duration(opts.get("tpot_p90"), "tpot-p90"),
+        tpot_p99_s=parse_duration(opts.get("tpot_p99"), "tpot-p99"),
     )
     # A table or CSV shows the first ``top`` rows only: the library leaves out what cannot be among them. JSON lists
     # the whole Pareto front, so it asks for every row.
@@ -122,14 +127,17 @@ def run_targets(spec: Any, gpus: list[Any], *, engine: str, weights: list[str] |
     if fmt == "json":
         head = {"model": spec.name, "rate_rps": targets.rate_rps, "input": targets.input_len.to_dict(),
                 "output": targets.output_len.to_dict(), "ttft_s": targets.ttft_s, "tpot_s": targets.tpot_s,
-                "percentile": targets.percentile, "notes": notes}  # fmt: skip
+                "percentile": targets.percentile, "tpot_p90_s": targets.tpot_p90_s, "tpot_p99_s": targets.tpot_p99_s,
+                "notes": notes}  # fmt: skip
         return report.render_object({**head, "plans": dicts, "pareto": front}, "json")
     if fmt == "csv":
         return report.render(dicts, SLO_COLUMNS, "csv")
     engines = sorted({r.engine for r in rows}) or [engine]
     title = (
         f"{spec.name}: {targets.rate_rps:g} req/s, input {opts['input']}, output {opts['output']}, "
-        f"TTFT <= {opts['ttft'] or '-'}, TPOT <= {opts['tpot'] or '-'} ({targets.percentile}); "
+        f"TTFT <= {opts['ttft'] or '-'}, TPOT <= {opts['tpot'] or '-'} ({targets.percentile})"
+        + "".join(f", TPOT {q} <= {opts[f'tpot_{q}']}" for q in ("p90", "p99") if opts.get(f"tpot_{q}"))
+        + "; "
         f"latency from kvplan.latency with {', '.join(engines)} kernel efficiencies"
     )
     title = "\n".join([title, *(f"note: {n}" for n in notes)])

@@ -151,6 +151,7 @@ SETTING_FLAGS = {
     "schedule_conservativeness": "--schedule-conservativeness",
     "mamba_ssm_cache_dtype": "--mamba-ssm-cache-dtype",
     "mamba_cache_dtype": "--mamba-cache-dtype",
+    "max_seq_len": "--max-seq-len",
     "indexer_k_dtype": "--indexer-k-dtype",
     "overrides.cuda_graph_bytes": "--cuda-graph",
 }
@@ -892,6 +893,9 @@ class Engine:
         given = settings.schedule_conservativeness  # SGLang scheduler.py asserts it >= 0
         if given is not None and not given >= 0:
             raise InvalidInput(f"invalid --schedule-conservativeness {given!r}; expected a number >= 0, e.g. 0.3")
+        cap = settings.max_seq_len
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise InvalidInput(f"invalid --max-seq-len {cap!r}; expected a whole number of tokens >= 1, e.g. 8192")
         policy = settings.capacity_scheduler_policy
         if policy not in (None, "guaranteed_no_evict", "max_utilization"):
             raise InvalidInput(f"invalid --capacity-scheduler-policy {policy!r}; expected guaranteed_no_evict or "

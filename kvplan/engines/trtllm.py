@@ -1114,6 +1114,7 @@ V0_20 = Trtllm(
         "attention_dp_timeout_iters",
         "attention_dp_batching_wait_iters",
         "capacity_scheduler_policy",
+        "max_seq_len",
     ),
     calibration=CALIBRATION,
     # tensorrt_llm/llmapi/llm_args.py SchedulerConfig.capacity_scheduler_policy defaults to GUARANTEED_NO_EVICT;
@@ -1359,6 +1360,7 @@ V0_17 = replace(
         "max_num_seqs",
         "batch_size_tuning",
         "capacity_scheduler_policy",
+        "max_seq_len",  # the engine build's max_seq_len (trtllm-bench build: the dataset's longest ISL + OSL)
     ),
     calibration=V0_17_CALIBRATION,
     overlap=Overlap(),

@@ -681,6 +681,38 @@ MARLIN_MOE = MoeKernel(name="marlin", hidden_multiple=256, inter_multiple=128)
 TRITON_MXFP4_MOE = MoeKernel(name="triton_mxfp4", hidden_multiple=1, inter_multiple=64)
 
 
+# The MLA up-projection vLLM keeps after loading. MLAAttention.process_weights_after_loading
+# (vllm/model_executor/layers/attention/mla_attention.py; MLACommonBaseImpl.process_weights_after_loading in
+# vllm/v1/attention/backends/mla/common.py before the move; sparse MLA (V3.2) goes through the same code) takes
+# get_and_maybe_dequant_weights(kv_b_proj, out_dtype=act_dtype) (layers/quantization/utils/quant_utils.py) and keeps
+# W_UV = W_UV.transpose(0, 1) and W_UK_T = W_UK.permute(1, 2, 0) on CUDA: views, no .contiguous(), so what stays alive
+# is that one tensor. Unquantized kv_b_proj: `weight.to(out_dtype)` is the layer's own weight (nothing added).
+# Quantized (fp8 per tensor or in 128x128 blocks via scaled_dequantize, anything else via an identity-matrix apply):
+# a new act_dtype (16-bit) tensor of the rank's [heads x (qk_nope + v), kv_lora_rank], kept beside the quantized
+# kv_b_proj (which forward_mha's prefill still runs). ROCm's aiter fp8/fp4 BMM paths (not modelled) quantize instead.
+# Read in the upstream tree at 0014ca6b (mla_attention.py, quant_utils.py) and 00a817ad (v1 common.py,
+# MLACommonBaseImpl, the base of FlashMLASparseImpl): the same copy at both; the wheels kvplan's releases were read in
+# (0.16-0.21) were not re-opened for this term, so every vLLM rule set applies it.
+def mla_dequant_bytes(spec: ModelSpec, *, weights_dtype: str, attn_tp: int, pp: int) -> list[int]:
+    """The 16-bit kv_b_proj copy one GPU of each pipeline stage holds where the checkpoint's kv_b_proj is quantized
+    (``weights_dtype`` below 16 bits and not experts-only); none for a 16-bit checkpoint or a model without MLA."""
+    from kvplan.quant import storage
+
+    store = storage(spec, weights_dtype)
+    if store.experts_only or store.dtype.bytes_per_element >= 2:
+        return [0] * pp
+    heads = ceil_div(spec.num_attention_heads, attn_tp)
+    out = []
+    for layers in pipeline_stages(spec.num_layers, pp):
+        total = 0
+        for i in layers:
+            kind = spec.kind(spec.layer_kind_names[i])
+            if kind.type == "mla":
+                total += heads * (kind.qk_nope_head_dim + spec.v_head_dim_of(kind)) * kind.kv_lora_rank * 2
+        out.append(total)
+    return out
+
+
 @dataclass(frozen=True)
 class Vllm(Engine):
     image: str = "vllm/vllm-openai:latest"  # docs/deployment/docker.md
@@ -975,6 +1007,12 @@ class Vllm(Engine):
         ranks = tp * dp
         return Sharding(attn_tp=tp, mlp_tp=tp, expert_tp=1 if ep else ranks, expert_ranks=ranks if ep else 1,
                         vocab_tp=tp)  # fmt: skip
+
+    def weights_added(self, spec: ModelSpec, *, weights_dtype: str, pp: int, sharding: Sharding) -> list[int]:
+        """The 16-bit kv_b_proj an MLA model's quantized checkpoint keeps beside its own (:func:`mla_dequant_bytes`),
+        over the attention TP. vLLM's DP attention adds nothing: every DP rank is its own engine with the vocabulary
+        cut over its ``tp`` (:meth:`sharding`), so no embedding is held whole beyond that."""
+        return mla_dequant_bytes(spec, weights_dtype=weights_dtype, attn_tp=sharding.attn_tp, pp=pp)
 
     def node_args(self, r: CapacityResult, *, node: int | str, nodes: int, leader: str) -> list[str]:
         """vllm/config/parallel.py (@00193b82): DP ranks over nodes with --data-parallel-size-local and
