@@ -19,7 +19,7 @@ from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan, StagePlan, cache_plan
 from kvplan.params import Sharding
-from kvplan.spec import SSM_STATE_VARIANTS, LayerKind, ModelSpec, ceil_div
+from kvplan.spec import SSM_STATE_VARIANTS, LayerKind, ModelSpec, ceil_div, pipeline_stages
 from kvplan.units import MAX_CONTEXT, canonical_dtype
 
 if TYPE_CHECKING:  # types only: capacity imports the engines, never the reverse
@@ -1366,3 +1366,19 @@ def refuse_fp4_kv_without_fp4(engine: str, kv_dtype_name: str, gpu: GPU, why: st
             f"engine {engine!r} does not store its KV cache in {kv_dtype_name!r} on {gpu.name} ({why}); "
             "use --kv-dtype fp8 or a Blackwell GPU (b200, gb200)"
         )
+
+
+def mla_kv_b_bytes(spec: ModelSpec, *, attn_tp: int, pp: int, element_bytes: int) -> list[int]:
+    """One GPU's kv_b_proj-shaped tensors of every MLA layer, per pipeline stage: [heads / attn_tp x (qk_nope + v),
+    kv_lora_rank] at ``element_bytes`` each. What an engine's extra copy of the MLA up-projections holds (SGLang's
+    w_kc / w_vc, vLLM's dequantized kv_b_proj); the engine decides whether and in which dtype it keeps one."""
+    heads = ceil_div(spec.num_attention_heads, attn_tp)
+    out = []
+    for layers in pipeline_stages(spec.num_layers, pp):
+        total = 0
+        for i in layers:
+            kind = spec.kind(spec.layer_kind_names[i])
+            if kind.type == "mla":
+                total += heads * (kind.qk_nope_head_dim + spec.v_head_dim_of(kind)) * kind.kv_lora_rank * element_bytes
+        out.append(total)
+    return out

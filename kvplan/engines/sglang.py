@@ -34,6 +34,7 @@ from kvplan.engines.base import (
     Overlap,
     Settings,
     check_moe_parallel,
+    mla_kv_b_bytes,
     number,
     paged_bytes,
     paged_prefix_bytes,
@@ -470,17 +471,7 @@ def mla_kv_b_copy_bytes(spec: ModelSpec, *, weights_dtype: str, attn_tp: int, pp
 
     store = storage(spec, weights_dtype)
     one_byte = store.dtype.name == "fp8" and "block 128x128" not in store.dtype.note
-    size = 1 if one_byte else 2
-    heads = ceil_div(spec.num_attention_heads, attn_tp)
-    out = []
-    for layers in pipeline_stages(spec.num_layers, pp):
-        total = 0
-        for i in layers:
-            kind = spec.kind(spec.layer_kind_names[i])
-            if kind.type == "mla":
-                total += heads * (kind.qk_nope_head_dim + spec.v_head_dim_of(kind)) * kind.kv_lora_rank * size
-        out.append(total)
-    return out
+    return mla_kv_b_bytes(spec, attn_tp=attn_tp, pp=pp, element_bytes=1 if one_byte else 2)
 
 
 def _tier(mib: int, *, tp: int) -> tuple[int, int]:

@@ -43,6 +43,7 @@ from kvplan.engines.base import (
     check_moe_parallel,
     mamba_conv_flag,
     mamba_ssm_flag,
+    mla_kv_b_bytes,
     number,
     quantization_flag,
     refuse_cross_attention,
@@ -701,16 +702,7 @@ def mla_dequant_bytes(spec: ModelSpec, *, weights_dtype: str, attn_tp: int, pp: 
     store = storage(spec, weights_dtype)
     if store.experts_only or store.dtype.bytes_per_element >= 2:
         return [0] * pp
-    heads = ceil_div(spec.num_attention_heads, attn_tp)
-    out = []
-    for layers in pipeline_stages(spec.num_layers, pp):
-        total = 0
-        for i in layers:
-            kind = spec.kind(spec.layer_kind_names[i])
-            if kind.type == "mla":
-                total += heads * (kind.qk_nope_head_dim + spec.v_head_dim_of(kind)) * kind.kv_lora_rank * 2
-        out.append(total)
-    return out
+    return mla_kv_b_bytes(spec, attn_tp=attn_tp, pp=pp, element_bytes=2)
 
 
 @dataclass(frozen=True)
