@@ -595,11 +595,28 @@ def per_root_extra_s(c) -> float:  # noqa: ANN001
 
 
 @contextlib.contextmanager
+def replaced_for_block(module, name: str, replacement):  # noqa: ANN001, ANN201
+    """``module.name`` replaced by ``replacement`` for the ``with`` block, the step memos emptied on the way in and out
+    (:func:`kvplan.serving.forget_memos`, the per-spec facts kept) so no figure priced on either side of the block
+    answers inside it or after it: the diagnostics' readings below, never kept in kvplan."""
+    from kvplan import serving
+
+    kept = getattr(module, name)
+    setattr(module, name, replacement)
+    serving.forget_memos(facts=False)
+    try:
+        yield
+    finally:
+        setattr(module, name, kept)
+        serving.forget_memos(facts=False)
+
+
+@contextlib.contextmanager
 def per_root_op_latency():  # noqa: ANN201
     """Every attention-DP MoE layer's exchange :func:`per_root_extra_s` longer, by wrapping
     ``kvplan.latency._dp_collectives_s`` for the ``with`` block (the step memos emptied on the way in and out): the
     reading above, never kept."""
-    from kvplan import latency, serving
+    from kvplan import latency
 
     priced = latency._dp_collectives_s
 
@@ -608,13 +625,8 @@ def per_root_op_latency():  # noqa: ANN201
         extra = per_root_extra_s(c)
         return reduce, a2a + (moe_layer_count(c.spec, layers) * extra if extra else 0.0)
 
-    latency._dp_collectives_s = serialized
-    serving.forget_memos(facts=False)
-    try:
+    with replaced_for_block(latency, "_dp_collectives_s", serialized):
         yield
-    finally:
-        latency._dp_collectives_s = priced
-        serving.forget_memos(facts=False)
 
 
 def per_root_terms(s) -> dict:  # noqa: ANN001
@@ -1145,13 +1157,12 @@ def step_cost_added(extra_s: float):  # noqa: ANN201
     from kvplan import serving
 
     priced = serving.mixed_step_latency
-    serving.mixed_step_latency = lambda *a, **k: types.SimpleNamespace(total=priced(*a, **k).total + extra_s)
-    serving.forget_memos(facts=False)
-    try:
+
+    def step(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        return types.SimpleNamespace(total=priced(*a, **k).total + extra_s)
+
+    with replaced_for_block(serving, "mixed_step_latency", step):
         yield
-    finally:
-        serving.mixed_step_latency = priced
-        serving.forget_memos(facts=False)
 
 
 @contextlib.contextmanager
@@ -1172,13 +1183,8 @@ def streamed_responses_costed(response_s: float, *, extra_s: float = 0.0):  # no
     def step(*a, **k):  # noqa: ANN002, ANN003, ANN202
         return types.SimpleNamespace(total=max(priced(*a, **k).total + extra_s, k["decode_seqs"] * response_s))
 
-    serving.mixed_step_latency = step
-    serving.forget_memos(facts=False)
-    try:
+    with replaced_for_block(serving, "mixed_step_latency", step):
         yield
-    finally:
-        serving.mixed_step_latency = priced
-        serving.forget_memos(facts=False)
 
 
 def implied_stream_response_s(r: dict, datasets: dict, *, extra_s: float, lo: float = 1e-7, hi: float = 1e-3,
