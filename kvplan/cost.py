@@ -60,7 +60,7 @@ from kvplan.memory import (
 )
 from kvplan.params import attention_parts, count_params, mlp_parts, parts_bytes, weight_bytes_per_gpu
 from kvplan.quant import default_dtype, shipped_dtype
-from kvplan.spec import LayerKind, ModelSpec, ceil_div
+from kvplan.spec import LayerKind, ModelSpec, ceil_div, kept_for_spec
 from kvplan.units import FP4_KV_DTYPES, kv_dtype, weight_dtype
 
 if TYPE_CHECKING:
@@ -274,13 +274,7 @@ _KEPT: dict[tuple, tuple[ModelSpec, object]] = {}
 
 
 def _kept(spec: ModelSpec, key: tuple, make):  # noqa: ANN001, ANN202
-    full = (id(spec), *key)
-    hit = _KEPT.get(full)
-    if hit is None or hit[0] is not spec:
-        if len(_KEPT) > 256:  # a cost() call fills a few; a plan over the catalog a few hundred
-            _KEPT.clear()
-        hit = _KEPT[full] = (spec, make())
-    return hit[1]
+    return kept_for_spec(_KEPT, spec, key, make)
 
 
 def untouched_expert_bytes(spec: ModelSpec, tokens: int, *, weights_dtype: str, tp: int = 1) -> int:

@@ -112,7 +112,7 @@ from kvplan.memory import (
 )
 from kvplan.params import attention_parts
 from kvplan.recurrent import DECODE_KERNELS, SSD_SCAN_KERNELS, MixerWork, conv_token_bytes, mixer_work, recurrent_kinds
-from kvplan.spec import LayerKind, ModelSpec, ceil_div, pipeline_stages
+from kvplan.spec import LayerKind, ModelSpec, ceil_div, kept_for_spec, pipeline_stages
 from kvplan.units import weight_dtype
 
 
@@ -859,13 +859,8 @@ def _layer_keys(spec: ModelSpec, layers: range) -> dict[tuple[str, bool, int], i
 
 def _plan(spec: ModelSpec, kv_dtype: str, tp: int, pp: int = 1):  # noqa: ANN202
     """The cache plan, kept per spec object (serving evaluates thousands of steps of one setup)."""
-    key = (id(spec), kv_dtype, tp, pp)
-    hit = _PLANS.get(key)
-    if hit is None or hit[0] is not spec:
-        if len(_PLANS) > 256:
-            _PLANS.clear()
-        hit = _PLANS[key] = (spec, cache_plan(spec, kv_dtype, tp=tp, pp=pp, mla="latent"))
-    return hit[1]
+    return kept_for_spec(_PLANS, spec, (kv_dtype, tp, pp),
+                         lambda: cache_plan(spec, kv_dtype, tp=tp, pp=pp, mla="latent"))  # fmt: skip
 
 
 _VIEWS: dict[tuple, tuple[ModelSpec, ModelSpec]] = {}
@@ -920,13 +915,8 @@ def kernel_spec(spec: ModelSpec, engine: Engine | str | None, settings: Settings
     spans = profile.attention_spans(spec, settings or _NO_SETTINGS)
     if not spans:
         return spec
-    key = (id(spec), *sorted(spans.items(), key=lambda item: item[0]))
-    hit = _VIEWS.get(key)
-    if hit is None or hit[0] is not spec:
-        if len(_VIEWS) > 256:
-            _VIEWS.clear()
-        hit = _VIEWS[key] = (spec, spans_view(spec, spans))
-    return hit[1]
+    return kept_for_spec(_VIEWS, spec, tuple(sorted(spans.items(), key=lambda item: item[0])),
+                         lambda: spans_view(spec, spans))  # fmt: skip
 
 
 def _windowed(spec: ModelSpec) -> bool:

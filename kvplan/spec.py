@@ -9,6 +9,7 @@ heads and head sizes per layer, parameter counts) is computed here, in one place
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
@@ -516,6 +517,24 @@ def _describe_kind(spec: ModelSpec, kind: LayerKind) -> str:
 
 def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
+
+
+# Entries before a per-spec memo starts over: a cost() call fills a few, a plan over the catalog a few hundred; the
+# bound keeps a long-running process that loads spec after spec from holding every one it ever saw.
+SPEC_MEMO_BOUND = 256
+
+
+def kept_for_spec(cache: dict, spec: ModelSpec, key: tuple, build: Callable[[], Any]) -> Any:  # noqa: ANN401
+    """``build()`` kept in ``cache`` under ``(id(spec), *key)`` beside ``spec`` itself, so an id Python reuses for a
+    later object never answers; the cache starts over past :data:`SPEC_MEMO_BOUND` entries. The latency, cost and
+    engine paths key their per-spec figures and spec copies on identity with it."""
+    full = (id(spec), *key)
+    hit = cache.get(full)
+    if hit is None or hit[0] is not spec:
+        if len(cache) > SPEC_MEMO_BOUND:
+            cache.clear()
+        hit = cache[full] = (spec, build())
+    return hit[1]
 
 
 def pipeline_stages(num_layers: int, pp: int) -> list[range]:

@@ -19,7 +19,7 @@ from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import CachePlan, StagePlan, cache_plan
 from kvplan.params import Sharding
-from kvplan.spec import SSM_STATE_VARIANTS, LayerKind, ModelSpec, ceil_div, pipeline_stages
+from kvplan.spec import SSM_STATE_VARIANTS, LayerKind, ModelSpec, ceil_div, kept_for_spec, pipeline_stages
 from kvplan.units import MAX_CONTEXT, canonical_dtype
 
 if TYPE_CHECKING:  # types only: capacity imports the engines, never the reverse
@@ -1217,13 +1217,8 @@ def with_state_dtypes(spec: ModelSpec, resolve: Callable[[LayerKind], tuple[str 
                 dtypes[name] = wanted  # type: ignore[assignment]
     if not dtypes:
         return spec
-    key = (id(spec), *sorted(dtypes.items(), key=lambda item: item[0]))
-    hit = _STATES_KEPT.get(key)
-    if hit is None or hit[0] is not spec:
-        if len(_STATES_KEPT) > 256:
-            _STATES_KEPT.clear()
-        hit = _STATES_KEPT[key] = (spec, _with_dtypes(spec, dtypes))
-    return hit[1]
+    return kept_for_spec(_STATES_KEPT, spec, tuple(sorted(dtypes.items(), key=lambda item: item[0])),
+                         lambda: _with_dtypes(spec, dtypes))  # fmt: skip
 
 
 def _with_dtypes(spec: ModelSpec, dtypes: dict[str, tuple[str | None, str | None]]) -> ModelSpec:

@@ -45,7 +45,7 @@ from kvplan.memory import (
     with_token_bytes,
 )
 from kvplan.params import Sharding
-from kvplan.spec import LayerKind, ModelSpec, ceil_div, pipeline_stages
+from kvplan.spec import LayerKind, ModelSpec, ceil_div, kept_for_spec, pipeline_stages
 from kvplan.units import GIB
 
 if TYPE_CHECKING:
@@ -272,15 +272,16 @@ DSA_KV = ("bf16", "fp8")  # the KV dtypes the blog names for DeepSeek-V3.2
 # --enable-dsa-fp4-indexer) closed unmerged.
 INDEXER_K_DTYPES = ("fp8", "fp4")
 FP4_INDEXER_HEAD_DIM = 128
-_FP4_INDEXER_KEPT: dict[int, tuple[ModelSpec, ModelSpec]] = {}  # id of a spec -> (it, its FP4-indexer copy)
+_FP4_INDEXER_KEPT: dict[tuple[int], tuple[ModelSpec, ModelSpec]] = {}  # (id of a spec,) -> (it, its FP4-indexer copy)
 
 
 def with_fp4_indexer(spec: ModelSpec) -> ModelSpec:
     """``spec`` with every DSA layer kind's indexer key in FP4 (``index_key_dtype``); one copy per spec object, so the
     latency paths' per-spec memos see one model. Refuses an index_head_dim other than 128 (the LLM API's validator)."""
-    hit = _FP4_INDEXER_KEPT.get(id(spec))
-    if hit is not None and hit[0] is spec:
-        return hit[1]
+    return kept_for_spec(_FP4_INDEXER_KEPT, spec, (), lambda: _fp4_indexer_copy(spec))
+
+
+def _fp4_indexer_copy(spec: ModelSpec) -> ModelSpec:
     kinds = dict(spec.layers.kinds)
     for name, kind in kinds.items():
         if kind.index_head_dim:
@@ -290,11 +291,7 @@ def with_fp4_indexer(spec: ModelSpec) -> ModelSpec:
                     f"DeepSeekSparseAttentionConfig); {spec.name} has {kind.index_head_dim}; use fp8"
                 )
             kinds[name] = kind.model_copy(update={"index_key_dtype": "fp4"})
-    copy = spec.model_copy(update={"layers": spec.layers.model_copy(update={"kinds": kinds})})
-    if len(_FP4_INDEXER_KEPT) > 256:
-        _FP4_INDEXER_KEPT.clear()
-    _FP4_INDEXER_KEPT[id(spec)] = (spec, copy)
-    return copy
+    return spec.model_copy(update={"layers": spec.layers.model_copy(update={"kinds": kinds})})
 
 
 def is_dsa(spec: ModelSpec) -> bool:
@@ -1290,27 +1287,24 @@ V0_17_FP8_MEM_EFF_SCALE = 1.0  # static fp8 activations: fp8 weights stream at t
 V0_17_FP8_EFF_SCALE = 0.8318  # fp8 GEMMs' compute scale of the calibration before the quantization kernel
 
 
-_AS_RUN: dict[int, tuple[ModelSpec, ModelSpec]] = {}  # id of a spec -> (it, its whole-sequence copy): one per model
+_AS_RUN: dict[tuple[int], tuple[ModelSpec, ModelSpec]] = {}  # (id of a spec,) -> (it, its whole-sequence copy)
 
 
 def whole_sequence_attention(spec: ModelSpec) -> ModelSpec:
     """``spec`` with its sliding-window layers as full attention (the window dropped); the spec itself where it has
     none. Kept per spec object, so the latency paths' per-spec memos see one model."""
-    hit = _AS_RUN.get(id(spec))
-    if hit is not None and hit[0] is spec:
-        return hit[1]
-    out = spec
-    if any(k.type == "sliding" for k in spec.layers.kinds.values()):
-        fields = spec.model_dump(exclude_none=True)
-        for kind in fields["layers"]["kinds"].values():
-            if kind.get("type") == "sliding":
-                kind["type"] = "full"
-                kind.pop("window", None)
-        out = ModelSpec(**fields)
-    if len(_AS_RUN) > 256:
-        _AS_RUN.clear()
-    _AS_RUN[id(spec)] = (spec, out)
-    return out
+    return kept_for_spec(_AS_RUN, spec, (), lambda: _whole_sequence_copy(spec))
+
+
+def _whole_sequence_copy(spec: ModelSpec) -> ModelSpec:
+    if not any(k.type == "sliding" for k in spec.layers.kinds.values()):
+        return spec
+    fields = spec.model_dump(exclude_none=True)
+    for kind in fields["layers"]["kinds"].values():
+        if kind.get("type") == "sliding":
+            kind["type"] = "full"
+            kind.pop("window", None)
+    return ModelSpec(**fields)
 
 
 def dynamic_batch_size(capacity: int) -> int:
