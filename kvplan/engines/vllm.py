@@ -1427,6 +1427,23 @@ CALIBRATION = Calibration(
     # 61-63 us).
     triton_mxfp4_mma_eff=0.825,
     triton_mxfp4_dequant_s=2.3e-11,
+    # Its per-tensor fp8 experts on Hopper from the 0.16 rules on: FlashInfer's CUTLASS fused MoE, autotuned at start-up
+    # (Vllm.moe_kernel "flashinfer_cutlass_fp8", kvplan.latency _cutlass_fp8): the share of the dense fp8 peak on the
+    # grouped GEMMs' token curve (moe_half_tokens held), the intermediate width on the rank at which thin slices reach
+    # half of it, and the share of the bandwidth the experts' weights stream at (moe_layer_s held). Those are
+    # TensorRT-LLM's CUTLASS MoE GEMMs (FlashInfer's csrc/fused_moe/cutlass_backend binds
+    # tensorrt_llm::kernels::cutlass_kernels CutlassMoeFCRunner), so benchmarks/fit_moe_ops.py fits them on
+    # aiconfigurator 0.12.0's TensorRT-LLM 1.3.0rc20 fp8 tables, timed under autotune() (H100 SXM and H200; Qwen3
+    # 30B-A3B / 235B-A22B, Mixtral 8x7B / 8x22B, Llama 4 Scout / Maverick; TP 1/4/8, EP 4/8; 1-16,384 tokens, balanced
+    # and priced so: 900 points), the three in turn, 4 rounds: median |ln| 0.238 (the fitted grouped GEMMs with the
+    # fp8 streaming share 0.9347 x 0.742 = 0.694) -> 0.062, worst 1.764 -> 2.024 (Llama 4 Scout TP 1 / EP 4 at 1-1,024
+    # tokens: ~230 us an expert touched whatever its rows, 6-7x its bytes' time, the signature of the vLLM table's
+    # untuned tactic, which these few shapes fell back to). Not fitted on aiconfigurator's vLLM 0.24.0 Hopper fp8
+    # tables: they time this kernel untuned (benchmarks/moe_compare.py UNTUNED), 3-7x slower, which vLLM serves only
+    # at -O0 (--enforce-eager), not modelled.
+    cutlass_fp8_moe_mma_eff=0.8,
+    cutlass_fp8_moe_half_width=900.0,
+    cutlass_fp8_moe_mem_eff=0.915,
     # The MLA block's fixed cost per decode layer on Blackwell, where vLLM runs FLASHINFER_MLA (vllm/platforms/cuda.py
     # _get_backend_priorities @ vLLM main 2026: MLA on compute capability 10 tries FLASHINFER_MLA first, on Hopper
     # FLASH_ATTN_MLA / FLASHMLA). benchmarks/mla_compare.py --fit on aiconfigurator 0.12.0's B200 vLLM 0.24.0 MLA
