@@ -540,6 +540,15 @@ class Calibration:
     # tokens converts its weights again). Fitted by benchmarks/fit_moe_ops.py; None and 0: no such kernel.
     triton_mxfp4_mma_eff: float | None = None
     triton_mxfp4_dequant_s: float = 0.0
+    # Per-tensor fp8 grouped experts the engine runs through FlashInfer's CUTLASS fused MoE, autotuned at start-up
+    # (Engine.moe_kernel "flashinfer_cutlass_fp8", kvplan.latency _cutlass_fp8): the share of the GPU's dense fp8 peak
+    # their GEMMs reach (times the grouped GEMMs' token curve, moe_half_tokens, and w / (w +
+    # cutlass_fp8_moe_half_width), w the expert's intermediate width on the rank), and the share of the bandwidth
+    # they stream the experts' weights at. Fitted by benchmarks/fit_moe_ops.py; None: no such kernel (the mma share),
+    # the fitted grouped GEMMs' streaming (the memory share).
+    cutlass_fp8_moe_mma_eff: float | None = None
+    cutlass_fp8_moe_half_width: float = 0.0
+    cutlass_fp8_moe_mem_eff: float | None = None
     # DeepSeek Sparse Attention's main attention in a prompt (kvplan.latency._attention_s): the sparse prefill kernel's
     # share of the 16-bit peak (deepseek-ai/FlashMLA README, 2025.09.29: the sparse kernels "achieve up to 640 TFlops
     # during prefilling" on H800, whose dense BF16 peak is 989 TFLOPS: 0.647; a published figure, not fitted), and the
@@ -1095,7 +1104,8 @@ class Engine:
     def moe_kernel(self, *, weights_dtype: str, gpu: GPU) -> MoeKernel | None:
         """The grouped-expert kernel the engine runs for ``weights_dtype`` experts on ``gpu`` where kvplan.latency
         prices it apart from the fitted grouped GEMMs (:class:`MoeKernel`: "marlin", vLLM's Marlin MoE;
-        "triton_mxfp4", vLLM's OpenAI Triton MXFP4 experts); None: the fitted grouped GEMMs."""
+        "triton_mxfp4", vLLM's OpenAI Triton MXFP4 experts; "flashinfer_cutlass_fp8", vLLM's FlashInfer CUTLASS
+        per-tensor fp8 experts); None: the fitted grouped GEMMs."""
         return None
 
     def keeps_freed_blocks(self, settings: Settings) -> bool:
