@@ -137,9 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     for engine, rows in rows_by_engine(data).items():
         f = fit(rows)
         if f["request_s"] is None:
-            print(f"{engine}: no row kvplan over-predicts; nothing to fit")
-            continue
-        print(f"{engine}: request_s {f['request_s'] * 1e3:.3f} ms (from {f['from']})")
+            print(f"{engine}: no short-output run (osl <= {SHORT_OSL}) that kvplan over-predicts; nothing to fit")
+        else:
+            print(f"{engine}: request_s {f['request_s'] * 1e3:.3f} ms (from {f['from']})")
         if f["template_s"] is not None:
             print(f"  template_s {f['template_s'] * 1e3:.3f} ms more a chat request that pays the chat template "
                   f"(from {f['template_from']})")  # fmt: skip
