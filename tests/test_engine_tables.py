@@ -496,3 +496,14 @@ def test_qwen3_32b_h100_rows_are_scored_on_the_pcie_card_their_decode_steps_read
     step = {g: phase_cost(spec, resolve_gpu(g), 32768, phase="decode", engine="vllm@0.8").time_s
             for g in ("h100-sxm", "h100-pcie")}  # fmt: skip
     assert step["h100-pcie"] == pytest.approx(43.42e-3, rel=0.05) and step["h100-sxm"] < 0.7 * 43.42e-3
+
+
+def test_rows_say_which_endpoint_their_client_called() -> None:
+    # GPUStack's client is `vllm bench serve --backend openai-chat --endpoint /v1/chat/completions` (each page's
+    # Benchmark Script); the vLLM recipe's names no backend, the tool's default `openai` (/v1/completions): only chat
+    # requests pay vLLM 0.11.0's chat template (FrontEnd.cost_s)
+    pub, data = published()
+    for r in data["engine_benchmarks"]:
+        assert pub.row_chat(r) == (r["source"] == "gpustack-perf-lab"), r["label"]
+    assert "--backend openai-chat" in data["engine_benchmark_sources"]["gpustack-perf-lab"]["method"]
+    assert "--backend" not in data["engine_benchmark_sources"]["vllm-recipes-h200"]["method"]
