@@ -1488,7 +1488,7 @@ HOST_LOOP_0_8 = HostLoop(overlaps_gpu=False, switch="")
 # the chat template and tokenization, then AsyncLLM.add_request -> Processor.process_inputs and add_request_async)
 # and, in AsyncLLM._run_output_handler's output_handler task, every step's outputs (OutputProcessor.process_outputs:
 # incremental detokenization per token into each request's queue; chat_completion_stream_generator streams a chunk
-# each). Read in the vLLM 0.11.0 wheel (and the 0.12.0 / 0.13.0 wheels where named):
+# each). Read in the vLLM 0.11.0 wheel (and the 0.10.2 / 0.12.0 / 0.13.0 wheels where named):
 # - together: the chat route is wrapped in entrypoints/utils.py with_cancellation, which starts the handler as a new
 #   task; the handler runs the chat template synchronously (serving_engine.py OpenAIServing._preprocess_chat ->
 #   chat_utils.apply_hf_chat_template) and first waits at the tokenizer (_tokenize_prompt_input_async, an
@@ -1499,11 +1499,12 @@ HOST_LOOP_0_8 = HostLoop(overlaps_gpu=False, switch="")
 #   the TTFT by about half (docs/cost.md, "The chat template").
 # - template_s: in 0.11.0, chat_utils.resolve_chat_template_kwargs builds a jinja2 ImmutableSandboxedEnvironment and
 #   parses the model's whole chat template (env.parse, jinja2.meta.find_undeclared_variables) on every chat request;
-#   it came with PR #25794 (the chat-template kwargs filter, GHSA-6fvq-23cw-5628, 2025-10); 0.12.0 and 0.13.0 parse
-#   once (_cached_resolve_chat_template_kwargs, lru_cache). Where vLLM builds the prompt without the template it is not
-#   paid: gpt-oss (serving_chat.py: use_harmony = hf_config.model_type == "gpt_oss", _make_request_with_harmony) and
-#   the completions endpoint. The same kind of per-request parse cost "6-8 seconds delay before prompts actually are
-#   started to process" for 1,000 requests in vLLM PR #20065 (2025-06, the content-format detection, cached since).
+#   it came with PR #25794 (the chat-template kwargs filter, GHSA-6fvq-23cw-5628, 2025-10; 0.10.2's chat_utils has no
+#   such parse); 0.12.0 and 0.13.0 parse once (_cached_resolve_chat_template_kwargs, lru_cache). Where vLLM builds
+#   the prompt without the template it is not paid: gpt-oss (serving_chat.py: use_harmony = hf_config.model_type ==
+#   "gpt_oss", _make_request_with_harmony) and the completions endpoint. The same kind of per-request parse cost
+#   "6-8 seconds delay before prompts actually are started to process" for 1,000 requests in vLLM PR #20065
+#   (2025-06, the content-format detection, cached since).
 # Fitted by benchmarks/fit_frontend.py on GPUStack's random 128 in / 4 out runs, 1,000 chat requests at once
 # (gpustack/gpustack docs/performance-lab @47277d79): request_s, the smallest figure of the runs that do not pay the
 # template: gpt-oss-120b TP2 on H100, vLLM 0.10.2, 956.85 tok/s (gpt-oss-120b/h100.md line 576; gpt-oss-20b gives
