@@ -28,6 +28,9 @@ describes, by a grid search for the least median ``|ln(kvplan / aiconfigurator)|
   reach half of it and the share of the bandwidth the weights stream at, ``moe_half_tokens`` and ``moe_layer_s`` held,
   on the 900 TensorRT-LLM ``fp8`` points of H100 / H200 (the same CUTLASS MoE GEMMs, timed autotuned:
   :data:`TABLE_ENGINE`); fitted in turn, :data:`GROUP_ROUNDS` rounds.
+* ``cutlass_nvfp4_moe_layer_s`` (TensorRT-LLM): the fixed seconds a layer of its CUTLASS fused MoE for NVFP4 experts
+  on B200 / GB200 (Trtllm.moe_kernel, :func:`kvplan.latency._cutlass_nvfp4_layer_s`), on the 1,020 TensorRT-LLM
+  ``nvfp4`` points (its CUTLASS rows), the fitted NVFP4 grouped GEMMs' shares held.
 
 Every point is priced as the table routes it (:func:`moe_compare.grouped_seconds`: aiconfigurator's balanced logits,
 :func:`aic_tables.balanced_loads`), not with serving's uniform routing, which touches fewer experts at a few tokens.
@@ -79,6 +82,9 @@ FITS = {
     "cutlass_fp8_moe_mma_eff": ("vllm", "fp8", HOPPER, 1.0, tuple(i / 100 for i in range(30, 101))),
     "cutlass_fp8_moe_half_width": ("vllm", "fp8", HOPPER, 1.0, tuple(float(i) for i in range(0, 3001, 50))),
     "cutlass_fp8_moe_mem_eff": ("vllm", "fp8", HOPPER, 1.0, tuple(i / 200 for i in range(140, 201))),
+    # TensorRT-LLM's CUTLASS NVFP4 experts on B200 / GB200 (Trtllm.moe_kernel): the path's fixed seconds a layer, 5 to
+    # 80 us in 0.5 us steps
+    "cutlass_nvfp4_moe_layer_s": ("trtllm", "nvfp4", BLACKWELL, 1e-6, tuple(i / 2 for i in range(10, 161))),
 }
 # Constants fitted on another engine's tables than the one they price (constant -> the tables' engine): vLLM's
 # FlashInfer CUTLASS fp8 experts (kvplan.engines.vllm Vllm.moe_kernel) are TensorRT-LLM's CUTLASS MoE GEMMs

@@ -1602,7 +1602,7 @@ def _make_ctx(
         two_batch=two_batch,
         moe_peak=_fp4_moe_peak(gpu, cal, weights_dtype) or (moe_peak if moe_peak != peak else None),
         fp4_k_s=_fp4_k_s(gpu, cal, dense),
-        moe_layer_s=_moe_layer_s(gpu, cal, weights_dtype),
+        moe_layer_s=_moe_layer_s(gpu, cal, weights_dtype, moe_kernel),
         head_16bit=dense == "nvfp4",
         wave_sms=_wave_sms(gpu, dense),
         gather_unpadded=(rules or Overlap()).moe_allgather_unpadded,
@@ -1682,11 +1682,39 @@ def _moe_dequant_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float:
     return 0.0
 
 
-def _moe_layer_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float | None:
-    """The grouped-expert layer's own fixed seconds where its kernels differ (NVFP4 on FP4 tensor cores, MXFP4 on
-    Hopper); None: the calibration's ``moe_layer_s``."""
+def _moe_layer_s(gpu: GPU, cal: Calibration, weights_dtype: str, kernel: MoeKernel | None = None) -> float | None:
+    """The grouped-expert layer's own fixed seconds where its kernels differ (TensorRT-LLM's CUTLASS NVFP4 experts:
+    :func:`_cutlass_nvfp4_layer_s`; other NVFP4 on FP4 tensor cores, MXFP4 on Hopper); None: the calibration's
+    ``moe_layer_s``."""
+    cutlass = _cutlass_nvfp4_layer_s(gpu, cal, weights_dtype, kernel)
+    if cutlass is not None:
+        return cutlass
     nvfp4 = _fp4_moe_layer_s(gpu, cal, weights_dtype)
     return nvfp4 if nvfp4 is not None else _mxfp4_moe_layer_s(gpu, cal, weights_dtype)
+
+
+def _cutlass_nvfp4_layer_s(gpu: GPU, cal: Calibration, weights_dtype: str, kernel: MoeKernel | None) -> float | None:
+    """Fixed seconds of one NVFP4 grouped-expert layer that TensorRT-LLM runs through its CUTLASS fused MoE
+    (Engine.moe_kernel "cutlass_nvfp4": ``CutlassFusedMoE``, kvplan.engines.trtllm ``CUTLASS_NVFP4_MOE`` names the
+    source): ``cutlass_nvfp4_moe_layer_s``; None where the engine runs another kernel or its constants have no fit.
+
+    The kernels around the two grouped GEMMs (cpp/tensorrt_llm/kernels/cutlass_kernels/moe_gemm/moe_kernels.cu, read
+    in stored copies, no release pinned: ``threeStepBuildExpertMapsSortFirstToken``, the expert maps;
+    ``expandInputRowsKernel``, which duplicates and permutes the rows by expert and quantizes them to FP4; the grouped
+    GEMMs' per-expert strides and TMA descriptors, ``computeStridesTmaWarpSpecializedKernel``; ``doActivationKernel``,
+    the gated activation that quantizes the first GEMM's output again; ``finalizeMoeRoutingKernel``, the un-permute and
+    top-k reduction) cost about 35 us a layer whatever the tokens: aiconfigurator 0.12.0's TensorRT-LLM
+    1.3.0rc20 B200 nvfp4 table takes 33.9 us for Qwen3-30B-A3B at EP 8 and one token (one 2.4 MB expert read, 0.4 us
+    of its bandwidth). ``fp4_moe_layer_s`` (7.0 us) was fitted by ``benchmarks/fit_fp4.py`` on aiconfigurator's whole
+    steps, whose MoE up to 128 tokens is the TRT-LLM-Gen min-latency kernel, which TensorRT-LLM does not serve NVFP4
+    checkpoints with (``ModelConfig.resolve_moe_backend``; benchmarks/moe_compare.py ``ENGINE_SKIP_KERNELS``). The
+    grouped GEMMs themselves keep the fitted NVFP4 form (``fp4_moe_eff_scale``, ``fp4_mem_eff_scale``): the kernel's
+    own shares fit its tables better but move the published runs the other way (docs/cost.md, "TensorRT-LLM's nvfp4
+    table")."""
+    if (kernel is None or kernel.name != "cutlass_nvfp4" or weights_dtype != "nvfp4" or gpu.fp4_dense_tflops is None
+            or cal.cutlass_nvfp4_moe_layer_s is None):  # fmt: skip
+        return None
+    return cal.cutlass_nvfp4_moe_layer_s
 
 
 def _mxfp4_moe_layer_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float | None:

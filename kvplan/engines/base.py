@@ -549,6 +549,11 @@ class Calibration:
     cutlass_fp8_moe_mma_eff: float | None = None
     cutlass_fp8_moe_half_width: float = 0.0
     cutlass_fp8_moe_mem_eff: float | None = None
+    # NVFP4 grouped experts on FP4 tensor cores that the engine runs through TensorRT-LLM's CUTLASS fused MoE
+    # (Engine.moe_kernel "cutlass_nvfp4", kvplan.latency _cutlass_nvfp4_layer_s): that path's fixed seconds a layer (its
+    # routing, permute, FP4 quantization and finalize kernels), in place of fp4_moe_layer_s. Fitted by
+    # benchmarks/fit_moe_ops.py; None: no such kernel (fp4_moe_layer_s).
+    cutlass_nvfp4_moe_layer_s: float | None = None
     # DeepSeek Sparse Attention's main attention in a prompt (kvplan.latency._attention_s): the sparse prefill kernel's
     # share of the 16-bit peak (deepseek-ai/FlashMLA README, 2025.09.29: the sparse kernels "achieve up to 640 TFlops
     # during prefilling" on H800, whose dense BF16 peak is 989 TFLOPS: 0.647; a published figure, not fitted), and the
@@ -1128,7 +1133,8 @@ class Engine:
         """The grouped-expert kernel the engine runs for ``weights_dtype`` experts on ``gpu`` where kvplan.latency
         prices it apart from the fitted grouped GEMMs (:class:`MoeKernel`: "marlin", vLLM's Marlin MoE;
         "triton_mxfp4", vLLM's OpenAI Triton MXFP4 experts; "flashinfer_cutlass_fp8", vLLM's FlashInfer CUTLASS
-        per-tensor fp8 experts); None: the fitted grouped GEMMs."""
+        per-tensor fp8 experts; "cutlass_nvfp4", TensorRT-LLM's CUTLASS NVFP4 experts, of which only the fixed cost a
+        layer is priced apart); None: the fitted grouped GEMMs."""
         return None
 
     def keeps_freed_blocks(self, settings: Settings) -> bool:

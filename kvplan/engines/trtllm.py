@@ -23,6 +23,7 @@ from kvplan.engines.base import (
     Engine,
     HostLoop,
     Layout,
+    MoeKernel,
     Overlap,
     Settings,
     _setting,
@@ -418,6 +419,17 @@ def _nvfp4_token_bytes(spec: ModelSpec, c: LayerCache, *, tp: int) -> int:
 SSM_CACHE_KEY_FAMILIES = frozenset({"nemotron_h"})  # whose ssm_state_dtype came from mamba_ssm_cache_dtype
 
 
+# NVFP4 routed experts on FP4 tensor cores: CutlassFusedMoE. ModelConfig.resolve_moe_backend
+# (tensorrt_llm/_torch/model_config.py, read in a stored copy of the 1.3-era file) turns moe_config.backend "AUTO" into
+# "TRTLLM" only for GptOssForCausalLM (and, later, DeepSeek-V4) on SM100-119 and "TRITON" for gpt-oss on Hopper; every
+# other architecture gets "CUTLASS", and create_moe.py get_moe_cls maps "CUTLASS" to CutlassFusedMoE
+# (fused_moe_cutlass.py: the cutlass_kernels/moe_gemm grouped GEMMs with its routing / permute, FP4 quantization of
+# the permuted rows and finalize kernels around them). aiconfigurator 0.12.0's TensorRT-LLM 1.3.0rc20 B200 / GB200
+# nvfp4 MoE tables time it as kernel_source moe_torch_flow_cutlass (benchmarks/moe_compare.py keeps those rows, not
+# the min-latency TRTLLMGenFusedMoE ones). Its time: kvplan.latency _cutlass_moe.
+CUTLASS_NVFP4_MOE = MoeKernel(name="cutlass_nvfp4")
+
+
 @dataclass(frozen=True)
 class Trtllm(Engine):
     """TensorRT-LLM. ``tensorrt_engine``: the release runs TensorRT engines built ahead (v0.17: trtllm-build or the
@@ -490,6 +502,14 @@ class Trtllm(Engine):
                 f"engine 'trtllm' does not run nvfp4 weights on {gpu.name} (no FP4 tensor cores; TensorRT-LLM runs "
                 "NVFP4 on Blackwell only); use fp8 weights or a Blackwell GPU (b200, gb200)"
             )
+
+    def moe_kernel(self, *, weights_dtype: str, gpu: GPU) -> MoeKernel | None:
+        """NVFP4 experts on a GPU with FP4 tensor cores: TensorRT-LLM's CUTLASS fused MoE (:data:`CUTLASS_NVFP4_MOE`,
+        which names the source), priced by its own constants where the calibration has them (the v0.17 TensorRT
+        engines' plugin has none: the fitted grouped GEMMs). None elsewhere."""
+        if weights_dtype == "nvfp4" and gpu.fp4_dense_tflops is not None:
+            return CUTLASS_NVFP4_MOE
+        return None
 
     def check_block_size(self, tokens: int) -> None:
         # docs/source/advanced/kv-cache-reuse.md: "tokens_per_block must be a power of 2".
@@ -940,6 +960,13 @@ CALIBRATION = Calibration(
     fp4_moe_eff_scale=0.2459,
     fp4_k_s=1.887e-09,
     fp4_moe_layer_s=7.041e-06,
+    # NVFP4 experts on B200 / GB200 (Trtllm.moe_kernel: CutlassFusedMoE): that path's fixed seconds a layer in place of
+    # fp4_moe_layer_s (kvplan.latency _cutlass_nvfp4_layer_s): benchmarks/fit_moe_ops.py on aiconfigurator 0.12.0's
+    # TensorRT-LLM 1.3.0rc20 nvfp4 MoE tables (the moe_torch_flow_cutlass rows of
+    # benchmarks/data/aiconfigurator_moe.json: B200 and GB200; DeepSeek-V3, Qwen3 30B-A3B / 235B-A22B, Mixtral 8x7B /
+    # 8x22B, Llama 4 Scout / Maverick; TP 1/4/8, EP 4/8; 1-16,384 tokens, balanced and priced so: 1,020 points), every
+    # constant above held: median |ln| 0.431 (fp4_moe_layer_s's 7.0 us in its place) -> 0.256, worst 1.643 -> 1.243.
+    cutlass_nvfp4_moe_layer_s=4.05e-05,
     # Block-scaled fp8 grouped experts' walk over the rank's experts (kvplan.latency._moe_expert_s, which names the
     # kernels): benchmarks/fit_moe_ops.py on aiconfigurator 0.12.0's TensorRT-LLM MoE tables (fp8_block points of
     # benchmarks/data/aiconfigurator_moe.json: 960 Hopper, 960 Blackwell), every constant above held, each point priced
@@ -1355,6 +1382,7 @@ V0_17_CALIBRATION = replace(
     mxfp4_moe_dequant_s=0.0,
     hopper_mxfp4_moe_dequant_s=0.0,
     hopper_mxfp4_moe_layer_s=None,
+    cutlass_nvfp4_moe_layer_s=None,  # the plugin's NVFP4 MoE not read: fp4_moe_layer_s
 )
 V0_17 = replace(
     V0_20,
