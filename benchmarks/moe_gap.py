@@ -185,8 +185,8 @@ def kvplan_ops(gpu_name: str, *, batch: int, isl: int, cal=None) -> dict[str, fl
 
     spec, gpu = resolve_model(MODEL), resolve_gpu(gpu_name)
     cal = cal or lat.calibration("trtllm")
-    c = lat._make_ctx(spec, gpu, tp=1, weights_dtype="nvfp4", cal=cal, eager=False,
-                      rules=lat.engine_overlap("trtllm"))  # fmt: skip
+    c = lat._make_ctx(spec, gpu, tp=1, weights_dtype="nvfp4", cal=cal, eager=False, rules=lat.engine_overlap("trtllm"),
+                      moe_kernel=lat.engine_moe_kernel("trtllm", gpu, "nvfp4"))  # fmt: skip
     layers = spec.num_layers
     kind = spec.kind(next(iter(lat._layer_keys(spec, range(layers))))[0])
     parts = lat._moe_s(c, batch, batch)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kvplan.catalog import load_bundled
+from kvplan.catalog import load_bundled, resolve_model
 from kvplan.cost import peak_flops, phase_cost
 from kvplan.errors import InvalidInput
 from kvplan.hardware import bundled_gpus, resolve_gpu
@@ -340,8 +340,25 @@ def test_fp4_steps_against_aiconfigurator_fitted_and_hold_out():
         rows = _aic_rows(key)
         assert len(rows) == n and {r["gpu"] for r in rows} <= {"b200", "gb200"}
         for phase, median in (("ttft", ttft), ("tpot", tpot)):
-            errs = [abs(r[f"ln_{phase}"]) for r in rows]
+            errs = [abs(r[f"ln_{phase}"]) for r in rows if phase == "ttft" or not _min_latency_moe(r)]
             assert statistics.median(errs) <= median and max(errs) <= math.log(1.5), (key, phase)
+
+
+def _min_latency_moe(row: dict) -> bool:
+    """A TensorRT-LLM MoE decode step of at most 128 tokens: aiconfigurator prices its NVFP4 experts with the
+    TRT-LLM-Gen min-latency table there (benchmarks/moe_gap.py), which TensorRT-LLM does not serve NVFP4 checkpoints
+    with (CutlassFusedMoE: kvplan.engines.trtllm CUTLASS_NVFP4_MOE)."""
+    return row["engine"] == "trtllm" and resolve_model(row["model"]).moe is not None and row["batch"] <= 128
+
+
+def test_min_latency_moe_steps_are_slower_in_kvplan():
+    """Since kvplan prices TensorRT-LLM's NVFP4 experts with the CUTLASS path's own fixed cost a layer
+    (cutlass_nvfp4_moe_layer_s 40.5 us where aiconfigurator's min-latency table takes 16.6 us at one token of
+    Qwen3-30B-A3B), those decode steps are slower in kvplan than in aiconfigurator: fitted Qwen3-30B-A3B b1 / b32 and
+    Qwen3-235B-A22B TP 4 b16 / TP 8 b128 at ln +0.34 / +0.36 / +0.53 / +0.41, hold-out +0.43 / +0.34 / +0.35 (they
+    were within 1.5x with fp4_moe_layer_s's 7.0 us, fitted on these very steps)."""
+    rows = [r for key in ("fp4_cases", "fp4_holdout_cases") for r in _aic_rows(key) if _min_latency_moe(r)]
+    assert len(rows) == 7 and all(0.3 < r["ln_tpot"] < 0.6 for r in rows)
 
 
 def test_fp4_fit_reproduces_the_constants_in_the_engine_modules():

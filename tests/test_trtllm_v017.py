@@ -94,7 +94,8 @@ def test_static_fp8_streams_fp8_weights_at_the_16_bit_share_golden():
     moe_off = dict(hopper_moe_block_expert_s=0.0, blackwell_moe_block_expert_s=0.0, hopper_moe_block_tile_eff=0.0,
                    hopper_moe_block_half_width=0.0, hopper_moe_block_mem_eff=None,
                    hopper_moe_block_mem_half_width=0.0, mxfp4_moe_dequant_s=0.0,
-                   hopper_mxfp4_moe_dequant_s=0.0, hopper_mxfp4_moe_layer_s=None)  # fmt: skip
+                   hopper_mxfp4_moe_dequant_s=0.0, hopper_mxfp4_moe_layer_s=None,
+                   cutlass_nvfp4_moe_layer_s=None)  # fmt: skip
     fp8_static = dict(fp8_mem_eff_scale=1.0, fp8_quant_s=0.0, blackwell_fp8_quant_s=0.0, fp8_eff_scale=0.8318,
                       fp8_absorbed_mem_eff_scale=None)  # fmt: skip
     assert old == replace(new, version=old.version, **fp8_static, **moe_off)
