@@ -1828,8 +1828,12 @@ def _linear_s(
     moe_tokens = tokens if moe_tokens is None else moe_tokens
     layers = stage.layers if stage is not None else range(spec.num_layers)
     moe_parts: list[tuple[int, _MoeParts]] = []
+    alike = c.terms.get("alike")
+    if alike is None:
+        alike = c.terms["alike"] = _alike_kinds(c)
     for (name, dense, width), count in stage.keys if stage is not None else _layer_keys(spec, layers).items():
-        key = (id(c), "layer", name, dense, width, tokens, moe_tokens)  # kept: every stage has the layer (_PARTS)
+        # kept: every stage has the layer, and kinds alike share it (_PARTS, _alike_kinds)
+        key = (id(c), "layer", alike[name], dense, width, tokens, moe_tokens)
         hit = _PARTS.get(key)
         if hit is None or hit[0] is not c:
             hit = _keep(key, c, _layer_s(c, spec.kind(name), tokens, dense=dense, width=width, moe_tokens=moe_tokens))
@@ -1854,6 +1858,19 @@ def _linear_s(
     exchange = a2a / moe_layers if moe_layers else 0.0  # one MoE layer's dispatch + combine
     hidden = sum(n * _shared_overlap_s(c, parts, tokens, exchange) for n, parts in moe_parts)
     return gemm, moe, elementwise, reduce, a2a, hidden
+
+
+def _alike_kinds(c: _Ctx) -> dict[str, str]:
+    """Each layer kind's name -> the first kind's name whose layer costs the same in :func:`_layer_s`: all it reads of
+    a kind is whether it is a KV-head attention kind, its quantizable projections' weights on the rank
+    (:func:`_attention_gemms_s`) and whether it has an MLP. gpt-oss's ``sliding`` and ``full`` layers, Gemma 3's
+    ``local`` and ``global``, differ only in their attention span: a step prices their GEMMs and experts once."""
+    spec, first, out = c.spec, {}, {}
+    for name in spec.kind_counts:
+        kind = spec.kind(name)
+        parts = tuple(p.params for p in attention_parts(spec, kind, c.tp) if p.quantizable)
+        out[name] = first.setdefault((kind.type in ("full", "sliding", "chunked"), parts, not kind.mlp), name)
+    return out
 
 
 def _dp_collectives_s(c: _Ctx, tokens: float, moe_tokens: float, layers: range, *, first: bool) -> tuple[float, float]:
