@@ -987,6 +987,8 @@ def _attention_s(
 
     At prefill the ``batch`` prompts each read ``context - prefix`` new tokens after ``prefix`` cached ones (a
     chunk of a longer prompt: ``batch`` 1); the Mamba2 mixers' kernels scale with those new tokens."""
+    if phase != "prefill":
+        return _decode_attention_s(c, context, batch, kv_dtype, stage)
     spec = c.spec
     layers = stage.layers if stage is not None else range(spec.num_layers)
     mixers = len(layers) - _mixerless_layers(spec, layers)  # layers that run an attention or a recurrent mixer
@@ -1005,40 +1007,85 @@ def _attention_s(
         if _sparse_mla(spec):  # DSA: FlashMLA's sparse kernel on the padded heads, at its published efficiency
             return attention_flops * _sparse_head_pad(c) / (c.peak16 * c.cal.sparse_mla_prefill_eff) + fixed + mamba
         return compute / gain + compute * c.cal.attn_prefill_half_len / context + fixed + mamba
-    plan = _plan(spec, kv_dtype, c.tp, c.pp)
-    total = 0.0
-    for count, layer in plan.stages[stage.index if stage is not None else 0].groups:  # (layers, cache) per kind
+    raise ValueError(f"unknown phase {phase!r}")  # pragma: no cover (the branch above returns)
+
+
+class _DecodeGroup(NamedTuple):
+    """What one cache group's decode attention reads of its kind, the context and the engine's constants, taken once
+    per context, KV dtype and stage (:func:`_decode_groups`); the figures come from the same expressions."""
+
+    count: int
+    kind: LayerKind
+    layer: object  # kvplan.memory.LayerCache
+    recurrent: bool  # the layer is a recurrent mixer alone
+    mixers: bool  # it runs a recurrent mixer (alone or beside its attention)
+    launches: float  # the mixers' decode kernels x kernel_s
+    shared_bytes: int  # a KV-sharing layer's bytes per token of the layer it reads; 0: not shared
+    mmha: bool  # Hopper's per-head kernel (_runs_mmha)
+    fit: DecodeAttention | None  # the engine's fitted GQA/MHA decode kernel (_gqa_decode_fit)
+    kv_heads: int  # the rank's KV heads, with a fit
+    kv_8bit: bool
+
+
+def _decode_groups(c: _Ctx, kv_dtype: str, stage: _Stage | None) -> tuple[tuple[_DecodeGroup, ...], float]:
+    """The cache groups of a stage's decode attention (:func:`_decode_attention_s`) and its MLA layers' fixed seconds
+    (``mla x _mla_decode_layer_s``): what every decode step of this context asks again, whatever its batch."""
+    spec = c.spec
+    layers = stage.layers if stage is not None else range(spec.num_layers)
+    kv_8bit = element_size(kv_dtype).bytes_per_element < 2
+    groups = []
+    for count, layer in _plan(spec, kv_dtype, c.tp, c.pp).stages[stage.index if stage is not None else 0].groups:
         kind = spec.kind(layer.kind)
         if kind.type == "none":  # no attention, no mixer (an MLP-only layer): no attention charges
             continue
-        mixer = _recurrent_decode_s(c, kind, batch * layer.state_bytes)  # a recurrent mixer's state (0.0: none)
-        if kind.type == "recurrent":
+        mixers = recurrent_kinds(kind)
+        fit = _gqa_decode_fit(c, kind)
+        groups.append(_DecodeGroup(
+            count, kind, layer, kind.type == "recurrent", bool(mixers),
+            sum(DECODE_KERNELS[m.variant] for m in mixers) * c.kernel_s,
+            _shared_bytes(spec, layer.kind, kv_dtype, c.tp) if kind.kv_shared else 0, _runs_mmha(c, kind), fit,
+            ceil_div(spec.kv_heads_of(kind), c.tp) if fit is not None else 0, kv_8bit,
+        ))  # fmt: skip
+    return tuple(groups), _mla_layers(spec, layers) * _mla_decode_layer_s(c, kv_dtype)
+
+
+def _decode_attention_s(c: _Ctx, context: int, batch: float, kv_dtype: str, stage: _Stage | None) -> float:
+    """:func:`_attention_s` at decode: each cache group's kernels for ``batch`` sequences at ``context`` tokens."""
+    key = ("decode", kv_dtype, stage.index if stage is not None else -1)
+    terms = c.terms.get(key)
+    if terms is None:
+        terms = c.terms[key] = _decode_groups(c, kv_dtype, stage)
+    groups, mla_s = terms
+    total = 0.0
+    for g in groups:
+        count, kind, layer = g.count, g.kind, g.layer
+        # a recurrent mixer's state, read and written back (_recurrent_decode_s; 0.0: none)
+        mixer = 2 * (batch * layer.state_bytes) / (c.bw * c.cal.attn_decode_mem_eff) + g.launches if g.mixers else 0.0
+        if g.recurrent:
             total += count * mixer
             continue
         # a window's last W tokens, a chunk's current tokens (decode_span); a parallel mixer's state priced apart
         held = batch * (layer.read_at(context) - layer.state_bytes)
         if kind.kv_shared:  # caches nothing, reads the K/V of the earlier layer it shares over its own span
-            held = batch * _shared_bytes(spec, layer.kind, kv_dtype, c.tp) * decode_span(kind, context)
+            held = batch * g.shared_bytes * decode_span(kind, context)
         held *= c.view_passes
-        if _runs_mmha(c, kind):
+        if g.mmha:
             total += count * (_mmha_decode_s(c, held=held, batch=batch, span=decode_span(kind, context)) + mixer)
             continue
-        fit = _gqa_decode_fit(c, kind)
-        if fit is not None:
-            kv_heads = ceil_div(spec.kv_heads_of(kind), c.tp)  # replicated where TP exceeds the KV heads
-            total += count * (_gqa_decode_s(fit, c.bw, held=held, batch=batch, kv_heads=kv_heads,
-                                            kv_8bit=element_size(kv_dtype).bytes_per_element < 2) + mixer)  # fmt: skip
+        if g.fit is not None:  # the KV heads replicated where TP exceeds them
+            total += count * (_gqa_decode_s(g.fit, c.bw, held=held, batch=batch, kv_heads=g.kv_heads,
+                                            kv_8bit=g.kv_8bit) + mixer)  # fmt: skip
             continue
         if kind.type == "mla" and kind.index_topk:  # DeepSeek Sparse Attention: indexer + sparse kernel
             t = _dsa_decode_s(c, kind, context=context, batch=batch, kv_dtype=kv_dtype)
         elif kind.type == "mla":
-            heads = ceil_div(spec.num_attention_heads, c.tp)
+            heads = ceil_div(c.spec.num_attention_heads, c.tp)
             flops = 2 * batch * heads * (2 * kind.kv_lora_rank + kind.qk_rope_head_dim) * context
             t = max(held / (c.bw * c.cal.mla_decode_mem_eff), flops / (c.peak16 * c.cal.mla_decode_flops_eff))
         else:
             t = held / (c.bw * c.cal.attn_decode_mem_eff)
         total += count * (t + c.cal.attn_layer_s + batch * c.cal.attn_seq_s + mixer)
-    return total + mla * _mla_decode_layer_s(c, kv_dtype)
+    return total + mla_s
 
 
 # Kernels DSA adds to each layer of a decode step, each paying kernel_s. vLLM, read through the code index:
