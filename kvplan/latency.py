@@ -408,74 +408,139 @@ def _moe_s(
     not uniform, with it: ``benchmarks/aic_tables.py`` ``balanced_loads``); None: uniform routing, the busiest
     rank's excess included (what serving sees).
     """
-    moe, h = c.spec.moe, c.spec.hidden_size
-    gated = c.spec.params.mlp == "gated"
+    k = c.terms.get("moe")
+    if k is None:
+        k = c.terms["moe"] = _moe_consts(c)
     given = loads  # a table's own routing (the comparison scripts), or None (serving's uniform random routing)
-    # TP slices every expert's intermediate dimension; EP (vLLM --enable-expert-parallel) gives each of the
-    # R = tp x dp ranks E/R whole experts and the tokens routed to them (uniform routing).
-    ranks = c.moe_ranks
-    parts = 1 if c.ep else ranks
-    inter_rank = ceil_div(moe.expert_intermediate_size, parts)
-    per_expert = (3 if gated else 2) * h * inter_rank
-    local = moe.num_experts / (ranks if c.ep else 1)
-    touched = local * (1 - (1 - moe.experts_per_token / moe.num_experts) ** moe_tokens)
-    routed = moe_tokens * moe.experts_per_token / (ranks if c.ep else 1)
+    local, ranks = k.local, k.ranks
+    touched = local * (1 - k.keep**moe_tokens)
+    routed = moe_tokens * k.top_k / k.split
     if loads is not None:
         touched, routed = sum(n for _, n in loads), sum(t * n for t, n in loads)
     elif c.ep:  # the busiest of the ranks sets the step; its excess over the mean grows like sqrt(2 ln ranks)
-        busiest = 1 + c.cal.moe_ep_imbalance * math.sqrt(2 * math.log(ranks))
-        routed = min(routed * busiest, moe_tokens * min(moe.experts_per_token, local))
+        routed = min(routed * k.busiest, moe_tokens * k.top_local)
         # A rank that receives a token reads its expert's weights whole: with fewer experts touched than ranks the
         # busiest rank reads one expert, not the mean's fraction of one. aiconfigurator 0.12.0's TensorRT-LLM H200
         # moe_perf table, Llama 4 Scout bf16, one token (top-1 of 16): EP 4 87.8 us, the whole layer on one GPU
         # 85.8 us (benchmarks/moe_compare.py).
         touched = min(local, max(touched, min(touched * ranks, 1.0)))
-    fixed = c.cal.moe_layer_s if c.moe_layer_s is None else c.moe_layer_s
-    walk = local * c.moe_expert_s  # the kernels' per-expert walk (block-scaled fp8; 0 elsewhere): _moe_expert_s
     if touched > 0:
         per_touched = routed / touched
         if loads is None:  # every touched expert takes the mean
             loads = ((per_touched, touched),)
-        h_k, w_k = h, inter_rank  # the expert's dims as its kernel holds them
-        if c.expert_pad != (1, 1):
-            h_k, w_k = (ceil_div(d, m) * m for d, m in zip((h, inter_rank), c.expert_pad, strict=True))
-            per_expert = (3 if gated else 2) * h_k * w_k
-        w_bytes = c.w_bytes if c.moe_w_bytes is None else c.moe_w_bytes
-        moved = touched * per_expert * w_bytes + routed * (2 * h_k + 3 * w_k) * c.act_bytes
-        mem_eff = c.cal.moe_mem_eff * c.moe_mem_scale
-        if c.moe_block_tiles and c.cal.hopper_moe_block_mem_eff:  # their own streaming share (fit_moe_ops.py)
-            mem_eff = c.cal.hopper_moe_block_mem_eff * inter_rank / (inter_rank + c.cal.hopper_moe_block_mem_half_width)
-        grouped_mem = moved / (c.bw * mem_eff)
+        per_expert = k.per_expert  # the expert's dims as its kernel holds them (_moe_consts)
+        moved = touched * per_expert * k.w_bytes + routed * k.row_elements * c.act_bytes
+        grouped_mem = moved / k.mem_rate
         side = 0.0
         if c.moe_block_tiles:  # TensorRT-LLM's block-fp8 grouped GEMMs on Hopper: _block_tile_rows, _block_side_bytes
             rows = sum(n * _block_tile_rows(t, swap_below=c.moe_block_tiles) for t, n in loads)
-            eff = c.cal.hopper_moe_block_tile_eff * inter_rank / (inter_rank + c.cal.hopper_moe_block_half_width)
-            compute = 2 * rows * per_expert / (c.peak * eff)
-            side = routed * _block_side_bytes(h, inter_rank, gated=gated) / (c.bw * c.cal.elementwise_mem_eff)
+            compute = 2 * rows * per_expert / k.block_rate
+            side = routed * k.side_bytes / k.side_rate
         elif c.triton_peak:  # OpenAI Triton MXFP4 experts: whole token tiles, each dequantizing its expert anew
             compute = _triton_mxfp4_s(c, local, touched, per_expert, rows_per_expert=routed / local, loads=given)
         else:
             eff = c.cal.moe_peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
-            eff *= w_k / (w_k + c.cal.moe_half_width)  # thin expert slices (high TP) run below peak
-            compute = 2 * routed * per_expert / ((c.moe_peak or c.peak) * eff)
+            eff *= k.width_eff  # thin expert slices (high TP) run below peak
+            compute = 2 * routed * per_expert / (k.peak * eff)
             if c.marlin_peak:  # Marlin MoE: at least that; its padded token blocks at its rate, each dequantizing anew
-                block = marlin_block_m(moe_tokens * moe.experts_per_token / local)
+                block = marlin_block_m(moe_tokens * k.top_k / local)
                 blocks = sum(n * _marlin_rows(1, t, block) for t, n in loads) / block
                 mma = 2 * blocks * block * per_expert / c.marlin_peak
                 compute = max(compute, mma, blocks * per_expert * c.marlin_dequant_s)
-        body = max(compute, grouped_mem, _dequant_s(c, loads, per_expert)) + side
+        body = max(compute, grouped_mem, _dequant_s(c, loads, per_expert) if c.moe_dequant_s else 0.0) + side
         grouped_mem += side
-        grouped = (body + walk if c.moe_expert_added else max(body, walk)) + fixed
+        grouped = (body + k.walk if c.moe_expert_added else max(body, k.walk)) + k.fixed
     else:  # a vanishing share of a token (serving's fixed point near rate 0): only the kernels' fixed costs
-        grouped, grouped_mem = fixed + walk, 0.0
-    gate = _router_ctx(c)  # the router stays 16-bit whatever the experts' dtype
-    router = _gemm_s(gate, tokens, h * moe.num_experts, h + moe.num_experts, k=h, act_quant=False)
-    router_mem = _gemm_mem_s(gate, tokens, h * moe.num_experts, h + moe.num_experts)
+        grouped, grouped_mem = k.fixed + k.walk, 0.0
+    gate, h, gate_params, gate_n_k = k.gate, k.h, k.gate_params, k.gate_n_k  # the router stays 16-bit (_router_ctx)
+    router = _gemm_s(gate, tokens, gate_params, gate_n_k, k=h, act_quant=False)
+    router_mem = _gemm_mem_s(gate, tokens, gate_params, gate_n_k)
     shared = shared_mem = 0.0
-    if moe.shared_size:
-        shared = _dense_mlp_s(c, tokens, ceil_div(moe.shared_size, c.tp), gated=gated)
-        shared_mem = _dense_mlp_mem_s(c, tokens, ceil_div(moe.shared_size, c.tp), gated=gated)
+    if k.shared_rank:
+        shared = _dense_mlp_s(c, tokens, k.shared_rank, gated=k.gated)
+        shared_mem = _dense_mlp_mem_s(c, tokens, k.shared_rank, gated=k.gated)
     return _MoeParts(grouped, router, shared, grouped_mem + router_mem, shared_mem)
+
+
+class _MoeConsts(NamedTuple):
+    """What :func:`_moe_s` reads of a context whatever the tokens, each computed as it was there (kept in c.terms)."""
+
+    h: int  # hidden size
+    gated: bool
+    top_k: int  # experts per token
+    ranks: int  # moe_ranks
+    split: int  # ranks the routed rows divide over: moe_ranks with EP, else 1
+    local: float  # experts on the rank
+    keep: float  # 1 - top_k / experts: a token's chance to miss one expert
+    busiest: float  # EP: the busiest rank's routed rows over the mean (1 + moe_ep_imbalance sqrt(2 ln ranks))
+    top_local: float  # min(top_k, local): most rows one token sends to the rank
+    per_expert: int  # one expert's weights as its kernel holds them (padded where Marlin pads)
+    row_elements: int  # activations a routed row moves: 2 x hidden + 3 x width (padded alike)
+    w_bytes: float  # bytes per routed-expert weight
+    mem_rate: float  # bytes/s the grouped experts stream at
+    block_rate: float  # Hopper block-fp8 tiles: FLOP/s (peak x tile efficiency); 0 elsewhere
+    side_bytes: int  # ... their side kernels' bytes per routed row (_block_side_bytes); 0 elsewhere
+    side_rate: float  # ... and the bytes/s those run at
+    width_eff: float  # the fitted curve's thin-slice factor w / (w + moe_half_width)
+    peak: float  # FLOP/s of the grouped GEMMs (moe_peak or peak)
+    fixed: float  # fixed seconds of one grouped-expert layer
+    walk: float  # the kernels' per-expert walk (block-scaled fp8; 0 elsewhere): _moe_expert_s
+    gate: _Ctx  # the router's context (_router_ctx)
+    gate_params: int
+    gate_n_k: int
+    shared_rank: int  # shared experts' width on the rank; 0: none
+
+
+def _moe_consts(c: _Ctx) -> _MoeConsts:
+    """:class:`_MoeConsts` of ``c``. TP slices every expert's intermediate dimension; EP (vLLM
+    --enable-expert-parallel) gives each of the R = tp x dp ranks E/R whole experts and the tokens routed to them
+    (uniform routing)."""
+    moe, h, cal = c.spec.moe, c.spec.hidden_size, c.cal
+    gated = c.spec.params.mlp == "gated"
+    ranks = c.moe_ranks
+    inter_rank = ceil_div(moe.expert_intermediate_size, 1 if c.ep else ranks)
+    per_expert = (3 if gated else 2) * h * inter_rank
+    h_k, w_k = h, inter_rank  # the expert's dims as its kernel holds them
+    if c.expert_pad != (1, 1):
+        h_k, w_k = (ceil_div(d, m) * m for d, m in zip((h, inter_rank), c.expert_pad, strict=True))
+        per_expert = (3 if gated else 2) * h_k * w_k
+    local = moe.num_experts / (ranks if c.ep else 1)
+    mem_eff = cal.moe_mem_eff * c.moe_mem_scale
+    if c.moe_block_tiles and cal.hopper_moe_block_mem_eff:  # their own streaming share (fit_moe_ops.py)
+        mem_eff = cal.hopper_moe_block_mem_eff * inter_rank / (inter_rank + cal.hopper_moe_block_mem_half_width)
+    block_rate = side_rate = 0.0
+    side_bytes = 0
+    if c.moe_block_tiles:
+        eff = cal.hopper_moe_block_tile_eff * inter_rank / (inter_rank + cal.hopper_moe_block_half_width)
+        block_rate = c.peak * eff
+        side_bytes = _block_side_bytes(h, inter_rank, gated=gated)
+        side_rate = c.bw * cal.elementwise_mem_eff
+    return _MoeConsts(
+        h=h,
+        gated=gated,
+        top_k=moe.experts_per_token,
+        ranks=ranks,
+        split=ranks if c.ep else 1,
+        local=local,
+        keep=1 - moe.experts_per_token / moe.num_experts,
+        busiest=1 + cal.moe_ep_imbalance * math.sqrt(2 * math.log(ranks)) if c.ep else 1.0,
+        top_local=min(moe.experts_per_token, local),
+        per_expert=per_expert,
+        row_elements=2 * h_k + 3 * w_k,
+        w_bytes=c.w_bytes if c.moe_w_bytes is None else c.moe_w_bytes,
+        mem_rate=c.bw * mem_eff,
+        block_rate=block_rate,
+        side_bytes=side_bytes,
+        side_rate=side_rate,
+        width_eff=w_k / (w_k + cal.moe_half_width),
+        peak=c.moe_peak or c.peak,
+        fixed=cal.moe_layer_s if c.moe_layer_s is None else c.moe_layer_s,
+        walk=local * c.moe_expert_s,
+        gate=_router_ctx(c),
+        gate_params=h * moe.num_experts,
+        gate_n_k=h + moe.num_experts,
+        shared_rank=ceil_div(moe.shared_size, c.tp) if moe.shared_size else 0,
+    )
 
 
 def _router_ctx(c: _Ctx) -> _Ctx:
