@@ -1933,43 +1933,79 @@ def _linear_s(
     """(GEMM, grouped experts, element-wise, all-reduce, all-to-all, overlap) seconds of one stage's layers (every
     layer when ``stage`` is None) for the rank's ``tokens``; ``moe_tokens``: all tokens the MoE layers see (DP
     attention). ``overlap`` (0 or negative) is what the shared-expert stream hides (:func:`_shared_overlap_s`)."""
-    spec = c.spec
-    gemm = moe = elementwise = 0.0
     if tokens <= 0:
         return 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     moe_tokens = tokens if moe_tokens is None else moe_tokens
-    layers = stage.layers if stage is not None else range(spec.num_layers)
+    lin = c.terms.get(("linear", stage.index if stage is not None else -1))
+    if lin is None:
+        lin = c.terms["linear", stage.index if stage is not None else -1] = _linear_terms(c, stage)
+    gemm = moe = elementwise = 0.0
     moe_parts: list[tuple[int, _MoeParts]] = []
-    alike = c.terms.get("alike")
-    if alike is None:
-        alike = c.terms["alike"] = _alike_kinds(c)
-    for (name, dense, width), count in stage.keys if stage is not None else _layer_keys(spec, layers).items():
+    cid, hides = id(c), lin.hides
+    for count, alike, dense, width, kind in lin.layers:
         # kept: every stage has the layer, and kinds alike share it (_PARTS, _alike_kinds)
-        key = (id(c), "layer", alike[name], dense, width, tokens, moe_tokens)
+        key = (cid, "layer", alike, dense, width, tokens, moe_tokens)
         hit = _PARTS.get(key)
         if hit is None or hit[0] is not c:
-            hit = _keep(key, c, _layer_s(c, spec.kind(name), tokens, dense=dense, width=width, moe_tokens=moe_tokens))
+            hit = _keep(key, c, _layer_s(c, kind, tokens, dense=dense, width=width, moe_tokens=moe_tokens))
         g, m, e, parts = hit[1]
         gemm, moe, elementwise = gemm + count * g, moe + count * m, elementwise + count * e
-        if parts is not None:
+        if hides and parts is not None:
             moe_parts.append((count, parts))
-    last = stage is None or stage.last
-    first = stage is None or stage.first
-    if lm_rows > 0 and last:
+    if lm_rows > 0 and lin.last:
         gemm += lm_head_s(c, lm_rows)
     if c.dp == 1:
         # TP: one all-reduce after attention and one after the MLP (experts sliced or split whole: the output
         # is summed over the TP group either way), and one after the embedding. The MLP's all-reduce follows the
         # join of the shared and routed paths, so it is outside their overlap.
-        reduce, a2a = (2 * len(layers) + (1 if first else 0)) * allreduce_s(c, tokens), 0.0
+        reduce, a2a = lin.allreduces * allreduce_s(c, tokens), 0.0
     else:
-        reduce, a2a = _dp_collectives_s(c, tokens, moe_tokens, layers, first=first)
-    if not moe_parts:  # a dense stage: nothing to hide (0, as the sum below over no layers)
+        reduce, a2a = _dp_collectives_s(c, tokens, moe_tokens, lin.range, first=lin.first)
+    if not lin.moe_layers:  # a dense stage: nothing to hide (0, as the sum below over no layers)
         return gemm, moe, elementwise, reduce, a2a, 0
-    moe_layers = sum(n for n, _ in moe_parts)
-    exchange = a2a / moe_layers if moe_layers else 0.0  # one MoE layer's dispatch + combine
+    if not hides:  # no layer can hide anything: each term of the sum below is 0.0
+        return gemm, moe, elementwise, reduce, a2a, 0.0
+    exchange = a2a / lin.moe_layers  # one MoE layer's dispatch + combine
     hidden = sum(n * _shared_overlap_s(c, parts, tokens, exchange) for n, parts in moe_parts)
     return gemm, moe, elementwise, reduce, a2a, hidden
+
+
+class _LinearTerms(NamedTuple):
+    """What :func:`_linear_s` reads of a stage whatever the tokens (kept in c.terms per stage)."""
+
+    layers: tuple[tuple[int, str, bool, int, LayerKind], ...]  # (count, alike kind's name, dense, width, kind)
+    range: range  # the stage's layers
+    first: bool  # it embeds
+    last: bool  # it samples
+    allreduces: int  # TP all-reduces without DP attention: two a layer and one after the embedding
+    moe_layers: int  # layers with a MoE MLP
+    hides: bool  # a MoE layer may hide time (shared experts, and the engine runs them on a second stream here)
+
+
+def _linear_terms(c: _Ctx, stage: _Stage | None) -> _LinearTerms:
+    """:class:`_LinearTerms` of a stage (every layer when ``stage`` is None): its (kind, dense MLP, width) counts
+    (:func:`_layer_keys`) with the kind each shares its figures with (:func:`_alike_kinds`). A layer has MoE parts
+    where :func:`_layer_s` gives them (an MLP, not dense); :func:`_shared_overlap_s` is 0 for every one of them where
+    the model has no shared experts, the engine runs none on a second stream, or only under CUDA graphs in an eager
+    context."""
+    spec = c.spec
+    alike = _alike_kinds(c)
+    layers = stage.layers if stage is not None else range(spec.num_layers)
+    keys = stage.keys if stage is not None else tuple(_layer_keys(spec, layers).items())
+    entries = tuple((count, alike[name], dense, width, spec.kind(name)) for (name, dense, width), count in keys)
+    first, last = stage is None or stage.first, stage is None or stage.last
+    rules = c.rules
+    hides = bool(spec.moe is not None and spec.moe.shared_size and rules.shared_experts_tokens > 0
+                 and not (rules.shared_experts_graph_only and not c.graph))  # fmt: skip
+    return _LinearTerms(
+        layers=entries,
+        range=layers,
+        first=first,
+        last=last,
+        allreduces=2 * len(layers) + (1 if first else 0),
+        moe_layers=sum(count for count, _, dense, _, kind in entries if kind.mlp and not dense),
+        hides=hides,
+    )
 
 
 def _alike_kinds(c: _Ctx) -> dict[str, str]:
