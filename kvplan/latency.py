@@ -946,14 +946,30 @@ def past_graph_cap(
     captured CUDA graph (:meth:`kvplan.engines.base.Engine.graph_token_cap`): such a step runs without one and pays
     ``eager_kernel_s`` per launch. None for ``engine``: vLLM, as :func:`calibration`. With ``settings.cuda_graphs``
     False (a runtime that captures no graph) every decode step runs eagerly."""
+    return beyond_graph_cap(graph_cap(spec, engine, settings), decode_seqs=decode_seqs, dp=dp, pp=pp)
+
+
+def graph_cap(
+    spec: ModelSpec, engine: Engine | str | None, settings: Settings | None = None
+) -> tuple[bool, int | None]:
+    """What :func:`past_graph_cap` reads of the engine, whatever the batch: (every decode step runs without a graph,
+    the largest graph's tokens on a rank or None). Callers pricing many steps of one setup keep it
+    (kvplan.serving)."""
     if settings is not None and settings.cuda_graphs is False:
-        return True
+        return True, None
     profile = engine if isinstance(engine, Engine) else get_engine(engine or "vllm")
-    cap = profile.graph_token_cap(spec, settings or _NO_SETTINGS)
-    if cap is None:
+    return False, profile.graph_token_cap(spec, settings or _NO_SETTINGS)
+
+
+def beyond_graph_cap(cap: tuple[bool, int | None], *, decode_seqs: float, dp: int = 1, pp: int = 1) -> bool:
+    """:func:`past_graph_cap` from the engine's :func:`graph_cap`."""
+    eager, tokens = cap
+    if eager:
+        return True
+    if tokens is None:
         return False
     rank = decode_seqs / dp
-    return math.ceil(rank / min(float(pp), max(1.0, rank)) - 1e-9) > cap
+    return math.ceil(rank / min(float(pp), max(1.0, rank)) - 1e-9) > tokens
 
 
 def _with_view_passes(c: _Ctx, spec: ModelSpec, engine: Engine | str | None, settings: Settings | None,
@@ -1867,6 +1883,78 @@ def _engine_ctx(
     return hit[2]
 
 
+# A step's kernel view and context (:func:`_step_ctx`) per argument identities and values: serving prices thousands
+# of steps of one setup, each of which would look the engine up, ask it for its attention spans and build the
+# context's key again. Each entry holds the spec, GPU and settings (their ids are not reused while it lives); keyed
+# also by the functions it calls and _engine_ctx reads as this module holds them (a diagnostic that replaces one, as
+# benchmarks/published_compare.py eager_dp_steps does _engine_ctx, gets its own entries). The same cap as
+# _ENGINE_CTXS.
+_STEP_CTXS: dict[tuple, tuple] = {}
+
+
+def _step_ctx(
+    spec: ModelSpec,
+    gpu: GPU,
+    engine: Engine | str | None,
+    settings: Settings | None,
+    *,
+    tp: int,
+    weights_dtype: str,
+    eager: bool,
+    ep: bool,
+    dp: int,
+    pp: int,
+    gpus_per_node: int | None,
+    two_batch: bool,
+    deepep: bool,
+    kv_dtype: str,
+) -> tuple[ModelSpec, _Ctx, bool]:
+    """(:func:`kernel_spec`, :func:`_engine_ctx` on it, whether the engine may read the cache more than once at
+    decode: :func:`_with_view_passes` has a multiplier to ask for; False where the engine keeps the base rule, 1)."""
+    if engine is not None and not isinstance(engine, str):  # an Engine: asked each time, as _engine_ctx does
+        return _resolve_step_ctx(spec, gpu, engine, settings, tp=tp, weights_dtype=weights_dtype, eager=eager, ep=ep,
+                                 dp=dp, pp=pp, gpus_per_node=gpus_per_node, two_batch=two_batch, deepep=deepep,
+                                 kv_dtype=kv_dtype)  # fmt: skip
+    options = (tp, weights_dtype, eager, ep, dp, pp, gpus_per_node, two_batch, deepep)
+    key = (id(spec), id(gpu), engine, id(settings), kv_dtype, calibration, engine_overlap, _engine_ctx, kernel_spec,
+           *options)  # fmt: skip
+    hit = _STEP_CTXS.get(key)
+    if hit is None or hit[0] is not spec or hit[1] is not gpu or hit[2] is not settings:
+        if len(_STEP_CTXS) > 1024:
+            _STEP_CTXS.clear()
+        resolved = _resolve_step_ctx(spec, gpu, engine, settings, tp=tp, weights_dtype=weights_dtype, eager=eager,
+                                     ep=ep, dp=dp, pp=pp, gpus_per_node=gpus_per_node, two_batch=two_batch,
+                                     deepep=deepep, kv_dtype=kv_dtype)  # fmt: skip
+        hit = _STEP_CTXS[key] = (spec, gpu, settings, resolved)
+    return hit[3]
+
+
+def _resolve_step_ctx(
+    spec: ModelSpec,
+    gpu: GPU,
+    engine: Engine | str | None,
+    settings: Settings | None,
+    *,
+    tp: int,
+    weights_dtype: str,
+    eager: bool,
+    ep: bool,
+    dp: int,
+    pp: int,
+    gpus_per_node: int | None,
+    two_batch: bool,
+    deepep: bool,
+    kv_dtype: str,
+) -> tuple[ModelSpec, _Ctx, bool]:
+    """:func:`_step_ctx` computed."""
+    view = kernel_spec(spec, engine, settings)
+    c = _engine_ctx(view, gpu, engine, tp=tp, weights_dtype=weights_dtype, eager=eager, ep=ep, dp=dp, pp=pp,
+                    gpus_per_node=gpus_per_node, two_batch=two_batch, deepep=deepep, kv_dtype=kv_dtype)  # fmt: skip
+    profile = engine if isinstance(engine, Engine) else get_engine(engine or "vllm")
+    views = settings is not None and type(profile).decode_view_passes is not Engine.decode_view_passes
+    return view, c, views
+
+
 def _fp4_k_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float:
     """The NVFP4 GEMMs' K-loop seconds per element of K (:func:`_fp4_gemm_terms`); 0 where they do not run W4A4."""
     return cal.fp4_k_s if gpu.fp4_dense_tflops is not None and weights_dtype == "nvfp4" else 0.0
@@ -2373,12 +2461,12 @@ def mixed_step_latency(
     ``eager_decode``: a decode-only step past the engine's largest CUDA graph (:func:`past_graph_cap`), run without one.
     """
     chunk = int(round(prefill_tokens))
-    spec = kernel_spec(spec, engine, settings)
-    c = _engine_ctx(spec, gpu, engine, tp=tp, weights_dtype=weights_dtype, eager=chunk > 0 or eager_decode,
-                    ep=expert_parallel,
-                    dp=dp, pp=pp, gpus_per_node=gpus_per_node, two_batch=two_batch, deepep=deepep,
-                    kv_dtype=kv_dtype_name)  # fmt: skip
-    c = _with_view_passes(c, spec, engine, settings, decode_seqs / dp)
+    spec, c, views = _step_ctx(spec, gpu, engine, settings, tp=tp, weights_dtype=weights_dtype,
+                               eager=chunk > 0 or eager_decode, ep=expert_parallel, dp=dp, pp=pp,
+                               gpus_per_node=gpus_per_node, two_batch=two_batch, deepep=deepep,
+                               kv_dtype=kv_dtype_name)  # fmt: skip
+    if views:
+        c = _with_view_passes(c, spec, engine, settings, decode_seqs / dp)
     if pp == 1 and dp == 1:
         pad = max(0.0, padded_rank_seqs - decode_seqs) if padded_rank_seqs is not None and not chunk else 0.0
         return _micro_step(c, None, decode_seqs, decode_seqs + pad, decode_context, chunk, prefill_prefix,
