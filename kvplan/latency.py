@@ -352,6 +352,20 @@ def _gemm_mem_s(c: _Ctx, m: float, params: int, n_plus_k: int) -> float:
 
 def _attention_gemms_s(c: _Ctx, kind: LayerKind, m: int) -> float:
     """Projections of one token-mixer layer: fused QKV + O (MLA: each of its projections)."""
+    hit = c.terms.get(("projections", id(kind)))  # each entry holds its kind: the id is not reused while it lives
+    if hit is None or hit[0] is not kind:
+        hit = c.terms["projections", id(kind)] = (kind, _projection_shapes(c, kind))
+    fused, plain = hit[1]
+    if fused is not None:
+        (qkv, qkv_n_k, h), (o, o_n_k, o_k) = fused
+        return (_gemm_s(c, m, qkv, qkv_n_k, k=h, normed_input=True) + _gemm_s(c, m, o, o_n_k, k=o_k)
+                + sum(_gemm_s(c, m, p, n_k, k=k) for p, n_k, k in plain))  # fmt: skip
+    return sum(_gemm_s(c, m, p, n_k, k=k) for p, n_k, k in plain)
+
+
+def _projection_shapes(c: _Ctx, kind: LayerKind) -> tuple[tuple | None, tuple[tuple[int, int, int], ...]]:
+    """The GEMMs of :func:`_attention_gemms_s` as (weights, N + K, K): the fused QKV and o_proj of a KV-head attention
+    kind with the parts after them, or None and every projection (MLA and the rest)."""
     h = c.spec.hidden_size
     parts = _fact(c.spec, ("parts", id(kind), c.tp),
                   lambda: [p.params for p in attention_parts(c.spec, kind, c.tp) if p.quantizable])  # fmt: skip
@@ -359,10 +373,9 @@ def _attention_gemms_s(c: _Ctx, kind: LayerKind, m: int) -> float:
         qkv = parts[0] + parts[1]
         rest = parts[2:]
         o_k = rest[0] // h  # o_proj reads the heads (K = heads x head_dim); later parts (an output gate) read h
-        return (_gemm_s(c, m, qkv, h + qkv // h, k=h, normed_input=True) + _gemm_s(c, m, rest[0], h + o_k, k=o_k)
-                + sum(_gemm_s(c, m, p, h + p // h, k=h) for p in rest[1:]))  # fmt: skip
+        return ((qkv, h + qkv // h, h), (rest[0], h + o_k, o_k)), tuple((p, h + p // h, h) for p in rest[1:])
     # MLA and the rest: K taken as the hidden size (the projections read h or a latent narrower than it)
-    return sum(_gemm_s(c, m, p, h + max(1, p // h), k=h) for p in parts)
+    return None, tuple((p, h + max(1, p // h), h) for p in parts)
 
 
 def _dense_mlp_s(c: _Ctx, m: int, inter_rank: int, *, gated: bool) -> float:
