@@ -1121,9 +1121,10 @@ class _DecodeGroup(NamedTuple):
     kv_8bit: bool
 
 
-def _decode_groups(c: _Ctx, kv_dtype: str, stage: _Stage | None) -> tuple[tuple[_DecodeGroup, ...], float]:
-    """The cache groups of a stage's decode attention (:func:`_decode_attention_s`) and its MLA layers' fixed seconds
-    (``mla x _mla_decode_layer_s``): what every decode step of this context asks again, whatever its batch."""
+def _decode_groups(c: _Ctx, kv_dtype: str, stage: _Stage | None) -> tuple[tuple[_DecodeGroup, ...], float, dict]:
+    """The cache groups of a stage's decode attention (:func:`_decode_attention_s`), its MLA layers' fixed seconds
+    (``mla x _mla_decode_layer_s``) and a dict for the groups' reads per context: what every decode step of this
+    context asks again, whatever its batch."""
     spec = c.spec
     layers = stage.layers if stage is not None else range(spec.num_layers)
     kv_8bit = element_size(kv_dtype).bytes_per_element < 2
@@ -1140,7 +1141,7 @@ def _decode_groups(c: _Ctx, kv_dtype: str, stage: _Stage | None) -> tuple[tuple[
             _shared_bytes(spec, layer.kind, kv_dtype, c.tp) if kind.kv_shared else 0, _runs_mmha(c, kind), fit,
             ceil_div(spec.kv_heads_of(kind), c.tp) if fit is not None else 0, kv_8bit,
         ))  # fmt: skip
-    return tuple(groups), _mla_layers(spec, layers) * _mla_decode_layer_s(c, kv_dtype)
+    return tuple(groups), _mla_layers(spec, layers) * _mla_decode_layer_s(c, kv_dtype), {}
 
 
 def _decode_attention_s(c: _Ctx, context: int, batch: float, kv_dtype: str, stage: _Stage | None) -> float:
@@ -1149,9 +1150,14 @@ def _decode_attention_s(c: _Ctx, context: int, batch: float, kv_dtype: str, stag
     terms = c.terms.get(key)
     if terms is None:
         terms = c.terms[key] = _decode_groups(c, kv_dtype, stage)
-    groups, mla_s = terms
+    groups, mla_s, by_context = terms
+    reads = by_context.get(context)  # each group's bytes a sequence reads at this context, its mixer's state aside
+    if reads is None:
+        if len(by_context) > 256:  # a serving run asks for a few contexts (the mean, a quantile's, own lengths)
+            by_context.clear()
+        reads = by_context[context] = tuple(g.layer.read_at(context) - g.layer.state_bytes for g in groups)
     total = 0.0
-    for g in groups:
+    for g, read in zip(groups, reads, strict=True):
         count, kind, layer = g.count, g.kind, g.layer
         # a recurrent mixer's state, read and written back (_recurrent_decode_s; 0.0: none)
         mixer = 2 * (batch * layer.state_bytes) / (c.bw * c.cal.attn_decode_mem_eff) + g.launches if g.mixers else 0.0
@@ -1159,7 +1165,7 @@ def _decode_attention_s(c: _Ctx, context: int, batch: float, kv_dtype: str, stag
             total += count * mixer
             continue
         # a window's last W tokens, a chunk's current tokens (decode_span); a parallel mixer's state priced apart
-        held = batch * (layer.read_at(context) - layer.state_bytes)
+        held = batch * read
         if kind.kv_shared:  # caches nothing, reads the K/V of the earlier layer it shares over its own span
             held = batch * g.shared_bytes * decode_span(kind, context)
         held *= c.view_passes

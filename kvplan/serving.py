@@ -700,7 +700,7 @@ def busiest_share(mean_arrivals: float, *, ranks: int) -> float:
     weight, total = math.exp(-mean_arrivals), 0.0  # P(K = 0)
     for count in range(1, top + 1):
         weight *= mean_arrivals / count  # P(K = count), by the recurrence
-        term = weight * math.ceil(count / ranks)
+        term = weight * -(-count // ranks)  # ceil(count / ranks), in integers
         total += term
         if count > mean_arrivals and term < 1e-17 * total:  # past the mode and below the sum's precision
             break
