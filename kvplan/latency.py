@@ -251,6 +251,8 @@ class _Ctx:
     moe_w_bytes: float | None = None  # bytes per routed-expert weight where they differ from w_bytes (dense_dtype)
     triton_peak: float = 0.0  # OpenAI Triton MXFP4 experts: FLOP/s on their tiles' rows (_triton_mxfp4_s); 0: not them
     triton_dequant_s: float = 0.0  # ... seconds per expert weight one tile dequantizes, all SMs at work
+    # FlashInfer CUTLASS per-tensor fp8 experts (_cutlass_fp8): (FLOP/s, half width, streaming share); None: not them
+    cutlass_fp8: tuple[float, float, float] | None = None
     # Terms every step of this context repeats, taken once on first use (:func:`lm_head_s`, :func:`allreduce_s`,
     # :func:`_decode_attention_stages` by KV dtype); a copy (dataclasses.replace) starts empty
     terms: dict = field(default_factory=dict, init=False, compare=False, repr=False)
@@ -464,7 +466,7 @@ def _moe_s(
         elif c.triton_peak:  # OpenAI Triton MXFP4 experts: whole token tiles, each dequantizing its expert anew
             compute = _triton_mxfp4_s(c, local, touched, per_expert, rows_per_expert=routed / local, loads=given)
         else:
-            eff = c.cal.moe_peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
+            eff = k.peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
             eff *= k.width_eff  # thin expert slices (high TP) run below peak
             compute = 2 * routed * per_expert / (k.peak * eff)
             if c.marlin_peak:  # Marlin MoE: at least that; its padded token blocks at its rate, each dequantizing anew
@@ -506,8 +508,9 @@ class _MoeConsts(NamedTuple):
     block_rate: float  # Hopper block-fp8 tiles: FLOP/s (peak x tile efficiency); 0 elsewhere
     side_bytes: int  # ... their side kernels' bytes per routed row (_block_side_bytes); 0 elsewhere
     side_rate: float  # ... and the bytes/s those run at
-    width_eff: float  # the fitted curve's thin-slice factor w / (w + moe_half_width)
-    peak: float  # FLOP/s of the grouped GEMMs (moe_peak or peak)
+    peak_eff: float  # the fitted curve's share of ``peak`` (moe_peak_eff; 1.0 for FlashInfer's CUTLASS fp8 experts)
+    width_eff: float  # its thin-slice factor w / (w + half width)
+    peak: float  # FLOP/s of the grouped GEMMs (moe_peak or peak; _cutlass_fp8's own)
     fixed: float  # fixed seconds of one grouped-expert layer
     walk: float  # the kernels' per-expert walk (block-scaled fp8; 0 elsewhere): _moe_expert_s
     gate: _Ctx  # the router's context (_router_ctx)
@@ -531,6 +534,8 @@ def _moe_consts(c: _Ctx) -> _MoeConsts:
         per_expert = (3 if gated else 2) * h_k * w_k
     local = moe.num_experts / (ranks if c.ep else 1)
     mem_eff = cal.moe_mem_eff * c.moe_mem_scale
+    if c.cutlass_fp8 is not None:  # FlashInfer's CUTLASS per-tensor fp8 experts: their own shares (_cutlass_fp8)
+        mem_eff = c.cutlass_fp8[2]
     if c.moe_block_tiles and cal.hopper_moe_block_mem_eff:  # their own streaming share (fit_moe_ops.py)
         mem_eff = cal.hopper_moe_block_mem_eff * inter_rank / (inter_rank + cal.hopper_moe_block_mem_half_width)
     block_rate = side_rate = 0.0
@@ -540,6 +545,9 @@ def _moe_consts(c: _Ctx) -> _MoeConsts:
         block_rate = c.peak * eff
         side_bytes = _block_side_bytes(h, inter_rank, gated=gated)
         side_rate = c.bw * cal.elementwise_mem_eff
+    peak, peak_eff, half_width = c.moe_peak or c.peak, cal.moe_peak_eff, cal.moe_half_width
+    if c.cutlass_fp8 is not None:
+        peak, peak_eff, half_width = c.cutlass_fp8[0], 1.0, c.cutlass_fp8[1]
     return _MoeConsts(
         h=h,
         gated=gated,
@@ -557,8 +565,9 @@ def _moe_consts(c: _Ctx) -> _MoeConsts:
         block_rate=block_rate,
         side_bytes=side_bytes,
         side_rate=side_rate,
-        width_eff=w_k / (w_k + cal.moe_half_width),
-        peak=c.moe_peak or c.peak,
+        peak_eff=peak_eff,
+        width_eff=w_k / (w_k + half_width),
+        peak=peak,
         fixed=cal.moe_layer_s if c.moe_layer_s is None else c.moe_layer_s,
         walk=local * c.moe_expert_s,
         gate=_router_ctx(c),
@@ -684,6 +693,24 @@ def _triton_mxfp4(gpu: GPU, cal: Calibration, kernel: MoeKernel | None) -> tuple
     if kernel is None or kernel.name != "triton_mxfp4" or cal.triton_mxfp4_mma_eff is None or not gpu.sm_count:
         return 0.0, 0.0
     return gpu.bf16_dense_tflops * 1e12 * cal.triton_mxfp4_mma_eff, cal.triton_mxfp4_dequant_s / gpu.sm_count
+
+
+def _cutlass_fp8(
+    spec: ModelSpec, gpu: GPU, cal: Calibration, kernel: MoeKernel | None
+) -> tuple[float, float, float] | None:
+    """(FLOP/s, half width, streaming share) of per-tensor fp8 experts the engine runs through FlashInfer's CUTLASS
+    fused MoE (Engine.moe_kernel "flashinfer_cutlass_fp8"): ``cutlass_fp8_moe_mma_eff`` of the GPU's dense fp8 peak on
+    the grouped GEMMs' token curve and ``w / (w + cutlass_fp8_moe_half_width)``, the weights streamed at
+    ``cutlass_fp8_moe_mem_eff`` of the bandwidth (the fitted grouped GEMMs' streaming where it has no fit). None where
+    the engine runs another kernel, its constants have no fit for it, the GPU has no fp8 tensor cores, or the
+    checkpoint's fp8 is block-scaled (its experts keep the fitted grouped GEMMs)."""
+    if (kernel is None or kernel.name != "flashinfer_cutlass_fp8" or cal.cutlass_fp8_moe_mma_eff is None
+            or gpu.fp8_dense_tflops is None or _block_fp8(spec)):  # fmt: skip
+        return None
+    mem = cal.cutlass_fp8_moe_mem_eff
+    if mem is None:
+        mem = cal.moe_mem_eff * _fp8_absorbed(cal)
+    return gpu.fp8_dense_tflops * 1e12 * cal.cutlass_fp8_moe_mma_eff, cal.cutlass_fp8_moe_half_width, mem
 
 
 def _marlin_peak(gpu: GPU, cal: Calibration, kernel: MoeKernel | None) -> float:
@@ -1743,6 +1770,7 @@ def _make_ctx(
         marlin_dequant_s=_marlin_dequant_s(gpu, cal, moe_kernel),
         triton_peak=_triton_mxfp4(gpu, cal, moe_kernel)[0],
         triton_dequant_s=_triton_mxfp4(gpu, cal, moe_kernel)[1],
+        cutlass_fp8=_cutlass_fp8(spec, gpu, cal, moe_kernel),
     )
 
 
