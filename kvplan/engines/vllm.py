@@ -1532,17 +1532,40 @@ HOST_LOOP_0_8 = HostLoop(overlaps_gpu=False, switch="")
 # the chat template and tokenization, then AsyncLLM.add_request -> Processor.process_inputs and add_request_async)
 # and, in AsyncLLM._run_output_handler's output_handler task, every step's outputs (OutputProcessor.process_outputs:
 # incremental detokenization per token into each request's queue; chat_completion_stream_generator streams a chunk
-# each). Read through the code index (0.10-0.11 era copies). The cost per request was measured on GPUStack's runs of
-# vLLM 0.10.2-0.13.0 (gpustack/gpustack docs/performance-lab @47277d79): fitted by benchmarks/fit_frontend.py as the
-# smallest cost a request at which kvplan's run of a published row, the server a serial worker before the engine
-# core, falls to the published figure: the largest cost no published run contradicts. It comes from the random
-# 128 in / 4 out runs, 1,000 requests at once (the smallest: gpt-oss-120b TP2 on H100, vLLM 0.10.2, 956.85 tok/s,
-# gpt-oss-120b/h100.md line 576; gpt-oss-20b TP1, 0.11.0, gives 4.67 ms): it covers a request and its 4 streamed
-# tokens. The other short runs (Qwen3-32B, Qwen3-235B, GLM-4.6, DeepSeek-R1 and V3.2, on H100, A100 and H200 hosts)
-# give 13-49 ms: what makes those runs slow is not this server alone (docs/cost.md, "The API server"). A cost per
-# token is not separable on these runs (token_s 0; the fit prints the bound the longest outputs give). The host CPUs
-# are not stated. Releases after 0.13 (vllm@0.16 and newer) have no short-output run published: no ceiling there.
-FRONT_END_0_8 = FrontEnd(request_s=4.12e-3, measured="GPUStack runs of vLLM 0.10.2-0.13.0, random 128/4")
+# each). Read in the vLLM 0.11.0 wheel (and the 0.10.2 / 0.12.0 / 0.13.0 wheels where named):
+# - together: the chat route is wrapped in entrypoints/utils.py with_cancellation, which starts the handler as a new
+#   task; the handler runs the chat template synchronously (serving_engine.py OpenAIServing._preprocess_chat ->
+#   chat_utils.apply_hf_chat_template) and first waits at the tokenizer (_tokenize_prompt_input_async, an
+#   AsyncMicrobatchTokenizer future). The event loop runs every ready callback of a pass before the next pass, so
+#   requests that arrive together each pass their template before any of them is tokenized and handed to the engine.
+#   The published 128 in / 4 out runs show it: their mean TTFT is late by what their duration is late by (DeepSeek-R1
+#   16.1 s and 15.7 s over kvplan's steps alone), where a server handing each request on as it finishes would delay
+#   the TTFT by about half (docs/cost.md, "The chat template").
+# - template_s: in 0.11.0, chat_utils.resolve_chat_template_kwargs builds a jinja2 ImmutableSandboxedEnvironment and
+#   parses the model's whole chat template (env.parse, jinja2.meta.find_undeclared_variables) on every chat request;
+#   it came with PR #25794 (the chat-template kwargs filter, GHSA-6fvq-23cw-5628, 2025-10; 0.10.2's chat_utils has no
+#   such parse); 0.12.0 and 0.13.0 parse once (_cached_resolve_chat_template_kwargs, lru_cache). Where vLLM builds
+#   the prompt without the template it is not paid: gpt-oss (serving_chat.py: use_harmony = hf_config.model_type ==
+#   "gpt_oss", _make_request_with_harmony) and the completions endpoint. The same kind of per-request parse cost
+#   "6-8 seconds delay before prompts actually are started to process" for 1,000 requests in vLLM PR #20065
+#   (2025-06, the content-format detection, cached since).
+# Fitted by benchmarks/fit_frontend.py on GPUStack's random 128 in / 4 out runs, 1,000 chat requests at once
+# (gpustack/gpustack docs/performance-lab @47277d79): request_s, the smallest figure of the runs that do not pay the
+# template: gpt-oss-120b TP2 on H100, vLLM 0.10.2, 956.85 tok/s (gpt-oss-120b/h100.md line 576; gpt-oss-20b gives
+# 1.68 ms, gpt-oss-120b TP1 2.87 ms); template_s, the smallest of the runs that pay it, less request_s: Qwen3-235B
+# BF16 TP8 on A100, vLLM 0.11.0, 226.26 tok/s (qwen3-235b-a22b/a100.md line 412); the others imply 9-18 ms a request
+# in all (their templates and host CPUs differ: DeepSeek-R1 15.7 ms and GLM-4.6 9.3 ms on the same H200 node; the
+# host CPUs are not stated), DeepSeek-V3.2 on 0.13.0 (no template parse) 6.2 ms. A cost per token is not separable
+# on these runs (token_s 0). Releases after 0.13 (vllm@0.16 and newer) have no short-output run published: no ceiling
+# there.
+FRONT_END_0_8 = FrontEnd(
+    request_s=1.555e-3,
+    measured="GPUStack runs of vLLM 0.10.2-0.11.0, random 128/4",
+    template_s=5.72e-3,
+    own_renderer_families=frozenset({"gpt_oss"}),
+    template_releases=("0.11.0",),
+    together=True,
+)
 
 V0_19 = Vllm(
     name="vllm",
