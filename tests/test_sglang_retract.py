@@ -18,7 +18,7 @@ H100 = resolve_gpu("h100-sxm")
 
 @pytest.fixture(scope="module")
 def qwen32b():
-    return setup(load_bundled("qwen3-32b"), H100, engine="sglang")
+    return setup(load_bundled("qwen3-32b"), H100, engine="sglang@0.5")
 
 
 def test_the_reserve_constants_as_read():
@@ -176,7 +176,7 @@ def test_glm_rows_run_by_the_rule():
     wave's last decodes run short: one retraction a wave, four in the run, the retracted prompt evicted before it
     comes back (its 4,000 + outputs computed again)."""
     pub, data = published()
-    row = next(r for r in data["engine_benchmarks"] if r["engine"] == "sglang" and r["isl"] == 4000)
+    row = next(r for r in data["engine_benchmarks"] if r["engine"] == "sglang@0.5" and r["isl"] == 4000)
     tr = pub.engine_row_trace(row)
     assert tr["retractions"] == 4 and tr["recomputed_tokens"] == pytest.approx(4 * 4167, abs=10)
 
