@@ -247,7 +247,11 @@ def run_sglang(entry: dict, spec, gpu) -> Case:  # noqa: ANN001
 
 
 def dp_attention_ranks(excerpt: str) -> int:
-    """``--dp N`` on a launch line that also passes ``--enable-dp-attention`` (SGLang's dp_size), else 1."""
+    """``--dp N`` on a launch line that also passes ``--enable-dp-attention`` (SGLang's dp_size), or 0.5.23's
+    ``--attn-dp-size N`` (arg_groups/parallel_hook.py handle_deprecated_dp_attention), else 1."""
+    new = re.search(r"--attn-dp-size[ =](\d+)", excerpt)
+    if new:
+        return int(new.group(1))
     m = re.search(r"--dp(?:-size)?[ =](\d+)", excerpt)
     return int(m.group(1)) if m and "--enable-dp-attention" in excerpt else 1
 

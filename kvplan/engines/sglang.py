@@ -924,8 +924,13 @@ def compare_log(facts: LogFacts, spec: ModelSpec, result: Any, *, kv: str | None
     tokens_logged = fig.get("tokens") or fig.get("max_total_num_tokens")
     if "free_after_load" in fig and ("free_before_load" in fig or "weights" in fig):
         before = fig.get("free_before_load") or fig["free_after_load"] + fig.get("weights", 0)
-        frac = mem_fraction(int(before * 1024), tp=tp, pp=1, chunked_prefill=facts.flags.get("chunked_prefill_size"))
-        for label, fr in (("0.4.x TP default", mem_fraction_04(tp)), ("0.5.x tier heuristic", frac)):
+        chunk = facts.flags.get("chunked_prefill_size")
+        frac = mem_fraction(int(before * 1024), tp=tp, pp=1, chunked_prefill=chunk)
+        # 0.5.23's rule (GraphReserves): the prefill graph's reserve for the model's attention, both graphs on
+        graphs = GraphReserves(mla=any(k.type == "mla" for k in spec.layers.kinds.values()))
+        frac_0523 = mem_fraction(int(before * 1024), tp=tp, pp=1, chunked_prefill=chunk, graphs=graphs)
+        for label, fr in (("0.4.x TP default", mem_fraction_04(tp)), ("0.5.x tier heuristic", frac),
+                          ("0.5.23 tier heuristic and graph reserves", frac_0523)):  # fmt: skip
             rest = fig["free_after_load"] - before * (1 - fr)
             rows.append(row(f"KV tokens, mem_fraction_static {fr:g} ({label})", tokens_logged, int(rest * GIB // cell)))
     if "pool_end_free" in fig and "free_after_load" in fig and tokens_logged:
