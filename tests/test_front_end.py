@@ -96,11 +96,11 @@ def test_closed_loop_run_with_the_api_server_by_hand() -> None:
     assert tr["duration_s"] == pytest.approx(1.0 + prefill + 5.0)
 
 
-@pytest.mark.parametrize(("engine", "gpu", "tp"), [("vllm@0.8", "h100-sxm", 2), ("sglang", "h200", 4)])
+@pytest.mark.parametrize(("engine", "gpu", "tp"), [("vllm@0.8", "h100-sxm", 2), ("sglang@0.5", "h200", 4)])
 def test_each_fitted_cost_reproduces_the_run_it_comes_from(engine: str, gpu: str, tp: int) -> None:
     # benchmarks/fit_frontend.py: the smallest cost at which a published run falls to kvplan's figure; the run it comes
-    # from (vllm@0.8: gpt-oss-120b TP2 on H100, vLLM 0.10.2; sglang: GLM-4.6-FP8 TP4 on H200, both 128 in / 4 out) is
-    # then met exactly
+    # from (vllm@0.8: gpt-oss-120b TP2 on H100, vLLM 0.10.2; sglang@0.5: GLM-4.6-FP8 TP4 on H200, both 128 in / 4
+    # out) is then met exactly
     pub, data = published()
     key = (engine, gpu, tp, 128, 4)
     rows = [r for r in data["engine_benchmarks"] if (r["engine"], r["gpu"], r["tp"], r["isl"], r["osl"]) == key]
