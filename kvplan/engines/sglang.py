@@ -1101,9 +1101,12 @@ FRONT_END = FrontEnd(request_s=5.90e-3, measured="GPUStack GLM-4.6-FP8 TP4 H200,
 #   space for future decode"; its second term, the largest running request's prompt + clipped output less every
 #   running request's tokens, is below that with more than a few running); server_args num_reserved_decode_tokens
 #   default 512 (0.5.7 and 0.5.3 alike, "TODO: add new_token ratio").
+# * Under DP attention server_args.py _handle_data_parallelism sets schedule_conservativeness x 0.3 (0.5.3 wheel; the
+#   0.5.23 wheel's arg_groups/parallel_hook.py handle_data_parallelism the same, on attn_dp_enabled), so each DP rank's
+#   ratios start at 0.7 x 0.3 = 0.21 and fall to 0.21 x 0.14 (dp_attention_scale).
 OUTPUT_RESERVE = OutputReserve(
     init_ratio=0.7, min_ratio_factor=0.14, decay_steps=600, retract_steps=20, clip_tokens=4096,
-    readmit_remaining=True, prompt_step_tokens=16384, prefilled_reserve_tokens=512,
+    readmit_remaining=True, prompt_step_tokens=16384, prefilled_reserve_tokens=512, dp_attention_scale=0.3,
 )  # fmt: skip
 
 SGLANG_GQA_DECODE = (
