@@ -1215,7 +1215,8 @@ V0_5 = Sglang(
 # dsa_indexer.py Indexer: "weights_proj must be bf16"), and `--dp N --enable-dp-attention` deprecated for
 # `--attn-dp-size N` (arg_groups/parallel_hook.py handle_deprecated_dp_attention, which turns the old spelling into
 # the new: the same layout). Checked the same there: the budget (mem_cache/kv_cache_configurator.py
-# _profile_available_bytes: free after loading - free before x (1 - mem_fraction_static)), the w_kc / w_vc copies,
+# _profile_available_bytes: free after loading - free before x (1 - mem_fraction_static)), the w_kc / w_vc copies
+# (models/deepseek_common/deepseek_weight_loader.py, contiguous copies bound beside kv_b_proj),
 # the admission and retraction constants (environ.py SGLANG_INIT_NEW_TOKEN_RATIO 0.7, SGLANG_MIN_NEW_TOKEN_RATIO_FACTOR
 # 0.14, SGLANG_NEW_TOKEN_RATIO_DECAY_STEPS 600, SGLANG_RETRACT_DECODE_STEPS 20, SGLANG_CLIP_MAX_NEW_TOKENS_ESTIMATION
 # 4096), page 1 by default (arg_groups/overrides.py _page_size_default) and 64 for DeepSeek DSA
