@@ -468,7 +468,7 @@ class GraphReserves:
 
     mla: bool = False  # the model runs SGLang's MLA attention (use_mla_backend)
     deepep: bool = False  # --moe-a2a-backend deepep
-    prefill_graph: bool = True  # the breakable prefill CUDA graph stays on (prefill_graph_on)
+    prefill_graph: bool = True  # the breakable prefill CUDA graph stays on (Sglang.graph_reserves_for)
     decode_graph: bool = True  # the decode CUDA graph (off with --disable-cuda-graph)
     max_running: int | None = None  # --max-running-requests
     llama2: bool = False  # the model path holds "llama-2" (prefill max_bs at most 4096)
@@ -523,12 +523,6 @@ DP_WHOLE_EMBEDDING_FAMILIES = frozenset({
     "deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2", "qwen3_moe", "qwen3_next", "qwen3_5_moe", "glm4_moe",
     "gpt_oss", "llama4",
 })  # fmt: skip
-# deepseek_v2.py DeepseekV2ForCausalLM.post_load_weights (0.5.7 wheel; the same in 0.5.23): every MLA layer's kv_b_proj
-# is split into w_kc and w_vc, new tensors (``.contiguous()``) kept beside kv_b_proj, which the prefill path still
-# runs: a second copy of (heads on the rank) x (qk_nope_head_dim + v_head_dim) x kv_lora_rank elements. In bf16 where
-# kv_b_proj is 16-bit, or fp8 in 128 x 128 blocks on CUDA (block_quant_dequant to torch.bfloat16, unless
-# SGL_USE_DEEPGEMM_BMM on Hopper, default off), or int8; 1 byte where it is fp8 with per-tensor or per-channel scales
-# (channel_quant_to_tensor_quant / block_quant_to_tensor_quant keep fp8).
 # The 0.5.23 wheel: the model files above build the input embedding as VocabParallelEmbedding(...,
 # use_attn_tp_group=is_dp_attention_enabled()) (deepseek_v2.py through layers/vocab_parallel_embedding.py
 # get_embedding_tp_kwargs; qwen2_moe.py, qwen3_next.py, glm4_moe.py, gpt_oss.py, llama4.py; minimax_m2.py too), i.e.
@@ -539,6 +533,12 @@ DP_ATTN_TP_EMBEDDING_FAMILIES = frozenset({
     "llama4", "minimax_m2",
 })  # fmt: skip
 DP_WHOLE_0523 = frozenset({"qwen3_5_moe"})
+# deepseek_v2.py DeepseekV2ForCausalLM.post_load_weights (0.5.7 wheel; the same in 0.5.23): every MLA layer's kv_b_proj
+# is split into w_kc and w_vc, new tensors (``.contiguous()``) kept beside kv_b_proj, which the prefill path still
+# runs: a second copy of (heads on the rank) x (qk_nope_head_dim + v_head_dim) x kv_lora_rank elements. In bf16 where
+# kv_b_proj is 16-bit, or fp8 in 128 x 128 blocks on CUDA (block_quant_dequant to torch.bfloat16, unless
+# SGL_USE_DEEPGEMM_BMM on Hopper, default off), or int8; 1 byte where it is fp8 with per-tensor or per-channel scales
+# (channel_quant_to_tensor_quant / block_quant_to_tensor_quant keep fp8).
 MLA_KV_B_COPY_FAMILIES = frozenset({"deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2"})
 
 
