@@ -59,8 +59,10 @@ def test_the_balancer_moves_the_r1_scores_as_stored():
     ds = data["mlperf_datasets"]
     rows = {r["scenario"]: r for r in data["mlperf"] if r["model"] == "deepseek-v3"}
     off = {k: pub.score_mlperf(pub._without_balance(r), ds)["ratio"] for k, r in rows.items()}
-    assert off == pytest.approx({"Offline": 0.9841, "Server": 1.4148}, abs=0.02)
-    assert {k: r["ratio"] for k, r in rows.items()} == pytest.approx({"Offline": 1.1118, "Server": 1.5626}, abs=0.02)
+    # Server 1.4148 -> 1.3887, Offline 0.9841 -> 0.9743 and as configured 1.1118 / 1.5626 -> 1.0873 / 1.5161 with the
+    # CUTLASS path's own NVFP4 fixed cost a layer (cutlass_nvfp4_moe_layer_s)
+    assert off == pytest.approx({"Offline": 0.9743, "Server": 1.3887}, abs=0.02)
+    assert {k: r["ratio"] for k, r in rows.items()} == pytest.approx({"Offline": 1.0873, "Server": 1.5161}, abs=0.02)
 
 
 def test_the_server_holds_at_the_published_rate_are_the_timeout_clock():
@@ -73,7 +75,9 @@ def test_the_server_holds_at_the_published_rate_are_the_timeout_clock():
     a rank run padded to 384 at a 78.8 ms step, the requests' own p99 TPOT 80.0 ms, on the limit (a life of 3,498
     steps averages its arrivals out: 1.5 % over the mean); 2 % less rate stays below 256 a rank (a 62.8 ms step) and 2 %
     more is over the limit. (Before the requests' own p99 the count of others' p99 crossed 256 first: 230 a rank at
-    65.9 ms bound, 8.28 req/s.)"""
+    65.9 ms bound, 8.28 req/s.) Since TensorRT-LLM's NVFP4 experts pay the CUTLASS path's own fixed cost a layer
+    (cutlass_nvfp4_moe_layer_s 40.5 us, 1.94 ms more a step) the scored rate is 8.06 req/s: 230 sequences a rank at a
+    65.4 ms step, p99 TPOT 66.5 ms, within the limit; 2 % more crosses 256 (292 a rank padded to 384, 82.5 ms: over)."""
     pub, data = published()
     ds = data["mlperf_datasets"]
     r = next(x for x in data["mlperf"] if x["model"] == "deepseek-v3" and x["scenario"] == "Server")
@@ -81,9 +85,9 @@ def test_the_server_holds_at_the_published_rate_are_the_timeout_clock():
     assert at["hold_mean"] == pytest.approx(4.0, abs=0.02) and at["hold_p99"] == 8
     assert at["ttft_p99_s"] < r["ttft_p99_s"] / 2 and at["tpot_p99_s"] < 0.55 * r["tpot_p99_s"]
     top = pub._server_point(r, ds, r["kvplan_tok_s"] / round(r["osl"]))
-    assert top["tpot_p99_s"] <= r["tpot_p99_s"] and top["ttft_p99_s"] < r["ttft_p99_s"] and top["rank_seqs"] > 256
-    assert top["tpot_p99_s"] == pytest.approx(r["tpot_p99_s"], rel=0.005)
-    assert top["tpot_p99_s"] / top["step_s"] == pytest.approx(1.015, abs=0.005)
+    assert top["tpot_p99_s"] <= r["tpot_p99_s"] and top["ttft_p99_s"] < r["ttft_p99_s"] and top["rank_seqs"] < 256
+    assert top["tpot_p99_s"] == pytest.approx(0.0665, abs=0.0005)
+    assert top["tpot_p99_s"] / top["step_s"] == pytest.approx(1.017, abs=0.005)
     below = pub._server_point(r, ds, 0.98 * r["kvplan_tok_s"] / round(r["osl"]))
     assert below["rank_seqs"] < 256 and below["tpot_p99_s"] < 0.85 * r["tpot_p99_s"]
     past = pub._server_point(r, ds, 1.02 * r["kvplan_tok_s"] / round(r["osl"]))
@@ -101,10 +105,11 @@ def test_docs_cost_md_carries_the_balance_block_as_the_script_prints_it():
     +26.6 ms at 95.5 ms before). Since the MoE router is priced 16-bit and the NVFP4 constants refitted on that
     (kvplan.latency._router_ctx; r25e): +11.8 ms at a 110.0 ms step, the ratios unchanged. Since stop 25 the
     balancer-off reading's independent ranks have their arrivals land together (kvplan.serving._landed_together):
-    off x0.98 / x1.41 -> x0.99 / x1.42."""
+    off x0.98 / x1.41 -> x0.99 / x1.42. Since TensorRT-LLM's NVFP4 experts pay the CUTLASS path's own fixed cost a
+    layer (cutlass_nvfp4_moe_layer_s): +9.8 ms at a 111.9 ms step, held: Offline x1.00, Server x1.34."""
     pub, data = published()
     lines = pub.mlperf_balance_lines(data["mlperf"], data["mlperf_datasets"])
-    assert len(lines) == 5 and "residual +11.8 ms" in lines[-1]
+    assert len(lines) == 5 and "residual +9.8 ms" in lines[-1]
     doc = (BENCH.parent / "docs" / "cost.md").read_text(encoding="utf-8")
     for line in lines:
         assert line in doc

@@ -65,13 +65,14 @@ def test_the_host_time_that_would_close_the_server_gap_and_the_docs_line():
     pub, data = published()
     ds = data["mlperf_datasets"]
     _, extra = pub.offline_step_residual_s(_r1(data, "Offline"), ds)
-    assert extra == pytest.approx(0.0118, abs=0.0002)
+    assert extra == pytest.approx(0.0098, abs=0.0002)  # 0.0118 before cutlass_nvfp4_moe_layer_s (58 x 33.46 us)
     per = pub.implied_stream_response_s(_r1(data, "Server"), ds, extra_s=extra, lo=30e-6, hi=100e-6, steps=4)
     assert per == pytest.approx(51.1e-6, rel=0.08)
     with pub.streamed_responses_costed(2 * per, extra_s=extra):
         assert pub.score_mlperf(_r1(data, "Server"), ds)["ratio"] < 0.9
-    head = ("streaming DeepSeek-R1 (DeepSeek-V3 architecture) B200-SXM-180GBx8_TRT Server: stream_interval 1, x1.56; "
-            "Offline residual +11.8 ms held: x1.34; ")  # fmt: skip
+    # x1.56 and +11.8 ms before TensorRT-LLM's NVFP4 experts paid the CUTLASS path's own fixed cost a layer
+    head = ("streaming DeepSeek-R1 (DeepSeek-V3 architecture) B200-SXM-180GBx8_TRT Server: stream_interval 1, x1.52; "
+            "Offline residual +9.8 ms held: x1.34; ")  # fmt: skip
     line = next(x for x in DOC.read_text(encoding="utf-8").splitlines() if x.startswith(head))
     documented = float(re.search(r"; ([0-9.]+) us of rank 0's host time per streamed response", line)[1])
     assert documented * 1e-6 == pytest.approx(per, rel=0.08)
