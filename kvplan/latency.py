@@ -12,7 +12,8 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
 * **grouped expert GEMMs** (MoE), by tokens per touched expert ``t``: every touched expert's
   weights are read (uniform routing: ``E (1 - (1 - k/E)^T)`` experts touched by ``T`` tokens),
   compute at ``moe_peak_eff * t / (t + moe_half_tokens) * w / (w + moe_half_width)`` of peak
-  (``w`` the expert's intermediate width on this rank), plus ``moe_layer_s``; with expert parallelism
+  (``w`` the expert's intermediate width on this rank; on Hopper a rule set whose release runs other grouped GEMMs
+  has its own peak share and half tokens, :func:`_moe_curve`), plus ``moe_layer_s``; with expert parallelism
   over ``R`` ranks the busiest rank sets the step: it receives ``1 + moe_ep_imbalance * sqrt(2 ln R)``
   x the mean routed tokens (the expected maximum of ``R`` loads whose relative spread is
   ``moe_ep_imbalance``; routing is skewed: aiconfigurator times its MoE kernels under power-law
@@ -455,7 +456,8 @@ def _moe_s(
         elif c.triton_peak:  # OpenAI Triton MXFP4 experts: whole token tiles, each dequantizing its expert anew
             compute = _triton_mxfp4_s(c, local, touched, per_expert, rows_per_expert=routed / local, loads=given)
         else:
-            eff = c.cal.moe_peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
+            peak_eff, half_tokens = _moe_curve(c)
+            eff = peak_eff * per_touched / (per_touched + half_tokens)
             eff *= w_k / (w_k + c.cal.moe_half_width)  # thin expert slices (high TP) run below peak
             compute = 2 * routed * per_expert / ((c.moe_peak or c.peak) * eff)
             if c.marlin_peak:  # Marlin MoE: at least that; its padded token blocks at its rate, each dequantizing anew
@@ -476,6 +478,17 @@ def _moe_s(
         shared = _dense_mlp_s(c, tokens, ceil_div(moe.shared_size, c.tp), gated=gated)
         shared_mem = _dense_mlp_mem_s(c, tokens, ceil_div(moe.shared_size, c.tp), gated=gated)
     return _MoeParts(grouped, router, shared, grouped_mem + router_mem, shared_mem)
+
+
+def _moe_curve(c: _Ctx) -> tuple[float, float]:
+    """``(peak share, half tokens)`` of the grouped-expert curve: the calibration's ``moe_peak_eff`` /
+    ``moe_half_tokens``, or on Hopper the rule set's own release's (``hopper_moe_peak_eff`` /
+    ``hopper_moe_half_tokens``, trtllm@0.20: TensorRT-LLM 1.0.0rc3's CUTLASS grouped GEMMs) where it has them."""
+    cal = c.cal
+    if c.gpu.architecture == "hopper" and cal.hopper_moe_peak_eff is not None:
+        half = cal.moe_half_tokens if cal.hopper_moe_half_tokens is None else cal.hopper_moe_half_tokens
+        return cal.hopper_moe_peak_eff, half
+    return cal.moe_peak_eff, cal.moe_half_tokens
 
 
 def _router_ctx(c: _Ctx) -> _Ctx:
