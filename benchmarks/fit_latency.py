@@ -74,7 +74,7 @@ NAMES += ("fmha_fp8_softmax",)
 # rules that say where it applies (read from the engines' source, not fitted) and the Hopper counterpart (SGLang's).
 NAMES += ("blackwell_mla_layer_s", "blackwell_mla_nope_dims", "blackwell_mla_kv_dtypes", "blackwell_mla_families")
 NAMES += ("hopper_mla_layer_s",)
-NAMES += ("fp4_norm_quant_fused",)  # a switch (what the engine build runs), not a fitted figure
+NAMES += ("fp4_norm_quant_fused", "gemm_allreduce_fused")  # switches (what the engine build runs), not fitted figures
 # Fitted by benchmarks/fit_moe_ops.py to aiconfigurator's MoE tables (block-scaled fp8 experts): held here.
 NAMES += ("hopper_moe_block_expert_s", "blackwell_moe_block_expert_s", "mxfp4_moe_dequant_s", "mxfp4_moe_tile_tokens")
 # Fitted by benchmarks/gqa_decode_compare.py --fit to aiconfigurator's generation-attention tables (GQA/MHA decode

@@ -57,6 +57,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import heapq
 import itertools
 import json
@@ -168,36 +169,67 @@ def row_engine(r: dict) -> tuple[str, bool]:
 # input and run no quantization kernel of their own (Calibration.fp4_norm_quant_fused, with its TensorRT-LLM source).
 # The engine build keeps the flag only for LlamaForCausalLM with NVFP4 and without reduce_fusion ("Overriding
 # norm_quant_fusion to False" otherwise, TensorRT-LLM's build checks, read through the code index, commit not named).
-_NORM_QUANT_CALIBRATIONS: dict[int, object] = {}  # id of a fitted calibration -> its fused copy (memos key on identity)
+# TensorRT-engine runs built with gemm_allreduce_plugin (``gemm_allreduce_plugin`` on the row, where the config the run
+# ran sets it: the 405B files): o_proj and down_proj are one GEMM + all-reduce kernel each
+# (Calibration.gemm_allreduce_fused, with its TensorRT-LLM source; kvplan.latency fused_gemm_allreduce_s).
+BUILD_SWITCHES = {"norm_quant_fusion": "fp4_norm_quant_fused", "gemm_allreduce_plugin": "gemm_allreduce_fused"}
+_BUILT_CALIBRATIONS: dict[tuple, tuple] = {}  # (id of a fitted calibration, switches) -> (it, its built copy)
+_CALIBRATION_FUNCS: dict[tuple, object] = {}  # switches -> the one calibration function for them (memos key on it)
 
 
-def _norm_quant_calibration(engine: str | None):  # noqa: ANN202
-    """:func:`kvplan.latency.calibration` for a TensorRT engine built with ``norm_quant_fusion``: TensorRT-LLM's
-    fitted constants with ``fp4_norm_quant_fused``; any other engine's as fitted."""
+def _built_calibration(engine: str | None, switches: tuple[str, ...]):  # noqa: ANN202
+    """TensorRT-LLM's fitted constants for ``engine`` with the build's ``switches`` (Calibration fields, each True);
+    any other engine's as fitted."""
     from kvplan.engines import latency_calibration
 
     cal = latency_calibration(engine)
     if cal.engine != "trtllm":
         return cal
-    if id(cal) not in _NORM_QUANT_CALIBRATIONS:
-        fused = dataclasses.replace(cal, fp4_norm_quant_fused=True,
-                                    version=f"{cal.version}; TensorRT engine with norm_quant_fusion")  # fmt: skip
-        _NORM_QUANT_CALIBRATIONS[id(cal)] = (cal, fused)
-    return _NORM_QUANT_CALIBRATIONS[id(cal)][1]
+    key = (id(cal), switches)
+    if key not in _BUILT_CALIBRATIONS:
+        flags = " and ".join(flag for flag, name in BUILD_SWITCHES.items() if name in switches)
+        built = dataclasses.replace(cal, **dict.fromkeys(switches, True),
+                                    version=f"{cal.version}; TensorRT engine with {flags}")  # fmt: skip
+        _BUILT_CALIBRATIONS[key] = (cal, built)
+    return _BUILT_CALIBRATIONS[key][1]
+
+
+def _norm_quant_calibration(engine: str | None):  # noqa: ANN202
+    """:func:`kvplan.latency.calibration` for a TensorRT engine built with ``norm_quant_fusion``: TensorRT-LLM's
+    fitted constants with ``fp4_norm_quant_fused``; any other engine's as fitted."""
+    return _built_calibration(engine, ("fp4_norm_quant_fused",))
+
+
+def _calibration_for(switches: tuple[str, ...]):  # noqa: ANN202
+    """The calibration function of a build with ``switches``: one function object per set (the step memos key on
+    the function's identity, so a set always gets the same one)."""
+    if switches not in _CALIBRATION_FUNCS:
+        if switches == ("fp4_norm_quant_fused",):
+            _CALIBRATION_FUNCS[switches] = _norm_quant_calibration
+        else:
+            _CALIBRATION_FUNCS[switches] = functools.partial(_built_calibration, switches=switches)
+    return _CALIBRATION_FUNCS[switches]
+
+
+def build_switches(r: dict) -> tuple[str, ...]:
+    """The Calibration switches of an MLPerf row's engine build (:data:`BUILD_SWITCHES`, the row's flags)."""
+    return tuple(name for flag, name in BUILD_SWITCHES.items() if r.get(flag))
 
 
 @contextlib.contextmanager
 def mlperf_engine(r: dict):  # noqa: ANN201
     """The engine constants an MLPerf run had: TensorRT-LLM's fitted ones, with the norm kernels writing FP4 where the
-    run's config builds with ``norm_quant_fusion`` (:func:`_norm_quant_calibration`; the row's ``norm_quant_fusion``),
-    replacing :func:`kvplan.latency.calibration` for the duration."""
-    if not r.get("norm_quant_fusion"):
+    run's config builds with ``norm_quant_fusion`` and the row-parallel GEMMs fused with their all-reduce where it
+    builds with ``gemm_allreduce_plugin`` (:func:`build_switches`), replacing :func:`kvplan.latency.calibration` for
+    the duration."""
+    switches = build_switches(r)
+    if not switches:
         yield
         return
     from kvplan import latency
 
     fitted = latency.calibration
-    latency.calibration = _norm_quant_calibration
+    latency.calibration = _calibration_for(switches)
     try:
         yield
     finally:

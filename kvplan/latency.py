@@ -296,6 +296,18 @@ def _gemm_s(
     return t + c.kernel_s
 
 
+def _gemm_pre_s(c: _Ctx, m: float, k: int, *, normed_input: bool = False, act_quant: bool = True) -> float:
+    """The kernels :func:`_gemm_s` runs before a GEMM proper: the activations' FP4 quantization (NVFP4 on FP4 tensor
+    cores, unless the norm kernel wrote FP4) or their dynamic fp8 quantization (per-tensor fp8); 0 elsewhere."""
+    if m <= 0:
+        return 0.0
+    if c.fp4_k_s > 0:
+        return 0.0 if normed_input and c.cal.fp4_norm_quant_fused else _fp4_gemm_terms(c, m, k)[1]
+    if c.fp8_quant_s > 0 and act_quant:
+        return c.fp8_quant_s + m * k * c.act_bytes / (c.bw * c.cal.fp8_quant_read_eff)
+    return 0.0
+
+
 # The output tile of the fp8 GEMMs the engines run: vLLM's CUTLASS W8A8 kernel for M > 128 on Hopper,
 # sm90_fp8_config_default TileShape 128 x 128 x 128 (csrc/quantization/cutlass_w8a8/c3x/scaled_mm_sm90_fp8_dispatch.cuh
 # @118ff921); block-scaled fp8 tiles by its 128 x 128 scale blocks. aiconfigurator 0.12.0's fp8 and block-fp8 GEMM
@@ -681,6 +693,82 @@ def _allreduce_terms(c: _Ctx, ranks: int) -> tuple[float, float, float]:
     if ranks > c.gpus_per_node:
         return base + NETWORK_LATENCY_S, ring, NETWORK_GBPS * 1e9 * NETWORK_BW_EFF
     return base, ring, link * 1e9 * c.cal.allreduce_bw_eff
+
+
+# The GEMM + all-reduce kernel's output tiles (TensorRT-LLM cpp/tensorrt_llm/kernels/cutlass_kernels/allreduce_gemm/
+# allreduce_gemm_runner.cu @038ba99c, GemmAllReduceImplRunner::initializeRegistry): on SM100 one launch config, NVLS
+# two-shot, 2-SM MMA, per-CTA tiles of 128 rows x 256 output features (TileShape_128x256x128, not transposed;
+# allreduce_gemm_impl_sm100.h @1a71cc69 GemmAllReduceImplTwoshot_Sm100); on SM90 the operands swapped (transposed):
+# 128 output features x 16, 32, 64 or 128 rows, the plugin's static choice by M (plugins/gemmAllReducePlugin/
+# gemmAllReducePlugin.cpp @2a9abd95 getStaticHeuristicLaunchConfig: M <= 16, <= 32, <= 64, else 128). Both persistent
+# over the GPU's SMs; other GPUs have no such kernel ("SM architecture not supported for GEMM+AR fusion").
+FUSED_AR_TILE = {"blackwell": (128, 256)}  # (rows, output features) per CTA
+FUSED_AR_HOPPER_TILE_N = 128
+FUSED_AR_HOPPER_TILE_M = (16, 32, 64, 128)
+
+
+def fused_allreduce_waves(gpu: GPU, rows: float, features: int) -> int | None:
+    """Waves of output tiles the fused GEMM + all-reduce kernel runs ``rows x features`` in on ``gpu`` (its tiles
+    over the SMs, :data:`FUSED_AR_TILE`); None where the GPU has no such kernel or its SM count is not known."""
+    if not gpu.sm_count or rows <= 0:
+        return None
+    m = int(math.ceil(rows))
+    if gpu.architecture == "blackwell":
+        tile_m, tile_n = FUSED_AR_TILE["blackwell"]
+        tiles = ceil_div(m, tile_m) * ceil_div(features, tile_n)
+    elif gpu.architecture == "hopper":
+        tile_m = next((t for t in FUSED_AR_HOPPER_TILE_M if m <= t), FUSED_AR_HOPPER_TILE_M[-1])
+        tiles = ceil_div(features, FUSED_AR_HOPPER_TILE_N) * ceil_div(m, tile_m)
+    else:
+        return None
+    return ceil_div(tiles, gpu.sm_count)
+
+
+def fused_gemm_allreduce_s(gemm_s: float, reduce_s: float, waves: int) -> float:
+    """One GEMM fused with its all-reduce, in ``waves`` waves of output tiles: the kernel's all-reduce warps reduce a
+    tile over the TP group once every rank has written it, while its MMA warps compute the next wave
+    (kernel/sm100_gemm_allreduce_tma_warpspecialized.hpp @0cc33dbe: the AllReduce warp category runs
+    ``gather_reduce_broadcast`` per work tile beside the MMA and epilogue warps). A two-stage pipeline over the waves:
+    the first wave's GEMM, each later wave's GEMM beside the previous wave's all-reduce, the last wave's all-reduce:
+    ``(gemm + reduce) / w + (w - 1) / w x max(gemm, reduce)``. One wave: the GEMM then its all-reduce, no gain; many:
+    the longer of the two. The all-reduce is priced as the engine's own (:func:`allreduce_s`, the same bytes at the
+    fitted rate); the NVLS two-shot's lighter traffic (each rank sends and receives its output ``1 + 1 / R`` times,
+    against a ring's ``2 (R - 1) / R``) is not priced."""
+    return (gemm_s + reduce_s) / waves + (waves - 1) / waves * max(gemm_s, reduce_s)
+
+
+def _fuses_gemm_allreduce(c: _Ctx) -> bool:
+    """The engine fuses the row-parallel GEMMs with their all-reduce (``Calibration.gemm_allreduce_fused``) and can
+    here: a TP group within one NVLink domain (NVLS multicast), on a GPU with the kernel (fused_allreduce_waves)."""
+    return (c.cal.gemm_allreduce_fused and c.dp == 1 and 1 < c.tp <= c.gpus_per_node
+            and fused_allreduce_waves(c.gpu, 1, c.spec.hidden_size) is not None)  # fmt: skip
+
+
+def _row_parallel_gemms(c: _Ctx, kind: LayerKind, tokens: float, *, dense: bool, width: int) -> list[float]:
+    """Seconds of each row-parallel GEMM of one layer whose all-reduce follows it, the GEMM proper (without the
+    kernels before it, :func:`_gemm_pre_s`, which the fused kernel does not take in): o_proj of a standard attention
+    layer (the second part of :func:`_attention_gemms_s`) and down_proj of a dense MLP. A MoE layer's second all-reduce
+    follows its experts (TensorRT-LLM's MoE plugin), not a GEMM: not listed."""
+    spec, h, out = c.spec, c.spec.hidden_size, []
+    parts = _fact(spec, ("parts", id(kind), c.tp),
+                  lambda: [p.params for p in attention_parts(spec, kind, c.tp) if p.quantizable])  # fmt: skip
+    if kind.type in ("full", "sliding", "chunked") and len(parts) >= 3:
+        o_k = parts[2] // h
+        out.append(_gemm_s(c, tokens, parts[2], h + o_k, k=o_k) - _gemm_pre_s(c, tokens, o_k))
+    inter_rank = ceil_div(width, c.tp) if dense and kind.mlp else 0
+    if inter_rank:
+        gemm = _gemm_s(c, tokens, h * inter_rank, h + inter_rank, k=inter_rank)
+        out.append(gemm - _gemm_pre_s(c, tokens, inter_rank))
+    return out
+
+
+def _fused_allreduce_delta_s(c: _Ctx, kind: LayerKind, tokens: float, *, dense: bool, width: int) -> float:
+    """What fusing one layer's row-parallel GEMMs with their all-reduces changes (0 or negative): each
+    :func:`fused_gemm_allreduce_s` against the GEMM and the all-reduce one after the other."""
+    waves = fused_allreduce_waves(c.gpu, tokens, c.spec.hidden_size)
+    reduce = allreduce_s(c, tokens)
+    return sum(fused_gemm_allreduce_s(g, reduce, waves) - g - reduce
+               for g in _row_parallel_gemms(c, kind, tokens, dense=dense, width=width))  # fmt: skip
 
 
 def allgather_s(c: _Ctx, tokens: float, *, bytes_per_element: float) -> float:
@@ -1841,7 +1929,8 @@ def _linear_s(
     moe_tokens = tokens if moe_tokens is None else moe_tokens
     layers = stage.layers if stage is not None else range(spec.num_layers)
     moe_parts: list[tuple[int, _MoeParts]] = []
-    for (name, dense, width), count in stage.keys if stage is not None else _layer_keys(spec, layers).items():
+    keys = stage.keys if stage is not None else _layer_keys(spec, layers).items()
+    for (name, dense, width), count in keys:
         key = (id(c), "layer", name, dense, width, tokens, moe_tokens)  # kept: every stage has the layer (_PARTS)
         hit = _PARTS.get(key)
         if hit is None or hit[0] is not c:
@@ -1859,6 +1948,13 @@ def _linear_s(
         # is summed over the TP group either way), and one after the embedding. The MLP's all-reduce follows the
         # join of the shared and routed paths, so it is outside their overlap.
         reduce, a2a = (2 * len(layers) + (1 if first else 0)) * allreduce_s(c, tokens), 0.0
+        if _fuses_gemm_allreduce(c):  # the row-parallel GEMMs' all-reduces run under them, tile by tile
+            for (name, dense, width), count in keys:
+                key = (id(c), "fused_ar", name, dense, width, tokens)  # kept, as the layer's figures
+                hit = _PARTS.get(key)
+                if hit is None or hit[0] is not c:
+                    hit = _keep(key, c, _fused_allreduce_delta_s(c, spec.kind(name), tokens, dense=dense, width=width))
+                reduce += count * hit[1]
     else:
         reduce, a2a = _dp_collectives_s(c, tokens, moe_tokens, layers, first=first)
     if not moe_parts:  # a dense stage: nothing to hide (0, as the sum below over no layers)
