@@ -89,7 +89,7 @@ MAX_EFF = 0.95
 CLASS_WEIGHT = 0.3  # per-class residuals: enough to pin each class, the step totals still lead
 
 
-def load_cases(engine: str | None, key: str = "cases") -> list[dict]:
+def load_cases(engine: str | None, key: str = "cases", data: Path = DATA) -> list[dict]:
     from kvplan.catalog import resolve_model
     from kvplan.cost import step_flops
     from kvplan.hardware import resolve_gpu
@@ -98,7 +98,7 @@ def load_cases(engine: str | None, key: str = "cases") -> list[dict]:
     from aiconfigurator_compare import _kvplan_dtype, _weights, reference_artifact
 
     out = []
-    for c in json.loads(DATA.read_text()).get(key, []):
+    for c in json.loads(data.read_text()).get(key, []):
         if "aic_error" in c or (engine and c["engine"] != engine):
             continue
         spec, gpu = resolve_model(c["model"]), resolve_gpu(c["gpu"])

@@ -252,6 +252,8 @@ class _Ctx:
     moe_w_bytes: float | None = None  # bytes per routed-expert weight where they differ from w_bytes (dense_dtype)
     triton_peak: float = 0.0  # OpenAI Triton MXFP4 experts: FLOP/s on their tiles' rows (_triton_mxfp4_s); 0: not them
     triton_dequant_s: float = 0.0  # ... seconds per expert weight one tile dequantizes, all SMs at work
+    # FlashInfer CUTLASS per-tensor fp8 experts (_cutlass_fp8): (FLOP/s, half width, streaming share); None: not them
+    cutlass_fp8: tuple[float, float, float] | None = None
     # Terms every step of this context repeats, taken once on first use (:func:`lm_head_s`, :func:`allreduce_s`,
     # :func:`_decode_attention_stages` by KV dtype); a copy (dataclasses.replace) starts empty
     terms: dict = field(default_factory=dict, init=False, compare=False, repr=False)
@@ -456,6 +458,8 @@ def _moe_s(
         w_bytes = c.w_bytes if c.moe_w_bytes is None else c.moe_w_bytes
         moved = touched * per_expert * w_bytes + routed * (2 * h_k + 3 * w_k) * c.act_bytes
         mem_eff = c.cal.moe_mem_eff * c.moe_mem_scale
+        if c.cutlass_fp8 is not None:  # FlashInfer's CUTLASS per-tensor fp8 experts: their own shares (_cutlass_fp8)
+            mem_eff = c.cutlass_fp8[2]
         if c.moe_block_tiles and c.cal.hopper_moe_block_mem_eff:  # their own streaming share (fit_moe_ops.py)
             mem_eff = c.cal.hopper_moe_block_mem_eff * inter_rank / (inter_rank + c.cal.hopper_moe_block_mem_half_width)
         grouped_mem = moved / (c.bw * mem_eff)
@@ -469,9 +473,12 @@ def _moe_s(
             compute = _triton_mxfp4_s(c, local, touched, per_expert, rows_per_expert=routed / local, loads=given)
         else:
             peak_eff, half_tokens = _moe_curve(c)
+            peak, half_width = c.moe_peak or c.peak, c.cal.moe_half_width
+            if c.cutlass_fp8 is not None:
+                peak, peak_eff, half_width = c.cutlass_fp8[0], 1.0, c.cutlass_fp8[1]
             eff = peak_eff * per_touched / (per_touched + half_tokens)
-            eff *= w_k / (w_k + c.cal.moe_half_width)  # thin expert slices (high TP) run below peak
-            compute = 2 * routed * per_expert / ((c.moe_peak or c.peak) * eff)
+            eff *= w_k / (w_k + half_width)  # thin expert slices (high TP) run below peak
+            compute = 2 * routed * per_expert / (peak * eff)
             if c.marlin_peak:  # Marlin MoE: at least that; its padded token blocks at its rate, each dequantizing anew
                 block = marlin_block_m(moe_tokens * moe.experts_per_token / local)
                 blocks = sum(n * _marlin_rows(1, t, block) for t, n in loads) / block
@@ -619,6 +626,24 @@ def _triton_mxfp4(gpu: GPU, cal: Calibration, kernel: MoeKernel | None) -> tuple
     if kernel is None or kernel.name != "triton_mxfp4" or cal.triton_mxfp4_mma_eff is None or not gpu.sm_count:
         return 0.0, 0.0
     return gpu.bf16_dense_tflops * 1e12 * cal.triton_mxfp4_mma_eff, cal.triton_mxfp4_dequant_s / gpu.sm_count
+
+
+def _cutlass_fp8(
+    spec: ModelSpec, gpu: GPU, cal: Calibration, kernel: MoeKernel | None
+) -> tuple[float, float, float] | None:
+    """(FLOP/s, half width, streaming share) of per-tensor fp8 experts the engine runs through FlashInfer's CUTLASS
+    fused MoE (Engine.moe_kernel "flashinfer_cutlass_fp8"): ``cutlass_fp8_moe_mma_eff`` of the GPU's dense fp8 peak on
+    the grouped GEMMs' token curve and ``w / (w + cutlass_fp8_moe_half_width)``, the weights streamed at
+    ``cutlass_fp8_moe_mem_eff`` of the bandwidth (the fitted grouped GEMMs' streaming where it has no fit). None where
+    the engine runs another kernel, its constants have no fit for it, the GPU has no fp8 tensor cores, or the
+    checkpoint's fp8 is block-scaled (its experts keep the fitted grouped GEMMs)."""
+    if (kernel is None or kernel.name != "flashinfer_cutlass_fp8" or cal.cutlass_fp8_moe_mma_eff is None
+            or gpu.fp8_dense_tflops is None or _block_fp8(spec)):  # fmt: skip
+        return None
+    mem = cal.cutlass_fp8_moe_mem_eff
+    if mem is None:
+        mem = cal.moe_mem_eff * _fp8_absorbed(cal)
+    return gpu.fp8_dense_tflops * 1e12 * cal.cutlass_fp8_moe_mma_eff, cal.cutlass_fp8_moe_half_width, mem
 
 
 def _marlin_peak(gpu: GPU, cal: Calibration, kernel: MoeKernel | None) -> float:
@@ -1609,6 +1634,7 @@ def _make_ctx(
         marlin_dequant_s=_marlin_dequant_s(gpu, cal, moe_kernel),
         triton_peak=_triton_mxfp4(gpu, cal, moe_kernel)[0],
         triton_dequant_s=_triton_mxfp4(gpu, cal, moe_kernel)[1],
+        cutlass_fp8=_cutlass_fp8(spec, gpu, cal, moe_kernel),
     )
 
 

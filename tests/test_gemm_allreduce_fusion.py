@@ -140,3 +140,32 @@ def test_each_set_of_build_switches_has_one_calibration_function():
     assert cal.fp4_norm_quant_fused and cal.gemm_allreduce_fused
     assert cal.version.endswith("TensorRT engine with norm_quant_fusion and gemm_allreduce_plugin")
     assert pub._calibration_for(both)("vllm").gemm_allreduce_fused is False  # other engines as fitted
+
+
+def test_the_405b_steps_by_operation_class_against_aiconfigurator(capsys: pytest.CaptureFixture[str]):
+    """``aiconfigurator_compare.py --classes llama-3.1-405b``: each stored 405B case (six grid cases and the NVFP4
+    hold-out on 4 x B200), both phases. kvplan's classes add up to its step (a dense model: no MoE, no overlap);
+    aiconfigurator's to its own less the embedding. On the B200 TP4 NVFP4 hold-out kvplan's decode GEMMs are 10 % over
+    aiconfigurator's (22.1 against 20.1 ms), its all-reduces 23 % under."""
+    from tests.benchmods import bench_module
+
+    cmp = bench_module("aiconfigurator_compare")
+    rows = cmp.class_rows(SPEC_405B)
+    assert len(rows) == 14 and {r["phase"] for r in rows} == {"prefill", "decode"}
+    for r in rows:
+        assert set(r["classes"]) == {"gemm", "attention", "elementwise", "allreduce"}
+        aic, kvplan = r["total"]
+        assert sum(k for _, k in r["classes"].values()) == pytest.approx(kvplan, rel=1e-9)
+        assert sum(a for a, _ in r["classes"].values()) == pytest.approx(aic, rel=2e-3)
+    fp4 = next(r for r in rows if r["set"] == "fp4_holdout_cases" and r["phase"] == "decode")
+    assert fp4["key"] == "llama-3.1-405b b200 trtllm tp4 b32 isl2048 nvfp4" and fp4["weights"] == "nvfp4"
+    gemm_aic, gemm_kvplan = fp4["classes"]["gemm"]
+    assert (gemm_aic, gemm_kvplan) == (pytest.approx(20.1, abs=0.05), pytest.approx(22.1, abs=0.05))
+    reduce_aic, reduce_kvplan = fp4["classes"]["allreduce"]
+    assert reduce_kvplan / reduce_aic == pytest.approx(0.77, abs=0.01)
+    assert cmp.main(["--classes", SPEC_405B, "--markdown"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "| case | phase | total | allreduce | attention | elementwise | gemm |" and len(out) == 16
+    assert cmp.main(["--classes", "no-such-model"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --classes 'no-such-model'")
