@@ -187,7 +187,7 @@ def release_reading(data: dict, reading: str):  # noqa: ANN201
                 or c.w_bytes != 1 or c.moe_block_tiles):  # fmt: skip
             return None
         if reading == "ratio":  # the 1.3 curve's experts (not trtllm@0.20's own Hopper curve) x the ratio
-            newest = replace(c, cal=replace(c.cal, hopper_moe_peak_eff=None, hopper_moe_half_tokens=None))
+            newest = replace(c, cal=replace(c.cal, hopper_moe_peak_eff=None))
             return priced(newest, moe_tokens, moe_tokens).grouped * ratio_at(data["fp8_ratio"][c.gpu.name], moe_tokens)
         shape = (c.spec.hidden_size, moe.expert_intermediate_size, moe.num_experts, moe.experts_per_token)
         if shape != QWEN3[1] or c.moe_ranks != QWEN3[2]:

@@ -246,6 +246,7 @@ class _Ctx:
     view_passes: float = 1.0  # decode attention reads the sequences' cells this many times (Engine.decode_view_passes)
     fp8_quant_s: float = 0.0  # per-tensor fp8 GEMMs: fixed seconds of the activations' quantization (_fp8_quant_s)
     moe_mem_scale: float = 1.0  # grouped experts' share of the 16-bit streaming efficiency (fp8_absorbed_mem_eff_scale)
+    moe_fp8: bool = False  # the routed experts are fp8 on fp8 tensor cores (_moe_curve: hopper_moe_fp8_peak_eff)
     marlin_peak: float = 0.0  # Marlin MoE: FLOP/s on the rows it computes (marlin_moe_peak_eff); 0: not Marlin
     expert_pad: tuple[int, int] = (1, 1)  # Marlin MoE: multiples it pads an expert's (hidden, width on the rank) to
     marlin_dequant_s: float = 0.0  # Marlin MoE: seconds per expert weight one token block dequantizes, all SMs at work
@@ -501,13 +502,16 @@ def _moe_s(
 
 def _moe_curve(c: _Ctx) -> tuple[float, float]:
     """``(peak share, half tokens)`` of the grouped-expert curve: the calibration's ``moe_peak_eff`` /
-    ``moe_half_tokens``, or on Hopper the rule set's own release's (``hopper_moe_peak_eff`` /
-    ``hopper_moe_half_tokens``, trtllm@0.20: TensorRT-LLM 1.0.0rc3's CUTLASS grouped GEMMs) where it has them."""
+    ``moe_half_tokens``, or on Hopper the rule set's own release's (``hopper_moe_peak_eff``, for fp8 experts
+    ``hopper_moe_fp8_peak_eff``, and ``hopper_moe_half_tokens``; trtllm@0.20: TensorRT-LLM 1.0.0rc3's CUTLASS grouped
+    GEMMs) where it has them."""
     cal = c.cal
-    if c.gpu.architecture == "hopper" and cal.hopper_moe_peak_eff is not None:
-        half = cal.moe_half_tokens if cal.hopper_moe_half_tokens is None else cal.hopper_moe_half_tokens
-        return cal.hopper_moe_peak_eff, half
-    return cal.moe_peak_eff, cal.moe_half_tokens
+    if c.gpu.architecture != "hopper" or cal.hopper_moe_peak_eff is None:
+        return cal.moe_peak_eff, cal.moe_half_tokens
+    peak = cal.hopper_moe_peak_eff
+    if c.moe_fp8 and cal.hopper_moe_fp8_peak_eff is not None:
+        peak = cal.hopper_moe_fp8_peak_eff
+    return peak, cal.moe_half_tokens if cal.hopper_moe_half_tokens is None else cal.hopper_moe_half_tokens
 
 
 def _router_ctx(c: _Ctx) -> _Ctx:
@@ -1629,6 +1633,7 @@ def _make_ctx(
         moe_block_tiles=_moe_block_tiles(spec, gpu, cal, weights_dtype),
         fp8_quant_s=_fp8_quant_s(spec, gpu, cal, dense),
         moe_mem_scale=_fp8_absorbed(cal) if fp8 else moe_mem_scale,
+        moe_fp8=fp8,
         marlin_peak=_marlin_peak(gpu, cal, moe_kernel),
         expert_pad=(moe_kernel.hidden_multiple, moe_kernel.inter_multiple) if moe_kernel else (1, 1),
         marlin_dequant_s=_marlin_dequant_s(gpu, cal, moe_kernel),
