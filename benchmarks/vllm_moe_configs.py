@@ -19,7 +19,9 @@ the vLLM 0.10.2, 0.11.0 and 0.13.0 PyPI wheels, ``model_executor/layers/fused_mo
 
 The kernel each row's experts run (the ``dtype`` selector): 16-bit experts run ``fused_experts`` through the
 unquantized method (no selector); block-fp8 checkpoints on SM89+ ``dtype=fp8_w8a8,block_shape=[128,128]`` where the
-Triton path serves them; fp8 on an A100 (no fp8 tensor cores) and MXFP4 on Hopper run Marlin, which has no such file
+Triton path serves them (``quantization/fp8.py`` ``Fp8MoEMethod`` takes DeepGEMM instead on SM90 where the image has
+the ``deep_gemm`` package, a dependency of none of these wheels, and ``VLLM_USE_DEEP_GEMM`` is 1, its default); fp8
+on an A100 (no fp8 tensor cores) and MXFP4 on Hopper run Marlin, which has no such file
 (``kvplan.engines.vllm`` ``mxfp4_hopper_marlin``). Torch device names: ``torch.cuda.get_device_name`` of each card.
 
 Usage (reads each wheel as a zip; installs nothing)::
