@@ -15,7 +15,9 @@ the vLLM 0.10.2, 0.11.0 and 0.13.0 PyPI wheels, ``model_executor/layers/fused_mo
   ``get_default_config``: 16-bit experts get ``BLOCK_SIZE_M/N/K`` 64 / 64 / 32, ``GROUP_SIZE_M`` 8 (16 / 32 / 64 at
   most ``E`` tokens), with Triton's own warps and stages; block-fp8 experts 64 / block_n / block_k, group 32, 4 warps,
   3 stages. A tuned file picks per token count, e.g. ``E=128,N=192,device_name=NVIDIA_H200.json`` (0.11.0) runs 128 /
-  256 / 64 with 8 warps at 1,024 tokens.
+  256 / 64 with 8 warps at 1,024 tokens. vLLM 0.24.0 (the release of aiconfigurator's tables, on which kvplan's
+  expert constants are fitted) has another default: from 513 tokens 128 / 128 / 64, 8 warps, 3 stages (its wheel's
+  ``get_default_config``); 0.12.0 and 0.13.0 keep the 64 / 64 / 32 one.
 
 The kernel each row's experts run (the ``dtype`` selector): 16-bit experts run ``fused_experts`` through the
 unquantized method (no selector); block-fp8 checkpoints on SM89+ ``dtype=fp8_w8a8,block_shape=[128,128]`` where the
