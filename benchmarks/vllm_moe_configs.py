@@ -33,6 +33,13 @@ Usage (reads each wheel as a zip; installs nothing)::
 
 It prints one line per vLLM MoE row of ``benchmarks/data/published_throughput.json`` whose release is among the wheels:
 the file the release looks for, whether the wheel ships it, and the row's stored ratio (kvplan / published).
+
+``--a100-table`` (needs aiconfigurator and pandas; give the vLLM 0.14.0 wheel): the one aiconfigurator MoE table timed
+under the old default tiles, A100 SXM vLLM 0.14.0 (bf16, power law 1.01, pure TP): per expert shape and TP, whether
+0.14.0 ships a tuned file for it (T) or runs the default (d), and the grouped GEMMs' TFLOPS at 2,048 and 8,192 tokens
+(2 x tokens x top-k x hidden x 3 x N per rank over the timed latency)::
+
+    /work/aic-venv/bin/python benchmarks/vllm_moe_configs.py --a100-table /tmp/whl/vllm-0.14.0-*.whl
 """
 
 from __future__ import annotations
@@ -113,9 +120,38 @@ def rows_for(versions: set[str]) -> list[dict]:
     return out
 
 
+def a100_table(files: set[str]) -> int:
+    """The A100 vLLM 0.14.0 MoE table by shape and TP, tuned (T) or default (d) tiles, TFLOPS at 2,048 / 8,192."""
+    from aic_tables import SKIPPED, tables_root
+
+    root = tables_root()
+    if root is None:
+        print(SKIPPED)
+        return 0
+    import pandas as pd
+
+    d = pd.read_parquet(root / "a100_sxm" / "moe" / "vllm" / "0.14.0" / "moe_perf.parquet")
+    d = d[(d.distribution == "power_law_1.01") & (d.moe_ep_size == 1) & (d.moe_dtype == "bfloat16")]
+    device = DEVICE_NAMES["a100-80gb"].replace(" ", "_")
+    for (h, inter, k, e), shape in d.groupby(["hidden_size", "inter_size", "topk", "num_experts"]):
+        parts = []
+        for tp, g in shape.groupby("moe_tp_size"):
+            n = inter // tp
+            tuned = f"E={e},N={n},device_name={device}.json" in files
+            rates = []
+            for m in (2048, 8192):
+                at = g[g.num_tokens == m]
+                if len(at):
+                    rates.append(f"{m}:{2 * m * k * h * 3 * n / (at.latency.iloc[0] * 1e-3) / 1e12:.0f}")
+            parts.append(f"TP{tp} N{n} {'T' if tuned else 'd'} {' '.join(rates)}")
+        print(f"hidden {h} expert {inter} top-{k} E{e} | " + " | ".join(parts))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("wheels", nargs="+", type=Path, help="vLLM wheels (vllm-X.Y.Z-*.whl)")
+    p.add_argument("--a100-table", action="store_true", help="aiconfigurator's A100 vLLM 0.14.0 MoE table, T / d")
     args = p.parse_args(argv)
     shipped: dict[str, set[str]] = {}
     for w in args.wheels:
@@ -124,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         with zipfile.ZipFile(w) as z:
             shipped[wheel_version(w)] = {n[len(CONFIGS) :] for n in z.namelist() if n.startswith(CONFIGS)}
+    if args.a100_table:
+        if "0.14.0" not in shipped:
+            print("--a100-table reads the vLLM 0.14.0 wheel (the release of the A100 table)", file=sys.stderr)
+            return 2
+        return a100_table(shipped["0.14.0"])
     for r in rows_for(set(shipped)):
         spec = r["_spec"]
         sel, kernel = selector(r, spec)

@@ -47,3 +47,10 @@ def test_main_reads_the_wheel(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     assert tuned and all("tuned file shipped" in line for line in tuned)
     assert "(vLLM 0.13.0)" not in out  # only the releases given
     assert cfg.main([str(tmp_path / "missing.whl")]) == 2
+
+
+def test_a100_table_needs_its_release(tmp_path: Path) -> None:
+    wheel = tmp_path / "vllm-0.11.0-cp38-abi3-manylinux1_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr(cfg.CONFIGS + "README", "")
+    assert cfg.main([str(wheel), "--a100-table"]) == 2
