@@ -685,7 +685,7 @@ def _landed_together(arrivals: float, *, run: int, ranks: int, prompt: int, chun
 def _share_root(g, lo: float, g_lo: float, hi: float, g_hi: float) -> float:  # noqa: ANN001
     """The root of the falling ``g`` in [lo, hi] (``g(lo) > 0 > g(hi)``) to 1e-12: :func:`_illinois` until the
     interval is that narrow (its midpoint) or ``g`` is exactly 0 (that point)."""
-    hit, lo, hi = _illinois(g, lo, g_lo, hi, g_hi, narrow=lambda lo, hi: hi - lo < 1e-12, on_root=lambda x, gx: gx == 0)
+    hit, lo, hi = _illinois(g, lo, g_lo, hi, g_hi, width=1e-12, relative=False, root=0.0)
     return (lo + hi) / 2 if hit is None else hit
 
 
@@ -904,29 +904,31 @@ def _root(g, lo: float, g_lo: float, hi: float, g_hi: float) -> float:  # noqa: 
     """The root of ``g`` in [lo, hi] (``g(lo) > 0 >= g(hi)``) to ``_REL_TOL``: the smallest bracketed t with
     ``g(t) <= 0`` (:func:`_illinois` until the interval is narrower than ``_REL_TOL`` of its top, or a point on the
     root to far better than the tolerance)."""
-    hit, _, hi = _illinois(
-        g, lo, g_lo, hi, g_hi,
-        narrow=lambda lo, hi: hi - lo < _REL_TOL * hi,
-        on_root=lambda t, gt: abs(gt) <= 0.01 * _REL_TOL * t,
-    )  # fmt: skip
+    hit, _, hi = _illinois(g, lo, g_lo, hi, g_hi, width=_REL_TOL, relative=True, root=_ROOT_TOL)
     return hi if hit is None else hit
 
 
-def _illinois(g, lo: float, g_lo: float, hi: float, g_hi: float, *, narrow, on_root) -> tuple:  # noqa: ANN001
+# A point :func:`_root` takes as the root: |g(t)| within this share of t (far inside _REL_TOL)
+_ROOT_TOL = 0.01 * _REL_TOL
+
+
+def _illinois(g, lo: float, g_lo: float, hi: float, g_hi: float, *, width: float, relative: bool,  # noqa: ANN001
+              root: float) -> tuple:  # fmt: skip
     """Regula falsi on a falling ``g`` bracketed by [lo, hi] with the Illinois modification (the kept end's value
     halved when the same end is kept twice), a bisection step whenever the interval fails to halve: a few
-    evaluations instead of the dozen or more of plain bisection, and never outside the bracket. Stops when
-    ``narrow(lo, hi)`` or after ``_BISECT`` steps: (None, lo, hi); or at a point with ``on_root(t, g(t))``:
-    (t, lo, hi)."""
+    evaluations instead of the dozen or more of plain bisection, and never outside the bracket. Stops when the
+    interval is narrower than ``width`` (``relative``: than ``width x hi``) or after ``_BISECT`` steps: (None, lo, hi);
+    or at a point with ``|g(t)| <= root x t`` (``root`` 0: ``g(t)`` exactly 0): (t, lo, hi). The tests are numbers,
+    not callables: this loop runs for every fixed point and every attention-DP share."""
     side = 0
     for _ in range(_BISECT):
-        if narrow(lo, hi):
+        if hi - lo < (width * hi if relative else width):
             break
         t = (lo * g_hi - hi * g_lo) / (g_hi - g_lo) if g_lo != g_hi else (lo + hi) / 2
         if not lo < t < hi or abs(side) == 2:
             t, side = (lo + hi) / 2, 0
         gt = g(t)
-        if on_root(t, gt):
+        if abs(gt) <= root * t:
             return t, lo, hi
         if gt > 0:
             lo, g_lo = t, gt
