@@ -225,24 +225,6 @@ def forget_memos(*, facts: bool = True) -> None:
         memo.clear()
 
 
-def _kept(step):  # noqa: ANN001, ANN201
-    """:func:`_step` kept per setup object and exact arguments (:data:`_STEPS`)."""
-
-    def kept(s: Setup, *, n: float, p: float, context: int, prefix: int = 0, ep: bool = False,
-             p_all: float | None = None, chunks: float = 1.0) -> float:  # fmt: skip
-        key = (id(s), n, p, context, prefix, ep, p_all, chunks)
-        hit = _STEPS.get(key)
-        if hit is None or hit[0] is not s:
-            if len(_STEPS) > 16384:
-                _STEPS.clear()
-            value = step(s, n=n, p=p, context=context, prefix=prefix, ep=ep, p_all=p_all, chunks=chunks)
-            hit = _STEPS[key] = (s, value)
-        return hit[1]
-
-    return kept
-
-
-@_kept
 def _step(
     s: Setup,
     *,
@@ -259,7 +241,14 @@ def _step(
     with PP, the pipeline's cycle (``chunks``: the step carries that many such chunks, one per micro-batch). A
     decode-only step runs the engine's CUDA-graph padding, where it pads (:meth:`Engine.graph_rows`). With a
     measured host time per request (``Settings.host_request_s``) the engine's host loop rule applies
-    (:func:`kvplan.host.step_with_host_s`); without one the step is the GPU's."""
+    (:func:`kvplan.host.step_with_host_s`); without one the step is the GPU's. Kept per setup object and exact
+    arguments (:data:`_STEPS`; looked up here rather than in a wrapper: a plan asks for thousands of steps)."""
+    key = (id(s), n, p, context, prefix, ep, p_all, chunks)
+    hit = _STEPS.get(key)
+    if hit is not None and hit[0] is s:
+        return hit[1]
+    if len(_STEPS) > 16384:
+        _STEPS.clear()
     padded = s.engine.graph_rows(s.settings, n / s.dp) if p <= 0 and s.pp == 1 else None
     eager = p <= 0 and beyond_graph_cap(_graph_cap(s), decode_seqs=n, dp=s.dp, pp=s.pp)
     gpu_s = mixed_step_latency(
@@ -287,7 +276,9 @@ def _step(
     ).total
     # The host loop's work over the busiest rank's requests (its decodes, and the prompts with a chunk in the step).
     requests = n / s.dp + (chunks if p > 0 else 0.0)
-    return step_with_host_s(s.engine, gpu_s, requests=requests, request_s=s.settings.host_request_s)
+    value = step_with_host_s(s.engine, gpu_s, requests=requests, request_s=s.settings.host_request_s)
+    _STEPS[key] = (s, value)
+    return value
 
 
 def _graph_cap(s: Setup) -> tuple[bool, int | None]:
