@@ -225,24 +225,6 @@ def forget_memos(*, facts: bool = True) -> None:
         memo.clear()
 
 
-def _kept(step):  # noqa: ANN001, ANN201
-    """:func:`_step` kept per setup object and exact arguments (:data:`_STEPS`)."""
-
-    def kept(s: Setup, *, n: float, p: float, context: int, prefix: int = 0, ep: bool = False,
-             p_all: float | None = None, chunks: float = 1.0) -> float:  # fmt: skip
-        key = (id(s), n, p, context, prefix, ep, p_all, chunks)
-        hit = _STEPS.get(key)
-        if hit is None or hit[0] is not s:
-            if len(_STEPS) > 16384:
-                _STEPS.clear()
-            value = step(s, n=n, p=p, context=context, prefix=prefix, ep=ep, p_all=p_all, chunks=chunks)
-            hit = _STEPS[key] = (s, value)
-        return hit[1]
-
-    return kept
-
-
-@_kept
 def _step(
     s: Setup,
     *,
@@ -259,7 +241,14 @@ def _step(
     with PP, the pipeline's cycle (``chunks``: the step carries that many such chunks, one per micro-batch). A
     decode-only step runs the engine's CUDA-graph padding, where it pads (:meth:`Engine.graph_rows`). With a
     measured host time per request (``Settings.host_request_s``) the engine's host loop rule applies
-    (:func:`kvplan.host.step_with_host_s`); without one the step is the GPU's."""
+    (:func:`kvplan.host.step_with_host_s`); without one the step is the GPU's. Kept per setup object and exact
+    arguments (:data:`_STEPS`; looked up here rather than in a wrapper: a plan asks for thousands of steps)."""
+    key = (id(s), n, p, context, prefix, ep, p_all, chunks)
+    hit = _STEPS.get(key)
+    if hit is not None and hit[0] is s:
+        return hit[1]
+    if len(_STEPS) > 16384:
+        _STEPS.clear()
     padded = s.engine.graph_rows(s.settings, n / s.dp) if p <= 0 and s.pp == 1 else None
     eager = p <= 0 and beyond_graph_cap(_graph_cap(s), decode_seqs=n, dp=s.dp, pp=s.pp)
     gpu_s = mixed_step_latency(
@@ -287,7 +276,9 @@ def _step(
     ).total
     # The host loop's work over the busiest rank's requests (its decodes, and the prompts with a chunk in the step).
     requests = n / s.dp + (chunks if p > 0 else 0.0)
-    return step_with_host_s(s.engine, gpu_s, requests=requests, request_s=s.settings.host_request_s)
+    value = step_with_host_s(s.engine, gpu_s, requests=requests, request_s=s.settings.host_request_s)
+    _STEPS[key] = (s, value)
+    return value
 
 
 def _graph_cap(s: Setup) -> tuple[bool, int | None]:
@@ -685,7 +676,7 @@ def _landed_together(arrivals: float, *, run: int, ranks: int, prompt: int, chun
 def _share_root(g, lo: float, g_lo: float, hi: float, g_hi: float) -> float:  # noqa: ANN001
     """The root of the falling ``g`` in [lo, hi] (``g(lo) > 0 > g(hi)``) to 1e-12: :func:`_illinois` until the
     interval is that narrow (its midpoint) or ``g`` is exactly 0 (that point)."""
-    hit, lo, hi = _illinois(g, lo, g_lo, hi, g_hi, narrow=lambda lo, hi: hi - lo < 1e-12, on_root=lambda x, gx: gx == 0)
+    hit, lo, hi = _illinois(g, lo, g_lo, hi, g_hi, width=1e-12, relative=False, root=0.0)
     return (lo + hi) / 2 if hit is None else hit
 
 
@@ -904,29 +895,31 @@ def _root(g, lo: float, g_lo: float, hi: float, g_hi: float) -> float:  # noqa: 
     """The root of ``g`` in [lo, hi] (``g(lo) > 0 >= g(hi)``) to ``_REL_TOL``: the smallest bracketed t with
     ``g(t) <= 0`` (:func:`_illinois` until the interval is narrower than ``_REL_TOL`` of its top, or a point on the
     root to far better than the tolerance)."""
-    hit, _, hi = _illinois(
-        g, lo, g_lo, hi, g_hi,
-        narrow=lambda lo, hi: hi - lo < _REL_TOL * hi,
-        on_root=lambda t, gt: abs(gt) <= 0.01 * _REL_TOL * t,
-    )  # fmt: skip
+    hit, _, hi = _illinois(g, lo, g_lo, hi, g_hi, width=_REL_TOL, relative=True, root=_ROOT_TOL)
     return hi if hit is None else hit
 
 
-def _illinois(g, lo: float, g_lo: float, hi: float, g_hi: float, *, narrow, on_root) -> tuple:  # noqa: ANN001
+# A point :func:`_root` takes as the root: |g(t)| within this share of t (far inside _REL_TOL)
+_ROOT_TOL = 0.01 * _REL_TOL
+
+
+def _illinois(g, lo: float, g_lo: float, hi: float, g_hi: float, *, width: float, relative: bool,  # noqa: ANN001
+              root: float) -> tuple:  # fmt: skip
     """Regula falsi on a falling ``g`` bracketed by [lo, hi] with the Illinois modification (the kept end's value
     halved when the same end is kept twice), a bisection step whenever the interval fails to halve: a few
-    evaluations instead of the dozen or more of plain bisection, and never outside the bracket. Stops when
-    ``narrow(lo, hi)`` or after ``_BISECT`` steps: (None, lo, hi); or at a point with ``on_root(t, g(t))``:
-    (t, lo, hi)."""
+    evaluations instead of the dozen or more of plain bisection, and never outside the bracket. Stops when the
+    interval is narrower than ``width`` (``relative``: than ``width x hi``) or after ``_BISECT`` steps: (None, lo, hi);
+    or at a point with ``|g(t)| <= root x t`` (``root`` 0: ``g(t)`` exactly 0): (t, lo, hi). The tests are numbers,
+    not callables: this loop runs for every fixed point and every attention-DP share."""
     side = 0
     for _ in range(_BISECT):
-        if narrow(lo, hi):
+        if hi - lo < (width * hi if relative else width):
             break
         t = (lo * g_hi - hi * g_lo) / (g_hi - g_lo) if g_lo != g_hi else (lo + hi) / 2
         if not lo < t < hi or abs(side) == 2:
             t, side = (lo + hi) / 2, 0
         gt = g(t)
-        if on_root(t, gt):
+        if abs(gt) <= root * t:
             return t, lo, hi
         if gt > 0:
             lo, g_lo = t, gt
