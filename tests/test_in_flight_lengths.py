@@ -143,6 +143,7 @@ def test_mlperf_rows_before_and_after():
         old = pub.score_mlperf(before, flat)["ratio"]
         if key in moved:
             assert (old, r["ratio"]) == moved[key], key
-        else:  # the 405B runs move by at most 0.2 % (cv 0.38, long prompts; 0.05 % before the requests' own p99,
-            # 0.06 % before the life's mean of stop 27: the B200 Interactive run 0.7392 -> 0.7406)
-            assert r["model"] == "llama-3.1-405b" and old == pytest.approx(r["ratio"], rel=2e-3), key
+        else:  # the 405B runs move by at most 0.6 % (cv 0.38, long prompts; 0.05 % before the requests' own p99,
+            # 0.06 % before their builds' gemm_allreduce_plugin was priced, 0.13 % before the life's mean of stop 27:
+            # the B200 Interactive run 0.8994 -> 0.8948)
+            assert r["model"] == "llama-3.1-405b" and old == pytest.approx(r["ratio"], rel=6e-3), key
