@@ -719,7 +719,7 @@ FUSED_AR_HOPPER_TILE_N = 128
 FUSED_AR_HOPPER_TILE_M = (16, 32, 64, 128)
 
 
-def fused_allreduce_waves(gpu: GPU, rows: float, features: int) -> int | None:
+def fused_allreduce_waves(gpu: GPU, rows: float, *, features: int) -> int | None:
     """Waves of output tiles the fused GEMM + all-reduce kernel runs ``rows x features`` in on ``gpu`` (its tiles
     over the SMs, :data:`FUSED_AR_TILE`); None where the GPU has no such kernel or its SM count is not known."""
     if not gpu.sm_count or rows <= 0:
@@ -736,7 +736,7 @@ def fused_allreduce_waves(gpu: GPU, rows: float, features: int) -> int | None:
     return ceil_div(tiles, gpu.sm_count)
 
 
-def fused_gemm_allreduce_s(gemm_s: float, reduce_s: float, waves: int) -> float:
+def fused_gemm_allreduce_s(gemm_s: float, reduce_s: float, *, waves: int) -> float:
     """One GEMM fused with its all-reduce, in ``waves`` waves of output tiles: the kernel's all-reduce warps reduce a
     tile over the TP group once every rank has written it, while its MMA warps compute the next wave
     (kernel/sm100_gemm_allreduce_tma_warpspecialized.hpp @0cc33dbe: the AllReduce warp category runs
@@ -753,7 +753,7 @@ def _fuses_gemm_allreduce(c: _Ctx) -> bool:
     """The engine fuses the row-parallel GEMMs with their all-reduce (``Calibration.gemm_allreduce_fused``) and can
     here: a TP group within one NVLink domain (NVLS multicast), on a GPU with the kernel (fused_allreduce_waves)."""
     return (c.cal.gemm_allreduce_fused and c.dp == 1 and 1 < c.tp <= c.gpus_per_node
-            and fused_allreduce_waves(c.gpu, 1, c.spec.hidden_size) is not None)  # fmt: skip
+            and fused_allreduce_waves(c.gpu, 1, features=c.spec.hidden_size) is not None)  # fmt: skip
 
 
 def _row_parallel_gemms(c: _Ctx, kind: LayerKind, tokens: float, *, dense: bool, width: int) -> list[float]:
@@ -777,9 +777,9 @@ def _row_parallel_gemms(c: _Ctx, kind: LayerKind, tokens: float, *, dense: bool,
 def _fused_allreduce_delta_s(c: _Ctx, kind: LayerKind, tokens: float, *, dense: bool, width: int) -> float:
     """What fusing one layer's row-parallel GEMMs with their all-reduces changes (0 or negative): each
     :func:`fused_gemm_allreduce_s` against the GEMM and the all-reduce one after the other."""
-    waves = fused_allreduce_waves(c.gpu, tokens, c.spec.hidden_size)
+    waves = fused_allreduce_waves(c.gpu, tokens, features=c.spec.hidden_size)
     reduce = allreduce_s(c, tokens)
-    return sum(fused_gemm_allreduce_s(g, reduce, waves) - g - reduce
+    return sum(fused_gemm_allreduce_s(g, reduce, waves=waves) - g - reduce
                for g in _row_parallel_gemms(c, kind, tokens, dense=dense, width=width))  # fmt: skip
 
 
