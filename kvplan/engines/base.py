@@ -486,12 +486,14 @@ class Calibration:
     fp4_norm_quant_fused: bool = False
     # The row-parallel GEMMs (o_proj, and the dense MLP's down_proj) fused with the all-reduce that follows them
     # (kvplan.latency fused_gemm_allreduce_s): TensorRT-LLM's TensorRT engines built with ``gemm_allreduce_plugin``
-    # (FP4RowLinear / FP8RowLinear.forward in tensorrt_llm/quantization/layers.py @2340c776 call ``gemm_allreduce``
-    # instead of the GEMM and ``allreduce``) run one persistent CUTLASS kernel, NVLS two-shot, whose all-reduce warps
-    # reduce each output tile over the TP group as soon as every rank has written it, while the MMA warps compute the
-    # next tiles (cpp/tensorrt_llm/kernels/cutlass_kernels/allreduce_gemm/: allreduce_gemm_runner.cu @038ba99c, the
-    # SM90 and SM100 launch configs; kernel/sm100_gemm_allreduce_tma_warpspecialized.hpp @0cc33dbe, the AllReduce warp
-    # category's gather_reduce_broadcast per work tile; the plugin's FP4 x FP4 and FP8 x FP8 entries in
+    # (FP4RowLinear.forward in tensorrt_llm/quantization/layers.py @2340c776 calls ``gemm_allreduce`` instead of the
+    # GEMM and ``allreduce``; FP8RowLinear.forward goes through RowLinear.multiply_collect, tensorrt_llm/layers/
+    # linear.py @2a9abd95, which does the same with fp8_inputs_override) run one persistent CUTLASS kernel, NVLS
+    # two-shot, whose all-reduce warps reduce each output tile over the TP group as soon as every rank has written it,
+    # while the MMA warps compute the next tiles (cpp/tensorrt_llm/kernels/cutlass_kernels/allreduce_gemm/:
+    # allreduce_gemm_runner.cu @038ba99c, the SM90 and SM100 launch configs;
+    # kernel/sm100_gemm_allreduce_tma_warpspecialized.hpp @0cc33dbe, the AllReduce warp category's
+    # gather_reduce_broadcast per work tile; the plugin's FP4 x FP4 and FP8 x FP8 entries in
     # plugins/gemmAllReducePlugin/gemmAllReducePlugin.cpp @2a9abd95). No engine release kvplan offers sets it:
     # benchmarks/published_compare.py turns it on for the MLPerf runs whose config builds with that flag.
     gemm_allreduce_fused: bool = False

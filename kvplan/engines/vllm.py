@@ -826,10 +826,12 @@ class Vllm(Engine):
         which aiconfigurator 0.12.0's TensorRT-LLM fp8 tables time under ``autotune()``; its vLLM 0.24.0 Hopper fp8
         table times this path without the autotuning (benchmarks/moe_compare.py UNTUNED) and is not what serves. Not
         modelled: dynamic activation scales (``--quantization fp8`` on a 16-bit checkpoint: kFp8DynamicTensorSym,
-        which FlashInferExperts refuses, so TRITON), the untuned tactics under ``--enforce-eager``, and block-scaled
-        checkpoints (kvplan.latency keeps their fitted grouped GEMMs). The 0.8 rules (0.8.5 and 0.11.0 wheels):
-        ``Fp8MoEMethod`` / ``ModelOptFp8MoEMethod.apply`` call the Triton ``fused_experts`` unless
-        ``VLLM_USE_FLASHINFER_MOE_FP8`` is set: the fitted grouped GEMMs (None)."""
+        which FlashInferExperts refuses, so TRITON), compressed-tensors checkpoints with per-channel weight and
+        dynamic per-token activation scales (``CompressedTensorsW8A8Fp8MoEMethod`` passes ``allow_vllm_cutlass=True``:
+        vLLM's own CUTLASS grouped fp8 GEMMs, ``TritonOrCutlassExperts``, 0.19.0 wheel), the untuned tactics under
+        ``--enforce-eager``, and block-scaled checkpoints (kvplan.latency keeps their fitted grouped GEMMs). The 0.8
+        rules (0.8.5 and 0.11.0 wheels): ``Fp8MoEMethod`` / ``ModelOptFp8MoEMethod.apply`` call the Triton
+        ``fused_experts`` unless ``VLLM_USE_FLASHINFER_MOE_FP8`` is set: the fitted grouped GEMMs (None)."""
         if weights_dtype == "fp8" and gpu.architecture == "hopper" and self.fp8_moe_flashinfer_cutlass:
             return FLASHINFER_CUTLASS_FP8_MOE
         if weights_dtype != "mxfp4":
