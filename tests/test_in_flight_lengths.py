@@ -133,10 +133,10 @@ def test_mlperf_rows_before_and_after():
         ("mlperf-5.1", "llama-2-70b", "b200", "Interactive"): (0.9176, 0.9025),
         ("mlperf-4.1", "mixtral-8x7b", "h200", "Offline"): (1.1886, 1.1849),
         ("mlperf-4.1", "mixtral-8x7b", "h100-sxm", "Offline"): (1.2423, 1.2339),
-        # R1 Offline (1.2739, 1.1069), Server (2.0693, 1.5618) before TensorRT-LLM's NVFP4 experts paid the CUTLASS
+        # R1 Offline (1.2739, 1.1069), Server (2.069, 1.5616) before TensorRT-LLM's NVFP4 experts paid the CUTLASS
         # path's own fixed cost a layer (cutlass_nvfp4_moe_layer_s)
         ("mlperf-5.1", "deepseek-v3", "b200", "Offline"): (1.2494, 1.0873),
-        ("mlperf-5.1", "deepseek-v3", "b200", "Server"): (2.019, 1.5161),
+        ("mlperf-5.1", "deepseek-v3", "b200", "Server"): (2.0186, 1.5159),
     }
     flat = {k: {**d, "output_cv": None} for k, d in ds.items()}
     for r in data["mlperf"]:
