@@ -39,6 +39,7 @@ simulation on kvplan's steps (lengths drawn per request, and fixed) and ``serve(
 from __future__ import annotations
 
 import argparse
+import heapq
 import math
 import random
 import statistics
@@ -72,7 +73,8 @@ def quantile(samples: list[float], q: float) -> float:
 def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: int, seq_cap: float,  # noqa: ANN001
              warmup: int = 200, seed: int = 1, dispatch: str = "round_robin", lengths=None) -> SimResult:  # fmt: skip
     """One replica of setup ``s`` serving ``requests`` Poisson arrivals at ``rate_rps`` (module docstring). With
-    ``s.dp`` attention-DP ranks each rank schedules its own requests (dealt by ``dispatch``, :func:`_deal`) against
+    ``s.dp`` attention-DP ranks each rank schedules its own requests (dealt by ``dispatch``: :func:`_deal`, and
+    ``trtllm`` each iteration's arrivals at once, :func:`_deal_fewest_active`) against
     its share of ``seq_cap``, and an iteration runs every rank's batch together, priced as
     :func:`kvplan.serving._step` prices a DP step: the decodes over all ranks, the busiest rank's prompt tokens, all
     ranks' prompt tokens for the shared layers. ``lengths``: a function of a ``random.Random`` giving each request's
@@ -102,14 +104,23 @@ def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: i
     cap = max(1, math.floor(seq_cap / ranks))
     snapshot, snapshot_clock = [[0, 0] for _ in range(ranks)], -1.0
     while done < requests:
-        if dispatch == "trtllm":  # the executor gathers every rank's live counts each iteration
-            snapshot = [[len(waiting[r]), len(decoding[r])] for r in range(ranks)]
-        elif clock - snapshot_clock >= VLLM_STATS_INTERVAL_S:
-            snapshot, snapshot_clock = [[len(waiting[r]), len(decoding[r])] for r in range(ranks)], clock
-        while arrivals and arrivals[0] <= clock:
-            prompt = sizes[index][0]
-            waiting[_deal(dispatch, index=index, counts=snapshot)].append([prompt, arrivals.popleft(), index, prompt])
-            index += 1
+        if dispatch == "trtllm":  # the executor gathers every rank's live counts each iteration and deals them at once
+            fresh = []
+            while arrivals and arrivals[0] <= clock:
+                fresh.append((index, arrivals.popleft()))
+                index += 1
+            active = [(sum(w[3] for w in waiting[r]) + sum(d[4] for d in decoding[r]),
+                       len(waiting[r]) + len(decoding[r])) for r in range(ranks)]  # fmt: skip
+            for position, rank in _deal_fewest_active([sizes[i][0] for i, _ in fresh], active):
+                idx, sent = fresh[position]
+                waiting[rank].append([sizes[idx][0], sent, idx, sizes[idx][0]])
+        else:
+            if clock - snapshot_clock >= VLLM_STATS_INTERVAL_S:
+                snapshot, snapshot_clock = [[len(waiting[r]), len(decoding[r])] for r in range(ranks)], clock
+            while arrivals and arrivals[0] <= clock:
+                prompt, rank = sizes[index][0], _deal(dispatch, index=index, counts=snapshot)
+                waiting[rank].append([prompt, arrivals.popleft(), index, prompt])
+                index += 1
         if not any(waiting) and not any(decoding):
             clock = arrivals[0]
             continue
@@ -219,23 +230,38 @@ def _deal(dispatch: str, *, index: int, counts: list[list[int]]) -> int:
     deals in turn). ``vllm``: vLLM V1's DPLBAsyncMPClient.get_core_engine_for_request
     (vllm/v1/engine/core_client.py): the lowest ``waiting * 4 + running`` over the coordinator's last snapshot
     ``counts``, ties to the first rank scanned, then the chosen rank's waiting count raised by one at once (one
-    client) until the next snapshot. ``trtllm``: TensorRT-LLM's attention-DP request queue
-    (tensorrt_llm/_torch/pyexecutor/executor_request_queue.py ``_fetch_new_requests_attention_dp`` and
-    ``_balance_requests_across_ranks``, read through the code index in the copy that has both, its release not named):
-    each iteration the new requests go one by one to the rank at the top of a heap keyed on (the rank's active
-    requests' prompt tokens, ``py_orig_prompt_len`` summed; its active requests; its rank), capped at the ceiling of
-    all active + new requests over the ranks; with every prompt of one length that is the rank with the fewest
-    active requests (waiting + running), ``counts`` live, not a snapshot."""
+    client) until the next snapshot. TensorRT-LLM deals a whole iteration's arrivals at once
+    (:func:`_deal_fewest_active`)."""
     if dispatch == "round_robin":
         return index % len(counts)
-    if dispatch == "trtllm":
-        rank = min(range(len(counts)), key=lambda r: (counts[r][0] + counts[r][1], r))
-    elif dispatch == "vllm":
-        rank = min(range(len(counts)), key=lambda r: (counts[r][0] * 4 + counts[r][1], r))
-    else:
+    if dispatch != "vllm":
         raise ValueError(f"dispatch {dispatch!r}: round_robin, vllm or trtllm")
+    rank = min(range(len(counts)), key=lambda r: (counts[r][0] * 4 + counts[r][1], r))
     counts[rank][0] += 1
     return rank
+
+
+def _deal_fewest_active(prompts: list[int], active: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """TensorRT-LLM's attention-DP dealing of one iteration's new requests (``prompts``, their prompt tokens, in
+    arrival order) over ranks with ``active`` (prompt tokens, requests) each (every request dealt to the rank and not
+    finished): ``(position in prompts, rank)`` in the order dealt, which is the order the rank's scheduler sees them.
+    tensorrt_llm/_torch/pyexecutor/executor_request_queue.py ``_schedule_attention_dp_requests`` and
+    ``_balance_requests_across_ranks`` (the stored 1.x copies; tensorrt_llm/_torch/pyexecutor/scheduler/
+    adp_router.py ``DefaultADPRouter.route_requests`` @62b8daa4 the same): the cap is the ceiling of all active + new
+    requests over the ranks, at least the busiest rank's count; the ranks under it enter a heap keyed on (active
+    prompt tokens, active requests, rank); the new requests, longest prompt first (a stable sort), each go to the top
+    rank, which re-enters the heap with the request's tokens and one more request while it stays under the cap."""
+    ranks = len(active)
+    cap = max(-(-(sum(n for _, n in active) + len(prompts)) // ranks), max(n for _, n in active))
+    heap = [(tokens, n, rank) for rank, (tokens, n) in enumerate(active) if n < cap]
+    heapq.heapify(heap)
+    dealt = []
+    for position in sorted(range(len(prompts)), key=lambda i: -prompts[i]):
+        tokens, n, rank = heapq.heappop(heap)
+        dealt.append((position, rank))
+        if n + 1 < cap:
+            heapq.heappush(heap, (tokens + prompts[position], n + 1, rank))
+    return dealt
 
 
 def _rank_plan(waiting: deque, n: int, *, budget: int, cap: int, mixed: bool) -> tuple[int, int, int, int]:

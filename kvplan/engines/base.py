@@ -1023,6 +1023,17 @@ class Engine:
         rank's scheduler admits its own, independently of the others (every engine's default that was read)."""
         return False
 
+    def dp_dealing(self, settings: Settings) -> Literal["even", "fewest_active"]:
+        """How the engine deals new requests over its attention-DP ranks, as kvplan.serving prices the busiest rank's
+        prompts in a step. ``"even"``: a step's arrivals spread as evenly as their count allows (SGLang's default
+        ``load_balance_method`` ``round_robin``, python/sglang/srt/managers/data_parallel_controller.py
+        ``round_robin_scheduler``; vLLM V1's ``DPLBAsyncMPClient.get_core_engine_for_request``, vllm/v1/engine/
+        core_client.py, the lowest ``waiting x 4 + running`` with the chosen rank's waiting count raised at once
+        between the coordinator's 100 ms snapshots, which spreads a step's arrivals over the ranks: benchmarks/
+        serving_sim.py ``--dp`` runs it within 1-7 % of the even figures). ``"fewest_active"``: TensorRT-LLM's
+        (:meth:`kvplan.engines.trtllm.TrtLlm.dp_dealing`)."""
+        return "even"
+
     def dp_balance_iters(self, settings: Settings) -> tuple[int, int] | None:
         """``(timeout_iters, batching_wait_iters)`` of the engine's attention-DP balancer, which holds prompts back
         until every rank has one (kvplan.dp_balance prices the hold in the TTFT); None where it holds none."""
