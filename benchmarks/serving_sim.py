@@ -503,6 +503,53 @@ def compare_retract(requests: int, *, cases: tuple = RETRACT_CASES, warmup: int 
     return lines
 
 
+DEALING_MEANS = (0.3, 1.0, 2.0, 4.0, 8.0)  # arrivals a step
+DEALING_CASES = ((4, 64), (4, 256), (8, 64), (8, 256))  # (ranks, steps a request lives)
+
+
+def dealt_busiest(mean: float, *, ranks: int, life: int, steps: int, seed: int = 1) -> float:
+    """TensorRT-LLM's dealing alone (:func:`_deal_fewest_active`, prompts of one length): Poisson arrivals of ``mean``
+    a step, each request leaving ``life`` steps after it was dealt; the mean of the busiest rank's arrivals over the
+    steps with some, after a warm-up of ``5 life`` steps (``steps`` in all)."""
+    rng = random.Random(seed)
+    active = [0] * ranks
+    dealt_at: deque = deque()
+    total = counted = 0
+    for step in range(steps):
+        if len(dealt_at) == life:
+            for rank, count in enumerate(dealt_at.popleft()):
+                active[rank] -= count
+        arrivals, clock = 0, rng.expovariate(mean)
+        while clock < 1.0:
+            arrivals, clock = arrivals + 1, clock + rng.expovariate(mean)
+        here = [0] * ranks
+        for _, rank in _deal_fewest_active([1] * arrivals, [(n, n) for n in active]):
+            here[rank] += 1
+            active[rank] += 1
+        dealt_at.append(here)
+        if step >= 5 * life and arrivals:
+            total, counted = total + max(here), counted + 1
+    return total / counted
+
+
+def compare_dealing(steps: int = 60000) -> list[str]:
+    """``--dealing``: the busiest rank's prompts per step with arrivals under TensorRT-LLM's dealing
+    (:func:`dealt_busiest`) beside the largest of ``ranks`` independent Poisson shares
+    (:func:`kvplan.serving.busiest_drawn`) and the even ``ceil(K / ranks)`` (:func:`kvplan.serving.busiest_share`),
+    each over the steps with arrivals (divided by ``1 - e^-mean``)."""
+    from kvplan.serving import busiest_drawn, busiest_share
+
+    head = ("ranks", "steps a request lives", "arrivals a step", "dealt (TensorRT-LLM)", "drawn shares", "even")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for ranks, life in DEALING_CASES:
+        for mean in DEALING_MEANS:
+            some = -math.expm1(-mean)
+            cells = (ranks, life, mean, f"{dealt_busiest(mean, ranks=ranks, life=life, steps=steps):.3f}",
+                     f"{busiest_drawn(mean, ranks=ranks) / some:.3f}", f"{busiest_share(mean, ranks=ranks) / some:.3f}")
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=3000)
@@ -516,6 +563,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--long", action="store_true",
                     help="with --dp, the prompts past a rank's token budget instead (4,000 requests, the first 1,000 "
                     "left out)")  # fmt: skip
+    ap.add_argument("--dealing", action="store_true",
+                    help="TensorRT-LLM's attention-DP dealing alone: the busiest rank's prompts a step against the "
+                    "largest of the ranks' Poisson shares and the even split")  # fmt: skip
     ap.add_argument("--retract", action="store_true",
                     help="SGLang's admission reserve and retraction on KV-bound replicas, past saturation")  # fmt: skip
     ap.add_argument("--mlperf", action="store_true",
@@ -525,7 +575,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="the requests' own TPOT at the mean, p90 and p99 against serve()'s (10,000 requests; with "
                     "--dp the attention-DP cases, 12,000, the first 3,000 left out)")  # fmt: skip
     args = ap.parse_args(argv)
-    if args.tpot and args.mlperf:
+    if args.dealing:
+        print("\n".join(compare_dealing()))
+    elif args.tpot and args.mlperf:
         print("\n".join(compare_mlperf_tpot(args.requests)))
     elif args.tpot:
         if args.dp:

@@ -712,13 +712,14 @@ def busiest_drawn(mean_arrivals: float, *, ranks: int) -> float:
     over ``k`` within 12 standard deviations and 30 of the share's mean (below it each term is 1 to double precision;
     above it the terms weigh below 1e-30), the first term placed by ``lgamma`` so that a large mean starts there.
 
-    Against a dealing-only simulation of the source's rule (fixed lengths, each request leaving a fixed number of
-    steps after it arrived, Poisson arrivals; 60,000 steps) the busiest rank's prompts per step that has some, at a
-    mean of 0.3 / 1 / 2 / 4 / 8 arrivals a step, 4 ranks: 1.022 / 1.123 / 1.370 / 2.083 / 3.668 against 1.042 /
-    1.176 / 1.438 / 2.103 / 3.507 here and 1.000 / 1.006 / 1.062 / 1.399 / 2.376 dealt evenly (:func:`busiest_share`);
-    8 ranks 1.009 / 1.060 / 1.201 / 1.664 / 2.761 against 1.021 / 1.093 / 1.245 / 1.668 / 2.579 (even 1.000 / 1.000 /
-    1.000 / 1.022 / 1.410); the same for 64 and 256 steps a request. In benchmarks/serving_sim.py's TensorRT-LLM
-    runs (Qwen3-30B-A3B DP4 EP4 H100, 2,048 / 256) 0.93-0.97 of it (the room of a rank's step caps the largest)."""
+    Against the source's rule dealt alone (``benchmarks/serving_sim.py --dealing``: fixed lengths, Poisson arrivals,
+    each request leaving 64 or 256 steps after it was dealt; 60,000 steps) the busiest rank's prompts per step with
+    arrivals, at 0.3 / 1 / 2 / 4 / 8 arrivals a step, 4 ranks, 64 steps: 1.020 / 1.128 / 1.372 / 2.070 / 3.729
+    against 1.042 / 1.176 / 1.438 / 2.103 / 3.507 here (over the steps with arrivals: this over ``1 - e^-mean``) and
+    1.000 / 1.006 / 1.061 / 1.400 / 2.376 dealt evenly (:func:`busiest_share`); 8 ranks 1.009 / 1.063 / 1.201 / 1.675
+    / 2.768 against 1.021 / 1.093 / 1.245 / 1.668 / 2.579 (even 1.000 / 1.000 / 1.000 / 1.022 / 1.411); with 256
+    steps the same within 0.03 up to 4 arrivals (3.639 and 2.685 at 8). In benchmarks/
+    serving_sim.py's TensorRT-LLM runs (Qwen3-30B-A3B DP4 EP4 H100, 2,048 / 256) 0.93-0.97 of it."""
     if mean_arrivals <= 0:
         return 0.0
     mu = mean_arrivals / ranks
