@@ -19,6 +19,9 @@ Two steps:
 2. default (needs kvplan only): reads the committed data file, runs kvplan's ``cost`` on every
    case and prints the table and the median and worst ``|ln(kvplan / aiconfigurator)|`` per phase.
    ``--markdown`` prints the table for docs/cost.md; ``--json`` the rows.
+
+``--classes MODEL``: every stored case of MODEL (grid, hold-out and FP4 cases), each phase's step by operation class,
+aiconfigurator's operations summed into kvplan's classes as ``fit_latency.py`` compares them (:func:`class_rows`).
 """
 
 from __future__ import annotations
@@ -673,6 +676,53 @@ def _print_agg(rows: list[dict], *, markdown: bool) -> int:
     return 0
 
 
+CLASS_KEYS = ("cases", "holdout_cases", "fp4_cases", "fp4_holdout_cases")  # every stored static case
+
+
+def class_rows(model: str, data: Path = DATA) -> list[dict]:
+    """Each stored case of ``model`` (:data:`CLASS_KEYS`), each phase: aiconfigurator's per-operation milliseconds
+    summed into kvplan's operation classes (benchmarks/fit_latency.py ``CLASSES``; its composites as sums of kvplan's
+    parts, ``kvplan_classes``) beside kvplan's step by class, under the case's engine constants. ``total`` is the
+    phase's TTFT or TPOT; a class aiconfigurator does not time is left out."""
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:  # imported as a module (the tests' bench_module): fit_latency is a sibling script
+        sys.path.insert(0, here)
+    import fit_latency as fl
+
+    from kvplan.latency import calibration
+
+    out = []
+    for key in CLASS_KEYS:
+        for row in fl.load_cases(None, key=key, data=data):
+            c = row["case"]
+            if c["model"] != model or row["artifact"]:
+                continue
+            cal = calibration(c["engine"])
+            t = fl.predict(row, cal)
+            got = fl.kvplan_classes(t, row, cal)
+            classes = {cls: (aic * 1e3, got[cls] * 1e3) for cls, aic in sorted(row["classes_s"].items()) if aic > 0}
+            out.append({"key": case_key(c).replace("|", " "), "set": key, "phase": row["phase"],
+                        "weights": row["weights"], "total": (row["total_s"] * 1e3, t.total * 1e3),
+                        "classes": classes})  # fmt: skip
+    return out
+
+
+def class_lines(rows: list[dict], *, markdown: bool = False) -> list[str]:
+    """:func:`class_rows` as lines: ``aiconfigurator / kvplan ms (xkvplan / aiconfigurator)`` per class."""
+    names = sorted({cls for r in rows for cls in r["classes"]})
+    cells = ("case", "phase", "total", *names)
+    out = ["| " + " | ".join(cells) + " |", "|---" * len(cells) + "|"] if markdown else []
+    for r in rows:
+        parts = [r["key"], r["phase"], _pair(*r["total"])]
+        parts += [_pair(*r["classes"][n]) if n in r["classes"] else "" for n in names]
+        out.append("| " + " | ".join(parts) + " |" if markdown else "  ".join(parts))
+    return out
+
+
+def _pair(aic: float, kvplan: float) -> str:
+    return f"{aic:,.1f} / {kvplan:,.1f} (x{kvplan / aic:.2f})"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--collect", action="store_true", help="run the grid through aiconfigurator into the data file")
@@ -689,6 +739,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--model", choices=["calibrated", "roofline"], default="calibrated")
+    ap.add_argument("--classes", metavar="MODEL", help="MODEL's stored cases, each step by operation class")
     args = ap.parse_args(argv)
     global MODEL
     MODEL = args.model
@@ -706,6 +757,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     if not args.data.exists():
         print(f"{args.data} is missing; run with --collect where aiconfigurator is installed")
+        return 0
+    if args.classes is not None:
+        if args.classes not in MODELS:
+            print(f"error: --classes {args.classes!r}: no stored cases; one of {', '.join(MODELS)}", file=sys.stderr)
+            return 2
+        print("\n".join(class_lines(class_rows(args.classes, args.data), markdown=args.markdown)))
         return 0
     data = json.loads(args.data.read_text())
     if args.agg:

@@ -74,7 +74,7 @@ NAMES += ("fmha_fp8_softmax",)
 # rules that say where it applies (read from the engines' source, not fitted) and the Hopper counterpart (SGLang's).
 NAMES += ("blackwell_mla_layer_s", "blackwell_mla_nope_dims", "blackwell_mla_kv_dtypes", "blackwell_mla_families")
 NAMES += ("hopper_mla_layer_s",)
-NAMES += ("fp4_norm_quant_fused",)  # a switch (what the engine build runs), not a fitted figure
+NAMES += ("fp4_norm_quant_fused", "gemm_allreduce_fused")  # switches (what the engine build runs), not fitted figures
 # Fitted by benchmarks/fit_moe_ops.py to aiconfigurator's MoE tables (block-scaled fp8 experts): held here.
 NAMES += ("hopper_moe_block_expert_s", "blackwell_moe_block_expert_s", "mxfp4_moe_dequant_s", "mxfp4_moe_tile_tokens")
 # Fitted by benchmarks/gqa_decode_compare.py --fit to aiconfigurator's generation-attention tables (GQA/MHA decode
@@ -89,7 +89,7 @@ MAX_EFF = 0.95
 CLASS_WEIGHT = 0.3  # per-class residuals: enough to pin each class, the step totals still lead
 
 
-def load_cases(engine: str | None, key: str = "cases") -> list[dict]:
+def load_cases(engine: str | None, key: str = "cases", data: Path = DATA) -> list[dict]:
     from kvplan.catalog import resolve_model
     from kvplan.cost import step_flops
     from kvplan.hardware import resolve_gpu
@@ -98,7 +98,7 @@ def load_cases(engine: str | None, key: str = "cases") -> list[dict]:
     from aiconfigurator_compare import _kvplan_dtype, _weights, reference_artifact
 
     out = []
-    for c in json.loads(DATA.read_text()).get(key, []):
+    for c in json.loads(data.read_text()).get(key, []):
         if "aic_error" in c or (engine and c["engine"] != engine):
             continue
         spec, gpu = resolve_model(c["model"]), resolve_gpu(c["gpu"])

@@ -22,6 +22,13 @@ describes, by a grid search for the least median ``|ln(kvplan / aiconfigurator)|
   share of the bandwidth the GEMMs stream their weights at, on the 960 Hopper ``fp8_block`` points; fitted in turn
   with ``hopper_moe_block_expert_s`` (the walk, on the same points), :data:`GROUP_ROUNDS` rounds.
 
+* ``cutlass_fp8_moe_mma_eff`` / ``cutlass_fp8_moe_half_width`` / ``cutlass_fp8_moe_mem_eff`` (vLLM): its per-tensor fp8
+  experts on H100 / H200, FlashInfer's CUTLASS fused MoE autotuned at start-up (Vllm.moe_kernel,
+  :func:`kvplan.latency._cutlass_fp8`): the share of the dense fp8 peak, the intermediate width at which thin slices
+  reach half of it and the share of the bandwidth the weights stream at, ``moe_half_tokens`` and ``moe_layer_s`` held,
+  on the 900 TensorRT-LLM ``fp8`` points of H100 / H200 (the same CUTLASS MoE GEMMs, timed autotuned:
+  :data:`TABLE_ENGINE`); fitted in turn, :data:`GROUP_ROUNDS` rounds.
+
 Every point is priced as the table routes it (:func:`moe_compare.grouped_seconds`: aiconfigurator's balanced logits,
 :func:`aic_tables.balanced_loads`), not with serving's uniform routing, which touches fewer experts at a few tokens.
 
@@ -66,7 +73,21 @@ FITS = {
     "hopper_moe_block_mem_eff": ("trtllm", "fp8_block", HOPPER, 1.0, tuple(i / 200 for i in range(140, 201))),
     # ... and the intermediate width on the rank at which thin slices stream at half of it: 0 to 600, steps of 10
     "hopper_moe_block_mem_half_width": ("trtllm", "fp8_block", HOPPER, 1.0, tuple(float(i) for i in range(0, 601, 10))),
+    # vLLM's per-tensor fp8 experts on Hopper, FlashInfer's CUTLASS fused MoE autotuned (TABLE_ENGINE): the share of the
+    # dense fp8 peak, 0.30 to 1.0 in 0.01 steps; the half width, 0 to 3,000 in steps of 50; the streaming share of the
+    # bandwidth, 0.70 to 1.0 in 0.005 steps
+    "cutlass_fp8_moe_mma_eff": ("vllm", "fp8", HOPPER, 1.0, tuple(i / 100 for i in range(30, 101))),
+    "cutlass_fp8_moe_half_width": ("vllm", "fp8", HOPPER, 1.0, tuple(float(i) for i in range(0, 3001, 50))),
+    "cutlass_fp8_moe_mem_eff": ("vllm", "fp8", HOPPER, 1.0, tuple(i / 200 for i in range(140, 201))),
 }
+# Constants fitted on another engine's tables than the one they price (constant -> the tables' engine): vLLM's
+# FlashInfer CUTLASS fp8 experts (kvplan.engines.vllm Vllm.moe_kernel) are TensorRT-LLM's CUTLASS MoE GEMMs
+# (FlashInfer's csrc/fused_moe/cutlass_backend binds tensorrt_llm::kernels::cutlass_kernels CutlassMoeFCRunner), which
+# vLLM autotunes at start-up; aiconfigurator 0.12.0 times them autotuned in its TensorRT-LLM 1.3.0rc20 fp8 tables
+# (collector/trtllm/collect_moe.py runs each shape under autotune()) and untuned in its vLLM 0.24.0 Hopper fp8 tables
+# (collector/vllm/collect_moe.py calls the FusedMoE module with no autotuning: moe_compare.UNTUNED)
+TABLE_ENGINE = {name: "trtllm" for name in ("cutlass_fp8_moe_mma_eff", "cutlass_fp8_moe_half_width",
+                                            "cutlass_fp8_moe_mem_eff")}  # fmt: skip
 # Constants fitted on a subset of their points, by a test of (table, point): the thin slices' streaming width on the
 # points whose experts are thin on the rank (an intermediate width of at most THIN_WIDTH: DeepSeek-V3 at TP 4 / 8,
 # 512 / 256, and Qwen3-235B-A22B at TP 4, 384; the median over all 960 points, nearly all wide, ignores them)
@@ -90,10 +111,11 @@ JOINT = (
         "hopper_moe_block_mem_half_width",
         "hopper_moe_block_expert_s",
     ),
+    ("cutlass_fp8_moe_mma_eff", "cutlass_fp8_moe_half_width", "cutlass_fp8_moe_mem_eff"),
 )
 ROUNDS = 2
 # ... where a group needs more rounds to settle (the tile pair: each round moves the other's best value)
-GROUP_ROUNDS = {"hopper_moe_block_tile_eff": 5, "triton_mxfp4_mma_eff": 4}
+GROUP_ROUNDS = {"hopper_moe_block_tile_eff": 5, "triton_mxfp4_mma_eff": 4, "cutlass_fp8_moe_mma_eff": 4}
 
 
 def points(tables: list[dict], engine: str, dtype: str, gpus: tuple[str, ...]) -> list[tuple[dict, list]]:
@@ -107,13 +129,13 @@ def points(tables: list[dict], engine: str, dtype: str, gpus: tuple[str, ...]) -
     return out
 
 
-def log_ratios(pairs: list[tuple[dict, list]], overrides: dict) -> list[float]:
-    """ln(kvplan / aiconfigurator) of each point, priced with ``overrides``."""
+def log_ratios(pairs: list[tuple[dict, list]], overrides: dict, engine: str | None = None) -> list[float]:
+    """ln(kvplan / aiconfigurator) of each point, priced with ``overrides`` for ``engine`` (default: the table's)."""
     lns = []
     for t, (d, m, tp, ep, tokens, us, _kernel) in pairs:
         model, dtype = list(moe_compare.SHAPES)[m], t["dtypes"][d]
         s = moe_compare.grouped_seconds(
-            t["gpu"], t["engine"], model=model, dtype=dtype, tp=tp, ep=ep, tokens=tokens, overrides=overrides
+            t["gpu"], engine or t["engine"], model=model, dtype=dtype, tp=tp, ep=ep, tokens=tokens, overrides=overrides
         )
         lns.append(math.log(s / (us * 1e-6)))
     return lns
@@ -130,15 +152,15 @@ def fit(tables: list[dict], name: str, grid: tuple[float, ...] | None = None, *,
     own; ``held``: other constants to price with): value (seconds), points, before / after median and worst |ln|
     (before: ``name`` at 0 with ``held``)."""
     engine, dtype, gpus, unit, own = FITS[name]
-    pairs = [p for p in points(tables, engine, dtype, gpus) if SUBSETS.get(name, bool)(p)]
+    pairs = [p for p in points(tables, TABLE_ENGINE.get(name, engine), dtype, gpus) if SUBSETS.get(name, bool)(p)]
     held = held or {}
     best = None
     for value in grid or own:
-        lns = log_ratios(pairs, {**held, name: value * unit})
+        lns = log_ratios(pairs, {**held, name: value * unit}, engine)
         key = score(lns)
         if best is None or key < best[0]:
             best = (key, value, lns)
-    before = log_ratios(pairs, {**held, name: _neutral(name)})
+    before = log_ratios(pairs, {**held, name: _neutral(name)}, engine)
     _, value, after = best
     return {"name": name, "value_s": value * unit, "points": len(pairs),
             "before": (score(before)[0], max(abs(x) for x in before)),
@@ -181,7 +203,8 @@ def fit_all(tables: list[dict], names: list[str]) -> list[dict]:
                 results.append(r)
         if len(group) > 1:  # before: every constant of the group off
             engine, dtype, gpus, _, _ = FITS[group[0]]
-            before = log_ratios(points(tables, engine, dtype, gpus), {m: _neutral(m) for m in group})
+            pairs = points(tables, TABLE_ENGINE.get(group[0], engine), dtype, gpus)
+            before = log_ratios(pairs, {m: _neutral(m) for m in group}, engine)
             for r in results:
                 r["before"] = (score(before)[0], max(abs(x) for x in before))
         out += results

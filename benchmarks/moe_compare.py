@@ -28,7 +28,9 @@ Two steps, as ``gemm_compare.py`` and ``mla_compare.py``:
    excess (``moe_ep_imbalance``, fitted to aiconfigurator's power-law routing) is set to 0 for its EP points. It
    prints the median and worst ``|ln(kvplan / aiconfigurator)|`` and the median signed ln per engine, GPU and
    dtype, then per engine and dtype by token band, per model, per engine and dtype over the GPUs, and the worst
-   points. ``--markdown`` prints the last two for docs/cost.md.
+   points, and last vLLM's per-tensor fp8 experts on Hopper priced as it serves them against TensorRT-LLM's tables of
+   the same kernels (``AUTOTUNED``). ``--markdown`` prints the per engine / dtype table, the worst points and the
+   summary lines for docs/cost.md.
 """
 
 from __future__ import annotations
@@ -102,6 +104,11 @@ NOT_PHYSICAL_MARGIN = 1.1
 # 512), and as slow on H100 as on H200 (2,231 / 2,676 us at 16 tokens): a heuristic tactic, not the bandwidth or the
 # tensor cores.
 UNTUNED = (("vllm", ("h100-sxm", "h200"), "fp8", "flashinfer_cutlass"),)
+# What vLLM serves for those experts: the same CUTLASS MoE kernels autotuned, timed so by TensorRT-LLM's tables
+# (engine, GPUs, aiconfigurator dtype of the tables; the engine that prices them): kvplan prices vLLM's per-tensor fp8
+# experts on Hopper as FlashInfer's CUTLASS fused MoE (kvplan.engines.vllm Vllm.moe_kernel, fitted on these points by
+# benchmarks/fit_moe_ops.py), and the last summary line sets that pricing against them
+AUTOTUNED = ("trtllm", ("h100-sxm", "h200"), "fp8", "vllm")
 WORST = 12  # worst points printed
 
 
@@ -207,6 +214,15 @@ def compare(tables: list[dict]) -> list[dict]:
     return rows
 
 
+def autotuned_rows(tables: list[dict]) -> list[dict]:
+    """:func:`compare`'s rows for :data:`AUTOTUNED`: the tables' points priced for the engine that runs the same
+    kernels autotuned (vLLM's per-tensor fp8 experts on Hopper against TensorRT-LLM's fp8 tables)."""
+    engine, gpus, dtype, priced_as = AUTOTUNED
+    picked = [{**t, "engine": priced_as, "points": [p for p in t["points"] if t["dtypes"][p[0]] == dtype]}
+              for t in tables if t["engine"] == engine and t["gpu"] in gpus and dtype in t["dtypes"]]  # fmt: skip
+    return compare(picked)
+
+
 def _untuned(table: dict, dtype: str, kernel: str) -> bool:
     """A point of a table in :data:`UNTUNED` (a kernel timed in a state its engine does not serve with)."""
     return any(table["engine"] == e and table["gpu"] in gpus and dtype == d and part in kernel
@@ -235,8 +251,9 @@ def summaries(rows: list[dict]) -> dict[str, list[tuple[str, dict]]]:
             "per engine / dtype": group(lambda r: f"{r['engine']} {r['dtype']}")}  # fmt: skip
 
 
-def render(rows: list[dict], *, markdown: bool) -> str:
-    """The summaries and the worst points; ``markdown``: docs/cost.md's short form (per engine / dtype only)."""
+def render(rows: list[dict], *, markdown: bool, autotuned: list[dict] | None = None) -> str:
+    """The summaries and the worst points; ``markdown``: docs/cost.md's short form (per engine / dtype only);
+    ``autotuned``: :func:`autotuned_rows`, summarised in a last line."""
     out = []
     for title, groups in summaries(rows).items():
         if markdown != (title == "per engine / dtype"):
@@ -271,6 +288,11 @@ def render(rows: list[dict], *, markdown: bool) -> str:
             f"and without the {b['count'] - c['count']} vLLM per-tensor fp8 points on Hopper (FlashInfer CUTLASS timed "
             f"untuned; UNTUNED): {c['count']}, median |ln| {c['median']:.3f}, worst {c['worst']:.3f}, "
             f"median signed {c['signed']:+.3f}"]  # fmt: skip
+    if autotuned:
+        d = stats(autotuned)
+        out.append(f"vLLM's per-tensor fp8 experts on Hopper as it serves them (FlashInfer CUTLASS, autotuned) against "
+                   f"TensorRT-LLM's fp8 tables of the same kernels, autotuned (AUTOTUNED): {d['count']}, median |ln| "
+                   f"{d['median']:.3f}, worst {d['worst']:.3f}, median signed {d['signed']:+.3f}")  # fmt: skip
     return "\n".join(out)
 
 
@@ -281,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.collect:
         return collect(DATA)
-    print(render(compare(load()), markdown=args.markdown))
+    tables = load()
+    print(render(compare(tables), markdown=args.markdown, autotuned=autotuned_rows(tables)))
     return 0
 
 

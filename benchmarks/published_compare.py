@@ -57,6 +57,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import heapq
 import itertools
 import json
@@ -168,36 +169,67 @@ def row_engine(r: dict) -> tuple[str, bool]:
 # input and run no quantization kernel of their own (Calibration.fp4_norm_quant_fused, with its TensorRT-LLM source).
 # The engine build keeps the flag only for LlamaForCausalLM with NVFP4 and without reduce_fusion ("Overriding
 # norm_quant_fusion to False" otherwise, TensorRT-LLM's build checks, read through the code index, commit not named).
-_NORM_QUANT_CALIBRATIONS: dict[int, object] = {}  # id of a fitted calibration -> its fused copy (memos key on identity)
+# TensorRT-engine runs built with gemm_allreduce_plugin (``gemm_allreduce_plugin`` on the row, where the config the run
+# ran sets it: the 405B files): o_proj and down_proj are one GEMM + all-reduce kernel each
+# (Calibration.gemm_allreduce_fused, with its TensorRT-LLM source; kvplan.latency fused_gemm_allreduce_s).
+BUILD_SWITCHES = {"norm_quant_fusion": "fp4_norm_quant_fused", "gemm_allreduce_plugin": "gemm_allreduce_fused"}
+_BUILT_CALIBRATIONS: dict[tuple, tuple] = {}  # (id of a fitted calibration, switches) -> (it, its built copy)
+_CALIBRATION_FUNCS: dict[tuple, object] = {}  # switches -> the one calibration function for them (memos key on it)
 
 
-def _norm_quant_calibration(engine: str | None):  # noqa: ANN202
-    """:func:`kvplan.latency.calibration` for a TensorRT engine built with ``norm_quant_fusion``: TensorRT-LLM's
-    fitted constants with ``fp4_norm_quant_fused``; any other engine's as fitted."""
+def _built_calibration(engine: str | None, switches: tuple[str, ...]):  # noqa: ANN202
+    """TensorRT-LLM's fitted constants for ``engine`` with the build's ``switches`` (Calibration fields, each True);
+    any other engine's as fitted."""
     from kvplan.engines import latency_calibration
 
     cal = latency_calibration(engine)
     if cal.engine != "trtllm":
         return cal
-    if id(cal) not in _NORM_QUANT_CALIBRATIONS:
-        fused = dataclasses.replace(cal, fp4_norm_quant_fused=True,
-                                    version=f"{cal.version}; TensorRT engine with norm_quant_fusion")  # fmt: skip
-        _NORM_QUANT_CALIBRATIONS[id(cal)] = (cal, fused)
-    return _NORM_QUANT_CALIBRATIONS[id(cal)][1]
+    key = (id(cal), switches)
+    if key not in _BUILT_CALIBRATIONS:
+        flags = " and ".join(flag for flag, name in BUILD_SWITCHES.items() if name in switches)
+        built = dataclasses.replace(cal, **dict.fromkeys(switches, True),
+                                    version=f"{cal.version}; TensorRT engine with {flags}")  # fmt: skip
+        _BUILT_CALIBRATIONS[key] = (cal, built)
+    return _BUILT_CALIBRATIONS[key][1]
+
+
+def _norm_quant_calibration(engine: str | None):  # noqa: ANN202
+    """:func:`kvplan.latency.calibration` for a TensorRT engine built with ``norm_quant_fusion``: TensorRT-LLM's
+    fitted constants with ``fp4_norm_quant_fused``; any other engine's as fitted."""
+    return _built_calibration(engine, ("fp4_norm_quant_fused",))
+
+
+def _calibration_for(switches: tuple[str, ...]):  # noqa: ANN202
+    """The calibration function of a build with ``switches``: one function object per set (the step memos key on
+    the function's identity, so a set always gets the same one)."""
+    if switches not in _CALIBRATION_FUNCS:
+        if switches == ("fp4_norm_quant_fused",):
+            _CALIBRATION_FUNCS[switches] = _norm_quant_calibration
+        else:
+            _CALIBRATION_FUNCS[switches] = functools.partial(_built_calibration, switches=switches)
+    return _CALIBRATION_FUNCS[switches]
+
+
+def build_switches(r: dict) -> tuple[str, ...]:
+    """The Calibration switches of an MLPerf row's engine build (:data:`BUILD_SWITCHES`, the row's flags)."""
+    return tuple(name for flag, name in BUILD_SWITCHES.items() if r.get(flag))
 
 
 @contextlib.contextmanager
 def mlperf_engine(r: dict):  # noqa: ANN201
     """The engine constants an MLPerf run had: TensorRT-LLM's fitted ones, with the norm kernels writing FP4 where the
-    run's config builds with ``norm_quant_fusion`` (:func:`_norm_quant_calibration`; the row's ``norm_quant_fusion``),
-    replacing :func:`kvplan.latency.calibration` for the duration."""
-    if not r.get("norm_quant_fusion"):
+    run's config builds with ``norm_quant_fusion`` and the row-parallel GEMMs fused with their all-reduce where it
+    builds with ``gemm_allreduce_plugin`` (:func:`build_switches`), replacing :func:`kvplan.latency.calibration` for
+    the duration."""
+    switches = build_switches(r)
+    if not switches:
         yield
         return
     from kvplan import latency
 
     fitted = latency.calibration
-    latency.calibration = _norm_quant_calibration
+    latency.calibration = _calibration_for(switches)
     try:
         yield
     finally:
@@ -1585,16 +1617,24 @@ class FrontEndWorker:
     in turn, ``request_s`` seconds, before the engine sees it, and spends ``token_s`` seconds on each output token the
     engine returns (detokenizing, streaming it). Work is taken in the order it arrives: a request's when the client
     sends it, a step's tokens when the step ends. The client's last token arrives once the front end has handled it,
-    so a run lasts until the later of the engine's last step and the front end's last work."""
+    so a run lasts until the later of the engine's last step and the front end's last work. ``together``
+    (:attr:`FrontEnd.together`): requests the client sends at the same time reach the engine together, once the
+    worker has done every one of them; else each as soon as its own work is done."""
 
     request_s: float
     token_s: float = 0.0
     free_s: float = 0.0  # when the worker is next free
+    together: bool = False
 
     def admit(self, sent_s: float) -> float:
         """The time the engine sees a request the client sent at ``sent_s``."""
         self.free_s = max(self.free_s, sent_s) + self.request_s
         return self.free_s
+
+    def admit_all(self, sent_s: float, requests: int) -> list[float]:
+        """The times the engine sees each of ``requests`` requests the client sent at ``sent_s``."""
+        seen = [self.admit(sent_s) for _ in range(requests)]
+        return [self.free_s] * requests if self.together else seen
 
     def emit(self, clock: float, tokens: int) -> None:
         """A step ending at ``clock`` returned ``tokens`` output tokens."""
@@ -1729,7 +1769,7 @@ def closed_loop_trace(  # noqa: ANN201
     # per request: [tokens left to prefill, send time], in arrival order; with a front end, each first on ``pending``
     # until the engine sees it
     first = min(concurrency, prompts)
-    pending: deque = deque([front_end.admit(0.0), [isl, 0.0]] for _ in range(first)) if front_end else deque()
+    pending: deque = deque([at, [isl, 0.0]] for at in front_end.admit_all(0.0, first)) if front_end else deque()
     waiting = deque() if front_end else deque([isl, 0.0] for _ in range(first))
     issued, done, clock = first, 0, 0.0
     decoding: list[list] = []  # per decoding request: [tokens generated so far, first-token time, last-token time]
@@ -1779,7 +1819,7 @@ def closed_loop_trace(  # noqa: ANN201
         new = min(len(finished), prompts - issued)
         if front_end:
             front_end.emit(clock, decodes + finished_prefill)
-            pending.extend([front_end.admit(clock), [isl, clock]] for _ in range(new))
+            pending.extend([at, [isl, clock]] for at in front_end.admit_all(clock, new))
         else:
             waiting.extend([isl, clock] for _ in range(new))
         issued += new
@@ -1999,7 +2039,7 @@ class BlockRun:
         preemptions and recomputed tokens on the way, and the running requests' time-weighted mean. ``front_end``:
         the API server's work before the engine sees each request and after each step (:class:`FrontEndWorker`)."""
         first = min(concurrency, prompts)
-        pending: deque = deque([front_end.admit(0.0), Request(0.0)] for _ in range(first)) if front_end else deque()
+        pending: deque = deque([at, Request(0.0)] for at in front_end.admit_all(0.0, first)) if front_end else deque()
         waiting = deque() if front_end else deque(Request(0.0) for _ in range(first))
         issued, running, clock = first, [], 0.0
         ttfts, tpots, itls, done, isl, osl, held_s = [], [], [], 0, self.isl, self.osl, 0.0
@@ -2035,7 +2075,7 @@ class BlockRun:
             new = min(finished, prompts - issued)
             if front_end:
                 front_end.emit(clock, sampled)
-                pending.extend([front_end.admit(clock), Request(clock)] for _ in range(new))
+                pending.extend([at, Request(clock)] for at in front_end.admit_all(clock, new))
             else:
                 waiting.extend(Request(clock) for _ in range(new))
             issued += new
@@ -2354,7 +2394,7 @@ class RetractRun:
         first = min(concurrency, prompts)
         pending: deque = deque()
         if front_end:
-            pending.extend([front_end.admit(0.0), Retractable(0.0, isl, osl)] for _ in range(first))
+            pending.extend([at, Retractable(0.0, isl, osl)] for at in front_end.admit_all(0.0, first))
         else:
             self.waiting.extend(Retractable(0.0, isl, osl) for _ in range(first))
         issued, clock, done, held_s, tpots = first, 0.0, 0, 0.0, []
@@ -2376,7 +2416,7 @@ class RetractRun:
             new = min(len(finished), prompts - issued)
             if front_end:
                 front_end.emit(clock, len(self.ttfts) + len(self.itls) - tokens)
-                pending.extend([front_end.admit(clock), Retractable(clock, isl, osl)] for _ in range(new))
+                pending.extend([at, Retractable(clock, isl, osl)] for at in front_end.admit_all(clock, new))
             else:
                 self.waiting.extend(Retractable(clock, isl, osl) for _ in range(new))
             issued += new
@@ -2387,11 +2427,21 @@ class RetractRun:
                 "mean_running": held_s / clock}  # fmt: skip
 
 
-def front_end_worker(s) -> FrontEndWorker | None:  # noqa: ANN001
-    """A fresh worker for the setup's engine's API server (:attr:`Engine.front_end`), None where its release has
-    none."""
+def front_end_worker(s, *, chat: bool = True, release: str | None = None) -> FrontEndWorker | None:  # noqa: ANN001
+    """A fresh worker for the setup's engine's API server (:attr:`Engine.front_end`), its cost a request of the setup's
+    model on the chat endpoint (``chat``) or the completions one, on ``release`` (:meth:`FrontEnd.cost_s`); None where
+    its release has none."""
     fe = s.engine.front_end
-    return FrontEndWorker(fe.request_s, fe.token_s) if fe is not None else None
+    if fe is None:
+        return None
+    return FrontEndWorker(fe.cost_s(s.spec.family, chat=chat, release=release), fe.token_s, together=fe.together)
+
+
+def row_chat(r: dict) -> bool:
+    """Whether the row's client sent chat requests (``endpoint`` ``/v1/chat/completions``: ``vllm bench serve
+    --backend openai-chat``); else completions, the tool's default (``--backend openai``, vllm/benchmarks/serve.py
+    0.11.0)."""
+    return r.get("endpoint") == "/v1/chat/completions"
 
 
 _ENGINE_FRONT_END = object()  # engine_row_trace's default: the engine's own API server
@@ -2402,7 +2452,8 @@ def engine_row_trace(r: dict, *, front_end: FrontEndWorker | None | object = _EN
     server worker (None: none), else the engine's own (:func:`front_end_worker`)."""
     s = engine_row_setup(r)
     inp, out = engine_row_lengths(r)
-    worker = front_end_worker(s) if front_end is _ENGINE_FRONT_END else front_end
+    chat, release = row_chat(r), r["engine_version"]
+    worker = front_end_worker(s, chat=chat, release=release) if front_end is _ENGINE_FRONT_END else front_end
     return closed_loop_trace(s, isl=inp.mean, osl=out.mean, concurrency=r["concurrency"], prompts=r["num_prompts"],
                              budget=r.get("max_num_batched_tokens"), kv_seqs=kv_sequences(s, inp, out),
                              prompt_tokens=r.get("max_prefill_tokens"), front_end=worker)  # fmt: skip

@@ -767,6 +767,7 @@ BLOCKS: tuple[Block, ...] = (
         stop=TABLE,
     ),
     Block("mlperf_datasets", _COST, f"{_PC} --markdown", start=r"^\| benchmark set \|", stop=TABLE),
+    Block("aiconfigurator_classes_405b", _COST, f"{_AIC} --classes llama-3.1-405b --markdown"),
     Block("gqa_decode_fit", _COST, "python benchmarks/gqa_decode_compare.py --fit", fence="text"),
     Block("gqa_decode_compare", _COST, "python benchmarks/gqa_decode_compare.py", start=r"^engine  GPU", fence="text"),
     Block("mlperf_operating_points", _COST, f"{_PC} --markdown", start=r"^\| run \| replica rate ", stop=TABLE),

@@ -87,15 +87,18 @@ def host_cpu_notes(gpus: Iterable[GPU], request_s: float | None) -> list[str]:
     ]
 
 
-def front_end_note(engine: Engine, *, rate_rps: float, output_tokens: float) -> str | None:
-    """One line on the engine's API server (:attr:`Engine.front_end`) for a plan at ``rate_rps`` requests of
-    ``output_tokens`` mean output tokens: its cost, the ceiling it puts on a replica and whether the rate reaches it
-    (then each replica serves at most that); None where the release has no measured one."""
+def front_end_note(engine: Engine, *, rate_rps: float, output_tokens: float, family: str | None = None) -> str | None:
+    """One line on the engine's API server (:attr:`Engine.front_end`) for a plan at ``rate_rps`` chat requests of
+    ``output_tokens`` mean output tokens to a model of ``family``: its cost, the ceiling it puts on a replica and
+    whether the rate reaches it (then each replica serves at most that); None where the release has no measured
+    one."""
     fe = engine.front_end
     if fe is None:
         return None
-    ceiling = fe.ceiling_rps(output_tokens)
-    cost = f"{fe.request_s * 1e3:.3g} ms a request" + (f" + {fe.token_s * 1e6:.3g} us a token" if fe.token_s else "")
+    ceiling = fe.ceiling_rps(output_tokens, family=family)
+    own = fe.cost_s(family)
+    template = f", its chat template {fe.template_s * 1e3:.3g} ms of it" if own > fe.request_s else ""
+    cost = f"{own * 1e3:.3g} ms a request{template}" + (f" + {fe.token_s * 1e6:.3g} us a token" if fe.token_s else "")
     head = (f"{engine.name} {engine.release}'s API server: {cost} (measured: {fe.measured}); one server a replica "
             f"takes at most {ceiling:,.0f} req/s")  # fmt: skip
     if rate_rps <= ceiling:

@@ -251,6 +251,8 @@ class _Ctx:
     moe_w_bytes: float | None = None  # bytes per routed-expert weight where they differ from w_bytes (dense_dtype)
     triton_peak: float = 0.0  # OpenAI Triton MXFP4 experts: FLOP/s on their tiles' rows (_triton_mxfp4_s); 0: not them
     triton_dequant_s: float = 0.0  # ... seconds per expert weight one tile dequantizes, all SMs at work
+    # FlashInfer CUTLASS per-tensor fp8 experts (_cutlass_fp8): (FLOP/s, half width, streaming share); None: not them
+    cutlass_fp8: tuple[float, float, float] | None = None
     # Terms every step of this context repeats, taken once on first use (:func:`lm_head_s`, :func:`allreduce_s`,
     # :func:`_decode_attention_stages` by KV dtype); a copy (dataclasses.replace) starts empty
     terms: dict = field(default_factory=dict, init=False, compare=False, repr=False)
@@ -293,6 +295,18 @@ def _gemm_s(
             quantize = 0.0
         return max(t, k_loop) + quantize + c.kernel_s
     return t + c.kernel_s
+
+
+def _gemm_pre_s(c: _Ctx, m: float, k: int, *, normed_input: bool = False, act_quant: bool = True) -> float:
+    """The kernels :func:`_gemm_s` runs before a GEMM proper: the activations' FP4 quantization (NVFP4 on FP4 tensor
+    cores, unless the norm kernel wrote FP4) or their dynamic fp8 quantization (per-tensor fp8); 0 elsewhere."""
+    if m <= 0:
+        return 0.0
+    if c.fp4_k_s > 0:
+        return 0.0 if normed_input and c.cal.fp4_norm_quant_fused else _fp4_gemm_terms(c, m, k)[1]
+    if c.fp8_quant_s > 0 and act_quant:
+        return c.fp8_quant_s + m * k * c.act_bytes / (c.bw * c.cal.fp8_quant_read_eff)
+    return 0.0
 
 
 # The output tile of the fp8 GEMMs the engines run: vLLM's CUTLASS W8A8 kernel for M > 128 on Hopper,
@@ -443,6 +457,8 @@ def _moe_s(
         w_bytes = c.w_bytes if c.moe_w_bytes is None else c.moe_w_bytes
         moved = touched * per_expert * w_bytes + routed * (2 * h_k + 3 * w_k) * c.act_bytes
         mem_eff = c.cal.moe_mem_eff * c.moe_mem_scale
+        if c.cutlass_fp8 is not None:  # FlashInfer's CUTLASS per-tensor fp8 experts: their own shares (_cutlass_fp8)
+            mem_eff = c.cutlass_fp8[2]
         if c.moe_block_tiles and c.cal.hopper_moe_block_mem_eff:  # their own streaming share (fit_moe_ops.py)
             mem_eff = c.cal.hopper_moe_block_mem_eff * inter_rank / (inter_rank + c.cal.hopper_moe_block_mem_half_width)
         grouped_mem = moved / (c.bw * mem_eff)
@@ -455,9 +471,12 @@ def _moe_s(
         elif c.triton_peak:  # OpenAI Triton MXFP4 experts: whole token tiles, each dequantizing its expert anew
             compute = _triton_mxfp4_s(c, local, touched, per_expert, rows_per_expert=routed / local, loads=given)
         else:
-            eff = c.cal.moe_peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
-            eff *= w_k / (w_k + c.cal.moe_half_width)  # thin expert slices (high TP) run below peak
-            compute = 2 * routed * per_expert / ((c.moe_peak or c.peak) * eff)
+            peak, peak_eff, half_width = c.moe_peak or c.peak, c.cal.moe_peak_eff, c.cal.moe_half_width
+            if c.cutlass_fp8 is not None:
+                peak, peak_eff, half_width = c.cutlass_fp8[0], 1.0, c.cutlass_fp8[1]
+            eff = peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
+            eff *= w_k / (w_k + half_width)  # thin expert slices (high TP) run below peak
+            compute = 2 * routed * per_expert / (peak * eff)
             if c.marlin_peak:  # Marlin MoE: at least that; its padded token blocks at its rate, each dequantizing anew
                 block = marlin_block_m(moe_tokens * moe.experts_per_token / local)
                 blocks = sum(n * _marlin_rows(1, t, block) for t, n in loads) / block
@@ -596,6 +615,24 @@ def _triton_mxfp4(gpu: GPU, cal: Calibration, kernel: MoeKernel | None) -> tuple
     return gpu.bf16_dense_tflops * 1e12 * cal.triton_mxfp4_mma_eff, cal.triton_mxfp4_dequant_s / gpu.sm_count
 
 
+def _cutlass_fp8(
+    spec: ModelSpec, gpu: GPU, cal: Calibration, kernel: MoeKernel | None
+) -> tuple[float, float, float] | None:
+    """(FLOP/s, half width, streaming share) of per-tensor fp8 experts the engine runs through FlashInfer's CUTLASS
+    fused MoE (Engine.moe_kernel "flashinfer_cutlass_fp8"): ``cutlass_fp8_moe_mma_eff`` of the GPU's dense fp8 peak on
+    the grouped GEMMs' token curve and ``w / (w + cutlass_fp8_moe_half_width)``, the weights streamed at
+    ``cutlass_fp8_moe_mem_eff`` of the bandwidth (the fitted grouped GEMMs' streaming where it has no fit). None where
+    the engine runs another kernel, its constants have no fit for it, the GPU has no fp8 tensor cores, or the
+    checkpoint's fp8 is block-scaled (its experts keep the fitted grouped GEMMs)."""
+    if (kernel is None or kernel.name != "flashinfer_cutlass_fp8" or cal.cutlass_fp8_moe_mma_eff is None
+            or gpu.fp8_dense_tflops is None or _block_fp8(spec)):  # fmt: skip
+        return None
+    mem = cal.cutlass_fp8_moe_mem_eff
+    if mem is None:
+        mem = cal.moe_mem_eff * _fp8_absorbed(cal)
+    return gpu.fp8_dense_tflops * 1e12 * cal.cutlass_fp8_moe_mma_eff, cal.cutlass_fp8_moe_half_width, mem
+
+
 def _marlin_peak(gpu: GPU, cal: Calibration, kernel: MoeKernel | None) -> float:
     """FLOP/s of the Marlin MoE GEMMs on their padded rows (``marlin_moe_peak_eff`` of the dense 16-bit peak: they
     multiply 16-bit activations by weights dequantized to 16 bits); 0 where the engine runs another kernel or its
@@ -668,6 +705,82 @@ def _allreduce_terms(c: _Ctx, ranks: int) -> tuple[float, float, float]:
     if ranks > c.gpus_per_node:
         return base + NETWORK_LATENCY_S, ring, NETWORK_GBPS * 1e9 * NETWORK_BW_EFF
     return base, ring, link * 1e9 * c.cal.allreduce_bw_eff
+
+
+# The GEMM + all-reduce kernel's output tiles (TensorRT-LLM cpp/tensorrt_llm/kernels/cutlass_kernels/allreduce_gemm/
+# allreduce_gemm_runner.cu @038ba99c, GemmAllReduceImplRunner::initializeRegistry): on SM100 one launch config, NVLS
+# two-shot, 2-SM MMA, per-CTA tiles of 128 rows x 256 output features (TileShape_128x256x128, not transposed;
+# allreduce_gemm_impl_sm100.h @1a71cc69 GemmAllReduceImplTwoshot_Sm100); on SM90 the operands swapped (transposed):
+# 128 output features x 16, 32, 64 or 128 rows, the plugin's static choice by M (plugins/gemmAllReducePlugin/
+# gemmAllReducePlugin.cpp @2a9abd95 getStaticHeuristicLaunchConfig: M <= 16, <= 32, <= 64, else 128). Both persistent
+# over the GPU's SMs; other GPUs have no such kernel ("SM architecture not supported for GEMM+AR fusion").
+FUSED_AR_TILE = {"blackwell": (128, 256)}  # (rows, output features) per CTA
+FUSED_AR_HOPPER_TILE_N = 128
+FUSED_AR_HOPPER_TILE_M = (16, 32, 64, 128)
+
+
+def fused_allreduce_waves(gpu: GPU, rows: float, features: int) -> int | None:
+    """Waves of output tiles the fused GEMM + all-reduce kernel runs ``rows x features`` in on ``gpu`` (its tiles
+    over the SMs, :data:`FUSED_AR_TILE`); None where the GPU has no such kernel or its SM count is not known."""
+    if not gpu.sm_count or rows <= 0:
+        return None
+    m = int(math.ceil(rows))
+    if gpu.architecture == "blackwell":
+        tile_m, tile_n = FUSED_AR_TILE["blackwell"]
+        tiles = ceil_div(m, tile_m) * ceil_div(features, tile_n)
+    elif gpu.architecture == "hopper":
+        tile_m = next((t for t in FUSED_AR_HOPPER_TILE_M if m <= t), FUSED_AR_HOPPER_TILE_M[-1])
+        tiles = ceil_div(features, FUSED_AR_HOPPER_TILE_N) * ceil_div(m, tile_m)
+    else:
+        return None
+    return ceil_div(tiles, gpu.sm_count)
+
+
+def fused_gemm_allreduce_s(gemm_s: float, reduce_s: float, waves: int) -> float:
+    """One GEMM fused with its all-reduce, in ``waves`` waves of output tiles: the kernel's all-reduce warps reduce a
+    tile over the TP group once every rank has written it, while its MMA warps compute the next wave
+    (kernel/sm100_gemm_allreduce_tma_warpspecialized.hpp @0cc33dbe: the AllReduce warp category runs
+    ``gather_reduce_broadcast`` per work tile beside the MMA and epilogue warps). A two-stage pipeline over the waves:
+    the first wave's GEMM, each later wave's GEMM beside the previous wave's all-reduce, the last wave's all-reduce:
+    ``(gemm + reduce) / w + (w - 1) / w x max(gemm, reduce)``. One wave: the GEMM then its all-reduce, no gain; many:
+    the longer of the two. The all-reduce is priced as the engine's own (:func:`allreduce_s`, the same bytes at the
+    fitted rate); the NVLS two-shot's lighter traffic (each rank sends and receives its output ``1 + 1 / R`` times,
+    against a ring's ``2 (R - 1) / R``) is not priced."""
+    return (gemm_s + reduce_s) / waves + (waves - 1) / waves * max(gemm_s, reduce_s)
+
+
+def _fuses_gemm_allreduce(c: _Ctx) -> bool:
+    """The engine fuses the row-parallel GEMMs with their all-reduce (``Calibration.gemm_allreduce_fused``) and can
+    here: a TP group within one NVLink domain (NVLS multicast), on a GPU with the kernel (fused_allreduce_waves)."""
+    return (c.cal.gemm_allreduce_fused and c.dp == 1 and 1 < c.tp <= c.gpus_per_node
+            and fused_allreduce_waves(c.gpu, 1, c.spec.hidden_size) is not None)  # fmt: skip
+
+
+def _row_parallel_gemms(c: _Ctx, kind: LayerKind, tokens: float, *, dense: bool, width: int) -> list[float]:
+    """Seconds of each row-parallel GEMM of one layer whose all-reduce follows it, the GEMM proper (without the
+    kernels before it, :func:`_gemm_pre_s`, which the fused kernel does not take in): o_proj of a standard attention
+    layer (the second part of :func:`_attention_gemms_s`) and down_proj of a dense MLP. A MoE layer's second all-reduce
+    follows its experts (TensorRT-LLM's MoE plugin), not a GEMM: not listed."""
+    spec, h, out = c.spec, c.spec.hidden_size, []
+    parts = _fact(spec, ("parts", id(kind), c.tp),
+                  lambda: [p.params for p in attention_parts(spec, kind, c.tp) if p.quantizable])  # fmt: skip
+    if kind.type in ("full", "sliding", "chunked") and len(parts) >= 3:
+        o_k = parts[2] // h
+        out.append(_gemm_s(c, tokens, parts[2], h + o_k, k=o_k) - _gemm_pre_s(c, tokens, o_k))
+    inter_rank = ceil_div(width, c.tp) if dense and kind.mlp else 0
+    if inter_rank:
+        gemm = _gemm_s(c, tokens, h * inter_rank, h + inter_rank, k=inter_rank)
+        out.append(gemm - _gemm_pre_s(c, tokens, inter_rank))
+    return out
+
+
+def _fused_allreduce_delta_s(c: _Ctx, kind: LayerKind, tokens: float, *, dense: bool, width: int) -> float:
+    """What fusing one layer's row-parallel GEMMs with their all-reduces changes (0 or negative): each
+    :func:`fused_gemm_allreduce_s` against the GEMM and the all-reduce one after the other."""
+    waves = fused_allreduce_waves(c.gpu, tokens, c.spec.hidden_size)
+    reduce = allreduce_s(c, tokens)
+    return sum(fused_gemm_allreduce_s(g, reduce, waves) - g - reduce
+               for g in _row_parallel_gemms(c, kind, tokens, dense=dense, width=width))  # fmt: skip
 
 
 def allgather_s(c: _Ctx, tokens: float, *, bytes_per_element: float) -> float:
@@ -1508,6 +1621,7 @@ def _make_ctx(
         marlin_dequant_s=_marlin_dequant_s(gpu, cal, moe_kernel),
         triton_peak=_triton_mxfp4(gpu, cal, moe_kernel)[0],
         triton_dequant_s=_triton_mxfp4(gpu, cal, moe_kernel)[1],
+        cutlass_fp8=_cutlass_fp8(spec, gpu, cal, moe_kernel),
     )
 
 
@@ -1828,7 +1942,8 @@ def _linear_s(
     moe_tokens = tokens if moe_tokens is None else moe_tokens
     layers = stage.layers if stage is not None else range(spec.num_layers)
     moe_parts: list[tuple[int, _MoeParts]] = []
-    for (name, dense, width), count in stage.keys if stage is not None else _layer_keys(spec, layers).items():
+    keys = stage.keys if stage is not None else _layer_keys(spec, layers).items()
+    for (name, dense, width), count in keys:
         key = (id(c), "layer", name, dense, width, tokens, moe_tokens)  # kept: every stage has the layer (_PARTS)
         hit = _PARTS.get(key)
         if hit is None or hit[0] is not c:
@@ -1846,6 +1961,13 @@ def _linear_s(
         # is summed over the TP group either way), and one after the embedding. The MLP's all-reduce follows the
         # join of the shared and routed paths, so it is outside their overlap.
         reduce, a2a = (2 * len(layers) + (1 if first else 0)) * allreduce_s(c, tokens), 0.0
+        if _fuses_gemm_allreduce(c):  # the row-parallel GEMMs' all-reduces run under them, tile by tile
+            for (name, dense, width), count in keys:
+                key = (id(c), "fused_ar", name, dense, width, tokens)  # kept, as the layer's figures
+                hit = _PARTS.get(key)
+                if hit is None or hit[0] is not c:
+                    hit = _keep(key, c, _fused_allreduce_delta_s(c, spec.kind(name), tokens, dense=dense, width=width))
+                reduce += count * hit[1]
     else:
         reduce, a2a = _dp_collectives_s(c, tokens, moe_tokens, layers, first=first)
     if not moe_parts:  # a dense stage: nothing to hide (0, as the sum below over no layers)

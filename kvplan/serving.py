@@ -871,10 +871,11 @@ def steps_only(s: Setup) -> Setup:
 
 def api_server_ceiling_rps(s: Setup, out: Lengths) -> float:
     """The most requests per second the replica's API server takes (:attr:`Engine.front_end`: one server a replica,
-    its cost per request and per streamed token at the mean output), inf where the engine's release has no measured
-    one. vLLM's ``--api-server-count`` (more API server processes) is not read: one server."""
+    its cost per request and per streamed token at the mean output; chat requests of the setup's model,
+    :meth:`FrontEnd.cost_s`), inf where the engine's release has no measured one. vLLM's ``--api-server-count`` (more
+    API server processes) is not read: one server."""
     fe = s.engine.front_end
-    return math.inf if fe is None else fe.ceiling_rps(out.mean)
+    return math.inf if fe is None else fe.ceiling_rps(out.mean, family=s.spec.family)
 
 
 def api_server_wait_s(s: Setup, rate_rps: float, out: Lengths, *, quantile: float | None = None) -> float:
@@ -885,8 +886,9 @@ def api_server_wait_s(s: Setup, rate_rps: float, out: Lengths, *, quantile: floa
     fe = s.engine.front_end
     if fe is None:
         return 0.0
-    work = fe.request_s + out.mean * fe.token_s
-    return fe.request_s + queue_wait_s(work, rate_rps * work, quantile=quantile)
+    own = fe.cost_s(s.spec.family)  # a chat request of the setup's model
+    work = own + out.mean * fe.token_s
+    return own + queue_wait_s(work, rate_rps * work, quantile=quantile)
 
 
 def _solve(load: _Load) -> tuple[float | None, str]:

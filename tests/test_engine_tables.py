@@ -107,8 +107,10 @@ def test_unreliable_sglang_r1_run_is_scored_but_kept_out_with_its_reason() -> No
     # (each prompt of a multi-prompt chunk attending to its own tokens): 1.239 (R1 127/4, x3.45) and 0.019; now 1.241
     # and 0.021 (the MoE router priced 16-bit, not with the experts' fp8 bytes and peak: kvplan.latency._router_ctx);
     # now 1.217 (x3.38) and 0.016 (the API server before the engine, Engine.front_end: each of SGLang's 40 requests
-    # 5.9 ms in it first, vLLM's 1,000 R1 requests 4.12 ms each; benchmarks/fit_frontend.py).
-    assert "worst 1.217" in lines[-1] and "worst 0.016" in lines[1]
+    # 5.9 ms in it first, vLLM's 1,000 R1 requests 4.12 ms each; benchmarks/fit_frontend.py); now 0.480 (R1 127/4,
+    # x1.62: vLLM 0.11.0's server parses the chat template of each of the 1,000 requests, 7.28 ms a request in all,
+    # before any reaches the engine: FrontEnd.template_s and together) and 0.016 (SGLang's server unchanged).
+    assert "worst 0.480" in lines[-1] and "worst 0.016" in lines[1]
 
 
 def test_gpustack_rows_match_their_printed_results() -> None:
@@ -494,3 +496,14 @@ def test_qwen3_32b_h100_rows_are_scored_on_the_pcie_card_their_decode_steps_read
     step = {g: phase_cost(spec, resolve_gpu(g), 32768, phase="decode", engine="vllm@0.8").time_s
             for g in ("h100-sxm", "h100-pcie")}  # fmt: skip
     assert step["h100-pcie"] == pytest.approx(43.42e-3, rel=0.05) and step["h100-sxm"] < 0.7 * 43.42e-3
+
+
+def test_rows_say_which_endpoint_their_client_called() -> None:
+    # GPUStack's client is `vllm bench serve --backend openai-chat --endpoint /v1/chat/completions` (each page's
+    # Benchmark Script); the vLLM recipe's names no backend, the tool's default `openai` (/v1/completions): only chat
+    # requests pay vLLM 0.11.0's chat template (FrontEnd.cost_s)
+    pub, data = published()
+    for r in data["engine_benchmarks"]:
+        assert pub.row_chat(r) == (r["source"] == "gpustack-perf-lab"), r["label"]
+    assert "--backend openai-chat" in data["engine_benchmark_sources"]["gpustack-perf-lab"]["method"]
+    assert "--backend" not in data["engine_benchmark_sources"]["vllm-recipes-h200"]["method"]

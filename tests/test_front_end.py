@@ -25,12 +25,39 @@ def _sglang_8b(front_end: FrontEnd | None | str = "engine"):  # noqa: ANN202
 
 def test_front_ends_by_release() -> None:
     # measured where a short-output run of the release is published: vLLM 0.10.2-0.13.0 (the vllm@0.8 rules) and SGLang
-    assert get_engine("vllm@0.8").front_end.request_s == pytest.approx(4.12e-3)
-    assert get_engine("sglang").front_end.request_s == pytest.approx(5.90e-3)
+    v08, sg = get_engine("vllm@0.8").front_end, get_engine("sglang").front_end
+    assert (v08.request_s, v08.template_s, v08.together) == (pytest.approx(1.555e-3), pytest.approx(5.72e-3), True)
+    assert (sg.request_s, sg.template_s, sg.together) == (pytest.approx(5.90e-3), 0.0, False)
     for key in ("vllm", "vllm@0.16", "vllm@0.19", "trtllm", "trtllm@0.17", "llamacpp"):
         assert get_engine(key).front_end is None, key
     fe = FrontEnd(request_s=4e-3, token_s=50e-6)
     assert fe.ceiling_rps(200) == pytest.approx(1 / (4e-3 + 200 * 50e-6))  # 71.4 req/s
+
+
+def test_the_chat_template_is_paid_where_vllm_0_11_parses_it() -> None:
+    # vLLM 0.11.0 parses the model's Jinja chat template on every chat request (chat_utils
+    # resolve_chat_template_kwargs); gpt-oss's prompt is built by harmony, the completions endpoint renders none,
+    # 0.12.0 and later parse it once
+    fe = get_engine("vllm@0.8").front_end
+    both = 1.555e-3 + 5.72e-3
+    assert fe.cost_s("qwen3") == pytest.approx(both) and fe.cost_s(None) == pytest.approx(both)
+    assert fe.cost_s("qwen3", release="0.11.0") == pytest.approx(both)
+    for free in (fe.cost_s("gpt_oss"), fe.cost_s("qwen3", chat=False), fe.cost_s("qwen3", release="0.13.0")):
+        assert free == pytest.approx(1.555e-3)
+    assert fe.ceiling_rps(4, family="gpt_oss") == pytest.approx(1 / 1.555e-3)
+    assert fe.ceiling_rps(4, family="qwen3") == pytest.approx(1 / both)  # 137.5 req/s
+    # serving: a chat request of the setup's model
+    qwen = setup("qwen3-8b", "h100-sxm", engine="vllm@0.8", weights_dtype="bf16", kv_dtype_name="bf16")
+    oss = setup("gpt-oss-20b", "h100-sxm", engine="vllm@0.8", weights_dtype="mxfp4", kv_dtype_name="bf16")
+    assert api_server_ceiling_rps(qwen, Lengths.of(4)) == pytest.approx(1 / both)
+    assert api_server_ceiling_rps(oss, Lengths.of(4)) == pytest.approx(1 / 1.555e-3)
+    assert api_server_wait_s(qwen, 1e-9, Lengths.of(4)) == pytest.approx(both)  # rate -> 0: its own cost only
+    from kvplan.host import front_end_note
+
+    note = front_end_note(get_engine("vllm@0.8"), rate_rps=100, output_tokens=4, family="qwen3")
+    assert "7.28 ms a request, its chat template 5.72 ms of it" in note and "137 req/s" in note
+    assert "chat template" not in front_end_note(get_engine("vllm@0.8"), rate_rps=100, output_tokens=4,
+                                                 family="gpt_oss")  # fmt: skip
 
 
 def test_the_api_server_caps_a_replicas_rate() -> None:
@@ -76,6 +103,11 @@ def test_front_end_worker_by_hand() -> None:
     assert w.free_s == 8.0
     w.emit(10.0, 2)  # idle since 8 s
     assert w.free_s == 11.0 and w.admit(10.5) == 13.0
+    # requests sent together: one after another, or all once the last is done (FrontEnd.together)
+    assert pub.FrontEndWorker(request_s=2.0).admit_all(1.0, 3) == [3.0, 5.0, 7.0]
+    w = pub.FrontEndWorker(request_s=2.0, together=True)
+    assert w.admit_all(1.0, 3) == [7.0, 7.0, 7.0] and w.free_s == 7.0
+    assert w.admit_all(4.0, 2) == [11.0, 11.0] and w.admit_all(5.0, 0) == []
 
 
 def test_closed_loop_run_with_the_api_server_by_hand() -> None:
@@ -91,16 +123,26 @@ def test_closed_loop_run_with_the_api_server_by_hand() -> None:
     tr = pub.closed_loop_trace(s, isl=1024, osl=1, concurrency=3, prompts=3, front_end=pub.FrontEndWorker(10.0))
     assert tr["duration_s"] == pytest.approx(30.0 + prefill) and tr["tok_s"] == pytest.approx(3 / (30.0 + prefill))
     assert tr["mean_ttft_s"] == pytest.approx(20.0 + prefill)  # 10, 20 and 30 s of waiting, then its prefill
+    # the same requests handed on together (FrontEnd.together): the engine sees all three at 30 s and prefills them
+    # in one step of 3 x 1,024 tokens (each prompt attending to its own: prompt_attention_fix_s), so every first token
+    # comes at 30 s + that step
+    both = _step(s, n=0.0, p=3072.0, context=1024, prefix=0) + pub.prompt_attention_fix_s(s, ((1024, 0),) * 3, {})
+    tr = pub.closed_loop_trace(s, isl=1024, osl=1, concurrency=3, prompts=3,
+                               front_end=pub.FrontEndWorker(10.0, together=True))  # fmt: skip
+    assert tr["duration_s"] == pytest.approx(30.0 + both) and tr["mean_ttft_s"] == pytest.approx(30.0 + both)
     # a cost per token the server takes after the last step: the run ends when it has streamed them
     tr = pub.closed_loop_trace(s, isl=1024, osl=1, concurrency=1, prompts=1, front_end=pub.FrontEndWorker(1.0, 5.0))
     assert tr["duration_s"] == pytest.approx(1.0 + prefill + 5.0)
 
 
-@pytest.mark.parametrize(("engine", "gpu", "tp"), [("vllm@0.8", "h100-sxm", 2), ("sglang", "h200", 4)])
+@pytest.mark.parametrize(
+    ("engine", "gpu", "tp"), [("vllm@0.8", "h100-sxm", 2), ("vllm@0.8", "a100-80gb", 8), ("sglang", "h200", 4)]
+)
 def test_each_fitted_cost_reproduces_the_run_it_comes_from(engine: str, gpu: str, tp: int) -> None:
     # benchmarks/fit_frontend.py: the smallest cost at which a published run falls to kvplan's figure; the run it comes
-    # from (vllm@0.8: gpt-oss-120b TP2 on H100, vLLM 0.10.2; sglang: GLM-4.6-FP8 TP4 on H200, both 128 in / 4 out) is
-    # then met exactly
+    # from (vllm@0.8: gpt-oss-120b TP2 on H100, vLLM 0.10.2, for the cost a request, and Qwen3-235B TP8 on A100, vLLM
+    # 0.11.0, for the chat template's on top of it; sglang: GLM-4.6-FP8 TP4 on H200; all 128 in / 4 out) is then met
+    # exactly
     pub, data = published()
     key = (engine, gpu, tp, 128, 4)
     rows = [r for r in data["engine_benchmarks"] if (r["engine"], r["gpu"], r["tp"], r["isl"], r["osl"]) == key]
@@ -130,3 +172,18 @@ def test_steps_only_takes_the_server_away_and_nothing_else() -> None:
     assert dataclasses.replace(bare.engine, front_end=s.engine.front_end) == s.engine
     vllm = setup("qwen3-8b", "h100-sxm", engine="vllm", weights_dtype="bf16", kv_dtype_name="bf16")
     assert steps_only(vllm) is vllm  # no server: the same setup
+
+
+def test_requests_sent_together_are_late_in_ttft_by_what_the_run_is_late() -> None:
+    # DeepSeek-R1 128 in / 4 out on 8 x H200, vLLM 0.11.0: 1,000 chat requests at once each pay 7.28 ms in the API
+    # server before any reaches the engine (FrontEnd.together), so the mean TTFT and the duration both grow by about
+    # the whole 7.28 s (the page: 16.1 s and 15.7 s over kvplan's steps alone); a server handing each request on as
+    # it is done would let the engine work meanwhile, the TTFT growing by about half of it
+    pub, data = published()
+    (r,) = [r for r in data["engine_benchmarks"] if r["model"] == "deepseek-v3" and r["osl"] == 4]
+    cost = get_engine("vllm@0.8").front_end.cost_s("deepseek_v3")
+    bare, served = pub.engine_row_trace(r, front_end=None), pub.engine_row_trace(r)
+    assert served["duration_s"] - bare["duration_s"] == pytest.approx(1000 * cost, rel=0.05)
+    assert served["mean_ttft_s"] - bare["mean_ttft_s"] == pytest.approx(1000 * cost, rel=0.05)
+    one_by_one = pub.engine_row_trace(r, front_end=pub.FrontEndWorker(cost))
+    assert one_by_one["mean_ttft_s"] - bare["mean_ttft_s"] < 0.7 * 1000 * cost

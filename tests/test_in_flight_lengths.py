@@ -139,5 +139,6 @@ def test_mlperf_rows_before_and_after():
         old = pub.score_mlperf(before, flat)["ratio"]
         if key in moved:
             assert (old, r["ratio"]) == moved[key], key
-        else:  # the 405B runs move by at most 0.06 % (cv 0.38, long prompts; 0.05 % before the requests' own p99)
-            assert r["model"] == "llama-3.1-405b" and old == pytest.approx(r["ratio"], rel=6e-4), key
+        else:  # the 405B runs move by at most 0.13 % (cv 0.38, long prompts; 0.06 % before their builds'
+            # gemm_allreduce_plugin was priced, 0.05 % before the requests' own p99)
+            assert r["model"] == "llama-3.1-405b" and old == pytest.approx(r["ratio"], rel=1.5e-3), key

@@ -120,7 +120,9 @@ def run_targets(spec: Any, gpus: list[Any], *, engine: str, weights: list[str] |
     from kvplan.engines import get_engine
     from kvplan.host import front_end_note
 
-    api = front_end_note(get_engine(engine), rate_rps=targets.rate_rps, output_tokens=targets.output_len.mean)
+    api = front_end_note(
+        get_engine(engine), rate_rps=targets.rate_rps, output_tokens=targets.output_len.mean, family=spec.family
+    )
     notes.extend([api] if api else [])
     if settings is not None:
         notes.extend(get_engine(engine).latency_setting_notes(settings))  # config-file keys of latency settings

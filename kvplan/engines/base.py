@@ -484,6 +484,17 @@ class Calibration:
     # engine release kvplan offers sets it: benchmarks/published_compare.py turns it on for the MLPerf runs whose
     # config builds with that flag.
     fp4_norm_quant_fused: bool = False
+    # The row-parallel GEMMs (o_proj, and the dense MLP's down_proj) fused with the all-reduce that follows them
+    # (kvplan.latency fused_gemm_allreduce_s): TensorRT-LLM's TensorRT engines built with ``gemm_allreduce_plugin``
+    # (FP4RowLinear / FP8RowLinear.forward in tensorrt_llm/quantization/layers.py @2340c776 call ``gemm_allreduce``
+    # instead of the GEMM and ``allreduce``) run one persistent CUTLASS kernel, NVLS two-shot, whose all-reduce warps
+    # reduce each output tile over the TP group as soon as every rank has written it, while the MMA warps compute the
+    # next tiles (cpp/tensorrt_llm/kernels/cutlass_kernels/allreduce_gemm/: allreduce_gemm_runner.cu @038ba99c, the
+    # SM90 and SM100 launch configs; kernel/sm100_gemm_allreduce_tma_warpspecialized.hpp @0cc33dbe, the AllReduce warp
+    # category's gather_reduce_broadcast per work tile; the plugin's FP4 x FP4 and FP8 x FP8 entries in
+    # plugins/gemmAllReducePlugin/gemmAllReducePlugin.cpp @2a9abd95). No engine release kvplan offers sets it:
+    # benchmarks/published_compare.py turns it on for the MLPerf runs whose config builds with that flag.
+    gemm_allreduce_fused: bool = False
     # Block-scaled fp8 grouped experts (DeepSeek-V3's 128 x 128 scales): seconds per expert held on the rank that the
     # engine's grouped kernels walk whatever the tokens (kvplan.latency _moe_s). Hopper (hopper_moe_block_expert_s): a
     # floor under the grouped GEMMs, the persistent kernel's scheduler walking the experts one by one; Blackwell
@@ -529,6 +540,15 @@ class Calibration:
     # tokens converts its weights again). Fitted by benchmarks/fit_moe_ops.py; None and 0: no such kernel.
     triton_mxfp4_mma_eff: float | None = None
     triton_mxfp4_dequant_s: float = 0.0
+    # Per-tensor fp8 grouped experts the engine runs through FlashInfer's CUTLASS fused MoE, autotuned at start-up
+    # (Engine.moe_kernel "flashinfer_cutlass_fp8", kvplan.latency _cutlass_fp8): the share of the GPU's dense fp8 peak
+    # their GEMMs reach (times the grouped GEMMs' token curve, moe_half_tokens, and w / (w +
+    # cutlass_fp8_moe_half_width), w the expert's intermediate width on the rank), and the share of the bandwidth
+    # they stream the experts' weights at. Fitted by benchmarks/fit_moe_ops.py; None: no such kernel (the mma share),
+    # the fitted grouped GEMMs' streaming (the memory share).
+    cutlass_fp8_moe_mma_eff: float | None = None
+    cutlass_fp8_moe_half_width: float = 0.0
+    cutlass_fp8_moe_mem_eff: float | None = None
     # DeepSeek Sparse Attention's main attention in a prompt (kvplan.latency._attention_s): the sparse prefill kernel's
     # share of the 16-bit peak (deepseek-ai/FlashMLA README, 2025.09.29: the sparse kernels "achieve up to 640 TFlops
     # during prefilling" on H800, whose dense BF16 peak is 989 TFLOPS: 0.647; a published figure, not fitted), and the
@@ -666,15 +686,38 @@ class FrontEnd:
 
     ``request_s``: seconds of the worker's time per request, its streamed tokens included where ``token_s`` is 0
     (a cost measured on runs of one output length covers that many tokens); ``token_s``: seconds per streamed output
-    token beyond it. ``measured``: where, in words."""
+    token beyond it. ``measured``: where, in words.
+
+    ``template_s``: seconds more per chat request whose prompt the server renders through the model's Hugging Face
+    (Jinja) chat template, where the release pays for the template on every request (vLLM 0.10-0.13 parse it anew
+    each time); not on the completions endpoint, nor for a model family in ``own_renderer_families``, whose chat
+    prompt the server builds without the template (vLLM: gpt-oss through OpenAI's harmony library).
+    ``template_releases``: the releases under the rule set that pay it (the rule set's own figures are theirs).
+    ``together``: requests that reach the server at once each do their synchronous part (parse, validation, chat
+    template) before any of them reaches the engine, the server's event loop running every ready request handler up
+    to its first wait in one pass; False: the server hands each request on as soon as its own work is done."""
 
     request_s: float
     token_s: float = 0.0
     measured: str = ""
+    template_s: float = 0.0
+    own_renderer_families: frozenset[str] = frozenset()
+    template_releases: tuple[str, ...] = ()
+    together: bool = False
 
-    def ceiling_rps(self, output_tokens: float) -> float:
-        """The most requests per second one API server takes at ``output_tokens`` streamed tokens a request."""
-        return 1.0 / (self.request_s + output_tokens * self.token_s)
+    def cost_s(self, family: str | None = None, *, chat: bool = True, release: str | None = None) -> float:
+        """Seconds of the server's time a request of a model of ``family`` (its spec's ``family``; None: a model
+        that renders a Jinja template) on the chat endpoint (``chat``) or the completions one, on ``release`` (one
+        of the rule set's releases, as ``"0.11.0"``; None: the rule set's own server)."""
+        templated = chat and family not in self.own_renderer_families
+        if release is not None and release not in self.template_releases:
+            templated = False
+        return self.request_s + (self.template_s if templated else 0.0)
+
+    def ceiling_rps(self, output_tokens: float, *, family: str | None = None, chat: bool = True) -> float:
+        """The most requests per second one API server takes at ``output_tokens`` streamed tokens a request (chat
+        requests of a model of ``family``, as :meth:`cost_s`)."""
+        return 1.0 / (self.cost_s(family, chat=chat) + output_tokens * self.token_s)
 
 
 @dataclass(frozen=True)
@@ -1099,7 +1142,8 @@ class Engine:
     def moe_kernel(self, *, weights_dtype: str, gpu: GPU) -> MoeKernel | None:
         """The grouped-expert kernel the engine runs for ``weights_dtype`` experts on ``gpu`` where kvplan.latency
         prices it apart from the fitted grouped GEMMs (:class:`MoeKernel`: "marlin", vLLM's Marlin MoE;
-        "triton_mxfp4", vLLM's OpenAI Triton MXFP4 experts); None: the fitted grouped GEMMs."""
+        "triton_mxfp4", vLLM's OpenAI Triton MXFP4 experts; "flashinfer_cutlass_fp8", vLLM's FlashInfer CUTLASS
+        per-tensor fp8 experts); None: the fitted grouped GEMMs."""
         return None
 
     def keeps_freed_blocks(self, settings: Settings) -> bool:

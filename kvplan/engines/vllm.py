@@ -680,6 +680,9 @@ MARLIN_MOE = MoeKernel(name="marlin", hidden_multiple=256, inter_multiple=128)
 # size kept (fused_moe/oracle/mxfp4.py mxfp4_round_up_hidden_size_and_intermediate_size, read @001eda3; 0.16.0
 # create_weights the same). Its time: kvplan.latency _triton_mxfp4_s.
 TRITON_MXFP4_MOE = MoeKernel(name="triton_mxfp4", hidden_multiple=1, inter_multiple=64)
+# vLLM's per-tensor fp8 experts on Hopper from the 0.16 rules on: FlashInfer's CUTLASS fused MoE
+# (Fp8MoeBackend.FLASHINFER_CUTLASS, FlashInferExperts), autotuned at start-up. Its time: kvplan.latency _cutlass_fp8.
+FLASHINFER_CUTLASS_FP8_MOE = MoeKernel(name="flashinfer_cutlass_fp8")
 
 
 # The MLA up-projection vLLM keeps after loading. MLAAttention.process_weights_after_loading
@@ -731,6 +734,9 @@ class Vllm(Engine):
     # not read but whose ~0.10.1 log (issue #23278) holds Marlin's padded bytes, i.e. no OpenAI triton_kernels
     # installed; the 0.16.0 wheel vendors it as vllm/third_party/triton_kernels.
     mxfp4_hopper_marlin: bool = False
+    # Per-tensor fp8 experts on Hopper through FlashInfer's CUTLASS fused MoE (moe_kernel): True from the 0.16 rules on,
+    # False for the 0.8 rules (their Triton fused_experts; see moe_kernel).
+    fp8_moe_flashinfer_cutlass: bool = True
     # ... and on SM100 through FlashInfer where flashinfer-python is a dependency of the wheel (0.16.0: ==0.6.3; 0.19.0:
     # ==0.6.6, read in their METADATA); the 0.8-0.15 rules leave Blackwell at the checkpoint's dims (not read).
     mxfp4_blackwell_flashinfer: bool = True
@@ -806,7 +812,26 @@ class Vllm(Engine):
         Triton on SM90 where ``has_triton_kernels()`` and torch >= 2.8, else Marlin. aiconfigurator 0.12.0 timed
         this kernel on vLLM 0.24.0 (kernel_source ``vllm_gptossmxfp4moe_triton_oaitritonmxfp4expertsmonolithic``,
         H100 SXM and H200). None elsewhere (Blackwell: FlashInfer's TRT-LLM MXFP4 kernels, priced by the fitted
-        grouped GEMMs)."""
+        grouped GEMMs).
+
+        fp8 experts on Hopper from the 0.16 rules on (``fp8_moe_flashinfer_cutlass``): FlashInfer's CUTLASS fused MoE.
+        fused_moe/oracle/fp8.py ``select_fp8_moe_backend`` (read in the 0.16.0 and 0.19.0 wheels and @001a058b, main
+        2026) takes the first supported of AITER, FLASHINFER_TRTLLM, FLASHINFER_CUTLASS, DEEPGEMM, ..., TRITON;
+        FlashInfer's TRT-LLM kernels are SM100 only and AITER is ROCm, and ``FlashInferExperts._supports_quant_scheme``
+        (flashinfer_cutlass_moe.py, the same three copies) takes static per-tensor fp8 weights and activations
+        (kFp8StaticTensorSym, a ModelOpt or static-scale fp8 checkpoint) from capability 9.0. At start-up
+        ``kernel_warmup`` runs ``flashinfer_autotune`` on SM 9.0+ unless ``enable_flashinfer_autotune`` is False
+        (warmup/kernel_warmup.py; config/vllm.py sets it True from -O1 on, -O2 the default, and False at -O0, which
+        ``--enforce-eager`` forces): the kernel serves with tuned tactics. They are TensorRT-LLM's CUTLASS MoE GEMMs,
+        which aiconfigurator 0.12.0's TensorRT-LLM fp8 tables time under ``autotune()``; its vLLM 0.24.0 Hopper fp8
+        table times this path without the autotuning (benchmarks/moe_compare.py UNTUNED) and is not what serves. Not
+        modelled: dynamic activation scales (``--quantization fp8`` on a 16-bit checkpoint: kFp8DynamicTensorSym,
+        which FlashInferExperts refuses, so TRITON), the untuned tactics under ``--enforce-eager``, and block-scaled
+        checkpoints (kvplan.latency keeps their fitted grouped GEMMs). The 0.8 rules (0.8.5 and 0.11.0 wheels):
+        ``Fp8MoEMethod`` / ``ModelOptFp8MoEMethod.apply`` call the Triton ``fused_experts`` unless
+        ``VLLM_USE_FLASHINFER_MOE_FP8`` is set: the fitted grouped GEMMs (None)."""
+        if weights_dtype == "fp8" and gpu.architecture == "hopper" and self.fp8_moe_flashinfer_cutlass:
+            return FLASHINFER_CUTLASS_FP8_MOE
         if weights_dtype != "mxfp4":
             return None
         arch = gpu.architecture
@@ -1402,6 +1427,23 @@ CALIBRATION = Calibration(
     # 61-63 us).
     triton_mxfp4_mma_eff=0.825,
     triton_mxfp4_dequant_s=2.3e-11,
+    # Its per-tensor fp8 experts on Hopper from the 0.16 rules on: FlashInfer's CUTLASS fused MoE, autotuned at start-up
+    # (Vllm.moe_kernel "flashinfer_cutlass_fp8", kvplan.latency _cutlass_fp8): the share of the dense fp8 peak on the
+    # grouped GEMMs' token curve (moe_half_tokens held), the intermediate width on the rank at which thin slices reach
+    # half of it, and the share of the bandwidth the experts' weights stream at (moe_layer_s held). Those are
+    # TensorRT-LLM's CUTLASS MoE GEMMs (FlashInfer's csrc/fused_moe/cutlass_backend binds
+    # tensorrt_llm::kernels::cutlass_kernels CutlassMoeFCRunner), so benchmarks/fit_moe_ops.py fits them on
+    # aiconfigurator 0.12.0's TensorRT-LLM 1.3.0rc20 fp8 tables, timed under autotune() (H100 SXM and H200; Qwen3
+    # 30B-A3B / 235B-A22B, Mixtral 8x7B / 8x22B, Llama 4 Scout / Maverick; TP 1/4/8, EP 4/8; 1-16,384 tokens, balanced
+    # and priced so: 900 points), the three in turn, 4 rounds: median |ln| 0.238 (the fitted grouped GEMMs with the
+    # fp8 streaming share 0.9347 x 0.742 = 0.694) -> 0.062, worst 1.764 -> 2.024 (Llama 4 Scout TP 1 / EP 4 at 1-1,024
+    # tokens: ~230 us an expert touched whatever its rows, 6-7x its bytes' time, the signature of the vLLM table's
+    # untuned tactic, which these few shapes fell back to). Not fitted on aiconfigurator's vLLM 0.24.0 Hopper fp8
+    # tables: they time this kernel untuned (benchmarks/moe_compare.py UNTUNED), 3-7x slower, which vLLM serves only
+    # at -O0 (--enforce-eager), not modelled.
+    cutlass_fp8_moe_mma_eff=0.8,
+    cutlass_fp8_moe_half_width=900.0,
+    cutlass_fp8_moe_mem_eff=0.915,
     # The MLA block's fixed cost per decode layer on Blackwell, where vLLM runs FLASHINFER_MLA (vllm/platforms/cuda.py
     # _get_backend_priorities @ vLLM main 2026: MLA on compute capability 10 tries FLASHINFER_MLA first, on Hopper
     # FLASH_ATTN_MLA / FLASHMLA). benchmarks/mla_compare.py --fit on aiconfigurator 0.12.0's B200 vLLM 0.24.0 MLA
@@ -1488,17 +1530,40 @@ HOST_LOOP_0_8 = HostLoop(overlaps_gpu=False, switch="")
 # the chat template and tokenization, then AsyncLLM.add_request -> Processor.process_inputs and add_request_async)
 # and, in AsyncLLM._run_output_handler's output_handler task, every step's outputs (OutputProcessor.process_outputs:
 # incremental detokenization per token into each request's queue; chat_completion_stream_generator streams a chunk
-# each). Read through the code index (0.10-0.11 era copies). The cost per request was measured on GPUStack's runs of
-# vLLM 0.10.2-0.13.0 (gpustack/gpustack docs/performance-lab @47277d79): fitted by benchmarks/fit_frontend.py as the
-# smallest cost a request at which kvplan's run of a published row, the server a serial worker before the engine
-# core, falls to the published figure: the largest cost no published run contradicts. It comes from the random
-# 128 in / 4 out runs, 1,000 requests at once (the smallest: gpt-oss-120b TP2 on H100, vLLM 0.10.2, 956.85 tok/s,
-# gpt-oss-120b/h100.md line 576; gpt-oss-20b TP1, 0.11.0, gives 4.67 ms): it covers a request and its 4 streamed
-# tokens. The other short runs (Qwen3-32B, Qwen3-235B, GLM-4.6, DeepSeek-R1 and V3.2, on H100, A100 and H200 hosts)
-# give 13-49 ms: what makes those runs slow is not this server alone (docs/cost.md, "The API server"). A cost per
-# token is not separable on these runs (token_s 0; the fit prints the bound the longest outputs give). The host CPUs
-# are not stated. Releases after 0.13 (vllm@0.16 and newer) have no short-output run published: no ceiling there.
-FRONT_END_0_8 = FrontEnd(request_s=4.12e-3, measured="GPUStack runs of vLLM 0.10.2-0.13.0, random 128/4")
+# each). Read in the vLLM 0.11.0 wheel (and the 0.10.2 / 0.12.0 / 0.13.0 wheels where named):
+# - together: the chat route is wrapped in entrypoints/utils.py with_cancellation, which starts the handler as a new
+#   task; the handler runs the chat template synchronously (serving_engine.py OpenAIServing._preprocess_chat ->
+#   chat_utils.apply_hf_chat_template) and first waits at the tokenizer (_tokenize_prompt_input_async, an
+#   AsyncMicrobatchTokenizer future). The event loop runs every ready callback of a pass before the next pass, so
+#   requests that arrive together each pass their template before any of them is tokenized and handed to the engine.
+#   The published 128 in / 4 out runs show it: their mean TTFT is late by what their duration is late by (DeepSeek-R1
+#   16.1 s and 15.7 s over kvplan's steps alone), where a server handing each request on as it finishes would delay
+#   the TTFT by about half (docs/cost.md, "The chat template").
+# - template_s: in 0.11.0, chat_utils.resolve_chat_template_kwargs builds a jinja2 ImmutableSandboxedEnvironment and
+#   parses the model's whole chat template (env.parse, jinja2.meta.find_undeclared_variables) on every chat request;
+#   it came with PR #25794 (the chat-template kwargs filter, GHSA-6fvq-23cw-5628, 2025-10; 0.10.2's chat_utils has no
+#   such parse); 0.12.0 and 0.13.0 parse once (_cached_resolve_chat_template_kwargs, lru_cache). Where vLLM builds
+#   the prompt without the template it is not paid: gpt-oss (serving_chat.py: use_harmony = hf_config.model_type ==
+#   "gpt_oss", _make_request_with_harmony) and the completions endpoint. The same kind of per-request parse cost
+#   "6-8 seconds delay before prompts actually are started to process" for 1,000 requests in vLLM PR #20065
+#   (2025-06, the content-format detection, cached since).
+# Fitted by benchmarks/fit_frontend.py on GPUStack's random 128 in / 4 out runs, 1,000 chat requests at once
+# (gpustack/gpustack docs/performance-lab @47277d79): request_s, the smallest figure of the runs that do not pay the
+# template: gpt-oss-120b TP2 on H100, vLLM 0.10.2, 956.85 tok/s (gpt-oss-120b/h100.md line 576; gpt-oss-20b gives
+# 1.68 ms, gpt-oss-120b TP1 2.87 ms); template_s, the smallest of the runs that pay it, less request_s: Qwen3-235B
+# BF16 TP8 on A100, vLLM 0.11.0, 226.26 tok/s (qwen3-235b-a22b/a100.md line 412); the others imply 9-18 ms a request
+# in all (their templates and host CPUs differ: DeepSeek-R1 15.7 ms and GLM-4.6 9.3 ms on the same H200 node; the
+# host CPUs are not stated), DeepSeek-V3.2 on 0.13.0 (no template parse) 6.2 ms. A cost per token is not separable
+# on these runs (token_s 0). Releases after 0.13 (vllm@0.16 and newer) have no short-output run published: no ceiling
+# there.
+FRONT_END_0_8 = FrontEnd(
+    request_s=1.555e-3,
+    measured="GPUStack runs of vLLM 0.10.2-0.11.0, random 128/4",
+    template_s=5.72e-3,
+    own_renderer_families=frozenset({"gpt_oss"}),
+    template_releases=("0.11.0",),
+    together=True,
+)
 
 V0_19 = Vllm(
     name="vllm",
@@ -1594,6 +1659,7 @@ V0_8 = replace(V0_19, release="0.8", version="0.8 (V1 engine, before the A100 ba
                front_end=FRONT_END_0_8,
                graph_cap="fixed",  # max_capture_size: 512 whatever max_num_seqs (0.8.5 _set_cudagraph_sizes)
                mxfp4_hopper_marlin=True,  # no triton_kernels installed (Vllm.expert_dims_as_loaded)
+               fp8_moe_flashinfer_cutlass=False,  # Triton fused_experts for fp8 experts (Vllm.moe_kernel)
                mxfp4_blackwell_flashinfer=False,  # FlashInfer not read as a dependency of those wheels
                disagg_kv_entries=None,  # the V1 MooncakeConnector read above was not read at 0.8: no entry cost
                gdn_reads_ssm_dtype=False, qwen3_5_ssm_override=False,  # 0.16's SSM-state rule (the oldest read)
