@@ -544,8 +544,9 @@ def compare_dealing(steps: int = 60000) -> list[str]:
     for ranks, life in DEALING_CASES:
         for mean in DEALING_MEANS:
             some = -math.expm1(-mean)
-            cells = (ranks, life, mean, f"{dealt_busiest(mean, ranks=ranks, life=life, steps=steps):.3f}",
-                     f"{busiest_drawn(mean, ranks=ranks) / some:.3f}", f"{busiest_share(mean, ranks=ranks) / some:.3f}")
+            dealt = dealt_busiest(mean, ranks=ranks, life=life, steps=steps)
+            drawn, even = busiest_drawn(mean, ranks=ranks) / some, busiest_share(mean, ranks=ranks) / some
+            cells = (ranks, life, mean, f"{dealt:.3f}", f"{drawn:.3f}", f"{even:.3f}")
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return lines
 
