@@ -507,26 +507,32 @@ DEALING_MEANS = (0.3, 1.0, 2.0, 4.0, 8.0)  # arrivals a step
 DEALING_CASES = ((4, 64), (4, 256), (8, 64), (8, 256))  # (ranks, steps a request lives)
 
 
-def dealt_busiest(mean: float, *, ranks: int, life: int, steps: int, seed: int = 1) -> float:
-    """TensorRT-LLM's dealing alone (:func:`_deal_fewest_active`, prompts of one length): Poisson arrivals of ``mean``
-    a step, each request leaving ``life`` steps after it was dealt; the mean of the busiest rank's arrivals over the
-    steps with some, after a warm-up of ``5 life`` steps (``steps`` in all)."""
-    rng = random.Random(seed)
-    active = [0] * ranks
+def dealt_busiest(mean: float, *, ranks: int, life: int, steps: int, spread: float = 0.0, seed: int = 1) -> float:
+    """TensorRT-LLM's dealing alone (:func:`_deal_fewest_active`): Poisson arrivals of ``mean`` a step, each request
+    leaving ``life`` steps after it was dealt; the mean of the busiest rank's arrivals over the steps with some, after
+    a warm-up of ``5 life`` steps (``steps`` in all). Prompts of 1,000 tokens, or with ``spread`` drawn uniformly
+    from ``1,000 (1 +- spread)`` (their own generator, seeded ``seed + 1``), where the heap's token key decides."""
+    rng, draw = random.Random(seed), random.Random(seed + 1)
+    active = [[0, 0] for _ in range(ranks)]  # per rank: prompt tokens, requests
     dealt_at: deque = deque()
     total = counted = 0
     for step in range(steps):
         if len(dealt_at) == life:
-            for rank, count in enumerate(dealt_at.popleft()):
-                active[rank] -= count
+            for rank, tokens in dealt_at.popleft():
+                active[rank][0] -= tokens
+                active[rank][1] -= 1
         arrivals, clock = 0, rng.expovariate(mean)
         while clock < 1.0:
             arrivals, clock = arrivals + 1, clock + rng.expovariate(mean)
+        prompts = [round(1000 * (1 + spread * (2 * draw.random() - 1))) if spread else 1000 for _ in range(arrivals)]
         here = [0] * ranks
-        for _, rank in _deal_fewest_active([1] * arrivals, [(n, n) for n in active]):
+        left = []
+        for position, rank in _deal_fewest_active(prompts, [(t, n) for t, n in active]):
             here[rank] += 1
-            active[rank] += 1
-        dealt_at.append(here)
+            active[rank][0] += prompts[position]
+            active[rank][1] += 1
+            left.append((rank, prompts[position]))
+        dealt_at.append(left)
         if step >= 5 * life and arrivals:
             total, counted = total + max(here), counted + 1
     return total / counted
@@ -534,19 +540,21 @@ def dealt_busiest(mean: float, *, ranks: int, life: int, steps: int, seed: int =
 
 def compare_dealing(steps: int = 60000) -> list[str]:
     """``--dealing``: the busiest rank's prompts per step with arrivals under TensorRT-LLM's dealing
-    (:func:`dealt_busiest`) beside the largest of ``ranks`` independent Poisson shares
-    (:func:`kvplan.serving.busiest_drawn`) and the even ``ceil(K / ranks)`` (:func:`kvplan.serving.busiest_share`),
-    each over the steps with arrivals (divided by ``1 - e^-mean``)."""
+    (:func:`dealt_busiest`, prompts of one length and of lengths 500-1,500 tokens) beside the largest of ``ranks``
+    independent Poisson shares (:func:`kvplan.serving.busiest_drawn`) and the even ``ceil(K / ranks)``
+    (:func:`kvplan.serving.busiest_share`), each over the steps with arrivals (divided by ``1 - e^-mean``)."""
     from kvplan.serving import busiest_drawn, busiest_share
 
-    head = ("ranks", "steps a request lives", "arrivals a step", "dealt (TensorRT-LLM)", "drawn shares", "even")
+    head = ("ranks", "steps a request lives", "arrivals a step", "dealt (TensorRT-LLM)", "dealt, prompts +-50 %",
+            "drawn shares", "even")  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for ranks, life in DEALING_CASES:
         for mean in DEALING_MEANS:
             some = -math.expm1(-mean)
             dealt = dealt_busiest(mean, ranks=ranks, life=life, steps=steps)
+            varied = dealt_busiest(mean, ranks=ranks, life=life, steps=steps, spread=0.5)
             drawn, even = busiest_drawn(mean, ranks=ranks) / some, busiest_share(mean, ranks=ranks) / some
-            cells = (ranks, life, mean, f"{dealt:.3f}", f"{drawn:.3f}", f"{even:.3f}")
+            cells = (ranks, life, mean, f"{dealt:.3f}", f"{varied:.3f}", f"{drawn:.3f}", f"{even:.3f}")
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return lines
 

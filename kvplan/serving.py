@@ -718,7 +718,8 @@ def busiest_drawn(mean_arrivals: float, *, ranks: int) -> float:
     against 1.042 / 1.176 / 1.438 / 2.103 / 3.507 here (over the steps with arrivals: this over ``1 - e^-mean``) and
     1.000 / 1.006 / 1.061 / 1.400 / 2.376 dealt evenly (:func:`busiest_share`); 8 ranks 1.009 / 1.063 / 1.201 / 1.675
     / 2.768 against 1.021 / 1.093 / 1.245 / 1.668 / 2.579 (even 1.000 / 1.000 / 1.000 / 1.022 / 1.411); with 256
-    steps the same within 0.03 up to 4 arrivals (3.639 and 2.685 at 8). In benchmarks/
+    steps the same within 0.03 up to 4 arrivals (3.639 and 2.685 at 8); with prompts of 500-1,500 tokens (the
+    heap's token key deciding) within 9 % of this up to 4 arrivals and 2-7 % below it at 8. In benchmarks/
     serving_sim.py's TensorRT-LLM runs (Qwen3-30B-A3B DP4 EP4 H100, 2,048 / 256) 0.93-0.97 of it."""
     if mean_arrivals <= 0:
         return 0.0

@@ -54,10 +54,13 @@ def test_trtllm_dealing_alone_lies_near_the_drawn_shares() -> None:
     """benchmarks/serving_sim.py --dealing: TensorRT-LLM's dealing (_deal_fewest_active) of Poisson arrivals, each
     request leaving a fixed number of steps after it was dealt, keeps the arrivals of a step as uneven as those of
     the step they replace: at 2 arrivals a step over 4 ranks the busiest rank takes 1.37 a step with arrivals
-    (20,000 steps), near the largest of 4 Poisson shares (1.438) and far from the even split (1.061)."""
+    (20,000 steps), near the largest of 4 Poisson shares (1.438) and far from the even split (1.061); so with prompts
+    of 500-1,500 tokens, where the heap's token key decides."""
     sim_mod = bench_module("serving_sim")
     dealt = sim_mod.dealt_busiest(2.0, ranks=4, life=64, steps=20000)
     some = -math.expm1(-2.0)
     drawn, even = serving.busiest_drawn(2.0, ranks=4) / some, serving.busiest_share(2.0, ranks=4) / some
     assert (round(drawn, 3), round(even, 3)) == (1.438, 1.061)
     assert 0.9 * drawn < dealt < drawn and dealt > 1.2 * even
+    varied = sim_mod.dealt_busiest(2.0, ranks=4, life=64, steps=20000, spread=0.5)
+    assert 0.9 * drawn < varied < drawn and varied > 1.2 * even
