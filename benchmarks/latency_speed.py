@@ -8,8 +8,9 @@ Prints, for the machine as it is (CPU count and load average first and last, sin
     `kvplan.serving.forget_memos`, as a fresh process has them, after one warm-up call that loads the specs;
     median of runs, wall and CPU): `kvplan.cost.cost` for DeepSeek-V3 TP8 at three lengths,
     `kvplan.slo.plan_for_targets` for Llama 3.1 70B over H100, H200, B200 (TP, PP within and across nodes; every
-    row, the first 20 as the CLI's table asks, and every row with TensorRT-LLM, whose PP rows price the pipeline's
-    prompt queue), for DeepSeek-V3 on H200 (also TP-EP and DP attention + EP) and
+    row, the first 20 as the CLI's table asks, every row with TensorRT-LLM, whose PP rows price the pipeline's
+    prompt queue, and the first 20 with SGLang), for gpt-oss-120b over the same GPUs (its checkpoint's MXFP4 experts,
+    the first 20 rows), for DeepSeek-V3 on H200 (also TP-EP and DP attention + EP) and
     for Llama 3.1 8B on H200 with disaggregated pools;
 (b) CLI wall and CPU time (median of runs) of the same commands, the README's `plan --rate` examples, and of
     `python -c pass` and of importing kvplan's third-party dependencies (typer, pydantic, yaml, tabulate), and of a
@@ -33,8 +34,9 @@ figure must stay the same).
 
     python benchmarks/latency_speed.py --against TREE [--runs 15]
 
-times instead the floor and the `cost`, `plan --rate` and `plan --rate --engine trtllm` commands from another
-checkout TREE and from this one in alternation (before and after a change, under the same load), CPU seconds.
+times instead the floor and the `cost`, `plan --rate`, `plan --rate --engine trtllm` and gpt-oss-120b's `plan --rate`
+commands from another checkout TREE and from this one in alternation (before and after a change, under the same
+load), CPU seconds.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ PLAN = ["plan", "llama-3.1-70b", "--rate", "10", "--input", "2k:4k", "--output",
 PLAN += ["--ttft", "1s", "--tpot", "50ms"]
 # TensorRT-LLM schedules each pipeline micro-batch on its own: its PP rows price the prompt queue (serving's slots)
 PLAN_TRTLLM = PLAN + ["--engine", "trtllm"]
+# gpt-oss-120b's experts in the checkpoint's MXFP4 (vLLM's OpenAI Triton kernel on Hopper, its tiles priced per step),
+# two layer kinds (sliding, full) and attention DP + EP splits: the dearest plan since stop 26
+PLAN_GPT_OSS = ["plan", "gpt-oss-120b", "--rate", "10", "--input", "2k", "--output", "512", "--ttft", "1s",
+                "--tpot", "50ms"]  # fmt: skip
+PLAN_SGLANG = PLAN + ["--engine", "sglang"]
 PLAN_MOE = ["plan", "deepseek-v3", "--rate", "2", "--input", "1k", "--output", "8k"]
 PLAN_MOE += ["--ttft", "30s", "--tpot", "300ms", "--gpus", "h200"]
 # The README's plan --rate examples (README.md "Plan against latency targets"), as it runs them.
@@ -119,7 +126,7 @@ def against(other: str, runs: int) -> int:
     for root in trees.values():  # as pip does when it installs the wheel
         compileall.compile_dir(os.path.join(root, "kvplan"), quiet=1)
     cases = [("floor (FLOOR_APP)", [sys.executable, "-c", FLOOR_APP])]
-    cases += [(f"kvplan {' '.join(cmd)}", _kvplan(cmd)) for cmd in (COST, PLAN, PLAN_TRTLLM)]
+    cases += [(f"kvplan {' '.join(cmd)}", _kvplan(cmd)) for cmd in (COST, PLAN, PLAN_TRTLLM, PLAN_GPT_OSS)]
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"machine: {os.cpu_count()} CPUs, load average {load} (1, 5, 15 min)")
     print(f"CPU s, {runs} rounds in alternation: other = {trees['other']}, this = {trees['this']}")
@@ -151,7 +158,7 @@ def _timed(fn, runs: int) -> tuple[float, float]:  # noqa: ANN001
 
 
 def in_process(runs: int) -> dict[str, tuple[float, float]]:
-    from kvplan.catalog import load_bundled
+    from kvplan.catalog import load_bundled, resolve
     from kvplan.cost import cost
     from kvplan.hardware import resolve_gpu
     from kvplan.serving import Lengths
@@ -163,6 +170,9 @@ def in_process(runs: int) -> dict[str, tuple[float, float]]:
     dense = Targets(10, Lengths.of(2048, 4096), Lengths.of(512), 1.0, 0.05)
     moe = Targets(2, Lengths.of(1024), Lengths.of(8192), 30.0, 0.3)
     small = Targets(20, Lengths.of(2048), Lengths.of(512), 0.5, 0.03)
+    oss = resolve("gpt-oss-120b")  # with its checkpoint's weights term (MXFP4 experts), as the CLI takes it
+    oss_spec, oss_weights = oss.spec, oss.weights()
+    oss_targets = Targets(10, Lengths.of(2048), Lengths.of(512), 1.0, 0.05)
     return {
         "cost deepseek-v3 tp8, 3 lengths": _timed(lambda: cost(ds, h200, [4096, 32768, 131072], tp=8), runs),
         "plan --rate llama-3.1-70b, 3 GPU types": _timed(lambda: plan_for_targets(ll, gpus, dense, max_gpus=64), runs),
@@ -171,6 +181,12 @@ def in_process(runs: int) -> dict[str, tuple[float, float]]:
         ),
         "plan --rate llama-3.1-70b, 3 GPU types, --engine trtllm": _timed(
             lambda: plan_for_targets(ll, gpus, dense, max_gpus=64, engine="trtllm"), runs
+        ),
+        "plan --rate gpt-oss-120b, 3 GPU types, first 20 rows": _timed(
+            lambda: plan_for_targets(oss_spec, gpus, oss_targets, max_gpus=64, top=20, checkpoint=oss_weights), runs
+        ),
+        "plan --rate llama-3.1-70b, 3 GPU types, first 20 rows, --engine sglang": _timed(
+            lambda: plan_for_targets(ll, gpus, dense, max_gpus=64, top=20, engine="sglang"), runs
         ),
         "plan --rate deepseek-v3, h200": _timed(lambda: plan_for_targets(ds, [h200], moe, max_gpus=64), runs),
         "plan --rate llama-3.1-8b, h200, disaggregated": _timed(
@@ -260,6 +276,18 @@ FIGURE_CLI = [
 ]  # fmt: skip
 
 
+# Added at stop 27, after the commands above (a file written before then is the start of one written now): the
+# gpt-oss and SGLang plans the timings cover, as the table shows them and whole (JSON)
+FIGURE_CLI_LATER = [
+    PLAN_GPT_OSS,
+    PLAN_GPT_OSS + ["-f", "json"],
+    PLAN_GPT_OSS + ["--engine", "sglang", "-f", "json"],
+    PLAN_GPT_OSS + ["--engine", "trtllm", "-f", "json"],
+    PLAN_GPT_OSS + ["--gpus", "h200", "--disaggregated", "-f", "json"],
+    PLAN_SGLANG + ["-f", "json"],
+]
+
+
 def figure_lines() -> list[str]:
     """``repr`` of every figure of the library calls --figures writes, one line per call."""
     from kvplan.capacity import setup
@@ -323,7 +351,7 @@ def figure_lines() -> list[str]:
 def write_figures(path: str) -> int:
     """--figures: the library's figure lines, then each CLI command's exit code, stdout and stderr."""
     lines = figure_lines()
-    commands = (COST, PLAN, PLAN_TRTLLM, PLAN_MOE, *README_PLANS, *FIGURE_CLI)
+    commands = (COST, PLAN, PLAN_TRTLLM, PLAN_MOE, *README_PLANS, *FIGURE_CLI, *FIGURE_CLI_LATER)
     for cmd in commands:
         done = subprocess.run(_kvplan(cmd), capture_output=True, text=True, env=ENV)
         lines += [f"$ kvplan {' '.join(cmd)} (exit {done.returncode})", done.stdout, done.stderr]
@@ -360,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"    python -c '{DEPS}': {_wall([sys.executable, '-c', DEPS], args.runs)}")
     floor = _wall([sys.executable, "-c", FLOOR_APP], args.runs)
     print(f"    floor: a bare typer app, one option parsed, one table (FLOOR_APP): {floor}")
-    for cmd in (COST, PLAN, PLAN_TRTLLM, PLAN_MOE, *README_PLANS):
+    for cmd in (COST, PLAN, PLAN_TRTLLM, PLAN_SGLANG, PLAN_GPT_OSS, PLAN_MOE, *README_PLANS):
         print(f"    kvplan {' '.join(cmd)}: {_wall(_kvplan(cmd), args.runs)}")
     if not args.no_importtime:
         ranked, ours, rest = importtime(COST)

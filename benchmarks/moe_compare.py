@@ -185,8 +185,8 @@ def grouped_seconds(
     weights, block = DTYPES[dtype]
     if block:  # block-scaled fp8 (fp8_block_eff_scale): DeepSeek-V3's checkpoint quantization on any model
         spec = spec.model_copy(update={"weights": resolve_model("deepseek-v3").weights})
-    elif spec.weights is not None and spec.weights.dtype != weights:  # another checkpoint quantization: none
-        spec = spec.model_copy(update={"weights": None})
+    elif spec.weights is not None and (spec.weights.dtype != weights or spec.weights.block is not None):
+        spec = spec.model_copy(update={"weights": None})  # another checkpoint quantization, or per-tensor fp8: none
     cal = replace(latency.calibration(engine), moe_ep_imbalance=0.0, **(overrides or {}))
     ranks = max(tp, ep)
     gpu = resolve_gpu(gpu_name)

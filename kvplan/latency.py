@@ -366,6 +366,20 @@ def _gemm_mem_s(c: _Ctx, m: float, params: int, n_plus_k: int) -> float:
 
 def _attention_gemms_s(c: _Ctx, kind: LayerKind, m: int) -> float:
     """Projections of one token-mixer layer: fused QKV + O (MLA: each of its projections)."""
+    hit = c.terms.get(("projections", id(kind)))  # each entry holds its kind: the id is not reused while it lives
+    if hit is None or hit[0] is not kind:
+        hit = c.terms["projections", id(kind)] = (kind, _projection_shapes(c, kind))
+    fused, plain = hit[1]
+    if fused is not None:
+        (qkv, qkv_n_k, h), (o, o_n_k, o_k) = fused
+        return (_gemm_s(c, m, qkv, qkv_n_k, k=h, normed_input=True) + _gemm_s(c, m, o, o_n_k, k=o_k)
+                + sum(_gemm_s(c, m, p, n_k, k=k) for p, n_k, k in plain))  # fmt: skip
+    return sum(_gemm_s(c, m, p, n_k, k=k) for p, n_k, k in plain)
+
+
+def _projection_shapes(c: _Ctx, kind: LayerKind) -> tuple[tuple | None, tuple[tuple[int, int, int], ...]]:
+    """The GEMMs of :func:`_attention_gemms_s` as (weights, N + K, K): the fused QKV and o_proj of a KV-head attention
+    kind with the parts after them, or None and every projection (MLA and the rest)."""
     h = c.spec.hidden_size
     parts = _fact(c.spec, ("parts", id(kind), c.tp),
                   lambda: [p.params for p in attention_parts(c.spec, kind, c.tp) if p.quantizable])  # fmt: skip
@@ -373,10 +387,9 @@ def _attention_gemms_s(c: _Ctx, kind: LayerKind, m: int) -> float:
         qkv = parts[0] + parts[1]
         rest = parts[2:]
         o_k = rest[0] // h  # o_proj reads the heads (K = heads x head_dim); later parts (an output gate) read h
-        return (_gemm_s(c, m, qkv, h + qkv // h, k=h, normed_input=True) + _gemm_s(c, m, rest[0], h + o_k, k=o_k)
-                + sum(_gemm_s(c, m, p, h + p // h, k=h) for p in rest[1:]))  # fmt: skip
+        return ((qkv, h + qkv // h, h), (rest[0], h + o_k, o_k)), tuple((p, h + p // h, h) for p in rest[1:])
     # MLA and the rest: K taken as the hidden size (the projections read h or a latent narrower than it)
-    return sum(_gemm_s(c, m, p, h + max(1, p // h), k=h) for p in parts)
+    return None, tuple((p, h + max(1, p // h), h) for p in parts)
 
 
 def _dense_mlp_s(c: _Ctx, m: int, inter_rank: int, *, gated: bool) -> float:
@@ -422,79 +435,146 @@ def _moe_s(
     not uniform, with it: ``benchmarks/aic_tables.py`` ``balanced_loads``); None: uniform routing, the busiest
     rank's excess included (what serving sees).
     """
-    moe, h = c.spec.moe, c.spec.hidden_size
-    gated = c.spec.params.mlp == "gated"
+    k = c.terms.get("moe")
+    if k is None:
+        k = c.terms["moe"] = _moe_consts(c)
     given = loads  # a table's own routing (the comparison scripts), or None (serving's uniform random routing)
-    # TP slices every expert's intermediate dimension; EP (vLLM --enable-expert-parallel) gives each of the
-    # R = tp x dp ranks E/R whole experts and the tokens routed to them (uniform routing).
-    ranks = c.moe_ranks
-    parts = 1 if c.ep else ranks
-    inter_rank = ceil_div(moe.expert_intermediate_size, parts)
-    per_expert = (3 if gated else 2) * h * inter_rank
-    local = moe.num_experts / (ranks if c.ep else 1)
-    touched = local * (1 - (1 - moe.experts_per_token / moe.num_experts) ** moe_tokens)
-    routed = moe_tokens * moe.experts_per_token / (ranks if c.ep else 1)
+    local, ranks = k.local, k.ranks
+    touched = local * (1 - k.keep**moe_tokens)
+    routed = moe_tokens * k.top_k / k.split
     if loads is not None:
         touched, routed = sum(n for _, n in loads), sum(t * n for t, n in loads)
     elif c.ep:  # the busiest of the ranks sets the step; its excess over the mean grows like sqrt(2 ln ranks)
-        busiest = 1 + c.cal.moe_ep_imbalance * math.sqrt(2 * math.log(ranks))
-        routed = min(routed * busiest, moe_tokens * min(moe.experts_per_token, local))
+        routed = min(routed * k.busiest, moe_tokens * k.top_local)
         # A rank that receives a token reads its expert's weights whole: with fewer experts touched than ranks the
         # busiest rank reads one expert, not the mean's fraction of one. aiconfigurator 0.12.0's TensorRT-LLM H200
         # moe_perf table, Llama 4 Scout bf16, one token (top-1 of 16): EP 4 87.8 us, the whole layer on one GPU
         # 85.8 us (benchmarks/moe_compare.py).
         touched = min(local, max(touched, min(touched * ranks, 1.0)))
-    fixed = c.cal.moe_layer_s if c.moe_layer_s is None else c.moe_layer_s
-    walk = local * c.moe_expert_s  # the kernels' per-expert walk (block-scaled fp8; 0 elsewhere): _moe_expert_s
     if touched > 0:
         per_touched = routed / touched
         if loads is None:  # every touched expert takes the mean
             loads = ((per_touched, touched),)
-        h_k, w_k = h, inter_rank  # the expert's dims as its kernel holds them
-        if c.expert_pad != (1, 1):
-            h_k, w_k = (ceil_div(d, m) * m for d, m in zip((h, inter_rank), c.expert_pad, strict=True))
-            per_expert = (3 if gated else 2) * h_k * w_k
-        w_bytes = c.w_bytes if c.moe_w_bytes is None else c.moe_w_bytes
-        moved = touched * per_expert * w_bytes + routed * (2 * h_k + 3 * w_k) * c.act_bytes
-        mem_eff = c.cal.moe_mem_eff * c.moe_mem_scale
-        if c.cutlass_fp8 is not None:  # FlashInfer's CUTLASS per-tensor fp8 experts: their own shares (_cutlass_fp8)
-            mem_eff = c.cutlass_fp8[2]
-        if c.moe_block_tiles and c.cal.hopper_moe_block_mem_eff:  # their own streaming share (fit_moe_ops.py)
-            mem_eff = c.cal.hopper_moe_block_mem_eff * inter_rank / (inter_rank + c.cal.hopper_moe_block_mem_half_width)
-        grouped_mem = moved / (c.bw * mem_eff)
+        per_expert = k.per_expert  # the expert's dims as its kernel holds them (_moe_consts)
+        moved = touched * per_expert * k.w_bytes + routed * k.row_elements * c.act_bytes
+        grouped_mem = moved / k.mem_rate
         side = 0.0
         if c.moe_block_tiles:  # TensorRT-LLM's block-fp8 grouped GEMMs on Hopper: _block_tile_rows, _block_side_bytes
             rows = sum(n * _block_tile_rows(t, swap_below=c.moe_block_tiles) for t, n in loads)
-            eff = c.cal.hopper_moe_block_tile_eff * inter_rank / (inter_rank + c.cal.hopper_moe_block_half_width)
-            compute = 2 * rows * per_expert / (c.peak * eff)
-            side = routed * _block_side_bytes(h, inter_rank, gated=gated) / (c.bw * c.cal.elementwise_mem_eff)
+            compute = 2 * rows * per_expert / k.block_rate
+            side = routed * k.side_bytes / k.side_rate
         elif c.triton_peak:  # OpenAI Triton MXFP4 experts: whole token tiles, each dequantizing its expert anew
             compute = _triton_mxfp4_s(c, local, touched, per_expert, rows_per_expert=routed / local, loads=given)
         else:
-            peak, peak_eff, half_width = c.moe_peak or c.peak, c.cal.moe_peak_eff, c.cal.moe_half_width
-            if c.cutlass_fp8 is not None:
-                peak, peak_eff, half_width = c.cutlass_fp8[0], 1.0, c.cutlass_fp8[1]
-            eff = peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
-            eff *= w_k / (w_k + half_width)  # thin expert slices (high TP) run below peak
-            compute = 2 * routed * per_expert / (peak * eff)
+            eff = k.peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
+            eff *= k.width_eff  # thin expert slices (high TP) run below peak
+            compute = 2 * routed * per_expert / (k.peak * eff)
             if c.marlin_peak:  # Marlin MoE: at least that; its padded token blocks at its rate, each dequantizing anew
-                block = marlin_block_m(moe_tokens * moe.experts_per_token / local)
+                block = marlin_block_m(moe_tokens * k.top_k / local)
                 blocks = sum(n * _marlin_rows(1, t, block) for t, n in loads) / block
                 mma = 2 * blocks * block * per_expert / c.marlin_peak
                 compute = max(compute, mma, blocks * per_expert * c.marlin_dequant_s)
-        body = max(compute, grouped_mem, _dequant_s(c, loads, per_expert)) + side
+        body = max(compute, grouped_mem, _dequant_s(c, loads, per_expert) if c.moe_dequant_s else 0.0) + side
         grouped_mem += side
-        grouped = (body + walk if c.moe_expert_added else max(body, walk)) + fixed
+        grouped = (body + k.walk if c.moe_expert_added else max(body, k.walk)) + k.fixed
     else:  # a vanishing share of a token (serving's fixed point near rate 0): only the kernels' fixed costs
-        grouped, grouped_mem = fixed + walk, 0.0
-    gate = _router_ctx(c)  # the router stays 16-bit whatever the experts' dtype
-    router = _gemm_s(gate, tokens, h * moe.num_experts, h + moe.num_experts, k=h, act_quant=False)
-    router_mem = _gemm_mem_s(gate, tokens, h * moe.num_experts, h + moe.num_experts)
+        grouped, grouped_mem = k.fixed + k.walk, 0.0
+    gate, h, gate_params, gate_n_k = k.gate, k.h, k.gate_params, k.gate_n_k  # the router stays 16-bit (_router_ctx)
+    router = _gemm_s(gate, tokens, gate_params, gate_n_k, k=h, act_quant=False)
+    router_mem = _gemm_mem_s(gate, tokens, gate_params, gate_n_k)
     shared = shared_mem = 0.0
-    if moe.shared_size:
-        shared = _dense_mlp_s(c, tokens, ceil_div(moe.shared_size, c.tp), gated=gated)
-        shared_mem = _dense_mlp_mem_s(c, tokens, ceil_div(moe.shared_size, c.tp), gated=gated)
+    if k.shared_rank:
+        shared = _dense_mlp_s(c, tokens, k.shared_rank, gated=k.gated)
+        shared_mem = _dense_mlp_mem_s(c, tokens, k.shared_rank, gated=k.gated)
     return _MoeParts(grouped, router, shared, grouped_mem + router_mem, shared_mem)
+
+
+class _MoeConsts(NamedTuple):
+    """What :func:`_moe_s` reads of a context whatever the tokens, each computed as it was there (kept in c.terms)."""
+
+    h: int  # hidden size
+    gated: bool
+    top_k: int  # experts per token
+    ranks: int  # moe_ranks
+    split: int  # ranks the routed rows divide over: moe_ranks with EP, else 1
+    local: float  # experts on the rank
+    keep: float  # 1 - top_k / experts: a token's chance to miss one expert
+    busiest: float  # EP: the busiest rank's routed rows over the mean (1 + moe_ep_imbalance sqrt(2 ln ranks))
+    top_local: float  # min(top_k, local): most rows one token sends to the rank
+    per_expert: int  # one expert's weights as its kernel holds them (padded where Marlin pads)
+    row_elements: int  # activations a routed row moves: 2 x hidden + 3 x width (padded alike)
+    w_bytes: float  # bytes per routed-expert weight
+    mem_rate: float  # bytes/s the grouped experts stream at
+    block_rate: float  # Hopper block-fp8 tiles: FLOP/s (peak x tile efficiency); 0 elsewhere
+    side_bytes: int  # ... their side kernels' bytes per routed row (_block_side_bytes); 0 elsewhere
+    side_rate: float  # ... and the bytes/s those run at
+    peak_eff: float  # the fitted curve's share of ``peak`` (moe_peak_eff; 1.0 for FlashInfer's CUTLASS fp8 experts)
+    width_eff: float  # its thin-slice factor w / (w + half width)
+    peak: float  # FLOP/s of the grouped GEMMs (moe_peak or peak; _cutlass_fp8's own)
+    fixed: float  # fixed seconds of one grouped-expert layer
+    walk: float  # the kernels' per-expert walk (block-scaled fp8; 0 elsewhere): _moe_expert_s
+    gate: _Ctx  # the router's context (_router_ctx)
+    gate_params: int
+    gate_n_k: int
+    shared_rank: int  # shared experts' width on the rank; 0: none
+
+
+def _moe_consts(c: _Ctx) -> _MoeConsts:
+    """:class:`_MoeConsts` of ``c``. TP slices every expert's intermediate dimension; EP (vLLM
+    --enable-expert-parallel) gives each of the R = tp x dp ranks E/R whole experts and the tokens routed to them
+    (uniform routing)."""
+    moe, h, cal = c.spec.moe, c.spec.hidden_size, c.cal
+    gated = c.spec.params.mlp == "gated"
+    ranks = c.moe_ranks
+    inter_rank = ceil_div(moe.expert_intermediate_size, 1 if c.ep else ranks)
+    per_expert = (3 if gated else 2) * h * inter_rank
+    h_k, w_k = h, inter_rank  # the expert's dims as its kernel holds them
+    if c.expert_pad != (1, 1):
+        h_k, w_k = (ceil_div(d, m) * m for d, m in zip((h, inter_rank), c.expert_pad, strict=True))
+        per_expert = (3 if gated else 2) * h_k * w_k
+    local = moe.num_experts / (ranks if c.ep else 1)
+    mem_eff = cal.moe_mem_eff * c.moe_mem_scale
+    if c.cutlass_fp8 is not None:  # FlashInfer's CUTLASS per-tensor fp8 experts: their own shares (_cutlass_fp8)
+        mem_eff = c.cutlass_fp8[2]
+    if c.moe_block_tiles and cal.hopper_moe_block_mem_eff:  # their own streaming share (fit_moe_ops.py)
+        mem_eff = cal.hopper_moe_block_mem_eff * inter_rank / (inter_rank + cal.hopper_moe_block_mem_half_width)
+    block_rate = side_rate = 0.0
+    side_bytes = 0
+    if c.moe_block_tiles:
+        eff = cal.hopper_moe_block_tile_eff * inter_rank / (inter_rank + cal.hopper_moe_block_half_width)
+        block_rate = c.peak * eff
+        side_bytes = _block_side_bytes(h, inter_rank, gated=gated)
+        side_rate = c.bw * cal.elementwise_mem_eff
+    peak, peak_eff, half_width = c.moe_peak or c.peak, cal.moe_peak_eff, cal.moe_half_width
+    if c.cutlass_fp8 is not None:
+        peak, peak_eff, half_width = c.cutlass_fp8[0], 1.0, c.cutlass_fp8[1]
+    return _MoeConsts(
+        h=h,
+        gated=gated,
+        top_k=moe.experts_per_token,
+        ranks=ranks,
+        split=ranks if c.ep else 1,
+        local=local,
+        keep=1 - moe.experts_per_token / moe.num_experts,
+        busiest=1 + cal.moe_ep_imbalance * math.sqrt(2 * math.log(ranks)) if c.ep else 1.0,
+        top_local=min(moe.experts_per_token, local),
+        per_expert=per_expert,
+        row_elements=2 * h_k + 3 * w_k,
+        w_bytes=c.w_bytes if c.moe_w_bytes is None else c.moe_w_bytes,
+        mem_rate=c.bw * mem_eff,
+        block_rate=block_rate,
+        side_bytes=side_bytes,
+        side_rate=side_rate,
+        peak_eff=peak_eff,
+        width_eff=w_k / (w_k + half_width),
+        peak=peak,
+        fixed=cal.moe_layer_s if c.moe_layer_s is None else c.moe_layer_s,
+        walk=local * c.moe_expert_s,
+        gate=_router_ctx(c),
+        gate_params=h * moe.num_experts,
+        gate_n_k=h + moe.num_experts,
+        shared_rank=ceil_div(moe.shared_size, c.tp) if moe.shared_size else 0,
+    )
 
 
 def _router_ctx(c: _Ctx) -> _Ctx:
@@ -719,7 +799,7 @@ FUSED_AR_HOPPER_TILE_N = 128
 FUSED_AR_HOPPER_TILE_M = (16, 32, 64, 128)
 
 
-def fused_allreduce_waves(gpu: GPU, rows: float, features: int) -> int | None:
+def fused_allreduce_waves(gpu: GPU, rows: float, *, features: int) -> int | None:
     """Waves of output tiles the fused GEMM + all-reduce kernel runs ``rows x features`` in on ``gpu`` (its tiles
     over the SMs, :data:`FUSED_AR_TILE`); None where the GPU has no such kernel or its SM count is not known."""
     if not gpu.sm_count or rows <= 0:
@@ -736,7 +816,7 @@ def fused_allreduce_waves(gpu: GPU, rows: float, features: int) -> int | None:
     return ceil_div(tiles, gpu.sm_count)
 
 
-def fused_gemm_allreduce_s(gemm_s: float, reduce_s: float, waves: int) -> float:
+def fused_gemm_allreduce_s(gemm_s: float, reduce_s: float, *, waves: int) -> float:
     """One GEMM fused with its all-reduce, in ``waves`` waves of output tiles: the kernel's all-reduce warps reduce a
     tile over the TP group once every rank has written it, while its MMA warps compute the next wave
     (kernel/sm100_gemm_allreduce_tma_warpspecialized.hpp @0cc33dbe: the AllReduce warp category runs
@@ -753,7 +833,7 @@ def _fuses_gemm_allreduce(c: _Ctx) -> bool:
     """The engine fuses the row-parallel GEMMs with their all-reduce (``Calibration.gemm_allreduce_fused``) and can
     here: a TP group within one NVLink domain (NVLS multicast), on a GPU with the kernel (fused_allreduce_waves)."""
     return (c.cal.gemm_allreduce_fused and c.dp == 1 and 1 < c.tp <= c.gpus_per_node
-            and fused_allreduce_waves(c.gpu, 1, c.spec.hidden_size) is not None)  # fmt: skip
+            and fused_allreduce_waves(c.gpu, 1, features=c.spec.hidden_size) is not None)  # fmt: skip
 
 
 def _row_parallel_gemms(c: _Ctx, kind: LayerKind, tokens: float, *, dense: bool, width: int) -> list[float]:
@@ -777,9 +857,9 @@ def _row_parallel_gemms(c: _Ctx, kind: LayerKind, tokens: float, *, dense: bool,
 def _fused_allreduce_delta_s(c: _Ctx, kind: LayerKind, tokens: float, *, dense: bool, width: int) -> float:
     """What fusing one layer's row-parallel GEMMs with their all-reduces changes (0 or negative): each
     :func:`fused_gemm_allreduce_s` against the GEMM and the all-reduce one after the other."""
-    waves = fused_allreduce_waves(c.gpu, tokens, c.spec.hidden_size)
+    waves = fused_allreduce_waves(c.gpu, tokens, features=c.spec.hidden_size)
     reduce = allreduce_s(c, tokens)
-    return sum(fused_gemm_allreduce_s(g, reduce, waves) - g - reduce
+    return sum(fused_gemm_allreduce_s(g, reduce, waves=waves) - g - reduce
                for g in _row_parallel_gemms(c, kind, tokens, dense=dense, width=width))  # fmt: skip
 
 
@@ -994,14 +1074,30 @@ def past_graph_cap(
     captured CUDA graph (:meth:`kvplan.engines.base.Engine.graph_token_cap`): such a step runs without one and pays
     ``eager_kernel_s`` per launch. None for ``engine``: vLLM, as :func:`calibration`. With ``settings.cuda_graphs``
     False (a runtime that captures no graph) every decode step runs eagerly."""
+    return beyond_graph_cap(graph_cap(spec, engine, settings), decode_seqs=decode_seqs, dp=dp, pp=pp)
+
+
+def graph_cap(
+    spec: ModelSpec, engine: Engine | str | None, settings: Settings | None = None
+) -> tuple[bool, int | None]:
+    """What :func:`past_graph_cap` reads of the engine, whatever the batch: (every decode step runs without a graph,
+    the largest graph's tokens on a rank or None). Callers pricing many steps of one setup keep it
+    (kvplan.serving)."""
     if settings is not None and settings.cuda_graphs is False:
-        return True
+        return True, None
     profile = engine if isinstance(engine, Engine) else get_engine(engine or "vllm")
-    cap = profile.graph_token_cap(spec, settings or _NO_SETTINGS)
-    if cap is None:
+    return False, profile.graph_token_cap(spec, settings or _NO_SETTINGS)
+
+
+def beyond_graph_cap(cap: tuple[bool, int | None], *, decode_seqs: float, dp: int = 1, pp: int = 1) -> bool:
+    """:func:`past_graph_cap` from the engine's :func:`graph_cap`."""
+    eager, tokens = cap
+    if eager:
+        return True
+    if tokens is None:
         return False
     rank = decode_seqs / dp
-    return math.ceil(rank / min(float(pp), max(1.0, rank)) - 1e-9) > cap
+    return math.ceil(rank / min(float(pp), max(1.0, rank)) - 1e-9) > tokens
 
 
 def _with_view_passes(c: _Ctx, spec: ModelSpec, engine: Engine | str | None, settings: Settings | None,
@@ -1100,6 +1196,8 @@ def _attention_s(
 
     At prefill the ``batch`` prompts each read ``context - prefix`` new tokens after ``prefix`` cached ones (a
     chunk of a longer prompt: ``batch`` 1); the Mamba2 mixers' kernels scale with those new tokens."""
+    if phase != "prefill":
+        return _decode_attention_s(c, context, batch, kv_dtype, stage)
     spec = c.spec
     layers = stage.layers if stage is not None else range(spec.num_layers)
     mixers = len(layers) - _mixerless_layers(spec, layers)  # layers that run an attention or a recurrent mixer
@@ -1118,40 +1216,91 @@ def _attention_s(
         if _sparse_mla(spec):  # DSA: FlashMLA's sparse kernel on the padded heads, at its published efficiency
             return attention_flops * _sparse_head_pad(c) / (c.peak16 * c.cal.sparse_mla_prefill_eff) + fixed + mamba
         return compute / gain + compute * c.cal.attn_prefill_half_len / context + fixed + mamba
-    plan = _plan(spec, kv_dtype, c.tp, c.pp)
-    total = 0.0
-    for count, layer in plan.stages[stage.index if stage is not None else 0].groups:  # (layers, cache) per kind
+    raise ValueError(f"unknown phase {phase!r}")  # pragma: no cover (the branch above returns)
+
+
+class _DecodeGroup(NamedTuple):
+    """What one cache group's decode attention reads of its kind, the context and the engine's constants, taken once
+    per context, KV dtype and stage (:func:`_decode_groups`); the figures come from the same expressions."""
+
+    count: int
+    kind: LayerKind
+    layer: object  # kvplan.memory.LayerCache
+    recurrent: bool  # the layer is a recurrent mixer alone
+    mixers: bool  # it runs a recurrent mixer (alone or beside its attention)
+    launches: float  # the mixers' decode kernels x kernel_s
+    shared_bytes: int  # a KV-sharing layer's bytes per token of the layer it reads; 0: not shared
+    mmha: bool  # Hopper's per-head kernel (_runs_mmha)
+    fit: DecodeAttention | None  # the engine's fitted GQA/MHA decode kernel (_gqa_decode_fit)
+    kv_heads: int  # the rank's KV heads, with a fit
+    kv_8bit: bool
+
+
+def _decode_groups(c: _Ctx, kv_dtype: str, stage: _Stage | None) -> tuple[tuple[_DecodeGroup, ...], float, dict]:
+    """The cache groups of a stage's decode attention (:func:`_decode_attention_s`), its MLA layers' fixed seconds
+    (``mla x _mla_decode_layer_s``) and a dict for the groups' reads per context: what every decode step of this
+    context asks again, whatever its batch."""
+    spec = c.spec
+    layers = stage.layers if stage is not None else range(spec.num_layers)
+    kv_8bit = element_size(kv_dtype).bytes_per_element < 2
+    groups = []
+    for count, layer in _plan(spec, kv_dtype, c.tp, c.pp).stages[stage.index if stage is not None else 0].groups:
         kind = spec.kind(layer.kind)
         if kind.type == "none":  # no attention, no mixer (an MLP-only layer): no attention charges
             continue
-        mixer = _recurrent_decode_s(c, kind, batch * layer.state_bytes)  # a recurrent mixer's state (0.0: none)
-        if kind.type == "recurrent":
+        mixers = recurrent_kinds(kind)
+        fit = _gqa_decode_fit(c, kind)
+        groups.append(_DecodeGroup(
+            count, kind, layer, kind.type == "recurrent", bool(mixers),
+            sum(DECODE_KERNELS[m.variant] for m in mixers) * c.kernel_s,
+            _shared_bytes(spec, layer.kind, kv_dtype, c.tp) if kind.kv_shared else 0, _runs_mmha(c, kind), fit,
+            ceil_div(spec.kv_heads_of(kind), c.tp) if fit is not None else 0, kv_8bit,
+        ))  # fmt: skip
+    return tuple(groups), _mla_layers(spec, layers) * _mla_decode_layer_s(c, kv_dtype), {}
+
+
+def _decode_attention_s(c: _Ctx, context: int, batch: float, kv_dtype: str, stage: _Stage | None) -> float:
+    """:func:`_attention_s` at decode: each cache group's kernels for ``batch`` sequences at ``context`` tokens."""
+    key = ("decode", kv_dtype, stage.index if stage is not None else -1)
+    terms = c.terms.get(key)
+    if terms is None:
+        terms = c.terms[key] = _decode_groups(c, kv_dtype, stage)
+    groups, mla_s, by_context = terms
+    reads = by_context.get(context)  # each group's bytes a sequence reads at this context, its mixer's state aside
+    if reads is None:
+        if len(by_context) > 256:  # a serving run asks for a few contexts (the mean, a quantile's, own lengths)
+            by_context.clear()
+        reads = by_context[context] = tuple(g.layer.read_at(context) - g.layer.state_bytes for g in groups)
+    total = 0.0
+    for g, read in zip(groups, reads, strict=True):
+        count, kind, layer = g.count, g.kind, g.layer
+        # a recurrent mixer's state, read and written back (_recurrent_decode_s; 0.0: none)
+        mixer = 2 * (batch * layer.state_bytes) / (c.bw * c.cal.attn_decode_mem_eff) + g.launches if g.mixers else 0.0
+        if g.recurrent:
             total += count * mixer
             continue
         # a window's last W tokens, a chunk's current tokens (decode_span); a parallel mixer's state priced apart
-        held = batch * (layer.read_at(context) - layer.state_bytes)
+        held = batch * read
         if kind.kv_shared:  # caches nothing, reads the K/V of the earlier layer it shares over its own span
-            held = batch * _shared_bytes(spec, layer.kind, kv_dtype, c.tp) * decode_span(kind, context)
+            held = batch * g.shared_bytes * decode_span(kind, context)
         held *= c.view_passes
-        if _runs_mmha(c, kind):
+        if g.mmha:
             total += count * (_mmha_decode_s(c, held=held, batch=batch, span=decode_span(kind, context)) + mixer)
             continue
-        fit = _gqa_decode_fit(c, kind)
-        if fit is not None:
-            kv_heads = ceil_div(spec.kv_heads_of(kind), c.tp)  # replicated where TP exceeds the KV heads
-            total += count * (_gqa_decode_s(fit, c.bw, held=held, batch=batch, kv_heads=kv_heads,
-                                            kv_8bit=element_size(kv_dtype).bytes_per_element < 2) + mixer)  # fmt: skip
+        if g.fit is not None:  # the KV heads replicated where TP exceeds them
+            total += count * (_gqa_decode_s(g.fit, c.bw, held=held, batch=batch, kv_heads=g.kv_heads,
+                                            kv_8bit=g.kv_8bit) + mixer)  # fmt: skip
             continue
         if kind.type == "mla" and kind.index_topk:  # DeepSeek Sparse Attention: indexer + sparse kernel
             t = _dsa_decode_s(c, kind, context=context, batch=batch, kv_dtype=kv_dtype)
         elif kind.type == "mla":
-            heads = ceil_div(spec.num_attention_heads, c.tp)
+            heads = ceil_div(c.spec.num_attention_heads, c.tp)
             flops = 2 * batch * heads * (2 * kind.kv_lora_rank + kind.qk_rope_head_dim) * context
             t = max(held / (c.bw * c.cal.mla_decode_mem_eff), flops / (c.peak16 * c.cal.mla_decode_flops_eff))
         else:
             t = held / (c.bw * c.cal.attn_decode_mem_eff)
         total += count * (t + c.cal.attn_layer_s + batch * c.cal.attn_seq_s + mixer)
-    return total + mla * _mla_decode_layer_s(c, kv_dtype)
+    return total + mla_s
 
 
 # Kernels DSA adds to each layer of a decode step, each paying kernel_s. vLLM, read through the code index:
@@ -1869,6 +2018,78 @@ def _engine_ctx(
     return hit[2]
 
 
+# A step's kernel view and context (:func:`_step_ctx`) per argument identities and values: serving prices thousands
+# of steps of one setup, each of which would look the engine up, ask it for its attention spans and build the
+# context's key again. Each entry holds the spec, GPU and settings (their ids are not reused while it lives); keyed
+# also by the functions it calls and _engine_ctx reads as this module holds them (a diagnostic that replaces one, as
+# benchmarks/published_compare.py eager_dp_steps does _engine_ctx, gets its own entries). The same cap as
+# _ENGINE_CTXS.
+_STEP_CTXS: dict[tuple, tuple] = {}
+
+
+def _step_ctx(
+    spec: ModelSpec,
+    gpu: GPU,
+    engine: Engine | str | None,
+    settings: Settings | None,
+    *,
+    tp: int,
+    weights_dtype: str,
+    eager: bool,
+    ep: bool,
+    dp: int,
+    pp: int,
+    gpus_per_node: int | None,
+    two_batch: bool,
+    deepep: bool,
+    kv_dtype: str,
+) -> tuple[ModelSpec, _Ctx, bool]:
+    """(:func:`kernel_spec`, :func:`_engine_ctx` on it, whether the engine may read the cache more than once at
+    decode: :func:`_with_view_passes` has a multiplier to ask for; False where the engine keeps the base rule, 1)."""
+    if engine is not None and not isinstance(engine, str):  # an Engine: asked each time, as _engine_ctx does
+        return _resolve_step_ctx(spec, gpu, engine, settings, tp=tp, weights_dtype=weights_dtype, eager=eager, ep=ep,
+                                 dp=dp, pp=pp, gpus_per_node=gpus_per_node, two_batch=two_batch, deepep=deepep,
+                                 kv_dtype=kv_dtype)  # fmt: skip
+    options = (tp, weights_dtype, eager, ep, dp, pp, gpus_per_node, two_batch, deepep)
+    key = (id(spec), id(gpu), engine, id(settings), kv_dtype, calibration, engine_overlap, _engine_ctx, kernel_spec,
+           *options)  # fmt: skip
+    hit = _STEP_CTXS.get(key)
+    if hit is None or hit[0] is not spec or hit[1] is not gpu or hit[2] is not settings:
+        if len(_STEP_CTXS) > 1024:
+            _STEP_CTXS.clear()
+        resolved = _resolve_step_ctx(spec, gpu, engine, settings, tp=tp, weights_dtype=weights_dtype, eager=eager,
+                                     ep=ep, dp=dp, pp=pp, gpus_per_node=gpus_per_node, two_batch=two_batch,
+                                     deepep=deepep, kv_dtype=kv_dtype)  # fmt: skip
+        hit = _STEP_CTXS[key] = (spec, gpu, settings, resolved)
+    return hit[3]
+
+
+def _resolve_step_ctx(
+    spec: ModelSpec,
+    gpu: GPU,
+    engine: Engine | str | None,
+    settings: Settings | None,
+    *,
+    tp: int,
+    weights_dtype: str,
+    eager: bool,
+    ep: bool,
+    dp: int,
+    pp: int,
+    gpus_per_node: int | None,
+    two_batch: bool,
+    deepep: bool,
+    kv_dtype: str,
+) -> tuple[ModelSpec, _Ctx, bool]:
+    """:func:`_step_ctx` computed."""
+    view = kernel_spec(spec, engine, settings)
+    c = _engine_ctx(view, gpu, engine, tp=tp, weights_dtype=weights_dtype, eager=eager, ep=ep, dp=dp, pp=pp,
+                    gpus_per_node=gpus_per_node, two_batch=two_batch, deepep=deepep, kv_dtype=kv_dtype)  # fmt: skip
+    profile = engine if isinstance(engine, Engine) else get_engine(engine or "vllm")
+    views = settings is not None and type(profile).decode_view_passes is not Engine.decode_view_passes
+    return view, c, views
+
+
 def _fp4_k_s(gpu: GPU, cal: Calibration, weights_dtype: str) -> float:
     """The NVFP4 GEMMs' K-loop seconds per element of K (:func:`_fp4_gemm_terms`); 0 where they do not run W4A4."""
     return cal.fp4_k_s if gpu.fp4_dense_tflops is not None and weights_dtype == "nvfp4" else 0.0
@@ -1935,47 +2156,100 @@ def _linear_s(
     """(GEMM, grouped experts, element-wise, all-reduce, all-to-all, overlap) seconds of one stage's layers (every
     layer when ``stage`` is None) for the rank's ``tokens``; ``moe_tokens``: all tokens the MoE layers see (DP
     attention). ``overlap`` (0 or negative) is what the shared-expert stream hides (:func:`_shared_overlap_s`)."""
-    spec = c.spec
-    gemm = moe = elementwise = 0.0
     if tokens <= 0:
         return 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     moe_tokens = tokens if moe_tokens is None else moe_tokens
-    layers = stage.layers if stage is not None else range(spec.num_layers)
+    lin = c.terms.get(("linear", stage.index if stage is not None else -1))
+    if lin is None:
+        lin = c.terms["linear", stage.index if stage is not None else -1] = _linear_terms(c, stage)
+    gemm = moe = elementwise = 0.0
     moe_parts: list[tuple[int, _MoeParts]] = []
-    keys = stage.keys if stage is not None else _layer_keys(spec, layers).items()
-    for (name, dense, width), count in keys:
-        key = (id(c), "layer", name, dense, width, tokens, moe_tokens)  # kept: every stage has the layer (_PARTS)
+    cid, hides = id(c), lin.hides
+    for count, _, alike, dense, width, kind in lin.layers:
+        # kept: every stage has the layer, and kinds alike share it (_PARTS, _alike_kinds)
+        key = (cid, "layer", alike, dense, width, tokens, moe_tokens)
         hit = _PARTS.get(key)
         if hit is None or hit[0] is not c:
-            hit = _keep(key, c, _layer_s(c, spec.kind(name), tokens, dense=dense, width=width, moe_tokens=moe_tokens))
+            hit = _keep(key, c, _layer_s(c, kind, tokens, dense=dense, width=width, moe_tokens=moe_tokens))
         g, m, e, parts = hit[1]
         gemm, moe, elementwise = gemm + count * g, moe + count * m, elementwise + count * e
-        if parts is not None:
+        if hides and parts is not None:
             moe_parts.append((count, parts))
-    last = stage is None or stage.last
-    first = stage is None or stage.first
-    if lm_rows > 0 and last:
+    if lm_rows > 0 and lin.last:
         gemm += lm_head_s(c, lm_rows)
     if c.dp == 1:
         # TP: one all-reduce after attention and one after the MLP (experts sliced or split whole: the output
         # is summed over the TP group either way), and one after the embedding. The MLP's all-reduce follows the
         # join of the shared and routed paths, so it is outside their overlap.
-        reduce, a2a = (2 * len(layers) + (1 if first else 0)) * allreduce_s(c, tokens), 0.0
+        reduce, a2a = lin.allreduces * allreduce_s(c, tokens), 0.0
         if _fuses_gemm_allreduce(c):  # the row-parallel GEMMs' all-reduces run under them, tile by tile
-            for (name, dense, width), count in keys:
-                key = (id(c), "fused_ar", name, dense, width, tokens)  # kept, as the layer's figures
+            for count, name, _, dense, width, kind in lin.layers:
+                key = (cid, "fused_ar", name, dense, width, tokens)  # kept, as the layer's figures
                 hit = _PARTS.get(key)
                 if hit is None or hit[0] is not c:
-                    hit = _keep(key, c, _fused_allreduce_delta_s(c, spec.kind(name), tokens, dense=dense, width=width))
+                    hit = _keep(key, c, _fused_allreduce_delta_s(c, kind, tokens, dense=dense, width=width))
                 reduce += count * hit[1]
     else:
-        reduce, a2a = _dp_collectives_s(c, tokens, moe_tokens, layers, first=first)
-    if not moe_parts:  # a dense stage: nothing to hide (0, as the sum below over no layers)
+        reduce, a2a = _dp_collectives_s(c, tokens, moe_tokens, lin.range, first=lin.first)
+    if not lin.moe_layers:  # a dense stage: nothing to hide (0, as the sum below over no layers)
         return gemm, moe, elementwise, reduce, a2a, 0
-    moe_layers = sum(n for n, _ in moe_parts)
-    exchange = a2a / moe_layers if moe_layers else 0.0  # one MoE layer's dispatch + combine
+    if not hides:  # no layer can hide anything: each term of the sum below is 0.0
+        return gemm, moe, elementwise, reduce, a2a, 0.0
+    exchange = a2a / lin.moe_layers  # one MoE layer's dispatch + combine
     hidden = sum(n * _shared_overlap_s(c, parts, tokens, exchange) for n, parts in moe_parts)
     return gemm, moe, elementwise, reduce, a2a, hidden
+
+
+class _LinearTerms(NamedTuple):
+    """What :func:`_linear_s` reads of a stage whatever the tokens (kept in c.terms per stage)."""
+
+    # (count, kind's name, the alike kind's name, dense MLP, width, kind) per (kind, dense, width), in stage order
+    layers: tuple[tuple[int, str, str, bool, int, LayerKind], ...]
+    range: range  # the stage's layers
+    first: bool  # it embeds
+    last: bool  # it samples
+    allreduces: int  # TP all-reduces without DP attention: two a layer and one after the embedding
+    moe_layers: int  # layers with a MoE MLP
+    hides: bool  # a MoE layer may hide time (shared experts, and the engine runs them on a second stream here)
+
+
+def _linear_terms(c: _Ctx, stage: _Stage | None) -> _LinearTerms:
+    """:class:`_LinearTerms` of a stage (every layer when ``stage`` is None): its (kind, dense MLP, width) counts
+    (:func:`_layer_keys`) with the kind each shares its figures with (:func:`_alike_kinds`). A layer has MoE parts
+    where :func:`_layer_s` gives them (an MLP, not dense); :func:`_shared_overlap_s` is 0 for every one of them where
+    the model has no shared experts, the engine runs none on a second stream, or only under CUDA graphs in an eager
+    context."""
+    spec = c.spec
+    alike = _alike_kinds(c)
+    layers = stage.layers if stage is not None else range(spec.num_layers)
+    keys = stage.keys if stage is not None else tuple(_layer_keys(spec, layers).items())
+    entries = tuple((count, name, alike[name], dense, width, spec.kind(name)) for (name, dense, width), count in keys)
+    first, last = stage is None or stage.first, stage is None or stage.last
+    rules = c.rules
+    hides = bool(spec.moe is not None and spec.moe.shared_size and rules.shared_experts_tokens > 0
+                 and not (rules.shared_experts_graph_only and not c.graph))  # fmt: skip
+    return _LinearTerms(
+        layers=entries,
+        range=layers,
+        first=first,
+        last=last,
+        allreduces=2 * len(layers) + (1 if first else 0),
+        moe_layers=sum(count for count, _, _, dense, _, kind in entries if kind.mlp and not dense),
+        hides=hides,
+    )
+
+
+def _alike_kinds(c: _Ctx) -> dict[str, str]:
+    """Each layer kind's name -> the first kind's name whose layer costs the same in :func:`_layer_s`: all it reads of
+    a kind is whether it is a KV-head attention kind, its quantizable projections' weights on the rank
+    (:func:`_attention_gemms_s`) and whether it has an MLP. gpt-oss's ``sliding`` and ``full`` layers, Gemma 3's
+    ``local`` and ``global``, differ only in their attention span: a step prices their GEMMs and experts once."""
+    spec, first, out = c.spec, {}, {}
+    for name in spec.kind_counts:
+        kind = spec.kind(name)
+        parts = tuple(p.params for p in attention_parts(spec, kind, c.tp) if p.quantizable)
+        out[name] = first.setdefault((kind.type in ("full", "sliding", "chunked"), parts, not kind.mlp), name)
+    return out
 
 
 def _dp_collectives_s(c: _Ctx, tokens: float, moe_tokens: float, layers: range, *, first: bool) -> tuple[float, float]:
@@ -2330,12 +2604,12 @@ def mixed_step_latency(
     ``eager_decode``: a decode-only step past the engine's largest CUDA graph (:func:`past_graph_cap`), run without one.
     """
     chunk = int(round(prefill_tokens))
-    spec = kernel_spec(spec, engine, settings)
-    c = _engine_ctx(spec, gpu, engine, tp=tp, weights_dtype=weights_dtype, eager=chunk > 0 or eager_decode,
-                    ep=expert_parallel,
-                    dp=dp, pp=pp, gpus_per_node=gpus_per_node, two_batch=two_batch, deepep=deepep,
-                    kv_dtype=kv_dtype_name)  # fmt: skip
-    c = _with_view_passes(c, spec, engine, settings, decode_seqs / dp)
+    spec, c, views = _step_ctx(spec, gpu, engine, settings, tp=tp, weights_dtype=weights_dtype,
+                               eager=chunk > 0 or eager_decode, ep=expert_parallel, dp=dp, pp=pp,
+                               gpus_per_node=gpus_per_node, two_batch=two_batch, deepep=deepep,
+                               kv_dtype=kv_dtype_name)  # fmt: skip
+    if views:
+        c = _with_view_passes(c, spec, engine, settings, decode_seqs / dp)
     if pp == 1 and dp == 1:
         pad = max(0.0, padded_rank_seqs - decode_seqs) if padded_rank_seqs is not None and not chunk else 0.0
         return _micro_step(c, None, decode_seqs, decode_seqs + pad, decode_context, chunk, prefill_prefix,

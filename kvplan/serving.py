@@ -86,7 +86,7 @@ from kvplan.capacity import Setup, binding_pool, pool_tokens
 from kvplan.dp_balance import BalanceHold, balance_hold
 from kvplan.errors import InvalidInput
 from kvplan.host import step_with_host_s
-from kvplan.latency import calibration, mixed_step_latency, past_graph_cap, pp_chunk_cycles
+from kvplan.latency import beyond_graph_cap, calibration, graph_cap, mixed_step_latency, pp_chunk_cycles
 from kvplan.tpot_tail import Life
 
 Z90 = 1.2816  # standard normal 90th percentile
@@ -220,7 +220,7 @@ def forget_memos(*, facts: bool = True) -> None:
     Figures never depend on them; benchmarks/latency_speed.py times cold calls after this."""
     from kvplan import cost, latency
 
-    memos = (_STEPS, latency._CTXS, latency._ENGINE_CTXS, latency._PARTS)
+    memos = (_STEPS, latency._CTXS, latency._ENGINE_CTXS, latency._STEP_CTXS, latency._PARTS)
     for memo in (*memos, *((latency._FACTS, latency._PLANS, cost._KEPT) if facts else ())):
         memo.clear()
 
@@ -261,7 +261,7 @@ def _step(
     measured host time per request (``Settings.host_request_s``) the engine's host loop rule applies
     (:func:`kvplan.host.step_with_host_s`); without one the step is the GPU's."""
     padded = s.engine.graph_rows(s.settings, n / s.dp) if p <= 0 and s.pp == 1 else None
-    eager = p <= 0 and past_graph_cap(s.spec, s.engine, s.settings, decode_seqs=n, dp=s.dp, pp=s.pp)
+    eager = p <= 0 and beyond_graph_cap(_graph_cap(s), decode_seqs=n, dp=s.dp, pp=s.pp)
     gpu_s = mixed_step_latency(
         s.spec,
         s.gpu,
@@ -288,6 +288,16 @@ def _step(
     # The host loop's work over the busiest rank's requests (its decodes, and the prompts with a chunk in the step).
     requests = n / s.dp + (chunks if p > 0 else 0.0)
     return step_with_host_s(s.engine, gpu_s, requests=requests, request_s=s.settings.host_request_s)
+
+
+def _graph_cap(s: Setup) -> tuple[bool, int | None]:
+    """The engine's CUDA-graph cap for ``s`` (:func:`kvplan.latency.graph_cap`: latency.past_graph_cap without the
+    batch), kept in :data:`_STEPS` beside the setup's steps."""
+    key = (id(s), "graph_cap")
+    hit = _STEPS.get(key)
+    if hit is None or hit[0] is not s:
+        hit = _STEPS[key] = (s, graph_cap(s.spec, s.engine, s.settings))
+    return hit[1]
 
 
 def _micro_batches(s: Setup) -> int:
@@ -697,7 +707,7 @@ def busiest_share(mean_arrivals: float, *, ranks: int) -> float:
     weight, total = math.exp(-mean_arrivals), 0.0  # P(K = 0)
     for count in range(1, top + 1):
         weight *= mean_arrivals / count  # P(K = count), by the recurrence
-        term = weight * math.ceil(count / ranks)
+        term = weight * -(-count // ranks)  # ceil(count / ranks), in integers
         total += term
         if count > mean_arrivals and term < 1e-17 * total:  # past the mode and below the sum's precision
             break
@@ -778,7 +788,7 @@ def _reserved_tokens(s: Setup, inp: Lengths, out: Lengths, *, prefilled: bool = 
         return held
     if prefilled and reserve.prefilled_reserve_tokens is not None:
         return held + reserve.prefilled_reserve_tokens
-    floor = reserve.floor_ratio(reserve.conservativeness(s.settings))
+    floor = reserve.floor_ratio(reserve.conservativeness(s.settings, dp_attention=s.dp * s.settings.attention_dp > 1))
     return held + int(floor * _output_left(out, clip=reserve.clip_tokens))
 
 

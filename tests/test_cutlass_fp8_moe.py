@@ -88,3 +88,13 @@ def test_fit_moe_ops_fits_vllms_kernel_on_the_autotuned_tables() -> None:
     r = fit_moe_ops.fit(moe_compare.load(), "cutlass_fp8_moe_mem_eff", grid=(0.75, 0.915, 1.0), held=held)
     assert r["points"] == 900 and r["value_s"] == pytest.approx(0.915)
     assert r["after"][0] < 0.07 < r["before"][0]  # 0.062; before: the kernel's streaming off (0.694 of the bandwidth)
+
+
+def test_per_tensor_points_of_a_block_scaled_model_are_priced_per_tensor() -> None:
+    # moe_compare.grouped_seconds: an aiconfigurator "fp8" point of DeepSeek-V3's expert shape is per-tensor fp8,
+    # not its checkpoint's 128 x 128 blocks (fp8_block_eff_scale 0.375 there; FlashInfer's CUTLASS kernel here)
+    moe_compare = bench_module("moe_compare")
+    point = {"model": "deepseek-v3", "tp": 1, "ep": 1, "tokens": 4096}
+    per_tensor = moe_compare.grouped_seconds("h200", "vllm", dtype="fp8", **point)
+    block = moe_compare.grouped_seconds("h200", "vllm", dtype="fp8_block", **point)
+    assert per_tensor < 0.6 * block

@@ -26,24 +26,26 @@ def test_waves_follow_the_kernels_tiles():
     b200, h200 = resolve_gpu("b200"), resolve_gpu("h200")
     # the 405B B200 TP4 Server chunk step: 2,048 prompt tokens + 196 decodes = 2,244 rows, 16,384 features:
     # 18 x 64 = 1,152 tiles, 8 waves of 148
-    assert fused_allreduce_waves(b200, 2244, 16384) == 8
-    assert fused_allreduce_waves(b200, 196, 16384) == 1  # a decode step: 2 x 64 = 128 tiles, one wave
-    assert fused_allreduce_waves(b200, 148 * 128, 256) == 1 and fused_allreduce_waves(b200, 148 * 128 + 1, 256) == 2
+    assert fused_allreduce_waves(b200, 2244, features=16384) == 8
+    assert fused_allreduce_waves(b200, 196, features=16384) == 1  # a decode step: 2 x 64 = 128 tiles, one wave
+    assert fused_allreduce_waves(b200, 148 * 128, features=256) == 1  # 148 tiles: one wave of 148 SMs
+    assert fused_allreduce_waves(b200, 148 * 128 + 1, features=256) == 2
     # the 405B H200 TP8 Server chunk step: 2,560 + 16 rows: 128 x 21 tiles of 128 x 128, 21 waves of 132
-    assert fused_allreduce_waves(h200, 2576, 16384) == 21
-    assert fused_allreduce_waves(h200, 16, 16384) == 1  # 128 x 1 tiles of 128 x 16
-    assert fused_allreduce_waves(h200, 40, 16384 * 2) == 2  # 256 x 1 tiles of 128 x 64
-    assert fused_allreduce_waves(resolve_gpu("a100-80gb"), 2244, 16384) is None  # no GEMM + AR kernel before SM90
+    assert fused_allreduce_waves(h200, 2576, features=16384) == 21
+    assert fused_allreduce_waves(h200, 16, features=16384) == 1  # 128 x 1 tiles of 128 x 16
+    assert fused_allreduce_waves(h200, 40, features=16384 * 2) == 2  # 256 x 1 tiles of 128 x 64
+    # no GEMM + all-reduce kernel before SM90
+    assert fused_allreduce_waves(resolve_gpu("a100-80gb"), 2244, features=16384) is None
 
 
 def test_fused_kernel_is_a_two_stage_pipeline_over_its_waves():
     """By hand: one wave is the GEMM then its all-reduce; 8 waves of a 0.10 ms GEMM and a 0.16 ms all-reduce are
     0.26 / 8 + 7 / 8 x 0.16 = 0.1725 ms; many waves tend to the longer of the two."""
-    assert fused_gemm_allreduce_s(0.10, 0.16, 1) == pytest.approx(0.26)
-    assert fused_gemm_allreduce_s(0.10, 0.16, 8) == pytest.approx(0.1725)
-    assert fused_gemm_allreduce_s(0.30, 0.16, 8) == pytest.approx(0.46 / 8 + 7 / 8 * 0.30)
-    assert fused_gemm_allreduce_s(0.10, 0.16, 10**6) == pytest.approx(0.16, rel=1e-5)
-    assert max(0.10, 0.16) <= fused_gemm_allreduce_s(0.10, 0.16, 3) <= 0.26
+    assert fused_gemm_allreduce_s(0.10, 0.16, waves=1) == pytest.approx(0.26)
+    assert fused_gemm_allreduce_s(0.10, 0.16, waves=8) == pytest.approx(0.1725)
+    assert fused_gemm_allreduce_s(0.30, 0.16, waves=8) == pytest.approx(0.46 / 8 + 7 / 8 * 0.30)
+    assert fused_gemm_allreduce_s(0.10, 0.16, waves=10**6) == pytest.approx(0.16, rel=1e-5)
+    assert max(0.10, 0.16) <= fused_gemm_allreduce_s(0.10, 0.16, waves=3) <= 0.26
 
 
 def _step(gpu: str, weights: str, *, tp: int, decodes: float, chunk: int, model: str = SPEC_405B) -> latency.OpTimes:
@@ -70,7 +72,7 @@ def test_the_fusion_moves_only_the_all_reduces_of_a_chunk_step():
         o_proj = latency._gemm_s(c, rows, h * 4096, h + 4096, k=4096) - latency._gemm_pre_s(c, rows, 4096)
         down = latency._gemm_s(c, rows, h * 13312, h + 13312, k=13312) - latency._gemm_pre_s(c, rows, 13312)
         decode_fused = _step("b200", "nvfp4", tp=4, decodes=196, chunk=0)
-    per_layer = sum(fused_gemm_allreduce_s(g, reduce, 8) - g - reduce for g in (o_proj, down))
+    per_layer = sum(fused_gemm_allreduce_s(g, reduce, waves=8) - g - reduce for g in (o_proj, down))
     assert per_layer < 0
     assert fused.allreduce == pytest.approx(before.allreduce + 126 * per_layer, rel=1e-12)
     assert (fused.gemm, fused.attention, fused.elementwise) == (before.gemm, before.attention, before.elementwise)

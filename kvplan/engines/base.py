@@ -486,12 +486,14 @@ class Calibration:
     fp4_norm_quant_fused: bool = False
     # The row-parallel GEMMs (o_proj, and the dense MLP's down_proj) fused with the all-reduce that follows them
     # (kvplan.latency fused_gemm_allreduce_s): TensorRT-LLM's TensorRT engines built with ``gemm_allreduce_plugin``
-    # (FP4RowLinear / FP8RowLinear.forward in tensorrt_llm/quantization/layers.py @2340c776 call ``gemm_allreduce``
-    # instead of the GEMM and ``allreduce``) run one persistent CUTLASS kernel, NVLS two-shot, whose all-reduce warps
-    # reduce each output tile over the TP group as soon as every rank has written it, while the MMA warps compute the
-    # next tiles (cpp/tensorrt_llm/kernels/cutlass_kernels/allreduce_gemm/: allreduce_gemm_runner.cu @038ba99c, the
-    # SM90 and SM100 launch configs; kernel/sm100_gemm_allreduce_tma_warpspecialized.hpp @0cc33dbe, the AllReduce warp
-    # category's gather_reduce_broadcast per work tile; the plugin's FP4 x FP4 and FP8 x FP8 entries in
+    # (FP4RowLinear.forward in tensorrt_llm/quantization/layers.py @2340c776 calls ``gemm_allreduce`` instead of the
+    # GEMM and ``allreduce``; FP8RowLinear.forward goes through RowLinear.multiply_collect, tensorrt_llm/layers/
+    # linear.py @2a9abd95, which does the same with fp8_inputs_override) run one persistent CUTLASS kernel, NVLS
+    # two-shot, whose all-reduce warps reduce each output tile over the TP group as soon as every rank has written it,
+    # while the MMA warps compute the next tiles (cpp/tensorrt_llm/kernels/cutlass_kernels/allreduce_gemm/:
+    # allreduce_gemm_runner.cu @038ba99c, the SM90 and SM100 launch configs;
+    # kernel/sm100_gemm_allreduce_tma_warpspecialized.hpp @0cc33dbe, the AllReduce warp category's
+    # gather_reduce_broadcast per work tile; the plugin's FP4 x FP4 and FP8 x FP8 entries in
     # plugins/gemmAllReducePlugin/gemmAllReducePlugin.cpp @2a9abd95). No engine release kvplan offers sets it:
     # benchmarks/published_compare.py turns it on for the MLPerf runs whose config builds with that flag.
     gemm_allreduce_fused: bool = False
@@ -748,6 +750,8 @@ class OutputReserve:
     # request it holds keeps this many tokens free beside its own, and a request is admitted while its prompt plus
     # this many fit what is left (None: the reserve above applies there too).
     prefilled_reserve_tokens: int | None = None
+    # What the engine multiplies --schedule-conservativeness by on a replica that runs DP attention (1: nothing).
+    dp_attention_scale: float = 1.0
 
     def start_ratio(self, conservativeness: float = 1.0) -> float:
         return min(self.init_ratio * conservativeness, 1.0)
@@ -758,11 +762,10 @@ class OutputReserve:
     def decay(self, conservativeness: float = 1.0) -> float:
         return (self.start_ratio(conservativeness) - self.floor_ratio(conservativeness)) / self.decay_steps
 
-    @staticmethod
-    def conservativeness(settings: Settings) -> float:
-        """``--schedule-conservativeness`` as set, else its default 1.0."""
+    def conservativeness(self, settings: Settings, *, dp_attention: bool = False) -> float:
+        """``--schedule-conservativeness`` as set, else its default 1.0; x ``dp_attention_scale`` under DP attention."""
         given = settings.schedule_conservativeness
-        return 1.0 if given is None else given
+        return (1.0 if given is None else given) * (self.dp_attention_scale if dp_attention else 1.0)
 
     def ratio_after_retraction(self, *, decoded: int, asked: int, requests: int) -> float:
         return min(1.0, (decoded + self.retract_steps * requests) / (asked + 1))

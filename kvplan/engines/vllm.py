@@ -695,8 +695,13 @@ FLASHINFER_CUTLASS_FP8_MOE = MoeKernel(name="flashinfer_cutlass_fp8")
 # a new act_dtype (16-bit) tensor of the rank's [heads x (qk_nope + v), kv_lora_rank], kept beside the quantized
 # kv_b_proj (which forward_mha's prefill still runs). ROCm's aiter fp8/fp4 BMM paths (not modelled) quantize instead.
 # Read in the upstream tree at 0014ca6b (mla_attention.py, quant_utils.py) and 00a817ad (v1 common.py,
-# MLACommonBaseImpl, the base of FlashMLASparseImpl): the same copy at both; the wheels kvplan's releases were read in
-# (0.16-0.21) were not re-opened for this term, so every vLLM rule set applies it.
+# MLACommonBaseImpl, the base of FlashMLASparseImpl), and in the released wheels (PyPI) of every rule set: 0.8.5
+# (vllm/v1/attention/backends/mla/common.py MLACommonImpl.process_weights_after_loading: a local
+# get_and_maybe_dequant_weights applying the quantized layer to an act_dtype identity matrix, the unquantized
+# layer.weight as it is; the same W_UV / W_UK_T views), 0.16.0, 0.17.0, 0.18.0, 0.19.0 and 0.21.0
+# (model_executor/layers/attention/mla_attention.py MLAAttention.process_weights_after_loading and quant_utils.py
+# get_and_maybe_dequant_weights as above: weight.to(out_dtype) unquantized, scaled_dequantize for fp8 outside Marlin
+# and DeepGEMM, the identity apply otherwise). Every released line holds the copy: every vLLM rule set applies it.
 def mla_dequant_bytes(spec: ModelSpec, *, weights_dtype: str, attn_tp: int, pp: int) -> list[int]:
     """The 16-bit kv_b_proj copy one GPU of each pipeline stage holds where the checkpoint's kv_b_proj is quantized
     (``weights_dtype`` below 16 bits and not experts-only); none for a 16-bit checkpoint or a model without MLA."""
@@ -826,10 +831,12 @@ class Vllm(Engine):
         which aiconfigurator 0.12.0's TensorRT-LLM fp8 tables time under ``autotune()``; its vLLM 0.24.0 Hopper fp8
         table times this path without the autotuning (benchmarks/moe_compare.py UNTUNED) and is not what serves. Not
         modelled: dynamic activation scales (``--quantization fp8`` on a 16-bit checkpoint: kFp8DynamicTensorSym,
-        which FlashInferExperts refuses, so TRITON), the untuned tactics under ``--enforce-eager``, and block-scaled
-        checkpoints (kvplan.latency keeps their fitted grouped GEMMs). The 0.8 rules (0.8.5 and 0.11.0 wheels):
-        ``Fp8MoEMethod`` / ``ModelOptFp8MoEMethod.apply`` call the Triton ``fused_experts`` unless
-        ``VLLM_USE_FLASHINFER_MOE_FP8`` is set: the fitted grouped GEMMs (None)."""
+        which FlashInferExperts refuses, so TRITON), compressed-tensors checkpoints with per-channel weight and
+        dynamic per-token activation scales (``CompressedTensorsW8A8Fp8MoEMethod`` passes ``allow_vllm_cutlass=True``:
+        vLLM's own CUTLASS grouped fp8 GEMMs, ``TritonOrCutlassExperts``, 0.19.0 wheel), the untuned tactics under
+        ``--enforce-eager``, and block-scaled checkpoints (kvplan.latency keeps their fitted grouped GEMMs). The 0.8
+        rules (0.8.5 and 0.11.0 wheels): ``Fp8MoEMethod`` / ``ModelOptFp8MoEMethod.apply`` call the Triton
+        ``fused_experts`` unless ``VLLM_USE_FLASHINFER_MOE_FP8`` is set: the fitted grouped GEMMs (None)."""
         if weights_dtype == "fp8" and gpu.architecture == "hopper" and self.fp8_moe_flashinfer_cutlass:
             return FLASHINFER_CUTLASS_FP8_MOE
         if weights_dtype != "mxfp4":
