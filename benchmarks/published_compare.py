@@ -356,24 +356,28 @@ IMBALANCE_SCALES = (1, 2, 3, 6)  # multiples of TensorRT-LLM's fitted moe_ep_imb
 @contextlib.contextmanager
 def trtllm_imbalance(scale: float):  # noqa: ANN201
     """TensorRT-LLM's fitted ``moe_ep_imbalance`` (the busiest EP rank's excess of routed tokens,
-    kvplan.latency._moe_s) times ``scale`` for the ``with`` block, by replacing ``kvplan.latency.calibration`` (whose
-    step contexts are kept per that function, so the block prices with its own): a test of the expert-imbalance
-    hypothesis, not a constant (nothing here is kept). Yields the scaled constants."""
+    kvplan.latency._moe_s) times ``scale`` for the ``with`` block, in every TensorRT-LLM rule set's constants (the v1.0
+    rows' ``trtllm@0.20`` has its own), by replacing ``kvplan.latency.calibration`` (whose step contexts are kept per
+    that function, so the block prices with its own): a test of the expert-imbalance hypothesis, not a constant
+    (nothing here is kept). Yields the newest release's scaled constants."""
     import dataclasses
 
     import kvplan.latency as latency
 
     original = latency.calibration
-    base = original("trtllm")
-    scaled = dataclasses.replace(base, moe_ep_imbalance=base.moe_ep_imbalance * scale)
+    scaled: dict[int, object] = {}  # id of a rule set's constants -> (them, scaled): one copy each
 
     def pinned(engine: str | None):  # noqa: ANN202
         cal = original(engine)
-        return scaled if cal is base else cal
+        if cal.engine != "trtllm":
+            return cal
+        if id(cal) not in scaled:
+            scaled[id(cal)] = (cal, dataclasses.replace(cal, moe_ep_imbalance=cal.moe_ep_imbalance * scale))
+        return scaled[id(cal)][1]
 
     latency.calibration = pinned
     try:
-        yield scaled
+        yield pinned("trtllm")
     finally:
         latency.calibration = original
 
