@@ -382,16 +382,20 @@ def _attention_gemms_s(c: _Ctx, kind: LayerKind, m: int) -> float:
 def _projection_shapes(c: _Ctx, kind: LayerKind) -> tuple[tuple | None, tuple[tuple[int, int, int], ...]]:
     """The GEMMs of :func:`_attention_gemms_s` as (weights, N + K, K): the fused QKV and o_proj of a KV-head attention
     kind with the parts after them, or None and every projection (MLA and the rest)."""
-    h = c.spec.hidden_size
-    parts = _fact(c.spec, ("parts", id(kind), c.tp),
-                  lambda: [p.params for p in attention_parts(c.spec, kind, c.tp) if p.quantizable])  # fmt: skip
-    if kind.type in ("full", "sliding", "chunked") and len(parts) >= 3:
-        qkv = parts[0] + parts[1]
-        rest = parts[2:]
-        o_k = rest[0] // h  # o_proj reads the heads (K = heads x head_dim); later parts (an output gate) read h
-        return ((qkv, h + qkv // h, h), (rest[0], h + o_k, o_k)), tuple((p, h + p // h, h) for p in rest[1:])
-    # MLA and the rest: K taken as the hidden size (the projections read h or a latent narrower than it)
-    return None, tuple((p, h + max(1, p // h), h) for p in parts)
+    spec, tp, h = c.spec, c.tp, c.spec.hidden_size
+
+    def make() -> tuple[tuple | None, tuple[tuple[int, int, int], ...]]:
+        parts = _fact(spec, ("parts", id(kind), tp),
+                      lambda: [p.params for p in attention_parts(spec, kind, tp) if p.quantizable])  # fmt: skip
+        if kind.type in ("full", "sliding", "chunked") and len(parts) >= 3:
+            qkv = parts[0] + parts[1]
+            rest = parts[2:]
+            o_k = rest[0] // h  # o_proj reads the heads (K = heads x head_dim); later parts (an output gate) read h
+            return ((qkv, h + qkv // h, h), (rest[0], h + o_k, o_k)), tuple((p, h + p // h, h) for p in rest[1:])
+        # MLA and the rest: K taken as the hidden size (the projections read h or a latent narrower than it)
+        return None, tuple((p, h + max(1, p // h), h) for p in parts)
+
+    return _fact(spec, ("projections", id(kind), tp), make)  # kept per spec, as its parts are
 
 
 def _dense_mlp_s(c: _Ctx, m: int, inter_rank: int, *, gated: bool) -> float:
@@ -2240,23 +2244,21 @@ def _linear_terms(c: _Ctx, stage: _Stage | None) -> _LinearTerms:
     the model has no shared experts, the engine runs none on a second stream, or only under CUDA graphs in an eager
     context."""
     spec = c.spec
-    alike = _alike_kinds(c)
     layers = stage.layers if stage is not None else range(spec.num_layers)
-    keys = stage.keys if stage is not None else tuple(_layer_keys(spec, layers).items())
-    entries = tuple((count, name, alike[name], dense, width, spec.kind(name)) for (name, dense, width), count in keys)
     first, last = stage is None or stage.first, stage is None or stage.last
+
+    def make() -> tuple:  # all but ``hides``: the spec's, kept across contexts (a cold step builds a new one)
+        alike = _alike_kinds(c)
+        keys = stage.keys if stage is not None else tuple(_layer_keys(spec, layers).items())
+        entries = tuple((count, name, alike[name], dense, width, spec.kind(name))
+                        for (name, dense, width), count in keys)  # fmt: skip
+        moe_layers = sum(count for count, _, _, dense, _, kind in entries if kind.mlp and not dense)
+        return entries, layers, first, last, 2 * len(layers) + (1 if first else 0), moe_layers
+
     rules = c.rules
     hides = bool(spec.moe is not None and spec.moe.shared_size and rules.shared_experts_tokens > 0
                  and not (rules.shared_experts_graph_only and not c.graph))  # fmt: skip
-    return _LinearTerms(
-        layers=entries,
-        range=layers,
-        first=first,
-        last=last,
-        allreduces=2 * len(layers) + (1 if first else 0),
-        moe_layers=sum(count for count, _, _, dense, _, kind in entries if kind.mlp and not dense),
-        hides=hides,
-    )
+    return _LinearTerms(*_fact(spec, ("linear", c.tp, layers.start, layers.stop, first, last), make), hides)
 
 
 def _alike_kinds(c: _Ctx) -> dict[str, str]:
@@ -2264,12 +2266,18 @@ def _alike_kinds(c: _Ctx) -> dict[str, str]:
     a kind is whether it is a KV-head attention kind, its quantizable projections' weights on the rank
     (:func:`_attention_gemms_s`) and whether it has an MLP. gpt-oss's ``sliding`` and ``full`` layers, Gemma 3's
     ``local`` and ``global``, differ only in their attention span: a step prices their GEMMs and experts once."""
-    spec, first, out = c.spec, {}, {}
-    for name in spec.kind_counts:
-        kind = spec.kind(name)
-        parts = tuple(p.params for p in attention_parts(spec, kind, c.tp) if p.quantizable)
-        out[name] = first.setdefault((kind.type in ("full", "sliding", "chunked"), parts, not kind.mlp), name)
-    return out
+    spec, tp = c.spec, c.tp
+
+    def make() -> dict[str, str]:
+        first: dict[tuple, str] = {}
+        out = {}
+        for name in spec.kind_counts:
+            kind = spec.kind(name)
+            parts = tuple(p.params for p in attention_parts(spec, kind, tp) if p.quantizable)
+            out[name] = first.setdefault((kind.type in ("full", "sliding", "chunked"), parts, not kind.mlp), name)
+        return out
+
+    return _fact(spec, ("alike", tp), make)
 
 
 def _dp_collectives_s(c: _Ctx, tokens: float, moe_tokens: float, layers: range, *, first: bool) -> tuple[float, float]:
