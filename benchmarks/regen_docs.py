@@ -809,6 +809,7 @@ BLOCKS: tuple[Block, ...] = (
     Block("serving_sim", _COST, "python benchmarks/serving_sim.py"),
     Block("serving_sim_dp", _COST, "python benchmarks/serving_sim.py --dp"),
     Block("serving_sim_dp_long", _COST, "python benchmarks/serving_sim.py --dp --long"),
+    Block("serving_sim_dealing", _COST, "python benchmarks/serving_sim.py --dealing"),
     Block("serving_sim_retract", _COST, "python benchmarks/serving_sim.py --retract"),
     Block(
         "overlap_summary",

@@ -43,6 +43,7 @@ the fixed point's gain and the gap between kvplan's step at the simulated means 
 from __future__ import annotations
 
 import argparse
+import heapq
 import math
 import random
 import statistics
@@ -77,7 +78,8 @@ def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: i
              warmup: int = 200, seed: int = 1, dispatch: str = "round_robin", lengths=None,
              trace: list | None = None) -> SimResult:  # fmt: skip
     """One replica of setup ``s`` serving ``requests`` Poisson arrivals at ``rate_rps`` (module docstring). With
-    ``s.dp`` attention-DP ranks each rank schedules its own requests (dealt by ``dispatch``, :func:`_deal`) against
+    ``s.dp`` attention-DP ranks each rank schedules its own requests (dealt by ``dispatch``: :func:`_deal`, and
+    ``trtllm`` each iteration's arrivals at once, :func:`_deal_fewest_active`) against
     its share of ``seq_cap``, and an iteration runs every rank's batch together, priced as
     :func:`kvplan.serving._step` prices a DP step: the decodes over all ranks, the busiest rank's prompt tokens, all
     ranks' prompt tokens for the shared layers. ``lengths``: a function of a ``random.Random`` giving each request's
@@ -109,14 +111,23 @@ def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: i
     cap = max(1, math.floor(seq_cap / ranks))
     snapshot, snapshot_clock = [[0, 0] for _ in range(ranks)], -1.0
     while done < requests:
-        if dispatch == "trtllm":  # the executor gathers every rank's live counts each iteration
-            snapshot = [[len(waiting[r]), len(decoding[r])] for r in range(ranks)]
-        elif clock - snapshot_clock >= VLLM_STATS_INTERVAL_S:
-            snapshot, snapshot_clock = [[len(waiting[r]), len(decoding[r])] for r in range(ranks)], clock
-        while arrivals and arrivals[0] <= clock:
-            prompt = sizes[index][0]
-            waiting[_deal(dispatch, index=index, counts=snapshot)].append([prompt, arrivals.popleft(), index, prompt])
-            index += 1
+        if dispatch == "trtllm":  # the executor gathers every rank's live counts each iteration and deals them at once
+            fresh = []
+            while arrivals and arrivals[0] <= clock:
+                fresh.append((index, arrivals.popleft()))
+                index += 1
+            active = [(sum(w[3] for w in waiting[r]) + sum(d[4] for d in decoding[r]),
+                       len(waiting[r]) + len(decoding[r])) for r in range(ranks)]  # fmt: skip
+            for position, rank in _deal_fewest_active([sizes[i][0] for i, _ in fresh], active):
+                idx, sent = fresh[position]
+                waiting[rank].append([sizes[idx][0], sent, idx, sizes[idx][0]])
+        else:
+            if clock - snapshot_clock >= VLLM_STATS_INTERVAL_S:
+                snapshot, snapshot_clock = [[len(waiting[r]), len(decoding[r])] for r in range(ranks)], clock
+            while arrivals and arrivals[0] <= clock:
+                prompt, rank = sizes[index][0], _deal(dispatch, index=index, counts=snapshot)
+                waiting[rank].append([prompt, arrivals.popleft(), index, prompt])
+                index += 1
         if not any(waiting) and not any(decoding):
             clock = arrivals[0]
             continue
@@ -228,23 +239,38 @@ def _deal(dispatch: str, *, index: int, counts: list[list[int]]) -> int:
     deals in turn). ``vllm``: vLLM V1's DPLBAsyncMPClient.get_core_engine_for_request
     (vllm/v1/engine/core_client.py): the lowest ``waiting * 4 + running`` over the coordinator's last snapshot
     ``counts``, ties to the first rank scanned, then the chosen rank's waiting count raised by one at once (one
-    client) until the next snapshot. ``trtllm``: TensorRT-LLM's attention-DP request queue
-    (tensorrt_llm/_torch/pyexecutor/executor_request_queue.py ``_fetch_new_requests_attention_dp`` and
-    ``_balance_requests_across_ranks``, read through the code index in the copy that has both, its release not named):
-    each iteration the new requests go one by one to the rank at the top of a heap keyed on (the rank's active
-    requests' prompt tokens, ``py_orig_prompt_len`` summed; its active requests; its rank), capped at the ceiling of
-    all active + new requests over the ranks; with every prompt of one length that is the rank with the fewest
-    active requests (waiting + running), ``counts`` live, not a snapshot."""
+    client) until the next snapshot. TensorRT-LLM deals a whole iteration's arrivals at once
+    (:func:`_deal_fewest_active`)."""
     if dispatch == "round_robin":
         return index % len(counts)
-    if dispatch == "trtllm":
-        rank = min(range(len(counts)), key=lambda r: (counts[r][0] + counts[r][1], r))
-    elif dispatch == "vllm":
-        rank = min(range(len(counts)), key=lambda r: (counts[r][0] * 4 + counts[r][1], r))
-    else:
+    if dispatch != "vllm":
         raise ValueError(f"dispatch {dispatch!r}: round_robin, vllm or trtllm")
+    rank = min(range(len(counts)), key=lambda r: (counts[r][0] * 4 + counts[r][1], r))
     counts[rank][0] += 1
     return rank
+
+
+def _deal_fewest_active(prompts: list[int], active: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """TensorRT-LLM's attention-DP dealing of one iteration's new requests (``prompts``, their prompt tokens, in
+    arrival order) over ranks with ``active`` (prompt tokens, requests) each (every request dealt to the rank and not
+    finished): ``(position in prompts, rank)`` in the order dealt, which is the order the rank's scheduler sees them.
+    tensorrt_llm/_torch/pyexecutor/executor_request_queue.py ``_schedule_attention_dp_requests`` and
+    ``_balance_requests_across_ranks`` (the stored 1.x copies; tensorrt_llm/_torch/pyexecutor/scheduler/
+    adp_router.py ``DefaultADPRouter.route_requests`` @62b8daa4 the same): the cap is the ceiling of all active + new
+    requests over the ranks, at least the busiest rank's count; the ranks under it enter a heap keyed on (active
+    prompt tokens, active requests, rank); the new requests, longest prompt first (a stable sort), each go to the top
+    rank, which re-enters the heap with the request's tokens and one more request while it stays under the cap."""
+    ranks = len(active)
+    cap = max(-(-(sum(n for _, n in active) + len(prompts)) // ranks), max(n for _, n in active))
+    heap = [(tokens, n, rank) for rank, (tokens, n) in enumerate(active) if n < cap]
+    heapq.heapify(heap)
+    dealt = []
+    for position in sorted(range(len(prompts)), key=lambda i: -prompts[i]):
+        tokens, n, rank = heapq.heappop(heap)
+        dealt.append((position, rank))
+        if n + 1 < cap:
+            heapq.heappush(heap, (tokens + prompts[position], n + 1, rank))
+    return dealt
 
 
 def _rank_plan(waiting: deque, n: int, *, budget: int, cap: int, mixed: bool) -> tuple[int, int, int, int]:
@@ -562,6 +588,62 @@ def compare_retract(requests: int, *, cases: tuple = RETRACT_CASES, warmup: int 
     return lines
 
 
+DEALING_MEANS = (0.3, 1.0, 2.0, 4.0, 8.0)  # arrivals a step
+DEALING_CASES = ((4, 64), (4, 256), (8, 64), (8, 256))  # (ranks, steps a request lives)
+
+
+def dealt_busiest(mean: float, *, ranks: int, life: int, steps: int, spread: float = 0.0, seed: int = 1) -> float:
+    """TensorRT-LLM's dealing alone (:func:`_deal_fewest_active`): Poisson arrivals of ``mean`` a step, each request
+    leaving ``life`` steps after it was dealt; the mean of the busiest rank's arrivals over the steps with some, after
+    a warm-up of ``5 life`` steps (``steps`` in all). Prompts of 1,000 tokens, or with ``spread`` drawn uniformly
+    from ``1,000 (1 +- spread)`` (their own generator, seeded ``seed + 1``), where the heap's token key decides."""
+    rng, draw = random.Random(seed), random.Random(seed + 1)
+    active = [[0, 0] for _ in range(ranks)]  # per rank: prompt tokens, requests
+    dealt_at: deque = deque()
+    total = counted = 0
+    for step in range(steps):
+        if len(dealt_at) == life:
+            for rank, tokens in dealt_at.popleft():
+                active[rank][0] -= tokens
+                active[rank][1] -= 1
+        arrivals, clock = 0, rng.expovariate(mean)
+        while clock < 1.0:
+            arrivals, clock = arrivals + 1, clock + rng.expovariate(mean)
+        prompts = [round(1000 * (1 + spread * (2 * draw.random() - 1))) if spread else 1000 for _ in range(arrivals)]
+        here = [0] * ranks
+        left = []
+        for position, rank in _deal_fewest_active(prompts, [(t, n) for t, n in active]):
+            here[rank] += 1
+            active[rank][0] += prompts[position]
+            active[rank][1] += 1
+            left.append((rank, prompts[position]))
+        dealt_at.append(left)
+        if step >= 5 * life and arrivals:
+            total, counted = total + max(here), counted + 1
+    return total / counted
+
+
+def compare_dealing(steps: int = 60000) -> list[str]:
+    """``--dealing``: the busiest rank's prompts per step with arrivals under TensorRT-LLM's dealing
+    (:func:`dealt_busiest`, prompts of one length and of lengths 500-1,500 tokens) beside the largest of ``ranks``
+    independent Poisson shares (:func:`kvplan.serving.busiest_drawn`) and the even ``ceil(K / ranks)``
+    (:func:`kvplan.serving.busiest_share`), each over the steps with arrivals (divided by ``1 - e^-mean``)."""
+    from kvplan.serving import busiest_drawn, busiest_share
+
+    head = ("ranks", "steps a request lives", "arrivals a step", "dealt (TensorRT-LLM)", "dealt, prompts +-50 %",
+            "drawn shares", "even")  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for ranks, life in DEALING_CASES:
+        for mean in DEALING_MEANS:
+            some = -math.expm1(-mean)
+            dealt = dealt_busiest(mean, ranks=ranks, life=life, steps=steps)
+            varied = dealt_busiest(mean, ranks=ranks, life=life, steps=steps, spread=0.5)
+            drawn, even = busiest_drawn(mean, ranks=ranks) / some, busiest_share(mean, ranks=ranks) / some
+            cells = (ranks, life, mean, f"{dealt:.3f}", f"{varied:.3f}", f"{drawn:.3f}", f"{even:.3f}")
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=3000)
@@ -575,6 +657,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--long", action="store_true",
                     help="with --dp, the prompts past a rank's token budget instead (4,000 requests, the first 1,000 "
                     "left out)")  # fmt: skip
+    ap.add_argument("--dealing", action="store_true",
+                    help="TensorRT-LLM's attention-DP dealing alone: the busiest rank's prompts a step against the "
+                    "largest of the ranks' Poisson shares and the even split")  # fmt: skip
     ap.add_argument("--retract", action="store_true",
                     help="SGLang's admission reserve and retraction on KV-bound replicas, past saturation")  # fmt: skip
     ap.add_argument("--mlperf", action="store_true",
@@ -587,7 +672,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="the requests' own TPOT at the mean, p90 and p99 against serve()'s (10,000 requests; with "
                     "--dp the attention-DP cases, 12,000, the first 3,000 left out)")  # fmt: skip
     args = ap.parse_args(argv)
-    if args.steady and args.mlperf:
+    if args.dealing:
+        print("\n".join(compare_dealing()))
+    elif args.steady and args.mlperf:
         print("\n".join(compare_mlperf_steady(args.requests)))
     elif args.tpot and args.mlperf:
         print("\n".join(compare_mlperf_tpot(args.requests)))

@@ -564,9 +564,12 @@ def _dp_mean_step(s: Setup, *, n: float, p: float, prompt: int, chunk: float, pr
     LLM, 2,048 / 256) went from 49.4 to 46.0 requests/s; benchmarks/serving_sim.py, the requests dealt in turn,
     saturates at about 0.93 of the old figure and runs to the new one (its batch within 1-5 % of kvplan's up to 0.95
     of it); with vLLM's dealing 44.9 -> 40.75 requests/s, the simulation within 1-6 % up to 0.95 and saturating at the
-    new figure. Dealt as TensorRT-LLM deals (to the fewest active requests) the simulation still saturates near 0.9
-    of it, 0.85 of the old (fixed lengths: a step's arrivals refill the ranks whose requests finished together, so
-    prompts that arrived together stay together; not modelled). Before (stop 25) the ranks were taken as
+    new figure. TensorRT-LLM deals to the fewest active requests (:meth:`Engine.dp_dealing`): with fixed lengths a
+    step's arrivals refill the ranks whose requests finished together, so prompts that arrived together stay
+    together, and its simulation saturated near 0.9 of that figure (about 42 requests/s); since stop 27 its busiest
+    rank takes the largest of ``dp`` Poisson shares of a step's arrivals (:func:`busiest_drawn`), not the even
+    ``ceil(K / dp)``: the same replica 46.0 -> 39.8 requests/s, the simulation (that dealing, as the source deals)
+    running to 41-42 (batch 796 of 996 at 39.8). Before (stop 25) the ranks were taken as
     independent, a share ``1 - (1 - f)^dp`` of the steps at ``f = p / (dp chunk)`` with one chunk on the busiest
     rank. Against benchmarks/serving_sim.py ``--dp`` (each engine's dealing, 0.3-0.85 of the rate) kvplan's TPOT
     went from -4 .. +36 % to -13 .. +14 % of the simulation's (one TensorRT-LLM row at its KV bound aside, -35 ->
@@ -601,16 +604,17 @@ def _dp_parts(s: Setup, *, n: float, p: float, prompt: int, chunk: float, prefix
 
     run = max(1, math.ceil(prompt / chunk - 1e-9))  # the steps a prompt holds its rank
     arrivals = p / prompt  # prompts per mean step
+    drawn = s.engine.dp_dealing(s.settings) == "fewest_active"
     share, heaviest = _landed_together(arrivals, run=run, ranks=s.dp, prompt=prompt, chunk=chunk, decode=1.0, busy=1.0,
-                                       room=room)  # fmt: skip
+                                       room=room, drawn=drawn)  # fmt: skip
     busy = busy_at(share, heaviest)  # the first pass: steps of equal length, the chain-free figures
     share, heaviest = _landed_together(arrivals, run=run, ranks=s.dp, prompt=prompt, chunk=chunk, decode=decode,
-                                       busy=busy, room=room)  # fmt: skip
+                                       busy=busy, room=room, drawn=drawn)  # fmt: skip
     return decode, share, busy_at(share, heaviest)
 
 
 def _landed_together(arrivals: float, *, run: int, ranks: int, prompt: int, chunk: float, decode: float,
-                     busy: float, room: float | None = None) -> tuple[float, float]:  # fmt: skip
+                     busy: float, room: float | None = None, drawn: bool = False) -> tuple[float, float]:  # fmt: skip
     """(the share of the steps that hold prompt chunks, the busiest rank's prompt tokens in such a step) where
     ``arrivals`` prompts of ``prompt`` tokens reach the replica per mean step at random (Poisson), each holding its
     rank for ``run`` steps of up to ``chunk`` tokens, a decode-only step lasting ``decode`` and a prefill step
@@ -637,13 +641,15 @@ def _landed_together(arrivals: float, *, run: int, ranks: int, prompt: int, chun
 
     The busiest rank: with ``L = 1`` the ``K`` prompts that arrived during the step before are dealt in turn, so it
     takes ``ceil(K / ranks)`` of them (:func:`busiest_share`, ``K`` Poisson at ``r d`` or ``r B`` by the step
-    before), ``prompt`` tokens each, at most ``room`` (the rank's budget less its decodes; ``chunk`` where not
-    given); with ``L > 1`` it carries a whole chunk except in the last
-    step of a run, the chain's state 1 (a share ``b c (1 - c)^(L - 1) / (1 - (1 - c)^L)`` of the steps: the runs that
-    started together end together), where the prompt's last ``prompt - (L - 1) chunk`` tokens are left, and the
-    rank's next waiting prompt, where it has one, fills the rest of the step (the rank's busy share ``m L / ranks``
-    of the difference; SGLang's ``PrefillAdder`` and vLLM V1's ``Scheduler.schedule`` take waiting prompts while the
-    step's budget lasts), so at a rank busy in every step the busiest rank carries a whole chunk, as past it."""
+    before); ``drawn`` (TensorRT-LLM's dealing to the fewest active requests, :meth:`Engine.dp_dealing`) the largest
+    of ``ranks`` independent Poisson shares of ``K`` (:func:`busiest_drawn`); ``prompt`` tokens each, at most
+    ``room`` (the rank's budget less its decodes; ``chunk`` where not given); with ``L > 1`` it carries a whole chunk
+    except in the last step of a run, the chain's state 1 (a share ``b c (1 - c)^(L - 1) / (1 - (1 - c)^L)`` of the
+    steps: the runs that started together end together), where the prompt's last ``prompt - (L - 1) chunk`` tokens
+    are left, and the rank's next waiting prompt, where it has one, fills the rest of the step (the rank's busy share
+    ``m L / ranks`` of the difference; SGLang's ``PrefillAdder`` and vLLM V1's ``Scheduler.schedule`` take waiting
+    prompts while the step's budget lasts), so at a rank busy in every step the busiest rank carries a whole chunk,
+    as past it."""
     lo = min(1.0, arrivals * run / ranks)
     hi = min(1.0, arrivals * run)
     if arrivals <= 0:
@@ -665,8 +671,9 @@ def _landed_together(arrivals: float, *, run: int, ranks: int, prompt: int, chun
         share = lo if g_lo <= 0 else hi if g_hi >= 0 else _share_root(lambda b: chain(b) - b, lo, g_lo, hi, g_hi)
     rate = arrivals / ((1 - share) * decode + share * busy)
     if run == 1:
-        after_decode = busiest_share(rate * decode, ranks=ranks)  # the busiest rank's prompts after each kind of step
-        after_busy = busiest_share(rate * busy, ranks=ranks)
+        busiest = busiest_drawn if drawn else busiest_share
+        after_decode = busiest(rate * decode, ranks=ranks)  # the busiest rank's prompts after each kind of step
+        after_busy = busiest(rate * busy, ranks=ranks)
         carried = (1 - share) * after_decode + share * after_busy
         return share, min(chunk if room is None else room, prompt * carried / share)
     x = rate * busy  # the mean arrivals in a prefill step: c = 1 - exp(-x)
@@ -699,6 +706,38 @@ def busiest_share(mean_arrivals: float, *, ranks: int) -> float:
         total += term
         if count > mean_arrivals and term < 1e-17 * total:  # past the mode and below the sum's precision
             break
+    return total
+
+
+def busiest_drawn(mean_arrivals: float, *, ranks: int) -> float:
+    """``E[max(N_1 .. N_ranks)]``, the ``N_i`` independent Poisson of mean ``mean_arrivals / ranks``: the prompts the
+    busiest of ``ranks`` data-parallel ranks takes from a step's arrivals where each rank's share is drawn at random
+    (TensorRT-LLM's dealing to the fewest active requests, :meth:`kvplan.engines.trtllm.Trtllm.dp_dealing`; the
+    random spread of kvplan.dp_balance). ``sum_{k >= 0} (1 - F(k)^ranks)``, ``F`` the shares' Poisson CDF, summed
+    over ``k`` within 12 standard deviations and 30 of the share's mean (below it each term is 1 to double precision;
+    above it the terms weigh below 1e-30), the first term placed by ``lgamma`` so that a large mean starts there.
+
+    Against the source's rule dealt alone (``benchmarks/serving_sim.py --dealing``: fixed lengths, Poisson arrivals,
+    each request leaving 64 or 256 steps after it was dealt; 60,000 steps) the busiest rank's prompts per step with
+    arrivals, at 0.3 / 1 / 2 / 4 / 8 arrivals a step, 4 ranks, 64 steps: 1.020 / 1.128 / 1.372 / 2.070 / 3.729
+    against 1.042 / 1.176 / 1.438 / 2.103 / 3.507 here (over the steps with arrivals: this over ``1 - e^-mean``) and
+    1.000 / 1.006 / 1.061 / 1.400 / 2.376 dealt evenly (:func:`busiest_share`); 8 ranks 1.009 / 1.063 / 1.201 / 1.675
+    / 2.768 against 1.021 / 1.093 / 1.245 / 1.668 / 2.579 (even 1.000 / 1.000 / 1.000 / 1.022 / 1.411); with 256
+    steps the same within 0.03 up to 4 arrivals (3.639 and 2.685 at 8); with prompts of 500-1,500 tokens (the
+    heap's token key deciding) within 9 % of this up to 4 arrivals and 2-7 % below it at 8. In benchmarks/
+    serving_sim.py's TensorRT-LLM runs (Qwen3-30B-A3B DP4 EP4 H100, 2,048 / 256) 0.95-0.97 of it (per prefill step,
+    at 0.71, 2.38 and 3.31 arrivals a step: 1.076, 1.475, 1.769 against 1.115, 1.554, 1.862)."""
+    if mean_arrivals <= 0:
+        return 0.0
+    mu = mean_arrivals / ranks
+    spread = 12 * math.sqrt(mu) + 30
+    first, top = max(0, int(mu - spread)), int(mu + spread)
+    term = math.exp(first * math.log(mu) - mu - math.lgamma(first + 1))  # P(N = first)
+    below, total = 0.0, float(first)  # P(N <= k - 1); every k under ``first`` adds 1 - F(k)^ranks = 1
+    for k in range(first, top + 1):
+        below += term
+        total += 1.0 - min(below, 1.0) ** ranks
+        term *= mu / (k + 1)
     return total
 
 

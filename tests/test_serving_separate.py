@@ -274,9 +274,13 @@ def test_serving_sim_deals_requests_as_each_engine_does() -> None:
     """--dp dealing: SGLang's round_robin in turn; vLLM's lowest waiting * 4 + running over the last snapshot, the
     chosen rank's waiting raised at once. By hand: counts [[1, 0], [0, 3], [0, 2]] score 4, 3, 2 -> rank 2, which
     becomes [1, 2] (score 6); next scores 4, 3, 6 -> rank 1, now [1, 3]; then scores 4, 7, 6 -> rank 0.
-    TensorRT-LLM's fewest active requests (waiting + running; its heap on prompt tokens is that with equal prompts),
-    ties to the lower rank: counts [[1, 2], [0, 1], [2, 0]] hold 3, 1, 2 -> rank 1 (now 2); then 3, 2, 2 -> rank 1
-    (now 3); then 3, 3, 2 -> rank 2."""
+    TensorRT-LLM deals an iteration's arrivals at once (executor_request_queue.py _balance_requests_across_ranks):
+    ranks holding (prompt tokens, requests) (4,000, 1), (1,000, 1), (2,000, 1) and prompts 1,000, 3,000, 500 in
+    arrival order: the cap is max(ceil((3 + 3) / 3), 1) = 2, so a rank takes one; the 3,000-token prompt goes first,
+    to the rank with the fewest tokens (1), then the 1,000 to rank 2 (2,000 tokens), then the 500 to rank 0. With
+    equal prompts the key is the count, ties to the lower rank: (6,000, 3), (2,000, 1), (4,000, 2) and three
+    2,000-token prompts, cap max(ceil(9 / 3), 3) = 3: rank 1 (now 2), rank 1 again (2 ties rank 2's 2 and 4,000
+    tokens; now 3, out), rank 2."""
     from tests.benchmods import bench_module
 
     sim_mod = bench_module("serving_sim")
@@ -284,9 +288,10 @@ def test_serving_sim_deals_requests_as_each_engine_does() -> None:
     counts = [[1, 0], [0, 3], [0, 2]]
     assert [sim_mod._deal("vllm", index=i, counts=counts) for i in range(3)] == [2, 1, 0]
     assert counts == [[2, 0], [1, 3], [1, 2]]
-    counts = [[1, 2], [0, 1], [2, 0]]
-    assert [sim_mod._deal("trtllm", index=i, counts=counts) for i in range(3)] == [1, 1, 2]
-    assert counts == [[1, 2], [2, 1], [3, 0]]
+    active = [(4000, 1), (1000, 1), (2000, 1)]
+    assert sim_mod._deal_fewest_active([1000, 3000, 500], active) == [(1, 1), (0, 2), (2, 0)]
+    active = [(6000, 3), (2000, 1), (4000, 2)]
+    assert sim_mod._deal_fewest_active([2000] * 3, active) == [(0, 1), (1, 1), (2, 2)]
     with pytest.raises(ValueError, match="round_robin, vllm or trtllm"):
         sim_mod._deal("random", index=0, counts=counts)
 

@@ -1082,6 +1082,21 @@ class Engine:
         rank's scheduler admits its own, independently of the others (every engine's default that was read)."""
         return False
 
+    def dp_dealing(self, settings: Settings) -> Literal["even", "fewest_active"]:
+        """How the engine deals new requests over its attention-DP ranks, as kvplan.serving prices the busiest rank's
+        prompts in a step. ``"even"``: a step's arrivals spread as evenly as their count allows (SGLang's default
+        ``load_balance_method`` ``round_robin``, python/sglang/srt/managers/data_parallel_controller.py
+        ``round_robin_scheduler``; the later ``"auto"`` default resolves to it outside prefill-decode
+        disaggregation, server_args.py ``_handle_load_balance_method``. vLLM V1's
+        ``DPLBAsyncMPClient.get_core_engine_for_request``, vllm/v1/engine/core_client.py, the lowest ``waiting x 4 +
+        running`` with the chosen rank's waiting count raised at once between the coordinator's 100 ms snapshots,
+        which spreads a step's arrivals over the ranks: benchmarks/serving_sim.py ``--dp`` runs it within 1-7 % of
+        the even figures. vLLM PR #49204, merged 2026-07-20, after 0.22.1 (2026-06), so after every vLLM release
+        kvplan has rules for, scores ``max(in-flight, waiting + running)`` with a live in-flight count and a rotating
+        scan start (@00080ee1): a fewest-active dealing like TensorRT-LLM's, for a later vLLM rule set).
+        ``"fewest_active"``: TensorRT-LLM's (:meth:`kvplan.engines.trtllm.Trtllm.dp_dealing`)."""
+        return "even"
+
     def dp_balance_iters(self, settings: Settings) -> tuple[int, int] | None:
         """``(timeout_iters, batching_wait_iters)`` of the engine's attention-DP balancer, which holds prompts back
         until every rank has one (kvplan.dp_balance prices the hold in the TTFT); None where it holds none."""

@@ -11,7 +11,7 @@ import bisect
 import math
 import re
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from kvplan.engines import vllm
 from kvplan.engines.base import (
@@ -644,6 +644,23 @@ class Trtllm(Engine):
         if not (self.tensorrt_engine and settings.batch_size_tuning):
             return None
         return dynamic_batch_size(capacity)
+
+    def dp_dealing(self, settings: Settings) -> Literal["even", "fewest_active"]:
+        """``"fewest_active"``: each iteration the executor all-gathers every attention-DP rank's active requests
+        (those dealt to it and not finished: waiting for their context step, prefilling or generating) and the sum of
+        their prompt lengths, takes the new requests from the queue longest prompt first, and gives each in turn to the
+        rank at the top of a heap keyed on (active prompt tokens, active requests, rank), a rank leaving the heap at
+        the ceiling of all active + new requests over the ranks (at least the busiest rank's count)
+        (tensorrt_llm/_torch/pyexecutor/executor_request_queue.py ``_fetch_new_requests_attention_dp``,
+        ``_schedule_attention_dp_requests``, ``_balance_requests_across_ranks``, the stored 1.x copies; the same rule
+        in tensorrt_llm/_torch/pyexecutor/scheduler/adp_router.py ``DefaultADPRouter.route_requests`` @62b8daa4,
+        the router every configuration gets unless a KV-cache-aware or conversation routing flag is set). With prompts
+        of one length the key is the count: the rank with the fewest active requests. Requests that arrived together
+        finish together (equal outputs), so the next arrivals refill the ranks they leave, and the ranks' arrivals in
+        a step stay as uneven as the step they replace: kvplan.serving prices a step's busiest rank as the largest of
+        ``dp`` independent Poisson shares (:func:`kvplan.serving.busiest_drawn`), as kvplan.dp_balance prices the
+        same dealing's spread."""
+        return "fewest_active"
 
     def aligns_dp_prefill(self, settings: Settings) -> bool:
         """``attention_dp_config.enable_balance`` (tensorrt_llm/llmapi/llm_args.py ``AttentionDpConfig``: default
