@@ -4,7 +4,7 @@
 
 Data: the engine-table rows of ``benchmarks/data/published_throughput.json`` (``engine_benchmarks``, each with its
 page and line), grouped by the kvplan rule set that scores them (``engine``: ``vllm@0.8`` for the GPUStack runs of
-vLLM 0.10.2-0.13.0 and vLLM Recipes' 0.12.0, ``sglang`` for SGLang 0.5.3-0.5.7, ``vllm@0.16`` for Vultr's 0.16.0).
+vLLM 0.10.2-0.13.0 and vLLM Recipes' 0.12.0, ``sglang@0.5`` for SGLang 0.5.3-0.5.7, ``vllm@0.16`` for Vultr's 0.16.0).
 A row kept out of the statistics (``not_in_statistics``) is left out here too.
 
 What is fitted. In each run the client sends its requests to the engine's API server, one Python event loop beside

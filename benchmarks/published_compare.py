@@ -2153,7 +2153,7 @@ class RetractRun:
         self.waiting: deque = deque()
         self.chunked: Retractable | None = None
         self.max_seqs = s.max_num_seqs
-        c = self.rule.conservativeness(s.settings)
+        c = self.rule.conservativeness(s.settings, dp_attention=s.dp * s.settings.attention_dp > 1)
         self.start, self.floor, self.decay = self.rule.start_ratio(c), self.rule.floor_ratio(c), self.rule.decay(c)
         self.ratio = self.start
         self.full = False  # batch_is_full

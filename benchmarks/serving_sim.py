@@ -271,10 +271,16 @@ DP_LONG_CASES = (("qwen3-30b-a3b", "h100-sxm", 1, 4, None, 20000, 256),)
 FRACTIONS = (0.3, 0.6, 0.85)
 
 
+# The SGLang rule set the cases run under: sglang@0.5, the release whose admission and retraction kvplan read (0.5.7)
+# and whose memory fraction the cases were chosen with; 0.5.23's larger reserve (`sglang`: chunk 4,096 and the prefill
+# CUDA graph on a 24 GB L4) leaves the L4 retraction case almost no KV pool.
+SGLANG = "sglang@0.5"
+
+
 def _layouts(dp: int) -> tuple:
     """(label, engine, settings keywords, dispatch) per layout: SGLang apart and mixed (dealt in turn); with
     attention-DP ranks vLLM and TensorRT-LLM too (both mix prompts and decodes in a step), each dealt as it deals."""
-    sglang = (("apart", "sglang", {}, "round_robin"), ("mixed", "sglang", {"mixed_chunk": True}, "round_robin"))
+    sglang = (("apart", SGLANG, {}, "round_robin"), ("mixed", SGLANG, {"mixed_chunk": True}, "round_robin"))
     if dp == 1:
         return sglang
     return (*sglang, ("vllm", "vllm", {}, "vllm"), ("trtllm", "trtllm", {}, "trtllm"))
@@ -456,7 +462,7 @@ def compare_retract(requests: int, *, cases: tuple = RETRACT_CASES, warmup: int 
             "TTFT ms sim", "tok/s sim / kvplan", "retractions", "ratio: mean, share at floor")  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for model, gpu, tp, isl, osl in cases:
-        s = steps_only(setup(model, gpu, engine="sglang", tp=tp))
+        s = steps_only(setup(model, gpu, engine=SGLANG, tp=tp))
         inp, out = Lengths.of(isl), Lengths.of(osl)
         top = max_rate(s, input_len=inp, output_len=out)
         budget = s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET

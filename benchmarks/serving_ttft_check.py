@@ -49,7 +49,7 @@ def sim_lines(requests: int) -> list[str]:
     cases = [(c, requests, 200) for c in serving_sim.CASES]
     cases += [(c, 2 * requests, requests // 2) for c in serving_sim.DP_CASES]  # the DP ranks' batches run larger
     for (model, gpu, tp, dp, weights, isl, osl), count, warmup in cases:
-        s = steps_only(setup(model, gpu, engine="sglang", tp=tp, dp=dp, ep=dp > 1, weights_dtype=weights,
+        s = steps_only(setup(model, gpu, engine=serving_sim.SGLANG, tp=tp, dp=dp, ep=dp > 1, weights_dtype=weights,
                              settings=Settings(mixed_chunk=True)))  # fmt: skip
         inp, out = Lengths.of(isl), Lengths.of(osl)
         top = max_rate(s, input_len=inp, output_len=out)

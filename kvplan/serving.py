@@ -749,7 +749,7 @@ def _reserved_tokens(s: Setup, inp: Lengths, out: Lengths, *, prefilled: bool = 
         return held
     if prefilled and reserve.prefilled_reserve_tokens is not None:
         return held + reserve.prefilled_reserve_tokens
-    floor = reserve.floor_ratio(reserve.conservativeness(s.settings))
+    floor = reserve.floor_ratio(reserve.conservativeness(s.settings, dp_attention=s.dp * s.settings.attention_dp > 1))
     return held + int(floor * _output_left(out, clip=reserve.clip_tokens))
 
 

@@ -199,6 +199,13 @@ def stage_budgets(excerpt: str, *, tp: int, pp: int) -> list[float] | None:
     return [found[i] for i in range(pp)]
 
 
+# The SGLang rule set the logs are scored with: every SGLang log in engine_logs.json predates 0.5.23 (0.4.3 and main
+# 2025-03, main 2025-10), so `sglang@0.5`, the rules read in the 0.5.3 / 0.5.7 wheels and main 2025-10; what the newest
+# rule set (`sglang`, 0.5.23: the CUDA-graph and DeepEP reserves) would give for a run at the automatic fraction is
+# added to its note.
+SGLANG_LOG_RULES = "sglang@0.5"
+
+
 def run_sglang(entry: dict, spec, gpu) -> Case:  # noqa: ANN001
     from kvplan.logcheck import check_text
 
@@ -231,7 +238,7 @@ def run_sglang(entry: dict, spec, gpu) -> Case:  # noqa: ANN001
 
         logged_kv = fig.get("kv_size") or fig["k_size"] + fig.get("v_size", 0)
         frac = mem_fraction_04(tp or 1)
-        s = setup(spec, gpu, engine="sglang", tp=tp or 1, settings=Settings(mem_fraction_static=frac))
+        s = setup(spec, gpu, engine=SGLANG_LOG_RULES, tp=tp or 1, settings=Settings(mem_fraction_static=frac))
         predicted = s.stages[0].budget.available_kv / GIB
         err = (predicted - logged_kv) / logged_kv * 100
         note += f"; (b) with mem_fraction_static {frac:g}; the 0.60 GiB context term was read from this log"
@@ -240,7 +247,11 @@ def run_sglang(entry: dict, spec, gpu) -> Case:  # noqa: ANN001
 
 
 def dp_attention_ranks(excerpt: str) -> int:
-    """``--dp N`` on a launch line that also passes ``--enable-dp-attention`` (SGLang's dp_size), else 1."""
+    """``--dp N`` on a launch line that also passes ``--enable-dp-attention`` (SGLang's dp_size), or 0.5.23's
+    ``--attn-dp-size N`` (arg_groups/parallel_hook.py handle_deprecated_dp_attention), else 1."""
+    new = re.search(r"--attn-dp-size[ =](\d+)", excerpt)
+    if new:
+        return int(new.group(1))
     m = re.search(r"--dp(?:-size)?[ =](\d+)", excerpt)
     return int(m.group(1)) if m and "--enable-dp-attention" in excerpt else 1
 
@@ -256,12 +267,15 @@ def sglang_auto_run(entry: dict, spec, gpu, *, logged_kv: float, note: str) -> t
     dp = dp_attention_ranks(entry["excerpt"])
     kv = nsa_log_kv_dtype(entry["excerpt"], gpu)
     # kvplan's --tp is one DP rank's TP group: SGLang's --tp 8 --dp 8 is kvplan's --tp 1 --dp 8 (launch_args)
-    s = setup(spec, gpu, engine="sglang", tp=tp // dp, dp=dp, kv_dtype_name=kv)
+    s = setup(spec, gpu, engine=SGLANG_LOG_RULES, tp=tp // dp, dp=dp, kv_dtype_name=kv)
     stage = s.stages[0]
     predicted = stage_pool_bytes(stage, sequences=1, length=1) / GIB  # a token pool: the figure holds for any batch
     tokens = stage.layout.pool_tokens(stage.available)
     note += (f"; (b) at kvplan's automatic mem_fraction_static {stage.budget.fraction:g} (TP {tp}, DP attention {dp}):"
              f" {tokens:,} tokens a DP rank")  # fmt: skip
+    newest = setup(spec, gpu, engine="sglang", tp=tp // dp, dp=dp, kv_dtype_name=kv).stages[0]
+    note += (f"; under kvplan's newest SGLang rules ({newest.budget.fraction:g}, 0.5.23's graph reserves; not this"
+             f" run's release): {stage_pool_bytes(newest, sequences=1, length=1) / GIB:.2f} GiB")  # fmt: skip
     implied = sglang_auto_fraction(entry, spec, stage=stage, kv=kv)
     if implied is not None:
         note += f"; the fraction the log's two runs imply: {implied:.4f}"

@@ -65,7 +65,7 @@ def test_deepseek_v3_fp8_tp8_against_dp8_ep8_on_eight_h200() -> None:
 
 def test_sglang_dp_attention_keeps_dense_layers_and_vocab_over_all_ranks() -> None:
     spec = load_bundled("deepseek-v3")
-    s = setup(spec, H200, engine="sglang", tp=1, dp=8, ep=True)
+    s = setup(spec, H200, engine="sglang@0.5", tp=1, dp=8, ep=True)
     # server_args.py: moe_dense_tp_size defaults to tp_size, the LM head is vocab-parallel over tp_size
     # unless --enable-dp-lm-head: attention is per DP rank, and (models/deepseek_v2.py, 0.5.7) the input embedding
     # whole on every rank (enable_tp=not is_dp_attention_enabled()).

@@ -82,8 +82,8 @@ def test_sglang_capacity_h200_tp8():
     # (indexer_fp32_bytes): 61 x 7,168 x 64 x 2 B = 55,967,744 B more than its 16-bit count -> 47,332,348,588 B
     # bf16: // 78,324 = 604,314.4 -> 604,288 tokens (pages of 64); 604,288 / 32,768 = 18.44 -> 18 sequences
     # fp8: // 43,188 = 1,095,960.6 -> 1,095,936 tokens; a 32,768-token request = 512 pages, 33.45 -> 33 sequences
-    bf16 = capacity(setup(V32, H200, engine="sglang", tp=8, kv_dtype_name="bf16"), 32_768)
-    fp8 = capacity(setup(V32, H200, engine="sglang", tp=8, kv_dtype_name="fp8"), 32_768)
+    bf16 = capacity(setup(V32, H200, engine="sglang@0.5", tp=8, kv_dtype_name="bf16"), 32_768)
+    fp8 = capacity(setup(V32, H200, engine="sglang@0.5", tp=8, kv_dtype_name="fp8"), 32_768)
     assert bf16.available_kv_bytes == fp8.available_kv_bytes == 47_644_168_876 - 255_852_544 - 55_967_744
     assert fp8.available_kv_bytes == 47_332_348_588
     assert (bf16.kv_pool_tokens, bf16.max_concurrent_sequences) == (604_288, 18)
@@ -93,7 +93,7 @@ def test_sglang_capacity_h200_tp8():
 
 
 def test_sglang_v32_cli_capacity_and_launch_line():
-    base = ["capacity", "deepseek-v3.2-exp", "--engine", "sglang", "--gpu", "h200", "--tp", "8", "-c", "32k"]
+    base = ["capacity", "deepseek-v3.2-exp", "--engine", "sglang@0.5", "--gpu", "h200", "--tp", "8", "-c", "32k"]
     out = runner.invoke(app, [*base, "--kv-dtype", "bf16"])
     assert out.exit_code == 0, out.output
     # "auto" would be fp8_e4m3 on SM100 for DSA: the launch spells the dtype out; the page is forced to 64

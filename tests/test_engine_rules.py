@@ -217,11 +217,11 @@ def test_sglang_sliding_window_model_without_the_hybrid_pool_keeps_every_token()
     # Mistral 7B on one H100: pool 426,433 tokens (32 layers x 8 heads x 128 x 2 x 2 B = 128 KiB a token).
     # Before: each sequence was charged its 4,096-token window: 104 sequences of 32K.
     # Now: 426,433 // 32,768 = 13.
-    r = capacity(_setup("mistral-7b-v0.1", H100, "sglang"), 32768)
+    r = capacity(_setup("mistral-7b-v0.1", H100, "sglang@0.5"), 32768)
     assert r.kv_pool_tokens == 426_433
     assert r.max_concurrent_sequences == 426_433 // 32_768 == 13
     # Gemma 2 and 3 are not listed either: no hybrid pool, no swa_full_tokens_ratio on the launch line.
-    gemma = capacity(_setup("gemma-2-9b", H100, "sglang"), 8192)
+    gemma = capacity(_setup("gemma-2-9b", H100, "sglang@0.5"), 8192)
     assert "swa_full_tokens_ratio" not in gemma.settings
 
 
@@ -232,7 +232,7 @@ def test_sglang_hybrid_swa_pool_for_llama4_chunked_layers():
     # full = 1,635,114 x 48 / (0.8 x 36 + 12) = 1,923,663 and swa = 1,538,930.
     # At 128K: full 1,923,663 // 131,072 = 14; swa 1,538,930 // 8,192 = 187 -> 14.
     # Before (no hybrid pool for chunked models, chunked layers charged their chunk only): 42.
-    s = _setup("llama-4-scout-17b-16e", H200, "sglang", tp=4)
+    s = _setup("llama-4-scout-17b-16e", H200, "sglang@0.5", tp=4)
     full, swa, window = s.stages[0].layout.sglang_swa_tokens(s.stages[0].available)
     assert (full, swa, window) == (1_923_663, 1_538_930, 8192)
     assert capacity(s, 131072).max_concurrent_sequences == 14
@@ -248,7 +248,7 @@ def test_sglang_hybrid_recurrent_model_splits_mamba_and_kv_pools():
     # KV tokens = (R - 677 x 38,633,472) // 12,288 = 2,370,337; at 32K: 2,370,337 // 32,768 = 72,
     # under the running cap min(2,048.., 2,370,337 // 2, 677 // 3 = 225).
     # Before (every byte in the KV pool): 130.
-    s = _setup("qwen3-next-80b-a3b", H200, "sglang", tp=2)
+    s = _setup("qwen3-next-80b-a3b", H200, "sglang@0.5", tp=2)
     lay, available = s.stages[0].layout, s.stages[0].available
     assert lay.state_bytes == 36 * ((2 * 2048 + 4096) * 3 // 2 * 2 + 32 * 128 * 128 // 2 * 4) == 38_633_472
     assert lay.stage.bytes_per_token == 12 * 256 * 2 * 2
@@ -259,7 +259,7 @@ def test_sglang_hybrid_recurrent_model_splits_mamba_and_kv_pools():
 
 def test_sglang_mamba_slots_cap_running_requests_at_short_context():
     # At 1K the KV pool would hold 2,370,337 // 1,024 = 2,314 requests; the Mamba slots allow 677 // 3 = 225.
-    s = _setup("qwen3-next-80b-a3b", H200, "sglang", tp=2)
+    s = _setup("qwen3-next-80b-a3b", H200, "sglang@0.5", tp=2)
     assert max_sequences(s, 1024) == 225
 
 
@@ -370,16 +370,16 @@ def test_swa_full_llamacpp_and_sglang_disable_hybrid_swa_memory(cli):
     # is_hybrid_swa_model(...) and not disable_hybrid_swa: gpt-oss-20b on one H100 leaves the hybrid pool for one
     # token pool, every layer keeping every token: 56,615,644,042 // 49,152 = 1,151,848 tokens -> 35 sequences of
     # 32K (the hybrid pool: 39). The launch line repeats the flag.
-    r = capacity(_setup("gpt-oss-20b", H100, "sglang", settings=Settings(swa_full=True)), 32768)
+    r = capacity(_setup("gpt-oss-20b", H100, "sglang@0.5", settings=Settings(swa_full=True)), 32768)
     assert (r.kv_pool_tokens, r.max_concurrent_sequences) == (1_151_848, 35)
     from kvplan.launch import launch_args
 
     assert "--disable-hybrid-swa-memory" in launch_args(r, model="openai/gpt-oss-20b")
-    hybrid = capacity(_setup("gpt-oss-20b", H100, "sglang"), 32768)
+    hybrid = capacity(_setup("gpt-oss-20b", H100, "sglang@0.5"), 32768)
     assert hybrid.max_concurrent_sequences == 39
     assert "--disable-hybrid-swa-memory" not in launch_args(hybrid, model="openai/gpt-oss-20b")
     # The CLI flag: --swa-full (llama.cpp's spelling), refused by the engines without it.
-    ok = cli("capacity", "gpt-oss-20b", "--gpu", "h100-sxm", "-c", "32k", "-e", "sglang", "--swa-full")
+    ok = cli("capacity", "gpt-oss-20b", "--gpu", "h100-sxm", "-c", "32k", "-e", "sglang@0.5", "--swa-full")
     assert ok.exit_code == 0 and "--disable-hybrid-swa-memory" in ok.output, ok.output
     bad = cli("capacity", "gpt-oss-20b", "--gpu", "h100-sxm", "-c", "32k", "-e", "trtllm", "--swa-full")
     assert bad.exit_code == 2 and "--swa-full does not apply to engine 'trtllm'" in bad.output

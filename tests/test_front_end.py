@@ -136,13 +136,13 @@ def test_closed_loop_run_with_the_api_server_by_hand() -> None:
 
 
 @pytest.mark.parametrize(
-    ("engine", "gpu", "tp"), [("vllm@0.8", "h100-sxm", 2), ("vllm@0.8", "a100-80gb", 8), ("sglang", "h200", 4)]
+    ("engine", "gpu", "tp"), [("vllm@0.8", "h100-sxm", 2), ("vllm@0.8", "a100-80gb", 8), ("sglang@0.5", "h200", 4)]
 )
 def test_each_fitted_cost_reproduces_the_run_it_comes_from(engine: str, gpu: str, tp: int) -> None:
     # benchmarks/fit_frontend.py: the smallest cost at which a published run falls to kvplan's figure; the run it comes
     # from (vllm@0.8: gpt-oss-120b TP2 on H100, vLLM 0.10.2, for the cost a request, and Qwen3-235B TP8 on A100, vLLM
-    # 0.11.0, for the chat template's on top of it; sglang: GLM-4.6-FP8 TP4 on H200; all 128 in / 4 out) is then met
-    # exactly
+    # 0.11.0, for the chat template's on top of it; sglang@0.5: GLM-4.6-FP8 TP4 on H200; all 128 in / 4 out) is then
+    # met exactly
     pub, data = published()
     key = (engine, gpu, tp, 128, 4)
     rows = [r for r in data["engine_benchmarks"] if (r["engine"], r["gpu"], r["tp"], r["isl"], r["osl"]) == key]

@@ -84,6 +84,10 @@ def test_sglang_check_reproduces_token_count():
     got = rows["KV tokens, mem_fraction_static 0.88 (0.4.x TP default)"]["predicted_value"]
     # (63.48 - 78.59 x 0.12) GiB / 131,072 B = 442,771 (the log's GB figures are rounded)
     assert abs(got - 442750) < 100
+    # SGLang 0.5.23's rule on the same free memory (80,476 MiB): 13,440 + 58 prefill-graph sizes x 8 MiB reserved ->
+    # 0.827; (63.48 - 78.59 x 0.173) GiB / 131,072 B = 408,649 (a 0.5.23 run would hold that many, not this 2025 log)
+    new = rows["KV tokens, mem_fraction_static 0.827 (0.5.23 tier heuristic and graph reserves)"]
+    assert new["predicted_value"] == 408_649
 
 
 def test_llamacpp_check_is_exact():
@@ -141,3 +145,11 @@ def test_engine_validation_script_on_the_reference_logs(tmp_path, monkeypatch):
     mod.write_section(out, mod.markdown(cases))
     text = out.read_text()
     assert "## Engine logs" in text and "## GPU profile\n\nkept" in text
+    # the SGLang logs (2025) are scored with sglang@0.5: sglang-05 +5.1 % (the fraction its two runs imply, 0.7514, is
+    # that rule's 0.751), the newest rules' figure only in its note
+    sg05 = next(c for c in cases if c.id == "sglang-05")
+    assert mod.SGLANG_LOG_RULES == "sglang@0.5" and round(sg05.error_pct, 2) == 5.11
+    assert "newest SGLang rules (0.742" in sg05.note
+    # DP attention on the launch line, either spelling (0.5.23's --attn-dp-size)
+    assert mod.dp_attention_ranks("--tp 8 --dp 8 --enable-dp-attention") == 8
+    assert mod.dp_attention_ranks("--tp 8 --attn-dp-size 4") == 4 and mod.dp_attention_ranks("--tp 8 --dp 2") == 1

@@ -76,7 +76,9 @@ def test_vllm_launch_with_kv_cache_memory():
 def test_sglang_launch_flags():
     args = launch_args(_answer("sglang"), model="m")
     assert args[args.index("--context-length") + 1] == "32768"
-    assert float(args[args.index("--mem-fraction-static") + 1]) == pytest.approx(0.834)
+    # SGLang 0.5.23 (memory_hook.py): 512 + 8,192 x 1.5 + 128 + 256 x 2 + 58 prefill-graph sizes x 8 = 13,904 MiB of
+    # 81,090 reserved -> 0.829 (0.5.7, sglang@0.5: 13,440 -> 0.834)
+    assert float(args[args.index("--mem-fraction-static") + 1]) == pytest.approx(0.829)
 
 
 def test_llamacpp_launch_flags():

@@ -245,11 +245,13 @@ def test_decode_residual_by_hand():
 
 def test_sglang_prompt_budget_follows_the_gpu_memory():
     """SGLang's chunked_prefill_size default by GPU memory (server_args.py _handle_gpu_memory_settings): 8,192 on the
-    80-141 GB H100 / H200, 16,384 on B200 (180 GB), 4,096 on a 40 GB A100, 2,048 on a 24 GB L4; the flag wins."""
+    80-141 GB H100 / H200, 16,384 on B200 (180 GB), 4,096 on a 40 GB A100 and, from 0.5.23 (memory_hook.py), on a
+    24 GB L4 (2,048 in 0.5.7, sglang@0.5); the flag wins."""
     spec = load_bundled("llama-3.1-8b")
     budgets = {g: setup(spec, resolve_gpu(g), engine="sglang").max_num_batched_tokens
                for g in ("h100-sxm", "h200", "b200", "a100-40gb", "l4")}  # fmt: skip
-    assert budgets == {"h100-sxm": 8192, "h200": 8192, "b200": 16384, "a100-40gb": 4096, "l4": 2048}
+    assert budgets == {"h100-sxm": 8192, "h200": 8192, "b200": 16384, "a100-40gb": 4096, "l4": 4096}
+    assert setup(spec, resolve_gpu("l4"), engine="sglang@0.5").max_num_batched_tokens == 2048
     given = setup(spec, resolve_gpu("b200"), engine="sglang", settings=Settings(max_num_batched_tokens=4096))
     assert given.max_num_batched_tokens == 4096
     # one 12,000-token prompt alone: one prompt step on B200, two chunks (8,192 + 3,808) on H100

@@ -16,9 +16,11 @@ from kvplan.engines.sglang import dp_attention_size
 from kvplan.params import Sharding
 from kvplan.units import MIB
 
+SGLANG = "sglang@0.5"  # the 0.5.7-era rule these goldens state (0.5.23's: tests/test_sglang_graph_reserves.py)
+
 
 def _budget(model: str, gpu: str, **kw):  # noqa: ANN202
-    return setup(model, gpu, engine="sglang", **kw).stages[0].budget
+    return setup(model, gpu, engine=SGLANG, **kw).stages[0].budget
 
 
 def test_dp_ranks_are_sglang_dp_size() -> None:
@@ -78,15 +80,15 @@ def test_b200_fraction_matches_the_one_sglang_05_implies() -> None:
 def test_each_dp_rank_prompts_the_chunk_over_dp_size() -> None:
     # server_args.py _handle_data_parallelism: chunked_prefill_size //= dp_size under DP attention, after the memory
     # settings took the whole chunk. H200 tier chunk 8,192: 8,192 // 8 = 1,024 a rank (was 8,192)
-    s = setup("deepseek-v3", "h200", engine="sglang", tp=1, dp=8, ep=True)
+    s = setup("deepseek-v3", "h200", engine=SGLANG, tp=1, dp=8, ep=True)
     assert s.max_num_batched_tokens == 8192 // 8 == 1024
-    assert setup("deepseek-v3", "h200", engine="sglang", tp=8).max_num_batched_tokens == 8192  # plain TP: whole
+    assert setup("deepseek-v3", "h200", engine=SGLANG, tp=8).max_num_batched_tokens == 8192  # plain TP: whole
     # the library's attention_dp inside one TP group divides it the same way
-    lib = setup("deepseek-v3", "h200", engine="sglang", tp=8, settings=Settings(attention_dp=8))
+    lib = setup("deepseek-v3", "h200", engine=SGLANG, tp=8, settings=Settings(attention_dp=8))
     assert lib.max_num_batched_tokens == 1024
     # a given --chunked-prefill-size is the replica's: 16,384 // 8 = 2,048 a rank; the reserve still counts 16,384:
     # 512 + 1.5 x 16,384 + 2 x 512 + 1,024 + 512 x 8 x 4.5 = 45,568 MiB -> (143,302 - 45,568) / 143,302 = 0.682
-    given = setup("deepseek-v3", "h200", engine="sglang", tp=1, dp=8, ep=True,
+    given = setup("deepseek-v3", "h200", engine=SGLANG, tp=1, dp=8, ep=True,
                   settings=Settings(max_num_batched_tokens=16384))  # fmt: skip
     assert given.max_num_batched_tokens == 2048
     assert given.stages[0].budget.fraction == round((143302 - 45568) / 143302, 3) == 0.682

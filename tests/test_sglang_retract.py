@@ -18,7 +18,7 @@ H100 = resolve_gpu("h100-sxm")
 
 @pytest.fixture(scope="module")
 def qwen32b():
-    return setup(load_bundled("qwen3-32b"), H100, engine="sglang")
+    return setup(load_bundled("qwen3-32b"), H100, engine="sglang@0.5")
 
 
 def test_the_reserve_constants_as_read():
@@ -53,6 +53,29 @@ def test_kv_bound_with_the_reserve_by_hand(qwen32b):
     assert _limits(qwen32b, inp, out) == (7, "kv_cache")
     vllm = setup(load_bundled("qwen3-32b"), H100, engine="vllm")
     assert _reserved_tokens(vllm, inp, out) == 2304  # vLLM: no reserve, the mean holding as before
+
+
+def test_dp_attention_scales_the_conservativeness_by_0_3():
+    """server_args.py _handle_data_parallelism (0.5.3; parallel_hook.py in 0.5.23): schedule_conservativeness x 0.3
+    under DP attention, so a running request's reserve is 0.7 x 0.3 x 0.14 = 0.0294 of its 256 output tokens to come
+    (7.53 -> 7 tokens) instead of 0.098 (25.09 -> 25): 2,048 + 256 + 7 = 2,311 (Qwen3-30B-A3B, DP attention 2 on H200,
+    2,048 in / 512 out); the library's attention_dp the same; --schedule-conservativeness 2 -> 0.6 -> 15."""
+    from kvplan.engines import Settings
+
+    r = get_engine("sglang").output_reserve
+    assert r.dp_attention_scale == 0.3
+    assert r.conservativeness(Settings(), dp_attention=True) == pytest.approx(0.3)
+    assert r.floor_ratio(r.conservativeness(Settings(), dp_attention=True)) == pytest.approx(0.0294)
+    inp, out = Lengths.of(2048), Lengths.of(512)
+    dp = setup(load_bundled("qwen3-30b-a3b"), "h200", engine="sglang", tp=1, dp=2, ep=True)
+    assert _reserved_tokens(dp, inp, out) == 2048 + 256 + 7
+    lib = setup(load_bundled("qwen3-30b-a3b"), "h200", engine="sglang", tp=2, settings=Settings(attention_dp=2))
+    assert _reserved_tokens(lib, inp, out) == 2048 + 256 + 7
+    plain = setup(load_bundled("qwen3-30b-a3b"), "h200", engine="sglang", tp=2)
+    assert _reserved_tokens(plain, inp, out) == 2048 + 256 + 25
+    twice = setup(load_bundled("qwen3-30b-a3b"), "h200", engine="sglang", tp=1, dp=2, ep=True,
+                  settings=Settings(schedule_conservativeness=2.0))  # fmt: skip
+    assert _reserved_tokens(twice, inp, out) == 2048 + 256 + 15
 
 
 def test_kv_bound_on_a_disaggregated_decode_instance_by_hand(qwen32b):
@@ -176,7 +199,7 @@ def test_glm_rows_run_by_the_rule():
     wave's last decodes run short: one retraction a wave, four in the run, the retracted prompt evicted before it
     comes back (its 4,000 + outputs computed again)."""
     pub, data = published()
-    row = next(r for r in data["engine_benchmarks"] if r["engine"] == "sglang" and r["isl"] == 4000)
+    row = next(r for r in data["engine_benchmarks"] if r["engine"] == "sglang@0.5" and r["isl"] == 4000)
     tr = pub.engine_row_trace(row)
     assert tr["retractions"] == 4 and tr["recomputed_tokens"] == pytest.approx(4 * 4167, abs=10)
 

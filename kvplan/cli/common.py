@@ -74,7 +74,7 @@ ModelArg = Annotated[
 ]
 # The older releases --engine NAME@VERSION selects (kvplan.engines.RELEASES less each engine's newest), spelled out here
 # so that --help needs no engine module imported; tests/test_vllm_v016.py checks it against RELEASES.
-OLDER_RELEASES = "vllm@0.8, vllm@0.16, vllm@0.19, trtllm@0.17, trtllm@0.20, llamacpp@b6699"
+OLDER_RELEASES = "vllm@0.8, vllm@0.16, vllm@0.19, sglang@0.5, trtllm@0.17, trtllm@0.20, llamacpp@b6699"
 EngineOpt = Annotated[
     str,
     typer.Option(

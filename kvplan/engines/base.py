@@ -754,6 +754,8 @@ class OutputReserve:
     # request it holds keeps this many tokens free beside its own, and a request is admitted while its prompt plus
     # this many fit what is left (None: the reserve above applies there too).
     prefilled_reserve_tokens: int | None = None
+    # What the engine multiplies --schedule-conservativeness by on a replica that runs DP attention (1: nothing).
+    dp_attention_scale: float = 1.0
 
     def start_ratio(self, conservativeness: float = 1.0) -> float:
         return min(self.init_ratio * conservativeness, 1.0)
@@ -764,11 +766,10 @@ class OutputReserve:
     def decay(self, conservativeness: float = 1.0) -> float:
         return (self.start_ratio(conservativeness) - self.floor_ratio(conservativeness)) / self.decay_steps
 
-    @staticmethod
-    def conservativeness(settings: Settings) -> float:
-        """``--schedule-conservativeness`` as set, else its default 1.0."""
+    def conservativeness(self, settings: Settings, *, dp_attention: bool = False) -> float:
+        """``--schedule-conservativeness`` as set, else its default 1.0; x ``dp_attention_scale`` under DP attention."""
         given = settings.schedule_conservativeness
-        return 1.0 if given is None else given
+        return (1.0 if given is None else given) * (self.dp_attention_scale if dp_attention else 1.0)
 
     def ratio_after_retraction(self, *, decoded: int, asked: int, requests: int) -> float:
         return min(1.0, (decoded + self.retract_steps * requests) / (asked + 1))

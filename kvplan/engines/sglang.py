@@ -16,7 +16,7 @@ python/sglang/srt/configs/model_config.py (is_hybrid_swa_model) and python/sglan
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from kvplan.engines import vllm
@@ -387,7 +387,15 @@ def _one_pool(stage: StagePlan) -> StagePlan:
     return StagePlan(groups)
 
 
-def mem_fraction(gpu_total_mib: int, *, tp: int, pp: int, chunked_prefill: int | None, dp_attention: int = 1) -> float:
+def mem_fraction(
+    gpu_total_mib: int,
+    *,
+    tp: int,
+    pp: int,
+    chunked_prefill: int | None,
+    dp_attention: int = 1,
+    graphs: GraphReserves | None = None,
+) -> float:
     """server_args.py _handle_gpu_memory_settings (SGLang 0.5.x): chunked_prefill_size and
     cuda_graph_max_bs by GPU memory tier, then reserved MiB = 512 + 1.5 x max(chunk, 2048)
     + 2 x cuda_graph_max_bs + 1024 x tp x pp / 8 (at least 10 GiB above 60 GiB).
@@ -401,15 +409,97 @@ def mem_fraction(gpu_total_mib: int, *, tp: int, pp: int, chunked_prefill: int |
     only after this ran; ``--dp`` without it (replicas) adds nothing. The full chunk counts here: DP attention
     divides ``chunked_prefill_size`` by dp_size afterwards (_handle_data_parallelism runs later in __post_init__).
     engine_logs.json sglang-05 (B200, ``--tp 8 --dp 8 --enable-dp-attention``) bears it out: its automatic run and its
-    run at 0.8 imply 0.751 (scripts/engine_validation.py), this rule gives 0.751 (0.852 without the DP term)."""
-    chunk, graph_bs = _tier(gpu_total_mib, tp=tp)
+    run at 0.8 imply 0.751 (scripts/engine_validation.py), this rule gives 0.751 (0.852 without the DP term).
+
+    ``graphs`` given: SGLang 0.5.23's rule instead (:class:`GraphReserves`, :func:`graph_reserve_mib`), the same sum
+    with the CUDA-graph terms of ``reserve_for_graph_mb`` added before the 10 GiB floor and DeepEP's after it."""
+    chunk, graph_bs = _tier(gpu_total_mib, tp=tp, graph_tiers=graphs is not None)
     chunk = chunked_prefill or chunk
-    reserved = 512 + max(chunk, 2048) * 1.5 + graph_bs * 2 + tp * pp / 8 * 1024
-    if dp_attention > 1:  # "DP attention needs more padding", more again above 300 graph batch sizes
-        reserved += graph_bs * dp_attention * 3 + (graph_bs * dp_attention * 1.5 if graph_bs > 300 else 0)
+    reserved = 512 + max(chunk, 2048) * 1.5 + tp * pp / 8 * 1024
+    if graphs is None:
+        reserved += graph_bs * 2
+        if dp_attention > 1:  # "DP attention needs more padding", more again above 300 graph batch sizes
+            reserved += graph_bs * dp_attention * 3 + (graph_bs * dp_attention * 1.5 if graph_bs > 300 else 0)
+    else:
+        reserved += graph_reserve_mib(graphs, chunk=chunk, decode_bs=graph_bs, dp_attention=dp_attention)
     if gpu_total_mib > 60 * 1024:
         reserved = max(reserved, 10 * 1024)
+    if graphs is not None and graphs.deepep and graphs.decode_graph:
+        reserved += DEEPEP_A2A_MIB  # reserve_for_deepep_a2a_mb: "on top of the floor"
     return round((gpu_total_mib - reserved) / gpu_total_mib, 3)
+
+
+# SGLang 0.5.23 (the PyPI wheel, 2026-10; the rule set kvplan's `sglang` selects): python/sglang/srt/arg_groups/
+# memory_hook.py handle_gpu_memory_settings keeps 0.5.7's sum (512 + 1.5 x max(chunk, 2048) + tp x pp / 8 GiB, at
+# least 10 GiB above 60 GiB) and adds reserve_for_graph_mb before the floor and reserve_for_deepep_a2a_mb after it:
+# * the decode CUDA graph, max_bs x 2 MiB, only while it is on (--disable-cuda-graph turns both phases off,
+#   cuda_graph_hook.py parse_cuda_graph_config); max_bs is the tier's, capped at --max-running-requests where that is
+#   given and smaller (decode_max_bs_is_default);
+# * DP attention (attn_dp_size > 1, runtime_context.attn_dp_enabled_of): max_bs x attn_dp_size x 3 MiB, x 1.5 more
+#   above 300, whether or not the decode graph runs (as in 0.5.7);
+# * the prefill CUDA graph, a "breakable" graph on by default on CUDA (model_executor/cuda_graph_config.py
+#   default_prefill_backend): PREFILL_GRAPH_MIB a captured size ("only non-torch memory is counted"), the sizes being
+#   cuda_graph_hook.py generate_prefill_cuda_graph_batch_sizes up to max_bs = the chunk (min(8192, chunk) for MLA,
+#   min(.., 4096) for a model path holding "llama-2"), or MLA_PREFILL_GRAPH_MIB for an MLA model ("MLA backend overhead
+#   is much higher than expected with fa3", model_override_base.use_mla_backend: AttentionArch.MLA); with DeepEP,
+#   DEEPEP_PREFILL_GRAPH_MIB more ("bridge pool + NVL first-touch during capture"), and apply_deepep_adjustments has
+#   already set the sizes to generate_prefill_cuda_graph_batch_sizes(2048) rounded up to multiples of 8 (it runs in
+#   handle_cuda_graph_config, before the memory settings, when max_bs is still unset: "2048 = documented prefill
+#   default"). apply_cuda_graph_compatibility turns the prefill graph off before the reserve is taken for pipeline
+#   parallelism ("opt-in") and two-batch overlap (disable_breakable_cudagraph_if_incompatible; also KDA models, DCP,
+#   context parallelism, unvalidated a2a backends and multimodal models outside its allow-list, none of which kvplan
+#   models). disable_prefill_cuda_graph_for_deepseek_trtllm_mla (DeepSeek-V3 arch on SM100) runs after
+#   handle_gpu_memory_settings (arg_groups/pipeline.py run_resolution_pipeline), so its reserve is still taken;
+# * DeepEP (--moe-a2a-backend deepep) with the decode graph on: DEEPEP_A2A_MIB after the floor.
+# The tier below 35 GiB changed (chunk 4096, decode max_bs 48 / 160 from tp 4; _tier). SGLANG_ENABLE_POST_CAPTURE_KV_
+# SIZING (environ.py, default False) would size the pool after capture instead: not modelled, nor the disaggregated
+# roles (--disaggregation-mode: a prefill server reserves no decode graph, a decode server no prefill graph) nor the
+# multimodal adjustment (adjust_mem_fraction_for_vlm; 0.5.7 has one too, not modelled either).
+PREFILL_GRAPH_MIB = 8
+MLA_PREFILL_GRAPH_MIB = 1536
+DEEPEP_PREFILL_GRAPH_MIB = 1024
+DEEPEP_A2A_MIB = 2048
+DEEPEP_PREFILL_MAX_BS = 2048  # apply_deepep_adjustments' max_bs while none is set
+
+
+@dataclass(frozen=True)
+class GraphReserves:
+    """What SGLang 0.5.23's reserve reads beside the tier (:func:`mem_fraction` with ``graphs``)."""
+
+    mla: bool = False  # the model runs SGLang's MLA attention (use_mla_backend)
+    deepep: bool = False  # --moe-a2a-backend deepep
+    prefill_graph: bool = True  # the breakable prefill CUDA graph stays on (Sglang.graph_reserves_for)
+    decode_graph: bool = True  # the decode CUDA graph (off with --disable-cuda-graph)
+    max_running: int | None = None  # --max-running-requests
+    llama2: bool = False  # the model path holds "llama-2" (prefill max_bs at most 4096)
+
+
+def prefill_graph_sizes(max_bs: int, *, multiple: int = 1) -> list[int]:
+    """cuda_graph_hook.py generate_prefill_cuda_graph_batch_sizes (0.5.23): the token counts the prefill graph
+    captures up to ``max_bs``; ``multiple`` 8 as apply_deepep_adjustments rounds them for DeepEP."""
+    sizes = [*range(4, 33, 4), *range(48, 257, 16), *range(288, 513, 32), *range(576, 1025, 64),
+             *range(1280, 4097, 256), *range(4608, max_bs + 1, 512)]  # fmt: skip
+    return sorted({ceil_div(s, multiple) * multiple for s in sizes if s <= max_bs})
+
+
+def graph_reserve_mib(graphs: GraphReserves, *, chunk: int, decode_bs: int, dp_attention: int) -> float:
+    """memory_hook.py reserve_for_graph_mb (0.5.23), MiB: the terms before the floor (the comment above)."""
+    if graphs.max_running is not None and decode_bs > graphs.max_running:
+        decode_bs = graphs.max_running
+    reserved = decode_bs * 2.0 if graphs.decode_graph else 0.0
+    if dp_attention > 1:
+        reserved += decode_bs * dp_attention * 3 + (decode_bs * dp_attention * 1.5 if decode_bs > 300 else 0)
+    if graphs.prefill_graph:
+        if graphs.mla:
+            reserved += MLA_PREFILL_GRAPH_MIB
+        elif graphs.deepep:
+            reserved += len(prefill_graph_sizes(DEEPEP_PREFILL_MAX_BS, multiple=8)) * PREFILL_GRAPH_MIB
+        else:
+            max_bs = min(chunk, 4096) if graphs.llama2 else chunk
+            reserved += len(prefill_graph_sizes(max_bs)) * PREFILL_GRAPH_MIB
+        if graphs.deepep:
+            reserved += DEEPEP_PREFILL_GRAPH_MIB
+    return reserved
 
 
 def dp_attention_size(settings: Settings, *, tp: int, sharding: Sharding | None) -> int:
@@ -433,6 +523,16 @@ DP_WHOLE_EMBEDDING_FAMILIES = frozenset({
     "deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2", "qwen3_moe", "qwen3_next", "qwen3_5_moe", "glm4_moe",
     "gpt_oss", "llama4",
 })  # fmt: skip
+# The 0.5.23 wheel: the model files above build the input embedding as VocabParallelEmbedding(...,
+# use_attn_tp_group=is_dp_attention_enabled()) (deepseek_v2.py through layers/vocab_parallel_embedding.py
+# get_embedding_tp_kwargs; qwen2_moe.py, qwen3_next.py, glm4_moe.py, gpt_oss.py, llama4.py; minimax_m2.py too), i.e.
+# cut over the attention TP group (attn_tp_size: whole only where that is 1); qwen3_5.py keeps enable_tp=not
+# is_dp_attention_enabled() (whole). Mixtral keeps the default (cut over the whole tp_size).
+DP_ATTN_TP_EMBEDDING_FAMILIES = frozenset({
+    "deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2", "qwen3_moe", "qwen3_next", "glm4_moe", "gpt_oss",
+    "llama4", "minimax_m2",
+})  # fmt: skip
+DP_WHOLE_0523 = frozenset({"qwen3_5_moe"})
 # deepseek_v2.py DeepseekV2ForCausalLM.post_load_weights (0.5.7 wheel; the same in 0.5.23): every MLA layer's kv_b_proj
 # is split into w_kc and w_vc, new tensors (``.contiguous()``) kept beside kv_b_proj, which the prefill path still
 # runs: a second copy of (heads on the rank) x (qk_nope_head_dim + v_head_dim) x kv_lora_rank elements. In bf16 where
@@ -474,10 +574,15 @@ def mla_kv_b_copy_bytes(spec: ModelSpec, *, weights_dtype: str, attn_tp: int, pp
     return mla_kv_b_bytes(spec, attn_tp=attn_tp, pp=pp, element_bytes=1 if one_byte else 2)
 
 
-def _tier(mib: int, *, tp: int) -> tuple[int, int]:
+def _tier(mib: int, *, tp: int, graph_tiers: bool = False) -> tuple[int, int]:
+    """(chunked_prefill_size, decode cuda graph max_bs) by GPU memory; ``graph_tiers``: 0.5.23's tiers
+    (memory_hook.py handle_gpu_memory_settings: below 35 GiB chunk 4096 and max_bs 48, 160 from tp 4; the rest as
+    0.5.7's)."""
     if mib < 20 * 1024:
         return 2048, 8  # T4, 4080
     if mib < 35 * 1024:
+        if graph_tiers:
+            return 4096, 48 if tp < 4 else 160  # A10, 4090, 5090
         return 2048, 24 if tp < 4 else 80  # A10, 4090, L4
     if mib < 60 * 1024:
         return 4096, 32 if tp < 4 else 160  # A100-40GB, L40S
@@ -494,6 +599,26 @@ def mem_fraction_04(tp: int) -> float:
 
 @dataclass(frozen=True)
 class Sglang(Engine):
+    # SGLang 0.5.23's memory rules (mem_fraction with GraphReserves: the CUDA-graph and DeepEP reserves, its tiers).
+    graph_reserves: bool = False
+    # The input embedding of DP_WHOLE_EMBEDDING_FAMILIES under DP attention: whole on every rank (0.5.7), or cut over
+    # the attention TP group for DP_ATTN_TP_EMBEDDING_FAMILIES (0.5.23, the families there outside it whole).
+    embed_over_attn_tp: bool = False
+    fp32_weights_proj: bool = True  # the DSA indexer's weights_proj held in fp32 (0.5.7; bf16 in 0.5.23)
+    attn_dp_flag: bool = False  # launched as --attn-dp-size N (0.5.23) instead of --dp N --enable-dp-attention
+
+    def graph_reserves_for(self, spec: ModelSpec, settings: Settings, *, pp: int) -> GraphReserves | None:
+        """What this release's reserve reads (:class:`GraphReserves`), or None for 0.5.7's rule."""
+        if not self.graph_reserves:
+            return None
+        graphs = settings.cuda_graphs is not False  # --disable-cuda-graph turns both phases off
+        mla = any(k.type == "mla" for k in spec.layers.kinds.values())
+        return GraphReserves(
+            mla=mla, deepep=settings.deepep, decode_graph=graphs, max_running=settings.max_num_seqs,
+            prefill_graph=graphs and pp == 1 and not settings.two_batch_overlap,
+            llama2="llama-2" in f"{spec.name} {spec.source}".lower(),
+        )  # fmt: skip
+
     def ssm_state_dtype(self, spec: ModelSpec, kind: LayerKind, settings: Settings) -> str | None:
         """SGLang's SSM state dtype (:func:`ssm_state_dtype_kept`): the decode steps read the state it keeps."""
         return ssm_state_dtype_kept(spec, kind)
@@ -507,8 +632,9 @@ class Sglang(Engine):
         cap from the KV pool, which kvplan's KV bound already holds: no cap of its own.
 
         The token budget is ``--chunked-prefill-size`` (``max_num_batched_tokens``), else its default by the GPU's
-        memory (server_args.py ``_handle_gpu_memory_settings``, :func:`_tier`: 2,048 below 35 GB, 4,096 below 60 GB,
-        8,192 below 160 GB, 16,384 from there, e.g. B200): a prompt batch's ``rem_chunk_tokens``
+        memory (server_args.py ``_handle_gpu_memory_settings``, :func:`_tier`: 2,048 below 35 GB (0.5.23: below 20 GB,
+        4,096 from there), 4,096 below 60 GB, 8,192 below 160 GB, 16,384 from there, e.g. B200): a prompt batch's
+        ``rem_chunk_tokens``
         (schedule_policy.py ``PrefillAdder``, @00550cd1). Its other bound, ``rem_input_tokens`` = ``max_prefill_tokens``
         (server_args.py default 16,384, read through the code index), is never the smaller with these defaults.
 
@@ -517,7 +643,7 @@ class Sglang(Engine):
         MoE kernel issues", in every 0.5.x copy read and main 2025-10 / 2026; 0.4.x halved it instead). It runs after
         ``_handle_gpu_memory_settings``, so :func:`mem_fraction` still reserves for the whole chunk; the flag (given
         or by tier) is the replica's and each rank prompts ``dp_size`` times fewer tokens a step."""
-        chunk = settings.max_num_batched_tokens or _tier(total // MIB, tp=1)[0]
+        chunk = settings.max_num_batched_tokens or _tier(total // MIB, tp=1, graph_tiers=self.graph_reserves)[0]
         return max(1, chunk // dp_ranks), settings.max_num_seqs
 
     def cache_plan(self, spec: ModelSpec, *, kv_dtype_name: str, tp: int, pp: int, mla: str = "latent") -> CachePlan:
@@ -638,7 +764,8 @@ class Sglang(Engine):
         frac = settings.mem_fraction_static
         if frac is None:
             frac = mem_fraction(total // MIB, tp=tp, pp=pp, chunked_prefill=settings.max_num_batched_tokens,
-                                dp_attention=dp_attention_size(settings, tp=tp, sharding=sharding))  # fmt: skip
+                                dp_attention=dp_attention_size(settings, tp=tp, sharding=sharding),
+                                graphs=self.graph_reserves_for(spec, settings, pp=pp))  # fmt: skip
         share = int(free_at_start * frac)
         # model_runner.profile_max_num_token: rest = free_after_load - free_at_start x (1 - fraction).
         avail = share - weights - o.overhead_bytes
@@ -667,7 +794,9 @@ class Sglang(Engine):
             args += ["--tp", str(r.tp * r.dp)]  # SGLang's tp_size counts every GPU of the replica
         if r.pp > 1:
             args += ["--pp-size", str(r.pp)]
-        if r.dp > 1:
+        if r.dp > 1 and self.attn_dp_flag:
+            args += ["--attn-dp-size", str(r.dp)]
+        elif r.dp > 1:
             args += ["--dp", str(r.dp), "--enable-dp-attention"]
         elif r.replicas > 1:
             args += ["--dp", str(r.replicas)]
@@ -688,14 +817,20 @@ class Sglang(Engine):
         embedding is whole on every rank under DP attention for the models :data:`DP_WHOLE_EMBEDDING_FAMILIES` names.
         """
         ranks = tp * dp
-        whole = dp > 1 and spec.family in DP_WHOLE_EMBEDDING_FAMILIES  # the input embedding under DP attention
+        embed_tp = 0  # the input embedding under DP attention (0: over vocab_tp, as the LM head)
+        if dp > 1 and self.embed_over_attn_tp:
+            embed_tp = tp if spec.family in DP_ATTN_TP_EMBEDDING_FAMILIES else 1 if spec.family in DP_WHOLE_0523 else 0
+        elif dp > 1 and spec.family in DP_WHOLE_EMBEDDING_FAMILIES:
+            embed_tp = 1
         return Sharding(attn_tp=tp, mlp_tp=ranks, expert_tp=1 if ep else ranks, expert_ranks=ranks if ep else 1,
-                        vocab_tp=ranks, embed_tp=1 if whole else 0)  # fmt: skip
+                        vocab_tp=ranks, embed_tp=embed_tp)  # fmt: skip
 
     def weights_added(self, spec: ModelSpec, *, weights_dtype: str, pp: int, sharding: Sharding) -> list[int]:
         """The MLA models' w_kc / w_vc copies of kv_b_proj (:func:`mla_kv_b_copy_bytes`), over the attention TP, and
         the DSA indexer's fp32 ``weights_proj`` (:func:`indexer_fp32_bytes`)."""
         copies = mla_kv_b_copy_bytes(spec, weights_dtype=weights_dtype, attn_tp=sharding.attn_tp, pp=pp)
+        if not self.fp32_weights_proj:
+            return copies
         return [c + f for c, f in zip(copies, indexer_fp32_bytes(spec, pp=pp), strict=True)]
 
     def node_args(self, r: CapacityResult, *, node: int | str, nodes: int, leader: str) -> list[str]:
@@ -789,8 +924,13 @@ def compare_log(facts: LogFacts, spec: ModelSpec, result: Any, *, kv: str | None
     tokens_logged = fig.get("tokens") or fig.get("max_total_num_tokens")
     if "free_after_load" in fig and ("free_before_load" in fig or "weights" in fig):
         before = fig.get("free_before_load") or fig["free_after_load"] + fig.get("weights", 0)
-        frac = mem_fraction(int(before * 1024), tp=tp, pp=1, chunked_prefill=facts.flags.get("chunked_prefill_size"))
-        for label, fr in (("0.4.x TP default", mem_fraction_04(tp)), ("0.5.x tier heuristic", frac)):
+        chunk = facts.flags.get("chunked_prefill_size")
+        frac = mem_fraction(int(before * 1024), tp=tp, pp=1, chunked_prefill=chunk)
+        # 0.5.23's rule (GraphReserves): the prefill graph's reserve for the model's attention, both graphs on
+        graphs = GraphReserves(mla=any(k.type == "mla" for k in spec.layers.kinds.values()))
+        frac_0523 = mem_fraction(int(before * 1024), tp=tp, pp=1, chunked_prefill=chunk, graphs=graphs)
+        for label, fr in (("0.4.x TP default", mem_fraction_04(tp)), ("0.5.x tier heuristic", frac),
+                          ("0.5.23 tier heuristic and graph reserves", frac_0523)):  # fmt: skip
             rest = fig["free_after_load"] - before * (1 - fr)
             rows.append(row(f"KV tokens, mem_fraction_static {fr:g} ({label})", tokens_logged, int(rest * GIB // cell)))
     if "pool_end_free" in fig and "free_after_load" in fig and tokens_logged:
@@ -961,9 +1101,12 @@ FRONT_END = FrontEnd(request_s=5.90e-3, measured="GPUStack GLM-4.6-FP8 TP4 H200,
 #   space for future decode"; its second term, the largest running request's prompt + clipped output less every
 #   running request's tokens, is below that with more than a few running); server_args num_reserved_decode_tokens
 #   default 512 (0.5.7 and 0.5.3 alike, "TODO: add new_token ratio").
+# * Under DP attention server_args.py _handle_data_parallelism sets schedule_conservativeness x 0.3 (0.5.3 wheel; the
+#   0.5.23 wheel's arg_groups/parallel_hook.py handle_data_parallelism the same, on attn_dp_enabled), so each DP rank's
+#   ratios start at 0.7 x 0.3 = 0.21 and fall to 0.21 x 0.14 (dp_attention_scale).
 OUTPUT_RESERVE = OutputReserve(
     init_ratio=0.7, min_ratio_factor=0.14, decay_steps=600, retract_steps=20, clip_tokens=4096,
-    readmit_remaining=True, prompt_step_tokens=16384, prefilled_reserve_tokens=512,
+    readmit_remaining=True, prompt_step_tokens=16384, prefilled_reserve_tokens=512, dp_attention_scale=0.3,
 )  # fmt: skip
 
 SGLANG_GQA_DECODE = (
@@ -994,7 +1137,9 @@ MLA_FITS = LentFits(
     ),
 )
 
-ENGINE = Sglang(
+# `sglang@0.5`: the rules read in the 0.5.3 / 0.5.7 wheels and main 2025-10 (the release of the published SGLang rows
+# and of the engine_logs.json runs from 2025), kept as trtllm@0.20 is.
+V0_5 = Sglang(
     image="lmsysorg/sglang:latest",  # docs/get_started/install.md (Docker)
     name="sglang",
     release="0.5",
@@ -1068,4 +1213,26 @@ ENGINE = Sglang(
     # layers' params in one batch transfer is more efficient", process_layers).
     disagg_kv_entries="k_and_v",
 )
-VERSIONS = (ENGINE,)
+# `sglang` (0.5.23, the PyPI wheel of 2026-10): what changed for capacity, read in that wheel (python/sglang/srt/):
+# the memory reserve (arg_groups/memory_hook.py, the comment above GraphReserves), the input embedding under DP
+# attention (DP_ATTN_TP_EMBEDDING_FAMILIES), the DSA indexer's weights_proj in bf16 (layers/attention/dsa/
+# dsa_indexer.py Indexer: "weights_proj must be bf16"), and `--dp N --enable-dp-attention` deprecated for
+# `--attn-dp-size N` (arg_groups/parallel_hook.py handle_deprecated_dp_attention, which turns the old spelling into
+# the new: the same layout). Checked the same there: the budget (mem_cache/kv_cache_configurator.py
+# _profile_available_bytes: free after loading - free before x (1 - mem_fraction_static)), the w_kc / w_vc copies
+# (models/deepseek_common/deepseek_weight_loader.py, contiguous copies bound beside kv_b_proj),
+# the admission and retraction constants (environ.py SGLANG_INIT_NEW_TOKEN_RATIO 0.7, SGLANG_MIN_NEW_TOKEN_RATIO_FACTOR
+# 0.14, SGLANG_NEW_TOKEN_RATIO_DECAY_STEPS 600, SGLANG_RETRACT_DECODE_STEPS 20, SGLANG_CLIP_MAX_NEW_TOKENS_ESTIMATION
+# 4096), page 1 by default (arg_groups/overrides.py _page_size_default) and 64 for DeepSeek DSA
+# (model_overrides/deepseek_v2.py, index_kpool 1). The pools' cells, the hybrid SWA / Mamba splits and the scheduler
+# were not re-read for this release: they are sglang@0.5's.
+ENGINE = replace(
+    V0_5,
+    release="0.5.23",
+    version="0.5.23 (CUDA-graph and DeepEP reserves in mem_fraction_static)",
+    graph_reserves=True,
+    embed_over_attn_tp=True,
+    fp32_weights_proj=False,
+    attn_dp_flag=True,
+)
+VERSIONS = (V0_5, ENGINE)

@@ -695,8 +695,13 @@ FLASHINFER_CUTLASS_FP8_MOE = MoeKernel(name="flashinfer_cutlass_fp8")
 # a new act_dtype (16-bit) tensor of the rank's [heads x (qk_nope + v), kv_lora_rank], kept beside the quantized
 # kv_b_proj (which forward_mha's prefill still runs). ROCm's aiter fp8/fp4 BMM paths (not modelled) quantize instead.
 # Read in the upstream tree at 0014ca6b (mla_attention.py, quant_utils.py) and 00a817ad (v1 common.py,
-# MLACommonBaseImpl, the base of FlashMLASparseImpl): the same copy at both; the wheels kvplan's releases were read in
-# (0.16-0.21) were not re-opened for this term, so every vLLM rule set applies it.
+# MLACommonBaseImpl, the base of FlashMLASparseImpl), and in the released wheels (PyPI) of every rule set: 0.8.5
+# (vllm/v1/attention/backends/mla/common.py MLACommonImpl.process_weights_after_loading: a local
+# get_and_maybe_dequant_weights applying the quantized layer to an act_dtype identity matrix, the unquantized
+# layer.weight as it is; the same W_UV / W_UK_T views), 0.16.0, 0.17.0, 0.18.0, 0.19.0 and 0.21.0
+# (model_executor/layers/attention/mla_attention.py MLAAttention.process_weights_after_loading and quant_utils.py
+# get_and_maybe_dequant_weights as above: weight.to(out_dtype) unquantized, scaled_dequantize for fp8 outside Marlin
+# and DeepGEMM, the identity apply otherwise). Every released line holds the copy: every vLLM rule set applies it.
 def mla_dequant_bytes(spec: ModelSpec, *, weights_dtype: str, attn_tp: int, pp: int) -> list[int]:
     """The 16-bit kv_b_proj copy one GPU of each pipeline stage holds where the checkpoint's kv_b_proj is quantized
     (``weights_dtype`` below 16 bits and not experts-only); none for a 16-bit checkpoint or a model without MLA."""
