@@ -168,13 +168,17 @@ def grouped_seconds(
     tokens: int,
     overrides: dict | None = None,
     balanced: bool = True,
+    release: str | None = None,
+    busiest: bool = False,
 ) -> float:
     """kvplan's grouped expert GEMMs of one MoE layer of ``model`` (:func:`kvplan.latency._moe_s`, its ``grouped``
     part) over ``tokens`` tokens, the experts sliced over ``tp`` ranks or spread whole over ``ep`` ranks (one of the
     two is 1), weights in aiconfigurator's ``dtype``; routed as the table routes them (``balanced``: EP rank 0's
     experts and rows under the collector's balanced logits, :func:`aic_tables.balanced_loads`, SGLang's EP rows as
     its collector runs them), else uniformly (``moe_ep_imbalance`` 0: serving's routing without the busiest rank's
-    excess). ``overrides``: calibration fields to price with instead of the engine's (``fit_moe_ops.py``)."""
+    excess). ``overrides``: calibration fields to price with instead of the engine's (``fit_moe_ops.py``);
+    ``release``: the engine's rule set (``"0.20"`` for ``trtllm@0.20``), default its newest; ``busiest``: with
+    uniform routing keep the rule set's ``moe_ep_imbalance`` (serving's pricing, fitted to power-law routing)."""
     from dataclasses import replace
 
     from kvplan import latency
@@ -187,7 +191,8 @@ def grouped_seconds(
         spec = spec.model_copy(update={"weights": resolve_model("deepseek-v3").weights})
     elif spec.weights is not None and (spec.weights.dtype != weights or spec.weights.block is not None):
         spec = spec.model_copy(update={"weights": None})  # another checkpoint quantization, or per-tensor fp8: none
-    cal = replace(latency.calibration(engine), moe_ep_imbalance=0.0, **(overrides or {}))
+    cal = latency.calibration(engine if release is None else f"{engine}@{release}")
+    cal = replace(cal, **({} if busiest and not balanced else {"moe_ep_imbalance": 0.0}), **(overrides or {}))
     ranks = max(tp, ep)
     gpu = resolve_gpu(gpu_name)
     ctx = latency._make_ctx(spec, gpu, tp=ranks, weights_dtype=weights, cal=cal, eager=True, ep=ep > 1,

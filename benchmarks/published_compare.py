@@ -332,7 +332,8 @@ def step_residual(r: dict) -> dict:
     at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
                with_p99=False)  # fmt: skip
     ratio = top * r["osl"] / r["published_tok_s"]
-    return {"ratio": ratio, "step_s": at.step_s, "residual_s": at.step_s * (ratio - 1), "rank_batch": at.batch / s.dp}
+    return {"ratio": ratio, "step_s": at.step_s, "residual_s": at.step_s * (ratio - 1),
+            "rank_batch": at.step_batch / s.dp}  # fmt: skip
 
 
 def residual_lines(runs: list[dict]) -> list[str]:
@@ -356,24 +357,28 @@ IMBALANCE_SCALES = (1, 2, 3, 6)  # multiples of TensorRT-LLM's fitted moe_ep_imb
 @contextlib.contextmanager
 def trtllm_imbalance(scale: float):  # noqa: ANN201
     """TensorRT-LLM's fitted ``moe_ep_imbalance`` (the busiest EP rank's excess of routed tokens,
-    kvplan.latency._moe_s) times ``scale`` for the ``with`` block, by replacing ``kvplan.latency.calibration`` (whose
-    step contexts are kept per that function, so the block prices with its own): a test of the expert-imbalance
-    hypothesis, not a constant (nothing here is kept). Yields the scaled constants."""
+    kvplan.latency._moe_s) times ``scale`` for the ``with`` block, in every TensorRT-LLM rule set's constants (the v1.0
+    rows' ``trtllm@0.20`` has its own), by replacing ``kvplan.latency.calibration`` (whose step contexts are kept per
+    that function, so the block prices with its own): a test of the expert-imbalance hypothesis, not a constant
+    (nothing here is kept). Yields the newest release's scaled constants."""
     import dataclasses
 
     import kvplan.latency as latency
 
     original = latency.calibration
-    base = original("trtllm")
-    scaled = dataclasses.replace(base, moe_ep_imbalance=base.moe_ep_imbalance * scale)
+    scaled: dict[int, object] = {}  # id of a rule set's constants -> (them, scaled): one copy each
 
     def pinned(engine: str | None):  # noqa: ANN202
         cal = original(engine)
-        return scaled if cal is base else cal
+        if cal.engine != "trtllm":
+            return cal
+        if id(cal) not in scaled:
+            scaled[id(cal)] = (cal, dataclasses.replace(cal, moe_ep_imbalance=cal.moe_ep_imbalance * scale))
+        return scaled[id(cal)][1]
 
     latency.calibration = pinned
     try:
-        yield scaled
+        yield pinned("trtllm")
     finally:
         latency.calibration = original
 
@@ -782,7 +787,7 @@ def known_batch_line(run: dict = KNOWN_BATCH_ADP) -> str:
         top = max_rate(s, input_len=inp, output_len=out)
         at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
                    with_p99=False)  # fmt: skip
-        figures.append((top * run["osl"] / run["output_tok_s"], at.step_s, at.batch / run["dp"]))
+        figures.append((top * run["osl"] / run["output_tok_s"], at.step_s, at.step_batch / run["dp"]))
     (capped, step, batch), (uncapped, _, own) = figures
     return (f"dp-candidates known batch: {run['model']} {run['gpu']} DP{run['dp']} EP{run['dp']} "
             f"{run['isl']}/{run['osl']} at {run['rank_batch']} a rank (TensorRT-LLM#3439): published step "
@@ -904,7 +909,7 @@ def run_tokens_s(r: dict, *, ep: bool = True) -> float:
     top = max_rate(s, input_len=inp, output_len=out)
     at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
                with_p99=False)  # fmt: skip
-    slots = at.batch / s.dp
+    slots = at.step_batch / s.dp  # the decodes a step holds at the highest rate (the fixed point's count)
 
     def tokens_s_at(batch: int) -> float:
         if batch >= slots:
@@ -928,7 +933,7 @@ def run_decode_terms(r: dict) -> dict:
     top = max_rate(s, input_len=inp, output_len=out)
     at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
                with_p99=False)  # fmt: skip
-    batch = min(at.batch / s.dp, TRTLLM_NUM_REQUESTS[(r["isl"], r["osl"])] / s.dp)
+    batch = min(at.step_batch / s.dp, TRTLLM_NUM_REQUESTS[(r["isl"], r["osl"])] / s.dp)
     t = mixed_step_latency(s.spec, s.gpu, decode_seqs=batch * s.dp, decode_context=r["isl"] + r["osl"] // 2,
                            prefill_tokens=0, tp=s.tp, dp=s.dp, kv_dtype_name=s.kv_dtype,
                            weights_dtype=s.weights_dtype, engine=s.engine.key, expert_parallel=s.ep,
@@ -1173,9 +1178,9 @@ def _server_point(r: dict, datasets: dict, rate_rps: float) -> dict:
     with mlperf_engine(r):
         x = serve(s, rate_rps=rate_rps, input_len=inp, output_len=mlperf_output(dataset, osl), with_max_rate=False,
                   with_p90=False)  # fmt: skip
-        hold = _balance_hold(s, rate_rps=rate_rps, step_s=x.step_s, n=x.batch)
+        hold = _balance_hold(s, rate_rps=rate_rps, step_s=x.step_s, n=x.step_batch)
     return {"rate": rate_rps, "ttft_p99_s": x.ttft_p99_s, "tpot_p99_s": x.tpot_p99_s, "step_s": x.step_s,
-            "rank_seqs": x.batch / s.dp, "hold_mean": hold.mean_iters if hold else 0.0,
+            "rank_seqs": x.step_batch / s.dp, "hold_mean": hold.mean_iters if hold else 0.0,
             "hold_p99": hold.at(0.99) if hold else 0}  # fmt: skip
 
 

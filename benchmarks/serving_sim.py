@@ -33,7 +33,11 @@ beside ``serve()``'s (:mod:`kvplan.tpot_tail`), at :data:`TPOT_FRACTIONS` of the
 ``--tpot --mlperf``: the MLPerf Server runs with a log, at the log's rate: the log's mean and p99 TPOT beside the
 simulation on kvplan's steps (lengths drawn per request, and fixed) and ``serve()`` (:func:`compare_mlperf_tpot`).
 
-``python benchmarks/serving_sim.py [--requests 3000] [--dp | --retract | --tpot [--dp | --mlperf]]``
+``--steady --mlperf``: the same runs' fixed point at the log's rate (fixed lengths) beside the simulation's steps:
+the fixed point's gain and the gap between kvplan's step at the simulated means and the mean of the simulated steps
+(:func:`compare_mlperf_steady`).
+
+``python benchmarks/serving_sim.py [--requests 3000] [--dp | --retract | --tpot [--dp | --mlperf] | --steady --mlperf]``
 """
 
 from __future__ import annotations
@@ -70,14 +74,17 @@ def quantile(samples: list[float], q: float) -> float:
 
 
 def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: int, seq_cap: float,  # noqa: ANN001
-             warmup: int = 200, seed: int = 1, dispatch: str = "round_robin", lengths=None) -> SimResult:  # fmt: skip
+             warmup: int = 200, seed: int = 1, dispatch: str = "round_robin", lengths=None,
+             trace: list | None = None) -> SimResult:  # fmt: skip
     """One replica of setup ``s`` serving ``requests`` Poisson arrivals at ``rate_rps`` (module docstring). With
     ``s.dp`` attention-DP ranks each rank schedules its own requests (dealt by ``dispatch``, :func:`_deal`) against
     its share of ``seq_cap``, and an iteration runs every rank's batch together, priced as
     :func:`kvplan.serving._step` prices a DP step: the decodes over all ranks, the busiest rank's prompt tokens, all
     ranks' prompt tokens for the shared layers. ``lengths``: a function of a ``random.Random`` giving each request's
     (prompt, output) tokens (drawn from their own generator, seeded ``seed + 1``, so the arrival times stay the
-    fixed-length run's); None: every request ``isl`` / ``osl``."""
+    fixed-length run's); None: every request ``isl`` / ``osl``. ``trace``: a list that gets each step's (decodes,
+    prompt tokens of the busiest rank, decode context, step time) from the ``warmup``-th arrival to the last (the
+    drain after it left out)."""
     from kvplan.serving import _step
 
     rng = random.Random(seed)
@@ -126,6 +133,8 @@ def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: i
                      p_all=float(p_all) if ranks > 1 else None)  # fmt: skip
         if first_clock is None and index > warmup:
             first_clock = clock
+        if trace is not None and first_clock is not None and arrivals:  # the steady part, not the drain
+            trace.append((decodes, chunk, context, step))
         if first_clock is not None:
             busy_area += n_all * step
         clock += step
@@ -434,6 +443,76 @@ def compare_mlperf_tpot(requests: int, *, warmup: int = 300) -> list[str]:
     return lines
 
 
+def compare_mlperf_steady(requests: int, *, warmup: int = 300) -> list[str]:
+    """The ``--steady --mlperf`` lines: why the MLPerf Server runs' mean TPOT sits apart from the simulation's (docs/
+    cost.md section 5). Each run with a log at the log's rate, fixed lengths (the set's mean input, the log's output
+    tokens): kvplan's fixed point (mean step ``t``, the steps' decodes ``n``, the decode step's secant slope ``b`` over
+    ``n +- 2 sqrt(n)`` and the prompt share ``rho = (t - d(n)) / t``, so its gain ``rate x O x b / (1 - rho)``: what one
+    more second of step brings back through the decodes it adds) beside the simulation on kvplan's own steps: the
+    decodes a step holds (mean, standard deviation), the prompts a step carries (the shares of 0, 1, 2, 3), the mean of
+    its steps, and kvplan's step at the simulated means, with only the prompts' spread, with only the decodes' (the
+    Jensen gap a fixed point at the means leaves out); and the least step time at which the fixed point's ``g(t) =
+    step(rate O t, rate I t) - t`` falls to 0 or below, scanned in 0.25 % steps from half of kvplan's ``t`` (the
+    solver's regula falsi returns a root in its bracket, not always the least where the step is lumpy)."""
+    import json
+
+    import published_compare as pc
+
+    from kvplan.serving import (
+        DEFAULT_TOKEN_BUDGET,
+        Lengths,
+        _budget,
+        _decode_context,
+        _limits,
+        _mean_step,
+        _step,
+        serve,
+    )
+
+    data = json.loads(pc.DATA.read_text())
+    lines = []
+    for r in data["mlperf"]:
+        if r["scenario"] == "Offline" or not r.get("measured") or r.get("pp", 1) > 1:
+            continue
+        s = pc._mlperf_setup(r)
+        isl, osl = pc._mlperf_isl(r, data["mlperf_datasets"]), round(r["osl"])
+        rate = r["samples_per_s"] / r["replicas"]
+        inp, out = Lengths.of(isl), Lengths.of(osl)
+        with pc.mlperf_engine(r):
+            budget = s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
+            x = serve(s, rate_rps=rate, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
+                      with_p99=False)  # fmt: skip
+            ctx = _decode_context(inp, out)
+            n, t = x.step_batch, x.step_s
+            spread = 2 * math.sqrt(n)
+            slope = (_step(s, n=n + spread, p=0, context=ctx) - _step(s, n=n - spread, p=0, context=ctx)) / (2 * spread)
+            rho = (t - _step(s, n=n, p=0, context=ctx)) / t
+            trace: list = []
+            sim = simulate(s, rate_rps=rate, isl=isl, osl=osl, requests=requests, budget=budget,
+                           seq_cap=_limits(s, inp, out)[0], warmup=warmup, trace=trace)  # fmt: skip
+            n_bar = statistics.fmean(q[0] for q in trace)
+            p_bar = statistics.fmean(q[1] for q in trace)
+            at_means = _step(s, n=round(n_bar, 1), p=round(p_bar, 1), context=ctx)
+            prompts_only = statistics.fmean(_step(s, n=round(n_bar, 1), p=q[1], context=ctx) for q in trace)
+            decodes_only = statistics.fmean(_step(s, n=q[0], p=round(p_bar, 1), context=ctx) for q in trace)
+            mean_step = statistics.fmean(q[3] for q in trace)
+            least = next((u for u in (t * (0.5 + 0.0025 * k) for k in range(201))
+                          if _mean_step(s, n=rate * osl * u, p=rate * isl * u, prompt=isl, budget=_budget(s, None),
+                                        context=ctx, ep=False) <= u), t)  # fmt: skip
+        shares = " / ".join(f"{sum(1 for q in trace if round(q[1] / isl) == k) / len(trace):.2f}" for k in range(4))
+        lines.append(
+            f"{r['source']} {r['label']} {r['gpu']} {r['scenario']} at {rate:.3f} req/s: kvplan t {t * 1e3:.1f} ms, n "
+            f"{n:.1f}, TPOT {x.tpot_mean_s * 1e3:.1f} ms, slope {slope * 1e6:.0f} us a sequence, rho {rho:.3f}, gain "
+            f"{rate * osl * slope / (1 - rho):.2f}; simulated: TPOT {sim.tpot_s * 1e3:.1f} ms, decodes a step "
+            f"{n_bar:.1f} (sd {statistics.pstdev(q[0] for q in trace):.1f}), steps with 0 / 1 / 2 / 3 prompts "
+            f"{shares}, "
+            f"mean of the steps {mean_step * 1e3:.2f} ms; kvplan's step at the means {at_means * 1e3:.2f}, with the "
+            f"prompts' spread {prompts_only * 1e3:.2f}, with the decodes' {decodes_only * 1e3:.2f}; the least t with "
+            f"g(t) <= 0: {least * 1e3:.1f} ms"
+        )  # fmt: skip
+    return lines
+
+
 def _gamma_tokens(rng: random.Random, mean: float, sd: float, least: int) -> int:
     """Tokens drawn from a gamma distribution of ``mean`` and ``sd`` (``mean`` itself where ``sd`` is 0), rounded,
     at least ``least``."""
@@ -501,11 +580,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mlperf", action="store_true",
                     help="with --tpot, the MLPerf Server runs with a log at the log's rate: the log, the simulation "
                     "(lengths drawn and fixed) and serve()")  # fmt: skip
+    ap.add_argument("--steady", action="store_true",
+                    help="with --mlperf, the Server runs' fixed point at the log's rate beside the simulation's steps: "
+                    "the fixed point's gain and the Jensen gap of its step at the means")  # fmt: skip
     ap.add_argument("--tpot", action="store_true",
                     help="the requests' own TPOT at the mean, p90 and p99 against serve()'s (10,000 requests; with "
                     "--dp the attention-DP cases, 12,000, the first 3,000 left out)")  # fmt: skip
     args = ap.parse_args(argv)
-    if args.tpot and args.mlperf:
+    if args.steady and args.mlperf:
+        print("\n".join(compare_mlperf_steady(args.requests)))
+    elif args.tpot and args.mlperf:
         print("\n".join(compare_mlperf_tpot(args.requests)))
     elif args.tpot:
         if args.dp:

@@ -12,7 +12,8 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
 * **grouped expert GEMMs** (MoE), by tokens per touched expert ``t``: every touched expert's
   weights are read (uniform routing: ``E (1 - (1 - k/E)^T)`` experts touched by ``T`` tokens),
   compute at ``moe_peak_eff * t / (t + moe_half_tokens) * w / (w + moe_half_width)`` of peak
-  (``w`` the expert's intermediate width on this rank), plus ``moe_layer_s``; with expert parallelism
+  (``w`` the expert's intermediate width on this rank; on Hopper a rule set whose release runs other grouped GEMMs
+  has its own peak share and half tokens, :func:`_moe_curve`), plus ``moe_layer_s``; with expert parallelism
   over ``R`` ranks the busiest rank sets the step: it receives ``1 + moe_ep_imbalance * sqrt(2 ln R)``
   x the mean routed tokens (the expected maximum of ``R`` loads whose relative spread is
   ``moe_ep_imbalance``; routing is skewed: aiconfigurator times its MoE kernels under power-law
@@ -247,6 +248,7 @@ class _Ctx:
     view_passes: float = 1.0  # decode attention reads the sequences' cells this many times (Engine.decode_view_passes)
     fp8_quant_s: float = 0.0  # per-tensor fp8 GEMMs: fixed seconds of the activations' quantization (_fp8_quant_s)
     moe_mem_scale: float = 1.0  # grouped experts' share of the 16-bit streaming efficiency (fp8_absorbed_mem_eff_scale)
+    moe_fp8: bool = False  # the routed experts are fp8 on fp8 tensor cores (_moe_curve: hopper_moe_fp8_peak_eff)
     marlin_peak: float = 0.0  # Marlin MoE: FLOP/s on the rows it computes (marlin_moe_peak_eff); 0: not Marlin
     expert_pad: tuple[int, int] = (1, 1)  # Marlin MoE: multiples it pads an expert's (hidden, width on the rank) to
     marlin_dequant_s: float = 0.0  # Marlin MoE: seconds per expert weight one token block dequantizes, all SMs at work
@@ -382,16 +384,20 @@ def _attention_gemms_s(c: _Ctx, kind: LayerKind, m: int) -> float:
 def _projection_shapes(c: _Ctx, kind: LayerKind) -> tuple[tuple | None, tuple[tuple[int, int, int], ...]]:
     """The GEMMs of :func:`_attention_gemms_s` as (weights, N + K, K): the fused QKV and o_proj of a KV-head attention
     kind with the parts after them, or None and every projection (MLA and the rest)."""
-    h = c.spec.hidden_size
-    parts = _fact(c.spec, ("parts", id(kind), c.tp),
-                  lambda: [p.params for p in attention_parts(c.spec, kind, c.tp) if p.quantizable])  # fmt: skip
-    if kind.type in ("full", "sliding", "chunked") and len(parts) >= 3:
-        qkv = parts[0] + parts[1]
-        rest = parts[2:]
-        o_k = rest[0] // h  # o_proj reads the heads (K = heads x head_dim); later parts (an output gate) read h
-        return ((qkv, h + qkv // h, h), (rest[0], h + o_k, o_k)), tuple((p, h + p // h, h) for p in rest[1:])
-    # MLA and the rest: K taken as the hidden size (the projections read h or a latent narrower than it)
-    return None, tuple((p, h + max(1, p // h), h) for p in parts)
+    spec, tp, h = c.spec, c.tp, c.spec.hidden_size
+
+    def make() -> tuple[tuple | None, tuple[tuple[int, int, int], ...]]:
+        parts = _fact(spec, ("parts", id(kind), tp),
+                      lambda: [p.params for p in attention_parts(spec, kind, tp) if p.quantizable])  # fmt: skip
+        if kind.type in ("full", "sliding", "chunked") and len(parts) >= 3:
+            qkv = parts[0] + parts[1]
+            rest = parts[2:]
+            o_k = rest[0] // h  # o_proj reads the heads (K = heads x head_dim); later parts (an output gate) read h
+            return ((qkv, h + qkv // h, h), (rest[0], h + o_k, o_k)), tuple((p, h + p // h, h) for p in rest[1:])
+        # MLA and the rest: K taken as the hidden size (the projections read h or a latent narrower than it)
+        return None, tuple((p, h + max(1, p // h), h) for p in parts)
+
+    return _fact(spec, ("projections", id(kind), tp), make)  # kept per spec, as its parts are
 
 
 def _dense_mlp_s(c: _Ctx, m: int, inter_rank: int, *, gated: bool) -> float:
@@ -468,7 +474,7 @@ def _moe_s(
         elif c.triton_peak:  # OpenAI Triton MXFP4 experts: whole token tiles, each dequantizing its expert anew
             compute = _triton_mxfp4_s(c, local, touched, per_expert, rows_per_expert=routed / local, loads=given)
         else:
-            eff = k.peak_eff * per_touched / (per_touched + c.cal.moe_half_tokens)
+            eff = k.peak_eff * per_touched / (per_touched + k.half_tokens)
             eff *= k.width_eff  # thin expert slices (high TP) run below peak
             compute = 2 * routed * per_expert / (k.peak * eff)
             if c.marlin_peak:  # Marlin MoE: at least that; its padded token blocks at its rate, each dequantizing anew
@@ -491,6 +497,20 @@ def _moe_s(
     return _MoeParts(grouped, router, shared, grouped_mem + router_mem, shared_mem)
 
 
+def _moe_curve(c: _Ctx) -> tuple[float, float]:
+    """``(peak share, half tokens)`` of the grouped-expert curve: the calibration's ``moe_peak_eff`` /
+    ``moe_half_tokens``, or on Hopper the rule set's own release's (``hopper_moe_peak_eff``, for fp8 experts
+    ``hopper_moe_fp8_peak_eff``, and ``hopper_moe_half_tokens``; trtllm@0.20: TensorRT-LLM 1.0.0rc3's CUTLASS grouped
+    GEMMs) where it has them."""
+    cal = c.cal
+    if c.gpu.architecture != "hopper" or cal.hopper_moe_peak_eff is None:
+        return cal.moe_peak_eff, cal.moe_half_tokens
+    peak = cal.hopper_moe_peak_eff
+    if c.moe_fp8 and cal.hopper_moe_fp8_peak_eff is not None:
+        peak = cal.hopper_moe_fp8_peak_eff
+    return peak, cal.moe_half_tokens if cal.hopper_moe_half_tokens is None else cal.hopper_moe_half_tokens
+
+
 class _MoeConsts(NamedTuple):
     """What :func:`_moe_s` reads of a context whatever the tokens, each computed as it was there (kept in c.terms)."""
 
@@ -511,6 +531,7 @@ class _MoeConsts(NamedTuple):
     side_bytes: int  # ... their side kernels' bytes per routed row (_block_side_bytes); 0 elsewhere
     side_rate: float  # ... and the bytes/s those run at
     peak_eff: float  # the fitted curve's share of ``peak`` (moe_peak_eff; 1.0 for FlashInfer's CUTLASS fp8 experts)
+    half_tokens: float  # ... and the tokens per expert at which it reaches half of that (_moe_curve)
     width_eff: float  # its thin-slice factor w / (w + half width)
     peak: float  # FLOP/s of the grouped GEMMs (moe_peak or peak; _cutlass_fp8's own)
     fixed: float  # fixed seconds of one grouped-expert layer
@@ -547,7 +568,8 @@ def _moe_consts(c: _Ctx) -> _MoeConsts:
         block_rate = c.peak * eff
         side_bytes = _block_side_bytes(h, inter_rank, gated=gated)
         side_rate = c.bw * cal.elementwise_mem_eff
-    peak, peak_eff, half_width = c.moe_peak or c.peak, cal.moe_peak_eff, cal.moe_half_width
+    peak_eff, half_tokens = _moe_curve(c)
+    peak, half_width = c.moe_peak or c.peak, cal.moe_half_width
     if c.cutlass_fp8 is not None:
         peak, peak_eff, half_width = c.cutlass_fp8[0], 1.0, c.cutlass_fp8[1]
     return _MoeConsts(
@@ -568,6 +590,7 @@ def _moe_consts(c: _Ctx) -> _MoeConsts:
         side_bytes=side_bytes,
         side_rate=side_rate,
         peak_eff=peak_eff,
+        half_tokens=half_tokens,
         width_eff=w_k / (w_k + half_width),
         peak=peak,
         fixed=cal.moe_layer_s if c.moe_layer_s is None else c.moe_layer_s,
@@ -1807,6 +1830,7 @@ def _make_ctx(
         moe_block_tiles=_moe_block_tiles(spec, gpu, cal, weights_dtype),
         fp8_quant_s=_fp8_quant_s(spec, gpu, cal, dense),
         moe_mem_scale=_fp8_absorbed(cal) if fp8 else moe_mem_scale,
+        moe_fp8=fp8,
         marlin_peak=_marlin_peak(gpu, cal, moe_kernel),
         expert_pad=(moe_kernel.hidden_multiple, moe_kernel.inter_multiple) if moe_kernel else (1, 1),
         marlin_dequant_s=_marlin_dequant_s(gpu, cal, moe_kernel),
@@ -2262,23 +2286,21 @@ def _linear_terms(c: _Ctx, stage: _Stage | None) -> _LinearTerms:
     the model has no shared experts, the engine runs none on a second stream, or only under CUDA graphs in an eager
     context."""
     spec = c.spec
-    alike = _alike_kinds(c)
     layers = stage.layers if stage is not None else range(spec.num_layers)
-    keys = stage.keys if stage is not None else tuple(_layer_keys(spec, layers).items())
-    entries = tuple((count, name, alike[name], dense, width, spec.kind(name)) for (name, dense, width), count in keys)
     first, last = stage is None or stage.first, stage is None or stage.last
+
+    def make() -> tuple:  # all but ``hides``: the spec's, kept across contexts (a cold step builds a new one)
+        alike = _alike_kinds(c)
+        keys = stage.keys if stage is not None else tuple(_layer_keys(spec, layers).items())
+        entries = tuple((count, name, alike[name], dense, width, spec.kind(name))
+                        for (name, dense, width), count in keys)  # fmt: skip
+        moe_layers = sum(count for count, _, _, dense, _, kind in entries if kind.mlp and not dense)
+        return entries, layers, first, last, 2 * len(layers) + (1 if first else 0), moe_layers
+
     rules = c.rules
     hides = bool(spec.moe is not None and spec.moe.shared_size and rules.shared_experts_tokens > 0
                  and not (rules.shared_experts_graph_only and not c.graph))  # fmt: skip
-    return _LinearTerms(
-        layers=entries,
-        range=layers,
-        first=first,
-        last=last,
-        allreduces=2 * len(layers) + (1 if first else 0),
-        moe_layers=sum(count for count, _, _, dense, _, kind in entries if kind.mlp and not dense),
-        hides=hides,
-    )
+    return _LinearTerms(*_fact(spec, ("linear", c.tp, layers.start, layers.stop, first, last), make), hides)
 
 
 def _alike_kinds(c: _Ctx) -> dict[str, str]:
@@ -2286,12 +2308,18 @@ def _alike_kinds(c: _Ctx) -> dict[str, str]:
     a kind is whether it is a KV-head attention kind, its quantizable projections' weights on the rank
     (:func:`_attention_gemms_s`) and whether it has an MLP. gpt-oss's ``sliding`` and ``full`` layers, Gemma 3's
     ``local`` and ``global``, differ only in their attention span: a step prices their GEMMs and experts once."""
-    spec, first, out = c.spec, {}, {}
-    for name in spec.kind_counts:
-        kind = spec.kind(name)
-        parts = tuple(p.params for p in attention_parts(spec, kind, c.tp) if p.quantizable)
-        out[name] = first.setdefault((kind.type in ("full", "sliding", "chunked"), parts, not kind.mlp), name)
-    return out
+    spec, tp = c.spec, c.tp
+
+    def make() -> dict[str, str]:
+        first: dict[tuple, str] = {}
+        out = {}
+        for name in spec.kind_counts:
+            kind = spec.kind(name)
+            parts = tuple(p.params for p in attention_parts(spec, kind, tp) if p.quantizable)
+            out[name] = first.setdefault((kind.type in ("full", "sliding", "chunked"), parts, not kind.mlp), name)
+        return out
+
+    return _fact(spec, ("alike", tp), make)
 
 
 def _dp_collectives_s(c: _Ctx, tokens: float, moe_tokens: float, layers: range, *, first: bool) -> tuple[float, float]:

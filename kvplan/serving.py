@@ -154,7 +154,7 @@ class ServingResult:
     saturated: bool
     limit: str  # what bounds the rate: "compute" (step time), "kv_cache", "max_num_seqs", "token_budget", "api_server"
     max_rate_rps: float
-    batch: float  # mean sequences decoding per step
+    batch: float  # mean sequences decoding (time average: rate x O x TPOT, at most the bound; step_batch)
     prefill_tokens_per_step: float
     step_s: float
     ttft_mean_s: float
@@ -172,6 +172,10 @@ class ServingResult:
     max_num_seqs: int | None  # None: the engine rules give no sequence cap (only the KV pool bounds)
     gpus: int
     engine: str
+    # The decodes a step holds on average, the fixed point's ``n = rate x O x step`` (the steps are priced at it);
+    # ``batch`` is the time average a request sees and the KV pool holds, ``rate x O x TPOT`` (Little's law on the
+    # decoding requests with the TPOT they stay for, :func:`_own_life`). Past saturation both are the sequence bound.
+    step_batch: float = float("nan")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -225,24 +229,6 @@ def forget_memos(*, facts: bool = True) -> None:
         memo.clear()
 
 
-def _kept(step):  # noqa: ANN001, ANN201
-    """:func:`_step` kept per setup object and exact arguments (:data:`_STEPS`)."""
-
-    def kept(s: Setup, *, n: float, p: float, context: int, prefix: int = 0, ep: bool = False,
-             p_all: float | None = None, chunks: float = 1.0) -> float:  # fmt: skip
-        key = (id(s), n, p, context, prefix, ep, p_all, chunks)
-        hit = _STEPS.get(key)
-        if hit is None or hit[0] is not s:
-            if len(_STEPS) > 16384:
-                _STEPS.clear()
-            value = step(s, n=n, p=p, context=context, prefix=prefix, ep=ep, p_all=p_all, chunks=chunks)
-            hit = _STEPS[key] = (s, value)
-        return hit[1]
-
-    return kept
-
-
-@_kept
 def _step(
     s: Setup,
     *,
@@ -259,7 +245,14 @@ def _step(
     with PP, the pipeline's cycle (``chunks``: the step carries that many such chunks, one per micro-batch). A
     decode-only step runs the engine's CUDA-graph padding, where it pads (:meth:`Engine.graph_rows`). With a
     measured host time per request (``Settings.host_request_s``) the engine's host loop rule applies
-    (:func:`kvplan.host.step_with_host_s`); without one the step is the GPU's."""
+    (:func:`kvplan.host.step_with_host_s`); without one the step is the GPU's. Kept per setup object and exact
+    arguments (:data:`_STEPS`; looked up here rather than in a wrapper: a plan asks for thousands of steps)."""
+    key = (id(s), n, p, context, prefix, ep, p_all, chunks)
+    hit = _STEPS.get(key)
+    if hit is not None and hit[0] is s:
+        return hit[1]
+    if len(_STEPS) > 16384:
+        _STEPS.clear()
     padded = s.engine.graph_rows(s.settings, n / s.dp) if p <= 0 and s.pp == 1 else None
     eager = p <= 0 and beyond_graph_cap(_graph_cap(s), decode_seqs=n, dp=s.dp, pp=s.pp)
     gpu_s = mixed_step_latency(
@@ -287,7 +280,9 @@ def _step(
     ).total
     # The host loop's work over the busiest rank's requests (its decodes, and the prompts with a chunk in the step).
     requests = n / s.dp + (chunks if p > 0 else 0.0)
-    return step_with_host_s(s.engine, gpu_s, requests=requests, request_s=s.settings.host_request_s)
+    value = step_with_host_s(s.engine, gpu_s, requests=requests, request_s=s.settings.host_request_s)
+    _STEPS[key] = (s, value)
+    return value
 
 
 def _graph_cap(s: Setup) -> tuple[bool, int | None]:
@@ -685,7 +680,7 @@ def _landed_together(arrivals: float, *, run: int, ranks: int, prompt: int, chun
 def _share_root(g, lo: float, g_lo: float, hi: float, g_hi: float) -> float:  # noqa: ANN001
     """The root of the falling ``g`` in [lo, hi] (``g(lo) > 0 > g(hi)``) to 1e-12: :func:`_illinois` until the
     interval is that narrow (its midpoint) or ``g`` is exactly 0 (that point)."""
-    hit, lo, hi = _illinois(g, lo, g_lo, hi, g_hi, narrow=lambda lo, hi: hi - lo < 1e-12, on_root=lambda x, gx: gx == 0)
+    hit, lo, hi = _illinois(g, lo, g_lo, hi, g_hi, width=1e-12, relative=False, root=0.0)
     return (lo + hi) / 2 if hit is None else hit
 
 
@@ -904,29 +899,31 @@ def _root(g, lo: float, g_lo: float, hi: float, g_hi: float) -> float:  # noqa: 
     """The root of ``g`` in [lo, hi] (``g(lo) > 0 >= g(hi)``) to ``_REL_TOL``: the smallest bracketed t with
     ``g(t) <= 0`` (:func:`_illinois` until the interval is narrower than ``_REL_TOL`` of its top, or a point on the
     root to far better than the tolerance)."""
-    hit, _, hi = _illinois(
-        g, lo, g_lo, hi, g_hi,
-        narrow=lambda lo, hi: hi - lo < _REL_TOL * hi,
-        on_root=lambda t, gt: abs(gt) <= 0.01 * _REL_TOL * t,
-    )  # fmt: skip
+    hit, _, hi = _illinois(g, lo, g_lo, hi, g_hi, width=_REL_TOL, relative=True, root=_ROOT_TOL)
     return hi if hit is None else hit
 
 
-def _illinois(g, lo: float, g_lo: float, hi: float, g_hi: float, *, narrow, on_root) -> tuple:  # noqa: ANN001
+# A point :func:`_root` takes as the root: |g(t)| within this share of t (far inside _REL_TOL)
+_ROOT_TOL = 0.01 * _REL_TOL
+
+
+def _illinois(g, lo: float, g_lo: float, hi: float, g_hi: float, *, width: float, relative: bool,  # noqa: ANN001
+              root: float) -> tuple:  # fmt: skip
     """Regula falsi on a falling ``g`` bracketed by [lo, hi] with the Illinois modification (the kept end's value
     halved when the same end is kept twice), a bisection step whenever the interval fails to halve: a few
-    evaluations instead of the dozen or more of plain bisection, and never outside the bracket. Stops when
-    ``narrow(lo, hi)`` or after ``_BISECT`` steps: (None, lo, hi); or at a point with ``on_root(t, g(t))``:
-    (t, lo, hi)."""
+    evaluations instead of the dozen or more of plain bisection, and never outside the bracket. Stops when the
+    interval is narrower than ``width`` (``relative``: than ``width x hi``) or after ``_BISECT`` steps: (None, lo, hi);
+    or at a point with ``|g(t)| <= root x t`` (``root`` 0: ``g(t)`` exactly 0): (t, lo, hi). The tests are numbers,
+    not callables: this loop runs for every fixed point and every attention-DP share."""
     side = 0
     for _ in range(_BISECT):
-        if narrow(lo, hi):
+        if hi - lo < (width * hi if relative else width):
             break
         t = (lo * g_hi - hi * g_lo) / (g_hi - g_lo) if g_lo != g_hi else (lo + hi) / 2
         if not lo < t < hi or abs(side) == 2:
             t, side = (lo + hi) / 2, 0
         gt = g(t)
-        if on_root(t, gt):
+        if abs(gt) <= root * t:
             return t, lo, hi
         if gt > 0:
             lo, g_lo = t, gt
@@ -1102,26 +1099,114 @@ def _decode_steps_behind(s: Setup, *, n: float, p: float, prompt: int, budget: i
     return -math.expm1(-n / s.dp) * (1 - prompt_share), biased
 
 
-def _apart_stalls_s(s: Setup, *, n: float, rho: float, arrivals_s: float, service_s: float, outputs: int,
-                    context: int, ep: bool, free: float = math.inf) -> float:  # fmt: skip
-    """What a tagged request's TPOT carries beyond the mean cycle where prompt steps run apart and first (SGLang's
-    default: ``get_next_batch_to_run`` builds a prompt batch whenever prompts wait, :func:`_alternating_parts`): the
-    prompts that reach its rank during each of its token intervals are prefilled before its next decode, so an
-    interval lasts its decode step ``d(1 + n)`` stretched by ``1 / (1 - rho)`` (the prompts' busy period, ``rho``
-    their share of the rank's time), not the mean cycle's ``d(n) + rho d(n) / (1 - rho)``: ``rho (d(1 + n) - d(n)) /
-    (1 - rho)`` more; and the prompts that reached its rank while it waited and prefilled (``arrivals_s``: the rank's
-    rate x its TTFT) are all prefilled before its first decode step, ``arrivals_s x service_s`` of prompt steps (each
-    the mean prompt's prefill) stretched the same way, over its ``outputs - 1`` token intervals. The time average (the
-    cycle) counts neither: a request's decode life starts right after its own prefill, when the queue behind it is
-    at its longest. The backlog its last token leaves is not subtracted: a decode step runs only when no prompt waits
-    that could be admitted. That first stall is at most the prefill of the prompts the rank can still admit, ``free``
-    sequence slots (the replica's sequence bound less the ``1 + n`` running, a rank's share, :func:`_limits`): with
-    the batch full the scheduler has no prompt batch to build (``get_new_batch_prefill`` admits none) and decodes."""
-    if rho >= 1:
-        return 0.0
+@dataclass(frozen=True)
+class _OwnLife:
+    """A tagged request's decoding life in the steady state (:func:`_own_life`)."""
+
+    tpot_s: float  # its mean TPOT: the life's mean over its O - 1 steps
+    others: float  # the sequences decoding beside it on average, rate x O x tpot_s (Little), within the bound
+    backlog_s: float  # the prompt work queued behind it at its first token, stretched, at most the free slots'
+    backlog_var: float  # that work's variance before the stretch (s^2): a compound Poisson count of prompts
+    share: float  # rho: the prompt work's share of the time
+
+
+def _own_life(s: Setup, *, rate_rps: float, n: float, t: float, tpot: float, rho: float | None, ttft: float,
+              work_s: float, outputs: int, context: int, ep: bool, limit: float,
+              scv: float = 0.0) -> _OwnLife:  # fmt: skip
+    """A tagged request's mean TPOT as the mean of its own decoding life, not the steady state's mean step.
+
+    The life is the ``m = O - 1`` steps after its first token. Each runs its decode row beside the others decoding,
+    ``d(1 + k)`` (``d`` the decode-only step, ``k`` the others in that step), and the prompt work that lands in it: a
+    chunk beside the decodes where steps are mixed, prompt-only steps before the next decode where they are apart.
+    The prompt work done during the life is what was queued behind the request at its first token, ``W0``, plus what
+    arrives during the life, less what is left queued at its last token, so that (Wald's identity: the arrivals'
+    work in a life that ends at a stopping time is ``rho`` times its mean length, ``rho`` the prompt work's share of
+    the time) ``E[L] (1 - rho) = m d(1 + N) + E[W0] - E[W_end]``, and the mean TPOT is ``E[L] / m``:
+
+    * ``rho``: the steady state's own share, ``(t - d(n)) / t`` for the mean step ``t`` at ``n`` decodes (mixed steps),
+      the prompt steps' share of the rank's time where they are apart (``rho`` given, :func:`_prompt_load`);
+    * ``N``, the others beside it, is Little's law on the decoding requests with the TPOT a request stays for,
+      ``rate x O x TPOT`` (counted as the fixed point counts them, ``O`` steps a request), not the steps' ``n = rate x
+      O x t``: the requests seen over a life are the time average of the decoding count, and a life that meets a
+      burst of prompts is long and the arrivals of that burst decode in it. The steps themselves are still priced at
+      ``n``: a step advances every decoding sequence one token, so the decodes a step holds, averaged over the steps,
+      are ``rate x O x t`` whatever the spread (the throughput identity); the long steps hold more of them, which is
+      what the time average and a life see (Qwen3-30B-A3B DP4 at 20,000 / 256: the simulation's batch, a time
+      average, ran 20-30 % above ``n``). ``N`` stops at the sequence bound less the request itself (``limit``);
+    * ``W0``: the prompts that reached its rank while it waited and prefilled (the rank's rate x its TTFT), all of
+      them behind it in a first-come-first-served queue, ``work_s`` of prompt work each; at most the prefill of the
+      prompts the rank can still admit (its share of the bound less the ``1 + n`` running: with the batch full no
+      prompt is admitted, SGLang's ``get_new_batch_prefill`` builds no batch, vLLM's and TensorRT-LLM's schedulers
+      admit none);
+    * ``W_end`` is taken as 0. Where prompt steps are apart and run first it is 0: a decode step runs only when no
+      prompt waits that could be admitted (SGLang ``get_next_batch_to_run``). Where steps are mixed the last token
+      comes at a step boundary, and the backlog a step boundary finds is the time average's weighed by steps, not by
+      time: a queue exists only during chunk steps, which are few and long (Llama 3.1 8B on one H100, 20,000 / 256,
+      the simulation's requests met 0.110 s more prompt work in their lives than ``rho`` times their length, and
+      ``rate x TTFT x work`` gives 0.108 s; the arrivals during the TTFT's queue wait would cancel against a
+      time-sampled ``W_end``, and they do not).
+
+    So ``TPOT = (d(1 + N) + W0 / m) / (1 - rho)``, written on the steady state's own tagged step ``tpot = step(1 +
+    n, p)``, whose prompt share and layout (DP ranks' chunks landing together, a pipeline's cycles, packed prompt steps)
+    it keeps: ``TPOT = tpot + (d(1 + N) - d(n)) / (1 - rho) - (d(1 + n) - d(n)) + W0 / (m (1 - rho))``. With ``N =
+    n`` and no backlog it is ``tpot + rho (d(1 + n) - d(n)) / (1 - rho)``: the request's own decode row stretched by
+    the prompts that arrive in its steps, which ``step(1 + n, p)`` (the prompt work of the mean step at ``n``) leaves
+    out. ``N`` depends on the TPOT: the TPOT is the root of ``TPOT = f(TPOT)``, ``f`` that figure with ``N = rate x O
+    x TPOT`` on the same decode step ``d`` the fixed point ``t`` is solved on (its CUDA-graph padding and GEMM tiles
+    included; a straight line through them would put the near-critical compute-bound steady states, the MLPerf
+    Llama-2 Server rows, past their gain of 1), searched from ``N = n`` (where ``f`` is the figure above) to the
+    bound; where ``f`` stays above the TPOT up to the bound, the lives stretch until the batch is full. The apart
+    layout's stalls (stop 26, r27g, ``_apart_stalls_s``) are this with ``N = n``; the mixed layout's backlog is the
+    r27g-mixed term (not landed), derived here. Stated approximations: the life at the mean
+    output; the TTFT at its mean (its spread adds to ``W0``'s, not modelled); ``W_end`` 0."""
+    m = max(1, outputs - 1)
     decode, own = _step(s, n=n, p=0, context=context, ep=ep), _step(s, n=1 + n, p=0, context=context, ep=ep)
-    first = min(arrivals_s * service_s / (1 - rho), max(0.0, free) * service_s)
-    return rho * (own - decode) / (1 - rho) + first / (outputs - 1)
+    share = rho if rho is not None else (t - decode) / t if t > 0 else 0.0
+    share = min(max(share, 0.0), 1 - 1e-9)
+    free = max(0.0, (limit - 1 - n) / s.dp)
+    arrivals = rate_rps / s.dp * ttft
+    backlog = min(arrivals * work_s / (1 - share), free * work_s) if work_s > 0 else 0.0
+    count = min(arrivals, free)
+    backlog_var = count * work_s * work_s * (1 + scv)
+    base = tpot - (own - decode) + backlog / m
+    top = max(n, limit - 1)
+
+    def f(tau: float) -> float:  # the life's TPOT with rate x O x tau others beside it
+        others = min(rate_rps * outputs * tau, top)
+        return base + (_step(s, n=1 + others, p=0, context=context, ep=ep) - decode) / (1 - share)
+
+    lo = base + (own - decode) / (1 - share)  # the others at the steps' n: f's value at tau = t
+    tau = lo if rate_rps <= 0 else _least_fixed_point(f, lo, top / (rate_rps * outputs))
+    return _OwnLife(tau, min(rate_rps * outputs * tau, top), backlog, backlog_var, share)
+
+
+def _least_fixed_point(f, lo: float, hi: float) -> float:  # noqa: ANN001
+    """The least ``x >= lo`` with ``f(x) = x`` for a rising ``f`` with ``f(lo) >= lo`` (:func:`_own_life`), to
+    ``_REL_TOL`` (the steady state's own tolerance); ``f(hi)`` where ``f`` stays above ``x`` up to ``hi`` (past it
+    ``f`` is flat). Picard's iteration ``x -> f(x)`` climbs to it from below, one evaluation a step, by a factor
+    ``f'`` a step; Aitken's extrapolation of two steps jumps most of the way (2-4 evaluations where ``f' < 0.9``), and
+    where it lands past a root (``f(x) < x`` there) the root is bracketed and found by :func:`_root`, so the least
+    root is kept."""
+    tol = _REL_TOL
+    x, fx = lo, f(lo)
+    for _ in range(8):
+        if fx - x <= tol * fx:
+            return fx
+        x1, f1 = fx, f(fx)
+        if f1 - x1 <= tol * f1:
+            return f1
+        denom = (f1 - x1) - (x1 - x)  # the steps' difference: < 0 while a step shrinks the next (f' < 1)
+        star = min(hi, x - (x1 - x) ** 2 / denom) if denom < 0 else hi
+        if star <= x1:
+            x, fx = x1, f1
+            continue
+        f_star = f(star)
+        if f_star < star:  # past a root: the least one lies between x1 (still below) and star
+            return _root(lambda y: f(y) - y, x1, f1 - x1, star, f_star - star)
+        if star >= hi:  # above the line up to the bound: the lives stretch until the batch is full
+            return f_star
+        x, fx = star, f_star
+    return fx
 
 
 def decode_residual_s(share: float, step_s: float, *, rho: float, quantile: float | None = None) -> float:
@@ -1241,25 +1326,42 @@ class _Tail:
         return max(ttft, ttft_q), max(tpot, tpot_q)
 
 
-def _life(s: Setup, *, rate_rps: float, n: float, p: float, tpot: float, inp: Lengths, out: Lengths, budget: int,
-          context: int, ep: bool, prompt: int) -> Life:  # fmt: skip
-    """A request's decoding life (:class:`kvplan.tpot_tail.Life`) at the steady state of ``n`` others decoding, ``p``
-    prompt tokens a step of ``prompt``-token prompts (those this replica computes) and a mean TPOT of ``tpot``: the
-    same step without prompt work; its slope per sequence, the secant over ``n +- 2 sqrt(n)`` sequences (at least one
-    either side: the batch's spread over the lives, wide enough to smooth the jumps of CUDA-graph padding and GEMM
-    tiles, which a life's many batch sizes average out); and the prompt work one
-    more arrival adds, the mean step's secant in ``p`` over ``p (1 +- delta)``, ``delta = 1 / sqrt(N)`` for ``N``
-    arrivals in a mean life (their standard deviation), at most a half: where arrivals share steps (attention-DP
-    ranks' chunks land together and a step lasts as its busiest rank, prompts pack a prompt step) one more adds less
-    than the average, and the spread of the life follows the margin (the delta method)."""
-    plain = _step(s, n=1 + n, p=0, context=context, ep=ep)
+def _backlog_work_s(s: Setup, *, rate_rps: float, t: float, n: float, prompt: int, budget: int, context: int,
+                    ep: bool) -> float:  # fmt: skip
+    """The prompt work one prompt queued behind a tagged request adds to its life where steps are mixed
+    (:func:`_own_life`'s ``work_s``): with one rank the steady state's average, ``(t - d(n)) / (rate t)`` (prompts that
+    share a step share its prompt work: short prompts pack a step); with attention-DP ranks a prompt of its own rank's
+    queue, its prefill beside the ``n`` decodes less the decode steps it spans, ``S - run d(n)`` (its rank's chunks
+    make the replica's steps that long whatever the other ranks carry)."""
+    decode = _step(s, n=n, p=0, context=context, ep=ep)
+    if s.dp == 1:
+        return max(0.0, t - decode) / (rate_rps * t) if rate_rps > 0 and t > 0 else 0.0
+    service = _prefill_service(s, prompt=prompt, n=n, context=context, budget=budget, ep=ep)
+    run = math.ceil(prompt / max(1.0, _room(s, budget, n)) - 1e-9)
+    return max(0.0, service - run * decode)
+
+
+def _life(s: Setup, *, rate_rps: float, own: _OwnLife, n: float, p: float, inp: Lengths, out: Lengths,
+          budget: int, context: int, ep: bool, prompt: int) -> Life:  # fmt: skip
+    """A request's decoding life (:class:`kvplan.tpot_tail.Life`) at the steady state of ``own.others`` decoding beside
+    it, ``n`` in the steady state's steps, ``p`` prompt tokens a step of ``prompt``-token prompts (those this replica
+    computes) and its mean TPOT
+    ``own.tpot_s`` (:func:`_own_life`): the decode step's slope per sequence, the secant over ``n +- 2 sqrt(n)``
+    sequences (at least one either side: the batch's spread over the lives, wide enough to smooth the jumps of
+    CUDA-graph padding and GEMM tiles, which a life's many batch sizes average out); the prompt work one more arrival
+    adds, the mean step's secant in ``p`` over ``p (1 +- delta)``, ``delta = 1 / sqrt(K)`` for ``K`` arrivals in a
+    mean life (their standard deviation), at most a half: where arrivals share steps (attention-DP ranks' chunks land
+    together and a step lasts as its busiest rank, prompts pack a prompt step) one more adds less than the average,
+    and the spread of the life follows the margin (the delta method); 0 without prompt work; and the backlog queued
+    behind it at its first token, whose spread starts the life (``own.backlog_var``)."""
+    others = own.others
     spread = max(1.0, 2 * math.sqrt(n))
     low = max(1.0, 1 + n - spread)
     slope = _step(s, n=1 + n + spread, p=0, context=context, ep=ep) - _step(s, n=low, p=0, context=context, ep=ep)
     slope /= 1 + n + spread - low
     steps = max(1.0, out.mean - 1.0)
-    margin = None
-    arrivals = rate_rps * steps * tpot
+    margin = 0.0
+    arrivals = rate_rps * steps * own.tpot_s
     if p > 0 and prompt > 0 and arrivals > 0:
         delta = min(0.5, 1 / math.sqrt(arrivals))
 
@@ -1267,8 +1369,9 @@ def _life(s: Setup, *, rate_rps: float, n: float, p: float, tpot: float, inp: Le
             return _mean_step(s, n=1 + n, p=x, prompt=prompt, budget=budget, context=context, ep=ep)
 
         margin = max(0.0, prompt * (work(p * (1 + delta)) - work(p * (1 - delta))) / (2 * delta * p))
-    return Life(steps=steps, mean_step_s=tpot, decode_step_s=plain, slope_s=slope, others=n, rate_rps=rate_rps,
-                prompt_scv=inp.scv, prompt_margin_s=margin)  # fmt: skip
+    return Life(steps=steps, mean_step_s=own.tpot_s, decode_step_s=_step(s, n=1 + n, p=0, context=context, ep=ep),
+                slope_s=slope, others=others, rate_rps=rate_rps, prompt_scv=inp.scv, prompt_margin_s=margin,
+                backlog_var_s2=own.backlog_var)  # fmt: skip
 
 
 def _balance_hold(s: Setup, *, rate_rps: float, step_s: float, n: float) -> BalanceHold | None:
@@ -1339,7 +1442,7 @@ def serve(
         return ServingResult(
             rate_rps, True, limit, top, seq_limit, nan, nan, nan, nan, nan, nan, nan, nan,
             top * output_len.mean, top * output_len.mean / gpus, nan, seq_limit * ctx, pool, per_batch,
-            _batch_cap(s, input_len, output_len), gpus, label,
+            _batch_cap(s, input_len, output_len), gpus, label, seq_limit,
         )  # fmt: skip
     n, p = rate_rps * output_len.mean * t, rate_rps * load.prompt_computed * t
     rho = _prompt_load(s, n=n, p=p, prompt=input_len.mean, budget=budget, context=ctx, ep=ep)
@@ -1360,12 +1463,17 @@ def serve(
         ttft += decode_residual_s(*behind, rho=rho)
         hold = _balance_hold(s, rate_rps=rate_rps, step_s=t, n=n)
         ttft += hold.mean_iters * t if hold is not None else 0.0
-        if not s.engine.mixes_steps(s.settings) and p > 0 and output_len.mean > 1:
-            tpot += _apart_stalls_s(s, n=n, rho=rho, arrivals_s=rate_rps / s.dp * ttft, service_s=ahead,
-                                    outputs=output_len.mean, context=ctx, ep=ep,
-                                    free=(seq_limit - 1 - n) / s.dp)  # fmt: skip
+    apart = not s.engine.mixes_steps(s.settings)
+    work = 0.0
+    if not prefilled and p > 0:
+        work = ahead if apart else _backlog_work_s(s, rate_rps=rate_rps, t=t, n=n, prompt=input_len.mean,
+                                                   budget=budget, context=ctx, ep=ep)  # fmt: skip
+    own = _own_life(s, rate_rps=rate_rps, n=n, t=t, tpot=tpot, rho=rho if apart and p > 0 else None, ttft=ttft,
+                    work_s=work, outputs=output_len.mean, context=ctx, ep=ep, limit=seq_limit,
+                    scv=input_len.scv)  # fmt: skip
+    tpot = own.tpot_s
     life = (
-        _life(s, rate_rps=rate_rps, n=n, p=p, tpot=tpot, inp=input_len, out=output_len, budget=budget, context=ctx,
+        _life(s, rate_rps=rate_rps, own=own, n=n, p=p, inp=input_len, out=output_len, budget=budget, context=ctx,
               ep=ep, prompt=load.prompt_computed)
         if with_p90 or with_p99
         else None
@@ -1385,7 +1493,7 @@ def serve(
         saturated=False,
         limit=limit,
         max_rate_rps=top,
-        batch=n,
+        batch=own.others,
         prefill_tokens_per_step=p,
         step_s=t,
         ttft_mean_s=ttft,
@@ -1397,12 +1505,13 @@ def serve(
         output_tokens_per_s=out_tps,
         output_tokens_per_s_per_gpu=out_tps / gpus,
         output_tokens_per_s_per_user=1 / tpot,
-        kv_tokens_held=n * ctx,
+        kv_tokens_held=own.others * ctx,
         kv_pool_tokens=pool,
         max_num_batched_tokens=per_batch,
         max_num_seqs=_batch_cap(s, input_len, output_len),
         gpus=gpus,
         engine=label,
+        step_batch=n,
     )
 
 

@@ -47,9 +47,14 @@ e.g. V. T. Chow, Handbook of Applied Hydrology, 1964, s. 8-I), or where the skew
 (:data:`MAX_SKEW`; ``r`` near 1, a life at the edge of saturation) Cantelli's one-sided bound ``mean + sd sqrt(q / (1
 - q))``, which holds for any distribution.
 
+The prompts queued behind a request at its first token and prefilled in its life (kvplan.serving ``_own_life``, stop
+27) are in the mean ``t`` and start the busy period: their work's variance (a Poisson count of prompts, each its
+prompt work, the prompts' spread where given) adds to ``Var[C]`` (``backlog_var_s2``), and ``n`` is the others a life
+sees, Little's law on its TPOT.
+
 Limits: no arrivals (rate 0) give every request the plain step ``t``; the quantiles rise with ``q``. Not modelled,
-stated: the prompts queued before a request's first token and prefilled in its life (part of the mean, not of the
-spread), and where the outputs vary, the requests' own life lengths (every life is the mean output's ``m`` steps).
+stated: where the outputs vary, the requests' own life lengths (every life is the mean output's ``m`` steps), and the
+TTFT's own spread in the backlog's count (taken at the mean TTFT).
 """
 
 from __future__ import annotations
@@ -79,6 +84,7 @@ class Life:
     rate_rps: float  # lambda: requests arriving per second
     prompt_scv: float = 0.0  # the arrivals' prompt lengths' squared coefficient of variation
     prompt_margin_s: float | None = None  # what one more arrival adds where arrivals share steps (None: the average)
+    backlog_var_s2: float = 0.0  # the variance of the prompt work queued behind it at its first token (s^2)
 
     def prompt_work_s(self) -> float:
         """``a``: the prompt work one arrival adds to the steps it lands in, on average."""
@@ -97,7 +103,7 @@ class Life:
         work2 = a * a * (1 + self.prompt_scv) + a * b * m + b * b * m * m / 3  # E[X^2]
         rho = min(lam * work, 1 - 1e-9)
         start = mean * (1 - rho)  # E[C]
-        start_var = b * b * max(0.0, self.others) * m * m / 3  # Var[C]
+        start_var = b * b * max(0.0, self.others) * m * m / 3 + self.backlog_var_s2  # Var[C]
         return mean, start_var / (1 - rho) ** 2 + start * lam * work2 / (1 - rho) ** 3
 
     def tpot_at(self, q: float) -> float:

@@ -139,8 +139,10 @@ BEFORE = {  # kvplan.latency on main @ 33728fb (single-stage model), same inputs
     "llama70b_mixed_tp4": 0.10998161157941284,
     "serve_ttft_mean": 0.14430793641192602,
     # a request's own p90 TPOT since stop 26 (kvplan.tpot_tail: the prompts and sequences its life meets); it was
-    # the step at the count of others' normal 90th percentile and the p90 lengths, 0.021634852176982258
-    "serve_tpot_p90": 0.02258133953765918,
+    # the step at the count of others' normal 90th percentile and the p90 lengths, 0.021634852176982258; since stop
+    # 27 the life's mean carries the prompts queued behind it at its first token and the others by Little's law on
+    # its TPOT (kvplan.serving._own_life), 0.02258133953765918 before
+    "serve_tpot_p90": 0.022713021575647648,
     "serve_max_rate": 5.03125,
 }
 
@@ -320,9 +322,9 @@ def test_trtllm_pp_prompts_prefilling_together_share_a_cycle():
     r = serve(s, rate_rps=0.5, input_len=Lengths.of(prompt), output_len=Lengths.of(256), with_max_rate=False)
     from kvplan.serving import _budget, _decode_context, _prefill_service, queue_wait_s
 
-    ahead = _prefill_service(s, prompt=prompt, n=r.batch, context=_decode_context(Lengths.of(prompt),
+    ahead = _prefill_service(s, prompt=prompt, n=r.step_batch, context=_decode_context(Lengths.of(prompt),
                              Lengths.of(256)), budget=_budget(s, None), ep=False)  # fmt: skip
-    rho = r.prefill_tokens_per_step / (2 * (2048 - r.batch) / 2)
+    rho = r.prefill_tokens_per_step / (2 * (2048 - r.step_batch) / 2)
     assert r.ttft_mean_s == pytest.approx(ahead + queue_wait_s(ahead, rho, servers=2), rel=1e-9)
 
 

@@ -1,5 +1,6 @@
 """benchmarks/moe_release_gap.py: TensorRT-LLM 1.0.0rc3's Hopper MoE kernel tables (aiconfigurator 0.4.0) against
-1.3.0rc20's (0.12.0), and the Hopper FP8 attention-DP rows read with the older kernels (nothing kept in kvplan)."""
+1.3.0rc20's (0.12.0), and the Hopper FP8 attention-DP rows read with the older kernels ("as scored": trtllm@0.20's own
+Hopper curve fitted to them, tests/test_moe_release.py; "ratio": the 1.3 curve x the measured ratio)."""
 
 from pathlib import Path
 
@@ -42,4 +43,4 @@ def test_docs_block_is_the_scripts_output(data: dict) -> None:
     doc = DOC.read_text(encoding="utf-8")
     block = doc.split("<!-- moe_release_gap:begin -->\n```\n", 1)[1].split("\n```\n<!-- moe_release_gap:end -->", 1)[0]
     assert block == gap.render_bands(data) + "\n" + "\n".join(lines)
-    assert lines[-1].startswith("all 52 Hopper FP8 attention-DP rows within 20 %: as scored 15; ratio 27;")
+    assert lines[-1].startswith("all 52 Hopper FP8 attention-DP rows within 20 %: as scored 24; ratio 27;")

@@ -56,9 +56,11 @@ def test_load_raises_latency_and_throughput(llama8b):
     assert rows[0].tpot_mean_s < rows[1].tpot_mean_s < rows[2].tpot_mean_s
     assert rows[0].ttft_mean_s <= rows[1].ttft_mean_s <= rows[2].ttft_mean_s
     assert [r.output_tokens_per_s_per_gpu for r in rows] == pytest.approx([256, 1024, 2560])
-    for r in rows:  # p90 at least the mean; steady batch by Little's law n = rate x O x step
+    for r in rows:  # p90 at least the mean; the steps' batch by Little's law n = rate x O x step, the time average
+        # a request sees and the pool holds by Little's law on the decoding requests, rate x O x TPOT (stop 27)
         assert r.ttft_p90_s >= r.ttft_mean_s and r.tpot_p90_s >= r.tpot_mean_s
-        assert r.batch == pytest.approx(r.rate_rps * 512 * r.step_s)
+        assert r.step_batch == pytest.approx(r.rate_rps * 512 * r.step_s)
+        assert r.batch == pytest.approx(r.rate_rps * 512 * r.tpot_mean_s)
         assert r.kv_tokens_held <= r.kv_pool_tokens
 
 
@@ -134,7 +136,7 @@ def test_p99_ttft_wait_by_hand(llama8b):
     # (Was rho 0.06237, p99 0.069761 s before vLLM's decode attention was refitted per architecture on its kernel
     # tables, kvplan.engines.vllm hopper_gqa_decode: the decode step, so the batch and the prefill slots, moved.)
     r = serve(llama8b, rate_rps=20, input_len=Lengths.of(1024), output_len=Lengths.of(256), with_max_rate=False)
-    rho = r.prefill_tokens_per_step / (r.max_num_batched_tokens - r.batch)
+    rho = r.prefill_tokens_per_step / (r.max_num_batched_tokens - r.step_batch)
     assert rho == pytest.approx(0.07247, rel=1e-3)
     service = r.ttft_mean_s / (1 + rho / (2 * (1 - rho)))
     assert r.ttft_p90_s == pytest.approx(r.ttft_mean_s)
@@ -164,13 +166,13 @@ def test_the_p99_wait_is_behind_the_mean_prompt_not_the_requests_own(llama8b):
     a, b = Lengths.of(1024, 1024, 2048), Lengths.of(1024, 1024, 4096)
     ra = serve(llama8b, rate_rps=20, input_len=a, output_len=out, with_max_rate=False)
     rb = serve(llama8b, rate_rps=20, input_len=b, output_len=out, with_max_rate=False)
-    assert (ra.batch, ra.step_s, ra.ttft_mean_s) == (rb.batch, rb.step_s, rb.ttft_mean_s)
+    assert (ra.batch, ra.step_batch, ra.step_s, ra.ttft_mean_s) == (rb.batch, rb.step_batch, rb.step_s, rb.ttft_mean_s)
 
     def service(prompt: int) -> float:
-        return _prefill_service(llama8b, prompt=prompt, n=ra.batch, context=_decode_context(a, out),
+        return _prefill_service(llama8b, prompt=prompt, n=ra.step_batch, context=_decode_context(a, out),
                                 budget=_budget(llama8b, None), ep=False)  # fmt: skip
 
-    rho = ra.prefill_tokens_per_step / (ra.max_num_batched_tokens - ra.batch)
+    rho = ra.prefill_tokens_per_step / (ra.max_num_batched_tokens - ra.step_batch)
     wait = queue_wait_s(service(1024), rho, quantile=0.99)  # behind 1024-token prompts, whatever one's own
     assert ra.ttft_p99_s == pytest.approx(service(2048) + wait)
     assert rb.ttft_p99_s == pytest.approx(service(4096) + wait)
@@ -224,5 +226,7 @@ def test_varying_prompts_wait_as_pollaczek_khinchine(llama8b):
     fixed = serve(llama8b, rate_rps=20, input_len=Lengths.of(1024, 2048), output_len=out, with_max_rate=False)
     spread = serve(llama8b, rate_rps=20, input_len=Lengths.of(1024, 2048, sd=512), output_len=out,
                    with_max_rate=False)  # fmt: skip
-    assert (spread.batch, spread.step_s) == (fixed.batch, fixed.step_s)
+    assert (spread.step_batch, spread.step_s) == (fixed.step_batch, fixed.step_s)
     assert spread.ttft_mean_s > fixed.ttft_mean_s and spread.ttft_p99_s > fixed.ttft_p99_s
+    # the longer wait leaves more prompts queued behind a request at its first token (kvplan.serving._own_life)
+    assert spread.tpot_mean_s > fixed.tpot_mean_s and spread.batch > fixed.batch

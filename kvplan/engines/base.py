@@ -518,6 +518,14 @@ class Calibration:
     # ... times w / (w + hopper_moe_block_mem_half_width): thin slices' short K loops (the down GEMM's K is w) stream
     # below it. Fitted by the same script on the thin slices' points; 0: not applied.
     hopper_moe_block_mem_half_width: float = 0.0
+    # The grouped-expert curve on Hopper (moe_peak_eff x t / (t + moe_half_tokens), the experts priced by it: 16-bit,
+    # per-tensor fp8) where the rule set's release runs other grouped GEMMs than the release the calibration was
+    # fitted to (TensorRT-LLM 1.0.0rc3 for trtllm@0.20): the peak share of 16-bit experts, of fp8 ones (on fp8 tensor
+    # cores; None: the 16-bit one) and the half tokens of both. Fitted by benchmarks/fit_moe_release.py to the
+    # release's measured MoE tables; None: moe_peak_eff / moe_half_tokens.
+    hopper_moe_peak_eff: float | None = None
+    hopper_moe_fp8_peak_eff: float | None = None
+    hopper_moe_half_tokens: float | None = None
     # W4A16 MXFP4 grouped experts (gpt-oss) on Blackwell: seconds one SM takes to dequantize one 4-bit expert weight to
     # 16 bits, and the tokens of one expert a CTA's tile holds; every tile dequantizes its expert's weights on the rank
     # again (kvplan.latency _moe_dequant_s). Fitted by benchmarks/fit_moe_ops.py; 0 (none) without a fit.
