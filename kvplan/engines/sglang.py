@@ -1020,15 +1020,34 @@ HOST_LOOP = HostLoop(overlaps_gpu=True, switch="--disable-overlap-schedule")
 # chat template rendered before it by serving_chat, then _send_one_request over ZMQ to the Scheduler process;
 # handle_loop -> _handle_batch_output fills each request's state from the detokenizer's batches, and the request's
 # generator streams each chunk), the Scheduler process runs the steps, and the DetokenizerManager process
-# (detokenizer_manager.py DetokenizerManager.event_loop) turns ids into text, off the API server's loop. The cost per
-# request was measured on the one short-output SGLang run published: GPUStack's GLM-4.6-FP8 TP4 on 8 x H200, SGLang
-# 0.5.3 (--tool-call-parser glm --reasoning-parser glm45), random 128 in / 4 out, 1,000 requests at once:
-# 644.06 output tok/s (gpustack/gpustack docs/performance-lab/glm-4.x/h200.md @47277d79, line 514). Fitted by
-# benchmarks/fit_frontend.py: the cost a request at which kvplan's run of that row, with the server as a serial
-# worker before the scheduler, falls to the published figure (x1.25 without it); SGLang's other scored runs (longer
-# outputs, fewer requests) give larger figures, so none contradicts it. It covers a request and its 4 streamed
-# tokens; a cost per token is not separable on these runs (token_s 0). The host CPU is not stated.
-FRONT_END = FrontEnd(request_s=5.90e-3, measured="GPUStack GLM-4.6-FP8 TP4 H200, SGLang 0.5.3, random 128/4")
+# (detokenizer_manager.py DetokenizerManager.event_loop) turns ids into text, off the API server's loop.
+# together: read in the SGLang 0.5.3 and 0.5.7 wheels (the releases of the scored SGLang rows; the same code in both),
+# with the uvicorn 0.37.0 / starlette 0.48.0 wheels of the same months for the HTTP layer. The chat route
+# (http_server.py openai_v1_chat_completions) awaits entrypoints/openai/serving_base.py
+# OpenAIServingBase.handle_request, which runs _validate_request and _convert_to_internal_request synchronously:
+# serving_chat.py OpenAIServingChat._process_messages -> _apply_jinja_template renders the chat template and
+# tokenizes it (tokenizer.apply_chat_template(..., tokenize=True)) in the handler, with no wait before it. A
+# streamed request then returns a StreamingResponse over _generate_chat_stream (serving_chat.py
+# _handle_streaming_request); the request reaches the scheduler only when that generator runs
+# (TokenizerManager.generate_request -> _tokenize_one_request, the ids already there -> _send_one_request). uvicorn's
+# HTTP protocols announce ASGI spec_version "2.3" (protocols/http/httptools_impl.py, h11_impl.py), so starlette's
+# StreamingResponse.__call__ (responses.py) runs stream_response in a task group's new task (start_soon), which the
+# event loop (uvloop) starts in a later pass than the handler. Requests that arrive together therefore each render
+# and tokenize their prompt before any of them is sent to the scheduler: the burst shape of vLLM 0.11's server
+# (FRONT_END_0_8 in kvplan/engines/vllm.py). SGLang parses no template per request (transformers caches the
+# compiled template), so there is no template_s.
+# The cost per request was measured on the one short-output SGLang run published: GPUStack's GLM-4.6-FP8 TP4 on
+# 8 x H200, SGLang 0.5.3 (--tool-call-parser glm --reasoning-parser glm45), random 128 in / 4 out, 1,000 chat
+# requests at once: 644.06 output tok/s (gpustack/gpustack docs/performance-lab/glm-4.x/h200.md @47277d79, line 514).
+# Fitted by benchmarks/fit_frontend.py: the cost a request at which kvplan's run of that row, with the server
+# handing the burst on together, falls to the published figure (x1.25 without it): 1.232 ms. The run's mean TTFT is
+# then 3.77 s and its mean TPOT 0.81 s against the page's 3.55 s and 0.80 s; the serial reading used before the
+# source was read (5.90 ms a request, each handed on as it was done) gave 3.09 s and 1.04 s. SGLang's other scored
+# runs (longer outputs, fewer requests) give larger figures, so none contradicts it. It covers a request and its 4
+# streamed tokens; a cost per token is not separable on these runs (token_s 0). The host CPU is not stated.
+FRONT_END = FrontEnd(
+    request_s=1.232e-3, measured="GPUStack GLM-4.6-FP8 TP4 H200, SGLang 0.5.3, random 128/4", together=True
+)
 
 # SGLang's own MLA decode module, fitted where vLLM's constants describe another kernel (benchmarks/mla_compare.py
 # --fit --engine sglang --gpu h200 / b200, every other constant held) on aiconfigurator 0.12.0's SGLang 0.5.10 tables
@@ -1234,5 +1253,11 @@ ENGINE = replace(
     embed_over_attn_tp=True,
     fp32_weights_proj=False,
     attn_dp_flag=True,
+    # 0.5.23's chat handler converts the request in the event loop's default thread pool (serving_base.py
+    # OpenAIServingBase.handle_request: await loop.run_in_executor(None, self._convert_to_internal_request, ...)), so
+    # the loop does not run every request of a burst through its template before sending any: each goes on when its
+    # own conversion is done (not together; 0.5.7 still ran it in the handler, the release that moved it was not
+    # bisected). No short-output run of 0.5.23 is published: the cost a request is 0.5.3's (FRONT_END).
+    front_end=replace(FRONT_END, together=False),
 )
 VERSIONS = (V0_5, ENGINE)
