@@ -110,6 +110,8 @@ from kvplan.memory import (
     dsa_index_key_bytes,
     dsa_latent_row_bytes,
     element_size,
+    recurrent_state_bytes,
+    ssm_state_part,
 )
 from kvplan.params import attention_parts
 from kvplan.recurrent import DECODE_KERNELS, SSD_SCAN_KERNELS, MixerWork, conv_token_bytes, mixer_work, recurrent_kinds
@@ -1252,6 +1254,8 @@ class _DecodeGroup(NamedTuple):
     recurrent: bool  # the layer is a recurrent mixer alone
     mixers: bool  # it runs a recurrent mixer (alone or beside its attention)
     launches: float  # the mixers' decode kernels x kernel_s
+    ssu_bytes: int  # of its state a sequence's SSM state the engine's timed state update moves (_ssu_split); 0: none
+    ssu_eff: float  # that update's share of the bandwidth (0.0 where ssu_bytes is 0)
     shared_bytes: int  # a KV-sharing layer's bytes per token of the layer it reads; 0: not shared
     mmha: bool  # Hopper's per-head kernel (_runs_mmha)
     fit: DecodeAttention | None  # the engine's fitted GQA/MHA decode kernel (_gqa_decode_fit)
@@ -1275,7 +1279,7 @@ def _decode_groups(c: _Ctx, kv_dtype: str, stage: _Stage | None) -> tuple[tuple[
         fit = _gqa_decode_fit(c, kind)
         groups.append(_DecodeGroup(
             count, kind, layer, kind.type == "recurrent", bool(mixers),
-            sum(DECODE_KERNELS[m.variant] for m in mixers) * c.kernel_s,
+            sum(DECODE_KERNELS[m.variant] for m in mixers) * c.kernel_s, *_ssu_split(c, kind),
             _shared_bytes(spec, layer.kind, kv_dtype, c.tp) if kind.kv_shared else 0, _runs_mmha(c, kind), fit,
             ceil_div(spec.kv_heads_of(kind), c.tp) if fit is not None else 0, kv_8bit,
         ))  # fmt: skip
@@ -1298,7 +1302,11 @@ def _decode_attention_s(c: _Ctx, context: int, batch: float, kv_dtype: str, stag
     for g, read in zip(groups, reads, strict=True):
         count, kind, layer = g.count, g.kind, g.layer
         # a recurrent mixer's state, read and written back (_recurrent_decode_s; 0.0: none)
-        mixer = 2 * (batch * layer.state_bytes) / (c.bw * c.cal.attn_decode_mem_eff) + g.launches if g.mixers else 0.0
+        mixer = 0.0
+        if g.mixers:
+            mixer = 2 * (batch * (layer.state_bytes - g.ssu_bytes)) / (c.bw * c.cal.attn_decode_mem_eff) + g.launches
+            if g.ssu_bytes:
+                mixer += 2 * (batch * g.ssu_bytes) / (c.bw * g.ssu_eff)
         if g.recurrent:
             total += count * mixer
             continue
@@ -1585,13 +1593,47 @@ def _recurrent_decode_s(c: _Ctx, kind: LayerKind, state_bytes: float) -> float:
     all the batch's sequences, :func:`kvplan.memory.recurrent_state_bytes`): each sequence's state is read and
     written back once (vLLM ``selective_state_update``, ``fused_recurrent_gated_delta_rule``,
     ``linear_decode_forward_triton`` store the new state in place; ``causal_conv1d_update`` shifts the conv state),
-    bytes at ``attn_decode_mem_eff`` of bandwidth, plus ``kernel_s`` per decode kernel
-    (:data:`kvplan.recurrent.DECODE_KERNELS`). Constant in the context. 0.0 for a layer without a mixer."""
+    bytes at ``attn_decode_mem_eff`` of bandwidth (the SSM state's share a timed state update moves at its own share,
+    :func:`_ssu_split`), plus ``kernel_s`` per decode kernel (:data:`kvplan.recurrent.DECODE_KERNELS`). Constant in the
+    context. 0.0 for a layer without a mixer."""
     mixers = recurrent_kinds(kind)
     if not mixers:
         return 0.0
     launches = sum(DECODE_KERNELS[m.variant] for m in mixers) * c.kernel_s
-    return 2 * state_bytes / (c.bw * c.cal.attn_decode_mem_eff) + launches
+    ssu_bytes, ssu_eff = _ssu_split(c, kind)
+    if not ssu_bytes:
+        return 2 * state_bytes / (c.bw * c.cal.attn_decode_mem_eff) + launches
+    per_seq = sum(recurrent_state_bytes(c.spec, m, tp=c.tp) for m in mixers)
+    ssu = state_bytes * ssu_bytes / per_seq  # the batch's SSM state the update moves
+    return 2 * (state_bytes - ssu) / (c.bw * c.cal.attn_decode_mem_eff) + 2 * ssu / (c.bw * ssu_eff) + launches
+
+
+# Where the engine's Mamba2 state update was timed (Calibration.ssu_mem_eff; benchmarks/fit_ssu.py): the GPU
+# architectures, the d_state range of the launch branch timed (vLLM 0.16.0 mamba_ssm.py selective_state_update:
+# dstate > 64 takes 32 x 8 warps on Blackwell and 4 x 4 warps up to 128 elsewhere; the tables' d_state is 128), and
+# the state dtype of the tables (fp32, vLLM's default for Nemotron-H).
+SSU_ARCHS = ("hopper", "blackwell")
+SSU_DSTATE = (64, 128)  # d_state above the first, at most the second
+SSU_STATE_DTYPE = "fp32"
+
+
+def _ssu_split(c: _Ctx, kind: LayerKind) -> tuple[int, float]:
+    """(bytes of a sequence's state on the rank, share of the bandwidth) that the engine's Mamba2 decode state update
+    moves at its timed share ``Calibration.ssu_mem_eff``: the SSM state of the layer's Mamba2 mixers with d_state in
+    :data:`SSU_DSTATE` and an :data:`SSU_STATE_DTYPE` state, on :data:`SSU_ARCHS`. (0, 0.0) where the engine has no
+    such timing or nothing matches (the state at ``attn_decode_mem_eff``). The conv state stays there: another kernel
+    (causal_conv1d_update)."""
+    eff = c.cal.ssu_mem_eff
+    if eff is None or c.gpu.architecture not in SSU_ARCHS:
+        return 0, 0.0
+    moved = 0
+    for m in recurrent_kinds(kind):
+        if m.variant != "mamba2" or not SSU_DSTATE[0] < m.d_state <= SSU_DSTATE[1]:
+            continue
+        dtype, nbytes = ssm_state_part(c.spec, m, tp=c.tp)
+        if dtype == SSU_STATE_DTYPE:
+            moved += nbytes
+    return (moved, eff) if moved else (0, 0.0)
 
 
 def _shared_bytes(spec: ModelSpec, name: str, kv_dtype: str, tp: int) -> int:

@@ -213,6 +213,12 @@ def recurrent_state_bytes(spec: ModelSpec, kind: LayerKind, *, tp: int = 1) -> i
     return conv_dtype.nbytes(ceil_div(conv, tp)) + ssm_dtype.nbytes(ceil_div(ssm, tp))
 
 
+def ssm_state_part(spec: ModelSpec, kind: LayerKind, *, tp: int = 1) -> tuple[str, int]:
+    """The SSM (temporal) part of :func:`recurrent_state_bytes`: its dtype and bytes for one sequence on one rank."""
+    name = _ssm_state_dtype(spec, kind)
+    return name, KV_DTYPES[name].nbytes(ceil_div(recurrent_state_elements(kind)[1], tp))
+
+
 def _state_dtype(spec: ModelSpec, kind: LayerKind) -> str:
     name = canonical_dtype(kind.state_dtype or spec.dtype)
     return name if name in KV_DTYPES else "bf16"

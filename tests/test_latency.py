@@ -168,8 +168,10 @@ def test_each_engine_module_carries_its_own_calibration():
     # kernels, on every GPU, all SMs)
     own_fields = ("hopper_mla_layer_s", "blackwell_mla_layer_s", "blackwell_mla_nope_dims", "blackwell_mla_kv_dtypes",
                   "blackwell_mla_families", "hopper_gqa_decode", "blackwell_gqa_decode", "gdn_scan_eff",
-                  "gdn_head_blocks", "gdn_kernel_archs", "conv1d_sm_bytes_s")  # fmt: skip
+                  "gdn_head_blocks", "gdn_kernel_archs", "conv1d_sm_bytes_s", "ssu_mem_eff")  # fmt: skip
     assert lent.gdn_scan_eff == 0.0523 != vllm.CALIBRATION.gdn_scan_eff
+    # since stop 27 not vLLM's timed Mamba2 state update (fit_ssu.py): SGLang's port launches 4 x 4 warps on every GPU
+    assert lent.ssu_mem_eff is None and vllm.CALIBRATION.ssu_mem_eff == 0.603
     # since stop 25 also its conv1d's per-SM ceiling (gdn_compare.py --fit, the same GDN tables)
     assert lent.conv1d_sm_bytes_s == 1.959e10 != vllm.CALIBRATION.conv1d_sm_bytes_s
     none = dict.fromkeys(own_fields)

@@ -611,6 +611,10 @@ class Calibration:
     # benchmarks/gdn_compare.py --fit on aiconfigurator 0.12.0's gdn tables (H200 and B200; H100 SXM held out). None:
     # the conv1d by its bytes at elementwise_mem_eff alone (TensorRT-LLM's CUDA kernel; vLLM before the Triton kernel).
     conv1d_sm_bytes_s: float | None = None
+    # Mamba2's decode state update (the engine's selective_state_update): the share of the bandwidth its SSM state read
+    # and write reach where it was timed at the engine's own launch heuristic (kvplan.latency._ssu_split: Mamba2 layers
+    # with 64 < d_state <= 128 and an fp32 state, on Hopper and Blackwell). None: those bytes at attn_decode_mem_eff.
+    ssu_mem_eff: float | None = None
 
 
 @dataclass(frozen=True)

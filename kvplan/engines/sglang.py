@@ -1143,6 +1143,10 @@ MLA_FITS = LentFits(
         ("gdn_head_blocks", False),
         ("gdn_kernel_archs", None),  # the fla kernels on every GPU (its tables: chunk_gated_delta_rule on H100-B200)
         ("conv1d_sm_bytes_s", 1.959e10),
+        # Not vLLM's SSU timing: SGLang's own port (python/sglang/srt/layers/attention/mamba/ops/mamba_ssm.py
+        # selective_state_update @05f4e167) launches 4 x 4 warps for dstate <= 128 on every GPU (no Blackwell branch)
+        # and carries speculative-decoding buffers in its kernel; not timed. Its state bytes at attn_decode_mem_eff.
+        ("ssu_mem_eff", None),
         ("hopper_mla_layer_s", 0.0),
         ("blackwell_mla_layer_s", 1.714e-05),
         ("blackwell_mla_nope_dims", None),

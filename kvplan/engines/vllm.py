@@ -1397,6 +1397,16 @@ CALIBRATION = Calibration(
     # H200 / B200 (HBM 3.35 / 4.8 / 7.7 TB/s), the median over the H200 and B200 rows taken (H100 held out). The
     # same kernel in the 0.16.0, 0.19.0 and 0.21.0 wheels (BLOCK_M = 8, BLOCK_N = 256).
     conv1d_sm_bytes_s=1.849e10,
+    # Mamba2's decode state update: the Triton selective_state_update (vllm/model_executor/layers/mamba/ops/
+    # mamba_ssm.py, called once a Mamba2 layer by MambaMixer2.conv_ssm_forward inside the decode CUDA graph; 0.16.0
+    # wheel) launches a geometry hard-coded by dstate, no autotune: dstate > 64 -> BLOCK_SIZE_M 32 x 8 warps on
+    # Blackwell, 4 x 4 warps elsewhere up to 128. vLLM's benchmark_selective_state_update.py timed those heuristics
+    # (PR #43083 on B200, #44251 on H200; fp32 state, head dim 64, d_state 128, 8 groups:
+    # benchmarks/data/ssu_measured.json): benchmarks/fit_ssu.py, the state's bytes after graph_kernel_s over the 13
+    # points of at least 4 launches, pooled median 0.603 of the bandwidth (each GPU's median 0.603; attn_decode_mem_eff
+    # 0.8422 priced them too fast at every point, median |ln| 0.333 B200 / 0.329 H200 -> 0.110 / 0.112; the H200's
+    # points past 32,768 run at 0.20-0.30, worst 1.094). The 0.8 rules' wheels were not read for the launch heuristic.
+    ssu_mem_eff=0.603,
     allreduce_base_s=5.453e-06,
     allreduce_rank_s=2.815e-07,
     allreduce_bw_eff=0.3395,
