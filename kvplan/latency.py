@@ -2140,22 +2140,21 @@ def _step_ctx(
 ) -> tuple[ModelSpec, _Ctx, bool]:
     """(:func:`kernel_spec`, :func:`_engine_ctx` on it, whether the engine may read the cache more than once at
     decode: :func:`_with_view_passes` has a multiplier to ask for; False where the engine keeps the base rule, 1)."""
-    if engine is not None and not isinstance(engine, str):  # an Engine: asked each time, as _engine_ctx does
-        return _resolve_step_ctx(spec, gpu, engine, settings, tp=tp, weights_dtype=weights_dtype, eager=eager, ep=ep,
+    key = None
+    if engine is None or isinstance(engine, str):  # an Engine object is asked each time, as _engine_ctx does
+        key = (id(spec), id(gpu), engine, id(settings), kv_dtype, calibration, engine_overlap, _engine_ctx,
+               kernel_spec, tp, weights_dtype, eager, ep, dp, pp, gpus_per_node, two_batch, deepep)  # fmt: skip
+        hit = _STEP_CTXS.get(key)
+        if hit is not None and hit[0] is spec and hit[1] is gpu and hit[2] is settings:
+            return hit[3]
+    resolved = _resolve_step_ctx(spec, gpu, engine, settings, tp=tp, weights_dtype=weights_dtype, eager=eager, ep=ep,
                                  dp=dp, pp=pp, gpus_per_node=gpus_per_node, two_batch=two_batch, deepep=deepep,
                                  kv_dtype=kv_dtype)  # fmt: skip
-    options = (tp, weights_dtype, eager, ep, dp, pp, gpus_per_node, two_batch, deepep)
-    key = (id(spec), id(gpu), engine, id(settings), kv_dtype, calibration, engine_overlap, _engine_ctx, kernel_spec,
-           *options)  # fmt: skip
-    hit = _STEP_CTXS.get(key)
-    if hit is None or hit[0] is not spec or hit[1] is not gpu or hit[2] is not settings:
+    if key is not None:
         if len(_STEP_CTXS) > 1024:
             _STEP_CTXS.clear()
-        resolved = _resolve_step_ctx(spec, gpu, engine, settings, tp=tp, weights_dtype=weights_dtype, eager=eager,
-                                     ep=ep, dp=dp, pp=pp, gpus_per_node=gpus_per_node, two_batch=two_batch,
-                                     deepep=deepep, kv_dtype=kv_dtype)  # fmt: skip
-        hit = _STEP_CTXS[key] = (spec, gpu, settings, resolved)
-    return hit[3]
+        _STEP_CTXS[key] = (spec, gpu, settings, resolved)
+    return resolved
 
 
 def _resolve_step_ctx(
