@@ -321,39 +321,52 @@ def _layouts(dp: int) -> tuple:
     return (*sglang, ("vllm", "vllm", {}, "vllm"), ("trtllm", "trtllm", {}, "trtllm"))
 
 
-def compare(requests: int, *, cases: tuple = CASES, warmup: int = 200, dispatch: str | None = None) -> list[str]:
-    """The table: each case's layouts (:func:`_layouts`) at each of :data:`FRACTIONS` of kvplan's sustainable rate,
-    the requests dealt as each layout's engine deals them unless ``dispatch`` names one rule for all."""
+def _case_runs(requests: int, *, cases: tuple, fractions: tuple, warmup: int, dispatch: str | None,
+               with_server: bool):  # noqa: ANN202
+    """Each case's layouts (:func:`_layouts`) at each of ``fractions`` of kvplan's sustainable rate, the requests dealt
+    as each layout's engine deals them unless ``dispatch`` names one rule for all: (case label, layout, rate, fraction,
+    ``serve()``'s result, the simulation's). ``with_server``: ``serve()`` on the setup with its engine's API server
+    (the ``--tpot`` table), else on its steps alone (:func:`kvplan.serving.steps_only`, as the simulation runs)."""
     from kvplan.capacity import setup
     from kvplan.engines import Settings
     from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, _limits, max_rate, serve, steps_only
 
-    head = ("case", "layout", "rate (x max)", "batch sim / kvplan", "TPOT ms sim / kvplan", "TTFT ms sim / kvplan",
-            "TTFT p90 ms sim / kvplan", "tok/s sim")  # fmt: skip
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    pairs: dict[str, list[tuple[float, ...]]] = {}  # layout -> (sim, kvplan) batch, TPOT, TTFT per row
     for model, gpu, tp, dp, weights, isl, osl in cases:
         for layout, engine, keywords, dealt in _layouts(dp):
-            s = steps_only(setup(model, gpu, engine=engine, tp=tp, dp=dp, ep=dp > 1, weights_dtype=weights,
-                                 settings=Settings(**keywords)))  # fmt: skip
+            s = setup(model, gpu, engine=engine, tp=tp, dp=dp, ep=dp > 1, weights_dtype=weights,
+                      settings=Settings(**keywords))  # fmt: skip
+            if not with_server:
+                s = steps_only(s)
             inp, out = Lengths.of(isl), Lengths.of(osl)
             top = max_rate(s, input_len=inp, output_len=out)
             budget = s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
             cap = _limits(s, inp, out)[0]
             split = f"TP{tp}" if dp == 1 else f"DP{dp} EP{dp}"
-            for frac in FRACTIONS:
+            for frac in fractions:
                 rate = frac * top
                 r = serve(s, rate_rps=rate, input_len=inp, output_len=out, with_max_rate=False)
                 sim = simulate(s, rate_rps=rate, isl=isl, osl=osl, requests=requests, budget=budget, seq_cap=cap,
                                warmup=warmup, dispatch=dispatch or dealt)  # fmt: skip
-                cells = (f"{model} {gpu} {split} {isl}/{osl}", layout, f"{rate:.2f} (x{frac})",
-                         f"{sim.batch:.1f} / {r.batch:.1f}", f"{sim.tpot_s * 1e3:.2f} / {r.tpot_mean_s * 1e3:.2f}",
-                         f"{sim.ttft_s * 1e3:.1f} / {r.ttft_mean_s * 1e3:.1f}",
-                         f"{sim.ttft_p90_s * 1e3:.1f} / {r.ttft_p90_s * 1e3:.1f}",
-                         f"{sim.output_tokens_per_s:.0f}")  # fmt: skip
-                lines.append("| " + " | ".join(cells) + " |")
-                pairs.setdefault(layout, []).append((sim.batch, r.batch, sim.tpot_s, r.tpot_mean_s, sim.ttft_s,
-                                                     r.ttft_mean_s))  # fmt: skip
+                yield f"{model} {gpu} {split} {isl}/{osl}", layout, rate, frac, r, sim
+
+
+def compare(requests: int, *, cases: tuple = CASES, warmup: int = 200, dispatch: str | None = None) -> list[str]:
+    """The table: each case's layouts (:func:`_layouts`) at each of :data:`FRACTIONS` of kvplan's sustainable rate,
+    the requests dealt as each layout's engine deals them unless ``dispatch`` names one rule for all."""
+    head = ("case", "layout", "rate (x max)", "batch sim / kvplan", "TPOT ms sim / kvplan", "TTFT ms sim / kvplan",
+            "TTFT p90 ms sim / kvplan", "tok/s sim")  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    pairs: dict[str, list[tuple[float, ...]]] = {}  # layout -> (sim, kvplan) batch, TPOT, TTFT per row
+    for case, layout, rate, frac, r, sim in _case_runs(requests, cases=cases, fractions=FRACTIONS, warmup=warmup,
+                                                       dispatch=dispatch, with_server=False):  # fmt: skip
+        cells = (case, layout, f"{rate:.2f} (x{frac})",
+                 f"{sim.batch:.1f} / {r.batch:.1f}", f"{sim.tpot_s * 1e3:.2f} / {r.tpot_mean_s * 1e3:.2f}",
+                 f"{sim.ttft_s * 1e3:.1f} / {r.ttft_mean_s * 1e3:.1f}",
+                 f"{sim.ttft_p90_s * 1e3:.1f} / {r.ttft_p90_s * 1e3:.1f}",
+                 f"{sim.output_tokens_per_s:.0f}")  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+        pairs.setdefault(layout, []).append((sim.batch, r.batch, sim.tpot_s, r.tpot_mean_s, sim.ttft_s,
+                                             r.ttft_mean_s))  # fmt: skip
     return [*lines, "", *ln_summary(pairs)]
 
 
@@ -380,36 +393,20 @@ def compare_tpot(requests: int, *, cases: tuple = CASES, fractions: tuple = TPOT
     """The ``--tpot`` table: each case's layouts at each of ``fractions`` of kvplan's sustainable rate, the simulated
     requests' own TPOT (first to last token over ``O - 1``) at the mean, p90 and p99 beside ``serve()``'s, and the
     |ln(kvplan / sim)| of each row's p90 and p99 (returned by name for the summary)."""
-    from kvplan.capacity import setup
-    from kvplan.engines import Settings
-    from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, _limits, max_rate, serve
-
     head = ("case", "layout", "rate (x max)", "batch sim / kvplan", "TPOT ms sim / kvplan", "p90 sim / kvplan",
             "p99 sim / kvplan", "|ln| p90, p99")  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     errors: dict[str, list[float]] = {"p90": [], "p99": []}
-    for model, gpu, tp, dp, weights, isl, osl in cases:
-        for layout, engine, keywords, dealt in _layouts(dp):
-            s = setup(model, gpu, engine=engine, tp=tp, dp=dp, ep=dp > 1, weights_dtype=weights,
-                      settings=Settings(**keywords))  # fmt: skip
-            inp, out = Lengths.of(isl), Lengths.of(osl)
-            top = max_rate(s, input_len=inp, output_len=out)
-            budget = s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
-            cap = _limits(s, inp, out)[0]
-            split = f"TP{tp}" if dp == 1 else f"DP{dp} EP{dp}"
-            for frac in fractions:
-                rate = frac * top
-                r = serve(s, rate_rps=rate, input_len=inp, output_len=out, with_max_rate=False)
-                sim = simulate(s, rate_rps=rate, isl=isl, osl=osl, requests=requests, budget=budget, seq_cap=cap,
-                               warmup=warmup, dispatch=dispatch or dealt)  # fmt: skip
-                e90, e99 = abs(math.log(r.tpot_p90_s / sim.tpot_p90_s)), abs(math.log(r.tpot_p99_s / sim.tpot_p99_s))
-                errors["p90"].append(e90)
-                errors["p99"].append(e99)
-                cells = (f"{model} {gpu} {split} {isl}/{osl}", layout, f"{rate:.2f} (x{frac})",
-                         f"{sim.batch:.1f} / {r.batch:.1f}", f"{sim.tpot_s * 1e3:.2f} / {r.tpot_mean_s * 1e3:.2f}",
-                         f"{sim.tpot_p90_s * 1e3:.2f} / {r.tpot_p90_s * 1e3:.2f}",
-                         f"{sim.tpot_p99_s * 1e3:.2f} / {r.tpot_p99_s * 1e3:.2f}", f"{e90:.3f}, {e99:.3f}")  # fmt: skip
-                lines.append("| " + " | ".join(cells) + " |")
+    for case, layout, rate, frac, r, sim in _case_runs(requests, cases=cases, fractions=fractions, warmup=warmup,
+                                                       dispatch=dispatch, with_server=True):  # fmt: skip
+        e90, e99 = abs(math.log(r.tpot_p90_s / sim.tpot_p90_s)), abs(math.log(r.tpot_p99_s / sim.tpot_p99_s))
+        errors["p90"].append(e90)
+        errors["p99"].append(e99)
+        cells = (case, layout, f"{rate:.2f} (x{frac})",
+                 f"{sim.batch:.1f} / {r.batch:.1f}", f"{sim.tpot_s * 1e3:.2f} / {r.tpot_mean_s * 1e3:.2f}",
+                 f"{sim.tpot_p90_s * 1e3:.2f} / {r.tpot_p90_s * 1e3:.2f}",
+                 f"{sim.tpot_p99_s * 1e3:.2f} / {r.tpot_p99_s * 1e3:.2f}", f"{e90:.3f}, {e99:.3f}")  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
     return lines, errors
 
 
