@@ -238,12 +238,11 @@ def mlperf_engine(r: dict):  # noqa: ANN201
 
 def row_setup(r: dict, *, ep: bool = True, heuristic: bool = False, balance: bool = False):  # noqa: ANN201
     """kvplan's setup for a table row: the row's model, split, launch and engine release (:func:`row_engine`), with
-    trtllm-bench's own ``max_batch_size`` / ``max_num_tokens`` where ``heuristic`` asks for them."""
-    caps = dict(zip(("max_batch", "max_tokens"), trtllm_bench_settings(r), strict=True)) if heuristic else {}
+    the run's caps (:func:`bench_caps`; ``heuristic``: trtllm-bench's ``max_num_tokens`` as well)."""
     engine, tuning = row_engine(r)
-    return _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, **caps,
-                  graph_sizes=row_graph_sizes(r), balance=balance, engine=engine, batch_tuning=tuning,
-                  max_seq_len=row_max_seq_len(r), **run_split(r, ep=ep))  # fmt: skip
+    return _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION,
+                  **bench_caps(r, tokens=heuristic), graph_sizes=row_graph_sizes(r), balance=balance, engine=engine,
+                  batch_tuning=tuning, max_seq_len=row_max_seq_len(r), **run_split(r, ep=ep))  # fmt: skip
 
 
 def _row_tokens_s(r: dict, *, ep: bool = True, heuristic: bool = False, balance: bool = False) -> float:
@@ -271,6 +270,23 @@ def balance_lines(rows: list[dict], *, markdown: bool = False) -> list[str]:
     return out
 
 
+def checkpoint_elements(spec, weights: str) -> float:  # noqa: ANN001
+    """The parameter count ``trtllm-bench`` sizes the engine by: the sum of every tensor's elements in the checkpoint's
+    safetensors headers (tensorrt_llm/bench/build/dataclasses.py ``ModelConfig.get_param_count``,
+    ``huggingface_hub`` ``parameter_count``). An FP8 checkpoint stores each weight element once (plus scalar scales);
+    a ModelOpt NVFP4 checkpoint stores the quantized linear layers' weights two elements to a byte (uint8 tensors of
+    half the width) and one FP8 scale per 16 elements, its embedding, LM head and norms unquantized, so the headers
+    count ``linear / 2 + linear / 16 + the rest``, with the attention and MLP (experts) projections as the linear
+    layers."""
+    from kvplan.params import count_params
+
+    p = count_params(spec)
+    if weights != "nvfp4":
+        return p.total
+    linear = p.attention + p.mlp
+    return p.total - linear + linear / 2 + linear / 16
+
+
 def trtllm_bench_settings(r: dict) -> tuple[int, int]:
     """``(max_batch_size, max_num_tokens)`` as ``trtllm-bench throughput`` picks them when the launch sets neither
     (the v1.0 tables): tensorrt_llm/bench/build/tuning.py ``calc_engine_setting`` + ``finetune_setting`` (KV for
@@ -281,14 +297,13 @@ def trtllm_bench_settings(r: dict) -> tuple[int, int]:
     memory stand in for the checkpoint's and ``get_device_memory``'s."""
     from kvplan.catalog import load_bundled
     from kvplan.hardware import resolve_gpu
-    from kvplan.params import count_params
 
     spec, gpu, tp = load_bundled(r["model"]), resolve_gpu(r["gpu"]), r["tp"]
     gib = 1024**3
     head = spec.head_dim or spec.hidden_size // spec.num_attention_heads
     per_token = 2 * spec.num_layers * max(tp, spec.num_kv_heads) * head * 1.0 / gib
     per_param = 0.5 if r["weights"] == "nvfp4" else 1.0  # tuning.py BYTES_PER_ELEM: FP8 1.0, NVFP4 0.5
-    cache = (gpu.memory_bytes * tp / gib - count_params(spec).total * per_param / gib) * KV_FRACTION
+    cache = (gpu.memory_bytes * tp / gib - checkpoint_elements(spec, r["weights"]) * per_param / gib) * KV_FRACTION
     raw_bs = min(cache / (per_token * (r["isl"] + r["osl"])), 4096)
     raw_tokens = min(raw_bs * (1 + r["isl"] / r["osl"]), 32768)
     if raw_bs < 256:
@@ -304,18 +319,37 @@ def trtllm_bench_settings(r: dict) -> tuple[int, int]:
     return batch, max(tokens, r["isl"] + batch)
 
 
+def bench_caps(r: dict, *, tokens: bool = False) -> dict:
+    """The caps a table row's run had where kvplan scores them: ``trtllm-bench throughput``'s own ``max_batch_size``
+    (:func:`trtllm_bench_settings`) for the v1.0 rows, whose launches set neither cap, so ``get_settings`` takes the
+    tuning heuristic's; none (the engine's defaults) for the others. It bounds the running batch (the executor's
+    ``max_num_requests``) and the CUDA graphs the model engine captures, the first of the page's ``batch_sizes`` past
+    it replaced by it (:func:`kvplan.engines.trtllm.captured_graph_sizes`): 145 sequences on the H200 70B at
+    1000/2000 (cap 160) run as 160 rows, not 256.
+
+    The heuristic's ``max_num_tokens`` (``tokens``) is the same run's fact but is kept out of the tables: kvplan's
+    serving fixed point moves with the token budget even where a step carries a few prompt tokens (Llama 3.1 8B H100
+    128/4096, about 8 a step: x0.86 at 8,192, x0.78 at 2,048), and a 28,672-token budget takes Qwen3-30B-A3B B200
+    2048/128 from x0.91 to x0.69; ``--bench-heuristic`` prints the rows with it."""
+    if r["source"] != "trtllm-1.0":
+        return {}
+    batch, budget = trtllm_bench_settings(r)
+    return {"max_batch": batch, "max_tokens": budget} if tokens else {"max_batch": batch}
+
+
 def heuristic_summary(runs: list[dict]) -> str:
-    """The v1.0 rows scored with trtllm-bench's own batch and token caps instead of the engine defaults (a check of
-    whether the harness's settings explain the misses; the tables above keep the method of the other rows)."""
+    """The v1.0 FP8 rows as the tables score them (:func:`run_tokens_s`) but with trtllm-bench's ``max_num_tokens``
+    as well as its ``max_batch_size`` (:func:`bench_caps`): the one cap of the run the tables leave out."""
     parts = []
     for name, keep in (("dense", lambda r: "launch" not in r), ("attention DP + EP", lambda r: "launch" in r)):
         rows = [r for r in runs if r["source"] == "trtllm-1.0" and "not_modelled" not in r and keep(r)
                 and r["weights"] == "fp8"]  # fmt: skip
-        scored = [{"ratio": _row_tokens_s(r, heuristic=True) / r["published_tok_s"]} for r in rows]
+        scored = [{"ratio": run_tokens_s(r, tokens=True) / r["published_tok_s"]} for r in rows]
         s = stats(scored)
         parts.append(f"{name} {s['compared']} points: median |ln ratio| {s['median_abs_ln']:.3f}, worst "
                      f"{s['worst_abs_ln']:.3f}, within 20%: {s['within_20pct']}/{s['compared']}")  # fmt: skip
-    return "trtllm-1.0 FP8 rows with trtllm-bench's max_batch_size / max_num_tokens heuristic: " + "; ".join(parts)
+    head = "trtllm-1.0 FP8 rows with trtllm-bench's max_num_tokens as well as its max_batch_size (the tables take"
+    return head + " the batch cap only): " + "; ".join(parts)
 
 
 def step_residual(r: dict) -> dict:
@@ -871,9 +905,10 @@ def finite_run_tokens_s(*, requests: int, ranks: int, slots: float, tokens_s_at:
     return requests / ((lifetimes - 1) * full + ranks * busiest / tokens_s_at(busiest))
 
 
-def run_setup(r: dict, *, ep: bool = True, max_batch: int | None = None):  # noqa: ANN201
-    """The setup of a TensorRT-LLM table row's run (:func:`run_tokens_s`): :func:`row_setup`'s, at most ``max_batch``
-    sequences a rank, and on an attention-DP row every rank's prompts admitted in the same steps.
+def run_setup(r: dict, *, ep: bool = True, max_batch: int | None = None, tokens: bool = False):  # noqa: ANN201
+    """The setup of a TensorRT-LLM table row's run (:func:`run_tokens_s`): :func:`row_setup`'s (the run's caps,
+    :func:`bench_caps`; ``tokens``: its ``max_num_tokens`` too), at most ``max_batch`` sequences a rank below them,
+    and on an attention-DP row every rank's prompts admitted in the same steps.
 
     Nothing in the engine aligns the ranks by default (each schedules its own requests; ``attention_dp_config``'s
     balancer is off), and kvplan's serving model takes them as independent (:func:`kvplan.serving._dp_mean_step`),
@@ -887,12 +922,15 @@ def run_setup(r: dict, *, ep: bool = True, max_batch: int | None = None):  # noq
     aligned = {"balance": True, "timeout_iters": 0, "batching_wait_iters": 0}
     dp = (r.get("launch") or {}).get("enable_attention_dp")
     engine, tuning = row_engine(r)
-    return _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, max_batch=max_batch,
+    caps = bench_caps(r, tokens=tokens)
+    if max_batch is not None:
+        caps["max_batch"] = min(max_batch, caps.get("max_batch", max_batch))
+    return _setup(r["model"], r["gpu"], weights=r["weights"], kv=r["kv"], fraction=KV_FRACTION, **caps,
                   graph_sizes=row_graph_sizes(r), engine=engine, batch_tuning=tuning, **(aligned if dp else {}),
                   max_seq_len=row_max_seq_len(r), **run_split(r, ep=ep))  # fmt: skip
 
 
-def run_tokens_s(r: dict, *, ep: bool = True) -> float:
+def run_tokens_s(r: dict, *, ep: bool = True, tokens: bool = False) -> float:
     """kvplan's output tokens/s for a TensorRT-LLM table row as the page ran it: the row's ``$num_requests``
     (:data:`TRTLLM_NUM_REQUESTS`) through :func:`finite_run_tokens_s`, the places a rank's steady-state batch at its
     highest sustainable rate and ``T(b)`` the steady state with at most ``b`` sequences a rank (``max_batch_size``),
@@ -900,7 +938,7 @@ def run_tokens_s(r: dict, *, ep: bool = True) -> float:
     gives no count for the row's lengths."""
     from kvplan.serving import Lengths, max_rate, serve
 
-    s = run_setup(r, ep=ep)
+    s = run_setup(r, ep=ep, tokens=tokens)
     steady = replica_tokens_s(s, r["isl"], r["osl"])
     requests = TRTLLM_NUM_REQUESTS.get((r["isl"], r["osl"]))
     if requests is None:
@@ -914,7 +952,7 @@ def run_tokens_s(r: dict, *, ep: bool = True) -> float:
     def tokens_s_at(batch: int) -> float:
         if batch >= slots:
             return steady
-        return replica_tokens_s(run_setup(r, ep=ep, max_batch=batch), r["isl"], r["osl"])
+        return replica_tokens_s(run_setup(r, ep=ep, max_batch=batch, tokens=tokens), r["isl"], r["osl"])
 
     return finite_run_tokens_s(requests=requests, ranks=s.dp, slots=slots, tokens_s_at=tokens_s_at)
 

@@ -21,7 +21,8 @@ PAGE = (1, 2, 4, 8, 16, 32, 64, 128, 256, 384, 512, 1024, 2048, 4096, 8192)  # p
 
 def test_trtllm_graph_rows_round_up_to_the_captured_sizes_by_hand() -> None:
     """A mean of 98.25 sequences a rank: the busiest holds 99, padded to 128; 128 stays 128; 459 -> 512;
-    past 8,192 (the largest captured) and past max_batch_size (128 > 100) nothing is padded (None)."""
+    past 8,192 (the largest captured) nothing is padded (None). With max_batch_size 100 the executor captures
+    1 ... 64 and 100 (the first size past the cap, 128, replaced by it): 99 runs as 100 rows, 50 as 64."""
     trt = ENGINES["trtllm"]
     on = Settings(cuda_graph_batch_sizes=PAGE)
     assert trt.graph_rows(on, 98.25) == 128.0
@@ -29,9 +30,28 @@ def test_trtllm_graph_rows_round_up_to_the_captured_sizes_by_hand() -> None:
     assert trt.graph_rows(on, 459.0) == 512.0
     assert trt.graph_rows(on, 0.3) == 1.0
     assert trt.graph_rows(on, 8192.5) is None
-    assert trt.graph_rows(Settings(cuda_graph_batch_sizes=PAGE, max_num_seqs=100), 98.25) is None
+    assert trt.graph_rows(Settings(cuda_graph_batch_sizes=PAGE, max_num_seqs=100), 98.25) == 100.0
+    assert trt.graph_rows(Settings(cuda_graph_batch_sizes=PAGE, max_num_seqs=100), 50) == 64.0
     assert trt.graph_rows(Settings(), 98.25) is None  # enable_padding off (TensorRT-LLM's default): not padded
     assert ENGINES["vllm"].graph_rows(on, 98.25) is None  # only TensorRT-LLM's rule is modelled
+
+
+def test_captured_graph_sizes_follow_the_model_engines_filter_by_hand() -> None:
+    """``_filter_cuda_graph_batch_sizes`` (model_engine.py): the sizes up to ``min(max_batch_size, max_num_tokens)``
+    kept, the first past it replaced by that cap with padding on. The page's list under trtllm-bench's cap of 160
+    (Llama 3.3 70B H200 at 1000/2000): 1 ... 128, 160; a cap on the list (256) adds nothing; max_num_tokens 300
+    below max_batch_size 512 caps at 300; a cap below the first size (0.5 of one) is all that is captured; no cap:
+    the list as given, sorted."""
+    from kvplan.engines.trtllm import captured_graph_sizes
+
+    assert captured_graph_sizes(Settings(cuda_graph_batch_sizes=PAGE, max_num_seqs=160)) == (
+        1, 2, 4, 8, 16, 32, 64, 128, 160)  # fmt: skip
+    assert captured_graph_sizes(Settings(cuda_graph_batch_sizes=PAGE, max_num_seqs=256))[-2:] == (128, 256)
+    assert captured_graph_sizes(Settings(cuda_graph_batch_sizes=PAGE, max_num_seqs=512,
+                                         max_num_batched_tokens=300))[-2:] == (256, 300)  # fmt: skip
+    assert captured_graph_sizes(Settings(cuda_graph_batch_sizes=(8, 16), max_num_seqs=4)) == (4,)
+    assert captured_graph_sizes(Settings(cuda_graph_batch_sizes=(16, 1, 4))) == (1, 4, 16)
+    assert captured_graph_sizes(Settings()) == ()
 
 
 def _step(spec, gpu, *, seqs: float, padded: float | None, dp: int = 4):  # noqa: ANN001, ANN202

@@ -137,6 +137,27 @@ def _whole_sliding(stage: StagePlan) -> StagePlan:
 # (adjust_window_sizes_for_vswa, _validate_and_adjust_attention_windows); kvplan reports that it does not fit.
 
 
+def captured_graph_sizes(settings: Settings) -> tuple[int, ...]:
+    """The decode batch sizes the PyTorch executor captures CUDA graphs for, from the launch's
+    ``cuda_graph_config.batch_sizes`` (``Settings.cuda_graph_batch_sizes``, sorted): those up to the largest pure
+    decoding batch, ``min(max_batch_size, max_num_tokens)`` (no draft tokens), and with padding on, in place of the
+    first size past it, that cap itself ("if the user is OK padding to a batch size B, they should also be OK with
+    padding to some size B' < B"): tensorrt_llm/_torch/pyexecutor/model_engine.py ``_filter_cuda_graph_batch_sizes``
+    (the 1.0-era copy with ``max_draft_len``, read through the code index; later copies keep the rule with
+    ``max_total_draft_tokens`` / ``tokens_per_request``), applied in ``PyTorchModelEngine.__init__`` with the
+    executor's ``batch_size`` and ``max_num_tokens``. So a ``trtllm-bench`` run whose heuristic ``max_batch_size``
+    is 160 captures 1, 2, ..., 128, 160 from the v1.0 tables' list and pads 145 sequences to 160, not 256. kvplan
+    models TensorRT-LLM's padding only where the launch names the sizes (``enable_padding`` with ``batch_sizes``);
+    an unset ``max_batch_size`` leaves the list uncut (kvplan bounds the batch by the KV pool only,
+    :meth:`Trtllm.batch_limits`)."""
+    sizes = sorted(settings.cuda_graph_batch_sizes or ())
+    cap = min(settings.max_num_seqs or math.inf, settings.max_num_batched_tokens or MAX_NUM_TOKENS)
+    kept = tuple(b for b in sizes if b <= cap)
+    if len(kept) < len(sizes) and (not kept or kept[-1] != cap):
+        kept += (int(cap),)
+    return kept
+
+
 def temporary_window(window: int, *, max_seq_len: int, max_num_tokens: int) -> int:
     """Tokens a request holds beyond ``window`` while a prompt chunk is prefilled (calculateTemporaryAttentionWindow
     with max_input_len = max_seq_len - 1); 0 for a window that spans the whole sequence."""
@@ -745,18 +766,18 @@ class Trtllm(Engine):
         ``[can_run_cuda_graph, batch_size]``, ``new_batch_size = max(...)`` when every rank is generation-only), so
         all ranks replay one graph (``_maybe_get_cuda_graph`` replays none unless every rank is generation-only with
         the same batch size). The dummy (``kv_cache_manager.add_dummy_requests(is_gen=True)``, one short sequence,
-        reused) adds rows to every GEMM, norm and MoE layer, not to the attention's cache reads. No padding past the
-        largest captured size or past ``max_batch_size`` (``padding_size + batch_size > self.batch_size``); the step
-        then runs eagerly there, which kvplan does not model (None: unpadded). No graphs at all
-        (``Settings.cuda_graphs`` False): nothing to pad to."""
+        reused) adds rows to every GEMM, norm and MoE layer, not to the attention's cache reads.
+
+        The captured sizes are the launch's :func:`captured_graph_sizes`: none past the executor's ``max_batch_size``
+        (or ``max_num_tokens``), the first size past it replaced by that cap itself, which the step is then padded to.
+        No padding past the largest captured size; the step then runs eagerly there, which kvplan does not model
+        (None: unpadded). No graphs at all (``Settings.cuda_graphs`` False): nothing to pad to."""
         if settings.cuda_graphs is False:
             return None
-        sizes = sorted(settings.cuda_graph_batch_sizes or ())
+        sizes = captured_graph_sizes(settings)
         busiest = math.ceil(rank_seqs - 1e-9)  # a mean of 98.25 sequences: the busiest rank holds 99
         idx = bisect.bisect_left(sizes, busiest)
         if idx == len(sizes):
-            return None
-        if settings.max_num_seqs is not None and sizes[idx] > settings.max_num_seqs:
             return None
         return float(sizes[idx])
 
