@@ -327,10 +327,12 @@ def bench_caps(r: dict, *, tokens: bool = False) -> dict:
     it replaced by it (:func:`kvplan.engines.trtllm.captured_graph_sizes`): 145 sequences on the H200 70B at
     1000/2000 (cap 160) run as 160 rows, not 256.
 
-    The heuristic's ``max_num_tokens`` (``tokens``) is the same run's fact but is kept out of the tables: kvplan's
-    serving fixed point moves with the token budget even where a step carries a few prompt tokens (Llama 3.1 8B H100
-    128/4096, about 8 a step: x0.86 at 8,192, x0.78 at 2,048), and a 28,672-token budget takes Qwen3-30B-A3B B200
-    2048/128 from x0.91 to x0.69; ``--bench-heuristic`` prints the rows with it."""
+    The heuristic's ``max_num_tokens`` (``tokens``) is the same run's fact but is kept out of the tables (measured, the
+    lead's call): it moves the rows through two things kvplan does not resolve finely enough. The activation peak the
+    pool is sized after shrinks with it, and a pool a few sequences larger can cross a captured graph size (Llama 3.1
+    8B H100 128/4096: 256 -> 258 sequences, the decode steps padded to 384 rows instead of 256, x0.86 -> x0.78); and
+    the prompt budget reshapes kvplan's prefill steps (Qwen3-30B-A3B B200 2048/128 at 28,672 tokens: x0.91 -> x0.69;
+    the Hopper attention-DP rows 24 -> 16 of 52). ``--bench-heuristic`` prints the FP8 rows with it."""
     if r["source"] != "trtllm-1.0":
         return {}
     batch, budget = trtllm_bench_settings(r)
