@@ -1739,9 +1739,10 @@ def prompt_attention_fix_s(s, segments: tuple[tuple[int, int], ...], kept: dict)
     (tokens, prefix) in the step): kvplan's step (:func:`kvplan.latency.mixed_step_latency`) prices its chunk as one
     prompt's, after the first prompt's prefix, so its attention (and DeepSeek-V3.2's indexer) scores every token of
     the chunk against the chunk's earlier tokens; each prompt attends to its own tokens only (kvplan.serving prices
-    whole prompts, its chunks never longer than one). The fix: the prompts' attention FLOPs summed, each over its
-    own causal past, at their token-weighted mean length, plus each prompt's indexer, with the kernels' fixed costs
-    once (one variable-length launch per layer holds every prompt), minus the one-prompt figure. 0 with one prompt
+    a step of whole prompts as such, ``prefill_prompts``, and a long prompt's chunks one at a time). The fix: the
+    prompts' attention FLOPs summed, each over its own causal past, at their token-weighted mean length, plus each
+    prompt's indexer, with the kernels' fixed costs once (one variable-length launch per layer holds every prompt),
+    minus the one-prompt figure. 0 with one prompt
     in the step, and with PP or DP (their steps are not additive in the attention): there the one-prompt figure
     stands. ``kept``: the run's cache by ``segments``."""
     if len(segments) < 2 or s.pp > 1 or s.dp > 1:

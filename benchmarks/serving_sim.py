@@ -136,12 +136,14 @@ def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: i
         decodes = sum(pl[1] for pl in plans)
         busiest = max(range(ranks), key=lambda r: plans[r][0])
         chunk, prefix = plans[busiest][0], plans[busiest][2]
+        # several prompts' tokens from the start of each: each attends to its own (kvplan.serving prices them so)
+        prompts = float(plans[busiest][4]) if ranks == 1 and not prefix and plans[busiest][4] > 1 else 1.0
         p_all = sum(pl[0] for pl in plans)
         mean_generated = sum(d[0] for dec in decoding for d in dec) / n_all if n_all else 0
         mean_prompt = round(sum(d[4] for dec in decoding for d in dec) / n_all) if n_all and lengths else isl
         context = mean_prompt + round(mean_generated / CONTEXT_BUCKET) * CONTEXT_BUCKET
         step = _step(s, n=float(decodes), p=float(chunk), context=context, prefix=prefix,
-                     p_all=float(p_all) if ranks > 1 else None)  # fmt: skip
+                     p_all=float(p_all) if ranks > 1 else None, prompts=prompts)  # fmt: skip
         if first_clock is None and index > warmup:
             first_clock = clock
         if trace is not None and first_clock is not None and arrivals:  # the steady part, not the drain
@@ -273,23 +275,23 @@ def _deal_fewest_active(prompts: list[int], active: list[tuple[int, int]]) -> li
     return dealt
 
 
-def _rank_plan(waiting: deque, n: int, *, budget: int, cap: int, mixed: bool) -> tuple[int, int, int, int]:
+def _rank_plan(waiting: deque, n: int, *, budget: int, cap: int, mixed: bool) -> tuple[int, int, int, int, int]:
     """One rank's share of an iteration: (prompt tokens, decodes, the first prompt's computed tokens, prompts that
-    complete), taking the tokens from ``waiting`` (module docstring's layouts)."""
+    complete, prompts the tokens come from), taking the tokens from ``waiting`` (module docstring's layouts)."""
     if not mixed and not waiting:
-        return 0, n, 0, 0
+        return 0, n, 0, 0, 0
     room = budget - n if mixed else budget
-    chunk, first_prefix, completed = 0, 0, 0
+    chunk, first_prefix, completed, pieces = 0, 0, 0, 0
     for i, req in enumerate(waiting):
         if room <= 0 or n + i >= cap:
             break
         take = min(room, req[0])
         if i == 0:
             first_prefix = req[3] - req[0]
-        chunk, room = chunk + take, room - take
+        chunk, room, pieces = chunk + take, room - take, pieces + 1
         req[0] -= take
         completed += req[0] == 0
-    return chunk, (n if mixed or not chunk else 0), first_prefix, completed
+    return chunk, (n if mixed or not chunk else 0), first_prefix, completed, pieces
 
 
 CASES = (  # (model, GPU, TP, attention-DP ranks, weights, prompt, output)

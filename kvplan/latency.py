@@ -2667,6 +2667,7 @@ def mixed_step_latency(
     padded_rank_seqs: float | None = None,
     settings: Settings | None = None,
     eager_decode: bool = False,
+    prefill_prompts: float = 1.0,
 ) -> OpTimes:
     """One in-flight-batching step: ``decode_seqs`` decodes at ``decode_context`` plus a prefill chunk of
     ``prefill_tokens`` tokens after ``prefill_prefix`` already-prefilled tokens of the same prompt.
@@ -2699,6 +2700,8 @@ def mixed_step_latency(
 
     ``settings``: the engine's flags where they change what its attention kernels read (:func:`kernel_spec`).
     ``eager_decode``: a decode-only step past the engine's largest CUDA graph (:func:`past_graph_cap`), run without one.
+    ``prefill_prompts`` (one rank, no PP, no prefix): the chunk is that many whole prompts, each attending to its own
+    tokens (:func:`_chunk_attention_s`); default one prompt.
     """
     chunk = int(round(prefill_tokens))
     spec, c, views = _step_ctx(spec, gpu, engine, settings, tp=tp, weights_dtype=weights_dtype,
@@ -2710,7 +2713,7 @@ def mixed_step_latency(
     if pp == 1 and dp == 1:
         pad = max(0.0, padded_rank_seqs - decode_seqs) if padded_rank_seqs is not None and not chunk else 0.0
         return _micro_step(c, None, decode_seqs, decode_seqs + pad, decode_context, chunk, prefill_prefix,
-                           kv_dtype_name, pad)  # fmt: skip
+                           kv_dtype_name, pad, prefill_prompts)  # fmt: skip
     rank_seqs = decode_seqs / dp
     micro = min(float(pp), max(1.0, rank_seqs))
     seqs = rank_seqs / micro
@@ -2895,10 +2898,12 @@ def _micro_step(
     prefill_prefix: int,
     kv_dtype_name: str,
     pad_rows: float = 0.0,
+    prompts: float = 1.0,
 ) -> OpTimes:
     """One stage (all layers when ``stage`` is None) of a step: ``decode_seqs`` decodes on the busiest rank plus a
     chunk; the MoE layers see ``moe_decode_seqs`` decodes (every DP rank's) plus the chunk. ``pad_rows``: CUDA-graph
-    padding rows on the rank, in every linear layer but not in attention (``moe_decode_seqs`` counts them)."""
+    padding rows on the rank, in every linear layer but not in attention (``moe_decode_seqs`` counts them).
+    ``prompts``: the whole prompts the chunk holds (:func:`_chunk_attention_s`)."""
     sampled = decode_seqs + pad_rows + (1 if chunk else 0)
     moe_tokens = moe_decode_seqs + chunk
     gemm, moe, elementwise, reduce, a2a, hidden = _linear_s(c, decode_seqs + pad_rows + chunk, sampled, stage=stage,
@@ -2919,10 +2924,10 @@ def _micro_step(
                                              kv_dtype=kv_dtype_name, stage=stage))  # fmt: skip
         attention += min(1.0, decode_seqs) * hit[1]
     if chunk:
-        key = (id(c), "prefill", chunk, prefill_prefix, kv_dtype_name, stage.index if stage else None)  # kept
+        key = (id(c), "prefill", chunk, prefill_prefix, kv_dtype_name, stage.index if stage else None, prompts)  # kept
         hit = _PARTS.get(key)
         if hit is None or hit[0] is not c:
-            hit = _keep(key, c, _chunk_attention_s(c, stage, chunk, prefill_prefix, kv_dtype_name))
+            hit = _keep(key, c, _chunk_attention_s(c, stage, chunk, prefill_prefix, kv_dtype_name, prompts))
         attention += hit[1]
     return OpTimes(gemm, moe, attention, elementwise, reduce, a2a, 0.0, hidden)  # positional: the hot path
 
@@ -2936,10 +2941,21 @@ def _decode_attention_stages(c: _Ctx, kv_dtype: str) -> list[int]:
     return [reads.index(r) for r in reads]
 
 
-def _chunk_attention_s(c: _Ctx, stage: _Stage | None, chunk: int, prefill_prefix: int, kv_dtype_name: str) -> float:
+def _chunk_attention_s(c: _Ctx, stage: _Stage | None, chunk: int, prefill_prefix: int, kv_dtype_name: str,
+                       prompts: float = 1.0) -> float:  # fmt: skip
     """Attention of one stage (all layers when ``stage`` is None) for a prompt chunk after ``prefill_prefix``
-    tokens of the same prompt."""
+    tokens of the same prompt; or, with ``prompts`` above one (no prefix), for that many whole prompts of
+    ``chunk / prompts`` tokens each: each attends to its own tokens only (the context kernels take the step's prompts
+    as variable-length sequences, each with its own causal mask), so their FLOPs are ``prompts`` times one prompt's,
+    not one prompt of ``chunk`` tokens' (quadratic in the whole chunk), and the kernels launch once for all
+    (``batch = prompts``, as a batch prefill, :func:`step_latency`)."""
     layers = stage.layers if stage is not None else range(c.spec.num_layers)
+    if prompts > 1 and not prefill_prefix:
+        each = max(1, round(chunk / prompts))
+        flops = _stage_flops(c.spec, layers, context=each, prefix=0, prompts=prompts, tp=c.tp)
+        attention = _attention_s(c, phase="prefill", context=each, batch=prompts, attention_flops=flops,
+                                 kv_dtype=kv_dtype_name, stage=stage, prefix=0)  # fmt: skip
+        return attention + indexer_prefill_s(c, layers, context=each, prefix=0, prompts=prompts)
     flops = _stage_flops(c.spec, layers, context=chunk, prefix=prefill_prefix, prompts=1, tp=c.tp)
     attention = _attention_s(c, phase="prefill", context=prefill_prefix + chunk, batch=1, attention_flops=flops,
                              kv_dtype=kv_dtype_name, stage=stage, prefix=prefill_prefix)  # fmt: skip

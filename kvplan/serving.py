@@ -239,6 +239,7 @@ def _step(
     ep: bool = False,
     p_all: float | None = None,
     chunks: float = 1.0,
+    prompts: float = 1.0,
 ) -> float:
     """Mean time in which every running sequence advances one token: ``n`` decodes over the replica plus a prompt
     chunk of ``p`` tokens on the busiest data-parallel rank (``p_all``: all ranks' prompt tokens, default ``p``);
@@ -247,7 +248,7 @@ def _step(
     measured host time per request (``Settings.host_request_s``) the engine's host loop rule applies
     (:func:`kvplan.host.step_with_host_s`); without one the step is the GPU's. Kept per setup object and exact
     arguments (:data:`_STEPS`; looked up here rather than in a wrapper: a plan asks for thousands of steps)."""
-    key = (id(s), n, p, context, prefix, ep, p_all, chunks)
+    key = (id(s), n, p, context, prefix, ep, p_all, chunks, prompts)
     hit = _STEPS.get(key)
     if hit is not None and hit[0] is s:
         return hit[1]
@@ -275,6 +276,7 @@ def _step(
         deepep=s.settings.deepep,
         prompt_chunks=chunks,
         padded_rank_seqs=padded,
+        prefill_prompts=prompts,
         settings=s.settings,
         eager_decode=eager,
     ).total
@@ -335,7 +337,8 @@ def _mean_step(s: Setup, *, n: float, p: float, prompt: int, budget: int, contex
     if p >= chunk:
         if s.pp > 1:  # p / chunk prompt chunks, each admitted by one of the micro-batches (mixed_step_latency)
             return _step(s, n=n, p=chunk, context=context, ep=ep, chunks=p / chunk)
-        return _step(s, n=n, p=p, context=context, ep=ep)
+        # p / prompt whole prompts in the step where a prompt fits one (each its own attention), else one long chunk
+        return _step(s, n=n, p=p, context=context, ep=ep, prompts=p / prompt if chunk >= prompt else 1.0)
     share = p / chunk
     busy = _step(s, n=n, p=chunk, context=context, prefix=prefix, ep=ep)
     return (1 - share) * _step(s, n=n, p=0, context=context, ep=ep) + share * busy
@@ -399,8 +402,9 @@ def _alternating_parts(s: Setup, *, n: float, p: float, prompt: int, budget: int
     steps = _prompt_steps(per_rank / prompt, prompt=prompt, budget=budget)
     tokens = per_rank / steps
     prefix = max(0, (prompt - budget) // 2)  # a long prompt's chunks sit, on average, half-way in
-    if s.dp == 1:
-        prompts = steps * _step(s, n=0.0, p=tokens, context=context, prefix=prefix, ep=ep)
+    if s.dp == 1:  # a prompt batch of whole prompts: each its own attention (:func:`_mean_step`)
+        whole = tokens / prompt if not prefix and tokens > prompt else 1.0
+        prompts = steps * _step(s, n=0.0, p=tokens, context=context, prefix=prefix, ep=ep, prompts=whole)
         return decode + prompts, prompts / (decode + prompts), decode
     share = steps / (1 + steps)  # a rank's iterations that are its prompt steps
 

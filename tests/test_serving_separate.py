@@ -80,19 +80,21 @@ def test_alternating_steps_by_hand(sglang8b):
     """Llama 3.1 8B, H100, SGLang, 4 requests/s of 2048 in / 256 out. The steady state solves t = d(n) + k P(p / k):
     n = 4 x 256 x t decoding, d(n) their decode step at the mean context 2048 + 128 = 2176, m = 4 t prompts arriving
     a cycle, k = E[ceil(N 2048 / 8192)] prompt steps a cycle for N ~ Poisson(m) = P(N >= 1) + P(N >= 5) + ..., each
-    of p / k = 2048 m / k tokens (a step holds all the prompts that arrived), P(x) the prompt-only step of x tokens.
-    The figures: t = 8.969 ms, n = 9.184, d(n) = 7.292 ms, m = 0.03588, k = 1 - e^-m = 0.03524 (a second step from
-    5 prompts on: 2e-9), p / k = 2085 tokens, P = 47.58 ms: 7.292 + 0.03524 x 47.58 = 8.969 ms. TPOT = d(1 + n) +
+    of p / k = 2048 m / k tokens (a step holds all the prompts that arrived), P(x) the prompt-only step of x tokens
+    in x / 2048 whole prompts (each attending to its own tokens, since stop 28; before, one prompt of x tokens).
+    The figures: t = 8.967 ms, n = 9.183, d(n) = 7.292 ms, m = 0.03587, k = 1 - e^-m = 0.03523 (a second step from
+    5 prompts on: 2e-9), p / k = 2085 tokens, P = 47.54 ms: 7.292 + 0.03523 x 47.54 = 8.967 ms. TPOT = d(1 + n) +
     k P; TTFT = the request's own prompt step P(2048) = 46.79 ms plus the M/D/1 wait behind prompt steps at their
     share of the time, rho = k P / t = 0.187: 46.79 x rho / (2 (1 - rho)) = 5.38 ms, plus the decode step under way:
     found in a share (1 - e^-n) (1 - rho) = 0.813 of the time, half of it left, over 1 - rho: 0.813 x 7.292 / 2 /
     0.813 = 3.65 ms; 55.82 ms in all. Since stop 26 the tagged request's TPOT also carries what the cycle's time
     average does not (kvplan.serving._apart_stalls_s): its own token intervals are d(1 + n), not d(n), stretched by
     the prompts arriving in them, rho (d(1 + n) - d(n)) / (1 - rho), and the prompts that arrived during its TTFT are
-    prefilled before its first decode, 4 x 55.82 ms x 46.79 ms / 255 / (1 - rho): TPOT 9.089 -> 9.167 ms. Since stop 27
+    prefilled before its first decode, 4 x 55.81 ms x 46.79 ms / 255 / (1 - rho): TPOT 9.087 -> 9.165 ms. Since stop 27
     (kvplan.serving._own_life) the others decoding beside it are Little's law on its TPOT, N = 4 x 256 x TPOT, not the
-    steps. n = 4 x 256 x t: TPOT = 9.167 ms + (d(1 + N) - d(1 + n)) / (1 - rho), solved on the same decode step: 9.202
-    ms (N = 9.42 against n = 9.18), and the batch a request sees (the time average) is N.
+    steps. n = 4 x 256 x t: TPOT = 9.165 ms + (d(1 + N) - d(1 + n)) / (1 - rho), solved on the same decode step: 9.200
+    ms (N = 9.42 against n = 9.18), and the batch a request sees (the time average) is N. (Before stop 28's whole
+    prompts: 9.089, 9.167 and 9.202 ms.)
     """
     s, lam = sglang8b, 4.0
     r = serve(s, rate_rps=lam, input_len=Lengths.of(2048), output_len=Lengths.of(256))
@@ -102,19 +104,19 @@ def test_alternating_steps_by_hand(sglang8b):
     k = 1 - math.exp(-m) + sum(math.exp(-m) * m**j / math.factorial(j) for j in range(5, 40))  # ceil(N / 4)
     assert _prompt_steps(m, prompt=2048, budget=8192) == pytest.approx(k, rel=1e-9)
     d, d1 = _step(s, n=n, p=0, context=ctx), _step(s, n=1 + n, p=0, context=ctx)
-    batch_step = _step(s, n=0.0, p=2048 * m / k, context=ctx)
+    batch_step = _step(s, n=0.0, p=2048 * m / k, context=ctx, prompts=m / k)  # m / k whole prompts a step
     own = _step(s, n=0.0, p=2048, context=ctx)
     assert own == pytest.approx(phase_cost(s.spec, H100, 2048, phase="prefill", engine="sglang").time_s)
     assert t == pytest.approx(d + k * batch_step, rel=1e-4)
     rho = k * batch_step / t
     stalls = (rho * (d1 - d) + lam * r.ttft_mean_s * own / 255) / (1 - rho)
     first = d1 + k * batch_step + stalls  # the others at the steps' n
-    assert round((d1 + k * batch_step) * 1e3, 3) == 9.089 and round(first * 1e3, 3) == 9.167
+    assert round((d1 + k * batch_step) * 1e3, 3) == 9.087 and round(first * 1e3, 3) == 9.165
     others = lam * 256 * r.tpot_mean_s
     assert r.batch == pytest.approx(others) and round(others, 2) == 9.42
     beside = _step(s, n=1 + others, p=0, context=ctx)
     assert r.tpot_mean_s == pytest.approx(first + (beside - d1) / (1 - rho), rel=1e-4)
-    assert round(r.tpot_mean_s * 1e3, 3) == 9.202
+    assert round(r.tpot_mean_s * 1e3, 3) == 9.200
     share = (1 - math.exp(-n)) * (1 - rho)
     residual = share * d / 2 / (1 - rho)
     assert r.ttft_mean_s == pytest.approx(own + own * rho / (2 * (1 - rho)) + residual, rel=1e-4)
