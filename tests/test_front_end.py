@@ -63,14 +63,15 @@ def test_the_chat_template_is_paid_where_vllm_0_11_parses_it() -> None:
 
 
 def test_the_api_server_caps_a_replicas_rate() -> None:
-    # 128 in / 4 out on Qwen3-8B: the GPU alone sustains 313 req/s, more than the 169.5 a server of 5.90 ms a request
+    # 128 in / 4 out on Qwen3-8B: the GPU alone sustains 367 req/s (313 before stop 28 priced a prompt batch of many
+    # 128-token prompts as that many prompts, not one long one), more than the 169.5 a server of 5.90 ms a request
     # takes (SGLang's as fitted before its server was read as handing bursts on together); SGLang's own, 1.232 ms
     # (812 req/s), is above what the GPU sustains, so there the steps bind
     inp, out = Lengths.of(128), Lengths.of(4)
     free = max_rate(_sglang_8b(None), input_len=inp, output_len=out)
     own = _sglang_8b()
     own_ceiling = api_server_ceiling_rps(own, out)
-    assert own_ceiling == pytest.approx(1 / 1.232e-3) and own_ceiling > 2.5 * free
+    assert own_ceiling == pytest.approx(1 / 1.232e-3) and own_ceiling > 2 * free
     assert max_rate(own, input_len=inp, output_len=out) == pytest.approx(free)
     s = _sglang_8b(FrontEnd(request_s=5.90e-3))
     ceiling = api_server_ceiling_rps(s, out)
