@@ -716,6 +716,7 @@ BLOCKS: tuple[Block, ...] = (
     Block("gdn_conv1d", _COST, "python benchmarks/gdn_compare.py --conv1d", fence="text"),
     Block("published_summary", _COST, f"{_PC} --markdown", start=r"^trtllm-1\.0 \(TensorRT-LLM v1\.0", fence=""),
     Block("gb200_candidates", _COST, "python benchmarks/gb200_candidates.py --markdown"),
+    Block("blackwell_v10_kernels", _COST, "python benchmarks/blackwell_v10_kernels.py --markdown"),
     Block("run_residual", _COST, f"{_PC} --run-residual", start=r"^run residual ", fence=""),
     Block("dp_ep_gap", _COST, "python benchmarks/dp_ep_gap.py", fence=""),
     Block("dp_ep_gap_published", _COST, "python benchmarks/dp_ep_gap.py --published", fence=""),
