@@ -709,6 +709,7 @@ BLOCKS: tuple[Block, ...] = (
     Block("fp8_quant_compare", _COST, "python benchmarks/fp8_quant_compare.py", fence="text"),
     Block("moe_gap", _COST, "python benchmarks/moe_gap.py --markdown"),
     Block("moe_gap_published", _COST, "python benchmarks/moe_gap.py --published", fence=""),
+    Block("moe_compare_published", _COST, "python benchmarks/moe_compare.py --published", fence=""),
     Block("mamba_scan", _COST, "python benchmarks/mamba_compare.py --scan", fence="text"),
     Block("mamba_compare", _COST, "python benchmarks/mamba_compare.py", start=r"^by GPU, phase:", fence="text"),
     Block("gdn_fit", _COST, "python benchmarks/gdn_compare.py --fit", fence="text"),
