@@ -39,10 +39,14 @@ def test_one_allreduce_a_block_on_both_sides(rows: list[dict]) -> None:
 
 def test_within_the_issue_band(rows: list[dict]) -> None:
     assert all(abs(r["ln"]) <= math.log(1.5) for r in rows)
+
     # the dispatch terms are aiconfigurator's alone: without them TensorRT-LLM's TP 2 cases sit where its TP 1 ones do
-    tp1 = sorted(r["ln"] for r in rows if r["engine"] == "trtllm" and r["tp"] == 1)
-    tp2 = sorted(r["ln_undispatched"] for r in rows if r["engine"] == "trtllm" and r["tp"] == 2)
-    assert abs(tp2[len(tp2) // 2] - tp1[len(tp1) // 2]) < 0.02
+    def median(key: str, tp: int) -> float:
+        values = sorted(r[key] for r in rows if r["engine"] == "trtllm" and r["tp"] == tp)
+        return values[len(values) // 2]
+
+    tp1 = median("ln", 1)
+    assert abs(median("ln_undispatched", 2) - tp1) < 0.5 * abs(median("ln", 2) - tp1)
 
 
 def test_render_lines(rows: list[dict]) -> None:
