@@ -898,40 +898,104 @@ def api_server_wait_s(s: Setup, rate_rps: float, out: Lengths, *, quantile: floa
     return own + queue_wait_s(work, rate_rps * work, quantile=quantile)
 
 
-def _solve(load: _Load) -> tuple[float | None, str]:
-    """Smallest step time t with t = step(n(t), p(t)), or (None, what binds) past saturation."""
+def _solve(load: _Load, *, refine: bool = True) -> tuple[float | None, str]:
+    """The least step time t with t = step(n(t), p(t)), or (None, what binds) past saturation: where no t up to the
+    limits solves it. ``refine=False`` (:func:`max_rate`, which asks only whether the rate is sustained): the grid
+    point that closes the bracket instead of the root in it.
+
+    The least root, because the engine reaches it from an empty start: a batch grows from nothing, each step's load
+    is what arrived during the step before (``t -> step(n(t), p(t))``, Picard's iteration from 0), and while
+    ``step(t) > t`` the steps keep lengthening, so the batch stops growing at the first ``t`` where the step no
+    longer outruns the time (the step rises with ``t``: a longer step never takes less than a shorter one's load).
+    Where the step is lumpy (GEMM tiles, CUDA-graph sizes, the chunk a step admits) ``step(t) - t`` may fall through 0,
+    rise above it and fall again: on H200 the MLPerf Llama-2-70B Server run's least root is 99.6 ms and regula falsi
+    over the whole range returned the one at 120.7 ms (stop 27). Rates at which only such a hump, not the limits, is
+    in the way are served at the least root, not reported saturated.
+
+    In ``u = rate x t`` (requests arrived per step) the load and the limits are the rate's no more: the step is
+    ``S(u) = step(O u, I u)`` and ``t`` solves ``rate S(u) = u``. So the steps are probed on one geometric grid of
+    ``u``, ``u_hi / _GRID ** k`` from the limits down (``u_hi``: ``n`` at the sequence bound, or ``n + p`` at the
+    token budget), kept per setup and lengths in :data:`_STEPS`: every rate's solve, and :func:`max_rate`'s, reads
+    the same probes. The climb goes up from ``u = 0`` as the batch does: from a point ``u`` with ``rate S(u) > u``
+    no root lies below ``rate S(u)`` (there ``rate S(u') >= rate S(u) >= u'``), so the next probe is the first grid
+    point above it; the first point with ``rate S(u) <= u`` closes the bracket and :func:`_root` finds the root in
+    it (a few probes at the rate's own ``u``). Far from the root the climb skips most points; near it it walks the
+    grid. A dip of ``step(t) - t`` below 0 narrower than the grid's 5 % that falls between two probes is missed (the
+    next root up is taken); so is one in a stretch skipped where the step falls as the load grows (the tiles'
+    wave quantisation; rare and small)."""
     lam, inp, out, comp = load.rate, load.inp, load.out, load.prompt_computed
     ctx = _decode_context(inp, out)
     if lam <= 0:
         return 0.0, "compute"
     if lam > api_server_ceiling_rps(load.setup, out):  # the replica's API server takes no more requests a second
         return None, "api_server"
-    t_seq = load.seq_limit / (lam * out.mean)  # n reaches the sequence limit
+    u_seq = load.seq_limit / out.mean  # n reaches the sequence limit
     # n + p reach every DP rank's budget; under the balancer's batching wait, (W + 1) p (:func:`_release_every`).
     # Where prompt and decode batches are separate steps the budget bounds each prompt step, not the cycle: a cycle
     # runs as many prompt steps as its prompts need (:func:`_alternating_cycle`), and only the sequences bound.
     mixed = load.setup.engine.mixes_steps(load.setup.settings)
     every = _release_every(load.setup, seqs=load.seq_limit)  # at the bound n is far above the ranks
-    t_tok = load.budget * load.setup.dp / (lam * (every * comp + out.mean)) if mixed else math.inf
-    t_hi = min(t_seq, t_tok)
-    bound = load.seq_limit_name if t_seq <= t_tok else "token_budget"
+    u_tok = load.budget * load.setup.dp / (every * comp + out.mean) if mixed else math.inf
+    u_hi = min(u_seq, u_tok)
+    bound = load.seq_limit_name if u_seq <= u_tok else "token_budget"
     p_cap = load.budget * load.setup.dp if mixed else math.inf
 
-    def g(t: float) -> float:
-        n, p = lam * out.mean * t, lam * comp * t
-        step = _mean_step(load.setup, n=n, p=min(p, p_cap), prompt=inp.mean, budget=load.budget, context=ctx,
-                          ep=load.ep)  # fmt: skip
-        return step - t
+    def step(u: float) -> float:  # the mean step with u requests arriving per step
+        return _mean_step(load.setup, n=out.mean * u, p=min(comp * u, p_cap), prompt=inp.mean, budget=load.budget,
+                          context=ctx, ep=load.ep)  # fmt: skip
 
-    g_hi = g(t_hi)
-    if g_hi > 0:
-        return None, bound if _step(load.setup, n=1, p=0, context=ctx, ep=load.ep) < t_hi else "compute"
-    # g(0) is 0 (no work at all): start just above it, 1 ns, far below any step (one token's weight reads)
-    lo = min(1e-9, t_hi / 2)
-    g_lo = g(lo)
-    if g_lo <= 0:
-        return lo, "compute"
-    return _root(g, lo, g_lo, t_hi, g_hi), "compute"
+    grid = _grid_steps(load, ctx=ctx, u_hi=u_hi, p_cap=p_cap)
+
+    def on_grid(k: int) -> tuple[float, float]:  # (u, rate S(u) - u) at the grid's k-th point down from u_hi
+        u = u_hi * _GRID**-k
+        hit = grid.get(k)
+        if hit is None:
+            hit = grid[k] = step(u)
+        return u, lam * hit - u
+
+    # S(0): no work at all but the weights' reads; probed at a trillionth of a request a step
+    lo = min(1e-12, u_hi / 2)
+    s0 = grid.get("zero")
+    if s0 is None:
+        s0 = grid["zero"] = step(lo)
+    u, h = lo, lam * s0 - lo
+    if h <= 0:
+        return lo / lam, "compute"
+    k = math.inf
+    while k > 0:
+        # rate S(u') >= rate S(u) >= u' for every u' up to rate S(u) (the step rises with the load): no root
+        # there, so the next probe is the first grid point above it
+        reach = u + h
+        k = min(k - 1, math.ceil(math.log(u_hi / reach) / _LN_GRID) - 1) if reach < u_hi else 0
+        while k > 0 and u_hi * _GRID**-k <= reach:
+            k -= 1
+        lo, h_lo = u, h
+        u, h = on_grid(k)
+        if h <= 0:
+            if not refine:
+                return u / lam, "compute"
+            return _root(lambda x: lam * step(x) - x, lo, h_lo, u, h) / lam, "compute"
+    t_hi = u_hi / lam
+    return None, bound if _step(load.setup, n=1, p=0, context=ctx, ep=load.ep) < t_hi else "compute"
+
+
+# The ratio between neighbouring loads of :func:`_solve`'s grid: a dip of step(t) - t below 0 narrower than this share
+# of t between two grid points is not seen (the solve's resolution for the least root, not its tolerance)
+_GRID = 1.05
+_LN_GRID = math.log(_GRID)
+
+
+def _grid_steps(load: _Load, *, ctx: int, u_hi: float, p_cap: float) -> dict:
+    """The mean steps :func:`_solve` has probed on its grid for ``load``'s setup and lengths at any rate (index ->
+    step; "zero": the step with no load), kept in :data:`_STEPS` beside the setup's steps."""
+    s = load.setup
+    key = (id(s), "grid", load.out.mean, load.prompt_computed, load.inp.mean, load.budget, ctx, load.ep, p_cap, u_hi)
+    hit = _STEPS.get(key)
+    if hit is None or hit[0] is not s:
+        if len(_STEPS) > 16384:
+            _STEPS.clear()
+        hit = _STEPS[key] = (s, {})
+    return hit[1]
 
 
 def _root(g, lo: float, g_lo: float, hi: float, g_hi: float) -> float:  # noqa: ANN001
@@ -1563,13 +1627,14 @@ def max_rate(
     expert_parallel: bool = False,
     prefilled: bool = False,
 ) -> float:
-    """The highest request rate one replica sustains (bisection on :func:`serve`'s fixed point)."""
+    """The highest request rate one replica sustains: at which :func:`serve`'s least fixed point lies within the limits
+    (bisection on the rate; :func:`_solve`'s grid without the root itself)."""
     budget = _budget(s, max_num_batched_tokens)
     seq_limit, seq_name = _limits(s, input_len, output_len, prefilled=prefilled)
 
     def ok(rate: float) -> bool:
         load = _Load(s, rate, input_len, output_len, budget, seq_limit, seq_name, expert_parallel, prefilled)
-        return _solve(load)[0] is not None
+        return _solve(load, refine=False)[0] is not None
 
     lo, hi = 0.0, 1.0
     while ok(hi) and hi < 1e7:
