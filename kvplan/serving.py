@@ -899,18 +899,21 @@ def api_server_wait_s(s: Setup, rate_rps: float, out: Lengths, *, quantile: floa
 
 
 def _solve(load: _Load, *, refine: bool = True) -> tuple[float | None, str]:
-    """The least step time t with t = step(n(t), p(t)), or (None, what binds) past saturation: where no t up to the
-    limits solves it. ``refine=False`` (:func:`max_rate`, which asks only whether the rate is sustained): the grid
-    point that closes the bracket instead of the root in it.
+    """The least step time t with t = step(n(t), p(t)), or (None, what binds) past saturation: where the step at the
+    limits outruns them. ``refine=False`` (:func:`max_rate`, which asks only whether the rate is sustained): the limits'
+    step time instead of the root.
 
     The least root, because the engine reaches it from an empty start: a batch grows from nothing, each step's load
     is what arrived during the step before (``t -> step(n(t), p(t))``, Picard's iteration from 0), and while
     ``step(t) > t`` the steps keep lengthening, so the batch stops growing at the first ``t`` where the step no
     longer outruns the time (the step rises with ``t``: a longer step never takes less than a shorter one's load).
     Where the step is lumpy (GEMM tiles, CUDA-graph sizes, the chunk a step admits) ``step(t) - t`` may fall through 0,
-    rise above it and fall again: on H200 the MLPerf Llama-2-70B Server run's least root is 99.6 ms and regula falsi
-    over the whole range returned the one at 120.7 ms (stop 27). Rates at which only such a hump, not the limits, is
-    in the way are served at the least root, not reported saturated.
+    rise above it and fall again: on H200 the MLPerf Llama-2-70B Server run's least root is 99.4-99.6 ms, and regula
+    falsi over the whole range returned the one at 120.7 ms (stop 27). Past saturation is where the step at the
+    limits outruns them (``step(t_hi) > t_hi``), as before, even with a root below: the stretch under the limits where
+    ``step(t) > t`` then carries any batch a burst of arrivals lifts into it up to the limits, and there the queue
+    only grows; such a root is not a steady state (DeepSeek-V3 DP8 EP8 under TensorRT-LLM has one up to ~7.9 req/s,
+    below the eager steps past the CUDA-graph sizes, where its limits hold ~7.5).
 
     In ``u = rate x t`` (requests arrived per step) the load and the limits are the rate's no more: the step is
     ``S(u) = step(O u, I u)`` and ``t`` solves ``rate S(u) = u``. So the steps are probed on one geometric grid of
@@ -953,6 +956,12 @@ def _solve(load: _Load, *, refine: bool = True) -> tuple[float | None, str]:
             hit = grid[k] = step(u)
         return u, lam * hit - u
 
+    u_top, h_top = on_grid(0)
+    if h_top > 0:  # the step at the limits outruns them
+        t_hi = u_hi / lam
+        return None, bound if _step(load.setup, n=1, p=0, context=ctx, ep=load.ep) < t_hi else "compute"
+    if not refine:
+        return u_top / lam, "compute"
     # S(0): no work at all but the weights' reads; probed at a trillionth of a request a step
     lo = min(1e-12, u_hi / 2)
     s0 = grid.get("zero")
@@ -972,11 +981,8 @@ def _solve(load: _Load, *, refine: bool = True) -> tuple[float | None, str]:
         lo, h_lo = u, h
         u, h = on_grid(k)
         if h <= 0:
-            if not refine:
-                return u / lam, "compute"
-            return _root(lambda x: lam * step(x) - x, lo, h_lo, u, h) / lam, "compute"
-    t_hi = u_hi / lam
-    return None, bound if _step(load.setup, n=1, p=0, context=ctx, ep=load.ep) < t_hi else "compute"
+            break
+    return _root(lambda x: lam * step(x) - x, lo, h_lo, u, h) / lam, "compute"
 
 
 # The ratio between neighbouring loads of :func:`_solve`'s grid: a dip of step(t) - t below 0 narrower than this share
@@ -1627,8 +1633,8 @@ def max_rate(
     expert_parallel: bool = False,
     prefilled: bool = False,
 ) -> float:
-    """The highest request rate one replica sustains: at which :func:`serve`'s least fixed point lies within the limits
-    (bisection on the rate; :func:`_solve`'s grid without the root itself)."""
+    """The highest request rate one replica sustains: at which the step at the limits keeps up with them (:func:`_solve`'s
+    saturation rule; bisection on the rate, the step at the limits probed once for every rate)."""
     budget = _budget(s, max_num_batched_tokens)
     seq_limit, seq_name = _limits(s, input_len, output_len, prefilled=prefilled)
 

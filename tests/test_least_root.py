@@ -42,27 +42,27 @@ def test_two_fixed_points_the_least(monkeypatch: pytest.MonkeyPatch) -> None:
     t, limit = _solve(_load(1.0))
     assert limit == "compute"
     assert t == pytest.approx(0.010 / 0.95, rel=1e-4)
+    # the step at the bound, 0.065 s at 100 decodes, keeps up with t_hi = 0.1 s: not saturated
     # without the jump's dip below the line, the one root left
     _lumpy(monkeypatch, jump_at=5, jump_s=0.050)
     assert _solve(_load(1.0))[0] == pytest.approx(0.060 / 0.95, rel=1e-4)
 
 
-def test_a_hump_before_the_bound_is_not_saturation(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A jump of 1 s at 12 decodes: at the sequence bound (100 decodes, t_hi = 0.1 s at 1 req/s) the step is past t_hi,
-    and stop 27 reported the rate saturated from that alone. The least fixed point, 10.53 ms, lies below the jump:
-    the engine serves it there. max_rate (on the setup's own KV bound, a few hundred sequences of 1,001 tokens, too
-    few for a fixed point past the jump) is the highest rate whose fixed point stays below the jump: where the fixed
-    point below it, t = 0.010 / (1 - 0.05 rate), reaches 12 decodes, 1000 rate t = 12, to the grid's resolution: near
-    that rate the stretch between the fixed point and the jump is narrower than the grid's 5 % and may fall between
-    two probes (serving._GRID)."""
+def test_a_root_below_steps_that_outrun_the_limits_is_saturation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A jump of 1 s at 12 decodes: at 1 req/s a root at 10.53 ms below it, but from the jump up to the sequence bound
+    (100 decodes, t_hi = 0.1 s) the step outruns the time: a burst that lifts the batch past 12 carries it to the
+    bound, where the queue only grows. Saturated, as stop 27 had it. max_rate (on the setup's own KV bound, 896
+    sequences of 1,001 tokens) is where the step at the bound keeps up: 896 / (1000 x (0.010 + 0.0448 + 1))."""
     _lumpy(monkeypatch, jump_at=12, jump_s=1.0)
-    t, limit = _solve(_load(1.0))
-    assert t == pytest.approx(0.010 / 0.95, rel=1e-4) and limit == "compute"
+    assert _solve(_load(1.0)) == (None, "max_num_seqs")
     s = _load(1.0).setup
+    seqs = serving._limits(s, Lengths.of(1), Lengths.of(1000))[0]
     top = max_rate(s, input_len=Lengths.of(1), output_len=Lengths.of(1000), max_num_batched_tokens=8192)
-    edge = 12 / (1000 * 0.010 + 0.05 * 12)
-    assert edge / serving._GRID < top <= edge
-    assert _solve(_load(edge * 1.02))[0] is None  # past it the jump's steps outrun the bound: saturated
+    edge = seqs / (1000 * (0.010 + 50e-6 * seqs + 1.0))
+    assert edge * (1 - 50 * serving._REL_TOL) <= top <= edge
+    # at that rate the batch grows from empty to the least root, below the jump
+    t = _solve(_load(0.99 * edge, seqs))[0]
+    assert t == pytest.approx(0.010 / (1 - 0.05 * 0.99 * edge), rel=1e-4)
 
 
 def test_every_rate_reads_one_grid(monkeypatch: pytest.MonkeyPatch) -> None:
