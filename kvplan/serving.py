@@ -1633,8 +1633,8 @@ def max_rate(
     expert_parallel: bool = False,
     prefilled: bool = False,
 ) -> float:
-    """The highest request rate one replica sustains: at which the step at the limits keeps up with them (:func:`_solve`'s
-    saturation rule; bisection on the rate, the step at the limits probed once for every rate)."""
+    """The highest request rate one replica sustains: at which the step at the limits keeps up with them
+    (:func:`_solve`'s saturation rule; bisection on the rate, the step at the limits probed once for every rate)."""
     budget = _budget(s, max_num_batched_tokens)
     seq_limit, seq_name = _limits(s, input_len, output_len, prefilled=prefilled)
 
