@@ -9,7 +9,8 @@ separate steps, prompts first (:meth:`Engine.mixes_steps`): a step is then the c
 one decode step plus the prompt-only steps run before it (:func:`_alternating_cycle`; its TPOT carries the prompt
 steps, its TTFT queues behind whole prompt steps of up to the budget, :func:`_prompt_load`), and the token budget
 bounds each prompt step, not the cycle. The steady state at a request rate ``lambda`` (Poisson arrivals), mean prompt
-``I`` and mean output ``O`` tokens is the mean step time ``t`` that solves
+``I`` and mean output ``O`` tokens is the least mean step time ``t`` (the one a batch growing from empty stops at,
+:func:`_solve`) that solves
 
     t = step(n, p),    n = lambda * O * t  (sequences decoding: Little's law),
                        p = lambda * I * t  (prefill tokens per step, on average)
@@ -20,7 +21,8 @@ without a prompt chunk (a prompt enters as a chunk of up to ``budget - n`` token
 ``I + O/2``; where the outputs' standard deviation is given (:attr:`Lengths.sd` of the output lengths) the batch
 holds long outputs in proportion to their length, and the mean context is ``I + O (1 + scv) / 2``
 (:func:`_in_flight_output`, length-biased sampling; ``scv`` the outputs' squared coefficient of variation). The
-rate is past saturation when no ``t`` solves it within the limits: ``n`` beyond
+rate is past saturation when the step at the limits outruns them (then no ``t`` solves it within them, or one does
+below a stretch that carries a batch up to them): ``n`` beyond
 ``max_num_seqs`` or beyond the sequences the KV pool holds at that context each
 (:func:`kvplan.capacity.pool_tokens`; ``I + O (1 + scv)`` each where the engine reserves a request's blocks to
 completion at admission, ``Engine.holds_to_completion``: TensorRT-LLM's default policy; with its per-window pools,
@@ -898,10 +900,12 @@ def api_server_wait_s(s: Setup, rate_rps: float, out: Lengths, *, quantile: floa
     return own + queue_wait_s(work, rate_rps * work, quantile=quantile)
 
 
-def _solve(load: _Load, *, refine: bool = True) -> tuple[float | None, str]:
+def _solve(load: _Load, *, refine: bool = True, full_start: bool = False) -> tuple[float | None, str]:
     """The least step time t with t = step(n(t), p(t)), or (None, what binds) past saturation: where the step at the
     limits outruns them. ``refine=False`` (:func:`max_rate`, which asks only whether the rate is sustained): the limits'
-    step time instead of the root.
+    step time instead of the root. ``full_start``: the greatest root instead, the one a batch that starts at the
+    limits falls to (from above it ``step(t) < t``: the steps shorten as the batch drains), found by the same walk
+    down the grid from the limits; a run whose requests are all queued at once starts there.
 
     The least root, because the engine reaches it from an empty start: a batch grows from nothing, each step's load
     is what arrived during the step before (``t -> step(n(t), p(t))``, Picard's iteration from 0), and while
@@ -962,6 +966,8 @@ def _solve(load: _Load, *, refine: bool = True) -> tuple[float | None, str]:
         return None, bound if _step(load.setup, n=1, p=0, context=ctx, ep=load.ep) < t_hi else "compute"
     if not refine:
         return u_top / lam, "compute"
+    if full_start:
+        return _greatest_root(lambda x: lam * step(x) - x, u_top, h_top) / lam, "compute"
     # S(0): no work at all but the weights' reads; probed at a trillionth of a request a step
     lo = min(1e-12, u_hi / 2)
     s0 = grid.get("zero")
@@ -983,6 +989,34 @@ def _solve(load: _Load, *, refine: bool = True) -> tuple[float | None, str]:
         if h <= 0:
             break
     return _root(lambda x: lam * step(x) - x, lo, h_lo, u, h) / lam, "compute"
+
+
+def _greatest_root(h, u: float, h_u: float) -> float:  # noqa: ANN001
+    """:func:`_solve`'s root nearest the limits, walked down to from the grid's top point ``u`` (``h(u) = rate S(u) - u
+    <= 0``) as a full batch drains: from a point with ``rate S(u) <= u`` no root lies above ``rate S(u)`` (there
+    ``rate S(u') <= rate S(u) <= u'``, the step rising with the load), so each step goes down to ``rate S(u)``, or
+    along the secant of ``h`` through the last two points to its zero where that is further, by at most
+    :data:`_LEAP` such steps; the first point with ``h > 0`` closes the bracket. Not on the grid: a stretch of
+    ``step(t) > t`` just under the limits may be narrower than its 5 % (the TensorRT-LLM attention-DP table rows'
+    eager steps past a CUDA-graph size), and only published_compare's runs ask for it."""
+    slope = 0.0
+    for _ in range(_BISECT):
+        if h_u == 0:
+            return u
+        dist = -h_u  # down to rate S(u)
+        if slope < 0:  # h falls with u here: the secant's zero lies below
+            dist = max(dist, min(h_u / slope, _LEAP * dist))
+        below = u - dist
+        h_below = h(below)
+        if h_below > 0:
+            return _root(h, below, h_below, u, h_u)
+        slope = (h_u - h_below) / (u - below)
+        u, h_u = below, h_below
+    return u
+
+
+# The most one secant step of :func:`_greatest_root` goes, in its own descent steps (``rate S(u) - u``)
+_LEAP = 4.0
 
 
 # The ratio between neighbouring loads of :func:`_solve`'s grid: a dip of step(t) - t below 0 narrower than this share
@@ -1510,6 +1544,7 @@ def serve(
     with_p90: bool = True,
     with_p99: bool = True,
     prefilled: bool = False,
+    full_start: bool = False,
 ) -> ServingResult:
     """Steady state of one replica of ``s`` at ``rate_rps`` requests per second (see the module docstring).
 
@@ -1517,7 +1552,10 @@ def serve(
     ``with_p90=False`` skips the 90th percentiles (``ttft_p90_s``, ``tpot_p90_s`` are then NaN), ``with_p99=False``
     the 99th (``ttft_p99_s``, ``tpot_p99_s``). ``prefilled``: a disaggregated decode replica, whose requests arrive
     with their prompt's KV (:func:`prompt_computed`): it holds and attends to every prompt but computes none, and
-    its TTFT is the request's first step, a decode step at the prompt's length beside the others.
+    its TTFT is the request's first step, a decode step at the prompt's length beside the others. The steady state is
+    the one a batch growing from empty reaches (:func:`_solve`'s least fixed point); ``full_start``: the one a batch
+    that starts at the limits falls to (the greatest), as where every request is queued at once
+    (benchmarks/published_compare.py's runs of a table's requests, at the highest sustainable rate).
     """
     if not 0 <= rate_rps < math.inf:  # NaN and inf: no steady state
         raise InvalidInput(f"invalid rate {rate_rps!r}; expected a finite number of requests per second >= 0")
@@ -1529,7 +1567,7 @@ def serve(
     seq_limit, seq_name = _limits(s, input_len, output_len, prefilled=prefilled)
     ep = expert_parallel
     load = _Load(s, rate_rps, input_len, output_len, budget, seq_limit, seq_name, ep, prefilled)
-    t, limit = _solve(load)
+    t, limit = _solve(load, full_start=full_start)
     top = (
         max_rate(
             s,

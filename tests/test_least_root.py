@@ -48,6 +48,24 @@ def test_two_fixed_points_the_least(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _solve(_load(1.0))[0] == pytest.approx(0.060 / 0.95, rel=1e-4)
 
 
+def test_a_full_start_falls_to_the_greatest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same two roots, 10.53 and 63.16 ms: a batch that starts at the limits (every request queued at once, as
+    benchmarks/published_compare.py's runs of a table's requests) drains down to the greater; serve() passes it on."""
+    _lumpy(monkeypatch, jump_at=12, jump_s=0.050)
+    assert _solve(_load(1.0), full_start=True)[0] == pytest.approx(0.060 / 0.95, rel=1e-4)
+    serving.forget_memos(facts=False)
+    # a second jump, 33.1 ms at 97 decodes: step(t) > t from 97 to 98 ms, a stretch 1 % wide just under the limits
+    # (100 decodes, t_hi = 0.1 s), narrower than the grid the least root is climbed on; its root, (0.060 + 0.0331) /
+    # 0.95 = 98.0 ms, is the one a full batch falls to
+
+    def step(s, *, n: float, p: float, prompt: int, budget: int, context: int, ep: bool) -> float:  # noqa: ANN001
+        return 0.010 + 50e-6 * n + (0.050 if n >= 12 else 0.0) + (0.0331 if n >= 97 else 0.0)
+
+    monkeypatch.setattr(serving, "_mean_step", step)
+    assert _solve(_load(1.0), full_start=True)[0] == pytest.approx(0.0931 / 0.95, rel=1e-4)
+    assert _solve(_load(1.0))[0] == pytest.approx(0.010 / 0.95, rel=1e-4)
+
+
 def test_a_root_below_steps_that_outrun_the_limits_is_saturation(monkeypatch: pytest.MonkeyPatch) -> None:
     """A jump of 1 s at 12 decodes: at 1 req/s a root at 10.53 ms below it, but from the jump up to the sequence bound
     (100 decodes, t_hi = 0.1 s) the step outruns the time: a burst that lifts the batch past 12 carries it to the
