@@ -250,7 +250,7 @@ def pair_line(rows: list[dict]) -> str:
     for key in pairs:
         by[f"{key[0]} {key[1]}"] = by.get(f"{key[0]} {key[1]}", 0) + 1
     rest = stats([r for r in rows if not r["pair_off"]])
-    parts = ", ".join(f"{name} {n}" for name, n in sorted(by.items(), key=lambda kv: -kv[1]))
+    parts = ", ".join(f"{name} {n}" for name, n in sorted(by.items(), key=lambda kv: (-kv[1], kv[0])))
     return (f"B200 / GB200 point pairs timed outside {PAIR_BOUNDS[0]}-{PAIR_BOUNDS[1]} of each other (one system's "
             f"series off; the release the v1.0 rows ran gives 0.93-0.97): {len(pairs)} of {len(both)} ({parts}); "
             f"every point without them: {rest['count']}, median |ln| {rest['median']:.3f}, worst {rest['worst']:.3f}, "
