@@ -8,7 +8,7 @@ import pytest
 from kvplan import latency
 from kvplan.catalog import resolve_model
 from kvplan.engines import get_engine
-from kvplan.engines.vllm import MARLIN_MOE, TRITON_MXFP4_MOE
+from kvplan.engines.vllm import FLASHINFER_CUTLASS_FP8_MOE, MARLIN_FP8_MOE, MARLIN_MOE, TRITON_MXFP4_MOE
 from kvplan.hardware import resolve_gpu
 from tests.benchmods import bench_module
 
@@ -97,3 +97,42 @@ def test_peak_share_reproduces_from_the_committed_tables() -> None:
     dequant, lines = marlin_moe_compare.measure_dequant(marlin_moe_compare.load_row_tables(marlin_moe_compare.DATA))
     assert len(lines) == 20
     assert float(f"{dequant:.3g}") == latency.calibration("vllm").marlin_moe_dequant_s == 2.79e-11
+
+
+def _qwen_ctx(engine: str, gpu: str, weights: str = "fp8"):
+    return latency._engine_ctx(resolve_model("qwen3-235b-a22b"), resolve_gpu(gpu), engine, kv_dtype="bf16", tp=4,
+                               weights_dtype=weights, eager=True, ep=False, dp=1, pp=1, gpus_per_node=None,
+                               two_batch=False, deepep=False)  # fmt: skip
+
+
+def test_vllm_runs_fp8_experts_through_marlin_below_sm89() -> None:
+    # vLLM 0.11.0 quantization/fp8.py Fp8MoEMethod: use_marlin = not has_device_capability(89); A100 is SM 8.0
+    a100, a100_pcie, h100 = (resolve_gpu(n) for n in ("a100-80gb", "a100-40gb-pcie", "h100-sxm"))
+    for key in ("vllm@0.8", "vllm@0.16", "vllm"):
+        assert get_engine(key).moe_kernel(weights_dtype="fp8", gpu=a100) == MARLIN_FP8_MOE
+        assert get_engine(key).moe_kernel(weights_dtype="fp8", gpu=a100_pcie) == MARLIN_FP8_MOE
+        assert get_engine(key).moe_kernel(weights_dtype="bf16", gpu=a100) is None
+    # SM 9.0 has FP8 tensor cores: the 0.8 rules' Triton fp8 experts (fitted grouped GEMMs), 0.16+ FlashInfer CUTLASS
+    assert get_engine("vllm@0.8").moe_kernel(weights_dtype="fp8", gpu=h100) is None
+    assert get_engine("vllm").moe_kernel(weights_dtype="fp8", gpu=h100) == FLASHINFER_CUTLASS_FP8_MOE
+    assert get_engine("sglang").moe_kernel(weights_dtype="fp8", gpu=a100) is None  # not modelled there
+    # fp8 Marlin repacks the experts as they are: no padding (the MXFP4 path's comes from its own create_weights)
+    assert MARLIN_FP8_MOE.hidden_multiple == MARLIN_FP8_MOE.inter_multiple == 1
+    c = _qwen_ctx("vllm@0.8", "a100-80gb")
+    assert c.marlin_peak == pytest.approx(312e12 * 0.272) and c.expert_pad == (1, 1)
+    assert c.marlin_dequant_s == pytest.approx(2.79e-11 / 108)  # A100: 108 SMs
+    assert _qwen_ctx("vllm@0.8", "h100-sxm").marlin_peak == 0.0
+
+
+def test_fp8_experts_on_a100_by_hand() -> None:
+    # Qwen3-235B-A22B fp8 (4,096 x 1,536, 128 experts, top 8), TP 4 on A100s, vllm@0.8, one MoE layer over 8,192
+    # prompt tokens: 384-wide slices, 3 x 4,096 x 384 = 4,718,592 weights an expert (no padding); 8,192 x 8 / 128 =
+    # 512 tokens an expert, block 64, every expert touched: 65,536 rows; 2 x 65,536 x 4,718,592 = 6.18475e14 FLOP at
+    # 312e12 x 0.272 = 8.4864e13 FLOP/s: 7.28785 ms, above the fitted curve's 0.4172 x 512 / (512 + 39.38) x 384 /
+    # (384 + 64.35) = 0.33181 of peak (5.974 ms) and the weights' streaming (128 x 4,718,592 B + rows = 0.60 GB at
+    # 2,039 GB/s: ~0.3 ms); + moe_layer_s
+    c = _qwen_ctx("vllm@0.8", "a100-80gb")
+    fixed = latency._moe_s(c, 0, 0).grouped  # no token: the kernels' fixed cost alone
+    assert latency._moe_s(c, 8192, 8192).grouped - fixed == pytest.approx(7.28785e-3, rel=1e-4)
+    # Hopper (FP8 tensor cores) under the same rules: the fitted curve on the fp8 peak, far below that
+    assert latency._moe_s(_qwen_ctx("vllm@0.8", "h100-sxm"), 8192, 8192).grouped < 3e-3
