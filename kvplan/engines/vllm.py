@@ -685,7 +685,7 @@ TRITON_MXFP4_MOE = MoeKernel(name="triton_mxfp4", hidden_multiple=1, inter_multi
 FLASHINFER_CUTLASS_FP8_MOE = MoeKernel(name="flashinfer_cutlass_fp8")
 # vLLM's fp8 experts on a GPU without FP8 tensor cores (Ampere): fused_marlin_moe with 8-bit weights (W8A16), the
 # experts as the checkpoint holds them (prepare_moe_fp8_layer_for_marlin repacks each expert, no padding; 0.11.0
-# quantization/utils/marlin_utils_fp8.py). Its time: kvplan.latency _moe_s with _marlin_peak and _marlin_dequant_s.
+# quantization/utils/marlin_utils_fp8.py). Its time: kvplan.latency _marlin_figures.
 MARLIN_FP8_MOE = MoeKernel(name="marlin")
 
 
@@ -1456,6 +1456,18 @@ CALIBRATION = Calibration(
     # points up to 16 tokens, moe_layer_s held: 20 points, 2.28e-11-3.28e-11 s a weight a block on one SM, median
     # 2.79e-11 (kvplan.latency _marlin_dequant_s).
     marlin_moe_dequant_s=2.79e-11,
+    # The same two on Ampere, where vLLM runs fp8 experts (and MXFP4 ones) through Marlin (moe_kernel): measured by
+    # benchmarks/marlin_moe_compare.py --ampere on aiconfigurator 0.12.0's one Ampere Marlin MoE table, SGLang 0.5.10 on
+    # the A100 SXM (sglang_marlin_moe, int4 weight-only, ten Qwen3 / Mixtral / DeepSeek / Kimi shapes, whole layer,
+    # balanced; the same moe_wna16_marlin_gemm): 77 points from 2,048 tokens, shares 0.396-0.500, median 0.473 (mma.sync
+    # is Ampere's own tensor-core instruction: near twice Hopper's 0.272); 55 points up to 16 tokens, 2.77e-11-5.74e-11
+    # s a weight a block on one SM, median 3.74e-11. kvplan keeps the fitted curve as their floor (kvplan.latency
+    # _marlin_figures says why); with them Marlin's own terms alone would price the table's 297 points at median |ln|
+    # 0.048 (1-16 tokens 0.049, 32-512 0.058 and 768-1536 0.056, bands not measured on, >= 2,048 0.031) where kvplan's
+    # pricing, the pair above the fitted curve, gives 0.547 (+0.23 to +0.67 by band: too slow; the Hopper pair 0.593).
+    # The table's weights are 4-bit; the fp8 experts' 8-bit weights were not timed (their bytes are priced as they are).
+    ampere_marlin_moe_peak_eff=0.473,
+    ampere_marlin_moe_dequant_s=3.74e-11,
     # Its OpenAI Triton MXFP4 experts on Hopper (moe_kernel "triton_mxfp4", kvplan.latency _triton_mxfp4_s): each tile
     # of triton_block_m rows at this share of the dense 16-bit peak plus its expert's dequantization, moe_layer_s held.
     # benchmarks/fit_moe_ops.py on aiconfigurator 0.12.0's vLLM 0.24.0 gpt-oss tables (kernel_source
