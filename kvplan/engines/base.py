@@ -544,6 +544,11 @@ class Calibration:
     # ... and the seconds one SM takes to dequantize one 4-bit expert weight in one token block (every block of an
     # expert's tokens converts its weights again: kvplan.latency _marlin_dequant_s); measured by the same script.
     marlin_moe_dequant_s: float = 0.0
+    # The same two on Ampere (SM 8.0, where mma.sync is the tensor cores' own instruction, not Hopper's slower path
+    # beside wgmma), measured by the same script on aiconfigurator's A100 Marlin MoE table (kvplan.latency
+    # _marlin_figures); None / 0: the figures above.
+    ampere_marlin_moe_peak_eff: float | None = None
+    ampere_marlin_moe_dequant_s: float = 0.0
     # Grouped MXFP4 experts the engine runs through OpenAI's triton_kernels ``matmul_ogs`` with its own token tiles
     # (Engine.moe_kernel "triton_mxfp4", kvplan.latency _triton_mxfp4_s): the share of the dense 16-bit peak the tiles'
     # rows reach, and the seconds one SM takes to dequantize one expert weight in one tile (every tile of an expert's

@@ -683,6 +683,10 @@ TRITON_MXFP4_MOE = MoeKernel(name="triton_mxfp4", hidden_multiple=1, inter_multi
 # vLLM's per-tensor fp8 experts on Hopper from the 0.16 rules on: FlashInfer's CUTLASS fused MoE
 # (Fp8MoeBackend.FLASHINFER_CUTLASS, FlashInferExperts), autotuned at start-up. Its time: kvplan.latency _cutlass_fp8.
 FLASHINFER_CUTLASS_FP8_MOE = MoeKernel(name="flashinfer_cutlass_fp8")
+# vLLM's fp8 experts on a GPU without FP8 tensor cores (Ampere): fused_marlin_moe with 8-bit weights (W8A16), the
+# experts as the checkpoint holds them (prepare_moe_fp8_layer_for_marlin repacks each expert, no padding; 0.11.0
+# quantization/utils/marlin_utils_fp8.py). Its time: kvplan.latency _marlin_figures.
+MARLIN_FP8_MOE = MoeKernel(name="marlin")
 
 
 # The MLA up-projection vLLM keeps after loading. MLAAttention.process_weights_after_loading
@@ -836,9 +840,26 @@ class Vllm(Engine):
         vLLM's own CUTLASS grouped fp8 GEMMs, ``TritonOrCutlassExperts``, 0.19.0 wheel), the untuned tactics under
         ``--enforce-eager``, and block-scaled checkpoints (kvplan.latency keeps their fitted grouped GEMMs). The 0.8
         rules (0.8.5 and 0.11.0 wheels): ``Fp8MoEMethod`` / ``ModelOptFp8MoEMethod.apply`` call the Triton
-        ``fused_experts`` unless ``VLLM_USE_FLASHINFER_MOE_FP8`` is set: the fitted grouped GEMMs (None)."""
+        ``fused_experts`` unless ``VLLM_USE_FLASHINFER_MOE_FP8`` is set: the fitted grouped GEMMs (None).
+
+        fp8 experts on Ampere (no FP8 tensor cores): Marlin, weight-only (:data:`MARLIN_FP8_MOE`). Read in the 0.11.0
+        wheel, quantization/fp8.py: ``Fp8MoEMethod.__init__`` sets ``use_marlin = not
+        current_platform.has_device_capability(89)`` (or ``VLLM_TEST_FORCE_FP8_MARLIN``; never on ROCm), block-scaled
+        checkpoints included (``prepare_moe_fp8_layer_for_marlin`` takes their ``weight_block_size``);
+        ``process_weights_after_loading`` repacks the experts for Marlin and drops the input scales ("Activations
+        not quantized for marlin"), and ``apply`` calls ``torch.ops.vllm.fused_marlin_moe`` with ``quant_type_id``
+        float8_e4m3fn: the two ``moe_wna16_marlin_gemm`` calls that dequantize the 8-bit weights to 16 bits in
+        registers beside 16-bit activations. Later releases route the same case through ``select_fp8_moe_backend``
+        (fused_moe/oracle/fp8.py), whose list ends in the MARLIN backend (``MarlinExperts``) as the weight-only
+        fallback where no FP8 kernel runs (a stored vLLM main copy; the supports checks of the backends before it
+        on SM 8.0 were not read): taken as Marlin in every rule set. Ada (SM 8.9) has FP8 tensor cores and is not
+        Marlin's. The dense fp8 layers run ``Fp8LinearMethod`` with the same ``use_marlin``
+        (``apply_fp8_marlin_linear``, W8A16): kvplan.latency ``gemm_peak`` prices them as 16-bit GEMMs reading 8-bit
+        weights."""
         if weights_dtype == "fp8" and gpu.architecture == "hopper" and self.fp8_moe_flashinfer_cutlass:
             return FLASHINFER_CUTLASS_FP8_MOE
+        if weights_dtype == "fp8" and gpu.architecture == "ampere":  # capability 8.0 / 8.6: below 8.9
+            return MARLIN_FP8_MOE
         if weights_dtype != "mxfp4":
             return None
         arch = gpu.architecture
@@ -1435,6 +1456,18 @@ CALIBRATION = Calibration(
     # points up to 16 tokens, moe_layer_s held: 20 points, 2.28e-11-3.28e-11 s a weight a block on one SM, median
     # 2.79e-11 (kvplan.latency _marlin_dequant_s).
     marlin_moe_dequant_s=2.79e-11,
+    # The same two on Ampere, where vLLM runs fp8 experts (and MXFP4 ones) through Marlin (moe_kernel): measured by
+    # benchmarks/marlin_moe_compare.py --ampere on aiconfigurator 0.12.0's one Ampere Marlin MoE table, SGLang 0.5.10 on
+    # the A100 SXM (sglang_marlin_moe, int4 weight-only, ten Qwen3 / Mixtral / DeepSeek / Kimi shapes, whole layer,
+    # balanced; the same moe_wna16_marlin_gemm): 77 points from 2,048 tokens, shares 0.396-0.500, median 0.473 (mma.sync
+    # is Ampere's own tensor-core instruction: near twice Hopper's 0.272); 55 points up to 16 tokens, 2.77e-11-5.74e-11
+    # s a weight a block on one SM, median 3.74e-11. kvplan keeps the fitted curve as their floor (kvplan.latency
+    # _marlin_figures says why); with them Marlin's own terms alone would price the table's 297 points at median |ln|
+    # 0.048 (1-16 tokens 0.049, 32-512 0.058 and 768-1536 0.056, bands not measured on, >= 2,048 0.031) where kvplan's
+    # pricing, the pair above the fitted curve, gives 0.547 (+0.23 to +0.67 by band: too slow; the Hopper pair 0.593).
+    # The table's weights are 4-bit; the fp8 experts' 8-bit weights were not timed (their bytes are priced as they are).
+    ampere_marlin_moe_peak_eff=0.473,
+    ampere_marlin_moe_dequant_s=3.74e-11,
     # Its OpenAI Triton MXFP4 experts on Hopper (moe_kernel "triton_mxfp4", kvplan.latency _triton_mxfp4_s): each tile
     # of triton_block_m rows at this share of the dense 16-bit peak plus its expert's dequantization, moe_layer_s held.
     # benchmarks/fit_moe_ops.py on aiconfigurator 0.12.0's vLLM 0.24.0 gpt-oss tables (kernel_source
