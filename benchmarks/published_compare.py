@@ -845,10 +845,9 @@ def replica_tokens_s(s, isl: int, osl: int, *, output_len=None) -> float:  # noq
 TRTLLM_NUM_REQUESTS = {(128, 128): 30000, (128, 2048): 3000, (128, 4096): 1500, (1000, 2000): 1500,
                        (2048, 128): 3000, (2048, 2048): 1500, (5000, 500): 1500, (1000, 1000): 3000,
                        (500, 2000): 3000, (20000, 2000): 1000}  # fmt: skip
-# A batch the run holds for at least this share of its steps is priced at its own steady state (one
-# ``tokens_s_at`` call, a max-rate solve); the others by linear interpolation of the step time between such batches
-# (:func:`finite_run_tokens_s`). A cost bound, not a fit: a batch held for fewer steps moves the run's time by less
-# than this share times the interpolation's error.
+# A batch the run holds for at least this share of its steps is priced on its own (one ``step_s_at`` call); the others
+# by linear interpolation of the step time between such batches (:func:`finite_run_tokens_s`). A cost bound, not a
+# fit: a batch held for fewer steps moves the run's time by less than this share times the interpolation's error.
 EXACT_STEP_SHARE = 0.01
 
 
@@ -896,7 +895,7 @@ def run_steps(*, requests: int, ranks: int, places: int, isl: int, osl: int, bud
 
 
 def finite_run_tokens_s(*, requests: int, ranks: int, places: int, isl: int, osl: int, budget: int,
-                        steady_batch: float, tokens_s_at: Callable[[int], float]) -> float:  # fmt: skip
+                        step_s_at: Callable[[int], float]) -> float:  # fmt: skip
     """Output tokens/s of a run of ``requests`` equal requests queued at once on ``ranks`` lockstep ranks, each
     admitting at most ``places`` of them at a time, over the run's whole duration.
 
@@ -905,33 +904,29 @@ def finite_run_tokens_s(*, requests: int, ranks: int, places: int, isl: int, osl
     the ranks (tensorrt_llm/_torch/pyexecutor/executor_request_queue.py ``_balance_requests_across_ranks``); one rank
     without DP. The ranks step together (attention DP: every step's MoE spans all of them), so the busiest rank's
     ``ceil(requests / ranks)`` set each step. :func:`run_steps` counts the steps the busiest rank runs each batch ``b``
-    in; a step with ``b`` running lasts ``ranks x b / T(b)``, ``T(b)`` the replica's steady-state output tokens/s
-    with at most ``b`` a rank (``tokens_s_at``, whole requests; the steady state's own for ``b`` at or above
-    ``steady_batch``, the decodes a rank's steady state holds): each output token costs the share of the prompts'
-    and decodes' work that steady state gives it. The run's figure is ``requests x osl`` over the steps' sum.
+    in; a step with ``b`` running lasts ``step_s_at(b)``, the mean step of the replica's steady state with ``b`` a
+    rank (every rank's prompts at ``b / osl`` a step: each output token bears its request's share of the prompt
+    work, :func:`run_tokens_s`). The run's figure is ``requests x osl`` over the steps' sum.
 
     So the waves are the engine's: every place refilled as its request ends, the first wave admitted over the steps
     its prompts take (the budget), the last one running at its own, smaller, batch and step. With requests that fill
     the places more than once and prompts that take fewer steps to admit than a request lives (the places fill
     before the first request ends), a rank's extra request past a multiple of ``places`` runs a whole further
     lifetime: that step is real for equal requests under whole-request admission and sits on the places (the KV
-    pool), not on the steady state's batch. Where the prompts take longer to admit than a request lives, the
-    requests run as a pipeline and the figure is continuous in the requests and the places. ``T(b)`` is called at
-    each batch held for at least :data:`EXACT_STEP_SHARE` of the steps, at ``ceil(steady_batch)`` and at 1 where the
-    steps below the smallest of those reach that share; between them the step time is interpolated linearly (flat
-    below the smallest). One wave admitted at once (``budget`` past every prompt: ``requests / ranks <= places``)
-    runs ``osl`` steps at the busiest rank's count ``b``: ``T(b) x requests / (ranks x b)``."""
+    pool), not on the latency model. Where the prompts take longer to admit than a request lives, the requests run
+    as a pipeline and the figure is continuous in the requests and the places. ``step_s_at`` is called at each batch
+    held for at least :data:`EXACT_STEP_SHARE` of the steps, at the largest and at 1 where the steps below the
+    smallest of those reach that share; between them the step time is interpolated linearly (flat below the
+    smallest). One wave admitted at once (``budget`` past every prompt: ``requests / ranks <= places``) runs ``osl``
+    steps at the busiest rank's count ``b``: ``ranks x b / step_s_at(b)`` tokens/s over the ranks' share,
+    ``requests / (ranks x b)``."""
     held = run_steps(requests=requests, ranks=ranks, places=places, isl=isl, osl=osl, budget=budget)
     total = sum(held.values())
     exact = {b for b, n in held.items() if n >= EXACT_STEP_SHARE * total}
-    top = max(held)
-    exact.add(top)
-    steady_at = math.ceil(steady_batch - 1e-9)
-    if min(held) < steady_at <= top:
-        exact.add(steady_at)
+    exact.add(max(held))
     if sum(n for b, n in held.items() if b < min(exact)) >= EXACT_STEP_SHARE * total:
         exact.add(1)
-    points = sorted((b, ranks * b / tokens_s_at(b)) for b in exact)
+    points = sorted((b, step_s_at(b)) for b in exact)
 
     def step_s(b: int) -> float:
         if b <= points[0][0]:
@@ -983,50 +978,86 @@ def run_setup(r: dict, *, ep: bool = True, max_batch: int | None = None):  # noq
                   max_seq_len=row_max_seq_len(r), **run_split(r, ep=ep))  # fmt: skip
 
 
-def run_tokens_s(r: dict, *, ep: bool = True, places_scale: float = 1.0, batch_scale: float = 1.0) -> float:
+def run_tokens_s(r: dict, *, ep: bool = True, places_scale: float = 1.0) -> float:
     """kvplan's output tokens/s for a TensorRT-LLM table row as the page ran it: the row's ``$num_requests``
     (:data:`TRTLLM_NUM_REQUESTS`) through :func:`finite_run_tokens_s`, the places the KV pool's whole requests a rank
-    (:func:`run_places`), the step budget the setup's ``max_num_tokens`` and ``T(b)`` the steady state with at most
-    ``b`` sequences a rank (``max_batch_size``), the steady state's own at or above the decodes it holds at its
-    highest sustainable rate or the places (the same pool bounds both; a cap of the pool's size solved apart reads a
-    few per cent off the KV-bound solve), all of the run's setup (:func:`run_setup`: an attention-DP row's ranks
-    aligned); the steady state where the page gives no count for the row's lengths. ``places_scale`` /
-    ``batch_scale`` (1: as modelled) scale the places (before flooring to whole requests) and the steady state's batch:
-    the sensitivity :func:`finite_run_lines` prints."""
-    from kvplan.serving import Lengths, max_rate, serve
+    (:func:`run_places`), the step budget the setup's ``max_num_tokens``, and a step with ``b`` a rank the steady
+    state's mean step there (:func:`run_step_s`), all of the run's setup (:func:`run_setup`: an attention-DP row's
+    ranks aligned); the steady state where the page gives no count for the row's lengths. ``places_scale`` (1: as
+    modelled) scales the places before flooring them to whole requests: the sensitivity :func:`finite_run_lines`
+    prints."""
+    from kvplan.serving import Lengths
 
     s = run_setup(r, ep=ep)
-    steady = replica_tokens_s(s, r["isl"], r["osl"])
     requests = TRTLLM_NUM_REQUESTS.get((r["isl"], r["osl"]))
     if requests is None:
-        return steady
+        return replica_tokens_s(s, r["isl"], r["osl"])
     inp, out = Lengths.of(r["isl"]), Lengths.of(r["osl"])
-    top = max_rate(s, input_len=inp, output_len=out)
-    at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
-               with_p99=False)  # fmt: skip
-    slots = at.step_batch / s.dp * batch_scale  # the decodes a step holds at the highest rate (the fixed point's)
-    places = run_places(s, inp, out) if places_scale == 1.0 else max(1, math.floor(run_places(s, inp, out, whole=False)
-                                                                                   * places_scale))  # fmt: skip
-    memo: dict[int, float] = {}
+    places = run_places(s, inp, out, whole=False) * places_scale
+    return finite_run_tokens_s(requests=requests, ranks=s.dp, places=max(1, math.floor(places + 1e-9)), isl=r["isl"],
+                               osl=r["osl"], budget=run_budget(s),
+                               step_s_at=lambda b: run_step_s(s, r["isl"], r["osl"], b))  # fmt: skip
 
-    def tokens_s_at(batch: int) -> float:
-        if batch >= min(slots, places):  # the steady state's own: its batch, or the pool bounds both
-            return steady
-        if batch not in memo:
-            memo[batch] = replica_tokens_s(run_setup(r, ep=ep, max_batch=batch), r["isl"], r["osl"])
-        return memo[batch]
 
-    return finite_run_tokens_s(requests=requests, ranks=s.dp, places=places, isl=r["isl"], osl=r["osl"],
-                               budget=at.max_num_batched_tokens, steady_batch=slots,
-                               tokens_s_at=tokens_s_at)  # fmt: skip
+def run_budget(s) -> int:  # noqa: ANN001
+    """A rank's step budget in tokens, as kvplan's steady state takes it (:func:`kvplan.serving._budget`: the setup's
+    ``max_num_tokens``, TensorRT-LLM's default 8,192 here)."""
+    from kvplan import serving
+
+    return serving._budget(s, None)
+
+
+def run_step_s(s, isl: int, osl: int, batch: int) -> float:  # noqa: ANN001
+    """The replica's mean step with ``batch`` requests decoding a rank and every rank's prompts entering at the rate
+    they leave, ``batch / osl`` a step (:func:`kvplan.serving._mean_step`, the step kvplan's steady state solves for:
+    its decode-only steps CUDA-graph padded and its prompt steps as the engine's rule for the ranks gives them), the
+    decodes at the steady state's mean context. Stop 27's model took the steady state capped at ``batch`` by
+    ``max_batch_size`` instead, which also drops the CUDA-graph padding past that cap (TensorRT-LLM pads no further
+    than ``max_batch_size``, kvplan.engines.trtllm ``graph_rows``) that the page's runs, launched without one, kept:
+    188 a rank padded to 256 on the Qwen3-235B-A22B rows."""
+    from kvplan import serving
+    from kvplan.serving import Lengths
+
+    n = batch * s.dp
+    context = serving._decode_context(Lengths.of(isl), Lengths.of(osl))
+    return serving._mean_step(s, n=n, p=n * isl / osl, prompt=isl, budget=run_budget(s), context=context, ep=False)
+
+
+def stepwise_run_tokens_s(r: dict) -> float | None:
+    """A table row's run played request by request on kvplan's own steps (benchmarks/mlperf_offline_drain.py
+    ``run_query``: the ranks in lockstep, each step priced by :func:`kvplan.serving._step` at its decodes, the busiest
+    rank's prompt tokens and the decodes' mean context), with :func:`run_steps`' admission (the pool's whole requests
+    a rank, whole prompts into the step's budget): each prompt burst priced as the step it is, where
+    :func:`finite_run_tokens_s` spreads the prompts' work over the outputs at each batch. A check on that spreading;
+    None where a prompt is longer than the budget (``run_query`` admits whole prompts only)."""
+    here = str(Path(__file__).resolve().parent)  # the sibling script, also when this one was imported from elsewhere
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import mlperf_offline_drain
+
+    from kvplan import serving
+    from kvplan.serving import Lengths
+
+    s = run_setup(r)
+    budget = run_budget(s)
+    if r["isl"] > budget:
+        return None
+    places = run_places(s, Lengths.of(r["isl"]), Lengths.of(r["osl"]))
+
+    def step_s(decodes: int, busiest: int, prompts: int, context: int) -> float:
+        return serving._step(s, n=float(decodes), p=float(busiest), context=context, p_all=float(prompts))
+
+    query = [(r["isl"], r["osl"])] * TRTLLM_NUM_REQUESTS[(r["isl"], r["osl"])]
+    return mlperf_offline_drain.run_query(query, ranks=s.dp, cap=places, budget=budget, step_s=step_s).tokens_s()
 
 
 def finite_run_lines(rows: list[dict]) -> list[str]:
     """``--finite-run``: each attention-DP row's run (:func:`run_tokens_s`) with its busiest rank's requests, the places
-    (the pool's whole requests, and the reservations it holds before the floor), the steady state's batch, the waves
-    and the share of the steps spent below the places, then the ratio with the steady state's batch 1 % lower and
-    higher (no step: it only picks where the steady state is solved) and with the pool 1 % smaller and larger (a
-    step wherever the places cross a multiple of the busiest rank's requests: whole-request admission)."""
+    (the pool's whole requests, and the reservations it holds before the floor), the steady state's batch at its
+    highest sustainable rate (which no longer enters the run), the waves and the share of the steps spent below the
+    places, then the ratio with the pool 1 % smaller and larger (a step wherever the places cross a multiple of the
+    busiest rank's requests: whole-request admission) and the run played step by step
+    (:func:`stepwise_run_tokens_s`)."""
     from kvplan.serving import Lengths, max_rate, serve
 
     out = []
@@ -1042,15 +1073,15 @@ def finite_run_lines(rows: list[dict]) -> list[str]:
         places, pool = run_places(s, inp, out_len), run_places(s, inp, out_len, whole=False)
         busiest = math.ceil(requests / s.dp - 1e-9)
         held = run_steps(requests=requests, ranks=s.dp, places=places, isl=r["isl"], osl=r["osl"],
-                         budget=at.max_num_batched_tokens)  # fmt: skip
+                         budget=run_budget(s))  # fmt: skip
         below = sum(n for b, n in held.items() if b < min(places, busiest)) / sum(held.values())
-        scales = ({}, {"batch_scale": 0.99}, {"batch_scale": 1.01}, {"places_scale": 0.99}, {"places_scale": 1.01})
-        ratios = [run_tokens_s(r, **k) / r["published_tok_s"] for k in scales]
+        ratios = [run_tokens_s(r, places_scale=k) / r["published_tok_s"] for k in (1.0, 0.99, 1.01)]
+        stepwise = stepwise_run_tokens_s(r)
+        played = "prompts past the budget" if stepwise is None else f"x{stepwise / r['published_tok_s']:.3f}"
         out.append(f"finite run {r['label']:16} {r['gpu']:9} {r['isl']:>5}/{r['osl']:<5} {busiest:4} a rank, places "
                    f"{places:4} (pool {pool:7.2f}), steady batch {at.step_batch / s.dp:7.2f}, "
-                   f"{math.ceil(busiest / places)} wave(s), {below:5.1%} of steps below: x{ratios[0]:.3f}; batch -1 % "
-                   f"x{ratios[1]:.3f}, +1 % x{ratios[2]:.3f}; pool -1 % x{ratios[3]:.3f}, "
-                   f"+1 % x{ratios[4]:.3f}")  # fmt: skip
+                   f"{math.ceil(busiest / places)} wave(s), {below:5.1%} of steps below: x{ratios[0]:.3f}; pool -1 % "
+                   f"x{ratios[1]:.3f}, +1 % x{ratios[2]:.3f}; step by step {played}")  # fmt: skip
     return out
 
 
