@@ -333,7 +333,7 @@ def step_residual(r: dict) -> dict:
     inp, out = Lengths.of(r["isl"]), Lengths.of(r["osl"])
     top = max_rate(s, input_len=inp, output_len=out)
     at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
-               with_p99=False)  # fmt: skip
+               with_p99=False, full_start=True)  # fmt: skip
     ratio = top * r["osl"] / r["published_tok_s"]
     return {"ratio": ratio, "step_s": at.step_s, "residual_s": at.step_s * (ratio - 1),
             "rank_batch": at.step_batch / s.dp}  # fmt: skip
@@ -789,7 +789,7 @@ def known_batch_line(run: dict = KNOWN_BATCH_ADP) -> str:
                    max_batch=cap, dp=run["dp"], ep=True)  # fmt: skip
         top = max_rate(s, input_len=inp, output_len=out)
         at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
-                   with_p99=False)  # fmt: skip
+                   with_p99=False, full_start=True)  # fmt: skip
         figures.append((top * run["osl"] / run["output_tok_s"], at.step_s, at.step_batch / run["dp"]))
     (capped, step, batch), (uncapped, _, own) = figures
     return (f"dp-candidates known batch: {run['model']} {run['gpu']} DP{run['dp']} EP{run['dp']} "
@@ -1071,7 +1071,7 @@ def finite_run_lines(rows: list[dict]) -> list[str]:
         inp, out_len = Lengths.of(r["isl"]), Lengths.of(r["osl"])
         top = max_rate(s, input_len=inp, output_len=out_len)
         at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out_len, with_max_rate=False, with_p90=False,
-                   with_p99=False)  # fmt: skip
+                   with_p99=False, full_start=True)  # fmt: skip
         places, pool = run_places(s, inp, out_len), run_places(s, inp, out_len, whole=False)
         busiest = math.ceil(requests / s.dp - 1e-9)
         held = run_steps(requests=requests, ranks=s.dp, places=places, isl=r["isl"], osl=r["osl"],
@@ -1100,7 +1100,7 @@ def run_decode_terms(r: dict) -> dict:
     inp, out = Lengths.of(r["isl"]), Lengths.of(r["osl"])
     top = max_rate(s, input_len=inp, output_len=out)
     at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
-               with_p99=False)  # fmt: skip
+               with_p99=False, full_start=True)  # fmt: skip
     batch = min(at.step_batch / s.dp, TRTLLM_NUM_REQUESTS[(r["isl"], r["osl"])] / s.dp)
     t = mixed_step_latency(s.spec, s.gpu, decode_seqs=batch * s.dp, decode_context=r["isl"] + r["osl"] // 2,
                            prefill_tokens=0, tp=s.tp, dp=s.dp, kv_dtype_name=s.kv_dtype,
@@ -1451,7 +1451,7 @@ def offline_step_residual_s(r: dict, datasets: dict) -> tuple[float, float]:
     with mlperf_engine(r):
         top = max_rate(s, input_len=inp, output_len=out)
         at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
-                   with_p99=False)  # fmt: skip
+                   with_p99=False, full_start=True)  # fmt: skip
     ratio = score_mlperf(r, datasets)["ratio"]
     return at.step_s, at.step_s * (ratio - 1)
 
