@@ -50,6 +50,7 @@ from kvplan.engines.base import (
     refuse_fp4_kv_mla,
     refuse_fp4_kv_without_fp4,
     refuse_unread_states,
+    release_tuple,
     row,
 )
 from kvplan.errors import InvalidInput
@@ -1598,6 +1599,25 @@ HOST_LOOP_0_8 = HostLoop(overlaps_gpu=False, switch="")
 #   "gpt_oss", _make_request_with_harmony) and the completions endpoint. The same kind of per-request parse cost
 #   "6-8 seconds delay before prompts actually are started to process" for 1,000 requests in vLLM PR #20065
 #   (2025-06, the content-format detection, cached since).
+# - by release (template_releases; read in the PyPI wheels 0.8.5, 0.9.1, 0.9.2, 0.10.2, 0.11.0, 0.12.0, 0.13.0,
+#   0.14.0, 0.15.1): 0.8.5 and 0.9.1 parse the template on every chat request too, in the content-format detection:
+#   serving_engine.py _preprocess_chat -> chat_utils.resolve_chat_template_content_format ->
+#   _resolve_chat_template_content_format -> _detect_content_format -> _try_extract_ast (the template compiled
+#   through transformers' cached _compile_jinja_template, then environment.parse of the whole template), none of
+#   them cached under the default --chat-template-content-format auto (0.8.5 detects even where a format is given);
+#   0.9.2 puts @lru_cache(maxsize=32) on _detect_content_format (PR #20065), as do 0.10.2-0.15.1 (0.15.1 moves
+#   it, and 0.12's cached kwargs filter, to vllm/renderers/hf.py, HfRenderer.render_messages_async). That is one
+#   Jinja parse of the whole template a request, the work 0.11.0's kwargs filter does (env.parse; its
+#   find_undeclared_variables walk is small beside it), so template_s stands for 0.8.0-0.9.1 as well (not
+#   measured there). The rest of the handler is the same in every one of them: the template rendered synchronously
+#   (apply_hf_chat_template), then the first wait at the tokenizer on a one-thread executor (0.8.5 / 0.9.x:
+#   make_async(_tokenize_prompt_input, executor=ThreadPoolExecutor(max_workers=1)); 0.10.2-0.15.1: the
+#   AsyncMicrobatchTokenizer on its own one-thread executor; in 0.15.1 render_messages_async's only wait before the
+#   render, parse_chat_messages_async's resolve_items, returns at once for text), so together holds for all; the
+#   detokenizer is the V1 OutputProcessor in the API server process throughout (vllm/v1/engine/output_processor.py
+#   in each wheel read). request_s was
+#   measured on 0.10.2 (gpt-oss) and template_s on 0.11.0: the other releases carry them as read, labelled so
+#   (FrontEnd.release_note). The rule set's own server is 0.8.5's (release), which pays the parse.
 # Fitted by benchmarks/fit_frontend.py on GPUStack's random 128 in / 4 out runs, 1,000 chat requests at once
 # (gpustack/gpustack docs/performance-lab @47277d79): request_s, the smallest figure of the runs that do not pay the
 # template: gpt-oss-120b TP2 on H100, vLLM 0.10.2, 956.85 tok/s (gpt-oss-120b/h100.md line 576; gpt-oss-20b gives
@@ -1612,8 +1632,11 @@ FRONT_END_0_8 = FrontEnd(
     measured="GPUStack runs of vLLM 0.10.2-0.11.0, random 128/4",
     template_s=5.72e-3,
     own_renderer_families=frozenset({"gpt_oss"}),
-    template_releases=("0.11.0",),
+    template_releases=(("0.8.0", "0.9.1"), ("0.11.0", "0.11.0")),
     together=True,
+    release="0.8.5",
+    measured_releases=("0.10.2", "0.11.0"),
+    read_releases=("0.8.5", "0.9.1", "0.9.2", "0.12.0", "0.13.0", "0.14.0", "0.15.1"),
 )
 
 V0_19 = Vllm(
@@ -1800,6 +1823,20 @@ V0_16 = replace(
 VERSIONS = (V0_8, V0_16, V0_19, V0_21)
 ENGINE = VERSIONS[-1]  # `--engine vllm`: the newest rule set
 LOG_DEFAULT = V0_19  # logs that state no version: the release the reference logs (engine_logs.json) come from
+
+
+POINT_RELEASES = "0.8.0-0.15.x (vllm@0.8's rules)"  # what point_release takes, for get_engine's message
+
+
+def point_release(version: str) -> Vllm | None:
+    """``vllm@X.Y.Z``: a point release under the vllm@0.8 rules (0.8.0-0.15.x, the releases they stand for), those
+    rules with the API server that release runs (FRONT_END_0_8 at ``version``: whether it parses the chat template
+    each request, and how its figures stand to the measured releases); None for any other version."""
+    wanted = release_tuple(version)
+    if len(version.split(".")) < 3 or not (release_tuple("0.8.0") <= wanted < release_tuple(V0_16.release)):
+        return None
+    return replace(V0_8, release=version, version=f"{version} (the 0.8 rules; its own API server)",
+                   front_end=replace(FRONT_END_0_8, release=version))  # fmt: skip
 
 
 def release_for(version: str) -> Vllm:
