@@ -735,20 +735,23 @@ def _prefill_counts(after_decode: float, after_busy: float, *, share: float, ran
     engine deals evenly, and where ``drawn`` (TensorRT-LLM's dealing, :meth:`Engine.dp_dealing`) the largest of the
     ranks' uniform shares of ``K`` (:func:`busiest_given`, whose mean over ``K`` is :func:`busiest_drawn`), ``prompt``
     tokens each and at most ``room``; all ranks together ``K prompt`` (a rank's tokens past its room wait for its next
-    step; the mean over the prefill steps stays ``p / share``, the mean-count step's). The counts from 8 standard
-    deviations and 10 below the smaller mean (the mass under it is below 1e-14) in :func:`_count_bins`, each bin
-    priced at its weighted mean counts (exact where a bin holds one count; the step taken as linear in the count
-    inside a wider bin); the :data:`COUNT_TAIL` below the first bin is merged into it, and the last bin takes the
-    counts above it once they hold less than that, their mass and mean count exactly (the Poisson's first moment less
-    the counts seen), the busiest rank's share of them at their mean count."""
+    step; the mean over the prefill steps stays ``p / share``, the mean-count step's). Each Poisson's counts from 8
+    standard deviations and 10 below its mean to as far above (the mass outside is below 1e-14) in
+    :func:`_count_bins`, each bin priced at its weighted mean counts (exact where a bin holds one count; the step
+    taken as linear in the count inside a wider bin, and past :data:`GIVEN_EXACT_UP_TO` prompts the drawn busiest
+    rank at the bin's mean count); the :data:`COUNT_TAIL` below the first bin is merged into it, and the last bin
+    takes the counts above it once they hold less than that, their mass and mean count exactly (the Poisson's first
+    moment less the counts seen), the busiest rank's share of them at their mean count."""
     means = [(part, m) for part, m in ((1 - share, after_decode), (share, after_busy)) if part > 0 and m > 0]
     total = sum(part * -math.expm1(-m) for part, m in means)  # the steps with K >= 1
     first = sum(part * m for part, m in means)  # their prompts: E[K] over all steps
-    low = max(1, min(int(m - 8 * math.sqrt(m) - 10) for _, m in means))
-    terms = [part * math.exp(low * math.log(m) - m - math.lgamma(low + 1)) for part, m in means]  # P(K = low) each
+    starts = [max(1, int(m - 8 * math.sqrt(m) - 10)) for _, m in means]  # each Poisson's own window
+    low, high = min(starts), max(int(m + 8 * math.sqrt(m) + 10) for _, m in means)
+    terms = [0.0] * len(means)  # part x P(K = k) of each, entered at its start (placed by lgamma: no underflow)
     tail = COUNT_TAIL * total
     bins: list[list[float]] = []  # [mass, busiest tokens x mass, all tokens x mass]
     seen = counted = 0.0  # the mass and the prompts of the counts taken so far
+    far = [0.0, 0.0]  # a bin's mass and prompts past GIVEN_EXACT_UP_TO, under the drawn dealing
     k = low
     for _, hi in _count_bins():
         if hi < low:
@@ -756,18 +759,27 @@ def _prefill_counts(after_decode: float, after_busy: float, *, share: float, ran
         if not bins or seen > tail:
             bins.append([0.0, 0.0, 0.0])  # a new bin once the tail below holds COUNT_TAIL
         current = bins[-1]
-        while k <= hi:
+        while k <= min(hi, high):
+            for j, ((part, m), start) in enumerate(zip(means, starts, strict=True)):
+                if k == start:
+                    terms[j] = part * math.exp(k * math.log(m) - m - math.lgamma(k + 1))
             w = sum(terms)
-            top = busiest_given(k, ranks=ranks) if drawn else -(-k // ranks)
             current[0] += w
-            current[1] += w * min(room, top * prompt)
             current[2] += w * k * prompt
+            if drawn and k > GIVEN_EXACT_UP_TO:  # priced at the bin's mean count below
+                far[0], far[1] = far[0] + w, far[1] + w * k
+            else:
+                top = busiest_given(k, ranks=ranks) if drawn else -(-k // ranks)
+                current[1] += w * min(room, top * prompt)
             seen, counted = seen + w, counted + w * k
             k += 1
             terms = [term * m / k for term, (_, m) in zip(terms, means, strict=True)]
+        if far[0] > 0:
+            current[1] += far[0] * min(room, busiest_given(round(far[1] / far[0]), ranks=ranks) * prompt)
+            far = [0.0, 0.0]
         rest = total - seen
-        if rest <= tail:  # the counts above: their mass and mean count exactly, the busiest rank's at that mean
-            if rest > 0:
+        if rest <= tail or k > high:  # the counts above: their mass and mean count exactly, the busiest rank's at that
+            if rest > 0:  # mean (past ``high`` the rest is below 1e-14 of the steps)
                 mean = max(float(k), (first - counted) / rest)
                 top = busiest_given(round(mean), ranks=ranks) if drawn else math.ceil(mean / ranks)
                 current[0] += rest
