@@ -37,7 +37,7 @@ from kvplan.engines.base import largest
 from kvplan.errors import InvalidInput
 from kvplan.hardware import GPU
 from kvplan.memory import check_parallel
-from kvplan.params import Sharding, expert_padding_bytes_per_stage, weight_bytes_per_stage
+from kvplan.params import Sharding, expert_padding_bytes_per_stage, tp_allreduces, weight_bytes_per_stage
 from kvplan.quant import alternatives, default_dtype, storage
 from kvplan.spec import ModelSpec, ceil_div
 from kvplan.units import MAX_CONTEXT, canonical_dtype, weight_dtype
@@ -575,7 +575,8 @@ def offload(s: Setup, context: int, tier_bytes: int) -> dict[str, Any]:
 def traffic(s: Setup) -> dict[str, Any]:
     """Collective volumes per token a rank processes, for a latency model (kvplan.cost).
 
-    TP: two all-reduces of one hidden vector per layer (attention output, MLP output), in 16 bit.
+    TP: the all-reduces of one hidden vector the layers end their blocks with (kvplan.params.tp_allreduces: two a
+    standard layer, attention output and MLP output; one a Nemotron-H block), in 16 bit.
     DP attention / EP: each MoE layer dispatches the token's hidden vector to its top-k experts and
     combines their outputs (all-to-all), 2 x top_k x hidden x 2 bytes, the (ranks - 1) / ranks share
     leaving the rank. Hops: inside a node the GPU's interconnect, across nodes the network.
@@ -583,7 +584,7 @@ def traffic(s: Setup) -> dict[str, Any]:
     spec, act = s.spec, 2  # activations travel in 16 bit
     hidden = spec.hidden_size * act
     out: dict[str, Any] = {
-        "all_reduce_bytes_per_token": 2 * spec.num_layers * hidden if s.tp > 1 else 0,
+        "all_reduce_bytes_per_token": tp_allreduces(spec) * hidden if s.tp > 1 else 0,
         "all_reduce_ranks": s.tp,
         "all_to_all_bytes_per_token": 0,
         "all_to_all_ranks": 1,

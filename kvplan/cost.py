@@ -58,7 +58,7 @@ from kvplan.memory import (
     indexer_token_bytes,
     recurrent_state_elements,
 )
-from kvplan.params import attention_parts, count_params, mlp_parts, parts_bytes, weight_bytes_per_gpu
+from kvplan.params import attention_parts, count_params, mlp_parts, parts_bytes, tp_allreduces, weight_bytes_per_gpu
 from kvplan.quant import default_dtype, shipped_dtype
 from kvplan.spec import LayerKind, ModelSpec, ceil_div, kept_for_spec
 from kvplan.units import FP4_KV_DTYPES, kv_dtype, weight_dtype
@@ -376,12 +376,13 @@ def _shared_reads(spec: ModelSpec, kv_dtype_name: str, context: int, *, tp: int)
 
 
 def allreduce_bytes(spec: ModelSpec, tokens: int, *, tp: int) -> int:
-    """Ring all-reduce traffic per GPU for one step: 2 per layer of ``tokens x hidden`` 16-bit values."""
+    """Ring all-reduce traffic per GPU for one step: the layers' all-reduces (:func:`kvplan.params.tp_allreduces`:
+    two a standard layer, one a Nemotron-H block) of ``tokens x hidden`` 16-bit values."""
     if tp == 1:
         return 0
     payload = weight_dtype(spec.dtype).nbytes(tokens * spec.hidden_size)
     per_allreduce = 2 * (tp - 1) * payload // tp  # ring: reduce-scatter + all-gather
-    return 2 * spec.num_layers * per_allreduce
+    return tp_allreduces(spec) * per_allreduce
 
 
 def peak_flops(gpu: GPU, compute_dtype: str) -> float:

@@ -62,7 +62,9 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
   one that cannot refuses it (:meth:`kvplan.engines.base.Engine.check_weights_on_gpu`);
 * **element-wise kernels** (two add+norms and the gated activation per layer): bytes at
   ``elementwise_mem_eff`` of bandwidth, plus ``kernel_s`` each;
-* **all-reduce** after attention and after the MLP (and one after the embedding) at TP > 1:
+* **all-reduce** after attention (or the token mixer) and after the MLP (and one after the embedding) at TP > 1,
+  as each family's blocks end (:func:`kvplan.params.layer_allreduces`: one a Nemotron-H block, none for a no-op
+  attention, three a Falcon-H1 or Granite 4.0 hybrid layer; narrower ones in :func:`_kind_allreduces`):
   ``allreduce_base_s + allreduce_rank_s * (tp - 2) + 2 (tp - 1) / tp * bytes / (link * allreduce_bw_eff)``;
 * **expert-parallel all-to-all** with data-parallel attention (``dp`` ranks): a dispatch and a combine
   per MoE layer, latency + bandwidth over NVLink within the NVLink domain and the NIC beyond it
@@ -113,7 +115,7 @@ from kvplan.memory import (
     recurrent_state_bytes,
     ssm_state_part,
 )
-from kvplan.params import attention_parts
+from kvplan.params import attention_parts, layer_allreduces, mixer_allreduces
 from kvplan.recurrent import DECODE_KERNELS, SSD_SCAN_KERNELS, MixerWork, conv_token_bytes, mixer_work, recurrent_kinds
 from kvplan.spec import LayerKind, ModelSpec, ceil_div, kept_for_spec, pipeline_stages
 from kvplan.units import weight_dtype
@@ -799,6 +801,18 @@ def allreduce_s(c: _Ctx, tokens: float, ranks: int | None = None) -> float:
         terms = c.terms[ranks] = _allreduce_terms(c, ranks)
     base, ring, per_s = terms
     return base + ring * (tokens * c.spec.hidden_size * c.act_bytes) / per_s
+
+
+def allreduce_bytes_s(c: _Ctx, nbytes: float) -> float:
+    """One all-reduce of ``nbytes`` over the TP group, priced as :func:`allreduce_s` prices its hidden-size one: a
+    norm's per-token sums or a narrow projection's output, whose time is nearly all the fixed latency."""
+    if c.tp == 1:
+        return 0.0
+    terms = c.terms.get(c.tp)
+    if terms is None:
+        terms = c.terms[c.tp] = _allreduce_terms(c, c.tp)
+    base, ring, per_s = terms
+    return base + ring * nbytes / per_s
 
 
 def _allreduce_terms(c: _Ctx, ranks: int) -> tuple[float, float, float]:
@@ -2271,10 +2285,13 @@ def _linear_s(
     if lm_rows > 0 and lin.last:
         gemm += lm_head_s(c, lm_rows)
     if c.dp == 1:
-        # TP: one all-reduce after attention and one after the MLP (experts sliced or split whole: the output
-        # is summed over the TP group either way), and one after the embedding. The MLP's all-reduce follows the
-        # join of the shared and routed paths, so it is outside their overlap.
+        # TP: the all-reduces each layer's parts end with (_kind_allreduces: one after attention or the token mixer,
+        # one after the MLP, experts sliced or split whole: the output is summed over the TP group either way) and
+        # one after the embedding. The MLP's all-reduce follows the join of the shared and routed paths, so it is
+        # outside their overlap.
         reduce, a2a = lin.allreduces * allreduce_s(c, tokens), 0.0
+        for count, nbytes in lin.narrow:
+            reduce += count * allreduce_bytes_s(c, tokens * nbytes)
         if _fuses_gemm_allreduce(c):  # the row-parallel GEMMs' all-reduces run under them, tile by tile
             for count, name, _, dense, width, kind in lin.layers:
                 key = (cid, "fused_ar", name, dense, width, tokens)  # kept, as the layer's figures
@@ -2301,7 +2318,8 @@ class _LinearTerms(NamedTuple):
     range: range  # the stage's layers
     first: bool  # it embeds
     last: bool  # it samples
-    allreduces: int  # TP all-reduces without DP attention: two a layer and one after the embedding
+    allreduces: int  # TP all-reduces of the hidden size without DP attention (_kind_allreduces) and the embedding's
+    narrow: tuple[tuple[int, float], ...]  # (layers, bytes a token) of each narrower all-reduce (_kind_allreduces)
     moe_layers: int  # layers with a MoE MLP
     hides: bool  # a MoE layer may hide time (shared experts, and the engine runs them on a second stream here)
 
@@ -2322,12 +2340,40 @@ def _linear_terms(c: _Ctx, stage: _Stage | None) -> _LinearTerms:
         entries = tuple((count, name, alike[name], dense, width, spec.kind(name))
                         for (name, dense, width), count in keys)  # fmt: skip
         moe_layers = sum(count for count, _, _, dense, _, kind in entries if kind.mlp and not dense)
-        return entries, layers, first, last, 2 * len(layers) + (1 if first else 0), moe_layers
+        wide, narrow = 1 if first else 0, []
+        for count, _, _, dense, width, kind in entries:
+            n, extra = _kind_allreduces(spec, kind, dense=dense, width=width, norm_reduce=norm_reduce,
+                                        act_bytes=c.act_bytes)  # fmt: skip
+            wide += count * n
+            narrow.extend((count, nbytes) for nbytes in extra)
+        return entries, layers, first, last, wide, tuple(narrow), moe_layers
 
-    rules = c.rules
+    rules, norm_reduce = c.rules, c.cal.mixer_norm_allreduce
     hides = bool(spec.moe is not None and spec.moe.shared_size and rules.shared_experts_tokens > 0
                  and not (rules.shared_experts_graph_only and not c.graph))  # fmt: skip
-    return _LinearTerms(*_fact(spec, ("linear", c.tp, layers.start, layers.stop, first, last), make), hides)
+    key = ("linear", c.tp, layers.start, layers.stop, first, last, norm_reduce, c.act_bytes)
+    return _LinearTerms(*_fact(spec, key, make), hides)
+
+
+def _kind_allreduces(
+    spec: ModelSpec, kind: LayerKind, *, dense: bool, width: int, norm_reduce: bool, act_bytes: float
+) -> tuple[int, tuple[float, ...]]:
+    """(all-reduces of ``tokens x hidden`` values, bytes a token of each narrower all-reduce) one layer of ``kind``
+    ends its parts with under TP (without DP attention): :func:`kvplan.params.layer_allreduces`, and the narrower
+    ones. A Mamba (v1) mixer's x_proj is row-parallel (vLLM layers/mamba/mamba_mixer.py MambaMixer:
+    RowParallelLinear(intermediate, dt_rank + 2 d_state), its output reduced: Jamba); with ``norm_reduce``
+    (Calibration.mixer_norm_allreduce) the mixer's output norm over the whole width all-reduces one fp32 sum a token
+    (a Mamba2 mixer with one group and its gated norm on; a lightning-attention layer)."""
+    narrow: list[float] = []
+    for mixer in (kind, kind.parallel):
+        if mixer is None or mixer.type != "recurrent":
+            continue
+        if mixer.variant == "mamba":
+            narrow.append(((mixer.dt_rank or 0) + 2 * (mixer.d_state or 0)) * act_bytes)
+        elif norm_reduce and (mixer.variant == "lightning" or (mixer.variant == "mamba2" and mixer.n_groups == 1
+                                                                and mixer.ssm_norm)):  # fmt: skip
+            narrow.append(4.0)  # one fp32 sum of squares a token
+    return layer_allreduces(spec, kind, dense=dense, width=width), tuple(narrow)
 
 
 def _alike_kinds(c: _Ctx) -> dict[str, str]:
@@ -2360,10 +2406,14 @@ def _dp_collectives_s(c: _Ctx, tokens: float, moe_tokens: float, layers: range, 
     reduced: one all-reduce of all ``moe_tokens`` over the tp x dp ranks.
     """
     spec = c.spec
-    dense_layers = sum(n for (_, dense, _width), n in _layer_keys(spec, layers).items() if dense)
-    moe_layers = len(layers) - dense_layers
+    tp_reduces = 1 if first else 0  # the embedding's, each mixer's (mixer_allreduces) and each dense MLP's
+    moe_layers = 0
+    for (name, dense, width), n in _layer_keys(spec, layers).items():
+        kind = spec.kind(name)
+        tp_reduces += n * (mixer_allreduces(kind) + (1 if dense and kind.mlp and width > 0 else 0))
+        moe_layers += n if kind.mlp and not dense else 0
     per_rank = allreduce_s(c, tokens)
-    reduce = (len(layers) + dense_layers + (1 if first else 0)) * per_rank
+    reduce = tp_reduces * per_rank
     if c.rules.moe_allgather:
         # Every rank's tokens gathered to every rank (each padded to the busiest rank's count, or each rank's own
         # count where the engine gathers unpadded: all the MoE layer's tokens) and the outputs reduce-scattered back,

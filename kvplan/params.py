@@ -257,6 +257,55 @@ def layer_norm_params(spec: ModelSpec, layer: int) -> int:
     return count * norm_width
 
 
+# Families whose MoE layers run a shared MLP beside the routed experts as a module of its own, each ending in its own
+# all-reduce: Granite 4.0 hybrid (vLLM vllm/model_executor/models/granitemoehybrid.py @0195c9ec, both decoder layers'
+# forward: block_sparse_moe(...) + shared_mlp(...), GraniteMoeMoE's FusedMoE reducing its output, "finally we reduce
+# the outputs across ranks" (granitemoe.py), and GraniteMoeSharedMLP's output_linear a RowParallelLinear that reduces
+# by default (granitemoeshared.py); SGLang's granitemoehybrid.py ports the same modules). Every other family's shared
+# experts join the routed output before one all-reduce (e.g. NemotronHMoE: the shared NemotronHMLP built with
+# reduce_results=False and handed to the fused MoE).
+SEPARATE_SHARED_MLP_FAMILIES = frozenset({"granitemoehybrid"})
+
+
+def mixer_allreduces(kind: LayerKind) -> int:
+    """All-reduces of the hidden size after a layer's attention or token mixer under TP: one where the layer has one
+    (its o_proj / out_proj is row-parallel), none for a layer without (Nemotron-H's MLP and MoE blocks, Nemotron-NAS
+    no-op attention: vLLM nemotron_nas.py DeciLMDecoderLayer.forward skips the block), and one more for a recurrent
+    mixer beside the attention (Falcon-H1: vLLM falcon_h1.py FalconH1ParallelHybrid runs the attention's o_proj and
+    the Mamba2 branch's out_proj, each a RowParallelLinear that reduces, then sums the two). A linear replacement
+    (DeciLM replace_with_linear) is counted as one row-parallel linear: no engine read serves it (vLLM's DeciLM layer
+    reads only no_op) and no catalog model has one."""
+    if kind.type == "none":
+        return 1 if kind.linear_replacement else 0
+    return 1 + (1 if kind.parallel is not None else 0)
+
+
+def layer_allreduces(spec: ModelSpec, kind: LayerKind, *, dense: bool, width: int) -> int:
+    """All-reduces of ``tokens x hidden`` values one layer of ``kind`` ends its blocks with under tensor parallelism
+    (without DP attention): :func:`mixer_allreduces`, one after the MLP or MoE where the layer has one (``kind.mlp``;
+    a dense one of ``width`` 0 is Nemotron-NAS's no-op FFN, skipped as its attention is), and one more for a shared
+    MLP reduced on its own (:data:`SEPARATE_SHARED_MLP_FAMILIES`). A Nemotron-H block is one norm and ONE mixer
+    (vLLM vllm/model_executor/models/nemotron_h.py @8744bb09: NemotronHMambaDecoderLayer, NemotronHAttention,
+    NemotronHMLPDecoderLayer, NemotronHMoEDecoderLayer; its MoE hands the shared NemotronHMLP, built with
+    reduce_results=False, to the fused experts, which reduce once): one all-reduce a block, written as a mixer kind
+    without MLP (``mlp: false``) or an MLP kind without mixer (type none)."""
+    n = mixer_allreduces(kind)
+    if kind.mlp and (width > 0 or not dense):
+        n += 1
+        if not dense and spec.family in SEPARATE_SHARED_MLP_FAMILIES and spec.moe is not None and spec.moe.shared_size:
+            n += 1
+    return n
+
+
+def tp_allreduces(spec: ModelSpec) -> int:
+    """All-reduces of ``tokens x hidden`` values the model's layers end their blocks with in one forward pass under
+    tensor parallelism (:func:`layer_allreduces` summed over the layers; the embedding's not counted)."""
+    names, dense = spec.layer_kind_names, spec.dense_mlp_layers
+    return sum(layer_allreduces(spec, spec.kind(names[i]), dense=spec.moe is None or i in dense,
+                                width=spec.mlp_width(i) if spec.moe is None or i in dense else 0)
+               for i in range(spec.num_layers))  # fmt: skip
+
+
 def embedding_parts(spec: ModelSpec, tp: int = 1) -> list[Part]:
     """Input embedding (vocab-parallel under TP)."""
     return [Part(_shard(spec.vocab_size, tp) * spec.hidden_size, False)]

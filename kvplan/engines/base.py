@@ -619,6 +619,15 @@ class Calibration:
     # and write reach where it was timed at the engine's own launch heuristic (kvplan.latency._ssu_split: Mamba2 layers
     # with 64 < d_state <= 128 and an fp32 state, on Hopper and Blackwell). None: those bytes at attn_decode_mem_eff.
     ssu_mem_eff: float | None = None
+    # A token mixer's output norm taken over the whole mixer width while TP splits that width: each rank sums its
+    # share's squares and the TP group all-reduces those sums (one fp32 a token), one more all-reduce per layer
+    # (kvplan.latency._kind_allreduces). vLLM: Mixer2RMSNormGated.forward_native on a Mamba2 mixer with one group
+    # (n_groups 1, its gated norm on; vllm/model_executor/layers/mamba/mamba_mixer2.py @bb435dbd, "1. n_groups is 1 ...
+    # Each rank computes a local sum of squares followed by AllReduce"; with tp dividing n_groups no collective) and
+    # MiniMaxText01RMSNormTP._forward on every lightning-attention layer (MiniMax-M1: variance all-reduced over the TP
+    # group); SGLang's ports of both do the same. False: TensorRT-LLM's Mamba2Mixer (_torch/modules/mamba/
+    # mamba2_mixer.py: RMSNormGated over tp_d_inner in groups of tp_d_inner // (n_groups // tp), no collective).
+    mixer_norm_allreduce: bool = False
 
 
 @dataclass(frozen=True)

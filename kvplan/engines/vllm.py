@@ -1407,6 +1407,7 @@ CALIBRATION = Calibration(
     # 0.8422 priced them too fast at every point, median |ln| 0.333 B200 / 0.329 H200 -> 0.110 / 0.112; the H200's
     # points past 32,768 run at 0.20-0.30, worst 1.094). The 0.8 rules' wheels were not read for the launch heuristic.
     ssu_mem_eff=0.603,
+    mixer_norm_allreduce=True,  # Mixer2RMSNormGated (n_groups 1), MiniMaxText01RMSNormTP: base.Calibration
     allreduce_base_s=5.453e-06,
     allreduce_rank_s=2.815e-07,
     allreduce_bw_eff=0.3395,
