@@ -38,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import blackwell_v10_kernels as bk  # noqa: E402 - the release's own GB200 and B200 kernel timings
 import published_compare as pc  # noqa: E402 - the rows' setups and scoring, shared
 
 # The v1.0 page, "Running the Benchmark": kv_cache_free_gpu_mem_fraction 0.95 in many cases, "We fall back to 0.90 or
@@ -178,6 +179,11 @@ def summary_lines(scored: dict) -> list[str]:
     out.append(f"B200 TP rows with the Grace figure / {GRACE_DISPATCH_RATIO:.2f} on their x86 host "
                f"({GRACE_HOST_REQUEST_S / GRACE_DISPATCH_RATIO * 1e6:.1f} us, TransformerEngine#2053's ratio), overlap "
                f"on: {x86_host} of {len(x86)} within 20% (as scored {x86_in})")  # fmt: skip
+    out.append(bk.summary_lines(bk.load())[0] + " (benchmarks/blackwell_v10_kernels.py)")
+    marked = [r["ratios"]["as scored"] for r in rows if "not_reproduced" in r]
+    out.append(f"GB200 TP rows below the page's B200 figure for the same lengths, marked not_reproduced: {len(marked)} "
+               f"(x{min(marked):.2f}-x{max(marked):.2f} as scored, {sum(map(within, marked))} within 20%), all in "
+               "the statistics")  # fmt: skip
     pairs = [r["host_us"] / r["b200_host_us"] for r in misses if r["b200_host_us"]]
     out.append(f"implied host per request, GB200 / B200 row of the same lengths: {min(pairs):.2f}-{max(pairs):.2f} "
                f"({len(pairs)} rows with both; TransformerEngine#2053's Grace / Xeon dispatch ratio "

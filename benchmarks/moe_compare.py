@@ -39,6 +39,7 @@ import argparse
 import json
 import math
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -301,14 +302,91 @@ def render(rows: list[dict], *, markdown: bool, autotuned: list[dict] | None = N
     return "\n".join(out)
 
 
+# --published: the TensorRT-LLM v1.0 TP1 NVFP4 rows (benchmarks/data/published_throughput.json) of the models whose
+# experts the sample holds at TP 1 (Qwen3-30B-A3B and Llama 4 Scout on B200 and GB200), scored as published_compare.py
+# scores them and with every MoE layer's grouped experts read from the sample's TensorRT-LLM NVFP4 CUTLASS points of
+# that model and GPU (balanced routing, TP 1 / EP 1; aic_tables.table_layer_s between token counts). A reading of what
+# the kernel table would do to the rows, nothing kept in kvplan (moe_gap.py --published does the same for Qwen3-30B-A3B
+# with both routings and the min-latency table).
+PUBLISHED_SOURCE = "trtllm-1.0"
+PUBLISHED_TARGET = 0.20  # published_compare.TARGET
+
+
+def table_points(tables: list[dict], engine: str = "trtllm", dtype: str = "nvfp4") -> dict[tuple[str, str], list]:
+    """``{(gpu, model): [[tokens, ms], ...]}``: the sample's TP 1 / EP 1 points of ``engine`` and ``dtype``."""
+    out: dict[tuple[str, str], list] = {}
+    for t in tables:
+        if t["engine"] != engine:
+            continue
+        for d, m, tp, ep, tokens, us, _ in t["points"]:
+            if t["dtypes"][d] == dtype and (tp, ep) == (1, 1):
+                out.setdefault((t["gpu"], list(SHAPES)[m]), []).append([tokens, us / 1e3])
+    return {key: sorted(points) for key, points in out.items()}
+
+
+@contextmanager
+def experts_from_points(points: dict[tuple[str, str], list]):  # noqa: ANN201
+    """For the ``with`` block, every TensorRT-LLM NVFP4 MoE layer on one GPU (no expert split) of a model and GPU in
+    ``points`` (:func:`table_points`) priced from its table at the layer's tokens instead of by
+    :func:`kvplan.latency._moe_s`'s formula; every other layer as kvplan prices it."""
+    from aic_tables import grouped_experts_from, table_layer_s
+
+    shapes = {shape: model for model, shape in SHAPES.items()}
+
+    def from_table(c, moe_tokens: float, parts):  # noqa: ANN001, ANN202
+        moe = c.spec.moe
+        if moe is None or c.cal.engine != "trtllm" or c.moe_layer_s is None or c.moe_ranks != 1 or moe_tokens <= 0:
+            return None
+        model = shapes.get((c.spec.hidden_size, moe.expert_intermediate_size, moe.num_experts, moe.experts_per_token))
+        table = points.get((c.gpu.name, model))
+        return None if table is None else table_layer_s(table, moe_tokens)
+
+    with grouped_experts_from(from_table):
+        yield
+
+
+def published_rows(tables: list[dict]) -> list[dict]:
+    """The v1.0 TP1 NVFP4 rows whose model and GPU have TP 1 points in the sample: the published figure, kvplan's
+    ratio as published_compare.py scores the row (``as scored``) and with the table's experts (``table experts``)."""
+    import published_compare as pc
+
+    points = table_points(tables)
+    runs = [r for r in json.loads(pc.DATA.read_text())["runs"]
+            if r["source"] == PUBLISHED_SOURCE and r["weights"] == "nvfp4" and r["tp"] == 1 and "launch" not in r
+            and (r["gpu"], r["model"]) in points]  # fmt: skip
+    out = [{**r, "as scored": pc.run_tokens_s(r) / r["published_tok_s"]} for r in runs]
+    with experts_from_points(points):
+        for row, r in zip(out, runs, strict=True):
+            row["table experts"] = pc.run_tokens_s(r) / r["published_tok_s"]
+    return out
+
+
+def published_lines(rows: list[dict]) -> list[str]:
+    """One line per row, then per model and GPU the rows within 20 % each way."""
+    out = [f"{r['label']:14} {r['gpu']:6} {r['isl']:>5}/{r['osl']:<5} published {r['published_tok_s']:>7,}  "
+           f"as scored x{r['as scored']:.2f}  table experts x{r['table experts']:.2f}" for r in rows]  # fmt: skip
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["label"], r["gpu"]), []).append(r)
+    for (label, gpu), part in groups.items():
+        inside = {key: sum(abs(r[key] - 1) <= PUBLISHED_TARGET for r in part) for key in ("as scored", "table experts")}
+        out.append(f"{label} {gpu}: within 20 % of {len(part)}: as scored {inside['as scored']}, with the table's "
+                   f"experts {inside['table experts']}")  # fmt: skip
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--collect", action="store_true", help="write the sample of aiconfigurator's MoE tables")
     p.add_argument("--markdown", action="store_true", help="tables for docs/cost.md")
+    p.add_argument("--published", action="store_true", help="the v1.0 TP1 NVFP4 rows with the table's experts")
     args = p.parse_args(argv)
     if args.collect:
         return collect(DATA)
     tables = load()
+    if args.published:
+        print("\n".join(published_lines(published_rows(tables))))
+        return 0
     print(render(compare(tables), markdown=args.markdown, autotuned=autotuned_rows(tables)))
     return 0
 

@@ -47,7 +47,9 @@ the ``trtllm@0.17`` release applies that itself, ``kvplan.engines.trtllm.Trtllm.
 not model (a model outside the catalog, a run whose launch was not recorded) carries
 ``not_modelled``; an MLPerf run whose inputs are not all known (the run's split or precision) or not modelled
 carries ``not_compared``. Both are printed with their reason and kept out of the statistics (``--markdown`` tables
-for docs/cost.md).
+for docs/cost.md). A scored row whose published figure no source kvplan reads can give carries ``not_reproduced``,
+the reason (the GB200 rows below the page's own B200 figure for the same lengths: benchmarks/gb200_candidates.py,
+benchmarks/blackwell_v10_kernels.py); it is marked in the table and stays in the statistics.
 
 ``python benchmarks/published_compare.py [--markdown] [--update-data]``
 """
@@ -1422,6 +1424,10 @@ def split_label(r: dict) -> str:
     return f"DP{sp['dp']} EP{sp['dp']}" if sp.get("dp") else f"TP{r['tp']}"
 
 
+# The mark a scored row carrying ``not_reproduced`` gets beside its ratio (the reason is on the row in the data file).
+NOT_REPRODUCED_MARK = "below the page's B200: not reproduced"
+
+
 def _print_runs(rows: list[dict], *, markdown: bool) -> None:
     if markdown:
         print("| source | model | GPU | split | ISL/OSL | published tok/s | kvplan tok/s | kvplan / published |")
@@ -1430,6 +1436,7 @@ def _print_runs(rows: list[dict], *, markdown: bool) -> None:
         if "ratio" not in r:
             continue
         alt = f" (experts sliced: {r['ratio_ep1']:.2f})" if "ratio_ep1" in r else ""
+        alt += f" ({NOT_REPRODUCED_MARK})" if "not_reproduced" in r else ""
         if markdown:
             print(f"| {r['source']} | {r['label']} | {r['gpu']} | {split_label(r)} | {r['isl']}/{r['osl']} | "
                   f"{r['published_tok_s']:,.0f} | {r['kvplan_tok_s']:,.0f} | {r['ratio']:.2f}{alt} |")  # fmt: skip

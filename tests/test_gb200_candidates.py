@@ -76,3 +76,13 @@ def test_docs_block_is_what_the_script_prints(scored: dict) -> None:
     doc = (Path(__file__).resolve().parents[1] / "docs" / "cost.md").read_text(encoding="utf-8")
     block = doc.split("<!-- gb200_candidates:begin -->\n", 1)[1].split("\n<!-- gb200_candidates:end -->", 1)[0]
     assert block == gb.render(scored, markdown=True)
+
+
+def test_summary_names_the_release_kernels_and_the_marked_rows(scored: dict) -> None:
+    lines = gb.summary_lines(scored)
+    kernels = next(line for line in lines if line.startswith("GB200 / B200 (1.0.0rc6)"))
+    assert "blackwell_v10_kernels.py" in kernels
+    marked = next(line for line in lines if "marked not_reproduced" in line)
+    assert "marked not_reproduced: 11 " in marked and marked.endswith("all in the statistics")
+    # every marked row is one of the page's GB200 TP rows and is scored
+    assert sum("not_reproduced" in r for r in scored["rows"]) == 11

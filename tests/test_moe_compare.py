@@ -339,3 +339,34 @@ def test_fit_moe_ops_fits_the_block_fp8_streaming_width_on_thin_slices(tables: l
     r = fit_moe_ops.fit(tables, "hopper_moe_block_mem_eff", grid=(0.695, 0.94, 1.0))
     assert r["points"] == 960 and r["value_s"] == 0.94
     assert r["after"][0] == pytest.approx(0.043, abs=5e-4)
+
+
+def test_table_points_are_the_tp1_points_of_the_dtype(tables: list[dict]) -> None:
+    points = moe_compare.table_points(tables)
+    assert {("b200", "qwen3-30b-a3b"), ("gb200", "llama-4-scout-17b-16e")} <= set(points)
+    scout = points["b200", "llama-4-scout-17b-16e"]
+    assert [t for t, _ in scout] == sorted(moe_compare.TOKENS)
+    # the sample's B200 Scout NVFP4 point at 8,192 tokens, 982.7 us (docs/cost.md), in ms
+    assert dict(scout)[8192] == pytest.approx(0.9827, rel=1e-3)
+
+
+def test_published_reading_swaps_only_the_tabled_layers(tables: list[dict]) -> None:
+    """With a table for the row's model and GPU the grouped experts come from it; a row whose model has no table in
+    the points (an empty set) scores as it is scored."""
+    pc = bench_module("published_compare")
+    rows = moe_compare.published_rows(tables)
+    assert len(rows) == 40 and {r["model"] for r in rows} == {"qwen3-30b-a3b", "llama-4-scout-17b-16e"}
+    for r in rows:
+        assert r["as scored"] == pytest.approx(pc.run_tokens_s(r) / r["published_tok_s"], rel=1e-9)
+    scout = next(r for r in rows if (r["model"], r["gpu"], r["isl"], r["osl"]) == ("llama-4-scout-17b-16e", "b200",
+                                                                                  2048, 128))  # fmt: skip
+    assert scout["table experts"] > scout["as scored"] * 1.1  # prompt chunks: the table's experts are faster
+    with moe_compare.experts_from_points({}):
+        assert pc.run_tokens_s(scout) / scout["published_tok_s"] == pytest.approx(scout["as scored"], rel=1e-9)
+
+
+def test_published_block_is_what_the_script_prints(tables: list[dict]) -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "cost.md").read_text(encoding="utf-8")
+    block = doc.split("<!-- moe_compare_published:begin -->\n```\n", 1)[1].split("\n```\n<!-- moe_compare_published"
+                                                                             ":end -->", 1)[0]  # fmt: skip
+    assert block == "\n".join(moe_compare.published_lines(moe_compare.published_rows(tables)))
