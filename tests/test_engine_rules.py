@@ -64,10 +64,18 @@ def test_trtllm_sliding_window_layers_keep_every_token_without_max_attention_win
     r = capacity(_setup("mistral-7b-v0.1", H100, "trtllm"), 32768)
     assert r.kv_pool_tokens == 475_040
     assert r.max_concurrent_sequences == 475_040 // 32_768 == 14
-    # Llama 4's chunked layers stay capped at the chunk: TensorRT-LLM reads attention_chunk_size from the model config.
+    # Llama 4's chunked layers keep every token too: KVCacheManager.__init__ (resource_manager.py) takes
+    # [max_seq_len] as the one window when KvCacheConfig.max_attention_window is None, and attention_chunk_size is the
+    # attention op's mask, not a window of the cache. Scout TP4 on one H200, bf16 KV: a pool of 1,704,960 tokens;
+    # 32K requests take 32,768 of them in every layer: 1,704,960 // 32,768 = 52. Before (the 36 chunked layers charged
+    # 8,192): (12 x 32,768 + 36 x 8,192) / 48 = 14,336 a request, 118. At 8K nothing changes (208 either way).
     scout = _setup("llama-4-scout-17b-16e", H200, "trtllm", tp=4)
     chunked = [c for _, c in scout.stages[0].layout.stage.groups if c.type == "chunked"]
-    assert chunked and all(c.max_tokens == 8192 for c in chunked)
+    assert chunked and all(c.max_tokens is None for c in chunked)
+    long = capacity(scout, 32768)
+    assert long.kv_pool_tokens == 1_704_960
+    assert long.max_concurrent_sequences == 1_704_960 // 32_768 == 52
+    assert capacity(scout, 8192).max_concurrent_sequences == 1_704_960 // 8192 == 208
     assert "--max_attention_window" not in " ".join(ENGINES["trtllm"].launch_args(r, model="m", sequences=14))
 
 

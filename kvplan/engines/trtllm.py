@@ -91,15 +91,27 @@ def activation(spec: ModelSpec, *, tokens: int, tp: int, sharding: Sharding | No
 
 
 def _whole_sliding(stage: StagePlan) -> StagePlan:
-    """Sliding-window layers keep every token. TensorRT-LLM's cyclic KV cache stores the last N tokens of a layer
-    only for the N the launch gives: "It only stores the kv cache for the last `N` tokens, where `N` is determined by
-    the `KvCacheConfig.max_attention_window` parameter in `LLM` API", which users set to enable it
+    """Sliding-window and chunked layers keep every token. TensorRT-LLM's cyclic KV cache stores the last N tokens of
+    a layer only for the N the launch gives: "It only stores the kv cache for the last `N` tokens, where `N` is
+    determined by the `KvCacheConfig.max_attention_window` parameter in `LLM` API", which users set to enable it
     (docs/source/features/long-sequence.md, "Sliding Window Attention", @1ec63b443d26536985368445243d3c03625bc27c;
     the TensorRT-engine flow likewise, docs/source/advanced/gpt-attention.md: the runtime's
     ``max_attention_window_size``). Unset (KvCacheConfig default None; kvplan's launch line sets none), a layer keeps
-    the whole sequence, whatever window the checkpoint's config names. Chunked layers (Llama 4) are left as the model
-    states them: that page has TensorRT-LLM read ``attention_chunk_size`` from the model config itself."""
-    groups = tuple((n, replace(c, max_tokens=None) if c.type == "sliding" else c) for n, c in stage.groups)
+    the whole sequence, whatever window the checkpoint's config names.
+
+    Llama 4's chunked layers alike: the cache manager knows windows only, and takes them only from the launch.
+    tensorrt_llm/_torch/pyexecutor/resource_manager.py ``KVCacheManager.__init__`` (every stored copy read through the
+    code index, 1.0-era to 2026): ``if kv_cache_config.max_attention_window is None: self.max_attention_window_vec =
+    [max_seq_len]`` ("Use max_seq_len as default max_attention_window"), one pool for every layer
+    (docs/source/features/kvcache.md: "A separate pool is created for each combination of attention window size and
+    number of heads"); the executor sets no window from ``attention_chunk_size`` (only Gemma4 hybrids get one by
+    themselves, the 1.3-era ``_util.py`` read below). ``attention_chunk_size`` is the attention op's mask (long-
+    sequence.md, "Chunked attention": "TensorRT LLM will read `attention_chunk_size` from the model config"), so a
+    decode step reads its current chunk (kvplan.latency, the MMHA kernel) while the pool keeps every earlier one:
+    a 22,000-token Llama 4 request holds 22,000 tokens in all 48 layers, not 8,192 in the 36 chunked ones.
+    (Before stop 28 kvplan kept the chunked layers at the chunk, reading long-sequence.md's "both the KV cache size
+    and the attention computation can be significantly reduced" as the cache manager's; the manager has no chunk.)"""
+    groups = tuple((n, replace(c, max_tokens=None) if c.type in ("sliding", "chunked") else c) for n, c in stage.groups)
     return StagePlan(groups)
 
 
