@@ -332,7 +332,7 @@ def step_residual(r: dict) -> dict:
     inp, out = Lengths.of(r["isl"]), Lengths.of(r["osl"])
     top = max_rate(s, input_len=inp, output_len=out)
     at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
-               with_p99=False)  # fmt: skip
+               with_p99=False, full_start=True)  # fmt: skip
     ratio = top * r["osl"] / r["published_tok_s"]
     return {"ratio": ratio, "step_s": at.step_s, "residual_s": at.step_s * (ratio - 1),
             "rank_batch": at.step_batch / s.dp}  # fmt: skip
@@ -788,7 +788,7 @@ def known_batch_line(run: dict = KNOWN_BATCH_ADP) -> str:
                    max_batch=cap, dp=run["dp"], ep=True)  # fmt: skip
         top = max_rate(s, input_len=inp, output_len=out)
         at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
-                   with_p99=False)  # fmt: skip
+                   with_p99=False, full_start=True)  # fmt: skip
         figures.append((top * run["osl"] / run["output_tok_s"], at.step_s, at.step_batch / run["dp"]))
     (capped, step, batch), (uncapped, _, own) = figures
     return (f"dp-candidates known batch: {run['model']} {run['gpu']} DP{run['dp']} EP{run['dp']} "
@@ -897,7 +897,9 @@ def run_setup(r: dict, *, ep: bool = True, max_batch: int | None = None):  # noq
 def run_tokens_s(r: dict, *, ep: bool = True) -> float:
     """kvplan's output tokens/s for a TensorRT-LLM table row as the page ran it: the row's ``$num_requests``
     (:data:`TRTLLM_NUM_REQUESTS`) through :func:`finite_run_tokens_s`, the places a rank's steady-state batch at its
-    highest sustainable rate and ``T(b)`` the steady state with at most ``b`` sequences a rank (``max_batch_size``),
+    highest sustainable rate (the fixed point a batch that starts at the limits falls to, ``serve``'s ``full_start``:
+    the run queues every request at once; since stop 28 ``serve`` otherwise gives the least, reached from empty) and
+    ``T(b)`` the steady state with at most ``b`` sequences a rank (``max_batch_size``),
     both of the run's setup (:func:`run_setup`: an attention-DP row's ranks aligned); the steady state where the page
     gives no count for the row's lengths."""
     from kvplan.serving import Lengths, max_rate, serve
@@ -910,7 +912,7 @@ def run_tokens_s(r: dict, *, ep: bool = True) -> float:
     inp, out = Lengths.of(r["isl"]), Lengths.of(r["osl"])
     top = max_rate(s, input_len=inp, output_len=out)
     at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
-               with_p99=False)  # fmt: skip
+               with_p99=False, full_start=True)  # fmt: skip
     slots = at.step_batch / s.dp  # the decodes a step holds at the highest rate (the fixed point's count)
 
     def tokens_s_at(batch: int) -> float:
@@ -934,7 +936,7 @@ def run_decode_terms(r: dict) -> dict:
     inp, out = Lengths.of(r["isl"]), Lengths.of(r["osl"])
     top = max_rate(s, input_len=inp, output_len=out)
     at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
-               with_p99=False)  # fmt: skip
+               with_p99=False, full_start=True)  # fmt: skip
     batch = min(at.step_batch / s.dp, TRTLLM_NUM_REQUESTS[(r["isl"], r["osl"])] / s.dp)
     t = mixed_step_latency(s.spec, s.gpu, decode_seqs=batch * s.dp, decode_context=r["isl"] + r["osl"] // 2,
                            prefill_tokens=0, tp=s.tp, dp=s.dp, kv_dtype_name=s.kv_dtype,
@@ -1285,7 +1287,7 @@ def offline_step_residual_s(r: dict, datasets: dict) -> tuple[float, float]:
     with mlperf_engine(r):
         top = max_rate(s, input_len=inp, output_len=out)
         at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
-                   with_p99=False)  # fmt: skip
+                   with_p99=False, full_start=True)  # fmt: skip
     ratio = score_mlperf(r, datasets)["ratio"]
     return at.step_s, at.step_s * (ratio - 1)
 

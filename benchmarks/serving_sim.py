@@ -321,22 +321,22 @@ def _layouts(dp: int) -> tuple:
     return (*sglang, ("vllm", "vllm", {}, "vllm"), ("trtllm", "trtllm", {}, "trtllm"))
 
 
-def _case_runs(requests: int, *, cases: tuple, fractions: tuple, warmup: int, dispatch: str | None,
-               with_server: bool):  # noqa: ANN202
+def _case_runs(requests: int, *, cases: tuple, fractions: tuple, warmup: int, dispatch: str | None):  # noqa: ANN202
     """Each case's layouts (:func:`_layouts`) at each of ``fractions`` of kvplan's sustainable rate, the requests dealt
     as each layout's engine deals them unless ``dispatch`` names one rule for all: (case label, layout, rate, fraction,
-    ``serve()``'s result, the simulation's). ``with_server``: ``serve()`` on the setup with its engine's API server
-    (the ``--tpot`` table), else on its steps alone (:func:`kvplan.serving.steps_only`, as the simulation runs)."""
+    ``serve()``'s result, the simulation's). ``serve()`` runs on the setup's steps alone
+    (:func:`kvplan.serving.steps_only`), as the simulation does, in every table: the engine's API server
+    (:attr:`kvplan.engines.base.Engine.front_end`) adds to ``serve()``'s TTFT and caps its rate, and the simulation
+    has none. (Until stop 28 the ``--tpot`` table kept the server; none of its rows differed: SGLang 0.5's server
+    takes ~800 requests a second, far above these cases' rates, and the TPOT does not see the server's wait.)"""
     from kvplan.capacity import setup
     from kvplan.engines import Settings
     from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, _limits, max_rate, serve, steps_only
 
     for model, gpu, tp, dp, weights, isl, osl in cases:
         for layout, engine, keywords, dealt in _layouts(dp):
-            s = setup(model, gpu, engine=engine, tp=tp, dp=dp, ep=dp > 1, weights_dtype=weights,
-                      settings=Settings(**keywords))  # fmt: skip
-            if not with_server:
-                s = steps_only(s)
+            s = steps_only(setup(model, gpu, engine=engine, tp=tp, dp=dp, ep=dp > 1, weights_dtype=weights,
+                                 settings=Settings(**keywords)))  # fmt: skip
             inp, out = Lengths.of(isl), Lengths.of(osl)
             top = max_rate(s, input_len=inp, output_len=out)
             budget = s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
@@ -358,7 +358,7 @@ def compare(requests: int, *, cases: tuple = CASES, warmup: int = 200, dispatch:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     pairs: dict[str, list[tuple[float, ...]]] = {}  # layout -> (sim, kvplan) batch, TPOT, TTFT per row
     for case, layout, rate, frac, r, sim in _case_runs(requests, cases=cases, fractions=FRACTIONS, warmup=warmup,
-                                                       dispatch=dispatch, with_server=False):  # fmt: skip
+                                                       dispatch=dispatch):  # fmt: skip
         cells = (case, layout, f"{rate:.2f} (x{frac})",
                  f"{sim.batch:.1f} / {r.batch:.1f}", f"{sim.tpot_s * 1e3:.2f} / {r.tpot_mean_s * 1e3:.2f}",
                  f"{sim.ttft_s * 1e3:.1f} / {r.ttft_mean_s * 1e3:.1f}",
@@ -398,7 +398,7 @@ def compare_tpot(requests: int, *, cases: tuple = CASES, fractions: tuple = TPOT
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     errors: dict[str, list[float]] = {"p90": [], "p99": []}
     for case, layout, rate, frac, r, sim in _case_runs(requests, cases=cases, fractions=fractions, warmup=warmup,
-                                                       dispatch=dispatch, with_server=True):  # fmt: skip
+                                                       dispatch=dispatch):  # fmt: skip
         e90, e99 = abs(math.log(r.tpot_p90_s / sim.tpot_p90_s)), abs(math.log(r.tpot_p99_s / sim.tpot_p99_s))
         errors["p90"].append(e90)
         errors["p99"].append(e99)

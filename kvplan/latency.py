@@ -2355,6 +2355,15 @@ def _linear_terms(c: _Ctx, stage: _Stage | None) -> _LinearTerms:
     return _LinearTerms(*_fact(spec, key, make), hides)
 
 
+# Families whose attention RMS-normalises q and k over all heads while TP splits the heads, so each rank's sums of
+# squares are all-reduced (two fp32 a token, q's and k's together) before the norm: MiniMax-M2 (vLLM
+# vllm/model_executor/models/minimax_m2.py MiniMaxM2Attention.forward -> MiniMaxText01RMSNormTP.forward_qk,
+# layers/mamba/linear_attn.py: ``qk_var = tensor_model_parallel_all_reduce(torch.cat([q_var, k_var]))``; later copies
+# fuse it into one kernel, torch.ops.vllm.minimax_qk_norm_fusion, still one collective a layer). Priced with
+# Calibration.mixer_norm_allreduce (the engines whose norm across TP ranks was read).
+WHOLE_QK_NORM_FAMILIES = frozenset({"minimax_m2"})
+
+
 def _kind_allreduces(
     spec: ModelSpec, kind: LayerKind, *, dense: bool, width: int, norm_reduce: bool, act_bytes: float
 ) -> tuple[int, tuple[float, ...]]:
@@ -2363,8 +2372,11 @@ def _kind_allreduces(
     ones. A Mamba (v1) mixer's x_proj is row-parallel (vLLM layers/mamba/mamba_mixer.py MambaMixer:
     RowParallelLinear(intermediate, dt_rank + 2 d_state), its output reduced: Jamba); with ``norm_reduce``
     (Calibration.mixer_norm_allreduce) the mixer's output norm over the whole width all-reduces one fp32 sum a token
-    (a Mamba2 mixer with one group and its gated norm on; a lightning-attention layer)."""
+    (a Mamba2 mixer with one group and its gated norm on; a lightning-attention layer), and an attention layer of a
+    family in :data:`WHOLE_QK_NORM_FAMILIES` all-reduces its q and k sums (two fp32 a token)."""
     narrow: list[float] = []
+    if norm_reduce and spec.family in WHOLE_QK_NORM_FAMILIES and kind.type in ("full", "sliding", "chunked"):
+        narrow.append(8.0)
     for mixer in (kind, kind.parallel):
         if mixer is None or mixer.type != "recurrent":
             continue

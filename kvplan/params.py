@@ -287,7 +287,11 @@ def layer_allreduces(spec: ModelSpec, kind: LayerKind, *, dense: bool, width: in
     MLP reduced on its own (:data:`SEPARATE_SHARED_MLP_FAMILIES`). A Nemotron-H block is one norm and ONE mixer
     (vLLM vllm/model_executor/models/nemotron_h.py @8744bb09: NemotronHMambaDecoderLayer, NemotronHAttention,
     NemotronHMLPDecoderLayer, NemotronHMoEDecoderLayer; its MoE hands the shared NemotronHMLP, built with
-    reduce_results=False, to the fused experts, which reduce once): one all-reduce a block, written as a mixer kind
+    reduce_results=False, to the fused experts, which reduce once; SGLang python/sglang/srt/models/nemotron_h.py
+    @02c60328 NemotronHMoE.forward: experts and shared MLP both reduce_results=False, one
+    tensor_model_parallel_all_reduce after they join; TensorRT-LLM tensorrt_llm/_torch/models/modeling_nemotron_h.py
+    NemotronHLayer (one norm, one mixer) and NemotronHMOE (shared MLP reduce_output=False, experts
+    reduce_results=False, one AllReduce after shared + routed)): one all-reduce a block, written as a mixer kind
     without MLP (``mlp: false``) or an MLP kind without mixer (type none)."""
     n = mixer_allreduces(kind)
     if kind.mlp and (width > 0 or not dense):

@@ -9,7 +9,8 @@ separate steps, prompts first (:meth:`Engine.mixes_steps`): a step is then the c
 one decode step plus the prompt-only steps run before it (:func:`_alternating_cycle`; its TPOT carries the prompt
 steps, its TTFT queues behind whole prompt steps of up to the budget, :func:`_prompt_load`), and the token budget
 bounds each prompt step, not the cycle. The steady state at a request rate ``lambda`` (Poisson arrivals), mean prompt
-``I`` and mean output ``O`` tokens is the mean step time ``t`` that solves
+``I`` and mean output ``O`` tokens is the least mean step time ``t`` (the one a batch growing from empty stops at,
+:func:`_solve`) that solves
 
     t = step(n, p),    n = lambda * O * t  (sequences decoding: Little's law),
                        p = lambda * I * t  (prefill tokens per step, on average)
@@ -20,7 +21,8 @@ without a prompt chunk (a prompt enters as a chunk of up to ``budget - n`` token
 ``I + O/2``; where the outputs' standard deviation is given (:attr:`Lengths.sd` of the output lengths) the batch
 holds long outputs in proportion to their length, and the mean context is ``I + O (1 + scv) / 2``
 (:func:`_in_flight_output`, length-biased sampling; ``scv`` the outputs' squared coefficient of variation). The
-rate is past saturation when no ``t`` solves it within the limits: ``n`` beyond
+rate is past saturation when the step at the limits outruns them (then no ``t`` solves it within them, or one does
+below a stretch that carries a batch up to them): ``n`` beyond
 ``max_num_seqs`` or beyond the sequences the KV pool holds at that context each
 (:func:`kvplan.capacity.pool_tokens`; ``I + O (1 + scv)`` each where the engine reserves a request's blocks to
 completion at admission, ``Engine.holds_to_completion``: TensorRT-LLM's default policy; with its per-window pools,
@@ -898,40 +900,142 @@ def api_server_wait_s(s: Setup, rate_rps: float, out: Lengths, *, quantile: floa
     return own + queue_wait_s(work, rate_rps * work, quantile=quantile)
 
 
-def _solve(load: _Load) -> tuple[float | None, str]:
-    """Smallest step time t with t = step(n(t), p(t)), or (None, what binds) past saturation."""
+def _solve(load: _Load, *, refine: bool = True, full_start: bool = False) -> tuple[float | None, str]:
+    """The least step time t with t = step(n(t), p(t)), or (None, what binds) past saturation: where the step at the
+    limits outruns them. ``refine=False`` (:func:`max_rate`, which asks only whether the rate is sustained): the limits'
+    step time instead of the root. ``full_start``: the greatest root instead, the one a batch that starts at the
+    limits falls to (from above it ``step(t) < t``: the steps shorten as the batch drains), found by the same walk
+    down the grid from the limits; a run whose requests are all queued at once starts there.
+
+    The least root, because the engine reaches it from an empty start: a batch grows from nothing, each step's load
+    is what arrived during the step before (``t -> step(n(t), p(t))``, Picard's iteration from 0), and while
+    ``step(t) > t`` the steps keep lengthening, so the batch stops growing at the first ``t`` where the step no
+    longer outruns the time (the step rises with ``t``: a longer step never takes less than a shorter one's load).
+    Where the step is lumpy (GEMM tiles, CUDA-graph sizes, the chunk a step admits) ``step(t) - t`` may fall through 0,
+    rise above it and fall again: on H200 the MLPerf Llama-2-70B Server run's least root is 99.4-99.6 ms, and regula
+    falsi over the whole range returned the one at 120.7 ms (stop 27). Past saturation is where the step at the
+    limits outruns them (``step(t_hi) > t_hi``), as before, even with a root below: the stretch under the limits where
+    ``step(t) > t`` then carries any batch a burst of arrivals lifts into it up to the limits, and there the queue
+    only grows; such a root is not a steady state (DeepSeek-V3 DP8 EP8 under TensorRT-LLM has one up to ~7.9 req/s,
+    below the eager steps past the CUDA-graph sizes, where its limits hold ~7.5).
+
+    In ``u = rate x t`` (requests arrived per step) the load and the limits are the rate's no more: the step is
+    ``S(u) = step(O u, I u)`` and ``t`` solves ``rate S(u) = u``. So the steps are probed on one geometric grid of
+    ``u``, ``u_hi / _GRID ** k`` from the limits down (``u_hi``: ``n`` at the sequence bound, or ``n + p`` at the
+    token budget), kept per setup and lengths in :data:`_STEPS`: every rate's solve, and :func:`max_rate`'s, reads
+    the same probes. The climb goes up from ``u = 0`` as the batch does: from a point ``u`` with ``rate S(u) > u``
+    no root lies below ``rate S(u)`` (there ``rate S(u') >= rate S(u) >= u'``), so the next probe is the first grid
+    point above it; the first point with ``rate S(u) <= u`` closes the bracket and :func:`_root` finds the root in
+    it (a few probes at the rate's own ``u``). Far from the root the climb skips most points; near it it walks the
+    grid. A dip of ``step(t) - t`` below 0 narrower than the grid's 5 % that falls between two probes is missed (the
+    next root up is taken); so is one in a stretch skipped where the step falls as the load grows (the tiles'
+    wave quantisation; rare and small)."""
     lam, inp, out, comp = load.rate, load.inp, load.out, load.prompt_computed
     ctx = _decode_context(inp, out)
     if lam <= 0:
         return 0.0, "compute"
     if lam > api_server_ceiling_rps(load.setup, out):  # the replica's API server takes no more requests a second
         return None, "api_server"
-    t_seq = load.seq_limit / (lam * out.mean)  # n reaches the sequence limit
+    u_seq = load.seq_limit / out.mean  # n reaches the sequence limit
     # n + p reach every DP rank's budget; under the balancer's batching wait, (W + 1) p (:func:`_release_every`).
     # Where prompt and decode batches are separate steps the budget bounds each prompt step, not the cycle: a cycle
     # runs as many prompt steps as its prompts need (:func:`_alternating_cycle`), and only the sequences bound.
     mixed = load.setup.engine.mixes_steps(load.setup.settings)
     every = _release_every(load.setup, seqs=load.seq_limit)  # at the bound n is far above the ranks
-    t_tok = load.budget * load.setup.dp / (lam * (every * comp + out.mean)) if mixed else math.inf
-    t_hi = min(t_seq, t_tok)
-    bound = load.seq_limit_name if t_seq <= t_tok else "token_budget"
+    u_tok = load.budget * load.setup.dp / (every * comp + out.mean) if mixed else math.inf
+    u_hi = min(u_seq, u_tok)
+    bound = load.seq_limit_name if u_seq <= u_tok else "token_budget"
     p_cap = load.budget * load.setup.dp if mixed else math.inf
 
-    def g(t: float) -> float:
-        n, p = lam * out.mean * t, lam * comp * t
-        step = _mean_step(load.setup, n=n, p=min(p, p_cap), prompt=inp.mean, budget=load.budget, context=ctx,
-                          ep=load.ep)  # fmt: skip
-        return step - t
+    def step(u: float) -> float:  # the mean step with u requests arriving per step
+        return _mean_step(load.setup, n=out.mean * u, p=min(comp * u, p_cap), prompt=inp.mean, budget=load.budget,
+                          context=ctx, ep=load.ep)  # fmt: skip
 
-    g_hi = g(t_hi)
-    if g_hi > 0:
+    grid = _grid_steps(load, ctx=ctx, u_hi=u_hi, p_cap=p_cap)
+
+    def on_grid(k: int) -> tuple[float, float]:  # (u, rate S(u) - u) at the grid's k-th point down from u_hi
+        u = u_hi * _GRID**-k
+        hit = grid.get(k)
+        if hit is None:
+            hit = grid[k] = step(u)
+        return u, lam * hit - u
+
+    u_top, h_top = on_grid(0)
+    if h_top > 0:  # the step at the limits outruns them
+        t_hi = u_hi / lam
         return None, bound if _step(load.setup, n=1, p=0, context=ctx, ep=load.ep) < t_hi else "compute"
-    # g(0) is 0 (no work at all): start just above it, 1 ns, far below any step (one token's weight reads)
-    lo = min(1e-9, t_hi / 2)
-    g_lo = g(lo)
-    if g_lo <= 0:
-        return lo, "compute"
-    return _root(g, lo, g_lo, t_hi, g_hi), "compute"
+    if not refine:
+        return u_top / lam, "compute"
+    if full_start:
+        return _greatest_root(lambda x: lam * step(x) - x, u_top, h_top) / lam, "compute"
+    # S(0): no work at all but the weights' reads; probed at a trillionth of a request a step
+    lo = min(1e-12, u_hi / 2)
+    s0 = grid.get("zero")
+    if s0 is None:
+        s0 = grid["zero"] = step(lo)
+    u, h = lo, lam * s0 - lo
+    if h <= 0:
+        return lo / lam, "compute"
+    k = math.inf
+    while k > 0:
+        # rate S(u') >= rate S(u) >= u' for every u' up to rate S(u) (the step rises with the load): no root
+        # there, so the next probe is the first grid point above it
+        reach = u + h
+        k = min(k - 1, math.ceil(math.log(u_hi / reach) / _LN_GRID) - 1) if reach < u_hi else 0
+        while k > 0 and u_hi * _GRID**-k <= reach:
+            k -= 1
+        lo, h_lo = u, h
+        u, h = on_grid(k)
+        if h <= 0:
+            break
+    return _root(lambda x: lam * step(x) - x, lo, h_lo, u, h) / lam, "compute"
+
+
+def _greatest_root(h, u: float, h_u: float) -> float:  # noqa: ANN001
+    """:func:`_solve`'s root nearest the limits, walked down to from the grid's top point ``u`` (``h(u) = rate S(u) - u
+    <= 0``) as a full batch drains: from a point with ``rate S(u) <= u`` no root lies above ``rate S(u)`` (there
+    ``rate S(u') <= rate S(u) <= u'``, the step rising with the load), so each step goes down to ``rate S(u)``, or
+    along the secant of ``h`` through the last two points to its zero where that is further, by at most
+    :data:`_LEAP` such steps; the first point with ``h > 0`` closes the bracket. Not on the grid: a stretch of
+    ``step(t) > t`` just under the limits may be narrower than its 5 % (the TensorRT-LLM attention-DP table rows'
+    eager steps past a CUDA-graph size), and only published_compare's runs ask for it."""
+    slope = 0.0
+    for _ in range(_BISECT):
+        if h_u == 0:
+            return u
+        dist = -h_u  # down to rate S(u)
+        if slope < 0:  # h falls with u here: the secant's zero lies below
+            dist = max(dist, min(h_u / slope, _LEAP * dist))
+        below = u - dist
+        h_below = h(below)
+        if h_below > 0:
+            return _root(h, below, h_below, u, h_u)
+        slope = (h_u - h_below) / (u - below)
+        u, h_u = below, h_below
+    return u
+
+
+# The most one secant step of :func:`_greatest_root` goes, in its own descent steps (``rate S(u) - u``)
+_LEAP = 4.0
+
+
+# The ratio between neighbouring loads of :func:`_solve`'s grid: a dip of step(t) - t below 0 narrower than this share
+# of t between two grid points is not seen (the solve's resolution for the least root, not its tolerance)
+_GRID = 1.05
+_LN_GRID = math.log(_GRID)
+
+
+def _grid_steps(load: _Load, *, ctx: int, u_hi: float, p_cap: float) -> dict:
+    """The mean steps :func:`_solve` has probed on its grid for ``load``'s setup and lengths at any rate (index ->
+    step; "zero": the step with no load), kept in :data:`_STEPS` beside the setup's steps."""
+    s = load.setup
+    key = (id(s), "grid", load.out.mean, load.prompt_computed, load.inp.mean, load.budget, ctx, load.ep, p_cap, u_hi)
+    hit = _STEPS.get(key)
+    if hit is None or hit[0] is not s:
+        if len(_STEPS) > 16384:
+            _STEPS.clear()
+        hit = _STEPS[key] = (s, {})
+    return hit[1]
 
 
 def _root(g, lo: float, g_lo: float, hi: float, g_hi: float) -> float:  # noqa: ANN001
@@ -1440,6 +1544,7 @@ def serve(
     with_p90: bool = True,
     with_p99: bool = True,
     prefilled: bool = False,
+    full_start: bool = False,
 ) -> ServingResult:
     """Steady state of one replica of ``s`` at ``rate_rps`` requests per second (see the module docstring).
 
@@ -1447,7 +1552,10 @@ def serve(
     ``with_p90=False`` skips the 90th percentiles (``ttft_p90_s``, ``tpot_p90_s`` are then NaN), ``with_p99=False``
     the 99th (``ttft_p99_s``, ``tpot_p99_s``). ``prefilled``: a disaggregated decode replica, whose requests arrive
     with their prompt's KV (:func:`prompt_computed`): it holds and attends to every prompt but computes none, and
-    its TTFT is the request's first step, a decode step at the prompt's length beside the others.
+    its TTFT is the request's first step, a decode step at the prompt's length beside the others. The steady state is
+    the one a batch growing from empty reaches (:func:`_solve`'s least fixed point); ``full_start``: the one a batch
+    that starts at the limits falls to (the greatest), as where every request is queued at once
+    (benchmarks/published_compare.py's runs of a table's requests, at the highest sustainable rate).
     """
     if not 0 <= rate_rps < math.inf:  # NaN and inf: no steady state
         raise InvalidInput(f"invalid rate {rate_rps!r}; expected a finite number of requests per second >= 0")
@@ -1459,7 +1567,7 @@ def serve(
     seq_limit, seq_name = _limits(s, input_len, output_len, prefilled=prefilled)
     ep = expert_parallel
     load = _Load(s, rate_rps, input_len, output_len, budget, seq_limit, seq_name, ep, prefilled)
-    t, limit = _solve(load)
+    t, limit = _solve(load, full_start=full_start)
     top = (
         max_rate(
             s,
@@ -1563,13 +1671,14 @@ def max_rate(
     expert_parallel: bool = False,
     prefilled: bool = False,
 ) -> float:
-    """The highest request rate one replica sustains (bisection on :func:`serve`'s fixed point)."""
+    """The highest request rate one replica sustains: at which the step at the limits keeps up with them
+    (:func:`_solve`'s saturation rule; bisection on the rate, the step at the limits probed once for every rate)."""
     budget = _budget(s, max_num_batched_tokens)
     seq_limit, seq_name = _limits(s, input_len, output_len, prefilled=prefilled)
 
     def ok(rate: float) -> bool:
         load = _Load(s, rate, input_len, output_len, budget, seq_limit, seq_name, expert_parallel, prefilled)
-        return _solve(load)[0] is not None
+        return _solve(load, refine=False)[0] is not None
 
     lo, hi = 0.0, 1.0
     while ok(hi) and hi < 1e7:

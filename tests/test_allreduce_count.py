@@ -92,3 +92,11 @@ def test_single_gpu_has_no_allreduce() -> None:
     t = step_latency(spec, B200, 2048, phase="decode", batch=4, tp=1, kv_dtype_name="bf16", weights_dtype="bf16",
                      attention_flops=0, engine="vllm")  # fmt: skip
     assert t.allreduce == 0.0
+
+
+def test_minimax_m2_qk_norm_allreduce() -> None:
+    m2 = load_bundled("minimax-m2")  # 62 attention layers, q / k RMSNorm over all heads: their sums all-reduced
+    wide = 125 * _wide(m2, 4)
+    assert _decode(m2.name, 4, engine="vllm") == pytest.approx(wide + 62 * _narrow(4 * 8))
+    quiet = replace(CAL, mixer_norm_allreduce=False)
+    assert _decode(m2.name, 4, engine="vllm", constants=quiet) == pytest.approx(wide)

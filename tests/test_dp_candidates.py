@@ -114,13 +114,15 @@ def test_known_batch_line_compares_the_step_at_the_published_concurrency_by_hand
     top rate under the cap again lies below a tile switch: 100 a rank at 72.3 ms (x1.10, +54.4 ms), own batch 302 a
     rank, x1.48. TensorRT-LLM's dealing to the fewest active requests keeps a step's arrivals together (stop 27,
     kvplan.serving.busiest_drawn: the busiest rank the largest of the 8 ranks' Poisson shares): 73.3 ms at 100 a rank
-    (x1.09, +53.4 ms), own batch 301 a rank, x1.42."""
+    (x1.09, +53.4 ms), own batch 301 a rank, x1.42. Since stop 28 the step at the highest rate is the fixed point a
+    batch at the limits falls to (serve's full_start; regula falsi had returned a lower root, 100 a rank): 116.0 ms
+    at 158 a rank (x1.09, +10.7 ms), own batch 301 a rank, x1.42."""
     pub, _ = published()
     line = pub.known_batch_line()
     assert line.startswith("dp-candidates known batch: deepseek-v3 h200 DP8 EP8 1024/2048 at 159 a rank")
     assert round(159 * 8 / 10036.3364 * 1e3, 1) == 126.7
     assert "published step 126.7 ms" in line
-    assert "kvplan 73.3 ms at 100 a rank, x1.09, residual +53.4 ms; kvplan's own batch 301 a rank: x1.42" in line
+    assert "kvplan 116.0 ms at 158 a rank, x1.09, residual +10.7 ms; kvplan's own batch 301 a rank: x1.42" in line
 
 
 def test_later_page_rows_are_scored_apart_per_gpu() -> None:
@@ -248,7 +250,9 @@ def test_per_root_mlperf_lines_score_the_r1_runs_both_ways() -> None:
     (a 110.0 ms step), 11.75 ms / (58 x 38) = 5.33 us an op (5.6 before); the ratios unchanged. Since TensorRT-LLM's
     NVFP4 experts pay the CUTLASS path's own fixed cost a layer (cutlass_nvfp4_moe_layer_s 40.5 us in place of
     fp4_moe_layer_s 7.041 us: 58 x 33.46 us = 1.94 ms more a step): Offline x1.11 -> x1.09, residual +9.8 ms =
-    9.8 ms / (58 x 38) = 4.4 us an op; Server x1.52 -> x0.51 (was x1.56 -> x0.62)."""
+    9.8 ms / (58 x 38) = 4.4 us an op; Server x1.52 -> x0.51 (was x1.56 -> x0.62). Since the steady state is the
+    least fixed point (stop 28, kvplan.serving._solve) the Server row scores x1.58 (its rate search met a step with two
+    roots either side of a CUDA-graph size), x0.51 with the floor."""
     pub, data = published()
     rows = [r for r in data["mlperf"] if r.get("attention_dp")]
     lines = pub.per_root_mlperf_lines(rows, data["mlperf_datasets"])
@@ -259,7 +263,7 @@ def test_per_root_mlperf_lines_score_the_r1_runs_both_ways() -> None:
         in lines[0]
     )
     # x0.58 before the Server rows were scored at the requests' own p99 TPOT (kvplan.tpot_tail, stop 26)
-    assert lines[1].endswith("Server: 40 ops x 58 MoE layers, floor 16.7 us: +36.7 ms a step; x1.52 -> x0.51")
+    assert lines[1].endswith("Server: 40 ops x 58 MoE layers, floor 16.7 us: +36.7 ms a step; x1.58 -> x0.51")
 
 
 def test_docs_cost_md_carries_the_grouped_launch_lines_as_the_script_prints_them() -> None:

@@ -60,9 +60,10 @@ def test_the_balancer_moves_the_r1_scores_as_stored():
     rows = {r["scenario"]: r for r in data["mlperf"] if r["model"] == "deepseek-v3"}
     off = {k: pub.score_mlperf(pub._without_balance(r), ds)["ratio"] for k, r in rows.items()}
     # Server 1.4148 -> 1.3887, Offline 0.9841 -> 0.9743 and as configured 1.1118 / 1.5626 -> 1.0873 / 1.5161 with the
-    # CUTLASS path's own NVFP4 fixed cost a layer (cutlass_nvfp4_moe_layer_s)
+    # CUTLASS path's own NVFP4 fixed cost a layer (cutlass_nvfp4_moe_layer_s); as configured Server 1.5161 -> 1.5764
+    # with the least fixed point (stop 28, kvplan.serving._solve: at 8.2 req/s the step has roots at 66.5 and 81.7 ms)
     assert off == pytest.approx({"Offline": 0.9743, "Server": 1.3887}, abs=0.02)
-    assert {k: r["ratio"] for k, r in rows.items()} == pytest.approx({"Offline": 1.0873, "Server": 1.5161}, abs=0.02)
+    assert {k: r["ratio"] for k, r in rows.items()} == pytest.approx({"Offline": 1.0873, "Server": 1.5764}, abs=0.02)
 
 
 def test_the_server_holds_at_the_published_rate_are_the_timeout_clock():
@@ -77,7 +78,11 @@ def test_the_server_holds_at_the_published_rate_are_the_timeout_clock():
     more is over the limit. (Before the requests' own p99 the count of others' p99 crossed 256 first: 230 a rank at
     65.9 ms bound, 8.28 req/s.) Since TensorRT-LLM's NVFP4 experts pay the CUTLASS path's own fixed cost a layer
     (cutlass_nvfp4_moe_layer_s 40.5 us, 1.94 ms more a step) the scored rate is 8.06 req/s: 230 sequences a rank at a
-    65.4 ms step, p99 TPOT 66.5 ms, within the limit; 2 % more crosses 256 (292 a rank padded to 384, 82.5 ms: over)."""
+    65.4 ms step, p99 TPOT 66.5 ms, within the limit; 2 % more crosses 256 (292 a rank padded to 384, 82.5 ms: over).
+    Since the steady state is the least fixed point (stop 28, kvplan.serving._solve: at 8.2 req/s the step has a root
+    below 256 a rank and one padded past it, and regula falsi took the second) the scored rate is 8.38 req/s: 244
+    sequences a rank at a 66.7 ms step, p99 TPOT 67.9 ms; 2 % less 237 a rank (67.2 ms), 2 % more 310 a rank (84.3 ms:
+    over)."""
     pub, data = published()
     ds = data["mlperf_datasets"]
     r = next(x for x in data["mlperf"] if x["model"] == "deepseek-v3" and x["scenario"] == "Server")
@@ -86,7 +91,7 @@ def test_the_server_holds_at_the_published_rate_are_the_timeout_clock():
     assert at["ttft_p99_s"] < r["ttft_p99_s"] / 2 and at["tpot_p99_s"] < 0.55 * r["tpot_p99_s"]
     top = pub._server_point(r, ds, r["kvplan_tok_s"] / round(r["osl"]))
     assert top["tpot_p99_s"] <= r["tpot_p99_s"] and top["ttft_p99_s"] < r["ttft_p99_s"] and top["rank_seqs"] < 256
-    assert top["tpot_p99_s"] == pytest.approx(0.0665, abs=0.0005)
+    assert top["tpot_p99_s"] == pytest.approx(0.0679, abs=0.0005)
     assert top["tpot_p99_s"] / top["step_s"] == pytest.approx(1.017, abs=0.005)
     below = pub._server_point(r, ds, 0.98 * r["kvplan_tok_s"] / round(r["osl"]))
     assert below["rank_seqs"] < 256 and below["tpot_p99_s"] < 0.85 * r["tpot_p99_s"]

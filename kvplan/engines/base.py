@@ -625,7 +625,8 @@ class Calibration:
     # (n_groups 1, its gated norm on; vllm/model_executor/layers/mamba/mamba_mixer2.py @bb435dbd, "1. n_groups is 1 ...
     # Each rank computes a local sum of squares followed by AllReduce"; with tp dividing n_groups no collective) and
     # MiniMaxText01RMSNormTP._forward on every lightning-attention layer (MiniMax-M1: variance all-reduced over the TP
-    # group); SGLang's ports of both do the same. False: TensorRT-LLM's Mamba2Mixer (_torch/modules/mamba/
+    # group); SGLang's ports of both do the same; and MiniMax-M2's q / k norm over all heads (MiniMaxText01RMSNormTP.
+    # forward_qk, kvplan.latency.WHOLE_QK_NORM_FAMILIES). False: TensorRT-LLM's Mamba2Mixer (_torch/modules/mamba/
     # mamba2_mixer.py: RMSNormGated over tp_d_inner in groups of tp_d_inner // (n_groups // tp), no collective).
     mixer_norm_allreduce: bool = False
 
