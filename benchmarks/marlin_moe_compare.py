@@ -40,15 +40,19 @@ import argparse
 import math
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aic_tables import frame_rows, grouped_stats, load_row_tables, read_tables, write_row_tables  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_marlin_moe.json"
-SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm"}
+SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "a100-80gb": "a100_sxm"}  # A100: SGLang's table only
 ENGINES = {"vllm": "0.24.0", "sglang": "0.5.10"}  # vLLM's: measured on; SGLang's: the hold-out (whole layer only)
 FITTED = "vllm"  # the engine whose tables the two constants are measured on
+# The Ampere pair (ampere_marlin_moe_peak_eff / _dequant_s) is measured on the one Marlin MoE table aiconfigurator
+# holds for an Ampere GPU: SGLang 0.5.10's on the A100 SXM (no vLLM table there); never part of the hold-out.
+AMPERE = "a100-80gb"
 MARLIN = "marlin"  # the part of kernel_source that names a Marlin MoE path in the vLLM tables
 COLUMNS = ("kernel_source", "num_tokens", "hidden_size", "inter_size", "topk", "num_experts", "moe_tp_size",
            "moe_ep_size", "latency")  # fmt: skip
@@ -89,10 +93,14 @@ def _spec(hidden: int, inter: int, experts: int, topk: int):  # noqa: ANN202 - a
     return base.model_copy(update={"hidden_size": hidden, "moe": moe, "weights": None})
 
 
-def priced_s(gpu_name: str, row: dict, *, marlin: bool, peak_eff: float | None = None) -> float:
+def priced_s(gpu_name: str, row: dict, *, marlin: bool, peak_eff: float | None = None,
+             ampere_figures: bool = True, alone: bool = False) -> float:  # fmt: skip
     """kvplan's grouped expert GEMMs of one point (:func:`kvplan.latency._moe_s`'s ``grouped``), vLLM's constants,
     4-bit weights (``int4``: 0.5 byte a weight, as Marlin reads them), the busiest-rank excess off (balanced
-    routing); ``marlin``: as vLLM's Marlin MoE kernel (``peak_eff``: another ``marlin_moe_peak_eff``)."""
+    routing); ``marlin``: as vLLM's Marlin MoE kernel (``peak_eff``: another ``marlin_moe_peak_eff``;
+    ``ampere_figures`` False: without the Ampere pair, as kvplan priced an A100 before it; ``alone``: Marlin's own
+    terms without the fitted curve as their floor, a reading kvplan does not take: the curve's peak share is set out
+    of reach here, so that only Marlin's rows, its dequantization and the weights' streaming remain)."""
     from dataclasses import replace
 
     from kvplan import latency
@@ -102,6 +110,10 @@ def priced_s(gpu_name: str, row: dict, *, marlin: bool, peak_eff: float | None =
     cal = replace(latency.calibration("vllm"), moe_ep_imbalance=0.0)
     if peak_eff is not None:
         cal = replace(cal, marlin_moe_peak_eff=peak_eff)
+    if not ampere_figures:
+        cal = replace(cal, ampere_marlin_moe_peak_eff=None, ampere_marlin_moe_dequant_s=0.0)
+    if alone:
+        cal = replace(cal, moe_peak_eff=1e9)
     spec = _spec(row["hidden_size"], row["inter_size"], row["num_experts"], row["topk"])
     tp, ep = row["moe_tp_size"], row["moe_ep_size"]
     ctx = latency._make_ctx(spec, resolve_gpu(gpu_name), tp=max(tp, ep), weights_dtype="int4", cal=cal, eager=True,
@@ -127,10 +139,16 @@ def fitted(tables: list[dict]) -> list[dict]:
     return [t for t in tables if t["engine"] == FITTED]
 
 
-def measure(tables: list[dict]) -> tuple[float, list[str]]:
-    """``marlin_moe_peak_eff``: the median share over the compute-bound whole-layer points, and their lines."""
+def ampere(tables: list[dict]) -> list[dict]:
+    """The table the Ampere pair is measured on (SGLang's A100 table)."""
+    return [t for t in tables if t["gpu"] == AMPERE]
+
+
+def measure(tables: list[dict], pick: Callable[[list[dict]], list[dict]] = fitted) -> tuple[float, list[str]]:
+    """``marlin_moe_peak_eff``: the median share over the compute-bound whole-layer points of the tables ``pick``
+    takes (:func:`ampere`: ``ampere_marlin_moe_peak_eff``), and their lines."""
     shares, lines = [], []
-    for t in fitted(tables):
+    for t in pick(tables):
         for r in t["rows"]:
             if r["moe_tp_size"] == 1 and r["moe_ep_size"] == 1 and r["num_tokens"] >= MEASURE_TOKENS:
                 s = reached_peak_share(t["gpu"], r)
@@ -155,11 +173,12 @@ def dequant_seconds(gpu_name: str, row: dict) -> float:
     return body * resolve_gpu(gpu_name).sm_count / (blocks * 3 * row["hidden_size"] * row["inter_size"])
 
 
-def measure_dequant(tables: list[dict]) -> tuple[float, list[str]]:
+def measure_dequant(tables: list[dict], pick: Callable[[list[dict]], list[dict]] = fitted) -> tuple[float, list[str]]:
     """``marlin_moe_dequant_s``: the median over the whole-layer points up to ``DEQUANT_TOKENS`` tokens (there the
-    conversion, not the tensor cores or the memory bus, sets the time), and their lines."""
+    conversion, not the tensor cores or the memory bus, sets the time) of the tables ``pick`` takes, and their
+    lines."""
     values, lines = [], []
-    for t in fitted(tables):
+    for t in pick(tables):
         for r in t["rows"]:
             if r["moe_tp_size"] == 1 and r["moe_ep_size"] == 1 and r["num_tokens"] <= DEQUANT_TOKENS:
                 s = dequant_seconds(t["gpu"], r)
@@ -184,8 +203,9 @@ def compare(tables: list[dict], *, kernels: tuple[bool, ...] = (True, False)) ->
 
 def holdout(tables: list[dict]) -> list[str]:
     """The hold-out tables' whole-layer points priced as vLLM's Marlin MoE, by GPU and by token band."""
-    rows = compare([t for t in tables if t["engine"] != FITTED], kernels=(True,))
-    names = sorted({f"{t['engine']} {t['version']}" for t in tables if t["engine"] != FITTED})
+    held = [t for t in tables if t["engine"] != FITTED and t["gpu"] != AMPERE]
+    rows = compare(held, kernels=(True,))
+    names = sorted({f"{t['engine']} {t['version']}" for t in held})
     lines = [f"hold-out, never fitted: {', '.join(names)} Marlin MoE (int4 weight-only), whole layer, balanced, "
              "priced as vLLM's Marlin MoE:"]  # fmt: skip
     for key, fn in (("GPU", lambda r: r["gpu"]), ("tokens", lambda r: _band(r["num_tokens"]))):
@@ -193,6 +213,39 @@ def holdout(tables: list[dict]) -> list[str]:
             lines.append(f"  {key:<15} {name:<20} {st['count']:>4}  median |ln| {st['median']:.3f}  "
                          f"worst {st['worst']:.3f}  signed {st['signed']:+.3f}")  # fmt: skip
     return lines
+
+
+def ampere_lines(tables: list[dict]) -> list[str]:
+    """The Ampere pair measured on :func:`ampere`'s table, and that table's whole-layer points priced as vLLM's Marlin
+    MoE with it (as kvplan prices it: at least the fitted curve), without it (the Hopper pair) and with it by Marlin's
+    own terms alone (the reading kvplan.latency._marlin_figures does not take), by token band."""
+    from kvplan import latency
+
+    cal = latency.calibration("vllm")
+    share, lines = measure(tables, ampere)
+    names = ", ".join(f"{t['engine']} {t['version']} {t['gpu']}" for t in ampere(tables))
+    out = [f"Ampere: {names} Marlin MoE "
+           f"(int4 weight-only), whole layer, balanced, >= {MEASURE_TOKENS} tokens (share of the dense 16-bit peak):",
+           *lines, f"median share {share:.3f}; vLLM CALIBRATION ampere_marlin_moe_peak_eff "
+           f"{cal.ampere_marlin_moe_peak_eff}"]  # fmt: skip
+    dequant, lines = measure_dequant(tables, ampere)
+    out += [f"Ampere dequantization, whole layer, <= {DEQUANT_TOKENS} tokens (past moe_layer_s):", *lines,
+            f"median {dequant:.3e} s; vLLM CALIBRATION ampere_marlin_moe_dequant_s "
+            f"{cal.ampere_marlin_moe_dequant_s}"]  # fmt: skip
+    readings = {"with the Ampere pair, at least the fitted grouped GEMMs (kvplan):": (True, False),
+                "with the Hopper pair, at least the fitted grouped GEMMs (before):": (False, False),
+                "with the Ampere pair, its own terms alone (not taken):": (True, True)}  # fmt: skip
+    for title, (figures, alone) in readings.items():
+        rows = []
+        for t in ampere(tables):
+            for r in t["rows"]:
+                s = priced_s(t["gpu"], r, marlin=True, ampere_figures=figures, alone=alone)
+                rows.append({**r, "ln": math.log(s / (r["latency"] * 1e-3))})
+        out.append(f"priced as vLLM's Marlin MoE {title}")
+        for name, st in grouped_stats(rows, lambda r: _band(r["num_tokens"])):
+            out.append(f"  tokens {name:<12} {st['count']:>4}  median |ln| {st['median']:.3f}  "
+                       f"worst {st['worst']:.3f}  signed {st['signed']:+.3f}")  # fmt: skip
+    return out
 
 
 def _band(tokens: int) -> str:
@@ -222,12 +275,16 @@ def report(rows: list[dict]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--collect", action="store_true", help="sample aiconfigurator's Marlin MoE tables (its venv)")
+    ap.add_argument("--ampere", action="store_true", help="the Ampere pair on aiconfigurator's A100 table")
     args = ap.parse_args(argv)
     if args.collect:
         return collect()
     from kvplan import latency
 
     tables = load_row_tables(DATA)
+    if args.ampere:
+        print("\n".join(ampere_lines(tables)))
+        return 0
     share, lines = measure(tables)
     held = latency.calibration("vllm").marlin_moe_peak_eff
     print(f"Marlin MoE on its padded rows, whole layer, >= {MEASURE_TOKENS} tokens (share of the dense 16-bit peak):")

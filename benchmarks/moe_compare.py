@@ -111,6 +111,14 @@ UNTUNED = (("vllm", ("h100-sxm", "h200"), "fp8", "flashinfer_cutlass"),)
 # benchmarks/fit_moe_ops.py), and the last summary line sets that pricing against them
 AUTOTUNED = ("trtllm", ("h100-sxm", "h200"), "fp8", "vllm")
 WORST = 12  # worst points printed
+# B200 and GB200 time the same kernel within a few percent (kvplan/data/gpus.yaml: GB200's peaks 1.11x B200's, its
+# bandwidth 1.04x): the release the v1.0 rows ran, TensorRT-LLM 1.0.0rc6, puts GB200 / B200 at 0.93-0.97 for every
+# MoE series both of its tables hold (benchmarks/blackwell_v10_kernels.py), and so do most 1.3.0rc20 series here. A
+# pair of points (same engine, dtype, shape, split, tokens) timed further apart than PAIR_BOUNDS has one system's
+# timing off (its series collected at another tactic: 1.7-2x slow, mostly on B200, where 1.0.0rc6 at the same points is
+# as fast as the other system); such points are flagged ``pair_off`` and counted apart, kept in the statistics.
+PAIR = ("b200", "gb200")
+PAIR_BOUNDS = (0.8, 1.1)
 
 
 def collect(out: Path) -> int:
@@ -217,7 +225,36 @@ def compare(tables: list[dict]) -> list[dict]:
                          "tokens": tokens, "kernel": t["kernels"][kernel], "aic_s": us * 1e-6, "kvplan_s": s,
                          "ln": math.log(s / (us * 1e-6)), "not_physical": ep > 1 and us > bound,
                          "untuned": _untuned(t, dtype, t["kernels"][kernel])})  # fmt: skip
+    _flag_pairs(rows)
     return rows
+
+
+def _pair_key(r: dict) -> tuple:
+    return r["engine"], r["dtype"], r["model"], r["tp"], r["ep"], r["tokens"]
+
+
+def _flag_pairs(rows: list[dict]) -> None:
+    """Set ``pair_off`` on every row: True where its point's B200 / GB200 twin is timed outside :data:`PAIR_BOUNDS`."""
+    timed = {(*_pair_key(r), r["gpu"]): r["aic_s"] for r in rows if r["gpu"] in PAIR}
+    lo, hi = PAIR_BOUNDS
+    for r in rows:
+        first, second = (timed.get((*_pair_key(r), gpu)) for gpu in PAIR)
+        r["pair_off"] = r["gpu"] in PAIR and first is not None and second is not None and not lo <= second / first <= hi
+
+
+def pair_line(rows: list[dict]) -> str:
+    """The B200 / GB200 pairs timed apart (:func:`_flag_pairs`) by engine and dtype, and the statistics without them."""
+    pairs = {_pair_key(r) for r in rows if r["gpu"] == PAIR[0] and r["pair_off"]}
+    both = {_pair_key(r) for r in rows if r["gpu"] == PAIR[0]} & {_pair_key(r) for r in rows if r["gpu"] == PAIR[1]}
+    by: dict[str, int] = {}
+    for key in pairs:
+        by[f"{key[0]} {key[1]}"] = by.get(f"{key[0]} {key[1]}", 0) + 1
+    rest = stats([r for r in rows if not r["pair_off"]])
+    parts = ", ".join(f"{name} {n}" for name, n in sorted(by.items(), key=lambda kv: (-kv[1], kv[0])))
+    return (f"B200 / GB200 point pairs timed outside {PAIR_BOUNDS[0]}-{PAIR_BOUNDS[1]} of each other (one system's "
+            f"series off; the release the v1.0 rows ran gives 0.93-0.97): {len(pairs)} of {len(both)} ({parts}); "
+            f"every point without them: {rest['count']}, median |ln| {rest['median']:.3f}, worst {rest['worst']:.3f}, "
+            f"median signed {rest['signed']:+.3f}")  # fmt: skip
 
 
 def autotuned_rows(tables: list[dict]) -> list[dict]:
@@ -294,6 +331,7 @@ def render(rows: list[dict], *, markdown: bool, autotuned: list[dict] | None = N
             f"and without the {b['count'] - c['count']} vLLM per-tensor fp8 points on Hopper (FlashInfer CUTLASS timed "
             f"untuned; UNTUNED): {c['count']}, median |ln| {c['median']:.3f}, worst {c['worst']:.3f}, "
             f"median signed {c['signed']:+.3f}"]  # fmt: skip
+    out.append(pair_line(rows))
     if autotuned:
         d = stats(autotuned)
         out.append(f"vLLM's per-tensor fp8 experts on Hopper as it serves them (FlashInfer CUTLASS, autotuned) against "

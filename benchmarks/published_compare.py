@@ -7,11 +7,12 @@ The data, each run with its source, are in ``benchmarks/data/published_throughpu
   and GB200, the ModelOpt FP4 checkpoints) and an FP8 KV cache,
   ``kv_cache_free_gpu_mem_fraction`` 0.95. The metric is the TP group's output tokens/s. kvplan's figure is
   the run the page made (:func:`run_tokens_s`): its ``$num_requests`` equal requests queued at once
-  (:data:`TRTLLM_NUM_REQUESTS`), each rank serving its share in slots of kvplan's steady-state batch, every slot's
-  requests one after another (:func:`finite_run_tokens_s`), each slot-lifetime at the replica's steady state at that
-  batch (the highest request rate one replica sustains, :func:`kvplan.serving.max_rate`, TensorRT-LLM constants of
-  :mod:`kvplan.latency`, 8192-token steps, TensorRT-LLM's default ``max_num_tokens``, times OSL); the steady state
-  alone is kept beside it (``kvplan_steady_tok_s``, ``ratio_steady``).
+  (:data:`TRTLLM_NUM_REQUESTS`), each rank admitting its share as the engine does, whole requests into the places its
+  KV pool holds and prompts into each step's token budget (:func:`run_steps`), each step priced at the replica's
+  steady state at that step's batch (:func:`finite_run_tokens_s`; the highest request rate one replica sustains,
+  :func:`kvplan.serving.max_rate`, TensorRT-LLM constants of :mod:`kvplan.latency`, 8192-token steps, TensorRT-LLM's
+  default ``max_num_tokens``, times OSL); the steady state alone is kept beside it (``kvplan_steady_tok_s``,
+  ``ratio_steady``).
 * ``large_scale_ep``: published large-scale expert-parallel results (SGLang on 96 H100, DeepSeek's own
   service), each with its source, the configuration it states and why kvplan does not score it.
 * ``engine_benchmarks``: vLLM and SGLang published measurements (closed-loop runs at a fixed client concurrency),
@@ -846,31 +847,116 @@ def replica_tokens_s(s, isl: int, osl: int, *, output_len=None) -> float:  # noq
 TRTLLM_NUM_REQUESTS = {(128, 128): 30000, (128, 2048): 3000, (128, 4096): 1500, (1000, 2000): 1500,
                        (2048, 128): 3000, (2048, 2048): 1500, (5000, 500): 1500, (1000, 1000): 3000,
                        (500, 2000): 3000, (20000, 2000): 1000}  # fmt: skip
+# A batch the run holds for at least this share of its steps is priced on its own (one ``step_s_at`` call); the others
+# by linear interpolation of the step time between such batches (:func:`finite_run_tokens_s`). A cost bound, not a
+# fit: a batch held for fewer steps moves the run's time by less than this share times the interpolation's error.
+EXACT_STEP_SHARE = 0.01
 
 
-def finite_run_tokens_s(*, requests: int, ranks: int, slots: float, tokens_s_at: Callable[[int], float]) -> float:
-    """Output tokens/s of a run of ``requests`` equal requests queued at once on ``ranks`` ranks, each running at most
-    ``slots`` of them (its steady-state batch), over the run's whole duration.
+def run_steps(*, requests: int, ranks: int, places: int, isl: int, osl: int, budget: int) -> dict[int, int]:
+    """Steps of a finite run by the requests its busiest rank runs in them: ``{running: steps}``.
 
-    Every rank receives ``n = requests / ranks`` of them: TensorRT-LLM spreads new requests over the attention-DP ranks
-    by active tokens and requests, up to ``expected_num_active_requests``, the ceiling of all active and new requests
-    over the ranks (tensorrt_llm/_torch/pyexecutor/executor_request_queue.py ``_balance_requests_across_ranks``); one
-    rank without DP. Its scheduler admits a request once the KV blocks of its whole prompt and output are free
-    (GUARANTEED_NO_EVICT, kvplan.engines.trtllm) and the next takes the place of one that ends, so each of the
-    ``slots`` places serves its requests one after another, all of the same length: the run lasts ``k = ceil(n /
-    slots)`` request lifetimes, ``k - 1`` with ``slots`` running on every rank and the last with the rest,
-    ``n - (k - 1) slots``. A lifetime with ``b`` running a rank lasts ``ranks x b / T(b)`` per output token,
-    ``T(b)`` the replica's steady-state output tokens/s at ``b`` a rank (``tokens_s_at``, called with whole
-    requests: the busiest rank, ``ceil(b)``, sets every attention-DP step; ``T(slots)`` for a full one), so the run's
-    output tokens/s is ``requests / sum of (ranks x b_i / T(b_i))`` over the lifetimes. It tends to the steady state
-    as the requests outnumber the places; with fewer requests than places (``k = 1``) every rank runs ``n`` for the
-    whole run."""
-    per_rank = requests / ranks
-    lifetimes = max(1, math.ceil(per_rank / slots - 1e-9))
-    last = per_rank - (lifetimes - 1) * slots
-    full = ranks * slots / tokens_s_at(math.ceil(slots - 1e-9)) if lifetimes > 1 else 0.0
-    busiest = math.ceil(last - 1e-9)
-    return requests / ((lifetimes - 1) * full + ranks * busiest / tokens_s_at(busiest))
+    The run as TensorRT-LLM schedules it (:func:`finite_run_tokens_s`): the busiest rank's ``ceil(requests / ranks)``
+    equal requests all waiting at the start; each step the requests admitted ``osl`` steps before have made their
+    ``osl`` tokens and leave (the prompt's step makes the first token: the context phase returns it), then waiting
+    requests are admitted while fewer than ``places`` run (the capacity scheduler,
+    cpp/tensorrt_llm/batch_manager/capacityScheduler.cpp GuaranteedNoEvictScheduler: a request is scheduled only if
+    the blocks to its completion are free, so with equal requests a whole request's place) and their prompts fit the
+    step's ``budget`` tokens less one per running request (MicroBatchScheduler::operator(),
+    cpp/tensorrt_llm/batch_manager/microBatchScheduler.cpp: a generation request counts its beam width, 1, against
+    ``maxNumTokensRuntime``; a context request without chunking its whole prompt, and the loop stops at the first that
+    does not fit). A prompt longer than the budget is chunked: the budget's tokens a step go to it until it is whole.
+    """
+    busiest = math.ceil(requests / ranks - 1e-9)
+    cohorts: deque[tuple[int, int]] = deque()  # (the step a cohort was admitted in, its requests), oldest first
+    held: dict[int, int] = {}
+    running, waiting, carry, step = 0, busiest, 0.0, 0
+    while waiting or running:
+        if cohorts and cohorts[0][0] + osl == step:
+            running -= cohorts.popleft()[1]
+        left, room = max(0, budget - running), max(0, places - running)
+        if isl <= budget:
+            can = left // isl
+        else:  # chunked: the budget's tokens go to the next prompt while a place waits for it
+            carry += left / isl if room and waiting else 0.0
+            can = math.floor(carry + 1e-9)
+        new = min(can, room, waiting)
+        carry = carry - new if new < room and new < waiting else 0.0
+        if new:
+            cohorts.append((step, new))
+            running += new
+            waiting -= new
+        # nothing changes until the next cohort leaves where no request can enter: count those steps at once
+        span = 1
+        if cohorts and (not waiting or running >= places or (isl <= budget and budget - running < isl)):
+            span = cohorts[0][0] + osl - step
+        if running:
+            held[running] = held.get(running, 0) + span
+        step += span
+    return held
+
+
+def finite_run_tokens_s(*, requests: int, ranks: int, places: int, isl: int, osl: int, budget: int,
+                        step_s_at: Callable[[int], float]) -> float:  # fmt: skip
+    """Output tokens/s of a run of ``requests`` equal requests queued at once on ``ranks`` lockstep ranks, each
+    admitting at most ``places`` of them at a time, over the run's whole duration.
+
+    Every rank receives ``requests / ranks`` of them: TensorRT-LLM spreads new requests over the attention-DP ranks by
+    active tokens and requests, up to ``expected_num_active_requests``, the ceiling of all active and new requests over
+    the ranks (tensorrt_llm/_torch/pyexecutor/executor_request_queue.py ``_balance_requests_across_ranks``); one rank
+    without DP. The ranks step together (attention DP: every step's MoE spans all of them), so the busiest rank's
+    ``ceil(requests / ranks)`` set each step. :func:`run_steps` counts the steps the busiest rank runs each batch ``b``
+    in; a step with ``b`` running lasts ``step_s_at(b)``, the mean step of the replica's steady state with ``b`` a
+    rank (every rank's prompts at ``b / osl`` a step: each output token bears its request's share of the prompt
+    work, :func:`run_tokens_s`). The run's figure is ``requests x osl`` over the steps' sum.
+
+    So the waves are the engine's: every place refilled as its request ends, the first wave admitted over the steps
+    its prompts take (the budget), the last one running at its own, smaller, batch and step. With requests that fill
+    the places more than once and prompts that take fewer steps to admit than a request lives (the places fill
+    before the first request ends), a rank's extra request past a multiple of ``places`` runs a whole further
+    lifetime: that step is real for equal requests under whole-request admission and sits on the places (the KV
+    pool), not on the latency model. Where the prompts take longer to admit than a request lives, the requests run
+    as a pipeline and the figure is continuous in the requests and the places. ``step_s_at`` is called at each batch
+    held for at least :data:`EXACT_STEP_SHARE` of the steps, at the largest and at 1 where the steps below the
+    smallest of those reach that share; between them the step time is interpolated linearly (flat below the
+    smallest). One wave admitted at once (``budget`` past every prompt: ``requests / ranks <= places``) runs ``osl``
+    steps at the busiest rank's count ``b``: ``ranks x b / step_s_at(b)`` tokens/s over the ranks' share,
+    ``requests / (ranks x b)``."""
+    held = run_steps(requests=requests, ranks=ranks, places=places, isl=isl, osl=osl, budget=budget)
+    total = sum(held.values())
+    exact = {b for b, n in held.items() if n >= EXACT_STEP_SHARE * total}
+    exact.add(max(held))
+    if sum(n for b, n in held.items() if b < min(exact)) >= EXACT_STEP_SHARE * total:
+        exact.add(1)
+    points = sorted((b, step_s_at(b)) for b in exact)
+
+    def step_s(b: int) -> float:
+        if b <= points[0][0]:
+            return points[0][1]
+        hi = next(k for k, (x, _) in enumerate(points) if x >= b)
+        (x0, y0), (x1, y1) = points[hi - 1], points[hi]
+        return y0 + (y1 - y0) * (b - x0) / (x1 - x0)
+
+    return requests * osl / sum(n * step_s(b) for b, n in held.items())
+
+
+def run_places(s, inp, out, *, whole: bool = True) -> float:  # noqa: ANN001
+    """Requests one rank of a table row's run admits at once (:func:`finite_run_tokens_s`): the KV pool's whole
+    requests where the engine reserves the blocks to each request's completion (TensorRT-LLM's GUARANTEED_NO_EVICT:
+    ``getRemainingBlocksToCompletion``, whole blocks of ``tokens_per_block``, kvplan.engines.trtllm), else the
+    steady-state rule's count (:func:`kvplan.serving._limits`, the mean held tokens) floored, and at most the
+    sequence cap those rules give; ``whole=False``: before the floor."""
+    from kvplan import serving
+    from kvplan.spec import ceil_div
+
+    limit, _ = serving._limits(s, inp, out)
+    ranks = s.dp * s.settings.attention_dp
+    per_rank = limit / ranks
+    if s.engine.holds_to_completion(s.settings):
+        tokens = serving._reserved_tokens(s, inp, out)
+        pools = [(*st.layout.binding_pool(st.available, tokens), st.layout.block_tokens) for st in s.stages]
+        per_rank = min(per_rank, *(pool / (ceil_div(held, block) * block) for pool, held, block in pools))
+    return max(1, math.floor(per_rank + 1e-9)) if whole else per_rank
 
 
 def run_setup(r: dict, *, ep: bool = True, max_batch: int | None = None):  # noqa: ANN201
@@ -894,33 +980,111 @@ def run_setup(r: dict, *, ep: bool = True, max_batch: int | None = None):  # noq
                   max_seq_len=row_max_seq_len(r), **run_split(r, ep=ep))  # fmt: skip
 
 
-def run_tokens_s(r: dict, *, ep: bool = True) -> float:
+def run_tokens_s(r: dict, *, ep: bool = True, places_scale: float = 1.0) -> float:
     """kvplan's output tokens/s for a TensorRT-LLM table row as the page ran it: the row's ``$num_requests``
-    (:data:`TRTLLM_NUM_REQUESTS`) through :func:`finite_run_tokens_s`, the places a rank's steady-state batch at its
-    highest sustainable rate (the fixed point a batch that starts at the limits falls to, ``serve``'s ``full_start``:
-    the run queues every request at once; since stop 28 ``serve`` otherwise gives the least, reached from empty) and
-    ``T(b)`` the steady state with at most ``b`` sequences a rank (``max_batch_size``),
-    both of the run's setup (:func:`run_setup`: an attention-DP row's ranks aligned); the steady state where the page
-    gives no count for the row's lengths."""
-    from kvplan.serving import Lengths, max_rate, serve
+    (:data:`TRTLLM_NUM_REQUESTS`) through :func:`finite_run_tokens_s`, the places the KV pool's whole requests a rank
+    (:func:`run_places`), the step budget the setup's ``max_num_tokens``, and a step with ``b`` a rank the steady
+    state's mean step there (:func:`run_step_s`), all of the run's setup (:func:`run_setup`: an attention-DP row's
+    ranks aligned); the steady state where the page gives no count for the row's lengths. ``places_scale`` (1: as
+    modelled) scales the places before flooring them to whole requests: the sensitivity :func:`finite_run_lines`
+    prints."""
+    from kvplan.serving import Lengths
 
     s = run_setup(r, ep=ep)
-    steady = replica_tokens_s(s, r["isl"], r["osl"])
     requests = TRTLLM_NUM_REQUESTS.get((r["isl"], r["osl"]))
     if requests is None:
-        return steady
+        return replica_tokens_s(s, r["isl"], r["osl"])
     inp, out = Lengths.of(r["isl"]), Lengths.of(r["osl"])
-    top = max_rate(s, input_len=inp, output_len=out)
-    at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
-               with_p99=False, full_start=True)  # fmt: skip
-    slots = at.step_batch / s.dp  # the decodes a step holds at the highest rate (the fixed point's count)
+    places = run_places(s, inp, out, whole=False) * places_scale
+    return finite_run_tokens_s(requests=requests, ranks=s.dp, places=max(1, math.floor(places + 1e-9)), isl=r["isl"],
+                               osl=r["osl"], budget=run_budget(s),
+                               step_s_at=lambda b: run_step_s(s, r["isl"], r["osl"], b))  # fmt: skip
 
-    def tokens_s_at(batch: int) -> float:
-        if batch >= slots:
-            return steady
-        return replica_tokens_s(run_setup(r, ep=ep, max_batch=batch), r["isl"], r["osl"])
 
-    return finite_run_tokens_s(requests=requests, ranks=s.dp, slots=slots, tokens_s_at=tokens_s_at)
+def run_budget(s) -> int:  # noqa: ANN001
+    """A rank's step budget in tokens, as kvplan's steady state takes it (:func:`kvplan.serving._budget`: the setup's
+    ``max_num_tokens``, TensorRT-LLM's default 8,192 here)."""
+    from kvplan import serving
+
+    return serving._budget(s, None)
+
+
+def run_step_s(s, isl: int, osl: int, batch: int) -> float:  # noqa: ANN001
+    """The replica's mean step with ``batch`` requests decoding a rank and every rank's prompts entering at the rate
+    they leave, ``batch / osl`` a step (:func:`kvplan.serving._mean_step`, the step kvplan's steady state solves for:
+    its decode-only steps CUDA-graph padded and its prompt steps as the engine's rule for the ranks gives them), the
+    decodes at the steady state's mean context. Stop 27's model took the steady state capped at ``batch`` by
+    ``max_batch_size`` instead, which also drops the CUDA-graph padding past that cap (TensorRT-LLM pads no further
+    than ``max_batch_size``, kvplan.engines.trtllm ``graph_rows``) that the page's runs, launched without one, kept:
+    188 a rank padded to 256 on the Qwen3-235B-A22B rows."""
+    from kvplan import serving
+    from kvplan.serving import Lengths
+
+    n = batch * s.dp
+    context = serving._decode_context(Lengths.of(isl), Lengths.of(osl))
+    return serving._mean_step(s, n=n, p=n * isl / osl, prompt=isl, budget=run_budget(s), context=context, ep=False)
+
+
+def stepwise_run_tokens_s(r: dict) -> float | None:
+    """A table row's run played request by request on kvplan's own steps (benchmarks/mlperf_offline_drain.py
+    ``run_query``: the ranks in lockstep, each step priced by :func:`kvplan.serving._step` at its decodes, the busiest
+    rank's prompt tokens and the decodes' mean context), with :func:`run_steps`' admission (the pool's whole requests
+    a rank, whole prompts into the step's budget): each prompt burst priced as the step it is, where
+    :func:`finite_run_tokens_s` spreads the prompts' work over the outputs at each batch. A check on that spreading;
+    None where a prompt is longer than the budget (``run_query`` admits whole prompts only)."""
+    here = str(Path(__file__).resolve().parent)  # the sibling script, also when this one was imported from elsewhere
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import mlperf_offline_drain
+
+    from kvplan import serving
+    from kvplan.serving import Lengths
+
+    s = run_setup(r)
+    budget = run_budget(s)
+    if r["isl"] > budget:
+        return None
+    places = run_places(s, Lengths.of(r["isl"]), Lengths.of(r["osl"]))
+
+    def step_s(decodes: int, busiest: int, prompts: int, context: int) -> float:
+        return serving._step(s, n=float(decodes), p=float(busiest), context=context, p_all=float(prompts))
+
+    query = [(r["isl"], r["osl"])] * TRTLLM_NUM_REQUESTS[(r["isl"], r["osl"])]
+    return mlperf_offline_drain.run_query(query, ranks=s.dp, cap=places, budget=budget, step_s=step_s).tokens_s()
+
+
+def finite_run_lines(rows: list[dict]) -> list[str]:
+    """``--finite-run``: each attention-DP row's run (:func:`run_tokens_s`) with its busiest rank's requests, the places
+    (the pool's whole requests, and the reservations it holds before the floor), the steady state's batch at its
+    highest sustainable rate (which no longer enters the run), the waves and the share of the steps spent below the
+    places, then the ratio with the pool 1 % smaller and larger (a step wherever the places cross a multiple of the
+    busiest rank's requests: whole-request admission) and the run played step by step
+    (:func:`stepwise_run_tokens_s`)."""
+    from kvplan.serving import Lengths, max_rate, serve
+
+    out = []
+    for r in rows:
+        if not (r.get("launch") or {}).get("enable_attention_dp"):
+            continue
+        requests = TRTLLM_NUM_REQUESTS[(r["isl"], r["osl"])]
+        s = run_setup(r)
+        inp, out_len = Lengths.of(r["isl"]), Lengths.of(r["osl"])
+        top = max_rate(s, input_len=inp, output_len=out_len)
+        at = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out_len, with_max_rate=False, with_p90=False,
+                   with_p99=False, full_start=True)  # fmt: skip
+        places, pool = run_places(s, inp, out_len), run_places(s, inp, out_len, whole=False)
+        busiest = math.ceil(requests / s.dp - 1e-9)
+        held = run_steps(requests=requests, ranks=s.dp, places=places, isl=r["isl"], osl=r["osl"],
+                         budget=run_budget(s))  # fmt: skip
+        below = sum(n for b, n in held.items() if b < min(places, busiest)) / sum(held.values())
+        ratios = [run_tokens_s(r, places_scale=k) / r["published_tok_s"] for k in (1.0, 0.99, 1.01)]
+        stepwise = stepwise_run_tokens_s(r)
+        played = "prompts past the budget" if stepwise is None else f"x{stepwise / r['published_tok_s']:.3f}"
+        out.append(f"finite run {r['label']:16} {r['gpu']:9} {r['isl']:>5}/{r['osl']:<5} {busiest:4} a rank, places "
+                   f"{places:4} (pool {pool:7.2f}), steady batch {at.step_batch / s.dp:7.2f}, "
+                   f"{math.ceil(busiest / places)} wave(s), {below:5.1%} of steps below: x{ratios[0]:.3f}; pool -1 % "
+                   f"x{ratios[1]:.3f}, +1 % x{ratios[2]:.3f}; step by step {played}")  # fmt: skip
+    return out
 
 
 def run_decode_terms(r: dict) -> dict:
@@ -2597,6 +2761,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-residual", action="store_true",
                     help="the decode-heavy attention-DP rows as the page ran them: the step time each needs added, "
                          "beside kvplan's MoE, attention and GEMM times")  # fmt: skip
+    ap.add_argument("--finite-run", action="store_true",
+                    help="the attention-DP rows' finite runs: places, waves, and the ratio with the steady "
+                         "state's batch and the KV pool 1 %% either way")  # fmt: skip
     ap.add_argument(
         "--prompt-phase",
         action="store_true",
@@ -2691,6 +2858,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.run_residual:
         print()
         print("\n".join(run_residual_lines(data["runs"])))
+    if args.finite_run:
+        print()
+        print("\n".join(finite_run_lines(data["runs"])))
     if args.streaming:
         print()
         print("\n".join(streaming_lines(mlperf, datasets)))

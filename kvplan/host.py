@@ -99,8 +99,9 @@ def front_end_note(engine: Engine, *, rate_rps: float, output_tokens: float, fam
     own = fe.cost_s(family)
     template = f", its chat template {fe.template_s * 1e3:.3g} ms of it" if own > fe.request_s else ""
     cost = f"{own * 1e3:.3g} ms a request{template}" + (f" + {fe.token_s * 1e6:.3g} us a token" if fe.token_s else "")
-    head = (f"{engine.name} {engine.release}'s API server: {cost} (measured: {fe.measured}); one server a replica "
-            f"takes at most {ceiling:,.0f} req/s")  # fmt: skip
+    label = fe.release_note()
+    head = (f"{engine.name} {fe.release or engine.release}'s API server: {cost} (measured: {fe.measured}"
+            f"{'; ' + label if label else ''}); one server a replica takes at most {ceiling:,.0f} req/s")  # fmt: skip
     if rate_rps <= ceiling:
         return head + f", above the {rate_rps:g} req/s asked"
     return head + f": it binds, at least {math.ceil(rate_rps / ceiling)} replicas for {rate_rps:g} req/s"

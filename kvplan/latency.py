@@ -25,11 +25,12 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
   (:func:`_moe_dequant_s`); where the engine runs
   vLLM's Marlin MoE kernel (:meth:`kvplan.engines.base.Engine.moe_kernel`) the experts are padded to its multiples and
   its compute is each expert's tokens padded to its token block (:func:`marlin_block_m`) at ``marlin_moe_peak_eff`` of
-  the 16-bit peak, or each block's dequantization of its expert (:func:`_marlin_dequant_s`), never less than the
-  curve above; where it runs vLLM's OpenAI Triton MXFP4 experts (Hopper) their time is whole token tiles
-  (:func:`triton_block_m`), random routing's (:func:`expected_tiles`), each at ``triton_mxfp4_mma_eff`` of the 16-bit
-  peak plus its expert's dequantization (:func:`_triton_mxfp4_s`) instead of the curve; the experts' bytes are their
-  own dtype's and the dense layers' the spec's where the checkpoint quantizes the experts alone (:func:`dense_dtype`);
+  the 16-bit peak, or each block's dequantization of its expert (:func:`_marlin_figures`), never less than the
+  curve above (on Ampere with its A100 figures); where it runs vLLM's OpenAI Triton MXFP4 experts (Hopper) their
+  time is whole token tiles (:func:`triton_block_m`), random routing's (:func:`expected_tiles`), each at
+  ``triton_mxfp4_mma_eff`` of the 16-bit peak plus its expert's dequantization (:func:`_triton_mxfp4_s`) instead of the
+  curve; the experts' bytes are their own dtype's and the dense layers' the spec's where the checkpoint quantizes the
+  experts alone (:func:`dense_dtype`);
 * **attention**: prefill as FLOPs at ``attn_prefill_eff * L / (L + attn_prefill_half_len)`` of
   the 16-bit peak; decode as the held cache read at ``attn_decode_mem_eff`` of bandwidth (MLA's
   absorbed decode at ``mla_decode_mem_eff``, or its FLOPs at ``mla_decode_flops_eff`` of peak,
@@ -740,24 +741,25 @@ def _cutlass_fp8(
     return gpu.fp8_dense_tflops * 1e12 * cal.cutlass_fp8_moe_mma_eff, cal.cutlass_fp8_moe_half_width, mem
 
 
-def _marlin_peak(gpu: GPU, cal: Calibration, kernel: MoeKernel | None) -> float:
-    """FLOP/s of the Marlin MoE GEMMs on their padded rows (``marlin_moe_peak_eff`` of the dense 16-bit peak: they
-    multiply 16-bit activations by weights dequantized to 16 bits); 0 where the engine runs another kernel or its
-    constants have no Marlin figure."""
+def _marlin_figures(gpu: GPU, cal: Calibration, kernel: MoeKernel | None) -> tuple[float, float]:
+    """The Marlin MoE kernel's figures on ``gpu``: FLOP/s of its GEMMs on their padded rows (``marlin_moe_peak_eff``
+    of the dense 16-bit peak: they multiply 16-bit activations by weights dequantized to 16 bits) and the seconds per
+    expert weight one token block spends dequantizing it with all SMs at work (``marlin_moe_dequant_s / sm_count``;
+    0 where the catalog lacks the SM count); (0, 0) where the engine runs another kernel or its constants have no
+    Marlin figure. Every block of an expert's tokens converts the expert's weights to 16 bits again in registers, so
+    at a few tokens an expert the SMs' conversion, not the memory bus, sets the time: benchmarks/marlin_moe_compare.py
+    measures both on aiconfigurator's Marlin MoE tables. On Ampere the constants' ``ampere_marlin_moe_peak_eff`` /
+    ``ampere_marlin_moe_dequant_s`` where set (measured on aiconfigurator's A100 table, ``--ampere``). The fitted
+    curve stays their floor there too, though Marlin's own terms alone fit that table far better (median |ln| 0.048
+    against 0.547): alone they price vLLM's fp8 experts on the A100 so fast that the published Qwen3-235B FP8 A100
+    runs go from x1.40 / x1.14 to x1.91 / x1.42 (docs/cost.md, "Marlin on Ampere")."""
     if kernel is None or kernel.name != "marlin" or cal.marlin_moe_peak_eff is None:
-        return 0.0
-    return gpu.bf16_dense_tflops * 1e12 * cal.marlin_moe_peak_eff
-
-
-def _marlin_dequant_s(gpu: GPU, cal: Calibration, kernel: MoeKernel | None) -> float:
-    """Seconds per expert weight one Marlin MoE token block spends dequantizing it, the GPU's SMs all at work
-    (``marlin_moe_dequant_s / sm_count``); 0 where the engine runs another kernel, its constants have no Marlin
-    figure, or the catalog lacks the SM count. Every block of an expert's tokens converts the expert's 4-bit weights
-    to 16 bits again in registers, so at a few tokens an expert the SMs' conversion, not the memory bus, sets the
-    time: benchmarks/marlin_moe_compare.py measures it on aiconfigurator's Marlin MoE tables."""
-    if kernel is None or kernel.name != "marlin" or not cal.marlin_moe_dequant_s or not gpu.sm_count:
-        return 0.0
-    return cal.marlin_moe_dequant_s / gpu.sm_count
+        return 0.0, 0.0
+    peak_eff, dequant_s = cal.marlin_moe_peak_eff, cal.marlin_moe_dequant_s
+    if gpu.architecture == "ampere" and cal.ampere_marlin_moe_peak_eff is not None:
+        peak_eff, dequant_s = cal.ampere_marlin_moe_peak_eff, cal.ampere_marlin_moe_dequant_s
+    per_sm = dequant_s / gpu.sm_count if dequant_s and gpu.sm_count else 0.0
+    return gpu.bf16_dense_tflops * 1e12 * peak_eff, per_sm
 
 
 def engine_moe_kernel(engine: Engine | str | None, gpu: GPU, weights_dtype: str) -> MoeKernel | None:
@@ -1804,6 +1806,7 @@ def _make_ctx(
     peak16 = gpu.bf16_dense_tflops * 1e12 * arch
     peak, mem_scale = gemm_peak(spec, gpu, cal, dense)
     moe_peak, moe_mem_scale = gemm_peak(spec, gpu, cal, weights_dtype)
+    marlin_peak, marlin_dequant_s = _marlin_figures(gpu, cal, moe_kernel)
     for name, value in (("data-parallel size", dp), ("pipeline-parallel size", pp)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidInput(f"invalid {name} {value!r}; expected a whole number of at least 1")
@@ -1845,9 +1848,9 @@ def _make_ctx(
         fp8_quant_s=_fp8_quant_s(spec, gpu, cal, dense),
         moe_mem_scale=_fp8_absorbed(cal) if fp8 else moe_mem_scale,
         moe_fp8=fp8,
-        marlin_peak=_marlin_peak(gpu, cal, moe_kernel),
+        marlin_peak=marlin_peak,
         expert_pad=(moe_kernel.hidden_multiple, moe_kernel.inter_multiple) if moe_kernel else (1, 1),
-        marlin_dequant_s=_marlin_dequant_s(gpu, cal, moe_kernel),
+        marlin_dequant_s=marlin_dequant_s,
         triton_peak=_triton_mxfp4(gpu, cal, moe_kernel)[0],
         triton_dequant_s=_triton_mxfp4(gpu, cal, moe_kernel)[1],
         cutlass_fp8=_cutlass_fp8(spec, gpu, cal, moe_kernel),

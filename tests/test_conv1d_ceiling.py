@@ -50,11 +50,17 @@ def test_ceiling_per_gpu_and_engine() -> None:
         assert latency._conv1d_bandwidth(c) == pytest.approx(4.8e12 * c.cal.elementwise_mem_eff, rel=1e-12)
     # vLLM 0.16.0's wheel has the same Triton kernel (BLOCK_M 8, BLOCK_N 256)
     assert latency.calibration("vllm@0.16").conv1d_sm_bytes_s == 1.849e10
-    # a GPU the catalog gives no SM count (A100 80GB): the bandwidth alone, 2,039e9 x 0.8098
+    # A100 80GB: its 108 SMs' ceiling, 108 x 1.849e10 = 1.996920e12, lies above the HBM's share 2,039e9 x 0.8098:
+    # the bandwidth alone
     a100 = latency._make_ctx(_gdn_layer(), resolve_gpu("a100-80gb"), tp=1, weights_dtype="bf16",
                              cal=latency.calibration("vllm"), eager=True)  # fmt: skip
-    assert resolve_gpu("a100-80gb").sm_count is None
+    assert resolve_gpu("a100-80gb").sm_count == 108
     assert latency._conv1d_bandwidth(a100) == pytest.approx(a100.bw * 0.8098, rel=1e-12)
+    # a GPU the catalog gives no SM count (L40S): the bandwidth alone too, whatever the ceiling
+    l40s = latency._make_ctx(_gdn_layer(), resolve_gpu("l40s"), tp=1, weights_dtype="bf16",
+                             cal=latency.calibration("vllm"), eager=True)  # fmt: skip
+    assert resolve_gpu("l40s").sm_count is None
+    assert latency._conv1d_bandwidth(l40s) == pytest.approx(l40s.bw * 0.8098, rel=1e-12)
 
 
 def test_gdn_prefill_golden_b200_vllm() -> None:

@@ -66,9 +66,9 @@ def test_docs_blocks_are_the_scripts_output(data: dict) -> None:
     assert latency._moe_s is priced  # the reading leaves kvplan as it was
     assert _block("dp_ep_gap_published") == "\n".join(lines)
     # 14 before Llama 4 Maverick H200 20000/2000 decoded its chunked layers with MMHA (kvplan.latency._mmha_decode_s);
-    # 15 before trtllm@0.20 priced its Hopper grouped experts as TensorRT-LLM 1.0.0rc3 ran them (stop 27); 24 before
-    # the runs took the fixed point a batch at the limits falls to (serve's full_start, stop 28: Llama 4 Maverick H200
-    # 1000/1000, whose regula falsi root was the least, 345 a rank, runs 385 a rank: x1.16 -> x1.53)
+    # 15 before trtllm@0.20 priced its Hopper grouped experts as TensorRT-LLM 1.0.0rc3 ran them (stop 27); 24 before the
+    # finite run took the KV pool's whole requests for its places and priced each step at its batch (stop 28: Maverick
+    # H200 1000/1000 one wave, x1.52, out; Qwen3-235B-A22B H200 1000/2000 and 2048/2048, padded to 256, in)
     assert lines[-1].startswith("all 52 Hopper attention-DP rows within 20 %: as scored 23;")
 
 

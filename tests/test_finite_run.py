@@ -4,8 +4,6 @@ all queued at once, each rank's share served in request lifetimes of kvplan's st
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from tests.benchmods import published
@@ -16,52 +14,117 @@ def _step_s(batch: int) -> float:
     return 0.020 + 0.0001 * batch
 
 
-def test_finite_run_by_hand_whole_and_partial_lifetimes() -> None:
-    """Three runs by hand.
+NO_RAMP = 10**9  # a step budget past every prompt: each wave admitted in one step
 
-    - 1,500 requests on 4 ranks of 98 places, T(b) = 1,000 b tok/s (every lifetime lasts as long): 375 a rank are
-      ceil(375 / 98) = 4 lifetimes, the last with 375 - 3 x 98 = 81; each lasts 4 x b / (1,000 b) = 4 ms per output
-      token, so 1,500 / (4 x 4 ms) = 93,750 tok/s, 3.83 / 4 of the steady 98,000.
-    - 1,500 requests on 8 ranks of 368 places, T(b) = 8 b / (20 ms + 0.1 ms b): 187.5 a rank, one lifetime held by the
-      busiest rank's 188: 8 x 188 / T(188) = 20 + 18.8 = 38.8 ms, 1,500 / 38.8 ms = 38,659.79 tok/s (the steady state
-      8 x 368 / 56.8 ms = 51,830.99).
-    - 1,500 requests on 4 ranks of 97.6 places (a fractional steady-state batch), the same step with 4 ranks: 375 a
-      rank are ceil(3.842) = 4 lifetimes; a full one 4 x 97.6 / T(98) = 97.6 x 29.8 / 98 = 29.678367 ms, the last
-      375 - 3 x 97.6 = 82.2, held by 83: 28.3 ms; 1,500 / (3 x 29.678367 + 28.3) ms = 1,500 / 117.335102 ms
-      = 12,783.898 tok/s."""
+
+def test_run_steps_by_hand_two_staggered_waves() -> None:
+    """5 requests of 100 + 4 tokens on one rank of 3 places, 250 tokens a step: step 0 admits 2 (250 // 100), step 1
+    one more (248 // 100 = 2, one place left); the first two leave after step 3 (4 tokens: the prompt's step and
+    three more), so step 4 admits the last two beside the third, which leaves after step 4; the last two run alone
+    in steps 5-7. Running per step: 2, 3, 3, 3, 3, 2, 2, 2: four steps at 2 and four at 3 (20 tokens = 5 x 4). With
+    a step of 20 ms + 1 ms a sequence the run lasts 4 x 22 + 4 x 23 = 180 ms: 20 / 0.18 = 111.11 tok/s."""
     pub, _ = published()
-    linear = pub.finite_run_tokens_s(requests=1500, ranks=4, slots=98, tokens_s_at=lambda b: 1000.0 * b)
-    assert linear == pytest.approx(93_750.0, rel=1e-12)
-    one = pub.finite_run_tokens_s(requests=1500, ranks=8, slots=368, tokens_s_at=lambda b: 8 * b / _step_s(b))
-    assert one == pytest.approx(38_659.79381, rel=1e-9)
-    assert 8 * 368 / _step_s(368) == pytest.approx(51_830.98592, rel=1e-9)
+    held = pub.run_steps(requests=5, ranks=1, places=3, isl=100, osl=4, budget=250)
+    assert held == {2: 4, 3: 4}
+    toks = pub.finite_run_tokens_s(requests=5, ranks=1, places=3, isl=100, osl=4, budget=250,
+                                   step_s_at=lambda b: 0.020 + 0.001 * b)  # fmt: skip
+    assert toks == pytest.approx(20 / 0.180, rel=1e-12)
+
+
+def test_finite_run_by_hand_whole_waves() -> None:
+    """Waves admitted in one step each (a budget past every prompt):
+
+    - 1,500 requests on 4 ranks of 98 places, every step 4 ms: 375 a rank are 3 waves of 98 and one of 81, each
+      ``osl`` steps, 1,500 / (4 x 4 ms) = 93,750 tok/s, 3.83 / 4 of the steady 98,000.
+    - 1,500 requests on 8 ranks of 368 places, a step of 20 ms + 0.1 ms a sequence on the rank: 187.5 a rank, one
+      wave held by the busiest rank's 188: 38.8 ms a step, 1,500 / 38.8 ms = 38,659.79 tok/s (the steady state 8 x
+      368 / 56.8 ms = 51,830.99): one wave is the steady state at its own batch, 8 x 188 / step(188) x 1,500 / (8 x
+      188).
+    - The same on 187 places: the busiest rank's 188th request waits for a place and runs a whole further lifetime
+      alone: 38.7 + 20.1 ms a token, 1,500 / 58.8 ms = 25,510.20 tok/s. That step is the engine's: equal requests,
+      each admitted only with the blocks to its completion free (GUARANTEED_NO_EVICT)."""
+    pub, _ = published()
+    flat = pub.finite_run_tokens_s(requests=1500, ranks=4, places=98, isl=128, osl=128, budget=NO_RAMP,
+                                   step_s_at=lambda b: 0.004)  # fmt: skip
+    assert flat == pytest.approx(93_750.0, rel=1e-12)
     calls: list[int] = []
 
     def at(b: int) -> float:
         calls.append(b)
-        return 4 * b / _step_s(b)
+        return _step_s(b)
 
-    four = pub.finite_run_tokens_s(requests=1500, ranks=4, slots=97.6, tokens_s_at=at)
-    assert four == pytest.approx(12_783.8982, rel=1e-8)
-    assert sorted(set(calls)) == [83, 98]  # whole requests: the busiest rank of the last lifetime, ceil(97.6)
+    one = pub.finite_run_tokens_s(requests=1500, ranks=8, places=368, isl=2048, osl=2048, budget=NO_RAMP,
+                                  step_s_at=at)  # fmt: skip
+    assert one == pytest.approx(38_659.79381, rel=1e-9)
+    assert one == pytest.approx(8 * 188 / _step_s(188) * 1500 / (8 * 188), rel=1e-12)
+    assert calls == [188]
+    short = pub.finite_run_tokens_s(requests=1500, ranks=8, places=187, isl=2048, osl=2048, budget=NO_RAMP,
+                                    step_s_at=_step_s)  # fmt: skip
+    assert short == pytest.approx(1500 / (0.0387 + 0.0201), rel=1e-9)
+
+
+def test_maverick_h200_row_sits_on_the_pool_not_on_the_steady_batch() -> None:
+    """Llama 4 Maverick 8 x H200 2048/2048, the row stop 27 saw swing x1.27-x1.48 as the steady state's batch moved
+    187.2 -> 187.5 a rank: the run now reads the pool's whole requests (188.44 reservations, 188 places) and no
+    steady-state batch, so the busiest rank's 188 run in one wave whatever the latency model's batch; a 0.2 % change
+    of the pool either way leaves the places and the figure (x1.456) as they are. A 1 % smaller pool (186 places)
+    sends two requests a rank to a second wave: x1.25, the engine's step for equal requests."""
+    from kvplan.serving import Lengths
+
+    pub, data = published()
+    row = next(r for r in data["runs"] if r["model"] == "llama-4-maverick-17b-128e" and r["gpu"] == "h200"
+               and (r["isl"], r["osl"]) == (2048, 2048) and "launch" in r)  # fmt: skip
+    s = pub.run_setup(row)
+    assert pub.run_places(s, Lengths.of(2048), Lengths.of(2048), whole=False) == pytest.approx(188.44, abs=0.01)
+    runs = [pub.run_tokens_s(row, places_scale=k) / row["published_tok_s"] for k in (0.998, 1.0, 1.002, 0.99)]
+    assert runs[0] == runs[1] == runs[2]
+    assert (round(runs[1], 2), round(runs[3], 2)) == (1.46, 1.25)
+
+
+def test_spread_prompts_agree_with_the_run_played_step_by_step() -> None:
+    """finite_run_tokens_s spreads each request's prompt work over its outputs at each batch (run_step_s, the steady
+    state's mean step); played request by request on kvplan's own steps with the same admission
+    (stepwise_run_tokens_s: mlperf_offline_drain.run_query, each prompt burst its own step) the runs agree: measured
+    on the 65 attention-DP rows with prompts within the budget, median 0.997 and 59 within 3 % (the widest, 128/128
+    rows, 0.93: 64 prompts a step priced as one burst). Here Llama 4 Maverick 8 x H200 2048/2048 (one wave of 188 a
+    rank, 4 prompts a step at first) and Scout 4 x H100 2048/128 (4 waves, prompts admitted over most of each
+    lifetime), within 3 %."""
+    pub, data = published()
+    for model, gpu, isl, osl in (("llama-4-maverick-17b-128e", "h200", 2048, 2048),
+                                 ("llama-4-scout-17b-16e", "h100-sxm", 2048, 128)):  # fmt: skip
+        row = next(r for r in data["runs"] if r["model"] == model and r["gpu"] == gpu
+                   and (r["isl"], r["osl"]) == (isl, osl) and "launch" in r)  # fmt: skip
+        assert pub.stepwise_run_tokens_s(row) == pytest.approx(pub.run_tokens_s(row), rel=0.03)
+
+
+def test_finite_run_pipeline_is_continuous_in_the_places() -> None:
+    """Where the prompts take longer to admit than a request lives (2,048-token prompts, 128-token outputs, 8,192 tokens
+    a step: 4 prompts the first step, then 3, as the decodes take a token each), the requests run as a pipeline of
+    about 3 x 128 = 384 at a time: one place more or less moves the run < 2 %, and places past what the pipeline holds
+    change nothing (stop 27's model added a lifetime at 3,000 / 400 = 7.5 waves)."""
+    pub, _ = published()
+    runs = [pub.finite_run_tokens_s(requests=3000, ranks=1, places=places, isl=2048, osl=128, budget=8192,
+                                    step_s_at=_step_s)
+            for places in (374, 375, 376, 400, 401)]  # fmt: skip
+    assert max(runs) / min(runs) < 1.02
+    assert runs[3] == runs[4]
+    assert max(pub.run_steps(requests=3000, ranks=1, places=400, isl=2048, osl=128, budget=8192)) < 390
 
 
 def test_finite_run_tends_to_the_steady_state() -> None:
-    """Many more requests than places: the partial last lifetime fades and the run's figure tends to the steady
-    state's, 4 x 98 / 29.8 ms = 13,154.362 tok/s. At 10^6 requests over 4 x 98 places: 250,000 a rank are 2,552
-    lifetimes, the last with 250,000 - 2,551 x 98 = 2 a rank; 10^6 / (2,551 x 29.8 ms + 20.2 ms) = 10^6 / 76.04 s
-    = 13,150.973 tok/s, 0.03 % under it. As many requests as places: one whole lifetime, exactly it."""
+    """Many more requests than places: the first wave's ramp and the last one's drain fade and the run's figure tends
+    to the steady state's, 4 x 98 / 29.8 ms = 13,154.362 tok/s; as many requests as places in one step: exactly
+    it."""
     pub, _ = published()
-
-    def at(b: int) -> float:
-        return 4 * b / _step_s(b)
-
-    steady = at(98)
+    steady = 4 * 98 / _step_s(98)
     assert steady == pytest.approx(13_154.3624, rel=1e-8)
-    many = pub.finite_run_tokens_s(requests=1_000_000, ranks=4, slots=98, tokens_s_at=at)
-    assert many == pytest.approx(13_150.9732, rel=1e-8)
-    assert pub.finite_run_tokens_s(requests=392, ranks=4, slots=98, tokens_s_at=at) == pytest.approx(steady, rel=1e-12)
-    assert pub.finite_run_tokens_s(requests=391, ranks=4, slots=98, tokens_s_at=at) < steady
+    many = pub.finite_run_tokens_s(requests=1_000_000, ranks=4, places=98, isl=128, osl=128, budget=8192,
+                                   step_s_at=_step_s)  # fmt: skip
+    assert many == pytest.approx(steady, rel=1e-3) and many < steady
+    assert pub.finite_run_tokens_s(requests=392, ranks=4, places=98, isl=128, osl=128, budget=NO_RAMP,
+                                   step_s_at=_step_s) == pytest.approx(steady, rel=1e-12)  # fmt: skip
+    assert pub.finite_run_tokens_s(requests=391, ranks=4, places=98, isl=128, osl=128, budget=NO_RAMP,
+                                   step_s_at=_step_s) < steady  # fmt: skip
 
 
 def test_every_trtllm_table_row_has_the_pages_request_count() -> None:
@@ -73,15 +136,16 @@ def test_every_trtllm_table_row_has_the_pages_request_count() -> None:
     assert pub.TRTLLM_NUM_REQUESTS[(128, 128)] == 30000 and pub.TRTLLM_NUM_REQUESTS[(20000, 2000)] == 1000
 
 
-def test_scout_h100_row_runs_four_lifetimes() -> None:
-    """Llama 4 Scout 4 x H100 128/4096 (attention DP + EP): 1,500 requests are 375 a rank; the run's steady state
-    (every rank's prompts in the same steps, published_compare.run_setup) runs 98.49 a rank (the KV pool's bound), so
-    ceil(375 / 98.49) = 4 lifetimes, the last with 375 - 3 x 98.49 = 79.5 a rank, held by 80: kvplan's figure is
-    1,500 / (3 x 4 x 98.49 / T + 4 x 80 / T(80)), T the run's steady state and T(80) the same at most 80 a rank:
-    x1.65 steady (independent ranks), x1.64 as run (measured: the partial lifetime costs little where the requests
-    fill the places several times over, and aligned ranks change little where the prompts are short). Before the
-    per-tensor fp8 activation quantization and its fp8 refit: 98.24 a rank, the last lifetime 81, x1.67 and x1.66."""
-    from kvplan.serving import Lengths, max_rate, serve
+def test_scout_h100_row_runs_four_waves() -> None:
+    """Llama 4 Scout 4 x H100 128/4096 (attention DP + EP): 1,500 requests are 375 a rank; the KV pool holds 98.71
+    requests' reservations a rank, 98 whole ones (published_compare.run_places), and 128-token prompts enter 64 a step
+    (8,192 tokens), so the places fill in two steps (64, then 34): three waves of 98 and a last of 81, each 4,096 steps
+    (run_steps: 12,287 steps at 98, 4,095 at 81, one each at 64, 97 and 18, where cohorts turn over). Each step is
+    the mean step of the run's steady state (every rank's prompts in the same steps, published_compare.run_setup)
+    with that many a rank (run_step_s); kvplan's figure is requests x OSL over the steps' sum (measured: x1.63 as
+    run, x1.65 steady; x1.64 with the steady state's 98.49 a rank for the places and each lifetime at the steady
+    state capped at its batch, before stop 28)."""
+    from kvplan.serving import Lengths
 
     pub, data = published()
     row = next(r for r in data["runs"] if r["model"] == "llama-4-scout-17b-16e" and r["gpu"] == "h100-sxm"
@@ -89,18 +153,15 @@ def test_scout_h100_row_runs_four_lifetimes() -> None:
     scored = pub.compare_runs([row])[0]
     s = pub.run_setup(row)
     inp, out = Lengths.of(128), Lengths.of(4096)
-    top = max_rate(s, input_len=inp, output_len=out)
-    # the run starts full: the fixed point a batch at the limits falls to (serve's full_start, stop 28)
-    slots = serve(s, rate_rps=top * 0.999, input_len=inp, output_len=out, with_max_rate=False, with_p90=False,
-                  with_p99=False, full_start=True).batch / 4  # fmt: skip
-    assert slots == pytest.approx(98.49, abs=0.01)
-    per_rank = 1500 / 4
-    assert (math.ceil(per_rank / slots), math.ceil(per_rank - 3 * slots)) == (4, 80)
-    steady = top * 4096
-    last = pub.replica_tokens_s(pub.run_setup(row, max_batch=80), 128, 4096)
-    by_hand = 1500 / (3 * 4 * slots / steady + 4 * 80 / last)
-    assert scored["kvplan_tok_s"] == pytest.approx(by_hand, rel=1e-9)
-    assert (round(scored["ratio_steady"], 2), round(scored["ratio"], 2)) == (1.65, 1.64)
+    assert pub.run_places(s, inp, out, whole=False) == pytest.approx(98.71, abs=0.01)
+    assert pub.run_places(s, inp, out) == 98
+    held = pub.run_steps(requests=1500, ranks=4, places=98, isl=128, osl=4096, budget=8192)
+    assert held == {64: 1, 98: 12_287, 97: 1, 81: 4_095, 18: 1}
+    full, last = pub.run_step_s(s, 128, 4096, 98), pub.run_step_s(s, 128, 4096, 81)
+    between = last + (full - last) * 16 / 17  # 97 a rank, interpolated; 64 and 18 (1 step each) flat at 81's
+    by_hand = 1500 * 4096 / (12_287 * full + 4_097 * last + between)
+    assert scored["kvplan_tok_s"] == pytest.approx(by_hand, rel=1e-12)
+    assert (round(scored["ratio_steady"], 2), round(scored["ratio"], 2)) == (1.65, 1.63)
 
 
 def test_run_setup_aligns_only_the_attention_dp_rows() -> None:
@@ -118,16 +179,17 @@ def test_run_setup_aligns_only_the_attention_dp_rows() -> None:
 def test_run_residual_lines_by_hand() -> None:
     """published_compare.py --run-residual: for a decode-heavy attention-DP row as the page ran it, the step at the
     run's batch a rank and the time it needs added, step x (ratio - 1), beside kvplan's MoE, attention and GEMM times.
-    Llama 4 Scout 4 x H100 128/4096 (measured): x1.64 at 98.5 a rank, a 26.9 ms step that needs +17.3 ms (x1.66 at
-    98.2, 26.6 ms and +17.6 ms before the per-tensor fp8 activation quantization and its fp8 refit)."""
+    Llama 4 Scout 4 x H100 128/4096 (measured): x1.63 at 98.5 a rank, a 26.9 ms step that needs +16.9 ms (x1.64 and
+    +17.3 ms before the run took the KV pool's whole requests for its places and priced each step at its batch, stop
+    28; x1.66 at 98.2, 26.6 ms and +17.6 ms before the per-tensor fp8 activation quantization and its fp8 refit)."""
     pub, data = published()
     row = next(r for r in data["runs"] if r["model"] == "llama-4-scout-17b-16e" and r["gpu"] == "h100-sxm"
                and (r["isl"], r["osl"]) == (128, 4096) and "launch" in r)  # fmt: skip
     x = pub.run_decode_terms(row)
     assert x["ratio"] == pytest.approx(pub.compare_runs([row])[0]["ratio"], rel=1e-12)
     assert x["needed_s"] == pytest.approx(x["times"].total * (x["ratio"] - 1), rel=1e-12)
-    assert (round(x["batch"], 1), round(x["times"].total * 1e3, 1), round(x["needed_s"] * 1e3, 1)) == (98.5, 26.9, 17.3)
+    assert (round(x["batch"], 1), round(x["times"].total * 1e3, 1), round(x["needed_s"] * 1e3, 1)) == (98.5, 26.9, 16.9)
     (line,) = pub.run_residual_lines([row])
-    assert line.startswith("run residual Llama 4 Scout    h100-sxm    128/4096    98.5 a rank x1.64: step  26.9 ms")
+    assert line.startswith("run residual Llama 4 Scout    h100-sxm    128/4096    98.5 a rank x1.63: step  26.9 ms")
     dense = next(r for r in data["runs"] if r["source"] == "trtllm-1.0" and "launch" not in r)
     assert pub.run_residual_lines([dense]) == []  # attention-DP rows only

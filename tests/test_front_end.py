@@ -24,7 +24,7 @@ def _sglang_8b(front_end: FrontEnd | None | str = "engine"):  # noqa: ANN202
 
 
 def test_front_ends_by_release() -> None:
-    # measured where a short-output run of the release is published: vLLM 0.10.2-0.13.0 (the vllm@0.8 rules) and SGLang
+    # measured where a short-output run of the release is published: vLLM 0.10.2-0.11.0 (the vllm@0.8 rules) and SGLang
     v08, sg = get_engine("vllm@0.8").front_end, get_engine("sglang@0.5").front_end
     assert (v08.request_s, v08.template_s, v08.together) == (pytest.approx(1.555e-3), pytest.approx(5.72e-3), True)
     assert (sg.request_s, sg.template_s, sg.together) == (pytest.approx(1.232e-3), 0.0, True)
@@ -60,6 +60,67 @@ def test_the_chat_template_is_paid_where_vllm_0_11_parses_it() -> None:
     assert "7.28 ms a request, its chat template 5.72 ms of it" in note and "137 req/s" in note
     assert "chat template" not in front_end_note(get_engine("vllm@0.8"), rate_rps=100, output_tokens=4,
                                                  family="gpt_oss")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("release", "pays"),
+    [("0.8.0", True), ("0.8.5", True), ("0.9.1", True), ("0.9.2", False), ("0.10.2", False), ("0.11.0", True),
+     ("0.12.0", False), ("0.13.0", False), ("0.15.1", False)],
+)  # fmt: skip
+def test_a_point_release_picks_its_own_api_server(release: str, pays: bool) -> None:
+    # vllm@X.Y.Z: the vllm@0.8 rules with that release's server. The chat template is parsed on every chat request
+    # in 0.8.x-0.9.1 (the uncached content-format detection, cached from 0.9.2 by PR #20065) and in 0.11.0 (the
+    # kwargs filter, cached from 0.12.0); nothing else in the server moves (kvplan/engines/vllm.py FRONT_END_0_8)
+    e = get_engine(f"vllm@{release}")
+    both = 1.555e-3 + 5.72e-3
+    assert e.front_end.cost_s("qwen3") == pytest.approx(both if pays else 1.555e-3)
+    assert e.front_end.cost_s("gpt_oss") == e.front_end.cost_s("qwen3", chat=False) == pytest.approx(1.555e-3)
+    assert e.front_end.together and e.key == f"vllm@{release}" and get_engine(e.key) is e
+    v08 = get_engine("vllm@0.8")
+    assert dataclasses.replace(e, release=v08.release, version=v08.version, front_end=v08.front_end) == v08
+    # the same price a published row of that release is given (published_compare.front_end_worker)
+    assert v08.front_end.cost_s("qwen3", release=release) == e.front_end.cost_s("qwen3")
+    qwen = setup("qwen3-8b", "h100-sxm", engine=e.key, weights_dtype="bf16", kv_dtype_name="bf16")
+    assert api_server_ceiling_rps(qwen, Lengths.of(4)) == pytest.approx(1 / (both if pays else 1.555e-3))
+
+
+def test_the_rule_sets_own_server_is_0_8_5s() -> None:
+    # vllm@0.8 names the 0.8 series; its own server is 0.8.5's (the wheel read), which pays the parse as before
+    fe = get_engine("vllm@0.8").front_end
+    assert fe.release == "0.8.5" and fe.cost_s("qwen3") == get_engine("vllm@0.8.5").front_end.cost_s("qwen3")
+
+
+def test_releases_outside_the_measured_ones_are_labelled() -> None:
+    from kvplan.host import front_end_note
+
+    def note(key: str) -> str:
+        return front_end_note(get_engine(key), rate_rps=10, output_tokens=4, family="qwen3")
+
+    for measured in ("0.10.2", "0.11.0"):  # the runs fit_frontend.py fits on
+        assert f"vllm {measured}'s API server" in note(f"vllm@{measured}") and "not on" not in note(
+            f"vllm@{measured}"
+        )
+    assert "vllm 0.8.5's API server: 7.28 ms a request" in note("vllm@0.8")
+    runs = "(measured: GPUStack runs of vLLM 0.10.2-0.11.0, random 128/4; "
+    assert runs + "not on 0.8.5, whose server reads the same in source)" in note("vllm@0.8")
+    assert "vllm 0.12.0's API server: 1.55 ms a request " + runs + "not on 0.12.0, whose" in note("vllm@0.12.0")
+    assert runs + "not on 0.15.2, nor its server read: unverified there)" in note("vllm@0.15.2")
+
+
+@pytest.mark.parametrize("key", ["vllm@0.7.3", "vllm@0.16.1", "vllm@0.11", "vllm@0.x.1", "sglang@0.5.3"])
+def test_point_releases_outside_the_rule_sets_span_are_refused(key: str) -> None:
+    from kvplan.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="unknown (vllm|sglang) version") as err:
+        get_engine(key)
+    assert ("point release 0.8.0-0.15.x" in str(err.value)) == key.startswith("vllm")
+
+
+def test_release_tuple() -> None:
+    from kvplan.engines.base import release_tuple
+
+    assert release_tuple("0.5.3.post3") == (0, 5, 3) and release_tuple("0.11.2.dev358") == (0, 11, 2)
+    assert release_tuple("0.8") == (0, 8, 0) < release_tuple("0.8.5") < release_tuple("0.10.2")
 
 
 def test_the_api_server_caps_a_replicas_rate() -> None:

@@ -373,14 +373,17 @@ def test_published_trtllm_v1_throughput_within_20_percent():
     now ln 1.30 = 0.262). Scored as the page ran them since stop 24 (published_compare.run_tokens_s: the table's
     $num_requests in request lifetimes of kvplan's steady-state batch, the last one partial, which can only lower a
     figure): that row x0.78 -> x0.76, worst |ln| 0.249 -> 0.274, still 59 within 20 % (the bound was ln 1.30, now
-    ln 1.32 = 0.278)."""
+    ln 1.32 = 0.278). Since stop 28 each step of the run is priced at its batch with the run's CUDA-graph padding
+    (published_compare.run_step_s): Llama 3.1 405B H200 TP8 128/4096's last wave of 170 pads to the 256 graph, which
+    the capped steady state it replaced did not (TensorRT-LLM pads no further than max_batch_size), x0.82 -> x0.80:
+    58 within 20 %."""
     pub, data = _published()
     # The dense FP8 rows; the NVFP4 rows are below, the MoE rows run with attention DP (a `launch`) are
     # tests/test_attention_dp.py's.
     rows = pub.compare_runs([r for r in data["runs"] if r["source"] == "trtllm-1.0" and "not_modelled" not in r
                              and "launch" not in r and r["weights"] == "fp8"])  # fmt: skip
     assert len(rows) == 60
-    assert sum(abs(r["ratio"] - 1) <= 0.20 for r in rows) >= 59
+    assert sum(abs(r["ratio"] - 1) <= 0.20 for r in rows) >= 58
     assert max(abs(math.log(r["ratio"])) for r in rows) <= math.log(1.32)
 
 

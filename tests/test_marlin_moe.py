@@ -8,7 +8,7 @@ import pytest
 from kvplan import latency
 from kvplan.catalog import resolve_model
 from kvplan.engines import get_engine
-from kvplan.engines.vllm import MARLIN_MOE, TRITON_MXFP4_MOE
+from kvplan.engines.vllm import FLASHINFER_CUTLASS_FP8_MOE, MARLIN_FP8_MOE, MARLIN_MOE, TRITON_MXFP4_MOE
 from kvplan.hardware import resolve_gpu
 from tests.benchmods import bench_module
 
@@ -97,3 +97,59 @@ def test_peak_share_reproduces_from_the_committed_tables() -> None:
     dequant, lines = marlin_moe_compare.measure_dequant(marlin_moe_compare.load_row_tables(marlin_moe_compare.DATA))
     assert len(lines) == 20
     assert float(f"{dequant:.3g}") == latency.calibration("vllm").marlin_moe_dequant_s == 2.79e-11
+
+
+def _qwen_ctx(engine: str, gpu: str, weights: str = "fp8"):
+    return latency._engine_ctx(resolve_model("qwen3-235b-a22b"), resolve_gpu(gpu), engine, kv_dtype="bf16", tp=4,
+                               weights_dtype=weights, eager=True, ep=False, dp=1, pp=1, gpus_per_node=None,
+                               two_batch=False, deepep=False)  # fmt: skip
+
+
+def test_vllm_runs_fp8_experts_through_marlin_below_sm89() -> None:
+    # vLLM 0.11.0 quantization/fp8.py Fp8MoEMethod: use_marlin = not has_device_capability(89); A100 is SM 8.0
+    a100, a100_pcie, h100 = (resolve_gpu(n) for n in ("a100-80gb", "a100-40gb-pcie", "h100-sxm"))
+    for key in ("vllm@0.8", "vllm@0.16", "vllm"):
+        assert get_engine(key).moe_kernel(weights_dtype="fp8", gpu=a100) == MARLIN_FP8_MOE
+        assert get_engine(key).moe_kernel(weights_dtype="fp8", gpu=a100_pcie) == MARLIN_FP8_MOE
+        assert get_engine(key).moe_kernel(weights_dtype="bf16", gpu=a100) is None
+    # SM 9.0 has FP8 tensor cores: the 0.8 rules' Triton fp8 experts (fitted grouped GEMMs), 0.16+ FlashInfer CUTLASS
+    assert get_engine("vllm@0.8").moe_kernel(weights_dtype="fp8", gpu=h100) is None
+    assert get_engine("vllm").moe_kernel(weights_dtype="fp8", gpu=h100) == FLASHINFER_CUTLASS_FP8_MOE
+    assert get_engine("sglang").moe_kernel(weights_dtype="fp8", gpu=a100) is None  # not modelled there
+    # fp8 Marlin repacks the experts as they are: no padding (the MXFP4 path's comes from its own create_weights)
+    assert MARLIN_FP8_MOE.hidden_multiple == MARLIN_FP8_MOE.inter_multiple == 1
+    c = _qwen_ctx("vllm@0.8", "a100-80gb")
+    assert c.marlin_peak == pytest.approx(312e12 * 0.473) and c.expert_pad == (1, 1)  # the Ampere pair
+    assert c.marlin_dequant_s == pytest.approx(3.74e-11 / 108)  # A100: 108 SMs
+    assert _qwen_ctx("vllm@0.8", "h100-sxm").marlin_peak == 0.0
+
+
+def test_fp8_experts_on_a100_by_hand() -> None:
+    # Qwen3-235B-A22B fp8 (4,096 x 1,536, 128 experts, top 8), TP 4 on A100s, vllm@0.8, one MoE layer over 8,192
+    # prompt tokens: 384-wide slices, 3 x 4,096 x 384 = 4,718,592 weights an expert (no padding); 8,192 x 8 / 128 =
+    # 512 tokens an expert, block 64, every expert touched: 65,536 rows; 2 x 65,536 x 4,718,592 = 6.18475e14 FLOP at
+    # Marlin's Ampere rate 312e12 x 0.473 = 1.47576e14 FLOP/s: 4.19089 ms, below the fitted curve's 0.4172 x 512 /
+    # (512 + 39.38) x 384 / (384 + 64.35) = 0.33181 of peak (5.9742 ms), which stays the floor; the weights' streaming
+    # (128 x 4,718,592 B + rows = 0.60 GB at 2,039 GB/s) ~0.3 ms; + moe_layer_s
+    c = _qwen_ctx("vllm@0.8", "a100-80gb")
+    assert 2 * 65536 * 4718592 / c.marlin_peak == pytest.approx(4.19089e-3, rel=1e-5)
+    fixed = latency._moe_s(c, 0, 0).grouped  # no token: the kernels' fixed cost alone
+    assert latency._moe_s(c, 8192, 8192).grouped - fixed == pytest.approx(5.9742e-3, rel=1e-4)
+    # at 1,500 tokens (93.75 an expert: two blocks of 64, 128 rows) the padded rows at Hopper's share (0.272) would
+    # set the time, 2 x 128 x 128 x 4,718,592 / (312e12 x 0.272) = 1.8216 ms; at Ampere's the curve does (1.477 ms)
+    assert 1.4e-3 < latency._moe_s(c, 1500, 1500).grouped - fixed < 1.5e-3
+    # Hopper (FP8 tensor cores) under the same rules: the fitted curve on the fp8 peak, far below that
+    assert latency._moe_s(_qwen_ctx("vllm@0.8", "h100-sxm"), 8192, 8192).grouped < 3e-3
+
+
+def test_ampere_pair_reproduces_from_the_committed_a100_table() -> None:
+    # marlin_moe_compare.py --ampere on aiconfigurator's A100 SGLang 0.5.10 Marlin MoE table: 77 whole-layer points
+    # from 2,048 tokens, median share 0.473; 55 up to 16 tokens, median 3.74e-11 s a weight a block on one SM
+    marlin_moe_compare = bench_module("marlin_moe_compare")
+    tables = marlin_moe_compare.load_row_tables(marlin_moe_compare.DATA)
+    share, lines = marlin_moe_compare.measure(tables, marlin_moe_compare.ampere)
+    assert len(lines) == 77
+    assert round(share, 3) == latency.calibration("vllm").ampere_marlin_moe_peak_eff == 0.473
+    dequant, lines = marlin_moe_compare.measure_dequant(tables, marlin_moe_compare.ampere)
+    assert len(lines) == 55
+    assert float(f"{dequant:.3g}") == latency.calibration("vllm").ampere_marlin_moe_dequant_s == 3.74e-11

@@ -370,3 +370,22 @@ def test_published_block_is_what_the_script_prints(tables: list[dict]) -> None:
     block = doc.split("<!-- moe_compare_published:begin -->\n```\n", 1)[1].split("\n```\n<!-- moe_compare_published"
                                                                              ":end -->", 1)[0]  # fmt: skip
     assert block == "\n".join(moe_compare.published_lines(moe_compare.published_rows(tables)))
+
+
+def test_b200_gb200_pairs_timed_apart_are_flagged(rows: list[dict]) -> None:
+    """A point timed on B200 and GB200 further apart than PAIR_BOUNDS flags both rows; no other row is flagged.
+    Scout's B200 NVFP4 series at TP 1 is 2x GB200's (0.4-0.6 at 1-512 tokens: 451.9 against 216.7 us at 256 tokens);
+    Qwen3-30B-A3B's is not (0.97 at 256 tokens)."""
+    flagged = [r for r in rows if r["pair_off"]]
+    assert len(flagged) == 2 * 268 and {r["gpu"] for r in flagged} == set(moe_compare.PAIR)
+
+    def at(gpu: str, model: str) -> dict:
+        return next(r for r in rows if (r["engine"], r["gpu"], r["dtype"], r["model"], r["tp"], r["ep"], r["tokens"])
+                    == ("trtllm", gpu, "nvfp4", model, 1, 1, 256))  # fmt: skip
+
+    scout = [at(gpu, "llama-4-scout-17b-16e") for gpu in moe_compare.PAIR]
+    assert all(r["pair_off"] for r in scout) and scout[1]["aic_s"] / scout[0]["aic_s"] < moe_compare.PAIR_BOUNDS[0]
+    qwen = [at(gpu, "qwen3-30b-a3b") for gpu in moe_compare.PAIR]
+    assert not any(r["pair_off"] for r in qwen)
+    line = moe_compare.pair_line(rows)
+    assert ": 268 of 3846 (trtllm nvfp4 188," in line and "every point without them: 14577," in line

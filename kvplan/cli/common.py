@@ -81,7 +81,8 @@ EngineOpt = Annotated[
         "--engine",
         "-e",
         help="ideal | vllm | sglang | trtllm | llamacpp | transformers; the newest release kvplan knows, "
-        f"or NAME@VERSION for an older rule set: {OLDER_RELEASES}",
+        f"or NAME@VERSION for an older rule set: {OLDER_RELEASES}; vllm@X.Y.Z: a point release 0.8.0-0.15.x "
+        "(vllm@0.8's rules with that release's API server)",
     ),
 ]
 SizeOpt = Optional[str]

@@ -122,8 +122,16 @@ def _find_engine(name: str) -> Engine:
         return ENGINES[key]
     known = RELEASES[key]
     if release.strip() not in known:
+        # a point release inside a rule set whose module prices some part by release (vllm@0.11.0)
+        module = importlib.import_module(_MODULES[key])
+        point = getattr(module, "point_release", None)
+        found = point(release.strip()) if point is not None else None
+        if found is not None:
+            return found
+        releases = ", ".join(known)
+        points = f", or a point release {module.POINT_RELEASES}" if point is not None else ""
         raise InvalidInput(
-            f"unknown {key} version {release!r}; kvplan knows {', '.join(known)} (select one as {key}@VERSION)"
+            f"unknown {key} version {release!r}; kvplan knows {releases}{points} (select one as {key}@VERSION)"
         )
     return known[release.strip()]
 

@@ -548,6 +548,11 @@ class Calibration:
     # ... and the seconds one SM takes to dequantize one 4-bit expert weight in one token block (every block of an
     # expert's tokens converts its weights again: kvplan.latency _marlin_dequant_s); measured by the same script.
     marlin_moe_dequant_s: float = 0.0
+    # The same two on Ampere (SM 8.0, where mma.sync is the tensor cores' own instruction, not Hopper's slower path
+    # beside wgmma), measured by the same script on aiconfigurator's A100 Marlin MoE table (kvplan.latency
+    # _marlin_figures); None / 0: the figures above.
+    ampere_marlin_moe_peak_eff: float | None = None
+    ampere_marlin_moe_dequant_s: float = 0.0
     # Grouped MXFP4 experts the engine runs through OpenAI's triton_kernels ``matmul_ogs`` with its own token tiles
     # (Engine.moe_kernel "triton_mxfp4", kvplan.latency _triton_mxfp4_s): the share of the dense 16-bit peak the tiles'
     # rows reach, and the seconds one SM takes to dequantize one expert weight in one tile (every tile of an expert's
@@ -722,10 +727,14 @@ class FrontEnd:
     token beyond it. ``measured``: where, in words.
 
     ``template_s``: seconds more per chat request whose prompt the server renders through the model's Hugging Face
-    (Jinja) chat template, where the release pays for the template on every request (vLLM 0.10-0.13 parse it anew
-    each time); not on the completions endpoint, nor for a model family in ``own_renderer_families``, whose chat
-    prompt the server builds without the template (vLLM: gpt-oss through OpenAI's harmony library).
-    ``template_releases``: the releases under the rule set that pay it (the rule set's own figures are theirs).
+    (Jinja) chat template, where the release pays for the template on every request (vLLM 0.8.0-0.9.1 and 0.11.0
+    parse it anew each time); not on the completions endpoint, nor for a model family in ``own_renderer_families``,
+    whose chat prompt the server builds without the template (vLLM: gpt-oss through OpenAI's harmony library).
+    ``template_releases``: the point releases under the rule set that pay it, as inclusive ranges
+    (``(("0.8.0", "0.9.1"), ("0.11.0", "0.11.0"))``). ``release``: the point release the rule set's own server is
+    (None: the figures as set, the template paid). ``measured_releases``: the releases whose runs the figures were
+    fitted on; ``read_releases``: releases outside those whose server source was read and found doing the same
+    per-request work (the measured figures stand for them, labelled so: :meth:`release_note`).
     ``together``: requests that reach the server at once each do their synchronous part (parse, validation, chat
     template) before any of them reaches the engine, the server's event loop running every ready request handler up
     to its first wait in one pass; False: the server hands each request on as soon as its own work is done."""
@@ -735,22 +744,53 @@ class FrontEnd:
     measured: str = ""
     template_s: float = 0.0
     own_renderer_families: frozenset[str] = frozenset()
-    template_releases: tuple[str, ...] = ()
+    template_releases: tuple[tuple[str, str], ...] = ()
     together: bool = False
+    release: str | None = None
+    measured_releases: tuple[str, ...] = ()
+    read_releases: tuple[str, ...] = ()
+
+    def pays_template(self, release: str | None = None) -> bool:
+        """Whether a chat request on ``release`` (a point release, as ``"0.11.0"``; None: the server's own
+        :attr:`release`, or the figures as set where it has none) pays :attr:`template_s`."""
+        release = release or self.release
+        if release is None:
+            return True
+        v = release_tuple(release)
+        return any(release_tuple(lo) <= v <= release_tuple(hi) for lo, hi in self.template_releases)
 
     def cost_s(self, family: str | None = None, *, chat: bool = True, release: str | None = None) -> float:
         """Seconds of the server's time a request of a model of ``family`` (its spec's ``family``; None: a model
         that renders a Jinja template) on the chat endpoint (``chat``) or the completions one, on ``release`` (one
-        of the rule set's releases, as ``"0.11.0"``; None: the rule set's own server)."""
-        templated = chat and family not in self.own_renderer_families
-        if release is not None and release not in self.template_releases:
-            templated = False
+        of the rule set's releases, as ``"0.11.0"``; None: the server's own :attr:`release`)."""
+        templated = chat and family not in self.own_renderer_families and self.pays_template(release)
         return self.request_s + (self.template_s if templated else 0.0)
+
+    def release_note(self, release: str | None = None) -> str:
+        """How ``release`` (None: the server's own :attr:`release`) stands to the releases the figures were measured
+        on: "" where it is one of them (or none is named), else whether its server source was read the same."""
+        release = release or self.release
+        if release is None or not self.measured_releases or release in self.measured_releases:
+            return ""
+        if release in self.read_releases:
+            return f"not on {release}, whose server reads the same in source"
+        return f"not on {release}, nor its server read: unverified there"
 
     def ceiling_rps(self, output_tokens: float, *, family: str | None = None, chat: bool = True) -> float:
         """The most requests per second one API server takes at ``output_tokens`` streamed tokens a request (chat
         requests of a model of ``family``, as :meth:`cost_s`)."""
         return 1.0 / (self.cost_s(family, chat=chat) + output_tokens * self.token_s)
+
+
+def release_tuple(release: str) -> tuple[int, ...]:
+    """A point release's leading numbers: ``"0.5.3.post3"`` -> (0, 5, 3), ``"0.11.2.dev358"`` -> (0, 11, 2),
+    ``"0.8"`` -> (0, 8, 0)."""
+    parts = []
+    for piece in release.strip().lstrip("v").split("."):
+        if not piece.isdigit():
+            break
+        parts.append(int(piece))
+    return tuple(parts + [0] * (3 - len(parts)))  # a series ("0.8") reads as its first release
 
 
 @dataclass(frozen=True)

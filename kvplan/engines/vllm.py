@@ -50,6 +50,7 @@ from kvplan.engines.base import (
     refuse_fp4_kv_mla,
     refuse_fp4_kv_without_fp4,
     refuse_unread_states,
+    release_tuple,
     row,
 )
 from kvplan.errors import InvalidInput
@@ -683,6 +684,10 @@ TRITON_MXFP4_MOE = MoeKernel(name="triton_mxfp4", hidden_multiple=1, inter_multi
 # vLLM's per-tensor fp8 experts on Hopper from the 0.16 rules on: FlashInfer's CUTLASS fused MoE
 # (Fp8MoeBackend.FLASHINFER_CUTLASS, FlashInferExperts), autotuned at start-up. Its time: kvplan.latency _cutlass_fp8.
 FLASHINFER_CUTLASS_FP8_MOE = MoeKernel(name="flashinfer_cutlass_fp8")
+# vLLM's fp8 experts on a GPU without FP8 tensor cores (Ampere): fused_marlin_moe with 8-bit weights (W8A16), the
+# experts as the checkpoint holds them (prepare_moe_fp8_layer_for_marlin repacks each expert, no padding; 0.11.0
+# quantization/utils/marlin_utils_fp8.py). Its time: kvplan.latency _marlin_figures.
+MARLIN_FP8_MOE = MoeKernel(name="marlin")
 
 
 # The MLA up-projection vLLM keeps after loading. MLAAttention.process_weights_after_loading
@@ -836,9 +841,26 @@ class Vllm(Engine):
         vLLM's own CUTLASS grouped fp8 GEMMs, ``TritonOrCutlassExperts``, 0.19.0 wheel), the untuned tactics under
         ``--enforce-eager``, and block-scaled checkpoints (kvplan.latency keeps their fitted grouped GEMMs). The 0.8
         rules (0.8.5 and 0.11.0 wheels): ``Fp8MoEMethod`` / ``ModelOptFp8MoEMethod.apply`` call the Triton
-        ``fused_experts`` unless ``VLLM_USE_FLASHINFER_MOE_FP8`` is set: the fitted grouped GEMMs (None)."""
+        ``fused_experts`` unless ``VLLM_USE_FLASHINFER_MOE_FP8`` is set: the fitted grouped GEMMs (None).
+
+        fp8 experts on Ampere (no FP8 tensor cores): Marlin, weight-only (:data:`MARLIN_FP8_MOE`). Read in the 0.11.0
+        wheel, quantization/fp8.py: ``Fp8MoEMethod.__init__`` sets ``use_marlin = not
+        current_platform.has_device_capability(89)`` (or ``VLLM_TEST_FORCE_FP8_MARLIN``; never on ROCm), block-scaled
+        checkpoints included (``prepare_moe_fp8_layer_for_marlin`` takes their ``weight_block_size``);
+        ``process_weights_after_loading`` repacks the experts for Marlin and drops the input scales ("Activations
+        not quantized for marlin"), and ``apply`` calls ``torch.ops.vllm.fused_marlin_moe`` with ``quant_type_id``
+        float8_e4m3fn: the two ``moe_wna16_marlin_gemm`` calls that dequantize the 8-bit weights to 16 bits in
+        registers beside 16-bit activations. Later releases route the same case through ``select_fp8_moe_backend``
+        (fused_moe/oracle/fp8.py), whose list ends in the MARLIN backend (``MarlinExperts``) as the weight-only
+        fallback where no FP8 kernel runs (a stored vLLM main copy; the supports checks of the backends before it
+        on SM 8.0 were not read): taken as Marlin in every rule set. Ada (SM 8.9) has FP8 tensor cores and is not
+        Marlin's. The dense fp8 layers run ``Fp8LinearMethod`` with the same ``use_marlin``
+        (``apply_fp8_marlin_linear``, W8A16): kvplan.latency ``gemm_peak`` prices them as 16-bit GEMMs reading 8-bit
+        weights."""
         if weights_dtype == "fp8" and gpu.architecture == "hopper" and self.fp8_moe_flashinfer_cutlass:
             return FLASHINFER_CUTLASS_FP8_MOE
+        if weights_dtype == "fp8" and gpu.architecture == "ampere":  # capability 8.0 / 8.6: below 8.9
+            return MARLIN_FP8_MOE
         if weights_dtype != "mxfp4":
             return None
         arch = gpu.architecture
@@ -1435,6 +1457,18 @@ CALIBRATION = Calibration(
     # points up to 16 tokens, moe_layer_s held: 20 points, 2.28e-11-3.28e-11 s a weight a block on one SM, median
     # 2.79e-11 (kvplan.latency _marlin_dequant_s).
     marlin_moe_dequant_s=2.79e-11,
+    # The same two on Ampere, where vLLM runs fp8 experts (and MXFP4 ones) through Marlin (moe_kernel): measured by
+    # benchmarks/marlin_moe_compare.py --ampere on aiconfigurator 0.12.0's one Ampere Marlin MoE table, SGLang 0.5.10 on
+    # the A100 SXM (sglang_marlin_moe, int4 weight-only, ten Qwen3 / Mixtral / DeepSeek / Kimi shapes, whole layer,
+    # balanced; the same moe_wna16_marlin_gemm): 77 points from 2,048 tokens, shares 0.396-0.500, median 0.473 (mma.sync
+    # is Ampere's own tensor-core instruction: near twice Hopper's 0.272); 55 points up to 16 tokens, 2.77e-11-5.74e-11
+    # s a weight a block on one SM, median 3.74e-11. kvplan keeps the fitted curve as their floor (kvplan.latency
+    # _marlin_figures says why); with them Marlin's own terms alone would price the table's 297 points at median |ln|
+    # 0.048 (1-16 tokens 0.049, 32-512 0.058 and 768-1536 0.056, bands not measured on, >= 2,048 0.031) where kvplan's
+    # pricing, the pair above the fitted curve, gives 0.547 (+0.23 to +0.67 by band: too slow; the Hopper pair 0.593).
+    # The table's weights are 4-bit; the fp8 experts' 8-bit weights were not timed (their bytes are priced as they are).
+    ampere_marlin_moe_peak_eff=0.473,
+    ampere_marlin_moe_dequant_s=3.74e-11,
     # Its OpenAI Triton MXFP4 experts on Hopper (moe_kernel "triton_mxfp4", kvplan.latency _triton_mxfp4_s): each tile
     # of triton_block_m rows at this share of the dense 16-bit peak plus its expert's dequantization, moe_layer_s held.
     # benchmarks/fit_moe_ops.py on aiconfigurator 0.12.0's vLLM 0.24.0 gpt-oss tables (kernel_source
@@ -1565,6 +1599,25 @@ HOST_LOOP_0_8 = HostLoop(overlaps_gpu=False, switch="")
 #   "gpt_oss", _make_request_with_harmony) and the completions endpoint. The same kind of per-request parse cost
 #   "6-8 seconds delay before prompts actually are started to process" for 1,000 requests in vLLM PR #20065
 #   (2025-06, the content-format detection, cached since).
+# - by release (template_releases; read in the PyPI wheels 0.8.5, 0.9.1, 0.9.2, 0.10.2, 0.11.0, 0.12.0, 0.13.0,
+#   0.14.0, 0.15.1): 0.8.5 and 0.9.1 parse the template on every chat request too, in the content-format detection:
+#   serving_engine.py _preprocess_chat -> chat_utils.resolve_chat_template_content_format ->
+#   _resolve_chat_template_content_format -> _detect_content_format -> _try_extract_ast (the template compiled
+#   through transformers' cached _compile_jinja_template, then environment.parse of the whole template), none of
+#   them cached under the default --chat-template-content-format auto (0.8.5 detects even where a format is given);
+#   0.9.2 puts @lru_cache(maxsize=32) on _detect_content_format (PR #20065), as do 0.10.2-0.15.1 (0.15.1 moves
+#   it, and 0.12's cached kwargs filter, to vllm/renderers/hf.py, HfRenderer.render_messages_async). That is one
+#   Jinja parse of the whole template a request, the work 0.11.0's kwargs filter does (env.parse; its
+#   find_undeclared_variables walk is small beside it), so template_s stands for 0.8.0-0.9.1 as well (not
+#   measured there). The rest of the handler is the same in every one of them: the template rendered synchronously
+#   (apply_hf_chat_template), then the first wait at the tokenizer on a one-thread executor (0.8.5 / 0.9.x:
+#   make_async(_tokenize_prompt_input, executor=ThreadPoolExecutor(max_workers=1)); 0.10.2-0.15.1: the
+#   AsyncMicrobatchTokenizer on its own one-thread executor; in 0.15.1 render_messages_async's only wait before the
+#   render, parse_chat_messages_async's resolve_items, returns at once for text), so together holds for all; the
+#   detokenizer is the V1 OutputProcessor in the API server process throughout (vllm/v1/engine/output_processor.py
+#   in each wheel read). request_s was
+#   measured on 0.10.2 (gpt-oss) and template_s on 0.11.0: the other releases carry them as read, labelled so
+#   (FrontEnd.release_note). The rule set's own server is 0.8.5's (release), which pays the parse.
 # Fitted by benchmarks/fit_frontend.py on GPUStack's random 128 in / 4 out runs, 1,000 chat requests at once
 # (gpustack/gpustack docs/performance-lab @47277d79): request_s, the smallest figure of the runs that do not pay the
 # template: gpt-oss-120b TP2 on H100, vLLM 0.10.2, 956.85 tok/s (gpt-oss-120b/h100.md line 576; gpt-oss-20b gives
@@ -1579,8 +1632,11 @@ FRONT_END_0_8 = FrontEnd(
     measured="GPUStack runs of vLLM 0.10.2-0.11.0, random 128/4",
     template_s=5.72e-3,
     own_renderer_families=frozenset({"gpt_oss"}),
-    template_releases=("0.11.0",),
+    template_releases=(("0.8.0", "0.9.1"), ("0.11.0", "0.11.0")),
     together=True,
+    release="0.8.5",
+    measured_releases=("0.10.2", "0.11.0"),
+    read_releases=("0.8.5", "0.9.1", "0.9.2", "0.12.0", "0.13.0", "0.14.0", "0.15.1"),
 )
 
 V0_19 = Vllm(
@@ -1767,6 +1823,20 @@ V0_16 = replace(
 VERSIONS = (V0_8, V0_16, V0_19, V0_21)
 ENGINE = VERSIONS[-1]  # `--engine vllm`: the newest rule set
 LOG_DEFAULT = V0_19  # logs that state no version: the release the reference logs (engine_logs.json) come from
+
+
+POINT_RELEASES = "0.8.0-0.15.x (vllm@0.8's rules)"  # what point_release takes, for get_engine's message
+
+
+def point_release(version: str) -> Vllm | None:
+    """``vllm@X.Y.Z``: a point release under the vllm@0.8 rules (0.8.0-0.15.x, the releases they stand for), those
+    rules with the API server that release runs (FRONT_END_0_8 at ``version``: whether it parses the chat template
+    each request, and how its figures stand to the measured releases); None for any other version."""
+    wanted = release_tuple(version)
+    if len(version.split(".")) < 3 or not (release_tuple("0.8.0") <= wanted < release_tuple(V0_16.release)):
+        return None
+    return replace(V0_8, release=version, version=f"{version} (the 0.8 rules; its own API server)",
+                   front_end=replace(FRONT_END_0_8, release=version))  # fmt: skip
 
 
 def release_for(version: str) -> Vllm:
