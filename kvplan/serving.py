@@ -577,6 +577,12 @@ def _dp_mean_step(s: Setup, *, n: float, p: float, prompt: int, chunk: float, pr
     went from -4 .. +36 % to -13 .. +14 % of the simulation's (one TensorRT-LLM row at its KV bound aside, -35 ->
     -40 %); with 20,000-token prompts (``--dp --long``) from -15 .. +164 % to -22 .. -2 %.
 
+    Since stop 28 a prefill step of one-chunk prompts is the mean over its prompt count ``K`` of the step at ``K``
+    prompts (:func:`_prefill_counts`), not the step at the mean count: the step is not linear in the count
+    (DeepSeek-V3 DP8 EP8 on H200, TensorRT-LLM, 185 decodes: one 2,048-token prompt 191.9 ms, two on two ranks 238.1
+    ms, 1.375 prompts at the mean 228.8 ms), and benchmarks/serving_sim.py prices each step at its own count. At the
+    simulation's own operating point at 0.6 of the rate the mean step went from 87.22 to 82.6 ms against its 81.13.
+
     Where the engine aligns the ranks (:meth:`Engine.aligns_dp_prefill`: TensorRT-LLM's
     ``attention_dp_config.enable_balance``), every rank carries a chunk in a share ``f`` of the steps, all in the
     same ones: ``(1 - f) step(n, 0) + f step(n, chunk on every rank)``."""
@@ -612,7 +618,14 @@ def _dp_parts(s: Setup, *, n: float, p: float, prompt: int, chunk: float, prefix
     busy = busy_at(share, heaviest)  # the first pass: steps of equal length, the chain-free figures
     share, heaviest = _landed_together(arrivals, run=run, ranks=s.dp, prompt=prompt, chunk=chunk, decode=decode,
                                        busy=busy, room=room, drawn=drawn)  # fmt: skip
-    return decode, share, busy_at(share, heaviest)
+    if run > 1 or share <= 0 or not PREFILL_OVER_COUNTS:
+        return decode, share, busy_at(share, heaviest)
+    rate = arrivals / ((1 - share) * decode + share * busy)  # prompts a second, as the chain took it (first-pass B)
+    steps = 0.0
+    for weight, tokens, total in _prefill_counts(rate * decode, rate * busy, share=share, ranks=s.dp, prompt=prompt,
+                                                 room=room, drawn=drawn):  # fmt: skip
+        steps += weight * _step(s, n=n, p=tokens, context=context, prefix=prefix, ep=ep, p_all=total)
+    return decode, share, steps
 
 
 def _landed_together(arrivals: float, *, run: int, ranks: int, prompt: int, chunk: float, decode: float,
@@ -684,6 +697,168 @@ def _landed_together(arrivals: float, *, run: int, ranks: int, prompt: int, chun
     tail = prompt - (run - 1) * chunk
     tail += lo * (chunk - tail)  # where the rank has its next prompt waiting (a share lo of its steps) it fills up
     return share, (last * tail + (share - last) * chunk) / share
+
+
+# True: an attention-DP prefill step of one-chunk prompts is priced over its prompt count (:func:`_prefill_counts`);
+# False: at the mean count (until stop 28), kept for the before / after comparison (tests/test_dp_prefill_counts.py)
+PREFILL_OVER_COUNTS = True
+
+
+def _count_bins() -> Iterator[tuple[int, int]]:
+    """The bins ``[lo, hi]`` of a prefill step's prompt count that :func:`_prefill_counts` prices one step each: every
+    count alone up to :data:`COUNT_BINS` (8), then that many bins of width 2, of width 4 and so on (a bin at most a
+    quarter of its counts wide)."""
+    lo, width = 1, 1
+    while True:
+        for _ in range(COUNT_BINS):
+            yield lo, lo + width - 1
+            lo += width
+        width *= 2
+
+
+# The mass of a prefill step's prompt counts (:func:`_prefill_counts`) left below the first bin it prices and above the
+# last, each merged into that bin (1e-3 of the prefill steps), and the bins of each width (:func:`_count_bins`: 8).
+# Chosen for speed against accuracy on benchmarks/serving_sim.py's DP cases and a DP8 500-token one, vLLM and
+# TensorRT-LLM at 0.1-0.95 of the rate: TPOT within 0.076 % of every count priced (1e-5, 16 bins); 1e-3 and 4 bins
+# 0.40 %, 1e-2 and 8 bins 1.9 % (the tail's busiest rank taken at its mean count); 1e-3 and 8 bins price about 7 %
+# fewer steps than 1e-4 in `plan gpt-oss-120b --rate 10` (5,364 DP steps against 5,997; 3,007 at the mean count)
+COUNT_TAIL = 1e-3
+COUNT_BINS = 8
+
+
+def _prefill_counts(after_decode: float, after_busy: float, *, share: float, ranks: int, prompt: int, room: float,
+                    drawn: bool) -> list[tuple[float, float, float]]:  # fmt: skip
+    """(weight, the busiest rank's prompt tokens, all ranks' prompt tokens) over the prompt counts ``K`` of the
+    prefill steps of :func:`_dp_parts` (one-chunk prompts); the weights sum to 1.
+
+    The prompts in a prefill step are those that arrived during the step before (:func:`_landed_together`): ``K``
+    Poisson of mean ``after_decode`` after a decode-only step (a share ``1 - share`` of the steps) and
+    ``after_busy`` after a prefill step, ``K >= 1``. The busiest rank takes ``ceil(K / ranks)`` of them where the
+    engine deals evenly, and where ``drawn`` (TensorRT-LLM's dealing, :meth:`Engine.dp_dealing`) the largest of the
+    ranks' uniform shares of ``K`` (:func:`busiest_given`, whose mean over ``K`` is :func:`busiest_drawn`), ``prompt``
+    tokens each and at most ``room``; all ranks together ``K prompt`` (a rank's tokens past its room wait for its next
+    step; the mean over the prefill steps stays ``p / share``, the mean-count step's). Each Poisson's counts from 8
+    standard deviations and 10 below its mean to as far above (the mass outside is below 1e-14) in
+    :func:`_count_bins`, each bin priced at its weighted mean counts (exact where a bin holds one count; the step
+    taken as linear in the count inside a wider bin, and past :data:`GIVEN_EXACT_UP_TO` prompts the drawn busiest
+    rank at the bin's mean count); the :data:`COUNT_TAIL` below the first bin is merged into it, and the last bin
+    takes the counts above it once they hold less than that, their mass and mean count exactly (the Poisson's first
+    moment less the counts seen), the busiest rank's share of them at their mean count."""
+    means = [(part, m) for part, m in ((1 - share, after_decode), (share, after_busy)) if part > 0 and m > 0]
+    total = sum(part * -math.expm1(-m) for part, m in means)  # the steps with K >= 1
+    first = sum(part * m for part, m in means)  # their prompts: E[K] over all steps
+    starts = [max(1, int(m - 8 * math.sqrt(m) - 10)) for _, m in means]  # each Poisson's own window
+    low, high = min(starts), max(int(m + 8 * math.sqrt(m) + 10) for _, m in means)
+    terms = [0.0] * len(means)  # part x P(K = k) of each, entered at its start (placed by lgamma: no underflow)
+    tail = COUNT_TAIL * total
+    bins: list[list[float]] = []  # [mass, busiest tokens x mass, all tokens x mass]
+    seen = counted = 0.0  # the mass and the prompts of the counts taken so far
+    far = [0.0, 0.0]  # a bin's mass and prompts past GIVEN_EXACT_UP_TO, under the drawn dealing
+    k = low
+    for _, hi in _count_bins():
+        if hi < low:
+            continue
+        if not bins or seen > tail:
+            bins.append([0.0, 0.0, 0.0])  # a new bin once the tail below holds COUNT_TAIL
+        current = bins[-1]
+        while k <= min(hi, high):
+            for j, ((part, m), start) in enumerate(zip(means, starts, strict=True)):
+                if k == start:
+                    terms[j] = part * math.exp(k * math.log(m) - m - math.lgamma(k + 1))
+            w = sum(terms)
+            current[0] += w
+            current[2] += w * k * prompt
+            if drawn and k > GIVEN_EXACT_UP_TO:  # priced at the bin's mean count below
+                far[0], far[1] = far[0] + w, far[1] + w * k
+            else:
+                top = busiest_given(k, ranks=ranks) if drawn else -(-k // ranks)
+                current[1] += w * min(room, top * prompt)
+            seen, counted = seen + w, counted + w * k
+            k += 1
+            terms = [term * m / k for term, (_, m) in zip(terms, means, strict=True)]
+        if far[0] > 0:
+            current[1] += far[0] * min(room, busiest_given(round(far[1] / far[0]), ranks=ranks) * prompt)
+            far = [0.0, 0.0]
+        rest = total - seen
+        if rest <= tail or k > high:  # the counts above: their mass and mean count exactly, the busiest rank's at that
+            if rest > 0:  # mean (past ``high`` the rest is below 1e-14 of the steps)
+                mean = max(float(k), (first - counted) / rest)
+                top = busiest_given(round(mean), ranks=ranks) if drawn else math.ceil(mean / ranks)
+                current[0] += rest
+                current[1] += rest * min(room, top * prompt)
+                current[2] += (first - counted) * prompt
+            break
+    mass = sum(b[0] for b in bins)
+    return [(b[0] / mass, b[1] / b[0], b[2] / b[0]) for b in bins if b[0] > 0]
+
+
+# E[max | K] of ranks' uniform shares of K prompts, per rank count (:func:`busiest_given`), grown as asked
+_GIVEN: dict[int, list[float]] = {}
+_GIVEN_PAST: dict[tuple[int, int], float] = {}  # (count, ranks) -> busiest_given past GIVEN_EXACT_UP_TO
+GIVEN_EXACT_UP_TO = 32  # prompts: past this the largest share is busiest_drawn's (Poisson shares of mean K / ranks)
+
+
+def busiest_given(count: int, *, ranks: int) -> float:
+    """``E[max(N_1 .. N_ranks) | N_1 + .. + N_ranks = count]``, each of ``count`` prompts dealt to one of ``ranks``
+    at random (uniform multinomial shares): the busiest rank's prompts in a step of ``count`` under TensorRT-LLM's
+    dealing as kvplan prices it (:func:`busiest_drawn` is its mean over a Poisson ``count``). Exact up to
+    :data:`GIVEN_EXACT_UP_TO` prompts: ``P(max <= m | K = k) = k! [x^k] (sum_{j <= m} (x / ranks)^j / j!)^ranks``
+    (the shares' exponential generating function; ``(e^(x / ranks))^ranks = e^x`` keeps the coefficients at most
+    ``1 / k!``), summed ``E = sum_{m < k} (1 - P(max <= m))``; past it :func:`busiest_drawn` at mean ``count`` (its
+    Poisson shares differ from the multinomial's in their spread by a share ``1 / ranks`` of it)."""
+    if count <= 0:
+        return 0.0
+    if ranks == 1:
+        return float(count)
+    if count > GIVEN_EXACT_UP_TO:
+        key = (count, ranks)
+        if key not in _GIVEN_PAST:
+            _GIVEN_PAST[key] = busiest_drawn(count, ranks=ranks)
+        return _GIVEN_PAST[key]
+    table = _GIVEN.get(ranks)
+    if table is None or len(table) <= count:
+        size = 8
+        while size < count:
+            size *= 2
+        table = _GIVEN[ranks] = _given_table(min(size, GIVEN_EXACT_UP_TO), ranks)
+    return table[count]
+
+
+def _given_table(size: int, ranks: int) -> list[float]:
+    """:func:`busiest_given` for every count ``0 .. size`` at once (one truncated power of the generating function
+    per bound ``m``)."""
+    factorial = [1.0]
+    for k in range(1, size + 1):
+        factorial.append(factorial[-1] * k)
+    expected = [0.0] * (size + 1)
+    for m in range(size):  # P(max <= m | k) for every k; counts k <= m have it 1 and add nothing
+        base = [(1.0 / ranks) ** j / factorial[j] if j <= m else 0.0 for j in range(size + 1)]
+        power = _series_power(base, ranks, size)
+        for k in range(m + 1, size + 1):
+            expected[k] += 1.0 - min(1.0, power[k] * factorial[k])
+    return expected
+
+
+def _series_power(base: list[float], exponent: int, size: int) -> list[float]:
+    """``base ** exponent`` as a power series truncated after degree ``size`` (squaring)."""
+    result = [1.0] + [0.0] * size
+    while exponent:
+        if exponent & 1:
+            result = _series_product(result, base, size)
+        exponent >>= 1
+        if exponent:
+            base = _series_product(base, base, size)
+    return result
+
+
+def _series_product(a: list[float], b: list[float], size: int) -> list[float]:
+    """``a b`` truncated after degree ``size``."""
+    out = [0.0] * (size + 1)
+    for i, x in enumerate(a):
+        if x:
+            for j in range(size + 1 - i):
+                out[i + j] += x * b[j]
+    return out
 
 
 def _share_root(g, lo: float, g_lo: float, hi: float, g_hi: float) -> float:  # noqa: ANN001

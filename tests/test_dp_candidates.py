@@ -116,13 +116,15 @@ def test_known_batch_line_compares_the_step_at_the_published_concurrency_by_hand
     kvplan.serving.busiest_drawn: the busiest rank the largest of the 8 ranks' Poisson shares): 73.3 ms at 100 a rank
     (x1.09, +53.4 ms), own batch 301 a rank, x1.42. Since stop 28 the step at the highest rate is the fixed point a
     batch at the limits falls to (serve's full_start; regula falsi had returned a lower root, 100 a rank): 116.0 ms
-    at 158 a rank (x1.09, +10.7 ms), own batch 301 a rank, x1.42."""
+    at 158 a rank (x1.09, +10.7 ms), own batch 301 a rank, x1.42. The prefill step as the mean over its prompt count
+    (stop 28 too, kvplan.serving._prefill_counts), not the step at the mean count, shortens the prefill steps at these
+    1,024-token prompts: 106.5 ms at 158 a rank (x1.18, +20.2 ms), own batch 302 a rank, x1.39."""
     pub, _ = published()
     line = pub.known_batch_line()
     assert line.startswith("dp-candidates known batch: deepseek-v3 h200 DP8 EP8 1024/2048 at 159 a rank")
     assert round(159 * 8 / 10036.3364 * 1e3, 1) == 126.7
     assert "published step 126.7 ms" in line
-    assert "kvplan 116.0 ms at 158 a rank, x1.09, residual +10.7 ms; kvplan's own batch 301 a rank: x1.42" in line
+    assert "kvplan 106.5 ms at 158 a rank, x1.18, residual +20.2 ms; kvplan's own batch 302 a rank: x1.39" in line
 
 
 def test_later_page_rows_are_scored_apart_per_gpu() -> None:
@@ -209,16 +211,17 @@ def test_per_root_lines_imply_no_one_cost_per_op() -> None:
     scout = _row(data, "llama-4-scout-17b-16e", "h100-sxm", 128, 4096)
     qwen = _row(data, "qwen3-235b-a22b", "h100-sxm", 128, 4096)
     # x1.41, +18.4 ms = 27.4 us and +15.2 ms = 5.4 us before the per-tensor fp8 activation quantization and its refit;
-    # 26.8 us and +14.5 ms = 5.1 us before stop 25's arrivals landing together (kvplan.serving._landed_together)
+    # 26.8 us and +14.5 ms = 5.1 us before stop 25's arrivals landing together (kvplan.serving._landed_together);
+    # 26.7 us before the prefill step was the mean over its prompt count (stop 28, kvplan.serving._prefill_counts)
     assert pub.per_root_ratio(scout) == pytest.approx(1.39, abs=0.01)
     lines = pub.per_root_lines([scout, qwen])
     assert len(lines) == 4
-    assert lines[0].endswith("16 ops x 48 MoE layers, floor 7.6 us: +5.1 ms a step; residual +18.0 ms = 26.7 us an op")
+    assert lines[0].endswith("16 ops x 48 MoE layers, floor 7.6 us: +5.1 ms a step; residual +18.0 ms = 26.8 us an op")
     # +14.6 ms = 5.2 us before r25e's 16-bit router was merged (kvplan.latency._router_ctx)
     assert lines[1].endswith("32 ops x 94 MoE layers, floor 11.1 us: +31.3 ms a step; residual +14.5 ms = 5.1 us an op")
     assert round(14.5e3 / (94 * 30), 1) == 5.1
     assert lines[2] == (
-        "dp-candidates per-root ops, decode-heavy Llama 4 Scout h100-sxm DP4 EP4: 1 rows imply 26.7-26.7 us an op "
+        "dp-candidates per-root ops, decode-heavy Llama 4 Scout h100-sxm DP4 EP4: 1 rows imply 26.8-26.8 us an op "
         "(floor 7.6 us)"
     )
 

@@ -33,24 +33,31 @@ def test_kv_bound_rate_holds_in_the_simulation(qwen3_dp4) -> None:
     step). At 0.9 of it the simulation, dealt as the source deals, keeps up with kvplan at or above it (batch 421
     against 498, TPOT 45.7 against 54.4 ms: the random spread takes 3-7 % more prompts on the busiest rank than the
     source's dealing, and the fixed point near the bound amplifies that); at the stop-26 figure (46.0) the same
-    simulation ran at the bound with the queue growing (it keeps up to about 41.5)."""
+    simulation ran at the bound with the queue growing (it keeps up to about 41.5). Stop 28: the prefill step is the
+    mean over its prompt count K, each K with the largest of the 4 ranks' uniform shares of it
+    (kvplan.serving._prefill_counts, busiest_given), not the step at the mean count: 39.44 requests/s, and at 0.9 of
+    it batch 402 against 504, TPOT 44.1 against 55.5 ms (x1.26: the uniform shares of a step's K put more prompts on
+    the busiest rank than the source's dealing does, 1.16 / 1.43 / 1.61 against 1.25 / 1.69 / 2.13 at K = 2 / 3 / 4
+    in the simulation at 0.85 of the rate, and the fixed point near the bound amplifies it)."""
     top = max_rate(qwen3_dp4, input_len=INP, output_len=OUT)
-    assert top == pytest.approx(39.8, rel=0.01)
+    assert top == pytest.approx(39.44, rel=0.01)  # 39.8 at the mean prompt count (stop 27)
     r = serve(qwen3_dp4, rate_rps=0.9 * top, input_len=INP, output_len=OUT, with_max_rate=False)
     sim = _sim(qwen3_dp4, 0.9 * top, "trtllm")
     assert not r.saturated and sim.output_tokens_per_s == pytest.approx(0.9 * top * 256, rel=0.03)
     assert sim.ttft_s < 0.5  # no queue building
-    assert sim.batch < r.batch < 1.25 * sim.batch and sim.tpot_s < r.tpot_mean_s < 1.25 * sim.tpot_s
+    assert sim.batch < r.batch < 1.3 * sim.batch and sim.tpot_s < r.tpot_mean_s < 1.3 * sim.tpot_s  # 1.25 to stop 27
 
 
 def test_even_dealing_rate_holds_in_the_simulation() -> None:
     """vLLM V1 deals to the lowest waiting x 4 + running over 100 ms snapshots, the chosen rank's waiting count raised
     at once, which spreads a step's arrivals: kvplan prices it as even (Engine.dp_dealing), and the same replica's
     sustainable rate is 40.75 requests/s. At 0.9 of it the simulation, dealt as vLLM deals, runs with kvplan (batch
-    565 against 562, TPOT 59.7 against 59.9 ms)."""
+    565 against 562, TPOT 59.7 against 59.9 ms). Stop 28, the prefill step the mean over its prompt count K
+    (kvplan.serving._prefill_counts; ceil(K / 4) on the busiest rank): 40.19 requests/s, and at 0.9 of it batch 532
+    against 543, TPOT 57.0 against 58.7 ms."""
     s = setup("qwen3-30b-a3b", "h100-sxm", engine="vllm", tp=1, dp=4, ep=True)
     top = max_rate(s, input_len=INP, output_len=OUT)
-    assert top == pytest.approx(40.75, rel=0.01)
+    assert top == pytest.approx(40.19, rel=0.01)  # 40.75 at the mean prompt count (stop 27)
     r = serve(s, rate_rps=0.9 * top, input_len=INP, output_len=OUT, with_max_rate=False)
     sim = _sim(s, 0.9 * top, "vllm")
     assert not r.saturated and sim.ttft_s < 0.5

@@ -97,9 +97,7 @@ def test_releases_outside_the_measured_ones_are_labelled() -> None:
         return front_end_note(get_engine(key), rate_rps=10, output_tokens=4, family="qwen3")
 
     for measured in ("0.10.2", "0.11.0"):  # the runs fit_frontend.py fits on
-        assert f"vllm {measured}'s API server" in note(f"vllm@{measured}") and "not on" not in note(
-            f"vllm@{measured}"
-        )
+        assert f"vllm {measured}'s API server" in note(f"vllm@{measured}") and "not on" not in note(f"vllm@{measured}")
     assert "vllm 0.8.5's API server: 7.28 ms a request" in note("vllm@0.8")
     runs = "(measured: GPUStack runs of vLLM 0.10.2-0.11.0, random 128/4; "
     assert runs + "not on 0.8.5, whose server reads the same in source)" in note("vllm@0.8")
@@ -107,7 +105,9 @@ def test_releases_outside_the_measured_ones_are_labelled() -> None:
     assert runs + "not on 0.15.2, nor its server read: unverified there)" in note("vllm@0.15.2")
 
 
-@pytest.mark.parametrize("key", ["vllm@0.7.3", "vllm@0.16.1", "vllm@0.11", "vllm@0.x.1", "sglang@0.5.3"])
+@pytest.mark.parametrize(
+    "key", ["vllm@0.7.3", "vllm@0.16.1", "vllm@0.11", "vllm@0.x.1", "vllm@0.11.x", "vllm@0.11.0 rc", "sglang@0.5.3"]
+)
 def test_point_releases_outside_the_rule_sets_span_are_refused(key: str) -> None:
     from kvplan.errors import InvalidInput
 

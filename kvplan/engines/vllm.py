@@ -1832,8 +1832,10 @@ def point_release(version: str) -> Vllm | None:
     """``vllm@X.Y.Z``: a point release under the vllm@0.8 rules (0.8.0-0.15.x, the releases they stand for), those
     rules with the API server that release runs (FRONT_END_0_8 at ``version``: whether it parses the chat template
     each request, and how its figures stand to the measured releases); None for any other version."""
+    if not re.fullmatch(r"\d+\.\d+\.\d+(?:[.+-]?[A-Za-z0-9]+)*", version):  # 0.11.0, 0.10.2.post1, 0.9.0rc2
+        return None
     wanted = release_tuple(version)
-    if len(version.split(".")) < 3 or not (release_tuple("0.8.0") <= wanted < release_tuple(V0_16.release)):
+    if not (release_tuple("0.8.0") <= wanted < release_tuple(V0_16.release)):
         return None
     return replace(V0_8, release=version, version=f"{version} (the 0.8 rules; its own API server)",
                    front_end=replace(FRONT_END_0_8, release=version))  # fmt: skip
