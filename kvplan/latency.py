@@ -300,7 +300,7 @@ def _gemm_s(
         k_loop, quantize = _fp4_gemm_terms(c, m, k)
         if normed_input and c.cal.fp4_norm_quant_fused:
             quantize = 0.0
-        return max(t, k_loop) + quantize + c.kernel_s
+        return max(t, k_loop) + quantize + c.kernel_s + c.cal.fp4_gemm_s
     return t + c.kernel_s
 
 

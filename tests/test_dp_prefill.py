@@ -331,5 +331,6 @@ def test_long_prompt_attention_dp_rows_lie_between_independent_and_aligned_ranks
     assert qwen["ratio_steady"] == pytest.approx(0.98, abs=0.01)
     mav = next(r for r in rows if "Maverick" in r["label"] and r["gpu"] == "b200")
     assert mav["ratio_steady"] == pytest.approx(0.59, abs=0.01)  # x0.50 before stop 25 (the docstring: x0.51 shown)
-    # 1.09 before TensorRT-LLM's NVFP4 experts paid the CUTLASS path's own fixed cost a layer
-    assert pub._row_tokens_s(mav, balance=True) / mav["published_tok_s"] == pytest.approx(1.07, abs=0.01)
+    # 1.09 before TensorRT-LLM's NVFP4 experts paid the CUTLASS path's own fixed cost a layer; 1.07 before its NVFP4
+    # constants were fitted on the steps and the GEMM tables together (fp4_gemm_s: its dense decode GEMMs faster)
+    assert pub._row_tokens_s(mav, balance=True) / mav["published_tok_s"] == pytest.approx(1.10, abs=0.01)

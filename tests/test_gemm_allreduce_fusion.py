@@ -76,7 +76,8 @@ def test_the_fusion_moves_only_the_all_reduces_of_a_chunk_step():
     assert per_layer < 0
     assert fused.allreduce == pytest.approx(before.allreduce + 126 * per_layer, rel=1e-12)
     assert (fused.gemm, fused.attention, fused.elementwise) == (before.gemm, before.attention, before.elementwise)
-    assert (before.allreduce, fused.allreduce) == (pytest.approx(0.04194, rel=2e-3), pytest.approx(0.01341, rel=2e-3))
+    # 13.41 ms before fit_fp4.py took the GEMM tables: the GEMMs the fusion overlaps with moved, 13.29 ms now
+    assert (before.allreduce, fused.allreduce) == (pytest.approx(0.04194, rel=2e-3), pytest.approx(0.01329, rel=2e-3))
     assert decode_fused == _step("b200", "nvfp4", tp=4, decodes=196, chunk=0)
     assert _step("b200", "nvfp4", tp=4, decodes=196, chunk=2048) == before  # the fitted constants are back
 
@@ -147,8 +148,8 @@ def test_each_set_of_build_switches_has_one_calibration_function():
 def test_the_405b_steps_by_operation_class_against_aiconfigurator(capsys: pytest.CaptureFixture[str]):
     """``aiconfigurator_compare.py --classes llama-3.1-405b``: each stored 405B case (six grid cases and the NVFP4
     hold-out on 4 x B200), both phases. kvplan's classes add up to its step (a dense model: no MoE, no overlap);
-    aiconfigurator's to its own less the embedding. On the B200 TP4 NVFP4 hold-out kvplan's decode GEMMs are 10 % over
-    aiconfigurator's (22.1 against 20.1 ms), its all-reduces 23 % under."""
+    aiconfigurator's to its own less the embedding. On the B200 TP4 NVFP4 hold-out kvplan's decode GEMMs are 2 % over
+    aiconfigurator's (20.5 against 20.1 ms; 22.1 before fit_fp4.py took the GEMM tables), its all-reduces 23 % under."""
     from tests.benchmods import bench_module
 
     cmp = bench_module("aiconfigurator_compare")
@@ -162,7 +163,7 @@ def test_the_405b_steps_by_operation_class_against_aiconfigurator(capsys: pytest
     fp4 = next(r for r in rows if r["set"] == "fp4_holdout_cases" and r["phase"] == "decode")
     assert fp4["key"] == "llama-3.1-405b b200 trtllm tp4 b32 isl2048 nvfp4" and fp4["weights"] == "nvfp4"
     gemm_aic, gemm_kvplan = fp4["classes"]["gemm"]
-    assert (gemm_aic, gemm_kvplan) == (pytest.approx(20.1, abs=0.05), pytest.approx(22.1, abs=0.05))
+    assert (gemm_aic, gemm_kvplan) == (pytest.approx(20.1, abs=0.05), pytest.approx(20.5, abs=0.05))
     reduce_aic, reduce_kvplan = fp4["classes"]["allreduce"]
     assert reduce_kvplan / reduce_aic == pytest.approx(0.77, abs=0.01)
     assert cmp.main(["--classes", SPEC_405B, "--markdown"]) == 0

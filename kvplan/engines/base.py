@@ -424,6 +424,10 @@ class Calibration:
     # NVFP4 GEMMs at decode sizes: seconds per element of K of one output tile's K loop (no split-K; kvplan.latency
     # _fp4_gemm_terms). Fitted by benchmarks/fit_fp4.py with the three above; 0 (no such roof) without a fit.
     fp4_k_s: float = 0.0
+    # NVFP4 GEMMs' fixed seconds each, beyond the kernel launch and the activations' quantization kernel (the kernel's
+    # prologue and epilogue: scale-factor loads, pipeline fill and drain; kvplan.latency._gemm_s). Fitted by
+    # benchmarks/fit_fp4.py on the steps and aiconfigurator's NVFP4 GEMM tables together; 0 without that fit.
+    fp4_gemm_s: float = 0.0
     # NVFP4 grouped experts' fixed seconds per layer (fused TensorRT-LLM-Gen MoE kernels; kvplan.latency
     # _fp4_moe_layer_s), fitted by benchmarks/fit_fp4.py; None: moe_layer_s.
     fp4_moe_layer_s: float | None = None
