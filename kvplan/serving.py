@@ -220,6 +220,16 @@ def prompt_computed(inp: Lengths, prefilled: bool) -> int:
 _STEPS: dict[tuple, tuple[Setup, float]] = {}
 
 
+def _keep_step(key: tuple, s: Setup, value):  # noqa: ANN001, ANN202 - a step, a stage tuple or a grid dict
+    """Enter ``value`` in :data:`_STEPS` under ``key`` (which starts with ``id(s)``), emptying the memo first where it
+    has outgrown its cap (kvplan.latency's note on the memos); returns ``value``. Callers look the key up first
+    (a hit counts where ``hit[0] is s``)."""
+    if len(_STEPS) > 16384:
+        _STEPS.clear()
+    _STEPS[key] = (s, value)
+    return value
+
+
 def forget_memos(*, facts: bool = True) -> None:
     """Empty the memos of the latency paths (kvplan.latency's contexts and kept figures, the step times here and,
     with ``facts``, the per-spec facts and cache plans, and kvplan.cost's): what a fresh process starts with.
@@ -254,8 +264,6 @@ def _step(
     hit = _STEPS.get(key)
     if hit is not None and hit[0] is s:
         return hit[1]
-    if len(_STEPS) > 16384:
-        _STEPS.clear()
     padded = s.engine.graph_rows(s.settings, n / s.dp) if p <= 0 and s.pp == 1 else None
     eager = p <= 0 and beyond_graph_cap(_graph_cap(s), decode_seqs=n, dp=s.dp, pp=s.pp)
     gpu_s = mixed_step_latency(
@@ -284,9 +292,7 @@ def _step(
     ).total
     # The host loop's work over the busiest rank's requests (its decodes, and the prompts with a chunk in the step).
     requests = n / s.dp + (chunks if p > 0 else 0.0)
-    value = step_with_host_s(s.engine, gpu_s, requests=requests, request_s=s.settings.host_request_s)
-    _STEPS[key] = (s, value)
-    return value
+    return _keep_step(key, s, step_with_host_s(s.engine, gpu_s, requests=requests, request_s=s.settings.host_request_s))
 
 
 def _graph_cap(s: Setup) -> tuple[bool, int | None]:
@@ -536,10 +542,7 @@ def _chunk_cycles(s: Setup, *, n: float, chunk: float, context: int, prefix: int
                             chunk_counts=counts, settings=s.settings)  # fmt: skip
     value = tuple(step_with_host_s(s.engine, g, requests=n + j, request_s=s.settings.host_request_s)
                   for g, j in zip(gpu_s, counts, strict=True))  # fmt: skip
-    if len(_STEPS) > 16384:
-        _STEPS.clear()
-    _STEPS[key] = (s, value)
-    return value
+    return _keep_step(key, s, value)
 
 
 def _dp_mean_step(s: Setup, *, n: float, p: float, prompt: int, chunk: float, prefix: int, context: int,
@@ -1211,9 +1214,7 @@ def _grid_steps(load: _Load, *, ctx: int, u_hi: float, p_cap: float) -> dict:
     key = (id(s), "grid", load.out.mean, load.prompt_computed, load.inp.mean, load.budget, ctx, load.ep, p_cap, u_hi)
     hit = _STEPS.get(key)
     if hit is None or hit[0] is not s:
-        if len(_STEPS) > 16384:
-            _STEPS.clear()
-        hit = _STEPS[key] = (s, {})
+        return _keep_step(key, s, {})
     return hit[1]
 
 
