@@ -795,24 +795,19 @@ def allreduce_s(c: _Ctx, tokens: float, ranks: int | None = None) -> float:
     Within a node: the engine's fitted latency + bandwidth. Over more ranks than a node holds the ring's
     slowest hops are the network: its latency and the NIC's bandwidth (:data:`NETWORK_GBPS`) replace NVLink's.
     """
+    return allreduce_bytes_s(c, tokens * c.spec.hidden_size * c.act_bytes, ranks)
+
+
+def allreduce_bytes_s(c: _Ctx, nbytes: float, ranks: int | None = None) -> float:
+    """One all-reduce of ``nbytes`` across ``ranks`` (the TP group by default), priced as :func:`allreduce_s`
+    describes: also a norm's per-token sums or a narrow projection's output, whose time is nearly all the fixed
+    latency."""
     ranks = c.tp if ranks is None else ranks
     if ranks == 1:
         return 0.0
     terms = c.terms.get(ranks)
     if terms is None:
         terms = c.terms[ranks] = _allreduce_terms(c, ranks)
-    base, ring, per_s = terms
-    return base + ring * (tokens * c.spec.hidden_size * c.act_bytes) / per_s
-
-
-def allreduce_bytes_s(c: _Ctx, nbytes: float) -> float:
-    """One all-reduce of ``nbytes`` over the TP group, priced as :func:`allreduce_s` prices its hidden-size one: a
-    norm's per-token sums or a narrow projection's output, whose time is nearly all the fixed latency."""
-    if c.tp == 1:
-        return 0.0
-    terms = c.terms.get(c.tp)
-    if terms is None:
-        terms = c.terms[c.tp] = _allreduce_terms(c, c.tp)
     base, ring, per_s = terms
     return base + ring * nbytes / per_s
 
