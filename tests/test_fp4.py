@@ -195,11 +195,15 @@ def test_nvfp4_gemm_at_the_fp4_peak_on_blackwell_and_weight_only_on_hopper():
     assert mem == cal.fp4_mem_eff_scale
     # a large GEMM (compute bound): 2 x 8192^3 FLOPs at peak x gemm_peak_eff x 8192 / (8192 + gemm_half_m), plus the
     # activations' FP4 quantization kernel: 8192 x 8192 x (2 + 1/2 + 1/16) B = 171,966,464 B at 7700e9 x
-    # elementwise_mem_eff, plus its launch, plus the GEMM's own fixed cost fp4_gemm_s. Before the quantization kernel
-    # was priced: 0.2880 ms; then 0.3213 ms; with fp4_gemm_s and the refit on the GEMM tables, 0.3311 ms.
+    # elementwise_mem_eff, plus its launch, plus the GEMM's own fixed cost fp4_gemm_s; the FLOPs' time times the shape
+    # terms (1 + fp4_half_k / 8192) x (1 + fp4_half_n / 8192). Before the quantization kernel was priced: 0.2880 ms;
+    # then 0.3213 ms; with fp4_gemm_s and the refit on the GEMM tables, 0.3311 ms; with the shape terms, 0.3222 ms
+    # (aiconfigurator's B200 table: 0.2846 ms).
     eff = cal.gemm_peak_eff * 8192 / (8192 + cal.gemm_half_m)
+    shape = (1 + cal.fp4_half_k / 8192) * (1 + cal.fp4_half_n / 8192)
+    assert shape > 1.1  # both terms are fitted (545.5 and 631 elements)
     quantize = 171_966_464 / (7700e9 * cal.elementwise_mem_eff) + cal.graph_kernel_s
-    by_hand = 2 * 8192**3 / (peak * eff) + quantize + cal.graph_kernel_s + cal.fp4_gemm_s
+    by_hand = 2 * 8192**3 * shape / (peak * eff) + quantize + cal.graph_kernel_s + cal.fp4_gemm_s
     assert gemm_seconds(B200, cal, m=8192, n=8192, k=8192, weights_dtype="nvfp4", eager=False) == pytest.approx(by_hand)
     fp8 = gemm_seconds(B200, cal, m=8192, n=8192, k=8192, weights_dtype="fp8", eager=False)
     assert by_hand < fp8  # FP4 x FP4 beats FP8 x FP8 at the same shape
@@ -254,10 +258,11 @@ def test_nvfp4_grouped_experts_at_their_own_fp4_share():
     assert fast < slow
 
 
-# Round constants for the hand-computed goldens below (every other field as the TensorRT-LLM fit has it).
+# Round constants for the hand-computed goldens below (every other field as the TensorRT-LLM fit has it; no shape
+# terms, kvplan.latency._fp4_shape).
 _ROUND = dict(gemm_peak_eff=0.5, gemm_half_m=63.0, gemm_mem_eff=0.5, fp4_eff_scale=0.5, fp4_mem_eff_scale=0.5,
               blackwell_compute_eff=0.8, elementwise_mem_eff=0.5, graph_kernel_s=3e-6, fp4_k_s=2e-9,
-              fp4_gemm_s=1e-6)  # fmt: skip
+              fp4_gemm_s=1e-6, fp4_half_k=0.0, fp4_half_n=0.0)  # fmt: skip
 
 
 def test_nvfp4_gemm_k_loop_sets_decode_time_whatever_n():
@@ -315,8 +320,8 @@ def test_nvfp4_moe_layers_take_their_own_fixed_cost():
     # a vanishing share of a token: only the fixed cost (6.627 us for TensorRT-LLM's fit, not moe_layer_s 25.3 us;
     # 5.765 us before the FP4 refit that followed FP8 context attention for NVFP4 checkpoints, 5.592 us before the
     # one that followed the Blackwell decode attention refit, 7.183 us before the one that followed the router's
-    # 16-bit pricing, 7.041 us before the one with the GEMM tables and fp4_gemm_s)
-    assert latency._moe_s(ctx, 1, 0)[0] == pytest.approx(6.627e-6)
+    # 16-bit pricing, 7.041 us before the one with the GEMM tables and fp4_gemm_s, 6.627 us before the shape terms)
+    assert latency._moe_s(ctx, 1, 0)[0] == pytest.approx(6.82e-6)
     # fp8 on B200 and weight-only NVFP4 on H200 (vLLM, Marlin): the grid's fixed cost, no K loop; the NVFP4
     # checkpoint's head is 16-bit on either GPU, the fp8 one's is priced as before
     fp8 = latency._make_ctx(spec, B200, tp=1, weights_dtype="fp8", cal=calibration("vllm"), eager=False)
@@ -370,12 +375,38 @@ def test_fp4_fit_reproduces_the_constants_in_the_engine_modules():
     for engine in ("trtllm", "vllm"):
         cal = calibration(engine)
         block = out.stdout.split(f"# engine {engine}")[1].split("# engine")[0]
-        fields = ("fp4_eff_scale", "fp4_mem_eff_scale", "fp4_moe_eff_scale", "fp4_k_s", "fp4_moe_layer_s", "fp4_gemm_s")
+        fields = ("fp4_eff_scale", "fp4_mem_eff_scale", "fp4_moe_eff_scale", "fp4_k_s", "fp4_moe_layer_s", "fp4_gemm_s",
+                  "fp4_half_k", "fp4_half_n")  # fmt: skip
         for field in fields:
             assert f"{field}={getattr(cal, field):.4g}," in block, field
-    # TensorRT-LLM's constants come from the steps and its GEMM tables together, vLLM's from the steps alone
-    assert "GEMM-table points" in out.stdout.split("# engine vllm")[0] and calibration("trtllm").fp4_gemm_s > 0
-    assert "steps alone" in out.stdout.split("# engine vllm")[1] and calibration("vllm").fp4_gemm_s == 0
+    # TensorRT-LLM's constants come from the steps and its GEMM tables together (the shape terms with them), vLLM's
+    # from the steps alone
+    trt, vllm = calibration("trtllm"), calibration("vllm")
+    assert "GEMM-table points" in out.stdout.split("# engine vllm")[0] and trt.fp4_gemm_s > 0 and trt.fp4_half_k > 0
+    assert "steps alone" in out.stdout.split("# engine vllm")[1] and vllm.fp4_gemm_s == vllm.fp4_half_n == 0
+
+
+def test_nvfp4_shape_terms_price_large_gemms_at_a_larger_share_of_the_peak():
+    """The compute roof's shape terms (kvplan.latency._fp4_shape), at M = 4096 where compute binds: aiconfigurator's
+    B200 table runs a 4096 x 4096 GEMM at 2.50 PFLOP/s and a 16384 x 16384 one at 4.15 (x1.66); kvplan 2.51 and 3.83
+    (x1.53) with the terms, (1 + 545.5 / 4096) x (1 + 631 / 4096) = 1.31 against 1.07, and 3.04 and 4.09 (x1.35: the
+    quantization kernel and the fixed costs alone) with them at zero. At M = 1 the K loop binds either way."""
+    from dataclasses import replace
+
+    from kvplan import latency
+
+    cal = calibration("trtllm")
+    flat = replace(cal, fp4_half_k=0.0, fp4_half_n=0.0)
+    assert latency._fp4_shape(cal, 4096, 4096) == pytest.approx((1 + 545.5 / 4096) * (1 + 631 / 4096))
+    assert latency._fp4_shape(flat, 4096, 4096) == 1.0
+
+    def rate(c, n: int) -> float:  # noqa: ANN001
+        return 2 * 4096 * n * n / gemm_seconds(B200, c, m=4096, n=n, k=n, weights_dtype="nvfp4", eager=False)
+
+    assert rate(cal, 16384) / rate(cal, 4096) > 1.45
+    assert rate(flat, 16384) / rate(flat, 4096) < 1.4
+    one = [gemm_seconds(B200, c, m=1, n=4096, k=16384, weights_dtype="nvfp4", eager=False) for c in (cal, flat)]
+    assert one[0] == one[1] and one[0] > 16384 * cal.fp4_k_s
 
 
 def _table_us(gpu: str, engine: str, m: int, n: int, k: int) -> float:
@@ -392,22 +423,27 @@ def test_nvfp4_gemm_by_hand_against_the_gemm_table():
     launch, fixed, bw = cal.graph_kernel_s, cal.fp4_gemm_s, 7700e9
     # decode, 16 x 1024 x 1024: the K loop 1024 x fp4_k_s binds (weights 589,824 B + 65,536 B of activations stream
     # in 0.17 us); the quantization kernel 16 x 1024 x (2 + 1/2 + 1/16) = 41,984 B plus its launch; the GEMM's launch
-    # and fixed cost: 8.21 us against the table's 8.365 (x0.98; x0.88 before fp4_gemm_s and the joint refit)
+    # and fixed cost: 8.14 us against the table's 8.365 (x0.97; x0.98 before the shape terms, x0.88 before fp4_gemm_s
+    # and the joint refit)
     by_hand = 1024 * cal.fp4_k_s + 41_984 / (bw * cal.elementwise_mem_eff) + launch + launch + fixed
     t = gemm_seconds(B200, cal, m=16, n=1024, k=1024, weights_dtype="nvfp4", eager=False)
     assert t == pytest.approx(by_hand)
     assert abs(math.log(t / (_table_us("b200", "trtllm", 16, 1024, 1024) * 1e-6))) < 0.05
-    # Llama 3.1 405B's TP4 shape at 256 rows, 256 x 16384 x 16384: compute binds, 2 x 256 x 16384^2 FLOPs at 9000e12 x
-    # fp4_eff_scale x blackwell_compute_eff x gemm_peak_eff x 256 / (256 + gemm_half_m) = 45.66 us (weights and
-    # activations, 167,772,160 B, stream in 42.81 us); with the quantization (10,747,904 B), two launches and the fixed
-    # cost 53.91 us against the table's 47.35: x1.14 (x1.19 before). The rest is the size term a fixed cost cannot
-    # take (benchmarks/fit_fp4.py: large N x K at M >= 256 still +0.12 signed).
+    # Llama 3.1 405B's TP4 shape at 256 rows, 256 x 16384 x 16384: 2 x 256 x 16384^2 FLOPs at 9000e12 x
+    # fp4_eff_scale x blackwell_compute_eff x gemm_peak_eff x 256 / (256 + gemm_half_m), times the shape terms
+    # (1 + fp4_half_k / 16384) x (1 + fp4_half_n / 16384), take 41.37 us; the weights and activations, 167,772,160 B
+    # at 7700e9 x gemm_mem_eff x fp4_mem_eff_scale, 42.81 us: streaming binds. With the quantization (10,747,904 B),
+    # two launches and the fixed cost 50.99 us against the table's 47.35: x1.08 (x1.14 before the shape terms, when
+    # compute bound at 45.66 us; x1.19 before fp4_gemm_s and the joint refit).
     eff = cal.gemm_peak_eff * 256 / (256 + cal.gemm_half_m)
     compute = 2 * 256 * 16384**2 / (9000e12 * cal.fp4_eff_scale * cal.blackwell_compute_eff * eff)
-    by_hand = compute + 10_747_904 / (bw * cal.elementwise_mem_eff) + launch + launch + fixed
+    compute *= (1 + cal.fp4_half_k / 16384) * (1 + cal.fp4_half_n / 16384)
+    streaming = 167_772_160 / (bw * cal.gemm_mem_eff * cal.fp4_mem_eff_scale)
+    assert compute < streaming
+    by_hand = streaming + 10_747_904 / (bw * cal.elementwise_mem_eff) + launch + launch + fixed
     t = gemm_seconds(B200, cal, m=256, n=16384, k=16384, weights_dtype="nvfp4", eager=False)
     assert t == pytest.approx(by_hand)
-    assert 0.10 < math.log(t / (_table_us("b200", "trtllm", 256, 16384, 16384) * 1e-6)) < 0.15
+    assert 0.05 < math.log(t / (_table_us("b200", "trtllm", 256, 16384, 16384) * 1e-6)) < 0.10
 
 
 def test_plan_with_nvfp4_on_hopper_only_is_the_engine_refusal(cli):  # noqa: ANN001

@@ -76,8 +76,9 @@ def test_the_fusion_moves_only_the_all_reduces_of_a_chunk_step():
     assert per_layer < 0
     assert fused.allreduce == pytest.approx(before.allreduce + 126 * per_layer, rel=1e-12)
     assert (fused.gemm, fused.attention, fused.elementwise) == (before.gemm, before.attention, before.elementwise)
-    # 13.41 ms before fit_fp4.py took the GEMM tables: the GEMMs the fusion overlaps with moved, 13.29 ms now
-    assert (before.allreduce, fused.allreduce) == (pytest.approx(0.04194, rel=2e-3), pytest.approx(0.01329, rel=2e-3))
+    # 13.41 ms before fit_fp4.py took the GEMM tables: the GEMMs the fusion overlaps with moved, 13.29 ms then, 13.35
+    # ms since the NVFP4 GEMMs' compute roof took its shape terms (kvplan.latency._fp4_shape)
+    assert (before.allreduce, fused.allreduce) == (pytest.approx(0.04194, rel=2e-3), pytest.approx(0.01335, rel=2e-3))
     assert decode_fused == _step("b200", "nvfp4", tp=4, decodes=196, chunk=0)
     assert _step("b200", "nvfp4", tp=4, decodes=196, chunk=2048) == before  # the fitted constants are back
 
