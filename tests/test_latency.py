@@ -307,13 +307,14 @@ def test_mlperf_server_operating_point_from_the_logs():
     # (the fused row-parallel GEMMs, tests/test_gemm_allreduce_fusion.py); 58.3 ms, x1.08, with each all-reduce after
     # its GEMM (54.7 ms, x1.01, before the fp8 GEMMs' partial last wave: 244 rows make 2 x 104 tiles of the TP8 MLP
     # up-projection, 2 waves of 132); B200 TP2 PP2 (a replica: 0.645 req/s; its class comments the plugin out),
-    # 37 decoding, 529 prompt tokens: 102.8 ms against 87.0 (x1.18; the PP cycle)
+    # 37 decoding, 529 prompt tokens: 97.7 ms against 87.0 (x1.12; the PP cycle; 102.8 ms, x1.18, before the NVFP4
+    # GEMMs' compute roof took its shape terms, kvplan.latency._fp4_shape)
     h200_405 = pub.operating_point(logged[("llama-3.1-405b", "H200-SXM-141GBx8_TRT")], data["mlperf_datasets"])
     assert h200_405["decoding"] == pytest.approx(0.45 * (36.013135335 - 1.830994317), rel=1e-9)
     assert h200_405["step_ratio"] == pytest.approx(0.99, abs=0.02)
     b200_405 = pub.operating_point(logged[("llama-3.1-405b", "B200-SXM-180GBx8_TRT")], data["mlperf_datasets"])
     assert b200_405["prompt_tokens_per_step"] == pytest.approx(1.29 / 2 * 9429 * 0.087022478, rel=1e-9)
-    assert b200_405["step_ratio"] == pytest.approx(1.18, abs=0.03)
+    assert b200_405["step_ratio"] == pytest.approx(1.12, abs=0.03)
 
 
 def test_mlperf_deepseek_r1_runs_on_the_attention_dp_ep_path():
