@@ -231,6 +231,15 @@ def load_row_tables(path: Path) -> list[dict]:
     return [{**t, "rows": [dict(zip(t["columns"], r, strict=True)) for r in t["rows"]]} for t in tables]
 
 
+def band_label(value: float, bands: tuple, *, prefix: str = "") -> str:
+    """The label of the band of ``bands`` (``(lo, hi)`` pairs, ``hi`` None: no upper end) that holds ``value``:
+    ``prefix`` then ``lo-hi`` or ``>=lo``; ``other`` where none does."""
+    for lo, hi in bands:
+        if value >= lo and (hi is None or value <= hi):
+            return f"{prefix}{lo}-{hi}" if hi is not None else f"{prefix}>={lo}"
+    return "other"
+
+
 def stats(rows: list[dict]) -> dict:
     """Count, median and worst ``|ln|`` and median signed ``ln`` of compared rows (each with its ``ln``)."""
     e = [r["ln"] for r in rows]

@@ -117,3 +117,12 @@ def test_collect_cases_runs_every_case_in_order_and_says_each(
     assert [(r["batch"], r["ops"]["generation_gemm"]) for r in rows] == [(8, 8.0), (1, 1.0), (32, 32.0)]
     out = capsys.readouterr()
     assert out.out == "" and out.err.splitlines() == [f"{i}/3 {c}" for i, c in enumerate(cases, 1)]
+
+
+def test_band_label_names_the_band_that_holds_the_value() -> None:
+    bands = ((1, 8), (9, 64), (65, None))
+    assert [aic_tables.band_label(v, bands) for v in (1, 8, 9, 64, 65, 10**6)] == [
+        "1-8", "1-8", "9-64", "9-64", ">=65", ">=65"]  # fmt: skip
+    assert aic_tables.band_label(0, bands) == "other"  # below the first band
+    assert aic_tables.band_label(20, ((1, 16), (32, 512))) == "other"  # in a gap between bands
+    assert aic_tables.band_label(70, bands, prefix="batch ") == "batch >=65"
