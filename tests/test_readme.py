@@ -40,3 +40,13 @@ def test_every_command_has_an_example():
     names = {c.name or c.callback.__name__.rstrip("_").replace("_", "-") for c in app.registered_commands}
     for name in names:
         assert f"$ kvplan {name}" in README or f"`kvplan {name}`" in README, name
+
+
+def test_model_counts_are_the_catalog_and_the_accuracy_summary():
+    # hand-written counts that drifted before (56 architectures with 62 files): the catalog's files and the
+    # accuracy doc's generated summary are the sources
+    specs = len(list((ROOT / "model_specs").glob("*.yaml")))
+    assert re.search(r"`model_specs/` has (\d+) architectures", README).group(1) == str(specs)
+    accuracy = (ROOT / "docs" / "accuracy.md").read_text(encoding="utf-8")
+    models = re.search(r"## Summary \(\d+ model x length cases, (\d+) models\)", accuracy).group(1)
+    assert f"Median absolute error over {models} models x 3 lengths" in README
