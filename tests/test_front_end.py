@@ -10,7 +10,7 @@ import pytest
 
 from kvplan.capacity import setup
 from kvplan.engines import Settings, get_engine
-from kvplan.engines.base import FrontEnd
+from kvplan.engines.base import FrontEnd, release_tuple
 from kvplan.serving import Lengths, api_server_ceiling_rps, api_server_wait_s, max_rate, queue_wait_s, serve
 from tests.benchmods import published
 
@@ -77,7 +77,11 @@ def test_a_point_release_picks_its_own_api_server(release: str, pays: bool) -> N
     assert e.front_end.cost_s("gpt_oss") == e.front_end.cost_s("qwen3", chat=False) == pytest.approx(1.555e-3)
     assert e.front_end.together and e.key == f"vllm@{release}" and get_engine(e.key) is e
     v08 = get_engine("vllm@0.8")
-    assert dataclasses.replace(e, release=v08.release, version=v08.version, front_end=v08.front_end) == v08
+    # and that release's serving loop: one step ahead by default from 0.14.0 (kvplan/engines/vllm.py HOST_LOOP_0_14)
+    assert e.host_loop.overlaps_gpu is (release_tuple(release) >= (0, 14, 0))
+    same = dataclasses.replace(e, release=v08.release, version=v08.version, front_end=v08.front_end,
+                               host_loop=v08.host_loop)  # fmt: skip
+    assert same == v08
     # the same price a published row of that release is given (published_compare.front_end_worker)
     assert v08.front_end.cost_s("qwen3", release=release) == e.front_end.cost_s("qwen3")
     qwen = setup("qwen3-8b", "h100-sxm", engine=e.key, weights_dtype="bf16", kv_dtype_name="bf16")
