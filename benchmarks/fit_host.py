@@ -118,19 +118,29 @@ def fit_terms(pair: dict, base: float, per_step: float, per_request: float) -> t
     return base, per_step, per_request, measured_difference_s(pair), 1 / pair["sync"]["duration_s"] ** 2
 
 
+# The fit on parts of the pairs (label filters): how much each part pins (printed, not used).
+SUBSETS = (
+    ("without the small-batch pair", lambda label: "concurrency 4" not in label),
+    ("the H100 node's pairs alone", lambda label: "H100" in label),
+    ("the A100 node's pairs alone", lambda label: "A100" in label),
+)
+
+
 def fit(pairs: list[dict]) -> dict:
-    """The fitted figures and each pair's terms (kvplan's slopes, measured and predicted differences)."""
-    rows, terms = [], []
+    """The fitted figures and each pair's terms (kvplan's slopes, measured and predicted differences), and the fit on
+    each of ``SUBSETS``."""
+    rows, terms = [], {}
     for p in pairs:
         base, per_step, per_request = slopes(p)
         measured = measured_difference_s(p)
         rows.append({"pair": p, "base": base, "per_step": per_step, "per_request": per_request, "measured": measured})
         if "not_in_fit" not in p:
-            terms.append(fit_terms(p, base, per_step, per_request))
-    step_s, request_s = least_squares(terms)
+            terms[p["label"]] = fit_terms(p, base, per_step, per_request)
+    step_s, request_s = least_squares(list(terms.values()))
     for r in rows:
         r["predicted"] = predicted_difference_s(r["pair"], step_s or None, request_s or None)
-    return {"step_s": step_s, "request_s": request_s, "rows": rows, "fitted_pairs": len(terms)}
+    subsets = {name: least_squares([t for label, t in terms.items() if keep(label)]) for name, keep in SUBSETS}
+    return {"step_s": step_s, "request_s": request_s, "rows": rows, "fitted_pairs": len(terms), "subsets": subsets}
 
 
 def lines(result: dict) -> list[str]:
@@ -148,6 +158,8 @@ def lines(result: dict) -> list[str]:
            if "not_in_fit" not in r["pair"]]  # fmt: skip
     out.append(f"fitted pairs: median |predicted - measured| {sorted(rel)[len(rel) // 2] * 100:.2f} % of the in-turn "
                f"run, worst {max(rel) * 100:.2f} %")  # fmt: skip
+    for name, (step_s, request_s) in result["subsets"].items():
+        out.append(f"fitted on {name}: {step_s * 1e3:.3f} ms a step + {request_s * 1e6:.1f} us a request")
     return out
 
 
