@@ -977,21 +977,13 @@ def finite_run_tokens_s(*, requests: int, ranks: int, places: int, isl: int, osl
 
 
 def run_places(s, inp, out, *, whole: bool = True) -> float:  # noqa: ANN001
-    """Requests one rank of a table row's run admits at once (:func:`finite_run_tokens_s`): the KV pool's whole
-    requests where the engine reserves the blocks to each request's completion (TensorRT-LLM's GUARANTEED_NO_EVICT:
-    ``getRemainingBlocksToCompletion``, whole blocks of ``tokens_per_block``, kvplan.engines.trtllm), else the
-    steady-state rule's count (:func:`kvplan.serving._limits`, the mean held tokens) floored, and at most the
-    sequence cap those rules give; ``whole=False``: before the floor."""
+    """Requests one rank of a table row's run admits at once (:func:`finite_run_tokens_s`): the steady state's sequence
+    limit a rank (:func:`kvplan.serving._limits`: where the engine reserves the blocks to each request's completion,
+    TensorRT-LLM's GUARANTEED_NO_EVICT, the KV pool's whole requests of ``tokens_per_block`` blocks, and at most the
+    sequence cap those rules give), floored to whole requests; ``whole=False``: before the floor."""
     from kvplan import serving
-    from kvplan.spec import ceil_div
 
-    limit, _ = serving._limits(s, inp, out)
-    ranks = s.dp * s.settings.attention_dp
-    per_rank = limit / ranks
-    if s.engine.holds_to_completion(s.settings):
-        tokens = serving._reserved_tokens(s, inp, out)
-        pools = [(*st.layout.binding_pool(st.available, tokens), st.layout.block_tokens) for st in s.stages]
-        per_rank = min(per_rank, *(pool / (ceil_div(held, block) * block) for pool, held, block in pools))
+    per_rank = serving._limits(s, inp, out)[0] / (s.dp * s.settings.attention_dp)
     return max(1, math.floor(per_rank + 1e-9)) if whole else per_rank
 
 

@@ -24,11 +24,11 @@ holds long outputs in proportion to their length, and the mean context is ``I + 
 rate is past saturation when the step at the limits outruns them (then no ``t`` solves it within them, or one does
 below a stretch that carries a batch up to them): ``n`` beyond
 ``max_num_seqs`` or beyond the sequences the KV pool holds at that context each
-(:func:`kvplan.capacity.pool_tokens`; ``I + O (1 + scv)`` each where the engine reserves a request's blocks to
-completion at admission, ``Engine.holds_to_completion``: TensorRT-LLM's default policy; with its per-window pools,
-``max_attention_window``, the pool that admits the fewest, :func:`kvplan.capacity.binding_pool`; where the engine
-admits against a reserve for the running requests' outputs to come, SGLang's, the requests that admission leaves
-room for, :func:`_limits`), or ``n + p``
+(:func:`kvplan.capacity.pool_tokens`; ``I + O (1 + scv)`` each, in whole blocks, where the engine reserves a
+request's blocks to completion at admission, ``Engine.holds_to_completion``: TensorRT-LLM's default policy; with its
+per-window pools, ``max_attention_window``, the pool that admits the fewest, :func:`kvplan.capacity.binding_pool`;
+where the engine admits against a reserve for the running requests' outputs to come, SGLang's, the requests that
+admission leaves room for, :func:`_limits`), or ``n + p``
 beyond the token budget (``(W + 1) p`` under an attention-DP balancer's batching wait of ``W`` iterations,
 :func:`_release_every`), or ``lambda`` beyond what the replica's API server takes (:func:`api_server_ceiling_rps`:
 the engine's measured cost per request and per streamed token, :attr:`Engine.front_end`, where its release has one).
@@ -1005,9 +1005,22 @@ def _limits(s: Setup, inp: Lengths, out: Lengths, *, prefilled: bool = False) ->
     E``). ``benchmarks/serving_sim.py --retract`` checks it against the scheduler run step by step (docs/cost.md,
     "SGLang's admission reserve and retraction"). On a disaggregated decode replica (``prefilled``) the engine's rule
     there where it has one (SGLang's decode instance: ``held`` = the mean context + 512, ``E`` = the prompt + 512,
-    ``OutputReserve.prefilled_reserve_tokens``)."""
+    ``OutputReserve.prefilled_reserve_tokens``).
+
+    Where the engine reserves each request's blocks to its completion (``Engine.holds_to_completion``: TensorRT-LLM's
+    GUARANTEED_NO_EVICT, ``BindCapacityScheduler`` in tensorrt_llm/_torch/pyexecutor/scheduler.py over
+    cpp/tensorrt_llm/batch_manager/capacityScheduler.cpp, 1.0-era copies read through the code index) a request holds
+    whole blocks: ``KVCacheManager::getRemainingBlocksToCompletion`` counts ``ceilDiv(prompt + max new tokens,
+    tokens_per_block)`` (kvCacheManager.cpp), so the pool admits ``pool / (ceil(held / block) x block)`` requests
+    (:func:`kvplan.capacity.binding_pool` ``whole_blocks``), the places a saturated engine fills and
+    benchmarks/published_compare.py's runs hold. Counted in tokens the limit was a few places higher, and where those
+    crossed a captured CUDA-graph size the step at the limits was padded past it and :func:`max_rate` fell to that
+    padded step's rate (Llama 4 Scout GB200 500/2000: 513 places a rank for the engine's 507, padded to 768 rows;
+    stop 29). With lengths that vary, the mean reservation's blocks (within one block of the mean of each request's
+    own). Elsewhere (vLLM, SGLang, MAX_UTILIZATION: blocks as the context grows) the held tokens as they are."""
     ranks = s.dp * s.settings.attention_dp
-    pool, held = binding_pool(s, _reserved_tokens(s, inp, out, prefilled=prefilled))
+    pool, held = binding_pool(s, _reserved_tokens(s, inp, out, prefilled=prefilled),
+                              whole_blocks=s.engine.holds_to_completion(s.settings))  # fmt: skip
     entering = _entering_tokens(s, inp, out, prefilled=prefilled)
     if not entering:
         kv = pool * ranks / held
