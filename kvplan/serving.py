@@ -1125,26 +1125,16 @@ def _solve(load: _Load, *, refine: bool = True, full_start: bool = False) -> tup
     grid. A dip of ``step(t) - t`` below 0 narrower than the grid's 5 % that falls between two probes is missed (the
     next root up is taken); so is one in a stretch skipped where the step falls as the load grows (the tiles'
     wave quantisation; rare and small)."""
-    lam, inp, out, comp = load.rate, load.inp, load.out, load.prompt_computed
+    lam, inp, out = load.rate, load.inp, load.out
     ctx = _decode_context(inp, out)
     if lam <= 0:
         return 0.0, "compute"
     if lam > api_server_ceiling_rps(load.setup, out):  # the replica's API server takes no more requests a second
         return None, "api_server"
-    u_seq = load.seq_limit / out.mean  # n reaches the sequence limit
-    # n + p reach every DP rank's budget; under the balancer's batching wait, (W + 1) p (:func:`_release_every`).
-    # Where prompt and decode batches are separate steps the budget bounds each prompt step, not the cycle: a cycle
-    # runs as many prompt steps as its prompts need (:func:`_alternating_cycle`), and only the sequences bound.
-    mixed = load.setup.engine.mixes_steps(load.setup.settings)
-    every = _release_every(load.setup, seqs=load.seq_limit)  # at the bound n is far above the ranks
-    u_tok = load.budget * load.setup.dp / (every * comp + out.mean) if mixed else math.inf
-    u_hi = min(u_seq, u_tok)
-    bound = load.seq_limit_name if u_seq <= u_tok else "token_budget"
-    p_cap = load.budget * load.setup.dp if mixed else math.inf
+    u_hi, bound, p_cap = _bounds(load)
 
     def step(u: float) -> float:  # the mean step with u requests arriving per step
-        return _mean_step(load.setup, n=out.mean * u, p=min(comp * u, p_cap), prompt=inp.mean, budget=load.budget,
-                          context=ctx, ep=load.ep)  # fmt: skip
+        return _load_step(load, u, p_cap=p_cap, context=ctx)
 
     grid = _grid_steps(load, ctx=ctx, u_hi=u_hi, p_cap=p_cap)
 
@@ -1184,6 +1174,29 @@ def _solve(load: _Load, *, refine: bool = True, full_start: bool = False) -> tup
         if h <= 0:
             break
     return _root(lambda x: lam * step(x) - x, lo, h_lo, u, h) / lam, "compute"
+
+
+def _bounds(load: _Load) -> tuple[float, str, float]:
+    """``(u_hi, what binds there, p_cap)`` for :func:`_solve`: the requests arriving per step (``u = rate x t``) at
+    which the load meets the limits, whichever comes first, and the prompt tokens a step carries at most. None of
+    them depends on the rate."""
+    out, comp = load.out, load.prompt_computed
+    u_seq = load.seq_limit / out.mean  # n reaches the sequence limit
+    # n + p reach every DP rank's budget; under the balancer's batching wait, (W + 1) p (:func:`_release_every`).
+    # Where prompt and decode batches are separate steps the budget bounds each prompt step, not the cycle: a cycle
+    # runs as many prompt steps as its prompts need (:func:`_alternating_cycle`), and only the sequences bound.
+    mixed = load.setup.engine.mixes_steps(load.setup.settings)
+    every = _release_every(load.setup, seqs=load.seq_limit)  # at the bound n is far above the ranks
+    u_tok = load.budget * load.setup.dp / (every * comp + out.mean) if mixed else math.inf
+    bound = load.seq_limit_name if u_seq <= u_tok else "token_budget"
+    return min(u_seq, u_tok), bound, load.budget * load.setup.dp if mixed else math.inf
+
+
+def _load_step(load: _Load, u: float, *, p_cap: float, context: int) -> float:
+    """The mean step with ``u`` requests arriving per step (:func:`_solve`'s ``S(u)``): ``O u`` decodes, ``I u``
+    prompt tokens (at most ``p_cap``), the decodes at ``context``."""
+    return _mean_step(load.setup, n=load.out.mean * u, p=min(load.prompt_computed * u, p_cap), prompt=load.inp.mean,
+                      budget=load.budget, context=context, ep=load.ep)  # fmt: skip
 
 
 def _greatest_root(h, u: float, h_u: float) -> float:  # noqa: ANN001

@@ -100,3 +100,22 @@ def test_capped_and_kv_bound_steady_states_differ_by_the_captured_graph_only() -
     rates = [max_rate(x, input_len=inp, output_len=out) for x in eager]
     assert rates[0] == rates[1]
     assert math.isclose(_limits(eager[1], inp, out)[0], n) and _limits(eager[1], inp, out)[1] == "max_num_seqs"
+
+
+def test_top_state_tells_the_pool_held_a_graph_hump_and_a_flat_top_apart() -> None:
+    # published_compare --top-state: Scout GB200 500/2000 holds its 507.4 places at the top; Scout 4 x H200 1000/1000's
+    # 519.5 places a rank lie past the 512 graph, so its steps make 1.107 x the top's requests a second just under
+    # the bound (a hump: the engine at saturation runs the padded steps, the rates between are not sustained) and the
+    # least root at 0.999 of the top sits at 0.58 of it; Llama 3.3 70B B200 128/128's rate is within 1 % of the top
+    # from 0.82 of the bound on (flat: near the top the least root moves far on a small change of the rate)
+    pub, _ = published()
+    held = pub.top_state(_row("llama-4-scout-17b-16e", "gb200", 500, 2000))
+    assert held["kind"] == "holds" and held["bound"] == "kv_cache" and held["per_rank"] == pytest.approx(507.43, 1e-4)
+    assert held["share"] >= pub.TOP_HOLDS and held["peak"] <= 1.005
+    s = pub.run_setup(_row("llama-4-scout-17b-16e", "h200", 1000, 1000))
+    hump = pub.top_state(_row("llama-4-scout-17b-16e", "h200", 1000, 1000))
+    assert hump["kind"] == "hump" and hump["per_rank"] == pytest.approx(519.5, abs=0.1)
+    assert s.engine.graph_rows(s.settings, hump["per_rank"]) > 512 == s.engine.graph_rows(s.settings, 512)
+    assert hump["peak"] > 1.05 and hump["at"] > 0.95 and hump["share"] < 0.7  # 1.107 at 0.99; 0.58
+    flat = pub.top_state(_row("llama-3.1-70b", "b200", 128, 128))  # the page's Llama 3.3 70B, the same architecture
+    assert flat["kind"] == "flat" and flat["peak"] <= 1.005 and flat["near"] < 0.9  # 0.82
