@@ -2855,7 +2855,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="the decode-heavy attention-DP rows as the page ran them: the step time each needs added, "
                          "beside kvplan's MoE, attention and GEMM times")  # fmt: skip
     ap.add_argument("--top-state", action="store_true",
-                    help="the TensorRT-LLM rows' steady state at the highest rate against what binds there")  # fmt: skip
+                    help="TensorRT-LLM rows: the steady state at the top rate against what binds")  # fmt: skip
     ap.add_argument("--finite-run", action="store_true",
                     help="the attention-DP rows' finite runs: places, waves, and the ratio with the steady "
                          "state's batch and the KV pool 1 %% either way")  # fmt: skip
