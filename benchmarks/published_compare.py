@@ -19,7 +19,9 @@ The data, each run with its source, are in ``benchmarks/data/published_throughpu
   their sources in ``engine_benchmark_sources``; scored with the row's kvplan engine release at
   ``max_num_seqs = min(concurrency, the engine's cap)`` (:func:`engine_row_setup`), as the finite closed-loop run
   the client made (:func:`closed_loop_run`, the row's ``num_prompts``, no more running requests than the KV pool
-  holds: :func:`kv_sequences`) and as the steady state; ``--update-data`` stores ``kvplan_tok_s``, ``ratio``,
+  holds: :func:`kv_sequences`) and as the steady state, the GPUStack vLLM rows (their releases run the serving loop
+  in turn) with the host time fitted on the same lab's ``--async-scheduling`` pairs (:func:`row_host`,
+  benchmarks/fit_host.py); ``--update-data`` stores ``kvplan_tok_s``, ``ratio``,
   ``verdict`` and ``kvplan_steady_tok_s``, ``ratio_steady`` on them. A row scored but kept out of the statistics
   carries ``not_in_statistics``, the reason, printed beside its ratio. The vLLM / SGLang results read but not scored
   are in ``engine_benchmarks_not_scored``, each with its reason.
@@ -977,21 +979,13 @@ def finite_run_tokens_s(*, requests: int, ranks: int, places: int, isl: int, osl
 
 
 def run_places(s, inp, out, *, whole: bool = True) -> float:  # noqa: ANN001
-    """Requests one rank of a table row's run admits at once (:func:`finite_run_tokens_s`): the KV pool's whole
-    requests where the engine reserves the blocks to each request's completion (TensorRT-LLM's GUARANTEED_NO_EVICT:
-    ``getRemainingBlocksToCompletion``, whole blocks of ``tokens_per_block``, kvplan.engines.trtllm), else the
-    steady-state rule's count (:func:`kvplan.serving._limits`, the mean held tokens) floored, and at most the
-    sequence cap those rules give; ``whole=False``: before the floor."""
+    """Requests one rank of a table row's run admits at once (:func:`finite_run_tokens_s`): the steady state's sequence
+    limit a rank (:func:`kvplan.serving._limits`: where the engine reserves the blocks to each request's completion,
+    TensorRT-LLM's GUARANTEED_NO_EVICT, the KV pool's whole requests of ``tokens_per_block`` blocks, and at most the
+    sequence cap those rules give), floored to whole requests; ``whole=False``: before the floor."""
     from kvplan import serving
-    from kvplan.spec import ceil_div
 
-    limit, _ = serving._limits(s, inp, out)
-    ranks = s.dp * s.settings.attention_dp
-    per_rank = limit / ranks
-    if s.engine.holds_to_completion(s.settings):
-        tokens = serving._reserved_tokens(s, inp, out)
-        pools = [(*st.layout.binding_pool(st.available, tokens), st.layout.block_tokens) for st in s.stages]
-        per_rank = min(per_rank, *(pool / (ceil_div(held, block) * block) for pool, held, block in pools))
+    per_rank = serving._limits(s, inp, out)[0] / (s.dp * s.settings.attention_dp)
     return max(1, math.floor(per_rank + 1e-9)) if whole else per_rank
 
 
@@ -1124,6 +1118,66 @@ def finite_run_lines(rows: list[dict]) -> list[str]:
                    f"{places:4} (pool {pool:7.2f}), steady batch {at.step_batch / s.dp:7.2f}, "
                    f"{math.ceil(busiest / places)} wave(s), {below:5.1%} of steps below: x{ratios[0]:.3f}; pool -1 % "
                    f"x{ratios[1]:.3f}, +1 % x{ratios[2]:.3f}; step by step {played}")  # fmt: skip
+    return out
+
+
+# The loads :func:`top_state` prices below the limits: shares of the bound from 0.2 to 1 in steps of 0.005 (a cost
+# bound, not a fit: a peak narrower than the step is not seen)
+TOP_SHARES = tuple(0.2 + 0.8 * k / 160 for k in range(161))
+# The least root at 0.999 of the top that sits within this share of the bound counts as holding it (the top's own
+# resolution, kvplan.serving._REL_TOL x 50 = 0.5 %, and the 0.999 leave it up to ~1 % below on a steep curve)
+TOP_HOLDS = 0.98
+
+
+def top_state(r: dict) -> dict:
+    """What kvplan's steady state holds at a table row's highest sustainable rate (``--top-state``), on the run's
+    setup (:func:`run_setup`): what binds there (``kvplan.serving._bounds``: the KV pool's whole requests, the
+    sequence cap, or the token budget), ``share``, the least root at 0.999 of ``max_rate`` over the bound (the state
+    ``serve`` reports just under saturation), and the requests a second the steps make at each load below the bound
+    (:data:`TOP_SHARES`; ``u / S(u)``, ``kvplan.serving._load_step``) against the top's, the step at the bound: their
+    peak (``peak``, its share ``at``) and the least share of the bound whose rate is within 1 % of the top
+    (``near``). ``kind``: ``holds`` (``share`` >= :data:`TOP_HOLDS`), ``hump`` (the steps make more below the bound
+    than at it, by more than 0.5 %: a CUDA-graph size or the eager steps just under the bound; the engine at
+    saturation holds the bound and its slower steps, so the rates between are not sustained, the saturation rule of
+    ``kvplan.serving._solve``) or ``flat`` (the rate within ~1 % of the top over a wide stretch under the bound:
+    near the top the least root moves far on a small change of the rate)."""
+    from kvplan import serving
+    from kvplan.serving import Lengths, max_rate, serve
+
+    s = run_setup(r)
+    inp, out = Lengths.of(r["isl"]), Lengths.of(r["osl"])
+    limit, name = serving._limits(s, inp, out)
+    load = serving._Load(s, 1.0, inp, out, run_budget(s), limit, name)
+    u_hi, bound, p_cap = serving._bounds(load)
+    context = serving._decode_context(inp, out)
+    rates = [(f * u_hi / serving._load_step(load, f * u_hi, p_cap=p_cap, context=context), f) for f in TOP_SHARES]
+    top = rates[-1][0]
+    peak, at = max(rates)
+    near = min(f for rate, f in rates if rate >= 0.99 * top)
+    served = serve(s, rate_rps=0.999 * max_rate(s, input_len=inp, output_len=out), input_len=inp, output_len=out,
+                   with_max_rate=False, with_p90=False, with_p99=False)  # fmt: skip
+    share = served.step_batch / (out.mean * u_hi)
+    kind = "holds" if share >= TOP_HOLDS else "hump" if peak > 1.005 * top else "flat"
+    return {"bound": bound, "per_rank": out.mean * u_hi / s.dp, "share": share, "peak": peak / top, "at": at,
+            "near": near, "kind": kind}  # fmt: skip
+
+
+def top_state_lines(rows: list[dict]) -> list[str]:
+    """``--top-state``: every TensorRT-LLM table row's :func:`top_state`, then the count of each kind by what binds."""
+    out, counts = [], {}
+    for r in rows:
+        if "not_modelled" in r or not r["source"].startswith("trtllm"):
+            continue
+        x = top_state(r)
+        counts[(x["kind"], x["bound"])] = counts.get((x["kind"], x["bound"]), 0) + 1
+        out.append(f"top state {r['source']:11} {r['label'][:16]:16} {r['gpu']:9} {r['isl']:>5}/{r['osl']:<5} "
+                   f"{x['bound']:12} {x['per_rank']:8.1f} a rank: least root at 0.999 of the top {x['share']:.3f} of "
+                   f"it; peak rate x{x['peak']:.3f} of the top at {x['at']:.2f}, within 1 % from {x['near']:.2f}: "
+                   f"{x['kind']}")  # fmt: skip
+    total = sum(counts.values())
+    for kind in ("holds", "hump", "flat"):
+        parts = ", ".join(f"{b} {n}" for (k, b), n in sorted(counts.items()) if k == kind)
+        out.append(f"top state {kind}: {sum(n for (k, _), n in counts.items() if k == kind)} of {total} ({parts})")
     return out
 
 
@@ -1772,21 +1826,56 @@ def engine_row_lengths(r: dict) -> tuple:
     return one(r["isl"]), one(r["osl"])
 
 
-def engine_row_setup(r: dict):  # noqa: ANN202
+HOST_AB = Path(__file__).resolve().parent / "data" / "vllm_host_ab.json"
+
+
+@functools.cache
+def host_ab() -> dict:
+    """The vLLM --async-scheduling pairs and their fitted host time (benchmarks/fit_host.py)."""
+    return json.loads(HOST_AB.read_text())
+
+
+def row_host(r: dict, engine) -> tuple[float | None, float | None]:  # noqa: ANN001
+    """The host time (a step's, a request's: :func:`kvplan.host.step_with_host_s`) a row's run is given: the one
+    fitted on its own lab's ``--async-scheduling`` pairs (``host_ab``, benchmarks/fit_host.py) where its source is
+    one they apply to and its vLLM release runs the loop in turn (``HostLoop.overlaps_gpu`` False); else none, as
+    kvplan prices steps by default (the GPU's)."""
+    ab = host_ab()
+    if r.get("source") not in ab["source"]["applies_to"] or engine.name != "vllm" or engine.host_loop.overlaps_gpu:
+        return None, None
+    return ab["fit"]["step_s"], ab["fit"]["request_s"]
+
+
+_ROW_HOST = object()  # engine_row_setup's default: the row's own host time (row_host)
+
+
+def engine_row_setup(r: dict, *, host: tuple[float | None, float | None] | object = _ROW_HOST):  # noqa: ANN202
     """kvplan's setup for a closed-loop row: the row's engine release, split and dtypes, its memory fraction
     (``gpu_memory_utilization`` or ``mem_fraction_static`` where the row states one), with at most ``concurrency``
     sequences (``max_num_seqs = min(concurrency, the engine's cap)``, the cap being the row's
     ``max_running_requests`` (SGLang) or ``max_num_seqs`` (vLLM) where the row states one, else the engine's default).
     A row's ``max_num_seqs`` may be the default of the engine version it ran where kvplan's rule set for it predates
-    that default (the vLLM 0.9+ A100 batch defaults under the ``vllm@0.8`` rules)."""
+    that default (the vLLM 0.9+ A100 batch defaults under the ``vllm@0.8`` rules). ``async_scheduling`` on a vLLM
+    row: its launch's ``--async-scheduling``, the loop one step ahead (``HOST_LOOP_0_14``) on a release that runs it
+    in turn by default. ``host``: (seconds a step, a request) of host time, by default the row's (:func:`row_host`)."""
     from kvplan.capacity import setup
     from kvplan.engines import Settings
+    from kvplan.engines.vllm import HOST_LOOP_0_14
 
     def build(max_seqs: int | None):  # noqa: ANN202
         keys = ("gpu_memory_utilization", "mem_fraction_static")
         settings = Settings(max_num_seqs=max_seqs, **{k: r[k] for k in keys if k in r})
-        return setup(r["model"], r["gpu"], engine=r["engine"], tp=r["tp"], weights_dtype=r["weights"],
-                     kv_dtype_name=r["kv"], settings=settings)  # fmt: skip
+        s = setup(r["model"], r["gpu"], engine=r["engine"], tp=r["tp"], weights_dtype=r["weights"],
+                  kv_dtype_name=r["kv"], settings=settings)  # fmt: skip
+        if r.get("async_scheduling"):
+            if s.engine.name != "vllm":
+                raise ValueError(f"{r.get('label', r['model'])}: async_scheduling is a vLLM launch flag")
+            s = dataclasses.replace(s, engine=dataclasses.replace(s.engine, host_loop=HOST_LOOP_0_14))
+        step_s, request_s = row_host(r, s.engine) if host is _ROW_HOST else host
+        if step_s or request_s:
+            s = dataclasses.replace(s, settings=dataclasses.replace(s.settings, host_step_s=step_s,
+                                                                    host_request_s=request_s))  # fmt: skip
+        return s
 
     cap = r.get("max_running_requests") or r.get("max_num_seqs") or build(None).max_num_seqs
     return build(r["concurrency"] if cap is None else min(r["concurrency"], cap))
@@ -2666,10 +2755,16 @@ def row_chat(r: dict) -> bool:
 _ENGINE_FRONT_END = object()  # engine_row_trace's default: the engine's own API server
 
 
-def engine_row_trace(r: dict, *, front_end: FrontEndWorker | None | object = _ENGINE_FRONT_END) -> dict:
+def engine_row_trace(
+    r: dict,
+    *,
+    front_end: FrontEndWorker | None | object = _ENGINE_FRONT_END,
+    host: tuple[float | None, float | None] | object = _ROW_HOST,
+) -> dict:
     """:func:`closed_loop_trace` for a row, set up as :func:`score_engine_row` scores it; ``front_end``: another API
-    server worker (None: none), else the engine's own (:func:`front_end_worker`)."""
-    s = engine_row_setup(r)
+    server worker (None: none), else the engine's own (:func:`front_end_worker`); ``host``: another host time
+    (:func:`engine_row_setup`)."""
+    s = engine_row_setup(r, host=host)
     inp, out = engine_row_lengths(r)
     chat, release = row_chat(r), r["engine_version"]
     worker = front_end_worker(s, chat=chat, release=release) if front_end is _ENGINE_FRONT_END else front_end
@@ -2802,6 +2897,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-residual", action="store_true",
                     help="the decode-heavy attention-DP rows as the page ran them: the step time each needs added, "
                          "beside kvplan's MoE, attention and GEMM times")  # fmt: skip
+    ap.add_argument("--top-state", action="store_true",
+                    help="TensorRT-LLM rows: the steady state at the top rate against what binds")  # fmt: skip
     ap.add_argument("--finite-run", action="store_true",
                     help="the attention-DP rows' finite runs: places, waves, and the ratio with the steady "
                          "state's batch and the KV pool 1 %% either way")  # fmt: skip
@@ -2902,6 +2999,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.finite_run:
         print()
         print("\n".join(finite_run_lines(data["runs"])))
+    if args.top_state:
+        print()
+        print("\n".join(top_state_lines(data["runs"])))
     if args.streaming:
         print()
         print("\n".join(streaming_lines(mlperf, datasets)))
