@@ -133,7 +133,8 @@ def test_mlperf_before_and_after():
         # a request at its first token, its own life's TPOT a little longer or shorter as its rate search lands; the
         # TTFT p99 with the own prefill and the wait independent): before it B200 Server ((0.8545, 0.8545), (0.8259,
         # 0.8408)), H100 ((1.2188, 1.2029), (1.1454, 1.1886)), H200 ((1.0997, 1.0977), (1.0813, 1.0857))
-        ("mlperf-5.1", "llama-2-70b", "b200", "Server"): ((0.8558, 0.8558), (0.8259, 0.8417)),
+        # (the B200 Server row's spread reading 0.8417 -> 0.8418 with the wait's Cramer-Lundberg tail, stop 29 too)
+        ("mlperf-5.1", "llama-2-70b", "b200", "Server"): ((0.8558, 0.8558), (0.8259, 0.8418)),
         ("mlperf-4.1", "llama-2-70b", "h100-sxm", "Server"): ((1.2194, 1.2036), (1.145, 1.1882)),
         ("mlperf-4.1", "llama-2-70b", "h200", "Server"): ((1.0991, 1.0997), (1.0811, 1.085)),
     }
