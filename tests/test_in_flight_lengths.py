@@ -139,9 +139,9 @@ def test_mlperf_rows_before_and_after():
         ("mlperf-4.1", "llama-2-70b", "h100-sxm", "Offline"): (1.0406, 1.0273),
         ("mlperf-4.1", "llama-2-70b", "h100-sxm", "Server"): (1.2036, 1.1882),
         ("mlperf-5.0", "llama-2-70b", "h100-sxm", "Offline"): (0.9607, 0.9467),
-        # since the NVFP4 GEMMs' compute roof took its shape terms (kvplan.latency._fp4_shape, r30f) the B200 rows; before
-        # them 4.1 Offline (0.9411, 0.9228), 5.1 Offline (0.8392, 0.8274), Server (0.8558, 0.8418; 0.8417 before the
-        # wait's C-L tail), Interactive (0.8936, 0.8794)
+        # since the NVFP4 GEMMs' compute roof took its shape terms (kvplan.latency._fp4_shape, r30f) the B200 rows;
+        # before them 4.1 Offline (0.9411, 0.9228), 5.1 Offline (0.8392, 0.8274), Server (0.8558, 0.8418; 0.8417
+        # before the wait's C-L tail), Interactive (0.8936, 0.8794)
         ("mlperf-4.1", "llama-2-70b", "b200", "Offline"): (0.9912, 0.9775),
         ("mlperf-5.1", "llama-2-70b", "b200", "Offline"): (0.8901, 0.8744),
         ("mlperf-5.1", "llama-2-70b", "b200", "Server"): (0.9056, 0.8907),
