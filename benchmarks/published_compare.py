@@ -330,12 +330,22 @@ def bench_caps(r: dict, *, tokens: bool = False) -> dict:
     it replaced by it (:func:`kvplan.engines.trtllm.captured_graph_sizes`): 145 sequences on the H200 70B at
     1000/2000 (cap 160) run as 160 rows, not 256.
 
-    The heuristic's ``max_num_tokens`` (``tokens``) is the same run's fact but is kept out of the tables (measured, the
-    lead's call): it moves the rows through two things kvplan does not resolve finely enough. The activation peak the
-    pool is sized after shrinks with it, and a pool a few sequences larger can cross a captured graph size (Llama 3.1
-    8B H100 128/4096: 256 -> 258 sequences, the decode steps padded to 384 rows instead of 256, x0.86 -> x0.78); and
-    the prompt budget reshapes kvplan's prefill steps (Qwen3-30B-A3B B200 2048/128 at 28,672 tokens: x0.91 -> x0.69;
-    the Hopper attention-DP rows 24 -> 16 of 52). ``--bench-heuristic`` prints the FP8 rows with it."""
+    The heuristic's ``max_num_tokens`` (``tokens``) is the same run's fact: read in the 1.0-era ``trtllm-bench``
+    (stop 29), ``get_settings`` takes both caps from the heuristic unless the command gives both, and forces
+    ``max_num_tokens`` to at least the longest prompt + ``max_batch_size`` because chunked prefill is off (the
+    throughput command's ``--enable_chunked_context``, default False, sets ``settings_config.chunking``;
+    ``get_settings`` looks for ``enable_chunked_prefill`` in the YAML only, which the page's does not set);
+    ``throughput.py`` keeps both (``runtime_max_tokens = params max_num_tokens or engine_tokens``) and
+    ``RuntimeConfig.get_llm_args`` (bench/dataclasses/configuration.py) hands ``max_batch_size``, ``max_num_tokens``
+    and ``enable_chunked_prefill`` to the LLM, the ``--extra_llm_api_options`` YAML replacing only the keys it names.
+    Under attention DP both are each rank's executor's. It is still kept out of the tables (the lead's call): it moves
+    the rows through things kvplan does not resolve finely enough. The activation peak the pool is sized after shrinks
+    with it, and a pool a few sequences larger can cross a captured graph size (Llama 3.1 8B H100 128/4096: 256 -> 258
+    sequences, the decode steps padded to 384 rows instead of 256, x0.86 -> x0.78); the 8 x H100 attention-DP pools
+    grow 5-15 % and their runs need fewer lifetimes (H100 9 -> 2 of 22). The heuristic's large budgets (up to 32,768
+    tokens, 16 whole 2,048-token prompts a step) do not strain the finite run's pricing: played step by step
+    (:func:`stepwise_run_tokens_s`) those rows read within 3 % of it (:func:`burst_lines`). ``--bench-heuristic``
+    prints the FP8 rows with it and those rows both ways."""
     if r["source"] != "trtllm-1.0":
         return {}
     batch, budget = trtllm_bench_settings(r)
@@ -355,6 +365,33 @@ def heuristic_summary(runs: list[dict]) -> str:
                      f"{s['worst_abs_ln']:.3f}, within 20%: {s['within_20pct']}/{s['compared']}")  # fmt: skip
     head = "trtllm-1.0 FP8 rows with trtllm-bench's max_num_tokens as well as its max_batch_size (the tables take"
     return head + " the batch cap only): " + "; ".join(parts)
+
+
+BURST_PROMPTS = 4  # --bench-heuristic's burst rows: the heuristic's budget holds at least this many whole prompts
+
+
+def burst_lines(runs: list[dict]) -> list[str]:
+    """The v1.0 rows whose ``trtllm-bench`` token cap (:func:`trtllm_bench_settings`) is past the engine's 8,192 and
+    holds at least :data:`BURST_PROMPTS` whole prompts, scored with both caps two ways: as the tables price a run
+    (:func:`run_tokens_s`, each request's prompt work spread over the steps at each batch) and played step by step on
+    the same admission (:func:`stepwise_run_tokens_s`, each burst of whole prompts its own eager step, the decode-only
+    steps between them CUDA-graph padded). At the engine's 8,192 tokens the two agree within 3 % on these rows
+    (tests/test_finite_run.py); where they part, the spread figure does not describe the run the caps give."""
+    from kvplan.engines.trtllm import MAX_NUM_TOKENS
+
+    lines = []
+    for r in runs:
+        if r["source"] != "trtllm-1.0" or "not_modelled" in r:
+            continue
+        budget = trtllm_bench_settings(r)[1]
+        if budget <= MAX_NUM_TOKENS or budget // r["isl"] < BURST_PROMPTS:
+            continue
+        spread = run_tokens_s(r, tokens=True) / r["published_tok_s"]
+        stepped = stepwise_run_tokens_s(r, tokens=True) / r["published_tok_s"]
+        lines.append(f"trtllm-1.0 burst {r['label']:<16} {r['gpu']:<9} {split_label(r):<9} {r['isl']:>5}/{r['osl']:<5}"
+                     f" budget {budget:>6,} ({budget // r['isl']} prompts): spread x{spread:.2f}, step by step "
+                     f"x{stepped:.2f}")  # fmt: skip
+    return lines
 
 
 def step_residual(r: dict) -> dict:
@@ -1065,13 +1102,14 @@ def run_step_s(s, isl: int, osl: int, batch: int) -> float:  # noqa: ANN001
     return serving._mean_step(s, n=n, p=n * isl / osl, prompt=isl, budget=run_budget(s), context=context, ep=False)
 
 
-def stepwise_run_tokens_s(r: dict) -> float | None:
+def stepwise_run_tokens_s(r: dict, *, tokens: bool = False) -> float | None:
     """A table row's run played request by request on kvplan's own steps (benchmarks/mlperf_offline_drain.py
     ``run_query``: the ranks in lockstep, each step priced by :func:`kvplan.serving._step` at its decodes, the busiest
     rank's prompt tokens and the decodes' mean context), with :func:`run_steps`' admission (the pool's whole requests
     a rank, whole prompts into the step's budget): each prompt burst priced as the step it is, where
     :func:`finite_run_tokens_s` spreads the prompts' work over the outputs at each batch. A check on that spreading;
-    None where a prompt is longer than the budget (``run_query`` admits whole prompts only)."""
+    None where a prompt is longer than the budget (``run_query`` admits whole prompts only). ``tokens``: with
+    trtllm-bench's ``max_num_tokens`` too (:func:`run_setup`)."""
     here = str(Path(__file__).resolve().parent)  # the sibling script, also when this one was imported from elsewhere
     if here not in sys.path:
         sys.path.insert(0, here)
@@ -1080,14 +1118,17 @@ def stepwise_run_tokens_s(r: dict) -> float | None:
     from kvplan import serving
     from kvplan.serving import Lengths
 
-    s = run_setup(r)
+    s = run_setup(r, tokens=tokens)
     budget = run_budget(s)
     if r["isl"] > budget:
         return None
     places = run_places(s, Lengths.of(r["isl"]), Lengths.of(r["osl"]))
 
     def step_s(decodes: int, busiest: int, prompts: int, context: int) -> float:
-        return serving._step(s, n=float(decodes), p=float(busiest), context=context, p_all=float(prompts))
+        # the busiest rank's whole prompts, each its own attention (all of one length here)
+        whole = max(1.0, busiest / r["isl"])
+        return serving._step(s, n=float(decodes), p=float(busiest), context=context, p_all=float(prompts),
+                             prompts=whole)  # fmt: skip
 
     query = [(r["isl"], r["osl"])] * TRTLLM_NUM_REQUESTS[(r["isl"], r["osl"])]
     return mlperf_offline_drain.run_query(query, ranks=s.dp, cap=places, budget=budget, step_s=step_s).tokens_s()
@@ -2864,6 +2905,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     if args.bench_heuristic:
         print(heuristic_summary(data["runs"]))
+        print("\n".join(burst_lines(data["runs"])))
     if args.residual:
         print("\n".join(residual_lines(data["runs"])))
     if args.imbalance:

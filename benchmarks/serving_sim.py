@@ -136,8 +136,9 @@ def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: i
         decodes = sum(pl[1] for pl in plans)
         busiest = max(range(ranks), key=lambda r: plans[r][0])
         chunk, prefix = plans[busiest][0], plans[busiest][2]
-        # several prompts' tokens from the start of each: each attends to its own (kvplan.serving prices them so)
-        prompts = float(plans[busiest][4]) if ranks == 1 and not prefix and plans[busiest][4] > 1 else 1.0
+        # several prompts' tokens from the start of each: each attends to its own (kvplan.serving prices them so; on
+        # the busiest of several ranks too since stop 29)
+        prompts = float(plans[busiest][4]) if not prefix and plans[busiest][4] > 1 else 1.0
         p_all = sum(pl[0] for pl in plans)
         mean_generated = sum(d[0] for dec in decoding for d in dec) / n_all if n_all else 0
         mean_prompt = round(sum(d[4] for dec in decoding for d in dec) / n_all) if n_all and lengths else isl

@@ -410,15 +410,16 @@ def _alternating_parts(s: Setup, *, n: float, p: float, prompt: int, budget: int
     steps = _prompt_steps(per_rank / prompt, prompt=prompt, budget=budget)
     tokens = per_rank / steps
     prefix = max(0, (prompt - budget) // 2)  # a long prompt's chunks sit, on average, half-way in
-    if s.dp == 1:  # a prompt batch of whole prompts: each its own attention (:func:`_mean_step`)
-        whole = tokens / prompt if not prefix and tokens > prompt else 1.0
+    # a prompt batch of whole prompts: each its own attention (:func:`_mean_step`; with several ranks too, stop 29)
+    whole = tokens / prompt if not prefix and tokens > prompt else 1.0
+    if s.dp == 1:
         prompts = steps * _step(s, n=0.0, p=tokens, context=context, prefix=prefix, ep=ep, prompts=whole)
         return decode + prompts, prompts / (decode + prompts), decode
     share = steps / (1 + steps)  # a rank's iterations that are its prompt steps
 
     def busy_at(busy_share: float) -> float:  # the iteration that holds ``dp q / busy_share`` ranks' prompt steps
         return _step(s, n=n * (1 - share / busy_share), p=tokens, context=context, prefix=prefix, ep=ep,
-                     p_all=tokens * s.dp * share / busy_share)  # fmt: skip
+                     p_all=tokens * s.dp * share / busy_share, prompts=whole)  # fmt: skip
 
     busy_share = -math.expm1(-s.dp * share)  # 1 - exp(-dp q): the chain-free share, for the chain's rate
     busy = busy_at(busy_share)
@@ -606,8 +607,10 @@ def _dp_parts(s: Setup, *, n: float, p: float, prompt: int, chunk: float, prefix
     per_rank = p / s.dp
     room = chunk if room is None else room
     aligned = s.engine.aligns_dp_prefill(s.settings)
+    whole = chunk >= prompt and not prefix  # a rank's step holds whole prompts, each its own attention
     if per_rank >= (chunk if aligned else room):
-        full = _step(s, n=n, p=per_rank, context=context, ep=ep, p_all=p)
+        prompts = _whole_prompts(per_rank, prompt, whole=whole)
+        full = _step(s, n=n, p=per_rank, context=context, ep=ep, p_all=p, prompts=prompts)
         return full, 1.0, full
     decode = _step(s, n=n, p=0, context=context, ep=ep)
     if aligned:  # every rank carries a chunk in the same steps (Engine rule)
@@ -615,7 +618,8 @@ def _dp_parts(s: Setup, *, n: float, p: float, prompt: int, chunk: float, prefix
         return decode, per_rank / chunk, busy
 
     def busy_at(share: float, heaviest: float) -> float:  # a prefill step: the busiest rank's tokens, p / share in all
-        return _step(s, n=n, p=heaviest, context=context, prefix=prefix, ep=ep, p_all=p / share)
+        return _step(s, n=n, p=heaviest, context=context, prefix=prefix, ep=ep, p_all=p / share,
+                     prompts=_whole_prompts(heaviest, prompt, whole=whole))  # fmt: skip
 
     run = max(1, math.ceil(prompt / chunk - 1e-9))  # the steps a prompt holds its rank
     arrivals = p / prompt  # prompts per mean step
@@ -631,8 +635,16 @@ def _dp_parts(s: Setup, *, n: float, p: float, prompt: int, chunk: float, prefix
     steps = 0.0
     for weight, tokens, total in _prefill_counts(rate * decode, rate * busy, share=share, ranks=s.dp, prompt=prompt,
                                                  room=room, drawn=drawn):  # fmt: skip
-        steps += weight * _step(s, n=n, p=tokens, context=context, prefix=prefix, ep=ep, p_all=total)
+        steps += weight * _step(s, n=n, p=tokens, context=context, prefix=prefix, ep=ep, p_all=total,
+                                prompts=_whole_prompts(tokens, prompt, whole=whole))  # fmt: skip
     return decode, share, steps
+
+
+def _whole_prompts(tokens: float, prompt: int, *, whole: bool) -> float:
+    """The whole ``prompt``-token prompts in a rank's ``tokens`` of a step (one where the step holds a chunk or less):
+    each attends to its own tokens (:func:`kvplan.latency.mixed_step_latency` ``prefill_prompts``), as the
+    single-rank steps price them (:func:`_mean_step`)."""
+    return tokens / prompt if whole and tokens > prompt else 1.0
 
 
 def _landed_together(arrivals: float, *, run: int, ranks: int, prompt: int, chunk: float, decode: float,

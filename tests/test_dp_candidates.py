@@ -118,13 +118,15 @@ def test_known_batch_line_compares_the_step_at_the_published_concurrency_by_hand
     batch at the limits falls to (serve's full_start; regula falsi had returned a lower root, 100 a rank): 116.0 ms
     at 158 a rank (x1.09, +10.7 ms), own batch 301 a rank, x1.42. The prefill step as the mean over its prompt count
     (stop 28 too, kvplan.serving._prefill_counts), not the step at the mean count, shortens the prefill steps at these
-    1,024-token prompts: 106.5 ms at 158 a rank (x1.18, +20.2 ms), own batch 302 a rank, x1.39."""
+    1,024-token prompts: 106.5 ms at 158 a rank (x1.18, +20.2 ms), own batch 302 a rank, x1.39. Each of the busiest
+    rank's whole prompts attending to its own tokens (stop 29, kvplan.serving._whole_prompts): 106.2 ms (+20.5 ms),
+    own batch 303 a rank, x1.39."""
     pub, _ = published()
     line = pub.known_batch_line()
     assert line.startswith("dp-candidates known batch: deepseek-v3 h200 DP8 EP8 1024/2048 at 159 a rank")
     assert round(159 * 8 / 10036.3364 * 1e3, 1) == 126.7
     assert "published step 126.7 ms" in line
-    assert "kvplan 106.5 ms at 158 a rank, x1.18, residual +20.2 ms; kvplan's own batch 302 a rank: x1.39" in line
+    assert "kvplan 106.2 ms at 158 a rank, x1.18, residual +20.5 ms; kvplan's own batch 303 a rank: x1.39" in line
 
 
 def test_later_page_rows_are_scored_apart_per_gpu() -> None:
@@ -137,14 +139,15 @@ def test_later_page_rows_are_scored_apart_per_gpu() -> None:
     Hopper (kvplan.latency._mmha_decode_s): x0.47 (the same row's 1024/8192 x1.97 -> x0.98, 1024/32768 x1.45 ->
     x1.32). Stop 27, TensorRT-LLM's dealing to the fewest active requests (kvplan.serving.busiest_drawn): Maverick
     1000/1000 x1.17 -> x1.04, 1024/1024 x1.14 -> x1.02; Qwen3 H100 1000/1000 x1.18 -> x1.15, H200 DEP4 1000/1000
-    x1.19 -> x1.13 (the long-output and long-prompt points do not move)."""
+    x1.19 -> x1.13 (the long-output and long-prompt points do not move). Stop 29, each of the busiest rank's whole
+    prompts its own attention (kvplan.serving._whole_prompts): Maverick 1000/1000 x1.04 -> x1.05."""
     pub, data = published()
     lines = pub.later_page_lines()
     assert len(lines) == len(pub.LATER_PAGE_DEP_ROWS) == 3
     assert lines[0].startswith("dp-candidates later page: qwen3-235b-a22b h100-sxm DEP8: 1000/1000 x")
     # 1024/8192 x1.23 before the per-tensor fp8 activation quantization and its refit of the fp8 scales
     assert "1024/8192 x1.20" in lines[0] and "8192/1024 x0.47" in lines[2]  # x0.45 before stop 25 (the docstring)
-    assert "1000/1000 x1.04" in lines[2] and "1024/8192 x0.98" in lines[2]  # below / above the chunk (MMHA); x1.17
+    assert "1000/1000 x1.05" in lines[2] and "1024/8192 x0.98" in lines[2]  # below / above the chunk (MMHA); x1.17
     assert not any(r["source"] not in ("trtllm-1.0", "trtllm-0.17") for r in data["runs"])  # not stored as runs
 
 

@@ -193,3 +193,20 @@ def test_run_residual_lines_by_hand() -> None:
     assert line.startswith("run residual Llama 4 Scout    h100-sxm    128/4096    98.5 a rank x1.63: step  26.9 ms")
     dense = next(r for r in data["runs"] if r["source"] == "trtllm-1.0" and "launch" not in r)
     assert pub.run_residual_lines([dense]) == []  # attention-DP rows only
+
+
+def test_spread_prompts_agree_with_the_run_at_trtllm_bench_budgets() -> None:
+    """With trtllm-bench's own max_num_tokens (published_compare.bench_caps ``tokens``; 32,768 tokens for
+    Qwen3-235B-A22B 8 x H200 at 2048/128, 16 whole prompts a rank a step) the run's bursts of prompts, played step by
+    step, still agree with the spread pricing within 3 % (measured x1.21 and x1.20) once the step function passes each
+    burst's prompt count (stepwise_run_tokens_s: before stop 29 one prompt of all their tokens, x0.85 there).
+    published_compare.burst_lines prints such rows both ways (--bench-heuristic)."""
+    pub, data = published()
+    row = next(r for r in data["runs"] if r["model"] == "qwen3-235b-a22b" and r["gpu"] == "h200"
+               and (r["isl"], r["osl"]) == (2048, 128) and "launch" in r)  # fmt: skip
+    assert pub.trtllm_bench_settings(row) == (2304, 32768)
+    spread, stepped = pub.run_tokens_s(row, tokens=True), pub.stepwise_run_tokens_s(row, tokens=True)
+    assert stepped == pytest.approx(spread, rel=0.03)
+    assert round(stepped / row["published_tok_s"], 2) == 1.21
+    (line,) = pub.burst_lines([row])
+    assert line.endswith("budget 32,768 (16 prompts): spread x1.20, step by step x1.21")
