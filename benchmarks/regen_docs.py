@@ -693,6 +693,7 @@ BLOCKS: tuple[Block, ...] = (
     Block("aiconfigurator_summary", _COST, _AIC, start=r"^\d+ cases against aiconfigurator", stop=PARAGRAPH, fence=""),
     Block("aiconfigurator_holdout", _COST, f"{_AIC} --holdout", fence=""),
     Block("aiconfigurator_fp4", _COST, f"{_AIC} --fp4", fence=""),
+    Block("aiconfigurator_mixtral", _COST, f"{_AIC} --mixtral", fence=""),
     Block("aiconfigurator_b200_gemm", _COST, f"{_AIC} --markdown", start=r"^\| table \| kernel \| m=1 ", stop=TABLE),
     Block("aiconfigurator_repriced", _COST, f"{_AIC} --markdown", start=r"^\| case \| aic vLLM \|", stop=TABLE),
     Block("mla_compare", _COST, "python benchmarks/mla_compare.py --markdown"),
