@@ -148,8 +148,9 @@ def test_attention_dp_rows_score_on_the_dp_ep_path() -> None:
     # 1.13) and 0.99 before the busiest rank took the largest of the ranks' Poisson shares (stop 27); 1.13 as run
     # before the run's first wave took its steps to enter (stop 28); 0.98 steady before the prefill step was the mean
     # over its prompt count (stop 28); 0.97 steady before each whole prompt its own attention (stop 29); (0.98, 1.12)
-    # before trtllm-bench's own caps (stop 29)
-    assert (round(scored["ratio_steady"], 2), round(scored["ratio"], 2)) == (0.99, 1.11)
+    # before trtllm-bench's own caps (stop 29); 0.988 steady before TensorRT-LLM's sequence limit in whole blocks
+    # (stop 29, r30e: the highest rate's steady state holds the pool's whole requests), 0.984 after
+    assert (round(scored["ratio_steady"], 2), round(scored["ratio"], 2)) == (0.98, 1.11)
     # 1.08 before stop 25 (the docstring); 0.92 before each whole prompt its own attention (stop 29)
     assert round(by_hand(375, ep=True, aligned=False) / 23789, 2) == 0.93
     assert pub.split_label(row) == "DP8 EP8"
