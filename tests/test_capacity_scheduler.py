@@ -130,8 +130,11 @@ def test_mlperf_before_and_after():
         # ((0.8459, 0.8458), (0.8197, 0.8323)), H100 ((1.2168, 1.2003), (1.1454, 1.1842)), H200 ((1.0956, 1.0973),
         # (1.0793, 1.0833))
         ("mlperf-5.1", "llama-2-70b", "b200", "Server"): ((0.8545, 0.8545), (0.8259, 0.8408)),
-        ("mlperf-4.1", "llama-2-70b", "h100-sxm", "Server"): ((1.2188, 1.2029), (1.1454, 1.1886)),
-        ("mlperf-4.1", "llama-2-70b", "h200", "Server"): ((1.0997, 1.0977), (1.0813, 1.0857)),
+        # Since stop 29 (the own life's TPOT at the crossing its walk from the steps' t meets, kvplan.serving.
+        # _least_fixed_point: where f(t) < t it had returned one Picard step) before H100 ((1.2188, 1.2029), (1.1454,
+        # 1.1886)), H200 ((1.0997, 1.0977), (1.0813, 1.0857))
+        ("mlperf-4.1", "llama-2-70b", "h100-sxm", "Server"): ((1.2181, 1.2027), (1.1454, 1.1886)),
+        ("mlperf-4.1", "llama-2-70b", "h200", "Server"): ((1.1071, 1.099), (1.0802, 1.0853)),
     }
     for r in data["mlperf"]:
         key = (r["source"], r["model"], r["gpu"], r["scenario"])
