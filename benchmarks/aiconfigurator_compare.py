@@ -20,8 +20,12 @@ Two steps:
    case and prints the table and the median and worst ``|ln(kvplan / aiconfigurator)|`` per phase.
    ``--markdown`` prints the table for docs/cost.md; ``--json`` the rows.
 
-``--classes MODEL``: every stored case of MODEL (grid, hold-out and FP4 cases), each phase's step by operation class,
-aiconfigurator's operations summed into kvplan's classes as ``fit_latency.py`` compares them (:func:`class_rows`).
+``--classes MODEL``: every stored case of MODEL (grid, hold-out, FP4 and Mixtral cases), each phase's step by
+operation class, aiconfigurator's operations summed into kvplan's classes as ``fit_latency.py`` compares them
+(:func:`class_rows`).
+
+``--collect-mixtral`` / ``--mixtral``: the Mixtral cases (:data:`MIXTRAL`, key ``mixtral_cases``, never fitted), which
+aiconfigurator runs from the config it bundles (:func:`_aic_model_path`).
 """
 
 from __future__ import annotations
@@ -38,8 +42,11 @@ DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_grid.json"
 
 # kvplan model name -> (Hugging Face id whose config aiconfigurator bundles, family). The dtypes kvplan is given
 # follow aiconfigurator's defaults for the checkpoint (recorded per case as aic_quant): DeepSeek-V3 fp8 block-scaled
-# weights and fp8 KV, gpt-oss MXFP4 experts, the rest bf16. Mixtral is left out: aiconfigurator 0.12.0 tries to
-# download its config from the Hub although it bundles one, and this machine has no network.
+# weights and fp8 KV, gpt-oss MXFP4 experts, the rest bf16. Mixtral is not in the grid (its cases are MIXTRAL, below):
+# aiconfigurator 0.12.0 bundles its config (model_configs/mistralai--Mixtral-8x7B-v0.1_config.json) but loads a bundled
+# config only for the ids in its DefaultHFModels, and asks the Hub for any other; a local directory holding config.json
+# is read first (aiconfigurator_core/sdk/utils.py _load_model_config_from_model_path), so :func:`_aic_model_path` hands
+# it one with the bundled file.
 MODELS = {
     "llama-3.1-8b": ("meta-llama/Meta-Llama-3.1-8B", "dense"),
     "llama-3.1-70b": ("meta-llama/Meta-Llama-3.1-70B", "dense"),
@@ -51,6 +58,8 @@ MODELS = {
     "qwen3-235b-a22b": ("Qwen/Qwen3-235B-A22B", "moe"),
     "gpt-oss-120b": ("openai/gpt-oss-120b", "moe"),
     "deepseek-v3": ("deepseek-ai/DeepSeek-V3", "mla"),
+    "mixtral-8x7b": ("mistralai/Mixtral-8x7B-v0.1", "moe"),
+    "mixtral-8x22b": ("mistralai/Mixtral-8x22B-v0.1", "moe"),
 }
 SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm", "gb200": "gb200"}
 
@@ -223,6 +232,35 @@ FP4_HOLDOUT = [
     ]
 ]
 
+# Mixtral cases (key "mixtral_cases"; never fitted, kept out of the grid's figures): the model of the MLPerf Mixtral
+# runs and the v0.17 / v1.0 engine tables, both engines, per-tensor fp8 weights with fp8 KV (ModelOpt checkpoints, as
+# those runs use; the experts fp8 too) and bf16, H100 / H200 / B200, TP 1-8 with the experts sliced, as the grid's.
+# vLLM's cases are 16-bit: its per-tensor fp8 MoE table on Hopper times FlashInfer's CUTLASS MoE untuned (docs/cost.md,
+# moe_compare.py's UNTUNED points; Mixtral 8x7B H200 TP 1 fp8 batch 64 at 2,048 tokens read 10.35 s / 85.6 ms there).
+MIXTRAL = [
+    dict(model=m, gpu=g, engine=e, tp=tp, batch=b, isl=isl, **({"quant": q} if q else {}))
+    for m, g, e, tp, b, isl, q in [
+        ("mixtral-8x7b", "h200", "trtllm", 1, 1, 1024, "fp8"),
+        ("mixtral-8x7b", "h200", "trtllm", 1, 16, 2048, "fp8"),
+        ("mixtral-8x7b", "h200", "trtllm", 1, 64, 1024, "fp8"),
+        ("mixtral-8x7b", "h200", "trtllm", 1, 256, 512, "fp8"),
+        ("mixtral-8x7b", "h100-sxm", "trtllm", 1, 32, 1024, "fp8"),
+        ("mixtral-8x7b", "h100-sxm", "trtllm", 2, 128, 2048, "fp8"),
+        ("mixtral-8x7b", "h200", "trtllm", 4, 8, 8192, "fp8"),
+        ("mixtral-8x7b", "h200", "trtllm", 8, 256, 1024, "fp8"),
+        ("mixtral-8x7b", "h200", "trtllm", 2, 16, 4096, None),
+        ("mixtral-8x7b", "h100-sxm", "trtllm", 4, 64, 1024, None),
+        ("mixtral-8x7b", "b200", "trtllm", 1, 32, 2048, None),
+        ("mixtral-8x7b", "b200", "trtllm", 2, 128, 1024, None),
+        ("mixtral-8x7b", "h200", "vllm", 1, 64, 2048, None),
+        ("mixtral-8x7b", "h100-sxm", "vllm", 2, 16, 4096, None),
+        ("mixtral-8x7b", "b200", "vllm", 1, 8, 16384, None),
+        ("mixtral-8x7b", "h200", "vllm", 8, 1, 32768, None),
+        ("mixtral-8x22b", "h200", "trtllm", 8, 64, 2048, "fp8"),
+        ("mixtral-8x22b", "h100-sxm", "trtllm", 8, 16, 1024, "fp8"),
+    ]
+]
+
 # In-flight batching (aiconfigurator's "agg" mode: a closed loop of `batch` concurrent requests, prefill chunks of
 # up to `ctx_tokens` tokens per step): (model, gpu, engine, tp, concurrency, isl, osl, ctx_tokens)
 AGG = [
@@ -326,6 +364,29 @@ def _capture_breakdown():
     return seen
 
 
+def _aic_model_path(hf: str) -> str:
+    """What to hand aiconfigurator for Hugging Face id ``hf``: the id itself where aiconfigurator loads its bundled
+    config (``DefaultHFModels``), else a directory holding the bundled ``config.json`` (and ``hf_quant_config.json``
+    where bundled), which it reads before asking the Hub (:data:`MODELS`); the id where it bundles none."""
+    import shutil
+    import tempfile
+
+    from aiconfigurator_core.sdk import common, utils
+
+    if hf in common.DefaultHFModels:
+        return hf
+    bundled = Path(str(utils._get_model_config_path()))
+    stem = hf.replace("/", "--")
+    if not (bundled / f"{stem}_config.json").exists():
+        return hf
+    where = Path(tempfile.gettempdir()) / "kvplan-aic-configs" / stem
+    where.mkdir(parents=True, exist_ok=True)
+    for suffix, name in (("_config.json", "config.json"), ("_hf_quant_config.json", "hf_quant_config.json")):
+        if (bundled / f"{stem}{suffix}").exists():
+            shutil.copyfile(bundled / f"{stem}{suffix}", where / name)
+    return str(where)
+
+
 def _aic_case(cli_estimate, seen: dict, case: dict) -> dict:
     hf, family = MODELS[case["model"]]
     kw = dict(backend_name=case["engine"], batch_size=case["batch"], tp_size=case["tp"])
@@ -335,11 +396,14 @@ def _aic_case(cli_estimate, seen: dict, case: dict) -> dict:
         kw.update(moe_tp_size=case["tp"], moe_ep_size=1)  # experts split like the rest (vLLM's default, no EP)
     if case.get("quant") == "fp8":
         kw.update(gemm_quant_mode="fp8", kvcache_quant_mode="fp8")
+        if family == "moe":
+            kw.update(moe_quant_mode="fp8")
     if case.get("quant") == "nvfp4":
         kw.update(gemm_quant_mode="nvfp4", kvcache_quant_mode="fp8")
         if family == "moe":
             kw.update(moe_quant_mode="nvfp4")
     system = SYSTEMS[case["gpu"]]
+    hf = _aic_model_path(hf)
     ctx = cli_estimate(hf, system, mode="static_ctx", isl=case["isl"], osl=2, **kw)
     ctx_ops = dict(seen.get("context", {}))
     gen = cli_estimate(hf, system, mode="static_gen", isl=case["isl"], osl=2, **kw)
@@ -676,7 +740,7 @@ def _print_agg(rows: list[dict], *, markdown: bool) -> int:
     return 0
 
 
-CLASS_KEYS = ("cases", "holdout_cases", "fp4_cases", "fp4_holdout_cases")  # every stored static case
+CLASS_KEYS = ("cases", "holdout_cases", "fp4_cases", "fp4_holdout_cases", "mixtral_cases")  # every stored static case
 
 
 def class_rows(model: str, data: Path = DATA) -> list[dict]:
@@ -735,6 +799,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fp4", action="store_true", help="compare the FP4 hold-out cases instead of the grid")
     ap.add_argument("--fp4-fit", action="store_true", help="compare the FP4 fit cases instead of the grid")
     ap.add_argument("--agg", action="store_true", help="compare kvplan.serving with the in-flight batching cases")
+    ap.add_argument("--collect-mixtral", action="store_true", help="add the Mixtral cases (never fitted)")
+    ap.add_argument("--mixtral", action="store_true", help="compare the Mixtral cases instead of the grid")
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--json", action="store_true")
@@ -751,6 +817,8 @@ def main(argv: list[str] | None = None) -> int:
         return collect_crosscheck(args.data)
     if args.collect_holdout:
         return collect(args.data, grid=HOLDOUT, key="holdout_cases")
+    if args.collect_mixtral:
+        return collect(args.data, grid=MIXTRAL, key="mixtral_cases")
     if args.collect_fp4:
         return collect(args.data, grid=FP4_FIT, key="fp4_cases") or collect(
             args.data, grid=FP4_HOLDOUT, key="fp4_holdout_cases"
@@ -767,7 +835,8 @@ def main(argv: list[str] | None = None) -> int:
     data = json.loads(args.data.read_text())
     if args.agg:
         return _print_agg(compare_agg(data.get("agg_cases", [])), markdown=args.markdown)
-    chosen = {"holdout_cases": args.holdout, "fp4_holdout_cases": args.fp4, "fp4_cases": args.fp4_fit}
+    chosen = {"holdout_cases": args.holdout, "fp4_holdout_cases": args.fp4, "fp4_cases": args.fp4_fit,
+              "mixtral_cases": args.mixtral}  # fmt: skip
     key = next((k for k, on in chosen.items() if on), "cases")
     rows = compare(data.get(key, []) if key != "cases" else data["cases"])
     if not rows:

@@ -685,12 +685,15 @@ BLOCKS: tuple[Block, ...] = (
     _console("cli_cost_training", "kvplan cost llama-2-7b --training --attention s2 --context 2k,8k"),
     _console("cli_rope", "kvplan rope llama-2-7b --method yarn --factor 8 --gpu h100-sxm"),
     _console("cli_profile", "kvplan profile llama-3.1-405b --device meta -c 32k,128k 2>/dev/null"),
+    # README.md: the validation figures ("Accuracy, speed and validation")
+    Block("validation_summary", "README.md", "python benchmarks/validation_summary.py"),
     # docs/cost.md, in file order
     Block("fit_fp4", _COST, "python benchmarks/fit_fp4.py", fence=""),
     Block("fit_fmha", _COST, "python benchmarks/fit_fmha.py --markdown"),
     Block("aiconfigurator_summary", _COST, _AIC, start=r"^\d+ cases against aiconfigurator", stop=PARAGRAPH, fence=""),
     Block("aiconfigurator_holdout", _COST, f"{_AIC} --holdout", fence=""),
     Block("aiconfigurator_fp4", _COST, f"{_AIC} --fp4", fence=""),
+    Block("aiconfigurator_mixtral", _COST, f"{_AIC} --mixtral", fence=""),
     Block("aiconfigurator_b200_gemm", _COST, f"{_AIC} --markdown", start=r"^\| table \| kernel \| m=1 ", stop=TABLE),
     Block("aiconfigurator_repriced", _COST, f"{_AIC} --markdown", start=r"^\| case \| aic vLLM \|", stop=TABLE),
     Block("mla_compare", _COST, "python benchmarks/mla_compare.py --markdown"),

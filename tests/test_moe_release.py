@@ -31,9 +31,14 @@ def test_the_rule_set_picks_its_constants():
     assert old is trtllm.V0_20_CALIBRATION and new is trtllm.CALIBRATION is get_engine("trtllm").calibration
     own = {"hopper_moe_peak_eff": 0.6, "hopper_moe_fp8_peak_eff": 0.56, "hopper_moe_half_tokens": 50.0}
     assert {n: getattr(old, n) for n in own} == own
-    # nothing else differs from the 1.3.0rc20 fit; trtllm@1.3 and the TensorRT-engine release have no such curve
+    # nothing else differs from the 1.3.0rc20 fit; trtllm@1.3 has no such curve
     assert old == replace(new, version=old.version, **own)
-    assert "1.0.0rc3" in old.version and new.hopper_moe_peak_eff is None and v017.hopper_moe_peak_eff is None
+    assert "1.0.0rc3" in old.version and new.hopper_moe_peak_eff is None
+    # the TensorRT-engine release takes it too, its fp8 share restated at its own fp8 compute scale (0.8318):
+    # 0.56 x 0.9492 / 0.8318 = 0.63903
+    assert "1.0.0rc3" in v017.version and v017.fp8_eff_scale == 0.8318 and new.fp8_eff_scale == 0.9492
+    assert (v017.hopper_moe_peak_eff, v017.hopper_moe_half_tokens) == (0.6, 50.0)
+    assert v017.hopper_moe_fp8_peak_eff == pytest.approx(0.63903, abs=1e-5)
     assert latency.calibration("trtllm@0.20") is old
 
 
@@ -95,3 +100,21 @@ def test_a_memory_bound_point_is_not_fitted(points: list[list]):
     few = next(p for p in points if p[:7] == ["h200", "fp8", "qwen3-235b-a22b", 1, 8, "power_law_1.2", 8])
     many = next(p for p in points if p[:7] == ["h200", "fp8", "qwen3-235b-a22b", 1, 8, "power_law_1.2", 16384])
     assert not fit.compute_bound(few) and fit.compute_bound(many)
+
+
+@pytest.mark.parametrize(("gpu", "dtype"), [("h200", "fp8"), ("h100-sxm", "fp8"), ("h200", "bfloat16")])
+def test_the_tensorrt_engine_release_prices_experts_as_trtllm_0_20(gpu: str, dtype: str):
+    # Mixtral 8x7B TP 1, 9,345 tokens (the MLPerf H200 Offline steady step) and 16,384: compute-bound, so the seconds
+    # are the curve's, the same as trtllm@0.20's (fp8: 1979e12 x 0.8318 x 0.63903 = 1979e12 x 0.9492 x 0.56)
+    for tokens in (9345, 16384):
+        v017, v020, newest = (grouped(gpu, r, model="mixtral-8x7b", dtype=dtype, ep=1, tokens=tokens)
+                              for r in ("0.17", "0.20", None))  # fmt: skip
+        assert v017 == pytest.approx(v020, rel=1e-9)
+        assert v017 > newest * 1.2  # 1.0.0rc3's experts: x1.25-1.33 of 1.3.0rc20's curve here
+    # H200 fp8 at 9,345 tokens: 2 x 18,690 rows x (3 x 4096 x 14336) / (1979e12 x 0.9492 x 0.56 x 2336.25 / 2386.25
+    # x 14336 / 14799.8) + 25.3 us = 6.626 ms (the 1.3 curve: 4.986 ms)
+    if (gpu, dtype) == ("h200", "fp8"):
+        assert grouped(gpu, "0.17", model="mixtral-8x7b", ep=1, tokens=9345) == pytest.approx(6.626e-3, rel=1e-3)
+    # Blackwell keeps the 1.3.0rc20 curve (no older table was fitted): 16-bit experts as trtllm@1.3's
+    b200 = [grouped("b200", r, model="mixtral-8x7b", dtype="bfloat16", ep=1, tokens=16384) for r in ("0.17", None)]
+    assert b200[0] == pytest.approx(b200[1], rel=1e-9)

@@ -72,8 +72,9 @@ def test_each_command_selects_the_release(cli):
     rate = cli("plan", "llama-3.1-8b", "--rate", "2", "--gpus", "h100-sxm", "--engine", "trtllm@0.17", "--top", "2")
     assert rate.exit_code == 0, rate.output
     # what `plan --rate` says its efficiencies describe: the release and its constants
-    assert ("latency from kvplan.latency with trtllm@0.17: TensorRT-LLM 1.3.0rc20, fp8 weights streamed at the "
-            "16-bit share (v0.17 TensorRT engines' static fp8) kernel efficiencies") in rate.output  # fmt: skip
+    assert ("latency from kvplan.latency with trtllm@0.17: TensorRT-LLM 1.3.0rc20 (Hopper grouped experts: 1.0.0rc3), "
+            "fp8 weights streamed at the 16-bit share (v0.17 TensorRT engines' static fp8) kernel efficiencies"
+            ) in rate.output  # fmt: skip
 
 
 # ---- latency: the static fp8 share (golden) ------------------------------------------------------------------
@@ -90,7 +91,8 @@ def test_static_fp8_streams_fp8_weights_at_the_16_bit_share_golden():
     new, old = calibration("trtllm"), calibration("trtllm@0.17")
     # fp8 streaming at the 16-bit share, no quantization kernel and the fp8 compute scale its rows were scored with
     # (kvplan.engines.trtllm.V0_17_FP8_EFF_SCALE); the PyTorch backend's per-op MoE terms are off (the MoE plugin has
-    # none of those kernels: test_v0_17_moe_plugin_has_no_per_expert_terms)
+    # none of those kernels: test_v0_17_moe_plugin_has_no_per_expert_terms); on Hopper the grouped experts take
+    # trtllm@0.20's 1.0.0rc3 curve, the fp8 share restated at 0.8318 (tests/test_moe_release.py)
     moe_off = dict(hopper_moe_block_expert_s=0.0, blackwell_moe_block_expert_s=0.0, hopper_moe_block_tile_eff=0.0,
                    hopper_moe_block_half_width=0.0, hopper_moe_block_mem_eff=None,
                    hopper_moe_block_mem_half_width=0.0, mxfp4_moe_dequant_s=0.0,
@@ -98,7 +100,9 @@ def test_static_fp8_streams_fp8_weights_at_the_16_bit_share_golden():
                    cutlass_nvfp4_moe_layer_s=None)  # fmt: skip
     fp8_static = dict(fp8_mem_eff_scale=1.0, fp8_quant_s=0.0, blackwell_fp8_quant_s=0.0, fp8_eff_scale=0.8318,
                       fp8_absorbed_mem_eff_scale=None)  # fmt: skip
-    assert old == replace(new, version=old.version, **fp8_static, **moe_off)
+    older_experts = dict(hopper_moe_peak_eff=0.6, hopper_moe_fp8_peak_eff=0.56 * (0.9492 / 0.8318),
+                         hopper_moe_half_tokens=50.0)  # fmt: skip
+    assert old == replace(new, version=old.version, **fp8_static, **moe_off, **older_experts)
     assert (new.gemm_mem_eff, new.fp8_mem_eff_scale, new.graph_kernel_s) == (0.7241, 0.9849, 2.724e-06)
     assert (new.fp8_quant_s, new.fp8_quant_read_eff) == (8.127e-06, 0.239)
     moved = 8192 * 8192 * 1 + (8192 + 8192) * 2
@@ -133,12 +137,14 @@ def test_v0_17_moe_plugin_has_no_per_expert_terms():
     """DeepSeek-V3's block-fp8 experts, TP 8 on an H200 (4,800 GB/s, fp8 1,979 TFLOPS), one token: v0.17's
     MixtureOfExperts plugin (CutlassMoeFCRunner) has no DeepGEMM walk over the 256 local experts, the newest release's
     CutlassFusedMoE does (hopper_moe_block_expert_s 0.35 us, a floor under the GEMMs; and its GEMMs priced by
-    DeepGEMM's tiles, under the floor here). v0.17 prices them on the grouped-GEMM curve.
+    DeepGEMM's tiles, under the floor here). v0.17 prices them on the grouped-GEMM curve, on Hopper the 1.0.0rc3 one
+    (fp8 share 0.56 x 0.9492 / 0.8318 = 0.63903, half tokens 50).
     Touched experts 256 x (1 - (1 - 8/256)^1) = 8, each 3 x 7168 x 256 = 5,505,024 fp8 weights on the rank.
-    Compute: eff = 0.7474 x 1/(1 + 57.52) x 256/(256 + 463.8) = 0.0045419; peak 1979e12 x 0.4683 = 926.77e12;
-    2 x 8 x 5,505,024 / (926.77e12 x 0.0045419) = 20.924 us. Memory: 8 x 5,505,024 x 1 B + 8 x (2 x 7168 + 3 x 256)
-    x 2 B = 44,281,856 B / (4800e9 x 0.95 x 1.0 (v0.17's static fp8 streams at the 16-bit share)) = 9.711 us.
-    v0.17: 20.924 + 25.3 (moe_layer_s) = 46.22 us; the newest: max(its tiles' 14.57, 256 x 0.35 = 89.6) + 25.3 =
+    Compute: eff = 0.63903 x 1/(1 + 50) x 256/(256 + 463.8) = 0.0044567; peak 1979e12 x 0.4683 = 926.77e12;
+    2 x 8 x 5,505,024 / (926.77e12 x 0.0044567) = 21.327 us (20.924 us on the 1.3 curve, 0.7474 and 57.52).
+    Memory: 8 x 5,505,024 x 1 B + 8 x (2 x 7168 + 3 x 256) x 2 B = 44,281,856 B / (4800e9 x 0.95 x 1.0 (v0.17's static
+    fp8 streams at the 16-bit share)) = 9.711 us.
+    v0.17: 21.327 + 25.3 (moe_layer_s) = 46.63 us; the newest: max(its tiles' 14.57, 256 x 0.35 = 89.6) + 25.3 =
     114.9 us (122.58 with the walk fitted under uniform routing, 0.38 us).
     gpt-oss-120b's MXFP4 experts on an H200 lose the Triton backend's 74 us layer and dequantization: 25.3 us fixed."""
     from kvplan import latency
@@ -149,11 +155,11 @@ def test_v0_17_moe_plugin_has_no_per_expert_terms():
         c = latency._make_ctx(model, h200, tp=8, weights_dtype=dtype, cal=calibration(engine), eager=False)
         return latency._moe_s(c, 1, 1).grouped
 
-    eff = 0.7474 * 1 / (1 + 57.52) * 256 / (256 + 463.8)
+    eff = 0.56 * 0.9492 / 0.8318 * 1 / (1 + 50) * 256 / (256 + 463.8)
     compute = 2 * 8 * 5_505_024 / (1979e12 * 0.4683 * eff)
-    assert compute == pytest.approx(20.924e-6, rel=1e-4)
+    assert compute == pytest.approx(21.327e-6, rel=1e-4)
     assert compute > 44_281_856 / (4800e9 * 0.95)  # compute-bound
-    assert grouped("trtllm@0.17") == pytest.approx(compute + 25.3e-6, rel=1e-9) == pytest.approx(46.22e-6, rel=1e-4)
+    assert grouped("trtllm@0.17") == pytest.approx(compute + 25.3e-6, rel=1e-9) == pytest.approx(46.63e-6, rel=1e-4)
     assert grouped("trtllm") == pytest.approx(256 * 0.35e-6 + 25.3e-6, rel=1e-9) == pytest.approx(114.9e-6, rel=1e-6)
     oss = load_bundled("gpt-oss-120b")
     c = latency._make_ctx(oss, h200, tp=8, weights_dtype="mxfp4", cal=calibration("trtllm@0.17"), eager=False)
