@@ -150,3 +150,15 @@ def test_crossing_below_where_f_starts_under_the_line():
     assert _least_fixed_point(lambda x: 1 + x / 2, 4.0, 100.0) == pytest.approx(2.0, rel=1e-4)
     # a drop on the way down is a crossing too: f = x - 1 above 3, x + 0.5 below
     assert _least_fixed_point(lambda x: x - 1 if x >= 3 else x + 0.5, 4.0, 100.0) == pytest.approx(3.0, rel=1e-3)
+
+
+def test_the_graph_table_runs_the_r1_server_case():
+    """serving_sim.py --graph (docs/cost.md's table) at two rates on a short run: the columns, and kvplan's p99 under
+    the padded steady state's and rising with the rate where the batch nears the size (5.3 -> 5.4 req/s: 54.3 ->
+    59.6 ms with 8,000 requests; the simulated columns depend on the run's length, kvplan's do not)."""
+    from tests.benchmods import bench_module
+
+    lines = bench_module("serving_sim").compare_graph_size(1500, warmup=300, rates=(5.3, 5.4))
+    assert lines[0].startswith("| req/s | simulated mean / p99 TPOT ms |") and len(lines) == 4
+    p99 = [float(row.split("|")[5].split("/")[1]) for row in lines[2:]]
+    assert p99 == pytest.approx([54.3, 59.6], abs=0.05)
