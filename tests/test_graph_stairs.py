@@ -154,11 +154,14 @@ def test_crossing_below_where_f_starts_under_the_line():
 
 def test_the_graph_table_runs_the_r1_server_case():
     """serving_sim.py --graph (docs/cost.md's table) at two rates on a short run: the columns, and kvplan's p99 under
-    the padded steady state's and rising with the rate where the batch nears the size (5.3 -> 5.4 req/s: 54.3 ->
-    59.6 ms with 8,000 requests; the simulated columns depend on the run's length, kvplan's do not)."""
+    the padded steady state's and rising with the rate where the batch nears the size (5.3 -> 5.4 req/s: 59.7 ->
+    63.4 ms; the simulated columns depend on the run's length, kvplan's do not). 54.3 -> 59.6 ms before the NVFP4
+    GEMMs' shape terms (kvplan.latency._fp4_shape, r30f): the Offline run's dense GEMMs faster, its step residual,
+    held on every step here, +9.8 -> +10.8 ms, the mean step 51.4 -> 52.3 ms at 5.3 req/s, 119.0 -> 121.3 sequences a
+    rank, nearer the size 128, so more of a life's steps past its stair."""
     from tests.benchmods import bench_module
 
     lines = bench_module("serving_sim").compare_graph_size(1500, warmup=300, rates=(5.3, 5.4))
     assert lines[0].startswith("| req/s | simulated mean / p99 TPOT ms |") and len(lines) == 4
     p99 = [float(row.split("|")[5].split("/")[1]) for row in lines[2:]]
-    assert p99 == pytest.approx([54.3, 59.6], abs=0.05)
+    assert p99 == pytest.approx([59.7, 63.4], abs=0.05)

@@ -85,7 +85,10 @@ def test_the_server_holds_at_the_published_rate_are_the_timeout_clock():
     over). Since the CUDA-graph size 256 is a stair in the tail (stop 29, kvplan.serving._graph_jumps: the secant over
     n +- 2 sqrt(n) had not reached 2,048 yet, so the tail saw none of its rise) the scored rate is 8.42 req/s: 246 a
     rank at a 66.8 ms step, the p99 74.6 ms (its lives' share of steps past 256), within the limit; 2 % less 238 a rank
-    (67.4 ms), 2 % more 313 a rank (84.7 ms: over): the search stops where the mean's root passes 256."""
+    (67.4 ms), 2 % more 313 a rank (84.7 ms: over): the search stops where the mean's root passes 256. Since the
+    NVFP4 GEMMs' compute roof took its shape terms (kvplan.latency._fp4_shape, r30f; faster dense GEMMs, the step
+    66.8 -> 66.5 ms) the scored rate is 8.47 req/s, 246 a rank, p99 74.7 ms: the tail's share past 256 is 1.124 of
+    the step (1.118 before)."""
     pub, data = published()
     ds = data["mlperf_datasets"]
     r = next(x for x in data["mlperf"] if x["model"] == "deepseek-v3" and x["scenario"] == "Server")
@@ -95,7 +98,7 @@ def test_the_server_holds_at_the_published_rate_are_the_timeout_clock():
     top = pub._server_point(r, ds, r["kvplan_tok_s"] / round(r["osl"]))
     assert top["tpot_p99_s"] <= r["tpot_p99_s"] and top["ttft_p99_s"] < r["ttft_p99_s"] and top["rank_seqs"] < 256
     assert top["tpot_p99_s"] == pytest.approx(0.0746, abs=0.0005)
-    assert top["tpot_p99_s"] / top["step_s"] == pytest.approx(1.118, abs=0.005)
+    assert top["tpot_p99_s"] / top["step_s"] == pytest.approx(1.124, abs=0.005)
     below = pub._server_point(r, ds, 0.98 * r["kvplan_tok_s"] / round(r["osl"]))
     assert below["rank_seqs"] < 256 and below["tpot_p99_s"] < 0.85 * r["tpot_p99_s"]
     past = pub._server_point(r, ds, 1.02 * r["kvplan_tok_s"] / round(r["osl"]))
