@@ -1,6 +1,6 @@
 """Fit kvplan.latency's NVFP4 constants to aiconfigurator's NVFP4 steps and GEMM tables; print them and the errors.
 
-    python benchmarks/fit_fp4.py [--other]
+    python benchmarks/fit_fp4.py [--other] [--forms]
 
 Data: ``fp4_cases`` of ``benchmarks/data/aiconfigurator_grid.json`` (``aiconfigurator_compare.py --collect-fp4``
 writes them with aiconfigurator 0.12.0: ``gemm_quant_mode`` / ``moe_quant_mode`` nvfp4, fp8 KV cache, B200, both
@@ -27,14 +27,16 @@ every large GEMM at one share of the peak).
 
 ``TABLE_ENGINES``: where the joint fit is adopted, because it keeps the fitted steps (median |ln| per phase within
 0.002) and improves the hold-out and the table. vLLM's is not (its fitted prefill steps 0.045 -> 0.066 for a table
-0.137 -> 0.091 at M >= 256); ``--other`` prints the fit not adopted beside each engine's. Printed for each fit: the
-steps, and the table's median / worst ``|ln|`` with the median signed ``ln`` by N x K band (:data:`NK_BANDS`), at
-M >= 256 and below.
+0.137 -> 0.091 at M >= 256); ``--other`` prints the fit not adopted beside each engine's, ``--forms`` the
+shape-term forms not adopted beside the joint fit (:data:`FORMS`: the K term alone; both terms in one stage).
+Printed for each fit: the steps, and the table's median / worst ``|ln|`` with the median signed ``ln`` by N x K
+band (:data:`NK_BANDS`), at M >= 256 and below.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import statistics
@@ -125,12 +127,48 @@ def fit(rows: list[dict], start, points: list[dict] = (), fields: tuple[str, ...
     return dataclasses.replace(start, **values(sol.x))
 
 
-def joint_fit(rows: list[dict], start, points: list[dict]):  # noqa: ANN001, ANN201
-    """The fit with the GEMM table, from the neutral ``start``: :data:`TABLE_FIELDS`, then :data:`SHAPE_FIELDS`
-    from neutral again with the weight streaming's share as the first stage left it."""
+def joint_fit(rows: list[dict], start, points: list[dict], shape: tuple[str, ...] = SHAPE_FIELDS):  # noqa: ANN001, ANN201
+    """The fit with the GEMM table, from the neutral ``start``: :data:`TABLE_FIELDS`, then ``shape`` (default
+    :data:`SHAPE_FIELDS`) from neutral again with the weight streaming's share as the first stage left it."""
     first = fit(rows, start, points, TABLE_FIELDS)
-    again = dataclasses.replace(first, **{f: NEUTRAL.get(f, 1.0) for f in SHAPE_FIELDS})
-    return fit(rows, again, points, SHAPE_FIELDS)
+    again = dataclasses.replace(first, **{f: NEUTRAL.get(f, 1.0) for f in shape})
+    return fit(rows, again, points, shape)
+
+
+@contextlib.contextmanager
+def n_term_as_quantization():
+    """The N term priced where aiconfigurator's collector times work in proportion to M x K beside the GEMM: the
+    activations' ``fp4_quantize`` (``collector/trtllm/collect_gemm.py`` runs ``Linear.forward`` on a 16-bit input),
+    its time times ``1 + fp4_half_n / 1000`` in place of the compute roof's ``(1 + fp4_half_n / N)``: a form tried,
+    not adopted. Inside, ``kvplan.latency`` prices so."""
+    from kvplan import latency
+
+    shape, terms = latency._fp4_shape, latency._fp4_gemm_terms
+
+    def k_only(cal, n: int, k: int) -> float:  # noqa: ANN001
+        return 1 + cal.fp4_half_k / max(k, 1)
+
+    def slower(c, m: float, k: int) -> tuple[float, float]:  # noqa: ANN001
+        k_loop, quantize = terms(c, m, k)
+        return k_loop, (quantize - c.kernel_s) * (1 + c.cal.fp4_half_n / 1000) + c.kernel_s
+
+    latency._fp4_shape, latency._fp4_gemm_terms = k_only, slower
+    try:
+        yield
+    finally:
+        latency._fp4_shape, latency._fp4_gemm_terms = shape, terms
+
+
+# ``--forms``: the shape-term forms weighed against the adopted one (two stages, both half-points), each from neutral;
+# (fit, context its errors are read in)
+FORMS = {
+    "the K term alone, two stages (fp4_half_n 0)": (lambda rows, start, points: joint_fit(
+        rows, start, points, tuple(f for f in SHAPE_FIELDS if f != "fp4_half_n")), contextlib.nullcontext),
+    "both terms, one stage (all eight fields at once, fp4_mem_eff_scale refitted)": (lambda rows, start, points: fit(
+        rows, start, points, FIELDS), contextlib.nullcontext),
+    "the N term as the quantization kernel's time x (1 + fp4_half_n / 1000), two stages": (joint_fit,
+        n_term_as_quantization),
+}  # fmt: skip
 
 
 def errors(rows: list[dict], cal) -> str:  # noqa: ANN001
@@ -170,6 +208,7 @@ def _band(band: tuple[float, float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--other", action="store_true", help="also the fit not adopted (steps alone / with the table)")
+    p.add_argument("--forms", action="store_true", help="also the shape-term forms not adopted (TABLE_ENGINES only)")
     args = p.parse_args(argv)
     try:
         import scipy  # noqa: F401
@@ -186,25 +225,40 @@ def main(argv: list[str] | None = None) -> int:
         neutral = {f: NEUTRAL.get(f, 1.0) for f in FIELDS}
         start = dataclasses.replace(calibration(engine), **neutral)  # from neutral: reproducible
         joint = engine in TABLE_ENGINES
-        fits = [joint, not joint] if args.other else [joint]
-        for n, with_table in enumerate(fits):
-            cal = joint_fit(rows, start, points) if with_table else fit(rows, start, (), STEP_FIELDS)
-            what = f"and {len(points)} NVFP4 GEMM-table points (B200, GB200)" if with_table else "steps alone"
-            if n == 0:
-                print(f"# engine {engine} ({cal.version}), {len(rows) // 2} NVFP4 cases on B200, {what}")
-            else:
-                print(f"  not adopted, {what}:")
-            if n == 0:
-                print(f"  neutral FP4 constants (1.0, no K loop): {errors(rows, start)}")
-            print(f"  fitted:                                 {errors(rows, cal)}")
-            if hold:
-                print(f"  hold-out ({len(hold) // 2} cases, never fitted): {errors(hold, cal)}")
-            print(f"  GEMM table: {table_errors(points, cal)}")
-            if n == 0:
-                print("\n".join(f"        {f}={getattr(cal, f):.4g}," for f in FIELDS))
-            else:
-                print("    " + ", ".join(f"{f}={getattr(cal, f):.4g}" for f in FIELDS))
+        table = f"and {len(points)} NVFP4 GEMM-table points (B200, GB200)"
+        fits = [(table if joint else "steps alone", None)]
+        if args.other:
+            fits.append(("steps alone" if joint else table, None))
+        if args.forms and joint:
+            fits += [(f"{table}, {name}", form) for name, form in FORMS.items()]
+        for n, (what, form) in enumerate(fits):
+            form_fit, priced = form or (None, contextlib.nullcontext)
+            with priced():
+                if form_fit is not None:
+                    cal = form_fit(rows, start, points)
+                else:
+                    cal = joint_fit(rows, start, points) if what == table else fit(rows, start, (), STEP_FIELDS)
+                show(n, what, (rows, hold), points, start, cal, engine)
     return 0
+
+
+def show(n: int, what: str, fitted: tuple, points: list[dict], start, cal, engine: str) -> None:  # noqa: ANN001
+    """Print one fit: the engine's first in full (its constants as the module's lines), the others one line each.
+    ``fitted``: (the step cases fitted, the hold-out cases)."""
+    rows, hold = fitted
+    if n == 0:
+        print(f"# engine {engine} ({cal.version}), {len(rows) // 2} NVFP4 cases on B200, {what}")
+        print(f"  neutral FP4 constants (1.0, no K loop): {errors(rows, start)}")
+    else:
+        print(f"  not adopted, {what}:")
+    print(f"  fitted:                                 {errors(rows, cal)}")
+    if hold:
+        print(f"  hold-out ({len(hold) // 2} cases, never fitted): {errors(hold, cal)}")
+    print(f"  GEMM table: {table_errors(points, cal)}")
+    if n == 0:
+        print("\n".join(f"        {f}={getattr(cal, f):.4g}," for f in FIELDS))
+    else:
+        print("    " + ", ".join(f"{f}={getattr(cal, f):.4g}" for f in FIELDS))
 
 
 if __name__ == "__main__":

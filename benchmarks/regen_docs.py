@@ -688,6 +688,10 @@ BLOCKS: tuple[Block, ...] = (
     # README.md: the validation figures ("Accuracy, speed and validation")
     Block("validation_summary", "README.md", "python benchmarks/validation_summary.py"),
     # docs/cost.md, in file order
+    Block(
+        "fit_fp4_forms", _COST, "python benchmarks/fit_fp4.py --forms", start=r"^  not adopted", stop=r"^# engine vllm",
+        fence="",
+    ),
     Block("fit_fp4", _COST, "python benchmarks/fit_fp4.py", fence=""),
     Block("fit_fmha", _COST, "python benchmarks/fit_fmha.py --markdown"),
     Block("aiconfigurator_summary", _COST, _AIC, start=r"^\d+ cases against aiconfigurator", stop=PARAGRAPH, fence=""),

@@ -316,11 +316,14 @@ def _fp4_shape(cal: Calibration, n: int, k: int) -> float:
     fp4_gemm_template.h @02499765). A tile's prologue (pipeline fill, the scale factors' first loads) and epilogue
     (its 16-bit output written) do not shrink with K: ``fp4_half_k`` is that cost in elements of the K loop. The N
     term is work in proportion to M x K that does not shrink with N, as though each GEMM computed ``fp4_half_n`` more
-    output columns; its place in the kernel is not identified. aiconfigurator 0.12.0's B200 nvfp4 table shows both at
-    compute-bound sizes: at M = 2048, N = 8192 the rate rises 1.0 -> 1.7 -> 3.3 -> 3.6 PFLOP/s from K = 512 -> 1024 ->
-    8192 -> 16384, and at K = 8192 2.7 -> 3.3 -> 3.9 PFLOP/s from N = 4096 -> 8192 -> 16384. Wave quantization over
-    the 148 SMs alone (128 x 128 or 128 x 256 tiles, priced like the fp8 GEMMs' :func:`wave_efficiency`) does not
-    show it: refitted so, that table's M >= 256 median |ln| is 0.060 against 0.061 without it, 0.044 with these terms.
+    output columns: fitted, no kernel source found (the tile's own costs are in proportion to M x N, the K term; what
+    the table times beside the GEMM in proportion to M x K, ``fp4_quantize``, is its own kernel, and pricing the N
+    term there instead fits worse: ``benchmarks/fit_fp4.py``, docs/cost.md "The shape terms"). aiconfigurator 0.12.0's
+    B200 nvfp4 table shows both at compute-bound sizes: at M = 2048, N = 8192 the rate rises 1.0 -> 1.7 -> 3.3 -> 3.6
+    PFLOP/s from K = 512 -> 1024 -> 8192 -> 16384, and at K = 8192 2.7 -> 3.3 -> 3.9 PFLOP/s from N = 4096 -> 8192 ->
+    16384. Wave quantization over the 148 SMs alone (128 x 128 or 128 x 256 tiles, priced like the fp8 GEMMs'
+    :func:`wave_efficiency`) does not show it: refitted so, that table's M >= 256 median |ln| is 0.060 against 0.061
+    without it, 0.044 with these terms.
     """
     if not (cal.fp4_half_k or cal.fp4_half_n):
         return 1.0

@@ -59,8 +59,9 @@ def test_the_host_time_that_would_close_the_server_gap_and_the_docs_line():
     """With the Offline step residual (+10.8 ms) held the Server run scores x1.35 and the script's bisection (20 steps
     over 0.1 us - 1 ms) puts the host time per streamed response that brings it to x1.00 at 51.0 us (x1.34 and 51.1 us
     at stop 27; +11.8 ms of residual before cutlass_nvfp4_moe_layer_s; +9.8 ms and x1.37 before the NVFP4 GEMMs'
-    shape terms, kvplan.latency._fp4_shape, made the Offline run's dense GEMMs faster, x1.09 -> x1.10, r30f). Here a narrow bracket (30-100 us, 4 steps,
-    within 7.8 % of the point) finds it again, and twice that cost scores under the published figure.
+    shape terms, kvplan.latency._fp4_shape, made the Offline run's dense GEMMs faster, x1.09 -> x1.10, r30f). Here a
+    narrow bracket (30-100 us, 4 steps, within 7.8 % of the point) finds it again (52.7 us), and twice that cost
+    scores under the published figure.
 
     At stop 28 (the least root, kvplan.serving._solve) the residual-held run scored x0.94 and the line said nothing was
     left to explain: at 5.0 req/s the steady state holds 120 sequences a rank, just under the CUDA-graph size 128, and

@@ -433,8 +433,8 @@ class Calibration:
     fp4_gemm_s: float = 0.0
     # NVFP4 GEMMs' compute roof by shape (kvplan.latency._fp4_shape): times (1 + fp4_half_k / K) (each output tile's
     # prologue and epilogue, as many K elements' worth of its K loop) and (1 + fp4_half_n / N) (work in proportion to
-    # M x K, as though the GEMM computed fp4_half_n more output columns). Fitted by benchmarks/fit_fp4.py with the
-    # GEMM tables; 0 (no shape term) without that fit.
+    # M x K, as though the GEMM computed fp4_half_n more output columns: fitted, no kernel source found). Fitted by
+    # benchmarks/fit_fp4.py with the GEMM tables; 0 (no shape term) without that fit.
     fp4_half_k: float = 0.0
     fp4_half_n: float = 0.0
     # NVFP4 grouped experts' fixed seconds per layer (fused TensorRT-LLM-Gen MoE kernels; kvplan.latency
