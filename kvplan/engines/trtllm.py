@@ -994,6 +994,15 @@ CALIBRATION = Calibration(
     allreduce_base_s=3.406e-06,
     allreduce_rank_s=8.691e-07,
     allreduce_bw_eff=0.3815,
+    # The all-reduce's fixed latency per GPU class (kvplan.latency.allreduce_constants): benchmarks/fit_nccl.py
+    # --allreduce on aiconfigurator 0.12.0's TensorRT-LLM 1.3.0rc20 custom all-reduce tables (kernel_source TRTLLM,
+    # bf16, every size): the base above plus the class's base minus Hopper's (H100 + H200) in the table fits (the
+    # grid-fitted Hopper level kept; the share stays one figure, see fit_nccl.py).
+    # Table fits: B200 4.74 us against 2.73 (TP 2-8; 4.6-5.0 us measured at the smallest messages against 2.6-3.1),
+    # GB200 NVL72 4.03 us (TP 2, 4 only). kvplan over the tables at <= 64 KiB (median): H100 / H200 x1.65 / x1.64 (the
+    # grid's level, unchanged), B200 x1.02 -> x1.41, GB200 x0.97 -> x1.28; GB200 held out (B200's figure) x1.44.
+    blackwell_allreduce_base_s=5.411e-06,
+    gb200_allreduce_base_s=4.706e-06,
     # FP8 context attention (Trtllm.fp8_context_attention): benchmarks/fit_fmha.py on aiconfigurator 0.12.0's
     # TensorRT-LLM 1.3.0rc20 context-attention tables (FP8-FMHA rows against 16-bit ones, H100/H200/B200), every
     # constant above held.

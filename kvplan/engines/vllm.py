@@ -1433,6 +1433,15 @@ CALIBRATION = Calibration(
     allreduce_base_s=5.453e-06,
     allreduce_rank_s=2.815e-07,
     allreduce_bw_eff=0.3395,
+    # The all-reduce's fixed latency per GPU class (kvplan.latency.allreduce_constants): benchmarks/fit_nccl.py
+    # --allreduce on aiconfigurator 0.12.0's vLLM 0.24.0 custom all-reduce tables (CUDA-graph rows, bf16, every size):
+    # the base above plus the class's base minus Hopper's (H100 + H200) in the table fits (the grid-fitted Hopper
+    # level kept; the share stays one figure, see fit_nccl.py).
+    # Table fits: B200 7.74 us against 4.52 (TP 2-8; 6.6-7.3 us measured at the smallest messages against 4.2-4.7),
+    # GB200 NVL72 5.40 us (TP 2, 4 only). kvplan over the tables at <= 64 KiB (median): H100 / H200 x1.29 / x1.27 (the
+    # grid's level, unchanged), B200 x0.85 -> x1.29, GB200 x1.10 -> x1.27; GB200 held out (B200's figure) x1.72.
+    blackwell_allreduce_base_s=8.677e-06,
+    gb200_allreduce_base_s=6.328e-06,
     # NVFP4 (dense GEMMs, their weight streaming, grouped experts, the K loop, the MoE layers' fixed cost):
     # benchmarks/fit_fp4.py on aiconfigurator 0.12.0's
     # B200 NVFP4 steps (fp4_cases of aiconfigurator_grid.json), every constant above held; refitted with
