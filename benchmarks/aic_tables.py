@@ -2,7 +2,8 @@
 them (gemm_compare.py, mla_compare.py, moe_compare.py, fit_fmha.py, ...). aiconfigurator is a reference installed in
 its own virtual environment (each script's docstring says how), never a kvplan dependency: without it these scripts
 skip their collection step (:func:`read_tables` says so once). The scripts that run aiconfigurator's own estimate
-(dp_ep_gap.py, moe_gap.py, moe_bucket_compare.py) call it through :func:`capture_static_breakdown`."""
+(dp_ep_gap.py, moe_gap.py, moe_bucket_compare.py, hybrid_compare.py) run their cases through :func:`collect_cases`,
+which calls it through :func:`capture_static_breakdown`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import functools
 import json
 import math
 import statistics
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -102,6 +104,24 @@ def capture_static_breakdown():  # noqa: ANN201 - (cli_estimate, what its last c
 
     base_backend.BaseBackend._run_static_breakdown = wrapped
     return cli_estimate, seen
+
+
+def collect_cases(cases: list[dict], row: Callable[[Callable, dict, dict], dict]) -> tuple[list[dict], str] | None:
+    """Each of ``cases`` through aiconfigurator's estimate, in order: ``row(cli_estimate, seen, case)`` makes the case's
+    row (``seen``: what :func:`capture_static_breakdown` kept of the last call), each case said on stderr as it is done.
+    The rows and aiconfigurator's version; None where aiconfigurator is not installed (:data:`SKIPPED` said once):
+    the script's ``collect`` then writes nothing and exits 0."""
+    found = capture_static_breakdown()
+    if found is None:
+        return None
+    import aiconfigurator
+
+    cli_estimate, seen = found
+    rows = []
+    for case in cases:
+        rows.append(row(cli_estimate, seen, case))
+        print(f"{len(rows)}/{len(cases)} {case}", file=sys.stderr, flush=True)
+    return rows, getattr(aiconfigurator, "__version__", "0.12.0")
 
 
 @functools.cache
@@ -209,6 +229,15 @@ def load_row_tables(path: Path) -> list[dict]:
     """The tables :func:`write_row_tables` wrote, each row a dict of its table's columns."""
     tables = json.loads(path.read_text())["tables"]
     return [{**t, "rows": [dict(zip(t["columns"], r, strict=True)) for r in t["rows"]]} for t in tables]
+
+
+def band_label(value: float, bands: tuple, *, prefix: str = "") -> str:
+    """The label of the band of ``bands`` (``(lo, hi)`` pairs, ``hi`` None: no upper end) that holds ``value``:
+    ``prefix`` then ``lo-hi`` or ``>=lo``; ``other`` where none does."""
+    for lo, hi in bands:
+        if value >= lo and (hi is None or value <= hi):
+            return f"{prefix}{lo}-{hi}" if hi is not None else f"{prefix}>={lo}"
+    return "other"
 
 
 def stats(rows: list[dict]) -> dict:

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import capture_static_breakdown, grouped_experts_from, score_readings, table_layer_s  # noqa: E402 - shared with the table scripts
+from aic_tables import collect_cases, grouped_experts_from, score_readings, table_layer_s  # noqa: E402 - shared with the table scripts
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_dp_ep.json"
 # kvplan model -> (aiconfigurator's bundled config, attention-DP ranks of the page's Hopper rows, MoE shape: hidden,
@@ -75,23 +75,21 @@ def _ep_tables(system: str) -> dict:
     return out
 
 
-def collect(out: Path) -> int:
-    found = capture_static_breakdown()
-    if found is None:
-        return 0
-    import aiconfigurator
+def _aic_row(cli_estimate, seen: dict, case: dict) -> dict:  # noqa: ANN001 - aiconfigurator's cli_estimate
+    hf, ranks, _ = MODELS[case["model"]]
+    r = cli_estimate(hf, SYSTEMS[case["gpu"]], mode="static_gen", backend_name="trtllm", batch_size=case["batch"],
+                     tp_size=1, attention_dp_size=ranks, moe_tp_size=1, moe_ep_size=ranks, isl=case["ctx"], osl=2,
+                     gemm_quant_mode="fp8", moe_quant_mode="fp8", kvcache_quant_mode="fp8")  # fmt: skip
+    return {**case, "ranks": ranks, "aic_tpot_ms": float(r.tpot), "aic_backend_version": r.backend_version,
+            "aic_ops_ms": dict(seen["generation"])}  # fmt: skip
 
-    cli_estimate, seen = found
-    rows = []
-    for case in CASES:
-        hf, ranks, _ = MODELS[case["model"]]
-        r = cli_estimate(hf, SYSTEMS[case["gpu"]], mode="static_gen", backend_name="trtllm", batch_size=case["batch"],
-                         tp_size=1, attention_dp_size=ranks, moe_tp_size=1, moe_ep_size=ranks, isl=case["ctx"], osl=2,
-                         gemm_quant_mode="fp8", moe_quant_mode="fp8", kvcache_quant_mode="fp8")  # fmt: skip
-        rows.append({**case, "ranks": ranks, "aic_tpot_ms": float(r.tpot), "aic_backend_version": r.backend_version,
-                     "aic_ops_ms": dict(seen["generation"])})  # fmt: skip
-        print(f"{len(rows)}/{len(CASES)} {case}", file=sys.stderr, flush=True)
-    meta = {"tool": "aiconfigurator", "version": aiconfigurator.__version__, "engine": "trtllm",
+
+def collect(out: Path) -> int:
+    collected = collect_cases(CASES, _aic_row)
+    if collected is None:
+        return 0
+    rows, version = collected
+    meta = {"tool": "aiconfigurator", "version": version, "engine": "trtllm",
             "mode": "static_gen, osl 2 (one decode step at context ctx); batch_size a rank", "quant": "fp8 per-tensor "
             "GEMMs and experts, fp8 KV", "unit": "ms per decode step (every layer); tables: [tokens, ms] one MoE layer",
             "moe_table": f"systems/data/<gpu>/moe/trtllm/{VERSION}/moe_perf.parquet, {KERNEL}, fp8, TP 1, "

@@ -39,6 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aic_tables import (  # noqa: E402 - where aiconfigurator's tables lie
+    band_label,
     frame_rows,
     grouped_stats,
     load_row_tables,
@@ -113,13 +114,6 @@ def compare(tables: list[dict]) -> list[dict]:
     return rows
 
 
-def _band(batch: int) -> str:
-    for lo, hi in BATCH_BANDS:
-        if batch >= lo and (hi is None or batch <= hi):
-            return f"batch {lo}-{hi}" if hi is not None else f"batch >={lo}"
-    return "other"
-
-
 def _reach(context: int, topk: int = 2048) -> str:
     return f"<= {topk} keys" if context <= topk else f"> {topk} keys"
 
@@ -129,7 +123,9 @@ def summaries(rows: list[dict]) -> dict[str, list[tuple[str, dict]]]:
         "per GPU / KV dtype / kernel": grouped_stats(
             rows, lambda r: f"{r['gpu']} {r['engine']} {r['kv']} {r['kernel']}"
         ),
-        "per GPU, by batch": grouped_stats(rows, lambda r: f"{r['gpu']} {r['engine']} {_band(r['batch'])}"),
+        "per GPU, by batch": grouped_stats(
+            rows, lambda r: f"{r['gpu']} {r['engine']} {band_label(r['batch'], BATCH_BANDS, prefix='batch ')}"
+        ),
         "per GPU, by length": grouped_stats(rows, lambda r: f"{r['gpu']} {r['engine']} {_reach(r['context'])}"),
         "per GPU, by heads a rank": grouped_stats(rows, lambda r: f"{r['gpu']} {r['engine']} {r['heads']} heads"),
     }

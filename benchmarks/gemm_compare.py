@@ -44,7 +44,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import grouped_stats, read_tables, stats, tables_root  # noqa: E402 - where aiconfigurator's tables lie
+from aic_tables import band_label, grouped_stats, read_tables, stats, tables_root  # noqa: E402 - where aiconfigurator's tables lie
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_gemm.json"
 
@@ -235,13 +235,6 @@ def render_waves(checks: list[dict], *, markdown: bool) -> str:
     return "\n".join(out)
 
 
-def _band(value: int, bands: tuple) -> str:
-    for lo, hi in bands:
-        if value >= lo and (hi is None or value <= hi):
-            return f"{lo}-{hi}" if hi is not None else f">={lo}"
-    return "other"
-
-
 def summaries(rows: list[dict]) -> dict[str, list[tuple[str, dict]]]:
     """The three tables: per GPU / engine / dtype, per dtype by M band, per dtype by N band."""
 
@@ -250,8 +243,8 @@ def summaries(rows: list[dict]) -> dict[str, list[tuple[str, dict]]]:
 
     order = list(DTYPES)
     by_table = group(lambda r: f"{r['gpu']} {r['engine']} {r['dtype']}")
-    by_m = group(lambda r: f"{r['dtype']} M {_band(r['m'], M_BANDS)}")
-    by_n = group(lambda r: f"{r['dtype']} N {_band(r['n'], N_BANDS)}")
+    by_m = group(lambda r: f"{r['dtype']} M {band_label(r['m'], M_BANDS)}")
+    by_n = group(lambda r: f"{r['dtype']} N {band_label(r['n'], N_BANDS)}")
     by_m.sort(key=lambda x: (order.index(x[0].split()[0]), [str(b) for b in M_BANDS].index(_key(x[0], M_BANDS))))
     by_n.sort(key=lambda x: (order.index(x[0].split()[0]), [str(b) for b in N_BANDS].index(_key(x[0], N_BANDS))))
     return {"per GPU / engine / dtype": by_table, "per dtype, by M band": by_m, "per dtype, by N band": by_n}
@@ -260,7 +253,7 @@ def summaries(rows: list[dict]) -> dict[str, list[tuple[str, dict]]]:
 def _key(name: str, bands: tuple) -> str:
     label = name.split()[-1]
     for b in bands:
-        if _band(b[0], bands) == label:
+        if band_label(b[0], bands) == label:
             return str(b)
     return str(bands[0])
 

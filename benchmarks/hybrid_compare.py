@@ -38,7 +38,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import capture_static_breakdown  # noqa: E402 - shared with the other compare scripts
+from aic_tables import collect_cases  # noqa: E402 - shared with the other compare scripts
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_hybrid.json"
 MODEL = "nemotron-3-nano-30b-a3b"
@@ -55,26 +55,24 @@ BLOCK_AR = ("generation_mamba_ar", "generation_attn_ar", "generation_moe_ar", "g
 DISPATCH = ("generation_moe_pre_dispatch", "generation_moe_post_dispatch")
 
 
-def collect(out: Path) -> int:
-    found = capture_static_breakdown()
-    if found is None:
-        return 0
-    import aiconfigurator
+def _aic_row(cli_estimate, seen: dict, case: dict) -> dict:  # noqa: ANN001 - aiconfigurator's cli_estimate
+    quant = {}
+    if case["weights"] == "fp8":
+        quant = dict(gemm_quant_mode="fp8", kvcache_quant_mode="fp8", moe_quant_mode="fp8")
+    r = cli_estimate(HF, SYSTEMS[case["gpu"]], mode="static_gen", isl=ISL, osl=2, backend_name=case["engine"],
+                     batch_size=case["batch"], tp_size=case["tp"], moe_tp_size=case["tp"], moe_ep_size=1,
+                     **quant)  # fmt: skip
+    return {**case, "aic_tpot_ms": r.tpot, "aic_backend_version": r.backend_version,
+            "aic_generation_ops_ms": dict(seen["generation"])}  # fmt: skip
 
-    cli_estimate, seen = found
-    rows = []
-    for case in CASES:
-        quant = {}
-        if case["weights"] == "fp8":
-            quant = dict(gemm_quant_mode="fp8", kvcache_quant_mode="fp8", moe_quant_mode="fp8")
-        r = cli_estimate(HF, SYSTEMS[case["gpu"]], mode="static_gen", isl=ISL, osl=2, backend_name=case["engine"],
-                         batch_size=case["batch"], tp_size=case["tp"], moe_tp_size=case["tp"], moe_ep_size=1,
-                         **quant)  # fmt: skip
-        rows.append({**case, "aic_tpot_ms": r.tpot, "aic_backend_version": r.backend_version,
-                     "aic_generation_ops_ms": dict(seen["generation"])})  # fmt: skip
+
+def collect(out: Path) -> int:
+    collected = collect_cases(CASES, _aic_row)
+    if collected is None:
+        return 0
+    rows, version = collected
     mode = f"static_gen, isl {ISL}, osl 2 (one decode step), moe_tp_size = tp_size, moe_ep_size 1"
-    meta = {"tool": "aiconfigurator", "version": getattr(aiconfigurator, "__version__", "0.12.0"), "model": HF,
-            "mode": mode}  # fmt: skip
+    meta = {"tool": "aiconfigurator", "version": version, "model": HF, "mode": mode}
     out.write_text(json.dumps({"meta": meta, "cases": rows}, indent=1) + "\n")
     return 0
 

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import frame_rows, grouped_stats, load_row_tables, read_tables, write_row_tables  # noqa: E402
+from aic_tables import band_label, frame_rows, grouped_stats, load_row_tables, read_tables, write_row_tables  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_marlin_moe.json"
 SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "a100-80gb": "a100_sxm"}  # A100: SGLang's table only
@@ -208,7 +208,7 @@ def holdout(tables: list[dict]) -> list[str]:
     names = sorted({f"{t['engine']} {t['version']}" for t in held})
     lines = [f"hold-out, never fitted: {', '.join(names)} Marlin MoE (int4 weight-only), whole layer, balanced, "
              "priced as vLLM's Marlin MoE:"]  # fmt: skip
-    for key, fn in (("GPU", lambda r: r["gpu"]), ("tokens", lambda r: _band(r["num_tokens"]))):
+    for key, fn in (("GPU", lambda r: r["gpu"]), ("tokens", lambda r: band_label(r["num_tokens"], TOKEN_BANDS))):
         for name, st in grouped_stats(rows, fn):
             lines.append(f"  {key:<15} {name:<20} {st['count']:>4}  median |ln| {st['median']:.3f}  "
                          f"worst {st['worst']:.3f}  signed {st['signed']:+.3f}")  # fmt: skip
@@ -242,17 +242,10 @@ def ampere_lines(tables: list[dict]) -> list[str]:
                 s = priced_s(t["gpu"], r, marlin=True, ampere_figures=figures, alone=alone)
                 rows.append({**r, "ln": math.log(s / (r["latency"] * 1e-3))})
         out.append(f"priced as vLLM's Marlin MoE {title}")
-        for name, st in grouped_stats(rows, lambda r: _band(r["num_tokens"])):
+        for name, st in grouped_stats(rows, lambda r: band_label(r["num_tokens"], TOKEN_BANDS)):
             out.append(f"  tokens {name:<12} {st['count']:>4}  median |ln| {st['median']:.3f}  "
                        f"worst {st['worst']:.3f}  signed {st['signed']:+.3f}")  # fmt: skip
     return out
-
-
-def _band(tokens: int) -> str:
-    for lo, hi in TOKEN_BANDS:
-        if tokens >= lo and (hi is None or tokens <= hi):
-            return f"{lo}-{hi}" if hi is not None else f">={lo}"
-    return "other"
 
 
 def _kernel(r: dict) -> str:
@@ -265,7 +258,8 @@ def report(rows: list[dict]) -> list[str]:
         part = [r for r in rows if r["marlin"] is marlin]
         lines.append(f"priced as {'vLLM Marlin MoE (marlin_moe_peak_eff)' if marlin else 'the fitted grouped GEMMs'}:")
         for key, fn in (("kernel / GPU", lambda r: f"{_kernel(r)} {r['gpu']}"),
-                        ("kernel / tokens", lambda r: f"{_kernel(r)} {_band(r['num_tokens'])}")):  # fmt: skip
+                        ("kernel / tokens",
+                         lambda r: f"{_kernel(r)} {band_label(r['num_tokens'], TOKEN_BANDS)}")):  # fmt: skip
             for name, s in grouped_stats(part, fn):
                 lines.append(f"  {key:<15} {name:<20} {s['count']:>4}  median |ln| {s['median']:.3f}  "
                              f"worst {s['worst']:.3f}  signed {s['signed']:+.3f}")  # fmt: skip

@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import grouped_stats, read_tables, render_summaries, stats  # noqa: E402 - where aiconfigurator's tables lie
+from aic_tables import band_label, grouped_stats, read_tables, render_summaries, stats  # noqa: E402 - where aiconfigurator's tables lie
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_mla.json"
 
@@ -174,19 +174,15 @@ def engine_label(table: dict) -> str:
     return engine if table["version"] == ENGINES[engine] else f"{engine} {table['version']}"
 
 
-def _band(batch: int) -> str:
-    for lo, hi in BATCH_BANDS:
-        if batch >= lo and (hi is None or batch <= hi):
-            return f"batch {lo}-{hi}" if hi is not None else f"batch >={lo}"
-    return "other"
-
-
 def summaries(rows: list[dict]) -> dict[str, list[tuple[str, dict]]]:
     def group(key) -> list[tuple[str, dict]]:  # noqa: ANN001
         return grouped_stats(rows, key)
 
+    def batch(r: dict) -> str:
+        return band_label(r["batch"], BATCH_BANDS, prefix="batch ")
+
     return {"per GPU / engine / kernel": group(lambda r: f"{r['gpu']} {r['engine']} {r['kernel']}"),
-            "per GPU / engine, by batch": group(lambda r: f"{r['gpu']} {r['engine']} {_band(r['batch'])}")}  # fmt: skip
+            "per GPU / engine, by batch": group(lambda r: f"{r['gpu']} {r['engine']} {batch(r)}")}  # fmt: skip
 
 
 def render(rows: list[dict], *, markdown: bool) -> str:

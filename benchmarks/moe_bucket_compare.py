@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import capture_static_breakdown  # noqa: E402 - aiconfigurator's estimate, shared
+from aic_tables import collect_cases  # noqa: E402 - aiconfigurator's estimate, shared
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_moe_bucket.json"
 HF = "deepseek-ai/DeepSeek-V3"
@@ -55,28 +55,26 @@ def _alone_ms(database, op, *, batch: int, isl: int) -> float:  # noqa: ANN001
     return float(_evaluate_single_op(database, op, **kw))
 
 
-def collect(out: Path) -> int:
-    found = capture_static_breakdown()
-    if found is None:
-        return 0
-    import aiconfigurator
+def _aic_row(cli_estimate, seen: dict, case: dict) -> dict:  # noqa: ANN001 - aiconfigurator's cli_estimate
+    r = cli_estimate(HF, SYSTEMS[case["gpu"]], mode="static_gen", backend_name="trtllm", batch_size=case["batch"],
+                     tp_size=TP, moe_tp_size=TP, moe_ep_size=1, isl=case["isl"], osl=2)  # fmt: skip
+    model, db = seen["model"], seen["database"]
+    ops, children = {}, {}
+    for op in model.generation_ops:
+        ops[op._name] = _alone_ms(db, op, batch=case["batch"], isl=case["isl"])
+        for group in ("_group_a", "_group_b"):
+            for child in getattr(op, group, None) or ():
+                children[child._name] = _alone_ms(db, child, batch=case["batch"], isl=case["isl"])
+    return {**case, "tp": TP, "aic_tpot_ms": float(r.tpot), "aic_backend_version": r.backend_version,
+            "aic_ops_ms": ops, "aic_moe_overlap_children_ms": children}  # fmt: skip
 
-    cli_estimate, seen = found
-    rows = []
-    for case in CASES:
-        r = cli_estimate(HF, SYSTEMS[case["gpu"]], mode="static_gen", backend_name="trtllm", batch_size=case["batch"],
-                         tp_size=TP, moe_tp_size=TP, moe_ep_size=1, isl=case["isl"], osl=2)  # fmt: skip
-        model, db = seen["model"], seen["database"]
-        ops, children = {}, {}
-        for op in model.generation_ops:
-            ops[op._name] = _alone_ms(db, op, batch=case["batch"], isl=case["isl"])
-            for group in ("_group_a", "_group_b"):
-                for child in getattr(op, group, None) or ():
-                    children[child._name] = _alone_ms(db, child, batch=case["batch"], isl=case["isl"])
-        rows.append({**case, "tp": TP, "aic_tpot_ms": float(r.tpot), "aic_backend_version": r.backend_version,
-                     "aic_ops_ms": ops, "aic_moe_overlap_children_ms": children})  # fmt: skip
-        print(f"{len(rows)}/{len(CASES)} {case}", file=sys.stderr, flush=True)
-    meta = {"tool": "aiconfigurator", "version": aiconfigurator.__version__, "model": HF, "engine": "trtllm",
+
+def collect(out: Path) -> int:
+    collected = collect_cases(CASES, _aic_row)
+    if collected is None:
+        return 0
+    rows, version = collected
+    meta = {"tool": "aiconfigurator", "version": version, "model": HF, "engine": "trtllm",
             "mode": "static_gen, osl 2 (one decode step at context isl)", "tp": TP, "moe_tp_size": TP,
             "moe_ep_size": 1, "unit": "ms per decode step (every layer)"}  # fmt: skip
     out.write_text(json.dumps({"meta": meta, "cases": rows}, indent=1) + "\n")

@@ -43,7 +43,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import balanced_loads, grouped_stats, read_tables, stats  # noqa: E402 - where aiconfigurator's tables lie
+from aic_tables import balanced_loads, band_label, grouped_stats, read_tables, stats  # noqa: E402 - where aiconfigurator's tables lie
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_moe.json"
 
@@ -272,21 +272,14 @@ def _untuned(table: dict, dtype: str, kernel: str) -> bool:
                for e, gpus, d, part in UNTUNED)  # fmt: skip
 
 
-def _band(tokens: int) -> str:
-    for lo, hi in TOKEN_BANDS:
-        if tokens >= lo and (hi is None or tokens <= hi):
-            return f"{lo}-{hi}" if hi is not None else f">={lo}"
-    return "other"
-
-
 def summaries(rows: list[dict]) -> dict[str, list[tuple[str, dict]]]:
     """Per engine / GPU / dtype; per engine / dtype by token band; per model; per engine / dtype (docs/cost.md's)."""
 
     def group(key) -> list[tuple[str, dict]]:  # noqa: ANN001
         return grouped_stats(rows, key)
 
-    bands = [_band(lo) for lo, _ in TOKEN_BANDS]
-    by_band = group(lambda r: f"{r['engine']} {r['dtype']} tokens {_band(r['tokens'])}")
+    bands = [band_label(lo, TOKEN_BANDS) for lo, _ in TOKEN_BANDS]
+    by_band = group(lambda r: f"{r['engine']} {r['dtype']} tokens {band_label(r['tokens'], TOKEN_BANDS)}")
     by_band.sort(key=lambda x: (x[0].rsplit(" ", 2)[0], bands.index(x[0].split()[-1])))
     return {"per engine / GPU / dtype": group(lambda r: f"{r['engine']} {r['gpu']} {r['dtype']}"),
             "per engine / dtype, by tokens": by_band,

@@ -44,7 +44,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aic_tables import capture_static_breakdown, grouped_experts_from, score_readings, table_layer_s  # noqa: E402 - shared with the table scripts
+from aic_tables import collect_cases, grouped_experts_from, score_readings, table_layer_s  # noqa: E402 - shared with the table scripts
 
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_moe_gap.json"
 MODEL = "qwen3-30b-a3b"
@@ -85,14 +85,9 @@ def _kernel_tables(system: str) -> dict:
 
 
 def collect(out: Path) -> int:
-    found = capture_static_breakdown()
-    if found is None:
-        return 0
-    import aiconfigurator
+    shape_tables: dict[str, dict] = {}  # each GPU's table for the shape, kept as its cases are run
 
-    cli_estimate, seen = found
-    rows, shape_tables = [], {}
-    for case in CASES:
+    def row(cli_estimate, seen: dict, case: dict) -> dict:  # noqa: ANN001 - aiconfigurator's cli_estimate
         system = SYSTEMS[case["gpu"]]
         r = cli_estimate(HF, system, mode="static_gen", backend_name="trtllm", batch_size=case["batch"], tp_size=1,
                          moe_tp_size=1, moe_ep_size=1, isl=case["isl"], osl=2, gemm_quant_mode="nvfp4",
@@ -101,10 +96,14 @@ def collect(out: Path) -> int:
         shape_tables[case["gpu"]] = _shape_tables(tables)
         kernel_ms = {f"{name} {d}": tables[(source, d, case["batch"])] for name, source in KERNELS.items()
                      for d in DISTRIBUTIONS}  # fmt: skip
-        rows.append({**case, "aic_tpot_ms": float(r.tpot), "aic_backend_version": r.backend_version,
-                     "aic_ops_ms": dict(seen["generation"]), "moe_kernel_ms": kernel_ms})  # fmt: skip
-        print(f"{len(rows)}/{len(CASES)} {case}", file=sys.stderr, flush=True)
-    meta = {"tool": "aiconfigurator", "version": aiconfigurator.__version__, "model": HF, "engine": "trtllm",
+        return {**case, "aic_tpot_ms": float(r.tpot), "aic_backend_version": r.backend_version,
+                "aic_ops_ms": dict(seen["generation"]), "moe_kernel_ms": kernel_ms}  # fmt: skip
+
+    collected = collect_cases(CASES, row)
+    if collected is None:
+        return 0
+    rows, version = collected
+    meta = {"tool": "aiconfigurator", "version": version, "model": HF, "engine": "trtllm",
             "mode": "static_gen, osl 2 (one decode step at context isl)", "tp": 1, "moe_tp_size": 1, "moe_ep_size": 1,
             "quant": "gemm nvfp4, moe nvfp4, kv cache fp8", "unit": "ms per decode step (every layer); "
             "moe_kernel_ms: one layer of the TensorRT-LLM MoE table at the case's token count",

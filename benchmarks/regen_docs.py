@@ -811,6 +811,7 @@ BLOCKS: tuple[Block, ...] = (
         start=r"^\| result \| engine \| published \| why not scored ",
         stop=TABLE,
     ),
+    Block("serving_sim_tpot", _COST, "python benchmarks/serving_sim.py --tpot --mlperf"),
     Block("serving_ttft_check", _COST, "python benchmarks/serving_ttft_check.py"),
     Block("serving_sim", _COST, "python benchmarks/serving_sim.py"),
     Block("serving_sim_dp", _COST, "python benchmarks/serving_sim.py --dp"),

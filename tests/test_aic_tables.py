@@ -76,3 +76,53 @@ def test_capture_static_breakdown_keeps_what_the_last_call_saw(monkeypatch: pyte
     assert seen == {"model": "the model", "database": "the database",
                     "generation": {"generation_gemm": 2.0, "generation_attention": 0.5}}  # fmt: skip
     assert all(type(v) is float for v in seen["generation"].values())
+
+
+@pytest.mark.parametrize("script", ["dp_ep_gap", "hybrid_compare", "moe_bucket_compare", "moe_gap"])
+def test_each_collect_skips_cleanly_without_aiconfigurator(
+    script: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # the scripts whose --collect runs aiconfigurator's estimate through collect_cases: one line, exit 0, nothing
+    # written, whether or not aiconfigurator is installed on this machine
+    monkeypatch.setitem(sys.modules, "aiconfigurator", None)
+    assert bench_module(script).collect(tmp_path / "out.json") == 0
+    assert not (tmp_path / "out.json").exists()
+    assert capsys.readouterr().out == aic_tables.SKIPPED + "\n"
+
+
+def test_collect_cases_runs_every_case_in_order_and_says_each(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    seen = {"generation": {}}
+    calls = []
+
+    def estimate(model: str, batch: int) -> float:
+        calls.append((model, batch))
+        seen["generation"] = {"generation_gemm": float(batch)}
+        return 0.1 * batch
+
+    module = types.ModuleType("aiconfigurator")
+    module.__version__ = "9.9.9"
+    monkeypatch.setitem(sys.modules, "aiconfigurator", module)
+    monkeypatch.setattr(aic_tables, "capture_static_breakdown", lambda: (estimate, seen))
+
+    def row(cli_estimate, kept: dict, case: dict) -> dict:  # noqa: ANN001
+        ms = cli_estimate("m", case["batch"])
+        return {**case, "ms": ms, "ops": dict(kept["generation"])}
+
+    cases = [{"batch": 8}, {"batch": 1}, {"batch": 32}]
+    rows, version = aic_tables.collect_cases(cases, row)
+    assert version == "9.9.9" and calls == [("m", 8), ("m", 1), ("m", 32)]
+    # each row made from its own call: what the call kept is read before the next case runs
+    assert [(r["batch"], r["ops"]["generation_gemm"]) for r in rows] == [(8, 8.0), (1, 1.0), (32, 32.0)]
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.splitlines() == [f"{i}/3 {c}" for i, c in enumerate(cases, 1)]
+
+
+def test_band_label_names_the_band_that_holds_the_value() -> None:
+    bands = ((1, 8), (9, 64), (65, None))
+    assert [aic_tables.band_label(v, bands) for v in (1, 8, 9, 64, 65, 10**6)] == [
+        "1-8", "1-8", "9-64", "9-64", ">=65", ">=65"]  # fmt: skip
+    assert aic_tables.band_label(0, bands) == "other"  # below the first band
+    assert aic_tables.band_label(20, ((1, 16), (32, 512))) == "other"  # in a gap between bands
+    assert aic_tables.band_label(70, bands, prefix="batch ") == "batch >=65"

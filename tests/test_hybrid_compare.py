@@ -59,15 +59,3 @@ def test_doc_block_is_the_script_output(rows: list[dict]) -> None:
     doc = (Path(__file__).resolve().parent.parent / "docs" / "cost.md").read_text()
     block = doc.split("<!-- hybrid_compare:begin -->\n```text\n", 1)[1].split("```\n<!-- hybrid_compare:end", 1)[0]
     assert block == hybrid.render(rows)
-
-
-def test_collect_skips_cleanly_without_aiconfigurator(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    try:
-        import aiconfigurator  # noqa: F401
-
-        pytest.skip("aiconfigurator is installed here")
-    except ImportError:
-        pass
-    assert hybrid.collect(tmp_path / "out.json") == 0
-    assert not (tmp_path / "out.json").exists()
-    assert capsys.readouterr().out.count("\n") == 1

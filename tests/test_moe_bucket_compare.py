@@ -76,14 +76,3 @@ def test_docs_block_is_what_the_script_prints(results: list[dict]) -> None:
     doc = (Path(__file__).resolve().parents[1] / "docs" / "cost.md").read_text(encoding="utf-8")
     block = doc.split("<!-- moe_bucket_compare:begin -->\n", 1)[1].split("\n<!-- moe_bucket_compare:end -->", 1)[0]
     assert block == bucket.render(results, markdown=True).rstrip("\n")
-
-
-def test_collect_skips_cleanly_without_aiconfigurator(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    try:
-        import aiconfigurator  # noqa: F401
-
-        pytest.skip("aiconfigurator is installed here")
-    except ImportError:
-        pass
-    assert bucket.collect(tmp_path / "out.json") == 0
-    assert "not installed" in capsys.readouterr().out and not (tmp_path / "out.json").exists()
