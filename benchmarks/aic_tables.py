@@ -78,28 +78,40 @@ def read_tables(systems: dict[str, str], engines: dict[str, str], operation: str
     return (Table(gpu, engine, version, path, src, pd.read_parquet(path)) for gpu, engine, version, path, src in walk)
 
 
-def capture_static_breakdown():  # noqa: ANN201 - (cli_estimate, what its last call saw) or None
-    """aiconfigurator's ``cli_estimate``, with ``BaseBackend._run_static_breakdown`` (``aiconfigurator_core/sdk/
-    backends/base_backend.py``) wrapped to keep what each call saw in the returned dict: ``model`` and ``database``
-    (the call's arguments) and ``generation`` (the decode step's per-operation breakdown it returned, ms), the last
-    call's; aiconfigurator's warnings are silenced. None, after printing :data:`SKIPPED` once, where aiconfigurator is
-    not installed: a script's ``collect`` then writes nothing and exits 0."""
+def estimate_function():  # noqa: ANN201 - aiconfigurator's cli_estimate, or None
+    """aiconfigurator's ``cli_estimate`` (``aiconfigurator.cli.api``), its warnings silenced. None, after printing
+    :data:`SKIPPED` once, where aiconfigurator is not installed: a script's ``collect`` then writes nothing and exits
+    0."""
     try:
         import logging
 
         from aiconfigurator.cli.api import cli_estimate
-        from aiconfigurator_core.sdk.backends import base_backend
     except ImportError:
         print(SKIPPED)
         return None
     logging.disable(logging.WARNING)
+    return cli_estimate
+
+
+def capture_static_breakdown():  # noqa: ANN201 - (cli_estimate, what its last call saw) or None
+    """:func:`estimate_function`'s ``cli_estimate``, with ``BaseBackend._run_static_breakdown``
+    (``aiconfigurator_core/sdk/backends/base_backend.py``) wrapped to keep what each call saw in the returned dict:
+    ``model`` and ``database`` (the call's arguments), ``context`` and ``generation`` (the prefill's and the decode
+    step's per-operation breakdowns it returned, ms), the last call's. None where aiconfigurator is not installed (as
+    :func:`estimate_function`)."""
+    cli_estimate = estimate_function()
+    if cli_estimate is None:
+        return None
+    from aiconfigurator_core.sdk.backends import base_backend
+
     seen: dict = {}
     original = base_backend.BaseBackend._run_static_breakdown
 
     def wrapped(self, model, database, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         seen["model"], seen["database"] = model, database
         result = original(self, model, database, *args, **kwargs)
-        seen["generation"] = {k: float(v) for k, v in result[2].items()}  # the third of its seven dicts
+        seen["context"] = {k: float(v) for k, v in result[0].items()}  # the first of its seven dicts
+        seen["generation"] = {k: float(v) for k, v in result[2].items()}  # the third
         return result
 
     base_backend.BaseBackend._run_static_breakdown = wrapped

@@ -38,6 +38,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from aic_tables import capture_static_breakdown, estimate_function  # noqa: E402 - shared with the other compare scripts
+
 DATA = Path(__file__).resolve().parent / "data" / "aiconfigurator_grid.json"
 
 # kvplan model name -> (Hugging Face id whose config aiconfigurator bundles, family). The dtypes kvplan is given
@@ -279,22 +282,9 @@ def _agg_key(c: dict) -> str:
     return f"{c['model']}|{c['gpu']}|{c['engine']}|tp{c['tp']}|c{c['batch']}|{c['isl']}/{c['osl']}|ctx{c['ctx_tokens']}"
 
 
-def _cli_estimate():  # noqa: ANN202 - aiconfigurator's function, or None
-    """aiconfigurator's ``cli_estimate`` with its warnings silenced, or None (said once) where it is not installed."""
-    try:
-        import logging
-
-        from aiconfigurator.cli.api import cli_estimate
-    except ImportError:
-        print("aiconfigurator is not installed here; skipped (see this script's docstring for the separate venv)")
-        return None
-    logging.disable(logging.WARNING)
-    return cli_estimate
-
-
 def collect_agg(out: Path) -> int:
     """aiconfigurator's in-flight batching figures for AGG, stored beside the static cases."""
-    cli_estimate = _cli_estimate()
+    cli_estimate = estimate_function()
     if cli_estimate is None:
         return 0
     data = json.loads(out.read_text())
@@ -345,23 +335,6 @@ def case_key(case: dict) -> str:
 
 
 # ---- collection (aiconfigurator side) ------------------------------------------------------------------------
-
-
-def _capture_breakdown():
-    """Wrap the backend's static breakdown so each call's per-operation latencies (ms) are kept."""
-    from aiconfigurator_core.sdk.backends import base_backend
-
-    seen: dict = {}
-    original = base_backend.BaseBackend._run_static_breakdown
-
-    def wrapped(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
-        result = original(self, *args, **kwargs)
-        seen["context"] = {k: float(v) for k, v in result[0].items()}
-        seen["generation"] = {k: float(v) for k, v in result[2].items()}
-        return result
-
-    base_backend.BaseBackend._run_static_breakdown = wrapped
-    return seen
 
 
 def _aic_model_path(hf: str) -> str:
@@ -422,13 +395,13 @@ def _aic_case(cli_estimate, seen: dict, case: dict) -> dict:
 
 def collect(out: Path, *, grid: list[dict] | None = None, key: str = "cases") -> int:
     """Run ``grid`` (default GRID) through aiconfigurator into ``key`` of the data file; other keys are kept."""
-    cli_estimate = _cli_estimate()
-    if cli_estimate is None:
+    found = capture_static_breakdown()
+    if found is None:
         return 0
     import aiconfigurator
 
+    cli_estimate, seen = found
     grid = GRID if grid is None else grid
-    seen = _capture_breakdown()
     data = json.loads(out.read_text()) if out.exists() else {}
     done = data.get(key, [])
     have = {case_key(c) for c in done}
@@ -526,7 +499,7 @@ def collect_crosscheck(out: Path) -> int:
     on SGLang and TensorRT-LLM (whose block-fp8 linears run the same DeepGEMM kernel), and on vLLM with its vLLM
     block-fp8 GEMM table replaced by its SGLang DeepGEMM rows; plus the four tables at ``PROBE_NK``. Stored under
     ``artifact_crosscheck`` of the data file (other keys kept)."""
-    cli_estimate = _cli_estimate()
+    cli_estimate = estimate_function()
     if cli_estimate is None:
         return 0
     import tempfile

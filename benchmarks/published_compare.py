@@ -19,7 +19,9 @@ The data, each run with its source, are in ``benchmarks/data/published_throughpu
   their sources in ``engine_benchmark_sources``; scored with the row's kvplan engine release at
   ``max_num_seqs = min(concurrency, the engine's cap)`` (:func:`engine_row_setup`), as the finite closed-loop run
   the client made (:func:`closed_loop_run`, the row's ``num_prompts``, no more running requests than the KV pool
-  holds: :func:`kv_sequences`) and as the steady state; ``--update-data`` stores ``kvplan_tok_s``, ``ratio``,
+  holds: :func:`kv_sequences`) and as the steady state, the GPUStack vLLM rows (their releases run the serving loop
+  in turn) with the host time fitted on the same lab's ``--async-scheduling`` pairs (:func:`row_host`,
+  benchmarks/fit_host.py); ``--update-data`` stores ``kvplan_tok_s``, ``ratio``,
   ``verdict`` and ``kvplan_steady_tok_s``, ``ratio_steady`` on them. A row scored but kept out of the statistics
   carries ``not_in_statistics``, the reason, printed beside its ratio. The vLLM / SGLang results read but not scored
   are in ``engine_benchmarks_not_scored``, each with its reason.
@@ -1772,21 +1774,56 @@ def engine_row_lengths(r: dict) -> tuple:
     return one(r["isl"]), one(r["osl"])
 
 
-def engine_row_setup(r: dict):  # noqa: ANN202
+HOST_AB = Path(__file__).resolve().parent / "data" / "vllm_host_ab.json"
+
+
+@functools.cache
+def host_ab() -> dict:
+    """The vLLM --async-scheduling pairs and their fitted host time (benchmarks/fit_host.py)."""
+    return json.loads(HOST_AB.read_text())
+
+
+def row_host(r: dict, engine) -> tuple[float | None, float | None]:  # noqa: ANN001
+    """The host time (a step's, a request's: :func:`kvplan.host.step_with_host_s`) a row's run is given: the one
+    fitted on its own lab's ``--async-scheduling`` pairs (``host_ab``, benchmarks/fit_host.py) where its source is
+    one they apply to and its vLLM release runs the loop in turn (``HostLoop.overlaps_gpu`` False); else none, as
+    kvplan prices steps by default (the GPU's)."""
+    ab = host_ab()
+    if r.get("source") not in ab["source"]["applies_to"] or engine.name != "vllm" or engine.host_loop.overlaps_gpu:
+        return None, None
+    return ab["fit"]["step_s"], ab["fit"]["request_s"]
+
+
+_ROW_HOST = object()  # engine_row_setup's default: the row's own host time (row_host)
+
+
+def engine_row_setup(r: dict, *, host: tuple[float | None, float | None] | object = _ROW_HOST):  # noqa: ANN202
     """kvplan's setup for a closed-loop row: the row's engine release, split and dtypes, its memory fraction
     (``gpu_memory_utilization`` or ``mem_fraction_static`` where the row states one), with at most ``concurrency``
     sequences (``max_num_seqs = min(concurrency, the engine's cap)``, the cap being the row's
     ``max_running_requests`` (SGLang) or ``max_num_seqs`` (vLLM) where the row states one, else the engine's default).
     A row's ``max_num_seqs`` may be the default of the engine version it ran where kvplan's rule set for it predates
-    that default (the vLLM 0.9+ A100 batch defaults under the ``vllm@0.8`` rules)."""
+    that default (the vLLM 0.9+ A100 batch defaults under the ``vllm@0.8`` rules). ``async_scheduling`` on a vLLM
+    row: its launch's ``--async-scheduling``, the loop one step ahead (``HOST_LOOP_0_14``) on a release that runs it
+    in turn by default. ``host``: (seconds a step, a request) of host time, by default the row's (:func:`row_host`)."""
     from kvplan.capacity import setup
     from kvplan.engines import Settings
+    from kvplan.engines.vllm import HOST_LOOP_0_14
 
     def build(max_seqs: int | None):  # noqa: ANN202
         keys = ("gpu_memory_utilization", "mem_fraction_static")
         settings = Settings(max_num_seqs=max_seqs, **{k: r[k] for k in keys if k in r})
-        return setup(r["model"], r["gpu"], engine=r["engine"], tp=r["tp"], weights_dtype=r["weights"],
-                     kv_dtype_name=r["kv"], settings=settings)  # fmt: skip
+        s = setup(r["model"], r["gpu"], engine=r["engine"], tp=r["tp"], weights_dtype=r["weights"],
+                  kv_dtype_name=r["kv"], settings=settings)  # fmt: skip
+        if r.get("async_scheduling"):
+            if s.engine.name != "vllm":
+                raise ValueError(f"{r.get('label', r['model'])}: async_scheduling is a vLLM launch flag")
+            s = dataclasses.replace(s, engine=dataclasses.replace(s.engine, host_loop=HOST_LOOP_0_14))
+        step_s, request_s = row_host(r, s.engine) if host is _ROW_HOST else host
+        if step_s or request_s:
+            s = dataclasses.replace(s, settings=dataclasses.replace(s.settings, host_step_s=step_s,
+                                                                    host_request_s=request_s))  # fmt: skip
+        return s
 
     cap = r.get("max_running_requests") or r.get("max_num_seqs") or build(None).max_num_seqs
     return build(r["concurrency"] if cap is None else min(r["concurrency"], cap))
@@ -2666,10 +2703,16 @@ def row_chat(r: dict) -> bool:
 _ENGINE_FRONT_END = object()  # engine_row_trace's default: the engine's own API server
 
 
-def engine_row_trace(r: dict, *, front_end: FrontEndWorker | None | object = _ENGINE_FRONT_END) -> dict:
+def engine_row_trace(
+    r: dict,
+    *,
+    front_end: FrontEndWorker | None | object = _ENGINE_FRONT_END,
+    host: tuple[float | None, float | None] | object = _ROW_HOST,
+) -> dict:
     """:func:`closed_loop_trace` for a row, set up as :func:`score_engine_row` scores it; ``front_end``: another API
-    server worker (None: none), else the engine's own (:func:`front_end_worker`)."""
-    s = engine_row_setup(r)
+    server worker (None: none), else the engine's own (:func:`front_end_worker`); ``host``: another host time
+    (:func:`engine_row_setup`)."""
+    s = engine_row_setup(r, host=host)
     inp, out = engine_row_lengths(r)
     chat, release = row_chat(r), r["engine_version"]
     worker = front_end_worker(s, chat=chat, release=release) if front_end is _ENGINE_FRONT_END else front_end

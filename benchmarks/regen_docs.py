@@ -716,6 +716,7 @@ BLOCKS: tuple[Block, ...] = (
     Block("mamba_scan", _COST, "python benchmarks/mamba_compare.py --scan", fence="text"),
     Block("mamba_compare", _COST, "python benchmarks/mamba_compare.py", start=r"^by GPU, phase:", fence="text"),
     Block("hybrid_compare", _COST, "python benchmarks/hybrid_compare.py", fence="text"),
+    Block("host_ab", _COST, "python benchmarks/fit_host.py", fence="text"),
     Block("gdn_fit", _COST, "python benchmarks/gdn_compare.py --fit", fence="text"),
     Block("gdn_compare", _COST, "python benchmarks/gdn_compare.py", start=r"^by engine, GPU, phase:", fence="text"),
     Block("gdn_conv1d", _COST, "python benchmarks/gdn_compare.py --conv1d", fence="text"),

@@ -10,8 +10,9 @@ requests with attention DP (every rank runs its own loop), all of a pipeline cyc
 
 kvplan does not model the host time by default: no source found gives the host seconds per request of the engine
 versions it describes on a known CPU (docs/cost.md, "Host work per step"). ``Settings.host_request_s`` (measured
-host seconds per request in a step, e.g. from an engine's iteration log on the user's own server) switches the
-term on for :mod:`kvplan.serving` (``kvplan plan --rate ... --host-per-request 30us``);
+host seconds per request in a step, e.g. from an engine's iteration log on the user's own server) and
+``Settings.host_step_s`` (the step's fixed part, whatever its requests) switch the term on for
+:mod:`kvplan.serving` (``kvplan plan --rate ... --host-per-request 30us --host-per-step 0.5ms``);
 ``benchmarks/published_compare.py --host-floor`` uses it to test the hypothesis.
 """
 
@@ -41,34 +42,40 @@ def combine_s(gpu_s: float, host_s: float, *, overlaps: bool) -> float:
     return max(gpu_s, host_s) if overlaps else gpu_s + host_s
 
 
-def check_host_time(engine: Engine, request_s: float | None) -> None:
+def check_host_time(engine: Engine, request_s: float | None, step_s: float | None = None) -> None:
     """Refuse a host time the engine's rules cannot place: negative, or for an engine whose loop was not read."""
-    if request_s is None:
-        return
-    if request_s < 0:
-        raise InvalidInput(f"invalid host time per request {request_s!r} s; expected 0 or more")
-    if request_s and engine.host_loop.overlaps_gpu is None:
-        raise InvalidInput(
-            f"a host time per request needs the engine's serving loop, and {engine.key}'s was not read; "
-            "vllm, sglang and trtllm (the newest releases; vllm@0.8 too) have it"
-        )
+    for value, what in ((request_s, "per request"), (step_s, "per step")):
+        if value is None:
+            continue
+        if value < 0:
+            raise InvalidInput(f"invalid host time {what} {value!r} s; expected 0 or more")
+        if value and engine.host_loop.overlaps_gpu is None:
+            raise InvalidInput(
+                f"a host time {what} needs the engine's serving loop, and {engine.key}'s was not read; "
+                "vllm, sglang and trtllm (the newest releases; vllm@0.8 too) have it"
+            )
 
 
-def step_with_host_s(engine: Engine, gpu_s: float, *, requests: float, request_s: float | None) -> float:
-    """``gpu_s`` with the host work of a step over ``requests`` requests (on the busiest rank's loop) at
-    ``request_s`` host seconds each; unchanged where no host time is given."""
-    if not request_s:
+def step_with_host_s(
+    engine: Engine, gpu_s: float, *, requests: float, request_s: float | None, step_s: float | None = None
+) -> float:
+    """``gpu_s`` with the host work of a step over ``requests`` requests (on the busiest rank's loop): ``step_s``
+    host seconds for the step plus ``request_s`` for each request; unchanged where no host time is given."""
+    if not request_s and not step_s:
         return gpu_s
-    check_host_time(engine, request_s)
-    return combine_s(gpu_s, requests * request_s, overlaps=bool(engine.host_loop.overlaps_gpu))
+    check_host_time(engine, request_s, step_s)
+    host_s = (step_s or 0.0) + requests * (request_s or 0.0)
+    return combine_s(gpu_s, host_s, overlaps=bool(engine.host_loop.overlaps_gpu))
 
 
-def host_note(engine: Engine, request_s: float) -> str:
+def host_note(engine: Engine, request_s: float | None, step_s: float | None = None) -> str:
     """One line on how a given host time enters the steps, for the plan's notes."""
     loop = engine.host_loop
     how = (f"runs one step ahead ({loop.switch} turns that off): a step takes the longer of GPU and host"
            if loop.overlaps_gpu else "waits for each step's tokens: a step takes GPU + host")  # fmt: skip
-    given = f"host time {request_s * 1e6:g} us per request in a step, as given"
+    parts = ([f"{step_s * 1e6:g} us per step"] if step_s else []) + (
+        [f"{request_s * 1e6:g} us per request in a step"] if request_s else [])  # fmt: skip
+    given = f"host time {' + '.join(parts)}, as given"
     return f"{given}; {engine.name} {engine.release}'s serving loop {how}"
 
 

@@ -257,7 +257,8 @@ def _step(
     chunk of ``p`` tokens on the busiest data-parallel rank (``p_all``: all ranks' prompt tokens, default ``p``);
     with PP, the pipeline's cycle (``chunks``: the step carries that many such chunks, one per micro-batch). A
     decode-only step runs the engine's CUDA-graph padding, where it pads (:meth:`Engine.graph_rows`). With a
-    measured host time per request (``Settings.host_request_s``) the engine's host loop rule applies
+    measured host time per request and per step (``Settings.host_request_s``, ``host_step_s``) the engine's host loop
+    rule applies
     (:func:`kvplan.host.step_with_host_s`); without one the step is the GPU's. Kept per setup object and exact
     arguments (:data:`_STEPS`; looked up here rather than in a wrapper: a plan asks for thousands of steps)."""
     key = (id(s), n, p, context, prefix, ep, p_all, chunks, prompts)
@@ -292,7 +293,9 @@ def _step(
     ).total
     # The host loop's work over the busiest rank's requests (its decodes, and the prompts with a chunk in the step).
     requests = n / s.dp + (chunks if p > 0 else 0.0)
-    return _keep_step(key, s, step_with_host_s(s.engine, gpu_s, requests=requests, request_s=s.settings.host_request_s))
+    host = s.settings
+    return _keep_step(key, s, step_with_host_s(s.engine, gpu_s, requests=requests, request_s=host.host_request_s,
+                                               step_s=host.host_step_s))  # fmt: skip
 
 
 def _graph_cap(s: Setup) -> tuple[bool, int | None]:
@@ -540,7 +543,8 @@ def _chunk_cycles(s: Setup, *, n: float, chunk: float, context: int, prefix: int
                             engine=s.engine.key, expert_parallel=ep or s.ep, pp=s.pp, gpus_per_node=s.gpus_per_node,
                             two_batch=s.settings.two_batch_overlap, deepep=s.settings.deepep,
                             chunk_counts=counts, settings=s.settings)  # fmt: skip
-    value = tuple(step_with_host_s(s.engine, g, requests=n + j, request_s=s.settings.host_request_s)
+    value = tuple(step_with_host_s(s.engine, g, requests=n + j, request_s=s.settings.host_request_s,
+                                   step_s=s.settings.host_step_s)
                   for g, j in zip(gpu_s, counts, strict=True))  # fmt: skip
     return _keep_step(key, s, value)
 

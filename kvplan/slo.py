@@ -386,7 +386,7 @@ def plan_for_targets(
     refuse_kv_nowhere_run(engine, gpus, kv_dtypes, latency=True)
     if settings is not None:  # flags of another engine: one clear refusal, not an empty plan
         get_engine(engine).check_settings(settings)
-        check_host_time(get_engine(engine), settings.host_request_s)
+        check_host_time(get_engine(engine), settings.host_request_s, settings.host_step_s)
         check_dp_balance(spec, settings)
     memo: dict = {}  # weight counts and cache plans (kvplan.capacity.setup): the same on every GPU type
     groups: list[list[tuple[Setup, bool]]] = []  # per GPU type x weight dtype x KV dtype: (setup, ep) per split

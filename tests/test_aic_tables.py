@@ -48,10 +48,10 @@ def test_capture_static_breakdown_without_aiconfigurator_says_so_once(
 
 def test_capture_static_breakdown_keeps_what_the_last_call_saw(monkeypatch: pytest.MonkeyPatch) -> None:
     # stand-ins for the two aiconfigurator modules it imports; the backend's method returns seven dicts as
-    # aiconfigurator_core/sdk/backends/base_backend.py's does, the generation latencies third
+    # aiconfigurator_core/sdk/backends/base_backend.py's does, the context latencies first, the generation ones third
     class BaseBackend:
         def _run_static_breakdown(self, model, database, runtime_config, mode):  # noqa: ANN001, ANN202
-            return ({}, {}, {"generation_gemm": 2, "generation_attention": 0.5}, {}, {}, {}, ())
+            return ({"context_gemm": 7}, {}, {"generation_gemm": 2, "generation_attention": 0.5}, {}, {}, {}, ())
 
     def cli_estimate(model, database) -> tuple:  # noqa: ANN001 - as the real one, it reaches the backend's method
         return BaseBackend()._run_static_breakdown(model, database, "runtime", mode="static_gen")
@@ -73,17 +73,19 @@ def test_capture_static_breakdown_keeps_what_the_last_call_saw(monkeypatch: pyte
     finally:
         logging.disable(logging.NOTSET)
     assert result[2] == {"generation_gemm": 2, "generation_attention": 0.5}  # passed through untouched
-    assert seen == {"model": "the model", "database": "the database",
+    assert seen == {"model": "the model", "database": "the database", "context": {"context_gemm": 7.0},
                     "generation": {"generation_gemm": 2.0, "generation_attention": 0.5}}  # fmt: skip
-    assert all(type(v) is float for v in seen["generation"].values())
+    assert all(type(v) is float for v in (*seen["context"].values(), *seen["generation"].values()))
 
 
-@pytest.mark.parametrize("script", ["dp_ep_gap", "hybrid_compare", "moe_bucket_compare", "moe_gap"])
+@pytest.mark.parametrize(
+    "script", ["aiconfigurator_compare", "dp_ep_gap", "hybrid_compare", "moe_bucket_compare", "moe_gap"]
+)
 def test_each_collect_skips_cleanly_without_aiconfigurator(
     script: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    # the scripts whose --collect runs aiconfigurator's estimate through collect_cases: one line, exit 0, nothing
-    # written, whether or not aiconfigurator is installed on this machine
+    # the scripts whose --collect runs aiconfigurator's estimate through capture_static_breakdown: one line, exit 0,
+    # nothing written, whether or not aiconfigurator is installed on this machine
     monkeypatch.setitem(sys.modules, "aiconfigurator", None)
     assert bench_module(script).collect(tmp_path / "out.json") == 0
     assert not (tmp_path / "out.json").exists()

@@ -10,7 +10,7 @@ import pytest
 
 from kvplan.capacity import setup
 from kvplan.engines import Settings, get_engine
-from kvplan.engines.base import FrontEnd
+from kvplan.engines.base import FrontEnd, release_tuple
 from kvplan.serving import Lengths, api_server_ceiling_rps, api_server_wait_s, max_rate, queue_wait_s, serve
 from tests.benchmods import published
 
@@ -26,7 +26,7 @@ def _sglang_8b(front_end: FrontEnd | None | str = "engine"):  # noqa: ANN202
 def test_front_ends_by_release() -> None:
     # measured where a short-output run of the release is published: vLLM 0.10.2-0.11.0 (the vllm@0.8 rules) and SGLang
     v08, sg = get_engine("vllm@0.8").front_end, get_engine("sglang@0.5").front_end
-    assert (v08.request_s, v08.template_s, v08.together) == (pytest.approx(1.555e-3), pytest.approx(5.72e-3), True)
+    assert (v08.request_s, v08.template_s, v08.together) == (pytest.approx(1.462e-3), pytest.approx(5.689e-3), True)
     assert (sg.request_s, sg.template_s, sg.together) == (pytest.approx(1.232e-3), 0.0, True)
     # SGLang 0.5.23 converts each request in a thread pool (run_in_executor): a burst is not held; the same cost
     assert get_engine("sglang").front_end == dataclasses.replace(sg, together=False)
@@ -41,23 +41,23 @@ def test_the_chat_template_is_paid_where_vllm_0_11_parses_it() -> None:
     # resolve_chat_template_kwargs); gpt-oss's prompt is built by harmony, the completions endpoint renders none,
     # 0.12.0 and later parse it once
     fe = get_engine("vllm@0.8").front_end
-    both = 1.555e-3 + 5.72e-3
+    both = 1.462e-3 + 5.689e-3
     assert fe.cost_s("qwen3") == pytest.approx(both) and fe.cost_s(None) == pytest.approx(both)
     assert fe.cost_s("qwen3", release="0.11.0") == pytest.approx(both)
     for free in (fe.cost_s("gpt_oss"), fe.cost_s("qwen3", chat=False), fe.cost_s("qwen3", release="0.13.0")):
-        assert free == pytest.approx(1.555e-3)
-    assert fe.ceiling_rps(4, family="gpt_oss") == pytest.approx(1 / 1.555e-3)
+        assert free == pytest.approx(1.462e-3)
+    assert fe.ceiling_rps(4, family="gpt_oss") == pytest.approx(1 / 1.462e-3)
     assert fe.ceiling_rps(4, family="qwen3") == pytest.approx(1 / both)  # 137.5 req/s
     # serving: a chat request of the setup's model
     qwen = setup("qwen3-8b", "h100-sxm", engine="vllm@0.8", weights_dtype="bf16", kv_dtype_name="bf16")
     oss = setup("gpt-oss-20b", "h100-sxm", engine="vllm@0.8", weights_dtype="mxfp4", kv_dtype_name="bf16")
     assert api_server_ceiling_rps(qwen, Lengths.of(4)) == pytest.approx(1 / both)
-    assert api_server_ceiling_rps(oss, Lengths.of(4)) == pytest.approx(1 / 1.555e-3)
+    assert api_server_ceiling_rps(oss, Lengths.of(4)) == pytest.approx(1 / 1.462e-3)
     assert api_server_wait_s(qwen, 1e-9, Lengths.of(4)) == pytest.approx(both)  # rate -> 0: its own cost only
     from kvplan.host import front_end_note
 
     note = front_end_note(get_engine("vllm@0.8"), rate_rps=100, output_tokens=4, family="qwen3")
-    assert "7.28 ms a request, its chat template 5.72 ms of it" in note and "137 req/s" in note
+    assert "7.15 ms a request, its chat template 5.69 ms of it" in note and "140 req/s" in note
     assert "chat template" not in front_end_note(get_engine("vllm@0.8"), rate_rps=100, output_tokens=4,
                                                  family="gpt_oss")  # fmt: skip
 
@@ -72,16 +72,20 @@ def test_a_point_release_picks_its_own_api_server(release: str, pays: bool) -> N
     # in 0.8.x-0.9.1 (the uncached content-format detection, cached from 0.9.2 by PR #20065) and in 0.11.0 (the
     # kwargs filter, cached from 0.12.0); nothing else in the server moves (kvplan/engines/vllm.py FRONT_END_0_8)
     e = get_engine(f"vllm@{release}")
-    both = 1.555e-3 + 5.72e-3
-    assert e.front_end.cost_s("qwen3") == pytest.approx(both if pays else 1.555e-3)
-    assert e.front_end.cost_s("gpt_oss") == e.front_end.cost_s("qwen3", chat=False) == pytest.approx(1.555e-3)
+    both = 1.462e-3 + 5.689e-3
+    assert e.front_end.cost_s("qwen3") == pytest.approx(both if pays else 1.462e-3)
+    assert e.front_end.cost_s("gpt_oss") == e.front_end.cost_s("qwen3", chat=False) == pytest.approx(1.462e-3)
     assert e.front_end.together and e.key == f"vllm@{release}" and get_engine(e.key) is e
     v08 = get_engine("vllm@0.8")
-    assert dataclasses.replace(e, release=v08.release, version=v08.version, front_end=v08.front_end) == v08
+    # and that release's serving loop: one step ahead by default from 0.14.0 (kvplan/engines/vllm.py HOST_LOOP_0_14)
+    assert e.host_loop.overlaps_gpu is (release_tuple(release) >= (0, 14, 0))
+    same = dataclasses.replace(e, release=v08.release, version=v08.version, front_end=v08.front_end,
+                               host_loop=v08.host_loop)  # fmt: skip
+    assert same == v08
     # the same price a published row of that release is given (published_compare.front_end_worker)
     assert v08.front_end.cost_s("qwen3", release=release) == e.front_end.cost_s("qwen3")
     qwen = setup("qwen3-8b", "h100-sxm", engine=e.key, weights_dtype="bf16", kv_dtype_name="bf16")
-    assert api_server_ceiling_rps(qwen, Lengths.of(4)) == pytest.approx(1 / (both if pays else 1.555e-3))
+    assert api_server_ceiling_rps(qwen, Lengths.of(4)) == pytest.approx(1 / (both if pays else 1.462e-3))
 
 
 def test_the_rule_sets_own_server_is_0_8_5s() -> None:
@@ -98,10 +102,10 @@ def test_releases_outside_the_measured_ones_are_labelled() -> None:
 
     for measured in ("0.10.2", "0.11.0"):  # the runs fit_frontend.py fits on
         assert f"vllm {measured}'s API server" in note(f"vllm@{measured}") and "not on" not in note(f"vllm@{measured}")
-    assert "vllm 0.8.5's API server: 7.28 ms a request" in note("vllm@0.8")
+    assert "vllm 0.8.5's API server: 7.15 ms a request" in note("vllm@0.8")
     runs = "(measured: GPUStack runs of vLLM 0.10.2-0.11.0, random 128/4; "
     assert runs + "not on 0.8.5, whose server reads the same in source)" in note("vllm@0.8")
-    assert "vllm 0.12.0's API server: 1.55 ms a request " + runs + "not on 0.12.0, whose" in note("vllm@0.12.0")
+    assert "vllm 0.12.0's API server: 1.46 ms a request " + runs + "not on 0.12.0, whose" in note("vllm@0.12.0")
     assert runs + "not on 0.15.2, nor its server read: unverified there)" in note("vllm@0.15.2")
 
 
@@ -245,9 +249,9 @@ def test_steps_only_takes_the_server_away_and_nothing_else() -> None:
 
 
 def test_requests_sent_together_are_late_in_ttft_by_what_the_run_is_late() -> None:
-    # DeepSeek-R1 128 in / 4 out on 8 x H200, vLLM 0.11.0: 1,000 chat requests at once each pay 7.28 ms in the API
+    # DeepSeek-R1 128 in / 4 out on 8 x H200, vLLM 0.11.0: 1,000 chat requests at once each pay 7.15 ms in the API
     # server before any reaches the engine (FrontEnd.together), so the mean TTFT and the duration both grow by about
-    # the whole 7.28 s (the page: 16.1 s and 15.7 s over kvplan's steps alone); a server handing each request on as
+    # the whole 7.15 s (the page: 16.1 s and 15.7 s over kvplan's steps alone); a server handing each request on as
     # it is done would let the engine work meanwhile, the TTFT growing by about half of it
     pub, data = published()
     (r,) = [r for r in data["engine_benchmarks"] if r["model"] == "deepseek-v3" and r["osl"] == 4]

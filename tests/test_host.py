@@ -83,7 +83,43 @@ def test_an_engine_whose_loop_was_not_read_refuses_a_host_time():
 
 
 def test_settings_default_has_no_host_time():
-    assert Settings().host_request_s is None
+    assert Settings().host_request_s is None and Settings().host_step_s is None
+
+
+def test_a_host_time_per_step_adds_once_whatever_the_requests():
+    # 4 ms of GPU over 8 requests, 0.6 ms a step + 20 us a request = 0.76 ms of host: 4.76 ms in turn (vLLM 0.8's
+    # loop), 4 ms one step ahead; a host-bound step (10 ms a step) takes the host's 10.16 ms either way.
+    v08, v19 = RELEASES["vllm"]["0.8"], RELEASES["vllm"]["0.19"]
+    assert step_with_host_s(v08, 4e-3, requests=8, request_s=20e-6, step_s=0.6e-3) == pytest.approx(4.76e-3)
+    assert step_with_host_s(v08, 4e-3, requests=8, request_s=None, step_s=0.6e-3) == pytest.approx(4.6e-3)
+    assert step_with_host_s(v19, 4e-3, requests=8, request_s=20e-6, step_s=0.6e-3) == pytest.approx(4e-3)
+    assert step_with_host_s(v19, 4e-3, requests=8, request_s=20e-6, step_s=10e-3) == pytest.approx(10.16e-3)
+    assert step_with_host_s(v08, 4e-3, requests=8, request_s=None, step_s=0.0) == 4e-3
+    with pytest.raises(InvalidInput, match="per step"):
+        step_with_host_s(v08, 4e-3, requests=8, request_s=None, step_s=-1e-3)
+    with pytest.raises(InvalidInput, match="was not read"):
+        step_with_host_s(get_engine("llamacpp"), 4e-3, requests=1, request_s=None, step_s=1e-3)
+
+
+def test_one_request_in_turn_pays_the_step_host_time_on_every_token():
+    # Rate 0, one request: vLLM 0.8's loop (in turn) adds the step's host time to every decode step.
+    s08 = replace(_setup("vllm", None), engine=RELEASES["vllm"]["0.8"])
+    gpu = serve(s08, rate_rps=0.0, input_len=Lengths.of(512), output_len=Lengths.of(128))
+    host = replace(s08, settings=replace(s08.settings, host_step_s=0.6e-3))
+    in_turn = serve(host, rate_rps=0.0, input_len=Lengths.of(512), output_len=Lengths.of(128))
+    assert in_turn.tpot_mean_s == pytest.approx(gpu.tpot_mean_s + 0.6e-3)
+
+
+def test_vllm_point_releases_run_one_step_ahead_from_0_14():
+    # SchedulerConfig.async_scheduling: False in the 0.10.2-0.13.0 wheels, None (resolved to True) in 0.14.0 and 0.15.1
+    from kvplan.engines.vllm import point_release
+
+    assert point_release("0.11.0").host_loop.overlaps_gpu is False
+    assert point_release("0.13.0").host_loop.overlaps_gpu is False
+    assert point_release("0.14.0").host_loop.overlaps_gpu is True
+    assert point_release("0.15.1").host_loop.switch == "--no-async-scheduling"
+    assert get_engine("vllm@0.14.1").host_loop.overlaps_gpu is True
+    assert get_engine("vllm@0.9.2").host_loop.overlaps_gpu is False
 
 
 def _plan_json(cli, *extra: str) -> dict:  # noqa: ANN001
@@ -114,6 +150,24 @@ def test_plan_host_time_refusals(cli) -> None:  # noqa: ANN001
     assert r.exit_code == 2 and "use them with --rate" in r.output
     r = cli("plan", "llama-3.1-8b", "--rate", "1", "--host-per-request", "5x")
     assert r.exit_code == 2 and "--host-per-request" in r.output
+    r = cli("plan", "llama-3.1-8b", "--users", "10", "--context", "4k", "--host-per-step", "1ms")
+    assert r.exit_code == 2 and "use them with --rate" in r.output
+    r = cli("plan", "llama-3.1-8b", "--rate", "1", "--engine", "llamacpp", "--host-per-step", "1ms")
+    assert r.exit_code == 2 and "per step" in r.output and "was not read" in r.output
+    r = cli("plan", "llama-3.1-8b", "--rate", "1", "--host-per-step", "-1ms")
+    assert r.exit_code == 2 and "--host-per-step" in r.output
+
+
+def test_plan_rate_takes_a_host_time_per_step(cli) -> None:  # noqa: ANN001
+    # 20 req/s of 1k in / 256 out on one H100 runs ~150 sequences in ~29 ms steps. vllm@0.11.0 runs its steps in
+    # turn: 5 ms of host a step lengthens every step, the batch grows and one GPU no longer sustains the rate (2 do);
+    # vllm@0.14.0 runs one step ahead and the 5 ms hide under the GPU's step: one GPU, as without host time.
+    free = _plan_json(cli, "--engine", "vllm@0.11.0")
+    in_turn = _plan_json(cli, "--engine", "vllm@0.11.0", "--host-per-step", "5ms")
+    ahead = _plan_json(cli, "--engine", "vllm@0.14.0", "--host-per-step", "5ms")
+    assert [p["gpus"] for p in (free["plans"][0], in_turn["plans"][0], ahead["plans"][0])] == [1, 2, 1]
+    assert any("5000 us per step" in n and "GPU + host" in n for n in in_turn["notes"])
+    assert any("5000 us per step" in n and "longer of GPU and host" in n for n in ahead["notes"])
 
 
 def test_implied_host_time_reproduces_the_published_row():

@@ -126,6 +126,12 @@ def plan(
         Optional[str],
         typer.Option(help="with --rate: measured host (CPU) time per request in a step, e.g. 30us (default: none)"),
     ] = None,
+    host_per_step: Annotated[
+        Optional[str],
+        typer.Option(
+            help="with --rate: measured host (CPU) time of a step whatever its requests, e.g. 0.5ms (default: none)"
+        ),
+    ] = None,
     max_gpus: Annotated[int, typer.Option(help="largest GPU count to list")] = 64,
     top: Annotated[int, typer.Option(help="rows to show (0: all)")] = 20,
     gpus_per_node: Annotated[Optional[int], typer.Option(help="GPUs per node (catalog default)")] = None,
@@ -179,7 +185,8 @@ def plan(
                                               attention_dp_batching_wait_iters=attention_dp_batching_wait_iters,
                                               max_seq_len=max_seq_len,
                                               host_request_s=parse_duration(host_per_request,
-                                                                            "host-per-request"))))  # fmt: skip
+                                                                            "host-per-request"),
+                                              host_step_s=parse_duration(host_per_step, "host-per-step"))))  # fmt: skip
             return
         if users is None or context is None:
             raise InvalidInput("'kvplan plan' needs --users N --context L, or --rate R with latency targets")
@@ -187,11 +194,11 @@ def plan(
             raise InvalidInput("--tpot-p90 and --tpot-p99 are latency targets; use them with --rate")
         balance_iters = attention_dp_timeout_iters is not None or attention_dp_batching_wait_iters is not None
         latency_only = two_batch_overlap or deepep or attention_dp_balance or balance_iters or batch_size_tuning
-        if latency_only or enable_mixed_chunk or host_per_request is not None:
+        if latency_only or enable_mixed_chunk or host_per_request is not None or host_per_step is not None:
             raise InvalidInput(
                 "--two-batch-overlap, --deepep, --attention-dp-balance (and its --attention-dp-*-iters), "
-                "--batch-size-tuning, --enable-mixed-chunk and --host-per-request change latency only; use them with "
-                "--rate"
+                "--batch-size-tuning, --enable-mixed-chunk, --host-per-request and --host-per-step change latency "
+                "only; use them with --rate"
             )
         if schedule_conservativeness is not None:
             raise InvalidInput("--schedule-conservativeness changes in-flight admission only; use it with --rate")

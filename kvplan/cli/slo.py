@@ -111,12 +111,14 @@ def run_targets(spec: Any, gpus: list[Any], *, engine: str, weights: list[str] |
     notes = length_notes(targets)
     from kvplan.host import host_cpu_notes
 
-    notes.extend(host_cpu_notes(gpus, settings.host_request_s if settings is not None else None))
-    if settings is not None and settings.host_request_s:
+    given = settings is not None and bool(settings.host_request_s or settings.host_step_s)
+    if not given:
+        notes.extend(host_cpu_notes(gpus, None))
+    else:
         from kvplan.engines import get_engine
         from kvplan.host import host_note
 
-        notes.append(host_note(get_engine(engine), settings.host_request_s))
+        notes.append(host_note(get_engine(engine), settings.host_request_s, settings.host_step_s))
     from kvplan.engines import get_engine
     from kvplan.host import front_end_note
 

@@ -112,6 +112,9 @@ class Settings:
     # Measured host (CPU) seconds per request in a serving step (not an engine flag): switches on kvplan.host's
     # host term in kvplan.serving, which is otherwise not modelled (docs/cost.md, "Host work per step").
     host_request_s: float | None = None
+    # Measured host (CPU) seconds a serving step costs whatever its requests (the loop's fixed part: schedule, input
+    # preparation, the launch and the sampled tokens' copy back), beside host_request_s (kvplan.host); None: none.
+    host_step_s: float | None = None
     # vLLM --mamba-ssm-cache-dtype (vllm/config/cache.py CacheConfig.mamba_ssm_cache_dtype, MambaDType "auto",
     # "float32", "float16"; 0.16.0 / 0.19.0 / 0.21.0): the SSM state's dtype, over the model's own rule
     # (kvplan.engines.vllm Vllm.ssm_state_dtype). None: "auto".

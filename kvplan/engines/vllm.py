@@ -1585,6 +1585,15 @@ HOST_LOOP = HostLoop(overlaps_gpu=True, switch="--no-async-scheduling")
 # vLLM 0.8 had no async scheduler: #19970 (2025-06-23) is later than #17885 (v0.9.0), which 0.8 predates (V0_8).
 # EngineCore.step: host and GPU in turn.
 HOST_LOOP_0_8 = HostLoop(overlaps_gpu=False, switch="")
+# The point releases under the 0.8 rules (point_release), read in the PyPI wheels: vllm/config/scheduler.py
+# SchedulerConfig.async_scheduling is `bool = False` in 0.10.2, 0.11.0, 0.12.0 and 0.13.0 (0.12.0 / 0.13.0's
+# VllmConfig.__post_init__ already holds the "async_scheduling is None" branch, marked "we won't reach here until async
+# scheduling is enabled by default"), and `Field(default=None)` in 0.14.0 and 0.15.1, which that branch resolves to
+# True (0.14.0: unless pipeline_parallel_size > 1, a speculative method other than EAGLE/MTP or an executor other than
+# mp / uni / external_launcher; 0.15.1 drops the PP exception, not modelled either way). So the loop runs one step
+# ahead by default from 0.14.0 on, and in turn before (--async-scheduling turns it on there).
+ASYNC_DEFAULT_FROM = "0.14.0"
+HOST_LOOP_0_14 = HostLoop(overlaps_gpu=True, switch="--no-async-scheduling")
 
 # The API server (kvplan.serving's "api_server" limit; FrontEnd). vLLM's V1 engine splits serving in two processes
 # (vllm/v1/engine/async_llm.py AsyncLLM, the API server's engine client, and vllm/v1/engine/core.py EngineCoreProc,
@@ -1637,11 +1646,13 @@ HOST_LOOP_0_8 = HostLoop(overlaps_gpu=False, switch="")
 # in all (their templates and host CPUs differ: DeepSeek-R1 15.7 ms and GLM-4.6 9.3 ms on the same H200 node; the
 # host CPUs are not stated), DeepSeek-V3.2 on 0.13.0 (no template parse) 6.2 ms. A cost per token is not separable
 # on these runs (token_s 0). Releases after 0.13 (vllm@0.16 and newer) have no short-output run published: no ceiling
-# there.
+# there. Refitted (stop 29) with the engine's own host time in those runs (their loop runs in turn: the same lab's
+# --async-scheduling pairs, benchmarks/fit_host.py, published_compare.row_host): 1.555 -> 1.462 ms and 5.719 ->
+# 5.689 ms, a fixed point of the two fits.
 FRONT_END_0_8 = FrontEnd(
-    request_s=1.555e-3,
+    request_s=1.462e-3,
     measured="GPUStack runs of vLLM 0.10.2-0.11.0, random 128/4",
-    template_s=5.72e-3,
+    template_s=5.689e-3,
     own_renderer_families=frozenset({"gpt_oss"}),
     template_releases=(("0.8.0", "0.9.1"), ("0.11.0", "0.11.0")),
     together=True,
@@ -1842,14 +1853,16 @@ POINT_RELEASES = "0.8.0-0.15.x (vllm@0.8's rules)"  # what point_release takes, 
 def point_release(version: str) -> Vllm | None:
     """``vllm@X.Y.Z``: a point release under the vllm@0.8 rules (0.8.0-0.15.x, the releases they stand for), those
     rules with the API server that release runs (FRONT_END_0_8 at ``version``: whether it parses the chat template
-    each request, and how its figures stand to the measured releases); None for any other version."""
+    each request, and how its figures stand to the measured releases) and its serving loop's default (one step ahead
+    from 0.14.0: ASYNC_DEFAULT_FROM); None for any other version."""
     if not re.fullmatch(r"\d+\.\d+\.\d+(?:[.+-]?[A-Za-z0-9]+)*", version):  # 0.11.0, 0.10.2.post1, 0.9.0rc2
         return None
     wanted = release_tuple(version)
     if not (release_tuple("0.8.0") <= wanted < release_tuple(V0_16.release)):
         return None
+    loop = HOST_LOOP_0_14 if wanted >= release_tuple(ASYNC_DEFAULT_FROM) else HOST_LOOP_0_8
     return replace(V0_8, release=version, version=f"{version} (the 0.8 rules; its own API server)",
-                   front_end=replace(FRONT_END_0_8, release=version))  # fmt: skip
+                   front_end=replace(FRONT_END_0_8, release=version), host_loop=loop)  # fmt: skip
 
 
 def release_for(version: str) -> Vllm:
