@@ -979,21 +979,13 @@ def finite_run_tokens_s(*, requests: int, ranks: int, places: int, isl: int, osl
 
 
 def run_places(s, inp, out, *, whole: bool = True) -> float:  # noqa: ANN001
-    """Requests one rank of a table row's run admits at once (:func:`finite_run_tokens_s`): the KV pool's whole
-    requests where the engine reserves the blocks to each request's completion (TensorRT-LLM's GUARANTEED_NO_EVICT:
-    ``getRemainingBlocksToCompletion``, whole blocks of ``tokens_per_block``, kvplan.engines.trtllm), else the
-    steady-state rule's count (:func:`kvplan.serving._limits`, the mean held tokens) floored, and at most the
-    sequence cap those rules give; ``whole=False``: before the floor."""
+    """Requests one rank of a table row's run admits at once (:func:`finite_run_tokens_s`): the steady state's sequence
+    limit a rank (:func:`kvplan.serving._limits`: where the engine reserves the blocks to each request's completion,
+    TensorRT-LLM's GUARANTEED_NO_EVICT, the KV pool's whole requests of ``tokens_per_block`` blocks, and at most the
+    sequence cap those rules give), floored to whole requests; ``whole=False``: before the floor."""
     from kvplan import serving
-    from kvplan.spec import ceil_div
 
-    limit, _ = serving._limits(s, inp, out)
-    ranks = s.dp * s.settings.attention_dp
-    per_rank = limit / ranks
-    if s.engine.holds_to_completion(s.settings):
-        tokens = serving._reserved_tokens(s, inp, out)
-        pools = [(*st.layout.binding_pool(st.available, tokens), st.layout.block_tokens) for st in s.stages]
-        per_rank = min(per_rank, *(pool / (ceil_div(held, block) * block) for pool, held, block in pools))
+    per_rank = serving._limits(s, inp, out)[0] / (s.dp * s.settings.attention_dp)
     return max(1, math.floor(per_rank + 1e-9)) if whole else per_rank
 
 
@@ -1126,6 +1118,66 @@ def finite_run_lines(rows: list[dict]) -> list[str]:
                    f"{places:4} (pool {pool:7.2f}), steady batch {at.step_batch / s.dp:7.2f}, "
                    f"{math.ceil(busiest / places)} wave(s), {below:5.1%} of steps below: x{ratios[0]:.3f}; pool -1 % "
                    f"x{ratios[1]:.3f}, +1 % x{ratios[2]:.3f}; step by step {played}")  # fmt: skip
+    return out
+
+
+# The loads :func:`top_state` prices below the limits: shares of the bound from 0.2 to 1 in steps of 0.005 (a cost
+# bound, not a fit: a peak narrower than the step is not seen)
+TOP_SHARES = tuple(0.2 + 0.8 * k / 160 for k in range(161))
+# The least root at 0.999 of the top that sits within this share of the bound counts as holding it (the top's own
+# resolution, kvplan.serving._REL_TOL x 50 = 0.5 %, and the 0.999 leave it up to ~1 % below on a steep curve)
+TOP_HOLDS = 0.98
+
+
+def top_state(r: dict) -> dict:
+    """What kvplan's steady state holds at a table row's highest sustainable rate (``--top-state``), on the run's
+    setup (:func:`run_setup`): what binds there (``kvplan.serving._bounds``: the KV pool's whole requests, the
+    sequence cap, or the token budget), ``share``, the least root at 0.999 of ``max_rate`` over the bound (the state
+    ``serve`` reports just under saturation), and the requests a second the steps make at each load below the bound
+    (:data:`TOP_SHARES`; ``u / S(u)``, ``kvplan.serving._load_step``) against the top's, the step at the bound: their
+    peak (``peak``, its share ``at``) and the least share of the bound whose rate is within 1 % of the top
+    (``near``). ``kind``: ``holds`` (``share`` >= :data:`TOP_HOLDS`), ``hump`` (the steps make more below the bound
+    than at it, by more than 0.5 %: a CUDA-graph size or the eager steps just under the bound; the engine at
+    saturation holds the bound and its slower steps, so the rates between are not sustained, the saturation rule of
+    ``kvplan.serving._solve``) or ``flat`` (the rate within ~1 % of the top over a wide stretch under the bound:
+    near the top the least root moves far on a small change of the rate)."""
+    from kvplan import serving
+    from kvplan.serving import Lengths, max_rate, serve
+
+    s = run_setup(r)
+    inp, out = Lengths.of(r["isl"]), Lengths.of(r["osl"])
+    limit, name = serving._limits(s, inp, out)
+    load = serving._Load(s, 1.0, inp, out, run_budget(s), limit, name)
+    u_hi, bound, p_cap = serving._bounds(load)
+    context = serving._decode_context(inp, out)
+    rates = [(f * u_hi / serving._load_step(load, f * u_hi, p_cap=p_cap, context=context), f) for f in TOP_SHARES]
+    top = rates[-1][0]
+    peak, at = max(rates)
+    near = min(f for rate, f in rates if rate >= 0.99 * top)
+    served = serve(s, rate_rps=0.999 * max_rate(s, input_len=inp, output_len=out), input_len=inp, output_len=out,
+                   with_max_rate=False, with_p90=False, with_p99=False)  # fmt: skip
+    share = served.step_batch / (out.mean * u_hi)
+    kind = "holds" if share >= TOP_HOLDS else "hump" if peak > 1.005 * top else "flat"
+    return {"bound": bound, "per_rank": out.mean * u_hi / s.dp, "share": share, "peak": peak / top, "at": at,
+            "near": near, "kind": kind}  # fmt: skip
+
+
+def top_state_lines(rows: list[dict]) -> list[str]:
+    """``--top-state``: every TensorRT-LLM table row's :func:`top_state`, then the count of each kind by what binds."""
+    out, counts = [], {}
+    for r in rows:
+        if "not_modelled" in r or not r["source"].startswith("trtllm"):
+            continue
+        x = top_state(r)
+        counts[(x["kind"], x["bound"])] = counts.get((x["kind"], x["bound"]), 0) + 1
+        out.append(f"top state {r['source']:11} {r['label'][:16]:16} {r['gpu']:9} {r['isl']:>5}/{r['osl']:<5} "
+                   f"{x['bound']:12} {x['per_rank']:8.1f} a rank: least root at 0.999 of the top {x['share']:.3f} of "
+                   f"it; peak rate x{x['peak']:.3f} of the top at {x['at']:.2f}, within 1 % from {x['near']:.2f}: "
+                   f"{x['kind']}")  # fmt: skip
+    total = sum(counts.values())
+    for kind in ("holds", "hump", "flat"):
+        parts = ", ".join(f"{b} {n}" for (k, b), n in sorted(counts.items()) if k == kind)
+        out.append(f"top state {kind}: {sum(n for (k, _), n in counts.items() if k == kind)} of {total} ({parts})")
     return out
 
 
@@ -2845,6 +2897,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-residual", action="store_true",
                     help="the decode-heavy attention-DP rows as the page ran them: the step time each needs added, "
                          "beside kvplan's MoE, attention and GEMM times")  # fmt: skip
+    ap.add_argument("--top-state", action="store_true",
+                    help="TensorRT-LLM rows: the steady state at the top rate against what binds")  # fmt: skip
     ap.add_argument("--finite-run", action="store_true",
                     help="the attention-DP rows' finite runs: places, waves, and the ratio with the steady "
                          "state's batch and the KV pool 1 %% either way")  # fmt: skip
@@ -2945,6 +2999,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.finite_run:
         print()
         print("\n".join(finite_run_lines(data["runs"])))
+    if args.top_state:
+        print()
+        print("\n".join(top_state_lines(data["runs"])))
     if args.streaming:
         print()
         print("\n".join(streaming_lines(mlperf, datasets)))

@@ -304,10 +304,17 @@ def pool_tokens(s: Setup) -> int:
     return min(st.layout.pool_tokens(st.available) for st in s.stages)
 
 
-def binding_pool(s: Setup, tokens: int) -> tuple[int, int]:
+def binding_pool(s: Setup, tokens: int, *, whole_blocks: bool = False) -> tuple[int, int]:
     """The pool (in tokens) that admits the fewest sequences reserving ``tokens`` each, over the stages and the
-    engine's per-window pools, and what one such sequence holds of it (:meth:`Layout.binding_pool`)."""
-    return min((st.layout.binding_pool(st.available, tokens) for st in s.stages), key=lambda p: p[0] / p[1])
+    engine's per-window pools, and what one such sequence holds of it (:meth:`Layout.binding_pool`); ``whole_blocks``:
+    each sequence's share rounded up to whole blocks of its layout (``block_tokens``), as an engine that reserves a
+    request's blocks at admission counts it (TensorRT-LLM's ``getRemainingBlocksToCompletion``,
+    :func:`kvplan.serving._limits`)."""
+    pairs = (st.layout.binding_pool(st.available, tokens) + (st.layout.block_tokens,) for st in s.stages)
+    if whole_blocks:
+        pairs = ((pool, ceil_div(held, block) * block, block) for pool, held, block in pairs)
+    pool, held, _ = min(pairs, key=lambda p: p[0] / p[1])
+    return pool, held
 
 
 def pool_bytes(s: Setup, *, sequences: int, length: int) -> int:

@@ -24,11 +24,11 @@ holds long outputs in proportion to their length, and the mean context is ``I + 
 rate is past saturation when the step at the limits outruns them (then no ``t`` solves it within them, or one does
 below a stretch that carries a batch up to them): ``n`` beyond
 ``max_num_seqs`` or beyond the sequences the KV pool holds at that context each
-(:func:`kvplan.capacity.pool_tokens`; ``I + O (1 + scv)`` each where the engine reserves a request's blocks to
-completion at admission, ``Engine.holds_to_completion``: TensorRT-LLM's default policy; with its per-window pools,
-``max_attention_window``, the pool that admits the fewest, :func:`kvplan.capacity.binding_pool`; where the engine
-admits against a reserve for the running requests' outputs to come, SGLang's, the requests that admission leaves
-room for, :func:`_limits`), or ``n + p``
+(:func:`kvplan.capacity.pool_tokens`; ``I + O (1 + scv)`` each, in whole blocks, where the engine reserves a
+request's blocks to completion at admission, ``Engine.holds_to_completion``: TensorRT-LLM's default policy; with its
+per-window pools, ``max_attention_window``, the pool that admits the fewest, :func:`kvplan.capacity.binding_pool`;
+where the engine admits against a reserve for the running requests' outputs to come, SGLang's, the requests that
+admission leaves room for, :func:`_limits`), or ``n + p``
 beyond the token budget (``(W + 1) p`` under an attention-DP balancer's batching wait of ``W`` iterations,
 :func:`_release_every`), or ``lambda`` beyond what the replica's API server takes (:func:`api_server_ceiling_rps`:
 the engine's measured cost per request and per streamed token, :attr:`Engine.front_end`, where its release has one).
@@ -1009,9 +1009,22 @@ def _limits(s: Setup, inp: Lengths, out: Lengths, *, prefilled: bool = False) ->
     E``). ``benchmarks/serving_sim.py --retract`` checks it against the scheduler run step by step (docs/cost.md,
     "SGLang's admission reserve and retraction"). On a disaggregated decode replica (``prefilled``) the engine's rule
     there where it has one (SGLang's decode instance: ``held`` = the mean context + 512, ``E`` = the prompt + 512,
-    ``OutputReserve.prefilled_reserve_tokens``)."""
+    ``OutputReserve.prefilled_reserve_tokens``).
+
+    Where the engine reserves each request's blocks to its completion (``Engine.holds_to_completion``: TensorRT-LLM's
+    GUARANTEED_NO_EVICT, ``BindCapacityScheduler`` in tensorrt_llm/_torch/pyexecutor/scheduler.py over
+    cpp/tensorrt_llm/batch_manager/capacityScheduler.cpp, 1.0-era copies read through the code index) a request holds
+    whole blocks: ``KVCacheManager::getRemainingBlocksToCompletion`` counts ``ceilDiv(prompt + max new tokens,
+    tokens_per_block)`` (kvCacheManager.cpp), so the pool admits ``pool / (ceil(held / block) x block)`` requests
+    (:func:`kvplan.capacity.binding_pool` ``whole_blocks``), the places a saturated engine fills and
+    benchmarks/published_compare.py's runs hold. Counted in tokens the limit was a few places higher, and where those
+    crossed a captured CUDA-graph size the step at the limits was padded past it and :func:`max_rate` fell to that
+    padded step's rate (Llama 4 Scout GB200 500/2000: 513 places a rank for the engine's 507, padded to 768 rows;
+    stop 29). With lengths that vary, the mean reservation's blocks (within one block of the mean of each request's
+    own). Elsewhere (vLLM, SGLang, MAX_UTILIZATION: blocks as the context grows) the held tokens as they are."""
     ranks = s.dp * s.settings.attention_dp
-    pool, held = binding_pool(s, _reserved_tokens(s, inp, out, prefilled=prefilled))
+    pool, held = binding_pool(s, _reserved_tokens(s, inp, out, prefilled=prefilled),
+                              whole_blocks=s.engine.holds_to_completion(s.settings))  # fmt: skip
     entering = _entering_tokens(s, inp, out, prefilled=prefilled)
     if not entering:
         kv = pool * ranks / held
@@ -1116,26 +1129,16 @@ def _solve(load: _Load, *, refine: bool = True, full_start: bool = False) -> tup
     grid. A dip of ``step(t) - t`` below 0 narrower than the grid's 5 % that falls between two probes is missed (the
     next root up is taken); so is one in a stretch skipped where the step falls as the load grows (the tiles'
     wave quantisation; rare and small)."""
-    lam, inp, out, comp = load.rate, load.inp, load.out, load.prompt_computed
+    lam, inp, out = load.rate, load.inp, load.out
     ctx = _decode_context(inp, out)
     if lam <= 0:
         return 0.0, "compute"
     if lam > api_server_ceiling_rps(load.setup, out):  # the replica's API server takes no more requests a second
         return None, "api_server"
-    u_seq = load.seq_limit / out.mean  # n reaches the sequence limit
-    # n + p reach every DP rank's budget; under the balancer's batching wait, (W + 1) p (:func:`_release_every`).
-    # Where prompt and decode batches are separate steps the budget bounds each prompt step, not the cycle: a cycle
-    # runs as many prompt steps as its prompts need (:func:`_alternating_cycle`), and only the sequences bound.
-    mixed = load.setup.engine.mixes_steps(load.setup.settings)
-    every = _release_every(load.setup, seqs=load.seq_limit)  # at the bound n is far above the ranks
-    u_tok = load.budget * load.setup.dp / (every * comp + out.mean) if mixed else math.inf
-    u_hi = min(u_seq, u_tok)
-    bound = load.seq_limit_name if u_seq <= u_tok else "token_budget"
-    p_cap = load.budget * load.setup.dp if mixed else math.inf
+    u_hi, bound, p_cap = _bounds(load)
 
     def step(u: float) -> float:  # the mean step with u requests arriving per step
-        return _mean_step(load.setup, n=out.mean * u, p=min(comp * u, p_cap), prompt=inp.mean, budget=load.budget,
-                          context=ctx, ep=load.ep)  # fmt: skip
+        return _load_step(load, u, p_cap=p_cap, context=ctx)
 
     grid = _grid_steps(load, ctx=ctx, u_hi=u_hi, p_cap=p_cap)
 
@@ -1175,6 +1178,29 @@ def _solve(load: _Load, *, refine: bool = True, full_start: bool = False) -> tup
         if h <= 0:
             break
     return _root(lambda x: lam * step(x) - x, lo, h_lo, u, h) / lam, "compute"
+
+
+def _bounds(load: _Load) -> tuple[float, str, float]:
+    """``(u_hi, what binds there, p_cap)`` for :func:`_solve`: the requests arriving per step (``u = rate x t``) at
+    which the load meets the limits, whichever comes first, and the prompt tokens a step carries at most. None of
+    them depends on the rate."""
+    out, comp = load.out, load.prompt_computed
+    u_seq = load.seq_limit / out.mean  # n reaches the sequence limit
+    # n + p reach every DP rank's budget; under the balancer's batching wait, (W + 1) p (:func:`_release_every`).
+    # Where prompt and decode batches are separate steps the budget bounds each prompt step, not the cycle: a cycle
+    # runs as many prompt steps as its prompts need (:func:`_alternating_cycle`), and only the sequences bound.
+    mixed = load.setup.engine.mixes_steps(load.setup.settings)
+    every = _release_every(load.setup, seqs=load.seq_limit)  # at the bound n is far above the ranks
+    u_tok = load.budget * load.setup.dp / (every * comp + out.mean) if mixed else math.inf
+    bound = load.seq_limit_name if u_seq <= u_tok else "token_budget"
+    return min(u_seq, u_tok), bound, load.budget * load.setup.dp if mixed else math.inf
+
+
+def _load_step(load: _Load, u: float, *, p_cap: float, context: int) -> float:
+    """The mean step with ``u`` requests arriving per step (:func:`_solve`'s ``S(u)``): ``O u`` decodes, ``I u``
+    prompt tokens (at most ``p_cap``), the decodes at ``context``."""
+    return _mean_step(load.setup, n=load.out.mean * u, p=min(load.prompt_computed * u, p_cap), prompt=load.inp.mean,
+                      budget=load.budget, context=context, ep=load.ep)  # fmt: skip
 
 
 def _greatest_root(h, u: float, h_u: float) -> float:  # noqa: ANN001

@@ -50,14 +50,14 @@ def test_reserved_tokens_by_policy():
 
 
 def test_saturated_batch_and_held_kv_follow_the_spread():
-    # past saturation the pool bounds the batch: pool / 7,000 sequences held to completion with the spread (pool /
-    # 4,000 without); at a light load Little's law still sets the steps' batch (rate x E[O] x step) and the time
-    # average a request sees (rate x E[O] x TPOT, stop 27), and the KV held is that batch times the longer
-    # in-flight context
+    # past saturation the pool bounds the batch: pool / 7,008 sequences held to completion with the spread (7,000
+    # tokens in whole blocks of 32, as TensorRT-LLM reserves them; pool / 4,000 without); at a light load Little's law
+    # still sets the steps' batch (rate x E[O] x step) and the time average a request sees (rate x E[O] x TPOT, stop
+    # 27), and the KV held is that batch times the longer in-flight context
     s = _setup()
     inp, spread, flat = Lengths.of(1000), Lengths.of(3000, sd=3000), Lengths.of(3000)
     r = serve(s, rate_rps=1e6, input_len=inp, output_len=spread, with_max_rate=False)
-    assert r.saturated and r.batch == pytest.approx(pool_tokens(s) / 7000)
+    assert r.saturated and r.batch == pytest.approx(pool_tokens(s) / 7008)
     light = serve(s, rate_rps=0.05, input_len=inp, output_len=spread, with_max_rate=False)
     assert light.step_batch == pytest.approx(0.05 * 3000 * light.step_s)
     assert light.batch == pytest.approx(0.05 * 3000 * light.tpot_mean_s)
