@@ -135,7 +135,9 @@ def test_mlperf_before_and_after():
         # step, each its own attention): before them B200 Offline ((0.8274, 0.8313), (0.8000, 0.8157)), Server
         # ((0.8459, 0.8458), (0.8197, 0.8323)), H100 ((1.2168, 1.2003), (1.1454, 1.1842)), H200 ((1.0956, 1.0973),
         # (1.0793, 1.0833))
-        ("mlperf-5.1", "llama-2-70b", "b200", "Server"): ((0.8532, 0.8545), (0.8234, 0.8408)),
+        # The B200 Server row without the policy, with the spread, 0.8234 -> 0.8216 since stop 29's NVFP4 refit (after
+        # B200's own all-reduce latency: fit_fp4.py holds every other constant)
+        ("mlperf-5.1", "llama-2-70b", "b200", "Server"): ((0.8532, 0.8545), (0.8216, 0.8408)),
         ("mlperf-4.1", "llama-2-70b", "h100-sxm", "Server"): ((1.2188, 1.2029), (1.1372, 1.1886)),
         ("mlperf-4.1", "llama-2-70b", "h200", "Server"): ((1.0794, 1.0977), (1.0391, 1.0857)),
     }
