@@ -1575,6 +1575,7 @@ def mlperf_balance_lines(rows: list[dict], datasets: dict) -> list[str]:
                        f"{r['tpot_p99_s'] * 1e3:g} ms), step {pt['step_s'] * 1e3:.1f} ms at {pt['rank_seqs']:.0f} "
                        f"sequences a rank, hold {pt['hold_mean']:.2f} iterations mean, "
                        f"{pt['hold_p99']} at p99")  # fmt: skip
+        out += proxy_log_lines(r, datasets)
     for r in runs:
         if r["scenario"] != "Offline":
             continue
@@ -1584,6 +1585,60 @@ def mlperf_balance_lines(rows: list[dict], datasets: dict) -> list[str]:
             cells = [f"{x['scenario']} x{score_mlperf(x, datasets)['ratio']:.2f}" for x in same]
         out.append(f"balance {r['label']}: Offline step {step * 1e3:.1f} ms, residual {extra * 1e3:+.1f} ms; that "
                    f"cost added to every step: " + ", ".join(cells))  # fmt: skip
+    return out
+
+
+def proxy_log_point(r: dict, log: dict) -> dict:
+    """A proxy Server log's operating point (``proxy_logs`` on the row: another system's log of the same config per
+    replica): its rate a replica, tokens a sample, the sequences decoding a rank by Little's law (``rate x (mean
+    latency - mean TTFT)``, as :func:`operating_point`) and a request's life-mean TPOT ``(latency - TTFT) / (tokens -
+    1)`` (MLPerf's per-sample TPOT, at the means), and each p99 as a share of its limit."""
+    rate = log["samples_per_s"] / log["replicas"]
+    tokens = log["tokens_per_s"] / log["samples_per_s"]
+    life = log["latency_mean_s"] - log["ttft_mean_s"]
+    ranks = mlperf_split(r).get("dp", 1)
+    return {
+        "rate": rate,
+        "tokens": tokens,
+        "rank_decoding": rate * life / ranks,
+        "tpot_life_s": life / (tokens - 1),
+        "ttft_share": log["ttft_p99_s"] / r["ttft_p99_s"],
+        "tpot_share": log["tpot_p99_s"] / r["tpot_p99_s"],
+    }
+
+
+def proxy_log_lines(r: dict, datasets: dict) -> list[str]:
+    """For each proxy Server log of row ``r`` (``proxy_logs``; a diagnostic, never scored): what the log shows at its
+    rate a replica (:func:`proxy_log_point`), kvplan's mean step at the log's own batch (the row's setup and lengths,
+    the prompt tokens a step ``rate x ISL x TPOT``; decode-only steps padded to the engine's graph size for that many a
+    rank, :meth:`kvplan.engines.base.Engine.graph_rows`) and kvplan's steady state at the log's rate."""
+    from kvplan.serving import Lengths, _budget, _context_at, _mean_step, serve
+
+    out = []
+    if not r.get("proxy_logs"):
+        return out
+    s, dataset = _mlperf_setup(r), datasets[r["dataset"]]
+    isl, osl = _mlperf_isl(r, datasets), round(r["osl"])
+    p90 = max(isl, round(dataset["input_p90"]))
+    inp = Lengths.of(isl, p90, max(p90, round(dataset["input_p99"])), sd=dataset.get("input_sd"))
+    out_len = mlperf_output(dataset, osl)
+    for log in r["proxy_logs"]:
+        pt = proxy_log_point(r, log)
+        n = pt["rank_decoding"] * s.dp
+        with mlperf_engine(r):
+            step = _mean_step(s, n=n, p=pt["rate"] * isl * pt["tpot_life_s"], prompt=isl, budget=_budget(s, None),
+                              context=_context_at(Lengths.of(isl), out_len), ep=False)  # fmt: skip
+            pad = s.engine.graph_rows(s.settings, pt["rank_decoding"])
+            x = serve(s, rate_rps=pt["rate"], input_len=inp, output_len=out_len, with_max_rate=False, with_p90=False)
+        out.append(f"  proxy {log['system']} Server log ({log['replicas']} replicas of this config): "
+                   f"{pt['rate']:.2f} req/s a replica, {pt['tokens']:.0f} tokens a sample; TTFT mean / p99 "
+                   f"{log['ttft_mean_s']:.2f} / {log['ttft_p99_s']:.2f} s ({pt['ttft_share']:.0%} of the limit), TPOT "
+                   f"p50 / p99 {log['tpot_p50_s'] * 1e3:.1f} / {log['tpot_p99_s'] * 1e3:.1f} ms "
+                   f"({pt['tpot_share']:.0%}); {pt['rank_decoding']:.0f} decoding a rank (Little), life-mean TPOT "
+                   f"{pt['tpot_life_s'] * 1e3:.1f} ms; kvplan's step at that batch {step * 1e3:.1f} ms (decodes "
+                   f"padded to {pad or 0:.0f} a rank); kvplan at that rate {x.step_batch / s.dp:.0f} a rank, step "
+                   f"{x.step_s * 1e3:.1f} ms, TPOT mean / p99 {x.tpot_mean_s * 1e3:.1f} / {x.tpot_p99_s * 1e3:.1f} "
+                   f"ms, TTFT mean / p99 {x.ttft_mean_s:.2f} / {x.ttft_p99_s:.2f} s")  # fmt: skip
     return out
 
 

@@ -54,14 +54,16 @@ def test_even_dealing_rate_holds_in_the_simulation() -> None:
     sustainable rate is 40.75 requests/s. At 0.9 of it the simulation, dealt as vLLM deals, runs with kvplan (batch
     565 against 562, TPOT 59.7 against 59.9 ms). Stop 28, the prefill step the mean over its prompt count K
     (kvplan.serving._prefill_counts; ceil(K / 4) on the busiest rank): 40.19 requests/s, and at 0.9 of it batch 532
-    against 543, TPOT 57.0 against 58.7 ms."""
+    against 543, TPOT 57.0 against 58.7 ms. Stop 29, the prompts' queue at its time share (kvplan.serving
+    MIXED_QUEUE_RULE "time"): the mean TTFT 113.5 ms simulated against 104.3 (53.3 with the room share), and its longer
+    wait puts more prompts behind a request at its first token: batch 546, TPOT 59.0 ms (+3.5 %)."""
     s = setup("qwen3-30b-a3b", "h100-sxm", engine="vllm", tp=1, dp=4, ep=True)
     top = max_rate(s, input_len=INP, output_len=OUT)
     assert top == pytest.approx(40.19, rel=0.01)  # 40.75 at the mean prompt count (stop 27)
     r = serve(s, rate_rps=0.9 * top, input_len=INP, output_len=OUT, with_max_rate=False)
     sim = _sim(s, 0.9 * top, "vllm")
-    assert not r.saturated and sim.ttft_s < 0.5
-    assert sim.batch == pytest.approx(r.batch, rel=0.03) and sim.tpot_s == pytest.approx(r.tpot_mean_s, rel=0.03)
+    assert not r.saturated and sim.ttft_s < 0.5 and r.ttft_mean_s == pytest.approx(sim.ttft_s, rel=0.1)
+    assert sim.batch == pytest.approx(r.batch, rel=0.03) and sim.tpot_s == pytest.approx(r.tpot_mean_s, rel=0.04)
 
 
 def test_past_the_kv_bound_is_reported_and_simulated_saturated(qwen3_dp4) -> None:

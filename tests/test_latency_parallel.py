@@ -28,7 +28,7 @@ from kvplan.latency import (
 from kvplan.latency import (
     calibration as calibration_of,
 )
-from kvplan.serving import Lengths, serve
+from kvplan.serving import Lengths, mixed_queue_rule, serve
 from kvplan.slo import Targets, kv_transfer, plan_for_targets, rate_splits
 
 H100 = resolve_gpu("h100-sxm")
@@ -163,7 +163,8 @@ def test_pp1_equals_the_single_stage_figures(monkeypatch):
         "llama70b_mixed_tp4": mixed_step_latency(ll, H200, decode_seqs=17.3, decode_context=3000,
                                                  prefill_tokens=1500, prefill_prefix=512, tp=4, **bf16).total,
     }  # fmt: skip
-    r = serve(setup(ll, H200, tp=4), rate_rps=2.0, input_len=Lengths.of(2048, 4096), output_len=Lengths.of(512))
+    with mixed_queue_rule("step"):  # the figures predate stop 29's prompt-queue rule too: pinned like the constants
+        r = serve(setup(ll, H200, tp=4), rate_rps=2.0, input_len=Lengths.of(2048, 4096), output_len=Lengths.of(512))
     now.update(serve_ttft_mean=r.ttft_mean_s, serve_tpot_p90=r.tpot_p90_s, serve_max_rate=r.max_rate_rps)
     # The step figures agree to floating-point rounding (layers of one kind are now summed as count x time);
     # serving's fixed point is found by regula falsi instead of bisection: the same root within 1e-4.
@@ -319,13 +320,27 @@ def test_trtllm_pp_prompts_prefilling_together_share_a_cycle():
     full = _mean_step(s, n=n, p=3 * room, prompt=prompt, budget=2048, context=ctx, ep=False)
     assert full == pytest.approx(_step(s, n=n, p=room, context=ctx, chunks=3.0), rel=1e-9)
     # the prompts' queue has one server per micro-batch: the wait is M/D/2's, not M/D/1's at the same load
-    r = serve(s, rate_rps=0.5, input_len=Lengths.of(prompt), output_len=Lengths.of(256), with_max_rate=False)
+    from kvplan import serving
     from kvplan.serving import _budget, _decode_context, _prefill_service, queue_wait_s
 
-    ahead = _prefill_service(s, prompt=prompt, n=r.step_batch, context=_decode_context(Lengths.of(prompt),
-                             Lengths.of(256)), budget=_budget(s, None), ep=False)  # fmt: skip
+    kw = {"input_len": Lengths.of(prompt), "output_len": Lengths.of(256), "with_max_rate": False}
+    with serving.mixed_queue_rule("step"):  # the room share (the default until stop 29)
+        r = serve(s, rate_rps=0.5, **kw)
+    budget, ctx = _budget(s, None), _decode_context(Lengths.of(prompt), Lengths.of(256))
+    ahead = _prefill_service(s, prompt=prompt, n=r.step_batch, context=ctx, budget=budget, ep=False)
     rho = r.prefill_tokens_per_step / (2 * (2048 - r.step_batch) / 2)
     assert r.ttft_mean_s == pytest.approx(ahead + queue_wait_s(ahead, rho, servers=2), rel=1e-9)
+    # the time share (the default since stop 29): the same two servers, at the load and service full-budget steps
+    # give, and the decode step under way waited out
+    t = serve(s, rate_rps=0.5, **kw)
+    assert (t.step_batch, t.step_s) == (r.step_batch, r.step_s)  # the same steady state
+    load = {"n": t.step_batch, "budget": budget, "context": ctx, "ep": False}
+    rho_t = serving._prompt_load(s, p=t.prefill_tokens_per_step, prompt=prompt, **load)
+    queued = serving._queued_service_s(s, prompt=prompt, **load)
+    behind = serving._decode_steps_behind(s, p=t.prefill_tokens_per_step, prompt=prompt, **load)
+    wait = queue_wait_s(queued, rho_t, servers=2)
+    assert t.ttft_mean_s == pytest.approx(ahead + wait + serving.decode_residual_s(*behind, rho=rho_t), rel=1e-9)
+    assert wait < queue_wait_s(queued, rho_t, servers=1)
 
 
 def test_queue_mean_cycle_against_a_simulation():

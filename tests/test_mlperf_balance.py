@@ -112,10 +112,30 @@ def test_docs_cost_md_carries_the_balance_block_as_the_script_prints_it():
     balancer-off reading's independent ranks have their arrivals land together (kvplan.serving._landed_together):
     off x0.98 / x1.41 -> x0.99 / x1.42. Since TensorRT-LLM's NVFP4 experts pay the CUTLASS path's own fixed cost a
     layer (cutlass_nvfp4_moe_layer_s): +9.8 ms at a 111.9 ms step, held: Offline x1.00, Server x1.34. Since stop 29
-    (B200's own all-reduce latency, the NVFP4 refit after it): +10.3 ms at a 112.1 ms step, Server x1.37."""
+    the Server row's proxy log (the GB200-NVL72 x72 run of the same config, proxy_log_lines) is a sixth line. Since
+    stop 29's B200 all-reduce latency (the dense layers' reduces) and the NVFP4 refit after it: +10.3 ms."""
     pub, data = published()
     lines = pub.mlperf_balance_lines(data["mlperf"], data["mlperf_datasets"])
-    assert len(lines) == 5 and "residual +10.3 ms" in lines[-1]
+    assert len(lines) == 6 and "residual +10.3 ms" in lines[-1] and lines[4].startswith("  proxy GB200-NVL72")
     doc = (BENCH.parent / "docs" / "cost.md").read_text(encoding="utf-8")
     for line in lines:
         assert line in doc
+
+
+def test_proxy_log_point_by_hand():
+    """The GB200-NVL72 x72 DeepSeek-R1 Server log on the B200 Server row (``proxy_logs``: nine replicas of the B200
+    file's TP8 config): 44.76 samples/s over 9 replicas = 4.9733 req/s; 167,578.06 / 44.76 = 3,743.9 tokens a sample;
+    Little's law: 4.9733 x (216.2090 - 0.6587) = 1,072.0 decoding, 134.0 a rank of 8; a request's life-mean TPOT
+    215.5503 / 3,742.9 = 57.59 ms; the p99s at 1.246 / 2 = 62 % and 64.45 / 80 = 81 % of the limits (neither binds).
+    Only the Server row carries one, and only as a diagnostic (its score does not read it)."""
+    pub, data = published()
+    rows = [r for r in data["mlperf"] if r.get("proxy_logs")]
+    assert [(r["model"], r["gpu"], r["scenario"]) for r in rows] == [("deepseek-v3", "b200", "Server")]
+    r = rows[0]
+    pt = pub.proxy_log_point(r, r["proxy_logs"][0])
+    assert pt["rate"] == pytest.approx(4.97333, rel=1e-5) and pt["tokens"] == pytest.approx(3743.92, rel=1e-5)
+    assert pt["rank_decoding"] == pytest.approx(134.0, rel=1e-3)
+    assert pt["tpot_life_s"] == pytest.approx(0.057589, rel=1e-4)
+    assert round(pt["ttft_share"], 3) == 0.623 and round(pt["tpot_share"], 3) == 0.806
+    without = {k: v for k, v in r.items() if k != "proxy_logs"}
+    assert pub.score_mlperf(without, data["mlperf_datasets"]) == pub.score_mlperf(r, data["mlperf_datasets"])

@@ -86,16 +86,19 @@ def test_the_releases_differ_only_where_the_static_fp8_scale_reaches(monkeypatch
     mostly streams weights) is faster: x1.248 under the newest release, x1.309 under trtllm@0.17 since a request's
     TPOT is its own life's mean (stop 27, kvplan.serving._own_life; x1.265 and x1.327 before, since its build's
     gemm_allreduce_plugin is priced, tests/test_gemm_allreduce_fusion.py; x1.011 and x1.047 before that, x1.095 and
-    x1.146 before the Server rows were scored at the requests' own p99 TPOT, kvplan.tpot_tail)."""
+    x1.146 before the Server rows were scored at the requests' own p99 TPOT, kvplan.tpot_tail). Since stop 29's
+    prompt queue (kvplan.serving MIXED_QUEUE_RULE "time", the TTFT p99 of independent parts with the wait's
+    Cramer-Lundberg tail) its TTFT p99 binds, as in its log: x0.958 under the newest release, x1.004 under
+    trtllm@0.17 (the faster steps still score higher)."""
     pub, data = published()
     ds = data["mlperf_datasets"]
     h200 = next(r for r in data["mlperf"] if _key(r) == ("mlperf-5.0", "llama-3.1-405b", "h200", "Server"))
-    assert h200["ratio"] == pytest.approx(1.309, abs=0.005) and h200["verdict"] == "missed"
+    assert h200["ratio"] == pytest.approx(1.004, abs=0.005) and h200["verdict"] == "within 20%"
     monkeypatch.setattr(pub, "mlperf_release", lambda r: pub.V020_ENGINE)
     for r in data["mlperf"]:
         if r.get("tensorrt_engine") and r["weights"] == "nvfp4":
             assert pub.score_mlperf(r, ds)["ratio"] == pytest.approx(r["ratio"], rel=1e-3)
-    assert pub.score_mlperf(h200, ds)["ratio"] == pytest.approx(1.248, abs=0.005)
+    assert pub.score_mlperf(h200, ds)["ratio"] == pytest.approx(0.958, abs=0.005)  # 1.248 before stop 29
 
 
 def test_the_tensorrt_engine_runs_decode_without_cuda_graphs(monkeypatch: pytest.MonkeyPatch):
@@ -119,19 +122,21 @@ def test_the_tensorrt_engine_runs_decode_without_cuda_graphs(monkeypatch: pytest
     graphs = {_key(r): pub.score_mlperf(r, ds)["ratio"] for r in rows}
     # at the requests' own p99 TPOT (kvplan.tpot_tail, stop 26) and the build's gemm_allreduce_plugin priced
     # (1.092 -> 1.047 before it; 1.220 -> 1.146 before the requests' own p99), with the request's TPOT its own life's
-    # mean (stop 27, kvplan.serving._own_life; 1.382 -> 1.327 before it)
-    assert graphs[("mlperf-5.0", "llama-3.1-405b", "h200", "Server")] == pytest.approx(1.362, abs=0.005)
-    assert eager[("mlperf-5.0", "llama-3.1-405b", "h200", "Server")] == pytest.approx(1.309, abs=0.005)
+    # mean (stop 27, kvplan.serving._own_life; 1.382 -> 1.327 before it); since stop 29's prompt queue (the time
+    # share, the TTFT p99 of independent parts) its TTFT binds and the graphs move it less: 1.362 -> 1.309 before it
+    assert graphs[("mlperf-5.0", "llama-3.1-405b", "h200", "Server")] == pytest.approx(1.012, abs=0.005)
+    assert eager[("mlperf-5.0", "llama-3.1-405b", "h200", "Server")] == pytest.approx(1.004, abs=0.005)
     for r in rows:
         if r["scenario"] == "Offline":
             assert graphs[_key(r)] == pytest.approx(eager[_key(r)], rel=1e-3)
     # the Blackwell runs with pure-decode steps fall back toward their logs' lower figures: the 405B B200 Interactive
     # run x1.049 -> x0.908 with its build's gemm_allreduce_plugin priced (x0.883 -> x0.748 before it, out of 20 %; at
     # the requests' mean p99 TPOT, before stop 26, x1.036 -> x0.918); x1.022 -> x0.895 with the life's mean (stop 27);
-    # x1.034 -> x0.908 once fit_fp4.py took the GEMM tables (TensorRT-LLM's NVFP4 constants and fp4_gemm_s); x1.027
-    # with B200's own all-reduce latency (stop 29) and the NVFP4 refit after it
-    assert graphs[("mlperf-5.1", "llama-3.1-405b", "b200", "Interactive")] == pytest.approx(1.027, abs=0.005)
-    assert eager[("mlperf-5.1", "llama-3.1-405b", "b200", "Interactive")] == pytest.approx(0.908, abs=0.005)
+    # x1.034 -> x0.908 once fit_fp4.py took the GEMM tables (TensorRT-LLM's NVFP4 constants and fp4_gemm_s);
+    # x1.013 -> x0.906 with stop 29's prompt queue (the time share, the TTFT p99 of independent parts)
+    # x1.006 with r30i's B200 all-reduce latency and the NVFP4 refit after it (stop 29)
+    assert graphs[("mlperf-5.1", "llama-3.1-405b", "b200", "Interactive")] == pytest.approx(1.006, abs=0.005)
+    assert eager[("mlperf-5.1", "llama-3.1-405b", "b200", "Interactive")] == pytest.approx(0.906, abs=0.005)
 
 
 def test_norm_quant_fusion_applies_on_top_of_the_release_constants():

@@ -11,7 +11,7 @@ from kvplan.catalog import load_bundled
 from kvplan.cost import phase_cost
 from kvplan.errors import InvalidInput
 from kvplan.hardware import resolve_gpu
-from kvplan.serving import Lengths, max_rate, serve
+from kvplan.serving import Lengths, max_rate, mixed_queue_rule, serve
 
 H100 = resolve_gpu("h100-sxm")
 
@@ -135,7 +135,10 @@ def test_p99_ttft_wait_by_hand(llama8b):
     # p99: 0.037559 + 0.037559 / (2 x 0.92753) x ln(7.247) = 0.037559 + 0.020247 x 1.98055 = 0.077659 s.
     # (Was rho 0.06237, p99 0.069761 s before vLLM's decode attention was refitted per architecture on its kernel
     # tables, kvplan.engines.vllm hopper_gqa_decode: the decode step, so the batch and the prefill slots, moved.)
-    r = serve(llama8b, rate_rps=20, input_len=Lengths.of(1024), output_len=Lengths.of(256), with_max_rate=False)
+    # The room share's load ("step", the default until stop 29; the time share's by-hand figures are in
+    # tests/test_serving_queue_rule.py).
+    with mixed_queue_rule("step"):
+        r = serve(llama8b, rate_rps=20, input_len=Lengths.of(1024), output_len=Lengths.of(256), with_max_rate=False)
     rho = r.prefill_tokens_per_step / (r.max_num_batched_tokens - r.step_batch)
     assert rho == pytest.approx(0.07247, rel=1e-3)
     service = r.ttft_mean_s / (1 + rho / (2 * (1 - rho)))
@@ -172,6 +175,11 @@ def test_the_p99_wait_is_behind_the_mean_prompt_not_the_requests_own(llama8b):
         return _prefill_service(llama8b, prompt=prompt, n=ra.step_batch, context=_decode_context(a, out),
                                 budget=_budget(llama8b, None), ep=False)  # fmt: skip
 
+    # with the default (time share) rule: the same wait (and step under way) behind either
+    assert rb.ttft_p99_s - ra.ttft_p99_s == pytest.approx(service(4096) - service(2048))
+    with mixed_queue_rule("step"):  # the room share's load (the default until stop 29), by its formula
+        ra = serve(llama8b, rate_rps=20, input_len=a, output_len=out, with_max_rate=False)
+        rb = serve(llama8b, rate_rps=20, input_len=b, output_len=out, with_max_rate=False)
     rho = ra.prefill_tokens_per_step / (ra.max_num_batched_tokens - ra.step_batch)
     wait = queue_wait_s(service(1024), rho, quantile=0.99)  # behind 1024-token prompts, whatever one's own
     assert ra.ttft_p99_s == pytest.approx(service(2048) + wait)
