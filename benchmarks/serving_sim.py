@@ -37,7 +37,11 @@ simulation on kvplan's steps (lengths drawn per request, and fixed) and ``serve(
 the fixed point's gain and the gap between kvplan's step at the simulated means and the mean of the simulated steps
 (:func:`compare_mlperf_steady`).
 
-``python benchmarks/serving_sim.py [--requests 3000] [--dp | --retract | --tpot [--dp | --mlperf] | --steady --mlperf]``
+``--graph``: the MLPerf DeepSeek-R1 Server run with its Offline step residual held, at rates around its batch's
+CUDA-graph size (:func:`compare_graph_size`): the simulated requests' mean and p99 TPOT beside ``serve()``'s.
+
+``python benchmarks/serving_sim.py [--requests 3000] [--dp | --retract | --graph | --tpot [--dp | --mlperf] |
+--steady --mlperf]``
 """
 
 from __future__ import annotations
@@ -136,8 +140,9 @@ def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: i
         decodes = sum(pl[1] for pl in plans)
         busiest = max(range(ranks), key=lambda r: plans[r][0])
         chunk, prefix = plans[busiest][0], plans[busiest][2]
-        # several prompts' tokens from the start of each: each attends to its own (kvplan.serving prices them so)
-        prompts = float(plans[busiest][4]) if ranks == 1 and not prefix and plans[busiest][4] > 1 else 1.0
+        # several prompts' tokens from the start of each: each attends to its own (kvplan.serving prices them so; on
+        # the busiest of several ranks too since stop 29)
+        prompts = float(plans[busiest][4]) if not prefix and plans[busiest][4] > 1 else 1.0
         p_all = sum(pl[0] for pl in plans)
         mean_generated = sum(d[0] for dec in decoding for d in dec) / n_all if n_all else 0
         mean_prompt = round(sum(d[4] for dec in decoding for d in dec) / n_all) if n_all and lengths else isl
@@ -538,6 +543,52 @@ def compare_mlperf_steady(requests: int, *, warmup: int = 300) -> list[str]:
     return lines
 
 
+# --graph: rates (req/s) of the DeepSeek-R1 Server run around its batch's CUDA-graph size 128 a rank
+GRAPH_RATES = (4.8, 4.9, 5.0, 5.2, 5.3, 5.4, 5.5, 5.6, 6.0)
+
+
+def compare_graph_size(requests: int = 8000, *, warmup: int = 2000, rates: tuple = GRAPH_RATES) -> list[str]:
+    """The ``--graph`` table: the MLPerf v5.1 DeepSeek-R1 B200 Server run (TensorRT-LLM, attention DP 8, the captured
+    CUDA-graph sizes 128, 256, 384 and 512 a rank), one replica, with the Offline run's step residual held on every
+    step (``published_compare.offline_step_residual_s`` and ``step_cost_added``: where the requests' own p99 TPOT
+    jumped at stop 28), at fixed lengths (the set's mean prompt, the log's mean output), dealt as TensorRT-LLM deals.
+    Per rate: the simulated mean and p99 TPOT over the requests and the share of decode-only steps past the first
+    captured size (``dp`` x 128 sequences), beside ``serve()``'s sequences a rank, mean and p99 TPOT (the size a stair
+    in the tail: kvplan.serving ``_graph_jumps``, kvplan.tpot_tail ``Life.stairs_at``)."""
+    import json
+
+    import published_compare as pc
+
+    from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, _limits, serve
+
+    data = json.loads(pc.DATA.read_text())
+    datasets = data["mlperf_datasets"]
+    rows = {r["scenario"]: r for r in data["mlperf"] if r["model"] == "deepseek-v3" and r["source"] == "mlperf-5.1"}
+    r = rows["Server"]
+    _, extra = pc.offline_step_residual_s(rows["Offline"], datasets)
+    isl, osl = pc._mlperf_isl(r, datasets), round(r["osl"])
+    inp, out = Lengths.of(isl), Lengths.of(osl)
+    head = ("req/s", "simulated mean / p99 TPOT ms", "decode steps past the size", "kvplan sequences a rank",
+            "kvplan mean / p99 TPOT ms")  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    with pc.step_cost_added(extra), pc.mlperf_engine(r):
+        s = pc._mlperf_setup(r)
+        size = min(r["cuda_graph_batch_sizes"]) * s.dp
+        cap = _limits(s, inp, out)[0]
+        budget = s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
+        for rate in rates:
+            x = serve(s, rate_rps=rate, input_len=inp, output_len=out, with_max_rate=False, with_p90=False)
+            trace: list = []
+            sim = simulate(s, rate_rps=rate, isl=isl, osl=osl, requests=requests, budget=budget, seq_cap=cap,
+                           warmup=warmup, dispatch="trtllm", trace=trace)  # fmt: skip
+            decodes = [d for d in trace if d[1] == 0]
+            past = sum(d[0] > size for d in decodes) / max(1, len(decodes))
+            cells = (f"{rate:.2f}", f"{sim.tpot_s * 1e3:.1f} / {sim.tpot_p99_s * 1e3:.1f}", f"{past:.0%}",
+                     f"{x.step_batch / s.dp:.1f}", f"{x.tpot_mean_s * 1e3:.1f} / {x.tpot_p99_s * 1e3:.1f}")  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def _gamma_tokens(rng: random.Random, mean: float, sd: float, least: int) -> int:
     """Tokens drawn from a gamma distribution of ``mean`` and ``sd`` (``mean`` itself where ``sd`` is 0), rounded,
     at least ``least``."""
@@ -667,12 +718,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steady", action="store_true",
                     help="with --mlperf, the Server runs' fixed point at the log's rate beside the simulation's steps: "
                     "the fixed point's gain and the Jensen gap of its step at the means")  # fmt: skip
+    ap.add_argument("--graph", action="store_true",
+                    help="the MLPerf DeepSeek-R1 Server run with its Offline step residual held, at rates around its "
+                    "batch's CUDA-graph size: the simulated mean and p99 TPOT beside serve()'s (8,000 requests, the "
+                    "first 2,000 left out)")  # fmt: skip
     ap.add_argument("--tpot", action="store_true",
                     help="the requests' own TPOT at the mean, p90 and p99 against serve()'s (10,000 requests; with "
                     "--dp the attention-DP cases, 12,000, the first 3,000 left out)")  # fmt: skip
     args = ap.parse_args(argv)
     if args.dealing:
         print("\n".join(compare_dealing()))
+    elif args.graph:
+        print("\n".join(compare_graph_size()))
     elif args.steady and args.mlperf:
         print("\n".join(compare_mlperf_steady(args.requests)))
     elif args.tpot and args.mlperf:

@@ -2791,8 +2791,9 @@ def mixed_step_latency(
 
     ``settings``: the engine's flags where they change what its attention kernels read (:func:`kernel_spec`).
     ``eager_decode``: a decode-only step past the engine's largest CUDA graph (:func:`past_graph_cap`), run without one.
-    ``prefill_prompts`` (one rank, no PP, no prefix): the chunk is that many whole prompts, each attending to its own
-    tokens (:func:`_chunk_attention_s`); default one prompt.
+    ``prefill_prompts`` (no PP, no prefix): the chunk is that many whole prompts, each attending to its own tokens
+    (:func:`_chunk_attention_s`); default one prompt. With ``dp`` ranks it is the busiest rank's chunk's prompts (the
+    rank's attention runs over its own requests only; the other ranks' prompts enter its MoE layers as tokens).
     """
     chunk = int(round(prefill_tokens))
     spec, c, views = _step_ctx(spec, gpu, engine, settings, tp=tp, weights_dtype=weights_dtype,
@@ -2818,7 +2819,7 @@ def mixed_step_latency(
     pad = max(0.0, padded_rank_seqs - seqs) if padded_rank_seqs is not None and not chunk else 0.0
     (stage,) = _stages(spec, 1)
     return _micro_step(c, stage, seqs, (seqs + pad) * dp + others, decode_context, chunk, prefill_prefix,
-                       kv_dtype_name, pad)  # fmt: skip
+                       kv_dtype_name, pad, prefill_prompts)  # fmt: skip
 
 
 def pp_chunk_cycles(

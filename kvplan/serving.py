@@ -44,7 +44,8 @@ Per request (a tagged arrival sees, on average, the steady state):
 * **TPOT** = ``step(1 + n, p)`` (itself and the others) on average. At the p90 and p99 it is the request's own: the
   mean of the steps its decoding spans, which the prompts arriving in its life (a request that meets a burst of
   them is slow, and a slower life meets more: a busy period) and the sequences decoding beside it spread
-  (:mod:`kvplan.tpot_tail`; against benchmarks/serving_sim.py ``--tpot``, each simulated request's own TPOT), plus
+  (:mod:`kvplan.tpot_tail`; against benchmarks/serving_sim.py ``--tpot``, each simulated request's own TPOT; a
+  CUDA-graph size far from the next one a stair bounded by its padding's rise, :func:`_graph_jumps`), plus
   what its own context at that quantile's lengths adds to its steps; where only a p90 was given the p99 holds the
   length tail at the p90 (:meth:`Lengths.at`; it understates the p99 where lengths vary, and ``plan`` says so in a
   note). Before (stop 25) the p90 was ``step(1 + n + 1.28 sqrt(n), p)`` at the p90 lengths (the count of others'
@@ -422,15 +423,16 @@ def _alternating_parts(s: Setup, *, n: float, p: float, prompt: int, budget: int
     steps = _prompt_steps(per_rank / prompt, prompt=prompt, budget=budget)
     tokens = per_rank / steps
     prefix = max(0, (prompt - budget) // 2)  # a long prompt's chunks sit, on average, half-way in
-    if s.dp == 1:  # a prompt batch of whole prompts: each its own attention (:func:`_mean_step`)
-        whole = tokens / prompt if not prefix and tokens > prompt else 1.0
+    # a prompt batch of whole prompts: each its own attention (:func:`_mean_step`; with several ranks too, stop 29)
+    whole = tokens / prompt if not prefix and tokens > prompt else 1.0
+    if s.dp == 1:
         prompts = steps * _step(s, n=0.0, p=tokens, context=context, prefix=prefix, ep=ep, prompts=whole)
         return decode + prompts, prompts / (decode + prompts), decode
     share = steps / (1 + steps)  # a rank's iterations that are its prompt steps
 
     def busy_at(busy_share: float) -> float:  # the iteration that holds ``dp q / busy_share`` ranks' prompt steps
         return _step(s, n=n * (1 - share / busy_share), p=tokens, context=context, prefix=prefix, ep=ep,
-                     p_all=tokens * s.dp * share / busy_share)  # fmt: skip
+                     p_all=tokens * s.dp * share / busy_share, prompts=whole)  # fmt: skip
 
     busy_share = -math.expm1(-s.dp * share)  # 1 - exp(-dp q): the chain-free share, for the chain's rate
     busy = busy_at(busy_share)
@@ -619,8 +621,10 @@ def _dp_parts(s: Setup, *, n: float, p: float, prompt: int, chunk: float, prefix
     per_rank = p / s.dp
     room = chunk if room is None else room
     aligned = s.engine.aligns_dp_prefill(s.settings)
+    whole = chunk >= prompt and not prefix  # a rank's step holds whole prompts, each its own attention
     if per_rank >= (chunk if aligned else room):
-        full = _step(s, n=n, p=per_rank, context=context, ep=ep, p_all=p)
+        prompts = _whole_prompts(per_rank, prompt, whole=whole)
+        full = _step(s, n=n, p=per_rank, context=context, ep=ep, p_all=p, prompts=prompts)
         return full, 1.0, full
     decode = _step(s, n=n, p=0, context=context, ep=ep)
     if aligned:  # every rank carries a chunk in the same steps (Engine rule)
@@ -628,7 +632,8 @@ def _dp_parts(s: Setup, *, n: float, p: float, prompt: int, chunk: float, prefix
         return decode, per_rank / chunk, busy
 
     def busy_at(share: float, heaviest: float) -> float:  # a prefill step: the busiest rank's tokens, p / share in all
-        return _step(s, n=n, p=heaviest, context=context, prefix=prefix, ep=ep, p_all=p / share)
+        return _step(s, n=n, p=heaviest, context=context, prefix=prefix, ep=ep, p_all=p / share,
+                     prompts=_whole_prompts(heaviest, prompt, whole=whole))  # fmt: skip
 
     run = max(1, math.ceil(prompt / chunk - 1e-9))  # the steps a prompt holds its rank
     arrivals = p / prompt  # prompts per mean step
@@ -644,8 +649,16 @@ def _dp_parts(s: Setup, *, n: float, p: float, prompt: int, chunk: float, prefix
     steps = 0.0
     for weight, tokens, total in _prefill_counts(rate * decode, rate * busy, share=share, ranks=s.dp, prompt=prompt,
                                                  room=room, drawn=drawn):  # fmt: skip
-        steps += weight * _step(s, n=n, p=tokens, context=context, prefix=prefix, ep=ep, p_all=total)
+        steps += weight * _step(s, n=n, p=tokens, context=context, prefix=prefix, ep=ep, p_all=total,
+                                prompts=_whole_prompts(tokens, prompt, whole=whole))  # fmt: skip
     return decode, share, steps
+
+
+def _whole_prompts(tokens: float, prompt: int, *, whole: bool) -> float:
+    """The whole ``prompt``-token prompts in a rank's ``tokens`` of a step (one where the step holds a chunk or less):
+    each attends to its own tokens (:func:`kvplan.latency.mixed_step_latency` ``prefill_prompts``), as the
+    single-rank steps price them (:func:`_mean_step`)."""
+    return tokens / prompt if whole and tokens > prompt else 1.0
 
 
 def _landed_together(arrivals: float, *, run: int, ranks: int, prompt: int, chunk: float, decode: float,
@@ -1642,36 +1655,53 @@ def _own_life(s: Setup, *, rate_rps: float, n: float, t: float, tpot: float, rho
         return base + (_step(s, n=1 + others, p=0, context=context, ep=ep) - decode) / (1 - share)
 
     lo = base + (own - decode) / (1 - share)  # the others at the steps' n: f's value at tau = t
-    tau = lo if rate_rps <= 0 else _least_fixed_point(f, lo, top / (rate_rps * outputs))
+    # searched from tau = t, where f is lo (its step already priced): f need not rise, so no crossing is ruled out
+    # between t and lo (stop 29; it started at lo, with Picard's certificate for a rising f)
+    tau = lo if rate_rps <= 0 or t <= 0 else _least_fixed_point(f, t, max(t, top / (rate_rps * outputs)))
     return _OwnLife(tau, min(rate_rps * outputs * tau, top), backlog, backlog_var, share)
 
 
 def _least_fixed_point(f, lo: float, hi: float) -> float:  # noqa: ANN001
-    """The least ``x >= lo`` with ``f(x) = x`` for a rising ``f`` with ``f(lo) >= lo`` (:func:`_own_life`), to
-    ``_REL_TOL`` (the steady state's own tolerance); ``f(hi)`` where ``f`` stays above ``x`` up to ``hi`` (past it
-    ``f`` is flat). Picard's iteration ``x -> f(x)`` climbs to it from below, one evaluation a step, by a factor
-    ``f'`` a step; Aitken's extrapolation of two steps jumps most of the way (2-4 evaluations where ``f' < 0.9``), and
-    where it lands past a root (``f(x) < x`` there) the root is bracketed and found by :func:`_root`, so the least
-    root is kept."""
+    """Where ``f(x) - x`` changes sign nearest ``lo``, on the side ``f(lo)`` points to (:func:`_own_life`): the least
+    ``x >= lo`` where it turns from above 0 to at most 0 where ``f(lo) > lo``, to ``_REL_TOL`` (the steady state's own
+    tolerance), ``f(hi)`` where ``f`` stays above ``x`` up to ``hi`` (past it ``f`` is flat); the greatest ``x <= lo``
+    where it turns from below 0 to at least 0 where ``f(lo) < lo`` (where Picard's iteration from ``lo`` runs down to
+    for a rising ``f``). That is a fixed point of ``f``, or where ``f`` falls past ``x`` at a drop of the decode step
+    (a larger batch that runs faster: a kernel's tile choice, the MXFP4 MoE tiles of gpt-oss-120b on Hopper near 346
+    sequences), where the lives either side of it straddle the drop.
+
+    ``f`` is not monotone, so neither Picard's iteration (which jumps past a drop) nor a leap to Aitken's extrapolation
+    proves that no crossing lies before where it lands (until stop 29 that took 2 of the gpt-oss plan's 320 solves
+    past the drop, 1.2 % and 3.2 % too high; and with ``f(lo) < lo``, as the MLPerf Llama-2 H100 Server row has, it
+    returned ``f(lo)``, one Picard step, not a crossing). So this walks from ``lo``: each next point is the zero of the
+    secant of ``g = f(x) - x`` through the last two points where that zero lies ahead, else Picard's ``f(x)``, never
+    more than :data:`_GRID` (5 %) from the last point; the first point where ``g`` has changed sign closes a bracket
+    that :func:`_root` finishes. Resolution stated, as :func:`_solve`'s grid: a dip of ``g`` across 0 and back
+    narrower than 5 % between two points is not seen."""
     tol = _REL_TOL
     x, fx = lo, f(lo)
-    for _ in range(8):
-        if fx - x <= tol * fx:
+    if abs(fx - x) <= tol * fx:
+        return fx
+    up = fx > x
+    prev: tuple[float, float] | None = None
+    for _ in range(_BISECT):
+        if up and x >= hi:  # above the line up to the bound: the lives stretch until the batch is full
             return fx
-        x1, f1 = fx, f(fx)
-        if f1 - x1 <= tol * f1:
-            return f1
-        denom = (f1 - x1) - (x1 - x)  # the steps' difference: < 0 while a step shrinks the next (f' < 1)
-        star = min(hi, x - (x1 - x) ** 2 / denom) if denom < 0 else hi
-        if star <= x1:
-            x, fx = x1, f1
-            continue
-        f_star = f(star)
-        if f_star < star:  # past a root: the least one lies between x1 (still below) and star
-            return _root(lambda y: f(y) - y, x1, f1 - x1, star, f_star - star)
-        if star >= hi:  # above the line up to the bound: the lives stretch until the batch is full
-            return f_star
-        x, fx = star, f_star
+        gx = fx - x
+        target = fx  # Picard's step
+        if prev is not None and prev[1] != gx:  # the secant's zero, where it lies ahead
+            zero = x + gx * (x - prev[0]) / (prev[1] - gx)
+            if (zero > x) == up:
+                target = zero
+        # at least the tolerance ahead, at most the grid's ratio
+        nxt = min(max(target, x * (1 + tol)), x * _GRID, hi) if up else max(min(target, x * (1 - tol)), x / _GRID)
+        f_nxt = f(nxt)
+        g_nxt = f_nxt - nxt
+        if (g_nxt < 0) if up else (g_nxt > 0):  # the first point past a crossing: it lies between x and nxt
+            return _root(lambda y: f(y) - y, x, gx, nxt, g_nxt) if up else _root(lambda y: f(y) - y, nxt, g_nxt, x, gx)
+        if abs(g_nxt) <= tol * f_nxt:
+            return f_nxt
+        prev, x, fx = (x, gx), nxt, f_nxt
     return fx
 
 
@@ -1842,6 +1872,42 @@ def _backlog_work_s(s: Setup, *, rate_rps: float, t: float, n: float, prompt: in
     return max(0.0, service - run * decode)
 
 
+GRAPH_REACH = 5.0  # standard deviations of the decoding count (sqrt n) either side of n within which a graph size
+# is resolved (:func:`_graph_jumps`): a life's share of padded steps there is Phi(-5.4) = 3e-8 at the p99, so a size
+# entering the reach adds nothing; and the gap above a size, in the same unit, past which its jump is a stair, not
+# part of the slope. Chosen, not fitted: any reach past ~4 standard deviations gives the same figures to 1e-5.
+
+
+def _graph_jumps(s: Setup, *, n: float, context: int, ep: bool) -> tuple[tuple[float, float], ...]:
+    """The CUDA-graph sizes whose padding jump a decoding life meets as a stair, not as part of the decode step's
+    slope: ``((g - n, J), ...)`` over the replica's decoding count, ``g`` a captured size (replica-wide, ``dp`` x the
+    rank's) within :data:`GRAPH_REACH` standard deviations (``sqrt n``) of ``n``, ``J`` the step's rise from ``g``
+    sequences to one more (padded to the next size, or run past the largest: :meth:`Engine.graph_rows`,
+    :func:`kvplan.latency.beyond_graph_cap`). A size is a stair where the next one lies more than the reach above it:
+    the steps past it stay flat over the whole spread of the batch, so a life's steps sit either side of it and its
+    jump is bounded by ``J`` (:meth:`kvplan.tpot_tail.Life.tpot_at`); where sizes lie closer (vLLM's every 8 or 16) a
+    life's steps run over several and the padding averages into the slope (:func:`_life`'s secant), as before. Which
+    sizes are stairs depends on the sizes and ``dp`` alone, never on ``n``, so the tail stays continuous in the rate.
+    Empty where the engine does not pad (:meth:`Engine.graph_rows` None) or with pipeline stages (no padding)."""
+    if s.pp != 1 or n <= 0:
+        return ()
+    rows = s.engine.graph_rows
+    if rows(s.settings, 1.0) is None:
+        return ()
+    dp, reach = s.dp, GRAPH_REACH * math.sqrt(max(n, 1.0))
+    out: list[tuple[float, float]] = []
+    x, last = max(1.0, (n - reach) / dp), 0.0
+    while (g := rows(s.settings, x)) is not None and g > last and g * dp <= n + reach:
+        above = rows(s.settings, g + 1)
+        if above is None or (above > g and (above - g) * dp > GRAPH_REACH * math.sqrt(g * dp)):
+            jump = _step(s, n=g * dp + 1e-6 * dp, p=0, context=context, ep=ep) - _step(s, n=g * dp, p=0,
+                                                                                          context=context, ep=ep)
+            if jump > 0:
+                out.append((g * dp - n, jump))
+        x, last = g + 1, g
+    return tuple(out)
+
+
 def _life(s: Setup, *, rate_rps: float, own: _OwnLife, n: float, p: float, inp: Lengths, out: Lengths,
           budget: int, context: int, ep: bool, prompt: int) -> Life:  # fmt: skip
     """A request's decoding life (:class:`kvplan.tpot_tail.Life`) at the steady state of ``own.others`` decoding beside
@@ -1849,7 +1915,9 @@ def _life(s: Setup, *, rate_rps: float, own: _OwnLife, n: float, p: float, inp: 
     computes) and its mean TPOT
     ``own.tpot_s`` (:func:`_own_life`): the decode step's slope per sequence, the secant over ``n +- 2 sqrt(n)``
     sequences (at least one either side: the batch's spread over the lives, wide enough to smooth the jumps of
-    CUDA-graph padding and GEMM tiles, which a life's many batch sizes average out); the prompt work one more arrival
+    CUDA-graph padding and GEMM tiles, which a life's many batch sizes average out), less the rise at each size met as
+    a stair (:func:`_graph_jumps`: one far from the next, which no average smooths; the life adds it bounded, its
+    share of steps past the size, :meth:`kvplan.tpot_tail.Life.stairs_at`); the prompt work one more arrival
     adds, the mean step's secant in ``p`` over ``p (1 +- delta)``, ``delta = 1 / sqrt(K)`` for ``K`` arrivals in a
     mean life (their standard deviation), at most a half: where arrivals share steps (attention-DP ranks' chunks land
     together and a step lasts as its busiest rank, prompts pack a prompt step) one more adds less than the average,
@@ -1858,8 +1926,10 @@ def _life(s: Setup, *, rate_rps: float, own: _OwnLife, n: float, p: float, inp: 
     others = own.others
     spread = max(1.0, 2 * math.sqrt(n))
     low = max(1.0, 1 + n - spread)
+    jumps = _graph_jumps(s, n=n, context=context, ep=ep)
+    stairs = sum(j for offset, j in jumps if low <= n + offset < 1 + n + spread)  # resolved, not in the slope
     slope = _step(s, n=1 + n + spread, p=0, context=context, ep=ep) - _step(s, n=low, p=0, context=context, ep=ep)
-    slope /= 1 + n + spread - low
+    slope = (slope - stairs) / (1 + n + spread - low)
     steps = max(1.0, out.mean - 1.0)
     margin = 0.0
     arrivals = rate_rps * steps * own.tpot_s
@@ -1872,7 +1942,7 @@ def _life(s: Setup, *, rate_rps: float, own: _OwnLife, n: float, p: float, inp: 
         margin = max(0.0, prompt * (work(p * (1 + delta)) - work(p * (1 - delta))) / (2 * delta * p))
     return Life(steps=steps, mean_step_s=own.tpot_s, decode_step_s=_step(s, n=1 + n, p=0, context=context, ep=ep),
                 slope_s=slope, others=others, rate_rps=rate_rps, prompt_scv=inp.scv, prompt_margin_s=margin,
-                backlog_var_s2=own.backlog_var)  # fmt: skip
+                backlog_var_s2=own.backlog_var, graph_jumps=jumps, step_batch=n)  # fmt: skip
 
 
 def _balance_hold(s: Setup, *, rate_rps: float, step_s: float, n: float) -> BalanceHold | None:

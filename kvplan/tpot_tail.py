@@ -52,6 +52,14 @@ The prompts queued behind a request at its first token and prefilled in its life
 prompt work, the prompts' spread where given) adds to ``Var[C]`` (``backlog_var_s2``), and ``n`` is the others a life
 sees, Little's law on its TPOT.
 
+**CUDA-graph sizes met as stairs (stop 29).** Where the engine pads a decode step up to the next captured size and that
+size lies far above (TensorRT-LLM's 128, 256, 384, 512 a rank in the MLPerf DeepSeek-R1 runs), the step rises by a
+jump ``J`` as the count passes a size ``g``, and a slope through the jump (the secant over ``n +- 2 sqrt(n)`` took it in
+whole once its edge passed ``g``) made the tail jump with it and the busy period multiply it: the p99 of DeepSeek-R1's
+3,497-step lives doubled between two rates 0.1 % apart. kvplan.serving ``_graph_jumps`` takes such sizes out of
+``b`` and :meth:`Life.stairs_at` adds each one's ``J`` times the share of the quantile's life spent past it: continuous
+in the rate and bounded by ``J`` (a life entirely past the size runs the padded steps, no slower).
+
 Limits: no arrivals (rate 0) give every request the plain step ``t``; the quantiles rise with ``q``. Not modelled,
 stated: where the outputs vary, the requests' own life lengths (every life is the mean output's ``m`` steps), and the
 TTFT's own spread in the backlog's count (taken at the mean TTFT).
@@ -85,6 +93,10 @@ class Life:
     prompt_scv: float = 0.0  # the arrivals' prompt lengths' squared coefficient of variation
     prompt_margin_s: float | None = None  # what one more arrival adds where arrivals share steps (None: the average)
     backlog_var_s2: float = 0.0  # the variance of the prompt work queued behind it at its first token (s^2)
+    # CUDA-graph sizes met as stairs (kvplan.serving._graph_jumps): (size - step_batch, the step's rise past it) each,
+    # in sequences of the replica and seconds; their rise is not in ``slope_s``
+    graph_jumps: tuple[tuple[float, float], ...] = ()
+    step_batch: float = 0.0  # the decoding count the steps are priced at (the stairs' origin; its spread sqrt of it)
 
     def prompt_work_s(self) -> float:
         """``a``: the prompt work one arrival adds to the steps it lands in, on average."""
@@ -115,7 +127,31 @@ class Life:
         k = math.sqrt(var / (lam * mean))  # h / (1 - lambda h)
         h, c = k / (1 + lam * k), mean / (1 + lam * k)
         count = count_quantile(lam * c, lam * h, q)
-        return (c + h * count) / self.steps
+        return (c + h * count) / self.steps + self.stairs_at(q)
+
+    def stairs_at(self, q: float) -> float:
+        """What the graph sizes met as stairs (:attr:`graph_jumps`) add to the TPOT at quantile ``q``: each size's
+        rise ``J`` times the share of the life's steps past it, less the share the mean step already carries (1 past
+        a size below the batch, else 0), stretched as the decode steps are by the prompt work landing in them (``t /
+        d``). The decoding count over the replica is Poisson with mean ``n`` (``step_batch``): its mean over a life is
+        the others there at its start and those arriving in it, each for a uniform share of the life, variance ``2n /
+        3`` (module docstring); the count within a life about that mean varies by the rest, ``n / 3``. The life at
+        quantile ``q`` has the mean count ``n + z_q sqrt(2n / 3)`` (a normal approximation; the share of its steps
+        past ``g`` rises with it, so the quantile maps through) and ``Phi((n + z_q sqrt(2n / 3) - g) / sqrt(n / 3))`` of
+        its steps past ``g``. Added to the count's quantile (a comonotone sum: both rise with the batch a life meets).
+        Bounded by ``J`` where the linear slope is not: a life entirely past a size runs its padded steps, no
+        slower (serving_sim.py runs such lives step by step)."""
+        if not self.graph_jumps or self.step_batch <= 0 or self.rate_rps <= 0:
+            return 0.0
+        n = self.step_batch
+        level = NormalDist().inv_cdf(q) * math.sqrt(2 * n / 3)
+        within = math.sqrt(n / 3)
+        stretch = self.mean_step_s / self.decode_step_s if self.decode_step_s > 0 else 1.0
+        added = 0.0
+        for offset, jump in self.graph_jumps:
+            share = NormalDist().cdf((level - offset) / within)
+            added += jump * (share - (1.0 if offset < 0 else 0.0))
+        return max(0.0, added * stretch)
 
 
 def count_quantile(theta: float, r: float, q: float) -> float:

@@ -146,8 +146,11 @@ def test_mlperf_before_and_after():
         # r30i (stop 29, B200's own all-reduce latency and the NVFP4 refit after it) moves the B200 Server row:
         # ((0.8532, 0.8558), (0.8234, 0.8418)) before it
         ("mlperf-5.1", "llama-2-70b", "b200", "Server"): ((0.8532, 0.8545), (0.8216, 0.8415)),
-        ("mlperf-4.1", "llama-2-70b", "h100-sxm", "Server"): ((1.2194, 1.2036), (1.1387, 1.1882)),
-        ("mlperf-4.1", "llama-2-70b", "h200", "Server"): ((1.079, 1.0997), (1.0391, 1.085)),
+        # Since stop 29's r30c (the own life's TPOT at the crossing its walk from the steps' t meets, kvplan.serving.
+        # _least_fixed_point: where f(t) < t it had returned one Picard step) before H100 ((1.2194, 1.2036), (1.1387,
+        # 1.1882)), H200 ((1.079, 1.0997), (1.0391, 1.085))
+        ("mlperf-4.1", "llama-2-70b", "h100-sxm", "Server"): ((1.2188, 1.2034), (1.1377, 1.1882)),
+        ("mlperf-4.1", "llama-2-70b", "h200", "Server"): ((1.0797, 1.1014), (1.04, 1.0885)),
     }
     for r in data["mlperf"]:
         key = (r["source"], r["model"], r["gpu"], r["scenario"])

@@ -63,14 +63,19 @@ def test_plan_rate_attention_dp_balance_golden_rows(cli) -> None:
     0.017732 s); the balanced rows do not move. Stop 29: the prompts' queue at its time share (kvplan.serving
     MIXED_QUEUE_RULE "time"; TensorRT-LLM mixes steps): the longer TTFT leaves more prompts behind a request at its
     first token, so every row's TPOT rises a little: plain DP 4 0.018020 -> 0.018031 s, DP 2 0.017732 -> 0.017740 s;
-    balanced DP 4 0.012593 -> 0.012600 s, DP 2 0.016066 -> 0.016074 s."""
+    balanced DP 4 0.012593 -> 0.012600 s, DP 2 0.016066 -> 0.016074 s. Stop 29 too (r30d): the busiest rank's whole
+    prompts each attend to their own tokens (kvplan.serving._whole_prompts; before, one attention over all the rank's
+    prompt tokens, quadratic), so a plain row's prefill steps with several prompts on the busiest rank shorten: DP 4
+    TPOT 0.018031 -> 0.017827 s, and the DP 2 replica holds 20.78 req/s again (tests/test_dp_balance_wait.py), one
+    replica at 20 req/s (TPOT 0.058402 s, near its bound); the balanced rows carry one prompt a rank a step and do not
+    move."""
     plain_doc, plain = _rows(cli)
     doc, balanced = _rows(cli, "--attention-dp-balance")
-    assert plain[(1, 4, 4)]["tpot_s"] == pytest.approx(0.018030520886798965, rel=1e-6)  # 0.018020 stop 28
+    assert plain[(1, 4, 4)]["tpot_s"] == pytest.approx(0.017827350575250065, rel=1e-6)  # 0.018020, 0.018031
     assert balanced[(1, 4, 4)]["tpot_s"] == pytest.approx(0.012599666247227002, rel=1e-6)  # 0.012593 stop 28
-    assert plain[(1, 2, 2)]["tpot_s"] == pytest.approx(0.017739978977966073, rel=1e-6)  # 0.017732 stop 28
+    assert plain[(1, 2, 2)]["tpot_s"] == pytest.approx(0.058401994895940244, rel=1e-6)  # 0.017740 two replicas
     assert balanced[(1, 2, 2)]["tpot_s"] == pytest.approx(0.016073865365431296, rel=1e-6)  # 0.016066 stop 28
-    assert (balanced[(1, 2, 2)]["replicas"], plain[(1, 2, 2)]["replicas"]) == (2, 2)  # (2, 1) before stop 28
+    assert (balanced[(1, 2, 2)]["replicas"], plain[(1, 2, 2)]["replicas"]) == (2, 1)  # (2, 2) at stop 28
     dp_keys = [k for k in plain if k[1] > 1]
     assert len(dp_keys) == 2 and set(plain) == set(balanced)
     for k in dp_keys:  # the direction the source implies: aligned chunks, fewer prefill steps, a lower TPOT

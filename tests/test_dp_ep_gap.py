@@ -69,4 +69,6 @@ def test_docs_blocks_are_the_scripts_output(data: dict) -> None:
     # 15 before trtllm@0.20 priced its Hopper grouped experts as TensorRT-LLM 1.0.0rc3 ran them (stop 27); 24 before the
     # finite run took the KV pool's whole requests for its places and priced each step at its batch (stop 28: Maverick
     # H200 1000/1000 one wave, x1.52, out; Qwen3-235B-A22B H200 1000/2000 and 2048/2048, padded to 256, in)
-    assert lines[-1].startswith("all 52 Hopper attention-DP rows within 20 %: as scored 23;")
+    # 23 before each of a rank's whole prompts attended to its own tokens (stop 29: Qwen3-235B-A22B H200 2048/128 out);
+    # 22 before the rows took trtllm-bench's own max_num_tokens (stop 29: the 8 x H100 pools larger, H100 9 -> 2)
+    assert lines[-1].startswith("all 52 Hopper attention-DP rows within 20 %: as scored 15;")

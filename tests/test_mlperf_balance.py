@@ -82,7 +82,10 @@ def test_the_server_holds_at_the_published_rate_are_the_timeout_clock():
     Since the steady state is the least fixed point (stop 28, kvplan.serving._solve: at 8.2 req/s the step has a root
     below 256 a rank and one padded past it, and regula falsi took the second) the scored rate is 8.38 req/s: 244
     sequences a rank at a 66.7 ms step, p99 TPOT 67.9 ms; 2 % less 237 a rank (67.2 ms), 2 % more 310 a rank (84.3 ms:
-    over)."""
+    over). Since the CUDA-graph size 256 is a stair in the tail (stop 29, kvplan.serving._graph_jumps: the secant over
+    n +- 2 sqrt(n) had not reached 2,048 yet, so the tail saw none of its rise) the scored rate is 8.42 req/s: 246 a
+    rank at a 66.8 ms step, the p99 74.6 ms (its lives' share of steps past 256), within the limit; 2 % less 238 a rank
+    (67.4 ms), 2 % more 313 a rank (84.7 ms: over): the search stops where the mean's root passes 256."""
     pub, data = published()
     ds = data["mlperf_datasets"]
     r = next(x for x in data["mlperf"] if x["model"] == "deepseek-v3" and x["scenario"] == "Server")
@@ -91,8 +94,8 @@ def test_the_server_holds_at_the_published_rate_are_the_timeout_clock():
     assert at["ttft_p99_s"] < r["ttft_p99_s"] / 2 and at["tpot_p99_s"] < 0.55 * r["tpot_p99_s"]
     top = pub._server_point(r, ds, r["kvplan_tok_s"] / round(r["osl"]))
     assert top["tpot_p99_s"] <= r["tpot_p99_s"] and top["ttft_p99_s"] < r["ttft_p99_s"] and top["rank_seqs"] < 256
-    assert top["tpot_p99_s"] == pytest.approx(0.0679, abs=0.0005)
-    assert top["tpot_p99_s"] / top["step_s"] == pytest.approx(1.017, abs=0.005)
+    assert top["tpot_p99_s"] == pytest.approx(0.0746, abs=0.0005)
+    assert top["tpot_p99_s"] / top["step_s"] == pytest.approx(1.118, abs=0.005)
     below = pub._server_point(r, ds, 0.98 * r["kvplan_tok_s"] / round(r["osl"]))
     assert below["rank_seqs"] < 256 and below["tpot_p99_s"] < 0.85 * r["tpot_p99_s"]
     past = pub._server_point(r, ds, 1.02 * r["kvplan_tok_s"] / round(r["osl"]))

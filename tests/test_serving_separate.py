@@ -157,7 +157,8 @@ def test_data_parallel_ranks_alternate_on_their_own():
     holding a prompt step (q = k / (1 + k)): the two-state chain of iterations whose arrivals land together, b = a /
     (1 - c + a) with a = 1 - exp(-r d), c = 1 - exp(-r B0), r = 2 q / ((1 - b0) d + b0 B0) prompt steps a second
     at the chain-free b0 = 1 - exp(-2 q) (before: the ranks independent, b = 1 - (1 - q)^2); one rank reduces to
-    d + k P."""
+    d + k P. A prompt step's 200 / k tokens are 200 / (1000 k) whole prompts, each attending to its own tokens (with
+    several ranks since stop 29, kvplan.serving._alternating_parts; one attention over them before)."""
     s = steps_only(setup(load_bundled("qwen3-30b-a3b"), H100, engine="sglang", dp=2, ep=True))
     n, p, ctx = 40.0, 400.0, 1100
     cycle, share, biased = _alternating_parts(s, n=n, p=p, prompt=1000, budget=8192, context=ctx, ep=False)
@@ -165,8 +166,10 @@ def test_data_parallel_ranks_alternate_on_their_own():
     q = k / (1 + k)
     d = _step(s, n=n, p=0, context=ctx)
 
+    assert 200 / k > 1000  # more than one whole prompt a prompt step, on average
+
     def busy_at(b: float) -> float:
-        return _step(s, n=n * (1 - q / b), p=200 / k, context=ctx, p_all=200 / k * 2 * q / b)
+        return _step(s, n=n * (1 - q / b), p=200 / k, context=ctx, p_all=200 / k * 2 * q / b, prompts=200 / k / 1000)
 
     b0 = 1 - math.exp(-2 * q)
     r = 2 * q / ((1 - b0) * d + b0 * busy_at(b0))
