@@ -201,7 +201,7 @@ def test_nvfp4_gemm_at_the_fp4_peak_on_blackwell_and_weight_only_on_hopper():
     # (aiconfigurator's B200 table: 0.2846 ms).
     eff = cal.gemm_peak_eff * 8192 / (8192 + cal.gemm_half_m)
     shape = (1 + cal.fp4_half_k / 8192) * (1 + cal.fp4_half_n / 8192)
-    assert shape > 1.1  # both terms are fitted (545.5 and 631 elements)
+    assert shape > 1.1  # both terms are fitted (545.4 and 629.1 elements)
     quantize = 171_966_464 / (7700e9 * cal.elementwise_mem_eff) + cal.graph_kernel_s
     by_hand = 2 * 8192**3 * shape / (peak * eff) + quantize + cal.graph_kernel_s + cal.fp4_gemm_s
     assert gemm_seconds(B200, cal, m=8192, n=8192, k=8192, weights_dtype="nvfp4", eager=False) == pytest.approx(by_hand)
@@ -317,11 +317,12 @@ def test_nvfp4_moe_layers_take_their_own_fixed_cost():
     spec, cal = load_bundled("qwen3-30b-a3b"), calibration("trtllm")
     ctx = latency._make_ctx(spec, B200, tp=1, weights_dtype="nvfp4", cal=cal, eager=False)
     assert ctx.moe_layer_s == cal.fp4_moe_layer_s < cal.moe_layer_s
-    # a vanishing share of a token: only the fixed cost (6.627 us for TensorRT-LLM's fit, not moe_layer_s 25.3 us;
+    # a vanishing share of a token: only the fixed cost (6.736 us for TensorRT-LLM's fit, not moe_layer_s 25.3 us;
     # 5.765 us before the FP4 refit that followed FP8 context attention for NVFP4 checkpoints, 5.592 us before the
     # one that followed the Blackwell decode attention refit, 7.183 us before the one that followed the router's
-    # 16-bit pricing, 7.041 us before the one with the GEMM tables and fp4_gemm_s, 6.627 us before the shape terms)
-    assert latency._moe_s(ctx, 1, 0)[0] == pytest.approx(6.82e-6)
+    # 16-bit pricing, 7.041 us before the one with the GEMM tables and fp4_gemm_s, 6.627 us before the one that
+    # followed B200's own all-reduce latency, 6.545 us before the shape terms)
+    assert latency._moe_s(ctx, 1, 0)[0] == pytest.approx(6.736e-6)
     # fp8 on B200 and weight-only NVFP4 on H200 (vLLM, Marlin): the grid's fixed cost, no K loop; the NVFP4
     # checkpoint's head is 16-bit on either GPU, the fp8 one's is priced as before
     fp8 = latency._make_ctx(spec, B200, tp=1, weights_dtype="fp8", cal=calibration("vllm"), eager=False)
@@ -389,7 +390,7 @@ def test_fp4_fit_reproduces_the_constants_in_the_engine_modules():
 def test_nvfp4_shape_terms_price_large_gemms_at_a_larger_share_of_the_peak():
     """The compute roof's shape terms (kvplan.latency._fp4_shape), at M = 4096 where compute binds: aiconfigurator's
     B200 table runs a 4096 x 4096 GEMM at 2.50 PFLOP/s and a 16384 x 16384 one at 4.15 (x1.66); kvplan 2.51 and 3.83
-    (x1.53) with the terms, (1 + 545.5 / 4096) x (1 + 631 / 4096) = 1.31 against 1.07, and 3.04 and 4.09 (x1.35: the
+    (x1.53) with the terms, (1 + 545.4 / 4096) x (1 + 629.1 / 4096) = 1.31 against 1.07, and 3.04 and 4.09 (x1.35: the
     quantization kernel and the fixed costs alone) with them at zero. At M = 1 the K loop binds either way."""
     from dataclasses import replace
 
@@ -397,7 +398,7 @@ def test_nvfp4_shape_terms_price_large_gemms_at_a_larger_share_of_the_peak():
 
     cal = calibration("trtllm")
     flat = replace(cal, fp4_half_k=0.0, fp4_half_n=0.0)
-    assert latency._fp4_shape(cal, 4096, 4096) == pytest.approx((1 + 545.5 / 4096) * (1 + 631 / 4096))
+    assert latency._fp4_shape(cal, 4096, 4096) == pytest.approx((1 + 545.4 / 4096) * (1 + 629.1 / 4096))
     assert latency._fp4_shape(flat, 4096, 4096) == 1.0
 
     def rate(c, n: int) -> float:  # noqa: ANN001
@@ -432,8 +433,8 @@ def test_nvfp4_gemm_by_hand_against_the_gemm_table():
     # Llama 3.1 405B's TP4 shape at 256 rows, 256 x 16384 x 16384: 2 x 256 x 16384^2 FLOPs at 9000e12 x
     # fp4_eff_scale x blackwell_compute_eff x gemm_peak_eff x 256 / (256 + gemm_half_m), times the shape terms
     # (1 + fp4_half_k / 16384) x (1 + fp4_half_n / 16384), take 41.37 us; the weights and activations, 167,772,160 B
-    # at 7700e9 x gemm_mem_eff x fp4_mem_eff_scale, 42.81 us: streaming binds. With the quantization (10,747,904 B),
-    # two launches and the fixed cost 50.99 us against the table's 47.35: x1.08 (x1.14 before the shape terms, when
+    # at 7700e9 x gemm_mem_eff x fp4_mem_eff_scale, 42.73 us: streaming binds. With the quantization (10,747,904 B),
+    # two launches and the fixed cost 50.91 us against the table's 47.35: x1.08 (x1.14 before the shape terms, when
     # compute bound at 45.66 us; x1.19 before fp4_gemm_s and the joint refit).
     eff = cal.gemm_peak_eff * 256 / (256 + cal.gemm_half_m)
     compute = 2 * 256 * 16384**2 / (9000e12 * cal.fp4_eff_scale * cal.blackwell_compute_eff * eff)

@@ -994,6 +994,15 @@ CALIBRATION = Calibration(
     allreduce_base_s=3.406e-06,
     allreduce_rank_s=8.691e-07,
     allreduce_bw_eff=0.3815,
+    # The all-reduce's fixed latency per GPU class (kvplan.latency.allreduce_constants): benchmarks/fit_nccl.py
+    # --allreduce on aiconfigurator 0.12.0's TensorRT-LLM 1.3.0rc20 custom all-reduce tables (kernel_source TRTLLM,
+    # bf16, every size): the base above plus the class's base minus Hopper's (H100 + H200) in the table fits (the
+    # grid-fitted Hopper level kept; the share stays one figure, see fit_nccl.py).
+    # Table fits: B200 4.74 us against 2.73 (TP 2-8; 4.6-5.0 us measured at the smallest messages against 2.6-3.1),
+    # GB200 NVL72 4.03 us (TP 2, 4 only). kvplan over the tables at <= 64 KiB (median): H100 / H200 x1.65 / x1.64 (the
+    # grid's level, unchanged), B200 x1.02 -> x1.41, GB200 x0.97 -> x1.28; GB200 held out (B200's figure) x1.44.
+    blackwell_allreduce_base_s=5.411e-06,
+    gb200_allreduce_base_s=4.706e-06,
     # FP8 context attention (Trtllm.fp8_context_attention): benchmarks/fit_fmha.py on aiconfigurator 0.12.0's
     # TensorRT-LLM 1.3.0rc20 context-attention tables (FP8-FMHA rows against 16-bit ones, H100/H200/B200), every
     # constant above held.
@@ -1010,24 +1019,26 @@ CALIBRATION = Calibration(
     # -> 0.061, M < 256 0.047 -> 0.036; the fitted steps 0.067 / 0.051 -> 0.068 / 0.052, hold-out decode 0.050 ->
     # 0.023). fp4_gemm_s is what each trtllm::nvfp4_gemm call (tensorrt_llm/_torch/custom_ops/torch_custom_ops.py
     # nvfp4_gemm: NVFP4GemmUnifiedRunner, the autotuned CUTLASS / cuBLASLt / CUDA-core tactic) takes beyond its
-    # roofs, the quantization kernel and one launch. Then with the compute roof's shape terms fp4_half_k / fp4_half_n
-    # (kvplan.latency._fp4_shape: a tile's prologue and epilogue in elements of K, work in proportion to M x K), fitted
-    # after the six with fp4_mem_eff_scale held as they left it (benchmarks/fit_fp4.py TABLE_FIELDS, SHAPE_FIELDS; was
-    # 0.6371, 0.7029, 0.2464, 1.812e-09, 6.627e-06, 8.955e-07: the GEMM table's M >= 256 median |ln| 0.061 -> 0.044,
-    # signed on N x K > 256M +0.119 -> +0.051; the fitted steps 0.068 / 0.052 -> 0.065 / 0.064, hold-out 0.067 / 0.023
-    # -> 0.041 / 0.022). fp4_half_k stands for the CUTLASS tile's start-up and write-out (_fp4_shape's source);
-    # fp4_half_n is fitted, no kernel source found: it is what the 2,992 TensorRT-LLM 1.3.0rc20 B200 / GB200 nvfp4
-    # points of aiconfigurator 0.12.0's GEMM tables (with the 11 NVFP4 steps) ask beyond the K term. Kept over the K
-    # term alone (fit_fp4.py --forms: 518.5 and the five refitted; hold-out prefill 0.057 against 0.041, decode 0.022
-    # both; the published counts the same either way).
-    fp4_eff_scale=0.7546,
-    fp4_mem_eff_scale=0.7029,
-    fp4_moe_eff_scale=0.2493,
-    fp4_k_s=1.825e-09,
-    fp4_moe_layer_s=6.82e-06,
-    fp4_gemm_s=8.199e-07,
-    fp4_half_k=545.5,
-    fp4_half_n=631,
+    # roofs, the quantization kernel and one launch. Refitted once the all-reduce took B200's own latency
+    # (blackwell_allreduce_base_s above; was 0.6371, 0.7029, 0.2464, 1.812e-09, 6.627e-06, 8.955e-07: the fitted steps
+    # 0.068 / 0.052 -> 0.070 / 0.052, hold-out decode 0.023 unchanged, the GEMM table unchanged). Then with the compute
+    # roof's shape terms fp4_half_k / fp4_half_n (kvplan.latency._fp4_shape: a tile's prologue and epilogue in elements
+    # of K, work in proportion to M x K), fitted after the six with fp4_mem_eff_scale held as they left it
+    # (benchmarks/fit_fp4.py TABLE_FIELDS, SHAPE_FIELDS; was 0.6366, 0.7042, 0.2475, 1.811e-09, 6.545e-06, 8.989e-07:
+    # the GEMM table's M >= 256 median |ln| 0.061 -> 0.044, signed on N x K > 256M +0.119 -> +0.051; the fitted steps
+    # 0.070 / 0.052 -> 0.067 / 0.065, hold-out 0.067 / 0.023 -> 0.042 / 0.023). fp4_half_k stands for the CUTLASS tile's
+    # start-up and write-out (_fp4_shape's source); fp4_half_n is fitted, no kernel source found: it is what the 2,992
+    # TensorRT-LLM 1.3.0rc20 B200 / GB200 nvfp4 points of aiconfigurator 0.12.0's GEMM tables (with the 11 NVFP4 steps)
+    # ask beyond the K term. Kept over the K term alone (fit_fp4.py --forms: 518.8 and the five refitted, hold-out
+    # prefill 0.059 against 0.042, decode 0.023 both; the published counts the same either way).
+    fp4_eff_scale=0.7544,
+    fp4_mem_eff_scale=0.7042,
+    fp4_moe_eff_scale=0.2505,
+    fp4_k_s=1.824e-09,
+    fp4_moe_layer_s=6.736e-06,
+    fp4_gemm_s=8.232e-07,
+    fp4_half_k=545.4,
+    fp4_half_n=629.1,
     # NVFP4 experts on B200 / GB200 (Trtllm.moe_kernel: CutlassFusedMoE): that path's fixed seconds a layer in place of
     # fp4_moe_layer_s (kvplan.latency _cutlass_nvfp4_layer_s): benchmarks/fit_moe_ops.py on aiconfigurator 0.12.0's
     # TensorRT-LLM 1.3.0rc20 nvfp4 MoE tables (the moe_torch_flow_cutlass rows of
