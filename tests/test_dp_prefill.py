@@ -356,8 +356,9 @@ def test_long_prompt_attention_dp_rows_lie_between_independent_and_aligned_ranks
     assert mav["ratio_steady"] == pytest.approx(0.56, abs=0.01)
     # 1.09 before TensorRT-LLM's NVFP4 experts paid the CUTLASS path's own fixed cost a layer; 1.07 before its NVFP4
     # constants were fitted on the steps and the GEMM tables together (fp4_gemm_s: its dense decode GEMMs faster)
-    # 1.10 before stop 29's caps
-    assert pub._row_tokens_s(mav, balance=True) / mav["published_tok_s"] == pytest.approx(1.12, abs=0.01)
+    # 1.10 before stop 29's caps; 1.12 before the NVFP4 GEMMs' compute roof took its shape terms (kvplan.latency.
+    # _fp4_shape, r30f: its dense GEMMs faster, the aligned ranks' steps shorter)
+    assert pub._row_tokens_s(mav, balance=True) / mav["published_tok_s"] == pytest.approx(1.13, abs=0.01)
 
 
 def test_dp_rank_whole_prompts_each_attend_to_their_own_tokens() -> None:
