@@ -1030,7 +1030,7 @@ CALIBRATION = Calibration(
     # start-up and write-out (_fp4_shape's source); fp4_half_n is fitted, no kernel source found: it is what the 2,992
     # TensorRT-LLM 1.3.0rc20 B200 / GB200 nvfp4 points of aiconfigurator 0.12.0's GEMM tables (with the 11 NVFP4 steps)
     # ask beyond the K term. Kept over the K term alone (fit_fp4.py --forms: 518.8 and the five refitted, hold-out
-    # prefill 0.059 against 0.042, decode 0.023 both; the published counts the same either way).
+    # prefill 0.059 against 0.042, decode 0.023 both; published NVFP4 B200 TP 35 against 36 of 40, no count higher).
     fp4_eff_scale=0.7544,
     fp4_mem_eff_scale=0.7042,
     fp4_moe_eff_scale=0.2505,
