@@ -1535,6 +1535,16 @@ CALIBRATION = Calibration(
         seq_kvhead_16bit_s=1.123e-08,
         overlap_p=5.883,
     ),
+    # The float32 routers (Calibration.fp32_router_families), read in the PyPI wheels. GLM-4.5 / 4.6
+    # (model_executor/models/glm4_moe.py, 0.10.2, 0.11.0, 0.12.0, 0.13.0, 0.14.0, 0.16.0, 0.19.0 alike):
+    # ``Glm4MoE.__init__`` builds ``self.gate = nn.Linear(hidden_size, n_routed_experts, bias=False,
+    # dtype=torch.float32)`` and ``forward`` runs ``self.gate(hidden_states.to(dtype=torch.float32))``. Nemotron-H's
+    # MoE (nemotron_h.py ``NemotronHMoE``; 0.12.0 and 0.16.0): ``ReplicatedLinear(..., params_dtype=torch.float32)``
+    # over ``hidden_states.to(dtype=torch.float32)`` (0.19.0: ``GateLinear(..., force_fp32_compute=True)``). TF32
+    # stays off: no 0.10.2-0.13.0 module calls torch.set_float32_matmul_precision, and from 0.14.0 the worker sets
+    # it from VLLM_FLOAT32_MATMUL_PRECISION, default "highest" (v1/worker/gpu_worker.py, envs.py). DeepSeek's,
+    # Qwen3's and gpt-oss's gates are 16-bit in these wheels.
+    fp32_router_families=frozenset({"glm4_moe", "nemotron_h"}),
 )
 
 
