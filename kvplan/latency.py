@@ -618,13 +618,16 @@ def _router_ctx(c: _Ctx) -> _Ctx:
     (aiconfigurator_core/sdk/models/deepseek.py ``generation_router_gemm``, ``GEMMQuantMode.bfloat16``).
 
     Where the engine runs the model's router in float32 (``Calibration.fp32_router_families``: vLLM's GLM-4.x and
-    Nemotron-H gates) and the catalog has the GPU's ``fp32_tflops``: 4-byte weights and activations at the CUDA cores'
-    FP32 peak, on the same GEMM efficiency curve (:func:`_router_cast_s` adds the input's cast)."""
+    Nemotron-H gates, SGLang 0.5.23's GLM-4.x gate) and the catalog has the GPU's ``fp32_tflops``: 4-byte weights and
+    activations at the CUDA cores' FP32 peak, on the same GEMM efficiency curve; with TF32 on
+    (``fp32_router_tf32``: SGLang 0.5.23 for GLM-4.x) at half the 16-bit tensor-core peak instead
+    (:func:`_router_cast_s` adds the input's cast)."""
     gate = c.terms.get("router")
     if gate is None:
         if _fp32_router(c):
-            gate = replace(c, w_bytes=4.0, act_bytes=4.0, peak=c.gpu.fp32_tflops * 1e12, mem_scale=1.0, fp4_k_s=0.0,
-                           wave_sms=0, fp8_quant_s=0.0)  # fmt: skip
+            peak = c.peak16 / 2 if c.cal.fp32_router_tf32 else c.gpu.fp32_tflops * 1e12
+            gate = replace(c, w_bytes=4.0, act_bytes=4.0, peak=peak, mem_scale=1.0, fp4_k_s=0.0, wave_sms=0,
+                           fp8_quant_s=0.0)  # fmt: skip
         else:
             gate = replace(c, w_bytes=c.act_bytes, peak=c.peak16, mem_scale=1.0, fp4_k_s=0.0, wave_sms=0,
                            fp8_quant_s=0.0)  # fmt: skip
@@ -633,8 +636,11 @@ def _router_ctx(c: _Ctx) -> _Ctx:
 
 
 def _fp32_router(c: _Ctx) -> bool:
-    """The engine runs this model's MoE router in float32 and the catalog gives the GPU's FP32 peak."""
-    return c.spec.family in c.cal.fp32_router_families and c.gpu.fp32_tflops is not None
+    """The engine runs this model's MoE router in float32 and its rate is known: TF32 on (half the 16-bit tensor-core
+    peak), or the catalog's FP32 peak of the CUDA cores."""
+    if c.spec.family not in c.cal.fp32_router_families:
+        return False
+    return c.cal.fp32_router_tf32 or c.gpu.fp32_tflops is not None
 
 
 def _router_cast_s(c: _Ctx, tokens: float) -> float:

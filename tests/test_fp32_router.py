@@ -3,7 +3,9 @@
 vLLM's glm4_moe.py builds ``nn.Linear(hidden, n_routed_experts, dtype=torch.float32)`` and calls it on
 ``hidden_states.to(dtype=torch.float32)`` (0.10.2-0.19.0 wheels); nemotron_h.py the same with ``params_dtype=
 torch.float32`` (0.12.0, 0.16.0). SGLang 0.5.3's Glm4MoeGate is a 16-bit ``F.linear`` (its fp32 cast came with
-sgl-project/sglang PR #21660, 2026-03-30). kvplan.engines.vllm CALIBRATION ``fp32_router_families``.
+sgl-project/sglang PR #21660, 2026-03-30); 0.5.23's is float32 with TF32 turned on for Glm4MoeForCausalLM
+(arg_groups/model_overrides/glm4_moe.py). kvplan.engines.vllm CALIBRATION and kvplan.engines.sglang ENGINE_FITS
+``fp32_router_families`` / ``fp32_router_tf32``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def test_catalog_fp32_peaks_are_the_datasheet_lines() -> None:
         ("glm-4.6", "vllm@0.11.0", True),
         ("glm-4.5-air", "vllm@0.16", True),
         ("nemotron-3-nano-30b-a3b", "vllm@0.8", True),
-        ("glm-4.6", "sglang", False),  # SGLang 0.5.3's gate is 16-bit
+        ("glm-4.6", "sglang@0.5", False),  # SGLang 0.5.3's gate is 16-bit
         ("glm-4.6", "trtllm", False),
         ("qwen3-235b-a22b", "vllm", False),  # Qwen3MoE's gate: ReplicatedLinear at the model dtype
         ("deepseek-v3", "vllm", False),
@@ -49,6 +51,19 @@ def test_which_routers_run_in_fp32(model: str, engine: str, fp32: bool) -> None:
         assert gate.peak == c.peak16 and gate.w_bytes == c.act_bytes
 
 
+@pytest.mark.parametrize("gpu", ["h200", "a100-80gb", "b200"])
+def test_sglang_0_5_23_runs_the_glm_router_in_tf32(gpu: str) -> None:
+    """TF32 on: half the 16-bit tensor-core peak whatever the catalog's FP32 line (B200 has none), 4-byte operands and
+    the cast; its Nemotron-H gate (16-bit operands, float32 out) and the older rules' GLM gate stay 16-bit."""
+    c = _ctx("glm-4.6", gpu, "sglang")
+    gate = _router_ctx(c)
+    assert (gate.peak, gate.w_bytes, gate.act_bytes) == (c.peak16 / 2, 4.0, 4.0)
+    assert _router_cast_s(c, 8192) > 0
+    for model, engine in (("nemotron-3-nano-30b-a3b", "sglang"), ("glm-4.6", "sglang@0.5")):
+        c = _ctx(model, gpu, engine)
+        assert _router_ctx(c).peak == c.peak16 and _router_cast_s(c, 8192) == 0.0
+
+
 def test_without_a_catalog_fp32_peak_the_router_stays_16bit() -> None:
     c = _ctx("glm-4.6", "b200", "vllm")
     assert _router_ctx(c).peak == c.peak16 and _router_cast_s(c, 8192) == 0.0
@@ -59,7 +74,7 @@ def test_fp32_router_slows_an_8k_chunk_by_its_cuda_core_gemm() -> None:
     the 16-bit GEMM curve, over 0.2 ms, against tens of microseconds at 16 bits; the cast reads 2 and writes 4 bytes
     an element."""
     fp32 = _moe_s(_ctx("glm-4.6", "h200", "vllm@0.11.0"), 8192, 8192).router
-    bf16 = _moe_s(_ctx("glm-4.6", "h200", "sglang"), 8192, 8192).router
+    bf16 = _moe_s(_ctx("glm-4.6", "h200", "sglang@0.5"), 8192, 8192).router
     flops = 2 * 8192 * 5120 * 160
     assert flops / 67e12 < fp32 < 2 * flops / 67e12 + 1e-4
     assert bf16 < 0.25 * fp32

@@ -182,12 +182,19 @@ def test_each_engine_module_carries_its_own_calibration():
     # Gated DeltaNet prefill fit on the lent ones, kvplan.engines.sglang.MLA_FITS, and the label names them)
     own = ("MLA decode: SGLang 0.5.10's own, mla_compare.py --fit; GQA decode: SGLang 0.5.14's own, "
            "gqa_decode_compare.py --fit; GDN prefill: gdn_compare.py --fit")  # fmt: skip
-    assert lent.version == f"vLLM 0.24.0 (no sglang fit: vLLM's constants; {own})"
+    # since stop 30 the newest rules also name their GLM-4.x router (float32 with TF32: 0.5.23's model file)
+    router = "; GLM-4.x router: float32 with TF32 (0.5.23's model file)"
+    assert lent.version == f"vLLM 0.24.0 (no sglang fit: vLLM's constants; {own}{router})"
+    assert (lent.fp32_router_families, lent.fp32_router_tf32) == (frozenset({"glm4_moe"}), True)
+    older = latency_calibration("sglang@0.5")  # 0.5.3 / 0.5.7: a 16-bit gate, not vLLM's float32 ones
+    assert (older.fp32_router_families, older.fp32_router_tf32) == (frozenset(), False)
+    assert older.version == f"vLLM 0.24.0 (no sglang fit: vLLM's constants; {own})"
     # SGLang's own: its MLA and GQA decode fits and its Gated DeltaNet prefill fit (gdn_compare.py --fit: the fla
     # kernels, on every GPU, all SMs)
     own_fields = ("hopper_mla_layer_s", "blackwell_mla_layer_s", "blackwell_mla_nope_dims", "blackwell_mla_kv_dtypes",
                   "blackwell_mla_families", "hopper_gqa_decode", "blackwell_gqa_decode", "gdn_scan_eff",
-                  "gdn_head_blocks", "gdn_kernel_archs", "conv1d_sm_bytes_s", "ssu_mem_eff")  # fmt: skip
+                  "gdn_head_blocks", "gdn_kernel_archs", "conv1d_sm_bytes_s", "ssu_mem_eff", "fp32_router_families",
+                  "fp32_router_tf32")  # fmt: skip
     assert lent.gdn_scan_eff == 0.0523 != vllm.CALIBRATION.gdn_scan_eff
     # since stop 27 not vLLM's timed Mamba2 state update (fit_ssu.py): SGLang's port launches 4 x 4 warps on every GPU
     assert lent.ssu_mem_eff is None and vllm.CALIBRATION.ssu_mem_eff == 0.603

@@ -152,9 +152,8 @@ def latency_calibration(engine: Engine | str | None = None) -> Calibration:
     own = profile.lent_fits
     note = f"; {own.label}" if own else ""
     # vLLM's float32 routers are its model files' choice, not a kernel efficiency: the borrower keeps its own (none
-    # unless its lent fits say so; SGLang 0.5.3's Glm4MoeGate is a 16-bit F.linear, the float32 cast came with
-    # sgl-project/sglang PR #21660, merged 2026-03-30)
-    fields = {"fp32_router_families": frozenset(), **dict(own.fields if own else ())}
+    # unless its lent fits say so; kvplan.engines.sglang ENGINE_FITS)
+    fields = {"fp32_router_families": frozenset(), "fp32_router_tf32": False, **dict(own.fields if own else ())}
     return replace(base, engine=profile.name, version=f"{base.version} (no {profile.name} fit: vLLM's constants{note})",
                    **fields)  # fmt: skip
 

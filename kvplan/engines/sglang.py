@@ -1156,6 +1156,19 @@ MLA_FITS = LentFits(
     ),
 )
 
+# SGLang 0.5.23's GLM-4.x router (ENGINE): python/sglang/srt/models/glm4_moe.py ``Glm4MoeGate`` holds its weight in
+# torch.float32 and runs ``F.linear(hidden_states.to(torch.float32), self.weight, None)`` (the float32 cast came with
+# sgl-project/sglang PR #21660, merged 2026-03-30; the 0.5.3 and 0.5.7 wheels' gate is a 16-bit ``F.linear``), and
+# arg_groups/model_overrides/glm4_moe.py ``_glm4_moe_overrides`` sets ``enable_tf32_matmul`` for
+# Glm4MoeForCausalLM ("Enable TF32 matmul ... to improve gate gemm performance"), which model_runner.py turns into
+# ``torch.set_float32_matmul_precision("high")``: a TF32 GEMM (Calibration.fp32_router_tf32). Read in the 0.5.23
+# wheel. Its Nemotron-H gate multiplies 16-bit operands into a float32 output (not a float32 GEMM): not listed.
+ENGINE_FITS = replace(
+    MLA_FITS,
+    label=f"{MLA_FITS.label}; GLM-4.x router: float32 with TF32 (0.5.23's model file)",
+    fields=(*MLA_FITS.fields, ("fp32_router_families", frozenset({"glm4_moe"})), ("fp32_router_tf32", True)),
+)
+
 # `sglang@0.5`: the rules read in the 0.5.3 / 0.5.7 wheels and main 2025-10 (the release of the published SGLang rows
 # and of the engine_logs.json runs from 2025), kept as trtllm@0.20 is.
 V0_5 = Sglang(
@@ -1249,6 +1262,7 @@ ENGINE = replace(
     V0_5,
     release="0.5.23",
     version="0.5.23 (CUDA-graph and DeepEP reserves in mem_fraction_static)",
+    lent_fits=ENGINE_FITS,
     graph_reserves=True,
     embed_over_attn_tp=True,
     fp32_weights_proj=False,
