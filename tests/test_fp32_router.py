@@ -36,6 +36,9 @@ def test_catalog_fp32_peaks_are_the_datasheet_lines() -> None:
         ("glm-4.6", "vllm@0.11.0", True),
         ("glm-4.5-air", "vllm@0.16", True),
         ("nemotron-3-nano-30b-a3b", "vllm@0.8", True),
+        ("minimax-m2", "vllm@0.16", True),
+        ("minimax-m1-80k", "vllm", True),
+        ("minimax-m2", "sglang@0.5", True),  # 0.5.7's float32 gate, no TF32 there
         ("glm-4.6", "sglang@0.5", False),  # SGLang 0.5.3's gate is 16-bit
         ("glm-4.6", "trtllm", False),
         ("qwen3-235b-a22b", "vllm", False),  # Qwen3MoE's gate: ReplicatedLinear at the model dtype
@@ -59,6 +62,7 @@ def test_sglang_0_5_23_runs_the_glm_router_in_tf32(gpu: str) -> None:
     gate = _router_ctx(c)
     assert (gate.peak, gate.w_bytes, gate.act_bytes) == (c.peak16 / 2, 4.0, 4.0)
     assert _router_cast_s(c, 8192) > 0
+    assert _router_ctx(_ctx("minimax-m2", gpu, "sglang")).peak == c.peak16 / 2  # its own override turns TF32 on too
     for model, engine in (("nemotron-3-nano-30b-a3b", "sglang"), ("glm-4.6", "sglang@0.5")):
         c = _ctx(model, gpu, engine)
         assert _router_ctx(c).peak == c.peak16 and _router_cast_s(c, 8192) == 0.0

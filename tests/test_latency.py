@@ -183,12 +183,13 @@ def test_each_engine_module_carries_its_own_calibration():
     own = ("MLA decode: SGLang 0.5.10's own, mla_compare.py --fit; GQA decode: SGLang 0.5.14's own, "
            "gqa_decode_compare.py --fit; GDN prefill: gdn_compare.py --fit")  # fmt: skip
     # since stop 30 the newest rules also name their GLM-4.x router (float32 with TF32: 0.5.23's model file)
-    router = "; GLM-4.x router: float32 with TF32 (0.5.23's model file)"
+    router = "; GLM-4.x and MiniMax-M2 routers: float32 with TF32 (0.5.23's model files)"
     assert lent.version == f"vLLM 0.24.0 (no sglang fit: vLLM's constants; {own}{router})"
-    assert (lent.fp32_router_families, lent.fp32_router_tf32) == (frozenset({"glm4_moe"}), True)
-    older = latency_calibration("sglang@0.5")  # 0.5.3 / 0.5.7: a 16-bit gate, not vLLM's float32 ones
-    assert (older.fp32_router_families, older.fp32_router_tf32) == (frozenset(), False)
-    assert older.version == f"vLLM 0.24.0 (no sglang fit: vLLM's constants; {own})"
+    assert (lent.fp32_router_families, lent.fp32_router_tf32) == (frozenset({"glm4_moe", "minimax_m2"}), True)
+    older = latency_calibration("sglang@0.5")  # 0.5.3 / 0.5.7: GLM's gate 16-bit; MiniMax-M2's float32, no TF32
+    assert (older.fp32_router_families, older.fp32_router_tf32) == (frozenset({"minimax_m2"}), False)
+    minimax = "; MiniMax-M2 router: float32 (0.5.7's model file)"
+    assert older.version == f"vLLM 0.24.0 (no sglang fit: vLLM's constants; {own}{minimax})"
     # SGLang's own: its MLA and GQA decode fits and its Gated DeltaNet prefill fit (gdn_compare.py --fit: the fla
     # kernels, on every GPU, all SMs)
     own_fields = ("hopper_mla_layer_s", "blackwell_mla_layer_s", "blackwell_mla_nope_dims", "blackwell_mla_kv_dtypes",

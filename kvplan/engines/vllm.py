@@ -1543,8 +1543,11 @@ CALIBRATION = Calibration(
     # over ``hidden_states.to(dtype=torch.float32)`` (0.19.0: ``GateLinear(..., force_fp32_compute=True)``). TF32
     # stays off: no 0.10.2-0.13.0 module calls torch.set_float32_matmul_precision, and from 0.14.0 the worker sets
     # it from VLLM_FLOAT32_MATMUL_PRECISION, default "highest" (v1/worker/gpu_worker.py, envs.py). DeepSeek's,
-    # Qwen3's and gpt-oss's gates are 16-bit in these wheels.
-    fp32_router_families=frozenset({"glm4_moe", "nemotron_h"}),
+    # Qwen3's and gpt-oss's gates are 16-bit in these wheels. MiniMax-M1 (minimax_text_01.py
+    # ``MiniMaxText01MoE``: ``ReplicatedLinear(..., params_dtype=torch.float32)``, ``self.gate(hidden_states.to(
+    # torch.float32))``; 0.10.2-0.19.0) and MiniMax-M2 (minimax_m2.py ``MiniMaxM2MoE``, the same; from 0.12.0, the
+    # first of these wheels that has the model) too.
+    fp32_router_families=frozenset({"glm4_moe", "nemotron_h", "minimax_m1", "minimax_m2"}),
 )
 
 
