@@ -24,9 +24,11 @@ def _ctx(model: str, gpu: str, engine: str, tp: int = 8):  # noqa: ANN202
 
 
 def test_catalog_fp32_peaks_are_the_datasheet_lines() -> None:
-    peaks = {name: resolve_gpu(name).fp32_tflops for name in ("h100-sxm", "h100-pcie", "h100-nvl", "h200", "a100-80gb")}
-    assert peaks == {"h100-sxm": 67, "h100-pcie": 51, "h100-nvl": 60, "h200": 67, "a100-80gb": 19.5}
-    assert resolve_gpu("b200").fp32_tflops is None  # no datasheet line read: the router stays 16-bit there
+    names = ("h100-sxm", "h100-pcie", "h100-nvl", "h200", "a100-80gb", "b200", "gb200", "l40s", "l4")
+    peaks = {name: resolve_gpu(name).fp32_tflops for name in names}
+    assert peaks == {"h100-sxm": 67, "h100-pcie": 51, "h100-nvl": 60, "h200": 67, "a100-80gb": 19.5, "b200": 75,
+                     "gb200": 80, "l40s": 91.6, "l4": 30.3}  # fmt: skip
+    assert resolve_gpu("rtx-4090").fp32_tflops is None  # no datasheet line read: the router stays 16-bit there
 
 
 @pytest.mark.parametrize(
@@ -54,10 +56,11 @@ def test_which_routers_run_in_fp32(model: str, engine: str, fp32: bool) -> None:
         assert gate.peak == c.peak16 and gate.w_bytes == c.act_bytes
 
 
-@pytest.mark.parametrize("gpu", ["h200", "a100-80gb", "b200"])
+@pytest.mark.parametrize("gpu", ["h200", "a100-80gb", "rtx-4090"])
 def test_sglang_0_5_23_runs_the_glm_router_in_tf32(gpu: str) -> None:
-    """TF32 on: half the 16-bit tensor-core peak whatever the catalog's FP32 line (B200 has none), 4-byte operands and
-    the cast; its Nemotron-H gate (16-bit operands, float32 out) and the older rules' GLM gate stay 16-bit."""
+    """TF32 on: half the 16-bit tensor-core peak whatever the catalog's FP32 line (the RTX 4090 has none), 4-byte
+    operands and the cast; its Nemotron-H gate (16-bit operands, float32 out) and the older rules' GLM gate stay
+    16-bit."""
     c = _ctx("glm-4.6", gpu, "sglang")
     gate = _router_ctx(c)
     assert (gate.peak, gate.w_bytes, gate.act_bytes) == (c.peak16 / 2, 4.0, 4.0)
@@ -69,7 +72,7 @@ def test_sglang_0_5_23_runs_the_glm_router_in_tf32(gpu: str) -> None:
 
 
 def test_without_a_catalog_fp32_peak_the_router_stays_16bit() -> None:
-    c = _ctx("glm-4.6", "b200", "vllm")
+    c = _ctx("glm-4.6", "rtx-4090", "vllm", tp=1)
     assert _router_ctx(c).peak == c.peak16 and _router_cast_s(c, 8192) == 0.0
 
 
