@@ -2,7 +2,8 @@
 
 vLLM's glm4_moe.py builds ``nn.Linear(hidden, n_routed_experts, dtype=torch.float32)`` and calls it on
 ``hidden_states.to(dtype=torch.float32)`` (0.10.2-0.19.0 wheels); nemotron_h.py the same with ``params_dtype=
-torch.float32`` (0.12.0, 0.16.0). SGLang 0.5.3's Glm4MoeGate is a 16-bit ``F.linear`` (its fp32 cast came with
+torch.float32`` (0.12.0, 0.16.0: the 0.8 and 0.16 rules; 0.19.0's GateLinear runs it bf16 -> fp32 on Hopper and
+Blackwell). SGLang 0.5.3's Glm4MoeGate is a 16-bit ``F.linear`` (its fp32 cast came with
 sgl-project/sglang PR #21660, 2026-03-30); 0.5.23's is float32 with TF32 turned on for Glm4MoeForCausalLM
 (arg_groups/model_overrides/glm4_moe.py). kvplan.engines.vllm CALIBRATION and kvplan.engines.sglang ENGINE_FITS
 ``fp32_router_families`` / ``fp32_router_tf32``.
@@ -38,6 +39,8 @@ def test_catalog_fp32_peaks_are_the_datasheet_lines() -> None:
         ("glm-4.6", "vllm@0.11.0", True),
         ("glm-4.5-air", "vllm@0.16", True),
         ("nemotron-3-nano-30b-a3b", "vllm@0.8", True),
+        ("nemotron-3-nano-30b-a3b", "vllm@0.16", True),
+        ("nemotron-3-nano-30b-a3b", "vllm", False),  # 0.19's GateLinear: bf16 x bf16 -> fp32 on Hopper / Blackwell
         ("minimax-m2", "vllm@0.16", True),
         ("minimax-m1-80k", "vllm", True),
         ("minimax-m2", "sglang@0.5", True),  # 0.5.7's float32 gate, no TF32 there

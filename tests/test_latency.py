@@ -165,11 +165,16 @@ def test_each_engine_module_carries_its_own_calibration():
     # FLASHINFER_MLA rule), every fitted figure the same.
     assert all(e.calibration is vllm.CALIBRATION for r, e in RELEASES["vllm"].items() if r not in ("0.8", "0.16"))
     # 0.8 and 0.16 also run the fla Triton delta rule on every GPU (no FlashInfer GDN prefill in 0.16.0's wheel); 0.8
-    # also the CUDA causal conv1d, before vLLM's Triton one (PR #18218): no per-SM conv1d ceiling (since stop 25)
+    # also the CUDA causal conv1d, before vLLM's Triton one (PR #18218): no per-SM conv1d ceiling (since stop 25);
+    # both also run Nemotron-H's router in float32 (since stop 30: NemotronHMoE's ReplicatedLinear in the 0.12.0 /
+    # 0.16.0 wheels; 0.19.0's GateLinear runs it bf16 -> fp32 on Hopper and Blackwell)
+    assert vllm.V0_16_ROUTERS - vllm.CALIBRATION.fp32_router_families == {"nemotron_h"}
     assert RELEASES["vllm"]["0.8"].calibration == replace(vllm.CALIBRATION, blackwell_mla_layer_s=None,
-                                                          gdn_kernel_archs=(), conv1d_sm_bytes_s=None)  # fmt: skip
+                                                          gdn_kernel_archs=(), conv1d_sm_bytes_s=None,
+                                                          fp32_router_families=vllm.V0_16_ROUTERS)  # fmt: skip
     assert RELEASES["vllm"]["0.16"].calibration == replace(
-        vllm.CALIBRATION, blackwell_mla_nope_dims=(128,), blackwell_mla_dense_only=True, gdn_kernel_archs=()
+        vllm.CALIBRATION, blackwell_mla_nope_dims=(128,), blackwell_mla_dense_only=True, gdn_kernel_archs=(),
+        fp32_router_families=vllm.V0_16_ROUTERS,
     )
     assert get_engine("trtllm").calibration is trtllm.CALIBRATION
     for cal in (vllm.CALIBRATION, trtllm.CALIBRATION):
