@@ -249,7 +249,8 @@ def test_trtllm_attention_dp_activation_counts_every_ranks_moe_rows_by_hand() ->
     = 2 x 8,192 x 8 x 4,480 = 587,202,560 B. Attention DP8: the MoE op runs over 8 x 8,192 = 65,536 gathered rows;
     with EP at the whole width: 2 x 65,536 x 8 x (3,072 + 4,096) = 7,516,192,768 B, +6,928,990,208 B (6.45 GiB);
     experts sliced over the 8 ranks: 2 x 65,536 x 8 x 4,480 = 4,697,620,480 B, +4,110,417,920 B. The KV pool loses
-    that x the 0.95 fraction."""
+    that x the 0.95 fraction (and, since stop 30, the engine's default decode graphs' pool, 128 rows a rank, captured
+    before the KV estimation: kvplan.engines.trtllm default_graph_sizes)."""
     from kvplan.engines import trtllm, vllm
     from kvplan.params import Sharding
 
@@ -262,7 +263,9 @@ def test_trtllm_attention_dp_activation_counts_every_ranks_moe_rows_by_hand() ->
     assert trtllm.activation(s.spec, tokens=8192, tp=8, sharding=Sharding.tensor(8)) == plain  # no DP: unchanged
     budget = s.stages[0].budget
     assert budget.activation == ep
-    free = budget.device_total - budget.non_torch - budget.weights - ep - budget.overhead
+    assert budget.cuda_graph_in_budget and budget.cuda_graph == trtllm.graph_pool(
+        s.spec, rows=128, tp=8, sharding=Sharding(1, 1, 1, 8, 1))
+    free = budget.device_total - budget.non_torch - budget.weights - ep - budget.cuda_graph - budget.overhead
     assert budget.available_kv == int(free * 0.95)
 
 
