@@ -114,6 +114,8 @@ def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: i
     done = produced = 0
     cap = max(1, math.floor(seq_cap / ranks))
     snapshot, snapshot_clock = [[0, 0] for _ in range(ranks)], -1.0
+    balance = s.engine.dp_balance_iters(s.settings) if ranks > 1 and dispatch == "trtllm" else None
+    counters = [0, 0]  # the balancer's timeout and batching-wait counters (_balancer_releases)
     while done < requests:
         if dispatch == "trtllm":  # the executor gathers every rank's live counts each iteration and deals them at once
             fresh = []
@@ -135,7 +137,9 @@ def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: i
         if not any(waiting) and not any(decoding):
             clock = arrivals[0]
             continue
-        plans = [_rank_plan(waiting[r], len(decoding[r]), budget=budget, cap=cap, mixed=mixed) for r in range(ranks)]
+        held = balance is not None and not _balancer_releases(balance, counters, waiting, decoding, cap=cap)
+        plans = [_rank_plan(deque() if held else waiting[r], len(decoding[r]), budget=budget, cap=cap, mixed=mixed)
+                 for r in range(ranks)]  # fmt: skip
         n_all = sum(len(d) for d in decoding)
         decodes = sum(pl[1] for pl in plans)
         busiest = max(range(ranks), key=lambda r: plans[r][0])
@@ -148,7 +152,8 @@ def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: i
         mean_prompt = round(sum(d[4] for dec in decoding for d in dec) / n_all) if n_all and lengths else isl
         context = mean_prompt + round(mean_generated / CONTEXT_BUCKET) * CONTEXT_BUCKET
         step = _step(s, n=float(decodes), p=float(chunk), context=context, prefix=prefix,
-                     p_all=float(p_all) if ranks > 1 else None, prompts=prompts)  # fmt: skip
+                     p_all=float(p_all) if ranks > 1 else None, prompts=prompts,
+                     rank_seqs=float(max(pl[1] for pl in plans)) if ranks > 1 and not p_all else None)  # fmt: skip
         if first_clock is None and index > warmup:
             first_clock = clock
         if trace is not None and first_clock is not None and arrivals:  # the steady part, not the drain
@@ -278,6 +283,34 @@ def _deal_fewest_active(prompts: list[int], active: list[tuple[int, int]]) -> li
         if n + 1 < cap:
             heapq.heappush(heap, (tokens + prompts[position], n + 1, rank))
     return dealt
+
+
+def _balancer_releases(iters: tuple[int, int], counters: list[int], waiting: list[deque], decoding: list[list],
+                       *, cap: int) -> bool:  # fmt: skip
+    """TensorRT-LLM's attention-DP balancer (``attention_dp_config.enable_balance``) for one iteration: True where the
+    ranks' context requests go this iteration, False where every rank's are held; ``iters`` (timeout_iters,
+    batching_wait_iters), ``counters`` the two counters, updated in place. tensorrt_llm/_torch/pyexecutor/
+    py_executor.py ``PyExecutor._balance_adp_requests`` (the 1.x copies read; :mod:`kvplan.dp_balance` prices the
+    same rule): every rank with a context request and room (``num_gen < max_batch_size``) resets the timeout
+    counter, and where every rank also has a generation request the batching-wait counter holds them until it has
+    counted ``batching_wait_iters``; otherwise the timeout counter counts every iteration, prompt or none, and lets
+    them go when it reaches ``timeout_iters`` or where some rank has no generation request."""
+    timeout, wait = iters
+    all_gen = all(decoding)
+    if all(waiting) and all(len(d) < cap for d in decoding):
+        counters[0] = 0
+        if not all_gen:
+            return True
+        if counters[1] < wait:
+            counters[1] += 1
+            return False
+        counters[1] = 0
+        return True
+    counters[0] += 1
+    if counters[0] >= timeout or not all_gen:
+        counters[0] = 0
+        return True
+    return False
 
 
 def _rank_plan(waiting: deque, n: int, *, budget: int, cap: int, mixed: bool) -> tuple[int, int, int, int, int]:
