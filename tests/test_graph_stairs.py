@@ -154,11 +154,15 @@ def test_crossing_below_where_f_starts_under_the_line():
 
 def test_the_graph_table_runs_the_r1_server_case():
     """serving_sim.py --graph (docs/cost.md's table) at two rates on a short run: the columns, and kvplan's p99 under
-    the padded steady state's and rising with the rate where the batch nears the size (5.3 -> 5.4 req/s: 54.3 ->
-    59.6 ms with 8,000 requests; the simulated columns depend on the run's length, kvplan's do not)."""
+    the padded steady state's and rising with the rate where the batch nears the size (5.1 -> 5.2 req/s: 56.3 ->
+    62.0 ms with 8,000 requests; the simulated columns depend on the run's length, kvplan's do not). Until stop 30 at
+    5.3 -> 5.4 req/s (54.3 -> 59.6 ms): since a balancer's release carries the prompts of its cycle
+    (kvplan.serving._released_parts) the lower branch's mean step is longer (52.7 against 50.5 ms at 4.8 req/s; the
+    simulation, which now runs the balancer's rule, 52.0 against its 55.0 without it) and kvplan's batch passes 128 a
+    rank by 5.3 req/s, where the simulation's tips too."""
     from tests.benchmods import bench_module
 
-    lines = bench_module("serving_sim").compare_graph_size(1500, warmup=300, rates=(5.3, 5.4))
+    lines = bench_module("serving_sim").compare_graph_size(1500, warmup=300, rates=(5.1, 5.2))
     assert lines[0].startswith("| req/s | simulated mean / p99 TPOT ms |") and len(lines) == 4
     p99 = [float(row.split("|")[5].split("/")[1]) for row in lines[2:]]
-    assert p99 == pytest.approx([54.3, 59.6], abs=0.05)
+    assert p99 == pytest.approx([56.3, 62.0], abs=0.05)
