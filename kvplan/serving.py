@@ -739,7 +739,7 @@ def _released_parts(s: Setup, *, n: float, prompt: int, arrivals: float, cycle: 
     30 every rank carried one prompt in a share ``A / ranks`` of the steps (the ranks aligned one prompt each), which
     is the release at a rate where every rank has a prompt each cycle, not at a low one: MLPerf's DeepSeek-R1 B200
     Server run (8 ranks, the clock of 9 iterations) at 5 req/s carries about 2 prompts a release, on about 2 ranks,
-    three times as often as 8 prompts on 8 ranks would come."""
+    3.5 times as often as 8 prompts on 8 ranks would come (a prefill step every ~10 iterations, not every ~37)."""
     m = arrivals * cycle
     steps = time = 0.0  # prefill steps a release takes, and their time, over its prompt count
     for weight, tokens, total in _prefill_counts(m, m, share=0.0, ranks=s.dp, prompt=prompt, room=math.inf,
