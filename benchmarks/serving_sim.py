@@ -40,8 +40,11 @@ the fixed point's gain and the gap between kvplan's step at the simulated means 
 ``--graph``: the MLPerf DeepSeek-R1 Server run with its Offline step residual held, at rates around its batch's
 CUDA-graph size (:func:`compare_graph_size`): the simulated requests' mean and p99 TPOT beside ``serve()``'s.
 
-``python benchmarks/serving_sim.py [--requests 3000] [--dp | --retract | --graph | --tpot [--dp | --mlperf] |
---steady --mlperf]``
+``--balance``: the attention-DP cases under TensorRT-LLM's balancer (:func:`compare_balance`): the simulation running
+the source's rule beside ``serve()``, and the busiest rank's prompts per release.
+
+``python benchmarks/serving_sim.py [--requests 3000] [--dp | --retract | --graph | --balance | --tpot [--dp |
+--mlperf] | --steady --mlperf]``
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ def quantile(samples: list[float], q: float) -> float:
 
 def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: int, seq_cap: float,  # noqa: ANN001
              warmup: int = 200, seed: int = 1, dispatch: str = "round_robin", lengths=None,
-             trace: list | None = None) -> SimResult:  # fmt: skip
+             trace: list | None = None, releases: list | None = None) -> SimResult:  # fmt: skip
     """One replica of setup ``s`` serving ``requests`` Poisson arrivals at ``rate_rps`` (module docstring). With
     ``s.dp`` attention-DP ranks each rank schedules its own requests (dealt by ``dispatch``: :func:`_deal`, and
     ``trtllm`` each iteration's arrivals at once, :func:`_deal_fewest_active`) against
@@ -90,7 +93,9 @@ def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: i
     (prompt, output) tokens (drawn from their own generator, seeded ``seed + 1``, so the arrival times stay the
     fixed-length run's); None: every request ``isl`` / ``osl``. ``trace``: a list that gets each step's (decodes,
     prompt tokens of the busiest rank, decode context, step time) from the ``warmup``-th arrival to the last (the
-    drain after it left out)."""
+    drain after it left out). ``releases``: a list that gets, for each step in which the attention-DP balancer
+    (:func:`_balancer_releases`, where the setup has it) lets prompts go, (the prompts that start, the most on one
+    rank), from the ``warmup``-th arrival on."""
     from kvplan.serving import _step
 
     rng = random.Random(seed)
@@ -142,6 +147,10 @@ def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: i
                  for r in range(ranks)]  # fmt: skip
         n_all = sum(len(d) for d in decoding)
         decodes = sum(pl[1] for pl in plans)
+        if releases is not None and balance is not None and not held and index > warmup:
+            started = [pl[4] - (1 if pl[2] else 0) for pl in plans]  # prompts whose first tokens this step carries
+            if sum(started):
+                releases.append((sum(started), max(started)))
         busiest = max(range(ranks), key=lambda r: plans[r][0])
         chunk, prefix = plans[busiest][0], plans[busiest][2]
         # several prompts' tokens from the start of each: each attends to its own (kvplan.serving prices them so; on
@@ -622,6 +631,73 @@ def compare_graph_size(requests: int = 8000, *, warmup: int = 2000, rates: tuple
     return lines
 
 
+# --balance: the attention-DP cases under TensorRT-LLM's balancer, at its default counts and at the MLPerf DeepSeek-R1
+# runs' (timeout_iters, batching_wait_iters), prompts of one length and of a spread (sd half the mean)
+BALANCE_KNOBS = ((50, 10), (9, 3))
+BALANCE_SPREAD = 0.5
+
+
+def compare_balance(requests: int = 3000, *, warmup: int = 200, fractions: tuple = FRACTIONS) -> list[str]:
+    """``--balance``: the ``--dp`` cases (:data:`DP_CASES`) on TensorRT-LLM with ``attention_dp_config.enable_balance``
+    at each of :data:`BALANCE_KNOBS`, at ``fractions`` of kvplan's sustainable rate: the simulation running the
+    source's balancer (:func:`_balancer_releases`) and dealing against ``serve()`` (the balancer's releases priced per
+    cycle, kvplan.serving ``_released_parts``): batch, mean TPOT and mean TTFT; and the busiest rank's prompts per
+    release in the simulation (fixed prompts, and prompts drawn with sd :data:`BALANCE_SPREAD` x the mean) beside what
+    kvplan prices for the same releases' counts (the largest of the ranks' uniform shares,
+    :func:`kvplan.serving.busiest_given`) and the even ``ceil(K / ranks)``."""
+    from kvplan.capacity import setup
+    from kvplan.engines import Settings
+    from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, _limits, busiest_given, max_rate, serve, steps_only
+
+    head = ("case", "timeout / wait iters", "rate (x max)", "batch sim / kvplan", "TPOT ms sim / kvplan",
+            "TTFT ms sim / kvplan", "prompts a release", "busiest rank sim / priced / even",
+            "spread prompts: a release, busiest sim / priced / even")  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    errors: dict[str, list[float]] = {}
+
+    def busiest(rel: list) -> tuple[float, float, float, float]:
+        counts = [k for k, _ in rel]
+        return (statistics.fmean(counts), statistics.fmean(m for _, m in rel),
+                statistics.fmean(busiest_given(k, ranks=dp) for k in counts),
+                statistics.fmean(-(-k // dp) for k in counts))  # fmt: skip
+
+    for model, gpu, tp, dp, weights, isl, osl in DP_CASES:
+        for timeout, wait in BALANCE_KNOBS:
+            settings = Settings(attention_dp_balance=True, attention_dp_timeout_iters=timeout,
+                                attention_dp_batching_wait_iters=wait)  # fmt: skip
+            s = steps_only(setup(model, gpu, engine="trtllm", tp=tp, dp=dp, ep=True, weights_dtype=weights,
+                                 settings=settings))  # fmt: skip
+            inp, out = Lengths.of(isl), Lengths.of(osl)
+            top = max_rate(s, input_len=inp, output_len=out)
+            budget = s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
+            cap = _limits(s, inp, out)[0]
+
+            def drawn(rng: random.Random, isl: int = isl, osl: int = osl) -> tuple[int, int]:
+                return _gamma_tokens(rng, isl, BALANCE_SPREAD * isl, 1), osl
+
+            for frac in fractions:
+                rate = frac * top
+                r = serve(s, rate_rps=rate, input_len=inp, output_len=out, with_max_rate=False)
+                fixed: list = []
+                sim = simulate(s, rate_rps=rate, isl=isl, osl=osl, requests=requests, budget=budget, seq_cap=cap,
+                               warmup=warmup, dispatch="trtllm", releases=fixed)  # fmt: skip
+                spread: list = []
+                simulate(s, rate_rps=rate, isl=isl, osl=osl, requests=requests, budget=budget, seq_cap=cap,
+                         warmup=warmup, dispatch="trtllm", lengths=drawn, releases=spread)  # fmt: skip
+                a, b = busiest(fixed), busiest(spread)
+                cells = (f"{model} {gpu} DP{dp} EP{dp} {isl}/{osl}", f"{timeout} / {wait}", f"{rate:.2f} (x{frac})",
+                         f"{sim.batch:.1f} / {r.batch:.1f}", f"{sim.tpot_s * 1e3:.2f} / {r.tpot_mean_s * 1e3:.2f}",
+                         f"{sim.ttft_s * 1e3:.1f} / {r.ttft_mean_s * 1e3:.1f}", f"{a[0]:.2f}",
+                         f"{a[1]:.2f} / {a[2]:.2f} / {a[3]:.2f}", f"{b[0]:.2f}: {b[1]:.2f} / {b[2]:.2f} / {b[3]:.2f}")
+                lines.append("| " + " | ".join(cells) + " |")
+                errors.setdefault(f"{timeout} / {wait}", []).append(abs(math.log(r.tpot_mean_s / sim.tpot_s)))
+    lines.append("")
+    for knobs, e in errors.items():
+        lines.append(f"timeout / wait {knobs}: TPOT |ln(kvplan / simulation)| median {statistics.median(e):.3f}, "
+                     f"worst {max(e):.3f} over {len(e)} rows")  # fmt: skip
+    return lines
+
+
 def _gamma_tokens(rng: random.Random, mean: float, sd: float, least: int) -> int:
     """Tokens drawn from a gamma distribution of ``mean`` and ``sd`` (``mean`` itself where ``sd`` is 0), rounded,
     at least ``least``."""
@@ -755,6 +831,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="the MLPerf DeepSeek-R1 Server run with its Offline step residual held, at rates around its "
                     "batch's CUDA-graph size: the simulated mean and p99 TPOT beside serve()'s (8,000 requests, the "
                     "first 2,000 left out)")  # fmt: skip
+    ap.add_argument("--balance", action="store_true",
+                    help="the attention-DP cases under TensorRT-LLM's balancer (enable_balance at its default counts "
+                    "and at 9 / 3 iterations): the simulation running the source's rule beside serve(), and the "
+                    "busiest rank's prompts per release")  # fmt: skip
     ap.add_argument("--tpot", action="store_true",
                     help="the requests' own TPOT at the mean, p90 and p99 against serve()'s (10,000 requests; with "
                     "--dp the attention-DP cases, 12,000, the first 3,000 left out)")  # fmt: skip
@@ -763,6 +843,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(compare_dealing()))
     elif args.graph:
         print("\n".join(compare_graph_size()))
+    elif args.balance:
+        print("\n".join(compare_balance()))
     elif args.steady and args.mlperf:
         print("\n".join(compare_mlperf_steady(args.requests)))
     elif args.tpot and args.mlperf:

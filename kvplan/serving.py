@@ -735,7 +735,8 @@ def _released_parts(s: Setup, *, n: float, prompt: int, arrivals: float, cycle: 
     rank and its share of the others' (the share at most 1: past it the replica saturates there). The busiest rank's
     share is the dealing of a step's arrivals (``drawn``: :func:`busiest_given`), a stated approximation for a cycle's:
     benchmarks/serving_sim.py with the source's balancer and dealing puts the busiest rank per release between it and
-    the even ``ceil(K / ranks)``, near it at a few prompts a release and below it at many (docs/cost.md). Until stop
+    the even ``ceil(K / ranks)``, near it at a few prompts a release and below it at many (``serving_sim.py
+    --balance``, docs/cost.md). Until stop
     30 every rank carried one prompt in a share ``A / ranks`` of the steps (the ranks aligned one prompt each), which
     is the release at a rate where every rank has a prompt each cycle, not at a low one: MLPerf's DeepSeek-R1 B200
     Server run (8 ranks, the clock of 9 iterations) at 5 req/s carries about 2 prompts a release, on about 2 ranks,

@@ -94,3 +94,18 @@ def test_a_decode_step_pads_to_its_busiest_rank() -> None:
         assert serving._step(s, rank_seqs=120.0, **kw) == mean
         busiest = serving._step(s, rank_seqs=129.0, **kw)
         assert busiest == serving._step(s, rank_seqs=250.0, **kw) > 1.15 * mean
+
+
+def test_the_balance_table_runs_and_the_busiest_rank_is_at_least_the_even_share() -> None:
+    """serving_sim.py --balance (docs/cost.md's table) on a short run at one rate: a row per case and knob set, and in
+    each the busiest rank's prompts per release, simulated and priced, at least the even ceil(K / ranks) (a rank holds
+    at least that many of K prompts over the ranks, the pigeonhole)."""
+    lines = bench_module("serving_sim").compare_balance(400, warmup=50, fractions=(0.3,))
+    assert lines[0].startswith("| case | timeout / wait iters | rate (x max) |") and len(lines) == 2 + 4 + 1 + 2
+    for row in lines[2:6]:
+        cells = [c.strip() for c in row.split("|")[1:-1]]
+        sim, priced, even = (float(x) for x in cells[7].split("/"))
+        assert even <= sim + 1e-9 and even <= priced + 1e-9
+        spread_sim, spread_priced, spread_even = (float(x) for x in cells[8].split(":")[1].split("/"))
+        assert spread_even <= spread_sim + 1e-9 and spread_even <= spread_priced + 1e-9
+    assert lines[-2].startswith("timeout / wait 50 / 10: TPOT |ln(kvplan / simulation)| median")
