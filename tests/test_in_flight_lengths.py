@@ -145,9 +145,9 @@ def test_mlperf_rows_before_and_after():
         # Stop 29's r30i (B200's own all-reduce latency, kvplan.latency's per-class allreduce_base_s, and the NVFP4
         # refit after it) moves the B200 rows: before it 4.1 Offline (0.9411, 0.9228), 5.1 Server (0.8558, 0.8418),
         # Interactive (0.8936, 0.8794), R1 Offline (1.2494, 1.0873), Server (2.0091, 1.5843)
-        # Since the NVFP4 GEMMs' compute roof took its shape terms (kvplan.latency._fp4_shape, r30f; faster dense
-        # GEMMs) the B200 rows; before them 4.1 Offline (0.9365, 0.9228), 5.1 Offline (0.8392, 0.8274), Server (0.8545,
-        # 0.8415), Interactive (0.8919, 0.8776), R1 Offline (1.2494, 1.0922), Server (2.0149, 1.586)
+        # Since the NVFP4 GEMMs' compute roof took its shape terms (kvplan.latency._fp4_shape, r30f / r31b; faster
+        # dense GEMMs) the B200 rows; before them 4.1 Offline (0.9365, 0.9228), 5.1 Offline (0.8392, 0.8274), Server
+        # (0.8545, 0.8415), Interactive (0.8919, 0.8776), R1 Offline (1.2494, 1.0922), Server (1.9026, 1.5371)
         ("mlperf-4.1", "llama-2-70b", "b200", "Offline"): (0.9912, 0.9775),
         ("mlperf-5.1", "llama-2-70b", "b200", "Offline"): (0.8901, 0.8744),
         ("mlperf-5.1", "llama-2-70b", "b200", "Server"): (0.9056, 0.8906),
@@ -159,7 +159,8 @@ def test_mlperf_rows_before_and_after():
         # R1 Offline (1.2739, 1.1069), Server (2.069, 1.5616) before TensorRT-LLM's NVFP4 experts paid the CUTLASS
         # path's own fixed cost a layer (cutlass_nvfp4_moe_layer_s)
         ("mlperf-5.1", "deepseek-v3", "b200", "Offline"): (1.2592, 1.0971),
-        ("mlperf-5.1", "deepseek-v3", "b200", "Server"): (2.0307, 1.5944),
+        # (2.0149, 1.586) before a balancer's release carried its cycle's prompts (stop 30, _released_parts)
+        ("mlperf-5.1", "deepseek-v3", "b200", "Server"): (1.9428, 1.5468),
     }
     flat = {k: {**d, "output_cv": None} for k, d in ds.items()}
     for r in data["mlperf"]:
