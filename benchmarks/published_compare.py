@@ -1372,6 +1372,26 @@ def fit_reading(split: list[dict], groups: tuple[tuple[str, ...], ...]) -> dict:
             "within": sum(abs(math.exp(-v) - 1) <= TARGET for v in logs)}  # fmt: skip
 
 
+def later_page_aligned_lines() -> list[str]:
+    """``--prompt-split``: the later page's attention-DP rows (:data:`LATER_PAGE_DEP_ROWS`, per GPU) as
+    :func:`later_page_lines` scores them (the steady state, each rank admitting its own prompts) and with every rank's
+    prompts in the same steps (the aligned reading the v1.0 runs are scored with, :func:`run_setup`; the later page
+    gives no request counts, so both are steady states): whether the v1.0 rows' growth with the prompt length
+    outlives that release."""
+    out = []
+    aligned = {"balance": True, "timeout_iters": 0, "batching_wait_iters": 0}
+    for model, gpu, dp, points in LATER_PAGE_DEP_ROWS:
+        cells = []
+        for isl, osl, per_gpu in points:
+            kw = dict(weights="fp8", kv="fp8", fraction=KV_FRACTION, dp=dp, ep=True, graph_sizes=V10_GRAPH_BATCH_SIZES,
+                      max_seq_len=isl + osl)  # fmt: skip
+            own = replica_tokens_s(_setup(model, gpu, 1, **kw), isl, osl) / dp / per_gpu
+            both = replica_tokens_s(_setup(model, gpu, 1, **kw, **aligned), isl, osl) / dp / per_gpu
+            cells.append(f"{isl}/{osl} aligned x{both:.2f} (own steps x{own:.2f})")
+        out.append(f"prompt later page {model} {gpu} DEP{dp}: " + "; ".join(cells))
+    return out
+
+
 def prompt_split_lines(split: list[tuple[dict, dict]]) -> list[str]:
     """``--prompt-split``: each attention-DP row's run in :data:`RUN_PARTS` (:func:`run_parts`) with what the
     published run's duration asks of the prompt steps alone (one factor on them, the decode-only steps as priced)
@@ -3250,6 +3270,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.prompt_split:
         print()
         print("\n".join(prompt_split_lines(prompt_split(data["runs"]))))
+        print("\n".join(later_page_aligned_lines()))
     if args.top_state:
         print()
         print("\n".join(top_state_lines(data["runs"])))

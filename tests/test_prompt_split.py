@@ -125,3 +125,14 @@ def test_the_v1_era_context_attention_kernel_was_not_slower_at_long_prompts() ->
     assert old[2048] / new[2048] > 1.2
     out = gap.render(gap.compare(gap.load()), gap.load()["attention"])
     assert "64/4 heads: " in out and "(median 1.0.0rc3 / 1.3.0rc20 x1.07)" in out
+
+
+def test_the_growth_does_not_outlive_v1_0() -> None:
+    # aligned steady states both: the v1.0 Qwen3-235B-A22B 8 x H200 rows grow from x1.10 at 1000/1000 to x1.70 at
+    # 20000/2000; the later page's 4 x H200 ones read x1.18 at 1000/1000 and x1.10 at 32768/1024
+    pub, _ = published()
+    v10 = {(i, o): pub._row_tokens_s(_row("qwen3-235b-a22b", "h200", i, o), balance=True) / _row(
+        "qwen3-235b-a22b", "h200", i, o)["published_tok_s"] for i, o in ((1000, 1000), (20000, 2000))}  # fmt: skip
+    assert v10[(20000, 2000)] / v10[(1000, 1000)] > 1.4
+    line = next(s for s in pub.later_page_aligned_lines() if "qwen3-235b-a22b h200 DEP4" in s)
+    assert "1000/1000 aligned x1.18 (own steps x1.02)" in line and "32768/1024 aligned x1.10 (own steps x0.73)" in line
