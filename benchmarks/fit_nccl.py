@@ -2,6 +2,8 @@
 
     python benchmarks/fit_nccl.py                   # fit from the committed sample, print the constants and errors
     /work/aic-venv/bin/python benchmarks/fit_nccl.py --collect   # refresh the sample from aiconfigurator's tables
+    python benchmarks/fit_nccl.py --allreduce       # the engines' own (custom) all-reduce per GPU architecture
+    /work/aic-venv/bin/python benchmarks/fit_nccl.py --collect --allreduce   # refresh that sample
 
 Source: aiconfigurator 0.12.0 (PyPI ``aiconfigurator``) ships NCCL timings it collected on each system,
 ``aiconfigurator_core/systems/data/<system>/comm/nccl/<version>/nccl_perf.parquet`` (op_name, num_gpus,
@@ -25,6 +27,33 @@ with ``link`` the catalog's ``interconnect_gbps`` (H100 / H200 900 GB/s, B200 18
 constants per GPU architecture (Hopper: H100 and H200 points; Blackwell: B200), all-gather and reduce-scatter
 together (the same bytes cross the links either way), by ``scipy.optimize.least_squares`` on
 ``ln(model / measured)`` over every point.
+
+``--allreduce``: the engines' own all-reduce kernels (vLLM's custom all-reduce, TensorRT-LLM's AllReduce op,
+SGLang's custom all-reduce), which is what kvplan.latency.allreduce_s prices with each engine's
+``Calibration.allreduce_base_s / allreduce_rank_s / allreduce_bw_eff``. Those three were fitted by
+benchmarks/fit_latency.py to the all-reduce ops of aiconfigurator's whole-step breakdowns (H100, H200 and B200 cases
+pooled: one figure for every GPU). aiconfigurator 0.12.0 also ships each engine's all-reduce table per system,
+``systems/data/<system>/comm/<engine>/<version>/custom_allreduce_perf.parquet`` (kernel_source, num_gpus,
+message_size in bfloat16 elements, latency ms); ``--collect --allreduce`` writes the CUDA-graph rows (what a decode
+step replays) of vLLM 0.24.0, TensorRT-LLM 1.3.0rc20 and SGLang 0.5.14 (the releases of kvplan's aiconfigurator
+grid) on H100 / H200 / B200 SXM (TP 2, 4, 8) and GB200 (TP 2, 4: the only ones collected) to
+``benchmarks/data/custom_allreduce_perf.json``. The fit, per engine and per architecture class (Hopper: H100 + H200;
+Blackwell: B200; GB200 held out, then fitted alone), is kvplan's form
+
+    base + rank x (R - 2) + 2 (R - 1) / R x B / (link x eff)
+
+by least squares on ``ln(model / measured)`` over every point (``ALLREDUCE_MAX_BYTES``). What goes into the
+engines' Calibration is each class's difference in the fixed latency, not the table's level (the grid fit's Hopper
+level sits 0.11-0.16 over the Hopper tables in mean ln, and the grid prices whole steps): ``blackwell_allreduce_base_s``
+= the engine's ``allreduce_base_s`` + (Blackwell base - Hopper base) of the table fits, the same for
+``gb200_allreduce_base_s``; Hopper's pricing does not move. The tables also give Blackwell a lower bandwidth share of
+its 1,800 GB/s link than Hopper's of 900 (ratio 0.79-0.86, printed): not adopted, since with it the grid's B200
+prefill steps (all-reduces of hundreds of MiB) rose past aiconfigurator's (TTFT median |ln| 0.051 -> 0.069) and the
+TensorRT-LLM B200 / GB200 tables and MLPerf moved out; the Blackwell constants the grid fitted with the one share
+carry it, and adopting it means refitting them with it. The report prints that block, then kvplan's price against
+each GPU's table with the one figure and per class, and the hold-out: GB200's table priced with B200's figure (what
+kvplan would do without a GB200 fit). SGLang has no grid fit of its own (vLLM's constants are lent it): its block
+moves vLLM's lent level by SGLang's own differences.
 """
 
 from __future__ import annotations
@@ -50,6 +79,24 @@ OPS = ("all_gather", "reduce_scatter")
 # (benchmarks/published_compare.py grouped_launch_lines).
 GROUPED_OPS = ("alltoall",)
 DTYPE_BYTES = {"int8": 1, "half": 2}
+# (aiconfigurator framework directory, version, kernel_source of the CUDA-graph rows) per kvplan engine.
+ALLREDUCE_TABLES = {
+    "vllm": ("vllm", "0.24.0", "vLLM_custom_graph"),
+    "trtllm": ("trtllm", "1.3.0rc20", "TRTLLM"),
+    "sglang": ("sglang", "0.5.14", "SGLang_CustomAllReduce_graph"),
+}
+ALLREDUCE_SYSTEMS = {  # aiconfigurator system -> (kvplan catalog GPU, architecture class of the fit)
+    "h100_sxm": ("h100-sxm", "hopper"),
+    "h200_sxm": ("h200", "hopper"),
+    "b200_sxm": ("b200", "blackwell"),
+    "gb200": ("gb200", "gb200"),
+}
+ALLREDUCE_DATA = Path(__file__).resolve().parent / "data" / "custom_allreduce_perf.json"
+# The fit's largest message: every size the tables hold (256 B to 1 GiB). Capped at 32 MiB (a 2K-token prefill chunk of
+# an 8,192-wide bf16 hidden state) the latency differences come out 0.04-0.3 us smaller and the share ratio 0.64 for
+# vLLM; over every size 0.79, the large messages' own ratio (bus bandwidth 722 / 470 GB/s at TP 8, link twice as fast).
+ALLREDUCE_MAX_BYTES = math.inf
+AR_FIELDS = ("allreduce_base_s", "allreduce_rank_s", "allreduce_bw_eff")
 FIELDS = ("ll_base_s", "ll_rank_s", "ll_bw_eff", "simple_base_s", "simple_rank_s", "simple_bw_eff")
 
 
@@ -89,6 +136,140 @@ def collect(out: Path) -> int:
     print(f"wrote {out}")
     return 0
 
+
+def collect_allreduce(out: Path) -> int:
+    """Write the CUDA-graph rows of each engine's all-reduce table (:data:`ALLREDUCE_TABLES`) to ``out``."""
+    try:
+        import pandas as pd
+        from aiconfigurator_core import __file__ as core_file
+    except ImportError:
+        print("aiconfigurator (and pandas) is not installed here; skipped (run with aiconfigurator's venv)")
+        return 0
+    root = Path(core_file).parent / "systems" / "data"
+    engines = {}
+    for engine, (framework, version, kernel) in ALLREDUCE_TABLES.items():
+        systems = {}
+        for system, (gpu, arch) in ALLREDUCE_SYSTEMS.items():
+            frame = pd.read_parquet(root / system / "comm" / framework / version / "custom_allreduce_perf.parquet")
+            frame = frame[(frame.kernel_source == kernel) & (frame.allreduce_dtype == "bfloat16")]
+            points: dict[str, list[list[float]]] = {}
+            for ranks in sorted(set(map(int, frame.num_gpus))):
+                rows = frame[frame.num_gpus == ranks]
+                by_bytes: dict[int, list[float]] = {}
+                for size, latency_ms in zip(rows.message_size, rows.latency, strict=True):
+                    by_bytes.setdefault(int(size) * 2, []).append(float(latency_ms) * 1e-3)
+                points[str(ranks)] = [[b, statistics.median(v)] for b, v in sorted(by_bytes.items())]
+            systems[gpu] = {"architecture": arch, "aiconfigurator_system": system, "device": str(frame.device.iloc[0]),
+                            "points": points}  # fmt: skip
+        engines[engine] = {"framework": framework, "version": version, "kernel_source": kernel, "systems": systems}
+    data = {
+        "source": "aiconfigurator 0.12.0, aiconfigurator_core/systems/data/<system>/comm/<framework>/<version>/"
+        "custom_allreduce_perf.parquet, the rows of kernel_source <kernel_source> (CUDA graph), bfloat16; bytes = "
+        "message_size x 2, seconds = latency ms / 1000, median of repeated rows",
+        "engines": engines,
+    }
+    out.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+def allreduce_points(data: dict, engine: str, arch: str, *, gpus: tuple[str, ...] | None = None,
+                     max_bytes: float = ALLREDUCE_MAX_BYTES) -> list[tuple[float, int, float, float]]:  # fmt: skip
+    """(catalog link GB/s, ranks, bytes, seconds) of ``engine``'s all-reduce points on ``arch``'s GPUs (or the
+    named ``gpus``) up to ``max_bytes``."""
+    from kvplan.hardware import resolve_gpu
+
+    out = []
+    for gpu, entry in data["engines"][engine]["systems"].items():
+        if (gpus is not None and gpu not in gpus) or (gpus is None and entry["architecture"] != arch):
+            continue
+        link = resolve_gpu(gpu).interconnect_gbps
+        for ranks, pts in entry["points"].items():
+            out += [(link, int(ranks), b, s) for b, s in pts if b <= max_bytes]
+    return out
+
+
+def allreduce_model(p: dict[str, float], link: float, ranks: int, nbytes: float) -> float:
+    """kvplan.latency.allreduce_bytes_s within one NVLink domain, without the kvplan context."""
+    wire = 2 * (ranks - 1) / ranks * nbytes / (link * 1e9 * p["allreduce_bw_eff"])
+    return p["allreduce_base_s"] + p["allreduce_rank_s"] * (ranks - 2) + wire
+
+
+def allreduce_errors(p: dict[str, float], pts: list) -> list[float]:
+    return [math.log(allreduce_model(p, link, ranks, b) / s) for link, ranks, b, s in pts]
+
+
+def fit_allreduce(pts: list) -> dict[str, float]:
+    """The three constants of :func:`allreduce_model` that fit ``pts`` best (least squares on the ln ratio)."""
+    from scipy.optimize import least_squares
+
+    scale = (1e-6, 1e-6, 1.0)
+
+    def residual(x):  # noqa: ANN001, ANN202
+        return allreduce_errors(dict(zip(AR_FIELDS, (v * s for v, s in zip(x, scale, strict=True)), strict=True)), pts)
+
+    best = None
+    for start in ((4, 0.3, 0.3), (6, 0.1, 0.5), (3, 1, 0.2)):
+        r = least_squares(residual, start, bounds=((0, 0, 0.01), (100, 20, 1.5)))
+        if best is None or r.cost < best.cost:
+            best = r
+    return dict(zip(AR_FIELDS, (v * s for v, s in zip(best.x, scale, strict=True)), strict=True))
+
+
+# The small messages, where the fixed latency is nearly all the time: 64 KiB is 4 tokens of an 8,192-wide bf16 hidden
+# state (the decode all-reduces of small batches).
+SMALL_BYTES = 65536
+
+
+def _spread(p: dict[str, float], pts: list) -> str:
+    e = allreduce_errors(p, pts)
+    a = [abs(x) for x in e]
+    mean = statistics.mean(e)
+    small = statistics.median(math.exp(x) for x, (_, _, b, _) in zip(e, pts, strict=True) if b <= SMALL_BYTES)
+    return (f"{len(pts)} points, median |ln| {statistics.median(a):.3f}, worst {max(a):.3f}, mean ln {mean:+.3f}; "
+            f"<= 64 KiB median x{small:.2f}")
+
+
+def allreduce_report(data: dict) -> list[str]:
+    """Per engine: the table fits per class (Hopper, Blackwell HGX, GB200), the Calibration block each class's
+    difference from Hopper gives, and how kvplan's pricing meets each GPU's table before (the one figure) and after
+    (the engine's Calibration as it stands: paste the block, rerun). The GB200 hold-out: its table against the
+    Blackwell HGX figures (what kvplan would price without a GB200 fit)."""
+    from dataclasses import replace
+
+    from kvplan.engines import latency_calibration
+    from kvplan.hardware import resolve_gpu
+    from kvplan.latency import allreduce_constants
+
+    def priced(cal, gpu: str) -> dict[str, float]:  # noqa: ANN001
+        return dict(zip(AR_FIELDS, allreduce_constants(cal, resolve_gpu(gpu)), strict=True))
+
+    lines = []
+    for engine in data["engines"]:
+        cal = latency_calibration(engine)
+        one = {f: getattr(cal, f) for f in AR_FIELDS}
+        fits = {cls: fit_allreduce(allreduce_points(data, engine, cls)) for cls in ("hopper", "blackwell", "gb200")}
+        entry = data["engines"][engine]
+        lines.append(f"{engine} ({entry['framework']} {entry['version']}, {entry['kernel_source']}):")
+        for cls, p in fits.items():
+            body = ", ".join(f"{k}={v:.4g}" for k, v in p.items())
+            lines.append(f"  table fit {cls}: {body} ({_spread(p, allreduce_points(data, engine, cls))})")
+        block = {}
+        for cls in ("blackwell", "gb200"):
+            delta = fits[cls]["allreduce_base_s"] - fits["hopper"]["allreduce_base_s"]
+            ratio = fits[cls]["allreduce_bw_eff"] / fits["hopper"]["allreduce_bw_eff"]
+            block[cls] = one["allreduce_base_s"] + delta
+            lines.append(f"    {cls}_allreduce_base_s={block[cls]:.4g},  # {one['allreduce_base_s']:.4g} "
+                         f"{delta * 1e6:+.3f} us ({cls} - Hopper table fit)")
+            lines.append(f"    # bandwidth share {cls} / Hopper in the table fits: {ratio:.4f} (not adopted)")
+        hold = replace(cal, gb200_allreduce_base_s=None, blackwell_allreduce_base_s=block["blackwell"])
+        for gpu in ("h100-sxm", "h200", "b200", "gb200"):
+            pts = allreduce_points(data, engine, "", gpus=(gpu,))
+            lines.append(f"  {gpu}: one figure {_spread(one, pts)}")
+            lines.append(f"  {gpu}: per class    {_spread(priced(cal, gpu), pts)}")
+            if gpu == "gb200":
+                lines.append(f"  {gpu}: held out (B200's figures) {_spread(priced(hold, gpu), pts)}")
+    return lines
 
 def points(data: dict, arch: str) -> list[tuple[float, int, float, float]]:
     """(catalog link GB/s, ranks, bytes, seconds) of every point of ``arch``'s GPUs, both operations."""
@@ -143,8 +324,18 @@ def report(data: dict, arch: str, p: dict[str, float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--collect", action="store_true", help="refresh benchmarks/data/nccl_perf.json (aiconfigurator)")
-    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--allreduce", action="store_true",
+                    help="the engines' own all-reduce tables per GPU architecture (benchmarks/data/"
+                    "custom_allreduce_perf.json)")  # fmt: skip
+    ap.add_argument("--data", type=Path, default=None)
     args = ap.parse_args(argv)
+    if args.allreduce:
+        path = args.data or ALLREDUCE_DATA
+        if args.collect:
+            return collect_allreduce(path)
+        print("\n".join(allreduce_report(json.loads(path.read_text()))))
+        return 0
+    args.data = args.data or DATA
     if args.collect:
         return collect(args.data)
     data = json.loads(args.data.read_text())

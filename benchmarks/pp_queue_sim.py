@@ -37,27 +37,31 @@ def simulate(rate: float, lengths: list[int], *, chunk: float, cycles: tuple[flo
              seed: int = 1, trace: dict | None = None) -> tuple[float, float]:  # fmt: skip
     """(mean cycle, mean busy slots per cycle) of ``len(cycles) - 1`` slots serving Poisson arrivals at ``rate``
     with prompt lengths drawn from ``lengths``, over ``seconds`` of simulated time. ``trace``: filled with the
-    cycles' ``durations`` and the cycles in which a prompt's last chunk ran (``done``, one entry a prompt)."""
+    cycles' ``durations``, the cycles in which a prompt's last chunk ran (``done``, one entry a prompt) and each such
+    prompt's TTFT, from its arrival to the end of that cycle (``ttft``, in the same order)."""
     rng = random.Random(seed)
     slots = [0] * (len(cycles) - 1)
-    waiting: deque[int] = deque()
+    born = [0.0] * len(slots)  # the arrival time of the prompt each slot holds
+    waiting: deque[tuple[int, float]] = deque()
     now, arrival = 0.0, rng.expovariate(rate)
-    durations, busy, done = [], [], []
+    durations, busy, done, ttft = [], [], [], []
     while now < seconds:
         while arrival <= now:
-            waiting.append(math.ceil(rng.choice(lengths) / chunk))
+            waiting.append((math.ceil(rng.choice(lengths) / chunk), arrival))
             arrival += rng.expovariate(rate)
         for i, left in enumerate(slots):
             if left == 0 and waiting:
-                slots[i] = waiting.popleft()
+                slots[i], born[i] = waiting.popleft()
         j = sum(1 for left in slots if left > 0)
-        done += [len(durations)] * sum(1 for left in slots if left == 1)
+        last = [i for i, left in enumerate(slots) if left == 1]
+        done += [len(durations)] * len(last)
+        ttft += [now + cycles[j] - born[i] for i in last]
         durations.append(cycles[j])
         busy.append(j)
         slots = [max(0, left - 1) for left in slots]
         now += cycles[j]
     if trace is not None:
-        trace.update(durations=durations, done=done)
+        trace.update(durations=durations, done=done, ttft=ttft)
     return statistics.fmean(durations), statistics.fmean(busy)
 
 
@@ -102,32 +106,41 @@ def b200_case() -> tuple[float, tuple[float, ...], list[int]]:
 def tpot_lines(seconds: float) -> list[str]:
     """``--tpot``: per rate, the simulated requests' own TPOT (:func:`lives`: the prompt work their lives meet, the
     batch held at 37 decodes) at the mean, p90 and p99 against :class:`kvplan.tpot_tail.Life` on the same cycles, with
-    no slope (the batch held), kvplan's mean cycle at the simulated chunks per cycle (:func:`queue_mean_cycle`), and
-    the prompt work one more arrival adds, its secant over ``+- 1 / sqrt(N)`` of the chunks (as kvplan.serving
-    ``_life``)."""
-    from kvplan.serving import queue_mean_cycle
+    no slope (the batch held), kvplan's mean cycle at the simulated chunks per cycle (:func:`queue_mean_cycle`), the
+    prompt work one more arrival adds, its secant over ``+- 1 / sqrt(N)`` of the chunks (as kvplan.serving ``_life``),
+    and the prompts queued behind the request at its first token (:func:`kvplan.serving.queued_backlog`, as
+    kvplan.serving ``_own_life`` takes them: the arrivals in the mean TTFT, each the mean cycle's prompt work per
+    arrival ``(t - d) / (rate t)``), which start its life: their work lengthens the life's mean by ``W0 / (1 - rho)``
+    and their spread starts the busy period. The queue's state is the simulation's (its chunks per cycle and its mean
+    TTFT, arrival to the end of the last chunk's cycle); the life's model is kvplan's."""
+    from kvplan.serving import queue_mean_cycle, queued_backlog
     from kvplan.tpot_tail import Life
 
     room, cycles, lengths = b200_case()
     steps = 655  # the row's mean output, 655.7 tokens, less the first
+    skip = 1000  # cycles left out at the start (as :func:`lives`)
     chunks = statistics.fmean(math.ceil(x / room) for x in lengths)  # chunks a prompt takes
     scv = statistics.pvariance(lengths) / statistics.fmean(lengths) ** 2
     out = []
     for rate in (0.3, 0.45, 0.55, 0.645):
         trace: dict = {}
-        mean_sim, busy = simulate(rate, lengths, chunk=room, cycles=cycles, seconds=seconds, trace=trace)
-        tpots = sorted(lives(trace, steps))
+        _, busy = simulate(rate, lengths, chunk=room, cycles=cycles, seconds=seconds, trace=trace)
+        tpots = sorted(lives(trace, steps, skip=skip))
+        ttft = statistics.fmean(x for k, x in zip(trace["done"], trace["ttft"], strict=True) if k >= skip)
         mean = queue_mean_cycle(busy, cycles)
         arrivals = rate * steps * mean
         delta = min(0.5, 1 / math.sqrt(arrivals))
         margin = chunks * (queue_mean_cycle(busy * (1 + delta), cycles)
                            - queue_mean_cycle(busy * (1 - delta), cycles)) / (2 * delta * busy)  # fmt: skip
-        life = Life(steps=steps, mean_step_s=mean, decode_step_s=cycles[0], slope_s=0.0, others=0.0, rate_rps=rate,
-                    prompt_scv=scv, prompt_margin_s=margin)  # fmt: skip
+        share = (mean - cycles[0]) / mean
+        backlog, backlog_var = queued_backlog(rate * ttft, (mean - cycles[0]) / (rate * mean), share=share, scv=scv)
+        life = Life(steps=steps, mean_step_s=mean + backlog / steps, decode_step_s=cycles[0], slope_s=0.0, others=0.0,
+                    rate_rps=rate, prompt_scv=scv, prompt_margin_s=margin, backlog_var_s2=backlog_var)  # fmt: skip
         q = [tpots[math.ceil(p * len(tpots)) - 1] * 1e3 for p in (0.9, 0.99)]
-        out.append(f"rate {rate:.3f} req/s, {len(tpots)} lives: TPOT mean / p90 / p99 simulated {mean_sim * 1e3:.1f} / "
-                   f"{q[0]:.1f} / {q[1]:.1f} ms, kvplan {mean * 1e3:.1f} / {life.tpot_at(0.9) * 1e3:.1f} / "
-                   f"{life.tpot_at(0.99) * 1e3:.1f} ms")  # fmt: skip
+        ours = (life.mean_step_s, life.tpot_at(0.9), life.tpot_at(0.99))
+        out.append(f"rate {rate:.3f} req/s, {len(tpots)} lives: TPOT mean / p90 / p99 simulated "
+                   f"{statistics.fmean(tpots) * 1e3:.1f} / {q[0]:.1f} / {q[1]:.1f} ms, kvplan "
+                   + " / ".join(f"{x * 1e3:.1f}" for x in ours) + " ms")  # fmt: skip
     return out
 
 

@@ -66,7 +66,9 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
 * **all-reduce** after attention (or the token mixer) and after the MLP (and one after the embedding) at TP > 1,
   as each family's blocks end (:func:`kvplan.params.layer_allreduces`: one a Nemotron-H block, none for a no-op
   attention, three a Falcon-H1 or Granite 4.0 hybrid layer; narrower ones in :func:`_kind_allreduces`):
-  ``allreduce_base_s + allreduce_rank_s * (tp - 2) + 2 (tp - 1) / tp * bytes / (link * allreduce_bw_eff)``;
+  ``allreduce_base_s + allreduce_rank_s * (tp - 2) + 2 (tp - 1) / tp * bytes / (link * allreduce_bw_eff)``,
+  the base per GPU class where the engine's own all-reduce table differs (:func:`allreduce_constants`: Blackwell
+  HGX, GB200 NVL72);
 * **expert-parallel all-to-all** with data-parallel attention (``dp`` ranks): a dispatch and a combine
   per MoE layer, latency + bandwidth over NVLink within the NVLink domain and the NIC beyond it
   (:func:`alltoall_s`; constants fitted to DeepEP's published tables by ``benchmarks/fit_alltoall.py``);
@@ -812,15 +814,44 @@ def allreduce_bytes_s(c: _Ctx, nbytes: float, ranks: int | None = None) -> float
     return base + ring * nbytes / per_s
 
 
+def allreduce_class(gpu: GPU) -> str | None:
+    """The GPU class whose all-reduce the engines' tables time apart (``Calibration.blackwell_allreduce_*``,
+    ``gb200_allreduce_*``): ``gb200`` for Blackwell in a rack-scale NVLink domain (``nvlink_domain_gpus`` past
+    ``gpus_per_node``: GB200 NVL72), ``blackwell`` for other Blackwell, None elsewhere (the one fitted figure)."""
+    if gpu.architecture != "blackwell":
+        return None
+    if gpu.nvlink_domain_gpus is not None and gpu.nvlink_domain_gpus > (gpu.gpus_per_node or 0):
+        return "gb200"
+    return "blackwell"
+
+
+def allreduce_constants(cal: Calibration, gpu: GPU) -> tuple[float, float, float]:
+    """(fixed seconds, seconds per rank past two, bandwidth share) of the engine's all-reduce on ``gpu``: the fixed
+    seconds of the GPU's class where the engine has them (:func:`allreduce_class`; benchmarks/fit_nccl.py
+    --allreduce), else the one figure. aiconfigurator 0.12.0's tables time a small all-reduce 2-3 us slower on B200
+    than on H100 / H200 in every engine (vLLM 0.24.0 custom graph 6.6-7.3 us against 4.2-4.7 at TP 2-8), GB200 between
+    the two. The bandwidth share stays one figure (the tables' Blackwell / Hopper share ratio, 0.79-0.86, is printed
+    by the fit, not adopted: the Blackwell constants the grid fitted with the one share carry it)."""
+    base = cal.allreduce_base_s
+    cls = allreduce_class(gpu)
+    if cls == "gb200" and cal.gb200_allreduce_base_s is not None:
+        base = cal.gb200_allreduce_base_s
+    elif cls is not None and cal.blackwell_allreduce_base_s is not None:
+        base = cal.blackwell_allreduce_base_s
+    return base, cal.allreduce_rank_s, cal.allreduce_bw_eff
+
+
 def _allreduce_terms(c: _Ctx, ranks: int) -> tuple[float, float, float]:
     """(fixed seconds, ring factor, bytes/s) of one all-reduce over ``ranks``: within a node the engine's fitted
-    latency and NVLink at its bandwidth share; across nodes the network's latency added and the NIC's bandwidth."""
+    latency and NVLink at its bandwidth share (per GPU class: :func:`allreduce_constants`); across nodes the network's
+    latency added and the NIC's bandwidth."""
     link = _link_gbps(c)
-    base = c.cal.allreduce_base_s + c.cal.allreduce_rank_s * (ranks - 2)
+    base_s, rank_s, eff = allreduce_constants(c.cal, c.gpu)
+    base = base_s + rank_s * (ranks - 2)
     ring = 2 * (ranks - 1) / ranks
     if ranks > c.gpus_per_node:
         return base + NETWORK_LATENCY_S, ring, NETWORK_GBPS * 1e9 * NETWORK_BW_EFF
-    return base, ring, link * 1e9 * c.cal.allreduce_bw_eff
+    return base, ring, link * 1e9 * eff
 
 
 # The GEMM + all-reduce kernel's output tiles (TensorRT-LLM cpp/tensorrt_llm/kernels/cutlass_kernels/allreduce_gemm/

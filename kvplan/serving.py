@@ -1643,10 +1643,7 @@ def _own_life(s: Setup, *, rate_rps: float, n: float, t: float, tpot: float, rho
     share = rho if rho is not None else (t - decode) / t if t > 0 else 0.0
     share = min(max(share, 0.0), 1 - 1e-9)
     free = max(0.0, (limit - 1 - n) / s.dp)
-    arrivals = rate_rps / s.dp * ttft
-    backlog = min(arrivals * work_s / (1 - share), free * work_s) if work_s > 0 else 0.0
-    count = min(arrivals, free)
-    backlog_var = count * work_s * work_s * (1 + scv)
+    backlog, backlog_var = queued_backlog(rate_rps / s.dp * ttft, work_s, share=share, scv=scv, free=free)
     base = tpot - (own - decode) + backlog / m
     top = max(n, limit - 1)
 
@@ -1659,6 +1656,19 @@ def _own_life(s: Setup, *, rate_rps: float, n: float, t: float, tpot: float, rho
     # between t and lo (stop 29; it started at lo, with Picard's certificate for a rising f)
     tau = lo if rate_rps <= 0 or t <= 0 else _least_fixed_point(f, t, max(t, top / (rate_rps * outputs)))
     return _OwnLife(tau, min(rate_rps * outputs * tau, top), backlog, backlog_var, share)
+
+
+def queued_backlog(arrivals: float, work_s: float, *, share: float, scv: float = 0.0,
+                   free: float = math.inf) -> tuple[float, float]:  # fmt: skip
+    """``(W0 / (1 - rho), Var[W0])``: the prompt work queued behind a tagged request at its first token, stretched by
+    the prompt work's share of the time ``share`` (``rho``), and that work's variance before the stretch (s^2), for
+    ``arrivals`` prompts (its rank's rate x its TTFT) of ``work_s`` seconds each, at most ``free`` of them (the prompts
+    its rank can still admit), a compound Poisson count whose prompts' lengths have the squared coefficient of
+    variation ``scv`` (:func:`_own_life`; benchmarks/pp_queue_sim.py ``--tpot`` prices its check's lives with it)."""
+    if work_s <= 0:
+        return 0.0, 0.0
+    count = min(arrivals, free)
+    return min(arrivals * work_s / (1 - share), free * work_s), count * work_s * work_s * (1 + scv)
 
 
 def _least_fixed_point(f, lo: float, hi: float) -> float:  # noqa: ANN001

@@ -45,11 +45,11 @@ def test_roofline_traffic_follows_the_count() -> None:
 
 
 def _wide(spec, tokens: int, cal=CAL) -> float:  # noqa: ANN001 - one hidden-size all-reduce at TP 2 on B200
-    return cal.allreduce_base_s + tokens * spec.hidden_size * 2 / (B200.interconnect_gbps * 1e9 * cal.allreduce_bw_eff)
+    return _narrow(tokens * spec.hidden_size * 2, cal)
 
 
-def _narrow(nbytes: float, cal=CAL) -> float:  # noqa: ANN001
-    return cal.allreduce_base_s + nbytes / (B200.interconnect_gbps * 1e9 * cal.allreduce_bw_eff)
+def _narrow(nbytes: float, cal=CAL) -> float:  # noqa: ANN001 - B200's own fixed latency (allreduce_constants)
+    return cal.blackwell_allreduce_base_s + nbytes / (B200.interconnect_gbps * 1e9 * cal.allreduce_bw_eff)
 
 
 def _decode(name: str, batch: int, **kw) -> float:  # noqa: ANN003

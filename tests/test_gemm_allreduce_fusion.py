@@ -57,8 +57,9 @@ def _step(gpu: str, weights: str, *, tp: int, decodes: float, chunk: int, model:
 def test_the_fusion_moves_only_the_all_reduces_of_a_chunk_step():
     """405B on 4 x B200 (NVFP4), 196 decodes + a 2,048-token chunk, 8 waves: only the all-reduce column moves, by
     126 layers x (o_proj's and down_proj's fused kernel - their GEMM - the all-reduce), each GEMM as the step prices
-    it without the FP4 quantization kernel before it (which the fused kernel does not take in): 41.94 -> 13.41 ms;
-    the step 228.3 -> 199.8 ms. A decode step (196 rows, one wave of tiles) does not move."""
+    it without the FP4 quantization kernel before it (which the fused kernel does not take in): 42.45 -> 13.57 ms;
+    the step 229.7 -> 200.9 ms (41.94 -> 13.41 ms, 228.3 -> 199.8 ms before B200's own all-reduce latency, stop 29).
+    A decode step (196 rows, one wave of tiles) does not move."""
     pub, _ = published()
     before = _step("b200", "nvfp4", tp=4, decodes=196, chunk=2048)
     with pub.mlperf_engine({"gemm_allreduce_plugin": True}):
@@ -76,9 +77,12 @@ def test_the_fusion_moves_only_the_all_reduces_of_a_chunk_step():
     assert per_layer < 0
     assert fused.allreduce == pytest.approx(before.allreduce + 126 * per_layer, rel=1e-12)
     assert (fused.gemm, fused.attention, fused.elementwise) == (before.gemm, before.attention, before.elementwise)
-    # 13.41 ms before fit_fp4.py took the GEMM tables: the GEMMs the fusion overlaps with moved, 13.29 ms now
-    assert (before.allreduce, fused.allreduce) == (pytest.approx(0.04194, rel=2e-3), pytest.approx(0.01329, rel=2e-3))
-    assert decode_fused == _step("b200", "nvfp4", tp=4, decodes=196, chunk=0)
+    # 13.41 ms before fit_fp4.py took the GEMM tables (the GEMMs the fusion overlaps with moved), then 41.94 / 13.29 ms;
+    # B200's own all-reduce latency (2.0 us more each, 253 of them) and the FP4 refit after it: 42.45 / 13.57 ms
+    assert (before.allreduce, fused.allreduce) == (pytest.approx(0.04245, rel=2e-3), pytest.approx(0.01357, rel=2e-3))
+    # the same to the last bits but the all-reduce's (one rounding of its fused delta, zero at one wave of tiles)
+    unfused = _step("b200", "nvfp4", tp=4, decodes=196, chunk=0)
+    assert decode_fused._fields() == pytest.approx(unfused._fields(), rel=1e-12)
     assert _step("b200", "nvfp4", tp=4, decodes=196, chunk=2048) == before  # the fitted constants are back
 
 
@@ -149,7 +153,8 @@ def test_the_405b_steps_by_operation_class_against_aiconfigurator(capsys: pytest
     """``aiconfigurator_compare.py --classes llama-3.1-405b``: each stored 405B case (six grid cases and the NVFP4
     hold-out on 4 x B200), both phases. kvplan's classes add up to its step (a dense model: no MoE, no overlap);
     aiconfigurator's to its own less the embedding. On the B200 TP4 NVFP4 hold-out kvplan's decode GEMMs are 2 % over
-    aiconfigurator's (20.5 against 20.1 ms; 22.1 before fit_fp4.py took the GEMM tables), its all-reduces 23 % under."""
+    aiconfigurator's (20.4 against 20.1 ms; 22.1 before fit_fp4.py took the GEMM tables), its all-reduces 2 % under
+    (23 % under with one all-reduce latency for every GPU, before stop 29)."""
     from tests.benchmods import bench_module
 
     cmp = bench_module("aiconfigurator_compare")
@@ -163,9 +168,9 @@ def test_the_405b_steps_by_operation_class_against_aiconfigurator(capsys: pytest
     fp4 = next(r for r in rows if r["set"] == "fp4_holdout_cases" and r["phase"] == "decode")
     assert fp4["key"] == "llama-3.1-405b b200 trtllm tp4 b32 isl2048 nvfp4" and fp4["weights"] == "nvfp4"
     gemm_aic, gemm_kvplan = fp4["classes"]["gemm"]
-    assert (gemm_aic, gemm_kvplan) == (pytest.approx(20.1, abs=0.05), pytest.approx(20.5, abs=0.05))
+    assert (gemm_aic, gemm_kvplan) == (pytest.approx(20.1, abs=0.05), pytest.approx(20.45, abs=0.05))
     reduce_aic, reduce_kvplan = fp4["classes"]["allreduce"]
-    assert reduce_kvplan / reduce_aic == pytest.approx(0.77, abs=0.01)
+    assert reduce_kvplan / reduce_aic == pytest.approx(0.98, abs=0.01)
     assert cmp.main(["--classes", SPEC_405B, "--markdown"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "| case | phase | total | allreduce | attention | elementwise | gemm |" and len(out) == 16

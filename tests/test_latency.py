@@ -181,18 +181,22 @@ def test_each_engine_module_carries_its_own_calibration():
     # (was "vLLM 0.24.0 (no sglang fit: vLLM's constants)": SGLang now sets its own MLA and GQA decode fits and its
     # Gated DeltaNet prefill fit on the lent ones, kvplan.engines.sglang.MLA_FITS, and the label names them)
     own = ("MLA decode: SGLang 0.5.10's own, mla_compare.py --fit; GQA decode: SGLang 0.5.14's own, "
-           "gqa_decode_compare.py --fit; GDN prefill: gdn_compare.py --fit")  # fmt: skip
+           "gqa_decode_compare.py --fit; GDN prefill: gdn_compare.py --fit; all-reduce per GPU class: "
+           "fit_nccl.py --allreduce")  # fmt: skip
     assert lent.version == f"vLLM 0.24.0 (no sglang fit: vLLM's constants; {own})"
     # SGLang's own: its MLA and GQA decode fits and its Gated DeltaNet prefill fit (gdn_compare.py --fit: the fla
     # kernels, on every GPU, all SMs)
     own_fields = ("hopper_mla_layer_s", "blackwell_mla_layer_s", "blackwell_mla_nope_dims", "blackwell_mla_kv_dtypes",
                   "blackwell_mla_families", "hopper_gqa_decode", "blackwell_gqa_decode", "gdn_scan_eff",
-                  "gdn_head_blocks", "gdn_kernel_archs", "conv1d_sm_bytes_s", "ssu_mem_eff")  # fmt: skip
+                  "gdn_head_blocks", "gdn_kernel_archs", "conv1d_sm_bytes_s", "ssu_mem_eff",
+                  "blackwell_allreduce_base_s", "gb200_allreduce_base_s")  # fmt: skip
     assert lent.gdn_scan_eff == 0.0523 != vllm.CALIBRATION.gdn_scan_eff
     # since stop 27 not vLLM's timed Mamba2 state update (fit_ssu.py): SGLang's port launches 4 x 4 warps on every GPU
     assert lent.ssu_mem_eff is None and vllm.CALIBRATION.ssu_mem_eff == 0.603
     # since stop 25 also its conv1d's per-SM ceiling (gdn_compare.py --fit, the same GDN tables)
     assert lent.conv1d_sm_bytes_s == 1.959e10 != vllm.CALIBRATION.conv1d_sm_bytes_s
+    # since stop 29 its own Blackwell / GB200 all-reduce latency (fit_nccl.py --allreduce, SGLang's own tables)
+    assert lent.blackwell_allreduce_base_s == 7.177e-06 != vllm.CALIBRATION.blackwell_allreduce_base_s
     none = dict.fromkeys(own_fields)
     assert replace(lent, **none) == replace(vllm.CALIBRATION, engine="sglang", version=lent.version, **none)
     assert latency_calibration(None) is vllm.CALIBRATION is calibration("vllm@0.19")

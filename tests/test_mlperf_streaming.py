@@ -69,11 +69,12 @@ def test_the_host_time_that_would_close_the_server_gap_and_the_docs_line():
     4,096-step slope in a life of 3,497 steps, multiplied by the life's busy period); since stop 29 a graph size is a
     stair bounded by its rise (kvplan.tpot_tail.Life.stairs_at): the p99 rises 59.1 -> 66.5 ms from 5.0 to 5.15 req/s
     and meets the padded steady state's 68.9 ms at 5.2, as the step-by-step simulation's p99 rises into the padded
-    steps (docs/cost.md, "The tail across a CUDA-graph size")."""
+    steps (docs/cost.md, "The tail across a CUDA-graph size"). Since stop 29's r30i (B200's own all-reduce latency and
+    the NVFP4 refit after it) the residual is +10.3 ms, the row x1.59 and the residual-held run x1.36."""
     pub, data = published()
     ds = data["mlperf_datasets"]
     _, extra = pub.offline_step_residual_s(_r1(data, "Offline"), ds)
-    assert extra == pytest.approx(0.0098, abs=0.0002)  # 0.0118 before cutlass_nvfp4_moe_layer_s (58 x 33.46 us)
+    assert extra == pytest.approx(0.0103, abs=0.0002)  # 0.0098 before r30i, 0.0118 before cutlass_nvfp4_moe_layer_s
     with pub.step_cost_added(extra):
         below, past = (pub._server_point(_r1(data, "Server"), ds, rate) for rate in (5.0143, 5.02))
         padded = pub._server_point(_r1(data, "Server"), ds, 5.3)
@@ -85,8 +86,8 @@ def test_the_host_time_that_would_close_the_server_gap_and_the_docs_line():
     with pub.streamed_responses_costed(2 * per, extra_s=extra):
         assert pub.score_mlperf(_r1(data, "Server"), ds)["ratio"] < 0.9
     line = next(x for x in DOC.read_text(encoding="utf-8").splitlines() if x.startswith("streaming DeepSeek-R1"))
-    head = ("streaming DeepSeek-R1 (DeepSeek-V3 architecture) B200-SXM-180GBx8_TRT Server: stream_interval 1, x1.58; "
-            "Offline residual +9.8 ms held: x1.37; ")  # fmt: skip
+    head = ("streaming DeepSeek-R1 (DeepSeek-V3 architecture) B200-SXM-180GBx8_TRT Server: stream_interval 1, x1.59; "
+            "Offline residual +10.3 ms held: x1.36; ")  # fmt: skip
     assert line.startswith(head)
     said = float(re.search(r"([0-9.]+) us of rank 0's host time", line).group(1))
     assert said * 1e-6 == pytest.approx(per, rel=0.08)

@@ -188,9 +188,14 @@ def test_the_tails_agree_with_the_simulated_requests():
 
 def test_the_pipeline_tail_agrees_with_the_cycle_simulation():
     """benchmarks/pp_queue_sim.py --tpot: NVIDIA's MLPerf v5.0 405B B200 Server (TP2 PP2), kvplan's cycles at 37
-    decodes, the set's prompts gamma-drawn, each request's TPOT the cycles its life spans (the batch held). At the run's
-    0.645 req/s over 20,000 s: p90 / p99 110.6 / 126.0 ms simulated, 108.0 / 123.1 kvplan; at 0.3 req/s 73.7 / 83.4
-    against 72.3 / 81.8; all four rates within 4 % (8,000 s: within 8 %, the simulated p99 noisier)."""
+    decodes, the set's prompts gamma-drawn, each request's TPOT the cycles its life spans (the batch held), over 20,000
+    s. kvplan's life starts with the prompts queued behind it at its first token (kvplan.serving.queued_backlog, as
+    serve() takes them since stop 27; the check, written at stop 26, left them out: its p90 ran 1.7-2.4 % under the
+    simulation's at every rate, its p99 4.1 % under at 0.45 req/s once B200's own all-reduce latency lengthened the
+    cycles, stop 29). With them, at the run's 0.645 req/s: mean / p90 / p99 105.7 / 119.6 / 133.5 ms simulated, 107.4 /
+    121.3 / 135.5 kvplan; at 0.45 87.2 / 99.0 / 112.1 against 88.0 / 99.2 / 110.3. Mean and p90 within 2 % (the p90's
+    shortfall without the backlog fails it); the p99 within 4 %: one run's p99 moves with its seed (seeds 2-4: -3.4 % to
+    +4.0 % about kvplan's, the p90 within 1.3 %), its lives overlapping (about 350 independent lives a run)."""
     from tests.benchmods import bench_module
 
     pp = bench_module("pp_queue_sim")
@@ -199,7 +204,8 @@ def test_the_pipeline_tail_agrees_with_the_cycle_simulation():
     for line in lines:
         sim = [float(x) for x in line.split("simulated ")[1].split(" ms")[0].split(" / ")]
         ours = [float(x) for x in line.split("kvplan ")[1].split(" ms")[0].split(" / ")]
-        assert ours[1:] == pytest.approx(sim[1:], rel=0.04) and ours[2] > ours[1] > ours[0]
+        assert ours[:2] == pytest.approx(sim[:2], rel=0.02) and ours[2] == pytest.approx(sim[2], rel=0.04)
+        assert ours[2] > ours[1] > ours[0]
 
 
 def test_count_quantiles_rise_with_q_everywhere():

@@ -504,6 +504,12 @@ class Calibration:
     # plugins/gemmAllReducePlugin/gemmAllReducePlugin.cpp @2a9abd95). No engine release kvplan offers sets it:
     # benchmarks/published_compare.py turns it on for the MLPerf runs whose config builds with that flag.
     gemm_allreduce_fused: bool = False
+    # The all-reduce's fixed seconds by GPU class (kvplan.latency.allreduce_constants), where the engine's own
+    # all-reduce table differs from Hopper's: Blackwell HGX (B200), and Blackwell in a rack-scale NVLink domain (GB200
+    # NVL72: ``nvlink_domain_gpus`` past ``gpus_per_node``). benchmarks/fit_nccl.py --allreduce: allreduce_base_s plus
+    # the class's difference from Hopper in aiconfigurator 0.12.0's custom all-reduce tables. None: allreduce_base_s.
+    blackwell_allreduce_base_s: float | None = None
+    gb200_allreduce_base_s: float | None = None
     # Block-scaled fp8 grouped experts (DeepSeek-V3's 128 x 128 scales): seconds per expert held on the rank that the
     # engine's grouped kernels walk whatever the tokens (kvplan.latency _moe_s). Hopper (hopper_moe_block_expert_s): a
     # floor under the grouped GEMMs, the persistent kernel's scheduler walking the experts one by one; Blackwell

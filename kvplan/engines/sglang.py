@@ -1137,7 +1137,7 @@ SGLANG_GQA_DECODE = (
 
 MLA_FITS = LentFits(
     label="MLA decode: SGLang 0.5.10's own, mla_compare.py --fit; GQA decode: SGLang 0.5.14's own, "
-    "gqa_decode_compare.py --fit; GDN prefill: gdn_compare.py --fit",
+    "gqa_decode_compare.py --fit; GDN prefill: gdn_compare.py --fit; all-reduce per GPU class: fit_nccl.py --allreduce",
     fields=(
         ("gdn_scan_eff", 0.0523),
         ("gdn_head_blocks", False),
@@ -1153,6 +1153,14 @@ MLA_FITS = LentFits(
         ("blackwell_mla_kv_dtypes", TRTLLM_MLA_KV),
         ("blackwell_mla_families", TRTLLM_MLA_FAMILIES),
         *SGLANG_GQA_DECODE,
+        # The all-reduce's fixed latency per GPU class (kvplan.latency.allreduce_constants): benchmarks/fit_nccl.py
+        # --allreduce on aiconfigurator 0.12.0's SGLang 0.5.14 custom all-reduce tables (SGLang_CustomAllReduce_graph
+        # rows): vLLM's lent base moved by SGLang's own Blackwell / GB200 difference from Hopper (table fits: B200 4.20
+        # us against 2.48, 3.7-4.5 us measured at the smallest messages against 2.3-3.3; GB200 4.00 us). Its table
+        # stays under the lent level everywhere (<= 64 KiB, median: H100 / H200 x2.09 / x2.13; B200 x1.37 -> x1.76 with
+        # these, vLLM's own B200 figure would give x1.97).
+        ("blackwell_allreduce_base_s", 7.177e-06),
+        ("gb200_allreduce_base_s", 6.977e-06),
     ),
 )
 

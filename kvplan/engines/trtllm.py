@@ -994,6 +994,15 @@ CALIBRATION = Calibration(
     allreduce_base_s=3.406e-06,
     allreduce_rank_s=8.691e-07,
     allreduce_bw_eff=0.3815,
+    # The all-reduce's fixed latency per GPU class (kvplan.latency.allreduce_constants): benchmarks/fit_nccl.py
+    # --allreduce on aiconfigurator 0.12.0's TensorRT-LLM 1.3.0rc20 custom all-reduce tables (kernel_source TRTLLM,
+    # bf16, every size): the base above plus the class's base minus Hopper's (H100 + H200) in the table fits (the
+    # grid-fitted Hopper level kept; the share stays one figure, see fit_nccl.py).
+    # Table fits: B200 4.74 us against 2.73 (TP 2-8; 4.6-5.0 us measured at the smallest messages against 2.6-3.1),
+    # GB200 NVL72 4.03 us (TP 2, 4 only). kvplan over the tables at <= 64 KiB (median): H100 / H200 x1.65 / x1.64 (the
+    # grid's level, unchanged), B200 x1.02 -> x1.41, GB200 x0.97 -> x1.28; GB200 held out (B200's figure) x1.44.
+    blackwell_allreduce_base_s=5.411e-06,
+    gb200_allreduce_base_s=4.706e-06,
     # FP8 context attention (Trtllm.fp8_context_attention): benchmarks/fit_fmha.py on aiconfigurator 0.12.0's
     # TensorRT-LLM 1.3.0rc20 context-attention tables (FP8-FMHA rows against 16-bit ones, H100/H200/B200), every
     # constant above held.
@@ -1010,13 +1019,15 @@ CALIBRATION = Calibration(
     # -> 0.061, M < 256 0.047 -> 0.036; the fitted steps 0.067 / 0.051 -> 0.068 / 0.052, hold-out decode 0.050 ->
     # 0.023). fp4_gemm_s is what each trtllm::nvfp4_gemm call (tensorrt_llm/_torch/custom_ops/torch_custom_ops.py
     # nvfp4_gemm: NVFP4GemmUnifiedRunner, the autotuned CUTLASS / cuBLASLt / CUDA-core tactic) takes beyond its
-    # roofs, the quantization kernel and one launch.
-    fp4_eff_scale=0.6371,
-    fp4_mem_eff_scale=0.7029,
-    fp4_moe_eff_scale=0.2464,
-    fp4_k_s=1.812e-09,
-    fp4_moe_layer_s=6.627e-06,
-    fp4_gemm_s=8.955e-07,
+    # roofs, the quantization kernel and one launch. Refitted once the all-reduce took B200's own latency
+    # (blackwell_allreduce_base_s above; was 0.6371, 0.7029, 0.2464, 1.812e-09, 6.627e-06, 8.955e-07: the fitted steps
+    # 0.068 / 0.052 -> 0.070 / 0.052, hold-out decode 0.023 unchanged, the GEMM table unchanged).
+    fp4_eff_scale=0.6366,
+    fp4_mem_eff_scale=0.7042,
+    fp4_moe_eff_scale=0.2475,
+    fp4_k_s=1.811e-09,
+    fp4_moe_layer_s=6.545e-06,
+    fp4_gemm_s=8.989e-07,
     # NVFP4 experts on B200 / GB200 (Trtllm.moe_kernel: CutlassFusedMoE): that path's fixed seconds a layer in place of
     # fp4_moe_layer_s (kvplan.latency _cutlass_nvfp4_layer_s): benchmarks/fit_moe_ops.py on aiconfigurator 0.12.0's
     # TensorRT-LLM 1.3.0rc20 nvfp4 MoE tables (the moe_torch_flow_cutlass rows of

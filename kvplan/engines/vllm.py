@@ -1433,16 +1433,27 @@ CALIBRATION = Calibration(
     allreduce_base_s=5.453e-06,
     allreduce_rank_s=2.815e-07,
     allreduce_bw_eff=0.3395,
+    # The all-reduce's fixed latency per GPU class (kvplan.latency.allreduce_constants): benchmarks/fit_nccl.py
+    # --allreduce on aiconfigurator 0.12.0's vLLM 0.24.0 custom all-reduce tables (CUDA-graph rows, bf16, every size):
+    # the base above plus the class's base minus Hopper's (H100 + H200) in the table fits (the grid-fitted Hopper
+    # level kept; the share stays one figure, see fit_nccl.py).
+    # Table fits: B200 7.74 us against 4.52 (TP 2-8; 6.6-7.3 us measured at the smallest messages against 4.2-4.7),
+    # GB200 NVL72 5.40 us (TP 2, 4 only). kvplan over the tables at <= 64 KiB (median): H100 / H200 x1.29 / x1.27 (the
+    # grid's level, unchanged), B200 x0.85 -> x1.29, GB200 x1.10 -> x1.27; GB200 held out (B200's figure) x1.72.
+    blackwell_allreduce_base_s=8.677e-06,
+    gb200_allreduce_base_s=6.328e-06,
     # NVFP4 (dense GEMMs, their weight streaming, grouped experts, the K loop, the MoE layers' fixed cost):
     # benchmarks/fit_fp4.py on aiconfigurator 0.12.0's
     # B200 NVFP4 steps (fp4_cases of aiconfigurator_grid.json), every constant above held; refitted with
     # blackwell_gqa_decode below held (was 0.7075, 0.7511, 0.5897, 6.483e-10, 1.144e-05), and again once the MoE router
-    # ran 16-bit (kvplan.latency._router_ctx; was 0.7038, 0.7303, 0.5906, 7.845e-10, 1.251e-05).
-    fp4_eff_scale=0.6978,
-    fp4_mem_eff_scale=0.7325,
-    fp4_moe_eff_scale=0.5783,
-    fp4_k_s=9.174e-10,
-    fp4_moe_layer_s=1.502e-05,
+    # ran 16-bit (kvplan.latency._router_ctx; was 0.7038, 0.7303, 0.5906, 7.845e-10, 1.251e-05), and again once the
+    # all-reduce took B200's own latency (blackwell_allreduce_base_s above; was 0.6978, 0.7325, 0.5783, 9.174e-10,
+    # 1.502e-05: the fitted steps' prefill / decode median |ln| 0.045 / 0.068 -> 0.044 / 0.059).
+    fp4_eff_scale=0.6975,
+    fp4_mem_eff_scale=0.7522,
+    fp4_moe_eff_scale=0.5786,
+    fp4_k_s=9.123e-10,
+    fp4_moe_layer_s=1.451e-05,
     # The Marlin MoE kernel (moe_kernel: MXFP4 experts where vLLM has no other kernel for them) on the rows it computes,
     # each expert's tokens padded to fused_marlin_moe's block (kvplan.latency marlin_block_m): the share of the dense
     # 16-bit peak it reaches, measured by benchmarks/marlin_moe_compare.py on aiconfigurator 0.12.0's two vLLM 0.24.0
