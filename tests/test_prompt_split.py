@@ -147,3 +147,14 @@ def test_the_growth_does_not_outlive_v1_0() -> None:
     aligned = {m[0]: float(m[1]) for m in re.findall(r"(\d+/\d+) aligned x([\d.]+)", line)}
     assert list(aligned) == ["1000/1000", "1024/1024", "1024/8192", "8192/1024", "32768/1024"]
     assert aligned["32768/1024"] <= aligned["1000/1000"] and aligned["8192/1024"] <= aligned["1000/1000"]
+
+
+def test_the_decode_steps_of_the_long_prompt_runs_agree_with_aiconfigurator() -> None:
+    # the decode-only steps of the 8 x H200 2048/128, 5000/500, 20000/2000 runs (the run's places a rank, the mean
+    # context, unpadded): kvplan within 10 % of aiconfigurator's static_gen step, its attention within 8 %
+    data = gap.load()
+    assert [(c["isl"], c["osl"], c["batch"]) for c in data["decode_cases"]] == list(gap.DECODE_POINTS)
+    for r in gap.compare_decode(data):
+        assert r["ctx"] == r["isl"] + r["osl"] // 2
+        assert abs(math.log(r["kvplan"]["total"] / r["aic"]["total"])) < math.log(1.10), r
+        assert abs(math.log(r["kvplan"]["attention"] / r["aic"]["attention"])) < math.log(1.08), r
