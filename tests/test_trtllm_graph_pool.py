@@ -16,7 +16,7 @@ import pytest
 
 from kvplan.capacity import setup
 from kvplan.engines import Settings, get_engine
-from kvplan.engines.trtllm import estimation_blocks, graph_pool
+from kvplan.engines.trtllm import default_graph_sizes, estimation_blocks, graph_pool
 
 SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
 
@@ -49,30 +49,44 @@ def test_graph_pool_llama_8b_by_hand() -> None:
 def test_pool_shrinks_by_the_graph_pool_times_the_fraction_by_hand() -> None:
     """Sizes up to 128 with max_batch_size 128 and the default 8,192-token cap: the estimation cache's 257 blocks
     hold 128 rows, so the graphs are captured before the estimation and the KV pool loses 0.9 x the pool (one
-    byte of int rounding); the budget names the pool as inside it."""
-    _, plain = _budget(Settings(max_num_seqs=128))
+    byte of int rounding) against the launch without graphs (``cuda_graph_config: null``); the budget names the pool
+    as inside it. No sizes named: the engine's default CudaGraphConfig, sizes 1-31, 32, 64, 128, the same pool."""
+    _, plain = _budget(Settings(max_num_seqs=128, cuda_graphs=False))
     s, with_graphs = _budget(Settings(max_num_seqs=128, cuda_graph_batch_sizes=SIZES))
     pool = graph_pool(s.spec, rows=128, tp=1)
     assert with_graphs.cuda_graph == pool and with_graphs.cuda_graph_in_budget
     assert plain.cuda_graph == 0 and not plain.cuda_graph_in_budget
     assert plain.available_kv - with_graphs.available_kv == pytest.approx(0.9 * pool, abs=1)
+    _, default = _budget(Settings(max_num_seqs=128))
+    assert (default.cuda_graph, default.cuda_graph_in_budget, default.available_kv) == (
+        pool, True, with_graphs.available_kv)
+
+
+def test_default_graph_sizes_by_hand() -> None:
+    """CudaGraphConfig's generated sizes for its default max 128 without padding, kept up to
+    min(max_batch_size, max_num_tokens) with no cap added: 34 sizes up to 128; a cap of 100 keeps 1-31, 32, 64; a
+    2,048-token budget leaves them all."""
+    assert default_graph_sizes(Settings()) == (*range(1, 32), 32, 64, 128)
+    assert default_graph_sizes(Settings(max_num_seqs=100))[-3:] == (31, 32, 64)
+    assert default_graph_sizes(Settings(max_num_batched_tokens=2048))[-1] == 128
 
 
 def test_no_term_where_the_estimation_captures_no_graph() -> None:
     """A 2,048-token cap (65 estimation blocks) under graphs up to 256: the warmup finds no room for the 256-row
     graph and stops, so the graphs come after the pool is sized (reported, outside the budget) and the pool is the
-    one without graphs. No graphs at all (``cuda_graphs`` False, TensorRT-LLM's ``cuda_graph_config: null``), no
-    sizes named, or a TensorRT-engine release: no term. With the later copies' warmup blocks
+    one without graphs. No graphs at all (``cuda_graphs`` False, TensorRT-LLM's ``cuda_graph_config: null``) or a
+    TensorRT-engine release: no term; the default sizes (up to 128) under the same 65 blocks: captured after too.
+    With the later copies' warmup blocks
     (``graph_warmup_blocks``) the same launch captures them before the estimation."""
     big = (*SIZES, 256)
-    _, plain = _budget(Settings(max_num_seqs=256, max_num_batched_tokens=2048))
+    _, plain = _budget(Settings(max_num_seqs=256, max_num_batched_tokens=2048, cuda_graphs=False))
     _, late = _budget(Settings(max_num_seqs=256, max_num_batched_tokens=2048, cuda_graph_batch_sizes=big))
     assert late.cuda_graph > 0 and not late.cuda_graph_in_budget
     assert late.available_kv == plain.available_kv
     _, off = _budget(Settings(max_num_seqs=128, cuda_graph_batch_sizes=SIZES, cuda_graphs=False))
     assert (off.cuda_graph, off.cuda_graph_in_budget) == (0, False)
-    _, none = _budget(Settings(max_num_seqs=128))
-    assert (none.cuda_graph, none.cuda_graph_in_budget) == (0, False)
+    _, default = _budget(Settings(max_num_seqs=256, max_num_batched_tokens=2048))
+    assert default.cuda_graph > 0 and not default.cuda_graph_in_budget and default.available_kv == plain.available_kv
     _, engine_built = _budget(Settings(max_num_seqs=128, cuda_graph_batch_sizes=SIZES), engine="trtllm@0.17")
     assert (engine_built.cuda_graph, engine_built.cuda_graph_in_budget) == (0, False)
     grown = replace(get_engine("trtllm@0.20"), graph_warmup_blocks=True)

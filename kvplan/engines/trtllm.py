@@ -209,11 +209,14 @@ def captured_graph_sizes(settings: Settings) -> tuple[int, ...]:
 #   warmup", closed there). Which 1.3 release first carries it was not pinned: both rule sets keep the 1.0-1.2
 #   reading (``Trtllm.graph_warmup_blocks`` False).
 # What the pool holds is priced by kvplan's own activation model (:func:`graph_pool`), nothing fitted. Where the
-# launch names no ``batch_sizes`` (the engine's default CudaGraphConfig), kvplan prices no graph term, as it pads to
-# no graph size there (:meth:`Trtllm.graph_rows`).
+# launch names no ``batch_sizes`` the engine's default CudaGraphConfig captures sizes up to 128
+# (:func:`default_graph_sizes`; kvplan still pads to no graph size there, :meth:`Trtllm.graph_rows`, as the default
+# config has padding off); ``Settings.cuda_graphs`` False stands for ``cuda_graph_config: null`` (no graphs).
 GRAPH_LOGIT_BYTES = 2  # the graph's static output, the logits of its rows in the model's 16-bit dtype (the sampler
 # runs after the replay, outside the graph: PyExecutor's sampler step)
 ESTIMATION_EXTRA_TOKENS = 2  # _get_token_num_for_estimation: 1 generated token + 1 with the overlap scheduler
+DEFAULT_GRAPH_SIZES = (*range(1, 32), 32, 64, 128)  # CudaGraphConfig's sizes for its default max 128, no padding
+DEFAULT_MAX_BATCH = 2048  # TorchLlmArgs max_batch_size default (the executor's batch_size)
 
 
 def estimation_blocks(*, max_num_tokens: int, max_seq_len: int, block: int, dp_copies: int = 1) -> int:
@@ -234,6 +237,17 @@ def graph_pool(spec: ModelSpec, *, rows: int, tp: int, sharding: Sharding | None
     mlp = vllm.mlp_peak(spec, tokens=rows, tp=tp)
     body = activation(spec, tokens=rows, tp=tp, sharding=sharding) - round(max(vllm.LOGIT_BYTES * spec.vocab_size, mlp))
     return body + max(GRAPH_LOGIT_BYTES * rows * spec.vocab_size, mlp)
+
+
+def default_graph_sizes(settings: Settings) -> tuple[int, ...]:
+    """The decode graphs the engine captures where the launch names no ``batch_sizes``: TorchLlmArgs'
+    ``cuda_graph_config`` defaults to ``CudaGraphConfig()`` (graphs on), whose validator generates the sizes for
+    ``max_batch_size or 128`` without padding, ``list(range(1, 32)) + [32, 64, 128]`` (+ powers of two from 256 up to
+    its max: none at 128), ``CudaGraphConfig._generate_cuda_graph_batch_sizes`` (tensorrt_llm/llmapi/llm_args.py,
+    the 1.0-era copy and later); the model engine keeps those up to ``min(max_batch_size, max_num_tokens)``
+    (``_filter_cuda_graph_batch_sizes``; no padding, so no cap added)."""
+    cap = min(settings.max_num_seqs or DEFAULT_MAX_BATCH, settings.max_num_batched_tokens or MAX_NUM_TOKENS)
+    return tuple(b for b in DEFAULT_GRAPH_SIZES if b <= cap)
 
 
 def temporary_window(window: int, *, max_seq_len: int, max_num_tokens: int) -> int:
@@ -899,11 +913,12 @@ class Trtllm(Engine):
         above :data:`GRAPH_LOGIT_BYTES`): the pool of the largest captured size (:func:`graph_pool`), inside the
         estimation's ``extra_cost`` where the estimation cache holds that size's rows (:func:`estimation_blocks`, or
         always with ``graph_warmup_blocks``); otherwise the graphs are captured after the pool is sized, from the
-        memory the fraction leaves. ``(0, False)`` without graphs: the TensorRT-engine releases (kvplan prices none
-        there), ``cuda_graphs`` False, or no sizes named by the launch."""
+        memory the fraction leaves. The sizes are the launch's (:func:`captured_graph_sizes`) or, where it names
+        none, the default config's (:func:`default_graph_sizes`). ``(0, False)`` without graphs: the TensorRT-engine
+        releases (kvplan prices none there) and ``cuda_graphs`` False."""
         if self.tensorrt_engine or settings.cuda_graphs is False:
             return 0, False
-        sizes = captured_graph_sizes(settings)
+        sizes = captured_graph_sizes(settings) if settings.cuda_graph_batch_sizes else default_graph_sizes(settings)
         if not sizes:
             return 0, False
         rows = sizes[-1]
