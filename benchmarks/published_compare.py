@@ -1372,13 +1372,18 @@ def fit_reading(split: list[dict], groups: tuple[tuple[str, ...], ...]) -> dict:
             "within": sum(abs(math.exp(-v) - 1) <= TARGET for v in logs)}  # fmt: skip
 
 
-def later_page_aligned_lines() -> list[str]:
+def later_page_aligned_lines(runs: list[dict]) -> list[str]:
     """``--prompt-split``: the later page's attention-DP rows (:data:`LATER_PAGE_DEP_ROWS`, per GPU) as
     :func:`later_page_lines` scores them (the steady state, each rank admitting its own prompts) and with every rank's
-    prompts in the same steps (the aligned reading the v1.0 runs are scored with, :func:`run_setup`; the later page
-    gives no request counts, so both are steady states): whether the v1.0 rows' growth with the prompt length
-    outlives that release."""
-    out = []
+    prompts in the same steps (the aligned reading the v1.0 runs are scored with, :func:`run_setup`, no balancer
+    holds; the later page gives no request counts, so both are steady states), after the v1.0 Qwen3-235B-A22B
+    8 x H200 rows' steady states on that reading (:func:`run_setup`: aligned, with trtllm-bench's caps): whether the
+    v1.0 rows' growth with the prompt length outlives that release."""
+    v10 = [r for r in runs if r["source"] == "trtllm-1.0" and r["model"] == "qwen3-235b-a22b" and r["gpu"] == "h200"
+           and r["isl"] >= 1000 and r["isl"] >= r["osl"] / 2]  # fmt: skip
+    cells = [f"{r['isl']}/{r['osl']} x{replica_tokens_s(run_setup(r), r['isl'], r['osl']) / r['published_tok_s']:.2f}"
+             for r in sorted(v10, key=lambda r: (r["isl"], r["osl"]))]  # fmt: skip
+    out = ["prompt v1.0 rows qwen3-235b-a22b h200 DP8, aligned steady states: " + "; ".join(cells)]
     aligned = {"balance": True, "timeout_iters": 0, "batching_wait_iters": 0}
     for model, gpu, dp, points in LATER_PAGE_DEP_ROWS:
         cells = []
@@ -3407,7 +3412,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.prompt_split:
         print()
         print("\n".join(prompt_split_lines(prompt_split(data["runs"]))))
-        print("\n".join(later_page_aligned_lines()))
+        print("\n".join(later_page_aligned_lines(data["runs"])))
     if args.top_state:
         print()
         print("\n".join(top_state_lines(data["runs"])))

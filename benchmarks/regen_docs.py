@@ -733,7 +733,7 @@ BLOCKS: tuple[Block, ...] = (
         fence="",
     ),
     Block("prompt_fit", _COST, f"{_PC} --prompt-split", start=r"^prompt fit ", fence=""),
-    Block("prompt_later_page", _COST, f"{_PC} --prompt-split", start=r"^prompt later page ", fence=""),
+    Block("prompt_later_page", _COST, f"{_PC} --prompt-split", start=r"^prompt v1\.0 rows ", fence=""),
     Block("long_prompt_gap", _COST, "python benchmarks/long_prompt_gap.py", fence=""),
     Block("dp_ep_gap", _COST, "python benchmarks/dp_ep_gap.py", fence=""),
     Block("dp_ep_gap_published", _COST, "python benchmarks/dp_ep_gap.py --published", fence=""),
