@@ -1266,6 +1266,175 @@ def run_residual_lines(rows: list[dict]) -> list[str]:
     return out
 
 
+# The parts of a table row's run that --prompt-split reports: kvplan.latency.OpTimes classes, by whether the step
+# holds prompt tokens (a prompt step: every rank's prompts and the decodes riding with them) or not (decode-only).
+# "prompt experts": the grouped experts and the token exchange around them, which span every rank's tokens; "prompt
+# other": the projections, norms and reductions, which (as the attention) each rank runs on its own tokens.
+RUN_PARTS = {
+    "decode attention": (False, ("attention",)),
+    "decode other": (False, ("gemm", "moe", "elementwise", "allreduce", "alltoall", "pipeline", "overlap")),
+    "prompt attention": (True, ("attention",)),
+    "prompt experts": (True, ("moe", "alltoall")),
+    "prompt other": (True, ("gemm", "elementwise", "allreduce", "pipeline", "overlap")),
+}
+OP_CLASSES = ("gemm", "moe", "attention", "elementwise", "allreduce", "alltoall", "pipeline", "overlap")
+# The readings --prompt-split fits: which parts share one factor (the parts in no group keep kvplan's time)
+PROMPT_READINGS = {
+    "one factor": (tuple(RUN_PARTS),),
+    "decode / prompt steps": (("decode attention", "decode other"),
+                              ("prompt attention", "prompt experts", "prompt other")),
+    "the rest / prompt attention": (("decode attention", "decode other", "prompt experts", "prompt other"),
+                                    ("prompt attention",)),
+    "the rest / a rank's own prompt work": (("decode attention", "decode other", "prompt experts"),
+                                            ("prompt attention", "prompt other")),
+}  # fmt: skip
+
+
+# --prompt-split prints the factor on a row's prompt steps that would meet the published run only where those steps are
+# at least this share of kvplan's run (a printing threshold, not a fit)
+PROMPT_HEAVY = 0.25
+
+
+@contextlib.contextmanager
+def op_classes_scaled(scale: float, part: tuple[bool, tuple[str, ...]]):  # noqa: ANN201
+    """Every step kvplan's serving model prices (``kvplan.serving.mixed_step_latency``) with ``part``'s operation
+    classes ``scale`` times as long in the steps ``part`` names (prompt steps: ``prefill_tokens`` above 0; decode-only
+    steps: the others), for the ``with`` block (the step memos emptied on the way in and out): a reading, never
+    kept."""
+    from kvplan import serving
+    from kvplan.latency import OpTimes
+
+    priced = serving.mixed_step_latency
+    prompt_steps, classes = part
+
+    def scaled(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        t = priced(*args, **kwargs)
+        if (kwargs.get("prefill_tokens", 0) > 0) != prompt_steps:
+            return t
+        return OpTimes(*(getattr(t, k) * (scale if k in classes else 1.0) for k in OP_CLASSES))
+
+    with replaced_for_block(serving, "mixed_step_latency", scaled):
+        yield
+
+
+def run_parts(r: dict) -> dict[str, float]:
+    """A table row's run as kvplan prices it (:func:`run_tokens_s`) split into :data:`RUN_PARTS`, in seconds, with the
+    run (``run``) and the published run (``published``: ``$num_requests x OSL`` over the published tokens/s). The run
+    is linear in every step's classes (:func:`finite_run_tokens_s` sums and interpolates step times; the table rows
+    carry no host time, so a step is the GPU's sum of its classes), so a part is the run with that part twice as long
+    less the run, and the parts sum to the run."""
+    from kvplan import serving
+
+    requests = TRTLLM_NUM_REQUESTS[(r["isl"], r["osl"])]
+
+    def duration() -> float:
+        return requests * r["osl"] / run_tokens_s(r)
+
+    serving.forget_memos(facts=False)
+    run = duration()
+    out = {"run": run, "published": requests * r["osl"] / r["published_tok_s"]}
+    for name, part in RUN_PARTS.items():
+        with op_classes_scaled(2.0, part):
+            out[name] = duration() - run
+    return out
+
+
+def prompt_split(rows: list[dict]) -> list[tuple[dict, dict]]:
+    """The v1.0 table rows with their :func:`run_parts`: the attention-DP ones, and the dense ones beside them (the
+    same harness, engine release and attention kernels without attention DP)."""
+    return [(r, run_parts(r)) for r in rows
+            if "not_modelled" not in r and r["source"] == "trtllm-1.0"]  # fmt: skip
+
+
+def fit_reading(split: list[dict], groups: tuple[tuple[str, ...], ...]) -> dict:
+    """The factors, one per group of :data:`RUN_PARTS` (the parts in no group kept as priced), that bring the runs'
+    durations closest to the published ones in relative terms (least squares on ``(fitted - published) / published``,
+    the normal equations solved directly: one or two groups), and how the rows then read: median and worst |ln|,
+    the rows within 20 %."""
+    if not 1 <= len(groups) <= 2:
+        raise ValueError("one or two groups")
+    grouped = {k for g in groups for k in g}
+    xs = [[sum(p[k] for k in g) / p["published"] for g in groups] for p in split]
+    ys = [1 - sum(v for k, v in p.items() if k in RUN_PARTS and k not in grouped) / p["published"] for p in split]
+    a = [[sum(x[i] * x[j] for x in xs) for j in range(len(groups))] for i in range(len(groups))]
+    b = [sum(x[i] * y for x, y in zip(xs, ys, strict=True)) for i in range(len(groups))]
+    if len(groups) == 1:
+        factors = [b[0] / a[0][0]]
+    else:
+        det = a[0][0] * a[1][1] - a[0][1] * a[1][0]
+        factors = [(b[0] * a[1][1] - a[0][1] * b[1]) / det, (a[0][0] * b[1] - a[1][0] * b[0]) / det]
+    logs = []
+    for x, y in zip(xs, ys, strict=True):
+        fitted = 1 - y + sum(f * xi for f, xi in zip(factors, x, strict=True))  # fitted / published
+        logs.append(math.log(fitted) if fitted > 0 else math.inf)
+    return {"factors": factors, "median_abs_ln": statistics.median(abs(v) for v in logs),
+            "worst_abs_ln": max(abs(v) for v in logs),
+            "within": sum(abs(math.exp(-v) - 1) <= TARGET for v in logs)}  # fmt: skip
+
+
+def later_page_aligned_lines(runs: list[dict]) -> list[str]:
+    """``--prompt-split``: the later page's attention-DP rows (:data:`LATER_PAGE_DEP_ROWS`, per GPU) as
+    :func:`later_page_lines` scores them (the steady state, each rank admitting its own prompts) and with every rank's
+    prompts in the same steps (the aligned reading the v1.0 runs are scored with, :func:`run_setup`, no balancer
+    holds; the later page gives no request counts, so both are steady states), after the v1.0 Qwen3-235B-A22B
+    8 x H200 rows' steady states on that reading (:func:`run_setup`: aligned, with trtllm-bench's caps): whether the
+    v1.0 rows' growth with the prompt length outlives that release."""
+    v10 = [r for r in runs if r["source"] == "trtllm-1.0" and r["model"] == "qwen3-235b-a22b" and r["gpu"] == "h200"
+           and r["isl"] >= 1000 and r["isl"] >= r["osl"] / 2]  # fmt: skip
+    cells = [f"{r['isl']}/{r['osl']} x{replica_tokens_s(run_setup(r), r['isl'], r['osl']) / r['published_tok_s']:.2f}"
+             for r in sorted(v10, key=lambda r: (r["isl"], r["osl"]))]  # fmt: skip
+    out = ["prompt v1.0 rows qwen3-235b-a22b h200 DP8, aligned steady states: " + "; ".join(cells)]
+    aligned = {"balance": True, "timeout_iters": 0, "batching_wait_iters": 0}
+    for model, gpu, dp, points in LATER_PAGE_DEP_ROWS:
+        cells = []
+        for isl, osl, per_gpu in points:
+            kw = dict(weights="fp8", kv="fp8", fraction=KV_FRACTION, dp=dp, ep=True, graph_sizes=V10_GRAPH_BATCH_SIZES,
+                      max_seq_len=isl + osl)  # fmt: skip
+            own = replica_tokens_s(_setup(model, gpu, 1, **kw), isl, osl) / dp / per_gpu
+            both = replica_tokens_s(_setup(model, gpu, 1, **kw, **aligned), isl, osl) / dp / per_gpu
+            cells.append(f"{isl}/{osl} aligned x{both:.2f} (own steps x{own:.2f})")
+        out.append(f"prompt later page {model} {gpu} DEP{dp}: " + "; ".join(cells))
+    return out
+
+
+def prompt_split_lines(split: list[tuple[dict, dict]]) -> list[str]:
+    """``--prompt-split``: each attention-DP row's run in :data:`RUN_PARTS` (:func:`run_parts`) with what the
+    published run's duration asks of the prompt steps alone (one factor on them, the decode-only steps as priced)
+    and of their attention alone; then, per model and GPU, each of :data:`PROMPT_READINGS` fitted
+    (:func:`fit_reading`), the attention-DP models first, then the dense ones (TP). A diagnostic: nothing here enters
+    kvplan."""
+    out = []
+    for r, p in split:
+        if not (r.get("launch") or {}).get("enable_attention_dp"):
+            continue
+        prompt = sum(p[k] for k in RUN_PARTS if k.startswith("prompt "))
+        short = p["published"] - p["run"]
+        heavy = prompt >= PROMPT_HEAVY * p["run"]  # elsewhere a factor on a small part says little
+        on_prompts = f"x{1 + short / prompt:.2f}" if heavy else "-"
+        on_attention = f"x{1 + short / p['prompt attention']:.2f}" if heavy and p["prompt attention"] > 0 else "-"
+        parts = ", ".join(f"{k} {p[k]:.1f}" for k in RUN_PARTS)
+        out.append(f"prompt split {r['label']:16} {r['gpu']:9} {r['isl']:>5}/{r['osl']:<5} "
+                   f"x{p['published'] / p['run']:.2f}: run {p['run']:.1f} s ({parts}), published {p['published']:.1f}"
+                   f" s; prompt steps {on_prompts} or their attention {on_attention} would match")  # fmt: skip
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for r, p in split:
+        groups.setdefault((r["label"], r["gpu"], split_label(r).split()[0][:2]), []).append(p)
+    for (label, gpu, how), parts in sorted(groups.items(), key=lambda g: g[0][2]):
+        if len(parts) < 3:
+            continue
+        as_run = [abs(math.log(p["published"] / p["run"])) for p in parts]
+        within = sum(abs(p["published"] / p["run"] - 1) <= TARGET for p in parts)
+        cells = [f"as scored median |ln| {statistics.median(as_run):.3f}, worst {max(as_run):.3f}, {within}/"
+                 f"{len(parts)}"]  # fmt: skip
+        for name, reading in PROMPT_READINGS.items():
+            f = fit_reading(parts, reading)
+            factors = " / ".join(f"x{v:.2f}" for v in f["factors"])
+            cells.append(f"{name} {factors}: {f['median_abs_ln']:.3f}, {f['worst_abs_ln']:.3f}, "
+                         f"{f['within']}/{len(parts)}")  # fmt: skip
+        out.append(f"prompt fit {label} {gpu} {how} ({len(parts)} rows): " + "; ".join(cells))
+    return out
+
+
 def steady_ratio(r: dict) -> float:
     """A scored row's steady-state kvplan / published (``ratio_steady``): what the diagnostics that rescore a row under
     another reading (:func:`dp_candidate_lines`, :func:`balance_lines`, :func:`host_floor_rows`) set their own
@@ -1903,6 +2072,33 @@ def ep_reading_lines(rows: list[dict]) -> list[str]:
                    f"(median |ln| {whole['median_abs_ln']:.3f}, signed {whole['median_signed_ln']:+.3f}); sliced "
                    f"{sliced['within_20pct']}/{sliced['compared']} (median |ln| {sliced['median_abs_ln']:.3f}, "
                    f"signed {sliced['median_signed_ln']:+.3f})")  # fmt: skip
+    return out
+
+
+def graph_pool_lines(runs: list[dict]) -> list[str]:
+    """Each v1.0 row's decode CUDA graphs in TensorRT-LLM's KV estimation (kvplan.engines.trtllm
+    ``Trtllm.estimation_graphs``): the largest captured size a rank, its memory pool, and whether the estimation's
+    small cache holds that size's rows, so the pool is captured before the KV pool is sized (in the budget) or after
+    it (from the memory the fraction leaves); a summary by split."""
+    from kvplan.engines.trtllm import captured_graph_sizes
+    from kvplan.units import GIB
+
+    out, held = [], {"TP": [], "DP": []}
+    for r in _by_source(runs, "trtllm-1.0"):
+        s = row_setup(r)
+        b = s.stages[0].budget
+        kind = "DP" if run_split(r).get("dp") else "TP"
+        if b.cuda_graph_in_budget:
+            held[kind].append(b.cuda_graph)
+            out.append(f"graph pool {r['label']:16} {r['gpu']:9} {split_label(r):8} {r['isl']:>5}/{r['osl']:<5} "
+                       f"{captured_graph_sizes(s.settings)[-1]:>5} rows a rank: {b.cuda_graph / GIB:.2f} GiB before "
+                       f"the KV estimation")  # fmt: skip
+    n = {k: sum(1 for r in _by_source(runs, "trtllm-1.0") if ("DP" if run_split(r).get("dp") else "TP") == k)
+         for k in held}  # fmt: skip
+    for k, pools in held.items():
+        span = f" ({min(pools) / GIB:.2f}-{max(pools) / GIB:.2f} GiB)" if pools else ""
+        out.append(f"graph pool summary {k}: {len(pools)} of {n[k]} v1.0 rows capture their graphs before the KV "
+                   f"estimation{span}; the others after it")  # fmt: skip
     return out
 
 
@@ -3128,6 +3324,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the attention-DP rows by model and GPU class, experts whole against experts sliced",
     )
+    ap.add_argument(
+        "--graph-pool",
+        action="store_true",
+        help="the v1.0 rows whose decode CUDA graphs TensorRT-LLM captures before its KV estimation, with their pool",
+    )
     ap.add_argument("--run-residual", action="store_true",
                     help="the decode-heavy attention-DP rows as the page ran them: the step time each needs added, "
                          "beside kvplan's MoE, attention and GEMM times")  # fmt: skip
@@ -3136,6 +3337,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--finite-run", action="store_true",
                     help="the attention-DP rows' finite runs: places, waves, and the ratio with the steady "
                          "state's batch and the KV pool 1 %% either way")  # fmt: skip
+    ap.add_argument("--prompt-split", action="store_true",
+                    help="the attention-DP rows' runs by phase and operation class, and the factors on them that "
+                         "would meet the published runs")  # fmt: skip
     ap.add_argument("--step-terms", action="store_true",
                     help="the Server and Interactive runs' steps at the published rate by operation class, with "
                          "their kernel launches' part")  # fmt: skip
@@ -3231,12 +3435,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.ep_readings:
         print()
         print("\n".join(ep_reading_lines([r for r in rows if "ratio" in r])))
+    if args.graph_pool:
+        print()
+        print("\n".join(graph_pool_lines(data["runs"])))
     if args.run_residual:
         print()
         print("\n".join(run_residual_lines(data["runs"])))
     if args.finite_run:
         print()
         print("\n".join(finite_run_lines(data["runs"])))
+    if args.prompt_split:
+        print()
+        print("\n".join(prompt_split_lines(prompt_split(data["runs"]))))
+        print("\n".join(later_page_aligned_lines(data["runs"])))
     if args.top_state:
         print()
         print("\n".join(top_state_lines(data["runs"])))

@@ -79,7 +79,8 @@ def test_capture_static_breakdown_keeps_what_the_last_call_saw(monkeypatch: pyte
 
 
 @pytest.mark.parametrize(
-    "script", ["aiconfigurator_compare", "dp_ep_gap", "hybrid_compare", "moe_bucket_compare", "moe_gap"]
+    "script",
+    ["aiconfigurator_compare", "dp_ep_gap", "hybrid_compare", "long_prompt_gap", "moe_bucket_compare", "moe_gap"],
 )
 def test_each_collect_skips_cleanly_without_aiconfigurator(
     script: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
