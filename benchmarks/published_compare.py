@@ -1462,6 +1462,128 @@ def operating_point(r: dict, datasets: dict) -> dict:
             "step_ratio": step / m["tpot_mean_s"]}  # fmt: skip
 
 
+# --step-terms: the steps of the Server and Interactive runs by operation class (kvplan.latency.OpTimes), each with the
+# part its kernel launches cost (Calibration.eager_kernel_s / graph_kernel_s a kernel; kvplan.latency's module doc).
+STEP_CLASSES = (("gemm", "GEMM"), ("moe", "grouped experts"), ("attention", "attention"),
+                ("elementwise", "element-wise"), ("allreduce", "all-reduce"), ("alltoall", "all-to-all"),
+                ("pipeline", "pipeline"), ("overlap", "overlap"))  # fmt: skip
+_LAUNCH_FREE: dict[int, tuple] = {}  # id of a calibration -> (it, its copy without a fixed cost per kernel)
+
+
+@contextlib.contextmanager
+def launches_free():  # noqa: ANN201
+    """:func:`kvplan.latency.calibration` as it is on entry (under :func:`mlperf_engine`: the run's build), with no
+    fixed cost per kernel launch (``eager_kernel_s`` and ``graph_kernel_s`` 0), for the duration; the step memos
+    cleared on the way in and out. A step's figure less the same step's here is what its launches cost."""
+    from kvplan import latency
+    from kvplan.serving import forget_memos
+
+    priced = latency.calibration
+
+    def free(engine):  # noqa: ANN001, ANN202
+        cal = priced(engine)
+        hit = _LAUNCH_FREE.get(id(cal))
+        if hit is None or hit[0] is not cal:
+            hit = _LAUNCH_FREE[id(cal)] = (cal, dataclasses.replace(cal, eager_kernel_s=0.0, graph_kernel_s=0.0))
+        return hit[1]
+
+    latency.calibration = free
+    forget_memos(facts=False)
+    try:
+        yield
+    finally:
+        latency.calibration = priced
+        forget_memos(facts=False)
+
+
+def _terms(step, free) -> dict:  # noqa: ANN001 - two kvplan.latency.OpTimes
+    """One step's milliseconds by :data:`STEP_CLASSES`, its total, and its launches' part (``step`` less ``free``, the
+    same step priced under :func:`launches_free`)."""
+    ms = {key: getattr(step, key) * 1e3 for key, _ in STEP_CLASSES}
+    return {**ms, "total": step.total * 1e3, "launches": (step.total - free.total) * 1e3}
+
+
+def step_terms(r: dict, datasets: dict) -> dict:
+    """kvplan's steps of a Server or Interactive run (one replica) at the run's published rate, by operation class:
+    the steady state there (:func:`_server_point`: decodes, mean step, p99 TTFT and TPOT), the decode-only step at
+    those decodes and the step whose prompt chunk fills the budget beside them (``max_num_tokens`` less the decodes,
+    after half a chunk of the same prompt, :func:`kvplan.serving._full_step_s`'s step; with PP such a chunk in every
+    micro-batch), with the share of the time such steps would take to clear the prompts at that rate; where the run
+    logged its latencies, also the step at the log's own operating point (:func:`operating_point`) beside the log's
+    mean TPOT. Each step with its kernel launches' part (:func:`launches_free`)."""
+    from kvplan.serving import Lengths, _budget, _context_at, _micro_batches, _room, step_times
+
+    s, dataset = _mlperf_setup(r), datasets[r["dataset"]]
+    isl, osl = _mlperf_isl(r, datasets), round(r["osl"])
+    rate = r["published_tok_s"] / r["osl"] / r["replicas"]
+    context = _context_at(Lengths.of(isl), mlperf_output(dataset, osl))
+    with mlperf_engine(r):
+        point = _server_point(r, datasets, rate)
+        n = point["rank_seqs"] * s.dp
+        room = _room(s, _budget(s, None), n)  # the run's max_num_tokens (the setup's), as serve() takes it
+        m = _micro_batches(s)
+        kinds = {"decode": {"p": 0.0}, "prompt": {"p": room, "prefix": int(room) // 2, "chunks": float(m)}}
+        op = operating_point(r, datasets) if "measured" in r else None
+        if op is not None:  # the log's decodes and prompt tokens a step, as operating_point prices them
+            kinds["log"] = {"n": op["decoding"], "p": op["prompt_tokens_per_step"]}
+        steps = {k: step_times(s, n=a.get("n", n), p=a["p"], context=context, prefix=a.get("prefix", 0),
+                               chunks=a.get("chunks", 1.0)) for k, a in kinds.items()}  # fmt: skip
+        with launches_free():
+            free = {k: step_times(s, n=a.get("n", n), p=a["p"], context=context, prefix=a.get("prefix", 0),
+                                  chunks=a.get("chunks", 1.0)) for k, a in kinds.items()}  # fmt: skip
+    out = {"rate": rate, "decoding": n, "step_s": point["step_s"], "ttft_p99_s": point["ttft_p99_s"],
+           "tpot_p99_s": point["tpot_p99_s"], "chunk": room, "micro_batches": m,
+           "prompt_share": rate * isl / (room * m) * steps["prompt"].total,
+           "steps": {k: _terms(steps[k], free[k]) for k in kinds}}  # fmt: skip
+    if op is not None:
+        out["log"] = {"decoding": op["decoding"], "prompt_tokens": op["prompt_tokens_per_step"],
+                      "tpot_ms": op["measured_tpot_s"] * 1e3}  # fmt: skip
+    return out
+
+
+def step_term_lines(rows: list[dict], datasets: dict, *, markdown: bool = False) -> list[str]:
+    """:func:`step_terms` of each scored Server and Interactive run: a line (a table row with ``markdown``) for each
+    step, the run's state at its published rate first."""
+    names = [name for _, name in STEP_CLASSES]
+    out = []
+    if markdown:
+        out += ["| run | step | ms | " + " | ".join(names) + " | launches (in these) |",
+                "|---|---|---|" + "---|" * len(names) + "---|"]  # fmt: skip
+    for r in rows:
+        if r["scenario"] not in ("Server", "Interactive") or "ratio" not in r:
+            continue
+        t = step_terms(r, datasets)
+        run = f"{r['source'].split('-')[1]} {r['label']} {r['gpu']} {r['scenario']} ({mlperf_split_label(r)})"
+        if math.isfinite(t["step_s"]):
+            state = (f"at the published {t['rate']:.3f} req/s a replica: {t['decoding']:.0f} decoding, mean step "
+                     f"{t['step_s'] * 1e3:.1f} ms, p99 TTFT {t['ttft_p99_s']:.2f} s (limit {r['ttft_p99_s']:g}), "
+                     f"p99 TPOT {t['tpot_p99_s'] * 1e3:.0f} ms (limit {r['tpot_p99_s'] * 1e3:.0f}); prompt steps "
+                     f"{t['prompt_share']:.0%} of the time")  # fmt: skip
+        else:  # no steady state: the steps at the batch kvplan's search stopped at
+            state = (f"at the published {t['rate']:.3f} req/s a replica: past kvplan's saturation, the steps at "
+                     f"{t['decoding']:.0f} decoding")  # fmt: skip
+        each = f" in each of the {t['micro_batches']} micro-batches" if t["micro_batches"] > 1 else ""
+        labels = {"decode": f"decode-only, {t['decoding']:.0f} decoding",
+                  "prompt": f"prompt chunk of {t['chunk']:,.0f} tokens beside them{each}"}  # fmt: skip
+        if "log" in t:
+            g = t["log"]
+            labels["log"] = (f"the log's operating point ({g['decoding']:.0f} decoding, {g['prompt_tokens']:.0f} "
+                             f"prompt tokens a step; the log's mean TPOT {g['tpot_ms']:.1f} ms)")  # fmt: skip
+        if markdown:
+            out.append(f"| {run} | {state} | | " + " | " * len(names) + " |")
+        else:
+            out.append(f"step terms {run} {state}")
+        for kind, label in labels.items():
+            x = t["steps"][kind]
+            cells = [f"{x[key]:.1f}" if x[key] else "" for key, _ in STEP_CLASSES]
+            if markdown:
+                out.append(f"| | {label} | {x['total']:.1f} | " + " | ".join(cells) + f" | {x['launches']:.1f} |")
+            else:
+                parts = ", ".join(f"{name} {x[key]:.1f}" for key, name in STEP_CLASSES if x[key])
+                out.append(f"  {label}: {x['total']:.1f} ms ({parts}; launches {x['launches']:.1f} of it)")
+    return out
+
+
 def _without_balance(r: dict) -> dict:
     """Row ``r`` with the attention-DP balancer off (no ``attention_dp_config``): TensorRT-LLM's default."""
     return {k: v for k, v in r.items() if k != "attention_dp_config"}
@@ -3002,6 +3124,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--finite-run", action="store_true",
                     help="the attention-DP rows' finite runs: places, waves, and the ratio with the steady "
                          "state's batch and the KV pool 1 %% either way")  # fmt: skip
+    ap.add_argument("--step-terms", action="store_true",
+                    help="the Server and Interactive runs' steps at the published rate by operation class, with "
+                         "their kernel launches' part")  # fmt: skip
     ap.add_argument(
         "--prompt-phase",
         action="store_true",
@@ -3106,6 +3231,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.streaming:
         print()
         print("\n".join(streaming_lines(mlperf, datasets)))
+    if args.step_terms:
+        print()
+        print("\n".join(step_term_lines(mlperf, datasets, markdown=args.markdown)))
     if args.prompt_phase:
         print()
         print("\n".join(prompt_phase_lines(prompt_phase_rows(data.get("engine_benchmarks", [])))))

@@ -778,6 +778,7 @@ BLOCKS: tuple[Block, ...] = (
     Block("gqa_decode_fit", _COST, "python benchmarks/gqa_decode_compare.py --fit", fence="text"),
     Block("gqa_decode_compare", _COST, "python benchmarks/gqa_decode_compare.py", start=r"^engine  GPU", fence="text"),
     Block("mlperf_operating_points", _COST, f"{_PC} --markdown", start=r"^\| run \| replica rate ", stop=TABLE),
+    Block("mlperf_step_terms", _COST, f"{_PC} --step-terms --markdown", start=r"^\| run \| step \| ms ", stop=TABLE),
     Block("mlperf_streaming", _COST, f"{_PC} --streaming", start=r"^streaming ", fence="console"),
     Block(
         "mlperf_offline_drain",

@@ -98,7 +98,14 @@ from kvplan.capacity import Setup, binding_pool, pool_tokens
 from kvplan.dp_balance import BalanceHold, balance_hold
 from kvplan.errors import InvalidInput
 from kvplan.host import step_with_host_s
-from kvplan.latency import beyond_graph_cap, calibration, graph_cap, mixed_step_latency, pp_chunk_cycles
+from kvplan.latency import (
+    OpTimes,
+    beyond_graph_cap,
+    calibration,
+    graph_cap,
+    mixed_step_latency,
+    pp_chunk_cycles,
+)
 from kvplan.tpot_tail import Life
 
 Z90 = 1.2816  # standard normal 90th percentile
@@ -275,9 +282,33 @@ def _step(
     hit = _STEPS.get(key)
     if hit is not None and hit[0] is s:
         return hit[1]
+    gpu_s = step_times(s, n=n, p=p, context=context, prefix=prefix, ep=ep, p_all=p_all, chunks=chunks,
+                       prompts=prompts).total  # fmt: skip
+    # The host loop's work over the busiest rank's requests (its decodes, and the prompts with a chunk in the step).
+    requests = n / s.dp + (chunks if p > 0 else 0.0)
+    host = s.settings
+    return _keep_step(key, s, step_with_host_s(s.engine, gpu_s, requests=requests, request_s=host.host_request_s,
+                                               step_s=host.host_step_s))  # fmt: skip
+
+
+def step_times(
+    s: Setup,
+    *,
+    n: float,
+    p: float,
+    context: int,
+    prefix: int = 0,
+    ep: bool = False,
+    p_all: float | None = None,
+    chunks: float = 1.0,
+    prompts: float = 1.0,
+) -> OpTimes:
+    """The GPU's part of :func:`_step` by operation class (:class:`kvplan.latency.OpTimes`), the same arguments: the
+    decode-only step with the engine's CUDA-graph padding where it pads and eager past its graphs. Not kept (the
+    diagnostics that read the classes ask for a few)."""
     padded = s.engine.graph_rows(s.settings, n / s.dp) if p <= 0 and s.pp == 1 else None
     eager = p <= 0 and beyond_graph_cap(_graph_cap(s), decode_seqs=n, dp=s.dp, pp=s.pp)
-    gpu_s = mixed_step_latency(
+    return mixed_step_latency(
         s.spec,
         s.gpu,
         decode_seqs=n,
@@ -300,12 +331,7 @@ def _step(
         prefill_prompts=prompts,
         settings=s.settings,
         eager_decode=eager,
-    ).total
-    # The host loop's work over the busiest rank's requests (its decodes, and the prompts with a chunk in the step).
-    requests = n / s.dp + (chunks if p > 0 else 0.0)
-    host = s.settings
-    return _keep_step(key, s, step_with_host_s(s.engine, gpu_s, requests=requests, request_s=host.host_request_s,
-                                               step_s=host.host_step_s))  # fmt: skip
+    )
 
 
 def _graph_cap(s: Setup) -> tuple[bool, int | None]:
