@@ -498,9 +498,6 @@ def _moe_s(
     gate, h, gate_params, gate_n_k = k.gate, k.h, k.gate_params, k.gate_n_k  # the router stays 16-bit (_router_ctx)
     router = _gemm_s(gate, tokens, gate_params, gate_n_k, k=h, act_quant=False)
     router_mem = _gemm_mem_s(gate, tokens, gate_params, gate_n_k)
-    if gate.act_bytes > c.act_bytes:  # a float32 router: the hidden states' cast to float32 first, one kernel
-        cast = tokens * h * (c.act_bytes + gate.act_bytes) / (c.bw * c.cal.elementwise_mem_eff)
-        router, router_mem = router + cast + c.kernel_s, router_mem + cast
     shared = shared_mem = 0.0
     if k.shared_rank:
         shared = _dense_mlp_s(c, tokens, k.shared_rank, gated=k.gated)
@@ -614,9 +611,8 @@ def _moe_consts(c: _Ctx) -> _MoeConsts:
 
 
 def _router_ctx(c: _Ctx) -> _Ctx:
-    """The context the MoE router's GEMM runs in: 16-bit weights at the 16-bit peak, whatever the experts' dtype, or
-    float32 ones where the engine builds the router so (:func:`_fp32_router`; kept in ``c.terms``). The engines never
-    quantize the router: vLLM builds DeepSeek's gate as
+    """The context the MoE router's GEMM runs in: 16-bit weights at the 16-bit peak, whatever the experts' dtype (kept
+    in ``c.terms``). The engines never quantize the router: vLLM builds DeepSeek's gate as
     ``ReplicatedLinear(hidden_size, n_routed_experts, bias=False, quant_config=None)``
     (vllm/model_executor/models/deepseek_v2.py ``DeepseekV2MoE.__init__``; NemotronHMoE the same, with fp32 parameters),
     and TensorRT-LLM's ``DeepseekV3Gate`` holds a plain ``nn.Parameter`` of the model dtype, no quantized Linear
@@ -626,27 +622,9 @@ def _router_ctx(c: _Ctx) -> _Ctx:
     (aiconfigurator_core/sdk/models/deepseek.py ``generation_router_gemm``, ``GEMMQuantMode.bfloat16``)."""
     gate = c.terms.get("router")
     if gate is None:
-        if _fp32_router(c):
-            # no tensor-core tiles to fill: the fitted asymptote at every M (gemm_half_m 0), the bytes below it
-            gate = replace(c, w_bytes=4.0, act_bytes=4.0, peak=c.gpu.fp32_tflops * 1e12, mem_scale=1.0, fp4_k_s=0.0,
-                           wave_sms=0, fp8_quant_s=0.0, cal=replace(c.cal, gemm_half_m=0.0))  # fmt: skip
-        else:
-            gate = replace(c, w_bytes=c.act_bytes, peak=c.peak16, mem_scale=1.0, fp4_k_s=0.0, wave_sms=0,
-                           fp8_quant_s=0.0)  # fmt: skip
-        c.terms["router"] = gate
+        gate = c.terms["router"] = replace(c, w_bytes=c.act_bytes, peak=c.peak16, mem_scale=1.0, fp4_k_s=0.0,
+                                           wave_sms=0, fp8_quant_s=0.0)  # fmt: skip
     return gate
-
-
-def _fp32_router(c: _Ctx) -> bool:
-    """Whether the router is a float32 GEMM (:class:`kvplan.engines.Overlap` ``fp32_router_families``; vLLM's
-    NemotronHMoE, Glm4MoE, MiniMaxM2MoE, MiniMaxText01MoE): float32 weights and input (4 bytes each, plus the input's
-    cast, :func:`_moe_s`) at the GPU's CUDA-core FP32 peak (catalog ``fp32_tflops``) times the 16-bit GEMMs' fitted
-    asymptote ``gemm_peak_eff`` at every row count (``gemm_half_m``, the tensor cores' row tiles, not applied; nor
-    ``blackwell_compute_eff``, a tensor-core share: no float32 GEMM timing was read or fitted), or its bytes where
-    slower (a one-token step reads the float32 weights). Only with the constants of the engine whose model files were
-    read (as :func:`sampling_s`); 16-bit where the catalog has no FP32 figure for the GPU."""
-    return (c.spec.family in c.rules.fp32_router_families and c.cal.engine == SAMPLING_ENGINE
-            and c.gpu.fp32_tflops is not None)  # fmt: skip
 
 
 # vLLM's fused_marlin_moe (vllm/model_executor/layers/fused_moe/fused_marlin_moe.py, read in the 0.19.0 wheel) picks
@@ -2295,7 +2273,7 @@ def _lm_head(c: _Ctx) -> tuple[_Ctx, int]:
 # Sampler.forward, greedy_sample; 0.11.0 and 0.16.0 wheels). With TP one more: the copy that puts the all-gathered
 # shards back in vocabulary order (base_device_communicator.py DeviceCommunicatorBase.all_gather, movedim + reshape).
 SAMPLER_KERNELS = 3
-SAMPLING_ENGINE = "vllm"  # the engine whose sampling and routers were read (Calibration.engine of its constants)
+SAMPLING_ENGINE = "vllm"  # the engine whose sampling was read (Calibration.engine of its constants)
 
 
 def sampling_s(c: _Ctx, rows: float) -> tuple[float, float]:

@@ -708,10 +708,6 @@ class Overlap:
     # copy), then the sampler casts each sampled row's logits to fp32 and reduces them over the vocabulary (an argmax).
     # False: the engine's sampling was not read.
     logits_gather_sample: bool = False
-    # Model families whose MoE router the engine's model file builds with float32 weights and feeds a float32 copy of
-    # the hidden states (one cast kernel, then a float32 GEMM on the CUDA cores at torch's default precision;
-    # kvplan.latency._router_ctx). Empty: every router 16-bit, or the engine's model files were not read for it.
-    fp32_router_families: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

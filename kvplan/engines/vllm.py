@@ -1571,27 +1571,13 @@ SHARED_EXPERTS_STREAM_TOKENS = 256
 #   interface.py: True with the V1 engine, whose default VLLM_USE_V1 is 1) and the V1 Sampler casts them to fp32 and
 #   takes an argmax (vllm/v1/sample/sampler.py Sampler.forward, greedy_sample). Read in the 0.11.0 and 0.16.0 wheels
 #   (kvplan.latency.sampling_s).
-# * float32 routers (kvplan.latency._router_ctx), read in the 0.16.0 wheel's model files: NemotronHMoE
-#   (models/nemotron_h.py: ReplicatedLinear gate with params_dtype torch.float32, self.gate(hidden_states.to(
-#   torch.float32))), Glm4MoE (models/glm4_moe.py: nn.Linear gate with dtype torch.float32, the same cast),
-#   MiniMaxM2MoE (models/minimax_m2.py) and MiniMaxText01MoE (models/minimax_text_01.py, MiniMax-M1): float32
-#   params, float32 input. torch runs them as float32 GEMMs on the CUDA cores: the worker sets
-#   torch.set_float32_matmul_precision(VLLM_FLOAT32_MATMUL_PRECISION), default "highest" (v1/worker/gpu_worker.py,
-#   envs.py), which keeps TF32 off. (Ernie 4.5, AFMoE and Step 3.5 too; no catalog model of theirs.)
-FP32_ROUTER_FAMILIES = frozenset({"nemotron_h", "glm4_moe", "minimax_m2", "minimax_m1"})
 OVERLAP = Overlap(
     shared_experts_tokens=SHARED_EXPERTS_STREAM_TOKENS,
     moe_allgather=True,
     two_batch_decode_tokens=32,
     two_batch_prefill_tokens=512,
     logits_gather_sample=True,
-    fp32_router_families=FP32_ROUTER_FAMILIES,
 )
-# The 0.8 rules' float32 routers, read in the 0.11.0 wheel: models/glm4_moe.py (nn.Linear gate, dtype torch.float32,
-# the hidden states cast to float32) and models/minimax_text_01.py (params_dtype torch.float32); its nemotron_h.py has
-# no MoE block (Nemotron 3 Nano came later: the vLLM recipe's 0.12.0 was not read). No float32 matmul precision set:
-# torch's default (allow_tf32 False for matmuls) is the same "highest".
-FP32_ROUTER_FAMILIES_0_8 = frozenset({"glm4_moe", "minimax_m1"})
 
 # The host loop (kvplan.host). vllm/v1/engine/core.py: EngineCore.step schedules (Scheduler.schedule), runs the model
 # (execute_model: the worker's _prepare_inputs, the forward, sampling and the copy of the sampled ids to the host)
@@ -1773,8 +1759,7 @@ V0_8 = replace(V0_19, release="0.8", version="0.8 (V1 engine, before the A100 ba
                # opened 2025-05-15 after 0.8.5), so no per-SM ceiling
                calibration=replace(CALIBRATION, blackwell_mla_layer_s=None, gdn_kernel_archs=(),
                                    conv1d_sm_bytes_s=None),
-               overlap=Overlap(moe_allgather=True, logits_gather_sample=True,  # the sampling read in 0.11.0
-                               fp32_router_families=FP32_ROUTER_FAMILIES_0_8),
+               overlap=Overlap(moe_allgather=True, logits_gather_sample=True),  # the sampling read in 0.11.0
                host_loop=HOST_LOOP_0_8,
                front_end=FRONT_END_0_8,
                graph_cap="fixed",  # max_capture_size: 512 whatever max_num_seqs (0.8.5 _set_cudagraph_sizes)
