@@ -820,6 +820,7 @@ BLOCKS: tuple[Block, ...] = (
     Block("serving_sim_dp_long", _COST, "python benchmarks/serving_sim.py --dp --long"),
     Block("serving_sim_dealing", _COST, "python benchmarks/serving_sim.py --dealing"),
     Block("serving_sim_graph", _COST, "python benchmarks/serving_sim.py --graph"),
+    Block("serving_sim_balance", _COST, "python benchmarks/serving_sim.py --balance"),
     Block("serving_sim_retract", _COST, "python benchmarks/serving_sim.py --retract"),
     Block(
         "overlap_summary",

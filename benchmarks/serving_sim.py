@@ -40,8 +40,11 @@ the fixed point's gain and the gap between kvplan's step at the simulated means 
 ``--graph``: the MLPerf DeepSeek-R1 Server run with its Offline step residual held, at rates around its batch's
 CUDA-graph size (:func:`compare_graph_size`): the simulated requests' mean and p99 TPOT beside ``serve()``'s.
 
-``python benchmarks/serving_sim.py [--requests 3000] [--dp | --retract | --graph | --tpot [--dp | --mlperf] |
---steady --mlperf]``
+``--balance``: the attention-DP cases under TensorRT-LLM's balancer (:func:`compare_balance`): the simulation running
+the source's rule beside ``serve()``, and the busiest rank's prompts per release.
+
+``python benchmarks/serving_sim.py [--requests 3000] [--dp | --retract | --graph | --balance | --tpot [--dp |
+--mlperf] | --steady --mlperf]``
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ def quantile(samples: list[float], q: float) -> float:
 
 def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: int, seq_cap: float,  # noqa: ANN001
              warmup: int = 200, seed: int = 1, dispatch: str = "round_robin", lengths=None,
-             trace: list | None = None) -> SimResult:  # fmt: skip
+             trace: list | None = None, releases: list | None = None) -> SimResult:  # fmt: skip
     """One replica of setup ``s`` serving ``requests`` Poisson arrivals at ``rate_rps`` (module docstring). With
     ``s.dp`` attention-DP ranks each rank schedules its own requests (dealt by ``dispatch``: :func:`_deal`, and
     ``trtllm`` each iteration's arrivals at once, :func:`_deal_fewest_active`) against
@@ -90,7 +93,9 @@ def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: i
     (prompt, output) tokens (drawn from their own generator, seeded ``seed + 1``, so the arrival times stay the
     fixed-length run's); None: every request ``isl`` / ``osl``. ``trace``: a list that gets each step's (decodes,
     prompt tokens of the busiest rank, decode context, step time) from the ``warmup``-th arrival to the last (the
-    drain after it left out)."""
+    drain after it left out). ``releases``: a list that gets, for each step in which the attention-DP balancer
+    (:func:`_balancer_releases`, where the setup has it) lets prompts go, (the prompts that start, the most on one
+    rank), from the ``warmup``-th arrival on."""
     from kvplan.serving import _step
 
     rng = random.Random(seed)
@@ -114,6 +119,8 @@ def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: i
     done = produced = 0
     cap = max(1, math.floor(seq_cap / ranks))
     snapshot, snapshot_clock = [[0, 0] for _ in range(ranks)], -1.0
+    balance = s.engine.dp_balance_iters(s.settings) if ranks > 1 and dispatch == "trtllm" else None
+    counters = [0, 0]  # the balancer's timeout and batching-wait counters (_balancer_releases)
     while done < requests:
         if dispatch == "trtllm":  # the executor gathers every rank's live counts each iteration and deals them at once
             fresh = []
@@ -135,9 +142,15 @@ def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: i
         if not any(waiting) and not any(decoding):
             clock = arrivals[0]
             continue
-        plans = [_rank_plan(waiting[r], len(decoding[r]), budget=budget, cap=cap, mixed=mixed) for r in range(ranks)]
+        held = balance is not None and not _balancer_releases(balance, counters, waiting, decoding, cap=cap)
+        plans = [_rank_plan(deque() if held else waiting[r], len(decoding[r]), budget=budget, cap=cap, mixed=mixed)
+                 for r in range(ranks)]  # fmt: skip
         n_all = sum(len(d) for d in decoding)
         decodes = sum(pl[1] for pl in plans)
+        if releases is not None and balance is not None and not held and index > warmup:
+            started = [pl[4] - (1 if pl[2] else 0) for pl in plans]  # prompts whose first tokens this step carries
+            if sum(started):
+                releases.append((sum(started), max(started)))
         busiest = max(range(ranks), key=lambda r: plans[r][0])
         chunk, prefix = plans[busiest][0], plans[busiest][2]
         # several prompts' tokens from the start of each: each attends to its own (kvplan.serving prices them so; on
@@ -148,7 +161,8 @@ def simulate(s, *, rate_rps: float, isl: int, osl: int, requests: int, budget: i
         mean_prompt = round(sum(d[4] for dec in decoding for d in dec) / n_all) if n_all and lengths else isl
         context = mean_prompt + round(mean_generated / CONTEXT_BUCKET) * CONTEXT_BUCKET
         step = _step(s, n=float(decodes), p=float(chunk), context=context, prefix=prefix,
-                     p_all=float(p_all) if ranks > 1 else None, prompts=prompts)  # fmt: skip
+                     p_all=float(p_all) if ranks > 1 else None, prompts=prompts,
+                     rank_seqs=float(max(pl[1] for pl in plans)) if ranks > 1 and not p_all else None)  # fmt: skip
         if first_clock is None and index > warmup:
             first_clock = clock
         if trace is not None and first_clock is not None and arrivals:  # the steady part, not the drain
@@ -278,6 +292,34 @@ def _deal_fewest_active(prompts: list[int], active: list[tuple[int, int]]) -> li
         if n + 1 < cap:
             heapq.heappush(heap, (tokens + prompts[position], n + 1, rank))
     return dealt
+
+
+def _balancer_releases(iters: tuple[int, int], counters: list[int], waiting: list[deque], decoding: list[list],
+                       *, cap: int) -> bool:  # fmt: skip
+    """TensorRT-LLM's attention-DP balancer (``attention_dp_config.enable_balance``) for one iteration: True where the
+    ranks' context requests go this iteration, False where every rank's are held; ``iters`` (timeout_iters,
+    batching_wait_iters), ``counters`` the two counters, updated in place. tensorrt_llm/_torch/pyexecutor/
+    py_executor.py ``PyExecutor._balance_adp_requests`` (the 1.x copies read; :mod:`kvplan.dp_balance` prices the
+    same rule): every rank with a context request and room (``num_gen < max_batch_size``) resets the timeout
+    counter, and where every rank also has a generation request the batching-wait counter holds them until it has
+    counted ``batching_wait_iters``; otherwise the timeout counter counts every iteration, prompt or none, and lets
+    them go when it reaches ``timeout_iters`` or where some rank has no generation request."""
+    timeout, wait = iters
+    all_gen = all(decoding)
+    if all(waiting) and all(len(d) < cap for d in decoding):
+        counters[0] = 0
+        if not all_gen:
+            return True
+        if counters[1] < wait:
+            counters[1] += 1
+            return False
+        counters[1] = 0
+        return True
+    counters[0] += 1
+    if counters[0] >= timeout or not all_gen:
+        counters[0] = 0
+        return True
+    return False
 
 
 def _rank_plan(waiting: deque, n: int, *, budget: int, cap: int, mixed: bool) -> tuple[int, int, int, int, int]:
@@ -589,6 +631,73 @@ def compare_graph_size(requests: int = 8000, *, warmup: int = 2000, rates: tuple
     return lines
 
 
+# --balance: the attention-DP cases under TensorRT-LLM's balancer, at its default counts and at the MLPerf DeepSeek-R1
+# runs' (timeout_iters, batching_wait_iters), prompts of one length and of a spread (sd half the mean)
+BALANCE_KNOBS = ((50, 10), (9, 3))
+BALANCE_SPREAD = 0.5
+
+
+def compare_balance(requests: int = 3000, *, warmup: int = 200, fractions: tuple = FRACTIONS) -> list[str]:
+    """``--balance``: the ``--dp`` cases (:data:`DP_CASES`) on TensorRT-LLM with ``attention_dp_config.enable_balance``
+    at each of :data:`BALANCE_KNOBS`, at ``fractions`` of kvplan's sustainable rate: the simulation running the
+    source's balancer (:func:`_balancer_releases`) and dealing against ``serve()`` (the balancer's releases priced per
+    cycle, kvplan.serving ``_released_parts``): batch, mean TPOT and mean TTFT; and the busiest rank's prompts per
+    release in the simulation (fixed prompts, and prompts drawn with sd :data:`BALANCE_SPREAD` x the mean) beside what
+    kvplan prices for the same releases' counts (the largest of the ranks' uniform shares,
+    :func:`kvplan.serving.busiest_given`) and the even ``ceil(K / ranks)``."""
+    from kvplan.capacity import setup
+    from kvplan.engines import Settings
+    from kvplan.serving import DEFAULT_TOKEN_BUDGET, Lengths, _limits, busiest_given, max_rate, serve, steps_only
+
+    head = ("case", "timeout / wait iters", "rate (x max)", "batch sim / kvplan", "TPOT ms sim / kvplan",
+            "TTFT ms sim / kvplan", "prompts a release", "busiest rank sim / priced / even",
+            "spread prompts: a release, busiest sim / priced / even")  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    errors: dict[str, list[float]] = {}
+
+    def busiest(rel: list) -> tuple[float, float, float, float]:
+        counts = [k for k, _ in rel]
+        return (statistics.fmean(counts), statistics.fmean(m for _, m in rel),
+                statistics.fmean(busiest_given(k, ranks=dp) for k in counts),
+                statistics.fmean(-(-k // dp) for k in counts))  # fmt: skip
+
+    for model, gpu, tp, dp, weights, isl, osl in DP_CASES:
+        for timeout, wait in BALANCE_KNOBS:
+            settings = Settings(attention_dp_balance=True, attention_dp_timeout_iters=timeout,
+                                attention_dp_batching_wait_iters=wait)  # fmt: skip
+            s = steps_only(setup(model, gpu, engine="trtllm", tp=tp, dp=dp, ep=True, weights_dtype=weights,
+                                 settings=settings))  # fmt: skip
+            inp, out = Lengths.of(isl), Lengths.of(osl)
+            top = max_rate(s, input_len=inp, output_len=out)
+            budget = s.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET
+            cap = _limits(s, inp, out)[0]
+
+            def drawn(rng: random.Random, isl: int = isl, osl: int = osl) -> tuple[int, int]:
+                return _gamma_tokens(rng, isl, BALANCE_SPREAD * isl, 1), osl
+
+            for frac in fractions:
+                rate = frac * top
+                r = serve(s, rate_rps=rate, input_len=inp, output_len=out, with_max_rate=False)
+                fixed: list = []
+                sim = simulate(s, rate_rps=rate, isl=isl, osl=osl, requests=requests, budget=budget, seq_cap=cap,
+                               warmup=warmup, dispatch="trtllm", releases=fixed)  # fmt: skip
+                spread: list = []
+                simulate(s, rate_rps=rate, isl=isl, osl=osl, requests=requests, budget=budget, seq_cap=cap,
+                         warmup=warmup, dispatch="trtllm", lengths=drawn, releases=spread)  # fmt: skip
+                a, b = busiest(fixed), busiest(spread)
+                cells = (f"{model} {gpu} DP{dp} EP{dp} {isl}/{osl}", f"{timeout} / {wait}", f"{rate:.2f} (x{frac})",
+                         f"{sim.batch:.1f} / {r.batch:.1f}", f"{sim.tpot_s * 1e3:.2f} / {r.tpot_mean_s * 1e3:.2f}",
+                         f"{sim.ttft_s * 1e3:.1f} / {r.ttft_mean_s * 1e3:.1f}", f"{a[0]:.2f}",
+                         f"{a[1]:.2f} / {a[2]:.2f} / {a[3]:.2f}", f"{b[0]:.2f}: {b[1]:.2f} / {b[2]:.2f} / {b[3]:.2f}")
+                lines.append("| " + " | ".join(cells) + " |")
+                errors.setdefault(f"{timeout} / {wait}", []).append(abs(math.log(r.tpot_mean_s / sim.tpot_s)))
+    lines.append("")
+    for knobs, e in errors.items():
+        lines.append(f"timeout / wait {knobs}: TPOT |ln(kvplan / simulation)| median {statistics.median(e):.3f}, "
+                     f"worst {max(e):.3f} over {len(e)} rows")  # fmt: skip
+    return lines
+
+
 def _gamma_tokens(rng: random.Random, mean: float, sd: float, least: int) -> int:
     """Tokens drawn from a gamma distribution of ``mean`` and ``sd`` (``mean`` itself where ``sd`` is 0), rounded,
     at least ``least``."""
@@ -722,6 +831,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="the MLPerf DeepSeek-R1 Server run with its Offline step residual held, at rates around its "
                     "batch's CUDA-graph size: the simulated mean and p99 TPOT beside serve()'s (8,000 requests, the "
                     "first 2,000 left out)")  # fmt: skip
+    ap.add_argument("--balance", action="store_true",
+                    help="the attention-DP cases under TensorRT-LLM's balancer (enable_balance at its default counts "
+                    "and at 9 / 3 iterations): the simulation running the source's rule beside serve(), and the "
+                    "busiest rank's prompts per release")  # fmt: skip
     ap.add_argument("--tpot", action="store_true",
                     help="the requests' own TPOT at the mean, p90 and p99 against serve()'s (10,000 requests; with "
                     "--dp the attention-DP cases, 12,000, the first 3,000 left out)")  # fmt: skip
@@ -730,6 +843,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(compare_dealing()))
     elif args.graph:
         print("\n".join(compare_graph_size()))
+    elif args.balance:
+        print("\n".join(compare_balance()))
     elif args.steady and args.mlperf:
         print("\n".join(compare_mlperf_steady(args.requests)))
     elif args.tpot and args.mlperf:

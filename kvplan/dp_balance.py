@@ -119,19 +119,8 @@ def balance_hold(
     benchmarks/dp_balance_sim.py): every rank has a prompt by ``x`` iterations with probability
     ``(1 - exp(-A x / D))^D``, a tagged prompt's own rank being covered, the others' ``(...)^(D - 1)``."""
     d = ranks
-    t_iters = max(1, timeout_iters)  # timeout_iters 0: the counter (1 after its increment) is >= 0 at once
-    w = batching_wait_iters
-    a = max(arrivals_per_iter, 0.0)
-    # F_{d-1}(x), F_{d-2}(x) (P(not every rank has a prompt by x), without and with the tagged one) at x = 0 .. T
-    f1, f2 = [], []
-    for x in range(t_iters + 1):
-        if random_spread:
-            covered = -math.expm1(-a * x / d)  # one rank has a prompt by x
-            hi, lo = 1.0 - covered**d, 1.0 - covered ** (d - 1)
-        else:
-            hi, lo = _poisson_cdfs(x * a, d - 1)
-        f1.append(hi)
-        f2.append(lo)
+    t_iters, w, f1, f2 = _uncovered(arrivals_per_iter=arrivals_per_iter, ranks=ranks, timeout_iters=timeout_iters,
+                                    batching_wait_iters=batching_wait_iters, random_spread=random_spread)  # fmt: skip
 
     def f(k_drop: int, x: int) -> float:  # F_{d-1-k_drop}(x), 1 for x <= 0 (nothing arrived yet)
         if x <= 0:
@@ -156,8 +145,52 @@ def balance_hold(
         total -= with_eps * fT[1] + (span - start - with_eps) * fT[0] if span > start else 0.0
         survival.append(max(0.0, min(1.0, total / cycle)))
     survival[0] = 1.0
-    applies = _at_least(decoding, d)
+    applies = hold_applies(decoding=decoding, ranks=d)
     return BalanceHold(tuple(survival), applies)
+
+
+def _uncovered(*, arrivals_per_iter: float, ranks: int, timeout_iters: int, batching_wait_iters: int,
+               random_spread: bool) -> tuple[int, int, list[float], list[float]]:  # fmt: skip
+    """``(T, W, F_{d-1}(x), F_{d-2}(x) at x = 0 .. T)``: the timeout as the counter runs it (0 acts as 1), the batching
+    wait, and the chance that not every rank has a prompt by iteration ``x``, without and with a tagged prompt on one
+    rank (the module docstring's ``F_0`` and ``F_1``; even or random spread)."""
+    d = ranks
+    t_iters = max(1, timeout_iters)  # timeout_iters 0: the counter (1 after its increment) is >= 0 at once
+    a = max(arrivals_per_iter, 0.0)
+    f1, f2 = [], []
+    for x in range(t_iters + 1):
+        if random_spread:
+            covered = -math.expm1(-a * x / d)  # one rank has a prompt by x
+            hi, lo = 1.0 - covered**d, 1.0 - covered ** (d - 1)
+        else:
+            hi, lo = _poisson_cdfs(x * a, d - 1)
+        f1.append(hi)
+        f2.append(lo)
+    return t_iters, batching_wait_iters, f1, f2
+
+
+def release_cycle(*, arrivals_per_iter: float, ranks: int, timeout_iters: int, batching_wait_iters: int,
+                  random_spread: bool = False) -> float:  # fmt: skip
+    """``E[R]``, the mean iterations between two releases of the balancer (the module docstring's renewal cycle):
+    ``sum_{v=0}^{T-1} F_0(v - W) + sum_{v=T}^{T+W-1} (F_0(v - W) - F_0(T))``, ``T`` at a rate to zero (the clock
+    alone) and ``W + 1`` where every rank has a prompt after one iteration. Each release carries every prompt then
+    waiting, on every rank, into one step (tensorrt_llm/_torch/pyexecutor/py_executor.py ``_balance_adp_requests``
+    returns each rank's scheduled context requests whole on the iteration the counter releases), so the context
+    steps come once a cycle, not once per prompt: :func:`kvplan.serving._dp_parts` prices them so."""
+    t_iters, w, f1, _ = _uncovered(arrivals_per_iter=arrivals_per_iter, ranks=ranks, timeout_iters=timeout_iters,
+                                   batching_wait_iters=batching_wait_iters, random_spread=random_spread)  # fmt: skip
+    cycle = 0.0
+    for v in range(t_iters + w):
+        x = v - w
+        cycle += (1.0 if x <= 0 else f1[x]) - (f1[t_iters] if v >= t_iters else 0.0)
+    return cycle
+
+
+def hold_applies(*, decoding: float, ranks: int) -> float:
+    """The share of the time the balancer holds at all: every rank has a generation request (else it releases at
+    once, ``not all_ranks_have_gen_requests``), taken as at least ``ranks`` of a Poisson count of mean ``decoding``
+    (the module docstring)."""
+    return _at_least(decoding, ranks)
 
 
 def _at_least(mean: float, k: int) -> float:

@@ -30,6 +30,11 @@ class GPU(BaseModel):
     fp4_dense_tflops: PositiveFloat | None = Field(
         None, description="dense FP4 (NVFP4) tensor-core peak; None: no FP4 tensor cores (Hopper and older)"
     )
+    fp32_tflops: PositiveFloat | None = Field(
+        None,
+        description="FP32 peak of the CUDA cores (no tensor cores): what a float32 torch matmul runs at with TF32 off "
+        "(PyTorch's default); None: not in the catalog",
+    )
     sm_count: PositiveInt | None = Field(
         None, description="streaming multiprocessors: a GEMM's output tiles run in waves of this many (None: unknown)"
     )

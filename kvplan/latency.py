@@ -495,9 +495,10 @@ def _moe_s(
         grouped = (body + k.walk if c.moe_expert_added else max(body, k.walk)) + k.fixed
     else:  # a vanishing share of a token (serving's fixed point near rate 0): only the kernels' fixed costs
         grouped, grouped_mem = k.fixed + k.walk, 0.0
-    gate, h, gate_params, gate_n_k = k.gate, k.h, k.gate_params, k.gate_n_k  # the router stays 16-bit (_router_ctx)
-    router = _gemm_s(gate, tokens, gate_params, gate_n_k, k=h, act_quant=False)
-    router_mem = _gemm_mem_s(gate, tokens, gate_params, gate_n_k)
+    gate, h, gate_params, gate_n_k = k.gate, k.h, k.gate_params, k.gate_n_k  # 16-bit or float32 (_router_ctx)
+    cast = _router_cast_s(c, tokens)
+    router = _gemm_s(gate, tokens, gate_params, gate_n_k, k=h, act_quant=False) + cast
+    router_mem = _gemm_mem_s(gate, tokens, gate_params, gate_n_k) + cast
     shared = shared_mem = 0.0
     if k.shared_rank:
         shared = _dense_mlp_s(c, tokens, k.shared_rank, gated=k.gated)
@@ -619,12 +620,40 @@ def _router_ctx(c: _Ctx) -> _Ctx:
     (tensorrt_llm/_torch/models/modeling_deepseekv3.py); DeepSeek-V3's fp8 checkpoint ships ``mlp.gate.weight`` in
     bf16 (no ``weight_scale_inv`` beside it), and :mod:`kvplan.params` counts routers 16-bit (``Part(..., False)``)
     for every checkpoint format. aiconfigurator prices the router as a bfloat16 GEMM too
-    (aiconfigurator_core/sdk/models/deepseek.py ``generation_router_gemm``, ``GEMMQuantMode.bfloat16``)."""
+    (aiconfigurator_core/sdk/models/deepseek.py ``generation_router_gemm``, ``GEMMQuantMode.bfloat16``).
+
+    Where the engine runs the model's router in float32 (``Calibration.fp32_router_families``: vLLM's GLM-4.x and
+    Nemotron-H gates, SGLang 0.5.23's GLM-4.x gate) and the catalog has the GPU's ``fp32_tflops``: 4-byte weights and
+    activations at the CUDA cores' FP32 peak, on the same GEMM efficiency curve; with TF32 on
+    (``fp32_router_tf32``: SGLang 0.5.23 for GLM-4.x) at half the 16-bit tensor-core peak instead
+    (:func:`_router_cast_s` adds the input's cast)."""
     gate = c.terms.get("router")
     if gate is None:
-        gate = c.terms["router"] = replace(c, w_bytes=c.act_bytes, peak=c.peak16, mem_scale=1.0, fp4_k_s=0.0,
-                                           wave_sms=0, fp8_quant_s=0.0)  # fmt: skip
+        if _fp32_router(c):
+            peak = c.peak16 / 2 if c.cal.fp32_router_tf32 else c.gpu.fp32_tflops * 1e12
+            gate = replace(c, w_bytes=4.0, act_bytes=4.0, peak=peak, mem_scale=1.0, fp4_k_s=0.0, wave_sms=0,
+                           fp8_quant_s=0.0)  # fmt: skip
+        else:
+            gate = replace(c, w_bytes=c.act_bytes, peak=c.peak16, mem_scale=1.0, fp4_k_s=0.0, wave_sms=0,
+                           fp8_quant_s=0.0)  # fmt: skip
+        c.terms["router"] = gate
     return gate
+
+
+def _fp32_router(c: _Ctx) -> bool:
+    """The engine runs this model's MoE router in float32 and its rate is known: TF32 on (half the 16-bit tensor-core
+    peak), or the catalog's FP32 peak of the CUDA cores."""
+    if c.spec.family not in c.cal.fp32_router_families:
+        return False
+    return c.cal.fp32_router_tf32 or c.gpu.fp32_tflops is not None
+
+
+def _router_cast_s(c: _Ctx, tokens: float) -> float:
+    """The float32 router's input cast (``hidden_states.to(torch.float32)``): one element-wise kernel reading the
+    16-bit hidden states and writing them in 4 bytes; 0 where the router runs in 16 bits."""
+    if tokens <= 0 or not _fp32_router(c):
+        return 0.0
+    return tokens * c.spec.hidden_size * (c.act_bytes + 4.0) / (c.bw * c.cal.elementwise_mem_eff) + c.kernel_s
 
 
 # vLLM's fused_marlin_moe (vllm/model_executor/layers/fused_moe/fused_marlin_moe.py, read in the 0.19.0 wheel) picks

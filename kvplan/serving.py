@@ -95,7 +95,7 @@ from dataclasses import asdict, dataclass, replace
 from statistics import NormalDist
 
 from kvplan.capacity import Setup, binding_pool, pool_tokens
-from kvplan.dp_balance import BalanceHold, balance_hold
+from kvplan.dp_balance import BalanceHold, balance_hold, hold_applies, release_cycle
 from kvplan.errors import InvalidInput
 from kvplan.host import step_with_host_s
 from kvplan.latency import (
@@ -269,21 +269,25 @@ def _step(
     p_all: float | None = None,
     chunks: float = 1.0,
     prompts: float = 1.0,
+    rank_seqs: float | None = None,
 ) -> float:
     """Mean time in which every running sequence advances one token: ``n`` decodes over the replica plus a prompt
     chunk of ``p`` tokens on the busiest data-parallel rank (``p_all``: all ranks' prompt tokens, default ``p``);
     with PP, the pipeline's cycle (``chunks``: the step carries that many such chunks, one per micro-batch). A
-    decode-only step runs the engine's CUDA-graph padding, where it pads (:meth:`Engine.graph_rows`). With a
+    decode-only step runs the engine's CUDA-graph padding, where it pads (:meth:`Engine.graph_rows`), for the
+    busiest rank's decodes: ``rank_seqs`` where the caller counts them (benchmarks/serving_sim.py's ranks), else
+    ``n / dp``, which :meth:`Engine.graph_rows` rounds up (TensorRT-LLM deals no rank past the ceiling of the
+    ranks' mean, ``Trtllm.dp_dealing``). With a
     measured host time per request and per step (``Settings.host_request_s``, ``host_step_s``) the engine's host loop
     rule applies
     (:func:`kvplan.host.step_with_host_s`); without one the step is the GPU's. Kept per setup object and exact
     arguments (:data:`_STEPS`; looked up here rather than in a wrapper: a plan asks for thousands of steps)."""
-    key = (id(s), n, p, context, prefix, ep, p_all, chunks, prompts)
+    key = (id(s), n, p, context, prefix, ep, p_all, chunks, prompts, rank_seqs)
     hit = _STEPS.get(key)
     if hit is not None and hit[0] is s:
         return hit[1]
     gpu_s = step_times(s, n=n, p=p, context=context, prefix=prefix, ep=ep, p_all=p_all, chunks=chunks,
-                       prompts=prompts).total  # fmt: skip
+                       prompts=prompts, rank_seqs=rank_seqs).total  # fmt: skip
     # The host loop's work over the busiest rank's requests (its decodes, and the prompts with a chunk in the step).
     requests = n / s.dp + (chunks if p > 0 else 0.0)
     host = s.settings
@@ -302,11 +306,13 @@ def step_times(
     p_all: float | None = None,
     chunks: float = 1.0,
     prompts: float = 1.0,
+    rank_seqs: float | None = None,
 ) -> OpTimes:
     """The GPU's part of :func:`_step` by operation class (:class:`kvplan.latency.OpTimes`), the same arguments: the
-    decode-only step with the engine's CUDA-graph padding where it pads and eager past its graphs. Not kept (the
-    diagnostics that read the classes ask for a few)."""
-    padded = s.engine.graph_rows(s.settings, n / s.dp) if p <= 0 and s.pp == 1 else None
+    decode-only step with the engine's CUDA-graph padding where it pads (for the busiest rank's decodes, ``rank_seqs``
+    or ``n / dp``) and eager past its graphs. Not kept (the diagnostics that read the classes ask for a few)."""
+    busiest = n / s.dp if rank_seqs is None else rank_seqs
+    padded = s.engine.graph_rows(s.settings, busiest) if p <= 0 and s.pp == 1 else None
     eager = p <= 0 and beyond_graph_cap(_graph_cap(s), decode_seqs=n, dp=s.dp, pp=s.pp)
     return mixed_step_latency(
         s.spec,
@@ -653,9 +659,31 @@ def _dp_parts(s: Setup, *, n: float, p: float, prompt: int, chunk: float, prefix
         full = _step(s, n=n, p=per_rank, context=context, ep=ep, p_all=p, prompts=prompts)
         return full, 1.0, full
     decode = _step(s, n=n, p=0, context=context, ep=ep)
-    if aligned:  # every rank carries a chunk in the same steps (Engine rule)
+    cycle = _release_cycle(s, arrivals=p / prompt) if aligned and whole else 1.0
+    if aligned and cycle <= 1.0:  # every rank carries a chunk in the same steps (Engine rule)
         busy = _step(s, n=n, p=chunk, context=context, prefix=prefix, ep=ep, p_all=chunk * s.dp)
         return decode, per_rank / chunk, busy
+    drawn = s.engine.dp_dealing(s.settings) == "fewest_active"
+    if aligned:  # the balancer's releases, once a cycle, each with the prompts of the cycle (_released_parts)
+        held = hold_applies(decoding=n, ranks=s.dp)
+        share, busy = _released_parts(s, n=n, prompt=prompt, arrivals=p / prompt, cycle=cycle, context=context, ep=ep,
+                                      room=room, drawn=drawn)  # fmt: skip
+        if held >= 1.0:
+            return decode, share, busy
+        free = _independent_parts(s, n=n, p=p, prompt=prompt, chunk=chunk, prefix=prefix, context=context, ep=ep,
+                                  room=room, decode=decode, drawn=drawn)  # fmt: skip
+        free_share, free_busy = free[1], free[2]
+        mixed = held * share + (1 - held) * free_share
+        return decode, mixed, (held * share * busy + (1 - held) * free_share * free_busy) / mixed
+    return _independent_parts(s, n=n, p=p, prompt=prompt, chunk=chunk, prefix=prefix, context=context, ep=ep,
+                              room=room, decode=decode, drawn=drawn)  # fmt: skip
+
+
+def _independent_parts(s: Setup, *, n: float, p: float, prompt: int, chunk: float, prefix: int, context: int,
+                       ep: bool, room: float, decode: float, drawn: bool) -> tuple[float, float, float]:  # fmt: skip
+    """:func:`_dp_parts` where each rank admits its own prompts as they are dealt (no balancer holds them): the chain
+    of :func:`_landed_together`, a prefill step priced over its prompt count (:func:`_prefill_counts`)."""
+    whole = chunk >= prompt and not prefix
 
     def busy_at(share: float, heaviest: float) -> float:  # a prefill step: the busiest rank's tokens, p / share in all
         return _step(s, n=n, p=heaviest, context=context, prefix=prefix, ep=ep, p_all=p / share,
@@ -663,7 +691,6 @@ def _dp_parts(s: Setup, *, n: float, p: float, prompt: int, chunk: float, prefix
 
     run = max(1, math.ceil(prompt / chunk - 1e-9))  # the steps a prompt holds its rank
     arrivals = p / prompt  # prompts per mean step
-    drawn = s.engine.dp_dealing(s.settings) == "fewest_active"
     share, heaviest = _landed_together(arrivals, run=run, ranks=s.dp, prompt=prompt, chunk=chunk, decode=1.0, busy=1.0,
                                        room=room, drawn=drawn)  # fmt: skip
     busy = busy_at(share, heaviest)  # the first pass: steps of equal length, the chain-free figures
@@ -678,6 +705,52 @@ def _dp_parts(s: Setup, *, n: float, p: float, prompt: int, chunk: float, prefix
         steps += weight * _step(s, n=n, p=tokens, context=context, prefix=prefix, ep=ep, p_all=total,
                                 prompts=_whole_prompts(tokens, prompt, whole=whole))  # fmt: skip
     return decode, share, steps
+
+
+def _release_cycle(s: Setup, *, arrivals: float) -> float:
+    """The mean iterations between two releases of the engine's attention-DP balancer
+    (:func:`kvplan.dp_balance.release_cycle`, the random spread as :func:`_balance_hold` takes it) at ``arrivals``
+    prompts an iteration; 1 where the engine holds none (:meth:`Engine.dp_balance_iters` None)."""
+    iters = s.engine.dp_balance_iters(s.settings)
+    if iters is None:
+        return 1.0
+    return release_cycle(arrivals_per_iter=arrivals, ranks=s.dp, timeout_iters=iters[0],
+                         batching_wait_iters=iters[1], random_spread=True)  # fmt: skip
+
+
+def _released_parts(s: Setup, *, n: float, prompt: int, arrivals: float, cycle: float, context: int, ep: bool,
+                    room: float, drawn: bool) -> tuple[float, float]:  # fmt: skip
+    """(the share of the steps that hold prompt work, such a step's length) under the attention-DP balancer
+    (:meth:`Engine.aligns_dp_prefill`), whole prompts (each one rank's chunk), ``arrivals`` prompts an iteration.
+
+    The balancer lets context requests go only on the iteration its counter releases them, every rank's at once
+    (tensorrt_llm/_torch/pyexecutor/py_executor.py ``PyExecutor._balance_adp_requests``, the 1.x copies read; the
+    module docstring of :mod:`kvplan.dp_balance`), once every ``cycle`` iterations on average
+    (:func:`kvplan.dp_balance.release_cycle`). A release carries the ``K`` prompts that arrived during the cycle,
+    ``A cycle`` on average (renewal-reward), taken as Poisson; a step holds prompt work where ``K >= 1``, a share
+    ``(1 - exp(-A cycle)) / cycle`` of the steps, and is priced over ``K`` (:func:`_prefill_counts`: the busiest rank's
+    share of the ``K`` as the engine deals them; ``K`` prompts in the expert layers). A busiest rank's tokens past its
+    ``room`` go in later releases (each ``batching_wait_iters + 1`` iterations on at least, :func:`_release_every`,
+    whose bound :func:`_bounds` keeps): the release counts ``tokens / room`` prefill steps of ``room`` tokens on that
+    rank and its share of the others' (the share at most 1: past it the replica saturates there). The busiest rank's
+    share is the dealing of a step's arrivals (``drawn``: :func:`busiest_given`), a stated approximation for a cycle's:
+    benchmarks/serving_sim.py with the source's balancer and dealing puts the busiest rank per release between it and
+    the even ``ceil(K / ranks)``, near it at a few prompts a release and below it at many (``serving_sim.py
+    --balance``, docs/cost.md). Until stop
+    30 every rank carried one prompt in a share ``A / ranks`` of the steps (the ranks aligned one prompt each), which
+    is the release at a rate where every rank has a prompt each cycle, not at a low one: MLPerf's DeepSeek-R1 B200
+    Server run (8 ranks, the clock of 9 iterations) at 5 req/s carries about 2 prompts a release, on about 2 ranks,
+    3.5 times as often as 8 prompts on 8 ranks would come (a prefill step every ~10 iterations, not every ~37)."""
+    m = arrivals * cycle
+    steps = time = 0.0  # prefill steps a release takes, and their time, over its prompt count
+    for weight, tokens, total in _prefill_counts(m, m, share=0.0, ranks=s.dp, prompt=prompt, room=math.inf,
+                                                 drawn=drawn):  # fmt: skip
+        k = max(1.0, tokens / room)  # a busiest rank past its room finishes in later releases' steps
+        busiest = tokens / k
+        steps += weight * k
+        time += weight * k * _step(s, n=n, p=busiest, context=context, ep=ep, p_all=total / k,
+                                   prompts=_whole_prompts(busiest, prompt, whole=True))  # fmt: skip
+    return min(1.0, -math.expm1(-m) * steps / cycle), time / steps
 
 
 def _whole_prompts(tokens: float, prompt: int, *, whole: bool) -> float:

@@ -68,13 +68,16 @@ def test_plan_rate_attention_dp_balance_golden_rows(cli) -> None:
     prompt tokens, quadratic), so a plain row's prefill steps with several prompts on the busiest rank shorten: DP 4
     TPOT 0.018031 -> 0.017827 s, and the DP 2 replica holds 20.78 req/s again (tests/test_dp_balance_wait.py), one
     replica at 20 req/s (TPOT 0.058402 s, near its bound); the balanced rows carry one prompt a rank a step and do not
-    move."""
+    move. Stop 30: a balancer's release carries the prompts that arrived during its cycle, not one prompt a rank
+    (kvplan.serving._released_parts; DP 4 at the default 50 / 10 iterations: ~39-iteration cycles of ~10 prompts, the
+    busiest rank's share drawn as the engine deals), so the balanced rows' prefill steps are fewer and heavier: TPOT
+    DP 4 0.012600 -> 0.013255 s, DP 2 0.016074 -> 0.016440 s (two replicas either way)."""
     plain_doc, plain = _rows(cli)
     doc, balanced = _rows(cli, "--attention-dp-balance")
     assert plain[(1, 4, 4)]["tpot_s"] == pytest.approx(0.017827350575250065, rel=1e-6)  # 0.018020, 0.018031
-    assert balanced[(1, 4, 4)]["tpot_s"] == pytest.approx(0.012599666247227002, rel=1e-6)  # 0.012593 stop 28
+    assert balanced[(1, 4, 4)]["tpot_s"] == pytest.approx(0.013254646735349708, rel=1e-6)  # 0.012600 stop 29
     assert plain[(1, 2, 2)]["tpot_s"] == pytest.approx(0.058401994895940244, rel=1e-6)  # 0.017740 two replicas
-    assert balanced[(1, 2, 2)]["tpot_s"] == pytest.approx(0.016073865365431296, rel=1e-6)  # 0.016066 stop 28
+    assert balanced[(1, 2, 2)]["tpot_s"] == pytest.approx(0.01643957465460654, rel=1e-6)  # 0.016074 stop 29
     assert (balanced[(1, 2, 2)]["replicas"], plain[(1, 2, 2)]["replicas"]) == (2, 1)  # (2, 2) at stop 28
     dp_keys = [k for k in plain if k[1] > 1]
     assert len(dp_keys) == 2 and set(plain) == set(balanced)
@@ -131,7 +134,10 @@ def test_plan_rate_balance_iteration_knobs(cli) -> None:
     the batching wait (0) the DP rows' prompts wait less: a lower TTFT, and where the replica count stays a TPOT as
     low or lower (since stop 27 a shorter hold leaves fewer prompts queued behind a request at its first token, which
     its life carries: DP 4 0.012593 -> 0.012579 s); the DP 2 replica carries the 20 req/s again (22.5 req/s
-    sustainable against 19.6 with the wait), one replica instead of two. Rows without attention DP do not move."""
+    sustainable against 19.6 with the wait), one replica instead of two. Rows without attention DP do not move.
+    Since stop 30 the knobs also shape the steps (kvplan.serving._released_parts): without the batching wait a release
+    comes as soon as every rank has a prompt, so the releases are more frequent and lighter, and the DP 4 TPOT is
+    within 1 % of the default's either way (0.013369 against 0.013255 s: more prefill steps, each of fewer prompts)."""
     _, default = _rows(cli, "--attention-dp-balance")
     doc, short = _rows(cli, "--attention-dp-balance", "--attention-dp-timeout-iters", "60",
                        "--attention-dp-batching-wait-iters", "0")  # fmt: skip
@@ -143,7 +149,7 @@ def test_plan_rate_balance_iteration_knobs(cli) -> None:
         if k[1] == 1:
             assert unmarked(short[k]) == unmarked(row)
         elif short[k]["replicas"] == row["replicas"]:
-            assert row["tpot_s"] * (1 - 0.01) < short[k]["tpot_s"] <= row["tpot_s"]
+            assert short[k]["tpot_s"] == pytest.approx(row["tpot_s"], rel=0.01)
             assert short[k]["ttft_s"] < row["ttft_s"]
 
 

@@ -176,18 +176,19 @@ def test_trtllm_v017_still_refuses_v32():
 
 
 def test_trtllm_capacity_h200_tp8():
-    # H200 TP 8, 32K context. Before: refused. After: available 54,143,528,469 B ((139.94 GiB - 80.11 weights - 1.23
-    # activation - 2.57 non-torch) x 0.9); bf16 blocks of 64 x 78,324 = 5,012,736 B: 10,801 -> 691,264 tokens, 21
-    # sequences of 512 blocks; fp8 blocks of 64 x 43,188 = 2,764,032 B: 19,588 -> 1,253,632 tokens, 38 sequences
+    # H200 TP 8, 32K context. Before: refused. After: available 54,096,712,958 B ((139.94 GiB - 80.11 weights - 1.23
+    # activation - 2.57 non-torch - 0.05 the default 128-row decode graphs' pool, 52,017,234 B, since stop 30) x 0.9);
+    # bf16 blocks of 64 x 78,324 = 5,012,736 B: 10,791 -> 690,624 tokens, 21 sequences of 512 blocks; fp8 blocks of
+    # 64 x 43,188 = 2,764,032 B: 19,571 -> 1,252,544 tokens, 38 sequences
     bf16 = capacity(setup(V32, H200, engine="trtllm", tp=8, kv_dtype_name="bf16"), 32_768)
     fp8 = capacity(setup(V32, H200, engine="trtllm", tp=8, kv_dtype_name="fp8"), 32_768)
-    assert bf16.available_kv_bytes == fp8.available_kv_bytes == 54_143_528_469
-    assert (bf16.kv_pool_tokens, bf16.max_concurrent_sequences) == (691_264, 21)
-    assert (fp8.kv_pool_tokens, fp8.max_concurrent_sequences) == (1_253_632, 38)
+    assert bf16.available_kv_bytes == fp8.available_kv_bytes == 54_096_712_958
+    assert (bf16.kv_pool_tokens, bf16.max_concurrent_sequences) == (690_624, 21)
+    assert (fp8.kv_pool_tokens, fp8.max_concurrent_sequences) == (1_252_544, 38)
     out = runner.invoke(app, ["capacity", "deepseek-v3.2-exp", "--engine", "trtllm", "--gpu", "h200", "--tp", "8",
                               "-c", "32k", "--kv-dtype", "fp8"])  # fmt: skip
     assert out.exit_code == 0, out.output
-    assert "`kv_cache_config: {tokens_per_block: 64}`" in out.output and "1,253,632" in out.output
+    assert "`kv_cache_config: {tokens_per_block: 64}`" in out.output and "1,252,544" in out.output
     bad = runner.invoke(app, ["capacity", "deepseek-v3.2-exp", "--engine", "trtllm", "--gpu", "h200", "-c", "4k",
                               "--tp", "8", "--kv-dtype", "int8"])  # fmt: skip
     assert bad.exit_code == 2 and "per-tensor FP8" in bad.output and "Traceback" not in bad.output
@@ -243,9 +244,10 @@ def test_fp4_indexer_key_is_68_bytes():
 
 
 def test_trtllm_capacity_b200_tp8_with_the_fp4_indexer():
-    # B200 TP 8, 32K: available 91,503,452,488 B either way. fp8 latent: 61 x (576 + 132) = 43,188 B a token, blocks of
-    # 64 x 43,188 = 2,764,032 B -> 2,118,720 tokens, 64 sequences; FP4 keys: 61 x (576 + 68) = 39,284 B, blocks of
-    # 2,514,176 B -> 2,329,280 tokens, 71 sequences. bf16 latent: 61 x (1,152 + 132) = 78,324 -> 35 sequences;
+    # B200 TP 8, 32K: available 91,456,636,977 B either way (less 0.9 x the default decode graphs' pool since stop 30,
+    # 91,503,452,488 before). fp8 latent: 61 x (576 + 132) = 43,188 B a token, blocks of
+    # 64 x 43,188 = 2,764,032 B -> 2,117,632 tokens, 64 sequences; FP4 keys: 61 x (576 + 68) = 39,284 B, blocks of
+    # 2,514,176 B -> 2,328,064 tokens, 71 sequences. bf16 latent: 61 x (1,152 + 132) = 78,324 -> 35 sequences;
     # 61 x (1,152 + 68) = 74,420 -> 37.
     b200 = resolve_gpu("b200")
 
@@ -253,16 +255,16 @@ def test_trtllm_capacity_b200_tp8_with_the_fp4_indexer():
         return capacity(setup(V32, b200, engine="trtllm", tp=8, kv_dtype_name=kv, settings=settings), 32_768)
 
     fp8, fp4 = run("fp8", Settings()), run("fp8", Settings(indexer_k_dtype="fp4"))
-    assert fp8.available_kv_bytes == fp4.available_kv_bytes == 91_503_452_488
-    assert (fp8.kv_pool_tokens, fp8.max_concurrent_sequences) == (2_118_720, 64)
-    assert (fp4.kv_pool_tokens, fp4.max_concurrent_sequences) == (2_329_280, 71)
-    assert fp4.kv_pool_tokens == 91_503_452_488 // (64 * 39_284) * 64
+    assert fp8.available_kv_bytes == fp4.available_kv_bytes == 91_456_636_977
+    assert (fp8.kv_pool_tokens, fp8.max_concurrent_sequences) == (2_117_632, 64)
+    assert (fp4.kv_pool_tokens, fp4.max_concurrent_sequences) == (2_328_064, 71)
+    assert fp4.kv_pool_tokens == 91_456_636_977 // (64 * 39_284) * 64
     assert run("bf16", Settings()).max_concurrent_sequences == 35
     assert run("bf16", Settings(indexer_k_dtype="fp4")).max_concurrent_sequences == 37
     out = runner.invoke(app, ["capacity", "deepseek-v3.2-exp", "--engine", "trtllm", "--gpu", "b200", "--tp", "8",
                               "-c", "32k", "--kv-dtype", "fp8", "--indexer-k-dtype", "fp4"])  # fmt: skip
     assert out.exit_code == 0, out.output
-    assert "2,329,280" in out.output
+    assert "2,328,064" in out.output
     assert "`sparse_attention_config: {algorithm: dsa, indexer_k_dtype: fp4}`" in out.output
 
 

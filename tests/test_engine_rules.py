@@ -59,23 +59,27 @@ def test_trtllm_sliding_window_layers_keep_every_token_without_max_attention_win
     # docs/source/features/long-sequence.md ("Sliding Window Attention"): the cyclic KV cache keeps the last N tokens
     # for N = KvCacheConfig.max_attention_window, which the launch sets to enable it; kvplan's launch sets none.
     # Mistral 7B v0.1 (window 4,096 on every layer) on one H100, bf16 KV: 32 layers x 8 heads x 128 x 2 x 2 B =
-    # 131,072 B a token; the pool is 475,040 tokens (62,268,552,216 B // 131,072 = 475,071, in blocks of 32).
-    # Before: each sequence was charged its 4,096-token window: 115 sequences of 32K. Now: 475,040 // 32,768 = 14.
+    # 131,072 B a token; the pool is 474,976 tokens (62,257,001,103 B // 131,072 = 474,983, in blocks of 32; since
+    # stop 30 the budget less 0.9 x the default 128-row decode graph's pool, 12,834,570 B, captured before the KV
+    # estimation: kvplan.engines.trtllm default_graph_sizes; 475,040 before).
+    # Before: each sequence was charged its 4,096-token window: 115 sequences of 32K. Now: 474,976 // 32,768 = 14.
     r = capacity(_setup("mistral-7b-v0.1", H100, "trtllm"), 32768)
-    assert r.kv_pool_tokens == 475_040
-    assert r.max_concurrent_sequences == 475_040 // 32_768 == 14
+    assert r.kv_pool_tokens == 474_976
+    assert r.max_concurrent_sequences == 474_976 // 32_768 == 14
     # Llama 4's chunked layers keep every token too: KVCacheManager.__init__ (resource_manager.py) takes
     # [max_seq_len] as the one window when KvCacheConfig.max_attention_window is None, and attention_chunk_size is the
-    # attention op's mask, not a window of the cache. Scout TP4 on one H200, bf16 KV: a pool of 1,704,960 tokens;
-    # 32K requests take 32,768 of them in every layer: 1,704,960 // 32,768 = 52. Before (the 36 chunked layers charged
-    # 8,192): (12 x 32,768 + 36 x 8,192) / 48 = 14,336 a request, 118. At 8K nothing changes (208 either way).
+    # attention op's mask, not a window of the cache. Scout TP4 on one H200, bf16 KV: a pool of 1,703,904 tokens
+    # (1,704,960 before stop 30's default decode graphs: 0.9 x 56,364,237 B out of the budget);
+    # 32K requests take 32,768 of them in every layer: 1,703,904 // 32,768 = 51 (52 before). Before (the 36 chunked
+    # layers charged 8,192): (12 x 32,768 + 36 x 8,192) / 48 = 14,336 a request, 118. At 8K nothing changes (207
+    # either way; 208 before the graphs).
     scout = _setup("llama-4-scout-17b-16e", H200, "trtllm", tp=4)
     chunked = [c for _, c in scout.stages[0].layout.stage.groups if c.type == "chunked"]
     assert chunked and all(c.max_tokens is None for c in chunked)
     long = capacity(scout, 32768)
-    assert long.kv_pool_tokens == 1_704_960
-    assert long.max_concurrent_sequences == 1_704_960 // 32_768 == 52
-    assert capacity(scout, 8192).max_concurrent_sequences == 1_704_960 // 8192 == 208
+    assert long.kv_pool_tokens == 1_703_904
+    assert long.max_concurrent_sequences == 1_703_904 // 32_768 == 51
+    assert capacity(scout, 8192).max_concurrent_sequences == 1_703_904 // 8192 == 207
     assert "--max_attention_window" not in " ".join(ENGINES["trtllm"].launch_args(r, model="m", sequences=14))
 
 
@@ -92,14 +96,14 @@ def _windows(model, gpu, windows, **kw):
 
 def test_trtllm_max_attention_window_one_entry_mistral_7b_at_32k():
     # Mistral 7B v0.1 on one H100, bf16 KV, 131,072 B a token: one window, one pool, as without the flag:
-    # 62,268,552,216 // 131,072 = 475,071 tokens -> 14,845 blocks (475,040 tokens).
+    # 62,257,001,103 // 131,072 = 474,983 tokens -> 14,843 blocks (474,976 tokens; the default graphs' pool out).
     # [4096] at 32K: T = min(8,192, 32,767 - 4,096) = 8,192; a request reserves min(32,768, 4,096 + 8,192) = 12,288
-    # tokens = 384 blocks -> 14,845 // 384 = 38 (without the flag: 1,024 blocks each, 14).
+    # tokens = 384 blocks -> 14,843 // 384 = 38 (without the flag: 1,024 blocks each, 14).
     r = capacity(_windows("mistral-7b-v0.1", H100, (4096,)), 32768)
-    assert r.kv_pool_tokens == 475_040
-    assert r.max_concurrent_sequences == 14_845 // 384 == 38
+    assert r.kv_pool_tokens == 474_976
+    assert r.max_concurrent_sequences == 14_843 // 384 == 38
     assert r.settings["max_attention_window"] == [4096]
-    # At 4K the window is the whole sequence: T = 0, 128 blocks -> 14,845 // 128 = 115, as without the flag.
+    # At 4K the window is the whole sequence: T = 0, 128 blocks -> 14,843 // 128 = 115, as without the flag.
     assert capacity(_windows("mistral-7b-v0.1", H100, (4096,)), 4096).max_concurrent_sequences == 115
     assert capacity(_setup("mistral-7b-v0.1", H100, "trtllm"), 4096).max_concurrent_sequences == 115
     # A smaller chunk shrinks the temporary window: --max-num-batched-tokens is TensorRT-LLM's max_num_tokens.
@@ -115,59 +119,62 @@ def test_trtllm_max_attention_window_one_entry_mistral_7b_at_32k():
 
 def test_trtllm_max_attention_window_gemma3_pattern_splits_the_pool_by_window():
     # Gemma 3 27B on one H200, bf16: 62 layers of 16 KV heads x 128 x 2 x 2 B = 8,192 B a token, pattern 5 local :
-    # 1 global, stated as TensorRT-LLM's six-entry list [1024 x 5, 32768]. Budget 85,047,524,960 B.
-    # Without the flag: 85,047,524,960 // 507,904 = 167,448 tokens -> 5,232 blocks; 32K = 1,024 blocks -> 5.
-    # With it, two windows, each 42,523,762,480 B:
-    #   1,024: 52 layers, 425,984 B a token -> 99,824.8 tokens -> 3,119 blocks; a request reserves
-    #          min(32,768, 1,024 + min(8,192, 31,743)) = 9,216 tokens = 288 blocks -> 3,119 // 288 = 10;
-    #   32,768: 10 layers, 81,920 B a token -> 519,088.9 tokens -> 16,221 blocks; 1,024 blocks each -> 15.
-    # The local layers' pool binds: 10 sequences (5 before); the log's pool is the largest window's, 519,072 tokens.
+    # 1 global, stated as TensorRT-LLM's six-entry list [1024 x 5, 32768]. Budget 84,984,957,020 B
+    # (since stop 30 less 0.9 x the default 128-row decode graph's pool, 69,519,933 B: its bf16 logits over the
+    # 262,144-token vocabulary; 85,047,524,960 before).
+    # Without the flag: 84,984,957,020 // 507,904 = 167,324 tokens -> 5,228 blocks; 32K = 1,024 blocks -> 5.
+    # With it, two windows, each 42,492,478,510 B:
+    #   1,024: 52 layers, 425,984 B a token -> 99,751.3 tokens -> 3,117 blocks; a request reserves
+    #          min(32,768, 1,024 + min(8,192, 31,743)) = 9,216 tokens = 288 blocks -> 3,117 // 288 = 10;
+    #   32,768: 10 layers, 81,920 B a token -> 518,707.0 tokens -> 16,209 blocks; 1,024 blocks each -> 15.
+    # The local layers' pool binds: 10 sequences (5 before); the log's pool is the largest window's, 518,688 tokens.
     windows = (1024,) * 5 + (32768,)
     s = _windows("gemma-3-27b", H200, windows)
     st = s.stages[0]
-    assert st.available == 85_047_524_960
-    assert st.layout.pool_blocks(st.available, 32768) == {1024: 3_119, 32768: 16_221}
+    assert st.available == 84_984_957_020
+    assert st.layout.pool_blocks(st.available, 32768) == {1024: 3_117, 32768: 16_209}
     r = capacity(s, 32768)
-    assert r.max_concurrent_sequences == min(3_119 // 288, 16_221 // 1_024) == 10
-    assert r.kv_pool_tokens == 16_221 * 32 == 519_072
-    assert capacity(_setup("gemma-3-27b", H200, "trtllm"), 32768).max_concurrent_sequences == 5_232 // 1_024 == 5
+    assert r.max_concurrent_sequences == min(3_117 // 288, 16_209 // 1_024) == 10
+    assert r.kv_pool_tokens == 16_209 * 32 == 518_688
+    assert capacity(_setup("gemma-3-27b", H200, "trtllm"), 32768).max_concurrent_sequences == 5_228 // 1_024 == 5
     # The layers the list puts the window on are the spec's sliding ones (index 5, 11, ... global).
     spec = load_bundled("gemma-3-27b")
     held = [windows[j % 6] for j in range(spec.num_layers)]
     assert [w == 1024 for w in held] == [spec.kind(n).type == "sliding" for n in spec.layer_kind_names]
     # Serving's KV limit (plan --rate) reads the binding pool: a 16K + 1K request reserves 9,216 tokens of the local
-    # pool (99,808 tokens), 17,408 of the global one (519,072): the local pool binds.
+    # pool (99,744 tokens), 17,408 of the global one (518,688): the local pool binds.
     from kvplan.capacity import binding_pool
 
-    assert binding_pool(s, 17_408) == (99_808, 9_216)
+    assert binding_pool(s, 17_408) == (99_744, 9_216)
     plain = _setup("gemma-3-27b", H200, "trtllm")
-    assert binding_pool(plain, 17_408) == (167_424, 17_408)  # one pool: what serving took before
+    assert binding_pool(plain, 17_408) == (167_296, 17_408)  # one pool: what serving took before
     # plan --rate's KV bound on the sequences decoding at once (kvplan.serving._limits), 16K in + 1K out reserved to
-    # completion: 167,424 / 17,408 = 9.62 without the flag, 99,808 / 9,216 = 10.83 with it.
+    # completion: 167,296 / 17,408 = 9.61 without the flag, 99,744 / 9,216 = 10.82 with it.
     from kvplan.serving import Lengths, _limits
 
     inp, out = Lengths(16_384, 16_384), Lengths(1_024, 1_024)
-    assert _limits(plain, inp, out) == (pytest.approx(167_424 / 17_408), "kv_cache")
-    assert _limits(s, inp, out) == (pytest.approx(99_808 / 9_216), "kv_cache")
+    assert _limits(plain, inp, out) == (pytest.approx(167_296 / 17_408), "kv_cache")
+    assert _limits(s, inp, out) == (pytest.approx(99_744 / 9_216), "kv_cache")
 
 
 def test_trtllm_max_attention_window_two_entry_list_gemma2_equal_shares():
     # Gemma 2 9B on one H100: 42 layers alternating local (4,096) / global, stated as [4096, 8192]; 21 layers of
-    # 8,192 B a token each side. Budget 58,681,735,778 B, halved: 29,340,867,889 / 172,032 = 170,554.7 tokens ->
-    # 5,329 blocks in each pool (the one pool without the flag: 58,681,735,778 // 344,064 = 170,554 -> 5,329).
+    # 8,192 B a token each side. Budget 58,621,316,567 B (less 0.9 x the default 128-row decode graph's pool,
+    # 67,132,457 B, since stop 30), halved: 29,310,658,283.5 / 172,032 = 170,379.1 tokens -> 5,324 blocks in each pool
+    # (the one pool without the flag: 58,621,316,567 // 344,064 = 170,379 -> 5,324).
     # At 8K: local T = min(8,192, 8,191 - 4,096) = 4,095, so a request reserves min(8,192, 8,191) = 8,191 tokens =
-    # 256 blocks, as in the global pool: 5,329 // 256 = 20 either way. The equal split and the temporary window
+    # 256 blocks, as in the global pool: 5,324 // 256 = 20 either way. The equal split and the temporary window
     # leave Gemma 2 at its 8K context where it was.
     s = _windows("gemma-2-9b", H100, (4096, 8192))
     st = s.stages[0]
-    assert st.layout.pool_blocks(st.available, 8192) == {4096: 5_329, 8192: 5_329}
-    assert capacity(s, 8192).max_concurrent_sequences == 5_329 // 256 == 20
+    assert st.layout.pool_blocks(st.available, 8192) == {4096: 5_324, 8192: 5_324}
+    assert capacity(s, 8192).max_concurrent_sequences == 5_324 // 256 == 20
     assert capacity(_setup("gemma-2-9b", H100, "trtllm"), 8192).max_concurrent_sequences == 20
 
 
 def test_trtllm_windows_at_or_past_max_seq_len_change_nothing():
     # Every window is clamped to max_seq_len (KVCacheManager.__init__): at 1K the Gemma 3 list is [1024] x 6, one
-    # pool, T = 0: 5,232 // 32 = 163 sequences, as without the flag.
+    # pool, T = 0: 5,228 // 32 = 163 sequences, as without the flag.
     windows = (1024,) * 5 + (32768,)
     assert capacity(_windows("gemma-3-27b", H200, windows), 1024).max_concurrent_sequences == 5_232 // 32 == 163
     assert capacity(_setup("gemma-3-27b", H200, "trtllm"), 1024).max_concurrent_sequences == 163

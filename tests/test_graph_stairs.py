@@ -154,8 +154,12 @@ def test_crossing_below_where_f_starts_under_the_line():
 
 def test_the_graph_table_runs_the_r1_server_case():
     """serving_sim.py --graph (docs/cost.md's table) at two rates on a short run: the columns, and kvplan's p99 under
-    the padded steady state's and rising with the rate where the batch nears the size (5.3 -> 5.4 req/s: 57.2 ->
-    62.1 ms with 8,000 requests; the simulated columns depend on the run's length, kvplan's do not). 54.3 -> 59.6 ms
+    the padded steady state's and rising with the rate where the batch nears the size (5.1 -> 5.2 req/s: 59.2 ->
+    64.6 ms with 8,000 requests; the simulated columns depend on the run's length, kvplan's do not). Until stop 30 at
+    5.3 -> 5.4 req/s (57.2 -> 62.1 ms): since a balancer's release carries the prompts of its cycle
+    (kvplan.serving._released_parts) the lower branch's mean step is longer (53.3 against 51.1 ms at 4.8 req/s; the
+    simulation, which now runs the balancer's rule, 52.6 against its 55.6 without it) and kvplan's batch passes 128 a
+    rank by 5.25 req/s, where the simulation's tips too (5.2 -> 5.3). At 5.3 -> 5.4 req/s, 54.3 -> 59.6 ms
     before stop 29's NVFP4 refit (fit_fp4.py after B200's own all-reduce latency; the R1 step itself has no
     all-reduce): its experts 0.45 % faster (fp4_moe_eff_scale 0.2464 -> 0.2475) raise the Offline row's score x1.0873 ->
     x1.0922, so the step residual every step here carries, step x (ratio - 1), grows 9.78 -> 10.33 ms, 0.55 ms against
@@ -163,7 +167,7 @@ def test_the_graph_table_runs_the_r1_server_case():
     steps past the 128 a rank size (its stair)."""
     from tests.benchmods import bench_module
 
-    lines = bench_module("serving_sim").compare_graph_size(1500, warmup=300, rates=(5.3, 5.4))
+    lines = bench_module("serving_sim").compare_graph_size(1500, warmup=300, rates=(5.1, 5.2))
     assert lines[0].startswith("| req/s | simulated mean / p99 TPOT ms |") and len(lines) == 4
     p99 = [float(row.split("|")[5].split("/")[1]) for row in lines[2:]]
-    assert p99 == pytest.approx([57.2, 62.1], abs=0.05)
+    assert p99 == pytest.approx([59.2, 64.6], abs=0.05)

@@ -168,11 +168,16 @@ def test_each_engine_module_carries_its_own_calibration():
     # FLASHINFER_MLA rule), every fitted figure the same.
     assert all(e.calibration is vllm.CALIBRATION for r, e in RELEASES["vllm"].items() if r not in ("0.8", "0.16"))
     # 0.8 and 0.16 also run the fla Triton delta rule on every GPU (no FlashInfer GDN prefill in 0.16.0's wheel); 0.8
-    # also the CUDA causal conv1d, before vLLM's Triton one (PR #18218): no per-SM conv1d ceiling (since stop 25)
+    # also the CUDA causal conv1d, before vLLM's Triton one (PR #18218): no per-SM conv1d ceiling (since stop 25);
+    # both also run Nemotron-H's router in float32 (since stop 30: NemotronHMoE's ReplicatedLinear in the 0.12.0 /
+    # 0.16.0 wheels; 0.19.0's GateLinear runs it bf16 -> fp32 on Hopper and Blackwell)
+    assert vllm.V0_16_ROUTERS - vllm.CALIBRATION.fp32_router_families == {"nemotron_h"}
     assert RELEASES["vllm"]["0.8"].calibration == replace(vllm.CALIBRATION, blackwell_mla_layer_s=None,
-                                                          gdn_kernel_archs=(), conv1d_sm_bytes_s=None)  # fmt: skip
+                                                          gdn_kernel_archs=(), conv1d_sm_bytes_s=None,
+                                                          fp32_router_families=vllm.V0_16_ROUTERS)  # fmt: skip
     assert RELEASES["vllm"]["0.16"].calibration == replace(
-        vllm.CALIBRATION, blackwell_mla_nope_dims=(128,), blackwell_mla_dense_only=True, gdn_kernel_archs=()
+        vllm.CALIBRATION, blackwell_mla_nope_dims=(128,), blackwell_mla_dense_only=True, gdn_kernel_archs=(),
+        fp32_router_families=vllm.V0_16_ROUTERS,
     )
     assert get_engine("trtllm").calibration is trtllm.CALIBRATION
     for cal in (vllm.CALIBRATION, trtllm.CALIBRATION):
@@ -186,13 +191,21 @@ def test_each_engine_module_carries_its_own_calibration():
     own = ("MLA decode: SGLang 0.5.10's own, mla_compare.py --fit; GQA decode: SGLang 0.5.14's own, "
            "gqa_decode_compare.py --fit; GDN prefill: gdn_compare.py --fit; all-reduce per GPU class: "
            "fit_nccl.py --allreduce")  # fmt: skip
-    assert lent.version == f"vLLM 0.24.0 (no sglang fit: vLLM's constants; {own})"
+    # since stop 30 the newest rules also name their GLM-4.x router (float32 with TF32: 0.5.23's model file)
+    router = "; GLM-4.x and MiniMax-M2 routers: float32 with TF32 (0.5.23's model files)"
+    assert lent.version == f"vLLM 0.24.0 (no sglang fit: vLLM's constants; {own}{router})"
+    assert (lent.fp32_router_families, lent.fp32_router_tf32) == (frozenset({"glm4_moe", "minimax_m2"}), True)
+    older = latency_calibration("sglang@0.5")  # 0.5.3 / 0.5.7: GLM's gate 16-bit; MiniMax-M2's float32, no TF32
+    assert (older.fp32_router_families, older.fp32_router_tf32) == (frozenset({"minimax_m2"}), False)
+    minimax = "; MiniMax-M2 router: float32 (0.5.7's model file)"
+    assert older.version == f"vLLM 0.24.0 (no sglang fit: vLLM's constants; {own}{minimax})"
     # SGLang's own: its MLA and GQA decode fits and its Gated DeltaNet prefill fit (gdn_compare.py --fit: the fla
     # kernels, on every GPU, all SMs)
     own_fields = ("hopper_mla_layer_s", "blackwell_mla_layer_s", "blackwell_mla_nope_dims", "blackwell_mla_kv_dtypes",
                   "blackwell_mla_families", "hopper_gqa_decode", "blackwell_gqa_decode", "gdn_scan_eff",
                   "gdn_head_blocks", "gdn_kernel_archs", "conv1d_sm_bytes_s", "ssu_mem_eff",
-                  "blackwell_allreduce_base_s", "gb200_allreduce_base_s")  # fmt: skip
+                  "blackwell_allreduce_base_s", "gb200_allreduce_base_s", "fp32_router_families",
+                  "fp32_router_tf32")  # fmt: skip
     assert lent.gdn_scan_eff == 0.0523 != vllm.CALIBRATION.gdn_scan_eff
     # since stop 27 not vLLM's timed Mamba2 state update (fit_ssu.py): SGLang's port launches 4 x 4 warps on every GPU
     assert lent.ssu_mem_eff is None and vllm.CALIBRATION.ssu_mem_eff == 0.603

@@ -63,7 +63,8 @@ def test_the_balancer_moves_the_r1_scores_as_stored():
     # CUTLASS path's own NVFP4 fixed cost a layer (cutlass_nvfp4_moe_layer_s); as configured Server 1.5161 -> 1.5764
     # with the least fixed point (stop 28, kvplan.serving._solve: at 8.2 req/s the step has roots at 66.5 and 81.7 ms)
     assert off == pytest.approx({"Offline": 0.9743, "Server": 1.3887}, abs=0.02)
-    assert {k: r["ratio"] for k, r in rows.items()} == pytest.approx({"Offline": 1.0873, "Server": 1.5764}, abs=0.02)
+    # Server 1.5764 -> 1.5371 with a balancer release carrying its cycle's prompts (stop 30, _released_parts)
+    assert {k: r["ratio"] for k, r in rows.items()} == pytest.approx({"Offline": 1.0873, "Server": 1.5371}, abs=0.02)
 
 
 def test_the_server_holds_at_the_published_rate_are_the_timeout_clock():
@@ -90,19 +91,26 @@ def test_the_server_holds_at_the_published_rate_are_the_timeout_clock():
     run 0.45 % faster (fp4_moe_eff_scale 0.2464 -> 0.2475, 25.99 -> 25.89 ms a step) and the scored rate is 8.43 req/s:
     245.6 a rank (245.9) at a 66.63 ms step (66.77), the p99 74.0 ms (74.6): the size 256 is 83.3 sequences of the
     replica above the mean batch (81.1), so the p99 life's share of steps past it falls 0.549 -> 0.514 of its 11.05 ms
-    jump (the stair 6.66 -> 6.22 ms), the step 0.15 ms."""
+    jump (the stair 6.66 -> 6.22 ms), the step 0.15 ms. Since a balancer's release carries the prompts of its cycle
+    (stop 30, kvplan.serving._released_parts: fewer, heavier prefill steps than one prompt a rank in a share A / 8 of
+    them) the scored rate is 8.17 req/s: 245.7 a rank at a 68.8 ms step, p99 76.6 ms; 2 % less 238 a rank (68.1 ms),
+    2 % more 309 a rank (84.8 ms: over)."""
     pub, data = published()
     ds = data["mlperf_datasets"]
     r = next(x for x in data["mlperf"] if x["model"] == "deepseek-v3" and x["scenario"] == "Server")
     at = pub._server_point(r, ds, r["published_tok_s"] / r["osl"])
     assert at["hold_mean"] == pytest.approx(4.0, abs=0.02) and at["hold_p99"] == 8
-    assert at["ttft_p99_s"] < r["ttft_p99_s"] / 2 and at["tpot_p99_s"] < 0.55 * r["tpot_p99_s"]
+    # 0.55 of the TPOT limit until stop 30: a release of the balancer now carries the prompts of its cycle
+    # (kvplan.serving._released_parts): 43.9 -> 46.2 ms, 100 -> 106 sequences a rank
+    assert at["ttft_p99_s"] < r["ttft_p99_s"] / 2 and at["tpot_p99_s"] < 0.6 * r["tpot_p99_s"]
     top = pub._server_point(r, ds, r["kvplan_tok_s"] / round(r["osl"]))
     assert top["tpot_p99_s"] <= r["tpot_p99_s"] and top["ttft_p99_s"] < r["ttft_p99_s"] and top["rank_seqs"] < 256
-    assert top["tpot_p99_s"] == pytest.approx(0.0740, abs=0.0005)  # 0.0746 before stop 29's NVFP4 refit (docstring)
+    # 0.0746 before stop 29's NVFP4 refit, 0.0740 before stop 30's releases (docstring)
+    assert top["tpot_p99_s"] == pytest.approx(0.0766, abs=0.0005)
     assert top["tpot_p99_s"] / top["step_s"] == pytest.approx(1.111, abs=0.005)  # 1.118 before it
     below = pub._server_point(r, ds, 0.98 * r["kvplan_tok_s"] / round(r["osl"]))
-    assert below["rank_seqs"] < 256 and below["tpot_p99_s"] < 0.85 * r["tpot_p99_s"]
+    # 0.85 of the limit until stop 30 (67.4 ms then, 69.3 ms with a release carrying its cycle's prompts)
+    assert below["rank_seqs"] < 256 and below["tpot_p99_s"] < 0.9 * r["tpot_p99_s"]
     past = pub._server_point(r, ds, 1.02 * r["kvplan_tok_s"] / round(r["osl"]))
     assert past["tpot_p99_s"] > r["tpot_p99_s"] and past["rank_seqs"] > 256
 

@@ -75,3 +75,26 @@ def test_the_logged_runs_show_the_operating_point_and_pp_loads_every_micro_batch
     lines = pub.step_term_lines([r], ds)
     assert len(lines) == 4 and "in each of the 2 micro-batches" in lines[2]
     assert "the log's mean TPOT 87.0 ms" in lines[3]
+
+
+def test_the_operating_point_also_takes_serves_mean_step():
+    """At a log's operating point ``kvplan_mean_step_s`` is serve()'s own mean step (``serving._mean_step``: whole
+    chunks in a share of the steps; with PP each micro-batch admitting its own prompt). With one rank and short
+    prompts (Llama-2, 222 tokens) it is the one-chunk step within 0.5 %; on the v5.0 B200 TP2 PP2 run (529 prompt
+    tokens a cycle of 1,006-token chunks) it lies between the cycle with the tokens split over both micro-batches and
+    the one-micro-batch trip the one-chunk step prices: 69.6 < 99.4 < 105.2 ms (log 87.0)."""
+    pub, data = published()
+    ds = data["mlperf_datasets"]
+    h200 = pub.operating_point(_row(data, "mlperf-4.1", "h200", "Server", model="llama-2-70b"), ds)
+    assert h200["kvplan_mean_step_s"] == pytest.approx(h200["kvplan_step_s"], rel=0.005)
+    r = _row(data, "mlperf-5.0", "b200", "Server")
+    op = pub.operating_point(r, ds)
+    s = pub._mlperf_setup(r)
+    context = _context_at(Lengths.of(pub._mlperf_isl(r, ds)), pub.mlperf_output(ds[r["dataset"]], round(r["osl"])))
+    n, p = op["decoding"], op["prompt_tokens_per_step"]
+    with pub.mlperf_engine(r):
+        split = step_times(s, n=n, p=p / 2, context=context, chunks=2.0).total
+        one = step_times(s, n=n, p=p, context=context).total
+    assert one == pytest.approx(op["kvplan_step_s"], rel=1e-12)
+    assert split < op["kvplan_mean_step_s"] < one
+    assert op["mean_step_ratio"] == pytest.approx(op["kvplan_mean_step_s"] / r["measured"]["tpot_mean_s"], rel=1e-12)

@@ -174,14 +174,18 @@ def test_blocks_of_64_tokens_where_the_newest_release_takes_32():
     """PluginConfig._tokens_per_block 64 (plugin.py @258c7540) against KvCacheConfig's 32 (1.x). Llama 3.1 8B, fp8
     KV and weights, fraction 0.95 on one H100 (the v0.17 table's 1000/1000 row): 70,860,066,603 B for the pool,
     65,536 B a token (32 layers x 8 heads x 128 x 2 x 1 B): 1,081,238 tokens. 64-token blocks: 16,894 blocks, 32 a
-    2,000-token request, 527 requests; 32-token blocks: 33,788 blocks, 63 a request, 536."""
+    2,000-token request, 527 requests. The 1.x budget also loses 0.95 x its default decode graphs' pool (128 rows,
+    34,658,058 B; captured before the KV estimation, stop 30; a TensorRT engine's KV sizing has none in kvplan):
+    70,827,141,448 B, 1,080,736 tokens; 32-token blocks: 33,773 blocks, 63 a request, 536 (33,788 and 536 before)."""
     kw = dict(weights_dtype="fp8", kv_dtype_name="fp8", settings=Settings(free_gpu_memory_fraction=0.95))
     old, new = _setup("trtllm@0.17", **kw).stages[0], _setup("trtllm", **kw).stages[0]
-    assert old.budget.available_kv == new.budget.available_kv == 70_860_066_603  # the same budget rule
+    assert old.budget.available_kv == 70_860_066_603
+    assert new.budget.available_kv == 70_827_141_448 == 70_860_066_603 - 32_925_155  # 0.95 x 34,658,058 B
+    assert new.budget.cuda_graph == 34_658_058 and new.budget.cuda_graph_in_budget and old.budget.cuda_graph == 0
     assert 70_860_066_603 // 65_536 == 1_081_238
     assert (old.layout.block_tokens, new.layout.block_tokens) == (64, 32)
     assert old.max_sequences(length=2000, prefix=0, engine=get_engine("trtllm@0.17")) == 1_081_238 // 64 // 32 == 527
-    assert new.max_sequences(length=2000, prefix=0, engine=get_engine("trtllm")) == 1_081_238 // 32 // 63 == 536
+    assert new.max_sequences(length=2000, prefix=0, engine=get_engine("trtllm")) == 1_080_736 // 32 // 63 == 536
     # a given --block-size holds on both; the v0.17 launch notes say the engine build sets it
     r = capacity(_setup("trtllm@0.17", settings=Settings(block_size=32), kv_dtype_name="fp8"), 8192)
     assert r.block_tokens == 32

@@ -151,8 +151,11 @@ def latency_calibration(engine: Engine | str | None = None) -> Calibration:
     base = ENGINES[_FALLBACK].calibration
     own = profile.lent_fits
     note = f"; {own.label}" if own else ""
+    # vLLM's float32 routers are its model files' choice, not a kernel efficiency: the borrower keeps its own (none
+    # unless its lent fits say so; kvplan.engines.sglang ENGINE_FITS)
+    fields = {"fp32_router_families": frozenset(), "fp32_router_tf32": False, **dict(own.fields if own else ())}
     return replace(base, engine=profile.name, version=f"{base.version} (no {profile.name} fit: vLLM's constants{note})",
-                   **dict(own.fields if own else ()))  # fmt: skip
+                   **fields)  # fmt: skip
 
 
 def engine_overlap(engine: Engine | str | None = None) -> Overlap:

@@ -456,6 +456,15 @@ class Calibration:
     # "Blackwell => Force FlashInfer MLA (unless sparse, i.e. DSv3.2)", vllm/platforms/cuda.py
     # check_and_update_config); those take mla_layer_s.
     blackwell_mla_dense_only: bool = False
+    # Model families (ModelSpec.family) whose MoE router the engine runs in float32: the gate's weight held in fp32,
+    # the hidden states cast to fp32 before it (one element-wise kernel: 2 bytes read, 4 written an element) and the
+    # GEMM on the CUDA cores at the catalog's ``fp32_tflops`` (PyTorch leaves TF32 off unless asked; kvplan.latency
+    # _router_ctx, _moe_s). Empty: every router 16-bit, as aiconfigurator prices them.
+    fp32_router_families: frozenset[str] = frozenset()
+    # ... and the engine turns TF32 on for them (torch.set_float32_matmul_precision("high")): the GEMM then runs on
+    # the tensor cores at half the 16-bit peak (NVIDIA's A100 / H100 / H200 datasheets: TF32 dense 156 / 494 / 494
+    # TFLOPS against bf16 312 / 989 / 989), whatever the catalog's fp32_tflops.
+    fp32_router_tf32: bool = False
     # The MLA attention block's fixed seconds per layer at decode on Hopper where the engine's own module was fitted
     # there (benchmarks/mla_compare.py --fit on an H200 MLA module table); None: mla_layer_s.
     hopper_mla_layer_s: float | None = None

@@ -1164,6 +1164,29 @@ MLA_FITS = LentFits(
     ),
 )
 
+# SGLang 0.5.23's GLM-4.x router (ENGINE): python/sglang/srt/models/glm4_moe.py ``Glm4MoeGate`` holds its weight in
+# torch.float32 and runs ``F.linear(hidden_states.to(torch.float32), self.weight, None)`` (the float32 cast came with
+# sgl-project/sglang PR #21660, merged 2026-03-30; the 0.5.3 and 0.5.7 wheels' gate is a 16-bit ``F.linear``), and
+# arg_groups/model_overrides/glm4_moe.py ``_glm4_moe_overrides`` sets ``enable_tf32_matmul`` for
+# Glm4MoeForCausalLM ("Enable TF32 matmul ... to improve gate gemm performance"), which model_runner.py turns into
+# ``torch.set_float32_matmul_precision("high")``: a TF32 GEMM (Calibration.fp32_router_tf32). Read in the 0.5.23
+# wheel. MiniMax-M2 (models/minimax_m2.py ``MiniMaxM2MoE``: ``ReplicatedLinear(..., params_dtype=torch.float32)``
+# over ``hidden_states.to(torch.float32)``) the same, with TF32 from its own override (model_overrides/minimax_m2.py);
+# the 0.5.7 wheel already has that float32 gate but nothing there turns TF32 on (no tf32 in server_args.py or
+# model_runner.py), and 0.5.3 has no MiniMax-M2: so `sglang@0.5` (V0_5_FITS) runs it on the CUDA cores. Its
+# Nemotron-H gate multiplies 16-bit operands into a float32 output (not a float32 GEMM): not listed.
+ENGINE_FITS = replace(
+    MLA_FITS,
+    label=f"{MLA_FITS.label}; GLM-4.x and MiniMax-M2 routers: float32 with TF32 (0.5.23's model files)",
+    fields=(*MLA_FITS.fields, ("fp32_router_families", frozenset({"glm4_moe", "minimax_m2"})),
+            ("fp32_router_tf32", True)),  # fmt: skip
+)
+V0_5_FITS = replace(
+    MLA_FITS,
+    label=f"{MLA_FITS.label}; MiniMax-M2 router: float32 (0.5.7's model file)",
+    fields=(*MLA_FITS.fields, ("fp32_router_families", frozenset({"minimax_m2"}))),
+)
+
 # `sglang@0.5`: the rules read in the 0.5.3 / 0.5.7 wheels and main 2025-10 (the release of the published SGLang rows
 # and of the engine_logs.json runs from 2025), kept as trtllm@0.20 is.
 V0_5 = Sglang(
@@ -1221,7 +1244,7 @@ V0_5 = Sglang(
         "schedule_conservativeness",  # --schedule-conservativeness (OUTPUT_RESERVE's ratio)
     ),
     overlap=OVERLAP,
-    lent_fits=MLA_FITS,
+    lent_fits=V0_5_FITS,
     host_loop=HOST_LOOP,
     front_end=FRONT_END,
     # Disaggregated serving (--disaggregation-mode prefill / decode), SGLang main 2025-26 read through the code
@@ -1257,6 +1280,7 @@ ENGINE = replace(
     V0_5,
     release="0.5.23",
     version="0.5.23 (CUDA-graph and DeepEP reserves in mem_fraction_static)",
+    lent_fits=ENGINE_FITS,
     graph_reserves=True,
     embed_over_attn_tp=True,
     fp32_weights_proj=False,

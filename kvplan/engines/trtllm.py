@@ -170,6 +170,86 @@ def captured_graph_sizes(settings: Settings) -> tuple[int, ...]:
     return kept
 
 
+# ---- the CUDA graphs' memory pool in the KV estimation (PyTorch backend) ------------------------------------------
+# The sources (NVIDIA/TensorRT-LLM, read through the code index; commits not returned, named by what they carry):
+# * tensorrt_llm/_torch/pyexecutor/py_executor_creator.py ``create_py_executor`` (the 1.0-era copy with
+#   ``_ExecutorMemoryMonitor`` and ``executor_config``): ``KvCacheCreator.try_prepare_estimation`` sets the cache's
+#   ``max_tokens`` to ``_get_token_num_for_estimation()``; ``build_managers`` makes that small cache;
+#   ``create_py_executor_instance`` builds a PyExecutor whose ``__init__`` runs ``model_engine.warmup``
+#   (py_executor.py), which captures the decode CUDA graphs; then ``estimate_max_tokens(py_executor)``; then the
+#   real cache is built and only after it ``eng._release_cuda_graphs()``: the graphs stay captured through the
+#   estimation.
+# * tensorrt_llm/_torch/pyexecutor/_util.py ``KvCacheCreator`` (the 1.0-era copy with ``executor_config``, attention
+#   DP's ``requests * tp_size`` and the overlap scheduler's extra token; the 1.1/1.2-era copy with
+#   ``configure_kv_cache_capacity`` / ``_cal_max_memory`` reads the same): ``estimate_max_tokens`` calls
+#   ``torch.cuda.empty_cache()`` and ``reset_peak_memory_stats()``, runs the dummy context requests, then
+#   ``torch_peak_memory = allocated_bytes.all.peak``, ``empty_cache()`` again and ``extra_cost = max(total_used -
+#   torch_used, 0)`` from ``mem_get_info`` and ``allocated_bytes.all.current`` ("Memory used outside torch (e.g., NCCL
+#   and CUDA graphs)"), ``peak_memory = torch_peak_memory + extra_cost`` and ``available_kv_mem = (total - peak_memory
+#   + the estimation cache's bytes) x free_gpu_memory_fraction``. A captured graph's private memory pool is reserved
+#   from the caching allocator and cannot be released by ``empty_cache`` while the graph lives, but its tensors are
+#   freed (``DecodingCUDAGraphRunner.capture`` keeps only ``make_weak_ref(output)``; cuda_graph_runner.py): so the pool
+#   is in ``total_used``, not in ``torch_used``, and enters ``extra_cost`` whole: the KV pool is
+#   ``free_gpu_memory_fraction`` x (what kvplan's budget had before, less the graph pool).
+# * the graphs it holds: model_engine.py ``PyTorchModelEngine.warmup`` (1.0-era; ``_capture_generation_cuda_graphs``
+#   in the 1.1/1.2-era copy) walks the captured sizes from the largest down, "to make smaller batch size graph could
+#   reuse larger batch size graph memory" (one pool, ``self._cuda_graph_mem_pool``, handed from capture to capture),
+#   so the pool is the largest graph's working set. Each size needs ``get_num_free_blocks() >= batch_size`` in the
+#   estimation cache (a decode dummy per row, one block each, and one long request); where it does not fit the warmup
+#   ``return``s ("No KV cache space!"), and the sizes below it are not captured either. The estimation cache holds
+#   the dummy requests' blocks only: ``_create_dummy_context_requests(max_seq_len - 1)`` splits ``max_num_tokens``
+#   into requests of ``min(max_num_tokens, max_seq_len - 1)`` tokens, each ``ceil((tokens + extra) /
+#   tokens_per_block)`` blocks with ``extra`` 1 generated token + 1 for the overlap scheduler (on by default), the
+#   list repeated ``tp_size`` times under attention DP (every rank's cache holds all copies). So a 2,048-token cap
+#   gives 65 blocks: a plain-TP run whose largest graph is 160 captures none during the estimation, while an 8-rank
+#   attention-DP run has 520 blocks and captures all of them.
+# * later copies (2026, with KVCacheManagerV2 and the Gemma4 branches) add "Max cuda graph warmup required tokens":
+#   the estimation cache is grown to ``ceil((max_seq_len + 1) / tokens_per_block) + max_cuda_graph_bs - 1`` blocks,
+#   so every graph is captured (proposed in NVIDIA/TensorRT-LLM PR #8410, 2025-10, "Reduce memory fraction problem by
+#   warmup", closed there). Which 1.3 release first carries it was not pinned: both rule sets keep the 1.0-1.2
+#   reading (``Trtllm.graph_warmup_blocks`` False).
+# What the pool holds is priced by kvplan's own activation model (:func:`graph_pool`), nothing fitted. Where the
+# launch names no ``batch_sizes`` the engine's default CudaGraphConfig captures sizes up to 128
+# (:func:`default_graph_sizes`; kvplan still pads to no graph size there, :meth:`Trtllm.graph_rows`, as the default
+# config has padding off); ``Settings.cuda_graphs`` False stands for ``cuda_graph_config: null`` (no graphs).
+GRAPH_LOGIT_BYTES = 2  # the graph's static output, the logits of its rows in the model's 16-bit dtype (the sampler
+# runs after the replay, outside the graph: PyExecutor's sampler step)
+ESTIMATION_EXTRA_TOKENS = 2  # _get_token_num_for_estimation: 1 generated token + 1 with the overlap scheduler
+DEFAULT_GRAPH_SIZES = (*range(1, 32), 32, 64, 128)  # CudaGraphConfig's sizes for its default max 128, no padding
+DEFAULT_MAX_BATCH = 2048  # TorchLlmArgs max_batch_size default (the executor's batch_size)
+
+
+def estimation_blocks(*, max_num_tokens: int, max_seq_len: int, block: int, dp_copies: int = 1) -> int:
+    """The estimation cache's blocks on a rank: the dummy context requests of ``KvCacheCreator`` (above)."""
+    longest = max(1, min(max_num_tokens, max_seq_len - 1))
+    full, rest = divmod(max_num_tokens, longest)
+    blocks = full * ceil_div(longest + ESTIMATION_EXTRA_TOKENS, block)
+    if rest:
+        blocks += ceil_div(rest + ESTIMATION_EXTRA_TOKENS, block)
+    return blocks * dp_copies
+
+
+def graph_pool(spec: ModelSpec, *, rows: int, tp: int, sharding: Sharding | None = None) -> int:
+    """The memory pool of the largest decode graph, ``rows`` sequences on a rank: kvplan's ``rows``-token forward
+    (:func:`activation`: hidden buffers, the dense MLP's intermediates, the MoE's over every DP rank's rows) with the
+    graph's output logits (``rows x vocab``, :data:`GRAPH_LOGIT_BYTES`) in place of the profile run's one-row sampler
+    pass."""
+    mlp = vllm.mlp_peak(spec, tokens=rows, tp=tp)
+    body = activation(spec, tokens=rows, tp=tp, sharding=sharding) - round(max(vllm.LOGIT_BYTES * spec.vocab_size, mlp))
+    return body + max(GRAPH_LOGIT_BYTES * rows * spec.vocab_size, mlp)
+
+
+def default_graph_sizes(settings: Settings) -> tuple[int, ...]:
+    """The decode graphs the engine captures where the launch names no ``batch_sizes``: TorchLlmArgs'
+    ``cuda_graph_config`` defaults to ``CudaGraphConfig()`` (graphs on), whose validator generates the sizes for
+    ``max_batch_size or 128`` without padding, ``list(range(1, 32)) + [32, 64, 128]`` (+ powers of two from 256 up to
+    its max: none at 128), ``CudaGraphConfig._generate_cuda_graph_batch_sizes`` (tensorrt_llm/llmapi/llm_args.py,
+    the 1.0-era copy and later); the model engine keeps those up to ``min(max_batch_size, max_num_tokens)``
+    (``_filter_cuda_graph_batch_sizes``; no padding, so no cap added)."""
+    cap = min(settings.max_num_seqs or DEFAULT_MAX_BATCH, settings.max_num_batched_tokens or MAX_NUM_TOKENS)
+    return tuple(b for b in DEFAULT_GRAPH_SIZES if b <= cap)
+
+
 def temporary_window(window: int, *, max_seq_len: int, max_num_tokens: int) -> int:
     """Tokens a request holds beyond ``window`` while a prompt chunk is prefilled (calculateTemporaryAttentionWindow
     with max_input_len = max_seq_len - 1); 0 for a window that spans the whole sequence."""
@@ -472,6 +552,10 @@ class Trtllm(Engine):
     tensorrt_engine: bool = False
     default_block_tokens: int = TOKENS_PER_BLOCK
     no_window_families: frozenset[str] = NO_WINDOW_FAMILIES
+    # Whether the KV estimation's cache is grown for the CUDA-graph warmup ("Max cuda graph warmup required tokens",
+    # the comment above GRAPH_LOGIT_BYTES): True captures every graph before the estimation; False (the 1.0-1.2
+    # copies read) only where the dummy requests' blocks hold the largest graph's rows.
+    graph_warmup_blocks: bool = False
 
     def cache_plan(self, spec: ModelSpec, *, kv_dtype_name: str, tp: int, pp: int, mla: str = "latent") -> CachePlan:
         """The neutral plan; an NVFP4 cache at TensorRT-LLM's per-layer rounding (``nvfp4_layer_bytes``). MLA in
@@ -811,12 +895,43 @@ class Trtllm(Engine):
         act = o.activation_bytes if o.activation_bytes is not None else activation(spec, tokens=tokens, tp=tp,
                                                                                    sharding=sharding)  # fmt: skip
         ctx = o.non_torch_bytes if o.non_torch_bytes is not None else CONTEXT + (vllm.NON_TORCH_TP if tp > 1 else 0)
-        free = total - ctx - weights - act - o.overhead_bytes
+        graphs, in_estimation = self.estimation_graphs(spec, settings=settings, tp=tp, gpu=gpu, sharding=sharding)
+        held = graphs if in_estimation else 0
+        free = total - ctx - weights - act - held - o.overhead_bytes
         share = int(max(free, 0) * frac)
+        rule = "(free after load, activations and the CUDA graphs captured) x free_gpu_memory_fraction" if held else (
+            "(free after load and activations) x free_gpu_memory_fraction")  # fmt: skip
         return Budget(
-            total, share, weights, act, ctx, 0, False, o.overhead_bytes, share,
-            "(free after load and activations) x free_gpu_memory_fraction", frac, "free_gpu_memory_fraction",
+            total, share, weights, act, ctx, graphs, in_estimation, o.overhead_bytes, share, rule, frac,
+            "free_gpu_memory_fraction",
         )  # fmt: skip
+
+    def estimation_graphs(
+        self, spec: ModelSpec, *, settings: Settings, tp: int, gpu: GPU, sharding: Sharding | None = None
+    ) -> tuple[int, bool]:
+        """``(bytes, captured before the KV estimation)`` of the decode CUDA graphs' memory pool on a rank (the rule
+        above :data:`GRAPH_LOGIT_BYTES`): the pool of the largest captured size (:func:`graph_pool`), inside the
+        estimation's ``extra_cost`` where the estimation cache holds that size's rows (:func:`estimation_blocks`, or
+        always with ``graph_warmup_blocks``); otherwise the graphs are captured after the pool is sized, from the
+        memory the fraction leaves. The sizes are the launch's (:func:`captured_graph_sizes`) or, where it names
+        none, the default config's (:func:`default_graph_sizes`). ``(0, False)`` without graphs: the TensorRT-engine
+        releases (kvplan prices none there) and ``cuda_graphs`` False."""
+        if self.tensorrt_engine or settings.cuda_graphs is False:
+            return 0, False
+        sizes = captured_graph_sizes(settings) if settings.cuda_graph_batch_sizes else default_graph_sizes(settings)
+        if not sizes:
+            return 0, False
+        rows = sizes[-1]
+        pool = graph_pool(spec, rows=rows, tp=tp, sharding=sharding)
+        if self.graph_warmup_blocks:
+            return pool, True
+        dp_copies = tp // sharding.attn_tp if sharding is not None and sharding.attn_tp < tp else 1
+        block = tokens_per_block(spec, gpu=gpu, given=settings.block_size, default=self.default_block_tokens,
+                                 flash_mla=True)  # fmt: skip
+        blocks = estimation_blocks(max_num_tokens=settings.max_num_batched_tokens or MAX_NUM_TOKENS,
+                                   max_seq_len=settings.max_seq_len or spec.max_position_embeddings, block=block,
+                                   dp_copies=dp_copies)  # fmt: skip
+        return pool, blocks >= rows
 
     def launch_notes(self, r: CapacityResult) -> list[str]:
         """A quantized KV cache is chosen by llmapi ``KvCacheConfig.dtype`` ("The data type to use for the KV cache.

@@ -1548,7 +1548,26 @@ CALIBRATION = Calibration(
         seq_kvhead_16bit_s=1.123e-08,
         overlap_p=5.883,
     ),
+    # The float32 routers (Calibration.fp32_router_families), read in the PyPI wheels. GLM-4.5 / 4.6
+    # (model_executor/models/glm4_moe.py, 0.10.2, 0.11.0, 0.12.0, 0.13.0, 0.14.0, 0.16.0, 0.19.0 alike, and a stored
+    # copy of main, 2026): ``Glm4MoE.__init__`` builds ``self.gate = nn.Linear(hidden_size, n_routed_experts,
+    # bias=False, dtype=torch.float32)`` and ``forward`` runs ``self.gate(hidden_states.to(dtype=torch.float32))``.
+    # Nemotron-H's MoE only up to the 0.16 rules (V0_16_ROUTERS): 0.19.0's ``NemotronHMoE`` builds ``GateLinear(...,
+    # out_dtype=torch.float32, force_fp32_compute=True)``, which on Hopper and Blackwell keeps its weight 16-bit and
+    # runs ``ops.router_gemm_bf16_fp32`` (bf16 x bf16 -> fp32 on the tensor cores, fused_moe/router/gate_linear.py
+    # ``GateLinear.forward`` tier 3); float32 weights only before Hopper (not modelled: the set is per rule set). TF32
+    # stays off: no 0.10.2-0.13.0 module calls torch.set_float32_matmul_precision, and from 0.14.0 the worker sets
+    # it from VLLM_FLOAT32_MATMUL_PRECISION, default "highest" (v1/worker/gpu_worker.py, envs.py). DeepSeek's,
+    # Qwen3's and gpt-oss's gates are 16-bit in these wheels. MiniMax-M1 (minimax_text_01.py
+    # ``MiniMaxText01MoE``: ``ReplicatedLinear(..., params_dtype=torch.float32)``, ``self.gate(hidden_states.to(
+    # torch.float32))``; 0.10.2-0.19.0) and MiniMax-M2 (minimax_m2.py ``MiniMaxM2MoE``, the same; from 0.12.0, the
+    # first of these wheels that has the model) too.
+    fp32_router_families=frozenset({"glm4_moe", "minimax_m1", "minimax_m2"}),
 )
+# ... and the 0.8 and 0.16 rules' Nemotron-H gate: nemotron_h.py ``NemotronHMoE`` (0.12.0, 0.16.0 wheels)
+# ``ReplicatedLinear(..., params_dtype=torch.float32)`` over ``hidden_states.to(dtype=torch.float32)``: float32 on
+# every GPU.
+V0_16_ROUTERS = CALIBRATION.fp32_router_families | {"nemotron_h"}
 
 
 # vllm/envs.py VLLM_SHARED_EXPERTS_STREAM_TOKEN_THRESHOLD default: the most tokens a step may hold on the rank for
@@ -1758,6 +1777,7 @@ V0_8 = replace(V0_19, release="0.8", version="0.8 (V1 engine, before the A100 ba
                # fla only (0.16); the CUDA causal conv1d: vLLM's Triton one came later (vllm-project/vllm PR #18218,
                # opened 2025-05-15 after 0.8.5), so no per-SM ceiling
                calibration=replace(CALIBRATION, blackwell_mla_layer_s=None, gdn_kernel_archs=(),
+                                   fp32_router_families=V0_16_ROUTERS,
                                    conv1d_sm_bytes_s=None),
                overlap=Overlap(moe_allgather=True, logits_gather_sample=True),  # the sampling read in 0.11.0
                host_loop=HOST_LOOP_0_8,
@@ -1844,6 +1864,7 @@ V0_16 = replace(
         blackwell_mla_nope_dims=(BLOCK_FORCED_FLASHINFER_NOPE,),
         blackwell_mla_dense_only=True,
         gdn_kernel_archs=(),
+        fp32_router_families=V0_16_ROUTERS,
     ),
     settings_read=tuple(n for n in V0_19.settings_read if n != "cuda_graph_estimate"),
     # The SSM state (MambaStateDtypeCalculator above): 0.16.0's gated_delta_net_state_dtype takes no
