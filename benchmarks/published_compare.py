@@ -1906,6 +1906,33 @@ def ep_reading_lines(rows: list[dict]) -> list[str]:
     return out
 
 
+def graph_pool_lines(runs: list[dict]) -> list[str]:
+    """Each v1.0 row's decode CUDA graphs in TensorRT-LLM's KV estimation (kvplan.engines.trtllm
+    ``Trtllm.estimation_graphs``): the largest captured size a rank, its memory pool, and whether the estimation's
+    small cache holds that size's rows, so the pool is captured before the KV pool is sized (in the budget) or after
+    it (from the memory the fraction leaves); a summary by split."""
+    from kvplan.engines.trtllm import captured_graph_sizes
+    from kvplan.units import GIB
+
+    out, held = [], {"TP": [], "DP": []}
+    for r in _by_source(runs, "trtllm-1.0"):
+        s = row_setup(r)
+        b = s.stages[0].budget
+        kind = "DP" if run_split(r).get("dp") else "TP"
+        if b.cuda_graph_in_budget:
+            held[kind].append(b.cuda_graph)
+            out.append(f"graph pool {r['label']:16} {r['gpu']:9} {split_label(r):8} {r['isl']:>5}/{r['osl']:<5} "
+                       f"{captured_graph_sizes(s.settings)[-1]:>5} rows a rank: {b.cuda_graph / GIB:.2f} GiB before "
+                       f"the KV estimation")  # fmt: skip
+    n = {k: sum(1 for r in _by_source(runs, "trtllm-1.0") if ("DP" if run_split(r).get("dp") else "TP") == k)
+         for k in held}  # fmt: skip
+    for k, pools in held.items():
+        span = f" ({min(pools) / GIB:.2f}-{max(pools) / GIB:.2f} GiB)" if pools else ""
+        out.append(f"graph pool summary {k}: {len(pools)} of {n[k]} v1.0 rows capture their graphs before the KV "
+                   f"estimation{span}; the others after it")  # fmt: skip
+    return out
+
+
 def _by_source(rows: list[dict], source: str) -> list[dict]:
     return [r for r in rows if r["source"] == source]
 
@@ -3128,6 +3155,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the attention-DP rows by model and GPU class, experts whole against experts sliced",
     )
+    ap.add_argument(
+        "--graph-pool",
+        action="store_true",
+        help="the v1.0 rows whose decode CUDA graphs TensorRT-LLM captures before its KV estimation, with their pool",
+    )
     ap.add_argument("--run-residual", action="store_true",
                     help="the decode-heavy attention-DP rows as the page ran them: the step time each needs added, "
                          "beside kvplan's MoE, attention and GEMM times")  # fmt: skip
@@ -3231,6 +3263,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.ep_readings:
         print()
         print("\n".join(ep_reading_lines([r for r in rows if "ratio" in r])))
+    if args.graph_pool:
+        print()
+        print("\n".join(graph_pool_lines(data["runs"])))
     if args.run_residual:
         print()
         print("\n".join(run_residual_lines(data["runs"])))

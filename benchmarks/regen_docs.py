@@ -728,6 +728,7 @@ BLOCKS: tuple[Block, ...] = (
     Block("dp_ep_gap_published", _COST, "python benchmarks/dp_ep_gap.py --published", fence=""),
     Block("moe_release_gap", _COST, "python benchmarks/moe_release_gap.py --published", fence=""),
     Block("ep_readings", _COST, f"{_PC} --ep-readings", start=r"^ep reading ", fence=""),
+    Block("graph_pool", _COST, f"{_PC} --graph-pool", start=r"^graph pool summary ", fence=""),
     Block(
         "dp_balance",
         _COST,

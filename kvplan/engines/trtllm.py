@@ -1342,7 +1342,8 @@ V0_20 = Trtllm(
     "request; every layer "
     "keeps every token unless max_attention_window "
     "sets windows (a pool per window)",
-    budget_rule="free memory after load and activations x free_gpu_memory_fraction (0.9)",
+    budget_rule="free memory after load, activations and the CUDA graphs captured before the KV estimation x "
+    "free_gpu_memory_fraction (0.9)",
     # nvfp4: KvCacheConfig.dtype "nvfp4" (_nvfp4_token_bytes; Blackwell only, check_kv_on_gpu).
     kv_dtypes=("bf16", "fp16", "fp8", "int8", "nvfp4"),
     kv_dtype_flags={"bf16": "auto", "fp16": "auto", "fp8": "fp8", "int8": "int8", "nvfp4": "nvfp4"},
@@ -1634,6 +1635,7 @@ V0_17 = replace(
     default_block_tokens=V0_17_TOKENS_PER_BLOCK,
     image="",  # no published v0.17 serving image was read: --emit k8s needs --image
     paging="blocks of tokens_per_block (64, the engine build's default) per request; every layer keeps every token",
+    budget_rule="free memory after the engine loads (weights, activations) x free_gpu_memory_fraction (0.9)",
     kv_dtypes=("bf16", "fp16", "fp8", "int8"),
     settings_read=(
         "free_gpu_memory_fraction",
