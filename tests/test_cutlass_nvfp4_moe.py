@@ -41,8 +41,9 @@ def test_only_the_calibrations_with_a_fit_take_its_fixed_cost() -> None:
     # v0.17's TensorRT engines (the MoE plugin, not read): fp4_moe_layer_s, as fit_fp4.py fitted it (7.041 us before
     # the fit took the GEMM tables and fp4_gemm_s; 6.627 us before the refit after B200's own all-reduce latency)
     assert _ctx("trtllm@0.17").moe_layer_s == pytest.approx(6.545e-6)
-    # vLLM's NVFP4 experts on Blackwell (TRT-LLM-Gen kernels): its own fp4_moe_layer_s (15.02 us before that refit)
-    assert _ctx("vllm").moe_layer_s == pytest.approx(1.451e-5)
+    # vLLM's NVFP4 experts on Blackwell (TRT-LLM-Gen kernels): its own fp4_moe_layer_s (15.02 us before that refit,
+    # 14.51 us before the refit with vLLM's sampling after the LM head in each step, kvplan.latency.sampling_s)
+    assert _ctx("vllm").moe_layer_s == pytest.approx(1.427e-5)
 
 
 def test_one_token_by_hand() -> None:
