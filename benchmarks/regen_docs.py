@@ -736,7 +736,7 @@ BLOCKS: tuple[Block, ...] = (
         stop=r"^prompt split (?!Qwen3-235B-A22B )",
         fence="",
     ),
-    Block("prompt_fit", _COST, f"{_PC} --prompt-split", start=r"^prompt fit ", fence=""),
+    Block("prompt_fit", _COST, f"{_PC} --prompt-split", start=r"^prompt fit ", stop=r"^prompt v1\.0 rows ", fence=""),
     Block("prompt_later_page", _COST, f"{_PC} --prompt-split", start=r"^prompt v1\.0 rows ", fence=""),
     Block("long_prompt_gap", _COST, "python benchmarks/long_prompt_gap.py", fence=""),
     Block("dp_ep_gap", _COST, "python benchmarks/dp_ep_gap.py", fence=""),

@@ -69,6 +69,9 @@ shows. This module sums, for one prefill or decode step on one GPU of a TP group
   ``allreduce_base_s + allreduce_rank_s * (tp - 2) + 2 (tp - 1) / tp * bytes / (link * allreduce_bw_eff)``,
   the base per GPU class where the engine's own all-reduce table differs (:func:`allreduce_constants`: Blackwell
   HGX, GB200 NVL72);
+* **sampling** after the LM head where the engine's rules read it (vLLM, :func:`sampling_s`): under TP the logits'
+  NCCL all-gather (in the all-reduce column) and its reordering copy, the fp32 cast and the argmax over the
+  vocabulary of every sampled row (element-wise), eager kernels outside the step's CUDA graph;
 * **expert-parallel all-to-all** with data-parallel attention (``dp`` ranks): a dispatch and a combine
   per MoE layer, latency + bandwidth over NVLink within the NVLink domain and the NIC beyond it
   (:func:`alltoall_s`; constants fitted to DeepEP's published tables by ``benchmarks/fit_alltoall.py``);
@@ -1059,14 +1062,14 @@ NCCL_FITS: dict[str, NcclFit] = {
 }
 
 
-def nccl_collective_s(c: _Ctx, nbytes: float) -> float | None:
+def nccl_collective_s(c: _Ctx, nbytes: float, ranks: int | None = None) -> float | None:
     """One NCCL all-gather or reduce-scatter of a ``nbytes`` tensor (the gathered output, the reduce-scatter's input)
-    over the ``moe_ranks`` within one NVLink domain: NCCL runs the protocol its tuner predicts fastest
-    (NVIDIA/nccl ``src/graph/tuning.cc``), so the faster of ``base + rank x (R - 2) + (R - 1) / R x bytes / (link x
-    eff)`` for LL and for Simple (:data:`NCCL_FITS`, per GPU architecture). None where no fit covers the GPU's
+    over ``ranks`` (the ``moe_ranks`` by default) within one NVLink domain: NCCL runs the protocol its tuner predicts
+    fastest (NVIDIA/nccl ``src/graph/tuning.cc``), so the faster of ``base + rank x (R - 2) + (R - 1) / R x bytes /
+    (link x eff)`` for LL and for Simple (:data:`NCCL_FITS`, per GPU architecture). None where no fit covers the GPU's
     architecture or the ranks span nodes (the caller keeps :func:`allgather_s`)."""
     fit = NCCL_FITS.get(c.gpu.architecture or "")
-    ranks = c.moe_ranks
+    ranks = c.moe_ranks if ranks is None else ranks
     if fit is None or ranks > c.gpus_per_node:
         return None
     if ranks == 1 or nbytes <= 0:
@@ -2320,6 +2323,54 @@ def _lm_head(c: _Ctx) -> tuple[_Ctx, int]:
     return c, c.spec.hidden_size * ceil_div(c.spec.vocab_size, c.tp)
 
 
+# The sampler's kernels on every step's logits where the engine's rules read them (Overlap.logits_gather_sample): the
+# fp32 cast, the argmax over the vocabulary and the sampled ids' cast to int32 (vLLM vllm/v1/sample/sampler.py
+# Sampler.forward, greedy_sample; 0.11.0 and 0.16.0 wheels). With TP one more: the copy that puts the all-gathered
+# shards back in vocabulary order (base_device_communicator.py DeviceCommunicatorBase.all_gather, movedim + reshape).
+SAMPLER_KERNELS = 3
+SAMPLING_ENGINE = "vllm"  # the engine whose sampling was read (Calibration.engine of its constants)
+
+
+def sampling_s(c: _Ctx, rows: float) -> tuple[float, float]:
+    """(collective, element-wise) seconds of the step's work on ``rows`` sampled rows' logits after the LM head, where
+    the engine's rules say it runs it (:class:`kvplan.engines.Overlap` ``logits_gather_sample``; (0, 0) elsewhere).
+
+    Read in vLLM's 0.11.0 and 0.16.0 wheels: ``LogitsProcessor._gather_logits`` all-gathers the vocab-parallel LM
+    head's 16-bit logits to every TP rank (``use_all_gather``: True on CUDA with the V1 engine), through
+    ``DeviceCommunicatorBase.all_gather`` (``torch.distributed.all_gather_into_tensor``: NCCL; CudaCommunicator does
+    not override it), then reorders them (one copy); the model runner calls ``compute_logits`` after the step's CUDA
+    graph, so these and the sampler's kernels run eagerly (``eager_kernel_s`` each). The sampler casts the logits to
+    fp32 and, greedy or not, ends in an argmax over the vocabulary (``greedy_sample``; the random path's
+    ``probs.div_(q).argmax``): read 16-bit, write and read fp32, at ``elementwise_mem_eff`` of the bandwidth. The
+    random path's softmax, temperature and exponential passes are not counted (which path a client's requests take is
+    the server's default sampling parameters; vllm bench serve sets none from 0.16 on). The all-gather is NCCL's
+    (:func:`nccl_collective_s` over the TP group), or half an all-reduce's wire at the engine's all-reduce constants
+    where no NCCL fit covers the GPU or the group spans nodes (the all-reduce's constants of the GPU's class,
+    :func:`allreduce_constants`). Only with the constants of
+    the engine whose rules these are: a step priced with another engine's constants and no engine (vLLM's rules;
+    benchmarks/fit_latency.py's predictions) gets none."""
+    if not c.rules.logits_gather_sample or c.cal.engine != SAMPLING_ENGINE or rows <= 0:
+        return 0.0, 0.0
+    vocab = c.spec.vocab_size
+    moved = rows * vocab * (c.act_bytes + 4 + 4)  # the cast reads 16-bit and writes fp32, the argmax reads fp32
+    kernels = SAMPLER_KERNELS
+    gather = 0.0
+    if c.tp > 1:
+        gathered = rows * ceil_div(vocab, c.tp) * c.tp * c.act_bytes
+        moved += 2 * gathered  # the reorder: read and write
+        kernels += 1
+        t = nccl_collective_s(c, gathered, c.tp)
+        if t is None:
+            base_s, rank_s, eff = allreduce_constants(c.cal, c.gpu)
+            wire = (c.tp - 1) / c.tp * gathered
+            if c.tp > c.gpus_per_node:
+                t = base_s + rank_s * (c.tp - 2) + NETWORK_LATENCY_S + wire / (NETWORK_GBPS * 1e9 * NETWORK_BW_EFF)
+            else:
+                t = base_s + rank_s * (c.tp - 2) + wire / (_link_gbps(c) * 1e9 * eff)
+        gather = t
+    return gather, moved / (c.bw * c.cal.elementwise_mem_eff) + kernels * c.cal.eager_kernel_s
+
+
 def _exchange_rules(rules: Overlap, *, two_batch: bool, deepep: bool) -> Overlap:
     """With DeepEP chosen (Settings.deepep) or two-micro-batch overlap on, the engine exchanges tokens with DeepEP's
     all-to-all (vLLM asserts a DeepEP all2all backend for --enable-dbo; SGLang's two-batch overlap runs on DeepEP),
@@ -2366,8 +2417,11 @@ def _linear_s(
         gemm, moe, elementwise = gemm + count * g, moe + count * m, elementwise + count * e
         if hides and parts is not None:
             moe_parts.append((count, parts))
+    gather = 0.0
     if lm_rows > 0 and lin.last:
         gemm += lm_head_s(c, lm_rows)
+        gather, passes = sampling_s(c, lm_rows)
+        elementwise += passes
     if c.dp == 1:
         # TP: the all-reduces each layer's parts end with (_kind_allreduces: one after attention or the token mixer,
         # one after the MLP, experts sliced or split whole: the output is summed over the TP group either way) and
@@ -2385,6 +2439,7 @@ def _linear_s(
                 reduce += count * hit[1]
     else:
         reduce, a2a = _dp_collectives_s(c, tokens, moe_tokens, lin.range, first=lin.first)
+    reduce += gather
     if not lin.moe_layers:  # a dense stage: nothing to hide (0, as the sum below over no layers)
         return gemm, moe, elementwise, reduce, a2a, 0
     if not hides:  # no layer can hide anything: each term of the sum below is 0.0

@@ -14,7 +14,7 @@ from kvplan.catalog import load_bundled
 from kvplan.cost import allreduce_bytes
 from kvplan.engines import trtllm, vllm
 from kvplan.hardware import resolve_gpu
-from kvplan.latency import step_latency
+from kvplan.latency import _make_ctx, sampling_s, step_latency
 from kvplan.params import tp_allreduces
 
 B200 = resolve_gpu("b200")
@@ -53,10 +53,13 @@ def _narrow(nbytes: float, cal=CAL) -> float:  # noqa: ANN001 - B200's own fixed
 
 
 def _decode(name: str, batch: int, **kw) -> float:  # noqa: ANN003
+    """The step's all-reduces at TP 2: its collective column less the vLLM rules' logits all-gather (sampling_s), which
+    the column also carries."""
     spec = load_bundled(name)
     t = step_latency(spec, B200, 2048, phase="decode", batch=batch, tp=2, kv_dtype_name="bf16",
                      weights_dtype="bf16", attention_flops=0, **kw)  # fmt: skip
-    return t.allreduce
+    c = _make_ctx(spec, B200, tp=2, weights_dtype="bf16", cal=CAL, eager=False, rules=vllm.OVERLAP)
+    return t.allreduce - sampling_s(c, batch)[0]
 
 
 def test_nemotron_h_step_prices_one_allreduce_a_block() -> None:

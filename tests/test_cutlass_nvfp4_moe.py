@@ -42,8 +42,9 @@ def test_only_the_calibrations_with_a_fit_take_its_fixed_cost() -> None:
     # the fit took the GEMM tables and fp4_gemm_s; 6.627 us before the refit after B200's own all-reduce latency, 6.545
     # us before the NVFP4 shape terms)
     assert _ctx("trtllm@0.17").moe_layer_s == pytest.approx(6.736e-6)
-    # vLLM's NVFP4 experts on Blackwell (TRT-LLM-Gen kernels): its own fp4_moe_layer_s (15.02 us before that refit)
-    assert _ctx("vllm").moe_layer_s == pytest.approx(1.451e-5)
+    # vLLM's NVFP4 experts on Blackwell (TRT-LLM-Gen kernels): its own fp4_moe_layer_s (15.02 us before that refit,
+    # 14.51 us before the refit with vLLM's sampling after the LM head in each step, kvplan.latency.sampling_s)
+    assert _ctx("vllm").moe_layer_s == pytest.approx(1.427e-5)
 
 
 def test_one_token_by_hand() -> None:

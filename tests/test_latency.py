@@ -12,9 +12,10 @@ import pytest
 
 from kvplan.catalog import load_bundled
 from kvplan.cost import phase_cost
+from kvplan.engines import engine_overlap
 from kvplan.errors import InvalidInput
 from kvplan.hardware import resolve_gpu
-from kvplan.latency import CALIBRATIONS, _Ctx, allreduce_s, calibration, step_latency
+from kvplan.latency import CALIBRATIONS, _Ctx, allreduce_s, calibration, nccl_collective_s, step_latency
 from tests.benchmods import bench_module
 
 H100 = resolve_gpu("h100-sxm")
@@ -48,10 +49,12 @@ def test_allreduce_latency_plus_bandwidth_by_hand():
     wire = 2 * 7 / 8 * 16384 / (H200.interconnect_gbps * 1e9 * 0.5)
     assert allreduce_s(ctx, 1) == pytest.approx(5e-6 + 6 * 1e-6 + wire)
     assert allreduce_s(replace(ctx, tp=1), 1) == 0.0
-    # decode at TP8 is latency-bound: 2 per layer + 1 after the embedding, 161 x ~11 us = ~1.8 ms
+    # decode at TP8 is latency-bound: 2 per layer + 1 after the embedding, 161 x ~11 us = ~1.8 ms, and the vLLM rules'
+    # all-gather of the sampled row's logits (sampling_s: NCCL over the 8 ranks, 8 x 16,032 x 2 B)
     t = step_latency(spec, H200, 4096, phase="decode", tp=8, kv_dtype_name="bf16", weights_dtype="bf16",
                      attention_flops=0, constants=cal)  # fmt: skip
-    assert t.allreduce == pytest.approx(161 * allreduce_s(ctx, 1))
+    gather = nccl_collective_s(replace(ctx, rules=engine_overlap(None)), 8 * 16032 * 2, 8)
+    assert t.allreduce == pytest.approx(161 * allreduce_s(ctx, 1) + gather)
 
 
 def test_moe_decode_reads_touched_experts_and_grows_with_batch():

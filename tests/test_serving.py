@@ -108,12 +108,13 @@ def test_trtllm_reserves_each_request_to_completion():
 
 def test_p99_at_least_p90_at_least_mean(llama8b):
     inp, out = Lengths.of(2048, 4096), Lengths.of(512, 1024)
-    for rate in (0.5, 2, 5, 8):  # below saturation (the KV pool at about 8.5 req/s)
+    for rate in (0.5, 2, 5, 7.5):  # below saturation (the KV pool at about 7.98 req/s; 8 was below it until vLLM's
+        # sampling after the LM head was priced, kvplan.latency.sampling_s: slower steps, a larger batch)
         r = serve(llama8b, rate_rps=rate, input_len=inp, output_len=out, with_max_rate=False)
         assert not r.saturated
         assert r.ttft_p99_s >= r.ttft_p90_s >= r.ttft_mean_s
         assert r.tpot_p99_s >= r.tpot_p90_s >= r.tpot_mean_s
-    assert r.tpot_p99_s > r.tpot_p90_s  # 8 req/s: a batch of about 150, its count's tail grows with z
+    assert r.tpot_p99_s > r.tpot_p90_s  # 7.5 req/s: a batch of about 120, its count's tail grows with z
 
 
 def test_one_request_equals_the_static_figures_at_every_percentile(llama8b):
@@ -130,21 +131,22 @@ def test_p99_ttft_wait_by_hand(llama8b):
     # Every prompt 1024 tokens (p90 = mean), 20 req/s. The prefill slots' load rho = p / (budget - n) with the
     # solved p and n; the mean TTFT is S (1 + rho / (2 (1 - rho))) (M/D/1 mean wait), so S follows from it.
     # The exponential tail's wait at q: (W / rho) ln(rho / (1 - q)) = S / (2 (1 - rho)) ln(rho / (1 - q)), 0 for
-    # rho <= 1 - q. This run (printed once): rho 0.07247, mean TTFT 0.039026 s -> S = 0.039026 / 1.039064 =
-    # 0.037559 s; p90: rho < 0.1, no wait: 0.037559 s, below the mean, so the mean 0.039026 s;
-    # p99: 0.037559 + 0.037559 / (2 x 0.92753) x ln(7.247) = 0.037559 + 0.020247 x 1.98055 = 0.077659 s.
+    # rho <= 1 - q. This run (printed once): rho 0.07374, mean TTFT 0.039349 s -> S = 0.039349 / 1.039803 =
+    # 0.037842 s; p90: rho < 0.1, no wait: 0.037842 s, below the mean, so the mean 0.039349 s;
+    # p99: 0.037842 + 0.037842 / (2 x 0.92626) x ln(7.374) = 0.037842 + 0.020427 x 1.99791 = 0.078655 s.
     # (Was rho 0.06237, p99 0.069761 s before vLLM's decode attention was refitted per architecture on its kernel
-    # tables, kvplan.engines.vllm hopper_gqa_decode: the decode step, so the batch and the prefill slots, moved.)
+    # tables, kvplan.engines.vllm hopper_gqa_decode: the decode step, so the batch and the prefill slots, moved; rho
+    # 0.07247, p99 0.077659 s before vLLM's sampling after the LM head was priced, kvplan.latency.sampling_s.)
     # The room share's load ("step", the default until stop 29; the time share's by-hand figures are in
     # tests/test_serving_queue_rule.py).
     with mixed_queue_rule("step"):
         r = serve(llama8b, rate_rps=20, input_len=Lengths.of(1024), output_len=Lengths.of(256), with_max_rate=False)
     rho = r.prefill_tokens_per_step / (r.max_num_batched_tokens - r.step_batch)
-    assert rho == pytest.approx(0.07247, rel=1e-3)
+    assert rho == pytest.approx(0.07374, rel=1e-3)
     service = r.ttft_mean_s / (1 + rho / (2 * (1 - rho)))
     assert r.ttft_p90_s == pytest.approx(r.ttft_mean_s)
     assert r.ttft_p99_s == pytest.approx(service + service / (2 * (1 - rho)) * math.log(rho / 0.01))
-    assert r.ttft_p99_s == pytest.approx(0.077659, rel=1e-3)
+    assert r.ttft_p99_s == pytest.approx(0.078655, rel=1e-3)
 
 
 def test_z_scores_are_the_normal_quantiles():

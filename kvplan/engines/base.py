@@ -718,6 +718,11 @@ class Overlap:
     # DeepEP for it, so with the setting the exchange is the all-to-all. None: the engine has no such mode.
     two_batch_decode_tokens: int | None = None
     two_batch_prefill_tokens: int | None = None
+    # The step's sampling after the LM head, outside its CUDA graph (kvplan.latency.sampling_s): under TP the
+    # vocab-parallel LM head's logits are all-gathered to every rank over NCCL and put back in vocabulary order (one
+    # copy), then the sampler casts each sampled row's logits to fp32 and reduces them over the vocabulary (an argmax).
+    # False: the engine's sampling was not read.
+    logits_gather_sample: bool = False
 
 
 @dataclass(frozen=True)

@@ -1448,12 +1448,14 @@ CALIBRATION = Calibration(
     # blackwell_gqa_decode below held (was 0.7075, 0.7511, 0.5897, 6.483e-10, 1.144e-05), and again once the MoE router
     # ran 16-bit (kvplan.latency._router_ctx; was 0.7038, 0.7303, 0.5906, 7.845e-10, 1.251e-05), and again once the
     # all-reduce took B200's own latency (blackwell_allreduce_base_s above; was 0.6978, 0.7325, 0.5783, 9.174e-10,
-    # 1.502e-05: the fitted steps' prefill / decode median |ln| 0.045 / 0.068 -> 0.044 / 0.059).
-    fp4_eff_scale=0.6975,
-    fp4_mem_eff_scale=0.7522,
+    # 1.502e-05: the fitted steps' prefill / decode median |ln| 0.045 / 0.068 -> 0.044 / 0.059), and again once each
+    # step carried vLLM's sampling after the LM head (kvplan.latency.sampling_s; was 0.6975, 0.7522, 0.5786, 9.123e-10,
+    # 1.451e-05: 0.044 / 0.059 -> 0.045 / 0.060).
+    fp4_eff_scale=0.6979,
+    fp4_mem_eff_scale=0.7554,
     fp4_moe_eff_scale=0.5786,
-    fp4_k_s=9.123e-10,
-    fp4_moe_layer_s=1.451e-05,
+    fp4_k_s=9.014e-10,
+    fp4_moe_layer_s=1.427e-05,
     # The Marlin MoE kernel (moe_kernel: MXFP4 experts where vLLM has no other kernel for them) on the rows it computes,
     # each expert's tokens padded to fused_marlin_moe's block (kvplan.latency marlin_block_m): the share of the dense
     # 16-bit peak it reaches, measured by benchmarks/marlin_moe_compare.py on aiconfigurator 0.12.0's two vLLM 0.24.0
@@ -1582,11 +1584,18 @@ SHARED_EXPERTS_STREAM_TOKENS = 256
 #   (vllm/v1/worker/ubatching.py) when the step has more tokens than dbo_decode_token_threshold (32, decode-only
 #   steps) or dbo_prefill_token_threshold (512, steps with a prefill); VllmConfig.__post_init__ (vllm/config/vllm.py)
 #   asserts a deepep_low_latency / deepep_high_throughput all2all backend for it.
+# * sampling: every step the model runner computes the sampled rows' logits after the CUDA graph
+#   (vllm/v1/worker/gpu_model_runner.py: compute_logits outside the graph wrapper), LogitsProcessor._gather_logits
+#   all-gathers them over the TP group (vllm/model_executor/layers/logits_processor.py; use_all_gather, platforms/
+#   interface.py: True with the V1 engine, whose default VLLM_USE_V1 is 1) and the V1 Sampler casts them to fp32 and
+#   takes an argmax (vllm/v1/sample/sampler.py Sampler.forward, greedy_sample). Read in the 0.11.0 and 0.16.0 wheels
+#   (kvplan.latency.sampling_s).
 OVERLAP = Overlap(
     shared_experts_tokens=SHARED_EXPERTS_STREAM_TOKENS,
     moe_allgather=True,
     two_batch_decode_tokens=32,
     two_batch_prefill_tokens=512,
+    logits_gather_sample=True,
 )
 
 # The host loop (kvplan.host). vllm/v1/engine/core.py: EngineCore.step schedules (Scheduler.schedule), runs the model
@@ -1770,7 +1779,7 @@ V0_8 = replace(V0_19, release="0.8", version="0.8 (V1 engine, before the A100 ba
                calibration=replace(CALIBRATION, blackwell_mla_layer_s=None, gdn_kernel_archs=(),
                                    fp32_router_families=V0_16_ROUTERS,
                                    conv1d_sm_bytes_s=None),
-               overlap=Overlap(moe_allgather=True),
+               overlap=Overlap(moe_allgather=True, logits_gather_sample=True),  # the sampling read in 0.11.0
                host_loop=HOST_LOOP_0_8,
                front_end=FRONT_END_0_8,
                graph_cap="fixed",  # max_capture_size: 512 whatever max_num_seqs (0.8.5 _set_cudagraph_sizes)
