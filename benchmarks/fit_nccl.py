@@ -65,6 +65,9 @@ import statistics
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from aic_tables import tables_root  # noqa: E402 - shared with the table scripts
+
 DATA = Path(__file__).resolve().parent / "data" / "nccl_perf.json"
 # aiconfigurator system -> (kvplan catalog GPU, architecture, NCCL version aiconfigurator queries for it).
 SYSTEMS = {
@@ -103,13 +106,11 @@ FIELDS = ("ll_base_s", "ll_rank_s", "ll_bw_eff", "simple_base_s", "simple_rank_s
 def collect(out: Path) -> int:
     """Write the all-gather / reduce-scatter (and grouped all-to-all) rows of aiconfigurator's NCCL tables to
     ``out``."""
-    try:
-        import pandas as pd
-        from aiconfigurator_core import __file__ as core_file
-    except ImportError:
+    root = tables_root()
+    if root is None:
         print("aiconfigurator (and pandas) is not installed here; skipped (run with aiconfigurator's venv)")
         return 0
-    root = Path(core_file).parent / "systems" / "data"
+    import pandas as pd
     systems = {}
     for system, (gpu, arch, version) in SYSTEMS.items():
         frame = pd.read_parquet(root / system / "comm" / "nccl" / version / "nccl_perf.parquet")
@@ -139,13 +140,11 @@ def collect(out: Path) -> int:
 
 def collect_allreduce(out: Path) -> int:
     """Write the CUDA-graph rows of each engine's all-reduce table (:data:`ALLREDUCE_TABLES`) to ``out``."""
-    try:
-        import pandas as pd
-        from aiconfigurator_core import __file__ as core_file
-    except ImportError:
+    root = tables_root()
+    if root is None:
         print("aiconfigurator (and pandas) is not installed here; skipped (run with aiconfigurator's venv)")
         return 0
-    root = Path(core_file).parent / "systems" / "data"
+    import pandas as pd
     engines = {}
     for engine, (framework, version, kernel) in ALLREDUCE_TABLES.items():
         systems = {}
