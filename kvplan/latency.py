@@ -2359,15 +2359,11 @@ def sampling_s(c: _Ctx, rows: float) -> tuple[float, float]:
         gathered = rows * ceil_div(vocab, c.tp) * c.tp * c.act_bytes
         moved += 2 * gathered  # the reorder: read and write
         kernels += 1
-        t = nccl_collective_s(c, gathered, c.tp)
-        if t is None:
-            base_s, rank_s, eff = allreduce_constants(c.cal, c.gpu)
-            wire = (c.tp - 1) / c.tp * gathered
-            if c.tp > c.gpus_per_node:
-                t = base_s + rank_s * (c.tp - 2) + NETWORK_LATENCY_S + wire / (NETWORK_GBPS * 1e9 * NETWORK_BW_EFF)
-            else:
-                t = base_s + rank_s * (c.tp - 2) + wire / (_link_gbps(c) * 1e9 * eff)
-        gather = t
+        nccl = nccl_collective_s(c, gathered, c.tp)
+        if nccl is None:  # half an all-reduce's wire ((R - 1) / R of the bytes) at its constants
+            base, ring, per_s = _allreduce_terms(c, c.tp)
+            nccl = base + ring / 2 * gathered / per_s
+        gather = nccl
     return gather, moved / (c.bw * c.cal.elementwise_mem_eff) + kernels * c.cal.eager_kernel_s
 
 
