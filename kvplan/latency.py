@@ -655,14 +655,11 @@ def _router_ctx(c: _Ctx) -> _Ctx:
     (:func:`_router_cast_s` adds the input's cast)."""
     gate = c.terms.get("router")
     if gate is None:
+        nbytes, peak = c.act_bytes, c.peak16
         if _fp32_router(c):
-            peak = c.peak16 / 2 if c.cal.fp32_router_tf32 else c.gpu.fp32_tflops * 1e12
-            gate = replace(c, w_bytes=4.0, act_bytes=4.0, peak=peak, mem_scale=1.0, fp4_k_s=0.0, wave_sms=0,
-                           fp8_quant_s=0.0)  # fmt: skip
-        else:
-            gate = replace(c, w_bytes=c.act_bytes, peak=c.peak16, mem_scale=1.0, fp4_k_s=0.0, wave_sms=0,
-                           fp8_quant_s=0.0)  # fmt: skip
-        c.terms["router"] = gate
+            nbytes, peak = 4.0, c.peak16 / 2 if c.cal.fp32_router_tf32 else c.gpu.fp32_tflops * 1e12
+        gate = c.terms["router"] = replace(c, w_bytes=nbytes, act_bytes=nbytes, peak=peak, mem_scale=1.0, fp4_k_s=0.0,
+                                           wave_sms=0, fp8_quant_s=0.0)  # fmt: skip
     return gate
 
 
