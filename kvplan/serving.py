@@ -670,9 +670,9 @@ def _dp_parts(s: Setup, *, n: float, p: float, prompt: int, chunk: float, prefix
                                       room=room, drawn=drawn)  # fmt: skip
         if held >= 1.0:
             return decode, share, busy
-        free = _independent_parts(s, n=n, p=p, prompt=prompt, chunk=chunk, prefix=prefix, context=context, ep=ep,
-                                  room=room, decode=decode, drawn=drawn)  # fmt: skip
-        free_share, free_busy = free[1], free[2]
+        _, free_share, free_busy = _independent_parts(s, n=n, p=p, prompt=prompt, chunk=chunk, prefix=prefix,
+                                                      context=context, ep=ep, room=room, decode=decode,
+                                                      drawn=drawn)  # fmt: skip
         mixed = held * share + (1 - held) * free_share
         return decode, mixed, (held * share * busy + (1 - held) * free_share * free_busy) / mixed
     return _independent_parts(s, n=n, p=p, prompt=prompt, chunk=chunk, prefix=prefix, context=context, ep=ep,
